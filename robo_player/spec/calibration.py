@@ -1,0 +1,198 @@
+"""Per-key calibration tables: drive -> heard velocity and drive -> latency.
+
+The same :class:`KeyCurve` serves measured calibration and the spec's nominal curves,
+so the planner has one code path. Tables are piecewise linear over increasing drive
+fractions; the calibrator fills them densely from its fit.
+
+File format (YAML)::
+
+    format: robo_player.calibration
+    version: 1
+    spec: piano-88-grand
+    spec_hash: 0123abcd...
+    strikes_per_key: 10.0          # mean
+    pedal_latency_us: 41000        # optional
+    keys:
+      21: {threshold: 0.21, strikes: 10, drive: [...], velocity: [...], latency_us: [...]}
+"""
+
+from __future__ import annotations
+
+import bisect
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from ..errors import CalibrationError
+from .model import PianoSpec
+
+CAL_FORMAT = "robo_player.calibration"
+CAL_VERSION = 1
+
+
+def _interp(x: float, xs: tuple[float, ...], ys: tuple[float, ...]) -> float:
+    """Piecewise-linear interpolation, linear extrapolation off both ends."""
+    if len(xs) == 1:
+        return ys[0]
+    i = bisect.bisect_right(xs, x) - 1
+    i = min(max(i, 0), len(xs) - 2)
+    x0, x1, y0, y1 = xs[i], xs[i + 1], ys[i], ys[i + 1]
+    return y0 + (y1 - y0) * (x - x0) / (x1 - x0)
+
+
+@dataclass(frozen=True, slots=True)
+class KeyCurve:
+    """Monotone curves of one key. ``drive`` strictly increasing, all > ``threshold``;
+    ``velocity`` increasing; ``latency_us`` non-increasing."""
+
+    pitch: int
+    threshold: float
+    drive: tuple[float, ...]
+    velocity: tuple[float, ...]
+    latency_us: tuple[float, ...]
+    strikes: int = 0  # strikes spent calibrating this key (0 = nominal)
+
+    @property
+    def max_velocity(self) -> float:
+        return self.velocity[-1]
+
+    @property
+    def min_velocity(self) -> float:
+        return self.velocity[0]
+
+    def velocity_at(self, drive: float) -> float:
+        if drive <= self.threshold:
+            return 0.0
+        return max(0.0, _interp(drive, self.drive, self.velocity))
+
+    def latency_at(self, drive: float) -> float:
+        d = min(max(drive, self.drive[0]), self.drive[-1])
+        return _interp(d, self.drive, self.latency_us)
+
+    def drive_for_velocity(self, velocity: float) -> float:
+        """Drive that gives ``velocity``, clamped to the table's range."""
+        v = min(max(velocity, self.velocity[0]), self.velocity[-1])
+        return _interp(v, self.velocity, self.drive)
+
+
+@dataclass(slots=True)
+class Calibration:
+    spec_name: str
+    spec_hash: str
+    keys: dict[int, KeyCurve] = field(default_factory=dict)
+    pedal_latency_us: int | None = None
+    measured: bool = True  # False for nominal curves taken from the spec
+
+    def curve(self, pitch: int) -> KeyCurve:
+        return self.keys[pitch]
+
+    @property
+    def strikes_per_key(self) -> float:
+        if not self.keys:
+            return 0.0
+        return sum(k.strikes for k in self.keys.values()) / len(self.keys)
+
+    @classmethod
+    def nominal(cls, spec: PianoSpec) -> Calibration:
+        n = spec.nominal
+        keys = {
+            k.pitch: KeyCurve(
+                pitch=k.pitch,
+                threshold=n.threshold,
+                drive=tuple(n.drive),
+                velocity=tuple(float(v) for v in n.velocity),
+                latency_us=tuple(float(v) for v in n.latency_us),
+            )
+            for k in spec.keys
+        }
+        return cls(
+            spec_name=spec.name,
+            spec_hash=spec.spec_hash,
+            keys=keys,
+            pedal_latency_us=spec.pedal.latency_us if spec.pedal else None,
+            measured=False,
+        )
+
+    def check_for(self, spec: PianoSpec, path: str | Path = "<calibration>") -> None:
+        """Raise CalibrationError unless this calibration was made for ``spec``."""
+        if self.spec_hash != spec.spec_hash:
+            raise CalibrationError(
+                f"{path}: calibration was made for spec {self.spec_name!r} "
+                f"(hash {self.spec_hash}), not for {spec.name!r} (hash {spec.spec_hash}); "
+                "run `robo-player calibrate` for this spec"
+            )
+        missing = [k.pitch for k in spec.keys if k.pitch not in self.keys]
+        if missing:
+            raise CalibrationError(
+                f"{path}: keys: {len(missing)} keys of the spec have no curve (first: {missing[0]})"
+            )
+
+    def save(self, path: str | Path) -> None:
+        path = Path(path)
+        doc = {
+            "format": CAL_FORMAT,
+            "version": CAL_VERSION,
+            "spec": self.spec_name,
+            "spec_hash": self.spec_hash,
+            "strikes_per_key": round(self.strikes_per_key, 3),
+            "pedal_latency_us": self.pedal_latency_us,
+            "keys": {
+                p: {
+                    "threshold": round(c.threshold, 6),
+                    "strikes": c.strikes,
+                    "drive": [round(x, 6) for x in c.drive],
+                    "velocity": [round(x, 4) for x in c.velocity],
+                    "latency_us": [round(x, 1) for x in c.latency_us],
+                }
+                for p, c in sorted(self.keys.items())
+            },
+        }
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(yaml.safe_dump(doc, sort_keys=False, default_flow_style=None))
+        tmp.replace(path)
+
+    @classmethod
+    def load(cls, path: str | Path) -> Calibration:
+        path = Path(path)
+        try:
+            doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except OSError as err:
+            raise CalibrationError(f"{path}: cannot read calibration: {err.strerror}") from err
+        except yaml.YAMLError as err:
+            raise CalibrationError(f"{path}: not valid YAML: {err}") from err
+        if not isinstance(doc, dict) or doc.get("format") != CAL_FORMAT:
+            raise CalibrationError(f"{path}: not a robo_player calibration file")
+        if doc.get("version") != CAL_VERSION:
+            raise CalibrationError(
+                f"{path}: version: {doc.get('version')!r} unsupported (allowed: {CAL_VERSION})"
+            )
+        keys: dict[int, KeyCurve] = {}
+        for p, k in (doc.get("keys") or {}).items():
+            where = f"{path}: keys.{p}"
+            try:
+                drive = tuple(float(x) for x in k["drive"])
+                vel = tuple(float(x) for x in k["velocity"])
+                lat = tuple(float(x) for x in k["latency_us"])
+                thr = float(k["threshold"])
+                strikes = int(k.get("strikes", 0))
+            except (KeyError, TypeError, ValueError) as err:
+                raise CalibrationError(f"{where}: malformed curve: {err}") from err
+            if not (len(drive) == len(vel) == len(lat) >= 1):
+                raise CalibrationError(f"{where}: drive, velocity and latency_us differ in length")
+            if any(b <= a for a, b in zip(drive, drive[1:], strict=False)):
+                raise CalibrationError(f"{where}.drive: must be strictly increasing")
+            if any(b < a for a, b in zip(vel, vel[1:], strict=False)):
+                raise CalibrationError(f"{where}.velocity: must be non-decreasing")
+            if not 0.0 <= thr < drive[0] <= 1.0 or drive[-1] > 1.0:
+                raise CalibrationError(
+                    f"{where}: threshold {thr} and drive range must satisfy 0 <= threshold < drive <= 1"
+                )
+            keys[int(p)] = KeyCurve(int(p), thr, drive, vel, lat, strikes)
+        pl = doc.get("pedal_latency_us")
+        return cls(
+            spec_name=str(doc.get("spec", "")),
+            spec_hash=str(doc.get("spec_hash", "")),
+            keys=keys,
+            pedal_latency_us=int(pl) if pl is not None else None,
+        )

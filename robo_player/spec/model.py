@@ -1,0 +1,148 @@
+"""Hardware spec of a solenoid piano, as frozen dataclasses.
+
+Loaded and validated from YAML by :mod:`robo_player.spec.loader`. Units are in the
+names: ``*_us`` microseconds, ``*_v`` volts, ``*_a`` amperes, ``*_ohm``, ``*_s``
+seconds. Drive levels and duties are fractions of full drive (0..1); the planner
+turns them into PWM counts with the key's ``pwm_bits``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass
+from enum import Enum
+
+
+class DriverKind(Enum):
+    PCA9685 = "pca9685"  # 16-channel 12-bit I2C PWM board
+    DIRECT = "direct"  # MCU timer pins
+
+
+@dataclass(frozen=True, slots=True)
+class DriverBoard:
+    id: str
+    kind: DriverKind
+    channels: int  # outputs on the board
+    pwm_bits: int  # resolution of this board's PWM
+    pwm_hz: int
+    i2c_address: int | None = None  # 0x40..0x7F for PCA9685, None for direct
+
+
+@dataclass(frozen=True, slots=True)
+class KeySpec:
+    pitch: int  # MIDI note number
+    channel: int  # global actuator index; unique across keys and pedal
+    board: str  # DriverBoard.id
+    pwm_bits: int  # PWM resolution for this key (<= its board's)
+
+    @property
+    def pwm_max(self) -> int:
+        return (1 << self.pwm_bits) - 1
+
+
+@dataclass(frozen=True, slots=True)
+class StrikeSpec:
+    min_pulse_us: int  # shortest full-drive pulse the driver can give
+    max_pulse_us: int  # longest full-drive pulse before the coil must drop to hold
+    default_pulse_us: int  # pulse used for every strike unless the planner shortens it
+    hold_duty: float  # duty (0..1) that holds a key down after the pulse
+    min_drive: float  # lowest drive (0..1) the planner will ever command
+
+
+@dataclass(frozen=True, slots=True)
+class ThermalSpec:
+    max_on_us: int  # longest a coil may stay energised (pulse + hold) in one go
+    coil_tau_s: float  # coil thermal time constant (exponential cooling)
+    coil_heat_capacity_j_per_k: float  # J/K of one coil
+    coil_max_rise_k: float  # allowed temperature rise over ambient
+
+
+@dataclass(frozen=True, slots=True)
+class PowerSpec:
+    supply_v: float
+    supply_a: float  # supply current limit
+    coil_ohm: float
+    max_simultaneous_strikes: int  # strikes whose pulses may overlap (power budget)
+
+
+@dataclass(frozen=True, slots=True)
+class TimingSpec:
+    pipeline_delay_us: int  # every note is held back by this much (>= slowest latency)
+    min_repeat_us: int  # shortest strike-to-strike interval on one key
+    key_return_us: int  # nominal time a released key needs to come back up
+
+
+@dataclass(frozen=True, slots=True)
+class NominalCurves:
+    """Curves used before calibration: drive fraction -> heard velocity and latency."""
+
+    threshold: float  # drive below which the hammer never reaches the string
+    drive: tuple[float, ...]  # increasing, all > threshold
+    velocity: tuple[float, ...]  # increasing, MIDI velocity units
+    latency_us: tuple[int, ...]  # decreasing: drive start to string contact
+
+
+@dataclass(frozen=True, slots=True)
+class PedalSpec:
+    channel: int  # global actuator index
+    board: str
+    pwm_bits: int
+    latency_us: int  # nominal: command to dampers lifted/lowered
+    hold_duty: float
+
+
+@dataclass(frozen=True, slots=True)
+class PianoSpec:
+    name: str
+    description: str
+    boards: tuple[DriverBoard, ...]
+    keys: tuple[KeySpec, ...]  # sorted by pitch, contiguous
+    strike: StrikeSpec
+    thermal: ThermalSpec
+    power: PowerSpec
+    timing: TimingSpec
+    nominal: NominalCurves
+    pedal: PedalSpec | None = None
+
+    @property
+    def lowest(self) -> int:
+        return self.keys[0].pitch
+
+    @property
+    def highest(self) -> int:
+        return self.keys[-1].pitch
+
+    def key(self, pitch: int) -> KeySpec:
+        """The key for a MIDI pitch; KeyError outside the range."""
+        i = pitch - self.keys[0].pitch
+        if not 0 <= i < len(self.keys):
+            raise KeyError(pitch)
+        return self.keys[i]
+
+    def has_pitch(self, pitch: int) -> bool:
+        return self.lowest <= pitch <= self.highest
+
+    @property
+    def actuator_count(self) -> int:
+        return len(self.keys) + (1 if self.pedal else 0)
+
+    @property
+    def spec_hash(self) -> str:
+        """sha256 over the canonical content (not the file's formatting)."""
+        return spec_hash(self)
+
+
+def _jsonable(obj: object) -> object:
+    if isinstance(obj, Enum):
+        return obj.value
+    if isinstance(obj, dict):
+        return {k: _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_jsonable(v) for v in obj]
+    return obj
+
+
+def spec_hash(spec: PianoSpec) -> str:
+    blob = json.dumps(_jsonable(asdict(spec)), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
