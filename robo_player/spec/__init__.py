@@ -1,0 +1,45 @@
+"""Hardware specs (YAML -> frozen dataclasses) and calibration tables."""
+
+from .loader import (
+    DEFAULT_SPEC,
+    SPEC_DIR,
+    list_specs,
+    load_spec,
+    resolve_spec_path,
+    spec_from_mapping,
+)
+from .model import (
+    DriverBoard,
+    DriverKind,
+    KeySpec,
+    NominalCurves,
+    PedalSpec,
+    PianoSpec,
+    PowerSpec,
+    StrikeSpec,
+    ThermalSpec,
+    TimingSpec,
+)
+from .schema import note_to_pitch, pitch_to_note, spec_json_schema
+
+__all__ = [
+    "DEFAULT_SPEC",
+    "SPEC_DIR",
+    "DriverBoard",
+    "DriverKind",
+    "KeySpec",
+    "NominalCurves",
+    "PedalSpec",
+    "PianoSpec",
+    "PowerSpec",
+    "StrikeSpec",
+    "ThermalSpec",
+    "TimingSpec",
+    "list_specs",
+    "load_spec",
+    "note_to_pitch",
+    "pitch_to_note",
+    "resolve_spec_path",
+    "spec_from_mapping",
+    "spec_json_schema",
+]

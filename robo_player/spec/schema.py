@@ -1,0 +1,512 @@
+"""The one table that describes a hardware spec file.
+
+Every section of a spec YAML is a :class:`Section` of :class:`Field`\\ s. The same table
+drives the loader's per-field validation (:mod:`robo_player.spec.loader`), the JSON
+Schema (:func:`spec_json_schema`) and the field reference in ``hardware_specs/README.md``
+(:func:`fields_markdown`). Rules that relate several fields (channel uniqueness,
+contiguous keys, monotone curves, ...) live in the loader and are listed in
+:data:`CROSS_FIELD_RULES` so that the schema and the README can name them.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+from .model import (
+    DriverBoard,
+    DriverKind,
+    KeySpec,
+    NominalCurves,
+    PedalSpec,
+    PianoSpec,
+    PowerSpec,
+    StrikeSpec,
+    ThermalSpec,
+    TimingSpec,
+)
+
+SCHEMA_ID = "https://robo-player.invalid/hardware_specs/schema.json"
+SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
+
+NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]*$"
+ID_PATTERN = r"^[A-Za-z_][A-Za-z0-9_-]*$"
+# Scientific pitch notation, C4 = MIDI 60, A0 = 21, C8 = 108; sharps '#', flats 'b'.
+NOTE_PATTERN = r"^([A-Ga-g])([#b]?)(-1|[0-9])$"
+_NOTE_RE = re.compile(NOTE_PATTERN)
+_STEPS = {"C": 0, "D": 2, "E": 4, "F": 5, "G": 7, "A": 9, "B": 11}
+
+
+class Kind(Enum):
+    """Value kinds a field can hold."""
+
+    INT = "integer"
+    FLOAT = "number"
+    STR = "string"
+    ENUM = "enum"
+    PITCH = "pitch"  # MIDI number 0..127 or a note name like A0, C#4, Bb3
+    INT_LIST = "integer list"
+    FLOAT_LIST = "number list"
+    SECTION = "section"
+    SECTION_LIST = "section list"
+
+
+@dataclass(frozen=True, slots=True)
+class Field:
+    """One key of a spec section: kind, bounds, unit and documentation."""
+
+    name: str
+    kind: Kind
+    doc: str
+    unit: str = ""
+    lo: float | None = None  # inclusive bounds for numbers (and list items)
+    hi: float | None = None
+    required: bool = True
+    pattern: str | None = None  # strings
+    choices: tuple[str, ...] = ()  # enums
+    section: Section | None = None  # nested section(s)
+    min_items: int = 0  # lists
+    max_items: int | None = None
+
+    def range_text(self) -> str:
+        """Allowed values in words, as the error messages and the README give them."""
+        if self.kind in (Kind.INT, Kind.FLOAT, Kind.INT_LIST, Kind.FLOAT_LIST):
+            return f"{_num(self.lo)}..{_num(self.hi)}"
+        if self.kind is Kind.PITCH:
+            return "0..127 or a note name like A0, C#4, Bb3"
+        if self.kind is Kind.ENUM:
+            return " | ".join(self.choices)
+        if self.kind is Kind.STR:
+            return f"text matching {self.pattern}" if self.pattern else "text"
+        return ""
+
+
+@dataclass(frozen=True, slots=True)
+class Section:
+    """A YAML mapping that becomes one dataclass."""
+
+    name: str
+    cls: type
+    doc: str
+    fields: tuple[Field, ...] = field(default_factory=tuple)
+
+    def get(self, name: str) -> Field:
+        for f in self.fields:
+            if f.name == name:
+                return f
+        raise KeyError(name)
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(f.name for f in self.fields)
+
+
+def _num(x: float | None) -> str:
+    if x is None:
+        return "any"
+    if float(x).is_integer():
+        return str(int(x))
+    return repr(float(x))
+
+
+def note_to_pitch(text: str) -> int | None:
+    """MIDI number of a note name (``A0`` -> 21, ``C#4`` -> 61), None if not a name."""
+    m = _NOTE_RE.match(text.strip())
+    if not m:
+        return None
+    letter, accidental, octave = m.groups()
+    step = _STEPS[letter.upper()] + {"": 0, "#": 1, "b": -1}[accidental]
+    return (int(octave) + 1) * 12 + step
+
+
+def pitch_to_note(pitch: int) -> str:
+    """Note name with sharps (60 -> ``C4``)."""
+    names = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
+    return f"{names[pitch % 12]}{pitch // 12 - 1}"
+
+
+# ---------------------------------------------------------------------------------
+# The table. Bounds are physical sanity limits for a solenoid instrument, not the
+# values of any one build.
+
+BOARD = Section(
+    "boards[]",
+    DriverBoard,
+    "A driver board. Boards own consecutive blocks of the global channel space in the "
+    "order they are listed: the first board owns channels 0..channels-1, the next one "
+    "the following block, and so on. A key's output on its board is its channel minus "
+    "the board's first channel.",
+    (
+        Field("id", Kind.STR, "name that keys and the pedal refer to", pattern=ID_PATTERN),
+        Field(
+            "kind",
+            Kind.ENUM,
+            "pca9685: 16-channel 12-bit I2C PWM board; direct: MCU timer pins",
+            choices=tuple(k.value for k in DriverKind),
+        ),
+        Field("channels", Kind.INT, "outputs on the board (pca9685: at most 16)", "count", 1, 256),
+        Field("pwm_bits", Kind.INT, "PWM resolution (pca9685: at most 12)", "bits", 1, 16),
+        Field("pwm_hz", Kind.INT, "PWM frequency (pca9685: 24..1526)", "Hz", 24, 100_000),
+        Field(
+            "i2c_address",
+            Kind.INT,
+            "7-bit I2C address; required for pca9685, absent for direct; unique",
+            "",
+            0x40,
+            0x7F,
+            required=False,
+        ),
+    ),
+)
+
+KEY = Section(
+    "keys[]",
+    KeySpec,
+    "One key's actuator. Keys may be listed in any order; the loader sorts them by "
+    "pitch, and together they must cover a contiguous range without duplicates.",
+    (
+        Field("pitch", Kind.PITCH, "MIDI note number or note name (C4 = 60)", "MIDI", 0, 127),
+        Field(
+            "channel",
+            Kind.INT,
+            "global actuator index, unique across keys and pedal, inside the block of its board",
+            "index",
+            0,
+            4095,
+        ),
+        Field("board", Kind.STR, "id of the driver board", pattern=ID_PATTERN),
+        Field("pwm_bits", Kind.INT, "PWM resolution for this key (<= its board's)", "bits", 1, 16),
+    ),
+)
+
+STRIKE = Section(
+    "strike",
+    StrikeSpec,
+    "Peak-and-hold drive of a strike: a full-drive pulse, then a hold duty.",
+    (
+        Field("min_pulse_us", Kind.INT, "shortest full-drive pulse", "us", 100, 200_000),
+        Field("max_pulse_us", Kind.INT, "longest full-drive pulse before hold", "us", 100, 200_000),
+        Field(
+            "default_pulse_us",
+            Kind.INT,
+            "pulse of every strike unless the planner shortens it",
+            "us",
+            100,
+            200_000,
+        ),
+        Field(
+            "hold_duty",
+            Kind.FLOAT,
+            "duty that holds a key down after the pulse",
+            "fraction",
+            0.0,
+            1.0,
+        ),
+        Field(
+            "min_drive",
+            Kind.FLOAT,
+            "lowest drive the planner will ever command",
+            "fraction",
+            0.0,
+            1.0,
+        ),
+    ),
+)
+
+THERMAL = Section(
+    "thermal",
+    ThermalSpec,
+    "Coil heating: dT/dt = duty^2 * V^2 / R / C - T / tau.",
+    (
+        Field(
+            "max_on_us",
+            Kind.INT,
+            "longest a coil may stay energised (pulse + hold) in one go",
+            "us",
+            1_000,
+            600_000_000,
+        ),
+        Field("coil_tau_s", Kind.FLOAT, "thermal time constant of one coil", "s", 0.1, 3600.0),
+        Field(
+            "coil_heat_capacity_j_per_k",
+            Kind.FLOAT,
+            "heat capacity of one coil",
+            "J/K",
+            0.1,
+            1000.0,
+        ),
+        Field(
+            "coil_max_rise_k", Kind.FLOAT, "allowed temperature rise over ambient", "K", 1.0, 200.0
+        ),
+    ),
+)
+
+POWER = Section(
+    "power",
+    PowerSpec,
+    "Supply and coils. One coil draws supply_v / coil_ohm at full drive.",
+    (
+        Field("supply_v", Kind.FLOAT, "coil supply voltage", "V", 5.0, 100.0),
+        Field("supply_a", Kind.FLOAT, "supply current limit", "A", 0.1, 500.0),
+        Field("coil_ohm", Kind.FLOAT, "resistance of one coil", "ohm", 0.5, 1000.0),
+        Field(
+            "max_simultaneous_strikes",
+            Kind.INT,
+            "strikes whose pulses may overlap (full-drive current must fit supply_a)",
+            "count",
+            1,
+            128,
+        ),
+    ),
+)
+
+TIMING = Section(
+    "timing",
+    TimingSpec,
+    "Fixed delays and repetition limits.",
+    (
+        Field(
+            "pipeline_delay_us",
+            Kind.INT,
+            "every note is held back by this much (>= the slowest nominal latency)",
+            "us",
+            0,
+            2_000_000,
+        ),
+        Field(
+            "min_repeat_us",
+            Kind.INT,
+            "shortest strike-to-strike interval on one key",
+            "us",
+            1_000,
+            2_000_000,
+        ),
+        Field(
+            "key_return_us",
+            Kind.INT,
+            "time a released key needs to come back up",
+            "us",
+            1_000,
+            1_000_000,
+        ),
+    ),
+)
+
+NOMINAL = Section(
+    "nominal",
+    NominalCurves,
+    "Curves used before calibration, tabulated at increasing drive levels: drive -> "
+    "heard velocity and drive -> latency (drive start to string contact).",
+    (
+        Field(
+            "threshold",
+            Kind.FLOAT,
+            "drive below which the hammer never reaches the string",
+            "fraction",
+            0.0,
+            0.95,
+        ),
+        Field(
+            "drive",
+            Kind.FLOAT_LIST,
+            "drive levels, strictly increasing, all > threshold",
+            "fraction",
+            0.0,
+            1.0,
+            min_items=2,
+            max_items=1024,
+        ),
+        Field(
+            "velocity",
+            Kind.FLOAT_LIST,
+            "heard velocity at each drive, strictly increasing",
+            "MIDI velocity",
+            0.0,
+            200.0,
+            min_items=2,
+            max_items=1024,
+        ),
+        Field(
+            "latency_us",
+            Kind.INT_LIST,
+            "latency at each drive, non-increasing",
+            "us",
+            100,
+            2_000_000,
+            min_items=2,
+            max_items=1024,
+        ),
+    ),
+)
+
+PEDAL = Section(
+    "pedal",
+    PedalSpec,
+    "Sustain-pedal actuator (optional). Shares the channel space with the keys.",
+    (
+        Field(
+            "channel",
+            Kind.INT,
+            "global actuator index, unique, inside its board's block",
+            "index",
+            0,
+            4095,
+        ),
+        Field("board", Kind.STR, "id of the driver board", pattern=ID_PATTERN),
+        Field("pwm_bits", Kind.INT, "PWM resolution (<= its board's)", "bits", 1, 16),
+        Field(
+            "latency_us", Kind.INT, "nominal command to dampers lifted/lowered", "us", 0, 1_000_000
+        ),
+        Field("hold_duty", Kind.FLOAT, "duty that holds the pedal down", "fraction", 0.0, 1.0),
+    ),
+)
+
+PIANO = Section(
+    "",
+    PianoSpec,
+    "A solenoid piano.",
+    (
+        Field(
+            "name", Kind.STR, "spec name; equals the file name without .yaml", pattern=NAME_PATTERN
+        ),
+        Field("description", Kind.STR, "free text"),
+        Field(
+            "boards", Kind.SECTION_LIST, "driver boards", section=BOARD, min_items=1, max_items=256
+        ),
+        Field(
+            "keys", Kind.SECTION_LIST, "one entry per key", section=KEY, min_items=1, max_items=128
+        ),
+        Field("strike", Kind.SECTION, "strike drive", section=STRIKE),
+        Field("thermal", Kind.SECTION, "coil heating limits", section=THERMAL),
+        Field("power", Kind.SECTION, "supply and coils", section=POWER),
+        Field("timing", Kind.SECTION, "delays and repetition", section=TIMING),
+        Field("nominal", Kind.SECTION, "nominal curves", section=NOMINAL),
+        Field("pedal", Kind.SECTION, "sustain pedal", section=PEDAL, required=False),
+    ),
+)
+
+SECTIONS: tuple[Section, ...] = (PIANO, BOARD, KEY, STRIKE, THERMAL, POWER, TIMING, NOMINAL, PEDAL)
+
+# Checked by the loader after the per-field checks; named here for the schema and docs.
+CROSS_FIELD_RULES: tuple[str, ...] = (
+    "board ids are unique; pca9685 boards have an i2c_address (unique), at most 16 "
+    "channels, at most 12 pwm_bits and pwm_hz 24..1526; direct boards have no i2c_address",
+    "keys and pedal name a listed board; their channel lies in that board's block and "
+    "is used once across keys and pedal; their pwm_bits <= the board's pwm_bits",
+    "key pitches are unique and contiguous (the loader sorts keys by pitch)",
+    "strike.min_pulse_us <= strike.default_pulse_us <= strike.max_pulse_us <= thermal.max_on_us",
+    "power: supply_v / coil_ohm <= supply_a, and max_simultaneous_strikes * supply_v / "
+    "coil_ohm <= supply_a; max_simultaneous_strikes <= number of actuators",
+    "timing.min_repeat_us >= timing.key_return_us",
+    "nominal: drive, velocity and latency_us have the same length; drive strictly "
+    "increasing and every drive > threshold; velocity strictly increasing; latency_us "
+    "non-increasing; timing.pipeline_delay_us >= max(latency_us)",
+)
+
+
+# ---------------------------------------------------------------------------------
+# JSON Schema and Markdown, both derived from the table above.
+
+
+def _field_schema(f: Field) -> dict[str, Any]:
+    desc = f.doc + (f" [{f.unit}]" if f.unit else "")
+    out: dict[str, Any]
+    if f.kind is Kind.INT:
+        out = {"type": "integer", "minimum": f.lo, "maximum": f.hi}
+    elif f.kind is Kind.FLOAT:
+        out = {"type": "number", "minimum": f.lo, "maximum": f.hi}
+    elif f.kind is Kind.STR:
+        out = {"type": "string"}
+        if f.pattern:
+            out["pattern"] = f.pattern
+    elif f.kind is Kind.ENUM:
+        out = {"type": "string", "enum": list(f.choices)}
+    elif f.kind is Kind.PITCH:
+        out = {
+            "oneOf": [
+                {"type": "integer", "minimum": f.lo, "maximum": f.hi},
+                {"type": "string", "pattern": NOTE_PATTERN},
+            ]
+        }
+    elif f.kind in (Kind.INT_LIST, Kind.FLOAT_LIST):
+        item = "integer" if f.kind is Kind.INT_LIST else "number"
+        out = {
+            "type": "array",
+            "items": {"type": item, "minimum": f.lo, "maximum": f.hi},
+            "minItems": f.min_items,
+        }
+        if f.max_items is not None:
+            out["maxItems"] = f.max_items
+    elif f.kind is Kind.SECTION:
+        assert f.section is not None
+        out = {"$ref": f"#/$defs/{f.section.cls.__name__}"}
+    else:  # SECTION_LIST
+        assert f.section is not None
+        out = {
+            "type": "array",
+            "items": {"$ref": f"#/$defs/{f.section.cls.__name__}"},
+            "minItems": f.min_items,
+        }
+        if f.max_items is not None:
+            out["maxItems"] = f.max_items
+    out["description"] = desc
+    return out
+
+
+def _section_schema(s: Section) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "description": s.doc,
+        "properties": {f.name: _field_schema(f) for f in s.fields},
+        "required": [f.name for f in s.fields if f.required],
+        "additionalProperties": False,
+    }
+
+
+def spec_json_schema() -> dict[str, Any]:
+    """JSON Schema (draft 2020-12) of a spec file, derived from the field table.
+
+    It covers the per-field rules (keys, types, ranges); the cross-field rules are in
+    its ``$comment`` and are checked by the loader only.
+    """
+    root = _section_schema(PIANO)
+    root.pop("description")
+    return {
+        "$schema": SCHEMA_DIALECT,
+        "$id": SCHEMA_ID,
+        "title": "robo_player solenoid piano hardware spec",
+        "description": PIANO.doc,
+        "$comment": "Also checked by the loader: " + "; ".join(CROSS_FIELD_RULES),
+        **root,
+        "$defs": {s.cls.__name__: _section_schema(s) for s in SECTIONS[1:]},
+    }
+
+
+def fields_markdown() -> str:
+    """The field reference of ``hardware_specs/README.md`` (generated, kept in sync by a test)."""
+    lines: list[str] = []
+    for s in SECTIONS:
+        title = s.name or "top level"
+        lines += [f"### `{title}`", "", s.doc, ""]
+        lines += [
+            "| key | required | type | unit | allowed | meaning |",
+            "| --- | --- | --- | --- | --- | --- |",
+        ]
+        for f in s.fields:
+            kind = f.kind.value
+            if f.section is not None:
+                kind = f"`{f.section.name}`" + (" list" if f.kind is Kind.SECTION_LIST else "")
+            allowed = f.range_text().replace("|", "\\|")
+            if f.kind in (Kind.SECTION_LIST, Kind.INT_LIST, Kind.FLOAT_LIST):
+                items = f"{f.min_items}..{f.max_items} items"
+                allowed = f"{items}, each {allowed}" if allowed else items
+            req = "yes" if f.required else "no"
+            lines.append(
+                f"| `{f.name}` | {req} | {kind} | {f.unit or '-'} | {allowed or '-'} | {f.doc} |"
+            )
+        lines.append("")
+    lines += ["### Rules across fields", ""]
+    lines += [f"- {r}" for r in CROSS_FIELD_RULES]
+    return "\n".join(lines) + "\n"
