@@ -1,0 +1,44 @@
+# robo_player: `make demo` plays a bundled piece on the simulated 88-key piano;
+# `make test` runs the tests. Both create .venv and install what they need.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+SPEC   ?= piano-88-grand
+PIECE  ?= default
+TRUTH_SEED ?= 1
+OUT    ?= out
+
+.PHONY: demo test bench lint firmware clean
+
+$(VENV)/.core: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e .
+	touch $@
+
+$(VENV)/.dev: $(VENV)/.core
+	$(BIN)/pip install -q -e '.[dev,model]'
+	touch $@
+
+demo: $(VENV)/.core
+	mkdir -p $(OUT)
+	$(BIN)/robo-player calibrate --spec $(SPEC) --truth-seed $(TRUTH_SEED) --out $(OUT)/calibration.yaml
+	$(BIN)/robo-player play $(PIECE) --spec $(SPEC) --truth-seed $(TRUTH_SEED) \
+		--calibration $(OUT)/calibration.yaml \
+		--report $(OUT)/report.json --wav $(OUT)/performance.wav --plot $(OUT)/pianoroll.png
+
+test: $(VENV)/.dev
+	$(BIN)/python -m pytest -q
+
+bench: $(VENV)/.dev
+	$(BIN)/python bench/run_all.py
+
+lint: $(VENV)/.dev
+	$(BIN)/ruff check robo_player tests bench scripts
+	$(BIN)/mypy
+
+firmware:
+	$(MAKE) -C firmware host avr sim
+
+clean:
+	rm -rf $(OUT) build firmware/build .pytest_cache

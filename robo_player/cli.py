@@ -1,0 +1,461 @@
+"""The ``robo-player`` command.
+
+Exit codes: 0 success; 2 usage or input error (one clear line on stderr, no output
+files written); 1 a failure while running (device lost, coil failure with --strict...).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from . import __version__
+from .errors import (
+    CalibrationError,
+    MidiFileError,
+    ModelError,
+    PlanError,
+    RoboPlayerError,
+    SpecError,
+    TransportError,
+    UsageError,
+)
+from .progress import Progress
+
+log = logging.getLogger("robo_player")
+
+INPUT_ERRORS = (UsageError, SpecError, CalibrationError, MidiFileError, PlanError, ModelError)
+
+
+class Outputs:
+    """All-or-nothing output files: each writer writes to a temporary sibling path, and
+    :meth:`commit` renames them all into place only when everything succeeded."""
+
+    def __init__(self) -> None:
+        self._pending: list[tuple[Path, Path]] = []
+
+    def reserve(self, path: str | Path) -> Path:
+        final = Path(path)
+        if final.exists() and final.is_dir():
+            raise UsageError(f"{final}: is a directory, expected a file path")
+        final.parent.mkdir(parents=True, exist_ok=True)
+        tmp = final.with_name(f".{final.name}.part{final.suffix}")
+        self._pending.append((tmp, final))
+        return tmp
+
+    def commit(self) -> None:
+        for tmp, final in self._pending:
+            tmp.replace(final)
+        self._pending.clear()
+
+    def abort(self) -> None:
+        for tmp, _ in self._pending:
+            tmp.unlink(missing_ok=True)
+        self._pending.clear()
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def _parse_int_set(text: str | None, what: str, lo: int, hi: int) -> set[int] | None:
+    if text is None:
+        return None
+    out: set[int] = set()
+    for part in text.split(","):
+        part = part.strip()
+        try:
+            if "-" in part:
+                a, b = (int(x) for x in part.split("-", 1))
+                out.update(range(a, b + 1))
+            else:
+                out.add(int(part))
+        except ValueError as err:
+            raise UsageError(f"--{what}: {part!r} is not a number or range like 1-3") from err
+    bad = sorted(x for x in out if not lo <= x <= hi)
+    if bad:
+        raise UsageError(f"--{what}: {bad[0]} is out of range (allowed {lo}..{hi})")
+    return out
+
+
+def _load_spec(args: argparse.Namespace) -> Any:
+    from .spec import load_spec
+
+    return load_spec(args.spec)
+
+
+def _resolve_song(song: str) -> Path:
+    """A path, or the name of a bundled piece (``default`` is the demo piece)."""
+    from .midi import DEFAULT_PIECE, bundled_pieces
+
+    path = Path(song)
+    if path.exists():
+        return path
+    bundled = {p.stem: p for p in bundled_pieces()}
+    name = DEFAULT_PIECE if song == "default" else Path(song).stem
+    if not path.suffix and name in bundled:
+        return bundled[name]
+    known = ", ".join(sorted(bundled))
+    raise MidiFileError(f"{song}: no such file (bundled pieces: {known})", path=song)
+
+
+def _load_score(args: argparse.Namespace) -> Any:
+    from .midi import read_midi, require_notes
+
+    path = _resolve_song(args.song)
+    score = read_midi(
+        path,
+        tracks=_parse_int_set(args.tracks, "tracks", 0, 65535),
+        # users count channels 1..16 as MIDI does; the Score stores them 0-based
+        channels={c - 1 for c in ch}
+        if (ch := _parse_int_set(args.channels, "channels", 1, 16))
+        else None,
+        include_drums=args.include_drums,
+    )
+    require_notes(score, path)
+    return score
+
+
+def _load_calibration(args: argparse.Namespace, spec: Any) -> Any:
+    from .spec.calibration import Calibration
+
+    if not getattr(args, "calibration", None):
+        return None
+    cal = Calibration.load(args.calibration)
+    cal.check_for(spec, args.calibration)
+    return cal
+
+
+def _plan_options(args: argparse.Namespace) -> Any:
+    from .planner import PlanOptions
+
+    return PlanOptions(out_of_range=args.out_of_range)
+
+
+def _device_options(args: argparse.Namespace) -> dict[str, Any]:
+    opts: dict[str, Any] = {}
+    if getattr(args, "truth_seed", None) is not None:
+        opts["truth_seed"] = args.truth_seed
+    if getattr(args, "truth", None):
+        opts["truth"] = args.truth
+    return opts
+
+
+def _open_device(url: str, spec: Any, args: argparse.Namespace) -> Any:
+    """Open the port; a port that cannot be opened is an input error (exit 2)."""
+    from .driver import open_port
+
+    try:
+        return open_port(url, spec, **_device_options(args))
+    except TransportError as err:
+        raise UsageError(str(err)) from err
+
+
+def _intended_notes(score: Any, plan_report: Any) -> list[tuple[int, int, int, int]]:
+    out = []
+    for o in plan_report.outcomes:
+        n = score.notes[o.index]
+        out.append((o.intended_t_us, o.pitch_out, n.duration_us, n.velocity))
+    return out
+
+
+def _add_score_args(p: argparse.ArgumentParser, song_required: bool = True) -> None:
+    p.add_argument("song", metavar="SONG.mid", nargs=None if song_required else "?")
+    p.add_argument("--tracks", help="tracks to play, e.g. 1,2 or 0-3 (default: all)")
+    p.add_argument("--channels", help="MIDI channels 1..16 to play (default: all but drums)")
+    p.add_argument("--include-drums", action="store_true", help="keep channel 10")
+
+
+def _add_spec_arg(p: argparse.ArgumentParser) -> None:
+    from .spec import DEFAULT_SPEC
+
+    p.add_argument(
+        "--spec",
+        default=DEFAULT_SPEC,
+        help=f"hardware spec: a name in hardware_specs/ or a YAML path (default: {DEFAULT_SPEC})",
+    )
+
+
+def _add_plan_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--calibration", metavar="CAL", help="calibration file from `calibrate`")
+    p.add_argument(
+        "--out-of-range",
+        choices=["transpose", "drop"],
+        default="transpose",
+        help="notes outside the key range: transpose by octaves (default) or drop",
+    )
+
+
+def _add_device_args(p: argparse.ArgumentParser, port: bool = True) -> None:
+    if port:
+        p.add_argument("--port", default="sim://", help="device URL (default: sim://)")
+    p.add_argument("--truth-seed", type=int, help="simulator: seed of the hidden key parameters")
+    p.add_argument("--truth", metavar="FILE", help="simulator: hidden key parameters from a file")
+
+
+# ---------------------------------------------------------------- commands
+
+
+def cmd_play(args: argparse.Namespace, port: str | None = None) -> int:
+    from .planner import plan_piano
+    from .report import build_report, summary_lines
+
+    port = port or args.port
+    spec = _load_spec(args)
+    if getattr(args, "generate", None):
+        from .model.cli import generate_score
+
+        score = generate_score(
+            args.generate, spec, seconds=args.seconds, primer=args.primer, seed=args.seed
+        )
+        piece = f"generated:{args.generate}"
+    elif args.song:
+        score = _load_score(args)
+        piece = str(args.song)
+    else:
+        raise UsageError("play: give SONG.mid or --generate MODEL")
+    calibration = _load_calibration(args, spec)
+    outputs = Outputs()
+    try:
+        report_path = outputs.reserve(args.report) if args.report else None
+        wav_path = outputs.reserve(args.wav) if args.wav else None
+        plot_path = outputs.reserve(args.plot) if args.plot else None
+        plan, plan_report = plan_piano(score, spec, calibration, _plan_options(args))
+        prog = Progress("playing", enabled=not args.quiet)
+        with _open_device(port, spec, args) as device:
+            if getattr(args, "resume", False):
+                performance = device.play(plan, progress=prog, resume=True)  # type: ignore[call-arg]
+            else:
+                performance = device.play(plan, progress=prog)
+        prog.done()
+        report = build_report(
+            plan_report=plan_report,
+            performance=performance,
+            piece=piece,
+            spec=spec,
+            port=port,
+            calibration=calibration,
+            extra={"duration_s": round(score.duration_s, 3)},
+        )
+        if wav_path:
+            from .sim.audio import render_wav
+
+            wprog = Progress("rendering audio", enabled=not args.quiet)
+            render_wav(performance, wav_path, spec=spec)
+            wprog.done()
+        if plot_path:
+            from .sim.pianoroll import plot_pianoroll
+
+            plot_pianoroll(
+                _intended_notes(score, plan_report),
+                performance.heard,
+                plot_path,
+                title=f"{Path(piece).name} on {spec.name}",
+            )
+        if report_path:
+            report_path.write_text(json.dumps(report, indent=2) + "\n")
+        outputs.commit()
+    except BaseException:
+        outputs.abort()
+        raise
+    if not args.quiet:
+        for line in summary_lines(report):
+            print(line)
+        for path in (args.report, args.wav, args.plot):
+            if path:
+                print(f"wrote {path}")
+    if report["coil_failures"]:
+        print(f"error: {len(report['coil_failures'])} coil failure(s)", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    return cmd_play(args, port="sim://")
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    from .planner import plan_piano
+
+    spec = _load_spec(args)
+    score = _load_score(args)
+    calibration = _load_calibration(args, spec)
+    outputs = Outputs()
+    try:
+        out = outputs.reserve(args.out)
+        rep = outputs.reserve(args.report) if args.report else None
+        plan, plan_report = plan_piano(score, spec, calibration, _plan_options(args))
+        plan.write_jsonl(out)
+        if rep:
+            rep.write_text(json.dumps(plan_report.to_json(), indent=2) + "\n")
+        outputs.commit()
+    except BaseException:
+        outputs.abort()
+        raise
+    if not args.quiet:
+        pr = plan_report.to_json()
+        print(
+            f"{len(plan)} commands for {pr['notes_in']} notes: {pr['notes_played']} played, "
+            f"{pr['notes_altered']} altered, {pr['notes_dropped']} dropped"
+        )
+        print(f"wrote {args.out}")
+    return 0
+
+
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    from .calibrator import calibrate
+
+    spec = _load_spec(args)
+    if not 3 <= args.max_strikes <= 64:
+        raise UsageError(f"--max-strikes: {args.max_strikes} is out of range (allowed 3..64)")
+    outputs = Outputs()
+    try:
+        out = outputs.reserve(args.out)
+        prog = Progress("calibrating", enabled=not args.quiet)
+        with _open_device(args.port, spec, args) as device:
+            cal = calibrate(device, spec, max_strikes_per_key=args.max_strikes, progress=prog)
+        prog.done()
+        cal.save(out)
+        outputs.commit()
+    except BaseException:
+        outputs.abort()
+        raise
+    if not args.quiet:
+        print(
+            f"calibrated {len(cal.keys)} keys of {spec.name} with "
+            f"{cal.strikes_per_key:.1f} strikes per key"
+        )
+        print(f"wrote {args.out}")
+    return 0
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    from .midi import pitch_name, score_stats
+    from .planner import plan_piano
+
+    spec = _load_spec(args)
+    score = _load_score(args)
+    stats = score_stats(score)
+    _, plan_report = plan_piano(score, spec, None, _plan_options(args))
+    pr = plan_report.to_json()
+    out_of_range = [n for n in score.notes if not spec.has_pitch(n.pitch)]
+    fit = {
+        "spec": spec.name,
+        "range": f"{pitch_name(spec.lowest)}..{pitch_name(spec.highest)}",
+        "notes_out_of_range": len(out_of_range),
+        "would_alter": pr["notes_altered"],
+        "would_drop": pr["notes_dropped"],
+        "drop_reasons": sorted({d["reason"] for d in pr["drops"]})[:10],
+    }
+    if args.json:
+        print(json.dumps({"score": stats, "fit": fit}, indent=2))
+        return 0
+    print(f"{args.song}")
+    for k, v in stats.items():
+        print(f"  {k}: {v}")
+    print(f"on {spec.name} ({fit['range']}):")
+    print(f"  out of range: {fit['notes_out_of_range']}")
+    print(f"  would be altered: {fit['would_alter']}, dropped: {fit['would_drop']}")
+    for r in fit["drop_reasons"]:
+        print(f"    drop: {r}")
+    return 0
+
+
+# ---------------------------------------------------------------- parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="robo-player",
+        description="Make robots play real instruments: plan MIDI for a solenoid piano, "
+        "stream it to firmware, or play it on the simulator.",
+    )
+    p.add_argument("--version", action="version", version=f"robo-player {__version__}")
+    p.add_argument("-v", "--verbose", action="count", default=0, help="more logging")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress or summary")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    def add(name: str, func: Callable[[argparse.Namespace], int], help_: str) -> argparse.ArgumentParser:
+        sp = sub.add_parser(name, help=help_, description=help_)
+        sp.set_defaults(func=func)
+        return sp
+
+    for name, func, help_, port in (
+        ("play", cmd_play, "plan a piece and play it on a device (default: the simulator)", True),
+        ("simulate", cmd_simulate, "plan a piece and play it on the simulated piano", False),
+    ):
+        sp = add(name, func, help_)
+        _add_score_args(sp, song_required=False)
+        _add_spec_arg(sp)
+        _add_plan_args(sp)
+        _add_device_args(sp, port=port)
+        sp.add_argument("--report", metavar="PATH", help="write the report JSON here")
+        sp.add_argument("--wav", metavar="PATH", help="write the heard audio (WAV) here")
+        sp.add_argument("--plot", metavar="PATH", help="write a piano roll (PNG) here")
+        if port:
+            sp.add_argument("--resume", action="store_true", help="continue from the last executed note")
+            sp.add_argument("--generate", metavar="MODEL", help="play a piece the model generates")
+            sp.add_argument("--seconds", type=float, default=30.0, help="with --generate: length")
+            sp.add_argument("--primer", help='with --generate: primer notes, e.g. "C4 E4 G4"')
+            sp.add_argument("--seed", type=int, default=0, help="with --generate: sampling seed")
+
+    sp = add("plan", cmd_plan, "plan a piece for a spec and export the commands as JSON Lines")
+    _add_score_args(sp)
+    _add_spec_arg(sp)
+    _add_plan_args(sp)
+    sp.add_argument("--out", required=True, metavar="PLAN.jsonl", help="where to write the plan")
+    sp.add_argument("--report", metavar="PATH", help="write the plan report JSON here")
+
+    sp = add("calibrate", cmd_calibrate, "measure every key's curves by playing and listening")
+    _add_spec_arg(sp)
+    _add_device_args(sp)
+    sp.add_argument("--out", required=True, metavar="CAL.yaml", help="calibration file to write")
+    sp.add_argument("--max-strikes", type=int, default=12, help="strikes per key at most (default 12)")
+
+    sp = add("inspect", cmd_inspect, "show a piece's notes, range, density, polyphony and fit")
+    _add_score_args(sp)
+    _add_spec_arg(sp)
+    sp.add_argument("--out-of-range", choices=["transpose", "drop"], default="transpose")
+    sp.add_argument("--json", action="store_true", help="print JSON")
+
+    try:
+        from .model import cli as model_cli
+    except ImportError:  # the model package is optional; its commands then don't exist
+        model_cli = None  # type: ignore[assignment]
+    if model_cli is not None and hasattr(model_cli, "register"):
+        model_cli.register(sub)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse exits 2 on usage errors, 0 on --help
+        return int(exc.code or 0)
+    logging.basicConfig(
+        level=logging.WARNING - 10 * min(args.verbose, 2),
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args))
+    except INPUT_ERRORS as err:
+        print(f"robo-player: error: {err}", file=sys.stderr)
+        return 2
+    except RoboPlayerError as err:
+        print(f"robo-player: error: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("robo-player: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
