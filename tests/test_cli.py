@@ -1,0 +1,151 @@
+"""End-to-end tests of the `robo-player` command on a bundled piece."""
+
+from __future__ import annotations
+
+import json
+import wave
+from pathlib import Path
+
+import pytest
+
+from robo_player.cli import main
+from robo_player.midi import DEFAULT_PIECE, bundled_pieces
+from robo_player.plan import Plan
+
+
+@pytest.fixture(scope="module")
+def piece() -> Path:
+    by_name = {p.stem: p for p in bundled_pieces()}
+    return by_name[DEFAULT_PIECE]
+
+
+@pytest.fixture(scope="module")
+def small_piece() -> Path:
+    return min(bundled_pieces(), key=lambda p: p.stat().st_size)
+
+
+def test_play_writes_report_audio_and_plot(tmp_path, small_piece, capsys):
+    rep, wav, png = tmp_path / "r.json", tmp_path / "a.wav", tmp_path / "p.png"
+    rc = main(["-q", "play", str(small_piece), "--truth-seed", "2",
+               "--report", str(rep), "--wav", str(wav), "--plot", str(png)])
+    assert rc == 0
+    r = json.loads(rep.read_text())
+    assert r["notes_in"] > 20
+    assert r["notes_in"] == r["notes_played"] + r["notes_altered"] + r["notes_dropped"]
+    assert all(d["reason"] for d in r["drops"])
+    for key in ("mean", "p50", "p99", "max"):
+        assert r["onset_error_ms"][key] is not None
+    assert r["velocity_error"]["mean"] is not None
+    assert r["notes_unheard"] == 0
+    assert r["coil_failures"] == []
+    with wave.open(str(wav)) as w:
+        assert w.getframerate() == 44100
+        assert w.getnframes() > 44100  # more than a second of audio
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not list(tmp_path.glob(".*part*"))  # no temporary files left behind
+
+
+def test_bundled_name_resolves(tmp_path, small_piece):
+    rep = tmp_path / "r.json"
+    assert main(["-q", "simulate", small_piece.stem, "--report", str(rep)]) == 0
+    assert json.loads(rep.read_text())["piece"].endswith(small_piece.name)
+
+
+def test_calibrate_then_play_is_more_accurate_than_nominal(tmp_path, small_piece):
+    cal = tmp_path / "cal.yaml"
+    spec = "piano-61-diy"
+    assert main(["-q", "calibrate", "--spec", spec, "--truth-seed", "5", "--out", str(cal)]) == 0
+    rep_cal, rep_nom = tmp_path / "c.json", tmp_path / "n.json"
+    assert main(["-q", "play", str(small_piece), "--spec", spec, "--truth-seed", "5",
+                 "--calibration", str(cal), "--report", str(rep_cal)]) == 0
+    assert main(["-q", "play", str(small_piece), "--spec", spec, "--truth-seed", "5",
+                 "--report", str(rep_nom)]) == 0
+    c, n = json.loads(rep_cal.read_text()), json.loads(rep_nom.read_text())
+    assert c["calibration_strikes_per_key"] <= 12
+    assert "calibration_strikes_per_key" not in n
+    assert c["onset_error_ms"]["p99"] < n["onset_error_ms"]["p99"]
+    assert c["velocity_error"]["mean"] < n["velocity_error"]["mean"]
+
+
+def test_plan_exports_jsonl(tmp_path, piece, capsys):
+    out = tmp_path / "plan.jsonl"
+    assert main(["plan", str(piece), "--spec", "piano-61-diy", "--out", str(out)]) == 0
+    plan = Plan.read_jsonl(out)
+    assert len(plan) > 0
+    times = [c.t_us for c in plan]
+    assert times == sorted(times)
+    assert "wrote" in capsys.readouterr().out
+
+
+def test_inspect_json(piece, capsys):
+    assert main(["inspect", str(piece), "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["fit"]["spec"] == "piano-88-grand"
+    assert "notes_out_of_range" in doc["fit"]
+
+
+# ---------------------------------------------------------------- bad input: exit 2, no files
+
+
+def _assert_clean_failure(rc: int, capsys, tmp_path: Path, *needles: str) -> None:
+    err = capsys.readouterr().err
+    assert rc == 2, err
+    assert err.startswith("robo-player: error:") or "usage:" in err
+    assert len(err.strip().splitlines()) <= 3
+    for n in needles:
+        assert n in err
+    leftovers = [p for p in tmp_path.iterdir() if p.suffix in {".json", ".wav", ".png", ".jsonl"}
+                 or ".part" in p.name]
+    assert leftovers == []
+
+
+def _outputs(tmp_path: Path) -> list[str]:
+    return ["--report", str(tmp_path / "r.json"), "--wav", str(tmp_path / "a.wav"),
+            "--plot", str(tmp_path / "p.png")]
+
+
+def test_malformed_midi(tmp_path, capsys):
+    bad = tmp_path / "bad.mid"
+    bad.write_bytes(b"MThd\x00\x00\x00\x06\x00\x01\x00\x01\x01\xe0MTrk\x00\x00\x00\x40\x00\x90")
+    rc = main(["play", str(bad), *_outputs(tmp_path)])
+    _assert_clean_failure(rc, capsys, tmp_path, "bad.mid")
+
+
+def test_empty_midi(tmp_path, capsys):
+    empty = tmp_path / "empty.mid"
+    empty.write_bytes(b"")
+    rc = main(["play", str(empty), *_outputs(tmp_path)])
+    _assert_clean_failure(rc, capsys, tmp_path, "empty.mid")
+
+
+def test_missing_midi(tmp_path, capsys):
+    rc = main(["play", str(tmp_path / "nope.mid"), *_outputs(tmp_path)])
+    _assert_clean_failure(rc, capsys, tmp_path, "nope.mid")
+
+
+def test_spec_with_errors(tmp_path, small_piece, capsys):
+    from robo_player.spec import load_spec  # noqa: F401  (the loader resolves names)
+
+    src = Path(__file__).resolve().parents[1] / "hardware_specs" / "piano-61-diy.yaml"
+    text = src.read_text()
+    bad = tmp_path / "bad-spec.yaml"
+    bad.write_text(text + "\nbogus_field: 1\n")
+    rc = main(["play", str(small_piece), "--spec", str(bad), *_outputs(tmp_path)])
+    _assert_clean_failure(rc, capsys, tmp_path, "bad-spec.yaml", "bogus_field")
+
+
+def test_calibration_for_another_spec(tmp_path, small_piece, capsys):
+    cal = tmp_path / "cal61.yaml"
+    assert main(["-q", "calibrate", "--spec", "piano-61-diy", "--out", str(cal)]) == 0
+    rc = main(["play", str(small_piece), "--calibration", str(cal), *_outputs(tmp_path)])
+    _assert_clean_failure(rc, capsys, tmp_path, "cal61.yaml", "piano-61-diy")
+
+
+def test_port_that_does_not_exist(tmp_path, small_piece, capsys):
+    rc = main(["play", str(small_piece), "--port", "nosuch://x", *_outputs(tmp_path)])
+    _assert_clean_failure(rc, capsys, tmp_path, "nosuch")
+
+
+def test_usage_error_exit_2(capsys):
+    assert main(["play", "--bogus-flag"]) == 2
+    assert main([]) == 2
