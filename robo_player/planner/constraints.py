@@ -1,0 +1,406 @@
+"""Feasibility rules of a solenoid piano, in one place.
+
+The piano planner uses these rules to schedule a score, and the performance model's
+constrained decoder uses :class:`Playability` as its oracle to mask unplayable notes.
+A note sequence that :class:`Playability` accepts plans with zero alterations
+(``tests/test_planner.py`` checks that on random sequences).
+
+Rules (performance time in integer µs; a score note at ``onset_us`` must sound at
+``onset_us + pipeline_delay_us``):
+
+- **drive**: velocity -> drive through the key's :class:`KeyCurve`, quantised to the
+  key's PWM counts, never below ``strike.min_drive``, and raised until the key's
+  latency fits inside the pipeline delay. The strike starts ``latency`` before the
+  note must sound.
+- **key repetition**: a key's strike-to-strike interval is at least
+  :attr:`Limits.repeat_gap_us` (``min_repeat_us``, and the strike pulse plus the key's
+  return time plus a margin), and the previous note's release comes at least
+  ``key_return_us + release_margin_us`` before the next strike.
+- **a note lasts at least its strike pulse** (a release never cuts a pulse short) and
+  at most ``thermal.max_on_us`` (pulse + hold).
+- **power budget**: at most ``power.max_simultaneous_strikes`` strike pulses
+  ``[t, t + pulse_us)`` overlap at any instant.
+- **heat**: the nominal coil temperature rise, ``dT/dt = duty² V² / R / C − T / τ``,
+  stays at or below ``(1 − thermal_margin) · coil_max_rise_k``.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+from dataclasses import dataclass
+
+from ..errors import PlanError, UsageError
+from ..spec.calibration import Calibration, KeyCurve
+from ..spec.model import PianoSpec
+from ..spec.schema import pitch_to_note
+
+__all__ = [
+    "DriveChoice",
+    "Limits",
+    "PlanOptions",
+    "Playability",
+    "choose_drive",
+    "heat_after",
+    "pitch_name",
+    "time_to_limit_us",
+]
+
+OUT_OF_RANGE_POLICIES = ("transpose", "drop")
+
+
+@dataclass(frozen=True, slots=True)
+class PlanOptions:
+    """How the planner resolves what the instrument cannot play as written.
+
+    ``out_of_range``: ``"transpose"`` moves a note by octaves into the key range,
+    ``"drop"`` drops it. ``pedal_carry``: a note longer than the coil's maximum
+    on-time is carried by the sustain pedal when that changes no other note's sound.
+    ``thermal_margin``: the planner keeps every coil's nominal temperature rise at or
+    below ``(1 - thermal_margin) * coil_max_rise_k``. ``release_margin_us``: extra time
+    beyond the spec's key return time between a release and the next strike on that
+    key. ``pedal_guard_us``: a carrying pedal goes down this long before the key is
+    released (the pedal's true latency differs from the nominal one).
+    """
+
+    out_of_range: str = "transpose"
+    pedal_carry: bool = True
+    thermal_margin: float = 0.1
+    release_margin_us: int = 5_000
+    pedal_guard_us: int = 20_000
+
+    def __post_init__(self) -> None:
+        if self.out_of_range not in OUT_OF_RANGE_POLICIES:
+            raise UsageError(
+                f"PlanOptions.out_of_range: {self.out_of_range!r} is not a policy "
+                f"(allowed: {', '.join(OUT_OF_RANGE_POLICIES)})"
+            )
+        if not 0.0 <= self.thermal_margin < 1.0:
+            raise UsageError(
+                f"PlanOptions.thermal_margin: {self.thermal_margin} is out of range (allowed 0 <= m < 1)"
+            )
+        if not 0 <= self.release_margin_us <= 1_000_000:
+            raise UsageError(
+                f"PlanOptions.release_margin_us: {self.release_margin_us} is out of range "
+                "(allowed 0..1000000)"
+            )
+        if not 0 <= self.pedal_guard_us <= 1_000_000:
+            raise UsageError(
+                f"PlanOptions.pedal_guard_us: {self.pedal_guard_us} is out of range (allowed 0..1000000)"
+            )
+
+
+def pitch_name(pitch: int) -> str:
+    return pitch_to_note(pitch) if pitch >= 0 else str(pitch)
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """The numbers every rule needs, taken from a spec and the plan options."""
+
+    pipeline_us: int
+    pulse_us: int
+    hold_duty: float
+    min_drive: float
+    max_on_us: int
+    min_repeat_us: int
+    key_return_us: int
+    release_margin_us: int
+    max_strikes: int
+    heat_limit_k: float  # (1 - margin) * coil_max_rise_k
+    tau_us: float  # coil thermal time constant in µs
+    heat_k_per_s: float  # V² / R / C: heating rate at duty 1, K/s
+
+    @classmethod
+    def from_spec(cls, spec: PianoSpec, options: PlanOptions | None = None) -> Limits:
+        o = options or PlanOptions()
+        p, th = spec.power, spec.thermal
+        return cls(
+            pipeline_us=spec.timing.pipeline_delay_us,
+            pulse_us=spec.strike.default_pulse_us,
+            hold_duty=spec.strike.hold_duty,
+            min_drive=spec.strike.min_drive,
+            max_on_us=th.max_on_us,
+            min_repeat_us=spec.timing.min_repeat_us,
+            key_return_us=spec.timing.key_return_us,
+            release_margin_us=o.release_margin_us,
+            max_strikes=p.max_simultaneous_strikes,
+            heat_limit_k=(1.0 - o.thermal_margin) * th.coil_max_rise_k,
+            tau_us=th.coil_tau_s * 1e6,
+            heat_k_per_s=p.supply_v * p.supply_v / p.coil_ohm / th.coil_heat_capacity_j_per_k,
+        )
+
+    @property
+    def repeat_gap_us(self) -> int:
+        """Shortest strike-to-strike interval on one key."""
+        return max(self.min_repeat_us, self.pulse_us + self.key_return_us + self.release_margin_us)
+
+    def latest_release_us(self, next_strike_us: int) -> int:
+        """Latest release of a key that is struck again at ``next_strike_us``."""
+        return next_strike_us - self.key_return_us - self.release_margin_us
+
+    def rate(self, duty: float) -> float:
+        """Heating rate (K/s) of a coil at ``duty``."""
+        return duty * duty * self.heat_k_per_s
+
+
+def heat_after(temp_k: float, dt_us: float, rate_k_per_s: float, tau_us: float) -> float:
+    """Temperature rise after ``dt_us`` at a constant heating rate (exact solution)."""
+    steady = rate_k_per_s * tau_us * 1e-6
+    return steady + (temp_k - steady) * math.exp(-dt_us / tau_us)
+
+
+def time_to_limit_us(
+    temp_k: float, rate_k_per_s: float, tau_us: float, limit_k: float
+) -> int | None:
+    """Whole µs until the rise reaches ``limit_k`` (floor), None if it never does."""
+    if temp_k >= limit_k:
+        return 0
+    steady = rate_k_per_s * tau_us * 1e-6
+    if steady <= limit_k:
+        return None
+    return max(0, math.floor(-tau_us * math.log((steady - limit_k) / (steady - temp_k))))
+
+
+@dataclass(frozen=True, slots=True)
+class DriveChoice:
+    """The drive of one strike and what it gives, per the key's curve."""
+
+    counts: int  # PWM counts (0..pwm_max)
+    latency_us: int  # drive start to string contact
+    velocity_target: float  # loudness the curve predicts at this drive
+    clamped: bool  # the wanted velocity is outside what the key can play
+    raised: bool  # drive raised for min_drive or for the latency to fit the pipeline
+
+    @property
+    def altered(self) -> bool:
+        return self.clamped or self.raised
+
+
+def _min_drive_for_latency(curve: KeyCurve, max_latency_us: float) -> float:
+    """Smallest drive whose latency fits ``max_latency_us`` (the curve's top drive if none)."""
+    ds, ls = curve.drive, curve.latency_us
+    if ls[0] <= max_latency_us:
+        return 0.0
+    for j in range(1, len(ds)):
+        if ls[j] <= max_latency_us:
+            l0, l1 = ls[j - 1], ls[j]
+            return ds[j - 1] + (ds[j] - ds[j - 1]) * (l0 - max_latency_us) / (l0 - l1)
+    return ds[-1]
+
+
+def choose_drive(
+    curve: KeyCurve, velocity: float, pwm_max: int, min_drive: float, max_latency_us: int
+) -> DriveChoice:
+    """Drive for ``velocity`` on one key (see the module's rules)."""
+    clamped = velocity < curve.velocity[0] or velocity > curve.velocity[-1]
+    counts = round(curve.drive_for_velocity(velocity) * pwm_max)
+    lo = max(min_drive, _min_drive_for_latency(curve, max_latency_us))
+    lo_counts = max(math.ceil(lo * pwm_max - 1e-9), math.floor(curve.threshold * pwm_max) + 1)
+    lo_counts = min(lo_counts, pwm_max)
+    # Float edges: step up until the latency really fits (a count or two at most).
+    while lo_counts < pwm_max and curve.latency_at(lo_counts / pwm_max) > max_latency_us:
+        lo_counts += 1
+    raised = counts < lo_counts
+    if raised:
+        counts = lo_counts
+    counts = min(counts, pwm_max)
+    d = counts / pwm_max
+    return DriveChoice(
+        counts=counts,
+        latency_us=round(curve.latency_at(d)),
+        velocity_target=round(curve.velocity_at(d), 2),
+        clamped=clamped,
+        raised=raised,
+    )
+
+
+class _KeyState:
+    __slots__ = ("held", "onset_us", "strike_us", "release_us", "temp_k", "temp_t_us", "hold_rate")
+
+    def __init__(self) -> None:
+        self.held = False
+        self.onset_us = 0
+        self.strike_us: int | None = None  # last strike (performance time)
+        self.release_us: int | None = None  # last release (performance time)
+        self.temp_k = 0.0  # nominal temperature rise at temp_t_us
+        self.temp_t_us = 0
+        self.hold_rate = 0.0
+
+
+class Playability:
+    """Incremental oracle: can this key be struck now, and until when may it be held?
+
+    Times given and returned are **score time** (µs, as in :class:`~robo_player.score.Score`);
+    inside, each strike is placed in performance time exactly as the planner places it
+    (the note's latency depends on its velocity). Call in onset order per key:
+    :meth:`strike` a note, then :meth:`release` it (between :meth:`min_hold_end` and
+    :meth:`max_hold_end`) before the key is struck again. Notes accepted this way plan
+    with zero alterations.
+    """
+
+    def __init__(
+        self,
+        spec: PianoSpec,
+        calibration: Calibration | None = None,
+        options: PlanOptions | None = None,
+    ) -> None:
+        self.spec = spec
+        self.options = options or PlanOptions()
+        self.limits = Limits.from_spec(spec, self.options)
+        self.calibration = calibration or Calibration.nominal(spec)
+        self._drive_cache: dict[tuple[int, int], DriveChoice] = {}
+        self._keys: dict[int, _KeyState] = {}
+        self._starts: list[int] = []  # strike times accepted so far, sorted
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget every strike and release (a new piece)."""
+        self._keys = {}
+        self._starts = []
+
+    # -- pure rules ---------------------------------------------------------------------
+
+    def in_range(self, pitch: int) -> bool:
+        return self.spec.has_pitch(pitch)
+
+    def drive(self, pitch: int, velocity: int) -> DriveChoice:
+        """The planner's drive choice for ``velocity`` on ``pitch`` (KeyError off range)."""
+        key = (pitch, velocity)
+        dc = self._drive_cache.get(key)
+        if dc is None:
+            lim = self.limits
+            dc = choose_drive(
+                self.calibration.curve(pitch),
+                velocity,
+                self.spec.key(pitch).pwm_max,
+                lim.min_drive,
+                lim.pipeline_us,
+            )
+            self._drive_cache[key] = dc
+        return dc
+
+    def strike_time_us(self, pitch: int, t_us: int, velocity: int) -> int:
+        """Performance time at which a note at score time ``t_us`` is struck."""
+        return t_us + self.limits.pipeline_us - self.drive(pitch, velocity).latency_us
+
+    def velocity_range(self, pitch: int) -> tuple[float, float]:
+        """Velocities ``pitch`` plays without alteration (the curve's ends)."""
+        c = self.calibration.curve(pitch)
+        return (c.velocity[0], c.velocity[-1])
+
+    # -- state ---------------------------------------------------------------------------
+
+    def is_held(self, pitch: int) -> bool:
+        ks = self._keys.get(pitch)
+        return bool(ks and ks.held)
+
+    def why_not(self, pitch: int, t_us: int, velocity: int = 64) -> str | None:
+        """None if a note (pitch, score time, velocity) plays unaltered now, else why not."""
+        if not self.in_range(pitch):
+            return f"out of range: {pitch_name(pitch)} ({self.spec.lowest}..{self.spec.highest})"
+        dc = self.drive(pitch, velocity)
+        if dc.altered:
+            lo, hi = self.velocity_range(pitch)
+            return f"velocity {velocity} not playable as is on {pitch_name(pitch)} ({lo:.1f}..{hi:.1f})"
+        lim = self.limits
+        s = t_us + lim.pipeline_us - dc.latency_us
+        if s < 0:
+            return f"strike at {s} us is before the start"
+        ks = self._keys.get(pitch)
+        if ks is not None:
+            if ks.held:
+                return f"{pitch_name(pitch)} is still held"
+            assert ks.strike_us is not None and ks.release_us is not None
+            if t_us < ks.onset_us:
+                return f"{pitch_name(pitch)}: onsets must come in order on a key"
+            if s - ks.strike_us < lim.repeat_gap_us:
+                return f"repeat too fast ({(s - ks.strike_us) / 1000:.1f} ms < {lim.repeat_gap_us / 1000:.1f} ms)"
+            if ks.release_us > lim.latest_release_us(s):
+                return f"{pitch_name(pitch)} released too late for the key to return"
+        if self._coverage(s) + 1 > lim.max_strikes:
+            return f"power budget: {lim.max_strikes} strikes already overlap"
+        t1 = self._temp_after_pulse(ks, s, dc.counts / self.spec.key(pitch).pwm_max)
+        if t1 > lim.heat_limit_k:
+            return f"coil heat: {t1:.1f} K > {lim.heat_limit_k:.1f} K"
+        return None
+
+    def can_strike(self, pitch: int, t_us: int, velocity: int = 64) -> bool:
+        return self.why_not(pitch, t_us, velocity) is None
+
+    def strike(self, pitch: int, t_us: int, velocity: int = 64) -> None:
+        """Record a note-on at score time ``t_us``; PlanError if it is not playable."""
+        why = self.why_not(pitch, t_us, velocity)
+        if why is not None:
+            raise PlanError(f"strike {pitch_name(pitch)} at {t_us} us: {why}")
+        lim = self.limits
+        dc = self.drive(pitch, velocity)
+        s = t_us + lim.pipeline_us - dc.latency_us
+        ks = self._keys.get(pitch)
+        pwm_max = self.spec.key(pitch).pwm_max
+        t1 = self._temp_after_pulse(ks, s, dc.counts / pwm_max)
+        if ks is None:
+            ks = self._keys[pitch] = _KeyState()
+        ks.held = True
+        ks.onset_us = t_us
+        ks.strike_us = s
+        ks.temp_k = t1
+        ks.temp_t_us = s + lim.pulse_us
+        ks.hold_rate = lim.rate(round(lim.hold_duty * pwm_max) / pwm_max)
+        bisect.insort(self._starts, s)
+
+    def min_hold_end(self, pitch: int) -> int:
+        """Earliest score time the held note may end (its strike pulse must finish)."""
+        ks = self._held(pitch)
+        assert ks.strike_us is not None
+        return ks.strike_us + self.limits.pulse_us - self.limits.pipeline_us
+
+    def max_hold_end(self, pitch: int) -> int:
+        """Latest score time the held note may end (max on-time and coil heat)."""
+        ks = self._held(pitch)
+        assert ks.strike_us is not None
+        lim = self.limits
+        end = ks.strike_us + lim.max_on_us
+        cut = time_to_limit_us(ks.temp_k, ks.hold_rate, lim.tau_us, lim.heat_limit_k)
+        if cut is not None:
+            end = min(end, ks.temp_t_us + cut)
+        return end - lim.pipeline_us
+
+    def release(self, pitch: int, t_us: int) -> None:
+        """Record the note-off of the held note at score time ``t_us``."""
+        lo, hi = self.min_hold_end(pitch), self.max_hold_end(pitch)
+        if not lo <= t_us <= hi:
+            raise PlanError(
+                f"release {pitch_name(pitch)} at {t_us} us: out of range (allowed {lo}..{hi})"
+            )
+        ks = self._keys[pitch]
+        r = t_us + self.limits.pipeline_us
+        ks.temp_k = heat_after(ks.temp_k, r - ks.temp_t_us, ks.hold_rate, self.limits.tau_us)
+        ks.temp_t_us = r
+        ks.release_us = r
+        ks.held = False
+
+    # -- internals -----------------------------------------------------------------------
+
+    def _held(self, pitch: int) -> _KeyState:
+        ks = self._keys.get(pitch)
+        if ks is None or not ks.held:
+            raise PlanError(f"{pitch_name(pitch)} is not held")
+        return ks
+
+    def _coverage(self, s: int) -> int:
+        """Most accepted pulses overlapping one instant of a new pulse [s, s + pulse)."""
+        p, starts = self.limits.pulse_us, self._starts
+        lo, hi = bisect.bisect_right(starts, s - p), bisect.bisect_left(starts, s + p)
+        best = 0
+        # The count of pulses covering x changes only at accepted starts (and ends), so
+        # the maximum over [s, s+p) is reached at s or at one of the starts after s.
+        for x in [s, *(starts[j] for j in range(lo, hi) if starts[j] > s)]:
+            c = bisect.bisect_right(starts, x) - bisect.bisect_right(starts, x - p)
+            best = max(best, c)
+        return best
+
+    def _temp_after_pulse(self, ks: _KeyState | None, s: int, drive: float) -> float:
+        lim = self.limits
+        t0 = 0.0 if ks is None else heat_after(ks.temp_k, s - ks.temp_t_us, 0.0, lim.tau_us)
+        return heat_after(t0, lim.pulse_us, lim.rate(drive), lim.tau_us)

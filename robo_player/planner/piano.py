@@ -1,0 +1,486 @@
+"""Piano planner: Score + spec + calibration -> Plan + PlanReport.
+
+The planner reads only the spec, the score and the calibration (nominal curves when
+there is none). It works in integer µs of performance time: a note at score onset
+``o`` must sound at ``o + pipeline_delay_us``. The rules it enforces live in
+:mod:`robo_player.planner.constraints`; this module resolves conflicts, in stages:
+
+1. **pitch** — out-of-range notes are transposed by octaves into range or dropped
+   (``PlanOptions.out_of_range``).
+2. **drive** — velocity -> PWM counts through the key's curve (clamped to what the key
+   can play, raised to ``min_drive`` and until the latency fits the pipeline); the
+   strike is placed ``latency`` before the note must sound.
+3. **repetition (first pass)** — on each key, in onset order, a note whose strike
+   comes less than ``repeat_gap_us`` after the previous kept note's strike is merged
+   into it: the later note is dropped and the earlier one held to the later one's end.
+4. **power** — strikes in time order take one of ``max_simultaneous_strikes`` pulse
+   slots; a strike that finds every slot busy waits for the first to free (the
+   smallest delay possible for it). The whole note moves (its release too). Pulses are
+   never shortened: a pulse shorter than the key's ``P_full`` would play softer.
+5. **per key** — in onset order: merge again where staggering closed a gap; the
+   previous note is released ``key_return_us + release_margin_us`` before the next
+   strike (shortened if needed); a note lasts at least its strike pulse; no coil is on
+   longer than ``max_on_us``; the nominal coil temperature stays under the margin
+   (hold cut short, or the strike dropped).
+6. **pedal** — score pedal events become PEDAL commands ``pedal_latency`` early. A
+   note cut short by the on-time or heat limit is carried by the pedal when the
+   score's pedal is down until its end anyway, or (``pedal_carry``) when an added
+   pedal press changes no other note's sound; otherwise it is reported shortened.
+"""
+
+from __future__ import annotations
+
+import bisect
+import heapq
+import logging
+
+from ..plan import Command, Op, Plan
+from ..score import Score
+from ..spec.calibration import Calibration
+from ..spec.model import PianoSpec
+from .constraints import (
+    DriveChoice,
+    Limits,
+    PlanOptions,
+    Playability,
+    heat_after,
+    pitch_name,
+    time_to_limit_us,
+)
+from .report import Fate, NoteOutcome, PlanReport
+
+__all__ = ["PlanOptions", "plan_piano"]
+
+log = logging.getLogger(__name__)
+
+PEDAL_DOWN = 64  # CC64 values >= this lift the dampers
+
+
+class _Rec:
+    """Working state of one score note."""
+
+    __slots__ = (
+        "i", "pitch", "shift", "dc", "s0", "s", "late", "stagger", "end", "absorbed_end",
+        "drop", "rel", "sound_end", "notes", "carry", "cut_by",
+    )  # fmt: skip
+
+    def __init__(self, i: int, pitch: int, shift: int) -> None:
+        self.i = i
+        self.pitch = pitch  # key played
+        self.shift = shift  # transposition, semitones
+        self.dc: DriveChoice | None = None
+        self.s0 = 0  # wanted strike time (performance µs)
+        self.s = 0  # planned strike time
+        self.late = 0  # delay because the strike would fall before t = 0
+        self.stagger = 0  # delay from the power budget
+        self.end = 0  # wanted sound end (performance µs, unshifted)
+        self.absorbed_end = 0  # latest end of notes merged into this one
+        self.drop: str | None = None
+        self.rel = 0  # planned release
+        self.sound_end = 0  # when the sound is meant to stop (release, or pedal carry)
+        self.notes: list[str] = []  # why it changed
+        self.carry = 0  # > 0: the sound should go on to this time after the release
+        self.cut_by = ""  # the coil limit that cut the note short
+
+
+class _PedalTrack:
+    """The score's sustain pedal in performance time: is it down/up over an interval?"""
+
+    def __init__(self, times: list[int], down: list[bool]) -> None:
+        self.times = times
+        self.down = down
+        n = len(times)
+        # next_up[j] / next_down[j]: first index >= j where the pedal goes up / down.
+        self.next_up = [n] * (n + 1)
+        self.next_down = [n] * (n + 1)
+        for j in range(n - 1, -1, -1):
+            self.next_up[j] = j if not down[j] else self.next_up[j + 1]
+            self.next_down[j] = j if down[j] else self.next_down[j + 1]
+
+    def _throughout(self, t0: int, t1: int, want_down: bool) -> bool:
+        j = bisect.bisect_right(self.times, t0)  # events at or before t0 set the state
+        state = self.down[j - 1] if j > 0 else False
+        if state != want_down:
+            return False
+        k = bisect.bisect_right(self.times, t1)
+        nxt = self.next_up[j] if want_down else self.next_down[j]
+        return nxt >= k
+
+    def down_throughout(self, t0: int, t1: int) -> bool:
+        return self._throughout(t0, t1, True)
+
+    def up_throughout(self, t0: int, t1: int) -> bool:
+        return self._throughout(t0, t1, False)
+
+
+def _octave_shift(pitch: int, lo: int, hi: int) -> int | None:
+    """Semitones (a multiple of 12) that move ``pitch`` into [lo, hi], None if none does."""
+    if pitch < lo:
+        shift = -((pitch - lo) // 12) * 12  # ceil((lo - pitch) / 12) octaves up
+    else:
+        shift = -(-(pitch - hi) // 12) * -12  # ceil((pitch - hi) / 12) octaves down
+    return shift if lo <= pitch + shift <= hi else None
+
+
+def plan_piano(
+    score: Score,
+    spec: PianoSpec,
+    calibration: Calibration | None = None,
+    options: PlanOptions | None = None,
+) -> tuple[Plan, PlanReport]:
+    """Plan ``score`` for ``spec``; every note ends in the report exactly once."""
+    options = options or PlanOptions()
+    measured = calibration is not None and calibration.measured
+    if calibration is None:
+        calibration = Calibration.nominal(spec)
+    else:
+        calibration.check_for(spec)
+    oracle = Playability(spec, calibration, options)
+    lim = oracle.limits
+    pipe, pulse = lim.pipeline_us, lim.pulse_us
+    gap_us = lim.repeat_gap_us
+    lo, hi = spec.lowest, spec.highest
+    notes = score.notes
+
+    # 1-2. pitch and drive --------------------------------------------------------------
+    recs: list[_Rec] = []
+    by_key: dict[int, list[_Rec]] = {}
+    for i, note in enumerate(notes):
+        pitch = note.pitch
+        shift = 0
+        if not lo <= pitch <= hi:
+            sh = _octave_shift(pitch, lo, hi) if options.out_of_range == "transpose" else None
+            if sh is None:
+                r = _Rec(i, pitch, 0)
+                side = f"{hi} is the highest key" if pitch > hi else f"{lo} is the lowest key"
+                r.drop = f"out of range: {pitch_name(pitch)} ({side})"
+                recs.append(r)
+                continue
+            shift = sh
+        r = _Rec(i, pitch + shift, shift)
+        if shift:
+            r.notes.append(f"transposed {shift:+d}")
+        dc = r.dc = oracle.drive(r.pitch, note.velocity)
+        r.s0 = note.onset_us + pipe - dc.latency_us
+        r.end = note.onset_us + pipe + note.duration_us
+        r.absorbed_end = r.end
+        recs.append(r)
+        lst = by_key.get(r.pitch)
+        if lst is None:
+            by_key[r.pitch] = [r]
+        else:
+            lst.append(r)
+
+    # 3. repetition, first pass (before power, so merged notes take no pulse slot) -----
+    for lst in by_key.values():
+        prev: _Rec | None = None
+        for r in lst:
+            if prev is not None and r.s0 - prev.s0 < gap_us:
+                _merge(prev, r, r.s0 - prev.s0, gap_us)
+            else:
+                prev = r
+
+    # 4. power budget -------------------------------------------------------------------
+    live = [r for r in recs if r.drop is None]
+    live.sort(key=lambda r: (r.s0, r.pitch, r.i))
+    slots = [-(1 << 62)] * lim.max_strikes  # min-heap of the times pulse slots free up
+    for r in live:
+        s = r.s0
+        if s < 0:
+            r.late = -s
+            s = 0
+        free = slots[0]
+        if free > s:
+            r.stagger = free - s
+            s = free
+        heapq.heapreplace(slots, s + pulse)
+        r.s = s
+
+    # 5. per key: repetition, release, duration, max on-time, heat ----------------------
+    commands: list[Command] = []
+    carry_wanted: list[_Rec] = []
+    for pitch, lst in by_key.items():
+        key = spec.key(pitch)
+        pwm_max = key.pwm_max
+        hold = round(lim.hold_duty * pwm_max)
+        hold_rate = lim.rate(hold / pwm_max)
+        ch = key.channel
+        prev = None
+        prev_temp = 0.0  # temperature rise at the end of prev's pulse
+        last_temp, last_t = 0.0, 0  # temperature rise at the last committed release
+        for r in lst:
+            if r.drop is not None:
+                continue
+            assert r.dc is not None
+            rate = lim.rate(r.dc.counts / pwm_max)
+            if prev is not None:
+                if r.s - prev.s < gap_us:
+                    _merge(prev, r, r.s - prev.s, gap_us)
+                    continue
+                rel, t_end, why = _finish(
+                    prev, lim, prev_temp, hold_rate, lim.latest_release_us(r.s)
+                )
+                t1 = heat_after(
+                    heat_after(t_end, r.s - rel, 0.0, lim.tau_us), pulse, rate, lim.tau_us
+                )
+                if t1 > lim.heat_limit_k:
+                    r.drop = _heat_reason(pitch, t1, lim)
+                    continue
+                _commit(prev, rel, why, lim.latest_release_us(r.s), commands, ch, hold, pulse)
+                if prev.carry:
+                    carry_wanted.append(prev)
+            else:
+                t0 = heat_after(last_temp, r.s - last_t, 0.0, lim.tau_us)
+                t1 = heat_after(t0, pulse, rate, lim.tau_us)
+                if t1 > lim.heat_limit_k:
+                    r.drop = _heat_reason(pitch, t1, lim)
+                    continue
+            prev, prev_temp = r, t1
+        if prev is not None:
+            rel, _, why = _finish(prev, lim, prev_temp, hold_rate, None)
+            _commit(prev, rel, why, None, commands, ch, hold, pulse)
+            if prev.carry:
+                carry_wanted.append(prev)
+
+    # 6. pedal --------------------------------------------------------------------------
+    report = PlanReport(spec_name=spec.name, calibrated=measured)
+    if spec.pedal is None:
+        report.pedal_events_ignored = len(score.pedal)
+        track = _PedalTrack([], [])
+    else:
+        pedal_lat = (
+            calibration.pedal_latency_us
+            if calibration.pedal_latency_us is not None
+            else spec.pedal.latency_us
+        )
+        pch = spec.pedal.channel
+        for ev in score.pedal:
+            commands.append(
+                Command(max(0, ev.t_us + pipe - pedal_lat), Op.PEDAL, pch, drive=ev.value)
+            )
+        track = _PedalTrack(
+            [ev.t_us + pipe for ev in score.pedal], [ev.value >= PEDAL_DOWN for ev in score.pedal]
+        )
+    if carry_wanted:
+        report.pedal_carried = _carry(
+            carry_wanted, recs, track, spec, calibration, options, lim, commands
+        )
+
+    plan = Plan(
+        commands=commands, pipeline_delay_us=pipe, spec_name=spec.name, spec_hash=spec.spec_hash
+    )
+    plan.sort()
+
+    # outcomes --------------------------------------------------------------------------
+    outcomes = report.outcomes
+    stagger_onsets: set[int] = set()
+    max_stagger = 0
+    for r, note in zip(recs, notes, strict=True):
+        intended = note.onset_us + pipe
+        if r.drop is not None:
+            outcomes.append(
+                NoteOutcome(
+                    r.i,
+                    note.pitch,
+                    r.pitch,
+                    Fate.DROPPED,
+                    intended,
+                    intended,
+                    note.velocity,
+                    None,
+                    {},
+                    r.drop,
+                )  # fmt: skip
+            )
+            continue
+        dc = r.dc
+        assert dc is not None
+        delta = r.late + r.stagger
+        changes: dict[str, int | float] = {}
+        if r.shift:
+            changes["pitch"] = r.shift
+        if dc.altered:
+            dv = dc.velocity_target - note.velocity
+            changes["velocity"] = round(dv, 2) or dv
+            if dc.clamped:
+                r.notes.append(
+                    f"velocity {note.velocity} outside what {pitch_name(r.pitch)} can play, "
+                    f"clamped to {dc.velocity_target:g}"
+                )
+            else:
+                r.notes.append(
+                    f"drive raised so the note sounds in time (velocity {dc.velocity_target:g})"
+                )
+        if delta:
+            changes["onset_us"] = delta
+            if r.stagger:
+                r.notes.append(
+                    f"staggered {r.stagger} us: power budget of {lim.max_strikes} strikes"
+                )
+                stagger_onsets.add(note.onset_us)
+                max_stagger = max(max_stagger, r.stagger)
+            if r.late:
+                r.notes.append(f"delayed {r.late} us: the strike cannot start before t=0")
+        ddur = r.sound_end - (r.end + delta)
+        if ddur:
+            changes["duration_us"] = ddur
+        reason = "; ".join(r.notes) if r.notes else None
+        outcomes.append(
+            NoteOutcome(
+                r.i,
+                note.pitch,
+                r.pitch,
+                Fate.ALTERED if changes else Fate.PLAYED,
+                intended + delta,
+                intended,
+                note.velocity,
+                dc.velocity_target,
+                changes,
+                reason,
+            )  # fmt: skip
+        )
+    report.staggered_chords = len(stagger_onsets)
+    report.max_stagger_us = max_stagger
+    log.debug(
+        "planned %d notes: %d commands, %d altered, %d dropped",
+        len(notes), len(commands), report.notes_altered, report.notes_dropped,
+    )  # fmt: skip
+    return plan, report
+
+
+def _merge(prev: _Rec, r: _Rec, gap: int, need: int) -> None:
+    r.drop = f"merged: repeat too fast ({gap / 1000:.1f} ms < {need / 1000:.1f} ms)"
+    if r.end > prev.absorbed_end:
+        prev.absorbed_end = r.end
+    note = f"held through merged note {r.i}"
+    if note not in prev.notes:
+        prev.notes.append(note)
+
+
+def _heat_reason(pitch: int, temp_k: float, lim: Limits) -> str:
+    return (
+        f"coil heat: {pitch_name(pitch)} would reach {temp_k:.1f} K "
+        f"(limit {lim.heat_limit_k:.1f} K with margin)"
+    )
+
+
+def _finish(
+    r: _Rec, lim: Limits, temp_k: float, hold_rate: float, cap: int | None
+) -> tuple[int, float, str]:
+    """Release time of ``r`` (a following strike allowing ``cap``), the temperature
+    rise then, and which coil limit cut it short ("" if none)."""
+    s, pulse = r.s, lim.pulse_us
+    delta = r.late + r.stagger
+    rel = r.absorbed_end + delta
+    if cap is not None and rel > cap:
+        rel = cap
+    if rel < s + pulse:
+        rel = s + pulse
+    why = ""
+    if rel - s > lim.max_on_us:
+        rel = s + lim.max_on_us
+        why = f"coil on-time limit ({lim.max_on_us / 1e6:g} s)"
+    cut = time_to_limit_us(temp_k, hold_rate, lim.tau_us, lim.heat_limit_k)
+    if cut is not None and rel > s + pulse + cut:
+        rel = s + pulse + cut
+        why = "coil heat limit"
+    return rel, heat_after(temp_k, rel - s - pulse, hold_rate, lim.tau_us), why
+
+
+def _commit(
+    r: _Rec,
+    rel: int,
+    why: str,
+    cap: int | None,
+    commands: list[Command],
+    ch: int,
+    hold: int,
+    pulse: int,
+) -> None:
+    """Fix ``r``'s release, note why it changed, and emit its commands."""
+    assert r.dc is not None
+    delta = r.late + r.stagger
+    want = r.absorbed_end + delta
+    if cap is not None and want > cap:
+        want = cap  # shortened so the key can return before the repeat
+        r.notes.append(
+            f"shortened for the repeat: released {lim_ms(r.absorbed_end + delta - cap)} early"
+        )
+    if rel < want:
+        # Cut by the on-time or heat limit: the pedal may carry the rest (stage 6).
+        r.carry = want
+        r.cut_by = why
+    elif rel > want:
+        r.notes.append("lengthened to its strike pulse")
+    r.rel = rel
+    r.sound_end = rel
+    commands.append(Command(r.s, Op.STRIKE, ch, r.dc.counts, pulse, hold, r.i))
+    commands.append(Command(rel, Op.RELEASE, ch, 0, 0, 0, r.i))
+
+
+def lim_ms(us: int) -> str:
+    return f"{us / 1000:.1f} ms"
+
+
+def _carry(
+    wanted: list[_Rec],
+    recs: list[_Rec],
+    track: _PedalTrack,
+    spec: PianoSpec,
+    calibration: Calibration,
+    options: PlanOptions,
+    lim: Limits,
+    commands: list[Command],
+) -> int:
+    """Carry notes cut short by the coil limits with the pedal where that is safe."""
+    carried = 0
+    pending: dict[int, list[_Rec]] = {}  # sound end -> notes (carried together)
+    for r in wanted:
+        if track.down_throughout(r.rel, r.carry):
+            r.sound_end = r.carry
+            r.notes.append("carried by pedal")
+            carried += 1
+        elif options.pedal_carry and spec.pedal is not None:
+            pending.setdefault(r.carry, []).append(r)
+        else:
+            _shortened(r, lim)
+    if not pending:
+        return carried
+    assert spec.pedal is not None
+    pedal_lat = (
+        calibration.pedal_latency_us
+        if calibration.pedal_latency_us is not None
+        else spec.pedal.latency_us
+    )
+    guard = options.pedal_guard_us
+    rels = sorted((r.rel, r.i) for r in recs if r.drop is None)
+    rel_t = [t for t, _ in rels]
+    windows: list[tuple[int, int]] = []  # accepted pedal-down windows
+    for end, group in sorted(pending.items()):
+        members = {r.i for r in group}
+        down = min(r.rel for r in group) - guard
+        ok = down >= pedal_lat and end - down <= lim.max_on_us
+        ok = ok and track.up_throughout(down - lim.key_return_us, end + lim.key_return_us)
+        ok = ok and all(b <= down - lim.key_return_us or a >= end for a, b in windows)
+        if ok:
+            # Any other note released while the dampers are up would ring on.
+            j = bisect.bisect_left(rel_t, down - lim.key_return_us)
+            k = bisect.bisect_right(rel_t, end)
+            ok = all(rels[x][1] in members for x in range(j, k))
+        if not ok:
+            for r in group:
+                _shortened(r, lim)
+            continue
+        windows.append((down, end))
+        pch = spec.pedal.channel
+        commands.append(Command(down - pedal_lat, Op.PEDAL, pch, drive=127))
+        commands.append(Command(end - pedal_lat, Op.PEDAL, pch, drive=0))
+        for r in group:
+            r.sound_end = end
+            r.notes.append("carried by pedal")
+            carried += 1
+    return carried
+
+
+def _shortened(r: _Rec, lim: Limits) -> None:
+    r.notes.append(f"shortened by {lim_ms(r.carry - r.rel)}: {r.cut_by}")
