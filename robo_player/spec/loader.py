@@ -59,7 +59,11 @@ class _Seq(list[Any]):
     line: int
 
 
-class _Loader(yaml.SafeLoader):
+# libyaml's parser when PyYAML has it (about 10x faster), the Python one otherwise.
+_BaseLoader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class _Loader(_BaseLoader):  # type: ignore[valid-type,misc]
     pass
 
 
@@ -146,13 +150,34 @@ def _line_of(container: Any, key: Any) -> int | None:
     return getattr(container, "line", None)
 
 
+_PATH_TOKEN = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
+
+
+def _line_for_path(doc: Any, path: str) -> int | None:
+    """Line of the deepest node of ``path`` (``keys[3].channel``) that the document has."""
+    line: int | None = getattr(doc, "line", None)
+    node = doc
+    for m in _PATH_TOKEN.finditer(path):
+        key: Any = m.group(1) if m.group(1) is not None else int(m.group(2))
+        try:
+            child = node[key]
+        except (KeyError, IndexError, TypeError):
+            break
+        line = _line_of(node, key) or line
+        node = child
+    return line
+
+
 class _Checker:
     """Raises SpecErrors that name the source and the key path."""
 
-    def __init__(self, source: str) -> None:
+    def __init__(self, source: str, doc: Any = None) -> None:
         self.source = source
+        self.doc = doc  # the parsed document, to find the line of a key path
 
     def fail(self, path: str, message: str, line: int | None = None) -> SpecError:
+        if line is None:
+            line = _line_for_path(self.doc, path)
         where = f" (line {line})" if line else ""
         return SpecError(f"{self.source}: {path or '<top>'}: {message}{where}")
 
@@ -259,7 +284,7 @@ class _Checker:
             return f.section.cls(**self.section(f.section, value, path, line))
         if f.kind in (Kind.SECTION_LIST, Kind.INT_LIST, Kind.FLOAT_LIST):
             items = self.sequence(f, value, path, line)
-            out = []
+            out: list[Any] = []
             for i, item in enumerate(items):
                 ipath, iline = f"{path}[{i}]", _line_of(items, i)
                 if f.kind is Kind.SECTION_LIST:
@@ -480,7 +505,7 @@ def spec_from_mapping(doc: Any, source: str = "<spec>") -> PianoSpec:
 
     ``source`` is the name errors start with (the file, as shown to the user).
     """
-    c = _Checker(source)
+    c = _Checker(source, doc)
     top = c.section(_PIANO, doc, "")
     boards: list[dict[str, Any]] = top["boards"]
     keys: list[dict[str, Any]] = top["keys"]

@@ -79,7 +79,7 @@ class Field:
         if self.kind is Kind.ENUM:
             return " | ".join(self.choices)
         if self.kind is Kind.STR:
-            return f"text matching {self.pattern}" if self.pattern else "text"
+            return f"text matching `{self.pattern}`" if self.pattern else "text"
         return ""
 
 
@@ -152,7 +152,7 @@ BOARD = Section(
         Field(
             "i2c_address",
             Kind.INT,
-            "7-bit I2C address; required for pca9685, absent for direct; unique",
+            "7-bit I2C address (0x40..0x7F, hex allowed); required for pca9685, absent for direct; unique",
             "",
             0x40,
             0x7F,
@@ -369,7 +369,10 @@ PIANO = Section(
     "A solenoid piano.",
     (
         Field(
-            "name", Kind.STR, "spec name; equals the file name without .yaml", pattern=NAME_PATTERN
+            "name",
+            Kind.STR,
+            "spec name (the file name without .yaml); plans and calibrations record it",
+            pattern=NAME_PATTERN,
         ),
         Field("description", Kind.STR, "free text"),
         Field(
