@@ -29,6 +29,7 @@ from robo_player.spec import (
     spec_from_mapping,
     spec_json_schema,
 )
+from robo_player.spec.loader import main as spec_cli
 from robo_player.spec.schema import PIANO, SECTIONS, Field, Kind, fields_markdown
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -158,8 +159,30 @@ def test_generator_reproduces_the_shipped_files() -> None:
         spec.loader.exec_module(mod)
     finally:
         del sys.modules["make_specs"]
-    for build in mod.BUILDS:
-        assert mod.render(build) == (SPEC_DIR / f"{build.name}.yaml").read_text(), build.name
+    files = mod.generated_files()
+    assert {p.name for p in files} == {
+        "piano-88-grand.yaml",
+        "piano-61-diy.yaml",
+        "schema.json",
+        "README.md",
+    }
+    for path, text in files.items():
+        assert path.read_text() == text, f"{path.name}: run python scripts/make_specs.py"
+
+
+def test_cli_check_schema_and_markdown(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    assert spec_cli(["--check", "piano-88-grand", str(DIY)]) == 0
+    out = capsys.readouterr().out
+    assert f"piano-88-grand: ok (88 keys, hash {GRAND_HASH})" in out
+    assert f"ok (61 keys, hash {DIY_HASH})" in out
+    doc = grand()
+    doc["power"]["supply_v"] = 400
+    assert spec_cli(["--check", str(write(tmp_path, doc))]) == 1
+    assert "power.supply_v: 400 is out of range" in capsys.readouterr().err
+    assert spec_cli(["--schema"]) == 0
+    assert json.loads(capsys.readouterr().out) == spec_json_schema()
+    assert spec_cli(["--markdown"]) == 0
+    assert capsys.readouterr().out == fields_markdown()
 
 
 # ---------------------------------------------------------------------------------
