@@ -776,3 +776,14 @@ def test_bounds_are_enforced(case: tuple[str, str, float, bool]) -> None:
         msg = str(info.value)
         assert msg.startswith(f"prop.yaml: {section}.{key}: {value} is out of range (allowed "), msg
         assert schema_errors(doc)
+
+
+def test_rewritten_file_is_reloaded(tmp_path: Path) -> None:
+    # Two valid versions of one file, same size, written back to back: the second load
+    # must see the second content (the loader caches by content, not by mtime).
+    doc = grand()
+    path = write(tmp_path, doc, "same.yaml")
+    assert load_spec(path).thermal.coil_tau_s == 30.0
+    doc["thermal"]["coil_tau_s"] = 31.0
+    write(tmp_path, doc, "same.yaml")
+    assert load_spec(path).thermal.coil_tau_s == 31.0

@@ -14,6 +14,7 @@ regenerate the JSON Schema, ``--markdown`` for the README's field reference and
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import logging
 import math
@@ -569,7 +570,10 @@ def resolve_spec_path(name_or_path: str | Path) -> Path:
     return SPEC_DIR / f"{text}.yaml"
 
 
-_cache: dict[tuple[str, int, int], PianoSpec] = {}
+# (source, sha256 of the text) -> spec. Keyed on the content, not the mtime, so a file
+# rewritten within the file system's timestamp granularity is never served stale.
+_cache: dict[tuple[str, str], PianoSpec] = {}
+_CACHE_MAX = 64
 
 
 def load_spec(name_or_path: str | Path) -> PianoSpec:
@@ -577,19 +581,20 @@ def load_spec(name_or_path: str | Path) -> PianoSpec:
     path = resolve_spec_path(name_or_path)
     source = _display(path)
     try:
-        st = path.stat()
-        key = (str(path.resolve()), st.st_mtime_ns, st.st_size)
-        if key in _cache:
-            return _cache[key]
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError as err:
         known = ", ".join(list_specs()) or "none"
         raise SpecError(f"{source}: spec file not found (known specs: {known})") from err
     except (OSError, UnicodeDecodeError) as err:
         raise SpecError(f"{source}: cannot read spec file: {err}") from err
+    key = (source, hashlib.sha256(text.encode()).hexdigest())
+    if key in _cache:
+        return _cache[key]
     doc = _parse_yaml(text, source)
     spec = spec_from_mapping(doc, source)
     log.debug("loaded spec %s from %s (hash %s)", spec.name, source, spec.spec_hash)
+    if len(_cache) >= _CACHE_MAX:
+        _cache.clear()
     _cache[key] = spec
     return spec
 
