@@ -1,0 +1,187 @@
+"""The networks: a Performance RNN-style LSTM and a Transformer with relative positions.
+
+One file of ``nn.Module``s plus :class:`ModelConfig` (nanoGPT style). Both models read
+token ids ``(B, T)`` (the tokenizer's 390 events, plus a BOS id = ``vocab_size`` that
+only ever appears as input) and return next-event logits ``(B, T, vocab_size)``. Both
+also decode one event at a time with a cache (:meth:`step`) for fast sampling.
+
+Relative positions in the Transformer: a *learned relative position bias*, one scalar
+per head and per distance ``i - j`` (clipped to ``max_rel - 1``), added to the attention
+logits -- T5/ALiBi-like, and the scalar form of Shaw et al.'s clipped relative positions.
+It is not Huang et al.'s relative *embeddings* with the skewing trick: the bias costs
+nothing at decode time and keeps attention in PyTorch's fused SDPA kernel. Because the
+bias depends only on distance, a sliding key/value window at decode time is exact.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+import torch
+import torch.nn.functional as F  # noqa: N812 - the usual alias
+from torch import nn
+
+from ..errors import ModelError
+from .tokenizer import TOKENIZER_VERSION, VOCAB_SIZE
+
+ARCHS = ("lstm", "transformer")
+
+
+@dataclass(slots=True)
+class ModelConfig:
+    arch: str = "lstm"
+    vocab_size: int = VOCAB_SIZE
+    d_model: int = 256  # embedding / hidden size (LSTM: hidden units per layer)
+    n_layers: int = 2
+    n_heads: int = 4  # transformer only
+    d_ff: int = 1024  # transformer only: feed-forward width
+    dropout: float = 0.1
+    max_rel: int = 512  # transformer only: distances >= this share one bias
+    context: int = 512  # transformer only: key/value window when decoding
+    tokenizer: str = TOKENIZER_VERSION
+
+    def __post_init__(self) -> None:
+        if self.arch not in ARCHS:
+            raise ModelError(f"model config: arch {self.arch!r} unknown (allowed: {', '.join(ARCHS)})")
+        for name, lo, hi in (("d_model", 8, 4096), ("n_layers", 1, 48), ("n_heads", 1, 64),
+                             ("d_ff", 8, 16384), ("max_rel", 1, 65536), ("context", 2, 65536),
+                             ("vocab_size", 2, 100000)):
+            v = getattr(self, name)
+            if not isinstance(v, int) or not lo <= v <= hi:
+                raise ModelError(f"model config: {name} = {v!r} out of range ({lo}..{hi})")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ModelError(f"model config: dropout = {self.dropout} out of range (0..<1)")
+        if self.arch == "transformer" and self.d_model % self.n_heads:
+            raise ModelError(f"model config: d_model {self.d_model} not divisible by n_heads {self.n_heads}")
+
+    @classmethod
+    def performance_rnn(cls) -> ModelConfig:
+        """Magenta's Performance RNN size: LSTM 3x512."""
+        return cls(arch="lstm", d_model=512, n_layers=3)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], where: str = "config") -> ModelConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ModelError(f"{where}: unknown model config keys {unknown} (allowed: {sorted(known)})")
+        return cls(**d)
+
+
+def build_model(config: ModelConfig) -> nn.Module:
+    return PerformanceLSTM(config) if config.arch == "lstm" else RelativeTransformer(config)
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+class PerformanceLSTM(nn.Module):
+    """Embedding -> LSTM (n_layers x d_model) -> linear, as Performance RNN."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.embed = nn.Embedding(config.vocab_size + 1, config.d_model)  # +1: BOS
+        self.lstm = nn.LSTM(config.d_model, config.d_model, config.n_layers, batch_first=True,
+                            dropout=config.dropout if config.n_layers > 1 else 0.0)
+        self.drop = nn.Dropout(config.dropout)
+        self.head = nn.Linear(config.d_model, config.vocab_size)
+
+    def forward(self, x: torch.Tensor, state: Any = None) -> torch.Tensor:
+        h, _ = self.lstm(self.drop(self.embed(x)), state)  # (B, T, C)
+        return self.head(self.drop(h))  # (B, T, V)
+
+    def step(self, tok: torch.Tensor, state: Any = None) -> tuple[torch.Tensor, Any]:
+        """One event for each batch row: ``tok`` (B,) -> logits (B, V), new state."""
+        h, state = self.lstm(self.embed(tok)[:, None, :], state)  # (B, 1, C)
+        return self.head(h[:, 0]), state
+
+
+class RelativeSelfAttention(nn.Module):
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.n_heads = config.n_heads
+        self.max_rel = config.max_rel
+        self.qkv = nn.Linear(config.d_model, 3 * config.d_model)
+        self.proj = nn.Linear(config.d_model, config.d_model)
+        self.rel_bias = nn.Parameter(torch.zeros(config.n_heads, config.max_rel))  # (H, R)
+        self.dropout = config.dropout
+
+    def bias(self, q_pos: torch.Tensor, k_pos: torch.Tensor) -> torch.Tensor:
+        """Additive attention bias (H, Tq, Tk): learned by distance, -inf for the future."""
+        dist = q_pos[:, None] - k_pos[None, :]  # (Tq, Tk)
+        b = self.rel_bias[:, dist.clamp(0, self.max_rel - 1)]  # (H, Tq, Tk)
+        return b.masked_fill(dist < 0, float("-inf"))
+
+    def forward(self, x: torch.Tensor, cache: tuple[torch.Tensor, torch.Tensor] | None = None,
+                pos0: int = 0, window: int | None = None
+                ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+        B, T, C = x.shape  # noqa: N806
+        H = self.n_heads  # noqa: N806
+        q, k, v = self.qkv(x).view(B, T, 3, H, C // H).permute(2, 0, 3, 1, 4)  # each (B, H, T, D)
+        if cache is not None:
+            k = torch.cat([cache[0], k], dim=2)
+            v = torch.cat([cache[1], v], dim=2)
+            if window is not None and k.shape[2] > window:
+                k, v = k[:, :, -window:], v[:, :, -window:]
+        tk = k.shape[2]
+        q_pos = torch.arange(pos0, pos0 + T, device=x.device)
+        k_pos = torch.arange(pos0 + T - tk, pos0 + T, device=x.device)
+        bias = self.bias(q_pos, k_pos).to(q.dtype)  # (H, T, Tk)
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=bias,
+                                           dropout_p=self.dropout if self.training else 0.0)
+        y = y.transpose(1, 2).reshape(B, T, C)
+        return self.proj(y), (k, v)
+
+
+class Block(nn.Module):
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.ln1 = nn.LayerNorm(config.d_model)
+        self.attn = RelativeSelfAttention(config)
+        self.ln2 = nn.LayerNorm(config.d_model)
+        self.mlp = nn.Sequential(nn.Linear(config.d_model, config.d_ff), nn.GELU(),
+                                 nn.Linear(config.d_ff, config.d_model))
+        self.drop = nn.Dropout(config.dropout)
+
+    def forward(self, x: torch.Tensor, cache: Any = None, pos0: int = 0,
+                window: int | None = None) -> tuple[torch.Tensor, Any]:
+        a, cache = self.attn(self.ln1(x), cache, pos0, window)
+        x = x + self.drop(a)
+        x = x + self.drop(self.mlp(self.ln2(x)))
+        return x, cache
+
+
+class RelativeTransformer(nn.Module):
+    """Decoder-only pre-LN Transformer with learned relative position bias (no absolute
+    positions at all, so it runs on sequences of any length)."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.embed = nn.Embedding(config.vocab_size + 1, config.d_model)
+        self.drop = nn.Dropout(config.dropout)
+        self.blocks = nn.ModuleList(Block(config) for _ in range(config.n_layers))
+        self.ln_f = nn.LayerNorm(config.d_model)
+        self.head = nn.Linear(config.d_model, config.vocab_size)
+
+    def forward(self, x: torch.Tensor, state: Any = None) -> torch.Tensor:
+        h = self.drop(self.embed(x))  # (B, T, C)
+        for blk in self.blocks:
+            h, _ = blk(h)
+        return self.head(self.ln_f(h))  # (B, T, V)
+
+    def step(self, tok: torch.Tensor, state: Any = None) -> tuple[torch.Tensor, Any]:
+        """One event per row with a key/value cache; ``state`` = (pos, [(k, v)] per layer)."""
+        pos, caches = state if state is not None else (0, [None] * len(self.blocks))
+        h = self.embed(tok)[:, None, :]  # (B, 1, C)
+        new = []
+        for blk, c in zip(self.blocks, caches, strict=True):
+            h, c = blk(h, c, pos, self.config.context)
+            new.append(c)
+        return self.head(self.ln_f(h[:, 0])), (pos + 1, new)
