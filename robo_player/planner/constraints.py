@@ -17,7 +17,9 @@ Rules (performance time in integer µs; a score note at ``onset_us`` must sound 
   return time plus a margin), and the previous note's release comes at least
   ``key_return_us + release_margin_us`` before the next strike.
 - **a note lasts at least its strike pulse** (a release never cuts a pulse short) and
-  at most ``thermal.max_on_us`` (pulse + hold).
+  at most ``thermal.max_on_us`` (pulse + hold). A key is never released before its
+  hammer reaches the string; a note shortened for a repeat keeps at least
+  ``min(written duration, min_sound_us)`` of sound, else the repeat is merged into it.
 - **power budget**: at most ``power.max_simultaneous_strikes`` strike pulses
   ``[t, t + pulse_us)`` overlap at any instant.
 - **heat**: the nominal coil temperature rise, ``dT/dt = duty² V² / R / C − T / τ``,
@@ -68,6 +70,7 @@ class PlanOptions:
     thermal_margin: float = 0.1
     release_margin_us: int = 5_000
     pedal_guard_us: int = 20_000
+    min_sound_us: int = 30_000
 
     def __post_init__(self) -> None:
         if self.out_of_range not in OUT_OF_RANGE_POLICIES:
@@ -83,6 +86,10 @@ class PlanOptions:
             raise UsageError(
                 f"PlanOptions.release_margin_us: {self.release_margin_us} is out of range "
                 "(allowed 0..1000000)"
+            )
+        if not 0 <= self.min_sound_us <= 1_000_000:
+            raise UsageError(
+                f"PlanOptions.min_sound_us: {self.min_sound_us} is out of range (allowed 0..1000000)"
             )
         if not 0 <= self.pedal_guard_us <= 1_000_000:
             raise UsageError(
@@ -106,6 +113,7 @@ class Limits:
     min_repeat_us: int
     key_return_us: int
     release_margin_us: int
+    min_sound_us: int
     max_strikes: int
     heat_limit_k: float  # (1 - margin) * coil_max_rise_k
     tau_us: float  # coil thermal time constant in µs
@@ -124,6 +132,7 @@ class Limits:
             min_repeat_us=spec.timing.min_repeat_us,
             key_return_us=spec.timing.key_return_us,
             release_margin_us=o.release_margin_us,
+            min_sound_us=o.min_sound_us,
             max_strikes=p.max_simultaneous_strikes,
             heat_limit_k=(1.0 - o.thermal_margin) * th.coil_max_rise_k,
             tau_us=th.coil_tau_s * 1e6,
@@ -134,6 +143,20 @@ class Limits:
     def repeat_gap_us(self) -> int:
         """Shortest strike-to-strike interval on one key."""
         return max(self.min_repeat_us, self.pulse_us + self.key_return_us + self.release_margin_us)
+
+    def release_floor_us(self, latency_us: int, duration_us: int) -> int:
+        """Earliest release after its strike (µs) of a note that may be shortened."""
+        return max(self.pulse_us, latency_us + min(duration_us, self.min_sound_us))
+
+    def repeat_need_us(self, latency_us: int, duration_us: int) -> int:
+        """Shortest strike-to-strike interval after a note (latency, written duration)
+        on its key: the note keeps its release floor and the key returns in time."""
+        return max(
+            self.min_repeat_us,
+            self.release_floor_us(latency_us, duration_us)
+            + self.key_return_us
+            + self.release_margin_us,
+        )
 
     def latest_release_us(self, next_strike_us: int) -> int:
         """Latest release of a key that is struck again at ``next_strike_us``."""
@@ -215,6 +238,64 @@ def choose_drive(
     )
 
 
+# Drive choices depend only on the curve's content and a few spec numbers, so they are
+# shared between planner calls: a piece on nominal curves costs at most 127 choices.
+_CURVE_IDS: dict[tuple[object, ...], int] = {}
+_DRIVES: dict[tuple[int, int], DriveChoice] = {}
+_CACHE_MAX = 1 << 18
+
+
+def _curve_id(curve: KeyCurve, pwm_max: int, min_drive: float, max_latency_us: int) -> int:
+    key = (
+        curve.threshold,
+        curve.drive,
+        curve.velocity,
+        curve.latency_us,
+        pwm_max,
+        min_drive,
+        max_latency_us,
+    )
+    cid = _CURVE_IDS.get(key)
+    if cid is None:
+        if len(_CURVE_IDS) >= _CACHE_MAX:
+            _CURVE_IDS.clear()
+            _DRIVES.clear()
+        cid = _CURVE_IDS[key] = len(_CURVE_IDS)
+    return cid
+
+
+_HASHES: dict[int, tuple[PianoSpec, str]] = {}
+
+
+def spec_hash_of(spec: PianoSpec) -> str:
+    """``spec.spec_hash``, remembered per spec object (it costs ~1.5 ms to compute)."""
+    hit = _HASHES.get(id(spec))
+    if hit is not None and hit[0] is spec:
+        return hit[1]
+    if len(_HASHES) > 64:
+        _HASHES.clear()
+    h = spec.spec_hash
+    _HASHES[id(spec)] = (spec, h)  # the spec is kept alive so its id is not reused
+    return h
+
+
+def nominal_calibration(spec: PianoSpec) -> Calibration:
+    """:meth:`Calibration.nominal` without recomputing the spec hash."""
+    n = spec.nominal
+    drive, vel, lat = (
+        tuple(n.drive),
+        tuple(float(v) for v in n.velocity),
+        tuple(float(v) for v in n.latency_us),
+    )
+    return Calibration(
+        spec_name=spec.name,
+        spec_hash=spec_hash_of(spec),
+        keys={k.pitch: KeyCurve(k.pitch, n.threshold, drive, vel, lat) for k in spec.keys},
+        pedal_latency_us=spec.pedal.latency_us if spec.pedal else None,
+        measured=False,
+    )
+
+
 class _KeyState:
     __slots__ = ("held", "onset_us", "strike_us", "release_us", "temp_k", "temp_t_us", "hold_rate")
 
@@ -248,8 +329,8 @@ class Playability:
         self.spec = spec
         self.options = options or PlanOptions()
         self.limits = Limits.from_spec(spec, self.options)
-        self.calibration = calibration or Calibration.nominal(spec)
-        self._drive_cache: dict[tuple[int, int], DriveChoice] = {}
+        self.calibration = calibration or nominal_calibration(spec)
+        self._cids: dict[int, int] = {}  # pitch -> curve id in the shared drive cache
         self._keys: dict[int, _KeyState] = {}
         self._starts: list[int] = []  # strike times accepted so far, sorted
         self.reset()
@@ -266,8 +347,15 @@ class Playability:
 
     def drive(self, pitch: int, velocity: int) -> DriveChoice:
         """The planner's drive choice for ``velocity`` on ``pitch`` (KeyError off range)."""
-        key = (pitch, velocity)
-        dc = self._drive_cache.get(key)
+        cid = self._cids.get(pitch)
+        if cid is None:
+            cid = self._cids[pitch] = _curve_id(
+                self.calibration.curve(pitch),
+                self.spec.key(pitch).pwm_max,
+                self.limits.min_drive,
+                self.limits.pipeline_us,
+            )
+        dc = _DRIVES.get((cid, velocity))
         if dc is None:
             lim = self.limits
             dc = choose_drive(
@@ -277,7 +365,7 @@ class Playability:
                 lim.min_drive,
                 lim.pipeline_us,
             )
-            self._drive_cache[key] = dc
+            _DRIVES[(cid, velocity)] = dc
         return dc
 
     def strike_time_us(self, pitch: int, t_us: int, velocity: int) -> int:
@@ -350,10 +438,11 @@ class Playability:
         bisect.insort(self._starts, s)
 
     def min_hold_end(self, pitch: int) -> int:
-        """Earliest score time the held note may end (its strike pulse must finish)."""
+        """Earliest score time the held note may end: its strike pulse must finish and
+        its hammer reach the string."""
         ks = self._held(pitch)
         assert ks.strike_us is not None
-        return ks.strike_us + self.limits.pulse_us - self.limits.pipeline_us
+        return max(ks.strike_us + self.limits.pulse_us - self.limits.pipeline_us, ks.onset_us)
 
     def max_hold_end(self, pitch: int) -> int:
         """Latest score time the held note may end (max on-time and coil heat)."""

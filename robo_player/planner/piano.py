@@ -11,8 +11,10 @@ there is none). It works in integer µs of performance time: a note at score ons
    can play, raised to ``min_drive`` and until the latency fits the pipeline); the
    strike is placed ``latency`` before the note must sound.
 3. **repetition (first pass)** — on each key, in onset order, a note whose strike
-   comes less than ``repeat_gap_us`` after the previous kept note's strike is merged
-   into it: the later note is dropped and the earlier one held to the later one's end.
+   comes less than ``Limits.repeat_need_us`` after the previous kept note's strike
+   (``min_repeat_us``; or the previous note's shortest sound plus the key's return)
+   is merged into it: the later note is dropped and the earlier one held to the later
+   one's end.
 4. **power** — strikes in time order take one of ``max_simultaneous_strikes`` pulse
    slots; a strike that finds every slot busy waits for the first to free (the
    smallest delay possible for it). The whole note moves (its release too). Pulses are
@@ -44,7 +46,9 @@ from .constraints import (
     PlanOptions,
     Playability,
     heat_after,
+    nominal_calibration,
     pitch_name,
+    spec_hash_of,
     time_to_limit_us,
 )
 from .report import Fate, NoteOutcome, PlanReport
@@ -61,7 +65,7 @@ class _Rec:
 
     __slots__ = (
         "i", "pitch", "shift", "dc", "s0", "s", "late", "stagger", "end", "absorbed_end",
-        "drop", "rel", "sound_end", "notes", "carry", "cut_by",
+        "drop", "rel", "sound_end", "notes", "carry", "cut_by", "need",
     )  # fmt: skip
 
     def __init__(self, i: int, pitch: int, shift: int) -> None:
@@ -81,6 +85,7 @@ class _Rec:
         self.notes: list[str] = []  # why it changed
         self.carry = 0  # > 0: the sound should go on to this time after the release
         self.cut_by = ""  # the coil limit that cut the note short
+        self.need = 0  # shortest strike-to-strike interval to the next note on the key
 
 
 class _PedalTrack:
@@ -132,13 +137,14 @@ def plan_piano(
     options = options or PlanOptions()
     measured = calibration is not None and calibration.measured
     if calibration is None:
-        calibration = Calibration.nominal(spec)
-    else:
-        calibration.check_for(spec)
+        calibration = nominal_calibration(spec)
+    elif calibration.spec_hash != spec_hash_of(spec) or any(
+        k.pitch not in calibration.keys for k in spec.keys
+    ):
+        calibration.check_for(spec)  # raises CalibrationError naming what is wrong
     oracle = Playability(spec, calibration, options)
     lim = oracle.limits
     pipe, pulse = lim.pipeline_us, lim.pulse_us
-    gap_us = lim.repeat_gap_us
     lo, hi = spec.lowest, spec.highest
     notes = score.notes
 
@@ -164,6 +170,7 @@ def plan_piano(
         r.s0 = note.onset_us + pipe - dc.latency_us
         r.end = note.onset_us + pipe + note.duration_us
         r.absorbed_end = r.end
+        r.need = lim.repeat_need_us(dc.latency_us, note.duration_us)
         recs.append(r)
         lst = by_key.get(r.pitch)
         if lst is None:
@@ -175,8 +182,8 @@ def plan_piano(
     for lst in by_key.values():
         prev: _Rec | None = None
         for r in lst:
-            if prev is not None and r.s0 - prev.s0 < gap_us:
-                _merge(prev, r, r.s0 - prev.s0, gap_us)
+            if prev is not None and r.s0 - prev.s0 < prev.need:
+                _merge(prev, r, r.s0 - prev.s0, prev.need)
             else:
                 prev = r
 
@@ -214,8 +221,8 @@ def plan_piano(
             assert r.dc is not None
             rate = lim.rate(r.dc.counts / pwm_max)
             if prev is not None:
-                if r.s - prev.s < gap_us:
-                    _merge(prev, r, r.s - prev.s, gap_us)
+                if r.s - prev.s < prev.need:
+                    _merge(prev, r, r.s - prev.s, prev.need)
                     continue
                 rel, t_end, why = _finish(
                     prev, lim, prev_temp, hold_rate, lim.latest_release_us(r.s)
@@ -267,7 +274,7 @@ def plan_piano(
         )
 
     plan = Plan(
-        commands=commands, pipeline_delay_us=pipe, spec_name=spec.name, spec_hash=spec.spec_hash
+        commands=commands, pipeline_delay_us=pipe, spec_name=spec.name, spec_hash=spec_hash_of(spec)
     )
     plan.sort()
 
