@@ -1,0 +1,126 @@
+#include "wire.h"
+
+int rp_get_vlq(const uint8_t **pp, const uint8_t *end, int32_t *out)
+{
+    const uint8_t *p = *pp;
+    if (p >= end)
+        return 0;
+    uint8_t c = *p++;
+    uint32_t v = c & 0x7F;
+    if ((c & 0x60) == 0x60)
+        v |= ~(uint32_t)0x7F; /* negative: sign-extend the first group */
+    uint8_t n = 1;
+    while (c & 0x80) {
+        if (p >= end || ++n > 5)
+            return 0;
+        c = *p++;
+        v = (v << 7) | (c & 0x7F);
+    }
+    *pp = p;
+    *out = (int32_t)v;
+    return 1;
+}
+
+uint8_t *rp_put_vlq(uint8_t *p, int32_t v)
+{
+    if (v >= 0xC000000L || v < -0x4000000L)
+        *p++ = (uint8_t)(((uint32_t)v >> 28) & 0x7F) | 0x80;
+    if (v >= 0x180000L || v < -0x80000L)
+        *p++ = (uint8_t)(((uint32_t)v >> 21) & 0x7F) | 0x80;
+    if (v >= 0x3000L || v < -0x1000L)
+        *p++ = (uint8_t)(((uint32_t)v >> 14) & 0x7F) | 0x80;
+    if (v >= 0x60L || v < -0x20L)
+        *p++ = (uint8_t)(((uint32_t)v >> 7) & 0x7F) | 0x80;
+    *p++ = (uint8_t)((uint32_t)v & 0x7F);
+    return p;
+}
+
+int rp_get_uvar(const uint8_t **pp, const uint8_t *end, uint32_t *out)
+{
+    const uint8_t *p = *pp;
+    uint32_t v = 0;
+    for (uint8_t n = 0; n < 5; n++) {
+        if (p >= end)
+            return 0;
+        uint8_t c = *p++;
+        if (n == 4 && (v >> 25))
+            return 0; /* would exceed 32 bits */
+        v = (v << 7) | (c & 0x7F);
+        if (!(c & 0x80)) {
+            *pp = p;
+            *out = v;
+            return 1;
+        }
+    }
+    return 0;
+}
+
+uint8_t *rp_put_uvar(uint8_t *p, uint32_t v)
+{
+    if (v >= (1UL << 28))
+        *p++ = (uint8_t)((v >> 28) & 0x7F) | 0x80;
+    if (v >= (1UL << 21))
+        *p++ = (uint8_t)((v >> 21) & 0x7F) | 0x80;
+    if (v >= (1UL << 14))
+        *p++ = (uint8_t)((v >> 14) & 0x7F) | 0x80;
+    if (v >= (1UL << 7))
+        *p++ = (uint8_t)((v >> 7) & 0x7F) | 0x80;
+    *p++ = (uint8_t)(v & 0x7F);
+    return p;
+}
+
+uint16_t rp_crc16(const uint8_t *data, uint16_t len, uint16_t crc)
+{
+    /* bitwise: no 512-byte table in AVR RAM; about 8 cycles per bit */
+    while (len--) {
+        crc ^= (uint16_t)(*data++) << 8;
+        for (uint8_t i = 0; i < 8; i++)
+            crc = (crc & 0x8000) ? (uint16_t)((crc << 1) ^ 0x1021) : (uint16_t)(crc << 1);
+    }
+    return crc;
+}
+
+uint16_t rp_cobs_encode(const uint8_t *in, uint16_t len, uint8_t *out)
+{
+    uint16_t code_at = 0, o = 1;
+    uint8_t code = 1;
+    for (uint16_t i = 0; i < len; i++) {
+        if (in[i] == 0) {
+            out[code_at] = code;
+            code_at = o++;
+            code = 1;
+            continue;
+        }
+        out[o++] = in[i];
+        if (++code == 0xFF) {
+            out[code_at] = code;
+            code_at = o++;
+            code = 1;
+        }
+    }
+    out[code_at] = code;
+    return o;
+}
+
+int16_t rp_cobs_decode(uint8_t *buf, uint16_t len)
+{
+    uint16_t i = 0, o = 0;
+    while (i < len) {
+        uint8_t code = buf[i];
+        if (code == 0)
+            return -1;
+        i++;
+        uint16_t end = i + code - 1;
+        if (end > len)
+            return -1;
+        while (i < end) {
+            uint8_t b = buf[i++];
+            if (b == 0)
+                return -1;
+            buf[o++] = b;
+        }
+        if (code != 0xFF && i < len)
+            buf[o++] = 0;
+    }
+    return (int16_t)o;
+}

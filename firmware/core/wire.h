@@ -1,0 +1,27 @@
+/* Wire primitives: VLQ and unsigned varints, CRC-16/CCITT-FALSE, COBS.
+ * Portable C99, no allocation; the Python twin is robo_player/protocol/varint.py
+ * and framing.py, and tests/golden/protocol_vectors.json checks that they agree. */
+#ifndef RP_WIRE_H
+#define RP_WIRE_H
+
+#include <stdint.h>
+
+/* Signed VLQ (1 byte for -32..95, 5 bytes for any 32-bit value). Returns 0 when the
+ * value is truncated or longer than 5 bytes; *pp is then unspecified. */
+int rp_get_vlq(const uint8_t **pp, const uint8_t *end, int32_t *out);
+uint8_t *rp_put_vlq(uint8_t *p, int32_t v);
+
+/* Unsigned varint (1 byte for 0..127, 5 bytes for any 32-bit value). */
+int rp_get_uvar(const uint8_t **pp, const uint8_t *end, uint32_t *out);
+uint8_t *rp_put_uvar(uint8_t *p, uint32_t v);
+
+uint16_t rp_crc16(const uint8_t *data, uint16_t len, uint16_t crc);
+#define RP_CRC16_INIT 0xFFFFu
+
+/* COBS: encode len bytes (no delimiter written); returns the encoded length. */
+uint16_t rp_cobs_encode(const uint8_t *in, uint16_t len, uint8_t *out);
+/* Decode in place (buf holds the bytes between delimiters); returns the decoded
+ * length, or -1 for a malformed block. */
+int16_t rp_cobs_decode(uint8_t *buf, uint16_t len);
+
+#endif
