@@ -48,17 +48,6 @@ def releases_of(plan: Plan) -> dict[int, Command]:
     return {c.note: c for c in plan if c.op is Op.RELEASE}
 
 
-_REL_CACHE: dict[int, tuple[Plan, dict[int, Command]]] = {}
-
-
-def releases_of_cache(plan: Plan) -> dict[int, Command]:
-    hit = _REL_CACHE.get(id(plan))
-    if hit is None or hit[0] is not plan:
-        _REL_CACHE.clear()
-        hit = _REL_CACHE[id(plan)] = (plan, releases_of(plan))
-    return hit[1]
-
-
 def nominal_latency(spec: PianoSpec, pitch: int, counts: int) -> int:
     curve = Calibration.nominal(spec).curve(pitch)
     return round(curve.latency_at(counts / spec.key(pitch).pwm_max))
@@ -130,7 +119,7 @@ def check_invariants(score: Score, spec: PianoSpec, plan: Plan, report: PlanRepo
     assert all(d["reason"] for d in report.drops)
     strikes = [c for c in cmds if c.op is Op.STRIKE]
     assert len({c.note for c in strikes}) == len(strikes)
-    struck = strikes_of(plan)
+    struck, released = strikes_of(plan), releases_of(plan)
     pipe = spec.timing.pipeline_delay_us
     for o in report.outcomes:
         note = score.notes[o.index]
@@ -146,7 +135,7 @@ def check_invariants(score: Score, spec: PianoSpec, plan: Plan, report: PlanRepo
         assert o.target_t_us == c.t_us + nominal_latency(spec, o.pitch_out, c.drive)
         assert o.target_t_us - o.intended_t_us == o.changes.get("onset_us", 0)
         # the key is held at least until its hammer reaches the string
-        assert releases_of_cache(plan)[o.index].t_us >= o.target_t_us
+        assert released[o.index].t_us >= o.target_t_us
         if o.fate is Fate.PLAYED:
             assert o.pitch_out == o.pitch_in and o.target_t_us == o.intended_t_us
     assert report.pedal_events_ignored == (len(score.pedal) if spec.pedal is None else 0)
