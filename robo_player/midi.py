@@ -13,12 +13,12 @@ Reading rules (:func:`read_midi`):
   conversion is exact integer arithmetic, rounded to the nearest µs.
 - **Notes.** ``note_on`` with velocity 0 is a ``note_off``. Notes are matched per
   (track, channel, pitch), taking the note events of one tick together, so that
-  their order within the tick does not matter. First the tick's ``note_off``\ s close
+  their order within the tick does not matter. First the tick's ``note_off`` events close
   notes begun earlier, oldest first: offs still owed by re-struck notes, then the
-  sounding note. Then its ``note_on``\ s start notes: a ``note_on`` on a pitch still
+  sounding note. Then its ``note_on`` events start notes: a ``note_on`` on a pitch still
   sounding ends that note there (a re-strike; the old note's own off is then owed);
   a second ``note_on`` at the same tick merges into the first (a unison doubling:
-  one note, the louder velocity, ending at the later off). Then any ``note_off``\ s
+  one note, the louder velocity, ending at the later off). Then any ``note_off`` events
   left close the notes begun at this tick: zero-length notes, kept with a length of
   one tick. A ``note_off`` with nothing to close is ignored (counted in the log).
   Notes still sounding at the end of their track end at the track's last tick.
