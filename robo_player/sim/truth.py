@@ -32,6 +32,10 @@ import yaml
 from ..errors import SpecError
 from ..spec.model import PianoSpec
 
+# libyaml when available: a truth file has ~90 keys and pure-Python YAML is slow.
+_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_YAML_DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+
 TRUTH_FORMAT = "robo_player.truth"
 TRUTH_VERSION = 1
 
@@ -171,7 +175,7 @@ class Truth:
         if path.suffix.lower() == ".json":
             text = json.dumps(doc, indent=1)
         else:
-            text = yaml.safe_dump(doc, sort_keys=False, default_flow_style=None)
+            text = yaml.dump(doc, Dumper=_YAML_DUMPER, sort_keys=False, default_flow_style=None)
         tmp = path.with_name(path.name + ".tmp")
         tmp.write_text(text, encoding="utf-8")
         tmp.replace(path)
@@ -185,7 +189,7 @@ class Truth:
         except OSError as err:
             raise SpecError(f"{path}: cannot read truth file: {err.strerror}") from err
         try:
-            doc = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
+            doc = json.loads(text) if path.suffix.lower() == ".json" else yaml.load(text, Loader=_YAML_LOADER)
         except (json.JSONDecodeError, yaml.YAMLError) as err:
             raise SpecError(f"{path}: not valid {'JSON' if path.suffix.lower() == '.json' else 'YAML'}: {err}") from err
         return cls.from_dict(doc, where=str(path))
