@@ -190,6 +190,10 @@ def _scan(data: bytes, where: str) -> _Layout:
         if ctype == b"MTrk":
             chunks.append(_TrackChunk(len(chunks), pos, end))
             _scan_track(data, chunks[-1], where)
+        elif end > n and len(chunks) >= ntracks:
+            log.warning("%s: byte %d: truncated %r chunk after the last track ignored", where,
+                        pos, ctype)
+            break
         elif end > n:
             raise _fault(where, pos, f"truncated {ctype!r} chunk: it declares {end - pos - 8} "
                          f"bytes, the file holds {n - pos - 8}")
@@ -544,6 +548,11 @@ def _check_score(score: Score, where: str) -> None:
 
 def write_midi(score: Score, path: str | os.PathLike[str], *, ticks_per_beat: int = 480) -> None:
     """Write ``score`` as a type 1 MIDI file, atomically (temporary file + rename).
+
+    Times are rounded to the nearest tick, so reading the file back gives onsets,
+    ends and pedal times within half a tick (+1 µs) of the score's, except that a note
+    shorter than half a tick comes back one tick long; the rest of each note exactly.
+    Same-key notes that overlap come back resolved by the reading rules.
 
     At the same tick, a track's events run: tempo, note_offs, pedal, then note_ons in
     score order, a note that rounds to zero ticks followed at once by its own off.

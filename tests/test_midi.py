@@ -393,6 +393,12 @@ def test_alien_chunk_is_skipped(tmp_path: Path) -> None:
     assert keyed(read_midi(path)) == [(60, 0, us(480), 64)]
 
 
+def test_padding_after_the_last_track_is_ignored(tmp_path: Path) -> None:
+    path = tmp_path / "padded.mid"
+    path.write_bytes(raw_file(GOOD_TRACK) + b"\x00\x00\x00")
+    assert keyed(read_midi(path)) == [(60, 0, us(480), 64)]
+
+
 def test_missing_file_is_a_midi_file_error(tmp_path: Path) -> None:
     with pytest.raises(MidiFileError, match="nope.mid: cannot read"):
         read_midi(tmp_path / "nope.mid")
