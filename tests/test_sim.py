@@ -447,3 +447,36 @@ def test_truth_file_via_url(spec: PianoSpec, tmp_path) -> None:
         assert d1.play(plan) == d2.play(plan)
     with pytest.raises(SpecError, match="cannot read truth file"):
         open_port(f"sim://?truth={tmp_path / 'missing.yaml'}", spec)
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    strikes=st.lists(
+        st.tuples(st.integers(0, 3_000_000), st.integers(36, 84), st.floats(0.0, 1.0),
+                  st.integers(0, 60_000), st.integers(1, 600_000), st.floats(0.0, 1.0)),
+        max_size=40,
+    ),
+    pedal=st.lists(st.tuples(st.integers(0, 3_000_000), st.integers(0, 127)), max_size=6),
+)
+def test_physics_invariants(spec: PianoSpec, truth: Truth, strikes, pedal) -> None:
+    cmds = []
+    for t, p, d, pulse, hold_us, h in strikes:
+        k = spec.key(p)
+        cmds.append(Command(t, Op.STRIKE, k.channel, drive=int(d * k.pwm_max), pulse_us=pulse,
+                            hold=int(h * k.pwm_max)))
+        cmds.append(Command(t + hold_us, Op.RELEASE, k.channel))
+    cmds += [Command(t, Op.PEDAL, spec.pedal.channel, drive=v) for t, v in pedal]
+    evs = expand_plan(Plan(cmds), spec)
+    assert all(a.t_us <= b.t_us for a, b in zip(evs, evs[1:], strict=False))
+    ph = PianoPhysics(spec, truth)
+    perf = ph.run(evs)
+    assert len(perf.heard) + perf.extra["silent_strikes"] == perf.extra["strikes"]
+    struck = {p for _t, p, d, *_ in strikes}
+    for h in perf.heard:
+        assert h.pitch in struck
+        assert 0 < h.velocity <= truth.key(h.pitch).gain + 1e-9
+        assert h.end_us is None or h.end_us >= h.t_us
+    assert [(h.t_us, h.pitch) for h in perf.heard] == sorted((h.t_us, h.pitch) for h in perf.heard)
+    assert 0.0 <= perf.max_coil_temp_ratio <= 1.0
+    assert 0.0 < perf.extra["min_supply_scale"] <= 1.0
+    assert ph.energised() == []  # every strike was released

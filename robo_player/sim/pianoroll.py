@@ -87,7 +87,9 @@ def plot_pianoroll(
                     edgecolors="k", linewidths=0.4, zorder=3)
     extra = [(h.t_us / 1e6, h.pitch) for h, e in zip(heard, errs, strict=True) if e is None]
     if extra:
-        ax.scatter(*zip(*extra, strict=True), c="k", marker="x", s=22, zorder=3, label="unmatched")
+        ex_x = [x for x, _y in extra]
+        ex_y = [y for _x, y in extra]
+        ax.scatter(ex_x, ex_y, c="k", marker="x", s=22, zorder=3, label="unmatched")
         ax.legend(loc="upper right", fontsize=8)
     cb = fig.colorbar(sc, ax=ax, pad=0.01)
     cb.set_label("loudness error (heard − intended, velocity)")
