@@ -59,6 +59,40 @@ log = logging.getLogger(__name__)
 
 PEDAL_DOWN = 64  # CC64 values >= this lift the dampers
 
+# Commands are gathered as sortable tuples (t_us, op order, actuator, seq, op, drive,
+# pulse_us, hold, note) and sorted once: the same order as Plan.sort() (a stable sort
+# on (t_us, op order, actuator)), at C speed.
+_Raw = tuple[int, int, int, int, Op, int, int, int, int]
+_ORD = {op: Command(0, op, 0).sort_key()[1] for op in Op}
+_ORD_STRIKE, _ORD_RELEASE = _ORD[Op.STRIKE], _ORD[Op.RELEASE]
+_SET = tuple(
+    getattr(Command, f).__set__
+    for f in ("t_us", "op", "actuator", "drive", "pulse_us", "hold", "note")
+)
+
+
+def _command(
+    t: int, op: Op, actuator: int, drive: int, pulse: int, hold: int, note: int
+) -> Command:
+    """Command(...) without the frozen dataclass's per-field object.__setattr__ (2x faster)."""
+    c = object.__new__(Command)
+    st, so, sa, sd, sp, sh, sn = _SET
+    st(c, t)
+    so(c, op)
+    sa(c, actuator)
+    sd(c, drive)
+    sp(c, pulse)
+    sh(c, hold)
+    sn(c, note)
+    return c
+
+
+def _emit(
+    raw: list[_Raw], t: int, op: Op, actuator: int, drive: int = 0, pulse: int = 0,
+    hold: int = 0, note: int = -1,
+) -> None:  # fmt: skip
+    raw.append((t, _ORD[op], actuator, len(raw), op, drive, pulse, hold, note))
+
 
 class _Rec:
     """Working state of one score note."""
@@ -189,7 +223,7 @@ def plan_piano(
 
     # 4. power budget -------------------------------------------------------------------
     live = [r for r in recs if r.drop is None]
-    live.sort(key=lambda r: (r.s0, r.pitch, r.i))
+    live.sort(key=_strike_order)
     slots = [-(1 << 62)] * lim.max_strikes  # min-heap of the times pulse slots free up
     for r in live:
         s = r.s0
@@ -204,7 +238,7 @@ def plan_piano(
         r.s = s
 
     # 5. per key: repetition, release, duration, max on-time, heat ----------------------
-    commands: list[Command] = []
+    commands: list[_Raw] = []
     carry_wanted: list[_Rec] = []
     for pitch, lst in by_key.items():
         key = spec.key(pitch)
@@ -262,9 +296,7 @@ def plan_piano(
         )
         pch = spec.pedal.channel
         for ev in score.pedal:
-            commands.append(
-                Command(max(0, ev.t_us + pipe - pedal_lat), Op.PEDAL, pch, drive=ev.value)
-            )
+            _emit(commands, max(0, ev.t_us + pipe - pedal_lat), Op.PEDAL, pch, ev.value)
         track = _PedalTrack(
             [ev.t_us + pipe for ev in score.pedal], [ev.value >= PEDAL_DOWN for ev in score.pedal]
         )
@@ -273,10 +305,13 @@ def plan_piano(
             carry_wanted, recs, track, spec, calibration, options, lim, commands
         )
 
+    commands.sort()
     plan = Plan(
-        commands=commands, pipeline_delay_us=pipe, spec_name=spec.name, spec_hash=spec_hash_of(spec)
+        commands=[_command(t, op, a, d, p, h, n) for t, _, a, _, op, d, p, h, n in commands],
+        pipeline_delay_us=pipe,
+        spec_name=spec.name,
+        spec_hash=spec_hash_of(spec),
     )
-    plan.sort()
 
     # outcomes --------------------------------------------------------------------------
     outcomes = report.outcomes
@@ -348,11 +383,12 @@ def plan_piano(
         )
     report.staggered_chords = len(stagger_onsets)
     report.max_stagger_us = max_stagger
-    log.debug(
-        "planned %d notes: %d commands, %d altered, %d dropped",
-        len(notes), len(commands), report.notes_altered, report.notes_dropped,
-    )  # fmt: skip
+    log.debug("planned %d notes into %d commands", len(notes), len(plan))
     return plan, report
+
+
+def _strike_order(r: _Rec) -> tuple[int, int, int]:
+    return (r.s0, r.pitch, r.i)
 
 
 def _merge(prev: _Rec, r: _Rec, gap: int, need: int) -> None:
@@ -399,7 +435,7 @@ def _commit(
     rel: int,
     why: str,
     cap: int | None,
-    commands: list[Command],
+    commands: list[_Raw],
     ch: int,
     hold: int,
     pulse: int,
@@ -421,8 +457,8 @@ def _commit(
         r.notes.append("lengthened to its strike pulse")
     r.rel = rel
     r.sound_end = rel
-    commands.append(Command(r.s, Op.STRIKE, ch, r.dc.counts, pulse, hold, r.i))
-    commands.append(Command(rel, Op.RELEASE, ch, 0, 0, 0, r.i))
+    commands.append((r.s, _ORD_STRIKE, ch, len(commands), Op.STRIKE, r.dc.counts, pulse, hold, r.i))
+    commands.append((rel, _ORD_RELEASE, ch, len(commands), Op.RELEASE, 0, 0, 0, r.i))
 
 
 def lim_ms(us: int) -> str:
@@ -437,7 +473,7 @@ def _carry(
     calibration: Calibration,
     options: PlanOptions,
     lim: Limits,
-    commands: list[Command],
+    commands: list[_Raw],
 ) -> int:
     """Carry notes cut short by the coil limits with the pedal where that is safe."""
     carried = 0
@@ -480,8 +516,8 @@ def _carry(
             continue
         windows.append((down, end))
         pch = spec.pedal.channel
-        commands.append(Command(down - pedal_lat, Op.PEDAL, pch, drive=127))
-        commands.append(Command(end - pedal_lat, Op.PEDAL, pch, drive=0))
+        _emit(commands, down - pedal_lat, Op.PEDAL, pch, 127)
+        _emit(commands, end - pedal_lat, Op.PEDAL, pch, 0)
         for r in group:
             r.sound_end = end
             r.notes.append("carried by pedal")
