@@ -83,13 +83,15 @@ def plot_pianoroll(
     m_y = [h.pitch for h, e in zip(heard, errs, strict=True) if e is not None]
     m_c = [e for e in errs if e is not None]
     norm = Normalize(-ERROR_RANGE, ERROR_RANGE)
-    sc = ax.scatter(m_x, m_y, c=m_c, cmap="coolwarm", norm=norm, s=22, marker="o",
+    density = len(heard) / end_s  # notes per second: smaller markers for dense pieces
+    size = 22.0 if density < 5 else max(6.0, 110.0 / density)
+    sc = ax.scatter(m_x, m_y, c=m_c, cmap="coolwarm", norm=norm, s=size, marker="o",
                     edgecolors="k", linewidths=0.4, zorder=3)
     extra = [(h.t_us / 1e6, h.pitch) for h, e in zip(heard, errs, strict=True) if e is None]
     if extra:
         ex_x = [x for x, _y in extra]
         ex_y = [y for _x, y in extra]
-        ax.scatter(ex_x, ex_y, c="k", marker="x", s=22, zorder=3, label="unmatched")
+        ax.scatter(ex_x, ex_y, c="k", marker="x", s=size, zorder=3, label="unmatched")
         ax.legend(loc="upper right", fontsize=8)
     cb = fig.colorbar(sc, ax=ax, pad=0.01)
     cb.set_label("loudness error (heard − intended, velocity)")
