@@ -96,8 +96,8 @@ def _resolve_song(song: str) -> Path:
     if path.exists():
         return path
     bundled = {p.stem: p for p in bundled_pieces()}
-    name = DEFAULT_PIECE if song == "default" else Path(song).stem
-    if not path.suffix and name in bundled:
+    name = DEFAULT_PIECE if song == "default" else song.removesuffix(".mid")
+    if name in bundled:
         return bundled[name]
     known = ", ".join(sorted(bundled))
     raise MidiFileError(f"{song}: no such file (bundled pieces: {known})", path=song)
@@ -117,6 +117,7 @@ def _load_score(args: argparse.Namespace) -> Any:
         include_drums=args.include_drums,
     )
     require_notes(score, path)
+    args.song_path = path
     return score
 
 
@@ -215,7 +216,7 @@ def cmd_play(args: argparse.Namespace, port: str | None = None) -> int:
         piece = f"generated:{args.generate}"
     elif args.song:
         score = _load_score(args)
-        piece = str(args.song)
+        piece = str(args.song_path)
     else:
         raise UsageError("play: give SONG.mid or --generate MODEL")
     calibration = _load_calibration(args, spec)
@@ -228,7 +229,9 @@ def cmd_play(args: argparse.Namespace, port: str | None = None) -> int:
         prog = Progress("playing", enabled=not args.quiet)
         with _open_device(port, spec, args) as device:
             if getattr(args, "resume", False):
-                performance = device.play(plan, progress=prog, resume=True)  # type: ignore[call-arg]
+                if not hasattr(device, "resume"):
+                    raise UsageError(f"--resume: port {port} keeps no progress to resume from")
+                performance = device.resume(plan, progress=prog)
             else:
                 performance = device.play(plan, progress=prog)
         prog.done()
