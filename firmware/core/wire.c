@@ -23,8 +23,8 @@ int rp_get_vlq(const uint8_t **pp, const uint8_t *end, int32_t *out)
 
 uint8_t *rp_put_vlq(uint8_t *p, int32_t v)
 {
-    if (v >= 0xC000000L || v < -0x4000000L)
-        *p++ = (uint8_t)(((uint32_t)v >> 28) & 0x7F) | 0x80;
+    if (v >= 0xC000000L || v < -0x4000000L) /* top group: bits 31..28, sign-extended */
+        *p++ = (uint8_t)(((uint32_t)v >> 28) | (v < 0 ? 0x70 : 0x00) | 0x80);
     if (v >= 0x180000L || v < -0x80000L)
         *p++ = (uint8_t)(((uint32_t)v >> 21) & 0x7F) | 0x80;
     if (v >= 0x3000L || v < -0x1000L)
@@ -123,4 +123,48 @@ int16_t rp_cobs_decode(uint8_t *buf, uint16_t len)
             buf[o++] = 0;
     }
     return (int16_t)o;
+}
+
+int rp_get_record(const uint8_t **pp, const uint8_t *end, rp_record *r)
+{
+    const uint8_t *p = *pp;
+    uint32_t v;
+    if (p >= end)
+        return 0;
+    uint8_t b = *p++;
+    r->strike = b >> 7;
+    r->actuator = b & 0x7F;
+    r->ddrive = 0;
+    r->has_pulse_hold = 0;
+    r->pulse_us = r->hold = 0;
+    if (r->actuator == 0x7F || !rp_get_uvar(&p, end, &r->dclock))
+        return 0;
+    if (r->strike) {
+        if (!rp_get_uvar(&p, end, &v))
+            return 0;
+        r->has_pulse_hold = v & 1;
+        uint32_t z = v >> 1;
+        if (z > 2UL * 4095) /* zigzag of +-4095 */
+            return 0;
+        r->ddrive = (z & 1) ? -(int16_t)((z + 1) >> 1) : (int16_t)(z >> 1);
+        if (r->has_pulse_hold) {
+            if (!rp_get_uvar(&p, end, &v) || v > 65535UL)
+                return 0;
+            r->pulse_us = (uint16_t)v;
+            if (!rp_get_uvar(&p, end, &v) || v > 4095UL)
+                return 0;
+            r->hold = (uint16_t)v;
+        }
+    }
+    *pp = p;
+    return 1;
+}
+
+uint32_t rp_fnv1a(const uint8_t *data, uint16_t len, uint32_t h)
+{
+    while (len--) {
+        h ^= *data++;
+        h *= 0x01000193UL;
+    }
+    return h;
 }

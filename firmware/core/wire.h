@@ -24,4 +24,18 @@ uint16_t rp_cobs_encode(const uint8_t *in, uint16_t len, uint8_t *out);
  * length, or -1 for a malformed block. */
 int16_t rp_cobs_decode(uint8_t *buf, uint16_t len);
 
+/* One packed schedule record (docs/protocol.md). Returns 0 when it is truncated or a
+ * value is out of range (actuator 127, |ddrive| > 4095, pulse > 65535, hold > 4095). */
+typedef struct {
+    uint32_t dclock;
+    int16_t ddrive;
+    uint16_t pulse_us, hold;
+    uint8_t actuator, strike, has_pulse_hold;
+} rp_record;
+int rp_get_record(const uint8_t **pp, const uint8_t *end, rp_record *r);
+
+/* FNV-1a 32 (the config hash). */
+#define RP_FNV_OFFSET 0x811C9DC5UL
+uint32_t rp_fnv1a(const uint8_t *data, uint16_t len, uint32_t h);
+
 #endif

@@ -9,6 +9,7 @@ protocol change, with a new ``PROTOCOL_VERSION``).
 
 Kinds: ``vlq``, ``uvar``, ``crc16``, ``cobs``, ``frame``, ``stream``, ``h2d``, ``d2h``,
 ``sched``, ``config_hash``; the fields of each are described in :func:`make_vectors`.
+A ``sched`` vector's ``payload`` is the DATA payloads of its frames, comma-separated.
 """
 
 from __future__ import annotations
@@ -285,7 +286,7 @@ def make_vectors(seed: int = 2024) -> list[dict[str, Any]]:
                 out += dec.apply(m)
         vec.append(
             {"kind": "sched", "time_shift": time_shift, "level_shift": level_shift,
-             "payload": b"".join(payloads).hex(), "commands": commands_text(out)}
+             "payload": ",".join(p.hex() for p in payloads), "commands": commands_text(out)}
         )  # fmt: skip
     # config hash of a configure sequence
     cfg = [

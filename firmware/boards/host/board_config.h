@@ -1,0 +1,20 @@
+/* Host build: a POSIX process on a pty with a 1 MHz monotonic clock. */
+#ifndef RP_BOARD_CONFIG_H
+#define RP_BOARD_CONFIG_H
+
+#define RP_BOARD_NAME "host"
+#define RP_CLOCK_HZ 1000000UL
+#define RP_QUEUE_SIZE 1024
+#define RP_FW_MAX_ACTUATORS 96
+#define RP_RX_BUFFER 4096
+#define RP_MAX_ON_US_LIMIT 60000000UL
+#define RP_FW_MAX_LEVEL 4095
+/* an OS process can be descheduled for milliseconds on a busy machine */
+#define RP_LATE_SLACK_US 10000
+#define RP_EVENT_RING 64
+
+typedef int rp_irq_t; /* one thread: the loop calls rp_timer() itself */
+#define RP_IRQ_SAVE() 0
+#define RP_IRQ_RESTORE(s) ((void)(s))
+
+#endif

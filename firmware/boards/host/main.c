@@ -1,0 +1,205 @@
+/* Host board: the firmware as a POSIX process on a pseudo-terminal.
+ *
+ *   robo_fw [--pty-link PATH] [--trace FILE] [--clock-ppm PPM] [--boot-id N]
+ *
+ * Prints "PTY <path>" on stdout once the pty is ready (and symlinks PATH to it).
+ * The clock is CLOCK_MONOTONIC since start at 1 MHz, scaled by (1 + PPM/1e6) to
+ * model a crystal's error. The trace file gets one line per output change:
+ * "<clock> <actuator> <level>" (clock: 64-bit ticks since start), after a header
+ * line "# robo_fw host clock_hz=1000000 boot_id=<hex>". Exits on SIGTERM/SIGINT
+ * with every output off. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <termios.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "board.h"
+#include "fw.h"
+#include "sched.h"
+
+static int master_fd = -1, slave_fd = -1;
+static FILE *trace;
+static double ppm;
+static struct timespec t0;
+static volatile sig_atomic_t stop;
+static int armed;
+static uint64_t armed_at; /* 64-bit clock the core asked for */
+static const char *link_path;
+
+static uint64_t clock64(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    double us = (double)(t.tv_sec - t0.tv_sec) * 1e6 + (double)(t.tv_nsec - t0.tv_nsec) / 1e3;
+    return (uint64_t)(us * (1.0 + ppm * 1e-6));
+}
+
+uint32_t board_clock(void) { return (uint32_t)clock64(); }
+
+void board_timer_arm(uint32_t clock)
+{
+    uint64_t now = clock64();
+    int32_t ahead = (int32_t)(clock - (uint32_t)now);
+    armed_at = (uint64_t)((int64_t)now + ahead);
+    armed = 1;
+}
+
+void board_output(uint8_t actuator, uint8_t out_kind, uint8_t out_addr, uint8_t out_channel,
+                  uint16_t level, uint16_t pwm_max)
+{
+    (void)out_kind, (void)out_addr, (void)out_channel, (void)pwm_max;
+    if (trace)
+        fprintf(trace, "%" PRIu64 " %u %u\n", clock64(), actuator, level);
+}
+
+uint8_t board_output_ok(uint8_t out_kind, uint8_t out_addr, uint8_t out_channel)
+{
+    if (out_kind == RP_OUT_PCA9685)
+        return out_addr >= 0x40 && out_channel < 16;
+    return 1; /* direct: any "pin" */
+}
+
+void board_write(const uint8_t *data, uint16_t len)
+{
+    while (len) {
+        ssize_t n = write(master_fd, data, len);
+        if (n < 0) {
+            if (errno == EINTR || errno == EAGAIN) {
+                struct pollfd p = {master_fd, POLLOUT, 0};
+                poll(&p, 1, 10);
+                continue;
+            }
+            return; /* the other end is gone: the watchdog takes care of the coils */
+        }
+        data += n;
+        len -= (uint16_t)n;
+    }
+}
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    stop = 1;
+}
+
+static void usage(void)
+{
+    fprintf(stderr, "usage: robo_fw [--pty-link PATH] [--trace FILE] [--clock-ppm PPM] "
+                    "[--boot-id N]\n");
+    exit(2);
+}
+
+int main(int argc, char **argv)
+{
+    const char *trace_path = NULL;
+    uint32_t boot_id = 0;
+    int have_boot_id = 0;
+    for (int i = 1; i < argc; i++) {
+        if (i + 1 >= argc)
+            usage();
+        if (!strcmp(argv[i], "--pty-link"))
+            link_path = argv[++i];
+        else if (!strcmp(argv[i], "--trace"))
+            trace_path = argv[++i];
+        else if (!strcmp(argv[i], "--clock-ppm"))
+            ppm = atof(argv[++i]);
+        else if (!strcmp(argv[i], "--boot-id")) {
+            boot_id = (uint32_t)strtoul(argv[++i], NULL, 0);
+            have_boot_id = 1;
+        } else
+            usage();
+    }
+    if (ppm < -1000 || ppm > 1000) {
+        fprintf(stderr, "robo_fw: --clock-ppm %g out of range (allowed -1000..1000)\n", ppm);
+        return 2;
+    }
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    if (!have_boot_id) {
+        struct timespec r;
+        clock_gettime(CLOCK_REALTIME, &r);
+        boot_id = (uint32_t)(r.tv_nsec ^ (r.tv_sec << 20) ^ ((uint32_t)getpid() << 8));
+    }
+    master_fd = posix_openpt(O_RDWR | O_NOCTTY);
+    if (master_fd < 0 || grantpt(master_fd) || unlockpt(master_fd)) {
+        perror("robo_fw: posix_openpt");
+        return 1;
+    }
+    const char *slave = ptsname(master_fd);
+    /* Hold the slave open in raw mode: no echo or line editing before a client opens
+     * it, and no EIO on the master while no client has it open. */
+    slave_fd = open(slave, O_RDWR | O_NOCTTY);
+    struct termios tio;
+    if (slave_fd < 0 || tcgetattr(slave_fd, &tio)) {
+        perror("robo_fw: pty slave");
+        return 1;
+    }
+    cfmakeraw(&tio);
+    tcsetattr(slave_fd, TCSANOW, &tio);
+    if (link_path) {
+        unlink(link_path);
+        if (symlink(slave, link_path)) {
+            fprintf(stderr, "robo_fw: --pty-link %s: %s\n", link_path, strerror(errno));
+            return 1;
+        }
+    }
+    if (trace_path) {
+        trace = fopen(trace_path, "w");
+        if (!trace) {
+            fprintf(stderr, "robo_fw: --trace %s: %s\n", trace_path, strerror(errno));
+            return 1;
+        }
+        fprintf(trace, "# robo_fw host clock_hz=%lu boot_id=0x%08" PRIx32 "\n",
+                (unsigned long)RP_CLOCK_HZ, boot_id);
+        fflush(trace);
+    }
+    signal(SIGTERM, on_signal);
+    signal(SIGINT, on_signal);
+    signal(SIGPIPE, SIG_IGN);
+    rp_init(boot_id);
+    printf("PTY %s\n", slave);
+    fflush(stdout);
+
+    uint8_t buf[512];
+    while (!stop) {
+        struct timespec to = {0, 5 * 1000 * 1000}; /* wake at least every 5 ms for rp_poll */
+        if (armed) {
+            uint64_t now = clock64();
+            uint64_t wait_us = armed_at > now ? armed_at - now : 0;
+            if (wait_us < 5000) {
+                /* ppm scaling: wait in real microseconds, a hair short, then re-check */
+                to.tv_sec = 0;
+                to.tv_nsec = (long)(wait_us * 1000);
+            }
+        }
+        struct pollfd p = {master_fd, POLLIN, 0};
+        int r = ppoll(&p, 1, &to, NULL);
+        if (r > 0 && (p.revents & POLLIN)) {
+            ssize_t n = read(master_fd, buf, sizeof buf);
+            for (ssize_t i = 0; i < n; i++)
+                rp_rx_byte(buf[i]);
+        }
+        if (armed && clock64() >= armed_at) {
+            armed = 0;
+            rp_timer();
+        }
+        rp_poll();
+        if (trace)
+            fflush(trace);
+    }
+    rp_sched_all_off(0); /* everything off on the way out */
+    if (trace) {
+        fprintf(trace, "# exit\n");
+        fclose(trace);
+    }
+    if (link_path)
+        unlink(link_path);
+    return 0;
+}

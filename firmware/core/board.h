@@ -1,0 +1,38 @@
+/* The hooks a board gives the portable core. Only boards/ touch registers, files,
+ * or the clock source. Each board also provides board_config.h with:
+ *   RP_BOARD_NAME        "host" / "avr-mega2560"
+ *   RP_CLOCK_HZ          clock ticks per second (a multiple of 1 MHz)
+ *   RP_QUEUE_SIZE        command-queue slots
+ *   RP_FW_MAX_ACTUATORS  actuators this build holds state for (<= RP_MAX_ACTUATORS)
+ *   RP_RX_BUFFER         bytes the host may have in flight
+ *   RP_MAX_ON_US_LIMIT   largest max_on_us a config may ask for
+ *   RP_FW_MAX_LEVEL      highest PWM level the outputs take
+ *   RP_LATE_SLACK_US     dispatch later than this after its clock = late
+ *   RP_EVENT_RING        queued events (a power of two)
+ *   rp_irq_t, RP_IRQ_SAVE(), RP_IRQ_RESTORE(s): critical sections against the timer
+ */
+#ifndef RP_BOARD_H
+#define RP_BOARD_H
+
+#include <stdint.h>
+#include "board_config.h"
+
+/* The free-running clock, low 32 bits. Callable from the timer context too. */
+uint32_t board_clock(void);
+
+/* Call rp_timer() once the clock reaches `clock` (at once if it already has).
+ * A later call replaces the earlier request. */
+void board_timer_arm(uint32_t clock);
+
+/* Drive one output. `level` 0 = off, pwm_max = full on. Called in the timer context
+ * (and, for all-off, from the main loop inside a critical section). */
+void board_output(uint8_t actuator, uint8_t out_kind, uint8_t out_addr, uint8_t out_channel,
+                  uint16_t level, uint16_t pwm_max);
+
+/* 1 if this board can drive that output. */
+uint8_t board_output_ok(uint8_t out_kind, uint8_t out_addr, uint8_t out_channel);
+
+/* Queue bytes for the host (main-loop context only). */
+void board_write(const uint8_t *data, uint16_t len);
+
+#endif

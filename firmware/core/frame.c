@@ -1,0 +1,56 @@
+#include "frame.h"
+
+#include "wire.h"
+
+void rp_framer_init(rp_framer *f)
+{
+    f->len = 0;
+    f->overflow = 0;
+}
+
+int rp_framer_byte(rp_framer *f, uint8_t b, rp_frame *out)
+{
+    if (b != 0) {
+        if (f->len < sizeof f->buf)
+            f->buf[f->len++] = b;
+        else
+            f->overflow = 1; /* the rest of this chunk is dropped at the delimiter */
+        return RP_FRAMER_NONE;
+    }
+    if (f->overflow) {
+        f->overflow = 0;
+        f->len = 0;
+        return RP_FRAMER_BAD;
+    }
+    if (!f->len)
+        return RP_FRAMER_NONE; /* an empty chunk: two delimiters in a row */
+    int16_t n = rp_cobs_decode(f->buf, f->len);
+    f->len = 0;
+    if (n < RP_MIN_RAW || n > RP_MAX_RAW || (f->buf[1] & 0xC0))
+        return RP_FRAMER_BAD;
+    uint16_t crc = (uint16_t)((uint16_t)f->buf[n - 2] << 8 | f->buf[n - 1]);
+    if (rp_crc16(f->buf, (uint16_t)(n - 2), RP_CRC16_INIT) != crc)
+        return RP_FRAMER_CRC;
+    out->kind = f->buf[0] >> 6;
+    out->seq = f->buf[0] & 0x3F;
+    out->ack = f->buf[1];
+    out->payload = f->buf + 2;
+    out->len = (uint8_t)(n - 4);
+    return RP_FRAMER_FRAME;
+}
+
+uint16_t rp_frame_encode(uint8_t kind, uint8_t seq, uint8_t ack, const uint8_t *payload,
+                         uint8_t len, uint8_t *out)
+{
+    uint8_t raw[RP_MAX_RAW];
+    raw[0] = (uint8_t)(kind << 6 | (seq & 0x3F));
+    raw[1] = ack & 0x3F;
+    for (uint8_t i = 0; i < len; i++)
+        raw[2 + i] = payload[i];
+    uint16_t crc = rp_crc16(raw, (uint16_t)(2 + len), RP_CRC16_INIT);
+    raw[2 + len] = (uint8_t)(crc >> 8);
+    raw[3 + len] = (uint8_t)crc;
+    uint16_t n = rp_cobs_encode(raw, (uint16_t)(4 + len), out);
+    out[n] = 0;
+    return (uint16_t)(n + 1);
+}

@@ -1,0 +1,473 @@
+/* Link layer (frames, seq/ack, credits) and message handling. Main-loop context,
+ * except rp_timer(). The rules are in docs/protocol.md. */
+#include "fw.h"
+
+#include "board.h"
+#include "frame.h"
+#include "protocol_gen.h"
+#include "sched.h"
+#include "wire.h"
+
+rp_link_stats rp_link;
+
+static uint8_t state = RP_STATE_UNCONFIGURED;
+static uint32_t boot_id;
+static uint8_t expected; /* next host DATA seq we accept */
+static uint8_t tx_seq;   /* our DATA seq */
+static uint32_t last_rx_clock;
+
+static rp_framer framer;
+
+/* transmit: messages for the next DATA frame, and the frame being built */
+static uint8_t out[RP_MAX_PAYLOAD];
+static uint8_t out_len;
+static uint8_t enc[RP_MAX_ENCODED + 2];
+
+/* configuration */
+static uint8_t time_shift, level_shift;
+static uint32_t watchdog_ticks;
+static uint8_t cfg_count, cfg_concurrent, cfg_time_shift, cfg_level_shift, cfg_reason, cfg_detail;
+static uint16_t cfg_watchdog_ms;
+static uint32_t cfg_window_ms, cfg_hash;
+static uint8_t cfg_seen[(RP_FW_MAX_ACTUATORS + 7) / 8];
+
+/* schedule state (docs/protocol.md "Time") */
+static uint32_t base;
+static uint32_t next_index;
+static int16_t last_drive;
+static uint16_t last_pulse, last_hold;
+
+uint8_t rp_state(void) { return state; }
+
+static void count_inc(uint32_t *c)
+{
+    rp_irq_t s = RP_IRQ_SAVE();
+    (*c)++;
+    RP_IRQ_RESTORE(s);
+}
+
+/* ---------------------------------------------------------------- transmit */
+
+static void send_frame(uint8_t kind, uint8_t seq, const uint8_t *payload, uint8_t len)
+{
+    enc[0] = 0; /* a leading delimiter: our frame never glues onto line noise */
+    uint16_t n = rp_frame_encode(kind, seq, expected, payload, len, enc + 1);
+    board_write(enc, (uint16_t)(n + 1));
+}
+
+static void flush_out(void)
+{
+    if (!out_len)
+        return;
+    send_frame(RP_FRAME_DATA, tx_seq, out, out_len);
+    tx_seq = (uint8_t)((tx_seq + 1) & (RP_SEQ_MOD - 1));
+    out_len = 0;
+}
+
+/* Room for a message of up to `n` bytes in `out`. */
+static uint8_t *out_reserve(uint8_t n)
+{
+    if (out_len + n > RP_MAX_PAYLOAD)
+        flush_out();
+    return out + out_len;
+}
+
+#define OUT_DONE(p) (out_len = (uint8_t)((p) - out))
+
+static void send_ack(uint8_t kind)
+{
+    uint8_t pl[5];
+    uint8_t *e = rp_put_vlq(pl, (int32_t)rp_sched_free());
+    send_frame(kind, 0, pl, (uint8_t)(e - pl));
+    if (kind == RP_FRAME_NAK)
+        rp_link.naks_sent++;
+}
+
+static void emit_event(uint8_t kind, uint32_t index, uint8_t actuator, uint32_t clock)
+{
+    uint8_t *p = out_reserve(RP_EVENT_MAX_BYTES);
+    OUT_DONE(rp_put_event(p, kind, index, actuator, clock));
+}
+
+/* ---------------------------------------------------------------- safety states */
+
+static void do_shutdown(uint8_t reason)
+{
+    rp_sched_all_off(next_index);
+    state = RP_STATE_SHUTDOWN;
+    uint8_t *p = out_reserve(RP_SHUTDOWN_NOTICE_MAX_BYTES);
+    OUT_DONE(rp_put_shutdown_notice(p, reason, board_clock()));
+}
+
+/* ---------------------------------------------------------------- commands */
+
+static void refuse(uint8_t kind, uint32_t index, uint8_t actuator, uint32_t clock)
+{
+    count_inc(&rp_count.refused);
+    rp_event_push(kind, index, actuator, clock);
+}
+
+static void enqueue(uint8_t op, uint8_t n, int32_t level, uint16_t pulse_us, uint16_t hold)
+{
+    uint32_t index = next_index;
+#ifdef RP_TEST_ENQUEUE_HOOK
+    RP_TEST_ENQUEUE_HOOK(index, base, op, n, level, pulse_us, hold);
+#endif
+    {
+        rp_irq_t s = RP_IRQ_SAVE();
+        next_index++;
+        rp_next_index_snapshot = next_index;
+        RP_IRQ_RESTORE(s);
+    }
+    if (state != RP_STATE_READY) {
+        refuse(RP_EV_REFUSED_STATE, index, n, base);
+        return;
+    }
+    if (n >= rp_act_count) {
+        refuse(RP_EV_REFUSED_RANGE, index, n, base);
+        return;
+    }
+    rp_act *a = &rp_acts[n];
+    if (op != RP_OP_RELEASE &&
+        (level < 0 || level > a->max_drive ||
+         (op == RP_OP_STRIKE && (pulse_us > a->max_pulse_us || hold > a->max_drive)))) {
+        refuse(RP_EV_REFUSED_RANGE, index, n, base);
+        return;
+    }
+    uint32_t now = board_clock();
+    int32_t ahead = (int32_t)(base - now);
+    if (ahead < -(int32_t)(RP_LATE_SLACK_US * RP_TICKS_PER_US)) {
+        count_inc(&rp_count.late);
+        if (op == RP_OP_RELEASE) {
+            rp_sched_release_now(n);
+            rp_event_push(RP_EV_LATE_RELEASE, index, n, base);
+        } else {
+            rp_event_push(RP_EV_LATE, index, n, base);
+        }
+        return;
+    }
+    if (ahead > (int32_t)0x40000000L) {
+        refuse(RP_EV_REFUSED_TOO_FAR, index, n, base);
+        return;
+    }
+    if (op != RP_OP_RELEASE && level > 0 && rp_sched_duty_full(n)) {
+        refuse(RP_EV_REFUSED_DUTY, index, n, base);
+        return;
+    }
+    rp_cmd c;
+    c.clock = base;
+    c.index = (uint16_t)index;
+    c.actuator = n;
+    c.op = op;
+    c.level = (uint16_t)level;
+    c.pulse_us = pulse_us;
+    c.hold = hold;
+    if (!rp_sched_push(&c)) /* cannot happen: frames are checked against free slots */
+        do_shutdown(RP_SHUTDOWN_INTERNAL);
+}
+
+/* ---------------------------------------------------------------- configuration */
+
+static void cfg_fail(uint8_t reason, uint8_t detail)
+{
+    if (!cfg_reason) {
+        cfg_reason = reason;
+        cfg_detail = detail;
+    }
+}
+
+static void configure_begin(const uint32_t *v, const uint8_t *msg, uint8_t len)
+{
+    rp_sched_all_off(next_index);
+    rp_act_count = 0;
+    state = RP_STATE_CONFIGURING;
+    cfg_reason = RP_CFG_OK;
+    cfg_detail = 0;
+    cfg_count = (uint8_t)v[RP_CONFIGURE_BEGIN_ACTUATOR_COUNT];
+    cfg_concurrent = (uint8_t)v[RP_CONFIGURE_BEGIN_MAX_CONCURRENT];
+    cfg_watchdog_ms = (uint16_t)v[RP_CONFIGURE_BEGIN_WATCHDOG_MS];
+    cfg_window_ms = v[RP_CONFIGURE_BEGIN_DUTY_WINDOW_MS];
+    cfg_time_shift = (uint8_t)v[RP_CONFIGURE_BEGIN_TIME_SHIFT];
+    cfg_level_shift = (uint8_t)v[RP_CONFIGURE_BEGIN_LEVEL_SHIFT];
+    cfg_hash = rp_fnv1a(msg, len, RP_FNV_OFFSET);
+    for (uint8_t i = 0; i < sizeof cfg_seen; i++)
+        cfg_seen[i] = 0;
+    if (cfg_count > RP_FW_MAX_ACTUATORS)
+        cfg_fail(RP_CFG_TOO_MANY_ACTUATORS, cfg_count);
+    else if (cfg_concurrent > cfg_count)
+        cfg_fail(RP_CFG_TOO_MANY_ACTUATORS, cfg_concurrent);
+}
+
+static void configure_actuator(const uint32_t *v, const uint8_t *msg, uint8_t len)
+{
+    if (state != RP_STATE_CONFIGURING)
+        return; /* configure_end will say NO_BEGIN */
+    cfg_hash = rp_fnv1a(msg, len, cfg_hash);
+    uint8_t n = (uint8_t)v[RP_CONFIGURE_ACTUATOR_ACTUATOR];
+    if (n >= cfg_count || n >= RP_FW_MAX_ACTUATORS) {
+        cfg_fail(RP_CFG_BAD_INDEX, n);
+        return;
+    }
+    if (cfg_seen[n >> 3] & (1 << (n & 7))) {
+        cfg_fail(RP_CFG_DUPLICATE_INDEX, n);
+        return;
+    }
+    cfg_seen[n >> 3] |= (uint8_t)(1 << (n & 7));
+    rp_act *a = &rp_acts[n];
+    a->out_kind = (uint8_t)v[RP_CONFIGURE_ACTUATOR_OUT_KIND];
+    a->out_addr = (uint8_t)v[RP_CONFIGURE_ACTUATOR_OUT_ADDR];
+    a->out_channel = (uint8_t)v[RP_CONFIGURE_ACTUATOR_OUT_CHANNEL];
+    a->pwm_max = (uint16_t)v[RP_CONFIGURE_ACTUATOR_PWM_MAX];
+    a->max_drive = (uint16_t)v[RP_CONFIGURE_ACTUATOR_MAX_DRIVE];
+    uint32_t max_on_us = v[RP_CONFIGURE_ACTUATOR_MAX_ON_US];
+    a->max_pulse_us = (uint16_t)v[RP_CONFIGURE_ACTUATOR_MAX_PULSE_US];
+    a->duty_permille = (uint16_t)v[RP_CONFIGURE_ACTUATOR_DUTY_PERMILLE];
+    if (max_on_us > RP_MAX_ON_US_LIMIT || a->pwm_max > RP_FW_MAX_LEVEL ||
+        a->max_drive > a->pwm_max || a->max_pulse_us > max_on_us)
+        cfg_fail(RP_CFG_LIMIT_OUT_OF_RANGE, n);
+    else if (!board_output_ok(a->out_kind, a->out_addr, a->out_channel))
+        cfg_fail(RP_CFG_BAD_OUTPUT, n);
+    a->max_on_ticks = max_on_us * RP_TICKS_PER_US;
+    a->bucket_cap_us = cfg_window_ms * a->duty_permille;
+}
+
+static void configure_end(uint32_t hash)
+{
+    if (state != RP_STATE_CONFIGURING) {
+        uint8_t *p = out_reserve(RP_CONFIG_RESULT_MAX_BYTES);
+        OUT_DONE(rp_put_config_result(p, RP_CFG_NO_BEGIN, 255, 0));
+        return;
+    }
+    if (!cfg_reason) {
+        for (uint8_t n = 0; n < cfg_count; n++)
+            if (!(cfg_seen[n >> 3] & (1 << (n & 7)))) {
+                cfg_fail(RP_CFG_MISSING_ACTUATOR, n);
+                break;
+            }
+    }
+    for (uint8_t n = 0; !cfg_reason && n < cfg_count; n++)
+        for (uint8_t m = 0; m < n; m++) {
+            const rp_act *a = &rp_acts[n], *b = &rp_acts[m];
+            if (a->out_kind == b->out_kind && a->out_addr == b->out_addr &&
+                a->out_channel == b->out_channel) {
+                cfg_fail(RP_CFG_BAD_OUTPUT, n);
+                break;
+            }
+        }
+    if (!cfg_reason && hash != cfg_hash)
+        cfg_fail(RP_CFG_HASH_MISMATCH, 255);
+    if (cfg_reason) {
+        state = RP_STATE_UNCONFIGURED;
+        rp_act_count = 0;
+    } else {
+        rp_act_count = cfg_count;
+        rp_max_concurrent = cfg_concurrent;
+        watchdog_ticks = (uint32_t)cfg_watchdog_ms * 1000UL * RP_TICKS_PER_US;
+        time_shift = cfg_time_shift;
+        level_shift = cfg_level_shift;
+        rp_sched_reset();
+        base = 0;
+        next_index = 0;
+        rp_next_index_snapshot = 0;
+        last_drive = 0;
+        last_pulse = last_hold = 0;
+        last_rx_clock = board_clock();
+        state = RP_STATE_READY;
+    }
+    uint8_t *p = out_reserve(RP_CONFIG_RESULT_MAX_BYTES);
+    OUT_DONE(rp_put_config_result(p, cfg_reason, cfg_detail, cfg_hash));
+}
+
+/* ---------------------------------------------------------------- messages */
+
+static void send_status(uint32_t tag)
+{
+    uint8_t hot;
+    uint16_t heat = rp_sched_heat(&hot);
+    rp_counters c;
+    rp_irq_t s = RP_IRQ_SAVE();
+    c = rp_count;
+    RP_IRQ_RESTORE(s);
+    uint8_t *p = out_reserve(RP_STATUS_MAX_BYTES);
+    OUT_DONE(rp_put_status(p, tag, state, boot_id, board_clock(), rp_sched_free(), next_index,
+                           c.played, c.late, c.refused, c.flushed, c.cutoffs,
+                           rp_link.bad_frames + rp_link.bad_messages, heat, hot));
+}
+
+static void send_identify(void)
+{
+    static const uint8_t name[] = RP_BOARD_NAME;
+    uint8_t *p = out_reserve(RP_IDENTIFY_RESP_MAX_BYTES);
+    OUT_DONE(rp_put_identify_resp(p, RP_PROTOCOL_VERSION, RP_FW_VERSION, name,
+                                  (uint8_t)(sizeof name - 1), RP_CLOCK_HZ, RP_QUEUE_SIZE,
+                                  RP_FW_MAX_ACTUATORS, RP_RX_BUFFER, RP_MAX_PAYLOAD, boot_id,
+                                  RP_MAX_ON_US_LIMIT, RP_FW_MAX_LEVEL, RP_LATE_SLACK_US, state));
+}
+
+/* Pass 1 (run = 0): check that every message parses; returns the queue slots the
+ * payload needs, or -1. Pass 2 (run = 1): run them. */
+static int16_t walk(const uint8_t *p, const uint8_t *end, uint8_t run)
+{
+    uint32_t v[RP_MAX_FIELDS] = {0};
+    int16_t slots = 0;
+    while (p < end) {
+        const uint8_t *start = p;
+        int32_t id;
+        if (!rp_get_vlq(&p, end, &id) || id < 1 || id > 31)
+            return -1;
+        if (rp_decode_args((uint8_t)id, &p, end, v) < 0)
+            return -1;
+        if (id == RP_MSG_SCHEDULE) {
+            for (uint32_t i = 0; i < v[RP_SCHEDULE_RECORDS]; i++) {
+                rp_record r;
+                if (!rp_get_record(&p, end, &r))
+                    return -1;
+                slots++;
+                if (!run)
+                    continue;
+                base += r.dclock << time_shift;
+                if (r.strike) {
+                    last_drive = (int16_t)(last_drive + r.ddrive);
+                    if (r.has_pulse_hold) {
+                        last_pulse = r.pulse_us;
+                        last_hold = r.hold;
+                    }
+                    enqueue(RP_OP_STRIKE, r.actuator, (int32_t)last_drive << level_shift,
+                            last_pulse, last_hold);
+                } else {
+                    enqueue(RP_OP_RELEASE, r.actuator, 0, 0, 0);
+                }
+            }
+            continue;
+        }
+        if (id == RP_MSG_SCHEDULE_EXT)
+            slots++;
+        if (!run)
+            continue;
+        uint8_t len = (uint8_t)(p - start);
+        switch (id) {
+        case RP_MSG_IDENTIFY:
+            send_identify();
+            break;
+        case RP_MSG_CONFIGURE_BEGIN:
+            configure_begin(v, start, len);
+            break;
+        case RP_MSG_CONFIGURE_ACTUATOR:
+            configure_actuator(v, start, len);
+            break;
+        case RP_MSG_CONFIGURE_END:
+            configure_end(v[RP_CONFIGURE_END_HASH]);
+            break;
+        case RP_MSG_GET_CLOCK: {
+            uint8_t *o = out_reserve(RP_CLOCK_MAX_BYTES);
+            OUT_DONE(rp_put_clock(o, v[RP_GET_CLOCK_TAG], board_clock()));
+            break;
+        }
+        case RP_MSG_SCHED_BASE:
+            base = v[RP_SCHED_BASE_CLOCK];
+            break;
+        case RP_MSG_SCHEDULE_EXT:
+            base += v[RP_SCHEDULE_EXT_DCLOCK] << time_shift;
+            enqueue((uint8_t)v[RP_SCHEDULE_EXT_OP], (uint8_t)v[RP_SCHEDULE_EXT_ACTUATOR],
+                    (int32_t)v[RP_SCHEDULE_EXT_LEVEL], (uint16_t)v[RP_SCHEDULE_EXT_PULSE_US],
+                    (uint16_t)v[RP_SCHEDULE_EXT_HOLD]);
+            break;
+        case RP_MSG_ALL_OFF:
+            rp_sched_all_off(next_index);
+            break;
+        case RP_MSG_HEARTBEAT:
+            send_status(v[RP_HEARTBEAT_TAG]);
+            break;
+        case RP_MSG_SHUTDOWN:
+            do_shutdown((uint8_t)v[RP_SHUTDOWN_REASON]);
+            break;
+        default:
+            break;
+        }
+    }
+    return slots;
+}
+
+/* ---------------------------------------------------------------- receive */
+
+static void bad_frame(void)
+{
+    rp_link.bad_frames++;
+    send_ack(RP_FRAME_NAK);
+}
+
+static void handle_frame(uint8_t kind, uint8_t seq, const uint8_t *payload, uint8_t len)
+{
+    rp_link.frames_ok++;
+    last_rx_clock = board_clock(); /* any good frame feeds the watchdog */
+    if (kind == RP_FRAME_SYNC) {
+        expected = seq;
+        send_ack(RP_FRAME_ACK);
+        return;
+    }
+    if (kind != RP_FRAME_DATA)
+        return;
+    uint8_t d = (uint8_t)((seq - expected) & (RP_SEQ_MOD - 1));
+    if (d != 0) {
+        if (d >= RP_SEQ_MOD / 2) { /* behind: a duplicate; never run twice */
+            rp_link.duplicates++;
+            send_ack(RP_FRAME_ACK);
+        } else { /* ahead: a gap */
+            send_ack(RP_FRAME_NAK);
+        }
+        return;
+    }
+    int16_t slots = walk(payload, payload + len, 0);
+    if (slots < 0) {
+        expected = (uint8_t)((expected + 1) & (RP_SEQ_MOD - 1));
+        rp_link.bad_messages++;
+        emit_event(RP_EV_BAD_MESSAGE, seq, RP_NO_ACTUATOR, board_clock());
+        flush_out();
+        send_ack(RP_FRAME_ACK);
+        return;
+    }
+    if ((uint16_t)slots > rp_sched_free()) {
+        send_ack(RP_FRAME_NAK);
+        return;
+    }
+    expected = (uint8_t)((expected + 1) & (RP_SEQ_MOD - 1));
+    walk(payload, payload + len, 1);
+    rp_poll(); /* events of this frame go out before its ACK */
+    send_ack(RP_FRAME_ACK);
+}
+
+void rp_rx_byte(uint8_t b)
+{
+    rp_frame f;
+    int r = rp_framer_byte(&framer, b, &f);
+    if (r == RP_FRAMER_FRAME)
+        handle_frame(f.kind, f.seq, f.payload, f.len);
+    else if (r < 0)
+        bad_frame();
+}
+
+/* ---------------------------------------------------------------- loop and timer */
+
+void rp_init(uint32_t id)
+{
+    boot_id = id;
+    rp_framer_init(&framer);
+    state = RP_STATE_UNCONFIGURED;
+    rp_act_count = 0;
+    rp_sched_reset();
+    last_rx_clock = board_clock();
+}
+
+void rp_poll(void)
+{
+    if (state == RP_STATE_READY &&
+        (uint32_t)(board_clock() - last_rx_clock) > watchdog_ticks)
+        do_shutdown(RP_SHUTDOWN_WATCHDOG);
+    rp_sched_poll();
+    rp_event ev;
+    while (rp_event_pop(&ev))
+        emit_event(ev.kind, ev.index, ev.actuator, ev.clock);
+    flush_out();
+}
+
+void rp_timer(void) { rp_sched_run(); }

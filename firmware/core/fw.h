@@ -1,0 +1,30 @@
+/* The firmware core's entry points; a board's main() calls them.
+ *
+ *   rp_init(boot_id)          once, at start (all outputs off, state UNCONFIGURED)
+ *   rp_rx_byte(b)             main loop: every byte received from the host
+ *   rp_poll()                 main loop: watchdog, duty upkeep, events -> host
+ *   rp_timer()                timer context: when the clock reaches what the core
+ *                             asked for with board_timer_arm()
+ *
+ * The frame parser never acts on a frame whose COBS, length or CRC is wrong, and
+ * resyncs at the next 0x00. See docs/protocol.md for the rules. */
+#ifndef RP_FW_H
+#define RP_FW_H
+
+#include <stdint.h>
+
+#define RP_FW_VERSION 0x0100 /* 1.0 */
+
+void rp_init(uint32_t boot_id);
+void rp_rx_byte(uint8_t b);
+void rp_poll(void);
+void rp_timer(void);
+
+/* For tests and the fuzzer: counters of the link layer. */
+typedef struct {
+    uint32_t frames_ok, bad_frames, bad_messages, duplicates, naks_sent;
+} rp_link_stats;
+extern rp_link_stats rp_link;
+uint8_t rp_state(void);
+
+#endif

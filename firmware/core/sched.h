@@ -1,0 +1,90 @@
+/* Scheduler: the time-sorted command queue, the actuators' strike -> hold -> release
+ * sequence, and the safety limits the firmware enforces on its own (max on-time,
+ * concurrent strikes, duty cycle). Portable: time comes from board_clock(), outputs go
+ * to board_output(), and rp_sched_run() runs in the timer context (the AVR compare
+ * ISR; the host board's loop). Everything else runs in the main loop and takes a
+ * critical section where it touches what the timer context touches. */
+#ifndef RP_SCHED_H
+#define RP_SCHED_H
+
+#include <stdint.h>
+#include "board.h"
+#include "protocol_gen.h"
+
+#define RP_TICKS_PER_US (RP_CLOCK_HZ / 1000000UL)
+
+/* One queued command: 14 bytes. `index` keeps the low 16 bits of the record index
+ * (the queue never spans more than 65535 records). */
+typedef struct {
+    uint32_t clock;
+    uint16_t index;
+    uint8_t actuator;
+    uint8_t op;
+    uint16_t level; /* strike drive or set level */
+    uint16_t pulse_us;
+    uint16_t hold;
+} rp_cmd;
+
+enum { RP_PHASE_OFF = 0, RP_PHASE_PULSE, RP_PHASE_HOLD, RP_PHASE_SET };
+
+typedef struct {
+    /* configuration */
+    uint32_t max_on_ticks;
+    uint32_t bucket_cap_us; /* duty_window_ms * duty_permille */
+    uint16_t pwm_max, max_drive, max_pulse_us, duty_permille;
+    uint8_t out_kind, out_addr, out_channel;
+    /* state */
+    uint8_t phase;
+    uint16_t level, hold;
+    uint32_t on_since;
+    uint32_t deadline; /* pulse end or max-on cutoff, while not OFF */
+    uint32_t strike_index;
+    uint32_t bucket_us; /* duty leaky bucket: weighted on-time, microseconds */
+    uint32_t bucket_clock;
+    uint16_t weight; /* (level/pwm_max)^2 in 1/256 */
+} rp_act;
+
+typedef struct {
+    uint8_t kind, actuator;
+    uint32_t index, clock;
+} rp_event;
+
+typedef struct {
+    uint32_t played, late, refused, flushed, cutoffs;
+} rp_counters;
+
+extern rp_act rp_acts[RP_FW_MAX_ACTUATORS];
+extern uint8_t rp_act_count;
+extern uint8_t rp_max_concurrent;
+extern rp_counters rp_count;
+extern volatile uint8_t rp_running_pulses;
+
+void rp_sched_reset(void);                  /* all off, queue flushed silently, counters 0 */
+uint16_t rp_sched_free(void);               /* free queue slots */
+uint16_t rp_sched_queued(void);
+/* Queue a command; 0 if the queue is full (the frame pre-check prevents that). */
+uint8_t rp_sched_push(const rp_cmd *c);
+/* Flush the queue and turn every output off (all_off, shutdown, watchdog); reports
+ * FLUSHED if anything was queued. Uses `next_index` to rebuild the 32-bit indices. */
+void rp_sched_all_off(uint32_t next_index);
+/* Timer context: run everything due, then arm the timer for the next thing. */
+void rp_sched_run(void);
+/* Main loop: duty-bucket upkeep for energised coils (cutoff when a bucket overflows). */
+void rp_sched_poll(void);
+/* Run a (late) release now: main-loop context. */
+void rp_sched_release_now(uint8_t actuator);
+/* Duty check for a strike/set about to be queued: 1 = the bucket is full. */
+uint8_t rp_sched_duty_full(uint8_t actuator);
+/* Hottest coil: permille of its bucket, and which (RP_NO_ACTUATOR if none). */
+uint16_t rp_sched_heat(uint8_t *actuator);
+
+/* Events: written by both contexts, read by the main loop. */
+void rp_event_push(uint8_t kind, uint32_t index, uint8_t actuator, uint32_t clock);
+uint8_t rp_event_pop(rp_event *ev);
+
+/* The record index the host knows for a queued entry's 16-bit index. */
+uint32_t rp_full_index(uint16_t low, uint32_t next_index);
+
+extern volatile uint32_t rp_next_index_snapshot; /* for the timer context's events */
+
+#endif
