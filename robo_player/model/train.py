@@ -279,7 +279,7 @@ def _train(model_config: ModelConfig, cfg: TrainConfig, train_variants: Sequence
             state["step"] += 1
             n_tok = int((yb != IGNORE).sum())
             tok_epoch += n_tok
-            loss_sum += float(loss) * n_tok
+            loss_sum += float(loss.detach()) * n_tok
             loss_n += n_tok
             prog((si + 1) / steps)
             now = time.monotonic()
@@ -335,6 +335,9 @@ def _train(model_config: ModelConfig, cfg: TrainConfig, train_variants: Sequence
 # ---------------------------------------------------------------- command line
 
 
+_DEFAULTS = TrainConfig()
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--corpus", default="music21:bach,palestrina",
                    help="music21:NAME[,NAME] and/or midi:FOLDER, joined by + (default music21:bach,palestrina)")
@@ -344,11 +347,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--layers", type=int, default=None, help="layers (default: lstm 2, transformer 4)")
     p.add_argument("--heads", type=int, default=4)
     p.add_argument("--dropout", type=float, default=0.1)
-    p.add_argument("--epochs", type=int, default=TrainConfig.epochs)
-    p.add_argument("--batch-size", type=int, default=TrainConfig.batch_size)
-    p.add_argument("--seq-len", type=int, default=TrainConfig.seq_len)
-    p.add_argument("--lr", type=float, default=TrainConfig.lr)
-    p.add_argument("--patience", type=int, default=TrainConfig.patience)
+    p.add_argument("--epochs", type=int, default=_DEFAULTS.epochs)
+    p.add_argument("--batch-size", type=int, default=_DEFAULTS.batch_size)
+    p.add_argument("--seq-len", type=int, default=_DEFAULTS.seq_len)
+    p.add_argument("--lr", type=float, default=_DEFAULTS.lr)
+    p.add_argument("--patience", type=int, default=_DEFAULTS.patience)
     p.add_argument("--max-minutes", type=float, default=0.0, help="stop after this long (0: no limit)")
     p.add_argument("--no-augment", action="store_true", help="no transposition or tempo stretch")
     p.add_argument("--resume", action="store_true", help="continue from OUT.ckpt")

@@ -1,0 +1,248 @@
+"""The model's subcommands: ``train``, ``generate``, ``perform`` and ``eval-model``.
+
+``robo_player.cli`` calls :func:`register`. Nothing here imports torch at import time
+(Light core): the torch modules are imported inside the handlers, and ``perform``
+(rule-based) never needs torch. Handlers return an exit code and raise
+``robo_player.errors`` errors for bad input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+from ..errors import ModelError, UsageError
+from ..score import Score
+
+log = logging.getLogger(__name__)
+
+MODELS_DIR = Path(__file__).resolve().parents[2] / "models"
+DEFAULT_MODEL = MODELS_DIR / "performance.pt"
+DEFAULT_LSTM = MODELS_DIR / "lstm.pt"
+
+
+def _need_torch(what: str) -> None:
+    try:
+        import torch  # noqa: F401
+    except ImportError as err:
+        raise UsageError(f"{what} needs the `model` extra: pip install 'robo_player[model]'") from err
+
+
+def _model_path(p: str | None) -> Path:
+    path = Path(p) if p else DEFAULT_MODEL
+    if not path.is_file():
+        raise ModelError(f"{path}: no such model checkpoint")
+    return path
+
+
+def _spec(name: str) -> Any:
+    from ..spec.loader import load_spec
+
+    return load_spec(name)
+
+
+# ---------------------------------------------------------------- generate
+
+
+def generate_score(model_path: str | Path | None, spec: Any, seconds: float = 30.0,
+                   primer: str | None = None, temperature: float = 1.0, top_p: float = 0.95,
+                   seed: int = 0, primer_midi: str | Path | None = None) -> Score:
+    """A performance the model composes, playable on ``spec`` (for ``play --generate``)."""
+    _need_torch("generate")
+    from .generate import generate_from_file
+
+    g = generate_from_file(_model_path(str(model_path) if model_path else None), spec, seconds,
+                           primer=primer, primer_midi=primer_midi, temperature=temperature,
+                           top_p=top_p, seed=seed)
+    return g.score
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    _need_torch("generate")
+    from ..midi import write_midi
+    from ..planner import plan_piano
+    from .generate import generate_from_file
+
+    spec = _spec(args.spec)
+    g = generate_from_file(_model_path(args.model), spec, args.seconds, primer=args.primer,
+                           primer_midi=args.primer_midi, temperature=args.temperature,
+                           top_p=args.top_p, seed=args.seed, constrain=not args.no_mask)
+    write_midi(g.score, args.out)
+    _, report = plan_piano(g.score, spec)
+    sys.stdout.write(
+        f"{args.out}: {len(g.score.notes)} notes, {g.score.duration_s:.1f}s of music in "
+        f"{g.wall_s:.2f}s ({g.realtime_factor:.0f}x real time); on {spec.name}: "
+        f"{report.notes_altered} altered, {report.notes_dropped} dropped\n")
+    return 0
+
+
+# ---------------------------------------------------------------- perform
+
+
+def cmd_perform(args: argparse.Namespace) -> int:
+    from ..midi import read_midi, require_notes, write_midi
+    from .render import RenderRules, perform
+
+    rules = RenderRules(phrase_arch=args.k_phrase_arch, high_loud=args.k_high_loud,
+                        duration_contrast=args.k_duration_contrast,
+                        melodic_charge=args.k_melodic_charge, final_ritard=args.k_final_ritard,
+                        noise_ms=args.noise_ms, seed=args.seed)
+    score = require_notes(read_midi(args.score), args.score)
+    out = perform(score, rules)
+    write_midi(out, args.out)
+    sys.stdout.write(f"{args.out}: {len(out.notes)} notes performed ({score.duration_s:.1f}s -> "
+                     f"{out.duration_s:.1f}s)\n")
+    return 0
+
+
+# ---------------------------------------------------------------- eval-model
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    _need_torch("eval-model")
+    import numpy as np
+
+    from . import corpus
+    from .checkpoint import load_model
+    from .evaluate import KneserNey, model_nll, sample_statistics
+    from .generate import generate
+
+    pieces = corpus.load_corpus(args.corpus, cache_dir=args.cache)
+    split = corpus.by_split(pieces)
+    if args.files:
+        from ..midi import read_midi
+        from . import tokenizer as tk
+
+        held = [np.array(tk.encode(read_midi(f)), np.int16) for f in args.files]
+        ref_scores = [tk.decode(t) for t in held]
+        where = f"{len(held)} files"
+    else:
+        held = [p.tokens for p in split[args.split]]
+        ref_scores = [p.score() for p in split[args.split]]
+        where = f"{args.corpus} {args.split} split ({len(held)} pieces)"
+    if not held:
+        raise UsageError(f"eval-model: nothing to evaluate in {where}")
+    result: dict[str, Any] = {"data": where, "models": {}, "samples": {}}
+    nets: dict[str, Any] = {}
+    for name, path in (("shipped", args.model), ("lstm", args.lstm)):
+        p = Path(path) if path else (DEFAULT_MODEL if name == "shipped" else DEFAULT_LSTM)
+        if name == "lstm" and not p.is_file() and not path:
+            log.warning("%s: no LSTM checkpoint; skipping it", p)
+            continue
+        model, cfg, meta = load_model(_model_path(str(p)))
+        nets[name] = model
+        r = model_nll(model, held)
+        result["models"][name] = {**r.to_json(), "arch": cfg.arch, "path": str(p)}
+    kn = KneserNey(order=args.ngram_order).fit([p.tokens for p in split["train"]])
+    r = kn.nll(held)
+    result["models"][f"ngram{args.ngram_order}"] = {**r.to_json(), "arch": "interpolated Kneser-Ney"}
+    spec = _spec(args.spec)
+    for name, model in nets.items():
+        samples = [generate(model, spec, args.sample_seconds, seed=s, top_p=args.top_p).score
+                   for s in range(args.samples)]
+        result["samples"][name] = sample_statistics(samples, ref_scores)
+    if args.json:
+        sys.stdout.write(json.dumps(result, indent=2) + "\n")
+    else:
+        sys.stdout.write(f"evaluated on {where}\n")
+        for name, m in result["models"].items():
+            sys.stdout.write(f"  {name:10s} {m['nll_per_event']:.4f} nats/event  "
+                             f"{m['nll_per_note']:.4f} nats/note\n")
+        for name, st in result["samples"].items():
+            sys.stdout.write(f"  samples of {name} (distance to held-out):\n")
+            for k, v in st.items():
+                extra = f" (value {v['value']}, held-out {v['reference']})" if "value" in v else ""
+                sys.stdout.write(f"    {k:20s} {v['distance']}{extra}\n")
+    return 0
+
+
+# ---------------------------------------------------------------- train
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    _need_torch("train")
+    from .train import run
+
+    return run(args)
+
+
+# ---------------------------------------------------------------- registration
+
+
+def _train_args(p: argparse.ArgumentParser) -> None:
+    # the same options as `python -m robo_player.model.train` (defined there, torch-free here)
+    p.add_argument("--corpus", default="music21:bach,palestrina",
+                   help="music21:NAME[,NAME] and/or midi:FOLDER, joined by + (default music21:bach,palestrina)")
+    p.add_argument("--arch", choices=["lstm", "transformer"], default="lstm")
+    p.add_argument("--out", required=True, metavar="MODEL.pt", help="best weights go here")
+    p.add_argument("--d-model", type=int, default=None, help="width (default 256)")
+    p.add_argument("--layers", type=int, default=None, help="layers (default: lstm 2, transformer 4)")
+    p.add_argument("--heads", type=int, default=4)
+    p.add_argument("--dropout", type=float, default=0.1)
+    p.add_argument("--epochs", type=int, default=30)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--seq-len", type=int, default=256)
+    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--patience", type=int, default=3)
+    p.add_argument("--max-minutes", type=float, default=0.0, help="stop after this long (0: no limit)")
+    p.add_argument("--no-augment", action="store_true", help="no transposition or tempo stretch")
+    p.add_argument("--resume", action="store_true", help="continue from OUT.ckpt")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--cache", default="cache", help="parsed-corpus cache folder (default cache/)")
+    p.add_argument("--limit-pieces", type=int, default=0, help=argparse.SUPPRESS)
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def register(subparsers: Any) -> None:
+    """Add ``train``, ``generate``, ``perform`` and ``eval-model`` to the CLI."""
+    p = subparsers.add_parser("train", help="train a performance model on a corpus",
+                              description="Train a performance model (LSTM or relative-position "
+                                          "Transformer). Multi-GPU: torchrun --nproc_per_node N "
+                                          "-m robo_player.model.train ...")
+    _train_args(p)
+    p.set_defaults(func=cmd_train)
+
+    p = subparsers.add_parser("generate", help="compose a performance playable on a spec")
+    p.add_argument("--model", default=None, help=f"checkpoint (default {DEFAULT_MODEL.name} in models/)")
+    p.add_argument("--spec", default="piano-88-grand", help="hardware spec name or file")
+    p.add_argument("--seconds", type=float, default=30.0)
+    p.add_argument("--primer", help='primer notes, e.g. "C4 E4 G4"')
+    p.add_argument("--primer-midi", metavar="FILE", help="primer from a MIDI file")
+    p.add_argument("--temperature", type=float, default=1.0)
+    p.add_argument("--top-p", type=float, default=0.95)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-mask", action="store_true", help="no hardware mask (to compare)")
+    p.add_argument("--out", required=True, metavar="OUT.mid")
+    p.set_defaults(func=cmd_generate)
+
+    p = subparsers.add_parser("perform", help="render a plain score expressively (rule-based)")
+    p.add_argument("score", metavar="SCORE.mid")
+    p.add_argument("--out", required=True, metavar="PERFORMED.mid")
+    for name, help_ in (("phrase-arch", "phrase arch"), ("high-loud", "high-loud"),
+                        ("duration-contrast", "duration contrast"), ("melodic-charge", "melodic charge"),
+                        ("final-ritard", "final ritard")):
+        p.add_argument(f"--k-{name}", type=float, default=1.0, help=f"quantity k of the {help_} rule (default 1, 0 = off)")
+    p.add_argument("--noise-ms", type=float, default=10.0, help="1/f timing deviations, std in ms (default 10)")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_perform)
+
+    p = subparsers.add_parser("eval-model", help="NLL and sample statistics on held-out pieces")
+    p.add_argument("--model", default=None, help="shipped model (default models/performance.pt)")
+    p.add_argument("--lstm", default=None, help="LSTM to compare (default models/lstm.pt)")
+    p.add_argument("--corpus", default="music21:bach,palestrina")
+    p.add_argument("--split", choices=["valid", "test"], default="test")
+    p.add_argument("--files", nargs="+", metavar="MIDI", help="evaluate on these files instead")
+    p.add_argument("--ngram-order", type=int, default=6)
+    p.add_argument("--samples", type=int, default=4, help="samples per model for the statistics")
+    p.add_argument("--sample-seconds", type=float, default=20.0)
+    p.add_argument("--top-p", type=float, default=0.95)
+    p.add_argument("--spec", default="piano-88-grand")
+    p.add_argument("--cache", default="cache")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=cmd_eval)

@@ -1,0 +1,374 @@
+"""Sampling with hardware-aware constrained decoding.
+
+At every step the next-event logits are masked so that the performance stays playable
+on the given spec and well formed:
+
+- **grammar**: a NOTE_OFF only for a key that is down, no NOTE_ON for a key already
+  down, no two VELOCITY events in a row, and every key released at the end (no stuck
+  notes);
+- **hardware**: the planner's own :class:`~robo_player.planner.constraints.Playability`
+  is the oracle. A NOTE_ON must pass ``can_strike`` (key range, velocity the key can
+  play, the power budget of overlapping strikes, the minimum repeat interval, coil
+  heat); a NOTE_OFF must come after the strike pulse (``min_hold_end``); a TIME_SHIFT
+  may not carry a held key past ``max_hold_end`` (max on-time, coil heat); pedal events
+  only where the spec has a pedal actuator.
+
+The cheap masks are computed every step; the per-key oracle is asked lazily: a sampled
+NOTE_ON that the oracle refuses triggers the full mask and a fresh draw from it, which
+is exactly sampling from the fully masked distribution (temperature and top-p applied
+after masking). So a masked performance plans with zero alterations and zero drops.
+
+LSTM models decode with a numpy copy of their weights (:class:`NumpyLSTM`): at batch 1
+the per-op overhead of torch dominates, and numpy is several times faster.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import ModelError
+from ..score import Score
+from ..spec.model import PianoSpec
+from ..spec.schema import note_to_pitch, pitch_to_note
+from . import tokenizer as tk
+
+log = logging.getLogger(__name__)
+
+V = tk.VOCAB_SIZE
+BOS = tk.VOCAB_SIZE
+
+
+# ---------------------------------------------------------------- the mask
+
+
+class HardwareMask:
+    """Decoding state + masks for one performance on one spec (see the module docstring)."""
+
+    def __init__(self, spec: PianoSpec | None, calibration: Any = None) -> None:
+        self.spec = spec
+        self.now = 0  # steps of 10 ms
+        self.vbin = tk.DEFAULT_VELOCITY_BIN
+        self.prev = -1
+        self.pedal_down = False
+        self.held: dict[int, tuple[int, int]] = {}  # pitch -> (min_end_step, max_end_step)
+        self.play = None
+        base = np.ones(V, dtype=bool)
+        base[tk.NOTE_OFF:tk.TIME_SHIFT] = False  # note-offs: only for held keys
+        if spec is not None:
+            from ..planner.constraints import Playability
+
+            self.play = Playability(spec, calibration)
+            on = np.zeros(128, dtype=bool)
+            on[spec.lowest:spec.highest + 1] = True
+            base[tk.NOTE_ON:tk.NOTE_OFF] = on
+            vel_ok = np.zeros(tk.N_VEL, dtype=bool)
+            for b in range(tk.N_VEL):
+                v = tk.bin_to_velocity(b)
+                vel_ok[b] = any(not self.play.drive(k.pitch, v).altered for k in spec.keys)
+            if not vel_ok.any():
+                raise ModelError(f"spec {spec.name}: no velocity bin plays unaltered on any key")
+            base[tk.VELOCITY:tk.PEDAL_ON] = vel_ok
+            if spec.pedal is None:
+                base[tk.PEDAL_ON] = base[tk.PEDAL_OFF] = False
+        self.base = base
+        self.oracle_calls = 0
+
+    @property
+    def now_us(self) -> int:
+        return self.now * tk.STEP_US
+
+    @property
+    def velocity(self) -> int:
+        return tk.bin_to_velocity(self.vbin)
+
+    def cheap_mask(self) -> np.ndarray:
+        """Allowed tokens without asking the per-key oracle about note-ons."""
+        m = self.base.copy()
+        for p, (lo, _hi) in self.held.items():
+            m[tk.NOTE_ON + p] = False
+            m[tk.NOTE_OFF + p] = self.now >= lo
+        if self.held:
+            room = min(hi for _, hi in self.held.values()) - self.now
+            if room < tk.N_SHIFT:
+                m[tk.TIME_SHIFT + max(room, 0):tk.VELOCITY] = False
+        if tk.VELOCITY <= self.prev < tk.PEDAL_ON:
+            m[tk.VELOCITY:tk.PEDAL_ON] = False
+        if self.pedal_down:
+            m[tk.PEDAL_ON] = False
+        else:
+            m[tk.PEDAL_OFF] = False
+        return m
+
+    def note_on_ok(self, pitch: int) -> bool:
+        if self.play is None:
+            return pitch not in self.held
+        self.oracle_calls += 1
+        return self.play.can_strike(pitch, self.now_us, self.velocity)
+
+    def why_not(self, tok: int) -> str | None:
+        """None if ``tok`` may come next, else a reason in words."""
+        if not self.cheap_mask()[tok]:
+            if tk.NOTE_ON <= tok < tk.NOTE_OFF and self.spec is not None and not self.spec.has_pitch(tok):
+                return (f"{pitch_to_note(tok)} (MIDI {tok}) is outside {self.spec.name}'s range "
+                        f"{pitch_to_note(self.spec.lowest)}..{pitch_to_note(self.spec.highest)} "
+                        f"({self.spec.lowest}..{self.spec.highest})")
+            return f"{tk.token_name(tok)} not allowed here (grammar or hardware limit)"
+        if tk.NOTE_ON <= tok < tk.NOTE_OFF and self.play is not None:
+            why = self.play.why_not(tok, self.now_us, self.velocity)
+            if why:
+                return f"{tk.token_name(tok)} at {self.now_us / 1e6:.2f}s: {why}"
+        return None
+
+    def full_mask(self) -> np.ndarray:
+        m = self.cheap_mask()
+        for p in np.flatnonzero(m[tk.NOTE_ON:tk.NOTE_OFF]):
+            m[tk.NOTE_ON + p] = self.note_on_ok(int(p))
+        return m
+
+    def apply(self, tok: int) -> None:
+        """Advance the state by one (allowed) token."""
+        if tk.NOTE_ON <= tok < tk.NOTE_OFF:
+            p = tok - tk.NOTE_ON
+            if self.play is not None:
+                self.play.strike(p, self.now_us, self.velocity)
+                lo = -(-self.play.min_hold_end(p) // tk.STEP_US)
+                hi = self.play.max_hold_end(p) // tk.STEP_US
+            else:
+                lo, hi = self.now + 1, 1 << 40
+            self.held[p] = (max(lo, self.now + 1), hi)
+        elif tk.NOTE_OFF <= tok < tk.TIME_SHIFT:
+            p = tok - tk.NOTE_OFF
+            if self.play is not None:
+                self.play.release(p, self.now_us)
+            del self.held[p]
+        elif tk.TIME_SHIFT <= tok < tk.VELOCITY:
+            self.now += tok - tk.TIME_SHIFT + 1
+        elif tk.VELOCITY <= tok < tk.PEDAL_ON:
+            self.vbin = tok - tk.VELOCITY
+        elif tok == tk.PEDAL_ON:
+            self.pedal_down = True
+        elif tok == tk.PEDAL_OFF:
+            self.pedal_down = False
+        self.prev = tok
+
+    def closing_tokens(self) -> list[int]:
+        """Tokens that end the performance cleanly: wait for every strike pulse, then
+        release every key (and the pedal)."""
+        out: list[int] = []
+        if self.held:
+            wait = max(lo for lo, _ in self.held.values()) - self.now
+            while wait > 0:
+                k = min(wait, tk.N_SHIFT)
+                out.append(tk.TIME_SHIFT + k - 1)
+                self.apply(out[-1])
+                wait -= k
+            for p in sorted(self.held):
+                out.append(tk.NOTE_OFF + p)
+                self.apply(out[-1])
+        if self.pedal_down:
+            out.append(tk.PEDAL_OFF)
+            self.apply(out[-1])
+        return out
+
+
+# ---------------------------------------------------------------- fast stepping
+
+
+class NumpyLSTM:
+    """Batch-1 decoding of a :class:`~robo_player.model.networks.PerformanceLSTM` in numpy.
+
+    The input embedding is folded into the first layer: ``table[tok]`` = ``W_ih0 @ E[tok] +
+    b_ih0 + b_hh0`` (V+1, 4H), so a step is one matvec per layer plus the output head.
+    """
+
+    def __init__(self, model: Any) -> None:
+        import torch
+
+        with torch.no_grad():
+            lstm = model.lstm
+            E = model.embed.weight.double()  # noqa: N806 - (V+1, C)
+            self.layers = lstm.num_layers
+            self.h = lstm.hidden_size
+            self.table = (E @ lstm.weight_ih_l0.double().T + lstm.bias_ih_l0.double()
+                          + lstm.bias_hh_l0.double()).float().numpy()
+            self.w_hh = [getattr(lstm, f"weight_hh_l{i}").T.contiguous().numpy() for i in range(self.layers)]
+            self.w_ih = [None] + [getattr(lstm, f"weight_ih_l{i}").T.contiguous().numpy()
+                                  for i in range(1, self.layers)]
+            self.b = [None] + [(getattr(lstm, f"bias_ih_l{i}") + getattr(lstm, f"bias_hh_l{i}")).numpy()
+                               for i in range(1, self.layers)]
+            self.head_w = model.head.weight.T.contiguous().numpy()  # (H, V)
+            self.head_b = model.head.bias.numpy()
+
+    def step(self, tok: int, state: Any) -> tuple[np.ndarray, Any]:
+        H = self.h  # noqa: N806
+        if state is None:
+            state = [(np.zeros(H, np.float32), np.zeros(H, np.float32)) for _ in range(self.layers)]
+        new = []
+        x = None
+        for i, (h, c) in enumerate(state):
+            g = self.table[tok] + h @ self.w_hh[i] if i == 0 else x @ self.w_ih[i] + h @ self.w_hh[i] + self.b[i]
+            ifo = 1.0 / (1.0 + np.exp(-g[np.r_[0:2 * H, 3 * H:4 * H]]))
+            gg = np.tanh(g[2 * H:3 * H])
+            c = ifo[H:2 * H] * c + ifo[:H] * gg
+            x = ifo[2 * H:] * np.tanh(c)
+            new.append((x, c))
+        return x @ self.head_w + self.head_b, new
+
+
+class TorchStepper:
+    """Batch-1 decoding through the model's own ``step`` (the Transformer's KV cache)."""
+
+    def __init__(self, model: Any) -> None:
+        self.model = model
+
+    def step(self, tok: int, state: Any) -> tuple[np.ndarray, Any]:
+        import torch
+
+        with torch.inference_mode():
+            logits, state = self.model.step(torch.tensor([tok]), state)
+        return logits[0].float().numpy(), state
+
+
+def stepper_for(model: Any) -> NumpyLSTM | TorchStepper:
+    return NumpyLSTM(model) if model.config.arch == "lstm" else TorchStepper(model)
+
+
+# ---------------------------------------------------------------- sampling
+
+
+def _sample(logits: np.ndarray, mask: np.ndarray, temperature: float, top_p: float,
+            rng: np.random.Generator) -> int:
+    allowed = np.flatnonzero(mask)
+    if len(allowed) == 0:
+        raise ModelError("constrained decoding: no event allowed (internal error)")
+    z = logits[allowed].astype(np.float64) / max(temperature, 1e-6)
+    z -= z.max()
+    p = np.exp(z)
+    p /= p.sum()
+    if top_p < 1.0:
+        order = np.argsort(-p)
+        cum = np.cumsum(p[order])
+        keep = order[: int(np.searchsorted(cum, top_p)) + 1]
+        q = np.zeros_like(p)
+        q[keep] = p[keep]
+        p = q / q.sum()
+    return int(allowed[rng.choice(len(allowed), p=p)])
+
+
+def parse_primer(text: str) -> list[int]:
+    """``"C4 E4 G4"`` -> MIDI pitches; ModelError naming a bad name."""
+    pitches = []
+    for i, word in enumerate(text.split()):
+        p = note_to_pitch(word)
+        if p is None:
+            if word.isdigit() and 0 <= int(word) <= 127:
+                p = int(word)
+            else:
+                raise ModelError(f"--primer: word {i + 1} {word!r} is not a note name like C4, F#3, Bb2")
+        pitches.append(p)
+    return pitches
+
+
+def primer_tokens(pitches: list[int], step_ms: int = 250, velocity: int = 72) -> list[int]:
+    """One note after the other, ``step_ms`` apart and each ``step_ms`` long."""
+    from ..score import Note
+
+    notes = [Note(p, i * step_ms * 1000, step_ms * 1000, velocity) for i, p in enumerate(pitches)]
+    return tk.encode(Score(notes=notes))
+
+
+@dataclass(slots=True)
+class Generated:
+    tokens: list[int]
+    score: Score
+    events: int  # sampled events (primer excluded)
+    wall_s: float
+    oracle_calls: int
+
+    @property
+    def realtime_factor(self) -> float:
+        return self.score.duration_s / self.wall_s if self.wall_s > 0 else float("inf")
+
+
+def generate(model: Any, spec: PianoSpec | None, seconds: float, primer: list[int] | None = None,
+             temperature: float = 1.0, top_p: float = 1.0, seed: int = 0, constrain: bool = True,
+             calibration: Any = None, max_events: int | None = None) -> Generated:
+    """Sample a performance of about ``seconds`` (it ends when time passes ``seconds``).
+
+    ``constrain=False`` samples with no mask at all (to measure what masking buys); the
+    decoder still releases every key at the end. A primer token that the spec cannot
+    play raises ModelError with the reason.
+    """
+    if not seconds > 0:
+        raise ModelError(f"--seconds {seconds}: must be > 0")
+    if not temperature > 0:
+        raise ModelError(f"--temperature {temperature}: must be > 0")
+    if not 0 < top_p <= 1:
+        raise ModelError(f"--top-p {top_p}: must be in (0, 1]")
+    rng = np.random.default_rng(seed)
+    mask = HardwareMask(spec if constrain else None, calibration)
+    stepper = model if hasattr(model, "step") and not hasattr(model, "config") else stepper_for(model)
+    end_step = int(round(seconds * 1e6 / tk.STEP_US))
+    max_events = max_events or max(1000, int(seconds * 200))
+    t0 = time.perf_counter()
+    toks: list[int] = []
+    state = None
+    logits, state = stepper.step(BOS, state)
+    for i, tok in enumerate(primer or []):
+        if constrain:
+            why = mask.why_not(tok)
+            if why:
+                raise ModelError(f"primer event {i + 1}: {why}")
+        elif tk.NOTE_OFF <= tok < tk.TIME_SHIFT and (tok - tk.NOTE_OFF) not in mask.held:
+            continue
+        mask.apply(tok)
+        toks.append(tok)
+        logits, state = stepper.step(tok, state)
+    n_primer = len(toks)
+    while mask.now < end_step and len(toks) - n_primer < max_events:
+        m = mask.cheap_mask() if constrain else _grammar_only(mask)
+        tok = _sample(logits, m, temperature, top_p, rng)
+        if constrain and tk.NOTE_ON <= tok < tk.NOTE_OFF and not mask.note_on_ok(tok):
+            tok = _sample(logits, mask.full_mask(), temperature, top_p, rng)
+        mask.apply(tok)
+        toks.append(tok)
+        logits, state = stepper.step(tok, state)
+    toks.extend(mask.closing_tokens())
+    wall = time.perf_counter() - t0
+    score = tk.decode(toks, source="generated")
+    return Generated(toks, score, len(toks) - n_primer, wall, mask.oracle_calls)
+
+
+def _grammar_only(mask: HardwareMask) -> np.ndarray:
+    """No hardware mask: everything but orphan note-offs (decode would drop them anyway)."""
+    m = np.ones(V, dtype=bool)
+    m[tk.NOTE_OFF:tk.TIME_SHIFT] = False
+    for p in mask.held:
+        m[tk.NOTE_OFF + p] = True
+    return m
+
+
+def generate_from_file(model_path: str | Path, spec: PianoSpec | None, seconds: float,
+                       primer: str | None = None, primer_midi: str | Path | None = None,
+                       temperature: float = 1.0, top_p: float = 0.95, seed: int = 0,
+                       constrain: bool = True) -> Generated:
+    from .checkpoint import load_model
+
+    model, _, _ = load_model(model_path)
+    toks: list[int] | None = None
+    if primer and primer_midi:
+        raise ModelError("give --primer or --primer-midi, not both")
+    if primer:
+        toks = primer_tokens(parse_primer(primer))
+    elif primer_midi:
+        from ..midi import read_midi
+
+        toks = tk.encode(read_midi(primer_midi))
+    return generate(model, spec, seconds, primer=toks, temperature=temperature, top_p=top_p,
+                    seed=seed, constrain=constrain)
