@@ -47,7 +47,7 @@ Progress = Callable[[float], None]
 SILENT_LATENCY_US = 400_000  # a strike slower than this never sounds (docs/simulator.md)
 LAT_NOISE_US = 200.0  # onset timing noise of the microphone (s.d.)
 VEL_NOISE = 1.0  # loudness noise of the microphone (s.d., velocity units)
-VEL_CLIP = 126.5  # loudness at or above this may be clipped by a MIDI-range sensor
+VEL_CLIP = math.inf  # loudness at or above this is taken as clipped (the sensor does not clip)
 ALPHA_PRIOR = (0.70, 0.15)  # latency exponent: mean, s.d. of a weak prior
 K_PRIOR = (3.2, 2.0)  # loudness curvature in drive units: mean, s.d. of a weak prior
 
@@ -73,7 +73,7 @@ ROUND_TARGETS: tuple[tuple[tuple[str, float], ...], ...] = (
     (("lat", 0.55), ("lat", 0.30), ("u", 0.70)),
     (("lat", 0.92), ("lat", 0.75), ("u", 0.25)),
 )
-TABLE_POINTS = 48
+TABLE_POINTS = 64
 
 
 @dataclass(slots=True)
@@ -366,9 +366,11 @@ def curve_from_fit(
         d_lo = max(d_lo, fit.theta + 1e-6)
         if d_lo >= 1.0:
             d_lo = fit.theta + 0.5 * (1.0 - fit.theta)
-        # geometric spacing in (d - theta): equal relative steps keep the chord error of
-        # the steep latency curve about even along the table.
-        x = np.geomspace(d_lo - fit.theta, 1.0 - fit.theta, points)
+        # Space the points so the chord error of the (convex) latency curve is about
+        # even along the table: with L ~ x^-alpha that error ~ L (dx/x)^2, so points are
+        # uniform in x^(-alpha/2), x = d - theta (denser where the curve is slow, steep).
+        h = -fit.alpha / 2
+        x = np.linspace((d_lo - fit.theta) ** h, (1.0 - fit.theta) ** h, points) ** (1.0 / h)
         drive = fit.theta + x
         drive[-1] = 1.0
         latency = fit.latency_us(drive)

@@ -1,0 +1,156 @@
+"""Calibration accuracy and cost on the simulator, and end-to-end playing accuracy.
+
+For each truth seed: calibrate every key of the spec on ``sim://`` (the calibrator sees
+only ``play``), compare the curves with the hidden truth (this script may read it; the
+calibrator may not), then plan the bundled pieces with that calibration, play them on
+the same simulated piano and match heard notes to the plan's outcomes (same pitch,
+nearest time) to get the onset error and the velocity error as a listener hears them.
+
+    .venv/bin/python bench/bench_calibration.py --seeds 0 1 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import time
+
+import numpy as np
+
+from robo_player.calibrator import calibrate_session
+from robo_player.driver import open_port
+from robo_player.midi import bundled_piece, bundled_pieces, read_midi
+from robo_player.plan import Op
+from robo_player.planner.piano import plan_piano
+from robo_player.planner.report import Fate
+from robo_player.spec import load_spec
+from robo_player.spec.calibration import Calibration
+
+
+def truth_latency_us(kt: object, d: float) -> float:
+    u = (d - kt.threshold) / (1.0 - kt.threshold)  # type: ignore[attr-defined]
+    if u <= 0:
+        return math.inf
+    lat = kt.latency_full_us * u ** (-kt.alpha)  # type: ignore[attr-defined]
+    return lat if lat <= 400_000 else math.inf
+
+
+def truth_velocity(kt: object, d: float) -> float:
+    u = max(0.0, (d - kt.threshold) / (1.0 - kt.threshold))  # type: ignore[attr-defined]
+    k, v0 = kt.k, kt.v0  # type: ignore[attr-defined]
+    return kt.gain * (v0 + (1 - v0) * (1 - math.exp(-k * u)) / (1 - math.exp(-k)))  # type: ignore[attr-defined]
+
+
+def curve_errors(cal: Calibration, truth: object, spec: object) -> dict[str, float]:
+    """Latency and loudness error of the tables against the truth, over velocities 25..115
+    as the planner uses them (drive for the velocity, rounded to PWM counts)."""
+    el, ev, eth = [], [], []
+    for p, c in cal.keys.items():
+        kt = truth.key(p)  # type: ignore[attr-defined]
+        pm = spec.key(p).pwm_max  # type: ignore[attr-defined]
+        eth.append(abs(c.threshold - kt.threshold) / kt.threshold)
+        for vt in np.linspace(max(25.0, c.min_velocity), min(115.0, c.max_velocity), 60):
+            d = round(c.drive_for_velocity(vt) * pm) / pm
+            el.append(abs(c.latency_at(d) - truth_latency_us(kt, d)))
+            ev.append(abs(c.velocity_at(d) - truth_velocity(kt, d)))
+    a, b = np.array(el), np.array(ev)
+    return {
+        "lat_mean_us": float(a.mean()),
+        "lat_p99_us": float(np.percentile(a, 99)),
+        "lat_max_us": float(a.max()),
+        "vel_mean": float(b.mean()),
+        "vel_p99": float(np.percentile(b, 99)),
+        "thr_max_rel": float(max(eth)),
+    }
+
+
+def play_errors(dev: object, spec: object, cal: Calibration, piece: str) -> dict[str, float]:
+    score = read_midi(bundled_piece(piece))
+    plan, report = plan_piano(score, spec, cal)  # type: ignore[arg-type]
+    perf = dev.play(plan)  # type: ignore[attr-defined]
+    # strike time and the gap since the previous release of the same key, per note
+    last_release: dict[int, int] = {}
+    gap_us: dict[int, float] = {}
+    for c in plan.commands:  # sorted by time
+        if c.op is Op.RELEASE:
+            last_release[c.actuator] = c.t_us
+        elif c.op is Op.STRIKE and c.note >= 0:
+            gap_us[c.note] = c.t_us - last_release.get(c.actuator, -(10**12))
+    heard: dict[int, list[tuple[int, float]]] = {}
+    for h in perf.heard:
+        heard.setdefault(h.pitch, []).append((h.t_us, h.velocity))
+    on, ve, missing, clean = [], [], 0, []
+    for o in report.outcomes:
+        if o.fate is Fate.DROPPED or o.velocity_target is None:
+            continue
+        cands = heard.get(o.pitch_out, [])
+        if not cands:
+            missing += 1
+            continue
+        t, v = min(cands, key=lambda c: abs(c[0] - o.target_t_us))
+        if abs(t - o.target_t_us) > 50_000:
+            missing += 1
+            continue
+        on.append(abs(t - o.target_t_us))
+        ve.append(abs(v - o.velocity_target))
+        # keys that had less than the slowest possible return (90 ms) since their release
+        clean.append(gap_us.get(o.index, math.inf) >= 90_000)
+    a, b = np.array(on, dtype=float), np.array(ve)
+    m = np.array(clean, dtype=bool)
+    return {
+        "short_return": float((~m).sum()),
+        "onset_p99_clean_ms": float(np.percentile(a[m], 99) / 1000),
+        "vel_mean_abs_clean": float(b[m].mean()),
+        "notes": float(len(on)),
+        "missing": float(missing),
+        "onset_p99_ms": float(np.percentile(a, 99) / 1000),
+        "onset_max_ms": float(a.max() / 1000),
+        "vel_mean_abs": float(b.mean()),
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--spec", default="piano-88-grand")
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--max-strikes", type=int, default=12)
+    ap.add_argument("--pieces", nargs="*", default=None, help="bundled piece names (default all)")
+    args = ap.parse_args()
+    spec = load_spec(args.spec)
+    pieces = args.pieces if args.pieces is not None else [p.stem for p in bundled_pieces()]
+    for seed in args.seeds:
+        dev = open_port("sim://", spec, truth_seed=seed, sensor_seed=seed)
+        t0 = time.perf_counter()
+        cal, rep = calibrate_session(dev, spec, max_strikes_per_key=args.max_strikes, seed=seed)
+        wall = time.perf_counter() - t0
+        truth = dev._truth  # the bench may read the truth; the calibrator may not
+        ce = curve_errors(cal, truth, spec)
+        print(
+            f"seed {seed}: {rep.keys} keys, {rep.strikes_per_key:.1f} strikes/key, "
+            f"{rep.play_calls} plays, {rep.sim_time_us / 1e6:.1f} s of playing "
+            f"({wall:.1f} s wall), coil peak {rep.max_coil_temp_ratio:.3f} of limit, "
+            f"isotonic keys {len(rep.isotonic_keys)}, pedal {rep.pedal_latency_us} us "
+            f"(truth {truth.pedal_latency_us})"
+        )
+        print(
+            f"  curves vs truth (vel 25..115): latency err mean {ce['lat_mean_us']:.0f} us, "
+            f"p99 {ce['lat_p99_us']:.0f} us, max {ce['lat_max_us']:.0f} us; "
+            f"velocity err mean {ce['vel_mean']:.2f}, p99 {ce['vel_p99']:.2f}; "
+            f"threshold err max {100 * ce['thr_max_rel']:.2f} %"
+        )
+        for piece in pieces:
+            pe = play_errors(dev, spec, cal, piece)
+            print(
+                f"  play {piece}: {pe['notes']:.0f} notes matched, {pe['missing']:.0f} missing; "
+                f"onset err p99 {pe['onset_p99_ms']:.3f} ms, max {pe['onset_max_ms']:.3f} ms; "
+                f"mean |velocity err| {pe['vel_mean_abs']:.2f}"
+            )
+            print(
+                f"    without the {pe['short_return']:.0f} notes struck < 90 ms after their key's "
+                f"release: onset err p99 {pe['onset_p99_clean_ms']:.3f} ms, "
+                f"mean |velocity err| {pe['vel_mean_abs_clean']:.2f}"
+            )
+
+
+if __name__ == "__main__":
+    main()
