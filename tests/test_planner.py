@@ -61,6 +61,21 @@ def _heat(spec: PianoSpec, t0: float, dt: float, duty: float) -> float:
     return steady + (t0 - steady) * math.exp(-dt / tau)
 
 
+def check_supply_current(spec: PianoSpec, plan: Plan) -> None:
+    coil_a = spec.power.supply_v / spec.power.coil_ohm
+    rel = releases_of(plan)
+    spans = []  # (start, end, amps, is_pulse)
+    for c in plan:
+        if c.op is Op.STRIKE:
+            pwm = spec.key(next(k.pitch for k in spec.keys if k.channel == c.actuator)).pwm_max
+            spans.append((c.t_us, c.t_us + c.pulse_us, c.drive / pwm * coil_a, True))
+            spans.append((c.t_us + c.pulse_us, rel[c.note].t_us, c.hold / pwm * coil_a, False))
+    for x in {a for a, _, _, p in spans if p} | {b for _, b, _, p in spans if p}:
+        active = [(amps, p) for a, b, amps, p in spans if a <= x < b]
+        if any(p for _, p in active):
+            assert sum(amps for amps, _ in active) <= spec.power.supply_a + 1e-6, x
+
+
 def check_invariants(score: Score, spec: PianoSpec, plan: Plan, report: PlanReport) -> None:
     """Everything a plan must satisfy, whatever the score."""
     lim = Limits.from_spec(spec, PlanOptions())
@@ -112,6 +127,9 @@ def check_invariants(score: Score, spec: PianoSpec, plan: Plan, report: PlanRepo
     for _, d in edges:  # ends (-1) sort before starts (+1) at the same instant
         active += d
         assert active <= spec.power.max_simultaneous_strikes
+    # supply current while any pulse runs (unless the report owns up to overloads)
+    if report.supply_overloads == 0:
+        check_supply_current(spec, plan)
     # every note accounted for exactly once
     report.check()
     assert report.notes_in == len(score.notes)
@@ -334,6 +352,33 @@ def test_stagger_waits_only_for_the_first_free_slot() -> None:
         busy = sum(1 for s in starts if s != t and s <= t - 1 < s + pulse)
         assert busy >= GRAND.power.max_simultaneous_strikes
     check_invariants(score, GRAND, plan, report)
+
+
+def test_strike_waits_for_supply_current_held_keys_use() -> None:
+    # DIY: 15 A supply, 3 A per coil at full drive, ~1.05 A per held key.
+    held = [(40 + k, 0, 5 * S, 100) for k in range(6)]
+    chord = [(60 + 2 * k, 1 * S, 300 * MS, 127) for k in range(4)]
+    score = score_of(*held, *chord)
+    plan, report = plan_piano(score, DIY)
+    shifts = sorted(report.outcomes[i].changes.get("onset_us", 0) for i in range(6, 10))
+    # 6 holds (6.3 A) + 3 loud pulses (7.5 A) fit, the 4th waits for the first pulses to end
+    assert shifts == [0, 0, 0, DIY.strike.default_pulse_us]
+    assert report.supply_overloads == 0
+    check_invariants(score, DIY, plan, report)
+    # the same chord alone strikes at once (4 strikes are the DIY count budget)
+    plan2, report2 = plan_piano(score_of(*chord), DIY)
+    assert report2.notes_played == 4
+
+
+def test_supply_overload_is_reported_when_waiting_cannot_help() -> None:
+    # Keys held for a long time: from the 13th on, holds alone leave no room for a pulse.
+    score = score_of(*[(40 + k, k * 200 * MS, 10 * S, 127) for k in range(15)])
+    plan, report = plan_piano(score, DIY)
+    assert report.supply_overloads == 3
+    assert report.to_json()["supply_overloads"] == 3
+    over = [o for o in report.outcomes if "supply overload" in (o.reason or "")]
+    assert [o.index for o in over] == [12, 13, 14]
+    check_invariants(score, DIY, plan, report)
 
 
 def test_long_note_under_score_pedal_is_carried() -> None:

@@ -21,7 +21,10 @@ Rules (performance time in integer µs; a score note at ``onset_us`` must sound 
   hammer reaches the string; a note shortened for a repeat keeps at least
   ``min(written duration, min_sound_us)`` of sound, else the repeat is merged into it.
 - **power budget**: at most ``power.max_simultaneous_strikes`` strike pulses
-  ``[t, t + pulse_us)`` overlap at any instant.
+  ``[t, t + pulse_us)`` overlap at any instant, and while any pulse runs the supply
+  current (``drive · V / R`` per pulsing coil plus ``hold · V / R`` per held coil)
+  stays within ``power.supply_a`` (above it the supply sags and strikes come out
+  weaker). :class:`SupplyLedger` keeps both.
 - **heat**: the nominal coil temperature rise, ``dT/dt = duty² V² / R / C − T / τ``,
   stays at or below ``(1 − thermal_margin) · coil_max_rise_k``.
 """
@@ -63,6 +66,10 @@ class PlanOptions:
     beyond the spec's key return time between a release and the next strike on that
     key. ``pedal_guard_us``: a carrying pedal goes down this long before the key is
     released (the pedal's true latency differs from the nominal one).
+    ``min_sound_us``: a note shortened for a repeat keeps at least this much sound (or
+    its written length). ``supply_wait_us``: a strike that would take the supply over
+    its current limit waits at most this long for current to free up; past that it
+    is struck anyway and reported as a supply overload (it may sound weaker).
     """
 
     out_of_range: str = "transpose"
@@ -71,6 +78,7 @@ class PlanOptions:
     release_margin_us: int = 5_000
     pedal_guard_us: int = 20_000
     min_sound_us: int = 30_000
+    supply_wait_us: int = 35_000
 
     def __post_init__(self) -> None:
         if self.out_of_range not in OUT_OF_RANGE_POLICIES:
@@ -86,6 +94,10 @@ class PlanOptions:
             raise UsageError(
                 f"PlanOptions.release_margin_us: {self.release_margin_us} is out of range "
                 "(allowed 0..1000000)"
+            )
+        if not 0 <= self.supply_wait_us <= 1_000_000:
+            raise UsageError(
+                f"PlanOptions.supply_wait_us: {self.supply_wait_us} is out of range (allowed 0..1000000)"
             )
         if not 0 <= self.min_sound_us <= 1_000_000:
             raise UsageError(
@@ -115,6 +127,8 @@ class Limits:
     release_margin_us: int
     min_sound_us: int
     max_strikes: int
+    supply_a: float  # supply current limit
+    coil_a: float  # current of one coil at full drive (V / R)
     heat_limit_k: float  # (1 - margin) * coil_max_rise_k
     tau_us: float  # coil thermal time constant in µs
     heat_k_per_s: float  # V² / R / C: heating rate at duty 1, K/s
@@ -134,6 +148,8 @@ class Limits:
             release_margin_us=o.release_margin_us,
             min_sound_us=o.min_sound_us,
             max_strikes=p.max_simultaneous_strikes,
+            supply_a=p.supply_a,
+            coil_a=p.supply_v / p.coil_ohm,
             heat_limit_k=(1.0 - o.thermal_margin) * th.coil_max_rise_k,
             tau_us=th.coil_tau_s * 1e6,
             heat_k_per_s=p.supply_v * p.supply_v / p.coil_ohm / th.coil_heat_capacity_j_per_k,
@@ -296,8 +312,131 @@ def nominal_calibration(spec: PianoSpec) -> Calibration:
     )
 
 
+INF_US = 1 << 62  # "not released yet"
+_EPS_A = 1e-9
+
+
+class SupplyLedger:
+    """Strike pulses and holds placed so far, for the power budget.
+
+    Each placed strike is ``[s, e = s + pulse, r, a, h]``: pulse current ``a`` (A) on
+    ``[s, e)``, hold current ``h`` on ``[e, r)`` (``r`` may be :data:`INF_US` until
+    known). :meth:`fits` says whether a new strike at ``t`` keeps, at every instant
+    where some pulse runs, at most ``max_strikes`` pulses and at most ``supply_a`` of
+    current. Items whose pulse ended before the horizon (:meth:`advance`) are kept
+    only as hold currents, sorted by release, so a query costs O(pulsing coils).
+    """
+
+    __slots__ = ("pulse_us", "max_strikes", "supply_a", "pulsing", "holds", "hold_total", "t0")
+
+    def __init__(self, pulse_us: int, max_strikes: int, supply_a: float) -> None:
+        self.pulse_us = pulse_us
+        self.max_strikes = max_strikes
+        self.supply_a = supply_a + _EPS_A
+        self.pulsing: list[list[float]] = []  # [s, e, r, a, h] with e > t0
+        self.holds: list[tuple[int, float]] = []  # (r, h) of items with e <= t0 < r, sorted
+        self.hold_total = 0.0
+        self.t0 = -INF_US
+
+    def advance(self, t0: int) -> None:
+        """No query will start before ``t0`` any more: fold finished pulses into holds."""
+        if t0 <= self.t0:
+            return
+        self.t0 = t0
+        keep = []
+        for it in self.pulsing:
+            if it[1] <= t0:
+                if it[2] > t0 and it[4] > 0.0:
+                    bisect.insort(self.holds, (int(it[2]), it[4]))
+                    self.hold_total += it[4]
+            else:
+                keep.append(it)
+        self.pulsing = keep
+        holds = self.holds
+        if holds and holds[0][0] <= t0:
+            k = bisect.bisect_right(holds, (t0, math.inf))
+            self.hold_total -= sum(h for _, h in holds[:k])
+            del holds[:k]
+            if not holds:
+                self.hold_total = 0.0  # no float drift once empty
+
+    def _load(self, x: int) -> tuple[int, float]:
+        """(pulses running, current) at instant ``x >= t0`` from placed items."""
+        count = 0
+        amps = self.hold_total
+        holds = self.holds
+        if holds and holds[0][0] <= x:
+            k = bisect.bisect_right(holds, (x, math.inf))
+            amps -= sum(h for _, h in holds[:k])
+        for s, e, r, a, h in self.pulsing:
+            if s <= x < e:
+                count += 1
+                amps += a
+            elif e <= x < r:
+                amps += h
+        return count, amps
+
+    def fits(self, t: int, a: float, h: float, current: bool = True) -> bool:
+        """Can a strike (pulse current ``a``, then hold ``h``) start at ``t >= t0``?"""
+        e_new = t + self.pulse_us
+        if not self.pulsing:
+            return (
+                not current
+                or self.hold_total + a <= self.supply_a
+                or self._load(t)[1] + a <= self.supply_a
+            )
+        xs = {t, e_new}
+        for it in self.pulsing:
+            if it[0] > t:
+                xs.add(int(it[0]))
+            if it[1] > t:
+                xs.add(int(it[1]))
+        for x in xs:
+            count, amps = self._load(x)
+            if x < e_new:
+                if count + 1 > self.max_strikes:
+                    return False
+                if current and amps + a > self.supply_a:
+                    return False
+            elif current and count and amps + h > self.supply_a:
+                return False
+        return True
+
+    def reliefs(self, t: int, until: int) -> list[int]:
+        """Times in (t, until] at which a pulse ends or a hold is released (sorted)."""
+        out = {int(it[1]) for it in self.pulsing if t < it[1] <= until}
+        out.update(int(it[2]) for it in self.pulsing if t < it[2] <= until)
+        holds = self.holds
+        j = bisect.bisect_right(holds, (t, math.inf))
+        while j < len(holds) and holds[j][0] <= until:
+            out.add(holds[j][0])
+            j += 1
+        return sorted(out)
+
+    def add(self, s: int, a: float, h: float, r: int = INF_US) -> list[float]:
+        it = [s, s + self.pulse_us, r, a, h]
+        self.pulsing.append(it)
+        return it
+
+    def set_release(self, it: list[float], r: int) -> None:
+        """The item's release became known (it was :data:`INF_US`)."""
+        old = int(it[2])
+        it[2] = r
+        if any(x is it for x in self.pulsing):
+            return
+        j = bisect.bisect_left(self.holds, (old, it[4]))
+        if j < len(self.holds) and self.holds[j] == (old, it[4]):
+            del self.holds[j]
+            self.hold_total -= it[4]
+            if r > self.t0:
+                bisect.insort(self.holds, (r, it[4]))
+                self.hold_total += it[4]
+
+
 class _KeyState:
-    __slots__ = ("held", "onset_us", "strike_us", "release_us", "temp_k", "temp_t_us", "hold_rate")
+    __slots__ = (
+        "held", "onset_us", "strike_us", "release_us", "temp_k", "temp_t_us", "hold_rate", "item",
+    )  # fmt: skip
 
     def __init__(self) -> None:
         self.held = False
@@ -307,6 +446,7 @@ class _KeyState:
         self.temp_k = 0.0  # nominal temperature rise at temp_t_us
         self.temp_t_us = 0
         self.hold_rate = 0.0
+        self.item: list[float] | None = None  # its entry in the supply ledger
 
 
 class Playability:
@@ -332,13 +472,18 @@ class Playability:
         self.calibration = calibration or nominal_calibration(spec)
         self._cids: dict[int, int] = {}  # pitch -> curve id in the shared drive cache
         self._keys: dict[int, _KeyState] = {}
-        self._starts: list[int] = []  # strike times accepted so far, sorted
+        self._ledger = SupplyLedger(
+            self.limits.pulse_us, self.limits.max_strikes, self.limits.supply_a
+        )
+        self._latest_onset = -INF_US
         self.reset()
 
     def reset(self) -> None:
         """Forget every strike and release (a new piece)."""
         self._keys = {}
-        self._starts = []
+        lim = self.limits
+        self._ledger = SupplyLedger(lim.pulse_us, lim.max_strikes, lim.supply_a)
+        self._latest_onset = -INF_US
 
     # -- pure rules ---------------------------------------------------------------------
 
@@ -393,6 +538,8 @@ class Playability:
             return f"velocity {velocity} not playable as is on {pitch_name(pitch)} ({lo:.1f}..{hi:.1f})"
         lim = self.limits
         s = t_us + lim.pipeline_us - dc.latency_us
+        if t_us < self._latest_onset:
+            return f"onsets must come in time order ({t_us} us < {self._latest_onset} us)"
         if s < 0:
             return f"strike at {s} us is before the start"
         ks = self._keys.get(pitch)
@@ -400,15 +547,18 @@ class Playability:
             if ks.held:
                 return f"{pitch_name(pitch)} is still held"
             assert ks.strike_us is not None and ks.release_us is not None
-            if t_us < ks.onset_us:
-                return f"{pitch_name(pitch)}: onsets must come in order on a key"
             if s - ks.strike_us < lim.repeat_gap_us:
                 return f"repeat too fast ({(s - ks.strike_us) / 1000:.1f} ms < {lim.repeat_gap_us / 1000:.1f} ms)"
             if ks.release_us > lim.latest_release_us(s):
                 return f"{pitch_name(pitch)} released too late for the key to return"
-        if self._coverage(s) + 1 > lim.max_strikes:
+        pwm_max = self.spec.key(pitch).pwm_max
+        a, h = self.amps(dc.counts, pwm_max)
+        self._advance(t_us)
+        if not self._ledger.fits(s, a, h, current=False):
             return f"power budget: {lim.max_strikes} strikes already overlap"
-        t1 = self._temp_after_pulse(ks, s, dc.counts / self.spec.key(pitch).pwm_max)
+        if not self._ledger.fits(s, a, h):
+            return f"power budget: supply current over {lim.supply_a:g} A"
+        t1 = self._temp_after_pulse(ks, s, dc.counts / pwm_max)
         if t1 > lim.heat_limit_k:
             return f"coil heat: {t1:.1f} K > {lim.heat_limit_k:.1f} K"
         return None
@@ -435,7 +585,7 @@ class Playability:
         ks.temp_k = t1
         ks.temp_t_us = s + lim.pulse_us
         ks.hold_rate = lim.rate(round(lim.hold_duty * pwm_max) / pwm_max)
-        bisect.insort(self._starts, s)
+        ks.item = self._ledger.add(s, *self.amps(dc.counts, pwm_max))
 
     def min_hold_end(self, pitch: int) -> int:
         """Earliest score time the held note may end: its strike pulse must finish and
@@ -468,6 +618,8 @@ class Playability:
         ks.temp_t_us = r
         ks.release_us = r
         ks.held = False
+        assert ks.item is not None
+        self._ledger.set_release(ks.item, r)
 
     # -- internals -----------------------------------------------------------------------
 
@@ -477,17 +629,17 @@ class Playability:
             raise PlanError(f"{pitch_name(pitch)} is not held")
         return ks
 
-    def _coverage(self, s: int) -> int:
-        """Most accepted pulses overlapping one instant of a new pulse [s, s + pulse)."""
-        p, starts = self.limits.pulse_us, self._starts
-        lo, hi = bisect.bisect_right(starts, s - p), bisect.bisect_left(starts, s + p)
-        best = 0
-        # The count of pulses covering x changes only at accepted starts (and ends), so
-        # the maximum over [s, s+p) is reached at s or at one of the starts after s.
-        for x in [s, *(starts[j] for j in range(lo, hi) if starts[j] > s)]:
-            c = bisect.bisect_right(starts, x) - bisect.bisect_right(starts, x - p)
-            best = max(best, c)
-        return best
+    def amps(self, counts: int, pwm_max: int) -> tuple[float, float]:
+        """Supply current (A) of a strike at ``counts``: during its pulse, while held."""
+        lim = self.limits
+        return counts / pwm_max * lim.coil_a, round(lim.hold_duty * pwm_max) / pwm_max * lim.coil_a
+
+    def _advance(self, t_us: int) -> None:
+        # Onsets come in order, and a strike falls in [onset, onset + pipeline], so no
+        # later strike can start before the latest onset seen.
+        if t_us > self._latest_onset:
+            self._latest_onset = t_us
+            self._ledger.advance(t_us)
 
     def _temp_after_pulse(self, ks: _KeyState | None, s: int, drive: float) -> float:
         lim = self.limits

@@ -15,10 +15,14 @@ there is none). It works in integer µs of performance time: a note at score ons
    (``min_repeat_us``; or the previous note's shortest sound plus the key's return)
    is merged into it: the later note is dropped and the earlier one held to the later
    one's end.
-4. **power** — strikes in time order take one of ``max_simultaneous_strikes`` pulse
-   slots; a strike that finds every slot busy waits for the first to free (the
-   smallest delay possible for it). The whole note moves (its release too). Pulses are
-   never shortened: a pulse shorter than the key's ``P_full`` would play softer.
+4. **power** — strikes in time order are placed in a :class:`SupplyLedger`: at most
+   ``max_simultaneous_strikes`` pulses at once, and the supply current (pulses plus
+   holds) within ``supply_a`` while pulses run. A strike that does not fit waits for
+   the first pulse end or release after which it fits (the smallest delay possible for
+   it); the whole note moves (its release too). If the current still does not fit after
+   ``supply_wait_us``, the strike goes at the first time the strike count allows and
+   is reported as a supply overload. Pulses are never shortened: a pulse shorter than
+   the key's ``P_full`` would play softer.
 5. **per key** — in onset order: merge again where staggering closed a gap; the
    previous note is released ``key_return_us + release_margin_us`` before the next
    strike (shortened if needed); a note lasts at least its strike pulse; no coil is on
@@ -33,7 +37,6 @@ there is none). It works in integer µs of performance time: a note at score ons
 from __future__ import annotations
 
 import bisect
-import heapq
 import logging
 
 from ..plan import Command, Op, Plan
@@ -41,10 +44,12 @@ from ..score import Score
 from ..spec.calibration import Calibration
 from ..spec.model import PianoSpec
 from .constraints import (
+    INF_US,
     DriveChoice,
     Limits,
     PlanOptions,
     Playability,
+    SupplyLedger,
     heat_after,
     nominal_calibration,
     pitch_name,
@@ -224,18 +229,35 @@ def plan_piano(
     # 4. power budget -------------------------------------------------------------------
     live = [r for r in recs if r.drop is None]
     live.sort(key=_strike_order)
-    slots = [-(1 << 62)] * lim.max_strikes  # min-heap of the times pulse slots free up
+    ledger = SupplyLedger(pulse, lim.max_strikes, lim.supply_a)
+    amps_cache: dict[tuple[int, int], tuple[float, float]] = {}
+    overloads = 0
     for r in live:
-        s = r.s0
-        if s < 0:
-            r.late = -s
-            s = 0
-        free = slots[0]
-        if free > s:
-            r.stagger = free - s
-            s = free
-        heapq.heapreplace(slots, s + pulse)
-        r.s = s
+        assert r.dc is not None
+        t = r.s0
+        if t < 0:
+            r.late = -t
+            t = 0
+        ledger.advance(t)
+        key_amps = (r.pitch, r.dc.counts)
+        amps = amps_cache.get(key_amps)
+        if amps is None:
+            amps = amps_cache[key_amps] = oracle.amps(r.dc.counts, spec.key(r.pitch).pwm_max)
+        a, h = amps
+        if not ledger.fits(t, a, h):
+            t2 = _wait_for_supply(ledger, t, a, h, options.supply_wait_us)
+            if t2 is None:
+                # Over the supply however long it waits: keep only the strike count.
+                t2 = _wait_for_supply(ledger, t, a, h, None)
+                assert t2 is not None
+                overloads += 1
+                r.notes.append(f"supply overload: over {lim.supply_a:g} A, may sound weaker")
+            r.stagger = t2 - t
+            t = t2
+        r.s = t
+        delta = r.late + r.stagger
+        r_est = min(max(r.absorbed_end + delta, t + pulse), t + lim.max_on_us)
+        ledger.add(t, a, h, r_est)
 
     # 5. per key: repetition, release, duration, max on-time, heat ----------------------
     commands: list[_Raw] = []
@@ -256,7 +278,8 @@ def plan_piano(
             rate = lim.rate(r.dc.counts / pwm_max)
             if prev is not None:
                 if r.s - prev.s < prev.need:
-                    _merge(prev, r, r.s - prev.s, prev.need)
+                    # Not held longer: the power budget counted prev's hold as planned.
+                    _merge(prev, r, r.s - prev.s, prev.need, extend=False)
                     continue
                 rel, t_end, why = _finish(
                     prev, lim, prev_temp, hold_rate, lim.latest_release_us(r.s)
@@ -381,18 +404,36 @@ def plan_piano(
                 reason,
             )  # fmt: skip
         )
+    report.supply_overloads = overloads
     report.staggered_chords = len(stagger_onsets)
     report.max_stagger_us = max_stagger
     log.debug("planned %d notes into %d commands", len(notes), len(plan))
     return plan, report
 
 
+def _wait_for_supply(
+    ledger: SupplyLedger, t: int, a: float, h: float, wait_us: int | None
+) -> int | None:
+    """Earliest time after ``t`` (within ``wait_us``; None: any, counting strikes only)
+    at which the strike fits the power budget."""
+    current = wait_us is not None
+    until = t + wait_us if wait_us is not None else INF_US
+    if not current and ledger.fits(t, a, h, current=False):
+        return t
+    for c in ledger.reliefs(t, until):
+        if ledger.fits(c, a, h, current):
+            return c
+    return None
+
+
 def _strike_order(r: _Rec) -> tuple[int, int, int]:
     return (r.s0, r.pitch, r.i)
 
 
-def _merge(prev: _Rec, r: _Rec, gap: int, need: int) -> None:
+def _merge(prev: _Rec, r: _Rec, gap: int, need: int, extend: bool = True) -> None:
     r.drop = f"merged: repeat too fast ({gap / 1000:.1f} ms < {need / 1000:.1f} ms)"
+    if not extend:
+        return
     if r.end > prev.absorbed_end:
         prev.absorbed_end = r.end
     note = f"held through merged note {r.i}"

@@ -67,6 +67,7 @@ class PlanReport:
     max_stagger_us: int = 0
     pedal_events_ignored: int = 0  # score pedal events on a spec without a pedal
     pedal_carried: int = 0  # notes carried past the coil's max on-time by the pedal
+    supply_overloads: int = 0  # strikes planned over the supply's current limit (may sag)
 
     @property
     def notes_in(self) -> int:
@@ -130,6 +131,7 @@ class PlanReport:
             "max_stagger_us": self.max_stagger_us,
             "pedal_events_ignored": self.pedal_events_ignored,
             "pedal_carried": self.pedal_carried,
+            "supply_overloads": self.supply_overloads,
             "drops": self.drops,
             "alterations": self.alterations,
         }
