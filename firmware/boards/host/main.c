@@ -55,7 +55,11 @@ void board_timer_arm(uint32_t clock)
 void board_output(uint8_t actuator, uint8_t out_kind, uint8_t out_addr, uint8_t out_channel,
                   uint16_t level, uint16_t pwm_max)
 {
+    static uint16_t last[RP_FW_MAX_ACTUATORS]; /* outputs start off */
     (void)out_kind, (void)out_addr, (void)out_channel, (void)pwm_max;
+    if (actuator >= RP_FW_MAX_ACTUATORS || last[actuator] == level)
+        return; /* the trace has changes only */
+    last[actuator] = level;
     if (trace)
         fprintf(trace, "%" PRIu64 " %u %u\n", clock64(), actuator, level);
 }

@@ -1,0 +1,495 @@
+"""The firmware: its C core against the golden vectors, and the host build on a pty.
+
+The host build (``firmware/build/host/robo_fw``) runs as a child process on a pty;
+these tests talk to it with the Python protocol module (frames, messages, packed
+records) and read its actuation trace. Timing assertions use the firmware's own clock
+in the trace, never the wall clock; a wall-clock deadline only bounds how long a test
+waits for an answer before it fails.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from robo_player.protocol.framing import Frame, FrameDecoder, FrameKind, seq_add
+from robo_player.protocol.messages import (
+    ConfigReason,
+    EventKind,
+    Message,
+    Op,
+    ShutdownReason,
+    State,
+    config_hash,
+    decode_messages,
+    encode_messages,
+)
+from robo_player.protocol.schedule import ScheduleEncoder, TimedCommand, pack
+from robo_player.protocol.varint import get_vlq
+
+serial = pytest.importorskip("serial")
+
+ROOT = Path(__file__).resolve().parents[1]
+FW = ROOT / "firmware"
+HOST_BIN = FW / "build" / "host" / "robo_fw"
+CLOCK_HZ = 1_000_000
+LATE_SLACK_US = 10_000  # boards/host/board_config.h
+MAX_WAIT_S = 10.0  # failure bound on waiting for an answer (a loaded CI machine)
+
+
+def _missing_toolchain() -> str | None:
+    for tool in ("make", "cc"):
+        if shutil.which(tool) is None:
+            return f"{tool} not found: the host firmware cannot be built"
+    return None
+
+
+@pytest.fixture(scope="session")
+def fw_built() -> Path:
+    why = _missing_toolchain()
+    if why:
+        pytest.skip(why)
+    r = subprocess.run(
+        ["make", "-C", str(FW), "host", "build/host/test_core"], capture_output=True, text=True
+    )
+    assert r.returncode == 0, f"firmware build failed:\n{r.stdout}\n{r.stderr}"
+    return HOST_BIN
+
+
+def test_c_core_matches_golden_vectors(fw_built: Path) -> None:
+    r = subprocess.run(["make", "-C", str(FW), "test"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "0 failures" in r.stdout
+
+
+@dataclass
+class Trace:
+    path: Path
+
+    def rows(self) -> list[tuple[int, int, int]]:
+        out = []
+        for line in self.path.read_text().splitlines():
+            if line.startswith("#") or not line.strip():
+                continue
+            c, a, lv = line.split()
+            out.append((int(c), int(a), int(lv)))
+        return out
+
+    def of(self, actuator: int) -> list[tuple[int, int]]:
+        return [(c, lv) for c, a, lv in self.rows() if a == actuator]
+
+
+class Link:
+    """A minimal host side for tests: send DATA frames in order, collect replies."""
+
+    def __init__(self, port: str) -> None:
+        self.ser = serial.Serial(port, timeout=0.02)
+        self.dec = FrameDecoder()
+        self.seq = 0
+        self.frames: list[Frame] = []  # everything received, in order
+        self.messages: list[Message] = []  # from device DATA frames
+
+    def close(self) -> None:
+        self.ser.close()
+
+    def write_frame(self, f: Frame) -> None:
+        self.ser.write(b"\x00" + f.encode())
+
+    def sync(self) -> Frame:
+        self.write_frame(Frame(FrameKind.SYNC, self.seq, 0))
+        return self.wait_frame(lambda f: f.kind is FrameKind.ACK)
+
+    def send(self, msgs: list[Message] | bytes) -> Frame:
+        """Send one DATA frame; returns the device's ACK/NAK for it."""
+        payload = msgs if isinstance(msgs, bytes) else encode_messages(msgs)
+        f = Frame(FrameKind.DATA, self.seq, 0, payload)
+        mark = len(self.frames)
+        self.write_frame(f)
+        reply = self.wait_frame(lambda g: g.kind in (FrameKind.ACK, FrameKind.NAK), start=mark)
+        if reply.kind is FrameKind.ACK and reply.ack == seq_add(self.seq, 1):
+            self.seq = seq_add(self.seq, 1)
+        return reply
+
+    def pump(self) -> None:
+        data = self.ser.read(4096)
+        for fr in self.dec.feed(data):
+            self.frames.append(fr)
+            if fr.kind is FrameKind.DATA:
+                self.messages += decode_messages(fr.payload)
+
+    def wait_frame(self, pred: Callable[[Frame], bool], start: int | None = None) -> Frame:
+        i = len(self.frames) if start is None else start
+        deadline = time.monotonic() + MAX_WAIT_S
+        while time.monotonic() < deadline:
+            while i < len(self.frames):
+                if pred(self.frames[i]):
+                    return self.frames[i]
+                i += 1
+            self.pump()
+        raise AssertionError(f"no matching frame within {MAX_WAIT_S} s; got {self.frames[-5:]}")
+
+    def wait_message(self, pred: Callable[[Message], bool], start: int = 0) -> Message:
+        deadline = time.monotonic() + MAX_WAIT_S
+        while time.monotonic() < deadline:
+            for m in self.messages[start:]:
+                if pred(m):
+                    return m
+            self.pump()
+        raise AssertionError(f"no matching message within {MAX_WAIT_S} s; got {self.messages}")
+
+    def request(self, msg: Message, reply: str, **match: int) -> Message:
+        mark = len(self.messages)
+        ack = self.send([msg])
+        assert ack.kind is FrameKind.ACK, ack
+        return self.wait_message(
+            lambda m: m.name == reply and all(m[k] == v for k, v in match.items()), mark
+        )
+
+    def clock(self) -> int:
+        return int(self.request(Message.make("get_clock", tag=9), "clock", tag=9)["clock"])
+
+    def status(self, tag: int = 1) -> Message:
+        return self.request(Message.make("heartbeat", tag=tag), "status", tag=tag)
+
+    def events(self, kind: EventKind) -> list[Message]:
+        self.pump()
+        return [m for m in self.messages if m.name == "event" and m["kind"] == kind]
+
+
+@dataclass
+class Fw:
+    proc: subprocess.Popen[str]
+    link: Link
+    trace: Trace
+    boot_id: int
+
+
+@pytest.fixture
+def fw(fw_built: Path, tmp_path: Path) -> Iterator[Fw]:
+    pty_link = tmp_path / "fw.pty"
+    trace = tmp_path / "trace.txt"
+    boot_id = 0x5EED0001
+    proc = subprocess.Popen(
+        [str(fw_built), "--pty-link", str(pty_link), "--trace", str(trace), "--boot-id",
+         hex(boot_id)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    assert line.startswith("PTY "), line + (proc.stderr.read() if proc.stderr else "")
+    assert os.path.realpath(pty_link) == line.split()[1]
+    link = Link(str(pty_link))
+    try:
+        link.sync()
+        yield Fw(proc, link, Trace(trace), boot_id)
+    finally:
+        link.close()
+        proc.terminate()
+        proc.wait(timeout=10)
+    assert not pty_link.exists()  # removed on exit
+    # every output off on the way out
+    last: dict[int, int] = {}
+    for _, a, lv in Trace(trace).rows():
+        last[a] = lv
+    assert all(lv == 0 for lv in last.values()), last
+
+
+def cfg_messages(
+    n: int = 4,
+    *,
+    max_concurrent: int | None = None,
+    watchdog_ms: int = 2000,
+    max_on_us: int = 5_000_000,
+    time_shift: int = 0,
+    level_shift: int = 0,
+    duty_permille: int = 1000,
+    duty_window_ms: int = 10_000,
+    count: int | None = None,
+) -> list[Message]:
+    msgs = [
+        Message.make(
+            "configure_begin",
+            actuator_count=n if count is None else count,
+            max_concurrent=n if max_concurrent is None else max_concurrent,
+            watchdog_ms=watchdog_ms,
+            duty_window_ms=duty_window_ms,
+            time_shift=time_shift,
+            level_shift=level_shift,
+        )
+    ]
+    for a in range(n):
+        msgs.append(
+            Message.make(
+                "configure_actuator", actuator=a, out_kind=0, out_addr=0, out_channel=a,
+                pwm_max=4095, max_drive=4095, max_on_us=max_on_us,
+                max_pulse_us=min(50_000, max_on_us),
+                duty_permille=duty_permille,
+            )
+        )  # fmt: skip
+    return msgs
+
+
+def configure(link: Link, msgs: list[Message], hash_: int | None = None) -> Message:
+    h = config_hash(msgs) if hash_ is None else hash_
+    mark = len(link.messages)
+    for chunk in range(0, len(msgs), 4):
+        assert link.send(msgs[chunk : chunk + 4]).kind is FrameKind.ACK
+    assert link.send([Message.make("configure_end", hash=h)]).kind is FrameKind.ACK
+    return link.wait_message(lambda m: m.name == "config_result", mark)
+
+
+def schedule(link: Link, cmds: list[TimedCommand], n_act: int = 4, time_shift: int = 0) -> None:
+    enc = ScheduleEncoder(n_act, time_shift)
+    items = [it for c in cmds for it in enc.add(c).items]
+    for payload, _ in pack(items):
+        assert link.send(payload).kind is FrameKind.ACK
+
+
+def wait_done(link: Link, n: int) -> Message:
+    """Poll status until n records have ended (played/late/refused/flushed)."""
+    deadline = time.monotonic() + MAX_WAIT_S
+    tag = 0
+    while time.monotonic() < deadline:
+        tag = (tag + 1) % 256
+        st = link.status(tag)
+        if st["played"] + st["late"] + st["refused"] + st["flushed"] >= n:
+            return st
+    raise AssertionError(f"{n} records not done within {MAX_WAIT_S} s: {st}")
+
+
+# ---------------------------------------------------------------- tests
+
+
+def test_identify_reports_board_and_boot_id(fw: Fw) -> None:
+    r = fw.link.request(Message.make("identify"), "identify_resp")
+    assert r["protocol_version"] == 1
+    assert r["board"] == b"host"
+    assert r["clock_hz"] == CLOCK_HZ
+    assert r["boot_id"] == fw.boot_id
+    assert r["state"] == State.UNCONFIGURED
+    assert r["queue_size"] >= 256 and r["max_actuators"] == 96
+    st = fw.link.status()
+    assert st["boot_id"] == fw.boot_id and st["free"] == r["queue_size"]
+
+
+def test_configure_echoes_hash(fw: Fw) -> None:
+    msgs = cfg_messages(4)
+    r = configure(fw.link, msgs)
+    assert r["reason"] == ConfigReason.OK
+    assert r["hash"] == config_hash(msgs)
+    assert fw.link.status()["state"] == State.READY
+
+
+@pytest.mark.parametrize(
+    ("msgs", "hash_", "reason", "detail"),
+    [
+        (cfg_messages(4, max_on_us=90_000_000), None, ConfigReason.LIMIT_OUT_OF_RANGE, 0),
+        (cfg_messages(4)[:-1], None, ConfigReason.MISSING_ACTUATOR, 3),
+        (cfg_messages(3, count=2, max_concurrent=2), None, ConfigReason.BAD_INDEX, 2),
+        (cfg_messages(4), 12345, ConfigReason.HASH_MISMATCH, 255),
+        (cfg_messages(2, max_concurrent=3), None, ConfigReason.TOO_MANY_ACTUATORS, 3),
+        (
+            [
+                Message.make(
+                    "configure_begin",
+                    actuator_count=100,
+                    max_concurrent=4,
+                    watchdog_ms=100,
+                    duty_window_ms=1000,
+                    time_shift=0,
+                    level_shift=0,
+                )
+            ],
+            None,
+            ConfigReason.TOO_MANY_ACTUATORS,
+            100,
+        ),  # fmt: skip
+        (cfg_messages(4)[1:], None, ConfigReason.NO_BEGIN, 255),
+    ],
+    ids=["max_on", "missing", "bad_index", "hash", "concurrency", "too_many", "no_begin"],
+)
+def test_configure_refused_with_reason(
+    fw: Fw, msgs: list[Message], hash_: int | None, reason: ConfigReason, detail: int
+) -> None:
+    r = configure(fw.link, msgs, hash_)
+    assert (r["reason"], r["detail"]) == (reason, detail)
+    assert fw.link.status()["state"] == State.UNCONFIGURED
+    # commands are refused while unconfigured, and reported
+    now = fw.link.clock()
+    schedule(fw.link, [TimedCommand(now + 20_000, Op.STRIKE, 0, 100, 1000, 0)])
+    ev = fw.link.wait_message(lambda m: m.name == "event")
+    assert ev["kind"] == EventKind.REFUSED_STATE
+
+
+def test_strikes_run_at_their_clocks(fw: Fw) -> None:
+    assert configure(fw.link, cfg_messages(4))["reason"] == ConfigReason.OK
+    t = fw.link.clock() + 60_000  # 60 ms of lead
+    cmds = [
+        TimedCommand(t, Op.STRIKE, 0, 3000, 20_000, 1200),
+        TimedCommand(t, Op.STRIKE, 1, 2500, 20_000, 1200),
+        TimedCommand(t + 5_000, Op.STRIKE, 2, 4095, 10_000, 0),
+        TimedCommand(t + 40_000, Op.RELEASE, 0),
+        TimedCommand(t + 45_000, Op.RELEASE, 1),
+        TimedCommand(t + 50_000, Op.SET, 3, 700),
+        TimedCommand(t + 70_000, Op.RELEASE, 3),
+    ]
+    schedule(fw.link, cmds)
+    st = wait_done(fw.link, len(cmds))
+    assert (st["played"], st["late"], st["refused"]) == (len(cmds), 0, 0)
+    assert st["next_index"] == len(cmds)
+
+    def check(actuator: int, want: list[tuple[int, int]]) -> None:
+        got = fw.trace.of(actuator)
+        assert [lv for _, lv in got] == [lv for _, lv in want], got
+        for (c, _), (wc, _) in zip(got, want, strict=True):
+            assert 0 <= c - wc <= LATE_SLACK_US, (actuator, c, wc)
+
+    check(0, [(t, 3000), (t + 20_000, 1200), (t + 40_000, 0)])
+    check(1, [(t, 2500), (t + 20_000, 1200), (t + 45_000, 0)])
+    check(2, [(t + 5_000, 4095), (t + 15_000, 0)])  # hold 0: off after the pulse
+    check(3, [(t + 50_000, 700), (t + 70_000, 0)])
+
+
+def test_corrupt_frame_never_actuates(fw: Fw) -> None:
+    assert configure(fw.link, cfg_messages(2))["reason"] == ConfigReason.OK
+
+    def strike_payload(t: int) -> bytes:
+        enc = ScheduleEncoder(2, 0)
+        ((payload, _),) = pack(enc.add(TimedCommand(t, Op.STRIKE, 0, 4000, 5000, 0)).items)
+        return payload
+
+    payload = strike_payload(fw.link.clock() + 30_000)
+    wire = bytearray(Frame(FrameKind.DATA, fw.link.seq, 0, payload).encode())
+    for i in range(len(wire) - 1):  # every single-byte corruption, never the delimiter
+        bad = bytearray(wire)
+        bad[i] ^= 0x10
+        mark = len(fw.link.frames)
+        fw.link.ser.write(b"\x00" + bytes(bad))
+        reply = fw.link.wait_frame(lambda f: f.kind in (FrameKind.ACK, FrameKind.NAK), mark)
+        assert reply.kind is FrameKind.NAK, i
+    st = fw.link.status()
+    assert st["next_index"] == 0 and st["bad_frames"] >= len(wire) - 1
+    # a good frame still goes through, once; a duplicate is acked and not run again
+    payload = strike_payload(fw.link.clock() + 30_000)
+    assert fw.link.send(payload).kind is FrameKind.ACK
+    fw.link.seq = seq_add(fw.link.seq, -1)
+    dup = fw.link.send(payload)
+    assert dup.kind is FrameKind.ACK
+    fw.link.seq = dup.ack
+    st = wait_done(fw.link, 1)
+    assert st["next_index"] == 1 and st["played"] == 1
+    assert [lv for _, lv in fw.trace.of(0)] == [4000, 0]
+    assert fw.trace.of(1) == []
+
+
+def test_gap_is_naked_and_credits_come_with_acks(fw: Fw) -> None:
+    ahead = Frame(FrameKind.DATA, seq_add(fw.link.seq, 3), 0, Message.make("identify").encode())
+    mark = len(fw.link.frames)
+    fw.link.write_frame(ahead)
+    nak = fw.link.wait_frame(lambda f: f.kind is FrameKind.NAK, mark)
+    assert nak.ack == fw.link.seq
+    assert get_vlq(nak.payload, 0)[0] == 1024  # credits: the whole queue is free
+    ack = fw.link.send([Message.make("identify")])
+    assert ack.kind is FrameKind.ACK and get_vlq(ack.payload, 0)[0] == 1024
+
+
+def test_watchdog_turns_everything_off(fw: Fw) -> None:
+    assert configure(fw.link, cfg_messages(2, watchdog_ms=50))["reason"] == ConfigReason.OK
+    t = fw.link.clock() + 20_000
+    schedule(fw.link, [TimedCommand(t, Op.STRIKE, 1, 3000, 5_000, 1500)])
+    last_frame_clock = fw.link.clock()  # the last frame the firmware hears from us
+    note = fw.link.wait_message(lambda m: m.name == "shutdown_notice")
+    assert note["reason"] == ShutdownReason.WATCHDOG
+    rows = fw.trace.of(1)
+    assert [lv for _, lv in rows] == [3000, 1500, 0]
+    off = rows[-1][0]
+    assert off - last_frame_clock <= 100_000  # off within 100 ms of losing the link
+    assert note["clock"] - last_frame_clock >= 50_000  # and not before the watchdog time
+    st = fw.link.status()
+    assert st["state"] == State.SHUTDOWN
+
+
+def test_max_on_time_cuts_a_coil_without_release(fw: Fw) -> None:
+    msgs = cfg_messages(2, max_on_us=30_000)
+    assert configure(fw.link, msgs)["reason"] == ConfigReason.OK
+    t = fw.link.clock() + 20_000
+    schedule(fw.link, [TimedCommand(t, Op.STRIKE, 0, 4095, 10_000, 1000)])  # never released
+    ev = fw.link.wait_message(lambda m: m.name == "event" and m["kind"] == EventKind.CUTOFF_MAX_ON)
+    assert ev["actuator"] == 0 and ev["index"] == 0
+    rows = fw.trace.of(0)
+    assert [lv for _, lv in rows] == [4095, 1000, 0]
+    on_time = rows[-1][0] - rows[0][0]
+    assert 30_000 - 2_000 <= on_time <= 30_000 + LATE_SLACK_US
+    assert fw.link.status()["cutoffs"] == 1
+
+
+def test_late_command_is_reported_not_played(fw: Fw) -> None:
+    assert configure(fw.link, cfg_messages(2))["reason"] == ConfigReason.OK
+    now = fw.link.clock()
+    schedule(
+        fw.link,
+        [
+            TimedCommand(now - 200_000, Op.STRIKE, 0, 4000, 5000, 0),  # its time has passed
+            TimedCommand(now - 100_000, Op.RELEASE, 1),  # a late release still runs
+            TimedCommand(now + 30_000, Op.STRIKE, 1, 2000, 5000, 0),
+        ],
+    )
+    st = wait_done(fw.link, 3)
+    assert (st["late"], st["played"]) == (2, 1)
+    late = fw.link.events(EventKind.LATE)
+    assert [(e["index"], e["actuator"]) for e in late] == [(0, 0)]
+    assert [e["index"] for e in fw.link.events(EventKind.LATE_RELEASE)] == [1]
+    assert fw.trace.of(0) == []  # never played
+    assert [lv for _, lv in fw.trace.of(1)] == [2000, 0]  # the late release: already off
+
+
+def test_concurrency_cap_refuses_extra_strikes(fw: Fw) -> None:
+    assert configure(fw.link, cfg_messages(4, max_concurrent=2))["reason"] == ConfigReason.OK
+    t = fw.link.clock() + 40_000
+    schedule(fw.link, [TimedCommand(t + i * 100, Op.STRIKE, i, 3000, 20_000, 0) for i in range(3)])
+    st = wait_done(fw.link, 3)
+    assert (st["played"], st["refused"]) == (2, 1)
+    (ev,) = fw.link.events(EventKind.REFUSED_CONCURRENCY)
+    assert ev["actuator"] == 2 and ev["index"] == 2
+    assert fw.trace.of(2) == []
+
+
+def test_duty_limit_refuses_a_hot_coil(fw: Fw) -> None:
+    # bucket: 100 ms window * 10 % = 10 ms of full drive; a 20 ms pulse overflows it
+    msgs = cfg_messages(1, duty_permille=100, duty_window_ms=100)
+    assert configure(fw.link, msgs)["reason"] == ConfigReason.OK
+    t = fw.link.clock() + 40_000
+    schedule(
+        fw.link,
+        [
+            TimedCommand(t, Op.STRIKE, 0, 4095, 20_000, 0),
+            TimedCommand(t + 25_000, Op.STRIKE, 0, 4095, 20_000, 0),
+        ],
+    )
+    st = wait_done(fw.link, 2)
+    assert st["heat_actuator"] == 0
+    events = fw.link.events(EventKind.CUTOFF_DUTY) + fw.link.events(EventKind.REFUSED_DUTY)
+    assert events, fw.link.messages
+    rows = fw.trace.of(0)
+    energised = sum(b[0] - a[0] for a, b in zip(rows, rows[1:], strict=False) if a[1] > 0)
+    assert energised < 20_000 + 15_000  # the coil never got both full pulses
+
+
+def test_all_off_flushes_and_reports(fw: Fw) -> None:
+    assert configure(fw.link, cfg_messages(2))["reason"] == ConfigReason.OK
+    t = fw.link.clock() + 500_000
+    schedule(fw.link, [TimedCommand(t + i, Op.STRIKE, i % 2, 100, 1000, 0) for i in range(5)])
+    assert fw.link.send([Message.make("all_off")]).kind is FrameKind.ACK
+    (ev,) = fw.link.wait_message(lambda m: m.name == "event") and fw.link.events(EventKind.FLUSHED)
+    assert (ev["index"], ev["clock"]) == (0, 5)
+    st = fw.link.status()
+    assert (st["flushed"], st["free"], st["state"]) == (5, 1024, State.READY)
