@@ -315,7 +315,7 @@ def _train(model_config: ModelConfig, cfg: TrainConfig, train_variants: Sequence
                      " (best)" if improved else "")
             if improved:
                 m = dict(meta)
-                m.update({"valid_nll_per_event": val, "valid_nll_per_note": val_note,
+                m.update({"world_size": d.world, "valid_nll_per_event": val, "valid_nll_per_note": val_note,
                           "epochs": epoch + 1, "parameters": n_params,
                           "train_seconds": round(state["train_seconds"], 1),
                           "tokens_seen": state["tokens"]})
@@ -389,7 +389,7 @@ def run(args: argparse.Namespace) -> int:
                                 [p.tokens for p in tr], tc.stretch)
     meta = {"corpus": args.corpus, "train_pieces": len(tr), "valid_pieces": len(split["valid"]),
             "test_pieces": len(split["test"]), "train_config": asdict(tc),
-            "torch": torch.__version__, "threads": torch.get_num_threads()}
+            "torch": str(torch.__version__), "threads": torch.get_num_threads()}
     summary = train(mc, tc, variants, valid, args.out, resume=args.resume,
                     progress=not args.quiet, meta=meta)
     if int(os.environ.get("RANK", "0")) == 0:
