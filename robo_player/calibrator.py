@@ -30,6 +30,7 @@ import logging
 import math
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import TypeAlias
 
 import numpy as np
 
@@ -42,6 +43,7 @@ from .spec.model import PianoSpec
 log = logging.getLogger(__name__)
 
 Progress = Callable[[float], None]
+Floats: TypeAlias = Sequence[float] | np.ndarray  # (n,) numbers
 
 # --- what the sensor and the physics family let us assume -------------------------------
 SILENT_LATENCY_US = 400_000  # a strike slower than this never sounds (docs/simulator.md)
@@ -193,7 +195,7 @@ def _golden(f: Callable[[float], float], lo: float, hi: float, iters: int = 40) 
 
 
 def fit_latency(
-    drive: Sequence[float], latency_us: Sequence[float], silent: Sequence[float] = ()
+    drive: Floats, latency_us: Floats, silent: Floats = ()
 ) -> tuple[float, float, float, float]:
     """Fit ``L = A (d - theta)^-alpha``; returns (theta, A, alpha, rms_us).
 
@@ -240,7 +242,7 @@ def fit_latency(
 
 
 def fit_velocity(
-    drive: Sequence[float], velocity: Sequence[float], theta: float
+    drive: Floats, velocity: Floats, theta: float
 ) -> tuple[float, float, float, float]:
     """Fit ``V = a + b (1 - exp(-k (d - theta)))`` with theta fixed; (a, b, k, rms)."""
     d = np.asarray(drive, dtype=float)
@@ -280,7 +282,7 @@ def fit_velocity(
     return a, b, k, rms
 
 
-def isotonic(y: Sequence[float], increasing: bool = True) -> np.ndarray:
+def isotonic(y: Floats, increasing: bool = True) -> np.ndarray:
     """Pool-adjacent-violators: the least-squares monotone sequence closest to ``y``."""
     vals = [float(v) if increasing else -float(v) for v in y]
     blocks: list[list[float]] = []  # [sum, count]
