@@ -13,7 +13,8 @@ File format (YAML)::
     strikes_per_key: 10.0          # mean
     pedal_latency_us: 41000        # optional
     keys:
-      21: {threshold: 0.21, strikes: 10, drive: [...], velocity: [...], latency_us: [...]}
+      21: {threshold: 0.21, strikes: 10, drive: [...], velocity: [...], latency_us: [...],
+           return_us: 68000}           # return_us optional: measured key return time
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ class KeyCurve:
     velocity: tuple[float, ...]
     latency_us: tuple[float, ...]
     strikes: int = 0  # strikes spent calibrating this key (0 = nominal)
+    return_us: float | None = None  # measured key return time; None = use the spec's
 
     @property
     def max_velocity(self) -> float:
@@ -144,6 +146,7 @@ class Calibration:
                     "drive": [round(x, 6) for x in c.drive],
                     "velocity": [round(x, 4) for x in c.velocity],
                     "latency_us": [round(x, 1) for x in c.latency_us],
+                    **({"return_us": round(c.return_us, 1)} if c.return_us is not None else {}),
                 }
                 for p, c in sorted(self.keys.items())
             },
@@ -176,6 +179,8 @@ class Calibration:
                 lat = tuple(float(x) for x in k["latency_us"])
                 thr = float(k["threshold"])
                 strikes = int(k.get("strikes", 0))
+                ret = k.get("return_us")
+                return_us = float(ret) if ret is not None else None
             except (KeyError, TypeError, ValueError) as err:
                 raise CalibrationError(f"{where}: malformed curve: {err}") from err
             if not (len(drive) == len(vel) == len(lat) >= 1):
@@ -188,7 +193,11 @@ class Calibration:
                 raise CalibrationError(
                     f"{where}: threshold {thr} and drive range must satisfy 0 <= threshold < drive <= 1"
                 )
-            keys[int(p)] = KeyCurve(int(p), thr, drive, vel, lat, strikes)
+            if return_us is not None and not 1_000 <= return_us <= 1_000_000:
+                raise CalibrationError(
+                    f"{where}.return_us: {return_us} is out of range (allowed 1000..1000000)"
+                )
+            keys[int(p)] = KeyCurve(int(p), thr, drive, vel, lat, strikes, return_us)
         pl = doc.get("pedal_latency_us")
         return cls(
             spec_name=str(doc.get("spec", "")),
