@@ -585,7 +585,7 @@ def test_playability_basic_rules() -> None:
     assert pb.max_hold_end(60) <= pb.strike_time_us(60, 0, 80) + GRAND.thermal.max_on_us
     pb.release(60, 100 * MS)
     assert not pb.can_strike(60, 150 * MS, 80)  # key still returning
-    assert "repeat" in (pb.why_not(60, 120 * MS, 80) or "") or pb.why_not(60, 120 * MS, 80)
+    assert "released too late" in (pb.why_not(60, 150 * MS, 80) or "")
     assert pb.can_strike(60, 300 * MS, 80)
     with pytest.raises(PlanError):
         pb.strike(60, 150 * MS, 80)
@@ -596,8 +596,24 @@ def test_playability_basic_rules() -> None:
         pb.strike(30 + k, 2 * S, 90)
     assert not pb.can_strike(50, 2 * S, 90)
     assert "power budget" in (pb.why_not(50, 2 * S, 90) or "")
+    assert not pb.can_strike(62, 1 * S, 80)  # onsets come in time order
     pb.reset()
+    assert pb.can_strike(60, 0, 80)  # reset forgets the time order too
     assert pb.can_strike(50, 2 * S, 90)
+    # velocities the key cannot play as written are refused
+    lo, hi = pb.velocity_range(60)
+    assert not pb.can_strike(60, 0, int(lo) - 1) and not pb.can_strike(61, 0, int(hi) + 1)
+    assert pb.why_not(200, 0) == "out of range: G#15 (21..108)"
+
+
+def test_playability_counts_supply_current() -> None:
+    pb = Playability(DIY)
+    for k in range(6):  # six held keys, ~1.05 A each (DIY strikes 4 at a time)
+        pb.strike(40 + k, k * 100 * MS, 100)
+    for k in range(3):  # three loud strikes, ~2.5 A each
+        pb.strike(60 + 2 * k, 1 * S, 127)
+    assert "supply current" in (pb.why_not(70, 1 * S, 127) or "")
+    assert pb.can_strike(70, 1 * S, 30)  # a soft strike draws less
 
 
 @st.composite

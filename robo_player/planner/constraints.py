@@ -538,6 +538,8 @@ class Playability:
             return f"velocity {velocity} not playable as is on {pitch_name(pitch)} ({lo:.1f}..{hi:.1f})"
         lim = self.limits
         s = t_us + lim.pipeline_us - dc.latency_us
+        if dc.latency_us > lim.pipeline_us:
+            return f"{pitch_name(pitch)} is too slow for the pipeline ({dc.latency_us} us latency)"
         if t_us < self._latest_onset:
             return f"onsets must come in time order ({t_us} us < {self._latest_onset} us)"
         if s < 0:

@@ -270,7 +270,6 @@ def plan_piano(
         ch = key.channel
         prev = None
         prev_temp = 0.0  # temperature rise at the end of prev's pulse
-        last_temp, last_t = 0.0, 0  # temperature rise at the last committed release
         for r in lst:
             if r.drop is not None:
                 continue
@@ -294,8 +293,7 @@ def plan_piano(
                 if prev.carry:
                     carry_wanted.append(prev)
             else:
-                t0 = heat_after(last_temp, r.s - last_t, 0.0, lim.tau_us)
-                t1 = heat_after(t0, pulse, rate, lim.tau_us)
+                t1 = heat_after(0.0, pulse, rate, lim.tau_us)  # a cold coil
                 if t1 > lim.heat_limit_k:
                     r.drop = _heat_reason(pitch, t1, lim)
                     continue
