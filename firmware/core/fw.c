@@ -228,7 +228,6 @@ static void configure_actuator(const uint32_t *v, const uint8_t *msg, uint8_t le
     else if (!board_output_ok(a->out_kind, a->out_addr, a->out_channel))
         cfg_fail(RP_CFG_BAD_OUTPUT, n);
     a->max_on_ticks = max_on_us * RP_TICKS_PER_US;
-    a->bucket_cap_us = cfg_window_ms * a->duty_permille;
 }
 
 static void configure_end(uint32_t hash)
@@ -262,6 +261,7 @@ static void configure_end(uint32_t hash)
     } else {
         rp_act_count = cfg_count;
         rp_max_concurrent = cfg_concurrent;
+        rp_duty_window_ms = cfg_window_ms;
         watchdog_ticks = (uint32_t)cfg_watchdog_ms * 1000UL * RP_TICKS_PER_US;
         time_shift = cfg_time_shift;
         level_shift = cfg_level_shift;

@@ -3,6 +3,7 @@
 rp_act rp_acts[RP_FW_MAX_ACTUATORS];
 uint8_t rp_act_count;
 uint8_t rp_max_concurrent = 1;
+uint32_t rp_duty_window_ms = 1000;
 rp_counters rp_count;
 volatile uint8_t rp_running_pulses;
 volatile uint32_t rp_next_index_snapshot;
@@ -155,7 +156,7 @@ uint8_t rp_sched_duty_full(uint8_t n)
     rp_act *a = &rp_acts[n];
     rp_irq_t s = RP_IRQ_SAVE();
     bucket_update(a, board_clock());
-    uint8_t full = a->bucket_us >= a->bucket_cap_us;
+    uint8_t full = a->bucket_us >= RP_BUCKET_CAP_US(a);
     RP_IRQ_RESTORE(s);
     return full;
 }
@@ -253,7 +254,7 @@ static void run_cmd(const rp_cmd *c, uint32_t now)
         return;
     }
     bucket_update(a, now);
-    if (a->bucket_us >= a->bucket_cap_us && c->level) {
+    if (a->bucket_us >= RP_BUCKET_CAP_US(a) && c->level) {
         rp_count.refused++;
         rp_event_push(RP_EV_REFUSED_DUTY, rp_full_index(c->index, rp_next_index_snapshot), n,
                       c->clock);
@@ -269,7 +270,7 @@ static void run_cmd(const rp_cmd *c, uint32_t now)
         a->on_since = c->clock;
         active_add(n);
     }
-    a->strike_index = rp_full_index(c->index, rp_next_index_snapshot);
+    a->strike_index = c->index;
     uint32_t cutoff = a->on_since + a->max_on_ticks;
     if (c->op == RP_OP_STRIKE && c->pulse_us) {
         if (fresh)
@@ -314,7 +315,8 @@ static void run_deadline(uint8_t n, uint32_t now)
     }
     coil_off(n, now);
     rp_count.cutoffs++;
-    rp_event_push(RP_EV_CUTOFF_MAX_ON, a->strike_index, n, now);
+    rp_event_push(RP_EV_CUTOFF_MAX_ON, rp_full_index(a->strike_index, rp_next_index_snapshot), n,
+                  now);
 }
 
 void rp_sched_run(void)
@@ -374,14 +376,15 @@ void rp_sched_poll(void)
         uint8_t n = active[i];
         rp_act *a = &rp_acts[n];
         bucket_update(a, board_clock());
-        uint8_t over = a->phase != RP_PHASE_OFF && a->bucket_us > a->bucket_cap_us;
+        uint8_t over = a->phase != RP_PHASE_OFF && a->bucket_us > RP_BUCKET_CAP_US(a);
         if (over) {
             coil_off(n, board_clock());
             rp_count.cutoffs++;
         }
         RP_IRQ_RESTORE(s);
         if (over) {
-            rp_event_push(RP_EV_CUTOFF_DUTY, a->strike_index, n, now);
+            rp_event_push(RP_EV_CUTOFF_DUTY, rp_full_index(a->strike_index, rp_next_index_snapshot), n,
+                          now);
             i--; /* coil_off moved another coil into slot i */
         }
     }
@@ -396,7 +399,7 @@ uint16_t rp_sched_heat(uint8_t *actuator)
         rp_act *a = &rp_acts[n];
         rp_irq_t s = RP_IRQ_SAVE();
         bucket_update(a, now);
-        uint32_t b = a->bucket_us, cap = a->bucket_cap_us;
+        uint32_t b = a->bucket_us, cap = RP_BUCKET_CAP_US(a);
         RP_IRQ_RESTORE(s);
         if (!cap)
             continue;

@@ -30,7 +30,6 @@ enum { RP_PHASE_OFF = 0, RP_PHASE_PULSE, RP_PHASE_HOLD, RP_PHASE_SET };
 typedef struct {
     /* configuration */
     uint32_t max_on_ticks;
-    uint32_t bucket_cap_us; /* duty_window_ms * duty_permille */
     uint16_t pwm_max, max_drive, max_pulse_us, duty_permille;
     uint8_t out_kind, out_addr, out_channel;
     /* state */
@@ -38,7 +37,7 @@ typedef struct {
     uint16_t level, hold;
     uint32_t on_since;
     uint32_t deadline; /* pulse end or max-on cutoff, while not OFF */
-    uint32_t strike_index;
+    uint16_t strike_index; /* low 16 bits, like rp_cmd.index */
     uint32_t bucket_us; /* duty leaky bucket: weighted on-time, microseconds */
     uint32_t bucket_clock;
     uint16_t weight; /* (level/pwm_max)^2 in 1/256 */
@@ -56,6 +55,9 @@ typedef struct {
 extern rp_act rp_acts[RP_FW_MAX_ACTUATORS];
 extern uint8_t rp_act_count;
 extern uint8_t rp_max_concurrent;
+extern uint32_t rp_duty_window_ms;
+/* A coil's duty bucket holds duty_window_ms * duty_permille / 1000 ms = this many us. */
+#define RP_BUCKET_CAP_US(a) (rp_duty_window_ms * (a)->duty_permille)
 extern rp_counters rp_count;
 extern volatile uint8_t rp_running_pulses;
 

@@ -1,0 +1,315 @@
+/* AVR board: ATmega2560 (Arduino Mega) at 16 MHz.
+ *
+ * - Clock: Timer1 at 16 MHz (no prescaler), extended to 32 bits by its overflow
+ *   interrupt. The core's timer requests go to OCR1A (compare A interrupt).
+ * - UART0 at RP_BAUD (default 115200, U2X), interrupt-driven 256-byte receive ring
+ *   and 128-byte transmit ring.
+ * - Outputs: direct pins (pins.h; on when level > 0) and PCA9685 boards over TWI at
+ *   400 kHz (12-bit PWM; written from the main loop, the timer context only marks a
+ *   channel dirty).
+ * - Safety: the hardware watchdog (500 ms) resets a stuck MCU (every pin back to an
+ *   input: off); the core's own watchdog handles a silent host.
+ * - boot_id: EEPROM dword 0 (a seed) + 0x9E3779B9 * EEPROM dword 4 (a boot counter,
+ *   incremented at every start). The simavr harness seeds it with --boot-id.
+ * - The main loop sleeps (idle) when it has nothing to do: simavr counts the busy
+ *   cycles for the CPU-load figure. */
+#include <avr/eeprom.h>
+#include <avr/pgmspace.h>
+#include <avr/sleep.h>
+#include <avr/wdt.h>
+#include <stdint.h>
+
+#include "board.h"
+#include "fw.h"
+#include "pins.h"
+#include "protocol_gen.h"
+#include "sched.h"
+
+#ifdef RP_SIM_SECTION
+/* Tell simavr the MCU and frequency (ignored on real hardware: not loaded). */
+#include RP_SIM_SECTION
+AVR_MCU(F_CPU, "atmega2560");
+#endif
+
+#ifndef RP_BAUD
+#define RP_BAUD 115200UL
+#endif
+
+/* ---------------------------------------------------------------- clock and timer */
+
+static volatile uint16_t clock_hi;
+static volatile uint32_t timer_target;
+static volatile uint8_t timer_far; /* armed, but more than one timer period ahead */
+
+ISR(TIMER1_OVF_vect)
+{
+    clock_hi++;
+    if (timer_far) {
+        uint32_t now = ((uint32_t)clock_hi << 16) | TCNT1;
+        if ((int32_t)(timer_target - now) < 0xF000L) {
+            timer_far = 0;
+            OCR1A = (uint16_t)timer_target;
+            TIFR1 = _BV(OCF1A);
+            TIMSK1 |= _BV(OCIE1A);
+        }
+    }
+}
+
+uint32_t board_clock(void)
+{
+    uint8_t s = SREG;
+    cli();
+    uint16_t hi = clock_hi;
+    uint16_t lo = TCNT1;
+    if ((TIFR1 & _BV(TOV1)) && lo < 0x8000)
+        hi++; /* the overflow happened but its interrupt has not run yet */
+    SREG = s;
+    return ((uint32_t)hi << 16) | lo;
+}
+
+void board_timer_arm(uint32_t clock)
+{
+    uint8_t s = SREG;
+    cli();
+    timer_target = clock;
+    int32_t ahead = (int32_t)(clock - board_clock());
+    if (ahead < 0xF000L) {
+        timer_far = 0;
+        /* too close (or past): fire as soon as the ISR can run */
+        OCR1A = ahead < 64 ? (uint16_t)(TCNT1 + 64) : (uint16_t)clock;
+        TIFR1 = _BV(OCF1A);
+        TIMSK1 |= _BV(OCIE1A);
+    } else {
+        timer_far = 1;
+        TIMSK1 &= (uint8_t)~_BV(OCIE1A);
+    }
+    SREG = s;
+}
+
+ISR(TIMER1_COMPA_vect)
+{
+    TIMSK1 &= (uint8_t)~_BV(OCIE1A); /* one shot: rp_timer() re-arms */
+    rp_timer();
+}
+
+/* ---------------------------------------------------------------- UART0 */
+
+#define RX_RING 256 /* = RP_RX_BUFFER */
+#define TX_RING 128
+static volatile uint8_t rx_ring[RX_RING];
+static volatile uint8_t rx_head, rx_tail; /* uint8_t wraps at 256 */
+static volatile uint8_t tx_ring[TX_RING];
+static volatile uint8_t tx_head, tx_tail;
+static volatile uint16_t rx_overruns;
+
+ISR(USART0_RX_vect)
+{
+    uint8_t b = UDR0;
+    uint8_t next = (uint8_t)(rx_head + 1);
+    if (next == rx_tail) {
+        rx_overruns++; /* the frame it belonged to fails its CRC: NAK, resend */
+        return;
+    }
+    rx_ring[rx_head] = b;
+    rx_head = next;
+}
+
+ISR(USART0_UDRE_vect)
+{
+    if (tx_head == tx_tail) {
+        UCSR0B &= (uint8_t)~_BV(UDRIE0);
+        return;
+    }
+    UDR0 = tx_ring[tx_tail];
+    tx_tail = (uint8_t)((tx_tail + 1) & (TX_RING - 1));
+}
+
+void board_write(const uint8_t *data, uint16_t len)
+{
+    while (len--) {
+        uint8_t next = (uint8_t)((tx_head + 1) & (TX_RING - 1));
+        while (next == tx_tail)
+            ; /* full: the UDRE interrupt drains it */
+        tx_ring[tx_head] = *data++;
+        tx_head = next;
+        UCSR0B |= _BV(UDRIE0);
+    }
+}
+
+static void uart_init(void)
+{
+    UCSR0A = _BV(U2X0);
+    uint16_t ubrr = (uint16_t)((F_CPU / 8 + RP_BAUD / 2) / RP_BAUD - 1);
+    UBRR0H = (uint8_t)(ubrr >> 8);
+    UBRR0L = (uint8_t)ubrr;
+    UCSR0C = _BV(UCSZ01) | _BV(UCSZ00); /* 8N1 */
+    UCSR0B = _BV(RXEN0) | _BV(TXEN0) | _BV(RXCIE0);
+}
+
+/* ---------------------------------------------------------------- outputs */
+
+static const uint8_t pins[RP_AVR_DIRECT_OUTPUTS] PROGMEM = RP_AVR_PINS_INIT;
+
+static volatile uint8_t *const port_regs[11] PROGMEM = {
+    &PORTA, &PORTB, &PORTC, &PORTD, &PORTE, &PORTF, &PORTG, &PORTH, &PORTJ, &PORTK, &PORTL,
+};
+
+static volatile uint8_t *port_reg(uint8_t port)
+{
+    return (volatile uint8_t *)pgm_read_ptr(&port_regs[port]);
+}
+
+/* DDRx is the byte below PORTx on every port of the ATmega2560. */
+#define DDR_OF(port_reg) (*((port_reg) - 1))
+
+/* PCA9685: levels waiting to be written (dirty bit per actuator). */
+static uint16_t pca_level[RP_FW_MAX_ACTUATORS];
+static volatile uint8_t pca_dirty[(RP_FW_MAX_ACTUATORS + 7) / 8];
+static volatile uint8_t pca_any;
+static uint8_t pca_inited[64 / 8]; /* I2C addresses 0x40..0x7F */
+
+void board_output(uint8_t actuator, uint8_t out_kind, uint8_t out_addr, uint8_t out_channel,
+                  uint16_t level, uint16_t pwm_max)
+{
+    if (out_kind == RP_OUT_DIRECT) {
+        uint8_t pb = pgm_read_byte(&pins[out_channel]);
+        volatile uint8_t *port = port_reg(pb >> 3);
+        uint8_t mask = (uint8_t)(1 << (pb & 7));
+        if (level)
+            *port |= mask;
+        else
+            *port &= (uint8_t)~mask;
+        DDR_OF(port) |= mask;
+        return;
+    }
+    /* 12-bit PCA9685 counts from the actuator's own scale */
+    pca_level[actuator] = (uint16_t)(((uint32_t)level * 4095UL + pwm_max / 2) / pwm_max);
+    (void)out_addr, (void)out_channel; /* read back from rp_acts when written */
+    pca_dirty[actuator >> 3] |= (uint8_t)(1 << (actuator & 7));
+    pca_any = 1;
+}
+
+uint8_t board_output_ok(uint8_t out_kind, uint8_t out_addr, uint8_t out_channel)
+{
+    if (out_kind == RP_OUT_DIRECT)
+        return out_channel < RP_AVR_DIRECT_OUTPUTS;
+    return out_kind == RP_OUT_PCA9685 && out_addr >= 0x40 && out_addr <= 0x7F && out_channel < 16;
+}
+
+static uint8_t twi_wait(void)
+{
+    uint16_t n = 0;
+    while (!(TWCR & _BV(TWINT)))
+        if (++n == 0)
+            return 0; /* bus stuck: give up on this write */
+    return 1;
+}
+
+static uint8_t twi_write_regs(uint8_t addr, uint8_t reg, const uint8_t *data, uint8_t len)
+{
+    TWCR = _BV(TWINT) | _BV(TWSTA) | _BV(TWEN);
+    if (!twi_wait())
+        return 0;
+    TWDR = (uint8_t)(addr << 1);
+    TWCR = _BV(TWINT) | _BV(TWEN);
+    uint8_t ok = twi_wait() && (TWSR & 0xF8) == 0x18;
+    if (ok) {
+        TWDR = reg;
+        TWCR = _BV(TWINT) | _BV(TWEN);
+        ok = twi_wait();
+        for (uint8_t i = 0; ok && i < len; i++) {
+            TWDR = data[i];
+            TWCR = _BV(TWINT) | _BV(TWEN);
+            ok = twi_wait();
+        }
+    }
+    TWCR = _BV(TWINT) | _BV(TWSTO) | _BV(TWEN);
+    return ok;
+}
+
+static void pca_flush(void)
+{
+    if (!pca_any)
+        return;
+    pca_any = 0;
+    for (uint8_t n = 0; n < RP_FW_MAX_ACTUATORS; n++) {
+        uint8_t bit = (uint8_t)(1 << (n & 7));
+        uint8_t s = SREG;
+        cli();
+        uint8_t dirty = pca_dirty[n >> 3] & bit;
+        pca_dirty[n >> 3] &= (uint8_t)~bit;
+        uint16_t lv = pca_level[n];
+        SREG = s;
+        if (!dirty)
+            continue;
+        uint8_t a = rp_acts[n].out_addr;
+        uint8_t ai = (uint8_t)(a - 0x40);
+        if (!(pca_inited[ai >> 3] & (1 << (ai & 7)))) {
+            /* MODE1: auto-increment, sleep; prescale 5 (~1 kHz); wake */
+            uint8_t sleep = 0x30, pre = 5, wake = 0x20;
+            twi_write_regs(a, 0x00, &sleep, 1);
+            twi_write_regs(a, 0xFE, &pre, 1);
+            twi_write_regs(a, 0x00, &wake, 1);
+            pca_inited[ai >> 3] |= (uint8_t)(1 << (ai & 7));
+        }
+        uint8_t regs[4] = {0, 0, (uint8_t)lv, (uint8_t)(lv >> 8)}; /* ON = 0, OFF = lv */
+        if (lv >= 4095) {
+            regs[1] = 0x10; /* full on */
+            regs[2] = regs[3] = 0;
+        } else if (lv == 0) {
+            regs[3] = 0x10; /* full off */
+        }
+        twi_write_regs(a, (uint8_t)(0x06 + 4 * rp_acts[n].out_channel), regs, 4);
+    }
+}
+
+/* ---------------------------------------------------------------- start and loop */
+
+/* The watchdog stays enabled across its own reset: turn it off first thing. */
+void wdt_off_early(void) __attribute__((naked, used, section(".init3")));
+void wdt_off_early(void)
+{
+    MCUSR = 0;
+    wdt_disable();
+}
+
+static uint32_t make_boot_id(void)
+{
+    uint32_t seed = eeprom_read_dword((const uint32_t *)0);
+    uint32_t count = eeprom_read_dword((const uint32_t *)4);
+    eeprom_update_dword((uint32_t *)4, count + 1);
+    return seed + 0x9E3779B9UL * count;
+}
+
+int main(void)
+{
+    TCCR1A = 0;
+    TCCR1B = _BV(CS10); /* 16 MHz */
+    TIMSK1 = _BV(TOIE1);
+    TWSR = 0;
+    TWBR = 12; /* 400 kHz at 16 MHz */
+    uart_init();
+    rp_init(make_boot_id());
+    wdt_enable(WDTO_500MS);
+    sei();
+    for (;;) {
+        wdt_reset();
+        while (rx_tail != rx_head) {
+            uint8_t b = rx_ring[rx_tail];
+            rx_tail = (uint8_t)(rx_tail + 1);
+            rp_rx_byte(b);
+        }
+        rp_poll();
+        pca_flush();
+        cli();
+        if (rx_tail == rx_head && !pca_any) {
+            /* idle until an interrupt: UART, timer compare, or the 4 ms overflow */
+            set_sleep_mode(SLEEP_MODE_IDLE);
+            sleep_enable();
+            sei();
+            sleep_cpu();
+            sleep_disable();
+        }
+        sei();
+    }
+}
