@@ -379,12 +379,16 @@ class SupplyLedger:
     def fits(self, t: int, a: float, h: float, current: bool = True) -> bool:
         """Can a strike (pulse current ``a``, then hold ``h``) start at ``t >= t0``?"""
         e_new = t + self.pulse_us
-        if not self.pulsing:
-            return (
-                not current
-                or self.hold_total + a <= self.supply_a
-                or self._load(t)[1] + a <= self.supply_a
-            )
+        pulsing = self.pulsing
+        if len(pulsing) < self.max_strikes:
+            # Fast path: a bound on every instant (holds only ever end from here on).
+            if not current:
+                return True
+            bound = self.hold_total + (a if a > h else h)
+            for it in pulsing:
+                bound += it[3] if it[3] > it[4] else it[4]
+            if bound <= self.supply_a:
+                return True
         xs = {t, e_new}
         for it in self.pulsing:
             if it[0] > t:
