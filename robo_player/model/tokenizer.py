@@ -56,10 +56,12 @@ def velocity_to_bin(velocity: int) -> int:
 
 
 def bin_to_velocity(b: int) -> int:
-    """Bin 0..31 -> the smallest MIDI velocity in that bin (so velocity_to_bin inverts it)."""
+    """Bin 0..31 -> the middle MIDI velocity of that bin (so velocity_to_bin inverts it)."""
     if not 0 <= b < N_VEL:
         raise ModelError(f"velocity bin {b} out of range (allowed 0..{N_VEL - 1})")
-    return -(-b * 127 // N_VEL) + 1
+    lo = -(-b * 127 // N_VEL) + 1  # smallest velocity in the bin
+    hi = -(-(b + 1) * 127 // N_VEL)  # largest
+    return (lo + hi) // 2
 
 
 def quantize_us(t_us: int) -> int:
