@@ -353,26 +353,26 @@ def plan_piano(
                     None,
                     {},
                     r.drop,
-                )  # fmt: skip
+                )
             )
             continue
-        dc = r.dc
-        assert dc is not None
+        chosen = r.dc
+        assert chosen is not None
         delta = r.late + r.stagger
         changes: dict[str, int | float] = {}
         if r.shift:
             changes["pitch"] = r.shift
-        if dc.altered:
-            dv = dc.velocity_target - note.velocity
+        if chosen.altered:
+            dv = chosen.velocity_target - note.velocity
             changes["velocity"] = round(dv, 2) or dv
-            if dc.clamped:
+            if chosen.clamped:
                 r.notes.append(
                     f"velocity {note.velocity} outside what {pitch_name(r.pitch)} can play, "
-                    f"clamped to {dc.velocity_target:g}"
+                    f"clamped to {chosen.velocity_target:g}"
                 )
             else:
                 r.notes.append(
-                    f"drive raised so the note sounds in time (velocity {dc.velocity_target:g})"
+                    f"drive raised so the note sounds in time (velocity {chosen.velocity_target:g})"
                 )
         if delta:
             changes["onset_us"] = delta
@@ -397,7 +397,7 @@ def plan_piano(
                 intended + delta,
                 intended,
                 note.velocity,
-                dc.velocity_target,
+                chosen.velocity_target,
                 changes,
                 reason,
             )  # fmt: skip
