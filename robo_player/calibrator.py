@@ -77,6 +77,24 @@ ROUND_TARGETS: tuple[tuple[tuple[str, float], ...], ...] = (
 )
 TABLE_POINTS = 64
 
+# --- key return (see docs/calibration.md, "Key return") -----------------------------------
+# A strike e µs after the key's release, e < R (the key's return time), acts as if its
+# drive were scaled by e / R (and is silent below e / R = 0.5). One full-drive probe
+# strike a known gap g after a release therefore reads R = g * d / d_eff, d_eff read back
+# through the key's own fitted curves. g is chosen from the spec's nominal return time
+# so that the ratio g / R stays in about 0.53..0.96 for R of 0.7..1.3 x nominal: heard,
+# and on the steep part of the latency curve.
+PROBE_GAP_FRACTION = 0.68  # first probe gap, of the spec's nominal key_return_us
+PROBE_DRIVE = 1.0  # probe strikes at full drive: loudest, so heard deepest into the return
+PROBE_FULL_RATIO = 0.95  # d_eff / d at or above this: as good as full strength, R <~ g
+PROBE_MIN_GAP_US = 8_000
+MAX_PROBES = 2  # per key: one, and one retry at another gap if the first was inconclusive
+# Margin added to the estimate so a planner waiting return_us never strikes a key that
+# is not fully up: a fixed part for the curve fit's own error plus a multiple of the
+# estimate's sensor-noise s.d.
+RETURN_MARGIN_US = 600.0
+RETURN_MARGIN_SD = 2.0
+
 
 @dataclass(slots=True)
 class StrikeResult:
@@ -88,6 +106,9 @@ class StrikeResult:
     heard: bool = False
     latency_us: float = math.nan
     velocity: float = math.nan
+    # a key-return probe: struck this long after the key's release (µs); its curves are
+    # not used for the fit. None for an ordinary strike (the key was fully up).
+    probe_gap_us: int | None = None
 
 
 @dataclass(slots=True)
@@ -145,6 +166,10 @@ class CalibrationReport:
     vel_rms: dict[int, float] = field(default_factory=dict)
     pedal_latency_us: int | None = None
     pedal_measured: bool = False
+    return_probes: int = 0  # key-return probe strikes (included in ``strikes``)
+    return_us: dict[int, float] = field(default_factory=dict)  # measured, margin included
+    return_kind: dict[int, str] = field(default_factory=dict)  # "measured" / "upper bound"
+    return_unmeasured: list[int] = field(default_factory=list)  # keys left at the nominal
 
     @property
     def strikes_per_key(self) -> float:
@@ -300,7 +325,10 @@ def isotonic(y: Floats, increasing: bool = True) -> np.ndarray:
 
 
 def fit_key(strikes: Sequence[StrikeResult]) -> KeyFit | None:
-    """Fit one key's curves from its strikes; None if fewer than two were heard."""
+    """Fit one key's curves from its strikes; None if fewer than two were heard.
+
+    Key-return probes (``probe_gap_us`` set) are left out: the key was not fully up."""
+    strikes = [s for s in strikes if s.probe_gap_us is None]
     heard = [s for s in strikes if s.heard]
     if len(heard) < 2:
         return None
@@ -348,7 +376,12 @@ def fit_key(strikes: Sequence[StrikeResult]) -> KeyFit | None:
 
 
 def curve_from_fit(
-    pitch: int, fit: KeyFit, max_latency_us: float, strikes: int, points: int = TABLE_POINTS
+    pitch: int,
+    fit: KeyFit,
+    max_latency_us: float,
+    strikes: int,
+    points: int = TABLE_POINTS,
+    return_us: float | None = None,
 ) -> KeyCurve:
     """Dense monotone table from ``fit``, over drives whose latency <= ``max_latency_us``."""
     if fit.isotonic:
@@ -390,6 +423,7 @@ def curve_from_fit(
         velocity=tuple(float(v) for v in vel),
         latency_us=tuple(float(v) for v in lat),
         strikes=strikes,
+        return_us=None if return_us is None else round(float(return_us), 1),
     )
 
 
@@ -402,6 +436,16 @@ class _Request:
     pitch: int
     drive: float  # wanted fraction (before quantisation)
     expect_latency_us: float  # for the release time; SILENT_LATENCY_US if unknown
+    probe: _Probe | None = None  # a key-return probe to strike right after this one
+
+
+@dataclass(slots=True)
+class _Probe:
+    """A strike ``gap_us`` after the release of the strike it follows."""
+
+    gap_us: int
+    drive: float
+    expect_latency_us: float
 
 
 @dataclass(slots=True)
@@ -443,38 +487,75 @@ class _Scheduler:
             self.pulses = np.concatenate([self.pulses, np.zeros(grow, dtype=np.int32)])
         return slice(i0, i1)
 
-    def _heat(self, coil: _Coil, t_us: int, drive: float, on_us: int) -> float:
-        """Temperature rise of ``coil`` right after a strike at ``t_us``."""
-        dt = max(0, t_us - coil.t_us)
-        temp = coil.temp_k * math.exp(-dt / self.tau_us)
-        pulse_j = drive**2 * self.watts * self.pulse_us * 1e-6
-        hold_j = self.hold**2 * self.watts * max(0, on_us - self.pulse_us) * 1e-6
-        return temp + (pulse_j + hold_j) / self.heat_c
-
-    def place(self, pitch: int, drive: float, on_us: int, earliest: int) -> int:
-        coil = self.coils.setdefault(pitch, _Coil())
+    def _fits(self, temp_k: float, t_us: int, drive: float, on_us: int) -> bool:
+        """Whether a strike at ``t_us`` stays within the power budget, given the coil's
+        modelled rise ``temp_k`` right before it."""
+        if temp_k + self._joules(drive, on_us) / self.heat_c > self.max_rise:
+            return False
         pulse_a = drive * self.coil_a
         hold_a = self.hold * self.coil_a if on_us > self.pulse_us else 0.0
+        ps = self._cells(t_us, t_us + self.pulse_us)
+        hs = self._cells(t_us + self.pulse_us, t_us + on_us)
+        return bool(
+            self.pulses[ps].max() < self.max_pulses
+            and self.amps[ps].max() + pulse_a <= self.limit_a
+            and (hs.stop <= hs.start or self.amps[hs].max() + hold_a <= self.limit_a)
+        )
+
+    def _joules(self, drive: float, on_us: int) -> float:
+        pulse_j = drive**2 * self.watts * self.pulse_us * 1e-6
+        hold_j = self.hold**2 * self.watts * max(0, on_us - self.pulse_us) * 1e-6
+        return pulse_j + hold_j
+
+    def _cooled(self, coil: _Coil, t_us: int) -> float:
+        return coil.temp_k * math.exp(-max(0, t_us - coil.t_us) / self.tau_us)
+
+    def _commit(self, coil: _Coil, t_us: int, drive: float, on_us: int) -> None:
+        coil.temp_k = self._cooled(coil, t_us) + self._joules(drive, on_us) / self.heat_c
+        coil.t_us = t_us + on_us
+        ps = self._cells(t_us, t_us + self.pulse_us)
+        hs = self._cells(t_us + self.pulse_us, t_us + on_us)
+        self.pulses[ps] += 1
+        self.amps[ps] += drive * self.coil_a
+        if hs.stop > hs.start:
+            self.amps[hs] += self.hold * self.coil_a if on_us > self.pulse_us else 0.0
+
+    def place(self, pitch: int, drive: float, on_us: int, earliest: int) -> int:
+        """Earliest grid time >= ``earliest`` for one strike; commits it."""
+        coil = self.coils.setdefault(pitch, _Coil())
+        t = -(-earliest // STAGGER_US) * STAGGER_US
+        while not self._fits(self._cooled(coil, t), t, drive, on_us):
+            t += STAGGER_US
+        self._commit(coil, t, drive, on_us)
+        return t
+
+    def place_pair(
+        self,
+        pitch: int,
+        first: tuple[float, int],
+        second: tuple[float, int],
+        gap_us: int,
+        earliest: int,
+    ) -> tuple[int, int]:
+        """Earliest grid time for a strike ``first`` = (drive, on_us) followed by a strike
+        ``second`` exactly ``gap_us`` after the first one's release; commits both and
+        returns their times. The gap is exact (a key-return probe needs it)."""
+        coil = self.coils.setdefault(pitch, _Coil())
+        (d1, on1), (d2, on2) = first, second
         t = -(-earliest // STAGGER_US) * STAGGER_US
         while True:
-            heat_ok = self._heat(coil, t, drive, on_us) <= self.max_rise
-            ps = self._cells(t, t + self.pulse_us)
-            hs = self._cells(t + self.pulse_us, t + on_us)
-            if (
-                heat_ok
-                and self.pulses[ps].max() < self.max_pulses
-                and self.amps[ps].max() + pulse_a <= self.limit_a
-                and (hs.stop <= hs.start or self.amps[hs].max() + hold_a <= self.limit_a)
-            ):
-                break
+            t2 = t + on1 + gap_us
+            temp1 = self._cooled(coil, t)
+            if self._fits(temp1, t, d1, on1):
+                temp2 = (temp1 + self._joules(d1, on1) / self.heat_c) * math.exp(
+                    -gap_us / self.tau_us
+                )
+                if self._fits(temp2, t2, d2, on2):
+                    break
             t += STAGGER_US
-        coil.temp_k = self._heat(coil, t, drive, on_us)
-        coil.t_us = t + on_us
-        self.pulses[ps] += 1
-        self.amps[ps] += pulse_a
-        if hs.stop > hs.start:
-            self.amps[hs] += hold_a
-        return t
+        self._commit(coil, t, d1, on1)
+        self._commit(coil, t2, d2, on2)
+        return t, t2
 
 
 def _pwm(drive: float, pwm_max: int) -> int:
@@ -507,15 +588,28 @@ def _build_round(
             level = _pwm(rq.drive, key.pwm_max)
             drive = level / key.pwm_max
             on_us = int(min(max_on, max(pulse, rq.expect_latency_us + RELEASE_MARGIN_US)))
-            t = sched.place(pitch, drive, on_us, ready[pitch])
-            hold = int(round(spec.strike.hold_duty * key.pwm_max)) if on_us > pulse else 0
-            idx = len(pending)
-            cmds.append(Command(t, Op.STRIKE, key.channel, level, pulse, hold, idx))
-            cmds.append(Command(t + on_us, Op.RELEASE, key.channel, 0, 0, 0, idx))
-            pending.append(StrikeResult(pitch, drive, t))
-            # next strike on this key: after the latest possible onset and the key's return
-            ready[pitch] = max(t + on_us, t + int(rq.expect_latency_us) + 1) + RETURN_GAP_US
-            end_us = max(end_us, t + max(on_us, int(rq.expect_latency_us)) + SETTLE_US)
+            strikes = [(level, drive, on_us, rq.expect_latency_us, None)]
+            if rq.probe is None:
+                times = [sched.place(pitch, drive, on_us, ready[pitch])]
+            else:
+                pr = rq.probe
+                level2 = _pwm(pr.drive, key.pwm_max)
+                on2 = int(min(max_on, max(pulse, pr.expect_latency_us + RELEASE_MARGIN_US)))
+                strikes.append((level2, level2 / key.pwm_max, on2, pr.expect_latency_us, pr.gap_us))
+                times = list(
+                    sched.place_pair(
+                        pitch, (drive, on_us), (level2 / key.pwm_max, on2), pr.gap_us, ready[pitch]
+                    )
+                )
+            for t, (lv, dr, on, expect, gap) in zip(times, strikes, strict=True):
+                hold = int(round(spec.strike.hold_duty * key.pwm_max)) if on > pulse else 0
+                idx = len(pending)
+                cmds.append(Command(t, Op.STRIKE, key.channel, lv, pulse, hold, idx))
+                cmds.append(Command(t + on, Op.RELEASE, key.channel, 0, 0, 0, idx))
+                pending.append(StrikeResult(pitch, dr, t, probe_gap_us=gap))
+                # next strike on this key: after the latest possible onset and the key's return
+                ready[pitch] = max(t + on, t + int(expect) + 1) + RETURN_GAP_US
+                end_us = max(end_us, t + max(on, int(expect)) + SETTLE_US)
     plan = Plan(commands=cmds, pipeline_delay_us=0, spec_name=spec.name, spec_hash=spec.spec_hash)
     plan.sort()
     return plan, pending, end_us
@@ -560,6 +654,7 @@ def _next_requests(
     """Drives to strike next for one key (empty when it is done)."""
     if budget <= 0:
         return []
+    strikes = [s for s in strikes if s.probe_gap_us is None]
     heard = [s for s in strikes if s.heard]
     silent = [s.drive for s in strikes if not s.heard]
     loud_min = min((s.drive for s in heard), default=1.0)
@@ -587,6 +682,135 @@ def _next_requests(
             d = max(silent) + (0.35 + 0.3 * i) * (loud_min - max(silent))
         reqs.append(_Request(0, d, min(SILENT_LATENCY_US, 1.5 * lat + 20_000)))
     return reqs
+
+
+# ----------------------------------------------------------------------------------------
+# key return
+
+
+@dataclass(frozen=True, slots=True)
+class ReturnEstimate:
+    """What one or more key-return probes say about a key's return time ``R``.
+
+    ``kind``: ``"measured"`` (``value_us`` estimates R, ``sd_us`` its sensor-noise s.d.),
+    ``"upper"`` (the probe sounded at full strength: R <= ``value_us``), ``"lower"``
+    (silent: R > ``value_us``) or ``"none"`` (no probe, or none usable)."""
+
+    kind: str
+    value_us: float = math.nan
+    sd_us: float = math.nan
+
+    @property
+    def return_us(self) -> float | None:
+        """What to store in ``KeyCurve.return_us``: the estimate plus a safety margin
+        (so waiting this long after a release finds the key fully up), an upper bound
+        plus the fixed margin, or None when the probes could not bound R from above."""
+        if self.kind == "measured":
+            return self.value_us + RETURN_MARGIN_US + RETURN_MARGIN_SD * self.sd_us
+        if self.kind == "upper":
+            return self.value_us + RETURN_MARGIN_US
+        return None
+
+
+def _invert(curve: np.ndarray, grid: np.ndarray, y: float) -> tuple[float, float]:
+    """Drive on ``grid`` where the monotone ``curve`` reaches ``y``, and |dy/dd| there."""
+    inc = curve[-1] >= curve[0]
+    c, g = (curve, grid) if inc else (curve[::-1], grid[::-1])
+    d = float(np.interp(y, c, g))
+    slope = float(
+        np.abs(np.gradient(curve, grid))[int(np.clip(np.searchsorted(grid, d), 0, grid.size - 1))]
+    )
+    return d, slope
+
+
+def drive_from_heard(fit: KeyFit, latency_us: float, velocity: float) -> tuple[float, float]:
+    """The drive (at full key return) that would sound like this, and its s.d.
+
+    Inverts the key's fitted latency and loudness curves and combines the two by
+    inverse variance (sensor noise plus the fit's own residual rms)."""
+    lo = fit.theta + 1e-4 if not fit.isotonic else float(fit.iso_drive[0])
+    grid = np.linspace(lo, 1.0, 4001)  # (G,) drives
+    d_l, s_l = _invert(fit.latency_us(grid), grid, latency_us)
+    d_v, s_v = _invert(fit.velocity(grid), grid, velocity)
+    var_l = (LAT_NOISE_US**2 + fit.lat_rms_us**2) / max(s_l, 1e-9) ** 2
+    var_v = (VEL_NOISE**2 + min(fit.vel_rms, 10.0) ** 2) / max(s_v, 1e-9) ** 2
+    if not math.isfinite(velocity) or d_v >= 1.0 or d_v <= lo:
+        var_v = math.inf  # off the loudness table (saturated or clipped): no information
+    if d_l >= 1.0 or d_l <= lo:
+        var_l = max(var_l, 1e-4)  # off the latency table: weak
+    w_l, w_v = 1.0 / var_l, (0.0 if math.isinf(var_v) else 1.0 / var_v)
+    d = (w_l * d_l + w_v * d_v) / (w_l + w_v)
+    return d, math.sqrt(1.0 / (w_l + w_v))
+
+
+def probe_estimate(fit: KeyFit, probe: StrikeResult) -> ReturnEstimate:
+    """What one probe struck ``probe.probe_gap_us`` after a release says about R."""
+    gap = float(probe.probe_gap_us or 0)
+    if gap <= 0:
+        return ReturnEstimate("none")
+    if not probe.heard:
+        # silent: either e / R < 0.5 or the scaled drive fell below what sounds
+        audible = fit.drive_for_latency(SILENT_LATENCY_US)
+        return ReturnEstimate("lower", gap * probe.drive / max(0.5 * probe.drive, audible))
+    d_eff, sd = drive_from_heard(fit, probe.latency_us, probe.velocity)
+    ratio = d_eff / probe.drive
+    if ratio >= PROBE_FULL_RATIO:
+        # near full strength the curves are flat and R <= g is possible: only a bound,
+        # taken two s.d. on the safe side
+        return ReturnEstimate("upper", max(gap, gap / max(ratio - 2 * sd / probe.drive, 0.5)))
+    r = gap / ratio
+    return ReturnEstimate("measured", r, r * sd / d_eff)
+
+
+def return_estimate(fit: KeyFit | None, strikes: Sequence[StrikeResult]) -> ReturnEstimate:
+    """Combine every probe of a key: measured values by inverse variance, else the
+    tightest upper bound, else the highest lower bound."""
+    probes = [s for s in strikes if s.probe_gap_us is not None]
+    if fit is None or not probes:
+        return ReturnEstimate("none")
+    ests = [probe_estimate(fit, s) for s in probes]
+    meas = [e for e in ests if e.kind == "measured"]
+    if meas:
+        w = np.array([1.0 / max(e.sd_us, 1.0) ** 2 for e in meas])
+        v = np.array([e.value_us for e in meas])
+        return ReturnEstimate("measured", float((w * v).sum() / w.sum()), float(w.sum() ** -0.5))
+    ups = [e.value_us for e in ests if e.kind == "upper"]
+    if ups:
+        return ReturnEstimate("upper", min(ups))
+    lows = [e.value_us for e in ests if e.kind == "lower"]
+    return ReturnEstimate("lower", max(lows)) if lows else ReturnEstimate("none")
+
+
+def _next_probe(
+    fit: KeyFit | None, strikes: Sequence[StrikeResult], first_gap_us: int
+) -> _Probe | None:
+    """The next key-return probe for one key, or None when it needs no more."""
+    if fit is None:
+        return None
+    probes = [s for s in strikes if s.probe_gap_us is not None]
+    if len(probes) >= MAX_PROBES:
+        return None
+    if not probes:
+        gap = first_gap_us
+    else:
+        est = return_estimate(fit, strikes)
+        last = probe_estimate(fit, probes[-1])
+        if est.kind == "measured":
+            return None
+        if last.kind == "upper":  # full strength: R <= gap; look closer
+            gap = int(0.5 * (probes[-1].probe_gap_us or first_gap_us))
+        elif last.kind == "lower":  # silent: R > bound; heard up to 1.8 x the bound
+            gap = int(0.9 * last.value_us)
+        else:
+            return None
+    gap = max(PROBE_MIN_GAP_US, round(gap / STAGGER_US) * STAGGER_US)
+    if probes and gap == probes[-1].probe_gap_us:
+        return None
+    # the slowest it can be: half the drive (e / R = 0.5), or silent
+    d_half = 0.5 * PROBE_DRIVE
+    lat = float(fit.latency_us(d_half)) if d_half > fit.theta else math.inf
+    expect = min(SILENT_LATENCY_US, 1.5 * lat + 20_000) if math.isfinite(lat) else SILENT_LATENCY_US
+    return _Probe(gap, PROBE_DRIVE, expect)
 
 
 # ----------------------------------------------------------------------------------------
@@ -664,6 +888,7 @@ def calibrate_session(
     round_no = 0
     th_nom = spec.nominal.threshold
     first = [th_nom + u * (1.0 - th_nom) for u in FIRST_ROUND_U]
+    first_gap = round(PROBE_GAP_FRACTION * spec.timing.key_return_us / STAGGER_US) * STAGGER_US
     while len(done) < len(todo):
         requests: dict[int, list[_Request]] = {}
         for p in todo:
@@ -674,6 +899,9 @@ def calibrate_session(
                 reqs = [_Request(p, d, SILENT_LATENCY_US) for d in first[:left]]
             else:
                 reqs = _next_requests(strikes[p], fits[p], left, round_no, lat_top)
+                probe = _next_probe(fits[p], strikes[p], first_gap)
+                if reqs and probe is not None and left > len(reqs):
+                    reqs[-1].probe = probe  # struck right after the key's last strike
             if not reqs:
                 done.add(p)
                 continue
@@ -715,6 +943,7 @@ def calibrate_session(
         for s in pending:
             strikes[s.pitch].append(s)
         report.strikes += len(pending)
+        report.return_probes += sum(1 for s in pending if s.probe_gap_us is not None)
         for p in requests:
             fits[p] = fit_key(strikes[p])
         # coils cool between rounds only as far as the device's clock says; keep the
@@ -736,7 +965,22 @@ def calibrate_session(
                 f"calibrate: key {p}: heard {sum(s.heard for s in strikes[p])} of "
                 f"{len(strikes[p])} test strikes (need >= 2); is the key or its coil broken?"
             )
-        cal.keys[p] = curve_from_fit(p, fit, lat_top, len(strikes[p]))
+        ret = return_estimate(fit, strikes[p])
+        ret_us = ret.return_us
+        if ret_us is None:
+            report.return_unmeasured.append(p)
+            log.warning(
+                "calibrate: key %d: return time not measured (%s %.0f us); the spec's "
+                "nominal %d us applies",
+                p,
+                ret.kind,
+                ret.value_us,
+                spec.timing.key_return_us,
+            )
+        else:
+            report.return_us[p] = ret_us
+            report.return_kind[p] = ret.kind
+        cal.keys[p] = curve_from_fit(p, fit, lat_top, len(strikes[p]), return_us=ret_us)
         report.lat_rms_us[p] = fit.lat_rms_us
         report.vel_rms[p] = fit.vel_rms
         if fit.isotonic:
