@@ -365,10 +365,22 @@ def generate_from_file(model_path: str | Path, spec: PianoSpec | None, seconds: 
     if primer and primer_midi:
         raise ModelError("give --primer or --primer-midi, not both")
     if primer:
-        toks = primer_tokens(parse_primer(primer))
+        pitches = parse_primer(primer)
+        for i, p in enumerate(pitches):
+            if spec is not None and not spec.has_pitch(p):
+                raise ModelError(f"--primer: note {i + 1} {pitch_to_note(p)} (MIDI {p}) is outside "
+                                 f"{spec.name}'s range {pitch_to_note(spec.lowest)}..{pitch_to_note(spec.highest)} "
+                                 f"({spec.lowest}..{spec.highest})")
+        toks = primer_tokens(pitches)
     elif primer_midi:
         from ..midi import read_midi
 
-        toks = tk.encode(read_midi(primer_midi))
+        sc = read_midi(primer_midi)
+        for i, n in enumerate(sc.notes):
+            if spec is not None and not spec.has_pitch(n.pitch):
+                raise ModelError(f"{primer_midi}: note {i + 1} {pitch_to_note(n.pitch)} (MIDI {n.pitch}) at "
+                                 f"{n.onset_us / 1e6:.2f}s is outside {spec.name}'s range "
+                                 f"{pitch_to_note(spec.lowest)}..{pitch_to_note(spec.highest)}")
+        toks = tk.encode(sc)
     return generate(model, spec, seconds, primer=toks, temperature=temperature, top_p=top_p,
                     seed=seed, constrain=constrain)
