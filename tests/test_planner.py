@@ -657,3 +657,25 @@ def test_sequences_accepted_by_playability_plan_unaltered(
     assert report.notes_altered == 0 and report.notes_dropped == 0, report.to_json()
     assert report.notes_played == len(notes)
     check_invariants(score, spec, plan, report)
+
+
+def test_report_json_is_serialisable_and_complete() -> None:
+    import json
+
+    score = score_of((60, 0, 100 * MS, 80), (60, 10 * MS, 100 * MS, 80), (120, 0, 100 * MS, 3))
+    _, report = plan_piano(score, GRAND)
+    js = json.loads(json.dumps(report.to_json(outcomes=True)))
+    for key in (
+        "notes_in", "notes_played", "notes_altered", "notes_dropped", "drops", "alterations",
+        "staggered_chords", "max_stagger_us", "pedal_events_ignored", "supply_overloads",
+    ):  # fmt: skip
+        assert key in js
+    assert js["notes_in"] == 3 and len(js["outcomes"]) == 3
+    # by (onset, pitch); the merged repeat extends note 0
+    assert [o["fate"] for o in js["outcomes"]] == [
+        "altered",
+        "altered",
+        "dropped",
+    ]  # by (onset, pitch)
+    assert js["alterations"][-1]["changes"]["pitch"] == -12
+    assert "outcomes" not in report.to_json()

@@ -378,7 +378,7 @@ def plan_piano(
             changes["onset_us"] = delta
             if r.stagger:
                 r.notes.append(
-                    f"staggered {r.stagger} us: power budget of {lim.max_strikes} strikes"
+                    f"staggered {r.stagger} us: power budget ({lim.max_strikes} strikes, {lim.supply_a:g} A)"
                 )
                 stagger_onsets.add(note.onset_us)
                 max_stagger = max(max_stagger, r.stagger)
