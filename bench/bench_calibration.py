@@ -64,6 +64,31 @@ def curve_errors(cal: Calibration, truth: object, spec: object) -> dict[str, flo
     }
 
 
+def return_errors(cal: Calibration, truth: object) -> dict[str, float]:
+    """Measured key return time (margin included) minus the truth's, over every key."""
+    e = np.array(
+        [
+            c.return_us - truth.key(p).return_us  # type: ignore[attr-defined]
+            for p, c in cal.keys.items()
+            if c.return_us is not None
+        ],
+        dtype=float,
+    )
+    if e.size == 0:
+        return {"keys": 0.0}
+    return {
+        "keys": float(e.size),
+        "unmeasured": float(len(cal.keys) - e.size),
+        "min_us": float(e.min()),
+        "p1_us": float(np.percentile(e, 1)),
+        "median_us": float(np.median(e)),
+        "p99_us": float(np.percentile(e, 99)),
+        "max_us": float(e.max()),
+        "short_1ms": float((e < -1000).sum()),
+        "within_5ms": float((e <= 5000).mean()),
+    }
+
+
 def play_errors(dev: object, spec: object, cal: Calibration, piece: str) -> dict[str, float]:
     score = read_midi(bundled_piece(piece))
     plan, report = plan_piano(score, spec, cal)  # type: ignore[arg-type]
@@ -138,6 +163,16 @@ def main() -> None:
             f"velocity err mean {ce['vel_mean']:.2f}, p99 {ce['vel_p99']:.2f}; "
             f"threshold err max {100 * ce['thr_max_rel']:.2f} %"
         )
+        re = return_errors(cal, truth)
+        if re["keys"]:
+            print(
+                f"  key return vs truth ({rep.return_probes / rep.keys:.2f} probe strikes/key, "
+                f"{re['keys']:.0f} keys measured, {re['unmeasured']:.0f} not): "
+                f"return_us - R min {re['min_us'] / 1000:+.2f} ms, p1 {re['p1_us'] / 1000:+.2f}, "
+                f"median {re['median_us'] / 1000:+.2f}, p99 {re['p99_us'] / 1000:+.2f}, "
+                f"max {re['max_us'] / 1000:+.2f} ms; {re['short_1ms']:.0f} keys > 1 ms short, "
+                f"{100 * re['within_5ms']:.1f} % <= 5 ms long"
+            )
         for piece in pieces:
             pe = play_errors(dev, spec, cal, piece)
             print(
