@@ -139,3 +139,38 @@ def test_mask_forbids_orphans_and_pedal_without_actuator() -> None:
     assert not m.cheap_mask()[tk.NOTE_OFF + 60]  # the strike pulse is not over yet
     m.apply(tk.TIME_SHIFT + 9)
     assert m.cheap_mask()[tk.NOTE_OFF + 60]
+
+
+def test_cli_generate_and_its_errors(tmp_path, tiny_lstm: torch.nn.Module, capsys) -> None:  # type: ignore[no-untyped-def]
+    from robo_player.cli import main
+    from robo_player.midi import read_midi
+    from robo_player.model.checkpoint import save_checkpoint
+
+    ckpt = tmp_path / "tiny.pt"
+    save_checkpoint(ckpt, tiny_lstm, tiny_lstm.config)
+    out = tmp_path / "gen.mid"
+    rc = main(["generate", "--model", str(ckpt), "--spec", "piano-61-diy", "--seconds", "4",
+               "--primer", "C4 E4 G4", "--seed", "2", "--out", str(out)])
+    assert rc == 0
+    assert "0 altered, 0 dropped" in capsys.readouterr().out
+    sc = read_midi(out)
+    assert [n.pitch for n in sc.notes[:3]] == [60, 64, 67]
+    assert main(["generate", "--model", str(tmp_path / "none.pt"), "--out", str(tmp_path / "x.mid")]) == 2
+    assert "no such model checkpoint" in capsys.readouterr().err
+    assert main(["generate", "--model", str(ckpt), "--spec", "piano-61-diy", "--primer", "A0",
+                 "--out", str(tmp_path / "y.mid")]) == 2
+    assert "A0 (MIDI 21) is outside piano-61-diy's range C2..C7" in capsys.readouterr().err
+    assert not (tmp_path / "y.mid").exists()
+
+
+def test_generate_score_for_play(tmp_path, tiny_lstm: torch.nn.Module) -> None:  # type: ignore[no-untyped-def]
+    from robo_player.model.checkpoint import save_checkpoint
+    from robo_player.model.cli import generate_score
+
+    ckpt = tmp_path / "tiny.pt"
+    save_checkpoint(ckpt, tiny_lstm, tiny_lstm.config)
+    spec = load_spec("piano-88-grand")
+    sc = generate_score(ckpt, spec, seconds=3.0, primer="C4", seed=0)
+    assert sc.notes and sc.notes[0].pitch == 60
+    _, report = plan_piano(sc, spec)
+    assert report.notes_altered == 0

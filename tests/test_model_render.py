@@ -115,3 +115,21 @@ def test_perform_cli_writes_a_performed_file(tmp_path: Path) -> None:
     out = read_midi(tmp_path / "out.mid")
     assert len(out.notes) == 32
     assert out.duration_s > 32 * 0.25
+
+
+def test_cli_and_rule_based_perform_do_not_import_torch(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    src = tmp_path / "plain.mid"
+    write_midi(_scale_score(n=8), src)
+    code = (
+        "import sys\n"
+        "from robo_player.cli import build_parser, main\n"
+        "build_parser()\n"
+        f"assert main(['perform', {str(src)!r}, '--out', {str(tmp_path / 'o.mid')!r}]) == 0\n"
+        "import robo_player.model.corpus, robo_player.model.tokenizer\n"
+        "assert 'torch' not in sys.modules, 'torch was imported'\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-1500:]
