@@ -308,6 +308,21 @@ def test_legato_repeat_shortens_the_previous_note() -> None:
     assert "shortened for the repeat" in (a.reason or "")
 
 
+def test_measured_return_time_of_a_key_sets_its_repeat_release() -> None:
+    # A calibration that measured a slow key (88 ms return) makes the planner release
+    # that key earlier before a repeat than the spec's nominal 70 ms would.
+    score = score_of((60, 0, 300 * MS, 80), (60, 300 * MS, 200 * MS, 80))
+    cal = Calibration.nominal(GRAND)
+    cal.measured = True
+    cal.keys[60] = dataclasses.replace(cal.keys[60], return_us=88_000.0)
+    plan, report = plan_piano(score, GRAND, cal)
+    st_, rel = strikes_of(plan), releases_of(plan)
+    lim = Limits.from_spec(GRAND, PlanOptions())
+    assert rel[0].t_us == st_[1].t_us - 88_000 - lim.release_margin_us
+    plan_nom, _ = plan_piano(score, GRAND)
+    assert releases_of(plan_nom)[0].t_us - rel[0].t_us == 88_000 - GRAND.timing.key_return_us
+
+
 def test_collisions_after_transposition_use_the_repeat_rules() -> None:
     # 120 -> 108 collides with a written 108 at the same time: one merges.
     score = score_of((108, 0, 200 * MS, 80), (120, 0, 200 * MS, 80))

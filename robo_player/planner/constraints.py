@@ -31,6 +31,7 @@ Rules (performance time in integer µs; a score note at ``onset_us`` must sound 
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -352,6 +353,7 @@ class Playability:
         self.limits = Limits.from_spec(spec, self.options)
         self.calibration = calibration or nominal_calibration(spec)
         self._cids: dict[int, int] = {}  # pitch -> curve id in the shared drive cache
+        self._key_limits: dict[int, Limits] = {}
         self._keys: dict[int, _KeyState] = {}
         self._ledger = SupplyLedger(
             self.limits.pulse_us, self.limits.max_strikes, self.limits.supply_a
@@ -394,6 +396,18 @@ class Playability:
             _DRIVES[(cid, velocity)] = dc
         return dc
 
+    def limits_for(self, pitch: int) -> Limits:
+        """The limits of one key: the spec's, with the key's measured return time
+        (``KeyCurve.return_us``) in place of the spec's nominal one when calibrated."""
+        lim = self._key_limits.get(pitch)
+        if lim is None:
+            ret = self.calibration.curve(pitch).return_us
+            lim = self.limits
+            if ret is not None:
+                lim = dataclasses.replace(lim, key_return_us=int(math.ceil(ret)))
+            self._key_limits[pitch] = lim
+        return lim
+
     def strike_time_us(self, pitch: int, t_us: int, velocity: int) -> int:
         """Performance time at which a note at score time ``t_us`` is struck."""
         return t_us + self.limits.pipeline_us - self.drive(pitch, velocity).latency_us
@@ -430,9 +444,10 @@ class Playability:
             if ks.held:
                 return f"{pitch_name(pitch)} is still held"
             assert ks.strike_us is not None and ks.release_us is not None
-            if s - ks.strike_us < lim.repeat_gap_us:
-                return f"repeat too fast ({(s - ks.strike_us) / 1000:.1f} ms < {lim.repeat_gap_us / 1000:.1f} ms)"
-            if ks.release_us > lim.latest_release_us(s):
+            klim = self.limits_for(pitch)
+            if s - ks.strike_us < klim.repeat_gap_us:
+                return f"repeat too fast ({(s - ks.strike_us) / 1000:.1f} ms < {klim.repeat_gap_us / 1000:.1f} ms)"
+            if ks.release_us > klim.latest_release_us(s):
                 return f"{pitch_name(pitch)} released too late for the key to return"
         pwm_max = self.spec.key(pitch).pwm_max
         a, h = self.amps(dc.counts, pwm_max)

@@ -209,7 +209,7 @@ def plan_piano(
         r.s0 = note.onset_us + pipe - dc.latency_us
         r.end = note.onset_us + pipe + note.duration_us
         r.absorbed_end = r.end
-        r.need = lim.repeat_need_us(dc.latency_us, note.duration_us)
+        r.need = oracle.limits_for(r.pitch).repeat_need_us(dc.latency_us, note.duration_us)
         recs.append(r)
         lst = by_key.get(r.pitch)
         if lst is None:
@@ -268,6 +268,7 @@ def plan_piano(
         hold = round(lim.hold_duty * pwm_max)
         hold_rate = lim.rate(hold / pwm_max)
         ch = key.channel
+        klim = oracle.limits_for(pitch)
         prev = None
         prev_temp = 0.0  # temperature rise at the end of prev's pulse
         for r in lst:
@@ -281,7 +282,7 @@ def plan_piano(
                     _merge(prev, r, r.s - prev.s, prev.need, extend=False)
                     continue
                 rel, t_end, why = _finish(
-                    prev, lim, prev_temp, hold_rate, lim.latest_release_us(r.s)
+                    prev, lim, prev_temp, hold_rate, klim.latest_release_us(r.s)
                 )
                 t1 = heat_after(
                     heat_after(t_end, r.s - rel, 0.0, lim.tau_us), pulse, rate, lim.tau_us
@@ -289,7 +290,7 @@ def plan_piano(
                 if t1 > lim.heat_limit_k:
                     r.drop = _heat_reason(pitch, t1, lim)
                     continue
-                _commit(prev, rel, why, lim.latest_release_us(r.s), commands, ch, hold, pulse)
+                _commit(prev, rel, why, klim.latest_release_us(r.s), commands, ch, hold, pulse)
                 if prev.carry:
                     carry_wanted.append(prev)
             else:
