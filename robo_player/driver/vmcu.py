@@ -1,0 +1,613 @@
+"""A virtual microcontroller on virtual time: the firmware's behaviour, in Python.
+
+:class:`VirtualWorld` holds a virtual clock, a serial line (bytes take ``10 / baud``
+s each, both directions) and a :class:`VirtualMCU` that follows ``docs/protocol.md``
+the way the C firmware does: the delivery table (ACK/NAK, credits, duplicates, SYNC),
+the packed schedule (through :class:`~robo_player.protocol.ScheduleDecoder`), the late
+rule, max on-time, the concurrency cap, the duty limit, the watchdog, ``all_off``,
+``shutdown`` and the status counters. Every output change goes into
+:attr:`VirtualMCU.trace` as ``(clock, actuator, level)``, like the host build's trace.
+
+It lets the driver's link and streaming code, and the fault injection around them, run
+in tests without sleeping: :class:`VirtualPort` is a transport whose ``read(timeout)``
+advances the world instead of waiting. The C firmware is tested through ``fw-host://``
+and ``fw-avr://`` with the same driver code; this model is not a substitute for it.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import logging
+import random
+from dataclasses import dataclass, field
+
+from ..errors import ProtocolError, TransportError
+from ..protocol.framing import Frame, FrameDecoder, FrameKind, seq_add, seq_diff
+from ..protocol.messages import (
+    MAX_LEVEL,
+    MAX_ON_US,
+    MAX_PAYLOAD,
+    PROTOCOL_VERSION,
+    ConfigReason,
+    EventKind,
+    Message,
+    Op,
+    ShutdownReason,
+    State,
+    config_hash,
+    decode_messages,
+    encode_messages,
+)
+from ..protocol.schedule import ScheduleDecoder, TimedCommand
+from ..protocol.varint import U32, put_vlq
+
+log = logging.getLogger(__name__)
+
+
+def _s32(v: int) -> int:
+    v &= U32
+    return v - (1 << 32) if v & 0x80000000 else v
+
+
+@dataclass(slots=True)
+class _Act:
+    pwm_max: int = 0
+    max_drive: int = 0
+    max_on_us: int = 0
+    max_pulse_us: int = 0
+    duty_permille: int = 1000
+    level: int = 0
+    on_since: int | None = None  # clock the coil went on (continuous on-time)
+    pulse_end: int | None = None
+    hold: int = 0
+    strike_index: int = -1
+    bucket: float = 0.0  # duty leaky bucket, in µs of full drive
+    bucket_clock: int = 0
+
+
+@dataclass(slots=True)
+class MCUConfig:
+    clock_hz: int = 16_000_000
+    queue_size: int = 64
+    max_actuators: int = 100
+    rx_buffer: int = 256
+    max_on_us_limit: int = MAX_ON_US
+    max_level: int = MAX_LEVEL
+    late_slack_us: int = 200
+    board: bytes = b"vmcu"
+    fw_version: int = 0x0100
+    protocol_version: int = PROTOCOL_VERSION
+    drift_ppm: float = 0.0
+    reply_delay_s: float = 20e-6  # time from a frame's last byte to its answer
+
+
+@dataclass
+class VirtualMCU:
+    """The device side; driven by :class:`VirtualWorld` (``t`` in host seconds)."""
+
+    cfg: MCUConfig
+    rng: random.Random
+    boot_time: float = 0.0
+    trace: list[tuple[int, int, int]] = field(default_factory=list)  # (clock, actuator, level)
+    events: list[Message] = field(default_factory=list)  # every event it sent
+
+    def __post_init__(self) -> None:
+        self.boot(self.boot_time)
+
+    # ---- lifecycle -----------------------------------------------------------------
+    def boot(self, t: float) -> None:
+        self.boot_time = t
+        self.clock0 = self.rng.randrange(0, 1 << 32)
+        self.boot_id = self.rng.randrange(1, 1 << 32)
+        self.state = State.UNCONFIGURED
+        self.expected = 0
+        self.tx_seq = 0
+        self.decoder = FrameDecoder()
+        self.acts: dict[int, _Act] = {}
+        self.queue: list[tuple[int, int, int, TimedCommand]] = []  # (clock, order, index, cmd)
+        self._order = itertools.count()
+        self.sched: ScheduleDecoder | None = None
+        self.counters = dict.fromkeys(
+            ("played", "late", "refused", "flushed", "cutoffs", "bad_frames"), 0
+        )
+        self.next_index = 0
+        self.last_rx_clock = 0
+        self.watchdog_ms = 0
+        self.max_concurrent = 1
+        self.duty_window_ms = 1000
+        self._cfg_msgs: list[Message] = []
+        self._cfg_seen: set[int] = set()
+        self._cfg_count = 0
+        self.outbox: list[bytes] = []
+        self.all_outputs_off(self.clock_at(t))
+
+    def clock_at(self, t: float) -> int:
+        rate = self.cfg.clock_hz * (1.0 + self.cfg.drift_ppm * 1e-6)
+        return self.clock0 + int((t - self.boot_time) * rate)
+
+    def time_of(self, clock: int) -> float:
+        rate = self.cfg.clock_hz * (1.0 + self.cfg.drift_ppm * 1e-6)
+        return self.boot_time + (clock - self.clock0) / rate
+
+    def _us(self, us: int) -> int:
+        return us * self.cfg.clock_hz // 1_000_000
+
+    @property
+    def free(self) -> int:
+        return self.cfg.queue_size - len(self.queue)
+
+    def energised(self) -> list[int]:
+        return sorted(a for a, s in self.acts.items() if s.level)
+
+    # ---- output --------------------------------------------------------------------
+    def _set(self, clock: int, a: int, level: int) -> None:
+        s = self.acts[a]
+        if level == s.level:
+            return
+        self._drain(s, clock)
+        s.level = level
+        if level and s.on_since is None:
+            s.on_since = clock
+        if not level:
+            s.on_since = None
+            s.pulse_end = None
+        self.trace.append((clock, a, level))
+
+    def all_outputs_off(self, clock: int) -> None:
+        for a in sorted(self.acts):
+            self._set(clock, a, 0)
+
+    def _flush(self, clock: int) -> None:
+        if self.queue:
+            first = min(q[2] for q in self.queue)
+            n = len(self.queue)
+            self.counters["flushed"] += n
+            self.queue.clear()
+            self._event(EventKind.FLUSHED, first, 127, n)
+
+    def _drain(self, s: _Act, clock: int) -> None:
+        dt_us = (clock - s.bucket_clock) * 1_000_000 / self.cfg.clock_hz
+        if s.pwm_max and s.level:
+            s.bucket += dt_us * (s.level / s.pwm_max) ** 2
+        s.bucket = max(0.0, s.bucket - dt_us * s.duty_permille / 1000)
+        s.bucket_clock = clock
+
+    def _bucket_cap(self, s: _Act) -> float:
+        return self.duty_window_ms * 1000 * s.duty_permille / 1000
+
+    # ---- messages out --------------------------------------------------------------
+    def _send_data(self, msgs: list[Message]) -> None:
+        f = Frame(FrameKind.DATA, self.tx_seq, 0, encode_messages(msgs))
+        self.tx_seq = seq_add(self.tx_seq, 1)
+        self.outbox.append(f.encode())
+
+    def _send_ack(self, kind: FrameKind, ack: int) -> None:
+        out = bytearray()
+        put_vlq(out, self.free)
+        self.outbox.append(Frame(kind, 0, ack, bytes(out)).encode())
+
+    def _event(self, kind: EventKind, index: int, actuator: int, clock: int) -> None:
+        m = Message.make("event", kind=int(kind), index=index & U32, actuator=actuator, clock=clock & U32)
+        self.events.append(m)
+        self._send_data([m])
+
+    def shutdown(self, clock: int, reason: int) -> None:
+        self.all_outputs_off(clock)
+        self._flush(clock)
+        self.state = State.SHUTDOWN
+        self._send_data([Message.make("shutdown_notice", reason=reason, clock=clock & U32)])
+
+    # ---- time ----------------------------------------------------------------------
+    def next_timer(self) -> int | None:
+        """The next clock at which something must happen (command, pulse end, cutoff, watchdog)."""
+        cands: list[int] = []
+        if self.queue:
+            cands.append(self.queue[0][0])
+        for s in self.acts.values():
+            if s.pulse_end is not None:
+                cands.append(s.pulse_end)
+            if s.on_since is not None:
+                cands.append(s.on_since + self._us(s.max_on_us))
+        if self.state is State.READY and self.watchdog_ms:
+            cands.append(self.last_rx_clock + self._us(self.watchdog_ms * 1000))
+        return min(cands) if cands else None
+
+    def run_until(self, clock: int) -> None:
+        """Run every timer due at or before ``clock``, in order."""
+        while True:
+            nxt = self.next_timer()
+            if nxt is None or nxt > clock:
+                return
+            self._fire(nxt)
+
+    def _fire(self, now: int) -> None:
+        if self.state is State.READY and self.watchdog_ms:
+            if now >= self.last_rx_clock + self._us(self.watchdog_ms * 1000):
+                self.shutdown(now, ShutdownReason.WATCHDOG)
+                return
+        for a, s in sorted(self.acts.items()):
+            if s.on_since is not None and now >= s.on_since + self._us(s.max_on_us):
+                self._set(now, a, 0)
+                self.counters["cutoffs"] += 1
+                self._event(EventKind.CUTOFF_MAX_ON, s.strike_index, a, now)
+            elif s.pulse_end is not None and now >= s.pulse_end:
+                s.pulse_end = None
+                self._set(now, a, s.hold)
+        while self.queue and self.queue[0][0] <= now:
+            clock, _, index, cmd = heapq.heappop(self.queue)
+            self._execute(clock, index, cmd, now)
+
+    def _execute(self, clock: int, index: int, cmd: TimedCommand, now: int) -> None:
+        a = cmd.actuator
+        s = self.acts[a]
+        late = now - clock > self._us(self.cfg.late_slack_us)
+        if cmd.op is Op.RELEASE:
+            self._set(now, a, 0)
+            if late:
+                self.counters["late"] += 1
+                self._event(EventKind.LATE_RELEASE, index, a, now)
+            else:
+                self.counters["played"] += 1
+            return
+        if late:
+            self.counters["late"] += 1
+            self._event(EventKind.LATE, index, a, now)
+            return
+        refuse = self._refusal(cmd, s, now)
+        if refuse is not None:
+            self.counters["refused"] += 1
+            self._event(refuse, index, a, now)
+            return
+        s.strike_index = index
+        if cmd.op is Op.STRIKE:
+            s.pulse_end = now + self._us(cmd.pulse_us) if cmd.pulse_us else None
+            s.hold = cmd.hold
+            self._set(now, a, cmd.level if cmd.pulse_us else cmd.hold)
+        else:
+            self._set(now, a, cmd.level)
+        self.counters["played"] += 1
+
+    def _refusal(self, cmd: TimedCommand, s: _Act, now: int) -> EventKind | None:
+        if cmd.level > s.max_drive or cmd.pulse_us > s.max_pulse_us or cmd.hold > s.max_drive:
+            return EventKind.REFUSED_RANGE
+        if cmd.op is Op.STRIKE and cmd.pulse_us:
+            running = sum(1 for x in self.acts.values() if x.pulse_end is not None)
+            if running >= self.max_concurrent:
+                return EventKind.REFUSED_CONCURRENCY
+        self._drain(s, now)
+        if s.bucket >= self._bucket_cap(s):
+            return EventKind.REFUSED_DUTY
+        return None
+
+    # ---- bytes in ------------------------------------------------------------------
+    def receive(self, data: bytes, t: float) -> None:
+        now = self.clock_at(t)
+        self.run_until(now)
+        before = self.decoder.stats.crc_errors + self.decoder.stats.framing_errors
+        for f in self.decoder.feed(data):
+            self._on_frame(f, now)
+        dropped = self.decoder.stats.crc_errors + self.decoder.stats.framing_errors - before
+        if dropped:
+            self.counters["bad_frames"] += dropped
+            self._send_ack(FrameKind.NAK, self.expected)
+
+    def _on_frame(self, f: Frame, now: int) -> None:
+        self.last_rx_clock = now
+        if f.kind is FrameKind.SYNC:
+            self.expected = f.seq
+            self._send_ack(FrameKind.ACK, self.expected)
+            return
+        if f.kind is not FrameKind.DATA:
+            return  # a host ACK/NAK only feeds the watchdog
+        d = seq_diff(f.seq, self.expected)
+        if d < 0:
+            self._send_ack(FrameKind.ACK, self.expected)  # a duplicate: never run twice
+            return
+        if d > 0:
+            self._send_ack(FrameKind.NAK, self.expected)
+            return
+        try:
+            msgs = decode_messages(f.payload)
+        except ProtocolError:
+            self.expected = seq_add(self.expected, 1)
+            self.counters["bad_frames"] += 1
+            self._event(EventKind.BAD_MESSAGE, f.seq, 127, now)
+            self._send_ack(FrameKind.ACK, self.expected)
+            return
+        slots = sum(
+            len(m["records"]) if m.name == "schedule" else int(m.name == "schedule_ext")
+            for m in msgs
+        )
+        if slots > self.free:
+            self._send_ack(FrameKind.NAK, self.expected)
+            return
+        self.expected = seq_add(self.expected, 1)
+        for m in msgs:
+            self._run(m, now)
+        self._send_ack(FrameKind.ACK, self.expected)
+
+    def _run(self, m: Message, now: int) -> None:
+        n = m.name
+        if n == "identify":
+            c = self.cfg
+            self._send_data(
+                [
+                    Message.make(
+                        "identify_resp",
+                        protocol_version=c.protocol_version,
+                        fw_version=c.fw_version,
+                        board=c.board,
+                        clock_hz=c.clock_hz,
+                        queue_size=c.queue_size,
+                        max_actuators=c.max_actuators,
+                        rx_buffer=c.rx_buffer,
+                        max_payload=MAX_PAYLOAD,
+                        boot_id=self.boot_id,
+                        max_on_us_limit=c.max_on_us_limit,
+                        max_level=c.max_level,
+                        late_slack_us=c.late_slack_us,
+                        state=int(self.state),
+                    )
+                ]
+            )
+        elif n == "get_clock":
+            self._send_data([Message.make("clock", tag=m["tag"], clock=now & U32)])
+        elif n == "heartbeat":
+            self._send_data([self.status(m["tag"], now)])
+        elif n == "configure_begin":
+            self.all_outputs_off(now)
+            self._flush(now)
+            self.state = State.CONFIGURING
+            self._cfg_msgs = [m]
+            self._cfg_seen = set()
+            self._cfg_count = m["actuator_count"]
+        elif n == "configure_actuator":
+            if self.state is State.CONFIGURING:
+                self._cfg_msgs.append(m)
+        elif n == "configure_end":
+            self._configure_end(m, now)
+        elif n in ("sched_base", "schedule", "schedule_ext"):
+            self._schedule(m, now)
+        elif n == "all_off":
+            self.all_outputs_off(now)
+            self._flush(now)
+        elif n == "shutdown":
+            self.shutdown(now, m["reason"])
+
+    def status(self, tag: int, now: int) -> Message:
+        heat = 0
+        hot = 127
+        for a, s in self.acts.items():
+            self._drain(s, now)
+            cap = self._bucket_cap(s)
+            p = int(1000 * s.bucket / cap) if cap else 0
+            if p > heat:
+                heat, hot = p, a
+        c = self.counters
+        return Message.make(
+            "status",
+            tag=tag,
+            state=int(self.state),
+            boot_id=self.boot_id,
+            clock=now & U32,
+            free=self.free,
+            next_index=self.next_index & U32,
+            played=c["played"],
+            late=c["late"],
+            refused=c["refused"],
+            flushed=c["flushed"],
+            cutoffs=c["cutoffs"],
+            bad_frames=c["bad_frames"],
+            heat_permille=min(heat, 65535),
+            heat_actuator=hot,
+        )
+
+    def _configure_end(self, m: Message, now: int) -> None:
+        if self.state is not State.CONFIGURING:
+            self._send_data([Message.make("config_result", reason=int(ConfigReason.NO_BEGIN), detail=255, hash=0)])
+            return
+        h = config_hash(self._cfg_msgs)
+        begin = self._cfg_msgs[0]
+        count = begin["actuator_count"]
+        reason, detail = ConfigReason.OK, 0
+        acts: dict[int, _Act] = {}
+        outputs: set[tuple[int, int, int]] = set()
+        if count > self.cfg.max_actuators or begin["max_concurrent"] > count:
+            reason, detail = ConfigReason.TOO_MANY_ACTUATORS, min(count, 255)
+        else:
+            for a_msg in self._cfg_msgs[1:]:
+                i = a_msg["actuator"]
+                out = (a_msg["out_kind"], a_msg["out_addr"], a_msg["out_channel"])
+                if i >= count:
+                    reason, detail = ConfigReason.BAD_INDEX, i
+                elif i in acts:
+                    reason, detail = ConfigReason.DUPLICATE_INDEX, i
+                elif (
+                    a_msg["max_on_us"] > self.cfg.max_on_us_limit
+                    or a_msg["max_drive"] > a_msg["pwm_max"]
+                    or a_msg["pwm_max"] > self.cfg.max_level
+                ):
+                    reason, detail = ConfigReason.LIMIT_OUT_OF_RANGE, i
+                elif out in outputs:
+                    reason, detail = ConfigReason.BAD_OUTPUT, i
+                if reason is not ConfigReason.OK:
+                    break
+                outputs.add(out)
+                acts[i] = _Act(
+                    pwm_max=a_msg["pwm_max"],
+                    max_drive=a_msg["max_drive"],
+                    max_on_us=a_msg["max_on_us"],
+                    max_pulse_us=a_msg["max_pulse_us"],
+                    duty_permille=a_msg["duty_permille"],
+                    bucket_clock=now,
+                )
+            if reason is ConfigReason.OK:
+                missing = [i for i in range(count) if i not in acts]
+                if missing:
+                    reason, detail = ConfigReason.MISSING_ACTUATOR, missing[0]
+                elif m["hash"] != h:
+                    reason, detail = ConfigReason.HASH_MISMATCH, 255
+        if reason is ConfigReason.OK:
+            self.acts = acts
+            self.state = State.READY
+            self.watchdog_ms = begin["watchdog_ms"]
+            self.max_concurrent = begin["max_concurrent"]
+            self.duty_window_ms = begin["duty_window_ms"]
+            self.sched = ScheduleDecoder(count, begin["time_shift"], begin["level_shift"])
+            self.next_index = 0
+            self.counters = dict.fromkeys(self.counters, 0)
+        else:
+            self.state = State.UNCONFIGURED
+            self.all_outputs_off(now)
+        self._send_data([Message.make("config_result", reason=int(reason), detail=detail, hash=h)])
+
+    def _schedule(self, m: Message, now: int) -> None:
+        if self.sched is None or self.state is not State.READY:
+            # count and report every record refused in this state
+            n = len(m["records"]) if m.name == "schedule" else int(m.name == "schedule_ext")
+            for _ in range(n):
+                self.counters["refused"] += 1
+                self._event(EventKind.REFUSED_STATE, self.next_index, 127, now)
+                self.next_index += 1
+            return
+        for index, cmd in self.sched.apply(m):
+            self.next_index = index + 1
+            full = now + _s32(cmd.clock - now)  # unwrap the 32-bit clock near now
+            if full - now > 1 << 30:
+                self.counters["refused"] += 1
+                self._event(EventKind.REFUSED_TOO_FAR, index, cmd.actuator, now)
+                continue
+            if cmd.actuator not in self.acts:
+                self.counters["refused"] += 1
+                self._event(EventKind.REFUSED_RANGE, index, cmd.actuator, now)
+                continue
+            if now - full > self._us(self.cfg.late_slack_us):
+                self._execute(full, index, cmd, now)  # late: reported (a release still runs)
+                continue
+            heapq.heappush(self.queue, (full, next(self._order), index, cmd))
+
+
+@dataclass(slots=True)
+class _Line:
+    """One direction of a serial line: chunks arrive after their bytes' wire time."""
+
+    byte_s: float
+    latency_s: float
+    free_at: float = 0.0
+    chunks: list[tuple[float, int, bytes]] = field(default_factory=list)
+    _n: itertools.count = field(default_factory=itertools.count)
+
+    def put(self, t: float, data: bytes) -> None:
+        start = max(t, self.free_at)
+        self.free_at = start + len(data) * self.byte_s
+        heapq.heappush(self.chunks, (self.free_at + self.latency_s, next(self._n), data))
+
+    def next_time(self) -> float | None:
+        return self.chunks[0][0] if self.chunks else None
+
+    def pop_due(self, t: float) -> bytes:
+        out = bytearray()
+        while self.chunks and self.chunks[0][0] <= t:
+            out += heapq.heappop(self.chunks)[2]
+        return bytes(out)
+
+
+class VirtualWorld:
+    """Virtual time, a serial line at ``baud`` (0 = instant) and one :class:`VirtualMCU`."""
+
+    def __init__(
+        self,
+        mcu: MCUConfig | None = None,
+        *,
+        baud: int = 115200,
+        latency_s: float = 100e-6,
+        seed: int = 0,
+        start_time: float = 1000.0,
+    ) -> None:
+        self.t = start_time
+        self.baud = baud
+        byte_s = 10.0 / baud if baud else 0.0
+        self.h2d = _Line(byte_s, latency_s)
+        self.d2h = _Line(byte_s, latency_s)
+        self.rng = random.Random(seed)
+        self.mcu = VirtualMCU(mcu or MCUConfig(), self.rng, boot_time=start_time)
+        self.resets = 0
+
+    def now(self) -> float:
+        return self.t
+
+    def reset_mcu(self) -> None:
+        """Power-cycle the MCU: outputs off, queue gone, a new boot id and clock."""
+        self.resets += 1
+        self.mcu.run_until(self.mcu.clock_at(self.t))
+        self.mcu.all_outputs_off(self.mcu.clock_at(self.t))
+        trace = self.mcu.trace
+        self.mcu.boot(self.t)
+        self.mcu.trace = trace
+        self.mcu.trace.append((-1, -1, self.mcu.clock0))  # marks a reset: clocks restart
+
+    def _flush_outbox(self) -> None:
+        m = self.mcu
+        if m.outbox:
+            for chunk in m.outbox:
+                self.d2h.put(self.t + m.cfg.reply_delay_s, chunk)
+            m.outbox.clear()
+
+    def advance(self, until: float, stop_on_rx: bool = True) -> bytes:
+        """Run the world to ``until`` (or to the first bytes for the host); return them."""
+        while True:
+            cands = [until]
+            for x in (self.h2d.next_time(), self.d2h.next_time()):
+                if x is not None:
+                    cands.append(x)
+            nt = self.mcu.next_timer()
+            if nt is not None:
+                cands.append(self.mcu.time_of(nt))
+            t = max(self.t, min(cands))
+            self.t = t
+            clock = self.mcu.clock_at(t)
+            if nt is not None and self.mcu.time_of(nt) <= t:
+                clock = max(clock, nt)  # float rounding must not leave a due timer behind
+            self.mcu.run_until(clock)
+            data = self.h2d.pop_due(t)
+            if data:
+                self.mcu.receive(data, t)
+            self._flush_outbox()
+            rx = self.d2h.pop_due(t)
+            if rx and stop_on_rx:
+                return rx
+            if t >= until:
+                return rx
+
+
+class VirtualPort:
+    """A :class:`~robo_player.driver.transport.Transport` into a :class:`VirtualWorld`."""
+
+    def __init__(self, world: VirtualWorld, url: str = "vmcu://") -> None:
+        self.world = world
+        self.url = url
+        self.baud = world.baud
+        self._open = True
+
+    @property
+    def is_open(self) -> bool:
+        return self._open
+
+    def now(self) -> float:
+        return self.world.t
+
+    def write(self, data: bytes) -> None:
+        if not self._open:
+            raise TransportError(f"{self.url}: write on a closed port")
+        if data:
+            self.world.h2d.put(self.world.t, data)
+
+    def read(self, timeout: float) -> bytes:
+        if not self._open:
+            raise TransportError(f"{self.url}: read on a closed port")
+        # at least 0.1 µs: a timeout below the float resolution of t must still move time
+        return self.world.advance(self.world.t + max(1e-7, timeout))
+
+    def close(self) -> None:
+        self._open = False
