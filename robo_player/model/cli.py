@@ -23,6 +23,7 @@ log = logging.getLogger(__name__)
 MODELS_DIR = Path(__file__).resolve().parents[2] / "models"
 DEFAULT_MODEL = MODELS_DIR / "performance.pt"
 DEFAULT_LSTM = MODELS_DIR / "lstm.pt"
+DEFAULT_TRANSFORMER = MODELS_DIR / "transformer.pt"
 
 
 def _need_torch(what: str) -> None:
@@ -128,23 +129,39 @@ def cmd_eval(args: argparse.Namespace) -> int:
         raise UsageError(f"eval-model: nothing to evaluate in {where}")
     result: dict[str, Any] = {"data": where, "models": {}, "samples": {}}
     nets: dict[str, Any] = {}
-    for name, path in (("shipped", args.model), ("lstm", args.lstm)):
-        p = Path(path) if path else (DEFAULT_MODEL if name == "shipped" else DEFAULT_LSTM)
-        if name == "lstm" and not p.is_file() and not path:
-            log.warning("%s: no LSTM checkpoint; skipping it", p)
-            continue
-        model, cfg, meta = load_model(_model_path(str(p)))
-        nets[name] = model
-        r = model_nll(model, held)
-        result["models"][name] = {**r.to_json(), "arch": cfg.arch, "path": str(p)}
+    done: dict[Path, tuple[Any, dict[str, Any]]] = {}  # one evaluation per file
+    shipped = _model_path(args.model)
+    wanted = [("shipped", shipped, True),
+              ("lstm", Path(args.lstm) if args.lstm else DEFAULT_LSTM, bool(args.lstm)),
+              ("transformer", Path(args.transformer) if args.transformer else DEFAULT_TRANSFORMER,
+               bool(args.transformer))]
+    for name, p, required in wanted:
+        if not p.is_file():
+            if required:
+                raise ModelError(f"{p}: no such model checkpoint")
+            arch = done[shipped.resolve()][1]["arch"]
+            if arch != name:
+                log.warning("%s: no checkpoint; skipping the %s", p, name)
+                continue
+            p = shipped  # the shipped model is this architecture
+        key = p.resolve()
+        if key not in done:
+            model, cfg, _ = load_model(p)
+            r = model_nll(model, held)
+            done[key] = (model, {**r.to_json(), "arch": cfg.arch, "path": str(p)})
+        nets[name] = done[key][0]
+        result["models"][name] = done[key][1]
     kn = KneserNey(order=args.ngram_order).fit([p.tokens for p in split["train"]])
     r = kn.nll(held)
     result["models"][f"ngram{args.ngram_order}"] = {**r.to_json(), "arch": "interpolated Kneser-Ney"}
     spec = _spec(args.spec)
+    sampled: dict[int, Any] = {}
     for name, model in nets.items():
-        samples = [generate(model, spec, args.sample_seconds, seed=s, top_p=args.top_p).score
-                   for s in range(args.samples)]
-        result["samples"][name] = sample_statistics(samples, ref_scores)
+        if id(model) not in sampled:
+            samples = [generate(model, spec, args.sample_seconds, seed=s, top_p=args.top_p).score
+                       for s in range(args.samples)]
+            sampled[id(model)] = sample_statistics(samples, ref_scores)
+        result["samples"][name] = sampled[id(model)]
     if args.json:
         sys.stdout.write(json.dumps(result, indent=2) + "\n")
     else:
@@ -234,7 +251,10 @@ def register(subparsers: Any) -> None:
 
     p = subparsers.add_parser("eval-model", help="NLL and sample statistics on held-out pieces")
     p.add_argument("--model", default=None, help="shipped model (default models/performance.pt)")
-    p.add_argument("--lstm", default=None, help="LSTM to compare (default models/lstm.pt)")
+    p.add_argument("--lstm", default=None,
+                   help="LSTM to compare (default models/lstm.pt, or the shipped model if it is one)")
+    p.add_argument("--transformer", default=None,
+                   help="Transformer to compare (default models/transformer.pt, or the shipped model)")
     p.add_argument("--corpus", default="music21:bach,palestrina")
     p.add_argument("--split", choices=["valid", "test"], default="test")
     p.add_argument("--files", nargs="+", metavar="MIDI", help="evaluate on these files instead")
