@@ -328,7 +328,7 @@ def test_collisions_after_transposition_use_the_repeat_rules() -> None:
     score = score_of((108, 0, 200 * MS, 80), (120, 0, 200 * MS, 80))
     plan, report = plan_piano(score, GRAND)
     assert report.notes_dropped == 1
-    assert report.drops[0]["reason"].startswith("merged: repeat too fast")
+    assert report.drops[0]["reason"].startswith("merged: unison with note")
     check_invariants(score, GRAND, plan, report)
 
 

@@ -430,7 +430,12 @@ def _strike_order(r: _Rec) -> tuple[int, int, int]:
 
 
 def _merge(prev: _Rec, r: _Rec, gap: int, need: int, extend: bool = True) -> None:
-    r.drop = f"merged: repeat too fast ({gap / 1000:.1f} ms < {need / 1000:.1f} ms)"
+    assert prev.dc is not None and r.dc is not None
+    if r.s0 + r.dc.latency_us == prev.s0 + prev.dc.latency_us:
+        # two voices on one key at the same time (a unison): one key plays them both
+        r.drop = f"merged: unison with note {prev.i} on the same key"
+    else:
+        r.drop = f"merged: repeat too fast ({gap / 1000:.1f} ms < {need / 1000:.1f} ms)"
     if not extend:
         return
     if r.end > prev.absorbed_end:
