@@ -204,6 +204,8 @@ class NumpyLSTM:
                                for i in range(1, self.layers)]
             self.head_w = model.head.weight.T.contiguous().numpy()  # (H, V)
             self.head_b = model.head.bias.numpy()
+        H = self.h  # noqa: N806 - gate order i, f, g, o: sigmoid on i, f, o
+        self.sig_idx = np.r_[0:2 * H, 3 * H:4 * H]
 
     def step(self, tok: int, state: Any) -> tuple[np.ndarray, Any]:
         H = self.h  # noqa: N806
@@ -213,7 +215,7 @@ class NumpyLSTM:
         x = None
         for i, (h, c) in enumerate(state):
             g = self.table[tok] + h @ self.w_hh[i] if i == 0 else x @ self.w_ih[i] + h @ self.w_hh[i] + self.b[i]
-            ifo = 1.0 / (1.0 + np.exp(-g[np.r_[0:2 * H, 3 * H:4 * H]]))
+            ifo = 1.0 / (1.0 + np.exp(-g[self.sig_idx]))
             gg = np.tanh(g[2 * H:3 * H])
             c = ifo[H:2 * H] * c + ifo[:H] * gg
             x = ifo[2 * H:] * np.tanh(c)
