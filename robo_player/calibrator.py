@@ -588,7 +588,10 @@ def _build_round(
             level = _pwm(rq.drive, key.pwm_max)
             drive = level / key.pwm_max
             on_us = int(min(max_on, max(pulse, rq.expect_latency_us + RELEASE_MARGIN_US)))
-            strikes = [(level, drive, on_us, rq.expect_latency_us, None)]
+            # (level, drive, on_us, expected latency, probe gap or None)
+            strikes: list[tuple[int, float, int, float, int | None]] = [
+                (level, drive, on_us, rq.expect_latency_us, None)
+            ]
             if rq.probe is None:
                 times = [sched.place(pitch, drive, on_us, ready[pitch])]
             else:
