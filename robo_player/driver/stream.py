@@ -335,7 +335,11 @@ class Session:
         now = self.now()
         self.link.check(now)
         self._write(self.link.output(now))
-        if self.link.synced and self._last_tx >= 0 and now - self._last_tx >= self.cfg.keepalive_s - 1e-6:
+        if (
+            self.link.synced
+            and self._last_tx >= 0
+            and now - self._last_tx >= self.cfg.keepalive_s - 1e-6
+        ):
             self._write(self.link.keepalive(now))
         dl = self.link.next_deadline()
         wait = timeout
@@ -382,7 +386,9 @@ class Session:
             recv = max(recv, send)
         self.sync_.add(send, full, recv)
 
-    def _wait_reply(self, name: str, timeout: float, resend: Callable[[], None] | None = None) -> Message:
+    def _wait_reply(
+        self, name: str, timeout: float, resend: Callable[[], None] | None = None
+    ) -> Message:
         deadline = self.now() + timeout
         while True:
             got = self._replies.get(name)
@@ -481,7 +487,9 @@ class Session:
             if self.now() > deadline:
                 if self.sync_.samples >= 2:
                     break
-                raise DeviceTimeout(f"{self.tr.url}: clock sync got {self.sync_.samples} answers of {n}")
+                raise DeviceTimeout(
+                    f"{self.tr.url}: clock sync got {self.sync_.samples} answers of {n}"
+                )
             if not self._clock_req:
                 self.query_clock()
             self.pump(0.02)
@@ -517,7 +525,11 @@ class Session:
             )
         if self.shutdown_notice is not None:
             r = self.shutdown_notice["reason"]
-            name = ShutdownReason(r).name if r in ShutdownReason._value2member_map_ else f"host code {r}"
+            name = (
+                ShutdownReason(r).name
+                if r in ShutdownReason._value2member_map_
+                else f"host code {r}"
+            )
             raise DeviceShutdown(f"{self.tr.url}: the device shut down ({name})", reason=r)
 
     # ---- streaming ---------------------------------------------------------------------
@@ -627,7 +639,11 @@ class Session:
             st = self.status
             if st is not None and self.link.idle and self.now() > end_time:
                 acc = st["played"] + st["late"] + st["refused"] + st["flushed"]
-                if st["next_index"] >= n_sent and acc >= st["next_index"] and self.unwrap(st["clock"]) >= last_clock:
+                if (
+                    st["next_index"] >= n_sent
+                    and acc >= st["next_index"]
+                    and self.unwrap(st["clock"]) >= last_clock
+                ):
                     return
             if self.now() > deadline:
                 raise DeviceTimeout(

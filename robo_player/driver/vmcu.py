@@ -188,7 +188,9 @@ class VirtualMCU:
         self.outbox.append(Frame(kind, 0, ack, bytes(out)).encode())
 
     def _event(self, kind: EventKind, index: int, actuator: int, clock: int) -> None:
-        m = Message.make("event", kind=int(kind), index=index & U32, actuator=actuator, clock=clock & U32)
+        m = Message.make(
+            "event", kind=int(kind), index=index & U32, actuator=actuator, clock=clock & U32
+        )
         self.events.append(m)
         self._send_data([m])
 
@@ -405,7 +407,13 @@ class VirtualMCU:
 
     def _configure_end(self, m: Message, now: int) -> None:
         if self.state is not State.CONFIGURING:
-            self._send_data([Message.make("config_result", reason=int(ConfigReason.NO_BEGIN), detail=255, hash=0)])
+            self._send_data(
+                [
+                    Message.make(
+                        "config_result", reason=int(ConfigReason.NO_BEGIN), detail=255, hash=0
+                    )
+                ]
+            )
             return
         h = config_hash(self._cfg_msgs)
         begin = self._cfg_msgs[0]

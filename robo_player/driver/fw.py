@@ -1,0 +1,561 @@
+"""Devices that run the real firmware: ``fw-host://`` and ``fw-avr://``.
+
+- ``fw-host://`` spawns the host build (``firmware/build/host/robo_fw``; built with
+  ``make -C firmware host`` when missing), a POSIX process on a pty with a monotonic
+  1 MHz clock, and talks to it over that pty with pyserial.
+- ``fw-avr://`` spawns the simavr harness (``firmware/build/sim/robo_sim``) on the AVR
+  ELF (``make -C firmware avr sim``); the ATmega2560's UART0 is on a pty.
+
+``play(plan)`` opens a :class:`~robo_player.driver.stream.Session` (identify,
+configure from the spec, clock sync), streams the plan, stops the firmware and reads
+its actuation trace. Each actuation's MCU clock becomes performance time through the
+session's timeline and goes to the piano physics as a
+:class:`~robo_player.sim.physics.CoilEvent`, so the report still has heard notes.
+``Performance.link`` gets the link statistics; ``Performance.extra`` gets
+``actuation_error_us`` {mean, p99, max} (trace time against planned time),
+``wire_bytes_per_note``, the command accounting and, for the AVR, its CPU load.
+
+Options (query string or keyword arguments): ``truth_seed`` (0), ``sensor_seed`` (0),
+``ppm`` (host build: clock error, default 0), ``speed`` (simavr: simulated s per wall s,
+default 1), ``start_index`` (resume from this plan command), ``state`` (file where the
+last executed command is saved, for ``play --resume``), ``trace_dir`` (keep the traces
+there), ``lead`` (s, buffered ahead, default 1.0), ``watchdog_ms`` (100),
+``level_shift`` (0), and the fault options of :mod:`.faults`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import select
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import SplitResult
+
+import serial
+
+from ..errors import DeviceShutdown, DeviceTimeout, PlanError, TransportError
+from ..plan import Op as PlanOp
+from ..plan import Plan
+from ..spec.model import PianoSpec
+from .faults import FAULT_OPTIONS, FaultSpec, FaultyTransport
+from .ports import Performance, Progress
+from .stream import (
+    DeviceReset,
+    ResumeState,
+    Session,
+    StreamConfig,
+    StreamResult,
+    actuator_outputs,
+)
+from .transport import SerialTransport, Transport
+
+log = logging.getLogger(__name__)
+
+FIRMWARE_DIR = Path(__file__).resolve().parents[2] / "firmware"
+HOST_BIN = FIRMWARE_DIR / "build" / "host" / "robo_fw"
+SIM_BIN = FIRMWARE_DIR / "build" / "sim" / "robo_sim"
+AVR_ELF = FIRMWARE_DIR / "build" / "avr" / "robo_fw.elf"
+
+_OPTIONS = (
+    "truth_seed",
+    "sensor_seed",
+    "ppm",
+    "speed",
+    "start_index",
+    "state",
+    "trace_dir",
+    "lead",
+    "watchdog_ms",
+    "level_shift",
+    *FAULT_OPTIONS,
+)
+
+
+def ensure_built(kind: str) -> list[Path]:
+    """Build the firmware pieces ``kind`` needs (host | avr) if they are missing."""
+    need = [HOST_BIN] if kind == "host" else [SIM_BIN, AVR_ELF]
+    missing = [p for p in need if not p.exists()]
+    if not missing:
+        return need
+    targets = ["host"] if kind == "host" else ["avr", "sim"]
+    if shutil.which("make") is None:
+        raise TransportError(f"fw-{kind}://: {missing[0]} is missing and there is no make")
+    log.info("building firmware: make -C %s %s", FIRMWARE_DIR, " ".join(targets))
+    r = subprocess.run(
+        ["make", "-C", str(FIRMWARE_DIR), *targets], capture_output=True, text=True, check=False
+    )
+    still = [p for p in need if not p.exists()]
+    if r.returncode or still:
+        tail = (r.stderr or r.stdout).strip().splitlines()[-5:]
+        raise TransportError(
+            f"fw-{kind}://: cannot build the firmware (make -C firmware {' '.join(targets)} "
+            f"exit {r.returncode}): {' | '.join(tail)}"
+        )
+    return need
+
+
+@dataclass(slots=True)
+class Incarnation:
+    """One run of the firmware process (a reset starts a new one)."""
+
+    proc: subprocess.Popen[bytes]
+    pty: str
+    trace: Path
+
+
+class FirmwareProcess:
+    """Spawns the firmware (host build or simavr harness) and hands out its pty."""
+
+    def __init__(self, kind: str, workdir: Path, *, ppm: float = 0.0, speed: float = 1.0) -> None:
+        self.kind = kind
+        self.workdir = workdir
+        self.ppm = ppm
+        self.speed = speed
+        self.runs: list[Incarnation] = []
+
+    def _argv(self, trace: Path) -> list[str]:
+        if self.kind == "host":
+            (binary,) = ensure_built("host")
+            return [str(binary), "--trace", str(trace), "--clock-ppm", repr(self.ppm)]
+        sim, elf = ensure_built("avr")
+        return [str(sim), "--elf", str(elf), "--trace", str(trace), "--speed", repr(self.speed)]
+
+    def start(self, timeout_s: float = 10.0) -> Incarnation:
+        trace = self.workdir / f"trace{len(self.runs)}.txt"
+        argv = self._argv(trace)
+        proc = subprocess.Popen(
+            argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
+        assert proc.stdout is not None
+        deadline = time.monotonic() + timeout_s
+        line = b""
+        while not line.endswith(b"\n"):
+            left = deadline - time.monotonic()
+            r, _, _ = select.select([proc.stdout], [], [], max(0.0, left))
+            if not r:
+                proc.kill()
+                raise TransportError(
+                    f"fw-{self.kind}://: {argv[0]} did not print its pty within {timeout_s:.0f} s"
+                )
+            ch = os.read(proc.stdout.fileno(), 1)  # unbuffered: select must see what is left
+            if not ch:
+                err = proc.stderr.read().decode(errors="replace").strip() if proc.stderr else ""
+                raise TransportError(f"fw-{self.kind}://: {argv[0]} exited ({proc.wait()}): {err}")
+            line += ch
+        text = line.decode(errors="replace").strip()
+        if not text.startswith("PTY "):
+            proc.kill()
+            raise TransportError(
+                f"fw-{self.kind}://: expected 'PTY <path>' from {argv[0]}, got {text!r}"
+            )
+        inc = Incarnation(proc, text[4:], trace)
+        self.runs.append(inc)
+        log.debug("fw-%s: pid %d on %s, trace %s", self.kind, proc.pid, inc.pty, trace)
+        return inc
+
+    def stop(self, timeout_s: float = 5.0) -> None:
+        """SIGTERM (the firmware turns everything off and closes its trace), then wait."""
+        for inc in self.runs:
+            p = inc.proc
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+                try:
+                    p.wait(timeout_s)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+                    p.wait()
+            for s in (p.stdout, p.stderr):
+                if s is not None:
+                    s.close()
+
+    @property
+    def alive(self) -> bool:
+        return bool(self.runs) and self.runs[-1].proc.poll() is None
+
+
+class FirmwarePort:
+    """The pty of the current firmware run as a transport; :meth:`reset` restarts it."""
+
+    def __init__(self, fw: FirmwareProcess) -> None:
+        self.fw = fw
+        self.url = f"fw-{fw.kind}://"
+        self.baud = 0  # a pty: no line rate (simavr's UART paces itself)
+        self._ser: SerialTransport | None = None
+        self._open_current()
+
+    def _open_current(self) -> None:
+        inc = self.fw.runs[-1] if self.fw.runs else self.fw.start()
+        try:
+            port = serial.Serial(inc.pty, baudrate=115200, timeout=0.1, write_timeout=2.0)
+        except (serial.SerialException, OSError) as err:
+            raise TransportError(f"{self.url}: cannot open pty {inc.pty}: {err}") from err
+        self._ser = SerialTransport(port, self.url, 0)
+
+    def reset(self) -> None:
+        """Kill the firmware and start it again (new boot id, new clock, empty queue)."""
+        if self._ser is not None:
+            self._ser.close()
+        cur = self.fw.runs[-1]
+        if cur.proc.poll() is None:
+            cur.proc.send_signal(signal.SIGTERM)
+            try:
+                cur.proc.wait(5.0)
+            except subprocess.TimeoutExpired:
+                cur.proc.kill()
+        self.fw.start()
+        self._open_current()
+
+    @property
+    def is_open(self) -> bool:
+        return self._ser is not None and self._ser.is_open
+
+    def write(self, data: bytes) -> None:
+        assert self._ser is not None
+        self._ser.write(data)
+
+    def read(self, timeout: float) -> bytes:
+        assert self._ser is not None
+        if not self.fw.alive:
+            time.sleep(max(0.0, timeout))
+            return b""
+        return self._ser.read(timeout)
+
+    def close(self) -> None:
+        if self._ser is not None:
+            self._ser.close()
+
+
+# ---- traces ---------------------------------------------------------------------------
+@dataclass(slots=True)
+class Trace:
+    """Output changes of one firmware run: ``(clock, actuator, level)``."""
+
+    clock_hz: int = 0
+    boot_id: int = 0
+    changes: list[tuple[int, int, int]] = field(default_factory=list)
+    cycles: int = 0  # simavr: total cycles
+    busy: int = 0  # simavr: cycles awake
+    exited: bool = False
+
+
+def read_trace(path: Path, out_map: dict[tuple[int, int, int], int] | None = None) -> Trace:
+    """Parse a host (``clock actuator level``) or simavr (``clock kind addr channel level``)
+    trace; ``out_map`` maps (kind, addr, channel) to the actuator for the latter."""
+    t = Trace()
+    try:
+        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError as err:
+        raise TransportError(f"{path}: cannot read the firmware trace: {err.strerror}") from err
+    for n, line in enumerate(lines, 1):
+        if line.startswith("#"):
+            words = line[1:].split()
+            for w in words:
+                k, _, v = w.partition("=")
+                if k == "clock_hz":
+                    t.clock_hz = int(v)
+                elif k == "boot_id":
+                    t.boot_id = int(v, 0)
+            if len(words) >= 4 and words[0] == "cycles" and words[2] == "busy":
+                t.cycles, t.busy = int(words[1]), int(words[3])
+            if words[:1] == ["exit"]:
+                t.exited = True
+            continue
+        f = line.split()
+        try:
+            if len(f) == 3:
+                t.changes.append((int(f[0]), int(f[1]), int(f[2])))
+            elif len(f) == 5:
+                key = (int(f[1]), int(f[2]), int(f[3]))
+                a = (out_map or {}).get(key)
+                if a is not None:
+                    t.changes.append((int(f[0]), a, int(f[4])))
+            elif f:
+                raise ValueError(f"{len(f)} fields")
+        except ValueError as err:
+            raise TransportError(f"{path}:{n}: bad trace line {line!r}: {err}") from err
+    return t
+
+
+def _percentile(xs: list[float], q: float) -> float:
+    if not xs:
+        return 0.0
+    s = sorted(xs)
+    return s[min(len(s) - 1, max(0, int(round(q * (len(s) - 1)))))]
+
+
+def actuation_errors(
+    plan: Plan, result: StreamResult, trace: Trace, t_us_for: Any, binary_levels: bool
+) -> tuple[list[float], list[tuple[int, int, float]]]:
+    """Match each sent command to its output change in the trace.
+
+    Returns the errors (µs: trace time in performance time minus planned time) and the
+    coil events ``(t_us, actuator, duty)`` the trace implies. With ``binary_levels``
+    (direct AVR pins: on/off only) the duty comes from the planned command.
+    """
+    by_act: dict[int, list[tuple[int, int]]] = {}
+    for clock, a, level in trace.changes:
+        by_act.setdefault(a, []).append((clock, level))
+    pos: dict[int, int] = dict.fromkeys(by_act, 0)
+    errs: list[float] = []
+    cmds = plan.commands
+    for o in result.outcomes:
+        if o.status not in ("played", "played_cut_off") or o.device_index < 0:
+            continue
+        c = cmds[o.index]
+        seq = by_act.get(c.actuator)
+        if not seq:
+            continue
+        want_on = c.op is PlanOp.STRIKE or (c.op is PlanOp.PEDAL and c.drive > 0)
+        i = pos[c.actuator]
+        # the next change of this actuator at (about) the scheduled clock, on or off as asked
+        while i < len(seq) and seq[i][0] < o.clock - 50_000 * trace.clock_hz // 1_000_000:
+            i += 1
+        j = i
+        while j < len(seq) and seq[j][0] <= o.clock + 50_000 * trace.clock_hz // 1_000_000:
+            if (seq[j][1] > 0) == want_on:
+                errs.append(t_us_for(seq[j][0]) - c.t_us)
+                pos[c.actuator] = j + 1
+                break
+            j += 1
+    return errs, []
+
+
+class FirmwareDevice:
+    """A :class:`~robo_player.driver.ports.Device` running the real firmware."""
+
+    def __init__(self, url: str, spec: PianoSpec, kind: str, opts: dict[str, Any]) -> None:
+        unknown = sorted(set(opts) - set(_OPTIONS))
+        if unknown:
+            raise TransportError(
+                f"{url}: unknown option {unknown[0]!r} (allowed: {', '.join(_OPTIONS)})"
+            )
+        self.url = url
+        self.spec = spec
+        self.kind = kind
+        self.opts = opts
+        self.faults = FaultSpec.from_options(opts, url)
+        self.last_result: StreamResult | None = None
+        self._open = True
+
+    def _num(self, name: str, default: float, lo: float, hi: float) -> float:
+        raw = self.opts.get(name, default)
+        try:
+            v = float(raw)
+        except (TypeError, ValueError) as err:
+            raise TransportError(f"{self.url}: option {name}={raw!r} is not a number") from err
+        if not lo <= v <= hi:
+            raise TransportError(f"{self.url}: option {name}={v} out of range (allowed {lo}..{hi})")
+        return v
+
+    def stream_config(self) -> StreamConfig:
+        lead = self._num("lead", 1.0, 0.2, 10.0)
+        wd = int(self._num("watchdog_ms", 100, 20, 10_000))
+        return StreamConfig(
+            lead_max_s=lead,
+            lead_min_s=min(0.25, lead / 2),
+            watchdog_ms=wd,
+            keepalive_s=wd / 3000,
+            level_shift=int(self._num("level_shift", 0, 0, 4)),
+        )
+
+    def play(self, plan: Plan, progress: Progress | None = None) -> Performance:
+        if not self._open:
+            raise TransportError(f"{self.url}: device is closed")
+        if plan.spec_hash and plan.spec_hash != self.spec.spec_hash:
+            raise PlanError(
+                f"{self.url}: plan was made for spec {plan.spec_name!r} (hash {plan.spec_hash}), "
+                f"this device is {self.spec.name!r} (hash {self.spec.spec_hash})"
+            )
+        keep = self.opts.get("trace_dir")
+        workdir = Path(keep) if keep else Path(tempfile.mkdtemp(prefix=f"robo_fw_{self.kind}_"))
+        workdir.mkdir(parents=True, exist_ok=True)
+        fw = FirmwareProcess(
+            self.kind,
+            workdir,
+            ppm=self._num("ppm", 0.0, -1000, 1000),
+            speed=self._num("speed", 1.0, 0.0, 100.0),
+        )
+        start_index = int(self._num("start_index", 0, 0, max(0, len(plan))))
+        result: StreamResult | None = None
+        session: Session | None = None
+        try:
+            fw.start()
+            port = FirmwarePort(fw)
+            transport: Transport = port
+            faulty: FaultyTransport | None = None
+            if self.faults.any:
+                faulty = FaultyTransport(port, self.faults, reset_hook=port.reset)
+                transport = faulty
+            session = Session(transport, self.spec, config=self.stream_config())
+            session.open()
+            session.configure()
+            session.sync()
+            if faulty is not None:
+                faulty.arm()
+            result = session.stream(plan, start_index, progress)
+            session.close()
+        finally:
+            if session is not None and result is None:
+                session.close()
+            fw.stop()
+        self.last_result = result
+        perf = self._performance(plan, result, session, fw)
+        self._save_state(plan, result)
+        if result.error:
+            raise self._error(result, perf)
+        if not keep:
+            shutil.rmtree(workdir, ignore_errors=True)
+        return perf
+
+    def _error(self, result: StreamResult, perf: Performance) -> Exception:
+        kind, _, msg = result.error.partition(": ")
+        err: Exception
+        if kind == "DeviceTimeout":
+            err = DeviceTimeout(msg)
+        elif kind == "DeviceReset":
+            err = DeviceReset(msg)
+        elif kind == "DeviceShutdown":
+            err = DeviceShutdown(msg, reason=int(result.status.get("state", 0)))
+        else:
+            err = TransportError(msg)
+        err.performance = perf  # type: ignore[attr-defined]
+        err.stream_result = result  # type: ignore[attr-defined]
+        return err
+
+    def _save_state(self, plan: Plan, result: StreamResult) -> None:
+        path = self.opts.get("state")
+        if not path:
+            return
+        nxt = result.last_done_index + 1
+        last = plan.commands[result.last_done_index] if result.last_done_index >= 0 else None
+        ResumeState(
+            spec_hash=self.spec.spec_hash,
+            plan_commands=len(plan),
+            next_index=nxt,
+            note=last.note if last else -1,
+            t_us=last.t_us if last else 0,
+            reason=result.error,
+        ).save(path)
+
+    def _performance(
+        self, plan: Plan, result: StreamResult, session: Session | None, fw: FirmwareProcess
+    ) -> Performance:
+        from ..sim.physics import PianoPhysics
+        from ..sim.sensor import Microphone
+        from ..sim.truth import Truth
+
+        assert session is not None and session.timeline is not None
+        tl = session.timeline
+        outs = actuator_outputs(self.spec)
+        out_map = {(k, a, ch): act for act, (k, a, ch, _pm) in outs.items()}
+        pwm = {act: pm for act, (_k, _a, _ch, pm) in outs.items()}
+        first = read_trace(fw.runs[0].trace, out_map)
+        errs, _ = actuation_errors(plan, result, first, tl.t_us_for, self.kind == "avr")
+        events = self._coil_events(plan, result, first, tl.t_us_for, pwm)
+        truth = Truth.draw(self.spec, int(self._num("truth_seed", 0, 0, 2**32 - 1)))
+        perf = PianoPhysics(self.spec, truth).run(events)
+        perf.heard = Microphone(int(self._num("sensor_seed", 0, 0, 2**32 - 1))).hear(perf.heard)
+        perf.link = result.link
+        notes = sum(1 for c in plan.commands[result.start_index :] if c.op is PlanOp.STRIKE)
+        abs_err = [abs(e) for e in errs]
+        perf.extra.update(
+            {
+                "pipeline_delay_us": plan.pipeline_delay_us,
+                "actuation_error_us": {
+                    "mean": round(sum(abs_err) / len(abs_err), 2) if abs_err else 0.0,
+                    "p99": round(_percentile(abs_err, 0.99), 2),
+                    "max": round(max(abs_err), 2) if abs_err else 0.0,
+                    "matched": len(errs),
+                },
+                "wire_bytes_per_note": round(result.link["bytes_sent"] / notes, 2)
+                if notes
+                else 0.0,
+                "commands": result.counts(),
+                "underruns": result.underruns,
+                "start_index": result.start_index,
+                "last_done_index": result.last_done_index,
+                "device": {"board": result.device.board, "fw_version": result.device.fw_version}
+                if result.device
+                else {},
+                "firmware_runs": len(fw.runs),
+            }
+        )
+        if first.cycles:
+            perf.extra["avr_cpu_load"] = round(first.busy / first.cycles, 4)
+        if result.error:
+            perf.extra["error"] = result.error
+        return perf
+
+    def _coil_events(
+        self, plan: Plan, result: StreamResult, trace: Trace, t_us_for: Any, pwm: dict[int, int]
+    ) -> list[Any]:
+        from ..sim.physics import CoilEvent
+
+        out: list[CoilEvent] = []
+        if self.kind == "host":
+            for clock, a, level in trace.changes:
+                t = round(t_us_for(clock))
+                if t >= 0 and a in pwm:
+                    out.append(CoilEvent(t, a, level / pwm[a]))
+            out.sort(key=lambda e: (e.t_us, e.actuator))
+            return out
+        # direct AVR pins are on/off: take the drive and the pulse from the plan
+        cmds = plan.commands
+        planned: dict[int, list[int]] = {}
+        for o in result.outcomes:
+            if o.status in ("played", "played_cut_off"):
+                planned.setdefault(cmds[o.index].actuator, []).append(o.index)
+        for a, idxs in planned.items():
+            ons = [(c, lv) for c, act, lv in trace.changes if act == a]
+            k = 0
+            for clock, lv in ons:
+                t = round(t_us_for(clock))
+                if lv == 0:
+                    out.append(CoilEvent(t, a, 0.0))
+                    continue
+                while k < len(idxs) and cmds[idxs[k]].op is PlanOp.RELEASE:
+                    k += 1
+                if k >= len(idxs):
+                    break
+                c = cmds[idxs[k]]
+                k += 1
+                pm = pwm.get(a, 1)
+                if c.op is PlanOp.PEDAL:
+                    out.append(CoilEvent(t, a, c.drive / 127))
+                else:
+                    out.append(CoilEvent(t, a, c.drive / pm))
+                    out.append(CoilEvent(t + c.pulse_us, a, c.hold / pm))
+        out = [e for e in out if e.t_us >= 0]
+        out.sort(key=lambda e: (e.t_us, e.actuator))
+        return out
+
+    def close(self) -> None:
+        self._open = False
+
+    def __enter__(self) -> FirmwareDevice:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _url(parts: SplitResult | str) -> str:
+    return parts if isinstance(parts, str) else parts.geturl()
+
+
+def open_fw_host(url_parts: SplitResult | str, spec: PianoSpec, **opts: Any) -> FirmwareDevice:
+    return FirmwareDevice(_url(url_parts), spec, "host", opts)
+
+
+def open_fw_avr(url_parts: SplitResult | str, spec: PianoSpec, **opts: Any) -> FirmwareDevice:
+    return FirmwareDevice(_url(url_parts), spec, "avr", opts)
+
+
+__all__ = ["FirmwareDevice", "open_fw_avr", "open_fw_host", "read_trace"]
