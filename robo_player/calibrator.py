@@ -22,6 +22,12 @@ The strike schedule is adaptive and runs in rounds; each round is one ``play`` o
 plan in which every key that still needs strikes is struck in parallel with the others,
 within the spec's power budget (overlapping pulses and supply current), each key
 getting time to return between its strikes and every coil staying cool.
+
+Each key's return time ``R`` (how long a released key needs to come back up) is
+measured with a key-return probe: one full-drive strike a known gap ``g < R`` after a
+release, inside round 1. The key is not fully up, so the strike sounds as a drive
+``d * g / R`` would; the key's own fitted curves turn the heard latency and loudness
+into that drive, hence ``R`` (stored with a safety margin as ``KeyCurve.return_us``).
 """
 
 from __future__ import annotations
