@@ -33,21 +33,21 @@ import signal
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import SplitResult
+from urllib.parse import SplitResult, parse_qsl, urlencode, urlsplit
 
 import serial
 
-from ..errors import DeviceShutdown, DeviceTimeout, PlanError, TransportError
+from ..errors import PlanError, TransportError
 from ..plan import Op as PlanOp
 from ..plan import Plan
 from ..spec.model import PianoSpec
 from .faults import FAULT_OPTIONS, FaultSpec, FaultyTransport
 from .ports import Performance, Progress
 from .stream import (
-    DeviceReset,
     ResumeState,
     Session,
     StreamConfig,
@@ -74,6 +74,8 @@ _OPTIONS = (
     "lead",
     "watchdog_ms",
     "level_shift",
+    "seed",
+    "baud",
     *FAULT_OPTIONS,
 )
 
@@ -373,27 +375,17 @@ class FirmwareDevice:
                 f"{self.url}: plan was made for spec {plan.spec_name!r} (hash {plan.spec_hash}), "
                 f"this device is {self.spec.name!r} (hash {self.spec.spec_hash})"
             )
-        keep = self.opts.get("trace_dir")
-        workdir = Path(keep) if keep else Path(tempfile.mkdtemp(prefix=f"robo_fw_{self.kind}_"))
-        workdir.mkdir(parents=True, exist_ok=True)
-        fw = FirmwareProcess(
-            self.kind,
-            workdir,
-            ppm=self._num("ppm", 0.0, -1000, 1000),
-            speed=self._num("speed", 1.0, 0.0, 100.0),
-        )
         start_index = int(self._num("start_index", 0, 0, max(0, len(plan))))
+        backend = self._backend()
         result: StreamResult | None = None
         session: Session | None = None
         try:
-            fw.start()
-            port = FirmwarePort(fw)
-            transport: Transport = port
+            transport, reset_hook, now = backend.start()
             faulty: FaultyTransport | None = None
             if self.faults.any:
-                faulty = FaultyTransport(port, self.faults, reset_hook=port.reset)
+                faulty = FaultyTransport(transport, self.faults, now=now, reset_hook=reset_hook)
                 transport = faulty
-            session = Session(transport, self.spec, config=self.stream_config())
+            session = Session(transport, self.spec, now=now, config=self.stream_config())
             session.open()
             session.configure()
             session.sync()
@@ -404,29 +396,36 @@ class FirmwareDevice:
         finally:
             if session is not None and result is None:
                 session.close()
-            fw.stop()
+            backend.stop()
         self.last_result = result
-        perf = self._performance(plan, result, session, fw)
+        perf = self._performance(plan, result, session, backend)
         self._save_state(plan, result)
+        backend.cleanup()
         if result.error:
             raise self._error(result, perf)
-        if not keep:
-            shutil.rmtree(workdir, ignore_errors=True)
         return perf
 
+    def _backend(self) -> _Backend:
+        if self.kind in ("host", "avr"):
+            return _ProcessBackend(
+                self.kind,
+                self.opts.get("trace_dir"),
+                ppm=self._num("ppm", 0.0, -1000, 1000),
+                speed=self._num("speed", 1.0, 0.0, 100.0),
+            )
+        if self.kind == "vmcu":
+            return _VirtualBackend(
+                seed=int(self._num("seed", 0, 0, 2**32 - 1)),
+                baud=int(self._num("baud", 115200, 0, 20_000_000)),
+                drift_ppm=self._num("ppm", 0.0, -1000, 1000),
+            )
+        return _SerialBackend(self.url)
+
     def _error(self, result: StreamResult, perf: Performance) -> Exception:
-        kind, _, msg = result.error.partition(": ")
-        err: Exception
-        if kind == "DeviceTimeout":
-            err = DeviceTimeout(msg)
-        elif kind == "DeviceReset":
-            err = DeviceReset(msg)
-        elif kind == "DeviceShutdown":
-            err = DeviceShutdown(msg, reason=int(result.status.get("state", 0)))
-        else:
-            err = TransportError(msg)
-        err.performance = perf  # type: ignore[attr-defined]
-        err.stream_result = result  # type: ignore[attr-defined]
+        """The exception that ended streaming, carrying the partial performance."""
+        err: Exception = result.exc or TransportError(result.error)
+        setattr(err, "performance", perf)  # noqa: B010 (exceptions take attributes)
+        setattr(err, "stream_result", result)  # noqa: B010
         return err
 
     def _save_state(self, plan: Plan, result: StreamResult) -> None:
@@ -445,7 +444,7 @@ class FirmwareDevice:
         ).save(path)
 
     def _performance(
-        self, plan: Plan, result: StreamResult, session: Session | None, fw: FirmwareProcess
+        self, plan: Plan, result: StreamResult, session: Session | None, backend: _Backend
     ) -> Performance:
         from ..sim.physics import PianoPhysics
         from ..sim.sensor import Microphone
@@ -456,12 +455,17 @@ class FirmwareDevice:
         outs = actuator_outputs(self.spec)
         out_map = {(k, a, ch): act for act, (k, a, ch, _pm) in outs.items()}
         pwm = {act: pm for act, (_k, _a, _ch, pm) in outs.items()}
-        first = read_trace(fw.runs[0].trace, out_map)
-        errs, _ = actuation_errors(plan, result, first, tl.t_us_for, self.kind == "avr")
-        events = self._coil_events(plan, result, first, tl.t_us_for, pwm)
-        truth = Truth.draw(self.spec, int(self._num("truth_seed", 0, 0, 2**32 - 1)))
-        perf = PianoPhysics(self.spec, truth).run(events)
-        perf.heard = Microphone(int(self._num("sensor_seed", 0, 0, 2**32 - 1))).hear(perf.heard)
+        first = backend.trace(out_map)
+        if first is None:  # real hardware: no trace, nothing heard unless a sensor says so
+            errs: list[float] = []
+            perf = Performance()
+        else:
+            errs, _ = actuation_errors(plan, result, first, tl.t_us_for, self.kind == "avr")
+            events = self._coil_events(plan, result, first, tl.t_us_for, pwm)
+            truth = Truth.draw(self.spec, int(self._num("truth_seed", 0, 0, 2**32 - 1)))
+            perf = PianoPhysics(self.spec, truth).run(events)
+            mic = Microphone(int(self._num("sensor_seed", 0, 0, 2**32 - 1)))
+            perf.heard = mic.hear(perf.heard)
         perf.link = result.link
         notes = sum(1 for c in plan.commands[result.start_index :] if c.op is PlanOp.STRIKE)
         abs_err = [abs(e) for e in errs]
@@ -474,7 +478,16 @@ class FirmwareDevice:
                     "max": round(max(abs_err), 2) if abs_err else 0.0,
                     "matched": len(errs),
                 },
-                "wire_bytes_per_note": round(result.link["bytes_sent"] / notes, 2)
+                # records with their framing, resends and the device's ACKs of them ...
+                "wire_bytes_per_note": round(
+                    (result.link["sched_bytes"] + result.link["sched_ack_bytes"]) / notes, 2
+                )
+                if notes
+                else 0.0,
+                # ... and every byte both ways (keep-alives, clock sync, status included)
+                "wire_bytes_per_note_all": round(
+                    (result.link["bytes_sent"] + result.link["bytes_received"]) / notes, 2
+                )
                 if notes
                 else 0.0,
                 "commands": result.counts(),
@@ -484,10 +497,10 @@ class FirmwareDevice:
                 "device": {"board": result.device.board, "fw_version": result.device.fw_version}
                 if result.device
                 else {},
-                "firmware_runs": len(fw.runs),
+                "firmware_runs": backend.runs,
             }
         )
-        if first.cycles:
+        if first is not None and first.cycles:
             perf.extra["avr_cpu_load"] = round(first.busy / first.cycles, 4)
         if result.error:
             perf.extra["error"] = result.error
@@ -499,7 +512,7 @@ class FirmwareDevice:
         from ..sim.physics import CoilEvent
 
         out: list[CoilEvent] = []
-        if self.kind == "host":
+        if self.kind != "avr":  # the trace has every level
             for clock, a, level in trace.changes:
                 t = round(t_us_for(clock))
                 if t >= 0 and a in pwm:
@@ -546,6 +559,94 @@ class FirmwareDevice:
         self.close()
 
 
+class _Backend:
+    """Where the firmware runs: starts it, gives its transport, collects its trace."""
+
+    @property
+    def runs(self) -> int:
+        """Firmware runs so far (a reset starts another)."""
+        return 1
+
+    def start(self) -> tuple[Transport, Callable[[], None] | None, Callable[[], float]]:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        """Stop the firmware (its outputs go off) so that the trace is complete."""
+
+    def trace(self, out_map: dict[tuple[int, int, int], int]) -> Trace | None:
+        return None
+
+    def cleanup(self) -> None:
+        """Remove what start() made."""
+
+
+class _ProcessBackend(_Backend):
+    def __init__(self, kind: str, keep: str | None, *, ppm: float, speed: float) -> None:
+        self.keep = keep
+        self.workdir = Path(keep) if keep else Path(tempfile.mkdtemp(prefix=f"robo_fw_{kind}_"))
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.fw = FirmwareProcess(kind, self.workdir, ppm=ppm, speed=speed)
+
+    @property
+    def runs(self) -> int:
+        return len(self.fw.runs)
+
+    def start(self) -> tuple[Transport, Callable[[], None] | None, Callable[[], float]]:
+        self.fw.start()
+        port = FirmwarePort(self.fw)
+        return port, port.reset, time.perf_counter
+
+    def stop(self) -> None:
+        self.fw.stop()
+
+    def trace(self, out_map: dict[tuple[int, int, int], int]) -> Trace | None:
+        return read_trace(self.fw.runs[0].trace, out_map) if self.fw.runs else None
+
+    def cleanup(self) -> None:
+        if not self.keep:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+class _VirtualBackend(_Backend):
+    """The virtual MCU (:mod:`.vmcu`) on virtual time: the sim's physics behind a link."""
+
+    def __init__(self, *, seed: int, baud: int, drift_ppm: float) -> None:
+        from .vmcu import MCUConfig, VirtualWorld
+
+        self.world = VirtualWorld(MCUConfig(drift_ppm=drift_ppm), baud=baud, seed=seed)
+
+    def start(self) -> tuple[Transport, Callable[[], None] | None, Callable[[], float]]:
+        from .vmcu import VirtualPort
+
+        port = VirtualPort(self.world)
+        return port, self.world.reset_mcu, port.now
+
+    def stop(self) -> None:
+        # let the device run out its queue and its watchdog, as a real one would
+        self.world.advance(self.world.t + 1.0, stop_on_rx=False)
+
+    def trace(self, out_map: dict[tuple[int, int, int], int]) -> Trace | None:
+        t = Trace(clock_hz=self.world.mcu.cfg.clock_hz)
+        for clock, a, level in self.world.mcu.trace:
+            if clock < 0:  # a reset: later clocks belong to another boot
+                break
+            t.changes.append((clock, a, level))
+        return t
+
+
+class _SerialBackend(_Backend):
+    def __init__(self, url: str) -> None:
+        self.url = url
+
+    def start(self) -> tuple[Transport, Callable[[], None] | None, Callable[[], float]]:
+        from .transport import open_transport
+
+        query = dict(parse_qsl(urlsplit(self.url).query))
+        keep = {k: v for k, v in query.items() if k == "baud"}
+        parts = urlsplit(self.url)._replace(query=urlencode(keep))
+        return open_transport(parts.geturl()), None, time.perf_counter
+
+
 def _url(parts: SplitResult | str) -> str:
     return parts if isinstance(parts, str) else parts.geturl()
 
@@ -558,4 +659,23 @@ def open_fw_avr(url_parts: SplitResult | str, spec: PianoSpec, **opts: Any) -> F
     return FirmwareDevice(_url(url_parts), spec, "avr", opts)
 
 
-__all__ = ["FirmwareDevice", "open_fw_avr", "open_fw_host", "read_trace"]
+def open_vmcu(url_parts: SplitResult | str, spec: PianoSpec, **opts: Any) -> FirmwareDevice:
+    """The virtual MCU with the simulator's physics (options ``seed``, ``baud``, ``ppm``)."""
+    return FirmwareDevice(_url(url_parts), spec, "vmcu", opts)
+
+
+def open_serial_device(
+    url_parts: SplitResult | str, spec: PianoSpec, **opts: Any
+) -> FirmwareDevice:
+    """Real firmware behind ``serial://``, ``socket://``, ``rfc2217://`` or ``loop://``."""
+    return FirmwareDevice(_url(url_parts), spec, "serial", opts)
+
+
+__all__ = [
+    "FirmwareDevice",
+    "open_fw_avr",
+    "open_fw_host",
+    "open_serial_device",
+    "open_vmcu",
+    "read_trace",
+]

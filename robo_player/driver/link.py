@@ -57,6 +57,11 @@ class LinkStats:
     rtt_max_s: float = 0.0
     data_bytes: int = 0  # payload bytes of DATA frames sent (first sends)
     records: int = 0  # queue slots sent (records + schedule_ext)
+    sched_bytes: int = 0  # wire bytes of DATA frames that carry records (resends included)
+    data_frames_all: int = 0  # every DATA frame sent, resends included
+    sched_frames_all: int = 0  # ... of them with records
+    ack_bytes_received: int = 0  # wire bytes of the device's ACK/NAK frames
+    keepalives: int = 0  # empty host ACK frames sent to feed the watchdog
 
 
 @dataclass(slots=True)
@@ -211,12 +216,14 @@ class Link:
             self.stats.records += p.records
             self.stats.data_bytes += len(self._payloads[p.seq])
             self._log_sent(p)
+            self._count_data(p)
             out += self._wire(p.wire)
         return self._emit(out)
 
     def keepalive(self, now: float) -> bytes:
         """An empty host ACK frame (6 bytes): feeds the device's watchdog, takes no seq."""
         ack = self._dev_expected if self._dev_expected is not None else 0
+        self.stats.keepalives += 1
         return self._emit(bytearray(self._wire(Frame(FrameKind.ACK, 0, ack).encode())))
 
     def _wire(self, data: bytes) -> bytes:
@@ -238,8 +245,15 @@ class Link:
             if q.seq in self.sent_log:
                 self.sent_log[q.seq].last_sent = now
                 self.sent_log[q.seq].tries = q.tries
+            self._count_data(q)
             out += self._wire(q.wire)
         return bytes(out)
+
+    def _count_data(self, p: _Pending) -> None:
+        self.stats.data_frames_all += 1
+        if p.records:
+            self.stats.sched_frames_all += 1
+            self.stats.sched_bytes += len(p.wire)
 
     def _log_sent(self, p: _Pending) -> None:
         self.sent_log[p.seq] = SentInfo(p.first_sent, p.last_sent, p.tries, wire_len=len(p.wire))
@@ -266,6 +280,7 @@ class Link:
             if f.kind is FrameKind.DATA:
                 msgs.extend(self._on_data(f))
             elif f.kind in (FrameKind.ACK, FrameKind.NAK):
+                self.stats.ack_bytes_received += len(f.payload) + 6  # + hdr, CRC, COBS, 0x00
                 self._on_ack(f, now)
             else:
                 log.debug("link: ignoring a %s frame from the device", f.kind.name)

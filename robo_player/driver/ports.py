@@ -62,6 +62,12 @@ Factory = Callable[..., Device]
 _REGISTRY: dict[str, Factory | str] = {
     # scheme -> factory, or "module:attr" imported on first use (keeps start-up light)
     "sim": "robo_player.sim.device:open_sim",
+    "fw-host": "robo_player.driver.fw:open_fw_host",
+    "fw-avr": "robo_player.driver.fw:open_fw_avr",
+    "serial": "robo_player.driver.fw:open_serial_device",
+    "socket": "robo_player.driver.fw:open_serial_device",
+    "rfc2217": "robo_player.driver.fw:open_serial_device",
+    "loop": "robo_player.driver.fw:open_serial_device",
 }
 
 

@@ -127,6 +127,7 @@ class StreamResult:
     status: dict[str, int] = field(default_factory=dict)
     underruns: int = 0  # commands sent later than lead_min_s before their time
     boot_ids: list[int] = field(default_factory=list)
+    exc: Exception | None = None  # the fault that ended streaming early
 
     def counts(self) -> dict[str, int]:
         out: dict[str, int] = {}
@@ -618,6 +619,7 @@ class Session:
             self._drain(last_clock, len(sent), res)
         except (DeviceTimeout, DeviceReset, DeviceShutdown, TransportError) as err:
             res.error = f"{type(err).__name__}: {err}"
+            res.exc = err
             log.warning("%s", res.error)
         self._account(cmds, start_index, sent, outcome, res)
         res.link = self.link_stats()
@@ -716,6 +718,11 @@ class Session:
             "drift_ppm": round(self.sync_.drift_ppm, 2) if self.sync_ else 0.0,
             "clock_samples": self.sync_.samples if self.sync_ else 0,
             "records": st.records,
+            "keepalives": st.keepalives,
+            "sched_bytes": st.sched_bytes,
+            "sched_ack_bytes": round(
+                st.ack_bytes_received * st.sched_frames_all / max(1, st.data_frames_all)
+            ),
         }
 
     # ---- the end -------------------------------------------------------------------
