@@ -36,11 +36,13 @@ def _stats(values: Sequence[float], keys: tuple[str, ...]) -> dict[str, float | 
     return {k: (round(v, 4) if v is not None else None) for k, v in out.items()}
 
 
-def match_heard(outcomes: Sequence[Any], heard: Sequence[HeardNote]) -> dict[int, HeardNote]:
+def match_heard(
+    outcomes: Sequence[Any], heard: Sequence[HeardNote], window_us: int = MATCH_WINDOW_US
+) -> dict[int, HeardNote]:
     """Map outcome index -> the heard note it produced (same pitch, nearest time).
 
     Greedy in time order per pitch, each heard note used at most once, within
-    :data:`MATCH_WINDOW_US` of the outcome's target time.
+    ``window_us`` of the outcome's target time.
     """
     by_pitch: dict[int, list[HeardNote]] = defaultdict(list)
     for h in heard:
@@ -57,7 +59,7 @@ def match_heard(outcomes: Sequence[Any], heard: Sequence[HeardNote]) -> dict[int
             continue
         ts = times[o.pitch_out]
         i = bisect.bisect_left(ts, o.target_t_us)
-        best, best_d = -1, MATCH_WINDOW_US + 1
+        best, best_d = -1, window_us + 1
         for j in range(max(0, i - 3), min(len(ts), i + 3)):
             d = abs(ts[j] - o.target_t_us)
             if j not in used[o.pitch_out] and d < best_d:
