@@ -103,6 +103,9 @@ class FaultStats:
     stalled: bool = False
     cut: bool = False
     resets: int = 0
+    stall_time: float | None = None  # host time each fault struck (on the ``now`` clock)
+    cut_time: float | None = None
+    reset_time: float | None = None
 
 
 class FaultyTransport:
@@ -150,6 +153,7 @@ class FaultyTransport:
         if f.cut_at is not None and self._elapsed() >= f.cut_at:
             if not self.stats.cut:
                 log.info("%s: fault: link cut at %.3f s", self.url, self._elapsed())
+                self.stats.cut_time = self._t0 + f.cut_at
             self.stats.cut = True
             return True
         return False
@@ -163,6 +167,7 @@ class FaultyTransport:
         if on and not self.stats.stalled:
             log.info("%s: fault: line stalled at %.3f s for %.3f s", self.url, e, f.stall_s)
             self.stats.stalled = True
+            self.stats.stall_time = self._t0 + f.stall_at
         return on
 
     def _maybe_reset(self) -> None:
@@ -170,6 +175,7 @@ class FaultyTransport:
         if f.reset_at is not None and not self._reset_done and self._elapsed() >= f.reset_at:
             self._reset_done = True
             self.stats.resets += 1
+            self.stats.reset_time = self.now()
             log.info("%s: fault: MCU reset at %.3f s", self.url, self._elapsed())
             if self.reset_hook is None:
                 raise TransportError(

@@ -19,7 +19,7 @@ Options (query string or keyword arguments): ``truth_seed`` (0), ``sensor_seed``
 ``ppm`` (host build: clock error, default 0), ``speed`` (simavr: simulated s per wall s,
 default 1), ``start_index`` (resume from this plan command), ``state`` (file where the
 last executed command is saved, for ``play --resume``), ``trace_dir`` (keep the traces
-there), ``lead`` (s, buffered ahead, default 1.0), ``watchdog_ms`` (100),
+there), ``lead`` (s, buffered ahead, default 1.0), ``watchdog_ms`` (90),
 ``level_shift`` (0), and the fault options of :mod:`.faults`.
 """
 
@@ -45,7 +45,7 @@ from ..errors import PlanError, TransportError
 from ..plan import Op as PlanOp
 from ..plan import Plan
 from ..spec.model import PianoSpec
-from .faults import FAULT_OPTIONS, FaultSpec, FaultyTransport
+from .faults import FAULT_OPTIONS, FaultSpec, FaultStats, FaultyTransport
 from .ports import Performance, Progress
 from .stream import (
     ResumeState,
@@ -188,7 +188,8 @@ class FirmwarePort:
     def __init__(self, fw: FirmwareProcess) -> None:
         self.fw = fw
         self.url = f"fw-{fw.kind}://"
-        self.baud = 0  # a pty: no line rate (simavr's UART paces itself)
+        # the host build's pty has no line rate; simavr's UART runs at 115200 baud
+        self.baud = 115200 if fw.kind == "avr" else 0
         self._ser: SerialTransport | None = None
         self._open_current()
 
@@ -344,6 +345,9 @@ class FirmwareDevice:
         self.opts = opts
         self.faults = FaultSpec.from_options(opts, url)
         self.last_result: StreamResult | None = None
+        self.last_backend: _Backend | None = None  # the last play's firmware (tests, bench)
+        self.last_faults: FaultStats | None = None  # what the fault injection did
+        self.last_session: Session | None = None
         self._open = True
 
     def _num(self, name: str, default: float, lo: float, hi: float) -> float:
@@ -358,7 +362,7 @@ class FirmwareDevice:
 
     def stream_config(self) -> StreamConfig:
         lead = self._num("lead", 1.0, 0.2, 10.0)
-        wd = int(self._num("watchdog_ms", 100, 20, 10_000))
+        wd = int(self._num("watchdog_ms", 90, 20, 10_000))
         return StreamConfig(
             lead_max_s=lead,
             lead_min_s=min(0.25, lead / 2),
@@ -377,6 +381,8 @@ class FirmwareDevice:
             )
         start_index = int(self._num("start_index", 0, 0, max(0, len(plan))))
         backend = self._backend()
+        self.last_backend = backend
+        self.last_faults = None
         result: StreamResult | None = None
         session: Session | None = None
         try:
@@ -384,8 +390,10 @@ class FirmwareDevice:
             faulty: FaultyTransport | None = None
             if self.faults.any:
                 faulty = FaultyTransport(transport, self.faults, now=now, reset_hook=reset_hook)
+                self.last_faults = faulty.stats
                 transport = faulty
             session = Session(transport, self.spec, now=now, config=self.stream_config())
+            self.last_session = session
             session.open()
             session.configure()
             session.sync()

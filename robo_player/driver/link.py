@@ -101,6 +101,7 @@ class Link:
     max_tries: int = 6
     silence_s: float = 1.0
     credits: int = 0
+    byte_s: float = 0.0  # wire time of one byte (10 / baud); 0 = unknown or instant
     stats: LinkStats = field(default_factory=LinkStats)
 
     def __post_init__(self) -> None:
@@ -130,6 +131,11 @@ class Link:
     @property
     def rto_s(self) -> float:
         return min(RTO_MAX_S, self._rto * self._backoff)
+
+    def _timeout(self) -> float:
+        """The RTO plus the wire time of everything in flight: on a slow line a full window
+        takes longer to go out than a small frame's round trip."""
+        return self.rto_s + self.byte_s * (self.wire_in_flight + 16)
 
     @property
     def records_in_flight(self) -> int:
@@ -194,7 +200,7 @@ class Link:
             head = self._unacked[0]
             if self._resend_due:
                 out += self._resend_all(now)
-            elif now - head.last_sent >= self.rto_s:
+            elif now - head.last_sent >= self._timeout():
                 self._backoff = min(self._backoff * 2, 64)
                 log.debug("link: timeout, resending from seq %d (rto %.3f s)", head.seq, self.rto_s)
                 out += self._resend_all(now)
@@ -380,7 +386,7 @@ class Link:
         if self._sync is not None:
             return self._sync.sent_at + self.rto_s if self._sync.sent_at >= 0 else 0.0
         if self._unacked:
-            return self._unacked[0].last_sent + self.rto_s
+            return self._unacked[0].last_sent + self._timeout()
         return None
 
     def check(self, now: float) -> None:
@@ -393,7 +399,7 @@ class Link:
             )
         if self._unacked:
             head = self._unacked[0]
-            if head.tries >= self.max_tries and now - head.last_sent >= self.rto_s:
+            if head.tries >= self.max_tries and now - head.last_sent >= self._timeout():
                 raise DeviceTimeout(
                     f"link: frame seq {head.seq} unacknowledged after {head.tries} tries "
                     f"(allowed {self.max_tries}; last rto {self.rto_s * 1e3:.0f} ms)"

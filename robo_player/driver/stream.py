@@ -94,7 +94,7 @@ class StreamConfig:
     lead_min_s: float = 0.25  # a command is on the wire at least this long before its time
     lead_max_s: float = 1.0  # ... and never earlier than this
     start_delay_s: float = 0.4  # the first command plays this long after streaming starts
-    watchdog_ms: int = 100  # the device goes all-off after this much silence
+    watchdog_ms: int = 90  # all-off after this much silence (100 ms minus output latency)
     keepalive_s: float = 0.03  # feed the watchdog at least this often (< watchdog / 3)
     status_s: float = 0.5  # heartbeat -> status this often
     clock_period_s: float = 1.0  # clock queries once the sync has settled
@@ -296,6 +296,7 @@ class Session:
         self.reset_seen: int | None = None  # the new boot id, once a reset was seen
         self.time_shift = 0
         self._byte_s = 10.0 / transport.baud if transport.baud else 0.0
+        self.link.byte_s = self._byte_s
 
     # ---- plumbing ------------------------------------------------------------------
     def __enter__(self) -> Session:
@@ -387,9 +388,19 @@ class Session:
             recv = max(recv, send)
         self.sync_.add(send, full, recv)
 
-    def _wait_reply(
-        self, name: str, timeout: float, resend: Callable[[], None] | None = None
-    ) -> Message:
+    def _request(self, msgs: list[Message], reply: str) -> Message:
+        """Send ``msgs`` and wait for ``reply``, asking again when the answer was lost."""
+        for attempt in range(self.cfg.max_tries):
+            self._send(msgs)
+            try:
+                return self._wait_reply(reply, self.cfg.reply_timeout_s / 2)
+            except DeviceTimeout:
+                log.info("%s: no %s (try %d); asking again", self.tr.url, reply, attempt + 1)
+        raise DeviceTimeout(
+            f"{self.tr.url}: no {reply} from the device after {self.cfg.max_tries} tries"
+        )
+
+    def _wait_reply(self, name: str, timeout: float) -> Message:
         deadline = self.now() + timeout
         while True:
             got = self._replies.get(name)
@@ -411,8 +422,7 @@ class Session:
                 raise DeviceTimeout(f"{self.tr.url}: the device does not answer SYNC")
             self.pump(0.05)
         self._replies.clear()
-        self._send([Message.make("identify")])
-        resp = self._wait_reply("identify_resp", self.cfg.reply_timeout_s)
+        resp = self._request([Message.make("identify")], "identify_resp")
         info = DeviceInfo.from_message(resp)
         if info.protocol_version != PROTOCOL_VERSION:
             raise ProtocolError(
@@ -444,18 +454,33 @@ class Session:
             level_shift=self.cfg.level_shift,
         )
         h = config_hash(msgs)
+        batches: list[list[Message]] = []
         batch: list[Message] = []
         size = 0
         for m in [*msgs, Message.make("configure_end", hash=h)]:
             n = len(m.encode())
             if batch and size + n > info.max_payload:
-                self._send(batch)
+                batches.append(batch)
                 batch, size = [], 0
             batch.append(m)
             size += n
         self._replies.pop("config_result", None)
-        self._send(batch)
-        res = self._wait_reply("config_result", self.cfg.reply_timeout_s * 3)
+        # the device does not resend answers: a lost config_result means configuring again
+        # (configure_begin starts over, so that is safe)
+        res: Message | None = None
+        for attempt in range(self.cfg.max_tries):
+            for b in batches:
+                self._send(b)
+            self._send(batch)
+            try:
+                res = self._wait_reply("config_result", self.cfg.reply_timeout_s / 2)
+                break
+            except DeviceTimeout:
+                log.info(
+                    "%s: no config_result (try %d); configuring again", self.tr.url, attempt + 1
+                )
+        if res is None:
+            raise DeviceTimeout(f"{self.tr.url}: no config_result after {self.cfg.max_tries} tries")
         reason = ConfigReason(res["reason"])
         if reason is not ConfigReason.OK:
             raise ProtocolError(

@@ -1,0 +1,107 @@
+"""Shared pieces of the driver tests: small plans and the safety checks on traces."""
+
+from __future__ import annotations
+
+import random
+
+from robo_player.driver.stream import StreamResult
+from robo_player.plan import Command, Op, Plan
+from robo_player.spec.loader import load_spec
+from robo_player.spec.model import PianoSpec
+
+SPEC_88 = "piano-88-grand"
+SPEC_61 = "piano-61-diy"
+
+
+def spec(name: str = SPEC_88) -> PianoSpec:
+    return load_spec(name)
+
+
+def make_plan(
+    sp: PianoSpec, notes: int = 40, gap_us: int = 50_000, seed: int = 0, chord: int = 1
+) -> Plan:
+    """``notes`` strikes (in chords of ``chord``) every ``gap_us``, each released 60 ms later."""
+    rng = random.Random(seed)
+    cmds: list[Command] = []
+    n = 0
+    t = 200_000
+    busy: dict[int, int] = {}  # key -> when it is free again (released and returned)
+    while n < notes:
+        free = [k for k in range(len(sp.keys)) if busy.get(k, 0) <= t]
+        keys = rng.sample(free, chord)
+        for k in keys:
+            busy[k] = t + 200_000
+        for k in keys[: notes - n]:
+            key = sp.keys[k]
+            drive = rng.randint(key.pwm_max // 2, key.pwm_max)
+            hold = int(key.pwm_max * sp.strike.hold_duty)
+            cmds.append(Command(t, Op.STRIKE, key.channel, drive, 25_000, hold, note=n))
+            cmds.append(Command(t + 60_000, Op.RELEASE, key.channel, note=n))
+            n += 1
+        t += gap_us
+    plan = Plan(cmds, spec_name=sp.name, spec_hash=sp.spec_hash)
+    plan.sort()
+    return plan
+
+
+def max_on_violations(
+    changes: list[tuple[int, int, int]], clock_hz: int, max_on_us: int, slack_us: int = 2000
+) -> list[tuple[int, int]]:
+    """(actuator, on-time µs) of every coil that stayed on past ``max_on_us``."""
+    on_since: dict[int, int] = {}
+    bad: list[tuple[int, int]] = []
+    for clock, a, level in sorted(changes):
+        if level and a not in on_since:
+            on_since[a] = clock
+        elif not level and a in on_since:
+            dur = (clock - on_since.pop(a)) * 1_000_000 // clock_hz
+            if dur > max_on_us + slack_us:
+                bad.append((a, dur))
+    if on_since:
+        bad.extend((a, -1) for a in on_since)  # never switched off at all
+    return bad
+
+
+def spurious_actuations(
+    changes: list[tuple[int, int, int]],
+    sent: dict[int, list[tuple[int, int, int, int]]],
+    clock_hz: int,
+    slack_us: int = 20_000,
+) -> list[tuple[int, int, int]]:
+    """Output changes that turn a coil on (or to a level) no sent command asked for.
+
+    ``sent``: actuator -> [(clock, drive, hold, pulse_us)] of the strikes the driver sent.
+    """
+    slack = slack_us * clock_hz // 1_000_000
+    bad = []
+    for clock, a, level in changes:
+        if not level:
+            continue
+        ok = False
+        for c, drive, hold, pulse in sent.get(a, []):
+            if level == drive and abs(clock - c) <= slack:
+                ok = True
+            elif level == hold and abs(clock - (c + pulse * clock_hz // 1_000_000)) <= slack:
+                ok = True
+            if ok:
+                break
+        if not ok:
+            bad.append((clock, a, level))
+    return bad
+
+
+def sent_strikes(plan: Plan, result: StreamResult) -> dict[int, list[tuple[int, int, int, int]]]:
+    out: dict[int, list[tuple[int, int, int, int]]] = {}
+    for o in result.outcomes:
+        c = plan.commands[o.index]
+        if o.device_index >= 0 and c.op is Op.STRIKE:
+            out.setdefault(c.actuator, []).append((o.clock, c.drive, c.hold, c.pulse_us))
+    return out
+
+
+def check_accounting(plan: Plan, result: StreamResult) -> None:
+    """Every command from start_index on has exactly one outcome; 'unknown' only after a fault."""
+    idx = [o.index for o in result.outcomes]
+    assert idx == list(range(result.start_index, len(plan))), "each command exactly once"
+    if not result.error:
+        assert all(o.status != "unknown" and o.status != "not_sent" for o in result.outcomes)

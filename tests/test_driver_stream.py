@@ -1,0 +1,220 @@
+"""The driver against the virtual MCU on virtual time: streaming, faults, resume.
+
+The virtual MCU (robo_player.driver.vmcu) follows docs/protocol.md; these tests run in
+virtual time (no sleeps). The same checks run against the real host firmware in
+test_driver_fw.py.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from driver_helpers import (
+    check_accounting,
+    make_plan,
+    max_on_violations,
+    sent_strikes,
+    spec,
+    spurious_actuations,
+)
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from robo_player.driver.fw import FirmwareDevice, open_vmcu
+from robo_player.driver.ports import open_port
+from robo_player.driver.stream import DeviceReset, ResumeState, Session
+from robo_player.driver.vmcu import MCUConfig, VirtualPort, VirtualWorld
+from robo_player.errors import DeviceShutdown, DeviceTimeout, ProtocolError, TransportError
+from robo_player.plan import Plan
+
+SP = spec()
+PLAN = make_plan(SP, notes=60, gap_us=40_000, chord=2)
+
+
+def _play(plan: Plan = PLAN, **opts: object) -> tuple[FirmwareDevice, object]:
+    dev = open_vmcu("vmcu://", SP, **opts)
+    try:
+        return dev, dev.play(plan)
+    except (DeviceTimeout, DeviceShutdown, DeviceReset) as err:
+        return dev, err
+
+
+def _trace(dev: FirmwareDevice) -> list[tuple[int, int, int]]:
+    be = dev.last_backend
+    return [c for c in be.world.mcu.trace if c[0] >= 0]  # type: ignore[union-attr]
+
+
+def _safety(dev: FirmwareDevice, plan: Plan) -> None:
+    res = dev.last_result
+    assert res is not None
+    check_accounting(plan, res)
+    changes = _trace(dev)
+    assert not max_on_violations(changes, 16_000_000, SP.thermal.max_on_us)
+    assert not spurious_actuations(changes, sent_strikes(plan, res), 16_000_000)
+
+
+def test_plays_every_command_once_and_on_time() -> None:
+    dev, perf = _play()
+    res = dev.last_result
+    assert res is not None and not res.error
+    assert res.counts() == {"played": len(PLAN)}
+    _safety(dev, PLAN)
+    extra = perf.extra  # type: ignore[attr-defined]
+    assert extra["actuation_error_us"]["matched"] == len(PLAN)
+    assert extra["actuation_error_us"]["max"] <= 1.0  # the model fires on its tick
+    assert 0 < extra["wire_bytes_per_note"] < extra["wire_bytes_per_note_all"]
+    link = perf.link  # type: ignore[attr-defined]
+    assert link["retransmits"] == 0 and link["crc_errors"] == 0 and link["bytes_sent"] > 0
+    # the same notes are heard as through sim:// (same truth, same sensor seed)
+    ref = open_port("sim://", SP).play(PLAN)
+    assert len(perf.heard) == len(ref.heard)  # type: ignore[attr-defined]
+
+
+def test_drift_is_measured() -> None:
+    dev, perf = _play(ppm=-45)
+    assert perf.link["drift_ppm"] == pytest.approx(-45, abs=2)  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    "faults",
+    [
+        {"corrupt": 1e-3},
+        {"drop": 0.01},
+        {"dup": 0.05},
+        {"corrupt": 3e-3, "drop": 0.03, "dup": 0.03},
+        {"stall": "1.0:0.05"},
+    ],
+    ids=["corrupt", "drop", "dup", "all", "short-stall"],
+)
+def test_recoverable_faults_lose_nothing(faults: dict[str, object]) -> None:
+    dev, perf = _play(fault_seed=5, **faults)
+    res = dev.last_result
+    assert res is not None and not res.error, res.error
+    assert res.counts() == {"played": len(PLAN)}
+    _safety(dev, PLAN)
+
+
+def test_drops_are_retransmitted() -> None:
+    dev, perf = _play(drop=0.05, fault_seed=1, fault_dir="h2d")
+    assert perf.link["retransmits"] > 0  # type: ignore[attr-defined]
+    assert dev.last_result is not None and dev.last_result.counts() == {"played": len(PLAN)}
+
+
+def _all_off_within(changes: list[tuple[int, int, int]], clock: int, within_us: int) -> None:
+    """Every coil is off by ``clock + within_us`` and none switches on after that."""
+    limit = clock + within_us * 16  # 16 MHz
+    level: dict[int, int] = {}
+    for c, a, lv in sorted(changes):
+        if c > limit and lv:
+            raise AssertionError(
+                f"actuator {a} on at {c}, {(c - clock) / 16:.0f} us after the loss"
+            )
+        if c <= limit:
+            level[a] = lv
+    on = {a: lv for a, lv in level.items() if lv}
+    assert not on, f"coils still on {within_us} us after the link was lost: {on}"
+
+
+def test_cut_link_times_out_after_the_device_went_all_off(tmp_path: Path) -> None:
+    state = tmp_path / "resume.json"
+    dev, err = _play(cut=1.2, state=str(state))
+    assert isinstance(err, DeviceTimeout)
+    res = dev.last_result
+    assert res is not None and res.error.startswith("DeviceTimeout")
+    _safety(dev, PLAN)
+    counts = res.counts()
+    assert counts.get("played", 0) > 0 and counts.get("played", 0) < len(PLAN)
+    # everything off within 100 ms of the cut, in the device's own clock
+    be = dev.last_backend
+    assert dev.last_faults is not None and dev.last_faults.cut_time is not None
+    cut_clock = be.world.mcu.clock_at(dev.last_faults.cut_time)  # type: ignore[union-attr]
+    _all_off_within(_trace(dev), cut_clock, 100_000)
+    # the resume state points after the last command that ran
+    rs = ResumeState.load(state)
+    assert rs.next_index == res.last_done_index + 1 > 0
+    assert all(o.status == "played" for o in res.outcomes[: rs.next_index])
+
+
+def test_resume_plays_the_rest_exactly_once(tmp_path: Path) -> None:
+    state = tmp_path / "resume.json"
+    _play(cut=1.0, state=str(state))
+    rs = ResumeState.load(state)
+    start = rs.start_index_for(PLAN, SP.spec_hash)
+    assert 0 < start < len(PLAN)
+    dev, perf = _play(start_index=start, state=str(state))
+    res = dev.last_result
+    assert res is not None and not res.error
+    assert [o.index for o in res.outcomes] == list(range(start, len(PLAN)))
+    assert res.counts() == {"played": len(PLAN) - start}
+    assert ResumeState.load(state).next_index == len(PLAN)
+    with pytest.raises(TransportError, match="another plan"):
+        rs.start_index_for(make_plan(SP, notes=3), SP.spec_hash)
+
+
+def test_reset_mid_piece_is_detected_and_reported() -> None:
+    dev, err = _play(reset=1.0)
+    assert isinstance(err, DeviceReset), err
+    res = dev.last_result
+    assert res is not None
+    check_accounting(PLAN, res)
+    assert "reset" in res.error
+    # nothing is claimed played that was still queued when the MCU reset
+    assert res.counts().get("unknown", 0) + res.counts().get("not_sent", 0) > 0
+
+
+def test_long_stall_trips_the_watchdog() -> None:
+    dev, err = _play(stall="1.0:0.5")
+    assert isinstance(err, DeviceShutdown | DeviceTimeout), err
+    res = dev.last_result
+    assert res is not None
+    check_accounting(PLAN, res)
+    be = dev.last_backend
+    assert dev.last_faults is not None and dev.last_faults.stall_time is not None
+    stall_clock = be.world.mcu.clock_at(dev.last_faults.stall_time)  # type: ignore[union-attr]
+    _all_off_within(_trace(dev), stall_clock, 100_000)
+
+
+def _session(cfg: MCUConfig) -> Session:
+    w = VirtualWorld(cfg)
+    p = VirtualPort(w)
+    return Session(p, SP, now=p.now)
+
+
+def test_protocol_version_mismatch_is_a_clear_error() -> None:
+    with pytest.raises(ProtocolError, match=r"protocol version 7.*speaks 1"):
+        _session(MCUConfig(protocol_version=7)).open()
+
+
+def test_configuration_the_firmware_cannot_honour_is_refused() -> None:
+    s = _session(MCUConfig(max_on_us_limit=1_000_000))
+    s.open()
+    with pytest.raises(ProtocolError, match="LIMIT_OUT_OF_RANGE"):
+        s.configure()
+    s = _session(MCUConfig(max_actuators=40))
+    s.open()
+    with pytest.raises(ProtocolError, match="needs 89 actuators, the firmware allows 40"):
+        s.configure()
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    seed=st.integers(0, 2**16),
+    drop=st.floats(0.0, 0.08),
+    dup=st.floats(0.0, 0.08),
+    corrupt=st.floats(0.0, 3e-3),
+)
+def test_any_loss_pattern_delivers_everything_once_in_order(
+    seed: int, drop: float, dup: float, corrupt: float
+) -> None:
+    plan = make_plan(SP, notes=16, gap_us=30_000, seed=seed)
+    dev, out = _play(plan, fault_seed=seed, drop=drop, dup=dup, corrupt=corrupt, seed=seed)
+    res = dev.last_result
+    assert res is not None and not res.error, res.error
+    assert res.counts() == {"played": len(plan)}
+    # in order: each actuator's trace follows its commands' order
+    changes = _trace(dev)
+    sent = sorted((o.clock, o.index) for o in res.outcomes)
+    assert [i for _, i in sent] == sorted(i for _, i in sent)
+    assert not spurious_actuations(changes, sent_strikes(plan, res), 16_000_000)
+    assert not max_on_violations(changes, 16_000_000, SP.thermal.max_on_us)
