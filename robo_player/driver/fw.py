@@ -348,6 +348,7 @@ class FirmwareDevice:
         self.last_backend: _Backend | None = None  # the last play's firmware (tests, bench)
         self.last_faults: FaultStats | None = None  # what the fault injection did
         self.last_session: Session | None = None
+        self.last_trace: Trace | None = None  # the first firmware run's actuations
         self._open = True
 
     def _num(self, name: str, default: float, lo: float, hi: float) -> float:
@@ -464,6 +465,7 @@ class FirmwareDevice:
         out_map = {(k, a, ch): act for act, (k, a, ch, _pm) in outs.items()}
         pwm = {act: pm for act, (_k, _a, _ch, pm) in outs.items()}
         first = backend.trace(out_map)
+        self.last_trace = first
         if first is None:  # real hardware: no trace, nothing heard unless a sensor says so
             errs: list[float] = []
             perf = Performance()

@@ -120,6 +120,7 @@ class Link:
         self.sent_log: dict[int, SentInfo] = {}
         self._sent_order: deque[int] = deque()
         self._payloads: dict[int, bytes] = {}
+        self.bad_acks_in_row = 0  # ACK/NAKs for frames never sent, since the last good one
         self._resend_due = False  # a NAK asked for everything from the first unacked
         self._last_tx = -1.0
 
@@ -168,6 +169,18 @@ class Link:
         self._synced = False
         self._backoff = 1
         self._dev_expected = None
+        self._need_delimiter = True
+        self._last_rx = now
+
+    def resync(self, now: float) -> None:
+        """SYNC the device to our first unacknowledged frame, keeping everything queued.
+
+        For a device whose acknowledgements make no sense (it may have reset): the
+        frames in flight go again after the SYNC is answered.
+        """
+        seq = self._unacked[0].seq if self._unacked else self._next_seq
+        self._sync = _Sync(seq)
+        self._synced = False
         self._need_delimiter = True
         self._last_rx = now
 
@@ -318,8 +331,11 @@ class Link:
             self._sync = None
             self._synced = True
             self._backoff = 1
+            self.bad_acks_in_row = 0
             if credits is not None:
                 self.credits = credits
+            if self._unacked:
+                self._resend_due = True  # a resync: what was in flight goes again
             return
         if not self._synced:
             return
@@ -334,12 +350,16 @@ class Link:
                     self._unacked[0].seq,
                 )
                 self.stats.bad_acks += 1
+                self.bad_acks_in_row += 1
                 if f.kind is FrameKind.NAK:
                     self.stats.naks += 1
                 return
             n = d
         elif f.ack != self._next_seq and not self._queue:
             self.stats.bad_acks += 1
+            self.bad_acks_in_row += 1
+            return
+        self.bad_acks_in_row = 0
         for _ in range(n):
             p = self._unacked.popleft()
             info = self.sent_log.get(p.seq)

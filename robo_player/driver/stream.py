@@ -96,7 +96,7 @@ class StreamConfig:
     start_delay_s: float = 0.4  # the first command plays this long after streaming starts
     watchdog_ms: int = 90  # all-off after this much silence (100 ms minus output latency)
     keepalive_s: float = 0.03  # feed the watchdog at least this often (< watchdog / 3)
-    status_s: float = 0.5  # heartbeat -> status this often
+    status_s: float = 0.25  # heartbeat -> status this often
     clock_period_s: float = 1.0  # clock queries once the sync has settled
     sync_burst: int = 16  # get_clock exchanges before streaming
     level_shift: int = 0  # drive resolution on the wire: 2**level_shift counts
@@ -294,6 +294,7 @@ class Session:
         self.status: Message | None = None
         self.shutdown_notice: Message | None = None
         self.reset_seen: int | None = None  # the new boot id, once a reset was seen
+        self._probing = False  # a resync + identify is out, after acks that made no sense
         self.time_shift = 0
         self._byte_s = 10.0 / transport.baud if transport.baud else 0.0
         self.link.byte_s = self._byte_s
@@ -353,6 +354,13 @@ class Session:
         t = self.now()
         for m in self.link.input(data, t):
             self._on_message(m, t)
+        if self.link.bad_acks_in_row >= 3 and not self._probing and self.info is not None:
+            # acknowledgements for frames we never sent: has the device reset? SYNC it
+            # and ask who it is; a new boot id in the answer is a reset
+            log.info("%s: the device's acks make no sense; re-syncing and identifying", self.tr.url)
+            self._probing = True
+            self.link.resync(t)
+            self.link.send(encode_messages([Message.make("identify")]))
 
     def _on_message(self, m: Message, t: float) -> None:
         n = m.name
@@ -367,6 +375,10 @@ class Session:
             self.events.append(m)
         elif n == "shutdown_notice":
             self.shutdown_notice = m
+        elif n == "identify_resp":
+            self._probing = False
+            if self.info is not None and m["boot_id"] != self.info.boot_id:
+                self.reset_seen = m["boot_id"]
         self._replies.setdefault(n, []).append((m, t))
 
     def _on_clock(self, m: Message, t: float) -> None:
@@ -406,7 +418,11 @@ class Session:
             got = self._replies.get(name)
             if got:
                 return got.pop(0)[0]
-            if self.now() >= deadline:
+            if not self.link.idle:
+                # the request is still on its way (or being resent): the wait starts
+                # once the device has it
+                deadline = max(deadline, self.now() + timeout)
+            elif self.now() >= deadline:
                 raise DeviceTimeout(
                     f"{self.tr.url}: no {name} from the device within {timeout * 1e3:.0f} ms"
                 )
@@ -432,7 +448,9 @@ class Session:
             )
         self.info = info
         self.link.rx_buffer = info.rx_buffer
-        self.link.silence_s = max(0.3, 3 * self.cfg.watchdog_ms / 1000)
+        # the device answers every heartbeat: this much silence is a dead link (the
+        # firmware's own watchdog went all-off long before)
+        self.link.silence_s = max(0.3, 3 * self.cfg.watchdog_ms / 1000, 3 * self.cfg.status_s)
         self.time_shift = time_shift_for(info.clock_hz)
         self.sync_ = ClockSync(info.clock_hz)
         return info
@@ -491,6 +509,16 @@ class Session:
             raise ProtocolError(
                 f"{self.tr.url}: config hash echoed {res['hash']:#010x}, sent {h:#010x}"
             )
+        if attempt:
+            # an earlier try's frames may still be arriving after this answer: make sure
+            # the device has run them all (status comes after them) and is READY and fresh
+            st = self.poll_status(self.cfg.reply_timeout_s)
+            if st["state"] != State.READY or st["next_index"] != 0:
+                raise ProtocolError(
+                    f"{self.tr.url}: after configuring, the device is {State(st['state']).name} "
+                    f"with {st['next_index']} commands queued (expected READY and 0)"
+                )
+        self._replies.pop("config_result", None)
         self.link.credits = info.queue_size
         return int(res["hash"])
 
@@ -527,9 +555,9 @@ class Session:
         self._send([Message.make("heartbeat", tag=self._next_tag())])
 
     def poll_status(self, timeout: float = 1.0) -> Message:
+        """Ask for ``status`` (again, if the answer was lost) and return it."""
         self._replies.pop("status", None)
-        self.heartbeat()
-        return self._wait_reply("status", timeout)
+        return self._request([Message.make("heartbeat", tag=self._next_tag())], "status")
 
     def all_off(self) -> None:
         self._send([Message.make("all_off")])
