@@ -110,7 +110,7 @@ def main() -> int:
             cal = calibrate(dev, spec, max_strikes_per_key=12)
             cal_time.append(time.perf_counter() - t0)
         strikes.append(cal.strikes_per_key)
-        for name, score in scores.items():
+        for score in scores.values():
             for mode in rows:
                 if mode in ("calibrated", "nominal"):
                     plan, rep = plan_piano(score, spec, cal if mode == "calibrated" else None)

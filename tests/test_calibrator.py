@@ -162,16 +162,16 @@ def test_pedal_latency_measured(session) -> None:  # noqa: ANN001
     assert abs(cal.pedal_latency_us - truth.pedal_latency_us) < 1000
 
 
-def test_max_strikes_per_key_is_respected(spec) -> None:  # noqa: ANN001
-    dev = open_port("sim://", spec, truth_seed=3)
+def test_max_strikes_per_key_is_respected(opened, spec) -> None:  # noqa: ANN001
+    dev = opened(open_port("sim://", spec, truth_seed=3))
     cal, rep = calibrate_session(dev, spec, pitches=[30, 70], max_strikes_per_key=4)
     assert all(cal.keys[p].strikes <= 4 for p in (30, 70))
     with pytest.raises(CalibrationError, match="max_strikes_per_key"):
         calibrate_session(dev, spec, pitches=[30], max_strikes_per_key=2)
 
 
-def test_unknown_pitch_rejected(spec) -> None:  # noqa: ANN001
-    dev = open_port("sim://", spec, truth_seed=0)
+def test_unknown_pitch_rejected(opened, spec) -> None:  # noqa: ANN001
+    dev = opened(open_port("sim://", spec, truth_seed=0))
     with pytest.raises(CalibrationError, match=r"pitch 7 is not a key.*21\.\.108"):
         calibrate_session(dev, spec, pitches=[7])
 
@@ -188,14 +188,14 @@ class Deaf:
         return perf
 
 
-def test_dead_key_is_reported(spec) -> None:  # noqa: ANN001
-    dev = Deaf(open_port("sim://", spec, truth_seed=0), 60)
+def test_dead_key_is_reported(opened, spec) -> None:  # noqa: ANN001
+    dev = Deaf(opened(open_port("sim://", spec, truth_seed=0)), 60)
     with pytest.raises(CalibrationError, match="key 60: heard 0 of"):
         calibrate_session(dev, spec, pitches=[59, 60])
 
 
-def test_calibration_file_round_trip_and_spec_check(spec, tmp_path: Path) -> None:  # noqa: ANN001
-    dev = open_port("sim://", spec, truth_seed=1)
+def test_calibration_file_round_trip_and_spec_check(opened, spec, tmp_path: Path) -> None:  # noqa: ANN001
+    dev = opened(open_port("sim://", spec, truth_seed=1))
     cal, _ = calibrate_session(dev, spec, pitches=[40, 41])
     path = tmp_path / "cal.yaml"
     cal.save(path)
@@ -215,10 +215,10 @@ def test_calibration_file_round_trip_and_spec_check(spec, tmp_path: Path) -> Non
         back.check_for(other, path)
 
 
-def test_calibrate_all_keys_of_61_key_spec() -> None:
+def test_calibrate_all_keys_of_61_key_spec(opened) -> None:
     """The whole calibrate() on a second spec (8-bit PWM, 4 strikes at once, no pedal)."""
     spec = load_spec("piano-61-diy")
-    dev = open_port("sim://", spec, truth_seed=2)
+    dev = opened(open_port("sim://", spec, truth_seed=2))
     rec = Recorder(dev)
     cal = calibrate(rec, spec, max_strikes_per_key=12)
     cal.check_for(spec)
@@ -323,14 +323,14 @@ def test_return_probe_strikes_exactly_gap_after_release(session, spec) -> None: 
     assert all(cal.keys[p].strikes <= 12 for p in PITCHES)
 
 
-def test_return_time_over_truth_seeds() -> None:
+def test_return_time_over_truth_seeds(opened) -> None:
     """Several truth seeds, keys spread over the keyboard: never more than 1 ms short of
     the true return time; at most 5 ms long for nearly all keys."""
     spec = load_spec("piano-88-grand")
     pitches = list(range(21, 109, 8))
     err = []
     for seed in (1, 2, 3, 4):
-        dev = open_port("sim://", spec, truth_seed=seed, sensor_seed=10 + seed)
+        dev = opened(open_port("sim://", spec, truth_seed=seed, sensor_seed=10 + seed))
         cal, rep = calibrate_session(dev, spec, pitches=pitches, seed=seed)
         assert rep.strikes <= 11 * len(pitches)  # 9 curve strikes + 1 probe, rarely 2
         err += [cal.keys[p].return_us - dev._truth.key(p).return_us for p in pitches]
@@ -352,12 +352,12 @@ def _truth_with_returns(spec, seed: int, returns: dict[int, int], path: Path) ->
     return path
 
 
-def test_return_time_outside_the_plausible_range(spec, tmp_path: Path) -> None:  # noqa: ANN001
+def test_return_time_outside_the_plausible_range(opened, spec, tmp_path: Path) -> None:  # noqa: ANN001
     """Keys much quicker or slower than the nominal: a second probe at another gap;
     a key too slow for both probes keeps the spec's nominal (None) and is reported."""
     returns = {30: 20_000, 40: 30_000, 60: 47_000, 80: 110_000, 100: 250_000}
     path = _truth_with_returns(spec, 5, returns, tmp_path / "truth.yaml")
-    dev = open_port(f"sim://?truth={path}", spec)
+    dev = opened(open_port(f"sim://?truth={path}", spec))
     cal, rep = calibrate_session(dev, spec, pitches=list(returns))
     for p, r in returns.items():
         c = cal.keys[p]

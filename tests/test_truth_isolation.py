@@ -153,10 +153,10 @@ def _small_score() -> Score:
     return Score(notes=notes)
 
 
-def test_calibrator_and_planner_never_touch_truth(spec) -> None:  # noqa: ANN001
+def test_calibrator_and_planner_never_touch_truth(opened, spec) -> None:  # noqa: ANN001
     from robo_player.planner.piano import plan_piano
 
-    dev = open_port("sim://", spec, truth_seed=5)
+    dev = opened(open_port("sim://", spec, truth_seed=5))
     wrapped = OnlyPlay(dev)
     with truth_sealed():
         cal, rep = calibrate_session(wrapped, spec, pitches=list(range(60, 72)), seed=5)
@@ -167,8 +167,8 @@ def test_calibrator_and_planner_never_touch_truth(spec) -> None:  # noqa: ANN001
     assert isinstance(cal, Calibration) and cal.keys[60].strikes > 0
 
 
-def test_guard_catches_a_calibrator_that_peeks(spec) -> None:  # noqa: ANN001
-    dev = open_port("sim://", spec, truth_seed=5)
+def test_guard_catches_a_calibrator_that_peeks(opened, spec) -> None:  # noqa: ANN001
+    dev = opened(open_port("sim://", spec, truth_seed=5))
     wrapped = OnlyPlay(dev)
 
     def peeking_via_device(device: Any) -> float:
@@ -189,11 +189,11 @@ def test_guard_catches_a_calibrator_that_peeks(spec) -> None:  # noqa: ANN001
     assert 0.15 <= peeking_via_device(wrapped) <= 0.30
 
 
-def test_sim_still_plays_under_the_guard(spec) -> None:  # noqa: ANN001
+def test_sim_still_plays_under_the_guard(opened, spec) -> None:  # noqa: ANN001
     # the guard must not stop the simulator from reading its own truth
     from robo_player.plan import Command, Op
 
-    dev = OnlyPlay(open_port("sim://", spec, truth_seed=1))
+    dev = OnlyPlay(opened(open_port("sim://", spec, truth_seed=1)))
     with truth_sealed():
         key = spec.key(60)
         plan = Plan(

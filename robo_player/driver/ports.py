@@ -71,6 +71,12 @@ _REGISTRY: dict[str, Factory | str] = {
 }
 
 
+# Devices opened through open_port and not yet seen closed, so tests (and shutdown
+# hooks) can check that none is left open or energised. Closed ones are pruned on
+# every open, so the list stays as short as the number of devices really open.
+OPEN_DEVICES: list[Any] = []
+
+
 def register_port(scheme: str, factory: Factory | str) -> None:
     _REGISTRY[scheme] = factory
 
@@ -98,4 +104,7 @@ def open_port(url: str, spec: PianoSpec, **options: Any) -> Device:
         _REGISTRY[parts.scheme] = entry
     opts: dict[str, Any] = dict(parse_qsl(parts.query))
     opts.update({k: v for k, v in options.items() if v is not None})
-    return entry(parts, spec, **opts)
+    device = entry(parts, spec, **opts)
+    OPEN_DEVICES[:] = [d for d in OPEN_DEVICES if getattr(d, "is_open", True)]
+    OPEN_DEVICES.append(device)
+    return device
