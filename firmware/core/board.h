@@ -9,6 +9,7 @@
  *   RP_FW_MAX_LEVEL      highest PWM level the outputs take
  *   RP_LATE_SLACK_US     dispatch later than this after its clock = late
  *   RP_EVENT_RING        queued events (a power of two)
+ *   RP_TIMER_LEAD_TICKS  the timer fires this early; the core decides, then waits
  *   rp_irq_t, RP_IRQ_SAVE(), RP_IRQ_RESTORE(s): critical sections against the timer
  */
 #ifndef RP_BOARD_H
@@ -23,6 +24,10 @@ uint32_t board_clock(void);
 /* Call rp_timer() once the clock reaches `clock` (at once if it already has).
  * A later call replaces the earlier request. */
 void board_timer_arm(uint32_t clock);
+
+/* Busy-wait until the clock reaches `clock` (timer context; at most
+ * RP_TIMER_LEAD_TICKS, which board_config.h sets: 0 where the timer is exact enough). */
+void board_wait_until(uint32_t clock);
 
 /* Drive one output. `level` 0 = off, pwm_max = full on. Called in the timer context
  * (and, for all-off, from the main loop inside a critical section). */

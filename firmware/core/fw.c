@@ -162,6 +162,8 @@ static void enqueue(uint8_t op, uint8_t n, int32_t level, uint16_t pulse_us, uin
     c.level = (uint16_t)level;
     c.pulse_us = pulse_us;
     c.hold = hold;
+    c.weight = rp_weight(a, (uint16_t)level);
+    c.hold_weight = rp_weight(a, hold);
     if (!rp_sched_push(&c)) /* cannot happen: frames are checked against free slots */
         do_shutdown(RP_SHUTDOWN_INTERNAL);
 }
@@ -228,6 +230,7 @@ static void configure_actuator(const uint32_t *v, const uint8_t *msg, uint8_t le
     else if (!board_output_ok(a->out_kind, a->out_addr, a->out_channel))
         cfg_fail(RP_CFG_BAD_OUTPUT, n);
     a->max_on_ticks = max_on_us * RP_TICKS_PER_US;
+    a->drain_k = (uint16_t)((64UL * 256UL * a->duty_permille) / 1000UL);
 }
 
 static void configure_end(uint32_t hash)

@@ -27,16 +27,20 @@ static uint32_t duty_poll_clock;
 static uint32_t armed_clock;
 static uint8_t armed_valid;
 
+#define BEFORE(a, b) ((int32_t)((a) - (b)) < 0)
+#define DUTY_UNIT_TICKS (64UL * RP_TICKS_PER_US) /* the bucket integrates in 64 us steps */
+#define DUTY_POLL_TICKS (8000UL * RP_TICKS_PER_US)
+#define BATCH 8 /* commands of one clock decided together */
+
 static void arm(uint32_t clock)
 {
-    if (!armed_valid || (int32_t)(clock - armed_clock) < 0) {
+    clock -= RP_TIMER_LEAD_TICKS;
+    if (!armed_valid || BEFORE(clock, armed_clock)) {
         armed_clock = clock;
         armed_valid = 1;
         board_timer_arm(clock);
     }
 }
-
-#define BEFORE(a, b) ((int32_t)((a) - (b)) < 0)
 
 static uint16_t qi(uint16_t i)
 {
@@ -76,33 +80,38 @@ uint8_t rp_event_pop(rp_event *ev)
     return ok;
 }
 
-/* ---- duty bucket ---- */
+/* ---- duty bucket: multiplications and shifts only, so the timer context may call it ---- */
 
-static uint16_t weight_of(const rp_act *a, uint16_t level)
+uint8_t rp_weight(const rp_act *a, uint16_t level)
 {
     if (!level)
         return 0;
-    /* (level / pwm_max)^2 in 1/256, integer only */
     uint32_t r = ((uint32_t)level << 8) / a->pwm_max; /* 0..256 */
     if (r > 256)
         r = 256;
-    return (uint16_t)((r * r) >> 8);
+    uint32_t w = (r * r) >> 8;
+    return (uint8_t)(w > 255 ? 255 : (w ? w : 1));
 }
 
 /* Bring a coil's bucket up to `now` at its present weight. */
 static void bucket_update(rp_act *a, uint32_t now)
 {
-    uint32_t dt_us = (now - a->bucket_clock) / RP_TICKS_PER_US;
-    if (dt_us == 0)
+    uint32_t dt = now - a->bucket_clock;
+    if ((int32_t)dt < (int32_t)DUTY_UNIT_TICKS)
         return;
-    a->bucket_clock += dt_us * RP_TICKS_PER_US;
-    if (dt_us > (1UL << 23))
-        dt_us = 1UL << 23; /* keeps the products in 32 bits; the main loop updates
-                            * energised coils every millisecond anyway */
-    uint32_t add = (dt_us * a->weight) >> 8;
-    uint32_t drain = (dt_us * a->duty_permille) / 1000;
-    uint32_t b = a->bucket_us + add;
-    a->bucket_us = b > drain ? b - drain : 0;
+    uint32_t units = dt / DUTY_UNIT_TICKS; /* a power of two: a shift */
+    a->bucket_clock += units * DUTY_UNIT_TICKS;
+    uint32_t b = a->bucket_us;
+    while (units) {
+        uint16_t u = units > 0xFFFFUL ? 0xFFFF : (uint16_t)units;
+        units -= u;
+        uint32_t add = ((uint32_t)u * a->weight) >> 2; /* u * 64 us * w / 256 */
+        uint32_t drain = ((uint32_t)u * a->drain_k) >> 8;
+        b += add;
+        b = b > drain ? b - drain : 0;
+    }
+    a->bucket_us = b;
+    a->hot = b >= RP_BUCKET_CAP_US(a);
 }
 
 /* ---- outputs ---- */
@@ -124,13 +133,19 @@ static void active_remove(uint8_t n)
         }
 }
 
-static void set_level(uint8_t n, uint16_t level, uint32_t now)
+static void output(uint8_t n, uint16_t level)
 {
     rp_act *a = &rp_acts[n];
     board_output(n, a->out_kind, a->out_addr, a->out_channel, level, a->pwm_max);
+}
+
+/* Bookkeeping of a level change that was already written to the output. */
+static void account_level(uint8_t n, uint16_t level, uint8_t weight, uint32_t now)
+{
+    rp_act *a = &rp_acts[n];
     bucket_update(a, now);
     a->level = level;
-    a->weight = weight_of(a, level);
+    a->weight = weight;
 }
 
 static void coil_off(uint8_t n, uint32_t now)
@@ -138,8 +153,10 @@ static void coil_off(uint8_t n, uint32_t now)
     rp_act *a = &rp_acts[n];
     if (a->phase == RP_PHASE_PULSE && rp_running_pulses)
         rp_running_pulses--;
-    if (a->phase != RP_PHASE_OFF || a->level)
-        set_level(n, 0, now);
+    if (a->phase != RP_PHASE_OFF || a->level) {
+        output(n, 0);
+        account_level(n, 0, 0, now);
+    }
     a->phase = RP_PHASE_OFF;
     active_remove(n);
 }
@@ -156,7 +173,7 @@ uint8_t rp_sched_duty_full(uint8_t n)
     rp_act *a = &rp_acts[n];
     rp_irq_t s = RP_IRQ_SAVE();
     bucket_update(a, board_clock());
-    uint8_t full = a->bucket_us >= RP_BUCKET_CAP_US(a);
+    uint8_t full = a->hot;
     RP_IRQ_RESTORE(s);
     return full;
 }
@@ -168,16 +185,18 @@ void rp_sched_reset(void)
     for (uint8_t n = 0; n < RP_FW_MAX_ACTUATORS; n++) {
         rp_act *a = &rp_acts[n];
         if (n < rp_act_count)
-            board_output(n, a->out_kind, a->out_addr, a->out_channel, 0, a->pwm_max);
+            output(n, 0);
         a->phase = RP_PHASE_OFF;
         a->level = 0;
         a->weight = 0;
+        a->hot = 0;
         a->bucket_us = 0;
         a->bucket_clock = now;
     }
     active_n = 0;
     rp_running_pulses = 0;
     q_head = q_count = 0;
+    armed_valid = 0;
     rp_count.played = rp_count.late = rp_count.refused = 0;
     rp_count.flushed = rp_count.cutoffs = 0;
     duty_poll_clock = now;
@@ -225,49 +244,76 @@ void rp_sched_all_off(uint32_t next_index)
 
 /* ---- the timer context ---- */
 
-static void run_cmd(const rp_cmd *c, uint32_t now)
+enum { DO_NOTHING = 0, DO_LEVEL };
+
+/* Decide what one due command does, before anything is written. `pulses` counts the
+ * strike pulses running, including the ones decided earlier in this batch. */
+static uint8_t decide(const rp_cmd *c, uint32_t now, uint8_t *pulses)
 {
-    uint8_t n = c->actuator;
-    rp_act *a = &rp_acts[n];
-    uint8_t late = (uint32_t)(now - c->clock) > (uint32_t)RP_LATE_SLACK_US * RP_TICKS_PER_US;
+    rp_act *a = &rp_acts[c->actuator];
+    uint8_t late = (int32_t)(now - c->clock) > (int32_t)(RP_LATE_SLACK_US * RP_TICKS_PER_US);
+    uint32_t index = rp_full_index(c->index, rp_next_index_snapshot);
     if (c->op == RP_OP_RELEASE) {
-        coil_off(n, now); /* output first: it is the timing that matters */
         if (late) {
             rp_count.late++;
-            rp_event_push(RP_EV_LATE_RELEASE, rp_full_index(c->index, rp_next_index_snapshot), n,
-                          c->clock);
+            rp_event_push(RP_EV_LATE_RELEASE, index, c->actuator, c->clock);
         } else {
             rp_count.played++;
         }
-        return;
+        return DO_LEVEL; /* turning off is always safe, late or not */
     }
     if (late) {
         rp_count.late++;
-        rp_event_push(RP_EV_LATE, rp_full_index(c->index, rp_next_index_snapshot), n, c->clock);
+        rp_event_push(RP_EV_LATE, index, c->actuator, c->clock);
+        return DO_NOTHING;
+    }
+    if (c->op == RP_OP_STRIKE && c->pulse_us && a->phase != RP_PHASE_PULSE) {
+        if (*pulses >= rp_max_concurrent) {
+            rp_count.refused++;
+            rp_event_push(RP_EV_REFUSED_CONCURRENCY, index, c->actuator, c->clock);
+            return DO_NOTHING;
+        }
+        (*pulses)++;
+    }
+    if (a->hot && c->level) {
+        rp_count.refused++;
+        rp_event_push(RP_EV_REFUSED_DUTY, index, c->actuator, c->clock);
+        return DO_NOTHING;
+    }
+    rp_count.played++;
+    return DO_LEVEL;
+}
+
+/* The level a decided command writes first. */
+static uint16_t first_level(const rp_cmd *c)
+{
+    if (c->op == RP_OP_RELEASE)
+        return 0;
+    if (c->op == RP_OP_STRIKE && !c->pulse_us)
+        return c->hold; /* no pulse: straight to hold */
+    return c->level;
+}
+
+/* State after the output of a decided command was written at c->clock. */
+static void account(const rp_cmd *c)
+{
+    uint8_t n = c->actuator;
+    rp_act *a = &rp_acts[n];
+    uint32_t t = c->clock;
+    uint16_t level = first_level(c);
+    if (!level) {
+        if (a->phase == RP_PHASE_PULSE && rp_running_pulses)
+            rp_running_pulses--;
+        account_level(n, 0, 0, t);
+        a->phase = RP_PHASE_OFF;
+        active_remove(n);
         return;
     }
     uint8_t fresh = a->phase != RP_PHASE_PULSE;
-    if (c->op == RP_OP_STRIKE && fresh && rp_running_pulses >= rp_max_concurrent) {
-        rp_count.refused++;
-        rp_event_push(RP_EV_REFUSED_CONCURRENCY, rp_full_index(c->index, rp_next_index_snapshot),
-                      n, c->clock);
-        return;
-    }
-    bucket_update(a, now);
-    if (a->bucket_us >= RP_BUCKET_CAP_US(a) && c->level) {
-        rp_count.refused++;
-        rp_event_push(RP_EV_REFUSED_DUTY, rp_full_index(c->index, rp_next_index_snapshot), n,
-                      c->clock);
-        return;
-    }
-    if (c->op == RP_OP_SET && c->level == 0) {
-        coil_off(n, now);
-        rp_count.played++;
-        return;
-    }
-    set_level(n, c->level, now);
+    account_level(n, level, c->op == RP_OP_STRIKE && !c->pulse_us ? c->hold_weight : c->weight,
+                  t);
     if (a->phase == RP_PHASE_OFF) {
-        a->on_since = c->clock;
+        a->on_since = t;
         active_add(n);
     }
     a->strike_index = c->index;
@@ -277,58 +323,52 @@ static void run_cmd(const rp_cmd *c, uint32_t now)
             rp_running_pulses++;
         a->phase = RP_PHASE_PULSE;
         a->hold = c->hold;
-        uint32_t end = c->clock + (uint32_t)c->pulse_us * RP_TICKS_PER_US;
+        a->hold_weight = c->hold_weight;
+        uint32_t end = t + (uint32_t)c->pulse_us * RP_TICKS_PER_US;
         a->deadline = BEFORE(end, cutoff) ? end : cutoff;
     } else {
         if (!fresh && rp_running_pulses)
             rp_running_pulses--;
-        if (c->op == RP_OP_STRIKE && c->hold != c->level) {
-            if (!c->hold) { /* a zero pulse and no hold: nothing stays on */
-                coil_off(n, now);
-                rp_count.played++;
-                return;
-            }
-            set_level(n, c->hold, now);
-        }
         a->phase = c->op == RP_OP_STRIKE ? RP_PHASE_HOLD : RP_PHASE_SET;
         a->deadline = cutoff;
     }
-    rp_count.played++;
 }
 
-static void run_deadline(uint8_t n, uint32_t now)
+static void run_deadline(uint8_t n, uint32_t t)
 {
     rp_act *a = &rp_acts[n];
     uint32_t cutoff = a->on_since + a->max_on_ticks;
-    if (a->phase == RP_PHASE_PULSE && BEFORE(now, cutoff)) {
+    uint8_t to_hold = a->phase == RP_PHASE_PULSE && BEFORE(t, cutoff) && a->hold;
+    board_wait_until(t);
+    output(n, to_hold ? a->hold : 0);
+    if (to_hold) {
         if (rp_running_pulses)
             rp_running_pulses--;
-        if (a->hold) {
-            set_level(n, a->hold, now);
-            a->phase = RP_PHASE_HOLD;
-            a->deadline = cutoff;
-        } else {
-            a->phase = RP_PHASE_HOLD; /* so coil_off does not count the pulse twice */
-            coil_off(n, now);
-        }
+        account_level(n, a->hold, a->hold_weight, t);
+        a->phase = RP_PHASE_HOLD;
+        a->deadline = cutoff;
         return;
     }
-    coil_off(n, now);
-    rp_count.cutoffs++;
-    rp_event_push(RP_EV_CUTOFF_MAX_ON, rp_full_index(a->strike_index, rp_next_index_snapshot), n,
-                  now);
+    uint8_t cut = !(a->phase == RP_PHASE_PULSE && BEFORE(t, cutoff)); /* else: pulse, no hold */
+    if (a->phase == RP_PHASE_PULSE && rp_running_pulses)
+        rp_running_pulses--;
+    account_level(n, 0, 0, t);
+    a->phase = RP_PHASE_OFF;
+    active_remove(n);
+    if (cut) {
+        rp_count.cutoffs++;
+        rp_event_push(RP_EV_CUTOFF_MAX_ON, rp_full_index(a->strike_index, rp_next_index_snapshot),
+                      n, t);
+    }
 }
 
 void rp_sched_run(void)
 {
     /* Bounded: at most every queued command and every coil's deadline once. */
     uint16_t budget = RP_QUEUE_SIZE + RP_FW_MAX_ACTUATORS;
-    uint32_t next = 0;
     armed_valid = 0;
-    uint8_t have_next;
-    for (;;) {
+    while (budget) {
         uint32_t now = board_clock();
-        /* earliest coil deadline */
         uint8_t dn = 0xFF;
         uint32_t dclock = 0;
         for (uint8_t i = 0; i < active_n; i++) {
@@ -338,43 +378,56 @@ void rp_sched_run(void)
                 dclock = rp_acts[n].deadline;
             }
         }
-        have_next = 0;
-        if (q_count && (dn == 0xFF || !BEFORE(dclock, q[q_head].clock))) {
-            next = q[q_head].clock;
-            have_next = 1;
-            if (budget && !BEFORE(now, next)) {
-                rp_cmd c = q[q_head];
-                q_head = qi(1);
-                q_count--;
-                run_cmd(&c, now);
-                budget--;
-                continue;
-            }
-        } else if (dn != 0xFF) {
-            next = dclock;
-            have_next = 1;
-            if (budget && !BEFORE(now, next)) {
-                run_deadline(dn, now);
-                budget--;
-                continue;
-            }
+        uint8_t cmd_first = q_count && (dn == 0xFF || !BEFORE(dclock, q[q_head].clock));
+        if (!cmd_first && dn == 0xFF)
+            return; /* nothing to wait for */
+        uint32_t next = cmd_first ? q[q_head].clock : dclock;
+        if ((int32_t)(next - now) > (int32_t)RP_TIMER_LEAD_TICKS) {
+            arm(next);
+            return;
         }
-        break;
+        if (!cmd_first) {
+            run_deadline(dn, dclock);
+            budget--;
+            continue;
+        }
+        /* a batch: the commands of this clock, one per actuator, decided first */
+        rp_cmd batch[BATCH];
+        uint8_t act[BATCH], nb = 0, pulses = rp_running_pulses;
+        while (nb < BATCH && q_count && q[q_head].clock == next && budget) {
+            uint8_t dup = 0;
+            for (uint8_t i = 0; i < nb; i++)
+                dup |= batch[i].actuator == q[q_head].actuator;
+            if (dup)
+                break; /* the same coil twice: its second command goes in the next batch */
+            batch[nb] = q[q_head];
+            q_head = qi(1);
+            q_count--;
+            budget--;
+            act[nb] = decide(&batch[nb], now, &pulses);
+            nb++;
+        }
+        board_wait_until(next);
+        for (uint8_t i = 0; i < nb; i++)
+            if (act[i])
+                output(batch[i].actuator, first_level(&batch[i]));
+        for (uint8_t i = 0; i < nb; i++)
+            if (act[i])
+                account(&batch[i]);
     }
-    if (have_next)
-        arm(next);
 }
 
 void rp_sched_poll(void)
 {
     uint32_t now = board_clock();
-    if ((uint32_t)(now - duty_poll_clock) < 1000UL * RP_TICKS_PER_US)
+    if ((uint32_t)(now - duty_poll_clock) < DUTY_POLL_TICKS)
         return;
     duty_poll_clock = now;
-    for (uint8_t i = 0; i < active_n; i++) {
-        rp_irq_t s = RP_IRQ_SAVE();
-        uint8_t n = active[i];
+    for (uint8_t n = 0; n < rp_act_count; n++) {
         rp_act *a = &rp_acts[n];
+        if (a->phase == RP_PHASE_OFF && !a->hot)
+            continue; /* cool and idle: its bucket only drains, done lazily */
+        rp_irq_t s = RP_IRQ_SAVE();
         bucket_update(a, board_clock());
         uint8_t over = a->phase != RP_PHASE_OFF && a->bucket_us > RP_BUCKET_CAP_US(a);
         if (over) {
@@ -382,11 +435,9 @@ void rp_sched_poll(void)
             rp_count.cutoffs++;
         }
         RP_IRQ_RESTORE(s);
-        if (over) {
-            rp_event_push(RP_EV_CUTOFF_DUTY, rp_full_index(a->strike_index, rp_next_index_snapshot), n,
-                          now);
-            i--; /* coil_off moved another coil into slot i */
-        }
+        if (over)
+            rp_event_push(RP_EV_CUTOFF_DUTY,
+                          rp_full_index(a->strike_index, rp_next_index_snapshot), n, now);
     }
 }
 
@@ -401,7 +452,7 @@ uint16_t rp_sched_heat(uint8_t *actuator)
         bucket_update(a, now);
         uint32_t b = a->bucket_us, cap = RP_BUCKET_CAP_US(a);
         RP_IRQ_RESTORE(s);
-        if (!cap)
+        if (!cap || !b)
             continue;
         /* permille without 64-bit math: scale down both sides first */
         while (b > 4000000UL || cap > 4000000UL) {
@@ -411,7 +462,7 @@ uint16_t rp_sched_heat(uint8_t *actuator)
         uint32_t pm = cap ? (b * 1000UL) / cap : 0;
         if (pm > 65535UL)
             pm = 65535UL;
-        if (pm > best || (*actuator == RP_NO_ACTUATOR && b)) {
+        if (pm > best || *actuator == RP_NO_ACTUATOR) {
             best = (uint16_t)pm;
             *actuator = n;
         }

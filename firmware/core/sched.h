@@ -23,6 +23,7 @@ typedef struct {
     uint16_t level; /* strike drive or set level */
     uint16_t pulse_us;
     uint16_t hold;
+    uint8_t weight, hold_weight; /* rp_weight() of level and hold, made by the main loop */
 } rp_cmd;
 
 enum { RP_PHASE_OFF = 0, RP_PHASE_PULSE, RP_PHASE_HOLD, RP_PHASE_SET };
@@ -40,7 +41,9 @@ typedef struct {
     uint16_t strike_index; /* low 16 bits, like rp_cmd.index */
     uint32_t bucket_us; /* duty leaky bucket: weighted on-time, microseconds */
     uint32_t bucket_clock;
-    uint16_t weight; /* (level/pwm_max)^2 in 1/256 */
+    uint16_t drain_k; /* bucket drain per 64 us, in 1/256 us: 64 * 256 * duty_permille / 1000 */
+    uint8_t weight, hold_weight; /* present and after-pulse (level/pwm_max)^2, 255 = full */
+    uint8_t hot;                 /* bucket full: strikes and sets are refused */
 } rp_act;
 
 typedef struct {
@@ -61,6 +64,9 @@ extern uint32_t rp_duty_window_ms;
 extern rp_counters rp_count;
 extern volatile uint8_t rp_running_pulses;
 
+/* (level / pwm_max)^2 in 1/255 (main loop: it divides). */
+uint8_t rp_weight(const rp_act *a, uint16_t level);
+
 void rp_sched_reset(void);                  /* all off, queue flushed silently, counters 0 */
 uint16_t rp_sched_free(void);               /* free queue slots */
 uint16_t rp_sched_queued(void);
@@ -69,7 +75,10 @@ uint8_t rp_sched_push(const rp_cmd *c);
 /* Flush the queue and turn every output off (all_off, shutdown, watchdog); reports
  * FLUSHED if anything was queued. Uses `next_index` to rebuild the 32-bit indices. */
 void rp_sched_all_off(uint32_t next_index);
-/* Timer context: run everything due, then arm the timer for the next thing. */
+/* Timer context: run everything due within RP_TIMER_LEAD_TICKS, then arm the timer
+ * that much before the next thing. Commands due at the same clock are decided first,
+ * then board_wait_until(clock), then their outputs written back to back, and only then
+ * the bookkeeping: the outputs of a chord leave within a few cycles of each other. */
 void rp_sched_run(void);
 /* Main loop: duty-bucket upkeep for energised coils (cutoff when a bucket overflows). */
 void rp_sched_poll(void);

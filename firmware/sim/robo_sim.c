@@ -61,6 +61,33 @@ static void on_tccr1b(struct avr_t *a, avr_io_addr_t addr, uint8_t v, void *para
     }
 }
 
+/* Check the mapping at every Timer1 compare-A match: the firmware's clock then equals
+ * OCR1A in its low 16 bits. The first match corrects the start cycle (simavr starts
+ * counting a few cycles after the TCCR1B write); later ones count disagreements. */
+#define OCR1AL_ADDR 0x88
+#define TIMSK1_ADDR 0x6F
+#define TIMER1_COMPA_VECTOR 17
+static int clock_checked;
+static uint64_t clock_mismatches;
+
+static void on_compa(struct avr_irq_t *irq, uint32_t value, void *param)
+{
+    (void)irq, (void)param;
+    if (!value || !timer_started || !(avr->data[TIMSK1_ADDR] & 0x02))
+        return; /* simavr signals every match; only armed ones (OCIE1A set) count */
+    uint16_t ocr = (uint16_t)(avr->data[OCR1AL_ADDR] | avr->data[OCR1AL_ADDR + 1] << 8);
+    int16_t diff = (int16_t)(uint16_t)((avr->cycle - timer_start_cycle) - ocr);
+    if (!clock_checked) {
+        clock_checked = 1;
+        timer_start_cycle += (int64_t)diff;
+        if (trace)
+            fprintf(trace, "# timer1 clock = cycle - %" PRIu64 " (checked at a compare match)\n",
+                    timer_start_cycle);
+    } else if (diff) {
+        clock_mismatches++;
+    }
+}
+
 static const char port_letters[11] = {'A', 'B', 'C', 'D', 'E', 'F', 'G', 'H', 'J', 'K', 'L'};
 
 static void on_port(struct avr_irq_t *irq, uint32_t value, void *param)
@@ -157,6 +184,8 @@ int main(int argc, char **argv)
     }
 
     avr_register_io_write(avr, TCCR1B_ADDR, on_tccr1b, NULL);
+    avr_irq_register_notify(avr_get_interrupt_irq(avr, TIMER1_COMPA_VECTOR) + AVR_INT_IRQ_PENDING,
+                            on_compa, NULL);
     if (trace_path) {
         trace = fopen(trace_path, "w");
         if (!trace) {
@@ -213,11 +242,14 @@ int main(int argc, char **argv)
     }
     if (trace) {
         fprintf(trace, "# cycles %" PRIu64 " busy %" PRIu64 "\n", (uint64_t)avr->cycle, busy);
+        fprintf(trace, "# clock mismatches %" PRIu64 "\n", clock_mismatches);
         fprintf(trace, "# exit state=%d\n", state);
         fclose(trace);
     }
-    uart_pty_stop(&uart_pty);
     if (link_path)
         unlink(link_path);
-    return state == cpu_Crashed ? 1 : 0;
+    /* not uart_pty_stop(): its thread does not always leave select() (it joins forever);
+     * _exit ends it with the process */
+    fflush(NULL);
+    _exit(state == cpu_Crashed ? 1 : 0);
 }

@@ -28,6 +28,7 @@ static char enq_text[65536];
 
 uint32_t board_clock(void) { return fake_now; }
 void board_timer_arm(uint32_t clock) { (void)clock; }
+void board_wait_until(uint32_t clock) { (void)clock; }
 void board_output(uint8_t a, uint8_t k, uint8_t ad, uint8_t ch, uint16_t level, uint16_t pm)
 {
     (void)a, (void)k, (void)ad, (void)ch, (void)level, (void)pm;

@@ -41,17 +41,24 @@ static volatile uint16_t clock_hi;
 static volatile uint32_t timer_target;
 static volatile uint8_t timer_far; /* armed, but more than one timer period ahead */
 
+/* Interrupts off. The compare matches when TCNT1 reaches OCR1A: exactly at the target
+ * when it is less than one timer period ahead; a target in the past (or closer than
+ * 64 ticks) fires 64 ticks from now. */
+static void set_compare(int32_t ahead)
+{
+    timer_far = 0;
+    OCR1A = ahead < 64 ? (uint16_t)(TCNT1 + 64) : (uint16_t)timer_target;
+    TIFR1 = _BV(OCF1A);
+    TIMSK1 |= _BV(OCIE1A);
+}
+
 ISR(TIMER1_OVF_vect)
 {
     clock_hi++;
     if (timer_far) {
         uint32_t now = ((uint32_t)clock_hi << 16) | TCNT1;
-        if ((int32_t)(timer_target - now) < 0xF000L) {
-            timer_far = 0;
-            OCR1A = (uint16_t)timer_target;
-            TIFR1 = _BV(OCF1A);
-            TIMSK1 |= _BV(OCIE1A);
-        }
+        if ((int32_t)(timer_target - now) < 0x10000L)
+            set_compare((int32_t)(timer_target - now));
     }
 }
 
@@ -73,17 +80,29 @@ void board_timer_arm(uint32_t clock)
     cli();
     timer_target = clock;
     int32_t ahead = (int32_t)(clock - board_clock());
-    if (ahead < 0xF000L) {
-        timer_far = 0;
-        /* too close (or past): fire as soon as the ISR can run */
-        OCR1A = ahead < 64 ? (uint16_t)(TCNT1 + 64) : (uint16_t)clock;
-        TIFR1 = _BV(OCF1A);
-        TIMSK1 |= _BV(OCIE1A);
-    } else {
+    if (ahead < 0xFFC0L) {
+        set_compare(ahead);
+    } else { /* the overflow interrupt sets the compare within the last period */
         timer_far = 1;
         TIMSK1 &= (uint8_t)~_BV(OCIE1A);
     }
     SREG = s;
+}
+
+/* Cycles from the end of board_wait_until() to the port write of the first output
+ * (the core's batch loop and board_output()), measured in simavr: the wait ends this
+ * much early so that the pin changes at the commanded clock. */
+#define OUTPUT_PATH_TICKS 170
+
+void board_wait_until(uint32_t clock)
+{
+    /* timer context, interrupts off, at most RP_TIMER_LEAD_TICKS: spin on TCNT1 */
+    clock -= OUTPUT_PATH_TICKS;
+    if ((int32_t)(clock - board_clock()) <= 0)
+        return;
+    uint16_t lo = (uint16_t)clock;
+    while ((int16_t)(TCNT1 - lo) < 0)
+        ;
 }
 
 ISR(TIMER1_COMPA_vect)

@@ -12,6 +12,7 @@
 /* an OS process can be descheduled for milliseconds on a busy machine */
 #define RP_LATE_SLACK_US 10000
 #define RP_EVENT_RING 64
+#define RP_TIMER_LEAD_TICKS 0 /* the loop wakes at the clock itself */
 
 typedef int rp_irq_t; /* one thread: the loop calls rp_timer() itself */
 #define RP_IRQ_SAVE() 0

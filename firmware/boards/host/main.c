@@ -52,6 +52,12 @@ void board_timer_arm(uint32_t clock)
     armed = 1;
 }
 
+void board_wait_until(uint32_t clock)
+{
+    while ((int32_t)(board_clock() - clock) < 0)
+        ;
+}
+
 void board_output(uint8_t actuator, uint8_t out_kind, uint8_t out_addr, uint8_t out_channel,
                   uint16_t level, uint16_t pwm_max)
 {
