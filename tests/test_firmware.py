@@ -10,6 +10,7 @@ waits for an answer before it fails.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import time
@@ -493,3 +494,121 @@ def test_all_off_flushes_and_reports(fw: Fw) -> None:
     assert (ev["index"], ev["clock"]) == (0, 5)
     st = fw.link.status()
     assert (st["flushed"], st["free"], st["state"]) == (5, 1024, State.READY)
+
+
+# ---------------------------------------------------------------- AVR build under simavr
+
+SIM_BIN = FW / "build" / "sim" / "robo_sim"
+AVR_ELF = FW / "build" / "avr" / "robo_fw.elf"
+AVR_HZ = 16_000_000
+
+
+@pytest.fixture(scope="session")
+def avr_built() -> str:
+    for tool in ("make", "cc", "avr-gcc"):
+        if shutil.which(tool) is None:
+            pytest.skip(f"{tool} not found: the AVR firmware and its simavr harness need it")
+    if not Path("/usr/include/simavr/sim_avr.h").exists():
+        pytest.skip("libsimavr-dev not installed (/usr/include/simavr/sim_avr.h)")
+    r = subprocess.run(["make", "-C", str(FW), "avr", "sim"], capture_output=True, text=True)
+    assert r.returncode == 0, f"AVR/sim build failed:\n{r.stdout}\n{r.stderr}"
+    return r.stdout
+
+
+def test_avr_build_fits_with_margin(avr_built: str) -> None:
+    m = re.search(r"avr: flash (\d+) B .* RAM (\d+) B", avr_built)
+    assert m, avr_built
+    flash, ram = int(m[1]), int(m[2])
+    assert flash < 64 * 1024  # of 256 KiB
+    assert ram <= 6656  # of 8 KiB: at least 1.5 KiB left for the stack
+
+
+@dataclass
+class Sim:
+    proc: subprocess.Popen[str]
+    link: Link
+    trace: Path
+
+    def rows(self) -> list[tuple[int, int, int]]:
+        """(clock, direct output, level) of every pin change."""
+        out = []
+        for line in self.trace.read_text().splitlines():
+            if line.startswith("#") or not line.strip():
+                continue
+            c, kind, _addr, ch, lv = (int(x) for x in line.split())
+            if kind == 0:
+                out.append((c, ch, lv))
+        return out
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(timeout=10)
+
+    def busy(self) -> tuple[int, int]:
+        """(total, busy) cycles at exit: the CPU-load figure."""
+        lines = [ln.split() for ln in self.trace.read_text().splitlines()]
+        last = [ln for ln in lines if ln[:2] == ["#", "cycles"]][-1]
+        return int(last[2]), int(last[4])
+
+
+@pytest.fixture
+def sim(avr_built: str, tmp_path: Path) -> Iterator[Sim]:
+    link_path = tmp_path / "avr.pty"
+    trace = tmp_path / "avr.trace"
+    proc = subprocess.Popen(
+        [str(SIM_BIN), "--elf", str(AVR_ELF), "--pty-link", str(link_path), "--trace",
+         str(trace), "--boot-id", "0xA5A5"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    while line and not line.startswith("PTY "):  # simavr prints its own lines first
+        line = proc.stdout.readline()
+    assert line.startswith("PTY "), proc.stderr.read() if proc.stderr else ""
+    link = Link(str(link_path))
+    try:
+        link.sync()
+        yield Sim(proc, link, trace)
+    finally:
+        link.close()
+        if proc.poll() is None:
+            proc.terminate()
+            proc.wait(timeout=10)
+
+
+def test_avr_under_simavr_strikes_within_20us(sim: Sim) -> None:
+    r = sim.link.request(Message.make("identify"), "identify_resp")
+    assert (r["board"], r["clock_hz"], r["boot_id"]) == (b"avr-mega2560", AVR_HZ, 0xA5A5)
+    assert configure(sim.link, cfg_messages(4, time_shift=4))["reason"] == ConfigReason.OK
+    us = AVR_HZ // 1_000_000
+    t = sim.link.clock() + 60_000 * us
+    cmds = [
+        TimedCommand(t, Op.STRIKE, 0, 3000, 20_000, 1200),  # a three-note chord
+        TimedCommand(t, Op.STRIKE, 1, 2000, 20_000, 1200),
+        TimedCommand(t, Op.STRIKE, 2, 4095, 15_000, 0),  # no hold: off after the pulse
+        TimedCommand(t + 30_000 * us, Op.RELEASE, 0),
+        TimedCommand(t + 31_000 * us, Op.RELEASE, 1),
+        TimedCommand(t + 31_000 * us + 7 * us, Op.STRIKE, 3, 1000, 5_000, 0),
+    ]
+    schedule(sim.link, cmds, time_shift=4)
+    st = wait_done(sim.link, len(cmds))
+    assert (st["played"], st["late"], st["refused"]) == (len(cmds), 0, 0)
+    want = {
+        0: [(t, 1), (t + 30_000 * us, 0)],
+        1: [(t, 1), (t + 31_000 * us, 0)],
+        2: [(t, 1), (t + 15_000 * us, 0)],
+        3: [(t + 31_007 * us, 1), (t + 31_007 * us + 5_000 * us, 0)],
+    }
+    rows = sim.rows()
+    errors_us = []
+    for out, edges in want.items():
+        got = [(c, lv) for c, ch, lv in rows if ch == out]
+        assert [lv for _, lv in got] == [lv for _, lv in edges], (out, got)
+        errors_us += [(c - w) / us for (c, _), (w, _) in zip(got, edges, strict=True)]
+    assert max(abs(e) for e in errors_us) <= 20.0, errors_us
+    sim.link.close()
+    sim.stop()
+    total, busy = sim.busy()
+    assert 0 < busy < total

@@ -9,7 +9,9 @@
  *   RP_FW_MAX_LEVEL      highest PWM level the outputs take
  *   RP_LATE_SLACK_US     dispatch later than this after its clock = late
  *   RP_EVENT_RING        queued events (a power of two)
- *   RP_TIMER_LEAD_TICKS  the timer fires this early; the core decides, then waits
+ *   RP_TIMER_LEAD_TICKS  the timer fires this early (plus RP_TIMER_LEAD_PER_CMD_TICKS
+ *                        per command due at that clock); the core decides, then waits
+ *   rp_out_t, board_output_commit(const rp_out_t *): a prepared output write
  *   rp_irq_t, RP_IRQ_SAVE(), RP_IRQ_RESTORE(s): critical sections against the timer
  */
 #ifndef RP_BOARD_H
@@ -29,10 +31,11 @@ void board_timer_arm(uint32_t clock);
  * RP_TIMER_LEAD_TICKS, which board_config.h sets: 0 where the timer is exact enough). */
 void board_wait_until(uint32_t clock);
 
-/* Drive one output. `level` 0 = off, pwm_max = full on. Called in the timer context
- * (and, for all-off, from the main loop inside a critical section). */
-void board_output(uint8_t actuator, uint8_t out_kind, uint8_t out_addr, uint8_t out_channel,
-                  uint16_t level, uint16_t pwm_max);
+/* Drive one output in two steps: prepare (all the lookups) and, at the exact time,
+ * board_output_commit(&o) (board_config.h: static inline, a few cycles). `level` 0 =
+ * off, pwm_max = full on. Timer context, or the main loop in a critical section. */
+void board_output_prepare(uint8_t actuator, uint8_t out_kind, uint8_t out_addr,
+                          uint8_t out_channel, uint16_t level, uint16_t pwm_max, rp_out_t *o);
 
 /* 1 if this board can drive that output. */
 uint8_t board_output_ok(uint8_t out_kind, uint8_t out_addr, uint8_t out_channel);

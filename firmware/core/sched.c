@@ -23,6 +23,17 @@ static volatile uint8_t ev_head, ev_tail; /* head: next to read; tail: next to w
 
 static uint32_t duty_poll_clock;
 
+/* Weight changes made in the timer context, integrated into the duty buckets by the
+ * main loop (the bucket arithmetic is too slow for the timer context). */
+typedef struct {
+    uint32_t clock;
+    uint8_t actuator, weight;
+} wchange;
+#define WLOG 32
+static wchange wlog[WLOG];
+static volatile uint8_t wlog_head, wlog_tail;
+uint16_t rp_wlog_overflows; /* changes applied without their exact time (ring full) */
+
 /* What the timer is armed for, so that a push never postpones an earlier deadline. */
 static uint32_t armed_clock;
 static uint8_t armed_valid;
@@ -30,11 +41,32 @@ static uint8_t armed_valid;
 #define BEFORE(a, b) ((int32_t)((a) - (b)) < 0)
 #define DUTY_UNIT_TICKS (64UL * RP_TICKS_PER_US) /* the bucket integrates in 64 us steps */
 #define DUTY_POLL_TICKS (8000UL * RP_TICKS_PER_US)
-#define BATCH 8 /* commands of one clock decided together */
+#define BATCH 8 /* commands decided together before their outputs */
+#ifndef RP_BATCH_WINDOW_TICKS
+#define RP_BATCH_WINDOW_TICKS 0
+#endif
+#ifndef RP_OUTPUT_SPACING_TICKS
+#define RP_OUTPUT_SPACING_TICKS 0
+#endif
+
+static uint16_t qi(uint16_t i);
+
+/* How early to take up the work due at `clock`: a base, plus the decisions of each
+ * queued command at exactly that clock (a chord), so the outputs are still on time. */
+static uint16_t lead_for(uint32_t clock)
+{
+    uint8_t n = 1; /* a coil deadline, or the first command */
+    for (uint16_t i = 1; i < q_count && n < BATCH; i++) {
+        if ((uint32_t)(q[qi(i)].clock - clock) > RP_BATCH_WINDOW_TICKS)
+            break;
+        n++;
+    }
+    return (uint16_t)(RP_TIMER_LEAD_TICKS + (uint32_t)n * RP_TIMER_LEAD_PER_CMD_TICKS);
+}
 
 static void arm(uint32_t clock)
 {
-    clock -= RP_TIMER_LEAD_TICKS;
+    clock -= lead_for(clock);
     if (!armed_valid || BEFORE(clock, armed_clock)) {
         armed_clock = clock;
         armed_valid = 1;
@@ -133,19 +165,47 @@ static void active_remove(uint8_t n)
         }
 }
 
-static void output(uint8_t n, uint16_t level)
+static void prepare(uint8_t n, uint16_t level, rp_out_t *o)
 {
     rp_act *a = &rp_acts[n];
-    board_output(n, a->out_kind, a->out_addr, a->out_channel, level, a->pwm_max);
+    board_output_prepare(n, a->out_kind, a->out_addr, a->out_channel, level, a->pwm_max, o);
 }
 
-/* Bookkeeping of a level change that was already written to the output. */
+static void output(uint8_t n, uint16_t level)
+{
+    rp_out_t o;
+    prepare(n, level, &o);
+    board_output_commit(&o);
+}
+
+/* Bookkeeping of a level change that was already written to the output: the duty
+ * bucket learns of it from the change log. */
 static void account_level(uint8_t n, uint16_t level, uint8_t weight, uint32_t now)
 {
     rp_act *a = &rp_acts[n];
-    bucket_update(a, now);
     a->level = level;
-    a->weight = weight;
+    uint8_t next = (uint8_t)((wlog_tail + 1) & (WLOG - 1));
+    if (next == wlog_head) {
+        a->weight = weight; /* ring full: the bucket sees the change at its next update */
+        rp_wlog_overflows++;
+        return;
+    }
+    wlog[wlog_tail].clock = now;
+    wlog[wlog_tail].actuator = n;
+    wlog[wlog_tail].weight = weight;
+    wlog_tail = next;
+}
+
+/* Main loop: integrate the logged weight changes, oldest first. */
+static void wlog_drain(void)
+{
+    while (wlog_head != wlog_tail) {
+        wchange c = wlog[wlog_head]; /* a copy: the timer context may append meanwhile */
+        rp_act *a = &rp_acts[c.actuator];
+        bucket_update(a, c.clock);
+        a->weight = c.weight;
+        wlog_head = (uint8_t)((wlog_head + 1) & (WLOG - 1));
+    }
 }
 
 static void coil_off(uint8_t n, uint32_t now)
@@ -171,11 +231,9 @@ void rp_sched_release_now(uint8_t n)
 uint8_t rp_sched_duty_full(uint8_t n)
 {
     rp_act *a = &rp_acts[n];
-    rp_irq_t s = RP_IRQ_SAVE();
+    wlog_drain();
     bucket_update(a, board_clock());
-    uint8_t full = a->hot;
-    RP_IRQ_RESTORE(s);
-    return full;
+    return a->hot;
 }
 
 void rp_sched_reset(void)
@@ -197,6 +255,7 @@ void rp_sched_reset(void)
     rp_running_pulses = 0;
     q_head = q_count = 0;
     armed_valid = 0;
+    wlog_head = wlog_tail = 0;
     rp_count.played = rp_count.late = rp_count.refused = 0;
     rp_count.flushed = rp_count.cutoffs = 0;
     duty_poll_clock = now;
@@ -220,8 +279,8 @@ uint8_t rp_sched_push(const rp_cmd *c)
     }
     q[qi(i)] = *c;
     q_count++;
-    if (i == 0)
-        arm(c->clock);
+    if (i == 0 || c->clock == q[q_head].clock)
+        arm(c->clock); /* a new head, or one more command of the head's chord: earlier */
     RP_IRQ_RESTORE(s);
     return 1;
 }
@@ -339,8 +398,10 @@ static void run_deadline(uint8_t n, uint32_t t)
     rp_act *a = &rp_acts[n];
     uint32_t cutoff = a->on_since + a->max_on_ticks;
     uint8_t to_hold = a->phase == RP_PHASE_PULSE && BEFORE(t, cutoff) && a->hold;
+    rp_out_t o;
+    prepare(n, to_hold ? a->hold : 0, &o);
     board_wait_until(t);
-    output(n, to_hold ? a->hold : 0);
+    board_output_commit(&o);
     if (to_hold) {
         if (rp_running_pulses)
             rp_running_pulses--;
@@ -382,7 +443,7 @@ void rp_sched_run(void)
         if (!cmd_first && dn == 0xFF)
             return; /* nothing to wait for */
         uint32_t next = cmd_first ? q[q_head].clock : dclock;
-        if ((int32_t)(next - now) > (int32_t)RP_TIMER_LEAD_TICKS) {
+        if ((int32_t)(next - now) > (int32_t)lead_for(next)) {
             arm(next);
             return;
         }
@@ -391,29 +452,50 @@ void rp_sched_run(void)
             budget--;
             continue;
         }
-        /* a batch: the commands of this clock, one per actuator, decided first */
-        rp_cmd batch[BATCH];
+        /* a batch: the commands due within RP_BATCH_WINDOW_TICKS of this one (a chord, a
+         * release and the next strike), one per actuator, decided in place first */
+        rp_out_t outs[BATCH];
+        uint16_t idx[BATCH];
+        uint32_t ts[BATCH];
         uint8_t act[BATCH], nb = 0, pulses = rp_running_pulses;
-        while (nb < BATCH && q_count && q[q_head].clock == next && budget) {
+        uint16_t head = q_head, count = q_count;
+        while (nb < BATCH && count && budget &&
+               (uint32_t)(q[head].clock - next) <= RP_BATCH_WINDOW_TICKS) {
+            const rp_cmd *c = &q[head];
             uint8_t dup = 0;
             for (uint8_t i = 0; i < nb; i++)
-                dup |= batch[i].actuator == q[q_head].actuator;
+                dup |= q[idx[i]].actuator == c->actuator;
             if (dup)
                 break; /* the same coil twice: its second command goes in the next batch */
-            batch[nb] = q[q_head];
-            q_head = qi(1);
-            q_count--;
+            act[nb] = decide(c, now, &pulses);
+            if (act[nb])
+                prepare(c->actuator, first_level(c), &outs[nb]);
+            ts[nb] = c->clock;
+            idx[nb++] = head;
+            head = (uint16_t)(head + 1 == RP_QUEUE_SIZE ? 0 : head + 1);
+            count--;
             budget--;
-            act[nb] = decide(&batch[nb], now, &pulses);
-            nb++;
         }
-        board_wait_until(next);
+        q_head = head; /* the popped entries stay intact until the main loop pushes */
+        q_count = count;
+        /* the writes of one clock follow each other RP_OUTPUT_SPACING_TICKS apart:
+         * centre them on their clock */
+        uint8_t same = 0;
+        for (uint8_t i = 0; i < nb; i++)
+            same += act[i] && ts[i] == next;
+        uint32_t waited = next;
+        board_wait_until(next - (same > 1 ? (uint32_t)(same - 1) * RP_OUTPUT_SPACING_TICKS / 2 : 0));
+        for (uint8_t i = 0; i < nb; i++)
+            if (act[i]) {
+                if (ts[i] != waited) { /* a later command of the window */
+                    waited = ts[i];
+                    board_wait_until(waited);
+                }
+                board_output_commit(&outs[i]);
+            }
         for (uint8_t i = 0; i < nb; i++)
             if (act[i])
-                output(batch[i].actuator, first_level(&batch[i]));
-        for (uint8_t i = 0; i < nb; i++)
-            if (act[i])
-                account(&batch[i]);
+                account(&q[idx[i]]);
     }
 }
 
@@ -423,14 +505,16 @@ void rp_sched_poll(void)
     if ((uint32_t)(now - duty_poll_clock) < DUTY_POLL_TICKS)
         return;
     duty_poll_clock = now;
+    wlog_drain();
     for (uint8_t n = 0; n < rp_act_count; n++) {
         rp_act *a = &rp_acts[n];
         if (a->phase == RP_PHASE_OFF && !a->hot)
             continue; /* cool and idle: its bucket only drains, done lazily */
-        rp_irq_t s = RP_IRQ_SAVE();
         bucket_update(a, board_clock());
-        uint8_t over = a->phase != RP_PHASE_OFF && a->bucket_us > RP_BUCKET_CAP_US(a);
-        if (over) {
+        uint8_t over = 0;
+        rp_irq_t s = RP_IRQ_SAVE();
+        if (a->phase != RP_PHASE_OFF && a->bucket_us > RP_BUCKET_CAP_US(a)) {
+            over = 1;
             coil_off(n, board_clock());
             rp_count.cutoffs++;
         }
@@ -446,12 +530,11 @@ uint16_t rp_sched_heat(uint8_t *actuator)
     uint16_t best = 0;
     *actuator = RP_NO_ACTUATOR;
     uint32_t now = board_clock();
+    wlog_drain();
     for (uint8_t n = 0; n < rp_act_count; n++) {
         rp_act *a = &rp_acts[n];
-        rp_irq_t s = RP_IRQ_SAVE();
         bucket_update(a, now);
         uint32_t b = a->bucket_us, cap = RP_BUCKET_CAP_US(a);
-        RP_IRQ_RESTORE(s);
         if (!cap || !b)
             continue;
         /* permille without 64-bit math: scale down both sides first */

@@ -192,6 +192,7 @@ int main(int argc, char **argv)
             fprintf(stderr, "robo_sim: --trace %s: %s\n", trace_path, strerror(errno));
             return 1;
         }
+        setvbuf(trace, NULL, _IOLBF, 0); /* readers follow it while the sim runs */
         fprintf(trace, "# robo_sim avr clock_hz=%" PRIu32 " boot_id=0x%08" PRIx32 "\n",
                 (uint32_t)fw.frequency, boot_id);
         fflush(trace);

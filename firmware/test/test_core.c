@@ -29,10 +29,14 @@ static char enq_text[65536];
 uint32_t board_clock(void) { return fake_now; }
 void board_timer_arm(uint32_t clock) { (void)clock; }
 void board_wait_until(uint32_t clock) { (void)clock; }
-void board_output(uint8_t a, uint8_t k, uint8_t ad, uint8_t ch, uint16_t level, uint16_t pm)
+void board_output_prepare(uint8_t a, uint8_t k, uint8_t ad, uint8_t ch, uint16_t level,
+                          uint16_t pm, rp_out_t *o)
 {
-    (void)a, (void)k, (void)ad, (void)ch, (void)level, (void)pm;
+    (void)k, (void)ad, (void)ch, (void)pm;
+    o->actuator = a;
+    o->level = level;
 }
+void host_output_write(uint8_t a, uint16_t level) { (void)a, (void)level; }
 uint8_t board_output_ok(uint8_t k, uint8_t a, uint8_t c)
 {
     (void)k, (void)a, (void)c;

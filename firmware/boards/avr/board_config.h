@@ -15,9 +15,33 @@
 #define RP_FW_MAX_LEVEL 4095
 #define RP_LATE_SLACK_US 500
 #define RP_EVENT_RING 8
-/* the compare interrupt fires 100 us early: decisions, then a spin to the exact tick
- * (at 100 notes/s about 3 % of the CPU) */
-#define RP_TIMER_LEAD_TICKS (100UL * 16UL)
+/* the compare interrupt fires early: 60 us, plus 60 us for each command due at that
+ * clock (its decision and output lookups, measured in simavr: about 620 cycles); then
+ * the core spins to the exact tick */
+#define RP_TIMER_LEAD_TICKS (60U * 16U)
+#define RP_TIMER_LEAD_PER_CMD_TICKS (60U * 16U)
+/* commands this close to the first one are decided with it: their outputs then need
+ * only the wait and the port write (the bookkeeping of each comes after all of them) */
+#define RP_BATCH_WINDOW_TICKS (120U * 16U)
+/* cycles between two output writes of one clock (measured in simavr) */
+#define RP_OUTPUT_SPACING_TICKS 127U
+
+/* a prepared output write: a direct pin's port and mask, or a PCA9685 level */
+typedef struct {
+    volatile uint8_t *port; /* 0: a PCA9685 channel */
+    uint8_t mask, on, actuator;
+    uint16_t level;
+} rp_out_t;
+void avr_pca_set(uint8_t actuator, uint16_t level);
+static inline void board_output_commit(const rp_out_t *o)
+{
+    if (!o->port)
+        avr_pca_set(o->actuator, o->level);
+    else if (o->on)
+        *o->port |= o->mask;
+    else
+        *o->port &= (uint8_t)~o->mask;
+}
 
 typedef uint8_t rp_irq_t;
 static inline rp_irq_t rp_irq_save(void)

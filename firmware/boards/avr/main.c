@@ -90,17 +90,15 @@ void board_timer_arm(uint32_t clock)
 }
 
 /* Cycles from the end of board_wait_until() to the port write of the first output
- * (the core's batch loop and board_output()), measured in simavr: the wait ends this
+ * (the return and board_output_commit()), measured in simavr: the wait ends this
  * much early so that the pin changes at the commanded clock. */
-#define OUTPUT_PATH_TICKS 170
+#define OUTPUT_PATH_TICKS 100
 
 void board_wait_until(uint32_t clock)
 {
-    /* timer context, interrupts off, at most RP_TIMER_LEAD_TICKS: spin on TCNT1 */
-    clock -= OUTPUT_PATH_TICKS;
-    if ((int32_t)(clock - board_clock()) <= 0)
-        return;
-    uint16_t lo = (uint16_t)clock;
+    /* timer context, interrupts off, `clock` within RP_TIMER_LEAD_TICKS plus the batch
+     * window of now (far less than half a timer period): TCNT1 alone decides */
+    uint16_t lo = (uint16_t)(clock - OUTPUT_PATH_TICKS);
     while ((int16_t)(TCNT1 - lo) < 0)
         ;
 }
@@ -187,23 +185,27 @@ static volatile uint8_t pca_dirty[(RP_FW_MAX_ACTUATORS + 7) / 8];
 static volatile uint8_t pca_any;
 static uint8_t pca_inited[64 / 8]; /* I2C addresses 0x40..0x7F */
 
-void board_output(uint8_t actuator, uint8_t out_kind, uint8_t out_addr, uint8_t out_channel,
-                  uint16_t level, uint16_t pwm_max)
+void board_output_prepare(uint8_t actuator, uint8_t out_kind, uint8_t out_addr,
+                          uint8_t out_channel, uint16_t level, uint16_t pwm_max, rp_out_t *o)
 {
+    (void)out_addr;
+    o->actuator = actuator;
     if (out_kind == RP_OUT_DIRECT) {
         uint8_t pb = pgm_read_byte(&pins[out_channel]);
-        volatile uint8_t *port = port_reg(pb >> 3);
-        uint8_t mask = (uint8_t)(1 << (pb & 7));
-        if (level)
-            *port |= mask;
-        else
-            *port &= (uint8_t)~mask;
-        DDR_OF(port) |= mask;
+        o->port = port_reg(pb >> 3);
+        o->mask = (uint8_t)(1 << (pb & 7));
+        o->on = level != 0;
+        DDR_OF(o->port) |= o->mask; /* an output (low = off until the commit) */
         return;
     }
+    o->port = 0;
     /* 12-bit PCA9685 counts from the actuator's own scale */
-    pca_level[actuator] = (uint16_t)(((uint32_t)level * 4095UL + pwm_max / 2) / pwm_max);
-    (void)out_addr, (void)out_channel; /* read back from rp_acts when written */
+    o->level = (uint16_t)(((uint32_t)level * 4095UL + pwm_max / 2) / pwm_max);
+}
+
+void avr_pca_set(uint8_t actuator, uint16_t level)
+{
+    pca_level[actuator] = level;
     pca_dirty[actuator >> 3] |= (uint8_t)(1 << (actuator & 7));
     pca_any = 1;
 }

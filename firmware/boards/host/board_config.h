@@ -13,6 +13,17 @@
 #define RP_LATE_SLACK_US 10000
 #define RP_EVENT_RING 64
 #define RP_TIMER_LEAD_TICKS 0 /* the loop wakes at the clock itself */
+#define RP_TIMER_LEAD_PER_CMD_TICKS 0
+
+#include <stdint.h>
+
+/* a prepared output write: the trace line is written at commit */
+typedef struct {
+    uint8_t actuator;
+    uint16_t level;
+} rp_out_t;
+void host_output_write(uint8_t actuator, uint16_t level);
+static inline void board_output_commit(const rp_out_t *o) { host_output_write(o->actuator, o->level); }
 
 typedef int rp_irq_t; /* one thread: the loop calls rp_timer() itself */
 #define RP_IRQ_SAVE() 0

@@ -58,11 +58,17 @@ void board_wait_until(uint32_t clock)
         ;
 }
 
-void board_output(uint8_t actuator, uint8_t out_kind, uint8_t out_addr, uint8_t out_channel,
-                  uint16_t level, uint16_t pwm_max)
+void board_output_prepare(uint8_t actuator, uint8_t out_kind, uint8_t out_addr,
+                          uint8_t out_channel, uint16_t level, uint16_t pwm_max, rp_out_t *o)
+{
+    (void)out_kind, (void)out_addr, (void)out_channel, (void)pwm_max;
+    o->actuator = actuator;
+    o->level = level;
+}
+
+void host_output_write(uint8_t actuator, uint16_t level)
 {
     static uint16_t last[RP_FW_MAX_ACTUATORS]; /* outputs start off */
-    (void)out_kind, (void)out_addr, (void)out_channel, (void)pwm_max;
     if (actuator >= RP_FW_MAX_ACTUATORS || last[actuator] == level)
         return; /* the trace has changes only */
     last[actuator] = level;
