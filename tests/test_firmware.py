@@ -612,3 +612,13 @@ def test_avr_under_simavr_strikes_within_20us(sim: Sim) -> None:
     sim.stop()
     total, busy = sim.busy()
     assert 0 < busy < total
+
+
+def test_fuzz_frame_parser_short_run(fw_built: Path) -> None:
+    """A short run of the frame-parser fuzzer (ASan + UBSan; `make -C firmware fuzz`
+    runs 100k inputs): no crash, and no input without a valid frame ever acts."""
+    r = subprocess.run(
+        ["make", "-C", str(FW), "fuzz", "FUZZ_RUNS=3000"], capture_output=True, text=True
+    )
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    assert "no failure" in r.stdout or "Done 3000 runs" in r.stderr
