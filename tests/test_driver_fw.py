@@ -39,11 +39,11 @@ PLAN = make_plan(SP, notes=24, gap_us=60_000, chord=2)
 
 
 def _play(url: str, plan: Any = PLAN, sp: Any = SP) -> tuple[Any, Any]:
-    dev = open_port(url, sp)
-    try:
-        return dev, dev.play(plan)
-    except (DeviceTimeout, DeviceShutdown, DeviceReset) as err:
-        return dev, err
+    with open_port(url, sp) as dev:
+        try:
+            return dev, dev.play(plan)
+        except (DeviceTimeout, DeviceShutdown, DeviceReset) as err:
+            return dev, err
 
 
 def _trace(dev: Any, sp: Any = SP) -> Any:

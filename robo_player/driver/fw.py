@@ -17,7 +17,7 @@ session's timeline and goes to the piano physics as a
 
 Options (query string or keyword arguments): ``truth_seed`` (0), ``sensor_seed`` (0),
 ``ppm`` (host build: clock error, default 0), ``speed`` (simavr: simulated s per wall s,
-default 1), ``start_index`` (resume from this plan command), ``state`` (file where the
+default 0.15: the driver then runs on simulated time), ``start_index`` (resume from this plan command), ``state`` (file where the
 last executed command is saved, for ``play --resume``), ``trace_dir`` (keep the traces
 there), ``lead`` (s, buffered ahead, default 1.0), ``watchdog_ms`` (90),
 ``level_shift`` (0), and the fault options of :mod:`.faults`.
@@ -62,6 +62,9 @@ FIRMWARE_DIR = Path(__file__).resolve().parents[2] / "firmware"
 HOST_BIN = FIRMWARE_DIR / "build" / "host" / "robo_fw"
 SIM_BIN = FIRMWARE_DIR / "build" / "sim" / "robo_sim"
 AVR_ELF = FIRMWARE_DIR / "build" / "avr" / "robo_fw.elf"
+# simavr keeps about 1x real time at best on a small machine, and much less with its
+# UART busy; paced slower, its clock stays steady (the driver runs on simulated time)
+AVR_SPEED = 0.15
 
 _OPTIONS = (
     "truth_seed",
@@ -76,6 +79,7 @@ _OPTIONS = (
     "level_shift",
     "seed",
     "baud",
+    "queue",
     *FAULT_OPTIONS,
 )
 
@@ -137,26 +141,28 @@ class FirmwareProcess:
         )
         assert proc.stdout is not None
         deadline = time.monotonic() + timeout_s
-        line = b""
-        while not line.endswith(b"\n"):
-            left = deadline - time.monotonic()
-            r, _, _ = select.select([proc.stdout], [], [], max(0.0, left))
-            if not r:
-                proc.kill()
-                raise TransportError(
-                    f"fw-{self.kind}://: {argv[0]} did not print its pty within {timeout_s:.0f} s"
-                )
-            ch = os.read(proc.stdout.fileno(), 1)  # unbuffered: select must see what is left
-            if not ch:
-                err = proc.stderr.read().decode(errors="replace").strip() if proc.stderr else ""
-                raise TransportError(f"fw-{self.kind}://: {argv[0]} exited ({proc.wait()}): {err}")
-            line += ch
-        text = line.decode(errors="replace").strip()
-        if not text.startswith("PTY "):
-            proc.kill()
-            raise TransportError(
-                f"fw-{self.kind}://: expected 'PTY <path>' from {argv[0]}, got {text!r}"
-            )
+        seen: list[str] = []
+        text = ""
+        while not text.startswith("PTY "):  # simavr prints its loader's chatter first
+            line = b""
+            while not line.endswith(b"\n"):
+                left = deadline - time.monotonic()
+                r, _, _ = select.select([proc.stdout], [], [], max(0.0, left))
+                if not r:
+                    proc.kill()
+                    raise TransportError(
+                        f"fw-{self.kind}://: {argv[0]} did not print 'PTY <path>' within "
+                        f"{timeout_s:.0f} s (it printed: {' | '.join(seen[-3:])!r})"
+                    )
+                ch = os.read(proc.stdout.fileno(), 1)  # unbuffered: select sees what is left
+                if not ch:
+                    err = proc.stderr.read().decode(errors="replace").strip() if proc.stderr else ""
+                    raise TransportError(
+                        f"fw-{self.kind}://: {argv[0]} exited ({proc.wait()}): {err}"
+                    )
+                line += ch
+            text = line.decode(errors="replace").strip()
+            seen.append(text)
         inc = Incarnation(proc, text[4:], trace)
         self.runs.append(inc)
         log.debug("fw-%s: pid %d on %s, trace %s", self.kind, proc.pid, inc.pty, trace)
@@ -188,8 +194,10 @@ class FirmwarePort:
     def __init__(self, fw: FirmwareProcess) -> None:
         self.fw = fw
         self.url = f"fw-{fw.kind}://"
-        # the host build's pty has no line rate; simavr's UART runs at 115200 baud
+        # the host build's pty has no line rate; simavr's UART runs at 115200 baud of
+        # simulated time (the driver runs on simulated time too, see _ProcessBackend)
         self.baud = 115200 if fw.kind == "avr" else 0
+        self.time_scale = fw.speed if fw.kind == "avr" and fw.speed > 0 else 1.0
         self._ser: SerialTransport | None = None
         self._open_current()
 
@@ -224,11 +232,13 @@ class FirmwarePort:
         self._ser.write(data)
 
     def read(self, timeout: float) -> bytes:
+        """``timeout`` in the device's seconds (simavr: simulated, ``time_scale`` per wall s)."""
         assert self._ser is not None
+        wall = max(0.0, timeout) / self.time_scale
         if not self.fw.alive:
-            time.sleep(max(0.0, timeout))
+            time.sleep(wall)
             return b""
-        return self._ser.read(timeout)
+        return self._ser.read(wall)
 
     def close(self) -> None:
         if self._ser is not None:
@@ -307,6 +317,9 @@ def actuation_errors(
         by_act.setdefault(a, []).append((clock, level))
     pos: dict[int, int] = dict.fromkeys(by_act, 0)
     errs: list[float] = []
+    # a command runs within the firmware's late slack of its clock, or is reported late
+    slack_us = result.device.late_slack_us if result.device else 10_000
+    window = (slack_us + 2000) * trace.clock_hz // 1_000_000
     cmds = plan.commands
     for o in result.outcomes:
         if o.status not in ("played", "played_cut_off") or o.device_index < 0:
@@ -318,10 +331,10 @@ def actuation_errors(
         want_on = c.op is PlanOp.STRIKE or (c.op is PlanOp.PEDAL and c.drive > 0)
         i = pos[c.actuator]
         # the next change of this actuator at (about) the scheduled clock, on or off as asked
-        while i < len(seq) and seq[i][0] < o.clock - 50_000 * trace.clock_hz // 1_000_000:
+        while i < len(seq) and seq[i][0] < o.clock - window:
             i += 1
         j = i
-        while j < len(seq) and seq[j][0] <= o.clock + 50_000 * trace.clock_hz // 1_000_000:
+        while j < len(seq) and seq[j][0] <= o.clock + window:
             if (seq[j][1] > 0) == want_on:
                 errs.append(t_us_for(seq[j][0]) - c.t_us)
                 pos[c.actuator] = j + 1
@@ -420,10 +433,11 @@ class FirmwareDevice:
                 self.kind,
                 self.opts.get("trace_dir"),
                 ppm=self._num("ppm", 0.0, -1000, 1000),
-                speed=self._num("speed", 1.0, 0.0, 100.0),
+                speed=self._num("speed", AVR_SPEED, 0.01, 100.0),
             )
         if self.kind == "vmcu":
             return _VirtualBackend(
+                queue=int(self._num("queue", 64, 1, 65535)),
                 seed=int(self._num("seed", 0, 0, 2**32 - 1)),
                 baud=int(self._num("baud", 115200, 0, 20_000_000)),
                 drift_ppm=self._num("ppm", 0.0, -1000, 1000),
@@ -501,7 +515,11 @@ class FirmwareDevice:
                 if notes
                 else 0.0,
                 "commands": result.counts(),
-                "underruns": result.underruns,
+                "short_lead": result.short_lead,
+                # underrun: a command that reached the device too late to be played
+                "underruns": sum(
+                    1 for o in result.outcomes if o.status in ("late", "late_release")
+                ),
                 "start_index": result.start_index,
                 "last_done_index": result.last_done_index,
                 "device": {"board": result.device.board, "fw_version": result.device.fw_version}
@@ -559,6 +577,19 @@ class FirmwareDevice:
         out.sort(key=lambda e: (e.t_us, e.actuator))
         return out
 
+    @property
+    def is_open(self) -> bool:
+        return self._open
+
+    def energised(self) -> list[int]:
+        """Actuators the last play's trace leaves on (the firmware's own record)."""
+        if self.last_trace is None:
+            return []
+        level: dict[int, int] = {}
+        for _clock, a, lv in sorted(self.last_trace.changes):
+            level[a] = lv
+        return sorted(a for a, lv in level.items() if lv)
+
     def close(self) -> None:
         self._open = False
 
@@ -604,7 +635,17 @@ class _ProcessBackend(_Backend):
     def start(self) -> tuple[Transport, Callable[[], None] | None, Callable[[], float]]:
         self.fw.start()
         port = FirmwarePort(self.fw)
-        return port, port.reset, time.perf_counter
+        scale = port.time_scale
+        if scale == 1.0:
+            return port, port.reset, time.perf_counter
+
+        def sim_now() -> float:
+            # simavr is paced at ``scale`` simulated s per wall s: the driver works in
+            # simulated seconds, so performance time, lead, watchdog and baud all agree
+            # with the MCU's own clock
+            return time.perf_counter() * scale
+
+        return port, port.reset, sim_now
 
     def stop(self) -> None:
         self.fw.stop()
@@ -620,10 +661,11 @@ class _ProcessBackend(_Backend):
 class _VirtualBackend(_Backend):
     """The virtual MCU (:mod:`.vmcu`) on virtual time: the sim's physics behind a link."""
 
-    def __init__(self, *, seed: int, baud: int, drift_ppm: float) -> None:
+    def __init__(self, *, queue: int, seed: int, baud: int, drift_ppm: float) -> None:
         from .vmcu import MCUConfig, VirtualWorld
 
-        self.world = VirtualWorld(MCUConfig(drift_ppm=drift_ppm), baud=baud, seed=seed)
+        cfg = MCUConfig(drift_ppm=drift_ppm, queue_size=queue)
+        self.world = VirtualWorld(cfg, baud=baud, seed=seed)
 
     def start(self) -> tuple[Transport, Callable[[], None] | None, Callable[[], float]]:
         from .vmcu import VirtualPort
@@ -670,7 +712,7 @@ def open_fw_avr(url_parts: SplitResult | str, spec: PianoSpec, **opts: Any) -> F
 
 
 def open_vmcu(url_parts: SplitResult | str, spec: PianoSpec, **opts: Any) -> FirmwareDevice:
-    """The virtual MCU with the simulator's physics (options ``seed``, ``baud``, ``ppm``)."""
+    """The virtual MCU with the simulator's physics (``seed``, ``baud``, ``ppm``, ``queue``)."""
     return FirmwareDevice(_url(url_parts), spec, "vmcu", opts)
 
 

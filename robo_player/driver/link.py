@@ -129,6 +129,10 @@ class Link:
     def synced(self) -> bool:
         return self._synced
 
+    def quiet_for(self, now: float) -> float:
+        """Seconds since the last good frame from the device."""
+        return now - self._last_rx if self._last_rx >= 0 else 0.0
+
     @property
     def rto_s(self) -> float:
         return min(RTO_MAX_S, self._rto * self._backoff)

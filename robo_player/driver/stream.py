@@ -103,6 +103,7 @@ class StreamConfig:
     reply_timeout_s: float = 1.0  # identify/configure answers
     drain_timeout_s: float = 5.0  # after the last command: wait this long for the device
     max_tries: int = 6
+    clock_scale: float = 1.0  # MCU seconds per host second (simavr paced slower than real)
 
 
 @dataclass(slots=True)
@@ -125,7 +126,7 @@ class StreamResult:
     link: dict[str, Any] = field(default_factory=dict)
     events: list[dict[str, int]] = field(default_factory=list)
     status: dict[str, int] = field(default_factory=dict)
-    underruns: int = 0  # commands sent later than lead_min_s before their time
+    short_lead: int = 0  # commands sent with less than lead_min_s to spare (queue full)
     boot_ids: list[int] = field(default_factory=list)
     exc: Exception | None = None  # the fault that ended streaming early
 
@@ -336,6 +337,13 @@ class Session:
     def pump(self, timeout: float) -> None:
         """Write what the link has to send, read for up to ``timeout`` s, handle it."""
         now = self.now()
+        if (
+            self.link.synced
+            and self.link.idle
+            and self.info is not None
+            and self.link.quiet_for(now) > self.link.silence_s / 3
+        ):
+            self.heartbeat()  # the device answers it: proof of life while we only listen
         self.link.check(now)
         self._write(self.link.output(now))
         if (
@@ -390,15 +398,11 @@ class Session:
         info = self.link.sent_log.get(seq)
         if info is None or info.tries != 1:
             return  # sent more than once: which send did it answer? (Karn)
-        send = info.first_sent
-        recv = t
-        if self._byte_s:
-            # the device read its clock after the request's last byte; the answer's bytes
-            # took their own time back: count the request's and the answer's wire time
-            send += info.wire_len * self._byte_s
-            recv -= 14 * self._byte_s
-            recv = max(recv, send)
-        self.sync_.add(send, full, recv)
+        # the device read its clock after the request's last byte, and the answer (about
+        # 14 bytes with its ACK) took its own wire time back: shift the midpoint by half
+        # the difference (the interval itself stays as measured)
+        asym = 0.5 * (info.wire_len - 14) * self._byte_s
+        self.sync_.add(info.first_sent, full, t, asym)
 
     def _request(self, msgs: list[Message], reply: str) -> Message:
         """Send ``msgs`` and wait for ``reply``, asking again when the answer was lost."""
@@ -452,7 +456,7 @@ class Session:
         # firmware's own watchdog went all-off long before)
         self.link.silence_s = max(0.3, 3 * self.cfg.watchdog_ms / 1000, 3 * self.cfg.status_s)
         self.time_shift = time_shift_for(info.clock_hz)
-        self.sync_ = ClockSync(info.clock_hz)
+        self.sync_ = ClockSync(info.clock_hz * self.cfg.clock_scale)
         return info
 
     def configure(self) -> int:
@@ -647,7 +651,7 @@ class Session:
                                 raise ProtocolError(f"stream: command {i} does not fit a frame")
                     due = time0 + c.t_us * 1e-6 - self.cfg.lead_min_s
                     if due < now:
-                        res.underruns += 1
+                        res.short_lead += 1
                     pack_first_due = min(pack_first_due, due)
                     sent[e.index] = _Sent(i, e.clock, to_timed(c, clock, 1).op, c.actuator)
                     last_clock = max(last_clock, e.clock)

@@ -1,0 +1,247 @@
+"""Link and firmware benchmark: prints one table against the issue's targets.
+
+    .venv/bin/python bench/bench_link.py [--quick] [--no-avr] [--no-host]
+
+Rows:
+- actuation error p99 through the AVR firmware under simavr (trace clock of each
+  actuation, in performance time, against its planned time);
+- wire bytes per note on a dense piece (records with framing, resends and the device's
+  ACKs of them; and every byte both ways), beside Klipper-style (~18 B) and MIDI (6 B);
+- sustained note rate at 115200 baud as % of the wire's limit, no underrun;
+- clock-sync estimate error with 0–2 ms of RTT jitter and ±60 ppm drift (after a 3 s
+  warm-up; the first 3 s separately);
+- AVR CPU load at 100 notes/s, in simavr cycles (awake / total).
+
+The AVR rows need ``make -C firmware avr sim``; simavr is paced at ``--avr-speed``
+simulated seconds per wall second (it cannot keep real time with its UART busy on a
+small machine).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+
+from driver_helpers import make_plan  # noqa: E402
+
+from robo_player.driver.clocksync import simulate_sync  # noqa: E402
+from robo_player.driver.fw import (  # noqa: E402
+    AVR_ELF,
+    HOST_BIN,
+    SIM_BIN,
+    FirmwareDevice,
+    open_fw_avr,
+    open_fw_host,
+    open_vmcu,
+)
+from robo_player.errors import RoboPlayerError  # noqa: E402
+from robo_player.plan import Op, Plan  # noqa: E402
+from robo_player.spec.loader import load_spec  # noqa: E402
+
+WIRE_BYTES_S = 115200 / 10
+
+
+def dense_plan(name: str = "maple_leaf_rag") -> tuple[Plan, str]:
+    """The bundled piece planned for the 88-key grand, or a synthetic dense one."""
+    sp = load_spec("piano-88-grand")
+    try:
+        from robo_player.midi import bundled_piece, read_midi
+        from robo_player.planner.piano import plan_piano
+
+        score = read_midi(bundled_piece(name))
+        plan, _ = plan_piano(score, sp)
+        return plan, name
+    except (ImportError, RoboPlayerError, FileNotFoundError, KeyError) as err:
+        logging.warning("cannot plan %s (%s); using a synthetic dense plan", name, err)
+        return make_plan(sp, notes=400, gap_us=60_000, chord=4), "synthetic 4-note chords / 60 ms"
+
+
+def notes_per_s(plan: Plan) -> float:
+    strikes = [c.t_us for c in plan.commands if c.op is Op.STRIKE]
+    return len(strikes) / max(1e-6, (max(strikes) - min(strikes)) * 1e-6)
+
+
+def play(dev: FirmwareDevice, plan: Plan) -> tuple[Any, str]:
+    try:
+        return dev.play(plan), ""
+    except RoboPlayerError as err:
+        return getattr(err, "performance", None), f"{type(err).__name__}: {err}"
+
+
+def clock_rows(quick: bool) -> tuple[float, float, float]:
+    seeds = range(3 if quick else 8)
+    worst = worst_p99 = early = 0.0
+    for drift in (-60.0, 0.0, 60.0):
+        for jitter in (0.0, 0.5e-3, 1e-3, 2e-3):
+            for s in seeds:
+                r = simulate_sync(
+                    seed=s, drift_ppm=drift, jitter_s=jitter, duration_s=60, warmup_s=3
+                )
+                worst = max(worst, r.max_us)
+                worst_p99 = max(worst_p99, r.p99_us)
+                e = simulate_sync(seed=s, drift_ppm=drift, jitter_s=jitter, duration_s=3)
+                early = max(early, e.max_us)
+    return worst, worst_p99, early
+
+
+def rate_through(make_dev: Any, rates: list[float], notes: int) -> tuple[float, float, str]:
+    """Highest note rate (notes/s) streamed with no underrun, late or lost command."""
+    sp = load_spec("piano-88-grand")
+    best = 0.0
+    bpn = 0.0
+    note = ""
+    for r in rates:
+        chord = 4
+        gap = int(chord * 1e6 / r)
+        plan = make_plan(sp, notes=notes, gap_us=gap, chord=chord)
+        dev = make_dev()
+        perf, err = play(dev, plan)
+        res = dev.last_result
+        ok = not err and res is not None and res.counts() == {"played": len(plan)}
+        if not ok:
+            note = f"fails at {r:.0f} notes/s: {err or (res.counts() if res else '?')}"
+            break
+        best = r
+        bpn = (perf.link["bytes_sent"]) / notes
+    return best, bpn, note
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--no-avr", action="store_true")
+    ap.add_argument("--no-host", action="store_true")
+    ap.add_argument("--avr-speed", type=float, default=0.15)
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.ERROR)
+    rows: list[tuple[str, str, str, str]] = []  # (what, measured, target, how)
+
+    # ---- clock sync ------------------------------------------------------------------
+    t0 = time.perf_counter()
+    worst, p99, early = clock_rows(args.quick)
+    rows.append(
+        (
+            "clock-sync error, max (p99)",
+            f"{worst:.0f} µs ({p99:.0f} µs)",
+            "<= 100 µs",
+            f"synthetic, ±60 ppm, 0-2 ms RTT jitter, after 3 s; first 3 s: max {early:.0f} µs",
+        )
+    )
+    print(f"# clock sync: {time.perf_counter() - t0:.1f} s", file=sys.stderr)
+
+    # ---- wire cost on a dense piece --------------------------------------------------
+    plan, pname = dense_plan()
+    sp = load_spec("piano-88-grand")
+    dev = open_vmcu("vmcu://", sp)
+    perf, err = play(dev, plan)
+    if perf is not None:
+        x = perf.extra
+        rows.append(
+            (
+                "wire bytes per note (records+framing+acks)",
+                f"{x['wire_bytes_per_note']:.2f} B",
+                "<= 8 B (Klipper-style ~18 B, MIDI 6 B untimed)",
+                f"{pname}, {notes_per_s(plan):.1f} notes/s, virtual MCU at 115200 baud {err}",
+            )
+        )
+        rows.append(
+            (
+                "wire bytes per note, everything both ways",
+                f"{x['wire_bytes_per_note_all']:.2f} B",
+                "-",
+                "keep-alives (watchdog 90 ms), clock sync, status and answers included",
+            )
+        )
+    if not args.no_host and HOST_BIN.exists():
+        short = Plan(
+            [c for c in plan.commands if c.t_us < 8_000_000],
+            plan.pipeline_delay_us,
+            plan.spec_name,
+            plan.spec_hash,
+        )
+        perf_h, err_h = play(open_fw_host("fw-host://", sp), short)
+        if perf_h is not None:
+            x = perf_h.extra
+            a = x["actuation_error_us"]
+            rows.append(
+                (
+                    "host build: actuation error mean / p99 / max",
+                    f"{a['mean']:.0f} / {a['p99']:.0f} / {a['max']:.0f} µs",
+                    "-",
+                    f"fw-host on a pty (Linux scheduling), first 8 s of {pname} {err_h}",
+                )
+            )
+            rows.append(
+                (
+                    "host build: wire bytes per note (records / all)",
+                    f"{x['wire_bytes_per_note']:.2f} / {x['wire_bytes_per_note_all']:.2f} B",
+                    "<= 8 B",
+                    f"rtt {perf_h.link['rtt_ms']} ms, drift {perf_h.link['drift_ppm']} ppm",
+                )
+            )
+
+    # ---- throughput at 115200 baud (virtual MCU: the same driver and protocol) -------
+    rates = [100.0, 200.0, 400.0, 600.0, 800.0, 1000.0]
+    best, bpn, note = rate_through(
+        lambda: open_vmcu("vmcu://?baud=115200&queue=80", sp), rates, 400 if not args.quick else 200
+    )
+    limit = WIRE_BYTES_S / bpn if bpn else 0.0
+    rows.append(
+        (
+            "sustained notes/s at 115200 baud, % of wire limit",
+            f"{best:.0f} notes/s ({100 * best / limit:.0f} % of {limit:.0f})" if limit else "-",
+            ">= 70 %, no underrun",
+            f"virtual MCU (queue 64, rx 256 B), {bpn:.1f} B/note host->device; {note}",
+        )
+    )
+
+    # ---- AVR under simavr ------------------------------------------------------------
+    if not args.no_avr and SIM_BIN.exists() and AVR_ELF.exists():
+        sp61 = load_spec("piano-61-diy")
+        for rate in (20.0, 100.0):
+            n = 20 if rate < 50 else 60
+            plan61 = make_plan(sp61, notes=n, gap_us=int(1e6 / rate), chord=1)
+            dev = open_fw_avr(f"fw-avr://?speed={args.avr_speed}", sp61)
+            perf_a, err_a = play(dev, plan61)
+            if perf_a is None:
+                rows.append((f"AVR at {rate:.0f} notes/s", "failed", "-", err_a))
+                continue
+            x = perf_a.extra
+            a = x["actuation_error_us"]
+            if rate < 50:
+                rows.append(
+                    (
+                        "AVR actuation error p99 (mean, max)",
+                        f"{a['p99']:.1f} µs ({a['mean']:.1f}, {a['max']:.1f})",
+                        "<= 20 µs (Klipper ~25 µs)",
+                        f"simavr at {args.avr_speed}x, {a['matched']} actuations matched of "
+                        f"{len(plan61)} commands {err_a}",
+                    )
+                )
+            else:
+                rows.append(
+                    (
+                        "AVR CPU load at 100 notes/s",
+                        f"{100 * x.get('avr_cpu_load', 0):.1f} %",
+                        "<= 10 %",
+                        f"simavr cycles awake / total over the whole run; {x['commands']} {err_a}",
+                    )
+                )
+    else:
+        rows.append(("AVR rows", "not run", "-", "no simavr build (make -C firmware avr sim)"))
+
+    w = [max(len(r[i]) for r in rows) for i in range(3)]
+    print(f"{'what':<{w[0]}}  {'measured':<{w[1]}}  {'target':<{w[2]}}  how")
+    for r in rows:
+        print(f"{r[0]:<{w[0]}}  {r[1]:<{w[1]}}  {r[2]:<{w[2]}}  {r[3]}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
