@@ -18,9 +18,16 @@ def spec(name: str = SPEC_88) -> PianoSpec:
 
 
 def make_plan(
-    sp: PianoSpec, notes: int = 40, gap_us: int = 50_000, seed: int = 0, chord: int = 1
+    sp: PianoSpec,
+    notes: int = 40,
+    gap_us: int = 50_000,
+    seed: int = 0,
+    chord: int = 1,
+    pulse_us: int = 25_000,
+    busy_us: int = 200_000,
 ) -> Plan:
-    """``notes`` strikes (in chords of ``chord``) every ``gap_us``, each released 60 ms later."""
+    """``notes`` strikes (in chords of ``chord``) every ``gap_us``, each released 60 ms
+    later; a key is not struck again within ``busy_us``."""
     rng = random.Random(seed)
     cmds: list[Command] = []
     n = 0
@@ -30,12 +37,12 @@ def make_plan(
         free = [k for k in range(len(sp.keys)) if busy.get(k, 0) <= t]
         keys = rng.sample(free, chord)
         for k in keys:
-            busy[k] = t + 200_000
+            busy[k] = t + busy_us
         for k in keys[: notes - n]:
             key = sp.keys[k]
             drive = rng.randint(key.pwm_max // 2, key.pwm_max)
             hold = int(key.pwm_max * sp.strike.hold_duty)
-            cmds.append(Command(t, Op.STRIKE, key.channel, drive, 25_000, hold, note=n))
+            cmds.append(Command(t, Op.STRIKE, key.channel, drive, pulse_us, hold, note=n))
             cmds.append(Command(t + 60_000, Op.RELEASE, key.channel, note=n))
             n += 1
         t += gap_us

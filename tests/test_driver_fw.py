@@ -1,5 +1,5 @@
 """The driver against the real firmware: the host build on a pty (``fw-host://``) and a
-short run under simavr (``fw-avr://``, marked slow).
+short run under simavr (``fw-avr://``, about 12 s: simavr is paced at 0.15x).
 
 These run in real time (the firmware's clock is CLOCK_MONOTONIC, or simavr paced to
 it), so the pieces are short. What must hold under every fault: each command runs
@@ -130,7 +130,6 @@ def test_fw_host_reset_mid_piece() -> None:
     assert dev.last_backend.runs == 2
 
 
-@pytest.mark.slow
 @pytest.mark.skipif(not HAVE_AVR, reason="no AVR build and no avr-gcc/simavr")
 def test_fw_avr_short_run() -> None:
     sp = spec(SPEC_61)

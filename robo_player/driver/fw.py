@@ -693,10 +693,12 @@ class _SerialBackend(_Backend):
     def start(self) -> tuple[Transport, Callable[[], None] | None, Callable[[], float]]:
         from .transport import open_transport
 
-        query = dict(parse_qsl(urlsplit(self.url).query))
-        keep = {k: v for k, v in query.items() if k == "baud"}
-        parts = urlsplit(self.url)._replace(query=urlencode(keep))
-        return open_transport(parts.geturl()), None, time.perf_counter
+        parts = urlsplit(self.url)
+        keep = {k: v for k, v in parse_qsl(parts.query) if k == "baud"}
+        url = f"{parts.scheme}://{parts.netloc}{parts.path}"
+        if keep:
+            url += "?" + urlencode(keep)
+        return open_transport(url), None, time.perf_counter
 
 
 def _url(parts: SplitResult | str) -> str:

@@ -126,7 +126,10 @@ def open_transport(url: str, *, baud: int | None = None, timeout_s: float = 2.0)
             raise TransportError(f"{url}: cannot open {path}: {err}") from err
         return SerialTransport(port, url, b)
     if parts.scheme in PYSERIAL_SCHEMES:
-        rest = parts._replace(query=urlencode(query)).geturl()
+        # (geturl() would drop the empty netloc: "loop://" -> "loop:")
+        rest = f"{parts.scheme}://{parts.netloc}{parts.path}"
+        if query:
+            rest += "?" + urlencode(query)
         try:
             port = serial.serial_for_url(rest, baudrate=b, timeout=timeout_s)
         except (serial.SerialException, OSError, ValueError) as err:
