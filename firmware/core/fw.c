@@ -474,3 +474,5 @@ void rp_poll(void)
 }
 
 void rp_timer(void) { rp_sched_run(); }
+
+uint8_t rp_poll_wanted(void) { return rp_event_pending(); }

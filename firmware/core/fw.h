@@ -2,7 +2,9 @@
  *
  *   rp_init(boot_id)          once, at start (all outputs off, state UNCONFIGURED)
  *   rp_rx_byte(b)             main loop: every byte received from the host
- *   rp_poll()                 main loop: watchdog, duty upkeep, events -> host
+ *   rp_poll()                 main loop: watchdog, duty upkeep, events -> host; after
+ *                             received bytes, when rp_poll_wanted(), and at least
+ *                             every few milliseconds
  *   rp_timer()                timer context: when the clock reaches what the core
  *                             asked for with board_timer_arm()
  *
@@ -18,6 +20,7 @@
 void rp_init(uint32_t boot_id);
 void rp_rx_byte(uint8_t b);
 void rp_poll(void);
+uint8_t rp_poll_wanted(void); /* events are waiting to be sent */
 void rp_timer(void);
 
 /* For tests and the fuzzer: counters of the link layer. */

@@ -100,6 +100,8 @@ void rp_event_push(uint8_t kind, uint32_t index, uint8_t actuator, uint32_t cloc
     RP_IRQ_RESTORE(s);
 }
 
+uint8_t rp_event_pending(void) { return ev_head != ev_tail; }
+
 uint8_t rp_event_pop(rp_event *ev)
 {
     rp_irq_t s = RP_IRQ_SAVE();
@@ -533,6 +535,8 @@ uint16_t rp_sched_heat(uint8_t *actuator)
     wlog_drain();
     for (uint8_t n = 0; n < rp_act_count; n++) {
         rp_act *a = &rp_acts[n];
+        if (!a->bucket_us)
+            continue; /* empty stays empty while off; on coils are updated by the poll */
         bucket_update(a, now);
         uint32_t b = a->bucket_us, cap = RP_BUCKET_CAP_US(a);
         if (!cap || !b)

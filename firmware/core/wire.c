@@ -1,5 +1,10 @@
 #include "wire.h"
 
+#include "board_config.h" /* RP_TABLE, RP_TABLE_READ16: where a constant table lives */
+#include "protocol_gen.h"
+
+static const uint16_t crc_table[256] RP_TABLE = {RP_CRC16_TABLE};
+
 int rp_get_vlq(const uint8_t **pp, const uint8_t *end, int32_t *out)
 {
     const uint8_t *p = *pp;
@@ -71,12 +76,9 @@ uint8_t *rp_put_uvar(uint8_t *p, uint32_t v)
 
 uint16_t rp_crc16(const uint8_t *data, uint16_t len, uint16_t crc)
 {
-    /* bitwise: no 512-byte table in AVR RAM; about 8 cycles per bit */
-    while (len--) {
-        crc ^= (uint16_t)(*data++) << 8;
-        for (uint8_t i = 0; i < 8; i++)
-            crc = (crc & 0x8000) ? (uint16_t)((crc << 1) ^ 0x1021) : (uint16_t)(crc << 1);
-    }
+    /* table-driven: the table is in flash on the AVR (RP_TABLE = PROGMEM) */
+    while (len--)
+        crc = (uint16_t)((crc << 8) ^ RP_TABLE_READ16(&crc_table[(uint8_t)((crc >> 8) ^ *data++)]));
     return crc;
 }
 

@@ -218,10 +218,12 @@ int main(int argc, char **argv)
     int state = cpu_Running;
     while (!stop && state != cpu_Done && state != cpu_Crashed) {
         uint64_t c0 = avr->cycle;
-        int sleeping = avr->state == cpu_Sleeping;
+        int was_running = avr->state == cpu_Running;
         state = avr_run(avr);
-        if (!sleeping)
-            busy += avr->cycle - c0;
+        /* One call runs one instruction; a call that ends asleep has also skipped the
+         * sleep that followed its SLEEP instruction: only its first cycle was busy. */
+        if (was_running)
+            busy += state == cpu_Sleeping ? 1 : avr->cycle - c0;
         if (avr->cycle >= next_report) {
             if (trace) {
                 fprintf(trace, "# cycles %" PRIu64 " busy %" PRIu64 "\n", (uint64_t)avr->cycle,

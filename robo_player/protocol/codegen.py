@@ -177,6 +177,14 @@ def generate() -> str:
         f"#define RP_MAX_ENCODED {framing.MAX_ENCODED}",
         f"#define RP_MAX_FIELDS {max(len(m.fields) for m in MESSAGES)}",
         "",
+        "/* CRC-16/CCITT-FALSE table (poly 0x1021), for a table-driven CRC */",
+        "#define RP_CRC16_TABLE \\",
+        *[
+            "    " + ", ".join(f"0x{v:04X}" for v in framing._CRC_TABLE[i : i + 8]) + ", \\"
+            for i in range(0, 256, 8)
+        ],
+        "",
+        "",
         *_enum("FRAME", framing.FrameKind),
         *_enum("OP", Op),
         *_enum("OUT", OutKind),

@@ -53,4 +53,9 @@ static inline rp_irq_t rp_irq_save(void)
 #define RP_IRQ_SAVE() rp_irq_save()
 #define RP_IRQ_RESTORE(s) (SREG = (s))
 
+/* constant tables stay in flash */
+#include <avr/pgmspace.h>
+#define RP_TABLE PROGMEM
+#define RP_TABLE_READ16(p) pgm_read_word(p)
+
 #endif

@@ -38,6 +38,7 @@ AVR_MCU(F_CPU, "atmega2560");
 /* ---------------------------------------------------------------- clock and timer */
 
 static volatile uint16_t clock_hi;
+static volatile uint8_t tick; /* set every timer period (4.1 ms): time for rp_poll() */
 static volatile uint32_t timer_target;
 static volatile uint8_t timer_far; /* armed, but more than one timer period ahead */
 
@@ -55,6 +56,7 @@ static void set_compare(int32_t ahead)
 ISR(TIMER1_OVF_vect)
 {
     clock_hi++;
+    tick = 1;
     if (timer_far) {
         uint32_t now = ((uint32_t)clock_hi << 16) | TCNT1;
         if ((int32_t)(timer_target - now) < 0x10000L)
@@ -318,9 +320,13 @@ int main(void)
         while (rx_tail != rx_head) {
             uint8_t b = rx_ring[rx_tail];
             rx_tail = (uint8_t)(rx_tail + 1);
-            rp_rx_byte(b);
+            rp_rx_byte(b); /* a whole frame also runs rp_poll() */
         }
-        rp_poll();
+        /* not on every wake-up (each byte in or out wakes us): events, and every tick */
+        if (tick || rp_poll_wanted()) {
+            tick = 0;
+            rp_poll();
+        }
         pca_flush();
         cli();
         if (rx_tail == rx_head && !pca_any) {

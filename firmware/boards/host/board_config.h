@@ -29,4 +29,8 @@ typedef int rp_irq_t; /* one thread: the loop calls rp_timer() itself */
 #define RP_IRQ_SAVE() 0
 #define RP_IRQ_RESTORE(s) ((void)(s))
 
+/* constant tables: ordinary memory */
+#define RP_TABLE
+#define RP_TABLE_READ16(p) (*(p))
+
 #endif
