@@ -146,12 +146,12 @@ def test_every_message_round_trips(msgs: list[Message]) -> None:
     assert decode_messages(encode_messages(msgs)) == msgs
 
 
-@pytest.mark.parametrize("spec", MESSAGES, ids=lambda s: s.name)
+BOUNDED = [m for m in MESSAGES if any(f.kind is Kind.INT and f.hi < 2**32 - 1 for f in m.fields)]
+
+
+@pytest.mark.parametrize("spec", BOUNDED, ids=lambda s: s.name)
 def test_out_of_range_field_is_refused_both_ways(spec: MsgSpec) -> None:
-    ints = [f for f in spec.fields if f.kind is Kind.INT and f.hi < 2**32 - 1]
-    if not ints:
-        pytest.skip(f"{spec.name} has no bounded int field")
-    f = ints[0]
+    f = next(f for f in spec.fields if f.kind is Kind.INT and f.hi < 2**32 - 1)
     kw: dict[str, Any] = {}
     for g in spec.fields:
         kw[g.name] = {Kind.INT: g.lo, Kind.BYTES: b"", Kind.RECORDS: ()}[g.kind]
