@@ -43,7 +43,7 @@ class TransportError(RoboPlayerError, OSError):
     """A port that cannot be opened or a link that fails."""
 
 
-class DeviceTimeout(TransportError, TimeoutError):
+class DeviceTimeout(TransportError, TimeoutError):  # noqa: N818 - house name
     """The device stopped answering."""
 
 
@@ -51,7 +51,7 @@ class ProtocolError(RoboPlayerError):
     """A frame or message that breaks the wire protocol."""
 
 
-class DeviceShutdown(RoboPlayerError):
+class DeviceShutdown(RoboPlayerError):  # noqa: N818 - house name
     """The firmware shut down; ``reason`` carries its reason code."""
 
     def __init__(self, message: str, reason: int = 0):
