@@ -56,23 +56,29 @@ static uint16_t qi(uint16_t i);
 static uint16_t lead_for(uint32_t clock)
 {
     uint8_t n = 1; /* a coil deadline, or the first command */
-    for (uint16_t i = 1; i < q_count && n < BATCH; i++) {
-        if ((uint32_t)(q[qi(i)].clock - clock) > RP_BATCH_WINDOW_TICKS)
+    uint16_t j = q_head, left = q_count;
+    while (left > 1 && n < BATCH) {
+        if (++j == RP_QUEUE_SIZE)
+            j = 0;
+        left--;
+        if ((uint32_t)(q[j].clock - clock) > RP_BATCH_WINDOW_TICKS)
             break;
         n++;
     }
-    return (uint16_t)(RP_TIMER_LEAD_TICKS + (uint32_t)n * RP_TIMER_LEAD_PER_CMD_TICKS);
+    return (uint16_t)(RP_TIMER_LEAD_TICKS + (uint16_t)n * RP_TIMER_LEAD_PER_CMD_TICKS);
 }
 
-static void arm(uint32_t clock)
+static void arm_lead(uint32_t clock, uint16_t lead)
 {
-    clock -= lead_for(clock);
+    clock -= lead;
     if (!armed_valid || BEFORE(clock, armed_clock)) {
         armed_clock = clock;
         armed_valid = 1;
         board_timer_arm(clock);
     }
 }
+
+static void arm(uint32_t clock) { arm_lead(clock, lead_for(clock)); }
 
 static uint16_t qi(uint16_t i)
 {
@@ -120,32 +126,96 @@ uint8_t rp_weight(const rp_act *a, uint16_t level)
 {
     if (!level)
         return 0;
-    uint32_t r = ((uint32_t)level << 8) / a->pwm_max; /* 0..256 */
-    if (r > 256)
+    /* r = level * 256 / pwm_max (0..256) by an 8-step long division in 16 bits: no
+     * 32-bit division (pwm_max <= 4095, so rem << 1 never overflows) */
+    uint16_t den = a->pwm_max, rem = level, r;
+    if (rem >= den) {
         r = 256;
-    uint32_t w = (r * r) >> 8;
+    } else {
+        r = 0;
+        for (uint8_t i = 0; i < 8; i++) {
+            rem <<= 1;
+            r <<= 1;
+            if (rem >= den) {
+                rem -= den;
+                r |= 1;
+            }
+        }
+    }
+    uint16_t w = (uint16_t)(((uint32_t)r * r) >> 8);
     return (uint8_t)(w > 255 ? 255 : (w ? w : 1));
 }
 
-/* Bring a coil's bucket up to `now` at its present weight. */
-static void bucket_update(rp_act *a, uint32_t now)
+/* The duty poll is event-driven: it does nothing before `duty_check_clock`, the
+ * earliest time at which any coil's bucket could reach its cap (or a hot coil could
+ * cool). Every bucket update moves it earlier if that coil needs it; a poll that runs
+ * recomputes it from the coils it updates. */
+static uint32_t duty_check_clock;
+static uint8_t duty_check_valid;
+static volatile uint8_t duty_force; /* set by the timer context when the log was full */
+
+static void duty_check_before(uint32_t clock)
+{
+    if (!duty_check_valid || BEFORE(clock, duty_check_clock)) {
+        duty_check_clock = clock;
+        duty_check_valid = 1;
+    }
+}
+
+/* Tell the duty poll when this coil needs a look: at once while it is hot, else not
+ * before its bucket could be full. At most 63.75 us of weighted on-time go into a
+ * bucket per 64 us unit, whatever the weight: from `bucket_clock` on, it cannot reach
+ * its cap in fewer than (cap - bucket) / 64 units. */
+static void duty_note(const rp_act *a)
+{
+    if (a->hot) {
+        duty_check_before(a->bucket_clock);
+        return;
+    }
+    if (!a->weight && a->phase == RP_PHASE_OFF)
+        return; /* off: the bucket only drains */
+    uint32_t cap = RP_BUCKET_CAP_US(a), b = a->bucket_us, ticks = 0;
+    if (b < cap) {
+        uint32_t d = cap - b; /* >= d / 64 units (<= 0xFFFF units: far inside 2^31 ticks) */
+        ticks = d >= (0xFFFFUL << 6) ? 0xFFFFUL * DUTY_UNIT_TICKS
+                                     : (d & ~63UL) * (DUTY_UNIT_TICKS / 64);
+    }
+    duty_check_before(a->bucket_clock + ticks);
+}
+
+/* Bring a coil's bucket up to `now` at its present weight (bucket_update() also tells
+ * the duty poll when to look at it next). */
+static void bucket_integrate(rp_act *a, uint32_t now)
 {
     uint32_t dt = now - a->bucket_clock;
     if ((int32_t)dt < (int32_t)DUTY_UNIT_TICKS)
         return;
-    uint32_t units = dt / DUTY_UNIT_TICKS; /* a power of two: a shift */
-    a->bucket_clock += units * DUTY_UNIT_TICKS;
+    /* units of DUTY_UNIT_TICKS (a power of two): a byte move plus a short shift */
+#if DUTY_UNIT_TICKS >= 256
+    uint32_t units = (dt >> 8) / (DUTY_UNIT_TICKS / 256);
+#else
+    uint32_t units = dt / DUTY_UNIT_TICKS;
+#endif
+    a->bucket_clock = now - (dt & (DUTY_UNIT_TICKS - 1));
     uint32_t b = a->bucket_us;
     while (units) {
         uint16_t u = units > 0xFFFFUL ? 0xFFFF : (uint16_t)units;
         units -= u;
-        uint32_t add = ((uint32_t)u * a->weight) >> 2; /* u * 64 us * w / 256 */
-        uint32_t drain = ((uint32_t)u * a->drain_k) >> 8;
-        b += add;
-        b = b > drain ? b - drain : 0;
+        if (a->weight)
+            b += ((uint32_t)u * a->weight) >> 2; /* u * 64 us * w / 256 */
+        if (b) {
+            uint32_t drain = ((uint32_t)u * a->drain_k) >> 8;
+            b = b > drain ? b - drain : 0;
+        }
     }
     a->bucket_us = b;
     a->hot = b >= RP_BUCKET_CAP_US(a);
+}
+
+static void bucket_update(rp_act *a, uint32_t now)
+{
+    bucket_integrate(a, now);
+    duty_note(a);
 }
 
 /* ---- outputs ---- */
@@ -190,6 +260,7 @@ static void account_level(uint8_t n, uint16_t level, uint8_t weight, uint32_t no
     if (next == wlog_head) {
         a->weight = weight; /* ring full: the bucket sees the change at its next update */
         rp_wlog_overflows++;
+        duty_force = 1; /* and the next duty poll looks at every coil */
         return;
     }
     wlog[wlog_tail].clock = now;
@@ -204,8 +275,9 @@ static void wlog_drain(void)
     while (wlog_head != wlog_tail) {
         wchange c = wlog[wlog_head]; /* a copy: the timer context may append meanwhile */
         rp_act *a = &rp_acts[c.actuator];
-        bucket_update(a, c.clock);
+        bucket_integrate(a, c.clock);
         a->weight = c.weight;
+        duty_note(a);
         wlog_head = (uint8_t)((wlog_head + 1) & (WLOG - 1));
     }
 }
@@ -258,6 +330,7 @@ void rp_sched_reset(void)
     q_head = q_count = 0;
     armed_valid = 0;
     wlog_head = wlog_tail = 0;
+    duty_check_valid = 0;
     rp_count.played = rp_count.late = rp_count.refused = 0;
     rp_count.flushed = rp_count.cutoffs = 0;
     duty_poll_clock = now;
@@ -445,8 +518,9 @@ void rp_sched_run(void)
         if (!cmd_first && dn == 0xFF)
             return; /* nothing to wait for */
         uint32_t next = cmd_first ? q[q_head].clock : dclock;
-        if ((int32_t)(next - now) > (int32_t)lead_for(next)) {
-            arm(next);
+        uint16_t lead = lead_for(next);
+        if ((int32_t)(next - now) > (int32_t)lead) {
+            arm_lead(next, lead);
             return;
         }
         if (!cmd_first) {
@@ -508,6 +582,11 @@ void rp_sched_poll(void)
         return;
     duty_poll_clock = now;
     wlog_drain();
+    uint8_t force = duty_force;
+    duty_force = 0;
+    if (!force && (!duty_check_valid || BEFORE(now, duty_check_clock)))
+        return; /* no bucket can be full yet, none is hot */
+    duty_check_valid = 0; /* recomputed by the updates below */
     for (uint8_t n = 0; n < rp_act_count; n++) {
         rp_act *a = &rp_acts[n];
         if (a->phase == RP_PHASE_OFF && !a->hot)

@@ -43,6 +43,11 @@ uint8_t *rp_put_vlq(uint8_t *p, int32_t v)
 int rp_get_uvar(const uint8_t **pp, const uint8_t *end, uint32_t *out)
 {
     const uint8_t *p = *pp;
+    if (p < end && !(*p & 0x80)) { /* the common case: one byte */
+        *out = *p;
+        *pp = p + 1;
+        return 1;
+    }
     uint32_t v = 0;
     for (uint8_t n = 0; n < 5; n++) {
         if (p >= end)
