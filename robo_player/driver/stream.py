@@ -296,6 +296,7 @@ class Session:
         self.shutdown_notice: Message | None = None
         self.reset_seen: int | None = None  # the new boot id, once a reset was seen
         self._probing = False  # a resync + identify is out, after acks that made no sense
+        self._last_poll = 0.0  # last empty frame sent to learn the device's credits
         self.time_shift = 0
         self._byte_s = 10.0 / transport.baud if transport.baud else 0.0
         self.link.byte_s = self._byte_s
@@ -663,6 +664,12 @@ class Session:
                     packer = PayloadPacker(info.max_payload)
                     pack_indices = []
                     pack_first_due = math.inf
+                if starved and self.link.idle and self.now() - self._last_poll >= 0.01:
+                    # the queue was full when the device last said: an empty DATA frame
+                    # (6 bytes) brings an ACK with its credits now, not at the next status
+                    self._last_poll = self.now()
+                    self.link.send(b"", 0)
+                    self._write(self.link.output(self.now()))
                 self._periodic()
                 if progress is not None and n_total:
                     progress(min(1.0, (i - start_index) / n_total))
