@@ -441,6 +441,10 @@ static void handle_frame(uint8_t kind, uint8_t seq, const uint8_t *payload, uint
 
 void rp_rx_byte(uint8_t b)
 {
+    if (b && framer.len < sizeof framer.buf) { /* the common case: one more byte */
+        framer.buf[framer.len++] = b;
+        return;
+    }
     rp_frame f;
     int r = rp_framer_byte(&framer, b, &f);
     if (r == RP_FRAMER_FRAME)

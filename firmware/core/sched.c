@@ -1,5 +1,7 @@
 #include "sched.h"
 
+#define BEFORE(a, b) ((int32_t)((a) - (b)) < 0)
+
 rp_act rp_acts[RP_FW_MAX_ACTUATORS];
 uint8_t rp_act_count;
 uint8_t rp_max_concurrent = 1;
@@ -17,9 +19,26 @@ static volatile uint16_t q_head, q_count;
 /* Energised coils: the timer context scans only these for the next deadline. */
 static uint8_t active[RP_FW_MAX_ACTUATORS];
 static volatile uint8_t active_n;
+/* The earliest deadline of the active coils, kept between scans: a deadline set earlier
+ * than it takes its place; moving or removing that coil's own deadline forces a rescan. */
+static uint8_t dl_n, dl_valid;
+static uint32_t dl_clock;
+
+static void set_deadline(uint8_t n, uint32_t clock)
+{
+    rp_acts[n].deadline = clock;
+    if (!dl_valid)
+        return;
+    if (n == dl_n)
+        dl_valid = 0;
+    else if (dl_n == 0xFF || BEFORE(clock, dl_clock)) {
+        dl_n = n;
+        dl_clock = clock;
+    }
+}
 
 static rp_event ev_ring[RP_EVENT_RING];
-static volatile uint8_t ev_head, ev_tail; /* head: next to read; tail: next to write */
+volatile uint8_t rp_ev_head, rp_ev_tail; /* head: next to read; tail: next to write */
 
 static uint32_t duty_poll_clock;
 
@@ -29,7 +48,7 @@ typedef struct {
     uint32_t clock;
     uint8_t actuator, weight;
 } wchange;
-#define WLOG 32
+#define WLOG 16 /* a power of two; drained every duty poll (8 ms) and every strike queued */
 static wchange wlog[WLOG];
 static volatile uint8_t wlog_head, wlog_tail;
 uint16_t rp_wlog_overflows; /* changes applied without their exact time (ring full) */
@@ -38,7 +57,6 @@ uint16_t rp_wlog_overflows; /* changes applied without their exact time (ring fu
 static uint32_t armed_clock;
 static uint8_t armed_valid;
 
-#define BEFORE(a, b) ((int32_t)((a) - (b)) < 0)
 #define DUTY_UNIT_TICKS (64UL * RP_TICKS_PER_US) /* the bucket integrates in 64 us steps */
 #define DUTY_POLL_TICKS (8000UL * RP_TICKS_PER_US)
 #define BATCH 8 /* commands decided together before their outputs */
@@ -94,27 +112,27 @@ uint32_t rp_full_index(uint16_t low, uint32_t next_index)
 void rp_event_push(uint8_t kind, uint32_t index, uint8_t actuator, uint32_t clock)
 {
     rp_irq_t s = RP_IRQ_SAVE();
-    uint8_t next = (uint8_t)((ev_tail + 1) & (RP_EVENT_RING - 1));
-    if (next != ev_head) { /* full: dropped; the status counters still count it */
-        rp_event *e = &ev_ring[ev_tail];
+    uint8_t next = (uint8_t)((rp_ev_tail + 1) & (RP_EVENT_RING - 1));
+    if (next != rp_ev_head) { /* full: dropped; the status counters still count it */
+        rp_event *e = &ev_ring[rp_ev_tail];
         e->kind = kind;
         e->index = index;
         e->actuator = actuator;
         e->clock = clock;
-        ev_tail = next;
+        rp_ev_tail = next;
     }
     RP_IRQ_RESTORE(s);
 }
 
-uint8_t rp_event_pending(void) { return ev_head != ev_tail; }
+uint8_t rp_event_pending(void) { return rp_ev_head != rp_ev_tail; }
 
 uint8_t rp_event_pop(rp_event *ev)
 {
     rp_irq_t s = RP_IRQ_SAVE();
-    uint8_t ok = ev_head != ev_tail;
+    uint8_t ok = rp_ev_head != rp_ev_tail;
     if (ok) {
-        *ev = ev_ring[ev_head];
-        ev_head = (uint8_t)((ev_head + 1) & (RP_EVENT_RING - 1));
+        *ev = ev_ring[rp_ev_head];
+        rp_ev_head = (uint8_t)((rp_ev_head + 1) & (RP_EVENT_RING - 1));
     }
     RP_IRQ_RESTORE(s);
     return ok;
@@ -122,13 +140,13 @@ uint8_t rp_event_pop(rp_event *ev)
 
 /* ---- duty bucket: multiplications and shifts only, so the timer context may call it ---- */
 
-uint8_t rp_weight(const rp_act *a, uint16_t level)
+static uint8_t weight_of(uint16_t den, uint16_t level)
 {
     if (!level)
         return 0;
     /* r = level * 256 / pwm_max (0..256) by an 8-step long division in 16 bits: no
      * 32-bit division (pwm_max <= 4095, so rem << 1 never overflows) */
-    uint16_t den = a->pwm_max, rem = level, r;
+    uint16_t rem = level, r;
     if (rem >= den) {
         r = 256;
     } else {
@@ -144,6 +162,24 @@ uint8_t rp_weight(const rp_act *a, uint16_t level)
     }
     uint16_t w = (uint16_t)(((uint32_t)r * r) >> 8);
     return (uint8_t)(w > 255 ? 255 : (w ? w : 1));
+}
+
+/* Strikes mostly repeat a drive and a hold: a small cache of the last two weights
+ * (main loop only). */
+static uint16_t wc_den[2], wc_level[2];
+static uint8_t wc_w[2], wc_next;
+
+uint8_t rp_weight(const rp_act *a, uint16_t level)
+{
+    for (uint8_t i = 0; i < 2; i++)
+        if (wc_level[i] == level && wc_den[i] == a->pwm_max)
+            return wc_w[i];
+    uint8_t w = weight_of(a->pwm_max, level);
+    wc_den[wc_next] = a->pwm_max;
+    wc_level[wc_next] = level;
+    wc_w[wc_next] = w;
+    wc_next ^= 1;
+    return w;
 }
 
 /* The duty poll is event-driven: it does nothing before `duty_check_clock`, the
@@ -192,7 +228,8 @@ static void bucket_integrate(rp_act *a, uint32_t now)
         return;
     /* units of DUTY_UNIT_TICKS (a power of two): a byte move plus a short shift */
 #if DUTY_UNIT_TICKS >= 256
-    uint32_t units = (dt >> 8) / (DUTY_UNIT_TICKS / 256);
+    uint32_t units = !(dt >> 24) ? (uint16_t)(dt >> 8) / (uint16_t)(DUTY_UNIT_TICKS / 256)
+                                 : dt / DUTY_UNIT_TICKS;
 #else
     uint32_t units = dt / DUTY_UNIT_TICKS;
 #endif
@@ -230,6 +267,8 @@ static void active_add(uint8_t n)
 
 static void active_remove(uint8_t n)
 {
+    if (n == dl_n)
+        dl_valid = 0;
     for (uint8_t i = 0; i < active_n; i++)
         if (active[i] == n) {
             active[i] = active[--active_n];
@@ -326,6 +365,7 @@ void rp_sched_reset(void)
         a->bucket_clock = now;
     }
     active_n = 0;
+    dl_valid = 0;
     rp_running_pulses = 0;
     q_head = q_count = 0;
     armed_valid = 0;
@@ -459,12 +499,12 @@ static void account(const rp_cmd *c)
         a->hold = c->hold;
         a->hold_weight = c->hold_weight;
         uint32_t end = t + (uint32_t)c->pulse_us * RP_TICKS_PER_US;
-        a->deadline = BEFORE(end, cutoff) ? end : cutoff;
+        set_deadline(n, BEFORE(end, cutoff) ? end : cutoff);
     } else {
         if (!fresh && rp_running_pulses)
             rp_running_pulses--;
         a->phase = c->op == RP_OP_STRIKE ? RP_PHASE_HOLD : RP_PHASE_SET;
-        a->deadline = cutoff;
+        set_deadline(n, cutoff);
     }
 }
 
@@ -482,7 +522,7 @@ static void run_deadline(uint8_t n, uint32_t t)
             rp_running_pulses--;
         account_level(n, a->hold, a->hold_weight, t);
         a->phase = RP_PHASE_HOLD;
-        a->deadline = cutoff;
+        set_deadline(n, cutoff);
         return;
     }
     uint8_t cut = !(a->phase == RP_PHASE_PULSE && BEFORE(t, cutoff)); /* else: pulse, no hold */
@@ -505,15 +545,22 @@ void rp_sched_run(void)
     armed_valid = 0;
     while (budget) {
         uint32_t now = board_clock();
-        uint8_t dn = 0xFF;
-        uint32_t dclock = 0;
-        for (uint8_t i = 0; i < active_n; i++) {
-            uint8_t n = active[i];
-            if (dn == 0xFF || BEFORE(rp_acts[n].deadline, dclock)) {
-                dn = n;
-                dclock = rp_acts[n].deadline;
+        if (!dl_valid) {
+            uint8_t dn = 0xFF;
+            uint32_t dclock = 0;
+            for (uint8_t i = 0; i < active_n; i++) {
+                uint8_t n = active[i];
+                if (dn == 0xFF || BEFORE(rp_acts[n].deadline, dclock)) {
+                    dn = n;
+                    dclock = rp_acts[n].deadline;
+                }
             }
+            dl_n = dn;
+            dl_clock = dclock;
+            dl_valid = 1;
         }
+        uint8_t dn = dl_n;
+        uint32_t dclock = dl_clock;
         uint8_t cmd_first = q_count && (dn == 0xFF || !BEFORE(dclock, q[q_head].clock));
         if (!cmd_first && dn == 0xFF)
             return; /* nothing to wait for */

@@ -93,6 +93,9 @@ uint16_t rp_sched_heat(uint8_t *actuator);
 void rp_event_push(uint8_t kind, uint32_t index, uint8_t actuator, uint32_t clock);
 uint8_t rp_event_pop(rp_event *ev);
 uint8_t rp_event_pending(void);
+/* the same, inline (the main loop asks at every wake-up) */
+extern volatile uint8_t rp_ev_head, rp_ev_tail; /* next to read, next to write */
+#define RP_EVENT_PENDING() (rp_ev_head != rp_ev_tail)
 
 /* The record index the host knows for a queued entry's 16-bit index. */
 uint32_t rp_full_index(uint16_t low, uint32_t next_index);

@@ -18,7 +18,7 @@
 /* the compare interrupt fires early: 60 us, plus 60 us for each command due at that
  * clock (its decision and output lookups, measured in simavr: about 620 cycles); then
  * the core spins to the exact tick */
-#define RP_TIMER_LEAD_TICKS (60U * 16U)
+#define RP_TIMER_LEAD_TICKS (40U * 16U)
 #define RP_TIMER_LEAD_PER_CMD_TICKS (60U * 16U)
 /* commands this close to the first one are decided with it: their outputs then need
  * only the wait and the port write (the bookkeeping of each comes after all of them) */

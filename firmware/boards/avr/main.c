@@ -68,12 +68,16 @@ uint32_t board_clock(void)
 {
     uint8_t s = SREG;
     cli();
-    uint16_t hi = clock_hi;
-    uint16_t lo = TCNT1;
-    if ((TIFR1 & _BV(TOV1)) && lo < 0x8000)
-        hi++; /* the overflow happened but its interrupt has not run yet */
+    union {
+        uint32_t v;
+        uint16_t w[2]; /* little-endian: w[0] low; no 32-bit shift */
+    } c;
+    c.w[1] = clock_hi;
+    c.w[0] = TCNT1;
+    if ((TIFR1 & _BV(TOV1)) && c.w[0] < 0x8000)
+        c.w[1]++; /* the overflow happened but its interrupt has not run yet */
     SREG = s;
-    return ((uint32_t)hi << 16) | lo;
+    return c.v;
 }
 
 void board_timer_arm(uint32_t clock)
@@ -323,11 +327,12 @@ int main(void)
             rp_rx_byte(b); /* a whole frame also runs rp_poll() */
         }
         /* not on every wake-up (each byte in or out wakes us): events, and every tick */
-        if (tick || rp_poll_wanted()) {
+        if (tick || RP_EVENT_PENDING()) {
             tick = 0;
             rp_poll();
         }
-        pca_flush();
+        if (pca_any)
+            pca_flush();
         cli();
         if (rx_tail == rx_head && !pca_any) {
             /* idle until an interrupt: UART, timer compare, or the 4 ms overflow */
