@@ -32,23 +32,30 @@ MODELS = Path(__file__).resolve().parents[1] / "models"
 SPECS = ("piano-88-grand", "piano-61-diy")
 
 
-def quality(nets: dict[str, torch.nn.Module], test: list[np.ndarray], train: list[np.ndarray],
-            order: int) -> dict[str, float]:
-    print(f"\n== quality: {len(test)} test pieces, {sum(len(t) for t in test)} events, "
-          f"{sum(tk.count_notes(t) for t in test)} notes ==")
+def quality(
+    nets: dict[str, torch.nn.Module], test: list[np.ndarray], train: list[np.ndarray], order: int
+) -> dict[str, float]:
+    print(
+        f"\n== quality: {len(test)} test pieces, {sum(len(t) for t in test)} events, "
+        f"{sum(tk.count_notes(t) for t in test)} notes =="
+    )
     per_note: dict[str, float] = {}
     for name, m in nets.items():
         t = time.perf_counter()
         r = model_nll(m, test)
         per_note[name] = r.per_note
-        print(f"{name:12s} {r.per_event:7.4f} nats/event {r.per_note:7.4f} nats/note   "
-              f"({time.perf_counter() - t:.0f}s)")
+        print(
+            f"{name:12s} {r.per_event:7.4f} nats/event {r.per_note:7.4f} nats/note   "
+            f"({time.perf_counter() - t:.0f}s)"
+        )
     t = time.perf_counter()
     kn = KneserNey(order).fit(train)
     r = kn.nll(test)
     per_note[f"ngram{order}"] = r.per_note
-    print(f"{'KN ' + str(order) + '-gram':12s} {r.per_event:7.4f} nats/event {r.per_note:7.4f} nats/note   "
-          f"({time.perf_counter() - t:.0f}s)")
+    print(
+        f"{'KN ' + str(order) + '-gram':12s} {r.per_event:7.4f} nats/event {r.per_note:7.4f} nats/note   "
+        f"({time.perf_counter() - t:.0f}s)"
+    )
     return per_note
 
 
@@ -66,9 +73,11 @@ def playability(model: torch.nn.Module, seconds: float, seeds: int) -> None:
                 dropped += rep.notes_dropped
                 bad += len(tk.check_grammar(g.tokens))
             share = (altered + dropped) / max(1, notes)
-            print(f"{spec_name:15s} {'masked  ' if constrain else 'unmasked'} {notes:5d} notes  "
-                  f"altered {altered:4d} dropped {dropped:4d}  ({share:6.1%} not as generated)  "
-                  f"grammar problems {bad}")
+            print(
+                f"{spec_name:15s} {'masked  ' if constrain else 'unmasked'} {notes:5d} notes  "
+                f"altered {altered:4d} dropped {dropped:4d}  ({share:6.1%} not as generated)  "
+                f"grammar problems {bad}"
+            )
 
 
 def speed(model: torch.nn.Module, seconds: float, seeds: int) -> None:
@@ -80,11 +89,16 @@ def speed(model: torch.nn.Module, seconds: float, seeds: int) -> None:
         ev += g.events
         wall += g.wall_s
         music += g.score.duration_s
-    print(f"{music:.0f}s of music, {ev:.0f} events in {wall:.2f}s: {music / wall:.0f}x real time "
-          f"(target 100x: {music / wall / 100:.2f} of it), {1e3 * wall / ev:.3f} ms/event, "
-          f"{ev / music:.1f} events per second of music")
-    steppers = {"numpy" if model.config.arch == "lstm" else "torch-kv": (
-        NumpyLSTM(model) if model.config.arch == "lstm" else TorchStepper(model))}
+    print(
+        f"{music:.0f}s of music, {ev:.0f} events in {wall:.2f}s: {music / wall:.0f}x real time "
+        f"(target 100x: {music / wall / 100:.2f} of it), {1e3 * wall / ev:.3f} ms/event, "
+        f"{ev / music:.1f} events per second of music"
+    )
+    steppers = {
+        "numpy" if model.config.arch == "lstm" else "torch-kv": (
+            NumpyLSTM(model) if model.config.arch == "lstm" else TorchStepper(model)
+        )
+    }
     if model.config.arch == "lstm":
         steppers["torch"] = TorchStepper(model)
     for name, st in steppers.items():
@@ -105,14 +119,17 @@ def train_throughput(nets: dict[str, torch.nn.Module], data: list[np.ndarray], s
         t = time.perf_counter()
         n = 0
         for i in range(steps):
-            xb, yb = x[i * 32:(i + 1) * 32], y[i * 32:(i + 1) * 32]
-            loss = torch.nn.functional.cross_entropy(net(xb).reshape(-1, tk.VOCAB_SIZE), yb.reshape(-1),
-                                                     ignore_index=-100)
+            xb, yb = x[i * 32 : (i + 1) * 32], y[i * 32 : (i + 1) * 32]
+            loss = torch.nn.functional.cross_entropy(
+                net(xb).reshape(-1, tk.VOCAB_SIZE), yb.reshape(-1), ignore_index=-100
+            )
             opt.zero_grad()
             loss.backward()
             opt.step()
             n += int((yb != -100).sum())
-        print(f"{name:12s} {n / (time.perf_counter() - t):8.0f} tokens/s  ({count_parameters(net):,} parameters)")
+        print(
+            f"{name:12s} {n / (time.perf_counter() - t):8.0f} tokens/s  ({count_parameters(net):,} parameters)"
+        )
 
 
 def main() -> int:
@@ -126,13 +143,19 @@ def main() -> int:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     nets: dict[str, torch.nn.Module] = {}
-    for name, path in (("shipped", args.model), ("lstm", args.lstm), ("transformer", args.transformer)):
+    for name, path in (
+        ("shipped", args.model),
+        ("lstm", args.lstm),
+        ("transformer", args.transformer),
+    ):
         if Path(path).is_file():
             m, cfg, meta = load_model(path)
             nets[name] = m
-            print(f"{name:12s} {path}: {cfg.arch} {cfg.n_layers}x{cfg.d_model}, "
-                  f"{count_parameters(m):,} parameters, valid {meta.get('valid_nll_per_note', float('nan')):.4f} "
-                  f"nats/note after {meta.get('train_seconds', 0) / 60:.0f} min")
+            print(
+                f"{name:12s} {path}: {cfg.arch} {cfg.n_layers}x{cfg.d_model}, "
+                f"{count_parameters(m):,} parameters, valid {meta.get('valid_nll_per_note', float('nan')):.4f} "
+                f"nats/note after {meta.get('train_seconds', 0) / 60:.0f} min"
+            )
     if "shipped" not in nets:
         raise SystemExit(f"{args.model}: no shipped model")
     pieces = corpus.by_split(corpus.load_corpus("music21:bach,palestrina"))
@@ -144,8 +167,10 @@ def main() -> int:
         r = per_note["transformer"] / per_note["lstm"]
         print(f"transformer / lstm = {r:.3f} (target <= 0.95)")
     best = min(v for k, v in per_note.items() if not k.startswith("ngram"))
-    print(f"best model {best:.3f} nats/note vs target 2.0: {best / 2.0:.2f}x the target "
-          f"(H200 reference: Performance RNN 2.235, 6-layer Transformer 2.073, KN 16-gram 4.211)")
+    print(
+        f"best model {best:.3f} nats/note vs target 2.0: {best / 2.0:.2f}x the target "
+        f"(H200 reference: Performance RNN 2.235, 6-layer Transformer 2.073, KN 16-gram 4.211)"
+    )
     seeds = 2 if args.quick else 5
     playability(nets["shipped"], 30.0, seeds)
     speed(nets["shipped"], 30.0, seeds)
