@@ -27,7 +27,9 @@ from robo_player.score import Score
 
 
 def _notes(score: Score) -> np.ndarray:
-    return np.array(sorted((n.onset_us / 1e6, n.pitch, n.duration_us / 1e6, n.velocity) for n in score.notes))
+    return np.array(
+        sorted((n.onset_us / 1e6, n.pitch, n.duration_us / 1e6, n.velocity) for n in score.notes)
+    )
 
 
 def _fidelity(orig: list[np.ndarray], back: list[np.ndarray]) -> dict[str, float]:
@@ -42,15 +44,25 @@ def _fidelity(orig: list[np.ndarray], back: list[np.ndarray]) -> dict[str, float
             if not len(bb):
                 continue
             j = np.clip(np.searchsorted(bb[:, 0], aa[:, 0]), 1, max(1, len(bb) - 1))
-            j = np.where(np.abs(bb[j - 1, 0] - aa[:, 0]) <= np.abs(bb[np.minimum(j, len(bb) - 1), 0] - aa[:, 0]),
-                         j - 1, np.minimum(j, len(bb) - 1))
+            j = np.where(
+                np.abs(bb[j - 1, 0] - aa[:, 0])
+                <= np.abs(bb[np.minimum(j, len(bb) - 1), 0] - aa[:, 0]),
+                j - 1,
+                np.minimum(j, len(bb) - 1),
+            )
             on.append(np.abs(aa[:, 0] - bb[j, 0]))
             du.append(np.abs(aa[:, 2] - bb[j, 2]))
             ve.append(np.abs(aa[:, 3] - bb[j, 3]))
     o, d, v = (np.concatenate(x) for x in (on, du, ve))
-    return {"notes": total, "lost": lost, "onset_mean_ms": 1e3 * o.mean(), "onset_max_ms": 1e3 * o.max(),
-            "within_10ms": float((o <= 0.005 + 1e-9).mean()), "dur_mean_ms": 1e3 * d.mean(),
-            "vel_mean": v.mean()}
+    return {
+        "notes": total,
+        "lost": lost,
+        "onset_mean_ms": 1e3 * o.mean(),
+        "onset_max_ms": 1e3 * o.max(),
+        "within_10ms": float((o <= 0.005 + 1e-9).mean()),
+        "dur_mean_ms": 1e3 * d.mean(),
+        "vel_mean": v.mean(),
+    }
 
 
 def _count_ids(x: object) -> int:
@@ -96,14 +108,18 @@ def main() -> int:
     t_sym = time.perf_counter() - t
     n_notes = sum(len(s.notes) for s in scores)
     print(f"files: {len(allf)}, notes: {n_notes}")
-    print(f"parse   mido/read_midi {n_notes / t_mido:12,.0f} notes/s   symusic {n_notes / t_sym:12,.0f} notes/s"
-          f"   ratio {t_mido / t_sym:.0f}x")
+    print(
+        f"parse   mido/read_midi {n_notes / t_mido:12,.0f} notes/s   symusic {n_notes / t_sym:12,.0f} notes/s"
+        f"   ratio {t_mido / t_sym:.0f}x"
+    )
 
     cfg = TokenizerConfig(num_velocities=32, use_sustain_pedals=True, use_tempos=True)
     mt = MIDILike(cfg)
     print(f"vocab   ours {tk.VOCAB_SIZE}   miditok MIDILike {len(mt)}")
-    print(f"{'set':11s} {'tokenizer':9s} {'tok/note':>8s} {'enc notes/s':>12s} {'dec notes/s':>12s} "
-          f"{'lost':>5s} {'onset ms':>9s} {'max ms':>7s} {'<=5ms':>7s} {'dur ms':>7s} {'vel':>5s}")
+    print(
+        f"{'set':11s} {'tokenizer':9s} {'tok/note':>8s} {'enc notes/s':>12s} {'dec notes/s':>12s} "
+        f"{'lost':>5s} {'onset ms':>9s} {'max ms':>7s} {'<=5ms':>7s} {'dur ms':>7s} {'vel':>5s}"
+    )
     for kind, fl in files.items():
         sc_list = [read_midi(f) for f in fl]
         sy_list = [symusic.Score(str(f)) for f in fl]
@@ -143,8 +159,10 @@ def main() -> int:
 
 
 def _row(kind: str, name: str, tpn: float, enc: float, dec: float, f: dict[str, float]) -> None:
-    print(f"{kind:11s} {name:9s} {tpn:8.2f} {enc:12,.0f} {dec:12,.0f} {f['lost']:5d} {f['onset_mean_ms']:9.2f} "
-          f"{f['onset_max_ms']:7.1f} {f['within_10ms']:7.1%} {f['dur_mean_ms']:7.1f} {f['vel_mean']:5.2f}")
+    print(
+        f"{kind:11s} {name:9s} {tpn:8.2f} {enc:12,.0f} {dec:12,.0f} {f['lost']:5d} {f['onset_mean_ms']:9.2f} "
+        f"{f['onset_max_ms']:7.1f} {f['within_10ms']:7.1%} {f['dur_mean_ms']:7.1f} {f['vel_mean']:5.2f}"
+    )
 
 
 if __name__ == "__main__":
