@@ -171,6 +171,8 @@ static uint8_t wc_w[2], wc_next;
 
 uint8_t rp_weight(const rp_act *a, uint16_t level)
 {
+    if (!level)
+        return 0; /* releases: not cached, so they do not evict the strikes' weights */
     for (uint8_t i = 0; i < 2; i++)
         if (wc_level[i] == level && wc_den[i] == a->pwm_max)
             return wc_w[i];

@@ -111,7 +111,7 @@ def main() -> None:
                 tag = (tag + 1) % 256
                 credits = link.ask(Message.make("heartbeat", tag=tag), "status")["free"]
             credits = get_vlq(link.send(payload).payload, 0)[0]
-        end = time.monotonic() + 1.0
+        end = time.monotonic() + (1.0 if cmds else secs)  # rate 0: the idle load
         while time.monotonic() < end:
             time.sleep(0.05)
             tag = (tag + 1) % 256
