@@ -146,14 +146,39 @@ def _device_options(args: argparse.Namespace) -> dict[str, Any]:
     return opts
 
 
-def _open_device(url: str, spec: Any, args: argparse.Namespace) -> Any:
+def _open_device(url: str, spec: Any, args: argparse.Namespace, **extra: Any) -> Any:
     """Open the port; a port that cannot be opened is an input error (exit 2)."""
     from .driver import open_port
 
     try:
-        return open_port(url, spec, **_device_options(args))
+        return open_port(url, spec, **_device_options(args), **extra)
     except TransportError as err:
         raise UsageError(str(err)) from err
+
+
+DEFAULT_STATE = ".robo-player-resume.json"
+
+
+def _resume_options(args: argparse.Namespace, port: str, plan: Any, spec: Any) -> dict[str, Any]:
+    """Firmware ports keep a resume state file; ``--resume`` starts where it stopped."""
+    from urllib.parse import urlsplit
+
+    if urlsplit(port).scheme == "sim":
+        if getattr(args, "resume", False):
+            raise UsageError(f"--resume: port {port} keeps no progress to resume from")
+        return {}
+    state = getattr(args, "state", None) or DEFAULT_STATE
+    opts: dict[str, Any] = {"state": state}
+    if getattr(args, "resume", False):
+        from .driver.stream import ResumeState
+
+        if not Path(state).exists():
+            raise UsageError(f"--resume: {state}: no resume state (nothing was interrupted)")
+        try:
+            opts["start_index"] = ResumeState.load(state).start_index_for(plan, spec.spec_hash)
+        except TransportError as err:
+            raise UsageError(f"--resume: {err}") from err
+    return opts
 
 
 def _intended_notes(score: Any, plan_report: Any) -> list[tuple[int, int, int, int]]:
@@ -227,13 +252,8 @@ def cmd_play(args: argparse.Namespace, port: str | None = None) -> int:
         plot_path = outputs.reserve(args.plot) if args.plot else None
         plan, plan_report = plan_piano(score, spec, calibration, _plan_options(args))
         prog = Progress("playing", enabled=not args.quiet)
-        with _open_device(port, spec, args) as device:
-            if getattr(args, "resume", False):
-                if not hasattr(device, "resume"):
-                    raise UsageError(f"--resume: port {port} keeps no progress to resume from")
-                performance = device.resume(plan, progress=prog)
-            else:
-                performance = device.play(plan, progress=prog)
+        with _open_device(port, spec, args, **_resume_options(args, port, plan, spec)) as device:
+            performance = device.play(plan, progress=prog)
         prog.done()
         report = build_report(
             plan_report=plan_report,
@@ -401,6 +421,11 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--plot", metavar="PATH", help="write a piano roll (PNG) here")
         if port:
             sp.add_argument("--resume", action="store_true", help="continue from the last executed note")
+            sp.add_argument(
+                "--state",
+                metavar="FILE",
+                help=f"firmware ports: where play keeps its resume point (default {DEFAULT_STATE})",
+            )
             sp.add_argument("--generate", metavar="MODEL", help="play a piece the model generates")
             sp.add_argument("--seconds", type=float, default=30.0, help="with --generate: length")
             sp.add_argument("--primer", help='with --generate: primer notes, e.g. "C4 E4 G4"')

@@ -68,6 +68,7 @@ _REGISTRY: dict[str, Factory | str] = {
     "socket": "robo_player.driver.fw:open_serial_device",
     "rfc2217": "robo_player.driver.fw:open_serial_device",
     "loop": "robo_player.driver.fw:open_serial_device",
+    "vmcu": "robo_player.driver.fw:open_vmcu",  # the firmware's Python model, virtual time
 }
 
 
