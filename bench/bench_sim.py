@@ -65,16 +65,22 @@ def main() -> None:
             best = min(best, time.perf_counter() - t0)
     assert perf is not None
     music_s = plan.end_us / 1e6
-    print(f"piece: {music_s:.1f} s, {strikes} strikes, {len(plan)} commands, {len(perf.heard)} heard")
-    print(f"physics (sim:// play, best of {args.repeat}): {best * 1e3:.1f} ms  "
-          f"= {music_s / best:,.0f}x real time (target >= 1000x)")
+    print(
+        f"piece: {music_s:.1f} s, {strikes} strikes, {len(plan)} commands, {len(perf.heard)} heard"
+    )
+    print(
+        f"physics (sim:// play, best of {args.repeat}): {best * 1e3:.1f} ms  "
+        f"= {music_s / best:,.0f}x real time (target >= 1000x)"
+    )
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
         render_wav(perf, Path(tmp) / "bench.wav", spec=spec)
         dt = time.perf_counter() - t0
         audio_s = (Path(tmp) / "bench.wav").stat().st_size / 2 / 44100
-    print(f"audio (render_wav, 44.1 kHz): {dt:.2f} s for {audio_s:.1f} s of audio "
-          f"= {audio_s / dt:,.0f}x real time (target >= 50x)")
+    print(
+        f"audio (render_wav, 44.1 kHz): {dt:.2f} s for {audio_s:.1f} s of audio "
+        f"= {audio_s / dt:,.0f}x real time (target >= 50x)"
+    )
 
 
 if __name__ == "__main__":
