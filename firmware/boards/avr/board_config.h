@@ -15,7 +15,7 @@
 #define RP_FW_MAX_LEVEL 4095
 #define RP_LATE_SLACK_US 500
 #define RP_EVENT_RING 8
-/* the compare interrupt fires early: 60 us, plus 60 us for each command due at that
+/* the compare interrupt fires early: 40 us, plus 60 us for each command due at that
  * clock (its decision and output lookups, measured in simavr: about 620 cycles); then
  * the core spins to the exact tick */
 #define RP_TIMER_LEAD_TICKS (40U * 16U)
