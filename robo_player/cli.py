@@ -88,25 +88,10 @@ def _load_spec(args: argparse.Namespace) -> Any:
     return load_spec(args.spec)
 
 
-def _resolve_song(song: str) -> Path:
-    """A path, or the name of a bundled piece (``default`` is the demo piece)."""
-    from .midi import DEFAULT_PIECE, bundled_pieces
-
-    path = Path(song)
-    if path.exists():
-        return path
-    bundled = {p.stem: p for p in bundled_pieces()}
-    name = DEFAULT_PIECE if song == "default" else song.removesuffix(".mid")
-    if name in bundled:
-        return bundled[name]
-    known = ", ".join(sorted(bundled))
-    raise MidiFileError(f"{song}: no such file (bundled pieces: {known})", path=song)
-
-
 def _load_score(args: argparse.Namespace) -> Any:
-    from .midi import read_midi, require_notes
+    from .midi import read_midi, require_notes, resolve_piece
 
-    path = _resolve_song(args.song)
+    path = resolve_piece(args.song)
     score = read_midi(
         path,
         tracks=_parse_int_set(args.tracks, "tracks", 0, 65535),

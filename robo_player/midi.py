@@ -674,6 +674,22 @@ def bundled_pieces() -> list[Path]:
     return sorted(PIECES_DIR.glob("*.mid"))
 
 
+
+def resolve_piece(song: str | Path) -> Path:
+    """A MIDI path, or the name of a bundled piece (``default`` is :data:`DEFAULT_PIECE`).
+
+    MidiFileError naming the argument and the bundled pieces when it is neither.
+    """
+    path = Path(song)
+    if path.exists():
+        return path
+    bundled = {p.stem: p for p in bundled_pieces()}
+    name = DEFAULT_PIECE if str(song) == "default" else str(song).removesuffix(".mid")
+    if name in bundled:
+        return bundled[name]
+    known = ", ".join(sorted(bundled))
+    raise MidiFileError(f"{song}: no such file (bundled pieces: {known})", path=str(song))
+
 def bundled_piece(name: str) -> Path:
     """Path of the bundled piece ``name`` (``"maple_leaf_rag"`` or ``"maple_leaf_rag.mid"``)."""
     stem = name.removesuffix(".mid")

@@ -85,14 +85,15 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 
 def cmd_perform(args: argparse.Namespace) -> int:
-    from ..midi import read_midi, require_notes, write_midi
+    from ..midi import read_midi, require_notes, resolve_piece, write_midi
     from .render import RenderRules, perform
 
     rules = RenderRules(phrase_arch=args.k_phrase_arch, high_loud=args.k_high_loud,
                         duration_contrast=args.k_duration_contrast,
                         melodic_charge=args.k_melodic_charge, final_ritard=args.k_final_ritard,
                         noise_ms=args.noise_ms, seed=args.seed)
-    score = require_notes(read_midi(args.score), args.score)
+    path = resolve_piece(args.score)
+    score = require_notes(read_midi(path), path)
     out = perform(score, rules)
     write_midi(out, args.out)
     sys.stdout.write(f"{args.out}: {len(out.notes)} notes performed ({score.duration_s:.1f}s -> "
