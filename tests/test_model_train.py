@@ -107,3 +107,18 @@ def test_ddp_gloo_two_processes(tmp_path: Path) -> None:
     meta = read_checkpoint(out)["meta"]
     assert meta["world_size"] == 2
     assert r.stdout.count("epochs=1") == 1  # only rank 0 reports
+
+
+def test_train_option_defaults_are_the_train_config_defaults() -> None:
+    import argparse
+
+    from robo_player.model.cli import add_train_arguments
+    from robo_player.model.train import TrainConfig
+
+    p = argparse.ArgumentParser()
+    add_train_arguments(p)
+    args = p.parse_args(["--out", "x.pt"])
+    d = TrainConfig()
+    assert (args.epochs, args.batch_size, args.seq_len, args.lr, args.patience) == (
+        d.epochs, d.batch_size, d.seq_len, d.lr, d.patience
+    )

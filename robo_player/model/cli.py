@@ -191,8 +191,9 @@ def cmd_train(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------- registration
 
 
-def _train_args(p: argparse.ArgumentParser) -> None:
-    # the same options as `python -m robo_player.model.train` (defined there, torch-free here)
+def add_train_arguments(p: argparse.ArgumentParser) -> None:
+    """Options of `robo-player train` and `python -m robo_player.model.train` (one
+    definition, torch-free; the defaults are TrainConfig's, checked by a test)."""
     p.add_argument("--corpus", default="music21:bach,palestrina",
                    help="music21:NAME[,NAME] and/or midi:FOLDER, joined by + (default music21:bach,palestrina)")
     p.add_argument("--arch", choices=["lstm", "transformer"], default="lstm")
@@ -223,7 +224,7 @@ def register(subparsers: Any) -> None:
                               description="Train a performance model (LSTM or relative-position "
                                           "Transformer). Multi-GPU: torchrun --nproc_per_node N "
                                           "-m robo_player.model.train ...")
-    _train_args(p)
+    add_train_arguments(p)
     p.set_defaults(func=cmd_train)
 
     p = subparsers.add_parser("generate", help="compose a performance playable on a spec")

@@ -31,6 +31,7 @@ from ..errors import ModelError, UsageError
 from ..progress import Progress
 from . import tokenizer as tk
 from .checkpoint import read_checkpoint, save_checkpoint
+from .cli import add_train_arguments
 from .networks import ModelConfig, build_model, count_parameters
 
 log = logging.getLogger(__name__)
@@ -335,32 +336,6 @@ def _train(model_config: ModelConfig, cfg: TrainConfig, train_variants: Sequence
 # ---------------------------------------------------------------- command line
 
 
-_DEFAULTS = TrainConfig()
-
-
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--corpus", default="music21:bach,palestrina",
-                   help="music21:NAME[,NAME] and/or midi:FOLDER, joined by + (default music21:bach,palestrina)")
-    p.add_argument("--arch", choices=["lstm", "transformer"], default="lstm")
-    p.add_argument("--out", required=True, metavar="MODEL.pt", help="best weights go here")
-    p.add_argument("--d-model", type=int, default=None, help="width (default: lstm 256, transformer 256)")
-    p.add_argument("--layers", type=int, default=None, help="layers (default: lstm 2, transformer 4)")
-    p.add_argument("--heads", type=int, default=4)
-    p.add_argument("--dropout", type=float, default=0.1)
-    p.add_argument("--epochs", type=int, default=_DEFAULTS.epochs)
-    p.add_argument("--batch-size", type=int, default=_DEFAULTS.batch_size)
-    p.add_argument("--seq-len", type=int, default=_DEFAULTS.seq_len)
-    p.add_argument("--lr", type=float, default=_DEFAULTS.lr)
-    p.add_argument("--patience", type=int, default=_DEFAULTS.patience)
-    p.add_argument("--max-minutes", type=float, default=0.0, help="stop after this long (0: no limit)")
-    p.add_argument("--no-augment", action="store_true", help="no transposition or tempo stretch")
-    p.add_argument("--resume", action="store_true", help="continue from OUT.ckpt")
-    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
-    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--cache", default="cache", help="parsed-corpus cache folder (default cache/)")
-    p.add_argument("--limit-pieces", type=int, default=0, help=argparse.SUPPRESS)
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -401,7 +376,7 @@ def run(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m robo_player.model.train", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_arguments(ap)
+    add_train_arguments(ap)
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
