@@ -1,35 +1,47 @@
-/* simavr harness: runs the AVR firmware ELF with UART0 on a pty, in real time, and
+/* simavr harness: runs the AVR firmware ELF with UART0 on a pty, paced, and
  * records every direct-output pin change with its cycle count.
  *
  *   robo_sim [--elf FILE] [--pty-link PATH] [--trace FILE] [--boot-id N]
- *            [--speed X] [--max-seconds S]
+ *            [--speed X] [--max-seconds S] [--clock-file PATH]
  *
  * Prints "PTY <path>" on stdout once UART0 is on a pty (and symlinks PATH to it).
  * --speed: simulated seconds per wall second (default 1: the MCU clock keeps pace
- * with the host's clock, as a real board does; 0 = as fast as possible).
+ * with the host's clock, as a real board does; 0 = as fast as possible). It is a cap:
+ * when simavr cannot keep up it runs slower, and catches up at most 20 ms of wall time.
+ * --clock-file: a 16-byte file, shared (mmap), that always holds the simulated clock:
+ * bytes 0..3 "RPCK", 4..7 the MCU clock in Hz (little-endian u32), 8..15 the cycle
+ * count (little-endian u64, stored atomically after every instruction). A host that
+ * runs on simulated time reads it instead of scaling its wall clock by --speed, so its
+ * clock stays exactly the MCU's even when simavr runs slower than --speed.
  *
  * Trace file: a header "# robo_sim avr clock_hz=16000000 boot_id=<hex>", then one
  * line per output change: "<clock> <out_kind> <out_addr> <out_channel> <level>" —
  * clock: the firmware's own clock (Timer1 ticks = cycles since Timer1 started, see
  * the "# timer1 started at cycle N" line), so that it compares with scheduled clocks;
  * out_kind 0 = direct pin (out_channel = output number of boards/avr/pins.h, level
- * 0/1). Every simulated second (and at exit) a line "# cycles <total> busy <busy>"
- * gives the cycles the CPU spent awake (not in SLEEP): the firmware's CPU load.
+ * 0/1). Every simulated second (and at exit) a line "# cycles <total> busy <busy>
+ * wall <s>" gives the cycles the CPU spent awake (not in SLEEP): the firmware's CPU
+ * load; and the wall seconds since the start: simulated s / wall s is the speed.
  * PCA9685 outputs (TWI) are not decoded here: the sim and the timing benchmarks use
  * direct outputs. Exits on SIGTERM/SIGINT, or after --max-seconds of simulated time. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <inttypes.h>
+#include <pty.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <termios.h>
 #include <time.h>
+#include <fcntl.h>
 #include <unistd.h>
 
 #include "avr_eeprom.h"
 #include "avr_ioport.h"
-#include "parts/uart_pty.h"
+#include "avr_uart.h"
+#include "sim_cycle_timers.h"
 #include "sim_io.h"
 #include "sim_avr.h"
 #include "sim_elf.h"
@@ -42,7 +54,6 @@ static uint8_t port_state[11];
 static FILE *trace;
 static avr_t *avr;
 static volatile sig_atomic_t stop;
-static uart_pty_t uart_pty;
 
 /* The firmware's clock is Timer1 (no prescaler): it counts from the cycle its clock
  * select bits are first written. Trace times are in that clock, like the host build's. */
@@ -88,6 +99,64 @@ static void on_compa(struct avr_irq_t *irq, uint32_t value, void *param)
     }
 }
 
+/* Timer1 overflows simavr raised, against those the cycle count says happened: simavr
+ * 1.6 loses some when OCR1A is rewritten often (the firmware's clock then lags). */
+#define TIMER1_OVF_VECTOR 20
+static uint64_t overflows, overflows_run;
+
+static void on_ovf_run(struct avr_irq_t *irq, uint32_t value, void *param)
+{
+    (void)irq, (void)param;
+    if (value && timer_started)
+        overflows_run++;
+}
+
+static void on_ovf(struct avr_irq_t *irq, uint32_t value, void *param)
+{
+    (void)irq, (void)param;
+    if (value && timer_started)
+        overflows++;
+}
+
+/* simavr 1.6 clears every raised Timer1 flag on any write to TIFR1, where the hardware
+ * clears only the flags written as 1: the firmware's `TIFR1 = _BV(OCF1A)` (arming the
+ * compare) then loses a pending overflow, and its 32-bit clock falls 4.096 ms behind
+ * each time (measured: 70 of 756 overflows lost at 300 notes/s). The harness wraps
+ * simavr's TIFR1 write handler and raises again what a hardware write would leave. */
+#define TIFR1_ADDR 0x36
+static avr_io_write_t tifr1_write;
+static void *tifr1_param;
+static avr_int_vector_t *timer1_vectors[8]; /* TIFR1 bit -> vector */
+static uint64_t tifr1_kept;
+
+static void on_tifr1(struct avr_t *a, avr_io_addr_t addr, uint8_t v, void *param)
+{
+    (void)param;
+    uint8_t before = a->data[TIFR1_ADDR];
+    tifr1_write(a, addr, v, tifr1_param);
+    uint8_t lost = (uint8_t)(before & ~v & ~a->data[TIFR1_ADDR]);
+    for (int bit = 0; bit < 8; bit++)
+        if ((lost & (1 << bit)) && timer1_vectors[bit]) {
+            avr_raise_interrupt(a, timer1_vectors[bit]);
+            tifr1_kept++;
+        }
+}
+
+static void hardware_tifr1(avr_t *a)
+{
+    int io = AVR_DATA_TO_IO(TIFR1_ADDR);
+    tifr1_write = a->io[io].w.c;
+    tifr1_param = a->io[io].w.param;
+    if (!tifr1_write)
+        return;
+    for (int i = 0; i < a->interrupts.vector_count; i++) {
+        avr_int_vector_t *vec = a->interrupts.vector[i];
+        if (vec && vec->raised.reg == TIFR1_ADDR)
+            timer1_vectors[vec->raised.bit] = vec;
+    }
+    a->io[io].w.c = on_tifr1;
+}
+
 static const char port_letters[11] = {'A', 'B', 'C', 'D', 'E', 'F', 'G', 'H', 'J', 'K', 'L'};
 
 static void on_port(struct avr_irq_t *irq, uint32_t value, void *param)
@@ -105,6 +174,102 @@ static void on_port(struct avr_irq_t *irq, uint32_t value, void *param)
     }
 }
 
+/* simavr's own sleep handler usleeps through the MCU's SLEEP in real time; the harness
+ * paces simulated time itself (--speed), so a sleeping MCU costs no wall time here. */
+static void no_sleep(struct avr_t *a, avr_cycle_count_t how_long)
+{
+    (void)a, (void)how_long;
+}
+
+/* UART0 <-> pty bridge, all on the simulation thread. (simavr's uart_pty part injects
+ * received bytes from its own thread, which races with the cycle timers of the AVR
+ * thread: under a steady stream the UART's receive pump or a Timer1 event can get
+ * lost, and the firmware's watchdog then fires with bytes still waiting.) Every
+ * POLL_CYCLES the harness writes what the AVR sent and, while simavr's 64-byte UART
+ * input FIFO has room (XON/XOFF), hands it the bytes the host wrote; simavr itself
+ * delivers them to UDR0 one byte time apart. */
+#define POLL_CYCLES 512 /* 32 us at 16 MHz, a third of a byte time at 115200 baud */
+static int pty_master = -1, pty_slave = -1;
+static char pty_name[128];
+static avr_irq_t *uart_in;
+static int uart_xon = 1;
+static uint8_t host_buf[256], avr_buf[4096];
+static size_t host_len, host_done, avr_len;
+static uint64_t avr_dropped;
+
+static void on_uart_out(struct avr_irq_t *irq, uint32_t value, void *param)
+{
+    (void)irq, (void)param;
+    if (avr_len < sizeof avr_buf)
+        avr_buf[avr_len++] = (uint8_t)value;
+    else
+        avr_dropped++; /* the host does not read: like a line nobody listens to */
+}
+
+static void on_uart_xon(struct avr_irq_t *irq, uint32_t value, void *param)
+{
+    (void)irq, (void)param;
+    if (value)
+        uart_xon = 1;
+}
+
+static void on_uart_xoff(struct avr_irq_t *irq, uint32_t value, void *param)
+{
+    (void)irq, (void)param;
+    if (value)
+        uart_xon = 0;
+}
+
+static avr_cycle_count_t uart_poll(struct avr_t *a, avr_cycle_count_t when, void *param)
+{
+    (void)a, (void)param;
+    if (avr_len) {
+        ssize_t w = write(pty_master, avr_buf, avr_len);
+        if (w > 0) {
+            memmove(avr_buf, avr_buf + w, avr_len - (size_t)w);
+            avr_len -= (size_t)w;
+        }
+    }
+    if (host_done == host_len && uart_xon) {
+        ssize_t r = read(pty_master, host_buf, sizeof host_buf);
+        host_len = r > 0 ? (size_t)r : 0;
+        host_done = 0;
+    }
+    while (uart_xon && host_done < host_len)
+        avr_raise_irq(uart_in, host_buf[host_done++]); /* XOFF stops it when full */
+    return when + POLL_CYCLES;
+}
+
+static int uart_bridge(avr_t *a)
+{
+    struct termios tio;
+    if (openpty(&pty_master, &pty_slave, pty_name, NULL, NULL) < 0)
+        return -1;
+    tcgetattr(pty_slave, &tio);
+    cfmakeraw(&tio);
+    tcsetattr(pty_slave, TCSANOW, &tio);
+    tcgetattr(pty_master, &tio);
+    cfmakeraw(&tio);
+    tcsetattr(pty_master, TCSANOW, &tio);
+    fcntl(pty_master, F_SETFL, fcntl(pty_master, F_GETFL) | O_NONBLOCK);
+    /* pty_slave stays open: the master does not see a hang-up between host opens */
+    uint32_t f = 0;
+    avr_ioctl(a, AVR_IOCTL_UART_GET_FLAGS('0'), &f);
+    f &= ~AVR_UART_FLAG_STDIO;
+    avr_ioctl(a, AVR_IOCTL_UART_SET_FLAGS('0'), &f);
+    uart_in = avr_io_getirq(a, AVR_IOCTL_UART_GETIRQ('0'), UART_IRQ_INPUT);
+    avr_irq_t *out = avr_io_getirq(a, AVR_IOCTL_UART_GETIRQ('0'), UART_IRQ_OUTPUT);
+    avr_irq_t *xon = avr_io_getirq(a, AVR_IOCTL_UART_GETIRQ('0'), UART_IRQ_OUT_XON);
+    avr_irq_t *xoff = avr_io_getirq(a, AVR_IOCTL_UART_GETIRQ('0'), UART_IRQ_OUT_XOFF);
+    if (!uart_in || !out || !xon || !xoff)
+        return -1;
+    avr_irq_register_notify(out, on_uart_out, NULL);
+    avr_irq_register_notify(xon, on_uart_xon, NULL);
+    avr_irq_register_notify(xoff, on_uart_xoff, NULL);
+    avr_cycle_timer_register(a, POLL_CYCLES, uart_poll, NULL);
+    return 0;
+}
+
 static void on_signal(int sig)
 {
     (void)sig;
@@ -114,7 +279,7 @@ static void on_signal(int sig)
 static void usage(void)
 {
     fprintf(stderr, "usage: robo_sim [--elf FILE] [--pty-link PATH] [--trace FILE] "
-                    "[--boot-id N] [--speed X] [--max-seconds S]\n");
+                    "[--boot-id N] [--speed X] [--max-seconds S] [--clock-file PATH]\n");
     exit(2);
 }
 
@@ -128,6 +293,7 @@ static double wall(void)
 int main(int argc, char **argv)
 {
     const char *elf = "build/avr/robo_fw.elf", *link_path = NULL, *trace_path = NULL;
+    const char *clock_path = NULL;
     uint32_t boot_id = 0;
     double speed = 1.0, max_seconds = 0;
     for (int i = 1; i < argc; i++) {
@@ -145,6 +311,8 @@ int main(int argc, char **argv)
             speed = atof(argv[++i]);
         else if (!strcmp(argv[i], "--max-seconds"))
             max_seconds = atof(argv[++i]);
+        else if (!strcmp(argv[i], "--clock-file"))
+            clock_path = argv[++i];
         else
             usage();
     }
@@ -165,6 +333,7 @@ int main(int argc, char **argv)
     }
     avr_init(avr);
     avr->log = 0;
+    avr->sleep = no_sleep;
     avr_load_firmware(avr, &fw);
 
     /* boot_id seed in EEPROM dword 0, boot counter (dword 4) 0 */
@@ -183,9 +352,14 @@ int main(int argc, char **argv)
             avr_irq_register_notify(irq, on_port, (void *)(intptr_t)p);
     }
 
+    hardware_tifr1(avr);
     avr_register_io_write(avr, TCCR1B_ADDR, on_tccr1b, NULL);
     avr_irq_register_notify(avr_get_interrupt_irq(avr, TIMER1_COMPA_VECTOR) + AVR_INT_IRQ_PENDING,
                             on_compa, NULL);
+    avr_irq_register_notify(avr_get_interrupt_irq(avr, TIMER1_OVF_VECTOR) + AVR_INT_IRQ_PENDING,
+                            on_ovf, NULL);
+    avr_irq_register_notify(avr_get_interrupt_irq(avr, TIMER1_OVF_VECTOR) + AVR_INT_IRQ_RUNNING,
+                            on_ovf_run, NULL);
     if (trace_path) {
         trace = fopen(trace_path, "w");
         if (!trace) {
@@ -198,23 +372,48 @@ int main(int argc, char **argv)
         fflush(trace);
     }
 
-    uart_pty_init(avr, &uart_pty);
-    uart_pty_connect(&uart_pty, '0');
+    /* the simulated clock, shared with the host (see --clock-file above) */
+    static uint64_t no_clock;
+    uint64_t *shared_cycle = &no_clock;
+    if (clock_path) {
+        int fd = open(clock_path, O_RDWR | O_CREAT | O_TRUNC, 0644);
+        if (fd < 0 || ftruncate(fd, 16)) {
+            fprintf(stderr, "robo_sim: --clock-file %s: %s\n", clock_path, strerror(errno));
+            return 1;
+        }
+        uint8_t *m = mmap(NULL, 16, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+        close(fd);
+        if (m == MAP_FAILED) {
+            fprintf(stderr, "robo_sim: --clock-file %s: mmap: %s\n", clock_path, strerror(errno));
+            return 1;
+        }
+        uint32_t hz = (uint32_t)fw.frequency;
+        memcpy(m, "RPCK", 4);
+        for (int b = 0; b < 4; b++)
+            m[4 + b] = (uint8_t)(hz >> (8 * b));
+        shared_cycle = (uint64_t *)(m + 8); /* page-aligned + 8: an aligned u64 */
+        __atomic_store_n(shared_cycle, 0, __ATOMIC_RELEASE);
+    }
+
+    if (uart_bridge(avr)) {
+        fprintf(stderr, "robo_sim: cannot put UART0 on a pty: %s\n", strerror(errno));
+        return 1;
+    }
     if (link_path) {
         unlink(link_path);
-        if (symlink(uart_pty.pty.slavename, link_path)) {
+        if (symlink(pty_name, link_path)) {
             fprintf(stderr, "robo_sim: --pty-link %s: %s\n", link_path, strerror(errno));
             return 1;
         }
     }
     signal(SIGTERM, on_signal);
     signal(SIGINT, on_signal);
-    printf("PTY %s\n", uart_pty.pty.slavename);
+    printf("PTY %s\n", pty_name);
     fflush(stdout);
 
-    uint64_t busy = 0, next_report = fw.frequency;
+    uint64_t busy = 0, next_report = fw.frequency, cli_since = 0, cli_max = 0;
     uint64_t max_cycles = max_seconds > 0 ? (uint64_t)(max_seconds * fw.frequency) : 0;
-    double start = wall();
+    double start = wall(), start0 = start;
     int state = cpu_Running;
     while (!stop && state != cpu_Done && state != cpu_Crashed) {
         uint64_t c0 = avr->cycle;
@@ -224,10 +423,19 @@ int main(int argc, char **argv)
          * sleep that followed its SLEEP instruction: only its first cycle was busy. */
         if (was_running)
             busy += state == cpu_Sleeping ? 1 : avr->cycle - c0;
+        __atomic_store_n(shared_cycle, (uint64_t)avr->cycle, __ATOMIC_RELEASE);
+        if (!avr->sreg[S_I] && state == cpu_Running) { /* interrupts off: how long at most */
+            if (!cli_since)
+                cli_since = c0;
+            if (avr->cycle - cli_since > cli_max)
+                cli_max = avr->cycle - cli_since;
+        } else {
+            cli_since = 0;
+        }
         if (avr->cycle >= next_report) {
             if (trace) {
-                fprintf(trace, "# cycles %" PRIu64 " busy %" PRIu64 "\n", (uint64_t)avr->cycle,
-                        busy);
+                fprintf(trace, "# cycles %" PRIu64 " busy %" PRIu64 " wall %.3f\n",
+                        (uint64_t)avr->cycle, busy, wall() - start0);
                 fflush(trace);
             }
             next_report += fw.frequency;
@@ -238,21 +446,30 @@ int main(int argc, char **argv)
             /* keep simulated time at `speed` x wall time */
             double ahead = (double)avr->cycle / fw.frequency / speed - (wall() - start);
             if (ahead > 0.001) {
-                struct timespec ts = {0, (long)(ahead * 1e9)};
+                struct timespec ts = {(time_t)ahead, (long)((ahead - (time_t)ahead) * 1e9)};
                 nanosleep(&ts, NULL);
+            } else if (ahead < -0.02) {
+                start -= ahead + 0.02; /* behind: do not race to catch up more than 20 ms */
             }
         }
     }
     if (trace) {
-        fprintf(trace, "# cycles %" PRIu64 " busy %" PRIu64 "\n", (uint64_t)avr->cycle, busy);
+        fprintf(trace, "# cycles %" PRIu64 " busy %" PRIu64 " wall %.3f\n", (uint64_t)avr->cycle,
+                busy, wall() - start0);
         fprintf(trace, "# clock mismatches %" PRIu64 "\n", clock_mismatches);
+        fprintf(trace, "# interrupts off for at most %" PRIu64 " cycles\n", cli_max);
+        fprintf(trace, "# timer1 flags kept on TIFR1 writes %" PRIu64 "\n", tifr1_kept);
+        fprintf(trace, "# timer1 overflows %" PRIu64 " serviced %" PRIu64 " of %" PRIu64 "\n",
+                overflows, overflows_run,
+                timer_started ? (uint64_t)(avr->cycle - timer_start_cycle) >> 16 : 0);
+        if (avr_dropped)
+            fprintf(trace, "# uart bytes dropped %" PRIu64 " (the host did not read)\n",
+                    avr_dropped);
         fprintf(trace, "# exit state=%d\n", state);
         fclose(trace);
     }
     if (link_path)
         unlink(link_path);
-    /* not uart_pty_stop(): its thread does not always leave select() (it joins forever);
-     * _exit ends it with the process */
     fflush(NULL);
     _exit(state == cpu_Crashed ? 1 : 0);
 }

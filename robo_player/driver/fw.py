@@ -26,10 +26,12 @@ there), ``lead`` (s, buffered ahead, default 1.0), ``watchdog_ms`` (90),
 from __future__ import annotations
 
 import logging
+import mmap
 import os
 import select
 import shutil
 import signal
+import struct
 import subprocess
 import tempfile
 import time
@@ -74,6 +76,7 @@ _OPTIONS = (
     "start_index",
     "state",
     "trace_dir",
+    "elf",
     "lead",
     "watchdog_ms",
     "level_shift",
@@ -114,28 +117,137 @@ class Incarnation:
     proc: subprocess.Popen[bytes]
     pty: str
     trace: Path
+    clock_file: Path | None = None  # simavr: the shared cycle count (``--clock-file``)
+
+
+class SimClock:
+    """Simulated seconds, read from the simavr harness's shared cycle count.
+
+    The harness stores its cycle count after every instruction in ``--clock-file``
+    (``RPCK``, clock Hz u32, cycles u64). The driver's clock is that count / Hz: exactly
+    the MCU's clock, however fast simavr happens to run (``--speed`` only caps it). If
+    the count stops moving for ``stall_s`` wall seconds (the process died, is being
+    restarted, or is starved of CPU), time goes on at ``speed`` per wall second so that
+    the driver's timeouts still expire; when the count moves again (or a new run starts
+    from 0) the clock continues from where it was, never backwards.
+    """
+
+    MAGIC = b"RPCK"
+
+    def __init__(
+        self,
+        fw: FirmwareProcess,
+        speed: float,
+        stall_s: float = 0.5,
+        wall: Callable[[], float] = time.perf_counter,
+    ) -> None:
+        self.fw = fw
+        self.speed = speed
+        self.stall_s = stall_s
+        self.wall = wall
+        self._inc: Incarnation | None = None
+        self._mm: mmap.mmap | None = None
+        self._hz = 16_000_000
+        self._cycles = 0  # last count read (of the current run)
+        self._moved_wall = wall()  # wall time it last moved
+        self._offset = 0.0  # s added to cycles / Hz (earlier runs, stalls)
+        self._last = 0.0  # last time handed out
+        self._stalled = False
+        self.stalls = 0  # times the count stood still for stall_s
+
+    def _map(self) -> mmap.mmap | None:
+        inc = self.fw.runs[-1] if self.fw.runs else None
+        if inc is not self._inc:
+            if self._mm is not None:
+                self._mm.close()
+                self._mm = None
+            self._inc = inc
+            self._cycles = 0
+            self._stalled = True  # a new run: continue from the last time handed out
+        if self._mm is None and inc is not None and inc.clock_file is not None:
+            try:
+                with open(inc.clock_file, "rb") as f:
+                    mm = mmap.mmap(f.fileno(), 16, access=mmap.ACCESS_READ)
+            except (OSError, ValueError):
+                return None  # not written yet
+            if mm[:4] != self.MAGIC:
+                mm.close()
+                return None
+            self._hz = struct.unpack_from("<I", mm, 4)[0] or self._hz
+            self._mm = mm
+        return self._mm
+
+    def _read(self) -> int | None:
+        mm = self._map()
+        if mm is None:
+            return None
+        a = struct.unpack_from("<Q", mm, 8)[0]
+        b = struct.unpack_from("<Q", mm, 8)[0]
+        # the harness stores the count atomically; a second read guards a torn one
+        return b if 0 <= b - a < 1 << 31 else struct.unpack_from("<Q", mm, 8)[0]
+
+    def __call__(self) -> float:
+        w = self.wall()
+        c = self._read()
+        if c is not None and c != self._cycles:
+            if self._stalled or c < self._cycles:
+                self._offset = self._last - c / self._hz  # go on from where we were
+                self._stalled = False
+            self._cycles = c
+            self._moved_wall = w
+            t = c / self._hz + self._offset
+        else:
+            t = self._cycles / self._hz + self._offset
+            idle = w - self._moved_wall
+            if idle > self.stall_s:
+                if not self._stalled:
+                    self.stalls += 1
+                    log.info("simavr's clock stood still for %.2f s of wall time", idle)
+                self._stalled = True
+                t = max(t, self._last) + (idle - self.stall_s) * self.speed
+                self._moved_wall = w - self.stall_s  # extrapolate from here next time
+        self._last = max(self._last, t)
+        return self._last
+
+    def close(self) -> None:
+        if self._mm is not None:
+            self._mm.close()
+            self._mm = None
 
 
 class FirmwareProcess:
     """Spawns the firmware (host build or simavr harness) and hands out its pty."""
 
-    def __init__(self, kind: str, workdir: Path, *, ppm: float = 0.0, speed: float = 1.0) -> None:
+    def __init__(
+        self,
+        kind: str,
+        workdir: Path,
+        *,
+        ppm: float = 0.0,
+        speed: float = 1.0,
+        elf: Path | None = None,
+    ) -> None:
         self.kind = kind
         self.workdir = workdir
         self.ppm = ppm
         self.speed = speed
+        self.elf = elf
         self.runs: list[Incarnation] = []
 
-    def _argv(self, trace: Path) -> list[str]:
+    def _argv(self, trace: Path, clock_file: Path | None) -> list[str]:
         if self.kind == "host":
             (binary,) = ensure_built("host")
             return [str(binary), "--trace", str(trace), "--clock-ppm", repr(self.ppm)]
         sim, elf = ensure_built("avr")
-        return [str(sim), "--elf", str(elf), "--trace", str(trace), "--speed", repr(self.speed)]
+        if self.elf is not None:
+            elf = self.elf
+        argv = [str(sim), "--elf", str(elf), "--trace", str(trace), "--speed", repr(self.speed)]
+        return [*argv, "--clock-file", str(clock_file)] if clock_file else argv
 
     def start(self, timeout_s: float = 10.0) -> Incarnation:
         trace = self.workdir / f"trace{len(self.runs)}.txt"
-        argv = self._argv(trace)
+        clock_file = self.workdir / f"clock{len(self.runs)}.bin" if self.kind == "avr" else None
+        argv = self._argv(trace, clock_file)
         proc = subprocess.Popen(
             argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE
         )
@@ -163,7 +275,7 @@ class FirmwareProcess:
                 line += ch
             text = line.decode(errors="replace").strip()
             seen.append(text)
-        inc = Incarnation(proc, text[4:], trace)
+        inc = Incarnation(proc, text[4:], trace, clock_file)
         self.runs.append(inc)
         log.debug("fw-%s: pid %d on %s, trace %s", self.kind, proc.pid, inc.pty, trace)
         return inc
@@ -255,6 +367,7 @@ class Trace:
     changes: list[tuple[int, int, int]] = field(default_factory=list)
     cycles: int = 0  # simavr: total cycles
     busy: int = 0  # simavr: cycles awake
+    wall_s: float = 0.0  # simavr: wall seconds it ran (cycles / clock_hz / wall_s = its speed)
     exited: bool = False
 
 
@@ -277,6 +390,8 @@ def read_trace(path: Path, out_map: dict[tuple[int, int, int], int] | None = Non
                     t.boot_id = int(v, 0)
             if len(words) >= 4 and words[0] == "cycles" and words[2] == "busy":
                 t.cycles, t.busy = int(words[1]), int(words[3])
+                if len(words) >= 6 and words[4] == "wall":
+                    t.wall_s = float(words[5])
             if words[:1] == ["exit"]:
                 t.exited = True
             continue
@@ -374,6 +489,15 @@ class FirmwareDevice:
             raise TransportError(f"{self.url}: option {name}={v} out of range (allowed {lo}..{hi})")
         return v
 
+    def _path(self, name: str) -> Path | None:
+        raw = self.opts.get(name)
+        if not raw:
+            return None
+        p = Path(str(raw))
+        if not p.is_file():
+            raise TransportError(f"{self.url}: option {name}={raw!s}: no such file")
+        return p
+
     def stream_config(self) -> StreamConfig:
         lead = self._num("lead", 1.0, 0.2, 10.0)
         wd = int(self._num("watchdog_ms", 90, 20, 10_000))
@@ -434,6 +558,7 @@ class FirmwareDevice:
                 self.opts.get("trace_dir"),
                 ppm=self._num("ppm", 0.0, -1000, 1000),
                 speed=self._num("speed", AVR_SPEED, 0.01, 100.0),
+                elf=self._path("elf"),
             )
         if self.kind == "vmcu":
             return _VirtualBackend(
@@ -530,6 +655,9 @@ class FirmwareDevice:
         )
         if first is not None and first.cycles:
             perf.extra["avr_cpu_load"] = round(first.busy / first.cycles, 4)
+            if first.wall_s > 0 and first.clock_hz:
+                # simulated s per wall s that simavr achieved (``speed`` only caps it)
+                perf.extra["avr_sim_speed"] = round(first.cycles / first.clock_hz / first.wall_s, 4)
         if result.error:
             perf.extra["error"] = result.error
         return perf
@@ -622,11 +750,14 @@ class _Backend:
 
 
 class _ProcessBackend(_Backend):
-    def __init__(self, kind: str, keep: str | None, *, ppm: float, speed: float) -> None:
+    def __init__(
+        self, kind: str, keep: str | None, *, ppm: float, speed: float, elf: Path | None = None
+    ) -> None:
         self.keep = keep
         self.workdir = Path(keep) if keep else Path(tempfile.mkdtemp(prefix=f"robo_fw_{kind}_"))
         self.workdir.mkdir(parents=True, exist_ok=True)
-        self.fw = FirmwareProcess(kind, self.workdir, ppm=ppm, speed=speed)
+        self.fw = FirmwareProcess(kind, self.workdir, ppm=ppm, speed=speed, elf=elf)
+        self.clock: SimClock | None = None
 
     @property
     def runs(self) -> int:
@@ -635,20 +766,17 @@ class _ProcessBackend(_Backend):
     def start(self) -> tuple[Transport, Callable[[], None] | None, Callable[[], float]]:
         self.fw.start()
         port = FirmwarePort(self.fw)
-        scale = port.time_scale
-        if scale == 1.0:
+        if self.fw.kind != "avr":
             return port, port.reset, time.perf_counter
-
-        def sim_now() -> float:
-            # simavr is paced at ``scale`` simulated s per wall s: the driver works in
-            # simulated seconds, so performance time, lead, watchdog and baud all agree
-            # with the MCU's own clock
-            return time.perf_counter() * scale
-
-        return port, port.reset, sim_now
+        # the driver works in simulated seconds, read from simavr's own cycle count, so
+        # performance time, lead, watchdog, baud and clock sync all agree with the MCU
+        self.clock = SimClock(self.fw, port.time_scale)
+        return port, port.reset, self.clock
 
     def stop(self) -> None:
         self.fw.stop()
+        if self.clock is not None:
+            self.clock.close()
 
     def trace(self, out_map: dict[tuple[int, int, int], int]) -> Trace | None:
         return read_trace(self.fw.runs[0].trace, out_map) if self.fw.runs else None
@@ -705,17 +833,25 @@ def _url(parts: SplitResult | str) -> str:
     return parts if isinstance(parts, str) else parts.geturl()
 
 
+def _with_query(parts: SplitResult | str, opts: dict[str, Any]) -> dict[str, Any]:
+    """The URL's query options, overridden by the keyword ones (``open_port`` passes both)."""
+    query = urlsplit(parts).query if isinstance(parts, str) else parts.query
+    merged: dict[str, Any] = dict(parse_qsl(query))
+    merged.update({k: v for k, v in opts.items() if v is not None})
+    return merged
+
+
 def open_fw_host(url_parts: SplitResult | str, spec: PianoSpec, **opts: Any) -> FirmwareDevice:
-    return FirmwareDevice(_url(url_parts), spec, "host", opts)
+    return FirmwareDevice(_url(url_parts), spec, "host", _with_query(url_parts, opts))
 
 
 def open_fw_avr(url_parts: SplitResult | str, spec: PianoSpec, **opts: Any) -> FirmwareDevice:
-    return FirmwareDevice(_url(url_parts), spec, "avr", opts)
+    return FirmwareDevice(_url(url_parts), spec, "avr", _with_query(url_parts, opts))
 
 
 def open_vmcu(url_parts: SplitResult | str, spec: PianoSpec, **opts: Any) -> FirmwareDevice:
     """The virtual MCU with the simulator's physics (``seed``, ``baud``, ``ppm``, ``queue``)."""
-    return FirmwareDevice(_url(url_parts), spec, "vmcu", opts)
+    return FirmwareDevice(_url(url_parts), spec, "vmcu", _with_query(url_parts, opts))
 
 
 def open_serial_device(

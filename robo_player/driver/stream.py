@@ -781,6 +781,8 @@ class Session:
             "rtt_max_ms": round(st.rtt_max_s * 1e3, 3),
             "drift_ppm": round(self.sync_.drift_ppm, 2) if self.sync_ else 0.0,
             "clock_samples": self.sync_.samples if self.sync_ else 0,
+            "clock_rejected": self.sync_.rejected if self.sync_ else 0,
+            "clock_restarts": self.sync_.restarts if self.sync_ else 0,
             "records": st.records,
             "keepalives": st.keepalives,
             "sched_bytes": st.sched_bytes,
