@@ -7,7 +7,10 @@ Rows:
   actuation, in performance time, against its planned time);
 - wire bytes per note on a dense piece (records with framing, resends and the device's
   ACKs of them; and every byte both ways), beside Klipper-style (~18 B) and MIDI (6 B);
-- sustained note rate at 115200 baud as % of the wire's limit, no underrun;
+- sustained note rate at 115200 baud as % of the wire's limit (8N1, 11520 B/s, over the
+  host->device bytes of records and their framing per note), every command played: on
+  the virtual MCU and through the AVR firmware under simavr (``fw-avr://`` on simulated
+  time: the driver's clock is simavr's cycle count), 300..1100 notes/s;
 - clock-sync estimate error with 0–2 ms of RTT jitter and ±60 ppm drift (after a 3 s
   warm-up; the first 3 s separately);
 - AVR CPU load at 100 notes/s, in simavr cycles (awake / total).
@@ -23,6 +26,7 @@ import argparse
 import logging
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +48,10 @@ from robo_player.errors import RoboPlayerError  # noqa: E402
 from robo_player.plan import Op, Plan  # noqa: E402
 from robo_player.spec.loader import load_spec  # noqa: E402
 
-WIRE_BYTES_S = 115200 / 10
+WIRE_BYTES_S = 115200 / 10  # 8N1
+# simavr 1.6 moves one UART byte per 11 bit times (it counts a parity bit that 8N1 does
+# not have) at the AVR's real rate (U2X, UBRR 16: 117647 baud): 16 MHz / 1496 cycles
+SIMAVR_WIRE_BYTES_S = 16e6 / (17 * 8 * 11)
 
 
 def dense_plan(name: str = "maple_leaf_rag") -> tuple[Plan, str]:
@@ -90,32 +97,56 @@ def clock_rows(quick: bool) -> tuple[float, float, float]:
     return worst, worst_p99, early
 
 
+def rate_plan(sp: Any, rate: float, seconds: float) -> Plan:
+    """Single notes at ``rate`` notes/s for ``seconds``: the shortest pulse (5 ms: at
+    most rate x 5 ms pulses overlap), a key reused after 50 ms, or sooner when there
+    are too few keys for that."""
+    return make_plan(
+        sp,
+        notes=max(40, int(rate * seconds)),
+        gap_us=int(1e6 / rate),
+        chord=1,
+        pulse_us=5000,
+        busy_us=int(min(50_000, 0.8 * len(sp.keys) * 1e6 / rate)),
+    )
+
+
 def rate_through(
-    make_dev: Any, rates: list[float], notes: int, seconds: float = 4.0
-) -> tuple[float, float, str]:
-    """Highest note rate (notes/s) streamed with no underrun, late or lost command."""
-    sp = load_spec("piano-88-grand")
+    make_dev: Any, sp: Any, rates: list[float], seconds: float, label: str = ""
+) -> tuple[float, float, str, list[str]]:
+    """Highest note rate (notes/s) streamed with every command played: no late, refused
+    or lost command, no underrun. Returns (rate, record bytes per note, why the next
+    rate failed, one line per rate tried)."""
     best = 0.0
     bpn = 0.0
     note = ""
+    lines: list[str] = []
     for r in rates:
-        notes = max(notes, int(r * seconds))  # long enough that the lead cannot hide it
-        # single notes with the shortest pulse the spec allows, keys reused after 50 ms:
-        # within the firmware's concurrency cap (8 pulses) up to 1600 notes/s
-        plan = make_plan(
-            sp, notes=notes, gap_us=int(1e6 / r), chord=1, pulse_us=5000, busy_us=50_000
-        )
+        plan = rate_plan(sp, r, seconds)
+        notes = sum(1 for c in plan.commands if c.op is Op.STRIKE)
         dev = make_dev()
+        t0 = time.perf_counter()
         perf, err = play(dev, plan)
+        wall = time.perf_counter() - t0
         res = dev.last_result
-        ok = not err and res is not None and res.counts() == {"played": len(plan)}
+        counts = res.counts() if res is not None else {}
+        ok = not err and counts == {"played": len(plan)}
+        x = perf.extra if perf is not None else {}
+        lines.append(
+            f"# {label} {r:.0f} notes/s: {'ok' if ok else 'FAIL'} {counts} "
+            f"underruns {x.get('underruns', '?')} short_lead {x.get('short_lead', '?')} "
+            f"cpu {100 * x.get('avr_cpu_load', 0):.0f} % sim speed {x.get('avr_sim_speed', '-')} "
+            f"drift {perf.link.get('drift_ppm') if perf else '?'} ppm "
+            f"(restarts {perf.link.get('clock_restarts') if perf else '?'}) wall {wall:.1f} s {err}"
+        )
+        print(lines[-1], file=sys.stderr)
         if not ok:
-            note = f"fails at {r:.0f} notes/s: {err or (res.counts() if res else '?')}"
+            note = f"fails at {r:.0f} notes/s: {err or counts}"
             break
         best = r
         # the wire's limit counts what a note needs: its records and their framing
         bpn = perf.link["sched_bytes"] / notes
-    return best, bpn, note
+    return best, bpn, note, lines
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -124,6 +155,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-avr", action="store_true")
     ap.add_argument("--no-host", action="store_true")
     ap.add_argument("--avr-speed", type=float, default=0.15)
+    ap.add_argument("--avr-seconds", type=float, default=2.0, help="notes per rate (s)")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.ERROR)
     rows: list[tuple[str, str, str, str]] = []  # (what, measured, target, how)
@@ -192,24 +224,63 @@ def main(argv: list[str] | None = None) -> int:
                 )
             )
 
-    # ---- throughput at 115200 baud (virtual MCU: the same driver and protocol) -------
-    rates = [200.0, 400.0, 600.0, 800.0, 900.0, 1000.0, 1100.0, 1200.0, 1400.0]
-    best, bpn, note = rate_through(
-        lambda: open_vmcu("vmcu://?baud=115200&queue=80", sp), rates, 400 if not args.quick else 200
+    # ---- throughput at 115200 baud: the virtual MCU, and the AVR firmware in simavr ------
+    rates = [200.0, 400.0, 600.0, 800.0, 1000.0, 1200.0, 1400.0, 1600.0, 1800.0]
+    # the 61-key DIY spec on direct pins (the simavr harness traces direct pins only),
+    # its power cap of 4 overlapping strikes lifted to 16: with the shortest pulse (5 ms)
+    # it would refuse notes past 800/s, and this row measures the link and firmware
+    base61 = load_spec("piano-61-diy")
+    sp61 = replace(base61, power=replace(base61.power, max_simultaneous_strikes=16))
+    best, bpn, note, _ = rate_through(
+        lambda: open_vmcu("vmcu://?baud=115200&queue=80", sp61),
+        sp61,
+        rates,
+        2.0 if args.quick else 4.0,
+        "vmcu",
     )
     limit = WIRE_BYTES_S / bpn if bpn else 0.0
     rows.append(
         (
-            "sustained notes/s at 115200 baud, % of wire limit",
+            "sustained notes/s at 115200 baud, % of wire limit (virtual MCU)",
             f"{best:.0f} notes/s ({100 * best / limit:.0f} % of {limit:.0f})" if limit else "-",
             ">= 70 %, no underrun",
-            f"virtual MCU (queue 80, rx 256 B, like the AVR), {bpn:.1f} B/note of records+framing; {note}",
+            f"virtual MCU (queue 80, rx 256 B, like the AVR), 61-key DIY (strike cap 16), "
+            f"{bpn:.2f} B/note of records+framing; {note}",
         )
     )
+    have_avr = SIM_BIN.exists() and AVR_ELF.exists()
+    if not args.no_avr and have_avr:
+        avr_rates = [300.0, 500.0, 700.0, 800.0, 900.0, 1000.0, 1100.0, 1300.0, 1500.0]
+        if args.quick:
+            avr_rates = [500.0, 900.0]
+        t0 = time.perf_counter()
+        best_a, bpn_a, note_a, _ = rate_through(
+            lambda: open_fw_avr(f"fw-avr://?speed={args.avr_speed}", sp61),
+            sp61,
+            avr_rates,
+            args.avr_seconds,
+            "fw-avr",
+        )
+        limit_a = WIRE_BYTES_S / bpn_a if bpn_a else 0.0
+        rows.append(
+            (
+                "sustained notes/s at 115200 baud, % of wire limit (AVR firmware, simavr)",
+                f"{best_a:.0f} notes/s ({100 * best_a / limit_a:.0f} % of {limit_a:.0f})"
+                if limit_a
+                else f"{best_a:.0f} notes/s",
+                ">= 70 %, no underrun",
+                f"fw-avr at <= {args.avr_speed}x on simulated time, 61-key DIY direct pins "
+                f"(strike cap 16), "
+                f"{args.avr_seconds:.1f} s of notes per rate, {bpn_a:.2f} B/note; tried "
+                f"{', '.join(f'{r:.0f}' for r in avr_rates)}; {note_a or 'all passed'} "
+                f"({time.perf_counter() - t0:.0f} s wall; simavr's own UART: "
+                f"{SIMAVR_WIRE_BYTES_S:.0f} B/s)",
+            )
+        )
 
     # ---- AVR under simavr ------------------------------------------------------------
-    if not args.no_avr and SIM_BIN.exists() and AVR_ELF.exists():
-        sp61 = load_spec("piano-61-diy")
+    if not args.no_avr and have_avr:
+        sp61 = base61
         for rate in (20.0, 100.0):
             n = 20 if rate < 50 else 60
             plan61 = make_plan(sp61, notes=n, gap_us=int(1e6 / rate), chord=1)

@@ -1,5 +1,6 @@
 """The driver against the real firmware: the host build on a pty (``fw-host://``) and a
-short run under simavr (``fw-avr://``, about 12 s: simavr is paced at 0.15x).
+short run under simavr (``fw-avr://``, about 12 s: simavr is paced at <= 0.15x and
+the driver runs on its cycle count).
 
 These run in real time (the firmware's clock is CLOCK_MONOTONIC, or simavr paced to
 it), so the pieces are short. What must hold under every fault: each command runs
@@ -22,6 +23,8 @@ from driver_helpers import (
     spec,
     spurious_actuations,
 )
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from robo_player.driver import fw as fwmod
 from robo_player.driver.ports import open_port
@@ -132,14 +135,103 @@ def test_fw_host_reset_mid_piece() -> None:
 
 @pytest.mark.skipif(not HAVE_AVR, reason="no AVR build and no avr-gcc/simavr")
 def test_fw_avr_short_run() -> None:
+    # dense (300 notes/s for 0.4 s): the firmware rearms Timer1's compare for every
+    # command, which under simavr's own TIFR1 handling lost clock overflows (the clock
+    # fell behind by 4 ms at a time and clock sync kept restarting); the harness keeps them
     sp = spec(SPEC_61)
-    plan = make_plan(sp, notes=12, gap_us=80_000, chord=1)
+    plan = make_plan(sp, notes=120, gap_us=3_333, chord=1, pulse_us=5000, busy_us=50_000)
     dev, perf = _play("fw-avr://", plan, sp)
     res = dev.last_result
     assert not res.error, res.error
     assert res.counts() == {"played": len(plan)}
+    assert perf.link["clock_restarts"] == 0, perf.link
+    assert perf.extra["underruns"] == 0
     tr = _trace(dev, sp)
     assert tr.clock_hz == 16_000_000
     assert not max_on_violations(tr.changes, tr.clock_hz, sp.thermal.max_on_us)
     assert perf.extra["actuation_error_us"]["matched"] >= len(plan) // 2
     assert perf.extra["avr_cpu_load"] > 0
+
+
+# ---- the simulated-time clock of fw-avr:// (no subprocess: a fake harness) ----------
+class _FakeRuns:
+    """Stands in for FirmwareProcess: ``runs[-1].clock_file`` is what SimClock reads."""
+
+    def __init__(self, tmp: Any) -> None:
+        self.tmp = tmp
+        self.runs: list[Any] = []
+
+    def new_run(self, hz: int = 16_000_000) -> Any:
+        path = self.tmp / f"clock{len(self.runs)}.bin"
+        path.write_bytes(b"RPCK" + hz.to_bytes(4, "little") + bytes(8))
+        self.runs.append(fwmod.Incarnation(None, "", path, path))  # type: ignore[arg-type]
+        return path
+
+    def set_cycles(self, cycles: int) -> None:
+        path = self.runs[-1].clock_file
+        data = bytearray(path.read_bytes())
+        data[8:16] = cycles.to_bytes(8, "little")
+        path.write_bytes(bytes(data))
+
+
+def test_sim_clock_is_the_cycle_count(tmp_path: Any) -> None:
+    runs = _FakeRuns(tmp_path)
+    runs.new_run()
+    wall = [100.0]
+    clock = fwmod.SimClock(runs, speed=0.1, stall_s=2.0, wall=lambda: wall[0])  # type: ignore[arg-type]
+    runs.set_cycles(1_600_000)  # 0.1 s
+    t0 = clock()
+    # simavr runs at whatever speed it manages: the clock follows its cycles, not wall time
+    for cycles, dwall in ((3_200_000, 5.0), (3_200_100, 0.01), (48_000_000, 1.0)):
+        runs.set_cycles(cycles)
+        wall[0] += dwall
+        assert clock() - t0 == pytest.approx((cycles - 1_600_000) / 16e6, abs=1e-9)
+    # the count stands still: no time passes until stall_s of wall time ...
+    before = clock()
+    wall[0] += 1.5
+    assert clock() == before
+    # ... then time goes on at `speed` (a dead or restarting harness still times out)
+    wall[0] += 1.5
+    assert clock() == pytest.approx(before + 1.0 * 0.1)
+    wall[0] += 10.0
+    stalled = clock()
+    assert stalled == pytest.approx(before + 11.0 * 0.1)
+    assert clock.stalls == 1
+    # a new run starts its count at 0: the clock goes on from where it was
+    runs.new_run()
+    runs.set_cycles(160_000)
+    wall[0] += 0.01
+    assert clock() == pytest.approx(stalled)
+    runs.set_cycles(320_000)
+    assert clock() == pytest.approx(stalled + 0.01)
+    clock.close()
+
+
+@given(
+    steps=st.lists(
+        st.tuples(st.integers(0, 2_000_000), st.floats(0, 3.0), st.booleans()), max_size=40
+    )
+)
+@settings(max_examples=40, deadline=None)
+def test_sim_clock_never_goes_back(steps: list[tuple[int, float, bool]]) -> None:
+    import tempfile
+    from pathlib import Path
+
+    with tempfile.TemporaryDirectory() as d:
+        runs = _FakeRuns(Path(d))
+        runs.new_run()
+        wall = [0.0]
+        clock = fwmod.SimClock(runs, speed=0.15, stall_s=0.5, wall=lambda: wall[0])  # type: ignore[arg-type]
+        cycles = 0
+        last = clock()
+        for dc, dw, restart in steps:
+            if restart:
+                runs.new_run()
+                cycles = 0
+            cycles += dc
+            runs.set_cycles(cycles)
+            wall[0] += dw
+            now = clock()
+            assert now >= last
+            last = now
+        clock.close()

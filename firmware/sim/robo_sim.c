@@ -22,6 +22,9 @@
  * 0/1). Every simulated second (and at exit) a line "# cycles <total> busy <busy>
  * wall <s>" gives the cycles the CPU spent awake (not in SLEEP): the firmware's CPU
  * load; and the wall seconds since the start: simulated s / wall s is the speed.
+ * At exit: "# clock mismatches N" (compare-A matches off the cycle mapping), "# interrupts
+ * off for at most N cycles (from pc .. to ..)" (after the timer started), "# timer1 flags
+ * kept on TIFR1 writes N" and "# timer1 overflows R serviced S of N" (see on_tifr1).
  * PCA9685 outputs (TWI) are not decoded here: the sim and the timing benchmarks use
  * direct outputs. Exits on SIGTERM/SIGINT, or after --max-seconds of simulated time. */
 #define _GNU_SOURCE
@@ -412,11 +415,13 @@ int main(int argc, char **argv)
     fflush(stdout);
 
     uint64_t busy = 0, next_report = fw.frequency, cli_since = 0, cli_max = 0;
+    uint32_t cli_pc = 0, cli_max_pc = 0, cli_max_end = 0;
     uint64_t max_cycles = max_seconds > 0 ? (uint64_t)(max_seconds * fw.frequency) : 0;
     double start = wall(), start0 = start;
     int state = cpu_Running;
     while (!stop && state != cpu_Done && state != cpu_Crashed) {
         uint64_t c0 = avr->cycle;
+        uint32_t pc0 = avr->pc;
         int was_running = avr->state == cpu_Running;
         state = avr_run(avr);
         /* One call runs one instruction; a call that ends asleep has also skipped the
@@ -424,11 +429,16 @@ int main(int argc, char **argv)
         if (was_running)
             busy += state == cpu_Sleeping ? 1 : avr->cycle - c0;
         __atomic_store_n(shared_cycle, (uint64_t)avr->cycle, __ATOMIC_RELEASE);
-        if (!avr->sreg[S_I] && state == cpu_Running) { /* interrupts off: how long at most */
-            if (!cli_since)
+        if (clock_checked && !avr->sreg[S_I] && state == cpu_Running) { /* interrupts off */
+            if (!cli_since) {
                 cli_since = c0;
-            if (avr->cycle - cli_since > cli_max)
+                cli_pc = pc0;
+            }
+            if (avr->cycle - cli_since > cli_max) {
                 cli_max = avr->cycle - cli_since;
+                cli_max_pc = cli_pc;
+                cli_max_end = avr->pc;
+            }
         } else {
             cli_since = 0;
         }
@@ -457,7 +467,8 @@ int main(int argc, char **argv)
         fprintf(trace, "# cycles %" PRIu64 " busy %" PRIu64 " wall %.3f\n", (uint64_t)avr->cycle,
                 busy, wall() - start0);
         fprintf(trace, "# clock mismatches %" PRIu64 "\n", clock_mismatches);
-        fprintf(trace, "# interrupts off for at most %" PRIu64 " cycles\n", cli_max);
+        fprintf(trace, "# interrupts off for at most %" PRIu64 " cycles (from pc 0x%x to 0x%x)\n",
+                cli_max, cli_max_pc, cli_max_end);
         fprintf(trace, "# timer1 flags kept on TIFR1 writes %" PRIu64 "\n", tifr1_kept);
         fprintf(trace, "# timer1 overflows %" PRIu64 " serviced %" PRIu64 " of %" PRIu64 "\n",
                 overflows, overflows_run,

@@ -138,7 +138,7 @@ class SimClock:
         self,
         fw: FirmwareProcess,
         speed: float,
-        stall_s: float = 0.5,
+        stall_s: float = 2.0,
         wall: Callable[[], float] = time.perf_counter,
     ) -> None:
         self.fw = fw
