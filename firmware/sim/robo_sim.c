@@ -195,7 +195,7 @@ static void no_sleep(struct avr_t *a, avr_cycle_count_t how_long)
 static int pty_master = -1, pty_slave = -1;
 static char pty_name[128];
 static avr_irq_t *uart_in;
-static int uart_xon = 1;
+static int uart_xon; /* simavr raises XON once the firmware enables the receiver */
 static uint8_t host_buf[256], avr_buf[4096];
 static size_t host_len, host_done, avr_len;
 static uint64_t avr_dropped;
