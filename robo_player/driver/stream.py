@@ -104,6 +104,14 @@ class StreamConfig:
     drain_timeout_s: float = 5.0  # after the last command: wait this long for the device
     max_tries: int = 6
     clock_scale: float = 1.0  # MCU seconds per host second (simavr paced slower than real)
+    # When the device's queue, not the lead window, decides what goes (short lead), a
+    # frame waits for this many records (credits come back a few at a time; a frame per
+    # ACK would spend the wire on framing) ...
+    batch_records: int = 12
+    # ... unless its first command plays within this long
+    batch_urgent_s: float = 0.02
+    # ... and holds at most this many (short lead only)
+    batch_max_records: int = 20
 
 
 @dataclass(slots=True)
@@ -622,6 +630,7 @@ class Session:
         i = start_index
         packer = PayloadPacker(info.max_payload)
         pack_first_due = math.inf  # host time by which the packer's first record must leave
+        pack_first_t = math.inf  # host time the packer's first record plays at
         pack_indices: list[int] = []
         last_clock = 0
         self._next_status = self.now()
@@ -639,6 +648,17 @@ class Session:
                         starved = True  # the device's queue is full: wait for credits
                         break
                     clock = tl.clock_for(c.t_us)
+                    if (
+                        packer.n_records >= self.cfg.batch_max_records
+                        and time0 + c.t_us * 1e-6 - self.cfg.lead_min_s < now
+                    ):
+                        # short lead: a frame only acts once it is all in, so a long one
+                        # makes its first records late; send what we have
+                        self._flush_packer(packer, pack_indices)
+                        packer = PayloadPacker(info.max_payload)
+                        pack_indices = []
+                        pack_first_due = math.inf
+                        pack_first_t = math.inf
                     e = enc.add(to_timed(c, clock, outs[c.actuator][3]))
                     fits = all(packer.add(it) for it in e.items)
                     if not fits:
@@ -647,6 +667,7 @@ class Session:
                         packer = PayloadPacker(info.max_payload)
                         pack_indices = []
                         pack_first_due = math.inf
+                        pack_first_t = math.inf
                         for it in e.items:
                             if not packer.add(it):
                                 raise ProtocolError(f"stream: command {i} does not fit a frame")
@@ -654,16 +675,23 @@ class Session:
                     if due < now:
                         res.short_lead += 1
                     pack_first_due = min(pack_first_due, due)
+                    pack_first_t = min(pack_first_t, time0 + c.t_us * 1e-6)
                     sent[e.index] = _Sent(i, e.clock, to_timed(c, clock, 1).op, c.actuator)
                     last_clock = max(last_clock, e.clock)
                     pack_indices.append(i)
                     i += 1
-                # 2. send the packer when its first record is due (or everything is in)
-                if len(packer) and (now >= pack_first_due or i >= len(cmds)):
+                # 2. send the packer when its first record is due (or everything is in);
+                # past due, a few records wait for more while their time allows (batch)
+                send_at = pack_first_due
+                if starved and packer.n_records < self.cfg.batch_records:
+                    send_at = max(send_at, pack_first_t - self.cfg.batch_urgent_s)
+                if len(packer) and (now >= send_at or i >= len(cmds)):
                     self._flush_packer(packer, pack_indices)
                     packer = PayloadPacker(info.max_payload)
                     pack_indices = []
                     pack_first_due = math.inf
+                    pack_first_t = math.inf
+                    send_at = math.inf
                 if starved and self.link.idle and self.now() - self._last_poll >= 0.01:
                     # the queue was full when the device last said: an empty DATA frame
                     # (6 bytes) brings an ACK with its credits now, not at the next status
@@ -675,7 +703,7 @@ class Session:
                     progress(min(1.0, (i - start_index) / n_total))
                 if i >= len(cmds) and not len(packer):
                     break
-                nxt = pack_first_due
+                nxt = send_at
                 if i < len(cmds) and not starved:
                     nxt = min(nxt, time0 + cmds[i].t_us * 1e-6 - self.cfg.lead_max_s)
                 self.pump(min(0.02, max(0.0005, nxt - self.now())))
