@@ -429,7 +429,10 @@ def test_max_on_time_cuts_a_coil_without_release(fw: Fw) -> None:
     rows = fw.trace.of(0)
     assert [lv for _, lv in rows] == [4095, 1000, 0]
     on_time = rows[-1][0] - rows[0][0]
-    assert 30_000 - 2_000 <= on_time <= 30_000 + LATE_SLACK_US
+    # The host build is an OS process: the strike itself may run up to LATE_SLACK_US late
+    # (its trace time is when it ran), which shortens the measured on-time; the cut is
+    # never later than max_on_us after the strike plus that slack.
+    assert 30_000 - LATE_SLACK_US <= on_time <= 30_000 + LATE_SLACK_US
     assert fw.link.status()["cutoffs"] == 1
 
 
