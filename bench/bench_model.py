@@ -111,7 +111,7 @@ def speed(model: torch.nn.Module, seconds: float, seeds: int) -> None:
 
 def train_throughput(nets: dict[str, torch.nn.Module], data: list[np.ndarray], steps: int) -> None:
     print(f"\n== training throughput on CPU ({torch.get_num_threads()} threads, batch 32 x 256) ==")
-    x, y = windows(data, 256)
+    x, y, _ = windows(data, 256)
     for name, m in nets.items():
         net = build_model(m.config)
         opt = torch.optim.AdamW(net.parameters(), lr=1e-3)

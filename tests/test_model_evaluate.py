@@ -72,7 +72,7 @@ def test_sequence_nll_matches_the_training_loss() -> None:
                 ModelConfig(arch="transformer", d_model=16, n_layers=1, n_heads=2, d_ff=32, dropout=0.0,
                             context=512, max_rel=512)):
         m = build_model(cfg).eval()
-        x, y = windows([seq], 512)
+        x, y, _ = windows([seq], 512)
         with torch.no_grad():
             loss = torch.nn.functional.cross_entropy(m(x).reshape(-1, tk.VOCAB_SIZE), y.reshape(-1),
                                                      ignore_index=IGNORE, reduction="sum")

@@ -40,7 +40,7 @@ TC = TrainConfig(epochs=3, batch_size=8, seq_len=32, lr=1e-2, warmup_steps=5, tr
 
 def test_windows_cover_every_token_once() -> None:
     seqs = [np.arange(10) % 7, np.arange(3)]
-    x, y = windows(seqs, 4)
+    x, y, _ = windows(seqs, 4)
     assert x.shape == (4, 4)
     targets = y[y != -100].tolist()
     assert targets == list(np.arange(10) % 7) + [0, 1, 2]
@@ -55,7 +55,7 @@ def test_tiny_training_lowers_the_loss(tmp_path: Path, arch: str) -> None:
     tr, va = _patterned(0), _patterned(1, 4)
     torch.manual_seed(TC.seed)
     before_model = build_model(cfg)
-    vx, vy = windows(va, TC.seq_len)
+    vx, vy, _ = windows(va, TC.seq_len)
     tot, cnt = evaluate_windows(before_model, vx, vy, 16, Dist())
     before = tot / cnt
     out = tmp_path / "m.pt"

@@ -202,6 +202,8 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--layers", type=int, default=None, help="layers (default: lstm 2, transformer 4)")
     p.add_argument("--heads", type=int, default=4)
     p.add_argument("--dropout", type=float, default=0.1)
+    p.add_argument("--features", action="store_true",
+                   help="the network also reads the performance state (held keys, time since onsets)")
     p.add_argument("--epochs", type=int, default=30)
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--seq-len", type=int, default=256)
@@ -210,6 +212,8 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-minutes", type=float, default=0.0, help="stop after this long (0: no limit)")
     p.add_argument("--no-augment", action="store_true", help="no transposition or tempo stretch")
     p.add_argument("--resume", action="store_true", help="continue from OUT.ckpt")
+    p.add_argument("--init-from", metavar="MODEL.pt", default=None,
+                   help="start from these weights (same --arch/--d-model/--layers; --features may be new)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     p.add_argument("--seed", type=int, default=0)

@@ -37,8 +37,13 @@ def sequence_nll(model: Any, tokens: np.ndarray, batch_windows: int = 16) -> flo
 
     toks = torch.as_tensor(np.asarray(tokens, dtype=np.int64))
     inp = torch.cat([torch.tensor([BOS]), toks[:-1]])
+    codes = (torch.from_numpy(tk.state_codes(np.asarray(tokens)))
+             if getattr(model.config, "features", False) else None)
     with torch.inference_mode():
         if model.config.arch == "lstm":
+            if codes is not None:
+                logits = model(inp[None], codes[None])[0]
+                return float(F.cross_entropy(logits.float(), toks, reduction="sum"))
             logits = model(inp[None])[0]
             return float(F.cross_entropy(logits.float(), toks, reduction="sum"))
         w = model.config.context
@@ -52,7 +57,8 @@ def sequence_nll(model: Any, tokens: np.ndarray, batch_windows: int = 16) -> flo
         for b in range(0, len(starts), batch_windows):
             chunk = starts[b:b + batch_windows]
             x = torch.stack([inp[s:s + w] for s in chunk])
-            logits = model(x)  # (B, W, V)
+            cx = torch.stack([codes[s:s + w] for s in chunk]) if codes is not None else None
+            logits = model(x, cx)  # (B, W, V)
             for j, s in enumerate(chunk):
                 lo = max(0, scored - s)  # events before `scored` were scored by earlier windows
                 if lo < w:

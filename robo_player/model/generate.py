@@ -204,22 +204,48 @@ class NumpyLSTM:
                                for i in range(1, self.layers)]
             self.head_w = model.head.weight.T.contiguous().numpy()  # (H, V)
             self.head_b = model.head.bias.numpy()
+            self.state_w = None
+            enc = getattr(model, "state_enc", None)
+            if enc is not None:  # fold the state projection into the first layer too
+                w_ih0 = lstm.weight_ih_l0.double()
+                self.state_w = (w_ih0 @ enc.proj.weight.double()).T.float().contiguous().numpy()  # (D, 4H)
+                self.table += (w_ih0 @ enc.proj.bias.double()).float().numpy()
+                self._dense = enc.dense
         H = self.h  # noqa: N806 - gate order i, f, g, o: sigmoid on i, f, o
         self.sig_idx = np.r_[0:2 * H, 3 * H:4 * H]
 
+    def _state_gates(self, tracker: tk.StateTracker) -> np.ndarray:
+        import torch
+
+        dense = self._dense(torch.from_numpy(tracker.codes())).numpy()
+        nz = np.flatnonzero(dense)
+        return dense[nz] @ self.state_w[nz]
+
     def step(self, tok: int, state: Any) -> tuple[np.ndarray, Any]:
+        """State: the LSTM's (h, c) per layer, plus the event-state tracker when the
+        model reads state features."""
         H = self.h  # noqa: N806
         if state is None:
             state = [(np.zeros(H, np.float32), np.zeros(H, np.float32)) for _ in range(self.layers)]
-        new = []
+            if self.state_w is not None:
+                state.append(tk.StateTracker())
+        tracker = state[-1] if self.state_w is not None else None
+        g0 = self.table[tok]
+        if tracker is not None:
+            if tok < V:
+                tracker.apply(int(tok))
+            g0 = g0 + self._state_gates(tracker)
+        new: list[Any] = []
         x = None
-        for i, (h, c) in enumerate(state):
-            g = self.table[tok] + h @ self.w_hh[i] if i == 0 else x @ self.w_ih[i] + h @ self.w_hh[i] + self.b[i]
+        for i, (h, c) in enumerate(state[:self.layers]):
+            g = g0 + h @ self.w_hh[i] if i == 0 else x @ self.w_ih[i] + h @ self.w_hh[i] + self.b[i]
             ifo = 1.0 / (1.0 + np.exp(-g[self.sig_idx]))
             gg = np.tanh(g[2 * H:3 * H])
             c = ifo[H:2 * H] * c + ifo[:H] * gg
             x = ifo[2 * H:] * np.tanh(c)
             new.append((x, c))
+        if tracker is not None:
+            new.append(tracker)
         return x @ self.head_w + self.head_b, new
 
 
@@ -232,18 +258,27 @@ class TorchStepper:
 
     def __init__(self, model: Any) -> None:
         self.model = model
+        self.features = bool(getattr(model.config, "features", False))
 
     def step(self, tok: int, state: Any) -> tuple[np.ndarray, Any]:
+        """State: the model's own, plus the event-state tracker for a features model."""
         import torch
 
+        tracker = None
+        codes = None
+        if self.features:
+            tracker, state = (state if state is not None else (tk.StateTracker(), None))
+            if tok < V:
+                tracker.apply(int(tok))
+            codes = torch.from_numpy(tracker.codes())[None]
         threads = torch.get_num_threads()
         torch.set_num_threads(1)
         try:
             with torch.inference_mode():
-                logits, state = self.model.step(torch.tensor([tok]), state)
+                logits, state = self.model.step(torch.tensor([tok]), state, codes)
         finally:
             torch.set_num_threads(threads)
-        return logits[0].float().numpy(), state
+        return logits[0].float().numpy(), ((tracker, state) if self.features else state)
 
 
 def stepper_for(model: Any) -> NumpyLSTM | TorchStepper:

@@ -23,7 +23,7 @@ import torch.nn.functional as F  # noqa: N812 - the usual alias
 from torch import nn
 
 from ..errors import ModelError
-from .tokenizer import TOKENIZER_VERSION, VOCAB_SIZE
+from .tokenizer import N_PITCH, TOKENIZER_VERSION, VOCAB_SIZE, state_codes
 
 ARCHS = ("lstm", "transformer")
 
@@ -39,6 +39,7 @@ class ModelConfig:
     dropout: float = 0.1
     max_rel: int = 512  # transformer only: distances >= this share one bias
     context: int = 512  # transformer only: key/value window when decoding
+    features: bool = False  # also read the tokenizer's state rows (held keys, timing)
     tokenizer: str = TOKENIZER_VERSION
 
     def __post_init__(self) -> None:
@@ -80,6 +81,51 @@ def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
+class StateEncoder(nn.Module):
+    """The tokenizer's state rows ``(B, T, N_STATE)`` uint8 -> ``(B, T, d_model)``.
+
+    Per key: down or not, and how long it has been down (linear, in seconds); a histogram
+    of the held keys' times down (32 bins of 40 ms); one-hot bins (80 ms) of the time
+    since the last onset and of the last inter-onset interval. All linear after that, so
+    decoding can fold it into the first layer (:class:`~robo_player.model.generate.NumpyLSTM`).
+    """
+
+    N_BINS = 32
+    N_DENSE = 2 * N_PITCH + 3 * N_BINS
+
+    def __init__(self, d_model: int) -> None:
+        super().__init__()
+        self.proj = nn.Linear(self.N_DENSE, d_model)
+
+    @classmethod
+    def dense(cls, codes: torch.Tensor) -> torch.Tensor:
+        c = codes.long()
+        keys = c[..., :N_PITCH]
+        held = keys > 0
+        el = (keys - 1).clamp(min=0) * held
+        nb = cls.N_BINS
+        hist = torch.zeros(*c.shape[:-1], nb, dtype=torch.float32, device=c.device)
+        hist.scatter_add_(-1, (el // 4).clamp(max=nb - 1), held.float())
+        since = F.one_hot((c[..., N_PITCH] // 8).clamp(max=nb - 1), nb).float()
+        ioi = F.one_hot((c[..., N_PITCH + 1] // 8).clamp(max=nb - 1), nb).float()
+        return torch.cat([held.float(), el.float() / 100.0, hist, since, ioi], dim=-1)
+
+    def forward(self, codes: torch.Tensor) -> torch.Tensor:
+        return self.proj(self.dense(codes))
+
+
+def codes_for(x: torch.Tensor) -> torch.Tensor:
+    """State rows ``(B, T, N_STATE)`` for input rows ``x`` (B, T): row ``j`` is the state
+    after inputs ``x[..., :j + 1]`` (BOS and padding ids change nothing). Exact when each
+    row starts its piece; a window from mid-piece needs the rows of the whole piece."""
+    import numpy as np
+
+    r = x.cpu().numpy()
+    pad = np.zeros((r.shape[0], 1), r.dtype)
+    rows = [state_codes(np.concatenate([row, p]))[1:] for row, p in zip(r, pad, strict=True)]
+    return torch.from_numpy(np.stack(rows)).to(x.device)
+
+
 class PerformanceLSTM(nn.Module):
     """Embedding -> LSTM (n_layers x d_model) -> linear, as Performance RNN."""
 
@@ -87,18 +133,32 @@ class PerformanceLSTM(nn.Module):
         super().__init__()
         self.config = config
         self.embed = nn.Embedding(config.vocab_size + 1, config.d_model)  # +1: BOS
+        self.state_enc = StateEncoder(config.d_model) if config.features else None
         self.lstm = nn.LSTM(config.d_model, config.d_model, config.n_layers, batch_first=True,
                             dropout=config.dropout if config.n_layers > 1 else 0.0)
         self.drop = nn.Dropout(config.dropout)
         self.head = nn.Linear(config.d_model, config.vocab_size)
 
-    def forward(self, x: torch.Tensor, state: Any = None) -> torch.Tensor:
-        h, _ = self.lstm(self.drop(self.embed(x)), state)  # (B, T, C)
+    def inputs(self, x: torch.Tensor, codes: torch.Tensor | None) -> torch.Tensor:
+        e = self.embed(x)
+        if self.state_enc is not None:
+            e = e + self.state_enc(codes if codes is not None else codes_for(x))
+        return e
+
+    def forward(self, x: torch.Tensor, codes: torch.Tensor | None = None) -> torch.Tensor:
+        """``x`` (B, T) ids; ``codes`` (B, T, N_STATE) the state after each input (made
+        here from ``x`` when absent, which assumes each row starts a piece)."""
+        h, _ = self.lstm(self.drop(self.inputs(x, codes)))  # (B, T, C)
         return self.head(self.drop(h))  # (B, T, V)
 
-    def step(self, tok: torch.Tensor, state: Any = None) -> tuple[torch.Tensor, Any]:
-        """One event for each batch row: ``tok`` (B,) -> logits (B, V), new state."""
-        h, state = self.lstm(self.embed(tok)[:, None, :], state)  # (B, 1, C)
+    def step(self, tok: torch.Tensor, state: Any = None,
+             codes: torch.Tensor | None = None) -> tuple[torch.Tensor, Any]:
+        """One event for each batch row: ``tok`` (B,) -> logits (B, V), new state.
+        A features model needs ``codes`` (B, N_STATE): the state after ``tok``."""
+        if self.state_enc is not None and codes is None:
+            raise ModelError("this model reads state features: pass codes to step()")
+        e = self.inputs(tok[:, None], None if codes is None else codes[:, None])
+        h, state = self.lstm(e, state)  # (B, 1, C)
         return self.head(h[:, 0]), state
 
 
@@ -165,21 +225,31 @@ class RelativeTransformer(nn.Module):
         super().__init__()
         self.config = config
         self.embed = nn.Embedding(config.vocab_size + 1, config.d_model)
+        self.state_enc = StateEncoder(config.d_model) if config.features else None
         self.drop = nn.Dropout(config.dropout)
         self.blocks = nn.ModuleList(Block(config) for _ in range(config.n_layers))
         self.ln_f = nn.LayerNorm(config.d_model)
         self.head = nn.Linear(config.d_model, config.vocab_size)
 
-    def forward(self, x: torch.Tensor, state: Any = None) -> torch.Tensor:
-        h = self.drop(self.embed(x))  # (B, T, C)
+    def inputs(self, x: torch.Tensor, codes: torch.Tensor | None) -> torch.Tensor:
+        e = self.embed(x)
+        if self.state_enc is not None:
+            e = e + self.state_enc(codes if codes is not None else codes_for(x))
+        return e
+
+    def forward(self, x: torch.Tensor, codes: torch.Tensor | None = None) -> torch.Tensor:
+        h = self.drop(self.inputs(x, codes))  # (B, T, C)
         for blk in self.blocks:
             h, _ = blk(h)
         return self.head(self.ln_f(h))  # (B, T, V)
 
-    def step(self, tok: torch.Tensor, state: Any = None) -> tuple[torch.Tensor, Any]:
+    def step(self, tok: torch.Tensor, state: Any = None,
+             codes: torch.Tensor | None = None) -> tuple[torch.Tensor, Any]:
         """One event per row with a key/value cache; ``state`` = (pos, [(k, v)] per layer)."""
+        if self.state_enc is not None and codes is None:
+            raise ModelError("this model reads state features: pass codes to step()")
         pos, caches = state if state is not None else (0, [None] * len(self.blocks))
-        h = self.embed(tok)[:, None, :]  # (B, 1, C)
+        h = self.inputs(tok[:, None], None if codes is None else codes[:, None])  # (B, 1, C)
         new = []
         for blk, c in zip(self.blocks, caches, strict=True):
             h, c = blk(h, c, pos, self.config.context)

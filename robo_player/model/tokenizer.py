@@ -266,3 +266,89 @@ def check_grammar(tokens: Sequence[int]) -> list[str]:
     for p in sorted(active):
         problems.append(f"end: key {p} left down (stuck note)")
     return problems
+
+
+# ---------------------------------------------------------------- state features
+
+# What a performer knows at each point of the event stream, as a compact uint8 row the
+# networks can read beside the event itself (``ModelConfig.features``). Row ``i`` is the
+# state after ``tokens[:i]``, i.e. what is known when ``tokens[i]`` is predicted, so it is
+# a function of the past only and NLL stays a proper autoregressive likelihood.
+#
+#   [0:128]  per key: 0 = up, else 1 + steps it has been down (capped at 254)
+#   [128]    steps since the last note-on (255: none yet / capped)
+#   [129]    the last inter-onset interval: steps between the two latest onset times (255: none)
+N_STATE = N_PITCH + 2
+_CAP = 255
+
+
+def state_codes(tokens: Sequence[int] | np.ndarray) -> np.ndarray:
+    """``(len(tokens), N_STATE)`` uint8 state rows (see above); vectorised numpy."""
+    t = np.asarray(tokens, dtype=np.int64)
+    n = len(t)
+    out = np.zeros((n, N_STATE), dtype=np.uint8)
+    if n == 0:
+        return out
+    shift = np.where((t >= TIME_SHIFT) & (t < VELOCITY), t - TIME_SHIFT + 1, 0)
+    now = np.concatenate([[0], np.cumsum(shift)[:-1]])  # time of token i = time after tokens[:i]
+    is_on = t < NOTE_OFF
+    is_off = (t >= NOTE_OFF) & (t < TIME_SHIFT)
+    pitch = np.where(is_on, t, np.where(is_off, t - NOTE_OFF, -1))
+    # per key, index of its latest note event strictly before row i (exclusive forward fill)
+    ev = np.full((n + 1, N_PITCH), -1, dtype=np.int64)
+    rows = np.flatnonzero(pitch >= 0)
+    ev[rows + 1, pitch[rows]] = rows
+    ev = np.maximum.accumulate(ev, axis=0)[:n]  # (n, 128): row i sees tokens[:i]
+    has = ev >= 0
+    held = has & is_on[np.where(has, ev, 0)]
+    elapsed = now[:, None] - now[np.where(held, ev, 0)]
+    out[:, :N_PITCH] = np.where(held, 1 + np.minimum(elapsed, _CAP - 1), 0)
+    # since the last note-on, and the last inter-onset interval
+    on_rows = np.flatnonzero(is_on)
+    if len(on_rows):
+        on_t = now[on_rows]
+        new_group = np.concatenate([[True], on_t[1:] != on_t[:-1]])
+        group_t = on_t[new_group]
+        gi = np.cumsum(new_group) - 1  # onset group of each note-on
+        prev_t = np.where(gi > 0, group_t[np.maximum(gi - 1, 0)], -1)
+        ioi = np.where(prev_t >= 0, np.minimum(on_t - prev_t, _CAP), _CAP)
+        k = np.searchsorted(on_rows, np.arange(n), side="left") - 1  # last note-on before row i
+        ok = k >= 0
+        kk = np.maximum(k, 0)
+        out[:, N_PITCH] = np.where(ok, np.minimum(now - on_t[kk], _CAP), _CAP)
+        out[:, N_PITCH + 1] = np.where(ok, ioi[kk], _CAP)
+    else:
+        out[:, N_PITCH:] = _CAP
+    return out
+
+
+class StateTracker:
+    """The same rows as :func:`state_codes`, one event at a time (for decoding)."""
+
+    def __init__(self) -> None:
+        self.now = 0
+        self.onset: dict[int, int] = {}
+        self.last_on = -1
+        self.prev_group = -1  # onset time of the group before the latest one
+
+    def codes(self) -> np.ndarray:
+        row = np.zeros(N_STATE, dtype=np.uint8)
+        for p, t0 in self.onset.items():
+            row[p] = 1 + min(self.now - t0, _CAP - 1)
+        if self.last_on < 0:
+            row[N_PITCH:] = _CAP
+        else:
+            row[N_PITCH] = min(self.now - self.last_on, _CAP)
+            row[N_PITCH + 1] = min(self.last_on - self.prev_group, _CAP) if self.prev_group >= 0 else _CAP
+        return row
+
+    def apply(self, tok: int) -> None:
+        if NOTE_ON <= tok < NOTE_OFF:
+            self.onset[tok] = self.now
+            if self.now != self.last_on:
+                self.prev_group = self.last_on
+                self.last_on = self.now
+        elif NOTE_OFF <= tok < TIME_SHIFT:
+            self.onset.pop(tok - NOTE_OFF, None)
+        elif TIME_SHIFT <= tok < VELOCITY:
+            self.now += tok - TIME_SHIFT + 1

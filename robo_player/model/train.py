@@ -57,23 +57,55 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
     amp: bool = True  # bfloat16 autocast on CUDA (ignored on CPU)
+    init_from: str = ""  # start from these weights (same arch and size; may lack state features)
+
+
+def init_from(model: nn.Module, path: str | Path) -> None:
+    """Load a trained model's weights into ``model`` (a fine-tune or a warm start).
+
+    The shapes must match; a features model may start from one without features: its
+    state projection then starts at zero, so training begins from the old model's
+    exact predictions and only adds what the state features are worth.
+    """
+    blob = read_checkpoint(path)
+    own = model.state_dict()
+    src = blob["state_dict"]
+    bad = [k for k, v in src.items() if k not in own or own[k].shape != v.shape]
+    if bad:
+        raise ModelError(f"--init-from {path}: weights do not fit this model ({', '.join(bad[:4])}); "
+                         f"use the same --arch, --d-model and --layers")
+    missing = [k for k in own if k not in src]
+    if any(not k.startswith("state_enc.") for k in missing):
+        raise ModelError(f"--init-from {path}: it lacks {', '.join(missing[:4])}")
+    model.load_state_dict(src, strict=False)
+    enc = getattr(model, "state_enc", None)
+    if enc is not None and missing:
+        with torch.no_grad():
+            enc.proj.weight.zero_()
+            enc.proj.bias.zero_()
+    log.info("initialised from %s (%d tensors; new: %s)", path, len(src), ", ".join(missing) or "none")
 
 
 # ---------------------------------------------------------------- data
 
 
-def windows(seqs: Sequence[np.ndarray], seq_len: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Cut sequences into ``(N, seq_len)`` input/target windows.
+def windows(seqs: Sequence[np.ndarray], seq_len: int, codes: bool = False
+            ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """Cut sequences into ``(N, seq_len)`` input/target windows (and, with ``codes``, the
+    tokenizer's state rows for each input, ``(N, seq_len, N_STATE)`` uint8).
 
     The first window of a piece starts with BOS; later ones with the token before them,
     so every token of every piece is a target exactly once. Short tails are padded
-    (targets IGNORE).
+    (targets IGNORE). State rows come from the whole piece, so a window from mid-piece
+    knows which keys are down at its start.
     """
     xs: list[np.ndarray] = []
     ys: list[np.ndarray] = []
+    cs: list[np.ndarray] = []
     for s in seqs:
         s = np.asarray(s, dtype=np.int64)
         inp = np.concatenate([[BOS], s[:-1]])
+        st = tk.state_codes(s) if codes else None
         for i in range(0, len(s), seq_len):
             x = np.full(seq_len, BOS, np.int64)
             y = np.full(seq_len, IGNORE, np.int64)
@@ -82,9 +114,16 @@ def windows(seqs: Sequence[np.ndarray], seq_len: int) -> tuple[torch.Tensor, tor
             y[:n] = s[i:i + n]
             xs.append(x)
             ys.append(y)
+            if st is not None:
+                c = np.zeros((seq_len, tk.N_STATE), np.uint8)
+                c[:n] = st[i:i + n]
+                cs.append(c)
     if not xs:
-        return torch.zeros((0, seq_len), dtype=torch.long), torch.zeros((0, seq_len), dtype=torch.long)
-    return torch.from_numpy(np.stack(xs)), torch.from_numpy(np.stack(ys))
+        empty = torch.zeros((0, seq_len), dtype=torch.long)
+        return empty, empty.clone(), (torch.zeros((0, seq_len, tk.N_STATE), dtype=torch.uint8)
+                                      if codes else None)
+    c_t = torch.from_numpy(np.stack(cs)) if codes else None
+    return torch.from_numpy(np.stack(xs)), torch.from_numpy(np.stack(ys)), c_t
 
 
 def stretch_variants(notes_scores: Sequence[Any], base: Sequence[np.ndarray], stretch: float
@@ -159,15 +198,16 @@ def _all_sum(values: list[float], d: Dist) -> list[float]:
 
 
 def evaluate_windows(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int,
-                     d: Dist, amp: bool = False) -> tuple[float, int]:
+                     d: Dist, amp: bool = False, c: torch.Tensor | None = None) -> tuple[float, int]:
     """Summed NLL (nats) and token count over windows (this rank's share)."""
     model.eval()
     total, count = 0.0, 0
     with torch.no_grad():
         for i in range(0, len(x), batch_size):
             xb, yb = x[i:i + batch_size].to(d.device), y[i:i + batch_size].to(d.device)
+            cb = c[i:i + batch_size].to(d.device) if c is not None else None
             with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp):
-                logits = model(xb)
+                logits = model(xb, cb)
             loss = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), yb.reshape(-1),
                                    ignore_index=IGNORE, reduction="sum")
             total += float(loss)
@@ -201,6 +241,8 @@ def _train(model_config: ModelConfig, cfg: TrainConfig, train_variants: Sequence
         raise UsageError("train: no training pieces (check --corpus and the split)")
     torch.manual_seed(cfg.seed)
     model = build_model(model_config).to(d.device)
+    if cfg.init_from and not resume:
+        init_from(model, cfg.init_from)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
                             betas=(0.9, 0.98))
     ckpt_path = out.with_name(out.name + ".ckpt")
@@ -225,8 +267,10 @@ def _train(model_config: ModelConfig, cfg: TrainConfig, train_variants: Sequence
     else:
         net = model
     amp = cfg.amp and d.device.type == "cuda"
-    vx, vy = windows(valid_seqs, cfg.seq_len)
+    feats = model_config.features
+    vx, vy, vc = windows(valid_seqs, cfg.seq_len, codes=feats)
     vx, vy = vx[d.rank::d.world], vy[d.rank::d.world]
+    vc = vc[d.rank::d.world] if vc is not None else None
     valid_notes = sum(tk.count_notes(s) for s in valid_seqs)
     n_params = count_parameters(model)
     if d.main:
@@ -253,7 +297,7 @@ def _train(model_config: ModelConfig, cfg: TrainConfig, train_variants: Sequence
     while state["epoch"] < cfg.epochs and not out_of_time:
         epoch = state["epoch"]
         rng = np.random.default_rng(cfg.seed * 1000 + epoch)  # same on every rank
-        x, y = windows(epoch_sequences(train_variants, cfg.transpose, rng), cfg.seq_len)
+        x, y, c = windows(epoch_sequences(train_variants, cfg.transpose, rng), cfg.seq_len, codes=feats)
         perm = torch.from_numpy(rng.permutation(len(x)))
         usable = len(perm) // d.world * d.world  # equal steps on every rank (DDP needs it)
         perm = perm[:usable][d.rank::d.world]
@@ -267,10 +311,11 @@ def _train(model_config: ModelConfig, cfg: TrainConfig, train_variants: Sequence
         for si in range(steps):
             idx = perm[si * cfg.batch_size:(si + 1) * cfg.batch_size]
             xb, yb = x[idx].to(d.device), y[idx].to(d.device)
+            cb = c[idx].to(d.device) if c is not None else None
             for g in opt.param_groups:
                 g["lr"] = lr_at(state["step"], total_steps)
             with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp):
-                logits = net(xb)  # (B, T, V)
+                logits = net(xb, cb)  # (B, T, V)
             loss = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), yb.reshape(-1),
                                    ignore_index=IGNORE)
             opt.zero_grad(set_to_none=True)
@@ -296,7 +341,7 @@ def _train(model_config: ModelConfig, cfg: TrainConfig, train_variants: Sequence
                 last_ckpt = now
         prog.done()
         dt = time.monotonic() - t_epoch
-        tot, cnt = evaluate_windows(model, vx, vy, cfg.batch_size * 2, d, amp)
+        tot, cnt = evaluate_windows(model, vx, vy, cfg.batch_size * 2, d, amp, vc)
         tot, cnt, tok_all = _all_sum([tot, float(cnt), float(tok_epoch)], d)
         val = tot / max(1.0, cnt)
         val_note = tot / max(1, valid_notes)
@@ -347,11 +392,11 @@ def run(args: argparse.Namespace) -> int:
     layers = args.layers or (2 if args.arch == "lstm" else 4)
     mc = ModelConfig(arch=args.arch, d_model=d_model, n_layers=layers, n_heads=args.heads,
                      d_ff=4 * d_model, dropout=args.dropout, context=args.seq_len,
-                     max_rel=args.seq_len)
+                     max_rel=args.seq_len, features=args.features)
     tc = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, seq_len=args.seq_len, lr=args.lr,
                      patience=args.patience, max_minutes=args.max_minutes, seed=args.seed,
                      device=args.device, transpose=0 if args.no_augment else 3,
-                     stretch=0.0 if args.no_augment else 0.05)
+                     stretch=0.0 if args.no_augment else 0.05, init_from=args.init_from or "")
     pieces = corpus.load_corpus(args.corpus, cache_dir=args.cache)
     if args.limit_pieces:
         pieces = pieces[: args.limit_pieces]
