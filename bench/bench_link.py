@@ -232,7 +232,7 @@ def main(argv: list[str] | None = None) -> int:
     base61 = load_spec("piano-61-diy")
     sp61 = replace(base61, power=replace(base61.power, max_simultaneous_strikes=16))
     best, bpn, note, _ = rate_through(
-        lambda: open_vmcu("vmcu://?baud=115200&queue=80", sp61),
+        lambda: open_vmcu("vmcu://?baud=115200&queue=160", sp61),
         sp61,
         rates,
         2.0 if args.quick else 4.0,
@@ -244,7 +244,7 @@ def main(argv: list[str] | None = None) -> int:
             "sustained notes/s at 115200 baud, % of wire limit (virtual MCU)",
             f"{best:.0f} notes/s ({100 * best / limit:.0f} % of {limit:.0f})" if limit else "-",
             ">= 70 %, no underrun",
-            f"virtual MCU (queue 80, rx 256 B, like the AVR), 61-key DIY (strike cap 16), "
+            f"virtual MCU (queue 160, rx 256 B, like the AVR), 61-key DIY (strike cap 16), "
             f"{bpn:.2f} B/note of records+framing; {note}",
         )
     )

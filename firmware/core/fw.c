@@ -161,9 +161,7 @@ static void enqueue(uint8_t op, uint8_t n, int32_t level, uint16_t pulse_us, uin
     c.op = op;
     c.level = (uint16_t)level;
     c.pulse_us = pulse_us;
-    c.hold = hold;
-    c.weight = rp_weight(a, (uint16_t)level);
-    c.hold_weight = rp_weight(a, hold);
+    c.hold = hold & 0xFFF; /* <= max_drive <= 4095: checked above */
     if (!rp_sched_push(&c)) /* cannot happen: frames are checked against free slots */
         do_shutdown(RP_SHUTDOWN_INTERNAL);
 }

@@ -46,7 +46,8 @@ static uint32_t duty_poll_clock;
  * main loop (the bucket arithmetic is too slow for the timer context). */
 typedef struct {
     uint32_t clock;
-    uint8_t actuator, weight;
+    uint8_t actuator;
+    uint16_t level; /* the main loop turns it into a weight (rp_weight: it divides) */
 } wchange;
 #define WLOG 16 /* a power of two; drained every duty poll (8 ms) and every strike queued */
 static wchange wlog[WLOG];
@@ -293,20 +294,22 @@ static void output(uint8_t n, uint16_t level)
 
 /* Bookkeeping of a level change that was already written to the output: the duty
  * bucket learns of it from the change log. */
-static void account_level(uint8_t n, uint16_t level, uint8_t weight, uint32_t now)
+static void account_level(uint8_t n, uint16_t level, uint32_t now)
 {
-    rp_act *a = &rp_acts[n];
-    a->level = level;
     uint8_t next = (uint8_t)((wlog_tail + 1) & (WLOG - 1));
     if (next == wlog_head) {
-        a->weight = weight; /* ring full: the bucket sees the change at its next update */
+        /* ring full (rare): the bucket sees the change at its next update, with the
+         * weight worked out here (uncached: the cache belongs to the main loop) */
+        rp_act *a = &rp_acts[n];
+        a->weight = weight_of(a->pwm_max, level);
         rp_wlog_overflows++;
         duty_force = 1; /* and the next duty poll looks at every coil */
         return;
     }
-    wlog[wlog_tail].clock = now;
-    wlog[wlog_tail].actuator = n;
-    wlog[wlog_tail].weight = weight;
+    wchange *w = &wlog[wlog_tail];
+    w->clock = now;
+    w->actuator = n;
+    w->level = level;
     wlog_tail = next;
 }
 
@@ -317,7 +320,7 @@ static void wlog_drain(void)
         wchange c = wlog[wlog_head]; /* a copy: the timer context may append meanwhile */
         rp_act *a = &rp_acts[c.actuator];
         bucket_integrate(a, c.clock);
-        a->weight = c.weight;
+        a->weight = rp_weight(a, c.level);
         duty_note(a);
         wlog_head = (uint8_t)((wlog_head + 1) & (WLOG - 1));
     }
@@ -328,9 +331,9 @@ static void coil_off(uint8_t n, uint32_t now)
     rp_act *a = &rp_acts[n];
     if (a->phase == RP_PHASE_PULSE && rp_running_pulses)
         rp_running_pulses--;
-    if (a->phase != RP_PHASE_OFF || a->level) {
+    if (a->phase != RP_PHASE_OFF) {
         output(n, 0);
-        account_level(n, 0, 0, now);
+        account_level(n, 0, now);
     }
     a->phase = RP_PHASE_OFF;
     active_remove(n);
@@ -360,7 +363,6 @@ void rp_sched_reset(void)
         if (n < rp_act_count)
             output(n, 0);
         a->phase = RP_PHASE_OFF;
-        a->level = 0;
         a->weight = 0;
         a->hot = 0;
         a->bucket_us = 0;
@@ -480,26 +482,24 @@ static void account(const rp_cmd *c)
     if (!level) {
         if (a->phase == RP_PHASE_PULSE && rp_running_pulses)
             rp_running_pulses--;
-        account_level(n, 0, 0, t);
+        account_level(n, 0, t);
         a->phase = RP_PHASE_OFF;
         active_remove(n);
         return;
     }
     uint8_t fresh = a->phase != RP_PHASE_PULSE;
-    account_level(n, level, c->op == RP_OP_STRIKE && !c->pulse_us ? c->hold_weight : c->weight,
-                  t);
+    account_level(n, level, t);
     if (a->phase == RP_PHASE_OFF) {
-        a->on_since = t;
+        a->cutoff = t + a->max_on_ticks;
         active_add(n);
     }
     a->strike_index = c->index;
-    uint32_t cutoff = a->on_since + a->max_on_ticks;
+    uint32_t cutoff = a->cutoff;
     if (c->op == RP_OP_STRIKE && c->pulse_us) {
         if (fresh)
             rp_running_pulses++;
         a->phase = RP_PHASE_PULSE;
         a->hold = c->hold;
-        a->hold_weight = c->hold_weight;
         uint32_t end = t + (uint32_t)c->pulse_us * RP_TICKS_PER_US;
         set_deadline(n, BEFORE(end, cutoff) ? end : cutoff);
     } else {
@@ -513,7 +513,7 @@ static void account(const rp_cmd *c)
 static void run_deadline(uint8_t n, uint32_t t)
 {
     rp_act *a = &rp_acts[n];
-    uint32_t cutoff = a->on_since + a->max_on_ticks;
+    uint32_t cutoff = a->cutoff;
     uint8_t to_hold = a->phase == RP_PHASE_PULSE && BEFORE(t, cutoff) && a->hold;
     rp_out_t o;
     prepare(n, to_hold ? a->hold : 0, &o);
@@ -522,7 +522,7 @@ static void run_deadline(uint8_t n, uint32_t t)
     if (to_hold) {
         if (rp_running_pulses)
             rp_running_pulses--;
-        account_level(n, a->hold, a->hold_weight, t);
+        account_level(n, a->hold, t);
         a->phase = RP_PHASE_HOLD;
         set_deadline(n, cutoff);
         return;
@@ -530,7 +530,7 @@ static void run_deadline(uint8_t n, uint32_t t)
     uint8_t cut = !(a->phase == RP_PHASE_PULSE && BEFORE(t, cutoff)); /* else: pulse, no hold */
     if (a->phase == RP_PHASE_PULSE && rp_running_pulses)
         rp_running_pulses--;
-    account_level(n, 0, 0, t);
+    account_level(n, 0, t);
     a->phase = RP_PHASE_OFF;
     active_remove(n);
     if (cut) {

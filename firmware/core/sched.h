@@ -13,37 +13,40 @@
 
 #define RP_TICKS_PER_US (RP_CLOCK_HZ / 1000000UL)
 
-/* One queued command: 14 bytes. `index` keeps the low 16 bits of the record index
- * (the queue never spans more than 65535 records). */
+/* One queued command: 13 bytes on the AVR (no padding there). `index` keeps the low
+ * 16 bits of the record index (the queue never spans more than 65535 records). The
+ * duty weights of `level` and `hold` are not stored: the main loop works them out when
+ * it integrates the change log (rp_weight()), so a slot stays small. */
 typedef struct {
     uint32_t clock;
     uint16_t index;
     uint8_t actuator;
-    uint8_t op;
-    uint16_t level; /* strike drive or set level */
+    uint16_t level;     /* strike drive or set level (<= RP_MAX_LEVEL: 12 bits) */
     uint16_t pulse_us;
-    uint16_t hold;
-    uint8_t weight, hold_weight; /* rp_weight() of level and hold, made by the main loop */
+    uint16_t hold : 12; /* strike: the level after the pulse */
+    uint16_t op : 4;    /* RP_OP_* */
 } rp_cmd;
 
 enum { RP_PHASE_OFF = 0, RP_PHASE_PULSE, RP_PHASE_HOLD, RP_PHASE_SET };
 
+/* One actuator: 40 bytes on the AVR (90 of them are over 40 % of its RAM). */
 typedef struct {
     /* configuration */
     uint32_t max_on_ticks;
     uint16_t pwm_max, max_drive, max_pulse_us, duty_permille;
+    uint16_t drain_k; /* bucket drain per 64 us, in 1/256 us: 64 * 256 * duty_permille / 1000 */
     uint8_t out_kind, out_addr, out_channel;
-    /* state */
+    /* state: the timer context's */
     uint8_t phase;
-    uint16_t level, hold;
-    uint32_t on_since;
-    uint32_t deadline; /* pulse end or max-on cutoff, while not OFF */
+    uint16_t hold;     /* PULSE: the level after the pulse */
+    uint32_t cutoff;   /* max on-time: the coil goes off at this clock (while not OFF) */
+    uint32_t deadline; /* pulse end or the cutoff, while not OFF */
     uint16_t strike_index; /* low 16 bits, like rp_cmd.index */
+    /* state: the main loop's duty bucket */
     uint32_t bucket_us; /* duty leaky bucket: weighted on-time, microseconds */
     uint32_t bucket_clock;
-    uint16_t drain_k; /* bucket drain per 64 us, in 1/256 us: 64 * 256 * duty_permille / 1000 */
-    uint8_t weight, hold_weight; /* present and after-pulse (level/pwm_max)^2, 255 = full */
-    uint8_t hot;                 /* bucket full: strikes and sets are refused */
+    uint8_t weight; /* (level/pwm_max)^2 of the present level, 255 = full */
+    uint8_t hot;    /* bucket full: strikes and sets are refused (read by the timer too) */
 } rp_act;
 
 typedef struct {

@@ -1,12 +1,13 @@
 # ruff: noqa: T201  (a command-line script: it prints its results)
 """Firmware CPU load under simavr at a given note rate (strike + release per note).
 
-    .venv/bin/python firmware/sim/cpu_load.py [NOTES_PER_S] [SECONDS]
+    .venv/bin/python firmware/sim/cpu_load.py [NOTES_PER_S] [SECONDS] [PROFILE_FILE]
 
 Starts build/sim/robo_sim (``make -C firmware sim`` first), configures 8 direct
 outputs, streams the notes by the credits in the firmware's ACKs with a heartbeat
 every 50 ms, and prints the busy fraction of each simulated second (the harness's
-``# cycles`` lines).
+``# cycles`` lines). With PROFILE_FILE the harness writes its busy cycles per program
+address there (``firmware/sim/profile.py`` sums them per function).
 """
 
 from __future__ import annotations
@@ -67,9 +68,10 @@ def main() -> None:
     secs = float(sys.argv[2]) if len(sys.argv) > 2 else 5.0
     tmp = Path(tempfile.mkdtemp())
     trace = tmp / "trace"
+    extra = ["--profile", sys.argv[3]] if len(sys.argv) > 3 else []
     proc = subprocess.Popen(
         [str(FW / "build/sim/robo_sim"), "--elf", str(FW / "build/avr/robo_fw.elf"),
-         "--pty-link", str(tmp / "pty"), "--trace", str(trace)],
+         "--pty-link", str(tmp / "pty"), "--trace", str(trace), *extra],
         stdout=subprocess.PIPE, text=True,
     )  # fmt: skip
     assert proc.stdout is not None
@@ -128,6 +130,9 @@ def main() -> None:
           + " ".join(f"{100 * x:.1f}%" for x in loads))  # fmt: skip
     edges = [r for r in rows if r and not r[0].startswith("#")]
     print(f"{len(edges)} pin edges recorded")
+    for r in rows:  # the harness's stack depth and longest critical section
+        if r[:3] in (["#", "stack", "pointer"], ["#", "interrupts", "off"]):
+            print(" ".join(r[1:]))
 
 
 if __name__ == "__main__":

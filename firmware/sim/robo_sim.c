@@ -2,8 +2,11 @@
  * records every direct-output pin change with its cycle count.
  *
  *   robo_sim [--elf FILE] [--pty-link PATH] [--trace FILE] [--boot-id N]
- *            [--speed X] [--max-seconds S] [--clock-file PATH]
+ *            [--speed X] [--max-seconds S] [--clock-file PATH] [--profile FILE]
  *
+ * --profile: at exit, write the busy cycles spent at each program address ("<pc hex>
+ * <cycles>" per line, byte addresses as avr-objdump prints them), for a per-function
+ * profile (avr-nm maps them to symbols).
  * Prints "PTY <path>" on stdout once UART0 is on a pty (and symlinks PATH to it).
  * --speed: simulated seconds per wall second (default 1: the MCU clock keeps pace
  * with the host's clock, as a real board does; 0 = as fast as possible). It is a cap:
@@ -282,7 +285,8 @@ static void on_signal(int sig)
 static void usage(void)
 {
     fprintf(stderr, "usage: robo_sim [--elf FILE] [--pty-link PATH] [--trace FILE] "
-                    "[--boot-id N] [--speed X] [--max-seconds S] [--clock-file PATH]\n");
+                    "[--boot-id N] [--speed X] [--max-seconds S] [--clock-file PATH] "
+                    "[--profile FILE]\n");
     exit(2);
 }
 
@@ -296,7 +300,7 @@ static double wall(void)
 int main(int argc, char **argv)
 {
     const char *elf = "build/avr/robo_fw.elf", *link_path = NULL, *trace_path = NULL;
-    const char *clock_path = NULL;
+    const char *clock_path = NULL, *profile_path = NULL;
     uint32_t boot_id = 0;
     double speed = 1.0, max_seconds = 0;
     for (int i = 1; i < argc; i++) {
@@ -316,6 +320,8 @@ int main(int argc, char **argv)
             max_seconds = atof(argv[++i]);
         else if (!strcmp(argv[i], "--clock-file"))
             clock_path = argv[++i];
+        else if (!strcmp(argv[i], "--profile"))
+            profile_path = argv[++i];
         else
             usage();
     }
@@ -416,6 +422,8 @@ int main(int argc, char **argv)
 
     uint64_t busy = 0, next_report = fw.frequency, cli_since = 0, cli_max = 0;
     uint32_t cli_pc = 0, cli_max_pc = 0, cli_max_end = 0;
+    uint64_t *profile = profile_path ? calloc(avr->flashend + 1, sizeof *profile) : NULL;
+    uint16_t sp_min = 0xFFFF; /* the deepest stack pointer seen (after the timer started) */
     uint64_t max_cycles = max_seconds > 0 ? (uint64_t)(max_seconds * fw.frequency) : 0;
     double start = wall(), start0 = start;
     int state = cpu_Running;
@@ -426,8 +434,17 @@ int main(int argc, char **argv)
         state = avr_run(avr);
         /* One call runs one instruction; a call that ends asleep has also skipped the
          * sleep that followed its SLEEP instruction: only its first cycle was busy. */
-        if (was_running)
-            busy += state == cpu_Sleeping ? 1 : avr->cycle - c0;
+        if (was_running) {
+            uint64_t used = state == cpu_Sleeping ? 1 : avr->cycle - c0;
+            busy += used;
+            if (profile && pc0 <= avr->flashend)
+                profile[pc0] += used;
+        }
+        if (timer_started) {
+            uint16_t sp = (uint16_t)(avr->data[R_SPL] | avr->data[R_SPH] << 8);
+            if (sp < sp_min)
+                sp_min = sp;
+        }
         __atomic_store_n(shared_cycle, (uint64_t)avr->cycle, __ATOMIC_RELEASE);
         if (clock_checked && !avr->sreg[S_I] && state == cpu_Running) { /* interrupts off */
             if (!cli_since) {
@@ -469,6 +486,9 @@ int main(int argc, char **argv)
         fprintf(trace, "# clock mismatches %" PRIu64 "\n", clock_mismatches);
         fprintf(trace, "# interrupts off for at most %" PRIu64 " cycles (from pc 0x%x to 0x%x)\n",
                 cli_max, cli_max_pc, cli_max_end);
+        if (sp_min != 0xFFFF)
+            fprintf(trace, "# stack pointer at least 0x%04x (%u bytes below RAMEND 0x%04x)\n",
+                    sp_min, (unsigned)(avr->ramend - sp_min), (unsigned)avr->ramend);
         fprintf(trace, "# timer1 flags kept on TIFR1 writes %" PRIu64 "\n", tifr1_kept);
         fprintf(trace, "# timer1 overflows %" PRIu64 " serviced %" PRIu64 " of %" PRIu64 "\n",
                 overflows, overflows_run,
@@ -478,6 +498,17 @@ int main(int argc, char **argv)
                     avr_dropped);
         fprintf(trace, "# exit state=%d\n", state);
         fclose(trace);
+    }
+    if (profile) {
+        FILE *pf = fopen(profile_path, "w");
+        if (pf) {
+            for (uint32_t a = 0; a <= avr->flashend; a++)
+                if (profile[a])
+                    fprintf(pf, "%x %" PRIu64 "\n", a, profile[a]);
+            fclose(pf);
+        } else {
+            fprintf(stderr, "robo_sim: --profile %s: %s\n", profile_path, strerror(errno));
+        }
     }
     if (link_path)
         unlink(link_path);

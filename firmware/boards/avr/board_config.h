@@ -8,9 +8,9 @@
 
 #define RP_BOARD_NAME "avr-mega2560"
 #define RP_CLOCK_HZ 16000000UL
-#define RP_QUEUE_SIZE 80
+#define RP_QUEUE_SIZE 160
 #define RP_FW_MAX_ACTUATORS 90 /* 88 keys + pedal + 1 */
-#define RP_RX_BUFFER 256 /* = the UART receive ring */
+#define RP_RX_BUFFER 256 /* = the UART receive ring (a power of two) */
 #define RP_MAX_ON_US_LIMIT 60000000UL
 #define RP_FW_MAX_LEVEL 4095
 #define RP_LATE_SLACK_US 500

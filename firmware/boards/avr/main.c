@@ -117,10 +117,17 @@ ISR(TIMER1_COMPA_vect)
 
 /* ---------------------------------------------------------------- UART0 */
 
-#define RX_RING 256 /* = RP_RX_BUFFER */
+#define RX_RING RP_RX_BUFFER /* a power of two; holds RX_RING - 1 bytes */
 #define TX_RING 128
 static volatile uint8_t rx_ring[RX_RING];
-static volatile uint8_t rx_head, rx_tail; /* uint8_t wraps at 256 */
+#if RX_RING == 256
+typedef uint8_t rx_index_t; /* wraps by itself, and reads atomically */
+#define RX_NEXT(i) ((uint8_t)((i) + 1))
+#else
+typedef uint16_t rx_index_t; /* the main loop reads rx_head with interrupts off */
+#define RX_NEXT(i) ((uint16_t)(((i) + 1) & (RX_RING - 1)))
+#endif
+static volatile rx_index_t rx_head, rx_tail;
 static volatile uint8_t tx_ring[TX_RING];
 static volatile uint8_t tx_head, tx_tail;
 static volatile uint16_t rx_overruns;
@@ -128,7 +135,7 @@ static volatile uint16_t rx_overruns;
 ISR(USART0_RX_vect)
 {
     uint8_t b = UDR0;
-    uint8_t next = (uint8_t)(rx_head + 1);
+    rx_index_t next = RX_NEXT(rx_head);
     if (next == rx_tail) {
         rx_overruns++; /* the frame it belonged to fails its CRC: NAK, resend */
         return;
@@ -321,10 +328,19 @@ int main(void)
     sei();
     for (;;) {
         wdt_reset();
-        while (rx_tail != rx_head) {
-            uint8_t b = rx_ring[rx_tail];
-            rx_tail = (uint8_t)(rx_tail + 1);
-            rp_rx_byte(b); /* a whole frame also runs rp_poll() */
+        for (;;) {
+            cli();
+            rx_index_t head = rx_head;
+            sei();
+            rx_index_t tail = rx_tail;
+            if (tail == head)
+                break;
+            do { /* the bytes that were there; then look again */
+                uint8_t b = rx_ring[tail];
+                tail = RX_NEXT(tail);
+                rx_tail = tail;
+                rp_rx_byte(b); /* a whole frame also runs rp_poll() */
+            } while (tail != head);
         }
         /* not on every wake-up (each byte in or out wakes us): events, and every tick */
         if (tick || RP_EVENT_PENDING()) {
