@@ -84,20 +84,57 @@ def cmd_generate(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------- perform
 
 
+_RULE_OPTIONS = ("k_phrase_arch", "k_high_loud", "k_duration_contrast", "k_melodic_charge",
+                 "k_final_ritard", "noise_ms")
+
+
 def cmd_perform(args: argparse.Namespace) -> int:
     from ..midi import read_midi, require_notes, resolve_piece, write_midi
-    from .render import RenderRules, perform
 
-    rules = RenderRules(phrase_arch=args.k_phrase_arch, high_loud=args.k_high_loud,
-                        duration_contrast=args.k_duration_contrast,
-                        melodic_charge=args.k_melodic_charge, final_ritard=args.k_final_ritard,
-                        noise_ms=args.noise_ms, seed=args.seed)
+    if args.model is None:
+        if args.temperature is not None or args.max_shift_ms is not None:
+            raise UsageError("perform: --temperature and --max-shift-ms need --model "
+                             "(the rule-based renderer has --k-* and --noise-ms)")
+        from .render import RenderRules, perform
+
+        given = {name: getattr(args, name) for name in _RULE_OPTIONS if getattr(args, name) is not None}
+        d = RenderRules()  # unset options take the rules' defaults
+        rules = RenderRules(phrase_arch=given.get("k_phrase_arch", d.phrase_arch),
+                            high_loud=given.get("k_high_loud", d.high_loud),
+                            duration_contrast=given.get("k_duration_contrast", d.duration_contrast),
+                            melodic_charge=given.get("k_melodic_charge", d.melodic_charge),
+                            final_ritard=given.get("k_final_ritard", d.final_ritard),
+                            noise_ms=given.get("noise_ms", d.noise_ms), seed=args.seed)
+        path = resolve_piece(args.score)
+        score = require_notes(read_midi(path), path)
+        out = perform(score, rules)
+        write_midi(out, args.out)
+        sys.stdout.write(f"{args.out}: {len(out.notes)} notes performed ({score.duration_s:.1f}s -> "
+                         f"{out.duration_s:.1f}s)\n")
+        return 0
+
+    # model-based: the rule options would be silently ignored, so refuse them
+    given = [f"--{name.replace('_', '-')}" for name in _RULE_OPTIONS if getattr(args, name) is not None]
+    if given:
+        raise UsageError(f"perform --model: {', '.join(given)} belong(s) to the rule-based renderer; "
+                         f"drop them or drop --model")
+    from .perform_model import ModelRenderOptions
+
+    opts = ModelRenderOptions(temperature=1.0 if args.temperature is None else args.temperature,
+                              max_shift_ms=30 if args.max_shift_ms is None else args.max_shift_ms,
+                              seed=args.seed)
+    _need_torch("perform --model")
+    from .perform_model import perform_from_file
+
     path = resolve_piece(args.score)
     score = require_notes(read_midi(path), path)
-    out = perform(score, rules)
-    write_midi(out, args.out)
-    sys.stdout.write(f"{args.out}: {len(out.notes)} notes performed ({score.duration_s:.1f}s -> "
-                     f"{out.duration_s:.1f}s)\n")
+    r = perform_from_file(score, _model_path(args.model), opts)
+    write_midi(r.score, args.out)
+    vel = [n.velocity for n in r.score.notes]
+    moved = sum(1 for d in r.shift_steps if d)
+    sys.stdout.write(f"{args.out}: {len(r.score.notes)} notes performed by {args.model} (velocity "
+                     f"{min(vel)}..{max(vel)}, {r.velocity_changes} changes; {moved} of "
+                     f"{len(r.shift_steps)} onsets moved; {r.wall_s:.2f}s)\n")
     return 0
 
 
@@ -244,15 +281,25 @@ def register(subparsers: Any) -> None:
     p.add_argument("--out", required=True, metavar="OUT.mid")
     p.set_defaults(func=cmd_generate)
 
-    p = subparsers.add_parser("perform", help="render a plain score expressively (rule-based)")
+    p = subparsers.add_parser("perform", help="render a plain score expressively (rules, or --model)",
+                              description="Add dynamics and timing to a plain score: rule-based "
+                                          "(Director Musices style, the default) or with a performance "
+                                          "model (--model).")
     p.add_argument("score", metavar="SCORE.mid")
     p.add_argument("--out", required=True, metavar="PERFORMED.mid")
     for name, help_ in (("phrase-arch", "phrase arch"), ("high-loud", "high-loud"),
                         ("duration-contrast", "duration contrast"), ("melodic-charge", "melodic charge"),
                         ("final-ritard", "final ritard")):
-        p.add_argument(f"--k-{name}", type=float, default=1.0, help=f"quantity k of the {help_} rule (default 1, 0 = off)")
-    p.add_argument("--noise-ms", type=float, default=10.0, help="1/f timing deviations, std in ms (default 10)")
+        p.add_argument(f"--k-{name}", type=float, default=None,
+                       help=f"rules: quantity k of the {help_} rule (default 1, 0 = off)")
+    p.add_argument("--noise-ms", type=float, default=None, help="rules: 1/f timing deviations, std in ms (default 10)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--model", default=None, metavar="MODEL.pt",
+                   help="render with this performance model instead of the rules")
+    p.add_argument("--temperature", type=float, default=None,
+                   help="model: sampling temperature of its choices (default 1, 0 = most likely)")
+    p.add_argument("--max-shift-ms", type=int, default=None,
+                   help="model: how far an onset may move, in 10 ms steps (default 30, 0 = velocities only)")
     p.set_defaults(func=cmd_perform)
 
     p = subparsers.add_parser("eval-model", help="NLL and sample statistics on held-out pieces")
