@@ -630,6 +630,36 @@ def test_avr_under_simavr_strikes_within_20us(sim: Sim) -> None:
     assert 0 < sim.stack_bytes() and int(m[2]) + sim.stack_bytes() <= 8192 - 512
 
 
+def test_avr_all_off_with_64_coils_on_in_short_critical_sections(sim: Sim) -> None:
+    """all_off with 64 coils held on: every output goes off, the queued commands are
+    flushed, and no critical section of the main loop lasts over 100 µs (1600 cycles;
+    one section with every coil was 535 µs)."""
+    n = 64
+    assert configure(sim.link, cfg_messages(n, time_shift=4))["reason"] == ConfigReason.OK
+    us = AVR_HZ // 1_000_000
+    t = sim.link.clock() + 80_000 * us
+    on = [TimedCommand(t + i * 500 * us, Op.STRIKE, i, 0, 0, 2000) for i in range(n)]
+    later = [TimedCommand(t + 2_000_000 * us + i, Op.RELEASE, i) for i in range(10)]
+    schedule(sim.link, on + later, n_act=n, time_shift=4)
+    st = wait_done(sim.link, n)
+    assert (st["played"], st["late"], st["refused"]) == (n, 0, 0)
+    mark = len(sim.link.messages)
+    assert sim.link.send([Message.make("all_off")]).kind is FrameKind.ACK
+    ev = sim.link.wait_message(lambda m: m.name == "event", mark)
+    assert (ev["kind"], ev["index"], ev["clock"]) == (EventKind.FLUSHED, n, 10)
+    st = sim.link.status(7)
+    assert (st["flushed"], st["free"], st["state"]) == (10, 160, State.READY)
+    sim.link.close()
+    sim.stop()
+    rows = sim.rows()
+    for a in range(n):
+        assert [lv for _, ch, lv in rows if ch == a] == [1, 0], a
+    m = re.search(r"# interrupts off outside interrupt handlers for at most (\d+) cycles",
+                  sim.trace.read_text())  # fmt: skip
+    assert m, "the harness wrote no critical-section line"
+    assert 0 < int(m[1]) <= 100 * us, m[0]
+
+
 def test_fuzz_frame_parser_short_run(fw_built: Path) -> None:
     """A short run of the frame-parser fuzzer (ASan + UBSan; `make -C firmware fuzz`
     runs 100k inputs): no crash, and no input without a valid frame ever acts."""

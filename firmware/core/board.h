@@ -38,6 +38,12 @@ void board_wait_until(uint32_t clock);
 void board_output_prepare(uint8_t actuator, uint8_t out_kind, uint8_t out_addr,
                           uint8_t out_channel, uint16_t level, uint16_t pwm_max, rp_out_t *o);
 
+/* Every output off at once, as fast as the board can (interrupts off, a few
+ * microseconds): the first step of all-off, watchdog and shutdown. The core then turns
+ * each energised output off through board_output_commit() as well, so a board may
+ * leave out the kinds it cannot switch quickly (or do nothing at all). */
+void board_all_off(void);
+
 /* 1 if this board can drive that output. */
 uint8_t board_output_ok(uint8_t out_kind, uint8_t out_addr, uint8_t out_channel);
 

@@ -354,11 +354,35 @@ uint8_t rp_sched_duty_full(uint8_t n)
     return a->hot;
 }
 
-void rp_sched_reset(void)
+/* Step 1 of every all-off, in one short critical section: every output off through the
+ * board's fast path, the queue emptied (its tail kept, see rp_sched_stage) and the
+ * coils' deadlines dropped, so the timer context has nothing left to do. Returns how
+ * many coils were on (active[0..n-1], for step 2) and the flushed count in *flushed. */
+static uint8_t stop_all(uint16_t *flushed, uint16_t *first_low)
 {
     rp_irq_t s = RP_IRQ_SAVE();
-    uint32_t now = board_clock();
+    board_all_off();
+    *flushed = q_count;
+    *first_low = q[q_head].index;
+    q_head = qi(q_count);
+    q_count = 0;
+    armed_valid = 0;
+    uint8_t on = active_n;
+    active_n = 0;
+    dl_valid = 0;
+    rp_running_pulses = 0;
+    RP_IRQ_RESTORE(s);
+    return on;
+}
+
+void rp_sched_reset(void)
+{
+    uint16_t flushed, first_low;
+    stop_all(&flushed, &first_low);
+    /* one actuator per critical section (each is a few microseconds): the timer
+     * context has nothing queued and no coil to watch meanwhile */
     for (uint8_t n = 0; n < RP_FW_MAX_ACTUATORS; n++) {
+        rp_irq_t s = RP_IRQ_SAVE();
         rp_act *a = &rp_acts[n];
         if (n < rp_act_count)
             output(n, 0);
@@ -366,13 +390,11 @@ void rp_sched_reset(void)
         a->weight = 0;
         a->hot = 0;
         a->bucket_us = 0;
-        a->bucket_clock = now;
+        a->bucket_clock = board_clock();
+        RP_IRQ_RESTORE(s);
     }
-    active_n = 0;
-    dl_valid = 0;
-    rp_running_pulses = 0;
-    q_head = q_count = 0;
-    armed_valid = 0;
+    rp_irq_t s = RP_IRQ_SAVE();
+    uint32_t now = board_clock();
     wlog_head = wlog_tail = 0;
     duty_check_valid = 0;
     rp_count.played = rp_count.late = rp_count.refused = 0;
@@ -382,6 +404,21 @@ void rp_sched_reset(void)
 }
 
 uint16_t rp_sched_free(void) { return (uint16_t)(RP_QUEUE_SIZE - q_count); }
+
+static uint16_t stage_base;
+
+void rp_sched_stage_begin(void)
+{
+    rp_irq_t s = RP_IRQ_SAVE();
+    stage_base = qi(q_count); /* the tail: pops by the timer do not move it */
+    RP_IRQ_RESTORE(s);
+}
+
+rp_cmd *rp_sched_stage(uint16_t k)
+{
+    uint16_t j = (uint16_t)(stage_base + k);
+    return &q[j >= RP_QUEUE_SIZE ? j - RP_QUEUE_SIZE : j];
+}
 uint16_t rp_sched_queued(void) { return q_count; }
 
 uint8_t rp_sched_push(const rp_cmd *c)
@@ -406,18 +443,26 @@ uint8_t rp_sched_push(const rp_cmd *c)
 
 void rp_sched_all_off(uint32_t next_index)
 {
-    rp_irq_t s = RP_IRQ_SAVE();
-    uint32_t now = board_clock();
-    uint16_t n = q_count;
-    uint32_t first = n ? rp_full_index(q[q_head].index, next_index) : 0;
-    q_head = q_count = 0;
-    for (uint8_t a = 0; a < rp_act_count; a++)
-        coil_off(a, now);
-    rp_running_pulses = 0;
-    rp_count.flushed += n;
-    RP_IRQ_RESTORE(s);
-    if (n)
-        rp_event_push(RP_EV_FLUSHED, first, RP_NO_ACTUATOR, n);
+    uint16_t n, first_low;
+    uint8_t on = stop_all(&n, &first_low);
+    /* step 2: the coils that were on, one per critical section: each output written
+     * off once more (for the outputs the board's fast path does not cover) and the
+     * bookkeeping (the duty log, the phase). Nothing can switch them on again meanwhile:
+     * the queue is empty and the timer context watches no coil. */
+    for (uint8_t i = 0; i < on; i++) {
+        rp_irq_t s = RP_IRQ_SAVE();
+        uint8_t c = active[i];
+        output(c, 0);
+        account_level(c, 0, board_clock());
+        rp_acts[c].phase = RP_PHASE_OFF;
+        RP_IRQ_RESTORE(s);
+    }
+    if (n) {
+        rp_irq_t s = RP_IRQ_SAVE();
+        rp_count.flushed += n;
+        RP_IRQ_RESTORE(s);
+        rp_event_push(RP_EV_FLUSHED, rp_full_index(first_low, next_index), RP_NO_ACTUATOR, n);
+    }
 }
 
 /* ---- the timer context ---- */

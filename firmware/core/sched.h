@@ -72,6 +72,12 @@ uint8_t rp_weight(const rp_act *a, uint16_t level);
 
 void rp_sched_reset(void);                  /* all off, queue flushed silently, counters 0 */
 uint16_t rp_sched_free(void);               /* free queue slots */
+/* Staging for the frame parser: the free slots after the queue's tail hold a frame's
+ * decoded records between its check and its run, so it is parsed once. The tail never
+ * moves back (flushes keep it), so slot k stays free until the k-th push after
+ * rp_sched_stage_begin(): read it before that push. */
+void rp_sched_stage_begin(void);
+rp_cmd *rp_sched_stage(uint16_t k); /* k < the free slots at rp_sched_stage_begin() */
 uint16_t rp_sched_queued(void);
 /* Queue a command; 0 if the queue is full (the frame pre-check prevents that). */
 uint8_t rp_sched_push(const rp_cmd *c);

@@ -113,11 +113,14 @@ def main() -> None:
                 tag = (tag + 1) % 256
                 credits = link.ask(Message.make("heartbeat", tag=tag), "status")["free"]
             credits = get_vlq(link.send(payload).payload, 0)[0]
-        end = time.monotonic() + (1.0 if cmds else secs)  # rate 0: the idle load
+        # until every command has run (at most 10 s more); rate 0: the idle load
+        end = time.monotonic() + (10.0 if cmds else secs)
         while time.monotonic() < end:
             time.sleep(0.05)
             tag = (tag + 1) % 256
             st = link.ask(Message.make("heartbeat", tag=tag), "status")
+            if cmds and st["played"] + st["late"] + st["refused"] >= len(cmds):
+                break
         print(f"played {st['played']} late {st['late']} refused {st['refused']}")
     finally:
         link.ser.close()

@@ -26,7 +26,9 @@
  * wall <s>" gives the cycles the CPU spent awake (not in SLEEP): the firmware's CPU
  * load; and the wall seconds since the start: simulated s / wall s is the speed.
  * At exit: "# clock mismatches N" (compare-A matches off the cycle mapping), "# interrupts
- * off for at most N cycles (from pc .. to ..)" (after the timer started), "# timer1 flags
+ * off for at most N cycles (from pc .. to ..)" (after the timer started; and the same
+ * "outside interrupt handlers": the main loop's critical sections), "# stack pointer at
+ * least 0x.. (N bytes below RAMEND ..)" (the deepest stack), "# timer1 flags
  * kept on TIFR1 writes N" and "# timer1 overflows R serviced S of N" (see on_tifr1).
  * PCA9685 outputs (TWI) are not decoded here: the sim and the timing benchmarks use
  * direct outputs. Exits on SIGTERM/SIGINT, or after --max-seconds of simulated time. */
@@ -59,6 +61,8 @@ static int8_t output_of[11][8]; /* port, bit -> direct output number, or -1 */
 static uint8_t port_state[11];
 static FILE *trace;
 static avr_t *avr;
+/* ATmega2560: 57 vectors of 4 bytes (jmp); an interrupt taken puts the PC there */
+#define VECTOR_TABLE_END (57 * 4)
 static volatile sig_atomic_t stop;
 
 /* The firmware's clock is Timer1 (no prescaler): it counts from the cycle its clock
@@ -422,6 +426,10 @@ int main(int argc, char **argv)
 
     uint64_t busy = 0, next_report = fw.frequency, cli_since = 0, cli_max = 0;
     uint32_t cli_pc = 0, cli_max_pc = 0, cli_max_end = 0;
+    /* critical sections of the main loop (cli / SREG writes), apart from the handlers */
+    uint64_t cli_main_max = 0;
+    uint32_t cli_main_pc = 0, cli_main_end = 0;
+    int cli_in_isr = 0;
     uint64_t *profile = profile_path ? calloc(avr->flashend + 1, sizeof *profile) : NULL;
     uint16_t sp_min = 0xFFFF; /* the deepest stack pointer seen (after the timer started) */
     uint64_t max_cycles = max_seconds > 0 ? (uint64_t)(max_seconds * fw.frequency) : 0;
@@ -450,11 +458,18 @@ int main(int argc, char **argv)
             if (!cli_since) {
                 cli_since = c0;
                 cli_pc = pc0;
+                /* taken by an interrupt: the next instruction is in the vector table */
+                cli_in_isr = avr->pc < VECTOR_TABLE_END;
             }
             if (avr->cycle - cli_since > cli_max) {
                 cli_max = avr->cycle - cli_since;
                 cli_max_pc = cli_pc;
                 cli_max_end = avr->pc;
+            }
+            if (!cli_in_isr && avr->cycle - cli_since > cli_main_max) {
+                cli_main_max = avr->cycle - cli_since;
+                cli_main_pc = cli_pc;
+                cli_main_end = avr->pc;
             }
         } else {
             cli_since = 0;
@@ -486,6 +501,10 @@ int main(int argc, char **argv)
         fprintf(trace, "# clock mismatches %" PRIu64 "\n", clock_mismatches);
         fprintf(trace, "# interrupts off for at most %" PRIu64 " cycles (from pc 0x%x to 0x%x)\n",
                 cli_max, cli_max_pc, cli_max_end);
+        fprintf(trace,
+                "# interrupts off outside interrupt handlers for at most %" PRIu64
+                " cycles (from pc 0x%x to 0x%x)\n",
+                cli_main_max, cli_main_pc, cli_main_end);
         if (sp_min != 0xFFFF)
             fprintf(trace, "# stack pointer at least 0x%04x (%u bytes below RAMEND 0x%04x)\n",
                     sp_min, (unsigned)(avr->ramend - sp_min), (unsigned)avr->ramend);

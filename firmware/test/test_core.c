@@ -37,6 +37,7 @@ void board_output_prepare(uint8_t a, uint8_t k, uint8_t ad, uint8_t ch, uint16_t
     o->level = level;
 }
 void host_output_write(uint8_t a, uint16_t level) { (void)a, (void)level; }
+void board_all_off(void) {}
 uint8_t board_output_ok(uint8_t k, uint8_t a, uint8_t c)
 {
     (void)k, (void)a, (void)c;

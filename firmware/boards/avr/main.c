@@ -216,6 +216,29 @@ void board_output_prepare(uint8_t actuator, uint8_t out_kind, uint8_t out_addr,
     o->level = (uint16_t)(((uint32_t)level * 4095UL + pwm_max / 2) / pwm_max);
 }
 
+/* Direct outputs by port (PORTA..PORTL): the bits board_all_off() clears. */
+static uint8_t direct_mask[11];
+static volatile uint8_t pca_all_off; /* the main loop sends ALL_LED_OFF to every board */
+
+static void outputs_init(void)
+{
+    for (uint8_t k = 0; k < RP_AVR_DIRECT_OUTPUTS; k++) {
+        uint8_t pb = pgm_read_byte(&pins[k]);
+        direct_mask[pb >> 3] |= (uint8_t)(1 << (pb & 7));
+    }
+}
+
+/* Interrupts off: 11 read-modify-writes, about 10 us. PCA9685 channels go off in the
+ * main loop (TWI), ALL_LED_OFF first. */
+void board_all_off(void)
+{
+    for (uint8_t p = 0; p < 11; p++)
+        if (direct_mask[p])
+            *port_reg(p) &= (uint8_t)~direct_mask[p];
+    pca_all_off = 1;
+    pca_any = 1;
+}
+
 void avr_pca_set(uint8_t actuator, uint16_t level)
 {
     pca_level[actuator] = level;
@@ -266,6 +289,14 @@ static void pca_flush(void)
     if (!pca_any)
         return;
     pca_any = 0;
+    if (pca_all_off) {
+        pca_all_off = 0;
+        for (uint8_t ai = 0; ai < 64; ai++) /* ALL_LED_OFF_H: full off, every channel */
+            if (pca_inited[ai >> 3] & (1 << (ai & 7))) {
+                uint8_t full_off = 0x10;
+                twi_write_regs((uint8_t)(0x40 + ai), 0xFD, &full_off, 1);
+            }
+    }
     for (uint8_t n = 0; n < RP_FW_MAX_ACTUATORS; n++) {
         uint8_t bit = (uint8_t)(1 << (n & 7));
         uint8_t s = SREG;
@@ -323,6 +354,7 @@ int main(void)
     TWSR = 0;
     TWBR = 12; /* 400 kHz at 16 MHz */
     uart_init();
+    outputs_init();
     rp_init(make_boot_id());
     wdt_enable(WDTO_500MS);
     sei();

@@ -76,6 +76,9 @@ void host_output_write(uint8_t actuator, uint16_t level)
         fprintf(trace, "%" PRIu64 " %u %u\n", clock64(), actuator, level);
 }
 
+/* The host build has no fast path: the core turns each output off (with a trace line). */
+void board_all_off(void) {}
+
 uint8_t board_output_ok(uint8_t out_kind, uint8_t out_addr, uint8_t out_channel)
 {
     if (out_kind == RP_OUT_PCA9685)
