@@ -147,7 +147,7 @@ def _choose(scores: np.ndarray, temperature: float, rng: np.random.Generator) ->
     z = (scores - scores.max()) / temperature
     p = np.exp(z)
     c = np.cumsum(p / p.sum())
-    return int(min(np.searchsorted(c, rng.random(), side="right"), len(scores) - 1))
+    return min(int(np.searchsorted(c, rng.random(), side="right")), len(scores) - 1)
 
 
 def _shift_path(steps: int) -> list[int]:
@@ -226,11 +226,11 @@ def perform_with_model(score: Score, model: Any, options: ModelRenderOptions | N
     # pedal changes, each tied to the onset group at or before it (it moves with that group)
     pedal_at: list[tuple[int, int, bool]] = []  # (group index or -1, score step, down)
     gi = -1
-    for p in score.pedal:
-        s = tk.quantize_us(p.t_us)
-        while gi + 1 < len(groups) and groups[gi + 1].step <= s:
+    for pe in score.pedal:
+        ps = tk.quantize_us(pe.t_us)
+        while gi + 1 < len(groups) and groups[gi + 1].step <= ps:
             gi += 1
-        pedal_at.append((gi, s, p.value >= tk.PEDAL_THRESHOLD))
+        pedal_at.append((gi, ps, pe.value >= tk.PEDAL_THRESHOLD))
     pedal_step = [0] * len(pedal_at)  # performed step of each pedal event
 
     lp, state = net.step(BOS, None)
@@ -317,8 +317,8 @@ def perform_with_model(score: Score, model: Any, options: ModelRenderOptions | N
                     memo[tuple(toks[: i + 1])] = (acc, lp_k, st_k)
                 vel = np.r_[lp_k[tk.VELOCITY:tk.PEDAL_ON][np.arange(tk.N_VEL) != vbin], lp_k[tk.NOTE_ON + p0]]
                 onset = float(np.logaddexp.reduce(vel))
-                after = _horizon(net, lp_k, st_k, t, hi, sorted(pitches), held, released)
-                scored.append((acc + onset + after, lp_k, st_k, placed, toks, released))
+                tail = _horizon(net, lp_k, st_k, t, hi, sorted(pitches), held, released)
+                scored.append((acc + onset + tail, lp_k, st_k, placed, toks, released))
             scores = np.array([x[0] for x in scored])
             c = _choose(scores, opts.temperature, rng)
             t = cands[c]
@@ -344,7 +344,7 @@ def perform_with_model(score: Score, model: Any, options: ModelRenderOptions | N
             remaining = float(np.exp(prior[order]).sum())
             opt_bins: list[int] = [vbin]
             opt_scores: list[float] = [stay]
-            after: list[tuple[np.ndarray, Any]] = [(lp, state)]  # placeholder for "keep the bin"
+            branches: list[tuple[np.ndarray, Any]] = [(lp, state)]  # placeholder for "keep the bin"
             mass = math.exp(stay)
             for b in order:
                 if remaining < opts.prune * mass:
@@ -355,7 +355,7 @@ def perform_with_model(score: Score, model: Any, options: ModelRenderOptions | N
                 sc = float(prior[b] + lp_b[on_tok])
                 opt_bins.append(b)
                 opt_scores.append(sc)
-                after.append((lp_on, st_on))
+                branches.append((lp_on, st_on))
                 mass += math.exp(sc)
             sc_arr = np.array(opt_scores)
             c = _choose(sc_arr, opts.temperature, rng)
@@ -365,7 +365,7 @@ def perform_with_model(score: Score, model: Any, options: ModelRenderOptions | N
             else:
                 vbin = opt_bins[c]
                 changes += 1
-                lp, state = after[c]
+                lp, state = branches[c]
             bin_of[p] = vbin
             held[p] = t + (off - s)
         for i in grp.notes:
