@@ -250,7 +250,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     have_avr = SIM_BIN.exists() and AVR_ELF.exists()
     if not args.no_avr and have_avr:
-        avr_rates = [300.0, 500.0, 700.0, 800.0, 900.0, 1000.0, 1100.0, 1300.0, 1500.0]
+        avr_rates = [300.0, 500.0, 700.0, 900.0, 1000.0, 1100.0, 1200.0, 1300.0, 1400.0]
         if args.quick:
             avr_rates = [500.0, 900.0]
         t0 = time.perf_counter()

@@ -13,6 +13,9 @@
  *                        per command due at that clock); the core decides, then waits
  *   rp_out_t, board_output_commit(const rp_out_t *): a prepared output write
  *   rp_irq_t, RP_IRQ_SAVE(), RP_IRQ_RESTORE(s): critical sections against the timer
+ *   RP_TIMER_OPEN(), RP_TIMER_CLOSE() (optional): let the board's other interrupts in
+ *                        while the timer context decides, and shut them out again
+ *                        for its waits, port writes and re-arming
  *   RP_TABLE, RP_TABLE_READ16(p): where constant tables live and how to read them
  */
 #ifndef RP_BOARD_H

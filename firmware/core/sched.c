@@ -67,6 +67,13 @@ static uint8_t armed_valid;
 #ifndef RP_OUTPUT_SPACING_TICKS
 #define RP_OUTPUT_SPACING_TICKS 0
 #endif
+/* The timer context lets the board's other interrupts in (UART, clock overflow) while
+ * it decides and does the bookkeeping, and shuts them out for the wait and the port
+ * writes only: see board.h. */
+#ifndef RP_TIMER_OPEN
+#define RP_TIMER_OPEN() ((void)0)
+#define RP_TIMER_CLOSE() ((void)0)
+#endif
 
 static uint16_t qi(uint16_t i);
 
@@ -562,8 +569,10 @@ static void run_deadline(uint8_t n, uint32_t t)
     uint8_t to_hold = a->phase == RP_PHASE_PULSE && BEFORE(t, cutoff) && a->hold;
     rp_out_t o;
     prepare(n, to_hold ? a->hold : 0, &o);
+    RP_TIMER_CLOSE();
     board_wait_until(t);
     board_output_commit(&o);
+    RP_TIMER_OPEN();
     if (to_hold) {
         if (rp_running_pulses)
             rp_running_pulses--;
@@ -590,6 +599,7 @@ void rp_sched_run(void)
     /* Bounded: at most every queued command and every coil's deadline once. */
     uint16_t budget = RP_QUEUE_SIZE + RP_FW_MAX_ACTUATORS;
     armed_valid = 0;
+    RP_TIMER_OPEN();
     while (budget) {
         uint32_t now = board_clock();
         if (!dl_valid) {
@@ -610,10 +620,11 @@ void rp_sched_run(void)
         uint32_t dclock = dl_clock;
         uint8_t cmd_first = q_count && (dn == 0xFF || !BEFORE(dclock, q[q_head].clock));
         if (!cmd_first && dn == 0xFF)
-            return; /* nothing to wait for */
+            break; /* nothing to wait for */
         uint32_t next = cmd_first ? q[q_head].clock : dclock;
         uint16_t lead = lead_for(next);
         if ((int32_t)(next - now) > (int32_t)lead) {
+            RP_TIMER_CLOSE(); /* no compare interrupt inside this one */
             arm_lead(next, lead);
             return;
         }
@@ -654,6 +665,7 @@ void rp_sched_run(void)
         for (uint8_t i = 0; i < nb; i++)
             same += act[i] && ts[i] == next;
         uint32_t waited = next;
+        RP_TIMER_CLOSE();
         board_wait_until(next - (same > 1 ? (uint32_t)(same - 1) * RP_OUTPUT_SPACING_TICKS / 2 : 0));
         for (uint8_t i = 0; i < nb; i++)
             if (act[i]) {
@@ -663,10 +675,12 @@ void rp_sched_run(void)
                 }
                 board_output_commit(&outs[i]);
             }
+        RP_TIMER_OPEN();
         for (uint8_t i = 0; i < nb; i++)
             if (act[i])
                 account(&q[idx[i]]);
     }
+    RP_TIMER_CLOSE();
 }
 
 void rp_sched_poll(void)

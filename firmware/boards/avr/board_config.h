@@ -52,6 +52,12 @@ static inline rp_irq_t rp_irq_save(void)
 }
 #define RP_IRQ_SAVE() rp_irq_save()
 #define RP_IRQ_RESTORE(s) (SREG = (s))
+/* The compare interrupt lets the UART and overflow interrupts in while it decides (they
+ * touch none of the core's state; its own compare stays masked until it re-arms with
+ * interrupts shut), so a batch of commands does not stall the line; the wait and the
+ * port writes run with interrupts off. */
+#define RP_TIMER_OPEN() sei()
+#define RP_TIMER_CLOSE() cli()
 
 /* constant tables stay in flash */
 #include <avr/pgmspace.h>
