@@ -1,8 +1,15 @@
 /* simavr harness: runs the AVR firmware ELF with UART0 on a pty, paced, and
- * records every direct-output pin change with its cycle count.
+ * records every direct-output pin change and every PCA9685 channel change (a model of
+ * the chip on the TWI bus, pca9685.c) with its cycle count.
  *
  *   robo_sim [--elf FILE] [--pty-link PATH] [--trace FILE] [--boot-id N]
  *            [--speed X] [--max-seconds S] [--clock-file PATH] [--profile FILE]
+ *            [--pca ADDRS] [--i2c-log 1]
+ *
+ * --pca: the 7-bit addresses of the PCA9685 boards on the bus, "0x40,0x41", ranges
+ * "0x40-0x47" (the default), or "none". A write to any other address is NACKed.
+ * --i2c-log 1: one trace comment per bus event ("# i2c <cycle> start-write|write|stop
+ * <addr> [<byte>] ack|nack"), for debugging.
  *
  * --profile: at exit, write the busy cycles spent at each program address ("<pc hex>
  * <cycles>" per line, byte addresses as avr-objdump prints them), for a per-function
@@ -22,7 +29,9 @@
  * clock: the firmware's own clock (Timer1 ticks = cycles since Timer1 started, see
  * the "# timer1 started at cycle N" line), so that it compares with scheduled clocks;
  * out_kind 0 = direct pin (out_channel = output number of boards/avr/pins.h, level
- * 0/1). Every simulated second (and at exit) a line "# cycles <total> busy <busy>
+ * 0/1); out_kind 1 = PCA9685 channel (out_addr = the board's 7-bit address in decimal,
+ * out_channel 0..15, level = its duty in 1/4096: 0 off, 4096 full on), at the cycle of
+ * the STOP (or, with MODE2.OCH, the ACK) that made it take effect. Every simulated second (and at exit) a line "# cycles <total> busy <busy>
  * wall <s>" gives the cycles the CPU spent awake (not in SLEEP): the firmware's CPU
  * load; and the wall seconds since the start: simulated s / wall s is the speed.
  * At exit: "# clock mismatches N" (compare-A matches off the cycle mapping), "# interrupts
@@ -30,8 +39,8 @@
  * "outside interrupt handlers": the main loop's critical sections), "# stack pointer at
  * least 0x.. (N bytes below RAMEND ..)" (the deepest stack), "# timer1 flags
  * kept on TIFR1 writes N" and "# timer1 overflows R serviced S of N" (see on_tifr1).
- * PCA9685 outputs (TWI) are not decoded here: the sim and the timing benchmarks use
- * direct outputs. Exits on SIGTERM/SIGINT, or after --max-seconds of simulated time. */
+ * At exit also "# pca9685 ..." lines: bus totals (transactions, bytes, NACKs, the longest
+ * transaction) and each board's MODE1/MODE2, prescale and channels left on. Exits on SIGTERM/SIGINT, or after --max-seconds of simulated time. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <inttypes.h>
@@ -54,6 +63,7 @@
 #include "sim_avr.h"
 #include "sim_elf.h"
 
+#include "pca9685.h"
 #include "pins.h"
 
 static const uint8_t pins[RP_AVR_DIRECT_OUTPUTS] = RP_AVR_PINS_INIT;
@@ -184,6 +194,44 @@ static void on_port(struct avr_irq_t *irq, uint32_t value, void *param)
     }
 }
 
+/* A PCA9685 channel's output changed (pca9685.c): a trace line of out_kind 1. */
+static void on_pca(uint8_t addr, uint8_t channel, uint16_t duty, uint64_t cycle)
+{
+    if (trace)
+        fprintf(trace, "%" PRIu64 " 1 %u %u %u\n", (uint64_t)(cycle - timer_start_cycle),
+                (unsigned)addr, (unsigned)channel, (unsigned)duty);
+}
+
+/* "0x40,0x41", "0x40-0x47" or "none" -> addresses; the count, or -1 if malformed. */
+static int parse_pca(const char *s, uint8_t *out)
+{
+    int n = 0;
+    if (!strcmp(s, "none"))
+        return 0;
+    while (*s) {
+        char *end;
+        unsigned long lo = strtoul(s, &end, 0), hi = lo;
+        if (end == s)
+            return -1;
+        if (*end == '-') {
+            s = end + 1;
+            hi = strtoul(s, &end, 0);
+            if (end == s)
+                return -1;
+        }
+        if (lo > 0x7F || hi > 0x7F || hi < lo || n + (int)(hi - lo) >= PCA9685_MAX_BOARDS)
+            return -1;
+        for (unsigned long a = lo; a <= hi; a++)
+            out[n++] = (uint8_t)a;
+        if (*end == ',')
+            end++;
+        else if (*end)
+            return -1;
+        s = end;
+    }
+    return n;
+}
+
 /* simavr's own sleep handler usleeps through the MCU's SLEEP in real time; the harness
  * paces simulated time itself (--speed), so a sleeping MCU costs no wall time here. */
 static void no_sleep(struct avr_t *a, avr_cycle_count_t how_long)
@@ -290,7 +338,7 @@ static void usage(void)
 {
     fprintf(stderr, "usage: robo_sim [--elf FILE] [--pty-link PATH] [--trace FILE] "
                     "[--boot-id N] [--speed X] [--max-seconds S] [--clock-file PATH] "
-                    "[--profile FILE]\n");
+                    "[--profile FILE] [--pca ADDRS|none] [--i2c-log 1]\n");
     exit(2);
 }
 
@@ -304,7 +352,8 @@ static double wall(void)
 int main(int argc, char **argv)
 {
     const char *elf = "build/avr/robo_fw.elf", *link_path = NULL, *trace_path = NULL;
-    const char *clock_path = NULL, *profile_path = NULL;
+    const char *clock_path = NULL, *profile_path = NULL, *pca_list = "0x40-0x47";
+    int i2c_log = 0;
     uint32_t boot_id = 0;
     double speed = 1.0, max_seconds = 0;
     for (int i = 1; i < argc; i++) {
@@ -326,8 +375,19 @@ int main(int argc, char **argv)
             clock_path = argv[++i];
         else if (!strcmp(argv[i], "--profile"))
             profile_path = argv[++i];
+        else if (!strcmp(argv[i], "--pca"))
+            pca_list = argv[++i];
+        else if (!strcmp(argv[i], "--i2c-log"))
+            i2c_log = atoi(argv[++i]);
         else
             usage();
+    }
+    uint8_t pca_addrs[PCA9685_MAX_BOARDS];
+    int n_pca = parse_pca(pca_list, pca_addrs);
+    if (n_pca < 0) {
+        fprintf(stderr, "robo_sim: --pca %s: want addresses 0x00..0x7F like 0x40,0x41 or "
+                        "0x40-0x47, at most %d, or none\n", pca_list, PCA9685_MAX_BOARDS);
+        return 2;
     }
     elf_firmware_t fw;
     memset(&fw, 0, sizeof fw);
@@ -383,6 +443,10 @@ int main(int argc, char **argv)
         fprintf(trace, "# robo_sim avr clock_hz=%" PRIu32 " boot_id=0x%08" PRIx32 "\n",
                 (uint32_t)fw.frequency, boot_id);
         fflush(trace);
+    }
+    if (pca9685_attach(avr, pca_addrs, n_pca, on_pca, i2c_log ? trace : NULL)) {
+        fprintf(stderr, "robo_sim: cannot attach the PCA9685 model to TWI\n");
+        return 1;
     }
 
     /* the simulated clock, shared with the host (see --clock-file above) */
@@ -512,6 +576,7 @@ int main(int argc, char **argv)
         fprintf(trace, "# timer1 overflows %" PRIu64 " serviced %" PRIu64 " of %" PRIu64 "\n",
                 overflows, overflows_run,
                 timer_started ? (uint64_t)(avr->cycle - timer_start_cycle) >> 16 : 0);
+        pca9685_report(trace);
         if (avr_dropped)
             fprintf(trace, "# uart bytes dropped %" PRIu64 " (the host did not read)\n",
                     avr_dropped);
