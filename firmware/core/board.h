@@ -13,6 +13,9 @@
  *                        per command due at that clock); the core decides, then waits
  *   rp_out_t, board_output_commit(const rp_out_t *): a prepared output write
  *   rp_irq_t, RP_IRQ_SAVE(), RP_IRQ_RESTORE(s): critical sections against the timer
+ *   RP_OUTPUT_LEAD_TICKS(out_kind) (optional, 0): how long after its commit an output
+ *                        of that kind changes (a PCA9685 write over I2C): its commands
+ *                        are queued that much early
  *   RP_TIMER_OPEN(), RP_TIMER_CLOSE() (optional): let the board's other interrupts in
  *                        while the timer context decides, and shut them out again
  *                        for its waits, port writes and re-arming

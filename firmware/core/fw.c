@@ -8,6 +8,10 @@
 #include "sched.h"
 #include "wire.h"
 
+#ifndef RP_OUTPUT_LEAD_TICKS
+#define RP_OUTPUT_LEAD_TICKS(out_kind) 0U /* every output changes at its commit */
+#endif
+
 rp_link_stats rp_link;
 
 static uint8_t state = RP_STATE_UNCONFIGURED;
@@ -155,7 +159,8 @@ static void enqueue(uint8_t op, uint8_t n, int32_t level, uint16_t pulse_us, uin
         return;
     }
     rp_cmd c;
-    c.clock = base;
+    /* an output that takes time to reach (a PCA9685 write over I2C) starts that early */
+    c.clock = base - RP_OUTPUT_LEAD_TICKS(rp_acts[n].out_kind);
     c.index = (uint16_t)index;
     c.actuator = n;
     c.op = op;

@@ -5,8 +5,8 @@
  * - UART0 at RP_BAUD (default 115200, U2X), interrupt-driven 256-byte receive ring
  *   and 128-byte transmit ring.
  * - Outputs: direct pins (pins.h; on when level > 0) and PCA9685 boards over TWI at
- *   400 kHz (12-bit PWM; written from the main loop, the timer context only marks a
- *   channel dirty).
+ *   400 kHz (12-bit PWM): an interrupt-driven write per channel change, started by the
+ *   commit itself (RP_OUTPUT_LEAD_TICKS early, so that its STOP lands on the clock).
  * - Safety: the hardware watchdog (500 ms) resets a stuck MCU (every pin back to an
  *   input: off); the core's own watchdog handles a silent host.
  * - boot_id: EEPROM dword 0 (a seed) + 0x9E3779B9 * EEPROM dword 4 (a boot counter,
@@ -195,8 +195,8 @@ static volatile uint8_t *port_reg(uint8_t port)
 /* PCA9685: levels waiting to be written (dirty bit per actuator). */
 static uint16_t pca_level[RP_FW_MAX_ACTUATORS];
 static volatile uint8_t pca_dirty[(RP_FW_MAX_ACTUATORS + 7) / 8];
-static volatile uint8_t pca_any;
 static uint8_t pca_inited[64 / 8]; /* I2C addresses 0x40..0x7F */
+static void pca_kick(void);
 
 void board_output_prepare(uint8_t actuator, uint8_t out_kind, uint8_t out_addr,
                           uint8_t out_channel, uint16_t level, uint16_t pwm_max, rp_out_t *o)
@@ -218,7 +218,7 @@ void board_output_prepare(uint8_t actuator, uint8_t out_kind, uint8_t out_addr,
 
 /* Direct outputs by port (PORTA..PORTL): the bits board_all_off() clears. */
 static uint8_t direct_mask[11];
-static volatile uint8_t pca_all_off; /* the main loop sends ALL_LED_OFF to every board */
+static volatile uint8_t pca_all_off; /* ALL_LED_OFF to every board, before anything else */
 
 static void outputs_init(void)
 {
@@ -228,104 +228,167 @@ static void outputs_init(void)
     }
 }
 
-/* Interrupts off: 11 read-modify-writes, about 10 us. PCA9685 channels go off in the
- * main loop (TWI), ALL_LED_OFF first. */
+/* Interrupts off: 11 read-modify-writes, about 10 us. PCA9685 boards get ALL_LED_OFF
+ * next on the bus (after the transaction in flight, if any). */
 void board_all_off(void)
 {
     for (uint8_t p = 0; p < 11; p++)
         if (direct_mask[p])
             *port_reg(p) &= (uint8_t)~direct_mask[p];
     pca_all_off = 1;
-    pca_any = 1;
+    pca_kick();
 }
 
+/* Interrupts off (the timer context's commit, or a critical section). */
 void avr_pca_set(uint8_t actuator, uint16_t level)
 {
     pca_level[actuator] = level;
     pca_dirty[actuator >> 3] |= (uint8_t)(1 << (actuator & 7));
-    pca_any = 1;
+    pca_kick();
 }
 
 uint8_t board_output_ok(uint8_t out_kind, uint8_t out_addr, uint8_t out_channel)
 {
     if (out_kind == RP_OUT_DIRECT)
         return out_channel < RP_AVR_DIRECT_OUTPUTS;
-    return out_kind == RP_OUT_PCA9685 && out_addr >= 0x40 && out_addr <= 0x7F && out_channel < 16;
+    /* 0x70 is every PCA9685's power-on ALL CALL address: a write there reaches every
+     * board not yet set up */
+    return out_kind == RP_OUT_PCA9685 && out_addr >= 0x40 && out_addr <= 0x7F &&
+           out_addr != 0x70 && out_channel < 16;
 }
 
-static uint8_t twi_wait(void)
+/* ---- TWI engine: interrupt-driven, one write transaction at a time. The commit of a
+ * PCA9685 level starts its transaction at once when the bus is idle (the core starts
+ * such commands RP_OUTPUT_LEAD_TICKS early, so that the STOP, where the chip takes the
+ * new value, comes at the commanded clock); each bus step then costs one short
+ * interrupt. Jobs, in order: ALL_LED_OFF to every board set up (all-off), a board's
+ * set-up (3 transactions), the dirty channels (lowest actuator first). */
+static uint8_t twi_addr, twi_len, twi_pos, twi_buf[5];
+static volatile uint8_t twi_busy;
+static volatile uint8_t twi_progress; /* bumped at every bus step: the stuck-bus check */
+static volatile uint16_t twi_errors;  /* NACKs, bus errors, stuck transactions */
+static uint8_t alloff_next;           /* all-off: the next board index to send */
+static uint8_t setup_addr, setup_step; /* a board being set up (step 0: none) */
+
+#define TWCR_GO (_BV(TWINT) | _BV(TWEN) | _BV(TWIE))
+
+static void twi_begin(uint8_t addr, uint8_t len)
 {
-    uint16_t n = 0;
-    while (!(TWCR & _BV(TWINT)))
-        if (++n == 0)
-            return 0; /* bus stuck: give up on this write */
-    return 1;
+    twi_addr = addr;
+    twi_len = len;
+    twi_pos = 0;
+    twi_busy = 1;
+    while (TWCR & _BV(TWSTO))
+        ; /* the last STOP is still going out: about one SCL period */
+    TWCR = (uint8_t)(TWCR_GO | _BV(TWSTA));
 }
 
-static uint8_t twi_write_regs(uint8_t addr, uint8_t reg, const uint8_t *data, uint8_t len)
+/* Interrupts off. Starts the next job, if any and the bus is free. */
+static void pca_kick(void)
 {
-    TWCR = _BV(TWINT) | _BV(TWSTA) | _BV(TWEN);
-    if (!twi_wait())
-        return 0;
-    TWDR = (uint8_t)(addr << 1);
-    TWCR = _BV(TWINT) | _BV(TWEN);
-    uint8_t ok = twi_wait() && (TWSR & 0xF8) == 0x18;
-    if (ok) {
-        TWDR = reg;
-        TWCR = _BV(TWINT) | _BV(TWEN);
-        ok = twi_wait();
-        for (uint8_t i = 0; ok && i < len; i++) {
-            TWDR = data[i];
-            TWCR = _BV(TWINT) | _BV(TWEN);
-            ok = twi_wait();
-        }
-    }
-    TWCR = _BV(TWINT) | _BV(TWSTO) | _BV(TWEN);
-    return ok;
-}
-
-static void pca_flush(void)
-{
-    if (!pca_any)
+    if (twi_busy)
         return;
-    pca_any = 0;
     if (pca_all_off) {
-        pca_all_off = 0;
-        for (uint8_t ai = 0; ai < 64; ai++) /* ALL_LED_OFF_H: full off, every channel */
-            if (pca_inited[ai >> 3] & (1 << (ai & 7))) {
-                uint8_t full_off = 0x10;
-                twi_write_regs((uint8_t)(0x40 + ai), 0xFD, &full_off, 1);
+        while (alloff_next < 64) { /* a byte of the bitmap at a time: short with no board */
+            uint8_t ai = alloff_next++, m = pca_inited[ai >> 3];
+            if (!m) {
+                alloff_next = (uint8_t)((ai | 7) + 1);
+            } else if (m & (1 << (ai & 7))) {
+                twi_buf[0] = 0xFD; /* ALL_LED_OFF_H: full off, every channel */
+                twi_buf[1] = 0x10;
+                twi_begin((uint8_t)(0x40 + ai), 2);
+                return;
             }
+        }
+        alloff_next = 0;
+        pca_all_off = 0;
     }
-    for (uint8_t n = 0; n < RP_FW_MAX_ACTUATORS; n++) {
-        uint8_t bit = (uint8_t)(1 << (n & 7));
-        uint8_t s = SREG;
-        cli();
-        uint8_t dirty = pca_dirty[n >> 3] & bit;
-        pca_dirty[n >> 3] &= (uint8_t)~bit;
-        uint16_t lv = pca_level[n];
-        SREG = s;
-        if (!dirty)
-            continue;
-        uint8_t a = rp_acts[n].out_addr;
-        uint8_t ai = (uint8_t)(a - 0x40);
-        if (!(pca_inited[ai >> 3] & (1 << (ai & 7)))) {
-            /* MODE1: auto-increment, sleep; prescale 5 (~1 kHz); wake */
-            uint8_t sleep = 0x30, pre = 5, wake = 0x20;
-            twi_write_regs(a, 0x00, &sleep, 1);
-            twi_write_regs(a, 0xFE, &pre, 1);
-            twi_write_regs(a, 0x00, &wake, 1);
+    if (setup_step) { /* MODE1: auto-increment + sleep; PRE_SCALE 5 (~1 kHz); MODE1: wake */
+        static const uint8_t setup[3][2] PROGMEM = {{0x00, 0x30}, {0xFE, 5}, {0x00, 0x20}};
+        uint8_t k = (uint8_t)(setup_step - 1);
+        twi_buf[0] = pgm_read_byte(&setup[k][0]);
+        twi_buf[1] = pgm_read_byte(&setup[k][1]);
+        if (++setup_step == 4) {
+            setup_step = 0;
+            uint8_t ai = (uint8_t)(setup_addr - 0x40);
             pca_inited[ai >> 3] |= (uint8_t)(1 << (ai & 7));
         }
-        uint8_t regs[4] = {0, 0, (uint8_t)lv, (uint8_t)(lv >> 8)}; /* ON = 0, OFF = lv */
-        if (lv >= 4095) {
-            regs[1] = 0x10; /* full on */
-            regs[2] = regs[3] = 0;
-        } else if (lv == 0) {
-            regs[3] = 0x10; /* full off */
-        }
-        twi_write_regs(a, (uint8_t)(0x06 + 4 * rp_acts[n].out_channel), regs, 4);
+        twi_begin(setup_addr, 2);
+        return;
     }
+    for (uint8_t byte = 0; byte < sizeof pca_dirty; byte++) {
+        uint8_t d = pca_dirty[byte];
+        if (!d)
+            continue;
+        uint8_t bit = 0;
+        while (!(d & (1 << bit)))
+            bit++;
+        uint8_t n = (uint8_t)(byte * 8 + bit);
+        uint8_t a = rp_acts[n].out_addr, ai = (uint8_t)(a - 0x40);
+        if (!(pca_inited[ai >> 3] & (1 << (ai & 7)))) {
+            setup_addr = a; /* set the board up first; the channel stays dirty */
+            setup_step = 1;
+            pca_kick();
+            return;
+        }
+        pca_dirty[byte] = (uint8_t)(d & ~(1 << bit));
+        uint16_t lv = pca_level[n];
+        twi_buf[0] = (uint8_t)(0x06 + 4 * rp_acts[n].out_channel); /* LEDn_ON_L */
+        twi_buf[1] = 0;                                             /* ON = 0 */
+        twi_buf[2] = 0;
+        twi_buf[3] = (uint8_t)lv; /* OFF = lv */
+        twi_buf[4] = (uint8_t)(lv >> 8);
+        if (lv >= 4095) {
+            twi_buf[2] = 0x10; /* full on */
+            twi_buf[3] = twi_buf[4] = 0;
+        } else if (lv == 0) {
+            twi_buf[4] = 0x10; /* full off */
+        }
+        twi_begin(a, 5);
+        return;
+    }
+}
+
+ISR(TWI_vect)
+{
+    uint8_t st = TWSR & 0xF8;
+    twi_progress++;
+    if (st == 0x08 || st == 0x10) { /* START sent: the address, write */
+        TWDR = (uint8_t)(twi_addr << 1);
+        TWCR = TWCR_GO;
+        return;
+    }
+    if ((st == 0x18 || st == 0x28) && twi_pos < twi_len) { /* ACKed: the next byte */
+        TWDR = twi_buf[twi_pos++];
+        TWCR = TWCR_GO;
+        return;
+    }
+    if (st != 0x18 && st != 0x28)
+        twi_errors++; /* NACK (no board there), arbitration lost, bus error: drop it */
+    TWCR = _BV(TWINT) | _BV(TWSTO) | _BV(TWEN); /* STOP: the chip takes the values now */
+    twi_busy = 0;
+    pca_kick();
+}
+
+/* Main loop, every timer period (4.1 ms): a transaction that made no progress for a
+ * whole period (a slave holding the bus) is abandoned and the TWI reset. */
+static void twi_check(void)
+{
+    static uint8_t last_progress, stuck;
+    cli();
+    if (twi_busy && twi_progress == last_progress) {
+        if (++stuck >= 2) {
+            TWCR = 0; /* release the bus */
+            twi_busy = 0;
+            twi_errors++;
+            stuck = 0;
+            pca_kick();
+        }
+    } else {
+        stuck = 0;
+    }
+    last_progress = twi_progress;
+    sei();
 }
 
 /* ---------------------------------------------------------------- start and loop */
@@ -376,13 +439,13 @@ int main(void)
         }
         /* not on every wake-up (each byte in or out wakes us): events, and every tick */
         if (tick || RP_EVENT_PENDING()) {
+            if (tick)
+                twi_check();
             tick = 0;
             rp_poll();
         }
-        if (pca_any)
-            pca_flush();
         cli();
-        if (rx_tail == rx_head && !pca_any) {
+        if (rx_tail == rx_head) {
             /* idle until an interrupt: UART, timer compare, or the 4 ms overflow */
             set_sleep_mode(SLEEP_MODE_IDLE);
             sleep_enable();

@@ -1,0 +1,242 @@
+"""The AVR firmware's PCA9685 output path under simavr, with the harness's model of the
+chip on the I2C bus (firmware/sim/pca9685.c, twi.c): the bytes the firmware writes are
+decoded into each channel's duty, in the trace at the cycle of the STOP that makes it
+take effect (out_kind 1, level = duty in 1/4096).
+
+Timing assertions use the firmware's clock in the trace; wall-clock deadlines only bound
+how long a test waits before it fails.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from driver_helpers import SPEC_88, spec
+from test_firmware import (
+    AVR_ELF,
+    AVR_HZ,
+    SIM_BIN,
+    Link,
+    configure,
+    schedule,
+    wait_done,
+)
+from test_firmware import (
+    avr_built as avr_built,  # noqa: F401 (the session fixture)
+)
+
+from robo_player.driver.ports import open_port
+from robo_player.plan import Command, Plan
+from robo_player.plan import Op as PlanOp
+from robo_player.protocol.framing import FrameKind
+from robo_player.protocol.messages import ConfigReason, EventKind, Message, Op, State
+from robo_player.protocol.schedule import TimedCommand
+
+US = AVR_HZ // 1_000_000
+PCA = 1  # out_kind
+FULL_ON = 4096  # duty of a channel with its full-on bit
+# A PCA9685 write (START, SLA+W, register, 4 bytes, STOP at 400 kHz: 56 SCL periods =
+# 140 us, plus an interrupt per step) is started early by the firmware so that its STOP
+# lands on the commanded clock; the bound covers the interrupts of the UART and of the
+# timer context that can delay a bus step, and two writes due together (one waits for
+# the other: 3.2 ms apart in the plan below, so never here).
+PCA_BOUND_US = 40.0
+
+
+@dataclass
+class PcaSim:
+    proc: subprocess.Popen[str]
+    link: Link
+    trace: Path
+
+    def rows(self) -> list[tuple[int, int, int, int]]:
+        """(clock, addr, channel, duty) of every PCA9685 channel change."""
+        out = []
+        for line in self.trace.read_text().splitlines():
+            if line.startswith("#") or not line.strip():
+                continue
+            c, kind, addr, ch, lv = (int(x) for x in line.split())
+            if kind == PCA:
+                out.append((c, addr, ch, lv))
+        return out
+
+    def i2c(self) -> list[list[str]]:
+        """The bus log: [cycle, event, addr, (byte,) ack]."""
+        return [ln.split()[2:] for ln in self.trace.read_text().splitlines()
+                if ln.startswith("# i2c ")]  # fmt: skip
+
+    def summary(self) -> dict[str, int]:
+        m = re.search(r"# pca9685 boards (\d+) transactions (\d+) bytes (\d+) nack_addr (\d+)",
+                      self.trace.read_text())  # fmt: skip
+        assert m, "the harness wrote no pca9685 summary"
+        return {"boards": int(m[1]), "transactions": int(m[2]), "bytes": int(m[3]),
+                "nack_addr": int(m[4])}  # fmt: skip
+
+    def stop(self) -> None:
+        self.link.close()
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=10)
+
+
+@pytest.fixture
+def pca_sim(avr_built: str, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[PcaSim]:  # noqa: F811
+    boards = getattr(request, "param", "0x40-0x47")
+    link_path = tmp_path / "avr.pty"
+    trace = tmp_path / "avr.trace"
+    proc = subprocess.Popen(
+        [str(SIM_BIN), "--elf", str(AVR_ELF), "--pty-link", str(link_path), "--trace",
+         str(trace), "--pca", boards, "--i2c-log", "1"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    while line and not line.startswith("PTY "):
+        line = proc.stdout.readline()
+    assert line.startswith("PTY "), proc.stderr.read() if proc.stderr else ""
+    link = Link(str(link_path))
+    s = PcaSim(proc, link, trace)
+    try:
+        link.sync()
+        yield s
+    finally:
+        s.stop()
+
+
+def pca_cfg(outs: list[tuple[int, int]], watchdog_ms: int = 2000) -> list[Message]:
+    """One actuator per (addr, channel), 12-bit, 5 s max on-time."""
+    msgs = [Message.make("configure_begin", actuator_count=len(outs), max_concurrent=len(outs),
+                         watchdog_ms=watchdog_ms, duty_window_ms=10_000, time_shift=4,
+                         level_shift=0)]  # fmt: skip
+    for a, (addr, ch) in enumerate(outs):
+        msgs.append(
+            Message.make(
+                "configure_actuator", actuator=a, out_kind=PCA, out_addr=addr, out_channel=ch,
+                pwm_max=4095, max_drive=4095, max_on_us=5_000_000, max_pulse_us=50_000,
+                duty_permille=1000,
+            )
+        )  # fmt: skip
+    return msgs
+
+
+def duty(level: int) -> int:
+    """The duty the firmware writes for a level of a 12-bit actuator."""
+    return FULL_ON if level >= 4095 else level
+
+
+def test_pca9685_strikes_holds_releases_through_the_driver() -> None:
+    """fw-avr:// with the 88-key spec (six PCA9685 boards at 0x40..0x45): every strike's
+    channel goes to its drive on time, to its hold after the pulse, and off at release."""
+    sp = spec(SPEC_88)
+    keys = [0, 17, 40, 63, 87]  # boards 0x40, 0x41, 0x42, 0x43, 0x45
+    cmds: list[Command] = []
+    t = 200_000
+    for n, k in enumerate(keys):
+        key = sp.keys[k]
+        drive = key.pwm_max if n == 0 else 1500 + 500 * n  # one full-on strike
+        hold = int(key.pwm_max * sp.strike.hold_duty)
+        cmds.append(Command(t, PlanOp.STRIKE, key.channel, drive, 20_000, hold, note=n))
+        cmds.append(Command(t + 45_000, PlanOp.RELEASE, key.channel, note=n))
+        t += 3_200
+    plan = Plan(cmds, spec_name=sp.name, spec_hash=sp.spec_hash)
+    plan.sort()
+    with open_port("fw-avr://", sp) as dev:
+        perf = dev.play(plan)
+        res = dev.last_result
+        tr = dev.last_trace
+    assert not res.error, res.error
+    assert res.counts() == {"played": len(plan)}
+    assert tr is not None and tr.clock_hz == AVR_HZ
+    # the levels each channel went through, and when, against what was sent
+    errors_us: list[float] = []
+    for o in res.outcomes:
+        c = plan.commands[o.index]
+        if c.op is not PlanOp.STRIKE:
+            continue
+        rel = next(p for p in res.outcomes
+                   if plan.commands[p.index].op is PlanOp.RELEASE
+                   and plan.commands[p.index].actuator == c.actuator)  # fmt: skip
+        got = [(clk, lv) for clk, a, lv in tr.changes if a == c.actuator]
+        assert [lv for _, lv in got] == [duty(c.drive), duty(c.hold), 0], (c, got)
+        want = [o.clock, o.clock + c.pulse_us * US, rel.clock]
+        errors_us += [(g - w) / US for (g, _), w in zip(got, want, strict=True)]
+    assert len(errors_us) == 3 * len(keys)
+    assert max(abs(e) for e in errors_us) <= PCA_BOUND_US, errors_us
+    err = perf.extra["actuation_error_us"]
+    assert err["matched"] == len(plan)
+    assert err["p99"] <= PCA_BOUND_US + 5, err  # + the clock sync's conversion
+
+
+def test_pca9685_all_off_and_watchdog_turn_every_channel_off(pca_sim: PcaSim) -> None:
+    """Four channels on two boards held on; all_off, then (held on again) the watchdog:
+    ALL_LED_OFF goes to both boards first thing, and every channel goes off."""
+    outs = [(0x40, 0), (0x40, 15), (0x41, 3), (0x41, 8)]
+    watchdog_ms = 250
+    cfg = pca_cfg(outs, watchdog_ms=watchdog_ms)
+    for n_round, round_ in enumerate(("all_off", "watchdog"), 1):
+        # a new configuration each round: the schedule's delta decoding starts afresh
+        assert configure(pca_sim.link, cfg)["reason"] == ConfigReason.OK
+        t = pca_sim.link.clock() + 100_000 * US
+        on = [TimedCommand(t + i * 400 * US, Op.STRIKE, i, 3000, 2_000, 1000)
+              for i in range(len(outs))]  # fmt: skip
+        later = [TimedCommand(t + 2_000_000 * US, Op.RELEASE, 0)]
+        schedule(pca_sim.link, on + later, n_act=len(outs), time_shift=4)
+        wait_done(pca_sim.link, len(on))  # a configuration zeroes the counters
+        mark = len(pca_sim.i2c())
+        start = len(pca_sim.link.messages)
+        if round_ == "all_off":
+            assert pca_sim.link.send([Message.make("all_off")]).kind is FrameKind.ACK
+            ev = pca_sim.link.wait_message(lambda m: m.name == "event", start)
+            assert (ev["kind"], ev["clock"]) == (EventKind.FLUSHED, 1)
+            assert pca_sim.link.status(7)["state"] == State.READY
+        else:  # silence: the watchdog
+            note = pca_sim.link.wait_message(lambda m: m.name == "shutdown_notice", start)
+        rows = pca_sim.rows()
+        for addr, ch in outs:
+            lv = [d for _, a, c, d in rows if (a, c) == (addr, ch)]
+            assert lv == [3000, 1000, 0] * n_round, (round_, addr, ch, lv)
+        # ALL_LED_OFF_H (0xFD) = 0x10 to both boards, first thing on the bus
+        writes = [(w[2], w[3]) for w in pca_sim.i2c()[mark:] if w[1] == "write"]
+        want = [("0x40", "0xfd"), ("0x40", "0x10"), ("0x41", "0xfd"), ("0x41", "0x10")]
+        assert writes[:4] == want, writes[:12]
+        if round_ == "watchdog":
+            offs = [c for c, _, _, d in rows[-len(outs) :]]
+            assert all(d == 0 for _, _, _, d in rows[-len(outs) :])
+            # the two ALL_LED_OFF writes: within 1 ms of the watchdog's shutdown
+            assert 0 <= max(offs) - note["clock"] <= 1_000 * US, (offs, note)
+
+
+@pytest.mark.parametrize("pca_sim", ["0x40"], indirect=True)
+def test_pca9685_write_to_a_missing_board_turns_nothing_on(pca_sim: PcaSim) -> None:
+    """Only 0x40 on the bus: writes to 0x41 are NACKed at the address and dropped (the
+    firmware's bus-error path: STOP, counted, next job), nothing switches on, and the
+    bus goes on working for 0x40. The all-call address 0x70 is refused at configure."""
+    bad = pca_cfg([(0x40, 0), (0x70, 1)])
+    res = configure(pca_sim.link, bad)
+    assert (res["reason"], res["detail"]) == (ConfigReason.BAD_OUTPUT, 1)
+    outs = [(0x41, 2), (0x40, 5)]
+    assert configure(pca_sim.link, pca_cfg(outs))["reason"] == ConfigReason.OK
+    t = pca_sim.link.clock() + 100_000 * US
+    cmds = [
+        TimedCommand(t, Op.STRIKE, 0, 4095, 5_000, 2000),  # board 0x41: not there
+        TimedCommand(t + 1_000 * US, Op.STRIKE, 1, 2500, 5_000, 800),
+        TimedCommand(t + 20_000 * US, Op.RELEASE, 0),
+        TimedCommand(t + 20_000 * US, Op.RELEASE, 1),
+    ]
+    schedule(pca_sim.link, cmds, n_act=len(outs), time_shift=4)
+    st = wait_done(pca_sim.link, len(cmds))
+    assert st["played"] == len(cmds)
+    pca_sim.stop()
+    rows = pca_sim.rows()
+    assert all(a == 0x40 for _, a, _, _ in rows), rows
+    assert [d for _, a, c, d in rows if (a, c) == (0x40, 5)] == [2500, 800, 0]
+    nacked = [w for w in pca_sim.i2c() if w[1] == "start-write" and w[2] == "0x41"]
+    assert nacked and all(w[-1] == "nack" for w in nacked)
+    # an address NACK ends the transaction: no data byte ever went to 0x41
+    assert not [w for w in pca_sim.i2c() if w[1] == "write" and w[2] == "0x41"]
+    assert pca_sim.summary()["nack_addr"] == len(nacked)
