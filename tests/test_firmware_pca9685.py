@@ -41,11 +41,11 @@ US = AVR_HZ // 1_000_000
 PCA = 1  # out_kind
 FULL_ON = 4096  # duty of a channel with its full-on bit
 # A PCA9685 write (START, SLA+W, register, 4 bytes, STOP at 400 kHz: 56 SCL periods =
-# 140 us, plus an interrupt per step) is started early by the firmware so that its STOP
+# 140 us, plus an interrupt per step: 215 us) is started that early by the firmware so its STOP
 # lands on the commanded clock; the bound covers the interrupts of the UART and of the
 # timer context that can delay a bus step, and two writes due together (one waits for
 # the other: 3.2 ms apart in the plan below, so never here).
-PCA_BOUND_US = 40.0
+PCA_BOUND_US = 50.0
 
 
 @dataclass
