@@ -16,6 +16,10 @@
  *   RP_OUTPUT_LEAD_TICKS(out_kind) (optional, 0): how long after its commit an output
  *                        of that kind changes (a PCA9685 write over I2C): its commands
  *                        are queued that much early
+ *   RP_OUTPUT_AT(clock) (optional): called before each board_output_commit() with the
+ *                        queue clock it was due at (its command's clock, which is
+ *                        RP_OUTPUT_LEAD_TICKS before the output's own time; for an
+ *                        output the main loop writes at once: now minus that lead)
  *   RP_TIMER_OPEN(), RP_TIMER_CLOSE() (optional): let the board's other interrupts in
  *                        while the timer context decides, and shut them out again
  *                        for its waits, port writes and re-arming

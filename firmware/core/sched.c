@@ -67,6 +67,14 @@ static uint8_t armed_valid;
 #ifndef RP_OUTPUT_SPACING_TICKS
 #define RP_OUTPUT_SPACING_TICKS 0
 #endif
+/* The queue clock of the output committed next (a board whose outputs take time to
+ * reach, a PCA9685 over I2C, plans its writes from it); see board.h. */
+#ifndef RP_OUTPUT_AT
+#define RP_OUTPUT_AT(clock) ((void)0)
+#endif
+#ifndef RP_OUTPUT_LEAD_TICKS
+#define RP_OUTPUT_LEAD_TICKS(out_kind) 0U
+#endif
 /* The timer context lets the board's other interrupts in (UART, clock overflow) while
  * it decides and does the bookkeeping, and shuts them out for the wait and the port
  * writes only: see board.h. */
@@ -296,6 +304,8 @@ static void output(uint8_t n, uint16_t level)
 {
     rp_out_t o;
     prepare(n, level, &o);
+    /* main loop: as soon as the output can change */
+    RP_OUTPUT_AT(board_clock() - RP_OUTPUT_LEAD_TICKS(rp_acts[n].out_kind));
     board_output_commit(&o);
 }
 
@@ -571,6 +581,7 @@ static void run_deadline(uint8_t n, uint32_t t)
     prepare(n, to_hold ? a->hold : 0, &o);
     RP_TIMER_CLOSE();
     board_wait_until(t);
+    RP_OUTPUT_AT(t);
     board_output_commit(&o);
     RP_TIMER_OPEN();
     if (to_hold) {
@@ -673,6 +684,7 @@ void rp_sched_run(void)
                     waited = ts[i];
                     board_wait_until(waited);
                 }
+                RP_OUTPUT_AT(ts[i]);
                 board_output_commit(&outs[i]);
             }
         RP_TIMER_OPEN();

@@ -26,12 +26,44 @@
 /* cycles between two output writes of one clock (measured in simavr) */
 #define RP_OUTPUT_SPACING_TICKS 127U
 
-/* A PCA9685 channel changes at the STOP of its write, which the commit starts: START,
- * SLA+W, the register and 4 bytes, STOP at 400 kHz plus one interrupt per step
- * (measured under simavr: 215 us from commit to STOP, 196..235 us with nothing else
- * on the bus). Its commands are queued that early. */
-#define RP_PCA_WRITE_TICKS 3440U
-#define RP_OUTPUT_LEAD_TICKS(out_kind) ((out_kind) == RP_OUT_PCA9685 ? RP_PCA_WRITE_TICKS : 0U)
+/* PCA9685 boards on the TWI bus (I2C master, SCL on D21, SDA on D20).
+ *
+ * RP_TWI_HZ: the SCL rate (build constant, -DRP_TWI_HZ=...). 400 kHz is Fast-mode, what
+ * both the ATmega2560 (its TWI characteristics stop at 400 kHz) and the PCA9685 are
+ * specified for, with the usual 2.2-4.7 kOhm pull-ups on a short bus. The PCA9685 also
+ * does Fast-mode Plus (1 MHz); the ATmega2560's TWI runs at 1 MHz with TWBR = 0 (SCL =
+ * F_CPU / (16 + 2 TWBR)), outside its data sheet's rating: it takes strong pull-ups
+ * (about 1 kOhm to 5 V: the 120 ns rise time of Fm+ with up to about 100 pF of bus,
+ * six boards on short wires) and a check on a scope. */
+#ifndef RP_TWI_HZ
+#define RP_TWI_HZ 400000UL
+#endif
+#define RP_TWBR ((RP_CLOCK_HZ / RP_TWI_HZ - 16UL) / 2UL)
+#if RP_CLOCK_HZ / RP_TWI_HZ < 16UL || RP_TWBR > 255UL
+#error "RP_TWI_HZ: 31 kHz .. 1 MHz at 16 MHz (TWBR 0..255, no prescaler)"
+#endif
+#define RP_TWI_SCL_TICKS (16UL + 2UL * RP_TWBR) /* one SCL period, in CPU cycles */
+
+/* A channel changes at the STOP of its write (MODE2.OCH = 0). The firmware plans each
+ * group of writes due at one clock (a chord) and starts it early by the bus time it
+ * needs, so that the STOPs are centred on that clock; the core queues PCA9685 commands
+ * RP_PCA_LEAD_TICKS early for it. The planner's model of a transaction of n data bytes,
+ * from its start (or the end of the one before) to its STOP: START, SLA+W, register,
+ * n bytes with their ACK, STOP, one interrupt per step (RP_TWI_STEP_TICKS, measured
+ * under simavr), and between two transactions the bus-free time and the restart
+ * (RP_TWI_GAP_TICKS). */
+#define RP_TWI_STEP_TICKS 56UL
+#define RP_TWI_GAP_TICKS (2UL * RP_TWI_SCL_TICKS + 720UL)
+#define RP_PCA_XFER_TICKS(n) \
+    ((20UL + 9UL * (n)) * RP_TWI_SCL_TICKS + (3UL + (n)) * RP_TWI_STEP_TICKS + 64UL)
+/* enough to centre 8 two-byte writes (a chord of 8 on one bus), plus the planning
+ * (one compare interrupt after the commit): 588 us at 400 kHz, 324 us at 1 MHz */
+#define RP_PCA_LEAD_TICKS \
+    (800UL + (2UL * RP_PCA_XFER_TICKS(2) + 7UL * (RP_PCA_XFER_TICKS(2) + RP_TWI_GAP_TICKS)) / 2UL)
+#define RP_OUTPUT_LEAD_TICKS(out_kind) \
+    ((out_kind) == RP_OUT_PCA9685 ? (uint32_t)RP_PCA_LEAD_TICKS : 0U)
+extern uint32_t avr_out_clock;
+#define RP_OUTPUT_AT(clock) (avr_out_clock = (clock))
 
 /* a prepared output write: a direct pin's port and mask, or a PCA9685 level */
 typedef struct {

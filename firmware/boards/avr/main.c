@@ -192,11 +192,8 @@ static volatile uint8_t *port_reg(uint8_t port)
 /* DDRx is the byte below PORTx on every port of the ATmega2560. */
 #define DDR_OF(port_reg) (*((port_reg) - 1))
 
-/* PCA9685: levels waiting to be written (dirty bit per actuator). */
-static uint16_t pca_level[RP_FW_MAX_ACTUATORS];
-static volatile uint8_t pca_dirty[(RP_FW_MAX_ACTUATORS + 7) / 8];
-static uint8_t pca_inited[64 / 8]; /* I2C addresses 0x40..0x7F */
-static void pca_kick(void);
+static void pca_all_off_now(void);
+uint32_t avr_out_clock; /* RP_OUTPUT_AT: the queue clock of the commit that follows */
 
 void board_output_prepare(uint8_t actuator, uint8_t out_kind, uint8_t out_addr,
                           uint8_t out_channel, uint16_t level, uint16_t pwm_max, rp_out_t *o)
@@ -218,8 +215,6 @@ void board_output_prepare(uint8_t actuator, uint8_t out_kind, uint8_t out_addr,
 
 /* Direct outputs by port (PORTA..PORTL): the bits board_all_off() clears. */
 static uint8_t direct_mask[11];
-static volatile uint8_t pca_all_off; /* ALL_LED_OFF to every board, before anything else */
-
 static void outputs_init(void)
 {
     for (uint8_t k = 0; k < RP_AVR_DIRECT_OUTPUTS; k++) {
@@ -228,23 +223,14 @@ static void outputs_init(void)
     }
 }
 
-/* Interrupts off: 11 read-modify-writes, about 10 us. PCA9685 boards get ALL_LED_OFF
- * next on the bus (after the transaction in flight, if any). */
+/* Interrupts off: 11 read-modify-writes, about 10 us. PCA9685 boards: the writes not yet
+ * on the bus are dropped and ALL_LED_OFF goes next (after the transaction in flight). */
 void board_all_off(void)
 {
     for (uint8_t p = 0; p < 11; p++)
         if (direct_mask[p])
             *port_reg(p) &= (uint8_t)~direct_mask[p];
-    pca_all_off = 1;
-    pca_kick();
-}
-
-/* Interrupts off (the timer context's commit, or a critical section). */
-void avr_pca_set(uint8_t actuator, uint16_t level)
-{
-    pca_level[actuator] = level;
-    pca_dirty[actuator >> 3] |= (uint8_t)(1 << (actuator & 7));
-    pca_kick();
+    pca_all_off_now();
 }
 
 uint8_t board_output_ok(uint8_t out_kind, uint8_t out_addr, uint8_t out_channel)
@@ -257,20 +243,149 @@ uint8_t board_output_ok(uint8_t out_kind, uint8_t out_addr, uint8_t out_channel)
            out_addr != 0x70 && out_channel < 16;
 }
 
-/* ---- TWI engine: interrupt-driven, one write transaction at a time. The commit of a
- * PCA9685 level starts its transaction at once when the bus is idle (the core starts
- * such commands RP_OUTPUT_LEAD_TICKS early, so that the STOP, where the chip takes the
- * new value, comes at the commanded clock); each bus step then costs one short
- * interrupt. Jobs, in order: ALL_LED_OFF to every board set up (all-off), a board's
- * set-up (3 transactions), the dirty channels (lowest actuator first). */
-static uint8_t twi_addr, twi_len, twi_pos, twi_buf[5];
+/* ---- PCA9685 engine, interrupt-driven, one write transaction on the bus at a time.
+ *
+ * A commit (timer context) puts the write in a queue sorted by its due clock (the
+ * command's clock + RP_PCA_LEAD_TICKS), then board and channel. The engine runs in the
+ * Timer1 compare B interrupt: shortly after a commit, and after every STOP (the TWI
+ * interrupt only moves bytes). It takes the group of writes due at the head's clock,
+ * works out the bus time of its transactions (RP_PCA_XFER_TICKS), and starts the first
+ * so that the STOPs are centred on that clock (compare B at the start); the others
+ * follow back to back. Each channel write is the shortest tail of its four registers
+ * (LEDn_ON stays 0, set at the board's set-up): off = OFF_H with the full-off bit (1
+ * byte); a duty = OFF_L, OFF_H (2); full on = ON_H with the full-on bit, OFF_L, OFF_H
+ * (3; 1 when the full-on bit is already set: OFF_H = 0 clears the full-off bit, which
+ * wins over it); a duty after full on also clears ON_H (3). Adjacent channels of one
+ * board due together go in one auto-increment transaction (up to 4: the channels after
+ * the first with all four registers), so they change at the same STOP.
+ *
+ * Jobs, in order: ALL_LED_OFF to every board set up (all-off), a board's set-up, the
+ * outputs switched off after a queue overflow, the queue. */
+#define PCA_FIFO 20 /* writes committed, not yet on the bus: 7 B each */
+#define PCA_RUN 4   /* channels in one transaction */
+#define PCA_GROUP 16 /* writes of one group the planner looks at */
+#define PCA_XFER_A (uint16_t)(RP_PCA_XFER_TICKS(0))
+#define PCA_XFER_B (uint16_t)(RP_PCA_XFER_TICKS(1) - RP_PCA_XFER_TICKS(0))
+/* compare B comes this early for a group's start (the interrupt and building the first
+ * transaction), then the engine waits for the exact tick */
+#define PCA_EARLY_TICKS 1200
+typedef struct {
+    uint32_t due;   /* the clock its STOP is for */
+    uint16_t level; /* 12-bit count; 0 off, 4095 full on */
+    uint8_t act;
+} pca_write_t;
+static pca_write_t pca_q[PCA_FIFO];
+static uint8_t pca_qh, pca_qn;
+static uint8_t pca_fullon[(RP_FW_MAX_ACTUATORS + 7) / 8]; /* its LEDn_ON_H full-on bit is set */
+static uint8_t pca_spill[(RP_FW_MAX_ACTUATORS + 7) / 8];  /* to switch off (an overflow) */
+static uint8_t pca_inited[64 / 8]; /* I2C addresses 0x40..0x7F */
+static volatile uint8_t pca_all_off; /* ALL_LED_OFF to every board, before anything else */
+static uint8_t pca_go;               /* the group due at pca_go_due has started */
+static uint32_t pca_go_due;
+static uint8_t pca_planned;          /* pca_start is the planned START of the head group */
+static uint32_t pca_start;
+
+static uint8_t twi_addr, twi_len, twi_pos, twi_buf[1 + 3 + 4 * (PCA_RUN - 1)];
 static volatile uint8_t twi_busy;
 static volatile uint8_t twi_progress; /* bumped at every bus step: the stuck-bus check */
-static volatile uint16_t twi_errors;  /* NACKs, bus errors, stuck transactions */
-static uint8_t alloff_next;           /* all-off: the next board index to send */
+static volatile uint16_t twi_errors;  /* NACKs, bus errors, stuck buses, queue overflows */
+static uint8_t alloff_next;           /* all-off: the next board index (0..127, two passes) */
 static uint8_t setup_addr, setup_step; /* a board being set up (step 0: none) */
 
 #define TWCR_GO (_BV(TWINT) | _BV(TWEN) | _BV(TWIE))
+
+uint16_t board_output_errors(void)
+{
+    uint8_t s = SREG;
+    cli();
+    uint16_t e = twi_errors;
+    SREG = s;
+    return e;
+}
+
+static uint8_t qidx(uint8_t i)
+{
+    uint8_t j = (uint8_t)(pca_qh + i);
+    return j >= PCA_FIFO ? (uint8_t)(j - PCA_FIFO) : j;
+}
+
+static void pca_pop(void)
+{
+    pca_qh = qidx(1);
+    pca_qn--;
+}
+
+static uint8_t inited(uint8_t addr)
+{
+    uint8_t ai = (uint8_t)(addr - 0x40);
+    return pca_inited[ai >> 3] & (1 << (ai & 7));
+}
+
+/* Interrupts off. The engine runs from compare B at `at` (within a timer period). */
+static void arm_b(uint16_t at)
+{
+    OCR1B = at;
+    TIFR1 = _BV(OCF1B);
+    TIMSK1 |= _BV(OCIE1B);
+}
+
+/* Data bytes that give output n the level lv (see above): the shortest tail of its
+ * four registers. */
+static uint8_t pca_nbytes(uint8_t n, uint16_t lv)
+{
+    uint8_t fo = pca_fullon[n >> 3] & (uint8_t)(1 << (n & 7));
+    if (lv == 0)
+        return 1;
+    if (lv >= 4095)
+        return fo ? 1 : 3;
+    return fo ? 3 : 2;
+}
+
+/* Writes the last k of output n's registers (ON_L, ON_H, OFF_L, OFF_H) for the level lv
+ * at b and tracks its full-on bit; returns the end. */
+static uint8_t *pca_put(uint8_t n, uint16_t lv, uint8_t k, uint8_t *b)
+{
+    uint8_t m = (uint8_t)(1 << (n & 7)), *fo = &pca_fullon[n >> 3];
+    uint8_t on_h = 0, off_l = (uint8_t)lv, off_h = (uint8_t)(lv >> 8);
+    if (lv == 0) { /* full off: wins over full on, which may stay set */
+        on_h = (*fo & m) ? 0x10 : 0;
+        off_h = 0x10;
+    } else if (lv >= 4095) { /* full on */
+        on_h = 0x10;
+        off_l = off_h = 0;
+        *fo |= m;
+    } else {
+        *fo &= (uint8_t)~m;
+    }
+    if (k == 4)
+        *b++ = 0; /* ON_L */
+    if (k >= 3)
+        *b++ = on_h;
+    if (k >= 2)
+        *b++ = off_l;
+    *b++ = off_h;
+    return b;
+}
+
+/* The transaction at queue position `from`: its run of adjacent channels of one board
+ * due together (returned) and its data bytes (*bytes). */
+static uint8_t head_run(uint8_t from, uint8_t *bytes)
+{
+    const pca_write_t *h = &pca_q[qidx(from)];
+    const rp_act *a = &rp_acts[h->act];
+    uint8_t addr = a->out_addr, ch = a->out_channel;
+    uint8_t run = 1, nb = pca_nbytes(h->act, h->level);
+    while ((uint8_t)(from + run) < pca_qn && run < PCA_RUN) {
+        const pca_write_t *w = &pca_q[qidx((uint8_t)(from + run))];
+        const rp_act *b = &rp_acts[w->act];
+        if (w->due != h->due || b->out_addr != addr || b->out_channel != ch + run)
+            break;
+        run++;
+        nb = (uint8_t)(nb + 4);
+    }
+    *bytes = nb;
+    return run;
+}
 
 static void twi_begin(uint8_t addr, uint8_t len)
 {
@@ -283,72 +398,177 @@ static void twi_begin(uint8_t addr, uint8_t len)
     TWCR = (uint8_t)(TWCR_GO | _BV(TWSTA));
 }
 
-/* Interrupts off. Starts the next job, if any and the bus is free. */
-static void pca_kick(void)
+static void begin2(uint8_t addr, uint8_t reg, uint8_t v)
+{
+    twi_buf[0] = reg;
+    twi_buf[1] = v;
+    twi_begin(addr, 2);
+}
+
+/* Interrupts off: starts the next job when the bus is free and its time has come. */
+static void pca_service(void)
 {
     if (twi_busy)
         return;
-    if (pca_all_off) {
-        while (alloff_next < 64) { /* a byte of the bitmap at a time: short with no board */
-            uint8_t ai = alloff_next++, m = pca_inited[ai >> 3];
+    if (pca_all_off) { /* OFF_H full off to every board set up, then ON_H 0 to each */
+        while (alloff_next < 128) { /* a byte of the bitmap at a time: short with no board */
+            uint8_t ai = (uint8_t)(alloff_next++ & 63), m = pca_inited[ai >> 3];
             if (!m) {
-                alloff_next = (uint8_t)((ai | 7) + 1);
+                alloff_next = (uint8_t)((alloff_next | 7) + 1);
             } else if (m & (1 << (ai & 7))) {
-                twi_buf[0] = 0xFD; /* ALL_LED_OFF_H: full off, every channel */
-                twi_buf[1] = 0x10;
-                twi_begin((uint8_t)(0x40 + ai), 2);
+                uint8_t second = alloff_next > 64;
+                begin2((uint8_t)(0x40 + ai), second ? 0xFB : 0xFD, second ? 0 : 0x10);
                 return;
             }
         }
         alloff_next = 0;
         pca_all_off = 0;
     }
-    if (setup_step) { /* MODE1: auto-increment + sleep; PRE_SCALE 5 (~1 kHz); MODE1: wake */
-        static const uint8_t setup[3][2] PROGMEM = {{0x00, 0x30}, {0xFE, 5}, {0x00, 0x20}};
+    if (setup_step) { /* MODE1: auto-increment + sleep; PRE_SCALE 5 (~1 kHz); every
+                       * channel: ON = 0, full off; MODE1: wake */
+        static const uint8_t setup[6][2] PROGMEM = {
+            {0x00, 0x30}, {0xFE, 5}, {0xFA, 0}, {0xFB, 0}, {0xFD, 0x10}, {0x00, 0x20}};
         uint8_t k = (uint8_t)(setup_step - 1);
-        twi_buf[0] = pgm_read_byte(&setup[k][0]);
-        twi_buf[1] = pgm_read_byte(&setup[k][1]);
-        if (++setup_step == 4) {
+        if (++setup_step == 7) {
             setup_step = 0;
             uint8_t ai = (uint8_t)(setup_addr - 0x40);
             pca_inited[ai >> 3] |= (uint8_t)(1 << (ai & 7));
         }
-        twi_begin(setup_addr, 2);
+        begin2(setup_addr, pgm_read_byte(&setup[k][0]), pgm_read_byte(&setup[k][1]));
         return;
     }
-    for (uint8_t byte = 0; byte < sizeof pca_dirty; byte++) {
-        uint8_t d = pca_dirty[byte];
+    for (uint8_t byte = 0; byte < sizeof pca_spill; byte++) {
+        uint8_t d = pca_spill[byte];
         if (!d)
             continue;
         uint8_t bit = 0;
         while (!(d & (1 << bit)))
             bit++;
-        uint8_t n = (uint8_t)(byte * 8 + bit);
-        uint8_t a = rp_acts[n].out_addr, ai = (uint8_t)(a - 0x40);
-        if (!(pca_inited[ai >> 3] & (1 << (ai & 7)))) {
-            setup_addr = a; /* set the board up first; the channel stays dirty */
-            setup_step = 1;
-            pca_kick();
+        pca_spill[byte] = (uint8_t)(d & ~(1 << bit));
+        uint8_t n = (uint8_t)(byte * 8 + bit), a = rp_acts[n].out_addr;
+        if (inited(a)) { /* LEDn_OFF_H: full off */
+            begin2(a, (uint8_t)(0x06 + 4 * rp_acts[n].out_channel + 3), 0x10);
             return;
         }
-        pca_dirty[byte] = (uint8_t)(d & ~(1 << bit));
-        uint16_t lv = pca_level[n];
-        twi_buf[0] = (uint8_t)(0x06 + 4 * rp_acts[n].out_channel); /* LEDn_ON_L */
-        twi_buf[1] = 0;                                             /* ON = 0 */
-        twi_buf[2] = 0;
-        twi_buf[3] = (uint8_t)lv; /* OFF = lv */
-        twi_buf[4] = (uint8_t)(lv >> 8);
-        if (lv >= 4095) {
-            twi_buf[2] = 0x10; /* full on */
-            twi_buf[3] = twi_buf[4] = 0;
-        } else if (lv == 0) {
-            twi_buf[4] = 0x10; /* full off */
-        }
-        twi_begin(a, 5);
+    }
+    if (!pca_qn) {
+        pca_go = 0;
         return;
     }
+    const pca_write_t *h = &pca_q[pca_qh];
+    uint8_t addr = rp_acts[h->act].out_addr;
+    if (!inited(addr)) {
+        setup_addr = addr; /* set the board up first */
+        setup_step = 1;
+        pca_service();
+        return;
+    }
+    uint8_t first = 0;
+    if (!pca_go || h->due != pca_go_due) {
+        if (!pca_planned) {
+            /* plan the group due at the head's clock: STOP k of its transactions comes
+             * s_k after the first START; start so that s_1 and the last are centred */
+            uint16_t s_first = 0;
+            uint32_t s_last = 0;
+            uint8_t i = 0, nb;
+            while (i < pca_qn && i < PCA_GROUP && pca_q[qidx(i)].due == h->due) {
+                uint8_t run = head_run(i, &nb);
+                uint16_t t = (uint16_t)(PCA_XFER_A + (uint16_t)nb * PCA_XFER_B);
+                if (!i)
+                    s_first = t;
+                else
+                    t = (uint16_t)(t + RP_TWI_GAP_TICKS);
+                s_last += t;
+                i = (uint8_t)(i + run);
+            }
+            pca_start = h->due - (s_first + s_last) / 2;
+            pca_planned = 1;
+        }
+        int32_t wait = (int32_t)(pca_start - board_clock());
+        if (wait > (int32_t)(PCA_EARLY_TICKS + 64)) { /* compare B then, and wait */
+            wait -= PCA_EARLY_TICKS;
+            arm_b((uint16_t)(TCNT1 + (wait > 60000L ? 60000U : (uint16_t)wait)));
+            return;
+        }
+        pca_go = first = 1;
+        pca_go_due = h->due;
+    }
+    pca_planned = 0;
+    /* the head's transaction: the first channel's tail, then each adjacent one whole */
+    uint8_t nb, run = head_run(0, &nb);
+    uint8_t k = pca_nbytes(h->act, h->level);
+    twi_buf[0] = (uint8_t)(0x06 + 4 * rp_acts[h->act].out_channel + 4 - k);
+    uint8_t *b = pca_put(h->act, h->level, k, &twi_buf[1]);
+    pca_pop();
+    while (--run) {
+        h = &pca_q[pca_qh];
+        b = pca_put(h->act, h->level, 4, b);
+        pca_pop();
+    }
+    uint8_t len = (uint8_t)(b - twi_buf);
+    if (first) /* the group's first transaction: START on the planned tick */
+        while ((int16_t)(TCNT1 - (uint16_t)pca_start) < 0)
+            ;
+    twi_begin(addr, len);
 }
 
+/* Interrupts off (the timer context's commit, or a critical section): a write into the
+ * queue, due RP_PCA_LEAD_TICKS after its command's clock (avr_out_clock). */
+void avr_pca_set(uint8_t actuator, uint16_t level)
+{
+    uint32_t due = avr_out_clock + RP_PCA_LEAD_TICKS;
+    if (pca_qn == PCA_FIFO) {
+        /* no room: the output is switched off instead (the safe side), with the writes
+         * of it still queued, and the fault counted */
+        for (uint8_t i = 0; i < pca_qn; i++)
+            if (pca_q[qidx(i)].act == actuator)
+                pca_q[qidx(i)].level = 0;
+        pca_spill[actuator >> 3] |= (uint8_t)(1 << (actuator & 7));
+        twi_errors++;
+    } else {
+        uint16_t key = (uint16_t)(rp_acts[actuator].out_addr << 4 | rp_acts[actuator].out_channel);
+        uint8_t i = pca_qn;
+        while (i) { /* sorted insert from the tail; never before the same output's write */
+            pca_write_t *p = &pca_q[qidx((uint8_t)(i - 1))];
+            int32_t d = (int32_t)(p->due - due);
+            if (p->act == actuator || d < 0 ||
+                (d == 0 && (uint16_t)(rp_acts[p->act].out_addr << 4 | rp_acts[p->act].out_channel) <= key))
+                break;
+            pca_q[qidx(i)] = *p;
+            i--;
+        }
+        pca_write_t *w = &pca_q[qidx(i)];
+        w->due = due;
+        w->level = level;
+        w->act = actuator;
+        pca_qn++;
+    }
+    pca_planned = 0;
+    /* plan once the rest of this batch is committed: compare B right after */
+    if (!twi_busy && (!(TIMSK1 & _BV(OCIE1B)) || (uint16_t)(OCR1B - TCNT1) > 64))
+        arm_b((uint16_t)(TCNT1 + 64));
+}
+
+static void pca_all_off_now(void)
+{
+    pca_qn = 0;
+    pca_go = pca_planned = 0;
+    for (uint8_t i = 0; i < sizeof pca_spill; i++) {
+        pca_spill[i] = 0;
+        pca_fullon[i] = 0; /* the second pass of ALL_LED clears every ON_H */
+    }
+    pca_all_off = 1;
+    alloff_next = 0;
+    pca_service();
+}
+
+ISR(TIMER1_COMPB_vect)
+{
+    TIMSK1 &= (uint8_t)~_BV(OCIE1B); /* one shot */
+    pca_service();
+}
+
+/* One bus step; short (no call): the engine goes on from compare B after the STOP. */
 ISR(TWI_vect)
 {
     uint8_t st = TWSR & 0xF8;
@@ -367,7 +587,9 @@ ISR(TWI_vect)
         twi_errors++; /* NACK (no board there), arbitration lost, bus error: drop it */
     TWCR = _BV(TWINT) | _BV(TWSTO) | _BV(TWEN); /* STOP: the chip takes the values now */
     twi_busy = 0;
-    pca_kick();
+    OCR1B = (uint16_t)(TCNT1 + 32);
+    TIFR1 = _BV(OCF1B);
+    TIMSK1 |= _BV(OCIE1B);
 }
 
 /* Main loop, every timer period (4.1 ms): a transaction that made no progress for a
@@ -382,7 +604,7 @@ static void twi_check(void)
             twi_busy = 0;
             twi_errors++;
             stuck = 0;
-            pca_kick();
+            pca_service();
         }
     } else {
         stuck = 0;
@@ -415,7 +637,7 @@ int main(void)
     TCCR1B = _BV(CS10); /* 16 MHz */
     TIMSK1 = _BV(TOIE1);
     TWSR = 0;
-    TWBR = 12; /* 400 kHz at 16 MHz */
+    TWBR = (uint8_t)RP_TWBR; /* RP_TWI_HZ */
     uart_init();
     outputs_init();
     rp_init(make_boot_id());
