@@ -11,11 +11,13 @@ on from a corrupt frame; everything is off within 100 ms of losing the link.
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 from typing import Any
 
 import pytest
 from driver_helpers import (
     SPEC_61,
+    SPEC_88,
     check_accounting,
     make_plan,
     max_on_violations,
@@ -235,3 +237,15 @@ def test_sim_clock_never_goes_back(steps: list[tuple[int, float, bool]]) -> None
             assert now >= last
             last = now
         clock.close()
+
+
+def test_fw_avr_puts_the_spec_pca_boards_on_the_harness_bus(tmp_path: Path) -> None:
+    """fw-avr:// gives the simavr harness the spec's PCA9685 addresses (--pca), so a
+    board the spec names at an address the harness would not model fails loudly (NACKs)
+    instead of answering from the harness's default 0x40..0x47."""
+    dev = fwmod.FirmwareDevice("fw-avr://", spec(SPEC_88), "avr", {})
+    assert dev._pca_addresses() == (0x40, 0x41, 0x42, 0x43, 0x44, 0x45)
+    argv = fwmod.FirmwareProcess("avr", tmp_path, pca=(0x40, 0x45))._argv(tmp_path / "t", None)
+    assert argv[argv.index("--pca") + 1] == "0x40,0x45"
+    none = fwmod.FirmwareProcess("avr", tmp_path, pca=())._argv(tmp_path / "t", None)
+    assert none[none.index("--pca") + 1] == "none"

@@ -240,3 +240,44 @@ def test_pca9685_write_to_a_missing_board_turns_nothing_on(pca_sim: PcaSim) -> N
     # an address NACK ends the transaction: no data byte ever went to 0x41
     assert not [w for w in pca_sim.i2c() if w[1] == "write" and w[2] == "0x41"]
     assert pca_sim.summary()["nack_addr"] == len(nacked)
+
+
+def test_pca9685_four_note_chords_are_centred_on_their_clock() -> None:
+    """4-note chords on the 88-key spec through fw-avr://: the writes due at one clock
+    share the bus, and the firmware plans them as a group (shortest register tails,
+    started so that their STOPs are centred on the clock). One write after another
+    from the clock (the firmware before) put the 4th strike 690-730 us late."""
+    sp = spec(SPEC_88)
+    chords = [[3, 20, 41, 66], [10, 30, 50, 70], [5, 6, 7, 8], [60, 62, 64, 67]]
+    cmds: list[Command] = []
+    t = 200_000
+    for n, keys in enumerate(chords):
+        for k in keys:
+            key = sp.keys[k]
+            drive = key.pwm_max * 3 // 4
+            hold = int(key.pwm_max * sp.strike.hold_duty)
+            cmds.append(Command(t, PlanOp.STRIKE, key.channel, drive, 20_000, hold, note=n))
+            cmds.append(Command(t + 40_000, PlanOp.RELEASE, key.channel, note=n))
+        t += 60_000
+    plan = Plan(cmds, spec_name=sp.name, spec_hash=sp.spec_hash)
+    plan.sort()
+    with open_port("fw-avr://", sp) as dev:
+        dev.play(plan)
+        res, tr = dev.last_result, dev.last_trace
+    assert not res.error, res.error
+    assert res.counts() == {"played": len(plan)}
+    assert tr is not None
+    strikes: list[float] = []
+    others: list[float] = []
+    for o in res.outcomes:
+        c = plan.commands[o.index]
+        got = sorted(clk for clk, a, _ in tr.changes if a == c.actuator)
+        if c.op is PlanOp.STRIKE:
+            strikes.append((got[0] - o.clock) / US)
+            others.append((got[1] - o.clock - c.pulse_us * US) / US)  # pulse end
+        else:
+            others.append((got[2] - o.clock) / US)  # release
+    assert len(strikes) == 16 and len(others) == 32
+    assert max(abs(e) for e in strikes) <= 350, strikes
+    assert min(strikes) < -50, strikes  # centred: some land before the clock
+    assert max(abs(e) for e in others) <= 500, others

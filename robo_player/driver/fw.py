@@ -46,7 +46,7 @@ import serial
 from ..errors import PlanError, TransportError
 from ..plan import Op as PlanOp
 from ..plan import Plan
-from ..spec.model import PianoSpec
+from ..spec.model import DriverKind, PianoSpec
 from .faults import FAULT_OPTIONS, FaultSpec, FaultStats, FaultyTransport
 from .ports import Performance, Progress
 from .stream import (
@@ -226,12 +226,16 @@ class FirmwareProcess:
         ppm: float = 0.0,
         speed: float = 1.0,
         elf: Path | None = None,
+        pca: tuple[int, ...] | None = None,
     ) -> None:
         self.kind = kind
         self.workdir = workdir
         self.ppm = ppm
         self.speed = speed
         self.elf = elf
+        # the PCA9685 boards the simavr harness puts on the I2C bus (--pca); None: its
+        # default (0x40..0x47); () none at all
+        self.pca = pca
         self.runs: list[Incarnation] = []
 
     def _argv(self, trace: Path, clock_file: Path | None) -> list[str]:
@@ -242,6 +246,8 @@ class FirmwareProcess:
         if self.elf is not None:
             elf = self.elf
         argv = [str(sim), "--elf", str(elf), "--trace", str(trace), "--speed", repr(self.speed)]
+        if self.pca is not None:
+            argv += ["--pca", ",".join(f"{a:#04x}" for a in self.pca) or "none"]
         return [*argv, "--clock-file", str(clock_file)] if clock_file else argv
 
     def start(self, timeout_s: float = 10.0) -> Incarnation:
@@ -551,6 +557,17 @@ class FirmwareDevice:
             raise self._error(result, perf)
         return perf
 
+    def _pca_addresses(self) -> tuple[int, ...]:
+        """The spec's PCA9685 boards: the simavr harness models these and no others, so
+        a write to any other address is NACKed (and counted), never silently taken."""
+        return tuple(
+            sorted(
+                b.i2c_address
+                for b in self.spec.boards
+                if b.kind is DriverKind.PCA9685 and b.i2c_address is not None
+            )
+        )
+
     def _backend(self) -> _Backend:
         if self.kind in ("host", "avr"):
             return _ProcessBackend(
@@ -559,6 +576,7 @@ class FirmwareDevice:
                 ppm=self._num("ppm", 0.0, -1000, 1000),
                 speed=self._num("speed", AVR_SPEED, 0.01, 100.0),
                 elf=self._path("elf"),
+                pca=self._pca_addresses() if self.kind == "avr" else None,
             )
         if self.kind == "vmcu":
             return _VirtualBackend(
@@ -751,12 +769,19 @@ class _Backend:
 
 class _ProcessBackend(_Backend):
     def __init__(
-        self, kind: str, keep: str | None, *, ppm: float, speed: float, elf: Path | None = None
+        self,
+        kind: str,
+        keep: str | None,
+        *,
+        ppm: float,
+        speed: float,
+        elf: Path | None = None,
+        pca: tuple[int, ...] | None = None,
     ) -> None:
         self.keep = keep
         self.workdir = Path(keep) if keep else Path(tempfile.mkdtemp(prefix=f"robo_fw_{kind}_"))
         self.workdir.mkdir(parents=True, exist_ok=True)
-        self.fw = FirmwareProcess(kind, self.workdir, ppm=ppm, speed=speed, elf=elf)
+        self.fw = FirmwareProcess(kind, self.workdir, ppm=ppm, speed=speed, elf=elf, pca=pca)
         self.clock: SimClock | None = None
 
     @property
