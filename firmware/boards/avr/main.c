@@ -279,6 +279,11 @@ static uint8_t pca_qh, pca_qn;
 static uint8_t pca_fullon[(RP_FW_MAX_ACTUATORS + 7) / 8]; /* its LEDn_ON_H full-on bit is set */
 static uint8_t pca_spill[(RP_FW_MAX_ACTUATORS + 7) / 8];  /* to switch off (an overflow) */
 static uint8_t pca_inited[64 / 8]; /* I2C addresses 0x40..0x7F */
+static uint8_t pca_setup_due[64 / 8]; /* boards to set up, first thing (configure) */
+/* the last level queued for the output was not 0: an off for an output whose bit is
+ * clear (off already, or turned off by the board's set-up or an ALL_LED_OFF) goes
+ * nowhere, so the configuration's all-off writes nothing twice and overflows nothing */
+static uint8_t pca_lit[(RP_FW_MAX_ACTUATORS + 7) / 8];
 static volatile uint8_t pca_all_off; /* ALL_LED_OFF to every board, before anything else */
 static uint8_t pca_go;               /* the group due at pca_go_due has started */
 static uint32_t pca_go_due;
@@ -424,6 +429,19 @@ static void pca_service(void)
         alloff_next = 0;
         pca_all_off = 0;
     }
+    if (!setup_step) /* a board to set up before its first write (see avr_pca_set) */
+        for (uint8_t byte = 0; byte < sizeof pca_setup_due; byte++) {
+            uint8_t d = pca_setup_due[byte];
+            if (!d)
+                continue;
+            uint8_t bit = 0;
+            while (!(d & (1 << bit)))
+                bit++;
+            pca_setup_due[byte] = (uint8_t)(d & ~(1 << bit));
+            setup_addr = (uint8_t)(0x40 + byte * 8 + bit);
+            setup_step = 1;
+            break;
+        }
     if (setup_step) { /* MODE1: auto-increment + sleep; PRE_SCALE 5 (~1 kHz); every
                        * channel: ON = 0, full off; MODE1: wake */
         static const uint8_t setup[6][2] PROGMEM = {
@@ -458,6 +476,8 @@ static void pca_service(void)
     const pca_write_t *h = &pca_q[pca_qh];
     uint8_t addr = rp_acts[h->act].out_addr;
     if (!inited(addr)) {
+        uint8_t ai = (uint8_t)(addr - 0x40);
+        pca_setup_due[ai >> 3] &= (uint8_t)~(1 << (ai & 7));
         setup_addr = addr; /* set the board up first */
         setup_step = 1;
         pca_service();
@@ -517,13 +537,36 @@ static void pca_service(void)
 void avr_pca_set(uint8_t actuator, uint16_t level)
 {
     uint32_t due = avr_out_clock + RP_PCA_LEAD_TICKS;
+    uint8_t m = (uint8_t)(1 << (actuator & 7)), *lit = &pca_lit[actuator >> 3];
+    uint8_t addr = rp_acts[actuator].out_addr, ai = (uint8_t)(addr - 0x40);
+    uint8_t new_setup = 0;
+    /* A board is set up as soon as an output of it is written (the configuration's
+     * all-off: at configure), not when its first write reaches the head of the queue:
+     * the six set-up transactions (about 600 us) would delay that write past its clock,
+     * and a real PCA9685's oscillator needs 500 us after the wake. */
+    if (!inited(addr) && !(setup_step && setup_addr == addr) &&
+        !(pca_setup_due[ai >> 3] & (1 << (ai & 7)))) {
+        pca_setup_due[ai >> 3] |= (uint8_t)(1 << (ai & 7));
+        new_setup = 1;
+    }
+    if (!level && !(*lit & m)) {
+        if (new_setup && !twi_busy &&
+            (!(TIMSK1 & _BV(OCIE1B)) || (uint16_t)(OCR1B - TCNT1) > 64))
+            arm_b((uint16_t)(TCNT1 + 64));
+        return; /* off already, or will be: nothing to write */
+    }
+    if (level)
+        *lit |= m;
+    else
+        *lit &= (uint8_t)~m;
     if (pca_qn == PCA_FIFO) {
         /* no room: the output is switched off instead (the safe side), with the writes
          * of it still queued, and the fault counted */
         for (uint8_t i = 0; i < pca_qn; i++)
             if (pca_q[qidx(i)].act == actuator)
                 pca_q[qidx(i)].level = 0;
-        pca_spill[actuator >> 3] |= (uint8_t)(1 << (actuator & 7));
+        pca_spill[actuator >> 3] |= m;
+        *lit &= (uint8_t)~m;
         twi_errors++;
     } else {
         uint16_t key = (uint16_t)(rp_acts[actuator].out_addr << 4 | rp_acts[actuator].out_channel);
@@ -556,6 +599,7 @@ static void pca_all_off_now(void)
     for (uint8_t i = 0; i < sizeof pca_spill; i++) {
         pca_spill[i] = 0;
         pca_fullon[i] = 0; /* the second pass of ALL_LED clears every ON_H */
+        pca_lit[i] = 0;    /* ALL_LED_OFF: every channel of every board set up */
     }
     pca_all_off = 1;
     alloff_next = 0;
