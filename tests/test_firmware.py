@@ -22,6 +22,7 @@ import pytest
 
 from robo_player.protocol.framing import Frame, FrameDecoder, FrameKind, seq_add
 from robo_player.protocol.messages import (
+    PROTOCOL_VERSION,
     ConfigReason,
     EventKind,
     Message,
@@ -272,7 +273,7 @@ def wait_done(link: Link, n: int) -> Message:
 
 def test_identify_reports_board_and_boot_id(fw: Fw) -> None:
     r = fw.link.request(Message.make("identify"), "identify_resp")
-    assert r["protocol_version"] == 1
+    assert r["protocol_version"] == PROTOCOL_VERSION
     assert r["board"] == b"host"
     assert r["clock_hz"] == CLOCK_HZ
     assert r["boot_id"] == fw.boot_id

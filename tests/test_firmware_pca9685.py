@@ -170,6 +170,8 @@ def test_pca9685_strikes_holds_releases_through_the_driver() -> None:
     err = perf.extra["actuation_error_us"]
     assert err["matched"] == len(plan)
     assert err["p99"] <= PCA_BOUND_US + 5, err  # + the clock sync's conversion
+    # every board answered, and configure's all-off overflowed no write queue
+    assert perf.link is not None and perf.link["i2c_errors"] == 0, perf.link
 
 
 def test_pca9685_all_off_and_watchdog_turn_every_channel_off(pca_sim: PcaSim) -> None:
@@ -232,10 +234,13 @@ def test_pca9685_write_to_a_missing_board_turns_nothing_on(pca_sim: PcaSim) -> N
     st = wait_done(pca_sim.link, len(cmds))
     assert st["played"] == len(cmds)
     pca_sim.stop()
+    nacked = [w for w in pca_sim.i2c() if w[1] == "start-write" and w[2] == "0x41"]
+    # status.i2c_errors counts them: 0x41's six set-up transactions (at configure), its
+    # strike and pulse end at least (its release may come after the status)
+    assert 6 + 2 <= st["i2c_errors"] <= len(nacked), (st["i2c_errors"], len(nacked))
     rows = pca_sim.rows()
     assert all(a == 0x40 for _, a, _, _ in rows), rows
     assert [d for _, a, c, d in rows if (a, c) == (0x40, 5)] == [2500, 800, 0]
-    nacked = [w for w in pca_sim.i2c() if w[1] == "start-write" and w[2] == "0x41"]
     assert nacked and all(w[-1] == "nack" for w in nacked)
     # an address NACK ends the transaction: no data byte ever went to 0x41
     assert not [w for w in pca_sim.i2c() if w[1] == "write" and w[2] == "0x41"]
@@ -281,3 +286,35 @@ def test_pca9685_four_note_chords_are_centred_on_their_clock() -> None:
     assert max(abs(e) for e in strikes) <= 350, strikes
     assert min(strikes) < -50, strikes  # centred: some land before the clock
     assert max(abs(e) for e in others) <= 500, others
+
+
+def test_pca9685_missing_board_counts_i2c_errors_in_the_link_statistics() -> None:
+    """fw-avr:// with the 88-key spec but board 0x45 missing from the simulated bus
+    (``pca_bus``): its keys' writes are NACKed, nothing of it switches on, the other
+    boards play on time, and the firmware's count reaches ``Performance.link
+    ["i2c_errors"]`` (what the play report's ``link`` dict carries)."""
+    sp = spec(SPEC_88)
+    keys = [0, 87]  # boards 0x40 and 0x45 (missing)
+    cmds: list[Command] = []
+    for n, k in enumerate(keys):
+        key = sp.keys[k]
+        t = 200_000 + 5_000 * n
+        hold = int(key.pwm_max * sp.strike.hold_duty)
+        cmds.append(Command(t, PlanOp.STRIKE, key.channel, 2000, 20_000, hold, note=n))
+        cmds.append(Command(t + 40_000, PlanOp.RELEASE, key.channel, note=n))
+    plan = Plan(cmds, spec_name=sp.name, spec_hash=sp.spec_hash)
+    plan.sort()
+    with open_port("fw-avr://?pca_bus=0x40,0x41,0x42,0x43,0x44", sp) as dev:
+        perf = dev.play(plan)
+        res, tr = dev.last_result, dev.last_trace
+    assert not res.error, res.error
+    # the firmware cannot tell: it ran every command
+    assert res.counts() == {"played": len(plan)}
+    assert tr is not None
+    missing = sp.keys[87].channel
+    assert [lv for _, a, lv in tr.changes if a == missing] == []
+    assert [lv for _, a, lv in tr.changes if a == sp.keys[0].channel] == [2000, 1433, 0]
+    assert perf.link is not None
+    # 0x45's six set-up transactions at configure, then its strike, pulse end, release
+    # (the last status comes after the release's write: the driver drains the queue)
+    assert perf.link["i2c_errors"] >= 6 + 3, perf.link

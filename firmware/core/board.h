@@ -20,6 +20,9 @@
  *                        queue clock it was due at (its command's clock, which is
  *                        RP_OUTPUT_LEAD_TICKS before the output's own time; for an
  *                        output the main loop writes at once: now minus that lead)
+ *   RP_OUTPUT_ERRORS() (optional, 0): the output bus's faults since boot (a PCA9685
+ *                        NACK, bus error, stuck bus, write-queue overflow; 16 bits,
+ *                        saturating), reported in status.i2c_errors
  *   RP_TIMER_OPEN(), RP_TIMER_CLOSE() (optional): let the board's other interrupts in
  *                        while the timer context decides, and shut them out again
  *                        for its waits, port writes and re-arming

@@ -11,6 +11,9 @@
 #ifndef RP_OUTPUT_LEAD_TICKS
 #define RP_OUTPUT_LEAD_TICKS(out_kind) 0U /* every output changes at its commit */
 #endif
+#ifndef RP_OUTPUT_ERRORS
+#define RP_OUTPUT_ERRORS() 0U /* no output bus that can fail */
+#endif
 
 rp_link_stats rp_link;
 
@@ -297,7 +300,8 @@ static void send_status(uint32_t tag)
     uint8_t *p = out_reserve(RP_STATUS_MAX_BYTES);
     OUT_DONE(rp_put_status(p, tag, state, boot_id, board_clock(), rp_sched_free(), next_index,
                            c.played, c.late, c.refused, c.flushed, c.cutoffs,
-                           rp_link.bad_frames + rp_link.bad_messages, heat, hot));
+                           rp_link.bad_frames + rp_link.bad_messages, heat, hot,
+                           RP_OUTPUT_ERRORS()));
 }
 
 static void send_identify(void)

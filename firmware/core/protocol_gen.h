@@ -6,7 +6,7 @@
 #include <stdint.h>
 #include "wire.h"
 
-#define RP_PROTOCOL_VERSION 1
+#define RP_PROTOCOL_VERSION 2
 #define RP_MAX_PAYLOAD 120
 #define RP_MAX_ACTUATORS 127
 #define RP_NO_ACTUATOR 127
@@ -20,7 +20,7 @@
 #define RP_MIN_RAW 4
 #define RP_MAX_RAW 124
 #define RP_MAX_ENCODED 125
-#define RP_MAX_FIELDS 14
+#define RP_MAX_FIELDS 15
 
 /* CRC-16/CCITT-FALSE table (poly 0x1021), for a table-driven CRC */
 #define RP_CRC16_TABLE \
@@ -199,8 +199,9 @@
 #define RP_STATUS_BAD_FRAMES 11
 #define RP_STATUS_HEAT_PERMILLE 12
 #define RP_STATUS_HEAT_ACTUATOR 13
-#define RP_STATUS_NFIELDS 14
-#define RP_STATUS_MAX_BYTES 57
+#define RP_STATUS_I2C_ERRORS 14
+#define RP_STATUS_NFIELDS 15
+#define RP_STATUS_MAX_BYTES 60
 #define RP_EVENT_KIND 0
 #define RP_EVENT_INDEX 1
 #define RP_EVENT_ACTUATOR 2
@@ -368,7 +369,7 @@ static inline uint8_t *rp_put_clock(uint8_t *p, uint32_t tag, uint32_t clock)
 }
 
 /* status: answer to heartbeat; played+late+refused+flushed+queued == next_index */
-static inline uint8_t *rp_put_status(uint8_t *p, uint32_t tag, uint32_t state, uint32_t boot_id, uint32_t clock, uint32_t free, uint32_t next_index, uint32_t played, uint32_t late, uint32_t refused, uint32_t flushed, uint32_t cutoffs, uint32_t bad_frames, uint32_t heat_permille, uint32_t heat_actuator)
+static inline uint8_t *rp_put_status(uint8_t *p, uint32_t tag, uint32_t state, uint32_t boot_id, uint32_t clock, uint32_t free, uint32_t next_index, uint32_t played, uint32_t late, uint32_t refused, uint32_t flushed, uint32_t cutoffs, uint32_t bad_frames, uint32_t heat_permille, uint32_t heat_actuator, uint32_t i2c_errors)
 {
     p = rp_put_vlq(p, RP_MSG_STATUS);
     p = rp_put_vlq(p, (int32_t)tag);
@@ -385,6 +386,7 @@ static inline uint8_t *rp_put_status(uint8_t *p, uint32_t tag, uint32_t state, u
     p = rp_put_vlq(p, (int32_t)bad_frames);
     p = rp_put_vlq(p, (int32_t)heat_permille);
     p = rp_put_vlq(p, (int32_t)heat_actuator);
+    p = rp_put_vlq(p, (int32_t)i2c_errors);
     return p;
 }
 
@@ -418,7 +420,7 @@ static inline uint8_t *rp_encode_args(uint8_t id, const uint32_t *args,
     case RP_MSG_IDENTIFY_RESP: return rp_put_identify_resp(p, args[0], args[1], bytes, nbytes, args[3], args[4], args[5], args[6], args[7], args[8], args[9], args[10], args[11], args[12]);
     case RP_MSG_CONFIG_RESULT: return rp_put_config_result(p, args[0], args[1], args[2]);
     case RP_MSG_CLOCK: return rp_put_clock(p, args[0], args[1]);
-    case RP_MSG_STATUS: return rp_put_status(p, args[0], args[1], args[2], args[3], args[4], args[5], args[6], args[7], args[8], args[9], args[10], args[11], args[12], args[13]);
+    case RP_MSG_STATUS: return rp_put_status(p, args[0], args[1], args[2], args[3], args[4], args[5], args[6], args[7], args[8], args[9], args[10], args[11], args[12], args[13], args[14]);
     case RP_MSG_EVENT: return rp_put_event(p, args[0], args[1], args[2], args[3]);
     case RP_MSG_SHUTDOWN_NOTICE: return rp_put_shutdown_notice(p, args[0], args[1]);
     default: return 0;

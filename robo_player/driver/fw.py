@@ -20,7 +20,9 @@ Options (query string or keyword arguments): ``truth_seed`` (0), ``sensor_seed``
 default 0.15: the driver then runs on simulated time), ``start_index`` (resume from this plan command), ``state`` (file where the
 last executed command is saved, for ``play --resume``), ``trace_dir`` (keep the traces
 there), ``lead`` (s, buffered ahead, default 1.0), ``watchdog_ms`` (90),
-``level_shift`` (0), and the fault options of :mod:`.faults`.
+``level_shift`` (0), ``pca_bus`` (simavr: the PCA9685 addresses on the simulated
+bus, comma-separated, or ``none``; default the spec's boards), and the fault options of
+:mod:`.faults`.
 """
 
 from __future__ import annotations
@@ -83,6 +85,7 @@ _OPTIONS = (
     "seed",
     "baud",
     "queue",
+    "pca_bus",
     *FAULT_OPTIONS,
 )
 
@@ -559,7 +562,27 @@ class FirmwareDevice:
 
     def _pca_addresses(self) -> tuple[int, ...]:
         """The spec's PCA9685 boards: the simavr harness models these and no others, so
-        a write to any other address is NACKed (and counted), never silently taken."""
+        a write to any other address is NACKed (and counted), never silently taken.
+        Option ``pca_bus`` puts other boards on the bus (a missing board, a test)."""
+        raw = self.opts.get("pca_bus")
+        if raw is not None:
+            text = str(raw).strip().lower()
+            if text == "none":
+                return ()
+            try:
+                addrs = tuple(int(a, 0) for a in text.split(","))
+            except ValueError as err:
+                raise TransportError(
+                    f"{self.url}: option pca_bus={raw!s}: not a comma-separated list of "
+                    "I2C addresses (or none)"
+                ) from err
+            for a in addrs:
+                if not 0x08 <= a <= 0x77:
+                    raise TransportError(
+                        f"{self.url}: option pca_bus: address {a:#04x} out of range "
+                        "(allowed 0x08..0x77)"
+                    )
+            return addrs
         return tuple(
             sorted(
                 b.i2c_address

@@ -159,6 +159,10 @@ class Link:
     def wire_in_flight(self) -> int:
         return sum(len(p.wire) for p in self._unacked)
 
+    def in_flight(self, seq: int) -> bool:
+        """The DATA frame ``seq`` is queued or not yet acknowledged."""
+        return any(p.seq == seq for p in self._queue) or any(p.seq == seq for p in self._unacked)
+
     def free_credits(self) -> int:
         """Queue slots the device will still have once everything sent and queued runs in."""
         return self.credits - self.records_in_flight - self.records_queued

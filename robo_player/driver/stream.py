@@ -302,6 +302,10 @@ class Session:
         self.events: list[Message] = []
         self.status: Message | None = None
         self.shutdown_notice: Message | None = None
+        # a status said SHUTDOWN while streaming: the device's shutdown_notice (not
+        # resent) was lost, and its reason with it
+        self.shutdown_in_status = False
+        self._streaming = False
         self.reset_seen: int | None = None  # the new boot id, once a reset was seen
         self._probing = False  # a resync + identify is out, after acks that made no sense
         self._last_poll = 0.0  # last empty frame sent to learn the device's credits
@@ -386,6 +390,8 @@ class Session:
         elif n == "status":
             self.status = m
             self.unwrap(m["clock"])
+            if self._streaming and m["state"] == State.SHUTDOWN:
+                self.shutdown_in_status = True
             if self.info is not None and m["boot_id"] != self.info.boot_id:
                 self.reset_seen = m["boot_id"]
         elif n == "event":
@@ -416,24 +422,26 @@ class Session:
     def _request(self, msgs: list[Message], reply: str) -> Message:
         """Send ``msgs`` and wait for ``reply``, asking again when the answer was lost."""
         for attempt in range(self.cfg.max_tries):
-            self._send(msgs)
+            seq = self._send(msgs)
             try:
-                return self._wait_reply(reply, self.cfg.reply_timeout_s / 2)
+                return self._wait_reply(reply, self.cfg.reply_timeout_s / 2, seq)
             except DeviceTimeout:
                 log.info("%s: no %s (try %d); asking again", self.tr.url, reply, attempt + 1)
         raise DeviceTimeout(
             f"{self.tr.url}: no {reply} from the device after {self.cfg.max_tries} tries"
         )
 
-    def _wait_reply(self, name: str, timeout: float) -> Message:
+    def _wait_reply(self, name: str, timeout: float, seq: int) -> Message:
+        """Wait for ``name``, answering the request in DATA frame ``seq``."""
         deadline = self.now() + timeout
         while True:
             got = self._replies.get(name)
             if got:
                 return got.pop(0)[0]
-            if not self.link.idle:
+            if self.link.in_flight(seq):
                 # the request is still on its way (or being resent): the wait starts
-                # once the device has it
+                # once the device has it (not once the link is idle: heartbeats, which
+                # keep coming while we wait, would put that off for ever)
                 deadline = max(deadline, self.now() + timeout)
             elif self.now() >= deadline:
                 raise DeviceTimeout(
@@ -502,9 +510,9 @@ class Session:
         for attempt in range(self.cfg.max_tries):
             for b in batches:
                 self._send(b)
-            self._send(batch)
+            seq = self._send(batch)
             try:
-                res = self._wait_reply("config_result", self.cfg.reply_timeout_s / 2)
+                res = self._wait_reply("config_result", self.cfg.reply_timeout_s / 2, seq)
                 break
             except DeviceTimeout:
                 log.info(
@@ -598,6 +606,11 @@ class Session:
                 else f"host code {r}"
             )
             raise DeviceShutdown(f"{self.tr.url}: the device shut down ({name})", reason=r)
+        if self.shutdown_in_status:
+            raise DeviceShutdown(
+                f"{self.tr.url}: the device shut down (reason unknown: its status says "
+                "SHUTDOWN, its shutdown_notice was lost)"
+            )
 
     # ---- streaming ---------------------------------------------------------------------
     def stream(
@@ -635,6 +648,7 @@ class Session:
         last_clock = 0
         self._next_status = self.now()
         n_total = len(cmds) - start_index
+        self._streaming = True
         try:
             while True:
                 now = self.now()
@@ -713,6 +727,8 @@ class Session:
             res.error = f"{type(err).__name__}: {err}"
             res.exc = err
             log.warning("%s", res.error)
+        finally:
+            self._streaming = False
         self._account(cmds, start_index, sent, outcome, res)
         res.link = self.link_stats()
         if self.status is not None:
@@ -817,6 +833,9 @@ class Session:
             "sched_ack_bytes": round(
                 st.ack_bytes_received * st.sched_frames_all / max(1, st.data_frames_all)
             ),
+            # the firmware's output-bus faults since boot (PCA9685 NACKs, bus errors,
+            # stuck buses, write-queue overflows), from its last status
+            "i2c_errors": int(self.status["i2c_errors"]) if self.status is not None else 0,
         }
 
     # ---- the end -------------------------------------------------------------------

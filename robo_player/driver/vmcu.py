@@ -403,6 +403,7 @@ class VirtualMCU:
             bad_frames=c["bad_frames"],
             heat_permille=min(heat, 65535),
             heat_actuator=hot,
+            i2c_errors=0,  # no output bus
         )
 
     def _configure_end(self, m: Message, now: int) -> None:

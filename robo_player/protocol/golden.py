@@ -240,6 +240,7 @@ def make_vectors(seed: int = 2024) -> list[dict[str, Any]]:
             bad_frames=4,
             heat_permille=512,
             heat_actuator=127,
+            i2c_errors=300,
         ),
         Message.make("event", kind=1, index=77, actuator=40, clock=4_000_000_000),
         Message.make("shutdown_notice", reason=1, clock=42),

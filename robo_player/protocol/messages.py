@@ -28,7 +28,7 @@ from typing import Any
 from ..errors import ProtocolError
 from .varint import U32, get_uvar, get_vlq, put_uvar, put_vlq, unzigzag, zigzag
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2  # 2: status.i2c_errors
 
 # ---- limits shared by both sides (the C header gets them as RP_* macros) ----
 MAX_PAYLOAD = 120  # bytes of messages in one frame
@@ -284,6 +284,13 @@ MESSAGES: tuple[MsgSpec, ...] = (
             _u32("bad_frames", "CRC or framing errors and bad messages seen"),
             _int("heat_permille", 0, 65535, "hottest coil's duty budget used, 1000 = full"),
             _int("heat_actuator", 0, MAX_ACTUATORS, "hottest coil (127 = none)"),
+            _int(
+                "i2c_errors",
+                0,
+                65535,
+                "output bus faults since boot (PCA9685: NACKs, bus errors, stuck buses, "
+                "write-queue overflows; 0 without one)",
+            ),
         ),
         "answer to heartbeat; played+late+refused+flushed+queued == next_index",
     ),

@@ -63,6 +63,8 @@
 #define RP_OUTPUT_LEAD_TICKS(out_kind) \
     ((out_kind) == RP_OUT_PCA9685 ? (uint32_t)RP_PCA_LEAD_TICKS : 0U)
 extern uint32_t avr_out_clock;
+uint16_t board_output_errors(void);
+#define RP_OUTPUT_ERRORS() board_output_errors()
 #define RP_OUTPUT_AT(clock) (avr_out_clock = (clock))
 
 /* a prepared output write: a direct pin's port and mask, or a PCA9685 level */

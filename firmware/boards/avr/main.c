@@ -299,6 +299,13 @@ static uint8_t setup_addr, setup_step; /* a board being set up (step 0: none) */
 
 #define TWCR_GO (_BV(TWINT) | _BV(TWEN) | _BV(TWIE))
 
+/* Interrupts off. Saturates: status.i2c_errors never wraps back to 0. */
+static inline __attribute__((always_inline)) void count_error(void)
+{
+    if (twi_errors != 0xFFFF)
+        twi_errors++;
+}
+
 uint16_t board_output_errors(void)
 {
     uint8_t s = SREG;
@@ -567,7 +574,7 @@ void avr_pca_set(uint8_t actuator, uint16_t level)
                 pca_q[qidx(i)].level = 0;
         pca_spill[actuator >> 3] |= m;
         *lit &= (uint8_t)~m;
-        twi_errors++;
+        count_error();
     } else {
         uint16_t key = (uint16_t)(rp_acts[actuator].out_addr << 4 | rp_acts[actuator].out_channel);
         uint8_t i = pca_qn;
@@ -628,7 +635,7 @@ ISR(TWI_vect)
         return;
     }
     if (st != 0x18 && st != 0x28)
-        twi_errors++; /* NACK (no board there), arbitration lost, bus error: drop it */
+        count_error(); /* NACK (no board there), arbitration lost, bus error: drop it */
     TWCR = _BV(TWINT) | _BV(TWSTO) | _BV(TWEN); /* STOP: the chip takes the values now */
     twi_busy = 0;
     OCR1B = (uint16_t)(TCNT1 + 32);
@@ -646,7 +653,7 @@ static void twi_check(void)
         if (++stuck >= 2) {
             TWCR = 0; /* release the bus */
             twi_busy = 0;
-            twi_errors++;
+            count_error();
             stuck = 0;
             pca_service();
         }
