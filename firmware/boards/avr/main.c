@@ -280,6 +280,8 @@ static uint8_t pca_fullon[(RP_FW_MAX_ACTUATORS + 7) / 8]; /* its LEDn_ON_H full-
 static uint8_t pca_spill[(RP_FW_MAX_ACTUATORS + 7) / 8];  /* to switch off (an overflow) */
 static uint8_t pca_inited[64 / 8]; /* I2C addresses 0x40..0x7F */
 static uint8_t pca_setup_due[64 / 8]; /* boards to set up, first thing (configure) */
+static uint8_t pca_setup_n;           /* bits set in pca_setup_due: the engine looks at
+                                        * the bitmap only then (it runs after every STOP) */
 /* the last level queued for the output was not 0: an off for an output whose bit is
  * clear (off already, or turned off by the board's set-up or an ALL_LED_OFF) goes
  * nowhere, so the configuration's all-off writes nothing twice and overflows nothing */
@@ -436,7 +438,7 @@ static void pca_service(void)
         alloff_next = 0;
         pca_all_off = 0;
     }
-    if (!setup_step) /* a board to set up before its first write (see avr_pca_set) */
+    if (pca_setup_n && !setup_step) /* a board to set up first (see avr_pca_set) */
         for (uint8_t byte = 0; byte < sizeof pca_setup_due; byte++) {
             uint8_t d = pca_setup_due[byte];
             if (!d)
@@ -445,6 +447,7 @@ static void pca_service(void)
             while (!(d & (1 << bit)))
                 bit++;
             pca_setup_due[byte] = (uint8_t)(d & ~(1 << bit));
+            pca_setup_n--;
             setup_addr = (uint8_t)(0x40 + byte * 8 + bit);
             setup_step = 1;
             break;
@@ -483,8 +486,11 @@ static void pca_service(void)
     const pca_write_t *h = &pca_q[pca_qh];
     uint8_t addr = rp_acts[h->act].out_addr;
     if (!inited(addr)) {
-        uint8_t ai = (uint8_t)(addr - 0x40);
-        pca_setup_due[ai >> 3] &= (uint8_t)~(1 << (ai & 7));
+        uint8_t ai = (uint8_t)(addr - 0x40), bm = (uint8_t)(1 << (ai & 7));
+        if (pca_setup_due[ai >> 3] & bm) {
+            pca_setup_due[ai >> 3] &= (uint8_t)~bm;
+            pca_setup_n--;
+        }
         setup_addr = addr; /* set the board up first */
         setup_step = 1;
         pca_service();
@@ -554,6 +560,7 @@ void avr_pca_set(uint8_t actuator, uint16_t level)
     if (!inited(addr) && !(setup_step && setup_addr == addr) &&
         !(pca_setup_due[ai >> 3] & (1 << (ai & 7)))) {
         pca_setup_due[ai >> 3] |= (uint8_t)(1 << (ai & 7));
+        pca_setup_n++;
         new_setup = 1;
     }
     if (!level && !(*lit & m)) {
