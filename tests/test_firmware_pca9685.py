@@ -10,8 +10,10 @@ how long a test waits before it fails.
 from __future__ import annotations
 
 import re
+import signal
 import subprocess
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +22,7 @@ from driver_helpers import SPEC_88, spec
 from test_firmware import (
     AVR_ELF,
     AVR_HZ,
+    MAX_WAIT_S,
     SIM_BIN,
     Link,
     configure,
@@ -318,3 +321,79 @@ def test_pca9685_missing_board_counts_i2c_errors_in_the_link_statistics() -> Non
     # 0x45's six set-up transactions at configure, then its strike, pulse end, release
     # (the last status comes after the release's write: the driver drains the queue)
     assert perf.link["i2c_errors"] >= 6 + 3, perf.link
+
+
+def wait_trace(s: PcaSim, pred: Callable[[str], bool], what: str) -> str:
+    """The first trace line that matches, waiting for the harness to write it. The link
+    is only read (nothing is sent); the wall-clock deadline only bounds a failing test."""
+    deadline = time.monotonic() + MAX_WAIT_S
+    while time.monotonic() < deadline:
+        for line in s.trace.read_text().splitlines():
+            if pred(line):
+                return line
+        s.link.pump()  # a blocking read of 20 ms on the pty: the wait
+    raise AssertionError(f"no {what} in the trace within {MAX_WAIT_S} s")
+
+
+# after the MCU's reset, the PCA9685 channel must be off within this much simulated
+# time: the boot's all-call write (START, 3 bytes, STOP at 400 kHz: about 75 us) runs in
+# .init3, before avr-libc's start-up clears .bss (2.7 ms; measured: off 80 us after the
+# reset; from main(), as first written, it was 2.77 ms)
+BOOT_OFF_BOUND_US = 200
+
+
+def test_pca9685_channels_go_off_when_the_mcu_resets_mid_hold(pca_sim: PcaSim) -> None:
+    """A PCA9685 keeps its outputs running while the MCU resets. A PCA channel and a
+    direct pin held on (long hold); the harness resets the MCU (SIGUSR1: the RESET pin,
+    the boards keep their state). With no host command after the reset, the firmware's
+    boot turns the channel off (ALL_LED_OFF_H full off to the all-call address 0x70,
+    reaching a board it set up in its earlier run: the set-up keeps MODE1.ALLCALL), and
+    the direct pin is off at the reset itself (every pin an input). The firmware before
+    left the channel on until the next configure."""
+    outs = [(0x40, 3)]
+    cfg = pca_cfg(outs)
+    cfg[0] = Message.make("configure_begin", actuator_count=2, max_concurrent=2,
+                          watchdog_ms=2000, duty_window_ms=10_000, time_shift=4,
+                          level_shift=0)  # fmt: skip
+    cfg.append(Message.make("configure_actuator", actuator=1, out_kind=0, out_addr=0,
+                            out_channel=0, pwm_max=4095, max_drive=4095,
+                            max_on_us=5_000_000, max_pulse_us=50_000,
+                            duty_permille=1000))  # fmt: skip
+    assert configure(pca_sim.link, cfg)["reason"] == ConfigReason.OK
+    t = pca_sim.link.clock() + 100_000 * US
+    cmds = [
+        TimedCommand(t, Op.STRIKE, 0, 3000, 5_000, 1000),
+        TimedCommand(t, Op.STRIKE, 1, 4095, 5_000, 4095),
+        TimedCommand(t + 4_000_000 * US, Op.RELEASE, 0),  # lost in the reset
+        TimedCommand(t + 4_000_000 * US, Op.RELEASE, 1),
+    ]
+    schedule(pca_sim.link, cmds, n_act=2, time_shift=4)
+    wait_done(pca_sim.link, 2)
+    # the hold: duty 1000 on 0x40 channel 3 after the 5 ms pulse
+    wait_trace(pca_sim, lambda ln: ln.endswith(" 1 64 3 1000"), "hold level")
+    assert [lv for _, a, c, lv in pca_sim.rows() if (a, c) == (0x40, 3)] == [3000, 1000]
+    pca_sim.proc.send_signal(signal.SIGUSR1)  # the MCU resets; nothing is sent after it
+    reset = wait_trace(pca_sim, lambda ln: ln.startswith("# mcu reset at "), "reset")
+    reset_cycle, reset_clock = int(reset.split()[5]), int(reset.split()[7])
+    # run on, in simulated time, to the harness's next once-a-second cycle count
+    wait_trace(pca_sim, lambda ln: ln.startswith("# cycles ") and
+               int(ln.split()[2]) > reset_cycle + 1_000 * US, "cycle count after the reset")  # fmt: skip
+    pca_sim.stop()
+    rows = pca_sim.rows()
+    after = [(c, lv) for c, a, ch, lv in rows if (a, ch) == (0x40, 3) and c >= reset_clock]
+    assert after, "the PCA9685 channel stayed on after the MCU reset"
+    assert after[0][1] == 0 and len(after) == 1, after
+    off_us = (after[0][0] - reset_clock) / US
+    assert 0 <= off_us <= BOOT_OFF_BOUND_US, off_us
+    # the direct pin: an input (off) at the reset cycle itself
+    pins = [(int(c), int(lv)) for c, k, _a, ch, lv in
+            (ln.split() for ln in pca_sim.trace.read_text().splitlines()
+             if ln and not ln.startswith("#")) if k == "0" and ch == "0"]  # fmt: skip
+    assert pins == [(pins[0][0], 1), (reset_clock, 0)], (pins, reset_clock)
+    # the boot's write, first thing on the bus after the reset: 0x70 ALL_LED_OFF_H = 0x10
+    text = pca_sim.trace.read_text()
+    boot = [ln.split()[2:] for ln in text[text.index("# mcu reset at "):].splitlines()
+            if ln.startswith("# i2c ")]  # fmt: skip
+    assert [w[1:] for w in boot[:4]] == [
+        ["start-write", "0x70", "ack"], ["write", "0x70", "0xfd", "ack"],
+        ["write", "0x70", "0x10", "ack"], ["stop", "0x70", "ack"]], boot[:6]  # fmt: skip

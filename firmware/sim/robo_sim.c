@@ -40,7 +40,14 @@
  * least 0x.. (N bytes below RAMEND ..)" (the deepest stack), "# timer1 flags
  * kept on TIFR1 writes N" and "# timer1 overflows R serviced S of N" (see on_tifr1).
  * At exit also "# pca9685 ..." lines: bus totals (transactions, bytes, NACKs, the longest
- * transaction) and each board's MODE1/MODE2, prescale and channels left on. Exits on SIGTERM/SIGINT, or after --max-seconds of simulated time. */
+ * transaction) and each board's MODE1/MODE2, prescale and channels left on. Exits on SIGTERM/SIGINT, or after --max-seconds of simulated time.
+ *
+ * SIGUSR1 resets the MCU (as its RESET pin would) and nothing else: the PCA9685 boards
+ * keep their registers and outputs, the pty stays open. The trace gets "# mcu reset at
+ * cycle N clock C" (C in the trace's clock); every direct output's pin becomes an input
+ * (off: a line "C 0 0 k 0" for each that was high); the firmware starts again from its
+ * reset vector. Trace clocks go on counting from the first run's Timer1 start (the
+ * firmware's own clock restarts from 0: "# timer1 restarted at cycle M"). */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <inttypes.h>
@@ -65,6 +72,7 @@
 
 #include "pca9685.h"
 #include "pins.h"
+#include "twi.h"
 
 static const uint8_t pins[RP_AVR_DIRECT_OUTPUTS] = RP_AVR_PINS_INIT;
 static int8_t output_of[11][8]; /* port, bit -> direct output number, or -1 */
@@ -73,13 +81,14 @@ static FILE *trace;
 static avr_t *avr;
 /* ATmega2560: 57 vectors of 4 bytes (jmp); an interrupt taken puts the PC there */
 #define VECTOR_TABLE_END (57 * 4)
-static volatile sig_atomic_t stop;
+static volatile sig_atomic_t stop, reset_req;
 
 /* The firmware's clock is Timer1 (no prescaler): it counts from the cycle its clock
  * select bits are first written. Trace times are in that clock, like the host build's. */
 #define TCCR1B_ADDR 0x81
-static uint64_t timer_start_cycle;
-static int timer_started;
+static uint64_t timer_start_cycle; /* this run's Timer1 start (the compare check) */
+static uint64_t trace_base;        /* trace clock = cycle - trace_base (the first run's) */
+static int timer_started, mcu_resets;
 
 static void on_tccr1b(struct avr_t *a, avr_io_addr_t addr, uint8_t v, void *param)
 {
@@ -87,8 +96,11 @@ static void on_tccr1b(struct avr_t *a, avr_io_addr_t addr, uint8_t v, void *para
     if (!timer_started && (v & 0x07)) {
         timer_started = 1;
         timer_start_cycle = a->cycle;
+        if (!mcu_resets)
+            trace_base = timer_start_cycle;
         if (trace)
-            fprintf(trace, "# timer1 started at cycle %" PRIu64 "\n", timer_start_cycle);
+            fprintf(trace, "# timer1 %s at cycle %" PRIu64 "\n",
+                    mcu_resets ? "restarted" : "started", timer_start_cycle);
     }
 }
 
@@ -111,6 +123,8 @@ static void on_compa(struct avr_irq_t *irq, uint32_t value, void *param)
     if (!clock_checked) {
         clock_checked = 1;
         timer_start_cycle += (int64_t)diff;
+        if (!mcu_resets)
+            trace_base = timer_start_cycle;
         if (trace)
             fprintf(trace, "# timer1 clock = cycle - %" PRIu64 " (checked at a compare match)\n",
                     timer_start_cycle);
@@ -189,7 +203,7 @@ static void on_port(struct avr_irq_t *irq, uint32_t value, void *param)
         if (!(changed & (1 << bit)) || output_of[port][bit] < 0)
             continue;
         if (trace)
-            fprintf(trace, "%" PRIu64 " 0 0 %d %d\n", (uint64_t)(avr->cycle - timer_start_cycle),
+            fprintf(trace, "%" PRIu64 " 0 0 %d %d\n", (uint64_t)(avr->cycle - trace_base),
                     output_of[port][bit], (v >> bit) & 1);
     }
 }
@@ -198,7 +212,7 @@ static void on_port(struct avr_irq_t *irq, uint32_t value, void *param)
 static void on_pca(uint8_t addr, uint8_t channel, uint16_t duty, uint64_t cycle)
 {
     if (trace)
-        fprintf(trace, "%" PRIu64 " 1 %u %u %u\n", (uint64_t)(cycle - timer_start_cycle),
+        fprintf(trace, "%" PRIu64 " 1 %u %u %u\n", (uint64_t)(cycle - trace_base),
                 (unsigned)addr, (unsigned)channel, (unsigned)duty);
 }
 
@@ -330,8 +344,34 @@ static int uart_bridge(avr_t *a)
 
 static void on_signal(int sig)
 {
-    (void)sig;
-    stop = 1;
+    if (sig == SIGUSR1)
+        reset_req = 1;
+    else
+        stop = 1;
+}
+
+/* SIGUSR1: the MCU's RESET pin, between two instructions. avr_reset() clears the I/O
+ * registers (every DDR and PORT 0: each pin an input, off), SRAM and the cycle timers;
+ * the boards, the EEPROM (its boot counter) and the pty are outside the MCU. */
+static void mcu_reset(void)
+{
+    mcu_resets++;
+    if (trace)
+        fprintf(trace, "# mcu reset at cycle %" PRIu64 " clock %" PRIu64 "\n",
+                (uint64_t)avr->cycle, (uint64_t)(avr->cycle - trace_base));
+    avr_reset(avr);
+    avr->state = cpu_Running;
+    for (int p = 0; p < 11; p++) { /* the pins' new level, traced by on_port */
+        avr_irq_t *irq =
+            avr_io_getirq(avr, AVR_IOCTL_IOPORT_GETIRQ(port_letters[p]), IOPORT_IRQ_PIN_ALL);
+        if (irq)
+            avr_raise_irq(irq, 0);
+        port_state[p] = 0;
+    }
+    twi_master_reset();
+    avr_cycle_timer_register(avr, POLL_CYCLES, uart_poll, NULL); /* dropped by the reset */
+    uart_xon = 0; /* until the firmware enables its receiver again */
+    timer_started = clock_checked = 0;
 }
 
 static void usage(void)
@@ -485,6 +525,7 @@ int main(int argc, char **argv)
     }
     signal(SIGTERM, on_signal);
     signal(SIGINT, on_signal);
+    signal(SIGUSR1, on_signal);
     printf("PTY %s\n", pty_name);
     fflush(stdout);
 
@@ -500,6 +541,11 @@ int main(int argc, char **argv)
     double start = wall(), start0 = start;
     int state = cpu_Running;
     while (!stop && state != cpu_Done && state != cpu_Crashed) {
+        if (reset_req) {
+            reset_req = 0;
+            mcu_reset();
+            cli_since = 0;
+        }
         uint64_t c0 = avr->cycle;
         uint32_t pc0 = avr->pc;
         int was_running = avr->state == cpu_Running;
@@ -575,7 +621,7 @@ int main(int argc, char **argv)
         fprintf(trace, "# timer1 flags kept on TIFR1 writes %" PRIu64 "\n", tifr1_kept);
         fprintf(trace, "# timer1 overflows %" PRIu64 " serviced %" PRIu64 " of %" PRIu64 "\n",
                 overflows, overflows_run,
-                timer_started ? (uint64_t)(avr->cycle - timer_start_cycle) >> 16 : 0);
+                timer_started ? (uint64_t)(avr->cycle - trace_base) >> 16 : 0);
         pca9685_report(trace);
         if (avr_dropped)
             fprintf(trace, "# uart bytes dropped %" PRIu64 " (the host did not read)\n",

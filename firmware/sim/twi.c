@@ -186,6 +186,18 @@ int twi_master_attach(avr_t *avr, const twi_slaves_t *slaves)
     return 0;
 }
 
+void twi_master_reset(void)
+{
+    /* avr_reset() cleared the registers and the cycle timers: the module is off, its
+     * bus lines released. The slaves saw no STOP: a board mid-transaction stays
+     * selected until the next START (a repeated START to it). */
+    step = STEP_NONE;
+    owned = after_sla = reading = start_after_stop = 0;
+    sim->data[TWSR] = ST_IDLE;
+    sim->data[TWDR] = 0xFF;
+    bus_free_at = sim->cycle;
+}
+
 void twi_master_report(FILE *f)
 {
     fprintf(f,

@@ -25,6 +25,10 @@ typedef struct {
 
 int twi_master_attach(avr_t *avr, const twi_slaves_t *slaves);
 
+/* After an MCU reset (avr_reset): the module back to its reset state; the slaves keep
+ * theirs, as the chips on a real bus do. */
+void twi_master_reset(void);
+
 /* "# twi ..." exit line: SCL period, steps, the longest transaction START..STOP. */
 void twi_master_report(FILE *f);
 

@@ -453,9 +453,11 @@ static void pca_service(void)
             break;
         }
     if (setup_step) { /* MODE1: auto-increment + sleep; PRE_SCALE 5 (~1 kHz); every
-                       * channel: ON = 0, full off; MODE1: wake */
+                       * channel: ON = 0, full off; MODE1: wake. MODE1 keeps ALLCALL
+                       * (bit 0, on at power-on): the boot all-off (pca_boot_all_off)
+                       * reaches a board set up by an earlier run through 0x70. */
         static const uint8_t setup[6][2] PROGMEM = {
-            {0x00, 0x30}, {0xFE, 5}, {0xFA, 0}, {0xFB, 0}, {0xFD, 0x10}, {0x00, 0x20}};
+            {0x00, 0x31}, {0xFE, 5}, {0xFA, 0}, {0xFB, 0}, {0xFD, 0x10}, {0x00, 0x21}};
         uint8_t k = (uint8_t)(setup_step - 1);
         if (++setup_step == 7) {
             setup_step = 0;
@@ -673,12 +675,63 @@ static void twi_check(void)
 
 /* ---------------------------------------------------------------- start and loop */
 
-/* The watchdog stays enabled across its own reset: turn it off first thing. */
+/* Polled (interrupts off, TWIE clear): waits for TWINT, at most 4096 polls (about 2 ms:
+ * a slave holding SCL or SDA); 0 on a timeout. */
+static uint8_t twi_wait(void)
+{
+    for (uint16_t n = 0; n < 4096; n++)
+        if (TWCR & _BV(TWINT))
+            return 1;
+    return 0;
+}
+
+/* Boot, first thing on the bus: a PCA9685 keeps its outputs running while the MCU
+ * resets (watchdog, brown-out, a reset button), and the boards are set up again only
+ * at the next configure: a channel left on would stay on until then, or for ever if
+ * the host is gone. One write to 0x70, the power-on ALL CALL address every board
+ * answers (MODE1.ALLCALL, kept set by our set-up), of ALL_LED_OFF_H (0xFD) = full off
+ * (bit 4, which wins over full on): every channel of every board off at its STOP, with
+ * no configuration known. START, 3 bytes, STOP: 29 SCL periods, 73 us at 400 kHz. It
+ * runs in .init3, before avr-libc's start-up copies .data and clears .bss (2.7 ms):
+ * off 80 us after the reset (simavr). A NACK (no board on the bus) is no fault; a
+ * stuck bus is released, and counted once main() runs (boot_bus_stuck). */
+static uint8_t boot_bus_stuck __attribute__((section(".noinit"))); /* .bss comes after */
+
+static __attribute__((noinline)) void pca_boot_all_off(void)
+{
+    static const uint8_t msg[3] PROGMEM = {0x70 << 1, 0xFD, 0x10};
+    uint8_t ok = 1;
+    TWSR = 0;
+    TWBR = (uint8_t)RP_TWBR; /* RP_TWI_HZ */
+    TWCR = _BV(TWINT) | _BV(TWSTA) | _BV(TWEN);
+    for (uint8_t i = 0; ok && i < 3; i++) {
+        ok = twi_wait();
+        uint8_t st = TWSR & 0xF8;
+        if (!ok || (i == 0 ? st != 0x08 : st != 0x18 && st != 0x28))
+            break; /* no START, or a NACK: STOP */
+        TWDR = pgm_read_byte(&msg[i]);
+        TWCR = _BV(TWINT) | _BV(TWEN);
+    }
+    if (ok)
+        ok = twi_wait(); /* the last byte's ACK (or the NACK that ended it) */
+    if (ok) {
+        TWCR = _BV(TWINT) | _BV(TWSTO) | _BV(TWEN); /* the boards take it now */
+        for (uint16_t n = 0; n < 4096 && (TWCR & _BV(TWSTO)); n++)
+            ;
+    } else {
+        TWCR = 0; /* release the bus */
+    }
+    boot_bus_stuck = !ok;
+}
+
+/* The watchdog stays enabled across its own reset: turn it off first thing; then every
+ * PCA9685 output off (the stack is set up in .init2; nothing here needs .data/.bss). */
 void wdt_off_early(void) __attribute__((naked, used, section(".init3")));
 void wdt_off_early(void)
 {
     MCUSR = 0;
     wdt_disable();
+    pca_boot_all_off();
 }
 
 static uint32_t make_boot_id(void)
@@ -696,6 +749,8 @@ int main(void)
     TIMSK1 = _BV(TOIE1);
     TWSR = 0;
     TWBR = (uint8_t)RP_TWBR; /* RP_TWI_HZ */
+    if (boot_bus_stuck) /* the boot's all-off (wdt_off_early) found the bus stuck */
+        count_error();
     uart_init();
     outputs_init();
     rp_init(make_boot_id());
