@@ -126,7 +126,21 @@ def codes_for(x: torch.Tensor) -> torch.Tensor:
     return torch.from_numpy(np.stack(rows)).to(x.device)
 
 
-class PerformanceLSTM(nn.Module):
+class _EventInputs(nn.Module):
+    """Shared by both networks: event embedding plus, for a features model, the
+    projected state rows (``self.embed``, ``self.state_enc`` set by the subclass)."""
+
+    embed: nn.Embedding
+    state_enc: StateEncoder | None
+
+    def inputs(self, x: torch.Tensor, codes: torch.Tensor | None) -> torch.Tensor:
+        e = self.embed(x)
+        if self.state_enc is not None:
+            e = e + self.state_enc(codes if codes is not None else codes_for(x))
+        return e
+
+
+class PerformanceLSTM(_EventInputs):
     """Embedding -> LSTM (n_layers x d_model) -> linear, as Performance RNN."""
 
     def __init__(self, config: ModelConfig) -> None:
@@ -138,12 +152,6 @@ class PerformanceLSTM(nn.Module):
                             dropout=config.dropout if config.n_layers > 1 else 0.0)
         self.drop = nn.Dropout(config.dropout)
         self.head = nn.Linear(config.d_model, config.vocab_size)
-
-    def inputs(self, x: torch.Tensor, codes: torch.Tensor | None) -> torch.Tensor:
-        e = self.embed(x)
-        if self.state_enc is not None:
-            e = e + self.state_enc(codes if codes is not None else codes_for(x))
-        return e
 
     def forward(self, x: torch.Tensor, codes: torch.Tensor | None = None) -> torch.Tensor:
         """``x`` (B, T) ids; ``codes`` (B, T, N_STATE) the state after each input (made
@@ -217,7 +225,7 @@ class Block(nn.Module):
         return x, cache
 
 
-class RelativeTransformer(nn.Module):
+class RelativeTransformer(_EventInputs):
     """Decoder-only pre-LN Transformer with learned relative position bias (no absolute
     positions at all, so it runs on sequences of any length)."""
 
@@ -230,12 +238,6 @@ class RelativeTransformer(nn.Module):
         self.blocks = nn.ModuleList(Block(config) for _ in range(config.n_layers))
         self.ln_f = nn.LayerNorm(config.d_model)
         self.head = nn.Linear(config.d_model, config.vocab_size)
-
-    def inputs(self, x: torch.Tensor, codes: torch.Tensor | None) -> torch.Tensor:
-        e = self.embed(x)
-        if self.state_enc is not None:
-            e = e + self.state_enc(codes if codes is not None else codes_for(x))
-        return e
 
     def forward(self, x: torch.Tensor, codes: torch.Tensor | None = None) -> torch.Tensor:
         h = self.drop(self.inputs(x, codes))  # (B, T, C)
