@@ -210,22 +210,23 @@ class NumpyLSTM:
                 w_ih0 = lstm.weight_ih_l0.double()
                 self.state_w = (w_ih0 @ enc.proj.weight.double()).T.float().contiguous().numpy()  # (D, 4H)
                 self.table += (w_ih0 @ enc.proj.bias.double()).float().numpy()
-                self._n_bins = enc.N_BINS
+                self._enc = type(enc)
         H = self.h  # noqa: N806 - gate order i, f, g, o: sigmoid on i, f, o
         self.sig_idx = np.r_[0:2 * H, 3 * H:4 * H]
 
     def _state_gates(self, tracker: tk.StateTracker) -> np.ndarray:
         """The state rows' share of the first layer's gates (``StateEncoder.dense`` in
         numpy, only its nonzero entries)."""
-        w = self.state_w
-        n_p, nb = tk.N_PITCH, self._n_bins
-        keys = np.fromiter((p for p in tracker.onset), dtype=np.int64, count=len(tracker.onset))
+        enc, w = self._enc, self.state_w
+        top = enc.N_BINS - 1
         row = tracker.codes().astype(np.int64)
-        g = w[2 * n_p + 3 * nb - nb + min(nb - 1, row[n_p + 1] // 8)] + w[2 * n_p + nb + min(nb - 1, row[n_p] // 8)]
+        g = (w[enc.SINCE + min(top, row[tk.N_PITCH] // enc.GAP_STEPS)]
+             + w[enc.IOI + min(top, row[tk.N_PITCH + 1] // enc.GAP_STEPS)])
+        keys = np.fromiter(tracker.onset, dtype=np.int64, count=len(tracker.onset))
         if len(keys):
             el = row[keys] - 1
-            g = g + w[keys].sum(0) + (el / 100.0).astype(np.float32) @ w[n_p + keys]
-            g = g + w[2 * n_p + np.minimum(el // 4, nb - 1)].sum(0)
+            g = g + w[keys].sum(0) + (el / 100.0).astype(np.float32) @ w[tk.N_PITCH + keys]
+            g = g + w[enc.HIST + np.minimum(el // enc.EL_STEPS, top)].sum(0)
         return g
 
     def step(self, tok: int, state: Any) -> tuple[np.ndarray, Any]:

@@ -91,6 +91,10 @@ class StateEncoder(nn.Module):
     """
 
     N_BINS = 32
+    EL_STEPS = 4  # histogram bin of a held key's time down: 4 steps (40 ms)
+    GAP_STEPS = 8  # bin of the time since the last onset and of the last IOI: 80 ms
+    # layout of the dense vector: [held 128 | seconds down 128 | hist 32 | since 32 | ioi 32]
+    HIST, SINCE, IOI = 2 * N_PITCH, 2 * N_PITCH + N_BINS, 2 * N_PITCH + 2 * N_BINS
     N_DENSE = 2 * N_PITCH + 3 * N_BINS
 
     def __init__(self, d_model: int) -> None:
@@ -105,9 +109,9 @@ class StateEncoder(nn.Module):
         el = (keys - 1).clamp(min=0) * held
         nb = cls.N_BINS
         hist = torch.zeros(*c.shape[:-1], nb, dtype=torch.float32, device=c.device)
-        hist.scatter_add_(-1, (el // 4).clamp(max=nb - 1), held.float())
-        since = F.one_hot((c[..., N_PITCH] // 8).clamp(max=nb - 1), nb).float()
-        ioi = F.one_hot((c[..., N_PITCH + 1] // 8).clamp(max=nb - 1), nb).float()
+        hist.scatter_add_(-1, (el // cls.EL_STEPS).clamp(max=nb - 1), held.float())
+        since = F.one_hot((c[..., N_PITCH] // cls.GAP_STEPS).clamp(max=nb - 1), nb).float()
+        ioi = F.one_hot((c[..., N_PITCH + 1] // cls.GAP_STEPS).clamp(max=nb - 1), nb).float()
         return torch.cat([held.float(), el.float() / 100.0, hist, since, ioi], dim=-1)
 
     def forward(self, codes: torch.Tensor) -> torch.Tensor:
