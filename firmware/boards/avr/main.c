@@ -420,6 +420,23 @@ static void begin2(uint8_t addr, uint8_t reg, uint8_t v)
 }
 
 /* Interrupts off: starts the next job when the bus is free and its time has come. */
+
+/* Clear and return the lowest set bit of a bitmap (bit index byte * 8 + bit), 0xFF if none. */
+static uint8_t pop_bit(uint8_t *map, uint8_t bytes)
+{
+    for (uint8_t byte = 0; byte < bytes; byte++) {
+        uint8_t d = map[byte];
+        if (!d)
+            continue;
+        uint8_t bit = 0;
+        while (!(d & (1 << bit)))
+            bit++;
+        map[byte] = (uint8_t)(d & ~(1 << bit));
+        return (uint8_t)(byte * 8 + bit);
+    }
+    return 0xFF;
+}
+
 static void pca_service(void)
 {
     if (twi_busy)
@@ -438,20 +455,14 @@ static void pca_service(void)
         alloff_next = 0;
         pca_all_off = 0;
     }
-    if (pca_setup_n && !setup_step) /* a board to set up first (see avr_pca_set) */
-        for (uint8_t byte = 0; byte < sizeof pca_setup_due; byte++) {
-            uint8_t d = pca_setup_due[byte];
-            if (!d)
-                continue;
-            uint8_t bit = 0;
-            while (!(d & (1 << bit)))
-                bit++;
-            pca_setup_due[byte] = (uint8_t)(d & ~(1 << bit));
+    if (pca_setup_n && !setup_step) { /* a board to set up first (see avr_pca_set) */
+        uint8_t b = pop_bit(pca_setup_due, sizeof pca_setup_due);
+        if (b != 0xFF) {
             pca_setup_n--;
-            setup_addr = (uint8_t)(0x40 + byte * 8 + bit);
+            setup_addr = (uint8_t)(0x40 + b);
             setup_step = 1;
-            break;
         }
+    }
     if (setup_step) { /* MODE1: auto-increment + sleep; PRE_SCALE 5 (~1 kHz); every
                        * channel: ON = 0, full off; MODE1: wake. MODE1 keeps ALLCALL
                        * (bit 0, on at power-on): the boot all-off (pca_boot_all_off)
@@ -467,15 +478,8 @@ static void pca_service(void)
         begin2(setup_addr, pgm_read_byte(&setup[k][0]), pgm_read_byte(&setup[k][1]));
         return;
     }
-    for (uint8_t byte = 0; byte < sizeof pca_spill; byte++) {
-        uint8_t d = pca_spill[byte];
-        if (!d)
-            continue;
-        uint8_t bit = 0;
-        while (!(d & (1 << bit)))
-            bit++;
-        pca_spill[byte] = (uint8_t)(d & ~(1 << bit));
-        uint8_t n = (uint8_t)(byte * 8 + bit), a = rp_acts[n].out_addr;
+    for (uint8_t n; (n = pop_bit(pca_spill, sizeof pca_spill)) != 0xFF;) {
+        uint8_t a = rp_acts[n].out_addr;
         if (inited(a)) { /* LEDn_OFF_H: full off */
             begin2(a, (uint8_t)(0x06 + 4 * rp_acts[n].out_channel + 3), 0x10);
             return;
