@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -103,7 +104,13 @@ def test_ddp_gloo_two_processes(tmp_path: Path) -> None:
            "--arch", "lstm", "--d-model", "16", "--layers", "1", "--epochs", "1", "--seq-len", "32",
            "--batch-size", "4", "--device", "cpu", "--threads", "1", "--quiet", "--out", str(out)]
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
-    assert r.returncode == 0, r.stderr[-2000:]
+    if r.returncode != 0 and "Signal 6 (SIGABRT)" in r.stderr:
+        # gloo can abort a rank at teardown (seen once in CI, never here in 20 runs);
+        # one rerun tells that apart from a training bug, which fails both times
+        warnings.warn("DDP run aborted, rerunning once:\n" + r.stderr[:3000], stacklevel=1)
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
+    # the ranks' own messages come first; torchrun's summary of who failed, last
+    assert r.returncode == 0, r.stderr[:4000] + "\n...\n" + r.stderr[-1500:]
     meta = read_checkpoint(out)["meta"]
     assert meta["world_size"] == 2
     assert r.stdout.count("epochs=1") == 1  # only rank 0 reports

@@ -231,7 +231,12 @@ def train(model_config: ModelConfig, cfg: TrainConfig, train_variants: Sequence[
         if d.world > 1:
             import torch.distributed as dist
 
-            dist.destroy_process_group()
+            # Ranks leave together: a rank that tears down its gloo pairs while
+            # another still has them open can make that one abort (SIGABRT).
+            try:
+                dist.barrier()
+            finally:
+                dist.destroy_process_group()
 
 
 def _train(model_config: ModelConfig, cfg: TrainConfig, train_variants: Sequence[Sequence[np.ndarray]],
@@ -432,4 +437,12 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    rc = main()
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        # Under torchrun, skip interpreter finalisation: the process group is
+        # already destroyed and the checkpoint written, and gloo's worker
+        # threads can abort a rank that is torn down with them (pytorch#179291).
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(rc)
+    sys.exit(rc)
