@@ -23,7 +23,7 @@ from . import tokenizer as tk
 log = logging.getLogger(__name__)
 
 V = tk.VOCAB_SIZE
-BOS = tk.VOCAB_SIZE
+BOS = tk.BOS
 _BASE = V + 1  # radix of the n-gram context hashes
 
 

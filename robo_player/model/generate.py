@@ -41,7 +41,7 @@ from . import tokenizer as tk
 log = logging.getLogger(__name__)
 
 V = tk.VOCAB_SIZE
-BOS = tk.VOCAB_SIZE
+BOS = tk.BOS
 
 
 # ---------------------------------------------------------------- the mask

@@ -44,6 +44,7 @@ VELOCITY = TIME_SHIFT + N_SHIFT  # 356
 PEDAL_ON = VELOCITY + N_VEL  # 388
 PEDAL_OFF = PEDAL_ON + 1  # 389
 VOCAB_SIZE = PEDAL_OFF + 1  # 390
+BOS = VOCAB_SIZE  # the networks' input-only start token (never an output)
 
 PEDAL_THRESHOLD = 64  # CC64 value at and above which the pedal counts as down
 DEFAULT_VELOCITY_BIN = 15  # bin in force before the first VELOCITY event (MIDI ~64)

@@ -37,7 +37,7 @@ from .networks import ModelConfig, build_model, count_parameters
 log = logging.getLogger(__name__)
 
 IGNORE = -100
-BOS = tk.VOCAB_SIZE  # input-only start token
+BOS = tk.BOS
 
 
 @dataclass(slots=True)
