@@ -132,22 +132,29 @@ def duty(level: int) -> int:
     return FULL_ON if level >= 4095 else level
 
 
+def strike_plan(sp, groups: list[list[int]], gap_us: int, release_us: int, drive) -> Plan:
+    """One strike per key of each group (``drive(n, key)``, 20 ms pulse, the spec's hold),
+    released ``release_us`` after it; group ``n`` at 200 ms + ``n * gap_us``."""
+    cmds: list[Command] = []
+    for n, keys in enumerate(groups):
+        t = 200_000 + n * gap_us
+        for k in keys:
+            key = sp.keys[k]
+            hold = int(key.pwm_max * sp.strike.hold_duty)
+            cmds.append(Command(t, PlanOp.STRIKE, key.channel, drive(n, key), 20_000, hold, note=n))
+            cmds.append(Command(t + release_us, PlanOp.RELEASE, key.channel, note=n))
+    plan = Plan(cmds, spec_name=sp.name, spec_hash=sp.spec_hash)
+    plan.sort()
+    return plan
+
+
 def test_pca9685_strikes_holds_releases_through_the_driver() -> None:
     """fw-avr:// with the 88-key spec (six PCA9685 boards at 0x40..0x45): every strike's
     channel goes to its drive on time, to its hold after the pulse, and off at release."""
     sp = spec(SPEC_88)
     keys = [0, 17, 40, 63, 87]  # boards 0x40, 0x41, 0x42, 0x43, 0x45
-    cmds: list[Command] = []
-    t = 200_000
-    for n, k in enumerate(keys):
-        key = sp.keys[k]
-        drive = key.pwm_max if n == 0 else 1500 + 500 * n  # one full-on strike
-        hold = int(key.pwm_max * sp.strike.hold_duty)
-        cmds.append(Command(t, PlanOp.STRIKE, key.channel, drive, 20_000, hold, note=n))
-        cmds.append(Command(t + 45_000, PlanOp.RELEASE, key.channel, note=n))
-        t += 3_200
-    plan = Plan(cmds, spec_name=sp.name, spec_hash=sp.spec_hash)
-    plan.sort()
+    plan = strike_plan(sp, [[k] for k in keys], 3_200, 45_000,
+                       lambda n, key: key.pwm_max if n == 0 else 1500 + 500 * n)  # one full-on
     with open_port("fw-avr://", sp) as dev:
         perf = dev.play(plan)
         res = dev.last_result
@@ -257,18 +264,7 @@ def test_pca9685_four_note_chords_are_centred_on_their_clock() -> None:
     from the clock (the firmware before) put the 4th strike 690-730 us late."""
     sp = spec(SPEC_88)
     chords = [[3, 20, 41, 66], [10, 30, 50, 70], [5, 6, 7, 8], [60, 62, 64, 67]]
-    cmds: list[Command] = []
-    t = 200_000
-    for n, keys in enumerate(chords):
-        for k in keys:
-            key = sp.keys[k]
-            drive = key.pwm_max * 3 // 4
-            hold = int(key.pwm_max * sp.strike.hold_duty)
-            cmds.append(Command(t, PlanOp.STRIKE, key.channel, drive, 20_000, hold, note=n))
-            cmds.append(Command(t + 40_000, PlanOp.RELEASE, key.channel, note=n))
-        t += 60_000
-    plan = Plan(cmds, spec_name=sp.name, spec_hash=sp.spec_hash)
-    plan.sort()
+    plan = strike_plan(sp, chords, 60_000, 40_000, lambda n, key: key.pwm_max * 3 // 4)
     with open_port("fw-avr://", sp) as dev:
         dev.play(plan)
         res, tr = dev.last_result, dev.last_trace
