@@ -396,31 +396,27 @@ int main(int argc, char **argv)
     int i2c_log = 0;
     uint32_t boot_id = 0;
     double speed = 1.0, max_seconds = 0;
-    for (int i = 1; i < argc; i++) {
-        if (i + 1 >= argc)
+    /* every option takes one value: 's' a string, 'u' a number (0x.. too), 'd' a real, 'i' an int */
+    const struct { const char *name; char kind; void *dst; } opts[] = {
+        {"--elf", 's', &elf},           {"--pty-link", 's', &link_path},
+        {"--trace", 's', &trace_path},  {"--boot-id", 'u', &boot_id},
+        {"--speed", 'd', &speed},       {"--max-seconds", 'd', &max_seconds},
+        {"--clock-file", 's', &clock_path}, {"--profile", 's', &profile_path},
+        {"--pca", 's', &pca_list},      {"--i2c-log", 'i', &i2c_log},
+    };
+    for (int i = 1; i < argc; i += 2) {
+        size_t k = 0;
+        while (k < sizeof opts / sizeof opts[0] && strcmp(argv[i], opts[k].name))
+            k++;
+        if (i + 1 >= argc || k == sizeof opts / sizeof opts[0])
             usage();
-        if (!strcmp(argv[i], "--elf"))
-            elf = argv[++i];
-        else if (!strcmp(argv[i], "--pty-link"))
-            link_path = argv[++i];
-        else if (!strcmp(argv[i], "--trace"))
-            trace_path = argv[++i];
-        else if (!strcmp(argv[i], "--boot-id"))
-            boot_id = (uint32_t)strtoul(argv[++i], NULL, 0);
-        else if (!strcmp(argv[i], "--speed"))
-            speed = atof(argv[++i]);
-        else if (!strcmp(argv[i], "--max-seconds"))
-            max_seconds = atof(argv[++i]);
-        else if (!strcmp(argv[i], "--clock-file"))
-            clock_path = argv[++i];
-        else if (!strcmp(argv[i], "--profile"))
-            profile_path = argv[++i];
-        else if (!strcmp(argv[i], "--pca"))
-            pca_list = argv[++i];
-        else if (!strcmp(argv[i], "--i2c-log"))
-            i2c_log = atoi(argv[++i]);
-        else
-            usage();
+        const char *v = argv[i + 1];
+        switch (opts[k].kind) {
+        case 's': *(const char **)opts[k].dst = v; break;
+        case 'u': *(uint32_t *)opts[k].dst = (uint32_t)strtoul(v, NULL, 0); break;
+        case 'd': *(double *)opts[k].dst = atof(v); break;
+        default: *(int *)opts[k].dst = atoi(v); break;
+        }
     }
     uint8_t pca_addrs[PCA9685_MAX_BOARDS];
     int n_pca = parse_pca(pca_list, pca_addrs);
