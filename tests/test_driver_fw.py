@@ -249,3 +249,25 @@ def test_fw_avr_puts_the_spec_pca_boards_on_the_harness_bus(tmp_path: Path) -> N
     assert argv[argv.index("--pca") + 1] == "0x40,0x45"
     none = fwmod.FirmwareProcess("avr", tmp_path, pca=())._argv(tmp_path / "t", None)
     assert none[none.index("--pca") + 1] == "none"
+
+
+def test_simavr_trace_gives_the_load_of_each_whole_second(tmp_path: Path) -> None:
+    """``# cycles`` lines (one per simulated second) become samples; busy_between keeps
+    only the seconds wholly inside the span asked for."""
+    path = tmp_path / "trace"
+    path.write_text(
+        "# clock_hz=1000 boot_id=0x7\n"
+        "# cycles 1000 busy 50 wall 0.5\n"
+        "1200 0 0 3 4095\n"
+        "# cycles 2000 busy 150 wall 1.0\n"
+        "# cycles 3000 busy 400 wall 1.5\n"
+        "2900 0 0 3 0\n"
+        "# cycles 4000 busy 410 wall 2.0\n"
+    )
+    tr = fwmod.read_trace(path, {(0, 0, 3): 5})
+    assert tr.samples == [(1000, 50), (2000, 150), (3000, 400), (4000, 410)]
+    assert (tr.cycles, tr.busy, tr.wall_s) == (4000, 410, 2.0)
+    assert tr.changes == [(1200, 5, 4095), (2900, 5, 0)]
+    assert tr.busy_between(1000, 3000) == [0.1, 0.25]
+    assert tr.busy_between(1200, 2900) == []  # no whole second inside
+    assert tr.busy_between(0, 10_000) == [0.1, 0.25, 0.01]

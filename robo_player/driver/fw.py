@@ -39,6 +39,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 from urllib.parse import SplitResult, parse_qsl, urlencode, urlsplit
@@ -377,7 +378,19 @@ class Trace:
     cycles: int = 0  # simavr: total cycles
     busy: int = 0  # simavr: cycles awake
     wall_s: float = 0.0  # simavr: wall seconds it ran (cycles / clock_hz / wall_s = its speed)
+    # simavr: (cycles, busy) at each simulated second
+    samples: list[tuple[int, int]] = field(default_factory=list)
     exited: bool = False
+
+    def busy_between(self, start: int, end: int) -> list[float]:
+        """The CPU's awake share in each simulated second that lies wholly within
+        cycles ``start..end`` (simavr traces only; empty when none does). The trace's
+        clocks count from Timer1's start, a few hundred cycles after the CPU's."""
+        return [
+            (b1 - b0) / (c1 - c0)
+            for (c0, b0), (c1, b1) in pairwise(self.samples)
+            if c0 >= start and c1 <= end and c1 > c0
+        ]
 
 
 def read_trace(path: Path, out_map: dict[tuple[int, int, int], int] | None = None) -> Trace:
@@ -399,6 +412,7 @@ def read_trace(path: Path, out_map: dict[tuple[int, int, int], int] | None = Non
                     t.boot_id = int(v, 0)
             if len(words) >= 4 and words[0] == "cycles" and words[2] == "busy":
                 t.cycles, t.busy = int(words[1]), int(words[3])
+                t.samples.append((t.cycles, t.busy))
                 if len(words) >= 6 and words[4] == "wall":
                     t.wall_s = float(words[5])
             if words[:1] == ["exit"]:
