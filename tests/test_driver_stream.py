@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 from driver_helpers import (
+    SPEC_61,
+    SPEC_88,
     check_accounting,
     make_plan,
     max_on_violations,
@@ -232,3 +234,26 @@ def test_any_loss_pattern_delivers_everything_once_in_order(
     assert [i for _, i in sent] == sorted(i for _, i in sent)
     assert not spurious_actuations(changes, sent_strikes(plan, res), 16_000_000)
     assert not max_on_violations(changes, 16_000_000, SP.thermal.max_on_us)
+
+
+def test_pca_prescale_follows_the_spec_pwm_hz() -> None:
+    """configure_begin carries the PRE_SCALE nearest the spec's PCA9685 pwm_hz (25 MHz /
+    (4096 (prescale + 1))); boards asking for different frequencies are refused, naming
+    them; a spec with no PCA9685 board sends the ~1 kHz default."""
+    from dataclasses import replace
+
+    from robo_player.driver.stream import configure_messages, pca_prescale
+    from robo_player.errors import SpecError
+
+    sp = spec(SPEC_88)
+
+    def at(hz: int) -> int:
+        return pca_prescale(replace(sp, boards=tuple(replace(b, pwm_hz=hz) for b in sp.boards)))
+
+    assert (at(1000), at(500), at(24), at(1526)) == (5, 11, 253, 3)
+    msgs = configure_messages(sp, watchdog_ms=90, time_shift=6, level_shift=0)
+    assert msgs[0]["pca_prescale"] == 5
+    assert pca_prescale(spec(SPEC_61)) == 5  # direct pins only
+    mixed = replace(sp, boards=(replace(sp.boards[0], pwm_hz=200), *sp.boards[1:]))
+    with pytest.raises(SpecError, match=r"pca0 200 Hz, pca1 1000 Hz"):
+        pca_prescale(mixed)

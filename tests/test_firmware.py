@@ -226,6 +226,7 @@ def cfg_messages(
             duty_window_ms=duty_window_ms,
             time_shift=time_shift,
             level_shift=level_shift,
+            pca_prescale=5,
         )
     ]
     for a in range(n):
@@ -309,6 +310,7 @@ def test_configure_echoes_hash(fw: Fw) -> None:
                     duty_window_ms=1000,
                     time_shift=0,
                     level_shift=0,
+                    pca_prescale=5,
                 )
             ],
             None,

@@ -80,6 +80,14 @@ class PcaSim:
         return {"boards": int(m[1]), "transactions": int(m[2]), "bytes": int(m[3]),
                 "nack_addr": int(m[4])}  # fmt: skip
 
+    def boards(self) -> dict[int, dict[str, float]]:
+        """Each simulated board's registers at exit (the harness writes them then)."""
+        pat = (r"# pca9685 0x([0-9a-f]+) mode1 \S+ mode2 \S+ prescale (\d+) pwm_hz ([\d.]+) "
+               r"on (\d+) prescale_ignored (\d+)")
+        return {int(m[1], 16): {"prescale": int(m[2]), "pwm_hz": float(m[3]), "on": int(m[4]),
+                                "prescale_ignored": int(m[5])}
+                for m in re.finditer(pat, self.trace.read_text())}  # fmt: skip
+
     def stop(self) -> None:
         self.link.close()
         if self.proc.poll() is None:
@@ -111,11 +119,11 @@ def pca_sim(avr_built: str, tmp_path: Path, request: pytest.FixtureRequest) -> I
         s.stop()
 
 
-def pca_cfg(outs: list[tuple[int, int]], watchdog_ms: int = 2000) -> list[Message]:
+def pca_cfg(outs: list[tuple[int, int]], watchdog_ms: int = 2000, prescale: int = 5) -> list[Message]:
     """One actuator per (addr, channel), 12-bit, 5 s max on-time."""
     msgs = [Message.make("configure_begin", actuator_count=len(outs), max_concurrent=len(outs),
                          watchdog_ms=watchdog_ms, duty_window_ms=10_000, time_shift=4,
-                         level_shift=0)]  # fmt: skip
+                         level_shift=0, pca_prescale=prescale)]  # fmt: skip
     for a, (addr, ch) in enumerate(outs):
         msgs.append(
             Message.make(
@@ -350,7 +358,7 @@ def test_pca9685_channels_go_off_when_the_mcu_resets_mid_hold(pca_sim: PcaSim) -
     cfg = pca_cfg(outs)
     cfg[0] = Message.make("configure_begin", actuator_count=2, max_concurrent=2,
                           watchdog_ms=2000, duty_window_ms=10_000, time_shift=4,
-                          level_shift=0)  # fmt: skip
+                          level_shift=0, pca_prescale=5)  # fmt: skip
     cfg.append(Message.make("configure_actuator", actuator=1, out_kind=0, out_addr=0,
                             out_channel=0, pwm_max=4095, max_drive=4095,
                             max_on_us=5_000_000, max_pulse_us=50_000,
@@ -393,3 +401,27 @@ def test_pca9685_channels_go_off_when_the_mcu_resets_mid_hold(pca_sim: PcaSim) -
     assert [w[1:] for w in boot[:4]] == [
         ["start-write", "0x70", "ack"], ["write", "0x70", "0xfd", "ack"],
         ["write", "0x70", "0x10", "ack"], ["stop", "0x70", "ack"]], boot[:6]  # fmt: skip
+
+
+@pytest.mark.parametrize("pca_sim", ["0x40-0x42"], indirect=True)
+def test_pca9685_pwm_frequency_comes_from_the_configuration(pca_sim: PcaSim) -> None:
+    """configure_begin.pca_prescale is what each board is set up with (written while it
+    sleeps, as the chip requires); a configuration with a new one sets up again the boards
+    set up with the old one. 0x42 is never used, so never set up (power-on 30)."""
+    outs = [(0x40, 0), (0x41, 3)]
+    for prescale in (11, 60, 60):
+        assert configure(pca_sim.link, pca_cfg(outs, prescale=prescale))["reason"] == ConfigReason.OK
+        t = pca_sim.link.clock() + 50_000 * US
+        on = [TimedCommand(t + i * 400 * US, Op.STRIKE, i, 3000, 2_000, 0) for i in range(len(outs))]
+        schedule(pca_sim.link, on, n_act=len(outs), time_shift=4)
+        wait_done(pca_sim.link, len(on))
+    rows = pca_sim.rows()
+    assert [d for _, a, c, d in rows if (a, c) == (0x40, 0)][-2:] == [3000, 0]
+    pca_sim.stop()
+    boards = pca_sim.boards()
+    assert set(boards) == {0x40, 0x41, 0x42}
+    for addr in (0x40, 0x41):
+        b = boards[addr]
+        assert b["prescale"] == 60 and b["prescale_ignored"] == 0, (addr, b)
+        assert abs(b["pwm_hz"] - 25e6 / (4096 * 61)) < 0.1
+    assert boards[0x42]["prescale"] == 30  # the chip's power-on value: never touched

@@ -346,6 +346,7 @@ def test_config_hash_covers_order_and_content() -> None:
         duty_window_ms=1000,
         time_shift=0,
         level_shift=0,
+        pca_prescale=5,
     )
     kw = dict(
         out_kind=0, out_addr=0, out_channel=1, pwm_max=255, max_drive=255, max_on_us=10_000,

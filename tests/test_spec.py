@@ -646,6 +646,9 @@ def test_board_rules(tmp_path: Path) -> None:
     load_error(
         tmp_path, doc, "boards[0].pwm_hz: 2000 is out of range for a pca9685 (allowed 24..1526)"
     )
+    doc = grand()
+    doc["boards"][3]["pwm_hz"] = 500
+    load_error(tmp_path, doc, "boards[3].pwm_hz: 500 differs from boards[0].pwm_hz (1000)")
     doc = diy()
     doc["boards"][0]["i2c_address"] = 0x40
     load_error(tmp_path, doc, "boards[0].i2c_address: 64 is not allowed on a direct board")

@@ -26,6 +26,8 @@
  *   RP_TIMER_OPEN(), RP_TIMER_CLOSE() (optional): let the board's other interrupts in
  *                        while the timer context decides, and shut them out again
  *                        for its waits, port writes and re-arming
+ *   RP_BOARD_CONFIGURED(pca_prescale) (optional): a configuration was applied; its
+ *                        PCA9685 PRE_SCALE (boards of that kind: set up with it)
  *   RP_TABLE, RP_TABLE_READ16(p): where constant tables live and how to read them
  */
 #ifndef RP_BOARD_H

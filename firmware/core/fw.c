@@ -11,6 +11,10 @@
 #ifndef RP_OUTPUT_LEAD_TICKS
 #define RP_OUTPUT_LEAD_TICKS(out_kind) 0U /* every output changes at its commit */
 #endif
+#ifndef RP_BOARD_CONFIGURED
+#define RP_BOARD_CONFIGURED(pca_prescale) ((void)(pca_prescale)) /* no PCA9685 */
+#endif
+
 #ifndef RP_OUTPUT_ERRORS
 #define RP_OUTPUT_ERRORS() 0U /* no output bus that can fail */
 #endif
@@ -34,6 +38,7 @@ static uint8_t enc[RP_MAX_ENCODED + 2];
 static uint8_t time_shift, level_shift;
 static uint32_t watchdog_ticks;
 static uint8_t cfg_count, cfg_concurrent, cfg_time_shift, cfg_level_shift, cfg_reason, cfg_detail;
+static uint8_t cfg_pca_prescale;
 static uint16_t cfg_watchdog_ms;
 static uint32_t cfg_window_ms, cfg_hash;
 static uint8_t cfg_seen[(RP_FW_MAX_ACTUATORS + 7) / 8];
@@ -197,6 +202,7 @@ static void configure_begin(const uint32_t *v, const uint8_t *msg, uint8_t len)
     cfg_window_ms = v[RP_CONFIGURE_BEGIN_DUTY_WINDOW_MS];
     cfg_time_shift = (uint8_t)v[RP_CONFIGURE_BEGIN_TIME_SHIFT];
     cfg_level_shift = (uint8_t)v[RP_CONFIGURE_BEGIN_LEVEL_SHIFT];
+    cfg_pca_prescale = (uint8_t)v[RP_CONFIGURE_BEGIN_PCA_PRESCALE];
     cfg_hash = rp_fnv1a(msg, len, RP_FNV_OFFSET);
     for (uint8_t i = 0; i < sizeof cfg_seen; i++)
         cfg_seen[i] = 0;
@@ -274,6 +280,7 @@ static void configure_end(uint32_t hash)
         watchdog_ticks = (uint32_t)cfg_watchdog_ms * 1000UL * RP_TICKS_PER_US;
         time_shift = cfg_time_shift;
         level_shift = cfg_level_shift;
+        RP_BOARD_CONFIGURED(cfg_pca_prescale); /* before the reset's all-off */
         rp_sched_reset();
         base = 0;
         next_index = 0;

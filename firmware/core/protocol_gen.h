@@ -6,7 +6,7 @@
 #include <stdint.h>
 #include "wire.h"
 
-#define RP_PROTOCOL_VERSION 2
+#define RP_PROTOCOL_VERSION 3
 #define RP_MAX_PAYLOAD 120
 #define RP_MAX_ACTUATORS 127
 #define RP_NO_ACTUATOR 127
@@ -130,7 +130,8 @@
 #define RP_CONFIGURE_BEGIN_DUTY_WINDOW_MS 3
 #define RP_CONFIGURE_BEGIN_TIME_SHIFT 4
 #define RP_CONFIGURE_BEGIN_LEVEL_SHIFT 5
-#define RP_CONFIGURE_BEGIN_NFIELDS 6
+#define RP_CONFIGURE_BEGIN_PCA_PRESCALE 6
+#define RP_CONFIGURE_BEGIN_NFIELDS 7
 #define RP_CONFIGURE_ACTUATOR_ACTUATOR 0
 #define RP_CONFIGURE_ACTUATOR_OUT_KIND 1
 #define RP_CONFIGURE_ACTUATOR_OUT_ADDR 2
@@ -244,7 +245,10 @@ static inline int rp_decode_args(uint8_t id, const uint8_t **pp, const uint8_t *
         if (!rp_get_vlq(pp, end, &v)) return -1;
         if (v < 0L || v > 4L) return -1;
         args[5] = (uint32_t)v;
-        return 6;
+        if (!rp_get_vlq(pp, end, &v)) return -1;
+        if (v < 3L || v > 255L) return -1;
+        args[6] = (uint32_t)v;
+        return 7;
     case RP_MSG_CONFIGURE_ACTUATOR:
         if (!rp_get_vlq(pp, end, &v)) return -1;
         if (v < 0L || v > 126L) return -1;

@@ -84,6 +84,7 @@ def main() -> None:
             Message.make(
                 "configure_begin", actuator_count=8, max_concurrent=8, watchdog_ms=1000,
                 duty_window_ms=10_000, time_shift=6, level_shift=2,
+                pca_prescale=5,
             )
         ] + [
             Message.make(

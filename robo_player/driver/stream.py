@@ -32,10 +32,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import DeviceShutdown, DeviceTimeout, ProtocolError, TransportError
+from ..errors import DeviceShutdown, DeviceTimeout, ProtocolError, SpecError, TransportError
 from ..plan import Command, Plan
 from ..plan import Op as PlanOp
 from ..protocol.messages import (
+    PCA_OSC_HZ,
+    PCA_PRESCALE_DEFAULT,
     PROTOCOL_VERSION,
     ConfigReason,
     EventKind,
@@ -170,6 +172,23 @@ def actuator_outputs(spec: PianoSpec) -> dict[int, tuple[int, int, int, int]]:
     return out
 
 
+def pca_prescale(spec: PianoSpec) -> int:
+    """The PCA9685 PRE_SCALE for the spec's ``pwm_hz`` (the nearest the chip has:
+    25 MHz / (4096 (prescale + 1))). The firmware runs every board at one frequency,
+    so boards that ask for different ones are refused; no PCA9685 board: the default."""
+    hz = {b.id: b.pwm_hz for b in spec.boards if b.kind is DriverKind.PCA9685}
+    if not hz:
+        return PCA_PRESCALE_DEFAULT
+    if len(set(hz.values())) > 1:
+        each = ", ".join(f"{k} {v} Hz" for k, v in hz.items())
+        raise SpecError(
+            f"spec {spec.name!r}: boards[].pwm_hz: the firmware drives every PCA9685 board "
+            f"at one PWM frequency; these differ ({each})"
+        )
+    f = next(iter(hz.values()))
+    return max(3, min(255, round(PCA_OSC_HZ / (4096 * f)) - 1))
+
+
 def duty_permille(spec: PianoSpec) -> int:
     """Mean (level/pwm_max)² a coil may keep up for ever without passing its allowed rise."""
     th, pw = spec.thermal, spec.power
@@ -192,6 +211,7 @@ def configure_messages(
             duty_window_ms=max(100, min(600_000, int(spec.thermal.coil_tau_s * 1000))),
             time_shift=time_shift,
             level_shift=level_shift,
+            pca_prescale=pca_prescale(spec),
         )
     ]
     for a in range(count):

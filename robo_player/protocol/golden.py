@@ -161,6 +161,7 @@ def make_vectors(seed: int = 2024) -> list[dict[str, Any]]:
             duty_window_ms=10_000,
             time_shift=6,
             level_shift=2,
+            pca_prescale=11,
         ).encode(),
         Message.make(
             "configure_actuator",
@@ -299,6 +300,7 @@ def make_vectors(seed: int = 2024) -> list[dict[str, Any]]:
             duty_window_ms=10_000,
             time_shift=0,
             level_shift=0,
+            pca_prescale=5,
         ),
         Message.make(
             "configure_actuator",

@@ -28,7 +28,7 @@ from typing import Any
 from ..errors import ProtocolError
 from .varint import U32, get_uvar, get_vlq, put_uvar, put_vlq, unzigzag, zigzag
 
-PROTOCOL_VERSION = 2  # 2: status.i2c_errors
+PROTOCOL_VERSION = 3  # 2: status.i2c_errors; 3: configure_begin.pca_prescale
 
 # ---- limits shared by both sides (the C header gets them as RP_* macros) ----
 MAX_PAYLOAD = 120  # bytes of messages in one frame
@@ -38,6 +38,8 @@ MAX_PULSE_US = 65535
 MAX_ON_US = 600_000_000  # 10 min: the widest max_on a config may ask for
 MAX_TIME_SHIFT = 8
 MAX_LEVEL_SHIFT = 4
+PCA_OSC_HZ = 25_000_000  # the PCA9685's internal oscillator
+PCA_PRESCALE_DEFAULT = 5  # PRE_SCALE for ~1 kHz (1017 Hz)
 MAX_BOARD_NAME = 16
 NO_ACTUATOR = 127  # "no actuator" in events and status
 U32_MAX = U32
@@ -165,6 +167,8 @@ MESSAGES: tuple[MsgSpec, ...] = (
             _int("duty_window_ms", 100, 600_000, "duty limit: window of the leaky bucket"),
             _int("time_shift", 0, MAX_TIME_SHIFT, "schedule clock unit = 2**time_shift ticks"),
             _int("level_shift", 0, MAX_LEVEL_SHIFT, "packed strike drive unit = 2**level_shift"),
+            _int("pca_prescale", 3, 255,
+                 "PCA9685 PRE_SCALE, every board: PWM Hz = 25 MHz / (4096 (pca_prescale + 1))"),
         ),
         "start a configuration: all off, queue flushed, state CONFIGURING",
     ),

@@ -314,6 +314,7 @@ def _board_blocks(boards: list[dict[str, Any]]) -> dict[str, tuple[int, int, int
 def _check_boards(c: _Checker, boards: list[dict[str, Any]], lines: Any) -> None:
     seen_id: dict[str, int] = {}
     seen_addr: dict[int, int] = {}
+    first_pca: int | None = None  # the board whose pwm_hz the others must share
     for i, b in enumerate(boards):
         p, line = f"boards[{i}]", _line_of(lines, i)
         if b["id"] in seen_id:
@@ -353,6 +354,16 @@ def _check_boards(c: _Checker, boards: list[dict[str, Any]], lines: Any) -> None
                 raise c.fail(
                     f"{p}.pwm_hz",
                     f"{b['pwm_hz']} is out of range for a pca9685 (allowed {lo}..{hi})",
+                    line,
+                )
+            if first_pca is None:
+                first_pca = i
+            elif b["pwm_hz"] != boards[first_pca]["pwm_hz"]:
+                raise c.fail(
+                    f"{p}.pwm_hz",
+                    f"{b['pwm_hz']} differs from boards[{first_pca}].pwm_hz "
+                    f"({boards[first_pca]['pwm_hz']}): the firmware runs every pca9685 board "
+                    f"at one PWM frequency (allowed {boards[first_pca]['pwm_hz']})",
                     line,
                 )
         elif addr is not None:

@@ -148,7 +148,7 @@ BOARD = Section(
         ),
         Field("channels", Kind.INT, "outputs on the board (pca9685: at most 16)", "count", 1, 256),
         Field("pwm_bits", Kind.INT, "PWM resolution (pca9685: at most 12)", "bits", 1, 16),
-        Field("pwm_hz", Kind.INT, "PWM frequency (pca9685: 24..1526)", "Hz", 24, 100_000),
+        Field("pwm_hz", Kind.INT, "PWM frequency (pca9685: 24..1526, the same on every pca9685 board)", "Hz", 24, 100_000),
         Field(
             "i2c_address",
             Kind.INT,

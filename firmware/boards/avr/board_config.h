@@ -74,6 +74,8 @@ typedef struct {
     uint16_t level;
 } rp_out_t;
 void avr_pca_set(uint8_t actuator, uint16_t level);
+void avr_pca_configured(uint8_t prescale);
+#define RP_BOARD_CONFIGURED(pca_prescale) avr_pca_configured(pca_prescale)
 static inline void board_output_commit(const rp_out_t *o)
 {
     if (!o->port)

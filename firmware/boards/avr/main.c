@@ -298,6 +298,7 @@ static volatile uint8_t twi_progress; /* bumped at every bus step: the stuck-bus
 static volatile uint16_t twi_errors;  /* NACKs, bus errors, stuck buses, queue overflows */
 static uint8_t alloff_next;           /* all-off: the next board index (0..127, two passes) */
 static uint8_t setup_addr, setup_step; /* a board being set up (step 0: none) */
+static uint8_t pca_prescale = 5;      /* PRE_SCALE of a set-up (configure_begin.pca_prescale) */
 
 #define TWCR_GO (_BV(TWINT) | _BV(TWEN) | _BV(TWIE))
 
@@ -463,19 +464,20 @@ static void pca_service(void)
             setup_step = 1;
         }
     }
-    if (setup_step) { /* MODE1: auto-increment + sleep; PRE_SCALE 5 (~1 kHz); every
+    if (setup_step) { /* MODE1: auto-increment + sleep; PRE_SCALE (5: ~1 kHz); every
                        * channel: ON = 0, full off; MODE1: wake. MODE1 keeps ALLCALL
                        * (bit 0, on at power-on): the boot all-off (pca_boot_all_off)
                        * reaches a board set up by an earlier run through 0x70. */
         static const uint8_t setup[6][2] PROGMEM = {
-            {0x00, 0x31}, {0xFE, 5}, {0xFA, 0}, {0xFB, 0}, {0xFD, 0x10}, {0x00, 0x21}};
+            {0x00, 0x31}, {0xFE, 0}, {0xFA, 0}, {0xFB, 0}, {0xFD, 0x10}, {0x00, 0x21}};
         uint8_t k = (uint8_t)(setup_step - 1);
         if (++setup_step == 7) {
             setup_step = 0;
             uint8_t ai = (uint8_t)(setup_addr - 0x40);
             pca_inited[ai >> 3] |= (uint8_t)(1 << (ai & 7));
         }
-        begin2(setup_addr, pgm_read_byte(&setup[k][0]), pgm_read_byte(&setup[k][1]));
+        begin2(setup_addr, pgm_read_byte(&setup[k][0]),
+               k == 1 ? pca_prescale : pgm_read_byte(&setup[k][1]));
         return;
     }
     for (uint8_t n; (n = pop_bit(pca_spill, sizeof pca_spill)) != 0xFF;) {
@@ -553,6 +555,38 @@ static void pca_service(void)
 
 /* Interrupts off (the timer context's commit, or a critical section): a write into the
  * queue, due RP_PCA_LEAD_TICKS after its command's clock (avr_out_clock). */
+/* Start the write engine within 64 ticks for a set-up, unless it runs or is due sooner. */
+static void kick_setup(void)
+{
+    if (!twi_busy && (!(TIMSK1 & _BV(OCIE1B)) || (uint16_t)(OCR1B - TCNT1) > 64))
+        arm_b((uint16_t)(TCNT1 + 64));
+}
+
+/* A configuration was applied (every output is off). A new PRE_SCALE takes a set-up:
+ * boards set up with the old one are set up again, before any other write, and a
+ * set-up under way starts over. */
+void avr_pca_configured(uint8_t prescale)
+{
+    if (prescale == pca_prescale)
+        return;
+    uint8_t sreg = SREG;
+    cli();
+    pca_prescale = prescale;
+    uint8_t n = 0;
+    for (uint8_t i = 0; i < sizeof pca_setup_due; i++) {
+        uint8_t b = (uint8_t)(pca_setup_due[i] | pca_inited[i]);
+        pca_setup_due[i] = b;
+        for (; b; b &= (uint8_t)(b - 1))
+            n++;
+    }
+    pca_setup_n = n;
+    if (setup_step)
+        setup_step = 1;
+    if (n)
+        kick_setup();
+    SREG = sreg;
+}
+
 void avr_pca_set(uint8_t actuator, uint16_t level)
 {
     uint32_t due = avr_out_clock + RP_PCA_LEAD_TICKS;
@@ -570,9 +604,8 @@ void avr_pca_set(uint8_t actuator, uint16_t level)
         new_setup = 1;
     }
     if (!level && !(*lit & m)) {
-        if (new_setup && !twi_busy &&
-            (!(TIMSK1 & _BV(OCIE1B)) || (uint16_t)(OCR1B - TCNT1) > 64))
-            arm_b((uint16_t)(TCNT1 + 64));
+        if (new_setup)
+            kick_setup();
         return; /* off already, or will be: nothing to write */
     }
     if (level)
