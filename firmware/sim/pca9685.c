@@ -11,22 +11,27 @@
  *   AI every byte rewrites the same register.
  * - ALL_LED_ON/OFF_L/H (0xFA..0xFD) write that byte of every channel (they read as 0).
  * - PRE_SCALE takes a write only while MODE1.SLEEP is set (else it is ignored).
- * - LED registers are staged as they arrive and take effect at the STOP (MODE2.OCH 0)
- *   or, with OCH 1, at the ACK of a channel's LEDn_OFF_H (the last of its four).
+ * - LED registers are staged as they arrive and are latched at the STOP (MODE2.OCH 0)
+ *   or, with OCH 1, at the ACK of a channel's LEDn_OFF_H (the last of its four). The
+ *   outputs show what is latched at the end of the running PWM period (the chip
+ *   updates "at the end of the LOW cycle", so that no period is cut short): the period
+ *   is 4096 (PRE_SCALE + 1) / 25 MHz, counted from the wake (MODE1.SLEEP cleared), so a
+ *   change lands 0 .. 1/f_PWM after its STOP (up to 983 us at 1017 Hz); a second
+ *   change latched within the same period replaces the first, which never shows.
  *   MODE1/MODE2 take effect at once.
  * - A channel's duty: 0 when LEDn_OFF_H bit 4 (full off, wins), 4096 when LEDn_ON_H bit
  *   4 (full on), else (OFF - ON) mod 4096 counts (0 when they are equal); MODE2.INVRT
  *   inverts it; while MODE1.SLEEP is set the oscillator is off and the model counts
  *   every channel as off.
- * Not modelled: the output change waiting for the end of the running PWM period (on
- * the chip a new value starts with the next period: up to 1/f_PWM, about 1 ms at
- * 1 kHz, after the STOP), the 500 us oscillator start after SLEEP is cleared, the
- * general-call software reset, the OE pin, and reads beyond returning the registers. */
+ * Not modelled: the 500 us oscillator start after SLEEP is cleared, the tolerance of
+ * the 25 MHz oscillator (exact here, so the period grid stays put), the general-call
+ * software reset, the OE pin, and reads beyond returning the registers. */
 #include "pca9685.h"
 
 #include <inttypes.h>
 #include <string.h>
 
+#include "sim_cycle_timers.h"
 #include "twi.h"
 
 #define MODE1 0x00
@@ -55,6 +60,9 @@ typedef struct {
     uint8_t written;  /* LED registers staged since they last took effect */
     uint16_t duty[16]; /* effective outputs, as last reported */
     uint64_t prescale_ignored;
+    uint8_t latched[64]; /* LED registers latched, shown from `due` on */
+    uint64_t due;        /* cycle of the period end that shows `latched` (0: none) */
+    uint64_t wake;       /* cycle MODE1.SLEEP was last cleared: the PWM periods' origin */
 } board_t;
 
 static board_t boards[PCA9685_MAX_BOARDS];
@@ -84,6 +92,8 @@ static void reset_board(board_t *b)
     b->regs[ALL_LED + 3] = FULL;
     b->regs[PRE_SCALE] = 0x1E;
     memcpy(b->led, b->regs + LED0, sizeof b->led);
+    memcpy(b->latched, b->led, sizeof b->led);
+    b->due = b->wake = 0;
     memset(b->duty, 0, sizeof b->duty);
     b->ptr = 0;
     b->selected = b->have_ptr = b->written = 0;
@@ -134,6 +144,64 @@ static void settle(board_t *b)
     }
 }
 
+/* One cycle timer for every board: it shows what each board latched, at its due
+ * period end, and is re-armed for the earliest one still to come. */
+static avr_cycle_count_t period_end(avr_t *avr, avr_cycle_count_t when, void *param);
+
+static void arm_period_end(void)
+{
+    uint64_t first = 0;
+    for (int i = 0; i < n_boards; i++)
+        if (boards[i].due && (!first || boards[i].due < first))
+            first = boards[i].due;
+    avr_cycle_timer_cancel(sim_avr, period_end, NULL);
+    if (first)
+        avr_cycle_timer_register(sim_avr, first > sim_avr->cycle ? first - sim_avr->cycle : 1,
+                                 period_end, NULL);
+}
+
+static avr_cycle_count_t period_end(avr_t *avr, avr_cycle_count_t when, void *param)
+{
+    (void)when, (void)param;
+    for (int i = 0; i < n_boards; i++) {
+        board_t *b = &boards[i];
+        if (b->due && b->due <= avr->cycle) {
+            b->due = 0;
+            memcpy(b->led, b->latched, sizeof b->led);
+            settle(b);
+        }
+    }
+    arm_period_end();
+    return 0;
+}
+
+/* LED registers latched now (`latched` holds them): shown at the end of the running
+ * PWM period; at once while the board sleeps (its outputs are off then anyway). */
+static void latch(board_t *b)
+{
+    if (b->regs[MODE1] & MODE1_SLEEP) {
+        memcpy(b->led, b->latched, sizeof b->led);
+        b->due = 0;
+        settle(b);
+        arm_period_end();
+        return;
+    }
+    if (b->due)
+        return; /* the period end already due shows the newest latch */
+    double period = 4096.0 * (b->regs[PRE_SCALE] + 1) * (double)sim_avr->frequency / 25e6;
+    uint64_t now = sim_avr->cycle, k = (uint64_t)((double)(now - b->wake) / period) + 1;
+    b->due = b->wake + (uint64_t)((double)k * period + 0.5);
+    if (b->due <= now)
+        b->due = now + 1;
+    arm_period_end();
+}
+
+void pca9685_rearm(void)
+{
+    if (sim_avr)
+        arm_period_end();
+}
+
 static void log_event(const char *what, uint8_t a8, int data, int ack)
 {
     if (!bus_log)
@@ -148,6 +216,11 @@ static void write_reg(board_t *b, uint8_t v)
 {
     uint8_t r = b->ptr;
     if (r == MODE1) {
+        if ((b->regs[MODE1] & MODE1_SLEEP) && !(v & MODE1_SLEEP)) {
+            b->wake = sim_avr->cycle; /* the PWM counter starts over */
+            if (bus_log)
+                fprintf(bus_log, "# i2c %" PRIu64 " wake 0x%02x\n", (uint64_t)b->wake, b->addr);
+        }
         b->regs[MODE1] = (uint8_t)(v & 0x7F); /* RESTART (bit 7) is not kept */
     } else if (r == PRE_SCALE) {
         if (b->regs[MODE1] & MODE1_SLEEP)
@@ -165,11 +238,14 @@ static void write_reg(board_t *b, uint8_t v)
         b->regs[r] = v;
     } /* 0x46..0xF9 reserved, 0xFF test mode: ignored */
 
-    if (b->regs[MODE2] & MODE2_OCH) { /* outputs change on ACK: a channel's last byte */
-        if (r >= LED0 && r < LED_END && (r - LED0) % 4 == 3)
-            memcpy(b->led + (r - LED0 - 3), b->regs + r - 3, 4);
-        else if (r == ALL_LED + 3)
-            memcpy(b->led, b->regs + LED0, sizeof b->led);
+    if (b->regs[MODE2] & MODE2_OCH) { /* latched on ACK: a channel's last byte */
+        if (r >= LED0 && r < LED_END && (r - LED0) % 4 == 3) {
+            memcpy(b->latched + (r - LED0 - 3), b->regs + r - 3, 4);
+            latch(b);
+        } else if (r == ALL_LED + 3) {
+            memcpy(b->latched, b->regs + LED0, sizeof b->latched);
+            latch(b);
+        }
     }
     if (b->regs[MODE1] & MODE1_AI)
         b->ptr = r == LED_END - 1 ? 0 : (uint8_t)(r + 1);
@@ -189,11 +265,11 @@ static void bus_stop(void)
     log_event("stop", sla, -1, 1);
     for (int i = 0; i < n_boards; i++) {
         board_t *b = &boards[i];
-        if (b->written && !(b->regs[MODE2] & MODE2_OCH))
-            memcpy(b->led, b->regs + LED0, sizeof b->led);
+        if (b->written && !(b->regs[MODE2] & MODE2_OCH)) {
+            memcpy(b->latched, b->regs + LED0, sizeof b->latched);
+            latch(b);
+        }
         b->written = 0;
-        if (b->selected)
-            settle(b);
         b->selected = b->have_ptr = 0;
     }
     end_xfer();
@@ -240,8 +316,8 @@ static int bus_write(uint8_t data)
         }
         uint8_t r = b->ptr;
         write_reg(b, data);
-        /* MODE1/MODE2 act at once (sleep, invert); LED registers with OCH 1 */
-        if (r == MODE1 || r == MODE2 || (b->regs[MODE2] & MODE2_OCH))
+        /* MODE1/MODE2 act at once (sleep, invert); LED registers at a period end */
+        if (r == MODE1 || r == MODE2)
             settle(b);
     }
     if (!any)

@@ -370,6 +370,7 @@ static void mcu_reset(void)
     }
     twi_master_reset();
     avr_cycle_timer_register(avr, POLL_CYCLES, uart_poll, NULL); /* dropped by the reset */
+    pca9685_rearm();                                              /* the same */
     uart_xon = 0; /* until the firmware enables its receiver again */
     timer_started = clock_checked = 0;
 }

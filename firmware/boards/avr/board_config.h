@@ -60,8 +60,16 @@
  * (one compare interrupt after the commit): 588 us at 400 kHz, 324 us at 1 MHz */
 #define RP_PCA_LEAD_TICKS \
     (800UL + (2UL * RP_PCA_XFER_TICKS(2) + 7UL * (RP_PCA_XFER_TICKS(2) + RP_TWI_GAP_TICKS)) / 2UL)
+/* A channel shows a new value only at the end of the PWM period running at its STOP
+ * (0 .. 4096 (PRE_SCALE + 1) / 25 MHz later; the chip's own oscillator sets the grid,
+ * which the firmware cannot see), so the STOPs are aimed half a period early: the
+ * change then lands within half a period of its clock, either side (+-492 us at
+ * 1017 Hz, +-328 us at 1526 Hz). */
+extern uint8_t avr_pca_prescale;
+#define RP_PCA_HALF_PERIOD_TICKS \
+    ((uint32_t)(avr_pca_prescale + 1U) * (RP_CLOCK_HZ / 1000000UL * 4096UL / 50UL))
 #define RP_OUTPUT_LEAD_TICKS(out_kind) \
-    ((out_kind) == RP_OUT_PCA9685 ? (uint32_t)RP_PCA_LEAD_TICKS : 0U)
+    ((out_kind) == RP_OUT_PCA9685 ? (uint32_t)RP_PCA_LEAD_TICKS + RP_PCA_HALF_PERIOD_TICKS : 0U)
 extern uint32_t avr_out_clock;
 uint16_t board_output_errors(void);
 #define RP_OUTPUT_ERRORS() board_output_errors()

@@ -298,7 +298,7 @@ static volatile uint8_t twi_progress; /* bumped at every bus step: the stuck-bus
 static volatile uint16_t twi_errors;  /* NACKs, bus errors, stuck buses, queue overflows */
 static uint8_t alloff_next;           /* all-off: the next board index (0..127, two passes) */
 static uint8_t setup_addr, setup_step; /* a board being set up (step 0: none) */
-static uint8_t pca_prescale = 5;      /* PRE_SCALE of a set-up (configure_begin.pca_prescale) */
+uint8_t avr_pca_prescale = 5;         /* PRE_SCALE of a set-up (configure_begin.pca_prescale) */
 
 #define TWCR_GO (_BV(TWINT) | _BV(TWEN) | _BV(TWIE))
 
@@ -477,7 +477,7 @@ static void pca_service(void)
             pca_inited[ai >> 3] |= (uint8_t)(1 << (ai & 7));
         }
         begin2(setup_addr, pgm_read_byte(&setup[k][0]),
-               k == 1 ? pca_prescale : pgm_read_byte(&setup[k][1]));
+               k == 1 ? avr_pca_prescale : pgm_read_byte(&setup[k][1]));
         return;
     }
     for (uint8_t n; (n = pop_bit(pca_spill, sizeof pca_spill)) != 0xFF;) {
@@ -567,11 +567,11 @@ static void kick_setup(void)
  * set-up under way starts over. */
 void avr_pca_configured(uint8_t prescale)
 {
-    if (prescale == pca_prescale)
+    if (prescale == avr_pca_prescale)
         return;
     uint8_t sreg = SREG;
     cli();
-    pca_prescale = prescale;
+    avr_pca_prescale = prescale;
     uint8_t n = 0;
     for (uint8_t i = 0; i < sizeof pca_setup_due; i++) {
         uint8_t b = (uint8_t)(pca_setup_due[i] | pca_inited[i]);
