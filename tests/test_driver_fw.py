@@ -262,12 +262,39 @@ def test_simavr_trace_gives_the_load_of_each_whole_second(tmp_path: Path) -> Non
         "# cycles 2000 busy 150 wall 1.0\n"
         "# cycles 3000 busy 400 wall 1.5\n"
         "2900 0 0 3 0\n"
+        "# mcu reset at cycle 3500 clock 3400\n"
         "# cycles 4000 busy 410 wall 2.0\n"
     )
     tr = fwmod.read_trace(path, {(0, 0, 3): 5})
     assert tr.samples == [(1000, 50), (2000, 150), (3000, 400), (4000, 410)]
     assert (tr.cycles, tr.busy, tr.wall_s) == (4000, 410, 2.0)
     assert tr.changes == [(1200, 5, 4095), (2900, 5, 0)]
+    assert tr.resets == [3400]
     assert tr.busy_between(1000, 3000) == [0.1, 0.25]
     assert tr.busy_between(1200, 2900) == []  # no whole second inside
     assert tr.busy_between(0, 10_000) == [0.1, 0.25, 0.01]
+
+
+@pytest.mark.skipif(not HAVE_AVR, reason="no AVR build and no avr-gcc/simavr")
+def test_fw_avr_reset_mid_piece_keeps_the_boards_and_turns_them_off() -> None:
+    """fw-avr://?reset=: the MCU alone resets (the harness's RESET pin), so the simulated
+    PCA9685 boards keep whatever they were driving, as a real board would; the firmware's
+    boot turns them off (all-call ALL_LED_OFF), the driver sees the new boot id, and
+    every command is accounted for: what ran by the old boot's last status as played
+    (each such strike is in the trace), the rest unknown. One harness run, one trace."""
+    plan = make_plan(SP, notes=48, gap_us=60_000, chord=2)
+    dev, err = _play("fw-avr://?reset=1.3", plan)
+    assert isinstance(err, DeviceReset), err
+    res = dev.last_result
+    counts = res.counts()
+    assert counts.get("played", 0) > 10 and counts.get("unknown", 0) > 10, counts
+    assert dev.last_backend.runs == 1
+    tr = _safety(dev, plan)
+    (reset_clock,) = tr.resets
+    _all_off_within(tr.changes, reset_clock, 2_500, tr.clock_hz)  # boot + a PWM period
+    ons = [(c, a) for c, a, lv in tr.changes if lv and c < reset_clock]
+    for o in res.outcomes:
+        c = plan.commands[o.index]
+        if o.status == "played" and c.op.name == "STRIKE":
+            near = [x for x, a in ons if a == c.actuator and abs(x - o.clock) <= 1_000 * 16]
+            assert near, (o, c)

@@ -332,10 +332,16 @@ class FirmwarePort:
         self._ser = SerialTransport(port, self.url, 0)
 
     def reset(self) -> None:
-        """Kill the firmware and start it again (new boot id, new clock, empty queue)."""
+        """The MCU resets (new boot id, new clock, empty queue). simavr: the harness's
+        RESET pin (SIGUSR1): the firmware boots again while the simulated PCA9685 boards
+        keep their outputs and the pty stays open, as on a real board; one trace goes on.
+        The host build: the process is killed and started again."""
+        cur = self.fw.runs[-1]
+        if self.fw.kind == "avr" and cur.proc.poll() is None:
+            cur.proc.send_signal(signal.SIGUSR1)
+            return
         if self._ser is not None:
             self._ser.close()
-        cur = self.fw.runs[-1]
         if cur.proc.poll() is None:
             cur.proc.send_signal(signal.SIGTERM)
             try:
@@ -380,6 +386,8 @@ class Trace:
     wall_s: float = 0.0  # simavr: wall seconds it ran (cycles / clock_hz / wall_s = its speed)
     # simavr: (cycles, busy) at each simulated second
     samples: list[tuple[int, int]] = field(default_factory=list)
+    # simavr: trace clocks of the MCU's resets (the harness's RESET pin; the boards stay)
+    resets: list[int] = field(default_factory=list)
     exited: bool = False
 
     def busy_between(self, start: int, end: int) -> list[float]:
@@ -415,6 +423,8 @@ def read_trace(path: Path, out_map: dict[tuple[int, int, int], int] | None = Non
                 t.samples.append((t.cycles, t.busy))
                 if len(words) >= 6 and words[4] == "wall":
                     t.wall_s = float(words[5])
+            if words[:3] == ["mcu", "reset", "at"] and len(words) >= 7:
+                t.resets.append(int(words[6]))
             if words[:1] == ["exit"]:
                 t.exited = True
             continue

@@ -408,12 +408,15 @@ class Session:
         if n == "clock":
             self._on_clock(m, t)
         elif n == "status":
-            self.status = m
-            self.unwrap(m["clock"])
-            if self._streaming and m["state"] == State.SHUTDOWN:
-                self.shutdown_in_status = True
             if self.info is not None and m["boot_id"] != self.info.boot_id:
+                # another boot: its clock and counters start over. Keep the old boot's
+                # last status, which tells what ran before the reset (_account)
                 self.reset_seen = m["boot_id"]
+            else:
+                self.status = m
+                self.unwrap(m["clock"])
+                if self._streaming and m["state"] == State.SHUTDOWN:
+                    self.shutdown_in_status = True
         elif n == "event":
             self.events.append(m)
         elif n == "shutdown_notice":
@@ -818,9 +821,10 @@ class Session:
             k, s = by_plan[pi]
             status = reported.get(k)
             if status is None:
-                if finished or (s.clock <= done_clock and res.error.startswith("DeviceShutdown")):
-                    status = "played"
-                elif s.clock <= done_clock and not res.error.startswith("DeviceReset"):
+                # the device dispatched every command due by its last status's clock
+                # (a reset's new boot never overwrites that status): played, or an
+                # event said otherwise
+                if finished or s.clock <= done_clock:
                     status = "played"
                 else:
                     status = "unknown"
