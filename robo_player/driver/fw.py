@@ -49,6 +49,7 @@ import serial
 from ..errors import PlanError, TransportError
 from ..plan import Op as PlanOp
 from ..plan import Plan
+from ..protocol.messages import OutKind
 from ..spec.model import DriverKind, PianoSpec
 from .faults import FAULT_OPTIONS, FaultSpec, FaultStats, FaultyTransport
 from .ports import Performance, Progress
@@ -733,18 +734,21 @@ class FirmwareDevice:
         from ..sim.physics import CoilEvent
 
         out: list[CoilEvent] = []
-        if self.kind != "avr":  # the trace has every level
-            for clock, a, level in trace.changes:
-                t = round(t_us_for(clock))
-                if t >= 0 and a in pwm:
-                    out.append(CoilEvent(t, a, level / pwm[a]))
-            out.sort(key=lambda e: (e.t_us, e.actuator))
-            return out
-        # direct AVR pins are on/off: take the drive and the pulse from the plan
+        # the trace has every level: the host build's outputs, and PCA9685 channels (their
+        # duty in 1/4096) under simavr; direct AVR pins are on/off only
+        if self.kind != "avr":
+            leveled = set(pwm)
+        else:
+            leveled = {a for a, o in actuator_outputs(self.spec).items() if o[0] == OutKind.PCA9685}
+        for clock, a, level in trace.changes:
+            t = round(t_us_for(clock))
+            if t >= 0 and a in pwm and a in leveled:
+                out.append(CoilEvent(t, a, min(1.0, level / pwm[a])))
+        # direct AVR pins: take the drive and the pulse from the plan
         cmds = plan.commands
         planned: dict[int, list[int]] = {}
         for o in result.outcomes:
-            if o.status in ("played", "played_cut_off"):
+            if o.status in ("played", "played_cut_off") and cmds[o.index].actuator not in leveled:
                 planned.setdefault(cmds[o.index].actuator, []).append(o.index)
         for a, idxs in planned.items():
             ons = [(c, lv) for c, act, lv in trace.changes if act == a]
