@@ -44,6 +44,7 @@ from robo_player.driver.fw import (  # noqa: E402
     open_fw_host,
     open_vmcu,
 )
+from robo_player.driver.stream import pca_prescale  # noqa: E402
 from robo_player.errors import RoboPlayerError  # noqa: E402
 from robo_player.plan import Op, Plan  # noqa: E402
 from robo_player.spec.loader import load_spec  # noqa: E402
@@ -329,6 +330,23 @@ def main(argv: list[str] | None = None) -> int:
                         f"included: {100 * x.get('avr_cpu_load', 0):.1f} %; {x['commands']} {err_a}",
                     )
                 )
+        # PCA9685 outputs: a change shows at the end of the chip's PWM period (the model,
+        # as the chip); the firmware aims half a period early, so +-half a period
+        grand = load_spec("piano-88-grand")
+        for hz in (1000, 1526):
+            sp88 = replace(grand, boards=tuple(replace(b, pwm_hz=hz) for b in grand.boards))
+            plan88 = make_plan(sp88, notes=32, gap_us=12_000, chord=1, pulse_us=20_000)
+            perf_p, err_p = play(open_fw_avr(f"fw-avr://?speed={args.avr_speed}", sp88), plan88)
+            a = perf_p.extra["actuation_error_us"] if perf_p is not None else {}
+            rows.append(
+                (
+                    f"AVR PCA9685 actuation error p99 (mean, max), pwm_hz {hz}",
+                    f"{a['p99']:.0f} µs ({a['mean']:.0f}, {a['max']:.0f})" if a else "failed",
+                    "-",
+                    f"88-key grand, 32 single notes; half a PWM period is "
+                    f"{0.5e6 / (25e6 / (4096 * (pca_prescale(sp88) + 1))):.0f} µs {err_p}",
+                )
+            )
     else:
         rows.append(("AVR rows", "not run", "-", "no simavr build (make -C firmware avr sim)"))
 
