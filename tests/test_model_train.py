@@ -129,3 +129,12 @@ def test_train_option_defaults_are_the_train_config_defaults() -> None:
     assert (args.epochs, args.batch_size, args.seq_len, args.lr, args.patience) == (
         d.epochs, d.batch_size, d.seq_len, d.lr, d.patience
     )
+
+
+def test_time_budget_sizes_the_schedule() -> None:
+    from robo_player.model.train import budget_epochs
+
+    assert budget_epochs(1, 60.0, 600.0, 30) == 11  # 10 more of 60 s fit in 600 s
+    assert budget_epochs(1, 60.0, 590.0, 30) == 10
+    assert budget_epochs(1, 60.0, 6000.0, 30) == 30  # never past --epochs
+    assert budget_epochs(3, 60.0, -5.0, 30) == 3  # over budget: stop where it is

@@ -35,9 +35,10 @@ def sequence_nll(model: Any, tokens: np.ndarray, batch_windows: int = 16) -> flo
     import torch
     import torch.nn.functional as F  # noqa: N812
 
-    toks = torch.as_tensor(np.asarray(tokens, dtype=np.int64))
-    inp = torch.cat([torch.tensor([BOS]), toks[:-1]])
-    codes = (torch.from_numpy(tk.state_codes(np.asarray(tokens)))
+    dev = next(model.parameters()).device  # the model's device (a GPU run's too)
+    toks = torch.as_tensor(np.asarray(tokens, dtype=np.int64)).to(dev)
+    inp = torch.cat([torch.tensor([BOS], device=dev), toks[:-1]])
+    codes = (torch.from_numpy(tk.state_codes(np.asarray(tokens))).to(dev)
              if getattr(model.config, "features", False) else None)
     with torch.inference_mode():
         if model.config.arch == "lstm":

@@ -184,17 +184,25 @@ def setup_dist(device: str) -> Dist:
     return Dist(rank, world, dev)
 
 
-def _all_sum(values: list[float], d: Dist) -> list[float]:
+def _all_sum(values: list[float], d: Dist, smallest: bool = False) -> list[float]:
+    """Each value summed over the ranks (``smallest``: its minimum instead)."""
     if d.world == 1:
         return values
     import torch.distributed as dist
 
     t = torch.tensor(values, dtype=torch.float64, device=d.device)
-    dist.all_reduce(t)
+    dist.all_reduce(t, op=dist.ReduceOp.MIN if smallest else dist.ReduceOp.SUM)
     return t.tolist()
 
 
 # ---------------------------------------------------------------- loop
+
+
+def budget_epochs(done: int, epoch_s: float, left_s: float, epochs: int) -> int:
+    """Epochs a time budget holds: ``done`` so far and as many more of ``epoch_s``
+    (training and validation) as fit in ``left_s``; at least ``done``, at most ``epochs``."""
+    more = int(max(0.0, left_s) // epoch_s) if epoch_s > 0 else epochs
+    return max(done, min(epochs, done + more))
 
 
 def evaluate_windows(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int,
@@ -252,7 +260,7 @@ def _train(model_config: ModelConfig, cfg: TrainConfig, train_variants: Sequence
                             betas=(0.9, 0.98))
     ckpt_path = out.with_name(out.name + ".ckpt")
     state = {"epoch": 0, "step": 0, "best": math.inf, "best_note": math.inf, "bad_epochs": 0,
-             "train_seconds": 0.0, "tokens": 0}
+             "train_seconds": 0.0, "tokens": 0, "sched_epochs": 0}
     if resume:
         if not ckpt_path.is_file():
             raise ModelError(f"{ckpt_path}: no checkpoint to resume from")
@@ -299,7 +307,7 @@ def _train(model_config: ModelConfig, cfg: TrainConfig, train_variants: Sequence
             save_checkpoint(ckpt_path, model, model_config, meta=meta, train_state=ts)
 
     out_of_time = False
-    while state["epoch"] < cfg.epochs and not out_of_time:
+    while state["epoch"] < (state["sched_epochs"] or cfg.epochs) and not out_of_time:
         epoch = state["epoch"]
         rng = np.random.default_rng(cfg.seed * 1000 + epoch)  # same on every rank
         x, y, c = windows(epoch_sequences(train_variants, cfg.transpose, rng), cfg.seq_len, codes=feats)
@@ -308,8 +316,9 @@ def _train(model_config: ModelConfig, cfg: TrainConfig, train_variants: Sequence
         perm = perm[:usable][d.rank::d.world]
         steps = math.ceil(len(perm) / cfg.batch_size)
         steps_per_epoch_est = steps_per_epoch_est or steps
-        total_steps = steps_per_epoch_est * cfg.epochs
-        prog = Progress(f"epoch {epoch + 1}/{cfg.epochs}", enabled=progress and d.main)
+        total_steps = steps_per_epoch_est * (state["sched_epochs"] or cfg.epochs)
+        prog = Progress(f"epoch {epoch + 1}/{state['sched_epochs'] or cfg.epochs}",
+                        enabled=progress and d.main)
         tok_epoch, loss_sum, loss_n = 0, 0.0, 0
         t_epoch = time.monotonic()
         net.train()
@@ -354,6 +363,14 @@ def _train(model_config: ModelConfig, cfg: TrainConfig, train_variants: Sequence
         state["epoch"] = epoch + 1
         state["tokens"] += int(tok_all)
         state["train_seconds"] = time.monotonic() - t_start
+        if cfg.max_minutes and not state["sched_epochs"]:
+            # the cosine schedule ends where the time budget does: fixed after the first
+            # epoch (kept on resume), the same on every rank (their smallest estimate)
+            fit = budget_epochs(state["epoch"], time.monotonic() - t_epoch,
+                                cfg.max_minutes * 60 - state["train_seconds"], cfg.epochs)
+            state["sched_epochs"] = int(_all_sum([float(fit)], d, smallest=True)[0])
+            if d.main:
+                log.info("time budget: the schedule ends after epoch %d", state["sched_epochs"])
         improved = val < state["best"]
         if improved:
             state["best"], state["best_note"], state["bad_epochs"] = val, val_note, 0
