@@ -130,3 +130,20 @@ def test_timeline_follows_host_time() -> None:
             worst = max(worst, abs(clock / true(1.0) - t_us * 1e-6))
     # performance time stays within 100 µs of the host's clock once the drift is learned
     assert worst <= 100e-6
+
+
+def test_a_full_window_keeps_the_quick_exchanges() -> None:
+    """A full window drops the slow exchanges, not the oldest: one quick exchange among
+    slow ones stays (it pins the line), while the newest few always stay."""
+    sync = ClockSync(16e6, window=8, keep_new=2)
+    sync.add(10.0, 160_000_000, 10.0 + 50e-6)  # the quick one, first
+    for i in range(1, 20):
+        t = 10.0 + i * 0.1
+        rtt = 2e-3 + 1e-5 * i
+        sync.add(t, round(16e6 * (t + rtt / 2)), t + rtt)
+    assert sync.samples == 8
+    assert sync.min_rtt_s == pytest.approx(50e-6)
+    kept = sorted(round(x.send_time, 1) for x in sync._samples)
+    assert kept[0] == 10.0 and kept[-2:] == [11.8, 11.9]
+    # the newest stay; of the slow ones, the slowest (the newer ones here) went first
+    assert kept[1:-2] == [10.1, 10.2, 10.3, 10.4, 10.5], kept
