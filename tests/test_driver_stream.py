@@ -166,6 +166,15 @@ def test_reset_mid_piece_is_detected_and_reported() -> None:
     assert "reset" in res.error
     # nothing is claimed played that was still queued when the MCU reset
     assert res.counts().get("unknown", 0) + res.counts().get("not_sent", 0) > 0
+    # what ran by the old boot's last status counts as played (a resume then does not
+    # replay it), and each such strike is in the first boot's trace
+    assert res.counts().get("played", 0) > 0, res.counts()
+    hz = dev.last_backend.world.mcu.cfg.clock_hz  # type: ignore[union-attr]
+    ons = [(c, a) for c, a, lv in _trace(dev) if lv]
+    for o in res.outcomes:
+        c = PLAN.commands[o.index]
+        if o.status == "played" and c.op.name == "STRIKE":
+            assert any(a == c.actuator and abs(x - o.clock) <= hz // 1000 for x, a in ons), o
 
 
 def test_long_stall_trips_the_watchdog() -> None:

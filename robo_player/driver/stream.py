@@ -812,6 +812,14 @@ class Session:
         by_plan = {s.plan_index: (k, s) for k, s in sent.items()}
         st = self.status
         done_clock = self.unwrap(st["clock"]) if st is not None else -1
+        if st is not None and res.error.startswith("DeviceReset"):
+            # the reset may have cut off reports the status already counted: then what
+            # was due by its clock cannot all be called played
+            seen = sum(
+                1 for ev in self.events if EventKind.LATE <= ev["kind"] <= EventKind.REFUSED_STATE
+            )
+            if seen < st["late"] + st["refused"]:
+                done_clock = -1
         finished = not res.error
         last_done = start_index - 1
         for pi in range(start_index, len(cmds)):
