@@ -553,8 +553,6 @@ static void pca_service(void)
     twi_begin(addr, len);
 }
 
-/* Interrupts off (the timer context's commit, or a critical section): a write into the
- * queue, due RP_PCA_LEAD_TICKS after its command's clock (avr_out_clock). */
 /* Start the write engine within 64 ticks for a set-up, unless it runs or is due sooner. */
 static void kick_setup(void)
 {
@@ -587,6 +585,8 @@ void avr_pca_configured(uint8_t prescale)
     SREG = sreg;
 }
 
+/* Interrupts off (the timer context's commit, or a critical section): a write into the
+ * queue, due RP_PCA_LEAD_TICKS after its command's clock (avr_out_clock). */
 void avr_pca_set(uint8_t actuator, uint16_t level)
 {
     uint32_t due = avr_out_clock + RP_PCA_LEAD_TICKS;
