@@ -95,6 +95,13 @@ class PcaSim:
                                 "prescale_ignored": int(m[5])}
                 for m in re.finditer(pat, self.trace.read_text())}  # fmt: skip
 
+    def settle(self, us: int = 3_000) -> None:
+        """Let ``us`` of simulated time pass (clock queries): a change latched by now shows
+        within one PWM period (983 us at the default prescale), and the rows have it."""
+        end = self.link.clock() + us * US
+        while self.link.clock() < end:
+            pass
+
     def stop(self) -> None:
         self.link.close()
         if self.proc.poll() is None:
@@ -239,6 +246,7 @@ def test_pca9685_all_off_and_watchdog_turn_every_channel_off(pca_sim: PcaSim) ->
             assert pca_sim.link.status(7)["state"] == State.READY
         else:  # silence: the watchdog
             note = pca_sim.link.wait_message(lambda m: m.name == "shutdown_notice", start)
+        pca_sim.settle()
         rows = pca_sim.rows()
         for addr, ch in outs:
             lv = [d for _, a, c, d in rows if (a, c) == (addr, ch)]
@@ -274,6 +282,7 @@ def test_pca9685_write_to_a_missing_board_turns_nothing_on(pca_sim: PcaSim) -> N
     schedule(pca_sim.link, cmds, n_act=len(outs), time_shift=4)
     st = wait_done(pca_sim.link, len(cmds))
     assert st["played"] == len(cmds)
+    pca_sim.settle()
     pca_sim.stop()
     nacked = [w for w in pca_sim.i2c() if w[1] == "start-write" and w[2] == "0x41"]
     # status.i2c_errors counts them: 0x41's six set-up transactions (at configure), its
@@ -438,6 +447,7 @@ def test_pca9685_pwm_frequency_comes_from_the_configuration(pca_sim: PcaSim) -> 
         on = [TimedCommand(t + i * 400 * US, Op.STRIKE, i, 3000, 2_000, 0) for i in range(len(outs))]
         schedule(pca_sim.link, on, n_act=len(outs), time_shift=4)
         wait_done(pca_sim.link, len(on))
+    pca_sim.settle()
     rows = pca_sim.rows()
     assert [d for _, a, c, d in rows if (a, c) == (0x40, 0)][-2:] == [3000, 0]
     pca_sim.stop()
@@ -467,6 +477,7 @@ def test_pca9685_changes_show_at_the_end_of_the_pwm_period(pca_sim: PcaSim) -> N
     cmds.sort(key=lambda c: c.clock)
     schedule(pca_sim.link, cmds, n_act=len(outs), time_shift=4)
     wait_done(pca_sim.link, len(cmds))
+    pca_sim.settle()
     pca_sim.stop()
     text = pca_sim.trace.read_text()
     base = int(re.findall(r"# timer1 clock = cycle - (\d+)", text)[0])

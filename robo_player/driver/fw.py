@@ -849,7 +849,17 @@ class _ProcessBackend(_Backend):
         self.clock = SimClock(self.fw, port.time_scale)
         return port, port.reset, self.clock
 
+    # simulated time the harness runs on after the last status before it is stopped: a
+    # PCA9685 change shows at the end of the chip's PWM period (up to 41 ms at the
+    # slowest prescale), after the driver's drain has seen the command's clock pass
+    settle_s = 0.05
+
     def stop(self) -> None:
+        if self.clock is not None and self.fw.alive:
+            end = self.clock() + self.settle_s
+            deadline = time.monotonic() + 5.0  # wall: a stuck harness is stopped anyway
+            while self.clock() < end and self.fw.alive and time.monotonic() < deadline:
+                time.sleep(0.01)
         self.fw.stop()
         if self.clock is not None:
             self.clock.close()
