@@ -140,6 +140,7 @@ def rate_through(
                 f"# {label} {r:.0f} notes/s try {attempt}: {'ok' if ok else 'FAIL'} {counts} "
                 f"underruns {x.get('underruns', '?')} short_lead {x.get('short_lead', '?')} "
                 f"cpu {100 * x.get('avr_cpu_load', 0):.0f} % sim speed {x.get('avr_sim_speed', '-')} "
+                f"sim stalls {x.get('avr_clock_stalls', '-')} "
                 f"drift {perf.link.get('drift_ppm') if perf else '?'} ppm "
                 f"(restarts {perf.link.get('clock_restarts') if perf else '?'}) wall {wall:.1f} s {err}"
             )

@@ -153,6 +153,7 @@ def test_fw_avr_short_run() -> None:
     assert not max_on_violations(tr.changes, tr.clock_hz, sp.thermal.max_on_us)
     assert perf.extra["actuation_error_us"]["matched"] >= len(plan) // 2
     assert perf.extra["avr_cpu_load"] > 0
+    assert isinstance(perf.extra["avr_clock_stalls"], int)
 
 
 # ---- the simulated-time clock of fw-avr:// (no subprocess: a fake harness) ----------

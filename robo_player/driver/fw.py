@@ -724,6 +724,11 @@ class FirmwareDevice:
             if first.wall_s > 0 and first.clock_hz:
                 # simulated s per wall s that simavr achieved (``speed`` only caps it)
                 perf.extra["avr_sim_speed"] = round(first.cycles / first.clock_hz / first.wall_s, 4)
+        clock = getattr(backend, "clock", None)
+        if isinstance(clock, SimClock):
+            # times simavr stood still and the driver's clock went on without it: under a
+            # loaded CPU, the cause of a DeviceTimeout on fw-avr:// that real time lacks
+            perf.extra["avr_clock_stalls"] = clock.stalls
         if result.error:
             perf.extra["error"] = result.error
         return perf
