@@ -334,15 +334,7 @@ def test_pca9685_missing_board_counts_i2c_errors_in_the_link_statistics() -> Non
     ["i2c_errors"]`` (what the play report's ``link`` dict carries)."""
     sp = spec(SPEC_88)
     keys = [0, 87]  # boards 0x40 and 0x45 (missing)
-    cmds: list[Command] = []
-    for n, k in enumerate(keys):
-        key = sp.keys[k]
-        t = 200_000 + 5_000 * n
-        hold = int(key.pwm_max * sp.strike.hold_duty)
-        cmds.append(Command(t, PlanOp.STRIKE, key.channel, 2000, 20_000, hold, note=n))
-        cmds.append(Command(t + 40_000, PlanOp.RELEASE, key.channel, note=n))
-    plan = Plan(cmds, spec_name=sp.name, spec_hash=sp.spec_hash)
-    plan.sort()
+    plan = strike_plan(sp, [[k] for k in keys], 5_000, 40_000, lambda n, key: 2000)
     with open_port("fw-avr://?pca_bus=0x40,0x41,0x42,0x43,0x44", sp) as dev:
         perf = dev.play(plan)
         res, tr = dev.last_result, dev.last_trace

@@ -37,6 +37,7 @@ import logging
 import math
 from collections import deque
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -175,6 +176,11 @@ class ClockSync:
             self._fit()
         return True
 
+    def _sigma(self, rtt: Any, best: float) -> Any:
+        """A midpoint's uncertainty (s): half its round trip in excess of the best one, plus
+        ``rtt_scale_s`` (a float, or an array of round trips)."""
+        return self.rtt_scale_s + 0.5 * (rtt - best)
+
     def _evict(self) -> None:
         """Make room: drop the least telling sample. Its worth is the weight it has in
         the fit (the inverse square of its uncertainty, decayed by age): an old exchange
@@ -187,7 +193,7 @@ class ClockSync:
         cand = list(smp)[: -self.keep_new] if len(smp) > self.keep_new else list(smp)
 
         def worth(x: ClockSample) -> float:
-            sigma = self.rtt_scale_s + 0.5 * (x.rtt_s - best)
+            sigma = self._sigma(x.rtt_s, best)
             return 0.5 ** (max(0.0, now - x.recv_time) / self.half_life_s) / (sigma * sigma)
 
         smp.remove(min(cand, key=worth))
@@ -220,7 +226,7 @@ class ClockSync:
         self.min_rtt_s = float(rtt.min())
         base = 0.5 * self.min_rtt_s
         w_age = 0.5 ** (np.maximum(0.0, -recv) / self.half_life_s)
-        sigma = self.rtt_scale_s + 0.5 * (rtt - self.min_rtt_s)
+        sigma = self._sigma(rtt, self.min_rtt_s)
         mids = 0.5 * (send + recv) + asym
         w_mid = w_age / (sigma * sigma)
         lo = send + base + asym
