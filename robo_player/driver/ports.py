@@ -14,36 +14,13 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any, Protocol
 from urllib.parse import parse_qsl, urlsplit
 
 from ..errors import TransportError
+from ..performance import HeardNote, Performance, Progress
 from ..plan import Plan
 from ..spec.model import PianoSpec
-
-Progress = Callable[[float], None]  # fraction done, 0..1
-
-
-@dataclass(frozen=True, slots=True)
-class HeardNote:
-    """One onset reported by the sensor, in performance time."""
-
-    t_us: int
-    pitch: int
-    velocity: float  # loudness in MIDI velocity units
-    end_us: int | None = None  # when the sound was damped, if known
-
-
-@dataclass(slots=True)
-class Performance:
-    heard: list[HeardNote] = field(default_factory=list)
-    max_coil_temp_ratio: float = 0.0  # peak coil temperature rise / allowed rise
-    coil_failures: list[dict[str, Any]] = field(default_factory=list)
-    pedal: list[tuple[int, int]] = field(default_factory=list)  # (t_us, value) as sensed
-    link: dict[str, Any] | None = None  # link statistics, where there is a link
-    extra: dict[str, Any] = field(default_factory=dict)  # backend-specific report fields
-
 
 class Device(Protocol):
     url: str

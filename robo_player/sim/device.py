@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import SplitResult
 
-from ..driver.ports import Performance, Progress
+from ..performance import Performance, Progress
 from ..errors import PlanError, TransportError
 from ..plan import Plan
 from ..spec.model import PianoSpec
