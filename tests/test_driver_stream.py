@@ -1,6 +1,6 @@
 """The driver against the virtual MCU on virtual time: streaming, faults, resume.
 
-The virtual MCU (robo_player.driver.vmcu) follows docs/protocol.md; these tests run in
+The virtual MCU (robo_player.sim.vmcu) follows docs/protocol.md; these tests run in
 virtual time (no sleeps). The same checks run against the real host firmware in
 test_driver_fw.py.
 """
@@ -24,13 +24,14 @@ from driver_helpers import (
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from robo_player.driver.fw import FirmwareDevice, open_vmcu
+from robo_player.driver.device import FirmwareDevice
 from robo_player.driver.ports import open_port
 from robo_player.driver.stream import DeviceReset, ResumeState, Session
-from robo_player.driver.vmcu import MCUConfig, VirtualPort, VirtualWorld
 from robo_player.errors import DeviceShutdown, DeviceTimeout, ProtocolError, TransportError
 from robo_player.plan import Plan
 from robo_player.protocol.messages import PROTOCOL_VERSION
+from robo_player.sim.ports import open_vmcu
+from robo_player.sim.vmcu import MCUConfig, VirtualPort, VirtualWorld
 
 SP = spec()
 PLAN = make_plan(SP, notes=60, gap_us=40_000, chord=2)
