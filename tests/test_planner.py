@@ -12,7 +12,15 @@ from hypothesis import strategies as st
 
 from robo_player.errors import CalibrationError, PlanError, UsageError
 from robo_player.plan import Command, Op, Plan
-from robo_player.planner import Fate, PlanOptions, PlanReport, Playability, plan_piano
+from robo_player.planner import (
+    Fate,
+    PlanOptions,
+    PlanReport,
+    Playability,
+    plan,
+    plan_piano,
+    playability,
+)
 from robo_player.planner.constraints import Limits
 from robo_player.score import Note, PedalEvent, Score
 from robo_player.spec import load_spec
@@ -698,3 +706,33 @@ def test_report_json_is_serialisable_and_complete() -> None:
     ]  # by (onset, pitch)
     assert js["alterations"][-1]["changes"]["pitch"] == -12
     assert "outcomes" not in report.to_json()
+
+
+# -- one entry point, chosen by family ---------------------------------------------------
+
+
+def test_the_entry_point_picks_the_piano_planner_by_family() -> None:
+    score = score_of((60, 0, 1 * S, 80), (64, 100 * MS, 1 * S, 50), pedal=[(0, 127), (S, 0)])
+    for spec in (GRAND, DIY):
+        assert spec.family == "piano"
+        p1, r1 = plan(score, spec)
+        p2, r2 = plan_piano(score, spec)
+        assert p1.commands == p2.commands and r1.to_json() == r2.to_json()
+    opts = PlanOptions(out_of_range="drop")
+    assert plan(score_of((10, 0, S, 80)), GRAND, None, opts)[1].notes_dropped == 1
+    assert isinstance(playability(GRAND), Playability)
+
+
+class _Guitar:
+    """A spec of a family without a planner yet."""
+
+    name = "guitar-6"
+    family = "guitar"
+
+
+def test_a_family_without_a_planner_is_refused() -> None:
+    with pytest.raises(PlanError, match=r"spec 'guitar-6': no planner for instrument family "
+                                        r"'guitar' \(allowed: piano\)"):
+        plan(score_of((60, 0, S, 80)), _Guitar())  # type: ignore[arg-type]
+    with pytest.raises(PlanError, match="no playability oracle for instrument family 'guitar'"):
+        playability(_Guitar())  # type: ignore[arg-type]
