@@ -5,7 +5,7 @@ counts (``firmware/core/sched.c`` is the reference, ``docs/protocol.md`` the tex
 
 - pulse-then-hold (``STRIKE``): ``drive`` at ``t_us``, then ``hold`` at
   ``t_us + pulse_us``; with ``pulse_us`` 0 straight to ``hold``;
-- set (``SET``, the legacy ``PEDAL``): its level at ``t_us``;
+- set (``SET``): its level at ``t_us``;
 - release: 0 at ``t_us``.
 
 A later command on the same actuator at or before the end of a pulse cancels that
@@ -29,19 +29,13 @@ import numpy as np
 
 from .errors import PlanError
 from .plan import Command, Plan
-
-CC_MAX = 127  # the legacy PEDAL op's value is a CC64 value, 0..127
+from .spec.actuators import ActuatorKind
 
 
 def actuator_pwm_max(spec: Any) -> dict[int, int]:
-    """actuator index -> its full PWM level (counts), for every actuator of ``spec``."""
-    acts = getattr(spec, "actuators", None)
-    if acts is not None:
-        return {a.index: a.pwm_max for a in acts}
-    out = {k.channel: k.pwm_max for k in spec.keys}
-    if spec.pedal is not None:
-        out[spec.pedal.channel] = (1 << spec.pedal.pwm_bits) - 1
-    return out
+    """actuator index -> its full PWM level (counts), for every coil of ``spec``'s
+    actuator map (positioners take no pulse/hold)."""
+    return {a.index: a.pwm_max for a in spec.actuators if a.kind is ActuatorKind.COIL}
 
 
 def is_pulse_hold(op: Enum) -> bool:
@@ -52,7 +46,7 @@ def output_steps(op: Enum, level: int, pulse_us: int, hold: int) -> tuple[tuple[
     """``(offset_us, level)`` output changes of one command after its time, in counts.
 
     ``op`` is a plan op or a wire op (:class:`robo_player.protocol.messages.Op`): only
-    its name is read (RELEASE, STRIKE/PULSE_HOLD, SET/PEDAL).
+    its name is read (RELEASE, STRIKE/PULSE_HOLD, SET).
     """
     name = op.name
     if name == "RELEASE":
@@ -65,9 +59,7 @@ def output_steps(op: Enum, level: int, pulse_us: int, hold: int) -> tuple[tuple[
 
 
 def command_level(c: Command, pwm_max: int) -> int:
-    """The level a command drives first, in counts (the legacy PEDAL op's CC converted)."""
-    if c.op.name == "PEDAL":
-        return round(c.drive * pwm_max / CC_MAX)
+    """The level a command drives first, in counts (plan v2: levels are counts)."""
     return c.drive
 
 
@@ -90,12 +82,12 @@ def check_command(
             f"(actuators: {lo}..{hi})"
         )
     name = c.op.name
-    if name == "PEDAL":
-        if not 0 <= c.drive <= CC_MAX:
-            raise PlanError(
-                f"{where(c, index)}: pedal value {c.drive} out of range (allowed: 0..{CC_MAX})"
-            )
-    elif name != "RELEASE" and not (
+    if name == "MOVE":
+        raise PlanError(
+            f"{where(c, index)}: actuator {c.actuator} is a coil; a move goes to a positioner "
+            "(allowed ops: pulse_hold, set, release)"
+        )
+    if name != "RELEASE" and not (
         0 <= c.drive <= pm and 0 <= c.hold <= pm and c.pulse_us >= 0
     ):
         raise PlanError(
@@ -122,20 +114,18 @@ class OutputColumns:
         return self.level / np.maximum(self.pwm_max, 1)
 
 
-_RANK = {"RELEASE": 0, "PEDAL": 1, "SET": 1}  # same instant: releases first (Command.sort_key)
+_RANK = {"RELEASE": 0, "SET": 1, "MOVE": 1}  # same instant: releases first (Command.sort_key)
 
 
 def expand_commands(
     cmds: Plan | Iterable[Command],
     pwm_max: Mapping[int, int],
     spec_name: str = "",
-    *,
-    pedal_actuator: int | None = None,
 ) -> OutputColumns:
     """The output changes of ``cmds`` (any order; run in :meth:`Command.sort_key` order).
 
-    Every command is checked (:func:`check_command`). ``pedal_actuator``: where the
-    legacy PEDAL op goes whatever its ``actuator`` says (its plans named none).
+    Every command is checked (:func:`check_command`) against ``pwm_max`` (actuator ->
+    full level, :func:`actuator_pwm_max`).
     """
     cmds = list(cmds.commands if isinstance(cmds, Plan) else cmds)
     n = len(cmds)
@@ -150,8 +140,6 @@ def expand_commands(
     cancelled: list[int] = []
     for i in order:
         c = cmds[i]
-        if pedal_actuator is not None and c.op.name == "PEDAL":
-            c = Command(c.t_us, c.op, pedal_actuator, c.drive, c.pulse_us, c.hold, c.note)
         check_command(c, pwm_max, spec_name)
         t, a = c.t_us, c.actuator
         p = pending.pop(a, None)

@@ -12,7 +12,15 @@ from hypothesis import strategies as st
 
 from robo_player.errors import CalibrationError, PlanError, UsageError
 from robo_player.plan import Command, Op, Plan
-from robo_player.planner import Fate, PlanOptions, PlanReport, Playability, plan_piano
+from robo_player.planner import (
+    Fate,
+    PlanOptions,
+    PlanReport,
+    Playability,
+    plan,
+    plan_piano,
+    playability,
+)
 from robo_player.planner.constraints import Limits
 from robo_player.score import Note, PedalEvent, Score
 from robo_player.spec import load_spec
@@ -87,10 +95,11 @@ def check_invariants(score: Score, spec: PianoSpec, plan: Plan, report: PlanRepo
     # per key actuator: strike, release, strike, release ... of the same note
     per_act: dict[int, list[Command]] = defaultdict(list)
     for c in cmds:
-        if c.op is Op.PEDAL:
+        if c.op is Op.SET:  # the pedal's level, in its PWM counts (plan v2)
             assert spec.pedal is not None and c.actuator == spec.pedal.channel
-            assert 0 <= c.drive <= 127
+            assert 0 <= c.drive <= spec.pedal.pwm_max
             continue
+        assert c.op in (Op.PULSE_HOLD, Op.RELEASE)
         assert c.actuator in key_channels
         per_act[c.actuator].append(c)
     for ch, seq in per_act.items():
@@ -403,7 +412,7 @@ def test_long_note_under_score_pedal_is_carried() -> None:
     assert o.fate is Fate.PLAYED and o.reason == "carried by pedal"
     st_, rel = strikes_of(plan)[0], releases_of(plan)[0]
     assert rel.t_us - st_.t_us == GRAND.thermal.max_on_us
-    assert len([c for c in plan if c.op is Op.PEDAL]) == 2  # only the score's
+    assert len([c for c in plan if c.op is Op.SET]) == 2  # only the score's
     assert report.pedal_carried == 1
 
 
@@ -412,8 +421,9 @@ def test_long_note_without_score_pedal_is_carried_by_an_added_press() -> None:
     plan, report = plan_piano(score, GRAND)
     o = report.outcomes[0]
     assert o.fate is Fate.PLAYED and o.reason == "carried by pedal"
-    pedals = [c for c in plan if c.op is Op.PEDAL]
-    assert [c.drive for c in pedals] == [127, 0]
+    pedals = [c for c in plan if c.op is Op.SET]
+    assert GRAND.pedal is not None
+    assert [c.drive for c in pedals] == [GRAND.pedal.pwm_max, 0]  # full level, then off
     rel = releases_of(plan)[0]
     lat = GRAND.pedal.latency_us if GRAND.pedal else 0
     assert pedals[0].t_us + lat < rel.t_us  # dampers up before the key lets go
@@ -432,7 +442,7 @@ def test_long_note_is_shortened_when_the_pedal_would_change_other_notes() -> Non
     assert o.changes == {"duration_us": rel.t_us - (pipe + 30 * S)}
     assert o.changes["duration_us"] < -9 * S
     assert "coil on-time limit" in (o.reason or "")
-    assert not [c for c in plan if c.op is Op.PEDAL]
+    assert not [c for c in plan if c.op is Op.SET]
     assert report.outcomes[1].fate is Fate.PLAYED
 
 
@@ -447,26 +457,28 @@ def test_long_note_is_shortened_without_pedal_carry(spec_name: str) -> None:
     st_, rel = strikes_of(plan)[0], releases_of(plan)[0]
     assert rel.t_us - st_.t_us == spec.thermal.max_on_us
     assert o.changes["duration_us"] == rel.t_us - (spec.timing.pipeline_delay_us + 30 * S)
-    assert not [c for c in plan if c.op is Op.PEDAL]
+    assert not [c for c in plan if c.op is Op.SET]
 
 
 def test_pedal_events_become_commands_ahead_by_the_pedal_latency() -> None:
     score = score_of((60, 0, 1 * S, 80), pedal=[(100 * MS, 127), (900 * MS, 64), (2 * S, 0)])
     plan, report = plan_piano(score, GRAND)
-    pedals = [c for c in plan if c.op is Op.PEDAL]
+    pedals = [c for c in plan if c.op is Op.SET]
     assert GRAND.pedal is not None
     pipe, lat = GRAND.timing.pipeline_delay_us, GRAND.pedal.latency_us
+    pm = GRAND.pedal.pwm_max  # CC64 -> the pedal's counts: 127 -> pwm_max, 64 -> 2064 of 4095
     assert [(c.t_us, c.drive) for c in pedals] == [
-        (100 * MS + pipe - lat, 127),
-        (900 * MS + pipe - lat, 64),
+        (100 * MS + pipe - lat, pm),
+        (900 * MS + pipe - lat, round(64 * pm / 127)),
         (2 * S + pipe - lat, 0),
     ]
+    assert pedals[1].drive == 2064
     assert all(c.actuator == GRAND.pedal.channel for c in pedals)
     # a calibrated pedal latency wins over the spec's
     cal = Calibration.nominal(GRAND)
     cal.pedal_latency_us = 31_000
     plan2, _ = plan_piano(score, GRAND, cal)
-    assert [c.t_us for c in plan2 if c.op is Op.PEDAL][0] == 100 * MS + pipe - 31_000
+    assert [c.t_us for c in plan2 if c.op is Op.SET][0] == 100 * MS + pipe - 31_000
 
 
 def test_pedal_events_on_a_spec_without_pedal_are_counted_and_ignored() -> None:
@@ -474,7 +486,7 @@ def test_pedal_events_on_a_spec_without_pedal_are_counted_and_ignored() -> None:
     plan, report = plan_piano(score, DIY)
     assert report.pedal_events_ignored == 3
     assert report.to_json()["pedal_events_ignored"] == 3
-    assert not [c for c in plan if c.op is Op.PEDAL]
+    assert not [c for c in plan if c.op is Op.SET]
     assert report.outcomes[0].fate is Fate.PLAYED  # written duration kept
     rel = releases_of(plan)[0]
     assert rel.t_us == DIY.timing.pipeline_delay_us + 1 * S
@@ -694,3 +706,33 @@ def test_report_json_is_serialisable_and_complete() -> None:
     ]  # by (onset, pitch)
     assert js["alterations"][-1]["changes"]["pitch"] == -12
     assert "outcomes" not in report.to_json()
+
+
+# -- one entry point, chosen by family ---------------------------------------------------
+
+
+def test_the_entry_point_picks_the_piano_planner_by_family() -> None:
+    score = score_of((60, 0, 1 * S, 80), (64, 100 * MS, 1 * S, 50), pedal=[(0, 127), (S, 0)])
+    for spec in (GRAND, DIY):
+        assert spec.family == "piano"
+        p1, r1 = plan(score, spec)
+        p2, r2 = plan_piano(score, spec)
+        assert p1.commands == p2.commands and r1.to_json() == r2.to_json()
+    opts = PlanOptions(out_of_range="drop")
+    assert plan(score_of((10, 0, S, 80)), GRAND, None, opts)[1].notes_dropped == 1
+    assert isinstance(playability(GRAND), Playability)
+
+
+class _Guitar:
+    """A spec of a family without a planner yet."""
+
+    name = "guitar-6"
+    family = "guitar"
+
+
+def test_a_family_without_a_planner_is_refused() -> None:
+    with pytest.raises(PlanError, match=r"spec 'guitar-6': no planner for instrument family "
+                                        r"'guitar' \(allowed: piano\)"):
+        plan(score_of((60, 0, S, 80)), _Guitar())  # type: ignore[arg-type]
+    with pytest.raises(PlanError, match="no playability oracle for instrument family 'guitar'"):
+        playability(_Guitar())  # type: ignore[arg-type]

@@ -35,7 +35,7 @@ from ..errors import TransportError
 from ..performance import Performance, Progress
 from ..plan import Command, Op, Plan
 from ..protocol.messages import OutKind
-from ..spec.model import PianoSpec
+from ..spec.model import InstrumentSpec
 from .accuracy import actuation_errors, error_summary
 from .backends import Backend, Instrument, SerialBackend
 from .faults import FAULT_OPTIONS, FaultSpec, FaultStats, FaultyTransport
@@ -69,7 +69,7 @@ class FirmwareDevice(StreamDevice):
     def __init__(
         self,
         url: str,
-        spec: PianoSpec,
+        spec: InstrumentSpec,
         kind: str,
         opts: dict[str, Any],
         *,
@@ -329,7 +329,7 @@ class FirmwareDevice(StreamDevice):
 
 
 def open_serial_device(
-    url_parts: SplitResult | str, spec: PianoSpec, **opts: Any
+    url_parts: SplitResult | str, spec: InstrumentSpec, **opts: Any
 ) -> FirmwareDevice:
     """Real firmware behind ``serial://``, ``socket://``, ``rfc2217://`` or ``loop://``."""
     url = url_of(url_parts)

@@ -23,7 +23,7 @@ from urllib.parse import parse_qsl, urlsplit
 from ..errors import PlanError, TransportError
 from ..performance import HeardNote, Performance, Progress
 from ..plan import Command, Plan
-from ..spec.model import PianoSpec
+from ..spec.model import InstrumentSpec
 
 
 class Device(Protocol):
@@ -156,7 +156,7 @@ def schemes() -> list[str]:
     return sorted(_REGISTRY)
 
 
-def open_port(url: str, spec: PianoSpec, **options: Any) -> Device:
+def open_port(url: str, spec: InstrumentSpec, **options: Any) -> Device:
     """Open the device at ``url`` for ``spec``; TransportError if there is none."""
     parts = urlsplit(url)
     if not parts.scheme:

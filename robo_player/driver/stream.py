@@ -32,7 +32,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import DeviceShutdown, DeviceTimeout, ProtocolError, SpecError, TransportError
+from ..errors import (
+    DeviceShutdown,
+    DeviceTimeout,
+    PlanError,
+    ProtocolError,
+    SpecError,
+    TransportError,
+)
 from ..plan import Command, Plan
 from ..plan import Op as PlanOp
 from ..protocol.messages import (
@@ -50,7 +57,8 @@ from ..protocol.messages import (
 )
 from ..protocol.schedule import TimedCommand
 from ..protocol.varint import U32
-from ..spec.model import DriverKind, PianoSpec
+from ..spec.actuators import Actuator
+from ..spec.model import DriverKind, InstrumentSpec
 from .clocksync import ClockSync, PerfTimeline
 from .link import Link
 from .streaming import StreamRun
@@ -148,31 +156,17 @@ class StreamResult:
 
 
 # ---- the configuration a spec asks for ---------------------------------------------
-def actuator_outputs(spec: PianoSpec) -> dict[int, tuple[int, int, int, int]]:
-    """actuator -> (out_kind, out_addr, out_channel, pwm_max), from the spec's wiring.
-
-    Boards own consecutive blocks of the channel space in their listed order; a board's
-    output is the channel minus its first channel.
-    """
-    first: dict[str, int] = {}
-    start = 0
-    for b in spec.boards:
-        first[b.id] = start
-        start += b.channels
-    kinds = {b.id: b for b in spec.boards}
+def actuator_outputs(spec: InstrumentSpec) -> dict[int, tuple[int, int, int, int]]:
+    """actuator -> (out_kind, out_addr, out_channel, pwm_max), from the actuator map."""
     out: dict[int, tuple[int, int, int, int]] = {}
-    wiring: list[tuple[int, str, int]] = [(k.channel, k.board, k.pwm_max) for k in spec.keys]
-    if spec.pedal is not None:
-        wiring.append((spec.pedal.channel, spec.pedal.board, (1 << spec.pedal.pwm_bits) - 1))
-    for ch, board, pwm_max in wiring:
-        b = kinds[board]
-        kind = OutKind.PCA9685 if b.kind is DriverKind.PCA9685 else OutKind.DIRECT
-        addr = b.i2c_address or 0 if kind is OutKind.PCA9685 else 0
-        out[ch] = (int(kind), addr, ch - first[board], pwm_max)
+    for act in spec.actuators:
+        kind = OutKind.PCA9685 if act.board_kind is DriverKind.PCA9685 else OutKind.DIRECT
+        addr = act.i2c_address or 0 if kind is OutKind.PCA9685 else 0
+        out[act.index] = (int(kind), addr, act.output, act.pwm_max)
     return out
 
 
-def pca_prescale(spec: PianoSpec) -> int:
+def pca_prescale(spec: InstrumentSpec) -> int:
     """The PCA9685 PRE_SCALE for the spec's ``pwm_hz`` (the nearest the chip has:
     25 MHz / (4096 (prescale + 1))). The firmware runs every board at one frequency,
     so boards that ask for different ones are refused; no PCA9685 board: the default."""
@@ -189,45 +183,65 @@ def pca_prescale(spec: PianoSpec) -> int:
     return max(3, min(255, round(PCA_OSC_HZ / (4096 * f)) - 1))
 
 
-def duty_permille(spec: PianoSpec) -> int:
-    """Mean (level/pwm_max)² a coil may keep up for ever without passing its allowed rise."""
-    th, pw = spec.thermal, spec.power
-    full_rise = pw.supply_v**2 / pw.coil_ohm * th.coil_tau_s / th.coil_heat_capacity_j_per_k
-    return max(1, min(1000, int(1000 * th.coil_max_rise_k / full_rise)))
+def actuator_duty_permille(act: Actuator) -> int:
+    """Mean (level/pwm_max)² the coil may keep up for ever without passing its allowed
+    rise: its steady rise at full drive is ``heat_k_per_s * tau_s``."""
+    full_rise = act.heat_k_per_s * act.tau_s
+    if full_rise <= 0:
+        return 1000
+    return max(1, min(1000, int(1000 * act.max_rise_k / full_rise)))
+
+
+def duty_permille(spec: InstrumentSpec) -> int:
+    """The lowest duty limit of the spec's actuators (the one a piano's coils share)."""
+    return min((actuator_duty_permille(a) for a in spec.actuators), default=1000)
 
 
 def configure_messages(
-    spec: PianoSpec, *, watchdog_ms: int, time_shift: int, level_shift: int
+    spec: InstrumentSpec, *, watchdog_ms: int, time_shift: int, level_shift: int
 ) -> list[Message]:
-    outs = actuator_outputs(spec)
-    count = max(outs) + 1
-    duty = duty_permille(spec)
+    """The firmware's configuration: every actuator's output and limits, from the map."""
+    amap = spec.actuators
+    count = amap.count
+    tau_s = max((a.tau_s for a in amap), default=1.0)
     msgs = [
         Message.make(
             "configure_begin",
             actuator_count=count,
-            max_concurrent=min(spec.power.max_simultaneous_strikes, count),
+            max_concurrent=min(amap.max_concurrent, count),
             watchdog_ms=watchdog_ms,
-            duty_window_ms=max(100, min(600_000, int(spec.thermal.coil_tau_s * 1000))),
+            duty_window_ms=max(100, min(600_000, int(tau_s * 1000))),
             time_shift=time_shift,
             level_shift=level_shift,
             pca_prescale=pca_prescale(spec),
         )
     ]
-    for a in range(count):
-        kind, addr, ch, pwm_max = outs.get(a, (int(OutKind.DIRECT), 0, 255, 1))
+    outs = actuator_outputs(spec)
+    for i in range(count):
+        act = amap.get(i)
+        if act is None:  # a gap in the indices: a slot with no output (channel 255)
+            ref = amap.entries[0]
+            msgs.append(
+                Message.make(
+                    "configure_actuator", actuator=i, out_kind=int(OutKind.DIRECT), out_addr=0,
+                    out_channel=255, pwm_max=1, max_drive=1, max_on_us=ref.max_on_us,
+                    max_pulse_us=ref.max_pulse_us, duty_permille=actuator_duty_permille(ref),
+                )
+            )
+            continue
+        kind, addr, ch, pwm_max = outs[i]
         msgs.append(
             Message.make(
                 "configure_actuator",
-                actuator=a,
+                actuator=i,
                 out_kind=kind,
                 out_addr=addr,
                 out_channel=ch,
                 pwm_max=pwm_max,
                 max_drive=pwm_max,
-                max_on_us=spec.thermal.max_on_us,
-                max_pulse_us=spec.strike.max_pulse_us,
-                duty_permille=duty,
+                max_on_us=act.max_on_us,
+                max_pulse_us=act.max_pulse_us,
+                duty_permille=actuator_duty_permille(act),
             )
         )
     return msgs
@@ -239,12 +253,13 @@ def time_shift_for(clock_hz: int) -> int:
 
 
 def to_timed(cmd: Command, clock: int, pwm_max: int) -> TimedCommand:
-    if cmd.op is PlanOp.STRIKE:
+    if cmd.op is PlanOp.PULSE_HOLD:
         return TimedCommand(clock, Op.STRIKE, cmd.actuator, cmd.drive, cmd.pulse_us, cmd.hold)
     if cmd.op is PlanOp.RELEASE:
         return TimedCommand(clock, Op.RELEASE, cmd.actuator)
-    level = round(cmd.drive * pwm_max / 127)  # pedal: CC64 value -> PWM counts
-    return TimedCommand(clock, Op.SET, cmd.actuator, level)
+    if cmd.op is PlanOp.SET:  # plan levels are PWM counts already (plan v2)
+        return TimedCommand(clock, Op.SET, cmd.actuator, cmd.drive)
+    raise PlanError(f"plan command {cmd.op.value} at t_us={cmd.t_us}: not supported by the firmware yet")
 
 
 # ---- resume state ---------------------------------------------------------------------
@@ -298,7 +313,7 @@ class Session:
     def __init__(
         self,
         transport: Transport,
-        spec: PianoSpec,
+        spec: InstrumentSpec,
         *,
         now: Now = time.perf_counter,
         config: StreamConfig | None = None,

@@ -28,7 +28,8 @@ there is none). It works in integer µs of performance time: a note at score ons
    strike (shortened if needed); a note lasts at least its strike pulse; no coil is on
    longer than ``max_on_us``; the nominal coil temperature stays under the margin
    (hold cut short, or the strike dropped).
-6. **pedal** — score pedal events become PEDAL commands ``pedal_latency`` early. A
+6. **pedal** — score pedal events become SET commands ``pedal_latency`` early, their
+   CC64 values converted to the pedal's PWM counts (:func:`~robo_player.plan.cc_to_counts`). A
    note cut short by the on-time or heat limit is carried by the pedal when the
    score's pedal is down until its end anyway, or (``pedal_carry``) when an added
    pedal press changes no other note's sound; otherwise it is reported shortened.
@@ -39,7 +40,7 @@ from __future__ import annotations
 import bisect
 import logging
 
-from ..plan import Command, Op, Plan
+from ..plan import Command, Op, Plan, cc_to_counts
 from ..score import Score
 from ..spec.calibration import Calibration
 from ..spec.model import PianoSpec
@@ -69,10 +70,10 @@ PEDAL_DOWN = 64  # CC64 values >= this lift the dampers
 # on (t_us, op order, actuator)), at C speed.
 _Raw = tuple[int, int, int, int, Op, int, int, int, int]
 _ORD = {op: Command(0, op, 0).sort_key()[1] for op in Op}
-_ORD_STRIKE, _ORD_RELEASE = _ORD[Op.STRIKE], _ORD[Op.RELEASE]
+_ORD_STRIKE, _ORD_RELEASE = _ORD[Op.PULSE_HOLD], _ORD[Op.RELEASE]
 _SET = tuple(
     getattr(Command, f).__set__
-    for f in ("t_us", "op", "actuator", "drive", "pulse_us", "hold", "note")
+    for f in ("t_us", "op", "actuator", "drive", "pulse_us", "hold", "note", "position")
 )
 
 
@@ -81,7 +82,7 @@ def _command(
 ) -> Command:
     """Command(...) without the frozen dataclass's per-field object.__setattr__ (2x faster)."""
     c = object.__new__(Command)
-    st, so, sa, sd, sp, sh, sn = _SET
+    st, so, sa, sd, sp, sh, sn, sq = _SET
     st(c, t)
     so(c, op)
     sa(c, actuator)
@@ -89,6 +90,7 @@ def _command(
     sp(c, pulse)
     sh(c, hold)
     sn(c, note)
+    sq(c, 0)
     return c
 
 
@@ -316,9 +318,10 @@ def plan_piano(
             if calibration.pedal_latency_us is not None
             else spec.pedal.latency_us
         )
-        pch = spec.pedal.channel
+        pch, pmax = spec.pedal.channel, spec.actuators[spec.pedal.channel].pwm_max
         for ev in score.pedal:
-            _emit(commands, max(0, ev.t_us + pipe - pedal_lat), Op.PEDAL, pch, ev.value)
+            level = cc_to_counts(ev.value, pmax)  # the plan's levels are counts
+            _emit(commands, max(0, ev.t_us + pipe - pedal_lat), Op.SET, pch, level)
         track = _PedalTrack(
             [ev.t_us + pipe for ev in score.pedal], [ev.value >= PEDAL_DOWN for ev in score.pedal]
         )
@@ -502,7 +505,7 @@ def _commit(
         r.notes.append("lengthened to its strike pulse")
     r.rel = rel
     r.sound_end = rel
-    commands.append((r.s, _ORD_STRIKE, ch, len(commands), Op.STRIKE, r.dc.counts, pulse, hold, r.i))
+    commands.append((r.s, _ORD_STRIKE, ch, len(commands), Op.PULSE_HOLD, r.dc.counts, pulse, hold, r.i))
     commands.append((rel, _ORD_RELEASE, ch, len(commands), Op.RELEASE, 0, 0, 0, r.i))
 
 
@@ -561,8 +564,8 @@ def _carry(
             continue
         windows.append((down, end))
         pch = spec.pedal.channel
-        _emit(commands, down - pedal_lat, Op.PEDAL, pch, 127)
-        _emit(commands, end - pedal_lat, Op.PEDAL, pch, 0)
+        _emit(commands, down - pedal_lat, Op.SET, pch, spec.actuators[pch].pwm_max)
+        _emit(commands, end - pedal_lat, Op.SET, pch, 0)
         for r in group:
             r.sound_end = end
             r.notes.append("carried by pedal")

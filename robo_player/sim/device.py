@@ -53,7 +53,6 @@ class SimDevice(StreamDevice):
         self.spec = spec
         self.instrument = instrument
         self._pwm_max = actuator_pwm_max(spec)
-        self._pedal = spec.pedal.channel if spec.pedal is not None else None
         self._cmds: list[Command] = []  # this stream's commands that will play
         self._late = 0  # ... and those submitted for a time already passed
         self._submitted = 0
@@ -74,15 +73,9 @@ class SimDevice(StreamDevice):
         """Actuators whose coil is on at the end of the last stream."""
         return self.instrument.energised()
 
-    def _actuator_of(self, c: Command) -> Command:
-        if c.op is Op.PEDAL and self._pedal is not None and c.actuator != self._pedal:
-            # the legacy PEDAL op names no actuator: it is the spec's pedal
-            return Command(c.t_us, c.op, self._pedal, c.drive, c.pulse_us, c.hold, c.note)
-        return c
-
     def submit(self, commands: Sequence[Command]) -> None:
         self._check_open("submit")
-        cmds = [self._actuator_of(c) for c in commands]
+        cmds = list(commands)
         last = self._cmds[-1].t_us if self._cmds else -1
         for k, c in enumerate(cmds):
             check_command(c, self._pwm_max, self.spec.name, self._submitted + k)

@@ -124,20 +124,13 @@ class EventColumns:
 def expand_plan(plan: Plan | Iterable[Command], spec: PianoSpec) -> list[CoilEvent]:
     """Coil events of a plan, sorted by time (stable), through the one pulse/hold
     expansion (:mod:`robo_player.actuation`): each level as a fraction of its actuator's
-    full PWM level (the legacy PEDAL op's CC value converted to counts first, as the
-    driver sends it)."""
+    full PWM level (for the pedal's actuator, its position)."""
     return expand_plan_columns(plan, spec).to_events()
 
 
 def expand_plan_columns(plan: Plan | Iterable[Command], spec: PianoSpec) -> EventColumns:
     """:func:`expand_plan` as columns (no per-event objects: the device's fast path)."""
-    out = expand_commands(
-        plan,
-        actuator_pwm_max(spec),
-        spec.name,
-        pedal_actuator=spec.pedal.channel if spec.pedal is not None else None,
-    )
-    return EventColumns.from_outputs(out)
+    return EventColumns.from_outputs(expand_commands(plan, actuator_pwm_max(spec), spec.name))
 
 
 def _range_max(values: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
