@@ -54,7 +54,9 @@ class SimDevice(StreamDevice):
         self.instrument = instrument
         self._pwm_max = actuator_pwm_max(spec)
         self._cmds: list[Command] = []  # this stream's commands that will play
-        self._late = 0  # ... and those submitted for a time already passed
+        self._late = 0  # ... and those submitted for a time already passed (not played)
+        self._late_release = 0  # late releases (they still run)
+        self._last_t = -1  # t_us of the last command submitted
         self._submitted = 0
         self._now_us = -math.inf  # performance time the stream has reached
         self.last_performance: Performance | None = None
@@ -76,7 +78,7 @@ class SimDevice(StreamDevice):
     def submit(self, commands: Sequence[Command]) -> None:
         self._check_open("submit")
         cmds = list(commands)
-        last = self._cmds[-1].t_us if self._cmds else -1
+        last = self._last_t
         for k, c in enumerate(cmds):
             check_command(c, self._pwm_max, self.spec.name, self._submitted + k)
             if c.t_us < last:
@@ -87,9 +89,16 @@ class SimDevice(StreamDevice):
                 )
             last = c.t_us
         self._submitted += len(cmds)
-        on_time = [c for c in cmds if c.t_us >= self._now_us]
-        self._late += len(cmds) - len(on_time)
-        self._cmds.extend(on_time)
+        self._last_t = last
+        for c in cmds:
+            if c.t_us >= self._now_us:
+                self._cmds.append(c)
+            elif c.op is Op.RELEASE:
+                # late, but a release still runs, when it arrives (as on the firmware)
+                self._cmds.append(Command(int(self._now_us), c.op, c.actuator, note=c.note))
+                self._late_release += 1
+            else:
+                self._late += 1
 
     def advance(self, until_t_us: int) -> None:
         self._check_open("advance")
@@ -100,20 +109,21 @@ class SimDevice(StreamDevice):
         return self._end(progress)
 
     def _end(self, progress: Progress | None = None, flush: bool = False) -> Performance:
-        cmds, late, flushed = self._cmds, self._late, 0
-        played = len(cmds)
+        cmds, late, late_rel, flushed = self._cmds, self._late, self._late_release, 0
+        played = len(cmds) - late_rel
         if flush:
             # closed before the stream was drained: what was due has played, the rest
             # is dropped, and everything goes off now
-            due = [c for c in cmds if c.t_us < self._now_us]
-            played, flushed = len(due), len(cmds) - len(due)
+            due = [c for c in cmds if c.t_us <= self._now_us]
+            played, flushed = len(due) - late_rel, len(cmds) - len(due)
             off_at = 0 if math.isinf(self._now_us) else int(self._now_us)
             off_at = max([off_at, *(c.t_us for c in due)])
             cmds = due + [Command(off_at, Op.RELEASE, a) for a in sorted(self._pwm_max)]
-        self._cmds, self._late, self._submitted, self._now_us = [], 0, 0, -math.inf
+        self._cmds, self._late, self._late_release = [], 0, 0
+        self._submitted, self._now_us, self._last_t = 0, -math.inf, -1
         outputs = expand_commands(cmds, self._pwm_max, self.spec.name)
         perf = self.instrument.hear(outputs, progress)
-        counts = {"played": played, "late": late, "flushed": flushed}
+        counts = {"played": played, "late": late, "late_release": late_rel, "flushed": flushed}
         perf.extra["commands"] = {k: v for k, v in counts.items() if v}
         self.last_performance = perf
         log.debug("%s: played %d commands, heard %d notes", self.url, played, len(perf.heard))
