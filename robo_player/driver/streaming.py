@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING
 from ..errors import DeviceShutdown, DeviceTimeout, PlanError, ProtocolError, TransportError
 from ..plan import Command
 from ..protocol.messages import EventKind
+from ..protocol.messages import Op as WireOp
 from ..protocol.schedule import PayloadPacker, ScheduleEncoder
 from .clocksync import PerfTimeline
 
@@ -63,6 +64,7 @@ class StreamRun:
         session.timeline = self.tl
         self.time0: float | None = None  # host time of performance time 0
         self.sent: dict[int, _Sent] = {}  # device index -> what it was
+        self.sent_late: set[int] = set()  # device indices sent after their time
         self.i = 0  # next position to take into a frame
         self.packer = PayloadPacker(info.max_payload)
         self.pack_first_due = math.inf  # host time by which its first record must leave
@@ -192,6 +194,8 @@ class StreamRun:
             due = time0 + c.t_us * 1e-6 - cfg.lead_min_s
             if due < now:
                 self.res.short_lead += 1
+            if time0 + c.t_us * 1e-6 < now:
+                self.sent_late.add(e.index)  # its time had passed: it can only be late
             self.pack_first_due = min(self.pack_first_due, due)
             self.pack_first_t = min(self.pack_first_t, time0 + c.t_us * 1e-6)
             self.sent[e.index] = _Sent(
@@ -255,6 +259,29 @@ class StreamRun:
             s._periodic()
             s.pump(0.02)
 
+    def _missing_late_reports(self, reported: dict[int, str], late_count: int) -> None:
+        """The device's event ring may drop reports (the AVR keeps 8) while its status
+        still counts them. When the late ones the status counts outnumber the late
+        reports, the commands sent after their time with no report are the only ones
+        that can be late: exactly as many as are missing are named late; if the numbers
+        do not match, they are ``unknown`` (never silently played)."""
+        seen = sum(1 for v in reported.values() if v in ("late", "late_release"))
+        missing = late_count - seen
+        if missing <= 0:
+            return
+        cands = sorted(k for k in self.sent_late if k not in reported)
+        log.warning(
+            "%s: %d late reports were lost (status counts %d, %d came); %d commands sent "
+            "late have none",
+            self.s.tr.url, missing, late_count, seen, len(cands),
+        )
+        for k in cands:
+            op = self.sent[k].op
+            if len(cands) == missing:
+                reported[k] = "late_release" if op == WireOp.RELEASE else "late"
+            else:
+                reported[k] = "unknown"
+
     def _account(self) -> None:
         from .stream import CommandOutcome
 
@@ -284,6 +311,8 @@ class StreamRun:
             if seen < st["late"] + st["refused"]:
                 done_clock = -1
         finished = not res.error
+        if finished and st is not None:
+            self._missing_late_reports(reported, st["late"])
         last_done = self.base - 1
         for pi in range(self.base, self.base + len(self.cmds)):
             if pi not in by_plan:
