@@ -38,20 +38,37 @@ def actuator_pwm_max(spec: Any) -> dict[int, int]:
     return {a.index: a.pwm_max for a in spec.actuators if a.kind is ActuatorKind.COIL}
 
 
+# what an op does, by kind (plan ops and wire ops alike; see _kind)
+RELEASE, SET, PULSE_HOLD, MOVE = 0, 1, 2, 3
+_KINDS: dict[int, int] = {}  # id(op member) -> kind (members are singletons)
+
+
+def _kind(op: Enum) -> int:
+    """The kind of a plan op or a wire op (:class:`robo_player.protocol.messages.Op`),
+    from its name, cached per member (the hot loops compare ints, not names)."""
+    k = _KINDS.get(id(op))
+    if k is None:
+        name = op.name
+        k = {"RELEASE": RELEASE, "SET": SET, "STRIKE": PULSE_HOLD, "PULSE_HOLD": PULSE_HOLD}.get(
+            name, MOVE
+        )
+        _KINDS[id(op)] = k
+    return k
+
+
 def is_pulse_hold(op: Enum) -> bool:
-    return op.name in ("STRIKE", "PULSE_HOLD")
+    return _kind(op) == PULSE_HOLD
 
 
 def output_steps(op: Enum, level: int, pulse_us: int, hold: int) -> tuple[tuple[int, int], ...]:
     """``(offset_us, level)`` output changes of one command after its time, in counts.
 
-    ``op`` is a plan op or a wire op (:class:`robo_player.protocol.messages.Op`): only
-    its name is read (RELEASE, STRIKE/PULSE_HOLD, SET).
+    ``op`` is a plan op or a wire op (:class:`robo_player.protocol.messages.Op`).
     """
-    name = op.name
-    if name == "RELEASE":
+    k = _kind(op)
+    if k == RELEASE:
         return ((0, 0),)
-    if name in ("STRIKE", "PULSE_HOLD"):
+    if k == PULSE_HOLD:
         if pulse_us:
             return ((0, level), (pulse_us, hold))
         return ((0, hold),)  # no pulse: straight to hold (sched.c)
@@ -81,13 +98,13 @@ def check_command(
             f"{where(c, index)}: no actuator {c.actuator} in spec {spec_name!r} "
             f"(actuators: {lo}..{hi})"
         )
-    name = c.op.name
-    if name == "MOVE":
+    kind = _kind(c.op)
+    if kind == MOVE:
         raise PlanError(
             f"{where(c, index)}: actuator {c.actuator} is a coil; a move goes to a positioner "
             "(allowed ops: pulse_hold, set, release)"
         )
-    if name != "RELEASE" and not (
+    if kind != RELEASE and not (
         0 <= c.drive <= pm and 0 <= c.hold <= pm and c.pulse_us >= 0
     ):
         raise PlanError(
@@ -114,23 +131,45 @@ class OutputColumns:
         return self.level / np.maximum(self.pwm_max, 1)
 
 
-_RANK = {"RELEASE": 0, "SET": 1, "MOVE": 1}  # same instant: releases first (Command.sort_key)
+# same instant: releases first, then levels and moves, then pulses (Command.sort_key)
+_RANK = {RELEASE: 0, SET: 1, MOVE: 1, PULSE_HOLD: 2}
+
+
+def _fine(c: Command, pm: int | None, kind: int) -> bool:
+    """The quick form of :func:`check_command` (which says what is wrong)."""
+    if pm is None or c.t_us < 0 or kind == MOVE:
+        return False
+    return kind == RELEASE or (0 <= c.drive <= pm and 0 <= c.hold <= pm and c.pulse_us >= 0)
+
+
+def check_commands(
+    cmds: Iterable[Command], pwm_max: Mapping[int, int], spec_name: str, first_index: int = 0
+) -> None:
+    """:func:`check_command` on each (the first bad one raises); ``first_index``: the
+    index of the first in the stream, for the message."""
+    get = pwm_max.get
+    for k, c in enumerate(cmds):
+        if not _fine(c, get(c.actuator), _kind(c.op)):
+            check_command(c, pwm_max, spec_name, first_index + k)
 
 
 def expand_commands(
     cmds: Plan | Iterable[Command],
     pwm_max: Mapping[int, int],
     spec_name: str = "",
+    *,
+    checked: bool = False,
 ) -> OutputColumns:
     """The output changes of ``cmds`` (any order; run in :meth:`Command.sort_key` order).
 
     Every command is checked (:func:`check_command`) against ``pwm_max`` (actuator ->
-    full level, :func:`actuator_pwm_max`).
+    full level, :func:`actuator_pwm_max`), unless ``checked`` says that was done.
     """
     cmds = list(cmds.commands if isinstance(cmds, Plan) else cmds)
     n = len(cmds)
     ct = np.fromiter((c.t_us for c in cmds), dtype=np.int64, count=n)
-    co = np.fromiter((_RANK.get(c.op.name, 2) for c in cmds), dtype=np.int64, count=n)
+    kinds = [_kind(c.op) for c in cmds]
+    co = np.fromiter((_RANK[k] for k in kinds), dtype=np.int64, count=n)
     ca = np.fromiter((c.actuator for c in cmds), dtype=np.int64, count=n)
     order = np.lexsort((ca, co, ct)).tolist()  # Command.sort_key order
     ot: list[int] = []
@@ -138,9 +177,11 @@ def expand_commands(
     ol: list[int] = []
     pending: dict[int, int] = {}  # actuator -> index in the output of its pulse-end step
     cancelled: list[int] = []
+    get = pwm_max.get
     for i in order:
         c = cmds[i]
-        check_command(c, pwm_max, spec_name)
+        if not checked and not _fine(c, get(c.actuator), kinds[i]):
+            check_command(c, pwm_max, spec_name)
         t, a = c.t_us, c.actuator
         p = pending.pop(a, None)
         if p is not None and ot[p] >= t:
@@ -171,6 +212,7 @@ __all__ = [
     "OutputColumns",
     "actuator_pwm_max",
     "check_command",
+    "check_commands",
     "command_level",
     "expand_commands",
     "is_pulse_hold",

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import SplitResult
 
-from ..actuation import actuator_pwm_max, check_command
+from ..actuation import actuator_pwm_max, check_commands
 from ..errors import TransportError
 from ..performance import Performance, Progress
 from ..plan import Command, Op, Plan
@@ -159,8 +159,7 @@ class FirmwareDevice(StreamDevice):
         self._check_open("submit")
         cmds = list(commands)
         base = len(self._stream.prefix) + len(self._stream.run.cmds) if self._stream else 0
-        for k, c in enumerate(cmds):
-            check_command(c, self._pwm_max, self.spec.name, base + k)
+        check_commands(cmds, self._pwm_max, self.spec.name, base)
         if not cmds:
             return
         if self._stream is None:

@@ -32,7 +32,7 @@ from collections.abc import Sequence
 from typing import Any
 from urllib.parse import SplitResult
 
-from ..actuation import actuator_pwm_max, check_command, expand_commands
+from ..actuation import actuator_pwm_max, check_commands, expand_commands
 from ..driver.options import url_of, with_query
 from ..driver.ports import StreamDevice
 from ..errors import PlanError, TransportError
@@ -79,8 +79,8 @@ class SimDevice(StreamDevice):
         self._check_open("submit")
         cmds = list(commands)
         last = self._last_t
+        check_commands(cmds, self._pwm_max, self.spec.name, self._submitted)
         for k, c in enumerate(cmds):
-            check_command(c, self._pwm_max, self.spec.name, self._submitted + k)
             if c.t_us < last:
                 raise PlanError(
                     f"{self.url}: command {self._submitted + k} at t_us={c.t_us} comes before "
@@ -121,7 +121,7 @@ class SimDevice(StreamDevice):
             cmds = due + [Command(off_at, Op.RELEASE, a) for a in sorted(self._pwm_max)]
         self._cmds, self._late, self._late_release = [], 0, 0
         self._submitted, self._now_us, self._last_t = 0, -math.inf, -1
-        outputs = expand_commands(cmds, self._pwm_max, self.spec.name)
+        outputs = expand_commands(cmds, self._pwm_max, self.spec.name, checked=True)
         perf = self.instrument.hear(outputs, progress)
         counts = {"played": played, "late": late, "late_release": late_rel, "flushed": flushed}
         perf.extra["commands"] = {k: v for k, v in counts.items() if v}
