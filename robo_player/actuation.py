@@ -3,14 +3,15 @@
 A command becomes one or two *output steps* ``(offset_us, level)`` in its actuator's PWM
 counts (``firmware/core/sched.c`` is the reference, ``docs/protocol.md`` the text):
 
-- pulse-then-hold (``STRIKE``): ``drive`` at ``t_us``, then ``hold`` at
-  ``t_us + pulse_us``; with ``pulse_us`` 0 straight to ``hold``;
+- pulse-then-hold (``PULSE_HOLD``, alias ``STRIKE``): ``drive`` at ``t_us``, then
+  ``hold`` at ``t_us + pulse_us``; with ``pulse_us`` 0 straight to ``hold``; with
+  ``drive`` 0 off (no pulse starts, so no hold follows);
 - set (``SET``): its level at ``t_us``;
 - release: 0 at ``t_us``.
 
 A later command on the same actuator at or before the end of a pulse cancels that
-pulse's drop to hold (the firmware's pulse timer is replaced), so a release inside a
-pulse is never undone.
+pulse's drop to hold (every command replaces the firmware's pulse state), so a release
+inside a pulse is never undone.
 
 Used by the firmware's Python model (:mod:`robo_player.sim.vmcu`), the simulator's
 physics (:func:`robo_player.sim.physics.expand_plan`) and the driver, which checks
@@ -69,9 +70,11 @@ def output_steps(op: Enum, level: int, pulse_us: int, hold: int) -> tuple[tuple[
     if k == RELEASE:
         return ((0, 0),)
     if k == PULSE_HOLD:
-        if pulse_us:
-            return ((0, level), (pulse_us, hold))
-        return ((0, hold),)  # no pulse: straight to hold (sched.c)
+        if not pulse_us:
+            return ((0, hold),)  # no pulse: straight to hold (sched.c first_level)
+        if not level:
+            return ((0, 0),)  # a first level of 0 is off: no pulse starts (sched.c account)
+        return ((0, level), (pulse_us, hold))
     return ((0, level),)
 
 

@@ -249,6 +249,7 @@ class VirtualMCU:
         s = self.acts[a]
         late = now - clock > self._us(self.cfg.late_slack_us)
         if cmd.op is Op.RELEASE:
+            s.pulse_end = None  # every command replaces the pulse (sched.c account)
             self._set(now, a, 0)
             if late:
                 self.counters["late"] += 1
@@ -268,8 +269,7 @@ class VirtualMCU:
         s.strike_index = index
         # the one pulse/hold expansion: a first level now, maybe a timed second one
         steps = output_steps(cmd.op, cmd.level, cmd.pulse_us, cmd.hold)
-        if cmd.op is Op.STRIKE:
-            s.pulse_end = None
+        s.pulse_end = None  # every command replaces the pulse (sched.c account)
         if len(steps) > 1:
             s.pulse_end = now + self._us(steps[1][0])
             s.hold = steps[1][1]
@@ -279,7 +279,8 @@ class VirtualMCU:
     def _refusal(self, cmd: TimedCommand, s: _Act, now: int) -> EventKind | None:
         if cmd.level > s.max_drive or cmd.pulse_us > s.max_pulse_us or cmd.hold > s.max_drive:
             return EventKind.REFUSED_RANGE
-        if cmd.op is Op.STRIKE and cmd.pulse_us:
+        if cmd.op is Op.STRIKE and cmd.pulse_us and s.pulse_end is None:
+            # a strike on a coil already in its pulse takes no other slot (sched.c decide)
             running = sum(1 for x in self.acts.values() if x.pulse_end is not None)
             if running >= self.max_concurrent:
                 return EventKind.REFUSED_CONCURRENCY
