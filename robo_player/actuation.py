@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from .errors import PlanError
-from .plan import Command, Plan
+from .plan import Command, Op, Plan
 from .spec.actuators import ActuatorKind
 
 
@@ -66,16 +66,27 @@ def output_steps(op: Enum, level: int, pulse_us: int, hold: int) -> tuple[tuple[
 
     ``op`` is a plan op or a wire op (:class:`robo_player.protocol.messages.Op`).
     """
-    k = _kind(op)
-    if k == RELEASE:
+    return _steps(_kind(op), level, pulse_us, hold)
+
+
+def _steps(kind: int, level: int, pulse_us: int, hold: int) -> tuple[tuple[int, int], ...]:
+    if kind == RELEASE:
         return ((0, 0),)
-    if k == PULSE_HOLD:
+    if kind == PULSE_HOLD:
         if not pulse_us:
             return ((0, hold),)  # no pulse: straight to hold (sched.c first_level)
         if not level:
             return ((0, 0),)  # a first level of 0 is off: no pulse starts (sched.c account)
         return ((0, level), (pulse_us, hold))
     return ((0, level),)
+
+
+def _kinds_of(cmds: list[Command]) -> list[int]:
+    get = _KINDS.get
+    out = [get(id(c.op)) for c in cmds]
+    if None in out:  # an op not seen yet: _kind caches it
+        return [_kind(c.op) for c in cmds]
+    return out  # type: ignore[return-value]
 
 
 def command_level(c: Command, pwm_max: int) -> int:
@@ -150,9 +161,10 @@ def check_commands(
 ) -> None:
     """:func:`check_command` on each (the first bad one raises); ``first_index``: the
     index of the first in the stream, for the message."""
+    cmds = list(cmds)
     get = pwm_max.get
-    for k, c in enumerate(cmds):
-        if not _fine(c, get(c.actuator), _kind(c.op)):
+    for k, (c, kind) in enumerate(zip(cmds, _kinds_of(cmds), strict=True)):
+        if not _fine(c, get(c.actuator), kind):
             check_command(c, pwm_max, spec_name, first_index + k)
 
 
@@ -171,7 +183,7 @@ def expand_commands(
     cmds = list(cmds.commands if isinstance(cmds, Plan) else cmds)
     n = len(cmds)
     ct = np.fromiter((c.t_us for c in cmds), dtype=np.int64, count=n)
-    kinds = [_kind(c.op) for c in cmds]
+    kinds = _kinds_of(cmds)
     co = np.fromiter((_RANK[k] for k in kinds), dtype=np.int64, count=n)
     ca = np.fromiter((c.actuator for c in cmds), dtype=np.int64, count=n)
     order = np.lexsort((ca, co, ct)).tolist()  # Command.sort_key order
@@ -189,8 +201,7 @@ def expand_commands(
         p = pending.pop(a, None)
         if p is not None and ot[p] >= t:
             cancelled.append(p)
-        steps = output_steps(c.op, command_level(c, pwm_max[a]), c.pulse_us, c.hold)
-        for k, (dt, lv) in enumerate(steps):
+        for k, (dt, lv) in enumerate(_steps(kinds[i], c.drive, c.pulse_us, c.hold)):
             if k:
                 pending[a] = len(ot)
             ot.append(t + dt)
@@ -221,3 +232,7 @@ __all__ = [
     "is_pulse_hold",
     "output_steps",
 ]
+
+
+for _op in Op:  # plan ops are known from the start
+    _kind(_op)

@@ -80,16 +80,20 @@ class SimDevice(StreamDevice):
         cmds = list(commands)
         last = self._last_t
         check_commands(cmds, self._pwm_max, self.spec.name, self._submitted)
-        for k, c in enumerate(cmds):
-            if c.t_us < last:
-                raise PlanError(
-                    f"{self.url}: command {self._submitted + k} at t_us={c.t_us} comes before "
-                    f"the one submitted before it (t_us={last}): a stream takes commands in "
-                    "time order"
-                )
-            last = c.t_us
+        ts = [c.t_us for c in cmds]
+        if ts and (ts[0] < last or any(b < a for a, b in zip(ts, ts[1:], strict=False))):
+            k = next(k for k, t in enumerate(ts) if t < (ts[k - 1] if k else last))
+            raise PlanError(
+                f"{self.url}: command {self._submitted + k} at t_us={ts[k]} comes before "
+                f"the one submitted before it (t_us={ts[k - 1] if k else last}): a stream "
+                "takes commands in time order"
+            )
+        last = ts[-1] if ts else last
         self._submitted += len(cmds)
         self._last_t = last
+        if not ts or ts[0] >= self._now_us:
+            self._cmds.extend(cmds)  # all in time (the usual case)
+            return
         for c in cmds:
             if c.t_us >= self._now_us:
                 self._cmds.append(c)
