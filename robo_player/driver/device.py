@@ -38,10 +38,11 @@ from ..protocol.messages import OutKind
 from ..spec.model import InstrumentSpec
 from .accuracy import actuation_errors, error_summary
 from .backends import Backend, Instrument, SerialBackend
+from .config import actuator_outputs
 from .faults import FAULT_OPTIONS, FaultSpec, FaultStats, FaultyTransport
 from .options import Options, url_of, with_query
 from .ports import StreamDevice
-from .stream import ResumeState, Session, StreamConfig, StreamResult, actuator_outputs
+from .stream import ResumeState, Session, StreamConfig, StreamResult
 from .streaming import StreamRun
 from .trace import Trace, outputs_from_trace
 

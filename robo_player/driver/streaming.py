@@ -48,7 +48,8 @@ class StreamRun:
     """
 
     def __init__(self, session: Session, start_index: int = 0) -> None:
-        from .stream import StreamResult, actuator_outputs
+        from .config import actuator_outputs
+        from .stream import StreamResult
 
         self.s = session
         info = session._need_info()
@@ -160,7 +161,8 @@ class StreamRun:
         self._new_packer()
 
     def _step(self, progress: Progress | None) -> None:
-        from .stream import _Sent, to_timed
+        from .config import to_timed
+        from .stream import _Sent
 
         s, cfg, cmds = self.s, self.s.cfg, self.cmds
         now = s.now()
