@@ -182,6 +182,8 @@ def test_bad_commands_are_refused_and_none_of_their_chunk_is_taken(url: str) -> 
         dev.submit(ok)
         with pytest.raises(PlanError, match="time order"):
             dev.submit([Command(100_000, Op.RELEASE, key.index)])  # before the last one
+        with pytest.raises(TransportError, match="play while a stream is running"):
+            dev.play(Plan(_notes(0, 1)))
         perf = dev.drain()
         assert _accounted(perf, len(ok)) == {"played": len(ok)}
 

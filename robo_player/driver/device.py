@@ -303,6 +303,10 @@ class FirmwareDevice(StreamDevice):
     def is_open(self) -> bool:
         return self._open
 
+    @property
+    def streaming(self) -> bool:
+        return self._stream is not None
+
     def energised(self) -> list[int]:
         """Actuators the last stream's trace leaves on (the firmware's own record)."""
         if self.last_trace is None:

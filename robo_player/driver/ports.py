@@ -45,13 +45,17 @@ class Device(Protocol):
       The next ``submit`` starts a new stream on the same device.
     - ``close()``: ends a stream that was not drained (everything off; its
       performance in ``last_performance``) and closes the device.
-    - ``play(plan)``: a whole plan, the thin helper: submit it all, then drain.
+    - ``play(plan)``: a whole plan, the thin helper: submit it all, then drain (refused
+      while a stream is running: ``streaming``).
     """
 
     url: str
 
     @property
     def is_open(self) -> bool: ...
+
+    @property
+    def streaming(self) -> bool: ...
 
     def submit(self, commands: Sequence[Command]) -> None: ...
 
@@ -81,6 +85,11 @@ class StreamDevice:
     def is_open(self) -> bool:
         raise NotImplementedError
 
+    @property
+    def streaming(self) -> bool:
+        """A stream has commands submitted and is not drained yet."""
+        raise NotImplementedError
+
     def submit(self, commands: Sequence[Command]) -> None:
         raise NotImplementedError
 
@@ -101,6 +110,10 @@ class StreamDevice:
     def play(self, plan: Plan, progress: Progress | None = None) -> Performance:
         """Play a whole plan: submit every command, then drain (see :class:`Device`)."""
         self._check_open("play")
+        if self.streaming:
+            raise TransportError(
+                f"{self.url}: play while a stream is running (drain or close it first)"
+            )
         spec_hash = self.spec.spec_hash
         if plan.spec_hash and plan.spec_hash != spec_hash:
             raise PlanError(

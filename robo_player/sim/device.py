@@ -67,6 +67,10 @@ class SimDevice(StreamDevice):
         return self._open
 
     @property
+    def streaming(self) -> bool:
+        return self._submitted > 0
+
+    @property
     def _truth(self) -> Truth:
         """The hidden truth (tests and the simulator only; never the calibrator)."""
         return self.instrument._truth
