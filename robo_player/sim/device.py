@@ -110,7 +110,8 @@ class SimDevice(StreamDevice):
 
     def advance(self, until_t_us: int) -> None:
         self._check_open("advance")
-        self._now_us = max(self._now_us, float(until_t_us))
+        if self._submitted:  # performance time starts with the stream's first command
+            self._now_us = max(self._now_us, float(until_t_us))
 
     def drain(self, progress: Progress | None = None) -> Performance:
         self._check_open("drain")
