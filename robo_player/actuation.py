@@ -127,6 +127,20 @@ def check_command(
         )
 
 
+def check_order(cmds: list[Command], last_t_us: int, where: str, first_index: int = 0) -> int:
+    """PlanError unless ``cmds`` come in time order, none before ``last_t_us`` (the last
+    command a stream took); returns the new last time."""
+    ts = [c.t_us for c in cmds]
+    if ts and (ts[0] < last_t_us or any(b < a for a, b in zip(ts, ts[1:], strict=False))):
+        k = next(k for k, t in enumerate(ts) if t < (ts[k - 1] if k else last_t_us))
+        raise PlanError(
+            f"{where}: command {first_index + k} at t_us={ts[k]} comes before the one "
+            f"submitted before it (t_us={ts[k - 1] if k else last_t_us}): a stream takes "
+            "commands in time order"
+        )
+    return ts[-1] if ts else last_t_us
+
+
 @dataclass(slots=True)
 class OutputColumns:
     """Output changes as columns, sorted by time (stable): ``level`` in counts of
@@ -227,6 +241,7 @@ __all__ = [
     "actuator_pwm_max",
     "check_command",
     "check_commands",
+    "check_order",
     "command_level",
     "expand_commands",
     "is_pulse_hold",

@@ -176,6 +176,9 @@ def test_bad_commands_are_refused_and_none_of_their_chunk_is_taken(url: str) -> 
         (Command(-1, Op.RELEASE, key.index), "negative"),
     ]
     with open_port(url, SP) as dev:
+        with pytest.raises(PlanError, match=r"command 1 at t_us=100000 comes before"):
+            dev.submit([ok[0], Command(100_000, Op.RELEASE, key.index)])
+        assert not dev.streaming  # nothing was taken, so no stream started
         for cmd, match in bad:
             with pytest.raises(PlanError, match=match):
                 dev.submit([*ok, cmd])  # the good commands before it are not taken either

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import SplitResult
 
-from ..actuation import actuator_pwm_max, check_commands
+from ..actuation import actuator_pwm_max, check_commands, check_order
 from ..errors import TransportError
 from ..performance import Performance, Progress
 from ..plan import Command, Op, Plan
@@ -161,6 +161,8 @@ class FirmwareDevice(StreamDevice):
         cmds = list(commands)
         base = len(self._stream.prefix) + len(self._stream.run.cmds) if self._stream else 0
         check_commands(cmds, self._pwm_max, self.spec.name, base)
+        run = self._stream.run if self._stream else None
+        check_order(cmds, run.cmds[-1].t_us if run and run.cmds else -1, self.url, base)
         if not cmds:
             return
         if self._stream is None:

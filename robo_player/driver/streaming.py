@@ -24,7 +24,8 @@ import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from ..errors import DeviceShutdown, DeviceTimeout, PlanError, ProtocolError, TransportError
+from ..actuation import check_order
+from ..errors import DeviceShutdown, DeviceTimeout, ProtocolError, TransportError
 from ..plan import Command
 from ..protocol.messages import EventKind
 from ..protocol.messages import Op as WireOp
@@ -89,15 +90,8 @@ class StreamRun:
                 f"{self.s.tr.url}: the stream ended with a fault; nothing more is taken "
                 f"({type(self.error).__name__}: {self.error})"
             ) from self.error
-        last = self.cmds[-1].t_us if self.cmds else -1
-        for k, c in enumerate(cmds):
-            if c.t_us < last:
-                raise PlanError(
-                    f"{self.s.tr.url}: command {self.base + len(self.cmds) + k} at t_us={c.t_us} "
-                    f"comes before the one submitted before it (t_us={last}): a stream "
-                    "takes commands in time order"
-                )
-            last = c.t_us
+        check_order(list(cmds), self.cmds[-1].t_us if self.cmds else -1, self.s.tr.url,
+                    self.base + len(self.cmds))
         if not cmds:
             return
         if self.time0 is None:

@@ -32,10 +32,10 @@ from collections.abc import Sequence
 from typing import Any
 from urllib.parse import SplitResult
 
-from ..actuation import actuator_pwm_max, check_commands, expand_commands
+from ..actuation import actuator_pwm_max, check_commands, check_order, expand_commands
 from ..driver.options import url_of, with_query
 from ..driver.ports import StreamDevice
-from ..errors import PlanError, TransportError
+from ..errors import TransportError
 from ..performance import Performance, Progress
 from ..plan import Command, Op
 from ..spec.model import PianoSpec
@@ -84,18 +84,11 @@ class SimDevice(StreamDevice):
         cmds = list(commands)
         last = self._last_t
         check_commands(cmds, self._pwm_max, self.spec.name, self._submitted)
-        ts = [c.t_us for c in cmds]
-        if ts and (ts[0] < last or any(b < a for a, b in zip(ts, ts[1:], strict=False))):
-            k = next(k for k, t in enumerate(ts) if t < (ts[k - 1] if k else last))
-            raise PlanError(
-                f"{self.url}: command {self._submitted + k} at t_us={ts[k]} comes before "
-                f"the one submitted before it (t_us={ts[k - 1] if k else last}): a stream "
-                "takes commands in time order"
-            )
-        last = ts[-1] if ts else last
+        last = check_order(cmds, last, self.url, self._submitted)
+        first_t = cmds[0].t_us if cmds else 0
         self._submitted += len(cmds)
         self._last_t = last
-        if not ts or ts[0] >= self._now_us:
+        if not cmds or first_t >= self._now_us:
             self._cmds.extend(cmds)  # all in time (the usual case)
             return
         for c in cmds:
