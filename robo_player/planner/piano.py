@@ -38,12 +38,17 @@ there is none). It works in integer µs of performance time: a note at score ons
 from __future__ import annotations
 
 import bisect
+import contextlib
+import gc
 import logging
+import operator
+from collections.abc import Iterator
 
 from ..plan import Command, Op, Plan, cc_to_counts
 from ..score import Score
 from ..spec.calibration import Calibration
 from ..spec.model import PianoSpec
+from . import rules
 from .constraints import (
     INF_US,
     DriveChoice,
@@ -168,6 +173,24 @@ def _octave_shift(pitch: int, lo: int, hi: int) -> int | None:
     return shift if lo <= pitch + shift <= hi else None
 
 
+@contextlib.contextmanager
+def _no_cyclic_gc() -> Iterator[None]:
+    """Pause the cyclic garbage collector (reference counting goes on).
+
+    Planning allocates a few objects per note that all live until the plan is done;
+    each collection would walk every one of them again, which cost 30-40 % of the
+    planning time of a 20,000-note piece (bench/bench_planner.py). The planner makes no
+    reference cycles, so nothing waits for the collector; it resumes on the way out.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
 def plan_piano(
     score: Score,
     spec: PianoSpec,
@@ -175,6 +198,16 @@ def plan_piano(
     options: PlanOptions | None = None,
 ) -> tuple[Plan, PlanReport]:
     """Plan ``score`` for ``spec``; every note ends in the report exactly once."""
+    with _no_cyclic_gc():
+        return _plan_piano(score, spec, calibration, options)
+
+
+def _plan_piano(
+    score: Score,
+    spec: PianoSpec,
+    calibration: Calibration | None,
+    options: PlanOptions | None,
+) -> tuple[Plan, PlanReport]:
     options = options or PlanOptions()
     measured = calibration is not None and calibration.measured
     if calibration is None:
@@ -192,6 +225,10 @@ def plan_piano(
     # 1-2. pitch and drive --------------------------------------------------------------
     recs: list[_Rec] = []
     by_key: dict[int, list[_Rec]] = {}
+    # Per call caches (the hot loop of a long piece): (pitch, velocity) -> DriveChoice,
+    # and pitch -> the numbers of Limits.repeat_need_us, inlined below.
+    drives: dict[tuple[int, int], DriveChoice] = {}
+    needs: dict[int, tuple[int, int, int, int]] = {}
     for i, note in enumerate(notes):
         pitch = note.pitch
         shift = 0
@@ -204,18 +241,36 @@ def plan_piano(
                 recs.append(r)
                 continue
             shift = sh
-        r = _Rec(i, pitch + shift, shift)
+            pitch += shift
+        r = _Rec(i, pitch, shift)
         if shift:
             r.notes.append(f"transposed {shift:+d}")
-        dc = r.dc = oracle.drive(r.pitch, note.velocity)
-        r.s0 = note.onset_us + pipe - dc.latency_us
-        r.end = note.onset_us + pipe + note.duration_us
-        r.absorbed_end = r.end
-        r.need = oracle.limits_for(r.pitch).repeat_need_us(dc.latency_us, note.duration_us)
+        vel = note.velocity
+        dc = drives.get((pitch, vel))
+        if dc is None:
+            dc = drives[(pitch, vel)] = oracle.drive(pitch, vel)
+        r.dc = dc
+        lat = dc.latency_us
+        onset = note.onset_us + pipe
+        dur = note.duration_us
+        r.s0 = onset - lat
+        r.end = r.absorbed_end = onset + dur
+        nd = needs.get(pitch)
+        if nd is None:
+            kl = oracle.limits_for(pitch)
+            nd = needs[pitch] = (
+                kl.min_repeat_us, kl.pulse_us, kl.min_sound_us, kl.key_return_us + kl.release_margin_us
+            )
+        # = oracle.limits_for(pitch).repeat_need_us(lat, dur)
+        floor = lat + (dur if dur < nd[2] else nd[2])
+        if floor < nd[1]:
+            floor = nd[1]
+        need = floor + nd[3]
+        r.need = need if need > nd[0] else nd[0]
         recs.append(r)
-        lst = by_key.get(r.pitch)
+        lst = by_key.get(pitch)
         if lst is None:
-            by_key[r.pitch] = [r]
+            by_key[pitch] = [r]
         else:
             lst.append(r)
 
@@ -231,22 +286,26 @@ def plan_piano(
     # 4. power budget -------------------------------------------------------------------
     live = [r for r in recs if r.drop is None]
     live.sort(key=_strike_order)
-    ledger = SupplyLedger(pulse, lim.max_strikes, lim.supply_a)
-    amps_cache: dict[tuple[int, int], tuple[float, float]] = {}
+    ledger = rules.supply_ledger(spec.actuators, pulse)
+    advance, fits, add = ledger.advance, ledger.fits, ledger.add
+    # id(DriveChoice) -> its (pulse, hold) current: a choice fixes the counts and, through
+    # its curve id, the key's pwm_max; ``drives`` keeps every choice alive meanwhile.
+    amps_cache: dict[int, tuple[float, float]] = {}
     overloads = 0
+    max_on = lim.max_on_us
     for r in live:
-        assert r.dc is not None
+        dc = r.dc
+        assert dc is not None
         t = r.s0
         if t < 0:
             r.late = -t
             t = 0
-        ledger.advance(t)
-        key_amps = (r.pitch, r.dc.counts)
-        amps = amps_cache.get(key_amps)
+        advance(t)
+        amps = amps_cache.get(id(dc))
         if amps is None:
-            amps = amps_cache[key_amps] = oracle.amps(r.dc.counts, spec.key(r.pitch).pwm_max)
+            amps = amps_cache[id(dc)] = oracle.amps(dc.counts, spec.key(r.pitch).pwm_max)
         a, h = amps
-        if not ledger.fits(t, a, h):
+        if not fits(t, a, h):
             t2 = _wait_for_supply(ledger, t, a, h, options.supply_wait_us)
             if t2 is None:
                 # Over the supply however long it waits: keep only the strike count.
@@ -257,9 +316,13 @@ def plan_piano(
             r.stagger = t2 - t
             t = t2
         r.s = t
-        delta = r.late + r.stagger
-        r_est = min(max(r.absorbed_end + delta, t + pulse), t + lim.max_on_us)
-        ledger.add(t, a, h, r_est)
+        # the release as planned so far: min(max(end + delta, t + pulse), t + max_on)
+        r_est = r.absorbed_end + r.late + r.stagger
+        if r_est < t + pulse:
+            r_est = t + pulse
+        if r_est > t + max_on:
+            r_est = t + max_on
+        add(t, a, h, r_est)
 
     # 5. per key: repetition, release, duration, max on-time, heat ----------------------
     commands: list[_Raw] = []
@@ -428,8 +491,7 @@ def _wait_for_supply(
     return None
 
 
-def _strike_order(r: _Rec) -> tuple[int, int, int]:
-    return (r.s0, r.pitch, r.i)
+_strike_order = operator.attrgetter("s0", "pitch", "i")  # (r.s0, r.pitch, r.i)
 
 
 def _merge(prev: _Rec, r: _Rec, gap: int, need: int, extend: bool = True) -> None:
