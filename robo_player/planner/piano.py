@@ -327,6 +327,7 @@ def _plan_piano(
     # 5. per key: repetition, release, duration, max on-time, heat ----------------------
     commands: list[_Raw] = []
     carry_wanted: list[_Rec] = []
+    tau_us, heat_limit, heat_k = lim.tau_us, lim.heat_limit_k, lim.heat_k_per_s
     for pitch, lst in by_key.items():
         key = spec.key(pitch)
         pwm_max = key.pwm_max
@@ -339,28 +340,26 @@ def _plan_piano(
         for r in lst:
             if r.drop is not None:
                 continue
-            assert r.dc is not None
-            rate = lim.rate(r.dc.counts / pwm_max)
+            duty = r.dc.counts / pwm_max  # type: ignore[union-attr]  # set for every kept note
+            rate = duty * duty * heat_k  # lim.rate(duty), inlined: this loop is hot
+            s = r.s
             if prev is not None:
-                if r.s - prev.s < prev.need:
+                if s - prev.s < prev.need:
                     # Not held longer: the power budget counted prev's hold as planned.
-                    _merge(prev, r, r.s - prev.s, prev.need, extend=False)
+                    _merge(prev, r, s - prev.s, prev.need, extend=False)
                     continue
-                rel, t_end, why = _finish(
-                    prev, lim, prev_temp, hold_rate, klim.latest_release_us(r.s)
-                )
-                t1 = heat_after(
-                    heat_after(t_end, r.s - rel, 0.0, lim.tau_us), pulse, rate, lim.tau_us
-                )
-                if t1 > lim.heat_limit_k:
+                cap = s - klim.key_return_us - klim.release_margin_us  # latest_release_us(s)
+                rel, t_end, why = _finish(prev, lim, prev_temp, hold_rate, cap)
+                t1 = heat_after(heat_after(t_end, s - rel, 0.0, tau_us), pulse, rate, tau_us)
+                if t1 > heat_limit:
                     r.drop = _heat_reason(pitch, t1, lim)
                     continue
-                _commit(prev, rel, why, klim.latest_release_us(r.s), commands, ch, hold, pulse)
+                _commit(prev, rel, why, cap, commands, ch, hold, pulse)
                 if prev.carry:
                     carry_wanted.append(prev)
             else:
-                t1 = heat_after(0.0, pulse, rate, lim.tau_us)  # a cold coil
-                if t1 > lim.heat_limit_k:
+                t1 = heat_after(0.0, pulse, rate, tau_us)  # a cold coil
+                if t1 > heat_limit:
                     r.drop = _heat_reason(pitch, t1, lim)
                     continue
             prev, prev_temp = r, t1
@@ -429,7 +428,7 @@ def _plan_piano(
         changes: dict[str, int | float] = {}
         if r.shift:
             changes["pitch"] = r.shift
-        if chosen.altered:
+        if chosen.clamped or chosen.raised:  # chosen.altered, without the property call
             dv = chosen.velocity_target - note.velocity
             changes["velocity"] = round(dv, 2) or dv
             if chosen.clamped:
