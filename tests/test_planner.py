@@ -798,3 +798,28 @@ def test_coil_heat_state_follows_the_exact_solution() -> None:
     assert heat.over(ch, 2_035_000 + left + 1)
     with pytest.raises(KeyError):
         heat.run(999, 0, 1, 1)
+
+
+def test_firmware_configuration_carries_the_actuator_maps_numbers() -> None:
+    """The driver configures the firmware's limits from the same numbers as the rules."""
+    from robo_player.driver.stream import configure_messages
+    from robo_player.planner import rules
+
+    for spec in (GRAND, DIY):
+        amap = spec.actuators
+        msgs = configure_messages(spec, watchdog_ms=500, time_shift=0, level_shift=0)
+        begin = msgs[0].as_dict()
+        assert begin["actuator_count"] == amap.count
+        assert begin["max_concurrent"] == min(amap.max_concurrent, amap.count)
+        first = amap.entries[0]
+        assert begin["duty_window_ms"] == rules.duty_window_ms(first)
+        for m in msgs[1:]:
+            d = m.as_dict()
+            act = amap.get(d["actuator"])
+            if act is None:  # a slot no actuator uses
+                continue
+            assert d["out_channel"] == act.output
+            assert d["pwm_max"] == d["max_drive"] == act.pwm_max
+            assert d["max_on_us"] == act.max_on_us
+            assert d["max_pulse_us"] == act.max_pulse_us
+            assert d["duty_permille"] == rules.duty_permille(act)
