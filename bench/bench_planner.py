@@ -12,8 +12,8 @@ of ``--repeat`` runs (the least disturbed run on a shared machine):
 - ``write``: ``Plan.write_jsonl`` of that plan;
 - ``plan+write``: both, the figure the target is about.
 
-The four take turns within each round (best of ``--repeat`` rounds each), so that a
-busy spell on a shared machine slows them alike.
+The four take turns within each round (best CPU time of ``--repeat`` rounds each), so
+that a busy spell on a shared machine slows them alike.
 """
 
 from __future__ import annotations
@@ -63,15 +63,16 @@ def repeated_score(piece: str, notes: int) -> Score:
 
 
 def best_of_interleaved(repeat: int, fns: dict[str, Callable[[], object]]) -> dict[str, float]:
-    """Best wall time (s) of each of ``fns`` over ``repeat`` rounds, the functions taking
+    """Best CPU time (s) of each of ``fns`` over ``repeat`` rounds, the functions taking
     turns within a round: on a shared machine, a busy spell then slows all of them alike
-    instead of one, so their ratios hold."""
+    instead of one, so their ratios hold. CPU time of this process (all four are
+    CPU-bound), so the time other processes hold the cores does not count."""
     best = dict.fromkeys(fns, float("inf"))
     for _ in range(repeat):
         for name, fn in fns.items():
-            t0 = time.perf_counter()
+            t0 = time.process_time()
             fn()
-            best[name] = min(best[name], time.perf_counter() - t0)
+            best[name] = min(best[name], time.process_time() - t0)
     return best
 
 
