@@ -300,7 +300,8 @@ def _plan_piano(
         if t < 0:
             r.late = -t
             t = 0
-        advance(t)
+        if t > ledger.t0:
+            advance(t)
         amps = amps_cache.get(id(dc))
         if amps is None:
             amps = amps_cache[id(dc)] = oracle.amps(dc.counts, spec.key(r.pitch).pwm_max)
@@ -532,7 +533,12 @@ def _finish(
     if rel - s > lim.max_on_us:
         rel = s + lim.max_on_us
         why = f"coil on-time limit ({lim.max_on_us / 1e6:g} s)"
-    cut = time_to_limit_us(temp_k, hold_rate, lim.tau_us, lim.heat_limit_k)
+    # time_to_limit_us is None for a coil below its limit whose hold can be kept for ever
+    # (the usual case: skip the call, it is on the hot path)
+    if temp_k < lim.heat_limit_k and hold_rate * lim.tau_us * 1e-6 <= lim.heat_limit_k:
+        cut = None
+    else:
+        cut = time_to_limit_us(temp_k, hold_rate, lim.tau_us, lim.heat_limit_k)
     if cut is not None and rel > s + pulse + cut:
         rel = s + pulse + cut
         why = "coil heat limit"
