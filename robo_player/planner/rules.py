@@ -18,6 +18,7 @@ over ambient in K, currents in A.
     rules.amps(act, 2048)                      # A drawn at that level
     rules.supply_amps(amap, {39: 4095, 40: 1433})   # A from the shared supply
     rules.fits_supply(amap, 12.5)              # within spec.power.supply_a?
+    rules.fits_supply(amap, 12.5, margin=0.1)  # ... keeping 10 % of it free?
     rules.fits_concurrency(amap, 8)            # 8 pulses at once allowed?
     rules.on_time_ok(act, 25_000_000)          # within max_on_us?
     rules.duty_permille(act)                   # the firmware's sustained-duty limit
@@ -53,6 +54,7 @@ __all__ = [
     "steady_rise_k",
     "supply_amps",
     "supply_ledger",
+    "supply_limit_a",
     "sustained_duty",
     "time_to_limit_us",
 ]
@@ -80,9 +82,15 @@ def supply_amps(amap: ActuatorMap, levels: Mapping[int, int]) -> float:
     return total
 
 
-def fits_supply(amap: ActuatorMap, total_a: float) -> bool:
-    """Is ``total_a`` within the shared supply's limit (``spec.power.supply_a``)?"""
-    return total_a <= amap.supply_a + EPS_A
+def supply_limit_a(amap: ActuatorMap, margin: float = 0.0) -> float:
+    """The current (A) to stay within: ``(1 − margin) · spec.power.supply_a``."""
+    return (1.0 - margin) * amap.supply_a
+
+
+def fits_supply(amap: ActuatorMap, total_a: float, margin: float = 0.0) -> bool:
+    """Is ``total_a`` within the shared supply's limit less ``margin`` (a fraction kept
+    free: the calibrator's scheduler keeps 0.1, the planner and the physics 0)?"""
+    return total_a <= supply_limit_a(amap, margin) + EPS_A
 
 
 def fits_concurrency(amap: ActuatorMap, pulses: int) -> bool:
