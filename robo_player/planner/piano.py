@@ -28,11 +28,12 @@ there is none). It works in integer µs of performance time: a note at score ons
    strike (shortened if needed); a note lasts at least its strike pulse; no coil is on
    longer than ``max_on_us``; the nominal coil temperature stays under the margin
    (hold cut short, or the strike dropped).
-6. **pedal** (:mod:`~robo_player.planner.pedal`) — score pedal events become SET commands ``pedal_latency`` early, their
-   CC64 values converted to the pedal's PWM counts (:func:`~robo_player.plan.cc_to_counts`). A
-   note cut short by the on-time or heat limit is carried by the pedal when the
-   score's pedal is down until its end anyway, or (``pedal_carry``) when an added
-   pedal press changes no other note's sound; otherwise it is reported shortened.
+6. **pedal** (:mod:`~robo_player.planner.pedal`) — score pedal events become SET
+   commands ``pedal_latency`` early, their CC64 values converted to the pedal's PWM
+   counts (:func:`~robo_player.plan.cc_to_counts`). A note cut short by the on-time or
+   heat limit is carried by the pedal when the score's pedal is down until its end
+   anyway, or (``pedal_carry``) when an added pedal press changes no other note's
+   sound; otherwise it is reported shortened.
 """
 
 from __future__ import annotations
