@@ -59,7 +59,6 @@ class Op(Enum):
 # Commands at the same t_us run in this order: releases free coils and power first,
 # then levels and moves, then strikes.
 _OP_ORDER = {Op.RELEASE: 0, Op.SET: 1, Op.MOVE: 1, Op.PULSE_HOLD: 2}
-_OP_TEXT = {op: op.value for op in Op}
 
 
 def cc_to_counts(value: int, pwm_max: int) -> int:
@@ -98,15 +97,23 @@ class Command:
         return d
 
 
-def _line(c: Command) -> str:
-    """``json.dumps(c.to_json(), separators=(",", ":"))`` for integer fields, ~5x faster."""
-    if c.op is Op.MOVE:
-        return json.dumps(c.to_json(), separators=(",", ":"))
-    return (
-        f'{{"t_us":{int(c.t_us)},"op":"{_OP_TEXT[c.op]}","actuator":{int(c.actuator)},'
-        f'"drive":{int(c.drive)},"pulse_us":{int(c.pulse_us)},"hold":{int(c.hold)},'
-        f'"note":{int(c.note)}}}'
-    )
+def _lines(commands: Iterable[Command]) -> list[str]:
+    """One JSON text per command, as ``json.dumps(c.to_json(), separators=(",", ":"))``
+    gives for integer fields, about 2.5x faster (the plan writer is on the planning-speed
+    path, bench/bench_planner.py)."""
+    out: list[str] = []
+    add = out.append
+    move = Op.MOVE
+    for c in commands:
+        op = c.op
+        if op is move:
+            add(json.dumps(c.to_json(), separators=(",", ":")))
+            continue
+        add(
+            f'{{"t_us":{c.t_us},"op":"{op._value_}","actuator":{c.actuator},"drive":{c.drive},'
+            f'"pulse_us":{c.pulse_us},"hold":{c.hold},"note":{c.note}}}'
+        )
+    return out
 
 
 @dataclass(slots=True)
@@ -141,13 +148,15 @@ class Plan:
 
     def to_jsonl_lines(self) -> Iterable[str]:
         yield json.dumps(self.header())
-        yield from map(_line, self.commands)
+        yield from _lines(self.commands)
 
     def write_jsonl(self, path: str | Path) -> None:
         """Write atomically: a temp file renamed into place, so no partial output."""
         path = Path(path)
         tmp = path.with_name(path.name + ".tmp")
-        text = "\n".join(self.to_jsonl_lines()) + "\n"
+        lines = _lines(self.commands)
+        lines.insert(0, json.dumps(self.header()))
+        text = "\n".join(lines) + "\n"
         with tmp.open("w", encoding="utf-8") as fh:
             fh.write(text)
         tmp.replace(path)

@@ -220,3 +220,38 @@ def test_version_1_with_another_spec_or_bad_pedal_is_refused(tmp_path: Path) -> 
         Plan.read_jsonl(_v1_file(tmp_path, V1_LINES, spec_hash=diy.spec_hash), spec=diy)
     with pytest.raises(PlanError, match=r"old\.jsonl:2: bad command: 'pulse_hold' is not a version-1"):
         Plan.read_jsonl(_v1_file(tmp_path, ['{"t_us":1,"op":"pulse_hold","actuator":3}']))
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    strikes=st.lists(
+        st.tuples(st.integers(0, 10**9), st.integers(0, 87), st.integers(0, 4095),
+                  st.integers(0, 40_000), st.integers(0, 4095), st.integers(-1, 10**5)),
+        max_size=20,
+    ),
+    pedal=st.lists(st.tuples(st.integers(0, 10**9), st.integers(0, 127)), max_size=8),
+)
+def test_version_1_reads_as_the_plan_version_2_would_be(
+    strikes: list[tuple[int, int, int, int, int, int]], pedal: list[tuple[int, int]]
+) -> None:
+    """A version-1 file (as the old writer wrote it) reads as the same plan made today:
+    strike -> pulse_hold, pedal CC64 -> SET in the pedal's counts."""
+    assert GRAND.pedal is not None
+    ped = GRAND.pedal.channel
+    v1: list[str] = []
+    want: list[Command] = []
+    for t, a, d, p, h, n in strikes:
+        v1.append(json.dumps({"t_us": t, "op": "strike", "actuator": a, "drive": d,
+                              "pulse_us": p, "hold": h, "note": n}))
+        want.append(Command(t, Op.PULSE_HOLD, a, d, p, h, n))
+        v1.append(json.dumps({"t_us": t + p, "op": "release", "actuator": a, "drive": 0,
+                              "pulse_us": 0, "hold": 0, "note": n}))
+        want.append(Command(t + p, Op.RELEASE, a, note=n))
+    for t, v in pedal:
+        v1.append(json.dumps({"t_us": t, "op": "pedal", "actuator": ped, "drive": v,
+                              "pulse_us": 0, "hold": 0, "note": -1}))
+        want.append(Command(t, Op.SET, ped, drive=round(v * GRAND.pedal.pwm_max / 127)))
+    with tempfile.TemporaryDirectory() as d:
+        got = Plan.read_jsonl(_v1_file(Path(d), v1), spec=GRAND)
+    assert got.commands == want
+    assert all(0 <= c.drive <= GRAND.actuators[c.actuator].pwm_max for c in got if c.op is Op.SET)

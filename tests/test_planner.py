@@ -736,3 +736,93 @@ def test_a_family_without_a_planner_is_refused() -> None:
         plan(score_of((60, 0, S, 80)), _Guitar())  # type: ignore[arg-type]
     with pytest.raises(PlanError, match="no playability oracle for instrument family 'guitar'"):
         playability(_Guitar())  # type: ignore[arg-type]
+
+
+# -- the shared rules, as functions of the actuator map ----------------------------------
+
+
+def test_rules_read_the_actuator_map_and_agree_with_the_limits() -> None:
+    from robo_player.driver.stream import duty_permille as stream_duty
+    from robo_player.planner import rules
+
+    for spec in (GRAND, DIY):
+        amap = spec.actuators
+        key = amap[spec.key(60).channel]
+        p, th = spec.power, spec.thermal
+        assert rules.amps(key, key.pwm_max) == pytest.approx(p.supply_v / p.coil_ohm)
+        assert rules.amps(key, 0) == 0.0
+        assert rules.duty_permille(key) == stream_duty(spec)
+        assert rules.duty_window_ms(key) == int(th.coil_tau_s * 1000)
+        assert rules.fits_concurrency(amap, p.max_simultaneous_strikes)
+        assert not rules.fits_concurrency(amap, p.max_simultaneous_strikes + 1)
+        assert rules.fits_supply(amap, p.supply_a) and not rules.fits_supply(amap, p.supply_a + 0.01)
+        assert rules.supply_limit_a(amap, 0.1) == pytest.approx(0.9 * p.supply_a)
+        assert rules.fits_supply(amap, 0.9 * p.supply_a, margin=0.1)
+        assert not rules.fits_supply(amap, 0.9 * p.supply_a + 0.01, margin=0.1)
+        assert rules.on_time_ok(key, th.max_on_us) and not rules.on_time_ok(key, th.max_on_us + 1)
+        assert rules.pulse_ok(key, spec.strike.max_pulse_us)
+        assert not rules.pulse_ok(key, spec.strike.max_pulse_us + 1)
+        lim = Limits.from_spec(spec, PlanOptions(thermal_margin=0.2))
+        assert lim.heat_limit_k == rules.heat_limit_k(key, 0.2) == 0.8 * th.coil_max_rise_k
+        assert lim.rate(0.35) == rules.heat_rate(key, 0.35)
+        assert lim.coil_a == key.full_a and lim.supply_a == amap.supply_a
+        assert rules.steady_rise_k(key, 1.0) == pytest.approx(
+            p.supply_v**2 / p.coil_ohm / th.coil_heat_capacity_j_per_k * th.coil_tau_s
+        )
+    # the pedal has its own supply; unknown indices count nothing
+    assert GRAND.pedal is not None
+    ped = GRAND.pedal.channel
+    k0, k1 = GRAND.key(60).channel, GRAND.key(61).channel
+    full = GRAND.power.supply_v / GRAND.power.coil_ohm
+    got = rules.supply_amps(GRAND.actuators, {k0: 4095, k1: 1433, ped: 4095, 500: 4095})
+    assert got == pytest.approx(full + 1433 / 4095 * full)
+
+
+def test_coil_heat_state_follows_the_exact_solution() -> None:
+    from robo_player.planner import rules
+
+    amap = GRAND.actuators
+    ch = GRAND.key(60).channel
+    act = amap[ch]
+    tau_us = act.tau_s * 1e6
+    heat = rules.CoilHeat(amap, margin=0.1)
+    assert heat.temp_at(ch, 5_000) == 0.0
+    t1 = heat.run(ch, 0, 35_000, act.pwm_max)
+    assert t1 == pytest.approx(rules.heat_after(0.0, 35_000, act.heat_k_per_s, tau_us))
+    t2 = heat.run(ch, 35_000, 2_035_000, act.hold_counts)
+    rate = rules.heat_rate(act, act.hold_counts / act.pwm_max)
+    assert t2 == pytest.approx(rules.heat_after(t1, 2_000_000, rate, tau_us))
+    assert heat.temp_at(ch, 3_035_000) == pytest.approx(rules.heat_after(t2, 1e6, 0.0, tau_us))
+    assert heat.limit_k(ch) == pytest.approx(0.9 * act.max_rise_k)
+    assert heat.time_to_limit_us(ch, 2_035_000, act.hold_counts) is None  # hold is sustainable
+    left = heat.time_to_limit_us(ch, 2_035_000, act.pwm_max)
+    assert left is not None and left > 0
+    heat.run(ch, 2_035_000, 2_035_000 + left + 1, act.pwm_max)
+    assert heat.over(ch, 2_035_000 + left + 1)
+    with pytest.raises(KeyError):
+        heat.run(999, 0, 1, 1)
+
+
+def test_firmware_configuration_carries_the_actuator_maps_numbers() -> None:
+    """The driver configures the firmware's limits from the same numbers as the rules."""
+    from robo_player.driver.stream import configure_messages
+    from robo_player.planner import rules
+
+    for spec in (GRAND, DIY):
+        amap = spec.actuators
+        msgs = configure_messages(spec, watchdog_ms=500, time_shift=0, level_shift=0)
+        begin = msgs[0].as_dict()
+        assert begin["actuator_count"] == amap.count
+        assert begin["max_concurrent"] == min(amap.max_concurrent, amap.count)
+        first = amap.entries[0]
+        assert begin["duty_window_ms"] == rules.duty_window_ms(first)
+        for m in msgs[1:]:
+            d = m.as_dict()
+            act = amap.get(d["actuator"])
+            if act is None:  # a slot no actuator uses
+                continue
+            assert d["out_channel"] == act.output
+            assert d["pwm_max"] == d["max_drive"] == act.pwm_max
+            assert d["max_on_us"] == act.max_on_us
+            assert d["max_pulse_us"] == act.max_pulse_us
+            assert d["duty_permille"] == rules.duty_permille(act)
