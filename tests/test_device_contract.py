@@ -86,8 +86,11 @@ def test_commands_submitted_while_playing_all_play(url: str) -> None:
     c0, c1, c2 = _chunks(cmds, 445_000, 695_000)
     assert c0 and c1 and c2
     with open_port(url, SP) as dev:
+        assert dev.now_us() is None  # no stream yet
         dev.submit(c0)
         dev.advance(300_000)  # chunk 0 is playing (its first notes have run)
+        now = dev.now_us()
+        assert now is not None and 300_000 <= now < 400_000
         dev.submit(c1)
         dev.advance(600_000)
         dev.submit(c2)

@@ -176,6 +176,12 @@ class FirmwareDevice(StreamDevice):
         if self._stream is not None:
             self._stream.run.advance(until_t_us)
 
+    def now_us(self) -> float | None:
+        """The stream's performance time now (None before its first command)."""
+        if self._stream is None or self._stream.run.time0 is None:
+            return None
+        return self._stream.run.t_us_now()
+
     def drain(self, progress: Progress | None = None) -> Performance:
         """Run out the stream, end it and return its performance (see the module doc)."""
         self._check_open("drain")

@@ -38,6 +38,8 @@ class Device(Protocol):
       ``until_t_us`` (a stream with no known end calls it while it waits for input;
       nothing runs between calls, and a real device's watchdog turns everything off
       after ``watchdog_ms`` of silence).
+    - ``now_us()``: the stream's performance time now (µs; None before its first
+      command): what a live input schedules against.
     - ``drain(progress)``: the end of the stream: every submitted command played, or is
       accounted for as late, refused, flushed, cut off or never sent
       (``Performance.extra["commands"]``: counts by status); everything is off. Returns
@@ -60,6 +62,8 @@ class Device(Protocol):
     def submit(self, commands: Sequence[Command]) -> None: ...
 
     def advance(self, until_t_us: int) -> None: ...
+
+    def now_us(self) -> float | None: ...
 
     def drain(self, progress: Progress | None = None) -> Performance: ...
 

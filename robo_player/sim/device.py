@@ -57,6 +57,7 @@ class SimDevice(StreamDevice):
         self._late = 0  # ... and those submitted for a time already passed (not played)
         self._late_release = 0  # late releases (they still run)
         self._last_t = -1  # t_us of the last command submitted
+        self._first_t = 0  # ... and of the stream's first
         self._submitted = 0
         self._now_us = -math.inf  # performance time the stream has reached
         self.last_performance: Performance | None = None
@@ -86,6 +87,8 @@ class SimDevice(StreamDevice):
         check_commands(cmds, self._pwm_max, self.spec.name, self._submitted)
         last = check_order(cmds, last, self.url, self._submitted)
         first_t = cmds[0].t_us if cmds else 0
+        if not self._submitted:
+            self._first_t = first_t
         self._submitted += len(cmds)
         self._last_t = last
         if not cmds or first_t >= self._now_us:
@@ -105,6 +108,13 @@ class SimDevice(StreamDevice):
         self._check_open("advance")
         if self._submitted:  # performance time starts with the stream's first command
             self._now_us = max(self._now_us, float(until_t_us))
+
+    def now_us(self) -> float | None:
+        """The stream's performance time: where ``advance`` took it (None before its
+        first command; the start of its first command until the first ``advance``)."""
+        if not self._submitted:
+            return None
+        return self._now_us if self._now_us != -math.inf else float(self._first_t)
 
     def drain(self, progress: Progress | None = None) -> Performance:
         self._check_open("drain")
