@@ -1,0 +1,448 @@
+"""The streaming piano planner: each note planned as its MIDI message arrives.
+
+A file's planner (:mod:`robo_player.planner.piano`) knows the whole future; a live
+player's notes arrive with none. :class:`LivePlanner` plans every message on arrival,
+with the file planner's own pieces (not copies): the velocity -> drive mapping and the
+key's calibrated latency (:class:`~robo_player.planner.Playability`), the key limits
+(:class:`~robo_player.planner.Limits`: repeat gap, release floor, key return), the
+supply budget (:func:`robo_player.planner.rules.supply_ledger`) and coil heat
+(:class:`robo_player.planner.rules.CoilHeat`), the max on-time, CC64 -> pedal counts
+(:func:`robo_player.plan.cc_to_counts`).
+
+Times are performance time (µs, the device's ``now_us``): ``t_us`` of a message is when
+it arrived. Nothing can be scheduled before ``t_us + lead_us`` (the host and link need
+that long to get a command to the device). Latency modes (:class:`LatencyMode`):
+
+- ``fixed``: every note sounds ``D = latency_us`` after its message, whatever its
+  velocity: the strike goes ``D - latency(velocity)`` after the message. ``D``
+  defaults to the slowest calibrated latency over the velocities in use
+  (``min_velocity..127``, every key) plus ``lead_us + margin_us``. A note whose strike
+  would fall before ``t + lead_us`` is struck then (as early as possible) and counted
+  ``late``.
+- ``lowest``: every strike goes at ``t + lead_us``; loud notes sound sooner.
+
+Commands wait in a queue until ``lead_us`` before their time (:meth:`LivePlanner.due`),
+so a later message can still move them (a note-off while the strike is in flight, a
+repeat that merges, a panic that cancels) and the device receives them in time order.
+Every note that arrives ends in exactly one of :attr:`LiveStats.outcomes`.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import logging
+from collections import Counter
+from dataclasses import dataclass, field
+from enum import Enum
+
+from ..errors import UsageError
+from ..plan import Command, Op, cc_to_counts
+from ..planner import rules
+from ..planner.constraints import PlanOptions, Playability, heat_after, pitch_name
+from ..planner.piano import _octave_shift, _wait_for_supply
+from ..spec.calibration import Calibration
+from ..spec.model import PianoSpec
+
+__all__ = ["LatencyMode", "LiveOptions", "LivePlanner", "LiveStats"]
+
+log = logging.getLogger(__name__)
+
+_INF = 1 << 62
+# same-time order: releases first, then levels, then strikes (Plan.sort's order)
+_ORD = {Op.RELEASE: 0, Op.SET: 1, Op.MOVE: 1, Op.PULSE_HOLD: 2}
+
+
+class LatencyMode(Enum):
+    FIXED = "fixed"
+    LOWEST = "lowest"
+
+
+@dataclass(frozen=True, slots=True)
+class LiveOptions:
+    """How the live planner schedules (see the module doc).
+
+    ``latency_us``: ``D`` in fixed mode (None: from the calibration). ``margin_us``:
+    added to the slowest latency for the default ``D``. ``lead_us``: the earliest a
+    command can be scheduled after its message. ``min_velocity``: the quietest
+    velocity the default ``D`` covers (softer notes are louder-than-asked? no: they are
+    played as asked, late, and counted).
+    """
+
+    mode: LatencyMode = LatencyMode.FIXED
+    latency_us: int | None = None
+    margin_us: int = 2_000
+    lead_us: int = 3_000
+    min_velocity: int = 1
+    plan: PlanOptions = field(default_factory=PlanOptions)
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.lead_us <= 1_000_000:
+            raise UsageError(f"live lead_us: {self.lead_us} is out of range (allowed 0..1000000)")
+        if not 0 <= self.margin_us <= 1_000_000:
+            raise UsageError(
+                f"live margin_us: {self.margin_us} is out of range (allowed 0..1000000)"
+            )
+        if self.latency_us is not None and not 0 <= self.latency_us <= 5_000_000:
+            raise UsageError(
+                f"--latency-ms: {self.latency_us / 1000:g} is out of range (allowed 0..5000)"
+            )
+        if not 1 <= self.min_velocity <= 127:
+            raise UsageError(
+                f"--min-velocity: {self.min_velocity} is out of range (allowed 1..127)"
+            )
+
+
+@dataclass(slots=True)
+class LiveStats:
+    """What happened to every message.
+
+    ``outcomes``: every note-on ends in exactly one: ``on_time``, ``late`` (fixed mode:
+    played as early as possible, after ``D``), ``merged`` (a repeat faster than the key
+    can repeat: the key held on instead), ``dropped_out_of_range``, ``dropped_heat``,
+    ``cancelled`` (a panic came before its strike was sent).
+    """
+
+    notes_in: int = 0
+    outcomes: Counter[str] = field(default_factory=Counter)
+    note_offs: int = 0
+    offs_in_flight: int = 0  # note-off before the strike's pulse had finished
+    offs_unmatched: int = 0  # note-off with no note on that key
+    pedal_events: int = 0
+    panics: int = 0
+    supply_waits: int = 0
+    supply_overloads: int = 0
+    ignored: Counter[str] = field(default_factory=Counter)  # message types not played
+    delays_us: list[int] = field(default_factory=list)  # planned sound - arrival, per strike
+
+    def accounted(self) -> bool:
+        return sum(self.outcomes.values()) == self.notes_in
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "notes_in": self.notes_in,
+            "outcomes": dict(self.outcomes),
+            "note_offs": self.note_offs,
+            "offs_in_flight": self.offs_in_flight,
+            "offs_unmatched": self.offs_unmatched,
+            "pedal_events": self.pedal_events,
+            "panics": self.panics,
+            "supply_waits": self.supply_waits,
+            "supply_overloads": self.supply_overloads,
+            "ignored": dict(self.ignored),
+        }
+
+
+class _Entry:
+    """A command waiting in the queue (``state``: 0 waiting, 1 sent, -1 cancelled)."""
+
+    __slots__ = ("cmd", "state")
+
+    def __init__(self, cmd: Command) -> None:
+        self.cmd = cmd
+        self.state = 0
+
+
+class _Voice:
+    """A struck key: its strike, its planned release, who holds it."""
+
+    __slots__ = (
+        "note", "key", "arrival", "strike", "latency", "delay", "limit_rel", "rel",
+        "owners", "item", "strike_entry", "hold", "rel_t",
+    )  # fmt: skip
+
+    def __init__(self, note: int, key: int, arrival: int, strike: int, latency: int) -> None:
+        self.note = note
+        self.key = key
+        self.arrival = arrival  # message time
+        self.strike = strike
+        self.latency = latency
+        self.delay = strike + latency - arrival  # sound - message
+        self.limit_rel = _INF  # latest release (max on-time, heat)
+        self.rel: _Entry | None = None  # the planned release
+        self.owners = 1  # note-ons (the merged repeats too) not yet released
+        self.item: list[float] | None = None  # its supply ledger entry
+        self.strike_entry: _Entry | None = None
+        self.hold = 0
+        self.rel_t = _INF  # planned release time
+
+
+class LivePlanner:
+    """Plans MIDI messages one by one for a piano spec (see the module doc)."""
+
+    def __init__(
+        self,
+        spec: PianoSpec,
+        calibration: Calibration | None = None,
+        options: LiveOptions | None = None,
+    ) -> None:
+        if getattr(spec, "family", "piano") != "piano":
+            raise UsageError(
+                f"live: spec {spec.name!r} is of family {spec.family!r} (allowed: piano)"
+            )
+        self.spec = spec
+        self.options = o = options or LiveOptions()
+        self.oracle = Playability(spec, calibration, o.plan)
+        self.limits = self.oracle.limits
+        self.ledger = rules.supply_ledger(spec.actuators, self.limits.pulse_us)
+        self.heat = rules.CoilHeat(spec.actuators, o.plan.thermal_margin)
+        self.slowest_us = self.slowest_latency_us(o.min_velocity)
+        default_d = self.slowest_us + o.lead_us + o.margin_us
+        self.latency_us = o.latency_us if o.latency_us is not None else default_d
+        self.stats = LiveStats()
+        self._queue: list[tuple[int, int, int, int, _Entry]] = []
+        self._seq = itertools.count()
+        self._floor = 0  # time of the last command handed out: nothing goes before it
+        self._voices: dict[int, _Voice] = {}  # key -> its latest voice
+        self._sounding: dict[int, _Voice] = {}  # MIDI pitch -> voice it holds
+        self._notes = itertools.count()
+        self._struck: dict[int, str] = {}  # note -> its outcome, while its strike waits
+        if spec.pedal is not None:
+            self._pedal_ch = spec.pedal.channel
+            self._pedal_max = spec.actuators[spec.pedal.channel].pwm_max
+            lat = self.oracle.calibration.pedal_latency_us
+            self._pedal_lat = lat if lat is not None else spec.pedal.latency_us
+
+    # -- what D is -----------------------------------------------------------------------
+
+    def slowest_latency_us(self, min_velocity: int) -> int:
+        """The slowest calibrated strike latency (µs) over every key and the velocities
+        ``min_velocity..127`` (the drive the file planner would choose)."""
+        worst = 0
+        for k in self.spec.keys:
+            for v in range(min_velocity, 128):
+                lat = self.oracle.drive(k.pitch, v).latency_us
+                if lat > worst:
+                    worst = lat
+        return worst
+
+    # -- messages ------------------------------------------------------------------------
+
+    def note_on(self, t_us: int, pitch: int, velocity: int) -> str:
+        """A note-on arrived at ``t_us``; returns its outcome (a key of ``outcomes``)."""
+        if velocity == 0:
+            self.note_off(t_us, pitch)
+            return "note_off"
+        st = self.stats
+        st.notes_in += 1
+        note = next(self._notes)
+        key = self._key_of(pitch)
+        if key is None:
+            return self._out(note, "dropped_out_of_range", f"{pitch_name(pitch)} out of range")
+        o, lim = self.options, self.limits
+        klim = self.oracle.limits_for(key)
+        earliest = max(t_us + o.lead_us, self._floor)
+        dc = self.oracle.drive(key, velocity)
+        lat = dc.latency_us
+        late = False
+        if o.mode is LatencyMode.FIXED:
+            s = t_us + self.latency_us - lat
+            if s < earliest:
+                s, late = earliest, True
+        else:
+            s = earliest
+        prev = self._voices.get(key)
+        if prev is not None:
+            held = prev.owners > 0 or (prev.rel is not None and prev.rel.state == 0)
+            if held and s - prev.strike < klim.repeat_gap_us:
+                # faster than the key repeats: the key stays down for this note too
+                if prev.owners == 0:
+                    self._release(prev, prev.limit_rel)  # until this note's note-off
+                prev.owners += 1
+                self._sounding[pitch] = prev
+                return self._out(note, "merged", f"{pitch_name(key)} repeat too fast")
+            # the previous note on the key lets go in time for the key to return
+            cap = klim.latest_release_us(s)
+            if prev.rel_t > cap and prev.rel is not None and prev.rel.state == 0:
+                self._release(prev, max(cap, prev.strike + lim.pulse_us, self._floor))
+                if prev.owners > 0:
+                    for p, v0 in list(self._sounding.items()):
+                        if v0 is prev:
+                            del self._sounding[p]  # its note-off will find nothing to do
+                    prev.owners = 0
+            gap = max(prev.strike + klim.repeat_gap_us,
+                      prev.rel_t + klim.key_return_us + klim.release_margin_us)
+            if s < gap:
+                s, late = gap, late or o.mode is LatencyMode.FIXED
+            # the hold heated the coil until its release
+            self.heat.run(self.spec.key(key).channel, prev.strike + lim.pulse_us,
+                          max(prev.rel_t, prev.strike + lim.pulse_us), prev.hold)
+        # supply budget
+        ch = self.spec.key(key).channel
+        pwm_max = self.spec.key(key).pwm_max
+        a, h = self.oracle.amps(dc.counts, pwm_max)
+        self.ledger.advance(earliest)
+        if not self.ledger.fits(s, a, h):
+            s2 = _wait_for_supply(self.ledger, s, a, h, o.plan.supply_wait_us)
+            if s2 is None:
+                s2 = _wait_for_supply(self.ledger, s, a, h, None)
+                st.supply_overloads += 1
+            assert s2 is not None
+            st.supply_waits += s2 > s
+            late = late or (s2 > s and o.mode is LatencyMode.FIXED)
+            s = s2
+        # coil heat
+        act = self.spec.actuators[ch]
+        temp = heat_after(
+            self.heat.temp_at(ch, s), lim.pulse_us, rules.heat_rate(act, dc.counts / pwm_max),
+            act.tau_s * 1e6,
+        )
+        if temp > self.heat.limit_k(ch):
+            return self._out(note, "dropped_heat", f"coil heat on {pitch_name(key)}")
+        self.heat.run(ch, s, s + lim.pulse_us, dc.counts)
+        v = _Voice(note, key, t_us, s, lat)
+        v.hold = round(lim.hold_duty * act.pwm_max)
+        v.item = self.ledger.add(s, a, h)
+        cut = self.heat.time_to_limit_us(ch, s + lim.pulse_us, v.hold)
+        v.limit_rel = s + lim.max_on_us
+        if cut is not None:
+            v.limit_rel = min(v.limit_rel, s + lim.pulse_us + cut)
+        v.strike_entry = self._push(
+            Command(s, Op.PULSE_HOLD, ch, dc.counts, lim.pulse_us, v.hold, note)
+        )
+        self._release(v, v.limit_rel)  # until a note-off comes
+        self._voices[key] = v
+        self._sounding[pitch] = v
+        st.delays_us.append(v.delay)
+        outcome = self._struck[note] = "late" if late else "on_time"
+        return self._out(note, outcome, "")
+
+    def note_off(self, t_us: int, pitch: int) -> None:
+        """A note-off arrived at ``t_us``: release at the note's own delay after it (its
+        duration kept), not before the strike pulse and the hammer's flight are over."""
+        st = self.stats
+        st.note_offs += 1
+        v = self._sounding.get(pitch)
+        if v is None or v.owners <= 0:
+            st.offs_unmatched += 1
+            return
+        v.owners -= 1
+        if v.owners == 0:
+            del self._sounding[pitch]
+            self._off(v, t_us)
+
+    def _off(self, v: _Voice, t_us: int) -> None:
+        lim = self.limits
+        if t_us + self.options.lead_us < v.strike + lim.pulse_us:
+            self.stats.offs_in_flight += 1
+        floor = v.strike + lim.release_floor_us(v.latency, max(0, t_us - v.arrival))
+        rel = max(t_us + v.delay, floor, t_us + self.options.lead_us, self._floor)
+        self._release(v, min(rel, v.limit_rel))
+
+    def pedal(self, t_us: int, value: int) -> None:
+        """CC64 at ``t_us``: the pedal's level in counts, sounding with the notes' delay."""
+        self.stats.pedal_events += 1
+        if self.spec.pedal is None:
+            self.stats.ignored["pedal (the spec has none)"] += 1
+            return
+        earliest = max(t_us + self.options.lead_us, self._floor)
+        t = earliest
+        if self.options.mode is LatencyMode.FIXED:
+            t = max(earliest, t_us + self.latency_us - self._pedal_lat)
+        self._push(Command(t, Op.SET, self._pedal_ch, cc_to_counts(value, self._pedal_max)))
+
+    def panic(self, t_us: int) -> None:
+        """CC 120/123: cancel what waits and switch every output off in the next frame."""
+        self.stats.panics += 1
+        for *_, e in self._queue:
+            if e.state == 0:
+                e.state = -1
+                if e.cmd.op is Op.PULSE_HOLD:
+                    self.stats.outcomes["cancelled"] += 1
+                    self._uncount(e.cmd.note)
+        self._queue.clear()
+        t = max(t_us + self.options.lead_us, self._floor)
+        for key, v in list(self._voices.items()):
+            if v.strike_entry is not None and v.strike_entry.state == -1:
+                del self._voices[key]  # never struck
+                continue
+            if v.rel is not None and v.rel.state == 0:
+                v.rel_t = t
+                if v.item is not None:
+                    self.ledger.set_release(v.item, t)
+            v.owners = 0
+            v.rel = None
+        self._sounding.clear()
+        for act in self.spec.actuators:
+            self._push(Command(t, Op.RELEASE, act.index))
+
+    def control(self, t_us: int, number: int, value: int) -> None:
+        if number == 64:
+            self.pedal(t_us, value)
+        elif number in (120, 123):
+            self.panic(t_us)
+        else:
+            self.stats.ignored[f"control_change {number}"] += 1
+
+    # -- the queue -----------------------------------------------------------------------
+
+    def next_due_us(self) -> int | None:
+        """When the earliest waiting command must be handed to the device (its time less
+        ``lead_us``); None when nothing waits."""
+        q = self._queue
+        while q and q[0][4].state != 0:
+            heapq.heappop(q)
+        return q[0][0] - self.options.lead_us if q else None
+
+    def due(self, now_us: int) -> list[Command]:
+        """The commands to hand to the device now (time order): those due within
+        ``lead_us``; later messages can no longer change them."""
+        out: list[Command] = []
+        q, horizon = self._queue, now_us + self.options.lead_us
+        while q and q[0][0] <= horizon:
+            e = heapq.heappop(q)[4]
+            if e.state == 0:
+                e.state = 1
+                out.append(e.cmd)
+                if e.cmd.op is Op.PULSE_HOLD:
+                    self._struck.pop(e.cmd.note, None)
+        if out:
+            self._floor = max(self._floor, out[-1].t_us)
+        return out
+
+    def finish(self, t_us: int) -> list[Command]:
+        """The end: every key still held is let go; every waiting command, in order."""
+        for v in {id(v): v for v in self._sounding.values()}.values():
+            if v.owners > 0:
+                v.owners = 0
+                self._off(v, t_us)
+        self._sounding.clear()
+        return self.due(_INF)
+
+    # -- internals -----------------------------------------------------------------------
+
+    def _key_of(self, pitch: int) -> int | None:
+        lo, hi = self.spec.lowest, self.spec.highest
+        if lo <= pitch <= hi and self.spec.has_pitch(pitch):
+            return pitch
+        if self.options.plan.out_of_range != "transpose":
+            return None
+        sh = _octave_shift(pitch, lo, hi)
+        return None if sh is None else pitch + sh
+
+    def _push(self, cmd: Command) -> _Entry:
+        e = _Entry(cmd)
+        heapq.heappush(self._queue, (cmd.t_us, _ORD[cmd.op], cmd.actuator, next(self._seq), e))
+        return e
+
+    def _release(self, v: _Voice, t: int) -> None:
+        """(Re)plan the release of ``v`` at ``t`` (a release already sent stays)."""
+        if v.rel is not None:
+            if v.rel.state == 1:
+                return
+            v.rel.state = -1
+        ch = self.spec.key(v.key).channel
+        v.rel = self._push(Command(t, Op.RELEASE, ch, note=v.note))
+        v.rel_t = t
+        if v.item is not None:
+            self.ledger.set_release(v.item, t)
+
+    def _uncount(self, note: int) -> None:
+        """A cancelled strike is no longer on time or late."""
+        self.stats.outcomes[self._struck.pop(note)] -= 1
+
+    def _out(self, note: int, outcome: str, why: str) -> str:
+        self.stats.outcomes[outcome] += 1
+        if why:
+            log.debug("note %d: %s (%s)", note, outcome, why)
+        return outcome

@@ -1,0 +1,161 @@
+"""A live session: timed MIDI messages in, the live planner, a streaming device out.
+
+:class:`LiveSession` owns the loop's one rule: before the device's performance time
+passes ``t``, every command due by then has been submitted (``LivePlanner.due``), so the
+device always receives commands in time order and ahead of their time. It is driven by
+message times, so the same code runs
+
+- in **virtual time** (:func:`run_virtual`: messages with their time stamps, the device
+  advanced from one to the next; tests and benches, deterministic), and
+- in **real time** (:func:`run_realtime`: a MIDI input polled, each message stamped
+  with the performance time it arrived at, the device advanced as the clock goes).
+
+Performance time 0 is the start of the stream (an all-off at t = 0 starts it).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from ..driver.ports import Device
+from ..performance import Performance
+from ..plan import Command, Op
+from .planner import LivePlanner
+
+__all__ = ["Arrival", "LiveSession", "MidiSource", "run_realtime", "run_virtual"]
+
+log = logging.getLogger(__name__)
+
+
+class MidiSource(Protocol):
+    """An input polled in real time (a mido input port, or a file replayed)."""
+
+    def poll(self) -> Any: ...
+
+    def close(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Arrival:
+    """A note-on as it arrived (performance µs) and what the planner made of it."""
+
+    t_us: int
+    pitch: int
+    velocity: int
+    outcome: str
+
+
+@dataclass(slots=True)
+class LiveSession:
+    device: Device
+    planner: LivePlanner
+    arrivals: list[Arrival] = field(default_factory=list)
+    submitted: int = 0
+    messages: int = 0
+    _started: bool = False
+    _now: int = 0
+
+    def start(self) -> None:
+        """Start the stream: everything off at performance time 0."""
+        if self._started:
+            return
+        self._started = True
+        self.device.submit(
+            [Command(0, Op.RELEASE, a.index) for a in self.planner.spec.actuators]
+        )
+
+    def advance_to(self, t_us: int) -> None:
+        """Run the device up to ``t_us``, handing it each command ``lead_us`` ahead."""
+        self.start()
+        while True:
+            nxt = self.planner.next_due_us()
+            if nxt is None or nxt > t_us:
+                break
+            self._advance(max(nxt, self._now))
+            self._submit(self.planner.due(max(nxt, self._now)))
+        self._advance(t_us)
+
+    def feed(self, msg: Any, t_us: int) -> None:
+        """One MIDI message (a ``mido.Message``) that arrived at ``t_us``."""
+        self.advance_to(t_us)
+        self.messages += 1
+        p = self.planner
+        kind = getattr(msg, "type", "?")
+        if kind == "note_on" and msg.velocity > 0:
+            out = p.note_on(t_us, msg.note, msg.velocity)
+            self.arrivals.append(Arrival(t_us, msg.note, msg.velocity, out))
+        elif kind in ("note_on", "note_off"):
+            p.note_off(t_us, msg.note)
+        elif kind == "control_change":
+            p.control(t_us, msg.control, msg.value)
+        else:
+            p.stats.ignored[kind] += 1
+        self._submit(p.due(t_us))  # what must go now (a panic's all-off, a lowest strike)
+
+    def stop(self, t_us: int | None = None) -> Performance:
+        """Let go of every key, send the rest, drain: the stream's performance."""
+        t = self._now if t_us is None else t_us
+        self.advance_to(t)
+        self._submit(self.planner.finish(t))
+        return self.device.drain()
+
+    def _advance(self, t_us: int) -> None:
+        if t_us > self._now:
+            self._now = t_us
+            self.device.advance(t_us)
+
+    def _submit(self, cmds: list[Command]) -> None:
+        if cmds:
+            self.device.submit(cmds)
+            self.submitted += len(cmds)
+
+
+def run_virtual(
+    device: Device, planner: LivePlanner, events: Iterable[tuple[float, Any]],
+    tail_s: float = 1.0,
+) -> tuple[Performance, LiveSession]:  # fmt: skip
+    """Feed ``(t_s, message)`` events (seconds of performance time, in order) in virtual
+    time; stop ``tail_s`` after the last. Returns the performance and the session."""
+    s = LiveSession(device, planner)
+    s.start()
+    last = 0
+    for t_s, msg in events:
+        last = max(last, round(t_s * 1e6))
+        s.feed(msg, last)
+    return s.stop(last + round(tail_s * 1e6)), s
+
+
+def run_realtime(
+    device: Device,
+    planner: LivePlanner,
+    source: MidiSource,
+    *,
+    clock: Callable[[], float] = time.monotonic,
+    until: Callable[[LiveSession], bool] | None = None,
+    idle_s: float = 0.0005,
+    on_tick: Callable[[LiveSession], None] | None = None,
+) -> tuple[Performance, LiveSession]:
+    """Poll ``source`` until ``until(session)`` (or Ctrl-C); each message is stamped with
+    the performance time at which it was polled. Every output ends off."""
+    s = LiveSession(device, planner)
+    s.start()
+    t0 = clock()
+    try:
+        while until is None or not until(s):
+            now = round((clock() - t0) * 1e6)
+            got = False
+            while (msg := source.poll()) is not None:
+                got = True
+                s.feed(msg, now)
+            s.advance_to(now)
+            if on_tick is not None:
+                on_tick(s)
+            if not got:
+                time.sleep(idle_s)
+    finally:
+        source.close()
+    return s.stop(round((clock() - t0) * 1e6) + 500_000), s
