@@ -435,6 +435,10 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--out-of-range", choices=["transpose", "drop"], default="transpose")
     sp.add_argument("--json", action="store_true", help="print JSON")
 
+    from .live import cli as live_cli  # `live` and `ports` (docs/live.md)
+
+    live_cli.register(sub)
+
     try:
         from .model import cli as model_cli
     except ImportError:  # the model package is optional; its commands then don't exist

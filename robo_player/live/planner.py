@@ -439,7 +439,10 @@ class LivePlanner:
 
     def _uncount(self, note: int) -> None:
         """A cancelled strike is no longer on time or late."""
-        self.stats.outcomes[self._struck.pop(note)] -= 1
+        k = self._struck.pop(note)
+        self.stats.outcomes[k] -= 1
+        if not self.stats.outcomes[k]:
+            del self.stats.outcomes[k]
 
     def _out(self, note: int, outcome: str, why: str) -> str:
         self.stats.outcomes[outcome] += 1

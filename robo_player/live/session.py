@@ -60,13 +60,14 @@ class LiveSession:
     _now: int = 0
 
     def start(self) -> None:
-        """Start the stream: everything off at performance time 0."""
+        """Start the stream at performance time 0."""
         if self._started:
             return
         self._started = True
-        self.device.submit(
-            [Command(0, Op.RELEASE, a.index) for a in self.planner.spec.actuators]
-        )
+        # one command starts the stream (a device starts all off; a burst of 88
+        # releases would only fill the link ahead of the first notes)
+        first = next(iter(self.planner.spec.actuators)).index
+        self.device.submit([Command(0, Op.RELEASE, first)])
 
     def advance_to(self, t_us: int) -> None:
         """Run the device up to ``t_us``, handing it each command ``lead_us`` ahead."""

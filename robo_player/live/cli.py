@@ -1,0 +1,206 @@
+"""``robo-player live`` and ``robo-player ports`` (registered by :mod:`robo_player.cli`).
+
+``live`` plays what a MIDI input sends on a device, each note planned as it arrives
+(``docs/live.md``); ``ports`` lists the MIDI inputs. Output is the command's own
+business here as in the main CLI (``print`` is allowed in CLI modules).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from typing import Any
+
+from ..errors import TransportError, UsageError
+from .inputs import DEFAULT_VIRTUAL_NAME, FILE_PREFIX, file_events, list_inputs, open_input
+from .planner import LatencyMode, LiveOptions, LivePlanner
+from .session import LiveSession, run_realtime, run_virtual
+
+__all__ = ["cmd_live", "cmd_ports", "register"]
+
+VIRTUAL_TIME_SCHEMES = ("sim", "vmcu")  # devices whose time only moves when advanced
+
+
+def register(sub: Any) -> None:
+    """Add ``live`` and ``ports`` to the main parser's subcommands."""
+    from ..spec import DEFAULT_SPEC
+
+    sp = sub.add_parser(
+        "live",
+        help="play what a MIDI input sends, each note planned as it arrives",
+        description="Play a MIDI keyboard, a DAW or a replayed file on a device, live.",
+    )
+    sp.set_defaults(func=cmd_live)
+    sp.add_argument("--spec", default=DEFAULT_SPEC, help=f"hardware spec (default {DEFAULT_SPEC})")
+    sp.add_argument("--port", default="sim://", help="device URL (default: sim://)")
+    src = sp.add_mutually_exclusive_group()
+    src.add_argument(
+        "--midi-in", metavar="NAME",
+        help="MIDI input port (see `robo-player ports`), or file:SONG.mid to replay a file",
+    )  # fmt: skip
+    src.add_argument(
+        "--virtual", metavar="NAME", nargs="?", const=DEFAULT_VIRTUAL_NAME,
+        help=f"create a virtual MIDI port (default name {DEFAULT_VIRTUAL_NAME!r}; not on Windows)",
+    )  # fmt: skip
+    sp.add_argument("--latency", choices=[m.value for m in LatencyMode], default="fixed",
+                    help="fixed: constant delay D for every note (default); lowest: each note "
+                    "as soon as its key can make it (loud notes sooner)")  # fmt: skip
+    sp.add_argument("--latency-ms", type=float, help="fixed mode: D in ms (default: calibrated)")
+    sp.add_argument("--min-velocity", type=int, default=1,
+                    help="quietest velocity D covers (default 1; higher: shorter D)")
+    sp.add_argument("--lead-ms", type=float, default=3.0,
+                    help="earliest a command is scheduled after its message (default 3 ms)")
+    sp.add_argument("--calibration", metavar="CAL", help="calibration file from `calibrate`")
+    sp.add_argument("--seconds", type=float, help="stop after this long (default: until Ctrl-C)")
+    sp.add_argument("--virtual-time", action="store_true",
+                    help="with --midi-in file: on sim:// or vmcu://: run in virtual time "
+                    "(as fast as it computes), not the file's real time")  # fmt: skip
+    sp.add_argument("--report", metavar="PATH", help="write the live statistics (JSON) here")
+    sp.add_argument("--truth-seed", type=int, help="simulator: seed of the hidden key parameters")
+
+    sp = sub.add_parser("ports", help="list the MIDI input ports",
+                        description="List the MIDI input ports (mido with python-rtmidi).")
+    sp.set_defaults(func=cmd_ports)
+
+
+def cmd_ports(args: argparse.Namespace) -> int:
+    try:
+        names = list_inputs()
+    except TransportError as err:
+        raise UsageError(str(err)) from err
+    if not names:
+        print("no MIDI input ports (use `robo-player live --virtual` to create one)")
+    for n in names:
+        print(n)
+    return 0
+
+
+def _options(args: argparse.Namespace) -> LiveOptions:
+    return LiveOptions(
+        mode=LatencyMode(args.latency),
+        latency_us=None if args.latency_ms is None else round(args.latency_ms * 1000),
+        lead_us=round(args.lead_ms * 1000),
+        min_velocity=args.min_velocity,
+    )
+
+
+def cmd_live(args: argparse.Namespace) -> int:
+    from ..driver.ports import open_port
+    from ..spec import load_spec
+    from ..spec.calibration import Calibration
+
+    spec = load_spec(args.spec)
+    cal = None
+    if args.calibration:
+        cal = Calibration.load(args.calibration)
+        cal.check_for(spec, args.calibration)
+    planner = LivePlanner(spec, cal, _options(args))
+    if not (args.midi_in or args.virtual):
+        raise UsageError("live: give --midi-in NAME (or file:SONG.mid) or --virtual [NAME]")
+    virtual_time = args.virtual_time
+    if virtual_time and not (args.midi_in or "").startswith(FILE_PREFIX):
+        raise UsageError("live: --virtual-time needs --midi-in file:SONG.mid")
+    scheme = args.port.split("://", 1)[0]
+    if virtual_time and scheme not in VIRTUAL_TIME_SCHEMES:
+        raise UsageError(
+            f"live: --virtual-time on {args.port!r}: only on {', '.join(s + '://' for s in VIRTUAL_TIME_SCHEMES)}"
+        )
+    source = None
+    if not virtual_time:
+        try:
+            source = open_input(args.midi_in, virtual=args.virtual is not None and not args.midi_in)
+        except TransportError as err:
+            raise UsageError(str(err)) from err
+    mode = planner.options.mode.value
+    if not args.quiet:
+        d_ms = planner.latency_us / 1000
+        print(
+            f"live: {spec.name} on {args.port}, latency {mode}: "
+            + (f"D = {d_ms:.1f} ms (slowest key at velocity >= {args.min_velocity}: "
+               f"{planner.slowest_us / 1000:.1f} ms)" if mode == "fixed"
+               else "each note as soon as its key can make it")
+        )  # fmt: skip
+        if source is not None:
+            print(f"listening on {getattr(source, 'name', args.midi_in or args.virtual)} (Ctrl-C stops)")
+    opts: dict[str, Any] = {}
+    if args.truth_seed is not None and scheme == "sim":
+        opts["truth_seed"] = args.truth_seed
+    try:
+        dev = open_port(args.port, spec, **opts)
+    except TransportError as err:
+        raise UsageError(str(err)) from err
+    interrupted = False
+    with dev:
+        if virtual_time:
+            events = file_events(args.midi_in[len(FILE_PREFIX):])
+            if args.seconds is not None:
+                events = [e for e in events if e[0] <= args.seconds]
+            perf, session = run_virtual(dev, planner, events)
+        else:
+            assert source is not None
+            t_end = None if args.seconds is None else time.monotonic() + args.seconds
+
+            def until(s: LiveSession) -> bool:
+                if t_end is not None and time.monotonic() >= t_end:
+                    return True
+                return bool(getattr(source, "done", False)) and planner.next_due_us() is None
+
+            status = _Status(planner, quiet=args.quiet)
+            try:
+                perf, session = run_realtime(dev, planner, source, until=until, on_tick=status)
+            except KeyboardInterrupt:
+                interrupted = True
+                perf = dev.drain() if dev.streaming else None
+                session = None
+    stats = planner.stats.as_dict()
+    stats.update(latency_mode=mode, latency_ms=round(planner.latency_us / 1000, 3),
+                 commands=(perf.extra.get("commands") if perf else None))  # fmt: skip
+    delays = planner.stats.delays_us
+    if delays:
+        stats["planned_delay_ms"] = {
+            "mean": round(statistics.fmean(delays) / 1000, 3),
+            "std": round(statistics.pstdev(delays) / 1000, 3),
+        }
+    if perf is not None:
+        stats["heard"] = len(perf.heard)
+    if args.report:
+        from pathlib import Path
+
+        Path(args.report).write_text(json.dumps(stats, indent=2) + "\n")
+    if not args.quiet:
+        if interrupted:
+            print("live: stopped (Ctrl-C); every output is off", file=sys.stderr)
+        print(
+            f"live: {stats['notes_in']} notes in, outcomes {stats['outcomes']}, "
+            f"{stats['offs_in_flight']} note-offs in flight, {stats['panics']} panics"
+        )
+    del session
+    return 0
+
+
+class _Status:
+    """A one-line status, at most every second: notes/s, the latency in use, drops."""
+
+    def __init__(self, planner: LivePlanner, quiet: bool) -> None:
+        self.planner = planner
+        self.quiet = quiet or not sys.stderr.isatty()
+        self.last = time.monotonic()
+        self.notes = 0
+
+    def __call__(self, session: LiveSession) -> None:
+        now = time.monotonic()
+        if self.quiet or now - self.last < 1.0:
+            return
+        st = self.planner.stats
+        rate = (st.notes_in - self.notes) / (now - self.last)
+        self.last, self.notes = now, st.notes_in
+        o = st.outcomes
+        print(
+            f"\r{rate:5.1f} notes/s  D {self.planner.latency_us / 1000:.1f} ms  "
+            f"late {o['late']}  merged {o['merged']}  dropped "
+            f"{o['dropped_out_of_range'] + o['dropped_heat']}",
+            end="", file=sys.stderr, flush=True,
+        )  # fmt: skip
