@@ -374,6 +374,12 @@ class LivePlanner:
         else:
             self.stats.ignored[f"control_change {number}"] += 1
 
+    def not_before(self, t_us: int) -> None:
+        """Nothing new is scheduled before ``t_us`` (the device's clock is already past
+        the message's time, plus the lead)."""
+        if t_us > self._floor:
+            self._floor = t_us
+
     # -- the queue -----------------------------------------------------------------------
 
     def next_due_us(self) -> int | None:

@@ -26,7 +26,9 @@ from ..performance import Performance
 from ..plan import Command, Op
 from .planner import LivePlanner
 
-__all__ = ["Arrival", "LiveSession", "MidiSource", "run_realtime", "run_virtual"]
+__all__ = [
+    "Arrival", "LiveSession", "MidiSource", "default_ahead_us", "run_realtime", "run_virtual",
+]  # fmt: skip
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +55,10 @@ class Arrival:
 class LiveSession:
     device: Device
     planner: LivePlanner
+    # hand commands to the device this much earlier than ``lead_us`` asks: a firmware
+    # device's advance() runs in steps of its link loop (up to ~20 ms past the time
+    # asked), so a command handed over just before its time would be late
+    ahead_us: int = 0
     arrivals: list[Arrival] = field(default_factory=list)
     submitted: int = 0
     messages: int = 0
@@ -70,21 +76,33 @@ class LiveSession:
         self.device.submit([Command(0, Op.RELEASE, first)])
 
     def advance_to(self, t_us: int) -> None:
-        """Run the device up to ``t_us``, handing it each command ``lead_us`` ahead."""
+        """Run the device up to ``t_us``, handing it each command ``lead_us`` (plus
+        ``ahead_us``) before its time."""
         self.start()
+        p, ahead = self.planner, self.ahead_us
         while True:
-            nxt = self.planner.next_due_us()
-            if nxt is None or nxt > t_us:
+            nxt = p.next_due_us()
+            if nxt is None or nxt - ahead > t_us:
                 break
-            self._advance(max(nxt, self._now))
-            self._submit(self.planner.due(max(nxt, self._now)))
+            x = max(nxt - ahead, self._now)
+            self._advance(x)
+            self._submit(p.due(max(x, self._device_now()) + ahead))
         self._advance(t_us)
+
+    def _device_now(self) -> int:
+        dn = self.device.now_us()
+        return self._now if dn is None else max(self._now, int(dn))
 
     def feed(self, msg: Any, t_us: int) -> None:
         """One MIDI message (a ``mido.Message``) that arrived at ``t_us``."""
         self.advance_to(t_us)
         self.messages += 1
         p = self.planner
+        dev_now = self._device_now()
+        if dev_now > t_us:
+            # the device ran past the message's time (a firmware device advances in
+            # steps of its link loop): nothing can go before its clock plus the lead
+            p.not_before(dev_now + 1 + p.options.lead_us)
         kind = getattr(msg, "type", "?")
         if kind == "note_on" and msg.velocity > 0:
             out = p.note_on(t_us, msg.note, msg.velocity)
@@ -95,7 +113,8 @@ class LiveSession:
             p.control(t_us, msg.control, msg.value)
         else:
             p.stats.ignored[kind] += 1
-        self._submit(p.due(t_us))  # what must go now (a panic's all-off, a lowest strike)
+        # what must go now (a panic's all-off, a lowest strike)
+        self._submit(p.due(max(t_us, dev_now) + self.ahead_us))
 
     def stop(self, t_us: int | None = None) -> Performance:
         """Let go of every key, send the rest, drain: the stream's performance."""
@@ -115,13 +134,19 @@ class LiveSession:
             self.submitted += len(cmds)
 
 
+def default_ahead_us(device: Device) -> int:
+    """``ahead_us`` for a device: 0 on ``sim://`` (it stops where it is asked to),
+    25 ms on firmware devices (their link loop's step, see :class:`LiveSession`)."""
+    return 0 if str(getattr(device, "url", "")).startswith("sim:") else 25_000
+
+
 def run_virtual(
     device: Device, planner: LivePlanner, events: Iterable[tuple[float, Any]],
-    tail_s: float = 1.0,
+    tail_s: float = 1.0, ahead_us: int | None = None,
 ) -> tuple[Performance, LiveSession]:  # fmt: skip
     """Feed ``(t_s, message)`` events (seconds of performance time, in order) in virtual
     time; stop ``tail_s`` after the last. Returns the performance and the session."""
-    s = LiveSession(device, planner)
+    s = LiveSession(device, planner, ahead_us=default_ahead_us(device) if ahead_us is None else ahead_us)
     s.start()
     last = 0
     for t_s, msg in events:
@@ -142,7 +167,7 @@ def run_realtime(
 ) -> tuple[Performance, LiveSession]:
     """Poll ``source`` until ``until(session)`` (or Ctrl-C); each message is stamped with
     the performance time at which it was polled. Every output ends off."""
-    s = LiveSession(device, planner)
+    s = LiveSession(device, planner, ahead_us=default_ahead_us(device))
     s.start()
     t0 = clock()
     try:

@@ -1,0 +1,148 @@
+"""Live latency: MIDI message -> heard onset, per latency mode, in virtual time.
+
+Time-stamped note messages (random pitches, velocities from ``--min-velocity`` to 127,
+note-offs) go through the live path (``LivePlanner`` + ``LiveSession``) into a device in
+virtual time; the simulated microphone's heard onsets are matched to the messages (same
+key, nearest to the planned sound). Per mode: latency (heard - message) mean, jitter (std,
+p99 of |latency - median|), and for fixed mode the deviation from ``D`` (p50, p99, max).
+Anchors (docs/live.md): a player accepts about 10 ms with about 1 ms of jitter; the
+piano's own action takes 25..130 ms by velocity, so fixed mode aims at a constant ``D``
+with jitter near 1 ms, lowest mode at the smallest latency per note.
+
+The simulator's keys are calibrated first (``calibrate_session`` on the same device's
+hidden truth, only the keys played), as a user does before playing.
+
+    .venv/bin/python bench/bench_live.py                      # sim://, both modes
+    .venv/bin/python bench/bench_live.py --port vmcu:// --notes 150
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import statistics
+import sys
+import time
+from typing import Any
+
+import mido
+
+from robo_player.calibrator import calibrate_session
+from robo_player.driver.ports import open_port
+from robo_player.live import LatencyMode, LiveOptions, LivePlanner
+from robo_player.live.session import run_virtual
+from robo_player.spec import load_spec
+
+
+def events(n: int, pitches: list[int], min_vel: int, seed: int) -> list[tuple[float, Any]]:
+    rng = random.Random(seed)
+    out: list[tuple[float, Any]] = []
+    t = 0.3
+    free: dict[int, float] = {}
+    for _ in range(n):
+        t += rng.uniform(0.05, 0.25)
+        p = rng.choice([q for q in pitches if free.get(q, 0.0) <= t] or pitches)
+        v = rng.randint(min_vel, 127)
+        dur = rng.uniform(0.08, 0.4)
+        free[p] = t + dur + 0.3
+        out.append((t, mido.Message("note_on", note=p, velocity=v)))
+        out.append((t + dur, mido.Message("note_off", note=p)))
+    out.sort(key=lambda e: e[0])
+    return out
+
+
+def pct(xs: list[float], q: float) -> float:
+    s = sorted(xs)
+    return s[min(len(s) - 1, int(round(q * (len(s) - 1))))]
+
+
+def run_mode(spec: Any, cal: Any, port: str, mode: LatencyMode, evs: list, args: Any) -> dict:
+    opts = LiveOptions(mode=mode, min_velocity=args.min_velocity, lead_us=args.lead_us)
+    planner = LivePlanner(spec, cal, opts)
+    t0 = time.perf_counter()
+    with open_port(port, spec, truth_seed=args.truth_seed) if port.startswith("sim") else open_port(
+        port, spec
+    ) as dev:
+        perf, session = run_virtual(dev, planner, evs)
+    wall = time.perf_counter() - t0
+    heard = sorted(perf.heard, key=lambda h: h.t_us)
+    by_pitch: dict[int, list[int]] = {}
+    for h in heard:
+        by_pitch.setdefault(h.pitch, []).append(h.t_us)
+    lat: list[float] = []
+    by_vel: dict[str, list[float]] = {}
+    delays = iter(planner.stats.delays_us)
+    for a in session.arrivals:
+        if a.outcome not in ("on_time", "late"):
+            continue
+        want = a.t_us + next(delays)
+        cands = by_pitch.get(a.pitch, [])
+        if not cands:
+            continue
+        h = min(cands, key=lambda x: abs(x - want))
+        if abs(h - want) > 30_000:
+            continue  # not this note's onset
+        ms = (h - a.t_us) / 1000
+        lat.append(ms)
+        band = "<64" if a.velocity < 64 else "64-95" if a.velocity < 96 else ">=96"
+        by_vel.setdefault(band, []).append(ms)
+    med = statistics.median(lat)
+    res: dict[str, Any] = {
+        "mode": mode.value,
+        "port": port,
+        "notes_in": planner.stats.notes_in,
+        "outcomes": dict(planner.stats.outcomes),
+        "matched": len(lat),
+        "latency_ms": {
+            "mean": round(statistics.fmean(lat), 2),
+            "std": round(statistics.pstdev(lat), 2),
+            "p99_abs_dev": round(pct([abs(x - med) for x in lat], 0.99), 2),
+            "min": round(min(lat), 2),
+            "max": round(max(lat), 2),
+        },
+        "by_velocity_mean_ms": {k: round(statistics.fmean(v), 1) for k, v in sorted(by_vel.items())},
+        "commands": perf.extra.get("commands"),
+        "wall_s": round(wall, 2),
+    }
+    if mode is LatencyMode.FIXED:
+        d = planner.latency_us / 1000
+        dev = [abs(x - d) for x in lat]
+        res["D_ms"] = round(d, 2)
+        res["deviation_from_D_ms"] = {
+            "p50": round(pct(dev, 0.5), 2),
+            "p99": round(pct(dev, 0.99), 2),
+            "max": round(max(dev), 2),
+        }
+    return res
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--spec", default="piano-61-diy")
+    ap.add_argument("--port", default="sim://")
+    ap.add_argument("--notes", type=int, default=300)
+    ap.add_argument("--min-velocity", type=int, default=64)
+    ap.add_argument("--lead-us", type=int, default=3000)
+    ap.add_argument("--truth-seed", type=int, default=0)
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--json", metavar="PATH")
+    args = ap.parse_args()
+    spec = load_spec(args.spec)
+    pitches = list(range(spec.lowest + 12, spec.lowest + 36))
+    t0 = time.perf_counter()
+    with open_port("sim://", spec, truth_seed=args.truth_seed) as dev:
+        cal, _ = calibrate_session(dev, spec, pitches=pitches, seed=args.seed)
+    print(f"calibrated {len(pitches)} keys in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
+    evs = events(args.notes, pitches, args.min_velocity, args.seed)
+    out = [run_mode(spec, cal, args.port, m, evs, args) for m in LatencyMode]
+    for r in out:
+        print(json.dumps(r))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(out, f, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
