@@ -61,9 +61,11 @@ def run_mode(spec: Any, cal: Any, port: str, mode: LatencyMode, evs: list, args:
     opts = LiveOptions(mode=mode, min_velocity=args.min_velocity, lead_us=args.lead_us)
     planner = LivePlanner(spec, cal, opts)
     t0 = time.perf_counter()
-    with open_port(port, spec, truth_seed=args.truth_seed) if port.startswith("sim") else open_port(
-        port, spec
-    ) as dev:
+    with (
+        open_port(port, spec, truth_seed=args.truth_seed)
+        if port.startswith("sim")
+        else open_port(port, spec) as dev
+    ):
         perf, session = run_virtual(dev, planner, evs)
     wall = time.perf_counter() - t0
     heard = sorted(perf.heard, key=lambda h: h.t_us)
@@ -101,7 +103,9 @@ def run_mode(spec: Any, cal: Any, port: str, mode: LatencyMode, evs: list, args:
             "min": round(min(lat), 2),
             "max": round(max(lat), 2),
         },
-        "by_velocity_mean_ms": {k: round(statistics.fmean(v), 1) for k, v in sorted(by_vel.items())},
+        "by_velocity_mean_ms": {
+            k: round(statistics.fmean(v), 1) for k, v in sorted(by_vel.items())
+        },
         "commands": perf.extra.get("commands"),
         "wall_s": round(wall, 2),
     }

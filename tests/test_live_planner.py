@@ -125,9 +125,7 @@ def test_panic_cancels_what_waits_and_turns_everything_off_now(grand: PianoSpec)
     assert len(strikes(sent)) == 1
     p.control(5 * MS, 123, 0)
     off = p.due(5 * MS)  # due at once: the next frame
-    assert {c.actuator for c in off if c.op is Op.RELEASE} == {
-        a.index for a in spec.actuators
-    }
+    assert {c.actuator for c in off if c.op is Op.RELEASE} == {a.index for a in spec.actuators}
     assert all(c.t_us == 8 * MS for c in off)
     assert p.due(10**7) == []  # nothing left waiting: no strike comes later
     assert p.stats.outcomes == {"late": 1, "cancelled": 1}

@@ -15,6 +15,7 @@ import time
 from typing import Any
 
 from ..errors import TransportError, UsageError
+from ..performance import Performance
 from .inputs import DEFAULT_VIRTUAL_NAME, FILE_PREFIX, file_events, list_inputs, open_input
 from .planner import LatencyMode, LiveOptions, LivePlanner
 from .session import LiveSession, run_realtime, run_virtual
@@ -49,10 +50,18 @@ def register(sub: Any) -> None:
                     help="fixed: constant delay D for every note (default); lowest: each note "
                     "as soon as its key can make it (loud notes sooner)")  # fmt: skip
     sp.add_argument("--latency-ms", type=float, help="fixed mode: D in ms (default: calibrated)")
-    sp.add_argument("--min-velocity", type=int, default=1,
-                    help="quietest velocity D covers (default 1; higher: shorter D)")
-    sp.add_argument("--lead-ms", type=float, default=3.0,
-                    help="earliest a command is scheduled after its message (default 3 ms)")
+    sp.add_argument(
+        "--min-velocity",
+        type=int,
+        default=1,
+        help="quietest velocity D covers (default 1; higher: shorter D)",
+    )
+    sp.add_argument(
+        "--lead-ms",
+        type=float,
+        default=3.0,
+        help="earliest a command is scheduled after its message (default 3 ms)",
+    )
     sp.add_argument("--calibration", metavar="CAL", help="calibration file from `calibrate`")
     sp.add_argument("--seconds", type=float, help="stop after this long (default: until Ctrl-C)")
     sp.add_argument("--virtual-time", action="store_true",
@@ -61,8 +70,11 @@ def register(sub: Any) -> None:
     sp.add_argument("--report", metavar="PATH", help="write the live statistics (JSON) here")
     sp.add_argument("--truth-seed", type=int, help="simulator: seed of the hidden key parameters")
 
-    sp = sub.add_parser("ports", help="list the MIDI input ports",
-                        description="List the MIDI input ports (mido with python-rtmidi).")
+    sp = sub.add_parser(
+        "ports",
+        help="list the MIDI input ports",
+        description="List the MIDI input ports (mido with python-rtmidi).",
+    )
     sp.set_defaults(func=cmd_ports)
 
 
@@ -124,7 +136,9 @@ def cmd_live(args: argparse.Namespace) -> int:
                else "each note as soon as its key can make it")
         )  # fmt: skip
         if source is not None:
-            print(f"listening on {getattr(source, 'name', args.midi_in or args.virtual)} (Ctrl-C stops)")
+            print(
+                f"listening on {getattr(source, 'name', args.midi_in or args.virtual)} (Ctrl-C stops)"
+            )
     opts: dict[str, Any] = {}
     if args.truth_seed is not None and scheme == "sim":
         opts["truth_seed"] = args.truth_seed
@@ -133,12 +147,13 @@ def cmd_live(args: argparse.Namespace) -> int:
     except TransportError as err:
         raise UsageError(str(err)) from err
     interrupted = False
+    perf: Performance | None = None
     with dev:
         if virtual_time:
-            events = file_events(args.midi_in[len(FILE_PREFIX):])
+            events = file_events(args.midi_in[len(FILE_PREFIX) :])
             if args.seconds is not None:
                 events = [e for e in events if e[0] <= args.seconds]
-            perf, session = run_virtual(dev, planner, events)
+            perf, _ = run_virtual(dev, planner, events)
         else:
             assert source is not None
             t_end = None if args.seconds is None else time.monotonic() + args.seconds
@@ -150,11 +165,10 @@ def cmd_live(args: argparse.Namespace) -> int:
 
             status = _Status(planner, quiet=args.quiet)
             try:
-                perf, session = run_realtime(dev, planner, source, until=until, on_tick=status)
+                perf, _ = run_realtime(dev, planner, source, until=until, on_tick=status)
             except KeyboardInterrupt:
                 interrupted = True
                 perf = dev.drain() if dev.streaming else None
-                session = None
     stats = planner.stats.as_dict()
     stats.update(latency_mode=mode, latency_ms=round(planner.latency_us / 1000, 3),
                  commands=(perf.extra.get("commands") if perf else None))  # fmt: skip
@@ -177,7 +191,6 @@ def cmd_live(args: argparse.Namespace) -> int:
             f"live: {stats['notes_in']} notes in, outcomes {stats['outcomes']}, "
             f"{stats['offs_in_flight']} note-offs in flight, {stats['panics']} panics"
         )
-    del session
     return 0
 
 

@@ -260,13 +260,19 @@ class LivePlanner:
                         if v0 is prev:
                             del self._sounding[p]  # its note-off will find nothing to do
                     prev.owners = 0
-            gap = max(prev.strike + klim.repeat_gap_us,
-                      prev.rel_t + klim.key_return_us + klim.release_margin_us)
+            gap = max(
+                prev.strike + klim.repeat_gap_us,
+                prev.rel_t + klim.key_return_us + klim.release_margin_us,
+            )
             if s < gap:
                 s, late = gap, late or o.mode is LatencyMode.FIXED
             # the hold heated the coil until its release
-            self.heat.run(self.spec.key(key).channel, prev.strike + lim.pulse_us,
-                          max(prev.rel_t, prev.strike + lim.pulse_us), prev.hold)
+            self.heat.run(
+                self.spec.key(key).channel,
+                prev.strike + lim.pulse_us,
+                max(prev.rel_t, prev.strike + lim.pulse_us),
+                prev.hold,
+            )
         # supply budget
         ch = self.spec.key(key).channel
         pwm_max = self.spec.key(key).pwm_max
@@ -284,7 +290,9 @@ class LivePlanner:
         # coil heat
         act = self.spec.actuators[ch]
         temp = heat_after(
-            self.heat.temp_at(ch, s), lim.pulse_us, rules.heat_rate(act, dc.counts / pwm_max),
+            self.heat.temp_at(ch, s),
+            lim.pulse_us,
+            rules.heat_rate(act, dc.counts / pwm_max),
             act.tau_s * 1e6,
         )
         if temp > self.heat.limit_k(ch):

@@ -73,7 +73,7 @@ class LiveSession:
         # one command starts the stream (a device starts all off; a burst of 88
         # releases would only fill the link ahead of the first notes)
         first = next(iter(self.planner.spec.actuators)).index
-        self.device.submit([Command(0, Op.RELEASE, first)])
+        self._submit([Command(0, Op.RELEASE, first)])
 
     def advance_to(self, t_us: int) -> None:
         """Run the device up to ``t_us``, handing it each command ``lead_us`` (plus
@@ -146,7 +146,9 @@ def run_virtual(
 ) -> tuple[Performance, LiveSession]:  # fmt: skip
     """Feed ``(t_s, message)`` events (seconds of performance time, in order) in virtual
     time; stop ``tail_s`` after the last. Returns the performance and the session."""
-    s = LiveSession(device, planner, ahead_us=default_ahead_us(device) if ahead_us is None else ahead_us)
+    s = LiveSession(
+        device, planner, ahead_us=default_ahead_us(device) if ahead_us is None else ahead_us
+    )
     s.start()
     last = 0
     for t_s, msg in events:

@@ -1,0 +1,131 @@
+"""MIDI inputs for live (ports, virtual ports, a file replayed) and the CLI commands."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import mido
+import pytest
+
+from robo_player.cli import main
+from robo_player.live import inputs
+from robo_player.live.inputs import FileInput, MidiPortError, list_inputs, open_input
+
+PIECE = Path(__file__).resolve().parents[1] / "robo_player" / "data" / "pieces" / "bwv66.6.mid"
+HAS_SEQ = os.path.exists(inputs.ALSA_SEQ)
+
+
+class FakeBackend:
+    def __init__(self, names: list[str]) -> None:
+        self.names = names
+        self.opened: list[tuple[str, bool]] = []
+
+    def get_input_names(self) -> list[str]:
+        return self.names
+
+    def open_input(self, name: str, virtual: bool = False) -> Any:
+        self.opened.append((name, virtual))
+        return mido.ports.BaseInput()
+
+
+def test_unknown_port_name_lists_the_available_ones() -> None:
+    b = FakeBackend(["Keystation 49:0 20:0", "Midi Through:0 14:0"])
+    with pytest.raises(
+        MidiPortError, match=r"'Nope'.*available: 'Keystation 49:0 20:0', 'Midi Through"
+    ):
+        open_input("Nope", backend=b)
+    open_input("Keystation", backend=b)  # a unique prefix is enough
+    assert b.opened == [("Keystation 49:0 20:0", False)]
+    open_input(None, virtual=True, backend=b)
+    assert b.opened[-1] == ("robo-player", True)
+
+
+def test_no_ports_at_all_says_what_to_do() -> None:
+    with pytest.raises(MidiPortError, match="--virtual"):
+        open_input(None, backend=FakeBackend([]))
+
+
+def test_windows_has_no_virtual_ports_and_is_told_to_use_a_loopback_driver() -> None:
+    with pytest.raises(MidiPortError, match="loopMIDI"):
+        open_input("robo-player", virtual=True, backend=FakeBackend([]), platform="win32")
+
+
+def test_a_missing_alsa_sequencer_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(inputs.sys, "platform", "linux")
+    monkeypatch.setattr(inputs.os.path, "exists", lambda p: p != inputs.ALSA_SEQ)
+    with pytest.raises(MidiPortError, match=r"/dev/snd/seq does not exist.*--device /dev/snd"):
+        list_inputs()
+
+
+def test_ports_command_without_a_sequencer_exits_2_naming_it(capsys: Any) -> None:
+    if HAS_SEQ:
+        pytest.skip("this machine has ALSA's sequencer")
+    assert main(["ports"]) == 2
+    assert "/dev/snd/seq" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(not HAS_SEQ, reason="no ALSA sequencer (/dev/snd/seq) here")
+def test_a_real_virtual_port_receives_what_is_sent() -> None:  # pragma: no cover - needs ALSA
+    port = open_input("robo-player-test", virtual=True)
+    try:
+        with mido.open_output("robo-player-test") as out:
+            out.send(mido.Message("note_on", note=60, velocity=90))
+        import time
+
+        for _ in range(100):
+            msg = port.poll()
+            if msg is not None:
+                break
+            time.sleep(0.01)
+        assert msg is not None and msg.note == 60
+    finally:
+        port.close()
+
+
+def test_a_file_replays_in_real_time_as_a_port() -> None:
+    now = [0.0]
+    src = open_input(f"file:{PIECE}")
+    assert isinstance(src, FileInput)
+    src = FileInput(PIECE, clock=lambda: now[0])
+    first_t = src.events[0][0]
+    assert src.poll() is (src.events[0][1] if first_t <= 0 else None)
+    got = 1 if first_t <= 0 else 0
+    while not src.done:
+        now[0] += 0.01
+        while (m := src.poll()) is not None:
+            t_ev, m_ev = src.events[got]
+            assert m is m_ev and t_ev <= now[0]  # in order, never before its time
+            got += 1
+    assert got == len(src.events)
+    assert now[0] >= src.events[-1][0]
+
+
+def test_live_replays_a_file_on_the_simulator_in_virtual_time(tmp_path: Path, capsys: Any) -> None:
+    rep = tmp_path / "live.json"
+    rc = main([
+        "live", "--spec", "piano-61-diy", "--midi-in", f"file:{PIECE}", "--virtual-time",
+        "--seconds", "6", "--min-velocity", "64", "--report", str(rep),
+    ])  # fmt: skip
+    assert rc == 0
+    out = capsys.readouterr().out
+    assert "D = " in out and "velocity >= 64" in out
+    doc = json.loads(rep.read_text())
+    n_on = sum(
+        1 for t, m in inputs.file_events(PIECE) if t <= 6 and m.type == "note_on" and m.velocity
+    )
+    assert doc["notes_in"] == n_on > 10
+    assert sum(doc["outcomes"].values()) == n_on  # every note accounted for
+    assert doc["latency_mode"] == "fixed" and doc["latency_ms"] > 0
+    assert doc["heard"] > 0
+
+
+def test_live_usage_errors(capsys: Any) -> None:
+    assert main(["live", "--spec", "piano-61-diy"]) == 2
+    assert "--midi-in" in capsys.readouterr().err
+    assert main(["live", "--midi-in", "file:x.mid", "--virtual-time", "--port", "fw-host://"]) == 2
+    assert "--virtual-time" in capsys.readouterr().err
+    assert main(["live", "--midi-in", "file:/nonexistent.mid", "--virtual-time"]) == 2
+    assert "/nonexistent.mid" in capsys.readouterr().err
