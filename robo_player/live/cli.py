@@ -170,7 +170,7 @@ def cmd_live(args: argparse.Namespace) -> int:
                 interrupted = True
                 perf = dev.drain() if dev.streaming else None
     stats = planner.stats.as_dict()
-    stats.update(latency_mode=mode, latency_ms=round(planner.latency_us / 1000, 3),
+    stats.update(latency_mode=mode, latency_ms=round(planner.latency_us / 1000, 3) if mode == "fixed" else None,
                  commands=(perf.extra.get("commands") if perf else None))  # fmt: skip
     delays = planner.stats.delays_us
     if delays:
