@@ -185,3 +185,27 @@ def test_bad_options_name_the_value_and_range(spec: PianoSpec) -> None:
         planner(spec, min_velocity=0)
     with pytest.raises(UsageError, match="--latency-ms"):
         planner(spec, latency_us=-5)
+
+
+def test_50_notes_per_s_and_20_note_chords_pass_the_rate_limit_a_flood_does_not(
+    spec: PianoSpec,
+) -> None:
+    p = planner(spec, mode=LatencyMode.LOWEST)
+    t = 0
+    for i in range(500):  # 10 s at 50 notes/s
+        t = i * 20 * MS
+        p.note_on(t, 40 + (i * 7) % 50, 90)
+        p.note_off(t + 10 * MS, 40 + (i * 7) % 50)
+    for c in range(5):  # 20-note chords
+        t += 500 * MS
+        for k in range(20):
+            p.note_on(t, 40 + 2 * k, 100)
+        for k in range(20):
+            p.note_off(t + 200 * MS, 40 + 2 * k)
+    assert "dropped_rate" not in p.stats.outcomes
+    t += 1_000 * MS
+    for i in range(1000):  # 1000 note-ons in 100 ms: ten times a MIDI cable's rate
+        p.note_on(t + i * 100, 40 + i % 50, 90)
+    dropped = p.stats.outcomes["dropped_rate"]
+    assert 1000 - 64 - 101 <= dropped <= 1000 - 64
+    assert p.stats.accounted()

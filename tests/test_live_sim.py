@@ -124,6 +124,7 @@ def test_a_flood_of_notes_is_accounted_for_and_nothing_stays_on(
         assert dev.energised() == []
     st = planner.stats
     assert st.notes_in == 1000 and st.accounted()
-    assert st.outcomes["merged"] > 500  # a key cannot repeat 60 times in 10 ms
+    # the rate limit keeps a burst (64) and 1000 notes/s: about 74 of them go on
+    assert 64 <= 1000 - st.outcomes["dropped_rate"] <= 64 + 11
     assert st.ignored["sysex"] == 1
     assert perf.coil_failures == []

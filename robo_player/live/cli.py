@@ -214,6 +214,6 @@ class _Status:
         print(
             f"\r{rate:5.1f} notes/s  D {self.planner.latency_us / 1000:.1f} ms  "
             f"late {o['late']}  merged {o['merged']}  dropped "
-            f"{o['dropped_out_of_range'] + o['dropped_heat']}",
+            f"{o['dropped_out_of_range'] + o['dropped_heat'] + o['dropped_rate']}",
             end="", file=sys.stderr, flush=True,
         )  # fmt: skip

@@ -74,6 +74,10 @@ class LiveOptions:
     margin_us: int = 2_000
     lead_us: int = 3_000
     min_velocity: int = 1
+    # note-ons beyond a MIDI cable's rate are dropped (``dropped_rate``): a token bucket
+    # of ``max_notes_per_s`` with bursts of ``burst_notes`` (a 20-note chord and more)
+    max_notes_per_s: int = 1000
+    burst_notes: int = 64
     plan: PlanOptions = field(default_factory=PlanOptions)
 
     def __post_init__(self) -> None:
@@ -86,6 +90,11 @@ class LiveOptions:
         if self.latency_us is not None and not 0 <= self.latency_us <= 5_000_000:
             raise UsageError(
                 f"--latency-ms: {self.latency_us / 1000:g} is out of range (allowed 0..5000)"
+            )
+        if not 1 <= self.max_notes_per_s <= 100_000 or not 1 <= self.burst_notes <= 10_000:
+            raise UsageError(
+                f"live max_notes_per_s/burst_notes: {self.max_notes_per_s}/{self.burst_notes} "
+                "out of range (allowed 1..100000 / 1..10000)"
             )
         if not 1 <= self.min_velocity <= 127:
             raise UsageError(
@@ -100,6 +109,7 @@ class LiveStats:
     ``outcomes``: every note-on ends in exactly one: ``on_time``, ``late`` (fixed mode:
     played as early as possible, after ``D``), ``merged`` (a repeat faster than the key
     can repeat: the key held on instead), ``dropped_out_of_range``, ``dropped_heat``,
+    ``dropped_rate`` (over the note rate limit),
     ``cancelled`` (a panic came before its strike was sent).
     """
 
@@ -196,6 +206,8 @@ class LivePlanner:
         self._voices: dict[int, _Voice] = {}  # key -> its latest voice
         self._sounding: dict[int, _Voice] = {}  # MIDI pitch -> voice it holds
         self._notes = itertools.count()
+        self._tokens = float(o.burst_notes)
+        self._tokens_t = 0
         self._struck: dict[int, str] = {}  # note -> its outcome, while its strike waits
         if spec.pedal is not None:
             self._pedal_ch = spec.pedal.channel
@@ -226,6 +238,8 @@ class LivePlanner:
         st = self.stats
         st.notes_in += 1
         note = next(self._notes)
+        if not self._take_token(t_us):
+            return self._out(note, "dropped_rate", "over the note rate limit")
         key = self._key_of(pitch)
         if key is None:
             return self._out(note, "dropped_out_of_range", f"{pitch_name(pitch)} out of range")
@@ -433,6 +447,19 @@ class LivePlanner:
             return None
         sh = _octave_shift(pitch, lo, hi)
         return None if sh is None else pitch + sh
+
+    def _take_token(self, t_us: int) -> bool:
+        o = self.options
+        if t_us > self._tokens_t:
+            self._tokens = min(
+                float(o.burst_notes),
+                self._tokens + (t_us - self._tokens_t) * o.max_notes_per_s / 1e6,
+            )
+            self._tokens_t = t_us
+        if self._tokens < 1.0:
+            return False
+        self._tokens -= 1.0
+        return True
 
     def _push(self, cmd: Command) -> _Entry:
         e = _Entry(cmd)
