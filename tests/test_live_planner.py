@@ -196,7 +196,7 @@ def test_50_notes_per_s_and_20_note_chords_pass_the_rate_limit_a_flood_does_not(
         t = i * 20 * MS
         p.note_on(t, 40 + (i * 7) % 50, 90)
         p.note_off(t + 10 * MS, 40 + (i * 7) % 50)
-    for c in range(5):  # 20-note chords
+    for _ in range(5):  # 20-note chords
         t += 500 * MS
         for k in range(20):
             p.note_on(t, 40 + 2 * k, 100)
