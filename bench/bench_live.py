@@ -106,6 +106,14 @@ def run_mode(spec: Any, cal: Any, port: str, mode: LatencyMode, evs: list, args:
         "by_velocity_mean_ms": {
             k: round(statistics.fmean(v), 1) for k, v in sorted(by_vel.items())
         },
+        "host_latency_ms": {  # message handled -> its commands written to the device
+            "p50": round(pct(session.host_us, 0.5) / 1000, 3),
+            "p99": round(pct(session.host_us, 0.99) / 1000, 3),
+            "max": round(max(session.host_us) / 1000, 3),
+            "n": len(session.host_us),
+        }
+        if session.host_us
+        else None,
         "commands": perf.extra.get("commands"),
         "wall_s": round(wall, 2),
     }

@@ -60,6 +60,7 @@ class LiveSession:
     # asked), so a command handed over just before its time would be late
     ahead_us: int = 0
     arrivals: list[Arrival] = field(default_factory=list)
+    host_us: list[float] = field(default_factory=list)  # per message that sent commands
     submitted: int = 0
     messages: int = 0
     _started: bool = False
@@ -96,6 +97,7 @@ class LiveSession:
     def feed(self, msg: Any, t_us: int) -> None:
         """One MIDI message (a ``mido.Message``) that arrived at ``t_us``."""
         self.advance_to(t_us)
+        t_host = time.perf_counter()
         self.messages += 1
         p = self.planner
         dev_now = self._device_now()
@@ -114,7 +116,11 @@ class LiveSession:
         else:
             p.stats.ignored[kind] += 1
         # what must go now (a panic's all-off, a lowest strike)
+        n = self.submitted
         self._submit(p.due(max(t_us, dev_now) + self.ahead_us))
+        if self.submitted > n:
+            # host latency: message handled -> its commands written to the device
+            self.host_us.append((time.perf_counter() - t_host) * 1e6)
 
     def stop(self, t_us: int | None = None) -> Performance:
         """Let go of every key, send the rest, drain: the stream's performance."""
