@@ -129,3 +129,32 @@ def test_live_usage_errors(capsys: Any) -> None:
     assert "--virtual-time" in capsys.readouterr().err
     assert main(["live", "--midi-in", "file:/nonexistent.mid", "--virtual-time"]) == 2
     assert "/nonexistent.mid" in capsys.readouterr().err
+
+
+def test_record_keeps_what_arrived_and_what_was_played_on_two_tracks(tmp_path: Path) -> None:
+    rec = tmp_path / "rec.mid"
+    rc = main([
+        "-q", "live", "--spec", "piano-61-diy", "--midi-in", f"file:{PIECE}", "--virtual-time",
+        "--seconds", "4", "--latency", "fixed", "--latency-ms", "300", "--record", str(rec),
+    ])  # fmt: skip
+    assert rc == 0
+    mf = mido.MidiFile(str(rec))
+    names = [next(m.name for m in tr if m.type == "track_name") for tr in mf.tracks[1:]]
+    assert names == ["arrived", "played"]
+
+    def onsets(tr: Any) -> list[tuple[float, int]]:
+        t, out = 0, []
+        for m in tr:
+            t += m.time
+            if m.type == "note_on" and m.velocity:
+                out.append((t / 10_000, m.note))  # 10000 ticks per 1 s beat
+        return out
+
+    arrived, played = onsets(mf.tracks[1]), onsets(mf.tracks[2])
+    n_in = sum(
+        1 for t, m in inputs.file_events(PIECE) if t <= 4 and m.type == "note_on" and m.velocity
+    )
+    assert len(arrived) == n_in and 0 < len(played) <= n_in
+    # fixed mode: each played note sounds 300 ms after a note-on of that pitch arrived
+    for t, p in played:
+        assert any(abs(t - a - 0.3) < 0.002 for a, q in arrived if q == p)

@@ -68,6 +68,10 @@ def register(sub: Any) -> None:
                     help="with --midi-in file: on sim:// or vmcu://: run in virtual time "
                     "(as fast as it computes), not the file's real time")  # fmt: skip
     sp.add_argument("--report", metavar="PATH", help="write the live statistics (JSON) here")
+    sp.add_argument(
+        "--record", metavar="FILE.mid",
+        help="save what arrived and what was played, each on its own track",
+    )  # fmt: skip
     sp.add_argument("--truth-seed", type=int, help="simulator: seed of the hidden key parameters")
 
     sp = sub.add_parser(
@@ -148,12 +152,13 @@ def cmd_live(args: argparse.Namespace) -> int:
         raise UsageError(str(err)) from err
     interrupted = False
     perf: Performance | None = None
+    session: LiveSession | None = None
     with dev:
         if virtual_time:
             events = file_events(args.midi_in[len(FILE_PREFIX) :])
             if args.seconds is not None:
                 events = [e for e in events if e[0] <= args.seconds]
-            perf, _ = run_virtual(dev, planner, events)
+            perf, session = run_virtual(dev, planner, events, record=bool(args.record))
         else:
             assert source is not None
             t_end = None if args.seconds is None else time.monotonic() + args.seconds
@@ -165,7 +170,9 @@ def cmd_live(args: argparse.Namespace) -> int:
 
             status = _Status(planner, quiet=args.quiet)
             try:
-                perf, _ = run_realtime(dev, planner, source, until=until, on_tick=status)
+                perf, session = run_realtime(
+                    dev, planner, source, until=until, on_tick=status, record=bool(args.record)
+                )
             except KeyboardInterrupt:
                 interrupted = True
                 perf = dev.drain() if dev.streaming else None
@@ -180,6 +187,10 @@ def cmd_live(args: argparse.Namespace) -> int:
         }
     if perf is not None:
         stats["heard"] = len(perf.heard)
+    if args.record and session is not None:
+        from .record import write_record
+
+        write_record(args.record, session, planner)
     if args.report:
         from pathlib import Path
 

@@ -208,6 +208,7 @@ class LivePlanner:
         self._notes = itertools.count()
         self._tokens = float(o.burst_notes)
         self._tokens_t = 0
+        self.played: dict[int, tuple[int, int]] = {}  # note -> (velocity, latency µs)
         self._struck: dict[int, str] = {}  # note -> its outcome, while its strike waits
         if spec.pedal is not None:
             self._pedal_ch = spec.pedal.channel
@@ -326,6 +327,7 @@ class LivePlanner:
         self._voices[key] = v
         self._sounding[pitch] = v
         st.delays_us.append(v.delay)
+        self.played[note] = (velocity, lat)
         outcome = self._struck[note] = "late" if late else "on_time"
         return self._out(note, outcome, "")
 

@@ -61,6 +61,9 @@ class LiveSession:
     ahead_us: int = 0
     arrivals: list[Arrival] = field(default_factory=list)
     host_us: list[float] = field(default_factory=list)  # per message that sent commands
+    record: bool = False  # keep ``inbox`` and ``sent`` (``--record``)
+    inbox: list[tuple[int, Any]] = field(default_factory=list)  # (t_us, message)
+    sent: list[Command] = field(default_factory=list)
     submitted: int = 0
     messages: int = 0
     _started: bool = False
@@ -99,6 +102,8 @@ class LiveSession:
         self.advance_to(t_us)
         t_host = time.perf_counter()
         self.messages += 1
+        if self.record:
+            self.inbox.append((t_us, msg))
         p = self.planner
         dev_now = self._device_now()
         if dev_now > t_us:
@@ -138,6 +143,8 @@ class LiveSession:
         if cmds:
             self.device.submit(cmds)
             self.submitted += len(cmds)
+            if self.record:
+                self.sent.extend(cmds)
 
 
 def default_ahead_us(device: Device) -> int:
@@ -148,13 +155,12 @@ def default_ahead_us(device: Device) -> int:
 
 def run_virtual(
     device: Device, planner: LivePlanner, events: Iterable[tuple[float, Any]],
-    tail_s: float = 1.0, ahead_us: int | None = None,
+    tail_s: float = 1.0, ahead_us: int | None = None, record: bool = False,
 ) -> tuple[Performance, LiveSession]:  # fmt: skip
     """Feed ``(t_s, message)`` events (seconds of performance time, in order) in virtual
     time; stop ``tail_s`` after the last. Returns the performance and the session."""
-    s = LiveSession(
-        device, planner, ahead_us=default_ahead_us(device) if ahead_us is None else ahead_us
-    )
+    ahead = default_ahead_us(device) if ahead_us is None else ahead_us
+    s = LiveSession(device, planner, ahead_us=ahead, record=record)
     s.start()
     last = 0
     for t_s, msg in events:
@@ -172,10 +178,11 @@ def run_realtime(
     until: Callable[[LiveSession], bool] | None = None,
     idle_s: float = 0.0005,
     on_tick: Callable[[LiveSession], None] | None = None,
+    record: bool = False,
 ) -> tuple[Performance, LiveSession]:
     """Poll ``source`` until ``until(session)`` (or Ctrl-C); each message is stamped with
     the performance time at which it was polled. Every output ends off."""
-    s = LiveSession(device, planner, ahead_us=default_ahead_us(device))
+    s = LiveSession(device, planner, ahead_us=default_ahead_us(device), record=record)
     s.start()
     t0 = clock()
     try:
