@@ -128,3 +128,70 @@ def test_a_flood_of_notes_is_accounted_for_and_nothing_stays_on(
     assert 64 <= 1000 - st.outcomes["dropped_rate"] <= 64 + 11
     assert st.ignored["sysex"] == 1
     assert perf.coil_failures == []
+
+
+class FakeClock:
+    """A clock that moves 1 ms each time it is read (no wall clock in tests)."""
+
+    def __init__(self) -> None:
+        self.t = 0.0
+
+    def __call__(self) -> float:
+        self.t += 0.001
+        return self.t
+
+
+class ListSource:
+    """A mido-like input port: poll() returns what is due on the fake clock."""
+
+    def __init__(self, clock: FakeClock, events: list, fail_at: float | None = None) -> None:
+        self.clock, self.events, self.fail_at = clock, list(events), fail_at
+        self.closed = False
+
+    def poll(self) -> Any:
+        if self.fail_at is not None and self.clock.t >= self.fail_at:
+            raise OSError("device unplugged")
+        if self.events and self.events[0][0] <= self.clock.t:
+            return self.events.pop(0)[1]
+        return None
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def test_real_time_loop_on_a_port_object_plays_and_lets_go(
+    spec: PianoSpec, cal: Calibration
+) -> None:
+    from robo_player.live.session import run_realtime
+
+    clock = FakeClock()
+    src = ListSource(clock, notes(8))
+    planner = LivePlanner(spec, cal, LiveOptions(min_velocity=40))
+    with open_port("sim://", spec, truth_seed=0) as dev:
+        perf, session = run_realtime(
+            dev, planner, src, clock=clock, idle_s=0.0, until=lambda s: clock.t > 3.0
+        )
+        assert dev.energised() == []
+    assert src.closed and session.stop_reason == ""
+    assert planner.stats.outcomes == {"on_time": 8}
+    assert len(perf.heard) == 8
+    d_ms = planner.latency_us / 1000
+    lat = [x for xs in latencies(perf, session, planner).values() for x in xs]
+    assert max(abs(x - d_ms) for x in lat) < 2.0
+
+
+def test_a_lost_midi_input_stops_the_run_and_everything_is_off(
+    spec: PianoSpec, cal: Calibration
+) -> None:
+    from robo_player.live.session import run_realtime
+
+    clock = FakeClock()
+    held = [(0.1, mido.Message("note_on", note=60, velocity=90))]  # never released
+    src = ListSource(clock, held, fail_at=0.5)
+    planner = LivePlanner(spec, cal, LiveOptions(min_velocity=40))
+    with open_port("sim://", spec, truth_seed=0) as dev:
+        perf, session = run_realtime(dev, planner, src, clock=clock, idle_s=0.0)
+        assert dev.energised() == []
+    assert "MIDI input lost" in session.stop_reason and "unplugged" in session.stop_reason
+    (h,) = perf.heard
+    assert h.end_us is not None and h.end_us < 1_500_000  # let go at the stop, not held on

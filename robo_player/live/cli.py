@@ -173,9 +173,14 @@ def cmd_live(args: argparse.Namespace) -> int:
                 perf, session = run_realtime(
                     dev, planner, source, until=until, on_tick=status, record=bool(args.record)
                 )
-            except KeyboardInterrupt:
-                interrupted = True
-                perf = dev.drain() if dev.streaming else None
+            except TransportError as err:
+                print(
+                    f"live: the device link was lost ({err}); the device's watchdog turns "
+                    "every output off",
+                    file=sys.stderr,
+                )
+                raise
+            interrupted = bool(session.stop_reason)
     stats = planner.stats.as_dict()
     stats.update(latency_mode=mode, latency_ms=round(planner.latency_us / 1000, 3) if mode == "fixed" else None,
                  commands=(perf.extra.get("commands") if perf else None))  # fmt: skip
@@ -195,9 +200,9 @@ def cmd_live(args: argparse.Namespace) -> int:
         from pathlib import Path
 
         Path(args.report).write_text(json.dumps(stats, indent=2) + "\n")
+    if interrupted and session is not None:
+        print(f"live: stopped: {session.stop_reason}; every output is off", file=sys.stderr)
     if not args.quiet:
-        if interrupted:
-            print("live: stopped (Ctrl-C); every output is off", file=sys.stderr)
         print(
             f"live: {stats['notes_in']} notes in, outcomes {stats['outcomes']}, "
             f"{stats['offs_in_flight']} note-offs in flight, {stats['panics']} panics"

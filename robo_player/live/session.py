@@ -64,6 +64,7 @@ class LiveSession:
     record: bool = False  # keep ``inbox`` and ``sent`` (``--record``)
     inbox: list[tuple[int, Any]] = field(default_factory=list)  # (t_us, message)
     sent: list[Command] = field(default_factory=list)
+    stop_reason: str = ""  # why a real-time run stopped early (Ctrl-C, input lost)
     submitted: int = 0
     messages: int = 0
     _started: bool = False
@@ -180,8 +181,9 @@ def run_realtime(
     on_tick: Callable[[LiveSession], None] | None = None,
     record: bool = False,
 ) -> tuple[Performance, LiveSession]:
-    """Poll ``source`` until ``until(session)`` (or Ctrl-C); each message is stamped with
-    the performance time at which it was polled. Every output ends off."""
+    """Poll ``source`` until ``until(session)``, Ctrl-C or a lost input (then
+    ``session.stop_reason`` says which); each message is stamped with the performance
+    time at which it was polled. Every key is let go and the device drained: all off."""
     s = LiveSession(device, planner, ahead_us=default_ahead_us(device), record=record)
     s.start()
     t0 = clock()
@@ -189,14 +191,27 @@ def run_realtime(
         while until is None or not until(s):
             now = round((clock() - t0) * 1e6)
             got = False
-            while (msg := source.poll()) is not None:
+            while True:
+                try:
+                    msg = source.poll()
+                except (OSError, RuntimeError, EOFError) as err:  # the port went away
+                    s.stop_reason = f"MIDI input lost ({type(err).__name__}: {err})"
+                    break
+                if msg is None:
+                    break
                 got = True
                 s.feed(msg, now)
+            if s.stop_reason:
+                break
             s.advance_to(now)
             if on_tick is not None:
                 on_tick(s)
-            if not got:
+            if not got and idle_s > 0:
                 time.sleep(idle_s)
+    except KeyboardInterrupt:
+        s.stop_reason = "interrupted (Ctrl-C)"
     finally:
         source.close()
+    if s.stop_reason:
+        log.warning("live: %s; letting every key go", s.stop_reason)
     return s.stop(round((clock() - t0) * 1e6) + 500_000), s
