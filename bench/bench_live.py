@@ -14,6 +14,7 @@ hidden truth, only the keys played), as a user does before playing.
 
     .venv/bin/python bench/bench_live.py                      # sim://, both modes
     .venv/bin/python bench/bench_live.py --port vmcu:// --notes 150
+    .venv/bin/python bench/bench_live.py --port fw-host:// --realtime --notes 100 --gap-s 0.03 0.07
 """
 
 from __future__ import annotations
@@ -31,17 +32,19 @@ import mido
 from robo_player.calibrator import calibrate_session
 from robo_player.driver.ports import open_port
 from robo_player.live import LatencyMode, LiveOptions, LivePlanner
-from robo_player.live.session import run_virtual
+from robo_player.live.session import run_realtime, run_virtual
 from robo_player.spec import load_spec
 
 
-def events(n: int, pitches: list[int], min_vel: int, seed: int) -> list[tuple[float, Any]]:
+def events(
+    n: int, pitches: list[int], min_vel: int, seed: int, gap_s: tuple[float, float] = (0.05, 0.25)
+) -> list[tuple[float, Any]]:
     rng = random.Random(seed)
     out: list[tuple[float, Any]] = []
     t = 0.3
     free: dict[int, float] = {}
     for _ in range(n):
-        t += rng.uniform(0.05, 0.25)
+        t += rng.uniform(*gap_s)
         p = rng.choice([q for q in pitches if free.get(q, 0.0) <= t] or pitches)
         v = rng.randint(min_vel, 127)
         dur = rng.uniform(0.08, 0.4)
@@ -57,17 +60,49 @@ def pct(xs: list[float], q: float) -> float:
     return s[min(len(s) - 1, int(round(q * (len(s) - 1))))]
 
 
+class TimedSource:
+    """Events replayed on the wall clock like a port; notes how late each was polled."""
+
+    def __init__(self, evs: list[tuple[float, Any]]) -> None:
+        self.evs = list(evs)
+        self.t0: float | None = None
+        self.wait_s: list[float] = []  # per note-on: poll time - its due time
+
+    def poll(self) -> Any:
+        now = time.perf_counter()
+        if self.t0 is None:
+            self.t0 = now
+        if self.evs and self.evs[0][0] <= now - self.t0:
+            t, m = self.evs.pop(0)
+            if m.type == "note_on":
+                self.wait_s.append(now - self.t0 - t)
+            return m
+        return None
+
+    def close(self) -> None:
+        pass
+
+
 def run_mode(spec: Any, cal: Any, port: str, mode: LatencyMode, evs: list, args: Any) -> dict:
     opts = LiveOptions(mode=mode, min_velocity=args.min_velocity, lead_us=args.lead_us)
     planner = LivePlanner(spec, cal, opts)
     t0 = time.perf_counter()
-    with (
-        open_port(port, spec, truth_seed=args.truth_seed)
-        if port.startswith("sim")
-        else open_port(port, spec) as dev
-    ):
-        perf, session = run_virtual(dev, planner, evs)
+    cpu0 = time.process_time()
+    src: TimedSource | None = None
+    kw = {"truth_seed": args.truth_seed} if port.startswith("sim") else {}
+    with open_port(port, spec, **kw) as dev:
+        if args.realtime:
+            src = TimedSource(evs)
+            end = evs[-1][0] + 0.5
+
+            def until(_: Any) -> bool:
+                return src.t0 is not None and time.perf_counter() - src.t0 > end
+
+            perf, session = run_realtime(dev, planner, src, until=until)
+        else:
+            perf, session = run_virtual(dev, planner, evs)
     wall = time.perf_counter() - t0
+    cpu = time.process_time() - cpu0
     heard = sorted(perf.heard, key=lambda h: h.t_us)
     by_pitch: dict[int, list[int]] = {}
     for h in heard:
@@ -117,6 +152,14 @@ def run_mode(spec: Any, cal: Any, port: str, mode: LatencyMode, evs: list, args:
         "commands": perf.extra.get("commands"),
         "wall_s": round(wall, 2),
     }
+    if src is not None:
+        # poll wait (message due -> polled) + handling (-> commands written), per note-on
+        # that sent commands at once (lowest mode; fixed mode sends strikes later)
+        waits = [w * 1e3 for w in src.wait_s]
+        res["poll_wait_ms"] = {"p50": round(pct(waits, 0.5), 3), "p99": round(pct(waits, 0.99), 3),
+                               "max": round(max(waits), 3)}  # fmt: skip
+        res["cpu_percent_of_one_core"] = round(100 * cpu / wall, 1)
+        res["notes_per_s"] = round(planner.stats.notes_in / max(1e-9, evs[-1][0]), 1)
     if mode is LatencyMode.FIXED:
         d = planner.latency_us / 1000
         dev = [abs(x - d) for x in lat]
@@ -139,6 +182,12 @@ def main() -> int:
     ap.add_argument("--truth-seed", type=int, default=0)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--json", metavar="PATH")
+    ap.add_argument(
+        "--realtime", action="store_true",
+        help="replay on the wall clock (fw-host://): poll wait, host latency, CPU",
+    )  # fmt: skip
+    ap.add_argument("--gap-s", type=float, nargs=2, default=(0.05, 0.25),
+                    help="range of the time between notes (s)")  # fmt: skip
     args = ap.parse_args()
     spec = load_spec(args.spec)
     pitches = list(range(spec.lowest + 12, spec.lowest + 36))
@@ -146,7 +195,7 @@ def main() -> int:
     with open_port("sim://", spec, truth_seed=args.truth_seed) as dev:
         cal, _ = calibrate_session(dev, spec, pitches=pitches, seed=args.seed)
     print(f"calibrated {len(pitches)} keys in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
-    evs = events(args.notes, pitches, args.min_velocity, args.seed)
+    evs = events(args.notes, pitches, args.min_velocity, args.seed, tuple(args.gap_s))
     out = [run_mode(spec, cal, args.port, m, evs, args) for m in LatencyMode]
     for r in out:
         print(json.dumps(r))

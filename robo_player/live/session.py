@@ -186,7 +186,15 @@ def run_realtime(
     time at which it was polled. Every key is let go and the device drained: all off."""
     s = LiveSession(device, planner, ahead_us=default_ahead_us(device), record=record)
     s.start()
-    t0 = clock()
+    dn = device.now_us()
+    if dn is not None and dn < 0:
+        # a firmware device plays its first command start_delay after the stream starts:
+        # wait for performance time 0, so the wall clock and the device's time agree
+        device.advance(0)
+    base = device.now_us() or 0.0
+    wall_device = s.ahead_us > 0  # a firmware device: its clock moves by itself
+    s._now = max(0, int(base))
+    t0 = clock() - max(0.0, base) * 1e-6
     try:
         while until is None or not until(s):
             now = round((clock() - t0) * 1e6)
@@ -206,7 +214,11 @@ def run_realtime(
             s.advance_to(now)
             if on_tick is not None:
                 on_tick(s)
-            if not got and idle_s > 0:
+            if wall_device:
+                # the device's link loop runs only inside advance: let it run a little
+                # past its own clock (this is also the wait for input)
+                s.advance_to(s._device_now() + round(idle_s * 1e6))
+            elif not got and idle_s > 0:
                 time.sleep(idle_s)
     except KeyboardInterrupt:
         s.stop_reason = "interrupted (Ctrl-C)"
