@@ -227,9 +227,12 @@ class _Status:
         rate = (st.notes_in - self.notes) / (now - self.last)
         self.last, self.notes = now, st.notes_in
         o = st.outcomes
+        recent = st.delays_us[-200:]
+        jitter = statistics.pstdev(recent) / 1000 if len(recent) > 1 else 0.0
         print(
             f"\r{rate:5.1f} notes/s  D {self.planner.latency_us / 1000:.1f} ms  "
-            f"late {o['late']}  merged {o['merged']}  dropped "
-            f"{o['dropped_out_of_range'] + o['dropped_heat'] + o['dropped_rate']}",
+            f"planned jitter {jitter:.2f} ms  late {o['late']}  merged {o['merged']}  "
+            f"dropped: range {o['dropped_out_of_range']} heat {o['dropped_heat']} "
+            f"rate {o['dropped_rate']}",
             end="", file=sys.stderr, flush=True,
         )  # fmt: skip
