@@ -22,6 +22,7 @@ import pytest
 
 from robo_player.protocol.framing import Frame, FrameDecoder, FrameKind, seq_add
 from robo_player.protocol.messages import (
+    NO_DETAIL,
     PROTOCOL_VERSION,
     ConfigReason,
     EventKind,
@@ -279,7 +280,7 @@ def test_identify_reports_board_and_boot_id(fw: Fw) -> None:
     assert r["clock_hz"] == CLOCK_HZ
     assert r["boot_id"] == fw.boot_id
     assert r["state"] == State.UNCONFIGURED
-    assert r["queue_size"] >= 256 and r["max_actuators"] == 96
+    assert r["queue_size"] >= 256 and r["max_actuators"] == 512  # past 255: 16-bit indices inside
     st = fw.link.status()
     assert st["boot_id"] == fw.boot_id and st["free"] == r["queue_size"]
 
@@ -298,13 +299,13 @@ def test_configure_echoes_hash(fw: Fw) -> None:
         (cfg_messages(4, max_on_us=90_000_000), None, ConfigReason.LIMIT_OUT_OF_RANGE, 0),
         (cfg_messages(4)[:-1], None, ConfigReason.MISSING_ACTUATOR, 3),
         (cfg_messages(3, count=2, max_concurrent=2), None, ConfigReason.BAD_INDEX, 2),
-        (cfg_messages(4), 12345, ConfigReason.HASH_MISMATCH, 255),
+        (cfg_messages(4), 12345, ConfigReason.HASH_MISMATCH, NO_DETAIL),
         (cfg_messages(2, max_concurrent=3), None, ConfigReason.TOO_MANY_ACTUATORS, 3),
         (
             [
                 Message.make(
                     "configure_begin",
-                    actuator_count=100,
+                    actuator_count=600,  # the host build holds 512
                     max_concurrent=4,
                     watchdog_ms=100,
                     duty_window_ms=1000,
@@ -315,9 +316,9 @@ def test_configure_echoes_hash(fw: Fw) -> None:
             ],
             None,
             ConfigReason.TOO_MANY_ACTUATORS,
-            100,
+            600,
         ),  # fmt: skip
-        (cfg_messages(4)[1:], None, ConfigReason.NO_BEGIN, 255),
+        (cfg_messages(4)[1:], None, ConfigReason.NO_BEGIN, NO_DETAIL),
     ],
     ids=["max_on", "missing", "bad_index", "hash", "concurrency", "too_many", "no_begin"],
 )

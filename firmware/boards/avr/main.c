@@ -193,27 +193,29 @@ static volatile uint8_t *port_reg(uint8_t port)
 #define DDR_OF(port_reg) (*((port_reg) - 1))
 
 static void pca_all_off_now(void);
+void avr_pca_set(uint8_t actuator, uint16_t level);
 uint32_t avr_out_clock; /* RP_OUTPUT_AT: the queue clock of the commit that follows */
 
-void board_output_prepare(uint8_t actuator, uint8_t out_kind, uint8_t out_addr,
-                          uint8_t out_channel, uint16_t level, uint16_t pwm_max, rp_out_t *o)
+/* ---- output kinds (outputs.h): direct pins */
+
+static uint8_t direct_ok(uint8_t addr, uint8_t channel)
 {
-    (void)out_addr;
-    o->actuator = actuator;
-    if (out_kind == RP_OUT_DIRECT) {
-        uint8_t pb = pgm_read_byte(&pins[out_channel]);
-        o->port = port_reg(pb >> 3);
-        o->mask = (uint8_t)(1 << (pb & 7));
-        o->on = level != 0;
-        DDR_OF(o->port) |= o->mask; /* an output (low = off until the commit) */
-        return;
-    }
-    o->port = 0;
-    /* 12-bit PCA9685 counts from the actuator's own scale */
-    o->level = (uint16_t)(((uint32_t)level * 4095UL + pwm_max / 2) / pwm_max);
+    (void)addr;
+    return channel < RP_AVR_DIRECT_OUTPUTS;
 }
 
-/* Direct outputs by port (PORTA..PORTL): the bits board_all_off() clears. */
+static void direct_prepare(uint8_t actuator, uint8_t addr, uint8_t channel, uint16_t level,
+                           uint16_t pwm_max, rp_out_t *o)
+{
+    (void)actuator, (void)addr, (void)pwm_max;
+    uint8_t pb = pgm_read_byte(&pins[channel]);
+    o->port = port_reg(pb >> 3);
+    o->mask = (uint8_t)(1 << (pb & 7));
+    o->on = level != 0;
+    DDR_OF(o->port) |= o->mask; /* an output (low = off until the commit) */
+}
+
+/* Direct outputs by port (PORTA..PORTL): the bits direct_all_off() clears. */
 static uint8_t direct_mask[11];
 static void outputs_init(void)
 {
@@ -223,24 +225,88 @@ static void outputs_init(void)
     }
 }
 
-/* Interrupts off: 11 read-modify-writes, about 10 us. PCA9685 boards: the writes not yet
- * on the bus are dropped and ALL_LED_OFF goes next (after the transaction in flight). */
-void board_all_off(void)
+/* Interrupts off: 11 read-modify-writes, about 10 us. */
+static void direct_all_off(void)
 {
     for (uint8_t p = 0; p < 11; p++)
         if (direct_mask[p])
             *port_reg(p) &= (uint8_t)~direct_mask[p];
-    pca_all_off_now();
+}
+
+/* ---- output kinds: PCA9685 channels (the engine below) */
+
+static uint8_t pca_ok(uint8_t addr, uint8_t channel)
+{
+    /* 0x70 is every PCA9685's power-on ALL CALL address: a write there reaches every
+     * board not yet set up */
+    return addr >= 0x40 && addr <= 0x7F && addr != 0x70 && channel < 16;
+}
+
+static void pca_prepare(uint8_t actuator, uint8_t addr, uint8_t channel, uint16_t level,
+                        uint16_t pwm_max, rp_out_t *o)
+{
+    (void)addr, (void)channel;
+    o->port = 0;
+    o->actuator = actuator;
+    /* 12-bit PCA9685 counts from the actuator's own scale (no division at full scale) */
+    o->level = pwm_max == 4095 ? level
+                               : (uint16_t)(((uint32_t)level * 4095UL + pwm_max / 2) / pwm_max);
+}
+
+static void pca_commit(const rp_out_t *o) { avr_pca_set(o->actuator, o->level); }
+
+/* Writes not yet on the bus are dropped and ALL_LED_OFF goes next (after the
+ * transaction in flight). */
+static void pca_kind_all_off(void) { pca_all_off_now(); }
+
+/* the hooks of each output kind, by OutKind (outputs.h says how to add one) */
+static const avr_out_kind_t avr_out_kinds[AVR_OUT_KINDS] PROGMEM = {
+    [RP_OUT_DIRECT] = {direct_ok, direct_prepare, 0, 0, direct_all_off},
+    [RP_OUT_PCA9685] = {pca_ok, pca_prepare, pca_commit, avr_pca_lead_ticks, pca_kind_all_off},
+};
+
+#define KIND_HOOK(kind, hook) pgm_read_ptr(&avr_out_kinds[kind].hook)
+
+void board_output_prepare(uint16_t actuator, uint8_t out_kind, uint8_t out_addr,
+                          uint8_t out_channel, uint16_t level, uint16_t pwm_max, rp_out_t *o)
+{
+    /* out_kind < AVR_OUT_KINDS: board_output_ok() passed it at configure */
+    void (*prep)(uint8_t, uint8_t, uint8_t, uint16_t, uint16_t, rp_out_t *) =
+        (void (*)(uint8_t, uint8_t, uint8_t, uint16_t, uint16_t, rp_out_t *))KIND_HOOK(out_kind,
+                                                                                    prepare);
+    o->kind = out_kind;
+    o->actuator = (uint8_t)actuator;
+    prep((uint8_t)actuator, out_addr, out_channel, level, pwm_max, o);
+}
+
+void avr_out_commit(const rp_out_t *o)
+{
+    void (*commit)(const rp_out_t *) = (void (*)(const rp_out_t *))KIND_HOOK(o->kind, commit);
+    commit(o);
+}
+
+uint32_t avr_out_lead(uint8_t kind)
+{
+    uint32_t (*lead)(void) = (uint32_t (*)(void))KIND_HOOK(kind, lead_ticks);
+    return lead ? lead() : 0;
+}
+
+/* Interrupts off: every kind's fast all-off (direct pins: about 10 us). */
+void board_all_off(void)
+{
+    for (uint8_t k = 0; k < AVR_OUT_KINDS; k++) {
+        void (*off)(void) = (void (*)(void))KIND_HOOK(k, all_off);
+        if (off)
+            off();
+    }
 }
 
 uint8_t board_output_ok(uint8_t out_kind, uint8_t out_addr, uint8_t out_channel)
 {
-    if (out_kind == RP_OUT_DIRECT)
-        return out_channel < RP_AVR_DIRECT_OUTPUTS;
-    /* 0x70 is every PCA9685's power-on ALL CALL address: a write there reaches every
-     * board not yet set up */
-    return out_kind == RP_OUT_PCA9685 && out_addr >= 0x40 && out_addr <= 0x7F &&
-           out_addr != 0x70 && out_channel < 16;
+    if (out_kind >= AVR_OUT_KINDS)
+        return 0; /* no hooks for that kind on this board */
+    uint8_t (*ok)(uint8_t, uint8_t) = (uint8_t (*)(uint8_t, uint8_t))KIND_HOOK(out_kind, ok);
+    return ok(out_addr, out_channel);
 }
 
 /* ---- PCA9685 engine, interrupt-driven, one write transaction on the bus at a time.
@@ -584,6 +650,10 @@ void avr_pca_configured(uint8_t prescale)
         kick_setup();
     SREG = sreg;
 }
+
+/* The PCA9685 kind's lead: its commands are queued this much early (the write engine
+ * centres each group of writes, aiming half a PWM period early). */
+uint32_t avr_pca_lead_ticks(void) { return (uint32_t)RP_PCA_LEAD_TICKS + RP_PCA_HALF_PERIOD_TICKS; }
 
 /* Interrupts off (the timer context's commit, or a critical section): a write into the
  * queue, due RP_PCA_LEAD_TICKS after its command's clock (avr_out_clock). */
