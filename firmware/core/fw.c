@@ -243,6 +243,7 @@ static void configure_actuator(const uint32_t *v, const uint8_t *msg, uint8_t le
     lim.duty_permille = (uint16_t)v[RP_CONFIGURE_ACTUATOR_DUTY_PERMILLE];
     lim.max_on_ticks = max_on_us * RP_TICKS_PER_US;
     lim.drain_k = (uint16_t)((64UL * 256UL * lim.duty_permille) / 1000UL);
+    lim.cap_us = cfg_window_ms * lim.duty_permille;
     a->profile = 0;
     if (max_on_us > RP_MAX_ON_US_LIMIT || lim.pwm_max > RP_FW_MAX_LEVEL ||
         lim.max_drive > lim.pwm_max || lim.max_pulse_us > max_on_us) {
@@ -359,7 +360,7 @@ static uint8_t sched_msgs;
 
 static int16_t check(const uint8_t *payload, const uint8_t *end)
 {
-    uint32_t v[RP_MAX_FIELDS] = {0};
+    uint32_t v[RP_MAX_FIELDS]; /* rp_decode_args() sets the fields it returns; zeroing cost 64 B per frame */
     int16_t slots = 0;
     uint16_t room = rp_sched_free();
     const uint8_t *p = payload;
@@ -420,7 +421,7 @@ static void run_record(uint32_t dclock, uint16_t actuator, uint8_t strike, int16
 /* Run a frame that check() passed. */
 static void run(const uint8_t *payload, const uint8_t *end)
 {
-    uint32_t v[RP_MAX_FIELDS] = {0};
+    uint32_t v[RP_MAX_FIELDS]; /* rp_decode_args() sets the fields it returns; zeroing cost 64 B per frame */
     uint16_t slot = 0;
     uint8_t msg = 0;
     const uint8_t *p = payload;

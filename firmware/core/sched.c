@@ -64,6 +64,9 @@ static uint8_t armed_valid;
 #define DUTY_UNIT_TICKS (64UL * RP_TICKS_PER_US) /* the bucket integrates in 64 us steps */
 #define DUTY_POLL_TICKS (8000UL * RP_TICKS_PER_US)
 #define BATCH 8 /* commands decided together before their outputs */
+#ifndef RP_TIMER_LEAD_DEADLINE_TICKS
+#define RP_TIMER_LEAD_DEADLINE_TICKS (RP_TIMER_LEAD_TICKS + RP_TIMER_LEAD_PER_CMD_TICKS)
+#endif
 #ifndef RP_BATCH_WINDOW_TICKS
 #define RP_BATCH_WINDOW_TICKS 0
 #endif
@@ -219,7 +222,15 @@ static void duty_check_before(uint32_t clock)
     }
 }
 
-static uint16_t unit_of(uint32_t clock) { return (uint16_t)(clock / DUTY_UNIT_TICKS); }
+static uint16_t unit_of(uint32_t clock)
+{
+#if DUTY_UNIT_TICKS == 1024
+    /* clock >> 10 from byte moves and two shifts (a 32-bit shift is a 10-step loop) */
+    return (uint16_t)((uint16_t)(clock >> 8) >> 2 | (uint16_t)(uint8_t)(clock >> 24) << 14);
+#else
+    return (uint16_t)(clock / DUTY_UNIT_TICKS);
+#endif
+}
 
 /* Tell the duty poll when this coil needs a look: at once while it is hot, else not
  * before its bucket could be full. At most 63.75 us of weighted on-time go into a
@@ -276,7 +287,7 @@ static void bucket_update(rp_act *a, uint32_t now)
 /* The duty poll's sweep: a few coils per poll, round robin, each brought up to the clock
  * (an idle, empty one just has its unit moved), so no coil's 16-bit unit count falls
  * more than a second behind. */
-#define SWEEP_PER_POLL 8
+#define SWEEP_PER_POLL ((RP_FW_MAX_ACTUATORS + 127) / 128) /* 128 polls (1 s) per round */
 static uint16_t sweep_next;
 static void sweep(uint32_t now)
 {
@@ -389,7 +400,12 @@ uint8_t rp_sched_duty_full(rp_aid n)
 {
     rp_act *a = &rp_acts[n];
     wlog_drain();
-    bucket_update(a, board_clock());
+    uint32_t now = board_clock();
+    /* before the duty poll's next look no bucket can be full: a cool coil stays cool
+     * (the changes logged so far are in the buckets: drained above) */
+    if (!a->hot && duty_check_valid && BEFORE(now, duty_check_clock))
+        return 0;
+    bucket_update(a, now);
     return a->hot;
 }
 
@@ -655,7 +671,11 @@ void rp_sched_run(void)
         if (!cmd_first && dn == RP_AID_NONE)
             break; /* nothing to wait for */
         uint32_t next = cmd_first ? q[q_head].clock : dclock;
+        /* a coil deadline needs no decision (a pulse end, a cutoff): a shorter lead */
         uint16_t lead = lead_for(next);
+        if (!cmd_first)
+            lead -= (uint16_t)(RP_TIMER_LEAD_TICKS + RP_TIMER_LEAD_PER_CMD_TICKS -
+                               RP_TIMER_LEAD_DEADLINE_TICKS);
         if ((int32_t)(next - now) > (int32_t)lead) {
             RP_TIMER_CLOSE(); /* no compare interrupt inside this one */
             arm_lead(next, lead);
@@ -718,11 +738,13 @@ void rp_sched_run(void)
     RP_TIMER_CLOSE();
 }
 
-void rp_sched_poll(void)
+/* The duty poll proper, once per DUTY_POLL_TICKS: out of line, so that the main loop's
+ * frequent calls that find nothing to do save no registers. */
+#if defined(__GNUC__)
+__attribute__((noinline))
+#endif
+static void duty_poll(uint32_t now)
 {
-    uint32_t now = board_clock();
-    if ((uint32_t)(now - duty_poll_clock) < DUTY_POLL_TICKS)
-        return;
     duty_poll_clock = now;
     wlog_drain();
     uint8_t force = duty_force;
@@ -748,6 +770,13 @@ void rp_sched_poll(void)
             rp_event_push(RP_EV_CUTOFF_DUTY,
                           rp_full_index(a->strike_index, rp_next_index_snapshot), n, now);
     }
+}
+
+void rp_sched_poll(void)
+{
+    uint32_t now = board_clock();
+    if ((uint32_t)(now - duty_poll_clock) >= DUTY_POLL_TICKS)
+        duty_poll(now);
 }
 
 uint16_t rp_sched_heat(uint16_t *actuator)

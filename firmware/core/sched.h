@@ -54,6 +54,7 @@ typedef struct {
     uint32_t max_on_ticks;
     uint16_t pwm_max, max_drive, max_pulse_us, duty_permille;
     uint16_t drain_k; /* bucket drain per 64 us, in 1/256 us: 64 * 256 * duty_permille / 1000 */
+    uint32_t cap_us;  /* the duty bucket's size: duty_window_ms * duty_permille */
 } rp_limits;
 extern rp_limits rp_profiles[RP_FW_MAX_PROFILES];
 extern uint8_t rp_profile_count;
@@ -93,7 +94,7 @@ extern uint16_t rp_act_count;
 extern rp_aid rp_max_concurrent;
 extern uint32_t rp_duty_window_ms;
 /* A coil's duty bucket holds duty_window_ms * duty_permille / 1000 ms = this many us. */
-#define RP_BUCKET_CAP_US(a) (rp_duty_window_ms * RP_LIM(a)->duty_permille)
+#define RP_BUCKET_CAP_US(a) (RP_LIM(a)->cap_us)
 extern rp_counters rp_count;
 extern volatile rp_aid rp_running_pulses;
 

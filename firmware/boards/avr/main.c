@@ -131,6 +131,7 @@ static volatile rx_index_t rx_head, rx_tail;
 static volatile uint8_t tx_ring[TX_RING];
 static volatile uint8_t tx_head, tx_tail;
 static volatile uint16_t rx_overruns;
+static volatile uint8_t rx_wake; /* a delimiter (or half a ring) came: parse the bytes */
 
 ISR(USART0_RX_vect)
 {
@@ -142,6 +143,9 @@ ISR(USART0_RX_vect)
     }
     rx_ring[rx_head] = b;
     rx_head = next;
+    /* the main loop wakes for a frame's delimiter (or a half-full ring), not per byte */
+    if (!b || (rx_index_t)(next - rx_tail) >= RX_RING / 2)
+        rx_wake = 1;
 }
 
 ISR(USART0_UDRE_vect)
@@ -270,12 +274,16 @@ static const avr_out_kind_t avr_out_kinds[AVR_OUT_KINDS] PROGMEM = {
 void board_output_prepare(uint16_t actuator, uint8_t out_kind, uint8_t out_addr,
                           uint8_t out_channel, uint16_t level, uint16_t pwm_max, rp_out_t *o)
 {
+    o->kind = out_kind;
+    o->actuator = (uint8_t)actuator;
+    if (out_kind == RP_OUT_DIRECT) { /* the common kind: no table look-up */
+        direct_prepare((uint8_t)actuator, out_addr, out_channel, level, pwm_max, o);
+        return;
+    }
     /* out_kind < AVR_OUT_KINDS: board_output_ok() passed it at configure */
     void (*prep)(uint8_t, uint8_t, uint8_t, uint16_t, uint16_t, rp_out_t *) =
         (void (*)(uint8_t, uint8_t, uint8_t, uint16_t, uint16_t, rp_out_t *))KIND_HOOK(out_kind,
                                                                                     prepare);
-    o->kind = out_kind;
-    o->actuator = (uint8_t)actuator;
     prep((uint8_t)actuator, out_addr, out_channel, level, pwm_max, o);
 }
 
@@ -865,6 +873,7 @@ int main(void)
     sei();
     for (;;) {
         wdt_reset();
+        rx_wake = 0; /* before the bytes are taken: one that comes meanwhile sets it again */
         for (;;) {
             cli();
             rx_index_t head = rx_head;
@@ -886,14 +895,17 @@ int main(void)
             tick = 0;
             rp_poll();
         }
+        /* idle until there is work: a frame's delimiter, the 4 ms tick, an event. Every
+         * interrupt wakes the CPU (each byte in or out); those that bring no work go
+         * straight back to sleep here, in a few cycles. */
+        set_sleep_mode(SLEEP_MODE_IDLE);
         cli();
-        if (rx_tail == rx_head) {
-            /* idle until an interrupt: UART, timer compare, or the 4 ms overflow */
-            set_sleep_mode(SLEEP_MODE_IDLE);
+        while (!rx_wake && !tick && !RP_EVENT_PENDING()) {
             sleep_enable();
             sei();
             sleep_cpu();
             sleep_disable();
+            cli();
         }
         sei();
     }
