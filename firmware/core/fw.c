@@ -360,7 +360,7 @@ static uint8_t sched_msgs;
 
 static int16_t check(const uint8_t *payload, const uint8_t *end)
 {
-    uint32_t v[RP_MAX_FIELDS]; /* rp_decode_args() sets the fields it returns; zeroing cost 64 B per frame */
+    uint32_t v[RP_MAX_H2D_FIELDS]; /* rp_decode_args() sets the fields it returns */
     int16_t slots = 0;
     uint16_t room = rp_sched_free();
     const uint8_t *p = payload;
@@ -421,7 +421,7 @@ static void run_record(uint32_t dclock, uint16_t actuator, uint8_t strike, int16
 /* Run a frame that check() passed. */
 static void run(const uint8_t *payload, const uint8_t *end)
 {
-    uint32_t v[RP_MAX_FIELDS]; /* rp_decode_args() sets the fields it returns; zeroing cost 64 B per frame */
+    uint32_t v[RP_MAX_H2D_FIELDS]; /* rp_decode_args() sets the fields it returns */
     uint16_t slot = 0;
     uint8_t msg = 0;
     const uint8_t *p = payload;

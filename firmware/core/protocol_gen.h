@@ -23,6 +23,7 @@
 #define RP_MAX_RAW 124
 #define RP_MAX_ENCODED 125
 #define RP_MAX_FIELDS 15
+#define RP_MAX_H2D_FIELDS 9
 
 /* CRC-16/CCITT-FALSE table (poly 0x1021), for a table-driven CRC */
 #define RP_CRC16_TABLE \

@@ -180,6 +180,7 @@ def generate() -> str:
         f"#define RP_MAX_RAW {framing.MAX_RAW}",
         f"#define RP_MAX_ENCODED {framing.MAX_ENCODED}",
         f"#define RP_MAX_FIELDS {max(len(m.fields) for m in MESSAGES)}",
+        f"#define RP_MAX_H2D_FIELDS {max(len(m.fields) for m in h2d)}",
         "",
         "/* CRC-16/CCITT-FALSE table (poly 0x1021), for a table-driven CRC */",
         "#define RP_CRC16_TABLE \\",
