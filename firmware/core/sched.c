@@ -531,7 +531,13 @@ static uint8_t decide(const rp_cmd *c, uint32_t now, rp_aid *pulses)
     rp_act *a = &rp_acts[c->actuator];
     uint8_t late = (int32_t)(now - c->clock) > (int32_t)(RP_LATE_SLACK_US * RP_TICKS_PER_US);
     uint32_t index = rp_full_index(c->index, rp_next_index_snapshot);
+    /* a coil in its pulse that this command takes out of it (a release, a set, a strike
+     * without a pulse): its pulse no longer counts for the commands after it in this
+     * batch (its account() comes after all of them) */
+    uint8_t ends_pulse = a->phase == RP_PHASE_PULSE && !(c->op == RP_OP_STRIKE && c->pulse_us);
     if (c->op == RP_OP_RELEASE) {
+        if (ends_pulse && *pulses)
+            (*pulses)--;
         if (late) {
             rp_count.late++;
             rp_event_push(RP_EV_LATE_RELEASE, index, c->actuator, c->clock);
@@ -558,6 +564,8 @@ static uint8_t decide(const rp_cmd *c, uint32_t now, rp_aid *pulses)
         rp_event_push(RP_EV_REFUSED_DUTY, index, c->actuator, c->clock);
         return DO_NOTHING;
     }
+    if (ends_pulse && *pulses)
+        (*pulses)--;
     rp_count.played++;
     return DO_LEVEL;
 }

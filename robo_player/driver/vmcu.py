@@ -269,13 +269,15 @@ class VirtualMCU:
             s.hold = cmd.hold
             self._set(now, a, cmd.level if cmd.pulse_us else cmd.hold)
         else:
+            s.pulse_end = None  # a set ends a strike's pulse: its level stays (as the firmware)
             self._set(now, a, cmd.level)
         self.counters["played"] += 1
 
     def _refusal(self, cmd: TimedCommand, s: _Act, now: int) -> EventKind | None:
         if cmd.level > s.max_drive or cmd.pulse_us > s.max_pulse_us or cmd.hold > s.max_drive:
             return EventKind.REFUSED_RANGE
-        if cmd.op is Op.STRIKE and cmd.pulse_us:
+        if cmd.op is Op.STRIKE and cmd.pulse_us and s.pulse_end is None:
+            # a coil struck again in its pulse adds no pulse (as the firmware counts)
             running = sum(1 for x in self.acts.values() if x.pulse_end is not None)
             if running >= self.max_concurrent:
                 return EventKind.REFUSED_CONCURRENCY
