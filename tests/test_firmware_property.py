@@ -7,8 +7,10 @@ host build of the firmware (``fw-host://``'s process, on a pty, real time) and t
 firmware's Python model (``VirtualMCU``, what ``vmcu://`` runs, on virtual time). Both
 traces must hold the same output changes per actuator: the same levels in the same
 order, at the same clocks (the host build writes the clock it actually switched at: a
-few hundred µs of OS scheduling late at most, bounded here by TIME_TOL_US), and the
-same status counters (played, late, refused, cutoffs).
+few hundred µs of OS scheduling late, bounded here by the firmware's late slack), and
+the same status counters (played, late, refused, cutoffs). A run in which the host
+process was descheduled past that slack (its status counts late commands: the model,
+on virtual time, never is) says nothing about the scheduler and is skipped.
 """
 
 from __future__ import annotations
@@ -21,10 +23,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import HealthCheck, Phase, assume, given, settings
 from hypothesis import strategies as st
 from test_firmware import (
     HOST_BIN,
+    LATE_SLACK_US,
     MAX_WAIT_S,
     Link,
     Trace,
@@ -46,7 +49,9 @@ from robo_player.protocol.schedule import ScheduleEncoder, TimedCommand, pack
 
 LEAD_US = 250_000  # the first command this far after "now": every frame is in by then
 SPAN_US = 120_000  # commands within this window
-TIME_TOL_US = 5_000  # the host build's output clock vs the model's (OS scheduling)
+# the host build's output clock vs the model's: OS scheduling, up to the firmware's own
+# late slack (what it still plays as on time: boards/host/board_config.h)
+TIME_TOL_US = LATE_SLACK_US
 MAX_ON_US = (40_000, 1_000_000)  # two limit sets: a short max on-time cuts some holds
 
 
@@ -118,8 +123,9 @@ def end_us(case: Case) -> int:
 
 # ---- the Python model ------------------------------------------------------------------
 def run_model(case: Case) -> tuple[list[tuple[int, int, int]], dict[str, int]]:
-    cfg = MCUConfig(clock_hz=1_000_000, queue_size=1024, max_actuators=512,
-                    late_slack_us=10_000)  # fmt: skip  (boards/host/board_config.h)
+    cfg = MCUConfig(
+        clock_hz=1_000_000, queue_size=1024, max_actuators=512, late_slack_us=10_000
+    )  # fmt: skip  (boards/host/board_config.h)
     mcu = VirtualMCU(cfg, random.Random(1))
     seq = 0
     t = 1.0
@@ -196,12 +202,17 @@ def by_actuator(rows: list[tuple[int, int, int]]) -> dict[int, list[tuple[int, i
     return out
 
 
-@settings(max_examples=12, deadline=None, phases=[Phase.explicit, Phase.reuse, Phase.generate],
-          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=12,
+    deadline=None,
+    phases=[Phase.explicit, Phase.reuse, Phase.generate],
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
 @given(case=cases())
 def test_c_scheduler_and_python_model_give_the_same_coil_events(host: Host, case: Case) -> None:
     model_rows, model_st = run_model(case)
     host_rows, host_st = run_host(host, case)
+    assume(host_st["late"] == 0)  # the OS, not the scheduler (see the module's docstring)
     assert host_st == model_st, (host_st, model_st, case)
     m, h = by_actuator(model_rows), by_actuator(host_rows)
     assert sorted(m) == sorted(h), (m, h, case)

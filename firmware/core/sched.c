@@ -679,12 +679,18 @@ void rp_sched_run(void)
         if (!cmd_first && dn == RP_AID_NONE)
             break; /* nothing to wait for */
         uint32_t next = cmd_first ? q[q_head].clock : dclock;
-        /* a coil deadline needs no decision (a pulse end, a cutoff): a shorter lead */
-        uint16_t lead = lead_for(next);
-        if (!cmd_first)
-            lead -= (uint16_t)(RP_TIMER_LEAD_TICKS + RP_TIMER_LEAD_PER_CMD_TICKS -
-                               RP_TIMER_LEAD_DEADLINE_TICKS);
-        if ((int32_t)(next - now) > (int32_t)lead) {
+        int32_t ahead = (int32_t)(next - now);
+        uint16_t lead = 0;
+        /* due within the smallest lead: no need to count the chord (lead_for walks the
+         * queue); else the lead it needs. A coil deadline needs no decision (a pulse
+         * end, a cutoff): a shorter lead. */
+        if (ahead > (int32_t)RP_TIMER_LEAD_DEADLINE_TICKS) {
+            lead = lead_for(next);
+            if (!cmd_first)
+                lead -= (uint16_t)(RP_TIMER_LEAD_TICKS + RP_TIMER_LEAD_PER_CMD_TICKS -
+                                   RP_TIMER_LEAD_DEADLINE_TICKS);
+        }
+        if (ahead > (int32_t)lead) {
             RP_TIMER_CLOSE(); /* no compare interrupt inside this one */
             arm_lead(next, lead);
             return;
