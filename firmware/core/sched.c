@@ -680,7 +680,7 @@ void rp_sched_run(void)
             break; /* nothing to wait for */
         uint32_t next = cmd_first ? q[q_head].clock : dclock;
         int32_t ahead = (int32_t)(next - now);
-        uint16_t lead = 0;
+        uint16_t lead = (uint16_t)RP_TIMER_LEAD_DEADLINE_TICKS; /* the smallest lead */
         /* due within the smallest lead: no need to count the chord (lead_for walks the
          * queue); else the lead it needs. A coil deadline needs no decision (a pulse
          * end, a cutoff): a shorter lead. */
