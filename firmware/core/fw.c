@@ -504,6 +504,16 @@ static void bad_frame(void)
     send_ack(RP_FRAME_NAK);
 }
 
+/* The events so far to the host, and what is waiting in `out` (no watchdog or duty
+ * upkeep: rp_poll() does those on the board's tick). */
+static void events_out(void)
+{
+    rp_event ev;
+    while (rp_event_pop(&ev))
+        emit_event(ev.kind, ev.index, ev.actuator, ev.clock);
+    flush_out();
+}
+
 static void handle_frame(uint8_t kind, uint8_t seq, const uint8_t *payload, uint8_t len)
 {
     rp_link.frames_ok++;
@@ -540,7 +550,7 @@ static void handle_frame(uint8_t kind, uint8_t seq, const uint8_t *payload, uint
     }
     expected = (uint8_t)((expected + 1) & (RP_SEQ_MOD - 1));
     run(payload, payload + len);
-    rp_poll(); /* events of this frame go out before its ACK */
+    events_out(); /* events of this frame go out before its ACK */
     send_ack(RP_FRAME_ACK);
 }
 
@@ -590,10 +600,7 @@ void rp_poll(void)
         (uint32_t)(board_clock() - last_rx_clock) > watchdog_ticks)
         do_shutdown(RP_SHUTDOWN_WATCHDOG);
     rp_sched_poll();
-    rp_event ev;
-    while (rp_event_pop(&ev))
-        emit_event(ev.kind, ev.index, ev.actuator, ev.clock);
-    flush_out();
+    events_out();
 }
 
 void rp_timer(void) { rp_sched_run(); }

@@ -166,14 +166,20 @@ ISR(USART0_UDRE_vect)
 
 void board_write(const uint8_t *data, uint16_t len)
 {
+    uint8_t head = tx_head; /* the main loop's alone: published once, not per byte */
     while (len--) {
-        uint8_t next = (uint8_t)((tx_head + 1) & (TX_RING - 1));
-        while (next == tx_tail)
-            ; /* full: the UDRE interrupt drains it */
-        tx_ring[tx_head] = *data++;
-        tx_head = next;
-        UCSR0B |= _BV(UDRIE0);
+        uint8_t next = (uint8_t)((head + 1) & (TX_RING - 1));
+        if (next == tx_tail) { /* full: the UDRE interrupt drains it */
+            tx_head = head;
+            UCSR0B |= _BV(UDRIE0);
+            while (next == tx_tail)
+                ;
+        }
+        tx_ring[head] = *data++;
+        head = next;
     }
+    tx_head = head;
+    UCSR0B |= _BV(UDRIE0);
 }
 
 static void uart_init(void)
