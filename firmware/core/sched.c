@@ -484,6 +484,18 @@ uint8_t rp_sched_push(const rp_cmd *c)
         return 0;
     }
     uint16_t i = q_count;
+    rp_cmd *tail = &q[qi(i)];
+    if (i > 0) {
+        const rp_cmd *last = tail == q ? &q[RP_QUEUE_SIZE - 1] : tail - 1;
+        if (!BEFORE(c->clock, last->clock)) { /* in time order (the usual case): append */
+            *tail = *c;
+            q_count = (uint16_t)(i + 1);
+            if (c->clock == q[q_head].clock)
+                arm(c->clock); /* one more command of the head's chord: earlier */
+            RP_IRQ_RESTORE(s);
+            return 1;
+        }
+    }
     while (i > 0 && BEFORE(c->clock, q[qi(i - 1)].clock)) {
         q[qi(i)] = q[qi(i - 1)];
         i--;
@@ -588,6 +600,9 @@ static void account(const rp_cmd *c)
     uint32_t t = c->clock;
     uint16_t level = first_level(c);
     if (!level) {
+        if (a->phase == RP_PHASE_OFF)
+            return; /* off already (a release after a pulse without hold): its weight was
+                     * logged 0 then, and the bucket's grid makes the sum the same */
         if (a->phase == RP_PHASE_PULSE && rp_running_pulses)
             rp_running_pulses--;
         account_level(n, 0, t);
