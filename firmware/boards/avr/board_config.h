@@ -16,14 +16,16 @@
 #define RP_FW_MAX_LEVEL 4095
 #define RP_LATE_SLACK_US 500
 #define RP_EVENT_RING 8
-/* the compare interrupt fires early: 20 us, plus 62 us for each command due at that
+/* the compare interrupt fires early: 32 us, plus 60 us for each command due at that
  * clock (its decision and output lookups, measured in simavr: about 620 cycles, more
- * with the UART interrupts let in); then the core spins to the exact tick. Was 40 + 60:
- * the spin was 7 % of the busy cycles at 100 notes/s. */
-#define RP_TIMER_LEAD_TICKS (20U * 16U)
-#define RP_TIMER_LEAD_PER_CMD_TICKS (62U * 16U)
-/* a coil deadline first (a pulse end or a cutoff: no decision, one output) */
-#define RP_TIMER_LEAD_DEADLINE_TICKS (50U * 16U)
+ * with the UART interrupts let in); then the core spins to the exact tick. Was 40 + 60.
+ * Shorter leads cut the spin (20 + 62 with 50 us for a deadline: 0.5 points of CPU
+ * load at 100 notes/s) but single strikes came up to 16 us late (bench_link's p99). */
+#define RP_TIMER_LEAD_TICKS (32U * 16U)
+#define RP_TIMER_LEAD_PER_CMD_TICKS (60U * 16U)
+/* a coil deadline first (a pulse end or a cutoff: no decision, one output; 50 us made
+ * pulse ends 10-16 us late) */
+#define RP_TIMER_LEAD_DEADLINE_TICKS (92U * 16U)
 /* commands this close to the first one are decided with it: their outputs then need
  * only the wait and the port write (the bookkeeping of each comes after all of them) */
 #define RP_BATCH_WINDOW_TICKS (120U * 16U)
