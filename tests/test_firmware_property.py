@@ -36,7 +36,7 @@ from test_firmware import (
     wait_done,
 )
 
-from robo_player.driver.vmcu import MCUConfig, VirtualMCU
+from robo_player.sim.vmcu import MCUConfig, VirtualMCU
 from robo_player.protocol.framing import Frame, FrameKind
 from robo_player.protocol.messages import (
     ConfigReason,

@@ -20,7 +20,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tests"))
 
 from driver_helpers import make_plan  # noqa: E402
 
-from robo_player.driver import fw  # noqa: E402
+from robo_player.sim import mcu_process  # noqa: E402
+from robo_player.sim.ports import open_fw_avr  # noqa: E402
 from robo_player.spec.loader import load_spec  # noqa: E402
 
 
@@ -30,15 +31,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--speed", type=float, default=0.15)
     args = ap.parse_args(argv)
     if args.profile:
-        orig = fw.FirmwareProcess._argv  # type: ignore[attr-defined]
+        orig = mcu_process.FirmwareProcess._argv  # type: ignore[attr-defined]
 
         def argv_with_profile(self, trace, clock_file):  # type: ignore[no-untyped-def]
             return [*orig(self, trace, clock_file), "--profile", str(Path(args.profile).resolve())]
 
-        fw.FirmwareProcess._argv = argv_with_profile  # type: ignore[attr-defined]
+        mcu_process.FirmwareProcess._argv = argv_with_profile  # type: ignore[attr-defined]
     sp = load_spec("piano-61-diy")
     plan = make_plan(sp, notes=450, gap_us=10_000, chord=1)
-    dev = fw.open_fw_avr(f"fw-avr://?speed={args.speed}", sp)
+    dev = open_fw_avr(f"fw-avr://?speed={args.speed}", sp)
     perf = dev.play(plan)
     tr = dev.last_trace
     changes = [clk for clk, _, _ in tr.changes] if tr else []
