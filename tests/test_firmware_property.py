@@ -36,7 +36,6 @@ from test_firmware import (
     wait_done,
 )
 
-from robo_player.sim.vmcu import MCUConfig, VirtualMCU
 from robo_player.protocol.framing import Frame, FrameKind
 from robo_player.protocol.messages import (
     ConfigReason,
@@ -46,6 +45,7 @@ from robo_player.protocol.messages import (
     encode_messages,
 )
 from robo_player.protocol.schedule import ScheduleEncoder, TimedCommand, pack
+from robo_player.sim.vmcu import MCUConfig, VirtualMCU
 
 LEAD_US = 250_000  # the first command this far after "now": every frame is in by then
 SPAN_US = 120_000  # commands within this window
