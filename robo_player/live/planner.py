@@ -158,7 +158,7 @@ class _Voice:
 
     __slots__ = (
         "note", "key", "arrival", "strike", "latency", "delay", "limit_rel", "rel",
-        "owners", "item", "strike_entry", "hold", "rel_t",
+        "owners", "item", "strike_entry", "hold", "rel_t", "settled",
     )  # fmt: skip
 
     def __init__(self, note: int, key: int, arrival: int, strike: int, latency: int) -> None:
@@ -175,6 +175,7 @@ class _Voice:
         self.strike_entry: _Entry | None = None
         self.hold = 0
         self.rel_t = _INF  # planned release time
+        self.settled = False  # its hold's heat is in the coil's CoilHeat
 
 
 class LivePlanner:
@@ -281,13 +282,15 @@ class LivePlanner:
             )
             if s < gap:
                 s, late = gap, late or o.mode is LatencyMode.FIXED
-            # the hold heated the coil until its release
-            self.heat.run(
-                self.spec.key(key).channel,
-                prev.strike + lim.pulse_us,
-                max(prev.rel_t, prev.strike + lim.pulse_us),
-                prev.hold,
-            )
+            if not prev.settled:
+                # the hold heated the coil until its release (once: CoilHeat runs in order)
+                prev.settled = True
+                self.heat.run(
+                    self.spec.key(key).channel,
+                    prev.strike + lim.pulse_us,
+                    max(prev.rel_t, prev.strike + lim.pulse_us),
+                    prev.hold,
+                )
         # supply budget
         ch = self.spec.key(key).channel
         pwm_max = self.spec.key(key).pwm_max
