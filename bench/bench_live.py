@@ -32,6 +32,7 @@ import mido
 from robo_player.calibrator import calibrate_session
 from robo_player.driver.ports import open_port
 from robo_player.live import LatencyMode, LiveOptions, LivePlanner
+from robo_player.live.measure import latencies
 from robo_player.live.session import run_realtime, run_virtual
 from robo_player.spec import load_spec
 
@@ -103,26 +104,12 @@ def run_mode(spec: Any, cal: Any, port: str, mode: LatencyMode, evs: list, args:
             perf, session = run_virtual(dev, planner, evs)
     wall = time.perf_counter() - t0
     cpu = time.process_time() - cpu0
-    heard = sorted(perf.heard, key=lambda h: h.t_us)
-    by_pitch: dict[int, list[int]] = {}
-    for h in heard:
-        by_pitch.setdefault(h.pitch, []).append(h.t_us)
     lat: list[float] = []
     by_vel: dict[str, list[float]] = {}
-    delays = iter(planner.stats.delays_us)
-    for a in session.arrivals:
-        if a.outcome not in ("on_time", "late"):
-            continue
-        want = a.t_us + next(delays)
-        cands = by_pitch.get(a.pitch, [])
-        if not cands:
-            continue
-        h = min(cands, key=lambda x: abs(x - want))
-        if abs(h - want) > 30_000:
-            continue  # not this note's onset
-        ms = (h - a.t_us) / 1000
+    for m in latencies(perf, session, planner):
+        ms = m.latency_us / 1000
         lat.append(ms)
-        band = "<64" if a.velocity < 64 else "64-95" if a.velocity < 96 else ">=96"
+        band = "<64" if m.velocity < 64 else "64-95" if m.velocity < 96 else ">=96"
         by_vel.setdefault(band, []).append(ms)
     med = statistics.median(lat)
     res: dict[str, Any] = {

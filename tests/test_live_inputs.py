@@ -116,9 +116,14 @@ def test_live_replays_a_file_on_the_simulator_in_virtual_time(tmp_path: Path, ca
     n_on = sum(
         1 for t, m in inputs.file_events(PIECE) if t <= 6 and m.type == "note_on" and m.velocity
     )
-    assert doc["notes_in"] == n_on > 10
-    assert sum(doc["outcomes"].values()) == n_on  # every note accounted for
-    assert doc["latency_mode"] == "fixed" and doc["latency_ms"] > 0
+    live = doc["live"]
+    assert live["notes_in"] == n_on > 10
+    assert sum(live["outcomes"].values()) == n_on  # every note accounted for
+    assert live["latency_mode"] == "fixed" and live["latency_ms"] > 0
+    assert live["notes_sounded"] + live["notes_dropped"] + live["merged"] == n_on
+    assert set(live["host_latency_ms"]) == {"p50", "p99", "max"}
+    # heard onset - message - D: the simulator's microphone against the nominal curves
+    assert live["onset_deviation_ms"]["p50"] >= 0
     assert doc["heard"] > 0
 
 

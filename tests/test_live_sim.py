@@ -10,7 +10,7 @@ import pytest
 
 from robo_player.calibrator import calibrate_session
 from robo_player.driver.ports import open_port
-from robo_player.live import LatencyMode, LiveOptions, LivePlanner
+from robo_player.live import LatencyMode, LiveOptions, LivePlanner, measure
 from robo_player.live.session import LiveSession, run_virtual
 from robo_player.spec import load_spec
 from robo_player.spec.calibration import Calibration
@@ -45,11 +45,8 @@ def notes(n: int = 24, gap_s: float = 0.3, dur_s: float = 0.15) -> list[tuple[fl
 def latencies(perf: Any, session: LiveSession, planner: LivePlanner) -> dict[int, list[float]]:
     """Heard onset - message time (ms) per velocity, each note matched on its key."""
     out: dict[int, list[float]] = {}
-    delays = iter(planner.stats.delays_us)
-    for a in session.arrivals:
-        want = a.t_us + next(delays)
-        h = min((h.t_us for h in perf.heard if h.pitch == a.pitch), key=lambda x: abs(x - want))
-        out.setdefault(a.velocity, []).append((h - a.t_us) / 1000)
+    for m in measure.latencies(perf, session, planner):
+        out.setdefault(m.velocity, []).append(m.latency_us / 1000)
     return out
 
 

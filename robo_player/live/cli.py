@@ -17,6 +17,7 @@ from typing import Any
 from ..errors import TransportError, UsageError
 from ..performance import Performance
 from .inputs import DEFAULT_VIRTUAL_NAME, FILE_PREFIX, file_events, list_inputs, open_input
+from .measure import live_report
 from .planner import LatencyMode, LiveOptions, LivePlanner
 from .session import LiveSession, run_realtime, run_virtual
 
@@ -181,17 +182,13 @@ def cmd_live(args: argparse.Namespace) -> int:
                 )
                 raise
             interrupted = bool(session.stop_reason)
-    stats = planner.stats.as_dict()
-    stats.update(latency_mode=mode, latency_ms=round(planner.latency_us / 1000, 3) if mode == "fixed" else None,
-                 commands=(perf.extra.get("commands") if perf else None))  # fmt: skip
-    delays = planner.stats.delays_us
-    if delays:
-        stats["planned_delay_ms"] = {
-            "mean": round(statistics.fmean(delays) / 1000, 3),
-            "std": round(statistics.pstdev(delays) / 1000, 3),
-        }
-    if perf is not None:
-        stats["heard"] = len(perf.heard)
+    stats: dict[str, Any] = {"spec": spec.name, "port": args.port}
+    if session is not None:
+        stats["live"] = live_report(perf, session, planner)
+    else:
+        stats["live"] = {"notes_in": planner.stats.notes_in, **planner.stats.as_dict()}
+    stats["commands"] = perf.extra.get("commands") if perf else None
+    stats["heard"] = len(perf.heard) if perf is not None else None
     if args.record and session is not None:
         from .record import write_record
 
@@ -203,10 +200,15 @@ def cmd_live(args: argparse.Namespace) -> int:
     if interrupted and session is not None:
         print(f"live: stopped: {session.stop_reason}; every output is off", file=sys.stderr)
     if not args.quiet:
-        print(
-            f"live: {stats['notes_in']} notes in, outcomes {stats['outcomes']}, "
-            f"{stats['offs_in_flight']} note-offs in flight, {stats['panics']} panics"
+        st = planner.stats
+        line = (
+            f"live: {st.notes_in} notes in, outcomes {dict(st.outcomes)}, "
+            f"{st.offs_in_flight} note-offs in flight, {st.panics} panics"
         )
+        dev = stats["live"].get("onset_deviation_ms")
+        if dev:
+            line += f"; heard onset - message - D: p50 {dev['p50']} ms, p99 {dev['p99']} ms"
+        print(line)
     return 0
 
 
