@@ -30,6 +30,7 @@ from enum import Enum
 from pathlib import Path
 
 from .errors import PlanError
+from .fileio import atomic_open
 
 PLAN_FORMAT = "robo_player.plan"
 PLAN_VERSION = 1
@@ -101,12 +102,9 @@ class Plan:
 
     def write_jsonl(self, path: str | Path) -> None:
         """Write atomically: a temp file renamed into place, so no partial output."""
-        path = Path(path)
-        tmp = path.with_name(path.name + ".tmp")
-        with tmp.open("w", encoding="utf-8") as fh:
+        with atomic_open(path, "w") as fh:
             for line in self.to_jsonl_lines():
                 fh.write(line + "\n")
-        tmp.replace(path)
 
     @classmethod
     def read_jsonl(cls, path: str | Path) -> Plan:

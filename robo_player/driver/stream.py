@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import DeviceShutdown, DeviceTimeout, ProtocolError, SpecError, TransportError
+from ..fileio import write_text
 from ..plan import Command, Plan
 from ..plan import Op as PlanOp
 from ..protocol.messages import (
@@ -260,10 +261,7 @@ class ResumeState:
     reason: str = ""
 
     def save(self, path: str | Path) -> None:
-        path = Path(path)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(asdict(self), indent=1) + "\n", encoding="utf-8")
-        tmp.replace(path)
+        write_text(path, json.dumps(asdict(self), indent=1) + "\n")
 
     @classmethod
     def load(cls, path: str | Path) -> ResumeState:

@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import MidiFileError, ModelError, UsageError
+from ..fileio import atomic_path
 from ..score import Note, Score
 from . import tokenizer as tk
 
@@ -358,18 +359,17 @@ def _save(path: Path, pieces: list[Piece]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     note_len = np.array([len(p.notes) for p in pieces], np.int64)
     tok_len = np.array([len(p.tokens) for p in pieces], np.int64)
-    tmp = path.with_name(path.name + ".tmp.npz")
-    np.savez(
-        tmp,
-        names=np.array([p.name for p in pieces]),
-        sources=np.array([p.source for p in pieces]),
-        note_len=note_len,
-        tok_len=tok_len,
-        notes=np.concatenate([p.notes for p in pieces]) if pieces else np.zeros((0, 4), np.int64),
-        tokens=np.concatenate([p.tokens for p in pieces]) if pieces else np.zeros(0, np.int16),
-        tokenizer=np.array(tk.TOKENIZER_VERSION),
-    )
-    tmp.replace(path)
+    with atomic_path(path, suffix=".npz") as tmp:
+        np.savez(
+            tmp,
+            names=np.array([p.name for p in pieces]),
+            sources=np.array([p.source for p in pieces]),
+            note_len=note_len,
+            tok_len=tok_len,
+            notes=np.concatenate([p.notes for p in pieces]) if pieces else np.zeros((0, 4), np.int64),
+            tokens=np.concatenate([p.tokens for p in pieces]) if pieces else np.zeros(0, np.int16),
+            tokenizer=np.array(tk.TOKENIZER_VERSION),
+        )
 
 
 def _load(path: Path) -> list[Piece]:

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ..driver.ports import HeardNote
+from ..fileio import atomic_path
 
 log = logging.getLogger(__name__)
 
@@ -103,12 +104,7 @@ def plot_pianoroll(
     ax.set_title(title or f"{len(intended)} intended, {len(heard)} heard ({n_match} matched)")
     ax.grid(True, axis="y", linewidth=0.3, alpha=0.5)
     fig.tight_layout()
-    tmp = path.with_name(path.name + ".tmp")
-    try:
+    with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png")
-        tmp.replace(path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
     log.info("wrote %s", path)
     return path
