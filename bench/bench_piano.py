@@ -27,7 +27,7 @@ from robo_player.calibrator import calibrate
 from robo_player.driver import open_port
 from robo_player.midi import bundled_pieces, read_midi
 from robo_player.plan import Command, Op, Plan
-from robo_player.planner import plan_piano
+from robo_player.planner import plan as plan_for  # the one entry point, chosen by spec.family
 from robo_player.report import match_heard
 from robo_player.sim.audio import render_wav
 from robo_player.spec import load_spec
@@ -136,7 +136,7 @@ def main() -> int:
         for score in scores.values():
             for mode in rows:
                 if mode in ("calibrated", "nominal"):
-                    plan, rep = plan_piano(score, spec, cal if mode == "calibrated" else None)
+                    plan, rep = plan_for(score, spec, cal if mode == "calibrated" else None)
                     outcomes = rep.outcomes
                     j = rep.to_json()
                     ok = (
@@ -204,8 +204,8 @@ def main() -> int:
             reps = 5
             parse = _best(reps, lambda p=p: mido.MidiFile(p))
             score = scores[p.stem]
-            plan, _ = plan_piano(score, spec, nominal)
-            planning = _best(reps, lambda score=score: plan_piano(score, spec, nominal))
+            plan, _ = plan_for(score, spec, nominal)
+            planning = _best(reps, lambda score=score: plan_for(score, spec, nominal))
             with open_port("sim://", spec, truth_seed=1) as dev:
                 perf = dev.play(plan)
                 sim = _best(reps, lambda dev=dev, plan=plan: dev.play(plan))

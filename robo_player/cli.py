@@ -186,7 +186,7 @@ def _add_device_args(p: argparse.ArgumentParser, port: bool = True) -> None:
 
 
 def cmd_play(args: argparse.Namespace, port: str | None = None) -> int:
-    from .planner import plan_piano
+    from .planner import plan as plan_for
     from .report import build_report, summary_lines
 
     port = port or args.port
@@ -208,7 +208,7 @@ def cmd_play(args: argparse.Namespace, port: str | None = None) -> int:
         report_path = outputs.reserve(args.report) if args.report else None
         wav_path = outputs.reserve(args.wav) if args.wav else None
         plot_path = outputs.reserve(args.plot) if args.plot else None
-        plan, plan_report = plan_piano(score, spec, calibration, _plan_options(args))
+        plan, plan_report = plan_for(score, spec, calibration, _plan_options(args))
         prog = Progress("playing", enabled=not args.quiet)
         with _open_device(port, spec, args, **_resume_options(args, port, plan, spec)) as device:
             performance = device.play(plan, progress=prog)
@@ -256,7 +256,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
-    from .planner import plan_piano
+    from .planner import plan as plan_for
 
     spec = _load_spec(args)
     score = _load_score(args)
@@ -264,7 +264,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
     with Outputs() as outputs:
         out = outputs.reserve(args.out)
         rep = outputs.reserve(args.report) if args.report else None
-        plan, plan_report = plan_piano(score, spec, calibration, _plan_options(args))
+        plan, plan_report = plan_for(score, spec, calibration, _plan_options(args))
         plan.write_jsonl(out)
         if rep:
             write_text(rep, json.dumps(plan_report.to_json(), indent=2) + "\n")
@@ -303,12 +303,12 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 def cmd_inspect(args: argparse.Namespace) -> int:
     from .midi import score_stats
     from .pitch import pitch_name
-    from .planner import plan_piano
+    from .planner import plan as plan_for
 
     spec = _load_spec(args)
     score = _load_score(args)
     stats = score_stats(score)
-    _, plan_report = plan_piano(score, spec, None, _plan_options(args))
+    _, plan_report = plan_for(score, spec, None, _plan_options(args))
     pr = plan_report.to_json()
     out_of_range = [n for n in score.notes if not spec.has_pitch(n.pitch)]
     fit = {

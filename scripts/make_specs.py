@@ -101,6 +101,7 @@ def render(b: Build) -> str:
         f"name: {b.name}",
         "description: >-",
         *textwrap.wrap(b.description, 86, initial_indent="  ", subsequent_indent="  "),
+        "instrument: piano  # the family: its planner and its sections (keys, strike, ...)",
         "",
         "# Boards own consecutive blocks of the global channel space, in this order.",
         "boards:",

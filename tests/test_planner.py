@@ -12,7 +12,15 @@ from hypothesis import strategies as st
 
 from robo_player.errors import CalibrationError, PlanError, UsageError
 from robo_player.plan import Command, Op, Plan
-from robo_player.planner import Fate, PlanOptions, PlanReport, Playability, plan_piano
+from robo_player.planner import (
+    Fate,
+    PlanOptions,
+    PlanReport,
+    Playability,
+    plan,
+    plan_piano,
+    playability,
+)
 from robo_player.planner.constraints import Limits
 from robo_player.score import Note, PedalEvent, Score
 from robo_player.spec import load_spec
@@ -87,10 +95,11 @@ def check_invariants(score: Score, spec: PianoSpec, plan: Plan, report: PlanRepo
     # per key actuator: strike, release, strike, release ... of the same note
     per_act: dict[int, list[Command]] = defaultdict(list)
     for c in cmds:
-        if c.op is Op.PEDAL:
+        if c.op is Op.SET:  # the pedal's level, in its PWM counts (plan v2)
             assert spec.pedal is not None and c.actuator == spec.pedal.channel
-            assert 0 <= c.drive <= 127
+            assert 0 <= c.drive <= spec.pedal.pwm_max
             continue
+        assert c.op in (Op.PULSE_HOLD, Op.RELEASE)
         assert c.actuator in key_channels
         per_act[c.actuator].append(c)
     for ch, seq in per_act.items():
@@ -403,7 +412,7 @@ def test_long_note_under_score_pedal_is_carried() -> None:
     assert o.fate is Fate.PLAYED and o.reason == "carried by pedal"
     st_, rel = strikes_of(plan)[0], releases_of(plan)[0]
     assert rel.t_us - st_.t_us == GRAND.thermal.max_on_us
-    assert len([c for c in plan if c.op is Op.PEDAL]) == 2  # only the score's
+    assert len([c for c in plan if c.op is Op.SET]) == 2  # only the score's
     assert report.pedal_carried == 1
 
 
@@ -412,8 +421,9 @@ def test_long_note_without_score_pedal_is_carried_by_an_added_press() -> None:
     plan, report = plan_piano(score, GRAND)
     o = report.outcomes[0]
     assert o.fate is Fate.PLAYED and o.reason == "carried by pedal"
-    pedals = [c for c in plan if c.op is Op.PEDAL]
-    assert [c.drive for c in pedals] == [127, 0]
+    pedals = [c for c in plan if c.op is Op.SET]
+    assert GRAND.pedal is not None
+    assert [c.drive for c in pedals] == [GRAND.pedal.pwm_max, 0]  # full level, then off
     rel = releases_of(plan)[0]
     lat = GRAND.pedal.latency_us if GRAND.pedal else 0
     assert pedals[0].t_us + lat < rel.t_us  # dampers up before the key lets go
@@ -432,7 +442,7 @@ def test_long_note_is_shortened_when_the_pedal_would_change_other_notes() -> Non
     assert o.changes == {"duration_us": rel.t_us - (pipe + 30 * S)}
     assert o.changes["duration_us"] < -9 * S
     assert "coil on-time limit" in (o.reason or "")
-    assert not [c for c in plan if c.op is Op.PEDAL]
+    assert not [c for c in plan if c.op is Op.SET]
     assert report.outcomes[1].fate is Fate.PLAYED
 
 
@@ -447,26 +457,28 @@ def test_long_note_is_shortened_without_pedal_carry(spec_name: str) -> None:
     st_, rel = strikes_of(plan)[0], releases_of(plan)[0]
     assert rel.t_us - st_.t_us == spec.thermal.max_on_us
     assert o.changes["duration_us"] == rel.t_us - (spec.timing.pipeline_delay_us + 30 * S)
-    assert not [c for c in plan if c.op is Op.PEDAL]
+    assert not [c for c in plan if c.op is Op.SET]
 
 
 def test_pedal_events_become_commands_ahead_by_the_pedal_latency() -> None:
     score = score_of((60, 0, 1 * S, 80), pedal=[(100 * MS, 127), (900 * MS, 64), (2 * S, 0)])
     plan, report = plan_piano(score, GRAND)
-    pedals = [c for c in plan if c.op is Op.PEDAL]
+    pedals = [c for c in plan if c.op is Op.SET]
     assert GRAND.pedal is not None
     pipe, lat = GRAND.timing.pipeline_delay_us, GRAND.pedal.latency_us
+    pm = GRAND.pedal.pwm_max  # CC64 -> the pedal's counts: 127 -> pwm_max, 64 -> 2064 of 4095
     assert [(c.t_us, c.drive) for c in pedals] == [
-        (100 * MS + pipe - lat, 127),
-        (900 * MS + pipe - lat, 64),
+        (100 * MS + pipe - lat, pm),
+        (900 * MS + pipe - lat, round(64 * pm / 127)),
         (2 * S + pipe - lat, 0),
     ]
+    assert pedals[1].drive == 2064
     assert all(c.actuator == GRAND.pedal.channel for c in pedals)
     # a calibrated pedal latency wins over the spec's
     cal = Calibration.nominal(GRAND)
     cal.pedal_latency_us = 31_000
     plan2, _ = plan_piano(score, GRAND, cal)
-    assert [c.t_us for c in plan2 if c.op is Op.PEDAL][0] == 100 * MS + pipe - 31_000
+    assert [c.t_us for c in plan2 if c.op is Op.SET][0] == 100 * MS + pipe - 31_000
 
 
 def test_pedal_events_on_a_spec_without_pedal_are_counted_and_ignored() -> None:
@@ -474,7 +486,7 @@ def test_pedal_events_on_a_spec_without_pedal_are_counted_and_ignored() -> None:
     plan, report = plan_piano(score, DIY)
     assert report.pedal_events_ignored == 3
     assert report.to_json()["pedal_events_ignored"] == 3
-    assert not [c for c in plan if c.op is Op.PEDAL]
+    assert not [c for c in plan if c.op is Op.SET]
     assert report.outcomes[0].fate is Fate.PLAYED  # written duration kept
     rel = releases_of(plan)[0]
     assert rel.t_us == DIY.timing.pipeline_delay_us + 1 * S
@@ -694,3 +706,123 @@ def test_report_json_is_serialisable_and_complete() -> None:
     ]  # by (onset, pitch)
     assert js["alterations"][-1]["changes"]["pitch"] == -12
     assert "outcomes" not in report.to_json()
+
+
+# -- one entry point, chosen by family ---------------------------------------------------
+
+
+def test_the_entry_point_picks_the_piano_planner_by_family() -> None:
+    score = score_of((60, 0, 1 * S, 80), (64, 100 * MS, 1 * S, 50), pedal=[(0, 127), (S, 0)])
+    for spec in (GRAND, DIY):
+        assert spec.family == "piano"
+        p1, r1 = plan(score, spec)
+        p2, r2 = plan_piano(score, spec)
+        assert p1.commands == p2.commands and r1.to_json() == r2.to_json()
+    opts = PlanOptions(out_of_range="drop")
+    assert plan(score_of((10, 0, S, 80)), GRAND, None, opts)[1].notes_dropped == 1
+    assert isinstance(playability(GRAND), Playability)
+
+
+class _Guitar:
+    """A spec of a family without a planner yet."""
+
+    name = "guitar-6"
+    family = "guitar"
+
+
+def test_a_family_without_a_planner_is_refused() -> None:
+    with pytest.raises(PlanError, match=r"spec 'guitar-6': no planner for instrument family "
+                                        r"'guitar' \(allowed: piano\)"):
+        plan(score_of((60, 0, S, 80)), _Guitar())  # type: ignore[arg-type]
+    with pytest.raises(PlanError, match="no playability oracle for instrument family 'guitar'"):
+        playability(_Guitar())  # type: ignore[arg-type]
+
+
+# -- the shared rules, as functions of the actuator map ----------------------------------
+
+
+def test_rules_read_the_actuator_map_and_agree_with_the_limits() -> None:
+    from robo_player.driver.stream import duty_permille as stream_duty
+    from robo_player.planner import rules
+
+    for spec in (GRAND, DIY):
+        amap = spec.actuators
+        key = amap[spec.key(60).channel]
+        p, th = spec.power, spec.thermal
+        assert rules.amps(key, key.pwm_max) == pytest.approx(p.supply_v / p.coil_ohm)
+        assert rules.amps(key, 0) == 0.0
+        assert rules.duty_permille(key) == stream_duty(spec)
+        assert rules.duty_window_ms(key) == int(th.coil_tau_s * 1000)
+        assert rules.fits_concurrency(amap, p.max_simultaneous_strikes)
+        assert not rules.fits_concurrency(amap, p.max_simultaneous_strikes + 1)
+        assert rules.fits_supply(amap, p.supply_a) and not rules.fits_supply(amap, p.supply_a + 0.01)
+        assert rules.supply_limit_a(amap, 0.1) == pytest.approx(0.9 * p.supply_a)
+        assert rules.fits_supply(amap, 0.9 * p.supply_a, margin=0.1)
+        assert not rules.fits_supply(amap, 0.9 * p.supply_a + 0.01, margin=0.1)
+        assert rules.on_time_ok(key, th.max_on_us) and not rules.on_time_ok(key, th.max_on_us + 1)
+        assert rules.pulse_ok(key, spec.strike.max_pulse_us)
+        assert not rules.pulse_ok(key, spec.strike.max_pulse_us + 1)
+        lim = Limits.from_spec(spec, PlanOptions(thermal_margin=0.2))
+        assert lim.heat_limit_k == rules.heat_limit_k(key, 0.2) == 0.8 * th.coil_max_rise_k
+        assert lim.rate(0.35) == rules.heat_rate(key, 0.35)
+        assert lim.coil_a == key.full_a and lim.supply_a == amap.supply_a
+        assert rules.steady_rise_k(key, 1.0) == pytest.approx(
+            p.supply_v**2 / p.coil_ohm / th.coil_heat_capacity_j_per_k * th.coil_tau_s
+        )
+    # the pedal has its own supply; unknown indices count nothing
+    assert GRAND.pedal is not None
+    ped = GRAND.pedal.channel
+    k0, k1 = GRAND.key(60).channel, GRAND.key(61).channel
+    full = GRAND.power.supply_v / GRAND.power.coil_ohm
+    got = rules.supply_amps(GRAND.actuators, {k0: 4095, k1: 1433, ped: 4095, 500: 4095})
+    assert got == pytest.approx(full + 1433 / 4095 * full)
+
+
+def test_coil_heat_state_follows_the_exact_solution() -> None:
+    from robo_player.planner import rules
+
+    amap = GRAND.actuators
+    ch = GRAND.key(60).channel
+    act = amap[ch]
+    tau_us = act.tau_s * 1e6
+    heat = rules.CoilHeat(amap, margin=0.1)
+    assert heat.temp_at(ch, 5_000) == 0.0
+    t1 = heat.run(ch, 0, 35_000, act.pwm_max)
+    assert t1 == pytest.approx(rules.heat_after(0.0, 35_000, act.heat_k_per_s, tau_us))
+    t2 = heat.run(ch, 35_000, 2_035_000, act.hold_counts)
+    rate = rules.heat_rate(act, act.hold_counts / act.pwm_max)
+    assert t2 == pytest.approx(rules.heat_after(t1, 2_000_000, rate, tau_us))
+    assert heat.temp_at(ch, 3_035_000) == pytest.approx(rules.heat_after(t2, 1e6, 0.0, tau_us))
+    assert heat.limit_k(ch) == pytest.approx(0.9 * act.max_rise_k)
+    assert heat.time_to_limit_us(ch, 2_035_000, act.hold_counts) is None  # hold is sustainable
+    left = heat.time_to_limit_us(ch, 2_035_000, act.pwm_max)
+    assert left is not None and left > 0
+    heat.run(ch, 2_035_000, 2_035_000 + left + 1, act.pwm_max)
+    assert heat.over(ch, 2_035_000 + left + 1)
+    with pytest.raises(KeyError):
+        heat.run(999, 0, 1, 1)
+
+
+def test_firmware_configuration_carries_the_actuator_maps_numbers() -> None:
+    """The driver configures the firmware's limits from the same numbers as the rules."""
+    from robo_player.driver.stream import configure_messages
+    from robo_player.planner import rules
+
+    for spec in (GRAND, DIY):
+        amap = spec.actuators
+        msgs = configure_messages(spec, watchdog_ms=500, time_shift=0, level_shift=0)
+        begin = msgs[0].as_dict()
+        assert begin["actuator_count"] == amap.count
+        assert begin["max_concurrent"] == min(amap.max_concurrent, amap.count)
+        first = amap.entries[0]
+        assert begin["duty_window_ms"] == rules.duty_window_ms(first)
+        for m in msgs[1:]:
+            d = m.as_dict()
+            act = amap.get(d["actuator"])
+            if act is None:  # a slot no actuator uses
+                continue
+            assert d["out_channel"] == act.output
+            assert d["pwm_max"] == d["max_drive"] == act.pwm_max
+            assert d["max_on_us"] == act.max_on_us
+            assert d["max_pulse_us"] == act.max_pulse_us
+            assert d["duty_permille"] == rules.duty_permille(act)

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from robo_player.driver.ports import HeardNote, open_port
 from robo_player.errors import PlanError, SpecError, TransportError
-from robo_player.plan import Command, Op, Plan
+from robo_player.plan import Command, Op, Plan, cc_to_counts
 from robo_player.sim import CoilEvent, Microphone, PianoPhysics, Truth, expand_plan, open_sim
 from robo_player.sim.physics import MIN_SOUND_US
 from robo_player.spec import load_spec
@@ -254,7 +254,7 @@ def test_expand_plan(spec: PianoSpec) -> None:
         Command(500_000, Op.RELEASE, k.channel),
         Command(600_000, Op.STRIKE, k.channel, drive=pm, pulse_us=30_000, hold=pm // 2),
         Command(610_000, Op.RELEASE, k.channel),  # inside the pulse: cancels the hold
-        Command(0, Op.PEDAL, 99, drive=127),
+        Command(0, Op.SET, spec.pedal.channel, drive=spec.pedal.pwm_max),  # counts (plan v2)
     ])
     evs = expand_plan(plan, spec)
     assert evs == [
@@ -272,7 +272,8 @@ def test_expand_plan(spec: PianoSpec) -> None:
     [
         (Command(0, Op.STRIKE, 200, drive=1), "no key on actuator 200"),
         (Command(0, Op.STRIKE, 0, drive=5000), "drive 5000"),
-        (Command(0, Op.PEDAL, 88, drive=128), "pedal value 128"),
+        (Command(0, Op.SET, 88, drive=4096), "pedal level 4096"),
+        (Command(0, Op.SET, 99, drive=1), "set on the pedal"),
         (Command(-5, Op.RELEASE, 0), "negative"),
     ],
 )
@@ -465,7 +466,8 @@ def test_physics_invariants(spec: PianoSpec, truth: Truth, strikes, pedal) -> No
         cmds.append(Command(t, Op.STRIKE, k.channel, drive=int(d * k.pwm_max), pulse_us=pulse,
                             hold=int(h * k.pwm_max)))
         cmds.append(Command(t + hold_us, Op.RELEASE, k.channel))
-    cmds += [Command(t, Op.PEDAL, spec.pedal.channel, drive=v) for t, v in pedal]
+    cmds += [Command(t, Op.SET, spec.pedal.channel, drive=cc_to_counts(v, spec.pedal.pwm_max))
+             for t, v in pedal]
     evs = expand_plan(Plan(cmds), spec)
     assert all(a.t_us <= b.t_us for a, b in zip(evs, evs[1:], strict=False))
     ph = PianoPhysics(spec, truth)

@@ -20,7 +20,11 @@ from robo_player.errors import SpecError
 from robo_player.spec import (
     DEFAULT_SPEC,
     SPEC_DIR,
+    Actuator,
+    ActuatorKind,
+    ActuatorMap,
     DriverKind,
+    InstrumentSpec,
     PianoSpec,
     list_specs,
     load_spec,
@@ -309,7 +313,10 @@ def test_unknown_top_level_key(tmp_path: Path) -> None:
     doc = grand()
     doc["colour"] = "black"
     load_error(
-        tmp_path, doc, "colour: unknown key 'colour'", "allowed keys: name, description, boards"
+        tmp_path,
+        doc,
+        "colour: unknown key 'colour'",
+        "allowed keys: name, description, instrument, boards",
     )
 
 
@@ -790,3 +797,108 @@ def test_rewritten_file_is_reloaded(tmp_path: Path) -> None:
     doc["thermal"]["coil_tau_s"] = 31.0
     write(tmp_path, doc, "same.yaml")
     assert load_spec(path).thermal.coil_tau_s == 31.0
+
+
+# ---------------------------------------------------------------------------------
+# Instrument families and the actuator map (issue 8)
+
+
+def test_shipped_specs_name_their_family_and_specs_without_it_load_as_piano(
+    tmp_path: Path,
+) -> None:
+    assert GRAND_DOC["instrument"] == "piano" and DIY_DOC["instrument"] == "piano"
+    doc = grand()
+    del doc["instrument"]  # a spec written before families: loads unchanged, as a piano
+    spec = load_spec(write(tmp_path, doc))
+    assert spec.family == "piano"
+    assert spec == load_spec(GRAND)
+    assert spec.spec_hash == GRAND_HASH  # calibration files made before still match
+    assert isinstance(spec, InstrumentSpec)
+
+
+@pytest.mark.parametrize("value", ["harp", "Piano", 3, None])
+def test_unknown_family_is_refused(tmp_path: Path, value: Any) -> None:
+    doc = grand()
+    doc["instrument"] = value
+    shown = repr(value) if isinstance(value, str) else ("null" if value is None else str(value))
+    load_error(
+        tmp_path,
+        doc,
+        f"instrument: {shown} is not an instrument family",
+        "allowed piano | guitar | bass",
+        "(line ",
+    )
+
+
+@pytest.mark.parametrize("family", ["guitar", "bass"])
+def test_families_of_the_next_issue_are_not_yet_supported(tmp_path: Path, family: str) -> None:
+    doc = grand()
+    doc["instrument"] = family
+    load_error(tmp_path, doc, f"instrument: '{family}' is not yet supported", "allowed piano")
+
+
+def test_actuator_map_of_the_grand() -> None:
+    spec = load_spec(GRAND)
+    amap = spec.actuators
+    assert len(amap) == 89 and amap.count == 89
+    assert [a.index for a in amap] == list(range(89))
+    by_board = {b.id: b for b in spec.boards}
+    first = 0
+    starts = {}
+    for b in spec.boards:
+        starts[b.id] = first
+        first += b.channels
+    for k in spec.keys:
+        a = amap[k.channel]
+        assert a.role == f"key:{k.pitch}" and a.kind is ActuatorKind.COIL
+        assert (a.board, a.output) == (k.board, k.channel - starts[k.board])
+        assert a.pwm_max == k.pwm_max == 4095
+        assert a.board_kind is by_board[k.board].kind
+        assert a.i2c_address == by_board[k.board].i2c_address
+        assert a.max_on_us == spec.thermal.max_on_us
+        assert a.max_pulse_us == spec.strike.max_pulse_us
+        assert a.full_a == pytest.approx(spec.power.supply_v / spec.power.coil_ohm)
+        assert a.on_supply and a.travel_us == 0
+    assert spec.pedal is not None
+    pedal = amap.by_role("pedal")
+    assert pedal.index == spec.pedal.channel and not pedal.on_supply
+    assert pedal.hold_duty == spec.pedal.hold_duty
+    assert amap.supply_a == spec.power.supply_a
+    assert amap.max_concurrent == spec.power.max_simultaneous_strikes
+    with pytest.raises(KeyError):
+        amap[89]
+
+
+def test_actuator_map_follows_a_replaced_spec() -> None:
+    import dataclasses
+
+    spec = load_spec(DIY)
+    hot = dataclasses.replace(spec, thermal=dataclasses.replace(spec.thermal, max_on_us=5_000_000))
+    assert hot.actuators[0].max_on_us == 5_000_000
+    assert spec.actuators[0].max_on_us == spec.thermal.max_on_us
+    assert len(spec.actuators) == 61 and all(a.board_kind is DriverKind.DIRECT for a in spec.actuators)
+
+
+def _coil(index: int, board: str, output: int, role: str) -> Actuator:
+    return Actuator(
+        index=index, kind=ActuatorKind.COIL, board=board, board_kind=DriverKind.PCA9685,
+        output=output, pwm_bits=12, role=role, max_on_us=1_000_000, max_pulse_us=40_000,
+        hold_duty=0.3, full_a=2.0, on_supply=True, heat_k_per_s=5.0, tau_s=30.0,
+        max_rise_k=60.0,
+    )  # fmt: skip
+
+
+def test_actuator_map_refuses_overlapping_outputs() -> None:
+    ok = ActuatorMap((_coil(0, "pca0", 0, "key:60"), _coil(1, "pca0", 1, "key:61")), 10.0, 2)
+    assert ok[1].role == "key:61"
+    with pytest.raises(SpecError) as info:
+        ActuatorMap(
+            (_coil(0, "pca0", 3, "key:60"), _coil(5, "pca0", 3, "key:65")), 10.0, 2, "mine.yaml"
+        )
+    msg = str(info.value)
+    assert msg.startswith("mine.yaml: actuators[key:65].output: pca0:3 is already used by key:60")
+    assert "(actuator 0)" in msg
+    # the same output number on another board is fine; the same index twice is not
+    ActuatorMap((_coil(0, "pca0", 3, "key:60"), _coil(1, "pca1", 3, "key:61")), 10.0, 2)
+    with pytest.raises(SpecError, match=r"actuators\[key:61\]\.index: 0 is already used by key:60"):
+        ActuatorMap((_coil(0, "pca0", 0, "key:60"), _coil(0, "pca0", 1, "key:61")), 10.0, 2)

@@ -14,10 +14,10 @@ def pedal_commands(spec: PianoSpec, t0: int) -> list[Command]:
     p = spec.pedal
     assert p is not None
     return [
-        Command(t0, Op.PEDAL, p.channel, 127, 0, 0, -1),
-        Command(t0 + 300_000, Op.PEDAL, p.channel, 0, 0, 0, -1),
-        Command(t0 + 600_000, Op.PEDAL, p.channel, 127, 0, 0, -1),
-        Command(t0 + 900_000, Op.PEDAL, p.channel, 0, 0, 0, -1),
+        Command(t0, Op.SET, p.channel, p.pwm_max, 0, 0, -1),  # levels in counts (plan v2)
+        Command(t0 + 300_000, Op.SET, p.channel, 0, 0, 0, -1),
+        Command(t0 + 600_000, Op.SET, p.channel, p.pwm_max, 0, 0, -1),
+        Command(t0 + 900_000, Op.SET, p.channel, 0, 0, 0, -1),
     ]
 
 

@@ -477,7 +477,7 @@ def actuation_errors(
         seq = by_act.get(c.actuator)
         if not seq:
             continue
-        want_on = c.op is PlanOp.STRIKE or (c.op is PlanOp.PEDAL and c.drive > 0)
+        want_on = c.op is PlanOp.PULSE_HOLD or (c.op is PlanOp.SET and c.drive > 0)
         i = pos[c.actuator]
         # the next change of this actuator at (about) the scheduled clock, on or off as asked
         while i < len(seq) and seq[i][0] < o.clock - window:
@@ -770,8 +770,8 @@ class FirmwareDevice:
                 c = cmds[idxs[k]]
                 k += 1
                 pm = pwm.get(a, 1)
-                if c.op is PlanOp.PEDAL:
-                    out.append(CoilEvent(t, a, c.drive / 127))
+                if c.op is PlanOp.SET:
+                    out.append(CoilEvent(t, a, c.drive / pm))
                 else:
                     out.append(CoilEvent(t, a, c.drive / pm))
                     out.append(CoilEvent(t + c.pulse_us, a, c.hold / pm))

@@ -32,7 +32,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import DeviceShutdown, DeviceTimeout, ProtocolError, SpecError, TransportError
+from ..errors import (
+    DeviceShutdown,
+    DeviceTimeout,
+    PlanError,
+    ProtocolError,
+    SpecError,
+    TransportError,
+)
 from ..fileio import write_text
 from ..plan import Command, Plan
 from ..plan import Op as PlanOp
@@ -240,12 +247,13 @@ def time_shift_for(clock_hz: int) -> int:
 
 
 def to_timed(cmd: Command, clock: int, pwm_max: int) -> TimedCommand:
-    if cmd.op is PlanOp.STRIKE:
+    if cmd.op is PlanOp.PULSE_HOLD:
         return TimedCommand(clock, Op.STRIKE, cmd.actuator, cmd.drive, cmd.pulse_us, cmd.hold)
     if cmd.op is PlanOp.RELEASE:
         return TimedCommand(clock, Op.RELEASE, cmd.actuator)
-    level = round(cmd.drive * pwm_max / 127)  # pedal: CC64 value -> PWM counts
-    return TimedCommand(clock, Op.SET, cmd.actuator, level)
+    if cmd.op is PlanOp.SET:  # plan levels are PWM counts already (plan v2)
+        return TimedCommand(clock, Op.SET, cmd.actuator, cmd.drive)
+    raise PlanError(f"plan command {cmd.op.value} at t_us={cmd.t_us}: not supported by the firmware yet")
 
 
 # ---- resume state ---------------------------------------------------------------------

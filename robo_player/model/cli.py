@@ -65,7 +65,7 @@ def generate_score(model_path: str | Path | None, spec: Any, seconds: float = 30
 def cmd_generate(args: argparse.Namespace) -> int:
     _need_torch("generate")
     from ..midi import write_midi
-    from ..planner import plan_piano
+    from ..planner import plan as plan_for
     from .generate import generate_from_file
 
     spec = _spec(args.spec)
@@ -73,7 +73,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
                            primer_midi=args.primer_midi, temperature=args.temperature,
                            top_p=args.top_p, seed=args.seed, constrain=not args.no_mask)
     write_midi(g.score, args.out)
-    _, report = plan_piano(g.score, spec)
+    _, report = plan_for(g.score, spec)
     sys.stdout.write(
         f"{args.out}: {len(g.score.notes)} notes, {g.score.duration_s:.1f}s of music in "
         f"{g.wall_s:.2f}s ({g.realtime_factor:.0f}x real time); on {spec.name}: "

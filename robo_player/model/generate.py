@@ -61,9 +61,9 @@ class HardwareMask:
         base = np.ones(V, dtype=bool)
         base[tk.NOTE_OFF:tk.TIME_SHIFT] = False  # note-offs: only for held keys
         if spec is not None:
-            from ..planner.constraints import Playability
+            from ..planner import playability
 
-            self.play = Playability(spec, calibration)
+            self.play = playability(spec, calibration)  # the spec family's oracle
             on = np.zeros(128, dtype=bool)
             on[spec.lowest:spec.highest + 1] = True
             base[tk.NOTE_ON:tk.NOTE_OFF] = on

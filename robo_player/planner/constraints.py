@@ -39,7 +39,8 @@ from ..errors import PlanError, UsageError
 from ..spec.calibration import Calibration, KeyCurve
 from ..spec.model import PianoSpec
 from ..spec.schema import pitch_to_note
-from .power import INF_US, SupplyLedger
+from . import rules
+from .rules import INF_US, SupplyLedger, heat_after, time_to_limit_us
 
 __all__ = [
     "INF_US",
@@ -138,24 +139,27 @@ class Limits:
 
     @classmethod
     def from_spec(cls, spec: PianoSpec, options: PlanOptions | None = None) -> Limits:
+        """The piano's numbers; the coil, supply and heat ones from the actuator map (the
+        keys' coils are alike, so the lowest key's actuator speaks for all)."""
         o = options or PlanOptions()
-        p, th = spec.power, spec.thermal
+        amap = spec.actuators
+        coil = amap[spec.keys[0].channel]
         return cls(
             pipeline_us=spec.timing.pipeline_delay_us,
             pulse_us=spec.strike.default_pulse_us,
-            hold_duty=spec.strike.hold_duty,
+            hold_duty=coil.hold_duty,
             min_drive=spec.strike.min_drive,
-            max_on_us=th.max_on_us,
+            max_on_us=coil.max_on_us,
             min_repeat_us=spec.timing.min_repeat_us,
             key_return_us=spec.timing.key_return_us,
             release_margin_us=o.release_margin_us,
             min_sound_us=o.min_sound_us,
-            max_strikes=p.max_simultaneous_strikes,
-            supply_a=p.supply_a,
-            coil_a=p.supply_v / p.coil_ohm,
-            heat_limit_k=(1.0 - o.thermal_margin) * th.coil_max_rise_k,
-            tau_us=th.coil_tau_s * 1e6,
-            heat_k_per_s=p.supply_v * p.supply_v / p.coil_ohm / th.coil_heat_capacity_j_per_k,
+            max_strikes=amap.max_concurrent,
+            supply_a=amap.supply_a,
+            coil_a=coil.full_a,
+            heat_limit_k=rules.heat_limit_k(coil, o.thermal_margin),
+            tau_us=coil.tau_s * 1e6,
+            heat_k_per_s=coil.heat_k_per_s,
         )
 
     @property
@@ -182,26 +186,8 @@ class Limits:
         return next_strike_us - self.key_return_us - self.release_margin_us
 
     def rate(self, duty: float) -> float:
-        """Heating rate (K/s) of a coil at ``duty``."""
+        """Heating rate (K/s) of a coil at ``duty`` (:func:`rules.heat_rate`, inlined: hot)."""
         return duty * duty * self.heat_k_per_s
-
-
-def heat_after(temp_k: float, dt_us: float, rate_k_per_s: float, tau_us: float) -> float:
-    """Temperature rise after ``dt_us`` at a constant heating rate (exact solution)."""
-    steady = rate_k_per_s * tau_us * 1e-6
-    return steady + (temp_k - steady) * math.exp(-dt_us / tau_us)
-
-
-def time_to_limit_us(
-    temp_k: float, rate_k_per_s: float, tau_us: float, limit_k: float
-) -> int | None:
-    """Whole µs until the rise reaches ``limit_k`` (floor), None if it never does."""
-    if temp_k >= limit_k:
-        return 0
-    steady = rate_k_per_s * tau_us * 1e-6
-    if steady <= limit_k:
-        return None
-    return max(0, math.floor(-tau_us * math.log((steady - limit_k) / (steady - temp_k))))
 
 
 @dataclass(frozen=True, slots=True)

@@ -28,7 +28,9 @@ class SupplyLedger:
     only as hold currents, sorted by release, so a query costs O(pulsing coils).
     """
 
-    __slots__ = ("pulse_us", "max_strikes", "supply_a", "pulsing", "holds", "hold_total", "t0")
+    __slots__ = (
+        "pulse_us", "max_strikes", "supply_a", "pulsing", "holds", "hold_total", "t0", "first_end",
+    )  # fmt: skip
 
     def __init__(self, pulse_us: int, max_strikes: int, supply_a: float) -> None:
         self.pulse_us = pulse_us
@@ -38,21 +40,27 @@ class SupplyLedger:
         self.holds: list[tuple[int, float]] = []  # (r, h) of items with e <= t0 < r, sorted
         self.hold_total = 0.0
         self.t0 = -INF_US
+        self.first_end: float = INF_US  # earliest pulse end among ``pulsing`` (nothing to fold before)
 
     def advance(self, t0: int) -> None:
         """No query will start before ``t0`` any more: fold finished pulses into holds."""
         if t0 <= self.t0:
             return
         self.t0 = t0
-        keep = []
-        for it in self.pulsing:
-            if it[1] <= t0:
-                if it[2] > t0 and it[4] > 0.0:
-                    bisect.insort(self.holds, (int(it[2]), it[4]))
-                    self.hold_total += it[4]
-            else:
-                keep.append(it)
-        self.pulsing = keep
+        if t0 >= self.first_end:  # some pulse has ended: fold it
+            keep = []
+            first_end: float = INF_US
+            for it in self.pulsing:
+                if it[1] <= t0:
+                    if it[2] > t0 and it[4] > 0.0:
+                        bisect.insort(self.holds, (int(it[2]), it[4]))
+                        self.hold_total += it[4]
+                else:
+                    keep.append(it)
+                    if it[1] < first_end:
+                        first_end = it[1]
+            self.pulsing = keep
+            self.first_end = first_end
         holds = self.holds
         if holds and holds[0][0] <= t0:
             k = bisect.bisect_right(holds, (t0, math.inf))
@@ -121,6 +129,8 @@ class SupplyLedger:
     def add(self, s: int, a: float, h: float, r: int = INF_US) -> list[float]:
         it = [s, s + self.pulse_us, r, a, h]
         self.pulsing.append(it)
+        if it[1] < self.first_end:
+            self.first_end = it[1]
         return it
 
     def set_release(self, it: list[float], r: int) -> None:

@@ -119,7 +119,7 @@ def expand_plan(plan: Plan | Iterable[Command], spec: PianoSpec) -> list[CoilEve
     """Coil events of a plan, sorted by time (stable).
 
     STRIKE -> ``drive/pwm_max`` at ``t_us`` and ``hold/pwm_max`` at ``t_us + pulse_us``;
-    RELEASE -> 0; PEDAL -> ``drive/127`` on the spec's pedal channel. A later command on the
+    RELEASE -> 0; SET -> ``drive/pwm_max`` (the pedal's position when on its channel). A later command on the
     same actuator at or before the end of a pulse cancels that pulse's drop to hold (as the
     firmware does), so a release inside a pulse is never undone.
     """
@@ -131,9 +131,9 @@ def expand_plan_columns(plan: Plan | Iterable[Command], spec: PianoSpec) -> Even
     cmds = list(plan.commands if isinstance(plan, Plan) else plan)
     n = len(cmds)
     ct = np.fromiter((c.t_us for c in cmds), dtype=np.int64, count=n)
-    rel_, ped_ = Op.RELEASE, Op.PEDAL
-    co = np.fromiter(  # rank as plan.Command.sort_key: release, pedal, strike
-        (0 if c.op is rel_ else 1 if c.op is ped_ else 2 for c in cmds), dtype=np.int64, count=n
+    rel_, strike_ = Op.RELEASE, Op.PULSE_HOLD
+    co = np.fromiter(  # rank as plan.Command.sort_key: release, set/move, strike
+        (0 if c.op is rel_ else 2 if c.op is strike_ else 1 for c in cmds), dtype=np.int64, count=n
     )
     ca = np.fromiter((c.actuator for c in cmds), dtype=np.int64, count=n)
     order = np.lexsort((ca, co, ct)).tolist()  # Command.sort_key order
@@ -178,14 +178,20 @@ def expand_plan_columns(plan: Plan | Iterable[Command], spec: PianoSpec) -> Even
             ot.append(t + c.pulse_us)
             oa.append(a)
             od.append(c.hold / pm)
-        else:  # PEDAL
-            if pedal_ch is None:
-                raise PlanError(f"{_where(c)}: spec {spec.name!r} has no sustain pedal")
-            if not 0 <= c.drive <= 127:
-                raise PlanError(f"{_where(c)}: pedal value {c.drive} out of range (allowed: 0..127)")
+        elif c.op is Op.SET and a == pedal_ch:  # plan levels are PWM counts (plan v2)
+            pm = spec.pedal.pwm_max if spec.pedal else 1
+            if not 0 <= c.drive <= pm:
+                raise PlanError(f"{_where(c)}: pedal level {c.drive} out of range (allowed: 0..{pm})")
             ot.append(t)
-            oa.append(pedal_ch)
-            od.append(c.drive / 127.0)
+            oa.append(a)
+            od.append(c.drive / pm)
+        else:
+            if c.op is Op.SET and pedal_ch is None:
+                raise PlanError(f"{_where(c)}: spec {spec.name!r} has no sustain pedal")
+            raise PlanError(
+                f"{_where(c)}: the piano's physics plays pulse_hold and release on keys and "
+                f"set on the pedal (actuator {pedal_ch})"
+            )
     t_arr = np.asarray(ot, dtype=np.int64)
     a_arr = np.asarray(oa, dtype=np.int64)
     d_arr = np.asarray(od, dtype=np.float64)

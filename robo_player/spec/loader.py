@@ -28,9 +28,16 @@ from typing import Any
 import yaml
 
 from ..errors import SpecError
-from .model import DriverBoard, DriverKind, KeySpec, PianoSpec
-from .schema import PIANO as _PIANO
-from .schema import Field, Kind, Section, fields_markdown, note_to_pitch, spec_json_schema
+from .model import FAMILIES, SUPPORTED_FAMILIES, DriverBoard, DriverKind, KeySpec, PianoSpec
+from .schema import (
+    FAMILY_SECTIONS,
+    Field,
+    Kind,
+    Section,
+    fields_markdown,
+    note_to_pitch,
+    spec_json_schema,
+)
 
 log = logging.getLogger(__name__)
 
@@ -512,13 +519,38 @@ def _check_nominal(c: _Checker, spec: PianoSpec) -> None:
 # Public API
 
 
+def spec_family(doc: Any, source: str = "<spec>") -> str:
+    """The ``instrument:`` family a parsed spec document names (absent: ``"piano"``, so
+    specs written before families existed load unchanged). SpecError for an unknown
+    family, and for a known one this version cannot load yet (guitar, bass)."""
+    c = _Checker(source, doc)
+    if not isinstance(doc, Mapping) or "instrument" not in doc:
+        return "piano"
+    family = doc["instrument"]
+    line = _line_of(doc, "instrument")
+    allowed = " | ".join(FAMILIES)
+    if not isinstance(family, str) or family not in FAMILIES:
+        raise c.fail(
+            "instrument", f"{_show(family)} is not an instrument family (allowed {allowed})", line
+        )
+    if family not in SUPPORTED_FAMILIES:
+        raise c.fail(
+            "instrument",
+            f"{_show(family)} is not yet supported by this version (allowed "
+            f"{' | '.join(SUPPORTED_FAMILIES)}; {allowed} are the families a spec may name)",
+            line,
+        )
+    return family
+
+
 def spec_from_mapping(doc: Any, source: str = "<spec>") -> PianoSpec:
-    """Validate a parsed spec document and build the :class:`PianoSpec`.
+    """Validate a parsed spec document and build its family's spec (:class:`PianoSpec`).
 
     ``source`` is the name errors start with (the file, as shown to the user).
     """
     c = _Checker(source, doc)
-    top = c.section(_PIANO, doc, "")
+    family = spec_family(doc, source)
+    top = c.section(FAMILY_SECTIONS[family], doc, "")
     boards: list[dict[str, Any]] = top["boards"]
     keys: list[dict[str, Any]] = top["keys"]
     board_lines = doc.get("boards") if isinstance(doc, Mapping) else None

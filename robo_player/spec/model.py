@@ -1,17 +1,30 @@
-"""Hardware spec of a solenoid piano, as frozen dataclasses.
+"""Hardware specs as frozen dataclasses: the shared part and the piano family.
 
 Loaded and validated from YAML by :mod:`robo_player.spec.loader`. Units are in the
 names: ``*_us`` microseconds, ``*_v`` volts, ``*_a`` amperes, ``*_ohm``, ``*_s``
-seconds. Drive levels and duties are fractions of full drive (0..1); the planner
-turns them into PWM counts with the key's ``pwm_bits``.
+seconds. Drive levels and duties in a spec are fractions of full drive (0..1); the
+planner turns them into PWM counts with each actuator's ``pwm_bits``.
+
+Every family's spec satisfies :class:`InstrumentSpec`: a name, a ``family``, the
+shared sections (``boards``, ``power``, ``thermal``), a content hash and the compiled
+:class:`~robo_player.spec.actuators.ActuatorMap`. Layers below the planner (driver,
+firmware configuration, simulator) read ``spec.actuators``, not a family's own section
+(the piano's ``keys`` and ``pedal``).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, field, fields
 from enum import Enum
+from typing import TYPE_CHECKING, ClassVar, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    from .actuators import ActuatorMap
+
+FAMILIES = ("piano", "guitar", "bass")  # instrument families a spec may name
+SUPPORTED_FAMILIES = ("piano",)  # the ones this version can load and plan
 
 
 class DriverKind(Enum):
@@ -91,9 +104,41 @@ class PedalSpec:
     latency_us: int  # nominal: command to dampers lifted/lowered
     hold_duty: float
 
+    @property
+    def pwm_max(self) -> int:
+        return (1 << self.pwm_bits) - 1
+
+
+@runtime_checkable
+class InstrumentSpec(Protocol):
+    """What every family's spec has: the shared part and the actuator map."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def family(self) -> str: ...  # one of FAMILIES
+    @property
+    def boards(self) -> tuple[DriverBoard, ...]: ...
+    @property
+    def power(self) -> PowerSpec: ...
+    @property
+    def thermal(self) -> ThermalSpec: ...
+    @property
+    def spec_hash(self) -> str: ...
+    @property
+    def actuators(self) -> ActuatorMap: ...
+
 
 @dataclass(frozen=True, slots=True)
 class PianoSpec:
+    """The piano family: the shared part plus keys, strike, timing, nominal curves, pedal.
+
+    ``actuators`` is compiled from the keys and the pedal when the spec is made (also by
+    :func:`dataclasses.replace`); it is not part of the content hash.
+    """
+
+    family: ClassVar[str] = "piano"
+
     name: str
     description: str
     boards: tuple[DriverBoard, ...]
@@ -104,6 +149,12 @@ class PianoSpec:
     timing: TimingSpec
     nominal: NominalCurves
     pedal: PedalSpec | None = None
+    actuators: ActuatorMap = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        from .actuators import piano_actuators  # actuators.py imports this module
+
+        object.__setattr__(self, "actuators", piano_actuators(self))
 
     @property
     def lowest(self) -> int:
@@ -143,6 +194,17 @@ def _jsonable(obj: object) -> object:
     return obj
 
 
+def _content(obj: object) -> object:
+    """asdict() without the derived ``actuators`` field (so hashes stay as they were)."""
+    if hasattr(obj, "__dataclass_fields__"):
+        return {f.name: _content(getattr(obj, f.name)) for f in fields(obj) if f.name != "actuators"}  # type: ignore[arg-type]
+    if isinstance(obj, list | tuple):
+        return [_content(v) for v in obj]
+    return obj
+
+
 def spec_hash(spec: PianoSpec) -> str:
-    blob = json.dumps(_jsonable(asdict(spec)), sort_keys=True, separators=(",", ":"))
+    """sha256 (16 hex digits) of the spec's content. The piano's hash is what it was
+    before specs named their family, so existing calibration files still match."""
+    blob = json.dumps(_jsonable(_content(spec)), sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(blob.encode()).hexdigest()[:16]

@@ -17,6 +17,7 @@ from typing import Any
 # Pitch names are parsed in one place; re-exported here for the spec's callers.
 from ..pitch import NOTE_PATTERN, note_to_pitch, pitch_to_note  # noqa: F401
 from .model import (
+    SUPPORTED_FAMILIES,
     DriverBoard,
     DriverKind,
     KeySpec,
@@ -344,41 +345,62 @@ PEDAL = Section(
     ),
 )
 
+# The shared part of every family's spec: boards and outputs, supply, coil heating and
+# the safety limits in them (thermal.max_on_us, power.max_simultaneous_strikes).
+SHARED_FIELDS: tuple[Field, ...] = (
+    Field(
+        "name",
+        Kind.STR,
+        "spec name (the file name without .yaml); plans and calibrations record it",
+        pattern=NAME_PATTERN,
+    ),
+    Field("description", Kind.STR, "free text"),
+    Field(
+        "instrument",
+        Kind.ENUM,
+        "instrument family: picks the family's sections and its planner; absent means "
+        "piano (specs written before families load unchanged); guitar and bass are "
+        "reserved, not yet supported",
+        choices=SUPPORTED_FAMILIES,
+        required=False,
+    ),
+    Field("boards", Kind.SECTION_LIST, "driver boards", section=BOARD, min_items=1, max_items=256),
+    Field("thermal", Kind.SECTION, "coil heating limits", section=THERMAL),
+    Field("power", Kind.SECTION, "supply and coils", section=POWER),
+)
+
+# What the piano family adds.
+PIANO_FIELDS: tuple[Field, ...] = (
+    Field("keys", Kind.SECTION_LIST, "one entry per key", section=KEY, min_items=1, max_items=128),
+    Field("strike", Kind.SECTION, "strike drive", section=STRIKE),
+    Field("timing", Kind.SECTION, "delays and repetition", section=TIMING),
+    Field("nominal", Kind.SECTION, "nominal curves", section=NOMINAL),
+    Field("pedal", Kind.SECTION, "sustain pedal", section=PEDAL, required=False),
+)
+
 PIANO = Section(
     "",
     PianoSpec,
-    "A solenoid piano.",
-    (
-        Field(
-            "name",
-            Kind.STR,
-            "spec name (the file name without .yaml); plans and calibrations record it",
-            pattern=NAME_PATTERN,
-        ),
-        Field("description", Kind.STR, "free text"),
-        Field(
-            "boards", Kind.SECTION_LIST, "driver boards", section=BOARD, min_items=1, max_items=256
-        ),
-        Field(
-            "keys", Kind.SECTION_LIST, "one entry per key", section=KEY, min_items=1, max_items=128
-        ),
-        Field("strike", Kind.SECTION, "strike drive", section=STRIKE),
-        Field("thermal", Kind.SECTION, "coil heating limits", section=THERMAL),
-        Field("power", Kind.SECTION, "supply and coils", section=POWER),
-        Field("timing", Kind.SECTION, "delays and repetition", section=TIMING),
-        Field("nominal", Kind.SECTION, "nominal curves", section=NOMINAL),
-        Field("pedal", Kind.SECTION, "sustain pedal", section=PEDAL, required=False),
-    ),
+    "A solenoid piano (`instrument: piano`). The shared part of every family's spec is "
+    f"{', '.join(f.name for f in SHARED_FIELDS)}; the piano adds "
+    f"{', '.join(f.name for f in PIANO_FIELDS)}.",
+    SHARED_FIELDS + PIANO_FIELDS,
 )
+
+# family -> its top-level section (the loader picks it from the `instrument:` key)
+FAMILY_SECTIONS: dict[str, Section] = {"piano": PIANO}
 
 SECTIONS: tuple[Section, ...] = (PIANO, BOARD, KEY, STRIKE, THERMAL, POWER, TIMING, NOMINAL, PEDAL)
 
 # Checked by the loader after the per-field checks; named here for the schema and docs.
 CROSS_FIELD_RULES: tuple[str, ...] = (
+    "instrument is one of piano | guitar | bass (absent: piano); only piano is supported "
+    "by this version",
     "board ids are unique; pca9685 boards have an i2c_address (unique), at most 16 "
     "channels, at most 12 pwm_bits and pwm_hz 24..1526; direct boards have no i2c_address",
     "keys and pedal name a listed board; their channel lies in that board's block and "
-    "is used once across keys and pedal; their pwm_bits <= the board's pwm_bits",
+    "is used once across keys and pedal (so each board output drives one actuator); their "
+    "pwm_bits <= the board's pwm_bits",
     "key pitches are unique and contiguous (the loader sorts keys by pitch)",
     "strike.min_pulse_us <= strike.default_pulse_us <= strike.max_pulse_us <= thermal.max_on_us",
     "power: supply_v / coil_ohm <= supply_a, and max_simultaneous_strikes * supply_v / "
