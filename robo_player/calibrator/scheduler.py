@@ -8,12 +8,13 @@ cool (a modelled temperature rise with margins for the truth's spread).
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
 
 from ..plan import Command, Op, Plan
+from ..planner import rules
+from ..spec.actuators import Actuator
 from ..spec.model import PianoSpec
 from .strikes import StrikeResult
 
@@ -24,6 +25,10 @@ RELEASE_MARGIN_US = 40_000  # hold the key this long past its expected contact
 STAGGER_US = 2_000  # grid on which strikes are placed
 SUPPLY_MARGIN = 0.9  # use at most this fraction of the supply's current limit
 THERMAL_MARGIN = 0.5  # keep each coil's modelled rise under this fraction of the limit
+# the truth's coil heat capacity and time constant may differ from the spec's by 10 %:
+# model a coil that heats faster and cools slower than the spec says
+HEAT_CAPACITY_FACTOR = 0.9
+TAU_FACTOR = 1.1
 
 
 @dataclass(slots=True)
@@ -52,6 +57,13 @@ class CoilHeat:
 class StrikeScheduler:
     """Places strikes of one round in time within the spec's power and thermal limits.
 
+    The limits are the shared rules of :mod:`robo_player.planner.rules` on the spec's
+    actuator map (supply current, concurrent pulses, coil heat), with the calibrator's
+    own margins: :data:`SUPPLY_MARGIN` of the supply kept free, the coil's rise kept
+    under :data:`THERMAL_MARGIN` of its limit, and a heat model 10 % pessimistic on the
+    coil's heat capacity and time constant (the truth may differ by that much) that
+    also ignores the cooling during an energisation.
+
     Time is a grid of ``STAGGER_US`` cells; each cell holds the supply current and the
     number of strike pulses that overlap it (a cell counts if any part is covered).
     """
@@ -59,20 +71,14 @@ class StrikeScheduler:
     def __init__(self, spec: PianoSpec, coils: dict[int, CoilHeat]) -> None:
         self.spec = spec
         self.coils = coils
-        p = spec.power
-        self.coil_a = p.supply_v / p.coil_ohm
-        self.limit_a = p.supply_a * SUPPLY_MARGIN
-        self.max_pulses = max(1, p.max_simultaneous_strikes)
-        th = spec.thermal
-        # conservative: the truth's heat capacity and tau may differ by 10 %
-        self.heat_c = th.coil_heat_capacity_j_per_k * 0.9
-        self.tau_us = th.coil_tau_s * 1.1e6
-        self.max_rise = th.coil_max_rise_k * THERMAL_MARGIN
-        self.watts = p.supply_v**2 / p.coil_ohm
+        self.amap = spec.actuators
         self.pulse_us = spec.strike.default_pulse_us
-        self.hold = spec.strike.hold_duty
-        self.amps = np.zeros(4096)  # (cells,) supply current
+        self.hold = spec.strike.hold_duty  # fraction of full drive while held
+        self.amps = np.zeros(4096)  # (cells,) supply current, A
         self.pulses = np.zeros(4096, dtype=np.int32)  # (cells,) overlapping pulses
+
+    def _act(self, pitch: int) -> Actuator:
+        return self.amap[self.spec.key(pitch).channel]
 
     def _cells(self, t0: int, t1: int) -> slice:
         i0, i1 = t0 // STAGGER_US, -(-t1 // STAGGER_US)
@@ -82,46 +88,60 @@ class StrikeScheduler:
             self.pulses = np.concatenate([self.pulses, np.zeros(grow, dtype=np.int32)])
         return slice(i0, i1)
 
-    def _fits(self, temp_k: float, t_us: int, drive: float, on_us: int) -> bool:
+    def _hold_a(self, act: Actuator, on_us: int) -> float:
+        return self.hold * act.full_a if on_us > self.pulse_us else 0.0
+
+    def _fits(self, act: Actuator, temp_k: float, t_us: int, drive: float, on_us: int) -> bool:
         """Whether a strike at ``t_us`` stays within the power budget, given the coil's
         modelled rise ``temp_k`` right before it."""
-        if temp_k + self._joules(drive, on_us) / self.heat_c > self.max_rise:
+        if temp_k + self._rise_k(act, drive, on_us) > rules.heat_limit_k(act, 1 - THERMAL_MARGIN):
             return False
-        pulse_a = drive * self.coil_a
-        hold_a = self.hold * self.coil_a if on_us > self.pulse_us else 0.0
+        pulse_a = drive * act.full_a
         ps = self._cells(t_us, t_us + self.pulse_us)
         hs = self._cells(t_us + self.pulse_us, t_us + on_us)
+        margin = 1 - SUPPLY_MARGIN
         return bool(
-            self.pulses[ps].max() < self.max_pulses
-            and self.amps[ps].max() + pulse_a <= self.limit_a
-            and (hs.stop <= hs.start or self.amps[hs].max() + hold_a <= self.limit_a)
+            rules.fits_concurrency(self.amap, int(self.pulses[ps].max()) + 1)
+            and rules.fits_supply(self.amap, float(self.amps[ps].max()) + pulse_a, margin)
+            and (
+                hs.stop <= hs.start
+                or rules.fits_supply(
+                    self.amap, float(self.amps[hs].max()) + self._hold_a(act, on_us), margin
+                )
+            )
         )
 
-    def _joules(self, drive: float, on_us: int) -> float:
-        pulse_j = drive**2 * self.watts * self.pulse_us * 1e-6
-        hold_j = self.hold**2 * self.watts * max(0, on_us - self.pulse_us) * 1e-6
-        return pulse_j + hold_j
+    def _rise_k(self, act: Actuator, drive: float, on_us: int) -> float:
+        """Rise (K) one strike adds: the pulse at ``drive``, then the hold, no cooling."""
+        pulse_s = self.pulse_us * 1e-6
+        hold_s = max(0, on_us - self.pulse_us) * 1e-6
+        rise_k = rules.heat_rate(act, drive) * pulse_s + rules.heat_rate(act, self.hold) * hold_s
+        return rise_k / HEAT_CAPACITY_FACTOR
 
-    def _cooled(self, coil: CoilHeat, t_us: int) -> float:
-        return coil.temp_k * math.exp(-max(0, t_us - coil.t_us) / self.tau_us)
+    def _tau_us(self, act: Actuator) -> float:
+        return act.tau_s * 1e6 * TAU_FACTOR
 
-    def _commit(self, coil: CoilHeat, t_us: int, drive: float, on_us: int) -> None:
-        coil.temp_k = self._cooled(coil, t_us) + self._joules(drive, on_us) / self.heat_c
+    def _cooled(self, act: Actuator, coil: CoilHeat, t_us: int) -> float:
+        return rules.heat_after(coil.temp_k, max(0, t_us - coil.t_us), 0.0, self._tau_us(act))
+
+    def _commit(self, act: Actuator, coil: CoilHeat, t_us: int, drive: float, on_us: int) -> None:
+        coil.temp_k = self._cooled(act, coil, t_us) + self._rise_k(act, drive, on_us)
         coil.t_us = t_us + on_us
         ps = self._cells(t_us, t_us + self.pulse_us)
         hs = self._cells(t_us + self.pulse_us, t_us + on_us)
         self.pulses[ps] += 1
-        self.amps[ps] += drive * self.coil_a
+        self.amps[ps] += drive * act.full_a
         if hs.stop > hs.start:
-            self.amps[hs] += self.hold * self.coil_a if on_us > self.pulse_us else 0.0
+            self.amps[hs] += self._hold_a(act, on_us)
 
     def place(self, pitch: int, drive: float, on_us: int, earliest: int) -> int:
         """Earliest grid time >= ``earliest`` for one strike; commits it."""
         coil = self.coils.setdefault(pitch, CoilHeat())
+        act = self._act(pitch)
         t = -(-earliest // STAGGER_US) * STAGGER_US
-        while not self._fits(self._cooled(coil, t), t, drive, on_us):
+        while not self._fits(act, self._cooled(act, coil, t), t, drive, on_us):
             t += STAGGER_US
-        self._commit(coil, t, drive, on_us)
+        self._commit(act, coil, t, drive, on_us)
         return t
 
     def place_pair(
@@ -136,20 +156,21 @@ class StrikeScheduler:
         ``second`` exactly ``gap_us`` after the first one's release; commits both and
         returns their times. The gap is exact (a key-return probe needs it)."""
         coil = self.coils.setdefault(pitch, CoilHeat())
+        act = self._act(pitch)
         (d1, on1), (d2, on2) = first, second
         t = -(-earliest // STAGGER_US) * STAGGER_US
         while True:
             t2 = t + on1 + gap_us
-            temp1 = self._cooled(coil, t)
-            if self._fits(temp1, t, d1, on1):
-                temp2 = (temp1 + self._joules(d1, on1) / self.heat_c) * math.exp(
-                    -gap_us / self.tau_us
+            temp1 = self._cooled(act, coil, t)
+            if self._fits(act, temp1, t, d1, on1):
+                temp2 = rules.heat_after(
+                    temp1 + self._rise_k(act, d1, on1), gap_us, 0.0, self._tau_us(act)
                 )
-                if self._fits(temp2, t2, d2, on2):
+                if self._fits(act, temp2, t2, d2, on2):
                     break
             t += STAGGER_US
-        self._commit(coil, t, d1, on1)
-        self._commit(coil, t2, d2, on2)
+        self._commit(act, coil, t, d1, on1)
+        self._commit(act, coil, t2, d2, on2)
         return t, t2
 
 
