@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 
 __all__ = [
+    "LETTER_STEPS",
     "NOTE_PATTERN",
     "PITCH_CLASS_NAMES",
     "note_to_pitch",
@@ -26,7 +27,8 @@ __all__ = [
 NOTE_PATTERN = r"^([A-Ga-g])([#b]?)(-1|[0-9])$"
 _NOTE_RE = re.compile(NOTE_PATTERN)
 PITCH_CLASS_NAMES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
-_STEPS = {"C": 0, "D": 2, "E": 4, "F": 5, "G": 7, "A": 9, "B": 11}
+# semitones above C of each letter (also read by the **kern reader in model/corpus.py)
+LETTER_STEPS = {"C": 0, "D": 2, "E": 4, "F": 5, "G": 7, "A": 9, "B": 11}
 _ACCIDENTALS = {"": 0, "#": 1, "b": -1}
 
 
@@ -37,7 +39,7 @@ def note_to_pitch(text: str) -> int | None:
     if not m:
         return None
     letter, accidental, octave = m.groups()
-    return (int(octave) + 1) * 12 + _STEPS[letter.upper()] + _ACCIDENTALS[accidental]
+    return (int(octave) + 1) * 12 + LETTER_STEPS[letter.upper()] + _ACCIDENTALS[accidental]
 
 
 def parse_pitch(text: str) -> int:

@@ -26,6 +26,7 @@ import numpy as np
 
 from ..errors import MidiFileError, ModelError, UsageError
 from ..fileio import atomic_path
+from ..pitch import LETTER_STEPS
 from ..score import Note, Score
 from . import tokenizer as tk
 
@@ -165,7 +166,6 @@ def music21_files(composer: str) -> list[tuple[str, Path]]:
 
 
 _KERN_TOKEN = re.compile(r"^([\[]?)(\d+)(\.*)([A-Ga-g]+|r)([#n-]*)([\]_]?)[^\s]*$")
-_KERN_STEPS = {"c": 0, "d": 2, "e": 4, "f": 5, "g": 7, "a": 9, "b": 11}
 
 
 class KernUnsupportedError(ValueError):
@@ -226,7 +226,7 @@ def read_kern(path: str | Path, bpm: float = DEFAULT_BPM, velocity: int = DEFAUL
             if name == "r":
                 continue
             octave = 4 + (len(name) - 1) if name[0].islower() else 3 - (len(name) - 1)
-            pitch = 12 * (octave + 1) + _KERN_STEPS[name[0].lower()] + acc.count("#") - acc.count("-")
+            pitch = 12 * (octave + 1) + LETTER_STEPS[name[0].upper()] + acc.count("#") - acc.count("-")
             tie = open_ties[i]
             if tie_start:
                 open_ties[i] = (pitch, on)
