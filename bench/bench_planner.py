@@ -55,7 +55,9 @@ def repeated_score(piece: str, notes: int) -> Score:
         for n in one.notes:
             if len(out) >= notes:
                 break
-            out.append(Note(n.pitch, n.onset_us + shift, n.duration_us, n.velocity, n.channel, n.track))
+            out.append(
+                Note(n.pitch, n.onset_us + shift, n.duration_us, n.velocity, n.channel, n.track)
+            )
         pedal += [PedalEvent(e.t_us + shift, e.value, e.channel) for e in one.pedal]
         k += 1
     last = out[-1].onset_us
@@ -88,7 +90,9 @@ def main() -> None:
         midi_path = Path(d) / f"{args.piece}_x.mid"
         plan_path = Path(d) / "plan.jsonl"
         write_midi(score, midi_path)
-        print(f"## Planning speed: {args.piece} repeated to {n} notes ({len(score.pedal)} pedal events)")
+        print(
+            f"## Planning speed: {args.piece} repeated to {n} notes ({len(score.pedal)} pedal events)"
+        )
         print(
             f"{'spec':<16} {'mido us/note':>12} {'plan us/note':>12} {'write us/note':>13} "
             f"{'plan+write':>10} {'(plan+write)/mido':>17}"

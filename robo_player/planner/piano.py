@@ -28,27 +28,28 @@ there is none). It works in integer µs of performance time: a note at score ons
    strike (shortened if needed); a note lasts at least its strike pulse; no coil is on
    longer than ``max_on_us``; the nominal coil temperature stays under the margin
    (hold cut short, or the strike dropped).
-6. **pedal** — score pedal events become SET commands ``pedal_latency`` early, their
-   CC64 values converted to the pedal's PWM counts (:func:`~robo_player.plan.cc_to_counts`). A
-   note cut short by the on-time or heat limit is carried by the pedal when the
-   score's pedal is down until its end anyway, or (``pedal_carry``) when an added
-   pedal press changes no other note's sound; otherwise it is reported shortened.
+6. **pedal** (:mod:`~robo_player.planner.pedal`) — score pedal events become SET
+   commands ``pedal_latency`` early, their CC64 values converted to the pedal's PWM
+   counts (:func:`~robo_player.plan.cc_to_counts`). A note cut short by the on-time or
+   heat limit is carried by the pedal when the score's pedal is down until its end
+   anyway, or (``pedal_carry``) when an added pedal press changes no other note's
+   sound; otherwise it is reported shortened.
 """
 
 from __future__ import annotations
 
-import bisect
 import contextlib
 import gc
 import logging
 import operator
 from collections.abc import Iterator
 
-from ..plan import Command, Op, Plan, cc_to_counts
+from ..plan import Op, Plan, cc_to_counts
 from ..score import Score
 from ..spec.calibration import Calibration
 from ..spec.model import PianoSpec
 from . import rules
+from .commands import ORD_RELEASE, ORD_STRIKE, Raw, emit, make_command
 from .constraints import (
     INF_US,
     DriveChoice,
@@ -62,48 +63,12 @@ from .constraints import (
     spec_hash_of,
     time_to_limit_us,
 )
+from .pedal import PEDAL_DOWN, PedalTrack, carry, lim_ms
 from .report import Fate, NoteOutcome, PlanReport
 
 __all__ = ["PlanOptions", "plan_piano"]
 
 log = logging.getLogger(__name__)
-
-PEDAL_DOWN = 64  # CC64 values >= this lift the dampers
-
-# Commands are gathered as sortable tuples (t_us, op order, actuator, seq, op, drive,
-# pulse_us, hold, note) and sorted once: the same order as Plan.sort() (a stable sort
-# on (t_us, op order, actuator)), at C speed.
-_Raw = tuple[int, int, int, int, Op, int, int, int, int]
-_ORD = {op: Command(0, op, 0).sort_key()[1] for op in Op}
-_ORD_STRIKE, _ORD_RELEASE = _ORD[Op.PULSE_HOLD], _ORD[Op.RELEASE]
-_SET = tuple(
-    getattr(Command, f).__set__
-    for f in ("t_us", "op", "actuator", "drive", "pulse_us", "hold", "note", "position")
-)
-
-
-def _command(
-    t: int, op: Op, actuator: int, drive: int, pulse: int, hold: int, note: int
-) -> Command:
-    """Command(...) without the frozen dataclass's per-field object.__setattr__ (2x faster)."""
-    c = object.__new__(Command)
-    st, so, sa, sd, sp, sh, sn, sq = _SET
-    st(c, t)
-    so(c, op)
-    sa(c, actuator)
-    sd(c, drive)
-    sp(c, pulse)
-    sh(c, hold)
-    sn(c, note)
-    sq(c, 0)
-    return c
-
-
-def _emit(
-    raw: list[_Raw], t: int, op: Op, actuator: int, drive: int = 0, pulse: int = 0,
-    hold: int = 0, note: int = -1,
-) -> None:  # fmt: skip
-    raw.append((t, _ORD[op], actuator, len(raw), op, drive, pulse, hold, note))
 
 
 class _Rec:
@@ -132,36 +97,6 @@ class _Rec:
         self.carry = 0  # > 0: the sound should go on to this time after the release
         self.cut_by = ""  # the coil limit that cut the note short
         self.need = 0  # shortest strike-to-strike interval to the next note on the key
-
-
-class _PedalTrack:
-    """The score's sustain pedal in performance time: is it down/up over an interval?"""
-
-    def __init__(self, times: list[int], down: list[bool]) -> None:
-        self.times = times
-        self.down = down
-        n = len(times)
-        # next_up[j] / next_down[j]: first index >= j where the pedal goes up / down.
-        self.next_up = [n] * (n + 1)
-        self.next_down = [n] * (n + 1)
-        for j in range(n - 1, -1, -1):
-            self.next_up[j] = j if not down[j] else self.next_up[j + 1]
-            self.next_down[j] = j if down[j] else self.next_down[j + 1]
-
-    def _throughout(self, t0: int, t1: int, want_down: bool) -> bool:
-        j = bisect.bisect_right(self.times, t0)  # events at or before t0 set the state
-        state = self.down[j - 1] if j > 0 else False
-        if state != want_down:
-            return False
-        k = bisect.bisect_right(self.times, t1)
-        nxt = self.next_up[j] if want_down else self.next_down[j]
-        return nxt >= k
-
-    def down_throughout(self, t0: int, t1: int) -> bool:
-        return self._throughout(t0, t1, True)
-
-    def up_throughout(self, t0: int, t1: int) -> bool:
-        return self._throughout(t0, t1, False)
 
 
 def _octave_shift(pitch: int, lo: int, hi: int) -> int | None:
@@ -259,7 +194,10 @@ def _plan_piano(
         if nd is None:
             kl = oracle.limits_for(pitch)
             nd = needs[pitch] = (
-                kl.min_repeat_us, kl.pulse_us, kl.min_sound_us, kl.key_return_us + kl.release_margin_us
+                kl.min_repeat_us,
+                kl.pulse_us,
+                kl.min_sound_us,
+                kl.key_return_us + kl.release_margin_us,
             )
         # = oracle.limits_for(pitch).repeat_need_us(lat, dur)
         floor = lat + (dur if dur < nd[2] else nd[2])
@@ -326,7 +264,7 @@ def _plan_piano(
         add(t, a, h, r_est)
 
     # 5. per key: repetition, release, duration, max on-time, heat ----------------------
-    commands: list[_Raw] = []
+    commands: list[Raw] = []
     carry_wanted: list[_Rec] = []
     tau_us, heat_limit, heat_k = lim.tau_us, lim.heat_limit_k, lim.heat_k_per_s
     for pitch, lst in by_key.items():
@@ -374,7 +312,7 @@ def _plan_piano(
     report = PlanReport(spec_name=spec.name, calibrated=measured)
     if spec.pedal is None:
         report.pedal_events_ignored = len(score.pedal)
-        track = _PedalTrack([], [])
+        track = PedalTrack([], [])
     else:
         pedal_lat = (
             calibration.pedal_latency_us
@@ -384,18 +322,18 @@ def _plan_piano(
         pch, pmax = spec.pedal.channel, spec.actuators[spec.pedal.channel].pwm_max
         for ev in score.pedal:
             level = cc_to_counts(ev.value, pmax)  # the plan's levels are counts
-            _emit(commands, max(0, ev.t_us + pipe - pedal_lat), Op.SET, pch, level)
-        track = _PedalTrack(
+            emit(commands, max(0, ev.t_us + pipe - pedal_lat), Op.SET, pch, level)
+        track = PedalTrack(
             [ev.t_us + pipe for ev in score.pedal], [ev.value >= PEDAL_DOWN for ev in score.pedal]
         )
     if carry_wanted:
-        report.pedal_carried = _carry(
+        report.pedal_carried = carry(
             carry_wanted, recs, track, spec, calibration, options, lim, commands
         )
 
     commands.sort()
     plan = Plan(
-        commands=[_command(t, op, a, d, p, h, n) for t, _, a, _, op, d, p, h, n in commands],
+        commands=[make_command(t, op, a, d, p, h, n) for t, _, a, _, op, d, p, h, n in commands],
         pipeline_delay_us=pipe,
         spec_name=spec.name,
         spec_hash=spec_hash_of(spec),
@@ -550,7 +488,7 @@ def _commit(
     rel: int,
     why: str,
     cap: int | None,
-    commands: list[_Raw],
+    commands: list[Raw],
     ch: int,
     hold: int,
     pulse: int,
@@ -572,73 +510,7 @@ def _commit(
         r.notes.append("lengthened to its strike pulse")
     r.rel = rel
     r.sound_end = rel
-    commands.append((r.s, _ORD_STRIKE, ch, len(commands), Op.PULSE_HOLD, r.dc.counts, pulse, hold, r.i))
-    commands.append((rel, _ORD_RELEASE, ch, len(commands), Op.RELEASE, 0, 0, 0, r.i))
-
-
-def lim_ms(us: int) -> str:
-    return f"{us / 1000:.1f} ms"
-
-
-def _carry(
-    wanted: list[_Rec],
-    recs: list[_Rec],
-    track: _PedalTrack,
-    spec: PianoSpec,
-    calibration: Calibration,
-    options: PlanOptions,
-    lim: Limits,
-    commands: list[_Raw],
-) -> int:
-    """Carry notes cut short by the coil limits with the pedal where that is safe."""
-    carried = 0
-    pending: dict[int, list[_Rec]] = {}  # sound end -> notes (carried together)
-    for r in wanted:
-        if track.down_throughout(r.rel, r.carry):
-            r.sound_end = r.carry
-            r.notes.append("carried by pedal")
-            carried += 1
-        elif options.pedal_carry and spec.pedal is not None:
-            pending.setdefault(r.carry, []).append(r)
-        else:
-            _shortened(r, lim)
-    if not pending:
-        return carried
-    assert spec.pedal is not None
-    pedal_lat = (
-        calibration.pedal_latency_us
-        if calibration.pedal_latency_us is not None
-        else spec.pedal.latency_us
+    commands.append(
+        (r.s, ORD_STRIKE, ch, len(commands), Op.PULSE_HOLD, r.dc.counts, pulse, hold, r.i)
     )
-    guard = options.pedal_guard_us
-    rels = sorted((r.rel, r.i) for r in recs if r.drop is None)
-    rel_t = [t for t, _ in rels]
-    windows: list[tuple[int, int]] = []  # accepted pedal-down windows
-    for end, group in sorted(pending.items()):
-        members = {r.i for r in group}
-        down = min(r.rel for r in group) - guard
-        ok = down >= pedal_lat and end - down <= lim.max_on_us
-        ok = ok and track.up_throughout(down - lim.key_return_us, end + lim.key_return_us)
-        ok = ok and all(b <= down - lim.key_return_us or a >= end for a, b in windows)
-        if ok:
-            # Any other note released while the dampers are up would ring on.
-            j = bisect.bisect_left(rel_t, down - lim.key_return_us)
-            k = bisect.bisect_right(rel_t, end)
-            ok = all(rels[x][1] in members for x in range(j, k))
-        if not ok:
-            for r in group:
-                _shortened(r, lim)
-            continue
-        windows.append((down, end))
-        pch = spec.pedal.channel
-        _emit(commands, down - pedal_lat, Op.SET, pch, spec.actuators[pch].pwm_max)
-        _emit(commands, end - pedal_lat, Op.SET, pch, 0)
-        for r in group:
-            r.sound_end = end
-            r.notes.append("carried by pedal")
-            carried += 1
-    return carried
-
-
-def _shortened(r: _Rec, lim: Limits) -> None:
-    r.notes.append(f"shortened by {lim_ms(r.carry - r.rel)}: {r.cut_by}")
+    commands.append((rel, ORD_RELEASE, ch, len(commands), Op.RELEASE, 0, 0, 0, r.i))

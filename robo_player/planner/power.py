@@ -40,7 +40,8 @@ class SupplyLedger:
         self.holds: list[tuple[int, float]] = []  # (r, h) of items with e <= t0 < r, sorted
         self.hold_total = 0.0
         self.t0 = -INF_US
-        self.first_end: float = INF_US  # earliest pulse end among ``pulsing`` (nothing to fold before)
+        # earliest pulse end among ``pulsing`` (nothing to fold before it)
+        self.first_end: float = INF_US
 
     def advance(self, t0: int) -> None:
         """No query will start before ``t0`` any more: fold finished pulses into holds."""

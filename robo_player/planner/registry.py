@@ -55,6 +55,8 @@ def plan(
     return planner(score, spec, calibration, options)
 
 
-def playability(spec: InstrumentSpec, calibration: Any = None, options: PlanOptions | None = None) -> Any:
+def playability(
+    spec: InstrumentSpec, calibration: Any = None, options: PlanOptions | None = None
+) -> Any:
     """The family's playability oracle (the piano's :class:`Playability`)."""
     return _family(spec, ORACLES, "playability oracle")(spec, calibration, options)

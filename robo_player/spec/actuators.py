@@ -164,7 +164,9 @@ def piano_actuators(spec: PianoSpec, source: str | None = None) -> ActuatorMap:
     full_a = p.supply_v / p.coil_ohm
     heat = p.supply_v * p.supply_v / p.coil_ohm / th.coil_heat_capacity_j_per_k
 
-    def coil(index: int, board: str, bits: int, role: str, hold: float, on_supply: bool) -> Actuator:
+    def coil(
+        index: int, board: str, bits: int, role: str, hold: float, on_supply: bool
+    ) -> Actuator:
         b = boards.get(board)
         return Actuator(
             index=index,

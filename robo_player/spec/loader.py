@@ -25,8 +25,6 @@ from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from ..errors import SpecError
 from .model import FAMILIES, SUPPORTED_FAMILIES, DriverBoard, DriverKind, KeySpec, PianoSpec
 from .schema import (
@@ -38,6 +36,7 @@ from .schema import (
     note_to_pitch,
     spec_json_schema,
 )
+from .yamlio import YamlMap, YamlSeq, display_path, parse_yaml
 
 log = logging.getLogger(__name__)
 
@@ -47,91 +46,6 @@ DEFAULT_SPEC = "piano-88-grand"
 PCA9685_MAX_CHANNELS = 16
 PCA9685_MAX_BITS = 12
 PCA9685_HZ = (24, 1526)  # the chip's prescaler range at its 25 MHz internal clock
-
-
-# ---------------------------------------------------------------------------------
-# YAML with line numbers and no silent duplicate keys
-
-
-class _Map(dict[Any, Any]):
-    """A YAML mapping that remembers the line (1-based) of each value."""
-
-    lines: dict[Any, int]
-    line: int
-
-
-class _Seq(list[Any]):
-    """A YAML sequence that remembers the line (1-based) of each item."""
-
-    lines: list[int]
-    line: int
-
-
-# libyaml's parser when PyYAML has it (about 10x faster), the Python one otherwise.
-_BaseLoader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-
-
-class _Loader(_BaseLoader):  # type: ignore[valid-type,misc]
-    pass
-
-
-def _construct_map(loader: _Loader, node: yaml.MappingNode) -> _Map:
-    loader.flatten_mapping(node)
-    out = _Map()
-    out.lines = {}
-    out.line = node.start_mark.line + 1
-    for key_node, value_node in node.value:
-        key = loader.construct_object(key_node, deep=True)
-        try:
-            dup = key in out
-        except TypeError as err:
-            raise yaml.constructor.ConstructorError(
-                "while reading a mapping",
-                node.start_mark,
-                f"unhashable key {key!r}",
-                key_node.start_mark,
-            ) from err
-        if dup:
-            raise yaml.constructor.ConstructorError(
-                "while reading a mapping",
-                node.start_mark,
-                f"duplicate key {key!r} (first on line {out.lines[key]})",
-                key_node.start_mark,
-            )
-        out[key] = loader.construct_object(value_node, deep=True)
-        out.lines[key] = value_node.start_mark.line + 1
-    return out
-
-
-def _construct_seq(loader: _Loader, node: yaml.SequenceNode) -> _Seq:
-    out = _Seq(loader.construct_object(child, deep=True) for child in node.value)
-    out.lines = [child.start_mark.line + 1 for child in node.value]
-    out.line = node.start_mark.line + 1
-    return out
-
-
-_Loader.add_constructor("tag:yaml.org,2002:map", _construct_map)
-_Loader.add_constructor("tag:yaml.org,2002:seq", _construct_seq)
-
-
-def _display(path: Path) -> str:
-    """The path as messages show it: relative to the working directory when inside it."""
-    try:
-        return str(path.resolve().relative_to(Path.cwd().resolve()))
-    except ValueError:
-        return str(path)
-
-
-def _parse_yaml(text: str, source: str) -> Any:
-    try:
-        return yaml.load(text, Loader=_Loader)  # noqa: S506 - _Loader is a SafeLoader
-    except yaml.MarkedYAMLError as err:
-        mark = err.problem_mark or err.context_mark
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        problem = err.problem or err.context or "invalid YAML"
-        raise SpecError(f"{source}: {where}YAML syntax error: {problem}") from err
-    except yaml.YAMLError as err:
-        raise SpecError(f"{source}: YAML syntax error: {err}") from err
 
 
 # ---------------------------------------------------------------------------------
@@ -151,9 +65,9 @@ def _show(value: Any) -> str:
 
 
 def _line_of(container: Any, key: Any) -> int | None:
-    if isinstance(container, _Map):
+    if isinstance(container, YamlMap):
         return container.lines.get(key, container.line)
-    if isinstance(container, _Seq) and isinstance(key, int) and 0 <= key < len(container.lines):
+    if isinstance(container, YamlSeq) and isinstance(key, int) and 0 <= key < len(container.lines):
         return container.lines[key]
     return getattr(container, "line", None)
 
@@ -622,7 +536,7 @@ _CACHE_MAX = 64
 def load_spec(name_or_path: str | Path) -> PianoSpec:
     """Load and validate a spec by name or path; SpecError on any problem."""
     path = resolve_spec_path(name_or_path)
-    source = _display(path)
+    source = display_path(path)
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError as err:
@@ -633,7 +547,7 @@ def load_spec(name_or_path: str | Path) -> PianoSpec:
     key = (source, hashlib.sha256(text.encode()).hexdigest())
     if key in _cache:
         return _cache[key]
-    doc = _parse_yaml(text, source)
+    doc = parse_yaml(text, source)
     spec = spec_from_mapping(doc, source)
     log.debug("loaded spec %s from %s (hash %s)", spec.name, source, spec.spec_hash)
     if len(_cache) >= _CACHE_MAX:

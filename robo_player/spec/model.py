@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, is_dataclass
 from enum import Enum
 from typing import TYPE_CHECKING, ClassVar, Protocol, runtime_checkable
 
@@ -196,8 +196,9 @@ def _jsonable(obj: object) -> object:
 
 def _content(obj: object) -> object:
     """asdict() without the derived ``actuators`` field (so hashes stay as they were)."""
-    if hasattr(obj, "__dataclass_fields__"):
-        return {f.name: _content(getattr(obj, f.name)) for f in fields(obj) if f.name != "actuators"}  # type: ignore[arg-type]
+    if is_dataclass(obj) and not isinstance(obj, type):
+        skip = "actuators"
+        return {f.name: _content(getattr(obj, f.name)) for f in fields(obj) if f.name != skip}
     if isinstance(obj, list | tuple):
         return [_content(v) for v in obj]
     return obj
