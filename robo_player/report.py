@@ -1,7 +1,7 @@
 """The performance report: how faithfully a piece was played.
 
 Built from the plan report (what the planner did to every note) and the device's
-:class:`~robo_player.driver.ports.Performance` (what the sensor heard). Heard onsets
+:class:`~robo_player.performance.Performance` (what the sensor heard). Heard onsets
 are paired with planned notes by :mod:`robo_player.matching` (same pitch, nearest time,
 within ±80 ms of the note's target time). The JSON layout is documented
 in ``docs/report.md``; other tools read it, so keys are only ever added.
@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from .driver.ports import HeardNote, Performance
 from .matching import ONSET_WINDOW, Window, match_onsets
+from .performance import HeardNote, Performance
 
 REPORT_VERSION = 1
 MATCH_WINDOW_US = ONSET_WINDOW.after_us  # kept for readers of the old name

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..driver.ports import Performance
+from ..performance import Performance
 from ..plan import Command, Op
 from ..spec.model import PianoSpec
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from ..driver.ports import Performance
 from ..matching import Window, match_onsets
+from ..performance import Performance
 
 # --- what the sensor and the physics family let us assume -------------------------------
 SILENT_LATENCY_US = 400_000  # a strike slower than this never sounds (docs/simulator.md)

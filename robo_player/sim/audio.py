@@ -22,8 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..driver.ports import HeardNote, Performance
 from ..fileio import atomic_open
+from ..performance import HeardNote, Performance
 from ..spec.model import PianoSpec
 
 log = logging.getLogger(__name__)

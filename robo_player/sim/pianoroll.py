@@ -6,9 +6,9 @@ import logging
 from collections.abc import Sequence
 from pathlib import Path
 
-from ..driver.ports import HeardNote
 from ..fileio import atomic_path
 from ..matching import match_onsets
+from ..performance import HeardNote
 
 log = logging.getLogger(__name__)
 
