@@ -154,8 +154,8 @@ def test_plans_keep_the_supply_margin_by_the_shared_rules(opened, spec) -> None:
     # actuator map) stays within the calibrator's margin of it
     import dataclasses
 
+    from robo_player import rules
     from robo_player.calibrator import SUPPLY_MARGIN
-    from robo_player.planner import rules
 
     tight = dataclasses.replace(spec, power=dataclasses.replace(spec.power, supply_a=12.0))
     amap = tight.actuators

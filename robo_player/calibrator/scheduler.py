@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .. import rules
 from ..plan import Command, Op, Plan
-from ..planner import rules
 from ..spec.actuators import Actuator
 from ..spec.model import PianoSpec
 from .strikes import StrikeResult
