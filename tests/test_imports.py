@@ -54,6 +54,9 @@ ALLOWED: dict[str, frozenset[str]] = {
     "actuation": UTIL | {"spec", "plan", "performance"},  # what a plan op does to an output
     # the calibrator plans test strikes and plays them through the Device interface
     "calibrator": UTIL | {"spec", "plan", "rules", "planner", "performance", "driver"},
+    # live input is a source next to the planner: it plans each MIDI message as it arrives
+    # and streams the commands through the Device interface (driver.ports), never sim
+    "live": UTIL | {"score", "midi", "spec", "plan", "rules", "planner", "performance", "driver"},
     # device side
     "protocol": UTIL,
     "driver": UTIL | {"spec", "plan", "rules", "performance", "actuation", "protocol"},
