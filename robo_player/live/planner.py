@@ -65,8 +65,7 @@ class LiveOptions:
     ``latency_us``: ``D`` in fixed mode (None: from the calibration). ``margin_us``:
     added to the slowest latency for the default ``D``. ``lead_us``: the earliest a
     command can be scheduled after its message. ``min_velocity``: the quietest
-    velocity the default ``D`` covers (softer notes are louder-than-asked? no: they are
-    played as asked, late, and counted).
+    velocity the default ``D`` covers (softer notes play as asked, late, and are counted).
     """
 
     mode: LatencyMode = LatencyMode.FIXED
