@@ -209,3 +209,25 @@ def test_50_notes_per_s_and_20_note_chords_pass_the_rate_limit_a_flood_does_not(
     dropped = p.stats.outcomes["dropped_rate"]
     assert 1000 - 64 - 101 <= dropped <= 1000 - 64
     assert p.stats.accounted()
+
+
+def test_drive_and_pulse_are_the_file_planners_for_each_velocity(spec: PianoSpec) -> None:
+    from robo_player.planner import plan
+    from robo_player.score import Note, Score
+
+    notes = [Note(60 + i % 12, i * 400_000, 200_000, 10 + 9 * (i % 13)) for i in range(26)]
+    file_plan, _ = plan(Score(notes=notes), spec)
+    p = planner(spec, mode=LatencyMode.LOWEST)
+    for n in notes:
+        p.note_on(n.onset_us, n.pitch, n.velocity)
+        p.note_off(n.onset_us + n.duration_us, n.pitch)
+    live = strikes(p.due(10**9))
+    filed = strikes(file_plan.commands)
+    assert len(live) == len(filed) == 26
+    for a, b in zip(live, filed, strict=True):
+        assert (a.actuator, a.drive, a.pulse_us, a.hold) == (
+            b.actuator,
+            b.drive,
+            b.pulse_us,
+            b.hold,
+        )
