@@ -19,11 +19,9 @@ from ..performance import Performance
 from .inputs import DEFAULT_VIRTUAL_NAME, FILE_PREFIX, file_events, list_inputs, open_input
 from .measure import live_report
 from .planner import LatencyMode, LiveOptions, LivePlanner
-from .session import LiveSession, run_realtime, run_virtual
+from .session import VIRTUAL_TIME_SCHEMES, LiveSession, run_realtime, run_virtual
 
 __all__ = ["cmd_live", "cmd_ports", "register"]
-
-VIRTUAL_TIME_SCHEMES = ("sim", "vmcu")  # devices whose time only moves when advanced
 
 
 def register(sub: Any) -> None:
@@ -121,9 +119,9 @@ def cmd_live(args: argparse.Namespace) -> int:
     if virtual_time and not (args.midi_in or "").startswith(FILE_PREFIX):
         raise UsageError("live: --virtual-time needs --midi-in file:SONG.mid")
     scheme = args.port.split("://", 1)[0]
-    if virtual_time and scheme not in VIRTUAL_TIME_SCHEMES:
+    if virtual_time and scheme + ":" not in VIRTUAL_TIME_SCHEMES:
         raise UsageError(
-            f"live: --virtual-time on {args.port!r}: only on {', '.join(s + '://' for s in VIRTUAL_TIME_SCHEMES)}"
+            f"live: --virtual-time on {args.port!r}: only on {', '.join(s + '//' for s in VIRTUAL_TIME_SCHEMES)}"
         )
     source = None
     if not virtual_time:

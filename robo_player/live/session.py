@@ -148,6 +148,9 @@ class LiveSession:
                 self.sent.extend(cmds)
 
 
+VIRTUAL_TIME_SCHEMES = ("sim:", "vmcu:")
+
+
 def default_ahead_us(device: Device) -> int:
     """``ahead_us`` for a device: 0 on ``sim://`` (it stops where it is asked to),
     25 ms on firmware devices (their link loop's step, see :class:`LiveSession`)."""
@@ -192,7 +195,9 @@ def run_realtime(
         # wait for performance time 0, so the wall clock and the device's time agree
         device.advance(0)
     base = device.now_us() or 0.0
-    wall_device = s.ahead_us > 0  # a firmware device: its clock moves by itself
+    # a device on the wall clock (the firmware's link) moves by itself; sim:// and
+    # vmcu:// are on virtual time and only move when advanced
+    wall_device = not str(getattr(device, "url", "")).startswith(VIRTUAL_TIME_SCHEMES)
     s._now = max(0, int(base))
     t0 = clock() - max(0.0, base) * 1e-6
     try:
