@@ -68,6 +68,7 @@ class TimedSource:
         self.evs = list(evs)
         self.t0: float | None = None
         self.wait_s: list[float] = []  # per note-on: poll time - its due time
+        self.other_wait_s: list[float] = []  # ... and per other message
 
     def poll(self) -> Any:
         now = time.perf_counter()
@@ -77,6 +78,8 @@ class TimedSource:
             t, m = self.evs.pop(0)
             if m.type == "note_on":
                 self.wait_s.append(now - self.t0 - t)
+            else:
+                self.other_wait_s.append(now - self.t0 - t)
             return m
         return None
 
@@ -159,6 +162,43 @@ def run_mode(spec: Any, cal: Any, port: str, mode: LatencyMode, evs: list, args:
     return res
 
 
+def run_panic(spec: Any, port: str, args: Any) -> dict:
+    """Held chord, then CC 123 in real time: when did the last output go off (the
+    firmware's trace, aligned on the chord's first strike) after CC 123 was polled?"""
+    evs = [(0.2, mido.Message("note_on", note=spec.lowest + 12 + 2 * k, velocity=100))
+           for k in range(8)]  # fmt: skip
+    evs.append((0.7, mido.Message("control_change", control=123, value=0)))
+    planner = LivePlanner(spec, None, LiveOptions(mode=LatencyMode.LOWEST, lead_us=args.lead_us))
+    src = TimedSource(evs)
+
+    def until(_: Any) -> bool:
+        return src.t0 is not None and time.perf_counter() - src.t0 > 1.2
+
+    with open_port(port, spec) as dev:
+        perf, session = run_realtime(dev, planner, src, until=until, record=True)
+        trace = getattr(dev, "last_trace", None)
+    t_cc = next(t for t, m in session.inbox if m.type == "control_change")
+    first = next(c for c in session.sent if c.op.value == "pulse_hold")
+    if trace is None or not trace.changes:
+        return {"panic": "no trace on this port"}
+    on = next(ch for ch in trace.changes if ch[1] == first.actuator and ch[2] > 0)
+
+    def t_us(clock: int) -> float:
+        return first.t_us + (clock - on[0]) * 1e6 / trace.clock_hz
+
+    level: dict[int, int] = {}
+    last_off = None
+    for clock, act, lvl in trace.changes:
+        was_on = any(v > 0 for v in level.values())
+        level[act] = lvl
+        if was_on and not any(v > 0 for v in level.values()):
+            last_off = t_us(clock)
+    assert last_off is not None
+    return {"port": port, "panic_all_off_ms_after_cc123": round((last_off - t_cc) / 1000, 2),
+            "cc123_poll_wait_ms": round(1000 * src.other_wait_s[-1], 2),
+            "outcomes": dict(planner.stats.outcomes), "commands": perf.extra.get("commands")}  # fmt: skip
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--spec", default="piano-61-diy")
@@ -173,10 +213,15 @@ def main() -> int:
         "--realtime", action="store_true",
         help="replay on the wall clock (fw-host://): poll wait, host latency, CPU",
     )  # fmt: skip
+    ap.add_argument("--panic", action="store_true",
+                    help="real time: a held chord, then CC 123: all-off time (needs a trace)")  # fmt: skip
     ap.add_argument("--gap-s", type=float, nargs=2, default=(0.05, 0.25),
                     help="range of the time between notes (s)")  # fmt: skip
     args = ap.parse_args()
     spec = load_spec(args.spec)
+    if args.panic:
+        print(json.dumps(run_panic(spec, args.port, args)))
+        return 0
     pitches = list(range(spec.lowest + 12, spec.lowest + 36))
     t0 = time.perf_counter()
     with open_port("sim://", spec, truth_seed=args.truth_seed) as dev:

@@ -49,6 +49,7 @@ __all__ = ["LatencyMode", "LiveOptions", "LivePlanner", "LiveStats"]
 log = logging.getLogger(__name__)
 
 _INF = 1 << 62
+RELIEF_GUARD_US = 200  # a strike waiting for a pulse end goes this long after it
 # same-time order: releases first, then levels, then strikes (Plan.sort's order)
 _ORD = {Op.RELEASE: 0, Op.SET: 1, Op.MOVE: 1, Op.PULSE_HOLD: 2}
 
@@ -301,6 +302,10 @@ class LivePlanner:
                 s2 = _wait_for_supply(self.ledger, s, a, h, None)
                 st.supply_overloads += 1
             assert s2 is not None
+            if s2 > s:
+                # it waited for a pulse to end: keep clear of that instant, which the link's
+                # clock conversion may put a tick either side (the firmware then refuses)
+                s2 += RELIEF_GUARD_US
             st.supply_waits += s2 > s
             late = late or (s2 > s and o.mode is LatencyMode.FIXED)
             s = s2
