@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from .actuators import ActuatorMap
 
 FAMILIES = ("piano", "guitar", "bass")  # instrument families a spec may name
-SUPPORTED_FAMILIES = ("piano",)  # the ones this version can load and plan
+SUPPORTED_FAMILIES = ("piano", "guitar", "bass")  # the ones this version can load and plan
 
 
 class DriverKind(Enum):
@@ -204,7 +204,7 @@ def _content(obj: object) -> object:
     return obj
 
 
-def spec_hash(spec: PianoSpec) -> str:
+def spec_hash(spec: object) -> str:
     """sha256 (16 hex digits) of the spec's content. The piano's hash is what it was
     before specs named their family, so existing calibration files still match."""
     blob = json.dumps(_jsonable(_content(spec)), sort_keys=True, separators=(",", ":"))
