@@ -168,15 +168,20 @@ def transition(layout: Layout, ss: StringState, s: int, slot: Slot, fret: int,
     return (new_car, fret, p, slot.sound_us, slot.end_us), cost, None, cut
 
 
-def _fold(strings: list[StringState], limit: int) -> None:
+def _fold(state: State, limit: int) -> State:
     """Forget times before ``limit``: they constrain no later note."""
+    strings = state[0]
+    out: list[StringState] | None = None
     for i, (car, pf, lp, ls, lend) in enumerate(strings):
         if lp != NEG and lp < limit and ls < limit and lend < limit:
-            strings[i] = (car, pf, NEG, NEG, NEG)
+            if out is None:
+                out = list(strings)
+            out[i] = (car, pf, NEG, NEG, NEG)
+    return state if out is None else (tuple(out), state[1])
 
 
-def step(layout: Layout, state: State, onset: Onset, k: int, costs: Costs,
-         fold_at: int) -> tuple[State, float]:  # fmt: skip
+def step(layout: Layout, state: State, onset: Onset, k: int,
+         costs: Costs) -> tuple[State, float]:  # fmt: skip
     """Apply fingering ``k`` of ``onset`` to ``state``: (next state, cost)."""
     strings = list(state[0])
     prev_mask = state[1]
@@ -190,7 +195,6 @@ def step(layout: Layout, state: State, onset: Onset, k: int, costs: Costs,
             mask |= 1 << s
             if prev_mask and not prev_mask >> s & 1:
                 cost += costs.change_ms
-    _fold(strings, fold_at)
     return (tuple(strings), mask or prev_mask), cost
 
 
@@ -201,19 +205,25 @@ def search(layout: Layout, onsets: Sequence[Onset], costs: Costs | None = None,
     if not onsets:
         return [], 0.0
     # layer: state -> (cost, back index into the previous layer, fingering)
-    layer: list[tuple[State, float, int, int]] = [(initial_state(layout), 0.0, -1, -1)]
-    history: list[list[tuple[State, float, int, int]]] = []
+    layer: list[Entry] = [(initial_state(layout), 0.0, -1, -1)]
+    history: list[list[Entry]] = []
     limits = fold_limits(layout, onsets)
     for i, onset in enumerate(onsets):
-        fold_at = limits[i]
+        if i:  # states equal but for times no later note sees are one state
+            layer = _merge(layer, limits[i - 1])
+            history[i - 1] = layer  # the next layer's back indices point into this list
         best: dict[State, tuple[float, int, int]] = {}
-        for j, (state, c0, _, _) in enumerate(layer):
-            for k in range(len(onset.fingerings)):
-                nstate, c = step(layout, state, onset, k, costs, fold_at)
-                total = c0 + c
-                old = best.get(nstate)
-                if old is None or total < old[0]:
-                    best[nstate] = (total, j, k)
+        if len(onset.slots) == 1:
+            _expand_single(layout, layer, onset, costs, best)
+        else:
+            nfg = range(len(onset.fingerings))
+            for j, (state, c0, _, _) in enumerate(layer):
+                for k in nfg:
+                    nstate, c = step(layout, state, onset, k, costs)
+                    total = c0 + c
+                    old = best.get(nstate)
+                    if old is None or total < old[0]:
+                        best[nstate] = (total, j, k)
         nxt = [(st, c, j, k) for st, (c, j, k) in best.items()]
         if len(nxt) > beam:
             nxt.sort(key=lambda e: e[1])
@@ -228,6 +238,49 @@ def search(layout: Layout, onsets: Sequence[Onset], costs: Costs | None = None,
         choice[i] = k
         j = back
     return choice, total
+
+
+Entry = tuple[State, float, int, int]  # (state, cost, back index, fingering)
+
+
+def _expand_single(layout: Layout, layer: list[Entry], onset: Onset, costs: Costs,
+                   best: dict[State, tuple[float, int, int]]) -> None:  # fmt: skip
+    """:func:`step` for an onset of one note, unrolled (the common case; the same
+    arithmetic, so the search still equals :func:`brute_force`)."""
+    slot = onset.slots[0]
+    change = costs.change_ms
+    memo: dict[tuple[StringState, int, int], tuple[StringState, float, str | None, int]] = {}
+    for k, ((s, f),) in enumerate(onset.fingerings):
+        bit = 1 << s
+        for j, (state, c0, _, _) in enumerate(layer):
+            strings, prev_mask = state
+            ss = strings[s]
+            key = (ss, s, f)
+            r = memo.get(key)
+            if r is None:
+                r = memo[key] = transition(layout, ss, s, slot, f, costs)
+            new, c, why, _ = r
+            if why is None:
+                if prev_mask and not prev_mask & bit:
+                    c += change
+                nstate = (strings[:s] + (new,) + strings[s + 1 :], bit)
+            else:
+                nstate = state
+            total = c0 + c
+            old = best.get(nstate)
+            if old is None or total < old[0]:
+                best[nstate] = (total, j, k)
+
+
+def _merge(layer: list[Entry], limit: int) -> list[Entry]:
+    """Fold every state's old times and keep the cheapest entry per folded state."""
+    best: dict[State, Entry] = {}
+    for state, c, back, k in layer:
+        st = _fold(state, limit)
+        old = best.get(st)
+        if old is None or c < old[1]:
+            best[st] = (st, c, back, k)
+    return list(best.values())
 
 
 def fold_limits(layout: Layout, onsets: Sequence[Onset]) -> list[int]:
@@ -247,9 +300,8 @@ def path_cost(layout: Layout, onsets: Sequence[Onset], choice: Sequence[int],
     """The cost of one path (the same arithmetic as :func:`search`)."""
     costs = costs or Costs()
     state, total = initial_state(layout), 0.0
-    limits = fold_limits(layout, onsets)
-    for i, (onset, k) in enumerate(zip(onsets, choice, strict=True)):
-        state, c = step(layout, state, onset, k, costs, limits[i])
+    for onset, k in zip(onsets, choice, strict=True):
+        state, c = step(layout, state, onset, k, costs)
         total += c
     return total
 
@@ -268,6 +320,8 @@ def brute_force(layout: Layout, onsets: Sequence[Onset],
 def fingerings(options: Sequence[Sequence[tuple[int, int]]]) -> list[tuple[tuple[int, int], ...]]:
     """Every assignment of distinct strings to the notes (one option per note), at most
     :data:`MAX_FINGERINGS`, lowest total fret first among those kept."""
+    if len(options) == 1:
+        return [(o,) for o in options[0][:MAX_FINGERINGS]]
     out: list[tuple[tuple[int, int], ...]] = []
     order = sorted(range(len(options)), key=lambda i: len(options[i]))
     pick: list[tuple[int, int]] = [(0, 0)] * len(options)

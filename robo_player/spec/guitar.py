@@ -126,9 +126,13 @@ class GuitarSpec:
     thermal: ThermalSpec
     power: PowerSpec
     actuators: ActuatorMap = field(init=False, repr=False, compare=False)
+    _positions: tuple[tuple[tuple[int, int], ...], ...] = field(
+        init=False, repr=False, compare=False
+    )
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "actuators", guitar_actuators(self))
+        object.__setattr__(self, "_positions", tuple(self._positions_of(p) for p in range(128)))
 
     @property
     def family(self) -> str:
@@ -159,6 +163,11 @@ class GuitarSpec:
 
     def positions(self, pitch: int) -> list[tuple[int, int]]:
         """Every (string, fret) that sounds ``pitch``; fret 0 is the open string."""
+        if 0 <= pitch < 128:
+            return list(self._positions[pitch])
+        return []
+
+    def _positions_of(self, pitch: int) -> tuple[tuple[int, int], ...]:
         out = []
         capo, top = self.neck.capo, self.neck.frets
         for s, st in enumerate(self.strings):
@@ -167,7 +176,7 @@ class GuitarSpec:
                 out.append((s, 0))
             elif capo < f <= top:
                 out.append((s, f))
-        return out
+        return tuple(out)
 
     @property
     def pipeline_delay_us(self) -> int:

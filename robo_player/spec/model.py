@@ -197,8 +197,8 @@ def _jsonable(obj: object) -> object:
 def _content(obj: object) -> object:
     """asdict() without the derived ``actuators`` field (so hashes stay as they were)."""
     if is_dataclass(obj) and not isinstance(obj, type):
-        skip = "actuators"
-        return {f.name: _content(getattr(obj, f.name)) for f in fields(obj) if f.name != skip}
+        # derived fields (init=False: the actuator map, lookup tables) are not content
+        return {f.name: _content(getattr(obj, f.name)) for f in fields(obj) if f.init}
     if isinstance(obj, list | tuple):
         return [_content(v) for v in obj]
     return obj
