@@ -191,11 +191,11 @@ def plan_guitar(score: Score, spec: GuitarSpec, calibration: object = None,
                 group.append(k)
         chosen, reasons = _place_chord(spec, [play_pitch[k] for k in group], policy)
         slots = []
-        for k, q, why in zip(group, chosen, reasons, strict=True):
-            if q is None:
+        for k, qc, why in zip(group, chosen, reasons, strict=True):
+            if qc is None:
                 drop(k, why or "no free string")
                 continue
-            play_pitch[k] = q
+            q = play_pitch[k] = qc
             n = notes[k]
             _, lat, _ = curve[max(1, min(127, n.velocity))]
             sound = n.onset_us + delay
