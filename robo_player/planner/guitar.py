@@ -155,17 +155,43 @@ def _place_chord(spec: GuitarSpec, pitches: list[int], policy: str
 def plan_guitar(score: Score, spec: GuitarSpec, calibration: object = None,
                 options: PlanOptions | None = None, beam: int = 8,
                 costs: Costs | None = None) -> tuple[Plan, GuitarPlanReport]:  # fmt: skip
-    """Plan ``score`` on a guitar or bass spec (every note ends in the report once)."""
+    """Plan ``score`` on a guitar or bass spec (every note ends in the report once).
+
+    ``beam``: states kept per onset by the fingering search (exact below it)."""
     opts = options or PlanOptions()
-    policy = opts.out_of_range
     if calibration is not None:
         log.warning("guitar planner: picker calibration is not supported yet; nominal curves used")
-    t = spec.timing
-    delay = t.pipeline_delay_us
+    delay = spec.timing.pipeline_delay_us
     curve = _Curve(spec).table
     notes = score.notes
     report = GuitarPlanReport(spec_name=spec.name, calibrated=False)
     outcomes: list[NoteOutcome | None] = [None] * len(notes)
+    onsets, play_pitch = prepare(spec, score, opts.out_of_range, curve, outcomes)
+    layout = Layout(spec)
+    choice, _ = search(layout, onsets, costs, beam=beam)
+    commands = _Emitter(spec, layout, notes, play_pitch, curve, outcomes, report).run(
+        onsets, choice, costs or Costs()
+    )
+    report.outcomes = [o for o in outcomes if o is not None]
+    assert len(report.outcomes) == len(notes), "a note without an outcome"
+    plan = Plan(commands=commands, pipeline_delay_us=delay, spec_name=spec.name,
+                spec_hash=spec.spec_hash)  # fmt: skip
+    plan.sort()
+    report.supply_overloads = supply_overloads(spec, plan)
+    return plan, report
+
+
+def prepare(spec: GuitarSpec, score: Score, policy: str = "transpose",
+            curve: list[tuple[float, int, float]] | None = None,
+            outcomes: list[NoteOutcome | None] | None = None) -> tuple[list[Onset], list[int]]:  # fmt: skip
+    """The search's input: the onsets (notes with their timing and every (string, fret)
+    they may take) and the pitch each note plays; notes that cannot be fingered get
+    their DROPPED outcome in ``outcomes``."""
+    curve = curve or _Curve(spec).table
+    notes = score.notes
+    delay = spec.timing.pipeline_delay_us
+    if outcomes is None:
+        outcomes = [None] * len(notes)
     play_pitch: list[int] = [n.pitch for n in notes]
 
     def drop(i: int, reason: str, pitch_out: int | None = None) -> None:
@@ -206,18 +232,7 @@ def plan_guitar(score: Score, spec: GuitarSpec, calibration: object = None,
             onsets.append(Onset(tuple(slots), tuple(fg)))
         i = j
 
-    layout = Layout(spec)
-    choice, _ = search(layout, onsets, costs, beam=beam)
-    commands = _Emitter(spec, layout, notes, play_pitch, curve, outcomes, report).run(
-        onsets, choice, costs or Costs()
-    )
-    report.outcomes = [o for o in outcomes if o is not None]
-    assert len(report.outcomes) == len(notes), "a note without an outcome"
-    plan = Plan(commands=commands, pipeline_delay_us=delay, spec_name=spec.name,
-                spec_hash=spec.spec_hash)  # fmt: skip
-    plan.sort()
-    report.supply_overloads = supply_overloads(spec, plan)
-    return plan, report
+    return onsets, play_pitch
 
 
 @dataclass(slots=True)

@@ -7,6 +7,7 @@ error naming the file, the key path, the value and the allowed range.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -144,7 +145,7 @@ def _check_carriage(c: _Checker, path: str, car: Any, neck: Any, line: int | Non
         raise c.fail(
             f"{path}.travel_mm",
             f"{car.travel_mm:g} does not reach fret {neck.frets} (pressed at {far:.1f} mm; "
-            f"allowed {far:.1f}..1200)",
+            f"allowed {math.ceil(far * 10) / 10:.1f}..1200)",
             line,
         )
 
