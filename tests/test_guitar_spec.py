@@ -93,10 +93,10 @@ def test_bass_carriage_matches_mechbass() -> None:
     b = load_spec("bass-4")
     c = b.strings[0].carriage
     assert c is not None
-    L = b.neck.scale_length_mm
+    scale = b.neck.scale_length_mm
 
     def move_ms(f0: int, f1: int) -> float:
-        d = abs(press_position_mm(L, f1) - press_position_mm(L, f0))
+        d = abs(press_position_mm(scale, f1) - press_position_mm(scale, f0))
         return (travel_us(d, c.max_speed_mm_s, c.accel_mm_s2) + c.settle_us) / 1000
 
     shifts = [move_ms(f, f + 1) for f in range(1, 12)]
