@@ -73,6 +73,8 @@ class Costs:
     change_ms: float = 8.0
     cut_ms_weight: float = 0.05
     fret_ms: float = 0.5
+    travel_ms_weight: float = 1.0
+    fret_move_ms: float = 0.0
 
 
 class Layout:
@@ -163,7 +165,8 @@ def transition(layout: Layout, ss: StringState, s: int, slot: Slot, fret: int,
             cut = lend - start
         new_car = fret if fret > 0 else car
         if layout.slider and fret > 0:
-            cost += layout.move_us[s][car][fret] / 1000.0
+            cost += layout.move_us[s][car][fret] / 1000.0 * costs.travel_ms_weight
+            cost += abs(fret - car) * costs.fret_move_ms
     cost += cut / 1000.0 * costs.cut_ms_weight
     return (new_car, fret, p, slot.sound_us, slot.end_us), cost, None, cut
 

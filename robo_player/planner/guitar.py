@@ -154,10 +154,13 @@ def _place_chord(spec: GuitarSpec, pitches: list[int], policy: str
 
 def plan_guitar(score: Score, spec: GuitarSpec, calibration: object = None,
                 options: PlanOptions | None = None, beam: int = 8,
-                costs: Costs | None = None) -> tuple[Plan, GuitarPlanReport]:  # fmt: skip
+                costs: Costs | None = None, fingering: str = "search",
+                ) -> tuple[Plan, GuitarPlanReport]:  # fmt: skip
     """Plan ``score`` on a guitar or bass spec (every note ends in the report once).
 
-    ``beam``: states kept per onset by the fingering search (exact below it)."""
+    ``beam``: states kept per onset by the fingering search (exact below it).
+    ``fingering="lowest"``: the greedy baseline instead of the search (every note on
+    the string with the lowest fret; bench/bench_guitar.py compares the two)."""
     opts = options or PlanOptions()
     if calibration is not None:
         log.warning("guitar planner: picker calibration is not supported yet; nominal curves used")
@@ -168,7 +171,11 @@ def plan_guitar(score: Score, spec: GuitarSpec, calibration: object = None,
     outcomes: list[NoteOutcome | None] = [None] * len(notes)
     onsets, play_pitch = prepare(spec, score, opts.out_of_range, curve, outcomes)
     layout = Layout(spec)
-    choice, _ = search(layout, onsets, costs, beam=beam)
+    if fingering == "lowest":
+        choice = [min(range(len(o.fingerings)), key=lambda k, o=o: sum(f for _, f in o.fingerings[k]))
+                  for o in onsets]  # fmt: skip
+    else:
+        choice, _ = search(layout, onsets, costs, beam=beam)
     commands = _Emitter(spec, layout, notes, play_pitch, curve, outcomes, report).run(
         onsets, choice, costs or Costs()
     )
