@@ -172,8 +172,7 @@ def plan_guitar(score: Score, spec: GuitarSpec, calibration: object = None,
     onsets, play_pitch = prepare(spec, score, opts.out_of_range, curve, outcomes)
     layout = Layout(spec)
     if fingering == "lowest":
-        choice = [min(range(len(o.fingerings)), key=lambda k, o=o: sum(f for _, f in o.fingerings[k]))
-                  for o in onsets]  # fmt: skip
+        choice = [_lowest(o) for o in onsets]
     else:
         choice, _ = search(layout, onsets, costs, beam=beam)
     commands = _Emitter(spec, layout, notes, play_pitch, curve, outcomes, report).run(
@@ -186,6 +185,12 @@ def plan_guitar(score: Score, spec: GuitarSpec, calibration: object = None,
     plan.sort()
     report.supply_overloads = supply_overloads(spec, plan)
     return plan, report
+
+
+def _lowest(onset: Onset) -> int:
+    """The fingering with the lowest frets (the greedy baseline)."""
+    sums = [sum(f for _, f in fg) for fg in onset.fingerings]
+    return sums.index(min(sums))
 
 
 def prepare(spec: GuitarSpec, score: Score, policy: str = "transpose",
