@@ -28,6 +28,7 @@ note sounds (``pick_us`` + the picker's latency); ``end_us`` the written end.
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -202,8 +203,9 @@ def step(layout: Layout, state: State, onset: Onset, k: int,
 
 
 def search(layout: Layout, onsets: Sequence[Onset], costs: Costs | None = None,
-           beam: int = 8) -> tuple[list[int], float]:  # fmt: skip
-    """The cheapest fingering index per onset, and its cost (Viterbi with a beam)."""
+           beam: int = 8, window: float = math.inf) -> tuple[list[int], float]:  # fmt: skip
+    """The cheapest fingering index per onset, and its cost (Viterbi with a beam: at most
+    ``beam`` states per onset, none costlier than the cheapest + ``window``)."""
     costs = costs or Costs()
     if not onsets:
         return [], 0.0
@@ -228,9 +230,13 @@ def search(layout: Layout, onsets: Sequence[Onset], costs: Costs | None = None,
                     if old is None or total < old[0]:
                         best[nstate] = (total, j, k)
         nxt = [(st, c, j, k) for st, (c, j, k) in best.items()]
-        if len(nxt) > beam:
+        if len(nxt) > 1:
             nxt.sort(key=lambda e: e[1])
-            del nxt[beam:]
+            if len(nxt) > beam:
+                del nxt[beam:]
+            top = nxt[0][1] + window
+            while nxt[-1][1] > top:
+                nxt.pop()
         history.append(nxt)
         layer = nxt
     j = min(range(len(layer)), key=lambda x: layer[x][1])
@@ -252,25 +258,26 @@ def _expand_single(layout: Layout, layer: list[Entry], onset: Onset, costs: Cost
     arithmetic, so the search still equals :func:`brute_force`)."""
     slot = onset.slots[0]
     change = costs.change_ms
-    memo: dict[tuple[StringState, int, int], tuple[StringState, float, str | None, int]] = {}
+    get = best.get
     for k, ((s, f),) in enumerate(onset.fingerings):
         bit = 1 << s
+        s1 = s + 1
+        seen: dict[StringState, tuple[StringState, float, str | None, int]] = {}
         for j, (state, c0, _, _) in enumerate(layer):
             strings, prev_mask = state
             ss = strings[s]
-            key = (ss, s, f)
-            r = memo.get(key)
+            r = seen.get(ss)
             if r is None:
-                r = memo[key] = transition(layout, ss, s, slot, f, costs)
+                r = seen[ss] = transition(layout, ss, s, slot, f, costs)
             new, c, why, _ = r
             if why is None:
                 if prev_mask and not prev_mask & bit:
                     c += change
-                nstate = (strings[:s] + (new,) + strings[s + 1 :], bit)
+                nstate = (strings[:s] + (new,) + strings[s1:], bit)
             else:
                 nstate = state
             total = c0 + c
-            old = best.get(nstate)
+            old = get(nstate)
             if old is None or total < old[0]:
                 best[nstate] = (total, j, k)
 

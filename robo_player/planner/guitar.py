@@ -153,7 +153,7 @@ def _place_chord(spec: GuitarSpec, pitches: list[int], policy: str
 
 
 def plan_guitar(score: Score, spec: GuitarSpec, calibration: object = None,
-                options: PlanOptions | None = None, beam: int = 8,
+                options: PlanOptions | None = None, beam: int = 8, window: float = 300.0,
                 costs: Costs | None = None, fingering: str = "search",
                 ) -> tuple[Plan, GuitarPlanReport]:  # fmt: skip
     """Plan ``score`` on a guitar or bass spec (every note ends in the report once).
@@ -174,7 +174,7 @@ def plan_guitar(score: Score, spec: GuitarSpec, calibration: object = None,
     if fingering == "lowest":
         choice = [_lowest(o) for o in onsets]
     else:
-        choice, _ = search(layout, onsets, costs, beam=beam)
+        choice, _ = search(layout, onsets, costs, beam=beam, window=window)
     commands = _Emitter(spec, layout, notes, play_pitch, curve, outcomes, report).run(
         onsets, choice, costs or Costs()
     )
