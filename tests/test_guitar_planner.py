@@ -234,3 +234,14 @@ def test_cli_plan_writes_tab_and_refuses_to_play(tmp_path: Path, capsys: pytest.
     for cmd in (["simulate", str(mid)], ["calibrate", "--port", "sim://", "--out", str(tmp_path / "c.yaml")]):
         assert cli_main([*cmd, "--spec", "guitar-matrix"]) == 2
         assert "no simulator/device for the guitar family yet" in capsys.readouterr().err
+
+
+def test_plan_round_trip(tmp_path: Path) -> None:
+    spec = SPECS["bass-4"]
+    s = score_of((28, 0, 200 * MS, 80), (35, 400 * MS, 200 * MS, 100), (40, 900 * MS, 300 * MS, 40))
+    the_plan, _ = plan(s, spec)
+    assert any(c.op is Op.MOVE and c.position > 0 for c in the_plan.commands)
+    path = tmp_path / "p.jsonl"
+    the_plan.write_jsonl(path)
+    again = Plan.read_jsonl(path)
+    assert again.commands == the_plan.commands and again.spec_hash == spec.spec_hash
