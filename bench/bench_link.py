@@ -35,18 +35,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from driver_helpers import make_plan  # noqa: E402
 
 from robo_player.driver.clocksync import simulate_sync  # noqa: E402
-from robo_player.driver.fw import (  # noqa: E402
+from robo_player.driver.device import FirmwareDevice  # noqa: E402
+from robo_player.driver.stream import pca_prescale  # noqa: E402
+from robo_player.errors import RoboPlayerError  # noqa: E402
+from robo_player.plan import Op, Plan  # noqa: E402
+from robo_player.sim.ports import (  # noqa: E402
     AVR_ELF,
     HOST_BIN,
     SIM_BIN,
-    FirmwareDevice,
     open_fw_avr,
     open_fw_host,
     open_vmcu,
 )
-from robo_player.driver.stream import pca_prescale  # noqa: E402
-from robo_player.errors import RoboPlayerError  # noqa: E402
-from robo_player.plan import Op, Plan  # noqa: E402
 from robo_player.spec.loader import load_spec  # noqa: E402
 
 WIRE_BYTES_S = 115200 / 10  # 8N1

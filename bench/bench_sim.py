@@ -40,8 +40,8 @@ def synthetic_plan(n_notes: int, seconds: float, seed: int = 1) -> Plan:
         busy[k.channel] = t + hold
     assert spec.pedal is not None
     for j in range(0, int(seconds * 1e6), 2_000_000):
-        cmds.append(Command(j, Op.PEDAL, spec.pedal.channel, 127))
-        cmds.append(Command(j + 1_500_000, Op.PEDAL, spec.pedal.channel, 0))
+        cmds.append(Command(j, Op.SET, spec.pedal.channel, spec.pedal.pwm_max))
+        cmds.append(Command(j + 1_500_000, Op.SET, spec.pedal.channel, 0))
     plan = Plan(cmds, 300_000, spec.name, spec.spec_hash)
     plan.sort()
     return plan

@@ -28,10 +28,14 @@ from driver_helpers import (
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from robo_player.driver import fw as fwmod
+from robo_player.driver.options import Options
 from robo_player.driver.ports import open_port
 from robo_player.driver.stream import DeviceReset
+from robo_player.driver.trace import read_trace
 from robo_player.errors import DeviceShutdown, DeviceTimeout
+from robo_player.sim import mcu_process as fwmod
+from robo_player.sim.ports import pca_addresses
+from robo_player.sim.simclock import SimClock
 
 HAVE_HOST = fwmod.HOST_BIN.exists() or shutil.which("cc") is not None
 HAVE_AVR = (fwmod.SIM_BIN.exists() and fwmod.AVR_ELF.exists()) or (
@@ -181,7 +185,7 @@ def test_sim_clock_is_the_cycle_count(tmp_path: Any) -> None:
     runs = _FakeRuns(tmp_path)
     runs.new_run()
     wall = [100.0]
-    clock = fwmod.SimClock(runs, speed=0.1, stall_s=2.0, wall=lambda: wall[0])  # type: ignore[arg-type]
+    clock = SimClock(runs, speed=0.1, stall_s=2.0, wall=lambda: wall[0])  # type: ignore[arg-type]
     runs.set_cycles(1_600_000)  # 0.1 s
     t0 = clock()
     # simavr runs at whatever speed it manages: the clock follows its cycles, not wall time
@@ -224,7 +228,7 @@ def test_sim_clock_never_goes_back(steps: list[tuple[int, float, bool]]) -> None
         runs = _FakeRuns(Path(d))
         runs.new_run()
         wall = [0.0]
-        clock = fwmod.SimClock(runs, speed=0.15, stall_s=0.5, wall=lambda: wall[0])  # type: ignore[arg-type]
+        clock = SimClock(runs, speed=0.15, stall_s=0.5, wall=lambda: wall[0])  # type: ignore[arg-type]
         cycles = 0
         last = clock()
         for dc, dw, restart in steps:
@@ -244,8 +248,8 @@ def test_fw_avr_puts_the_spec_pca_boards_on_the_harness_bus(tmp_path: Path) -> N
     """fw-avr:// gives the simavr harness the spec's PCA9685 addresses (--pca), so a
     board the spec names at an address the harness would not model fails loudly (NACKs)
     instead of answering from the harness's default 0x40..0x47."""
-    dev = fwmod.FirmwareDevice("fw-avr://", spec(SPEC_88), "avr", {})
-    assert dev._pca_addresses() == (0x40, 0x41, 0x42, 0x43, 0x44, 0x45)
+    opts = Options("fw-avr://", {}, ("pca_bus",))
+    assert pca_addresses(opts, spec(SPEC_88)) == (0x40, 0x41, 0x42, 0x43, 0x44, 0x45)
     argv = fwmod.FirmwareProcess("avr", tmp_path, pca=(0x40, 0x45))._argv(tmp_path / "t", None)
     assert argv[argv.index("--pca") + 1] == "0x40,0x45"
     none = fwmod.FirmwareProcess("avr", tmp_path, pca=())._argv(tmp_path / "t", None)
@@ -266,7 +270,7 @@ def test_simavr_trace_gives_the_load_of_each_whole_second(tmp_path: Path) -> Non
         "# mcu reset at cycle 3500 clock 3400\n"
         "# cycles 4000 busy 410 wall 2.0\n"
     )
-    tr = fwmod.read_trace(path, {(0, 0, 3): 5})
+    tr = read_trace(path, {(0, 0, 3): 5})
     assert tr.samples == [(1000, 50), (2000, 150), (3000, 400), (4000, 410)]
     assert (tr.cycles, tr.busy, tr.wall_s) == (4000, 410, 2.0)
     assert tr.changes == [(1200, 5, 4095), (2900, 5, 0)]

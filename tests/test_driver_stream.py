@@ -1,6 +1,6 @@
 """The driver against the virtual MCU on virtual time: streaming, faults, resume.
 
-The virtual MCU (robo_player.driver.vmcu) follows docs/protocol.md; these tests run in
+The virtual MCU (robo_player.sim.vmcu) follows docs/protocol.md; these tests run in
 virtual time (no sleeps). The same checks run against the real host firmware in
 test_driver_fw.py.
 """
@@ -24,13 +24,14 @@ from driver_helpers import (
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from robo_player.driver.fw import FirmwareDevice, open_vmcu
+from robo_player.driver.device import FirmwareDevice
 from robo_player.driver.ports import open_port
 from robo_player.driver.stream import DeviceReset, ResumeState, Session
-from robo_player.driver.vmcu import MCUConfig, VirtualPort, VirtualWorld
 from robo_player.errors import DeviceShutdown, DeviceTimeout, ProtocolError, TransportError
 from robo_player.plan import Plan
 from robo_player.protocol.messages import PROTOCOL_VERSION
+from robo_player.sim.ports import open_vmcu
+from robo_player.sim.vmcu import MCUConfig, VirtualPort, VirtualWorld
 
 SP = spec()
 PLAN = make_plan(SP, notes=60, gap_us=40_000, chord=2)
@@ -266,3 +267,76 @@ def test_pca_prescale_follows_the_spec_pwm_hz() -> None:
     mixed = replace(sp, boards=(replace(sp.boards[0], pwm_hz=200), *sp.boards[1:]))
     with pytest.raises(SpecError, match=r"pca0 200 Hz, pca1 1000 Hz"):
         pca_prescale(mixed)
+
+
+def _levels(changes: list[tuple[int, int, int]]) -> dict[int, list[tuple[int, int]]]:
+    """Per actuator, its (clock, level) changes: the last one at each clock, and only
+    real changes (from 0 at the start)."""
+    out: dict[int, list[tuple[int, int]]] = {}
+    for clock, a, lv in changes:  # in the order they happened
+        seq = out.setdefault(a, [])
+        if seq and seq[-1][0] == clock:
+            seq.pop()
+        prev = seq[-1][1] if seq else 0
+        if lv != prev:
+            seq.append((clock, lv))
+    return {a: s for a, s in out.items() if s}
+
+
+@settings(
+    max_examples=int(os.environ.get("DRIVER_HYPO_EXAMPLES", "15")),
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+@given(
+    notes=st.lists(
+        st.tuples(
+            st.integers(6_000, 60_000),  # gap to the previous strike, µs
+            st.floats(0.0, 1.0),  # drive
+            st.sampled_from([0, 1, 5_000, 20_000, 40_000]),  # pulse_us (0: straight to hold)
+            st.floats(0.0, 1.0),  # hold
+            st.sampled_from([1, 10_000, 20_000, 40_000, 150_000]),  # release after, µs
+        ),
+        min_size=1,
+        max_size=30,
+    ),
+    pedal=st.lists(st.tuples(st.integers(0, 1_500_000), st.integers(0, 4095)), max_size=4),
+)
+def test_the_firmware_model_follows_the_one_expansion(notes, pedal) -> None:  # noqa: ANN001
+    """vmcu:// (the firmware's Python model) changes its outputs exactly as
+    robo_player.actuation expands the commands: the same levels at the same clocks
+    (a pulse end at the command's clock + pulse_us; a release inside a pulse cancels
+    its drop to hold; no pulse: straight to hold)."""
+    from robo_player.actuation import actuator_pwm_max, expand_commands
+    from robo_player.plan import Command, Op
+
+    cmds: list[Command] = []
+    t = 100_000
+    ped = SP.actuators.by_role("pedal")
+    for i, (gap, drive, pulse, hold, after) in enumerate(notes):
+        t += gap
+        act = SP.actuators[(i * 7) % 80]
+        cmds.append(Command(t, Op.PULSE_HOLD, act.index, round(drive * act.pwm_max), pulse,
+                            round(hold * act.pwm_max), note=i))
+        cmds.append(Command(t + after, Op.RELEASE, act.index, note=i))
+    cmds += [Command(100_000 + pt, Op.SET, ped.index, lv) for pt, lv in pedal]
+    end = max([t, *(100_000 + pt for pt, _ in pedal)]) + 200_000
+    cmds.append(Command(end, Op.SET, ped.index, 0))  # everything ends off
+    plan = Plan(cmds)
+    plan.sort()
+    dev, perf = _play(plan, baud=0)
+    res = dev.last_result
+    assert res is not None and res.counts() == {"played": len(plan)}, res.counts()
+    # the expansion, on the clocks the commands were scheduled at (16 ticks per µs)
+    clock_of = {o.index: o.clock for o in res.outcomes}
+    base = min(clock_of.values())
+    ticks = [
+        Command(clock_of[i] - base, c.op, c.actuator, c.drive, c.pulse_us * 16, c.hold)
+        for i, c in enumerate(plan.commands)
+    ]
+    out = expand_commands(ticks, actuator_pwm_max(SP), SP.name)
+    want = _levels(
+        [(int(tc) + base, int(a), int(lv))
+         for tc, a, lv in zip(out.t_us, out.actuator, out.level, strict=True)]
+    )
+    assert _levels(_trace(dev)) == want

@@ -15,11 +15,11 @@ from pathlib import Path
 
 import pytest
 
-from robo_player.driver import fw as fwmod
 from robo_player.driver.transport import Transport, open_transport
-from robo_player.driver.vmcu import VirtualPort, VirtualWorld
 from robo_player.errors import TransportError
 from robo_player.protocol.framing import Frame, FrameDecoder, FrameKind, encode_frame
+from robo_player.sim import mcu_process as fwmod
+from robo_player.sim.vmcu import VirtualPort, VirtualWorld
 
 Backend = tuple[Transport, Callable[[], float], Callable[[Frame, int], bool]]
 

@@ -1,7 +1,8 @@
 """The planner and the calibrator never read the simulator's hidden truth.
 
-Static: no module of ``robo_player/planner/`` nor ``robo_player/calibrator.py`` imports
-``robo_player.sim`` or anything named ``truth``.
+Static: no module of ``robo_player/planner/``, ``robo_player/driver/`` nor
+``robo_player/calibrator.py`` imports ``robo_player.sim`` or anything named ``truth``
+(the driver reaches the simulated devices only through the port registry's names).
 
 Dynamic: the calibrator and the planner run against a real ``sim://`` device behind a
 wrapper that exposes only ``play``, while every attribute read on a ``Truth`` or
@@ -34,7 +35,11 @@ SIM_DIR = PKG / "sim"
 
 
 def _guarded_modules() -> list[Path]:
-    return sorted((PKG / "planner").glob("**/*.py")) + [PKG / "calibrator.py"]
+    return (
+        sorted((PKG / "planner").glob("**/*.py"))
+        + sorted((PKG / "driver").glob("**/*.py"))
+        + [PKG / "calibrator.py"]
+    )
 
 
 def _bad_imports(path: Path, source: str | None = None) -> list[str]:
@@ -77,6 +82,7 @@ def test_guarded_modules_exist() -> None:
     mods = _guarded_modules()
     assert PKG / "calibrator.py" in mods
     assert any(p.parent.name == "planner" for p in mods)
+    assert PKG / "driver" / "device.py" in mods and PKG / "driver" / "stream.py" in mods
 
 
 @pytest.mark.parametrize("path", _guarded_modules(), ids=lambda p: p.name)

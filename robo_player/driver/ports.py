@@ -1,9 +1,12 @@
 """Devices opened by URL through a small registry (like pyserial's ``serial_for_url``).
 
-A :class:`Device` takes a :class:`~robo_player.plan.Plan` and plays it, returning a
-:class:`Performance`: what a sensor heard (on the simulator, or a real piano with a
-microphone), coil temperatures and failures, and link statistics where there is a link.
-The simulated piano registers itself as ``sim://`` like any real backend.
+A :class:`Device` is a stream of timed commands (``submit``, ``advance``, ``drain``,
+``close``) that ends in a :class:`Performance`: what a sensor heard (on the simulator,
+or a real piano with a microphone), coil temperatures and failures, the accounting of
+every command, and link statistics where there is a link. ``play(plan)`` is the thin
+helper for a whole plan. The simulated piano registers itself as ``sim://`` like any
+real backend; so do the simulated MCUs (``vmcu://``, ``fw-host://``, ``fw-avr://``),
+whose factories live in :mod:`robo_player.sim.ports`.
 
 Backends register a factory ``factory(url: urllib.parse.SplitResult, spec, **options)``.
 Options come from the URL's query string (``sim://?truth_seed=3``) and from keyword
@@ -13,42 +16,60 @@ arguments to :func:`open_port`; keyword arguments win.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 from urllib.parse import parse_qsl, urlsplit
 
-from ..errors import TransportError
-from ..plan import Plan
-from ..spec.model import PianoSpec
-
-Progress = Callable[[float], None]  # fraction done, 0..1
-
-
-@dataclass(frozen=True, slots=True)
-class HeardNote:
-    """One onset reported by the sensor, in performance time."""
-
-    t_us: int
-    pitch: int
-    velocity: float  # loudness in MIDI velocity units
-    end_us: int | None = None  # when the sound was damped, if known
-
-
-@dataclass(slots=True)
-class Performance:
-    heard: list[HeardNote] = field(default_factory=list)
-    max_coil_temp_ratio: float = 0.0  # peak coil temperature rise / allowed rise
-    coil_failures: list[dict[str, Any]] = field(default_factory=list)
-    pedal: list[tuple[int, int]] = field(default_factory=list)  # (t_us, value) as sensed
-    link: dict[str, Any] | None = None  # link statistics, where there is a link
-    extra: dict[str, Any] = field(default_factory=dict)  # backend-specific report fields
+from ..errors import PlanError, TransportError
+from ..performance import HeardNote, Performance, Progress
+from ..plan import Command, Plan
+from ..spec.model import InstrumentSpec
 
 
 class Device(Protocol):
+    """A device is a stream: submit timed commands while it runs, drain, close.
+
+    - ``submit(commands)``: commands (sorted by ``t_us``, none earlier than the last
+      submitted) join the stream; the first one starts it (its ``t_us`` plays
+      ``start_delay`` after that). Each is checked against the actuator map first: a
+      bad one (unknown actuator, level out of range) raises PlanError and none of the
+      chunk is taken. After ``close()``: TransportError.
+    - ``advance(until_t_us)``: let the stream run until performance time
+      ``until_t_us`` (a stream with no known end calls it while it waits for input;
+      nothing runs between calls, and a real device's watchdog turns everything off
+      after ``watchdog_ms`` of silence).
+    - ``now_us()``: the stream's performance time now (µs; None before its first
+      command): what a live input schedules against.
+    - ``drain(progress)``: the end of the stream: every submitted command played, or is
+      accounted for as late, refused, flushed, cut off or never sent
+      (``Performance.extra["commands"]``: counts by status); everything is off. Returns
+      the stream's :class:`Performance`; a fault raises with it as ``err.performance``.
+      The next ``submit`` starts a new stream on the same device.
+    - ``close()``: ends a stream that was not drained (everything off; its
+      performance in ``last_performance``) and closes the device.
+    - ``play(plan)``: a whole plan, the thin helper: submit it all, then drain (refused
+      while a stream is running: ``streaming``).
+    """
+
     url: str
 
+    @property
+    def is_open(self) -> bool: ...
+
+    @property
+    def streaming(self) -> bool: ...
+
+    def submit(self, commands: Sequence[Command]) -> None: ...
+
+    def advance(self, until_t_us: int) -> None: ...
+
+    def now_us(self) -> float | None: ...
+
+    def drain(self, progress: Progress | None = None) -> Performance: ...
+
     def play(self, plan: Plan, progress: Progress | None = None) -> Performance: ...
+
+    def energised(self) -> list[int]: ...
 
     def close(self) -> None: ...
 
@@ -57,18 +78,84 @@ class Device(Protocol):
     def __exit__(self, *exc: object) -> None: ...
 
 
+class StreamDevice:
+    """What every device shares: :meth:`play` over the stream, the closed check, ``with``."""
+
+    url: str
+    spec: Any
+    last_performance: Performance | None = None
+
+    @property
+    def is_open(self) -> bool:
+        raise NotImplementedError
+
+    @property
+    def streaming(self) -> bool:
+        """A stream has commands submitted and is not drained yet."""
+        raise NotImplementedError
+
+    def submit(self, commands: Sequence[Command]) -> None:
+        raise NotImplementedError
+
+    def drain(self, progress: Progress | None = None) -> Performance:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def _check_open(self, what: str) -> None:
+        if not self.is_open:
+            raise TransportError(f"{self.url}: {what} on a closed device (open it again)")
+
+    def _plan_begin(self, plan: Plan) -> int:
+        """A whole plan is about to stream: the index of its first command to play."""
+        return 0
+
+    def play(self, plan: Plan, progress: Progress | None = None) -> Performance:
+        """Play a whole plan: submit every command, then drain (see :class:`Device`)."""
+        self._check_open("play")
+        if self.streaming:
+            raise TransportError(
+                f"{self.url}: play while a stream is running (drain or close it first)"
+            )
+        spec_hash = self.spec.spec_hash
+        if plan.spec_hash and plan.spec_hash != spec_hash:
+            raise PlanError(
+                f"{self.url}: plan was made for spec {plan.spec_name!r} (hash {plan.spec_hash}), "
+                f"this device is {self.spec.name!r} (hash {spec_hash})"
+            )
+        first = self._plan_begin(plan)
+        self.submit(plan.commands[first:])
+        try:
+            perf = self.drain(progress)
+        except Exception as err:
+            part = getattr(err, "performance", None)
+            if isinstance(part, Performance):
+                part.extra["pipeline_delay_us"] = plan.pipeline_delay_us
+            raise
+        perf.extra["pipeline_delay_us"] = plan.pipeline_delay_us
+        return perf
+
+    def __enter__(self) -> StreamDevice:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
 Factory = Callable[..., Device]
 
 _REGISTRY: dict[str, Factory | str] = {
     # scheme -> factory, or "module:attr" imported on first use (keeps start-up light)
+    # the device side (robo_player.sim) is named here, never imported by the driver
     "sim": "robo_player.sim.device:open_sim",
-    "fw-host": "robo_player.driver.fw:open_fw_host",
-    "fw-avr": "robo_player.driver.fw:open_fw_avr",
-    "serial": "robo_player.driver.fw:open_serial_device",
-    "socket": "robo_player.driver.fw:open_serial_device",
-    "rfc2217": "robo_player.driver.fw:open_serial_device",
-    "loop": "robo_player.driver.fw:open_serial_device",
-    "vmcu": "robo_player.driver.fw:open_vmcu",  # the firmware's Python model, virtual time
+    "fw-host": "robo_player.sim.ports:open_fw_host",
+    "fw-avr": "robo_player.sim.ports:open_fw_avr",
+    "vmcu": "robo_player.sim.ports:open_vmcu",  # the firmware's Python model, virtual time
+    "serial": "robo_player.driver.device:open_serial_device",
+    "socket": "robo_player.driver.device:open_serial_device",
+    "rfc2217": "robo_player.driver.device:open_serial_device",
+    "loop": "robo_player.driver.device:open_serial_device",
 }
 
 
@@ -86,7 +173,7 @@ def schemes() -> list[str]:
     return sorted(_REGISTRY)
 
 
-def open_port(url: str, spec: PianoSpec, **options: Any) -> Device:
+def open_port(url: str, spec: InstrumentSpec, **options: Any) -> Device:
     """Open the device at ``url`` for ``spec``; TransportError if there is none."""
     parts = urlsplit(url)
     if not parts.scheme:
@@ -109,3 +196,15 @@ def open_port(url: str, spec: PianoSpec, **options: Any) -> Device:
     OPEN_DEVICES[:] = [d for d in OPEN_DEVICES if getattr(d, "is_open", True)]
     OPEN_DEVICES.append(device)
     return device
+
+
+__all__ = [
+    "Device",
+    "HeardNote",
+    "Performance",
+    "Progress",
+    "StreamDevice",
+    "open_port",
+    "register_port",
+    "schemes",
+]

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -35,32 +34,30 @@ from typing import Any
 from ..errors import (
     DeviceShutdown,
     DeviceTimeout,
-    PlanError,
     ProtocolError,
-    SpecError,
     TransportError,
 )
-from ..plan import Command, Plan
-from ..plan import Op as PlanOp
+from ..plan import Plan
 from ..protocol.messages import (
-    PCA_OSC_HZ,
-    PCA_PRESCALE_DEFAULT,
     PROTOCOL_VERSION,
     ConfigReason,
-    EventKind,
     Message,
     Op,
-    OutKind,
     ShutdownReason,
     State,
     config_hash,
     encode_messages,
 )
-from ..protocol.schedule import PayloadPacker, ScheduleEncoder, TimedCommand
 from ..protocol.varint import U32
-from ..spec.model import DriverKind, PianoSpec
+from ..spec.model import InstrumentSpec
 from .clocksync import ClockSync, PerfTimeline
+from .config import actuator_duty_permille as actuator_duty_permille  # re-exported
+from .config import actuator_outputs, configure_messages, time_shift_for
+from .config import duty_permille as duty_permille  # re-exported
+from .config import pca_prescale as pca_prescale  # re-exported
+from .config import to_timed as to_timed  # re-exported
 from .link import Link
+from .streaming import StreamRun
 from .transport import Transport
 
 log = logging.getLogger(__name__)
@@ -154,107 +151,6 @@ class StreamResult:
         return out
 
 
-# ---- the configuration a spec asks for ---------------------------------------------
-def actuator_outputs(spec: PianoSpec) -> dict[int, tuple[int, int, int, int]]:
-    """actuator -> (out_kind, out_addr, out_channel, pwm_max), from the spec's wiring.
-
-    Boards own consecutive blocks of the channel space in their listed order; a board's
-    output is the channel minus its first channel.
-    """
-    first: dict[str, int] = {}
-    start = 0
-    for b in spec.boards:
-        first[b.id] = start
-        start += b.channels
-    kinds = {b.id: b for b in spec.boards}
-    out: dict[int, tuple[int, int, int, int]] = {}
-    wiring: list[tuple[int, str, int]] = [(k.channel, k.board, k.pwm_max) for k in spec.keys]
-    if spec.pedal is not None:
-        wiring.append((spec.pedal.channel, spec.pedal.board, (1 << spec.pedal.pwm_bits) - 1))
-    for ch, board, pwm_max in wiring:
-        b = kinds[board]
-        kind = OutKind.PCA9685 if b.kind is DriverKind.PCA9685 else OutKind.DIRECT
-        addr = b.i2c_address or 0 if kind is OutKind.PCA9685 else 0
-        out[ch] = (int(kind), addr, ch - first[board], pwm_max)
-    return out
-
-
-def pca_prescale(spec: PianoSpec) -> int:
-    """The PCA9685 PRE_SCALE for the spec's ``pwm_hz`` (the nearest the chip has:
-    25 MHz / (4096 (prescale + 1))). The firmware runs every board at one frequency,
-    so boards that ask for different ones are refused; no PCA9685 board: the default."""
-    hz = {b.id: b.pwm_hz for b in spec.boards if b.kind is DriverKind.PCA9685}
-    if not hz:
-        return PCA_PRESCALE_DEFAULT
-    if len(set(hz.values())) > 1:
-        each = ", ".join(f"{k} {v} Hz" for k, v in hz.items())
-        raise SpecError(
-            f"spec {spec.name!r}: boards[].pwm_hz: the firmware drives every PCA9685 board "
-            f"at one PWM frequency; these differ ({each})"
-        )
-    f = next(iter(hz.values()))
-    return max(3, min(255, round(PCA_OSC_HZ / (4096 * f)) - 1))
-
-
-def duty_permille(spec: PianoSpec) -> int:
-    """Mean (level/pwm_max)² a coil may keep up for ever without passing its allowed rise."""
-    th, pw = spec.thermal, spec.power
-    full_rise = pw.supply_v**2 / pw.coil_ohm * th.coil_tau_s / th.coil_heat_capacity_j_per_k
-    return max(1, min(1000, int(1000 * th.coil_max_rise_k / full_rise)))
-
-
-def configure_messages(
-    spec: PianoSpec, *, watchdog_ms: int, time_shift: int, level_shift: int
-) -> list[Message]:
-    outs = actuator_outputs(spec)
-    count = max(outs) + 1
-    duty = duty_permille(spec)
-    msgs = [
-        Message.make(
-            "configure_begin",
-            actuator_count=count,
-            max_concurrent=min(spec.power.max_simultaneous_strikes, count),
-            watchdog_ms=watchdog_ms,
-            duty_window_ms=max(100, min(600_000, int(spec.thermal.coil_tau_s * 1000))),
-            time_shift=time_shift,
-            level_shift=level_shift,
-            pca_prescale=pca_prescale(spec),
-        )
-    ]
-    for a in range(count):
-        kind, addr, ch, pwm_max = outs.get(a, (int(OutKind.DIRECT), 0, 255, 1))
-        msgs.append(
-            Message.make(
-                "configure_actuator",
-                actuator=a,
-                out_kind=kind,
-                out_addr=addr,
-                out_channel=ch,
-                pwm_max=pwm_max,
-                max_drive=pwm_max,
-                max_on_us=spec.thermal.max_on_us,
-                max_pulse_us=spec.strike.max_pulse_us,
-                duty_permille=duty,
-            )
-        )
-    return msgs
-
-
-def time_shift_for(clock_hz: int) -> int:
-    """The shift that makes the schedule's time unit the nearest power of two <= 1 µs."""
-    return max(0, min(8, int(math.floor(math.log2(max(1, clock_hz) / 1e6)))))
-
-
-def to_timed(cmd: Command, clock: int, pwm_max: int) -> TimedCommand:
-    if cmd.op is PlanOp.PULSE_HOLD:
-        return TimedCommand(clock, Op.STRIKE, cmd.actuator, cmd.drive, cmd.pulse_us, cmd.hold)
-    if cmd.op is PlanOp.RELEASE:
-        return TimedCommand(clock, Op.RELEASE, cmd.actuator)
-    if cmd.op is PlanOp.SET:  # plan levels are PWM counts already (plan v2)
-        return TimedCommand(clock, Op.SET, cmd.actuator, cmd.drive)
-    raise PlanError(f"plan command {cmd.op.value} at t_us={cmd.t_us}: not supported by the firmware yet")
-
-
 # ---- resume state ---------------------------------------------------------------------
 @dataclass(slots=True)
 class ResumeState:
@@ -306,7 +202,7 @@ class Session:
     def __init__(
         self,
         transport: Transport,
-        spec: PianoSpec,
+        spec: InstrumentSpec,
         *,
         now: Now = time.perf_counter,
         config: StreamConfig | None = None,
@@ -644,6 +540,10 @@ class Session:
             )
 
     # ---- streaming ---------------------------------------------------------------------
+    def begin_stream(self, start_index: int = 0) -> StreamRun:
+        """A stream of commands with no known end (see :mod:`.streaming`)."""
+        return StreamRun(self, start_index)
+
     def stream(
         self,
         plan: Plan,
@@ -652,202 +552,14 @@ class Session:
     ) -> StreamResult:
         """Stream ``plan.commands[start_index:]``; never raises for link/device faults:
         they end up in :attr:`StreamResult.error` with every command accounted for."""
-        info = self._need_info()
-        assert self.sync_ is not None
         cmds = plan.commands
         if not 0 <= start_index <= len(cmds):
             raise TransportError(
                 f"stream: start_index {start_index} out of range (allowed 0..{len(cmds)})"
             )
-        res = StreamResult(start_index=start_index, device=info)
-        res.boot_ids.append(info.boot_id)
-        outs = actuator_outputs(self.spec)
-        count = max(outs) + 1
-        enc = ScheduleEncoder(count, self.time_shift, self.cfg.level_shift)
-        tl = PerfTimeline(self.sync_)
-        self.timeline = tl
-        t_first = cmds[start_index].t_us if start_index < len(cmds) else 0
-        time0 = self.now() + self.cfg.start_delay_s - t_first * 1e-6
-        tl.start(time0)
-        sent: dict[int, _Sent] = {}  # device index -> what it was
-        outcome: dict[int, str] = {}  # plan index -> status
-        i = start_index
-        packer = PayloadPacker(info.max_payload)
-        pack_first_due = math.inf  # host time by which the packer's first record must leave
-        pack_first_t = math.inf  # host time the packer's first record plays at
-        pack_indices: list[int] = []
-        last_clock = 0
-        self._next_status = self.now()
-        n_total = len(cmds) - start_index
-        self._streaming = True
-        try:
-            while True:
-                now = self.now()
-                self._check_device()
-                # 1. take commands into the packer while they are within the lead window
-                starved = False
-                while i < len(cmds) and time0 + cmds[i].t_us * 1e-6 - now <= self.cfg.lead_max_s:
-                    c = cmds[i]
-                    need = packer.n_records + 1
-                    if self.link.free_credits() < need:
-                        starved = True  # the device's queue is full: wait for credits
-                        break
-                    clock = tl.clock_for(c.t_us)
-                    if (
-                        packer.n_records >= self.cfg.batch_max_records
-                        and time0 + c.t_us * 1e-6 - self.cfg.lead_min_s < now
-                    ):
-                        # short lead: a frame only acts once it is all in, so a long one
-                        # makes its first records late; send what we have
-                        self._flush_packer(packer, pack_indices)
-                        packer = PayloadPacker(info.max_payload)
-                        pack_indices = []
-                        pack_first_due = math.inf
-                        pack_first_t = math.inf
-                    e = enc.add(to_timed(c, clock, outs[c.actuator][3]))
-                    fits = all(packer.add(it) for it in e.items)
-                    if not fits:
-                        # the packer is full: send it, start a new one with this command
-                        self._flush_packer(packer, pack_indices)
-                        packer = PayloadPacker(info.max_payload)
-                        pack_indices = []
-                        pack_first_due = math.inf
-                        pack_first_t = math.inf
-                        for it in e.items:
-                            if not packer.add(it):
-                                raise ProtocolError(f"stream: command {i} does not fit a frame")
-                    due = time0 + c.t_us * 1e-6 - self.cfg.lead_min_s
-                    if due < now:
-                        res.short_lead += 1
-                    pack_first_due = min(pack_first_due, due)
-                    pack_first_t = min(pack_first_t, time0 + c.t_us * 1e-6)
-                    sent[e.index] = _Sent(i, e.clock, to_timed(c, clock, 1).op, c.actuator)
-                    last_clock = max(last_clock, e.clock)
-                    pack_indices.append(i)
-                    i += 1
-                # 2. send the packer when its first record is due (or everything is in);
-                # past due, a few records wait for more while their time allows (batch)
-                send_at = pack_first_due
-                if starved and packer.n_records < self.cfg.batch_records:
-                    send_at = max(send_at, pack_first_t - self.cfg.batch_urgent_s)
-                if len(packer) and (now >= send_at or i >= len(cmds)):
-                    self._flush_packer(packer, pack_indices)
-                    packer = PayloadPacker(info.max_payload)
-                    pack_indices = []
-                    pack_first_due = math.inf
-                    pack_first_t = math.inf
-                    send_at = math.inf
-                if starved and self.link.idle and self.now() - self._last_poll >= 0.01:
-                    # the queue was full when the device last said: an empty DATA frame
-                    # (6 bytes) brings an ACK with its credits now, not at the next status
-                    self._last_poll = self.now()
-                    self.link.send(b"", 0)
-                    self._write(self.link.output(self.now()))
-                self._periodic()
-                if progress is not None and n_total:
-                    progress(min(1.0, (i - start_index) / n_total))
-                if i >= len(cmds) and not len(packer):
-                    break
-                nxt = send_at
-                if i < len(cmds) and not starved:
-                    nxt = min(nxt, time0 + cmds[i].t_us * 1e-6 - self.cfg.lead_max_s)
-                self.pump(min(0.02, max(0.0005, nxt - self.now())))
-            # 3. wait for the device to run everything sent
-            self._drain(last_clock, len(sent), res)
-        except (DeviceTimeout, DeviceReset, DeviceShutdown, TransportError) as err:
-            res.error = f"{type(err).__name__}: {err}"
-            res.exc = err
-            log.warning("%s", res.error)
-        finally:
-            self._streaming = False
-        self._account(cmds, start_index, sent, outcome, res)
-        res.link = self.link_stats()
-        if self.status is not None:
-            res.status = {k: v for k, v in self.status.as_dict().items() if isinstance(v, int)}
-        return res
-
-    def _flush_packer(self, packer: PayloadPacker, indices: list[int]) -> None:
-        payload = packer.payload()
-        self.link.send(payload, packer.n_records)
-        self._write(self.link.output(self.now()))
-
-    def _drain(self, last_clock: int, n_sent: int, res: StreamResult) -> None:
-        assert self.sync_ is not None
-        end_time = self.sync_.time_at(last_clock)
-        deadline = max(self.now(), end_time) + self.cfg.drain_timeout_s
-        while True:
-            self._check_device()
-            st = self.status
-            if st is not None and self.link.idle and self.now() > end_time:
-                acc = st["played"] + st["late"] + st["refused"] + st["flushed"]
-                if (
-                    st["next_index"] >= n_sent
-                    and acc >= st["next_index"]
-                    and self.unwrap(st["clock"]) >= last_clock
-                ):
-                    return
-            if self.now() > deadline:
-                raise DeviceTimeout(
-                    f"{self.tr.url}: the device did not finish within "
-                    f"{self.cfg.drain_timeout_s:.1f} s of the last command"
-                )
-            if self.now() > end_time:
-                self._next_status = min(self._next_status, self.now() + 0.05)
-            self._periodic()
-            self.pump(0.02)
-
-    def _account(
-        self,
-        cmds: list[Command],
-        start_index: int,
-        sent: dict[int, _Sent],
-        outcome: dict[int, str],
-        res: StreamResult,
-    ) -> None:
-        reported: dict[int, str] = {}
-        for ev in self.events:
-            kind = ev["kind"]
-            if kind == EventKind.FLUSHED:
-                for k in range(ev["index"], ev["index"] + ev["clock"]):
-                    reported.setdefault(k, "flushed")
-            elif kind in (EventKind.BAD_MESSAGE,):
-                continue
-            elif kind in (EventKind.CUTOFF_MAX_ON, EventKind.CUTOFF_DUTY):
-                reported[ev["index"]] = "played_cut_off"
-            else:
-                reported[ev["index"]] = EventKind(kind).name.lower()
-            res.events.append({k: int(v) for k, v in ev.as_dict().items()})
-        by_plan = {s.plan_index: (k, s) for k, s in sent.items()}
-        st = self.status
-        done_clock = self.unwrap(st["clock"]) if st is not None else -1
-        if st is not None and res.error.startswith("DeviceReset"):
-            # the reset may have cut off reports the status already counted: then what
-            # was due by its clock cannot all be called played
-            seen = sum(
-                1 for ev in self.events if EventKind.LATE <= ev["kind"] <= EventKind.REFUSED_STATE
-            )
-            if seen < st["late"] + st["refused"]:
-                done_clock = -1
-        finished = not res.error
-        last_done = start_index - 1
-        for pi in range(start_index, len(cmds)):
-            if pi not in by_plan:
-                res.outcomes.append(CommandOutcome(pi, "not_sent"))
-                continue
-            k, s = by_plan[pi]
-            status = reported.get(k)
-            if status is None:
-                # the device dispatched every command due by its last status's clock
-                # (a reset's new boot never overwrites that status): played, or an
-                # event said otherwise
-                if finished or s.clock <= done_clock:
-                    status = "played"
-                else:
-                    status = "unknown"
-            res.outcomes.append(CommandOutcome(pi, status, k, s.clock))
-            if status in ("played", "played_cut_off", "late_release") and last_done == pi - 1:
-                last_done = pi
-        res.last_done_index = last_done
+        run = self.begin_stream(start_index)
+        run.submit(cmds[start_index:])
+        return run.finish(progress)
 
     def link_stats(self) -> dict[str, Any]:
         st = self.link.stats

@@ -16,11 +16,12 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ModelError, UsageError
+from ..resources import shipped_dir
 from ..score import Score
 
 log = logging.getLogger(__name__)
 
-MODELS_DIR = Path(__file__).resolve().parents[2] / "models"
+MODELS_DIR = shipped_dir("models")
 DEFAULT_MODEL = MODELS_DIR / "performance.pt"
 DEFAULT_LSTM = MODELS_DIR / "lstm.pt"
 DEFAULT_TRANSFORMER = MODELS_DIR / "transformer.pt"

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..driver.ports import HeardNote, Performance
+from ..performance import HeardNote, Performance
 from ..spec.model import PianoSpec
 
 log = logging.getLogger(__name__)

@@ -1,4 +1,4 @@
-"""The ``sim://`` device: a plan in, what the simulated microphone heard out.
+"""The ``sim://`` device: a stream of commands in, what the simulated microphone heard out.
 
 Opened through the port registry (``open_port("sim://?truth_seed=3", spec)``) or
 directly with :func:`open_sim`. Options (query string or keyword arguments; query values
@@ -10,96 +10,146 @@ arrive as strings):
 - ``timing_sd_us`` (float >= 0, default 200), ``loudness_sd`` (float >= 0, default 1):
   the microphone's noise.
 
-One device is one session at the piano: each :meth:`SimDevice.play` starts from where
-the previous one ended (coils keep their heat, keys left down stay down, a burnt coil
-stays burnt), 1 s of virtual time after the previous plan's last event. Performance
-times are relative to the start of each plan, as on a real device.
+The stream (:class:`~robo_player.driver.ports.Device`): ``submit`` checks the commands
+against the actuator map and keeps them; ``advance(t_us)`` moves the device's
+performance time on (a command submitted for a time already passed is *late*: it never
+plays, and is counted so); ``drain`` expands the stream through the one pulse/hold
+expansion and plays it on the :class:`~.instrument.SimulatedInstrument`, the same one
+the simulated MCUs play their traces on. There is no link, so nothing else can go
+wrong on the way.
+
+One device is one session at the piano: each stream starts from where the previous
+one ended (coils keep their heat, keys left down stay down, a burnt coil stays burnt),
+1 s of virtual time after the previous stream's last event. Performance times are
+relative to the start of each stream, as on a real device.
 """
 
 from __future__ import annotations
 
 import logging
-from pathlib import Path
+import math
+from collections.abc import Sequence
 from typing import Any
 from urllib.parse import SplitResult
 
-from ..driver.ports import Performance, Progress
-from ..errors import PlanError, TransportError
-from ..plan import Plan
+from ..actuation import actuator_pwm_max, check_commands, check_order, expand_commands
+from ..driver.options import url_of, with_query
+from ..driver.ports import StreamDevice
+from ..errors import TransportError
+from ..performance import Performance, Progress
+from ..plan import Command, Op
 from ..spec.model import PianoSpec
-from .physics import PianoPhysics, expand_plan_columns
-from .sensor import LOUDNESS_SD, TIMING_SD_US, Microphone
+from .instrument import INSTRUMENT_OPTIONS, SimulatedInstrument, instrument_from_options
 from .truth import Truth
 
 log = logging.getLogger(__name__)
 
-_OPTIONS = ("truth_seed", "truth", "sensor_seed", "timing_sd_us", "loudness_sd")
 
-
-def _int_opt(url: str, name: str, value: object) -> int:
-    if isinstance(value, bool):
-        raise TransportError(f"{url}: option {name}={value!r} must be an integer")
-    try:
-        return int(value)  # type: ignore[call-overload]
-    except (TypeError, ValueError) as err:
-        raise TransportError(f"{url}: option {name}={value!r} must be an integer") from err
-
-
-def _float_opt(url: str, name: str, value: object) -> float:
-    try:
-        x = float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError) as err:
-        raise TransportError(f"{url}: option {name}={value!r} must be a number >= 0") from err
-    if not x >= 0.0 or x == float("inf"):
-        raise TransportError(f"{url}: option {name}={value!r} must be a finite number >= 0")
-    return x
-
-
-class SimDevice:
+class SimDevice(StreamDevice):
     """A simulated piano behind the :class:`~robo_player.driver.ports.Device` protocol."""
 
-    def __init__(
-        self, url: str, spec: PianoSpec, truth: Truth, microphone: Microphone
-    ) -> None:
+    def __init__(self, url: str, spec: PianoSpec, instrument: SimulatedInstrument) -> None:
         self.url = url
         self.spec = spec
-        self._truth = truth  # hidden: only the simulator may read it
-        self._physics = PianoPhysics(spec, truth)
-        self._mic = microphone
-        self._spec_hash = spec.spec_hash  # computed once: it hashes the whole spec
+        self.instrument = instrument
+        self._pwm_max = actuator_pwm_max(spec)
+        self._cmds: list[Command] = []  # this stream's commands that will play
+        self._late = 0  # ... and those submitted for a time already passed (not played)
+        self._late_release = 0  # late releases (they still run)
+        self._last_t = -1  # t_us of the last command submitted
+        self._first_t = 0  # ... and of the stream's first
+        self._submitted = 0
+        self._now_us = -math.inf  # performance time the stream has reached
+        self.last_performance: Performance | None = None
         self._open = True
 
     @property
     def is_open(self) -> bool:
         return self._open
 
-    def energised(self) -> list[int]:
-        """Actuators whose coil is on at the end of the last plan."""
-        return self._physics.energised()
+    @property
+    def streaming(self) -> bool:
+        return self._submitted > 0
 
-    def play(self, plan: Plan, progress: Progress | None = None) -> Performance:
-        if not self._open:
-            raise TransportError(f"{self.url}: device is closed")
-        if plan.spec_hash and plan.spec_hash != self._spec_hash:
-            raise PlanError(
-                f"{self.url}: plan was made for spec {plan.spec_name!r} (hash {plan.spec_hash}), "
-                f"this device is {self.spec.name!r} (hash {self._spec_hash})"
-            )
-        events = expand_plan_columns(plan, self.spec)
-        perf, notes = self._physics.run_columns(events, progress)
-        self._mic.listen(perf, notes)
-        perf.extra["pipeline_delay_us"] = plan.pipeline_delay_us
-        log.debug("%s: played %d commands, heard %d notes", self.url, len(plan), len(perf.heard))
+    @property
+    def _truth(self) -> Truth:
+        """The hidden truth (tests and the simulator only; never the calibrator)."""
+        return self.instrument._truth
+
+    def energised(self) -> list[int]:
+        """Actuators whose coil is on at the end of the last stream."""
+        return self.instrument.energised()
+
+    def submit(self, commands: Sequence[Command]) -> None:
+        self._check_open("submit")
+        cmds = list(commands)
+        last = self._last_t
+        check_commands(cmds, self._pwm_max, self.spec.name, self._submitted)
+        last = check_order(cmds, last, self.url, self._submitted)
+        first_t = cmds[0].t_us if cmds else 0
+        if not self._submitted:
+            self._first_t = first_t
+        self._submitted += len(cmds)
+        self._last_t = last
+        if not cmds or first_t >= self._now_us:
+            self._cmds.extend(cmds)  # all in time (the usual case)
+            return
+        for c in cmds:
+            if c.t_us >= self._now_us:
+                self._cmds.append(c)
+            elif c.op is Op.RELEASE:
+                # late, but a release still runs, when it arrives (as on the firmware)
+                self._cmds.append(Command(int(self._now_us), c.op, c.actuator, note=c.note))
+                self._late_release += 1
+            else:
+                self._late += 1
+
+    def advance(self, until_t_us: int) -> None:
+        self._check_open("advance")
+        if self._submitted:  # performance time starts with the stream's first command
+            self._now_us = max(self._now_us, float(until_t_us))
+
+    def now_us(self) -> float | None:
+        """The stream's performance time: where ``advance`` took it (None before its
+        first command; the start of its first command until the first ``advance``)."""
+        if not self._submitted:
+            return None
+        return self._now_us if self._now_us != -math.inf else float(self._first_t)
+
+    def drain(self, progress: Progress | None = None) -> Performance:
+        self._check_open("drain")
+        return self._end(progress)
+
+    def _end(self, progress: Progress | None = None, flush: bool = False) -> Performance:
+        cmds, late, late_rel, flushed = self._cmds, self._late, self._late_release, 0
+        played = len(cmds) - late_rel
+        if flush:
+            # closed before the stream was drained: what was due has played, the rest
+            # is dropped, and everything goes off now
+            due = [c for c in cmds if c.t_us <= self._now_us]
+            played, flushed = len(due) - late_rel, len(cmds) - len(due)
+            off_at = 0 if math.isinf(self._now_us) else int(self._now_us)
+            off_at = max([off_at, *(c.t_us for c in due)])
+            cmds = due + [Command(off_at, Op.RELEASE, a) for a in sorted(self._pwm_max)]
+        self._cmds, self._late, self._late_release = [], 0, 0
+        self._submitted, self._now_us, self._last_t = 0, -math.inf, -1
+        outputs = expand_commands(cmds, self._pwm_max, self.spec.name, checked=True)
+        perf = self.instrument.hear(outputs, progress)
+        counts = {"played": played, "late": late, "late_release": late_rel, "flushed": flushed}
+        perf.extra["commands"] = {k: v for k, v in counts.items() if v}
+        self.last_performance = perf
+        log.debug("%s: played %d commands, heard %d notes", self.url, played, len(perf.heard))
         return perf
 
     def close(self) -> None:
+        if not self._open:
+            return
         self._open = False
+        if self._submitted:
+            self._end(flush=True)
 
     def __enter__(self) -> SimDevice:
         return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         return f"SimDevice({self.url!r}, spec={self.spec.name!r}, open={self._open})"
@@ -108,40 +158,18 @@ class SimDevice:
 def open_sim(
     url_parts: SplitResult | str,
     spec: PianoSpec,
-    truth_seed: object = None,
-    truth: object = None,
-    sensor_seed: object = None,
     **opts: Any,
 ) -> SimDevice:
     """Open a simulated piano for ``spec`` (see the module doc for the options)."""
-    if isinstance(url_parts, str):
-        url = url_parts
-    else:
+    url = url_of(url_parts)
+    if not isinstance(url_parts, str):
         url = f"{url_parts.scheme}://{url_parts.netloc}{url_parts.path}"
         url += f"?{url_parts.query}" if url_parts.query else ""
-    unknown = sorted(set(opts) - set(_OPTIONS))
+    opts = {k: v for k, v in opts.items() if v is not None}
+    merged = with_query(url_parts, opts) if isinstance(url_parts, str) else opts
+    unknown = sorted(set(merged) - set(INSTRUMENT_OPTIONS))
     if unknown:
         raise TransportError(
-            f"{url}: unknown option {unknown[0]!r} (allowed: {', '.join(_OPTIONS)})"
+            f"{url}: unknown option {unknown[0]!r} (allowed: {', '.join(INSTRUMENT_OPTIONS)})"
         )
-    if truth is not None and truth_seed is not None:
-        raise TransportError(f"{url}: give either truth or truth_seed, not both")
-    if isinstance(truth, Truth):
-        the_truth = truth
-        where = "<truth>"
-    elif truth is not None:
-        where = str(truth)
-        if not isinstance(truth, str | Path):
-            raise TransportError(f"{url}: option truth={truth!r} must be a file path")
-        the_truth = Truth.load(truth)  # SpecError naming the file on any fault
-    else:
-        seed = 0 if truth_seed is None else _int_opt(url, "truth_seed", truth_seed)
-        the_truth = Truth.draw(spec, seed)
-        where = f"truth_seed={seed}"
-    the_truth.check_for(spec, where)
-    mic = Microphone(
-        seed=0 if sensor_seed is None else _int_opt(url, "sensor_seed", sensor_seed),
-        timing_sd_us=_float_opt(url, "timing_sd_us", opts.get("timing_sd_us", TIMING_SD_US)),
-        loudness_sd=_float_opt(url, "loudness_sd", opts.get("loudness_sd", LOUDNESS_SD)),
-    )
-    return SimDevice(url, spec, the_truth, mic)
+    return SimDevice(url, spec, instrument_from_options(url, spec, merged))

@@ -32,9 +32,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..driver.ports import HeardNote, Performance, Progress
+from ..actuation import OutputColumns, actuator_pwm_max, expand_commands
 from ..errors import PlanError
-from ..plan import Command, Op, Plan
+from ..performance import HeardNote, Performance, Progress
+from ..plan import Command, Plan
 from ..spec.model import PianoSpec
 from .truth import Truth
 
@@ -108,6 +109,11 @@ class EventColumns:
             t, a, d = t[o], a[o], d[o]
         return cls(t, a, d)
 
+    @classmethod
+    def from_outputs(cls, out: OutputColumns) -> EventColumns:
+        """Output changes in counts (sorted) as duties."""
+        return cls(out.t_us, out.actuator, out.duty())
+
     def to_events(self) -> list[CoilEvent]:
         return [
             CoilEvent(t, a, d)
@@ -116,95 +122,15 @@ class EventColumns:
 
 
 def expand_plan(plan: Plan | Iterable[Command], spec: PianoSpec) -> list[CoilEvent]:
-    """Coil events of a plan, sorted by time (stable).
-
-    STRIKE -> ``drive/pwm_max`` at ``t_us`` and ``hold/pwm_max`` at ``t_us + pulse_us``;
-    RELEASE -> 0; SET -> ``drive/pwm_max`` (the pedal's position when on its channel). A later command on the
-    same actuator at or before the end of a pulse cancels that pulse's drop to hold (as the
-    firmware does), so a release inside a pulse is never undone.
-    """
+    """Coil events of a plan, sorted by time (stable), through the one pulse/hold
+    expansion (:mod:`robo_player.actuation`): each level as a fraction of its actuator's
+    full PWM level (for the pedal's actuator, its position)."""
     return expand_plan_columns(plan, spec).to_events()
 
 
 def expand_plan_columns(plan: Plan | Iterable[Command], spec: PianoSpec) -> EventColumns:
     """:func:`expand_plan` as columns (no per-event objects: the device's fast path)."""
-    cmds = list(plan.commands if isinstance(plan, Plan) else plan)
-    n = len(cmds)
-    ct = np.fromiter((c.t_us for c in cmds), dtype=np.int64, count=n)
-    rel_, strike_ = Op.RELEASE, Op.PULSE_HOLD
-    co = np.fromiter(  # rank as plan.Command.sort_key: release, set/move, strike
-        (0 if c.op is rel_ else 2 if c.op is strike_ else 1 for c in cmds), dtype=np.int64, count=n
-    )
-    ca = np.fromiter((c.actuator for c in cmds), dtype=np.int64, count=n)
-    order = np.lexsort((ca, co, ct)).tolist()  # Command.sort_key order
-    keys = {k.channel: k for k in spec.keys}
-    pedal_ch = spec.pedal.channel if spec.pedal else None
-    ot: list[int] = []
-    oa: list[int] = []
-    od: list[float] = []
-    pending: dict[int, int] = {}  # actuator -> index in the output of its pulse-end event
-    cancelled: list[int] = []
-    strike, release = Op.STRIKE, Op.RELEASE
-    for i in order:
-        c = cmds[i]
-        t, a = c.t_us, c.actuator
-        if t < 0:
-            raise PlanError(f"{_where(c)}: t_us {t} is negative (allowed: >= 0)")
-        if c.op is strike or c.op is release:
-            key = keys.get(a)
-            if key is None:
-                raise PlanError(
-                    f"{_where(c)}: no key on actuator {a} in spec {spec.name!r} "
-                    f"(key channels: {min(keys)}..{max(keys)})"
-                )
-            p = pending.pop(a, None)
-            if p is not None and ot[p] >= t:
-                cancelled.append(p)
-            if c.op is release:
-                ot.append(t)
-                oa.append(a)
-                od.append(0.0)
-                continue
-            pm = key.pwm_max
-            if not (0 <= c.drive <= pm and 0 <= c.hold <= pm and c.pulse_us >= 0):
-                raise PlanError(
-                    f"{_where(c)}: drive {c.drive}, hold {c.hold}, pulse_us {c.pulse_us} "
-                    f"out of range (allowed: drive and hold 0..{pm}, pulse_us >= 0)"
-                )
-            ot.append(t)
-            oa.append(a)
-            od.append(c.drive / pm)
-            pending[a] = len(ot)
-            ot.append(t + c.pulse_us)
-            oa.append(a)
-            od.append(c.hold / pm)
-        elif c.op is Op.SET and a == pedal_ch:  # plan levels are PWM counts (plan v2)
-            pm = spec.pedal.pwm_max if spec.pedal else 1
-            if not 0 <= c.drive <= pm:
-                raise PlanError(f"{_where(c)}: pedal level {c.drive} out of range (allowed: 0..{pm})")
-            ot.append(t)
-            oa.append(a)
-            od.append(c.drive / pm)
-        else:
-            if c.op is Op.SET and pedal_ch is None:
-                raise PlanError(f"{_where(c)}: spec {spec.name!r} has no sustain pedal")
-            raise PlanError(
-                f"{_where(c)}: the piano's physics plays pulse_hold and release on keys and "
-                f"set on the pedal (actuator {pedal_ch})"
-            )
-    t_arr = np.asarray(ot, dtype=np.int64)
-    a_arr = np.asarray(oa, dtype=np.int64)
-    d_arr = np.asarray(od, dtype=np.float64)
-    if cancelled:
-        keep = np.ones(len(t_arr), dtype=bool)
-        keep[cancelled] = False
-        t_arr, a_arr, d_arr = t_arr[keep], a_arr[keep], d_arr[keep]
-    o = np.argsort(t_arr, kind="stable")
-    return EventColumns(t_arr[o], a_arr[o], d_arr[o])
-
-
-def _where(c: Command) -> str:
-    return f"plan command ({c.op.value} at t_us={c.t_us}, actuator {c.actuator}, note {c.note})"
+    return EventColumns.from_outputs(expand_commands(plan, actuator_pwm_max(spec), spec.name))
 
 
 def _range_max(values: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:

@@ -6,7 +6,7 @@ import logging
 from collections.abc import Sequence
 from pathlib import Path
 
-from ..driver.ports import HeardNote
+from ..performance import HeardNote
 
 log = logging.getLogger(__name__)
 

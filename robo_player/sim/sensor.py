@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ..driver.ports import HeardNote, Performance
+from ..performance import HeardNote, Performance
 from .physics import SoundedNotes
 
 TIMING_SD_US = 200.0

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from ..errors import SpecError
+from ..resources import shipped_dir
 from .model import FAMILIES, SUPPORTED_FAMILIES, DriverBoard, DriverKind, KeySpec, PianoSpec
 from .schema import (
     FAMILY_SECTIONS,
@@ -40,7 +41,7 @@ from .yamlio import YamlMap, YamlSeq, display_path, parse_yaml
 
 log = logging.getLogger(__name__)
 
-SPEC_DIR = Path(__file__).resolve().parents[2] / "hardware_specs"
+SPEC_DIR = shipped_dir("hardware_specs")
 DEFAULT_SPEC = "piano-88-grand"
 
 PCA9685_MAX_CHANNELS = 16

@@ -8,6 +8,9 @@ rule, max on-time, the concurrency cap, the duty limit, the watchdog, ``all_off`
 ``shutdown`` and the status counters. Every output change goes into
 :attr:`VirtualMCU.trace` as ``(clock, actuator, level)``, like the host build's trace.
 
+Commands expand to output levels through :func:`robo_player.actuation.output_steps`,
+the expansion the simulator's physics uses too.
+
 It lets the driver's link and streaming code, and the fault injection around them, run
 in tests without sleeping: :class:`VirtualPort` is a transport whose ``read(timeout)``
 advances the world instead of waiting. The C firmware is tested through ``fw-host://``
@@ -22,6 +25,7 @@ import logging
 import random
 from dataclasses import dataclass, field
 
+from ..actuation import output_steps
 from ..errors import ProtocolError, TransportError
 from ..protocol.framing import Frame, FrameDecoder, FrameKind, seq_add, seq_diff
 from ..protocol.messages import (
@@ -245,6 +249,7 @@ class VirtualMCU:
         s = self.acts[a]
         late = now - clock > self._us(self.cfg.late_slack_us)
         if cmd.op is Op.RELEASE:
+            s.pulse_end = None  # every command replaces the pulse (sched.c account)
             self._set(now, a, 0)
             if late:
                 self.counters["late"] += 1
@@ -262,18 +267,20 @@ class VirtualMCU:
             self._event(refuse, index, a, now)
             return
         s.strike_index = index
-        if cmd.op is Op.STRIKE:
-            s.pulse_end = now + self._us(cmd.pulse_us) if cmd.pulse_us else None
-            s.hold = cmd.hold
-            self._set(now, a, cmd.level if cmd.pulse_us else cmd.hold)
-        else:
-            self._set(now, a, cmd.level)
+        # the one pulse/hold expansion: a first level now, maybe a timed second one
+        steps = output_steps(cmd.op, cmd.level, cmd.pulse_us, cmd.hold)
+        s.pulse_end = None  # every command replaces the pulse (sched.c account)
+        if len(steps) > 1:
+            s.pulse_end = now + self._us(steps[1][0])
+            s.hold = steps[1][1]
+        self._set(now, a, steps[0][1])
         self.counters["played"] += 1
 
     def _refusal(self, cmd: TimedCommand, s: _Act, now: int) -> EventKind | None:
         if cmd.level > s.max_drive or cmd.pulse_us > s.max_pulse_us or cmd.hold > s.max_drive:
             return EventKind.REFUSED_RANGE
-        if cmd.op is Op.STRIKE and cmd.pulse_us:
+        if cmd.op is Op.STRIKE and cmd.pulse_us and s.pulse_end is None:
+            # a strike on a coil already in its pulse takes no other slot (sched.c decide)
             running = sum(1 for x in self.acts.values() if x.pulse_end is not None)
             if running >= self.max_concurrent:
                 return EventKind.REFUSED_CONCURRENCY

@@ -1,0 +1,86 @@
+"""Where a device's firmware runs, and what listens to its outputs.
+
+A :class:`Backend` starts the firmware (a real board behind a serial port, or a
+simulated MCU that :mod:`robo_player.sim` provides), hands the driver a transport, a
+reset hook and a clock, and afterwards the firmware's actuation trace where there is
+one. An :class:`Instrument` turns what the outputs did into what was heard: a real
+instrument has a microphone (none yet); the simulated one is
+:class:`robo_player.sim.instrument.SimulatedInstrument`. The driver knows both only
+through these interfaces: it never imports the simulator.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any, Protocol
+from urllib.parse import parse_qsl, urlencode, urlsplit
+
+from ..actuation import OutputColumns
+from ..performance import Performance
+from .trace import Trace
+from .transport import Transport
+
+Now = Callable[[], float]
+StartResult = tuple[Transport, Callable[[], None] | None, Now]
+
+
+class Instrument(Protocol):
+    """What an instrument does with its actuators' output changes."""
+
+    def hear(self, outputs: OutputColumns) -> Performance:
+        """Play ``outputs`` (performance time, levels in counts) and report what its
+        sensor heard, coil temperatures and failures. Each call continues one session
+        at the instrument (coils keep their heat)."""
+        ...
+
+    def energised(self) -> list[int]: ...
+
+
+class Backend:
+    """Where the firmware runs: starts it, gives its transport, collects its trace."""
+
+    # the trace says only on/off for direct pins (simavr's AVR build): their levels
+    # come from the commands that played
+    binary_direct_pins = False
+
+    @property
+    def runs(self) -> int:
+        """Firmware runs so far (a reset starts another)."""
+        return 1
+
+    def start(self) -> StartResult:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        """Stop the firmware (its outputs go off) so that the trace is complete."""
+
+    def trace(self, out_map: dict[tuple[int, int, int], int]) -> Trace | None:
+        return None
+
+    def extra(self) -> dict[str, Any]:
+        """Backend-specific report fields (``Performance.extra``)."""
+        return {}
+
+    def cleanup(self) -> None:
+        """Remove what start() made."""
+
+
+class SerialBackend(Backend):
+    """Real firmware behind ``serial://``, ``socket://``, ``rfc2217://`` or ``loop://``."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+
+    def start(self) -> StartResult:
+        from .transport import open_transport
+
+        parts = urlsplit(self.url)
+        keep = {k: v for k, v in parse_qsl(parts.query) if k == "baud"}
+        url = f"{parts.scheme}://{parts.netloc}{parts.path}"
+        if keep:
+            url += "?" + urlencode(keep)
+        return open_transport(url), None, time.perf_counter
+
+
+__all__ = ["Backend", "Instrument", "SerialBackend", "StartResult"]

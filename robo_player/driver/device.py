@@ -1,0 +1,351 @@
+"""A device that runs firmware: the stream (:class:`~.ports.Device`) over a session.
+
+:class:`FirmwareDevice` works the same for real firmware on a board (``serial://``,
+``socket://``, ``rfc2217://``, ``loop://``) and for the simulated MCUs that
+:mod:`robo_player.sim.ports` builds (``vmcu://``, ``fw-host://``, ``fw-avr://``): a
+:class:`~.backends.Backend` starts the firmware and gives a transport, a reset hook and
+a clock; an :class:`~.backends.Instrument`, if there is one, turns the firmware's
+actuation trace into what was heard.
+
+The first ``submit`` of a stream starts the backend and opens a
+:class:`~.stream.Session` (identify, configure from the spec, clock sync); commands then
+stream as they come (:mod:`.streaming`). ``drain`` waits for the device to run them,
+closes the session (all off), stops the backend and builds the :class:`Performance`:
+``link`` gets the link statistics; ``extra`` gets ``actuation_error_us`` {mean, p99,
+max, matched} (trace time against planned time), ``wire_bytes_per_note``, the command
+accounting (``commands``) and, for the AVR, its CPU load.
+
+Options (query string or keyword arguments; the simulated MCUs add theirs):
+``start_index`` (resume a plan from this command), ``state`` (file where the last
+executed command is saved, for ``play --resume``), ``lead`` (s, buffered ahead, default
+1.0), ``watchdog_ms`` (90), ``level_shift`` (0), and the fault options of
+:mod:`.faults`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import SplitResult
+
+from ..actuation import actuator_pwm_max, check_commands, check_order
+from ..errors import TransportError
+from ..performance import Performance, Progress
+from ..plan import Command, Op, Plan
+from ..protocol.messages import OutKind
+from ..spec.model import InstrumentSpec
+from .accuracy import actuation_errors, error_summary
+from .backends import Backend, Instrument, SerialBackend
+from .config import actuator_outputs
+from .faults import FAULT_OPTIONS, FaultSpec, FaultStats, FaultyTransport
+from .options import Options, url_of, with_query
+from .ports import StreamDevice
+from .stream import ResumeState, Session, StreamConfig, StreamResult
+from .streaming import StreamRun
+from .trace import Trace, outputs_from_trace
+
+log = logging.getLogger(__name__)
+
+DEVICE_OPTIONS = ("start_index", "state", "lead", "watchdog_ms", "level_shift", *FAULT_OPTIONS)
+
+BackendFactory = Callable[[Options], Backend]
+
+
+@dataclass(slots=True)
+class _Stream:
+    """One stream: one firmware run, one session."""
+
+    backend: Backend
+    session: Session
+    run: StreamRun
+    prefix: list[Command] = field(default_factory=list)  # a resumed plan's commands before
+    plan: Plan | None = None  # the whole plan, when play() streams one
+
+
+class FirmwareDevice(StreamDevice):
+    """A :class:`~robo_player.driver.ports.Device` running firmware (see the module doc)."""
+
+    def __init__(
+        self,
+        url: str,
+        spec: InstrumentSpec,
+        kind: str,
+        opts: dict[str, Any],
+        *,
+        backend: BackendFactory | None = None,
+        instrument: Instrument | None = None,
+        extra_options: Sequence[str] = (),
+    ) -> None:
+        self.options = Options(url, opts, (*DEVICE_OPTIONS, *extra_options))
+        self.url = url
+        self.spec = spec
+        self.kind = kind
+        self.opts = opts
+        self.faults = FaultSpec.from_options(opts, url)
+        self._backend_factory = backend or (lambda o: SerialBackend(url))
+        self.instrument = instrument
+        self._pwm_max = actuator_pwm_max(spec)
+        self.last_result: StreamResult | None = None
+        self.last_backend: Backend | None = None  # the last stream's firmware (tests, bench)
+        self.last_faults: FaultStats | None = None  # what the fault injection did
+        self.last_session: Session | None = None
+        self.last_trace: Trace | None = None  # the first firmware run's actuations
+        self.last_performance: Performance | None = None
+        self._stream: _Stream | None = None
+        self._pending_plan: tuple[Plan, int] | None = None
+        self._open = True
+
+    # ---- options -----------------------------------------------------------------------
+    def _num(self, name: str, default: float, lo: float, hi: float) -> float:
+        return self.options.num(name, default, lo, hi)
+
+    def stream_config(self) -> StreamConfig:
+        lead = self._num("lead", 1.0, 0.2, 10.0)
+        wd = int(self._num("watchdog_ms", 90, 20, 10_000))
+        return StreamConfig(
+            lead_max_s=lead,
+            lead_min_s=min(0.25, lead / 2),
+            watchdog_ms=wd,
+            keepalive_s=wd / 3000,
+            level_shift=int(self._num("level_shift", 0, 0, 4)),
+        )
+
+    # ---- the stream ------------------------------------------------------------------------
+    def _plan_begin(self, plan: Plan) -> int:
+        start = int(self._num("start_index", 0, 0, max(0, len(plan))))
+        self._pending_plan = (plan, start)
+        return start
+
+    def _start(self) -> _Stream:
+        plan_start = self._pending_plan
+        self._pending_plan = None
+        backend = self._backend_factory(self.options)
+        self.last_backend = backend
+        self.last_faults = None
+        self.last_result = None
+        session: Session | None = None
+        try:
+            transport, reset_hook, now = backend.start()
+            faulty: FaultyTransport | None = None
+            if self.faults.any:
+                faulty = FaultyTransport(transport, self.faults, now=now, reset_hook=reset_hook)
+                self.last_faults = faulty.stats
+                transport = faulty
+            session = Session(transport, self.spec, now=now, config=self.stream_config())
+            self.last_session = session
+            session.open()
+            session.configure()
+            session.sync()
+            if faulty is not None:
+                faulty.arm()
+            start = plan_start[1] if plan_start else 0
+            run = session.begin_stream(start)
+        except BaseException:
+            if session is not None:
+                session.close()
+            backend.stop()
+            backend.cleanup()
+            raise
+        st = _Stream(backend, session, run)
+        if plan_start is not None:
+            st.plan, start = plan_start
+            st.prefix = list(st.plan.commands[:start])
+        return st
+
+    def submit(self, commands: Sequence[Command]) -> None:
+        """Check ``commands`` against the actuator map (PlanError: none is taken), then
+        stream them; the first submit of a stream starts the firmware."""
+        self._check_open("submit")
+        cmds = list(commands)
+        base = len(self._stream.prefix) + len(self._stream.run.cmds) if self._stream else 0
+        check_commands(cmds, self._pwm_max, self.spec.name, base)
+        run = self._stream.run if self._stream else None
+        check_order(cmds, run.cmds[-1].t_us if run and run.cmds else -1, self.url, base)
+        if not cmds:
+            return
+        if self._stream is None:
+            self._stream = self._start()
+        self._stream.run.submit(cmds)
+        self._stream.run.step()
+
+    def advance(self, until_t_us: int) -> None:
+        """Let the stream run until performance time ``until_t_us``."""
+        self._check_open("advance")
+        if self._stream is not None:
+            self._stream.run.advance(until_t_us)
+
+    def now_us(self) -> float | None:
+        """The stream's performance time now (None before its first command)."""
+        if self._stream is None or self._stream.run.time0 is None:
+            return None
+        return self._stream.run.t_us_now()
+
+    def drain(self, progress: Progress | None = None) -> Performance:
+        """Run out the stream, end it and return its performance (see the module doc)."""
+        self._check_open("drain")
+        if self._stream is None:
+            return Performance(extra={"commands": {}})
+        perf, result = self._end(progress)
+        if result.error:
+            raise self._error(result, perf)
+        return perf
+
+    def _end(
+        self, progress: Progress | None = None, abort: str = ""
+    ) -> tuple[Performance, StreamResult]:
+        st = self._stream
+        assert st is not None
+        self._stream = None
+        try:
+            if abort:
+                st.run._fault(TransportError(f"{self.url}: {abort}"))
+            result = st.run.finish(progress)
+            st.session.close()
+        finally:
+            st.backend.stop()
+        self.last_result = result
+        try:
+            perf = self._performance(st, result)
+            self._save_state(st, result)
+        finally:
+            st.backend.cleanup()
+        self.last_performance = perf
+        return perf, result
+
+    def _error(self, result: StreamResult, perf: Performance) -> Exception:
+        """The exception that ended streaming, carrying the partial performance."""
+        err: Exception = result.exc or TransportError(result.error)
+        setattr(err, "performance", perf)  # noqa: B010 (exceptions take attributes)
+        setattr(err, "stream_result", result)  # noqa: B010
+        return err
+
+    def _save_state(self, st: _Stream, result: StreamResult) -> None:
+        path = self.opts.get("state")
+        if not path:
+            return
+        cmds = st.prefix + st.run.cmds
+        total = len(st.plan) if st.plan is not None else len(cmds)
+        last = cmds[result.last_done_index] if result.last_done_index >= 0 else None
+        ResumeState(
+            spec_hash=self.spec.spec_hash,
+            plan_commands=total,
+            next_index=result.last_done_index + 1,
+            note=last.note if last else -1,
+            t_us=last.t_us if last else 0,
+            reason=result.error,
+        ).save(path)
+
+    # ---- the performance -------------------------------------------------------------------
+    def _performance(self, st: _Stream, result: StreamResult) -> Performance:
+        backend = st.backend
+        cmds = st.prefix + st.run.cmds
+        tl = st.run.tl
+        outs = actuator_outputs(self.spec)
+        out_map = {(k, a, ch): act for act, (k, a, ch, _pm) in outs.items()}
+        trace = backend.trace(out_map)
+        self.last_trace = trace
+        errs: list[float] = []
+        if trace is None or self.instrument is None:
+            # real hardware: no trace, nothing heard unless a sensor says so
+            perf = Performance()
+        else:
+            errs = actuation_errors(cmds, result, trace, tl.t_us_for)
+            # the trace has every level: the host build's outputs, and PCA9685 channels
+            # (their duty in 1/4096) under simavr; direct AVR pins are on/off only
+            binary = (
+                {a for a, o in outs.items() if o[0] != OutKind.PCA9685}
+                if backend.binary_direct_pins
+                else set()
+            )
+            played = [
+                cmds[o.index] for o in result.outcomes if o.status in ("played", "played_cut_off")
+            ]
+            outputs = outputs_from_trace(trace, tl.t_us_for, self._pwm_max, binary, played)
+            perf = self.instrument.hear(outputs)
+        perf.link = result.link
+        notes = sum(1 for c in cmds[result.start_index :] if c.op is Op.STRIKE)
+        link = result.link or {}
+        perf.extra.update(
+            {
+                "actuation_error_us": error_summary(errs),
+                # records with their framing, resends and the device's ACKs of them ...
+                "wire_bytes_per_note": round(
+                    (link.get("sched_bytes", 0) + link.get("sched_ack_bytes", 0)) / notes, 2
+                )
+                if notes
+                else 0.0,
+                # ... and every byte both ways (keep-alives, clock sync, status included)
+                "wire_bytes_per_note_all": round(
+                    (link.get("bytes_sent", 0) + link.get("bytes_received", 0)) / notes, 2
+                )
+                if notes
+                else 0.0,
+                "commands": result.counts(),
+                "short_lead": result.short_lead,
+                # underrun: a command that reached the device too late to be played
+                "underruns": sum(
+                    1 for o in result.outcomes if o.status in ("late", "late_release")
+                ),
+                "start_index": result.start_index,
+                "last_done_index": result.last_done_index,
+                "device": {"board": result.device.board, "fw_version": result.device.fw_version}
+                if result.device
+                else {},
+                "firmware_runs": backend.runs,
+            }
+        )
+        if trace is not None and trace.cycles:
+            perf.extra["avr_cpu_load"] = round(trace.busy / trace.cycles, 4)
+            if trace.wall_s > 0 and trace.clock_hz:
+                # simulated s per wall s that simavr achieved (``speed`` only caps it)
+                perf.extra["avr_sim_speed"] = round(trace.cycles / trace.clock_hz / trace.wall_s, 4)
+        perf.extra.update(backend.extra())
+        if result.error:
+            perf.extra["error"] = result.error
+        return perf
+
+    # ---- state -----------------------------------------------------------------------------
+    @property
+    def is_open(self) -> bool:
+        return self._open
+
+    @property
+    def streaming(self) -> bool:
+        return self._stream is not None
+
+    def energised(self) -> list[int]:
+        """Actuators the last stream's trace leaves on (the firmware's own record)."""
+        if self.last_trace is None:
+            return []
+        level: dict[int, int] = {}
+        for _clock, a, lv in sorted(self.last_trace.changes):
+            level[a] = lv
+        return sorted(a for a, lv in level.items() if lv)
+
+    def close(self) -> None:
+        """End a stream that was not drained (everything off, its performance in
+        :attr:`last_performance`), then close. Submitting after this is an error."""
+        if not self._open:
+            return
+        self._open = False
+        if self._stream is not None:
+            self._end(abort="closed before the stream was drained")
+
+    def __enter__(self) -> FirmwareDevice:
+        return self
+
+    def __repr__(self) -> str:
+        return f"FirmwareDevice({self.url!r}, spec={self.spec.name!r}, open={self._open})"
+
+
+def open_serial_device(
+    url_parts: SplitResult | str, spec: InstrumentSpec, **opts: Any
+) -> FirmwareDevice:
+    """Real firmware behind ``serial://``, ``socket://``, ``rfc2217://`` or ``loop://``."""
+    url = url_of(url_parts)
+    return FirmwareDevice(url, spec, "serial", opts, extra_options=("baud",))
+
+
+__all__ = ["DEVICE_OPTIONS", "FirmwareDevice", "open_serial_device", "with_query"]

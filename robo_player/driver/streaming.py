@@ -1,0 +1,336 @@
+"""One stream of timed commands through a :class:`~.stream.Session`, with no known end.
+
+:class:`StreamRun` is what a device's ``submit`` / ``advance`` / ``drain`` drive:
+
+- :meth:`StreamRun.submit` takes commands (in time order, later than those before);
+  they wait in the run until they are within ``lead_max_s`` of their time;
+- :meth:`StreamRun.step` does one round of the loop: take the commands that are due
+  into a frame (within the link's window and the device's credits), send what is due,
+  clock queries and heartbeats, then read for a short while. Nothing happens between
+  calls: a caller that waits for more input calls :meth:`StreamRun.advance` (a real
+  device's watchdog goes all-off after ``watchdog_ms`` of silence);
+- :meth:`StreamRun.finish` sends the rest, waits until the device has run it all, and
+  accounts for every command: played, or late, refused, flushed, cut off, never sent.
+
+A link or device fault (a timeout, a reset, a shutdown) ends the run: it is kept in
+:attr:`StreamRun.error`, later submits are refused with it, and :meth:`finish`
+accounts for everything submitted.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from ..actuation import check_order
+from ..errors import DeviceShutdown, DeviceTimeout, ProtocolError, TransportError
+from ..plan import Command
+from ..protocol.messages import EventKind
+from ..protocol.messages import Op as WireOp
+from ..protocol.schedule import PayloadPacker, ScheduleEncoder
+from .clocksync import PerfTimeline
+
+if TYPE_CHECKING:
+    from .stream import Progress, Session, StreamResult, _Sent
+
+log = logging.getLogger(__name__)
+
+# the faults that end a stream (reported in the result, never raised by step/finish)
+STREAM_FAULTS = (DeviceTimeout, DeviceShutdown, TransportError)
+
+
+class StreamRun:
+    """Commands streamed to one configured, clock-synced session.
+
+    ``start_index``: the index the first submitted command has in the outcomes (a plan
+    resumed part way keeps its own indices).
+    """
+
+    def __init__(self, session: Session, start_index: int = 0) -> None:
+        from .config import actuator_outputs
+        from .stream import StreamResult
+
+        self.s = session
+        info = session._need_info()
+        assert session.sync_ is not None
+        self.base = start_index
+        self.cmds: list[Command] = []  # submitted; outcome index = base + position
+        self.res: StreamResult = StreamResult(start_index=start_index, device=info)
+        self.res.boot_ids.append(info.boot_id)
+        self.outs = actuator_outputs(session.spec)
+        count = max(self.outs) + 1
+        self.enc = ScheduleEncoder(count, session.time_shift, session.cfg.level_shift)
+        self.tl = PerfTimeline(session.sync_)
+        session.timeline = self.tl
+        self.time0: float | None = None  # host time of performance time 0
+        self.sent: dict[int, _Sent] = {}  # device index -> what it was
+        self.sent_late: set[int] = set()  # device indices sent after their time
+        self.i = 0  # next position to take into a frame
+        self.packer = PayloadPacker(info.max_payload)
+        self.pack_first_due = math.inf  # host time by which its first record must leave
+        self.pack_first_t = math.inf  # host time its first record plays at
+        self.send_at = math.inf
+        self.last_clock = 0
+        self.starved = False
+        self.error: Exception | None = None
+        self.finished = False
+        self._finishing = False
+        session._next_status = session.now()
+        session._streaming = True
+
+    # ---- the caller's side ---------------------------------------------------------
+    def submit(self, cmds: Sequence[Command]) -> None:
+        """Queue ``cmds`` (sorted by time, none before the last one queued)."""
+        if self.finished:
+            raise TransportError(f"{self.s.tr.url}: the stream is finished")
+        if self.error is not None:
+            raise TransportError(
+                f"{self.s.tr.url}: the stream ended with a fault; nothing more is taken "
+                f"({type(self.error).__name__}: {self.error})"
+            ) from self.error
+        check_order(list(cmds), self.cmds[-1].t_us if self.cmds else -1, self.s.tr.url,
+                    self.base + len(self.cmds))
+        if not cmds:
+            return
+        if self.time0 is None:
+            self.time0 = self.s.now() + self.s.cfg.start_delay_s - cmds[0].t_us * 1e-6
+            self.tl.start(self.time0)
+        self.cmds.extend(cmds)
+
+    def t_us_now(self) -> float:
+        """The device's performance time now (µs; -inf before the first command)."""
+        if self.time0 is None:
+            return -math.inf
+        return (self.s.now() - self.time0) * 1e6
+
+    def advance(self, until_t_us: int, progress: Progress | None = None) -> None:
+        """Keep streaming until performance time ``until_t_us`` (or a fault)."""
+        while self.error is None and self.t_us_now() < until_t_us:
+            self.step(progress)
+
+    def step(self, progress: Progress | None = None) -> None:
+        """One round of the loop (a fault is kept in :attr:`error`, not raised)."""
+        if self.error is not None:
+            return
+        try:
+            self._step(progress)
+        except (*STREAM_FAULTS,) as err:
+            self._fault(err)
+
+    def finish(self, progress: Progress | None = None) -> StreamResult:
+        """Send the rest, wait for the device to run it, and account for every command."""
+        if not self.finished:
+            self._finishing = True
+            try:
+                while self.error is None and (self.i < len(self.cmds) or len(self.packer)):
+                    self._step(progress)
+                if self.error is None:
+                    self._drain()
+            except (*STREAM_FAULTS,) as err:
+                self._fault(err)
+            finally:
+                self.s._streaming = False
+            self._account()
+            self.finished = True
+        return self.res
+
+    def _fault(self, err: Exception) -> None:
+        self.error = err
+        self.res.error = f"{type(err).__name__}: {err}"
+        self.res.exc = err
+        log.warning("%s", self.res.error)
+
+    # ---- the loop ----------------------------------------------------------------------
+    def _new_packer(self) -> None:
+        self.packer = PayloadPacker(self.packer.max_payload)
+        self.pack_first_due = math.inf
+        self.pack_first_t = math.inf
+
+    def _flush(self) -> None:
+        s = self.s
+        s.link.send(self.packer.payload(), self.packer.n_records)
+        s._write(s.link.output(s.now()))
+        self._new_packer()
+
+    def _step(self, progress: Progress | None) -> None:
+        from .config import to_timed
+        from .stream import _Sent
+
+        s, cfg, cmds = self.s, self.s.cfg, self.cmds
+        now = s.now()
+        s._check_device()
+        time0 = self.time0 if self.time0 is not None else math.inf
+        # 1. take commands into the packer while they are within the lead window
+        self.starved = False
+        while self.i < len(cmds) and time0 + cmds[self.i].t_us * 1e-6 - now <= cfg.lead_max_s:
+            c = cmds[self.i]
+            need = self.packer.n_records + 1
+            if s.link.free_credits() < need:
+                self.starved = True  # the device's queue is full: wait for credits
+                break
+            clock = self.tl.clock_for(c.t_us)
+            if (
+                self.packer.n_records >= cfg.batch_max_records
+                and time0 + c.t_us * 1e-6 - cfg.lead_min_s < now
+            ):
+                # short lead: a frame only acts once it is all in, so a long one makes
+                # its first records late; send what we have
+                self._flush()
+            e = self.enc.add(to_timed(c, clock, self.outs[c.actuator][3]))
+            if not all(self.packer.add(it) for it in e.items):
+                # the packer is full: send it, start a new one with this command
+                self._flush()
+                for it in e.items:
+                    if not self.packer.add(it):
+                        raise ProtocolError(
+                            f"stream: command {self.base + self.i} does not fit a frame"
+                        )
+            due = time0 + c.t_us * 1e-6 - cfg.lead_min_s
+            if due < now:
+                self.res.short_lead += 1
+            if time0 + c.t_us * 1e-6 < now:
+                self.sent_late.add(e.index)  # its time had passed: it can only be late
+            self.pack_first_due = min(self.pack_first_due, due)
+            self.pack_first_t = min(self.pack_first_t, time0 + c.t_us * 1e-6)
+            self.sent[e.index] = _Sent(
+                self.base + self.i, e.clock, to_timed(c, clock, 1).op, c.actuator
+            )
+            self.last_clock = max(self.last_clock, e.clock)
+            self.i += 1
+        # 2. send the packer when its first record is due (or everything is in); past
+        # due, a few records wait for more while their time allows (batch)
+        send_at = self.pack_first_due
+        if self.starved and self.packer.n_records < cfg.batch_records:
+            send_at = max(send_at, self.pack_first_t - cfg.batch_urgent_s)
+        if len(self.packer) and (now >= send_at or self.i >= len(cmds)):
+            self._flush()
+            send_at = math.inf
+        if self.starved and s.link.idle and s.now() - s._last_poll >= 0.01:
+            # the queue was full when the device last said: an empty DATA frame (6
+            # bytes) brings an ACK with its credits now, not at the next status
+            s._last_poll = s.now()
+            s.link.send(b"", 0)
+            s._write(s.link.output(s.now()))
+        s._periodic()
+        if progress is not None and cmds:
+            progress(min(1.0, self.i / len(cmds)))
+        if self.i >= len(cmds) and not len(self.packer):
+            if not self._finishing:
+                s.pump(0.02)  # all sent: wait for more (finish goes on to drain)
+            return
+        nxt = send_at
+        if self.i < len(cmds) and not self.starved:
+            nxt = min(nxt, time0 + cmds[self.i].t_us * 1e-6 - cfg.lead_max_s)
+        s.pump(min(0.02, max(0.0005, nxt - s.now())))
+
+    def _drain(self) -> None:
+        """Wait for the device to run everything sent."""
+        s = self.s
+        assert s.sync_ is not None
+        n_sent = len(self.sent)
+        if not n_sent:
+            return
+        end_time = s.sync_.time_at(self.last_clock)
+        deadline = max(s.now(), end_time) + s.cfg.drain_timeout_s
+        while True:
+            s._check_device()
+            st = s.status
+            if st is not None and s.link.idle and s.now() > end_time:
+                acc = st["played"] + st["late"] + st["refused"] + st["flushed"]
+                if (
+                    st["next_index"] >= n_sent
+                    and acc >= st["next_index"]
+                    and s.unwrap(st["clock"]) >= self.last_clock
+                ):
+                    return
+            if s.now() > deadline:
+                raise DeviceTimeout(
+                    f"{s.tr.url}: the device did not finish within "
+                    f"{s.cfg.drain_timeout_s:.1f} s of the last command"
+                )
+            if s.now() > end_time:
+                s._next_status = min(s._next_status, s.now() + 0.05)
+            s._periodic()
+            s.pump(0.02)
+
+    def _missing_late_reports(self, reported: dict[int, str], late_count: int) -> None:
+        """The device's event ring may drop reports (the AVR keeps 8) while its status
+        still counts them. When the late ones the status counts outnumber the late
+        reports, the commands sent after their time with no report are the only ones
+        that can be late: exactly as many as are missing are named late; if the numbers
+        do not match, they are ``unknown`` (never silently played)."""
+        seen = sum(1 for v in reported.values() if v in ("late", "late_release"))
+        missing = late_count - seen
+        if missing <= 0:
+            return
+        cands = sorted(k for k in self.sent_late if k not in reported)
+        log.warning(
+            "%s: %d late reports were lost (status counts %d, %d came); %d commands sent "
+            "late have none",
+            self.s.tr.url, missing, late_count, seen, len(cands),
+        )
+        for k in cands:
+            op = self.sent[k].op
+            if len(cands) == missing:
+                reported[k] = "late_release" if op == WireOp.RELEASE else "late"
+            else:
+                reported[k] = "unknown"
+
+    def _account(self) -> None:
+        from .stream import CommandOutcome
+
+        s, res = self.s, self.res
+        reported: dict[int, str] = {}
+        for ev in s.events:
+            kind = ev["kind"]
+            if kind == EventKind.FLUSHED:
+                for k in range(ev["index"], ev["index"] + ev["clock"]):
+                    reported.setdefault(k, "flushed")
+            elif kind in (EventKind.BAD_MESSAGE,):
+                continue
+            elif kind in (EventKind.CUTOFF_MAX_ON, EventKind.CUTOFF_DUTY):
+                reported[ev["index"]] = "played_cut_off"
+            else:
+                reported[ev["index"]] = EventKind(kind).name.lower()
+            res.events.append({k: int(v) for k, v in ev.as_dict().items()})
+        by_plan = {x.plan_index: (k, x) for k, x in self.sent.items()}
+        st = s.status
+        done_clock = s.unwrap(st["clock"]) if st is not None else -1
+        if st is not None and res.error.startswith("DeviceReset"):
+            # the reset may have cut off reports the status already counted: then what
+            # was due by its clock cannot all be called played
+            seen = sum(
+                1 for ev in s.events if EventKind.LATE <= ev["kind"] <= EventKind.REFUSED_STATE
+            )
+            if seen < st["late"] + st["refused"]:
+                done_clock = -1
+        finished = not res.error
+        if finished and st is not None:
+            self._missing_late_reports(reported, st["late"])
+        last_done = self.base - 1
+        for pi in range(self.base, self.base + len(self.cmds)):
+            if pi not in by_plan:
+                res.outcomes.append(CommandOutcome(pi, "not_sent"))
+                continue
+            k, x = by_plan[pi]
+            status = reported.get(k)
+            if status is None:
+                # the device dispatched every command due by its last status's clock (a
+                # reset's new boot never overwrites that status): played, or an event
+                # said otherwise
+                if finished or x.clock <= done_clock:
+                    status = "played"
+                else:
+                    status = "unknown"
+            res.outcomes.append(CommandOutcome(pi, status, k, x.clock))
+            if status in ("played", "played_cut_off", "late_release") and last_done == pi - 1:
+                last_done = pi
+        res.last_done_index = last_done
+        res.link = s.link_stats()
+        if s.status is not None:
+            res.status = {k: v for k, v in s.status.as_dict().items() if isinstance(v, int)}
+
+
+__all__ = ["STREAM_FAULTS", "StreamRun"]

@@ -1,0 +1,101 @@
+"""The simulated piano as an instrument: output changes in, what the microphone heard out.
+
+:class:`SimulatedInstrument` holds the hidden truth, the physics and the microphone of
+one session at the piano. ``sim://`` feeds it the plan's expansion; the simulated MCUs
+(``vmcu://``, ``fw-host://``, ``fw-avr://``) feed it their firmware's actuation trace.
+Both go through :meth:`SimulatedInstrument.hear` (the driver's
+:class:`~robo_player.driver.backends.Instrument` interface), so the physics reads what
+the outputs did, never what the plan asked.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ..actuation import OutputColumns
+from ..errors import TransportError
+from ..performance import Performance, Progress
+from ..spec.model import PianoSpec
+from .physics import EventColumns, PianoPhysics
+from .sensor import LOUDNESS_SD, TIMING_SD_US, Microphone
+from .truth import Truth
+
+# the options every simulated device takes for its instrument
+INSTRUMENT_OPTIONS = ("truth_seed", "truth", "sensor_seed", "timing_sd_us", "loudness_sd")
+
+
+class SimulatedInstrument:
+    """The piano of ``spec`` with hidden ``truth``, heard through ``microphone``."""
+
+    def __init__(self, spec: PianoSpec, truth: Truth, microphone: Microphone) -> None:
+        self.spec = spec
+        self._truth = truth  # hidden: only the simulator may read it
+        self.physics = PianoPhysics(spec, truth)
+        self.microphone = microphone
+
+    def hear(self, outputs: OutputColumns, progress: Progress | None = None) -> Performance:
+        """Play the output changes (performance time of this stream) and listen."""
+        perf, notes = self.physics.run_columns(EventColumns.from_outputs(outputs), progress)
+        self.microphone.listen(perf, notes)
+        return perf
+
+    def energised(self) -> list[int]:
+        return self.physics.energised()
+
+
+def _int_opt(url: str, name: str, value: object) -> int:
+    if isinstance(value, bool):
+        raise TransportError(f"{url}: option {name}={value!r} must be an integer")
+    try:
+        return int(value)  # type: ignore[call-overload]
+    except (TypeError, ValueError) as err:
+        raise TransportError(f"{url}: option {name}={value!r} must be an integer") from err
+
+
+def _float_opt(url: str, name: str, value: object) -> float:
+    try:
+        x = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError) as err:
+        raise TransportError(f"{url}: option {name}={value!r} must be a number >= 0") from err
+    if not x >= 0.0 or x == float("inf"):
+        raise TransportError(f"{url}: option {name}={value!r} must be a finite number >= 0")
+    return x
+
+
+def instrument_from_options(url: str, spec: PianoSpec, opts: dict[str, Any]) -> SimulatedInstrument:
+    """The instrument the options ask for; takes (pops) its options out of ``opts``.
+
+    ``truth_seed`` (int, default 0): draw the hidden truth from this seed; ``truth``
+    (path, or a :class:`Truth`): read it instead; ``sensor_seed`` (int, default 0),
+    ``timing_sd_us`` (default 200), ``loudness_sd`` (default 1): the microphone.
+    """
+    truth = opts.pop("truth", None)
+    truth_seed = opts.pop("truth_seed", None)
+    sensor_seed = opts.pop("sensor_seed", None)
+    timing_sd = opts.pop("timing_sd_us", TIMING_SD_US)
+    loudness_sd = opts.pop("loudness_sd", LOUDNESS_SD)
+    if truth is not None and truth_seed is not None:
+        raise TransportError(f"{url}: give either truth or truth_seed, not both")
+    if isinstance(truth, Truth):
+        the_truth = truth
+        where = "<truth>"
+    elif truth is not None:
+        where = str(truth)
+        if not isinstance(truth, str | Path):
+            raise TransportError(f"{url}: option truth={truth!r} must be a file path")
+        the_truth = Truth.load(truth)  # SpecError naming the file on any fault
+    else:
+        seed = 0 if truth_seed is None else _int_opt(url, "truth_seed", truth_seed)
+        the_truth = Truth.draw(spec, seed)
+        where = f"truth_seed={seed}"
+    the_truth.check_for(spec, where)
+    mic = Microphone(
+        seed=0 if sensor_seed is None else _int_opt(url, "sensor_seed", sensor_seed),
+        timing_sd_us=_float_opt(url, "timing_sd_us", timing_sd),
+        loudness_sd=_float_opt(url, "loudness_sd", loudness_sd),
+    )
+    return SimulatedInstrument(spec, the_truth, mic)
+
+
+__all__ = ["INSTRUMENT_OPTIONS", "SimulatedInstrument", "instrument_from_options"]

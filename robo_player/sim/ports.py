@@ -1,0 +1,159 @@
+"""The simulated MCUs as devices: ``vmcu://``, ``fw-host://`` and ``fw-avr://``.
+
+The port registry (:mod:`robo_player.driver.ports`) names these factories; each builds
+the driver's :class:`~robo_player.driver.device.FirmwareDevice` with a backend that
+runs the firmware (its Python model on virtual time, the host build, or the AVR build
+under simavr) and the :class:`~.instrument.SimulatedInstrument` attached, the same
+instrument ``sim://`` plays. The driver sees both only through its interfaces.
+
+Options, besides the driver's (:mod:`robo_player.driver.device`) and the instrument's
+(``truth_seed``, ``truth``, ``sensor_seed``, ``timing_sd_us``, ``loudness_sd``):
+
+- ``vmcu://``: ``seed`` (0: boot ids, clock start), ``baud`` (115200; 0 = instant),
+  ``ppm`` (its clock's error, 0), ``queue`` (its queue size, 64);
+- ``fw-host://``: ``ppm`` (clock error, 0), ``trace_dir`` (keep the traces there);
+- ``fw-avr://``: ``speed`` (simulated s per wall s, default 0.15: the driver then runs
+  on simulated time), ``elf`` (another AVR build), ``pca_bus`` (the PCA9685 addresses
+  on the simulated bus, comma-separated, or ``none``; default the spec's boards),
+  ``trace_dir``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import SplitResult
+
+from ..driver.backends import Backend, StartResult
+from ..driver.device import FirmwareDevice
+from ..driver.options import Options, url_of, with_query
+from ..driver.trace import Trace
+from ..errors import TransportError
+from ..spec.model import DriverKind, PianoSpec
+from .instrument import INSTRUMENT_OPTIONS, instrument_from_options
+from .mcu_process import AVR_ELF, AVR_SPEED, HOST_BIN, SIM_BIN, ProcessBackend
+from .vmcu import MCUConfig, VirtualPort, VirtualWorld
+
+
+class VirtualBackend(Backend):
+    """The firmware's Python model (:mod:`.vmcu`) on virtual time."""
+
+    def __init__(self, *, queue: int, seed: int, baud: int, drift_ppm: float) -> None:
+        cfg = MCUConfig(drift_ppm=drift_ppm, queue_size=queue)
+        self.world = VirtualWorld(cfg, baud=baud, seed=seed)
+
+    def start(self) -> StartResult:
+        port = VirtualPort(self.world)
+        return port, self.world.reset_mcu, port.now
+
+    def stop(self) -> None:
+        # let the device run out its queue and its watchdog, as a real one would
+        self.world.advance(self.world.t + 1.0, stop_on_rx=False)
+
+    def trace(self, out_map: dict[tuple[int, int, int], int]) -> Trace | None:
+        t = Trace(clock_hz=self.world.mcu.cfg.clock_hz)
+        for clock, a, level in self.world.mcu.trace:
+            if clock < 0:  # a reset: later clocks belong to another boot
+                break
+            t.changes.append((clock, a, level))
+        return t
+
+
+def pca_addresses(o: Options, spec: PianoSpec) -> tuple[int, ...]:
+    """The spec's PCA9685 boards: the simavr harness models these and no others, so a
+    write to any other address is NACKed (and counted), never silently taken. Option
+    ``pca_bus`` puts other boards on the bus (a missing board, a test)."""
+    raw = o.get("pca_bus")
+    if raw is not None:
+        text = str(raw).strip().lower()
+        if text == "none":
+            return ()
+        try:
+            addrs = tuple(int(a, 0) for a in text.split(","))
+        except ValueError as err:
+            raise TransportError(
+                f"{o.url}: option pca_bus={raw!s}: not a comma-separated list of "
+                "I2C addresses (or none)"
+            ) from err
+        for a in addrs:
+            if not 0x08 <= a <= 0x77:
+                raise TransportError(
+                    f"{o.url}: option pca_bus: address {a:#04x} out of range "
+                    "(allowed 0x08..0x77)"
+                )
+        return addrs
+    return tuple(
+        sorted(
+            b.i2c_address
+            for b in spec.boards
+            if b.kind is DriverKind.PCA9685 and b.i2c_address is not None
+        )
+    )
+
+
+_VMCU_OPTIONS = ("seed", "baud", "ppm", "queue")
+_HOST_OPTIONS = ("ppm", "trace_dir")
+_AVR_OPTIONS = ("speed", "elf", "pca_bus", "trace_dir", "ppm")
+
+
+def _device(
+    url_parts: SplitResult | str, spec: PianoSpec, kind: str, opts: dict[str, Any], own: tuple[str, ...]
+) -> FirmwareDevice:
+    url = url_of(url_parts)
+    merged = with_query(url_parts, opts)
+    allowed = (*own, *INSTRUMENT_OPTIONS)
+    mine = {k: v for k, v in merged.items() if k in allowed}
+    rest = {k: v for k, v in merged.items() if k not in allowed}
+    instrument = instrument_from_options(url, spec, mine)  # takes its own options out
+
+    def backend(o: Options) -> Backend:
+        if kind == "vmcu":
+            return VirtualBackend(
+                queue=int(o.num("queue", 64, 1, 65535)),
+                seed=int(o.num("seed", 0, 0, 2**32 - 1)),
+                baud=int(o.num("baud", 115200, 0, 20_000_000)),
+                drift_ppm=o.num("ppm", 0.0, -1000, 1000),
+            )
+        return ProcessBackend(
+            kind,
+            o.get("trace_dir"),
+            ppm=o.num("ppm", 0.0, -1000, 1000),
+            speed=o.num("speed", AVR_SPEED, 0.01, 100.0),
+            elf=o.path("elf"),
+            pca=pca_addresses(o, spec) if kind == "avr" else None,
+        )
+
+    dev = FirmwareDevice(
+        url, spec, kind, {**rest, **mine}, backend=backend, instrument=instrument,
+        extra_options=own,
+    )
+    if kind == "avr":
+        pca_addresses(dev.options, spec)  # a bad pca_bus is refused at open
+    return dev
+
+
+def open_vmcu(url_parts: SplitResult | str, spec: PianoSpec, **opts: Any) -> FirmwareDevice:
+    """The firmware's Python model with the simulated piano (see the module doc)."""
+    return _device(url_parts, spec, "vmcu", opts, _VMCU_OPTIONS)
+
+
+def open_fw_host(url_parts: SplitResult | str, spec: PianoSpec, **opts: Any) -> FirmwareDevice:
+    """The firmware's host build with the simulated piano (see the module doc)."""
+    return _device(url_parts, spec, "host", opts, _HOST_OPTIONS)
+
+
+def open_fw_avr(url_parts: SplitResult | str, spec: PianoSpec, **opts: Any) -> FirmwareDevice:
+    """The firmware's AVR build under simavr with the simulated piano."""
+    return _device(url_parts, spec, "avr", opts, _AVR_OPTIONS)
+
+
+__all__ = [
+    "AVR_ELF",
+    "AVR_SPEED",
+    "HOST_BIN",
+    "SIM_BIN",
+    "VirtualBackend",
+    "open_fw_avr",
+    "open_fw_host",
+    "open_vmcu",
+    "pca_addresses",
+]
