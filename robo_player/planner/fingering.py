@@ -214,7 +214,7 @@ def search(layout: Layout, onsets: Sequence[Onset], costs: Costs | None = None,
     history: list[list[Entry]] = []
     limits = fold_limits(layout, onsets)
     for i, onset in enumerate(onsets):
-        if i:  # states equal but for times no later note sees are one state
+        if i and len(layer) > 1:  # states equal but for times no later note sees are one
             layer = _merge(layer, limits[i - 1])
             history[i - 1] = layer  # the next layer's back indices point into this list
         best: dict[State, tuple[float, int, int]] = {}
