@@ -214,6 +214,7 @@ def test_tab_and_report_keys() -> None:
     j = rep.to_json()
     for key in ("fretter_travel_frets", "fretter_travel_mm", "string_changes", "cut_notes"):
         assert key in j
+    assert j["heat_overloads"] == 0 and j["supply_overloads"] == 0
     tab = format_tab(spec, s, rep)
     lines = [x for x in tab.splitlines() if "|" in x]
     assert len(lines) == 6 and lines[0].startswith("e|") and lines[-1].startswith("E|")
@@ -245,3 +246,20 @@ def test_plan_round_trip(tmp_path: Path) -> None:
     the_plan.write_jsonl(path)
     again = Plan.read_jsonl(path)
     assert again.commands == the_plan.commands and again.spec_hash == spec.spec_hash
+
+
+def test_a_tight_supply_and_a_hot_coil_are_counted() -> None:
+    import dataclasses
+
+    spec = SPECS["guitar-matrix"]
+    # 6-note chords: 6 fret pulses then 6 picks; with room for 2 pulses at once, overloads
+    tight = dataclasses.replace(spec, power=dataclasses.replace(spec.power, max_simultaneous_strikes=2))
+    chords = [(p, i * 500 * MS, 400 * MS, 80) for i in range(4) for p in (41, 46, 51, 56, 60, 65)]
+    _, rep = plan_guitar(score_of(*chords), tight)
+    assert rep.supply_overloads > 0
+    _, rep = plan_guitar(score_of(*chords), spec)
+    assert rep.supply_overloads == 0 and rep.heat_overloads == 0
+    # a coil that heats 100x faster passes its limit on a long held fret
+    hot = dataclasses.replace(spec, thermal=dataclasses.replace(spec.thermal, coil_heat_capacity_j_per_k=0.1))
+    _, rep = plan_guitar(score_of((41, 0, 10_000 * MS, 80)), hot)
+    assert rep.heat_overloads >= 1

@@ -43,6 +43,7 @@ from dataclasses import dataclass, field
 
 from ..plan import Command, Op, Plan
 from ..score import Score
+from ..spec.actuators import ActuatorKind
 from ..spec.guitar import GuitarSpec, Mechanism
 from ..spec.schema import pitch_to_note
 from . import rules
@@ -71,6 +72,7 @@ class GuitarPlanReport(PlanReport):
     fretter_travel_mm: float = 0.0
     string_changes: int = 0
     cut_notes: int = 0
+    heat_overloads: int = 0  # coils whose nominal temperature passed its limit
     fingering: dict[int, tuple[int, int]] = field(default_factory=dict)  # note -> (string, fret)
 
     def to_json(self, outcomes: bool = False) -> dict[str, object]:
@@ -79,6 +81,7 @@ class GuitarPlanReport(PlanReport):
         d["fretter_travel_mm"] = round(self.fretter_travel_mm, 1)
         d["string_changes"] = self.string_changes
         d["cut_notes"] = self.cut_notes
+        d["heat_overloads"] = self.heat_overloads
         return d
 
 
@@ -184,6 +187,7 @@ def plan_guitar(score: Score, spec: GuitarSpec, calibration: object = None,
                 spec_hash=spec.spec_hash)  # fmt: skip
     plan.sort()
     report.supply_overloads = supply_overloads(spec, plan)
+    report.heat_overloads = heat_overloads(spec, plan)
     return plan, report
 
 
@@ -423,3 +427,27 @@ def supply_overloads(spec: GuitarSpec, plan: Plan) -> int:
         ):
             over += 1
     return over
+
+
+def heat_overloads(spec: GuitarSpec, plan: Plan) -> int:
+    """Coils whose nominal temperature rise passes ``coil_max_rise_k`` somewhere in the
+    plan (the shared :class:`~robo_player.planner.rules.CoilHeat`): each pulse at its
+    drive, then its hold level until the next command on that coil."""
+    amap = spec.actuators
+    heat = rules.CoilHeat(amap)
+    last: dict[int, tuple[int, int]] = {}  # coil -> (hold from, hold level)
+    hot: set[int] = set()
+    for c in plan.commands:
+        a = amap.get(c.actuator)
+        if a is None or a.kind is not ActuatorKind.COIL:
+            continue
+        prev = last.pop(c.actuator, None)
+        if prev is not None and prev[1] > 0 and c.t_us > prev[0]:
+            heat.run(c.actuator, prev[0], c.t_us, prev[1])
+        if c.op is Op.PULSE_HOLD:
+            end = c.t_us + c.pulse_us
+            heat.run(c.actuator, c.t_us, end, c.drive)
+            last[c.actuator] = (end, c.hold)
+        if heat.over(c.actuator, c.t_us + c.pulse_us):
+            hot.add(c.actuator)
+    return len(hot)
