@@ -167,7 +167,8 @@ def row(spec_name: str, piece: str, score: Score) -> dict[str, object]:
     }
 
 
-def speed(spec_name: str, tunes: list[Score], notes: int, repeat: int) -> tuple[float, float]:
+def speed(spec_name: str, tunes: list[Score], notes: int, repeat: int,
+          beam: int = 8) -> tuple[float, float]:  # fmt: skip
     spec = load_spec(spec_name)
     out: list[Note] = []
     t0 = 0
@@ -180,7 +181,7 @@ def speed(spec_name: str, tunes: list[Score], notes: int, repeat: int) -> tuple[
     with tempfile.TemporaryDirectory() as tmp:
         for _ in range(repeat):
             c0 = time.process_time()
-            plan, _ = plan_guitar(score, spec)  # type: ignore[arg-type]
+            plan, _ = plan_guitar(score, spec, beam=beam)  # type: ignore[arg-type]
             c1 = time.process_time()
             plan.write_jsonl(Path(tmp) / "p.jsonl")
             c2 = time.process_time()
@@ -220,10 +221,11 @@ def main(argv: list[str] | None = None) -> int:
         drops = sum(int(r["dropped"]) for r in folk)  # type: ignore[call-overload]
         print(f"{label} tunes ({len(folk)}) on guitar-slider: travel {tot / tot_b:.3f} x greedy "
               f"(target <= 0.55), {drops} notes dropped")  # fmt: skip
-    for spec_name in ("guitar-slider", "guitar-matrix"):
-        plan_rate, all_rate = speed(spec_name, [sc for _, sc in tunes], args.notes, args.repeat)
-        print(f"{spec_name}: plan {plan_rate:,.0f} notes/s, plan+write {all_rate:,.0f} notes/s "
-              f"(target >= 20,000)")  # fmt: skip
+    for spec_name, beam in (("guitar-slider", 8), ("guitar-slider", 4), ("guitar-slider", 1),
+                            ("guitar-matrix", 8)):  # fmt: skip
+        plan_rate, all_rate = speed(spec_name, [sc for _, sc in tunes], args.notes, args.repeat, beam)
+        print(f"{spec_name} (beam {beam}): plan {plan_rate:,.0f} notes/s, plan+write "
+              f"{all_rate:,.0f} notes/s (target >= 20,000)")  # fmt: skip
     return 0
 
 
