@@ -437,17 +437,20 @@ def heat_overloads(spec: GuitarSpec, plan: Plan) -> int:
     heat = rules.CoilHeat(amap)
     last: dict[int, tuple[int, int]] = {}  # coil -> (hold from, hold level)
     hot: set[int] = set()
+    run = heat.run
     for c in plan.commands:
         a = amap.get(c.actuator)
         if a is None or a.kind is not ActuatorKind.COIL:
             continue
+        limit = rules.heat_limit_k(a)
         prev = last.pop(c.actuator, None)
+        # the rise peaks at the end of a pulse or a hold (it only falls while off)
         if prev is not None and prev[1] > 0 and c.t_us > prev[0]:
-            heat.run(c.actuator, prev[0], c.t_us, prev[1])
+            if run(c.actuator, prev[0], c.t_us, prev[1]) > limit:
+                hot.add(c.actuator)
         if c.op is Op.PULSE_HOLD:
             end = c.t_us + c.pulse_us
-            heat.run(c.actuator, c.t_us, end, c.drive)
+            if run(c.actuator, c.t_us, end, c.drive) > limit:
+                hot.add(c.actuator)
             last[c.actuator] = (end, c.hold)
-        if heat.over(c.actuator, c.t_us + c.pulse_us):
-            hot.add(c.actuator)
     return len(hot)
