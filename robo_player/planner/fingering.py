@@ -219,7 +219,7 @@ def search(layout: Layout, onsets: Sequence[Onset], costs: Costs | None = None,
             history[i - 1] = layer  # the next layer's back indices point into this list
         best: dict[State, tuple[float, int, int]] = {}
         if len(onset.slots) == 1:
-            _expand_single(layout, layer, onset, costs, best)
+            _expand_single(layout, layer, onset, costs, best, window)
         else:
             nfg = range(len(onset.fingerings))
             for j, (state, c0, _, _) in enumerate(layer):
@@ -253,12 +253,14 @@ Entry = tuple[State, float, int, int]  # (state, cost, back index, fingering)
 
 
 def _expand_single(layout: Layout, layer: list[Entry], onset: Onset, costs: Costs,
-                   best: dict[State, tuple[float, int, int]]) -> None:  # fmt: skip
+                   best: dict[State, tuple[float, int, int]], window: float) -> None:  # fmt: skip
     """:func:`step` for an onset of one note, unrolled (the common case; the same
-    arithmetic, so the search still equals :func:`brute_force`)."""
+    arithmetic, so the search still equals :func:`brute_force`). A path already more
+    than ``window`` above the cheapest so far is skipped: the window would cut it."""
     slot = onset.slots[0]
     change = costs.change_ms
     get = best.get
+    cap = math.inf
     for k, ((s, f),) in enumerate(onset.fingerings):
         bit = 1 << s
         s1 = s + 1
@@ -277,9 +279,13 @@ def _expand_single(layout: Layout, layer: list[Entry], onset: Onset, costs: Cost
             else:
                 nstate = state
             total = c0 + c
+            if total > cap:
+                continue
             old = get(nstate)
             if old is None or total < old[0]:
                 best[nstate] = (total, j, k)
+                if total + window < cap:
+                    cap = total + window
 
 
 def _merge(layer: list[Entry], limit: int) -> list[Entry]:
