@@ -19,10 +19,10 @@ from robo_player.planner.guitar import GuitarPlanReport, plan_guitar, prepare
 from robo_player.planner.report import Fate
 from robo_player.planner.tab import format_tab
 from robo_player.score import Note, Score
-from robo_player.spec import load_spec
 from robo_player.spec.guitar import GuitarSpec, Mechanism, travel_us
+from robo_player.spec.guitar_loader import load_guitar_spec
 
-SPECS = {n: load_spec(n) for n in ("guitar-slider", "guitar-matrix", "bass-4")}
+SPECS = {n: load_guitar_spec(n) for n in ("guitar-slider", "guitar-matrix", "bass-4")}
 MS = 1000
 
 
@@ -168,7 +168,7 @@ def test_search_prefers_short_travel() -> None:
 def test_a_seven_note_chord_drops_what_has_no_string() -> None:
     spec = SPECS["guitar-slider"]
     chord = [(p, 0, 500 * MS, 80) for p in (40, 45, 50, 55, 59, 64, 69)]
-    the_plan, rep = plan(score_of(*chord), spec, None, PlanOptions(out_of_range="drop"))
+    the_plan, rep = plan_guitar(score_of(*chord), spec, None, PlanOptions(out_of_range="drop"))
     assert rep.notes_in == 7 and rep.notes_dropped == 1
     (d,) = rep.drops
     assert "chord of 7 notes: no free string" in str(d["reason"])
@@ -191,7 +191,7 @@ def test_a_carriage_too_slow_for_the_tempo_is_reported() -> None:
     # E1 open, then F1 (only the E1 string has it) 100 ms later: the carriage, damper and
     # presser need 145 ms; the note is dropped with the reason, the rest is played
     s = score_of((28, 0, 50 * MS, 80), (29, 100 * MS, 50 * MS, 80), (31, 600 * MS, 50 * MS, 80))
-    the_plan, rep = plan(s, spec)
+    the_plan, rep = plan_guitar(s, spec)
     assert rep.notes_in == 3 and rep.notes_played == 2
     assert rep.drops == [{"note": 1, "reason": "string 0 fret 1: carriage move needs 145 ms before the pick"}]
     _check(spec, s, the_plan, rep)
@@ -201,7 +201,7 @@ def test_a_note_ringing_into_the_next_on_its_string_is_cut() -> None:
     spec = SPECS["bass-4"]
     # two notes only string E1 has, overlapping: the first is cut and reported
     s = score_of((30, 0, 1_000 * MS, 80), (32, 600 * MS, 200 * MS, 80))
-    the_plan, rep = plan(s, spec)
+    the_plan, rep = plan_guitar(s, spec)
     assert rep.notes_dropped == 0 and rep.cut_notes == 1
     assert rep.outcomes[0].changes["duration_us"] < 0
     _check(spec, s, the_plan, rep)

@@ -18,6 +18,7 @@ from robo_player.spec.guitar import (
     press_position_mm,
     travel_us,
 )
+from robo_player.spec.guitar_loader import load_guitar_spec
 from robo_player.spec.loader import SPEC_DIR
 from robo_player.spec.schema import spec_json_schema
 
@@ -45,7 +46,7 @@ def load_error(tmp_path: Path, d: Any, *fragments: str) -> str:
 
 
 def test_shipped_guitar_specs_load_with_their_family() -> None:
-    m, s, b = (load_spec(n) for n in ("guitar-matrix", "guitar-slider", "bass-4"))
+    m, s, b = (load_guitar_spec(n) for n in ("guitar-matrix", "guitar-slider", "bass-4"))
     for spec, fam in ((m, "guitar"), (s, "guitar"), (b, "bass")):
         assert isinstance(spec, GuitarSpec) and spec.family == fam
     assert [st.tuning for st in m.strings] == [40, 45, 50, 55, 59, 64]  # E2 A2 D3 G3 B3 E4
@@ -90,7 +91,7 @@ def test_travel_is_trapezoidal() -> None:
 
 def test_bass_carriage_matches_mechbass() -> None:
     # MechBass: 66-102 ms to the next fret, 357 ms from open to fret 12 (before its 15 % pad)
-    b = load_spec("bass-4")
+    b = load_guitar_spec("bass-4")
     c = b.strings[0].carriage
     assert c is not None
     scale = b.neck.scale_length_mm
@@ -106,15 +107,24 @@ def test_bass_carriage_matches_mechbass() -> None:
 
 def test_guitar_slider_matches_lemur() -> None:
     # LEMUR GuitarBot: 544 mm in 250 ms
-    c = load_spec("guitar-slider").strings[0].carriage
+    c = load_guitar_spec("guitar-slider").strings[0].carriage
     assert c is not None
     assert travel_us(544, c.max_speed_mm_s, c.accel_mm_s2) / 1000 == pytest.approx(250, rel=0.05)
 
 
 def test_schema_describes_the_guitar() -> None:
-    defs = spec_json_schema()["$defs"]
+    from test_spec import _validate  # the suite's small JSON Schema checker
+
+    schema = spec_json_schema()
+    defs = schema["$defs"]
     assert {"GuitarSpec", "NeckSpec", "StringSpec", "CarriageSpec", "GuitarTiming"} <= set(defs)
     assert set(defs["GuitarSpec"]["properties"]) >= {"neck", "strings", "timing", "nominal"}
+    for name in DOCS:
+        assert _validate(schema, defs["GuitarSpec"], doc(name)) == [], name
+    d = doc("bass-4")
+    d["strings"][0]["tuning"] = "H2"
+    d["neck"]["frets"] = 40
+    assert len(_validate(schema, defs["GuitarSpec"], d)) == 2
 
 
 # ---- bad specs ---------------------------------------------------------------------

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..errors import SpecError
 from .guitar import (
     GuitarSpec,
     Mechanism,
@@ -184,3 +186,17 @@ def _check_timing_power(c: _Checker, spec: GuitarSpec) -> None:
             f"{p.max_simultaneous_strikes} needs {p.max_simultaneous_strikes * coil_a:.3g} A "
             f"with {n} coils and power.supply_a {p.supply_a:g} (allowed 1..{budget})",
         )
+
+
+def load_guitar_spec(name_or_path: str | Path) -> GuitarSpec:
+    """:func:`~robo_player.spec.load_spec`, typed for a guitar or bass (SpecError for a
+    spec of another family)."""
+    from .loader import load_spec
+
+    spec: object = load_spec(name_or_path)
+    if not isinstance(spec, GuitarSpec):
+        raise SpecError(
+            f"spec {getattr(spec, 'name', name_or_path)!r}: instrument "
+            f"{getattr(spec, 'family', '?')!r} is not a guitar or bass (allowed: guitar | bass)"
+        )
+    return spec
