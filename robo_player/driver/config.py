@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 
+from .. import rules
 from ..errors import PlanError, SpecError
 from ..plan import Command
 from ..plan import Op as PlanOp
@@ -42,12 +43,8 @@ def pca_prescale(spec: InstrumentSpec) -> int:
 
 
 def actuator_duty_permille(act: Actuator) -> int:
-    """Mean (level/pwm_max)² the coil may keep up for ever without passing its allowed
-    rise: its steady rise at full drive is ``heat_k_per_s * tau_s``."""
-    full_rise = act.heat_k_per_s * act.tau_s
-    if full_rise <= 0:
-        return 1000
-    return max(1, min(1000, int(1000 * act.max_rise_k / full_rise)))
+    """The firmware's sustained-duty limit of one coil: :func:`robo_player.rules.duty_permille`."""
+    return rules.duty_permille(act)
 
 
 def duty_permille(spec: InstrumentSpec) -> int:
@@ -61,14 +58,14 @@ def configure_messages(
     """The firmware's configuration: every actuator's output and limits, from the map."""
     amap = spec.actuators
     count = amap.count
-    tau_s = max((a.tau_s for a in amap), default=1.0)
+    slowest = max(amap, key=lambda a: a.tau_s, default=None)
     msgs = [
         Message.make(
             "configure_begin",
             actuator_count=count,
             max_concurrent=min(amap.max_concurrent, count),
             watchdog_ms=watchdog_ms,
-            duty_window_ms=max(100, min(600_000, int(tau_s * 1000))),
+            duty_window_ms=rules.duty_window_ms(slowest) if slowest else 1000,
             time_shift=time_shift,
             level_shift=level_shift,
             pca_prescale=pca_prescale(spec),
