@@ -22,6 +22,7 @@ import pytest
 
 from robo_player.protocol.framing import Frame, FrameDecoder, FrameKind, seq_add
 from robo_player.protocol.messages import (
+    NO_DETAIL,
     PROTOCOL_VERSION,
     ConfigReason,
     EventKind,
@@ -37,6 +38,8 @@ from robo_player.protocol.schedule import ScheduleEncoder, TimedCommand, pack
 from robo_player.protocol.varint import get_vlq
 
 serial = pytest.importorskip("serial")
+
+AVR_FREE_RAM_MIN = 512  # bytes of the 8 KiB left free at the deepest stack (issue 8)
 
 ROOT = Path(__file__).resolve().parents[1]
 FW = ROOT / "firmware"
@@ -279,7 +282,7 @@ def test_identify_reports_board_and_boot_id(fw: Fw) -> None:
     assert r["clock_hz"] == CLOCK_HZ
     assert r["boot_id"] == fw.boot_id
     assert r["state"] == State.UNCONFIGURED
-    assert r["queue_size"] >= 256 and r["max_actuators"] == 96
+    assert r["queue_size"] >= 256 and r["max_actuators"] == 512  # past 255: 16-bit indices inside
     st = fw.link.status()
     assert st["boot_id"] == fw.boot_id and st["free"] == r["queue_size"]
 
@@ -298,13 +301,13 @@ def test_configure_echoes_hash(fw: Fw) -> None:
         (cfg_messages(4, max_on_us=90_000_000), None, ConfigReason.LIMIT_OUT_OF_RANGE, 0),
         (cfg_messages(4)[:-1], None, ConfigReason.MISSING_ACTUATOR, 3),
         (cfg_messages(3, count=2, max_concurrent=2), None, ConfigReason.BAD_INDEX, 2),
-        (cfg_messages(4), 12345, ConfigReason.HASH_MISMATCH, 255),
+        (cfg_messages(4), 12345, ConfigReason.HASH_MISMATCH, NO_DETAIL),
         (cfg_messages(2, max_concurrent=3), None, ConfigReason.TOO_MANY_ACTUATORS, 3),
         (
             [
                 Message.make(
                     "configure_begin",
-                    actuator_count=100,
+                    actuator_count=600,  # the host build holds 512
                     max_concurrent=4,
                     watchdog_ms=100,
                     duty_window_ms=1000,
@@ -315,9 +318,9 @@ def test_configure_echoes_hash(fw: Fw) -> None:
             ],
             None,
             ConfigReason.TOO_MANY_ACTUATORS,
-            100,
+            600,
         ),  # fmt: skip
-        (cfg_messages(4)[1:], None, ConfigReason.NO_BEGIN, 255),
+        (cfg_messages(4)[1:], None, ConfigReason.NO_BEGIN, NO_DETAIL),
     ],
     ids=["max_on", "missing", "bad_index", "hash", "concurrency", "too_many", "no_begin"],
 )
@@ -526,9 +529,14 @@ def test_avr_build_fits_with_margin(avr_built: str) -> None:
     assert m, avr_built
     flash, ram = int(m[1]), int(m[2])
     assert flash < 64 * 1024  # of 256 KiB
-    # of 8 KiB: at least 1 KiB left for the stack, twice the deepest stack measured
-    # under simavr (test_avr_under_simavr_strikes_within_20us)
-    assert ram <= 7168
+    # of 8 KiB: the Makefile's named margins, the deepest stack measured under simavr
+    # (AVR_STACK_MEASURED; test_avr_128_actuators_leave_512_bytes_free_at_the_deepest_stack
+    # measures it again) and AVR_FREE_RAM_MIN bytes free on top
+    lim = re.search(r"avr: RAM limit (\d+) B = 8192 - stack (\d+) B .* - free (\d+) B", avr_built)
+    assert lim, avr_built
+    limit, stack, free = (int(x) for x in lim.groups())
+    assert free >= AVR_FREE_RAM_MIN and stack >= 565 and limit == 8192 - stack - free
+    assert ram <= limit
 
 
 @dataclass
@@ -665,6 +673,66 @@ def test_avr_all_off_with_64_coils_on_in_short_critical_sections(sim: Sim) -> No
                   sim.trace.read_text())  # fmt: skip
     assert m, "the harness wrote no critical-section line"
     assert 0 < int(m[1]) <= 100 * us, m[0]
+
+
+def test_avr_128_actuators_leave_512_bytes_free_at_the_deepest_stack(sim: Sim) -> None:
+    """128 actuators (64 direct pins, 64 PCA9685 channels on 4 boards, indices 127 and
+    up on the wire's escape) play chords, holds and an all-off; static RAM plus the
+    deepest stack the harness saw leave AVR_FREE_RAM_MIN bytes free. A configuration
+    with more distinct limit sets than the AVR holds (8) is refused."""
+    n = 128
+    us = AVR_HZ // 1_000_000
+    msgs = cfg_messages(n, time_shift=4)
+    for a in range(64, n):  # the upper half on PCA9685 boards 0x40..0x43
+        k = a - 64
+        msgs[1 + a] = Message.make(
+            "configure_actuator", actuator=a, out_kind=1, out_addr=0x40 + k // 16,
+            out_channel=k % 16, pwm_max=4095, max_drive=4095, max_on_us=60_000_000,
+            max_pulse_us=50_000, duty_permille=1000,
+        )  # fmt: skip
+    r = sim.link.request(Message.make("identify"), "identify_resp")
+    assert r["max_actuators"] == n
+    assert configure(sim.link, msgs)["reason"] == ConfigReason.OK
+    t = sim.link.clock() + 120_000 * us
+    cmds: list[TimedCommand] = []
+    for k, chord in enumerate([(0, 63, 64, 127), (1, 62, 65, 126), (2, 100, 120, 125, 3, 4, 5, 6)]):
+        at = t + k * 40_000 * us
+        cmds += [TimedCommand(at, Op.STRIKE, a, 3000, 10_000, 1500) for a in chord]
+        cmds += [TimedCommand(at + 25_000 * us, Op.RELEASE, a) for a in chord]
+    held = [TimedCommand(t + 200_000 * us + i * 300 * us, Op.STRIKE, i, 0, 0, 2000)
+            for i in range(0, n, 3)]  # fmt: skip
+    cmds += held
+    cmds.sort(key=lambda c: c.clock)
+    schedule(sim.link, cmds, n_act=n, time_shift=4)
+    st = wait_done(sim.link, len(cmds))
+    assert (st["played"], st["late"], st["refused"]) == (len(cmds), 0, 0)
+    assert sim.link.send([Message.make("all_off")]).kind is FrameKind.ACK
+    assert sim.link.status(5)["state"] == State.READY
+    # nine distinct limit sets: more than the AVR keeps (refused at the ninth)
+    nine = cfg_messages(9, time_shift=4)
+    nine[1:] = [
+        Message.make(
+            "configure_actuator", actuator=a, out_kind=0, out_addr=0, out_channel=a,
+            pwm_max=4095, max_drive=4095, max_on_us=1_000_000 + a, max_pulse_us=50_000,
+            duty_permille=1000,
+        )
+        for a in range(9)
+    ]  # fmt: skip
+    r = configure(sim.link, nine)
+    assert (r["reason"], r["detail"]) == (ConfigReason.LIMIT_OUT_OF_RANGE, 8)
+    sim.link.close()
+    sim.stop()
+    rows = sim.rows()
+    for a in (0, 1, 2, 63):
+        assert [lv for _, ch, lv in rows if ch == a][:2] == [1, 0], a
+    m = re.search(r"avr: flash (\d+) B .* RAM (\d+) B", sim.build_log)
+    assert m, sim.build_log
+    ram, stack = int(m[2]), sim.stack_bytes()
+    free = 8192 - ram - stack
+    assert 0 < stack and free >= AVR_FREE_RAM_MIN, (ram, stack, free)
+    # the Makefile's AVR_STACK_MEASURED covers what was measured here
+    lim = re.search(r"stack (\d+) B \(AVR_STACK_MEASURED\)", sim.build_log)
+    assert lim and stack <= int(lim[1]), (stack, sim.build_log)
 
 
 def test_fuzz_frame_parser_short_run(fw_built: Path) -> None:

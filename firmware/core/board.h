@@ -4,6 +4,7 @@
  *   RP_CLOCK_HZ          clock ticks per second (a multiple of 1 MHz)
  *   RP_QUEUE_SIZE        command-queue slots
  *   RP_FW_MAX_ACTUATORS  actuators this build holds state for (<= RP_MAX_ACTUATORS)
+ *   RP_FW_MAX_PROFILES   distinct limit sets a configuration may use (optional, 8)
  *   RP_RX_BUFFER         bytes the host may have in flight
  *   RP_MAX_ON_US_LIMIT   largest max_on_us a config may ask for
  *   RP_FW_MAX_LEVEL      highest PWM level the outputs take
@@ -49,8 +50,11 @@ void board_wait_until(uint32_t clock);
 
 /* Drive one output in two steps: prepare (all the lookups) and, at the exact time,
  * board_output_commit(&o) (board_config.h: static inline, a few cycles). `level` 0 =
- * off, pwm_max = full on. Timer context, or the main loop in a critical section. */
-void board_output_prepare(uint8_t actuator, uint8_t out_kind, uint8_t out_addr,
+ * off, pwm_max = full on. Timer context, or the main loop in a critical section.
+ * `out_kind` is the protocol's OutKind: a board keeps one entry of hooks per kind it
+ * drives (boards/avr/outputs.h), so a new kind of output is a new entry there and a new
+ * OutKind value in robo_player/protocol/messages.py; the core is not touched. */
+void board_output_prepare(uint16_t actuator, uint8_t out_kind, uint8_t out_addr,
                           uint8_t out_channel, uint16_t level, uint16_t pwm_max, rp_out_t *o);
 
 /* Every output off at once, as fast as the board can (interrupts off, a few
@@ -59,7 +63,7 @@ void board_output_prepare(uint8_t actuator, uint8_t out_kind, uint8_t out_addr,
  * leave out the kinds it cannot switch quickly (or do nothing at all). */
 void board_all_off(void);
 
-/* 1 if this board can drive that output. */
+/* 1 if this board can drive that output (0 for a kind it has no hooks for). */
 uint8_t board_output_ok(uint8_t out_kind, uint8_t out_addr, uint8_t out_channel);
 
 /* Queue bytes for the host (main-loop context only). */

@@ -37,7 +37,8 @@ static uint8_t enc[RP_MAX_ENCODED + 2];
 /* configuration */
 static uint8_t time_shift, level_shift;
 static uint32_t watchdog_ticks;
-static uint8_t cfg_count, cfg_concurrent, cfg_time_shift, cfg_level_shift, cfg_reason, cfg_detail;
+static uint16_t cfg_count, cfg_concurrent, cfg_detail;
+static uint8_t cfg_time_shift, cfg_level_shift, cfg_reason;
 static uint8_t cfg_pca_prescale;
 static uint16_t cfg_watchdog_ms;
 static uint32_t cfg_window_ms, cfg_hash;
@@ -95,7 +96,7 @@ static void send_ack(uint8_t kind)
         rp_link.naks_sent++;
 }
 
-static void emit_event(uint8_t kind, uint32_t index, uint8_t actuator, uint32_t clock)
+static void emit_event(uint8_t kind, uint32_t index, uint16_t actuator, uint32_t clock)
 {
     uint8_t *p = out_reserve(RP_EVENT_MAX_BYTES);
     OUT_DONE(rp_put_event(p, kind, index, actuator, clock));
@@ -113,13 +114,14 @@ static void do_shutdown(uint8_t reason)
 
 /* ---------------------------------------------------------------- commands */
 
-static void refuse(uint8_t kind, uint32_t index, uint8_t actuator, uint32_t clock)
+static void refuse(uint8_t kind, uint32_t index, uint16_t actuator, uint32_t clock)
 {
     count_inc(&rp_count.refused);
     rp_event_push(kind, index, actuator, clock);
 }
 
-static void enqueue(uint8_t op, uint8_t n, int32_t level, uint16_t pulse_us, uint16_t hold)
+/* `n` as the host sent it (10 bits): refused unless configured, then an rp_aid. */
+static void enqueue(uint8_t op, uint16_t n, int32_t level, uint16_t pulse_us, uint16_t hold)
 {
     uint32_t index = next_index;
 #ifdef RP_TEST_ENQUEUE_HOOK
@@ -139,10 +141,11 @@ static void enqueue(uint8_t op, uint8_t n, int32_t level, uint16_t pulse_us, uin
         refuse(RP_EV_REFUSED_RANGE, index, n, base);
         return;
     }
-    rp_act *a = &rp_acts[n];
+    const rp_act *a = &rp_acts[n];
+    const rp_limits *lim = RP_LIM(a);
     if (op != RP_OP_RELEASE &&
-        (level < 0 || level > a->max_drive ||
-         (op == RP_OP_STRIKE && (pulse_us > a->max_pulse_us || hold > a->max_drive)))) {
+        (level < 0 || level > lim->max_drive ||
+         (op == RP_OP_STRIKE && (pulse_us > lim->max_pulse_us || hold > lim->max_drive)))) {
         refuse(RP_EV_REFUSED_RANGE, index, n, base);
         return;
     }
@@ -151,7 +154,7 @@ static void enqueue(uint8_t op, uint8_t n, int32_t level, uint16_t pulse_us, uin
     if (ahead < -(int32_t)(RP_LATE_SLACK_US * RP_TICKS_PER_US)) {
         count_inc(&rp_count.late);
         if (op == RP_OP_RELEASE) {
-            rp_sched_release_now(n);
+            rp_sched_release_now((rp_aid)n);
             rp_event_push(RP_EV_LATE_RELEASE, index, n, base);
         } else {
             rp_event_push(RP_EV_LATE, index, n, base);
@@ -162,15 +165,15 @@ static void enqueue(uint8_t op, uint8_t n, int32_t level, uint16_t pulse_us, uin
         refuse(RP_EV_REFUSED_TOO_FAR, index, n, base);
         return;
     }
-    if (op != RP_OP_RELEASE && level > 0 && rp_sched_duty_full(n)) {
+    if (op != RP_OP_RELEASE && level > 0 && rp_sched_duty_full((rp_aid)n)) {
         refuse(RP_EV_REFUSED_DUTY, index, n, base);
         return;
     }
     rp_cmd c;
     /* an output that takes time to reach (a PCA9685 write over I2C) starts that early */
-    c.clock = base - RP_OUTPUT_LEAD_TICKS(rp_acts[n].out_kind);
+    c.clock = base - RP_OUTPUT_LEAD_TICKS(a->out_kind);
     c.index = (uint16_t)index;
-    c.actuator = n;
+    c.actuator = (rp_aid)n;
     c.op = op;
     c.level = (uint16_t)level;
     c.pulse_us = pulse_us;
@@ -181,7 +184,7 @@ static void enqueue(uint8_t op, uint8_t n, int32_t level, uint16_t pulse_us, uin
 
 /* ---------------------------------------------------------------- configuration */
 
-static void cfg_fail(uint8_t reason, uint8_t detail)
+static void cfg_fail(uint8_t reason, uint16_t detail)
 {
     if (!cfg_reason) {
         cfg_reason = reason;
@@ -196,15 +199,16 @@ static void configure_begin(const uint32_t *v, const uint8_t *msg, uint8_t len)
     state = RP_STATE_CONFIGURING;
     cfg_reason = RP_CFG_OK;
     cfg_detail = 0;
-    cfg_count = (uint8_t)v[RP_CONFIGURE_BEGIN_ACTUATOR_COUNT];
-    cfg_concurrent = (uint8_t)v[RP_CONFIGURE_BEGIN_MAX_CONCURRENT];
+    cfg_count = (uint16_t)v[RP_CONFIGURE_BEGIN_ACTUATOR_COUNT];
+    cfg_concurrent = (uint16_t)v[RP_CONFIGURE_BEGIN_MAX_CONCURRENT];
+    rp_profile_count = 0;
     cfg_watchdog_ms = (uint16_t)v[RP_CONFIGURE_BEGIN_WATCHDOG_MS];
     cfg_window_ms = v[RP_CONFIGURE_BEGIN_DUTY_WINDOW_MS];
     cfg_time_shift = (uint8_t)v[RP_CONFIGURE_BEGIN_TIME_SHIFT];
     cfg_level_shift = (uint8_t)v[RP_CONFIGURE_BEGIN_LEVEL_SHIFT];
     cfg_pca_prescale = (uint8_t)v[RP_CONFIGURE_BEGIN_PCA_PRESCALE];
     cfg_hash = rp_fnv1a(msg, len, RP_FNV_OFFSET);
-    for (uint8_t i = 0; i < sizeof cfg_seen; i++)
+    for (uint16_t i = 0; i < sizeof cfg_seen; i++)
         cfg_seen[i] = 0;
     if (cfg_count > RP_FW_MAX_ACTUATORS)
         cfg_fail(RP_CFG_TOO_MANY_ACTUATORS, cfg_count);
@@ -217,7 +221,7 @@ static void configure_actuator(const uint32_t *v, const uint8_t *msg, uint8_t le
     if (state != RP_STATE_CONFIGURING)
         return; /* configure_end will say NO_BEGIN */
     cfg_hash = rp_fnv1a(msg, len, cfg_hash);
-    uint8_t n = (uint8_t)v[RP_CONFIGURE_ACTUATOR_ACTUATOR];
+    uint16_t n = (uint16_t)v[RP_CONFIGURE_ACTUATOR_ACTUATOR];
     if (n >= cfg_count || n >= RP_FW_MAX_ACTUATORS) {
         cfg_fail(RP_CFG_BAD_INDEX, n);
         return;
@@ -231,36 +235,60 @@ static void configure_actuator(const uint32_t *v, const uint8_t *msg, uint8_t le
     a->out_kind = (uint8_t)v[RP_CONFIGURE_ACTUATOR_OUT_KIND];
     a->out_addr = (uint8_t)v[RP_CONFIGURE_ACTUATOR_OUT_ADDR];
     a->out_channel = (uint8_t)v[RP_CONFIGURE_ACTUATOR_OUT_CHANNEL];
-    a->pwm_max = (uint16_t)v[RP_CONFIGURE_ACTUATOR_PWM_MAX];
-    a->max_drive = (uint16_t)v[RP_CONFIGURE_ACTUATOR_MAX_DRIVE];
+    rp_limits lim;
+    lim.pwm_max = (uint16_t)v[RP_CONFIGURE_ACTUATOR_PWM_MAX];
+    lim.max_drive = (uint16_t)v[RP_CONFIGURE_ACTUATOR_MAX_DRIVE];
     uint32_t max_on_us = v[RP_CONFIGURE_ACTUATOR_MAX_ON_US];
-    a->max_pulse_us = (uint16_t)v[RP_CONFIGURE_ACTUATOR_MAX_PULSE_US];
-    a->duty_permille = (uint16_t)v[RP_CONFIGURE_ACTUATOR_DUTY_PERMILLE];
-    if (max_on_us > RP_MAX_ON_US_LIMIT || a->pwm_max > RP_FW_MAX_LEVEL ||
-        a->max_drive > a->pwm_max || a->max_pulse_us > max_on_us)
+    lim.max_pulse_us = (uint16_t)v[RP_CONFIGURE_ACTUATOR_MAX_PULSE_US];
+    lim.duty_permille = (uint16_t)v[RP_CONFIGURE_ACTUATOR_DUTY_PERMILLE];
+    lim.max_on_ticks = max_on_us * RP_TICKS_PER_US;
+    lim.drain_k = (uint16_t)((64UL * 256UL * lim.duty_permille) / 1000UL);
+    lim.cap_us = cfg_window_ms * lim.duty_permille;
+    a->profile = 0;
+    if (max_on_us > RP_MAX_ON_US_LIMIT || lim.pwm_max > RP_FW_MAX_LEVEL ||
+        lim.max_drive > lim.pwm_max || lim.max_pulse_us > max_on_us) {
         cfg_fail(RP_CFG_LIMIT_OUT_OF_RANGE, n);
-    else if (!board_output_ok(a->out_kind, a->out_addr, a->out_channel))
+        return;
+    }
+    if (!board_output_ok(a->out_kind, a->out_addr, a->out_channel)) {
         cfg_fail(RP_CFG_BAD_OUTPUT, n);
-    a->max_on_ticks = max_on_us * RP_TICKS_PER_US;
-    a->drain_k = (uint16_t)((64UL * 256UL * a->duty_permille) / 1000UL);
+        return;
+    }
+    /* the same limits as an actuator before: share its entry */
+    uint8_t k = 0;
+    for (; k < rp_profile_count; k++) {
+        const rp_limits *q = &rp_profiles[k];
+        if (q->max_on_ticks == lim.max_on_ticks && q->pwm_max == lim.pwm_max &&
+            q->max_drive == lim.max_drive && q->max_pulse_us == lim.max_pulse_us &&
+            q->duty_permille == lim.duty_permille)
+            break;
+    }
+    if (k == rp_profile_count) {
+        if (k == RP_FW_MAX_PROFILES) {
+            cfg_fail(RP_CFG_LIMIT_OUT_OF_RANGE, n); /* more distinct limits than it holds */
+            return;
+        }
+        rp_profiles[rp_profile_count++] = lim;
+    }
+    a->profile = k;
 }
 
 static void configure_end(uint32_t hash)
 {
     if (state != RP_STATE_CONFIGURING) {
         uint8_t *p = out_reserve(RP_CONFIG_RESULT_MAX_BYTES);
-        OUT_DONE(rp_put_config_result(p, RP_CFG_NO_BEGIN, 255, 0));
+        OUT_DONE(rp_put_config_result(p, RP_CFG_NO_BEGIN, RP_NO_DETAIL, 0));
         return;
     }
     if (!cfg_reason) {
-        for (uint8_t n = 0; n < cfg_count; n++)
+        for (uint16_t n = 0; n < cfg_count; n++)
             if (!(cfg_seen[n >> 3] & (1 << (n & 7)))) {
                 cfg_fail(RP_CFG_MISSING_ACTUATOR, n);
                 break;
             }
     }
-    for (uint8_t n = 0; !cfg_reason && n < cfg_count; n++)
-        for (uint8_t m = 0; m < n; m++) {
+    for (uint16_t n = 0; !cfg_reason && n < cfg_count; n++)
+        for (uint16_t m = 0; m < n; m++) {
             const rp_act *a = &rp_acts[n], *b = &rp_acts[m];
             if (a->out_kind == b->out_kind && a->out_addr == b->out_addr &&
                 a->out_channel == b->out_channel) {
@@ -269,13 +297,13 @@ static void configure_end(uint32_t hash)
             }
         }
     if (!cfg_reason && hash != cfg_hash)
-        cfg_fail(RP_CFG_HASH_MISMATCH, 255);
+        cfg_fail(RP_CFG_HASH_MISMATCH, RP_NO_DETAIL);
     if (cfg_reason) {
         state = RP_STATE_UNCONFIGURED;
         rp_act_count = 0;
     } else {
         rp_act_count = cfg_count;
-        rp_max_concurrent = cfg_concurrent;
+        rp_max_concurrent = (rp_aid)cfg_concurrent;
         rp_duty_window_ms = cfg_window_ms;
         watchdog_ticks = (uint32_t)cfg_watchdog_ms * 1000UL * RP_TICKS_PER_US;
         time_shift = cfg_time_shift;
@@ -298,7 +326,7 @@ static void configure_end(uint32_t hash)
 
 static void send_status(uint32_t tag)
 {
-    uint8_t hot;
+    uint16_t hot;
     uint16_t heat = rp_sched_heat(&hot);
     rp_counters c;
     rp_irq_t s = RP_IRQ_SAVE();
@@ -332,7 +360,7 @@ static uint8_t sched_msgs;
 
 static int16_t check(const uint8_t *payload, const uint8_t *end)
 {
-    uint32_t v[RP_MAX_FIELDS] = {0};
+    uint32_t v[RP_MAX_H2D_FIELDS]; /* rp_decode_args() sets the fields it returns */
     int16_t slots = 0;
     uint16_t room = rp_sched_free();
     const uint8_t *p = payload;
@@ -345,14 +373,16 @@ static int16_t check(const uint8_t *payload, const uint8_t *end)
         if (rp_decode_args((uint8_t)id, &p, end, v) < 0)
             return -1;
         if (id == RP_MSG_SCHEDULE) {
+            uint8_t wide = 0; /* an index this board does not hold: run() decodes again */
             for (uint32_t i = 0; i < v[RP_SCHEDULE_RECORDS]; i++) {
                 rp_record r;
                 if (!rp_get_record(&p, end, &r))
                     return -1;
+                wide |= r.actuator >= RP_FW_MAX_ACTUATORS;
                 if ((uint16_t)slots < room) {
                     rp_cmd *c = rp_sched_stage((uint16_t)slots);
                     c->clock = r.dclock;
-                    c->actuator = r.actuator;
+                    c->actuator = (rp_aid)r.actuator;
                     c->level = (uint16_t)r.ddrive;
                     c->pulse_us = r.pulse_us;
                     c->hold = r.hold & 0xFFF; /* <= 4095: rp_get_record checked */
@@ -360,8 +390,8 @@ static int16_t check(const uint8_t *payload, const uint8_t *end)
                 }
                 slots++;
             }
-            if (sched_msgs < MAX_SCHED_MSGS)
-                sched_end[sched_msgs] = (uint8_t)(p - payload);
+            if (sched_msgs < MAX_SCHED_MSGS) /* 0: not staged (no message ends at 0) */
+                sched_end[sched_msgs] = wide ? 0 : (uint8_t)(p - payload);
             sched_msgs++;
         } else if (id == RP_MSG_SCHEDULE_EXT) {
             slots++; /* its staging slot stays unused: the k-th slot is the k-th push */
@@ -371,7 +401,7 @@ static int16_t check(const uint8_t *payload, const uint8_t *end)
 }
 
 /* One record, packed or staged: the scheduling state moves, then it is queued. */
-static void run_record(uint32_t dclock, uint8_t actuator, uint8_t strike, int16_t ddrive,
+static void run_record(uint32_t dclock, uint16_t actuator, uint8_t strike, int16_t ddrive,
                        uint8_t has_pulse_hold, uint16_t pulse_us, uint16_t hold)
 {
     base += dclock << time_shift;
@@ -391,7 +421,7 @@ static void run_record(uint32_t dclock, uint8_t actuator, uint8_t strike, int16_
 /* Run a frame that check() passed. */
 static void run(const uint8_t *payload, const uint8_t *end)
 {
-    uint32_t v[RP_MAX_FIELDS] = {0};
+    uint32_t v[RP_MAX_H2D_FIELDS]; /* rp_decode_args() sets the fields it returns */
     uint16_t slot = 0;
     uint8_t msg = 0;
     const uint8_t *p = payload;
@@ -402,7 +432,7 @@ static void run(const uint8_t *payload, const uint8_t *end)
         rp_decode_args((uint8_t)id, &p, end, v);
         if (id == RP_MSG_SCHEDULE) {
             uint32_t n = v[RP_SCHEDULE_RECORDS];
-            if (msg < MAX_SCHED_MSGS) {
+            if (msg < MAX_SCHED_MSGS && sched_end[msg]) {
                 for (uint32_t i = 0; i < n; i++) {
                     /* a copy first: the push may write this very slot */
                     rp_cmd c = *rp_sched_stage(slot++);
@@ -447,7 +477,7 @@ static void run(const uint8_t *payload, const uint8_t *end)
         case RP_MSG_SCHEDULE_EXT:
             slot++;
             base += v[RP_SCHEDULE_EXT_DCLOCK] << time_shift;
-            enqueue((uint8_t)v[RP_SCHEDULE_EXT_OP], (uint8_t)v[RP_SCHEDULE_EXT_ACTUATOR],
+            enqueue((uint8_t)v[RP_SCHEDULE_EXT_OP], (uint16_t)v[RP_SCHEDULE_EXT_ACTUATOR],
                     (int32_t)v[RP_SCHEDULE_EXT_LEVEL], (uint16_t)v[RP_SCHEDULE_EXT_PULSE_US],
                     (uint16_t)v[RP_SCHEDULE_EXT_HOLD]);
             break;
@@ -472,6 +502,16 @@ static void bad_frame(void)
 {
     rp_link.bad_frames++;
     send_ack(RP_FRAME_NAK);
+}
+
+/* The events so far to the host, and what is waiting in `out` (no watchdog or duty
+ * upkeep: rp_poll() does those on the board's tick). */
+static void events_out(void)
+{
+    rp_event ev;
+    while (rp_event_pop(&ev))
+        emit_event(ev.kind, ev.index, ev.actuator, ev.clock);
+    flush_out();
 }
 
 static void handle_frame(uint8_t kind, uint8_t seq, const uint8_t *payload, uint8_t len)
@@ -510,7 +550,7 @@ static void handle_frame(uint8_t kind, uint8_t seq, const uint8_t *payload, uint
     }
     expected = (uint8_t)((expected + 1) & (RP_SEQ_MOD - 1));
     run(payload, payload + len);
-    rp_poll(); /* events of this frame go out before its ACK */
+    events_out(); /* events of this frame go out before its ACK */
     send_ack(RP_FRAME_ACK);
 }
 
@@ -560,10 +600,7 @@ void rp_poll(void)
         (uint32_t)(board_clock() - last_rx_clock) > watchdog_ticks)
         do_shutdown(RP_SHUTDOWN_WATCHDOG);
     rp_sched_poll();
-    rp_event ev;
-    while (rp_event_pop(&ev))
-        emit_event(ev.kind, ev.index, ev.actuator, ev.clock);
-    flush_out();
+    events_out();
 }
 
 void rp_timer(void) { rp_sched_run(); }

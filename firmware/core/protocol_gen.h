@@ -6,10 +6,12 @@
 #include <stdint.h>
 #include "wire.h"
 
-#define RP_PROTOCOL_VERSION 3
+#define RP_PROTOCOL_VERSION 4
 #define RP_MAX_PAYLOAD 120
-#define RP_MAX_ACTUATORS 127
-#define RP_NO_ACTUATOR 127
+#define RP_MAX_ACTUATORS 1024
+#define RP_NO_ACTUATOR 1024
+#define RP_NO_DETAIL 65535U
+#define RP_RECORD_ACT_ESCAPE 127
 #define RP_MAX_LEVEL 4095
 #define RP_MAX_PULSE_US 65535
 #define RP_MAX_ON_US 600000000UL
@@ -21,6 +23,7 @@
 #define RP_MAX_RAW 124
 #define RP_MAX_ENCODED 125
 #define RP_MAX_FIELDS 15
+#define RP_MAX_H2D_FIELDS 9
 
 /* CRC-16/CCITT-FALSE table (poly 0x1021), for a table-driven CRC */
 #define RP_CRC16_TABLE \
@@ -181,7 +184,7 @@
 #define RP_CONFIG_RESULT_DETAIL 1
 #define RP_CONFIG_RESULT_HASH 2
 #define RP_CONFIG_RESULT_NFIELDS 3
-#define RP_CONFIG_RESULT_MAX_BYTES 10
+#define RP_CONFIG_RESULT_MAX_BYTES 11
 #define RP_CLOCK_TAG 0
 #define RP_CLOCK_CLOCK 1
 #define RP_CLOCK_NFIELDS 2
@@ -228,10 +231,10 @@ static inline int rp_decode_args(uint8_t id, const uint8_t **pp, const uint8_t *
         return 0;
     case RP_MSG_CONFIGURE_BEGIN:
         if (!rp_get_vlq(pp, end, &v)) return -1;
-        if (v < 1L || v > 127L) return -1;
+        if (v < 1L || v > 1024L) return -1;
         args[0] = (uint32_t)v;
         if (!rp_get_vlq(pp, end, &v)) return -1;
-        if (v < 1L || v > 127L) return -1;
+        if (v < 1L || v > 1024L) return -1;
         args[1] = (uint32_t)v;
         if (!rp_get_vlq(pp, end, &v)) return -1;
         if (v < 10L || v > 10000L) return -1;
@@ -251,10 +254,10 @@ static inline int rp_decode_args(uint8_t id, const uint8_t **pp, const uint8_t *
         return 7;
     case RP_MSG_CONFIGURE_ACTUATOR:
         if (!rp_get_vlq(pp, end, &v)) return -1;
-        if (v < 0L || v > 126L) return -1;
+        if (v < 0L || v > 1023L) return -1;
         args[0] = (uint32_t)v;
         if (!rp_get_vlq(pp, end, &v)) return -1;
-        if (v < 0L || v > 1L) return -1;
+        if (v < 0L || v > 15L) return -1;
         args[1] = (uint32_t)v;
         if (!rp_get_vlq(pp, end, &v)) return -1;
         if (v < 0L || v > 127L) return -1;
@@ -301,7 +304,7 @@ static inline int rp_decode_args(uint8_t id, const uint8_t **pp, const uint8_t *
         if (v < 0L || v > 2L) return -1;
         args[0] = (uint32_t)v;
         if (!rp_get_vlq(pp, end, &v)) return -1;
-        if (v < 0L || v > 126L) return -1;
+        if (v < 0L || v > 1023L) return -1;
         args[1] = (uint32_t)v;
         if (!rp_get_vlq(pp, end, &v)) return -1;
         args[2] = (uint32_t)v;

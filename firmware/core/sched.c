@@ -3,11 +3,13 @@
 #define BEFORE(a, b) ((int32_t)((a) - (b)) < 0)
 
 rp_act rp_acts[RP_FW_MAX_ACTUATORS];
-uint8_t rp_act_count;
-uint8_t rp_max_concurrent = 1;
+rp_limits rp_profiles[RP_FW_MAX_PROFILES];
+uint8_t rp_profile_count;
+uint16_t rp_act_count;
+rp_aid rp_max_concurrent = 1;
 uint32_t rp_duty_window_ms = 1000;
 rp_counters rp_count;
-volatile uint8_t rp_running_pulses;
+volatile rp_aid rp_running_pulses;
 volatile uint32_t rp_next_index_snapshot;
 
 /* Time-sorted ring: q[(q_head + i) % RP_QUEUE_SIZE], i < q_count, clocks nondecreasing
@@ -17,21 +19,22 @@ static rp_cmd q[RP_QUEUE_SIZE];
 static volatile uint16_t q_head, q_count;
 
 /* Energised coils: the timer context scans only these for the next deadline. */
-static uint8_t active[RP_FW_MAX_ACTUATORS];
-static volatile uint8_t active_n;
+static rp_aid active[RP_FW_MAX_ACTUATORS];
+static volatile rp_aid active_n;
 /* The earliest deadline of the active coils, kept between scans: a deadline set earlier
  * than it takes its place; moving or removing that coil's own deadline forces a rescan. */
-static uint8_t dl_n, dl_valid;
+static rp_aid dl_n;
+static uint8_t dl_valid;
 static uint32_t dl_clock;
 
-static void set_deadline(uint8_t n, uint32_t clock)
+static void set_deadline(rp_aid n, uint32_t clock)
 {
     rp_acts[n].deadline = clock;
     if (!dl_valid)
         return;
     if (n == dl_n)
         dl_valid = 0;
-    else if (dl_n == 0xFF || BEFORE(clock, dl_clock)) {
+    else if (dl_n == RP_AID_NONE || BEFORE(clock, dl_clock)) {
         dl_n = n;
         dl_clock = clock;
     }
@@ -46,7 +49,7 @@ static uint32_t duty_poll_clock;
  * main loop (the bucket arithmetic is too slow for the timer context). */
 typedef struct {
     uint32_t clock;
-    uint8_t actuator;
+    rp_aid actuator;
     uint16_t level; /* the main loop turns it into a weight (rp_weight: it divides) */
 } wchange;
 #define WLOG 16 /* a power of two; drained every duty poll (8 ms) and every strike queued */
@@ -61,6 +64,9 @@ static uint8_t armed_valid;
 #define DUTY_UNIT_TICKS (64UL * RP_TICKS_PER_US) /* the bucket integrates in 64 us steps */
 #define DUTY_POLL_TICKS (8000UL * RP_TICKS_PER_US)
 #define BATCH 8 /* commands decided together before their outputs */
+#ifndef RP_TIMER_LEAD_DEADLINE_TICKS
+#define RP_TIMER_LEAD_DEADLINE_TICKS (RP_TIMER_LEAD_TICKS + RP_TIMER_LEAD_PER_CMD_TICKS)
+#endif
 #ifndef RP_BATCH_WINDOW_TICKS
 #define RP_BATCH_WINDOW_TICKS 0
 #endif
@@ -125,7 +131,7 @@ uint32_t rp_full_index(uint16_t low, uint32_t next_index)
     return next_index - (uint16_t)((uint16_t)next_index - low);
 }
 
-void rp_event_push(uint8_t kind, uint32_t index, uint8_t actuator, uint32_t clock)
+void rp_event_push(uint8_t kind, uint32_t index, uint16_t actuator, uint32_t clock)
 {
     rp_irq_t s = RP_IRQ_SAVE();
     uint8_t next = (uint8_t)((rp_ev_tail + 1) & (RP_EVENT_RING - 1));
@@ -185,15 +191,15 @@ static uint8_t weight_of(uint16_t den, uint16_t level)
 static uint16_t wc_den[2], wc_level[2];
 static uint8_t wc_w[2], wc_next;
 
-uint8_t rp_weight(const rp_act *a, uint16_t level)
+uint8_t rp_weight(uint16_t pwm_max, uint16_t level)
 {
     if (!level)
         return 0; /* releases: not cached, so they do not evict the strikes' weights */
     for (uint8_t i = 0; i < 2; i++)
-        if (wc_level[i] == level && wc_den[i] == a->pwm_max)
+        if (wc_level[i] == level && wc_den[i] == pwm_max)
             return wc_w[i];
-    uint8_t w = weight_of(a->pwm_max, level);
-    wc_den[wc_next] = a->pwm_max;
+    uint8_t w = weight_of(pwm_max, level);
+    wc_den[wc_next] = pwm_max;
     wc_level[wc_next] = level;
     wc_w[wc_next] = w;
     wc_next ^= 1;
@@ -216,14 +222,26 @@ static void duty_check_before(uint32_t clock)
     }
 }
 
+static uint16_t unit_of(uint32_t clock)
+{
+#if DUTY_UNIT_TICKS == 1024
+    /* clock >> 10 from byte moves and two shifts (a 32-bit shift is a 10-step loop) */
+    return (uint16_t)((uint16_t)(clock >> 8) >> 2 | (uint16_t)(uint8_t)(clock >> 24) << 14);
+#else
+    return (uint16_t)(clock / DUTY_UNIT_TICKS);
+#endif
+}
+
 /* Tell the duty poll when this coil needs a look: at once while it is hot, else not
  * before its bucket could be full. At most 63.75 us of weighted on-time go into a
- * bucket per 64 us unit, whatever the weight: from `bucket_clock` on, it cannot reach
- * its cap in fewer than (cap - bucket) / 64 units. */
-static void duty_note(const rp_act *a)
+ * bucket per 64 us unit, whatever the weight: from the start of the unit it was
+ * integrated up to (the one `now` is in), it cannot reach its cap in fewer than
+ * (cap - bucket) / 64 units. */
+static void duty_note(const rp_act *a, uint32_t now)
 {
+    uint32_t from = now & ~(DUTY_UNIT_TICKS - 1);
     if (a->hot) {
-        duty_check_before(a->bucket_clock);
+        duty_check_before(from);
         return;
     }
     if (!a->weight && a->phase == RP_PHASE_OFF)
@@ -234,34 +252,27 @@ static void duty_note(const rp_act *a)
         ticks = d >= (0xFFFFUL << 6) ? 0xFFFFUL * DUTY_UNIT_TICKS
                                      : (d & ~63UL) * (DUTY_UNIT_TICKS / 64);
     }
-    duty_check_before(a->bucket_clock + ticks);
+    duty_check_before(from + ticks);
 }
 
-/* Bring a coil's bucket up to `now` at its present weight (bucket_update() also tells
- * the duty poll when to look at it next). */
+/* Bring a coil's bucket up to the 64 us unit `now` is in, at its present weight
+ * (bucket_update() also tells the duty poll when to look at it next). The unit count is
+ * 16 bits (4.2 s): the duty poll's sweep keeps every coil within a second of the clock,
+ * so a difference of more than half of it only comes from a `now` a little in the past
+ * (a change logged by the timer context before this update), which is skipped. */
 static void bucket_integrate(rp_act *a, uint32_t now)
 {
-    uint32_t dt = now - a->bucket_clock;
-    if ((int32_t)dt < (int32_t)DUTY_UNIT_TICKS)
+    uint16_t nu = unit_of(now);
+    uint16_t units = (uint16_t)(nu - a->bucket_unit);
+    if ((int16_t)units <= 0)
         return;
-    /* units of DUTY_UNIT_TICKS (a power of two): a byte move plus a short shift */
-#if DUTY_UNIT_TICKS >= 256
-    uint32_t units = !(dt >> 24) ? (uint16_t)(dt >> 8) / (uint16_t)(DUTY_UNIT_TICKS / 256)
-                                 : dt / DUTY_UNIT_TICKS;
-#else
-    uint32_t units = dt / DUTY_UNIT_TICKS;
-#endif
-    a->bucket_clock = now - (dt & (DUTY_UNIT_TICKS - 1));
+    a->bucket_unit = nu;
     uint32_t b = a->bucket_us;
-    while (units) {
-        uint16_t u = units > 0xFFFFUL ? 0xFFFF : (uint16_t)units;
-        units -= u;
-        if (a->weight)
-            b += ((uint32_t)u * a->weight) >> 2; /* u * 64 us * w / 256 */
-        if (b) {
-            uint32_t drain = ((uint32_t)u * a->drain_k) >> 8;
-            b = b > drain ? b - drain : 0;
-        }
+    if (a->weight)
+        b += ((uint32_t)units * a->weight) >> 2; /* u * 64 us * w / 256 */
+    if (b) {
+        uint32_t drain = ((uint32_t)units * RP_LIM(a)->drain_k) >> 8;
+        b = b > drain ? b - drain : 0;
     }
     a->bucket_us = b;
     a->hot = b >= RP_BUCKET_CAP_US(a);
@@ -270,37 +281,59 @@ static void bucket_integrate(rp_act *a, uint32_t now)
 static void bucket_update(rp_act *a, uint32_t now)
 {
     bucket_integrate(a, now);
-    duty_note(a);
+    duty_note(a, now);
+}
+
+/* The duty poll's sweep: a few coils per poll, round robin, each brought up to the clock
+ * (an idle, empty one just has its unit moved), so no coil's 16-bit unit count falls
+ * more than a second behind. */
+#define SWEEP_PER_POLL ((RP_FW_MAX_ACTUATORS + 127) / 128) /* 128 polls (1 s) per round */
+static uint16_t sweep_next;
+static void sweep(uint32_t now)
+{
+    for (uint8_t k = 0; k < SWEEP_PER_POLL; k++) {
+        if (sweep_next >= rp_act_count) {
+            sweep_next = 0;
+            if (!rp_act_count)
+                return;
+        }
+        rp_act *a = &rp_acts[sweep_next++];
+        if (!a->bucket_us && !a->weight)
+            a->bucket_unit = unit_of(now);
+        else
+            bucket_integrate(a, now);
+    }
 }
 
 /* ---- outputs ---- */
 
-static void active_add(uint8_t n)
+static void active_add(rp_aid n)
 {
-    for (uint8_t i = 0; i < active_n; i++)
+    for (rp_aid i = 0; i < active_n; i++)
         if (active[i] == n)
             return;
     active[active_n++] = n;
 }
 
-static void active_remove(uint8_t n)
+static void active_remove(rp_aid n)
 {
     if (n == dl_n)
         dl_valid = 0;
-    for (uint8_t i = 0; i < active_n; i++)
+    for (rp_aid i = 0; i < active_n; i++)
         if (active[i] == n) {
             active[i] = active[--active_n];
             return;
         }
 }
 
-static void prepare(uint8_t n, uint16_t level, rp_out_t *o)
+static void prepare(rp_aid n, uint16_t level, rp_out_t *o)
 {
     rp_act *a = &rp_acts[n];
-    board_output_prepare(n, a->out_kind, a->out_addr, a->out_channel, level, a->pwm_max, o);
+    board_output_prepare(n, a->out_kind, a->out_addr, a->out_channel, level,
+                         RP_LIM(a)->pwm_max, o);
 }
 
-static void output(uint8_t n, uint16_t level)
+static void output(rp_aid n, uint16_t level)
 {
     rp_out_t o;
     prepare(n, level, &o);
@@ -311,14 +344,14 @@ static void output(uint8_t n, uint16_t level)
 
 /* Bookkeeping of a level change that was already written to the output: the duty
  * bucket learns of it from the change log. */
-static void account_level(uint8_t n, uint16_t level, uint32_t now)
+static void account_level(rp_aid n, uint16_t level, uint32_t now)
 {
     uint8_t next = (uint8_t)((wlog_tail + 1) & (WLOG - 1));
     if (next == wlog_head) {
         /* ring full (rare): the bucket sees the change at its next update, with the
          * weight worked out here (uncached: the cache belongs to the main loop) */
         rp_act *a = &rp_acts[n];
-        a->weight = weight_of(a->pwm_max, level);
+        a->weight = weight_of(RP_LIM(a)->pwm_max, level);
         rp_wlog_overflows++;
         duty_force = 1; /* and the next duty poll looks at every coil */
         return;
@@ -337,13 +370,13 @@ static void wlog_drain(void)
         wchange c = wlog[wlog_head]; /* a copy: the timer context may append meanwhile */
         rp_act *a = &rp_acts[c.actuator];
         bucket_integrate(a, c.clock);
-        a->weight = rp_weight(a, c.level);
-        duty_note(a);
+        a->weight = rp_weight(RP_LIM(a)->pwm_max, c.level);
+        duty_note(a, c.clock);
         wlog_head = (uint8_t)((wlog_head + 1) & (WLOG - 1));
     }
 }
 
-static void coil_off(uint8_t n, uint32_t now)
+static void coil_off(rp_aid n, uint32_t now)
 {
     rp_act *a = &rp_acts[n];
     if (a->phase == RP_PHASE_PULSE && rp_running_pulses)
@@ -356,18 +389,23 @@ static void coil_off(uint8_t n, uint32_t now)
     active_remove(n);
 }
 
-void rp_sched_release_now(uint8_t n)
+void rp_sched_release_now(rp_aid n)
 {
     rp_irq_t s = RP_IRQ_SAVE();
     coil_off(n, board_clock());
     RP_IRQ_RESTORE(s);
 }
 
-uint8_t rp_sched_duty_full(uint8_t n)
+uint8_t rp_sched_duty_full(rp_aid n)
 {
     rp_act *a = &rp_acts[n];
     wlog_drain();
-    bucket_update(a, board_clock());
+    uint32_t now = board_clock();
+    /* before the duty poll's next look no bucket can be full: a cool coil stays cool
+     * (the changes logged so far are in the buckets: drained above) */
+    if (!a->hot && duty_check_valid && BEFORE(now, duty_check_clock))
+        return 0;
+    bucket_update(a, now);
     return a->hot;
 }
 
@@ -375,7 +413,7 @@ uint8_t rp_sched_duty_full(uint8_t n)
  * board's fast path, the queue emptied (its tail kept, see rp_sched_stage) and the
  * coils' deadlines dropped, so the timer context has nothing left to do. Returns how
  * many coils were on (active[0..n-1], for step 2) and the flushed count in *flushed. */
-static uint8_t stop_all(uint16_t *flushed, uint16_t *first_low)
+static rp_aid stop_all(uint16_t *flushed, uint16_t *first_low)
 {
     rp_irq_t s = RP_IRQ_SAVE();
     board_all_off();
@@ -384,7 +422,7 @@ static uint8_t stop_all(uint16_t *flushed, uint16_t *first_low)
     q_head = qi(q_count);
     q_count = 0;
     armed_valid = 0;
-    uint8_t on = active_n;
+    rp_aid on = active_n;
     active_n = 0;
     dl_valid = 0;
     rp_running_pulses = 0;
@@ -398,7 +436,7 @@ void rp_sched_reset(void)
     stop_all(&flushed, &first_low);
     /* one actuator per critical section (each is a few microseconds): the timer
      * context has nothing queued and no coil to watch meanwhile */
-    for (uint8_t n = 0; n < RP_FW_MAX_ACTUATORS; n++) {
+    for (uint16_t n = 0; n < RP_FW_MAX_ACTUATORS; n++) {
         rp_irq_t s = RP_IRQ_SAVE();
         rp_act *a = &rp_acts[n];
         if (n < rp_act_count)
@@ -407,7 +445,7 @@ void rp_sched_reset(void)
         a->weight = 0;
         a->hot = 0;
         a->bucket_us = 0;
-        a->bucket_clock = board_clock();
+        a->bucket_unit = unit_of(board_clock());
         RP_IRQ_RESTORE(s);
     }
     rp_irq_t s = RP_IRQ_SAVE();
@@ -446,6 +484,18 @@ uint8_t rp_sched_push(const rp_cmd *c)
         return 0;
     }
     uint16_t i = q_count;
+    rp_cmd *tail = &q[qi(i)];
+    if (i > 0) {
+        const rp_cmd *last = tail == q ? &q[RP_QUEUE_SIZE - 1] : tail - 1;
+        if (!BEFORE(c->clock, last->clock)) { /* in time order (the usual case): append */
+            *tail = *c;
+            q_count = (uint16_t)(i + 1);
+            if (c->clock == q[q_head].clock)
+                arm(c->clock); /* one more command of the head's chord: earlier */
+            RP_IRQ_RESTORE(s);
+            return 1;
+        }
+    }
     while (i > 0 && BEFORE(c->clock, q[qi(i - 1)].clock)) {
         q[qi(i)] = q[qi(i - 1)];
         i--;
@@ -461,14 +511,14 @@ uint8_t rp_sched_push(const rp_cmd *c)
 void rp_sched_all_off(uint32_t next_index)
 {
     uint16_t n, first_low;
-    uint8_t on = stop_all(&n, &first_low);
+    rp_aid on = stop_all(&n, &first_low);
     /* step 2: the coils that were on, one per critical section: each output written
      * off once more (for the outputs the board's fast path does not cover) and the
      * bookkeeping (the duty log, the phase). Nothing can switch them on again meanwhile:
      * the queue is empty and the timer context watches no coil. */
-    for (uint8_t i = 0; i < on; i++) {
+    for (rp_aid i = 0; i < on; i++) {
         rp_irq_t s = RP_IRQ_SAVE();
-        uint8_t c = active[i];
+        rp_aid c = active[i];
         output(c, 0);
         account_level(c, 0, board_clock());
         rp_acts[c].phase = RP_PHASE_OFF;
@@ -488,12 +538,18 @@ enum { DO_NOTHING = 0, DO_LEVEL };
 
 /* Decide what one due command does, before anything is written. `pulses` counts the
  * strike pulses running, including the ones decided earlier in this batch. */
-static uint8_t decide(const rp_cmd *c, uint32_t now, uint8_t *pulses)
+static uint8_t decide(const rp_cmd *c, uint32_t now, rp_aid *pulses)
 {
     rp_act *a = &rp_acts[c->actuator];
     uint8_t late = (int32_t)(now - c->clock) > (int32_t)(RP_LATE_SLACK_US * RP_TICKS_PER_US);
     uint32_t index = rp_full_index(c->index, rp_next_index_snapshot);
+    /* a coil in its pulse that this command takes out of it (a release, a set, a strike
+     * without a pulse): its pulse no longer counts for the commands after it in this
+     * batch (its account() comes after all of them) */
+    uint8_t ends_pulse = a->phase == RP_PHASE_PULSE && !(c->op == RP_OP_STRIKE && c->pulse_us);
     if (c->op == RP_OP_RELEASE) {
+        if (ends_pulse && *pulses)
+            (*pulses)--;
         if (late) {
             rp_count.late++;
             rp_event_push(RP_EV_LATE_RELEASE, index, c->actuator, c->clock);
@@ -520,6 +576,8 @@ static uint8_t decide(const rp_cmd *c, uint32_t now, uint8_t *pulses)
         rp_event_push(RP_EV_REFUSED_DUTY, index, c->actuator, c->clock);
         return DO_NOTHING;
     }
+    if (ends_pulse && *pulses)
+        (*pulses)--;
     rp_count.played++;
     return DO_LEVEL;
 }
@@ -537,11 +595,14 @@ static uint16_t first_level(const rp_cmd *c)
 /* State after the output of a decided command was written at c->clock. */
 static void account(const rp_cmd *c)
 {
-    uint8_t n = c->actuator;
+    rp_aid n = c->actuator;
     rp_act *a = &rp_acts[n];
     uint32_t t = c->clock;
     uint16_t level = first_level(c);
     if (!level) {
+        if (a->phase == RP_PHASE_OFF)
+            return; /* off already (a release after a pulse without hold): its weight was
+                     * logged 0 then, and the bucket's grid makes the sum the same */
         if (a->phase == RP_PHASE_PULSE && rp_running_pulses)
             rp_running_pulses--;
         account_level(n, 0, t);
@@ -552,7 +613,7 @@ static void account(const rp_cmd *c)
     uint8_t fresh = a->phase != RP_PHASE_PULSE;
     account_level(n, level, t);
     if (a->phase == RP_PHASE_OFF) {
-        a->cutoff = t + a->max_on_ticks;
+        a->cutoff = t + RP_LIM(a)->max_on_ticks;
         active_add(n);
     }
     a->strike_index = c->index;
@@ -572,7 +633,7 @@ static void account(const rp_cmd *c)
     }
 }
 
-static void run_deadline(uint8_t n, uint32_t t)
+static void run_deadline(rp_aid n, uint32_t t)
 {
     rp_act *a = &rp_acts[n];
     uint32_t cutoff = a->cutoff;
@@ -614,11 +675,11 @@ void rp_sched_run(void)
     while (budget) {
         uint32_t now = board_clock();
         if (!dl_valid) {
-            uint8_t dn = 0xFF;
+            rp_aid dn = RP_AID_NONE;
             uint32_t dclock = 0;
-            for (uint8_t i = 0; i < active_n; i++) {
-                uint8_t n = active[i];
-                if (dn == 0xFF || BEFORE(rp_acts[n].deadline, dclock)) {
+            for (rp_aid i = 0; i < active_n; i++) {
+                rp_aid n = active[i];
+                if (dn == RP_AID_NONE || BEFORE(rp_acts[n].deadline, dclock)) {
                     dn = n;
                     dclock = rp_acts[n].deadline;
                 }
@@ -627,14 +688,24 @@ void rp_sched_run(void)
             dl_clock = dclock;
             dl_valid = 1;
         }
-        uint8_t dn = dl_n;
+        rp_aid dn = dl_n;
         uint32_t dclock = dl_clock;
-        uint8_t cmd_first = q_count && (dn == 0xFF || !BEFORE(dclock, q[q_head].clock));
-        if (!cmd_first && dn == 0xFF)
+        uint8_t cmd_first = q_count && (dn == RP_AID_NONE || !BEFORE(dclock, q[q_head].clock));
+        if (!cmd_first && dn == RP_AID_NONE)
             break; /* nothing to wait for */
         uint32_t next = cmd_first ? q[q_head].clock : dclock;
-        uint16_t lead = lead_for(next);
-        if ((int32_t)(next - now) > (int32_t)lead) {
+        int32_t ahead = (int32_t)(next - now);
+        uint16_t lead = (uint16_t)RP_TIMER_LEAD_DEADLINE_TICKS; /* the smallest lead */
+        /* due within the smallest lead: no need to count the chord (lead_for walks the
+         * queue); else the lead it needs. A coil deadline needs no decision (a pulse
+         * end, a cutoff): a shorter lead. */
+        if (ahead > (int32_t)RP_TIMER_LEAD_DEADLINE_TICKS) {
+            lead = lead_for(next);
+            if (!cmd_first)
+                lead -= (uint16_t)(RP_TIMER_LEAD_TICKS + RP_TIMER_LEAD_PER_CMD_TICKS -
+                                   RP_TIMER_LEAD_DEADLINE_TICKS);
+        }
+        if (ahead > (int32_t)lead) {
             RP_TIMER_CLOSE(); /* no compare interrupt inside this one */
             arm_lead(next, lead);
             return;
@@ -649,7 +720,8 @@ void rp_sched_run(void)
         rp_out_t outs[BATCH];
         uint16_t idx[BATCH];
         uint32_t ts[BATCH];
-        uint8_t act[BATCH], nb = 0, pulses = rp_running_pulses;
+        uint8_t act[BATCH], nb = 0;
+        rp_aid pulses = rp_running_pulses;
         uint16_t head = q_head, count = q_count;
         while (nb < BATCH && count && budget &&
                (uint32_t)(q[head].clock - next) <= RP_BATCH_WINDOW_TICKS) {
@@ -695,19 +767,22 @@ void rp_sched_run(void)
     RP_TIMER_CLOSE();
 }
 
-void rp_sched_poll(void)
+/* The duty poll proper, once per DUTY_POLL_TICKS: out of line, so that the main loop's
+ * frequent calls that find nothing to do save no registers. */
+#if defined(__GNUC__)
+__attribute__((noinline))
+#endif
+static void duty_poll(uint32_t now)
 {
-    uint32_t now = board_clock();
-    if ((uint32_t)(now - duty_poll_clock) < DUTY_POLL_TICKS)
-        return;
     duty_poll_clock = now;
     wlog_drain();
     uint8_t force = duty_force;
     duty_force = 0;
+    sweep(now);
     if (!force && (!duty_check_valid || BEFORE(now, duty_check_clock)))
         return; /* no bucket can be full yet, none is hot */
     duty_check_valid = 0; /* recomputed by the updates below */
-    for (uint8_t n = 0; n < rp_act_count; n++) {
+    for (rp_aid n = 0; n < rp_act_count; n++) {
         rp_act *a = &rp_acts[n];
         if (a->phase == RP_PHASE_OFF && !a->hot)
             continue; /* cool and idle: its bucket only drains, done lazily */
@@ -726,13 +801,20 @@ void rp_sched_poll(void)
     }
 }
 
-uint16_t rp_sched_heat(uint8_t *actuator)
+void rp_sched_poll(void)
+{
+    uint32_t now = board_clock();
+    if ((uint32_t)(now - duty_poll_clock) >= DUTY_POLL_TICKS)
+        duty_poll(now);
+}
+
+uint16_t rp_sched_heat(uint16_t *actuator)
 {
     uint16_t best = 0;
     *actuator = RP_NO_ACTUATOR;
     uint32_t now = board_clock();
     wlog_drain();
-    for (uint8_t n = 0; n < rp_act_count; n++) {
+    for (rp_aid n = 0; n < rp_act_count; n++) {
         rp_act *a = &rp_acts[n];
         if (!a->bucket_us)
             continue; /* empty stays empty while off; on coils are updated by the poll */

@@ -13,6 +13,20 @@
 
 #define RP_TICKS_PER_US (RP_CLOCK_HZ / 1000000UL)
 
+/* An actuator's index inside the firmware: a byte where the board holds fewer than 255
+ * actuators (the AVR: 128), else 16 bits (the host: 1024). The wire carries 10 bits;
+ * an index at or past RP_FW_MAX_ACTUATORS never reaches the scheduler (REFUSED_RANGE). */
+#if RP_FW_MAX_ACTUATORS < 255
+typedef uint8_t rp_aid;
+#define RP_AID_NONE 0xFFU
+#else
+typedef uint16_t rp_aid;
+#define RP_AID_NONE 0xFFFFU
+#endif
+#if RP_FW_MAX_ACTUATORS > RP_MAX_ACTUATORS
+#error "RP_FW_MAX_ACTUATORS: at most RP_MAX_ACTUATORS (the protocol's 10-bit index)"
+#endif
+
 /* One queued command: 13 bytes on the AVR (no padding there). `index` keeps the low
  * 16 bits of the record index (the queue never spans more than 65535 records). The
  * duty weights of `level` and `hold` are not stored: the main loop works them out when
@@ -20,7 +34,7 @@
 typedef struct {
     uint32_t clock;
     uint16_t index;
-    uint8_t actuator;
+    rp_aid actuator;
     uint16_t level;     /* strike drive or set level (<= RP_MAX_LEVEL: 12 bits) */
     uint16_t pulse_us;
     uint16_t hold : 12; /* strike: the level after the pulse */
@@ -29,13 +43,29 @@ typedef struct {
 
 enum { RP_PHASE_OFF = 0, RP_PHASE_PULSE, RP_PHASE_HOLD, RP_PHASE_SET };
 
-/* One actuator: 40 bytes on the AVR (90 of them are over 40 % of its RAM). */
+/* An actuator's limits. Actuators with the same limits share one entry (a piano's keys
+ * all have one, its pedal another), so each actuator keeps a byte, not 14: a
+ * configuration with more distinct sets than RP_FW_MAX_PROFILES is refused
+ * (LIMIT_OUT_OF_RANGE, detail = the first actuator that did not fit). */
+#ifndef RP_FW_MAX_PROFILES
+#define RP_FW_MAX_PROFILES 8
+#endif
 typedef struct {
-    /* configuration */
     uint32_t max_on_ticks;
     uint16_t pwm_max, max_drive, max_pulse_us, duty_permille;
     uint16_t drain_k; /* bucket drain per 64 us, in 1/256 us: 64 * 256 * duty_permille / 1000 */
+    uint32_t cap_us;  /* the duty bucket's size: duty_window_ms * duty_permille */
+} rp_limits;
+extern rp_limits rp_profiles[RP_FW_MAX_PROFILES];
+extern uint8_t rp_profile_count;
+#define RP_LIM(a) (&rp_profiles[(a)->profile])
+
+/* One actuator: 25 bytes on the AVR (was 40: the limits went to rp_profiles, the
+ * bucket's clock is a 16-bit count of 64 us units). */
+typedef struct {
+    /* configuration: the output (the board's hook table reads it) and the limits */
     uint8_t out_kind, out_addr, out_channel;
+    uint8_t profile; /* index into rp_profiles */
     /* state: the timer context's */
     uint8_t phase;
     uint16_t hold;     /* PULSE: the level after the pulse */
@@ -43,14 +73,15 @@ typedef struct {
     uint32_t deadline; /* pulse end or the cutoff, while not OFF */
     uint16_t strike_index; /* low 16 bits, like rp_cmd.index */
     /* state: the main loop's duty bucket */
-    uint32_t bucket_us; /* duty leaky bucket: weighted on-time, microseconds */
-    uint32_t bucket_clock;
+    uint32_t bucket_us;   /* duty leaky bucket: weighted on-time, microseconds */
+    uint16_t bucket_unit; /* integrated up to this 64 us unit of the clock (mod 2^16) */
     uint8_t weight; /* (level/pwm_max)^2 of the present level, 255 = full */
     uint8_t hot;    /* bucket full: strikes and sets are refused (read by the timer too) */
 } rp_act;
 
 typedef struct {
-    uint8_t kind, actuator;
+    uint8_t kind;
+    uint16_t actuator; /* as the host sent it (a refused index may be out of range) */
     uint32_t index, clock;
 } rp_event;
 
@@ -59,16 +90,16 @@ typedef struct {
 } rp_counters;
 
 extern rp_act rp_acts[RP_FW_MAX_ACTUATORS];
-extern uint8_t rp_act_count;
-extern uint8_t rp_max_concurrent;
+extern uint16_t rp_act_count;
+extern rp_aid rp_max_concurrent;
 extern uint32_t rp_duty_window_ms;
 /* A coil's duty bucket holds duty_window_ms * duty_permille / 1000 ms = this many us. */
-#define RP_BUCKET_CAP_US(a) (rp_duty_window_ms * (a)->duty_permille)
+#define RP_BUCKET_CAP_US(a) (RP_LIM(a)->cap_us)
 extern rp_counters rp_count;
-extern volatile uint8_t rp_running_pulses;
+extern volatile rp_aid rp_running_pulses;
 
 /* (level / pwm_max)^2 in 1/255 (main loop: it divides). */
-uint8_t rp_weight(const rp_act *a, uint16_t level);
+uint8_t rp_weight(uint16_t pwm_max, uint16_t level);
 
 void rp_sched_reset(void);                  /* all off, queue flushed silently, counters 0 */
 uint16_t rp_sched_free(void);               /* free queue slots */
@@ -92,14 +123,14 @@ void rp_sched_run(void);
 /* Main loop: duty-bucket upkeep for energised coils (cutoff when a bucket overflows). */
 void rp_sched_poll(void);
 /* Run a (late) release now: main-loop context. */
-void rp_sched_release_now(uint8_t actuator);
+void rp_sched_release_now(rp_aid actuator);
 /* Duty check for a strike/set about to be queued: 1 = the bucket is full. */
-uint8_t rp_sched_duty_full(uint8_t actuator);
+uint8_t rp_sched_duty_full(rp_aid actuator);
 /* Hottest coil: permille of its bucket, and which (RP_NO_ACTUATOR if none). */
-uint16_t rp_sched_heat(uint8_t *actuator);
+uint16_t rp_sched_heat(uint16_t *actuator);
 
 /* Events: written by both contexts, read by the main loop. */
-void rp_event_push(uint8_t kind, uint32_t index, uint8_t actuator, uint32_t clock);
+void rp_event_push(uint8_t kind, uint32_t index, uint16_t actuator, uint32_t clock);
 uint8_t rp_event_pop(rp_event *ev);
 uint8_t rp_event_pending(void);
 /* the same, inline (the main loop asks at every wake-up) */

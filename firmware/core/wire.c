@@ -144,7 +144,12 @@ int rp_get_record(const uint8_t **pp, const uint8_t *end, rp_record *r)
     r->ddrive = 0;
     r->has_pulse_hold = 0;
     r->pulse_us = r->hold = 0;
-    if (r->actuator == 0x7F || !rp_get_uvar(&p, end, &r->dclock))
+    if (r->actuator == RP_RECORD_ACT_ESCAPE) { /* a wide index: 127 + uvar */
+        if (!rp_get_uvar(&p, end, &v) || v >= RP_MAX_ACTUATORS - RP_RECORD_ACT_ESCAPE)
+            return 0;
+        r->actuator = (uint16_t)(RP_RECORD_ACT_ESCAPE + v);
+    }
+    if (!rp_get_uvar(&p, end, &r->dclock))
         return 0;
     if (r->strike) {
         if (!rp_get_uvar(&p, end, &v))

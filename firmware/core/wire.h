@@ -25,12 +25,14 @@ uint16_t rp_cobs_encode(const uint8_t *in, uint16_t len, uint8_t *out);
 int16_t rp_cobs_decode(uint8_t *buf, uint16_t len);
 
 /* One packed schedule record (docs/protocol.md). Returns 0 when it is truncated or a
- * value is out of range (actuator 127, |ddrive| > 4095, pulse > 65535, hold > 4095). */
+ * value is out of range (actuator >= RP_MAX_ACTUATORS, |ddrive| > 4095, pulse > 65535,
+ * hold > 4095). An actuator index from 127 on is the escape byte then uvar(index - 127). */
 typedef struct {
     uint32_t dclock;
     int16_t ddrive;
     uint16_t pulse_us, hold;
-    uint8_t actuator, strike, has_pulse_hold;
+    uint16_t actuator;
+    uint8_t strike, has_pulse_hold;
 } rp_record;
 int rp_get_record(const uint8_t **pp, const uint8_t *end, rp_record *r);
 

@@ -29,14 +29,14 @@ static uint32_t outputs_on;
 uint32_t board_clock(void) { return fake_now; }
 void board_timer_arm(uint32_t clock) { (void)clock; }
 void board_wait_until(uint32_t clock) { (void)clock; }
-void board_output_prepare(uint8_t a, uint8_t k, uint8_t ad, uint8_t ch, uint16_t level,
+void board_output_prepare(uint16_t a, uint8_t k, uint8_t ad, uint8_t ch, uint16_t level,
                           uint16_t pm, rp_out_t *o)
 {
     (void)k, (void)ad, (void)ch, (void)pm;
     o->actuator = a;
     o->level = level;
 }
-void host_output_write(uint8_t a, uint16_t level)
+void host_output_write(uint16_t a, uint16_t level)
 {
     (void)a;
     if (level)

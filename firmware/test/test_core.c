@@ -29,14 +29,14 @@ static char enq_text[65536];
 uint32_t board_clock(void) { return fake_now; }
 void board_timer_arm(uint32_t clock) { (void)clock; }
 void board_wait_until(uint32_t clock) { (void)clock; }
-void board_output_prepare(uint8_t a, uint8_t k, uint8_t ad, uint8_t ch, uint16_t level,
+void board_output_prepare(uint16_t a, uint8_t k, uint8_t ad, uint8_t ch, uint16_t level,
                           uint16_t pm, rp_out_t *o)
 {
     (void)k, (void)ad, (void)ch, (void)pm;
     o->actuator = a;
     o->level = level;
 }
-void host_output_write(uint8_t a, uint16_t level) { (void)a, (void)level; }
+void host_output_write(uint16_t a, uint16_t level) { (void)a, (void)level; }
 void board_all_off(void) {}
 uint8_t board_output_ok(uint8_t k, uint8_t a, uint8_t c)
 {
@@ -51,7 +51,7 @@ void board_write(const uint8_t *data, uint16_t len)
     }
 }
 
-void test_enqueue_hook(uint32_t index, uint32_t clock, uint8_t op, uint8_t n, int32_t level,
+void test_enqueue_hook(uint32_t index, uint32_t clock, uint8_t op, uint16_t n, int32_t level,
                        uint16_t pulse, uint16_t hold)
 {
     char line[96];
@@ -367,7 +367,7 @@ static int find_reply(uint8_t id, uint32_t *args, int max)
 
 static uint8_t cfg_payload[4096];
 
-static int configure(uint8_t count, uint8_t time_shift, uint8_t level_shift, uint32_t *hash_out)
+static int configure(uint16_t count, uint8_t time_shift, uint8_t level_shift, uint32_t *hash_out)
 {
     written_len = 0;
     send(RP_FRAME_SYNC, NULL, 0);
@@ -382,10 +382,10 @@ static int configure(uint8_t count, uint8_t time_shift, uint8_t level_shift, uin
     p = rp_put_vlq(p, 5); /* pca_prescale */
     uint32_t h = rp_fnv1a(cfg_payload, (uint16_t)(p - cfg_payload), RP_FNV_OFFSET);
     send(RP_FRAME_DATA, cfg_payload, (uint8_t)(p - cfg_payload));
-    for (uint8_t a = 0; a < count; a++) {
+    for (uint16_t a = 0; a < count; a++) {
         p = cfg_payload;
         p = rp_put_vlq(p, RP_MSG_CONFIGURE_ACTUATOR);
-        int32_t f[] = {a, 0, 0, a, 4095, 4095, 60000000, 65535, 1000};
+        int32_t f[] = {a, 0, a >> 8, a & 255, 4095, 4095, 60000000, 65535, 1000};
         for (unsigned i = 0; i < sizeof f / sizeof f[0]; i++)
             p = rp_put_vlq(p, f[i]);
         h = rp_fnv1a(cfg_payload, (uint16_t)(p - cfg_payload), h);
@@ -402,13 +402,14 @@ static int configure(uint8_t count, uint8_t time_shift, uint8_t level_shift, uin
 
 static void check_sched(const char *line)
 {
-    long long ts, ls;
+    long long ts, ls, n_act = 8;
     jint(line, "time_shift", &ts);
+    jint(line, "actuators", &n_act); /* absent: 8 */
     jint(line, "level_shift", &ls);
     jstr(line, "payload", hexbuf, sizeof hexbuf);
     jstr(line, "commands", want, sizeof want);
     checks++;
-    if (!configure(8, (uint8_t)ts, (uint8_t)ls, NULL)) {
+    if (!configure((uint16_t)n_act, (uint8_t)ts, (uint8_t)ls, NULL)) {
         FAIL("sched: configure refused");
         return;
     }

@@ -25,6 +25,9 @@ from ..errors import ProtocolError
 from .framing import Frame, FrameDecoder, FrameKind, cobs_encode, crc16
 from .messages import (
     BY_ID,
+    NO_ACTUATOR,
+    NO_DETAIL,
+    RECORD_ACT_ESCAPE,
     Kind,
     Message,
     Op,
@@ -89,6 +92,14 @@ def _uvar_hex(v: int) -> str:
     b = bytearray()
     put_uvar(b, v)
     return b.hex()
+
+
+def _escaped_record(actuator: int) -> bytes:
+    """A schedule message of one release record for ``actuator`` (>= 127), unchecked."""
+    b = bytearray([7, 1, RECORD_ACT_ESCAPE])
+    put_uvar(b, actuator - RECORD_ACT_ESCAPE)
+    b += b"\x00"
+    return bytes(b)
 
 
 def make_vectors(seed: int = 2024) -> list[dict[str, Any]]:
@@ -186,8 +197,13 @@ def make_vectors(seed: int = 2024) -> list[dict[str, Any]]:
                 Record(3, False, 12000),
                 Record(126, False, 2**32 - 1),
                 Record(0, True, 127, 4095, 0, 0),
+                Record(127, True, 1, 5),  # the escape: 127 + uvar(0)
+                Record(128, False, 2),
+                Record(1023, True, 0, -7, 100, 0),
             ),
         ).encode(),
+        Message.make("schedule_ext", op=1, actuator=700, dclock=0, level=9, pulse_us=1, hold=2)
+        .encode(),
         Message.make(
             "schedule_ext", op=2, actuator=88, dclock=5, level=127, pulse_us=0, hold=0
         ).encode(),
@@ -196,7 +212,8 @@ def make_vectors(seed: int = 2024) -> list[dict[str, Any]]:
         bytes([5, 0x81]),  # truncated vlq
         bytes([5, 0x82, 0x00]),  # tag 256: out of range
         bytes([11, 15]),  # shutdown reason 15 < 16
-        bytes([7, 1, 0x7F, 0]),  # record actuator 127: reserved
+        bytes([7, 1, 0x7F]),  # record: the escape, truncated
+        _escaped_record(1024),  # record actuator 1024: out of range
         bytes([7, 2, 0x01, 0]),  # count 2, one record
         bytes([7, 1, 0x81, 0, 0xC0, 0x00]),  # ddrive 2048
         bytes([7, 1, 0x81, 0, 0xFF, 0x7E]),  # ddrive -4096: out of range
@@ -214,7 +231,7 @@ def make_vectors(seed: int = 2024) -> list[dict[str, Any]]:
             board=b"host",
             clock_hz=1_000_000,
             queue_size=256,
-            max_actuators=127,
+            max_actuators=1024,
             rx_buffer=1024,
             max_payload=120,
             boot_id=0x12345678,
@@ -224,6 +241,8 @@ def make_vectors(seed: int = 2024) -> list[dict[str, Any]]:
             state=0,
         ),
         Message.make("config_result", reason=5, detail=12, hash=0xFFFFFFFF),
+        Message.make("config_result", reason=7, detail=NO_DETAIL, hash=1),
+        Message.make("config_result", reason=2, detail=900, hash=1),
         Message.make("clock", tag=3, clock=0x80000000),
         Message.make(
             "status",
@@ -240,10 +259,11 @@ def make_vectors(seed: int = 2024) -> list[dict[str, Any]]:
             cutoffs=1,
             bad_frames=4,
             heat_permille=512,
-            heat_actuator=127,
+            heat_actuator=NO_ACTUATOR,
             i2c_errors=300,
         ),
         Message.make("event", kind=1, index=77, actuator=40, clock=4_000_000_000),
+        Message.make("event", kind=8, index=78, actuator=1023, clock=5),
         Message.make("shutdown_notice", reason=1, clock=42),
     ]
     for m in d2h:
@@ -263,13 +283,13 @@ def make_vectors(seed: int = 2024) -> list[dict[str, Any]]:
              "bytes": blob.hex(), "payload": m.encode().hex()}
         )  # fmt: skip
     # sched: a command stream through the encoder; the device side must rebuild it
-    for time_shift, level_shift in ((0, 0), (6, 2)):
-        enc = ScheduleEncoder(8, time_shift, level_shift)
+    for time_shift, level_shift, n_act in ((0, 0, 8), (6, 2, 8), (0, 0, 300)):
+        enc = ScheduleEncoder(n_act, time_shift, level_shift)
         t = 1_000_000
         cmds = []
         for _ in range(40):
             t += rnd.choice((0, 0, 50, 900, 20_000, 300_000))
-            a = rnd.randrange(8)
+            a = rnd.randrange(8) if n_act == 8 else rnd.choice((0, 126, 127, 128, n_act - 1))
             if rnd.random() < 0.5:
                 pulse = rnd.choice((35000, 35000, 20000))
                 cmds.append(TimedCommand(t, Op.STRIKE, a, rnd.randrange(4096), pulse, 1433))
@@ -281,13 +301,14 @@ def make_vectors(seed: int = 2024) -> list[dict[str, Any]]:
         cmds.append(TimedCommand(2**32 + 77, Op.RELEASE, 2))  # wraps the 32-bit clock
         items = [it for c in cmds for it in enc.add(c).items]
         payloads = [p for p, _ in pack(items, 120)]
-        dec = ScheduleDecoder(8, time_shift, level_shift)
+        dec = ScheduleDecoder(n_act, time_shift, level_shift)
         out: list[tuple[int, TimedCommand]] = []
         for p in payloads:
             for m in decode_messages(p):
                 out += dec.apply(m)
         vec.append(
             {"kind": "sched", "time_shift": time_shift, "level_shift": level_shift,
+             "actuators": n_act,
              "payload": ",".join(p.hex() for p in payloads), "commands": commands_text(out)}
         )  # fmt: skip
     # config hash of a configure sequence

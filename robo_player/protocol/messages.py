@@ -28,11 +28,12 @@ from typing import Any
 from ..errors import ProtocolError
 from .varint import U32, get_uvar, get_vlq, put_uvar, put_vlq, unzigzag, zigzag
 
-PROTOCOL_VERSION = 3  # 2: status.i2c_errors; 3: configure_begin.pca_prescale
+PROTOCOL_VERSION = 4  # 2: status.i2c_errors; 3: configure_begin.pca_prescale;
+# 4: 10-bit actuator indices (records escape 127; NO_ACTUATOR 1024; config_result.detail 16 bits)
 
 # ---- limits shared by both sides (the C header gets them as RP_* macros) ----
 MAX_PAYLOAD = 120  # bytes of messages in one frame
-MAX_ACTUATORS = 127  # actuator indices 0..126 (7 bits in a schedule record)
+MAX_ACTUATORS = 1024  # actuator indices 0..1023 (10 bits; a record spends 1 byte on 0..126)
 MAX_LEVEL = 4095  # PWM counts (12 bits: PCA9685); a board may declare less
 MAX_PULSE_US = 65535
 MAX_ON_US = 600_000_000  # 10 min: the widest max_on a config may ask for
@@ -41,7 +42,11 @@ MAX_LEVEL_SHIFT = 4
 PCA_OSC_HZ = 25_000_000  # the PCA9685's internal oscillator
 PCA_PRESCALE_DEFAULT = 5  # PRE_SCALE for ~1 kHz (1017 Hz)
 MAX_BOARD_NAME = 16
-NO_ACTUATOR = 127  # "no actuator" in events and status
+MAX_OUT_KIND = 15  # OutKind values the wire carries (boards/: one hook entry per kind)
+NO_ACTUATOR = MAX_ACTUATORS  # "no actuator" in events and status
+NO_DETAIL = 65535  # config_result.detail when no index or count applies
+# a record's first byte holds the index up to this; from it on, uvar(index - it) follows
+RECORD_ACT_ESCAPE = 0x7F
 U32_MAX = U32
 
 
@@ -65,7 +70,11 @@ class Op(IntEnum):
 
 
 class OutKind(IntEnum):
-    DIRECT = 0  # out_channel = MCU pin (AVR: port index A=0..L=10, * 8 + bit)
+    """How an actuator's output is driven; each board has one entry of hooks per kind it
+    drives (``firmware/boards/avr/outputs.h``). Next: a hobby-servo position, a step/dir
+    positioner (values 2, 3)."""
+
+    DIRECT = 0  # out_channel = the board's output number (AVR: boards/avr/pins.h)
     PCA9685 = 1  # out_addr = 7-bit I2C address, out_channel = 0..15
 
 
@@ -84,7 +93,8 @@ class ConfigReason(IntEnum):
     BAD_INDEX = 2  # configure_actuator index >= actuator_count (detail = index)
     DUPLICATE_INDEX = 3  # index configured twice (detail = index)
     MISSING_ACTUATOR = 4  # an index below actuator_count never configured (detail = index)
-    LIMIT_OUT_OF_RANGE = 5  # a limit the firmware cannot honour (detail = index, 255 = global)
+    LIMIT_OUT_OF_RANGE = 5  # a limit the firmware cannot honour, or more distinct limit sets
+    # than it holds (identify has no field for that: AVR 8, host 64) (detail = index)
     BAD_OUTPUT = 6  # output kind/address/channel this board cannot drive, or used twice
     HASH_MISMATCH = 7  # configure_end.hash != hash of what the firmware received
     NO_BEGIN = 8  # configure_actuator/end without configure_begin
@@ -178,7 +188,8 @@ MESSAGES: tuple[MsgSpec, ...] = (
         H2D,
         (
             _ACT,
-            _int("out_kind", 0, 1, "OutKind"),
+            _int("out_kind", 0, MAX_OUT_KIND,
+                 "OutKind; a kind the board has no hooks for is refused with BAD_OUTPUT"),
             _int("out_addr", 0, 127, "PCA9685 I2C address; 0 for direct"),
             _int("out_channel", 0, 255, "PCA9685 channel or MCU pin"),
             _int("pwm_max", 1, MAX_LEVEL, "full-drive level (2**pwm_bits-1)"),
@@ -263,7 +274,7 @@ MESSAGES: tuple[MsgSpec, ...] = (
         D2H,
         (
             _int("reason", 0, 255, "ConfigReason"),
-            _int("detail", 0, 255, "actuator index, count, or 255"),
+            _int("detail", 0, NO_DETAIL, "actuator index, count, or NO_DETAIL (65535)"),
             _u32("hash", "hash of what the firmware received"),
         ),
         "answer to configure_end",
@@ -287,7 +298,7 @@ MESSAGES: tuple[MsgSpec, ...] = (
             _u32("cutoffs", "coils forced off by max_on or duty"),
             _u32("bad_frames", "CRC or framing errors and bad messages seen"),
             _int("heat_permille", 0, 65535, "hottest coil's duty budget used, 1000 = full"),
-            _int("heat_actuator", 0, MAX_ACTUATORS, "hottest coil (127 = none)"),
+            _int("heat_actuator", 0, MAX_ACTUATORS, "hottest coil (NO_ACTUATOR = none)"),
             _int(
                 "i2c_errors",
                 0,
@@ -327,7 +338,8 @@ BY_ID: dict[int, MsgSpec] = {m.id: m for m in MESSAGES}
 class Record:
     """One packed ``schedule`` command (a strike or a release).
 
-    Wire form: ``byte(strike << 7 | actuator)``, ``uvar(dclock)``, then for a strike
+    Wire form: ``byte(strike << 7 | min(actuator, 127))``, for an actuator >= 127 then
+    ``uvar(actuator - 127)`` (indices 0..126 cost one byte), ``uvar(dclock)``, then for a strike
     ``uvar(zigzag(ddrive) << 1 | has_pulse_hold)`` and, if that flag is set,
     ``uvar(pulse_us)`` ``uvar(hold)``.
 
@@ -371,7 +383,12 @@ class Record:
 
 def put_record(out: bytearray, r: Record) -> None:
     r.validate()
-    out.append((0x80 if r.strike else 0) | r.actuator)
+    a = r.actuator
+    if a < RECORD_ACT_ESCAPE:
+        out.append((0x80 if r.strike else 0) | a)
+    else:
+        out.append((0x80 if r.strike else 0) | RECORD_ACT_ESCAPE)
+        put_uvar(out, a - RECORD_ACT_ESCAPE)
     put_uvar(out, r.dclock)
     if r.strike:
         has = r.pulse_us is not None
@@ -389,8 +406,13 @@ def get_record(data: bytes | bytearray | memoryview, pos: int) -> tuple[Record, 
     pos += 1
     strike = bool(b & 0x80)
     act = b & 0x7F
-    if act >= MAX_ACTUATORS:
-        raise ProtocolError(f"record at byte {pos - 1}: actuator {act} reserved")
+    if act == RECORD_ACT_ESCAPE:
+        ext, pos = get_uvar(data, pos)
+        act += ext
+        if act >= MAX_ACTUATORS:
+            raise ProtocolError(
+                f"record at byte {pos}: actuator {act} out of range (allowed 0..{MAX_ACTUATORS - 1})"
+            )
     dclock, pos = get_uvar(data, pos)
     if not strike:
         return Record(act, False, dclock), pos

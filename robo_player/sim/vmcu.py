@@ -32,6 +32,8 @@ from ..protocol.messages import (
     MAX_LEVEL,
     MAX_ON_US,
     MAX_PAYLOAD,
+    NO_ACTUATOR,
+    NO_DETAIL,
     PROTOCOL_VERSION,
     ConfigReason,
     EventKind,
@@ -168,7 +170,7 @@ class VirtualMCU:
             n = len(self.queue)
             self.counters["flushed"] += n
             self.queue.clear()
-            self._event(EventKind.FLUSHED, first, 127, n)
+            self._event(EventKind.FLUSHED, first, NO_ACTUATOR, n)
 
     def _drain(self, s: _Act, clock: int) -> None:
         dt_us = (clock - s.bucket_clock) * 1_000_000 / self.cfg.clock_hz
@@ -321,7 +323,7 @@ class VirtualMCU:
         except ProtocolError:
             self.expected = seq_add(self.expected, 1)
             self.counters["bad_frames"] += 1
-            self._event(EventKind.BAD_MESSAGE, f.seq, 127, now)
+            self._event(EventKind.BAD_MESSAGE, f.seq, NO_ACTUATOR, now)
             self._send_ack(FrameKind.ACK, self.expected)
             return
         slots = sum(
@@ -386,7 +388,7 @@ class VirtualMCU:
 
     def status(self, tag: int, now: int) -> Message:
         heat = 0
-        hot = 127
+        hot = NO_ACTUATOR
         for a, s in self.acts.items():
             self._drain(s, now)
             cap = self._bucket_cap(s)
@@ -418,7 +420,7 @@ class VirtualMCU:
             self._send_data(
                 [
                     Message.make(
-                        "config_result", reason=int(ConfigReason.NO_BEGIN), detail=255, hash=0
+                        "config_result", reason=int(ConfigReason.NO_BEGIN), detail=NO_DETAIL, hash=0
                     )
                 ]
             )
@@ -430,7 +432,7 @@ class VirtualMCU:
         acts: dict[int, _Act] = {}
         outputs: set[tuple[int, int, int]] = set()
         if count > self.cfg.max_actuators or begin["max_concurrent"] > count:
-            reason, detail = ConfigReason.TOO_MANY_ACTUATORS, min(count, 255)
+            reason, detail = ConfigReason.TOO_MANY_ACTUATORS, count
         else:
             for a_msg in self._cfg_msgs[1:]:
                 i = a_msg["actuator"]
@@ -463,7 +465,7 @@ class VirtualMCU:
                 if missing:
                     reason, detail = ConfigReason.MISSING_ACTUATOR, missing[0]
                 elif m["hash"] != h:
-                    reason, detail = ConfigReason.HASH_MISMATCH, 255
+                    reason, detail = ConfigReason.HASH_MISMATCH, NO_DETAIL
         if reason is ConfigReason.OK:
             self.acts = acts
             self.state = State.READY
@@ -484,7 +486,7 @@ class VirtualMCU:
             n = len(m["records"]) if m.name == "schedule" else int(m.name == "schedule_ext")
             for _ in range(n):
                 self.counters["refused"] += 1
-                self._event(EventKind.REFUSED_STATE, self.next_index, 127, now)
+                self._event(EventKind.REFUSED_STATE, self.next_index, NO_ACTUATOR, now)
                 self.next_index += 1
             return
         for index, cmd in self.sched.apply(m):

@@ -9,17 +9,23 @@
 #define RP_BOARD_NAME "avr-mega2560"
 #define RP_CLOCK_HZ 16000000UL
 #define RP_QUEUE_SIZE 160
-#define RP_FW_MAX_ACTUATORS 90 /* 88 keys + pedal + 1 */
+#define RP_FW_MAX_ACTUATORS 128 /* a guitar matrix: 126; the 88-key piano: 89 */
+#define RP_FW_MAX_PROFILES 8  /* distinct limit sets (a piano uses 2 or 3) */
 #define RP_RX_BUFFER 256 /* = the UART receive ring (a power of two) */
 #define RP_MAX_ON_US_LIMIT 60000000UL
 #define RP_FW_MAX_LEVEL 4095
 #define RP_LATE_SLACK_US 500
 #define RP_EVENT_RING 8
-/* the compare interrupt fires early: 40 us, plus 60 us for each command due at that
- * clock (its decision and output lookups, measured in simavr: about 620 cycles); then
- * the core spins to the exact tick */
-#define RP_TIMER_LEAD_TICKS (40U * 16U)
+/* the compare interrupt fires early: 32 us, plus 60 us for each command due at that
+ * clock (its decision and output lookups, measured in simavr: about 620 cycles, more
+ * with the UART interrupts let in); then the core spins to the exact tick. Was 40 + 60.
+ * Shorter leads cut the spin (20 + 62 with 50 us for a deadline: 0.5 points of CPU
+ * load at 100 notes/s) but single strikes came up to 16 us late (bench_link's p99). */
+#define RP_TIMER_LEAD_TICKS (32U * 16U)
 #define RP_TIMER_LEAD_PER_CMD_TICKS (60U * 16U)
+/* a coil deadline first (a pulse end or a cutoff: no decision, one output; 50 us made
+ * pulse ends 10-16 us late) */
+#define RP_TIMER_LEAD_DEADLINE_TICKS (92U * 16U)
 /* commands this close to the first one are decided with it: their outputs then need
  * only the wait and the port write (the bookkeeping of each comes after all of them) */
 #define RP_BATCH_WINDOW_TICKS (120U * 16U)
@@ -68,26 +74,21 @@
 extern uint8_t avr_pca_prescale;
 #define RP_PCA_HALF_PERIOD_TICKS \
     ((uint32_t)(avr_pca_prescale + 1U) * (RP_CLOCK_HZ / 1000000UL * 4096UL / 50UL))
-#define RP_OUTPUT_LEAD_TICKS(out_kind) \
-    ((out_kind) == RP_OUT_PCA9685 ? (uint32_t)RP_PCA_LEAD_TICKS + RP_PCA_HALF_PERIOD_TICKS : 0U)
+#include "outputs.h"
+/* direct pins change at their commit; other kinds: their hook (the PCA9685's lead) */
+#define RP_OUTPUT_LEAD_TICKS(out_kind) ((out_kind) == RP_OUT_DIRECT ? 0U : avr_out_lead(out_kind))
+uint32_t avr_pca_lead_ticks(void);
 extern uint32_t avr_out_clock;
 uint16_t board_output_errors(void);
 #define RP_OUTPUT_ERRORS() board_output_errors()
 #define RP_OUTPUT_AT(clock) (avr_out_clock = (clock))
 
-/* a prepared output write: a direct pin's port and mask, or a PCA9685 level */
-typedef struct {
-    volatile uint8_t *port; /* 0: a PCA9685 channel */
-    uint8_t mask, on, actuator;
-    uint16_t level;
-} rp_out_t;
-void avr_pca_set(uint8_t actuator, uint16_t level);
 void avr_pca_configured(uint8_t prescale);
 #define RP_BOARD_CONFIGURED(pca_prescale) avr_pca_configured(pca_prescale)
 static inline void board_output_commit(const rp_out_t *o)
 {
     if (!o->port)
-        avr_pca_set(o->actuator, o->level);
+        avr_out_commit(o); /* the kind's hook (a PCA9685 write into its queue) */
     else if (o->on)
         *o->port |= o->mask;
     else

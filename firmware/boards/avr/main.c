@@ -53,15 +53,12 @@ static void set_compare(int32_t ahead)
     TIMSK1 |= _BV(OCIE1A);
 }
 
+/* No call and no 32-bit work: it runs 244 times a second (its register saves were
+ * 2 % of the busy cycles at 100 notes/s when it also handled far timer targets). */
 ISR(TIMER1_OVF_vect)
 {
     clock_hi++;
     tick = 1;
-    if (timer_far) {
-        uint32_t now = ((uint32_t)clock_hi << 16) | TCNT1;
-        if ((int32_t)(timer_target - now) < 0x10000L)
-            set_compare((int32_t)(timer_target - now));
-    }
 }
 
 uint32_t board_clock(void)
@@ -88,9 +85,12 @@ void board_timer_arm(uint32_t clock)
     int32_t ahead = (int32_t)(clock - board_clock());
     if (ahead < 0xFFC0L) {
         set_compare(ahead);
-    } else { /* the overflow interrupt sets the compare within the last period */
+    } else { /* the compare matches once a period at the target's low 16 bits; the
+              * interrupt goes back to sleep until the match of the last period */
         timer_far = 1;
-        TIMSK1 &= (uint8_t)~_BV(OCIE1A);
+        OCR1A = (uint16_t)clock;
+        TIFR1 = _BV(OCF1A);
+        TIMSK1 |= _BV(OCIE1A);
     }
     SREG = s;
 }
@@ -98,7 +98,7 @@ void board_timer_arm(uint32_t clock)
 /* Cycles from the end of board_wait_until() to the port write of the first output
  * (the return and board_output_commit()), measured in simavr: the wait ends this
  * much early so that the pin changes at the commanded clock. */
-#define OUTPUT_PATH_TICKS 100
+#define OUTPUT_PATH_TICKS 110 /* was 100: the path after the wait grew by ~10 cycles (bench_link p99 0.8 -> 1.6 us; back to 0.8) */
 
 void board_wait_until(uint32_t clock)
 {
@@ -111,6 +111,12 @@ void board_wait_until(uint32_t clock)
 
 ISR(TIMER1_COMPA_vect)
 {
+    if (timer_far) {
+        /* a match a whole number of periods before the target: wait for the next */
+        if ((int32_t)(timer_target - board_clock()) > 0x100L)
+            return;
+        timer_far = 0;
+    }
     TIMSK1 &= (uint8_t)~_BV(OCIE1A); /* one shot: rp_timer() re-arms */
     rp_timer();
 }
@@ -131,6 +137,7 @@ static volatile rx_index_t rx_head, rx_tail;
 static volatile uint8_t tx_ring[TX_RING];
 static volatile uint8_t tx_head, tx_tail;
 static volatile uint16_t rx_overruns;
+static volatile uint8_t rx_wake; /* a delimiter (or half a ring) came: parse the bytes */
 
 ISR(USART0_RX_vect)
 {
@@ -142,6 +149,9 @@ ISR(USART0_RX_vect)
     }
     rx_ring[rx_head] = b;
     rx_head = next;
+    /* the main loop wakes for a frame's delimiter (or a half-full ring), not per byte */
+    if (!b || (rx_index_t)(next - rx_tail) >= RX_RING / 2)
+        rx_wake = 1;
 }
 
 ISR(USART0_UDRE_vect)
@@ -156,14 +166,20 @@ ISR(USART0_UDRE_vect)
 
 void board_write(const uint8_t *data, uint16_t len)
 {
+    uint8_t head = tx_head; /* the main loop's alone: published once, not per byte */
     while (len--) {
-        uint8_t next = (uint8_t)((tx_head + 1) & (TX_RING - 1));
-        while (next == tx_tail)
-            ; /* full: the UDRE interrupt drains it */
-        tx_ring[tx_head] = *data++;
-        tx_head = next;
-        UCSR0B |= _BV(UDRIE0);
+        uint8_t next = (uint8_t)((head + 1) & (TX_RING - 1));
+        if (next == tx_tail) { /* full: the UDRE interrupt drains it */
+            tx_head = head;
+            UCSR0B |= _BV(UDRIE0);
+            while (next == tx_tail)
+                ;
+        }
+        tx_ring[head] = *data++;
+        head = next;
     }
+    tx_head = head;
+    UCSR0B |= _BV(UDRIE0);
 }
 
 static void uart_init(void)
@@ -193,27 +209,29 @@ static volatile uint8_t *port_reg(uint8_t port)
 #define DDR_OF(port_reg) (*((port_reg) - 1))
 
 static void pca_all_off_now(void);
+void avr_pca_set(uint8_t actuator, uint16_t level);
 uint32_t avr_out_clock; /* RP_OUTPUT_AT: the queue clock of the commit that follows */
 
-void board_output_prepare(uint8_t actuator, uint8_t out_kind, uint8_t out_addr,
-                          uint8_t out_channel, uint16_t level, uint16_t pwm_max, rp_out_t *o)
+/* ---- output kinds (outputs.h): direct pins */
+
+static uint8_t direct_ok(uint8_t addr, uint8_t channel)
 {
-    (void)out_addr;
-    o->actuator = actuator;
-    if (out_kind == RP_OUT_DIRECT) {
-        uint8_t pb = pgm_read_byte(&pins[out_channel]);
-        o->port = port_reg(pb >> 3);
-        o->mask = (uint8_t)(1 << (pb & 7));
-        o->on = level != 0;
-        DDR_OF(o->port) |= o->mask; /* an output (low = off until the commit) */
-        return;
-    }
-    o->port = 0;
-    /* 12-bit PCA9685 counts from the actuator's own scale */
-    o->level = (uint16_t)(((uint32_t)level * 4095UL + pwm_max / 2) / pwm_max);
+    (void)addr;
+    return channel < RP_AVR_DIRECT_OUTPUTS;
 }
 
-/* Direct outputs by port (PORTA..PORTL): the bits board_all_off() clears. */
+static void direct_prepare(uint8_t actuator, uint8_t addr, uint8_t channel, uint16_t level,
+                           uint16_t pwm_max, rp_out_t *o)
+{
+    (void)actuator, (void)addr, (void)pwm_max;
+    uint8_t pb = pgm_read_byte(&pins[channel]);
+    o->port = port_reg(pb >> 3);
+    o->mask = (uint8_t)(1 << (pb & 7));
+    o->on = level != 0;
+    DDR_OF(o->port) |= o->mask; /* an output (low = off until the commit) */
+}
+
+/* Direct outputs by port (PORTA..PORTL): the bits direct_all_off() clears. */
 static uint8_t direct_mask[11];
 static void outputs_init(void)
 {
@@ -223,24 +241,92 @@ static void outputs_init(void)
     }
 }
 
-/* Interrupts off: 11 read-modify-writes, about 10 us. PCA9685 boards: the writes not yet
- * on the bus are dropped and ALL_LED_OFF goes next (after the transaction in flight). */
-void board_all_off(void)
+/* Interrupts off: 11 read-modify-writes, about 10 us. */
+static void direct_all_off(void)
 {
     for (uint8_t p = 0; p < 11; p++)
         if (direct_mask[p])
             *port_reg(p) &= (uint8_t)~direct_mask[p];
-    pca_all_off_now();
+}
+
+/* ---- output kinds: PCA9685 channels (the engine below) */
+
+static uint8_t pca_ok(uint8_t addr, uint8_t channel)
+{
+    /* 0x70 is every PCA9685's power-on ALL CALL address: a write there reaches every
+     * board not yet set up */
+    return addr >= 0x40 && addr <= 0x7F && addr != 0x70 && channel < 16;
+}
+
+static void pca_prepare(uint8_t actuator, uint8_t addr, uint8_t channel, uint16_t level,
+                        uint16_t pwm_max, rp_out_t *o)
+{
+    (void)addr, (void)channel;
+    o->port = 0;
+    o->actuator = actuator;
+    /* 12-bit PCA9685 counts from the actuator's own scale (no division at full scale) */
+    o->level = pwm_max == 4095 ? level
+                               : (uint16_t)(((uint32_t)level * 4095UL + pwm_max / 2) / pwm_max);
+}
+
+static void pca_commit(const rp_out_t *o) { avr_pca_set(o->actuator, o->level); }
+
+/* Writes not yet on the bus are dropped and ALL_LED_OFF goes next (after the
+ * transaction in flight). */
+static void pca_kind_all_off(void) { pca_all_off_now(); }
+
+/* the hooks of each output kind, by OutKind (outputs.h says how to add one) */
+static const avr_out_kind_t avr_out_kinds[AVR_OUT_KINDS] PROGMEM = {
+    [RP_OUT_DIRECT] = {direct_ok, direct_prepare, 0, 0, direct_all_off},
+    [RP_OUT_PCA9685] = {pca_ok, pca_prepare, pca_commit, avr_pca_lead_ticks, pca_kind_all_off},
+};
+
+#define KIND_HOOK(kind, hook) pgm_read_ptr(&avr_out_kinds[kind].hook)
+
+void board_output_prepare(uint16_t actuator, uint8_t out_kind, uint8_t out_addr,
+                          uint8_t out_channel, uint16_t level, uint16_t pwm_max, rp_out_t *o)
+{
+    o->kind = out_kind;
+    o->actuator = (uint8_t)actuator;
+    if (out_kind == RP_OUT_DIRECT) { /* the common kind: no table look-up */
+        direct_prepare((uint8_t)actuator, out_addr, out_channel, level, pwm_max, o);
+        return;
+    }
+    /* out_kind < AVR_OUT_KINDS: board_output_ok() passed it at configure */
+    void (*prep)(uint8_t, uint8_t, uint8_t, uint16_t, uint16_t, rp_out_t *) =
+        (void (*)(uint8_t, uint8_t, uint8_t, uint16_t, uint16_t, rp_out_t *))KIND_HOOK(out_kind,
+                                                                                    prepare);
+    prep((uint8_t)actuator, out_addr, out_channel, level, pwm_max, o);
+}
+
+void avr_out_commit(const rp_out_t *o)
+{
+    void (*commit)(const rp_out_t *) = (void (*)(const rp_out_t *))KIND_HOOK(o->kind, commit);
+    commit(o);
+}
+
+uint32_t avr_out_lead(uint8_t kind)
+{
+    uint32_t (*lead)(void) = (uint32_t (*)(void))KIND_HOOK(kind, lead_ticks);
+    return lead ? lead() : 0;
+}
+
+/* Interrupts off: every kind's fast all-off (direct pins: about 10 us). */
+void board_all_off(void)
+{
+    for (uint8_t k = 0; k < AVR_OUT_KINDS; k++) {
+        void (*off)(void) = (void (*)(void))KIND_HOOK(k, all_off);
+        if (off)
+            off();
+    }
 }
 
 uint8_t board_output_ok(uint8_t out_kind, uint8_t out_addr, uint8_t out_channel)
 {
-    if (out_kind == RP_OUT_DIRECT)
-        return out_channel < RP_AVR_DIRECT_OUTPUTS;
-    /* 0x70 is every PCA9685's power-on ALL CALL address: a write there reaches every
-     * board not yet set up */
-    return out_kind == RP_OUT_PCA9685 && out_addr >= 0x40 && out_addr <= 0x7F &&
-           out_addr != 0x70 && out_channel < 16;
+    if (out_kind >= AVR_OUT_KINDS)
+        return 0; /* no hooks for that kind on this board */
+    uint8_t (*ok)(uint8_t, uint8_t) = (uint8_t (*)(uint8_t, uint8_t))KIND_HOOK(out_kind, ok);
+    return ok(out_addr, out_channel);
 }
 
 /* ---- PCA9685 engine, interrupt-driven, one write transaction on the bus at a time.
@@ -585,6 +671,10 @@ void avr_pca_configured(uint8_t prescale)
     SREG = sreg;
 }
 
+/* The PCA9685 kind's lead: its commands are queued this much early (the write engine
+ * centres each group of writes, aiming half a PWM period early). */
+uint32_t avr_pca_lead_ticks(void) { return (uint32_t)RP_PCA_LEAD_TICKS + RP_PCA_HALF_PERIOD_TICKS; }
+
 /* Interrupts off (the timer context's commit, or a critical section): a write into the
  * queue, due RP_PCA_LEAD_TICKS after its command's clock (avr_out_clock). */
 void avr_pca_set(uint8_t actuator, uint16_t level)
@@ -795,6 +885,7 @@ int main(void)
     sei();
     for (;;) {
         wdt_reset();
+        rx_wake = 0; /* before the bytes are taken: one that comes meanwhile sets it again */
         for (;;) {
             cli();
             rx_index_t head = rx_head;
@@ -811,19 +902,26 @@ int main(void)
         }
         /* not on every wake-up (each byte in or out wakes us): events, and every tick */
         if (tick || RP_EVENT_PENDING()) {
-            if (tick)
-                twi_check();
+            /* every tick (4.1 ms): the bus check and rp_poll() (watchdog, duty poll);
+             * at once for events. (rp_poll() every other tick saved 0.1 point of load
+             * at 100 notes/s, and moved the watchdog's shutdown by 4 ms.) */
+            uint8_t t = tick;
             tick = 0;
+            if (t)
+                twi_check();
             rp_poll();
         }
+        /* idle until there is work: a frame's delimiter, the 4 ms tick, an event. Every
+         * interrupt wakes the CPU (each byte in or out); those that bring no work go
+         * straight back to sleep here, in a few cycles. */
+        set_sleep_mode(SLEEP_MODE_IDLE);
         cli();
-        if (rx_tail == rx_head) {
-            /* idle until an interrupt: UART, timer compare, or the 4 ms overflow */
-            set_sleep_mode(SLEEP_MODE_IDLE);
+        while (!rx_wake && !tick && !RP_EVENT_PENDING()) {
             sleep_enable();
             sei();
             sleep_cpu();
             sleep_disable();
+            cli();
         }
         sei();
     }

@@ -5,7 +5,8 @@
 #define RP_BOARD_NAME "host"
 #define RP_CLOCK_HZ 1000000UL
 #define RP_QUEUE_SIZE 1024
-#define RP_FW_MAX_ACTUATORS 96
+#define RP_FW_MAX_ACTUATORS 512 /* past 255: the core keeps 16-bit indices */
+#define RP_FW_MAX_PROFILES 64
 #define RP_RX_BUFFER 4096
 #define RP_MAX_ON_US_LIMIT 60000000UL
 #define RP_FW_MAX_LEVEL 4095
@@ -19,10 +20,10 @@
 
 /* a prepared output write: the trace line is written at commit */
 typedef struct {
-    uint8_t actuator;
+    uint16_t actuator;
     uint16_t level;
 } rp_out_t;
-void host_output_write(uint8_t actuator, uint16_t level);
+void host_output_write(uint16_t actuator, uint16_t level);
 static inline void board_output_commit(const rp_out_t *o) { host_output_write(o->actuator, o->level); }
 
 typedef int rp_irq_t; /* one thread: the loop calls rp_timer() itself */

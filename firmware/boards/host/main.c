@@ -58,7 +58,7 @@ void board_wait_until(uint32_t clock)
         ;
 }
 
-void board_output_prepare(uint8_t actuator, uint8_t out_kind, uint8_t out_addr,
+void board_output_prepare(uint16_t actuator, uint8_t out_kind, uint8_t out_addr,
                           uint8_t out_channel, uint16_t level, uint16_t pwm_max, rp_out_t *o)
 {
     (void)out_kind, (void)out_addr, (void)out_channel, (void)pwm_max;
@@ -66,7 +66,7 @@ void board_output_prepare(uint8_t actuator, uint8_t out_kind, uint8_t out_addr,
     o->level = level;
 }
 
-void host_output_write(uint8_t actuator, uint16_t level)
+void host_output_write(uint16_t actuator, uint16_t level)
 {
     static uint16_t last[RP_FW_MAX_ACTUATORS]; /* outputs start off */
     if (actuator >= RP_FW_MAX_ACTUATORS || last[actuator] == level)
@@ -79,11 +79,19 @@ void host_output_write(uint8_t actuator, uint16_t level)
 /* The host build has no fast path: the core turns each output off (with a trace line). */
 void board_all_off(void) {}
 
+/* The output kinds of the host build: each only checks its address; every output is
+ * a trace line (board_output_prepare() is the same for all). */
+static uint8_t direct_ok(uint8_t addr, uint8_t channel) { return (void)addr, (void)channel, 1; }
+static uint8_t pca_ok(uint8_t addr, uint8_t channel) { return addr >= 0x40 && channel < 16; }
+static uint8_t (*const out_kind_ok[])(uint8_t addr, uint8_t channel) = {
+    [RP_OUT_DIRECT] = direct_ok, /* any "pin" */
+    [RP_OUT_PCA9685] = pca_ok,
+};
+
 uint8_t board_output_ok(uint8_t out_kind, uint8_t out_addr, uint8_t out_channel)
 {
-    if (out_kind == RP_OUT_PCA9685)
-        return out_addr >= 0x40 && out_channel < 16;
-    return 1; /* direct: any "pin" */
+    return out_kind < sizeof out_kind_ok / sizeof out_kind_ok[0] && out_kind_ok[out_kind] &&
+           out_kind_ok[out_kind](out_addr, out_channel);
 }
 
 void board_write(const uint8_t *data, uint16_t len)

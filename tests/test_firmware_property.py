@@ -1,0 +1,222 @@
+"""The C scheduler and its Python model give the same coil events for random plans.
+
+The same random command streams (strikes with pulse and hold, sets, releases; actuator
+indices up to 299, so the wire's escape for indices from 127 on and the firmware's
+16-bit indices are exercised; up to 300 actuators configured) go, byte for byte, to the
+host build of the firmware (``fw-host://``'s process, on a pty, real time) and to the
+firmware's Python model (``VirtualMCU``, what ``vmcu://`` runs, on virtual time). Both
+traces must hold the same output changes per actuator: the same levels in the same
+order, at the same clocks (the host build writes the clock it actually switched at: a
+few hundred µs of OS scheduling late, bounded here by the firmware's late slack), and
+the same status counters (played, late, refused, cutoffs). A run in which the host
+process was descheduled past that slack (its status counts late commands: the model,
+on virtual time, never is) says nothing about the scheduler and is skipped.
+"""
+
+from __future__ import annotations
+
+import random
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, Phase, assume, given, settings
+from hypothesis import strategies as st
+from test_firmware import (
+    HOST_BIN,
+    LATE_SLACK_US,
+    MAX_WAIT_S,
+    Link,
+    Trace,
+    configure,
+    fw_built,  # noqa: F401  (a fixture)
+    wait_done,
+)
+
+from robo_player.protocol.framing import Frame, FrameKind
+from robo_player.protocol.messages import (
+    ConfigReason,
+    Message,
+    Op,
+    config_hash,
+    encode_messages,
+)
+from robo_player.protocol.schedule import ScheduleEncoder, TimedCommand, pack
+from robo_player.sim.vmcu import MCUConfig, VirtualMCU
+
+LEAD_US = 250_000  # the first command this far after "now": every frame is in by then
+SPAN_US = 120_000  # commands within this window
+# the host build's output clock vs the model's: OS scheduling, up to the firmware's own
+# late slack (what it still plays as on time: boards/host/board_config.h)
+TIME_TOL_US = LATE_SLACK_US
+MAX_ON_US = (40_000, 1_000_000)  # two limit sets: a short max on-time cuts some holds
+
+
+@dataclass(frozen=True)
+class Case:
+    n_act: int
+    max_concurrent: int
+    cmds: tuple[TimedCommand, ...]  # clocks relative to the base
+
+
+@st.composite
+def cases(draw: st.DrawFn) -> Case:
+    n_act = draw(st.sampled_from((4, 130, 300)))
+    wide = [a for a in (0, 1, 126, 127, 128, 129, n_act - 1) if a < n_act]
+    acts = st.one_of(st.sampled_from(wide), st.integers(0, n_act - 1))
+    cmds = []
+    for _ in range(draw(st.integers(1, 20))):
+        # clocks on a 10 µs grid, pulses 5 µs off it: a pulse end never ties with a
+        # command (at a tie the C core runs the command first, the model the pulse end:
+        # see firmware/README.md "C and Python")
+        t = draw(st.integers(0, SPAN_US // 10)) * 10
+        a = draw(acts)
+        op = draw(st.sampled_from((Op.STRIKE, Op.STRIKE, Op.RELEASE, Op.SET)))
+        if op is Op.STRIKE:
+            pulse = draw(st.sampled_from((0, 5_005, 10_005, 20_005, 25_005)))
+            cmds.append(TimedCommand(t, op, a, draw(st.integers(1, 4095)), pulse,
+                                     draw(st.sampled_from((0, 800, 4095)))))  # fmt: skip
+        elif op is Op.SET:
+            cmds.append(TimedCommand(t, op, a, draw(st.integers(0, 4095))))
+        else:
+            cmds.append(TimedCommand(t, op, a))
+    cmds.sort(key=lambda c: c.clock)
+    return Case(n_act, draw(st.integers(1, 4)), tuple(cmds))
+
+
+def cfg_for(case: Case) -> list[Message]:
+    msgs = [
+        Message.make(
+            "configure_begin", actuator_count=case.n_act, max_concurrent=case.max_concurrent,
+            watchdog_ms=5_000, duty_window_ms=600_000, time_shift=0, level_shift=0,
+            pca_prescale=5,
+        )
+    ]  # fmt: skip
+    for a in range(case.n_act):
+        msgs.append(
+            Message.make(
+                "configure_actuator", actuator=a, out_kind=0, out_addr=a >> 8,
+                out_channel=a & 255, pwm_max=4095, max_drive=4095,
+                max_on_us=MAX_ON_US[a % 2], max_pulse_us=30_000, duty_permille=1000,
+            )
+        )  # fmt: skip
+    return msgs
+
+
+def payloads(case: Case, base: int) -> list[bytes]:
+    enc = ScheduleEncoder(case.n_act, 0)
+    items = [
+        it
+        for c in case.cmds
+        for it in enc.add(TimedCommand(base + c.clock, c.op, c.actuator, c.level, c.pulse_us,
+                                       c.hold)).items
+    ]  # fmt: skip
+    return [p for p, _ in pack(items)]
+
+
+def end_us(case: Case) -> int:
+    return SPAN_US + max(MAX_ON_US) + 50_000
+
+
+# ---- the Python model ------------------------------------------------------------------
+def run_model(case: Case) -> tuple[list[tuple[int, int, int]], dict[str, int]]:
+    cfg = MCUConfig(
+        clock_hz=1_000_000, queue_size=1024, max_actuators=512, late_slack_us=10_000
+    )  # fmt: skip  (boards/host/board_config.h)
+    mcu = VirtualMCU(cfg, random.Random(1))
+    seq = 0
+    t = 1.0
+
+    def send(payload: bytes) -> None:
+        nonlocal seq, t
+        mcu.receive(Frame(FrameKind.DATA, seq, 0, payload).encode(), t)
+        seq = (seq + 1) % 64
+        t += 0.001
+
+    mcu.receive(Frame(FrameKind.SYNC, 0, 0).encode(), t)
+    msgs = cfg_for(case)
+    for i in range(0, len(msgs), 4):  # as test_firmware.configure() sends them
+        send(encode_messages(msgs[i : i + 4]))
+    send(Message.make("configure_end", hash=config_hash(msgs)).encode())
+    assert mcu.state.name == "READY"
+    base = mcu.clock_at(t) + LEAD_US
+    for p in payloads(case, base):
+        send(p)
+    mcu.run_until(base + end_us(case))
+    rows = [(c - base, a, lv) for c, a, lv in mcu.trace if c >= base]
+    st_ = mcu.status(0, base + end_us(case))
+    return rows, {k: st_[k] for k in ("played", "late", "refused", "cutoffs")}
+
+
+# ---- the C firmware on the host ---------------------------------------------------------
+@dataclass
+class Host:
+    proc: subprocess.Popen[str]
+    link: Link
+    trace: Trace
+
+
+@pytest.fixture(scope="module")
+def host(fw_built: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Host]:  # noqa: F811
+    d = tmp_path_factory.mktemp("fw_property")
+    pty_link, trace = d / "fw.pty", d / "trace.txt"
+    proc = subprocess.Popen(
+        [str(HOST_BIN), "--pty-link", str(pty_link), "--trace", str(trace)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    assert line.startswith("PTY "), line
+    link = Link(str(pty_link))
+    try:
+        link.sync()
+        yield Host(proc, link, Trace(trace))
+    finally:
+        link.close()
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def run_host(h: Host, case: Case) -> tuple[list[tuple[int, int, int]], dict[str, int]]:
+    assert configure(h.link, cfg_for(case))["reason"] == ConfigReason.OK
+    mark = len(h.trace.rows())
+    base = h.link.clock() + LEAD_US
+    for p in payloads(case, base):
+        h.link.send(p)
+    wait_done(h.link, len(case.cmds))
+    deadline = time.monotonic() + MAX_WAIT_S
+    while h.link.clock() - base < end_us(case) and time.monotonic() < deadline:
+        h.link.pump()  # a 20 ms read: waits on the device's own clock
+    rows = [(c - base, a, lv) for c, a, lv in h.trace.rows()[mark:] if c >= base - 1000]
+    st_ = h.link.status(3)
+    return rows, {k: st_[k] for k in ("played", "late", "refused", "cutoffs")}
+
+
+def by_actuator(rows: list[tuple[int, int, int]]) -> dict[int, list[tuple[int, int]]]:
+    out: dict[int, list[tuple[int, int]]] = {}
+    for c, a, lv in rows:
+        out.setdefault(a, []).append((c, lv))
+    return out
+
+
+@settings(
+    max_examples=12,
+    deadline=None,
+    phases=[Phase.explicit, Phase.reuse, Phase.generate],
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(case=cases())
+def test_c_scheduler_and_python_model_give_the_same_coil_events(host: Host, case: Case) -> None:
+    model_rows, model_st = run_model(case)
+    host_rows, host_st = run_host(host, case)
+    assume(host_st["late"] == 0)  # the OS, not the scheduler (see the module's docstring)
+    assert host_st == model_st, (host_st, model_st, case)
+    m, h = by_actuator(model_rows), by_actuator(host_rows)
+    assert sorted(m) == sorted(h), (m, h, case)
+    for a in m:
+        assert [lv for _, lv in h[a]] == [lv for _, lv in m[a]], (a, h[a], m[a], case)
+        late = [hc - mc for (hc, _), (mc, _) in zip(h[a], m[a], strict=True)]
+        assert all(0 <= d <= TIME_TOL_US for d in late), (a, late, case)
