@@ -231,3 +231,10 @@ def test_drive_and_pulse_are_the_file_planners_for_each_velocity(spec: PianoSpec
             b.pulse_us,
             b.hold,
         )
+
+
+def test_a_family_without_a_live_planner_is_refused_by_name() -> None:
+    with pytest.raises(
+        UsageError, match=r"'guitar-slider' is of family 'guitar' \(allowed: piano\)"
+    ):
+        LivePlanner(load_spec("guitar-slider"))  # type: ignore[arg-type]
