@@ -25,38 +25,12 @@ from .errors import (
     TransportError,
     UsageError,
 )
+from .fileio import Outputs, write_text
 from .progress import Progress
 
 log = logging.getLogger("robo_player")
 
 INPUT_ERRORS = (UsageError, SpecError, CalibrationError, MidiFileError, PlanError, ModelError)
-
-
-class Outputs:
-    """All-or-nothing output files: each writer writes to a temporary sibling path, and
-    :meth:`commit` renames them all into place only when everything succeeded."""
-
-    def __init__(self) -> None:
-        self._pending: list[tuple[Path, Path]] = []
-
-    def reserve(self, path: str | Path) -> Path:
-        final = Path(path)
-        if final.exists() and final.is_dir():
-            raise UsageError(f"{final}: is a directory, expected a file path")
-        final.parent.mkdir(parents=True, exist_ok=True)
-        tmp = final.with_name(f".{final.name}.part{final.suffix}")
-        self._pending.append((tmp, final))
-        return tmp
-
-    def commit(self) -> None:
-        for tmp, final in self._pending:
-            tmp.replace(final)
-        self._pending.clear()
-
-    def abort(self) -> None:
-        for tmp, _ in self._pending:
-            tmp.unlink(missing_ok=True)
-        self._pending.clear()
 
 
 # ---------------------------------------------------------------- helpers
@@ -230,8 +204,7 @@ def cmd_play(args: argparse.Namespace, port: str | None = None) -> int:
     else:
         raise UsageError("play: give SONG.mid or --generate MODEL")
     calibration = _load_calibration(args, spec)
-    outputs = Outputs()
-    try:
+    with Outputs() as outputs:
         report_path = outputs.reserve(args.report) if args.report else None
         wav_path = outputs.reserve(args.wav) if args.wav else None
         plot_path = outputs.reserve(args.plot) if args.plot else None
@@ -265,11 +238,7 @@ def cmd_play(args: argparse.Namespace, port: str | None = None) -> int:
                 title=f"{Path(piece).name} on {spec.name}",
             )
         if report_path:
-            report_path.write_text(json.dumps(report, indent=2) + "\n")
-        outputs.commit()
-    except BaseException:
-        outputs.abort()
-        raise
+            write_text(report_path, json.dumps(report, indent=2) + "\n")
     if not args.quiet:
         for line in summary_lines(report):
             print(line)
@@ -292,18 +261,13 @@ def cmd_plan(args: argparse.Namespace) -> int:
     spec = _load_spec(args)
     score = _load_score(args)
     calibration = _load_calibration(args, spec)
-    outputs = Outputs()
-    try:
+    with Outputs() as outputs:
         out = outputs.reserve(args.out)
         rep = outputs.reserve(args.report) if args.report else None
         plan, plan_report = plan_for(score, spec, calibration, _plan_options(args))
         plan.write_jsonl(out)
         if rep:
-            rep.write_text(json.dumps(plan_report.to_json(), indent=2) + "\n")
-        outputs.commit()
-    except BaseException:
-        outputs.abort()
-        raise
+            write_text(rep, json.dumps(plan_report.to_json(), indent=2) + "\n")
     if not args.quiet:
         pr = plan_report.to_json()
         print(
@@ -320,18 +284,13 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     spec = _load_spec(args)
     if not 3 <= args.max_strikes <= 64:
         raise UsageError(f"--max-strikes: {args.max_strikes} is out of range (allowed 3..64)")
-    outputs = Outputs()
-    try:
+    with Outputs() as outputs:
         out = outputs.reserve(args.out)
         prog = Progress("calibrating", enabled=not args.quiet)
         with _open_device(args.port, spec, args) as device:
             cal = calibrate(device, spec, max_strikes_per_key=args.max_strikes, progress=prog)
         prog.done()
         cal.save(out)
-        outputs.commit()
-    except BaseException:
-        outputs.abort()
-        raise
     if not args.quiet:
         print(
             f"calibrated {len(cal.keys)} keys of {spec.name} with "
@@ -342,7 +301,8 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
-    from .midi import pitch_name, score_stats
+    from .midi import score_stats
+    from .pitch import pitch_name
     from .planner import plan as plan_for
 
     spec = _load_spec(args)

@@ -61,3 +61,7 @@ class DeviceShutdown(RoboPlayerError):  # noqa: N818 - house name
 
 class ModelError(RoboPlayerError, ValueError):
     """A missing, corrupt or incompatible model checkpoint, or an impossible request."""
+
+
+class OutputPathError(UsageError):
+    """An output path that cannot be written as a file: a directory, a FIFO, a device."""

@@ -49,12 +49,10 @@ written to a temporary file beside the target and renamed over it.
 from __future__ import annotations
 
 import bisect
-import contextlib
 import io
 import logging
 import os
 import struct
-import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -63,6 +61,8 @@ import mido
 import numpy as np
 
 from .errors import MidiFileError, UsageError
+from .fileio import atomic_open
+from .pitch import pitch_name  # noqa: F401 - re-exported: midi.pitch_name
 from .score import DRUM_CHANNEL, Note, PedalEvent, Score, TempoChange
 
 log = logging.getLogger(__name__)
@@ -76,7 +76,6 @@ _MAX_EVENT_DATA = 1_000_000  # mido refuses meta/sysex data longer than this
 PIECES_DIR = Path(__file__).resolve().parent / "data" / "pieces"
 DEFAULT_PIECE = "maple_leaf_rag"  # the demo piece: Joplin's Maple Leaf Rag, for piano
 
-_PITCH_CLASS_NAMES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
 _CHANNEL_DATA_BYTES = {0x80: 2, 0x90: 2, 0xA0: 2, 0xB0: 2, 0xC0: 1, 0xD0: 1, 0xE0: 2}
 # System common / real-time messages mido accepts inside a track, with their data bytes.
 _SYSTEM_DATA_BYTES = {0xF1: 1, 0xF2: 2, 0xF3: 1, 0xF6: 0, 0xF8: 0, 0xFA: 0, 0xFB: 0,
@@ -593,33 +592,13 @@ def write_midi(score: Score, path: str | os.PathLike[str], *, ticks_per_beat: in
 
 def _save_atomic(mf: mido.MidiFile, path: Path) -> None:
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        with atomic_open(path, "wb", mkdir=False) as fh:
+            mf.save(file=fh)
     except OSError as err:
         raise MidiFileError(f"{path}: cannot write: {err.strerror or err}", path=str(path)) from err
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            mf.save(file=fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException as err:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        if isinstance(err, OSError):
-            raise MidiFileError(f"{path}: cannot write: {err.strerror or err}",
-                                path=str(path)) from err
-        raise
 
 
 # -------------------------------------------------------------------- statistics
-
-
-def pitch_name(pitch: int) -> str:
-    """Scientific pitch name: 60 -> ``C4``, 21 -> ``A0``, 108 -> ``C8``, 61 -> ``C#4``."""
-    if not 0 <= pitch <= 127:
-        raise ValueError(f"pitch {pitch}, allowed 0..127")
-    return f"{_PITCH_CLASS_NAMES[pitch % 12]}{pitch // 12 - 1}"
 
 
 def score_stats(score: Score) -> dict[str, object]:

@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .errors import PlanError
+from .fileio import write_text
 
 if TYPE_CHECKING:
     from .spec.model import InstrumentSpec
@@ -152,14 +153,9 @@ class Plan:
 
     def write_jsonl(self, path: str | Path) -> None:
         """Write atomically: a temp file renamed into place, so no partial output."""
-        path = Path(path)
-        tmp = path.with_name(path.name + ".tmp")
         lines = _lines(self.commands)
         lines.insert(0, json.dumps(self.header()))
-        text = "\n".join(lines) + "\n"
-        with tmp.open("w", encoding="utf-8") as fh:
-            fh.write(text)
-        tmp.replace(path)
+        write_text(path, "\n".join(lines) + "\n")
 
     @classmethod
     def read_jsonl(cls, path: str | Path, spec: InstrumentSpec | None = None) -> Plan:

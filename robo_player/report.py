@@ -1,24 +1,24 @@
 """The performance report: how faithfully a piece was played.
 
 Built from the plan report (what the planner did to every note) and the device's
-:class:`~robo_player.driver.ports.Performance` (what the sensor heard). Heard onsets
-are matched to planned notes by pitch and nearest time. The JSON layout is documented
+:class:`~robo_player.performance.Performance` (what the sensor heard). Heard onsets
+are paired with planned notes by :mod:`robo_player.matching` (same pitch, nearest time,
+within ±80 ms of the note's target time). The JSON layout is documented
 in ``docs/report.md``; other tools read it, so keys are only ever added.
 """
 
 from __future__ import annotations
 
-import bisect
-from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
-from .driver.ports import HeardNote, Performance
+from .matching import ONSET_WINDOW, Window, match_onsets
+from .performance import HeardNote, Performance
 
 REPORT_VERSION = 1
-MATCH_WINDOW_US = 80_000  # a heard onset further than this from its target is not its note
+MATCH_WINDOW_US = ONSET_WINDOW.after_us  # kept for readers of the old name
 
 
 def _stats(values: Sequence[float], keys: tuple[str, ...]) -> dict[str, float | None]:
@@ -37,37 +37,18 @@ def _stats(values: Sequence[float], keys: tuple[str, ...]) -> dict[str, float | 
 
 
 def match_heard(
-    outcomes: Sequence[Any], heard: Sequence[HeardNote], window_us: int = MATCH_WINDOW_US
+    outcomes: Sequence[Any], heard: Sequence[HeardNote], window_us: int | None = None
 ) -> dict[int, HeardNote]:
-    """Map outcome index -> the heard note it produced (same pitch, nearest time).
-
-    Greedy in time order per pitch, each heard note used at most once, within
-    ``window_us`` of the outcome's target time.
-    """
-    by_pitch: dict[int, list[HeardNote]] = defaultdict(list)
-    for h in heard:
-        by_pitch[h.pitch].append(h)
-    times = {p: [h.t_us for h in hs] for p, hs in by_pitch.items()}
-    used: dict[int, set[int]] = defaultdict(set)
-    matched: dict[int, HeardNote] = {}
-    wanted = sorted(
-        (o for o in outcomes if o.fate.name != "DROPPED"), key=lambda o: o.target_t_us
+    """Map outcome index -> the heard note it produced: :func:`robo_player.matching.
+    match_onsets` on each played or altered outcome's target time and output pitch
+    (dropped notes are never sounded). ``window_us``: a symmetric window instead of
+    :data:`~robo_player.matching.ONSET_WINDOW`."""
+    wanted = [o for o in outcomes if o.fate.name != "DROPPED"]
+    window = ONSET_WINDOW if window_us is None else Window(window_us, window_us)
+    pairs = match_onsets(
+        ((o.target_t_us, o.pitch_out) for o in wanted), ((h.t_us, h.pitch) for h in heard), window
     )
-    for o in wanted:
-        hs = by_pitch.get(o.pitch_out)
-        if not hs:
-            continue
-        ts = times[o.pitch_out]
-        i = bisect.bisect_left(ts, o.target_t_us)
-        best, best_d = -1, window_us + 1
-        for j in range(max(0, i - 3), min(len(ts), i + 3)):
-            d = abs(ts[j] - o.target_t_us)
-            if j not in used[o.pitch_out] and d < best_d:
-                best, best_d = j, d
-        if best >= 0:
-            used[o.pitch_out].add(best)
-            matched[o.index] = hs[best]
-    return matched
+    return {wanted[i].index: heard[j] for i, j in pairs.items()}
 
 
 def build_report(

@@ -148,6 +148,36 @@ def test_plans_stay_within_power_and_thermal_limits(session, spec) -> None:  # n
     assert rep.max_coil_temp_ratio < 0.5
 
 
+def test_plans_keep_the_supply_margin_by_the_shared_rules(opened, spec) -> None:  # noqa: ANN001
+    # a supply so small that it, not the pulse count, limits the schedule: at every moment
+    # a level changes, the current of every energised coil (the shared rules' amps on the
+    # actuator map) stays within the calibrator's margin of it
+    import dataclasses
+
+    from robo_player import rules
+    from robo_player.calibrator import SUPPLY_MARGIN
+
+    tight = dataclasses.replace(spec, power=dataclasses.replace(spec.power, supply_a=12.0))
+    amap = tight.actuators
+    rec = Recorder(opened(open_port("sim://", tight, truth_seed=3)))
+    calibrate_session(rec, tight, pitches=range(60, 68), seed=3)
+    limit = rules.supply_limit_a(amap, 1 - SUPPLY_MARGIN) + rules.EPS_A
+    peak = 0.0
+    for plan in rec.plans:
+        steps: list[tuple[int, int, int]] = []  # (t_us, actuator, level)
+        for c in plan:
+            if c.op is Op.STRIKE:
+                steps += [(c.t_us, c.actuator, c.drive), (c.t_us + c.pulse_us, c.actuator, c.hold)]
+            elif c.op is Op.RELEASE:
+                steps.append((c.t_us, c.actuator, 0))
+        steps.sort(key=lambda s: (s[0], s[2]))  # at one time: drops before rises
+        levels: dict[int, int] = {}
+        for _t, ch, level in steps:
+            levels[ch] = level
+            peak = max(peak, rules.supply_amps(amap, levels))
+    assert 0.8 * limit < peak <= limit, (peak, limit)  # the supply did limit the schedule
+
+
 def test_progress_reported_up_to_one(session) -> None:  # noqa: ANN001
     *_, fractions = session
     assert fractions and fractions[-1] == 1.0

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import stat
 import wave
 from pathlib import Path
 
@@ -144,6 +146,35 @@ def test_calibration_for_another_spec(tmp_path, small_piece, capsys):
 def test_port_that_does_not_exist(tmp_path, small_piece, capsys):
     rc = main(["play", str(small_piece), "--port", "nosuch://x", *_outputs(tmp_path)])
     _assert_clean_failure(rc, capsys, tmp_path, "nosuch")
+
+
+def test_output_path_that_is_a_directory(tmp_path, small_piece, capsys):
+    (tmp_path / "out").mkdir()
+    rc = main(["play", str(small_piece), "--report", str(tmp_path / "r.json"),
+               "--plot", str(tmp_path / "out")])
+    _assert_clean_failure(rc, capsys, tmp_path, "out: is a directory, expected a regular file")
+    assert (tmp_path / "out").is_dir() and list((tmp_path / "out").iterdir()) == []
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs here")
+def test_output_path_that_is_a_fifo(tmp_path, small_piece, capsys):
+    os.mkfifo(tmp_path / "fifo")
+    rc = main(["plan", str(small_piece), "--out", str(tmp_path / "fifo")])
+    _assert_clean_failure(rc, capsys, tmp_path, "fifo: is a FIFO")
+    assert stat.S_ISFIFO((tmp_path / "fifo").lstat().st_mode)
+
+
+@pytest.mark.skipif(not Path("/dev/null").exists(), reason="no /dev/null here")
+def test_output_path_that_is_a_device(tmp_path, small_piece, capsys):
+    rc = main(["calibrate", "--spec", "piano-61-diy", "--out", "/dev/null"])
+    _assert_clean_failure(rc, capsys, tmp_path, "/dev/null: is a character device")
+    assert stat.S_ISCHR(os.stat("/dev/null").st_mode)
+
+
+def test_the_same_output_twice(tmp_path, small_piece, capsys):
+    rc = main(["plan", str(small_piece), "--out", str(tmp_path / "x.json"),
+               "--report", str(tmp_path / "x.json")])
+    _assert_clean_failure(rc, capsys, tmp_path, "x.json: given twice")
 
 
 def test_usage_error_exit_2(capsys):

@@ -37,6 +37,7 @@ from ..errors import (
     ProtocolError,
     TransportError,
 )
+from ..fileio import write_text
 from ..plan import Plan
 from ..protocol.messages import (
     PROTOCOL_VERSION,
@@ -164,10 +165,7 @@ class ResumeState:
     reason: str = ""
 
     def save(self, path: str | Path) -> None:
-        path = Path(path)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(asdict(self), indent=1) + "\n", encoding="utf-8")
-        tmp.replace(path)
+        write_text(path, json.dumps(asdict(self), indent=1) + "\n")
 
     @classmethod
     def load(cls, path: str | Path) -> ResumeState:

@@ -7,7 +7,6 @@ Everything is stored as tensors and plain Python values, so a checkpoint loads w
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +14,7 @@ import torch
 from torch import nn
 
 from ..errors import ModelError
+from ..fileio import atomic_path
 from .networks import ModelConfig, build_model
 from .tokenizer import TOKENIZER_VERSION
 
@@ -41,9 +41,8 @@ def save_checkpoint(path: str | Path, model: nn.Module, config: ModelConfig,
     }
     if train_state is not None:
         blob["train_state"] = train_state
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(blob, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        torch.save(blob, tmp)
 
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:

@@ -25,6 +25,8 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import MidiFileError, ModelError, UsageError
+from ..fileio import atomic_path
+from ..pitch import LETTER_STEPS
 from ..score import Note, Score
 from . import tokenizer as tk
 
@@ -164,7 +166,6 @@ def music21_files(composer: str) -> list[tuple[str, Path]]:
 
 
 _KERN_TOKEN = re.compile(r"^([\[]?)(\d+)(\.*)([A-Ga-g]+|r)([#n-]*)([\]_]?)[^\s]*$")
-_KERN_STEPS = {"c": 0, "d": 2, "e": 4, "f": 5, "g": 7, "a": 9, "b": 11}
 
 
 class KernUnsupportedError(ValueError):
@@ -225,7 +226,7 @@ def read_kern(path: str | Path, bpm: float = DEFAULT_BPM, velocity: int = DEFAUL
             if name == "r":
                 continue
             octave = 4 + (len(name) - 1) if name[0].islower() else 3 - (len(name) - 1)
-            pitch = 12 * (octave + 1) + _KERN_STEPS[name[0].lower()] + acc.count("#") - acc.count("-")
+            pitch = 12 * (octave + 1) + LETTER_STEPS[name[0].upper()] + acc.count("#") - acc.count("-")
             tie = open_ties[i]
             if tie_start:
                 open_ties[i] = (pitch, on)
@@ -358,18 +359,17 @@ def _save(path: Path, pieces: list[Piece]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     note_len = np.array([len(p.notes) for p in pieces], np.int64)
     tok_len = np.array([len(p.tokens) for p in pieces], np.int64)
-    tmp = path.with_name(path.name + ".tmp.npz")
-    np.savez(
-        tmp,
-        names=np.array([p.name for p in pieces]),
-        sources=np.array([p.source for p in pieces]),
-        note_len=note_len,
-        tok_len=tok_len,
-        notes=np.concatenate([p.notes for p in pieces]) if pieces else np.zeros((0, 4), np.int64),
-        tokens=np.concatenate([p.tokens for p in pieces]) if pieces else np.zeros(0, np.int16),
-        tokenizer=np.array(tk.TOKENIZER_VERSION),
-    )
-    tmp.replace(path)
+    with atomic_path(path, suffix=".npz") as tmp:
+        np.savez(
+            tmp,
+            names=np.array([p.name for p in pieces]),
+            sources=np.array([p.source for p in pieces]),
+            note_len=note_len,
+            tok_len=tok_len,
+            notes=np.concatenate([p.notes for p in pieces]) if pieces else np.zeros((0, 4), np.int64),
+            tokens=np.concatenate([p.tokens for p in pieces]) if pieces else np.zeros(0, np.int16),
+            tokenizer=np.array(tk.TOKENIZER_VERSION),
+        )
 
 
 def _load(path: Path) -> list[Piece]:

@@ -33,9 +33,9 @@ from typing import Any
 import numpy as np
 
 from ..errors import ModelError
+from ..pitch import note_to_pitch, pitch_to_note
 from ..score import Score
 from ..spec.model import PianoSpec
-from ..spec.schema import note_to_pitch, pitch_to_note
 from . import tokenizer as tk
 
 log = logging.getLogger(__name__)

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..fileio import atomic_open
 from ..performance import HeardNote, Performance
 from ..spec.model import PianoSpec
 
@@ -170,16 +171,10 @@ def render_wav(
         y *= np.float32(PEAK / peak)
     pcm = np.clip(np.rint(y * 32767.0), -32768, 32767).astype("<i2")
     path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        with wave.open(str(tmp), "wb") as wf:
-            wf.setnchannels(1)
-            wf.setsampwidth(2)
-            wf.setframerate(sample_rate)
-            wf.writeframes(pcm.tobytes())
-        tmp.replace(path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with atomic_open(path, "wb") as fh, wave.open(fh, "wb") as wf:
+        wf.setnchannels(1)
+        wf.setsampwidth(2)
+        wf.setframerate(sample_rate)
+        wf.writeframes(pcm.tobytes())
     log.info("wrote %s: %.2f s of audio, %d notes", path, len(pcm) / sample_rate, len(performance.heard))
     return path

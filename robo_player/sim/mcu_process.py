@@ -45,11 +45,35 @@ AVR_SPEED = 0.15
 
 
 def ensure_built(kind: str) -> list[Path]:
-    """Build the firmware pieces ``kind`` needs (host | avr) if they are missing."""
+    """Build the firmware pieces ``kind`` needs (host | avr) if they are missing or older
+    than their sources (make's own dependency rules decide; a binary left from an
+    earlier protocol version would otherwise speak the old wire format)."""
     need = [HOST_BIN] if kind == "host" else [SIM_BIN, AVR_ELF]
+    targets = [str(p.relative_to(FIRMWARE_DIR)) for p in need]
     missing = [p for p in need if not p.exists()]
-    if not missing:
+    if shutil.which("make") is None or not (FIRMWARE_DIR / "Makefile").is_file():
+        if missing:
+            raise TransportError(
+                f"fw-{kind}://: {missing[0]} is missing and there is no make or firmware source"
+            )
         return need
+    up_to_date = subprocess.run(
+        ["make", "-q", "-C", str(FIRMWARE_DIR), *targets], capture_output=True, check=False
+    )
+    if up_to_date.returncode == 0 and not missing:
+        return need
+    log.info("building firmware: make -C %s %s", FIRMWARE_DIR, " ".join(targets))
+    r = subprocess.run(
+        ["make", "-C", str(FIRMWARE_DIR), *targets], capture_output=True, text=True, check=False
+    )
+    still = [p for p in need if not p.exists()]
+    if r.returncode or still:
+        tail = (r.stderr or r.stdout).strip().splitlines()[-5:]
+        raise TransportError(
+            f"fw-{kind}://: cannot build the firmware (make -C firmware {' '.join(targets)} "
+            f"exit {r.returncode}): {' | '.join(tail)}"
+        )
+    return need
     targets = ["host"] if kind == "host" else ["avr", "sim"]
     if shutil.which("make") is None:
         raise TransportError(f"fw-{kind}://: {missing[0]} is missing and there is no make")

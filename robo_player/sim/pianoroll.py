@@ -6,31 +6,25 @@ import logging
 from collections.abc import Sequence
 from pathlib import Path
 
+from ..fileio import atomic_path
+from ..matching import match_onsets
 from ..performance import HeardNote
 
 log = logging.getLogger(__name__)
 
 # Loudness error (heard − intended, velocity units) that saturates the colour map.
 ERROR_RANGE = 20.0
-# A heard onset is matched to an intended note of the same pitch within this window.
-MATCH_US = 150_000
 
 
 def _match_errors(
     intended: Sequence[tuple[int, int, int, float]], heard: Sequence[HeardNote]
 ) -> list[float | None]:
-    """For each heard note, loudness error against the nearest intended onset of its pitch."""
-    by_pitch: dict[int, list[tuple[int, float]]] = {}
-    for t, p, _dur, v in intended:
-        by_pitch.setdefault(p, []).append((t, float(v)))
-    errs: list[float | None] = []
-    for h in heard:
-        cands = by_pitch.get(h.pitch, [])
-        best = min(cands, key=lambda c: abs(c[0] - h.t_us), default=None)
-        if best is None or abs(best[0] - h.t_us) > MATCH_US:
-            errs.append(None)
-        else:
-            errs.append(h.velocity - best[1])
+    """For each heard note, loudness error against the intended note it is paired with
+    (:func:`robo_player.matching.match_onsets`), None for a stray onset."""
+    pairs = match_onsets(((t, p) for t, p, _d, _v in intended), ((h.t_us, h.pitch) for h in heard))
+    errs: list[float | None] = [None] * len(heard)
+    for i, j in pairs.items():
+        errs[j] = heard[j].velocity - float(intended[i][3])
     return errs
 
 
@@ -46,7 +40,8 @@ def plot_pianoroll(
 
     Times are performance times in µs, shown in seconds; heard notes with an ``end_us``
     also get a thin line to their damping time. Heard notes with no intended note of the
-    same pitch within ``MATCH_US`` are drawn as black crosses.
+    same pitch paired with them (:mod:`robo_player.matching`, ±80 ms) are drawn as black
+    crosses.
     """
     # Figure without pyplot: no global backend state; PNG is rendered by Agg.
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -103,12 +98,7 @@ def plot_pianoroll(
     ax.set_title(title or f"{len(intended)} intended, {len(heard)} heard ({n_match} matched)")
     ax.grid(True, axis="y", linewidth=0.3, alpha=0.5)
     fig.tight_layout()
-    tmp = path.with_name(path.name + ".tmp")
-    try:
+    with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png")
-        tmp.replace(path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
     log.info("wrote %s", path)
     return path

@@ -30,6 +30,7 @@ import numpy as np
 import yaml
 
 from ..errors import SpecError
+from ..fileio import write_text
 from ..spec.model import PianoSpec
 
 # libyaml when available: a truth file has ~90 keys and pure-Python YAML is slow.
@@ -176,9 +177,7 @@ class Truth:
             text = json.dumps(doc, indent=1)
         else:
             text = yaml.dump(doc, Dumper=_YAML_DUMPER, sort_keys=False, default_flow_style=None)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(text, encoding="utf-8")
-        tmp.replace(path)
+        write_text(path, text)
 
     @classmethod
     def load(cls, path: str | Path) -> Truth:

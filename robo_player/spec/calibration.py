@@ -26,6 +26,7 @@ from pathlib import Path
 import yaml
 
 from ..errors import CalibrationError
+from ..fileio import write_text
 from .model import PianoSpec
 
 CAL_FORMAT = "robo_player.calibration"
@@ -151,9 +152,7 @@ class Calibration:
                 for p, c in sorted(self.keys.items())
             },
         }
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(yaml.safe_dump(doc, sort_keys=False, default_flow_style=None))
-        tmp.replace(path)
+        write_text(path, yaml.safe_dump(doc, sort_keys=False, default_flow_style=None))
 
     @classmethod
     def load(cls, path: str | Path) -> Calibration:

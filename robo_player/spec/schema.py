@@ -10,11 +10,12 @@ contiguous keys, monotone curves, ...) live in the loader and are listed in
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
+# Pitch names are parsed in one place; re-exported here for the spec's callers.
+from ..pitch import NOTE_PATTERN, note_to_pitch, pitch_to_note  # noqa: F401
 from .model import (
     SUPPORTED_FAMILIES,
     DriverBoard,
@@ -34,10 +35,6 @@ SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
 
 NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]*$"
 ID_PATTERN = r"^[A-Za-z_][A-Za-z0-9_-]*$"
-# Scientific pitch notation, C4 = MIDI 60, A0 = 21, C8 = 108; sharps '#', flats 'b'.
-NOTE_PATTERN = r"^([A-Ga-g])([#b]?)(-1|[0-9])$"
-_NOTE_RE = re.compile(NOTE_PATTERN)
-_STEPS = {"C": 0, "D": 2, "E": 4, "F": 5, "G": 7, "A": 9, "B": 11}
 
 
 class Kind(Enum):
@@ -110,22 +107,6 @@ def _num(x: float | None) -> str:
     if float(x).is_integer():
         return str(int(x))
     return repr(float(x))
-
-
-def note_to_pitch(text: str) -> int | None:
-    """MIDI number of a note name (``A0`` -> 21, ``C#4`` -> 61), None if not a name."""
-    m = _NOTE_RE.match(text.strip())
-    if not m:
-        return None
-    letter, accidental, octave = m.groups()
-    step = _STEPS[letter.upper()] + {"": 0, "#": 1, "b": -1}[accidental]
-    return (int(octave) + 1) * 12 + step
-
-
-def pitch_to_note(pitch: int) -> str:
-    """Note name with sharps (60 -> ``C4``)."""
-    names = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
-    return f"{names[pitch % 12]}{pitch // 12 - 1}"
 
 
 # ---------------------------------------------------------------------------------

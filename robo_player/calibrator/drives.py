@@ -1,0 +1,63 @@
+"""Adaptive drive choice: which drives each key is struck at next.
+
+Round 0 knows nothing yet and strikes fixed fractions of the way from the spec's nominal
+threshold to full drive; later rounds aim at latencies (and loudness points) read from
+the key's current fit, staying above any drive that was silent.
+"""
+
+from __future__ import annotations
+
+from .fitting import KeyFit
+from .scheduler import StrikeRequest
+from .strikes import SILENT_LATENCY_US, StrikeResult
+
+# Round plan: each round gives every unfinished key these targets, expressed as
+# latencies (µs) to aim at from the current fit; 1.0 means "full drive".
+# Targets spread over the usable range, weighted to the slow end where the curves
+# are steep and where soft music lives.
+# First round, before anything is known: drives at these fractions u of the way from
+# the spec's nominal threshold to full drive (audible for any plausible threshold).
+FIRST_ROUND_U = (1.0, 0.40, 0.15)
+# Later rounds, from the current fit: ("lat", f) aims at latency f * the usable
+# maximum (min(pipeline delay, 0.8 * silent limit)); ("u", f) at the drive f of the
+# way from the fitted threshold to full drive (to spread the loudness curve's points).
+ROUND_TARGETS: tuple[tuple[tuple[str, float], ...], ...] = (
+    (("lat", 0.55), ("lat", 0.30), ("u", 0.70)),
+    (("lat", 0.92), ("lat", 0.75), ("u", 0.25)),
+)
+
+
+def next_requests(
+    strikes: list[StrikeResult], fit: KeyFit | None, budget: int, round_no: int, lat_top_us: float
+) -> list[StrikeRequest]:
+    """Drives to strike next for one key (empty when it is done)."""
+    if budget <= 0:
+        return []
+    strikes = [s for s in strikes if s.probe_gap_us is None]
+    heard = [s for s in strikes if s.heard]
+    silent = [s.drive for s in strikes if not s.heard]
+    loud_min = min((s.drive for s in heard), default=1.0)
+    if fit is None:
+        # nothing or one note heard: bracket upward between the loudest silent drive and 1
+        lo = max(silent, default=0.0)
+        hi = loud_min if heard else 1.0
+        if not heard:
+            return [StrikeRequest(0, 1.0, SILENT_LATENCY_US)] + (
+                [StrikeRequest(0, (lo + 1.0) / 2, SILENT_LATENCY_US)] if budget > 1 else []
+            )
+        picks = [lo + 0.6 * (hi - lo), lo + 0.3 * (hi - lo)]
+        return [StrikeRequest(0, d, SILENT_LATENCY_US) for d in picks[:budget]]
+    targets = ROUND_TARGETS[round_no - 1] if round_no - 1 < len(ROUND_TARGETS) else ()
+    reqs = []
+    for i, (kind, frac) in enumerate(targets[:budget]):
+        if kind == "lat":
+            lat = frac * lat_top_us
+            d = fit.drive_for_latency(lat)
+        else:
+            d = fit.theta + frac * (1.0 - fit.theta)
+            lat = float(fit.latency_us(d))
+        # stay above a drive that was silent: bisect toward it if the fit disagrees
+        if silent and d <= max(silent):
+            d = max(silent) + (0.35 + 0.3 * i) * (loud_min - max(silent))
+        reqs.append(StrikeRequest(0, d, min(SILENT_LATENCY_US, 1.5 * lat + 20_000)))
+    return reqs

@@ -1,0 +1,320 @@
+"""Fitting one key's curves from its strikes (numpy only).
+
+- latency ``L(d) = A * (d - theta) ** -alpha`` (drive start to string contact, µs);
+- loudness ``V(d) = a + b * (1 - exp(-k * (d - theta)))`` (MIDI velocity units),
+
+sharing the silent threshold ``theta``; both by weighted least squares (a profile
+search over the one non-linear parameter and a linear solve for the rest), with a
+monotone (isotonic) fallback when a fit is poor. :func:`curve_from_fit` turns a fit
+into the dense table of a :class:`~robo_player.spec.calibration.KeyCurve`.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TypeAlias
+
+import numpy as np
+
+from ..spec.calibration import KeyCurve
+from .strikes import LAT_NOISE_US, SILENT_LATENCY_US, VEL_CLIP, VEL_NOISE, StrikeResult
+
+Floats: TypeAlias = Sequence[float] | np.ndarray  # (n,) numbers
+
+ALPHA_PRIOR = (0.70, 0.15)  # latency exponent: mean, s.d. of a weak prior
+K_PRIOR = (3.2, 2.0)  # loudness curvature in drive units: mean, s.d. of a weak prior
+
+log = logging.getLogger(__name__)
+
+TABLE_POINTS = 64
+
+
+@dataclass(slots=True)
+class KeyFit:
+    """Fitted curves of one key (see module docstring)."""
+
+    theta: float
+    lat_a: float  # µs at (d - theta) == 1
+    alpha: float
+    vel_a: float
+    vel_b: float
+    vel_k: float
+    lat_rms_us: float = 0.0
+    vel_rms: float = 0.0
+    isotonic: bool = False  # fell back to monotone interpolation of the measurements
+    iso_drive: tuple[float, ...] = ()
+    iso_latency: tuple[float, ...] = ()
+    iso_velocity: tuple[float, ...] = ()
+
+    def latency_us(self, d: np.ndarray | float) -> np.ndarray:
+        d = np.asarray(d, dtype=float)
+        if self.isotonic:
+            return np.interp(d, self.iso_drive, self.iso_latency)
+        x = np.maximum(d - self.theta, 1e-9)
+        return np.asarray(self.lat_a * x ** (-self.alpha))
+
+    def velocity(self, d: np.ndarray | float) -> np.ndarray:
+        d = np.asarray(d, dtype=float)
+        if self.isotonic:
+            return np.interp(d, self.iso_drive, self.iso_velocity)
+        x = np.maximum(d - self.theta, 0.0)
+        return np.asarray(self.vel_a + self.vel_b * (1.0 - np.exp(-self.vel_k * x)))
+
+    def drive_for_latency(self, latency_us: float) -> float:
+        """Drive whose predicted latency is ``latency_us`` (clamped to 0..1)."""
+        if self.isotonic:
+            lat = np.asarray(self.iso_latency)[::-1]
+            drv = np.asarray(self.iso_drive)[::-1]
+            return float(np.clip(np.interp(latency_us, lat, drv), 0.0, 1.0))
+        x = (latency_us / self.lat_a) ** (-1.0 / self.alpha)
+        return float(min(1.0, max(0.0, self.theta + x)))
+
+
+def _wls_line_with_prior(
+    x: np.ndarray, y: np.ndarray, w: np.ndarray, slope_prior: tuple[float, float]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Fit y = c - s*x by weighted LS with a Gaussian prior on s, for every row of ``x``.
+
+    ``x``: (G, n) candidate regressors, ``y``, ``w``: (n,). Returns (c, s, cost), each (G,).
+    """
+    mu, sd = slope_prior
+    # normal equations for (c, s): rows [1, -x_i] weighted w_i, plus the prior's row.
+    a11 = w.sum()
+    a12 = -(w * x).sum(axis=1)
+    a22 = (w * x * x).sum(axis=1) + 1.0 / sd**2
+    b1 = (w * y).sum()
+    b2 = -(w * x * y).sum(axis=1) + mu / sd**2
+    det = np.maximum(a11 * a22 - a12 * a12, 1e-300)
+    c = (b1 * a22 - a12 * b2) / det
+    s = (a11 * b2 - a12 * b1) / det
+    r = y - (c[:, None] - s[:, None] * x)
+    cost = (w * r * r).sum(axis=1) + ((s - mu) / sd) ** 2
+    return c, s, cost
+
+
+def _golden(f: Callable[[float], float], lo: float, hi: float, iters: int = 40) -> float:
+    """Minimum of a unimodal ``f`` on [lo, hi] by golden-section search."""
+    phi = (math.sqrt(5) - 1) / 2
+    g1, g2 = hi - phi * (hi - lo), lo + phi * (hi - lo)
+    f1, f2 = f(g1), f(g2)
+    for _ in range(iters):
+        if f1 < f2:
+            hi, g2, f2 = g2, g1, f1
+            g1 = hi - phi * (hi - lo)
+            f1 = f(g1)
+        else:
+            lo, g1, f1 = g1, g2, f2
+            g2 = lo + phi * (hi - lo)
+            f2 = f(g2)
+    return (lo + hi) / 2
+
+
+def fit_latency(
+    drive: Floats, latency_us: Floats, silent: Floats = ()
+) -> tuple[float, float, float, float]:
+    """Fit ``L = A (d - theta)^-alpha``; returns (theta, A, alpha, rms_us).
+
+    Profile search over theta (the only non-linear parameter once log-transformed),
+    each step a weighted line fit in log space with a weak prior on alpha; the weights
+    make log-space residuals equivalent to the sensor's µs noise. ``silent`` drives
+    (strikes that were not heard) add a one-sided penalty: the curve must put them
+    below the threshold or slower than ``SILENT_LATENCY_US``.
+    """
+    sil = np.asarray([x for x in silent if x < min(drive)], dtype=float)
+    d = np.asarray(drive, dtype=float)
+    lat = np.asarray(latency_us, dtype=float)
+    if d.size < 2:
+        raise ValueError("need at least two audible strikes")
+    y = np.log(lat)
+    w = (lat / LAT_NOISE_US) ** 2
+    top = float(d.min())
+
+    def costs(g: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        # g = log(top - theta): the cost varies on that scale near the asymptote
+        theta = top - np.exp(g)
+        c, s, cost = _wls_line_with_prior(np.log(d[None, :] - theta[:, None]), y, w, ALPHA_PRIOR)
+        if sil.size:
+            gap = np.maximum(sil[None, :] - theta[:, None], 1e-12)  # (G, S)
+            log_l = c[:, None] - s[:, None] * np.log(gap)
+            short = np.maximum(0.0, math.log(SILENT_LATENCY_US) - log_l)
+            short = np.where(sil[None, :] > theta[:, None], short, 0.0)
+            cost = cost + (short / 0.01).sum(axis=1) ** 2
+        return c, s, cost
+
+    gs = np.linspace(math.log(1e-6), math.log(max(top, 2e-6)), 120)
+    i = int(np.argmin(costs(gs)[2]))
+    g = _golden(
+        lambda v: float(costs(np.array([v]))[2][0]),
+        float(gs[max(i - 1, 0)]),
+        float(gs[min(i + 1, gs.size - 1)]),
+    )
+    c, s, _ = costs(np.array([g]))
+    theta = top - math.exp(g)
+    a, alpha = math.exp(float(c[0])), float(s[0])
+    pred = a * (d - theta) ** (-alpha)
+    rms = float(np.sqrt(np.mean((pred - lat) ** 2)))
+    return theta, a, alpha, rms
+
+
+def fit_velocity(
+    drive: Floats, velocity: Floats, theta: float
+) -> tuple[float, float, float, float]:
+    """Fit ``V = a + b (1 - exp(-k (d - theta)))`` with theta fixed; (a, b, k, rms)."""
+    d = np.asarray(drive, dtype=float)
+    v = np.asarray(velocity, dtype=float)
+    x = np.maximum(d - theta, 0.0)
+    mu, sd = K_PRIOR
+
+    def solve(k: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        f = 1.0 - np.exp(-k[:, None] * x[None, :])  # (G, n)
+        n = float(v.size)
+        sf, sv = f.sum(axis=1), v.sum()
+        sff, sfv = (f * f).sum(axis=1), (f * v).sum(axis=1)
+        det = n * sff - sf * sf
+        ok = det > 1e-12
+        safe = np.where(ok, det, 1.0)
+        a = np.where(ok, (sff * sv - sf * sfv) / safe, 0.0)
+        b = np.where(ok, (n * sfv - sf * sv) / safe, sfv / np.maximum(sff, 1e-12))
+        neg = a < 0  # loudness at the threshold cannot be negative: refit through 0
+        a = np.where(neg, 0.0, a)
+        b = np.where(neg, sfv / np.maximum(sff, 1e-12), b)
+        r = v - (a[:, None] + b[:, None] * f)
+        cost = (r * r).sum(axis=1) / VEL_NOISE**2 + ((k - mu) / sd) ** 2
+        return a, b, cost
+
+    ks = np.exp(np.linspace(math.log(0.2), math.log(25.0), 80))
+    i = int(np.argmin(solve(ks)[2]))
+    lk = _golden(
+        lambda g: float(solve(np.array([math.exp(g)]))[2][0]),
+        math.log(ks[max(i - 1, 0)]),
+        math.log(ks[min(i + 1, ks.size - 1)]),
+    )
+    k = math.exp(lk)
+    a_, b_, _ = solve(np.array([k]))
+    a, b = float(a_[0]), float(b_[0])
+    pred = a + b * (1.0 - np.exp(-k * x))
+    rms = float(np.sqrt(np.mean((pred - v) ** 2)))
+    return a, b, k, rms
+
+
+def isotonic(y: Floats, increasing: bool = True) -> np.ndarray:
+    """Pool-adjacent-violators: the least-squares monotone sequence closest to ``y``."""
+    vals = [float(v) if increasing else -float(v) for v in y]
+    blocks: list[list[float]] = []  # [sum, count]
+    for v in vals:
+        blocks.append([v, 1.0])
+        while len(blocks) > 1 and blocks[-2][0] / blocks[-2][1] > blocks[-1][0] / blocks[-1][1]:
+            s, n = blocks.pop()
+            blocks[-1][0] += s
+            blocks[-1][1] += n
+    out: list[float] = []
+    for s, n in blocks:
+        out.extend([s / n] * int(n))
+    arr = np.asarray(out)
+    return arr if increasing else -arr
+
+
+def fit_key(strikes: Sequence[StrikeResult]) -> KeyFit | None:
+    """Fit one key's curves from its strikes; None if fewer than two were heard.
+
+    Key-return probes (``probe_gap_us`` set) are left out: the key was not fully up."""
+    strikes = [s for s in strikes if s.probe_gap_us is None]
+    heard = [s for s in strikes if s.heard]
+    if len(heard) < 2:
+        return None
+    silent = [s.drive for s in strikes if not s.heard]
+    d = np.array([s.drive for s in heard])
+    lat = np.array([s.latency_us for s in heard])
+    vel = np.array([s.velocity for s in heard])
+    keep = np.ones(d.size, dtype=bool)
+    for _ in range(2):  # drop up to two gross outliers (a mismatched or disturbed strike)
+        theta, la, alpha, _ = fit_latency(d[keep], lat[keep], silent)
+        pred = la * np.maximum(d - theta, 1e-9) ** (-alpha)
+        resid = np.abs(pred - lat)
+        resid[~keep] = 0.0
+        worst = int(np.argmax(resid))
+        if keep.sum() >= 5 and resid[worst] > max(8 * LAT_NOISE_US, 0.02 * lat[worst]):
+            keep[worst] = False
+        else:
+            break
+    theta, la, alpha, lat_rms = fit_latency(d[keep], lat[keep], silent)
+    vmask = keep & (vel < VEL_CLIP)
+    if vmask.sum() >= 2:
+        va, vb, vk, vel_rms = fit_velocity(d[vmask], vel[vmask], theta)
+    else:
+        va, vb, vk, vel_rms = 0.0, float(np.nanmax(vel)), 3.0, math.inf
+    fit = KeyFit(theta, la, alpha, va, vb, vk, lat_rms, vel_rms)
+    consistent = all(  # a silent strike the fit says should have sounded: fit is wrong
+        sd <= theta or float(fit.latency_us(sd)) > 0.8 * SILENT_LATENCY_US for sd in silent
+    )
+    poor = lat_rms > 4 * LAT_NOISE_US + 0.004 * float(lat.mean()) or vel_rms > 3 * VEL_NOISE
+    if (poor or not consistent or vb <= 0) and keep.sum() >= 4:
+        log.info(
+            "key fit poor (lat rms %.0f us, vel rms %.2f, consistent %s): isotonic fallback",
+            lat_rms,
+            vel_rms,
+            consistent,
+        )
+        order = np.argsort(d)
+        ds, ls, vs = d[order], lat[order], vel[order]
+        fit.isotonic = True
+        fit.iso_drive = tuple(float(x) for x in ds)
+        fit.iso_latency = tuple(float(x) for x in isotonic(ls, increasing=False))
+        fit.iso_velocity = tuple(float(x) for x in isotonic(vs, increasing=True))
+        fit.theta = min(float(ds[0]) - 1e-4, max(silent, default=0.0) if silent else theta)
+    return fit
+
+
+def curve_from_fit(
+    pitch: int,
+    fit: KeyFit,
+    max_latency_us: float,
+    strikes: int,
+    points: int = TABLE_POINTS,
+    return_us: float | None = None,
+) -> KeyCurve:
+    """Dense monotone table from ``fit``, over drives whose latency <= ``max_latency_us``."""
+    if fit.isotonic:
+        dd = np.asarray(fit.iso_drive)
+        lat = np.asarray(fit.iso_latency)
+        ok = lat <= max_latency_us
+        if not ok.any():
+            ok[-1] = True
+        dd = dd[ok]
+        if dd.size < 2 or dd[-1] < 1.0:
+            dd = np.append(dd, 1.0) if dd[-1] < 1.0 else dd
+        drive = np.unique(dd)
+        latency = fit.latency_us(drive)
+        velocity = fit.velocity(drive)
+    else:
+        d_lo = fit.drive_for_latency(max_latency_us)
+        d_lo = max(d_lo, fit.theta + 1e-6)
+        if d_lo >= 1.0:
+            d_lo = fit.theta + 0.5 * (1.0 - fit.theta)
+        # Space the points so the chord error of the (convex) latency curve is about
+        # even along the table: with L ~ x^-alpha that error ~ L (dx/x)^2, so points are
+        # uniform in x^(-alpha/2), x = d - theta (denser where the curve is slow, steep).
+        h = -fit.alpha / 2
+        x = np.linspace((d_lo - fit.theta) ** h, (1.0 - fit.theta) ** h, points) ** (1.0 / h)
+        drive = fit.theta + x
+        drive[-1] = 1.0
+        latency = fit.latency_us(drive)
+        velocity = fit.velocity(drive)
+    drive_t = tuple(round(float(v), 6) for v in drive)
+    # rounding may merge neighbours; keep strictly increasing
+    keep = [0] + [i for i in range(1, len(drive_t)) if drive_t[i] > drive_t[i - 1]]
+    vel = np.maximum.accumulate(np.asarray(velocity, dtype=float)[keep])
+    lat = np.minimum.accumulate(np.asarray(latency, dtype=float)[keep])
+    theta = min(fit.theta, drive_t[keep[0]] - 1e-6)
+    return KeyCurve(
+        pitch=pitch,
+        threshold=max(0.0, round(theta, 6) if round(theta, 6) < drive_t[keep[0]] else theta),
+        drive=tuple(drive_t[i] for i in keep),
+        velocity=tuple(float(v) for v in vel),
+        latency_us=tuple(float(v) for v in lat),
+        strikes=strikes,
+        return_us=None if return_us is None else round(float(return_us), 1),
+    )

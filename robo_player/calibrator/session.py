@@ -1,0 +1,219 @@
+"""The calibration session: rounds of strikes until every key's curves are known.
+
+:func:`calibrate_session` runs the rounds (schedule, play, match, fit, choose the next
+drives and key-return probes) and writes the fitted curves into a
+:class:`~robo_player.spec.calibration.Calibration`; :func:`calibrate` is its short form.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..driver.ports import Device
+from ..errors import CalibrationError
+from ..plan import Command
+from ..spec.calibration import Calibration
+from ..spec.model import PianoSpec
+from .drives import FIRST_ROUND_U, ROUND_TARGETS, next_requests
+from .fitting import KeyFit, curve_from_fit, fit_key
+from .key_return import PROBE_GAP_FRACTION, next_probe, return_estimate
+from .pedal import pedal_commands, pedal_latency
+from .scheduler import STAGGER_US, CoilHeat, StrikeRequest, build_round
+from .strikes import SILENT_LATENCY_US, StrikeResult, match_strikes
+
+Progress = Callable[[float], None]
+
+log = logging.getLogger(__name__)
+
+@dataclass(slots=True)
+class CalibrationReport:
+    """What a calibration session cost and how well the curves fit."""
+
+    keys: int = 0
+    strikes: int = 0
+    play_calls: int = 0
+    sim_time_us: int = 0  # performance time the device spent playing (a user's wait)
+    max_coil_temp_ratio: float = 0.0
+    isotonic_keys: list[int] = field(default_factory=list)
+    lat_rms_us: dict[int, float] = field(default_factory=dict)
+    vel_rms: dict[int, float] = field(default_factory=dict)
+    pedal_latency_us: int | None = None
+    pedal_measured: bool = False
+    return_probes: int = 0  # key-return probe strikes (included in ``strikes``)
+    return_us: dict[int, float] = field(default_factory=dict)  # measured, margin included
+    return_kind: dict[int, str] = field(default_factory=dict)  # "measured" / "upper bound"
+    return_unmeasured: list[int] = field(default_factory=list)  # keys left at the nominal
+
+    @property
+    def strikes_per_key(self) -> float:
+        return self.strikes / self.keys if self.keys else 0.0
+
+
+def calibrate_session(
+    device: Device,
+    spec: PianoSpec,
+    *,
+    max_strikes_per_key: int = 12,
+    progress: Progress | None = None,
+    seed: int = 0,
+    pitches: Iterable[int] | None = None,
+) -> tuple[Calibration, CalibrationReport]:
+    """Calibrate ``pitches`` (default: every key) of ``spec`` on ``device``.
+
+    Keys not in ``pitches`` keep the spec's nominal curves (``strikes == 0``).
+    """
+    if max_strikes_per_key < 3:
+        raise CalibrationError(
+            f"calibrate: max_strikes_per_key: {max_strikes_per_key} is too few (allowed: >= 3)"
+        )
+    todo = [k.pitch for k in spec.keys]
+    if pitches is not None:
+        wanted = sorted(set(pitches))
+        bad = [p for p in wanted if not spec.has_pitch(p)]
+        if bad:
+            raise CalibrationError(
+                f"calibrate: pitch {bad[0]} is not a key of spec {spec.name!r} "
+                f"(allowed: {spec.lowest}..{spec.highest})"
+            )
+        todo = wanted
+    rng = np.random.default_rng(seed)
+    lat_top = float(min(spec.timing.pipeline_delay_us, 0.8 * SILENT_LATENCY_US))
+    report = CalibrationReport(keys=len(todo))
+    strikes: dict[int, list[StrikeResult]] = {p: [] for p in todo}
+    fits: dict[int, KeyFit | None] = dict.fromkeys(todo)
+    coils: dict[int, CoilHeat] = {}
+    done: set[int] = set()
+    pedal_lat: int | None = None
+    round_no = 0
+    th_nom = spec.nominal.threshold
+    first = [th_nom + u * (1.0 - th_nom) for u in FIRST_ROUND_U]
+    first_gap = round(PROBE_GAP_FRACTION * spec.timing.key_return_us / STAGGER_US) * STAGGER_US
+    while len(done) < len(todo):
+        requests: dict[int, list[StrikeRequest]] = {}
+        for p in todo:
+            if p in done:
+                continue
+            left = max_strikes_per_key - len(strikes[p])
+            if round_no == 0:
+                reqs = [StrikeRequest(p, d, SILENT_LATENCY_US) for d in first[:left]]
+            else:
+                reqs = next_requests(strikes[p], fits[p], left, round_no, lat_top)
+                probe = next_probe(fits[p], strikes[p], first_gap)
+                if reqs and probe is not None and left > len(reqs):
+                    reqs[-1].probe = probe  # struck right after the key's last strike
+            if not reqs:
+                done.add(p)
+                continue
+            for r in reqs:
+                r.pitch = p
+            requests[p] = reqs
+        if not requests:
+            break
+        order = list(requests)
+        rng.shuffle(order)
+        plan, pending, end_us = build_round(spec, requests, coils, order)
+        pedal_cmds: list[Command] = []
+        if round_no == 0 and spec.pedal is not None:
+            pedal_cmds = pedal_commands(spec, 0)
+            plan.commands.extend(pedal_cmds)
+            plan.sort()
+            end_us = max(end_us, pedal_cmds[-1].t_us + 200_000)
+        log.info(
+            "calibration round %d: %d keys, %d strikes, %.2f s",
+            round_no,
+            len(requests),
+            len(pending),
+            end_us / 1e6,
+        )
+        perf = device.play(plan)
+        report.play_calls += 1
+        report.sim_time_us += end_us
+        report.max_coil_temp_ratio = max(report.max_coil_temp_ratio, perf.max_coil_temp_ratio)
+        if perf.coil_failures:
+            raise CalibrationError(
+                f"calibrate: round {round_no}: coil failure during calibration: "
+                f"{perf.coil_failures[0]} (calibration strikes must stay cool)"
+            )
+        stray = match_strikes(perf, pending)
+        if stray:
+            log.warning("calibration round %d: %d heard notes matched no strike", round_no, stray)
+        if pedal_cmds:
+            pedal_lat = pedal_latency(perf, pedal_cmds)
+        for s in pending:
+            strikes[s.pitch].append(s)
+        report.strikes += len(pending)
+        report.return_probes += sum(1 for s in pending if s.probe_gap_us is not None)
+        for p in requests:
+            fits[p] = fit_key(strikes[p])
+        # coils cool between rounds only as far as the device's clock says; keep the
+        # model's times relative to the next plan's zero
+        for c in coils.values():
+            c.t_us -= end_us
+        round_no += 1
+        if progress is not None:
+            finished = sum(1 for p in todo if p in done)
+            progress(max(finished / len(todo), round_no / (len(ROUND_TARGETS) + 1)))
+        if round_no > len(ROUND_TARGETS):
+            break
+    cal = Calibration.nominal(spec)
+    cal.measured = True
+    for p in todo:
+        fit = fits[p]
+        if fit is None:
+            raise CalibrationError(
+                f"calibrate: key {p}: heard {sum(s.heard for s in strikes[p])} of "
+                f"{len(strikes[p])} test strikes (need >= 2); is the key or its coil broken?"
+            )
+        ret = return_estimate(fit, strikes[p])
+        ret_us = ret.return_us
+        if ret_us is None:
+            report.return_unmeasured.append(p)
+            log.warning(
+                "calibrate: key %d: return time not measured (%s %.0f us); the spec's "
+                "nominal %d us applies",
+                p,
+                ret.kind,
+                ret.value_us,
+                spec.timing.key_return_us,
+            )
+        else:
+            report.return_us[p] = ret_us
+            report.return_kind[p] = ret.kind
+        cal.keys[p] = curve_from_fit(p, fit, lat_top, len(strikes[p]), return_us=ret_us)
+        report.lat_rms_us[p] = fit.lat_rms_us
+        report.vel_rms[p] = fit.vel_rms
+        if fit.isotonic:
+            report.isotonic_keys.append(p)
+    if pedal_lat is not None:
+        cal.pedal_latency_us = pedal_lat
+        report.pedal_measured = True
+    report.pedal_latency_us = cal.pedal_latency_us
+    if progress is not None:
+        progress(1.0)
+    log.info(
+        "calibrated %d keys: %.1f strikes/key, %d plays, %.1f s of playing",
+        len(todo),
+        report.strikes_per_key,
+        report.play_calls,
+        report.sim_time_us / 1e6,
+    )
+    return cal, report
+
+
+def calibrate(
+    device: Device,
+    spec: PianoSpec,
+    *,
+    max_strikes_per_key: int = 12,
+    progress: Progress | None = None,
+    seed: int = 0,
+) -> Calibration:
+    """Calibrate every key of ``spec`` on ``device``; see :func:`calibrate_session`."""
+    cal, _ = calibrate_session(
+        device, spec, max_strikes_per_key=max_strikes_per_key, progress=progress, seed=seed
+    )
+    return cal

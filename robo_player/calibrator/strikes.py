@@ -1,0 +1,57 @@
+"""Test strikes and what the sensor heard of them.
+
+What the calibrator may assume about the sensor and the physics family (the silent
+latency, the microphone's noise), one strike's record (:class:`StrikeResult`), and the
+pairing of heard onsets with strikes through the project's one matcher
+(:mod:`robo_player.matching`) in :data:`STRIKE_WINDOW`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from ..matching import Window, match_onsets
+from ..performance import Performance
+
+# --- what the sensor and the physics family let us assume -------------------------------
+SILENT_LATENCY_US = 400_000  # a strike slower than this never sounds (docs/simulator.md)
+LAT_NOISE_US = 200.0  # onset timing noise of the microphone (s.d.)
+VEL_NOISE = 1.0  # loudness noise of the microphone (s.d., velocity units)
+VEL_CLIP = math.inf  # loudness at or above this is taken as clipped (the sensor does not clip)
+
+# A strike's onset comes its key's latency after the command, at most the silent limit
+# (plus slack); it may read up to 3 s.d. of the sensor's timing noise early.
+STRIKE_WINDOW = Window(before_us=int(3 * LAT_NOISE_US), after_us=SILENT_LATENCY_US + 5_000)
+
+
+@dataclass(slots=True)
+class StrikeResult:
+    """One test strike and what was heard of it."""
+
+    pitch: int
+    drive: float  # commanded fraction after PWM quantisation
+    t_us: int
+    heard: bool = False
+    latency_us: float = math.nan
+    velocity: float = math.nan
+    # a key-return probe: struck this long after the key's release (µs); its curves are
+    # not used for the fit. None for an ordinary strike (the key was fully up).
+    probe_gap_us: int | None = None
+
+
+def match_strikes(perf: Performance, pending: list[StrikeResult]) -> int:
+    """Attach heard onsets to strikes with :func:`robo_player.matching.match_onsets` in
+    :data:`STRIKE_WINDOW` (same pitch, the onset nearest the strike among those from
+    just before it to the silent-strike latency after it; one onset per strike).
+
+    Returns the number of heard notes that matched no strike."""
+    pairs = match_onsets(
+        ((s.t_us, s.pitch) for s in pending), ((h.t_us, h.pitch) for h in perf.heard), STRIKE_WINDOW
+    )
+    for i, j in pairs.items():
+        s, h = pending[i], perf.heard[j]
+        s.heard = True
+        s.latency_us = float(h.t_us - s.t_us)
+        s.velocity = float(h.velocity)
+    return len(perf.heard) - len(pairs)
