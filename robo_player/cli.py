@@ -62,6 +62,15 @@ def _load_spec(args: argparse.Namespace) -> Any:
     return load_spec(args.spec)
 
 
+def _require_device(spec: Any) -> None:
+    """play, simulate and calibrate need a device model of the spec's family."""
+    if spec.family != "piano":
+        raise UsageError(
+            f"--spec {spec.name}: no simulator/device for the {spec.family} family yet "
+            "(`plan` and `inspect` work for it; allowed here: a piano spec)"
+        )
+
+
 def _load_score(args: argparse.Namespace) -> Any:
     from .midi import read_midi, require_notes, resolve_piece
 
@@ -191,6 +200,7 @@ def cmd_play(args: argparse.Namespace, port: str | None = None) -> int:
 
     port = port or args.port
     spec = _load_spec(args)
+    _require_device(spec)
     if getattr(args, "generate", None):
         from .model.cli import generate_score
 
@@ -264,10 +274,17 @@ def cmd_plan(args: argparse.Namespace) -> int:
     with Outputs() as outputs:
         out = outputs.reserve(args.out)
         rep = outputs.reserve(args.report) if args.report else None
+        tab = outputs.reserve(args.tab) if args.tab else None
+        if tab is not None and spec.family == "piano":
+            raise UsageError(f"--tab: spec {spec.name!r} is a piano (allowed: a guitar or bass spec)")
         plan, plan_report = plan_for(score, spec, calibration, _plan_options(args))
         plan.write_jsonl(out)
         if rep:
             write_text(rep, json.dumps(plan_report.to_json(), indent=2) + "\n")
+        if tab is not None:
+            from .planner.tab import format_tab
+
+            write_text(tab, format_tab(spec, score, plan_report))
     if not args.quiet:
         pr = plan_report.to_json()
         print(
@@ -282,6 +299,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     from .calibrator import calibrate
 
     spec = _load_spec(args)
+    _require_device(spec)
     if not 3 <= args.max_strikes <= 64:
         raise UsageError(f"--max-strikes: {args.max_strikes} is out of range (allowed 3..64)")
     with Outputs() as outputs:
@@ -319,6 +337,9 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         "would_drop": pr["notes_dropped"],
         "drop_reasons": sorted({d["reason"] for d in pr["drops"]})[:10],
     }
+    for key in ("fretter_travel_frets", "fretter_travel_mm", "string_changes", "cut_notes"):
+        if key in pr:  # the guitar's and the bass's
+            fit[key] = pr[key]
     if args.json:
         print(json.dumps({"score": stats, "fit": fit}, indent=2))
         return 0
@@ -330,6 +351,9 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     print(f"  would be altered: {fit['would_alter']}, dropped: {fit['would_drop']}")
     for r in fit["drop_reasons"]:
         print(f"    drop: {r}")
+    if "string_changes" in fit:
+        print(f"  fretter travel: {fit['fretter_travel_frets']} frets ({fit['fretter_travel_mm']} mm), "
+              f"string changes: {fit['string_changes']}, notes cut short: {fit['cut_notes']}")  # fmt: skip
     return 0
 
 
@@ -382,6 +406,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_plan_args(sp)
     sp.add_argument("--out", required=True, metavar="PLAN.jsonl", help="where to write the plan")
     sp.add_argument("--report", metavar="PATH", help="write the plan report JSON here")
+    sp.add_argument("--tab", metavar="TAB.txt", help="guitar/bass: write the fingering as ASCII tab")
 
     sp = add("calibrate", cmd_calibrate, "measure every key's curves by playing and listening")
     _add_spec_arg(sp)

@@ -81,14 +81,21 @@ def spurious_actuations(
     """
     slack = slack_us * clock_hz // 1_000_000
     bad = []
+
+    def near(a: int, b: int) -> bool:
+        # the trace's clocks are extended past 2**32; the driver's outcomes carry the
+        # MCU's 32-bit clock, so compare them modulo the wrap
+        d = (a - b) % (1 << 32)
+        return min(d, (1 << 32) - d) <= slack
+
     for clock, a, level in changes:
         if not level:
             continue
         ok = False
         for c, drive, hold, pulse in sent.get(a, []):
-            if level == drive and abs(clock - c) <= slack:
+            if level == drive and near(clock, c):
                 ok = True
-            elif level == hold and abs(clock - (c + pulse * clock_hz // 1_000_000)) <= slack:
+            elif level == hold and near(clock, c + pulse * clock_hz // 1_000_000):
                 ok = True
             if ok:
                 break

@@ -6,6 +6,7 @@ every family shares (supply budget, coil heat, on-time, concurrency) are in
 """
 
 from .constraints import Limits, PlanOptions, Playability
+from .guitar import GuitarPlanReport, plan_guitar
 from .piano import plan_piano
 from .registry import PLANNERS, plan, playability
 from .report import Fate, NoteOutcome, PlanReport
@@ -13,12 +14,14 @@ from .report import Fate, NoteOutcome, PlanReport
 __all__ = [
     "PLANNERS",
     "Fate",
+    "GuitarPlanReport",
     "Limits",
     "NoteOutcome",
     "PlanOptions",
     "PlanReport",
     "Playability",
     "plan",
+    "plan_guitar",
     "plan_piano",
     "playability",
 ]

@@ -19,6 +19,7 @@ from ..plan import Plan
 from ..score import Score
 from ..spec.model import InstrumentSpec
 from .constraints import PlanOptions, Playability
+from .guitar import plan_guitar
 from .piano import plan_piano
 from .report import PlanReport
 
@@ -27,7 +28,11 @@ __all__ = ["PLANNERS", "plan", "playability"]
 Planner = Callable[[Score, Any, Any, Any], tuple[Plan, PlanReport]]
 
 # family -> planner(score, spec, calibration | None, options | None)
-PLANNERS: dict[str, Planner] = {"piano": plan_piano}
+PLANNERS: dict[str, Planner] = {
+    "piano": plan_piano,
+    "guitar": plan_guitar,
+    "bass": plan_guitar,
+}
 # family -> playability oracle class (the performance model's constraint)
 ORACLES: dict[str, Callable[..., Any]] = {"piano": Playability}
 

@@ -1,6 +1,7 @@
 """Hardware specs (YAML -> frozen dataclasses) and calibration tables."""
 
 from .actuators import Actuator, ActuatorKind, ActuatorMap, piano_actuators
+from .guitar import GuitarSpec
 from .loader import (
     DEFAULT_SPEC,
     SPEC_DIR,
@@ -37,6 +38,7 @@ __all__ = [
     "ActuatorMap",
     "DriverBoard",
     "DriverKind",
+    "GuitarSpec",
     "InstrumentSpec",
     "KeySpec",
     "NominalCurves",

@@ -57,6 +57,10 @@ class Actuator:
     max_rise_k: float  # allowed temperature rise over ambient, K
     i2c_address: int | None = None  # of its board, for PCA9685 outputs
     travel_us: int = 0  # positioners: time for the full travel; 0 for coils
+    travel_mm: float = 0.0  # positioners: the travel limit (position counts span 0..this)
+    max_speed_mm_s: float = 0.0  # positioners: trapezoidal profile's top speed
+    accel_mm_s2: float = 0.0  # positioners: ... and its acceleration
+    settle_us: int = 0  # positioners: after a move, before the load may act
 
     @property
     def pwm_max(self) -> int:

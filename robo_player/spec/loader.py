@@ -23,7 +23,7 @@ import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from ..errors import SpecError
 from ..resources import shipped_dir
@@ -389,7 +389,18 @@ def _check_strike_power_timing(c: _Checker, spec: PianoSpec, n_actuators: int) -
 
 
 def _check_nominal(c: _Checker, spec: PianoSpec) -> None:
-    n = spec.nominal
+    _check_nominal_curves(c, spec.nominal)
+    slowest = max(spec.nominal.latency_us)
+    if spec.timing.pipeline_delay_us < slowest:
+        raise c.fail(
+            "timing.pipeline_delay_us",
+            f"{spec.timing.pipeline_delay_us} is less than the slowest nominal latency "
+            f"(allowed {slowest}..2000000)",
+        )
+
+
+def _check_nominal_curves(c: _Checker, n: Any) -> None:
+    """The nominal section's own rules (every family that has one)."""
     if not len(n.drive) == len(n.velocity) == len(n.latency_us):
         raise c.fail(
             "nominal",
@@ -421,13 +432,6 @@ def _check_nominal(c: _Checker, spec: PianoSpec) -> None:
                 f"{n.latency_us[i]} is above nominal.latency_us[{i - 1}] = {n.latency_us[i - 1]} "
                 "(must be non-increasing)",
             )
-    slowest = max(n.latency_us)
-    if spec.timing.pipeline_delay_us < slowest:
-        raise c.fail(
-            "timing.pipeline_delay_us",
-            f"{spec.timing.pipeline_delay_us} is less than the slowest nominal latency "
-            f"(allowed {slowest}..2000000)",
-        )
 
 
 # ---------------------------------------------------------------------------------
@@ -459,12 +463,18 @@ def spec_family(doc: Any, source: str = "<spec>") -> str:
 
 
 def spec_from_mapping(doc: Any, source: str = "<spec>") -> PianoSpec:
-    """Validate a parsed spec document and build its family's spec (:class:`PianoSpec`).
+    """Validate a parsed spec document and build its family's spec (:class:`PianoSpec`,
+    or :class:`~robo_player.spec.guitar.GuitarSpec` for ``instrument: guitar | bass``:
+    typed as the piano's for the call sites that predate families; check ``.family``).
 
     ``source`` is the name errors start with (the file, as shown to the user).
     """
     c = _Checker(source, doc)
     family = spec_family(doc, source)
+    if family in ("guitar", "bass"):
+        from .guitar_loader import guitar_from_mapping  # it imports this module
+
+        return cast(PianoSpec, guitar_from_mapping(c, doc, family))
     top = c.section(FAMILY_SECTIONS[family], doc, "")
     boards: list[dict[str, Any]] = top["boards"]
     keys: list[dict[str, Any]] = top["keys"]
@@ -578,5 +588,7 @@ def main(argv: list[str] | None = None) -> int:
             sys.stderr.write(f"{err}\n")
             status = 1
         else:
-            sys.stdout.write(f"{name}: ok ({len(spec.keys)} keys, hash {spec.spec_hash})\n")
+            what = f"{len(spec.keys)} keys" if spec.family == "piano" else (
+                f"{len(getattr(spec, 'strings', ()))} strings")
+            sys.stdout.write(f"{name}: ok ({what}, hash {spec.spec_hash})\n")
     return status

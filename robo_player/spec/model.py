@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from .actuators import ActuatorMap
 
 FAMILIES = ("piano", "guitar", "bass")  # instrument families a spec may name
-SUPPORTED_FAMILIES = ("piano",)  # the ones this version can load and plan
+SUPPORTED_FAMILIES = ("piano", "guitar", "bass")  # the ones this version can load and plan
 
 
 class DriverKind(Enum):
@@ -197,14 +197,14 @@ def _jsonable(obj: object) -> object:
 def _content(obj: object) -> object:
     """asdict() without the derived ``actuators`` field (so hashes stay as they were)."""
     if is_dataclass(obj) and not isinstance(obj, type):
-        skip = "actuators"
-        return {f.name: _content(getattr(obj, f.name)) for f in fields(obj) if f.name != skip}
+        # derived fields (init=False: the actuator map, lookup tables) are not content
+        return {f.name: _content(getattr(obj, f.name)) for f in fields(obj) if f.init}
     if isinstance(obj, list | tuple):
         return [_content(v) for v in obj]
     return obj
 
 
-def spec_hash(spec: PianoSpec) -> str:
+def spec_hash(spec: object) -> str:
     """sha256 (16 hex digits) of the spec's content. The piano's hash is what it was
     before specs named their family, so existing calibration files still match."""
     blob = json.dumps(_jsonable(_content(spec)), sort_keys=True, separators=(",", ":"))

@@ -359,8 +359,7 @@ SHARED_FIELDS: tuple[Field, ...] = (
         "instrument",
         Kind.ENUM,
         "instrument family: picks the family's sections and its planner; absent means "
-        "piano (specs written before families load unchanged); guitar and bass are "
-        "reserved, not yet supported",
+        "piano (specs written before families load unchanged)",
         choices=SUPPORTED_FAMILIES,
         required=False,
     ),
@@ -394,8 +393,7 @@ SECTIONS: tuple[Section, ...] = (PIANO, BOARD, KEY, STRIKE, THERMAL, POWER, TIMI
 
 # Checked by the loader after the per-field checks; named here for the schema and docs.
 CROSS_FIELD_RULES: tuple[str, ...] = (
-    "instrument is one of piano | guitar | bass (absent: piano); only piano is supported "
-    "by this version",
+    "instrument is one of piano | guitar | bass (absent: piano)",
     "board ids are unique; pca9685 boards have an i2c_address (unique), at most 16 "
     "channels, at most 12 pwm_bits and pwm_hz 24..1526; direct boards have no i2c_address",
     "keys and pedal name a listed board; their channel lies in that board's block and "
@@ -477,24 +475,33 @@ def spec_json_schema() -> dict[str, Any]:
     It covers the per-field rules (keys, types, ranges); the cross-field rules are in
     its ``$comment`` and are checked by the loader only.
     """
+    from .guitar_schema import GUITAR_RULES, GUITAR_SECTIONS  # it imports this module
+
     root = _section_schema(PIANO)
     root.pop("description")
+    defs = {s.cls.__name__: _section_schema(s) for s in SECTIONS[1:]}
+    defs.update({s.cls.__name__: _section_schema(s) for s in GUITAR_SECTIONS})
     return {
         "$schema": SCHEMA_DIALECT,
         "$id": SCHEMA_ID,
         "title": "robo_player solenoid piano hardware spec",
-        "description": PIANO.doc,
-        "$comment": "Also checked by the loader: " + "; ".join(CROSS_FIELD_RULES),
+        "description": PIANO.doc
+        + " Guitar and bass specs (instrument: guitar | bass) validate against "
+        "#/$defs/GuitarSpec instead.",
+        "$comment": "Also checked by the loader: "
+        + "; ".join(CROSS_FIELD_RULES + GUITAR_RULES),
         **root,
-        "$defs": {s.cls.__name__: _section_schema(s) for s in SECTIONS[1:]},
+        "$defs": defs,
     }
 
 
 def fields_markdown() -> str:
     """The field reference of ``hardware_specs/README.md`` (generated, kept in sync by a test)."""
+    from .guitar_schema import GUITAR_RULES, GUITAR_SECTIONS  # it imports this module
+
     lines: list[str] = []
-    for s in SECTIONS:
-        title = s.name or "top level"
+    for s in SECTIONS + GUITAR_SECTIONS:
+        title = s.name or f"top level ({s.cls.__name__})"
         lines += [f"### `{title}`", "", s.doc, ""]
         lines += [
             "| key | required | type | unit | allowed | meaning |",
@@ -514,5 +521,5 @@ def fields_markdown() -> str:
             )
         lines.append("")
     lines += ["### Rules across fields", ""]
-    lines += [f"- {r}" for r in CROSS_FIELD_RULES]
+    lines += [f"- {r}" for r in CROSS_FIELD_RULES + GUITAR_RULES]
     return "\n".join(lines) + "\n"

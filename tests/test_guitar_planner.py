@@ -1,0 +1,265 @@
+"""The guitar and bass planner: invariants on random pieces, the search against brute
+force, impossible pieces, tab and CLI."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from robo_player.cli import main as cli_main
+from robo_player.midi import write_midi
+from robo_player.plan import Command, Op, Plan
+from robo_player.planner import PlanOptions, plan
+from robo_player.planner.fingering import Layout, brute_force, path_cost, search
+from robo_player.planner.guitar import GuitarPlanReport, plan_guitar, prepare
+from robo_player.planner.report import Fate
+from robo_player.planner.tab import format_tab
+from robo_player.score import Note, Score
+from robo_player.spec.guitar import GuitarSpec, Mechanism, travel_us
+from robo_player.spec.guitar_loader import load_guitar_spec
+
+SPECS = {n: load_guitar_spec(n) for n in ("guitar-slider", "guitar-matrix", "bass-4")}
+MS = 1000
+
+
+def score_of(*notes: tuple[int, int, int, int]) -> Score:
+    return Score([Note(p, t, d, v) for p, t, d, v in notes])
+
+
+@st.composite
+def pieces(draw: st.DrawFn, spec: GuitarSpec, max_notes: int = 24) -> Score:
+    """Random pieces around the instrument's range: melodies, repeats, chords, rests."""
+    n = draw(st.integers(1, max_notes))
+    notes = []
+    t = 0
+    for _ in range(n):
+        t += draw(st.sampled_from([0, 0, 40, 90, 125, 180, 250, 400, 900])) * MS
+        pitch = draw(st.integers(spec.lowest - 3, spec.lowest + 30))
+        dur = draw(st.sampled_from([30, 100, 125, 250, 500, 2000])) * MS
+        notes.append(Note(pitch, t, dur, draw(st.integers(1, 127))))
+    return Score(notes)
+
+
+def _check(spec: GuitarSpec, score: Score, the_plan: Plan, report: GuitarPlanReport) -> None:
+    """Replay the commands and hold every rule; return nothing, assert everything."""
+    t = spec.timing
+    amap = spec.actuators
+    report.check()
+    # every note accounted for, exactly once
+    assert [o.index for o in report.outcomes] == list(range(len(score.notes)))
+    played = {o.index for o in report.outcomes if o.fate is not Fate.DROPPED}
+    assert set(report.fingering) == played
+    picks = [c for c in the_plan.commands if amap[c.actuator].role.startswith("pick:")]
+    assert sorted(c.note for c in picks) == sorted(played)
+    for o in report.outcomes:
+        assert o.fate is not Fate.DROPPED or o.reason
+    # never two sounding notes on one string: per string, a note ends before the next sounds
+    by_string: dict[int, list[tuple[int, int]]] = {}
+    for i, (s, _f) in report.fingering.items():
+        o = report.outcomes[i]
+        n = score.notes[i]
+        end = o.intended_t_us + n.duration_us + int(o.changes.get("duration_us", 0))
+        by_string.setdefault(s, []).append((o.intended_t_us, end))
+    for spans in by_string.values():
+        spans.sort()
+        for (s0, e0), (s1, _e1) in zip(spans, spans[1:], strict=False):
+            assert s0 < s1 and e0 <= s1, spans
+    # replay
+    down: dict[int, int | None] = {}  # press actuator -> since when (None: up)
+    up_at: dict[int, int] = {}
+    moving_until: dict[int, int] = {}
+    pos: dict[int, int] = {}
+    slider = spec.mechanism is Mechanism.SLIDER
+    ordered = sorted(the_plan.commands, key=Command.sort_key)
+    assert ordered == the_plan.commands
+    for c in ordered:
+        a = amap[c.actuator]
+        kind, s = a.role.split(":")[0], int(a.role.split(":")[1])
+        if kind in ("press", "fret"):
+            if c.op is Op.PULSE_HOLD:
+                assert down.get(c.actuator) is None
+                if slider:  # the carriage has arrived and settled
+                    assert moving_until.get(s, 0) <= c.t_us, (c, moving_until.get(s))
+                down[c.actuator] = c.t_us
+            else:
+                assert c.op is Op.RELEASE and down.get(c.actuator) is not None
+                assert c.t_us - (down[c.actuator] or 0) <= a.max_on_us
+                down[c.actuator] = None
+                up_at[c.actuator] = c.t_us
+        elif kind == "carriage":
+            assert c.op is Op.MOVE and 0 <= c.position <= a.pwm_max
+            presser = spec.strings[s].presser
+            assert presser is not None
+            # no carriage moves while its presser is down (or still lifting)
+            assert down.get(presser.channel) is None, c
+            assert c.t_us >= up_at.get(presser.channel, -(10**9)) + t.release_us, c
+            d_mm = abs(c.position - pos.get(s, 0)) / a.pwm_max * a.travel_mm
+            moving_until[s] = c.t_us + round(travel_us(d_mm, a.max_speed_mm_s, a.accel_mm_s2)) + a.settle_us
+            pos[s] = c.position
+        elif kind == "pick":
+            s_note, fret = report.fingering[c.note]
+            assert s_note == s and c.op is Op.PULSE_HOLD and 0 < c.drive <= a.pwm_max
+            st_ = spec.strings[s]
+            if fret > 0:
+                act = st_.presser.channel if st_.presser is not None else st_.fret_channels[fret - 1]  # type: ignore[index]
+                since = down.get(act)
+                # every pick after its fret has settled
+                assert since is not None and since <= c.t_us - t.fret_settle_us, (c, since)
+                if slider:
+                    car = st_.carriage
+                    assert car is not None
+                    want = round(Layout(spec).pos_mm[fret] / car.travel_mm * amap[car.channel].pwm_max)
+                    assert pos.get(s) == want and moving_until[s] <= since
+            else:  # an open string: nothing pressed on it
+                acts = [st_.presser.channel] if st_.presser is not None else list(st_.fret_channels or ())
+                assert all(down.get(x) is None for x in acts), c
+    assert all(v is None for v in down.values()), "a fret left pressed at the end"
+
+
+@pytest.mark.parametrize("name", list(SPECS))
+def test_invariants_on_random_pieces(name: str) -> None:
+    spec = SPECS[name]
+
+    @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(pieces(spec), st.sampled_from(["transpose", "drop"]))
+    def run(score: Score, policy: str) -> None:
+        the_plan, report = plan(score, spec, None, PlanOptions(out_of_range=policy))
+        assert isinstance(report, GuitarPlanReport)
+        _check(spec, score, the_plan, report)
+
+    run()
+
+
+@pytest.mark.parametrize("name", ["guitar-slider", "bass-4", "guitar-matrix"])
+def test_search_equals_brute_force(name: str) -> None:
+    spec = SPECS[name]
+    layout = Layout(spec)
+
+    @settings(max_examples=40, deadline=None)
+    @given(pieces(spec, max_notes=6))
+    def run(score: Score) -> None:
+        onsets, _ = prepare(spec, score)
+        n_paths = 1
+        for o in onsets:
+            n_paths *= len(o.fingerings)
+        if n_paths > 3000:
+            return
+        choice, cost = search(layout, onsets, beam=10**6)
+        _, best = brute_force(layout, onsets)
+        assert cost == pytest.approx(best, abs=1e-6)
+        assert path_cost(layout, onsets, choice) == pytest.approx(cost, abs=1e-6)
+
+    run()
+
+
+def test_search_prefers_short_travel() -> None:
+    spec = SPECS["guitar-slider"]
+    # a scale on one string's reach: the search keeps the carriage moves small
+    notes = [(p, i * 300 * MS, 250 * MS, 80) for i, p in enumerate([55, 57, 59, 60, 62, 64, 65, 67])]
+    _, rep = plan_guitar(score_of(*notes), spec)
+    assert rep.notes_dropped == 0
+    assert rep.fretter_travel_frets <= 10
+
+
+def test_a_seven_note_chord_drops_what_has_no_string() -> None:
+    spec = SPECS["guitar-slider"]
+    chord = [(p, 0, 500 * MS, 80) for p in (40, 45, 50, 55, 59, 64, 69)]
+    the_plan, rep = plan_guitar(score_of(*chord), spec, None, PlanOptions(out_of_range="drop"))
+    assert rep.notes_in == 7 and rep.notes_dropped == 1
+    (d,) = rep.drops
+    assert "chord of 7 notes: no free string" in str(d["reason"])
+    _check(spec, score_of(*chord), the_plan, rep)
+
+
+def test_a_pitch_below_the_lowest_string() -> None:
+    spec = SPECS["bass-4"]
+    s = score_of((20, 0, 200 * MS, 80), (40, 300 * MS, 200 * MS, 80))
+    _, rep = plan(s, spec, None, PlanOptions(out_of_range="drop"))
+    assert rep.notes_dropped == 1 and rep.notes_played == 1
+    assert "pitch G#0 is below the lowest string (E1)" in str(rep.drops[0]["reason"])
+    _, rep = plan(s, spec, None, PlanOptions(out_of_range="transpose"))
+    assert rep.notes_dropped == 0
+    assert rep.outcomes[0].fate is Fate.ALTERED and rep.outcomes[0].changes["pitch"] == 12
+
+
+def test_a_carriage_too_slow_for_the_tempo_is_reported() -> None:
+    spec = SPECS["bass-4"]
+    # E1 open, then F1 (only the E1 string has it) 100 ms later: the carriage, damper and
+    # presser need 145 ms; the note is dropped with the reason, the rest is played
+    s = score_of((28, 0, 50 * MS, 80), (29, 100 * MS, 50 * MS, 80), (31, 600 * MS, 50 * MS, 80))
+    the_plan, rep = plan_guitar(s, spec)
+    assert rep.notes_in == 3 and rep.notes_played == 2
+    assert rep.drops == [{"note": 1, "reason": "string 0 fret 1: carriage move needs 145 ms before the pick"}]
+    _check(spec, s, the_plan, rep)
+
+
+def test_a_note_ringing_into_the_next_on_its_string_is_cut() -> None:
+    spec = SPECS["bass-4"]
+    # two notes only string E1 has, overlapping: the first is cut and reported
+    s = score_of((30, 0, 1_000 * MS, 80), (32, 600 * MS, 200 * MS, 80))
+    the_plan, rep = plan_guitar(s, spec)
+    assert rep.notes_dropped == 0 and rep.cut_notes == 1
+    assert rep.outcomes[0].changes["duration_us"] < 0
+    _check(spec, s, the_plan, rep)
+
+
+def test_tab_and_report_keys() -> None:
+    spec = SPECS["guitar-slider"]
+    s = score_of((40, 0, 200 * MS, 80), (64, 0, 200 * MS, 80), (67, 300 * MS, 200 * MS, 80))
+    _, rep = plan_guitar(s, spec)
+    j = rep.to_json()
+    for key in ("fretter_travel_frets", "fretter_travel_mm", "string_changes", "cut_notes"):
+        assert key in j
+    assert j["heat_overloads"] == 0 and j["supply_overloads"] == 0
+    tab = format_tab(spec, s, rep)
+    lines = [x for x in tab.splitlines() if "|" in x]
+    assert len(lines) == 6 and lines[0].startswith("e|") and lines[-1].startswith("E|")
+    assert lines[-1].startswith("E|-0-") and lines[0].startswith("e|-0-3")
+
+
+def test_cli_plan_writes_tab_and_refuses_to_play(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    mid = tmp_path / "tune.mid"
+    write_midi(score_of((45, 0, 250 * MS, 80), (52, 250 * MS, 250 * MS, 90), (57, 500 * MS, 500 * MS, 70)), mid)
+    out, tab, rep = tmp_path / "plan.jsonl", tmp_path / "tab.txt", tmp_path / "rep.json"
+    assert cli_main(["-q", "plan", str(mid), "--spec", "guitar-slider", "--out", str(out),
+                     "--tab", str(tab), "--report", str(rep)]) == 0  # fmt: skip
+    assert Plan.read_jsonl(out).spec_name == "guitar-slider"
+    assert "|" in tab.read_text()
+    assert json.loads(rep.read_text())["notes_in"] == 3
+    assert cli_main(["inspect", str(mid), "--spec", "bass-4"]) == 0
+    assert "fretter travel" in capsys.readouterr().out
+    for cmd in (["simulate", str(mid)], ["calibrate", "--port", "sim://", "--out", str(tmp_path / "c.yaml")]):
+        assert cli_main([*cmd, "--spec", "guitar-matrix"]) == 2
+        assert "no simulator/device for the guitar family yet" in capsys.readouterr().err
+
+
+def test_plan_round_trip(tmp_path: Path) -> None:
+    spec = SPECS["bass-4"]
+    s = score_of((28, 0, 200 * MS, 80), (35, 400 * MS, 200 * MS, 100), (40, 900 * MS, 300 * MS, 40))
+    the_plan, _ = plan(s, spec)
+    assert any(c.op is Op.MOVE and c.position > 0 for c in the_plan.commands)
+    path = tmp_path / "p.jsonl"
+    the_plan.write_jsonl(path)
+    again = Plan.read_jsonl(path)
+    assert again.commands == the_plan.commands and again.spec_hash == spec.spec_hash
+
+
+def test_a_tight_supply_and_a_hot_coil_are_counted() -> None:
+    import dataclasses
+
+    spec = SPECS["guitar-matrix"]
+    # 6-note chords: 6 fret pulses then 6 picks; with room for 2 pulses at once, overloads
+    tight = dataclasses.replace(spec, power=dataclasses.replace(spec.power, max_simultaneous_strikes=2))
+    chords = [(p, i * 500 * MS, 400 * MS, 80) for i in range(4) for p in (41, 46, 51, 56, 60, 65)]
+    _, rep = plan_guitar(score_of(*chords), tight)
+    assert rep.supply_overloads > 0
+    _, rep = plan_guitar(score_of(*chords), spec)
+    assert rep.supply_overloads == 0 and rep.heat_overloads == 0
+    # a coil that heats 100x faster passes its limit on a long held fret
+    hot = dataclasses.replace(spec, thermal=dataclasses.replace(spec.thermal, coil_heat_capacity_j_per_k=0.1))
+    _, rep = plan_guitar(score_of((41, 0, 10_000 * MS, 80)), hot)
+    assert rep.heat_overloads >= 1
