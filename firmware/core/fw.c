@@ -121,7 +121,10 @@ static void refuse(uint8_t kind, uint32_t index, uint16_t actuator, uint32_t clo
 }
 
 /* `n` as the host sent it (10 bits): refused unless configured, then an rp_aid. */
-static void enqueue(uint8_t op, uint16_t n, int32_t level, uint16_t pulse_us, uint16_t hold)
+/* `slot`: the staging slot this command's record came from (built there in place and
+ * committed), or 0 (built on the stack and pushed). */
+static void enqueue(uint8_t op, uint16_t n, int32_t level, uint16_t pulse_us, uint16_t hold,
+                    rp_cmd *slot)
 {
     uint32_t index = next_index;
 #ifdef RP_TEST_ENQUEUE_HOOK
@@ -169,16 +172,18 @@ static void enqueue(uint8_t op, uint16_t n, int32_t level, uint16_t pulse_us, ui
         refuse(RP_EV_REFUSED_DUTY, index, n, base);
         return;
     }
-    rp_cmd c;
+    rp_cmd local;
+    rp_cmd *c = slot ? slot : &local;
     /* an output that takes time to reach (a PCA9685 write over I2C) starts that early */
-    c.clock = base - RP_OUTPUT_LEAD_TICKS(a->out_kind);
-    c.index = (uint16_t)index;
-    c.actuator = (rp_aid)n;
-    c.op = op;
-    c.level = (uint16_t)level;
-    c.pulse_us = pulse_us;
-    c.hold = hold & 0xFFF; /* <= max_drive <= 4095: checked above */
-    if (!rp_sched_push(&c)) /* cannot happen: frames are checked against free slots */
+    c->clock = base - RP_OUTPUT_LEAD_TICKS(a->out_kind);
+    c->index = (uint16_t)index;
+    c->actuator = (rp_aid)n;
+    c->op = op;
+    c->level = (uint16_t)level;
+    c->pulse_us = pulse_us;
+    c->hold = hold & 0xFFF; /* <= max_drive <= 4095: checked above */
+    /* cannot fail: frames are checked against free slots */
+    if (!(slot ? rp_sched_commit(slot) : rp_sched_push(c)))
         do_shutdown(RP_SHUTDOWN_INTERNAL);
 }
 
@@ -402,7 +407,7 @@ static int16_t check(const uint8_t *payload, const uint8_t *end)
 
 /* One record, packed or staged: the scheduling state moves, then it is queued. */
 static void run_record(uint32_t dclock, uint16_t actuator, uint8_t strike, int16_t ddrive,
-                       uint8_t has_pulse_hold, uint16_t pulse_us, uint16_t hold)
+                       uint8_t has_pulse_hold, uint16_t pulse_us, uint16_t hold, rp_cmd *slot)
 {
     base += dclock << time_shift;
     if (strike) {
@@ -412,9 +417,9 @@ static void run_record(uint32_t dclock, uint16_t actuator, uint8_t strike, int16
             last_hold = hold;
         }
         enqueue(RP_OP_STRIKE, actuator, (int32_t)last_drive << level_shift, last_pulse,
-                last_hold);
+                last_hold, slot);
     } else {
-        enqueue(RP_OP_RELEASE, actuator, 0, 0, 0);
+        enqueue(RP_OP_RELEASE, actuator, 0, 0, 0, slot);
     }
 }
 
@@ -434,10 +439,10 @@ static void run(const uint8_t *payload, const uint8_t *end)
             uint32_t n = v[RP_SCHEDULE_RECORDS];
             if (msg < MAX_SCHED_MSGS && sched_end[msg]) {
                 for (uint32_t i = 0; i < n; i++) {
-                    /* a copy first: the push may write this very slot */
-                    rp_cmd c = *rp_sched_stage(slot++);
-                    run_record(c.clock, c.actuator, c.op & 1, (int16_t)c.level, c.op >> 1,
-                               c.pulse_us, c.hold);
+                    /* the record is read out, then the command is built in its slot */
+                    rp_cmd *c = rp_sched_stage(slot++);
+                    run_record(c->clock, c->actuator, c->op & 1, (int16_t)c->level, c->op >> 1,
+                               c->pulse_us, c->hold, c);
                 }
                 p = payload + sched_end[msg];
             } else {
@@ -446,7 +451,7 @@ static void run(const uint8_t *payload, const uint8_t *end)
                     rp_get_record(&p, end, &r);
                     slot++;
                     run_record(r.dclock, r.actuator, r.strike, r.ddrive, r.has_pulse_hold,
-                               r.pulse_us, r.hold);
+                               r.pulse_us, r.hold, 0);
                 }
             }
             msg++;
@@ -479,7 +484,7 @@ static void run(const uint8_t *payload, const uint8_t *end)
             base += v[RP_SCHEDULE_EXT_DCLOCK] << time_shift;
             enqueue((uint8_t)v[RP_SCHEDULE_EXT_OP], (uint16_t)v[RP_SCHEDULE_EXT_ACTUATOR],
                     (int32_t)v[RP_SCHEDULE_EXT_LEVEL], (uint16_t)v[RP_SCHEDULE_EXT_PULSE_US],
-                    (uint16_t)v[RP_SCHEDULE_EXT_HOLD]);
+                    (uint16_t)v[RP_SCHEDULE_EXT_HOLD], 0);
             break;
         case RP_MSG_ALL_OFF:
             rp_sched_all_off(next_index);

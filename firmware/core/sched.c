@@ -476,6 +476,26 @@ rp_cmd *rp_sched_stage(uint16_t k)
 }
 uint16_t rp_sched_queued(void) { return q_count; }
 
+uint8_t rp_sched_commit(rp_cmd *s)
+{
+    rp_irq_t irq = RP_IRQ_SAVE();
+    uint16_t i = q_count;
+    rp_cmd *tail = &q[qi(i)];
+    if (s == tail && i < RP_QUEUE_SIZE) {
+        const rp_cmd *last = tail == q ? &q[RP_QUEUE_SIZE - 1] : tail - 1;
+        if (i == 0 || !BEFORE(s->clock, last->clock)) { /* in time order: it is there */
+            q_count = (uint16_t)(i + 1);
+            if (s->clock == q[q_head].clock)
+                arm(s->clock); /* a new head, or one more command of the head's chord */
+            RP_IRQ_RESTORE(irq);
+            return 1;
+        }
+    }
+    RP_IRQ_RESTORE(irq);
+    rp_cmd c = *s; /* an insertion moves the tail: the slot itself may be overwritten */
+    return rp_sched_push(&c);
+}
+
 uint8_t rp_sched_push(const rp_cmd *c)
 {
     rp_irq_t s = RP_IRQ_SAVE();

@@ -112,6 +112,10 @@ rp_cmd *rp_sched_stage(uint16_t k); /* k < the free slots at rp_sched_stage_begi
 uint16_t rp_sched_queued(void);
 /* Queue a command; 0 if the queue is full (the frame pre-check prevents that). */
 uint8_t rp_sched_push(const rp_cmd *c);
+/* Queue the command built in place in staging slot `s` (rp_sched_stage()): at the
+ * tail and in time order (the usual case) it is queued without a copy; else it is
+ * copied and pushed. 0 if the queue is full. */
+uint8_t rp_sched_commit(rp_cmd *s);
 /* Flush the queue and turn every output off (all_off, shutdown, watchdog); reports
  * FLUSHED if anything was queued. Uses `next_index` to rebuild the 32-bit indices. */
 void rp_sched_all_off(uint32_t next_index);

@@ -98,7 +98,7 @@ void board_timer_arm(uint32_t clock)
 /* Cycles from the end of board_wait_until() to the port write of the first output
  * (the return and board_output_commit()), measured in simavr: the wait ends this
  * much early so that the pin changes at the commanded clock. */
-#define OUTPUT_PATH_TICKS 110 /* was 100: the path after the wait grew by ~10 cycles (bench_link p99 0.8 -> 1.6 us; back to 0.8) */
+#define OUTPUT_PATH_TICKS 120 /* -Os: 110 (was 100: the path grew by ~10 cycles); -O2: 120 (bench_link p99 0.7-0.9 us; 100: 1.9, 126: 1.2) */
 
 void board_wait_until(uint32_t clock)
 {
