@@ -74,21 +74,6 @@ def ensure_built(kind: str) -> list[Path]:
             f"exit {r.returncode}): {' | '.join(tail)}"
         )
     return need
-    targets = ["host"] if kind == "host" else ["avr", "sim"]
-    if shutil.which("make") is None:
-        raise TransportError(f"fw-{kind}://: {missing[0]} is missing and there is no make")
-    log.info("building firmware: make -C %s %s", FIRMWARE_DIR, " ".join(targets))
-    r = subprocess.run(
-        ["make", "-C", str(FIRMWARE_DIR), *targets], capture_output=True, text=True, check=False
-    )
-    still = [p for p in need if not p.exists()]
-    if r.returncode or still:
-        tail = (r.stderr or r.stdout).strip().splitlines()[-5:]
-        raise TransportError(
-            f"fw-{kind}://: cannot build the firmware (make -C firmware {' '.join(targets)} "
-            f"exit {r.returncode}): {' | '.join(tail)}"
-        )
-    return need
 
 
 
