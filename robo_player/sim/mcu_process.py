@@ -76,8 +76,6 @@ def ensure_built(kind: str) -> list[Path]:
     return need
 
 
-
-
 @dataclass(slots=True)
 class Incarnation:
     """One run of the firmware process (a reset starts a new one)."""
