@@ -494,6 +494,29 @@ def test_duty_limit_refuses_a_hot_coil(fw: Fw) -> None:
     assert energised < 20_000 + 15_000  # the coil never got both full pulses
 
 
+def test_move_on_a_board_without_that_positioner_is_refused_and_counted(fw: Fw) -> None:
+    """Protocol 5: a schedule_move reaches the board's move hook at its time; a direct
+    coil output is no positioner, so the hook refuses it (REFUSED_MOVE, counted, its
+    record index), nothing is written, and the commands around it play."""
+    assert configure(fw.link, cfg_messages(2))["reason"] == ConfigReason.OK
+    t = fw.link.clock() + 40_000
+    schedule(
+        fw.link,
+        [
+            TimedCommand(t, Op.STRIKE, 0, 3000, 5000, 0),
+            TimedCommand(t + 1000, Op.MOVE, 1, 40000),
+            TimedCommand(t + 9000, Op.RELEASE, 0),
+        ],
+        n_act=2,
+    )
+    st = wait_done(fw.link, 3)
+    assert (st["played"], st["refused"], st["late"]) == (2, 1, 0)
+    (ev,) = fw.link.events(EventKind.REFUSED_MOVE)
+    assert (ev["index"], ev["actuator"]) == (1, 1)
+    assert fw.trace.of(1) == []
+    assert [lv for _, lv in fw.trace.of(0)] == [3000, 0]
+
+
 def test_all_off_flushes_and_reports(fw: Fw) -> None:
     assert configure(fw.link, cfg_messages(2))["reason"] == ConfigReason.OK
     t = fw.link.clock() + 500_000
