@@ -821,6 +821,11 @@ void rp_sched_run(void)
                 account(&q[idx[i]]);
     }
     RP_TIMER_CLOSE();
+    /* The budget ran out with more due (a backlog): come back at once. Without this
+     * the rest, max on-time cutoffs included, waited for the next command to re-arm the
+     * timer (issue 9 §7: a coil stayed on 8 s). Safety never waits for the host. */
+    if (!budget)
+        arm_lead(board_clock(), 0);
 }
 
 /* The duty poll proper, once per DUTY_POLL_TICKS: out of line, so that the main loop's
