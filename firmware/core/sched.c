@@ -577,9 +577,32 @@ void rp_sched_all_off(uint32_t next_index)
 
 enum { DO_NOTHING = 0, DO_LEVEL };
 
+/* Strike pulses that end at or before `clock` (their deadline: the pulse end, or a
+ * cutoff that comes first) on coils without a command earlier in this batch: gone at
+ * `clock`, whatever order the timer context runs a tie in. The one rule for a strike on
+ * the tick where another pulse ends (docs/protocol.md "Safety"; robo_player/rules.py
+ * pulse_counts_at, sim/vmcu.py): the ending pulse does not count. Only asked at the cap. */
+static rp_aid pulses_ending(uint32_t clock, const uint16_t *idx, uint8_t nb)
+{
+    rp_aid n = 0;
+    for (rp_aid i = 0; i < active_n; i++) {
+        rp_aid k = active[i];
+        const rp_act *a = &rp_acts[k];
+        if (a->phase != RP_PHASE_PULSE || BEFORE(clock, a->deadline))
+            continue;
+        uint8_t in_batch = 0;
+        for (uint8_t j = 0; j < nb; j++)
+            in_batch |= q[idx[j]].actuator == k;
+        n += !in_batch;
+    }
+    return n;
+}
+
 /* Decide what one due command does, before anything is written. `pulses` counts the
- * strike pulses running, including the ones decided earlier in this batch. */
-static uint8_t decide(const rp_cmd *c, uint32_t now, rp_aid *pulses)
+ * strike pulses running, including the ones decided earlier in this batch (the batch's
+ * queue slots so far: idx[0..nb-1]). */
+static uint8_t decide(const rp_cmd *c, uint32_t now, rp_aid *pulses, const uint16_t *idx,
+                      uint8_t nb)
 {
     rp_act *a = &rp_acts[c->actuator];
     uint8_t late = (int32_t)(now - c->clock) > (int32_t)(RP_LATE_SLACK_US * RP_TICKS_PER_US);
@@ -620,7 +643,8 @@ static uint8_t decide(const rp_cmd *c, uint32_t now, rp_aid *pulses)
         return DO_NOTHING;
     }
     if (c->op == RP_OP_STRIKE && c->pulse_us && a->phase != RP_PHASE_PULSE) {
-        if (*pulses >= rp_max_concurrent) {
+        if (*pulses >= rp_max_concurrent &&
+            (rp_aid)(*pulses - pulses_ending(c->clock, idx, nb)) >= rp_max_concurrent) {
             rp_count.refused++;
             rp_event_push(RP_EV_REFUSED_CONCURRENCY, index, c->actuator, c->clock);
             return DO_NOTHING;
@@ -787,7 +811,7 @@ void rp_sched_run(void)
                 dup |= q[idx[i]].actuator == c->actuator;
             if (dup)
                 break; /* the same coil twice: its second command goes in the next batch */
-            act[nb] = decide(c, now, &pulses);
+            act[nb] = decide(c, now, &pulses, idx, nb);
             if (act[nb])
                 prepare(c->actuator, first_level(c), &outs[nb]);
             ts[nb] = c->clock;
