@@ -117,12 +117,13 @@ RP_WEAK uint8_t board_output_busy(uint16_t actuator, uint32_t clock)
 static uint16_t lead_for(uint32_t clock)
 {
     uint8_t n = 1; /* a coil deadline, or the first command */
-    uint16_t j = q_head, left = q_count;
+    uint16_t left = q_count;
+    const rp_cmd *p = &q[q_head];
     while (left > 1 && n < BATCH) {
-        if (++j == RP_QUEUE_SIZE)
-            j = 0;
+        if (++p == q + RP_QUEUE_SIZE)
+            p = q;
         left--;
-        if ((uint32_t)(q[j].clock - clock) > RP_BATCH_WINDOW_TICKS)
+        if ((uint32_t)(p->clock - clock) > RP_BATCH_WINDOW_TICKS)
             break;
         n++;
     }
@@ -582,7 +583,7 @@ enum { DO_NOTHING = 0, DO_LEVEL };
  * `clock`, whatever order the timer context runs a tie in. The one rule for a strike on
  * the tick where another pulse ends (docs/protocol.md "Safety"; robo_player/rules.py
  * pulse_counts_at, sim/vmcu.py): the ending pulse does not count. Only asked at the cap. */
-static rp_aid pulses_ending(uint32_t clock, const uint16_t *idx, uint8_t nb)
+static rp_aid pulses_ending(uint32_t clock, const rp_cmd *const *cp, uint8_t nb)
 {
     rp_aid n = 0;
     for (rp_aid i = 0; i < active_n; i++) {
@@ -592,7 +593,7 @@ static rp_aid pulses_ending(uint32_t clock, const uint16_t *idx, uint8_t nb)
             continue;
         uint8_t in_batch = 0;
         for (uint8_t j = 0; j < nb; j++)
-            in_batch |= q[idx[j]].actuator == k;
+            in_batch |= cp[j]->actuator == k;
         n += !in_batch;
     }
     return n;
@@ -600,8 +601,8 @@ static rp_aid pulses_ending(uint32_t clock, const uint16_t *idx, uint8_t nb)
 
 /* Decide what one due command does, before anything is written. `pulses` counts the
  * strike pulses running, including the ones decided earlier in this batch (the batch's
- * queue slots so far: idx[0..nb-1]). */
-static uint8_t decide(const rp_cmd *c, uint32_t now, rp_aid *pulses, const uint16_t *idx,
+ * commands so far: cp[0..nb-1]). */
+static uint8_t decide(const rp_cmd *c, uint32_t now, rp_aid *pulses, const rp_cmd *const *cp,
                       uint8_t nb)
 {
     rp_act *a = &rp_acts[c->actuator];
@@ -644,7 +645,7 @@ static uint8_t decide(const rp_cmd *c, uint32_t now, rp_aid *pulses, const uint1
     }
     if (c->op == RP_OP_STRIKE && c->pulse_us && a->phase != RP_PHASE_PULSE) {
         if (*pulses >= rp_max_concurrent &&
-            (rp_aid)(*pulses - pulses_ending(c->clock, idx, nb)) >= rp_max_concurrent) {
+            (rp_aid)(*pulses - pulses_ending(c->clock, cp, nb)) >= rp_max_concurrent) {
             rp_count.refused++;
             rp_event_push(RP_EV_REFUSED_CONCURRENCY, index, c->actuator, c->clock);
             return DO_NOTHING;
@@ -770,10 +771,11 @@ void rp_sched_run(void)
         }
         rp_aid dn = dl_n;
         uint32_t dclock = dl_clock;
-        uint8_t cmd_first = q_count && (dn == RP_AID_NONE || !BEFORE(dclock, q[q_head].clock));
+        const rp_cmd *hp = &q[q_head]; /* once: a slot is 13 bytes (a multiply) */
+        uint8_t cmd_first = q_count && (dn == RP_AID_NONE || !BEFORE(dclock, hp->clock));
         if (!cmd_first && dn == RP_AID_NONE)
             break; /* nothing to wait for */
-        uint32_t next = cmd_first ? q[q_head].clock : dclock;
+        uint32_t next = cmd_first ? hp->clock : dclock;
         int32_t ahead = (int32_t)(next - now);
         uint16_t lead = (uint16_t)RP_TIMER_LEAD_DEADLINE_TICKS; /* the smallest lead */
         /* due within the smallest lead: no need to count the chord (lead_for walks the
@@ -798,25 +800,30 @@ void rp_sched_run(void)
         /* a batch: the commands due within RP_BATCH_WINDOW_TICKS of this one (a chord, a
          * release and the next strike), one per actuator, decided in place first */
         rp_out_t outs[BATCH];
-        uint16_t idx[BATCH];
+        const rp_cmd *cp[BATCH]; /* the batch's queue slots (intact until the main loop pushes) */
         uint32_t ts[BATCH];
         uint8_t act[BATCH], nb = 0;
         rp_aid pulses = rp_running_pulses;
         uint16_t head = q_head, count = q_count;
+        const rp_cmd *c = hp;
         while (nb < BATCH && count && budget &&
-               (uint32_t)(q[head].clock - next) <= RP_BATCH_WINDOW_TICKS) {
-            const rp_cmd *c = &q[head];
+               (uint32_t)(c->clock - next) <= RP_BATCH_WINDOW_TICKS) {
             uint8_t dup = 0;
             for (uint8_t i = 0; i < nb; i++)
-                dup |= q[idx[i]].actuator == c->actuator;
+                dup |= cp[i]->actuator == c->actuator;
             if (dup)
                 break; /* the same coil twice: its second command goes in the next batch */
-            act[nb] = decide(c, now, &pulses, idx, nb);
+            act[nb] = decide(c, now, &pulses, cp, nb);
             if (act[nb])
                 prepare(c->actuator, first_level(c), &outs[nb]);
             ts[nb] = c->clock;
-            idx[nb++] = head;
-            head = (uint16_t)(head + 1 == RP_QUEUE_SIZE ? 0 : head + 1);
+            cp[nb++] = c;
+            if (++head == RP_QUEUE_SIZE) {
+                head = 0;
+                c = q;
+            } else {
+                c++;
+            }
             count--;
             budget--;
         }
@@ -842,7 +849,7 @@ void rp_sched_run(void)
         RP_TIMER_OPEN();
         for (uint8_t i = 0; i < nb; i++)
             if (act[i])
-                account(&q[idx[i]]);
+                account(cp[i]);
     }
     RP_TIMER_CLOSE();
     /* The budget ran out with more due (a backlog): come back at once. Without this

@@ -103,7 +103,7 @@ void board_timer_arm(uint32_t clock)
 /* Cycles from the end of board_wait_until() to the port write of the first output
  * (the return and board_output_commit()), measured in simavr: the wait ends this
  * much early so that the pin changes at the commanded clock. */
-#define OUTPUT_PATH_TICKS 120 /* -Os: 110 (was 100: the path grew by ~10 cycles); -O2: 120 (bench_link p99 0.7-0.9 us; 100: 1.9, 126: 1.2) */
+#define OUTPUT_PATH_TICKS 110 /* -O2 with the sleeping wait: bench_link p99 0.7 us (120: 1.3-1.4, 132: 2.4); -Os: 110; -O2 before: 120 */
 
 /* The wait sleeps (idle, interrupts on) until WAIT_WAKE_TICKS before the end, on
  * Timer1's compare C, and spins only the rest with interrupts off: the CPU is not busy
