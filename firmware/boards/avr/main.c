@@ -1012,10 +1012,14 @@ int main(void)
     if (boot_bus_stuck) /* the boot's all-off (wdt_off_early) found the bus stuck */
         count_error();
     uart_init();
+    /* interrupts on from here: the host's first bytes go into the receive ring while the
+     * boot id's EEPROM write (up to 4 x 3.4 ms) and rp_init() run. With them off the
+     * 2-byte receive buffer overran and the host's first frame was lost (the simavr
+     * harness models it). rp_init() takes its own critical sections; no timer is armed. */
+    sei();
     outputs_init();
     rp_init(make_boot_id());
     wdt_enable(WDTO_500MS);
-    sei();
     set_sleep_mode(SLEEP_MODE_IDLE);
     sleep_enable(); /* SE stays set: only the SLEEP below reads it */
     for (;;) {
