@@ -25,7 +25,6 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, Phase, assume, given, settings
 from hypothesis import strategies as st
-from hypothesis.errors import UnsatisfiedAssumption
 from test_firmware import (
     HOST_BIN,
     LATE_SLACK_US,
@@ -265,13 +264,17 @@ TIE = Case(
 )
 
 
-def _same_events(host: Host, case: Case, tries: int = 1) -> dict[str, int]:
+def _same_events(host: Host, case: Case, tries: int = 1) -> dict[str, int] | None:
+    """The host build's counters, after checking them and its output changes against the
+    model's; None when the host fell behind its late slack in every try (the OS, not the
+    scheduler: see the module's docstring)."""
     model_rows, model_st = run_model(case)
     for _ in range(tries):
         host_rows, host_st = run_host(host, case)
         if host_st["late"] == 0:
             break
-    assume(host_st["late"] == 0)  # the OS, not the scheduler (see the module's docstring)
+    else:
+        return None
     assert host_st == model_st, (host_st, model_st, case)
     m, h = by_actuator(model_rows), by_actuator(host_rows)
     assert sorted(m) == sorted(h), (m, h, case)
@@ -284,9 +287,8 @@ def test_a_strike_on_the_tick_another_pulse_ends_is_played(host: Host) -> None:
     """Issue 9 §7: the C core decided such a strike before the ending pulse's deadline and
     refused it for concurrency; the planner and the model count the ending pulse as
     gone (rules.pulse_counts_at). With a cap of 1, all three strikes play."""
-    try:
-        st_ = _same_events(host, TIE, tries=3)
-    except UnsatisfiedAssumption:
+    st_ = _same_events(host, TIE, tries=3)
+    if st_ is None:
         pytest.skip("the host process fell behind its late slack 3 times (a loaded machine)")
     assert (st_["played"], st_["refused"]) == (4, 0), st_
 
@@ -300,4 +302,4 @@ def test_a_strike_on_the_tick_another_pulse_ends_is_played(host: Host) -> None:
 @given(case=tie_cases())
 def test_c_scheduler_and_model_agree_on_concurrency_ties(host: Host, case: Case) -> None:
     assume(_ties(case) > 0)
-    _same_events(host, case)
+    assume(_same_events(host, case) is not None)
