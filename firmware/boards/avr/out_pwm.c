@@ -1,0 +1,304 @@
+/* Software PWM on the AVR's direct pins: a level between 0 and full drive (a strike's
+ * drive, a hold) is delivered as a duty on a common period, so a direct pin gives the
+ * coil the energy the plan asked for, as a PCA9685 channel does.
+ *
+ * Timer3 (prescaler 8: 2 MHz, CTC at RP_SOFT_PWM_TOP) runs only while some pin is at a
+ * partial level. Its period start (COMPA) turns every such pin on with one write per
+ * port; COMPB then fires once per distinct duty (a "group": the pins at one level) and
+ * turns that group's pins off. A piano's holds share one duty and at most
+ * max_concurrent strikes run at once, so a period costs 1 + (groups) short interrupts,
+ * whatever the number of pins (61 on piano-61-diy). A level that finds no free group
+ * takes the nearest one (counted in avr_pwm_merges).
+ *
+ * The exact edges stay the core's: a strike's pin goes on at its clock through the
+ * core's own port write (board_output_commit); it joins its group once a Timer3
+ * interrupt sees it high. A change between partial levels (pulse -> hold) or to off
+ * moves or drops the pin in prepare, before its clock: the off write is the core's; a
+ * new duty takes effect from that moment. Nothing is allocated; every loop is bounded
+ * by AVR_PWM_GROUPS, AVR_PWM_PENDING or the 11 ports. RAM: 5 * 11 + 11 + 6 + 5 + 5 +
+ * 5 bytes. */
+#include <avr/interrupt.h>
+#include <avr/io.h>
+#include <avr/pgmspace.h>
+#include <stdint.h>
+
+#include "board_config.h"
+#include "out_pwm.h"
+#include "pins.h"
+
+#define PORTS 11
+#define OFF_LEVEL 0x8000U /* a pending off tick still in counts of sc_max */
+#if AVR_PWM_GROUPS > 8 || RP_SOFT_PWM_TOP > 0xFF00UL
+#error "out_pwm: at most 8 groups, a period within Timer3's 16 bits"
+#endif
+
+static const uint8_t pwm_pins[RP_AVR_DIRECT_OUTPUTS] PROGMEM = RP_AVR_PINS_INIT;
+static uint8_t grp_mask[AVR_PWM_GROUPS][PORTS]; /* each group's members, per port */
+static uint16_t grp_off[AVR_PWM_GROUPS];        /* its off tick within the period */
+static uint8_t grp_used;                        /* bit g: group g has members or joins */
+static uint8_t on_mask[PORTS];                  /* every member, per port */
+static uint8_t order[AVR_PWM_GROUPS], norder, cur; /* used groups by off tick; COMPB's next */
+/* strikes prepared but maybe not yet committed: channel and group; they join once their
+ * pin is high (the core's commit) */
+static uint8_t pend_ch[AVR_PWM_PENDING], npend; /* channel, | 0x80: a move */
+static uint16_t pend_off[AVR_PWM_PENDING];
+static uint8_t grp_stale; /* a pin left a group: rebuild at the next interrupt */
+/* the last pwm_max, and TOP * 256 / pwm_max (8-bit levels ready at build) */
+static uint16_t sc_max = 255, sc_scale = (uint16_t)((RP_SOFT_PWM_TOP << 8) / 255U);
+uint16_t avr_pwm_merges;
+
+static volatile uint8_t *port_of(uint8_t p)
+{
+    /* PORTA..PORTG at 0x22 + 3p; PORTH..PORTL at 0x102 + 3 (p - 7) */
+    return (volatile uint8_t *)(uintptr_t)(p < 7 ? 0x22U + 3U * p : 0x102U + 3U * (p - 7U));
+}
+
+/* every port's write, unrolled: constant addresses (a few cycles each) */
+#define EACH_PORT(X) X(0, PORTA) X(1, PORTB) X(2, PORTC) X(3, PORTD) X(4, PORTE) X(5, PORTF) \
+    X(6, PORTG) X(7, PORTH) X(8, PORTJ) X(9, PORTK) X(10, PORTL)
+
+/* interrupts off: the used groups in off-tick order; starts or stops the timer, and
+ * points COMPB at the first group still due in the running period */
+static void rebuild(void)
+{
+    grp_stale = 0;
+    norder = 0;
+    for (uint8_t g = 0; g < AVR_PWM_GROUPS; g++) {
+        uint8_t any = 0;
+        for (uint8_t i = 0; i < PORTS; i++)
+            any |= grp_mask[g][i];
+        if (!any) {
+            grp_used &= (uint8_t)~(1U << g); /* free */
+            continue;
+        }
+        uint8_t i = norder++;
+        while (i && grp_off[order[i - 1]] > grp_off[g]) {
+            order[i] = order[i - 1];
+            i--;
+        }
+        order[i] = g;
+    }
+    if (!norder && !npend) { /* nothing at a partial level: the timer stops */
+        TCCR3B = 0;
+        TIMSK3 = 0;
+        return;
+    }
+    uint16_t now = TCNT3;
+    cur = 0;
+    while (cur < norder && grp_off[order[cur]] <= now)
+        cur++; /* passed in this period: their pins go off in the next */
+    if (cur < norder) {
+        OCR3B = grp_off[order[cur]];
+        TIFR3 = _BV(OCF3B);
+        TIMSK3 |= _BV(OCIE3B);
+    } else {
+        TIMSK3 &= (uint8_t)~_BV(OCIE3B);
+    }
+}
+
+static uint8_t group_for(uint16_t off);
+
+/* interrupts off (Timer3's interrupts): the pending pins whose strike the core has
+ * committed (high) or that move between partial levels join their groups; empty groups
+ * are freed and the order rebuilt. The bookkeeping runs here, not in prepare, so that
+ * the core's decisions before an exact edge stay short. */
+static void join_pending(void)
+{
+    uint8_t k = 0, changed = 0;
+    while (k < npend) {
+        uint8_t ch = pend_ch[k];
+        uint8_t pb = pgm_read_byte(&pwm_pins[ch & 0x7F]);
+        uint8_t p = pb >> 3, m = (uint8_t)(1U << (pb & 7));
+        if ((ch & 0x80) || (*port_of(p) & m)) { /* a move, or the strike's pin is high */
+            uint8_t g = group_for(pend_off[k]);
+            for (uint8_t j = 0; j < AVR_PWM_GROUPS; j++) /* (a strike prepared twice) */
+                grp_mask[j][p] &= (uint8_t)~m;
+            grp_mask[g][p] |= m;
+            on_mask[p] |= m;
+            npend--;
+            pend_ch[k] = pend_ch[npend];
+            pend_off[k] = pend_off[npend];
+            changed = 1;
+        } else {
+            k++;
+        }
+    }
+    if (changed || grp_stale)
+        rebuild();
+}
+
+ISR(TIMER3_COMPA_vect) /* period start: every member on */
+{
+    if (npend || grp_stale)
+        join_pending();
+#define ON(i, reg)                                                                         \
+    if (on_mask[i])                                                                        \
+        reg |= on_mask[i];
+    EACH_PORT(ON)
+#undef ON
+    cur = 0;
+    if (norder) {
+        OCR3B = grp_off[order[0]];
+        TIMSK3 |= _BV(OCIE3B);
+    }
+}
+
+ISR(TIMER3_COMPB_vect) /* a group's off tick (and any due with it) */
+{
+    if (npend || grp_stale)
+        join_pending();
+    while (cur < norder) {
+        uint8_t g = order[cur];
+        if (grp_off[g] > TCNT3 + 8U)
+            break;
+        cur++;
+        const uint8_t *m = grp_mask[g];
+#define OFF(i, reg)                                                                        \
+    if (m[i])                                                                              \
+        reg &= (uint8_t)~m[i];
+        EACH_PORT(OFF)
+#undef OFF
+    }
+    if (cur < norder)
+        OCR3B = grp_off[order[cur]];
+    else
+        TIMSK3 &= (uint8_t)~_BV(OCIE3B); /* until the next period start */
+}
+
+/* interrupts off: the pin leaves its group (cleared at once, so that no period start
+ * turns it on again; an emptied group is freed by the next interrupt) and the pending
+ * list. Returns 1 if it was a member or pending. */
+static uint8_t drop(uint8_t ch, uint8_t p, uint8_t m)
+{
+    uint8_t was = 0;
+    for (uint8_t k = 0; k < npend; k++)
+        if ((pend_ch[k] & 0x7F) == ch) {
+            npend--;
+            pend_ch[k] = pend_ch[npend];
+            pend_off[k] = pend_off[npend];
+            was = 1;
+            break;
+        }
+    if (on_mask[p] & m) {
+        on_mask[p] &= (uint8_t)~m;
+        for (uint8_t g = 0; g < AVR_PWM_GROUPS; g++)
+            grp_mask[g][p] &= (uint8_t)~m;
+        grp_stale = 1;
+        was = 1;
+    }
+    return was;
+}
+
+static uint16_t off_tick(uint16_t off)
+{
+    if (!(off & OFF_LEVEL))
+        return off;
+    off = (uint16_t)(((uint32_t)(off & ~OFF_LEVEL) * sc_scale) >> 8);
+    return off ? off : 1;
+}
+
+static uint8_t group_for(uint16_t off)
+{
+    off = off_tick(off);
+    uint8_t free_g = 0xFF, near = 0;
+    uint16_t best = 0xFFFF;
+    for (uint8_t g = 0; g < AVR_PWM_GROUPS; g++) {
+        if (!(grp_used & (1U << g))) {
+            if (free_g == 0xFF)
+                free_g = g;
+            continue;
+        }
+        if (grp_off[g] == off)
+            return g;
+        uint16_t d = grp_off[g] > off ? grp_off[g] - off : off - grp_off[g];
+        if (d < best)
+            best = d, near = g;
+    }
+    if (free_g != 0xFF) {
+        grp_off[free_g] = off;
+        grp_used |= (uint8_t)(1U << free_g);
+        return free_g; /* its masks are all clear (rebuild() frees only empty groups) */
+    }
+    if (avr_pwm_merges != 0xFFFF)
+        avr_pwm_merges++;
+    return near;
+}
+
+static void timer_start(void)
+{
+    if (TCCR3B)
+        return;
+    TCNT3 = 0; /* the pins join at the first period's end */
+    OCR3A = (uint16_t)RP_SOFT_PWM_TOP;
+    TIFR3 = _BV(OCF3A) | _BV(OCF3B);
+    TIMSK3 = _BV(OCIE3A);
+    TCCR3B = _BV(WGM32) | _BV(CS31); /* CTC (TOP = OCR3A), clk/8 */
+}
+
+void avr_pwm_prepare(uint8_t ch, uint16_t level, uint16_t pwm_max, rp_out_t *o)
+{
+    uint8_t partial = level && level < pwm_max;
+    if (!partial && !grp_used && !npend)
+        return; /* the common case: off or full on, the core's port write alone */
+    uint8_t p = pgm_read_byte(&pwm_pins[ch]) >> 3, m = o->mask;
+    /* the off tick: level * scale / 256, a multiplication; pending strikes keep the
+     * level (OFF_LEVEL) and Timer3's interrupt multiplies */
+    uint16_t off = 0;
+    if (partial) {
+        if (pwm_max != sc_max) { /* a division once per resolution (255: at build) */
+            sc_max = pwm_max;
+            sc_scale = (uint16_t)((RP_SOFT_PWM_TOP << 8) / pwm_max);
+        }
+        off = level | OFF_LEVEL;
+    }
+    uint8_t s = SREG;
+    cli();
+    if (partial && !(on_mask[p] & m)) {
+        /* a strike (the hot path, just before an exact edge: a few cycles): the core's
+         * write at its clock turns the pin on; it joins its group at the next Timer3
+         * interrupt that sees it high */
+        if (npend < AVR_PWM_PENDING) {
+            pend_ch[npend] = ch;
+            pend_off[npend++] = off;
+        } else { /* full: join at once */
+            uint8_t g = group_for(off);
+            grp_mask[g][p] |= m;
+            on_mask[p] |= m;
+            grp_stale = 1;
+        }
+        timer_start();
+        SREG = s;
+        return;
+    }
+    /* a member changes level (pulse -> hold: it moves at the next interrupt, with no
+     * edge of its own) or goes off or full on (the core writes the pin at its clock) */
+    uint8_t was = drop(ch, p, m);
+    if (partial) {
+        if (npend < AVR_PWM_PENDING) {
+            pend_ch[npend] = (uint8_t)(ch | 0x80);
+            pend_off[npend++] = off;
+        } else { /* full: join at once */
+            uint8_t g = group_for(off);
+            grp_mask[g][p] |= m;
+            on_mask[p] |= m;
+            grp_stale = 1;
+        }
+        if (was) {
+            o->port = &GPIOR2;
+            o->mask = 0;
+        }
+    }
+    SREG = s;
+}
+
+void avr_pwm_all_off(void)
+{
+    TCCR3B = 0;
+    TIMSK3 = 0;
+    for (uint8_t g = 0; g < AVR_PWM_GROUPS; g++)
+        for (uint8_t i = 0; i < PORTS; i++)
+            grp_mask[g][i] = 0;
+    for (uint8_t i = 0; i < PORTS; i++)
+        on_mask[i] = 0;
+    grp_used = norder = npend = grp_stale = 0;
+}
