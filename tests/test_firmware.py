@@ -442,6 +442,39 @@ def test_max_on_time_cuts_a_coil_without_release(fw: Fw) -> None:
     assert fw.link.status()["cutoffs"] == 1
 
 
+def test_max_on_time_cutoffs_fire_with_a_full_queue(fw: Fw) -> None:
+    """Issue 9 §7: rp_sched_run stops after a budget of due items per timer call; it used
+    to return without re-arming the timer, so a backlog (1000 strikes 4 us apart with
+    1 us pulses: 2000 items due at once) left the rest, max on-time cutoffs included,
+    waiting for the next command (a coil stayed on for seconds). Every coil must go off
+    within its max on-time (plus the host's late slack) with no command after them. (Whether
+    the host process falls far enough behind to spend the budget depends on the machine;
+    firmware/test/test_core.c holds the rule on a fake clock and fails without the fix.)"""
+    n, max_on_us = 8, 100_000
+    msgs = cfg_messages(n, max_on_us=max_on_us)
+    assert configure(fw.link, msgs)["reason"] == ConfigReason.OK
+    t = fw.link.clock() + 300_000
+    cmds = [TimedCommand(t + 4 * i, Op.STRIKE, i % n, 4000, 1, 100) for i in range(1000)]
+    schedule(fw.link, cmds, n_act=n)
+    deadline = time.monotonic() + MAX_WAIT_S
+    while time.monotonic() < deadline:
+        st = fw.link.status()
+        if st["cutoffs"] >= n or st["clock"] - t > 3 * max_on_us:
+            break
+        time.sleep(0.05)
+    time.sleep(0.05)
+    st = fw.link.status()
+    for a in range(n):
+        rows = fw.trace.of(a)
+        assert rows and rows[0][1] == 4000, (a, rows[:3])
+        on = rows[0][0]
+        offs = [c for c, lv in rows if lv == 0]
+        assert offs, f"actuator {a} never went off (status {st.as_dict()})"
+        assert offs[0] - on <= max_on_us + LATE_SLACK_US, (a, offs[0] - on)
+    got = {k: st[k] for k in ("played", "late", "refused", "cutoffs", "free")}
+    assert st["cutoffs"] == n and st["played"] + st["late"] == 1000, got
+
+
 def test_late_command_is_reported_not_played(fw: Fw) -> None:
     assert configure(fw.link, cfg_messages(2))["reason"] == ConfigReason.OK
     now = fw.link.clock()
@@ -492,6 +525,29 @@ def test_duty_limit_refuses_a_hot_coil(fw: Fw) -> None:
     rows = fw.trace.of(0)
     energised = sum(b[0] - a[0] for a, b in zip(rows, rows[1:], strict=False) if a[1] > 0)
     assert energised < 20_000 + 15_000  # the coil never got both full pulses
+
+
+def test_move_on_a_board_without_that_positioner_is_refused_and_counted(fw: Fw) -> None:
+    """Protocol 5: a schedule_move reaches the board's move hook at its time; a direct
+    coil output is no positioner, so the hook refuses it (REFUSED_MOVE, counted, its
+    record index), nothing is written, and the commands around it play."""
+    assert configure(fw.link, cfg_messages(2))["reason"] == ConfigReason.OK
+    t = fw.link.clock() + 40_000
+    schedule(
+        fw.link,
+        [
+            TimedCommand(t, Op.STRIKE, 0, 3000, 5000, 0),
+            TimedCommand(t + 1000, Op.MOVE, 1, 40000),
+            TimedCommand(t + 9000, Op.RELEASE, 0),
+        ],
+        n_act=2,
+    )
+    st = wait_done(fw.link, 3)
+    assert (st["played"], st["refused"], st["late"]) == (2, 1, 0)
+    (ev,) = fw.link.events(EventKind.REFUSED_MOVE)
+    assert (ev["index"], ev["actuator"]) == (1, 1)
+    assert fw.trace.of(1) == []
+    assert [lv for _, lv in fw.trace.of(0)] == [3000, 0]
 
 
 def test_all_off_flushes_and_reports(fw: Fw) -> None:

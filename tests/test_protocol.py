@@ -23,6 +23,7 @@ from robo_player.protocol.framing import (
     cobs_decode,
     cobs_encode,
     crc16,
+    frame_crc,
     seq_diff,
 )
 from robo_player.protocol.messages import (
@@ -236,12 +237,12 @@ def test_resync_within_one_frame_after_garbage(
 
 
 def _passes_crc(piece: bytes) -> bool:
-    """Would this chunk's CRC-16 check pass (what a split frame needs to get through)?"""
+    """Would this chunk's frame CRC check pass (what a split frame needs to get through)?"""
     try:
         raw = cobs_decode(piece)
     except ProtocolError:
         return False
-    return len(raw) >= 4 and crc16(raw[:-2]) == int.from_bytes(raw[-2:], "big")
+    return len(raw) >= 4 and frame_crc(raw[:-2]) == int.from_bytes(raw[-2:], "big")
 
 
 @given(frames, st.integers(0, 10_000), st.integers(0, 7))
@@ -251,9 +252,10 @@ def test_corrupt_frame_never_decodes(f: Frame, where: int, bit: int) -> None:
     the block structure or moves bytes under the CRC. A flip that turns a COBS code
     byte into 0x00 (a code byte with one bit set) is a new delimiter: the frame splits
     in two, each piece is checked on its own, and a piece gets through only if its own
-    last two bytes happen to be its CRC-16 (a 2^-16 coincidence per piece; see
-    test_split_frame_collision_rate and test_split_frame_counterexample). The original
-    frame never gets through."""
+    last two bytes happen to be its CRC (a 2^-16 coincidence per piece; see
+    test_split_frame_collision_rate). The flip of the last code byte (0x01 -> 0x00) never
+    gets through (test_last_code_byte_flip_never_passes). The original frame never gets
+    through."""
     wire = bytearray(f.encode())
     i = where % (len(wire) - 1)  # not the delimiter
     wire[i] ^= 1 << bit
@@ -264,37 +266,56 @@ def test_corrupt_frame_never_decodes(f: Frame, where: int, bit: int) -> None:
         assert d.stats.crc_errors + d.stats.framing_errors >= 1
         return
     assert f not in got
+    if i == len(wire) - 2:  # the last code byte: never a frame (protocol 5's final XOR)
+        assert got == []
+        return
     pieces = [bytes(wire[:i]), bytes(wire[i + 1 : -1])]
     assert len(got) <= sum(_passes_crc(p) for p in pieces if p)
 
 
-def test_split_frame_counterexample() -> None:
-    """Found by hypothesis: the last COBS code byte 0x01 (the CRC's low byte, 0) flipped
-    to 0x00 ends the frame one byte early, and 40 3e a7 da fe | 42 e6 passes CRC-16.
-    Framing cannot catch this without a length on the wire; it is the documented
-    2^-16 residue (docs/protocol.md, "Error detection")."""
-    f = Frame(FrameKind.ACK, 0, 62, b"\xa7\xda\xfeB")
-    wire = bytearray(f.encode())
-    assert wire.hex() == "08403ea7dafe42e60100"
-    wire[8] ^= 1
-    d = FrameDecoder()
-    got = d.feed(b"\x00" + bytes(wire) + b"\x00")
-    assert got == [Frame(FrameKind.ACK, 0, 62, b"\xa7\xda\xfe")]
-    assert got != [f]
-    assert _passes_crc(bytes(wire[:8]))
+def test_last_code_byte_flip_never_passes() -> None:
+    """Protocol 4's counterexample, found by hypothesis: the last COBS code byte 0x01 (the
+    CRC's low byte, 0) flipped to 0x00 ends the frame one byte early, and without a final
+    XOR the shortened frame passed CRC-16 whenever the CRC's low byte was 0 (1/256 of
+    frames): ``ACK seq 0 ack 62 payload a7 da fe 42`` delivered ``... a7 da fe``. With the
+    final XOR (framing.frame_crc) the shortened frame never passes: the old frame's
+    shortened form fails, and so does every frame whose CRC low byte is 0 (the old rule
+    still gets the old counterexample through: the test can fail)."""
+    old = bytes.fromhex("08403ea7dafe42e60100")  # the protocol 4 wire form
+    w = bytearray(old)
+    w[8] ^= 1
+    assert FrameDecoder().feed(b"\x00" + bytes(w) + b"\x00") == []
+    assert crc16(bytes.fromhex("403ea7dafe")) == 0x42E6  # it did pass without the XOR
+    rng = random.Random(5)
+    zero_low = 0
+    for _ in range(20_000):
+        f = Frame(
+            FrameKind(rng.randrange(4)),
+            rng.randrange(64),
+            rng.randrange(64),
+            rng.randbytes(rng.randrange(MAX_PAYLOAD + 1)),
+        )
+        raw = f.raw()
+        if raw[-1] != 0:
+            continue
+        zero_low += 1
+        wire = bytearray(f.encode())
+        assert wire[-2] == 1
+        wire[-2] = 0
+        d = FrameDecoder()
+        assert d.feed(b"\x00" + bytes(wire) + b"\x00") == [], f
+        assert d.stats.crc_errors + d.stats.framing_errors == 1
+    assert zero_low > 40  # about 20000/256 frames took the path
 
 
 def test_split_frame_collision_rate() -> None:
     """Every delimiter-creating flip of 4000 random frames. A split inside the frame
     gets through only as a CRC-16 collision (about 2^-16; asserted < 1e-3: a decoder
     that skipped the CRC would let most through). The flip of the last code byte 0x01
-    is different: it drops the frame's last raw byte, a 0 (the CRC's low byte), and
-    CRC-16 without a final XOR keeps a zero residue under a trailing zero byte, so that
-    shortened frame passes exactly when the CRC's low byte is 0 (1/256 of frames) and
-    what is left is a whole frame (>= 4 raw bytes). Asserted exactly: this is the
-    framing's known residue, documented in docs/protocol.md ("Error detection")."""
+    drops the frame's last raw byte, a 0 (the CRC's low byte): with the final XOR that
+    shortened frame never passes (protocol 4 let it through whenever the low byte was 0)."""
     rng = random.Random(8)
-    splits = passed = 0
+    splits = passed = last = 0
     for _ in range(4000):
         f = Frame(
             FrameKind(rng.randrange(4)),
@@ -303,7 +324,6 @@ def test_split_frame_collision_rate() -> None:
             rng.randbytes(rng.randrange(MAX_PAYLOAD + 1)),
         )
         wire = f.encode()
-        raw = cobs_decode(wire[:-1])
         for i, b in enumerate(wire[:-1]):
             if b & (b - 1) == 0:  # one bit set: flipping it makes a delimiter
                 w = bytearray(wire)
@@ -312,12 +332,13 @@ def test_split_frame_collision_rate() -> None:
                 got = d.feed(b"\x00" + bytes(w) + b"\x00")
                 assert f not in got
                 if i == len(wire) - 2 and b == 1:  # the last code byte: a trailing 0 dropped
-                    want = raw[-1] == 0 and len(raw) - 1 >= 4 and not raw[1] & 0xC0
-                    assert len(got) == int(want), (f, i)
+                    assert got == [], (f, i)
+                    last += 1
                     continue
                 splits += 1
                 passed += len(got)
     assert splits > 4000
+    assert last > 10
     assert passed / splits < 1e-3
 
 
@@ -567,3 +588,29 @@ def test_encoder_clock_rounding_never_accumulates(gaps: list[int]) -> None:
         t += g
         e = enc.add(TimedCommand(t, Op.RELEASE, 0))
         assert abs(e.clock - t) <= 32
+
+
+def test_move_travels_as_schedule_move_and_takes_a_slot() -> None:
+    """Protocol 5: Op.MOVE is a schedule_move (16-bit position), timed like a record,
+    one record index and one queue slot; the decoder rebuilds it; a position past 16
+    bits is refused with the actuator and the range."""
+    enc = ScheduleEncoder(8, 0, 0)
+    cmds = [
+        TimedCommand(1000, Op.STRIKE, 1, 700, 2000, 0),
+        TimedCommand(1500, Op.MOVE, 7, 40000),
+        TimedCommand(1600, Op.RELEASE, 1),
+    ]
+    encs = [enc.add(c) for c in cmds]
+    assert [e.index for e in encs] == [0, 1, 2]
+    (mv,) = [it for it in encs[1].items if isinstance(it, Message)]
+    assert mv.name == "schedule_move" and mv.as_dict() == {
+        "actuator": 7, "dclock": 500, "position": 40000
+    }
+    payloads = pack([it for e in encs for it in e.items])
+    assert [n for _, n in payloads] == [3]
+    dec = ScheduleDecoder(8, 0, 0)
+    dec.apply(Message.make("sched_base", clock=0))
+    got = [x for p, _ in payloads for m in decode_messages(p) for x in dec.apply(m)]
+    assert got == list(enumerate(cmds))
+    with pytest.raises(ProtocolError, match=r"actuator 7 position 65536 .*0\.\.65535"):
+        enc.add(TimedCommand(2000, Op.MOVE, 7, 65536))

@@ -66,6 +66,19 @@ void board_all_off(void);
 /* 1 if this board can drive that output (0 for a kind it has no hooks for). */
 uint8_t board_output_ok(uint8_t out_kind, uint8_t out_addr, uint8_t out_channel);
 
+/* Positioners (protocol 5: schedule_move, RP_OP_MOVE). Timer context, when the move is
+ * decided (up to the timer's lead before `clock`): start the actuator's output moving
+ * to `position` (steps or counts of its travel) at `clock`. 1: taken (counted played);
+ * 0: refused (counted refused, event REFUSED_MOVE). The core's default (a weak symbol
+ * in core/sched.c) refuses every move: a board without positioners needs nothing. */
+uint8_t board_output_move(uint16_t actuator, uint8_t out_kind, uint8_t out_addr,
+                          uint8_t out_channel, uint16_t position, uint32_t clock);
+
+/* 1 if the board says this actuator must not start a strike pulse at `clock` (a press
+ * whose carriage is still moving): the core refuses the strike (counted refused, event
+ * REFUSED_BUSY). Timer context, when the strike is decided. Default (weak, sched.c): 0. */
+uint8_t board_output_busy(uint16_t actuator, uint32_t clock);
+
 /* Queue bytes for the host (main-loop context only). */
 void board_write(const uint8_t *data, uint16_t len);
 

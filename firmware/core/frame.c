@@ -29,7 +29,9 @@ int rp_framer_byte(rp_framer *f, uint8_t b, rp_frame *out)
     if (n < RP_MIN_RAW || n > RP_MAX_RAW || (f->buf[1] & 0xC0))
         return RP_FRAMER_BAD;
     uint16_t crc = (uint16_t)((uint16_t)f->buf[n - 2] << 8 | f->buf[n - 1]);
-    if (rp_crc16(f->buf, (uint16_t)(n - 2), RP_CRC16_INIT) != crc)
+    uint16_t got = rp_crc16(f->buf, (uint16_t)(n - 2), RP_CRC16_INIT);
+    got ^= RP_CRC16_XOROUT; /* protocol 5: the final XOR (docs/protocol.md) */
+    if (got != crc)
         return RP_FRAMER_CRC;
     out->kind = f->buf[0] >> 6;
     out->seq = f->buf[0] & 0x3F;
@@ -47,7 +49,7 @@ uint16_t rp_frame_encode(uint8_t kind, uint8_t seq, uint8_t ack, const uint8_t *
     raw[1] = ack & 0x3F;
     for (uint8_t i = 0; i < len; i++)
         raw[2 + i] = payload[i];
-    uint16_t crc = rp_crc16(raw, (uint16_t)(2 + len), RP_CRC16_INIT);
+    uint16_t crc = (uint16_t)(rp_crc16(raw, (uint16_t)(2 + len), RP_CRC16_INIT) ^ RP_CRC16_XOROUT);
     raw[2 + len] = (uint8_t)(crc >> 8);
     raw[3 + len] = (uint8_t)crc;
     uint16_t n = rp_cobs_encode(raw, (uint16_t)(4 + len), out);

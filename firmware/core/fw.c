@@ -146,7 +146,7 @@ static void enqueue(uint8_t op, uint16_t n, int32_t level, uint16_t pulse_us, ui
     }
     const rp_act *a = &rp_acts[n];
     const rp_limits *lim = RP_LIM(a);
-    if (op != RP_OP_RELEASE &&
+    if (op != RP_OP_RELEASE && op != RP_OP_MOVE && /* a move's level is its position */
         (level < 0 || level > lim->max_drive ||
          (op == RP_OP_STRIKE && (pulse_us > lim->max_pulse_us || hold > lim->max_drive)))) {
         refuse(RP_EV_REFUSED_RANGE, index, n, base);
@@ -168,7 +168,7 @@ static void enqueue(uint8_t op, uint16_t n, int32_t level, uint16_t pulse_us, ui
         refuse(RP_EV_REFUSED_TOO_FAR, index, n, base);
         return;
     }
-    if (op != RP_OP_RELEASE && level > 0 && rp_sched_duty_full((rp_aid)n)) {
+    if ((op == RP_OP_STRIKE || op == RP_OP_SET) && level > 0 && rp_sched_duty_full((rp_aid)n)) {
         refuse(RP_EV_REFUSED_DUTY, index, n, base);
         return;
     }
@@ -398,7 +398,7 @@ static int16_t check(const uint8_t *payload, const uint8_t *end)
             if (sched_msgs < MAX_SCHED_MSGS) /* 0: not staged (no message ends at 0) */
                 sched_end[sched_msgs] = wide ? 0 : (uint8_t)(p - payload);
             sched_msgs++;
-        } else if (id == RP_MSG_SCHEDULE_EXT) {
+        } else if (id == RP_MSG_SCHEDULE_EXT || id == RP_MSG_SCHEDULE_MOVE) {
             slots++; /* its staging slot stays unused: the k-th slot is the k-th push */
         }
     }
@@ -485,6 +485,12 @@ static void run(const uint8_t *payload, const uint8_t *end)
             enqueue((uint8_t)v[RP_SCHEDULE_EXT_OP], (uint16_t)v[RP_SCHEDULE_EXT_ACTUATOR],
                     (int32_t)v[RP_SCHEDULE_EXT_LEVEL], (uint16_t)v[RP_SCHEDULE_EXT_PULSE_US],
                     (uint16_t)v[RP_SCHEDULE_EXT_HOLD], 0);
+            break;
+        case RP_MSG_SCHEDULE_MOVE:
+            slot++;
+            base += v[RP_SCHEDULE_MOVE_DCLOCK] << time_shift;
+            enqueue(RP_OP_MOVE, (uint16_t)v[RP_SCHEDULE_MOVE_ACTUATOR],
+                    (int32_t)v[RP_SCHEDULE_MOVE_POSITION], 0, 0, 0);
             break;
         case RP_MSG_ALL_OFF:
             rp_sched_all_off(next_index);
@@ -575,6 +581,30 @@ void rp_rx_byte(uint8_t b)
         return;
     }
     rx_delimiter(b);
+}
+
+/* Bytes in bulk (issue 8: CPU load): a frame's bytes are copied in one loop, with no
+ * call per byte; a delimiter (or a byte that does not fit) ends the run there, so that
+ * the board frees the frame's bytes before the next frame is taken. */
+uint8_t rp_rx_bytes(const uint8_t *p, uint8_t n)
+{
+    uint8_t len = framer.len;
+    uint8_t room = (uint8_t)(sizeof framer.buf - len);
+    uint8_t *d = framer.buf + len;
+    uint8_t left = n;
+    while (left) {
+        uint8_t b = *p++;
+        left--;
+        if (!b || !room) {
+            framer.len = (uint8_t)(sizeof framer.buf - room);
+            rx_delimiter(b);
+            return (uint8_t)(n - left);
+        }
+        *d++ = b;
+        room--;
+    }
+    framer.len = (uint8_t)(sizeof framer.buf - room);
+    return n;
 }
 
 static void rx_delimiter(uint8_t b)

@@ -2,6 +2,10 @@
  *
  *   rp_init(boot_id)          once, at start (all outputs off, state UNCONFIGURED)
  *   rp_rx_byte(b)             main loop: every byte received from the host
+ *   rp_rx_bytes(p, n)         main loop: the same for n bytes at once (up to and
+ *                             including the first delimiter, which runs its frame);
+ *                             returns how many it took: the board frees those and
+ *                             calls again with the rest
  *   rp_poll()                 main loop: watchdog, duty upkeep, events -> host; after
  *                             received bytes, when rp_poll_wanted(), and at least
  *                             every few milliseconds
@@ -19,6 +23,7 @@
 
 void rp_init(uint32_t boot_id);
 void rp_rx_byte(uint8_t b);
+uint8_t rp_rx_bytes(const uint8_t *p, uint8_t n);
 void rp_poll(void);
 uint8_t rp_poll_wanted(void); /* events are waiting to be sent */
 void rp_timer(void);

@@ -6,7 +6,7 @@
 #include <stdint.h>
 #include "wire.h"
 
-#define RP_PROTOCOL_VERSION 4
+#define RP_PROTOCOL_VERSION 5
 #define RP_MAX_PAYLOAD 120
 #define RP_MAX_ACTUATORS 1024
 #define RP_NO_ACTUATOR 1024
@@ -14,6 +14,7 @@
 #define RP_RECORD_ACT_ESCAPE 127
 #define RP_MAX_LEVEL 4095
 #define RP_MAX_PULSE_US 65535
+#define RP_MAX_POSITION 65535U
 #define RP_MAX_ON_US 600000000UL
 #define RP_MAX_TIME_SHIFT 8
 #define RP_MAX_BOARD_NAME 16
@@ -25,6 +26,8 @@
 #define RP_MAX_FIELDS 15
 #define RP_MAX_H2D_FIELDS 9
 
+/* a frame's CRC is rp_crc16(...) ^ RP_CRC16_XOROUT (CRC-16/GENIBUS, protocol 5) */
+#define RP_CRC16_XOROUT 0xFFFFu
 /* CRC-16/CCITT-FALSE table (poly 0x1021), for a table-driven CRC */
 #define RP_CRC16_TABLE \
     0x0000, 0x1021, 0x2042, 0x3063, 0x4084, 0x50A5, 0x60C6, 0x70E7, \
@@ -70,6 +73,7 @@
 #define RP_OP_RELEASE 0
 #define RP_OP_STRIKE 1
 #define RP_OP_SET 2
+#define RP_OP_MOVE 3
 /* OutKind */
 #define RP_OUT_DIRECT 0
 #define RP_OUT_PCA9685 1
@@ -100,6 +104,8 @@
 #define RP_EV_CUTOFF_DUTY 9
 #define RP_EV_BAD_MESSAGE 10
 #define RP_EV_FLUSHED 11
+#define RP_EV_REFUSED_BUSY 12
+#define RP_EV_REFUSED_MOVE 13
 /* ShutdownReason */
 #define RP_SHUTDOWN_NONE 0
 #define RP_SHUTDOWN_WATCHDOG 1
@@ -118,6 +124,7 @@
 #define RP_MSG_ALL_OFF 9
 #define RP_MSG_HEARTBEAT 10
 #define RP_MSG_SHUTDOWN 11
+#define RP_MSG_SCHEDULE_MOVE 12
 #define RP_MSG_IDENTIFY_RESP 33
 #define RP_MSG_CONFIG_RESULT 34
 #define RP_MSG_CLOCK 35
@@ -165,6 +172,10 @@
 #define RP_HEARTBEAT_NFIELDS 1
 #define RP_SHUTDOWN_REASON 0
 #define RP_SHUTDOWN_NFIELDS 1
+#define RP_SCHEDULE_MOVE_ACTUATOR 0
+#define RP_SCHEDULE_MOVE_DCLOCK 1
+#define RP_SCHEDULE_MOVE_POSITION 2
+#define RP_SCHEDULE_MOVE_NFIELDS 3
 #define RP_IDENTIFY_RESP_PROTOCOL_VERSION 0
 #define RP_IDENTIFY_RESP_FW_VERSION 1
 #define RP_IDENTIFY_RESP_BOARD 2
@@ -330,6 +341,16 @@ static inline int rp_decode_args(uint8_t id, const uint8_t **pp, const uint8_t *
         if (v < 16L || v > 255L) return -1;
         args[0] = (uint32_t)v;
         return 1;
+    case RP_MSG_SCHEDULE_MOVE:
+        if (!rp_get_vlq(pp, end, &v)) return -1;
+        if (v < 0L || v > 1023L) return -1;
+        args[0] = (uint32_t)v;
+        if (!rp_get_vlq(pp, end, &v)) return -1;
+        args[1] = (uint32_t)v;
+        if (!rp_get_vlq(pp, end, &v)) return -1;
+        if (v < 0L || v > 65535L) return -1;
+        args[2] = (uint32_t)v;
+        return 3;
     default:
         return -1;
     }

@@ -91,6 +91,27 @@ static uint8_t armed_valid;
 
 static uint16_t qi(uint16_t i);
 
+/* The positioner hooks' defaults (board.h): no positioners, nothing busy. A board that
+ * has them defines its own (boards/<board>/out_*.c) and the linker takes those. */
+#if defined(__GNUC__)
+#define RP_WEAK __attribute__((weak))
+#else
+#define RP_WEAK
+#endif
+RP_WEAK uint8_t board_output_move(uint16_t actuator, uint8_t out_kind, uint8_t out_addr,
+                                  uint8_t out_channel, uint16_t position, uint32_t clock)
+{
+    (void)actuator, (void)out_kind, (void)out_addr, (void)out_channel, (void)position;
+    (void)clock;
+    return 0;
+}
+
+RP_WEAK uint8_t board_output_busy(uint16_t actuator, uint32_t clock)
+{
+    (void)actuator, (void)clock;
+    return 0;
+}
+
 /* How early to take up the work due at `clock`: a base, plus the decisions of each
  * queued command at exactly that clock (a chord), so the outputs are still on time. */
 static uint16_t lead_for(uint32_t clock)
@@ -583,6 +604,21 @@ static uint8_t decide(const rp_cmd *c, uint32_t now, rp_aid *pulses)
         rp_event_push(RP_EV_LATE, index, c->actuator, c->clock);
         return DO_NOTHING;
     }
+    if (c->op == RP_OP_MOVE) { /* a positioner: the board's hook runs it from its clock */
+        if (board_output_move(c->actuator, a->out_kind, a->out_addr, a->out_channel, c->level,
+                              c->clock)) {
+            rp_count.played++;
+        } else {
+            rp_count.refused++;
+            rp_event_push(RP_EV_REFUSED_MOVE, index, c->actuator, c->clock);
+        }
+        return DO_NOTHING; /* no level of the core's changes */
+    }
+    if (c->op == RP_OP_STRIKE && c->pulse_us && board_output_busy(c->actuator, c->clock)) {
+        rp_count.refused++;
+        rp_event_push(RP_EV_REFUSED_BUSY, index, c->actuator, c->clock);
+        return DO_NOTHING;
+    }
     if (c->op == RP_OP_STRIKE && c->pulse_us && a->phase != RP_PHASE_PULSE) {
         if (*pulses >= rp_max_concurrent) {
             rp_count.refused++;
@@ -785,6 +821,11 @@ void rp_sched_run(void)
                 account(&q[idx[i]]);
     }
     RP_TIMER_CLOSE();
+    /* The budget ran out with more due (a backlog): come back at once. Without this
+     * the rest, max on-time cutoffs included, waited for the next command to re-arm the
+     * timer (issue 9 §7: a coil stayed on 8 s). Safety never waits for the host. */
+    if (!budget)
+        arm_lead(board_clock(), 0);
 }
 
 /* The duty poll proper, once per DUTY_POLL_TICKS: out of line, so that the main loop's

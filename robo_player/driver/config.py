@@ -114,6 +114,8 @@ def to_timed(cmd: Command, clock: int, pwm_max: int) -> TimedCommand:
         return TimedCommand(clock, Op.RELEASE, cmd.actuator)
     if cmd.op is PlanOp.SET:  # plan levels are PWM counts already (plan v2)
         return TimedCommand(clock, Op.SET, cmd.actuator, cmd.drive)
+    if cmd.op is PlanOp.MOVE:  # protocol 5: schedule_move, the target in `level`
+        return TimedCommand(clock, Op.MOVE, cmd.actuator, cmd.position)
     raise PlanError(f"plan command {cmd.op.value} at t_us={cmd.t_us}: not supported by the firmware yet")
 
 

@@ -10,7 +10,7 @@ The rules around the table (acks, credits, window, watchdog, late commands) are 
 ``docs/protocol.md``.
 """
 
-from .framing import Frame, FrameDecoder, FrameKind, crc16, encode_frame
+from .framing import Frame, FrameDecoder, FrameKind, crc16, encode_frame, frame_crc
 from .messages import (
     MESSAGES,
     PROTOCOL_VERSION,
@@ -49,6 +49,7 @@ __all__ = [
     "TimedCommand",
     "config_hash",
     "crc16",
+    "frame_crc",
     "decode_messages",
     "encode_frame",
     "encode_messages",

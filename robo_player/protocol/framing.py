@@ -8,8 +8,12 @@ A raw frame is ``hdr0 hdr1 payload crc_hi crc_lo``:
   next from its peer, i.e. a cumulative acknowledgement of everything before it;
 - ``payload``: messages (DATA), or for ACK/NAK from the device ``VLQ(credits)`` (free
   command-queue slots), empty from the host; up to :data:`MAX_PAYLOAD` bytes;
-- CRC-16/CCITT-FALSE (poly 0x1021, init 0xFFFF, no reflection, no xor-out) of
-  ``hdr0 hdr1 payload``, big-endian.
+- the frame CRC (:func:`frame_crc`): CRC-16/CCITT-FALSE (poly 0x1021, init 0xFFFF, no
+  reflection) of ``hdr0 hdr1 payload`` XORed with :data:`CRC_XOROUT` (0xFFFF: together
+  the catalogued CRC-16/GENIBUS), big-endian. Without the final XOR (protocol 4 and
+  before) a frame whose CRC low byte is 0 still passed when the flip of its last COBS code
+  byte 0x01 -> 0x00 dropped that byte; with it that shortened frame never passes
+  (docs/protocol.md, "Error detection").
 
 On the wire a frame is ``COBS(raw) 0x00``: the only zero byte is the delimiter, so a
 receiver resyncs at the next 0x00 whatever garbage came before. A sender that starts
@@ -59,7 +63,7 @@ class Frame:
 
     def raw(self) -> bytes:
         body = bytes((int(self.kind) << 6 | self.seq, self.ack)) + self.payload
-        return body + crc16(body).to_bytes(2, "big")
+        return body + frame_crc(body).to_bytes(2, "big")
 
     def encode(self) -> bytes:
         """Wire bytes: ``COBS(raw) 0x00`` (no leading delimiter)."""
@@ -70,8 +74,8 @@ class Frame:
         if not MIN_RAW <= len(raw) <= MAX_RAW:
             raise ProtocolError(f"frame: {len(raw)} bytes (allowed {MIN_RAW}..{MAX_RAW})")
         body, crc = raw[:-2], int.from_bytes(raw[-2:], "big")
-        if crc16(body) != crc:
-            raise ProtocolError(f"frame: CRC {crc:#06x} != computed {crc16(body):#06x}")
+        if frame_crc(body) != crc:
+            raise ProtocolError(f"frame: CRC {crc:#06x} != computed {frame_crc(body):#06x}")
         if body[1] & 0xC0:
             raise ProtocolError(f"frame: hdr1 {body[1]:#04x} has reserved bits set")
         return cls(FrameKind(body[0] >> 6), body[0] & 0x3F, body[1], bytes(body[2:]))
@@ -95,6 +99,22 @@ def crc16(data: bytes | bytearray | memoryview, crc: int = 0xFFFF) -> int:
     for b in data:
         crc = ((crc << 8) & 0xFFFF) ^ _CRC_TABLE[((crc >> 8) ^ b) & 0xFF]
     return crc
+
+
+CRC_XOROUT = 0xFFFF  # the frame CRC's final XOR (protocol 5)
+
+
+def frame_crc(body: bytes | bytearray | memoryview) -> int:
+    """The CRC a frame carries: :func:`crc16` of ``hdr0 hdr1 payload`` XOR
+    :data:`CRC_XOROUT` (CRC-16/GENIBUS; check value of b"123456789" is 0xD64E).
+
+    Why the XOR: CRC-16 without one leaves a zero residue under a trailing 0x00, so a frame
+    whose CRC low byte is 0, shortened by one byte (its last COBS code byte 0x01 flipped
+    to a delimiter), still checked. With an XOR ``X`` the frame checks only if the register
+    after ``body crc_hi`` is ``x**-8 * R`` where the whole frame needs ``R = X * x**16 mod
+    g``; both hold only if ``(x**8 - 1) R = 0 mod g``, i.e. ``X`` is 0 or the degree-15
+    factor of ``g = (x + 1) p(x)``: with 0xFFFF the shortened frame never passes."""
+    return crc16(body) ^ CRC_XOROUT
 
 
 def cobs_encode(data: bytes | bytearray) -> bytes:
@@ -201,7 +221,7 @@ class FrameDecoder:
         if not MIN_RAW <= len(raw) <= MAX_RAW or raw[1] & 0xC0:
             self._drop(chunk, crc=False)
             return None
-        if crc16(raw[:-2]) != int.from_bytes(raw[-2:], "big"):
+        if frame_crc(raw[:-2]) != int.from_bytes(raw[-2:], "big"):
             self._drop(chunk, crc=True)
             return None
         self.stats.frames += 1

@@ -154,6 +154,9 @@ def make_vectors(seed: int = 2024) -> list[dict[str, Any]]:
     streams.append(bytes(bad2) + good[0].encode())
     streams.append(b"\x00\x00\x00" + good[3].encode() + b"\x00\x00")
     streams.append(bytes(rnd.randrange(1, 256) for _ in range(50)) + b"\x00" + good[1].encode())
+    # protocol 5: a frame whose CRC low byte is 0 with its last COBS code byte 0x01 flipped
+    # to a delimiter loses that byte; the final XOR makes the shortened frame fail
+    streams.append(b"\x00" + _last_code_flipped() + b"\x00" + good[0].encode())
     for s in streams:
         d = FrameDecoder()
         frames = d.feed(s)
@@ -207,6 +210,10 @@ def make_vectors(seed: int = 2024) -> list[dict[str, Any]]:
         Message.make(
             "schedule_ext", op=2, actuator=88, dclock=5, level=127, pulse_us=0, hold=0
         ).encode(),
+        Message.make("schedule_move", actuator=5, dclock=1000, position=40000).encode(),
+        Message.make("schedule_move", actuator=900, dclock=0, position=0).encode()
+        + Message.make("schedule_move", actuator=0, dclock=2**32 - 1, position=65535).encode(),
+        bytes([12, 5, 0, 0x84, 0x80, 0x00]),  # position 65536: out of range
         Message.make("all_off").encode() + Message.make("shutdown", reason=99).encode(),
         bytes([99]),  # unknown id
         bytes([5, 0x81]),  # truncated vlq
@@ -311,6 +318,27 @@ def make_vectors(seed: int = 2024) -> list[dict[str, Any]]:
              "actuators": n_act,
              "payload": ",".join(p.hex() for p in payloads), "commands": commands_text(out)}
         )  # fmt: skip
+    # sched with moves (protocol 5): schedule_move between packed records
+    enc = ScheduleEncoder(8, 0, 0)
+    cmds = [
+        TimedCommand(2000, Op.MOVE, 7, 12000),
+        TimedCommand(2000, Op.STRIKE, 1, 800, 20000, 100),
+        TimedCommand(2500, Op.MOVE, 6, 0),
+        TimedCommand(2600, Op.RELEASE, 1),
+        TimedCommand(90_000, Op.MOVE, 7, 65535),
+        TimedCommand(90_000, Op.STRIKE, 2, 700, 20000, 100),
+    ]
+    items = [it for c in cmds for it in enc.add(c).items]
+    payloads = [p for p, _ in pack(items, 120)]
+    dec = ScheduleDecoder(8, 0, 0)
+    out = []
+    for p in payloads:
+        for m in decode_messages(p):
+            out += dec.apply(m)
+    vec.append(
+        {"kind": "sched", "time_shift": 0, "level_shift": 0, "actuators": 8,
+         "payload": ",".join(p.hex() for p in payloads), "commands": commands_text(out)}
+    )  # fmt: skip
     # config hash of a configure sequence
     cfg = [
         Message.make(
@@ -352,6 +380,21 @@ def make_vectors(seed: int = 2024) -> list[dict[str, Any]]:
         {"kind": "config_hash", "payload": encode_messages(cfg).hex(), "hash": config_hash(cfg)}
     )
     return vec
+
+
+def _last_code_flipped() -> bytes:
+    """The first DATA frame (seq 0..63, payload ``01 nn``) whose CRC low byte is 0, on the
+    wire with its last COBS code byte (0x01, for that 0) turned into 0x00, without the
+    final delimiter: what a one-bit flip of that byte leaves."""
+    for n in range(256):
+        for seq in range(64):
+            f = Frame(FrameKind.DATA, seq, 0, bytes([1, n]))
+            raw = f.raw()
+            if raw[-1] == 0:
+                wire = f.encode()
+                assert wire[-2] == 1
+                return wire[:-2]
+    raise AssertionError("no frame with a CRC low byte of 0")
 
 
 def dump(vectors: list[dict[str, Any]]) -> str:

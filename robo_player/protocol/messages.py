@@ -28,14 +28,17 @@ from typing import Any
 from ..errors import ProtocolError
 from .varint import U32, get_uvar, get_vlq, put_uvar, put_vlq, unzigzag, zigzag
 
-PROTOCOL_VERSION = 4  # 2: status.i2c_errors; 3: configure_begin.pca_prescale;
-# 4: 10-bit actuator indices (records escape 127; NO_ACTUATOR 1024; config_result.detail 16 bits)
+PROTOCOL_VERSION = 5  # 2: status.i2c_errors; 3: configure_begin.pca_prescale;
+# 4: 10-bit actuator indices (records escape 127; NO_ACTUATOR 1024; config_result.detail 16 bits);
+# 5: the frame CRC's final XOR (framing.CRC_XOROUT), schedule_move (Op.MOVE),
+#    events REFUSED_BUSY and REFUSED_MOVE
 
 # ---- limits shared by both sides (the C header gets them as RP_* macros) ----
 MAX_PAYLOAD = 120  # bytes of messages in one frame
 MAX_ACTUATORS = 1024  # actuator indices 0..1023 (10 bits; a record spends 1 byte on 0..126)
 MAX_LEVEL = 4095  # PWM counts (12 bits: PCA9685); a board may declare less
 MAX_PULSE_US = 65535
+MAX_POSITION = 65535  # a positioner's target (steps or counts of its travel: 16 bits)
 MAX_ON_US = 600_000_000  # 10 min: the widest max_on a config may ask for
 MAX_TIME_SHIFT = 8
 MAX_LEVEL_SHIFT = 4
@@ -67,6 +70,8 @@ class Op(IntEnum):
     RELEASE = 0  # level 0 (always safe: a late release still runs, and is reported)
     STRIKE = 1  # level = drive for pulse_us, then hold level until a release
     SET = 2  # level stays (pedal); still bounded by max_on and the duty limit
+    MOVE = 3  # a positioner to `position` (schedule_move); the board's hook starts it at
+    # its clock, or refuses it (REFUSED_MOVE: a board or kind without positioners)
 
 
 class OutKind(IntEnum):
@@ -114,6 +119,10 @@ class EventKind(IntEnum):
     CUTOFF_DUTY = 9  # coil forced off: duty budget overflowed while on
     BAD_MESSAGE = 10  # a CRC-good frame whose messages do not parse (index = frame seq)
     FLUSHED = 11  # queue flushed by all_off/shutdown/watchdog (index = first, clock = count)
+    REFUSED_BUSY = 12  # a strike pulse on an actuator its board calls busy (a press on a
+    # carriage that is still moving: board_output_busy)
+    REFUSED_MOVE = 13  # a move the board did not take (no positioner there, a target past
+    # its travel: board_output_move)
 
 
 class ShutdownReason(IntEnum):
@@ -245,6 +254,18 @@ MESSAGES: tuple[MsgSpec, ...] = (
         H2D,
         (_int("reason", 16, 255, "host's own code"),),
         "all off, flush, state SHUTDOWN until the next configure",
+    ),
+    MsgSpec(
+        12,
+        "schedule_move",
+        H2D,
+        (
+            _ACT,
+            _u32("dclock", "units of 2**time_shift ticks after the previous record"),
+            _int("position", 0, MAX_POSITION, "target: steps or counts of the positioner"),
+        ),
+        "queue a positioner move (Op.MOVE), timed like a strike; takes a record index and a "
+        "queue slot; leaves the drive/pulse/hold predictors alone",
     ),
     # ---------------- device -> host ----------------
     MsgSpec(

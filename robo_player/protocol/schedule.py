@@ -8,8 +8,11 @@ change. Both ends keep the same state, reset by an accepted ``configure``:
 - ``base``: the clock of the previous record (0; set absolutely by ``sched_base``);
 - ``last_drive`` (0, wire units), ``last_pulse_us`` (0), ``last_hold`` (0): of the
   previous packed strike, whatever its actuator;
-- ``index``: the record counter; every record and ``schedule_ext`` gets the next index,
-  which events and status counters refer to.
+- ``index``: the record counter; every record, ``schedule_ext`` and ``schedule_move``
+  gets the next index, which events and status counters refer to.
+
+A move (``Op.MOVE``: a positioner to a target) travels as ``schedule_move``; its
+:attr:`TimedCommand.level` is the target position (steps or counts, 0..65535).
 
 :class:`ScheduleEncoder` is the host side; :class:`ScheduleDecoder` mirrors what the
 firmware does with the same bytes (used by tests and by in-process device models).
@@ -28,6 +31,7 @@ from .messages import (
     MAX_LEVEL,
     MAX_LEVEL_SHIFT,
     MAX_PAYLOAD,
+    MAX_POSITION,
     MAX_TIME_SHIFT,
     Message,
     Op,
@@ -48,7 +52,7 @@ class TimedCommand:
     clock: int
     op: Op
     actuator: int
-    level: int = 0  # strike drive or set level (PWM counts)
+    level: int = 0  # strike drive or set level (PWM counts); MOVE: the target position
     pulse_us: int = 0  # strike only
     hold: int = 0  # strike only
 
@@ -111,9 +115,11 @@ class ScheduleEncoder:
             raise ProtocolError(
                 f"schedule: actuator {a} not configured (allowed 0..{self.actuator_count - 1})"
             )
-        if not 0 <= cmd.level <= MAX_LEVEL:
+        top = MAX_POSITION if cmd.op is Op.MOVE else MAX_LEVEL
+        if not 0 <= cmd.level <= top:
+            what = "position" if cmd.op is Op.MOVE else "level"
             raise ProtocolError(
-                f"schedule: level {cmd.level} out of range (allowed 0..{MAX_LEVEL})"
+                f"schedule: actuator {a} {what} {cmd.level} out of range (allowed 0..{top})"
             )
         items: list[Item] = []
         unit = 1 << self.time_shift
@@ -147,6 +153,8 @@ class ScheduleEncoder:
         elif cmd.op is Op.RELEASE:
             level = 0
             items.append(Record(a, False, d))
+        elif cmd.op is Op.MOVE:
+            items.append(Message.make("schedule_move", actuator=a, dclock=d, position=level))
         else:
             items.append(
                 Message.make(
@@ -180,7 +188,7 @@ class PayloadPacker:
         self._done = bytearray()
         self._records: list[Record] = []
         self._rec_bytes = bytearray()
-        self.n_records = 0  # records + schedule_ext in this payload (queue slots)
+        self.n_records = 0  # records + schedule_ext/move in this payload (queue slots)
 
     def _size_with_records(self, extra: int, n: int) -> int:
         if n == 0:
@@ -206,7 +214,7 @@ class PayloadPacker:
             return False
         self._flush_records()
         self._done += b
-        if item.name == "schedule_ext":
+        if item.name in ("schedule_ext", "schedule_move"):
             self.n_records += 1
         return True
 
@@ -283,6 +291,11 @@ class ScheduleDecoder:
             cmd = TimedCommand(
                 s.base, Op(msg["op"]), msg["actuator"], msg["level"], msg["pulse_us"], msg["hold"]
             )
+            out.append((s.index, cmd))
+            s.index += 1
+        elif msg.name == "schedule_move":
+            s.base = (s.base + (msg["dclock"] << self.time_shift)) & U32
+            cmd = TimedCommand(s.base, Op.MOVE, msg["actuator"], msg["position"])
             out.append((s.index, cmd))
             s.index += 1
         return out

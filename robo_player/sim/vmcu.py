@@ -56,6 +56,13 @@ def _s32(v: int) -> int:
     return v - (1 << 32) if v & 0x80000000 else v
 
 
+def _slots(m: Message) -> int:
+    """Queue slots (and record indices) a message takes."""
+    if m.name == "schedule":
+        return len(m["records"])
+    return int(m.name in ("schedule_ext", "schedule_move"))
+
+
 @dataclass(slots=True)
 class _Act:
     pwm_max: int = 0
@@ -263,6 +270,12 @@ class VirtualMCU:
             self.counters["late"] += 1
             self._event(EventKind.LATE, index, a, now)
             return
+        if cmd.op is Op.MOVE:
+            # the board's move hook: this model has no positioners, like a board that
+            # keeps the core's default board_output_move (sched.c): refused, counted
+            self.counters["refused"] += 1
+            self._event(EventKind.REFUSED_MOVE, index, a, now)
+            return
         refuse = self._refusal(cmd, s, now)
         if refuse is not None:
             self.counters["refused"] += 1
@@ -327,7 +340,7 @@ class VirtualMCU:
             self._send_ack(FrameKind.ACK, self.expected)
             return
         slots = sum(
-            len(m["records"]) if m.name == "schedule" else int(m.name == "schedule_ext")
+            _slots(m)
             for m in msgs
         )
         if slots > self.free:
@@ -378,7 +391,7 @@ class VirtualMCU:
                 self._cfg_msgs.append(m)
         elif n == "configure_end":
             self._configure_end(m, now)
-        elif n in ("sched_base", "schedule", "schedule_ext"):
+        elif n in ("sched_base", "schedule", "schedule_ext", "schedule_move"):
             self._schedule(m, now)
         elif n == "all_off":
             self.all_outputs_off(now)
@@ -483,7 +496,7 @@ class VirtualMCU:
     def _schedule(self, m: Message, now: int) -> None:
         if self.sched is None or self.state is not State.READY:
             # count and report every record refused in this state
-            n = len(m["records"]) if m.name == "schedule" else int(m.name == "schedule_ext")
+            n = _slots(m)
             for _ in range(n):
                 self.counters["refused"] += 1
                 self._event(EventKind.REFUSED_STATE, self.next_index, NO_ACTUATOR, now)

@@ -40,6 +40,10 @@ AVR_MCU(F_CPU, "atmega2560");
 
 static volatile uint16_t clock_hi;
 static volatile uint8_t tick; /* set every timer period (4.1 ms): time for rp_poll() */
+/* The main loop has work: a frame's delimiter came, the tick, an event from the timer
+ * context. One flag, so that a wake-up without work (every byte in or out) goes back to
+ * sleep in a few cycles. */
+static volatile uint8_t wake;
 static volatile uint32_t timer_target;
 static volatile uint8_t timer_far; /* armed, but more than one timer period ahead */
 
@@ -60,6 +64,7 @@ ISR(TIMER1_OVF_vect)
 {
     clock_hi++;
     tick = 1;
+    wake = 1;
 }
 
 uint32_t board_clock(void)
@@ -101,11 +106,44 @@ void board_timer_arm(uint32_t clock)
  * much early so that the pin changes at the commanded clock. */
 #define OUTPUT_PATH_TICKS 120 /* -Os: 110 (was 100: the path grew by ~10 cycles); -O2: 120 (bench_link p99 0.7-0.9 us; 100: 1.9, 126: 1.2) */
 
+/* The wait sleeps (idle, interrupts on) until WAIT_WAKE_TICKS before the end, on
+ * Timer1's compare C, and spins only the rest with interrupts off: the CPU is not busy
+ * while it waits (issue 8: CPU load; the spin was 5 % of the busy cycles at 100
+ * notes/s), and the interrupts-off stretch is at most WAIT_WAKE_TICKS plus the output
+ * path. An interrupt that starts just before the wake (a UART byte: about 50 cycles,
+ * the clock overflow) ends well inside WAIT_WAKE_TICKS. */
+#define WAIT_WAKE_TICKS 200U
+#define WAIT_SLEEP_MIN_TICKS (WAIT_WAKE_TICKS + 100U) /* shorter: spin only */
+/* The core waits at most its lead plus the batch window ahead (RP_TIMER_LEAD_TICKS +
+ * BATCH * RP_TIMER_LEAD_PER_CMD_TICKS + RP_BATCH_WINDOW_TICKS: 10,112 ticks, 632 us);
+ * a 16-bit difference beyond this means a target in the past (a late command or
+ * deadline): return at once. Compared as 16 bits without this bound, a target more than
+ * 2.05 ms in the past looked ahead, and the wait spun with interrupts off until the
+ * timer wrapped (issue 9: up to 4.1 ms). */
+#define WAIT_MAX_AHEAD_TICKS 0x4000U
+
+ISR(TIMER1_COMPC_vect, ISR_NAKED) { __asm__ __volatile__("reti"); } /* wakes the wait */
+
 void board_wait_until(uint32_t clock)
 {
-    /* timer context, interrupts off, `clock` within RP_TIMER_LEAD_TICKS plus the batch
-     * window of now (far less than half a timer period): TCNT1 alone decides */
+    /* timer context, interrupts off */
     uint16_t lo = (uint16_t)(clock - OUTPUT_PATH_TICKS);
+    uint16_t left = (uint16_t)(lo - TCNT1);
+    if (left > WAIT_MAX_AHEAD_TICKS)
+        return; /* due already (or past) */
+    if (left > WAIT_SLEEP_MIN_TICKS) {
+        uint16_t wake_at = (uint16_t)(lo - WAIT_WAKE_TICKS);
+        OCR1C = wake_at;
+        TIFR1 = _BV(OCF1C);
+        TIMSK1 |= _BV(OCIE1C);
+        while ((int16_t)(TCNT1 - wake_at) < 0) {
+            sei(); /* the SLEEP runs before any interrupt: the compare cannot be missed */
+            sleep_cpu(); /* SE is set (main): idle */
+            __asm__ __volatile__("nop"); /* see main(): simavr serves a pending one here */
+            cli();
+        }
+        TIMSK1 &= (uint8_t)~_BV(OCIE1C);
+    }
     while ((int16_t)(TCNT1 - lo) < 0)
         ;
 }
@@ -120,6 +158,8 @@ ISR(TIMER1_COMPA_vect)
     }
     TIMSK1 &= (uint8_t)~_BV(OCIE1A); /* one shot: rp_timer() re-arms */
     rp_timer();
+    if (RP_EVENT_PENDING())
+        wake = 1; /* the main loop sends them */
 }
 
 /* ---------------------------------------------------------------- UART0 */
@@ -138,21 +178,113 @@ static volatile rx_index_t rx_head, rx_tail;
 static volatile uint8_t tx_ring[TX_RING];
 static volatile uint8_t tx_head, tx_tail;
 static volatile uint16_t rx_overruns;
-static volatile uint8_t rx_wake; /* a delimiter (or half a ring) came: parse the bytes */
 
+/* The two UART interrupts run for every byte in and out (about 2000 a second at 100
+ * notes/s): written out by hand, they save what avr-gcc's prologue saves for any
+ * interrupt (r0, r1, RAMPZ: about 19 cycles of 65 per byte; issue 8: CPU load). The C
+ * form (below) is the reference, and builds where the ring is not 256 bytes. */
+#if RX_RING == 256 && TX_RING == 128
+ISR(USART0_RX_vect, ISR_NAKED)
+{
+    __asm__ __volatile__(
+        "push r24\n\t"
+        "in r24, __SREG__\n\t"
+        "push r24\n\t"
+        "push r25\n\t"
+        "push r30\n\t"
+        "push r31\n\t"
+        "lds r25, %[udr]\n\t"        /* b = UDR0 */
+        "lds r30, %[head]\n\t"
+        "mov r24, r30\n\t"
+        "subi r24, 0xFF\n\t"         /* next = head + 1 (a byte: wraps at 256) */
+        "lds r31, %[tail]\n\t"
+        "cp r24, r31\n\t"
+        "breq 2f\n\t"                /* full: an overrun */
+        "ldi r31, 0\n\t"
+        "subi r30, lo8(-(%[ring]))\n\t"
+        "sbci r31, hi8(-(%[ring]))\n\t"
+        "st Z, r25\n\t"             /* rx_ring[head] = b */
+        "sts %[head], r24\n\t"
+        "tst r25\n\t"
+        "brne 1f\n\t"
+        "ldi r24, 1\n\t"
+        "sts %[wake], r24\n\t"       /* a delimiter: the main loop takes the frame */
+        "1:\n\t"
+        "pop r31\n\t"
+        "pop r30\n\t"
+        "pop r25\n\t"
+        "pop r24\n\t"
+        "out __SREG__, r24\n\t"
+        "pop r24\n\t"
+        "reti\n\t"
+        "2:\n\t"
+        "lds r24, %[ovr]\n\t"
+        "lds r25, %[ovr]+1\n\t"
+        "adiw r24, 1\n\t"
+        "sts %[ovr]+1, r25\n\t"
+        "sts %[ovr], r24\n\t"
+        "rjmp 1b\n\t"
+        :
+        : [udr] "n"(_SFR_MEM_ADDR(UDR0)), [head] "i"(&rx_head), [tail] "i"(&rx_tail),
+          [ring] "i"(rx_ring), [wake] "i"(&wake), [ovr] "i"(&rx_overruns));
+}
+
+ISR(USART0_UDRE_vect, ISR_NAKED)
+{
+    __asm__ __volatile__(
+        "push r24\n\t"
+        "in r24, __SREG__\n\t"
+        "push r24\n\t"
+        "push r25\n\t"
+        "push r30\n\t"
+        "push r31\n\t"
+        "lds r25, %[tail]\n\t"
+        "lds r24, %[head]\n\t"
+        "cp r24, r25\n\t"
+        "breq 2f\n\t"                /* empty: stop the interrupt */
+        "mov r30, r25\n\t"
+        "ldi r31, 0\n\t"
+        "subi r30, lo8(-(%[ring]))\n\t"
+        "sbci r31, hi8(-(%[ring]))\n\t"
+        "ld r24, Z\n\t"
+        "sts %[udr], r24\n\t"        /* UDR0 = tx_ring[tail] */
+        "subi r25, 0xFF\n\t"
+        "andi r25, %[mask]\n\t"
+        "sts %[tail], r25\n\t"
+        "1:\n\t"
+        "pop r31\n\t"
+        "pop r30\n\t"
+        "pop r25\n\t"
+        "pop r24\n\t"
+        "out __SREG__, r24\n\t"
+        "pop r24\n\t"
+        "reti\n\t"
+        "2:\n\t"
+        "lds r24, %[ucsrb]\n\t"
+        "andi r24, %[noudrie]\n\t"
+        "sts %[ucsrb], r24\n\t"
+        "rjmp 1b\n\t"
+        :
+        : [udr] "n"(_SFR_MEM_ADDR(UDR0)), [ucsrb] "n"(_SFR_MEM_ADDR(UCSR0B)),
+          [noudrie] "n"((uint8_t)~_BV(UDRIE0)), [mask] "n"(TX_RING - 1), [head] "i"(&tx_head),
+          [tail] "i"(&tx_tail), [ring] "i"(tx_ring));
+}
+#else
 ISR(USART0_RX_vect)
 {
     uint8_t b = UDR0;
-    rx_index_t next = RX_NEXT(rx_head);
+    rx_index_t head = rx_head;
+    rx_index_t next = RX_NEXT(head);
     if (next == rx_tail) {
         rx_overruns++; /* the frame it belonged to fails its CRC: NAK, resend */
         return;
     }
-    rx_ring[rx_head] = b;
+    rx_ring[head] = b;
     rx_head = next;
-    /* the main loop wakes for a frame's delimiter (or a half-full ring), not per byte */
-    if (!b || (rx_index_t)(next - rx_tail) >= RX_RING / 2)
-        rx_wake = 1;
+    /* the main loop wakes for a frame's delimiter, not per byte (bytes without one, line
+     * noise, wait for the 4 ms tick: 47 byte times, far less than the ring) */
+    if (!b)
+        wake = 1;
 }
 
 ISR(USART0_UDRE_vect)
@@ -164,6 +296,7 @@ ISR(USART0_UDRE_vect)
     UDR0 = tx_ring[tx_tail];
     tx_tail = (uint8_t)((tx_tail + 1) & (TX_RING - 1));
 }
+#endif
 
 void board_write(const uint8_t *data, uint16_t len)
 {
@@ -886,9 +1019,11 @@ int main(void)
     rp_init(make_boot_id());
     wdt_enable(WDTO_500MS);
     sei();
+    set_sleep_mode(SLEEP_MODE_IDLE);
+    sleep_enable(); /* SE stays set: only the SLEEP below reads it */
     for (;;) {
         wdt_reset();
-        rx_wake = 0; /* before the bytes are taken: one that comes meanwhile sets it again */
+        wake = 0; /* before the work is taken: what comes meanwhile sets it again */
         for (;;) {
             cli();
             rx_index_t head = rx_head;
@@ -896,12 +1031,11 @@ int main(void)
             rx_index_t tail = rx_tail;
             if (tail == head)
                 break;
-            do { /* the bytes that were there; then look again */
-                uint8_t b = rx_ring[tail];
-                tail = RX_NEXT(tail);
-                rx_tail = tail;
-                rp_rx_byte(b); /* a whole frame also runs rp_poll() */
-            } while (tail != head);
+            /* the contiguous bytes from the tail, up to and including a frame's
+             * delimiter (its frame runs), freed before the next frame is taken */
+            uint16_t n = head > tail ? (uint16_t)(head - tail) : (uint16_t)(RX_RING - tail);
+            uint8_t used = rp_rx_bytes((const uint8_t *)&rx_ring[tail], n > 255 ? 255 : (uint8_t)n);
+            rx_tail = (rx_index_t)((tail + used) & (RX_RING - 1));
         }
         /* not on every wake-up (each byte in or out wakes us): events, and every tick */
         if (tick || RP_EVENT_PENDING()) {
@@ -916,14 +1050,15 @@ int main(void)
         }
         /* idle until there is work: a frame's delimiter, the 4 ms tick, an event. Every
          * interrupt wakes the CPU (each byte in or out); those that bring no work go
-         * straight back to sleep here, in a few cycles. */
-        set_sleep_mode(SLEEP_MODE_IDLE);
+         * straight back to sleep here, in a few cycles (one flag; SE stays set). */
         cli();
-        while (!rx_wake && !tick && !RP_EVENT_PENDING()) {
-            sleep_enable();
-            sei();
+        while (!wake) {
+            sei(); /* the SLEEP after SEI runs before any interrupt: none is missed */
             sleep_cpu();
-            sleep_disable();
+            /* an interrupt that was pending at the SEI runs here (simavr: the SLEEP does
+             * not sleep then, and it serves the interrupt only after one more
+             * instruction; with CLI right after the SLEEP it never would) */
+            __asm__ __volatile__("nop");
             cli();
         }
         sei();
