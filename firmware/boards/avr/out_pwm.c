@@ -15,8 +15,8 @@
  * interrupt sees it high. A change between partial levels (pulse -> hold) or to off
  * moves or drops the pin in prepare, before its clock: the off write is the core's; a
  * new duty takes effect from that moment. Nothing is allocated; every loop is bounded
- * by AVR_PWM_GROUPS, AVR_PWM_PENDING or the 11 ports. RAM: 5 * 11 + 11 + 6 + 5 + 5 +
- * 5 bytes. */
+ * by AVR_PWM_GROUPS, AVR_PWM_PENDING or the 11 ports. RAM: 107 bytes (groups 5 * 11
+ * masks, counts, off ticks, order; 11 on masks; 5 pending). */
 #include <avr/interrupt.h>
 #include <avr/io.h>
 #include <avr/pgmspace.h>
@@ -36,6 +36,7 @@ static const uint8_t pwm_pins[RP_AVR_DIRECT_OUTPUTS] PROGMEM = RP_AVR_PINS_INIT;
 static uint8_t grp_mask[AVR_PWM_GROUPS][PORTS]; /* each group's members, per port */
 static uint16_t grp_off[AVR_PWM_GROUPS];        /* its off tick within the period */
 static uint8_t grp_used;                        /* bit g: group g has members or joins */
+static uint8_t grp_cnt[AVR_PWM_GROUPS];         /* its members */
 static uint8_t on_mask[PORTS];                  /* every member, per port */
 static uint8_t order[AVR_PWM_GROUPS], norder, cur; /* used groups by off tick; COMPB's next */
 /* strikes prepared but maybe not yet committed: channel and group; they join once their
@@ -64,10 +65,7 @@ static void rebuild(void)
     grp_stale = 0;
     norder = 0;
     for (uint8_t g = 0; g < AVR_PWM_GROUPS; g++) {
-        uint8_t any = 0;
-        for (uint8_t i = 0; i < PORTS; i++)
-            any |= grp_mask[g][i];
-        if (!any) {
+        if (!grp_cnt[g]) {
             grp_used &= (uint8_t)~(1U << g); /* free */
             continue;
         }
@@ -98,6 +96,30 @@ static void rebuild(void)
 
 static uint8_t group_for(uint16_t off);
 
+/* interrupts off: the pin leaves the group it is a member of (if any); 1 if it was */
+static uint8_t unjoin(uint8_t p, uint8_t m)
+{
+    if (!(on_mask[p] & m))
+        return 0;
+    on_mask[p] &= (uint8_t)~m;
+    for (uint8_t g = 0; g < AVR_PWM_GROUPS; g++)
+        if (grp_mask[g][p] & m) {
+            grp_mask[g][p] &= (uint8_t)~m;
+            grp_cnt[g]--;
+            break;
+        }
+    return 1;
+}
+
+/* interrupts off: the pin joins group g */
+static void join(uint8_t g, uint8_t p, uint8_t m)
+{
+    unjoin(p, m); /* (a strike prepared twice) */
+    grp_mask[g][p] |= m;
+    on_mask[p] |= m;
+    grp_cnt[g]++;
+}
+
 /* interrupts off (Timer3's interrupts): the pending pins whose strike the core has
  * committed (high) or that move between partial levels join their groups; empty groups
  * are freed and the order rebuilt. The bookkeeping runs here, not in prepare, so that
@@ -110,11 +132,7 @@ static void join_pending(void)
         uint8_t pb = pgm_read_byte(&pwm_pins[ch & 0x7F]);
         uint8_t p = pb >> 3, m = (uint8_t)(1U << (pb & 7));
         if ((ch & 0x80) || (*port_of(p) & m)) { /* a move, or the strike's pin is high */
-            uint8_t g = group_for(pend_off[k]);
-            for (uint8_t j = 0; j < AVR_PWM_GROUPS; j++) /* (a strike prepared twice) */
-                grp_mask[j][p] &= (uint8_t)~m;
-            grp_mask[g][p] |= m;
-            on_mask[p] |= m;
+            join(group_for(pend_off[k]), p, m);
             npend--;
             pend_ch[k] = pend_ch[npend];
             pend_off[k] = pend_off[npend];
@@ -179,10 +197,7 @@ static uint8_t drop(uint8_t ch, uint8_t p, uint8_t m)
             was = 1;
             break;
         }
-    if (on_mask[p] & m) {
-        on_mask[p] &= (uint8_t)~m;
-        for (uint8_t g = 0; g < AVR_PWM_GROUPS; g++)
-            grp_mask[g][p] &= (uint8_t)~m;
+    if (unjoin(p, m)) {
         grp_stale = 1;
         was = 1;
     }
@@ -217,7 +232,7 @@ static uint8_t group_for(uint16_t off)
     if (free_g != 0xFF) {
         grp_off[free_g] = off;
         grp_used |= (uint8_t)(1U << free_g);
-        return free_g; /* its masks are all clear (rebuild() frees only empty groups) */
+        return free_g; /* its masks are all clear: rebuild() frees only empty groups */
     }
     if (avr_pwm_merges != 0xFFFF)
         avr_pwm_merges++;
@@ -261,9 +276,7 @@ void avr_pwm_prepare(uint8_t ch, uint16_t level, uint16_t pwm_max, rp_out_t *o)
             pend_ch[npend] = ch;
             pend_off[npend++] = off;
         } else { /* full: join at once */
-            uint8_t g = group_for(off);
-            grp_mask[g][p] |= m;
-            on_mask[p] |= m;
+            join(group_for(off), p, m);
             grp_stale = 1;
         }
         timer_start();
@@ -278,9 +291,7 @@ void avr_pwm_prepare(uint8_t ch, uint16_t level, uint16_t pwm_max, rp_out_t *o)
             pend_ch[npend] = (uint8_t)(ch | 0x80);
             pend_off[npend++] = off;
         } else { /* full: join at once */
-            uint8_t g = group_for(off);
-            grp_mask[g][p] |= m;
-            on_mask[p] |= m;
+            join(group_for(off), p, m);
             grp_stale = 1;
         }
         if (was) {
@@ -300,5 +311,7 @@ void avr_pwm_all_off(void)
             grp_mask[g][i] = 0;
     for (uint8_t i = 0; i < PORTS; i++)
         on_mask[i] = 0;
+    for (uint8_t g = 0; g < AVR_PWM_GROUPS; g++)
+        grp_cnt[g] = 0;
     grp_used = norder = npend = grp_stale = 0;
 }
