@@ -90,6 +90,18 @@ def test_a_late_interrupt_does_not_split_the_level() -> None:
     assert [x[2] for x in soft_pwm_levels(_trace({1: edges}), {1}, {1: 255})] == [200, 89, 0]
 
 
+def test_a_missed_off_right_after_the_strike_is_an_outlier() -> None:
+    # the first period after the strike's stretch ran on to the next period start (its
+    # off interrupt waited behind the core's timer): neither it nor the strike's first
+    # stretch sets the level
+    edges = _firmware_pin(0.0, 30_000.0, 147, 89, 70_000.0, phase=1000.0)
+    rise = [t for t, lv in edges if lv][1:3]  # the 2nd and 3rd rising edges
+    edges = [(t, lv) for t, lv in edges if not (lv == 0 and rise[0] < t < rise[1])]
+    edges.append((rise[1] - 30.0, 0))
+    edges.sort()
+    assert [x[2] for x in soft_pwm_levels(_trace({6: edges}), {6}, {6: 255})] == [147, 89, 0]
+
+
 def test_full_drive_is_a_continuous_stretch() -> None:
     # a full-drive pulse (the pin on for 35 ms), then a 35 % hold
     edges = [(1000.0, 1), (36_000.0, 0)]

@@ -117,7 +117,7 @@ def _pulse_trains(edges: list[tuple[float, int]], period_us: float) -> list[list
     if on is not None:
         intervals.append((on, float("inf")))  # on at the trace's end
     trains: list[list[tuple[float, float]]] = []
-    gap = period_us * 1.1
+    gap = period_us * 2.5  # (one period start lost under a long timer context)
     for iv in intervals:
         if trains and iv[0] - trains[-1][-1][1] <= gap:
             trains[-1].append(iv)
@@ -132,26 +132,45 @@ def _train_levels(
     """A train's levels ``(t, counts)``: what the pin delivered, period by period.
 
     An on-interval longer than a period is full drive; otherwise the pin runs PWM and a
-    period's duty is its on-time over the time to the next rising edge (the last one's:
-    over a nominal period). Periods whose duty stays within ``tol`` of their segment's
-    median form one level; a lone outlier (an interrupt that came late) stays in its
-    segment, and a train's first period (a strike mid-period runs on into the next one's
-    on-time) takes the level of the periods after it. The train ends at its last falling
-    edge (level 0).
+    period's duty is its on-time from the period's start on the firmware's fixed grid
+    (a late interrupt delays a rising edge, never the grid) over the period. Periods
+    within ``tol`` of their segment's median form one level; a lone outlier (an
+    interrupt that came late, the release cutting the last period) stays in its segment
+    without moving its median; a change starts a new level when the next two periods
+    keep it. A train's first stretch (a strike mid-period runs on into the next period's
+    on-time) takes the median of the three periods after it. A later level starts at the
+    falling edge that ended the one before (the firmware switches the pin off at a
+    pulse's end); the train ends at its last falling edge (level 0).
     """
     n = len(train)
+    # The firmware's period starts lie on a fixed grid (Timer3 in CTC mode); a late
+    # interrupt only delays an edge. The grid's phase: the earliest rising edge of the
+    # train's periods, modulo the period.
+    rises = [on for on, _off in train[1:]]
+    phase = None
+    if rises:
+        r0 = rises[0]
+        phase = r0 + min(((r - r0 + period_us / 2) % period_us) - period_us / 2 for r in rises)
     # (start, duty) per period or full-on stretch
     periods: list[tuple[float, float]] = []
     for k, (on, off) in enumerate(train):
         if off - on > period_us * 1.05 and not (k == 0 < n - 1 and off - on < 2.05 * period_us):
             periods.append((on, 1.0))
             continue
-        nxt = train[k + 1][0] if k + 1 < n else on + period_us
-        periods.append((on, min(1.0, (off - on) / max(nxt - on, 1e-9))))
+        start = on
+        if k and phase is not None:  # the grid's start of this period (<= the edge)
+            start = phase + round((on - phase) / period_us) * period_us
+            start = min(start, on)
+        if k + 1 < n or k == 0:
+            nxt = train[k + 1][0] if k + 1 < n else on + period_us
+            span = period_us if k else max(nxt - on, 1e-9)
+        else:
+            span = period_us
+        periods.append((on, min(1.0, max(0.0, off - start) / span)))
     if n > 2 and periods[0][1] != 1.0 or n == 2 and train[0][1] - train[0][0] < 2.05 * period_us:
         # a strike mid-period runs on into the next period's on-time (up to two periods):
         # its first stretch is not a period of its own; it carries the level after it
-        periods[0] = (periods[0][0], periods[1][1])
+        periods[0] = (periods[0][0], float(np.median([d for _t, d in periods[1:4]])))
     segs: list[list[float]] = []  # [start, duties...]
     starts: list[float] = []
     for k, (t, d) in enumerate(periods):
@@ -161,13 +180,15 @@ def _train_levels(
             if abs(d - med) <= tol:
                 cur.append(d)
                 continue
-            nxt_d = periods[k + 1][1] if k + 1 < len(periods) else None
-            persistent = nxt_d is not None and abs(nxt_d - d) <= tol
-            if not persistent and k + 1 < len(periods):
-                cur.append(d)  # a lone outlier
-                continue
+            # a change lasts: the next two periods stay with it (or the one left)
+            after = [x[1] for x in periods[k + 1 : k + 3]]
+            persistent = bool(after) and all(abs(x - d) <= tol for x in after)
+            if not persistent:
+                continue  # a lone outlier (or the last period, cut by the release)
         segs.append([d])
-        starts.append(t)
+        # a new level starts where the old one's last on-time ended (the firmware
+        # switches the pin off at a pulse's end), the first at the strike's edge
+        starts.append(train[k - 1][1] if k else t)
     out: list[tuple[float, int]] = []
     last = -1
     for t, duties in zip(starts, segs, strict=True):

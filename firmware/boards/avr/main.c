@@ -158,6 +158,7 @@ ISR(TIMER1_COMPA_vect)
     }
     TIMSK1 &= (uint8_t)~_BV(OCIE1A); /* one shot: rp_timer() re-arms */
     rp_timer();
+    avr_pwm_release(); /* (RP_TIMER_CLOSE held the PWM's interrupts off) */
     if (RP_EVENT_PENDING())
         wake = 1; /* the main loop sends them */
 }

@@ -11,11 +11,12 @@
  * takes the nearest one (counted in avr_pwm_merges).
  *
  * The exact edges stay the core's: a strike's pin goes on at its clock through the
- * core's own port write (board_output_commit); it joins its group once a Timer3
- * interrupt sees it high. A change between partial levels (pulse -> hold) or to off
- * moves or drops the pin in prepare, before its clock: the off write is the core's; a
- * new duty takes effect from that moment. Nothing is allocated; every loop is bounded
- * by AVR_PWM_GROUPS, AVR_PWM_PENDING or the 11 ports. RAM: 107 bytes (groups 5 * 11
+ * core's own port write (board_output_commit); it joins its group at the first
+ * period start that sees it high. A change between partial levels (pulse -> hold) or
+ * to off moves or drops the pin in prepare, before its clock, and the core's write
+ * switches it off at the clock: a pulse ends exactly when planned (a key struck again
+ * while held gets that off edge, then its drive from the next period start). Nothing
+ * is allocated; every loop is bounded by AVR_PWM_GROUPS, AVR_PWM_PENDING or the 11 ports. RAM: 107 bytes (groups 5 * 11
  * masks, counts, off ticks, order; 11 on masks; 5 pending). */
 #include <avr/interrupt.h>
 #include <avr/io.h>
@@ -43,7 +44,7 @@ static uint8_t order[AVR_PWM_GROUPS], norder, cur; /* used groups by off tick; C
  * pin is high (the core's commit) */
 static uint8_t pend_ch[AVR_PWM_PENDING], npend; /* channel, | 0x80: a move */
 static uint16_t pend_off[AVR_PWM_PENDING];
-static uint8_t grp_stale; /* a pin left a group: rebuild at the next interrupt */
+static uint8_t grp_stale; /* a pin left a group: rebuild at the next period start */
 /* the last pwm_max, and TOP * 256 / pwm_max (8-bit levels ready at build) */
 static uint16_t sc_max = 255, sc_scale = (uint16_t)((RP_SOFT_PWM_TOP << 8) / 255U);
 uint16_t avr_pwm_merges;
@@ -145,29 +146,14 @@ static void join_pending(void)
         rebuild();
 }
 
-ISR(TIMER3_COMPA_vect) /* period start: every member on */
-{
-    if (npend || grp_stale)
-        join_pending();
-#define ON(i, reg)                                                                         \
-    if (on_mask[i])                                                                        \
-        reg |= on_mask[i];
-    EACH_PORT(ON)
-#undef ON
-    cur = 0;
-    if (norder) {
-        OCR3B = grp_off[order[0]];
-        TIMSK3 |= _BV(OCIE3B);
-    }
-}
 
-ISR(TIMER3_COMPB_vect) /* a group's off tick (and any due with it) */
+/* interrupts off: the groups whose off tick has come switch off; COMPB is set for the
+ * next one (a tick already passed, after a late interrupt, is taken at once) */
+static inline __attribute__((always_inline)) void offs_due(uint8_t all)
 {
-    if (npend || grp_stale)
-        join_pending();
     while (cur < norder) {
         uint8_t g = order[cur];
-        if (grp_off[g] > TCNT3 + 8U)
+        if (!all && grp_off[g] > TCNT3 + 8U)
             break;
         cur++;
         const uint8_t *m = grp_mask[g];
@@ -177,14 +163,40 @@ ISR(TIMER3_COMPB_vect) /* a group's off tick (and any due with it) */
         EACH_PORT(OFF)
 #undef OFF
     }
-    if (cur < norder)
+    if (cur < norder) {
         OCR3B = grp_off[order[cur]];
-    else
+        TIMSK3 |= _BV(OCIE3B);
+    } else {
         TIMSK3 &= (uint8_t)~_BV(OCIE3B); /* until the next period start */
+    }
+}
+
+/* The bookkeeping (joins, freed groups, the order) runs here, once a period: a strike's
+ * pin stays on until the first period start after its edge, then follows its group. */
+ISR(TIMER3_COMPA_vect) /* period start: every member on */
+{
+    /* the last period's groups still due (their COMPB was held back by the core's wait
+     * across the period's end): off first, late */
+    offs_due(1);
+    if (npend || grp_stale)
+        join_pending();
+#define ON(i, reg)                                                                         \
+    if (on_mask[i])                                                                        \
+        reg |= on_mask[i];
+    EACH_PORT(ON)
+#undef ON
+    cur = 0;
+    offs_due(0); /* (came late, held by the core's wait: the groups already due) */
+}
+
+/* Port writes only (no call: a short prologue); it runs once per group and period. */
+ISR(TIMER3_COMPB_vect) /* a group's off tick (and any due with it) */
+{
+    offs_due(0);
 }
 
 /* interrupts off: the pin leaves its group (cleared at once, so that no period start
- * turns it on again; an emptied group is freed by the next interrupt) and the pending
+ * turns it on again; an emptied group is freed at the next period start) and the pending
  * list. Returns 1 if it was a member or pending. */
 static uint8_t drop(uint8_t ch, uint8_t p, uint8_t m)
 {
@@ -239,6 +251,26 @@ static uint8_t group_for(uint16_t off)
     return near;
 }
 
+/* inside the core's timer context: HELD, and TIMSK3's bits saved here */
+#define HELD 0x80U
+static uint8_t held_mask;
+
+void avr_pwm_hold(void)
+{
+    if (held_mask & HELD)
+        return;
+    held_mask = (uint8_t)(TIMSK3 | HELD);
+    TIMSK3 = 0;
+}
+
+void avr_pwm_release(void)
+{
+    if (!(held_mask & HELD))
+        return;
+    TIMSK3 = TCCR3B ? (uint8_t)(held_mask & ~HELD) : 0; /* a match meanwhile: its flag waits */
+    held_mask = 0;
+}
+
 static void timer_start(void)
 {
     if (TCCR3B)
@@ -246,7 +278,10 @@ static void timer_start(void)
     TCNT3 = 0; /* the pins join at the first period's end */
     OCR3A = (uint16_t)RP_SOFT_PWM_TOP;
     TIFR3 = _BV(OCF3A) | _BV(OCF3B);
-    TIMSK3 = _BV(OCIE3A);
+    if (held_mask & HELD)
+        held_mask = HELD | _BV(OCIE3A);
+    else
+        TIMSK3 = _BV(OCIE3A);
     TCCR3B = _BV(WGM32) | _BV(CS31); /* CTC (TOP = OCR3A), clk/8 */
 }
 
@@ -270,7 +305,7 @@ void avr_pwm_prepare(uint8_t ch, uint16_t level, uint16_t pwm_max, rp_out_t *o)
     cli();
     if (partial && !(on_mask[p] & m)) {
         /* a strike (the hot path, just before an exact edge: a few cycles): the core's
-         * write at its clock turns the pin on; it joins its group at the next Timer3
+         * write at its clock turns the pin on; it joins its group at the next period
          * interrupt that sees it high */
         if (npend < AVR_PWM_PENDING) {
             pend_ch[npend] = ch;
@@ -283,21 +318,19 @@ void avr_pwm_prepare(uint8_t ch, uint16_t level, uint16_t pwm_max, rp_out_t *o)
         SREG = s;
         return;
     }
-    /* a member changes level (pulse -> hold: it moves at the next interrupt, with no
-     * edge of its own) or goes off or full on (the core writes the pin at its clock) */
-    uint8_t was = drop(ch, p, m);
+    /* a member changes level (pulse -> hold: it moves to its new group now; a new
+     * group joins the order at the next period start) or goes off or full on (the
+     * core writes the pin at its clock) */
+    drop(ch, p, m);
     if (partial) {
-        if (npend < AVR_PWM_PENDING) {
-            pend_ch[npend] = (uint8_t)(ch | 0x80);
-            pend_off[npend++] = off;
-        } else { /* full: join at once */
-            join(group_for(off), p, m);
-            grp_stale = 1;
-        }
-        if (was) {
-            o->port = &GPIOR2;
-            o->mask = 0;
-        }
+        uint8_t g = group_for(off);
+        join(g, p, m);
+        if (grp_cnt[g] == 1)
+            grp_stale = 1; /* (a group of its own: not in the order yet) */
+        /* a level change (pulse -> hold) switches the pin off at its clock (the core's
+         * write: the strike's energy ends there exactly); it comes on again at the next
+         * period start at its new duty */
+        o->on = 0;
     }
     SREG = s;
 }
@@ -314,4 +347,5 @@ void avr_pwm_all_off(void)
     for (uint8_t g = 0; g < AVR_PWM_GROUPS; g++)
         grp_cnt[g] = 0;
     grp_used = norder = npend = grp_stale = 0;
+    held_mask = 0;
 }

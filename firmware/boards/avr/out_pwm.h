@@ -23,6 +23,12 @@ void avr_pwm_prepare(uint8_t channel, uint16_t level, uint16_t pwm_max, rp_out_t
 /* Interrupts off: the timer stops and no pin is at a partial level any more (the
  * caller switches the pins off). */
 void avr_pwm_all_off(void);
+/* RP_TIMER_CLOSE() / RP_TIMER_OPEN() (board_config.h): the PWM's interrupts wait while
+ * the core waits for an exact tick and writes its outputs, so that none delays an edge
+ * (a PWM edge comes late by up to that wait: the trace shows it, the period grid
+ * absorbs it). Both may be called again: a second hold or release does nothing. */
+void avr_pwm_hold(void);
+void avr_pwm_release(void);
 extern uint16_t avr_pwm_merges; /* levels that found no free group (took the nearest) */
 
 #endif
