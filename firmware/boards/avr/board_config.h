@@ -21,7 +21,7 @@
  * with the UART interrupts let in); then the core spins to the exact tick. Was 40 + 60.
  * Shorter leads cut the spin (20 + 62 with 50 us for a deadline: 0.5 points of CPU
  * load at 100 notes/s) but single strikes came up to 16 us late (bench_link's p99). */
-#define RP_TIMER_LEAD_TICKS (32U * 16U)
+#define RP_TIMER_LEAD_TICKS (48U * 16U) /* 32 before out_pwm.c (a PWM interrupt may come in the decisions) */
 #define RP_TIMER_LEAD_PER_CMD_TICKS (80U * 16U) /* 60 before out_pwm.c: its strike path (prepare) made 60 late by ~20 us */
 /* a coil deadline first (a pulse end or a cutoff: no decision, one output; 50 us made
  * pulse ends 10-16 us late) */
