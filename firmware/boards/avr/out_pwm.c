@@ -104,7 +104,7 @@ static uint8_t unjoin(uint8_t p, uint8_t m)
         return 0;
     on_mask[p] &= (uint8_t)~m;
     for (uint8_t g = 0; g < AVR_PWM_GROUPS; g++)
-        if (grp_mask[g][p] & m) {
+        if ((grp_used & (1U << g)) && (grp_mask[g][p] & m)) { /* (free: stale masks) */
             grp_mask[g][p] &= (uint8_t)~m;
             grp_cnt[g]--;
             break;
@@ -244,7 +244,10 @@ static uint8_t group_for(uint16_t off)
     if (free_g != 0xFF) {
         grp_off[free_g] = off;
         grp_used |= (uint8_t)(1U << free_g);
-        return free_g; /* its masks are all clear: rebuild() frees only empty groups */
+        uint8_t *m = grp_mask[free_g]; /* (all-off leaves them: cleared here) */
+        for (uint8_t i = 0; i < PORTS; i++)
+            m[i] = 0;
+        return free_g;
     }
     if (avr_pwm_merges != 0xFFFF)
         avr_pwm_merges++;
@@ -337,11 +340,10 @@ void avr_pwm_prepare(uint8_t ch, uint16_t level, uint16_t pwm_max, rp_out_t *o)
 
 void avr_pwm_all_off(void)
 {
+    /* interrupts off and short: the timer stops, no pin is a member any more (a group's
+     * masks are cleared when it is next taken) */
     TCCR3B = 0;
     TIMSK3 = 0;
-    for (uint8_t g = 0; g < AVR_PWM_GROUPS; g++)
-        for (uint8_t i = 0; i < PORTS; i++)
-            grp_mask[g][i] = 0;
     for (uint8_t i = 0; i < PORTS; i++)
         on_mask[i] = 0;
     for (uint8_t g = 0; g < AVR_PWM_GROUPS; g++)
