@@ -42,6 +42,7 @@ __all__ = [
     "duty_permille",
     "duty_window_ms",
     "fits_concurrency",
+    "pulse_counts_at",
     "fits_supply",
     "heat_after",
     "heat_limit_k",
@@ -87,6 +88,15 @@ def fits_supply(amap: ActuatorMap, total_a: float, margin: float = 0.0) -> bool:
     """Is ``total_a`` within the shared supply's limit less ``margin`` (a fraction kept
     free: the calibrator's scheduler keeps 0.1, the planner and the physics 0)?"""
     return total_a <= supply_limit_a(amap, margin) + EPS_A
+
+
+def pulse_counts_at(end_us: int, t_us: int) -> bool:
+    """Does a strike pulse that ends at ``end_us`` still count against the concurrency cap
+    for a strike at ``t_us``? A pulse holds ``[start, end)``: on the tick where it ends it
+    is gone. One rule for the planner, the firmware (``firmware/core/sched.c``
+    ``pulses_ending``) and its model (:mod:`robo_player.sim.vmcu`), held together by
+    ``tests/test_firmware_property.py``."""
+    return t_us < end_us
 
 
 def fits_concurrency(amap: ActuatorMap, pulses: int) -> bool:

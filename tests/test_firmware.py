@@ -109,8 +109,21 @@ class Link:
         self.ser.write(b"\x00" + f.encode())
 
     def sync(self) -> Frame:
-        self.write_frame(Frame(FrameKind.SYNC, self.seq, 0))
-        return self.wait_frame(lambda f: f.kind is FrameKind.ACK)
+        """SYNC until the device answers: bytes that come while the firmware is still
+        booting (interrupts off) are lost, as on a real ATmega2560 (the simavr harness
+        models its 2-byte receive buffer), so the first SYNC may go unheard."""
+        deadline = time.monotonic() + MAX_WAIT_S
+        while True:
+            mark = len(self.frames)
+            self.write_frame(Frame(FrameKind.SYNC, self.seq, 0))
+            t_end = min(deadline, time.monotonic() + 0.3)
+            while time.monotonic() < t_end:
+                self.pump()
+                for f in self.frames[mark:]:
+                    if f.kind is FrameKind.ACK:
+                        return f
+            if time.monotonic() >= deadline:
+                raise AssertionError(f"no ACK to SYNC within {MAX_WAIT_S} s")
 
     def send(self, msgs: list[Message] | bytes) -> Frame:
         """Send one DATA frame; returns the device's ACK/NAK for it."""
@@ -712,6 +725,44 @@ def test_avr_under_simavr_strikes_within_20us(sim: Sim) -> None:
     m = re.search(r"avr: flash (\d+) B .* RAM (\d+) B", sim.build_log)
     assert m, sim.build_log
     assert 0 < sim.stack_bytes() and int(m[2]) + sim.stack_bytes() <= 8192 - 512
+
+
+def test_avr_interrupts_off_at_most_100us_and_no_uart_overrun_in_a_dense_burst(sim: Sim) -> None:
+    """Issue 9 §7: interrupts off for up to 2-4 ms on the AVR (board_wait_until compared
+    16-bit timer values: a target more than 2.05 ms in the past spun until the timer
+    wrapped), which overruns a real ATmega2560's 2-byte receive buffer; the harness now
+    drops a byte that arrives while two are unread (simavr held them). A dense burst:
+    chords of 8, strikes 4 us apart, commands already late by 3 ms (the path that spun),
+    frames streaming in meanwhile. The longest stretch with interrupts off stays within
+    100 us (a byte at 115200 baud takes 87 us) and no received byte is lost."""
+    us = AVR_HZ // 1_000_000
+    assert configure(sim.link, cfg_messages(8, time_shift=4, max_concurrent=8))["reason"] == 0
+    now = sim.link.clock()
+    t = now + 150_000 * us
+    cmds = []
+    for k in range(4):  # chords of 8, 2 ms apart
+        cmds += [TimedCommand(t + k * 2000 * us, Op.STRIKE, a, 3000, 500, 0) for a in range(8)]
+    t2 = t + 10_000 * us
+    cmds += [TimedCommand(t2 + 4 * i * us, Op.STRIKE, i % 8, 2000, 100, 0) for i in range(64)]
+    cmds.sort(key=lambda c: c.clock)
+    schedule(sim.link, cmds, n_act=8, time_shift=4)
+    late_base = sim.link.clock() - 3000 * us  # more than 2.05 ms in the past
+    late = [TimedCommand(late_base + i * us, Op.RELEASE, i % 8) for i in range(8)]
+    schedule(sim.link, late, n_act=8, time_shift=4)
+    st = wait_done(sim.link, len(cmds) + len(late))
+    assert st["late"] >= len(late), st.as_dict()  # and strikes 4 us apart fall behind
+    deadline = time.monotonic() + MAX_WAIT_S
+    while sim.link.clock() < t2 + 20_000 * us and time.monotonic() < deadline:
+        sim.link.pump()
+    sim.link.close()
+    sim.stop()
+    text = sim.trace.read_text()
+    m = re.search(r"# interrupts off for at most (\d+) cycles", text)
+    assert m, text[-2000:]
+    assert int(m[1]) <= 100 * us, f"interrupts off for {int(m[1]) / us:.1f} us"
+    m = re.search(r"# uart rx overruns (\d+) of (\d+) bytes", text)
+    assert m and int(m[2]) > 500, text[-2000:]
+    assert int(m[1]) == 0, m[0]
 
 
 def test_avr_all_off_with_64_coils_on_in_short_critical_sections(sim: Sim) -> None:

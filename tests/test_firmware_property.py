@@ -70,8 +70,8 @@ def cases(draw: st.DrawFn) -> Case:
     cmds = []
     for _ in range(draw(st.integers(1, 20))):
         # clocks on a 10 µs grid, pulses 5 µs off it: a pulse end never ties with a
-        # command (at a tie the C core runs the command first, the model the pulse end:
-        # see firmware/README.md "C and Python")
+        # command (ties have their own test below: test_c_scheduler_and_model_agree_on_
+        # concurrency_ties)
         t = draw(st.integers(0, SPAN_US // 10)) * 10
         a = draw(acts)
         op = draw(st.sampled_from((Op.STRIKE, Op.STRIKE, Op.RELEASE, Op.SET)))
@@ -220,3 +220,77 @@ def test_c_scheduler_and_python_model_give_the_same_coil_events(host: Host, case
         assert [lv for _, lv in h[a]] == [lv for _, lv in m[a]], (a, h[a], m[a], case)
         late = [hc - mc for (hc, _), (mc, _) in zip(h[a], m[a], strict=True)]
         assert all(0 <= d <= TIME_TOL_US for d in late), (a, late, case)
+
+
+# ---- the concurrency tie: a strike on the tick where another pulse ends ------------------
+@st.composite
+def tie_cases(draw: st.DrawFn) -> Case:
+    """Strikes on a 1 ms grid with whole-millisecond pulses, on few coils with a cap of
+    1 or 2: a pulse often ends on the tick of another strike (and of a release or a
+    strike on its own coil)."""
+    n_act = draw(st.sampled_from((3, 6)))
+    cmds = []
+    for _ in range(draw(st.integers(4, 16))):
+        t = draw(st.integers(0, 40)) * 1000
+        a = draw(st.integers(0, n_act - 1))
+        if draw(st.integers(0, 4)):
+            pulse = draw(st.sampled_from((1_000, 2_000, 3_000, 5_000)))
+            cmds.append(TimedCommand(t, Op.STRIKE, a, 3000, pulse, draw(st.sampled_from((0, 800)))))
+        else:
+            cmds.append(TimedCommand(t, Op.RELEASE, a))
+    cmds.sort(key=lambda c: c.clock)
+    return Case(n_act, draw(st.integers(1, 2)), tuple(cmds))
+
+
+def _ties(case: Case) -> int:
+    """Strikes at a clock where a strike on another coil ends its pulse."""
+    ends = {(c.clock + c.pulse_us, c.actuator) for c in case.cmds if c.op is Op.STRIKE}
+    return sum(
+        1
+        for c in case.cmds
+        if c.op is Op.STRIKE and any(t == c.clock and a != c.actuator for t, a in ends)
+    )
+
+
+TIE = Case(
+    3,
+    1,
+    (
+        TimedCommand(0, Op.STRIKE, 0, 3000, 2_000, 0),
+        TimedCommand(2_000, Op.STRIKE, 1, 3000, 2_000, 800),  # on the tick 0's pulse ends
+        TimedCommand(4_000, Op.STRIKE, 2, 3000, 1_000, 0),  # on the tick 1's pulse ends
+        TimedCommand(9_000, Op.RELEASE, 1),
+    ),
+)
+
+
+def _same_events(host: Host, case: Case) -> dict[str, int]:
+    model_rows, model_st = run_model(case)
+    host_rows, host_st = run_host(host, case)
+    assume(host_st["late"] == 0)  # the OS, not the scheduler (see the module's docstring)
+    assert host_st == model_st, (host_st, model_st, case)
+    m, h = by_actuator(model_rows), by_actuator(host_rows)
+    assert sorted(m) == sorted(h), (m, h, case)
+    for a in m:
+        assert [lv for _, lv in h[a]] == [lv for _, lv in m[a]], (a, h[a], m[a], case)
+    return host_st
+
+
+def test_a_strike_on_the_tick_another_pulse_ends_is_played(host: Host) -> None:
+    """Issue 9 §7: the C core decided such a strike before the ending pulse's deadline and
+    refused it for concurrency; the planner and the model count the ending pulse as
+    gone (rules.pulse_counts_at). With a cap of 1, all three strikes play."""
+    st_ = _same_events(host, TIE)
+    assert (st_["played"], st_["refused"]) == (4, 0), st_
+
+
+@settings(
+    max_examples=8,
+    deadline=None,
+    phases=[Phase.explicit, Phase.reuse, Phase.generate],
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(case=tie_cases())
+def test_c_scheduler_and_model_agree_on_concurrency_ties(host: Host, case: Case) -> None:
+    assume(_ties(case) > 0)
+    _same_events(host, case)

@@ -117,12 +117,13 @@ RP_WEAK uint8_t board_output_busy(uint16_t actuator, uint32_t clock)
 static uint16_t lead_for(uint32_t clock)
 {
     uint8_t n = 1; /* a coil deadline, or the first command */
-    uint16_t j = q_head, left = q_count;
+    uint16_t left = q_count;
+    const rp_cmd *p = &q[q_head];
     while (left > 1 && n < BATCH) {
-        if (++j == RP_QUEUE_SIZE)
-            j = 0;
+        if (++p == q + RP_QUEUE_SIZE)
+            p = q;
         left--;
-        if ((uint32_t)(q[j].clock - clock) > RP_BATCH_WINDOW_TICKS)
+        if ((uint32_t)(p->clock - clock) > RP_BATCH_WINDOW_TICKS)
             break;
         n++;
     }
@@ -577,9 +578,32 @@ void rp_sched_all_off(uint32_t next_index)
 
 enum { DO_NOTHING = 0, DO_LEVEL };
 
+/* Strike pulses that end at or before `clock` (their deadline: the pulse end, or a
+ * cutoff that comes first) on coils without a command earlier in this batch: gone at
+ * `clock`, whatever order the timer context runs a tie in. The one rule for a strike on
+ * the tick where another pulse ends (docs/protocol.md "Safety"; robo_player/rules.py
+ * pulse_counts_at, sim/vmcu.py): the ending pulse does not count. Only asked at the cap. */
+static rp_aid pulses_ending(uint32_t clock, const rp_cmd *const *cp, uint8_t nb)
+{
+    rp_aid n = 0;
+    for (rp_aid i = 0; i < active_n; i++) {
+        rp_aid k = active[i];
+        const rp_act *a = &rp_acts[k];
+        if (a->phase != RP_PHASE_PULSE || BEFORE(clock, a->deadline))
+            continue;
+        uint8_t in_batch = 0;
+        for (uint8_t j = 0; j < nb; j++)
+            in_batch |= cp[j]->actuator == k;
+        n += !in_batch;
+    }
+    return n;
+}
+
 /* Decide what one due command does, before anything is written. `pulses` counts the
- * strike pulses running, including the ones decided earlier in this batch. */
-static uint8_t decide(const rp_cmd *c, uint32_t now, rp_aid *pulses)
+ * strike pulses running, including the ones decided earlier in this batch (the batch's
+ * commands so far: cp[0..nb-1]). */
+static uint8_t decide(const rp_cmd *c, uint32_t now, rp_aid *pulses, const rp_cmd *const *cp,
+                      uint8_t nb)
 {
     rp_act *a = &rp_acts[c->actuator];
     uint8_t late = (int32_t)(now - c->clock) > (int32_t)(RP_LATE_SLACK_US * RP_TICKS_PER_US);
@@ -620,7 +644,8 @@ static uint8_t decide(const rp_cmd *c, uint32_t now, rp_aid *pulses)
         return DO_NOTHING;
     }
     if (c->op == RP_OP_STRIKE && c->pulse_us && a->phase != RP_PHASE_PULSE) {
-        if (*pulses >= rp_max_concurrent) {
+        if (*pulses >= rp_max_concurrent &&
+            (rp_aid)(*pulses - pulses_ending(c->clock, cp, nb)) >= rp_max_concurrent) {
             rp_count.refused++;
             rp_event_push(RP_EV_REFUSED_CONCURRENCY, index, c->actuator, c->clock);
             return DO_NOTHING;
@@ -746,10 +771,11 @@ void rp_sched_run(void)
         }
         rp_aid dn = dl_n;
         uint32_t dclock = dl_clock;
-        uint8_t cmd_first = q_count && (dn == RP_AID_NONE || !BEFORE(dclock, q[q_head].clock));
+        const rp_cmd *hp = &q[q_head]; /* once: a slot is 13 bytes (a multiply) */
+        uint8_t cmd_first = q_count && (dn == RP_AID_NONE || !BEFORE(dclock, hp->clock));
         if (!cmd_first && dn == RP_AID_NONE)
             break; /* nothing to wait for */
-        uint32_t next = cmd_first ? q[q_head].clock : dclock;
+        uint32_t next = cmd_first ? hp->clock : dclock;
         int32_t ahead = (int32_t)(next - now);
         uint16_t lead = (uint16_t)RP_TIMER_LEAD_DEADLINE_TICKS; /* the smallest lead */
         /* due within the smallest lead: no need to count the chord (lead_for walks the
@@ -774,25 +800,30 @@ void rp_sched_run(void)
         /* a batch: the commands due within RP_BATCH_WINDOW_TICKS of this one (a chord, a
          * release and the next strike), one per actuator, decided in place first */
         rp_out_t outs[BATCH];
-        uint16_t idx[BATCH];
+        const rp_cmd *cp[BATCH]; /* the batch's queue slots (intact until the main loop pushes) */
         uint32_t ts[BATCH];
         uint8_t act[BATCH], nb = 0;
         rp_aid pulses = rp_running_pulses;
         uint16_t head = q_head, count = q_count;
+        const rp_cmd *c = hp;
         while (nb < BATCH && count && budget &&
-               (uint32_t)(q[head].clock - next) <= RP_BATCH_WINDOW_TICKS) {
-            const rp_cmd *c = &q[head];
+               (uint32_t)(c->clock - next) <= RP_BATCH_WINDOW_TICKS) {
             uint8_t dup = 0;
             for (uint8_t i = 0; i < nb; i++)
-                dup |= q[idx[i]].actuator == c->actuator;
+                dup |= cp[i]->actuator == c->actuator;
             if (dup)
                 break; /* the same coil twice: its second command goes in the next batch */
-            act[nb] = decide(c, now, &pulses);
+            act[nb] = decide(c, now, &pulses, cp, nb);
             if (act[nb])
                 prepare(c->actuator, first_level(c), &outs[nb]);
             ts[nb] = c->clock;
-            idx[nb++] = head;
-            head = (uint16_t)(head + 1 == RP_QUEUE_SIZE ? 0 : head + 1);
+            cp[nb++] = c;
+            if (++head == RP_QUEUE_SIZE) {
+                head = 0;
+                c = q;
+            } else {
+                c++;
+            }
             count--;
             budget--;
         }
@@ -818,7 +849,7 @@ void rp_sched_run(void)
         RP_TIMER_OPEN();
         for (uint8_t i = 0; i < nb; i++)
             if (act[i])
-                account(&q[idx[i]]);
+                account(cp[i]);
     }
     RP_TIMER_CLOSE();
     /* The budget ran out with more due (a backlog): come back at once. Without this

@@ -71,7 +71,8 @@ def main() -> None:
     print(f"{notes} notes, chord {chord}, gap {gap_us} us: {res.counts()}")
     for kind, v in [*errs.items(), ("all", every)]:
         a = [abs(e) for e in v]
-        print(f"  {kind:9s} n={len(v):4d}  min {min(v):+7.1f}  mean |e| {sum(a) / len(a):6.1f}"
+        print(f"  {kind:9s} n={len(v):4d}  min {min(v):+7.1f}  mean {sum(v) / len(v):+7.1f}"
+              f"  max {max(v):+7.1f}  mean |e| {sum(a) / len(a):6.1f}"
               f"  p99 |e| {pct(a, 0.99):6.1f}  max |e| {max(a):6.1f} us")  # fmt: skip
     print("  report actuation_error_us:", perf.extra["actuation_error_us"])
 

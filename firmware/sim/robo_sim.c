@@ -268,10 +268,12 @@ static int uart_xon; /* simavr raises XON once the firmware enables the receiver
 static uint8_t host_buf[256], avr_buf[4096];
 static size_t host_len, host_done, avr_len;
 static uint64_t avr_dropped;
+static int avr_spoke; /* the firmware sent a byte: it runs (bytes lost before: booting) */
 
 static void on_uart_out(struct avr_irq_t *irq, uint32_t value, void *param)
 {
     (void)irq, (void)param;
+    avr_spoke = 1;
     if (avr_len < sizeof avr_buf)
         avr_buf[avr_len++] = (uint8_t)value;
     else
@@ -292,6 +294,39 @@ static void on_uart_xoff(struct avr_irq_t *irq, uint32_t value, void *param)
         uart_xon = 0;
 }
 
+/* The ATmega2560's receiver (data sheet, "USART Receiver": a two-level receive buffer,
+ * and Data OverRun when a third byte's stop bit comes while both are unread; that byte
+ * is lost). simavr 1.6 instead holds the host's bytes in a 64-byte FIFO and hands them
+ * over as the firmware reads, so a firmware that keeps interrupts off too long is never
+ * caught. The harness puts the host's bytes on the line itself, one byte time apart
+ * (the UART's own cycles per byte at the firmware's UBRR), and drops a byte that
+ * arrives while two are unread in simavr's FIFO (which then models the chip's two-level
+ * buffer: simavr makes a byte readable one byte time after it is raised, i.e. when the
+ * next one is on the line), counting it: "# uart rx overruns N" at exit. */
+static avr_uart_t *uart0;
+static uint64_t rx_overruns, rx_bytes, rx_boot_overruns;
+
+static unsigned uart0_unread(void) /* bytes in simavr's receive FIFO (fifo_declare.h) */
+{
+    return (unsigned)((uart0->input.write + uart_fifo_fifo_size) - uart0->input.read) &
+           (uart_fifo_fifo_size - 1);
+}
+
+static avr_cycle_count_t uart_rx(struct avr_t *a, avr_cycle_count_t when, void *param)
+{
+    (void)a, (void)param;
+    avr_cycle_count_t per_byte = uart0 && uart0->cycles_per_byte ? uart0->cycles_per_byte : 1389;
+    if (uart_xon && host_done < host_len) {
+        uint8_t b = host_buf[host_done++];
+        if (uart0 && uart0_unread() >= 2)
+            *(avr_spoke ? &rx_overruns : &rx_boot_overruns) += 1; /* lost, as on the chip */
+        else
+            avr_raise_irq(uart_in, b);
+        rx_bytes++;
+    }
+    return when + per_byte;
+}
+
 static avr_cycle_count_t uart_poll(struct avr_t *a, avr_cycle_count_t when, void *param)
 {
     (void)a, (void)param;
@@ -307,8 +342,6 @@ static avr_cycle_count_t uart_poll(struct avr_t *a, avr_cycle_count_t when, void
         host_len = r > 0 ? (size_t)r : 0;
         host_done = 0;
     }
-    while (uart_xon && host_done < host_len)
-        avr_raise_irq(uart_in, host_buf[host_done++]); /* XOFF stops it when full */
     return when + POLL_CYCLES;
 }
 
@@ -339,6 +372,12 @@ static int uart_bridge(avr_t *a)
     avr_irq_register_notify(xon, on_uart_xon, NULL);
     avr_irq_register_notify(xoff, on_uart_xoff, NULL);
     avr_cycle_timer_register(a, POLL_CYCLES, uart_poll, NULL);
+    avr_cycle_timer_register(a, POLL_CYCLES, uart_rx, NULL);
+    for (avr_io_t *io = a->io_port; io; io = io->next)
+        if (io->kind && !strcmp(io->kind, "uart") && ((avr_uart_t *)io)->name == '0')
+            uart0 = (avr_uart_t *)io;
+    if (!uart0)
+        fprintf(stderr, "robo_sim: UART0 not found: no receive overrun model\n");
     return 0;
 }
 
@@ -370,9 +409,11 @@ static void mcu_reset(void)
     }
     twi_master_reset();
     avr_cycle_timer_register(avr, POLL_CYCLES, uart_poll, NULL); /* dropped by the reset */
+    avr_cycle_timer_register(avr, POLL_CYCLES, uart_rx, NULL);
     pca9685_rearm();                                              /* the same */
     uart_xon = 0; /* until the firmware enables its receiver again */
     timer_started = clock_checked = 0;
+    avr_spoke = 0; /* booting again */
 }
 
 static void usage(void)
@@ -620,6 +661,11 @@ int main(int argc, char **argv)
                 overflows, overflows_run,
                 timer_started ? (uint64_t)(avr->cycle - trace_base) >> 16 : 0);
         pca9685_report(trace);
+        fprintf(trace,
+                "# uart rx overruns %" PRIu64 " of %" PRIu64
+                " bytes (lost: the 2-byte receive buffer was full; %" PRIu64
+                " more before the firmware first sent)\n",
+                rx_overruns, rx_bytes, rx_boot_overruns);
         if (avr_dropped)
             fprintf(trace, "# uart bytes dropped %" PRIu64 " (the host did not read)\n",
                     avr_dropped);

@@ -25,6 +25,7 @@ import logging
 import random
 from dataclasses import dataclass, field
 
+from .. import rules
 from ..actuation import output_steps
 from ..errors import ProtocolError, TransportError
 from ..protocol.framing import Frame, FrameDecoder, FrameKind, seq_add, seq_diff
@@ -241,6 +242,13 @@ class VirtualMCU:
             if now >= self.last_rx_clock + self._us(self.watchdog_ms * 1000):
                 self.shutdown(now, ShutdownReason.WATCHDOG)
                 return
+        # A tie: the commands due now run before the pulse ends and cutoffs of this
+        # tick, as in the C core (sched.c: a command at or before a pulse's end replaces
+        # its drop to hold; a release on the cutoff's tick is no cutoff), and a pulse
+        # that ends now no longer counts against the cap (rules.pulse_counts_at).
+        while self.queue and self.queue[0][0] <= now:
+            clock, _, index, cmd = heapq.heappop(self.queue)
+            self._execute(clock, index, cmd, now)
         for a, s in sorted(self.acts.items()):
             if s.on_since is not None and now >= s.on_since + self._us(s.max_on_us):
                 self._set(now, a, 0)
@@ -249,9 +257,6 @@ class VirtualMCU:
             elif s.pulse_end is not None and now >= s.pulse_end:
                 s.pulse_end = None
                 self._set(now, a, s.hold)
-        while self.queue and self.queue[0][0] <= now:
-            clock, _, index, cmd = heapq.heappop(self.queue)
-            self._execute(clock, index, cmd, now)
 
     def _execute(self, clock: int, index: int, cmd: TimedCommand, now: int) -> None:
         a = cmd.actuator
@@ -291,12 +296,23 @@ class VirtualMCU:
         self._set(now, a, steps[0][1])
         self.counters["played"] += 1
 
+    def _pulse_gone(self, s: _Act) -> int:
+        """When a running pulse stops: its end, or the coil's cutoff if that comes first."""
+        assert s.pulse_end is not None
+        if s.on_since is None:
+            return s.pulse_end
+        return min(s.pulse_end, s.on_since + self._us(s.max_on_us))
+
     def _refusal(self, cmd: TimedCommand, s: _Act, now: int) -> EventKind | None:
         if cmd.level > s.max_drive or cmd.pulse_us > s.max_pulse_us or cmd.hold > s.max_drive:
             return EventKind.REFUSED_RANGE
         if cmd.op is Op.STRIKE and cmd.pulse_us and s.pulse_end is None:
             # a strike on a coil already in its pulse takes no other slot (sched.c decide)
-            running = sum(1 for x in self.acts.values() if x.pulse_end is not None)
+            running = sum(
+                1
+                for x in self.acts.values()
+                if x.pulse_end is not None and rules.pulse_counts_at(self._pulse_gone(x), now)
+            )
             if running >= self.max_concurrent:
                 return EventKind.REFUSED_CONCURRENCY
         self._drain(s, now)

@@ -104,7 +104,7 @@ void board_timer_arm(uint32_t clock)
 /* Cycles from the end of board_wait_until() to the port write of the first output
  * (the return and board_output_commit()), measured in simavr: the wait ends this
  * much early so that the pin changes at the commanded clock. */
-#define OUTPUT_PATH_TICKS 120 /* -Os: 110 (was 100: the path grew by ~10 cycles); -O2: 120 (bench_link p99 0.7-0.9 us; 100: 1.9, 126: 1.2) */
+#define OUTPUT_PATH_TICKS 110 /* -O2 with the sleeping wait: bench_link p99 0.7 us (120: 1.3-1.4, 132: 2.4); -Os: 110; -O2 before: 120 */
 
 /* The wait sleeps (idle, interrupts on) until WAIT_WAKE_TICKS before the end, on
  * Timer1's compare C, and spins only the rest with interrupts off: the CPU is not busy
@@ -1016,10 +1016,14 @@ int main(void)
     if (boot_bus_stuck) /* the boot's all-off (wdt_off_early) found the bus stuck */
         count_error();
     uart_init();
+    /* interrupts on from here: the host's first bytes go into the receive ring while the
+     * boot id's EEPROM write (up to 4 x 3.4 ms) and rp_init() run. With them off the
+     * 2-byte receive buffer overran and the host's first frame was lost (the simavr
+     * harness models it). rp_init() takes its own critical sections; no timer is armed. */
+    sei();
     outputs_init();
     rp_init(make_boot_id());
     wdt_enable(WDTO_500MS);
-    sei();
     set_sleep_mode(SLEEP_MODE_IDLE);
     sleep_enable(); /* SE stays set: only the SLEEP below reads it */
     for (;;) {
