@@ -42,7 +42,7 @@ static uint8_t on_mask[PORTS];                  /* every member, per port */
 static uint8_t order[AVR_PWM_GROUPS], norder, cur; /* used groups by off tick; COMPB's next */
 /* strikes prepared but maybe not yet committed: channel and group; they join once their
  * pin is high (the core's commit) */
-static uint8_t pend_ch[AVR_PWM_PENDING], npend; /* channel, | 0x80: a move */
+static uint8_t pend_ch[AVR_PWM_PENDING], npend; /* channel */
 static uint16_t pend_off[AVR_PWM_PENDING];
 static uint8_t grp_stale; /* a pin left a group: rebuild at the next period start */
 /* the last pwm_max, and TOP * 256 / pwm_max (8-bit levels ready at build) */
@@ -121,18 +121,23 @@ static void join(uint8_t g, uint8_t p, uint8_t m)
     grp_cnt[g]++;
 }
 
-/* interrupts off (Timer3's interrupts): the pending pins whose strike the core has
- * committed (high) or that move between partial levels join their groups; empty groups
- * are freed and the order rebuilt. The bookkeeping runs here, not in prepare, so that
- * the core's decisions before an exact edge stay short. */
+/* Timer3's period start, with interrupts let in (the core's timer among them): the
+ * pending pins whose strike the core has committed (high) join their groups, one at a
+ * time with interrupts off; then empty groups are freed and the order rebuilt. The
+ * bookkeeping runs here, not in prepare, so that the core's decisions before an exact
+ * edge stay short, and in steps, so that no stretch with interrupts off is long (a
+ * chord of 8 joins at once). Returns with interrupts off. */
 static void join_pending(void)
 {
     uint8_t k = 0, changed = 0;
-    while (k < npend) {
+    for (;;) {
+        cli();
+        if (k >= npend)
+            break;
         uint8_t ch = pend_ch[k];
-        uint8_t pb = pgm_read_byte(&pwm_pins[ch & 0x7F]);
+        uint8_t pb = pgm_read_byte(&pwm_pins[ch]);
         uint8_t p = pb >> 3, m = (uint8_t)(1U << (pb & 7));
-        if ((ch & 0x80) || (*port_of(p) & m)) { /* a move, or the strike's pin is high */
+        if (*port_of(p) & m) { /* the strike's pin is high: committed */
             join(group_for(pend_off[k]), p, m);
             npend--;
             pend_ch[k] = pend_ch[npend];
@@ -141,11 +146,11 @@ static void join_pending(void)
         } else {
             k++;
         }
+        sei();
     }
     if (changed || grp_stale)
         rebuild();
 }
-
 
 /* interrupts off: the groups whose off tick has come switch off; COMPB is set for the
  * next one (a tick already passed, after a late interrupt, is taken at once) */
@@ -171,15 +176,14 @@ static inline __attribute__((always_inline)) void offs_due(uint8_t all)
     }
 }
 
-/* The bookkeeping (joins, freed groups, the order) runs here, once a period: a strike's
- * pin stays on until the first period start after its edge, then follows its group. */
+/* The bookkeeping (joins, freed groups, the order) runs here, once a period, after the
+ * port writes: a strike's pin stays on until the first period start after its edge,
+ * then follows its group. */
 ISR(TIMER3_COMPA_vect) /* period start: every member on */
 {
     /* the last period's groups still due (their COMPB was held back by the core's wait
      * across the period's end): off first, late */
     offs_due(1);
-    if (npend || grp_stale)
-        join_pending();
 #define ON(i, reg)                                                                         \
     if (on_mask[i])                                                                        \
         reg |= on_mask[i];
@@ -187,6 +191,8 @@ ISR(TIMER3_COMPA_vect) /* period start: every member on */
 #undef ON
     cur = 0;
     offs_due(0); /* (came late, held by the core's wait: the groups already due) */
+    if (npend || grp_stale)
+        join_pending(); /* (a new group: rebuild() points COMPB at it) */
 }
 
 /* Port writes only (no call: a short prologue); it runs once per group and period. */
