@@ -25,6 +25,7 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, Phase, assume, given, settings
 from hypothesis import strategies as st
+from hypothesis.errors import UnsatisfiedAssumption
 from test_firmware import (
     HOST_BIN,
     LATE_SLACK_US,
@@ -264,9 +265,12 @@ TIE = Case(
 )
 
 
-def _same_events(host: Host, case: Case) -> dict[str, int]:
+def _same_events(host: Host, case: Case, tries: int = 1) -> dict[str, int]:
     model_rows, model_st = run_model(case)
-    host_rows, host_st = run_host(host, case)
+    for _ in range(tries):
+        host_rows, host_st = run_host(host, case)
+        if host_st["late"] == 0:
+            break
     assume(host_st["late"] == 0)  # the OS, not the scheduler (see the module's docstring)
     assert host_st == model_st, (host_st, model_st, case)
     m, h = by_actuator(model_rows), by_actuator(host_rows)
@@ -280,7 +284,10 @@ def test_a_strike_on_the_tick_another_pulse_ends_is_played(host: Host) -> None:
     """Issue 9 §7: the C core decided such a strike before the ending pulse's deadline and
     refused it for concurrency; the planner and the model count the ending pulse as
     gone (rules.pulse_counts_at). With a cap of 1, all three strikes play."""
-    st_ = _same_events(host, TIE)
+    try:
+        st_ = _same_events(host, TIE, tries=3)
+    except UnsatisfiedAssumption:
+        pytest.skip("the host process fell behind its late slack 3 times (a loaded machine)")
     assert (st_["played"], st_["refused"]) == (4, 0), st_
 
 

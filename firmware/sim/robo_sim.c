@@ -312,16 +312,37 @@ static unsigned uart0_unread(void) /* bytes in simavr's receive FIFO (fifo_decla
            (uart_fifo_fifo_size - 1);
 }
 
+/* simavr makes a received byte readable (RXC) one byte time after it reaches an empty
+ * FIFO, and after each UDR read the next one another byte time later: under a steady
+ * stream its FIFO falls further behind the line the later the firmware reads, which the
+ * chip does not do (a byte is readable when its stop bit is in, and RXC stays set while
+ * the buffer holds one). So the harness raises RXC itself when a byte arrives and after
+ * a read that leaves one unread: the FIFO then holds what the chip's buffer holds. */
+static avr_io_read_t udr_read_orig;
+static void *udr_read_param;
+
+static uint8_t udr_read(struct avr_t *a, avr_io_addr_t addr, void *param)
+{
+    (void)param;
+    uint8_t v = udr_read_orig(a, addr, udr_read_param);
+    if (uart0_unread())
+        avr_raise_interrupt(a, &uart0->rxc);
+    return v;
+}
+
 static avr_cycle_count_t uart_rx(struct avr_t *a, avr_cycle_count_t when, void *param)
 {
-    (void)a, (void)param;
+    (void)param;
     avr_cycle_count_t per_byte = uart0 && uart0->cycles_per_byte ? uart0->cycles_per_byte : 1389;
     if (uart_xon && host_done < host_len) {
         uint8_t b = host_buf[host_done++];
-        if (uart0 && uart0_unread() >= 2)
+        if (uart0 && uart0_unread() >= 2) {
             *(avr_spoke ? &rx_overruns : &rx_boot_overruns) += 1; /* lost, as on the chip */
-        else
+        } else {
             avr_raise_irq(uart_in, b);
+            if (uart0 && udr_read_orig && uart0_unread())
+                avr_raise_interrupt(a, &uart0->rxc); /* readable now, as on the chip */
+        }
         rx_bytes++;
     }
     return when + per_byte;
@@ -376,8 +397,15 @@ static int uart_bridge(avr_t *a)
     for (avr_io_t *io = a->io_port; io; io = io->next)
         if (io->kind && !strcmp(io->kind, "uart") && ((avr_uart_t *)io)->name == '0')
             uart0 = (avr_uart_t *)io;
-    if (!uart0)
+    if (!uart0) {
         fprintf(stderr, "robo_sim: UART0 not found: no receive overrun model\n");
+    } else {
+        int io = AVR_DATA_TO_IO(uart0->r_udr); /* wrap simavr's UDR0 read: udr_read() */
+        udr_read_orig = a->io[io].r.c;
+        udr_read_param = a->io[io].r.param;
+        if (udr_read_orig)
+            a->io[io].r.c = udr_read;
+    }
     return 0;
 }
 
