@@ -155,7 +155,11 @@ def test_fw_avr_short_run() -> None:
     tr = _trace(dev, sp)
     assert tr.clock_hz == 16_000_000
     assert not max_on_violations(tr.changes, tr.clock_hz, sp.thermal.max_on_us)
-    assert perf.extra["actuation_error_us"]["matched"] >= len(plan) // 2
+    # direct pins run software PWM: a strike's edge is timed; a release that falls in
+    # the PWM's off time has none, and a key struck again while held (busy_us 50 ms <
+    # its 60 ms release) is already on
+    strikes = sum(1 for c in plan if c.op.name == "PULSE_HOLD")
+    assert perf.extra["actuation_error_us"]["matched"] >= strikes * 95 // 100
     assert perf.extra["avr_cpu_load"] > 0
     assert isinstance(perf.extra["avr_clock_stalls"], int)
 

@@ -29,7 +29,7 @@ PKG = Path(robo_player.__file__).resolve().parent
 ROOT = "robo_player"
 
 # Small utilities any unit may import; they import only each other.
-UTIL = frozenset({"errors", "pitch", "fileio", "progress", "matching", "resources", ROOT})
+UTIL = frozenset({"errors", "pitch", "fileio", "progress", "matching", "resources", "motion", ROOT})
 
 ALLOWED: dict[str, frozenset[str]] = {
     # utilities and neutral types
@@ -39,6 +39,7 @@ ALLOWED: dict[str, frozenset[str]] = {
     "progress": frozenset(),
     "matching": frozenset(),
     "resources": frozenset(),  # where the shipped specs, pieces and model are
+    "motion": frozenset(),  # a positioner's step profile (planner, simulator, driver)
     "fileio": frozenset({"errors"}),
     "performance": UTIL,  # what a device reports: neutral ground for host and device side
     # sources

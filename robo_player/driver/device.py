@@ -253,16 +253,14 @@ class FirmwareDevice(StreamDevice):
         else:
             errs = actuation_errors(cmds, result, trace, tl.t_us_for)
             # the trace has every level: the host build's outputs, and PCA9685 channels
-            # (their duty in 1/4096) under simavr; direct AVR pins are on/off only
+            # (their duty in 1/4096) under simavr; direct AVR pins are on/off (software
+            # PWM): their levels are measured from the pin's on-time per period
             binary = (
                 {a for a, o in outs.items() if o[0] != OutKind.PCA9685}
                 if backend.binary_direct_pins
                 else set()
             )
-            played = [
-                cmds[o.index] for o in result.outcomes if o.status in ("played", "played_cut_off")
-            ]
-            outputs = outputs_from_trace(trace, tl.t_us_for, self._pwm_max, binary, played)
+            outputs = outputs_from_trace(trace, tl.t_us_for, self._pwm_max, binary)
             perf = self.instrument.hear(outputs)
         perf.link = result.link
         notes = sum(1 for c in cmds[result.start_index :] if c.op is Op.STRIKE)

@@ -17,9 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..actuation import OutputColumns, command_level, output_steps
+from ..actuation import OutputColumns
 from ..errors import TransportError
-from ..plan import Command
 
 
 @dataclass(slots=True)
@@ -37,6 +36,10 @@ class Trace:
     # simavr: trace clocks of the MCU's resets (the harness's RESET pin; the boards stay)
     resets: list[int] = field(default_factory=list)
     exited: bool = False
+    # actuators whose trace is on/off under software PWM (direct AVR pins): their levels
+    # come from :func:`soft_pwm_levels`; a release there has no edge of its own when it
+    # falls in the PWM's off time
+    soft_pwm: set[int] = field(default_factory=set)
 
     def busy_between(self, start: int, end: int) -> list[float]:
         """The CPU's awake share in each simulated second that lies wholly within
@@ -93,67 +96,176 @@ def read_trace(path: Path, out_map: dict[tuple[int, int, int], int] | None = Non
 
 
 
+# The AVR's software PWM on direct pins (firmware/boards/avr/out_pwm.h RP_SOFT_PWM_HZ;
+# a test holds the two equal): a level between off and full drive is a duty of this
+# period, Timer3 at 2 MHz with TOP = 2e6 / SOFT_PWM_HZ - 1
+SOFT_PWM_HZ = 490
+SOFT_PWM_PERIOD_US = (2_000_000 // SOFT_PWM_HZ) / 2.0  # 2041.0 µs: (TOP + 1) ticks of 0.5 µs
+
+
+def _pulse_trains(edges: list[tuple[float, int]], period_us: float) -> list[list[tuple[float, float]]]:
+    """On-intervals ``(on, off)`` of one pin, split into trains: a pin off for longer
+    than a period (plus a margin for a late interrupt) starts a new train."""
+    intervals: list[tuple[float, float]] = []
+    on: float | None = None
+    for t, lv in edges:
+        if lv and on is None:
+            on = t
+        elif not lv and on is not None:
+            intervals.append((on, t))
+            on = None
+    if on is not None:
+        intervals.append((on, float("inf")))  # on at the trace's end
+    trains: list[list[tuple[float, float]]] = []
+    gap = period_us * 2.5  # (one period start lost under a long timer context)
+    for iv in intervals:
+        if trains and iv[0] - trains[-1][-1][1] <= gap:
+            trains[-1].append(iv)
+        else:
+            trains.append([iv])
+    return trains
+
+
+def _train_levels(
+    train: list[tuple[float, float]], period_us: float, pwm_max: int, tol: float
+) -> list[tuple[float, int]]:
+    """A train's levels ``(t, counts)``: what the pin delivered, period by period.
+
+    An on-interval longer than a period is full drive; otherwise the pin runs PWM and a
+    period's duty is its on-time from the period's start on the firmware's fixed grid
+    (a late interrupt delays a rising edge, never the grid) over the period. Periods
+    within ``tol`` of their segment's median form one level; a lone outlier (an
+    interrupt that came late, the release cutting the last period) stays in its segment
+    without moving its median; a change starts a new level when the next two periods
+    keep it. A train's first stretch (a strike mid-period runs on into the next period's
+    on-time) takes the median of the three periods after it. A later level starts at the
+    falling edge that ended the one before (the firmware switches the pin off at a
+    pulse's end); the train ends at its last falling edge (level 0).
+    """
+    n = len(train)
+    # The firmware's period starts lie on a fixed grid (Timer3 in CTC mode); a late
+    # interrupt only delays an edge. The grid's phase: the earliest rising edge of the
+    # train's periods, modulo the period.
+    rises = [on for on, _off in train[1:]]
+    phase = None
+    if rises:
+        r0 = rises[0]
+        phase = r0 + min(((r - r0 + period_us / 2) % period_us) - period_us / 2 for r in rises)
+    # (start, duty) per period or full-on stretch
+    periods: list[tuple[float, float]] = []
+    for k, (on, off) in enumerate(train):
+        if off - on > period_us * 1.05 and not (k == 0 < n - 1 and off - on < 2.05 * period_us):
+            periods.append((on, 1.0))
+            continue
+        start = on
+        if k and phase is not None:  # the grid's start of this period (<= the edge)
+            start = phase + round((on - phase) / period_us) * period_us
+            start = min(start, on)
+        if k + 1 < n or k == 0:
+            nxt = train[k + 1][0] if k + 1 < n else on + period_us
+            span = period_us if k else max(nxt - on, 1e-9)
+        else:
+            span = period_us
+        periods.append((on, min(1.0, max(0.0, off - start) / span)))
+    if n > 2 and periods[0][1] != 1.0 or n == 2 and train[0][1] - train[0][0] < 2.05 * period_us:
+        # a strike mid-period runs on into the next period's on-time (up to two periods):
+        # its first stretch is not a period of its own; it carries the level after it
+        periods[0] = (periods[0][0], float(np.median([d for _t, d in periods[1:4]])))
+    segs: list[list[float]] = []  # [start, duties...]
+    starts: list[float] = []
+    for k, (t, d) in enumerate(periods):
+        if segs:
+            cur = segs[-1]
+            med = float(np.median(cur))
+            if abs(d - med) <= tol:
+                cur.append(d)
+                continue
+            # a change lasts: the next two periods stay with it (or the one left)
+            after = [x[1] for x in periods[k + 1 : k + 3]]
+            persistent = bool(after) and all(abs(x - d) <= tol for x in after)
+            if not persistent:
+                continue  # a lone outlier (or the last period, cut by the release)
+        segs.append([d])
+        # a new level starts where the old one's last on-time ended (the firmware
+        # switches the pin off at a pulse's end), the first at the strike's edge
+        starts.append(train[k - 1][1] if k else t)
+    out: list[tuple[float, int]] = []
+    last = -1
+    for t, duties in zip(starts, segs, strict=True):
+        lv = max(1, min(pwm_max, round(float(np.median(duties)) * pwm_max)))
+        if lv != last:
+            out.append((t, lv))
+            last = lv
+    end = train[-1][1]
+    if end != float("inf"):
+        out.append((end, 0))
+    return out
+
+
+def soft_pwm_levels(
+    trace: Trace,
+    actuators: set[int],
+    pwm_max: Mapping[int, int],
+    period_us: float = SOFT_PWM_PERIOD_US,
+) -> list[tuple[int, int, int]]:
+    """The trace's on/off changes of ``actuators`` (direct AVR pins under software PWM)
+    as levels in counts: ``(clock, actuator, level)``, from the measured on-time within
+    each PWM period (never from the plan). Other actuators' changes pass unchanged."""
+    hz = trace.clock_hz or 1_000_000
+    per_act: dict[int, list[tuple[float, int]]] = {}
+    out: list[tuple[int, int, int]] = []
+    for clock, a, lv in trace.changes:
+        if a in actuators:
+            per_act.setdefault(a, []).append((clock * 1e6 / hz, lv))
+        else:
+            out.append((clock, a, lv))
+    for a, edges in per_act.items():
+        pm = pwm_max.get(a, 1)
+        tol = max(1.5 / pm, 0.004)
+        for train in _pulse_trains(edges, period_us):
+            for t, lv in _train_levels(train, period_us, pm, tol):
+                out.append((round(t * hz / 1e6), a, lv))
+    out.sort(key=lambda c: c[0])
+    return out
+
+
 def outputs_from_trace(
     trace: Trace,
     t_us_for: Callable[[int], float],
     pwm_max: Mapping[int, int],
     binary: set[int],
-    played: list[Command],
 ) -> OutputColumns:
     """The trace's output changes in performance time, as levels in counts.
 
-    ``binary``: actuators whose trace says only on/off (direct AVR pins): their levels
-    come from the commands that ``played`` on them, through the one pulse/hold
-    expansion (:func:`robo_player.actuation.output_steps`), each at the time the trace
-    shows the output going on.
+    ``binary``: actuators whose trace says only on/off (direct AVR pins under software
+    PWM): their levels are measured from the pin's on-time in each PWM period
+    (:func:`soft_pwm_levels`).
     """
+    changes = soft_pwm_levels(trace, binary, pwm_max) if binary else trace.changes
     ot: list[int] = []
     oa: list[int] = []
     ol: list[int] = []
-
-    def put(t: int, a: int, level: int) -> None:
+    for clock, a, level in changes:
+        if a not in pwm_max:
+            continue
+        t = round(t_us_for(clock))
         if t >= 0:
             ot.append(t)
             oa.append(a)
-            ol.append(level)
-
-    for clock, a, level in trace.changes:
-        if a in pwm_max and a not in binary:
-            put(round(t_us_for(clock)), a, min(level, pwm_max[a]))
-    by_act: dict[int, list[Command]] = {}
-    for c in played:
-        if c.actuator in binary and c.op.name != "RELEASE":
-            by_act.setdefault(c.actuator, []).append(c)
-    cancelled: set[int] = set()
-    for a, cmds in by_act.items():
-        k = 0
-        pending = -1  # index in the output of the last pulse's drop to hold
-        for clock, act, lv in trace.changes:
-            if act != a:
-                continue
-            t = round(t_us_for(clock))
-            if pending >= 0 and ot[pending] >= t:
-                cancelled.add(pending)  # the pin went off (or again on) inside the pulse
-            pending = -1
-            if lv == 0:
-                put(t, a, 0)
-                continue
-            if k >= len(cmds):
-                break
-            c = cmds[k]
-            k += 1
-            steps = output_steps(c.op, command_level(c, pwm_max[a]), c.pulse_us, c.hold)
-            for j, (dt, level) in enumerate(steps):
-                if j and t + dt >= 0:
-                    pending = len(ot)
-                put(t + dt, a, level)
-    keep = [i for i in range(len(ot)) if i not in cancelled]
-    t_arr = np.asarray([ot[i] for i in keep], dtype=np.int64)
-    a_arr = np.asarray([oa[i] for i in keep], dtype=np.int64)
-    l_arr = np.asarray([ol[i] for i in keep], dtype=np.int64)
+            ol.append(min(level, pwm_max[a]))
+    t_arr = np.asarray(ot, dtype=np.int64)
+    a_arr = np.asarray(oa, dtype=np.int64)
+    l_arr = np.asarray(ol, dtype=np.int64)
     o = np.lexsort((a_arr, t_arr))
     pm = np.asarray([pwm_max[a] for a in a_arr.tolist()], dtype=np.int64)
     return OutputColumns(t_arr[o], a_arr[o], l_arr[o], pm[o])
 
 
-__all__ = ["Trace", "outputs_from_trace", "read_trace"]
+__all__ = [
+    "SOFT_PWM_HZ",
+    "SOFT_PWM_PERIOD_US",
+    "Trace",
+    "outputs_from_trace",
+    "read_trace",
+    "soft_pwm_levels",
+]

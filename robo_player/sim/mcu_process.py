@@ -261,7 +261,8 @@ class ProcessBackend(Backend):
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.fw = FirmwareProcess(kind, self.workdir, ppm=ppm, speed=speed, elf=elf, pca=pca)
         self.clock: SimClock | None = None
-        # the AVR build's direct pins are on/off only; the host build traces every level
+        # the AVR build's direct pins are on/off (software PWM, firmware/boards/avr/out_pwm.c);
+        # the host build traces every level
         self.binary_direct_pins = kind == "avr"
 
     @property
@@ -294,7 +295,12 @@ class ProcessBackend(Backend):
             self.clock.close()
 
     def trace(self, out_map: dict[tuple[int, int, int], int]) -> Trace | None:
-        return read_trace(self.fw.runs[0].trace, out_map) if self.fw.runs else None
+        if not self.fw.runs:
+            return None
+        tr = read_trace(self.fw.runs[0].trace, out_map)
+        if self.binary_direct_pins:  # the AVR's direct pins: on/off under software PWM
+            tr.soft_pwm = {a for (kind, _addr, _ch), a in out_map.items() if kind == 0}
+        return tr
 
     def extra(self) -> dict[str, object]:
         if self.clock is None:

@@ -8,7 +8,7 @@
 
 #define RP_BOARD_NAME "avr-mega2560"
 #define RP_CLOCK_HZ 16000000UL
-#define RP_QUEUE_SIZE 160
+#define RP_QUEUE_SIZE 156 /* 160 before the software PWM of out_pwm.c took 98 B */
 #define RP_FW_MAX_ACTUATORS 128 /* a guitar matrix: 126; the 88-key piano: 89 */
 #define RP_FW_MAX_PROFILES 8  /* distinct limit sets (a piano uses 2 or 3) */
 #define RP_RX_BUFFER 256 /* = the UART receive ring (a power of two) */
@@ -21,8 +21,8 @@
  * with the UART interrupts let in); then the core spins to the exact tick. Was 40 + 60.
  * Shorter leads cut the spin (20 + 62 with 50 us for a deadline: 0.5 points of CPU
  * load at 100 notes/s) but single strikes came up to 16 us late (bench_link's p99). */
-#define RP_TIMER_LEAD_TICKS (32U * 16U)
-#define RP_TIMER_LEAD_PER_CMD_TICKS (60U * 16U)
+#define RP_TIMER_LEAD_TICKS (48U * 16U) /* 32 before out_pwm.c (a PWM interrupt may come in the decisions) */
+#define RP_TIMER_LEAD_PER_CMD_TICKS (80U * 16U) /* 60 before out_pwm.c: its strike path (prepare) made 60 late by ~20 us */
 /* a coil deadline first (a pulse end or a cutoff: no decision, one output; 50 us made
  * pulse ends 10-16 us late) */
 #define RP_TIMER_LEAD_DEADLINE_TICKS (92U * 16U)
@@ -108,8 +108,12 @@ static inline rp_irq_t rp_irq_save(void)
  * touch none of the core's state; its own compare stays masked until it re-arms with
  * interrupts shut), so a batch of commands does not stall the line; the wait and the
  * port writes run with interrupts off. */
-#define RP_TIMER_OPEN() sei()
-#define RP_TIMER_CLOSE() cli()
+/* ... and the software PWM's interrupts (out_pwm.c) wait while the core waits for an
+ * exact tick and writes: none delays an edge (a PWM edge comes late by up to the wait) */
+void avr_pwm_hold(void);
+void avr_pwm_release(void);
+#define RP_TIMER_OPEN() do { avr_pwm_release(); sei(); } while (0)
+#define RP_TIMER_CLOSE() do { cli(); avr_pwm_hold(); } while (0)
 
 /* constant tables stay in flash */
 #include <avr/pgmspace.h>

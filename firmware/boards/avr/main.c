@@ -21,6 +21,7 @@
 
 #include "board.h"
 #include "fw.h"
+#include "out_pwm.h"
 #include "pins.h"
 #include "protocol_gen.h"
 #include "sched.h"
@@ -157,6 +158,7 @@ ISR(TIMER1_COMPA_vect)
     }
     TIMSK1 &= (uint8_t)~_BV(OCIE1A); /* one shot: rp_timer() re-arms */
     rp_timer();
+    avr_pwm_release(); /* (RP_TIMER_CLOSE held the PWM's interrupts off) */
     if (RP_EVENT_PENDING())
         wake = 1; /* the main loop sends them */
 }
@@ -356,12 +358,13 @@ static uint8_t direct_ok(uint8_t addr, uint8_t channel)
 static void direct_prepare(uint8_t actuator, uint8_t addr, uint8_t channel, uint16_t level,
                            uint16_t pwm_max, rp_out_t *o)
 {
-    (void)actuator, (void)addr, (void)pwm_max;
+    (void)actuator, (void)addr;
     uint8_t pb = pgm_read_byte(&pins[channel]);
     o->port = port_reg(pb >> 3);
     o->mask = (uint8_t)(1 << (pb & 7));
     o->on = level != 0;
     DDR_OF(o->port) |= o->mask; /* an output (low = off until the commit) */
+    avr_pwm_prepare(channel, level, pwm_max, o); /* partial levels: software PWM */
 }
 
 /* Direct outputs by port (PORTA..PORTL): the bits direct_all_off() clears. */
@@ -377,6 +380,7 @@ static void outputs_init(void)
 /* Interrupts off: 11 read-modify-writes, about 10 us. */
 static void direct_all_off(void)
 {
+    avr_pwm_all_off(); /* first: no period start turns a pin on again */
     for (uint8_t p = 0; p < 11; p++)
         if (direct_mask[p])
             *port_reg(p) &= (uint8_t)~direct_mask[p];

@@ -1,0 +1,359 @@
+/* Software PWM on the AVR's direct pins: a level between 0 and full drive (a strike's
+ * drive, a hold) is delivered as a duty on a common period, so a direct pin gives the
+ * coil the energy the plan asked for, as a PCA9685 channel does.
+ *
+ * Timer3 (prescaler 8: 2 MHz, CTC at RP_SOFT_PWM_TOP) runs only while some pin is at a
+ * partial level. Its period start (COMPA) turns every such pin on with one write per
+ * port; COMPB then fires once per distinct duty (a "group": the pins at one level) and
+ * turns that group's pins off. A piano's holds share one duty and at most
+ * max_concurrent strikes run at once, so a period costs 1 + (groups) short interrupts,
+ * whatever the number of pins (61 on piano-61-diy). A level that finds no free group
+ * takes the nearest one (counted in avr_pwm_merges).
+ *
+ * The exact edges stay the core's: a strike's pin goes on at its clock through the
+ * core's own port write (board_output_commit); it joins its group at the first
+ * period start that sees it high. A change between partial levels (pulse -> hold) or
+ * to off moves or drops the pin in prepare, before its clock, and the core's write
+ * switches it off at the clock: a pulse ends exactly when planned (a key struck again
+ * while held gets that off edge, then its drive from the next period start). Nothing
+ * is allocated; every loop is bounded by AVR_PWM_GROUPS, AVR_PWM_PENDING or the 11 ports. RAM: 107 bytes (groups 5 * 11
+ * masks, counts, off ticks, order; 11 on masks; 5 pending). */
+#include <avr/interrupt.h>
+#include <avr/io.h>
+#include <avr/pgmspace.h>
+#include <stdint.h>
+
+#include "board_config.h"
+#include "out_pwm.h"
+#include "pins.h"
+
+#define PORTS 11
+#define OFF_LEVEL 0x8000U /* a pending off tick still in counts of sc_max */
+#if AVR_PWM_GROUPS > 8 || RP_SOFT_PWM_TOP > 0xFF00UL
+#error "out_pwm: at most 8 groups, a period within Timer3's 16 bits"
+#endif
+
+static const uint8_t pwm_pins[RP_AVR_DIRECT_OUTPUTS] PROGMEM = RP_AVR_PINS_INIT;
+static uint8_t grp_mask[AVR_PWM_GROUPS][PORTS]; /* each group's members, per port */
+static uint16_t grp_off[AVR_PWM_GROUPS];        /* its off tick within the period */
+static uint8_t grp_used;                        /* bit g: group g has members or joins */
+static uint8_t grp_cnt[AVR_PWM_GROUPS];         /* its members */
+static uint8_t on_mask[PORTS];                  /* every member, per port */
+static uint8_t order[AVR_PWM_GROUPS], norder, cur; /* used groups by off tick; COMPB's next */
+/* strikes prepared but maybe not yet committed: channel and group; they join once their
+ * pin is high (the core's commit) */
+static uint8_t pend_ch[AVR_PWM_PENDING], npend; /* channel */
+static uint16_t pend_off[AVR_PWM_PENDING];
+static uint8_t grp_stale; /* a pin left a group: rebuild at the next period start */
+/* the last pwm_max, and TOP * 256 / pwm_max (8-bit levels ready at build) */
+static uint16_t sc_max = 255, sc_scale = (uint16_t)((RP_SOFT_PWM_TOP << 8) / 255U);
+uint16_t avr_pwm_merges;
+
+static volatile uint8_t *port_of(uint8_t p)
+{
+    /* PORTA..PORTG at 0x22 + 3p; PORTH..PORTL at 0x102 + 3 (p - 7) */
+    return (volatile uint8_t *)(uintptr_t)(p < 7 ? 0x22U + 3U * p : 0x102U + 3U * (p - 7U));
+}
+
+/* every port's write, unrolled: constant addresses (a few cycles each) */
+#define EACH_PORT(X) X(0, PORTA) X(1, PORTB) X(2, PORTC) X(3, PORTD) X(4, PORTE) X(5, PORTF) \
+    X(6, PORTG) X(7, PORTH) X(8, PORTJ) X(9, PORTK) X(10, PORTL)
+
+/* interrupts off: the used groups in off-tick order; starts or stops the timer, and
+ * points COMPB at the first group still due in the running period */
+static void rebuild(void)
+{
+    grp_stale = 0;
+    norder = 0;
+    for (uint8_t g = 0; g < AVR_PWM_GROUPS; g++) {
+        if (!grp_cnt[g]) {
+            grp_used &= (uint8_t)~(1U << g); /* free */
+            continue;
+        }
+        uint8_t i = norder++;
+        while (i && grp_off[order[i - 1]] > grp_off[g]) {
+            order[i] = order[i - 1];
+            i--;
+        }
+        order[i] = g;
+    }
+    if (!norder && !npend) { /* nothing at a partial level: the timer stops */
+        TCCR3B = 0;
+        TIMSK3 = 0;
+        return;
+    }
+    uint16_t now = TCNT3;
+    cur = 0;
+    while (cur < norder && grp_off[order[cur]] <= now)
+        cur++; /* passed in this period: their pins go off in the next */
+    if (cur < norder) {
+        OCR3B = grp_off[order[cur]];
+        TIFR3 = _BV(OCF3B);
+        TIMSK3 |= _BV(OCIE3B);
+    } else {
+        TIMSK3 &= (uint8_t)~_BV(OCIE3B);
+    }
+}
+
+static uint8_t group_for(uint16_t off);
+
+/* interrupts off: the pin leaves the group it is a member of (if any); 1 if it was */
+static uint8_t unjoin(uint8_t p, uint8_t m)
+{
+    if (!(on_mask[p] & m))
+        return 0;
+    on_mask[p] &= (uint8_t)~m;
+    for (uint8_t g = 0; g < AVR_PWM_GROUPS; g++)
+        if ((grp_used & (1U << g)) && (grp_mask[g][p] & m)) { /* (free: stale masks) */
+            grp_mask[g][p] &= (uint8_t)~m;
+            grp_cnt[g]--;
+            break;
+        }
+    return 1;
+}
+
+/* interrupts off: the pin joins group g */
+static void join(uint8_t g, uint8_t p, uint8_t m)
+{
+    unjoin(p, m); /* (a strike prepared twice) */
+    grp_mask[g][p] |= m;
+    on_mask[p] |= m;
+    grp_cnt[g]++;
+}
+
+/* Timer3's period start, with interrupts let in (the core's timer among them): the
+ * pending pins whose strike the core has committed (high) join their groups, one at a
+ * time with interrupts off; then empty groups are freed and the order rebuilt. The
+ * bookkeeping runs here, not in prepare, so that the core's decisions before an exact
+ * edge stay short, and in steps, so that no stretch with interrupts off is long (a
+ * chord of 8 joins at once). Returns with interrupts off. */
+static void join_pending(void)
+{
+    uint8_t k = 0, changed = 0;
+    for (;;) {
+        cli();
+        if (k >= npend)
+            break;
+        uint8_t ch = pend_ch[k];
+        uint8_t pb = pgm_read_byte(&pwm_pins[ch]);
+        uint8_t p = pb >> 3, m = (uint8_t)(1U << (pb & 7));
+        if (*port_of(p) & m) { /* the strike's pin is high: committed */
+            join(group_for(pend_off[k]), p, m);
+            npend--;
+            pend_ch[k] = pend_ch[npend];
+            pend_off[k] = pend_off[npend];
+            changed = 1;
+        } else {
+            k++;
+        }
+        sei();
+    }
+    if (changed || grp_stale)
+        rebuild();
+}
+
+/* interrupts off: the groups whose off tick has come switch off; COMPB is set for the
+ * next one (a tick already passed, after a late interrupt, is taken at once) */
+static inline __attribute__((always_inline)) void offs_due(uint8_t all)
+{
+    while (cur < norder) {
+        uint8_t g = order[cur];
+        if (!all && grp_off[g] > TCNT3 + 8U)
+            break;
+        cur++;
+        const uint8_t *m = grp_mask[g];
+#define OFF(i, reg)                                                                        \
+    if (m[i])                                                                              \
+        reg &= (uint8_t)~m[i];
+        EACH_PORT(OFF)
+#undef OFF
+    }
+    if (cur < norder) {
+        OCR3B = grp_off[order[cur]];
+        TIMSK3 |= _BV(OCIE3B);
+    } else {
+        TIMSK3 &= (uint8_t)~_BV(OCIE3B); /* until the next period start */
+    }
+}
+
+/* The bookkeeping (joins, freed groups, the order) runs here, once a period, after the
+ * port writes: a strike's pin stays on until the first period start after its edge,
+ * then follows its group. */
+ISR(TIMER3_COMPA_vect) /* period start: every member on */
+{
+    /* the last period's groups still due (their COMPB was held back by the core's wait
+     * across the period's end): off first, late */
+    offs_due(1);
+#define ON(i, reg)                                                                         \
+    if (on_mask[i])                                                                        \
+        reg |= on_mask[i];
+    EACH_PORT(ON)
+#undef ON
+    cur = 0;
+    offs_due(0); /* (came late, held by the core's wait: the groups already due) */
+    if (npend || grp_stale)
+        join_pending(); /* (a new group: rebuild() points COMPB at it) */
+}
+
+/* Port writes only (no call: a short prologue); it runs once per group and period. */
+ISR(TIMER3_COMPB_vect) /* a group's off tick (and any due with it) */
+{
+    offs_due(0);
+}
+
+/* interrupts off: the pin leaves its group (cleared at once, so that no period start
+ * turns it on again; an emptied group is freed at the next period start) and the pending
+ * list. Returns 1 if it was a member or pending. */
+static uint8_t drop(uint8_t ch, uint8_t p, uint8_t m)
+{
+    uint8_t was = 0;
+    for (uint8_t k = 0; k < npend; k++)
+        if ((pend_ch[k] & 0x7F) == ch) {
+            npend--;
+            pend_ch[k] = pend_ch[npend];
+            pend_off[k] = pend_off[npend];
+            was = 1;
+            break;
+        }
+    if (unjoin(p, m)) {
+        grp_stale = 1;
+        was = 1;
+    }
+    return was;
+}
+
+static uint16_t off_tick(uint16_t off)
+{
+    if (!(off & OFF_LEVEL))
+        return off;
+    off = (uint16_t)(((uint32_t)(off & ~OFF_LEVEL) * sc_scale) >> 8);
+    return off ? off : 1;
+}
+
+static uint8_t group_for(uint16_t off)
+{
+    off = off_tick(off);
+    uint8_t free_g = 0xFF, near = 0;
+    uint16_t best = 0xFFFF;
+    for (uint8_t g = 0; g < AVR_PWM_GROUPS; g++) {
+        if (!(grp_used & (1U << g))) {
+            if (free_g == 0xFF)
+                free_g = g;
+            continue;
+        }
+        if (grp_off[g] == off)
+            return g;
+        uint16_t d = grp_off[g] > off ? grp_off[g] - off : off - grp_off[g];
+        if (d < best)
+            best = d, near = g;
+    }
+    if (free_g != 0xFF) {
+        grp_off[free_g] = off;
+        grp_used |= (uint8_t)(1U << free_g);
+        uint8_t *m = grp_mask[free_g]; /* (all-off leaves them: cleared here) */
+        for (uint8_t i = 0; i < PORTS; i++)
+            m[i] = 0;
+        return free_g;
+    }
+    if (avr_pwm_merges != 0xFFFF)
+        avr_pwm_merges++;
+    return near;
+}
+
+/* inside the core's timer context: HELD, and TIMSK3's bits saved here */
+#define HELD 0x80U
+static uint8_t held_mask;
+
+void avr_pwm_hold(void)
+{
+    if (held_mask & HELD)
+        return;
+    held_mask = (uint8_t)(TIMSK3 | HELD);
+    TIMSK3 = 0;
+}
+
+void avr_pwm_release(void)
+{
+    if (!(held_mask & HELD))
+        return;
+    TIMSK3 = TCCR3B ? (uint8_t)(held_mask & ~HELD) : 0; /* a match meanwhile: its flag waits */
+    held_mask = 0;
+}
+
+static void timer_start(void)
+{
+    if (TCCR3B)
+        return;
+    TCNT3 = 0; /* the pins join at the first period's end */
+    OCR3A = (uint16_t)RP_SOFT_PWM_TOP;
+    TIFR3 = _BV(OCF3A) | _BV(OCF3B);
+    if (held_mask & HELD)
+        held_mask = HELD | _BV(OCIE3A);
+    else
+        TIMSK3 = _BV(OCIE3A);
+    TCCR3B = _BV(WGM32) | _BV(CS31); /* CTC (TOP = OCR3A), clk/8 */
+}
+
+void avr_pwm_prepare(uint8_t ch, uint16_t level, uint16_t pwm_max, rp_out_t *o)
+{
+    uint8_t partial = level && level < pwm_max;
+    if (!partial && !grp_used && !npend)
+        return; /* the common case: off or full on, the core's port write alone */
+    uint8_t p = pgm_read_byte(&pwm_pins[ch]) >> 3, m = o->mask;
+    /* the off tick: level * scale / 256, a multiplication; pending strikes keep the
+     * level (OFF_LEVEL) and Timer3's interrupt multiplies */
+    uint16_t off = 0;
+    if (partial) {
+        if (pwm_max != sc_max) { /* a division once per resolution (255: at build) */
+            sc_max = pwm_max;
+            sc_scale = (uint16_t)((RP_SOFT_PWM_TOP << 8) / pwm_max);
+        }
+        off = level | OFF_LEVEL;
+    }
+    uint8_t s = SREG;
+    cli();
+    if (partial && !(on_mask[p] & m)) {
+        /* a strike (the hot path, just before an exact edge: a few cycles): the core's
+         * write at its clock turns the pin on; it joins its group at the next period
+         * interrupt that sees it high */
+        if (npend < AVR_PWM_PENDING) {
+            pend_ch[npend] = ch;
+            pend_off[npend++] = off;
+        } else { /* full: join at once */
+            join(group_for(off), p, m);
+            grp_stale = 1;
+        }
+        timer_start();
+        SREG = s;
+        return;
+    }
+    /* a member changes level (pulse -> hold: it moves to its new group now; a new
+     * group joins the order at the next period start) or goes off or full on (the
+     * core writes the pin at its clock) */
+    drop(ch, p, m);
+    if (partial) {
+        uint8_t g = group_for(off);
+        join(g, p, m);
+        if (grp_cnt[g] == 1)
+            grp_stale = 1; /* (a group of its own: not in the order yet) */
+        /* a level change (pulse -> hold) switches the pin off at its clock (the core's
+         * write: the strike's energy ends there exactly); it comes on again at the next
+         * period start at its new duty */
+        o->on = 0;
+    }
+    SREG = s;
+}
+
+void avr_pwm_all_off(void)
+{
+    /* interrupts off and short: the timer stops, no pin is a member any more (a group's
+     * masks are cleared when it is next taken) */
+    TCCR3B = 0;
+    TIMSK3 = 0;
+    for (uint8_t i = 0; i < PORTS; i++)
+        on_mask[i] = 0;
+    for (uint8_t g = 0; g < AVR_PWM_GROUPS; g++)
+        grp_cnt[g] = 0;
+    grp_used = norder = npend = grp_stale = 0;
+    held_mask = 0;
+}
