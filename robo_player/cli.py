@@ -215,7 +215,7 @@ def cmd_play(args: argparse.Namespace, port: str | None = None) -> int:
         raise UsageError("play: give SONG.mid or --generate MODEL")
     calibration = _load_calibration(args, spec)
     with Outputs() as outputs:
-        report_path = outputs.reserve(args.report) if args.report else None
+        report_path = outputs.reserve(args.report, stdout=True) if args.report else None
         wav_path = outputs.reserve(args.wav) if args.wav else None
         plot_path = outputs.reserve(args.plot) if args.plot else None
         plan, plan_report = plan_for(score, spec, calibration, _plan_options(args))
@@ -250,11 +250,13 @@ def cmd_play(args: argparse.Namespace, port: str | None = None) -> int:
         if report_path:
             write_text(report_path, json.dumps(report, indent=2) + "\n")
     if not args.quiet:
+        # the report on standard output (`--report -`) keeps stdout pure JSON
+        to = sys.stderr if args.report == "-" else sys.stdout
         for line in summary_lines(report):
-            print(line)
+            print(line, file=to)
         for path in (args.report, args.wav, args.plot):
-            if path:
-                print(f"wrote {path}")
+            if path and path != "-":
+                print(f"wrote {path}", file=to)
     if report["coil_failures"]:
         print(f"error: {len(report['coil_failures'])} coil failure(s)", file=sys.stderr)
         return 1
@@ -385,7 +387,9 @@ def build_parser() -> argparse.ArgumentParser:
         _add_spec_arg(sp)
         _add_plan_args(sp)
         _add_device_args(sp, port=port)
-        sp.add_argument("--report", metavar="PATH", help="write the report JSON here")
+        sp.add_argument(
+            "--report", metavar="PATH", help="write the report JSON here (- for standard output)"
+        )
         sp.add_argument("--wav", metavar="PATH", help="write the heard audio (WAV) here")
         sp.add_argument("--plot", metavar="PATH", help="write a piano roll (PNG) here")
         if port:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import stat
+import threading
 import wave
 from pathlib import Path
 
@@ -157,18 +158,56 @@ def test_output_path_that_is_a_directory(tmp_path, small_piece, capsys):
 
 
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs here")
-def test_output_path_that_is_a_fifo(tmp_path, small_piece, capsys):
-    os.mkfifo(tmp_path / "fifo")
-    rc = main(["plan", str(small_piece), "--out", str(tmp_path / "fifo")])
-    _assert_clean_failure(rc, capsys, tmp_path, "fifo: is a FIFO")
-    assert stat.S_ISFIFO((tmp_path / "fifo").lstat().st_mode)
+def test_output_path_that_is_a_fifo_is_written_straight(tmp_path, small_piece, capsys):
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    got: list[bytes] = []
+
+    def reader() -> None:
+        with open(fifo, "rb") as fh:
+            got.append(fh.read())
+
+    t = threading.Thread(target=reader, daemon=True)
+    t.start()
+    rc = main(["plan", str(small_piece), "--out", str(fifo)])
+    t.join(10)
+    assert rc == 0, capsys.readouterr().err
+    assert stat.S_ISFIFO(fifo.lstat().st_mode)  # still the pipe, not a regular file
+    (tmp_path / "copy.jsonl").write_bytes(got[0])
+    assert len(Plan.read_jsonl(tmp_path / "copy.jsonl")) > 10
+    (tmp_path / "copy.jsonl").unlink()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fifo"]
 
 
 @pytest.mark.skipif(not Path("/dev/null").exists(), reason="no /dev/null here")
-def test_output_path_that_is_a_device(tmp_path, small_piece, capsys):
-    rc = main(["calibrate", "--spec", "piano-61-diy", "--out", "/dev/null"])
-    _assert_clean_failure(rc, capsys, tmp_path, "/dev/null: is a character device")
-    assert stat.S_ISCHR(os.stat("/dev/null").st_mode)
+def test_output_path_that_is_a_device_is_written_straight(tmp_path, small_piece, capsys):
+    before = os.stat("/dev/null")
+    rc = main(["-q", "play", str(small_piece), "--report", "/dev/null", "--wav", "/dev/null"])
+    assert rc == 2 and "given twice" in capsys.readouterr().err
+    rc = main(["-q", "play", str(small_piece), "--report", "/dev/null", "--plot", str(tmp_path / "p.png")])
+    assert rc == 0
+    after = os.stat("/dev/null")
+    assert stat.S_ISCHR(after.st_mode) and after.st_ino == before.st_ino
+    assert (tmp_path / "p.png").read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="no /dev/full here")
+def test_a_failed_write_exits_1_naming_the_path(tmp_path, small_piece, capsys):
+    rc = main(["-q", "plan", str(small_piece), "--out", "/dev/full"])
+    err = capsys.readouterr().err
+    assert rc == 1 and "/dev/full: write failed" in err and "Traceback" not in err
+
+
+def test_report_dash_is_standard_output(tmp_path, small_piece, capsys):
+    rc = main(["play", str(small_piece), "--report", "-"])
+    out = capsys.readouterr()
+    assert rc == 0
+    r = json.loads(out.out)  # stdout is the report alone
+    assert r["notes_in"] > 20
+    assert "notes:" in out.err or "sounded" in out.err  # the summary went to stderr
+    assert not (Path.cwd() / "-").exists()
+    rc = main(["plan", str(small_piece), "--out", "-"])
+    assert rc == 2 and "standard output is allowed for the report only" in capsys.readouterr().err
 
 
 def test_the_same_output_twice(tmp_path, small_piece, capsys):
