@@ -287,19 +287,19 @@ class Outputs:
                         os.fsync(fh.fileno())
                 except OSError as err:
                     raise _write_error(shown, err) from err
-            for tmp, final, shown in regular:
-                assert final is not None
+            for tmp, dest, shown in regular:
+                assert dest is not None
                 try:
-                    os.replace(tmp, final)
+                    os.replace(tmp, dest)
                 except OSError as err:
                     raise _write_error(shown, err) from err
             for d in {f.parent for _, f, _ in regular if f is not None}:
                 _fsync_dir(d)
-            for tmp, final, shown in done:
-                if final is None:
+            for tmp, target, shown in done:
+                if target is None:
                     _copy_to_stdout(tmp)
-                elif is_special(final):
-                    _copy_into(tmp, final, shown)
+                elif is_special(target):
+                    _copy_into(tmp, target, shown)
         finally:
             self.abort()
 
