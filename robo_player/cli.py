@@ -71,6 +71,22 @@ def _require_device(spec: Any) -> None:
         )
 
 
+def _require_sensor(args: argparse.Namespace) -> None:
+    """calibrate listens to every strike: a port with no sensor of its own needs one
+    given (a microphone or a recording), or it would strike keys for nothing."""
+    from .driver.ports import has_sensor
+
+    given = any(getattr(args, a, None) for a in ("mic", "from_recording", "played"))
+    if given or has_sensor(args.port):
+        return
+    raise UsageError(
+        f"calibrate: port {args.port} has no sensor, and calibrating needs one to hear "
+        "each strike: put a microphone by the instrument and give it with --mic (see "
+        "`robo-player mics`), or record the strikes and pass the recording "
+        "(--from-recording); see docs/hardware.md and docs/calibration.md"
+    )
+
+
 def _load_score(args: argparse.Namespace) -> Any:
     from .midi import read_midi, require_notes, resolve_piece
 
@@ -231,8 +247,13 @@ def cmd_play(args: argparse.Namespace, port: str | None = None) -> int:
             port=port,
             calibration=calibration,
             extra={"duration_s": round(score.duration_s, 3)},
+            score=score,
         )
-        if wav_path:
+        no_audio = report.get("heard", 0) is None
+        if wav_path and no_audio:
+            print(f"robo-player: not writing {args.wav}: no audio ({report['heard_reason']})",
+                  file=sys.stderr)  # fmt: skip
+        elif wav_path:
             from .sim.audio import render_wav
 
             wprog = Progress("rendering audio", enabled=not args.quiet)
@@ -254,10 +275,10 @@ def cmd_play(args: argparse.Namespace, port: str | None = None) -> int:
         to = sys.stderr if args.report == "-" else sys.stdout
         for line in summary_lines(report):
             print(line, file=to)
-        for path in (args.report, args.wav, args.plot):
+        for path in (args.report, None if no_audio else args.wav, args.plot):
             if path and path != "-":
                 print(f"wrote {path}", file=to)
-    if report["coil_failures"]:
+    if report.get("coil_failures"):
         print(f"error: {len(report['coil_failures'])} coil failure(s)", file=sys.stderr)
         return 1
     return 0
@@ -304,6 +325,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     _require_device(spec)
     if not 3 <= args.max_strikes <= 64:
         raise UsageError(f"--max-strikes: {args.max_strikes} is out of range (allowed 3..64)")
+    _require_sensor(args)
     with Outputs() as outputs:
         out = outputs.reserve(args.out)
         prog = Progress("calibrating", enabled=not args.quiet)

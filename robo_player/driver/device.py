@@ -247,9 +247,17 @@ class FirmwareDevice(StreamDevice):
         trace = backend.trace(out_map)
         self.last_trace = trace
         errs: list[float] = []
-        if trace is None or self.instrument is None:
-            # real hardware: no trace, nothing heard unless a sensor says so
+        sensed = trace is not None and self.instrument is not None
+        if not sensed:
+            # real hardware with no sensor: nothing heard, and the report must say so
+            # (``heard: null``) rather than call every note unheard
             perf = Performance()
+            perf.extra["heard"] = None
+            perf.extra["heard_reason"] = (
+                f"{self.url} has no sensor: nothing listened to the instrument, so "
+                "timing, loudness and unheard notes are unknown (what the firmware "
+                "executed is in `commands` and `firmware_counts`)"
+            )
         else:
             errs = actuation_errors(cmds, result, trace, tl.t_us_for)
             # the trace has every level: the host build's outputs, and PCA9685 channels
@@ -267,9 +275,10 @@ class FirmwareDevice(StreamDevice):
         perf.link = result.link
         notes = sum(1 for c in cmds[result.start_index :] if c.op is Op.STRIKE)
         link = result.link or {}
+        if sensed:
+            perf.extra["actuation_error_us"] = error_summary(errs)
         perf.extra.update(
             {
-                "actuation_error_us": error_summary(errs),
                 # records with their framing, resends and the device's ACKs of them ...
                 "wire_bytes_per_note": round(
                     (link.get("sched_bytes", 0) + link.get("sched_ack_bytes", 0)) / notes, 2
@@ -301,6 +310,19 @@ class FirmwareDevice(StreamDevice):
             if trace.wall_s > 0 and trace.clock_hz:
                 # simulated s per wall s that simavr achieved (``speed`` only caps it)
                 perf.extra["avr_sim_speed"] = round(trace.cycles / trace.clock_hz / trace.wall_s, 4)
+        if result.status:
+            perf.extra["firmware_counts"] = {
+                k: result.status[k]
+                for k in ("next_index", "played", "late", "refused", "flushed", "cutoffs")
+                if k in result.status
+            }
+        if result.start_index > 0:
+            # notes whose every command came before the resume point: an earlier run
+            # played them (the report does not call them unheard)
+            later = {c.note for c in cmds[result.start_index :]}
+            perf.extra["resume_notes_before"] = sorted(
+                {c.note for c in cmds[: result.start_index] if c.note >= 0} - later
+            )
         perf.extra.update(backend.extra())
         if result.error:
             perf.extra["error"] = result.error
