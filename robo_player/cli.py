@@ -130,6 +130,58 @@ def _device_options(args: argparse.Namespace) -> dict[str, Any]:
     return opts
 
 
+SIMULATED_SCHEMES = ("sim", "vmcu", "fw-host", "fw-avr")  # ports that carry the simulated piano
+
+
+def _simulated_instrument(args: argparse.Namespace, port: str) -> dict[str, int | str] | None:
+    """Which simulated instrument ``port`` plays ({"truth_seed": n} or {"truth": path}),
+    from the options and the URL's query; None for a port to real hardware."""
+    from urllib.parse import parse_qsl, urlsplit
+
+    parts = urlsplit(port)
+    if parts.scheme not in SIMULATED_SCHEMES:
+        return None
+    q = dict(parse_qsl(parts.query))
+    if getattr(args, "truth", None) or q.get("truth"):
+        return {"truth": str(args.truth or q["truth"])}
+    seed = args.truth_seed if getattr(args, "truth_seed", None) is not None else q.get("truth_seed")
+    try:
+        return {"truth_seed": int(seed) if seed is not None else 0}
+    except ValueError as err:
+        raise UsageError(f"port {port}: truth_seed={seed!r} is not an integer") from err
+
+
+def _instrument_of_calibration(args: argparse.Namespace, port: str, calibration: Any) -> None:
+    """A calibration made on the simulator learned one simulated instrument: play that
+    one by default, and warn when told to play another."""
+    learned = getattr(calibration, "simulated", None) if calibration is not None else None
+    if not learned or _simulated_instrument(args, port) is None:
+        return
+    from urllib.parse import parse_qsl, urlsplit
+
+    q = dict(parse_qsl(urlsplit(port).query))
+    told = args.truth_seed is not None or bool(args.truth) or "truth_seed" in q or "truth" in q
+    if not told:
+        if "truth_seed" in learned:
+            args.truth_seed = int(learned["truth_seed"])
+        else:
+            args.truth = str(learned["truth"])
+        if not args.quiet:
+            what = ", ".join(f"{k} {v}" for k, v in learned.items())
+            print(f"simulated instrument: {what} (the one {args.calibration} was made on)",
+                  file=sys.stderr)  # fmt: skip
+        return
+    now = _simulated_instrument(args, port)
+    if now != learned:
+        print(
+            f"robo-player: warning: {args.calibration} was made on the simulated instrument "
+            f"{learned}, this play is on {now}: its curves describe another piano, so "
+            "timing and loudness will be off (drop --truth-seed/--truth to play the one it "
+            "learned)",
+            file=sys.stderr,
+        )
+
+
 def _open_device(url: str, spec: Any, args: argparse.Namespace, **extra: Any) -> Any:
     """Open the port; a port that cannot be opened is an input error (exit 2)."""
     from .driver import open_port
@@ -177,7 +229,7 @@ def _add_score_args(p: argparse.ArgumentParser, song_required: bool = True) -> N
     p.add_argument("song", metavar="SONG.mid", nargs=None if song_required else "?")
     p.add_argument("--tracks", help="tracks to play, e.g. 1,2 or 0-3 (default: all)")
     p.add_argument("--channels", help="MIDI channels 1..16 to play (default: all but drums)")
-    p.add_argument("--include-drums", action="store_true", help="keep channel 10")
+    p.add_argument("--include-drums", action="store_true", help="keep MIDI channel 10 (drums)")
 
 
 def _add_spec_arg(p: argparse.ArgumentParser) -> None:
@@ -191,20 +243,33 @@ def _add_spec_arg(p: argparse.ArgumentParser) -> None:
 
 
 def _add_plan_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--calibration", metavar="CAL", help="calibration file from `calibrate`")
+    p.add_argument(
+        "--calibration",
+        metavar="CAL",
+        help="calibration file from `calibrate` (default: the spec's nominal curves)",
+    )
     p.add_argument(
         "--out-of-range",
         choices=["transpose", "drop"],
         default="transpose",
-        help="notes outside the key range: transpose by octaves (default) or drop",
+        help="notes outside the key range: transpose by octaves or drop",
     )
 
 
 def _add_device_args(p: argparse.ArgumentParser, port: bool = True) -> None:
     if port:
         p.add_argument("--port", default="sim://", help="device URL (default: sim://)")
-    p.add_argument("--truth-seed", type=int, help="simulator: seed of the hidden key parameters")
-    p.add_argument("--truth", metavar="FILE", help="simulator: hidden key parameters from a file")
+    p.add_argument(
+        "--truth-seed",
+        type=int,
+        help="simulator: seed of the hidden key parameters (default: the one the "
+        "--calibration was made on, else 0)",
+    )
+    p.add_argument(
+        "--truth",
+        metavar="FILE",
+        help="simulator: hidden key parameters from a file (default: drawn from --truth-seed)",
+    )
 
 
 # ---------------------------------------------------------------- commands
@@ -230,6 +295,7 @@ def cmd_play(args: argparse.Namespace, port: str | None = None) -> int:
     else:
         raise UsageError("play: give SONG.mid or --generate MODEL")
     calibration = _load_calibration(args, spec)
+    _instrument_of_calibration(args, port, calibration)
     with Outputs() as outputs:
         report_path = outputs.reserve(args.report, stdout=True) if args.report else None
         wav_path = outputs.reserve(args.wav) if args.wav else None
@@ -332,6 +398,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         with _open_device(args.port, spec, args) as device:
             cal = calibrate(device, spec, max_strikes_per_key=args.max_strikes, progress=prog)
         prog.done()
+        cal.simulated = _simulated_instrument(args, args.port)
         cal.save(out)
     if not args.quiet:
         print(
@@ -350,7 +417,8 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     spec = _load_spec(args)
     score = _load_score(args)
     stats = score_stats(score)
-    _, plan_report = plan_for(score, spec, None, _plan_options(args))
+    calibration = _load_calibration(args, spec)
+    _, plan_report = plan_for(score, spec, calibration, _plan_options(args))
     pr = plan_report.to_json()
     out_of_range = [n for n in score.notes if not spec.has_pitch(n.pitch)]
     fit = {
@@ -384,9 +452,38 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------- parser
 
 
+class _HelpWithDefaults(argparse.HelpFormatter):
+    """Every option's help ends with its default, unless it says it already (or has
+    none worth saying: a flag, an option that is off unless given)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if (
+            not action.option_strings
+            or "default" in text
+            or action.default in (None, False, argparse.SUPPRESS)
+        ):
+            return text
+        return f"{text} (default: %(default)s)"
+
+
+def _finish_subcommands(sub: Any) -> None:
+    """On every subcommand (those other modules register too): help with defaults, and
+    ``-q`` after the subcommand as well as before it."""
+    for sp in sub.choices.values():
+        sp.formatter_class = _HelpWithDefaults
+        flags = [f for f in ("-q", "--quiet") if f not in sp._option_string_actions]
+        if flags:
+            sp.add_argument(
+                *flags, dest="quiet", action="store_true", default=argparse.SUPPRESS,
+                help="no progress or summary (also before the subcommand)",
+            )
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="robo-player",
+        formatter_class=_HelpWithDefaults,
         description="Make robots play real instruments: plan MIDI for a solenoid piano, "
         "stream it to firmware, or play it on the simulator.",
     )
@@ -419,10 +516,10 @@ def build_parser() -> argparse.ArgumentParser:
             sp.add_argument(
                 "--state",
                 metavar="FILE",
-                help=f"firmware ports: where play keeps its resume point (default {DEFAULT_STATE})",
+                help=f"firmware ports: where play keeps its resume point (default: {DEFAULT_STATE})",
             )
             sp.add_argument("--generate", metavar="MODEL", help="play a piece the model generates")
-            sp.add_argument("--seconds", type=float, default=30.0, help="with --generate: length")
+            sp.add_argument("--seconds", type=float, default=30.0, help="with --generate: length in seconds")
             sp.add_argument("--primer", help='with --generate: primer notes, e.g. "C4 E4 G4"')
             sp.add_argument("--seed", type=int, default=0, help="with --generate: sampling seed")
 
@@ -438,12 +535,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_spec_arg(sp)
     _add_device_args(sp)
     sp.add_argument("--out", required=True, metavar="CAL.yaml", help="calibration file to write")
-    sp.add_argument("--max-strikes", type=int, default=12, help="strikes per key at most (default 12)")
+    sp.add_argument("--max-strikes", type=int, default=12, help="strikes per key at most")
 
     sp = add("inspect", cmd_inspect, "show a piece's notes, range, density, polyphony and fit")
     _add_score_args(sp)
     _add_spec_arg(sp)
-    sp.add_argument("--out-of-range", choices=["transpose", "drop"], default="transpose")
+    _add_plan_args(sp)
     sp.add_argument("--json", action="store_true", help="print JSON")
 
     from .live import cli as live_cli  # `live` and `ports` (docs/live.md)
@@ -456,6 +553,7 @@ def build_parser() -> argparse.ArgumentParser:
         model_cli = None  # type: ignore[assignment]
     if model_cli is not None and hasattr(model_cli, "register"):
         model_cli.register(sub)
+    _finish_subcommands(sub)
     return p
 
 

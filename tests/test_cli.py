@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import stat
@@ -68,6 +69,59 @@ def test_calibrate_then_play_is_more_accurate_than_nominal(tmp_path, small_piece
     assert "calibration_strikes_per_key" not in n
     assert c["onset_error_ms"]["p99"] < n["onset_error_ms"]["p99"]
     assert c["velocity_error"]["mean"] < n["velocity_error"]["mean"]
+
+
+
+def test_calibration_records_the_simulated_instrument_and_play_uses_it(
+    tmp_path, small_piece, capsys
+):
+    # issue 9 §5: `calibrate --truth-seed 1` then `play --calibration` without a seed plays
+    # the piano the calibration learned, not seed 0; another seed is played with a warning
+    cal = tmp_path / "cal.yaml"
+    spec = "piano-61-diy"
+    assert main(["-q", "calibrate", "--spec", spec, "--truth-seed", "1", "--max-strikes", "4",
+                 "--out", str(cal)]) == 0  # fmt: skip
+    assert "simulated: {truth_seed: 1}" in cal.read_text()
+    reps = {k: tmp_path / f"{k}.json" for k in ("implicit", "explicit", "other")}
+    capsys.readouterr()
+    assert main(["play", str(small_piece), "--spec", spec, "--calibration", str(cal),
+                 "--report", str(reps["implicit"])]) == 0  # fmt: skip
+    err = capsys.readouterr().err
+    assert "simulated instrument: truth_seed 1" in err and "warning" not in err
+    assert main(["-q", "play", str(small_piece), "--spec", spec, "--calibration", str(cal),
+                 "--truth-seed", "1", "--report", str(reps["explicit"])]) == 0  # fmt: skip
+    assert "warning" not in capsys.readouterr().err
+    assert main(["-q", "play", str(small_piece), "--spec", spec, "--calibration", str(cal),
+                 "--truth-seed", "0", "--report", str(reps["other"])]) == 0  # fmt: skip
+    err = capsys.readouterr().err
+    assert "warning" in err and "{'truth_seed': 1}" in err and "{'truth_seed': 0}" in err
+    r = {k: json.loads(v.read_text()) for k, v in reps.items()}
+    assert r["implicit"]["onset_error_ms"] == r["explicit"]["onset_error_ms"]
+    assert r["implicit"]["onset_error_ms"]["p99"] < r["other"]["onset_error_ms"]["p99"]
+
+
+def test_help_shows_every_default(capsys):
+    from robo_player.cli import build_parser
+
+    parser = build_parser()
+    sub = next(a for a in parser._actions if a.dest == "command")
+    for name in ("play", "simulate", "plan", "calibrate", "inspect"):
+        sp = sub.choices[name]
+        for action in sp._actions:
+            if not action.option_strings or action.dest == "help":
+                continue
+            assert action.help, f"{name} {action.option_strings[0]}: no help text"
+            if action.default not in (None, False) and action.default is not argparse.SUPPRESS:
+                assert "default" in action.help or "%(default)" in action.help or (
+                    "default" in sp.format_help()
+                ), f"{name} {action.option_strings[0]}: default not shown"
+        text = sp.format_help()
+        for action in sp._actions:
+            if action.option_strings and action.default not in (None, False, argparse.SUPPRESS):
+                assert str(action.default) in text, f"{name} {action.option_strings[0]}"
+    assert main(["play", "--help"]) == 0
+    out = capsys.readouterr().out
+    assert "(default: sim://)" in out and "(default: 12)" not in out
 
 
 def test_plan_exports_jsonl(tmp_path, piece, capsys):
@@ -242,3 +296,56 @@ def test_lost_link_then_resume_continues_from_the_last_executed_note(tmp_path, s
 def test_resume_on_the_simulator_is_a_usage_error(tmp_path, small_piece, capsys):
     rc = main(["play", str(small_piece), "--resume", *_outputs(tmp_path)])
     _assert_clean_failure(rc, capsys, tmp_path, "--resume")
+
+
+def test_midi_channels_are_1_to_16_where_people_read_and_type_them(tmp_path, capsys):
+    from robo_player.midi import write_midi
+    from robo_player.score import Note, Score
+
+    mid = tmp_path / "drums.mid"
+    # a piano part on MIDI channel 1 (0 in the file) and drums on channel 10 (9)
+    write_midi(Score(notes=[Note(60, 0, 200_000, 80, channel=0),
+                            Note(36, 0, 200_000, 80, channel=9)]), mid)  # fmt: skip
+    assert main(["inspect", str(mid), "--include-drums", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["score"]["channels"] == [1, 10]
+    assert main(["inspect", str(mid), "--channels", "10", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["score"]["channels"] == [10]
+    only_drums = tmp_path / "only.mid"
+    write_midi(Score(notes=[Note(36, 0, 200_000, 80, channel=9)]), only_drums)
+    assert main(["inspect", str(only_drums)]) == 2
+    err = capsys.readouterr().err
+    assert "MIDI channel 10" in err and "channel 9" not in err
+
+
+def test_inspect_takes_a_calibration_and_predicts_what_plan_does(tmp_path, small_piece, capsys):
+    from robo_player.spec import load_spec
+    from robo_player.spec.calibration import Calibration
+
+    sp = load_spec("piano-61-diy")
+    cal = Calibration.nominal(sp)
+    # a calibration whose keys cannot play softly: plan alters loud/soft notes because of it
+    from dataclasses import replace
+
+    cal.keys = {p: replace(c, velocity=tuple(max(v, 90.0) for v in c.velocity))
+                for p, c in cal.keys.items()}  # fmt: skip
+    cal.measured = True
+    path = tmp_path / "cal.yaml"
+    cal.save(path)
+    assert main(["inspect", str(small_piece), "--spec", sp.name, "--json",
+                 "--calibration", str(path)]) == 0  # fmt: skip
+    with_cal = json.loads(capsys.readouterr().out)["fit"]
+    assert main(["inspect", str(small_piece), "--spec", sp.name, "--json"]) == 0
+    without = json.loads(capsys.readouterr().out)["fit"]
+    rep = tmp_path / "plan.json"
+    assert main(["-q", "plan", str(small_piece), "--spec", sp.name, "--calibration", str(path),
+                 "--out", str(tmp_path / "p.jsonl"), "--report", str(rep)]) == 0  # fmt: skip
+    planned = json.loads(rep.read_text())
+    assert with_cal["would_alter"] == planned["notes_altered"]
+    assert with_cal["would_alter"] != without["would_alter"]
+
+
+def test_quiet_after_the_subcommand(tmp_path, small_piece, capsys):
+    assert main(["plan", str(small_piece), "-q", "--out", str(tmp_path / "p.jsonl")]) == 0
+    assert capsys.readouterr().out == ""
+    assert main(["-q", "plan", str(small_piece), "--out", str(tmp_path / "p.jsonl")]) == 0
+    assert capsys.readouterr().out == ""
