@@ -18,8 +18,9 @@ accounting (``commands``) and, for the AVR, its CPU load.
 Options (query string or keyword arguments; the simulated MCUs add theirs):
 ``start_index`` (resume a plan from this command), ``state`` (file where the last
 executed command is saved, for ``play --resume``), ``lead`` (s, buffered ahead, default
-1.0), ``watchdog_ms`` (90), ``level_shift`` (0), and the fault options of
-:mod:`.faults`.
+1.0), ``watchdog_ms`` (90), ``level_shift`` (0), ``boot_wait_s`` (how long to wait for a
+board that is booting when its port opens: 3.0 on ``serial://`` and the other real
+ports, 0 on the simulated ones), and the fault options of :mod:`.faults`.
 """
 
 from __future__ import annotations
@@ -48,7 +49,9 @@ from .trace import Trace, outputs_from_trace
 
 log = logging.getLogger(__name__)
 
-DEVICE_OPTIONS = ("start_index", "state", "lead", "watchdog_ms", "level_shift", *FAULT_OPTIONS)
+DEVICE_OPTIONS = (
+    "start_index", "state", "lead", "watchdog_ms", "level_shift", "boot_wait_s", *FAULT_OPTIONS,
+)
 
 BackendFactory = Callable[[Options], Backend]
 
@@ -104,7 +107,10 @@ class FirmwareDevice(StreamDevice):
     def stream_config(self) -> StreamConfig:
         lead = self._num("lead", 1.0, 0.2, 10.0)
         wd = int(self._num("watchdog_ms", 90, 20, 10_000))
+        # a board on a real serial port may be booting when it opens (docs/driver.md)
+        boot = self._num("boot_wait_s", 3.0 if self.kind == "serial" else 0.0, 0.0, 30.0)
         return StreamConfig(
+            boot_wait_s=boot,
             lead_max_s=lead,
             lead_min_s=min(0.25, lead / 2),
             watchdog_ms=wd,

@@ -108,6 +108,11 @@ class StreamConfig:
     sync_burst: int = 16  # get_clock exchanges before streaming
     level_shift: int = 0  # drive resolution on the wire: 2**level_shift counts
     reply_timeout_s: float = 1.0  # identify/configure answers
+    # after the port opens, wait this long for the firmware to answer at all: an Arduino
+    # Mega resets into its bootloader when its USB serial port opens (DTR) and runs the
+    # firmware 1-2 s later (serial:// defaults to 3 s; 0: the reply timeout alone)
+    boot_wait_s: float = 0.0
+    open_tries: int = 3  # open (SYNC + identify) again when a lost frame stalled it
     drain_timeout_s: float = 5.0  # after the last command: wait this long for the device
     max_tries: int = 6
     clock_scale: float = 1.0  # MCU seconds per host second (simavr paced slower than real)
@@ -376,13 +381,51 @@ class Session:
 
     # ---- phases --------------------------------------------------------------------
     def open(self) -> DeviceInfo:
-        """SYNC the link and identify the device; ProtocolError on a version mismatch."""
+        """SYNC the link and identify the device; ProtocolError on a version mismatch.
+
+        Waits up to ``boot_wait_s`` for a board that is still booting (saying so once it
+        has been silent a while); a frame lost on the way (the link's silence limit hit
+        while asking) is retried: the whole opening goes again, ``open_tries`` times."""
+        boot_deadline = self.now() + self.cfg.boot_wait_s
+        err: DeviceTimeout | None = None
+        for attempt in range(self.cfg.open_tries):
+            try:
+                self._sync_link(boot_deadline if attempt == 0 else 0.0)
+                return self._identify()
+            except DeviceTimeout as e:
+                err = e
+                log.info("%s: opening failed (try %d): %s", self.tr.url, attempt + 1, e)
+        assert err is not None
+        raise err
+
+    def _sync_link(self, boot_deadline: float) -> None:
         self.link.start(self.now())
-        deadline = self.now() + self.cfg.reply_timeout_s * 2
+        deadline = max(self.now() + self.cfg.reply_timeout_s * 2, boot_deadline)
+        said = False
         while not self.link.synced:
-            if self.now() > deadline:
-                raise DeviceTimeout(f"{self.tr.url}: the device does not answer SYNC")
-            self.pump(0.05)
+            now = self.now()
+            if now > deadline:
+                waited = (
+                    f" (waited {self.cfg.boot_wait_s:.1f} s for it to boot)"
+                    if self.cfg.boot_wait_s > 0
+                    else ""
+                )
+                raise DeviceTimeout(f"{self.tr.url}: the device does not answer SYNC{waited}")
+            if not said and boot_deadline - now > 0 and now - self.link._last_rx > 0.5:
+                said = True
+                log.warning(
+                    "%s: waiting up to %.1f s for the board to boot (an Arduino Mega resets "
+                    "into its bootloader when its port opens)",
+                    self.tr.url, self.cfg.boot_wait_s,
+                )
+            try:
+                self.pump(0.05)
+            except DeviceTimeout:
+                if self.now() >= deadline:
+                    raise
+                self.link.start(self.now())  # still booting: SYNC again, fresh tries
+
+    def _identify(self) -> DeviceInfo:
         self._replies.clear()
         resp = self._request([Message.make("identify")], "identify_resp")
         info = DeviceInfo.from_message(resp)
