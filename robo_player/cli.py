@@ -302,8 +302,17 @@ def cmd_play(args: argparse.Namespace, port: str | None = None) -> int:
         plot_path = outputs.reserve(args.plot) if args.plot else None
         plan, plan_report = plan_for(score, spec, calibration, _plan_options(args))
         prog = Progress("playing", enabled=not args.quiet)
-        with _open_device(port, spec, args, **_resume_options(args, port, plan, spec)) as device:
-            performance = device.play(plan, progress=prog)
+        fault: BaseException | None = None
+        ropts = _resume_options(args, port, plan, spec)
+        with _open_device(port, spec, args, **ropts) as device:
+            try:
+                performance = device.play(plan, progress=prog)
+            except (RoboPlayerError, KeyboardInterrupt) as err:
+                # a fault or Ctrl-C part way: the partial report, with the fault in it
+                performance = getattr(err, "performance", None)
+                if performance is None:
+                    raise
+                fault = err
         prog.done()
         report = build_report(
             plan_report=plan_report,
@@ -315,6 +324,12 @@ def cmd_play(args: argparse.Namespace, port: str | None = None) -> int:
             extra={"duration_s": round(score.duration_s, 3)},
             score=score,
         )
+        if fault is not None:
+            report["fault"] = {
+                "kind": "interrupted" if isinstance(fault, KeyboardInterrupt) else type(fault).__name__,
+                "message": str(fault),
+                "resume_state": ropts.get("state"),
+            }
         no_audio = report.get("heard", 0) is None
         if wav_path and no_audio:
             print(f"robo-player: not writing {args.wav}: no audio ({report['heard_reason']})",
@@ -344,6 +359,13 @@ def cmd_play(args: argparse.Namespace, port: str | None = None) -> int:
         for path in (args.report, None if no_audio else args.wav, args.plot):
             if path and path != "-":
                 print(f"wrote {path}", file=to)
+    if fault is not None:
+        if isinstance(fault, KeyboardInterrupt):
+            print(f"robo-player: interrupted; the resume point is saved "
+                  f"(play again with --resume): {fault}", file=sys.stderr)  # fmt: skip
+            return 130
+        print(f"robo-player: error: {fault} (partial report written where asked)", file=sys.stderr)
+        return 1
     if report.get("coil_failures"):
         print(f"error: {len(report['coil_failures'])} coil failure(s)", file=sys.stderr)
         return 1

@@ -111,6 +111,7 @@ def build_report(
     pr = plan_report.to_json()
     sensed = performance.extra.get("heard", True) is not None
     before = _notes_before(performance)
+    not_reached = _notes_not_reached(performance)
     report: dict[str, Any] = {
         "report_version": REPORT_VERSION,
         "piece": piece,
@@ -126,16 +127,19 @@ def build_report(
         "alterations": _placed(pr.get("alterations", []), score, plan_report.outcomes),
     }
     if sensed:
-        report.update(_heard_figures(plan_report, performance, before))
+        report.update(_heard_figures(plan_report, performance, before | not_reached))
         report["heard"] = len(performance.heard)
     if before:
         report["notes_before_resume"] = len(before)
+    if not_reached:
+        report["notes_not_reached"] = len(not_reached)
     report["plan"] = {k: v for k, v in pr.items() if k not in {"drops", "alterations"}}
     if calibration is not None and getattr(calibration, "measured", False):
         report["calibration_strikes_per_key"] = round(calibration.strikes_per_key, 3)
     if performance.link is not None:
         report["link"] = performance.link
-    report.update({k: v for k, v in performance.extra.items() if k != "resume_notes_before"})
+    lists = ("resume_notes_before", "notes_not_reached")  # counted above, not listed
+    report.update({k: v for k, v in performance.extra.items() if k not in lists})
     if extra:
         report.update(extra)
     return report
@@ -145,6 +149,11 @@ def _notes_before(performance: Performance) -> set[int]:
     """Score notes an earlier run played (``play --resume``): the device lists the notes
     whose every command lies before the resume point (``resume_notes_before``)."""
     return {int(n) for n in performance.extra.get("resume_notes_before", ())}
+
+
+def _notes_not_reached(performance: Performance) -> set[int]:
+    """Score notes a run that stopped early never struck (``notes_not_reached``)."""
+    return {int(n) for n in performance.extra.get("notes_not_reached", ())}
 
 
 def _heard_figures(
@@ -210,6 +219,8 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
     else:
         lines.append(head)
         lines.append(f"heard: nothing ({report.get('heard_reason', 'no sensor on this port')})")
+    if report.get("notes_not_reached"):
+        lines.append(f"stopped: {report['notes_not_reached']} notes never struck")
     if report.get("notes_before_resume"):
         lines.append(f"resumed: {report['notes_before_resume']} notes played by the earlier run")
     supply = report.get("plan", {}).get("supply_overloads", 0)

@@ -32,7 +32,7 @@ from typing import Any
 from urllib.parse import SplitResult
 
 from ..actuation import actuator_pwm_max, check_commands, check_order
-from ..errors import TransportError
+from ..errors import DeviceShutdown, ProtocolError, TransportError
 from ..performance import Performance, Progress
 from ..plan import Command, Op, Plan
 from ..protocol.messages import OutKind
@@ -54,6 +54,15 @@ DEVICE_OPTIONS = (
 )
 
 BackendFactory = Callable[[Options], Backend]
+
+
+class PlayInterrupted(KeyboardInterrupt):
+    """Ctrl-C during a stream: everything was turned off and the resume point saved;
+    ``performance`` is what played before the stop (for the partial report)."""
+
+    def __init__(self, message: str, performance: Performance | None = None) -> None:
+        super().__init__(message)
+        self.performance = performance
 
 
 @dataclass(slots=True)
@@ -204,10 +213,19 @@ class FirmwareDevice(StreamDevice):
         st = self._stream
         assert st is not None
         self._stream = None
+        interrupted: KeyboardInterrupt | None = None
         try:
             if abort:
                 st.run._fault(TransportError(f"{self.url}: {abort}"))
-            result = st.run.finish(progress)
+            try:
+                result = st.run.finish(progress)
+            except KeyboardInterrupt as err:
+                # Ctrl-C: everything off, ask the firmware what it executed (the resume
+                # point comes from its counters), account, save, then let it go on
+                interrupted = err
+                st.run._fault(PlayInterrupted(f"{self.url}: interrupted (Ctrl-C)"))
+                self._settle_after_interrupt(st)
+                result = st.run.finish(None)
             st.session.close()
         finally:
             st.backend.stop()
@@ -218,14 +236,37 @@ class FirmwareDevice(StreamDevice):
         finally:
             st.backend.cleanup()
         self.last_performance = perf
+        if interrupted is not None:
+            raise PlayInterrupted(
+                f"{self.url}: interrupted (Ctrl-C) after command {result.last_done_index}",
+                perf,
+            ) from interrupted
         return perf, result
+
+    def _settle_after_interrupt(self, st: _Stream) -> None:
+        """All off at once, then one fresh status: what ran before the stop."""
+        try:
+            st.session.all_off()
+            st.session.poll_status(st.session.cfg.reply_timeout_s)
+        except (TransportError, ProtocolError, DeviceShutdown) as err:
+            log.info("%s: after the interrupt: %s", self.url, err)
 
     def _error(self, result: StreamResult, perf: Performance) -> Exception:
         """The exception that ended streaming, carrying the partial performance."""
         err: Exception = result.exc or TransportError(result.error)
+        died = self._backend_failure()
+        if died and isinstance(err, TransportError | DeviceShutdown | ProtocolError):
+            err.args = (f"{err.args[0] if err.args else err}; {died}", *err.args[1:])
+            perf.extra["error"] = f"{perf.extra.get('error', '')}; {died}"
         setattr(err, "performance", perf)  # noqa: B010 (exceptions take attributes)
         setattr(err, "stream_result", result)  # noqa: B010
         return err
+
+    def _backend_failure(self) -> str:
+        """What died, where the backend can tell (a firmware process that exited)."""
+        be = self.last_backend
+        fn = getattr(be, "failure", None)
+        return str(fn() or "") if callable(fn) else ""
 
     def _save_state(self, st: _Stream, result: StreamResult) -> None:
         path = self.opts.get("state")
@@ -237,7 +278,7 @@ class FirmwareDevice(StreamDevice):
         ResumeState(
             spec_hash=self.spec.spec_hash,
             plan_commands=total,
-            next_index=result.last_done_index + 1,
+            next_index=max(result.resume_index, result.last_done_index + 1),
             note=last.note if last else -1,
             t_us=last.t_us if last else 0,
             reason=result.error,
@@ -322,12 +363,25 @@ class FirmwareDevice(StreamDevice):
                 for k in ("next_index", "played", "late", "refused", "flushed", "cutoffs")
                 if k in result.status
             }
+        if result.error:
+            # a run that stopped early: notes none of whose strikes ran are not reached
+            # (the report does not call them unheard)
+            ran = {
+                cmds[o.index].note
+                for o in result.outcomes
+                if o.status in ("played", "played_cut_off")
+            }
+            perf.extra["notes_not_reached"] = sorted(
+                {c.note for c in cmds[result.start_index :] if c.note >= 0 and c.op is Op.STRIKE}
+                - ran
+            )
         if result.start_index > 0:
-            # notes whose every command came before the resume point: an earlier run
-            # played them (the report does not call them unheard)
-            later = {c.note for c in cmds[result.start_index :]}
+            # notes struck before the resume point: an earlier run played them (the report does not call them unheard)
+            def struck(part: Sequence[Command]) -> set[int]:
+                return {c.note for c in part if c.note >= 0 and c.op is Op.STRIKE}
+
             perf.extra["resume_notes_before"] = sorted(
-                {c.note for c in cmds[: result.start_index] if c.note >= 0} - later
+                struck(cmds[: result.start_index]) - struck(cmds[result.start_index :])
             )
         perf.extra.update(backend.extra())
         if result.error:
@@ -376,4 +430,10 @@ def open_serial_device(
     return FirmwareDevice(url, spec, "serial", opts, extra_options=("baud",))
 
 
-__all__ = ["DEVICE_OPTIONS", "FirmwareDevice", "open_serial_device", "with_query"]
+__all__ = [
+    "DEVICE_OPTIONS",
+    "FirmwareDevice",
+    "PlayInterrupted",
+    "open_serial_device",
+    "with_query",
+]

@@ -140,7 +140,11 @@ class CommandOutcome:
 class StreamResult:
     outcomes: list[CommandOutcome] = field(default_factory=list)
     start_index: int = 0
-    last_done_index: int = -1  # last plan index known to have run (for --resume)
+    last_done_index: int = -1  # last plan index known to have run
+    # where --resume starts: after the last command that may have run (played, or sent
+    # and its fate unknown: a cut link's queue plays out on the MCU before its watchdog
+    # goes all-off), so that no note is struck twice
+    resume_index: int = 0
     error: str = ""  # why streaming stopped early ("" = it finished)
     device: DeviceInfo | None = None
     link: dict[str, Any] = field(default_factory=dict)
