@@ -97,3 +97,48 @@ def test_sensorless_summary_lines() -> None:
     assert "commands: 17 executed, 1 late, 2 refused" in lines
     assert "supply: 3 strikes" in lines
     assert "unheard" not in lines and "onset" not in lines
+
+
+@needs_host
+def test_ctrl_c_on_a_firmware_port_saves_the_resume_point_and_resume_finishes(
+    tmp_path: Path,
+) -> None:
+    # issue 9 §6: SIGINT during `play` on fw-host:// saves the resume point (and the
+    # partial report); `--resume` plays the rest and does not call the notes played
+    # before the break unheard
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    notes = [Note(48 + (i * 7) % 36, 100 * MS + 120 * MS * i, 80 * MS, 60 + i % 40)
+             for i in range(60)]  # fmt: skip
+    piece = tmp_path / "long.mid"
+    write_midi(Score(notes=notes), piece)
+    state, rep1, rep2 = tmp_path / "state.json", tmp_path / "r1.json", tmp_path / "r2.json"
+    argv = [sys.executable, "-m", "robo_player", "play", str(piece), "--port", "fw-host://",
+            "--state", str(state)]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    proc = subprocess.Popen(
+        [*argv, "--report", str(rep1)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
+        cwd=tmp_path, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    time.sleep(4.5)  # start-up (~1.5 s) and about 2.5 s of the 7.3 s piece
+    proc.send_signal(signal.SIGINT)
+    _out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err.decode()
+    assert b"resume point is saved" in err
+    rs = json.loads(state.read_text())
+    assert 0 < rs["next_index"] < 120
+    r1 = json.loads(rep1.read_text())
+    assert r1["fault"]["kind"] == "interrupted"
+    # the firmware's own count says what ran: the resume point is not before it
+    assert rs["next_index"] >= r1["firmware_counts"]["played"]
+    done = subprocess.run([*argv, "--resume", "--report", str(rep2)], capture_output=True,
+                          env=env, cwd=tmp_path, timeout=120)  # fmt: skip
+    assert done.returncode == 0, done.stderr.decode()
+    r2 = json.loads(rep2.read_text())
+    assert r2["notes_before_resume"] > 0
+    assert r2["notes_unheard"] == 0
+    assert r2["onset_error_ms"]["n"] + r2["notes_before_resume"] >= 58

@@ -223,7 +223,7 @@ class FirmwareDevice(StreamDevice):
                 # Ctrl-C: everything off, ask the firmware what it executed (the resume
                 # point comes from its counters), account, save, then let it go on
                 interrupted = err
-                st.run._fault(PlayInterrupted(f"{self.url}: interrupted (Ctrl-C)"))
+                st.run._fault(TransportError(f"{self.url}: interrupted (Ctrl-C)"))
                 self._settle_after_interrupt(st)
                 result = st.run.finish(None)
             st.session.close()
@@ -295,7 +295,7 @@ class FirmwareDevice(StreamDevice):
         self.last_trace = trace
         errs: list[float] = []
         sensed = trace is not None and self.instrument is not None
-        if not sensed:
+        if trace is None or self.instrument is None:
             # real hardware with no sensor: nothing heard, and the report must say so
             # (``heard: null``) rather than call every note unheard
             perf = Performance()
