@@ -18,7 +18,7 @@ accounting (``commands``) and, for the AVR, its CPU load.
 Options (query string or keyword arguments; the simulated MCUs add theirs):
 ``start_index`` (resume a plan from this command), ``state`` (file where the last
 executed command is saved, for ``play --resume``), ``lead`` (s, buffered ahead, default
-1.0), ``watchdog_ms`` (90), ``level_shift`` (0), ``boot_wait_s`` (how long to wait for a
+1.0), ``watchdog_ms`` (the spec's ``thermal.watchdog_ms``, else 90), ``level_shift`` (0), ``boot_wait_s`` (how long to wait for a
 board that is booting when its port opens: 3.0 on ``serial://`` and the other real
 ports, 0 on the simulated ones), and the fault options of :mod:`.faults`.
 """
@@ -26,6 +26,7 @@ ports, 0 on the simulated ones), and the fault options of :mod:`.faults`.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -41,6 +42,7 @@ from .accuracy import actuation_errors, error_summary
 from .backends import Backend, Instrument, SerialBackend
 from .config import actuator_outputs
 from .faults import FAULT_OPTIONS, FaultSpec, FaultStats, FaultyTransport
+from .keepalive import watchdog_ms_for
 from .options import Options, url_of, with_query
 from .ports import StreamDevice
 from .stream import ResumeState, Session, StreamConfig, StreamResult
@@ -50,7 +52,8 @@ from .trace import Trace, outputs_from_trace
 log = logging.getLogger(__name__)
 
 DEVICE_OPTIONS = (
-    "start_index", "state", "lead", "watchdog_ms", "level_shift", "boot_wait_s", *FAULT_OPTIONS,
+    "start_index", "state", "lead", "watchdog_ms", "level_shift", "boot_wait_s",
+    "keepalive_thread", *FAULT_OPTIONS,
 )
 
 BackendFactory = Callable[[Options], Backend]
@@ -115,7 +118,7 @@ class FirmwareDevice(StreamDevice):
 
     def stream_config(self) -> StreamConfig:
         lead = self._num("lead", 1.0, 0.2, 10.0)
-        wd = int(self._num("watchdog_ms", 90, 20, 10_000))
+        wd = int(self._num("watchdog_ms", watchdog_ms_for(self.spec), 20, 10_000))
         # a board on a real serial port may be booting when it opens (docs/driver.md)
         boot = self._num("boot_wait_s", 3.0 if self.kind == "serial" else 0.0, 0.0, 30.0)
         return StreamConfig(
@@ -153,6 +156,8 @@ class FirmwareDevice(StreamDevice):
             session.open()
             session.configure()
             session.sync()
+            if now is time.perf_counter and self._num("keepalive_thread", 1, 0, 1):
+                session.start_keepalive()  # real time: feed the watchdog from a thread too
             if faulty is not None:
                 faulty.arm()
             start = plan_start[1] if plan_start else 0
@@ -357,6 +362,10 @@ class FirmwareDevice(StreamDevice):
             if trace.wall_s > 0 and trace.clock_hz:
                 # simulated s per wall s that simavr achieved (``speed`` only caps it)
                 perf.extra["avr_sim_speed"] = round(trace.cycles / trace.clock_hz / trace.wall_s, 4)
+        ka = st.session.keepalive
+        if ka is not None:
+            # the longest the line to the device was quiet: the host's pauses, measured
+            perf.extra["keepalive"] = {"thread_sent": ka.sent, "max_quiet_ms": round(ka.max_gap_s * 1e3, 2)}
         if result.status:
             perf.extra["firmware_counts"] = {
                 k: result.status[k]

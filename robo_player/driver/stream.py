@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -57,6 +58,7 @@ from .config import actuator_outputs, configure_messages, time_shift_for
 from .config import duty_permille as duty_permille  # re-exported
 from .config import pca_prescale as pca_prescale  # re-exported
 from .config import to_timed as to_timed  # re-exported
+from .keepalive import KeepAlive
 from .link import Link
 from .streaming import StreamRun
 from .transport import Transport
@@ -241,6 +243,9 @@ class Session:
         self._probing = False  # a resync + identify is out, after acks that made no sense
         self._last_poll = 0.0  # last empty frame sent to learn the device's credits
         self.time_shift = 0
+        # one writer at a time: the stream loop and the keep-alive thread (.keepalive)
+        self.tx_lock = threading.RLock()
+        self.keepalive: KeepAlive | None = None
         self._byte_s = 10.0 / transport.baud if transport.baud else 0.0
         self.link.byte_s = self._byte_s
 
@@ -253,12 +258,26 @@ class Session:
 
     def _write(self, data: bytes) -> None:
         if data:
-            self.tr.write(data)
-            self._last_tx = self.now()
+            with self.tx_lock:
+                self.tr.write(data)
+                self._last_tx = self.now()
+
+    def _write_output(self, now: float) -> None:
+        """Write what the link has to send now (under the transmit lock: the keep-alive
+        thread's frames go between whole frames, never inside one)."""
+        with self.tx_lock:
+            self._write(self.link.output(now))
+
+    def start_keepalive(self) -> None:
+        """Feed the watchdog from a thread too (:mod:`.keepalive`); real time only."""
+        from .keepalive import KeepAlive
+
+        if self.keepalive is None:
+            self.keepalive = KeepAlive(self).start()
 
     def _send(self, msgs: list[Message], records: int = 0) -> int:
         seq = self.link.send(encode_messages(msgs), records)
-        self._write(self.link.output(self.now()))
+        self._write_output(self.now())
         return seq
 
     def _next_tag(self) -> int:
@@ -289,13 +308,14 @@ class Session:
         ):
             self.heartbeat()  # the device answers it: proof of life while we only listen
         self.link.check(now)
-        self._write(self.link.output(now))
-        if (
-            self.link.synced
-            and self._last_tx >= 0
-            and now - self._last_tx >= self.cfg.keepalive_s - 1e-6
-        ):
-            self._write(self.link.keepalive(now))
+        self._write_output(now)
+        with self.tx_lock:
+            if (
+                self.link.synced
+                and self._last_tx >= 0
+                and now - self._last_tx >= self.cfg.keepalive_s - 1e-6
+            ):
+                self._write(self.link.keepalive(now))
         dl = self.link.next_deadline()
         wait = timeout
         if dl is not None:
@@ -638,6 +658,8 @@ class Session:
     # ---- the end -------------------------------------------------------------------
     def close(self) -> None:
         """All off (best effort), then close the transport."""
+        if self.keepalive is not None:
+            self.keepalive.stop()
         try:
             if self.tr.is_open and self.link.synced and self.info is not None:
                 self._send([Message.make("all_off")])

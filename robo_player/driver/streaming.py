@@ -158,7 +158,7 @@ class StreamRun:
     def _flush(self) -> None:
         s = self.s
         s.link.send(self.packer.payload(), self.packer.n_records)
-        s._write(s.link.output(s.now()))
+        s._write_output(s.now())
         self._new_packer()
 
     def _step(self, progress: Progress | None) -> None:
@@ -219,7 +219,7 @@ class StreamRun:
             # bytes) brings an ACK with its credits now, not at the next status
             s._last_poll = s.now()
             s.link.send(b"", 0)
-            s._write(s.link.output(s.now()))
+            s._write_output(s.now())
         s._periodic()
         if progress is not None and cmds:
             progress(min(1.0, self.i / len(cmds)))
