@@ -391,3 +391,36 @@ def test_the_firmware_model_follows_the_one_expansion(notes, pedal) -> None:  # 
          for tc, a, lv in zip(out.t_us, out.actuator, out.level, strict=True)]
     )
     assert _levels(_trace(dev)) == want
+
+
+def test_lost_reports_show_as_a_difference_with_the_firmware_counts(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # issue 9 §7: the AVR's event ring holds 8 and drops the rest; the driver must not
+    # call a command "played" on the strength of a missing report alone: its counts are
+    # held against the firmware's own, and a difference is reported
+    sp = spec(SPEC_61)
+    plan = make_plan(sp, notes=24, gap_us=40_000, chord=6)  # more at once than the cap
+    with open_vmcu("vmcu://", sp) as dev:
+        ref = dev.play(plan)
+    rec = ref.extra["reconciliation"]
+    assert rec["agree"] and rec["firmware"]["refused"] > 0  # the firmware refused some
+
+    real = Session._on_message
+
+    def lose_events(self: Session, m: object, t: float) -> None:
+        if getattr(m, "name", "") != "event":
+            real(self, m, t)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Session, "_on_message", lose_events)
+    with open_vmcu("vmcu://", sp) as dev:
+        perf = dev.play(plan)
+    rec = perf.extra["reconciliation"]
+    assert not rec["agree"] and perf.extra["counts_agree"] is False
+    assert rec["lost_reports"] == rec["firmware"]["refused"] > 0
+    assert rec["firmware"]["played"] == ref.extra["reconciliation"]["firmware"]["played"]
+    from robo_player.report import summary_lines
+
+    lines = "\n".join(summary_lines({"notes_in": 1, "notes_played": 1, "notes_altered": 0,
+                                     "notes_dropped": 0, "heard": None, **perf.extra}))  # fmt: skip
+    assert "firmware counts differ" in lines

@@ -366,6 +366,9 @@ class FirmwareDevice(StreamDevice):
         if ka is not None:
             # the longest the line to the device was quiet: the host's pauses, measured
             perf.extra["keepalive"] = {"thread_sent": ka.sent, "max_quiet_ms": round(ka.max_gap_s * 1e3, 2)}
+        if result.reconciliation:
+            perf.extra["reconciliation"] = result.reconciliation
+            perf.extra["counts_agree"] = bool(result.reconciliation["agree"])
         if result.status:
             perf.extra["firmware_counts"] = {
                 k: result.status[k]

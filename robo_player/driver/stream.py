@@ -155,6 +155,9 @@ class StreamResult:
     short_lead: int = 0  # commands sent with less than lead_min_s to spare (queue full)
     boot_ids: list[int] = field(default_factory=list)
     exc: Exception | None = None  # the fault that ended streaming early
+    # the driver's counts beside the firmware's own (its last status): {"driver": {...},
+    # "firmware": {...}, "agree": bool, "lost_reports": n} (empty when no status came)
+    reconciliation: dict[str, Any] = field(default_factory=dict)
 
     def counts(self) -> dict[str, int]:
         out: dict[str, int] = {}
