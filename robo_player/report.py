@@ -245,6 +245,13 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
                 f"refused {fc.get('refused')}, flushed {fc.get('flushed')} "
                 "(reports from the device were lost; see `reconciliation`)"
             )
+    silent = report.get("silent_strikes")
+    if silent:
+        lines.append(f"silent strikes: {silent} of {report.get('strikes', '?')} strikes too weak "
+                     "to sound")  # fmt: skip
+    sag = report.get("min_supply_scale")
+    if sag is not None and sag < 1.0:
+        lines.append(f"supply sagged: strikes down to {sag:.0%} of their energy")
     link = report.get("link")
     if link:
         lines.append(

@@ -349,3 +349,15 @@ def test_quiet_after_the_subcommand(tmp_path, small_piece, capsys):
     assert capsys.readouterr().out == ""
     assert main(["-q", "plan", str(small_piece), "--out", str(tmp_path / "p.jsonl")]) == 0
     assert capsys.readouterr().out == ""
+
+
+def test_docs_report_md_documents_every_key_the_report_writes(tmp_path, small_piece):
+    import re
+
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "report.md").read_text()
+    documented = set(re.findall(r"`([a-z_0-9]+)`", doc))
+    for port in ("sim://", "vmcu://"):
+        rep = tmp_path / "r.json"
+        assert main(["-q", "play", str(small_piece), "--port", port, "--report", str(rep)]) == 0
+        missing = sorted(set(json.loads(rep.read_text())) - documented)
+        assert not missing, f"{port}: report keys not in docs/report.md: {missing}"
