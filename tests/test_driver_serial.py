@@ -142,3 +142,45 @@ def test_ctrl_c_on_a_firmware_port_saves_the_resume_point_and_resume_finishes(
     assert r2["notes_before_resume"] > 0
     assert r2["notes_unheard"] == 0
     assert r2["onset_error_ms"]["n"] + r2["notes_before_resume"] >= 58
+
+
+@needs_host
+def test_a_killed_firmware_is_named_and_the_partial_report_written(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # issue 9 §7: a play that ends in a fault writes the partial report with the fault
+    # in it, and names what died (not pyserial's generic text)
+    import signal
+    import threading
+    import time
+
+    from robo_player.driver.ports import OPEN_DEVICES
+
+    notes = [Note(60 + i % 12, 100 * MS + 150 * MS * i, 80 * MS, 70) for i in range(60)]
+    piece = tmp_path / "p.mid"
+    write_midi(Score(notes=notes), piece)
+    rep = tmp_path / "r.json"
+
+    def kill_the_firmware() -> None:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            be = getattr(OPEN_DEVICES[-1], "last_backend", None) if OPEN_DEVICES else None
+            runs = getattr(getattr(be, "fw", None), "runs", [])
+            if runs:
+                time.sleep(2.0)
+                runs[-1].proc.send_signal(signal.SIGKILL)
+                return
+            time.sleep(0.05)
+
+    killer = threading.Thread(target=kill_the_firmware, daemon=True)
+    killer.start()
+    rc = main(["play", str(piece), "--port", "fw-host://", "--report", str(rep),
+               "--state", str(tmp_path / "s.json")])  # fmt: skip
+    killer.join(30)
+    err = capsys.readouterr().err
+    assert rc == 1
+    assert "host firmware process" in err and "killed by signal 9" in err, err
+    assert "device reports readiness" not in err
+    r = json.loads(rep.read_text())  # the partial report was written
+    assert "killed by signal 9" in r["fault"]["message"] and "killed by signal 9" in r["error"]
+    assert 0 < r["commands"].get("played", 0) < 120
