@@ -120,7 +120,7 @@ def _all_off_within(changes: list[tuple[int, int, int]], clock: float, us: int, 
 
 @needs_host
 def test_fw_host_cut_link() -> None:
-    dev, err = _play("fw-host://?cut=0.8")
+    dev, err = _play("fw-host://?cut=0.8&watchdog_ms=90")
     assert isinstance(err, DeviceTimeout), err
     tr = _safety(dev)
     cut_clock = dev.last_session.sync_.clock_at(dev.last_faults.cut_time)

@@ -22,9 +22,10 @@ SP = spec()
 
 def _held_up_stream(keepalive_thread: int) -> tuple[object, object]:
     plan = make_plan(SP, notes=12, gap_us=100_000)
-    with open_port(f"fw-host://?keepalive_thread={keepalive_thread}", SP) as dev:
+    url = f"fw-host://?keepalive_thread={keepalive_thread}&watchdog_ms=90"
+    with open_port(url, SP) as dev:
         dev.submit(plan.commands[:4])
-        time.sleep(0.4)  # the loop is held up (planning, GC, a slow callback): 4 watchdogs
+        time.sleep(0.4)  # the loop held up (planning, GC, a slow callback): 4 watchdog windows
         try:
             dev.submit(plan.commands[4:])
             return dev, dev.drain()

@@ -124,7 +124,7 @@ def _all_off_within(changes: list[tuple[int, int, int]], clock: int, within_us: 
 
 def test_cut_link_times_out_after_the_device_went_all_off(tmp_path: Path) -> None:
     state = tmp_path / "resume.json"
-    dev, err = _play(cut=1.2, state=str(state))
+    dev, err = _play(cut=1.2, state=str(state), watchdog_ms=90)
     assert isinstance(err, DeviceTimeout)
     res = dev.last_result
     assert res is not None and res.error.startswith("DeviceTimeout")
@@ -166,7 +166,7 @@ def test_resume_after_a_cut_strikes_no_note_twice(tmp_path: Path, cut: float) ->
     # issue 9 §7: the queue on the MCU ran on after the cut; the resume point comes
     # from what may have run, so a note is struck at most once over both runs
     state = tmp_path / "resume.json"
-    dev1, err = _play(cut=cut, state=str(state))
+    dev1, err = _play(cut=cut, state=str(state), watchdog_ms=90)
     assert isinstance(err, DeviceTimeout | DeviceShutdown), err
     res = dev1.last_result
     assert res is not None
@@ -178,7 +178,7 @@ def test_resume_after_a_cut_strikes_no_note_twice(tmp_path: Path, cut: float) ->
         if PLAN.commands[o.index].op is Op.STRIKE
     )
     start = ResumeState.load(state).start_index_for(PLAN, SP.spec_hash)
-    dev2, _perf = _play(start_index=start, state=str(state))
+    dev2, _perf = _play(start_index=start, state=str(state), watchdog_ms=90)
     second = _strikes_by_actuator(_trace(dev2))
     planned: dict[int, int] = {}
     for c in PLAN.commands:
@@ -191,6 +191,19 @@ def test_resume_after_a_cut_strikes_no_note_twice(tmp_path: Path, cut: float) ->
     # at most the longest silence seen while streaming (a status period, 0.25 s) and a
     # watchdog window (0.09 s) of music: 2 strikes every 40 ms here
     assert start < len(PLAN) and uncertain <= 20
+
+
+def test_cut_link_all_off_within_the_specs_watchdog_window() -> None:
+    # the window the spec names (thermal.watchdog_ms), not a smaller one configured
+    window_ms = SP.thermal.watchdog_ms
+    assert window_ms is not None
+    dev, err = _play(cut=1.2)
+    assert isinstance(err, DeviceTimeout | DeviceShutdown), err
+    assert dev.stream_config().watchdog_ms == window_ms
+    be = dev.last_backend
+    assert dev.last_faults is not None and dev.last_faults.cut_time is not None
+    cut_clock = be.world.mcu.clock_at(dev.last_faults.cut_time)  # type: ignore[union-attr]
+    _all_off_within(_trace(dev), cut_clock, window_ms * 1000 + 10_000)
 
 
 def test_resume_plays_the_rest_exactly_once(tmp_path: Path) -> None:
@@ -230,7 +243,7 @@ def test_reset_mid_piece_is_detected_and_reported() -> None:
 
 
 def test_long_stall_trips_the_watchdog() -> None:
-    dev, err = _play(stall="1.0:0.5")
+    dev, err = _play(stall="1.0:0.5", watchdog_ms=90)
     assert isinstance(err, DeviceShutdown | DeviceTimeout), err
     res = dev.last_result
     assert res is not None

@@ -72,12 +72,15 @@ class KeepAlive:
 
 
 
-# The watchdog window when the spec names none (thermal.watchdog_ms): chosen from the
-# host pauses bench/bench_watchdog.py measured beside a process keeping both cores busy
-# (docs/driver.md, "Watchdog window"), with margin. A longer window costs safety only
-# when the host is really gone: every output is off at most this long after that (and
-# the firmware's max on-time cuts any coil regardless).
-DEFAULT_WATCHDOG_MS = 90
+# The watchdog window when the spec names none (thermal.watchdog_ms; the shipped piano
+# specs say the same): chosen from the host pauses bench/bench_watchdog.py measured
+# beside a process keeping both cores busy (docs/driver.md, "Watchdog window"): the line
+# to the device went quiet for up to 262 ms even with the keep-alive thread (the whole
+# host process descheduled), and 90 ms tripped the watchdog in 3 plays of 3; 300 ms
+# tripped it in none. A longer window costs safety only when the host is really gone:
+# every output is off at most this long after that (and the firmware's max on-time
+# cuts any coil regardless).
+DEFAULT_WATCHDOG_MS = 300
 
 
 def watchdog_ms_for(spec: object) -> int:
