@@ -435,6 +435,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     from .midi import score_stats
     from .pitch import pitch_name
     from .planner import plan as plan_for
+    from .report import placed_entries
 
     spec = _load_spec(args)
     score = _load_score(args)
@@ -450,6 +451,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         "would_alter": pr["notes_altered"],
         "would_drop": pr["notes_dropped"],
         "drop_reasons": sorted({d["reason"] for d in pr["drops"]})[:10],
+        "drops": placed_entries(pr["drops"], score, plan_report.outcomes),
     }
     for key in ("fretter_travel_frets", "fretter_travel_mm", "string_changes", "cut_notes"):
         if key in pr:  # the guitar's and the bass's
@@ -463,8 +465,11 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     print(f"on {spec.name} ({fit['range']}):")
     print(f"  out of range: {fit['notes_out_of_range']}")
     print(f"  would be altered: {fit['would_alter']}, dropped: {fit['would_drop']}")
-    for r in fit["drop_reasons"]:
-        print(f"    drop: {r}")
+    for d in fit["drops"][:10]:
+        print(f"    drop: {d.get('pitch', '?')} at {d.get('at', '?')} (channel "
+              f"{d.get('channel', '?')}): {d['reason']}")  # fmt: skip
+    if len(fit["drops"]) > 10:
+        print(f"    ... {len(fit['drops']) - 10} more drops")
     if "string_changes" in fit:
         print(f"  fretter travel: {fit['fretter_travel_frets']} frets ({fit['fretter_travel_mm']} mm), "
               f"string changes: {fit['string_changes']}, notes cut short: {fit['cut_notes']}")  # fmt: skip

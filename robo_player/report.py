@@ -70,7 +70,7 @@ def note_time(score: Any, t_us: int) -> str:
     return f"{int(bar) + 1}:{beat + 1:.1f}"
 
 
-def _placed(entries: list[dict[str, Any]], score: Any, outcomes: Sequence[Any]) -> list[dict[str, Any]]:
+def placed_entries(entries: list[dict[str, Any]], score: Any, outcomes: Sequence[Any]) -> list[dict[str, Any]]:
     """Drops and alterations with where (``at``: bar:beat or seconds) and which pitch."""
     from .pitch import pitch_name
 
@@ -123,8 +123,8 @@ def build_report(
         "notes_altered": pr["notes_altered"],
         "notes_dropped": pr["notes_dropped"],
         "notes_sounded": pr["notes_played"] + pr["notes_altered"],
-        "drops": _placed(pr["drops"], score, plan_report.outcomes),
-        "alterations": _placed(pr.get("alterations", []), score, plan_report.outcomes),
+        "drops": placed_entries(pr["drops"], score, plan_report.outcomes),
+        "alterations": placed_entries(pr.get("alterations", []), score, plan_report.outcomes),
     }
     if sensed:
         report.update(_heard_figures(plan_report, performance, before | not_reached))
@@ -219,6 +219,13 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
     else:
         lines.append(head)
         lines.append(f"heard: nothing ({report.get('heard_reason', 'no sensor on this port')})")
+    for kind, key in (("dropped", "drops"), ("altered", "alterations")):
+        items = report.get(key) or []
+        for e in items[:3]:
+            where = f"{e['pitch']} at {e['at']}" if "at" in e else f"note {e.get('note')}"
+            lines.append(f"  {kind}: {where}: {e.get('reason')}")
+        if len(items) > 3:
+            lines.append(f"  ... {len(items) - 3} more {kind} (report: {key})")
     if report.get("notes_not_reached"):
         lines.append(f"stopped: {report['notes_not_reached']} notes never struck")
     if report.get("notes_before_resume"):

@@ -361,3 +361,28 @@ def test_docs_report_md_documents_every_key_the_report_writes(tmp_path, small_pi
         assert main(["-q", "play", str(small_piece), "--port", port, "--report", str(rep)]) == 0
         missing = sorted(set(json.loads(rep.read_text())) - documented)
         assert not missing, f"{port}: report keys not in docs/report.md: {missing}"
+
+
+def test_drops_and_alterations_name_the_time_and_pitch(tmp_path, capsys):
+    from robo_player.midi import write_midi
+    from robo_player.report import note_time
+    from robo_player.score import Note, Score, TempoChange
+
+    # 120 bpm: a beat is 0.5 s; 2.5 s is bar 2, beat 2
+    tm = [TempoChange(0, 0, 500_000)]
+    score = Score(notes=[Note(60, 0, 200_000, 80), Note(24, 2_500_000, 200_000, 80, channel=2),
+                         Note(64, 3_000_000, 200_000, 80)], tempo_map=tm)  # fmt: skip
+    assert note_time(score, 2_500_000) == "2:2.0"
+    assert note_time(Score(notes=score.notes), 2_500_000) == "2.50 s"  # no tempo map
+    mid = tmp_path / "drop.mid"
+    write_midi(score, mid)
+    rep = tmp_path / "r.json"
+    assert main(["play", str(mid), "--spec", "piano-61-diy", "--out-of-range", "drop",
+                 "--report", str(rep)]) == 0  # fmt: skip
+    out = capsys.readouterr().out
+    (d,) = json.loads(rep.read_text())["drops"]
+    assert (d["pitch"], d["at"], d["channel"]) == ("C1", "2:2.0", 3)
+    assert "dropped: C1 at 2:2.0" in out
+    assert "3 in, 2 sounded: 2 as written, 0 altered; 1 dropped" in out
+    assert main(["inspect", str(mid), "--spec", "piano-61-diy", "--out-of-range", "drop"]) == 0
+    assert "drop: C1 at 2:2.0 (channel 3)" in capsys.readouterr().out
