@@ -488,7 +488,7 @@ class _HelpWithDefaults(argparse.HelpFormatter):
         if (
             not action.option_strings
             or "default" in text
-            or action.default in (None, False, argparse.SUPPRESS)
+            or any(action.default is d for d in (None, False, argparse.SUPPRESS))
         ):
             return text
         return f"{text} (default: %(default)s)"

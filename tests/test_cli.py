@@ -111,17 +111,20 @@ def test_help_shows_every_default(capsys):
             if not action.option_strings or action.dest == "help":
                 continue
             assert action.help, f"{name} {action.option_strings[0]}: no help text"
-            if action.default not in (None, False) and action.default is not argparse.SUPPRESS:
+            if not any(action.default is d for d in (None, False, argparse.SUPPRESS)):
                 assert "default" in action.help or "%(default)" in action.help or (
                     "default" in sp.format_help()
                 ), f"{name} {action.option_strings[0]}: default not shown"
         text = sp.format_help()
         for action in sp._actions:
-            if action.option_strings and action.default not in (None, False, argparse.SUPPRESS):
+            if action.option_strings and not any(
+                action.default is d for d in (None, False, argparse.SUPPRESS)
+            ):
                 assert str(action.default) in text, f"{name} {action.option_strings[0]}"
     assert main(["play", "--help"]) == 0
     out = capsys.readouterr().out
     assert "(default: sim://)" in out and "(default: 12)" not in out
+    assert "sampling seed (default: 0)" in out
 
 
 def test_plan_exports_jsonl(tmp_path, piece, capsys):
