@@ -70,4 +70,8 @@ class OutputPathError(UsageError):
 
 class OutputWriteError(RoboPlayerError, OSError):
     """An output that could not be written (a full disk, ``/dev/full``, no permission):
-    the message names the path (exit code 1)."""
+    the message names the path (exit code 1); ``errno`` and ``strerror`` are the
+    operating system's."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""

@@ -94,7 +94,9 @@ def is_special(path: str | os.PathLike[str]) -> bool:
 
 
 def _write_error(path: str | os.PathLike[str], err: OSError) -> OutputWriteError:
-    return OutputWriteError(f"{path}: write failed: {err.strerror or err}")
+    out = OutputWriteError(f"{path}: write failed: {err.strerror or err}")
+    out.errno, out.strerror = err.errno, err.strerror
+    return out
 
 
 def _copy_into(src: Path, dest: str | os.PathLike[str], shown: str | os.PathLike[str]) -> None:

@@ -281,19 +281,22 @@ def test_usage_error_exit_2(capsys):
 def test_lost_link_then_resume_continues_from_the_last_executed_note(tmp_path, small_piece, capsys):
     state, rep1, rep2 = tmp_path / "state.json", tmp_path / "r1.json", tmp_path / "r2.json"
     common = [str(small_piece), "--spec", "piano-61-diy", "--state", str(state)]
-    # the link is cut 10 s into the piece (virtual time): a runtime failure, exit 1, no report
+    # the link is cut 10 s into the piece (virtual time): a runtime failure, exit 1, and
+    # the partial report with the fault in it (issue 9 §7)
     rc = main(["-q", "play", *common, "--port", "vmcu://?cut=10", "--report", str(rep1)])
     assert rc == 1
     assert "link" in capsys.readouterr().err
-    assert not rep1.exists()
+    r1 = json.loads(rep1.read_text())
+    assert r1["fault"]["kind"] == "DeviceTimeout" and "link" in r1["fault"]["message"]
+    assert r1["notes_not_reached"] > 0
     saved = json.loads(state.read_text())
     assert 0 < saved["next_index"] < saved["plan_commands"]
     assert main(["-q", "play", *common, "--port", "vmcu://", "--resume", "--report", str(rep2)]) == 0
     r = json.loads(rep2.read_text())
     done = json.loads(state.read_text())
     assert done["next_index"] == done["plan_commands"]
-    # the notes before the resume point were played by the first run, not this one
-    assert 0 < r["notes_unheard"] < r["notes_in"]
+    # the notes before the resume point were played by the first run: not unheard
+    assert r["notes_unheard"] == 0 and 0 < r["notes_before_resume"] < r["notes_in"]
 
 
 def test_resume_on_the_simulator_is_a_usage_error(tmp_path, small_piece, capsys):
