@@ -111,7 +111,7 @@ def test_fw_host_short_stall() -> None:
 def _all_off_within(changes: list[tuple[int, int, int]], clock: float, us: int, hz: int) -> None:
     limit = clock + us * hz / 1e6
     level: dict[int, int] = {}
-    for c, a, lv in sorted(changes):
+    for c, a, lv in sorted(changes, key=lambda ch: ch[0]):  # same tick: trace order
         assert not (c > limit and lv), f"actuator {a} on {(c - clock) * 1e6 / hz:.0f} us after"
         if c <= limit:
             level[a] = lv

@@ -111,7 +111,7 @@ def _all_off_within(changes: list[tuple[int, int, int]], clock: int, within_us: 
     """Every coil is off by ``clock + within_us`` and none switches on after that."""
     limit = clock + within_us * 16  # 16 MHz
     level: dict[int, int] = {}
-    for c, a, lv in sorted(changes):
+    for c, a, lv in sorted(changes, key=lambda ch: ch[0]):  # same tick: trace order
         if c > limit and lv:
             raise AssertionError(
                 f"actuator {a} on at {c}, {(c - clock) / 16:.0f} us after the loss"
@@ -154,7 +154,7 @@ def _strikes_by_actuator(changes: list[tuple[int, int, int]]) -> dict[int, int]:
     """Rising edges (off -> on) per actuator: one per strike."""
     level: dict[int, int] = {}
     out: dict[int, int] = {}
-    for _clock, a, lv in sorted(changes):
+    for _clock, a, lv in sorted(changes, key=lambda ch: ch[0]):  # same tick: trace order
         if lv and not level.get(a, 0):
             out[a] = out.get(a, 0) + 1
         level[a] = lv

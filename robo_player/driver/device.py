@@ -59,6 +59,12 @@ DEVICE_OPTIONS = (
 BackendFactory = Callable[[Options], Backend]
 
 
+def _by_clock(change: tuple[int, int, int]) -> int:
+    """Order trace changes by time only: two changes of one output on the same tick (a
+    strike the watchdog's all-off meets) keep the firmware's order, on then off."""
+    return change[0]
+
+
 class PlayInterrupted(KeyboardInterrupt):
     """Ctrl-C during a stream: everything was turned off and the resume point saved;
     ``performance`` is what played before the stop (for the partial report)."""
@@ -414,7 +420,7 @@ class FirmwareDevice(StreamDevice):
         if self.last_trace is None:
             return []
         level: dict[int, int] = {}
-        for _clock, a, lv in sorted(self.last_trace.changes):
+        for _clock, a, lv in sorted(self.last_trace.changes, key=_by_clock):
             level[a] = lv
         return sorted(a for a, lv in level.items() if lv)
 

@@ -49,13 +49,17 @@ class KeepAlive:
         s = self.s
         while not self._stop.wait(self.period_s / 2):
             try:
+                # look without the lock (the stream loop is the usual writer: it must
+                # never wait on this thread), take it only to send
+                if not (s.link.synced and s._last_tx >= 0):
+                    continue
+                quiet = s.now() - s._last_tx
+                self.max_gap_s = max(self.max_gap_s, quiet)
+                if quiet < self.period_s - 1e-6:
+                    continue
                 with s.tx_lock:
                     now = s.now()
-                    if not (s.link.synced and s._last_tx >= 0 and s.tr.is_open):
-                        continue
-                    quiet = now - s._last_tx
-                    self.max_gap_s = max(self.max_gap_s, quiet)
-                    if quiet >= self.period_s - 1e-6:
+                    if s.tr.is_open and now - s._last_tx >= self.period_s - 1e-6:
                         s.tr.write(s.link.keepalive(now))
                         s._last_tx = now
                         self.sent += 1
