@@ -15,6 +15,13 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
+from .cli_options import (
+    HelpWithDefaults,
+    finish_subcommands,
+    instrument_of_calibration,
+    require_sensor,
+    simulated_instrument,
+)
 from .errors import (
     CalibrationError,
     MidiFileError,
@@ -71,22 +78,6 @@ def _require_device(spec: Any) -> None:
         )
 
 
-def _require_sensor(args: argparse.Namespace) -> None:
-    """calibrate listens to every strike: a port with no sensor of its own needs one
-    given (a microphone or a recording), or it would strike keys for nothing."""
-    from .driver.ports import has_sensor
-
-    given = any(getattr(args, a, None) for a in ("mic", "from_recording", "played"))
-    if given or has_sensor(args.port):
-        return
-    raise UsageError(
-        f"calibrate: port {args.port} has no sensor, and calibrating needs one to hear "
-        "each strike: put a microphone by the instrument and give it with --mic (see "
-        "`robo-player mics`), or record the strikes and pass the recording "
-        "(--from-recording); see docs/hardware.md and docs/calibration.md"
-    )
-
-
 def _load_score(args: argparse.Namespace) -> Any:
     from .midi import read_midi, require_notes, resolve_piece
 
@@ -128,58 +119,6 @@ def _device_options(args: argparse.Namespace) -> dict[str, Any]:
     if getattr(args, "truth", None):
         opts["truth"] = args.truth
     return opts
-
-
-SIMULATED_SCHEMES = ("sim", "vmcu", "fw-host", "fw-avr")  # ports that carry the simulated piano
-
-
-def _simulated_instrument(args: argparse.Namespace, port: str) -> dict[str, int | str] | None:
-    """Which simulated instrument ``port`` plays ({"truth_seed": n} or {"truth": path}),
-    from the options and the URL's query; None for a port to real hardware."""
-    from urllib.parse import parse_qsl, urlsplit
-
-    parts = urlsplit(port)
-    if parts.scheme not in SIMULATED_SCHEMES:
-        return None
-    q = dict(parse_qsl(parts.query))
-    if getattr(args, "truth", None) or q.get("truth"):
-        return {"truth": str(args.truth or q["truth"])}
-    seed = args.truth_seed if getattr(args, "truth_seed", None) is not None else q.get("truth_seed")
-    try:
-        return {"truth_seed": int(seed) if seed is not None else 0}
-    except ValueError as err:
-        raise UsageError(f"port {port}: truth_seed={seed!r} is not an integer") from err
-
-
-def _instrument_of_calibration(args: argparse.Namespace, port: str, calibration: Any) -> None:
-    """A calibration made on the simulator learned one simulated instrument: play that
-    one by default, and warn when told to play another."""
-    learned = getattr(calibration, "simulated", None) if calibration is not None else None
-    if not learned or _simulated_instrument(args, port) is None:
-        return
-    from urllib.parse import parse_qsl, urlsplit
-
-    q = dict(parse_qsl(urlsplit(port).query))
-    told = args.truth_seed is not None or bool(args.truth) or "truth_seed" in q or "truth" in q
-    if not told:
-        if "truth_seed" in learned:
-            args.truth_seed = int(learned["truth_seed"])
-        else:
-            args.truth = str(learned["truth"])
-        if not args.quiet:
-            what = ", ".join(f"{k} {v}" for k, v in learned.items())
-            print(f"simulated instrument: {what} (the one {args.calibration} was made on)",
-                  file=sys.stderr)  # fmt: skip
-        return
-    now = _simulated_instrument(args, port)
-    if now != learned:
-        print(
-            f"robo-player: warning: {args.calibration} was made on the simulated instrument "
-            f"{learned}, this play is on {now}: its curves describe another piano, so "
-            "timing and loudness will be off (drop --truth-seed/--truth to play the one it "
-            "learned)",
-            file=sys.stderr,
-        )
 
 
 def _open_device(url: str, spec: Any, args: argparse.Namespace, **extra: Any) -> Any:
@@ -295,7 +234,7 @@ def cmd_play(args: argparse.Namespace, port: str | None = None) -> int:
     else:
         raise UsageError("play: give SONG.mid or --generate MODEL")
     calibration = _load_calibration(args, spec)
-    _instrument_of_calibration(args, port, calibration)
+    instrument_of_calibration(args, port, calibration)
     with Outputs() as outputs:
         report_path = outputs.reserve(args.report, stdout=True) if args.report else None
         wav_path = outputs.reserve(args.wav) if args.wav else None
@@ -413,14 +352,14 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     _require_device(spec)
     if not 3 <= args.max_strikes <= 64:
         raise UsageError(f"--max-strikes: {args.max_strikes} is out of range (allowed 3..64)")
-    _require_sensor(args)
+    require_sensor(args)
     with Outputs() as outputs:
         out = outputs.reserve(args.out)
         prog = Progress("calibrating", enabled=not args.quiet)
         with _open_device(args.port, spec, args) as device:
             cal = calibrate(device, spec, max_strikes_per_key=args.max_strikes, progress=prog)
         prog.done()
-        cal.simulated = _simulated_instrument(args, args.port)
+        cal.simulated = simulated_instrument(args, args.port)
         cal.save(out)
     if not args.quiet:
         print(
@@ -479,38 +418,10 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------- parser
 
 
-class _HelpWithDefaults(argparse.HelpFormatter):
-    """Every option's help ends with its default, unless it says it already (or has
-    none worth saying: a flag, an option that is off unless given)."""
-
-    def _get_help_string(self, action: argparse.Action) -> str:
-        text = action.help or ""
-        if (
-            not action.option_strings
-            or "default" in text
-            or any(action.default is d for d in (None, False, argparse.SUPPRESS))
-        ):
-            return text
-        return f"{text} (default: %(default)s)"
-
-
-def _finish_subcommands(sub: Any) -> None:
-    """On every subcommand (those other modules register too): help with defaults, and
-    ``-q`` after the subcommand as well as before it."""
-    for sp in sub.choices.values():
-        sp.formatter_class = _HelpWithDefaults
-        flags = [f for f in ("-q", "--quiet") if f not in sp._option_string_actions]
-        if flags:
-            sp.add_argument(
-                *flags, dest="quiet", action="store_true", default=argparse.SUPPRESS,
-                help="no progress or summary (also before the subcommand)",
-            )
-
-
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="robo-player",
-        formatter_class=_HelpWithDefaults,
+        formatter_class=HelpWithDefaults,
         description="Make robots play real instruments: plan MIDI for a solenoid piano, "
         "stream it to firmware, or play it on the simulator.",
     )
@@ -580,7 +491,7 @@ def build_parser() -> argparse.ArgumentParser:
         model_cli = None  # type: ignore[assignment]
     if model_cli is not None and hasattr(model_cli, "register"):
         model_cli.register(sub)
-    _finish_subcommands(sub)
+    finish_subcommands(sub)
     return p
 
 
