@@ -15,6 +15,13 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
+from .cli_options import (
+    HelpWithDefaults,
+    finish_subcommands,
+    instrument_of_calibration,
+    require_sensor,
+    simulated_instrument,
+)
 from .errors import (
     CalibrationError,
     MidiFileError,
@@ -161,7 +168,7 @@ def _add_score_args(p: argparse.ArgumentParser, song_required: bool = True) -> N
     p.add_argument("song", metavar="SONG.mid", nargs=None if song_required else "?")
     p.add_argument("--tracks", help="tracks to play, e.g. 1,2 or 0-3 (default: all)")
     p.add_argument("--channels", help="MIDI channels 1..16 to play (default: all but drums)")
-    p.add_argument("--include-drums", action="store_true", help="keep channel 10")
+    p.add_argument("--include-drums", action="store_true", help="keep MIDI channel 10 (drums)")
 
 
 def _add_spec_arg(p: argparse.ArgumentParser) -> None:
@@ -175,20 +182,33 @@ def _add_spec_arg(p: argparse.ArgumentParser) -> None:
 
 
 def _add_plan_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--calibration", metavar="CAL", help="calibration file from `calibrate`")
+    p.add_argument(
+        "--calibration",
+        metavar="CAL",
+        help="calibration file from `calibrate` (default: the spec's nominal curves)",
+    )
     p.add_argument(
         "--out-of-range",
         choices=["transpose", "drop"],
         default="transpose",
-        help="notes outside the key range: transpose by octaves (default) or drop",
+        help="notes outside the key range: transpose by octaves or drop",
     )
 
 
 def _add_device_args(p: argparse.ArgumentParser, port: bool = True) -> None:
     if port:
         p.add_argument("--port", default="sim://", help="device URL (default: sim://)")
-    p.add_argument("--truth-seed", type=int, help="simulator: seed of the hidden key parameters")
-    p.add_argument("--truth", metavar="FILE", help="simulator: hidden key parameters from a file")
+    p.add_argument(
+        "--truth-seed",
+        type=int,
+        help="simulator: seed of the hidden key parameters (default: the one the "
+        "--calibration was made on, else 0)",
+    )
+    p.add_argument(
+        "--truth",
+        metavar="FILE",
+        help="simulator: hidden key parameters from a file (default: drawn from --truth-seed)",
+    )
 
 
 # ---------------------------------------------------------------- commands
@@ -214,14 +234,24 @@ def cmd_play(args: argparse.Namespace, port: str | None = None) -> int:
     else:
         raise UsageError("play: give SONG.mid or --generate MODEL")
     calibration = _load_calibration(args, spec)
+    instrument_of_calibration(args, port, calibration)
     with Outputs() as outputs:
-        report_path = outputs.reserve(args.report) if args.report else None
+        report_path = outputs.reserve(args.report, stdout=True) if args.report else None
         wav_path = outputs.reserve(args.wav) if args.wav else None
         plot_path = outputs.reserve(args.plot) if args.plot else None
         plan, plan_report = plan_for(score, spec, calibration, _plan_options(args))
         prog = Progress("playing", enabled=not args.quiet)
-        with _open_device(port, spec, args, **_resume_options(args, port, plan, spec)) as device:
-            performance = device.play(plan, progress=prog)
+        fault: BaseException | None = None
+        ropts = _resume_options(args, port, plan, spec)
+        with _open_device(port, spec, args, **ropts) as device:
+            try:
+                performance = device.play(plan, progress=prog)
+            except (RoboPlayerError, KeyboardInterrupt) as err:
+                # a fault or Ctrl-C part way: the partial report, with the fault in it
+                performance = getattr(err, "performance", None)
+                if performance is None:
+                    raise
+                fault = err
         prog.done()
         report = build_report(
             plan_report=plan_report,
@@ -231,8 +261,19 @@ def cmd_play(args: argparse.Namespace, port: str | None = None) -> int:
             port=port,
             calibration=calibration,
             extra={"duration_s": round(score.duration_s, 3)},
+            score=score,
         )
-        if wav_path:
+        if fault is not None:
+            report["fault"] = {
+                "kind": "interrupted" if isinstance(fault, KeyboardInterrupt) else type(fault).__name__,
+                "message": str(fault),
+                "resume_state": ropts.get("state"),
+            }
+        no_audio = report.get("heard", 0) is None
+        if wav_path and no_audio:
+            print(f"robo-player: not writing {args.wav}: no audio ({report['heard_reason']})",
+                  file=sys.stderr)  # fmt: skip
+        elif wav_path:
             from .sim.audio import render_wav
 
             wprog = Progress("rendering audio", enabled=not args.quiet)
@@ -250,12 +291,21 @@ def cmd_play(args: argparse.Namespace, port: str | None = None) -> int:
         if report_path:
             write_text(report_path, json.dumps(report, indent=2) + "\n")
     if not args.quiet:
+        # the report on standard output (`--report -`) keeps stdout pure JSON
+        to = sys.stderr if args.report == "-" else sys.stdout
         for line in summary_lines(report):
-            print(line)
-        for path in (args.report, args.wav, args.plot):
-            if path:
-                print(f"wrote {path}")
-    if report["coil_failures"]:
+            print(line, file=to)
+        for path in (args.report, None if no_audio else args.wav, args.plot):
+            if path and path != "-":
+                print(f"wrote {path}", file=to)
+    if fault is not None:
+        if isinstance(fault, KeyboardInterrupt):
+            print(f"robo-player: interrupted; the resume point is saved "
+                  f"(play again with --resume): {fault}", file=sys.stderr)  # fmt: skip
+            return 130
+        print(f"robo-player: error: {fault} (partial report written where asked)", file=sys.stderr)
+        return 1
+    if report.get("coil_failures"):
         print(f"error: {len(report['coil_failures'])} coil failure(s)", file=sys.stderr)
         return 1
     return 0
@@ -302,12 +352,14 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     _require_device(spec)
     if not 3 <= args.max_strikes <= 64:
         raise UsageError(f"--max-strikes: {args.max_strikes} is out of range (allowed 3..64)")
+    require_sensor(args)
     with Outputs() as outputs:
         out = outputs.reserve(args.out)
         prog = Progress("calibrating", enabled=not args.quiet)
         with _open_device(args.port, spec, args) as device:
             cal = calibrate(device, spec, max_strikes_per_key=args.max_strikes, progress=prog)
         prog.done()
+        cal.simulated = simulated_instrument(args, args.port)
         cal.save(out)
     if not args.quiet:
         print(
@@ -322,11 +374,13 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     from .midi import score_stats
     from .pitch import pitch_name
     from .planner import plan as plan_for
+    from .report import placed_entries
 
     spec = _load_spec(args)
     score = _load_score(args)
     stats = score_stats(score)
-    _, plan_report = plan_for(score, spec, None, _plan_options(args))
+    calibration = _load_calibration(args, spec)
+    _, plan_report = plan_for(score, spec, calibration, _plan_options(args))
     pr = plan_report.to_json()
     out_of_range = [n for n in score.notes if not spec.has_pitch(n.pitch)]
     fit = {
@@ -336,6 +390,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         "would_alter": pr["notes_altered"],
         "would_drop": pr["notes_dropped"],
         "drop_reasons": sorted({d["reason"] for d in pr["drops"]})[:10],
+        "drops": placed_entries(pr["drops"], score, plan_report.outcomes),
     }
     for key in ("fretter_travel_frets", "fretter_travel_mm", "string_changes", "cut_notes"):
         if key in pr:  # the guitar's and the bass's
@@ -349,8 +404,11 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     print(f"on {spec.name} ({fit['range']}):")
     print(f"  out of range: {fit['notes_out_of_range']}")
     print(f"  would be altered: {fit['would_alter']}, dropped: {fit['would_drop']}")
-    for r in fit["drop_reasons"]:
-        print(f"    drop: {r}")
+    for d in fit["drops"][:10]:
+        print(f"    drop: {d.get('pitch', '?')} at {d.get('at', '?')} (channel "
+              f"{d.get('channel', '?')}): {d['reason']}")  # fmt: skip
+    if len(fit["drops"]) > 10:
+        print(f"    ... {len(fit['drops']) - 10} more drops")
     if "string_changes" in fit:
         print(f"  fretter travel: {fit['fretter_travel_frets']} frets ({fit['fretter_travel_mm']} mm), "
               f"string changes: {fit['string_changes']}, notes cut short: {fit['cut_notes']}")  # fmt: skip
@@ -363,6 +421,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="robo-player",
+        formatter_class=HelpWithDefaults,
         description="Make robots play real instruments: plan MIDI for a solenoid piano, "
         "stream it to firmware, or play it on the simulator.",
     )
@@ -385,7 +444,9 @@ def build_parser() -> argparse.ArgumentParser:
         _add_spec_arg(sp)
         _add_plan_args(sp)
         _add_device_args(sp, port=port)
-        sp.add_argument("--report", metavar="PATH", help="write the report JSON here")
+        sp.add_argument(
+            "--report", metavar="PATH", help="write the report JSON here (- for standard output)"
+        )
         sp.add_argument("--wav", metavar="PATH", help="write the heard audio (WAV) here")
         sp.add_argument("--plot", metavar="PATH", help="write a piano roll (PNG) here")
         if port:
@@ -393,10 +454,10 @@ def build_parser() -> argparse.ArgumentParser:
             sp.add_argument(
                 "--state",
                 metavar="FILE",
-                help=f"firmware ports: where play keeps its resume point (default {DEFAULT_STATE})",
+                help=f"firmware ports: where play keeps its resume point (default: {DEFAULT_STATE})",
             )
             sp.add_argument("--generate", metavar="MODEL", help="play a piece the model generates")
-            sp.add_argument("--seconds", type=float, default=30.0, help="with --generate: length")
+            sp.add_argument("--seconds", type=float, default=30.0, help="with --generate: length in seconds")
             sp.add_argument("--primer", help='with --generate: primer notes, e.g. "C4 E4 G4"')
             sp.add_argument("--seed", type=int, default=0, help="with --generate: sampling seed")
 
@@ -412,12 +473,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_spec_arg(sp)
     _add_device_args(sp)
     sp.add_argument("--out", required=True, metavar="CAL.yaml", help="calibration file to write")
-    sp.add_argument("--max-strikes", type=int, default=12, help="strikes per key at most (default 12)")
+    sp.add_argument("--max-strikes", type=int, default=12, help="strikes per key at most")
 
     sp = add("inspect", cmd_inspect, "show a piece's notes, range, density, polyphony and fit")
     _add_score_args(sp)
     _add_spec_arg(sp)
-    sp.add_argument("--out-of-range", choices=["transpose", "drop"], default="transpose")
+    _add_plan_args(sp)
     sp.add_argument("--json", action="store_true", help="print JSON")
 
     from .live import cli as live_cli  # `live` and `ports` (docs/live.md)
@@ -430,6 +491,7 @@ def build_parser() -> argparse.ArgumentParser:
         model_cli = None  # type: ignore[assignment]
     if model_cli is not None and hasattr(model_cli, "register"):
         model_cli.register(sub)
+    finish_subcommands(sub)
     return p
 
 

@@ -64,4 +64,14 @@ class ModelError(RoboPlayerError, ValueError):
 
 
 class OutputPathError(UsageError):
-    """An output path that cannot be written as a file: a directory, a FIFO, a device."""
+    """An output path that cannot be written as a file: a directory, a socket, `-` where
+    standard output is not allowed."""
+
+
+class OutputWriteError(RoboPlayerError, OSError):
+    """An output that could not be written (a full disk, ``/dev/full``, no permission):
+    the message names the path (exit code 1); ``errno`` and ``strerror`` are the
+    operating system's."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""

@@ -494,7 +494,8 @@ def require_notes(score: Score, path: str | os.PathLike[str] | None = None) -> S
         return score
     where = os.fspath(path) if path is not None else (score.source or "<score>")
     raise MidiFileError(f"{where}: no notes to play (none on the selected tracks and channels; "
-                        f"the drum channel {DRUM_CHANNEL} is left out unless asked for)",
+                        f"the drum channel, MIDI channel {DRUM_CHANNEL + 1}, is left out unless "
+                        "asked for with --include-drums)",
                         path=where)
 
 
@@ -617,7 +618,8 @@ def score_stats(score: Score) -> dict[str, object]:
         "pitch_min": None, "pitch_max": None, "pitch_range": None,
         "velocity_min": None, "velocity_max": None, "velocity_mean": None,
         "max_polyphony": 0, "mean_polyphony": 0.0,
-        "channels": sorted({n.channel for n in notes}),
+        # MIDI channels as people count them (1..16); the Score stores them 0-based
+        "channels": sorted({n.channel + 1 for n in notes}),
         "tracks": sorted({n.track for n in notes}),
         "pedal_events": len(score.pedal),
         "tempo_changes": len(score.tempo_map),

@@ -57,7 +57,7 @@ def max_on_violations(
     """(actuator, on-time µs) of every coil that stayed on past ``max_on_us``."""
     on_since: dict[int, int] = {}
     bad: list[tuple[int, int]] = []
-    for clock, a, level in sorted(changes):
+    for clock, a, level in sorted(changes, key=lambda ch: ch[0]):  # same tick: trace order
         if level and a not in on_since:
             on_since[a] = clock
         elif not level and a in on_since:

@@ -100,3 +100,26 @@ def test_pianoroll_png_from_a_simulated_take(tmp_path) -> None:
     params, data = read_wav(wav)
     last_end = max(h.end_us for h in perf.heard)
     assert params.nframes >= math.floor(last_end / 1e6 * 44100) and np.abs(data).max() > 10_000
+
+
+def test_pianoroll_has_a_legend_and_splits_a_long_piece_into_rows(tmp_path) -> None:
+    from robo_player.sim.pianoroll import MAX_ROWS, ROW_S, pianoroll_figure, roll_rows
+
+    assert roll_rows(10.0) == (ROW_S, 1)
+    assert roll_rows(129.0) == (ROW_S, 5)
+    row_s, rows = roll_rows(3600.0)  # an hour: longer rows, never an endless image
+    assert rows == MAX_ROWS and row_s * rows >= 3600.0
+    # a 2-minute piece: 4 rows of 30 s, each covering its own stretch of time
+    intended = [(i * 500_000, 60 + i % 12, 300_000, 80.0) for i in range(240)]
+    heard = [HeardNote(t + 2_000, p, 78.0, t + d) for t, p, d, _v in intended]
+    heard.append(HeardNote(5_000_000, 30, 50.0, None))  # a stray onset
+    fig = pianoroll_figure(intended, heard, title="long")
+    rows_ax = [ax for ax in fig.axes if ax.get_ylabel() == "MIDI pitch"]
+    assert len(rows_ax) == 4
+    assert [ax.get_xlim() for ax in rows_ax] == [(30.0 * r, 30.0 * (r + 1)) for r in range(4)]
+    legend = rows_ax[0].get_legend()
+    assert legend is not None
+    labels = [t.get_text() for t in legend.get_texts()]
+    assert any("intended" in t for t in labels) and any("no intended" in t for t in labels)
+    out = plot_pianoroll(intended, heard, tmp_path / "long.png")
+    assert out.read_bytes()[:4] == b"\x89PNG"

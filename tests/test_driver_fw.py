@@ -111,7 +111,7 @@ def test_fw_host_short_stall() -> None:
 def _all_off_within(changes: list[tuple[int, int, int]], clock: float, us: int, hz: int) -> None:
     limit = clock + us * hz / 1e6
     level: dict[int, int] = {}
-    for c, a, lv in sorted(changes):
+    for c, a, lv in sorted(changes, key=lambda ch: ch[0]):  # same tick: trace order
         assert not (c > limit and lv), f"actuator {a} on {(c - clock) * 1e6 / hz:.0f} us after"
         if c <= limit:
             level[a] = lv
@@ -120,7 +120,7 @@ def _all_off_within(changes: list[tuple[int, int, int]], clock: float, us: int, 
 
 @needs_host
 def test_fw_host_cut_link() -> None:
-    dev, err = _play("fw-host://?cut=0.8")
+    dev, err = _play("fw-host://?cut=0.8&watchdog_ms=90")
     assert isinstance(err, DeviceTimeout), err
     tr = _safety(dev)
     cut_clock = dev.last_session.sync_.clock_at(dev.last_faults.cut_time)
@@ -307,3 +307,37 @@ def test_fw_avr_reset_mid_piece_keeps_the_boards_and_turns_them_off() -> None:
         if o.status == "played" and c.op.name == "STRIKE":
             near = [x for x, a in ons if a == c.actuator and abs(x - o.clock) <= 1_000 * 16]
             assert near, (o, c)
+
+
+@needs_host
+def test_fw_host_cut_then_resume_strikes_no_note_twice(tmp_path: Path) -> None:
+    # issue 9 §7: after `fw-host://?cut=...` the firmware plays what it has queued until
+    # its watchdog fires; the resume point comes from what it may have executed, so the
+    # resumed run never strikes a note the first one struck
+    from robo_player.driver.stream import ResumeState
+    from robo_player.plan import Op
+
+    state = tmp_path / "state.json"
+    dev1, err = _play(f"fw-host://?cut=0.9&watchdog_ms=90&state={state}")
+    assert isinstance(err, DeviceTimeout | DeviceShutdown), err
+    start = ResumeState.load(state).start_index_for(PLAN, SP.spec_hash)
+    assert 0 < start < len(PLAN)
+    dev2, perf = _play(f"fw-host://?start_index={start}&state={state}")
+    assert not isinstance(perf, Exception), perf
+
+    def rising(changes: list[tuple[int, int, int]]) -> dict[int, int]:
+        level: dict[int, int] = {}
+        out: dict[int, int] = {}
+        for _c, a, lv in sorted(changes, key=lambda ch: ch[0]):
+            if lv and not level.get(a, 0):
+                out[a] = out.get(a, 0) + 1
+            level[a] = lv
+        return out
+
+    first, second = rising(dev1.last_trace.changes), rising(dev2.last_trace.changes)
+    planned: dict[int, int] = {}
+    for c in PLAN.commands:
+        if c.op is Op.STRIKE:
+            planned[c.actuator] = planned.get(c.actuator, 0) + 1
+    for a, n in planned.items():
+        assert first.get(a, 0) + second.get(a, 0) <= n, f"actuator {a} struck twice"

@@ -1,15 +1,17 @@
-"""The one atomic writer: whole new file or the old one, never half; special files refused."""
+"""The one writer: regular files atomically (whole new file or the old one, never half),
+FIFOs and devices straight (never replaced), directories refused, failed writes named."""
 
 from __future__ import annotations
 
 import os
 import stat
 import sys
+import threading
 from pathlib import Path
 
 import pytest
 
-from robo_player.errors import OutputPathError, UsageError
+from robo_player.errors import OutputPathError, OutputWriteError, RoboPlayerError, UsageError
 from robo_player.fileio import (
     Outputs,
     atomic_open,
@@ -45,7 +47,7 @@ def test_new_file_gets_open_s_permissions(tmp_path: Path) -> None:
 def test_missing_parent_is_created_or_refused(tmp_path: Path) -> None:
     write_text(tmp_path / "a" / "b" / "c.txt", "x")
     assert (tmp_path / "a" / "b" / "c.txt").read_text() == "x"
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(OutputWriteError, match="no/c.txt: write failed: No such file"):
         write_text(tmp_path / "no" / "c.txt", "x", mkdir=False)
     assert not (tmp_path / "no").exists()
 
@@ -93,26 +95,104 @@ def test_a_directory_is_not_clobbered(tmp_path: Path, writer: object) -> None:
     assert _names(tmp_path) == ["adir"]
 
 
+def _read_fifo_in_background(f: Path) -> tuple[threading.Thread, list[bytes]]:
+    got: list[bytes] = []
+
+    def reader() -> None:
+        with open(f, "rb") as fh:
+            got.append(fh.read())
+
+    t = threading.Thread(target=reader, daemon=True)
+    t.start()
+    return t, got
+
+
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs here")
-def test_a_fifo_is_not_clobbered(tmp_path: Path) -> None:
+@pytest.mark.parametrize("how", ["write_text", "atomic_path", "outputs"])
+def test_a_fifo_is_written_straight_never_replaced(tmp_path: Path, how: str) -> None:
     f = tmp_path / "pipe"
     os.mkfifo(f)
-    with pytest.raises(OutputPathError, match="pipe: is a FIFO"):
-        write_text(f, "x")
+    t, got = _read_fifo_in_background(f)
+    if how == "write_text":
+        write_text(f, "through the pipe")
+    elif how == "atomic_path":
+        with atomic_path(f) as tmp:
+            tmp.write_bytes(b"through the pipe")
+    else:
+        with Outputs() as out:
+            write_text(out.reserve(f), "through the pipe")
+    t.join(10)
+    assert got == [b"through the pipe"]
     assert stat.S_ISFIFO(f.lstat().st_mode)
-    with pytest.raises(OutputPathError, match="is a FIFO"):
-        Outputs().reserve(f)
+    assert _names(tmp_path) == ["pipe"]  # no temporary file beside it
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs here")
+def test_a_symlink_to_a_fifo_writes_the_fifo(tmp_path: Path) -> None:
+    f = tmp_path / "pipe"
+    os.mkfifo(f)
+    link = tmp_path / "link"
+    link.symlink_to(f)
+    t, got = _read_fifo_in_background(f)
+    write_bytes(link, b"abc")
+    t.join(10)
+    assert got == [b"abc"] and link.is_symlink() and stat.S_ISFIFO(f.lstat().st_mode)
 
 
 @pytest.mark.skipif(not Path("/dev/null").exists(), reason="no /dev/null here")
-def test_a_device_is_not_clobbered() -> None:
+def test_a_device_is_written_straight_never_replaced() -> None:
     before = os.stat("/dev/null")
-    with pytest.raises(OutputPathError, match="/dev/null: is a character device"):
-        write_text("/dev/null", "x")
-    with pytest.raises(OutputPathError, match="/dev/null: is a character device"):
-        check_output_path("/dev/null")
+    write_text("/dev/null", "x")
+    write_bytes("/dev/null", b"x")
+    with atomic_path("/dev/null") as tmp:
+        tmp.write_bytes(b"x")
+    with Outputs() as out:
+        write_text(out.reserve("/dev/null"), "x")
+    assert check_output_path("/dev/null") == Path("/dev/null")
     after = os.stat("/dev/null")
     assert stat.S_ISCHR(after.st_mode) and after.st_ino == before.st_ino
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="no /dev/full here")
+def test_a_failed_write_is_an_error_naming_the_path() -> None:
+    with pytest.raises(OutputWriteError, match="/dev/full: write failed"):
+        write_text("/dev/full", "x" * 10)
+    with pytest.raises(OutputWriteError, match="/dev/full: write failed"), atomic_path(
+        "/dev/full"
+    ) as tmp:
+        tmp.write_bytes(b"x")
+    with pytest.raises(OutputWriteError, match="/dev/full: write failed"), Outputs() as out:
+        write_text(out.reserve("/dev/full"), "x")
+    assert stat.S_ISCHR(os.stat("/dev/full").st_mode)
+    assert issubclass(OutputWriteError, RoboPlayerError)
+    assert not issubclass(OutputWriteError, UsageError)  # exit 1, not a usage error
+
+
+@pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0, reason="root writes anywhere")
+def test_an_unwritable_directory_is_a_write_error(tmp_path: Path) -> None:
+    d = tmp_path / "ro"
+    d.mkdir()
+    d.chmod(0o500)
+    try:
+        with pytest.raises(OutputWriteError, match="ro/x.json: write failed"):
+            write_text(d / "x.json", "x")
+        with pytest.raises(OutputWriteError, match="ro/y.json: write failed"):
+            Outputs().reserve(d / "y.json")
+    finally:
+        d.chmod(0o700)
+
+
+def test_dash_is_standard_output_only_where_allowed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with Outputs() as out:
+        write_text(out.reserve("-", stdout=True), "to stdout\n")
+        write_text(out.reserve(tmp_path / "f.txt"), "to a file")
+    assert capsys.readouterr().out == "to stdout\n"
+    assert _names(tmp_path) == ["f.txt"]
+    with pytest.raises(OutputPathError, match="standard output is allowed for the report only"):
+        Outputs().reserve("-")
+    assert not (Path.cwd() / "-").exists()
 
 
 def test_output_path_error_is_a_usage_error() -> None:

@@ -635,7 +635,7 @@ def test_score_stats_counts_polyphony_and_ranges() -> None:
     assert stats["duration_s"] == 2.0 and stats["notes_per_s"] == 2.0
     assert stats["max_polyphony"] == 2
     assert stats["mean_polyphony"] == pytest.approx(1.5)  # 2 for 1 s, 1 for 1 s
-    assert stats["channels"] == [0, 1] and stats["tracks"] == [1, 2]
+    assert stats["channels"] == [1, 2] and stats["tracks"] == [1, 2]  # channels 1..16
     assert stats["pedal_events"] == 2
     assert (stats["velocity_min"], stats["velocity_max"]) == (40, 120)
 

@@ -62,6 +62,10 @@ class Backend:
         """Backend-specific report fields (``Performance.extra``)."""
         return {}
 
+    def failure(self) -> str | None:
+        """What died, when the firmware's process or port is gone (None: nothing known)."""
+        return None
+
     def cleanup(self) -> None:
         """Remove what start() made."""
 

@@ -18,20 +18,22 @@ accounting (``commands``) and, for the AVR, its CPU load.
 Options (query string or keyword arguments; the simulated MCUs add theirs):
 ``start_index`` (resume a plan from this command), ``state`` (file where the last
 executed command is saved, for ``play --resume``), ``lead`` (s, buffered ahead, default
-1.0), ``watchdog_ms`` (90), ``level_shift`` (0), and the fault options of
-:mod:`.faults`.
+1.0), ``watchdog_ms`` (the spec's ``thermal.watchdog_ms``, else 90), ``level_shift`` (0), ``boot_wait_s`` (how long to wait for a
+board that is booting when its port opens: 3.0 on ``serial://`` and the other real
+ports, 0 on the simulated ones), and the fault options of :mod:`.faults`.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import SplitResult
 
 from ..actuation import actuator_pwm_max, check_commands, check_order
-from ..errors import TransportError
+from ..errors import DeviceShutdown, ProtocolError, TransportError
 from ..performance import Performance, Progress
 from ..plan import Command, Op, Plan
 from ..protocol.messages import OutKind
@@ -40,6 +42,7 @@ from .accuracy import actuation_errors, error_summary
 from .backends import Backend, Instrument, SerialBackend
 from .config import actuator_outputs
 from .faults import FAULT_OPTIONS, FaultSpec, FaultStats, FaultyTransport
+from .keepalive import watchdog_ms_for
 from .options import Options, url_of, with_query
 from .ports import StreamDevice
 from .stream import ResumeState, Session, StreamConfig, StreamResult
@@ -48,9 +51,27 @@ from .trace import Trace, outputs_from_trace
 
 log = logging.getLogger(__name__)
 
-DEVICE_OPTIONS = ("start_index", "state", "lead", "watchdog_ms", "level_shift", *FAULT_OPTIONS)
+DEVICE_OPTIONS = (
+    "start_index", "state", "lead", "watchdog_ms", "level_shift", "boot_wait_s",
+    "keepalive_thread", *FAULT_OPTIONS,
+)
 
 BackendFactory = Callable[[Options], Backend]
+
+
+def _by_clock(change: tuple[int, int, int]) -> int:
+    """Order trace changes by time only: two changes of one output on the same tick (a
+    strike the watchdog's all-off meets) keep the firmware's order, on then off."""
+    return change[0]
+
+
+class PlayInterrupted(KeyboardInterrupt):
+    """Ctrl-C during a stream: everything was turned off and the resume point saved;
+    ``performance`` is what played before the stop (for the partial report)."""
+
+    def __init__(self, message: str, performance: Performance | None = None) -> None:
+        super().__init__(message)
+        self.performance = performance
 
 
 @dataclass(slots=True)
@@ -103,8 +124,11 @@ class FirmwareDevice(StreamDevice):
 
     def stream_config(self) -> StreamConfig:
         lead = self._num("lead", 1.0, 0.2, 10.0)
-        wd = int(self._num("watchdog_ms", 90, 20, 10_000))
+        wd = int(self._num("watchdog_ms", watchdog_ms_for(self.spec), 20, 10_000))
+        # a board on a real serial port may be booting when it opens (docs/driver.md)
+        boot = self._num("boot_wait_s", 3.0 if self.kind == "serial" else 0.0, 0.0, 30.0)
         return StreamConfig(
+            boot_wait_s=boot,
             lead_max_s=lead,
             lead_min_s=min(0.25, lead / 2),
             watchdog_ms=wd,
@@ -138,6 +162,8 @@ class FirmwareDevice(StreamDevice):
             session.open()
             session.configure()
             session.sync()
+            if now is time.perf_counter and self._num("keepalive_thread", 1, 0, 1):
+                session.start_keepalive()  # real time: feed the watchdog from a thread too
             if faulty is not None:
                 faulty.arm()
             start = plan_start[1] if plan_start else 0
@@ -198,10 +224,19 @@ class FirmwareDevice(StreamDevice):
         st = self._stream
         assert st is not None
         self._stream = None
+        interrupted: KeyboardInterrupt | None = None
         try:
             if abort:
                 st.run._fault(TransportError(f"{self.url}: {abort}"))
-            result = st.run.finish(progress)
+            try:
+                result = st.run.finish(progress)
+            except KeyboardInterrupt as err:
+                # Ctrl-C: everything off, ask the firmware what it executed (the resume
+                # point comes from its counters), account, save, then let it go on
+                interrupted = err
+                st.run._fault(TransportError(f"{self.url}: interrupted (Ctrl-C)"))
+                self._settle_after_interrupt(st)
+                result = st.run.finish(None)
             st.session.close()
         finally:
             st.backend.stop()
@@ -212,14 +247,37 @@ class FirmwareDevice(StreamDevice):
         finally:
             st.backend.cleanup()
         self.last_performance = perf
+        if interrupted is not None:
+            raise PlayInterrupted(
+                f"{self.url}: interrupted (Ctrl-C) after command {result.last_done_index}",
+                perf,
+            ) from interrupted
         return perf, result
+
+    def _settle_after_interrupt(self, st: _Stream) -> None:
+        """All off at once, then one fresh status: what ran before the stop."""
+        try:
+            st.session.all_off()
+            st.session.poll_status(st.session.cfg.reply_timeout_s)
+        except (TransportError, ProtocolError, DeviceShutdown) as err:
+            log.info("%s: after the interrupt: %s", self.url, err)
 
     def _error(self, result: StreamResult, perf: Performance) -> Exception:
         """The exception that ended streaming, carrying the partial performance."""
         err: Exception = result.exc or TransportError(result.error)
+        died = self._backend_failure()
+        if died and isinstance(err, TransportError | DeviceShutdown | ProtocolError):
+            err.args = (f"{err.args[0] if err.args else err}; {died}", *err.args[1:])
+            perf.extra["error"] = f"{perf.extra.get('error', '')}; {died}"
         setattr(err, "performance", perf)  # noqa: B010 (exceptions take attributes)
         setattr(err, "stream_result", result)  # noqa: B010
         return err
+
+    def _backend_failure(self) -> str:
+        """What died, where the backend can tell (a firmware process that exited)."""
+        be = self.last_backend
+        fn = getattr(be, "failure", None)
+        return str(fn() or "") if callable(fn) else ""
 
     def _save_state(self, st: _Stream, result: StreamResult) -> None:
         path = self.opts.get("state")
@@ -231,7 +289,7 @@ class FirmwareDevice(StreamDevice):
         ResumeState(
             spec_hash=self.spec.spec_hash,
             plan_commands=total,
-            next_index=result.last_done_index + 1,
+            next_index=max(result.resume_index, result.last_done_index + 1),
             note=last.note if last else -1,
             t_us=last.t_us if last else 0,
             reason=result.error,
@@ -247,9 +305,17 @@ class FirmwareDevice(StreamDevice):
         trace = backend.trace(out_map)
         self.last_trace = trace
         errs: list[float] = []
+        sensed = trace is not None and self.instrument is not None
         if trace is None or self.instrument is None:
-            # real hardware: no trace, nothing heard unless a sensor says so
+            # real hardware with no sensor: nothing heard, and the report must say so
+            # (``heard: null``) rather than call every note unheard
             perf = Performance()
+            perf.extra["heard"] = None
+            perf.extra["heard_reason"] = (
+                f"{self.url} has no sensor: nothing listened to the instrument, so "
+                "timing, loudness and unheard notes are unknown (what the firmware "
+                "executed is in `commands` and `firmware_counts`)"
+            )
         else:
             errs = actuation_errors(cmds, result, trace, tl.t_us_for)
             # the trace has every level: the host build's outputs, and PCA9685 channels
@@ -265,9 +331,10 @@ class FirmwareDevice(StreamDevice):
         perf.link = result.link
         notes = sum(1 for c in cmds[result.start_index :] if c.op is Op.STRIKE)
         link = result.link or {}
+        if sensed:
+            perf.extra["actuation_error_us"] = error_summary(errs)
         perf.extra.update(
             {
-                "actuation_error_us": error_summary(errs),
                 # records with their framing, resends and the device's ACKs of them ...
                 "wire_bytes_per_note": round(
                     (link.get("sched_bytes", 0) + link.get("sched_ack_bytes", 0)) / notes, 2
@@ -299,6 +366,39 @@ class FirmwareDevice(StreamDevice):
             if trace.wall_s > 0 and trace.clock_hz:
                 # simulated s per wall s that simavr achieved (``speed`` only caps it)
                 perf.extra["avr_sim_speed"] = round(trace.cycles / trace.clock_hz / trace.wall_s, 4)
+        ka = st.session.keepalive
+        if ka is not None:
+            # the longest the line to the device was quiet: the host's pauses, measured
+            perf.extra["keepalive"] = {"thread_sent": ka.sent, "max_quiet_ms": round(ka.max_gap_s * 1e3, 2)}
+        if result.reconciliation:
+            perf.extra["reconciliation"] = result.reconciliation
+            perf.extra["counts_agree"] = bool(result.reconciliation["agree"])
+        if result.status:
+            perf.extra["firmware_counts"] = {
+                k: result.status[k]
+                for k in ("next_index", "played", "late", "refused", "flushed", "cutoffs")
+                if k in result.status
+            }
+        if result.error:
+            # a run that stopped early: notes none of whose strikes ran are not reached
+            # (the report does not call them unheard)
+            ran = {
+                cmds[o.index].note
+                for o in result.outcomes
+                if o.status in ("played", "played_cut_off")
+            }
+            perf.extra["notes_not_reached"] = sorted(
+                {c.note for c in cmds[result.start_index :] if c.note >= 0 and c.op is Op.STRIKE}
+                - ran
+            )
+        if result.start_index > 0:
+            # notes struck before the resume point: an earlier run played them (the report does not call them unheard)
+            def struck(part: Sequence[Command]) -> set[int]:
+                return {c.note for c in part if c.note >= 0 and c.op is Op.STRIKE}
+
+            perf.extra["resume_notes_before"] = sorted(
+                struck(cmds[: result.start_index]) - struck(cmds[result.start_index :])
+            )
         perf.extra.update(backend.extra())
         if result.error:
             perf.extra["error"] = result.error
@@ -318,7 +418,7 @@ class FirmwareDevice(StreamDevice):
         if self.last_trace is None:
             return []
         level: dict[int, int] = {}
-        for _clock, a, lv in sorted(self.last_trace.changes):
+        for _clock, a, lv in sorted(self.last_trace.changes, key=_by_clock):
             level[a] = lv
         return sorted(a for a, lv in level.items() if lv)
 
@@ -346,4 +446,10 @@ def open_serial_device(
     return FirmwareDevice(url, spec, "serial", opts, extra_options=("baud",))
 
 
-__all__ = ["DEVICE_OPTIONS", "FirmwareDevice", "open_serial_device", "with_query"]
+__all__ = [
+    "DEVICE_OPTIONS",
+    "FirmwareDevice",
+    "PlayInterrupted",
+    "open_serial_device",
+    "with_query",
+]

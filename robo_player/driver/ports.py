@@ -159,6 +159,16 @@ _REGISTRY: dict[str, Factory | str] = {
 }
 
 
+# Ports that reach real hardware: nothing listens to the instrument unless a sensor
+# (a microphone) is given with it. The simulated ports all carry the simulated sensor.
+SENSORLESS_SCHEMES = frozenset({"serial", "socket", "rfc2217", "loop"})
+
+
+def has_sensor(url: str) -> bool:
+    """Whether the port at ``url`` hears the instrument by itself."""
+    return urlsplit(url).scheme not in SENSORLESS_SCHEMES
+
+
 # Devices opened through open_port and not yet seen closed, so tests (and shutdown
 # hooks) can check that none is left open or energised. Closed ones are pruned on
 # every open, so the list stays as short as the number of devices really open.
@@ -203,7 +213,9 @@ __all__ = [
     "HeardNote",
     "Performance",
     "Progress",
+    "SENSORLESS_SCHEMES",
     "StreamDevice",
+    "has_sensor",
     "open_port",
     "register_port",
     "schemes",

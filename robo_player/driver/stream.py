@@ -23,12 +23,11 @@ the injectable ``now`` (virtual time in tests).
 
 from __future__ import annotations
 
-import json
 import logging
+import threading
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
 from ..errors import (
@@ -37,7 +36,6 @@ from ..errors import (
     ProtocolError,
     TransportError,
 )
-from ..fileio import write_text
 from ..plan import Plan
 from ..protocol.messages import (
     PROTOCOL_VERSION,
@@ -57,7 +55,13 @@ from .config import actuator_outputs, configure_messages, time_shift_for
 from .config import duty_permille as duty_permille  # re-exported
 from .config import pca_prescale as pca_prescale  # re-exported
 from .config import to_timed as to_timed  # re-exported
+from .keepalive import KeepAlive
 from .link import Link
+from .results import CommandOutcome as CommandOutcome  # re-exported
+from .results import DeviceInfo as DeviceInfo  # re-exported
+from .results import ResumeState as ResumeState  # re-exported
+from .results import StreamConfig as StreamConfig  # re-exported
+from .results import StreamResult as StreamResult  # re-exported
 from .streaming import StreamRun
 from .transport import Transport
 
@@ -71,118 +75,6 @@ HOST_SHUTDOWN_DONE = 16  # our shutdown reason code: the piece is over
 
 class DeviceReset(TransportError):  # noqa: N818 (named like DeviceTimeout)
     """The device restarted (its boot id changed) while we were using it."""
-
-
-@dataclass(frozen=True, slots=True)
-class DeviceInfo:
-    protocol_version: int
-    fw_version: int
-    board: str
-    clock_hz: int
-    queue_size: int
-    max_actuators: int
-    rx_buffer: int
-    max_payload: int
-    boot_id: int
-    max_on_us_limit: int
-    max_level: int
-    late_slack_us: int
-    state: int
-
-    @classmethod
-    def from_message(cls, m: Message) -> DeviceInfo:
-        d = m.as_dict()
-        d["board"] = bytes(d["board"]).decode("ascii", "replace")
-        return cls(**d)
-
-
-@dataclass(slots=True)
-class StreamConfig:
-    lead_min_s: float = 0.25  # a command is on the wire at least this long before its time
-    lead_max_s: float = 1.0  # ... and never earlier than this
-    start_delay_s: float = 0.4  # the first command plays this long after streaming starts
-    watchdog_ms: int = 90  # all-off after this much silence (100 ms minus output latency)
-    keepalive_s: float = 0.03  # feed the watchdog at least this often (< watchdog / 3)
-    status_s: float = 0.25  # heartbeat -> status this often
-    clock_period_s: float = 1.0  # clock queries once the sync has settled
-    sync_burst: int = 16  # get_clock exchanges before streaming
-    level_shift: int = 0  # drive resolution on the wire: 2**level_shift counts
-    reply_timeout_s: float = 1.0  # identify/configure answers
-    drain_timeout_s: float = 5.0  # after the last command: wait this long for the device
-    max_tries: int = 6
-    clock_scale: float = 1.0  # MCU seconds per host second (simavr paced slower than real)
-    # When the device's queue, not the lead window, decides what goes (short lead), a
-    # frame waits for this many records (credits come back a few at a time; a frame per
-    # ACK would spend the wire on framing) ...
-    batch_records: int = 12
-    # ... unless its first command plays within this long
-    batch_urgent_s: float = 0.02
-    # ... and holds at most this many (short lead only)
-    batch_max_records: int = 20
-
-
-@dataclass(slots=True)
-class CommandOutcome:
-    """What happened to one plan command (index into ``plan.commands``)."""
-
-    index: int
-    status: str  # played | late | late_release | refused_* | flushed | not_sent | unknown
-    device_index: int = -1
-    clock: int = 0  # the MCU clock it was scheduled at (full width)
-
-
-@dataclass(slots=True)
-class StreamResult:
-    outcomes: list[CommandOutcome] = field(default_factory=list)
-    start_index: int = 0
-    last_done_index: int = -1  # last plan index known to have run (for --resume)
-    error: str = ""  # why streaming stopped early ("" = it finished)
-    device: DeviceInfo | None = None
-    link: dict[str, Any] = field(default_factory=dict)
-    events: list[dict[str, int]] = field(default_factory=list)
-    status: dict[str, int] = field(default_factory=dict)
-    short_lead: int = 0  # commands sent with less than lead_min_s to spare (queue full)
-    boot_ids: list[int] = field(default_factory=list)
-    exc: Exception | None = None  # the fault that ended streaming early
-
-    def counts(self) -> dict[str, int]:
-        out: dict[str, int] = {}
-        for o in self.outcomes:
-            out[o.status] = out.get(o.status, 0) + 1
-        return out
-
-
-# ---- resume state ---------------------------------------------------------------------
-@dataclass(slots=True)
-class ResumeState:
-    """What ``play --resume`` needs: where the last run stopped (``next_index``)."""
-
-    spec_hash: str
-    plan_commands: int
-    next_index: int  # first plan command not known to have run
-    note: int  # score note of the last command that ran (-1 if none)
-    t_us: int  # its performance time
-    reason: str = ""
-
-    def save(self, path: str | Path) -> None:
-        write_text(path, json.dumps(asdict(self), indent=1) + "\n")
-
-    @classmethod
-    def load(cls, path: str | Path) -> ResumeState:
-        path = Path(path)
-        try:
-            d = json.loads(path.read_text(encoding="utf-8"))
-            return cls(**d)
-        except (OSError, json.JSONDecodeError, TypeError) as err:
-            raise TransportError(f"{path}: cannot read the resume state: {err}") from err
-
-    def start_index_for(self, plan: Plan, spec_hash: str) -> int:
-        if self.spec_hash != spec_hash or self.plan_commands != len(plan):
-            raise TransportError(
-                f"resume state is for another plan (spec {self.spec_hash}, "
-                f"{self.plan_commands} commands; now spec {spec_hash}, {len(plan)} commands)"
-            )
-        return self.next_index
 
 
 # ---- the session ------------------------------------------------------------------------
@@ -232,6 +124,9 @@ class Session:
         self._probing = False  # a resync + identify is out, after acks that made no sense
         self._last_poll = 0.0  # last empty frame sent to learn the device's credits
         self.time_shift = 0
+        # one writer at a time: the stream loop and the keep-alive thread (.keepalive)
+        self.tx_lock = threading.RLock()
+        self.keepalive: KeepAlive | None = None
         self._byte_s = 10.0 / transport.baud if transport.baud else 0.0
         self.link.byte_s = self._byte_s
 
@@ -244,12 +139,26 @@ class Session:
 
     def _write(self, data: bytes) -> None:
         if data:
-            self.tr.write(data)
-            self._last_tx = self.now()
+            with self.tx_lock:
+                self.tr.write(data)
+                self._last_tx = self.now()
+
+    def _write_output(self, now: float) -> None:
+        """Write what the link has to send now (under the transmit lock: the keep-alive
+        thread's frames go between whole frames, never inside one)."""
+        with self.tx_lock:
+            self._write(self.link.output(now))
+
+    def start_keepalive(self) -> None:
+        """Feed the watchdog from a thread too (:mod:`.keepalive`); real time only."""
+        from .keepalive import KeepAlive
+
+        if self.keepalive is None:
+            self.keepalive = KeepAlive(self).start()
 
     def _send(self, msgs: list[Message], records: int = 0) -> int:
         seq = self.link.send(encode_messages(msgs), records)
-        self._write(self.link.output(self.now()))
+        self._write_output(self.now())
         return seq
 
     def _next_tag(self) -> int:
@@ -280,13 +189,14 @@ class Session:
         ):
             self.heartbeat()  # the device answers it: proof of life while we only listen
         self.link.check(now)
-        self._write(self.link.output(now))
-        if (
-            self.link.synced
-            and self._last_tx >= 0
-            and now - self._last_tx >= self.cfg.keepalive_s - 1e-6
-        ):
-            self._write(self.link.keepalive(now))
+        self._write_output(now)
+        with self.tx_lock:
+            if (
+                self.link.synced
+                and self._last_tx >= 0
+                and now - self._last_tx >= self.cfg.keepalive_s - 1e-6
+            ):
+                self._write(self.link.keepalive(now))
         dl = self.link.next_deadline()
         wait = timeout
         if dl is not None:
@@ -376,13 +286,51 @@ class Session:
 
     # ---- phases --------------------------------------------------------------------
     def open(self) -> DeviceInfo:
-        """SYNC the link and identify the device; ProtocolError on a version mismatch."""
+        """SYNC the link and identify the device; ProtocolError on a version mismatch.
+
+        Waits up to ``boot_wait_s`` for a board that is still booting (saying so once it
+        has been silent a while); a frame lost on the way (the link's silence limit hit
+        while asking) is retried: the whole opening goes again, ``open_tries`` times."""
+        boot_deadline = self.now() + self.cfg.boot_wait_s
+        err: DeviceTimeout | None = None
+        for attempt in range(self.cfg.open_tries):
+            try:
+                self._sync_link(boot_deadline if attempt == 0 else 0.0)
+                return self._identify()
+            except DeviceTimeout as e:
+                err = e
+                log.info("%s: opening failed (try %d): %s", self.tr.url, attempt + 1, e)
+        assert err is not None
+        raise err
+
+    def _sync_link(self, boot_deadline: float) -> None:
         self.link.start(self.now())
-        deadline = self.now() + self.cfg.reply_timeout_s * 2
+        deadline = max(self.now() + self.cfg.reply_timeout_s * 2, boot_deadline)
+        said = False
         while not self.link.synced:
-            if self.now() > deadline:
-                raise DeviceTimeout(f"{self.tr.url}: the device does not answer SYNC")
-            self.pump(0.05)
+            now = self.now()
+            if now > deadline:
+                waited = (
+                    f" (waited {self.cfg.boot_wait_s:.1f} s for it to boot)"
+                    if self.cfg.boot_wait_s > 0
+                    else ""
+                )
+                raise DeviceTimeout(f"{self.tr.url}: the device does not answer SYNC{waited}")
+            if not said and boot_deadline - now > 0 and now - self.link._last_rx > 0.5:
+                said = True
+                log.warning(
+                    "%s: waiting up to %.1f s for the board to boot (an Arduino Mega resets "
+                    "into its bootloader when its port opens)",
+                    self.tr.url, self.cfg.boot_wait_s,
+                )
+            try:
+                self.pump(0.05)
+            except DeviceTimeout:
+                if self.now() >= deadline:
+                    raise
+                self.link.start(self.now())  # still booting: SYNC again, fresh tries
+
+    def _identify(self) -> DeviceInfo:
         self._replies.clear()
         resp = self._request([Message.make("identify")], "identify_resp")
         info = DeviceInfo.from_message(resp)
@@ -591,6 +539,8 @@ class Session:
     # ---- the end -------------------------------------------------------------------
     def close(self) -> None:
         """All off (best effort), then close the transport."""
+        if self.keepalive is not None:
+            self.keepalive.stop()
         try:
             if self.tr.is_open and self.link.synced and self.info is not None:
                 self._send([Message.make("all_off")])

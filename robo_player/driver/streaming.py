@@ -75,6 +75,9 @@ class StreamRun:
         self.last_clock = 0
         self.starved = False
         self.error: Exception | None = None
+        # the longest the device was silent while the stream ran (s): how long after we
+        # last heard from it a cut link may have come (see _may_have_run_until)
+        self._rx_gap_max = 2 * session.cfg.keepalive_s
         self.finished = False
         self._finishing = False
         session._next_status = session.now()
@@ -114,10 +117,14 @@ class StreamRun:
         """One round of the loop (a fault is kept in :attr:`error`, not raised)."""
         if self.error is not None:
             return
+        before = self.s.link._last_rx
         try:
             self._step(progress)
         except (*STREAM_FAULTS,) as err:
             self._fault(err)
+        after = self.s.link._last_rx
+        if before >= 0 and after > before:
+            self._rx_gap_max = max(self._rx_gap_max, after - before)
 
     def finish(self, progress: Progress | None = None) -> StreamResult:
         """Send the rest, wait for the device to run it, and account for every command."""
@@ -151,7 +158,7 @@ class StreamRun:
     def _flush(self) -> None:
         s = self.s
         s.link.send(self.packer.payload(), self.packer.n_records)
-        s._write(s.link.output(s.now()))
+        s._write_output(s.now())
         self._new_packer()
 
     def _step(self, progress: Progress | None) -> None:
@@ -212,7 +219,7 @@ class StreamRun:
             # bytes) brings an ACK with its credits now, not at the next status
             s._last_poll = s.now()
             s.link.send(b"", 0)
-            s._write(s.link.output(s.now()))
+            s._write_output(s.now())
         s._periodic()
         if progress is not None and cmds:
             progress(min(1.0, self.i / len(cmds)))
@@ -328,9 +335,59 @@ class StreamRun:
             if status in ("played", "played_cut_off", "late_release") and last_done == pi - 1:
                 last_done = pi
         res.last_done_index = last_done
+        horizon = self._may_have_run_until()
+        maybe_ran = [
+            o.index
+            for o in res.outcomes
+            if o.status in ("played", "played_cut_off", "late_release")
+            or (o.status == "unknown" and o.clock <= horizon)
+        ]
+        res.resume_index = max(maybe_ran, default=self.base - 1) + 1
         res.link = s.link_stats()
         if s.status is not None:
             res.status = {k: v for k, v in s.status.as_dict().items() if isinstance(v, int)}
+            self._reconcile()
+
+    def _reconcile(self) -> None:
+        """Every stream's accounting beside the firmware's counters. A report the device
+        sent and the link lost (its event ring holds 8 on the AVR) shows up here as a
+        difference: visible in the report, never a silent "played". Only a finished
+        stream can agree: after a fault the device's last status predates the end."""
+        res = self.res
+        c = res.counts()
+        drv = {
+            "played": c.get("played", 0) + c.get("played_cut_off", 0),
+            "late": c.get("late", 0) + c.get("late_release", 0),
+            "refused": sum(v for k, v in c.items() if k.startswith("refused")),
+            "flushed": c.get("flushed", 0),
+        }
+        fw = {k: int(res.status.get(k, 0)) for k in drv}
+        # a resumed stream: the firmware counts from its configure, as we do (base)
+        agree = drv == fw
+        res.reconciliation = {
+            "driver": drv,
+            "firmware": fw,
+            "agree": agree,
+            "lost_reports": max(0, drv["played"] - fw["played"]),
+            "final": not res.error,
+        }
+        if not agree and not res.error:
+            log.warning(
+                "%s: the driver's counts %s differ from the firmware's %s: reports were lost",
+                self.s.tr.url, drv, fw,
+            )
+
+    def _may_have_run_until(self) -> float:
+        """The latest MCU clock a command may have run at when the stream ended with no
+        word from the device (a cut link): it was alive when we last heard from it; the
+        link was cut before it would next have spoken (the longest silence seen while
+        streaming), and its watchdog went all-off ``watchdog_ms`` after the last frame
+        it got. Later commands were flushed, never played."""
+        s = self.s
+        if s.sync_ is None or s.link._last_rx < 0:
+            return math.inf
+        t = s.link._last_rx + self._rx_gap_max + s.cfg.watchdog_ms / 1000 + 0.01
+        return s.sync_.clock_at(t)
 
 
 __all__ = ["STREAM_FAULTS", "StreamRun"]

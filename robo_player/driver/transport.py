@@ -67,7 +67,7 @@ class SerialTransport:
         try:
             self._port.write(data)
         except (serial.SerialException, OSError) as err:
-            raise TransportError(f"{self.url}: write failed: {err}") from err
+            raise TransportError(f"{self.url}: write failed: {_gone(err)}") from err
 
     def read(self, timeout: float) -> bytes:
         if not self._port.is_open:
@@ -80,7 +80,7 @@ class SerialTransport:
             waiting = self._port.in_waiting
             return first + (self._port.read(waiting) if waiting else b"")
         except (serial.SerialException, OSError) as err:
-            raise TransportError(f"{self.url}: read failed: {err}") from err
+            raise TransportError(f"{self.url}: read failed: {_gone(err)}") from err
 
     def close(self) -> None:
         if self._port.is_open:
@@ -94,6 +94,19 @@ class SerialTransport:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _gone(err: Exception) -> str:
+    """pyserial's words for a port that vanished ("device reports readiness to read but
+    returned no data (device disconnected or multiple access on port?)", EIO) say
+    what happened to the port, not what died: say it as a maker would check it."""
+    text = str(err)
+    if "returned no data" in text or getattr(err, "errno", None) in (5, 6, 19):
+        return (
+            "the device at the other end is gone (the board was unplugged, reset or lost "
+            "power, or the program behind the port exited)"
+        )
+    return text
 
 
 def _baud(url: str, value: str | int | None) -> int:

@@ -309,6 +309,15 @@ class ProcessBackend(Backend):
         # loaded CPU, the cause of a DeviceTimeout on fw-avr:// that real time lacks
         return {"avr_clock_stalls": self.clock.stalls}
 
+    def failure(self) -> str | None:
+        """The firmware process that exited by itself (killed, crashed), by name."""
+        for inc in self.fw.runs:
+            rc = inc.proc.poll()
+            if rc is not None and rc != 0 and rc != -signal.SIGTERM:
+                how = f"killed by signal {-rc}" if rc < 0 else f"exited with status {rc}"
+                return f"the {self.fw.kind} firmware process (pid {inc.proc.pid}) {how}"
+        return None
+
     def cleanup(self) -> None:
         if not self.keep:
             shutil.rmtree(self.workdir, ignore_errors=True)

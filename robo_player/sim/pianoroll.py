@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..fileio import atomic_path
 from ..matching import match_onsets
 from ..performance import HeardNote
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +33,95 @@ def _match_errors(
     return errs
 
 
+ROW_S = 30.0  # seconds of music per row: notes stay readable
+MAX_ROWS = 12  # a longer piece gets longer rows rather than a taller image
+
+
+def roll_rows(end_s: float) -> tuple[float, int]:
+    """(seconds per row, rows) for a piece ``end_s`` long."""
+    rows = max(1, math.ceil(end_s / ROW_S - 1e-9))
+    if rows <= MAX_ROWS:
+        return ROW_S, rows
+    return math.ceil(end_s / MAX_ROWS), MAX_ROWS
+
+
+def pianoroll_figure(
+    intended: Sequence[tuple[int, int, int, float]],
+    heard: Sequence[HeardNote],
+    *,
+    title: str = "",
+) -> Figure:
+    """The piano roll as a matplotlib Figure (rows of :data:`ROW_S` s; see
+    :func:`plot_pianoroll`)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.collections import LineCollection, PatchCollection
+    from matplotlib.colors import Normalize
+    from matplotlib.figure import Figure
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch, Rectangle
+
+    end_s = max(
+        [(t + d) / 1e6 for t, _p, d, _v in intended]
+        + [(h.end_us if h.end_us is not None else h.t_us) / 1e6 for h in heard]
+        + [1.0]
+    )
+    row_s, rows = roll_rows(end_s)
+    pitches = [p for _t, p, _d, _v in intended] + [h.pitch for h in heard]
+    lo, hi = (min(pitches) - 2, max(pitches) + 2) if pitches else (20, 109)
+    width = min(24.0, max(8.0, min(end_s, row_s) * 0.6))
+    fig = Figure(figsize=(width, 1.2 + 3.2 * rows), dpi=100)
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(rows, 1, squeeze=False)[:, 0]
+    errs = _match_errors(intended, heard)
+    norm = Normalize(-ERROR_RANGE, ERROR_RANGE)
+    density = len(heard) / min(end_s, row_s) if rows == 1 else len(heard) / end_s
+    size = 22.0 if density < 5 else max(6.0, 110.0 / density)
+    alphas = [0.25 + 0.6 * min(max(v, 0.0), 127.0) / 127.0 for _t, _p, _d, v in intended]
+    boxes = [Rectangle((t / 1e6, p - 0.4), d / 1e6, 0.8) for t, p, d, _v in intended]
+    tails = [
+        [(h.t_us / 1e6, h.pitch), (h.end_us / 1e6, h.pitch)] for h in heard if h.end_us is not None
+    ]
+    m_x = [h.t_us / 1e6 for h, e in zip(heard, errs, strict=True) if e is not None]
+    m_y = [h.pitch for h, e in zip(heard, errs, strict=True) if e is not None]
+    m_c = [e for e in errs if e is not None]
+    extra = [(h.t_us / 1e6, h.pitch) for h, e in zip(heard, errs, strict=True) if e is None]
+    sc = None
+    for r, ax in enumerate(axes):
+        pc = PatchCollection(boxes, edgecolor="navy", linewidth=0.4)
+        pc.set_facecolor([(0.12, 0.47, 0.71, a) for a in alphas])
+        ax.add_collection(pc)
+        if tails:
+            ax.add_collection(LineCollection(tails, colors="0.35", linewidths=0.6))
+        sc = ax.scatter(m_x, m_y, c=m_c, cmap="coolwarm", norm=norm, s=size, marker="o",
+                        edgecolors="k", linewidths=0.4, zorder=3)  # fmt: skip
+        if extra:
+            ax.scatter([x for x, _ in extra], [y for _, y in extra], c="k", marker="x", s=size,
+                       zorder=3)  # fmt: skip
+        ax.set_xlim(r * row_s, (r + 1) * row_s if rows > 1 else end_s * 1.02)
+        ax.set_ylim(lo, hi)
+        ax.set_ylabel("MIDI pitch")
+        ax.grid(True, axis="y", linewidth=0.3, alpha=0.5)
+    axes[-1].set_xlabel("time (s)")
+    legend = [
+        Patch(facecolor=(0.12, 0.47, 0.71, 0.6), edgecolor="navy",
+              label="intended note (darker = louder)"),  # fmt: skip
+        Line2D([], [], marker="o", ls="", mfc="0.8", mec="k", label="heard onset (colour: loudness error)"),
+        Line2D([], [], marker="x", ls="", color="k", label="heard, no intended note"),
+        Line2D([], [], color="0.35", lw=0.8, label="heard until damped"),
+    ]
+    axes[0].legend(handles=legend, loc="upper right", fontsize=7, framealpha=0.85)
+    if sc is not None:
+        cb = fig.colorbar(sc, ax=list(axes), pad=0.01, fraction=0.03)
+        cb.set_label("loudness error (heard − intended, velocity)")
+    n_match = len(m_c)
+    head = title or "piano roll"
+    axes[0].set_title(
+        f"{head}: {len(intended)} intended, {len(heard)} heard ({n_match} matched)"
+        + (f"; {rows} rows of {row_s:g} s" if rows > 1 else "")
+    )
+    return fig
+
+
 def plot_pianoroll(
     intended: Sequence[tuple[int, int, int, float]],
     heard: Sequence[HeardNote],
@@ -41,64 +135,13 @@ def plot_pianoroll(
     Times are performance times in µs, shown in seconds; heard notes with an ``end_us``
     also get a thin line to their damping time. Heard notes with no intended note of the
     same pitch paired with them (:mod:`robo_player.matching`, ±80 ms) are drawn as black
-    crosses.
+    crosses. A legend names each mark. A long piece is split over rows of
+    :data:`ROW_S` seconds (at most :data:`MAX_ROWS`; longer pieces get longer rows), so
+    notes stay readable.
     """
-    # Figure without pyplot: no global backend state; PNG is rendered by Agg.
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.collections import LineCollection, PatchCollection
-    from matplotlib.colors import Normalize
-    from matplotlib.figure import Figure
-    from matplotlib.patches import Rectangle
-
     path = Path(path)
-    end_s = max(
-        [(t + d) / 1e6 for t, _p, d, _v in intended]
-        + [(h.end_us if h.end_us is not None else h.t_us) / 1e6 for h in heard]
-        + [1.0]
-    )
-    pitches = [p for _t, p, _d, _v in intended] + [h.pitch for h in heard]
-    lo, hi = (min(pitches) - 2, max(pitches) + 2) if pitches else (20, 109)
-    fig = Figure(figsize=(min(40.0, max(8.0, end_s * 0.6)), 6.0), dpi=100)
-    FigureCanvasAgg(fig)
-    ax = fig.subplots()
-    boxes = [Rectangle((t / 1e6, p - 0.4), d / 1e6, 0.8) for t, p, d, _v in intended]
-    alphas = [0.25 + 0.6 * min(max(v, 0.0), 127.0) / 127.0 for _t, _p, _d, v in intended]
-    pc = PatchCollection(boxes, facecolor="tab:blue", edgecolor="navy", linewidth=0.4)
-    pc.set_alpha(None)
-    pc.set_facecolor([(0.12, 0.47, 0.71, a) for a in alphas])
-    ax.add_collection(pc)
-
-    errs = _match_errors(intended, heard)
-    tails = [
-        [(h.t_us / 1e6, h.pitch), (h.end_us / 1e6, h.pitch)] for h in heard if h.end_us is not None
-    ]
-    if tails:
-        ax.add_collection(LineCollection(tails, colors="0.35", linewidths=0.6))
-    m_x = [h.t_us / 1e6 for h, e in zip(heard, errs, strict=True) if e is not None]
-    m_y = [h.pitch for h, e in zip(heard, errs, strict=True) if e is not None]
-    m_c = [e for e in errs if e is not None]
-    norm = Normalize(-ERROR_RANGE, ERROR_RANGE)
-    density = len(heard) / end_s  # notes per second: smaller markers for dense pieces
-    size = 22.0 if density < 5 else max(6.0, 110.0 / density)
-    sc = ax.scatter(m_x, m_y, c=m_c, cmap="coolwarm", norm=norm, s=size, marker="o",
-                    edgecolors="k", linewidths=0.4, zorder=3)
-    extra = [(h.t_us / 1e6, h.pitch) for h, e in zip(heard, errs, strict=True) if e is None]
-    if extra:
-        ex_x = [x for x, _y in extra]
-        ex_y = [y for _x, y in extra]
-        ax.scatter(ex_x, ex_y, c="k", marker="x", s=size, zorder=3, label="unmatched")
-        ax.legend(loc="upper right", fontsize=8)
-    cb = fig.colorbar(sc, ax=ax, pad=0.01)
-    cb.set_label("loudness error (heard − intended, velocity)")
-    ax.set_xlim(0.0, end_s * 1.02)
-    ax.set_ylim(lo, hi)
-    ax.set_xlabel("time (s)")
-    ax.set_ylabel("MIDI pitch")
-    n_match = len(m_c)
-    ax.set_title(title or f"{len(intended)} intended, {len(heard)} heard ({n_match} matched)")
-    ax.grid(True, axis="y", linewidth=0.3, alpha=0.5)
-    fig.tight_layout()
+    fig = pianoroll_figure(intended, heard, title=title)
     with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png")
+        fig.savefig(tmp, format="png", bbox_inches="tight")
     log.info("wrote %s", path)
     return path

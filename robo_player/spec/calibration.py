@@ -12,6 +12,7 @@ File format (YAML)::
     spec_hash: 0123abcd...
     strikes_per_key: 10.0          # mean
     pedal_latency_us: 41000        # optional
+    simulated: {truth_seed: 1}     # optional: made on the simulator, on this instrument
     keys:
       21: {threshold: 0.21, strikes: 10, drive: [...], velocity: [...], latency_us: [...],
            return_us: 68000}           # return_us optional: measured key return time
@@ -86,6 +87,9 @@ class Calibration:
     keys: dict[int, KeyCurve] = field(default_factory=dict)
     pedal_latency_us: int | None = None
     measured: bool = True  # False for nominal curves taken from the spec
+    # made on the simulator: which simulated instrument it learned ({"truth_seed": n} or
+    # {"truth": path}); None for a real instrument
+    simulated: dict[str, int | str] | None = None
 
     def curve(self, pitch: int) -> KeyCurve:
         return self.keys[pitch]
@@ -140,6 +144,7 @@ class Calibration:
             "spec_hash": self.spec_hash,
             "strikes_per_key": round(self.strikes_per_key, 3),
             "pedal_latency_us": self.pedal_latency_us,
+            **({"simulated": dict(self.simulated)} if self.simulated else {}),
             "keys": {
                 p: {
                     "threshold": round(c.threshold, 6),
@@ -198,9 +203,20 @@ class Calibration:
                 )
             keys[int(p)] = KeyCurve(int(p), thr, drive, vel, lat, strikes, return_us)
         pl = doc.get("pedal_latency_us")
+        sim = doc.get("simulated")
+        if sim is not None and not (
+            isinstance(sim, dict)
+            and set(sim) <= {"truth_seed", "truth"}
+            and len(sim) == 1
+            and isinstance(sim.get("truth_seed", 0), int)
+        ):
+            raise CalibrationError(
+                f"{path}: simulated: {sim!r} (allowed: {{truth_seed: INT}} or {{truth: PATH}})"
+            )
         return cls(
             spec_name=str(doc.get("spec", "")),
             spec_hash=str(doc.get("spec_hash", "")),
             keys=keys,
             pedal_latency_us=int(pl) if pl is not None else None,
+            simulated=dict(sim) if sim is not None else None,
         )

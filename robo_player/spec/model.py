@@ -69,6 +69,9 @@ class ThermalSpec:
     coil_tau_s: float  # coil thermal time constant (exponential cooling)
     coil_heat_capacity_j_per_k: float  # J/K of one coil
     coil_max_rise_k: float  # allowed temperature rise over ambient
+    # the firmware goes all off this long after the host's last frame; a link setting,
+    # not part of the spec's content hash (plans and calibrations do not depend on it)
+    watchdog_ms: int | None = field(default=None, metadata={"hashed": False})
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,7 +201,11 @@ def _content(obj: object) -> object:
     """asdict() without the derived ``actuators`` field (so hashes stay as they were)."""
     if is_dataclass(obj) and not isinstance(obj, type):
         # derived fields (init=False: the actuator map, lookup tables) are not content
-        return {f.name: _content(getattr(obj, f.name)) for f in fields(obj) if f.init}
+        return {
+            f.name: _content(getattr(obj, f.name))
+            for f in fields(obj)
+            if f.init and f.metadata.get("hashed", True)
+        }
     if isinstance(obj, list | tuple):
         return [_content(v) for v in obj]
     return obj

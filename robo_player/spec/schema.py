@@ -222,6 +222,16 @@ THERMAL = Section(
         Field(
             "coil_max_rise_k", Kind.FLOAT, "allowed temperature rise over ambient", "K", 1.0, 200.0
         ),
+        Field(
+            "watchdog_ms",
+            Kind.INT,
+            "the firmware turns every output off this long after the host's last frame "
+            "(default 90; chosen from measured host pauses, docs/driver.md)",
+            "ms",
+            20,
+            1000,
+            required=False,
+        ),
     ),
 )
 

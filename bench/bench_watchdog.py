@@ -1,0 +1,209 @@
+"""Watchdog bench (issue 9 §6): a busy host must not end a performance, and a host that
+is really gone must leave every output off within the watchdog window.
+
+    nice -n 5 .venv/bin/python bench/bench_watchdog.py [--plays 20] [--piece mazurka06-2]
+        [--kills 3] [--no-load] [--watchdog-ms MS]
+
+1. Host pauses: while a load process keeps both cores busy (two spinning workers), a
+   thread that asks to wake every 5 ms records how late it woke: the pauses a stream
+   loop and its keep-alive thread see. Printed as p50/p99/p99.9/max; the watchdog
+   window the specs use is chosen from the max, with margin (docs/driver.md).
+2. Plays: ``--plays`` plays of ``--piece`` on ``fw-host://`` beside the same load;
+   counted: watchdog shutdowns (target 0), other faults, the longest quiet line the
+   keep-alive thread saw.
+3. Kills: the host firmware on a pty, ``robo-player play --port serial://PTY`` in a
+   child process, killed (SIGKILL) part way; from the firmware's trace: how long after
+   the kill the last output went off (target: within the watchdog window, plus the
+   coil's release: the firmware turns outputs off on its tick).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _spin(stop: Any) -> None:
+    x = 0
+    while not stop.is_set():
+        x = (x * 1103515245 + 12345) & 0x7FFFFFFF
+
+
+class Load:
+    """Another process keeping both cores busy (two spinning workers)."""
+
+    def __init__(self, workers: int = 2) -> None:
+        self.stop = mp.Event()
+        self.procs = [mp.Process(target=_spin, args=(self.stop,), daemon=True) for _ in range(workers)]
+
+    def __enter__(self) -> Load:
+        for p in self.procs:
+            p.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        for p in self.procs:
+            p.join(2)
+            if p.is_alive():
+                p.kill()
+
+
+def host_pauses(seconds: float, period_s: float = 0.005) -> list[float]:
+    """How late (ms) a thread woke, asking to every ``period_s``, for ``seconds``."""
+    late: list[float] = []
+
+    def run() -> None:
+        end = time.perf_counter() + seconds
+        while (t := time.perf_counter()) < end:
+            time.sleep(period_s)
+            late.append((time.perf_counter() - t - period_s) * 1e3)
+
+    th = threading.Thread(target=run)
+    th.start()
+    th.join()
+    return late
+
+
+def _pct(xs: list[float], q: float) -> float:
+    s = sorted(xs)
+    return s[min(len(s) - 1, int(q * len(s)))] if s else 0.0
+
+
+def plays(n: int, piece: str, spec: str, watchdog_ms: int | None) -> dict[str, Any]:
+    from robo_player.driver.ports import open_port
+    from robo_player.errors import DeviceShutdown, RoboPlayerError
+    from robo_player.midi import read_midi, resolve_piece
+    from robo_player.planner import plan as plan_for
+    from robo_player.spec import load_spec
+
+    sp = load_spec(spec)
+    plan, _ = plan_for(read_midi(resolve_piece(piece)), sp, None, None)
+    url = "fw-host://" + (f"?watchdog_ms={watchdog_ms}" if watchdog_ms else "")
+    out: dict[str, Any] = {"plays": 0, "watchdog": 0, "other_faults": [], "max_quiet_ms": 0.0,
+                           "wall_s": []}  # fmt: skip
+    for i in range(n):
+        t0 = time.perf_counter()
+        with open_port(url, sp) as dev:
+            try:
+                perf = dev.play(plan)
+            except (DeviceShutdown, RoboPlayerError) as err:
+                perf = getattr(err, "performance", None)
+                if "WATCHDOG" in str(err):
+                    out["watchdog"] += 1
+                else:
+                    out["other_faults"].append(f"{type(err).__name__}: {err}")
+        out["plays"] += 1
+        out["wall_s"].append(round(time.perf_counter() - t0, 1))
+        if perf is not None and "keepalive" in perf.extra:
+            out["max_quiet_ms"] = max(out["max_quiet_ms"], perf.extra["keepalive"]["max_quiet_ms"])
+        print(f"  play {i + 1}/{n}: {out['watchdog']} watchdog, "
+              f"{len(out['other_faults'])} other, max quiet {out['max_quiet_ms']:.1f} ms",
+              flush=True)  # fmt: skip
+    return out
+
+
+def kill_test(piece: str, spec: str, after_s: float) -> dict[str, Any]:
+    """SIGKILL the host process part way; when did the firmware's last output go off?"""
+    from robo_player.sim.mcu_process import FirmwareProcess
+
+    work = Path(tempfile.mkdtemp(prefix="bench_wd_"))
+    fw = FirmwareProcess("host", work)
+    inc = fw.start()
+    fw_t0 = time.monotonic()  # the firmware's clock 0 was at most this (its clock: 1 MHz)
+    child = subprocess.Popen(
+        [sys.executable, "-m", "robo_player", "-q", "play", piece, "--spec", spec,
+         "--port", f"serial://{inc.pty}", "--state", str(work / "state.json")],  # fmt: skip
+        cwd=work, env={**os.environ, "PYTHONPATH": str(ROOT)},
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    time.sleep(after_s)
+    killed_at = time.monotonic()
+    child.send_signal(signal.SIGKILL)
+    child.wait()
+    time.sleep(1.0)
+    fw.stop()
+    level: dict[int, int] = {}
+    last_off_after_kill = 0.0
+    on_at_kill: int | None = None
+    kill_clock = (killed_at - fw_t0) * 1e6
+    for line in inc.trace.read_text().split("\n"):
+        parts = line.split()
+        if len(parts) != 3 or not parts[0].isdigit():
+            continue
+        clock, a, lv = int(parts[0]), int(parts[1]), int(parts[2])
+        if clock > kill_clock and on_at_kill is None:
+            on_at_kill = sum(1 for v in level.values() if v)
+        if clock > kill_clock and lv == 0 and level.get(a):
+            last_off_after_kill = max(last_off_after_kill, (clock - kill_clock) / 1e3)
+        level[a] = lv
+    left_on = sum(1 for v in level.values() if v)
+    return {"killed_after_s": after_s, "on_at_kill": on_at_kill or 0, "left_on": left_on,
+            "last_off_ms_after_kill": round(last_off_after_kill, 2)}  # fmt: skip
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--plays", type=int, default=20, help="plays on fw-host:// (default 20)")
+    ap.add_argument("--piece", default="mazurka06-2", help="the long piece (default mazurka06-2)")
+    ap.add_argument("--spec", default="piano-88-grand", help="spec (default piano-88-grand)")
+    ap.add_argument("--kills", type=int, default=3, help="kill tests (default 3)")
+    ap.add_argument("--pause-s", type=float, default=20.0, help="pause probe length (default 20)")
+    ap.add_argument("--no-load", action="store_true", help="without the busy process (baseline)")
+    ap.add_argument("--watchdog-ms", type=int, help="override the spec's window")
+    args = ap.parse_args()
+    from robo_player.driver.keepalive import watchdog_ms_for
+    from robo_player.spec import load_spec
+
+    window = args.watchdog_ms or watchdog_ms_for(load_spec(args.spec))
+    rows: list[tuple[str, str, str]] = []
+    load = Load() if not args.no_load else None
+    try:
+        if load:
+            load.__enter__()
+        late = host_pauses(args.pause_s)
+        rows.append(("host pause p50 / p99 / p99.9 / max (ms)",
+                     f"{_pct(late, .5):.2f} / {_pct(late, .99):.2f} / {_pct(late, .999):.2f} / "
+                     f"{max(late):.2f}", f"< window {window} ms"))  # fmt: skip
+        if args.plays:
+            r = plays(args.plays, args.piece, args.spec, args.watchdog_ms)
+            rows.append((f"watchdog shutdowns in {r['plays']} plays of {args.piece}",
+                         str(r["watchdog"]), "0"))  # fmt: skip
+            rows.append(("other faults", str(len(r["other_faults"])), "0"))
+            rows.append(("longest quiet line seen by the keep-alive thread (ms)",
+                         f"{r['max_quiet_ms']:.1f}", f"< {window}"))  # fmt: skip
+            rows.append(("wall time per play (s, median)", f"{statistics.median(r['wall_s']):.1f}", ""))
+            for f in r["other_faults"][:3]:
+                print("  fault:", f)
+        for k in range(args.kills):
+            kr = kill_test(args.piece, args.spec, 6.0 + 1.7 * k)
+            rows.append((f"kill {k + 1}: last output off after the kill (ms)",
+                         f"{kr['last_off_ms_after_kill']:.1f} ({kr['on_at_kill']} on at the kill, "
+                         f"{kr['left_on']} left on)",
+                         f"<= {window} + a tick"))  # fmt: skip
+    finally:
+        if load:
+            load.__exit__()
+    w = max(len(r[0]) for r in rows)
+    print(json.dumps({"load": not args.no_load, "window_ms": window}))
+    print(f"{'measure'.ljust(w)}  {'value':>28}  target")
+    for name, val, tgt in rows:
+        print(f"{name.ljust(w)}  {val:>28}  {tgt}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,64 @@
+"""Keep-alives from a thread (issue 9 §6): a stream loop held up for longer than the
+watchdog no longer ends the performance, and a host that is really gone still turns
+every output off within the watchdog window (the host build, real time)."""
+
+from __future__ import annotations
+
+import shutil
+import time
+
+import pytest
+from driver_helpers import make_plan, spec
+
+from robo_player.driver.ports import open_port
+from robo_player.errors import DeviceShutdown
+from robo_player.sim import mcu_process as fwmod
+
+HAVE_HOST = fwmod.HOST_BIN.exists() or shutil.which("cc") is not None
+pytestmark = pytest.mark.skipif(not HAVE_HOST, reason="no host firmware and no C compiler")
+
+SP = spec()
+
+
+def _held_up_stream(keepalive_thread: int) -> tuple[object, object]:
+    plan = make_plan(SP, notes=12, gap_us=100_000)
+    url = f"fw-host://?keepalive_thread={keepalive_thread}&watchdog_ms=90"
+    with open_port(url, SP) as dev:
+        dev.submit(plan.commands[:4])
+        time.sleep(0.4)  # the loop held up (planning, GC, a slow callback): 4 watchdog windows
+        try:
+            dev.submit(plan.commands[4:])
+            return dev, dev.drain()
+        except DeviceShutdown as err:
+            return dev, err
+
+
+def test_a_held_up_stream_loop_does_not_trip_the_watchdog() -> None:
+    dev, perf = _held_up_stream(keepalive_thread=1)
+    assert not isinstance(perf, Exception), perf
+    res = dev.last_result  # type: ignore[attr-defined]
+    assert res is not None and not res.error
+    assert perf.extra["keepalive"]["thread_sent"] >= 5  # type: ignore[attr-defined]
+
+
+def test_without_the_thread_the_same_pause_trips_it() -> None:
+    # the control: what happened before the thread existed
+    _dev, out = _held_up_stream(keepalive_thread=0)
+    assert isinstance(out, DeviceShutdown) and "WATCHDOG" in str(out), out
+
+
+def test_the_watchdog_window_is_named_in_the_spec_and_used() -> None:
+    from dataclasses import replace
+
+    from robo_player.driver.keepalive import DEFAULT_WATCHDOG_MS, watchdog_ms_for
+    from robo_player.spec import load_spec
+
+    for name in ("piano-61-diy", "piano-88-grand"):
+        sp = load_spec(name)
+        assert sp.thermal.watchdog_ms == DEFAULT_WATCHDOG_MS == watchdog_ms_for(sp)
+        longer = replace(sp, thermal=replace(sp.thermal, watchdog_ms=150))
+        assert longer.spec_hash == sp.spec_hash  # a link setting: plans/calibrations still fit
+        with open_port("vmcu://", longer) as dev:
+            assert dev.stream_config().watchdog_ms == 150  # type: ignore[attr-defined]
+        with open_port("vmcu://?watchdog_ms=60", longer) as dev:
+            assert dev.stream_config().watchdog_ms == 60  # type: ignore[attr-defined]
