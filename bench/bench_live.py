@@ -69,6 +69,7 @@ class TimedSource:
         self.t0: float | None = None
         self.wait_s: list[float] = []  # per note-on: poll time - its due time
         self.other_wait_s: list[float] = []  # ... and per other message
+        self.arrived_at: float | None = None  # when the message polled last was due
 
     def poll(self) -> Any:
         now = time.perf_counter()
@@ -76,12 +77,19 @@ class TimedSource:
             self.t0 = now
         if self.evs and self.evs[0][0] <= now - self.t0:
             t, m = self.evs.pop(0)
+            self.arrived_at = self.t0 + t
             if m.type == "note_on":
                 self.wait_s.append(now - self.t0 - t)
             else:
                 self.other_wait_s.append(now - self.t0 - t)
             return m
         return None
+
+    def wait(self, timeout_s: float) -> None:
+        if self.t0 is not None and self.evs:
+            timeout_s = min(timeout_s, max(0.0, self.t0 + self.evs[0][0] - time.perf_counter()))
+        if timeout_s > 0:
+            time.sleep(timeout_s)
 
     def close(self) -> None:
         pass

@@ -26,9 +26,11 @@ class FakeBackend:
     def get_input_names(self) -> list[str]:
         return self.names
 
-    def open_input(self, name: str, virtual: bool = False) -> Any:
+    def open_input(self, name: str, virtual: bool = False, callback: Any = None) -> Any:
         self.opened.append((name, virtual))
-        return mido.ports.BaseInput()
+        port = mido.ports.BaseInput()
+        port.callback = callback  # a real port calls it from its own thread
+        return port
 
 
 def test_unknown_port_name_lists_the_available_ones() -> None:
