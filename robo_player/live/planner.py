@@ -207,6 +207,7 @@ class LivePlanner:
         self._voices: dict[int, _Voice] = {}  # key -> its latest voice
         self._sounding: dict[int, _Voice] = {}  # MIDI pitch -> voice it holds
         self._notes = itertools.count()
+        self.last_note = -1  # the id of the latest note-on (Command.note of its strike)
         self._tokens = float(o.burst_notes)
         self._tokens_t = 0
         self.played: dict[int, tuple[int, int]] = {}  # note -> (velocity, latency µs)
@@ -232,14 +233,16 @@ class LivePlanner:
 
     # -- messages ------------------------------------------------------------------------
 
-    def note_on(self, t_us: int, pitch: int, velocity: int) -> str:
-        """A note-on arrived at ``t_us``; returns its outcome (a key of ``outcomes``)."""
+    def note_on(self, t_us: int, pitch: int, velocity: int, delay_us: int | None = None) -> str:
+        """A note-on arrived at ``t_us``; returns its outcome (a key of ``outcomes``).
+        ``delay_us``: sound it this long after ``t_us`` whatever the mode (an answer
+        of call and response, planned ahead like a file's note); its note-off keeps it."""
         if velocity == 0:
             self.note_off(t_us, pitch)
             return "note_off"
         st = self.stats
         st.notes_in += 1
-        note = next(self._notes)
+        note = self.last_note = next(self._notes)
         if not self._take_token(t_us):
             return self._out(note, "dropped_rate", "over the note rate limit")
         key = self._key_of(pitch)
@@ -251,8 +254,8 @@ class LivePlanner:
         dc = self.oracle.drive(key, velocity)
         lat = dc.latency_us
         late = False
-        if o.mode is LatencyMode.FIXED:
-            s = t_us + self.latency_us - lat
+        if delay_us is not None or o.mode is LatencyMode.FIXED:
+            s = t_us + (self.latency_us if delay_us is None else delay_us) - lat
             if s < earliest:
                 s, late = earliest, True
         else:
@@ -396,6 +399,33 @@ class LivePlanner:
         self._sounding.clear()
         for act in self.spec.actuators:
             self._push(Command(t, Op.RELEASE, act.index))
+
+    def cancel_notes(self, t_us: int, notes: set[int]) -> int:
+        """Silence the notes ``notes`` (ids, :attr:`last_note`) at once: a strike not yet
+        handed out is cancelled (counted ``cancelled``), a key already struck is released
+        in the next frame (its pulse cut). Returns how many strikes were cancelled."""
+        t = max(t_us + self.options.lead_us, self._floor)
+        n = 0
+        for key, v in list(self._voices.items()):
+            if v.note not in notes:
+                continue
+            if v.strike_entry is not None and v.strike_entry.state == 0:
+                v.strike_entry.state = -1
+                self.stats.outcomes["cancelled"] += 1
+                self._uncount(v.note)
+                if v.rel is not None and v.rel.state == 0:
+                    v.rel.state = -1
+                if v.item is not None and v.item in self.ledger.pulsing:
+                    self.ledger.pulsing.remove(v.item)  # its current is never drawn
+                del self._voices[key]
+                n += 1
+            elif v.rel is not None and v.rel.state == 0 and v.rel_t > t:
+                self._release(v, t)
+            v.owners = 0
+            for p, v0 in list(self._sounding.items()):
+                if v0 is v:
+                    del self._sounding[p]
+        return n
 
     def control(self, t_us: int, number: int, value: int) -> None:
         if number == 64:

@@ -49,6 +49,7 @@ class Arrival:
     pitch: int
     velocity: int
     outcome: str
+    answer: bool = False  # the robot's own answer (call and response), not the player's
 
 
 @dataclass(slots=True)
@@ -97,13 +98,18 @@ class LiveSession:
         dn = self.device.now_us()
         return self._now if dn is None else max(self._now, int(dn))
 
-    def feed(self, msg: Any, t_us: int, t_in: float | None = None) -> None:
+    def feed(
+        self, msg: Any, t_us: int, t_in: float | None = None, delay_us: int | None = None
+    ) -> None:
         """One MIDI message (a ``mido.Message``) that arrived at ``t_us``; ``t_in``: the
-        ``time.perf_counter()`` it came in at (default now), for the host latency."""
+        ``time.perf_counter()`` it came in at (default now), for the host latency.
+        ``delay_us``: an answer's note (call and response), sounding this long after
+        ``t_us`` (not the player's: not in ``inbox``, ``host_us``, ``messages``)."""
         t_host = time.perf_counter() if t_in is None else t_in
         self.advance_to(t_us)
-        self.messages += 1
-        if self.record:
+        answer = delay_us is not None
+        self.messages += not answer
+        if self.record and not answer:
             self.inbox.append((t_us, msg))
         p = self.planner
         dev_now = self._device_now()
@@ -113,8 +119,8 @@ class LiveSession:
             p.not_before(dev_now + 1 + p.options.lead_us)
         kind = getattr(msg, "type", "?")
         if kind == "note_on" and msg.velocity > 0:
-            out = p.note_on(t_us, msg.note, msg.velocity)
-            self.arrivals.append(Arrival(t_us, msg.note, msg.velocity, out))
+            out = p.note_on(t_us, msg.note, msg.velocity, delay_us)
+            self.arrivals.append(Arrival(t_us, msg.note, msg.velocity, out, answer))
         elif kind in ("note_on", "note_off"):
             p.note_off(t_us, msg.note)
         elif kind == "control_change":
@@ -124,7 +130,7 @@ class LiveSession:
         # what must go now (a panic's all-off, a lowest strike)
         n = self.submitted
         self._submit(p.due(max(t_us, dev_now) + self.ahead_us))
-        if self.submitted > n:
+        if self.submitted > n and not answer:
             # host latency: message in -> its commands written to the device (a firmware
             # device's submit writes the frame and returns at once)
             self.host_us.append((time.perf_counter() - t_host) * 1e6)
@@ -167,17 +173,41 @@ def default_ahead_us(device: Device) -> int:
 def run_virtual(
     device: Device, planner: LivePlanner, events: Iterable[tuple[float, Any]],
     tail_s: float = 1.0, ahead_us: int | None = None, record: bool = False,
+    responder: Any = None,
 ) -> tuple[Performance, LiveSession]:  # fmt: skip
     """Feed ``(t_s, message)`` events (seconds of performance time, in order) in virtual
-    time; stop ``tail_s`` after the last. Returns the performance and the session."""
+    time; stop ``tail_s`` after the last (after the answer, with a ``responder``).
+    Returns the performance and the session."""
     ahead = default_ahead_us(device) if ahead_us is None else ahead_us
     s = LiveSession(device, planner, ahead_us=ahead, record=record)
     s.start()
     last = 0
     for t_s, msg in events:
         last = max(last, round(t_s * 1e6))
+        if responder is not None:
+            _tick_until(s, responder, last)
+            responder.heard(s, msg, last)
         s.feed(msg, last)
+        if responder is not None:
+            responder.tick(s, last)
+    if responder is not None:
+        _tick_until(s, responder, last + 60_000_000)
+        last = max(last, s._now)
+        responder.close()
     return s.stop(last + round(tail_s * 1e6)), s
+
+
+def _tick_until(s: LiveSession, responder: Any, t_end: int) -> None:
+    """Virtual time: let the responder act at each time it asks for, up to ``t_end``."""
+    while True:
+        w = responder.wait_s(s._now)
+        if w == float("inf"):
+            return
+        t = s._now + max(1, round(w * 1e6))
+        if t > t_end:
+            return
+        s.advance_to(t)
+        responder.tick(s, t)
 
 
 LINK_STEP_US = 100  # the link's step between waits for input reads this long at most
