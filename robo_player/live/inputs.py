@@ -208,8 +208,9 @@ class PortInput:
         self.arrived_at, msg = self._q.popleft()
         return msg
 
-    def wait(self, timeout_s: float) -> None:
-        self._ev.wait(timeout_s)
+    def wait(self, timeout_s: float) -> bool:
+        """Wait until a message comes (True) or ``timeout_s`` passes (False)."""
+        return self._ev.wait(timeout_s)
 
     def close(self) -> None:
         self.port.close()

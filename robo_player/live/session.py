@@ -130,9 +130,10 @@ class LiveSession:
         # what must go now (a panic's all-off, a lowest strike)
         n = self.submitted
         self._submit(p.due(max(t_us, dev_now) + self.ahead_us))
-        if self.submitted > n and not answer:
+        if not answer and (self.submitted > n or kind == "note_on"):
             # host latency: message in -> its commands written to the device (a firmware
-            # device's submit writes the frame and returns at once)
+            # device's submit writes the frame and returns at once); a fixed-mode
+            # note-on's strike waits for its time by design: message in -> planned
             self.host_us.append((time.perf_counter() - t_host) * 1e6)
 
     def stop(self, t_us: int | None = None) -> Performance:
