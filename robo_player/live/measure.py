@@ -16,7 +16,14 @@ from ..planner.report import Fate, NoteOutcome, PlanReport
 from .planner import LivePlanner
 from .session import LiveSession
 
-__all__ = ["Measured", "file_report", "latencies", "live_plan_report", "live_report", "quantiles_ms"]
+__all__ = [
+    "Measured",
+    "file_report",
+    "latencies",
+    "live_plan_report",
+    "live_report",
+    "quantiles_ms",
+]
 
 
 @dataclass(frozen=True, slots=True)

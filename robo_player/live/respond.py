@@ -56,7 +56,9 @@ class RespondOptions:
     call_done_cc: int | None = None
     length: float = 1.0  # the answer's length / the call's
     max_answer_s: float = 16.0
-    window_us: int = 100_000  # the first answer note within this of the end of turn
+    # the first answer note within this of the end of turn (the target is 100 ms; the
+    # rest is for the actuation's own error)
+    window_us: int = 95_000
     margin_us: int = 2_000
     temperature: float = 1.0
     top_p: float = 0.95
@@ -68,7 +70,9 @@ class RespondOptions:
                 f"--respond-silence-ms: {self.silence_us / 1000:g} is out of range (allowed 50..10000)"
             )
         if self.call_done_cc is not None and not 0 <= self.call_done_cc <= 127:
-            raise UsageError(f"--call-done-cc: {self.call_done_cc} is out of range (allowed 0..127)")
+            raise UsageError(
+                f"--call-done-cc: {self.call_done_cc} is out of range (allowed 0..127)"
+            )
         if not 0.1 <= self.length <= 8.0:
             raise UsageError(f"--respond-length: {self.length:g} is out of range (allowed 0.1..8)")
 
@@ -303,7 +307,7 @@ class Responder:
                     if n[2] < 0:
                         n[2] = t_us
                 self.down.clear()
-                self.last_up = self.last_up or t_us
+                self.last_up = t_us
                 if not self.requested:
                     self._speculate()
                 self._end_turn(t_us, by_cc=True)
@@ -406,7 +410,9 @@ class Responder:
         for i, n in enumerate(notes):
             d = delay(n)
             on = start + n.onset_us
-            q.append((on - d, 2 * i + 1, mido.Message("note_on", note=n.pitch, velocity=n.velocity), d))
+            q.append(
+                (on - d, 2 * i + 1, mido.Message("note_on", note=n.pitch, velocity=n.velocity), d)
+            )
             q.append((on + n.duration_us - d, 2 * i, mido.Message("note_off", note=n.pitch), d))
         q.sort(key=lambda x: (x[0], x[1]))
         self.queue = q
