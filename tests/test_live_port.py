@@ -5,6 +5,7 @@ crashes it, is limited and reported, and nothing stays on."""
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 from typing import Any
 
 import mido
@@ -12,12 +13,14 @@ import pytest
 
 from robo_player.driver.ports import open_port
 from robo_player.live import LiveOptions, LivePlanner
-from robo_player.live.inputs import PortInput, open_input
+from robo_player.live.inputs import FileInput, PortInput, open_input
 from robo_player.live.measure import live_report
 from robo_player.live.session import run_realtime
 from robo_player.planner.constraints import PlanOptions
 from robo_player.spec import load_spec
 from robo_player.spec.model import PianoSpec
+
+PIECE = Path(__file__).resolve().parents[1] / "robo_player" / "data" / "pieces" / "bwv66.6.mid"
 
 
 @pytest.fixture(scope="module")
@@ -154,3 +157,54 @@ def test_open_input_opens_ports_with_a_callback() -> None:
 
     src = open_input("Keys", backend=Backend())
     assert isinstance(src, PortInput) and src.name == "Keys:0"
+
+
+def test_replay_in_real_time_records_both_tracks_with_real_timing(
+    spec: PianoSpec, tmp_path: Path
+) -> None:
+    """``--replay``: the file fed through the real-time loop as a player would (here on
+    a fake clock); ``--record`` keeps each message at the time it arrived and each note
+    at the time it was played."""
+    from robo_player.live.record import write_record
+
+    clock = FakeClock()
+    src = FileInput(PIECE, clock=clock)
+    planner = LivePlanner(spec, None, LiveOptions(min_velocity=40))
+    with open_port("sim://", spec, truth_seed=0) as dev:
+        perf, session = run_realtime(
+            dev, planner, src, clock=clock, idle_s=0.0, until=lambda s: clock.t > 2.5, record=True
+        )
+        assert dev.energised() == []
+    rec = tmp_path / "rec.mid"
+    write_record(rec, session, planner)
+    mf = mido.MidiFile(str(rec))
+
+    def onsets(tr: Any) -> list[tuple[float, int]]:
+        t, out = 0, []
+        for m in tr:
+            t += m.time
+            if m.type == "note_on" and m.velocity:
+                out.append((t / 10_000, m.note))  # 10000 ticks per 1 s beat
+        return out
+
+    arrived, played = onsets(mf.tracks[1]), onsets(mf.tracks[2])
+    due = [(t, m.note) for t, m in src.events if m.type == "note_on" and m.velocity and t < 2.4]
+    assert len(arrived) >= len(due) > 5
+    # arrived: at the file's times (the loop's start and poll step aside: a few ms)
+    offset = arrived[0][0] - due[0][0]
+    assert 0 <= offset < 0.01
+    for (ta, pa), (td, pd) in zip(arrived, due, strict=False):
+        assert pa == pd and abs(ta - td - offset) < 0.003
+    # played: each note D after its arrival (fixed mode), as the planner planned it
+    d = planner.latency_us / 1e6
+    for t, p in played:
+        assert any(abs(t - a - d) < 0.0005 for a, q in arrived if q == p)
+
+
+def test_replay_option_is_a_file_input(capsys: Any) -> None:
+    from robo_player.cli import main
+
+    assert main(["-q", "live", "--spec", "piano-61-diy", "--replay", str(PIECE),
+                 "--virtual-time", "--seconds", "1"]) == 0  # fmt: skip
+    assert main(["live", "--replay", str(PIECE), "--midi-in", "x"]) == 2  # one source only
+    assert "not allowed with" in capsys.readouterr().err
