@@ -244,6 +244,7 @@ class RespondStats:
     stopped: int = 0  # answers the player cut short
     empty: int = 0  # answers the model gave no note for
     end_of_turn_us: list[int] = field(default_factory=list)  # found - last key up
+    ended_at_us: list[int] = field(default_factory=list)  # when each turn ended
     first_note_us: list[int] = field(default_factory=list)  # first sound - end of turn
     stop_at_us: list[int] = field(default_factory=list)  # player's note-on times that stopped one
 
@@ -382,6 +383,7 @@ class Responder:
         self.stats.by_cc += by_cc
         if self.last_up is not None:
             self.stats.end_of_turn_us.append(t_us - self.last_up)
+        self.stats.ended_at_us.append(t_us)
         self.ended_at = t_us
 
     def _schedule(self, t_us: int, notes: list[Note]) -> None:
