@@ -265,23 +265,34 @@ def respond_rt(spec: Any, cal: Any, a: Any) -> None:
             dev, planner, src, responder=r,
             until=lambda s: src.t0 is not None and time.perf_counter() - src.t0 > end,
         )  # fmt: skip
-    ans = {a.pitch for a in session.arrivals if a.answer}
-    player = {a.pitch for a in session.arrivals if not a.answer}
-    heard_ans = sorted(h.t_us for h in perf.heard if h.pitch in ans - player)
+    # each answer note's heard onset: on its key, nearest its planned sound (arrival + delay)
+    by_pitch: dict[int, list[int]] = {}
+    for h in perf.heard:
+        by_pitch.setdefault(h.pitch, []).append(h.t_us)
+    heard_ans: list[int] = []
+    delays = iter(planner.stats.delays_us)
+    for x in session.arrivals:
+        if x.outcome not in ("on_time", "late"):
+            continue
+        want = x.t_us + next(delays)
+        near = min(by_pitch.get(x.pitch, []), key=lambda t: abs(t - want), default=None)
+        if x.answer and near is not None and abs(near - want) < 30_000:
+            heard_ans.append(near)
+    heard_ans.sort()
     first = []
     for t_end in r.stats.ended_at_us:
         nxt = [h for h in heard_ans if h > t_end]
         if nxt and nxt[0] - t_end < 1_000_000:
             first.append((nxt[0] - t_end) / 1000)
+    print(f"  first notes (ms): {[round(x) for x in first]}; {r.stats.as_dict()}", file=sys.stderr)
     row(f"first answer note heard after the end of turn (real time, {len(first)} answers, "
         "the model in its worker): max", ms(max(first)) if first else "none",
         "<= 100 ms", bool(first) and max(first) <= 100)  # fmt: skip
+    ans_notes = [h for h in perf.heard if h.t_us in set(heard_ans)]
     stops = []
     for t_us in (x.t_us for x in session.arrivals if x.pitch == 48 and not x.answer):
-        late_on = [h for h in perf.heard if h.pitch in ans - player and t_us + 50_000 < h.t_us
-                   < t_us + 300_000]  # fmt: skip
-        ends = [h.end_us - t_us for h in perf.heard if h.pitch in ans - player
-                and h.t_us < t_us < (h.end_us or 0)]  # fmt: skip
+        late_on = [h for h in ans_notes if t_us + 50_000 < h.t_us < t_us + 300_000]
+        ends = [h.end_us - t_us for h in ans_notes if h.t_us < t_us < (h.end_us or 0)]
         stops.append((len(late_on), max(ends, default=0) / 1000))
     worst = max(s[1] for s in stops)
     row(f"answer silent after the player plays again ({len(stops)} times): last sound ends",

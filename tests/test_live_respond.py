@@ -166,17 +166,21 @@ def test_a_call_done_controller_ends_the_turn_at_once(spec: PianoSpec, cal: Cali
     assert answer_onsets(perf, 850_000)[0] <= 850_000 + 100_000
 
 
-def test_the_call_is_the_primer(spec: PianoSpec, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_call_is_the_primer_and_the_answer_comes_in_two_parts(
+    spec: PianoSpec, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from robo_player.live.respond import answer_chunks
     from robo_player.model import generate as gm
     from robo_player.model import tokenizer as tk
     from robo_player.score import Score
 
-    seen: dict[str, Any] = {}
+    seen: list[dict[str, Any]] = []
+    sampled = [tk.TIME_SHIFT + 9, tk.NOTE_ON + 67]  # 100 ms, then G4 (the closing: its off)
 
     def fake(model: Any, spec_: Any, seconds: float, primer: Any = None, **kw: Any) -> Any:
-        seen.update(primer=primer, seconds=seconds, spec=spec_)
-        notes = [Note(60, 0, 100_000, 80), Note(67, 1_500_000, 100_000, 80)]
-        return type("G", (), {"score": Score(notes=notes)})()
+        seen.append({"primer": list(primer or []), "seconds": seconds, "spec": spec_})
+        toks = [*(primer or []), *sampled, tk.TIME_SHIFT, tk.NOTE_OFF + 67]
+        return type("G", (), {"score": tk.decode(toks), "tokens": toks, "events": 2})()
 
     monkeypatch.setattr(gm, "generate", fake)
     call = [
@@ -184,11 +188,16 @@ def test_the_call_is_the_primer(spec: PianoSpec, monkeypatch: pytest.MonkeyPatch
         Note(64, 250_000, 200_000, 90),
         Note(20, 500_000, 100_000, 90),
     ]
-    out = continue_phrase(None, spec, call, 1.0, RespondOptions())
-    assert seen["primer"] == tk.encode(Score(notes=call[:2]))  # the unplayable note left out
-    assert seen["spec"] is spec  # the generation is masked to the spec
-    assert seen["seconds"] == pytest.approx(0.45 + 1.0)
-    assert out == [Note(67, 0, 100_000, 80)]  # the notes after the call, from 0
+    parts = list(answer_chunks(None, spec, call, 2.0, RespondOptions(), first_s=0.8))
+    primer = tk.encode(Score(notes=call[:2]))  # the note the robot cannot play left out
+    assert seen[0]["primer"] == primer and seen[0]["spec"] is spec  # masked to the spec
+    assert seen[0]["seconds"] == pytest.approx(0.45 + 0.8)  # the call, then the first part
+    # the rest is sampled on from the call and the first part, to the answer's length
+    assert seen[1]["primer"] == primer + sampled
+    assert seen[1]["seconds"] == pytest.approx(0.45 + 2.0)
+    (n,) = parts[0]  # after the call: the sampled G4, from 0, closed 10 ms later
+    assert (n.pitch, n.onset_us, n.duration_us) == (67, 0, 10_000)
+    assert len(parts) == 2 and parts[1][0].pitch == 67 and parts[1][0].onset_us == 100_000
 
 
 @pytest.mark.skipif(not HAS_TORCH or not MODEL.exists(), reason="needs torch and the model")

@@ -25,11 +25,12 @@ Everything it measures is in :attr:`Responder.stats` (``--report``: ``live.respo
 from __future__ import annotations
 
 import importlib
+import itertools
 import logging
 import math
 import multiprocessing as mp
 import statistics
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,7 +42,8 @@ from ..score import Note, Score
 from .planner import LivePlanner
 
 __all__ = [
-    "InlineGenerator", "ProcessGenerator", "RespondOptions", "Responder", "continue_phrase",
+    "InlineGenerator", "ProcessGenerator", "RespondOptions", "Responder", "answer_chunks",
+    "continue_phrase",
     "pulse_us", "start_on_pulse",
 ]  # fmt: skip
 
@@ -112,59 +114,97 @@ def start_on_pulse(
     return earliest_us
 
 
-def continue_phrase(
+FIRST_CHUNK_S = 0.8  # the answer's first part, generated alone so it is ready at once
+
+
+def answer_chunks(
     model: Any, spec: Any, call: list[Note], answer_s: float, options: RespondOptions,
-    calibration: Any = None,
-) -> list[Note]:  # fmt: skip
-    """The model's continuation of ``call`` (onsets from the call's first, µs): the notes
-    after it, their onsets from the answer's first note. The call is the primer; if the
-    mask refuses it (a repeat the robot cannot play), its pitches one after the other,
-    then no primer."""
+    calibration: Any = None, first_s: float = FIRST_CHUNK_S,
+) -> Iterator[list[Note]]:  # fmt: skip
+    """The model's continuation of ``call`` (onsets from the call's first, µs), in two
+    parts: the first ``first_s`` (quick to sample: ready by the end of turn), then the
+    rest (sampled on from the call and the first part while the first plays). Onsets
+    are from the answer's first note. The call is the primer; if the mask refuses it (a
+    repeat the robot cannot play), its pitches one after the other, then no primer."""
     # the model is an optional extra (torch): imported by name, at run time only
     tk = importlib.import_module("robo_player.model.tokenizer")
     gm = importlib.import_module("robo_player.model.generate")
-    generate, primer_tokens = gm.generate, gm.primer_tokens
+
+    def span_us(toks: list[int]) -> int:
+        return (
+            sum(t - tk.TIME_SHIFT + 1 for t in toks if tk.TIME_SHIFT <= t < tk.VELOCITY)
+            * tk.STEP_US
+        )
+
+    def gen(primer: list[int] | None, seconds: float) -> Any:
+        return gm.generate(model, spec, seconds, primer=primer, temperature=options.temperature,
+                           top_p=options.top_p, seed=options.seed, calibration=calibration)  # fmt: skip
 
     playable = [n for n in call if spec.has_pitch(n.pitch)]
     primers: list[list[int] | None] = []
     if playable:
         primers.append(tk.encode(Score(notes=playable)))
-        primers.append(primer_tokens([n.pitch for n in playable[-8:]]))
+        primers.append(gm.primer_tokens([n.pitch for n in playable[-8:]]))
     primers.append(None)
+    first = min(first_s, answer_s)
     for primer in primers:
-        end = 0
-        if primer:
-            end = sum(tok - tk.TIME_SHIFT + 1 for tok in primer
-                      if tk.TIME_SHIFT <= tok < tk.VELOCITY) * tk.STEP_US  # fmt: skip
+        end = span_us(primer or [])
         try:
-            g = generate(model, spec, end / 1e6 + answer_s, primer=primer,
-                         temperature=options.temperature, top_p=options.top_p,
-                         seed=options.seed, calibration=calibration)  # fmt: skip
+            g = gen(primer, end / 1e6 + first)
         except ModelError as err:
             log.info("respond: primer refused (%s); trying a plainer one", err)
             continue
         notes = sorted((n for n in g.score.notes if n.onset_us >= end), key=lambda n: n.onset_us)
-        if notes:
-            t0 = notes[0].onset_us
-            return [Note(n.pitch, n.onset_us - t0, n.duration_us, n.velocity) for n in notes]
-    return []
+        if not notes:
+            continue
+        t0 = notes[0].onset_us
+        yield [Note(n.pitch, n.onset_us - t0, n.duration_us, n.velocity) for n in notes]
+        if answer_s <= first:
+            return
+        # on from the call and the first part (its closing releases left out)
+        p2 = list(g.tokens[: len(primer or []) + g.events])
+        end2 = span_us(p2)
+        g2 = gen(p2, end / 1e6 + answer_s)
+        # notes struck at the very end of the first part are in it already
+        done = [n.pitch for n in notes if n.onset_us == end2]
+        rest = []
+        for n in sorted(g2.score.notes, key=lambda n: n.onset_us):
+            if n.onset_us == end2 and n.pitch in done:
+                done.remove(n.pitch)
+            elif n.onset_us >= end2:
+                rest.append(Note(n.pitch, n.onset_us - t0, n.duration_us, n.velocity))
+        yield rest
+        return
+    yield []
+
+
+def continue_phrase(
+    model: Any, spec: Any, call: list[Note], answer_s: float, options: RespondOptions,
+    calibration: Any = None,
+) -> list[Note]:  # fmt: skip
+    """The whole answer at once (:func:`answer_chunks` joined)."""
+    return [
+        n for part in answer_chunks(model, spec, call, answer_s, options, calibration) for n in part
+    ]
 
 
 Generate = Callable[[list[Note], float], list[Note]]
 
 
 class InlineGenerator:
-    """Generates on request in the caller's thread (virtual-time runs and tests)."""
+    """Generates on request in the caller's thread (virtual-time runs and tests): ``fn``
+    gives the whole answer, one part."""
 
     def __init__(self, fn: Generate) -> None:
         self.fn = fn
-        self._done: dict[int, list[Note]] = {}
+        self._parts: dict[int, list[list[Note]]] = {}
 
     def request(self, req: int, call: list[Note], answer_s: float) -> None:
-        self._done = {req: self.fn(call, answer_s)}
+        self._parts = {req: [self.fn(call, answer_s)]}
 
-    def result(self, req: int) -> list[Note] | None:
-        return self._done.get(req)
+    def take(self, req: int) -> list[list[Note]]:
+        """The parts of request ``req``'s answer that came since the last take."""
+        return self._parts.pop(req, [])
 
     def close(self) -> None:
         pass
@@ -175,7 +215,6 @@ def _worker(conn: Any, model_path: str, spec_name: str, cal_path: str | None,
     from ..spec import load_spec
 
     load_model = importlib.import_module("robo_player.model.checkpoint").load_model
-
     spec = load_spec(spec_name)
     cal = None
     if cal_path:
@@ -190,16 +229,18 @@ def _worker(conn: Any, model_path: str, spec_name: str, cal_path: str | None,
             return
         req, call, answer_s = item
         try:
-            notes = continue_phrase(model, spec, call, answer_s, options, cal)
+            for part in answer_chunks(model, spec, call, answer_s, options, cal):
+                conn.send((req, part))
+                if conn.poll():
+                    break  # a newer call is waiting: this answer is stale
         except Exception as err:  # noqa: BLE001 - reported to the live process, never fatal
             log.warning("respond: generation failed: %s", err)
-            notes = []
-        conn.send((req, notes))
+            conn.send((req, []))
 
 
 class ProcessGenerator:
     """The model in a worker process: the live loop hands it a call and polls for the
-    answer, never waiting for the model (nor for the GIL while it samples)."""
+    answer's parts, never waiting for the model (nor for the GIL while it samples)."""
 
     def __init__(self, model_path: str | Path, spec_name: str, options: RespondOptions,
                  calibration_path: str | None = None) -> None:  # fmt: skip
@@ -214,16 +255,17 @@ class ProcessGenerator:
             self.close()
             raise ModelError(f"--respond {model_path}: the model did not load within 60 s")
         self.conn.recv()
-        self._done: dict[int, list[Note]] = {}
+        self._parts: dict[int, list[list[Note]]] = {}
 
     def request(self, req: int, call: list[Note], answer_s: float) -> None:
+        self._parts = {}
         self.conn.send((req, call, answer_s))
 
-    def result(self, req: int) -> list[Note] | None:
+    def take(self, req: int) -> list[list[Note]]:
         while self.conn.poll():
             r, notes = self.conn.recv()
-            self._done = {r: notes}
-        return self._done.get(req)
+            self._parts.setdefault(r, []).append(notes)
+        return self._parts.pop(req, [])
 
     def close(self) -> None:
         try:
@@ -243,6 +285,7 @@ class RespondStats:
     answer_notes: int = 0  # answer notes handed to the planner
     stopped: int = 0  # answers the player cut short
     empty: int = 0  # answers the model gave no note for
+    late_part_notes: int = 0  # notes of an answer's later part that came too late to be on time
     end_of_turn_us: list[int] = field(default_factory=list)  # found - last key up
     ended_at_us: list[int] = field(default_factory=list)  # when each turn ended
     first_note_us: list[int] = field(default_factory=list)  # first sound - end of turn
@@ -254,7 +297,7 @@ class RespondStats:
         return {
             "turns": self.turns, "by_call_done_cc": self.by_cc, "answers": self.answers,
             "answer_notes": self.answer_notes, "stopped_by_player": self.stopped,
-            "empty_answers": self.empty,
+            "empty_answers": self.empty, "late_part_notes": self.late_part_notes,
             "end_of_turn_after_last_key_up_ms": quantiles_ms([float(x) for x in self.end_of_turn_us]),
             "first_note_after_end_of_turn_ms": quantiles_ms([float(x) for x in self.first_note_us]),
         }  # fmt: skip
@@ -280,6 +323,8 @@ class Responder:
         self.answer_ids: set[int] = set()
         self.answering = False  # from the answer's start until its last note has ended
         self.answer_end = 0  # when the answer's last note ends (µs)
+        self.answer_start = 0  # when its first note sounds (µs)
+        self._seq = itertools.count()
 
     # -- the player ----------------------------------------------------------------------
     def heard(self, session: Any, msg: Any, t_us: int) -> None:
@@ -332,10 +377,12 @@ class Responder:
             and self.last_up is not None and t_us - self.last_up >= self.o.silence_us
         ):  # fmt: skip
             self._end_turn(t_us)
-        if self.ended_at is not None:
-            notes = self.gen.result(self.req)
-            if notes is not None:
-                self._schedule(t_us, notes)
+        if self.ended_at is not None or self.answering:
+            for part in self.gen.take(self.req):
+                if self.ended_at is not None:
+                    self._schedule(t_us, part)
+                elif self.answering:
+                    self._extend(t_us, part)
         while self.queue and self.queue[0][0] <= t_us:
             t, _, msg, delay = self.queue.pop(0)
             session.feed(msg, max(t, session._now), delay_us=delay)
@@ -394,32 +441,43 @@ class Responder:
             self.stats.empty += 1
             self.call = []
             return
-        p = self.planner
-        lead = p.options.lead_us + self.o.margin_us
-
-        def delay(n: Note) -> int:
-            key = p._key_of(n.pitch)
-            return (p.oracle.drive(key, n.velocity).latency_us if key is not None else 0) + lead
-
         first = notes[0]
-        earliest = t_us + delay(first)
+        earliest = t_us + self._delay(first)
         onsets = [n[1] for n in self.call]
         start = start_on_pulse(end, earliest, max(onsets), pulse_us(onsets), self.o.window_us)
         # a note that would have to be handed over before now moves the whole answer
-        slip = max(0, max(t_us - (start + n.onset_us - delay(n)) for n in notes))
-        start += slip
-        q: list[tuple[int, int, Any, int]] = []
-        for i, n in enumerate(notes):
-            d = delay(n)
-            on = start + n.onset_us
-            q.append(
-                (on - d, 2 * i + 1, mido.Message("note_on", note=n.pitch, velocity=n.velocity), d)
-            )
-            q.append((on + n.duration_us - d, 2 * i, mido.Message("note_off", note=n.pitch), d))
-        q.sort(key=lambda x: (x[0], x[1]))
-        self.queue = q
-        self.answer_end = start + max(n.onset_us + n.duration_us for n in notes)
+        start += max(0, max(t_us - (start + n.onset_us - self._delay(n)) for n in notes))
+        self.answer_start = start
+        self.queue = []
+        self.answer_end = 0
+        self._queue_notes(notes)
         self.answering = True
         self.stats.answers += 1
-        self.stats.answer_notes += len(notes)
         self.stats.first_note_us.append(start - end)
+
+    def _extend(self, t_us: int, notes: list[Note]) -> None:
+        """The answer's next part came while its first plays: queue it on."""
+        late = sum(1 for n in notes if self.answer_start + n.onset_us - self._delay(n) < t_us)
+        self.stats.late_part_notes += late
+        self._queue_notes(notes)
+
+    def _delay(self, n: Note) -> int:
+        """An answer note is handed over its key's latency + lead + margin before it sounds."""
+        p = self.planner
+        key = p._key_of(n.pitch)
+        lat = p.oracle.drive(key, n.velocity).latency_us if key is not None else 0
+        return lat + p.options.lead_us + self.o.margin_us
+
+    def _queue_notes(self, notes: list[Note]) -> None:
+        for n in notes:
+            d = self._delay(n)
+            on = self.answer_start + n.onset_us
+            k = next(self._seq)
+            on_msg = mido.Message("note_on", note=n.pitch, velocity=n.velocity)
+            self.queue.append((on - d, 2 * k + 1, on_msg, d))
+            self.queue.append(
+                (on + n.duration_us - d, 2 * k, mido.Message("note_off", note=n.pitch), d)
+            )
+            self.answer_end = max(self.answer_end, on + n.duration_us)
+        self.queue.sort(key=lambda x: (x[0], x[1]))
+        self.stats.answer_notes += len(notes)
