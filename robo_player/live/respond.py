@@ -114,7 +114,7 @@ def start_on_pulse(
     return earliest_us
 
 
-FIRST_CHUNK_S = 0.8  # the answer's first part, generated alone so it is ready at once
+FIRST_CHUNK_S = 0.5  # the answer's first part, generated alone so it is ready at once
 
 
 def answer_chunks(
