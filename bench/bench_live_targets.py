@@ -34,7 +34,7 @@ from robo_player.live.respond import (  # noqa: E402
     Responder,
     RespondOptions,
 )  # fmt: skip
-from robo_player.live.session import run_realtime, run_virtual  # noqa: E402
+from robo_player.live.session import LiveSession, run_realtime, run_virtual  # noqa: E402
 from robo_player.score import Note  # noqa: E402
 from robo_player.spec import load_spec  # noqa: E402
 
@@ -128,12 +128,16 @@ def rate(spec: Any, cal: Any, pitches: list[int], a: Any) -> None:
                         return src.t0 is not None and time.perf_counter() - src.t0 > end
 
                     def tick(s: Any, p: LivePlanner = planner, q: list = qlen) -> None:
-                        q.append(len(p._queue))
+                        q.append(p.pending())
 
-                    _, session = run_realtime(dev, planner, src, until=until, on_tick=tick)
+                    run_realtime(dev, planner, src, until=until, on_tick=tick)
                 else:
-                    _, session = run_virtual(dev, planner, evs)
-                    qlen = [1]
+                    s = LiveSession(dev, planner)
+                    s.start()
+                    for t, m in evs:
+                        s.feed(m, round(t * 1e6))
+                        qlen.append(planner.pending())
+                    s.stop(round(evs[-1][0] * 1e6) + 500_000)
             o = planner.stats.outcomes
             lost = sum(v for k, v in o.items() if k not in ("on_time", "late"))
             q1, q2 = queue_growth(qlen)
