@@ -15,6 +15,8 @@ hidden truth, only the keys played), as a user does before playing.
     .venv/bin/python bench/bench_live.py                      # sim://, both modes
     .venv/bin/python bench/bench_live.py --port vmcu:// --notes 150
     .venv/bin/python bench/bench_live.py --port fw-host:// --realtime --notes 100 --gap-s 0.03 0.07
+
+issue 12's targets as one table: bench/bench_live_targets.py
 """
 
 from __future__ import annotations
