@@ -173,11 +173,11 @@ def cmd_live(args: argparse.Namespace) -> int:
             print(
                 f"listening on {getattr(source, 'name', args.midi_in or args.virtual)} (Ctrl-C stops)"
             )
+    if args.rt_priority is not None:
+        _rt_priority(args.rt_priority)  # (before the model's worker starts: it inherits it)
     responder = None
     if respond is not None:
         responder = _responder(args, spec, planner, respond, virtual_time)
-    if args.rt_priority is not None:
-        _rt_priority(args.rt_priority)
     opts: dict[str, Any] = {}
     if args.truth_seed is not None and scheme == "sim":
         opts["truth_seed"] = args.truth_seed
@@ -235,11 +235,14 @@ def cmd_live(args: argparse.Namespace) -> int:
     if interrupted and session is not None:
         print(f"live: stopped: {session.stop_reason}; every output is off", file=sys.stderr)
     if not args.quiet:
-        st = planner.stats
+        st, lv = planner.stats, stats["live"]
         line = (
-            f"live: {st.notes_in} notes in, outcomes {dict(st.outcomes)}, "
+            f"live: {lv['notes_in']} notes in, outcomes {lv['outcomes']}, "
             f"{st.offs_in_flight} note-offs in flight, {st.panics} panics"
         )
+        if responder is not None:
+            r = responder.stats
+            line += f"; {r.turns} turns, {r.answers} answers ({r.answer_notes} notes)"
         dev = stats["live"].get("onset_deviation_ms")
         if dev:
             line += f"; heard onset - message - D: p50 {dev['p50']} ms, p99 {dev['p99']} ms"

@@ -10,8 +10,9 @@ the performance model continues their phrase on the robot, then gives the turn b
   next point of the call's beat grid (the beat, or its half, quarter or eighth: the
   coarsest that is reached within ``window_us`` of the end of turn) that the first note
   can make.
-- **Speculation**: generation starts the moment every key is up (in a worker process,
-  so the live loop never waits for the model); a player who plays on discards it.
+- **Speculation**: generation starts once every key has been up ``speculate_us``
+  (100 ms; in a worker process, so the live loop never waits for the model); a player
+  who plays on discards it.
 - **Each answer note is planned ahead like a file's note**: it is handed to the live
   planner ``latency(velocity) + lead + margin`` before it must sound, so loud and soft
   notes sound on their times.
@@ -62,6 +63,9 @@ class RespondOptions:
     # rest is for the actuation's own error)
     window_us: int = 95_000
     margin_us: int = 2_000
+    # start generating once every key has been up this long (legato playing lifts every
+    # key for an instant between notes: no answer is started for those)
+    speculate_us: int = 100_000
     temperature: float = 1.0
     top_p: float = 0.95
     seed: int = 0
@@ -225,6 +229,8 @@ def _worker(conn: Any, model_path: str, spec_name: str, cal_path: str | None,
     conn.send(("ready", None))
     while True:
         item = conn.recv()
+        while item is not None and conn.poll():
+            item = conn.recv()  # only the newest call counts: the others are stale
         if item is None:
             return
         req, call, answer_s = item
@@ -285,6 +291,7 @@ class RespondStats:
     answer_notes: int = 0  # answer notes handed to the planner
     stopped: int = 0  # answers the player cut short
     empty: int = 0  # answers the model gave no note for
+    louder: int = 0  # answer notes played louder than the model asked, to be on time
     late_part_notes: int = 0  # notes of an answer's later part that came too late to be on time
     end_of_turn_us: list[int] = field(default_factory=list)  # found - last key up
     ended_at_us: list[int] = field(default_factory=list)  # when each turn ended
@@ -298,6 +305,7 @@ class RespondStats:
             "turns": self.turns, "by_call_done_cc": self.by_cc, "answers": self.answers,
             "answer_notes": self.answer_notes, "stopped_by_player": self.stopped,
             "empty_answers": self.empty, "late_part_notes": self.late_part_notes,
+            "notes_louder": self.louder,
             "end_of_turn_after_last_key_up_ms": quantiles_ms([float(x) for x in self.end_of_turn_us]),
             "first_note_after_end_of_turn_ms": quantiles_ms([float(x) for x in self.first_note_us]),
         }  # fmt: skip
@@ -345,8 +353,7 @@ class Responder:
                         n[2] = t_us
                         break
                 if not self.down:
-                    self.last_up = t_us
-                    self._speculate()
+                    self.last_up = t_us  # tick starts the model once the keys stay up
         elif kind == "control_change" and msg.control == self.o.call_done_cc and msg.value > 0:
             if self.call and not self.answering and self.ended_at is None:
                 for n in self.call:
@@ -372,6 +379,12 @@ class Responder:
 
     # -- the loop ------------------------------------------------------------------------
     def tick(self, session: Any, t_us: int) -> None:
+        if (
+            not self.requested and self.ended_at is None and not self.answering
+            and self.call and not self.down and self.last_up is not None
+            and t_us - self.last_up >= self.o.speculate_us
+        ):  # fmt: skip
+            self._speculate()  # every key has stayed up a while: start the answer
         if (
             self.ended_at is None and not self.answering and self.call and not self.down
             and self.last_up is not None and t_us - self.last_up >= self.o.silence_us
@@ -402,7 +415,8 @@ class Responder:
         if self.answering:
             return max(0.0, (self.answer_end - t_us) * 1e-6)
         if self.call and not self.down and self.last_up is not None:
-            return max(0.0, (self.last_up + self.o.silence_us - t_us) * 1e-6)
+            nxt = self.last_up + (self.o.speculate_us if not self.requested else self.o.silence_us)
+            return max(0.0, (nxt - t_us) * 1e-6)
         return math.inf
 
     def close(self) -> None:
@@ -441,11 +455,16 @@ class Responder:
             self.stats.empty += 1
             self.call = []
             return
-        first = notes[0]
-        earliest = t_us + self._delay(first)
+        # a soft note is slow to sound (its key's latency): the answer's first notes are
+        # played as loud as needed to start within the window, and any note that would
+        # have to be handed over before now as loud as needed to be on time
+        latest = max(end + self.o.window_us, t_us)
+        notes = [self._louder(n, latest, t_us) if n.onset_us == 0 else n for n in notes]
+        earliest = t_us + self._delay(notes[0])
         onsets = [n[1] for n in self.call]
         start = start_on_pulse(end, earliest, max(onsets), pulse_us(onsets), self.o.window_us)
-        # a note that would have to be handed over before now moves the whole answer
+        notes = [self._louder(n, start + n.onset_us, t_us) for n in notes]
+        # a note that still could not make it (even at 127) moves the whole answer
         start += max(0, max(t_us - (start + n.onset_us - self._delay(n)) for n in notes))
         self.answer_start = start
         self.queue = []
@@ -455,8 +474,20 @@ class Responder:
         self.stats.answers += 1
         self.stats.first_note_us.append(start - end)
 
+    def _louder(self, n: Note, sound_us: int, t_us: int) -> Note:
+        """``n`` at the softest velocity (from its own up) that sounds at ``sound_us``
+        when handed over no earlier than ``t_us``."""
+        v = n.velocity
+        while v < 127 and sound_us - self._delay(Note(n.pitch, 0, 1, v)) < t_us:
+            v += 1
+        if v == n.velocity:
+            return n
+        self.stats.louder += 1
+        return Note(n.pitch, n.onset_us, n.duration_us, v)
+
     def _extend(self, t_us: int, notes: list[Note]) -> None:
         """The answer's next part came while its first plays: queue it on."""
+        notes = [self._louder(n, self.answer_start + n.onset_us, t_us) for n in notes]
         late = sum(1 for n in notes if self.answer_start + n.onset_us - self._delay(n) < t_us)
         self.stats.late_part_notes += late
         self._queue_notes(notes)
