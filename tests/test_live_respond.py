@@ -244,3 +244,24 @@ def test_live_respond_from_the_command_line(tmp_path: Path, capsys: Any) -> None
     r = doc["live"]["respond"]
     assert r["turns"] == 1 and r["answers"] == 1 and r["answer_notes"] > 0
     assert doc["live"]["notes_in"] == doc["notes_in"] == 8  # the player's notes only
+
+
+def test_a_soft_first_note_is_played_louder_so_the_answer_starts_in_time(
+    spec: PianoSpec, cal: Calibration
+) -> None:
+    soft = [Note(72, 0, 150_000, 20), Note(74, 250_000, 150_000, 20)]  # ~300 ms to sound
+    ev = phrase(0.2, [60, 62, 64, 65])  # last key up 1.15 s, end of turn 1.45 s
+    perf, session, r, _ = respond(spec, cal, ev, soft)
+    assert r.stats.louder >= 1
+    (first, *_) = answer_onsets(perf, 1_450_000)
+    assert first <= 1_450_000 + 100_000
+    assert r.stats.first_note_us[0] <= 100_000
+
+
+def test_legato_playing_starts_the_model_once_not_at_every_note(
+    spec: PianoSpec, cal: Calibration
+) -> None:
+    ev = phrase(0.2, [60, 62, 64, 65, 67, 65, 64, 62], art=1.0)  # each off with the next on
+    _, _, r, calls = respond(spec, cal, ev)
+    assert len(calls) == 1 and len(calls[0][0]) == 8  # the whole call, once
+    assert r.stats.turns == 1
