@@ -265,3 +265,12 @@ def test_legato_playing_starts_the_model_once_not_at_every_note(
     _, _, r, calls = respond(spec, cal, ev)
     assert len(calls) == 1 and len(calls[0][0]) == 8  # the whole call, once
     assert r.stats.turns == 1
+
+
+def test_a_silence_shorter_than_the_speculation_delay_still_gets_an_answer(
+    spec: PianoSpec, cal: Calibration
+) -> None:
+    perf, _, r, calls = respond(spec, cal, phrase(0.2, [60, 62, 64]), silence_us=60_000)
+    assert r.stats.turns == 1 and r.stats.answers == 1 and len(calls) == 1
+    assert r.stats.end_of_turn_us == [60_000]
+    assert answer_onsets(perf, 900_000)

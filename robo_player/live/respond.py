@@ -361,8 +361,6 @@ class Responder:
                         n[2] = t_us
                 self.down.clear()
                 self.last_up = t_us
-                if not self.requested:
-                    self._speculate()
                 self._end_turn(t_us, by_cc=True)
 
     def stop(self, t_us: int) -> None:
@@ -415,7 +413,10 @@ class Responder:
         if self.answering:
             return max(0.0, (self.answer_end - t_us) * 1e-6)
         if self.call and not self.down and self.last_up is not None:
-            nxt = self.last_up + (self.o.speculate_us if not self.requested else self.o.silence_us)
+            wait = self.o.silence_us
+            if not self.requested:
+                wait = min(wait, self.o.speculate_us)
+            nxt = self.last_up + wait
             return max(0.0, (nxt - t_us) * 1e-6)
         return math.inf
 
@@ -440,6 +441,8 @@ class Responder:
         self.gen.request(self.req, notes, answer_s)
 
     def _end_turn(self, t_us: int, by_cc: bool = False) -> None:
+        if not self.requested:
+            self._speculate()  # (a silence shorter than speculate_us)
         self.stats.turns += 1
         self.stats.by_cc += by_cc
         if self.last_up is not None:
