@@ -15,6 +15,8 @@ hidden truth, only the keys played), as a user does before playing.
     .venv/bin/python bench/bench_live.py                      # sim://, both modes
     .venv/bin/python bench/bench_live.py --port vmcu:// --notes 150
     .venv/bin/python bench/bench_live.py --port fw-host:// --realtime --notes 100 --gap-s 0.03 0.07
+
+issue 12's targets as one table: bench/bench_live_targets.py
 """
 
 from __future__ import annotations
@@ -69,6 +71,7 @@ class TimedSource:
         self.t0: float | None = None
         self.wait_s: list[float] = []  # per note-on: poll time - its due time
         self.other_wait_s: list[float] = []  # ... and per other message
+        self.arrived_at: float | None = None  # when the message polled last was due
 
     def poll(self) -> Any:
         now = time.perf_counter()
@@ -76,12 +79,19 @@ class TimedSource:
             self.t0 = now
         if self.evs and self.evs[0][0] <= now - self.t0:
             t, m = self.evs.pop(0)
+            self.arrived_at = self.t0 + t
             if m.type == "note_on":
                 self.wait_s.append(now - self.t0 - t)
             else:
                 self.other_wait_s.append(now - self.t0 - t)
             return m
         return None
+
+    def wait(self, timeout_s: float) -> None:
+        if self.t0 is not None and self.evs:
+            timeout_s = min(timeout_s, max(0.0, self.t0 + self.evs[0][0] - time.perf_counter()))
+        if timeout_s > 0:
+            time.sleep(timeout_s)
 
     def close(self) -> None:
         pass

@@ -56,8 +56,11 @@ ALLOWED: dict[str, frozenset[str]] = {
     # the calibrator plans test strikes and plays them through the Device interface
     "calibrator": UTIL | {"spec", "plan", "rules", "planner", "performance", "driver"},
     # live input is a source next to the planner: it plans each MIDI message as it arrives
-    # and streams the commands through the Device interface (driver.ports), never sim
-    "live": UTIL | {"score", "midi", "spec", "plan", "rules", "planner", "performance", "driver"},
+    # and streams the commands through the Device interface (driver.ports), never sim;
+    # call and response generates with the model, --report writes the file report's keys
+    "live": UTIL
+    | {"score", "midi", "spec", "plan", "rules", "planner", "performance", "driver", "model"}
+    | {"report"},
     # device side
     "protocol": UTIL,
     "driver": UTIL | {"spec", "plan", "rules", "performance", "actuation", "protocol"},

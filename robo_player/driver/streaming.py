@@ -80,6 +80,7 @@ class StreamRun:
         self._rx_gap_max = 2 * session.cfg.keepalive_s
         self.finished = False
         self._finishing = False
+        self._wake = False  # commands came since the last step: it does not wait
         session._next_status = session.now()
         session._streaming = True
 
@@ -101,6 +102,7 @@ class StreamRun:
             self.time0 = self.s.now() + self.s.cfg.start_delay_s - cmds[0].t_us * 1e-6
             self.tl.start(self.time0)
         self.cmds.extend(cmds)
+        self._wake = True  # the next step sends them and returns at once (no idle wait)
 
     def t_us_now(self) -> float:
         """The device's performance time now (µs; -inf before the first command)."""
@@ -109,17 +111,26 @@ class StreamRun:
         return (self.s.now() - self.time0) * 1e6
 
     def advance(self, until_t_us: int, progress: Progress | None = None) -> None:
-        """Keep streaming until performance time ``until_t_us`` (or a fault)."""
-        while self.error is None and self.t_us_now() < until_t_us:
-            self.step(progress)
+        """Keep streaming until performance time ``until_t_us`` (or a fault); the loop's
+        read waits no longer than the time left, so it returns once that time is reached."""
+        while self.error is None:
+            left_s = (until_t_us - self.t_us_now()) * 1e-6
+            if left_s <= 0:
+                break
+            self.step(progress, max_wait_s=left_s)
 
-    def step(self, progress: Progress | None = None) -> None:
-        """One round of the loop (a fault is kept in :attr:`error`, not raised)."""
+    def step(self, progress: Progress | None = None, max_wait_s: float = 0.02) -> None:
+        """One round of the loop (a fault is kept in :attr:`error`, not raised); its read
+        waits at most ``max_wait_s``, and not at all right after a :meth:`submit` (the
+        caller, a live loop, gets control back as soon as the commands are written)."""
         if self.error is not None:
             return
         before = self.s.link._last_rx
+        if self._wake:
+            self._wake = False
+            max_wait_s = 0.0
         try:
-            self._step(progress)
+            self._step(progress, max_wait_s)
         except (*STREAM_FAULTS,) as err:
             self._fault(err)
         after = self.s.link._last_rx
@@ -161,7 +172,7 @@ class StreamRun:
         s._write_output(s.now())
         self._new_packer()
 
-    def _step(self, progress: Progress | None) -> None:
+    def _step(self, progress: Progress | None, max_wait_s: float = 0.02) -> None:
         from .config import to_timed
         from .stream import _Sent
 
@@ -225,12 +236,12 @@ class StreamRun:
             progress(min(1.0, self.i / len(cmds)))
         if self.i >= len(cmds) and not len(self.packer):
             if not self._finishing:
-                s.pump(0.02)  # all sent: wait for more (finish goes on to drain)
+                s.pump(max_wait_s)  # all sent: wait for more (finish goes on to drain)
             return
         nxt = send_at
         if self.i < len(cmds) and not self.starved:
             nxt = min(nxt, time0 + cmds[self.i].t_us * 1e-6 - cfg.lead_max_s)
-        s.pump(min(0.02, max(0.0005, nxt - s.now())))
+        s.pump(min(max_wait_s, max(0.0005, nxt - s.now())))
 
     def _drain(self) -> None:
         """Wait for the device to run everything sent."""

@@ -8,7 +8,10 @@ business here as in the main CLI (``print`` is allowed in CLI modules).
 from __future__ import annotations
 
 import argparse
+import importlib
+import importlib.util
 import json
+import os
 import statistics
 import sys
 import time
@@ -17,7 +20,7 @@ from typing import Any
 from ..errors import TransportError, UsageError
 from ..performance import Performance
 from .inputs import DEFAULT_VIRTUAL_NAME, FILE_PREFIX, file_events, list_inputs, open_input
-from .measure import live_report
+from .measure import file_report
 from .planner import LatencyMode, LiveOptions, LivePlanner
 from .session import VIRTUAL_TIME_SCHEMES, LiveSession, run_realtime, run_virtual
 
@@ -44,6 +47,10 @@ def register(sub: Any) -> None:
     src.add_argument(
         "--virtual", metavar="NAME", nargs="?", const=DEFAULT_VIRTUAL_NAME,
         help=f"create a virtual MIDI port (default name {DEFAULT_VIRTUAL_NAME!r}; not on Windows)",
+    )  # fmt: skip
+    src.add_argument(
+        "--replay", metavar="FILE.mid",
+        help="feed a MIDI file through the live path in real time, as if a player sent it",
     )  # fmt: skip
     sp.add_argument("--latency", choices=[m.value for m in LatencyMode], default="fixed",
                     help="fixed: constant delay D for every note (default); lowest: each note "
@@ -72,6 +79,25 @@ def register(sub: Any) -> None:
         help="save what arrived and what was played, each on its own track",
     )  # fmt: skip
     sp.add_argument("--truth-seed", type=int, help="simulator: seed of the hidden key parameters")
+    sp.add_argument(
+        "--rt-priority", type=int, metavar="N",
+        help="run the live loop at real-time priority N (1..99, SCHED_FIFO; Linux, needs "
+        "the right: root or CAP_SYS_NICE); the latency figures in docs/live.md need it on a "
+        "busy machine",
+    )  # fmt: skip
+    rg = sp.add_argument_group("call and response")
+    rg.add_argument(
+        "--respond", metavar="MODEL", nargs="?", const="models/performance.pt",
+        help="when the player pauses, the model continues their phrase, then gives the turn "
+        "back (default model: models/performance.pt; needs the `model` extra)",
+    )  # fmt: skip
+    rg.add_argument("--respond-silence-ms", type=float, default=300.0,
+                    help="end of turn: every key up this long (default 300)")  # fmt: skip
+    rg.add_argument("--call-done-cc", type=int, metavar="N",
+                    help="end of turn at once on this controller (value > 0)")  # fmt: skip
+    rg.add_argument("--respond-length", type=float, default=1.0,
+                    help="the answer's length / the call's (default 1)")  # fmt: skip
+    rg.add_argument("--respond-seed", type=int, default=0, help="sampling seed (default 0)")
 
     sp = sub.add_parser(
         "ports",
@@ -113,8 +139,12 @@ def cmd_live(args: argparse.Namespace) -> int:
         cal = Calibration.load(args.calibration)
         cal.check_for(spec, args.calibration)
     planner = LivePlanner(spec, cal, _options(args))
+    if args.replay:
+        args.midi_in = FILE_PREFIX + args.replay
     if not (args.midi_in or args.virtual):
-        raise UsageError("live: give --midi-in NAME (or file:SONG.mid) or --virtual [NAME]")
+        raise UsageError(
+            "live: give --midi-in NAME (or file:SONG.mid), --replay FILE.mid or --virtual [NAME]"
+        )
     virtual_time = args.virtual_time
     if virtual_time and not (args.midi_in or "").startswith(FILE_PREFIX):
         raise UsageError("live: --virtual-time needs --midi-in file:SONG.mid")
@@ -123,6 +153,7 @@ def cmd_live(args: argparse.Namespace) -> int:
         raise UsageError(
             f"live: --virtual-time on {args.port!r}: only on {', '.join(s + '//' for s in VIRTUAL_TIME_SCHEMES)}"
         )
+    respond = _respond_options(args) if args.respond else None
     source = None
     if not virtual_time:
         try:
@@ -142,6 +173,11 @@ def cmd_live(args: argparse.Namespace) -> int:
             print(
                 f"listening on {getattr(source, 'name', args.midi_in or args.virtual)} (Ctrl-C stops)"
             )
+    if args.rt_priority is not None:
+        _rt_priority(args.rt_priority)  # (before the model's worker starts: it inherits it)
+    responder = None
+    if respond is not None:
+        responder = _responder(args, spec, planner, respond, virtual_time)
     opts: dict[str, Any] = {}
     if args.truth_seed is not None and scheme == "sim":
         opts["truth_seed"] = args.truth_seed
@@ -157,7 +193,9 @@ def cmd_live(args: argparse.Namespace) -> int:
             events = file_events(args.midi_in[len(FILE_PREFIX) :])
             if args.seconds is not None:
                 events = [e for e in events if e[0] <= args.seconds]
-            perf, session = run_virtual(dev, planner, events, record=bool(args.record))
+            perf, session = run_virtual(
+                dev, planner, events, record=bool(args.record), responder=responder
+            )
         else:
             assert source is not None
             t_end = None if args.seconds is None else time.monotonic() + args.seconds
@@ -170,8 +208,9 @@ def cmd_live(args: argparse.Namespace) -> int:
             status = _Status(planner, quiet=args.quiet)
             try:
                 perf, session = run_realtime(
-                    dev, planner, source, until=until, on_tick=status, record=bool(args.record)
-                )
+                    dev, planner, source, until=until, on_tick=status,
+                    record=bool(args.record), responder=responder,
+                )  # fmt: skip
             except TransportError as err:
                 print(
                     f"live: the device link was lost ({err}); the device's watchdog turns "
@@ -180,13 +219,11 @@ def cmd_live(args: argparse.Namespace) -> int:
                 )
                 raise
             interrupted = bool(session.stop_reason)
-    stats: dict[str, Any] = {"spec": spec.name, "port": args.port}
-    if session is not None:
-        stats["live"] = live_report(perf, session, planner)
-    else:
-        stats["live"] = {"notes_in": planner.stats.notes_in, **planner.stats.as_dict()}
-    stats["commands"] = perf.extra.get("commands") if perf else None
-    stats["heard"] = len(perf.heard) if perf is not None else None
+    assert perf is not None and session is not None
+    piece = args.midi_in or f"virtual:{args.virtual}"
+    stats = file_report(perf, session, planner, piece=piece, port=args.port, calibration=cal)
+    if responder is not None:
+        stats["live"]["respond"] = responder.stats.as_dict()
     if args.record and session is not None:
         from .record import write_record
 
@@ -198,16 +235,66 @@ def cmd_live(args: argparse.Namespace) -> int:
     if interrupted and session is not None:
         print(f"live: stopped: {session.stop_reason}; every output is off", file=sys.stderr)
     if not args.quiet:
-        st = planner.stats
+        st, lv = planner.stats, stats["live"]
         line = (
-            f"live: {st.notes_in} notes in, outcomes {dict(st.outcomes)}, "
+            f"live: {lv['notes_in']} notes in, outcomes {lv['outcomes']}, "
             f"{st.offs_in_flight} note-offs in flight, {st.panics} panics"
         )
+        if responder is not None:
+            r = responder.stats
+            line += f"; {r.turns} turns, {r.answers} answers ({r.answer_notes} notes)"
         dev = stats["live"].get("onset_deviation_ms")
         if dev:
             line += f"; heard onset - message - D: p50 {dev['p50']} ms, p99 {dev['p99']} ms"
         print(line)
     return 0
+
+
+def _respond_options(args: argparse.Namespace) -> Any:
+    from pathlib import Path
+
+    from .respond import RespondOptions
+
+    if importlib.util.find_spec("torch") is None:
+        raise UsageError(
+            "--respond needs the performance model, which needs torch: "
+            "pip install 'robo_player[model]'"
+        )
+    if not Path(args.respond).is_file():
+        raise UsageError(f"--respond {args.respond}: no such model file")
+    return RespondOptions(
+        silence_us=round(args.respond_silence_ms * 1000),
+        call_done_cc=args.call_done_cc,
+        length=args.respond_length,
+        seed=args.respond_seed,
+    )
+
+
+def _responder(
+    args: argparse.Namespace, spec: Any, planner: LivePlanner, respond: Any, inline: bool
+) -> Any:
+    from .respond import InlineGenerator, ProcessGenerator, Responder, continue_phrase
+
+    if inline:  # virtual time: the model runs in line (time stands still meanwhile)
+        load_model = importlib.import_module("robo_player.model.checkpoint").load_model
+        model, _, _ = load_model(args.respond)
+        cal = planner.oracle.calibration if args.calibration else None
+        gen: Any = InlineGenerator(
+            lambda call, s: continue_phrase(model, spec, call, s, respond, cal)
+        )
+    else:
+        gen = ProcessGenerator(args.respond, args.spec, respond, args.calibration)
+    return Responder(planner, gen, respond)
+
+
+def _rt_priority(prio: int) -> None:
+    if not 1 <= prio <= 99:
+        raise UsageError(f"--rt-priority: {prio} is out of range (allowed 1..99)")
+    try:
+        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(prio))
+    except (AttributeError, PermissionError, OSError) as err:
+        print(f"live: --rt-priority {prio}: not allowed here ({err}); running at normal "
+              "priority", file=sys.stderr)  # fmt: skip
 
 
 class _Status:

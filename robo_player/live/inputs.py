@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -27,6 +29,7 @@ __all__ = [
     "DEFAULT_VIRTUAL_NAME",
     "FileInput",
     "MidiPortError",
+    "PortInput",
     "file_events",
     "list_inputs",
     "open_input",
@@ -99,7 +102,9 @@ def open_input(
                 "(loopMIDI), create a port there, and open it with --midi-in NAME"
             )
         try:
-            return b.open_input(name or DEFAULT_VIRTUAL_NAME, virtual=True)
+            return PortInput(
+                lambda cb: b.open_input(name or DEFAULT_VIRTUAL_NAME, virtual=True, callback=cb)
+            )
         except Exception as err:
             raise _backend_error(err) from err
     names = list_inputs(b)
@@ -118,7 +123,7 @@ def open_input(
             raise MidiPortError(f"--midi-in {name!r}: no such MIDI input (available: {listed})")
         name = matches[0]
     try:
-        return b.open_input(name)
+        return PortInput(lambda cb: b.open_input(name, callback=cb))
     except Exception as err:
         raise _backend_error(err) from err
 
@@ -143,13 +148,14 @@ class FileInput:
     """A MIDI file replayed in real time as if it were a port: :meth:`poll` returns each
     message once its time (from the first poll) has come."""
 
-    def __init__(self, path: str | Path, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, path: str | Path, clock: Callable[[], float] = time.perf_counter) -> None:
         self.name = f"{FILE_PREFIX}{path}"
         self.events = file_events(path)
         self._clock = clock
         self._t0: float | None = None
         self._i = 0
         self.closed = False
+        self.arrived_at: float | None = None  # clock time the last message was due
 
     @property
     def done(self) -> bool:
@@ -159,9 +165,52 @@ class FileInput:
         if self._t0 is None:
             self._t0 = self._clock()
         if self._i < len(self.events) and self.events[self._i][0] <= self._clock() - self._t0:
+            self.arrived_at = self._t0 + self.events[self._i][0]
             self._i += 1
             return self.events[self._i - 1][1]
         return None
 
+    def wait(self, timeout_s: float) -> None:
+        """Sleep until the next message is due, at most ``timeout_s``."""
+        if self._t0 is not None and self._i < len(self.events):
+            due = self._t0 + self.events[self._i][0] - self._clock()
+            timeout_s = min(timeout_s, max(0.0, due))
+        if timeout_s > 0:
+            time.sleep(timeout_s)
+
     def close(self) -> None:
         self.closed = True
+
+
+class PortInput:
+    """A MIDI port opened with a callback: each message is stamped as it comes in
+    (``time.perf_counter``) and wakes :meth:`wait` at once, so the live loop never
+    sleeps through a message (rtmidi's own time stamps are not used)."""
+
+    def __init__(self, open_port: Callable[[Callable[[Any], None]], Any]) -> None:
+        self._q: deque[tuple[float, Any]] = deque()
+        self._ev = threading.Event()
+        self.port = open_port(self._on_message)
+        self.name = getattr(self.port, "name", "?")
+        self.arrived_at: float | None = None
+
+    def _on_message(self, msg: Any) -> None:  # rtmidi's thread
+        self._q.append((time.perf_counter(), msg))
+        self._ev.set()
+
+    def poll(self) -> Any:
+        if not self._q:
+            self._ev.clear()
+            if not self._q:  # nothing came between the test and the clear
+                if getattr(self.port, "closed", False):
+                    raise OSError(f"MIDI input {self.name!r} was closed")
+                return None
+        self.arrived_at, msg = self._q.popleft()
+        return msg
+
+    def wait(self, timeout_s: float) -> bool:
+        """Wait until a message comes (True) or ``timeout_s`` passes (False)."""
+        return self._ev.wait(timeout_s)
+
+    def close(self) -> None:
+        self.port.close()

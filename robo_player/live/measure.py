@@ -7,13 +7,23 @@ measured. Used by ``--report``, the bench and the tests.
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
+from typing import Any
 
 from ..performance import Performance
+from ..planner.report import Fate, NoteOutcome, PlanReport
 from .planner import LivePlanner
 from .session import LiveSession
 
-__all__ = ["Measured", "latencies", "live_report", "quantiles_ms"]
+__all__ = [
+    "Measured",
+    "file_report",
+    "latencies",
+    "live_plan_report",
+    "live_report",
+    "quantiles_ms",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +47,8 @@ def latencies(
         if a.outcome not in ("on_time", "late"):
             continue
         want = a.t_us + next(delays)
+        if a.answer:
+            continue  # the robot's own answer: no player's message to measure from
         cands = by_pitch.get(a.pitch, [])
         if not cands:
             continue
@@ -58,11 +70,69 @@ def quantiles_ms(xs: list[float]) -> dict[str, float] | None:
     return {"p50": q(0.5), "p99": q(0.99), "max": round(s[-1] / 1000, 3)}
 
 
+_DROP_REASONS = {
+    "merged": "merged: a repeat faster than the key can repeat (the key stayed down)",
+    "cancelled": "cancelled (a panic, or the answer stopped) before its strike was sent",
+    "dropped_rate": "over the note rate limit",
+    "dropped_out_of_range": "outside the instrument's range",
+    "dropped_heat": "coil heat limit",
+}
+
+
+def live_plan_report(session: LiveSession, planner: LivePlanner) -> PlanReport:
+    """The player's notes as a file's plan report: each note-on's intended time is its
+    arrival + ``D`` (fixed mode) or + its planned delay (lowest mode); a late note is
+    altered (by how much), merged/cancelled/dropped notes are dropped (why)."""
+    rep = PlanReport(spec_name=planner.spec.name, calibrated=planner.oracle.calibration.measured)
+    rep.supply_overloads = planner.stats.supply_overloads
+    delays = iter(planner.stats.delays_us)  # one per strike planned, in arrival order
+    fixed = planner.options.mode.value == "fixed"
+    for a in session.arrivals:
+        sounded = a.outcome in ("on_time", "late")
+        delay = next(delays) if sounded else 0
+        if a.answer:
+            continue
+        want = a.t_us + (planner.latency_us if fixed else delay)
+        fate, reason = Fate.PLAYED, None
+        changes: dict[str, int | float] = {}
+        if a.outcome == "late":
+            fate, changes = Fate.ALTERED, {"onset_us": a.t_us + delay - want}
+            reason = "could not make D (a key still returning, the supply busy, a soft velocity)"
+        elif not sounded:
+            fate, reason = Fate.DROPPED, _DROP_REASONS.get(a.outcome, a.outcome)
+        rep.outcomes.append(NoteOutcome(
+            len(rep.outcomes), a.pitch, planner._key_of(a.pitch) or a.pitch, fate,
+            a.t_us + delay if sounded else want, want, a.velocity, None, changes, reason,
+        ))  # fmt: skip
+    return rep
+
+
+def file_report(
+    perf: Performance, session: LiveSession, planner: LivePlanner, *, piece: str, port: str,
+    calibration: object = None,
+) -> dict[str, Any]:  # fmt: skip
+    """``--report``: the file report's keys (``docs/report.md``) for the player's notes,
+    plus ``live`` (:func:`live_report`)."""
+    from ..report import build_report
+
+    return build_report(
+        plan_report=live_plan_report(session, planner), performance=perf, piece=piece,
+        spec=planner.spec, port=port, calibration=calibration,
+        extra={"live": live_report(perf, session, planner)},
+    )  # fmt: skip
+
+
 def live_report(perf: Performance | None, session: LiveSession, planner: LivePlanner) -> dict:
     """The report's ``live`` section (issue 12): host latency, the mode and D, the onset
     deviation from D (fixed mode, where there is a sensor), the notes' fates."""
     st = planner.stats
     o = st.outcomes
+    notes_in = st.notes_in
+    if any(a.answer for a in session.arrivals):
+        # the answers' notes went through the planner too: count the player's alone
+        # (by their outcome on arrival)
+        o = Counter(a.outcome for a in session.arrivals if not a.answer)
+        notes_in = sum(o.values())
     fixed = planner.options.mode.value == "fixed"
     dev = None
     if perf is not None and perf.heard:
@@ -74,7 +144,7 @@ def live_report(perf: Performance | None, session: LiveSession, planner: LivePla
         "latency_mode": planner.options.mode.value,
         "latency_ms": round(planner.latency_us / 1000, 3) if fixed else None,
         "onset_deviation_ms": dev,
-        "notes_in": st.notes_in,
+        "notes_in": notes_in,
         "notes_sounded": o["on_time"] + o["late"],
         "notes_dropped": sum(v for k, v in o.items() if k.startswith("dropped")),
         "late": o["late"],

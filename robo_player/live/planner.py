@@ -32,17 +32,15 @@ from __future__ import annotations
 import heapq
 import itertools
 import logging
-from collections import Counter
-from dataclasses import dataclass, field
-from enum import Enum
 
 from ..errors import UsageError
 from ..plan import Command, Op, cc_to_counts
 from ..planner import rules
-from ..planner.constraints import PlanOptions, Playability, heat_after, pitch_name
+from ..planner.constraints import Playability, heat_after, pitch_name
 from ..planner.piano import _octave_shift, _wait_for_supply
 from ..spec.calibration import Calibration
 from ..spec.model import PianoSpec
+from .options import LatencyMode, LiveOptions, LiveStats
 
 __all__ = ["LatencyMode", "LiveOptions", "LivePlanner", "LiveStats"]
 
@@ -52,95 +50,6 @@ _INF = 1 << 62
 RELIEF_GUARD_US = 200  # a strike waiting for a pulse end goes this long after it
 # same-time order: releases first, then levels, then strikes (Plan.sort's order)
 _ORD = {Op.RELEASE: 0, Op.SET: 1, Op.MOVE: 1, Op.PULSE_HOLD: 2}
-
-
-class LatencyMode(Enum):
-    FIXED = "fixed"
-    LOWEST = "lowest"
-
-
-@dataclass(frozen=True, slots=True)
-class LiveOptions:
-    """How the live planner schedules (see the module doc).
-
-    ``latency_us``: ``D`` in fixed mode (None: from the calibration). ``margin_us``:
-    added to the slowest latency for the default ``D``. ``lead_us``: the earliest a
-    command can be scheduled after its message. ``min_velocity``: the quietest
-    velocity the default ``D`` covers (softer notes play as asked, late, and are counted).
-    """
-
-    mode: LatencyMode = LatencyMode.FIXED
-    latency_us: int | None = None
-    margin_us: int = 2_000
-    lead_us: int = 3_000
-    min_velocity: int = 1
-    # note-ons beyond a MIDI cable's rate are dropped (``dropped_rate``): a token bucket
-    # of ``max_notes_per_s`` with bursts of ``burst_notes`` (a 20-note chord and more)
-    max_notes_per_s: int = 1000
-    burst_notes: int = 64
-    plan: PlanOptions = field(default_factory=PlanOptions)
-
-    def __post_init__(self) -> None:
-        if not 0 <= self.lead_us <= 1_000_000:
-            raise UsageError(f"live lead_us: {self.lead_us} is out of range (allowed 0..1000000)")
-        if not 0 <= self.margin_us <= 1_000_000:
-            raise UsageError(
-                f"live margin_us: {self.margin_us} is out of range (allowed 0..1000000)"
-            )
-        if self.latency_us is not None and not 0 <= self.latency_us <= 5_000_000:
-            raise UsageError(
-                f"--latency-ms: {self.latency_us / 1000:g} is out of range (allowed 0..5000)"
-            )
-        if not 1 <= self.max_notes_per_s <= 100_000 or not 1 <= self.burst_notes <= 10_000:
-            raise UsageError(
-                f"live max_notes_per_s/burst_notes: {self.max_notes_per_s}/{self.burst_notes} "
-                "out of range (allowed 1..100000 / 1..10000)"
-            )
-        if not 1 <= self.min_velocity <= 127:
-            raise UsageError(
-                f"--min-velocity: {self.min_velocity} is out of range (allowed 1..127)"
-            )
-
-
-@dataclass(slots=True)
-class LiveStats:
-    """What happened to every message.
-
-    ``outcomes``: every note-on ends in exactly one: ``on_time``, ``late`` (fixed mode:
-    played as early as possible, after ``D``), ``merged`` (a repeat faster than the key
-    can repeat: the key held on instead), ``dropped_out_of_range``, ``dropped_heat``,
-    ``dropped_rate`` (over the note rate limit),
-    ``cancelled`` (a panic came before its strike was sent).
-    """
-
-    notes_in: int = 0
-    outcomes: Counter[str] = field(default_factory=Counter)
-    note_offs: int = 0
-    offs_in_flight: int = 0  # note-off before the strike's pulse had finished
-    offs_unmatched: int = 0  # note-off with no note on that key
-    pedal_events: int = 0
-    panics: int = 0
-    supply_waits: int = 0
-    supply_overloads: int = 0
-    ignored: Counter[str] = field(default_factory=Counter)  # message types not played
-    delays_us: list[int] = field(default_factory=list)  # planned sound - arrival, per strike
-
-    def accounted(self) -> bool:
-        return sum(self.outcomes.values()) == self.notes_in
-
-    def as_dict(self) -> dict[str, object]:
-        return {
-            "notes_in": self.notes_in,
-            "outcomes": dict(self.outcomes),
-            "note_offs": self.note_offs,
-            "offs_in_flight": self.offs_in_flight,
-            "offs_unmatched": self.offs_unmatched,
-            "pedal_events": self.pedal_events,
-            "panics": self.panics,
-            "supply_waits": self.supply_waits,
-            "supply_overloads": self.supply_overloads,
-            "ignored": dict(self.ignored),
-        }
 
 
 class _Entry:
@@ -207,6 +116,7 @@ class LivePlanner:
         self._voices: dict[int, _Voice] = {}  # key -> its latest voice
         self._sounding: dict[int, _Voice] = {}  # MIDI pitch -> voice it holds
         self._notes = itertools.count()
+        self.last_note = -1  # the id of the latest note-on (Command.note of its strike)
         self._tokens = float(o.burst_notes)
         self._tokens_t = 0
         self.played: dict[int, tuple[int, int]] = {}  # note -> (velocity, latency µs)
@@ -232,14 +142,16 @@ class LivePlanner:
 
     # -- messages ------------------------------------------------------------------------
 
-    def note_on(self, t_us: int, pitch: int, velocity: int) -> str:
-        """A note-on arrived at ``t_us``; returns its outcome (a key of ``outcomes``)."""
+    def note_on(self, t_us: int, pitch: int, velocity: int, delay_us: int | None = None) -> str:
+        """A note-on arrived at ``t_us``; returns its outcome (a key of ``outcomes``).
+        ``delay_us``: sound it this long after ``t_us`` whatever the mode (an answer
+        of call and response, planned ahead like a file's note); its note-off keeps it."""
         if velocity == 0:
             self.note_off(t_us, pitch)
             return "note_off"
         st = self.stats
         st.notes_in += 1
-        note = next(self._notes)
+        note = self.last_note = next(self._notes)
         if not self._take_token(t_us):
             return self._out(note, "dropped_rate", "over the note rate limit")
         key = self._key_of(pitch)
@@ -251,8 +163,8 @@ class LivePlanner:
         dc = self.oracle.drive(key, velocity)
         lat = dc.latency_us
         late = False
-        if o.mode is LatencyMode.FIXED:
-            s = t_us + self.latency_us - lat
+        if delay_us is not None or o.mode is LatencyMode.FIXED:
+            s = t_us + (self.latency_us if delay_us is None else delay_us) - lat
             if s < earliest:
                 s, late = earliest, True
         else:
@@ -397,6 +309,33 @@ class LivePlanner:
         for act in self.spec.actuators:
             self._push(Command(t, Op.RELEASE, act.index))
 
+    def cancel_notes(self, t_us: int, notes: set[int]) -> int:
+        """Silence the notes ``notes`` (ids, :attr:`last_note`) at once: a strike not yet
+        handed out is cancelled (counted ``cancelled``), a key already struck is released
+        in the next frame (its pulse cut). Returns how many strikes were cancelled."""
+        t = max(t_us + self.options.lead_us, self._floor)
+        n = 0
+        for key, v in list(self._voices.items()):
+            if v.note not in notes:
+                continue
+            if v.strike_entry is not None and v.strike_entry.state == 0:
+                v.strike_entry.state = -1
+                self.stats.outcomes["cancelled"] += 1
+                self._uncount(v.note)
+                if v.rel is not None and v.rel.state == 0:
+                    v.rel.state = -1
+                if v.item is not None and v.item in self.ledger.pulsing:
+                    self.ledger.pulsing.remove(v.item)  # its current is never drawn
+                del self._voices[key]
+                n += 1
+            elif v.rel is not None and v.rel.state == 0 and v.rel_t > t:
+                self._release(v, t)
+            v.owners = 0
+            for p, v0 in list(self._sounding.items()):
+                if v0 is v:
+                    del self._sounding[p]
+        return n
+
     def control(self, t_us: int, number: int, value: int) -> None:
         if number == 64:
             self.pedal(t_us, value)
@@ -470,9 +409,20 @@ class LivePlanner:
         self._tokens -= 1.0
         return True
 
+    def pending(self) -> int:
+        """Commands waiting (cancelled ones are dropped from the queue here)."""
+        self._queue = [x for x in self._queue if x[4].state == 0]
+        heapq.heapify(self._queue)
+        return len(self._queue)
+
     def _push(self, cmd: Command) -> _Entry:
         e = _Entry(cmd)
-        heapq.heappush(self._queue, (cmd.t_us, _ORD[cmd.op], cmd.actuator, next(self._seq), e))
+        seq = next(self._seq)
+        if seq % 256 == 255:
+            # a replanned release leaves its old entry in the heap until its time (up to
+            # the max on-time away): drop them now and then, so the queue does not grow
+            self.pending()
+        heapq.heappush(self._queue, (cmd.t_us, _ORD[cmd.op], cmd.actuator, seq, e))
         return e
 
     def _release(self, v: _Voice, t: int) -> None:
