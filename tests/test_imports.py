@@ -29,7 +29,7 @@ PKG = Path(robo_player.__file__).resolve().parent
 ROOT = "robo_player"
 
 # Small utilities any unit may import; they import only each other.
-UTIL = frozenset({"errors", "pitch", "fileio", "progress", "matching", "resources", ROOT})
+UTIL = frozenset({"errors", "pitch", "fileio", "progress", "matching", "resources", "voicing", ROOT})
 
 ALLOWED: dict[str, frozenset[str]] = {
     # utilities and neutral types
@@ -39,6 +39,7 @@ ALLOWED: dict[str, frozenset[str]] = {
     "progress": frozenset(),
     "matching": frozenset(),
     "resources": frozenset(),  # where the shipped specs, pieces and model are
+    "voicing": frozenset(),  # how loud a note of a velocity sounds (synthesis and hearing)
     "fileio": frozenset({"errors"}),
     "performance": UTIL,  # what a device reports: neutral ground for host and device side
     # sources
@@ -53,7 +54,9 @@ ALLOWED: dict[str, frozenset[str]] = {
     "planner": UTIL | {"score", "spec", "plan", "rules"},
     "actuation": UTIL | {"spec", "plan", "performance"},  # what a plan op does to an output
     # the calibrator plans test strikes and plays them through the Device interface
-    "calibrator": UTIL | {"spec", "plan", "rules", "planner", "performance", "driver"},
+    "calibrator": UTIL | {"spec", "plan", "rules", "planner", "performance", "driver", "hearing"},
+    # hearing: onsets and loudness in audio, clock alignment, microphones, verify (host side)
+    "hearing": UTIL | {"spec", "plan", "performance", "driver", "report", "planner", "fileio"},
     # live input is a source next to the planner: it plans each MIDI message as it arrives
     # and streams the commands through the Device interface (driver.ports), never sim
     "live": UTIL | {"score", "midi", "spec", "plan", "rules", "planner", "performance", "driver"},
