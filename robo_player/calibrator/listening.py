@@ -25,14 +25,18 @@ from ..hearing.listen import Expected, hear_strikes
 from ..performance import Performance
 from ..plan import Command, Op, Plan
 from ..spec.model import PianoSpec
-from .fitting import fit_latency
-from .strikes import SILENT_LATENCY_US, StrikeResult
+from .fitting import fit_key
+from .strikes import LAT_NOISE_US, SILENT_LATENCY_US, StrikeResult
 
 SYNC_PITCH = 72  # the sync key: the spec's key nearest C5 (clear onsets, short period)
 SYNC_HOLD_US = 100_000
-EARLY_US = 150_000  # aligned onsets may read up to this early (the constant c)
+ONSET_GAP_US = 70_000  # predicted onsets of a round's strikes at least this far apart
+EARLY_US = 50_000  # aligned onsets may read up to this early (the constant c)
 OFFSET_RANGE_US = (-20_000.0, 200_000.0)
-OFFSET_KEYS = 24  # keys used to find c (evenly spread over the keyboard)
+OFFSET_KEYS = 24
+NEGATIVE_PENALTY_US = 3_000.0
+RESIDUAL_CAP_US = 3_000.0
+OFFSET_PRIOR_SD_US = 5_000.0  # cost of a heard onset the offset would put before its strike  # keys used to find c (evenly spread over the keyboard)
 
 
 def sync_pitch(spec: PianoSpec) -> int:
@@ -68,26 +72,31 @@ def listen_round(perf: Performance, pending: list[StrikeResult], spec: PianoSpec
         perf.audio.samples(), perf.audio.sample_rate, expected, sync_pitch(spec), starts, where=where
     )
     for s, h in zip(pending, heard, strict=True):
-        if h is not None:
+        if h is not None and math.isfinite(h.velocity):
             s.heard = True
             s.latency_us = h.t_us - s.t_us
             s.velocity = h.velocity
 
 
 def _cost(strikes: dict[int, list[StrikeResult]], c: float) -> float:
+    """Sum over keys of (latency fit rms)² x strikes with ``c`` added to every heard
+    latency (the fit drops gross outliers, as the session's does)."""
     total = 0.0
     for ss in strikes.values():
-        heard = [s for s in ss if s.heard and s.probe_gap_us is None]
-        d = np.array([s.drive for s in heard])
-        lat = np.array([s.latency_us + c for s in heard])
-        if len(d) < 5 or lat.min() <= 0:
-            return math.inf if len(d) >= 5 else total
-        _, _, _, rms = fit_latency(d, lat, [s.drive for s in ss if not s.heard and s.probe_gap_us is None])
-        total += rms * rms * len(d)
+        moved = [replace(s, latency_us=s.latency_us + c) for s in ss]
+        for s in moved:
+            if s.heard and s.latency_us <= 0:  # before its command: an outlier at this c
+                s.heard = False
+                total += NEGATIVE_PENALTY_US**2
+        heard = [s for s in moved if s.heard and s.probe_gap_us is None]
+        fit = fit_key(moved)
+        if fit is not None and heard:
+            r = np.array([s.latency_us for s in heard]) - fit.latency_us(np.array([s.drive for s in heard]))
+            total += float(np.sum(np.minimum(r * r, RESIDUAL_CAP_US**2)))  # outliers count capped
     return total
 
 
-def common_offset(strikes: dict[int, list[StrikeResult]]) -> float | None:
+def common_offset(strikes: dict[int, list[StrikeResult]], prior_us: float = 20_000.0) -> float | None:
     """The constant ``c`` (µs) to add to every heard latency, or None if too few keys
     have the 5 heard strikes that make it identifiable."""
     keys = sorted(p for p, ss in strikes.items() if sum(s.heard and s.probe_gap_us is None for s in ss) >= 5)
@@ -95,22 +104,29 @@ def common_offset(strikes: dict[int, list[StrikeResult]]) -> float | None:
         return None
     pick = [keys[round(i)] for i in np.linspace(0, len(keys) - 1, min(OFFSET_KEYS, len(keys)))]
     sub = {p: strikes[p] for p in dict.fromkeys(pick)}
-    lo = max(OFFSET_RANGE_US[0], -min(s.latency_us for ss in sub.values() for s in ss if s.heard) + 1000.0)
-    hi = OFFSET_RANGE_US[1]
+    lo, hi = OFFSET_RANGE_US
+    n_heard = sum(s.heard for ss in sub.values() for s in ss)
+    base = _cost
+
+    def _cost_p(sub: dict[int, list[StrikeResult]], c: float) -> float:
+        # the curves alone barely tell c (a key's fast end is nearly straight): a prior on
+        # the sync key's full-drive latency (the spec's nominal) keeps it in place
+        return base(sub, c) + n_heard * LAT_NOISE_US**2 * ((c - prior_us) / OFFSET_PRIOR_SD_US) ** 2
+
     grid = np.linspace(lo, hi, 23)
-    costs = [_cost(sub, float(c)) for c in grid]
+    costs = [_cost_p(sub, float(c)) for c in grid]
     i = int(np.argmin(costs))
     a, b = grid[max(0, i - 1)], grid[min(len(grid) - 1, i + 1)]
     g = (math.sqrt(5) - 1) / 2
     x1, x2 = b - g * (b - a), a + g * (b - a)
-    f1, f2 = _cost(sub, x1), _cost(sub, x2)
+    f1, f2 = _cost_p(sub, x1), _cost_p(sub, x2)
     for _ in range(18):  # golden section to ~50 us
         if f1 < f2:
             b, x2, f2 = x2, x1, f1
             x1 = b - g * (b - a)
-            f1 = _cost(sub, x1)
+            f1 = _cost_p(sub, x1)
         else:
             a, x1, f1 = x1, x2, f2
             x2 = a + g * (b - a)
-            f2 = _cost(sub, x2)
+            f2 = _cost_p(sub, x2)
     return float(0.5 * (a + b))

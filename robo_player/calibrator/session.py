@@ -15,14 +15,13 @@ import numpy as np
 
 from ..driver.ports import Device
 from ..errors import CalibrationError
-from ..hearing.align import PATTERN_SPAN_US
 from ..plan import Command, Op, Plan
 from ..spec.calibration import Calibration
 from ..spec.model import PianoSpec
 from .drives import FIRST_ROUND_U, ROUND_TARGETS, next_requests
 from .fitting import KeyFit, curve_from_fit, fit_key
 from .key_return import PROBE_GAP_FRACTION, next_probe, return_estimate
-from .listening import add_sync, common_offset, listen_round
+from .listening import ONSET_GAP_US, add_sync, common_offset, listen_round
 from .pedal import pedal_commands, pedal_latency
 from .scheduler import STAGGER_US, CoilHeat, StrikeRequest, build_round
 from .strikes import SILENT_LATENCY_US, StrikeResult, match_strikes
@@ -129,13 +128,14 @@ def calibrate_session(
             break
         order = list(requests)
         rng.shuffle(order)
-        plan, pending, end_us = build_round(spec, requests, coils, order)
+        plan, pending, end_us = build_round(spec, requests, coils, order, ONSET_GAP_US if audio else 0)
         starts: list[int] = []
         if audio:
             starts, end_us = add_sync(spec, plan, pending, end_us)
         pedal_cmds: list[Command] = []
         if round_no == 0 and spec.pedal is not None:
-            pedal_cmds = pedal_commands(spec, PATTERN_SPAN_US if audio else 0)  # with the strikes
+            # listening: after the last pattern (a lifted damper lets every key ring on)
+            pedal_cmds = pedal_commands(spec, end_us if audio else 0)
             plan.commands.extend(pedal_cmds)
             plan.sort()
             end_us = max(end_us, pedal_cmds[-1].t_us + 200_000)
@@ -172,7 +172,7 @@ def calibrate_session(
         report.return_probes += sum(1 for s in pending if s.probe_gap_us is not None)
         refit = list(requests)
         if perf.audio is not None and round_no >= 1:
-            c = common_offset(strikes)
+            c = common_offset(strikes, float(spec.nominal.latency_us[-1]))
             if c is not None:
                 for ss in strikes.values():
                     for s in ss:

@@ -81,7 +81,7 @@ def find_pattern(det: Detector, pitch: int, start_us: int, guess: ClockFit | Non
     for c in cands:
         got = [c]
         for dt in PATTERN_US[1:]:
-            near = [p for p in cands if abs(p - (c + dt * 1e-6)) <= 0.012]
+            near = [p for p in cands if abs(p - (c + dt * 1e-6)) <= 0.025]
             if near:
                 got.append(min(near, key=lambda p, c=c, dt=dt: abs(p - (c + dt * 1e-6))))
         if len(got) > len(best):
@@ -97,7 +97,7 @@ def find_pattern(det: Detector, pitch: int, start_us: int, guess: ClockFit | Non
         )
     onsets = []
     for c in best:
-        o = det.find(pitch, c - 0.02, c + 0.02)
+        o = det.find(pitch, c - 0.02, c + 0.02, alone=True)
         if o is None:
             raise HearingError(f"{where}: sync strike near {c:.3f} s lost on refinement")
         onsets.append(o.t_s)

@@ -44,6 +44,7 @@ INHARMONIC = 0.04  # partials may sit this much above k·f0
 REFERENCE_GAIN_DB = -24.0  # the simulator's room: a velocity-127 note's level law x this
 CLIP_LEVEL = 0.999
 LOWEST, HIGHEST = 21, 108
+OCTAVE_TEST = True  # key unknown: the octave tests too (octave chords lose a note; docs/hearing.md)
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,27 +85,54 @@ def _band(freqs: np.ndarray, f_lo: float, f_lo_full: float, f_hi: float) -> np.n
     return (0.5 - 0.5 * np.cos(np.pi * up)) * (0.5 - 0.5 * np.cos(np.pi * down))
 
 
-_DELAY: dict[tuple[int, int], float] = {}
+def _comb(freqs: np.ndarray, f0: float, f_hi: float) -> np.ndarray:
+    """Gain 1 near each partial ``k·f0`` (k = 1..8, up to ``f_hi``; the band reaches
+    INHARMONIC above for the string's stretch), raised-cosine skirts, 0 between: the
+    key's own sound, with little of its neighbours'."""
+    f = np.abs(freqs)
+    g = np.zeros_like(f)
+    for k in range(1, 9):
+        fk = k * f0
+        if fk > f_hi:
+            break
+        lo, hi = fk * 0.985, fk * (1.0 + INHARMONIC * min(1.0, k / 8)) * 1.005
+        skirt = max(20.0, 0.01 * fk)
+        up = np.clip((f - (lo - skirt)) / skirt, 0.0, 1.0)
+        down = np.clip(((hi + skirt) - f) / skirt, 0.0, 1.0)
+        g = np.maximum(g, (0.5 - 0.5 * np.cos(np.pi * up)) * (0.5 - 0.5 * np.cos(np.pi * down)))
+    return g
 
 
-def detector_delay_s(pitch: int, sample_rate: int) -> float:
-    """The fine stage's own delay for ``pitch`` (its band filter and one-period smoothing
-    make low notes read late): measured once on a synthetic harmonic tone (partials
-    1..8 at 1/k, a step onset, no noise) and taken off every onset it reports."""
+_SELF: dict[tuple[int, int], tuple[float, float]] = {}
+
+
+def detector_response(pitch: int, sample_rate: int) -> tuple[float, float]:
+    """The fine stage's own (delay s, power gain) for ``pitch``: its comb and one-period
+    smoothing make low notes read late and the early loudness window read low. Measured
+    once on a synthetic harmonic tone (partials 1..8 at 1/k, a step onset, no noise)
+    and taken off every onset and loudness it reports."""
     key = (pitch, sample_rate)
-    if key not in _DELAY:
+    if key not in _SELF:
         sr = sample_rate
         t = np.arange(int(0.5 * sr)) / sr
         f0 = f0_hz(pitch)
+        f_hi = min(F_MAX_HZ, 0.45 * sr, 8.6 * f0)
         y = np.zeros_like(t)
         on = t >= 0.25
+        power = 0.0
         for k in range(1, 9):
-            if k * f0 < 0.45 * sr:
+            if k * f0 < f_hi:
                 y[on] += 0.01 / k * np.sin(2 * np.pi * k * f0 * (t[on] - 0.25))
+                power += (0.01 / k) ** 2 / 2.0
         det = Detector.__new__(Detector)
         det.y, det.sr, det.gain = y, sr, 1.0
-        _DELAY[key] = det._refine(pitch, 0.25, 0.0).t_s - 0.25
-    return _DELAY[key]
+        t_on, p_note = det._attack(pitch, 0.25)
+        _SELF[key] = (t_on - 0.25, p_note / 2.0 / power)
+    return _SELF[key]
+
+
+def detector_delay_s(pitch: int, sample_rate: int) -> float:
+    return detector_response(pitch, sample_rate)[0]
 
 
 class Detector:
@@ -121,6 +149,7 @@ class Detector:
         self.hop = int(round(HOP_S * sample_rate))
         self._spec: np.ndarray | None = None
         self._sal: dict[int, np.ndarray] = {}
+        self._rise: dict[int, np.ndarray] = {}
         self.peak = float(np.abs(self.y).max())
         self.clipped = clipped_fraction(self.y)
 
@@ -140,31 +169,54 @@ class Detector:
             self._spec = out
         return self._spec
 
-    def salience(self, pitch: int) -> np.ndarray:
-        """(frames,) harmonic salience of ``pitch`` (power at its partials, summed)."""
+    def partials(self, pitch: int) -> np.ndarray:
+        """(frames, K) power at each partial of ``pitch`` (its bins' max)."""
         s = self._sal.get(pitch)
         if s is None:
             spec = self.spec
             bin_hz = self.sr / N_FFT
             f0 = f0_hz(pitch)
-            s = np.zeros(spec.shape[0], dtype=np.float64)
+            cols = []
             for k in range(1, 9):
                 fk = k * f0
                 if fk > min(F_MAX_HZ, 0.45 * self.sr):
                     break
                 lo = max(0, int(math.floor(fk / bin_hz)) - 1)
                 hi = int(math.ceil(fk * (1 + INHARMONIC * min(1.0, k / 8)) / bin_hz)) + 1
-                s += spec[:, lo : hi + 1].max(axis=1)
+                cols.append(spec[:, lo : hi + 1].max(axis=1).astype(np.float64))
+            s = np.stack(cols, axis=1)
             self._sal[pitch] = s
         return s
 
-    def rise_db(self, pitch: int) -> np.ndarray:
-        """(frames,) dB rise of the pitch's salience over RISE_S, centred on each frame."""
+    def salience(self, pitch: int) -> np.ndarray:
+        """(frames,) harmonic salience of ``pitch`` (power at its partials, summed)."""
+        return self.partials(pitch).sum(axis=1)
+
+    def risen_fraction(self, pitch: int, i: int) -> float:
+        """Fraction of the pitch's partials whose power rose > 6 dB across frame ``i``
+        (a neighbour's onset lifts one or two shared partials, the key's own all)."""
+        ps = self.partials(pitch)
         lag = max(1, int(round(RISE_S / HOP_S / 2)))
-        level = 10.0 * np.log10(self.salience(pitch) + self.floor())
-        r = np.full(len(level), -np.inf)
-        r[lag:-lag] = level[2 * lag :] - level[: -2 * lag]
-        return r
+        a = ps[min(len(ps) - 1, i + lag)]
+        b = ps[max(0, i - lag)]
+        fl = self.floor() / ps.shape[1]
+        return float(np.mean(10.0 * np.log10((a + fl) / (b + fl)) > 6.0))
+
+    def rise_db(self, pitch: int) -> np.ndarray:
+        """(frames,) dB rise over RISE_S, centred on each frame, of the pitch's partials:
+        the mean over the half of its partials that rose most (partials already loud
+        from other keys do not hide the others' rise)."""
+        got = self._rise.get(pitch)
+        if got is None:
+            lag = max(1, int(round(RISE_S / HOP_S / 2)))
+            ps = self.partials(pitch)
+            level = 10.0 * np.log10(ps + self.floor() / ps.shape[1])
+            got = np.full(len(level), -np.inf)
+            d = np.sort(level[2 * lag :] - level[: -2 * lag], axis=1)
+            top = max(1, (d.shape[1] + 1) // 2)
+            got[lag:-lag] = d[:, -top:].mean(axis=1)
+            self._rise[pitch] = got
+        return got
 
     def floor(self) -> float:
         """A power floor under which salience is noise (keeps log rises of noise small)."""
@@ -173,18 +225,113 @@ class Detector:
         return self._floor
 
     # ---- key known ---------------------------------------------------------------------
-    def find(self, pitch: int, t_lo_s: float, t_hi_s: float) -> Onset | None:
+    def find(self, pitch: int, t_lo_s: float, t_hi_s: float, *, alone: bool = False) -> Onset | None:
         """The onset of ``pitch`` in [t_lo_s, t_hi_s] (audio seconds), or None if the key
-        did not sound there (its salience never rose by MIN_RISE_DB)."""
+        did not sound there (its salience never rose by MIN_RISE_DB). ``alone``: nothing
+        else is struck in the window (a sync pattern), so no neighbour test."""
         r = self.rise_db(pitch)
         f0, f1 = max(0, int(t_lo_s / HOP_S)), min(len(r), int(math.ceil(t_hi_s / HOP_S)) + 1)
         if f1 <= f0:
             return None
-        i = f0 + int(np.argmax(r[f0:f1]))
-        if not r[i] >= MIN_RISE_DB:
-            return None
-        o = self._refine(pitch, self._midpoint(pitch, i), float(r[i]))
-        return Onset(o.t_s - detector_delay_s(pitch, self.sr), o.pitch, o.velocity, o.rise_db)
+        seg = r[f0:f1]
+        # candidate frames: local maxima of the rise, strongest first; the first one
+        # whose new partials belong to this key (not a neighbour's, not an octave's)
+        ok = (seg >= MIN_RISE_DB) & (seg >= np.roll(seg, 1)) & (seg >= np.roll(seg, -1))
+        cands = [f0 + int(j) for j in np.nonzero(ok)[0]]
+        frac = {i: self.risen_fraction(pitch, i) for i in cands}
+        for i in sorted(cands, key=lambda i: (-round(2 * frac[i]) / 2, -r[i])):
+            if frac[i] < 0.25:
+                break
+            t_mid = self._midpoint(pitch, i)
+            if not alone and not self.owns(pitch, t_mid):
+                continue
+            return self._refine(pitch, t_mid, float(r[i]))
+        return None
+
+    # ---- key unknown -------------------------------------------------------------------
+    def detect(self, pitches: range = range(LOWEST, HIGHEST + 1), min_gap_s: float = 0.03) -> list[Onset]:
+        """Every onset in the recording with its pitch, sorted by time: for each pitch,
+        the frames where its partials rose (> MIN_RISE_DB, most of them) and the new
+        sound is this key's (:meth:`owns`), refined like a known strike; onsets of one
+        pitch closer than ``min_gap_s`` count once."""
+        out: list[Onset] = []
+        for p in pitches:
+            r = self.rise_db(p)
+            ok = np.zeros(len(r), dtype=bool)
+            ok[1:-1] = (r[1:-1] >= MIN_RISE_DB) & (r[1:-1] >= r[:-2]) & (r[1:-1] > r[2:])
+            last = -np.inf
+            for i in np.nonzero(ok)[0]:
+                if self.risen_fraction(p, int(i)) < 0.5:
+                    continue
+                t_mid = self._midpoint(p, int(i))
+                if t_mid - last < min_gap_s or not self.owns(p, t_mid, octaves=OCTAVE_TEST):
+                    continue
+                o = self._refine(p, t_mid, float(r[i]))
+                if out and out[-1].pitch == p and o.t_s - out[-1].t_s < min_gap_s:
+                    continue
+                out.append(o)
+                last = t_mid
+        out.sort(key=lambda o: (o.t_s, o.pitch))
+        return out
+
+    def owns(self, pitch: int, t_s: float, octaves: bool = True) -> bool:
+        """Whether the sound that began at ``t_s`` is ``pitch`` rather than a neighbour
+        (+-1, +-2 semitones) or an octave: the power that appeared (after minus before,
+        windows long enough to resolve half a semitone, at most 8192 samples) is strongest at
+        this key's partials."""
+        sr = self.sr
+        n = int(min(8192, max(2048, 1 << int(math.ceil(math.log2(sr / (0.03 * f0_hz(pitch))))))))
+        c = int(t_s * sr)
+        gap = int(0.004 * sr)
+        a = self.y[c + gap : c + gap + n]
+        b = self.y[max(0, c - gap - n) : max(0, c - gap)]
+        if len(a) < n // 2:
+            return True  # too close to the end to tell: trust the rise
+        win_a, win_b = np.hanning(len(a)), np.hanning(len(b)) if len(b) else None
+        pa = np.abs(np.fft.rfft(a * win_a, n)) ** 2 / max(float(np.sum(win_a**2)), 1e-9)
+        if len(b) > 16 and win_b is not None:
+            pb = np.abs(np.fft.rfft(b * win_b, n)) ** 2 / max(float(np.sum(win_b**2)), 1e-9)
+        else:
+            pb = np.zeros_like(pa)
+        gain = np.maximum(pa - pb, 0.0)
+        bin_hz = sr / n
+
+        def score(q: int) -> float:
+            if not LOWEST - 12 <= q <= HIGHEST + 12:
+                return 0.0
+            f = f0_hz(q)
+            tot = 0.0
+            for k in range(1, 9):
+                fk = k * f
+                if fk > min(F_MAX_HZ, 0.45 * sr):
+                    break
+                lo = int(math.floor(fk * 0.992 / bin_hz))
+                hi = int(math.ceil(fk * (1 + INHARMONIC * min(1.0, k / 8)) / bin_hz))
+                tot += float(gain[lo : hi + 1].max())
+            return tot
+
+        mine = score(pitch)
+        if mine <= 0.0:
+            return False
+        # a neighbour's or an octave's onset scores higher at its own partials (the
+        # octave below has ours and its odd ones; the octave above, only our even ones)
+        if any(score(q) > mine for q in (pitch - 2, pitch - 1, pitch + 1, pitch + 2)):
+            return False
+        if not octaves:
+            return True
+        if score(pitch + 12) > mine:
+            return False
+        # the octave below has all our partials: it is told by its odd ones (halfway
+        # between ours), which only it sounds: most of them gained -> it was struck
+        f = f0_hz(pitch)
+        n_k = sum(1 for k in range(1, 9) if k * f <= min(F_MAX_HZ, 0.45 * sr))
+        level = 0.2 * mine / n_k
+        odd = 0
+        for k in range(4):
+            fk = (k + 0.5) * f
+            lo, hi = int(math.floor(fk * 0.99 / bin_hz)), int(math.ceil(fk * 1.02 / bin_hz))
+            odd += float(gain[lo : hi + 1].max()) > level
+        return odd < 3
 
     def _midpoint(self, pitch: int, i: int) -> float:
         """Audio time where the pitch's salience is halfway from before the rise at frame
@@ -204,8 +351,18 @@ class Detector:
 
     # ---- the sample-accurate part ------------------------------------------------------
     def _refine(self, pitch: int, t_coarse: float, rise: float) -> Onset:
-        """Half-energy time of the note's band envelope, smoothed over one period of f0
-        (the partials' beats cancel), and the note's loudness."""
+        """The onset (less the detector's own delay) and loudness (over its own gain)."""
+        t_on, p_note = self._attack(pitch, t_coarse)
+        delay, gain = detector_response(pitch, self.sr)
+        f_hi = min(F_MAX_HZ, 0.45 * self.sr, 8.6 * f0_hz(pitch))
+        # |analytic|^2 of a partial of amplitude a is a^2 (its mean power is a^2 / 2)
+        power = max(p_note, 0.0) / 2.0 / gain / self.gain**2
+        return Onset(t_on - delay, pitch, velocity_for_power(pitch, power, f_hi + 1.0), rise)
+
+    def _attack(self, pitch: int, t_coarse: float) -> tuple[float, float]:
+        """Half-energy time (audio s) of the note's comb-filtered envelope, smoothed over
+        one period of f0 (the partials' beats cancel), and its |analytic|² over one
+        period (>= 10 ms) from 3 ms after, less the background."""
         sr = self.sr
         f0 = f0_hz(pitch)
         f_hi = min(F_MAX_HZ, 0.45 * sr, 8.6 * f0)
@@ -216,8 +373,9 @@ class Detector:
         seg = self.y[s0:s1]
         n = len(seg)
         freqs = np.fft.fftfreq(n, 1.0 / sr)
-        band = np.where(freqs > 0, 2.0, 0.0) * _band(freqs, 0.1 * f0, 0.6 * f0, f_hi)
-        env = np.abs(np.fft.ifft(np.fft.fft(seg) * band)) ** 2
+        band = np.where(freqs > 0, 2.0, 0.0) * _comb(freqs, f0, f_hi)
+        seg_f = np.fft.fft(seg)
+        env = np.abs(np.fft.ifft(seg_f * band)) ** 2  # timing: the key's partials only
         w = max(1, int(round(period * sr)))
         cs = np.concatenate([[0.0], np.cumsum(env)])
         idx = np.arange(n)
@@ -237,10 +395,11 @@ class Detector:
             # the first crossing of half forward from the background (later dips of the
             # envelope, from beats the boxcar does not cancel, do not count)
             start = max(0, x - half_n - 10 * ms)
-            above = np.nonzero(sm[start : min(n, x + half_n + 10 * ms)] > half)[0]
-            if not len(above) or above[0] == 0:
+            win = sm[start : min(n, x + half_n + 10 * ms)]
+            ups = np.nonzero((win[:-1] <= half) & (win[1:] > half))[0]
+            if not len(ups):
                 break
-            j = start + int(above[0]) - 1
+            j = start + int(ups[np.argmin(np.abs(start + ups - x))])  # the rise nearest x
             a0, a1 = float(sm[j]), float(sm[j + 1])
             cross = j + ((half - a0) / (a1 - a0) if a1 > a0 else 0.0)
         t_on = (s0 + cross) / sr
@@ -249,6 +408,4 @@ class Detector:
         k0 = int((t_on - s0 / sr + 0.003) * sr)
         k1 = k0 + max(w, int(0.010 * sr))
         p_note = float(np.mean(env[max(0, k0) : max(k0 + 1, min(n, k1))])) - b
-        # |analytic|^2 of a partial of amplitude a is a^2 (its mean power is a^2 / 2)
-        vel = velocity_for_power(pitch, max(p_note, 0.0) / 2.0 / self.gain**2, f_hi + 1.0)
-        return Onset(t_on, pitch, vel, rise)
+        return t_on, p_note
