@@ -172,13 +172,13 @@ def calibrate_session(
         report.return_probes += sum(1 for s in pending if s.probe_gap_us is not None)
         refit = list(requests)
         if perf.audio is not None and round_no >= 1:
-            c = common_offset(strikes, float(spec.nominal.latency_us[-1]))
-            if c is not None:
+            found = common_offset(strikes, float(spec.nominal.latency_us[-1]))
+            if found is not None:
                 for ss in strikes.values():
                     for s in ss:
-                        s.latency_us += c - offset_us
-                offset_us = c
-                report.sync_offset_us = c
+                        s.latency_us += found - offset_us
+                offset_us = found
+                report.sync_offset_us = found
                 refit = [p for p in todo if strikes[p]]
         for p in refit:
             fits[p] = fit_key(strikes[p])

@@ -11,6 +11,7 @@ of a session; the calibrator finds it with the curves, see ``docs/hearing.md``).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -45,7 +46,7 @@ class ClockFit:
         return self.a_s + self.b * mcu_us * 1e-6
 
 
-def fit_clock(mcu_us: list[float], audio_s: list[float]) -> ClockFit:
+def fit_clock(mcu_us: Sequence[float], audio_s: Sequence[float]) -> ClockFit:
     """Least-squares line through (mcu time, audio time) pairs (at least 2)."""
     x = np.asarray(mcu_us, dtype=np.float64) * 1e-6
     y = np.asarray(audio_s, dtype=np.float64)
@@ -81,9 +82,10 @@ def find_pattern(det: Detector, pitch: int, start_us: int, guess: ClockFit | Non
     for c in cands:
         got = [c]
         for dt in PATTERN_US[1:]:
-            near = [p for p in cands if abs(p - (c + dt * 1e-6)) <= 0.025]
+            want = c + dt * 1e-6
+            near = [p for p in cands if abs(p - want) <= 0.025]
             if near:
-                got.append(min(near, key=lambda p, c=c, dt=dt: abs(p - (c + dt * 1e-6))))
+                got.append(min(near, key=lambda p: abs(p - want)))  # noqa: B023
         if len(got) > len(best):
             best = got
         if len(best) == len(PATTERN_US):
