@@ -27,7 +27,7 @@ SUPPLY_MARGIN = 0.9  # use at most this fraction of the supply's current limit
 THERMAL_MARGIN = 0.5  # keep each coil's modelled rise under this fraction of the limit
 # listening: keys the detector could mistake for each other (semitones, octaves) keep
 # their predicted onsets this far apart
-KIN_INTERVALS = (1, 2, 12, 24)
+KIN_INTERVALS = (1, 2, 5, 7, 12, 19, 24)
 KIN_GAP_US = 250_000
 # the truth's coil heat capacity and time constant may differ from the spec's by 10 %:
 # model a coil that heats faster and cools slower than the spec says

@@ -27,7 +27,7 @@ the level law of :mod:`robo_player.voicing`.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -44,6 +44,10 @@ INHARMONIC = 0.04  # partials may sit this much above k·f0
 REFERENCE_GAIN_DB = -24.0  # the simulator's room: a velocity-127 note's level law x this
 CLIP_LEVEL = 0.999
 LOWEST, HIGHEST = 21, 108
+# keys whose partials meet ours (semitones, fourths, fifths, twelfths, two octaves):
+# one of them struck raises some of our partials; it scores higher at its own
+RELATED = (-24, -19, -7, -5, -2, -1, 1, 2, 5, 7, 19)
+NEIGHBOUR_MARGIN = 1.2  # low keys: a semitone is under a bin, scores nearly tie
 OCTAVE_TEST = True  # key unknown: the octave tests too (octave chords lose a note; docs/hearing.md)
 
 
@@ -55,6 +59,7 @@ class Onset:
     pitch: int
     velocity: float  # loudness in MIDI velocity units (voicing's level law)
     rise_db: float  # how steeply the pitch's salience rose: the detection's strength
+    risen: float = 1.0  # the fraction of its partials that rose (a related key's: fewer)
 
 
 def check_audio(samples: np.ndarray, sample_rate: int, where: str) -> np.ndarray:
@@ -261,12 +266,13 @@ class Detector:
             ok[1:-1] = (r[1:-1] >= MIN_RISE_DB) & (r[1:-1] >= r[:-2]) & (r[1:-1] > r[2:])
             last = -np.inf
             for i in np.nonzero(ok)[0]:
-                if self.risen_fraction(p, int(i)) < 0.5:
+                frac = self.risen_fraction(p, int(i))
+                if frac < 0.5:
                     continue
                 t_mid = self._midpoint(p, int(i))
-                if t_mid - last < min_gap_s or not self.owns(p, t_mid, octaves=OCTAVE_TEST):
+                if t_mid - last < min_gap_s or not self.owns(p, t_mid, OCTAVE_TEST, (-2, -1, 1, 2), 1.0):
                     continue
-                o = self._refine(p, t_mid, float(r[i]))
+                o = replace(self._refine(p, t_mid, float(r[i])), risen=frac)
                 if out and out[-1].pitch == p and o.t_s - out[-1].t_s < min_gap_s:
                     continue
                 out.append(o)
@@ -274,9 +280,12 @@ class Detector:
         out.sort(key=lambda o: (o.t_s, o.pitch))
         return out
 
-    def owns(self, pitch: int, t_s: float, octaves: bool = True) -> bool:
-        """Whether the sound that began at ``t_s`` is ``pitch`` rather than a neighbour
-        (+-1, +-2 semitones) or an octave: the power that appeared (after minus before,
+    def owns(
+        self, pitch: int, t_s: float, octaves: bool = True,
+        related: tuple[int, ...] = (), margin: float = 0.0,
+    ) -> bool:
+        """Whether the sound that began at ``t_s`` is ``pitch`` rather than a related key
+        (:data:`RELATED`, the octaves): the power that appeared (after minus before,
         windows long enough to resolve half a semitone, at most 8192 samples) is strongest at
         this key's partials."""
         sr = self.sr
@@ -315,7 +324,7 @@ class Detector:
             return False
         # a neighbour's or an octave's onset scores higher at its own partials (the
         # octave below has ours and its odd ones; the octave above, only our even ones)
-        if any(score(q) > mine for q in (pitch - 2, pitch - 1, pitch + 1, pitch + 2)):
+        if any(score(pitch + dp) > (margin or NEIGHBOUR_MARGIN) * mine for dp in (related or RELATED)):
             return False
         if not octaves:
             return True
