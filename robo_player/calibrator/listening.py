@@ -31,7 +31,8 @@ from .strikes import LAT_NOISE_US, SILENT_LATENCY_US, StrikeResult
 SYNC_PITCH = 72  # the sync key: the spec's key nearest C5 (clear onsets, short period)
 SYNC_HOLD_US = 100_000
 ONSET_GAP_US = 70_000  # predicted onsets of a round's strikes at least this far apart
-EARLY_US = 50_000  # aligned onsets may read up to this early (the constant c)
+EARLY_US = 50_000
+WINDOW_MIN_US = 12_000  # a predicted onset's window: this + its tolerance each side  # aligned onsets may read up to this early (the constant c)
 OFFSET_RANGE_US = (-20_000.0, 200_000.0)
 OFFSET_KEYS = 24
 NEGATIVE_PENALTY_US = 3_000.0
@@ -64,10 +65,27 @@ def add_sync(spec: PianoSpec, plan: Plan, pending: list[StrikeResult], end_us: i
     return starts, starts[-1] + span
 
 
-def listen_round(perf: Performance, pending: list[StrikeResult], spec: PianoSpec, starts: list[int], where: str) -> None:
-    """Hear ``pending`` in ``perf.audio``; fills their latency (uncorrected for c) and loudness."""
+def expected_window(s: StrikeResult, c_us: float) -> Expected:
+    """Where to look for strike ``s``'s onset (aligned times read ``c_us`` early): around
+    its predicted latency when there is one (the nominal curve in round 0, the key's fit
+    later), else anywhere up to the silent latency."""
+    if math.isnan(s.expect_us):
+        return Expected(s.pitch, s.t_us, EARLY_US, SILENT_LATENCY_US + 5_000)
+    centre = s.expect_us - c_us
+    half = WINDOW_MIN_US + s.expect_tol * s.expect_us
+    lo = max(-EARLY_US, centre - half)
+    hi = min(SILENT_LATENCY_US + 5_000, centre + half)
+    return Expected(s.pitch, s.t_us, int(-lo), int(hi))
+
+
+def listen_round(
+    perf: Performance, pending: list[StrikeResult], spec: PianoSpec, starts: list[int], where: str,
+    c_us: float = 0.0,
+) -> None:
+    """Hear ``pending`` in ``perf.audio``; fills their latency (as aligned: ``c`` early)
+    and loudness. ``c_us``: the best guess of ``c`` so far, for the search windows."""
     assert perf.audio is not None
-    expected = [Expected(s.pitch, s.t_us, EARLY_US, SILENT_LATENCY_US + 5_000) for s in pending]
+    expected = [expected_window(s, c_us) for s in pending]
     heard, _ = hear_strikes(
         perf.audio.samples(), perf.audio.sample_rate, expected, sync_pitch(spec), starts, where=where
     )

@@ -289,7 +289,11 @@ def build_round(
                 idx = len(pending)
                 cmds.append(Command(t, Op.STRIKE, key.channel, lv, pulse, hold, idx))
                 cmds.append(Command(t + on, Op.RELEASE, key.channel, 0, 0, 0, idx))
-                pending.append(StrikeResult(pitch, dr, t, probe_gap_us=gap))
+                sr = StrikeResult(pitch, dr, t, probe_gap_us=gap)
+                if onset_gap_us:
+                    sr.expect_us = float(predict(dr, expect))
+                    sr.expect_tol = 0.5 if expect >= SILENT_LATENCY_US else 0.15
+                pending.append(sr)
                 # next strike on this key: after the latest possible onset and the key's return
                 ready[pitch] = max(t + on, t + int(expect) + 1) + RETURN_GAP_US
                 end_us = max(end_us, t + max(on, int(expect)) + SETTLE_US)

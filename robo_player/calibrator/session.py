@@ -157,7 +157,8 @@ def calibrate_session(
             )
         if perf.audio is not None:
             report.heard_by = "audio"
-            listen_round(perf, pending, spec, starts, f"calibration round {round_no}")
+            c_guess = offset_us if report.sync_offset_us is not None else float(spec.nominal.latency_us[-1])
+            listen_round(perf, pending, spec, starts, f"calibration round {round_no}", c_guess)
             for s in pending:
                 s.latency_us += offset_us
         else:

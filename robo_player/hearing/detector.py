@@ -47,7 +47,11 @@ LOWEST, HIGHEST = 21, 108
 # keys whose partials meet ours (semitones, fourths, fifths, twelfths, two octaves):
 # one of them struck raises some of our partials; it scores higher at its own
 RELATED = (-24, -19, -7, -5, -2, -1, 1, 2, 5, 7, 19)
-NEIGHBOUR_MARGIN = 1.2  # low keys: a semitone is under a bin, scores nearly tie
+NEIGHBOUR_MARGIN = 1.2
+# below this key a window of 8192 samples does not resolve a semitone: the owner test
+# would only guess; a known strike there relies on the calibrator keeping related keys'
+# onsets apart (calibrator/scheduler.py KIN_GAP_US)
+MIN_OWNER_PITCH = 45  # low keys: a semitone is under a bin, scores nearly tie
 OCTAVE_TEST = True  # key unknown: the octave tests too (octave chords lose a note; docs/hearing.md)
 
 
@@ -248,7 +252,7 @@ class Detector:
             if frac[i] < 0.25:
                 break
             t_mid = self._midpoint(pitch, i)
-            if not alone and not self.owns(pitch, t_mid):
+            if not alone and pitch >= MIN_OWNER_PITCH and not self.owns(pitch, t_mid):
                 continue
             return self._refine(pitch, t_mid, float(r[i]))
         return None
