@@ -26,6 +26,7 @@ from bench_calibration import curve_errors  # noqa: E402
 
 from robo_player.calibrator import calibrate_session  # noqa: E402
 from robo_player.driver import open_port  # noqa: E402
+from robo_player.errors import RoboPlayerError  # noqa: E402
 from robo_player.hearing.detector import Detector  # noqa: E402
 from robo_player.matching import Window, match_onsets  # noqa: E402
 from robo_player.midi import bundled_piece, read_midi  # noqa: E402
@@ -88,7 +89,11 @@ def calibration_part(args: argparse.Namespace) -> None:
     ):
         dev = open_port(url, spec, truth_seed=args.seed, sensor_seed=args.seed)
         t0 = time.perf_counter()
-        cal, rep = calibrate_session(dev, spec, pitches=pitches, max_strikes_per_key=14)
+        try:
+            cal, rep = calibrate_session(dev, spec, pitches=pitches, max_strikes_per_key=14)
+        except RoboPlayerError as err:
+            print(f"{name:<34} failed: {err}")
+            continue
         wall = time.perf_counter() - t0
         truth = dev._truth  # the bench may read it; the calibrator may not
         dev.close()

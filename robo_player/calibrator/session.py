@@ -218,6 +218,12 @@ def calibrate_session(
             report.return_us[p] = ret_us
             report.return_kind[p] = ret.kind
         cal.keys[p] = curve_from_fit(p, fit, lat_top, len(strikes[p]), return_us=ret_us)
+        c = cal.keys[p]
+        if not all(np.isfinite(c.drive)) or not all(np.isfinite(c.latency_us)) or not all(np.isfinite(c.velocity)):
+            raise CalibrationError(
+                f"calibrate: key {p}: no curve fits what was heard ({sum(s.heard for s in strikes[p])} "
+                f"of {len(strikes[p])} strikes heard, by {report.heard_by})"
+            )
         report.lat_rms_us[p] = fit.lat_rms_us
         report.vel_rms[p] = fit.vel_rms
         if fit.isotonic:
