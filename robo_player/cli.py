@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
+from .calibrator import cli as calibrate_cli
 from .errors import (
     CalibrationError,
     MidiFileError,
@@ -299,7 +300,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
 def cmd_calibrate(args: argparse.Namespace) -> int:
     from .calibrator import calibrate
 
-    if (done := hearing_cli.calibrate(args, _HEARING)) is not None:  # --mic, recordings
+    if (done := calibrate_cli.calibrate(args, _HEARING)) is not None:  # --mic, recordings
         return done
     spec = _load_spec(args)
     _require_device(spec)
@@ -427,7 +428,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_device_args(sp)
     sp.add_argument("--out", required=True, metavar="CAL.yaml", help="calibration file to write")
     sp.add_argument("--max-strikes", type=int, default=12, help="strikes per key at most (default 12)")
-    hearing_cli.add_calibrate_args(sp)
+    calibrate_cli.add_calibrate_args(sp)
     hearing_cli.register(sub, _HEARING)  # `mics` and `verify` (docs/hearing.md)
 
     sp = add("inspect", cmd_inspect, "show a piece's notes, range, density, polyphony and fit")

@@ -218,8 +218,9 @@ def calibrate_session(
             report.return_us[p] = ret_us
             report.return_kind[p] = ret.kind
         cal.keys[p] = curve_from_fit(p, fit, lat_top, len(strikes[p]), return_us=ret_us)
-        c = cal.keys[p]
-        if not all(np.isfinite(c.drive)) or not all(np.isfinite(c.latency_us)) or not all(np.isfinite(c.velocity)):
+        kc = cal.keys[p]
+        finite = all(np.isfinite(kc.drive)) and all(np.isfinite(kc.latency_us)) and all(np.isfinite(kc.velocity))
+        if not finite or max(kc.velocity) <= min(kc.velocity):  # a flat table maps no velocity
             raise CalibrationError(
                 f"calibrate: key {p}: no curve fits what was heard ({sum(s.heard for s in strikes[p])} "
                 f"of {len(strikes[p])} strikes heard, by {report.heard_by})"
