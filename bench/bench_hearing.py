@@ -75,7 +75,7 @@ def play_errors(spec, cal, seed: int, score: Score) -> dict[str, float]:  # noqa
 
 def calibration_part(args: argparse.Namespace) -> None:
     spec = load_spec(args.spec)
-    pitches = [k.pitch for k in spec.keys]
+    pitches = [k.pitch for k in spec.keys if args.range[0] <= k.pitch <= args.range[1]]
     if args.keys < len(pitches):
         pitches = [pitches[int(i)] for i in np.linspace(0, len(pitches) - 1, args.keys)]
     piece = random_piece(100 + args.seed)
@@ -98,7 +98,12 @@ def calibration_part(args: argparse.Namespace) -> None:
         truth = dev._truth  # the bench may read it; the calibrator may not
         dev.close()
         ce = curve_errors(_only(cal, pitches), truth, spec)
-        pe = play_errors(spec, cal, args.seed, _restrict(piece, pitches))
+        try:
+            pe = play_errors(spec, cal, args.seed, _restrict(piece, pitches))
+        except (RoboPlayerError, ValueError) as err:
+            print(f"{name:<34} {rep.strikes_per_key:>11.1f} {wall:>7.0f} "
+                  f"{ce['lat_mean_us']:>9.0f}/{ce['lat_p99_us']:<10.0f} {ce['vel_mean']:>12.2f}  play failed: {err}")
+            continue
         print(f"{name:<34} {rep.strikes_per_key:>11.1f} {wall:>7.0f} "
               f"{ce['lat_mean_us']:>9.0f}/{ce['lat_p99_us']:<10.0f} {ce['vel_mean']:>12.2f} "
               f"{pe['p99_ms']:>12.2f} {pe['shift_ms']:>+9.2f} {pe['p99_rel_ms']:>16.2f} {pe['vel']:>9.2f}")
@@ -150,6 +155,8 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--keys", type=int, default=88, help="keys to calibrate (spread over the keyboard)")
     ap.add_argument("--snr", type=float, default=30.0)
+    ap.add_argument("--range", type=int, nargs=2, default=[0, 127], metavar=("LO", "HI"),
+                    help="calibrate keys in this pitch range only")
     ap.add_argument("--pieces", nargs="*", default=["bwv66.6"], help="bundled pieces for the detector")
     ap.add_argument("--part", choices=["all", "calibration", "detector"], default="all")
     args = ap.parse_args()
