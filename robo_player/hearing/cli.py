@@ -18,13 +18,15 @@ from ..errors import HearingError, UsageError
 from ..fileio import atomic_open
 from ..matching import Window, match_onsets
 from ..performance import HeardNote, Performance
-from .align import fit_clock
+from .align import ClockFit, fit_clock
 from .detector import Detector
 from .listen import check_take
 from .recording import input_devices, read_wav
 
-MIN_MATCHED = 0.5  # verify: at least this fraction of the plan's notes must be heard
+MIN_MATCHED = 0.3  # verify: at least this fraction of the plan's notes must be heard (the
+# key-unknown detector finds about half of them today: docs/hearing.md)
 ALIGN_BIN_S = 0.005
+MAX_CARD_DRIFT_PPM = 100.0
 
 
 # ---------------------------------------------------------------- mics
@@ -68,9 +70,20 @@ def align_to_plan(onsets_s: list[tuple[float, int]], targets_us: list[tuple[int,
             f"{len(targets_us)} notes match them (need {MIN_MATCHED:.0%}): a recording of "
             "another piece, or of another take?"
         )
-    mcu = [targets_us[i][0] for i in pairs]
-    audio = [onsets_s[j][0] for j in pairs.values()]
-    return fit_clock(mcu, audio)
+    mcu = np.array([targets_us[i][0] for i in pairs], dtype=float)
+    audio = np.array([onsets_s[j][0] for j in pairs.values()])
+    keep = np.ones(len(mcu), dtype=bool)
+    for _ in range(3):  # wrong pairs and late reads: drop what lies far off the line
+        fit = fit_clock(mcu[keep].tolist(), audio[keep].tolist())
+        res = np.abs(audio - (fit.a_s + fit.b * mcu * 1e-6))
+        keep = res <= max(3.0 * float(np.median(res[keep])), 0.001)
+    fit = fit_clock(mcu[keep].tolist(), audio[keep].tolist())
+    if abs(fit.drift_ppm) > MAX_CARD_DRIFT_PPM:
+        # more than a sound card drifts: the piano's own timing errors tilt the line
+        # (they are what verify measures); keep the offset only
+        a = float(np.median(audio[keep] - mcu[keep] * 1e-6))
+        fit = ClockFit(a, 1.0, float(np.sqrt(np.mean((audio[keep] - a - mcu[keep] * 1e-6) ** 2))) * 1e6, int(keep.sum()))
+    return fit
 
 
 def cmd_verify(args: argparse.Namespace, helpers: dict[str, Callable[..., Any]]) -> int:
