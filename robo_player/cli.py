@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
+from .calibrator import cli as calibrate_cli
 from .cli_options import (
     HelpWithDefaults,
     finish_subcommands,
@@ -33,6 +34,7 @@ from .errors import (
     UsageError,
 )
 from .fileio import Outputs, write_text
+from .hearing import cli as hearing_cli
 from .progress import Progress
 
 log = logging.getLogger("robo_player")
@@ -348,6 +350,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
 def cmd_calibrate(args: argparse.Namespace) -> int:
     from .calibrator import calibrate
 
+    if (done := calibrate_cli.calibrate(args, _HEARING)) is not None:  # --mic, recordings
+        return done
     spec = _load_spec(args)
     _require_device(spec)
     if not 3 <= args.max_strikes <= 64:
@@ -416,6 +420,17 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------- parser
+# what the hearing commands (robo_player/hearing/cli.py) borrow from this module
+_HEARING: dict[str, Callable[..., Any]] = {
+    "load_spec": lambda a: _load_spec(a),
+    "load_score": lambda a: _load_score(a),
+    "load_calibration": lambda a, s: _load_calibration(a, s),
+    "plan_options": lambda a: _plan_options(a),
+    "open_device": lambda u, s, a: _open_device(u, s, a),
+    "add_score_args": lambda p: _add_score_args(p),
+    "add_spec_arg": lambda p: _add_spec_arg(p),
+    "add_plan_args": lambda p: _add_plan_args(p),
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -474,6 +489,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_device_args(sp)
     sp.add_argument("--out", required=True, metavar="CAL.yaml", help="calibration file to write")
     sp.add_argument("--max-strikes", type=int, default=12, help="strikes per key at most")
+    calibrate_cli.add_calibrate_args(sp)
+    hearing_cli.register(sub, _HEARING)  # `mics` and `verify` (docs/hearing.md)
 
     sp = add("inspect", cmd_inspect, "show a piece's notes, range, density, polyphony and fit")
     _add_score_args(sp)

@@ -23,6 +23,11 @@ class CalibrationError(RoboPlayerError, ValueError):
     """A calibration file that is malformed or made for another spec."""
 
 
+class HearingError(RoboPlayerError, ValueError):
+    """A recording the detector cannot use (silent, clipped, another piece, an unsupported
+    sample rate), or a sound card that is missing."""
+
+
 class MidiFileError(RoboPlayerError, ValueError):
     """A MIDI file that is malformed, truncated or empty.
 

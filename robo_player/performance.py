@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
 
 Progress = Callable[[float], None]  # fraction done, 0..1
 
@@ -24,6 +26,20 @@ class HeardNote:
     end_us: int | None = None  # when the sound was damped, if known
 
 
+@runtime_checkable
+class AudioTake(Protocol):
+    """What a microphone recorded during one stream (mono, the sound card's own clock).
+
+    Its clock is not the MCU's: an unknown offset and drift separate them
+    (:mod:`robo_player.hearing.align` finds both)."""
+
+    sample_rate: int
+
+    def samples(self) -> np.ndarray:
+        """(N,) float32 samples in -1..1."""
+        ...
+
+
 @dataclass(slots=True)
 class Performance:
     heard: list[HeardNote] = field(default_factory=list)
@@ -32,6 +48,7 @@ class Performance:
     pedal: list[tuple[int, int]] = field(default_factory=list)  # (t_us, value) as sensed
     link: dict[str, Any] | None = None  # link statistics, where there is a link
     extra: dict[str, Any] = field(default_factory=dict)  # backend-specific report fields
+    audio: AudioTake | None = None  # the microphone's recording, where there is one
 
 
-__all__ = ["HeardNote", "Performance", "Progress"]
+__all__ = ["AudioTake", "HeardNote", "Performance", "Progress"]

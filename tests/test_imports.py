@@ -29,7 +29,9 @@ PKG = Path(robo_player.__file__).resolve().parent
 ROOT = "robo_player"
 
 # Small utilities any unit may import; they import only each other.
-UTIL = frozenset({"errors", "pitch", "fileio", "progress", "matching", "resources", "motion", ROOT})
+UTIL = frozenset(
+    {"errors", "pitch", "fileio", "progress", "matching", "resources", "motion", "voicing", ROOT}
+)
 
 ALLOWED: dict[str, frozenset[str]] = {
     # utilities and neutral types
@@ -40,6 +42,7 @@ ALLOWED: dict[str, frozenset[str]] = {
     "matching": frozenset(),
     "resources": frozenset(),  # where the shipped specs, pieces and model are
     "motion": frozenset(),  # a positioner's step profile (planner, simulator, driver)
+    "voicing": frozenset(),  # how loud a note of a velocity sounds (synthesis and hearing)
     "fileio": frozenset({"errors"}),
     "performance": UTIL,  # what a device reports: neutral ground for host and device side
     # sources
@@ -54,7 +57,9 @@ ALLOWED: dict[str, frozenset[str]] = {
     "planner": UTIL | {"score", "spec", "plan", "rules"},
     "actuation": UTIL | {"spec", "plan", "performance"},  # what a plan op does to an output
     # the calibrator plans test strikes and plays them through the Device interface
-    "calibrator": UTIL | {"spec", "plan", "rules", "planner", "performance", "driver"},
+    "calibrator": UTIL | {"spec", "plan", "rules", "planner", "performance", "driver", "hearing"},
+    # hearing: onsets and loudness in audio, clock alignment, microphones, verify (host side)
+    "hearing": UTIL | {"spec", "plan", "performance", "driver", "report", "planner", "fileio"},
     # live input is a source next to the planner: it plans each MIDI message as it arrives
     # and streams the commands through the Device interface (driver.ports), never sim;
     # call and response generates with the model, --report writes the file report's keys

@@ -16,7 +16,7 @@ from .. import rules
 from ..plan import Command, Op, Plan
 from ..spec.actuators import Actuator
 from ..spec.model import PianoSpec
-from .strikes import StrikeResult
+from .strikes import SILENT_LATENCY_US, StrikeResult
 
 # --- schedule ------------------------------------------------------------------------
 RETURN_GAP_US = 150_000  # release -> next strike on the same key (key return <= 90 ms)
@@ -25,6 +25,10 @@ RELEASE_MARGIN_US = 40_000  # hold the key this long past its expected contact
 STAGGER_US = 2_000  # grid on which strikes are placed
 SUPPLY_MARGIN = 0.9  # use at most this fraction of the supply's current limit
 THERMAL_MARGIN = 0.5  # keep each coil's modelled rise under this fraction of the limit
+# listening: keys the detector could mistake for each other (semitones, octaves) keep
+# their predicted onsets this far apart
+KIN_INTERVALS = (1, 2, 5, 7, 12, 19, 24)
+KIN_GAP_US = 250_000
 # the truth's coil heat capacity and time constant may differ from the spec's by 10 %:
 # model a coil that heats faster and cools slower than the spec says
 HEAT_CAPACITY_FACTOR = 0.9
@@ -68,8 +72,13 @@ class StrikeScheduler:
     number of strike pulses that overlap it (a cell counts if any part is covered).
     """
 
-    def __init__(self, spec: PianoSpec, coils: dict[int, CoilHeat]) -> None:
+    def __init__(self, spec: PianoSpec, coils: dict[int, CoilHeat], onset_gap_us: int = 0) -> None:
         self.spec = spec
+        # listening through a microphone: no two predicted onsets closer than this, so
+        # each strike's attack stands alone in the recording (0: no such rule)
+        self.onset_gap_us = onset_gap_us
+        self.onsets = np.zeros(4096, dtype=np.int32)  # (cells,) predicted onsets
+        self.onsets_of: dict[int, list[int]] = {}  # pitch -> its predicted onsets
         self.coils = coils
         self.amap = spec.actuators
         self.pulse_us = spec.strike.default_pulse_us
@@ -86,7 +95,29 @@ class StrikeScheduler:
             grow = max(i1, 2 * self.amps.size) - self.amps.size
             self.amps = np.concatenate([self.amps, np.zeros(grow)])
             self.pulses = np.concatenate([self.pulses, np.zeros(grow, dtype=np.int32)])
+            self.onsets = np.concatenate([self.onsets, np.zeros(grow, dtype=np.int32)])
         return slice(i0, i1)
+
+    def _onset_free(self, onset_us: int, pitch: int) -> bool:
+        """No other predicted onset within the gap, and none of a key the detector could
+        take for this one (a semitone or two away, an octave or two) within
+        :data:`KIN_GAP_US`: telling those apart takes a long window."""
+        if not self.onset_gap_us:
+            return True
+        cs = self._cells(max(0, onset_us - self.onset_gap_us), onset_us + self.onset_gap_us)
+        if self.onsets[cs].any():
+            return False
+        for dp in KIN_INTERVALS:
+            for q in (pitch - dp, pitch + dp):
+                if any(abs(o - onset_us) < KIN_GAP_US for o in self.onsets_of.get(q, ())):
+                    return False
+        return True
+
+    def _mark_onset(self, onset_us: int, pitch: int) -> None:
+        if self.onset_gap_us:
+            c = self._cells(onset_us, onset_us + 1)
+            self.onsets[c.start] += 1
+            self.onsets_of.setdefault(pitch, []).append(onset_us)
 
     def _hold_a(self, act: Actuator, on_us: int) -> float:
         return self.hold * act.full_a if on_us > self.pulse_us else 0.0
@@ -134,14 +165,18 @@ class StrikeScheduler:
         if hs.stop > hs.start:
             self.amps[hs] += self._hold_a(act, on_us)
 
-    def place(self, pitch: int, drive: float, on_us: int, earliest: int) -> int:
-        """Earliest grid time >= ``earliest`` for one strike; commits it."""
+    def place(self, pitch: int, drive: float, on_us: int, earliest: int, onset_us: int = 0) -> int:
+        """Earliest grid time >= ``earliest`` for one strike (predicted onset
+        ``onset_us`` after it); commits it."""
         coil = self.coils.setdefault(pitch, CoilHeat())
         act = self._act(pitch)
         t = -(-earliest // STAGGER_US) * STAGGER_US
-        while not self._fits(act, self._cooled(act, coil, t), t, drive, on_us):
+        while not (
+            self._onset_free(t + onset_us, pitch) and self._fits(act, self._cooled(act, coil, t), t, drive, on_us)
+        ):
             t += STAGGER_US
         self._commit(act, coil, t, drive, on_us)
+        self._mark_onset(t + onset_us, pitch)
         return t
 
     def place_pair(
@@ -151,6 +186,7 @@ class StrikeScheduler:
         second: tuple[float, int],
         gap_us: int,
         earliest: int,
+        onsets_us: tuple[int, int] = (0, 0),
     ) -> tuple[int, int]:
         """Earliest grid time for a strike ``first`` = (drive, on_us) followed by a strike
         ``second`` exactly ``gap_us`` after the first one's release; commits both and
@@ -162,7 +198,8 @@ class StrikeScheduler:
         while True:
             t2 = t + on1 + gap_us
             temp1 = self._cooled(act, coil, t)
-            if self._fits(act, temp1, t, d1, on1):
+            free = self._onset_free(t + onsets_us[0], pitch) and self._onset_free(t2 + onsets_us[1], pitch)
+            if free and self._fits(act, temp1, t, d1, on1):
                 temp2 = rules.heat_after(
                     temp1 + self._rise_k(act, d1, on1), gap_us, 0.0, self._tau_us(act)
                 )
@@ -171,6 +208,8 @@ class StrikeScheduler:
             t += STAGGER_US
         self._commit(act, coil, t, d1, on1)
         self._commit(act, coil, t2, d2, on2)
+        self._mark_onset(t + onsets_us[0], pitch)
+        self._mark_onset(t2 + onsets_us[1], pitch)
         return t, t2
 
 
@@ -183,9 +222,23 @@ def build_round(
     requests: dict[int, list[StrikeRequest]],
     coils: dict[int, CoilHeat],
     order: list[int],
+    onset_gap_us: int = 0,
 ) -> tuple[Plan, list[StrikeResult], int]:
-    """One plan striking every requested key; returns (plan, pending strikes, end_us)."""
-    sched = StrikeScheduler(spec, coils)
+    """One plan striking every requested key; returns (plan, pending strikes, end_us).
+
+    ``onset_gap_us`` > 0 (listening through a microphone): no two strikes' predicted
+    onsets (the expected latency, or the spec's nominal curve while unknown) closer."""
+    sched = StrikeScheduler(spec, coils, onset_gap_us)
+    nom_d = np.asarray(spec.nominal.drive, dtype=float)
+    nom_l = np.asarray(spec.nominal.latency_us, dtype=float)
+
+    def predict(drive: float, expect_us: float) -> int:
+        if not onset_gap_us:
+            return 0
+        if expect_us < SILENT_LATENCY_US:
+            return int(expect_us)
+        return int(np.interp(drive, nom_d, nom_l, left=nom_l[0], right=nom_l[-1]))
+
     max_on = spec.thermal.max_on_us
     pulse = spec.strike.default_pulse_us
     cmds: list[Command] = []
@@ -204,12 +257,19 @@ def build_round(
             level = pwm_level(rq.drive, key.pwm_max)
             drive = level / key.pwm_max
             on_us = int(min(max_on, max(pulse, rq.expect_latency_us + RELEASE_MARGIN_US)))
+            if onset_gap_us and rq.expect_latency_us >= SILENT_LATENCY_US:
+                # listening: a key held down rings on and buries the next onsets; release
+                # it soon after its predicted contact (a late hammer still sounds, the
+                # damper only cuts it short)
+                on_us = int(min(on_us, max(pulse, 1.6 * predict(drive, SILENT_LATENCY_US) + RELEASE_MARGIN_US)))
             # (level, drive, on_us, expected latency, probe gap or None)
             strikes: list[tuple[int, float, int, float, int | None]] = [
                 (level, drive, on_us, rq.expect_latency_us, None)
             ]
             if rq.probe is None:
-                times = [sched.place(pitch, drive, on_us, ready[pitch])]
+                times = [
+                    sched.place(pitch, drive, on_us, ready[pitch], predict(drive, rq.expect_latency_us))
+                ]
             else:
                 pr = rq.probe
                 level2 = pwm_level(pr.drive, key.pwm_max)
@@ -217,7 +277,11 @@ def build_round(
                 strikes.append((level2, level2 / key.pwm_max, on2, pr.expect_latency_us, pr.gap_us))
                 times = list(
                     sched.place_pair(
-                        pitch, (drive, on_us), (level2 / key.pwm_max, on2), pr.gap_us, ready[pitch]
+                        pitch, (drive, on_us), (level2 / key.pwm_max, on2), pr.gap_us, ready[pitch],
+                        (
+                            predict(drive, rq.expect_latency_us),
+                            predict(level2 / key.pwm_max, pr.expect_latency_us),
+                        ),
                     )
                 )
             for t, (lv, dr, on, expect, gap) in zip(times, strikes, strict=True):
@@ -225,7 +289,11 @@ def build_round(
                 idx = len(pending)
                 cmds.append(Command(t, Op.STRIKE, key.channel, lv, pulse, hold, idx))
                 cmds.append(Command(t + on, Op.RELEASE, key.channel, 0, 0, 0, idx))
-                pending.append(StrikeResult(pitch, dr, t, probe_gap_us=gap))
+                sr = StrikeResult(pitch, dr, t, probe_gap_us=gap)
+                if onset_gap_us:
+                    sr.expect_us = float(predict(dr, expect))
+                    sr.expect_tol = 0.5 if expect >= SILENT_LATENCY_US else 0.15
+                pending.append(sr)
                 # next strike on this key: after the latest possible onset and the key's return
                 ready[pitch] = max(t + on, t + int(expect) + 1) + RETURN_GAP_US
                 end_us = max(end_us, t + max(on, int(expect)) + SETTLE_US)

@@ -15,12 +15,13 @@ import numpy as np
 
 from ..driver.ports import Device
 from ..errors import CalibrationError
-from ..plan import Command
+from ..plan import Command, Op, Plan
 from ..spec.calibration import Calibration
 from ..spec.model import PianoSpec
 from .drives import FIRST_ROUND_U, ROUND_TARGETS, next_requests
 from .fitting import KeyFit, curve_from_fit, fit_key
 from .key_return import PROBE_GAP_FRACTION, next_probe, return_estimate
+from .listening import ONSET_GAP_US, add_sync, common_offset, listen_round
 from .pedal import pedal_commands, pedal_latency
 from .scheduler import STAGGER_US, CoilHeat, StrikeRequest, build_round
 from .strikes import SILENT_LATENCY_US, StrikeResult, match_strikes
@@ -47,6 +48,8 @@ class CalibrationReport:
     return_us: dict[int, float] = field(default_factory=dict)  # measured, margin included
     return_kind: dict[int, str] = field(default_factory=dict)  # "measured" / "upper bound"
     return_unmeasured: list[int] = field(default_factory=list)  # keys left at the nominal
+    heard_by: str = "notes"  # "audio": through the detector; "notes": a note-level sensor
+    sync_offset_us: float | None = None  # audio: the constant c found (listening.py)
 
     @property
     def strikes_per_key(self) -> float:
@@ -88,7 +91,17 @@ def calibrate_session(
     coils: dict[int, CoilHeat] = {}
     done: set[int] = set()
     pedal_lat: int | None = None
+    # what does the device's sensor hand back: audio (a microphone) or heard notes?
+    check = device.play(
+        Plan(
+            commands=[Command(0, Op.RELEASE, spec.keys[0].channel)],
+            pipeline_delay_us=0, spec_name=spec.name, spec_hash=spec.spec_hash,
+        )
+    )
+    audio = check.audio is not None
+    report.play_calls += 1
     round_no = 0
+    offset_us = 0.0  # audio: the constant c added to every heard latency so far
     th_nom = spec.nominal.threshold
     first = [th_nom + u * (1.0 - th_nom) for u in FIRST_ROUND_U]
     first_gap = round(PROBE_GAP_FRACTION * spec.timing.key_return_us / STAGGER_US) * STAGGER_US
@@ -115,10 +128,14 @@ def calibrate_session(
             break
         order = list(requests)
         rng.shuffle(order)
-        plan, pending, end_us = build_round(spec, requests, coils, order)
+        plan, pending, end_us = build_round(spec, requests, coils, order, ONSET_GAP_US if audio else 0)
+        starts: list[int] = []
+        if audio:
+            starts, end_us = add_sync(spec, plan, pending, end_us)
         pedal_cmds: list[Command] = []
         if round_no == 0 and spec.pedal is not None:
-            pedal_cmds = pedal_commands(spec, 0)
+            # listening: after the last pattern (a lifted damper lets every key ring on)
+            pedal_cmds = pedal_commands(spec, end_us if audio else 0)
             plan.commands.extend(pedal_cmds)
             plan.sort()
             end_us = max(end_us, pedal_cmds[-1].t_us + 200_000)
@@ -138,16 +155,33 @@ def calibrate_session(
                 f"calibrate: round {round_no}: coil failure during calibration: "
                 f"{perf.coil_failures[0]} (calibration strikes must stay cool)"
             )
-        stray = match_strikes(perf, pending)
-        if stray:
-            log.warning("calibration round %d: %d heard notes matched no strike", round_no, stray)
+        if perf.audio is not None:
+            report.heard_by = "audio"
+            c_guess = offset_us if report.sync_offset_us is not None else float(spec.nominal.latency_us[-1])
+            listen_round(perf, pending, spec, starts, f"calibration round {round_no}", c_guess)
+            for s in pending:
+                s.latency_us += offset_us
+        else:
+            stray = match_strikes(perf, pending)
+            if stray > 0:
+                log.warning("calibration round %d: %d heard notes matched no strike", round_no, stray)
         if pedal_cmds:
             pedal_lat = pedal_latency(perf, pedal_cmds)
         for s in pending:
             strikes[s.pitch].append(s)
         report.strikes += len(pending)
         report.return_probes += sum(1 for s in pending if s.probe_gap_us is not None)
-        for p in requests:
+        refit = list(requests)
+        if perf.audio is not None and round_no >= 1:
+            found = common_offset(strikes, float(spec.nominal.latency_us[-1]))
+            if found is not None:
+                for ss in strikes.values():
+                    for s in ss:
+                        s.latency_us += found - offset_us
+                offset_us = found
+                report.sync_offset_us = found
+                refit = [p for p in todo if strikes[p]]
+        for p in refit:
             fits[p] = fit_key(strikes[p])
         # coils cool between rounds only as far as the device's clock says; keep the
         # model's times relative to the next plan's zero
@@ -184,6 +218,13 @@ def calibrate_session(
             report.return_us[p] = ret_us
             report.return_kind[p] = ret.kind
         cal.keys[p] = curve_from_fit(p, fit, lat_top, len(strikes[p]), return_us=ret_us)
+        kc = cal.keys[p]
+        finite = all(np.isfinite(kc.drive)) and all(np.isfinite(kc.latency_us)) and all(np.isfinite(kc.velocity))
+        if not finite or max(kc.velocity) <= min(kc.velocity):  # a flat table maps no velocity
+            raise CalibrationError(
+                f"calibrate: key {p}: no curve fits what was heard ({sum(s.heard for s in strikes[p])} "
+                f"of {len(strikes[p])} strikes heard, by {report.heard_by})"
+            )
         report.lat_rms_us[p] = fit.lat_rms_us
         report.vel_rms[p] = fit.vel_rms
         if fit.isotonic:

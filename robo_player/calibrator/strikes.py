@@ -38,6 +38,10 @@ class StrikeResult:
     # a key-return probe: struck this long after the key's release (µs); its curves are
     # not used for the fit. None for an ordinary strike (the key was fully up).
     probe_gap_us: int | None = None
+    # listening: where the onset is expected (µs after the command; nan: anywhere up to
+    # the silent latency) and how far off it may be, as a fraction of it
+    expect_us: float = math.nan
+    expect_tol: float = 0.5
 
 
 def match_strikes(perf: Performance, pending: list[StrikeResult]) -> int:

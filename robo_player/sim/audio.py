@@ -25,10 +25,10 @@ import numpy as np
 from ..fileio import atomic_open
 from ..performance import HeardNote, Performance
 from ..spec.model import PianoSpec
+from ..voicing import MAX_PARTIALS, partial_amplitudes
 
 log = logging.getLogger(__name__)
 
-MAX_PARTIALS = 8
 DAMPER_FADE_S = 0.05  # time constant of the fade once the damper lands
 FADE_TAUS = 5  # render the fade for this many time constants (-43 dB)
 MAX_RING_S = 8.0  # an undamped note rings at most this long
@@ -105,9 +105,7 @@ def _render_note(note: HeardNote, n: int, fade_s: float, bank: _PitchBank) -> np
     """(n,) float32 samples of one note, starting at its onset."""
     sample_rate = bank.sample_rate
     k, rows, base = bank.get(note.pitch)
-    loud = max(note.velocity, 0.0) / 127.0
-    bright = 0.55 - 0.35 * min(loud, 1.0)  # louder: richer in high partials
-    amp = (loud**2 * k**-1.2 * np.exp(-(k - 1.0) * bright)).astype(np.float32)  # (K,)
+    amp = partial_amplitudes(note.velocity, k).astype(np.float32)  # (K,) the level law
     w2 = base * np.concatenate([amp, amp])[:, None]  # (2K, BLOCK)
     nb = -(-n // _BLOCK)
     y = np.empty(nb * _BLOCK, dtype=np.float32)

@@ -18,11 +18,11 @@ from ..errors import TransportError
 from ..performance import Performance, Progress
 from ..spec.model import PianoSpec
 from .physics import EventColumns, PianoPhysics
-from .sensor import LOUDNESS_SD, TIMING_SD_US, Microphone
+from .sensor import SENSOR_OPTIONS, Microphone, microphone_from_options
 from .truth import Truth
 
 # the options every simulated device takes for its instrument
-INSTRUMENT_OPTIONS = ("truth_seed", "truth", "sensor_seed", "timing_sd_us", "loudness_sd")
+INSTRUMENT_OPTIONS = ("truth_seed", "truth", *SENSOR_OPTIONS)
 
 
 class SimulatedInstrument:
@@ -53,16 +53,6 @@ def _int_opt(url: str, name: str, value: object) -> int:
         raise TransportError(f"{url}: option {name}={value!r} must be an integer") from err
 
 
-def _float_opt(url: str, name: str, value: object) -> float:
-    try:
-        x = float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError) as err:
-        raise TransportError(f"{url}: option {name}={value!r} must be a number >= 0") from err
-    if not x >= 0.0 or x == float("inf"):
-        raise TransportError(f"{url}: option {name}={value!r} must be a finite number >= 0")
-    return x
-
-
 def instrument_from_options(url: str, spec: PianoSpec, opts: dict[str, Any]) -> SimulatedInstrument:
     """The instrument the options ask for; takes (pops) its options out of ``opts``.
 
@@ -72,9 +62,6 @@ def instrument_from_options(url: str, spec: PianoSpec, opts: dict[str, Any]) -> 
     """
     truth = opts.pop("truth", None)
     truth_seed = opts.pop("truth_seed", None)
-    sensor_seed = opts.pop("sensor_seed", None)
-    timing_sd = opts.pop("timing_sd_us", TIMING_SD_US)
-    loudness_sd = opts.pop("loudness_sd", LOUDNESS_SD)
     if truth is not None and truth_seed is not None:
         raise TransportError(f"{url}: give either truth or truth_seed, not both")
     if isinstance(truth, Truth):
@@ -90,11 +77,7 @@ def instrument_from_options(url: str, spec: PianoSpec, opts: dict[str, Any]) -> 
         the_truth = Truth.draw(spec, seed)
         where = f"truth_seed={seed}"
     the_truth.check_for(spec, where)
-    mic = Microphone(
-        seed=0 if sensor_seed is None else _int_opt(url, "sensor_seed", sensor_seed),
-        timing_sd_us=_float_opt(url, "timing_sd_us", timing_sd),
-        loudness_sd=_float_opt(url, "loudness_sd", loudness_sd),
-    )
+    mic = microphone_from_options(url, opts)  # its options: robo_player/sim/sensor.py
     return SimulatedInstrument(spec, the_truth, mic)
 
 

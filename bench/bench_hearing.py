@@ -1,0 +1,170 @@
+"""Hearing through audio on the hidden-truth simulator (issue 11 targets).
+
+1. Calibration through the room microphone (``sim://?sensor=audio``: reverb, noise at
+   ``--snr`` dB, an unknown clock offset, a drift drawn in +-100 ppm) beside today's
+   note-level sensor, on the same truth: strikes per key, the curves against the truth,
+   and a piece played with each calibration on a truth-exact listener (no sensor noise)
+   - onset error p99 (absolute, and around the performance's mean shift) and mean
+   |velocity error|.
+2. The key-unknown detector on rendered performances: note F1 (same pitch, onset
+   within 20 ms) and the median onset error, after the one clock offset.
+
+    .venv/bin/python bench/bench_hearing.py --keys 88 --seed 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_calibration import curve_errors  # noqa: E402
+
+from robo_player.calibrator import calibrate_session  # noqa: E402
+from robo_player.driver import open_port  # noqa: E402
+from robo_player.errors import RoboPlayerError  # noqa: E402
+from robo_player.hearing.detector import Detector  # noqa: E402
+from robo_player.matching import Window, match_onsets  # noqa: E402
+from robo_player.midi import bundled_piece, read_midi  # noqa: E402
+from robo_player.planner.piano import plan_piano  # noqa: E402
+from robo_player.planner.report import Fate  # noqa: E402
+from robo_player.score import Note, Score  # noqa: E402
+from robo_player.spec import load_spec  # noqa: E402
+
+
+def random_piece(seed: int, seconds: float = 40.0) -> Score:
+    """A piece the project does not ship: random notes and chords, 2-8 per second."""
+    rng = np.random.default_rng(seed)
+    notes, t = [], 0.0
+    while t < seconds:
+        for p in rng.choice(np.arange(33, 97), size=int(rng.integers(1, 4)), replace=False):
+            notes.append(Note(int(p), int(t * 1e6), int(rng.uniform(0.1, 0.6) * 1e6), int(rng.integers(30, 115))))
+        t += float(rng.uniform(0.12, 0.5))
+    notes.sort(key=lambda n: (n.onset_us, n.pitch))
+    return Score(notes=notes)
+
+
+def play_errors(spec, cal, seed: int, score: Score) -> dict[str, float]:  # noqa: ANN001
+    plan, report = plan_piano(score, spec, cal)
+    with open_port("sim://", spec, truth_seed=seed, timing_sd_us=0, loudness_sd=0) as dev:
+        perf = dev.play(plan)
+    heard: dict[int, list[tuple[int, float]]] = {}
+    for h in perf.heard:
+        heard.setdefault(h.pitch, []).append((h.t_us, h.velocity))
+    on, ve = [], []
+    for o in report.outcomes:
+        if o.fate is Fate.DROPPED or o.velocity_target is None or not heard.get(o.pitch_out):
+            continue
+        t, v = min(heard[o.pitch_out], key=lambda c: abs(c[0] - o.target_t_us))
+        if abs(t - o.target_t_us) <= 50_000:
+            on.append(t - o.target_t_us)
+            ve.append(abs(v - o.velocity_target))
+    a = np.array(on, dtype=float)
+    return {
+        "n": float(len(a)),
+        "p99_ms": float(np.percentile(np.abs(a), 99) / 1000),
+        "shift_ms": float(np.mean(a) / 1000),
+        "p99_rel_ms": float(np.percentile(np.abs(a - a.mean()), 99) / 1000),
+        "vel": float(np.mean(ve)),
+    }
+
+
+def calibration_part(args: argparse.Namespace) -> None:
+    spec = load_spec(args.spec)
+    pitches = [k.pitch for k in spec.keys if args.range[0] <= k.pitch <= args.range[1]]
+    if args.keys < len(pitches):
+        pitches = [pitches[int(i)] for i in np.linspace(0, len(pitches) - 1, args.keys)]
+    piece = random_piece(100 + args.seed)
+    print(f"calibration, {spec.name}, truth seed {args.seed}, {len(pitches)} keys; "
+          f"played: a random piece (not shipped), {len(piece.notes)} notes")
+    print(f"{'sensor':<34} {'strikes/key':>11} {'wall s':>7} {'lat err mean/p99 us':>20} "
+          f"{'vel err mean':>12} {'onset p99 ms':>12} {'shift ms':>9} {'p99 around shift':>16} {'|vel err|':>9}")
+    for name, url in (
+        ("note-level (sensor=notes)", "sim://?sensor=notes"),
+        (f"audio ({args.snr:g} dB SNR, room, drift)", f"sim://?sensor=audio&snr_db={args.snr}"),
+    ):
+        dev = open_port(url, spec, truth_seed=args.seed, sensor_seed=args.seed)
+        t0 = time.perf_counter()
+        try:
+            cal, rep = calibrate_session(dev, spec, pitches=pitches, max_strikes_per_key=14)
+        except RoboPlayerError as err:
+            print(f"{name:<34} failed: {err}")
+            continue
+        wall = time.perf_counter() - t0
+        truth = dev._truth  # the bench may read it; the calibrator may not
+        dev.close()
+        ce = curve_errors(_only(cal, pitches), truth, spec)
+        try:
+            pe = play_errors(spec, cal, args.seed, _restrict(piece, pitches))
+        except (RoboPlayerError, ValueError) as err:
+            print(f"{name:<34} {rep.strikes_per_key:>11.1f} {wall:>7.0f} "
+                  f"{ce['lat_mean_us']:>9.0f}/{ce['lat_p99_us']:<10.0f} {ce['vel_mean']:>12.2f}  play failed: {err}")
+            continue
+        print(f"{name:<34} {rep.strikes_per_key:>11.1f} {wall:>7.0f} "
+              f"{ce['lat_mean_us']:>9.0f}/{ce['lat_p99_us']:<10.0f} {ce['vel_mean']:>12.2f} "
+              f"{pe['p99_ms']:>12.2f} {pe['shift_ms']:>+9.2f} {pe['p99_rel_ms']:>16.2f} {pe['vel']:>9.2f}")
+
+
+def _only(cal, pitches):  # noqa: ANN001, ANN202
+    import copy
+
+    c = copy.copy(cal)
+    c.keys = {p: k for p, k in cal.keys.items() if p in pitches}
+    return c
+
+
+def _restrict(score: Score, pitches: list[int]) -> Score:
+    keep = set(pitches)
+    return Score(notes=[n for n in score.notes if n.pitch in keep])
+
+
+def detector_part(args: argparse.Namespace) -> None:
+    spec = load_spec(args.spec)
+    print("key-unknown detector on rendered performances (sim://?sensor=audio, 30 dB SNR)")
+    print(f"{'piece':<24} {'notes':>6} {'heard':>6} {'precision':>9} {'recall':>7} {'F1':>6} {'median err ms':>13} {'wall s':>7}")
+    pieces = [("random (not shipped)", random_piece(200 + args.seed, 30.0))]
+    pieces += [(name, read_midi(bundled_piece(name))) for name in args.pieces]
+    for name, score in pieces:
+        plan, _ = plan_piano(score, spec)
+        with open_port("sim://?sensor=audio&offset_s=0.1&drift_ppm=0", spec, truth_seed=args.seed,
+                       timing_sd_us=0, loudness_sd=0) as dev:
+            perf = dev.play(plan)
+        assert perf.audio is not None
+        t0 = time.perf_counter()
+        ons = Detector(perf.audio.samples(), perf.audio.sample_rate).detect()
+        wall = time.perf_counter() - t0
+        truth = [(h.t_us, h.pitch) for h in perf.heard]
+        heard = [(int((o.t_s - 0.1) * 1e6), o.pitch) for o in ons]
+        pairs = match_onsets(truth, heard, Window(20_000, 20_000))
+        tp = len(pairs)
+        p = tp / max(1, len(heard))
+        r = tp / max(1, len(truth))
+        f1 = 2 * p * r / max(1e-9, p + r)
+        err = np.array([heard[j][0] - truth[i][0] for i, j in pairs.items()], dtype=float)
+        med = float(np.median(np.abs(err - np.median(err)))) / 1000 if len(err) else float("nan")
+        print(f"{name:<24} {len(truth):>6} {len(heard):>6} {p:>9.3f} {r:>7.3f} {f1:>6.3f} {med:>13.2f} {wall:>7.1f}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--spec", default="piano-88-grand")
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--keys", type=int, default=88, help="keys to calibrate (spread over the keyboard)")
+    ap.add_argument("--snr", type=float, default=30.0)
+    ap.add_argument("--range", type=int, nargs=2, default=[0, 127], metavar=("LO", "HI"),
+                    help="calibrate keys in this pitch range only")
+    ap.add_argument("--pieces", nargs="*", default=["bwv66.6"], help="bundled pieces for the detector")
+    ap.add_argument("--part", choices=["all", "calibration", "detector"], default="all")
+    args = ap.parse_args()
+    if args.part in ("all", "calibration"):
+        calibration_part(args)
+    if args.part in ("all", "detector"):
+        detector_part(args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,86 @@
+"""The listening options of ``robo-player calibrate``: ``--mic``,
+``--record-with-any-recorder``, ``--from-recording``, ``--played`` (docs/hearing.md)."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from typing import Any
+
+from ..errors import UsageError
+from ..hearing.recording import MicRecorder, read_wav
+from ..performance import Performance
+
+
+def add_calibrate_args(sp: argparse.ArgumentParser) -> None:
+    g = sp.add_argument_group("listening (docs/hearing.md)")
+    g.add_argument("--mic", metavar="DEVICE", help="record from this sound-card input while striking (see `mics`)")
+    g.add_argument("--record-with-any-recorder", action="store_true",
+                   help="play one fixed take for an outside recorder and write what it played (--played)")
+    g.add_argument("--from-recording", metavar="TAKE.wav", help="learn from a recording of that take")
+    g.add_argument("--played", metavar="PLAYED.json", help="what the recorded take played")
+
+
+class ListeningDevice:
+    """A device with a microphone: records each ``play`` from a sound card."""
+
+    def __init__(self, device: Any, mic: MicRecorder) -> None:
+        self._device = device
+        self._mic = mic
+
+    def play(self, plan: Any, progress: Any = None) -> Performance:
+        self._mic.start()
+        try:
+            perf: Performance = self._device.play(plan, progress)
+        finally:
+            rec = self._mic.stop()
+        perf.audio = rec
+        return perf
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._device, name)
+
+
+def calibrate(args: argparse.Namespace, helpers: dict[str, Callable[..., Any]]) -> int | None:
+    """``calibrate`` with a listening option, or None when none was given."""
+    from .offline import fixed_take, learn_from_recording, load_played, save_played
+    from .session import calibrate_session
+
+    if not (args.mic or args.record_with_any_recorder or args.from_recording):
+        if args.played:
+            raise UsageError("--played goes with --record-with-any-recorder or --from-recording")
+        return None
+    if sum(bool(x) for x in (args.mic, args.record_with_any_recorder, args.from_recording)) > 1:
+        raise UsageError("give one of --mic, --record-with-any-recorder, --from-recording")
+    spec = helpers["load_spec"](args)
+    if args.record_with_any_recorder:
+        if not args.played:
+            raise UsageError("--record-with-any-recorder needs --played PLAYED.json (where to write what it plays)")
+        plan, played = fixed_take(spec)
+        with helpers["open_device"](args.port, spec, args) as device:
+            if not args.quiet:
+                print(f"start your recorder now; playing {len(played['strikes'])} strikes "
+                      f"({played['end_us'] / 1e6:.0f} s)")
+            device.play(plan)
+        save_played(args.played, played)
+        if not args.quiet:
+            print(f"wrote {args.played}; then: robo-player calibrate --from-recording TAKE.wav "
+                  f"--played {args.played} --out CAL.yaml")
+        return 0
+    if args.from_recording:
+        if not args.played:
+            raise UsageError("--from-recording needs --played PLAYED.json (what the take played)")
+        played = load_played(args.played, spec)
+        rec = read_wav(args.from_recording)
+        cal, report = learn_from_recording(spec, rec, played, args.from_recording)
+    else:
+        mic = MicRecorder(args.mic)
+        with helpers["open_device"](args.port, spec, args) as device:
+            cal, report = calibrate_session(ListeningDevice(device, mic), spec, max_strikes_per_key=args.max_strikes)
+    cal.save(args.out)
+    if not args.quiet:
+        print(f"calibrated {len(cal.keys)} keys of {spec.name} by listening "
+              f"({report.strikes_per_key:.1f} strikes per key); wrote {args.out}")
+    return 0
+
+

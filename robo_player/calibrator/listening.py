@@ -1,0 +1,150 @@
+"""Listening to a round through a microphone (the device hands back audio).
+
+Every round's plan starts and ends with a sync pattern (:mod:`robo_player.hearing.align`)
+on one key at full drive; :func:`listen_round` aligns the take on them and hears each
+strike with the detector (:mod:`robo_player.hearing`), exactly as with a real
+microphone. Without audio (a note-level sensor) the patterns are only struck, and the
+heard notes are matched as before.
+
+The aligned times are early by one constant ``c`` for the whole session: the sync
+key's latency at full drive (the line through the patterns cannot tell it from the
+clock offset) plus the detector's own delay on that key. :func:`common_offset` finds
+``c`` from the strikes themselves: the latency family ``A (d - theta)**-alpha`` has no
+constant term, so the ``c`` that lets every key's curve fit best is the one.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+
+import numpy as np
+
+from ..hearing.align import PATTERN_SPAN_US, PATTERN_US
+from ..hearing.listen import Expected, hear_strikes
+from ..performance import Performance
+from ..plan import Command, Op, Plan
+from ..spec.model import PianoSpec
+from .fitting import fit_key
+from .strikes import LAT_NOISE_US, SILENT_LATENCY_US, StrikeResult
+
+SYNC_PITCH = 72  # the sync key: the spec's key nearest C5 (clear onsets, short period)
+SYNC_HOLD_US = 100_000
+ONSET_GAP_US = 70_000  # predicted onsets of a round's strikes at least this far apart
+EARLY_US = 50_000
+WINDOW_MIN_US = 12_000  # a predicted onset's window: this + its tolerance each side  # aligned onsets may read up to this early (the constant c)
+OFFSET_RANGE_US = (-20_000.0, 200_000.0)
+OFFSET_KEYS = 24
+NEGATIVE_PENALTY_US = 3_000.0
+RESIDUAL_CAP_US = 3_000.0
+OFFSET_PRIOR_SD_US = 5_000.0  # cost of a heard onset the offset would put before its strike  # keys used to find c (evenly spread over the keyboard)
+
+
+def sync_pitch(spec: PianoSpec) -> int:
+    return min((k.pitch for k in spec.keys), key=lambda p: (abs(p - SYNC_PITCH), p))
+
+
+def add_sync(spec: PianoSpec, plan: Plan, pending: list[StrikeResult], end_us: int) -> tuple[list[int], int]:
+    """Shift the round by one pattern span, strike the pattern before and after it.
+
+    Returns the patterns' start times and the round's new end."""
+    key = spec.key(sync_pitch(spec))
+    span = PATTERN_SPAN_US
+    plan.commands = [replace(c, t_us=c.t_us + span) for c in plan.commands]
+    for s in pending:
+        s.t_us += span
+    starts = [0, span + end_us]
+    for t0 in starts:
+        for dt in PATTERN_US:
+            t = t0 + dt
+            plan.commands.append(
+                Command(t, Op.STRIKE, key.channel, key.pwm_max, spec.strike.default_pulse_us, 0)
+            )
+            plan.commands.append(Command(t + SYNC_HOLD_US, Op.RELEASE, key.channel))
+    plan.sort()
+    return starts, starts[-1] + span
+
+
+def expected_window(s: StrikeResult, c_us: float) -> Expected:
+    """Where to look for strike ``s``'s onset (aligned times read ``c_us`` early): around
+    its predicted latency when there is one (the nominal curve in round 0, the key's fit
+    later), else anywhere up to the silent latency."""
+    if math.isnan(s.expect_us):
+        return Expected(s.pitch, s.t_us, EARLY_US, SILENT_LATENCY_US + 5_000)
+    centre = s.expect_us - c_us
+    half = WINDOW_MIN_US + s.expect_tol * s.expect_us
+    lo = max(-EARLY_US, centre - half)
+    hi = min(SILENT_LATENCY_US + 5_000, centre + half)
+    return Expected(s.pitch, s.t_us, int(-lo), int(hi))
+
+
+def listen_round(
+    perf: Performance, pending: list[StrikeResult], spec: PianoSpec, starts: list[int], where: str,
+    c_us: float = 0.0,
+) -> None:
+    """Hear ``pending`` in ``perf.audio``; fills their latency (as aligned: ``c`` early)
+    and loudness. ``c_us``: the best guess of ``c`` so far, for the search windows."""
+    assert perf.audio is not None
+    expected = [expected_window(s, c_us) for s in pending]
+    heard, _ = hear_strikes(
+        perf.audio.samples(), perf.audio.sample_rate, expected, sync_pitch(spec), starts, where=where
+    )
+    for s, h in zip(pending, heard, strict=True):
+        if h is not None and math.isfinite(h.velocity):
+            s.heard = True
+            s.latency_us = h.t_us - s.t_us
+            s.velocity = h.velocity
+
+
+def _cost(strikes: dict[int, list[StrikeResult]], c: float) -> float:
+    """Sum over keys of (latency fit rms)² x strikes with ``c`` added to every heard
+    latency (the fit drops gross outliers, as the session's does)."""
+    total = 0.0
+    for ss in strikes.values():
+        moved = [replace(s, latency_us=s.latency_us + c) for s in ss]
+        for s in moved:
+            if s.heard and s.latency_us <= 0:  # before its command: an outlier at this c
+                s.heard = False
+                total += NEGATIVE_PENALTY_US**2
+        heard = [s for s in moved if s.heard and s.probe_gap_us is None]
+        fit = fit_key(moved)
+        if fit is not None and heard:
+            r = np.array([s.latency_us for s in heard]) - fit.latency_us(np.array([s.drive for s in heard]))
+            total += float(np.sum(np.minimum(r * r, RESIDUAL_CAP_US**2)))  # outliers count capped
+    return total
+
+
+def common_offset(strikes: dict[int, list[StrikeResult]], prior_us: float = 20_000.0) -> float | None:
+    """The constant ``c`` (µs) to add to every heard latency, or None if too few keys
+    have the 5 heard strikes that make it identifiable."""
+    keys = sorted(p for p, ss in strikes.items() if sum(s.heard and s.probe_gap_us is None for s in ss) >= 5)
+    if not keys:
+        return None
+    pick = [keys[round(i)] for i in np.linspace(0, len(keys) - 1, min(OFFSET_KEYS, len(keys)))]
+    sub = {p: strikes[p] for p in dict.fromkeys(pick)}
+    lo, hi = OFFSET_RANGE_US
+    n_heard = sum(s.heard for ss in sub.values() for s in ss)
+    base = _cost
+
+    def _cost_p(sub: dict[int, list[StrikeResult]], c: float) -> float:
+        # the curves alone barely tell c (a key's fast end is nearly straight): a prior on
+        # the sync key's full-drive latency (the spec's nominal) keeps it in place
+        return base(sub, c) + n_heard * LAT_NOISE_US**2 * ((c - prior_us) / OFFSET_PRIOR_SD_US) ** 2
+
+    grid = np.linspace(lo, hi, 23)
+    costs = [_cost_p(sub, float(c)) for c in grid]
+    i = int(np.argmin(costs))
+    a, b = grid[max(0, i - 1)], grid[min(len(grid) - 1, i + 1)]
+    g = (math.sqrt(5) - 1) / 2
+    x1, x2 = b - g * (b - a), a + g * (b - a)
+    f1, f2 = _cost_p(sub, x1), _cost_p(sub, x2)
+    for _ in range(18):  # golden section to ~50 us
+        if f1 < f2:
+            b, x2, f2 = x2, x1, f1
+            x1 = b - g * (b - a)
+            f1 = _cost_p(sub, x1)
+        else:
+            a, x1, f1 = x1, x2, f2
+            x2 = a + g * (b - a)
+            f2 = _cost_p(sub, x2)
+    return float(0.5 * (a + b))

@@ -1,0 +1,424 @@
+"""Onsets and loudness of struck piano notes in mono audio (44.1 or 48 kHz), numpy only.
+
+Two questions, one front end:
+
+- **key known** (calibration strikes: this key, somewhere in this window):
+  :meth:`Detector.find` returns the start of the key's attack and its loudness, or
+  None if the key did not sound there;
+- **key unknown** (a whole performance): :meth:`Detector.detect` returns every onset
+  with its pitch, chosen by a harmonic template over the 88 piano pitches.
+
+Front end: a power spectrogram (Hann window of 2048 samples, hop 2 ms) and, per pitch,
+its harmonic salience: the power at partials ``k·f0`` (k = 1..8, a bin of tolerance
+each side and up to +4 % for the string's inharmonicity) summed. A strike is where a
+pitch's salience rises steeply (> :data:`MIN_RISE_DB` over 40 ms); the frame gives the
+onset to a few ms. Then the sample-accurate part, in the time domain: the recording
+band-passed to the note's partials (0.8·f0 .. 8·f0 + 4 %, at most 10 kHz), its
+envelope ``|analytic signal|²`` smoothed over 0.25 ms, the background before the onset
+taken off, and the attack's amplitude between 20 % and 70 % of its peak fitted by a
+line: the onset is where that line leaves zero (the start of the attack, not its
+middle, so the detector does not lag louder or softer notes).
+
+Loudness: the note's mean power in its band over 3..13 ms after the onset, less the
+background, divided by the microphone's reference gain, turned into MIDI velocity by
+the level law of :mod:`robo_player.voicing`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from ..errors import HearingError
+from ..voicing import f0_hz, velocity_for_power
+
+SAMPLE_RATES = (44100, 48000)
+N_FFT = 2048
+HOP_S = 0.002
+MIN_RISE_DB = 9.0  # a pitch's salience must rise this much over RISE_S to be a strike
+RISE_S = 0.040
+F_MAX_HZ = 10_000.0
+INHARMONIC = 0.04  # partials may sit this much above k·f0
+REFERENCE_GAIN_DB = -24.0  # the simulator's room: a velocity-127 note's level law x this
+CLIP_LEVEL = 0.999
+LOWEST, HIGHEST = 21, 108
+# keys whose partials meet ours (semitones, fourths, fifths, twelfths, two octaves):
+# one of them struck raises some of our partials; it scores higher at its own
+RELATED = (-24, -19, -7, -5, -2, -1, 1, 2, 5, 7, 19)
+NEIGHBOUR_MARGIN = 1.2
+# below this key a window of 8192 samples does not resolve a semitone: the owner test
+# would only guess; a known strike there relies on the calibrator keeping related keys'
+# onsets apart (calibrator/scheduler.py KIN_GAP_US)
+MIN_OWNER_PITCH = 45  # low keys: a semitone is under a bin, scores nearly tie
+OCTAVE_TEST = True  # key unknown: the octave tests too (octave chords lose a note; docs/hearing.md)
+
+
+@dataclass(frozen=True, slots=True)
+class Onset:
+    """One struck note heard in a recording (audio clock, seconds)."""
+
+    t_s: float
+    pitch: int
+    velocity: float  # loudness in MIDI velocity units (voicing's level law)
+    rise_db: float  # how steeply the pitch's salience rose: the detection's strength
+    risen: float = 1.0  # the fraction of its partials that rose (a related key's: fewer)
+
+
+def check_audio(samples: np.ndarray, sample_rate: int, where: str) -> np.ndarray:
+    """``samples`` as float64 mono, or a :class:`HearingError` that says what is wrong."""
+    if sample_rate not in SAMPLE_RATES:
+        raise HearingError(
+            f"{where}: sample rate {sample_rate} Hz is not taken (allowed: 44100, 48000 Hz)"
+        )
+    y = np.asarray(samples, dtype=np.float64)
+    if y.ndim != 1:
+        raise HearingError(f"{where}: {y.ndim}-D audio (the detector takes mono)")
+    if len(y) < sample_rate // 10:
+        raise HearingError(f"{where}: {len(y) / sample_rate:.3f} s of audio (need >= 0.1 s)")
+    return y
+
+
+def clipped_fraction(y: np.ndarray) -> float:
+    return float(np.mean(np.abs(y) >= CLIP_LEVEL)) if len(y) else 0.0
+
+
+def _band(freqs: np.ndarray, f_lo: float, f_lo_full: float, f_hi: float) -> np.ndarray:
+    """A smooth band-pass gain: raised-cosine edges (no brick wall, whose ringing would
+    reach before the onset): 0 below ``f_lo``, 1 from ``f_lo_full`` to ``f_hi``, 0 above
+    1.3 · ``f_hi``."""
+    f = np.abs(freqs)
+    up = np.clip((f - f_lo) / max(f_lo_full - f_lo, 1e-9), 0.0, 1.0)
+    down = np.clip((1.3 * f_hi - f) / (0.3 * f_hi), 0.0, 1.0)
+    return (0.5 - 0.5 * np.cos(np.pi * up)) * (0.5 - 0.5 * np.cos(np.pi * down))
+
+
+def _comb(freqs: np.ndarray, f0: float, f_hi: float) -> np.ndarray:
+    """Gain 1 near each partial ``k·f0`` (k = 1..8, up to ``f_hi``; the band reaches
+    INHARMONIC above for the string's stretch), raised-cosine skirts, 0 between: the
+    key's own sound, with little of its neighbours'."""
+    f = np.abs(freqs)
+    g = np.zeros_like(f)
+    for k in range(1, 9):
+        fk = k * f0
+        if fk > f_hi:
+            break
+        lo, hi = fk * 0.985, fk * (1.0 + INHARMONIC * min(1.0, k / 8)) * 1.005
+        skirt = max(20.0, 0.01 * fk)
+        up = np.clip((f - (lo - skirt)) / skirt, 0.0, 1.0)
+        down = np.clip(((hi + skirt) - f) / skirt, 0.0, 1.0)
+        g = np.maximum(g, (0.5 - 0.5 * np.cos(np.pi * up)) * (0.5 - 0.5 * np.cos(np.pi * down)))
+    return g
+
+
+_SELF: dict[tuple[int, int], tuple[float, float]] = {}
+
+
+def detector_response(pitch: int, sample_rate: int) -> tuple[float, float]:
+    """The fine stage's own (delay s, power gain) for ``pitch``: its comb and one-period
+    smoothing make low notes read late and the early loudness window read low. Measured
+    once on a synthetic harmonic tone (partials 1..8 at 1/k, a step onset, no noise)
+    and taken off every onset and loudness it reports."""
+    key = (pitch, sample_rate)
+    if key not in _SELF:
+        sr = sample_rate
+        t = np.arange(int(0.5 * sr)) / sr
+        f0 = f0_hz(pitch)
+        f_hi = min(F_MAX_HZ, 0.45 * sr, 8.6 * f0)
+        y = np.zeros_like(t)
+        on = t >= 0.25
+        power = 0.0
+        for k in range(1, 9):
+            if k * f0 < f_hi:
+                y[on] += 0.01 / k * np.sin(2 * np.pi * k * f0 * (t[on] - 0.25))
+                power += (0.01 / k) ** 2 / 2.0
+        det = Detector.__new__(Detector)
+        det.y, det.sr, det.gain = y, sr, 1.0
+        t_on, p_note = det._attack(pitch, 0.25)
+        _SELF[key] = (t_on - 0.25, p_note / 2.0 / power)
+    return _SELF[key]
+
+
+def detector_delay_s(pitch: int, sample_rate: int) -> float:
+    return detector_response(pitch, sample_rate)[0]
+
+
+class Detector:
+    """The detector over one recording; spectrogram and per-pitch salience are cached."""
+
+    def __init__(
+        self, samples: np.ndarray, sample_rate: int, *, where: str = "audio",
+        gain_db: float = REFERENCE_GAIN_DB,
+    ) -> None:
+        self.y = check_audio(samples, sample_rate, where)
+        self.sr = sample_rate
+        self.where = where
+        self.gain = 10.0 ** (gain_db / 20.0)
+        self.hop = int(round(HOP_S * sample_rate))
+        self._spec: np.ndarray | None = None
+        self._sal: dict[int, np.ndarray] = {}
+        self._rise: dict[int, np.ndarray] = {}
+        self.peak = float(np.abs(self.y).max())
+        self.clipped = clipped_fraction(self.y)
+
+    # ---- front end -------------------------------------------------------------------
+    @property
+    def spec(self) -> np.ndarray:
+        """(frames, N_FFT/2+1) power; frame i is centred on sample i·hop."""
+        if self._spec is None:
+            pad = np.pad(self.y, (N_FFT // 2, N_FFT // 2))
+            n = 1 + (len(pad) - N_FFT) // self.hop
+            win = np.hanning(N_FFT)
+            out = np.empty((n, N_FFT // 2 + 1), dtype=np.float32)
+            for i0 in range(0, n, 512):  # blocks keep the frame matrix small
+                i1 = min(n, i0 + 512)
+                idx = (np.arange(i0, i1) * self.hop)[:, None] + np.arange(N_FFT)[None, :]
+                out[i0:i1] = np.abs(np.fft.rfft(pad[idx] * win, axis=1)) ** 2
+            self._spec = out
+        return self._spec
+
+    def partials(self, pitch: int) -> np.ndarray:
+        """(frames, K) power at each partial of ``pitch`` (its bins' max)."""
+        s = self._sal.get(pitch)
+        if s is None:
+            spec = self.spec
+            bin_hz = self.sr / N_FFT
+            f0 = f0_hz(pitch)
+            cols = []
+            for k in range(1, 9):
+                fk = k * f0
+                if fk > min(F_MAX_HZ, 0.45 * self.sr):
+                    break
+                lo = max(0, int(math.floor(fk / bin_hz)) - 1)
+                hi = int(math.ceil(fk * (1 + INHARMONIC * min(1.0, k / 8)) / bin_hz)) + 1
+                cols.append(spec[:, lo : hi + 1].max(axis=1).astype(np.float64))
+            s = np.stack(cols, axis=1)
+            self._sal[pitch] = s
+        return s
+
+    def salience(self, pitch: int) -> np.ndarray:
+        """(frames,) harmonic salience of ``pitch`` (power at its partials, summed)."""
+        return self.partials(pitch).sum(axis=1)
+
+    def risen_fraction(self, pitch: int, i: int) -> float:
+        """Fraction of the pitch's partials whose power rose > 6 dB across frame ``i``
+        (a neighbour's onset lifts one or two shared partials, the key's own all)."""
+        ps = self.partials(pitch)
+        lag = max(1, int(round(RISE_S / HOP_S / 2)))
+        a = ps[min(len(ps) - 1, i + lag)]
+        b = ps[max(0, i - lag)]
+        fl = self.floor() / ps.shape[1]
+        return float(np.mean(10.0 * np.log10((a + fl) / (b + fl)) > 6.0))
+
+    def rise_db(self, pitch: int) -> np.ndarray:
+        """(frames,) dB rise over RISE_S, centred on each frame, of the pitch's partials:
+        the mean over the half of its partials that rose most (partials already loud
+        from other keys do not hide the others' rise)."""
+        got = self._rise.get(pitch)
+        if got is None:
+            lag = max(1, int(round(RISE_S / HOP_S / 2)))
+            ps = self.partials(pitch)
+            level = 10.0 * np.log10(ps + self.floor() / ps.shape[1])
+            got = np.full(len(level), -np.inf)
+            d = np.sort(level[2 * lag :] - level[: -2 * lag], axis=1)
+            top = max(1, (d.shape[1] + 1) // 2)
+            got[lag:-lag] = d[:, -top:].mean(axis=1)
+            self._rise[pitch] = got
+        return got
+
+    def floor(self) -> float:
+        """A power floor under which salience is noise (keeps log rises of noise small)."""
+        if not hasattr(self, "_floor"):
+            self._floor = float(np.percentile(self.spec.sum(axis=1), 20)) / (N_FFT / 2) * 4 + 1e-12
+        return self._floor
+
+    # ---- key known ---------------------------------------------------------------------
+    def find(self, pitch: int, t_lo_s: float, t_hi_s: float, *, alone: bool = False) -> Onset | None:
+        """The onset of ``pitch`` in [t_lo_s, t_hi_s] (audio seconds), or None if the key
+        did not sound there (its salience never rose by MIN_RISE_DB). ``alone``: nothing
+        else is struck in the window (a sync pattern), so no neighbour test."""
+        r = self.rise_db(pitch)
+        f0, f1 = max(0, int(t_lo_s / HOP_S)), min(len(r), int(math.ceil(t_hi_s / HOP_S)) + 1)
+        if f1 <= f0:
+            return None
+        seg = r[f0:f1]
+        # candidate frames: local maxima of the rise, strongest first; the first one
+        # whose new partials belong to this key (not a neighbour's, not an octave's)
+        ok = (seg >= MIN_RISE_DB) & (seg >= np.roll(seg, 1)) & (seg >= np.roll(seg, -1))
+        cands = [f0 + int(j) for j in np.nonzero(ok)[0]]
+        frac = {i: self.risen_fraction(pitch, i) for i in cands}
+        for i in sorted(cands, key=lambda i: (-round(2 * frac[i]) / 2, -r[i])):
+            if frac[i] < 0.25:
+                break
+            t_mid = self._midpoint(pitch, i)
+            if not alone and pitch >= MIN_OWNER_PITCH and not self.owns(pitch, t_mid):
+                continue
+            return self._refine(pitch, t_mid, float(r[i]))
+        return None
+
+    # ---- key unknown -------------------------------------------------------------------
+    def detect(self, pitches: range = range(LOWEST, HIGHEST + 1), min_gap_s: float = 0.03) -> list[Onset]:
+        """Every onset in the recording with its pitch, sorted by time: for each pitch,
+        the frames where its partials rose (> MIN_RISE_DB, most of them) and the new
+        sound is this key's (:meth:`owns`), refined like a known strike; onsets of one
+        pitch closer than ``min_gap_s`` count once."""
+        out: list[Onset] = []
+        for p in pitches:
+            r = self.rise_db(p)
+            ok = np.zeros(len(r), dtype=bool)
+            ok[1:-1] = (r[1:-1] >= MIN_RISE_DB) & (r[1:-1] >= r[:-2]) & (r[1:-1] > r[2:])
+            last = -np.inf
+            for i in np.nonzero(ok)[0]:
+                frac = self.risen_fraction(p, int(i))
+                if frac < 0.5:
+                    continue
+                t_mid = self._midpoint(p, int(i))
+                if t_mid - last < min_gap_s or not self.owns(p, t_mid, OCTAVE_TEST, (-2, -1, 1, 2), 1.0):
+                    continue
+                o = replace(self._refine(p, t_mid, float(r[i])), risen=frac)
+                if out and out[-1].pitch == p and o.t_s - out[-1].t_s < min_gap_s:
+                    continue
+                out.append(o)
+                last = t_mid
+        out.sort(key=lambda o: (o.t_s, o.pitch))
+        return out
+
+    def owns(
+        self, pitch: int, t_s: float, octaves: bool = True,
+        related: tuple[int, ...] = (), margin: float = 0.0,
+    ) -> bool:
+        """Whether the sound that began at ``t_s`` is ``pitch`` rather than a related key
+        (:data:`RELATED`, the octaves): the power that appeared (after minus before,
+        windows long enough to resolve half a semitone, at most 8192 samples) is strongest at
+        this key's partials."""
+        sr = self.sr
+        n = int(min(8192, max(2048, 1 << int(math.ceil(math.log2(sr / (0.03 * f0_hz(pitch))))))))
+        c = int(t_s * sr)
+        gap = int(0.004 * sr)
+        a = self.y[c + gap : c + gap + n]
+        b = self.y[max(0, c - gap - n) : max(0, c - gap)]
+        if len(a) < n // 2:
+            return True  # too close to the end to tell: trust the rise
+        win_a, win_b = np.hanning(len(a)), np.hanning(len(b)) if len(b) else None
+        pa = np.abs(np.fft.rfft(a * win_a, n)) ** 2 / max(float(np.sum(win_a**2)), 1e-9)
+        if len(b) > 16 and win_b is not None:
+            pb = np.abs(np.fft.rfft(b * win_b, n)) ** 2 / max(float(np.sum(win_b**2)), 1e-9)
+        else:
+            pb = np.zeros_like(pa)
+        gain = np.maximum(pa - pb, 0.0)
+        bin_hz = sr / n
+
+        def score(q: int) -> float:
+            if not LOWEST - 12 <= q <= HIGHEST + 12:
+                return 0.0
+            f = f0_hz(q)
+            tot = 0.0
+            for k in range(1, 9):
+                fk = k * f
+                if fk > min(F_MAX_HZ, 0.45 * sr):
+                    break
+                lo = int(math.floor(fk * 0.992 / bin_hz))
+                hi = int(math.ceil(fk * (1 + INHARMONIC * min(1.0, k / 8)) / bin_hz))
+                tot += float(gain[lo : hi + 1].max())
+            return tot
+
+        mine = score(pitch)
+        if mine <= 0.0:
+            return False
+        # a neighbour's or an octave's onset scores higher at its own partials (the
+        # octave below has ours and its odd ones; the octave above, only our even ones)
+        if any(score(pitch + dp) > (margin or NEIGHBOUR_MARGIN) * mine for dp in (related or RELATED)):
+            return False
+        if not octaves:
+            return True
+        if score(pitch + 12) > mine:
+            return False
+        # the octave below has all our partials: it is told by its odd ones (halfway
+        # between ours), which only it sounds: most of them gained -> it was struck
+        f = f0_hz(pitch)
+        n_k = sum(1 for k in range(1, 9) if k * f <= min(F_MAX_HZ, 0.45 * sr))
+        level = 0.2 * mine / n_k
+        odd = 0
+        for k in range(4):
+            fk = (k + 0.5) * f
+            lo, hi = int(math.floor(fk * 0.99 / bin_hz)), int(math.ceil(fk * 1.02 / bin_hz))
+            odd += float(gain[lo : hi + 1].max()) > level
+        return odd < 3
+
+    def _midpoint(self, pitch: int, i: int) -> float:
+        """Audio time where the pitch's salience is halfway from before the rise at frame
+        ``i`` to its top after it: a window centred on a step onset holds half of it."""
+        s = self.salience(pitch)
+        lag = int(round(RISE_S / HOP_S / 2))
+        lo = float(s[max(0, i - lag)])
+        top_i = i + int(np.argmax(s[i : i + 2 * lag + 1]))
+        half = 0.5 * (lo + float(s[top_i]))
+        j = top_i
+        while j > max(0, i - lag) and s[j] > half:
+            j -= 1
+        # interpolate between frames j (<= half) and j + 1 (> half)
+        a, b = float(s[j]), float(s[min(j + 1, len(s) - 1)])
+        frac = (half - a) / (b - a) if b > a else 0.0
+        return (j + frac) * self.hop / self.sr
+
+    # ---- the sample-accurate part ------------------------------------------------------
+    def _refine(self, pitch: int, t_coarse: float, rise: float) -> Onset:
+        """The onset (less the detector's own delay) and loudness (over its own gain)."""
+        t_on, p_note = self._attack(pitch, t_coarse)
+        delay, gain = detector_response(pitch, self.sr)
+        f_hi = min(F_MAX_HZ, 0.45 * self.sr, 8.6 * f0_hz(pitch))
+        # |analytic|^2 of a partial of amplitude a is a^2 (its mean power is a^2 / 2)
+        power = max(p_note, 0.0) / 2.0 / gain / self.gain**2
+        return Onset(t_on - delay, pitch, velocity_for_power(pitch, power, f_hi + 1.0), rise)
+
+    def _attack(self, pitch: int, t_coarse: float) -> tuple[float, float]:
+        """Half-energy time (audio s) of the note's comb-filtered envelope, smoothed over
+        one period of f0 (the partials' beats cancel), and its |analytic|² over one
+        period (>= 10 ms) from 3 ms after, less the background."""
+        sr = self.sr
+        f0 = f0_hz(pitch)
+        f_hi = min(F_MAX_HZ, 0.45 * sr, 8.6 * f0)
+        period = 1.0 / f0
+        half_w = 0.06 + period
+        s0 = max(0, int((t_coarse - half_w) * sr))
+        s1 = min(len(self.y), int((t_coarse + half_w) * sr))
+        seg = self.y[s0:s1]
+        n = len(seg)
+        freqs = np.fft.fftfreq(n, 1.0 / sr)
+        band = np.where(freqs > 0, 2.0, 0.0) * _comb(freqs, f0, f_hi)
+        seg_f = np.fft.fft(seg)
+        env = np.abs(np.fft.ifft(seg_f * band)) ** 2  # timing: the key's partials only
+        w = max(1, int(round(period * sr)))
+        cs = np.concatenate([[0.0], np.cumsum(env)])
+        idx = np.arange(n)
+        lo, hi = np.clip(idx - w // 2, 0, n), np.clip(idx - w // 2 + w, 0, n)
+        sm = (cs[hi] - cs[lo]) / np.maximum(hi - lo, 1)  # (n,) centred boxcar of one period
+        c = int(t_coarse * sr) - s0
+        ms = int(0.001 * sr)
+        half_n = w // 2
+        cross = float(c)
+        for _ in range(3):  # background and top from around the last crossing
+            x = int(cross)
+            pre = sm[max(0, x - half_n - 20 * ms) : max(1, x - half_n - ms)]
+            post = sm[min(n - 1, x + half_n + 2 * ms) : min(n, x + half_n + 9 * ms)]
+            b = float(np.median(pre)) if len(pre) else 0.0
+            top = float(np.median(post)) if len(post) else b
+            half = b + 0.5 * (top - b)
+            # the first crossing of half forward from the background (later dips of the
+            # envelope, from beats the boxcar does not cancel, do not count)
+            start = max(0, x - half_n - 10 * ms)
+            win = sm[start : min(n, x + half_n + 10 * ms)]
+            ups = np.nonzero((win[:-1] <= half) & (win[1:] > half))[0]
+            if not len(ups):
+                break
+            j = start + int(ups[np.argmin(np.abs(start + ups - x))])  # the rise nearest x
+            a0, a1 = float(sm[j]), float(sm[j + 1])
+            cross = j + ((half - a0) / (a1 - a0) if a1 > a0 else 0.0)
+        t_on = (s0 + cross) / sr
+        # loudness: the note's band power over one period (>= 10 ms) from 3 ms after the
+        # half-energy point, less the background
+        k0 = int((t_on - s0 / sr + 0.003) * sr)
+        k1 = k0 + max(w, int(0.010 * sr))
+        p_note = float(np.mean(env[max(0, k0) : max(k0 + 1, min(n, k1))])) - b
+        return t_on, p_note

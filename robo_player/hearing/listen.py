@@ -1,0 +1,87 @@
+"""Hearing known strikes in a recording: what the calibrator asks of a microphone.
+
+:func:`hear_strikes` aligns the take's clock on its sync patterns
+(:mod:`.align`), then looks for each strike's key in the window where its onset can
+be (MCU time, mapped to the audio clock) and returns the onset in MCU time and the
+loudness, or None for a strike that did not sound.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import HearingError
+from .align import ClockFit, align_take
+from .detector import Detector, clipped_fraction
+
+log = logging.getLogger(__name__)
+
+MAX_CLIPPED = 0.001  # more than this fraction of samples at full scale: a clipped take
+SILENCE_DBFS = -70.0  # a take whose loudest sample is under this heard nothing
+
+
+@dataclass(frozen=True, slots=True)
+class Expected:
+    """A strike of ``pitch`` commanded at MCU time ``t_us``; its onset lies in
+    [t_us - before_us, t_us + after_us]."""
+
+    pitch: int
+    t_us: int
+    before_us: int
+    after_us: int
+
+
+@dataclass(frozen=True, slots=True)
+class Heard:
+    t_us: float  # onset, MCU time (the sync key's full-drive latency early: see align)
+    velocity: float
+
+
+def check_take(samples: np.ndarray, where: str) -> None:
+    """A :class:`HearingError` for a silent or clipped recording, saying what was heard."""
+    y = np.asarray(samples)
+    peak = float(np.abs(y).max()) if len(y) else 0.0
+    peak_db = 20.0 * np.log10(peak) if peak > 0 else -np.inf
+    if peak_db < SILENCE_DBFS:
+        raise HearingError(
+            f"{where}: silent recording: its loudest sample is {peak_db:.0f} dBFS "
+            f"(need > {SILENCE_DBFS:.0f} dBFS): is the microphone on and near the piano?"
+        )
+    clipped = clipped_fraction(np.asarray(y, dtype=np.float64))
+    if clipped > MAX_CLIPPED:
+        raise HearingError(
+            f"{where}: clipped recording: {100 * clipped:.2f} % of its samples are at full "
+            f"scale (allowed: {100 * MAX_CLIPPED:.1f} %): turn the input gain down"
+        )
+
+
+def hear_strikes(
+    samples: np.ndarray,
+    sample_rate: int,
+    expected: list[Expected],
+    sync_pitch: int,
+    sync_starts_us: list[int],
+    *,
+    where: str = "audio",
+) -> tuple[list[Heard | None], ClockFit]:
+    """Each expected strike's onset (MCU time) and loudness, or None if not heard."""
+    det = Detector(samples, sample_rate, where=where)
+    check_take(det.y, where)
+    clock = align_take(det, sync_pitch, sync_starts_us, where)
+    out: list[Heard | None] = []
+    for e in expected:
+        lo = clock.to_audio_s(e.t_us - e.before_us)
+        hi = clock.to_audio_s(e.t_us + e.after_us)
+        o = det.find(e.pitch, lo, hi)
+        out.append(None if o is None else Heard(clock.to_mcu_us(o.t_s), o.velocity))
+    log.info(
+        "%s: clock %+.1f ppm, offset %.4f s (rms %.0f us over %d sync onsets); %d of %d strikes heard",
+        where, clock.drift_ppm, clock.a_s, clock.rms_us, clock.points,
+        sum(h is not None for h in out), len(out),
+    )
+    if expected and not any(out):
+        raise HearingError(f"{where}: none of {len(expected)} strikes heard (the sync pattern was)")
+    return out, clock

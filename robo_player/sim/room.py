@@ -1,0 +1,119 @@
+"""The room: what a microphone in the room records of the simulated piano.
+
+:class:`Room` turns the notes the physics sounded (exact, in performance time of one
+stream) into a recording, as a sound card would hand it over:
+
+- the piano's audio (:mod:`.audio`, the same synthesis as ``--wav``);
+- a short room reverb: the direct sound plus exponentially decaying diffuse noise from
+  ``REVERB_PREDELAY_S`` on, ``rt60_s`` to -60 dB, ``wet_db`` below the direct sound;
+- a microphone gain (``gain_db``, default -24 dB: a velocity-127 note's partials at
+  the level law of :mod:`robo_player.voicing` times this gain); a signal past full
+  scale clips at +-1, as a sound card's converter does;
+- white noise at ``snr_db`` below the clean signal's mean power over the take;
+- an unknown constant offset between the MCU's clock and the audio clock (the card
+  started recording ``offset_s`` before the stream's time zero) and the card's clock
+  error (``drift_ppm``): a performance time ``t`` lands at audio time
+  ``(t + offset_s) * (1 + drift_ppm * 1e-6)`` seconds.
+
+Offset and drift are drawn from the room's seed (offset 0.05..0.45 s, drift +-100 ppm)
+unless given; the host side never sees them, it has to find them (the alignment of
+:mod:`robo_player.hearing.align`). The take is rendered lazily, on the first call of
+:meth:`RoomTake.samples`, so a stream nobody listens to costs nothing.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from ..performance import HeardNote, Performance
+from .audio import render_audio
+
+REVERB_PREDELAY_S = 0.004  # first reflections arrive this long after the direct sound
+SAMPLE_RATES = (44100, 48000)
+
+
+@dataclass(frozen=True, slots=True)
+class Room:
+    """A room and a microphone; offset and drift ``None``: drawn from ``seed``."""
+
+    sample_rate: int = 48000
+    snr_db: float = 30.0
+    gain_db: float = -24.0
+    rt60_s: float = 0.3
+    wet_db: float = -14.0
+    offset_s: float | None = None
+    drift_ppm: float | None = None
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.sample_rate not in SAMPLE_RATES:
+            raise ValueError(f"room: sample_rate {self.sample_rate} (allowed: 44100, 48000)")
+        if not 0.0 <= self.rt60_s <= 3.0:
+            raise ValueError(f"room: rt60_s {self.rt60_s} out of range (allowed: 0..3)")
+        if self.drift_ppm is not None and not abs(self.drift_ppm) <= 1000:
+            raise ValueError(f"room: drift_ppm {self.drift_ppm} out of range (allowed: -1000..1000)")
+        if self.offset_s is not None and not 0.0 <= self.offset_s <= 10.0:
+            raise ValueError(f"room: offset_s {self.offset_s} out of range (allowed: 0..10)")
+
+
+class RoomTake:
+    """One stream's recording (the :class:`~robo_player.performance.AudioTake` of the
+    simulator). ``samples()`` renders it once; ``sample_rate`` is the card's nominal rate."""
+
+    def __init__(self, room: Room, notes: list[HeardNote], pedal: list[tuple[int, int]], take: int) -> None:
+        self.sample_rate = room.sample_rate
+        self._room = room
+        self._notes = notes
+        self._pedal = pedal
+        rng = np.random.default_rng([room.seed, take])
+        self._offset_s = room.offset_s if room.offset_s is not None else float(rng.uniform(0.05, 0.45))
+        self._drift = (room.drift_ppm if room.drift_ppm is not None else float(rng.uniform(-100, 100))) * 1e-6
+        self._noise_seed = int(rng.integers(2**32))
+        self._samples: np.ndarray | None = None
+
+    def _audio_us(self, t_us: int) -> int:
+        return int(round((t_us + self._offset_s * 1e6) * (1.0 + self._drift)))
+
+    def samples(self) -> np.ndarray:
+        """(N,) float32 mono samples in -1..1, as the sound card recorded them."""
+        if self._samples is None:
+            self._samples = self._render()
+        return self._samples
+
+    def _render(self) -> np.ndarray:
+        room, sr = self._room, self.sample_rate
+        warped = [
+            replace(h, t_us=self._audio_us(h.t_us), end_us=None if h.end_us is None else self._audio_us(h.end_us))
+            for h in self._notes
+        ]
+        pedal = [(self._audio_us(t), v) for t, v in self._pedal]
+        y = render_audio(Performance(heard=warped, pedal=pedal), sample_rate=sr).astype(np.float64)
+        rng = np.random.default_rng(self._noise_seed)
+        if room.rt60_s > 0 and len(y):
+            y = _reverb(y, sr, room.rt60_s, room.wet_db, rng)
+        y *= 10.0 ** (room.gain_db / 20.0)
+        power = float(np.mean(y * y)) if len(y) else 0.0
+        if power <= 0.0:
+            power = 10.0 ** (room.gain_db / 10.0) * 1e-4  # a silent take: noise only
+        noise_sd = math.sqrt(power / 10.0 ** (room.snr_db / 10.0))
+        y += rng.normal(0.0, noise_sd, size=len(y))
+        return np.clip(y, -1.0, 1.0).astype(np.float32)
+
+
+def _reverb(y: np.ndarray, sr: int, rt60_s: float, wet_db: float, rng: np.random.Generator) -> np.ndarray:
+    """``y`` through a room: direct sound + a diffuse exponential tail (FFT convolution)."""
+    n_ir = int(rt60_s * sr)
+    t = np.arange(n_ir) / sr
+    tail = rng.normal(0.0, 1.0, n_ir) * np.exp(-6.91 * t / rt60_s)  # -60 dB at rt60
+    tail[: int(REVERB_PREDELAY_S * sr)] = 0.0
+    tail *= 10.0 ** (wet_db / 20.0) / math.sqrt(float(np.sum(tail * tail)) or 1.0)
+    n = len(y) + n_ir - 1
+    nfft = 1 << (n - 1).bit_length()
+    wet = np.fft.irfft(np.fft.rfft(y, nfft) * np.fft.rfft(tail, nfft), nfft)[: len(y)]
+    return y + wet
+
+
+__all__ = ["SAMPLE_RATES", "Room", "RoomTake"]

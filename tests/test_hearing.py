@@ -1,0 +1,165 @@
+"""Hearing: the detector on audio with known onsets, the clock alignment with a known
+offset and drift, and bad input (issue 11). The calibration through audio is in
+tests/test_hearing_calibration.py."""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+import pytest
+
+from robo_player.errors import HearingError
+from robo_player.hearing.align import PATTERN_US, align_take, fit_clock
+from robo_player.hearing.detector import Detector, check_audio
+from robo_player.hearing.listen import check_take
+from robo_player.hearing.recording import Recording, input_devices, read_wav, write_wav
+from robo_player.performance import HeardNote
+from robo_player.sim.room import Room, RoomTake
+
+OFFSET_S = 0.2
+
+
+def _take(notes: list[HeardNote], **room: object) -> np.ndarray:
+    kw = {"offset_s": OFFSET_S, "drift_ppm": 0.0, **room}
+    return RoomTake(Room(**kw), notes, [], 0).samples()  # type: ignore[arg-type]
+
+
+def _isolated(n: int, seed: int) -> list[HeardNote]:
+    rng = np.random.default_rng(seed)
+    t = 0.1 + np.cumsum(rng.uniform(0.3, 0.45, n))
+    return [
+        HeardNote(int(ti * 1e6), int(rng.integers(36, 100)), float(rng.uniform(30, 120)), int(ti * 1e6) + 60_000)
+        for ti in t
+    ]
+
+
+def test_detector_finds_known_onsets_and_loudness() -> None:
+    notes = _isolated(40, seed=3)
+    det = Detector(_take(notes), 48000)
+    err, verr = [], []
+    for h in notes:
+        t = h.t_us / 1e6 + OFFSET_S
+        o = det.find(h.pitch, t - 0.03, t + 0.03)
+        assert o is not None, f"missed {h}"
+        err.append(o.t_s - t)
+        verr.append(o.velocity - h.velocity)
+    e = np.array(err) * 1e3
+    # one constant delay (the attack) is fine: it is the same for every note
+    spread = np.abs(e - np.median(e))
+    assert abs(np.median(e)) < 3.0
+    # measured: p90 1.7 ms (a pitch-dependent part of the attack delay; docs/hearing.md)
+    assert np.percentile(spread, 90) < 2.5, np.round(np.sort(spread)[-8:], 2)
+    assert np.mean(np.abs(verr)) < 4.0
+    # a louder note reads louder
+    v = np.array([h.velocity for h in notes])
+    assert np.corrcoef(v, v + np.array(verr))[0, 1] > 0.95
+
+
+def test_detector_says_none_where_the_key_did_not_sound() -> None:
+    notes = [HeardNote(300_000, 60, 90.0, 400_000), HeardNote(900_000, 72, 90.0, 1_000_000)]
+    det = Detector(_take(notes), 48000)
+    assert det.find(60, 0.45, 0.55) is not None
+    assert det.find(67, 0.45, 0.65) is None  # nothing of 67's there
+    assert det.find(60, 1.05, 1.25) is None  # 72 sounds there, not 60
+
+
+def test_detector_tells_neighbours_and_octaves_apart() -> None:
+    # 64 then 65 a semitone up 80 ms later, 48 an octave below 72
+    notes = [
+        HeardNote(300_000, 64, 100.0, 500_000),
+        HeardNote(380_000, 65, 100.0, 580_000),
+        HeardNote(1_200_000, 72, 100.0, 1_400_000),
+    ]
+    det = Detector(_take(notes), 48000)
+    o65 = det.find(65, 0.45, 0.70)
+    assert o65 is not None and abs(o65.t_s - 0.58) < 0.010  # 64 still rings: a later read
+    assert det.find(60, 1.35, 1.45) is None  # 72's partials are 60's even ones
+
+
+def _unknown_key_run() -> tuple[int, int, int]:
+    notes = _isolated(25, seed=5)
+    found = Detector(_take(notes), 48000).detect()
+    hits = 0
+    for h in notes:
+        t = h.t_us / 1e6 + OFFSET_S
+        hits += any(o.pitch == h.pitch and abs(o.t_s - t) < 0.02 for o in found)
+    return hits, len(found), len(notes)
+
+
+def test_key_unknown_detection_finds_isolated_notes() -> None:
+    hits, _, n = _unknown_key_run()
+    assert hits >= 0.9 * n
+
+
+@pytest.mark.xfail(strict=True, reason="issue 11 open: the key-unknown detector also reports "
+                   "keys related to the struck one (163 onsets for 25 notes; docs/hearing.md)")
+def test_key_unknown_detection_is_precise() -> None:
+    _, found, n = _unknown_key_run()
+    assert found <= 1.3 * n
+
+
+@pytest.mark.parametrize("drift_ppm", [-100.0, 0.0, 100.0])
+def test_alignment_recovers_offset_and_drift(drift_ppm: float) -> None:
+    # the sync pattern at 0 and 20 s on key 72, each onset 18 ms after its command
+    lat_us = 18_000
+    starts = [0, 20_000_000]
+    notes = [HeardNote(s + d + lat_us, 72, 110.0, s + d + 100_000) for s in starts for d in PATTERN_US]
+    notes.append(HeardNote(9_000_000, 50, 80.0, 9_100_000))  # something in between
+    y = RoomTake(Room(offset_s=0.37, drift_ppm=drift_ppm), notes, [], 0).samples()
+    clock = align_take(Detector(y, 48000), 72, starts, "test")
+    assert clock.drift_ppm == pytest.approx(drift_ppm, abs=3.0)
+    # a command's onset maps back to command + latency + one constant (the sync key's
+    # latency is not told apart from the offset): the same over the whole take
+    shift = [clock.to_mcu_us(((t + lat_us) * 1e-6 + 0.37) * (1 + drift_ppm * 1e-6)) - t for t in (0, 10_000_000, 20_000_000)]
+    assert max(shift) - min(shift) < 300.0
+
+
+def test_fit_clock_needs_two_points() -> None:
+    with pytest.raises(HearingError, match="need >= 2"):
+        fit_clock([1.0], [1.0])
+
+
+def test_alignment_error_says_what_it_heard() -> None:
+    y = _take([HeardNote(300_000, 50, 90.0, 400_000)])
+    with pytest.raises(HearingError, match=r"sync pattern .* was not heard.*heard \d of its strikes"):
+        align_take(Detector(y, 48000), 72, [0], "take.wav")
+
+
+# ---------------------------------------------------------------- bad input
+def test_silent_recording() -> None:
+    y = np.random.default_rng(0).normal(0, 1e-5, 48000).astype(np.float32)
+    with pytest.raises(HearingError, match=r"take.wav: silent recording: its loudest sample is -\d+ dBFS"):
+        check_take(y, "take.wav")
+
+
+def test_clipped_recording() -> None:
+    notes = [HeardNote(200_000 + 150_000 * i, 40 + i, 127.0, 500_000 + 150_000 * i) for i in range(12)]
+    y = RoomTake(Room(gain_db=0.0, offset_s=0.1, drift_ppm=0.0), notes, [], 0).samples()
+    with pytest.raises(HearingError, match=r"clipped recording: [\d.]+ % of its samples are at full scale"):
+        check_take(y, "take.wav")
+
+
+def test_unsupported_sample_rate() -> None:
+    with pytest.raises(HearingError, match="sample rate 22050 Hz is not taken .allowed: 44100, 48000"):
+        check_audio(np.zeros(22050), 22050, "take.wav")
+    with pytest.raises(ValueError, match="sample_rate 32000"):
+        Room(sample_rate=32000)
+
+
+def test_missing_sound_card_support(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "sounddevice", None)  # import -> ImportError
+    with pytest.raises(HearingError, match="sounddevice is not installed"):
+        input_devices()
+
+
+def test_wav_round_trip(tmp_path) -> None:  # noqa: ANN001
+    y = (0.5 * np.sin(np.arange(4800) / 10.0)).astype(np.float32)
+    path = write_wav(tmp_path / "a.wav", Recording(y, 44100))
+    back = read_wav(path)
+    assert back.sample_rate == 44100 and np.max(np.abs(back.data - y)) < 1e-4
+    with pytest.raises(HearingError, match="no such recording"):
+        read_wav(tmp_path / "missing.wav")
+    (tmp_path / "bad.wav").write_bytes(b"not a wav")
+    with pytest.raises(HearingError, match="not a PCM WAV"):
+        read_wav(tmp_path / "bad.wav")

@@ -1,0 +1,70 @@
+"""Calibration through audio on a few keys (issue 11): the simulated room microphone
+(``sim://?sensor=audio``) hands the calibrator a recording; it aligns the clocks on its
+sync patterns and hears each strike with the detector. Full-piano figures: bench/."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from robo_player.calibrator import calibrate_session
+from robo_player.calibrator.offline import fixed_take, learn_from_recording
+from robo_player.driver import open_port
+from robo_player.errors import HearingError
+from robo_player.hearing.recording import Recording
+from robo_player.spec import load_spec
+
+PITCHES = [57, 64, 69, 76]
+
+
+@pytest.fixture(scope="module")
+def spec():  # noqa: ANN201
+    return load_spec("piano-88-grand")
+
+
+def _truth_latency(kt: object, d: float) -> float:
+    u = (d - kt.threshold) / (1.0 - kt.threshold)  # type: ignore[attr-defined]
+    return kt.latency_full_us * u ** (-kt.alpha) if u > 0 else math.inf  # type: ignore[attr-defined]
+
+
+@pytest.fixture(scope="module")
+def audio_session(spec):  # noqa: ANN001, ANN201
+    dev = open_port("sim://?sensor=audio&truth_seed=3", spec)
+    try:
+        cal, rep = calibrate_session(dev, spec, pitches=PITCHES)
+        return cal, rep, dev._truth
+    finally:
+        dev.close()
+
+
+def test_calibration_hears_through_audio(audio_session) -> None:  # noqa: ANN001
+    cal, rep, truth = audio_session
+    assert rep.heard_by == "audio"
+    assert rep.sync_offset_us is not None and 0 < rep.sync_offset_us < 60_000
+    for p in PITCHES:
+        c = cal.keys[p]
+        assert 3 <= c.strikes <= 14
+        assert all(np.isfinite(c.latency_us)) and all(np.isfinite(c.velocity))
+        kt = truth.key(p)
+        # the latency table's shape: relative to full drive, over the upper drives
+        d = np.linspace(0.6, 1.0, 9)
+        mine = np.array([c.latency_at(x) for x in d]) - c.latency_at(1.0)
+        true = np.array([_truth_latency(kt, x) for x in d]) - _truth_latency(kt, 1.0)
+        assert np.max(np.abs(mine - true)) < 3_000, (p, np.round(mine - true))
+
+
+def test_learning_from_a_recording_of_the_fixed_take(spec) -> None:  # noqa: ANN001
+    plan, played = fixed_take(spec, pitches=[60, 67])
+    assert played["sync_pitch"] == 72 and len(played["strikes"]) == 18
+    with open_port("sim://?sensor=audio&truth_seed=4", spec) as dev:
+        perf = dev.play(plan)
+    take = perf.audio
+    assert take is not None
+    cal, rep = learn_from_recording(spec, Recording(take.samples(), take.sample_rate), played, "take.wav")
+    assert rep.heard_by == "audio" and set(rep.lat_rms_us) == {60, 67}
+    # a recording of something else: the sync pattern is not there
+    other = np.random.default_rng(0).normal(0, 0.01, take.sample_rate * 5).astype(np.float32)
+    with pytest.raises(HearingError, match="sync pattern"):
+        learn_from_recording(spec, Recording(other, take.sample_rate), played, "other.wav")

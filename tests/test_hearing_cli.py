@@ -1,0 +1,57 @@
+"""The hearing commands: `mics`, `verify`, and calibrate's listening options (usage)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from robo_player.cli import main
+from robo_player.driver import open_port
+from robo_player.hearing.recording import Recording, write_wav
+from robo_player.midi import bundled_piece, read_midi
+from robo_player.planner.piano import plan_piano
+from robo_player.spec import load_spec
+
+
+def test_mics_lists_inputs_or_says_what_is_missing(capsys: pytest.CaptureFixture[str]) -> None:
+    rc = main(["mics"])
+    err = capsys.readouterr().err
+    assert rc == 0 or (rc == 1 and "sound card" in err), err
+
+
+@pytest.mark.parametrize(
+    ("argv", "needle"),
+    [
+        (["--from-recording", "t.wav"], "needs --played"),
+        (["--record-with-any-recorder"], "needs --played"),
+        (["--played", "p.json"], "--played goes with"),
+        (["--mic", "0", "--from-recording", "t.wav", "--played", "p.json"], "give one of"),
+    ],
+)
+def test_calibrate_listening_usage(argv: list[str], needle: str, tmp_path, capsys) -> None:  # noqa: ANN001
+    rc = main(["calibrate", "--out", str(tmp_path / "c.yaml"), *argv])
+    assert rc == 2 and needle in capsys.readouterr().err
+
+
+def test_verify_reports_from_a_recording_and_refuses_another_piece(tmp_path, capsys) -> None:  # noqa: ANN001
+    spec = load_spec("piano-88-grand")
+    plan, _ = plan_piano(read_midi(bundled_piece("bwv66.6")), spec)
+    plan_path = tmp_path / "plan.jsonl"
+    plan.write_jsonl(plan_path)
+    with open_port("sim://?sensor=audio", spec, truth_seed=2) as dev:
+        take = dev.play(plan).audio
+    assert take is not None
+    wav = write_wav(tmp_path / "take.wav", Recording(take.samples(), take.sample_rate))
+    report = tmp_path / "r.json"
+    rc = main(["-q", "verify", str(wav), "--plan", str(plan_path), "bwv66.6", "--report", str(report)])
+    assert rc == 0, capsys.readouterr().err
+    r = json.loads(report.read_text())
+    assert r["heard_from"] == str(wav) and r["onsets_heard"] > 0
+    assert abs(r["audio_clock"]["drift_ppm"]) <= 100.5
+    assert r["onset_error_ms"]["n"] >= 0.3 * r["notes_played"]
+    # the same plan against a recording of silence-and-noise: said so, nothing written
+    quiet = write_wav(tmp_path / "quiet.wav", Recording(take.samples()[:48000] * 0.0, take.sample_rate))
+    rc = main(["verify", str(quiet), "--plan", str(plan_path), "bwv66.6", "--report", str(tmp_path / "q.json")])
+    assert rc == 1 and "silent recording" in capsys.readouterr().err
+    assert not (tmp_path / "q.json").exists()
