@@ -24,6 +24,7 @@ import logging
 import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 from ..driver.ports import Device
 from ..errors import CalibrationError
@@ -49,6 +50,7 @@ SETTLE_MARGIN_US = 1_000
 SETTLE_FRET = 5  # where a slider's carriage presses while its presser is measured
 BUZZ_RATIO = 0.75  # heard / predicted loudness below this: a buzz
 PROBE_GAP_US = 450_000
+MAX_LATENCY_RATIO = 2.0  # picker tables: drives up to this x full drive's latency
 
 
 @dataclass(slots=True)
@@ -127,8 +129,9 @@ def calibrate_guitar(
         fits[s] = fit
         rep.lat_rms_us[s] = round(fit.lat_rms_us, 1)
         rep.vel_rms[s] = round(fit.vel_rms, 2)
-        cal.pickers[s] = curve_from_fit(spec.open_pitch(s), fit, SILENT_LATENCY_US * 0.5,
-                                        len(results[s]))  # fmt: skip
+        # the table spans drives whose latency is within MAX_LATENCY_RATIO of full drive's
+        max_lat = min(SILENT_LATENCY_US * 0.5, MAX_LATENCY_RATIO * float(fit.latency_us(1.0)))
+        cal.pickers[s] = curve_from_fit(spec.open_pitch(s), fit, max_lat, len(results[s]))
     if progress is not None:
         progress(0.3)
     # -- 2. fret contacts: bisection on press-to-sound time ------------------------------
@@ -213,4 +216,30 @@ def _settle(device: Device, spec: GuitarSpec, todo: list[int], cal: StringCalibr
                         SETTLE_HI_US)  # fmt: skip
 
 
-__all__ = ["GuitarCalibrationReport", "calibrate_guitar"]
+def calibrate_command(args: Any, spec: GuitarSpec, open_device: Callable[[], Device],
+                      say: Callable[[str], None]) -> int:  # fmt: skip
+    """``robo-player calibrate --spec guitar-…``: calibrate, write ``args.out``, summarise
+    through ``say`` (the CLI's print)."""
+    from ..fileio import Outputs
+    from ..progress import Progress as Bar
+
+    with Outputs() as outputs:
+        out = outputs.reserve(args.out)
+        bar = Bar("calibrating", enabled=not args.quiet)
+        with open_device() as device:
+            cal, rep = calibrate_guitar(device, spec, progress=bar)
+        bar.done()
+        cal.save(out)
+    if not args.quiet:
+        worst = max(cal.settle_us.values(), default=0)
+        say(f"calibrated {len(cal.pickers)} pickers and {len(cal.settle_us)} fret contacts of "
+            f"{spec.name} with {rep.picks} picks ({rep.sim_time_us / 1e6:.1f} s of playing)")  # fmt: skip
+        say(f"slowest fret contact settles in {worst / 1000:.1f} ms (the spec allows "
+            f"{spec.timing.fret_settle_us / 1000:.1f} ms before the pick)")  # fmt: skip
+        if rep.unsettled:
+            say(f"warning: never sounded clean: {', '.join(rep.unsettled[:10])}")
+        say(f"wrote {args.out}")
+    return 0
+
+
+__all__ = ["GuitarCalibrationReport", "calibrate_command", "calibrate_guitar"]

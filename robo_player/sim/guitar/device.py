@@ -7,7 +7,7 @@ Options as for the piano (``truth_seed``, ``truth`` (a file or a
 
 The coils' commands go through the one pulse/hold expansion
 (:func:`robo_player.actuation.expand_commands`); a carriage's ``MOVE`` goes to the
-simulated MCU's step generator (:mod:`.steps`, the trapezoid at the spec's speed and
+simulated MCU's step generator (:mod:`robo_player.motion`, the firmware's trapezoid at the spec's speed and
 acceleration; a move sent while the carriage still steps starts when its steps end),
 whose step times the physics reads. The physics never sees the plan.
 """
@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from ...actuation import actuator_pwm_max, check_commands, check_order, expand_commands
+from ...motion import move_steps
 from ...errors import PlanError, TransportError
 from ...performance import Performance, Progress
 from ...plan import Command, Op
@@ -31,7 +32,6 @@ from ..device import SimDevice
 from ..instrument import _float_opt, _int_opt
 from ..sensor import LOUDNESS_SD, TIMING_SD_US, Microphone
 from .physics import CarriageSteps, GuitarNotes, GuitarPhysics
-from .steps import move_steps
 from .truth import GuitarTruth
 
 

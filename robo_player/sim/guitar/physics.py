@@ -3,7 +3,7 @@
 Driven by what the outputs did, never by what a plan asked: the coils' output changes
 (:class:`~robo_player.actuation.OutputColumns`, the one pulse/hold expansion the piano
 uses) and every carriage's step times (:class:`CarriageSteps`; on ``sim://`` from the
-step generator of :mod:`.steps`, on firmware ports from the pin trace).
+step generator of :mod:`robo_player.motion`, on firmware ports from the pin trace).
 
 Per string it keeps the fret contact (the presser, or the matrix's fret solenoids),
 the damper and the carriage. Rules:
