@@ -22,8 +22,8 @@ from typing import Any
 import numpy as np
 
 from ...actuation import actuator_pwm_max, check_commands, check_order, expand_commands
-from ...motion import move_steps
 from ...errors import PlanError, TransportError
+from ...motion import move_steps
 from ...performance import Performance, Progress
 from ...plan import Command, Op
 from ...spec.actuators import ActuatorKind
