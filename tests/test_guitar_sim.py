@@ -17,10 +17,10 @@ import pytest
 
 import robo_player
 from robo_player.driver import open_port
+from robo_player.errors import SpecError
 from robo_player.plan import Command, Op, Plan
 from robo_player.spec import load_spec
 from robo_player.spec.guitar import GuitarSpec, press_position_mm
-from robo_player.errors import SpecError
 
 PKG = Path(robo_player.__file__).resolve().parent
 SIM_DIR = PKG / "sim"
@@ -250,7 +250,7 @@ def test_a_planned_piece_is_heard_with_the_plans_travel(opened: Any, name: str) 
 # --- truth isolation -----------------------------------------------------------------------
 
 
-class TruthRead(AssertionError):
+class TruthReadError(AssertionError):
     pass
 
 
@@ -281,7 +281,7 @@ def guitar_truth_sealed() -> Iterator[None]:
         def getattribute(self: Any, name: str) -> Any:
             caller = Path(sys._getframe(1).f_code.co_filename).resolve()
             if SIM_DIR not in caller.parents and not name.startswith("__"):
-                raise TruthRead(f"{cls.__name__}.{name} read from {caller}")
+                raise TruthReadError(f"{cls.__name__}.{name} read from {caller}")
             return base(self, name)
 
         return getattribute
@@ -311,5 +311,5 @@ def test_calibrator_and_planner_never_touch_the_guitar_truth(opened: Any, slider
     assert rep.play_calls == wrapped.calls - 1 and len(perf.heard) == len(played) >= 6
     assert set(cal.pickers) == {0, 3} and set(cal.settle_us) == {"press:0", "press:3"}
     # the guard is what would fail a peeking calibrator
-    with guitar_truth_sealed(), pytest.raises(TruthRead):
+    with guitar_truth_sealed(), pytest.raises(TruthReadError):
         dev._truth.strings[0].threshold  # noqa: B018

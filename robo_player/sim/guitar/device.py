@@ -98,19 +98,21 @@ class GuitarSimDevice(SimDevice):
 
     def _check(self, cmds: list[Command]) -> None:
         """check_commands for coils, and MOVEs against the positioners (PlanError)."""
-        coils = [c for c in cmds if c.op is not Op.MOVE]
+        coils = [c for c in cmds if c.op is not Op.MOVE and c.actuator not in self._positioners]
         if len(coils) == len(cmds):
             check_commands(cmds, self._pwm_max, self.spec.name, self._submitted)
             return
         for k, c in enumerate(cmds):
-            if c.op is not Op.MOVE:
+            if c.op is not Op.MOVE and c.actuator in self._positioners:
+                raise PlanError(
+                    f"plan command {self._submitted + k} ({c.op.value} at t_us={c.t_us}, actuator "
+                    f"{c.actuator}): actuator {c.actuator} is a positioner (allowed op: move)"
+                )
+            a = self._positioners.get(c.actuator)
+            if c.op is not Op.MOVE or a is None:  # a coil's command, or a move sent to a coil
                 check_commands([c], self._pwm_max, self.spec.name, self._submitted + k)
                 continue
-            a = self._positioners.get(c.actuator)
             at = f"plan command {self._submitted + k} (move at t_us={c.t_us}, actuator {c.actuator})"
-            if a is None:
-                raise PlanError(f"{at}: actuator {c.actuator} is not a positioner of spec "
-                                f"{self.spec.name!r} (positioners: {sorted(self._positioners)})")  # fmt: skip
             if c.t_us < 0:
                 raise PlanError(f"{at}: t_us {c.t_us} is negative (allowed: >= 0)")
             if not 0 <= c.position <= a.pwm_max:
