@@ -101,23 +101,40 @@ def loop_params(pitch: int, sample_rate: int = SAMPLE_RATE, tuned: bool = True
     return n, c, g
 
 
-def excitation(pitch: int, velocity: float, seed: int, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
-    """One period of plucked noise: pick-position comb, dynamic-level lowpass, loudness."""
+def _noise(pitch: int, sample_rate: int) -> np.ndarray:
+    """One period of zero-mean, unit-RMS noise: the string's initial shape (the same
+    table for every pluck of a pitch, as in the original Karplus-Strong)."""
     n, _, _ = loop_params(pitch, sample_rate)
-    rng = np.random.default_rng([seed, pitch])
-    x = rng.uniform(-1.0, 1.0, n + 1)
+    x = np.random.default_rng([pitch, sample_rate]).uniform(-1.0, 1.0, n + 1)
     x -= x.mean()
-    m = max(1, int(round(PICK_POSITION * (n + 1))))
-    x = x - np.r_[np.zeros(m), x[:-m]]  # comb: 1 - z^-m
+    return x / max(float(np.sqrt(np.mean(x * x))), 1e-12)
+
+
+def _pick_comb(pitch: int, sample_rate: int) -> int:
+    n, _, _ = loop_params(pitch, sample_rate)
+    return max(1, int(round(PICK_POSITION * (n + 1))))
+
+
+def _dynamics(velocity: float) -> tuple[float, float]:
+    """(pole of the dynamic-level lowpass, amplitude) for a loudness in MIDI velocity."""
     loud = min(max(velocity, 0.0) / 127.0, 1.0)
-    pole = 0.15 + 0.6 * (1.0 - loud)  # softer: darker
+    return 0.15 + 0.6 * (1.0 - loud), loud**1.5  # softer: darker and quieter
+
+
+def excitation(pitch: int, velocity: float, sample_rate: int = SAMPLE_RATE, pad: int = 400) -> np.ndarray:
+    """The excitation in the time domain: the noise table through the pick-position comb
+    and the dynamic-level lowpass, scaled by loudness (``pad`` samples of the lowpass's
+    tail after it). :func:`render_note` applies the same filters in the frequency domain."""
+    x = np.r_[_noise(pitch, sample_rate), np.zeros(pad)]
+    m = _pick_comb(pitch, sample_rate)
+    x = x - np.r_[np.zeros(m), x[:-m]]  # comb: 1 - z^-m
+    pole, amp = _dynamics(velocity)
     y = np.empty_like(x)
     acc = 0.0
-    for i, v in enumerate(x.tolist()):  # one period: a short loop
+    for i, v in enumerate(x.tolist()):  # the reference: sample by sample
         acc = (1.0 - pole) * v + pole * acc
         y[i] = acc
-    y /= max(float(np.sqrt(np.mean(y * y))), 1e-12)
-    return y * loud**1.5
+    return y * amp
 
 
 def _fast_len(n: int) -> int:
@@ -126,41 +143,54 @@ def _fast_len(n: int) -> int:
     k = max(0, (n - 1).bit_length() - 4)
     base = 1 << k
     for mul in (8, 10, 12, 14, 16):
-        if base * mul // 8 * 8 >= n:
+        if base * mul >= n:
             return base * mul
     return base * 16
 
 
-@functools.lru_cache(maxsize=128)
-def _loop_spectrum(pitch: int, m: int, sample_rate: int) -> tuple[np.ndarray, np.ndarray, float]:
-    """(H on the circle |z| = 1/r, r^n weights (m,), r) for an FFT of size ``m``."""
-    n, c, g = loop_params(pitch, sample_rate)
+@functools.lru_cache(maxsize=32)
+def _weights(m: int) -> tuple[np.ndarray, float, np.ndarray]:
+    """(r^n for n < m, r, e^(-2 pi j n / m) for n < m) for an FFT of size ``m``."""
     r = _WRAP ** (1.0 / m)
-    w = np.exp(-2j * np.pi * np.arange(m // 2 + 1) / m)  # e^-jw
-    zi = r * w  # z^-1 on the circle |z| = 1/r
-    hl = 0.5 * (1.0 + zi)
-    ap = (c + zi) / (1.0 + c * zi)
-    h = 1.0 / (1.0 - g * ap * hl * (r**n) * w**n)
-    weights = r ** np.arange(m, dtype=np.float64)
-    return h, weights, r
+    n = np.arange(m, dtype=np.float64)
+    return np.exp(n * math.log(r)), r, np.exp(-2j * np.pi * n / m)
+
+
+@functools.lru_cache(maxsize=96)
+def _pluck_spectrum(pitch: int, m: int, sample_rate: int) -> np.ndarray:
+    """The loop's transfer function times the comb-filtered noise table, on the circle
+    ``|z| = 1/r`` of an FFT of size ``m`` ((m/2+1,) complex)."""
+    n, c, g = loop_params(pitch, sample_rate)
+    weights, r, circle = _weights(m)
+    k = np.arange(m // 2 + 1)
+    zi = r * circle[: m // 2 + 1]  # z^-1 on the circle |z| = 1/r
+    wn = circle[(k * n) % m]  # e^-jwN, exact phase
+    h = 1.0 / (1.0 - g * (c + zi) / (1.0 + c * zi) * 0.5 * (1.0 + zi) * (r**n) * wn)
+    x = _noise(pitch, sample_rate)
+    xr = np.zeros(m)
+    xr[: len(x)] = x * weights[: len(x)]
+    comb = _pick_comb(pitch, sample_rate)
+    wc = circle[(k * comb) % m]
+    return np.fft.rfft(xr) * (1.0 - r**comb * wc) * h  # type: ignore[no-any-return]
 
 
 def render_note(pitch: int, velocity: float, n_samples: int, end_sample: int | None = None,
                 seed: int = 0, buzz: bool = False, sample_rate: int = SAMPLE_RATE) -> np.ndarray:  # fmt: skip
     """(n_samples,) float64: one plucked note from its onset; cut by the damper at
-    ``end_sample`` (None: rings)."""
-    x = excitation(pitch, velocity, seed, sample_rate)
-    m = _fast_len(n_samples + len(x))
-    h, weights, _ = _loop_spectrum(pitch, m, sample_rate)
-    xr = np.zeros(m)
-    xr[: len(x)] = x * weights[: len(x)]
-    y = np.fft.irfft(np.fft.rfft(xr) * h, m)[:n_samples]
+    ``end_sample`` (None: rings); ``seed``: the buzz's rattle."""
+    nn, _, _ = loop_params(pitch, sample_rate)
+    m = _fast_len(n_samples + nn + 1)
+    spec = _pluck_spectrum(pitch, m, sample_rate)
+    weights, r, circle = _weights(m)
+    pole, amp = _dynamics(velocity)
+    lp = (amp * (1.0 - pole)) / (1.0 - pole * r * circle[: m // 2 + 1])  # dynamic-level lowpass on the circle
+    y = np.fft.irfft(spec * lp, m)[:n_samples]
     y /= weights[:n_samples]
     if buzz:
         nb = min(n_samples, int(BUZZ_S * sample_rate))
         rng = np.random.default_rng([seed, pitch, 7])
         env = np.exp(-np.arange(nb) / (0.3 * BUZZ_S * sample_rate))
-        y[:nb] += 0.5 * float(np.max(np.abs(x))) * rng.uniform(-1, 1, nb) * env
+        y[:nb] += 0.5 * amp * rng.uniform(-1, 1, nb) * env
     if end_sample is not None and end_sample < n_samples:
         e = max(0, end_sample)
         y[e:] *= np.exp(-np.arange(n_samples - e) / (DAMPER_TAU_S * sample_rate))
