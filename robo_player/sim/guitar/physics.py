@@ -294,9 +294,11 @@ class GuitarPhysics:
                     out.append((s, iv.next_on(m.t0)))
         return sorted(out, key=lambda x: x[1])
 
-    def _carriage_at(self, s: int, t: float, moves: list[_Move]) -> tuple[bool, int, float]:
-        """(moving, position in counts, settled since) of string ``s``'s carriage at ``t``."""
-        i = bisect.bisect_right([m.t0 for m in moves], t) - 1
+    def _carriage_at(self, s: int, t: float, moves: list[_Move], t0s: list[float]
+                     ) -> tuple[bool, int, float]:  # fmt: skip
+        """(moving, position in counts, settled since) of string ``s``'s carriage at ``t``
+        (``t0s``: the moves' start times)."""
+        i = bisect.bisect_right(t0s, t) - 1
         if i < 0:
             pos, settled = self._before[s]
             return False, pos, settled
@@ -315,6 +317,7 @@ class GuitarPhysics:
             fault_t.setdefault(s, []).append(t)
         rows: list[tuple[float, int, float, float, int, int, bool]] = []
         counts = {"silent_picks": 0, "moving_picks": 0, "damped_picks": 0}
+        starts = {s: [m.t0 for m in ms] for s, ms in moves.items()}
         for (t, a, d), pulse in zip(picks, pulses, strict=True):
             s = self._role[a][1]
             tr = truth.strings[s]
@@ -335,11 +338,11 @@ class GuitarPhysics:
             fret, contact, settle, buzz = 0, -_INF, 0.0, False
             if self._slider:
                 ms = moves.get(s, [])
-                moving, pos, settled = self._carriage_at(s, ts, ms)
+                moving, pos, settled = self._carriage_at(s, ts, ms, starts[s])
                 if moving:
                     counts["moving_picks"] += 1
                     continue
-                nxt = bisect.bisect_right([m.t0 for m in ms], ts)
+                nxt = bisect.bisect_right(starts[s], ts)
                 if nxt < len(ms):
                     end = min(end, ms[nxt].t0)
                 assert st.presser is not None
