@@ -313,3 +313,14 @@ def test_calibrator_and_planner_never_touch_the_guitar_truth(opened: Any, slider
     # the guard is what would fail a peeking calibrator
     with guitar_truth_sealed(), pytest.raises(TruthReadError):
         dev._truth.strings[0].threshold  # noqa: B018
+
+
+def test_bad_options_are_refused_clearly(slider: GuitarSpec, tmp_path: Path) -> None:
+    from robo_player.errors import TransportError
+
+    with pytest.raises(TransportError, match="timing_sd_us"):
+        open_port("sim://?timing_sd_us=-1", slider)
+    with pytest.raises(TransportError, match="either truth or truth_seed"):
+        open_port("sim://?truth_seed=1", slider, truth=str(tmp_path / "t.yaml"))
+    with pytest.raises(SpecError, match="cannot read truth file"):
+        open_port("sim://", slider, truth=str(tmp_path / "missing.yaml"))

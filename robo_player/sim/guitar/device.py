@@ -28,8 +28,9 @@ from ...performance import Performance, Progress
 from ...plan import Command, Op
 from ...spec.actuators import ActuatorKind
 from ...spec.guitar import GuitarSpec
+from .. import sensor
 from ..device import SimDevice
-from ..instrument import _float_opt, _int_opt
+from ..instrument import _int_opt
 from ..sensor import LOUDNESS_SD, TIMING_SD_US, Microphone
 from .physics import CarriageSteps, GuitarNotes, GuitarPhysics
 from .truth import GuitarTruth
@@ -60,7 +61,6 @@ def guitar_instrument(url: str, spec: GuitarSpec, opts: dict[str, Any]) -> Guita
     """The instrument the options ask for (takes its options out of ``opts``)."""
     truth = opts.pop("truth", None)
     truth_seed = opts.pop("truth_seed", None)
-    sensor_seed = opts.pop("sensor_seed", None)
     if truth is not None and truth_seed is not None:
         raise TransportError(f"{url}: give either truth or truth_seed, not both")
     if isinstance(truth, GuitarTruth):
@@ -73,12 +73,26 @@ def guitar_instrument(url: str, spec: GuitarSpec, opts: dict[str, Any]) -> Guita
         seed = 0 if truth_seed is None else _int_opt(url, "truth_seed", truth_seed)
         the_truth, where = GuitarTruth.draw(spec, seed), f"truth_seed={seed}"
     the_truth.check_for(spec, where)
-    mic = Microphone(
-        seed=0 if sensor_seed is None else _int_opt(url, "sensor_seed", sensor_seed),
-        timing_sd_us=_float_opt(url, "timing_sd_us", opts.pop("timing_sd_us", TIMING_SD_US)),
-        loudness_sd=_float_opt(url, "loudness_sd", opts.pop("loudness_sd", LOUDNESS_SD)),
-    )
-    return GuitarInstrument(spec, the_truth, mic)
+    return GuitarInstrument(spec, the_truth, _microphone(url, opts))
+
+
+def _microphone(url: str, opts: dict[str, Any]) -> Microphone:
+    """The piano's microphone with the same options (the sensor module's own builder
+    where it has one)."""
+    build = getattr(sensor, "microphone_from_options", None)
+    if build is not None:
+        return build(url, opts)  # type: ignore[no-any-return]
+    seed = opts.pop("sensor_seed", None)
+    sd = {k: opts.pop(k, v) for k, v in (("timing_sd_us", TIMING_SD_US), ("loudness_sd", LOUDNESS_SD))}
+    for k, v in sd.items():
+        try:
+            sd[k] = float(v)
+        except (TypeError, ValueError) as err:
+            raise TransportError(f"{url}: option {k}={v!r} must be a number >= 0") from err
+        if not 0.0 <= sd[k] < float("inf"):
+            raise TransportError(f"{url}: option {k}={v!r} must be a finite number >= 0")
+    return Microphone(seed=0 if seed is None else _int_opt(url, "sensor_seed", seed),
+                      timing_sd_us=sd["timing_sd_us"], loudness_sd=sd["loudness_sd"])  # fmt: skip
 
 
 class GuitarSimDevice(SimDevice):
