@@ -6,6 +6,7 @@ Commands are written by hand and played on ``sim://`` with a silent microphone
 
 from __future__ import annotations
 
+import math
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -324,3 +325,18 @@ def test_bad_options_are_refused_clearly(slider: GuitarSpec, tmp_path: Path) -> 
         open_port("sim://?truth_seed=1", slider, truth=str(tmp_path / "t.yaml"))
     with pytest.raises(SpecError, match="cannot read truth file"):
         open_port("sim://", slider, truth=str(tmp_path / "missing.yaml"))
+
+
+def test_a_coil_held_at_full_drive_heats_and_burns_open(opened: Any, slider: GuitarSpec) -> None:
+    pr = slider.actuators[slider.strings[0].presser.channel]  # type: ignore[union-attr]
+    held = [Command(0, Op.SET, pr.index, pr.pwm_max), Command(25_000_000, Op.RELEASE, pr.index)]
+    dev, perf = _play(opened, slider, held)
+    # dT/dt = V²/R/C - T/tau: 144 K steady at full drive, 60 K allowed: open after
+    # -tau ln(1 - 60/144) = 16.2 s
+    assert perf.max_coil_temp_ratio == 1.0
+    (f,) = perf.coil_failures
+    assert f["role"] == "press:0" and f["t_us"] == pytest.approx(30e6 * math.log(144 / 84), rel=1e-3)
+    assert dev.energised() == []
+    _, cool = _play(opened, slider, [Command(0, Op.SET, pr.index, pr.pwm_max // 4),
+                                     Command(5_000_000, Op.RELEASE, pr.index)])  # fmt: skip
+    assert 0.0 < cool.max_coil_temp_ratio < 0.1 and cool.coil_failures == []

@@ -36,6 +36,7 @@ starts ``GAP_US`` after the last event of the previous one.
 from __future__ import annotations
 
 import bisect
+import logging
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -56,6 +57,8 @@ MOVE_GAP_US = 50_000  # steps closer than this belong to one move
 BUZZ_LOUDNESS = 0.5  # a buzzed note is heard at this fraction of its loudness
 CHORD_US = 15_000  # notes sounding this close together are one onset (string changes)
 _INF = math.inf
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(slots=True)
@@ -111,6 +114,41 @@ class _Intervals:
         return self.on[i] if i < len(self.on) else _INF
 
 
+class _Heat:
+    """Coil temperatures: ``dT/dt = d² · V²/R/C − T/τ`` (the spec's thermal section, as the
+    planner's :class:`~robo_player.rules.CoilHeat` assumes); a coil that reaches its
+    allowed rise burns open (its later changes are ignored)."""
+
+    def __init__(self, spec: GuitarSpec) -> None:
+        coils = spec.actuators.of_kind(ActuatorKind.COIL)
+        self.ss = {a.index: a.heat_k_per_s * a.tau_s for a in coils}  # K at full drive, steady
+        self.tau_us = {a.index: a.tau_s * 1e6 for a in coils}
+        self.tmax = {a.index: a.max_rise_k for a in coils}
+        self.temp = {a.index: 0.0 for a in coils}  # K at t_last
+        self.t_last = {a.index: 0.0 for a in coils}
+        self.failed: set[int] = set()
+        self.peak = 0.0  # of this run, temperature / allowed
+
+    def ratio_at(self, a: int, d: float, t: float) -> float:
+        ts = self.ss[a] * d * d
+        return (ts + (self.temp[a] - ts) * math.exp(-(t - self.t_last[a]) / self.tau_us[a])) / self.tmax[a]
+
+    def change(self, a: int, d0: float, d: float, t: float) -> float | None:
+        """Coil ``a`` went from duty ``d0`` to ``d`` at ``t``: its temperature then, and
+        the time it burnt open before ``t`` (None if it did not)."""
+        ts, t0, tmax = self.ss[a] * d0 * d0, self.temp[a], self.tmax[a]
+        r = self.ratio_at(a, d0, t)
+        if r >= 1.0 and ts > tmax:
+            t_fail = self.t_last[a] + self.tau_us[a] * math.log((ts - t0) / (ts - tmax))
+            self.failed.add(a)
+            self.temp[a], self.t_last[a], self.peak = tmax, t_fail, 1.0
+            log.warning("coil of actuator %d failed: overheated", a)
+            return t_fail
+        self.temp[a], self.t_last[a] = r * tmax, t
+        self.peak = max(self.peak, r)
+        return None
+
+
 class GuitarPhysics:
     """The simulated guitar or bass of ``spec`` with hidden parameters ``truth``."""
 
@@ -141,6 +179,7 @@ class GuitarPhysics:
         self._car_pos: dict[int, int] = {s: 0 for s in self._car}  # counts, parked at the nut
         self._car_settled: dict[int, float] = {s: -_INF for s in self._car}
         self._before = {s: (0, -_INF) for s in self._car}  # each carriage at the run's start
+        self._heat = _Heat(spec)
 
     @property
     def clock_us(self) -> int:
@@ -173,7 +212,9 @@ class GuitarPhysics:
         picks: list[tuple[float, int, float]] = []  # (t, actuator, duty)
         pulse_end: dict[int, int] = {}  # picker -> index in picks of its open pulse
         pulses: list[float] = []
-        duty, since = self._duty, self._on_since
+        duty, since, heat = self._duty, self._on_since, self._heat
+        heat.peak = max((heat.ratio_at(a, duty.get(a, 0.0), origin) for a in heat.temp), default=0.0)
+        failures: list[dict[str, object]] = []
         for a, d0 in duty.items():  # coils on from the previous run
             if d0 > 0.0:
                 iv = ivs.setdefault(a, _Intervals())
@@ -183,8 +224,13 @@ class GuitarPhysics:
             if progress is not None and i % 4096 == 0:
                 progress(i / max(1, len(tt)))
             d0 = duty.get(a, 0.0)
-            if d == d0:
+            if d == d0 or a in heat.failed:
                 continue
+            t_fail = heat.change(a, d0, d, t)
+            if t_fail is not None:  # burnt open before this change: off from then on
+                d, t = 0.0, t_fail
+                failures.append({"actuator": a, "role": self.spec.actuators[a].role,
+                                 "t_us": int(round(t - origin)), "temp_ratio": 1.0})  # fmt: skip
             duty[a] = d
             j = pulse_end.pop(a, None)
             if j is not None:
@@ -200,6 +246,14 @@ class GuitarPhysics:
                     pulses.append(_INF)
             elif d == 0.0:
                 ivs[a].off[-1] = t
+        t_last = tt[-1] if tt else origin
+        for a in [a for a, d in duty.items() if d > 0.0]:  # coils left on heat until the next run
+            t_fail = heat.change(a, duty[a], duty[a], t_last + self._gap_us)
+            if t_fail is not None:
+                duty[a] = 0.0
+                ivs[a].off[-1] = t_fail
+                failures.append({"actuator": a, "role": self.spec.actuators[a].role,
+                                 "t_us": int(round(t_fail - origin)), "temp_ratio": 1.0})  # fmt: skip
         moves = self._moves(steps, origin)
         faults = self._faults(moves, ivs, origin)
         notes, counts = self._sound(picks, pulses, ivs, moves, faults, origin)
@@ -231,7 +285,8 @@ class GuitarPhysics:
             "string_changes": _string_changes(notes, n_str),
             "clock_us": int(origin),
         }
-        return Performance(extra=extra), notes
+        perf = Performance(extra=extra, coil_failures=failures, max_coil_temp_ratio=heat.peak)
+        return perf, notes
 
     def _validate(self, out: OutputColumns, steps: Mapping[int, CarriageSteps]) -> None:
         if len(out):
