@@ -66,7 +66,7 @@ def plot_guitar_roll(
                                       edgecolor="navy", linewidth=0.4))  # fmt: skip
     if len(intended) <= 600:  # fret labels while they stay legible
         for t, s, f, _d, _p, _v in intended:
-            ax.text(t / 1e6 + 0.005, s, str(f), fontsize=6, va="center", ha="left")
+            ax.text(t / 1e6 + 0.004 * end_s, s + 0.18, str(f), fontsize=6, va="center", ha="left")
     pairs = match_onsets(((t, p) for t, _s, _f, _d, p, _v in intended), ((h.t_us, h.pitch) for h in heard))
     lane = {j: intended[i][1] for i, j in pairs.items()}
     err = {j: heard[j].velocity - intended[i][5] for i, j in pairs.items()}
