@@ -340,3 +340,19 @@ def test_a_coil_held_at_full_drive_heats_and_burns_open(opened: Any, slider: Gui
     _, cool = _play(opened, slider, [Command(0, Op.SET, pr.index, pr.pwm_max // 4),
                                      Command(5_000_000, Op.RELEASE, pr.index)])  # fmt: skip
     assert 0.0 < cool.max_coil_temp_ratio < 0.1 and cool.coil_failures == []
+
+
+def test_a_pick_before_the_picker_is_back_is_weaker_or_misses(opened: Any, matrix: GuitarSpec) -> None:
+    probe = opened(open_port("sim://", matrix, truth_seed=1, **QUIET))
+    ret = probe._truth.strings[3].return_us
+    pulse = matrix.timing.pick_pulse_us
+    assert 0.3 * 30_000 <= ret <= 0.6 * 30_000  # within min_repeat_us - pick_pulse_us
+    t1, t2 = 100_000, 1_000_000
+    cmds = [_pick(matrix, 3, t1), _pick(matrix, 3, t1 + pulse + ret // 4),  # misses
+            _pick(matrix, 3, t2), _pick(matrix, 3, t2 + pulse + 3 * ret // 4),  # weaker
+            _pick(matrix, 3, 2_000_000)]  # back in place: as loud as the first  # fmt: skip
+    dev, perf = _play(opened, matrix, cmds)
+    notes = dev.instrument.last_notes
+    assert perf.extra["silent_picks"] == 1 and len(notes) == 4
+    v = notes.velocity.tolist()
+    assert v[0] == pytest.approx(v[3]) and v[2] < v[1] - 1.0 and v[1] == pytest.approx(v[0])

@@ -14,6 +14,9 @@ the damper and the carriage. Rules:
   ``L = latency_full * u^-alpha``), at the pitch of the fret that is down then: the
   open string, or the presser's fret under its carriage, or the matrix's highest fret
   solenoid that is on.
+- A pick sooner than its picker's return time (truth) after the picker let go strikes
+  with ``elapsed / return`` of its drive, and misses the string below half
+  (``silent_picks``).
 - A fret contact is clean ``settle`` (truth, per presser or fret solenoid) after it
   pressed, or after its carriage settled under it if that came later. A pick that
   sounds before that *buzzes*: it is heard at ``BUZZ_LOUDNESS`` of its loudness and
@@ -180,6 +183,7 @@ class GuitarPhysics:
         self._car_settled: dict[int, float] = {s: -_INF for s in self._car}
         self._before = {s: (0, -_INF) for s in self._car}  # each carriage at the run's start
         self._heat = _Heat(spec)
+        self._pick_off: dict[int, float] = {}  # picker -> when its coil last went off
 
     @property
     def clock_us(self) -> int:
@@ -209,7 +213,7 @@ class GuitarPhysics:
         dd = outputs.duty().tolist()
         n_str = len(self.spec.strings)
         ivs: dict[int, _Intervals] = {}
-        picks: list[tuple[float, int, float]] = []  # (t, actuator, duty)
+        picks: list[tuple[float, int, float, float]] = []  # (t, actuator, duty, return scale)
         pulse_end: dict[int, int] = {}  # picker -> index in picks of its open pulse
         pulses: list[float] = []
         duty, since, heat = self._duty, self._on_since, self._heat
@@ -241,11 +245,15 @@ class GuitarPhysics:
                 iv.on.append(t)
                 iv.off.append(_INF)
                 if self._role[a][0] == "pick":
+                    ret = self._truth.strings[self._role[a][1]].return_us
+                    back = t - self._pick_off.get(a, -_INF)
                     pulse_end[a] = len(picks)
-                    picks.append((t, a, d))
+                    picks.append((t, a, d, 1.0 if back >= ret else back / ret))
                     pulses.append(_INF)
             elif d == 0.0:
                 ivs[a].off[-1] = t
+                if self._role[a][0] == "pick":
+                    self._pick_off[a] = t
         t_last = tt[-1] if tt else origin
         for a in [a for a, d in duty.items() if d > 0.0]:  # coils left on heat until the next run
             t_fail = heat.change(a, duty[a], duty[a], t_last + self._gap_us)
@@ -360,7 +368,7 @@ class GuitarPhysics:
         m = moves[i]
         return t < m.moving_until, m.after, m.settled
 
-    def _sound(self, picks: list[tuple[float, int, float]], pulses: list[float],
+    def _sound(self, picks: list[tuple[float, int, float, float]], pulses: list[float],
                ivs: dict[int, _Intervals], moves: dict[int, list[_Move]],
                faults: list[tuple[int, float]], origin: float,
                ) -> tuple[GuitarNotes, dict[str, int]]:  # fmt: skip
@@ -373,10 +381,13 @@ class GuitarPhysics:
         rows: list[tuple[float, int, float, float, int, int, bool]] = []
         counts = {"silent_picks": 0, "moving_picks": 0, "damped_picks": 0}
         starts = {s: [m.t0 for m in ms] for s, ms in moves.items()}
-        for (t, a, d), pulse in zip(picks, pulses, strict=True):
+        for (t, a, d, back), pulse in zip(picks, pulses, strict=True):
             s = self._role[a][1]
             tr = truth.strings[s]
-            d_eff = d * min(1.0, pulse / tr.pulse_full_us)
+            if back < 0.5:  # the pick was not back in place: it misses the string
+                counts["silent_picks"] += 1
+                continue
+            d_eff = d * min(1.0, pulse / tr.pulse_full_us) * back
             u = (d_eff - tr.threshold) / (1.0 - tr.threshold)
             lat = tr.latency_full_us * u ** (-tr.alpha) if u > 0.0 else _INF
             if lat > MAX_LATENCY_US:

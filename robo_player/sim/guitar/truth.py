@@ -8,7 +8,9 @@ Per string, the picker (the same physical family as a piano key's solenoid, see
 docs/simulator.md: effective drive ``u = (d_eff - threshold) / (1 - threshold)`` with
 ``d_eff = drive * min(1, pulse / pulse_full)``; latency ``L = latency_full * u^-alpha``;
 loudness ``gain * (v0 + (1 - v0) (1 - e^(-k u)) / (1 - e^(-k)))``) and the damper's
-latency (coil on to the felt on the string, and coil off to the felt off). Per presser
+latency (coil on to the felt on the string, and coil off to the felt off) and the
+picker's return (a pick sooner than ``return_us`` after the last one let go strikes
+with ``elapsed / return_us`` of its drive, and not at all below half). Per presser
 or fret solenoid (by actuator role, ``press:S`` or ``fret:S:F``) the settle time: from
 the moment it presses (or its carriage has settled under it) until the fret contact is
 clean. Per carriage (``carriage:S``): its real speed as a fraction of what the steps
@@ -21,7 +23,8 @@ Files (YAML, or JSON for a ``.json`` name)::
     spec: guitar-slider
     seed: 3
     strings: [{pulse_full_us: 10000, threshold: 0.22, latency_full_us: 40000.0,
-               alpha: 0.2, gain: 120.0, k: 2.5, v0: 0.35, damper_latency_us: 4000}, ...]
+               alpha: 0.2, gain: 120.0, k: 2.5, v0: 0.35, damper_latency_us: 4000,
+               return_us: 12000}, ...]
     pressers: {"press:0": 21000, ...}
     carriages: {"carriage:0": {speed_scale: 0.97, settle_us: 9000}, ...}
 """
@@ -55,6 +58,7 @@ PICK_GAIN = (110.0, 130.0)
 PICK_K = (2.0, 3.0)
 PICK_V0 = (0.30, 0.40)  # softest pick about 20 dB (in MIDI velocity) below the loudest
 DAMPER_LATENCY_US = (2_000, 6_000)
+PICK_RETURN = (0.3, 0.6)  # x (min_repeat_us - pick_pulse_us): the pick back in place
 PRESS_SETTLE = (0.5, 1.2)  # x the spec's fret_settle_us (GT GuitarBot: 25 ms)
 CARRIAGE_SPEED_SCALE = (0.95, 1.0)  # real speed / commanded (within the 15 % travel margin)
 CARRIAGE_SETTLE = (0.6, 1.2)  # x the carriage's settle_us
@@ -72,6 +76,7 @@ class StringTruth:
     k: float
     v0: float
     damper_latency_us: int
+    return_us: int  # after the picker's coil goes off, until the pick is back in place
 
     def check(self, where: str) -> None:
         bounds: dict[str, tuple[float, float]] = {
@@ -83,6 +88,7 @@ class StringTruth:
             "k": (0.01, 50.0),
             "v0": (0.0, 1.0),
             "damper_latency_us": (0, 1_000_000),
+            "return_us": (0, 1_000_000),
         }
         for name, (lo, hi) in bounds.items():
             v = getattr(self, name)
@@ -114,6 +120,7 @@ class GuitarTruth:
         def u(lo_hi: tuple[float, float]) -> float:
             return float(rng.uniform(lo_hi[0], lo_hi[1]))
 
+        gap = max(0, spec.timing.min_repeat_us - spec.timing.pick_pulse_us)
         strings = tuple(
             StringTruth(
                 pulse_full_us=int(round(u(PICK_PULSE_FULL_US))),
@@ -124,6 +131,7 @@ class GuitarTruth:
                 k=u(PICK_K),
                 v0=u(PICK_V0),
                 damper_latency_us=int(round(u(DAMPER_LATENCY_US))),
+                return_us=int(round(gap * u(PICK_RETURN))),
             )
             for _ in spec.strings
         )
@@ -227,7 +235,7 @@ class GuitarTruth:
                 v = rs[n]
                 if isinstance(v, bool) or not isinstance(v, int | float):
                     raise SpecError(f"{w}.{n}: {v!r} is not a number")
-                vals[n] = int(v) if n in ("pulse_full_us", "damper_latency_us") else float(v)
+                vals[n] = int(v) if n in ("pulse_full_us", "damper_latency_us", "return_us") else float(v)
             strings.append(StringTruth(**vals))
         pressers = doc.get("pressers") or {}
         carriages_raw = doc.get("carriages") or {}
