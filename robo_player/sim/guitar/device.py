@@ -73,12 +73,15 @@ def guitar_instrument(url: str, spec: GuitarSpec, opts: dict[str, Any]) -> Guita
         seed = 0 if truth_seed is None else _int_opt(url, "truth_seed", truth_seed)
         the_truth, where = GuitarTruth.draw(spec, seed), f"truth_seed={seed}"
     the_truth.check_for(spec, where)
-    return GuitarInstrument(spec, the_truth, _microphone(url, opts))
+    return GuitarInstrument(spec, the_truth, _microphone(url, opts, spec.family))
 
 
-def _microphone(url: str, opts: dict[str, Any]) -> Microphone:
+def _microphone(url: str, opts: dict[str, Any], spec_family: str = "guitar") -> Microphone:
     """The piano's microphone with the same options (the sensor module's own builder
     where it has one)."""
+    if str(opts.get("sensor", "notes")) == "audio":  # the room renders the piano's voice
+        raise TransportError(f"{url}: option sensor=audio: not for the {spec_family} family yet "
+                             "(allowed: notes)")  # fmt: skip
     build = getattr(sensor, "microphone_from_options", None)
     if build is not None:
         return build(url, opts)  # type: ignore[no-any-return]
