@@ -7,8 +7,10 @@ SPEC   ?= piano-88-grand
 PIECE  ?= default
 TRUTH_SEED ?= 1
 OUT    ?= out
+GUITAR_SPEC  ?= guitar-slider
+GUITAR_PIECE ?= bwv66.6
 
-.PHONY: demo test bench lint firmware clean
+.PHONY: demo demo-guitar test bench lint firmware clean
 
 $(VENV)/.core: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +28,15 @@ demo: $(VENV)/.core
 	$(BIN)/robo-player play $(PIECE) --spec $(SPEC) --truth-seed $(TRUTH_SEED) \
 		--calibration $(OUT)/calibration.yaml \
 		--report $(OUT)/report.json --wav $(OUT)/performance.wav --plot $(OUT)/pianoroll.png
+
+# the guitar: calibrate its pickers and frets by listening, then play (docs/guitar.md)
+demo-guitar: $(VENV)/.core
+	mkdir -p $(OUT)
+	$(BIN)/robo-player calibrate --spec $(GUITAR_SPEC) --port sim:// --truth-seed $(TRUTH_SEED) \
+		--out $(OUT)/guitar-calibration.yaml
+	$(BIN)/robo-player play $(GUITAR_PIECE) --spec $(GUITAR_SPEC) --truth-seed $(TRUTH_SEED) \
+		--calibration $(OUT)/guitar-calibration.yaml --report $(OUT)/guitar-report.json \
+		--wav $(OUT)/guitar.wav --plot $(OUT)/guitar-roll.png
 
 test: $(VENV)/.dev
 	$(BIN)/python -m pytest -q

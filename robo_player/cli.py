@@ -71,12 +71,13 @@ def _load_spec(args: argparse.Namespace) -> Any:
     return load_spec(args.spec)
 
 
-def _require_device(spec: Any) -> None:
-    """play, simulate and calibrate need a device model of the spec's family."""
-    if spec.family != "piano":
+def _require_device(spec: Any, port: str = "sim://") -> None:
+    """play, simulate and calibrate need a device model of the spec's family (the
+    guitar and the bass: the simulator, sim://)."""
+    if spec.family != "piano" and not port.startswith("sim:"):
         raise UsageError(
-            f"--spec {spec.name}: no simulator/device for the {spec.family} family yet "
-            "(`plan` and `inspect` work for it; allowed here: a piano spec)"
+            f"--port {port}: no device for the {spec.family} family there yet "
+            "(allowed for a guitar or bass spec: sim://)"
         )
 
 
@@ -103,6 +104,12 @@ def _load_calibration(args: argparse.Namespace, spec: Any) -> Any:
 
     if not getattr(args, "calibration", None):
         return None
+    if spec.family != "piano":  # the guitar's and the bass's pickers and frets
+        from .spec.string_calibration import StringCalibration
+
+        gcal = StringCalibration.load(args.calibration)
+        gcal.check_for(spec, args.calibration)
+        return gcal
     cal = Calibration.load(args.calibration)
     cal.check_for(spec, args.calibration)
     return cal
@@ -222,7 +229,7 @@ def cmd_play(args: argparse.Namespace, port: str | None = None) -> int:
 
     port = port or args.port
     spec = _load_spec(args)
-    _require_device(spec)
+    _require_device(spec, port)
     if getattr(args, "generate", None):
         from .model.cli import generate_score
 
@@ -276,12 +283,21 @@ def cmd_play(args: argparse.Namespace, port: str | None = None) -> int:
             print(f"robo-player: not writing {args.wav}: no audio ({report['heard_reason']})",
                   file=sys.stderr)  # fmt: skip
         elif wav_path:
-            from .sim.audio import render_wav
+            if spec.family != "piano":
+                from .sim.guitar.audio import render_wav
+            else:
+                from .sim.audio import render_wav
 
             wprog = Progress("rendering audio", enabled=not args.quiet)
             render_wav(performance, wav_path, spec=spec)
             wprog.done()
-        if plot_path:
+        if plot_path and spec.family != "piano":  # a lane per string, frets
+            from .sim.guitar.roll import intended_from, plot_guitar_roll
+
+            plot_guitar_roll(spec, intended_from(score, plan_report), performance.heard, plot_path,
+                             buzzes=performance.extra.get("buzzes", ()),
+                             title=f"{Path(piece).name} on {spec.name}")  # fmt: skip
+        elif plot_path:
             from .sim.pianoroll import plot_pianoroll
 
             plot_pianoroll(
@@ -353,7 +369,11 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     if (done := calibrate_cli.calibrate(args, _HEARING)) is not None:  # --mic, recordings
         return done
     spec = _load_spec(args)
-    _require_device(spec)
+    _require_device(spec, args.port)
+    if spec.family != "piano":
+        from .calibrator.guitar import calibrate_command
+
+        return calibrate_command(args, spec, lambda: _open_device(args.port, spec, args), print)
     if not 3 <= args.max_strikes <= 64:
         raise UsageError(f"--max-strikes: {args.max_strikes} is out of range (allowed 3..64)")
     require_sensor(args)

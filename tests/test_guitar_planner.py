@@ -221,7 +221,8 @@ def test_tab_and_report_keys() -> None:
     assert lines[-1].startswith("E|-0-") and lines[0].startswith("e|-0-3")
 
 
-def test_cli_plan_writes_tab_and_refuses_to_play(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_plan_writes_tab_and_plays_on_the_simulator_only(tmp_path: Path,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
     mid = tmp_path / "tune.mid"
     write_midi(score_of((45, 0, 250 * MS, 80), (52, 250 * MS, 250 * MS, 90), (57, 500 * MS, 500 * MS, 70)), mid)
     out, tab, rep = tmp_path / "plan.jsonl", tmp_path / "tab.txt", tmp_path / "rep.json"
@@ -232,9 +233,10 @@ def test_cli_plan_writes_tab_and_refuses_to_play(tmp_path: Path, capsys: pytest.
     assert json.loads(rep.read_text())["notes_in"] == 3
     assert cli_main(["inspect", str(mid), "--spec", "bass-4"]) == 0
     assert "fretter travel" in capsys.readouterr().out
-    for cmd in (["simulate", str(mid)], ["calibrate", "--port", "sim://", "--out", str(tmp_path / "c.yaml")]):
-        assert cli_main([*cmd, "--spec", "guitar-matrix"]) == 2
-        assert "no simulator/device for the guitar family yet" in capsys.readouterr().err
+    assert cli_main(["-q", "simulate", str(mid), "--spec", "guitar-matrix"]) == 0  # sim/guitar/
+    for cmd in (["play", str(mid)], ["calibrate", "--out", str(tmp_path / "c.yaml")]):
+        assert cli_main([*cmd, "--spec", "guitar-matrix", "--port", "fw-host://"]) == 2
+        assert "--port fw-host://: no device for the guitar family there yet" in capsys.readouterr().err
 
 
 def test_plan_round_trip(tmp_path: Path) -> None:

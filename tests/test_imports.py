@@ -56,6 +56,7 @@ ALLOWED: dict[str, frozenset[str]] = {
     "rules": UTIL | {"spec", "plan"},
     "planner": UTIL | {"score", "spec", "plan", "rules"},
     "actuation": UTIL | {"spec", "plan", "performance"},  # what a plan op does to an output
+    "motion": frozenset(),  # a positioner's step profile (the firmware's generator in Python)
     # the calibrator plans test strikes and plays them through the Device interface
     "calibrator": UTIL | {"spec", "plan", "rules", "planner", "performance", "driver", "hearing"},
     # hearing: onsets and loudness in audio, clock alignment, microphones, verify (host side)
@@ -72,7 +73,8 @@ ALLOWED: dict[str, frozenset[str]] = {
     # the simulator is a device: it implements the driver's interfaces and may put the
     # driver's host side in front of a simulated MCU (fw-host://, vmcu://); the driver
     # never imports it (the registry names it by string), nor does anything above
-    "sim": UTIL | {"spec", "plan", "rules", "performance", "actuation", "protocol", "driver"},
+    "sim": UTIL | {"spec", "plan", "rules", "performance", "actuation", "motion", "protocol",
+                   "driver"},
     # host application: judges a performance, runs everything
     "report": UTIL | {"spec", "plan", "planner", "performance", "driver"},
     # pieces of the command line kept out of cli.py (help, sensor check, simulated piano)

@@ -44,6 +44,7 @@ from dataclasses import dataclass, field
 from ..plan import Command, Op, Plan
 from ..score import Score
 from ..spec.actuators import ActuatorKind
+from ..spec.calibration import KeyCurve
 from ..spec.guitar import GuitarSpec, Mechanism
 from ..spec.schema import pitch_to_note
 from . import rules
@@ -86,15 +87,31 @@ class GuitarPlanReport(PlanReport):
 
 
 class _Curve:
-    """Velocity -> (drive fraction, latency µs, predicted velocity), tabulated for 1..127."""
+    """Velocity -> (drive fraction, latency µs, predicted velocity), tabulated for 1..127:
+    the spec's nominal picker, or a picker's calibrated curve (``curve``, a
+    :class:`~robo_player.spec.calibration.KeyCurve`)."""
 
-    def __init__(self, spec: GuitarSpec) -> None:
+    def __init__(self, spec: GuitarSpec, curve: KeyCurve | None = None) -> None:
         n = spec.nominal
+        drive = curve.drive if curve is not None else n.drive
+        vel = curve.velocity if curve is not None else n.velocity
+        lat_us = [float(x) for x in (curve.latency_us if curve is not None else n.latency_us)]
         self.table: list[tuple[float, int, float]] = [(0.0, 0, 0.0)] * 128
         for v in range(1, 128):
-            d = _interp(float(v), n.velocity, n.drive)
-            lat = round(_interp(d, n.drive, [float(x) for x in n.latency_us]))
-            self.table[v] = (d, lat, _interp(d, n.drive, n.velocity))
+            d = _interp(float(v), vel, drive)
+            lat = round(_interp(d, drive, lat_us))
+            self.table[v] = (d, lat, _interp(d, drive, vel))
+
+
+def _string_curves(spec: GuitarSpec, calibration: object
+                   ) -> tuple[list[tuple[float, int, float]], list[list[tuple[float, int, float]]]]:  # fmt: skip
+    """Per string its picker's table (calibrated where ``calibration`` has the string),
+    and the table the search plans with: per velocity the slowest string's latency, so
+    every string can pick at or after the time the search assumed."""
+    pickers = getattr(calibration, "pickers", None) or {}
+    per = [_Curve(spec, pickers.get(s)).table for s in range(len(spec.strings))]
+    merged = [max((t[v] for t in per), key=lambda x: x[1]) for v in range(128)]
+    return merged, per
 
 
 def _interp(x: float, xs: tuple[float, ...] | list[float], ys: tuple[float, ...] | list[float]) -> float:
@@ -165,12 +182,11 @@ def plan_guitar(score: Score, spec: GuitarSpec, calibration: object = None,
     ``fingering="lowest"``: the greedy baseline instead of the search (every note on
     the string with the lowest fret; bench/bench_guitar.py compares the two)."""
     opts = options or PlanOptions()
-    if calibration is not None:
-        log.warning("guitar planner: picker calibration is not supported yet; nominal curves used")
     delay = spec.timing.pipeline_delay_us
-    curve = _Curve(spec).table
+    curve, per_string = _string_curves(spec, calibration)
     notes = score.notes
-    report = GuitarPlanReport(spec_name=spec.name, calibrated=False)
+    report = GuitarPlanReport(spec_name=spec.name,
+                              calibrated=bool(getattr(calibration, "pickers", None)))  # fmt: skip
     outcomes: list[NoteOutcome | None] = [None] * len(notes)
     onsets, play_pitch = prepare(spec, score, opts.out_of_range, curve, outcomes)
     layout = Layout(spec)
@@ -178,9 +194,9 @@ def plan_guitar(score: Score, spec: GuitarSpec, calibration: object = None,
         choice = [_lowest(o) for o in onsets]
     else:
         choice, _ = search(layout, onsets, costs, beam=beam, window=window)
-    commands = _Emitter(spec, layout, notes, play_pitch, curve, outcomes, report).run(
-        onsets, choice, costs or Costs()
-    )
+    emitter = _Emitter(spec, layout, notes, play_pitch, curve, outcomes, report)
+    emitter.per_string = per_string
+    commands = emitter.run(onsets, choice, costs or Costs())
     report.outcomes = [o for o in outcomes if o is not None]
     assert len(report.outcomes) == len(notes), "a note without an outcome"
     plan = Plan(commands=commands, pipeline_delay_us=delay, spec_name=spec.name,
@@ -275,6 +291,7 @@ class _Emitter:
         self.t = spec.timing
         self.slider = spec.mechanism is Mechanism.SLIDER
         self.delay = spec.timing.pipeline_delay_us
+        self.per_string = [curve] * len(spec.strings)  # each picker's table
 
     # -- per string actuators ------------------------------------------------------------
     def press_act(self, s: int, fret: int) -> int:
@@ -301,7 +318,8 @@ class _Emitter:
 
     def outcome(self, i: int, cut: int) -> None:
         n = self.notes[i]
-        _, _, v_target = self.curve[max(1, min(127, n.velocity))]
+        s = self.report.fingering.get(i, (0, 0))[0]
+        _, _, v_target = self.per_string[s][max(1, min(127, n.velocity))]
         changes: dict[str, int | float] = {}
         if self.play_pitch[i] != n.pitch:
             changes["pitch"] = self.play_pitch[i] - n.pitch
@@ -362,7 +380,8 @@ class _Emitter:
         lay, t = self.layout, self.t
         car = ss[0]
         r = ringing[s]
-        p = slot.pick_us
+        d, lat, _ = self.per_string[s][max(1, min(127, self.notes[slot.note].velocity))]
+        p = max(slot.pick_us, slot.sound_us - lat)  # this string's picker's latency
         need_press = f > 0
         press_from: int | None = None
         if r is not None and r.fret == f:
@@ -400,7 +419,6 @@ class _Emitter:
             self.cmds.append(Command(press_from, Op.PULSE_HOLD, press_act, a.pwm_max,
                                      t.press_pulse_us, a.hold_counts, slot.note))  # fmt: skip
         picker = self.spec.strings[s].picker.channel
-        d, _, _ = self.curve[max(1, min(127, self.notes[slot.note].velocity))]
         pm = self.amap[picker].pwm_max
         self.cmds.append(Command(p, Op.PULSE_HOLD, picker, max(1, round(d * pm)), t.pick_pulse_us,
                                  0, slot.note))  # fmt: skip

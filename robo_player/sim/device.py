@@ -172,4 +172,8 @@ def open_sim(
         raise TransportError(
             f"{url}: unknown option {unknown[0]!r} (allowed: {', '.join(INSTRUMENT_OPTIONS)})"
         )
+    if spec.family != "piano":  # the guitar and the bass (robo_player/sim/guitar/)
+        from .guitar.device import open_guitar_sim
+
+        return open_guitar_sim(url, spec, merged)  # type: ignore[arg-type]
     return SimDevice(url, spec, instrument_from_options(url, spec, merged))

@@ -1,0 +1,245 @@
+"""Calibration of a guitar or bass by listening: pickers' curves, fret contacts' settle.
+
+Like the piano's calibrator it sees the instrument only as a
+:class:`~robo_player.driver.ports.Device`: it plays plans and reads what the sensor
+heard (onset, pitch, loudness); it never reads the simulator's truth.
+
+1. **Pickers** (one round, every string at once, staggered): each string's open string
+   is picked at ``PICK_DRIVES`` (damped between picks); the heard onsets give latency
+   and loudness per drive, fitted with the piano key's family
+   (:func:`robo_player.calibrator.fitting.fit_key`: the same solenoid physics) into a
+   :class:`~robo_player.spec.calibration.KeyCurve` per picker.
+2. **Fret contacts** (``SETTLE_ROUNDS`` rounds of bisection; every presser or fret
+   solenoid of every string in each round): press, then pick so that the note sounds
+   ``delta`` after the press (the picker's fitted latency says when to pick). A contact
+   that has not settled buzzes, heard as a note clearly quieter than the picker's curve
+   predicts (``BUZZ_RATIO``); the bisection narrows ``delta`` between a buzzed and a
+   clean probe. The settle time written is the clean bound plus ``SETTLE_MARGIN_US``.
+   On a slider the carriage first moves to ``SETTLE_FRET`` and parks at the nut after.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..driver.ports import Device
+from ..errors import CalibrationError
+from ..plan import Command, Op, Plan
+from ..spec.guitar import GuitarSpec, Mechanism, press_position_mm
+from ..spec.string_calibration import StringCalibration
+from .fitting import curve_from_fit, fit_key
+from .strikes import SILENT_LATENCY_US, StrikeResult, match_strikes
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[float], None]
+
+PICK_DRIVES = (0.16, 0.2, 0.23, 0.26, 0.29, 0.32, 0.36, 0.42, 0.5, 0.6, 0.72, 0.86, 1.0)
+PICK_GAP_US = 450_000  # between two picks on one string: the slowest pick sounds, is damped
+DAMP_AFTER_US = 250_000  # the damper lands this long after a pick
+STAGGER_US = 7_000  # strings start this far apart (no two onsets together)
+START_US = 100_000
+PROBE_DRIVE = 0.8
+SETTLE_HI_US = 80_000  # the bisection's clean bound at the start
+SETTLE_ROUNDS = 7  # 80 ms / 2^7: 0.6 ms
+SETTLE_MARGIN_US = 1_000
+SETTLE_FRET = 5  # where a slider's carriage presses while its presser is measured
+BUZZ_RATIO = 0.75  # heard / predicted loudness below this: a buzz
+PROBE_GAP_US = 450_000
+MAX_LATENCY_RATIO = 2.0  # picker tables: drives up to this x full drive's latency
+
+
+@dataclass(slots=True)
+class GuitarCalibrationReport:
+    pickers: int = 0
+    picks: int = 0
+    play_calls: int = 0
+    sim_time_us: int = 0
+    lat_rms_us: dict[int, float] = field(default_factory=dict)
+    vel_rms: dict[int, float] = field(default_factory=dict)
+    settle_us: dict[str, int] = field(default_factory=dict)
+    unsettled: list[str] = field(default_factory=list)  # contacts never heard clean
+
+
+def _play(device: Device, spec: GuitarSpec, cmds: list[Command], rep: GuitarCalibrationReport
+          ) -> object:  # fmt: skip
+    plan = Plan(commands=cmds, pipeline_delay_us=0, spec_name=spec.name, spec_hash=spec.spec_hash)
+    plan.sort()
+    perf = device.play(plan)
+    rep.play_calls += 1
+    rep.sim_time_us += max((c.t_us for c in cmds), default=0)
+    return perf
+
+
+def _pick(spec: GuitarSpec, s: int, t: int, drive: float, note: int) -> tuple[Command, float]:
+    """A pick at ``drive`` (quantised to the picker's counts) and the drive it gives."""
+    a = spec.actuators[spec.strings[s].picker.channel]
+    counts = max(1, round(drive * a.pwm_max))
+    return Command(t, Op.PULSE_HOLD, a.index, counts, spec.timing.pick_pulse_us, 0, note), counts / a.pwm_max
+
+
+def _damp(spec: GuitarSpec, s: int, t: int) -> Command:
+    a = spec.actuators[spec.strings[s].damper.channel]
+    return Command(t, Op.PULSE_HOLD, a.index, a.pwm_max, spec.timing.damp_us, 0)
+
+
+def calibrate_guitar(
+    device: Device,
+    spec: GuitarSpec,
+    *,
+    strings: Iterable[int] | None = None,
+    settle: bool = True,
+    progress: Progress | None = None,
+) -> tuple[StringCalibration, GuitarCalibrationReport]:
+    """Calibrate the pickers (and, with ``settle``, the fret contacts) of ``strings``
+    (default: all) of ``spec`` on ``device``."""
+    n = len(spec.strings)
+    todo = sorted(set(range(n) if strings is None else strings))
+    bad = [s for s in todo if not 0 <= s < n]
+    if bad:
+        raise CalibrationError(f"calibrate: string {bad[0]} is not a string of spec "
+                               f"{spec.name!r} (allowed: 0..{n - 1})")  # fmt: skip
+    rep = GuitarCalibrationReport(pickers=len(todo))
+    cal = StringCalibration(spec.name, spec.spec_hash, spec.family)
+    # -- 1. pickers on the open strings -------------------------------------------------
+    cmds: list[Command] = []
+    results: dict[int, list[StrikeResult]] = {s: [] for s in todo}
+    for k, s in enumerate(todo):
+        for j, d in enumerate(PICK_DRIVES):
+            t = START_US + k * STAGGER_US + j * PICK_GAP_US
+            c, dq = _pick(spec, s, t, d, j)
+            cmds += [c, _damp(spec, s, t + DAMP_AFTER_US)]
+            results[s].append(StrikeResult(pitch=spec.open_pitch(s), drive=dq, t_us=t))
+    perf = _play(device, spec, cmds, rep)
+    pending = [r for s in todo for r in results[s]]
+    match_strikes(perf, pending)  # type: ignore[arg-type]
+    rep.picks += len(pending)
+    fits = {}
+    for s in todo:
+        fit = fit_key(results[s])
+        if fit is None:
+            raise CalibrationError(
+                f"calibrate: string {s} ({spec.name}): fewer than two of its "
+                f"{len(PICK_DRIVES)} picks were heard; is its picker connected?"
+            )
+        fits[s] = fit
+        rep.lat_rms_us[s] = round(fit.lat_rms_us, 1)
+        rep.vel_rms[s] = round(fit.vel_rms, 2)
+        # the table spans drives whose latency is within MAX_LATENCY_RATIO of full drive's
+        max_lat = min(SILENT_LATENCY_US * 0.5, MAX_LATENCY_RATIO * float(fit.latency_us(1.0)))
+        cal.pickers[s] = curve_from_fit(spec.open_pitch(s), fit, max_lat, len(results[s]))
+    if progress is not None:
+        progress(0.3)
+    # -- 2. fret contacts: bisection on press-to-sound time ------------------------------
+    if settle:
+        _settle(device, spec, todo, cal, fits, rep, progress)
+    if progress is not None:
+        progress(1.0)
+    rep.settle_us = dict(cal.settle_us)
+    return cal, rep
+
+
+def _contacts(spec: GuitarSpec, s: int) -> list[tuple[str, int, int]]:
+    """(role, actuator, fret) of each fret contact of string ``s``."""
+    st = spec.strings[s]
+    if st.presser is not None:
+        return [(f"press:{s}", st.presser.channel, SETTLE_FRET)]
+    return [(f"fret:{s}:{f}", ch, f) for f, ch in enumerate(st.fret_channels or (), start=1)]
+
+
+def _settle(device: Device, spec: GuitarSpec, todo: list[int], cal: StringCalibration,
+            fits: dict, rep: GuitarCalibrationReport, progress: Progress | None) -> None:  # type: ignore[type-arg]  # fmt: skip
+    slider = spec.mechanism is Mechanism.SLIDER
+    lo: dict[str, float] = {}
+    hi: dict[str, float] = {}
+    clean_seen: dict[str, bool] = {}
+    for s in todo:
+        for role, _, _ in _contacts(spec, s):
+            lo[role], hi[role], clean_seen[role] = 0.0, float(SETTLE_HI_US), False
+    t_tail = spec.timing.damp_us + spec.timing.release_us
+    for rnd in range(SETTLE_ROUNDS):
+        cmds: list[Command] = []
+        probes: list[tuple[str, StrikeResult, float]] = []
+        for k, s in enumerate(todo):
+            st = spec.strings[s]
+            t = START_US + k * STAGGER_US
+            if slider:
+                assert st.carriage is not None
+                car = spec.actuators[st.carriage.channel]
+                pos = round(press_position_mm(spec.neck.scale_length_mm, SETTLE_FRET)
+                            / car.travel_mm * car.pwm_max)  # fmt: skip
+                cmds.append(Command(t, Op.MOVE, car.index, position=pos))
+                t += car.travel_us + 100_000
+            fit = fits[s]
+            for j, (role, ch, fret) in enumerate(_contacts(spec, s)):
+                delta = 0.5 * (lo[role] + hi[role])
+                press = spec.actuators[ch]
+                lat = float(fit.latency_us(PROBE_DRIVE))
+                t_press = t + int(lat) + 10_000
+                t_pick = int(round(t_press + delta - lat))
+                pick, dq = _pick(spec, s, t_pick, PROBE_DRIVE, j)
+                sound = t_press + delta
+                cmds += [
+                    Command(t_press, Op.PULSE_HOLD, ch, press.pwm_max, spec.timing.press_pulse_us,
+                            press.hold_counts, j),  # fmt: skip
+                    pick,
+                    _damp(spec, s, int(sound) + DAMP_AFTER_US),
+                    Command(int(sound) + DAMP_AFTER_US + t_tail, Op.RELEASE, ch, note=j),
+                ]
+                r = StrikeResult(pitch=spec.open_pitch(s) + fret, drive=dq, t_us=t_pick)
+                probes.append((role, r, float(fit.velocity(dq))))
+                t = int(sound) + DAMP_AFTER_US + t_tail + PROBE_GAP_US
+            if slider:
+                assert st.carriage is not None
+                cmds.append(Command(t, Op.MOVE, st.carriage.channel, position=0))
+        perf = _play(device, spec, cmds, rep)
+        match_strikes(perf, [p[1] for p in probes])  # type: ignore[arg-type]
+        rep.picks += len(probes)
+        for role, r, v_pred in probes:
+            mid = 0.5 * (lo[role] + hi[role])
+            clean = r.heard and r.velocity >= BUZZ_RATIO * v_pred
+            if clean:
+                hi[role], clean_seen[role] = mid, True
+            else:
+                lo[role] = mid
+        if progress is not None:
+            progress(0.3 + 0.7 * (rnd + 1) / SETTLE_ROUNDS)
+    for role in hi:
+        cal.settle_us[role] = int(math.ceil(hi[role])) + SETTLE_MARGIN_US
+        if not clean_seen[role] and hi[role] >= SETTLE_HI_US:
+            rep.unsettled.append(role)
+            log.warning("calibrate: %s never sounded clean within %d us of its press", role,
+                        SETTLE_HI_US)  # fmt: skip
+
+
+def calibrate_command(args: Any, spec: GuitarSpec, open_device: Callable[[], Device],
+                      say: Callable[[str], None]) -> int:  # fmt: skip
+    """``robo-player calibrate --spec guitar-…``: calibrate, write ``args.out``, summarise
+    through ``say`` (the CLI's print)."""
+    from ..fileio import Outputs
+    from ..progress import Progress as Bar
+
+    with Outputs() as outputs:
+        out = outputs.reserve(args.out)
+        bar = Bar("calibrating", enabled=not args.quiet)
+        with open_device() as device:
+            cal, rep = calibrate_guitar(device, spec, progress=bar)
+        bar.done()
+        cal.save(out)
+    if not args.quiet:
+        worst = max(cal.settle_us.values(), default=0)
+        say(f"calibrated {len(cal.pickers)} pickers and {len(cal.settle_us)} fret contacts of "
+            f"{spec.name} with {rep.picks} picks ({rep.sim_time_us / 1e6:.1f} s of playing)")  # fmt: skip
+        say(f"slowest fret contact settles in {worst / 1000:.1f} ms (the spec allows "
+            f"{spec.timing.fret_settle_us / 1000:.1f} ms before the pick)")  # fmt: skip
+        if rep.unsettled:
+            say(f"warning: never sounded clean: {', '.join(rep.unsettled[:10])}")
+        say(f"wrote {args.out}")
+    return 0
+
+
+__all__ = ["GuitarCalibrationReport", "calibrate_command", "calibrate_guitar"]

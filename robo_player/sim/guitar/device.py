@@ -1,0 +1,207 @@
+"""``sim://`` for a guitar or bass spec: the stream of commands played on the simulated
+guitar (:mod:`.physics`) and heard through the piano's microphone model
+(:class:`~robo_player.sim.sensor.Microphone`).
+
+Options as for the piano (``truth_seed``, ``truth`` (a file or a
+:class:`~.truth.GuitarTruth`), ``sensor_seed``, ``timing_sd_us``, ``loudness_sd``).
+
+The coils' commands go through the one pulse/hold expansion
+(:func:`robo_player.actuation.expand_commands`); a carriage's ``MOVE`` goes to the
+simulated MCU's step generator (:mod:`robo_player.motion`, the firmware's trapezoid at the spec's speed and
+acceleration; a move sent while the carriage still steps starts when its steps end),
+whose step times the physics reads. The physics never sees the plan.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ...actuation import actuator_pwm_max, check_commands, check_order, expand_commands
+from ...errors import PlanError, TransportError
+from ...motion import move_steps
+from ...performance import Performance, Progress
+from ...plan import Command, Op
+from ...spec.actuators import ActuatorKind
+from ...spec.guitar import GuitarSpec
+from .. import sensor
+from ..device import SimDevice
+from ..instrument import _int_opt
+from ..sensor import LOUDNESS_SD, TIMING_SD_US, Microphone
+from .physics import CarriageSteps, GuitarNotes, GuitarPhysics
+from .truth import GuitarTruth
+
+
+class GuitarInstrument:
+    """The guitar of ``spec`` with hidden ``truth``, heard through ``microphone``."""
+
+    def __init__(self, spec: GuitarSpec, truth: GuitarTruth, microphone: Microphone) -> None:
+        self.spec = spec
+        self._truth = truth  # hidden: only the simulator may read it
+        self.physics = GuitarPhysics(spec, truth)
+        self.microphone = microphone
+        self.last_notes: GuitarNotes | None = None  # exact, for the simulator's own tests
+
+    def hear(self, outputs: Any, steps: dict[int, CarriageSteps] | None = None,
+             progress: Progress | None = None) -> Performance:  # fmt: skip
+        perf, notes = self.physics.run(outputs, steps, progress)
+        self.last_notes = notes
+        self.microphone.listen(perf, notes.sounded())
+        return perf
+
+    def energised(self) -> list[int]:
+        return self.physics.energised()
+
+
+def guitar_instrument(url: str, spec: GuitarSpec, opts: dict[str, Any]) -> GuitarInstrument:
+    """The instrument the options ask for (takes its options out of ``opts``)."""
+    truth = opts.pop("truth", None)
+    truth_seed = opts.pop("truth_seed", None)
+    if truth is not None and truth_seed is not None:
+        raise TransportError(f"{url}: give either truth or truth_seed, not both")
+    if isinstance(truth, GuitarTruth):
+        the_truth, where = truth, "<truth>"
+    elif truth is not None:
+        if not isinstance(truth, str | Path):
+            raise TransportError(f"{url}: option truth={truth!r} must be a file path")
+        the_truth, where = GuitarTruth.load(truth), str(truth)
+    else:
+        seed = 0 if truth_seed is None else _int_opt(url, "truth_seed", truth_seed)
+        the_truth, where = GuitarTruth.draw(spec, seed), f"truth_seed={seed}"
+    the_truth.check_for(spec, where)
+    return GuitarInstrument(spec, the_truth, _microphone(url, opts, spec.family))
+
+
+def _microphone(url: str, opts: dict[str, Any], spec_family: str = "guitar") -> Microphone:
+    """The piano's microphone with the same options (the sensor module's own builder
+    where it has one)."""
+    if str(opts.get("sensor", "notes")) == "audio":  # the room renders the piano's voice
+        raise TransportError(f"{url}: option sensor=audio: not for the {spec_family} family yet "
+                             "(allowed: notes)")  # fmt: skip
+    build = getattr(sensor, "microphone_from_options", None)
+    if build is not None:
+        return build(url, opts)  # type: ignore[no-any-return]
+    seed = opts.pop("sensor_seed", None)
+    sd = {k: opts.pop(k, v) for k, v in (("timing_sd_us", TIMING_SD_US), ("loudness_sd", LOUDNESS_SD))}
+    for k, v in sd.items():
+        try:
+            sd[k] = float(v)
+        except (TypeError, ValueError) as err:
+            raise TransportError(f"{url}: option {k}={v!r} must be a number >= 0") from err
+        if not 0.0 <= sd[k] < float("inf"):
+            raise TransportError(f"{url}: option {k}={v!r} must be a finite number >= 0")
+    return Microphone(seed=0 if seed is None else _int_opt(url, "sensor_seed", seed),
+                      timing_sd_us=sd["timing_sd_us"], loudness_sd=sd["loudness_sd"])  # fmt: skip
+
+
+class GuitarSimDevice(SimDevice):
+    """A simulated guitar or bass behind the :class:`~robo_player.driver.ports.Device`
+    protocol (the piano's ``sim://`` stream, with carriages)."""
+
+    def __init__(self, url: str, spec: GuitarSpec, instrument: GuitarInstrument) -> None:
+        super().__init__(url, spec, instrument)  # type: ignore[arg-type]
+        self.instrument: GuitarInstrument = instrument  # type: ignore[assignment]
+        self._positioners = {a.index: a for a in spec.actuators.of_kind(ActuatorKind.POSITIONER)}
+        self._car_pos = {a: 0 for a in self._positioners}  # where the step generator left each
+        self._car_free = {a: 0.0 for a in self._positioners}  # absolute: its last step
+
+    @property
+    def _truth(self) -> GuitarTruth:  # type: ignore[override]
+        return self.instrument._truth
+
+    def _check(self, cmds: list[Command]) -> None:
+        """check_commands for coils, and MOVEs against the positioners (PlanError)."""
+        coils = [c for c in cmds if c.op is not Op.MOVE and c.actuator not in self._positioners]
+        if len(coils) == len(cmds):
+            check_commands(cmds, self._pwm_max, self.spec.name, self._submitted)
+            return
+        for k, c in enumerate(cmds):
+            if c.op is not Op.MOVE and c.actuator in self._positioners:
+                raise PlanError(
+                    f"plan command {self._submitted + k} ({c.op.value} at t_us={c.t_us}, actuator "
+                    f"{c.actuator}): actuator {c.actuator} is a positioner (allowed op: move)"
+                )
+            a = self._positioners.get(c.actuator)
+            if c.op is not Op.MOVE or a is None:  # a coil's command, or a move sent to a coil
+                check_commands([c], self._pwm_max, self.spec.name, self._submitted + k)
+                continue
+            at = f"plan command {self._submitted + k} (move at t_us={c.t_us}, actuator {c.actuator})"
+            if c.t_us < 0:
+                raise PlanError(f"{at}: t_us {c.t_us} is negative (allowed: >= 0)")
+            if not 0 <= c.position <= a.pwm_max:
+                raise PlanError(f"{at}: position {c.position} is past the travel limit "
+                                f"(allowed: 0..{a.pwm_max})")  # fmt: skip
+
+    def submit(self, commands: Sequence[Command]) -> None:
+        self._check_open("submit")
+        cmds = list(commands)
+        self._check(cmds)
+        last = check_order(cmds, self._last_t, self.url, self._submitted)
+        first_t = cmds[0].t_us if cmds else 0
+        if not self._submitted:
+            self._first_t = first_t
+        self._submitted += len(cmds)
+        self._last_t = last
+        for c in cmds:
+            if c.t_us >= self._now_us:
+                self._cmds.append(c)
+            elif c.op is Op.RELEASE:  # late, but a release still runs when it arrives
+                self._cmds.append(Command(int(self._now_us), c.op, c.actuator, note=c.note))
+                self._late_release += 1
+            else:
+                self._late += 1
+
+    def _steps(self, moves: list[Command]) -> dict[int, CarriageSteps]:
+        """The simulated MCU's step generator: each move's steps, one move after another."""
+        parts: dict[int, list[tuple[np.ndarray, np.ndarray]]] = {}
+        for c in moves:
+            a = self._positioners[c.actuator]
+            per_mm = a.pwm_max / a.travel_mm
+            start = max(float(c.t_us), self._car_free[c.actuator])
+            pos = self._car_pos[c.actuator]
+            t = move_steps(pos, c.position, int(start), a.max_speed_mm_s * per_mm,
+                           a.accel_mm_s2 * per_mm)  # fmt: skip
+            if not len(t):
+                continue
+            sign = 1 if c.position > pos else -1
+            p = pos + sign * np.arange(1, len(t) + 1, dtype=np.int64)
+            parts.setdefault(c.actuator, []).append((t, p))
+            self._car_pos[c.actuator] = c.position
+            self._car_free[c.actuator] = float(t[-1])
+        return {a: CarriageSteps(np.concatenate([x[0] for x in v]), np.concatenate([x[1] for x in v]))
+                for a, v in parts.items()}  # fmt: skip
+
+    def _end(self, progress: Progress | None = None, flush: bool = False) -> Performance:
+        cmds, late, late_rel, flushed = self._cmds, self._late, self._late_release, 0
+        played = len(cmds) - late_rel
+        if flush:  # closed mid-stream: what was due has played, everything goes off now
+            due = [c for c in cmds if c.t_us <= self._now_us]
+            played, flushed = len(due) - late_rel, len(cmds) - len(due)
+            off_at = 0 if math.isinf(self._now_us) else int(self._now_us)
+            off_at = max([off_at, *(c.t_us for c in due)])
+            cmds = due + [Command(off_at, Op.RELEASE, a) for a in sorted(self._pwm_max)]
+        self._cmds, self._late, self._late_release = [], 0, 0
+        self._submitted, self._now_us, self._last_t = 0, -math.inf, -1
+        moves = sorted((c for c in cmds if c.op is Op.MOVE), key=lambda c: c.t_us)
+        coils = [c for c in cmds if c.op is not Op.MOVE]
+        outputs = expand_commands(coils, self._pwm_max, self.spec.name, checked=True)
+        self._car_free = {a: 0.0 for a in self._positioners}  # a new stream's time
+        perf = self.instrument.hear(outputs, self._steps(moves), progress)
+        counts = {"played": played, "late": late, "late_release": late_rel, "flushed": flushed}
+        perf.extra["commands"] = {k: v for k, v in counts.items() if v}
+        self.last_performance = perf
+        return perf
+
+
+def open_guitar_sim(url: str, spec: GuitarSpec, merged: dict[str, Any]) -> GuitarSimDevice:
+    """The simulated guitar for ``spec`` with the (already merged, checked) options."""
+    dev = GuitarSimDevice(url, spec, guitar_instrument(url, spec, dict(merged)))
+    dev._pwm_max = actuator_pwm_max(spec)
+    return dev
+
+
+__all__ = ["GuitarInstrument", "GuitarSimDevice", "guitar_instrument", "open_guitar_sim"]

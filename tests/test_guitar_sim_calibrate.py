@@ -1,0 +1,88 @@
+"""Calibration of a guitar by listening: pickers' curves and fret contacts' settle times
+come out close to the hidden truth, and the planner plays to them."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from robo_player.calibrator.guitar import SETTLE_MARGIN_US, calibrate_guitar
+from robo_player.cli import main
+from robo_player.driver import open_port
+from robo_player.errors import CalibrationError
+from robo_player.midi import write_midi
+from robo_player.score import Note, Score
+from robo_player.spec import load_spec
+from robo_player.spec.string_calibration import StringCalibration
+
+
+def _truth_curve(tr: Any, d: float) -> tuple[float, float]:
+    u = (d - tr.threshold) / (1 - tr.threshold)
+    lat = tr.latency_full_us * u ** (-tr.alpha)
+    vel = tr.gain * (tr.v0 + (1 - tr.v0) * (1 - math.exp(-tr.k * u)) / (1 - math.exp(-tr.k)))
+    return lat, vel
+
+
+@pytest.mark.parametrize("name", ["guitar-slider", "guitar-matrix"])
+def test_calibration_of_a_few_strings_finds_the_truth(opened: Any, name: str, tmp_path: Path) -> None:
+    spec = load_spec(name)
+    dev = opened(open_port("sim://", spec, truth_seed=11))
+    cal, rep = calibrate_guitar(dev, spec, strings=[1, 4])
+    truth = dev._truth
+    assert set(cal.pickers) == {1, 4}
+    for s, c in cal.pickers.items():
+        for d in (0.4, 0.6, 0.8, 1.0):
+            lat, vel = _truth_curve(truth.strings[s], d)
+            assert abs(c.latency_at(d) - lat) < 400, (s, d)  # µs; the microphone: 200 µs s.d.
+            assert abs(c.velocity_at(d) - vel) < 1.5, (s, d)
+    contacts = [r for r in truth.pressers if r.split(":")[1] in ("1", "4")]
+    assert sorted(cal.settle_us) == sorted(contacts)
+    for role in contacts:  # the clean bound: never below the truth, at most 2 ms above
+        assert truth.pressers[role] <= cal.settle_us[role] <= truth.pressers[role] + SETTLE_MARGIN_US + 1_000
+    assert rep.unsettled == []
+    cal.save(tmp_path / "cal.yaml")
+    back = StringCalibration.load(tmp_path / "cal.yaml")
+    back.check_for(spec)
+    assert back.settle_us == cal.settle_us and back.pickers[1].drive == cal.pickers[1].drive
+
+
+def test_a_calibration_for_another_spec_is_refused(tmp_path: Path) -> None:
+    cal = StringCalibration("guitar-slider", "0" * 16, "guitar")
+    cal.save(tmp_path / "c.yaml")
+    with pytest.raises(CalibrationError, match="made for spec 'guitar-slider'"):
+        StringCalibration.load(tmp_path / "c.yaml").check_for(load_spec("bass-4"), "c.yaml")
+    (tmp_path / "p.yaml").write_text("format: robo_player.calibration\nversion: 1\nkeys: {}\n")
+    with pytest.raises(CalibrationError, match="family: None is not a guitar or bass"):
+        StringCalibration.load(tmp_path / "p.yaml")
+
+
+def test_calibrate_then_play_on_the_command_line(tmp_path: Path, capsys: Any) -> None:
+    notes = [Note(52 + (3 * i) % 12, 250_000 * i, 200_000, 60 + (i * 7) % 50) for i in range(40)]
+    write_midi(Score(notes=notes), tmp_path / "t.mid")
+    cal, rep = tmp_path / "cal.yaml", tmp_path / "rep.json"
+    assert main(["-q", "calibrate", "--spec", "guitar-slider", "--port", "sim://",
+                 "--truth-seed", "7", "--out", str(cal)]) == 0  # fmt: skip
+    assert main(["-q", "play", str(tmp_path / "t.mid"), "--spec", "guitar-slider", "--truth-seed",
+                 "7", "--calibration", str(cal), "--report", str(rep), "--wav",
+                 str(tmp_path / "t.wav"), "--plot", str(tmp_path / "t.png")]) == 0  # fmt: skip
+    r = json.loads(rep.read_text())
+    for key in ("fretter_travel_frets", "fretter_travel_mm", "string_changes", "buzzed_notes"):
+        assert key in r
+    assert r["buzzed_notes"] == 0 and r["notes_unheard"] == 0
+    assert r["onset_error_ms"]["p99"] <= 1.0 and r["velocity_error"]["mean"] <= 2.0
+    assert r["plan"]["calibrated"] is True
+    assert (tmp_path / "t.wav").stat().st_size > 44 and (tmp_path / "t.png").stat().st_size > 1000
+    # an uncalibrated play of the same piece misses by the pickers' spread
+    assert main(["-q", "simulate", str(tmp_path / "t.mid"), "--spec", "guitar-slider",
+                 "--truth-seed", "7", "--report", str(rep)]) == 0  # fmt: skip
+    assert json.loads(rep.read_text())["onset_error_ms"]["p99"] > 2.0
+
+
+def test_guitar_on_a_firmware_port_is_refused_clearly(tmp_path: Path, capsys: Any) -> None:
+    rc = main(["calibrate", "--spec", "bass-4", "--port", "fw-host://", "--out", str(tmp_path / "c")])
+    assert rc == 2
+    assert "--port fw-host://: no device for the bass family" in capsys.readouterr().err
