@@ -188,12 +188,29 @@ def test_a_pitch_below_the_lowest_string() -> None:
 
 def test_a_carriage_too_slow_for_the_tempo_is_reported() -> None:
     spec = SPECS["bass-4"]
-    # E1 open, then F1 (only the E1 string has it) 100 ms later: the carriage, damper and
-    # presser need 145 ms; the note is dropped with the reason, the rest is played
-    s = score_of((28, 0, 50 * MS, 80), (29, 100 * MS, 50 * MS, 80), (31, 600 * MS, 50 * MS, 80))
+    # F1 then G#1 250 ms later, both only on the E1 string (frets 1 and 4): damper 40 +
+    # release 15 + move 164 + fret settle 25 ms before the pick do not fit after F1 has
+    # rung its shortest 50 ms; G#1 is dropped with the reason, the rest is played
+    s = score_of((29, 0, 50 * MS, 80), (32, 250 * MS, 50 * MS, 80), (31, 1000 * MS, 50 * MS, 80))
     the_plan, rep = plan_guitar(s, spec)
     assert rep.notes_in == 3 and rep.notes_played == 2
-    assert rep.drops == [{"note": 1, "reason": "string 0 fret 1: carriage move needs 145 ms before the pick"}]
+    assert rep.drops == [{"note": 1, "reason": "string 0 fret 4: carriage move needs 244 ms before the pick"}]
+    _check(spec, s, the_plan, rep)
+
+
+def test_the_carriage_moves_while_its_string_rings_open() -> None:
+    spec = SPECS["bass-4"]
+    amap = spec.actuators
+    # F1 (fret 1), E1 open at 400 ms, G#1 (fret 4) at 600 ms: after the open E1 there is
+    # no room for a move after the damper (244 ms before the pick), but the carriage is
+    # free from F1's release and travels to fret 4 while E1 rings (pre-positioning)
+    s = score_of((29, 0, 100 * MS, 80), (28, 400 * MS, 500 * MS, 80), (32, 600 * MS, 50 * MS, 80))
+    the_plan, rep = plan_guitar(s, spec)
+    assert rep.notes_dropped == 0 and rep.fingering == {0: (0, 1), 1: (0, 0), 2: (0, 4)}
+    assert rep.fretter_travel_frets == 4 and rep.cut_notes == 1  # E1 damped before fret 4
+    picks = {c.note: c.t_us for c in the_plan.commands if amap[c.actuator].role == "pick:0"}
+    moves = [c for c in the_plan.commands if c.op is Op.MOVE]
+    assert len(moves) == 2 and moves[1].note == 2 and moves[1].t_us < picks[1]
     _check(spec, s, the_plan, rep)
 
 
