@@ -280,3 +280,83 @@ def test_a_tight_supply_and_a_hot_coil_are_counted() -> None:
     hot = dataclasses.replace(spec, thermal=dataclasses.replace(spec.thermal, coil_heat_capacity_j_per_k=0.1))
     _, rep = plan_guitar(score_of((41, 0, 10_000 * MS, 80)), hot)
     assert rep.heat_overloads >= 1
+
+
+def _reference_overloads(spec: GuitarSpec, the_plan: Plan) -> tuple[int, int]:
+    """Supply and heat overloads by the shared rules, call by call (what the planner's
+    inlined loops must equal)."""
+    from robo_player import rules
+
+    amap = spec.actuators
+    active: list[tuple[int, float]] = []
+    over = 0
+    for c in the_plan.commands:
+        if c.op is not Op.PULSE_HOLD or c.pulse_us <= 0 or not amap[c.actuator].on_supply:
+            continue
+        active = [x for x in active if x[0] > c.t_us]
+        active.append((c.t_us + c.pulse_us, rules.amps(amap[c.actuator], c.drive)))
+        if not rules.fits_concurrency(amap, len(active)) or not rules.fits_supply(amap, sum(x[1] for x in active)):
+            over += 1
+    heat = rules.CoilHeat(amap)
+    last: dict[int, tuple[int, int]] = {}
+    hot: set[int] = set()
+    for c in the_plan.commands:
+        a = amap[c.actuator]
+        if a.kind.name != "COIL":
+            continue
+        limit = rules.heat_limit_k(a)
+        prev = last.pop(c.actuator, None)
+        if prev is not None and prev[1] > 0 and c.t_us > prev[0]:
+            if heat.run(c.actuator, prev[0], c.t_us, prev[1]) > limit:
+                hot.add(c.actuator)
+        if c.op is Op.PULSE_HOLD:
+            if heat.run(c.actuator, c.t_us, c.t_us + c.pulse_us, c.drive) > limit:
+                hot.add(c.actuator)
+            last[c.actuator] = (c.t_us + c.pulse_us, c.hold)
+    return over, len(hot)
+
+
+def test_supply_and_heat_checks_equal_the_shared_rules() -> None:
+    import dataclasses
+
+    base = SPECS["guitar-matrix"]
+    # a tight supply and coils that heat fast, so that both counts are often above 0
+    spec = dataclasses.replace(
+        base,
+        power=dataclasses.replace(base.power, max_simultaneous_strikes=3),
+        thermal=dataclasses.replace(base.thermal, coil_heat_capacity_j_per_k=0.3),
+    )
+
+    @settings(max_examples=30, deadline=None)
+    @given(pieces(spec, max_notes=30))
+    def run(score: Score) -> None:
+        the_plan, rep = plan_guitar(score, spec)
+        assert (rep.supply_overloads, rep.heat_overloads) == _reference_overloads(spec, the_plan)
+
+    run()
+
+
+def test_pieces_that_cannot_be_played_are_reported_not_raised() -> None:
+    spec = SPECS["guitar-slider"]
+    # nothing at all; only pitches outside every string; a 7-note chord of unisons;
+    # notes at one instant on one string-only pitch; a note of length 0
+    cases = [
+        Score([]),
+        score_of((10, 0, 100 * MS, 80), (127, 0, 100 * MS, 80)),
+        score_of(*[(64, 0, 100 * MS, 80)] * 7),
+        score_of((83, 0, 100 * MS, 80), (83, 0, 100 * MS, 80)),
+        score_of((60, 0, 0, 80), (60, 10 * MS, 0, 80)),
+    ]
+    for policy in ("transpose", "drop"):
+        for s in cases:
+            the_plan, rep = plan(s, spec, None, PlanOptions(out_of_range=policy))
+            assert isinstance(rep, GuitarPlanReport)
+            _check(spec, s, the_plan, rep)
+            assert rep.notes_in == len(s.notes) == len(rep.outcomes)
+            assert rep.notes_played + rep.notes_altered + rep.notes_dropped == len(s.notes)
+    _, rep = plan(cases[1], spec, None, PlanOptions(out_of_range="drop"))
+    assert rep.notes_dropped == 2 and all("policy 'drop'" in str(d["reason"]) for d in rep.drops)
+    _, rep = plan(cases[2], spec, None, PlanOptions(out_of_range="drop"))
+    # E4 is on 5 strings (A2 fret 19 .. E4 open): 5 play it, 2 find no free string
+    assert rep.notes_played + rep.notes_altered == 5 and rep.notes_dropped == 2
+    assert sorted(s for s, _ in rep.fingering.values()) == [1, 2, 3, 4, 5]

@@ -38,16 +38,14 @@ the previous onset did not use), ``cut_notes``, and ``fingering``.
 from __future__ import annotations
 
 import bisect
+import gc
 import logging
-import math
 from dataclasses import dataclass, field
 
 from ..plan import Command, Op, Plan
 from ..score import Score
-from ..spec.actuators import ActuatorKind
 from ..spec.guitar import GuitarSpec, Mechanism
 from ..spec.schema import pitch_to_note
-from . import rules
 from .commands import ORD
 from .constraints import PlanOptions
 from .fingering import (
@@ -61,11 +59,12 @@ from .fingering import (
     search,
     transition,
 )
+from .guitar_checks import heat_overloads, heat_rows, supply_overloads, supply_rows
 from .report import Fate, NoteOutcome, PlanReport
 
 log = logging.getLogger(__name__)
 
-__all__ = ["GuitarPlanReport", "plan_guitar"]
+__all__ = ["GuitarPlanReport", "heat_overloads", "plan_guitar", "supply_overloads"]
 
 
 @dataclass(slots=True)
@@ -165,7 +164,23 @@ def plan_guitar(score: Score, spec: GuitarSpec, calibration: object = None,
 
     ``beam``: states kept per onset by the fingering search (exact below it).
     ``fingering="lowest"``: the greedy baseline instead of the search (every note on
-    the string with the lowest fret; bench/bench_guitar.py compares the two)."""
+    the string with the lowest fret; bench/bench_guitar.py compares the two).
+
+    The cyclic garbage collector is paused while it runs: planning makes no cycles, only
+    many small tuples, and the collector's passes over them cost about a quarter of the
+    time (bench/bench_guitar.py)."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        return _plan_guitar(score, spec, calibration, options, beam, window, costs, fingering)
+    finally:
+        if was:
+            gc.enable()
+
+
+def _plan_guitar(score: Score, spec: GuitarSpec, calibration: object, options: PlanOptions | None,
+                 beam: int, window: float, costs: Costs | None, fingering: str,
+                 ) -> tuple[Plan, GuitarPlanReport]:  # fmt: skip
     opts = options or PlanOptions()
     if calibration is not None:
         log.warning("guitar planner: picker calibration is not supported yet; nominal curves used")
@@ -186,15 +201,14 @@ def plan_guitar(score: Score, spec: GuitarSpec, calibration: object = None,
     report.outcomes = [o for o in outcomes if o is not None]
     assert len(report.outcomes) == len(notes), "a note without an outcome"
     rows = [(r[0], r[4], r[2], r[5], r[6], r[7]) for r in raw]
-    report.supply_overloads = _supply_overloads(spec, rows)
-    report.heat_overloads = _heat_overloads(spec, rows)
+    report.supply_overloads = supply_rows(spec, rows)
+    report.heat_overloads = heat_rows(spec, rows)
     plan = Plan(commands=[_command(r) for r in raw], pipeline_delay_us=delay, spec_name=spec.name,
                 spec_hash=spec.spec_hash)  # fmt: skip
     return plan, report
 
 
 Raw = tuple[int, int, int, int, Op, int, int, int, int, int]  # t, op order, act, seq, op, drive, pulse, hold, note, position
-Row = tuple[int, Op, int, int, int, int]  # t, op, actuator, drive, pulse, hold
 _SET = tuple(getattr(Command, f).__set__ for f in
              ("t_us", "op", "actuator", "drive", "pulse_us", "hold", "note", "position"))  # fmt: skip
 
@@ -479,88 +493,3 @@ class _Emitter:
 
 _PULSE, _RELEASE = Op.PULSE_HOLD, Op.RELEASE
 _ORD_PULSE, _ORD_RELEASE = ORD[Op.PULSE_HOLD], ORD[Op.RELEASE]
-
-
-def supply_overloads(spec: GuitarSpec, plan: Plan) -> int:
-    """Pulses of ``plan`` that overload the supply (see :func:`_supply_overloads`)."""
-    return _supply_overloads(spec, [(c.t_us, c.op, c.actuator, c.drive, c.pulse_us, c.hold) for c in plan])
-
-
-def heat_overloads(spec: GuitarSpec, plan: Plan) -> int:
-    """Coils of ``plan`` that overheat (see :func:`_heat_overloads`)."""
-    return _heat_overloads(spec, [(c.t_us, c.op, c.actuator, c.drive, c.pulse_us, c.hold) for c in plan])
-
-
-def _supply_overloads(spec: GuitarSpec, rows: list[Row]) -> int:
-    """Pulses that start while more than ``max_simultaneous_strikes`` pulses run, or
-    while the pulsing coils draw more than the supply gives (the shared rules'
-    arithmetic, :func:`rules.amps`, :func:`rules.fits_supply`, with the per-actuator
-    factors looked up once)."""
-    amap = spec.actuators
-    per_count: dict[int, float] = {}  # actuator -> amps per count (on the supply)
-    for a in amap:
-        if a.on_supply:
-            per_count[a.index] = a.full_a / a.pwm_max
-    limit_a = rules.supply_limit_a(amap) + rules.EPS_A
-    most = amap.max_concurrent
-    active: list[tuple[int, float]] = []  # (end, amps)
-    over = 0
-    pulse_hold = Op.PULSE_HOLD
-    for t, op, act, drive, pulse, _ in rows:
-        if op is not pulse_hold or pulse <= 0:
-            continue
-        k = per_count.get(act)
-        if k is None:
-            continue
-        active = [x for x in active if x[0] > t]
-        active.append((t + pulse, drive * k))
-        if len(active) > most or sum(x[1] for x in active) > limit_a:
-            over += 1
-    return over
-
-
-def _heat_overloads(spec: GuitarSpec, rows: list[Row]) -> int:
-    """Coils whose nominal temperature rise passes ``coil_max_rise_k`` somewhere in the
-    plan (the model of :class:`~robo_player.rules.CoilHeat`, ``dT/dt = duty² k - T/tau``,
-    inlined): each pulse at its drive, then its hold level until the next command on
-    that coil."""
-    amap = spec.actuators
-    exp = math.exp
-    # per coil: (rate per duty², tau µs, limit K, pwm_max), temp, time of temp, hold
-    state: dict[int, list[float]] = {}
-    for a in amap:
-        if a.kind is ActuatorKind.COIL:
-            state[a.index] = [a.heat_k_per_s, a.tau_s * 1e6, rules.heat_limit_k(a), float(a.pwm_max),
-                              0.0, -1.0, -1.0, 0.0]  # fmt: skip
-    hot: set[int] = set()
-
-    def run(st: list[float], t0: float, t1: float, level: float) -> float:
-        k, tau, _, pm, temp, tt = st[0], st[1], st[2], st[3], st[4], st[5]
-        if tt >= 0.0:  # cool from the last run to t0
-            temp = temp * exp(-max(0.0, t0 - tt) / tau)
-        else:
-            temp = 0.0
-        d = level / pm
-        steady = d * d * k * tau * 1e-6
-        temp = steady + (temp - steady) * exp(-(t1 - t0) / tau)
-        st[4], st[5] = temp, t1
-        return temp
-
-    pulse_hold = Op.PULSE_HOLD
-    for t, op, act, drive, pulse, hold_level in rows:
-        st = state.get(act)
-        if st is None:
-            continue
-        limit = st[2]
-        hold_from, hold = st[6], st[7]
-        st[6] = -1.0
-        # the rise peaks at the end of a pulse or a hold (it only falls while off)
-        if hold_from >= 0.0 and hold > 0 and t > hold_from:
-            if run(st, hold_from, t, hold) > limit:
-                hot.add(act)
-        if op is pulse_hold:
-            end = t + pulse
-            if run(st, t, end, drive) > limit:
-                hot.add(act)
-            st[6], st[7] = end, hold_level
-    return len(hot)
