@@ -169,6 +169,8 @@ def plan_guitar(score: Score, spec: GuitarSpec, calibration: object = None,
     The cyclic garbage collector is paused while it runs: planning makes no cycles, only
     many small tuples, and the collector's passes over them cost about a quarter of the
     time (bench/bench_guitar.py)."""
+    if costs is None and spec.mechanism is Mechanism.MATRIX:
+        costs = MATRIX_COSTS
     was = gc.isenabled()
     gc.disable()
     try:
@@ -176,6 +178,12 @@ def plan_guitar(score: Score, spec: GuitarSpec, calibration: object = None,
     finally:
         if was:
             gc.enable()
+
+
+# No carriage on the matrix: what is left to weigh is cut notes against string changes
+# (bench/bench_guitar.py: 41 % of chorale notes unaltered with the slider's weights, 76 %
+# with these).
+MATRIX_COSTS = Costs(change_ms=1.0, cut_ms_weight=0.5)
 
 
 def _plan_guitar(score: Score, spec: GuitarSpec, calibration: object, options: PlanOptions | None,
