@@ -261,6 +261,7 @@ class _Interner:
 FOLDED = 1 << 62  # "last" of a string state that holds no time (nothing to fold)
 Key = tuple[int, ...]  # interned string states, then the previous onset's mask
 Entry = tuple[Key, float, int, int]  # (state, cost, back index, fingering)
+Cand = tuple[float, int, int, Key]  # (cost, back index, fingering, state)
 
 
 def search(layout: Layout, onsets: Sequence[Onset], costs: Costs | None = None,
@@ -279,19 +280,26 @@ def search(layout: Layout, onsets: Sequence[Onset], costs: Costs | None = None,
         if i and len(layer) > 1:  # states equal but for times no later note sees are one
             layer = _merge(layer, limits[i - 1], it, n)
             history[i - 1] = layer  # the next layer's back indices point into this list
-        best: dict[Key, tuple[float, int, int]] = {}
+        cands: list[Cand] = []
         if len(onset.slots) == 1:
-            _expand_single(layout, layer, onset, costs, best, window, it)
+            _expand_single(layout, layer, onset, costs, cands, window, it)
         else:
-            _expand_multi(layout, layer, onset, costs, best, it)
-        nxt = [(st, c, j, k) for st, (c, j, k) in best.items()]
-        if len(nxt) > 1:
-            nxt.sort(key=_cost_of)
-            if len(nxt) > beam:
-                del nxt[beam:]
-            top = nxt[0][1] + window
-            while nxt[-1][1] > top:
-                nxt.pop()
+            _expand_multi(layout, layer, onset, costs, cands, it)
+        # the cheapest entry per state, cheapest first, at most ``beam``, within the window
+        # ((cost, j, k) is unique per candidate: the sort never compares states)
+        cands.sort()
+        top = cands[0][0] + window
+        nxt: list[Entry] = []
+        seen: set[Key] = set()
+        for c, j, k, st in cands:
+            if c > top:
+                break
+            if st in seen:
+                continue
+            seen.add(st)
+            nxt.append((st, c, j, k))
+            if len(nxt) == beam:
+                break
         history.append(nxt)
         layer = nxt
     j = min(range(len(layer)), key=lambda x: layer[x][1])
@@ -304,19 +312,14 @@ def search(layout: Layout, onsets: Sequence[Onset], costs: Costs | None = None,
     return choice, total
 
 
-def _cost_of(e: Entry) -> float:
-    return e[1]
-
-
 def _expand_single(layout: Layout, layer: list[Entry], onset: Onset, costs: Costs,
-                   best: dict[Key, tuple[float, int, int]], window: float,
-                   it: _Interner) -> None:  # fmt: skip
+                   cands: list[Cand], window: float, it: _Interner) -> None:  # fmt: skip
     """:func:`step` for an onset of one note, on interned states (the common case; the
     same arithmetic, so the search still equals :func:`brute_force`). A path already
     more than ``window`` above the cheapest so far is skipped: the window would cut it."""
     slot = onset.slots[0]
     change = costs.change_ms
-    get = best.get
+    add = cands.append
     sss, intern = it.ss, it.get
     cap = math.inf
     states = [e[0] for e in layer]
@@ -349,15 +352,13 @@ def _expand_single(layout: Layout, layer: list[Entry], onset: Onset, costs: Cost
                 if total > cap:
                     continue
                 nstate = state
-            old = get(nstate)
-            if old is None or total < old[0]:
-                best[nstate] = (total, j, k)
-                if total + window < cap:
-                    cap = total + window
+            add((total, j, k, nstate))
+            if total + window < cap:
+                cap = total + window
 
 
 def _expand_multi(layout: Layout, layer: list[Entry], onset: Onset, costs: Costs,
-                  best: dict[Key, tuple[float, int, int]], it: _Interner) -> None:  # fmt: skip
+                  cands: list[Cand], it: _Interner) -> None:  # fmt: skip
     """:func:`step` for a chord, on interned states (transitions cached per onset)."""
     change = costs.change_ms
     sss, intern = it.ss, it.get
@@ -383,11 +384,7 @@ def _expand_multi(layout: Layout, layer: list[Entry], onset: Onset, costs: Costs
                         c += change
                 cost += c
             lst[-1] = mask or prev
-            nstate = tuple(lst)
-            total = c0 + cost
-            old = best.get(nstate)
-            if old is None or total < old[0]:
-                best[nstate] = (total, j, k)
+            cands.append((c0 + cost, j, k, tuple(lst)))
 
 
 def _merge(layer: list[Entry], limit: int, it: _Interner, n: int) -> list[Entry]:
