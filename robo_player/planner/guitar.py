@@ -59,7 +59,7 @@ from .fingering import (
     search,
     transition,
 )
-from .guitar_checks import heat_overloads, heat_rows, supply_overloads, supply_rows
+from .guitar_checks import Row, heat_overloads, heat_rows, supply_overloads, supply_rows
 from .report import Fate, NoteOutcome, PlanReport
 
 log = logging.getLogger(__name__)
@@ -208,15 +208,14 @@ def _plan_guitar(score: Score, spec: GuitarSpec, calibration: object, options: P
     )
     report.outcomes = [o for o in outcomes if o is not None]
     assert len(report.outcomes) == len(notes), "a note without an outcome"
-    rows = [(r[0], r[4], r[2], r[5], r[6], r[7]) for r in raw]
-    report.supply_overloads = supply_rows(spec, rows)
-    report.heat_overloads = heat_rows(spec, rows)
+    report.supply_overloads = supply_rows(spec, raw)
+    report.heat_overloads = heat_rows(spec, raw)
     plan = Plan(commands=[_command(r) for r in raw], pipeline_delay_us=delay, spec_name=spec.name,
                 spec_hash=spec.spec_hash)  # fmt: skip
     return plan, report
 
 
-Raw = tuple[int, int, int, int, Op, int, int, int, int, int]  # t, op order, act, seq, op, drive, pulse, hold, note, position
+Raw = Row  # t, op order, actuator, seq, op, drive, pulse, hold, note, position
 _SET = tuple(getattr(Command, f).__set__ for f in
              ("t_us", "op", "actuator", "drive", "pulse_us", "hold", "note", "position"))  # fmt: skip
 

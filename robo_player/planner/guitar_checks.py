@@ -12,11 +12,13 @@ from ..spec.guitar import GuitarSpec
 
 __all__ = ["Row", "heat_overloads", "heat_rows", "rows_of", "supply_overloads", "supply_rows"]
 
-Row = tuple[int, Op, int, int, int, int]  # t, op, actuator, drive, pulse, hold
+# a command as the planner gathers them: t, op order, actuator, seq, op, drive, pulse,
+# hold, note, position (sorted, they are in Plan.sort's order)
+Row = tuple[int, int, int, int, Op, int, int, int, int, int]
 
 
 def rows_of(plan: Plan) -> list[Row]:
-    return [(c.t_us, c.op, c.actuator, c.drive, c.pulse_us, c.hold) for c in plan]
+    return [(c.t_us, 0, c.actuator, 0, c.op, c.drive, c.pulse_us, c.hold, c.note, c.position) for c in plan]
 
 
 def supply_overloads(spec: GuitarSpec, plan: Plan) -> int:
@@ -44,7 +46,7 @@ def supply_rows(spec: GuitarSpec, rows: list[Row]) -> int:
     active: list[tuple[int, float]] = []  # (end, amps)
     over = 0
     pulse_hold = Op.PULSE_HOLD
-    for t, op, act, drive, pulse, _ in rows:
+    for t, _, act, _, op, drive, pulse, _, _, _ in rows:
         if op is not pulse_hold or pulse <= 0:
             continue
         k = per_count.get(act)
@@ -85,7 +87,7 @@ def heat_rows(spec: GuitarSpec, rows: list[Row]) -> int:
         return temp
 
     pulse_hold = Op.PULSE_HOLD
-    for t, op, act, drive, pulse, hold_level in rows:
+    for t, _, act, _, op, drive, pulse, hold_level, _, _ in rows:
         st = state.get(act)
         if st is None:
             continue
