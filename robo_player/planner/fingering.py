@@ -31,6 +31,7 @@ import itertools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from ..spec.guitar import GuitarSpec, Mechanism, press_position_mm, travel_us
 
@@ -261,7 +262,10 @@ class _Interner:
 FOLDED = 1 << 62  # "last" of a string state that holds no time (nothing to fold)
 Key = tuple[int, ...]  # interned string states, then the previous onset's mask
 Entry = tuple[Key, float, int, int]  # (state, cost, back index, fingering)
-Cand = tuple[float, int, int, Key]  # (cost, back index, fingering, state)
+# (cost, back index, fingering, string, state): for a note placed on string s >= 0 the
+# state is the back entry's with that string's interned state ``x`` (made only for the
+# candidates kept); for s = -1, ``x`` is the state itself
+Cand = tuple[float, int, int, int, Any]
 
 
 def search(layout: Layout, onsets: Sequence[Onset], costs: Costs | None = None,
@@ -291,9 +295,16 @@ def search(layout: Layout, onsets: Sequence[Onset], costs: Costs | None = None,
         top = cands[0][0] + window
         nxt: list[Entry] = []
         seen: set[Key] = set()
-        for c, j, k, st in cands:
+        for c, j, k, s, x in cands:
             if c > top:
                 break
+            if s >= 0:  # string s of the state j now x, the mask s alone
+                lst = list(layer[j][0])
+                lst[s] = x
+                lst[-1] = 1 << s
+                st = tuple(lst)
+            else:
+                st = x
             if st in seen:
                 continue
             seen.add(st)
@@ -343,16 +354,12 @@ def _expand_single(layout: Layout, layer: list[Entry], onset: Onset, costs: Cost
                 total = base[j] + c
                 if total > cap:
                     continue
-                lst = list(state)
-                lst[s] = nid
-                lst[-1] = bit
-                nstate = tuple(lst)
+                add((total, j, k, s, nid))
             else:
                 total = base[j] + c
                 if total > cap:
                     continue
-                nstate = state
-            add((total, j, k, nstate))
+                add((total, j, k, -1, state))
             if total + window < cap:
                 cap = total + window
 
@@ -384,7 +391,7 @@ def _expand_multi(layout: Layout, layer: list[Entry], onset: Onset, costs: Costs
                         c += change
                 cost += c
             lst[-1] = mask or prev
-            cands.append((c0 + cost, j, k, tuple(lst)))
+            cands.append((c0 + cost, j, k, -1, tuple(lst)))
 
 
 def _merge(layer: list[Entry], limit: int, it: _Interner, n: int) -> list[Entry]:
