@@ -59,12 +59,16 @@ def greedy_travel(spec: GuitarSpec, score: Score) -> tuple[int, float]:
     fret (the baseline; pure travel: it ignores timing, so it drops no note)."""
     if spec.mechanism is not Mechanism.SLIDER:
         return 0, 0.0
-    pos = Layout(spec).pos_mm
+    layout = Layout(spec)
+    pos, at = layout.pos_mm, layout.pitch_at
     onsets, _ = prepare(spec, score)
     car = [0] * len(spec.strings)
     frets, mm = 0, 0.0
     for o in onsets:
-        k = min(range(len(o.fingerings)), key=lambda k: sum(f for _, f in o.fingerings[k]))
+        # the written pitch's fingerings only (not the planner's octave alternatives)
+        ks = [k for k, fg in enumerate(o.fingerings)
+              if all(sl.pitch < 0 or at[s][f] == sl.pitch for sl, (s, f) in zip(o.slots, fg, strict=True))]  # fmt: skip
+        k = min(ks or range(len(o.fingerings)), key=lambda k: sum(f for _, f in o.fingerings[k]))
         for s, f in o.fingerings[k]:
             if f > 0:
                 frets += abs(car[s] - f)
@@ -78,7 +82,7 @@ def forced_drops(spec: GuitarSpec, score: Score) -> int:
     notes that only one string can play (the same string, different frets) whose
     changeover cannot fit (each pair costs at least one note)."""
     layout = Layout(spec)
-    onsets, _ = prepare(spec, score)
+    onsets, _ = prepare(spec, score, "drop")  # the written pitches only
     last: dict[int, tuple[int, int, int, int, int] | None] = {}  # string -> forced note
     bound = 0
     for o in onsets:

@@ -192,9 +192,17 @@ def test_a_carriage_too_slow_for_the_tempo_is_reported() -> None:
     # release 15 + move 164 + fret settle 25 ms before the pick do not fit after F1 has
     # rung its shortest 50 ms; G#1 is dropped with the reason, the rest is played
     s = score_of((29, 0, 50 * MS, 80), (32, 250 * MS, 50 * MS, 80), (31, 1000 * MS, 50 * MS, 80))
-    the_plan, rep = plan_guitar(s, spec)
+    the_plan, rep = plan_guitar(s, spec, None, PlanOptions(out_of_range="drop"))
     assert rep.notes_in == 3 and rep.notes_played == 2
     assert rep.drops == [{"note": 1, "reason": "string 0 fret 4: carriage move needs 244 ms before the pick"}]
+    _check(spec, s, the_plan, rep)
+    # policy transpose (the default): played an octave up on another string, reported
+    the_plan, rep = plan_guitar(s, spec)
+    assert rep.notes_dropped == 0 and rep.notes_played == 2
+    o = rep.outcomes[1]
+    assert o.fate is Fate.ALTERED and o.changes["pitch"] == 12 and o.pitch_out == 44
+    assert o.reason == "moved an octave: no string that has it could be ready in time"
+    assert rep.fingering[1][0] != 0
     _check(spec, s, the_plan, rep)
 
 

@@ -62,6 +62,7 @@ class Slot:
     sound_us: int
     end_us: int
     options: tuple[tuple[int, int], ...]  # (string, fret)
+    pitch: int = -1  # the written pitch: an option sounding another costs ``transpose_ms``
 
 
 @dataclass(slots=True)
@@ -77,6 +78,7 @@ class Costs:
     fret_ms: float = 0.5
     travel_ms_weight: float = 1.0
     fret_move_ms: float = 0.0
+    transpose_ms: float = 2000.0  # a note played an octave off (rather than dropped)
 
 
 class Layout:
@@ -85,7 +87,7 @@ class Layout:
     __slots__ = (
         "strings", "frets", "slider", "move_us", "damp_us", "release_us", "settle_us",
         "min_sound_us", "min_repeat_us", "max_change_us", "horizon_us", "pos_mm", "_travel",
-        "_last",
+        "_last", "pitch_at",
     )  # fmt: skip
 
     def __init__(self, spec: GuitarSpec) -> None:
@@ -94,6 +96,9 @@ class Layout:
         self.frets = neck.frets
         self.slider = spec.mechanism is Mechanism.SLIDER
         self.pos_mm = [press_position_mm(neck.scale_length_mm, f) for f in range(neck.frets + 1)]
+        # pitch_at[s][f]: what string s sounds with fret f down (0: open, with the capo)
+        self.pitch_at = [[st.tuning + (f if f > 0 else neck.capo) for f in range(neck.frets + 1)]
+                         for st in spec.strings]  # fmt: skip
         self.damp_us = t.damp_us
         self.release_us = t.release_us
         self.settle_us = t.fret_settle_us
@@ -164,6 +169,8 @@ def transition(layout: Layout, ss: StringState, s: int, slot: Slot, fret: int,
     if p - lp < layout.min_repeat_us:
         return ss, INFEASIBLE, "picker repetition limit", 0
     cost = fret * costs.fret_ms
+    if slot.pitch >= 0 and layout.pitch_at[s][fret] != slot.pitch:
+        cost += costs.transpose_ms
     cut = 0
     if pf == fret:
         # same fret: the new pick takes over; a note still ringing then is cut there

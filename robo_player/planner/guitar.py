@@ -180,6 +180,10 @@ def plan_guitar(score: Score, spec: GuitarSpec, calibration: object = None,
             gc.enable()
 
 
+# A note that fewer strings reach may also be played an octave off (policy transpose), at
+# a cost (Costs.transpose_ms) far above any travel and far below a drop.
+OCTAVE_OPTIONS_BELOW = 2
+
 # No carriage on the matrix: what is left to weigh is cut notes against string changes
 # (bench/bench_guitar.py: 41 % of chorale notes unaltered with the slider's weights, 76 %
 # with these).
@@ -291,11 +295,15 @@ def prepare(spec: GuitarSpec, score: Score, policy: str = "transpose",
             c = single.get(q)
             if c is None:
                 opts = tuple(positions(q))
+                if policy == "transpose" and len(opts) < OCTAVE_OPTIONS_BELOW:
+                    # few strings reach it: the octave below (else above) as a costly
+                    # alternative to dropping it when none can be ready in time
+                    opts += tuple(positions(q - 12) or positions(q + 12))
                 c = single[q] = (opts, tuple(fingerings([opts])))
             n = notes[k]
             lat = curve[max(1, min(127, n.velocity))][1]
             sound = on + delay
-            onsets.append(Onset((Slot(k, sound - lat, sound, sound + max(1, n.duration_us), c[0]),), c[1]))
+            onsets.append(Onset((Slot(k, sound - lat, sound, sound + max(1, n.duration_us), c[0], q),), c[1]))
             i = j
             continue
         chosen, reasons = _place_chord(spec, [play_pitch[k] for k in group], policy)
@@ -341,6 +349,7 @@ class _Emitter:
         self.spec, self.layout, self.notes = spec, layout, notes
         self.play_pitch, self.curve, self.outcomes, self.report = play_pitch, curve, outcomes, report
         self.raw: list[Raw] = []
+        self.octave_for_time: set[int] = set()  # notes played an octave off for timing
         amap = spec.actuators
         self.amap = amap
         self.t = spec.timing
@@ -394,7 +403,8 @@ class _Emitter:
         parts = []
         if q != n.pitch:
             changes["pitch"] = q - n.pitch
-            parts.append("moved by octaves to a string that reaches it")
+            parts.append("moved an octave: no string that has it could be ready in time"
+                         if i in self.octave_for_time else "moved by octaves to a string that reaches it")  # fmt: skip
         if v_changed:
             changes["velocity"] = round(v_target - n.velocity, 1)
         if cut > 0:
@@ -428,6 +438,10 @@ class _Emitter:
                         slot.note, n.pitch, self.play_pitch[slot.note], Fate.DROPPED, at, at,
                         n.velocity, None, {}, f"{where}: {why}")  # fmt: skip
                     continue
+                q = lay.pitch_at[s][f]
+                if q != self.play_pitch[slot.note]:  # the octave alternative
+                    self.play_pitch[slot.note] = q
+                    self.octave_for_time.add(slot.note)
                 self.place(s, f, slot, state[s], ringing, cut)
                 state[s] = new
                 mask |= 1 << s
