@@ -14,10 +14,12 @@ Rows (``spec  pieces``): notes; fretter travel per note in frets of the planner 
 the greedy baseline (every note on the string with the lowest fret; its travel counted
 without timing, so it drops nothing), their ratio in frets and in mm (issue target on
 the slider: <= 0.55); notes dropped, by reason (carriage move / fret change / picker),
-and ``forced``: a lower bound on the drops of any assignment (pairs of notes that only
-one string can play, at different frets, too close for its changeover); notes cut;
-string changes; for the matrix the share of notes played unaltered (target >= 99 %:
-transposed, cut and dropped notes count as altered). ``8vb`` rows: the same tunes an
+and ``forced``: a lower bound on the drops of any assignment at the written pitches
+(pairs of notes that only one string can play, at different frets, too close for its
+changeover; the planner plays such notes an octave off instead, under the default
+policy ``transpose``); notes cut; string changes; the share of notes played unaltered
+(matrix target >= 99 %: transposed, cut and dropped notes count as altered) and the
+notes transposed (out of range, or an octave off for timing). ``8vb`` rows: the same tunes an
 octave down, as a guitarist reads them (guitar music sounds an octave below written).
 
 ``--floor``: the same search with timing ignored (travel only), beams 8 and 64: how
