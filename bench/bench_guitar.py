@@ -1,231 +1,255 @@
-"""Guitar planner: fretter travel per note against a greedy baseline, and planning speed.
+"""Guitar planner bench: fretter travel against a greedy baseline, dropped notes, the
+matrix's unaltered notes and planning speed, on pieces the project does not ship.
 
-    .venv/bin/python bench/bench_guitar.py [--tunes 8] [--notes 20000] [--repeat 3]
+    .venv/bin/python bench/bench_guitar.py [--tunes 40] [--chorales 20] [--beam 8]
+                                           [--notes 20000] [--repeat 3] [--floor]
 
-Pieces (none shipped with the project): with ``--corpus N``, N tunes of Ryan's Mammoth
-Collection from music21's corpus (when music21 is installed; at the tempo the file
-gives, else 120 per quarter), and folk-style tunes made here with a fixed seed
-(reels and jigs, AABB, 8 bars a part, in D, G and A major over D4..B5, at their written
-tempo: reels at 8ths of 270 ms, jigs at 8ths of 190 ms; mostly stepwise with arpeggio
-leaps and repeated parts, as fiddle tunes go) and, for chords and a bass line, the
-bundled Bach chorale bwv66.6 (4 voices; its bass line an octave down for the bass).
+Pieces (music21's corpus, parsed once and cached under ~/.cache/robo_player/corpus by
+bench/guitar_corpus.py; needs ``pip install -e '.[corpus]'`` the first time): ``--tunes``
+tunes of each of Ryan's Mammoth Collection, O'Neill's 1850 and the Essen folk songs, and
+``--chorales`` 4-voice Bach chorales (their bass parts an octave down for the bass), all
+at the tempo their file gives (120 per quarter when none).
 
-Rows per spec and piece: notes, fretter travel per note (frets) of the planner's
-search and of the greedy baseline (every note on the string with the lowest fret; its
-travel counted without timing, so it drops nothing; ``greedy_dropped`` is what the
-same assignment would drop when planned), their ratio (issue target on the slider: <= 0.55), notes dropped and cut.
+Rows (``spec  pieces``): notes; fretter travel per note in frets of the planner and of
+the greedy baseline (every note on the string with the lowest fret; its travel counted
+without timing, so it drops nothing), their ratio in frets and in mm (issue target on
+the slider: <= 0.55); notes dropped, by reason (carriage move / fret change / picker),
+and ``forced``: a lower bound on the drops of any assignment at the written pitches
+(pairs of notes that only one string can play, at different frets, too close for its
+changeover; the planner plays such notes an octave off instead, under the default
+policy ``transpose``); notes cut; string changes; the share of notes played unaltered
+(matrix target >= 99 %: transposed, cut and dropped notes count as altered) and the
+notes transposed (out of range, or an octave off for timing). ``8vb`` rows: the same tunes an
+octave down, as a guitarist reads them (guitar music sounds an octave below written).
 
-Speed: ``plan_guitar`` (assignment + commands + checks) and ``write_jsonl`` on the
-tunes repeated to ``--notes`` notes, best CPU time of ``--repeat`` (target >= 20,000
-notes/s).
+``--floor``: the same search with timing ignored (travel only), beams 8 and 64: how
+far travel alone goes on these tunes.
+
+Speed: ``plan_guitar`` (assignment + commands + checks) on the tunes repeated to
+``--notes`` notes, best CPU time of ``--repeat`` (target >= 20,000 notes/s).
 """
 
 from __future__ import annotations
 
 import argparse
-import random
-import tempfile
+import sys
 import time
 from pathlib import Path
 
-from robo_player.midi import bundled_pieces, read_midi
-from robo_player.planner.guitar import plan_guitar, prepare
-from robo_player.score import Note, Score
-from robo_player.spec import load_spec
-from robo_player.spec.guitar import GuitarSpec, Mechanism
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-SCALES = {"D": (62, [0, 2, 4, 5, 7, 9, 11]), "G": (55, [0, 2, 4, 5, 7, 9, 11]),
-          "A": (57, [0, 2, 4, 5, 7, 9, 11])}  # fmt: skip
-LOW, HIGH = 62, 83  # D4..B5, a fiddle tune's range
+from guitar_corpus import Piece, chorales, tunes  # noqa: E402
 
+from robo_player.planner.fingering import Costs, Layout, Onset, search, transition  # noqa: E402
+from robo_player.planner.guitar import GuitarPlanReport, plan_guitar, prepare  # noqa: E402
+from robo_player.planner.report import Fate  # noqa: E402
+from robo_player.score import Note, Score  # noqa: E402
+from robo_player.spec import load_spec  # noqa: E402
+from robo_player.spec.guitar import GuitarSpec, Mechanism  # noqa: E402
 
-def _pitches(tonic: int, steps: list[int]) -> list[int]:
-    out = [tonic + 12 * o + s for o in range(-2, 4) for s in steps]
-    return sorted(p for p in out if LOW <= p <= HIGH)
+COLLECTIONS = (("ryans", "Ryan's Mammoth"), ("oneills", "O'Neill's 1850"), ("essen", "Essen"))
 
 
-def folk_tune(seed: int) -> tuple[str, Score]:
-    """An AABB reel or jig (8 bars a part), seeded."""
-    rng = random.Random(seed)
-    key = rng.choice(list(SCALES))
-    tonic, steps = SCALES[key]
-    scale = _pitches(tonic, steps)
-    jig = rng.random() < 0.5
-    eighth = 190_000 if jig else 270_000
-    per_bar = 6 if jig else 8
-
-    def part() -> list[tuple[int, int]]:  # (scale index, eighths)
-        i = rng.randrange(2, len(scale) - 4)
-        out: list[tuple[int, int]] = []
-        for bar in range(8):
-            left = per_bar
-            while left:
-                d = 2 if left >= 2 and rng.random() < 0.15 else 1
-                r = rng.random()
-                if r < 0.55:
-                    i += rng.choice((-1, 1))
-                elif r < 0.75:
-                    i += rng.choice((-2, 2))
-                elif r < 0.9:
-                    i += rng.choice((-4, -3, 3, 4))
-                elif r < 0.95:
-                    i += rng.choice((-7, 7))
-                i = max(0, min(len(scale) - 1, i))
-                out.append((i, d))
-                left -= d
-            if bar == 3:
-                out[-1] = (out[-1][0], out[-1][1])
-        return out
-
-    a, b = part(), part()
-    notes: list[Note] = []
-    t = 0
-    for idx, d in a + a + b + b:
-        notes.append(Note(scale[idx], t, d * eighth - 10_000, 80))
-        t += d * eighth
-    return f"{'jig' if jig else 'reel'}-{seed}-{key}", Score(notes)
+def _spec(name: str) -> GuitarSpec:
+    spec = load_spec(name)
+    assert isinstance(spec, GuitarSpec)
+    return spec
 
 
-def corpus_tunes(count: int) -> list[tuple[str, Score]]:
-    """``count`` tunes of Ryan's Mammoth Collection from music21's corpus (every k-th
-    file, sorted by name), at the tempo their file gives (music21: 120 per quarter when
-    none); chords keep every note, tied notes are joined."""
-    from music21 import corpus  # optional: only with --corpus
-
-    paths = sorted(str(p) for p in corpus.getPaths() if "ryansMammoth" in str(p))
-    step = max(1, len(paths) // max(1, count))
-    out: list[tuple[str, Score]] = []
-    for path in paths[::step][:count]:
-        s = corpus.parse(path)
-        for sc in getattr(s, "scores", None) or [s]:
-            flat = sc.flatten()
-            marks = list(flat.getElementsByClass("MetronomeMark"))
-            us_q = 60e6 / (marks[0].getQuarterBPM() if marks else 120.0)
-            notes: list[Note] = []
-            for el in flat.notes:
-                tie = getattr(el, "tie", None)
-                if tie is not None and tie.type in ("stop", "continue"):
-                    continue
-                on = round(float(el.offset) * us_q)
-                dur = max(20_000, round(float(el.quarterLength) * us_q) - 10_000)
-                for p in el.pitches:
-                    notes.append(Note(int(p.midi), on, dur, 80))
-            if notes:
-                out.append((Path(path).stem, Score(notes)))
-    return out
-
-
-def chorale() -> Score:
-    path = next(p for p in bundled_pieces() if p.stem == "bwv66.6")
-    return read_midi(path)
-
-
-def bass_line(score: Score) -> Score:
-    """The lowest note of every onset, an octave down."""
-    low: dict[int, Note] = {}
-    for n in score.notes:
-        if n.onset_us not in low or n.pitch < low[n.onset_us].pitch:
-            low[n.onset_us] = n
-    return Score([Note(n.pitch - 12, n.onset_us, n.duration_us, n.velocity) for n in low.values()])
-
-
-def greedy_travel(spec: GuitarSpec, score: Score) -> int:
-    """Frets the carriages travel when every note takes the string with the lowest fret
-    (the baseline; pure travel: it ignores timing, so it drops no note)."""
+def greedy_travel(spec: GuitarSpec, score: Score) -> tuple[int, float]:
+    """(frets, mm) the carriages travel when every note takes the string with the lowest
+    fret (the baseline; pure travel: it ignores timing, so it drops no note)."""
     if spec.mechanism is not Mechanism.SLIDER:
-        return 0  # no carriages
+        return 0, 0.0
+    layout = Layout(spec)
+    pos, at = layout.pos_mm, layout.pitch_at
     onsets, _ = prepare(spec, score)
     car = [0] * len(spec.strings)
-    total = 0
+    frets, mm = 0, 0.0
     for o in onsets:
-        k = min(range(len(o.fingerings)), key=lambda k: sum(f for _, f in o.fingerings[k]))
+        # the written pitch's fingerings only (not the planner's octave alternatives)
+        ks = [k for k, fg in enumerate(o.fingerings)
+              if all(sl.pitch < 0 or at[s][f] == sl.pitch for sl, (s, f) in zip(o.slots, fg, strict=True))]  # fmt: skip
+        k = min(ks or range(len(o.fingerings)), key=lambda k: sum(f for _, f in o.fingerings[k]))
         for s, f in o.fingerings[k]:
             if f > 0:
-                total += abs(car[s] - f)
+                frets += abs(car[s] - f)
+                mm += abs(pos[car[s]] - pos[f])
                 car[s] = f
-    return total
+    return frets, mm
 
 
-def row(spec_name: str, piece: str, score: Score) -> dict[str, object]:
-    spec = load_spec(spec_name)
-    assert isinstance(spec, GuitarSpec)
-    _, rep = plan_guitar(score, spec)
-    _, base = plan_guitar(score, spec, fingering="lowest")
-    n = len(score.notes)
-    per, per_base = rep.fretter_travel_frets / n, greedy_travel(spec, score) / n
+def forced_drops(spec: GuitarSpec, score: Score) -> int:
+    """A lower bound on the notes any assignment drops: disjoint pairs of consecutive
+    notes that only one string can play (the same string, different frets) whose
+    changeover cannot fit (each pair costs at least one note)."""
+    layout = Layout(spec)
+    onsets, _ = prepare(spec, score, "drop")  # the written pitches only
+    last: dict[int, tuple[int, int, int, int, int] | None] = {}  # string -> forced note
+    bound = 0
+    for o in onsets:
+        if len(o.slots) != 1 or len(o.fingerings) != 1:
+            continue
+        slot = o.slots[0]
+        ((s, f),) = o.fingerings[0]
+        prev = last.get(s)
+        if prev is not None and prev[1] != f:
+            pf, pp, ps, pe = prev[1], prev[2], prev[3], prev[4]
+            ss = (pf if layout.slider else 0, pf, pp, ps, pe, -(1 << 60))
+            _, _, why, _ = transition(layout, ss, s, slot, f, Costs())
+            if why is not None:
+                bound += 1
+                last[s] = None  # the pair is used up
+                continue
+        last[s] = (s, f, slot.pick_us, slot.sound_us, slot.end_us)
+    return bound
+
+
+def down_octave(pieces: list[Piece]) -> list[Piece]:
+    return [(n, Score([Note(x.pitch - 12, x.onset_us, x.duration_us, x.velocity) for x in sc.notes]))
+            for n, sc in pieces]  # fmt: skip
+
+
+def measure(spec_name: str, label: str, pieces: list[Piece], beam: int) -> dict[str, object]:
+    spec = _spec(spec_name)
+    n = frets = g_frets = 0
+    mm = g_mm = 0.0
+    drops = {"carriage": 0, "fret": 0, "picker": 0, "other": 0}
+    forced = cut = changes = unaltered = transposed = 0
+    for _, sc in pieces:
+        _, rep = plan_guitar(sc, spec, beam=beam)
+        assert isinstance(rep, GuitarPlanReport)
+        n += len(sc.notes)
+        frets += rep.fretter_travel_frets
+        mm += rep.fretter_travel_mm
+        gf, gm = greedy_travel(spec, sc)
+        g_frets += gf
+        g_mm += gm
+        for d in rep.drops:
+            why = str(d["reason"])
+            key = ("carriage" if "carriage move" in why else "fret" if "fret change" in why
+                   else "picker" if "picker" in why else "other")  # fmt: skip
+            drops[key] += 1
+        forced += forced_drops(spec, sc)
+        cut += rep.cut_notes
+        changes += rep.string_changes
+        unaltered += sum(o.fate is Fate.PLAYED for o in rep.outcomes)
+        transposed += sum("pitch" in o.changes for o in rep.outcomes)
     return {
         "spec": spec_name,
-        "piece": piece,
+        "pieces": label,
         "notes": n,
-        "travel/note": round(per, 3),
-        "greedy/note": round(per_base, 3),
-        "ratio": round(per / per_base, 3) if per_base else float("nan"),
-        "dropped": rep.notes_dropped,
-        "greedy_dropped": base.notes_dropped,
-        "cut": rep.cut_notes,
-        "string_changes": rep.string_changes,
+        "travel/note": round(frets / n, 3),
+        "greedy/note": round(g_frets / n, 3),
+        "ratio": round(frets / g_frets, 3) if g_frets else "-",
+        "ratio_mm": round(mm / g_mm, 3) if g_mm else "-",
+        "dropped": sum(drops.values()),
+        "by carriage/fret/picker/other": "/".join(str(v) for v in drops.values()),
+        "forced": forced,
+        "cut": cut,
+        "string_changes": changes,
+        "unaltered": f"{100.0 * unaltered / n:.2f} %",
+        "transposed": transposed,
     }
 
 
-def speed(spec_name: str, tunes: list[Score], notes: int, repeat: int,
-          beam: int = 8) -> tuple[float, float]:  # fmt: skip
-    spec = load_spec(spec_name)
+def travel_floor(pieces: list[Piece], beam: int) -> float:
+    """Travel (frets) of the search with timing ignored, over the greedy baseline's."""
+    spec = _spec("guitar-slider")
+    free = Layout(spec)
+    for a in ("damp_us", "release_us", "settle_us", "min_sound_us", "min_repeat_us"):
+        setattr(free, a, 0)
+    n = free.frets + 1
+    free.move_us = [[[1 if a != b else 0 for b in range(n)] for a in range(n)] for _ in range(free.strings)]
+    costs = Costs(travel_ms_weight=0.0, fret_move_ms=20.0, change_ms=0.0, fret_ms=0.0, cut_ms_weight=0.0)
+    tot = base = 0
+    for _, sc in pieces:
+        onsets, _ = prepare(spec, sc)
+        choice, _ = search(free, onsets, costs, beam=beam)
+        tot += _path_frets(onsets, choice, free.strings)
+        base += greedy_travel(spec, sc)[0]
+    return tot / base
+
+
+def _path_frets(onsets: list[Onset], choice: list[int], strings: int) -> int:
+    car = [0] * strings
+    tot = 0
+    for o, k in zip(onsets, choice, strict=True):
+        for s, f in o.fingerings[k]:
+            if f > 0:
+                tot += abs(car[s] - f)
+                car[s] = f
+    return tot
+
+
+def speed(spec_name: str, pieces: list[Piece], notes: int, repeat: int, beam: int) -> float:
+    spec = _spec(spec_name)
     out: list[Note] = []
     t0 = 0
     while len(out) < notes:
-        for sc in tunes:
+        for _, sc in pieces:
             out += [Note(n.pitch, n.onset_us + t0, n.duration_us, n.velocity) for n in sc.notes]
             t0 = max(n.end_us for n in out) + 500_000
     score = Score(out[:notes])
-    best_plan = best_all = float("inf")
-    with tempfile.TemporaryDirectory() as tmp:
-        for _ in range(repeat):
-            c0 = time.process_time()
-            plan, _ = plan_guitar(score, spec, beam=beam)  # type: ignore[arg-type]
-            c1 = time.process_time()
-            plan.write_jsonl(Path(tmp) / "p.jsonl")
-            c2 = time.process_time()
-            best_plan, best_all = min(best_plan, c1 - c0), min(best_all, c2 - c0)
-    return len(score.notes) / best_plan, len(score.notes) / best_all
+    best = float("inf")
+    for _ in range(repeat):
+        c0 = time.process_time()
+        plan_guitar(score, spec, beam=beam)
+        best = min(best, time.process_time() - c0)
+    return len(score.notes) / best
+
+
+def _table(rows: list[dict[str, object]], keys: list[str]) -> None:
+    widths = [max(len(k), *(len(str(r[k])) for r in rows)) for k in keys]
+    print(" | ".join(k.ljust(w) for k, w in zip(keys, widths, strict=True)))
+    print("-|-".join("-" * w for w in widths))
+    for r in rows:
+        print(" | ".join(str(r[k]).ljust(w) for k, w in zip(keys, widths, strict=True)))
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--tunes", type=int, default=8)
+    ap.add_argument("--tunes", type=int, default=40, help="tunes of each folk collection")
+    ap.add_argument("--chorales", type=int, default=20)
+    ap.add_argument("--beam", type=int, default=8)
     ap.add_argument("--notes", type=int, default=20_000)
     ap.add_argument("--repeat", type=int, default=3)
-    ap.add_argument("--corpus", type=int, default=0, metavar="N",
-                    help="also N tunes of Ryan's Mammoth Collection (needs music21)")
+    ap.add_argument("--floor", action="store_true", help="also the travel-only floor (beams 8, 64)")
     args = ap.parse_args(argv)
-    tunes = [folk_tune(seed) for seed in range(args.tunes)]
-    if args.corpus:
-        tunes += corpus_tunes(args.corpus)
+    try:
+        folk = {c: tunes(c, args.tunes) for c, _ in COLLECTIONS}
+        ch, bass = chorales(args.chorales)
+    except ImportError:
+        print("music21 is needed the first time (pip install -e '.[corpus]')", file=sys.stderr)
+        return 2
     rows = []
-    for name, sc in tunes:
-        rows.append(row("guitar-slider", name, sc))
-    ch = chorale()
-    rows.append(row("guitar-slider", "bwv66.6 (4 voices)", ch))
-    rows.append(row("guitar-matrix", "bwv66.6 (4 voices)", ch))
-    rows.append(row("bass-4", "bwv66.6 bass, 8vb", bass_line(ch)))
-    keys = list(rows[0])
-    print(" | ".join(keys))
-    for r in rows:
-        print(" | ".join(str(r[k]) for k in keys))
-    for label, made in (("synthetic", True), ("Ryan's Mammoth", False)):
-        folk = [r for r in rows if r["spec"] == "guitar-slider" and r["piece"] != "bwv66.6 (4 voices)"
-                and str(r["piece"]).startswith(("jig-", "reel-")) == made]  # fmt: skip
-        if not folk:
-            continue
-        tot = sum(float(r["travel/note"]) * int(r["notes"]) for r in folk)  # type: ignore[arg-type]
-        tot_b = sum(float(r["greedy/note"]) * int(r["notes"]) for r in folk)  # type: ignore[arg-type]
-        drops = sum(int(r["dropped"]) for r in folk)  # type: ignore[call-overload]
-        print(f"{label} tunes ({len(folk)}) on guitar-slider: travel {tot / tot_b:.3f} x greedy "
-              f"(target <= 0.55), {drops} notes dropped")  # fmt: skip
-    for spec_name, beam in (("guitar-slider", 8), ("guitar-slider", 4), ("guitar-slider", 1),
-                            ("guitar-matrix", 8)):  # fmt: skip
-        plan_rate, all_rate = speed(spec_name, [sc for _, sc in tunes], args.notes, args.repeat, beam)
-        print(f"{spec_name} (beam {beam}): plan {plan_rate:,.0f} notes/s, plan+write "
-              f"{all_rate:,.0f} notes/s (target >= 20,000)")  # fmt: skip
+    for c, label in COLLECTIONS:
+        rows.append(measure("guitar-slider", label, folk[c], args.beam))
+    for c, label in COLLECTIONS:
+        rows.append(measure("guitar-slider", f"{label} 8vb", down_octave(folk[c]), args.beam))
+    rows.append(measure("guitar-slider", f"{len(ch)} chorales", ch, args.beam))
+    rows.append(measure("guitar-matrix", f"{len(ch)} chorales", ch, args.beam))
+    rows.append(measure("bass-4", f"{len(bass)} chorale basses 8vb", bass, args.beam))
+    keys = ["spec", "pieces", "notes", "travel/note", "greedy/note", "ratio", "ratio_mm", "dropped",
+            "by carriage/fret/picker/other", "forced", "cut", "string_changes", "unaltered", "transposed"]  # fmt: skip
+    print(f"beam {args.beam}; targets: slider and bass ratio <= 0.55, dropped 0 (no note late or "
+          f"infeasible); matrix unaltered >= 99 %\n")  # fmt: skip
+    _table(rows, keys)
+    if args.floor:
+        print("\ntravel only (timing ignored), ratio to greedy:")
+        for c, label in COLLECTIONS:
+            f8, f64 = travel_floor(folk[c], 8), travel_floor(folk[c], 64)
+            print(f"  {label}: beam 8 {f8:.3f}, beam 64 {f64:.3f}")
+    print()
+    all_folk = [p for c, _ in COLLECTIONS for p in folk[c]]
+    sp = []
+    for spec_name, beam in (("guitar-slider", args.beam), ("guitar-slider", 4), ("guitar-slider", 1),
+                            ("guitar-matrix", args.beam), ("bass-4", args.beam)):  # fmt: skip
+        pieces = bass if spec_name == "bass-4" else all_folk
+        rate = speed(spec_name, pieces, args.notes, args.repeat, beam)
+        sp.append({"spec": spec_name, "beam": beam, "notes/s (plan_guitar, CPU)": f"{rate:,.0f}",
+                   "target": ">= 20,000"})  # fmt: skip
+    _table(sp, list(sp[0]))
     return 0
 
 

@@ -188,12 +188,37 @@ def test_a_pitch_below_the_lowest_string() -> None:
 
 def test_a_carriage_too_slow_for_the_tempo_is_reported() -> None:
     spec = SPECS["bass-4"]
-    # E1 open, then F1 (only the E1 string has it) 100 ms later: the carriage, damper and
-    # presser need 145 ms; the note is dropped with the reason, the rest is played
-    s = score_of((28, 0, 50 * MS, 80), (29, 100 * MS, 50 * MS, 80), (31, 600 * MS, 50 * MS, 80))
-    the_plan, rep = plan_guitar(s, spec)
+    # F1 then G#1 250 ms later, both only on the E1 string (frets 1 and 4): damper 40 +
+    # release 15 + move 164 + fret settle 25 ms before the pick do not fit after F1 has
+    # rung its shortest 50 ms; G#1 is dropped with the reason, the rest is played
+    s = score_of((29, 0, 50 * MS, 80), (32, 250 * MS, 50 * MS, 80), (31, 1000 * MS, 50 * MS, 80))
+    the_plan, rep = plan_guitar(s, spec, None, PlanOptions(out_of_range="drop"))
     assert rep.notes_in == 3 and rep.notes_played == 2
-    assert rep.drops == [{"note": 1, "reason": "string 0 fret 1: carriage move needs 145 ms before the pick"}]
+    assert rep.drops == [{"note": 1, "reason": "string 0 fret 4: carriage move needs 244 ms before the pick"}]
+    _check(spec, s, the_plan, rep)
+    # policy transpose (the default): played an octave up on another string, reported
+    the_plan, rep = plan_guitar(s, spec)
+    assert rep.notes_dropped == 0 and rep.notes_played == 2
+    o = rep.outcomes[1]
+    assert o.fate is Fate.ALTERED and o.changes["pitch"] == 12 and o.pitch_out == 44
+    assert o.reason == "moved an octave: no string that has it could be ready in time"
+    assert rep.fingering[1][0] != 0
+    _check(spec, s, the_plan, rep)
+
+
+def test_the_carriage_moves_while_its_string_rings_open() -> None:
+    spec = SPECS["bass-4"]
+    amap = spec.actuators
+    # F1 (fret 1), E1 open at 400 ms, G#1 (fret 4) at 600 ms: after the open E1 there is
+    # no room for a move after the damper (244 ms before the pick), but the carriage is
+    # free from F1's release and travels to fret 4 while E1 rings (pre-positioning)
+    s = score_of((29, 0, 100 * MS, 80), (28, 400 * MS, 500 * MS, 80), (32, 600 * MS, 50 * MS, 80))
+    the_plan, rep = plan_guitar(s, spec)
+    assert rep.notes_dropped == 0 and rep.fingering == {0: (0, 1), 1: (0, 0), 2: (0, 4)}
+    assert rep.fretter_travel_frets == 4 and rep.cut_notes == 1  # E1 damped before fret 4
+    picks = {c.note: c.t_us for c in the_plan.commands if amap[c.actuator].role == "pick:0"}
+    moves = [c for c in the_plan.commands if c.op is Op.MOVE]
+    assert len(moves) == 2 and moves[1].note == 2 and moves[1].t_us < picks[1]
     _check(spec, s, the_plan, rep)
 
 
@@ -265,3 +290,83 @@ def test_a_tight_supply_and_a_hot_coil_are_counted() -> None:
     hot = dataclasses.replace(spec, thermal=dataclasses.replace(spec.thermal, coil_heat_capacity_j_per_k=0.1))
     _, rep = plan_guitar(score_of((41, 0, 10_000 * MS, 80)), hot)
     assert rep.heat_overloads >= 1
+
+
+def _reference_overloads(spec: GuitarSpec, the_plan: Plan) -> tuple[int, int]:
+    """Supply and heat overloads by the shared rules, call by call (what the planner's
+    inlined loops must equal)."""
+    from robo_player import rules
+
+    amap = spec.actuators
+    active: list[tuple[int, float]] = []
+    over = 0
+    for c in the_plan.commands:
+        if c.op is not Op.PULSE_HOLD or c.pulse_us <= 0 or not amap[c.actuator].on_supply:
+            continue
+        active = [x for x in active if x[0] > c.t_us]
+        active.append((c.t_us + c.pulse_us, rules.amps(amap[c.actuator], c.drive)))
+        if not rules.fits_concurrency(amap, len(active)) or not rules.fits_supply(amap, sum(x[1] for x in active)):
+            over += 1
+    heat = rules.CoilHeat(amap)
+    last: dict[int, tuple[int, int]] = {}
+    hot: set[int] = set()
+    for c in the_plan.commands:
+        a = amap[c.actuator]
+        if a.kind.name != "COIL":
+            continue
+        limit = rules.heat_limit_k(a)
+        prev = last.pop(c.actuator, None)
+        if prev is not None and prev[1] > 0 and c.t_us > prev[0]:
+            if heat.run(c.actuator, prev[0], c.t_us, prev[1]) > limit:
+                hot.add(c.actuator)
+        if c.op is Op.PULSE_HOLD:
+            if heat.run(c.actuator, c.t_us, c.t_us + c.pulse_us, c.drive) > limit:
+                hot.add(c.actuator)
+            last[c.actuator] = (c.t_us + c.pulse_us, c.hold)
+    return over, len(hot)
+
+
+def test_supply_and_heat_checks_equal_the_shared_rules() -> None:
+    import dataclasses
+
+    base = SPECS["guitar-matrix"]
+    # a tight supply and coils that heat fast, so that both counts are often above 0
+    spec = dataclasses.replace(
+        base,
+        power=dataclasses.replace(base.power, max_simultaneous_strikes=3),
+        thermal=dataclasses.replace(base.thermal, coil_heat_capacity_j_per_k=0.3),
+    )
+
+    @settings(max_examples=30, deadline=None)
+    @given(pieces(spec, max_notes=30))
+    def run(score: Score) -> None:
+        the_plan, rep = plan_guitar(score, spec)
+        assert (rep.supply_overloads, rep.heat_overloads) == _reference_overloads(spec, the_plan)
+
+    run()
+
+
+def test_pieces_that_cannot_be_played_are_reported_not_raised() -> None:
+    spec = SPECS["guitar-slider"]
+    # nothing at all; only pitches outside every string; a 7-note chord of unisons;
+    # notes at one instant on one string-only pitch; a note of length 0
+    cases = [
+        Score([]),
+        score_of((10, 0, 100 * MS, 80), (127, 0, 100 * MS, 80)),
+        score_of(*[(64, 0, 100 * MS, 80)] * 7),
+        score_of((83, 0, 100 * MS, 80), (83, 0, 100 * MS, 80)),
+        score_of((60, 0, 0, 80), (60, 10 * MS, 0, 80)),
+    ]
+    for policy in ("transpose", "drop"):
+        for s in cases:
+            the_plan, rep = plan(s, spec, None, PlanOptions(out_of_range=policy))
+            assert isinstance(rep, GuitarPlanReport)
+            _check(spec, s, the_plan, rep)
+            assert rep.notes_in == len(s.notes) == len(rep.outcomes)
+            assert rep.notes_played + rep.notes_altered + rep.notes_dropped == len(s.notes)
+    _, rep = plan(cases[1], spec, None, PlanOptions(out_of_range="drop"))
+    assert rep.notes_dropped == 2 and all("policy 'drop'" in str(d["reason"]) for d in rep.drops)
+    _, rep = plan(cases[2], spec, None, PlanOptions(out_of_range="drop"))
+    # E4 is on 5 strings (A2 fret 19 .. E4 open): 5 play it, 2 find no free string
+    assert rep.notes_played + rep.notes_altered == 5 and rep.notes_dropped == 2
+    assert sorted(s for s, _ in rep.fingering.values()) == [1, 2, 3, 4, 5]

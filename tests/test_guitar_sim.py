@@ -184,10 +184,18 @@ def test_physics_reads_the_steps_not_the_plan(slider: GuitarSpec) -> None:
 def test_a_pick_while_the_carriage_moves_gives_no_note(opened: Any, slider: GuitarSpec) -> None:
     probe = opened(open_port("sim://", slider, truth_seed=1, **QUIET))
     lat = _latency(probe, 2, 0.8)
-    # open to fret 12: about 120 ms of steps from t = 200 ms; the pick sounds 40 ms in
-    cmds = [_move(slider, 2, 200_000, 12), _pick(slider, 2, round(240_000 - lat))]
+    pr = slider.strings[2].presser
+    assert pr is not None
+    # open to fret 12: about 120 ms of steps from t = 200 ms; the presser goes down 20 ms
+    # in (a fault) and the pick sounds 40 ms in: no note
+    cmds = [_move(slider, 2, 200_000, 12), _press(slider, pr.channel, 220_000),
+            _pick(slider, 2, round(240_000 - lat)), Command(400_000, Op.RELEASE, pr.channel)]  # fmt: skip
     dev, perf = _play(opened, slider, cmds)
     assert perf.extra["moving_picks"] == 1 and len(dev.instrument.last_notes) == 0
+    assert perf.extra["carriage_faults"] >= 1
+    # with the presser up the moving carriage does not touch the string: the open string
+    dev1, perf1 = _play(opened, slider, [_move(slider, 2, 200_000, 12), _pick(slider, 2, round(240_000 - lat))])
+    assert perf1.extra["moving_picks"] == 0 and dev1.instrument.last_notes.pitch.tolist() == [50]
     # the same pick once the move is over sounds (the open string: nothing pressed)
     dev2, perf2 = _play(opened, slider, [_move(slider, 2, 200_000, 12), _pick(slider, 2, 600_000)])
     assert perf2.extra["moving_picks"] == 0 and dev2.instrument.last_notes.pitch.tolist() == [50]

@@ -31,6 +31,7 @@ import itertools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from ..spec.guitar import GuitarSpec, Mechanism, press_position_mm, travel_us
 
@@ -52,7 +53,7 @@ INFEASIBLE = 1e6  # cost of one note that cannot be played where the path puts i
 MAX_FINGERINGS = 96  # per onset (a 6-note chord has few; wide unisons could have many)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Slot:
     """One note to place: its timing and the (string, fret) it may take."""
 
@@ -61,9 +62,10 @@ class Slot:
     sound_us: int
     end_us: int
     options: tuple[tuple[int, int], ...]  # (string, fret)
+    pitch: int = -1  # the written pitch: an option sounding another costs ``transpose_ms``
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Onset:
     slots: tuple[Slot, ...]
     fingerings: tuple[tuple[tuple[int, int], ...], ...]  # per fingering: (string, fret) per slot
@@ -76,6 +78,7 @@ class Costs:
     fret_ms: float = 0.5
     travel_ms_weight: float = 1.0
     fret_move_ms: float = 0.0
+    transpose_ms: float = 2000.0  # a note played an octave off (rather than dropped)
 
 
 class Layout:
@@ -83,7 +86,8 @@ class Layout:
 
     __slots__ = (
         "strings", "frets", "slider", "move_us", "damp_us", "release_us", "settle_us",
-        "min_sound_us", "min_repeat_us", "max_change_us", "horizon_us", "pos_mm",
+        "min_sound_us", "min_repeat_us", "max_change_us", "horizon_us", "pos_mm", "_travel",
+        "_last", "pitch_at",
     )  # fmt: skip
 
     def __init__(self, spec: GuitarSpec) -> None:
@@ -92,6 +96,9 @@ class Layout:
         self.frets = neck.frets
         self.slider = spec.mechanism is Mechanism.SLIDER
         self.pos_mm = [press_position_mm(neck.scale_length_mm, f) for f in range(neck.frets + 1)]
+        # pitch_at[s][f]: what string s sounds with fret f down (0: open, with the capo)
+        self.pitch_at = [[st.tuning + (f if f > 0 else neck.capo) for f in range(neck.frets + 1)]
+                         for st in spec.strings]  # fmt: skip
         self.damp_us = t.damp_us
         self.release_us = t.release_us
         self.settle_us = t.fret_settle_us
@@ -114,25 +121,29 @@ class Layout:
         most = max((max(map(max, tb)) for tb in self.move_us), default=0)
         self.max_change_us = t.damp_us + t.release_us + most + t.fret_settle_us
         self.horizon_us = max(t.min_repeat_us, t.min_sound_us + self.max_change_us) + 1
+        self._travel: dict[Costs, list[list[list[float]]]] = {}
+        self._last: tuple[Costs | None, list[list[list[float]]]] = (None, [])
 
-    def needed_us(self, s: int, prev_fret: int, car: int, fret: int) -> int:
-        """Time before the pick that the changeover on string ``s`` starts (damper on)."""
-        need = 0
-        if prev_fret >= 0:
-            need += self.damp_us
-            if prev_fret > 0:
-                need += self.release_us
-        if fret > 0:
-            if self.slider:
-                need += self.move_us[s][car][fret]
-            need += self.settle_us
-        return need
+    def travel_cost(self, costs: Costs) -> list[list[list[float]]]:
+        """Per string, the cost of a carriage move from fret a to fret b."""
+        if self._last[0] is costs:
+            return self._last[1]
+        tb = self._travel.get(costs)
+        if tb is None:
+            w, wf = costs.travel_ms_weight, costs.fret_move_ms
+            tb = [[[mv / 1000.0 * w + abs(a - b) * wf if mv else 0.0 for b, mv in enumerate(row)]
+                   for a, row in enumerate(table)] for table in self.move_us]  # fmt: skip
+            self._travel[costs] = tb
+        self._last = (costs, tb)
+        return tb
 
 
-# A string's state: (carriage fret, last fret (-1 none), last pick, last sound, written end)
-StringState = tuple[int, int, int, int, int]
+# A string's state: (carriage fret, last fret (-1 none), last pick, last sound, written
+# end, free): ``free`` is when the carriage may leave (its presser is clear) while the
+# string rings open or has not sounded; NEG once a fretted note holds the carriage.
+StringState = tuple[int, int, int, int, int, int]
 State = tuple[tuple[StringState, ...], int]  # (per string, mask of the previous onset's strings)
-FRESH: StringState = (0, -1, NEG, NEG, NEG)
+FRESH: StringState = (0, -1, NEG, NEG, NEG, 0)
 
 
 def initial_state(layout: Layout) -> State:
@@ -141,47 +152,70 @@ def initial_state(layout: Layout) -> State:
 
 def transition(layout: Layout, ss: StringState, s: int, slot: Slot, fret: int,
                costs: Costs) -> tuple[StringState, float, str | None, int]:  # fmt: skip
-    """One note on string ``s`` at ``fret``: (new string state, cost, why infeasible, cut µs)."""
-    car, pf, lp, ls, lend = ss
+    """One note on string ``s`` at ``fret``: (new string state, cost, why infeasible, cut µs).
+
+    The changeover on a string, back from the pick ``p``:
+
+    - same fret: nothing moves; the pick takes over (a note still ringing is cut there);
+    - from a pressed fret: damper (``damp_us``), presser release (``release_us``), the
+      carriage's move (with its settle), the fret's settle (``fret_settle_us``) -- one
+      after the other; the old note rings at least ``min_sound_us``;
+    - from an open string or a fresh one: the carriage has been free since ``free``
+      and moves then (pre-positioning: its travel hides under the open note); the
+      open note is damped just before the press, ``fret_settle_us`` before the pick.
+    """
+    car, pf, lp, ls, lend, free = ss
     p = slot.pick_us
-    cost = fret * costs.fret_ms
     if p - lp < layout.min_repeat_us:
         return ss, INFEASIBLE, "picker repetition limit", 0
+    cost = fret * costs.fret_ms
+    if slot.pitch >= 0 and layout.pitch_at[s][fret] != slot.pitch:
+        cost += costs.transpose_ms
     cut = 0
-    if pf == fret and pf >= 0:
+    if pf == fret:
         # same fret: the new pick takes over; a note still ringing then is cut there
         if lend > slot.sound_us:
             cut = lend - slot.sound_us
-        new_car = car
-    else:
-        need = layout.needed_us(s, pf, car, fret)
-        start = p - need  # the damper goes on (or the carriage leaves) here
-        if pf < 0:
-            if start < 0:
-                return ss, INFEASIBLE, "not ready by the start of the performance", 0
-        elif lend > start:
+        new: StringState = (car, fret, p, slot.sound_us, slot.end_us, free)
+    elif pf > 0:
+        mv = layout.move_us[s][car][fret] if fret > 0 else 0
+        need = layout.damp_us + layout.release_us + (mv + layout.settle_us if fret > 0 else 0)
+        start = p - need  # the damper goes on here
+        off = lend
+        if lend > start:
             if start < ls + layout.min_sound_us:
-                what = "carriage move" if layout.slider and fret > 0 and car != fret else "fret change"
+                what = "carriage move" if mv else "fret change"
                 return ss, INFEASIBLE, f"{what} needs {need / 1000:.0f} ms before the pick", 0
             cut = lend - start
-        new_car = fret if fret > 0 else car
-        if layout.slider and fret > 0:
-            cost += layout.move_us[s][car][fret] / 1000.0 * costs.travel_ms_weight
-            cost += abs(fret - car) * costs.fret_move_ms
-    cost += cut / 1000.0 * costs.cut_ms_weight
-    return (new_car, fret, p, slot.sound_us, slot.end_us), cost, None, cut
-
-
-def _fold(state: State, limit: int) -> State:
-    """Forget times before ``limit``: they constrain no later note."""
-    strings = state[0]
-    out: list[StringState] | None = None
-    for i, (car, pf, lp, ls, lend) in enumerate(strings):
-        if lp != NEG and lp < limit and ls < limit and lend < limit:
-            if out is None:
-                out = list(strings)
-            out[i] = (car, pf, NEG, NEG, NEG)
-    return state if out is None else (tuple(out), state[1])
+            off = start
+        if fret > 0:
+            if mv:
+                cost += layout.travel_cost(costs)[s][car][fret]
+            new = (fret if layout.slider else 0, fret, p, slot.sound_us, slot.end_us, NEG)
+        else:  # open: the carriage is free once the presser is clear
+            free = off + layout.damp_us + layout.release_us
+            new = (car, 0, p, slot.sound_us, slot.end_us, free)
+    elif fret == 0:  # a fresh string, open
+        new = (car, 0, p, slot.sound_us, slot.end_us, free)
+    else:  # from an open or fresh string to a fret
+        press = p - layout.settle_us
+        if pf == 0:
+            damp_at = press - layout.damp_us
+            if lend > damp_at:
+                if damp_at < ls + layout.min_sound_us:
+                    need = layout.settle_us + layout.damp_us
+                    return ss, INFEASIBLE, f"fret change needs {need / 1000:.0f} ms before the pick", 0
+                cut = lend - damp_at
+        if layout.slider and car != fret:
+            mv = layout.move_us[s][car][fret]
+            if free + mv > press:
+                need = layout.settle_us + mv
+                return ss, INFEASIBLE, f"carriage move needs {need / 1000:.0f} ms before the pick", 0
+            cost += layout.travel_cost(costs)[s][car][fret]
+        new = (fret if layout.slider else 0, fret, p, slot.sound_us, slot.end_us, NEG)
+    if cut:
+        cost += cut / 1000.0 * costs.cut_ms_weight
+    return new, cost, None, cut
 
 
 def step(layout: Layout, state: State, onset: Onset, k: int,
@@ -193,13 +227,52 @@ def step(layout: Layout, state: State, onset: Onset, k: int,
     mask = 0
     for slot, (s, f) in zip(onset.slots, onset.fingerings[k], strict=True):
         new, c, why, _ = transition(layout, strings[s], s, slot, f, costs)
-        cost += c
         if why is None:
             strings[s] = new
             mask |= 1 << s
             if prev_mask and not prev_mask >> s & 1:
-                cost += costs.change_ms
+                c += costs.change_ms
+        cost += c
     return (tuple(strings), mask or prev_mask), cost
+
+
+class _Interner:
+    """String states as small ints (a search state is a tuple of them and the mask):
+    cheap to hash, and each one's fold (all its times forgotten) computed once."""
+
+    __slots__ = ("ids", "ss", "last", "fold")
+
+    def __init__(self) -> None:
+        self.ids: dict[StringState, int] = {}
+        self.ss: list[StringState] = []
+        self.last: list[int] = []  # the latest time it holds (FOLDED: none)
+        self.fold: list[int] = []  # its folded id (-1: not made yet)
+
+    def get(self, ss: StringState) -> int:
+        i = self.ids.get(ss)
+        if i is None:
+            i = self.ids[ss] = len(self.ss)
+            self.ss.append(ss)
+            last = max(ss[2], ss[3], ss[4], ss[5])
+            self.last.append(FOLDED if last == NEG else last)
+            self.fold.append(i if last == NEG else -1)
+        return i
+
+    def folded(self, i: int) -> int:
+        f = self.fold[i]
+        if f < 0:
+            car, pf = self.ss[i][0], self.ss[i][1]
+            f = self.fold[i] = self.get((car, pf, NEG, NEG, NEG, NEG))
+        return f
+
+
+FOLDED = 1 << 62  # "last" of a string state that holds no time (nothing to fold)
+Key = tuple[int, ...]  # interned string states, then the previous onset's mask
+Entry = tuple[Key, float, int, int]  # (state, cost, back index, fingering)
+# (cost, back index, fingering, string, state): for a note placed on string s >= 0 the
+# state is the back entry's with that string's interned state ``x`` (made only for the
+# candidates kept); for s = -1, ``x`` is the state itself
+Cand = tuple[float, int, int, int, Any]
 
 
 def search(layout: Layout, onsets: Sequence[Onset], costs: Costs | None = None,
@@ -209,34 +282,42 @@ def search(layout: Layout, onsets: Sequence[Onset], costs: Costs | None = None,
     costs = costs or Costs()
     if not onsets:
         return [], 0.0
-    # layer: state -> (cost, back index into the previous layer, fingering)
-    layer: list[Entry] = [(initial_state(layout), 0.0, -1, -1)]
+    it = _Interner()
+    n = layout.strings
+    layer: list[Entry] = [(tuple(it.get(FRESH) for _ in range(n)) + (0,), 0.0, -1, -1)]
     history: list[list[Entry]] = []
     limits = fold_limits(layout, onsets)
     for i, onset in enumerate(onsets):
         if i and len(layer) > 1:  # states equal but for times no later note sees are one
-            layer = _merge(layer, limits[i - 1])
+            layer = _merge(layer, limits[i - 1], it, n)
             history[i - 1] = layer  # the next layer's back indices point into this list
-        best: dict[State, tuple[float, int, int]] = {}
+        cands: list[Cand] = []
         if len(onset.slots) == 1:
-            _expand_single(layout, layer, onset, costs, best, window)
+            _expand_single(layout, layer, onset, costs, cands, window, it)
         else:
-            nfg = range(len(onset.fingerings))
-            for j, (state, c0, _, _) in enumerate(layer):
-                for k in nfg:
-                    nstate, c = step(layout, state, onset, k, costs)
-                    total = c0 + c
-                    old = best.get(nstate)
-                    if old is None or total < old[0]:
-                        best[nstate] = (total, j, k)
-        nxt = [(st, c, j, k) for st, (c, j, k) in best.items()]
-        if len(nxt) > 1:
-            nxt.sort(key=lambda e: e[1])
-            if len(nxt) > beam:
-                del nxt[beam:]
-            top = nxt[0][1] + window
-            while nxt[-1][1] > top:
-                nxt.pop()
+            _expand_multi(layout, layer, onset, costs, cands, it)
+        # the cheapest entry per state, cheapest first, at most ``beam``, within the window
+        # ((cost, j, k) is unique per candidate: the sort never compares states)
+        cands.sort()
+        top = cands[0][0] + window
+        nxt: list[Entry] = []
+        seen: set[Key] = set()
+        for c, j, k, s, x in cands:
+            if c > top:
+                break
+            if s >= 0:  # string s of the state j now x, the mask s alone
+                lst = list(layer[j][0])
+                lst[s] = x
+                lst[-1] = 1 << s
+                st = tuple(lst)
+            else:
+                st = x
+            if st in seen:
+                continue
+            seen.add(st)
+            nxt.append((st, c, j, k))
+            if len(nxt) == beam:
+                break
         history.append(nxt)
         layer = nxt
     j = min(range(len(layer)), key=lambda x: layer[x][1])
@@ -249,53 +330,93 @@ def search(layout: Layout, onsets: Sequence[Onset], costs: Costs | None = None,
     return choice, total
 
 
-Entry = tuple[State, float, int, int]  # (state, cost, back index, fingering)
-
-
 def _expand_single(layout: Layout, layer: list[Entry], onset: Onset, costs: Costs,
-                   best: dict[State, tuple[float, int, int]], window: float) -> None:  # fmt: skip
-    """:func:`step` for an onset of one note, unrolled (the common case; the same
-    arithmetic, so the search still equals :func:`brute_force`). A path already more
-    than ``window`` above the cheapest so far is skipped: the window would cut it."""
+                   cands: list[Cand], window: float, it: _Interner) -> None:  # fmt: skip
+    """:func:`step` for an onset of one note, on interned states (the common case; the
+    same arithmetic, so the search still equals :func:`brute_force`). A path already
+    more than ``window`` above the cheapest so far is skipped: the window would cut it."""
     slot = onset.slots[0]
     change = costs.change_ms
-    get = best.get
+    add = cands.append
+    sss, intern = it.ss, it.get
     cap = math.inf
+    states = [e[0] for e in layer]
+    base = [e[1] for e in layer]
+    js = range(len(layer))
     for k, ((s, f),) in enumerate(onset.fingerings):
         bit = 1 << s
-        s1 = s + 1
-        seen: dict[StringState, tuple[StringState, float, str | None, int]] = {}
-        for j, (state, c0, _, _) in enumerate(layer):
-            strings, prev_mask = state
-            ss = strings[s]
-            r = seen.get(ss)
+        seen: dict[int, tuple[int, float]] = {}
+        for j in js:
+            state = states[j]
+            sid = state[s]
+            r = seen.get(sid)
             if r is None:
-                r = seen[ss] = transition(layout, ss, s, slot, f, costs)
-            new, c, why, _ = r
-            if why is None:
-                if prev_mask and not prev_mask & bit:
+                new, c, why, _ = transition(layout, sss[sid], s, slot, f, costs)
+                r = seen[sid] = (intern(new) if why is None else -1, c)
+            nid, c = r
+            if nid >= 0:
+                prev = state[-1]
+                if prev and not prev & bit:
                     c += change
-                nstate = (strings[:s] + (new,) + strings[s1:], bit)
+                total = base[j] + c
+                if total > cap:
+                    continue
+                add((total, j, k, s, nid))
             else:
-                nstate = state
-            total = c0 + c
-            if total > cap:
-                continue
-            old = get(nstate)
-            if old is None or total < old[0]:
-                best[nstate] = (total, j, k)
-                if total + window < cap:
-                    cap = total + window
+                total = base[j] + c
+                if total > cap:
+                    continue
+                add((total, j, k, -1, state))
+            if total + window < cap:
+                cap = total + window
 
 
-def _merge(layer: list[Entry], limit: int) -> list[Entry]:
+def _expand_multi(layout: Layout, layer: list[Entry], onset: Onset, costs: Costs,
+                  cands: list[Cand], it: _Interner) -> None:  # fmt: skip
+    """:func:`step` for a chord, on interned states (transitions cached per onset)."""
+    change = costs.change_ms
+    sss, intern = it.ss, it.get
+    seen: dict[tuple[int, int, int, int], tuple[int, float]] = {}
+    slots = onset.slots
+    for j, (state, c0, _, _) in enumerate(layer):
+        prev = state[-1]
+        for k, fg in enumerate(onset.fingerings):
+            lst = list(state)
+            cost = 0.0
+            mask = 0
+            for si, (s, f) in enumerate(fg):
+                key = (lst[s], si, s, f)
+                r = seen.get(key)
+                if r is None:
+                    new, c, why, _ = transition(layout, sss[lst[s]], s, slots[si], f, costs)
+                    r = seen[key] = (intern(new) if why is None else -1, c)
+                nid, c = r
+                if nid >= 0:
+                    lst[s] = nid
+                    mask |= 1 << s
+                    if prev and not prev >> s & 1:
+                        c += change
+                cost += c
+            lst[-1] = mask or prev
+            cands.append((c0 + cost, j, k, -1, tuple(lst)))
+
+
+def _merge(layer: list[Entry], limit: int, it: _Interner, n: int) -> list[Entry]:
     """Fold every state's old times and keep the cheapest entry per folded state."""
-    best: dict[State, Entry] = {}
-    for state, c, back, k in layer:
-        st = _fold(state, limit)
+    best: dict[Key, Entry] = {}
+    last = it.last
+    at = last.__getitem__
+    for e in layer:
+        st = e[0]
+        if min(map(at, st[:n])) < limit:
+            lst = list(st)
+            for x in range(n):
+                if last[lst[x]] < limit:
+                    lst[x] = it.folded(lst[x])
+            st = tuple(lst)
         old = best.get(st)
-        if old is None or c < old[1]:
-            best[st] = (st, c, back, k)
+        if old is None or e[1] < old[1]:
+            best[st] = (st, e[1], e[2], e[3])
     return list(best.values())
 
 

@@ -6,11 +6,12 @@
 
 Steps:
 
-1. **Timing and loudness** through the pickers' nominal curves: velocity -> drive (the
-   inverse of the velocity curve, clamped to the table), and the latency at that drive;
-   the picker fires ``latency`` before the note must sound (``onset +
-   timing.pipeline_delay_us``). Calibration of pickers comes later; a calibration
-   passed in is ignored and the report says ``calibrated: false``.
+1. **Timing and loudness** through each picker's curve (calibrated per string where a
+   calibration has it, else the spec's nominal): velocity -> drive (the inverse of the
+   velocity curve, clamped to the table), and the latency at that drive; the picker
+   fires ``latency`` before the note must sound (``onset + delay``, where ``delay`` is
+   ``timing.pipeline_delay_us``, grown when a calibrated picker is slower than the
+   nominal one). The search plans with the slowest picker's latency per velocity.
 2. **What cannot be fingered**, by policy (``PlanOptions.out_of_range``): a pitch no
    string reaches is moved by octaves into reach (``transpose``) or dropped (``drop``);
    a chord note that finds no free string (a 7-note chord, two notes only one string
@@ -38,19 +39,19 @@ the previous onset did not use), ``cut_notes``, and ``fingering``.
 from __future__ import annotations
 
 import bisect
+import gc
 import logging
 from dataclasses import dataclass, field
 
 from ..plan import Command, Op, Plan
 from ..score import Score
-from ..spec.actuators import ActuatorKind
 from ..spec.calibration import KeyCurve
 from ..spec.guitar import GuitarSpec, Mechanism
 from ..spec.schema import pitch_to_note
-from . import rules
+from .commands import ORD
 from .constraints import PlanOptions
 from .fingering import (
-    NEG,
+    FRESH,
     Costs,
     Layout,
     Onset,
@@ -60,11 +61,12 @@ from .fingering import (
     search,
     transition,
 )
+from .guitar_checks import Row, heat_overloads, heat_rows, supply_overloads, supply_rows
 from .report import Fate, NoteOutcome, PlanReport
 
 log = logging.getLogger(__name__)
 
-__all__ = ["GuitarPlanReport", "plan_guitar"]
+__all__ = ["GuitarPlanReport", "heat_overloads", "plan_guitar", "supply_overloads"]
 
 
 @dataclass(slots=True)
@@ -180,31 +182,82 @@ def plan_guitar(score: Score, spec: GuitarSpec, calibration: object = None,
 
     ``beam``: states kept per onset by the fingering search (exact below it).
     ``fingering="lowest"``: the greedy baseline instead of the search (every note on
-    the string with the lowest fret; bench/bench_guitar.py compares the two)."""
+    the string with the lowest fret; bench/bench_guitar.py compares the two).
+
+    The cyclic garbage collector is paused while it runs: planning makes no cycles, only
+    many small tuples, and the collector's passes over them cost about a quarter of the
+    time (bench/bench_guitar.py)."""
+    if costs is None and spec.mechanism is Mechanism.MATRIX:
+        costs = MATRIX_COSTS
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        return _plan_guitar(score, spec, calibration, options, beam, window, costs, fingering)
+    finally:
+        if was:
+            gc.enable()
+
+
+# A note that fewer strings reach may also be played an octave off (policy transpose), at
+# a cost (Costs.transpose_ms) far above any travel and far below a drop.
+OCTAVE_OPTIONS_BELOW = 2
+
+# No carriage on the matrix: what is left to weigh is cut notes against string changes
+# (bench/bench_guitar.py: 41 % of chorale notes unaltered with the slider's weights, 76 %
+# with these).
+MATRIX_COSTS = Costs(change_ms=1.0, cut_ms_weight=0.5)
+
+
+def _plan_guitar(score: Score, spec: GuitarSpec, calibration: object, options: PlanOptions | None,
+                 beam: int, window: float, costs: Costs | None, fingering: str,
+                 ) -> tuple[Plan, GuitarPlanReport]:  # fmt: skip
     opts = options or PlanOptions()
-    delay = spec.timing.pipeline_delay_us
     curve, per_string = _string_curves(spec, calibration)
+    # a calibrated picker may be slower than the spec's nominal one: the pipeline delay
+    # then grows so that its pick and the fret's settle still fit before the note
+    delay = max(spec.timing.pipeline_delay_us,
+                max(row[1] for row in curve[1:]) + spec.timing.fret_settle_us)  # fmt: skip
     notes = score.notes
     report = GuitarPlanReport(spec_name=spec.name,
                               calibrated=bool(getattr(calibration, "pickers", None)))  # fmt: skip
     outcomes: list[NoteOutcome | None] = [None] * len(notes)
-    onsets, play_pitch = prepare(spec, score, opts.out_of_range, curve, outcomes)
+    onsets, play_pitch = prepare(spec, score, opts.out_of_range, curve, outcomes, delay)
     layout = Layout(spec)
     if fingering == "lowest":
         choice = [_lowest(o) for o in onsets]
     else:
         choice, _ = search(layout, onsets, costs, beam=beam, window=window)
-    emitter = _Emitter(spec, layout, notes, play_pitch, curve, outcomes, report)
-    emitter.per_string = per_string
-    commands = emitter.run(onsets, choice, costs or Costs())
+    emitter = _Emitter(spec, layout, notes, play_pitch, curve, outcomes, report, per_string)
+    emitter.delay = delay
+    raw = emitter.run(onsets, choice, costs or Costs())
     report.outcomes = [o for o in outcomes if o is not None]
     assert len(report.outcomes) == len(notes), "a note without an outcome"
-    plan = Plan(commands=commands, pipeline_delay_us=delay, spec_name=spec.name,
+    report.supply_overloads = supply_rows(spec, raw)
+    report.heat_overloads = heat_rows(spec, raw)
+    plan = Plan(commands=[_command(r) for r in raw], pipeline_delay_us=delay, spec_name=spec.name,
                 spec_hash=spec.spec_hash)  # fmt: skip
-    plan.sort()
-    report.supply_overloads = supply_overloads(spec, plan)
-    report.heat_overloads = heat_overloads(spec, plan)
     return plan, report
+
+
+Raw = Row  # t, op order, actuator, seq, op, drive, pulse, hold, note, position
+_SET = tuple(getattr(Command, f).__set__ for f in
+             ("t_us", "op", "actuator", "drive", "pulse_us", "hold", "note", "position"))  # fmt: skip
+
+
+def _command(r: Raw) -> Command:
+    """Command(...) from a raw tuple, without the frozen dataclass's per-field
+    ``object.__setattr__`` (as :func:`robo_player.planner.commands.make_command`)."""
+    c = object.__new__(Command)
+    st, so, sa, sd, sp, sh, sn, sq = _SET
+    st(c, r[0])
+    so(c, r[4])
+    sa(c, r[2])
+    sd(c, r[5])
+    sp(c, r[6])
+    sh(c, r[7])
+    sn(c, r[8])
+    sq(c, r[9])
+    return c
 
 
 def _lowest(onset: Onset) -> int:
@@ -215,13 +268,15 @@ def _lowest(onset: Onset) -> int:
 
 def prepare(spec: GuitarSpec, score: Score, policy: str = "transpose",
             curve: list[tuple[float, int, float]] | None = None,
-            outcomes: list[NoteOutcome | None] | None = None) -> tuple[list[Onset], list[int]]:  # fmt: skip
+            outcomes: list[NoteOutcome | None] | None = None,
+            delay: int | None = None) -> tuple[list[Onset], list[int]]:  # fmt: skip
     """The search's input: the onsets (notes with their timing and every (string, fret)
     they may take) and the pitch each note plays; notes that cannot be fingered get
     their DROPPED outcome in ``outcomes``."""
     curve = curve or _Curve(spec).table
     notes = score.notes
-    delay = spec.timing.pipeline_delay_us
+    if delay is None:
+        delay = spec.timing.pipeline_delay_us
     if outcomes is None:
         outcomes = [None] * len(notes)
     play_pitch: list[int] = [n.pitch for n in notes]
@@ -234,19 +289,45 @@ def prepare(spec: GuitarSpec, score: Score, policy: str = "transpose",
 
     # -- group by onset; resolve what cannot be fingered --------------------------------
     onsets: list[Onset] = []
+    reach: dict[int, tuple[int, str | None]] = {}  # per pitch (cached)
+    single: dict[int, tuple[tuple[tuple[int, int], ...], tuple[tuple[tuple[int, int], ...], ...]]] = {}
+    positions = spec.positions
     i = 0
-    while i < len(notes):
-        j = i
-        while j < len(notes) and notes[j].onset_us == notes[i].onset_us:
+    nn = len(notes)
+    while i < nn:
+        on = notes[i].onset_us
+        j = i + 1
+        while j < nn and notes[j].onset_us == on:
             j += 1
         group = []
         for k in range(i, j):
-            q, why = _reach(spec, notes[k].pitch, policy)
+            p = notes[k].pitch
+            r = reach.get(p)
+            if r is None:
+                r = reach[p] = _reach(spec, p, policy)
+            q, why = r
             if why is not None:
                 drop(k, why)
             else:
                 play_pitch[k] = q
                 group.append(k)
+        if len(group) == 1:  # one note: its options and fingerings per pitch, cached
+            k = group[0]
+            q = play_pitch[k]
+            c = single.get(q)
+            if c is None:
+                opts = tuple(positions(q))
+                if policy == "transpose" and len(opts) < OCTAVE_OPTIONS_BELOW:
+                    # few strings reach it: the octave below (else above) as a costly
+                    # alternative to dropping it when none can be ready in time
+                    opts += tuple(positions(q - 12) or positions(q + 12))
+                c = single[q] = (opts, tuple(fingerings([opts])))
+            n = notes[k]
+            lat = curve[max(1, min(127, n.velocity))][1]
+            sound = on + delay
+            onsets.append(Onset((Slot(k, sound - lat, sound, sound + max(1, n.duration_us), c[0], q),), c[1]))
+            i = j
+            continue
         chosen, reasons = _place_chord(spec, [play_pitch[k] for k in group], policy)
         slots = []
         for k, qc, why in zip(group, chosen, reasons, strict=True):
@@ -258,7 +339,7 @@ def prepare(spec: GuitarSpec, score: Score, policy: str = "transpose",
             _, lat, _ = curve[max(1, min(127, n.velocity))]
             sound = n.onset_us + delay
             slots.append(Slot(k, sound - lat, sound, sound + max(1, n.duration_us),
-                              tuple(spec.positions(q))))  # fmt: skip
+                              tuple(positions(q))))  # fmt: skip
         if slots:
             fg = fingerings([s.options for s in slots])
             onsets.append(Onset(tuple(slots), tuple(fg)))
@@ -280,26 +361,46 @@ class _Ringing:
 
 
 class _Emitter:
+    """Walks the chosen fingering string by string and writes the commands (as raw
+    tuples, :data:`Raw`) and every note's outcome. Per-string channels and per-velocity
+    drives are looked up once."""
+
     def __init__(self, spec: GuitarSpec, layout: Layout, notes: list, play_pitch: list[int],  # type: ignore[type-arg]
                  curve: list[tuple[float, int, float]], outcomes: list[NoteOutcome | None],
-                 report: GuitarPlanReport) -> None:  # fmt: skip
+                 report: GuitarPlanReport,
+                 per_string: list[list[tuple[float, int, float]]] | None = None) -> None:  # fmt: skip
         self.spec, self.layout, self.notes = spec, layout, notes
         self.play_pitch, self.curve, self.outcomes, self.report = play_pitch, curve, outcomes, report
-        self.cmds: list[Command] = []
+        self.raw: list[Raw] = []
+        self.octave_for_time: set[int] = set()  # notes played an octave off for timing
         amap = spec.actuators
         self.amap = amap
         self.t = spec.timing
         self.slider = spec.mechanism is Mechanism.SLIDER
         self.delay = spec.timing.pipeline_delay_us
-        self.per_string = [curve] * len(spec.strings)  # each picker's table
+        self.damper = [(st.damper.channel, amap[st.damper.channel].pwm_max) for st in spec.strings]
+        self.picker = [st.picker.channel for st in spec.strings]
+        # each picker's table (calibrated per string where there is a calibration)
+        self.per_string = per_string or [curve] * len(spec.strings)
+        # the picker's drive (counts) and latency (µs) per velocity, per string
+        self.drive = [[max(1, round(tab[max(1, min(127, v))][0] * amap[ch].pwm_max)) for v in range(128)]
+                      for ch, tab in zip(self.picker, self.per_string, strict=True)]  # fmt: skip
+        self.latency = [[tab[max(1, min(127, v))][1] for v in range(128)] for tab in self.per_string]
+        # the press actuator per string and fret: (channel, pwm_max, hold counts)
+        self.press: list[list[tuple[int, int, int] | None]] = []
+        for st in spec.strings:
+            row: list[tuple[int, int, int] | None] = [None]
+            for f in range(1, spec.neck.frets + 1):
+                ch = st.presser.channel if st.presser is not None else (st.fret_channels or ())[f - 1]
+                row.append((ch, amap[ch].pwm_max, amap[ch].hold_counts))
+            self.press.append(row)
+        # per string and velocity: the velocity the curve predicts, and whether it differs
+        self.vel = [[(round(tab[max(1, min(127, v))][2], 2), abs(tab[max(1, min(127, v))][2] - v) >= 0.5)
+                     for v in range(128)] for tab in self.per_string]  # fmt: skip
 
-    # -- per string actuators ------------------------------------------------------------
-    def press_act(self, s: int, fret: int) -> int:
-        st = self.spec.strings[s]
-        if st.presser is not None:
-            return st.presser.channel
-        assert st.fret_channels is not None
-        return st.fret_channels[fret - 1]
+    def emit(self, t: int, op: Op, act: int, drive: int, pulse: int, hold: int, note: int,
+             position: int = 0) -> None:  # fmt: skip
+        self.raw.append((t, ORD[op], act, len(self.raw), op, drive, pulse, hold, note, position))
 
     def end(self, s: int, r: _Ringing, at: int, cut: int, release: bool) -> None:
         """End note ``r`` on string ``s``: damper at ``at``, its fret released after it."""
@@ -309,47 +410,49 @@ class _Emitter:
             if at > limit:  # the coil's on-time limit ends it first
                 cut += at - max(limit, r.sound_us)
                 at = max(limit, r.sound_us)
-        damper = self.spec.strings[s].damper.channel
-        self.cmds.append(Command(at, Op.PULSE_HOLD, damper, self.amap[damper].pwm_max,
-                                 t.damp_us, 0, r.note))  # fmt: skip
+        raw = self.raw
+        damper, pm = self.damper[s]
+        raw.append((at, _ORD_PULSE, damper, len(raw), _PULSE, pm, t.damp_us, 0, r.note, 0))
         if release and r.fret > 0 and r.press_act is not None:
-            self.cmds.append(Command(at + t.damp_us, Op.RELEASE, r.press_act, note=r.note))
+            raw.append((at + t.damp_us, _ORD_RELEASE, r.press_act, len(raw), _RELEASE, 0, 0, 0, r.note, 0))
         self.outcome(r.note, cut)
 
     def outcome(self, i: int, cut: int) -> None:
         n = self.notes[i]
         s = self.report.fingering.get(i, (0, 0))[0]
-        _, _, v_target = self.per_string[s][max(1, min(127, n.velocity))]
+        v_target, v_changed = self.vel[s][n.velocity]
+        q = self.play_pitch[i]
+        at = n.onset_us + self.delay
+        if q == n.pitch and not v_changed and cut <= 0:
+            self.outcomes[i] = NoteOutcome(i, n.pitch, q, Fate.PLAYED, at, at, n.velocity, v_target, {}, None)
+            return
         changes: dict[str, int | float] = {}
-        if self.play_pitch[i] != n.pitch:
-            changes["pitch"] = self.play_pitch[i] - n.pitch
-        if abs(v_target - n.velocity) >= 0.5:
+        parts = []
+        if q != n.pitch:
+            changes["pitch"] = q - n.pitch
+            parts.append("moved an octave: no string that has it could be ready in time"
+                         if i in self.octave_for_time else "moved by octaves to a string that reaches it")  # fmt: skip
+        if v_changed:
             changes["velocity"] = round(v_target - n.velocity, 1)
         if cut > 0:
             changes["duration_us"] = -cut
             self.report.cut_notes += 1
-        at = n.onset_us + self.delay
-        fate = Fate.ALTERED if changes else Fate.PLAYED
-        reason = None
-        if changes:
-            parts = []
-            if "pitch" in changes:
-                parts.append("moved by octaves to a string that reaches it")
-            if "duration_us" in changes:
-                parts.append("cut where its string is needed next")
-            if "velocity" in changes:
-                parts.append("velocity outside the picker's range")
-            reason = "; ".join(parts)
-        self.outcomes[i] = NoteOutcome(i, n.pitch, self.play_pitch[i], fate, at, at, n.velocity,
-                                       round(v_target, 2), changes, reason)  # fmt: skip
+            parts.append("cut where its string is needed next")
+        if v_changed:
+            parts.append("velocity outside the picker's range")
+        self.outcomes[i] = NoteOutcome(i, n.pitch, q, Fate.ALTERED, at, at, n.velocity, v_target,
+                                       changes, "; ".join(parts))  # fmt: skip
 
     # -- the walk -----------------------------------------------------------------------
-    def run(self, onsets: list[Onset], choice: list[int], costs: Costs) -> list[Command]:
+    def run(self, onsets: list[Onset], choice: list[int], costs: Costs) -> list[Raw]:
+        """The commands, as raw tuples sorted in :meth:`Plan.sort`'s order."""
         lay, spec = self.layout, self.spec
         nstr = len(spec.strings)
-        state: list[StringState] = [(0, -1, NEG, NEG, NEG)] * nstr
+        state: list[StringState] = [FRESH] * nstr
         ringing: list[_Ringing | None] = [None] * nstr
         prev_mask = 0
+        report = self.report
+        fingering = report.fingering
         for onset, k in zip(onsets, choice, strict=True):
             mask = 0
             for slot, (s, f) in zip(onset.slots, onset.fingerings[k], strict=True):
@@ -362,26 +465,41 @@ class _Emitter:
                         slot.note, n.pitch, self.play_pitch[slot.note], Fate.DROPPED, at, at,
                         n.velocity, None, {}, f"{where}: {why}")  # fmt: skip
                     continue
+                q = lay.pitch_at[s][f]
+                if q != self.play_pitch[slot.note]:  # the octave alternative
+                    self.play_pitch[slot.note] = q
+                    self.octave_for_time.add(slot.note)
                 self.place(s, f, slot, state[s], ringing, cut)
                 state[s] = new
                 mask |= 1 << s
                 if prev_mask and not prev_mask >> s & 1:
-                    self.report.string_changes += 1
-                self.report.fingering[slot.note] = (s, f)
+                    report.string_changes += 1
+                fingering[slot.note] = (s, f)
             if mask:
                 prev_mask = mask
         for s, r in enumerate(ringing):
             if r is not None:
                 self.end(s, r, r.end_us, 0, release=True)
-        return self.cmds
+        self.raw.sort()
+        return self.raw
+
+    def move(self, s: int, car: int, f: int, at: int, note: int) -> None:
+        """The carriage of string ``s`` leaves fret ``car`` for fret ``f`` at ``at``."""
+        lay = self.layout
+        c = self.spec.strings[s].carriage
+        assert c is not None
+        pos = round(lay.pos_mm[f] / c.travel_mm * self.amap[c.channel].pwm_max)
+        self.emit(at, Op.MOVE, c.channel, 0, 0, 0, note, pos)
+        self.report.fretter_travel_frets += abs(f - car)
+        self.report.fretter_travel_mm += abs(lay.pos_mm[f] - lay.pos_mm[car])
 
     def place(self, s: int, f: int, slot: Slot, ss: StringState, ringing: list[_Ringing | None],
               cut: int) -> None:  # fmt: skip
         lay, t = self.layout, self.t
         car = ss[0]
         r = ringing[s]
-        d, lat, _ = self.per_string[s][max(1, min(127, self.notes[slot.note].velocity))]
-        p = max(slot.pick_us, slot.sound_us - lat)  # this string's picker's latency
+        # this string's picker's latency (the search planned with the slowest one)
+        p = max(slot.pick_us, slot.sound_us - self.latency[s][self.notes[slot.note].velocity])
         need_press = f > 0
         press_from: int | None = None
         if r is not None and r.fret == f:
@@ -397,78 +515,30 @@ class _Emitter:
             else:
                 self.outcome(r.note, cut)
                 need_press, press_from = False, r.press_us
-        else:
-            need = lay.needed_us(s, r.fret if r is not None else -1, car, f)
-            start = p - need
-            silent = 0
+        elif r is not None and r.fret > 0:  # from a pressed fret: damp, release, move, press
+            mv = lay.move_us[s][car][f] if f > 0 else 0
+            need = t.damp_us + t.release_us + (mv + t.fret_settle_us if f > 0 else 0)
+            e = min(r.end_us, p - need)
+            self.end(s, r, e, cut, release=True)
+            if mv:
+                self.move(s, car, f, e + t.damp_us + t.release_us, slot.note)
+        elif f > 0:  # from an open (or fresh) string: the carriage left when it was free
             if r is not None:
-                e = min(r.end_us, start)
-                self.end(s, r, e, cut, release=True)
-                silent = e + t.damp_us + (t.release_us if r.fret > 0 else 0)
-            if self.slider and f > 0 and car != f:
-                c = self.spec.strings[s].carriage
-                assert c is not None
-                pos = round(lay.pos_mm[f] / c.travel_mm * self.amap[c.channel].pwm_max)
-                self.cmds.append(Command(silent, Op.MOVE, c.channel, note=slot.note, position=pos))
-                self.report.fretter_travel_frets += abs(f - car)
-                self.report.fretter_travel_mm += abs(lay.pos_mm[f] - lay.pos_mm[car])
-        press_act = self.press_act(s, f) if f > 0 else None
-        if need_press and press_act is not None:
-            a = self.amap[press_act]
+                self.end(s, r, min(r.end_us, p - t.fret_settle_us - t.damp_us), cut, release=True)
+            if self.slider and car != f:
+                self.move(s, car, f, ss[5], slot.note)
+        raw = self.raw
+        pr = self.press[s][f]
+        press_act = pr[0] if pr is not None else None
+        if need_press and pr is not None:
             press_from = p - t.fret_settle_us
-            self.cmds.append(Command(press_from, Op.PULSE_HOLD, press_act, a.pwm_max,
-                                     t.press_pulse_us, a.hold_counts, slot.note))  # fmt: skip
-        picker = self.spec.strings[s].picker.channel
-        pm = self.amap[picker].pwm_max
-        self.cmds.append(Command(p, Op.PULSE_HOLD, picker, max(1, round(d * pm)), t.pick_pulse_us,
-                                 0, slot.note))  # fmt: skip
+            raw.append((press_from, _ORD_PULSE, pr[0], len(raw), _PULSE, pr[1], t.press_pulse_us, pr[2],
+                        slot.note, 0))  # fmt: skip
+        raw.append((p, _ORD_PULSE, self.picker[s], len(raw), _PULSE, self.drive[s][self.notes[slot.note].velocity],
+                    t.pick_pulse_us, 0, slot.note, 0))  # fmt: skip
         ringing[s] = _Ringing(slot.note, f, slot.sound_us, slot.end_us,
                               press_from if f > 0 else None, press_act)  # fmt: skip
 
 
-def supply_overloads(spec: GuitarSpec, plan: Plan) -> int:
-    """Pulses that start while more than ``max_simultaneous_strikes`` pulses run, or
-    while the pulsing coils draw more than the supply gives (the shared rules)."""
-    amap = spec.actuators
-    active: list[tuple[int, float]] = []  # (end, amps)
-    over = 0
-    for c in plan.commands:
-        if c.op is not Op.PULSE_HOLD or c.pulse_us <= 0:
-            continue
-        a = amap.get(c.actuator)
-        if a is None or not a.on_supply:
-            continue
-        active = [x for x in active if x[0] > c.t_us]
-        active.append((c.t_us + c.pulse_us, rules.amps(a, c.drive)))
-        if not rules.fits_concurrency(amap, len(active)) or not rules.fits_supply(
-            amap, sum(x[1] for x in active)
-        ):
-            over += 1
-    return over
-
-
-def heat_overloads(spec: GuitarSpec, plan: Plan) -> int:
-    """Coils whose nominal temperature rise passes ``coil_max_rise_k`` somewhere in the
-    plan (the shared :class:`~robo_player.planner.rules.CoilHeat`): each pulse at its
-    drive, then its hold level until the next command on that coil."""
-    amap = spec.actuators
-    heat = rules.CoilHeat(amap)
-    last: dict[int, tuple[int, int]] = {}  # coil -> (hold from, hold level)
-    hot: set[int] = set()
-    run = heat.run
-    for c in plan.commands:
-        a = amap.get(c.actuator)
-        if a is None or a.kind is not ActuatorKind.COIL:
-            continue
-        limit = rules.heat_limit_k(a)
-        prev = last.pop(c.actuator, None)
-        # the rise peaks at the end of a pulse or a hold (it only falls while off)
-        if prev is not None and prev[1] > 0 and c.t_us > prev[0]:
-            if run(c.actuator, prev[0], c.t_us, prev[1]) > limit:
-                hot.add(c.actuator)
-        if c.op is Op.PULSE_HOLD:
-            end = c.t_us + c.pulse_us
-            if run(c.actuator, c.t_us, end, c.drive) > limit:
-                hot.add(c.actuator)
-            last[c.actuator] = (end, c.hold)
-    return len(hot)
+_PULSE, _RELEASE = Op.PULSE_HOLD, Op.RELEASE
+_ORD_PULSE, _ORD_RELEASE = ORD[Op.PULSE_HOLD], ORD[Op.RELEASE]

@@ -23,7 +23,9 @@ the damper and the carriage. Rules:
   reported (``buzzed_notes``).
 - A carriage moves from its first step of a burst (steps closer than ``MOVE_GAP_US``)
   to its last, time-stretched by its real speed (truth: ``speed_scale`` <= 1), then
-  settles (truth). A pick that sounds while it moves gives no note (``moving_picks``);
+  settles (truth). A fretted pick (presser down) that sounds while it moves gives no
+  note (``moving_picks``); with the presser up the carriage does not touch the string,
+  so an open string sounds and rings while its carriage moves;
   a presser that is down while its carriage moves is a fault (``carriage_faults``)
   and ends the note on that string.
 - A damper is on the string from ``damper_latency`` after its coil goes on until
@@ -405,16 +407,18 @@ class GuitarPhysics:
             if self._slider:
                 ms = moves.get(s, [])
                 moving, pos, settled = self._carriage_at(s, ts, ms, starts[s])
-                if moving:
-                    counts["moving_picks"] += 1
-                    continue
-                nxt = bisect.bisect_right(starts[s], ts)
-                if nxt < len(ms):
-                    end = min(end, ms[nxt].t0)
                 assert st.presser is not None
                 piv = ivs.get(st.presser.channel, empty)
                 k = piv.containing(ts)
+                # with its presser up the carriage does not touch the string: the open
+                # string sounds and rings while the carriage moves past
+                if moving and k >= 0:
+                    counts["moving_picks"] += 1
+                    continue
                 if k >= 0:
+                    nxt = bisect.bisect_right(starts[s], ts)
+                    if nxt < len(ms):
+                        end = min(end, ms[nxt].t0)
                     fret = self.fret_at_mm(pos * self._car[s][3])
                     contact = max(piv.on[k], settled)
                     settle = self._settle[st.presser.channel]
