@@ -348,12 +348,12 @@ def load_asap(root: str | Path, cache_dir: str | Path | None = None, rebuild: bo
     """Every aligned performance under ``root``, parsed once and cached (see the module doc).
     ``progress(done, total)`` is called while parsing."""
     root = Path(root)
-    if not root.is_dir():
-        raise UsageError(f"asap:{root}: no such folder (give the ASAP dataset's root folder)")
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     path = _cache_file(cache, root)
     if path.exists() and not rebuild and not limit:
         return _load(path, root)
+    if not root.is_dir():
+        raise UsageError(f"asap:{root}: no such folder (give the ASAP dataset's root folder)")
     items = read_metadata(root)
     known = set(items)
     mroot = root / "match"

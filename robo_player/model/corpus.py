@@ -364,6 +364,8 @@ def parse_sources(spec: str) -> list[tuple[str, str]]:
             for c in part[len("music21:"):].split(","):
                 if c.strip():
                     out.append(("music21", c.strip()))
+        elif part.startswith("tokens:"):
+            out.append(("tokens", part[len("tokens:"):]))
         elif part.startswith("asap:"):
             out.append(("asap", part[len("asap:"):]))
         elif part.startswith("midi:"):
@@ -484,6 +486,9 @@ def load_corpus(spec: str, cache_dir: str | Path = "cache", jobs: int = 1, rebui
     cache = Path(cache_dir)
     pieces: list[Piece] = []
     for kind, arg in parse_sources(spec):
+        if kind == "tokens":
+            pieces.extend(load_packed(arg))
+            continue
         path = _cache_path(cache, kind, arg)
         if path.exists() and not rebuild:
             pieces.extend(_load(path))
@@ -492,6 +497,31 @@ def load_corpus(spec: str, cache_dir: str | Path = "cache", jobs: int = 1, rebui
         _save(path, got)
         pieces.extend(got)
     return pieces
+
+
+def pack_tokens(pieces: Sequence[Piece], path: str | Path) -> None:
+    """Token arrays only, compressed (``--corpus tokens:FILE``): what a GPU run needs, small
+    enough to carry (ASAP: 18 M tokens in ~20 MB), without the data set itself."""
+    with atomic_path(Path(path), suffix=".npz") as tmp:
+        np.savez_compressed(tmp, names=np.array([p.name for p in pieces]),
+                            sources=np.array([p.source for p in pieces]),
+                            tok_len=np.array([len(p.tokens) for p in pieces], np.int64),
+                            tokens=np.concatenate([p.tokens for p in pieces]).astype(np.int16),
+                            tokenizer=np.array(tk.TOKENIZER_VERSION))
+
+
+def load_packed(path: str | Path) -> list[Piece]:
+    """Pieces of a :func:`pack_tokens` file (tokens, no note arrays)."""
+    path = Path(path)
+    if not path.is_file():
+        raise UsageError(f"--corpus tokens:{path}: no such file")
+    with np.load(path) as z:
+        if str(z["tokenizer"]) != tk.TOKENIZER_VERSION:
+            raise ModelError(f"{path}: packed by tokenizer {z['tokenizer']}, need {tk.TOKENIZER_VERSION}")
+        te = np.cumsum(np.r_[0, z["tok_len"]])
+        toks, names, sources = z["tokens"], z["names"], z["sources"]
+        empty = np.zeros((0, 4), np.int64)
+        return [Piece(str(names[i]), str(sources[i]), empty, toks[te[i]:te[i + 1]]) for i in range(len(names))]
 
 
 def by_split(pieces: Iterable[Piece]) -> dict[str, list[Piece]]:

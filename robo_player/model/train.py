@@ -56,7 +56,7 @@ class TrainConfig:
     stretch: float = 0.05  # augmentation: tempo stretch by 1 +- this (and 1)
     seed: int = 0
     device: str = "auto"
-    amp: bool = True  # bfloat16 autocast on CUDA (ignored on CPU)
+    amp: bool = True  # bfloat16 autocast on CUDA for the Transformer (ignored on CPU and for LSTMs)
     init_from: str = ""  # start from these weights (same arch and size; may lack state features)
 
 
@@ -292,7 +292,12 @@ def _train(model_config: ModelConfig, cfg: TrainConfig, train_variants: Sequence
         net: nn.Module = DDP(model, device_ids=[d.device.index] if d.device.type == "cuda" else None)
     else:
         net = model
-    amp = cfg.amp and d.device.type == "cuda"
+    # No autocast for LSTMs: cuDNN's RNN runs in float16 under autocast (not bfloat16), and
+    # without a gradient scaler float16 gradients underflow. They train in float32 with TF32.
+    amp = cfg.amp and d.device.type == "cuda" and model_config.arch != "lstm"
+    if d.device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
     feats = model_config.features
     vx, vy, vc = windows(valid_seqs, cfg.seq_len, codes=feats)
     vx, vy = vx[d.rank::d.world], vy[d.rank::d.world]
