@@ -170,14 +170,14 @@ def parse_match(text: str, folder: str = "", name: str = "") -> Performance:
                 continue
             (sid, _step, _alt, _octave, bar, beat, offs, dur, on_b, _off_b, attrs, perf, note) = m.groups()
             words = [w.strip() for w in attrs.split(",")]
-            voice = next((int(w[1:]) for w in words if re.fullmatch(r"v\d+", w)), 0)
-            staff = next((int(w[5:]) for w in words if re.fullmatch(r"staff\d+", w)), 0)
-            flags = 0
+            vno = next((int(w[1:]) for w in words if re.fullmatch(r"v\d+", w)), 0)
+            sno = next((int(w[5:]) for w in words if re.fullmatch(r"staff\d+", w)), 0)
+            fbits = 0
             for w in words:
-                flags |= _FLAG_WORDS.get(w, 0)
+                fbits |= _FLAG_WORDS.get(w, 0)
             pn = _note_fields(note) if perf != "deletion" else None
-            rows.append((sid, int(bar), int(beat), _frac(offs), _frac(dur), float(on_b), voice, staff,
-                         flags, pn))
+            rows.append((sid, int(bar), int(beat), _frac(offs), _frac(dur), float(on_b), vno, sno,
+                         fbits, pn))
         elif line.startswith("insertion-note("):
             m = _INSERT.match(line)
             if m:
@@ -305,7 +305,7 @@ def _save(path: Path, c: AsapCorpus) -> None:
                  n_score=np.array([len(p.pitch) for p in ps]), n_played=np.array([len(p.played) for p in ps]),
                  n_pedal=np.array([len(p.pedal) for p in ps]), inserted=np.array([p.inserted for p in ps]),
                  played=np.concatenate([p.played for p in ps]), pedal=np.concatenate([p.pedal for p in ps]),
-                 missing=np.array(c.missing_match), **arrays)
+                 missing=np.array(c.missing_match), **arrays)  # type: ignore[arg-type]
 
 
 def _midi_only(path: Path, folder: str, name: str) -> Performance:
@@ -336,7 +336,7 @@ def _load(path: Path, root: Path) -> AsapCorpus:
             a, b = cuts["n_score"][i], cuts["n_score"][i + 1]
             pa, pb = cuts["n_played"][i], cuts["n_played"][i + 1]
             qa, qb = cuts["n_pedal"][i], cuts["n_pedal"][i + 1]
-            out.performances.append(Performance(str(z["folders"][i]), str(z["names"][i]),
+            out.performances.append(Performance(str(z["folders"][i]), str(z["names"][i]),  # type: ignore[call-arg]
                                                 *(cols[f][a:b] for f in _FIELDS),
                                                 played[pa:pb], pedal[qa:qb], int(z["inserted"][i])))
     return out
