@@ -40,7 +40,7 @@ from ..fileio import atomic_path
 from ..score import Note, PedalEvent, Score
 from .corpus import default_cache_dir, split_of
 
-ASAP_CACHE_VERSION = 2
+ASAP_CACHE_VERSION = 3
 # score-note marking flags (bit mask)
 GRACE, ACCENT, STACCATO, FERMATA, TRILL = 1, 2, 4, 8, 16
 _FLAG_WORDS = {"grace": GRACE, "accent": ACCENT, "staccato": STACCATO, "staccatissimo": STACCATO,
@@ -342,6 +342,23 @@ def _load(path: Path, root: Path) -> AsapCorpus:
     return out
 
 
+def _match_file(mroot: Path, folder: str, perf: str) -> Path | None:
+    """The performance's ``.match.xz``: in its folder, or where (n)ASAP keeps it, in a
+    variant folder of the same piece (``18-3_no_repeat/KOLESO06.match.xz`` for the
+    performance ``metadata.csv`` lists under ``18-3``). It keeps the folder's name (and
+    split) either way."""
+    direct = mroot / folder / f"{perf}.match.xz"
+    if direct.is_file():
+        return direct
+    parent = (mroot / folder).parent
+    base = Path(folder).name
+    if parent.is_dir():
+        for d in sorted(parent.iterdir()):
+            if d.name.startswith(base + "_") and (d / f"{perf}.match.xz").is_file():
+                return d / f"{perf}.match.xz"
+    return None
+
+
 def load_asap(root: str | Path, cache_dir: str | Path | None = None, rebuild: bool = False,
               progress: Callable[[int, int], None] | None = None,
               limit: int = 0) -> AsapCorpus:
@@ -355,21 +372,14 @@ def load_asap(root: str | Path, cache_dir: str | Path | None = None, rebuild: bo
     if not root.is_dir():
         raise UsageError(f"asap:{root}: no such folder (give the ASAP dataset's root folder)")
     items = read_metadata(root)
-    known = set(items)
     mroot = root / "match"
-    if mroot.is_dir():  # alignments of performances metadata.csv does not list
-        for mf in sorted(mroot.rglob("*.match.xz")):
-            key = (str(mf.parent.relative_to(mroot)).replace("\\", "/"), mf.name[:-len(".match.xz")])
-            if key not in known:
-                items.append(key)
-                known.add(key)
     if limit:
         items = items[:limit]
     out = AsapCorpus(str(root))
     for i, (folder, perf) in enumerate(items):
-        mf = mroot / folder / f"{perf}.match.xz"
+        mf = _match_file(mroot, folder, perf)
         plain = mroot / folder / f"{perf}.match"
-        if mf.is_file():
+        if mf is not None:
             with lzma.open(mf, "rt", encoding="utf-8", errors="replace") as fh:
                 p = parse_match(fh.read(), folder, perf)
         elif plain.is_file():

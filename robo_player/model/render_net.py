@@ -168,13 +168,19 @@ def evaluate_loss(model: RenderGRU, data: list[tuple[np.ndarray, np.ndarray, np.
 def train_renderer(train_perfs: list[Any], valid_perfs: list[Any], out: str | Path,
                    cfg: RenderConfig | None = None, epochs: int = 30, batch_size: int = 16,
                    seq_len: int = 512, lr: float = 3e-3, max_minutes: float = 0.0, seed: int = 0,
-                   progress: bool = True, meta: dict[str, Any] | None = None) -> dict[str, Any]:
+                   progress: bool = True, meta: dict[str, Any] | None = None,
+                   init_from: str | Path | None = None) -> dict[str, Any]:
     """Train on the aligned performances and write the best (validation loss) weights to
-    ``out``. Returns a summary (epochs, losses, seconds)."""
+    ``out`` (starting from ``init_from``'s weights when given). Returns a summary (epochs,
+    losses, seconds)."""
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
-    cfg = cfg or RenderConfig()
-    model = RenderGRU(cfg)
+    if init_from:
+        model, _ = load(init_from)
+        cfg = model.cfg
+    else:
+        cfg = cfg or RenderConfig()
+        model = RenderGRU(cfg)
     tr, va = prepare(train_perfs), prepare(valid_perfs)
     if not tr:
         raise ModelError("train --arch render: no aligned training performances (need asap:PATH)")
@@ -243,13 +249,16 @@ def run(args: Any) -> int:
     tr, va = c.split("train"), c.split("valid")
     if args.limit_pieces:
         tr, va = tr[: args.limit_pieces], va[: max(1, args.limit_pieces // 4)]
+    if args.valid_pieces:
+        va = va[: args.valid_pieces]
     sys.stderr.write(f"ASAP: {len(c.performances)} performances, alignment rate "
                      f"{c.alignment_rate():.3f}; train {len(tr)}, valid {len(va)}\n")
     cfg = RenderConfig(hidden=args.d_model or 64, layers=args.layers or 2, dropout=args.dropout)
     s = train_renderer(tr, va, args.out, cfg, epochs=args.epochs, batch_size=args.batch_size,
                        seq_len=max(args.seq_len, 64), lr=args.lr, max_minutes=args.max_minutes,
                        seed=args.seed, progress=not args.quiet,
-                       meta={"corpus": "ASAP (CC BY-NC-SA 4.0)", "train_performances": len(tr)})
+                       meta={"corpus": "ASAP (CC BY-NC-SA 4.0)", "train_performances": len(tr)},
+                       init_from=args.init_from)
     sys.stdout.write(f"{args.out}: rendering network, {s['epochs']} epochs in {s['seconds']:.0f}s, "
                      f"best validation loss {s['best_valid_loss']:.4f}\n")
     return 0

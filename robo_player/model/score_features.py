@@ -284,6 +284,6 @@ def pearson(a: np.ndarray, b: np.ndarray) -> float:
     if sel.sum() < 3:
         return float("nan")
     x, y = a[sel] - a[sel].mean(), b[sel] - b[sel].mean()
-    if x.std() < 1e-6 or y.std() < 1e-6:  # a constant (up to rounding) predicts nothing
+    if x.std() < 1e-4 or y.std() < 1e-4:  # a constant (up to rounding) predicts nothing
         return float("nan")
     return float((x * y).sum() / np.sqrt((x * x).sum() * (y * y).sum()))
