@@ -141,3 +141,18 @@ def test_asap_bad_folder_is_one_line(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
     with pytest.raises(UsageError, match="metadata.csv"):
         asap.load_asap(tmp_path / "empty", cache_dir=tmp_path / "c")
+
+
+def test_alignment_in_a_variant_folder_keeps_its_performance_folder(tmp_path: Path) -> None:
+    root = make_asap(tmp_path / "asap", ["Comp/Piece_0"], perfs_per_folder=1)
+    # metadata lists Comp/Piece_0/P9; (n)ASAP keeps its alignment in Comp/Piece_0_no_repeat/
+    d = root / "match" / "Comp" / "Piece_0_no_repeat"
+    d.mkdir(parents=True)
+    with lzma.open(d / "P9.match.xz", "wt") as fh:
+        fh.write(match_text())
+    with (root / "metadata.csv").open("a", newline="") as fh:
+        fh.write("Comp,Comp/Piece_0,Comp/Piece_0/P9.mid\n")
+    c = asap.load_asap(root, cache_dir=tmp_path / "cache")
+    assert [(p.folder, p.name) for p in c.performances] == [("Comp/Piece_0", "P0"), ("Comp/Piece_0", "P9")]
+    assert c.missing_match == 0 and len(c.performances[1].pitch) == 4
+    assert {p.split for p in c.performances} == {corpus.split_of("Comp/Piece_0")}
