@@ -159,3 +159,37 @@ def test_pearson_is_undefined_for_constants() -> None:
     assert math.isnan(sf.pearson(np.ones(10), np.arange(10.0)))
     assert sf.pearson(np.arange(10.0), 2 * np.arange(10.0) + 1) == pytest.approx(1.0)
     assert math.isnan(sf.pearson(np.array([1.0, np.nan]), np.array([1.0, 2.0])))
+
+
+def test_eval_model_on_an_asap_folder_prints_json_with_rendering(
+        tmp_path: Path, trained: tuple[Path, list[Performance]],
+        capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    from test_model_asap import make_asap
+
+    from robo_player.model import cli as model_cli
+    from robo_player.model.cli import DEFAULT_MODEL
+
+    if not DEFAULT_MODEL.is_file():
+        pytest.skip("no shipped model")
+    root = make_asap(tmp_path / "asap", [f"Comp/Piece_{i}" for i in range(30)])
+    out, _ = trained
+    ap = argparse.ArgumentParser()
+    model_cli.register(ap.add_subparsers())
+    args = ap.parse_args(["eval-model", "--corpus", f"asap:{root}", "--cache", str(tmp_path / "c"),
+                          "--lstm", str(DEFAULT_MODEL), "--transformer", str(DEFAULT_MODEL),
+                          "--render-model", str(out), "--ngram-order", "2", "--samples", "1",
+                          "--sample-seconds", "1", "--json"])
+    assert args.func(args) == 0
+    text = capsys.readouterr().out
+    assert "NaN" not in text
+    res = json.loads(text)
+    assert set(res["models"]) >= {"shipped", "ngram2"}
+    assert res["models"]["shipped"]["nll_per_event"] > 0
+    assert set(res["rendering"]) == {"model", "rules", "flat", "human"}
+    for m in res["rendering"].values():
+        assert set(m) == {"velocity_r", "tempo_r", "articulation_r", "velocity_mae", "performances"}
+        assert m["velocity_r"] is None  # four-note scores: too short to compare (null, not NaN)
+    assert res["alignment_rate"] == pytest.approx(0.6)
+    assert "velocity_spread" in res["samples"]["shipped"] and "pedal_use" in res["samples"]["shipped"]

@@ -139,10 +139,23 @@ def features(s: ScoreNotes) -> np.ndarray:
     return f
 
 
+def _group_median(values: np.ndarray, inv: np.ndarray, n: int) -> np.ndarray:
+    """Median of ``values`` per group index ``inv`` (0..n-1), vectorised."""
+    if n == 0:
+        return np.zeros(0)
+    order = np.lexsort((values, inv))
+    v = values[order]
+    counts = np.bincount(inv, minlength=n)
+    starts = np.cumsum(counts) - counts
+    lo = starts + (counts - 1) // 2
+    hi = starts + counts // 2
+    return (v[lo] + v[hi]) / 2.0
+
+
 def _group_times(onset_q: np.ndarray, onset_s: np.ndarray, ok: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per unique onset with a played note: (quarters, median onset seconds), increasing in both."""
     q, inv = groups(onset_q[ok])
-    t = np.array([np.median(onset_s[ok][inv == k]) for k in range(len(q))]) if len(q) else np.zeros(0)
+    t = _group_median(onset_s[ok], inv, len(q))
     keep = np.ones(len(q), bool)
     last = -np.inf
     for k in range(len(q)):  # drop groups that go back in time (ornaments, misalignments)
