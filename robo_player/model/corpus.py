@@ -41,6 +41,29 @@ MUSIC21_SOURCES = ("bach", "palestrina", "essenFolksong", "ryansMammoth", "beeth
 MUSIC21_EXTS = (".mxl", ".xml", ".musicxml", ".krn", ".abc", ".mid", ".midi")
 
 
+def default_cache_dir() -> Path:
+    """The user's cache folder for parsed corpora: ``$XDG_CACHE_HOME/robo_player`` or
+    ``~/.cache/robo_player``."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "robo_player"
+
+
+def progress_line(what: str) -> Callable[[float], None]:
+    """A progress callback that redraws one stderr line (``what: 42 %``)."""
+    import sys
+
+    last = [-1]
+
+    def show(frac: float) -> None:
+        pct = int(frac * 100)
+        if pct != last[0]:
+            last[0] = pct
+            sys.stderr.write(f"\r{what}: {pct:3d} %" + ("\n" if pct >= 100 else ""))
+            sys.stderr.flush()
+
+    return show
+
+
 def piece_name(rel_path: str | Path) -> str:
     """Corpus path relative to the composer's folder -> piece name (``a/b.krn`` -> ``a__b.mid``)."""
     p = Path(rel_path)
@@ -69,6 +92,8 @@ class Piece:
 
     @property
     def split(self) -> str:
+        if self.source.startswith("asap:"):  # ASAP: split by piece (the folder), not performance
+            return split_of(self.name.rsplit("/", 1)[0])
         return split_of(self.name)
 
     def score(self) -> Score:
@@ -339,17 +364,25 @@ def parse_sources(spec: str) -> list[tuple[str, str]]:
             for c in part[len("music21:"):].split(","):
                 if c.strip():
                     out.append(("music21", c.strip()))
+        elif part.startswith("tokens:"):
+            out.append(("tokens", part[len("tokens:"):]))
+        elif part.startswith("asap:"):
+            out.append(("asap", part[len("asap:"):]))
         elif part.startswith("midi:"):
             out.append(("midi", part[len("midi:"):]))
         elif part:
             out.append(("midi", part))
     if not out:
-        raise UsageError(f"--corpus {spec!r}: give music21:NAME[,NAME] or midi:FOLDER")
+        raise UsageError(f"--corpus {spec!r}: give music21:NAME[,NAME], midi:FOLDER or asap:FOLDER")
     return out
 
 
 def _cache_path(cache_dir: Path, kind: str, arg: str) -> Path:
     key = arg if kind == "music21" else str(Path(arg).resolve())
+    if kind == "asap":
+        from .asap import ASAP_CACHE_VERSION
+
+        key += f":{ASAP_CACHE_VERSION}"
     h = hashlib.sha1(f"{kind}:{key}:{CACHE_VERSION}:{tk.TOKENIZER_VERSION}".encode()).hexdigest()[:10]
     stem = arg if kind == "music21" else Path(arg).name or "midi"
     return cache_dir / f"{kind}-{stem}-{h}.npz"
@@ -394,8 +427,10 @@ def ingest(kind: str, arg: str, jobs: int = 1, fast: bool = True,
     elif kind == "midi":
         items = [(n, str(p), "fast" if fast else "mido") for n, p in midi_files(Path(arg))]
         fn = _parse_midi
+    elif kind == "asap":
+        return _ingest_asap(arg, progress)
     else:
-        raise UsageError(f"unknown corpus kind {kind!r} (allowed: music21, midi)")
+        raise UsageError(f"unknown corpus kind {kind!r} (allowed: music21, midi, asap)")
     t0 = time.perf_counter()
     results: list[list[tuple[str, np.ndarray]]] = []
     if jobs > 1 and len(items) > 1:
@@ -426,12 +461,34 @@ def ingest(kind: str, arg: str, jobs: int = 1, fast: bool = True,
     return pieces, stats
 
 
+def _ingest_asap(root: str, progress: Callable[[float], None] | None) -> tuple[list[Piece], IngestStats]:
+    """ASAP performances (velocities, pedal, exact timing) as pieces named
+    ``FOLDER/PERFORMANCE.mid``; the split follows the folder (see :mod:`asap`)."""
+    from .asap import load_asap
+
+    t0 = time.perf_counter()
+    c = load_asap(root, progress=(lambda i, n: progress(i / n)) if progress else None)
+    pieces = []
+    for p in c.performances:
+        toks = np.array(tk.encode(p.performance_score()), dtype=np.int16)
+        pieces.append(Piece(f"{p.folder}/{p.name}.mid", f"asap:{root}", p.played, toks))
+    dt = time.perf_counter() - t0
+    stats = IngestStats(files=len(c.performances), pieces=len(pieces),
+                        notes=sum(len(p.notes) for p in pieces), seconds=dt)
+    log.info("asap:%s: %d performances, %d notes, alignment rate %.3f (%d without an alignment)",
+             root, stats.pieces, stats.notes, c.alignment_rate(), c.missing_match)
+    return pieces, stats
+
+
 def load_corpus(spec: str, cache_dir: str | Path = "cache", jobs: int = 1, rebuild: bool = False,
                 progress: Callable[[float], None] | None = None) -> list[Piece]:
     """All pieces of a ``--corpus`` spec, parsed once and cached under ``cache_dir``."""
     cache = Path(cache_dir)
     pieces: list[Piece] = []
     for kind, arg in parse_sources(spec):
+        if kind == "tokens":
+            pieces.extend(load_packed(arg))
+            continue
         path = _cache_path(cache, kind, arg)
         if path.exists() and not rebuild:
             pieces.extend(_load(path))
@@ -440,6 +497,31 @@ def load_corpus(spec: str, cache_dir: str | Path = "cache", jobs: int = 1, rebui
         _save(path, got)
         pieces.extend(got)
     return pieces
+
+
+def pack_tokens(pieces: Sequence[Piece], path: str | Path) -> None:
+    """Token arrays only, compressed (``--corpus tokens:FILE``): what a GPU run needs, small
+    enough to carry (ASAP: 18 M tokens in ~20 MB), without the data set itself."""
+    with atomic_path(Path(path), suffix=".npz") as tmp:
+        np.savez_compressed(tmp, names=np.array([p.name for p in pieces]),
+                            sources=np.array([p.source for p in pieces]),
+                            tok_len=np.array([len(p.tokens) for p in pieces], np.int64),
+                            tokens=np.concatenate([p.tokens for p in pieces]).astype(np.int16),
+                            tokenizer=np.array(tk.TOKENIZER_VERSION))
+
+
+def load_packed(path: str | Path) -> list[Piece]:
+    """Pieces of a :func:`pack_tokens` file (tokens, no note arrays)."""
+    path = Path(path)
+    if not path.is_file():
+        raise UsageError(f"--corpus tokens:{path}: no such file")
+    with np.load(path) as z:
+        if str(z["tokenizer"]) != tk.TOKENIZER_VERSION:
+            raise ModelError(f"{path}: packed by tokenizer {z['tokenizer']}, need {tk.TOKENIZER_VERSION}")
+        te = np.cumsum(np.r_[0, z["tok_len"]])
+        toks, names, sources = z["tokens"], z["names"], z["sources"]
+        empty = np.zeros((0, 4), np.int64)
+        return [Piece(str(names[i]), str(sources[i]), empty, toks[te[i]:te[i + 1]]) for i in range(len(names))]
 
 
 def by_split(pieces: Iterable[Piece]) -> dict[str, list[Piece]]:

@@ -226,7 +226,36 @@ def js_divergence(p: np.ndarray, q: np.ndarray) -> float:
     return 0.5 * kl(p, m) + 0.5 * kl(q, m)
 
 
+def velocity_mean(score: Score) -> float:
+    return float(np.mean([n.velocity for n in score.notes])) if score.notes else float("nan")
+
+
+def velocity_spread(score: Score) -> float:
+    """Standard deviation of the note velocities."""
+    return float(np.std([n.velocity for n in score.notes])) if score.notes else float("nan")
+
+
+def pedal_use(score: Score) -> float:
+    """Share of the piece's time with the sustain pedal down (CC64 >= 64)."""
+    end = round(score.duration_s * 1e6)
+    if end <= 0:
+        return float("nan")
+    down_us, t_down = 0, None
+    for p in sorted(score.pedal, key=lambda e: e.t_us):
+        if p.value >= 64 and t_down is None:
+            t_down = p.t_us
+        elif p.value < 64 and t_down is not None:
+            down_us += p.t_us - t_down
+            t_down = None
+    if t_down is not None:
+        down_us += max(0, end - t_down)
+    return down_us / end
+
+
 STATS = {
+    "velocity_mean": velocity_mean,
+    "velocity_spread": velocity_spread,
+    "pedal_use": pedal_use,
     "pitch_class_entropy": pitch_class_entropy,
     "scale_consistency": scale_consistency,
     "polyphony": polyphony,

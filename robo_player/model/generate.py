@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,7 @@ from . import tokenizer as tk
 log = logging.getLogger(__name__)
 
 V = tk.VOCAB_SIZE
+MAX_SECONDS = 3600.0  # one hour of music: `generate --seconds inf` is refused, not run forever
 BOS = tk.BOS
 
 
@@ -352,15 +354,17 @@ class Generated:
 
 def generate(model: Any, spec: PianoSpec | None, seconds: float, primer: list[int] | None = None,
              temperature: float = 1.0, top_p: float = 1.0, seed: int = 0, constrain: bool = True,
-             calibration: Any = None, max_events: int | None = None) -> Generated:
-    """Sample a performance of about ``seconds`` (it ends when time passes ``seconds``).
+             calibration: Any = None, max_events: int | None = None,
+             progress: Callable[[float], None] | None = None) -> Generated:
+    """Sample a performance of about ``seconds`` (it ends when time passes ``seconds``;
+    at most :data:`MAX_SECONDS`). ``progress(fraction)`` is called every 2000 events.
 
     ``constrain=False`` samples with no mask at all (to measure what masking buys); the
     decoder still releases every key at the end. A primer token that the spec cannot
     play raises ModelError with the reason.
     """
-    if not seconds > 0:
-        raise ModelError(f"--seconds {seconds}: must be > 0")
+    if not 0 < seconds <= MAX_SECONDS:  # also refuses inf and nan
+        raise ModelError(f"--seconds {seconds}: must be a number of seconds in (0, {MAX_SECONDS}]")
     if not temperature > 0:
         raise ModelError(f"--temperature {temperature}: must be > 0")
     if not 0 < top_p <= 1:
@@ -393,6 +397,10 @@ def generate(model: Any, spec: PianoSpec | None, seconds: float, primer: list[in
         mask.apply(tok)
         toks.append(tok)
         logits, state = stepper.step(tok, state)
+        if progress is not None and len(toks) % 2000 == 0:
+            progress(min(1.0, mask.now / max(end_step, 1)))
+    if progress is not None:
+        progress(1.0)
     toks.extend(mask.closing_tokens())
     wall = time.perf_counter() - t0
     score = tk.decode(toks, source="generated")
@@ -411,7 +419,8 @@ def _grammar_only(mask: HardwareMask) -> np.ndarray:
 def generate_from_file(model_path: str | Path, spec: PianoSpec | None, seconds: float,
                        primer: str | None = None, primer_midi: str | Path | None = None,
                        temperature: float = 1.0, top_p: float = 0.95, seed: int = 0,
-                       constrain: bool = True) -> Generated:
+                       constrain: bool = True,
+                       progress: Callable[[float], None] | None = None) -> Generated:
     from .checkpoint import load_model
 
     model, _, _ = load_model(model_path)
@@ -437,4 +446,4 @@ def generate_from_file(model_path: str | Path, spec: PianoSpec | None, seconds: 
                                  f"{pitch_to_note(spec.lowest)}..{pitch_to_note(spec.highest)}")
         toks = tk.encode(sc)
     return generate(model, spec, seconds, primer=toks, temperature=temperature, top_p=top_p,
-                    seed=seed, constrain=constrain)
+                    seed=seed, constrain=constrain, progress=progress)

@@ -56,7 +56,7 @@ class TrainConfig:
     stretch: float = 0.05  # augmentation: tempo stretch by 1 +- this (and 1)
     seed: int = 0
     device: str = "auto"
-    amp: bool = True  # bfloat16 autocast on CUDA (ignored on CPU)
+    amp: bool = True  # bfloat16 autocast on CUDA for the Transformer (ignored on CPU and for LSTMs)
     init_from: str = ""  # start from these weights (same arch and size; may lack state features)
 
 
@@ -273,13 +273,31 @@ def _train(model_config: ModelConfig, cfg: TrainConfig, train_variants: Sequence
         opt.load_state_dict(ts["optimizer"])
         state.update({k: ts[k] for k in state if k in ts})
         log.info("resumed from %s at epoch %d, step %d", ckpt_path, state["epoch"], state["step"])
+        end = state["sched_epochs"] or cfg.epochs
+        over_budget = cfg.max_minutes and state["train_seconds"] >= cfg.max_minutes * 60
+        if state["epoch"] >= end or state["bad_epochs"] >= cfg.patience or over_budget:
+            why = (f"its schedule ended at epoch {state['epoch']} of {end}" if state["epoch"] >= end
+                   else f"it stopped early ({state['bad_epochs']} epochs without improvement)"
+                   if state["bad_epochs"] >= cfg.patience
+                   else f"its --max-minutes {cfg.max_minutes:g} are spent")
+            if d.main:
+                sys.stderr.write(f"train --resume: {ckpt_path} is a finished run ({why}); nothing to "
+                                 f"do. To train further, start a new run from its weights: "
+                                 f"--init-from {out}\n")
+            return {"epochs": state["epoch"], "best_valid_nll_per_event": state["best"],
+                    "best_valid_nll_per_note": state["best_note"], "finished": True}
     if d.world > 1:
         from torch.nn.parallel import DistributedDataParallel as DDP  # noqa: N817
 
         net: nn.Module = DDP(model, device_ids=[d.device.index] if d.device.type == "cuda" else None)
     else:
         net = model
-    amp = cfg.amp and d.device.type == "cuda"
+    # No autocast for LSTMs: cuDNN's RNN runs in float16 under autocast (not bfloat16), and
+    # without a gradient scaler float16 gradients underflow. They train in float32 with TF32.
+    amp = cfg.amp and d.device.type == "cuda" and model_config.arch != "lstm"
+    if d.device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
     feats = model_config.features
     vx, vy, vc = windows(valid_seqs, cfg.seq_len, codes=feats)
     vx, vy = vx[d.rank::d.world], vy[d.rank::d.world]
@@ -377,10 +395,10 @@ def _train(model_config: ModelConfig, cfg: TrainConfig, train_variants: Sequence
         else:
             state["bad_epochs"] += 1
         tps = tok_all / dt if dt > 0 else 0.0
-        if d.main:
-            log.info("epoch %d: train %.4f, valid %.4f nats/event %.4f nats/note, %.0f tokens/s%s",
-                     epoch + 1, train_loss[0] / max(1.0, train_loss[1]), val, val_note, tps,
-                     " (best)" if improved else "")
+        if d.main:  # printed, not logged: one line per epoch without -v (docs/model.md)
+            sys.stderr.write(f"epoch {epoch + 1}: train {train_loss[0] / max(1.0, train_loss[1]):.4f}, "
+                             f"valid {val:.4f} nats/event {val_note:.4f} nats/note, {tps:.0f} tokens/s"
+                             f"{' (best)' if improved else ''}\n")
             if improved:
                 m = dict(meta)
                 m.update({"world_size": d.world, "valid_nll_per_event": val, "valid_nll_per_note": val_note,
@@ -408,6 +426,10 @@ def _train(model_config: ModelConfig, cfg: TrainConfig, train_variants: Sequence
 def run(args: argparse.Namespace) -> int:
     from . import corpus
 
+    if args.arch == "render":
+        from .render_net import run as run_render
+
+        return run_render(args)
     if args.threads:
         torch.set_num_threads(args.threads)
     d_model = args.d_model or 256
@@ -419,7 +441,8 @@ def run(args: argparse.Namespace) -> int:
                      patience=args.patience, max_minutes=args.max_minutes, seed=args.seed,
                      device=args.device, transpose=0 if args.no_augment else 3,
                      stretch=0.0 if args.no_augment else 0.05, init_from=args.init_from or "")
-    pieces = corpus.load_corpus(args.corpus, cache_dir=args.cache)
+    pieces = corpus.load_corpus(args.corpus, cache_dir=args.cache or corpus.default_cache_dir(),
+                                progress=None if args.quiet else corpus.progress_line("parsing corpus"))
     if args.limit_pieces:
         pieces = pieces[: args.limit_pieces]
     split = corpus.by_split(pieces)
@@ -427,6 +450,8 @@ def run(args: argparse.Namespace) -> int:
     if not split["valid"]:  # tiny user folders: validate on train rather than not at all
         log.warning("no validation pieces in %s; validating on the training pieces", args.corpus)
     valid = [p.tokens for p in (split["valid"] or tr)]
+    if args.valid_pieces:  # a budgeted CPU run: validate on a fixed subset
+        valid = valid[: args.valid_pieces]
     variants = stretch_variants([p.score() if tc.stretch else None for p in tr],
                                 [p.tokens for p in tr], tc.stretch)
     meta = {"corpus": args.corpus, "train_pieces": len(tr), "valid_pieces": len(split["valid"]),

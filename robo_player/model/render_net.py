@@ -1,0 +1,264 @@
+"""The rendering network: a bidirectional GRU over a score's notes that predicts each
+note's expression (velocity, local tempo, timing deviation, articulation, pedal; see
+:mod:`score_features`), trained on ASAP's aligned performances.
+
+``robo-player train --corpus asap:PATH --arch render --out models/render.pt`` trains it;
+``robo-player perform SCORE --model models/render.pt`` renders with it. The checkpoint is a
+dict of tensors and plain values (format ``robo_player-renderer``), loaded with
+``torch.load(weights_only=True)``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..errors import ModelError
+from ..score import Score
+from . import score_features as sf
+
+log = logging.getLogger(__name__)
+
+FORMAT = "robo_player-renderer"
+FORMAT_VERSION = 1
+LOSS_WEIGHTS = (1.0, 2.0, 0.5, 0.5, 0.5)  # velocity, tempo, timing, articulation, pedal
+
+
+@dataclass(slots=True)
+class RenderConfig:
+    n_features: int = sf.N_FEATURES
+    hidden: int = 64
+    layers: int = 2
+    dropout: float = 0.1
+
+
+class RenderGRU(nn.Module):
+    """features (B, T, F) -> expression (B, T, 5); the pedal output is a logit."""
+
+    def __init__(self, cfg: RenderConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.inp = nn.Sequential(nn.Linear(cfg.n_features, cfg.hidden), nn.GELU())
+        self.gru = nn.GRU(cfg.hidden, cfg.hidden, cfg.layers, batch_first=True, bidirectional=True,
+                          dropout=cfg.dropout if cfg.layers > 1 else 0.0)
+        self.out = nn.Linear(2 * cfg.hidden, len(sf.TARGETS))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h, _ = self.gru(self.inp(x))  # (B, T, 2H)
+        return self.out(h)
+
+
+def loss_fn(pred: torch.Tensor, y: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Weighted masked loss: MSE on the four continuous targets, BCE on the pedal."""
+    m = mask.float()
+    n = m.sum().clamp(min=1.0)
+    total = pred.new_zeros(())
+    for k, w in enumerate(LOSS_WEIGHTS):
+        if k == 4:
+            e = nn.functional.binary_cross_entropy_with_logits(pred[..., k], y[..., k], reduction="none")
+        else:
+            e = (pred[..., k] - y[..., k]) ** 2
+        total = total + w * (e * m).sum() / n
+    return total
+
+
+def predict(model: RenderGRU, s: sf.ScoreNotes) -> np.ndarray:
+    """Expression (M, 5) of one score; the pedal as a probability."""
+    x = torch.from_numpy(sf.features(s))[None]
+    model.eval()
+    with torch.no_grad():
+        out = model(x)[0].numpy().astype(np.float64)
+    out[:, 4] = 1.0 / (1.0 + np.exp(-out[:, 4]))
+    return out
+
+
+def render(model: RenderGRU, s: sf.ScoreNotes, source: str | None = None) -> Score:
+    on, dur, vel, pedal = sf.render_notes(s, predict(model, s))
+    return sf.to_score(s, on, dur, vel, pedal, source)
+
+
+def save(path: str | Path, model: RenderGRU, meta: dict[str, Any]) -> None:
+    blob = {"format": FORMAT, "format_version": FORMAT_VERSION, "config": asdict(model.cfg),
+            "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()}, "meta": meta}
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(str(path) + ".tmp")
+    torch.save(blob, tmp)
+    tmp.replace(path)
+
+
+def is_renderer(path: str | Path) -> bool:
+    try:
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # noqa: BLE001 - the caller reports a corrupt checkpoint
+        return False
+    return isinstance(blob, dict) and blob.get("format") == FORMAT
+
+
+def load(path: str | Path) -> tuple[RenderGRU, dict[str, Any]]:
+    try:
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001
+        raise ModelError(f"{path}: corrupt or not a robo_player checkpoint ({err})") from err
+    if not isinstance(blob, dict) or blob.get("format") != FORMAT:
+        raise ModelError(f"{path}: not a rendering checkpoint (format must be {FORMAT!r})")
+    model = RenderGRU(RenderConfig(**blob["config"]))
+    model.load_state_dict(blob["state_dict"])
+    model.eval()
+    return model, dict(blob.get("meta", {}))
+
+
+# ---------------------------------------------------------------- training
+
+
+def _windows(data: list[tuple[np.ndarray, np.ndarray, np.ndarray]], seq_len: int,
+             rng: np.random.Generator) -> list[tuple[int, int, int]]:
+    out = []
+    for i, (x, _, _) in enumerate(data):
+        off = int(rng.integers(0, seq_len)) if len(x) > seq_len else 0
+        for a in range(-off if off else 0, len(x), seq_len):
+            a0 = max(a, 0)
+            if len(x) - a0 >= 16:
+                out.append((i, a0, min(a0 + seq_len, len(x))))
+    return out
+
+
+def _batch(data: list[tuple[np.ndarray, np.ndarray, np.ndarray]],
+           wins: list[tuple[int, int, int]]) -> tuple[torch.Tensor, ...]:
+    t = max(b - a for _, a, b in wins)
+    x = np.zeros((len(wins), t, sf.N_FEATURES), np.float32)
+    y = np.zeros((len(wins), t, 5), np.float32)
+    m = np.zeros((len(wins), t), bool)
+    for j, (i, a, b) in enumerate(wins):
+        xi, yi, mi = data[i]
+        x[j, : b - a], y[j, : b - a], m[j, : b - a] = xi[a:b], yi[a:b], mi[a:b]
+    return torch.from_numpy(x), torch.from_numpy(y), torch.from_numpy(m)
+
+
+def prepare(perfs: list[Any]) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    out = []
+    for p in perfs:
+        if len(p.pitch) < 16:
+            continue
+        y, ok = sf.targets(p)
+        if ok.sum() >= 16:
+            out.append((sf.features(sf.from_performance(p)), y, ok))
+    return out
+
+
+def evaluate_loss(model: RenderGRU, data: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> float:
+    model.eval()
+    tot, n = 0.0, 0
+    with torch.no_grad():
+        for x, y, m in data:
+            p = model(torch.from_numpy(x)[None])
+            tot += float(loss_fn(p, torch.from_numpy(y)[None], torch.from_numpy(m)[None])) * int(m.sum())
+            n += int(m.sum())
+    return tot / max(n, 1)
+
+
+def train_renderer(train_perfs: list[Any], valid_perfs: list[Any], out: str | Path,
+                   cfg: RenderConfig | None = None, epochs: int = 30, batch_size: int = 16,
+                   seq_len: int = 512, lr: float = 3e-3, max_minutes: float = 0.0, seed: int = 0,
+                   progress: bool = True, meta: dict[str, Any] | None = None,
+                   init_from: str | Path | None = None) -> dict[str, Any]:
+    """Train on the aligned performances and write the best (validation loss) weights to
+    ``out`` (starting from ``init_from``'s weights when given). Returns a summary (epochs,
+    losses, seconds)."""
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    if init_from:
+        model, _ = load(init_from)
+        cfg = model.cfg
+    else:
+        cfg = cfg or RenderConfig()
+        model = RenderGRU(cfg)
+    tr, va = prepare(train_perfs), prepare(valid_perfs)
+    if not tr:
+        raise ModelError("train --arch render: no aligned training performances (need asap:PATH)")
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
+    t0 = time.perf_counter()
+    best = math.inf
+    history: list[dict[str, float]] = []
+    n_notes = sum(int(m.sum()) for _, _, m in tr)
+    sys.stderr.write(f"render: {sum(p.numel() for p in model.parameters())} parameters; "
+                     f"{len(tr)} training performances ({n_notes} played notes), {len(va)} validation\n")
+    epoch = 0
+    for epoch in range(1, epochs + 1):
+        model.train()
+        wins = _windows(tr, seq_len, rng)
+        order = rng.permutation(len(wins))
+        tot, nb = 0.0, 0
+        n_batches = math.ceil(len(order) / batch_size)
+        frac_lr = lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, (epoch - 1) / max(epochs, 1)))))
+        for g in opt.param_groups:
+            g["lr"] = frac_lr
+        for bi in range(n_batches):
+            x, y, m = _batch(tr, [wins[k] for k in order[bi * batch_size:(bi + 1) * batch_size]])
+            loss = loss_fn(model(x), y, m)
+            opt.zero_grad()
+            loss.backward()
+            nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+            tot += loss.item()
+            nb += 1
+            if progress and bi % 20 == 0:
+                sys.stderr.write(f"\repoch {epoch}: batch {bi + 1}/{n_batches} loss {tot / nb:.4f}")
+            if max_minutes and time.perf_counter() - t0 > max_minutes * 60:
+                break
+        vl = evaluate_loss(model, va) if va else tot / max(nb, 1)
+        history.append({"epoch": epoch, "train": tot / max(nb, 1), "valid": vl})
+        sys.stderr.write(f"\repoch {epoch}: train loss {tot / max(nb, 1):.4f}, valid loss {vl:.4f} "
+                         f"({time.perf_counter() - t0:.0f}s)\n")
+        if vl < best:
+            best = vl
+            save(out, model, {**(meta or {}), "epoch": epoch, "valid_loss": vl})
+        if max_minutes and time.perf_counter() - t0 > max_minutes * 60:
+            break
+    return {"epochs": epoch, "best_valid_loss": best, "history": history,
+            "seconds": time.perf_counter() - t0}
+
+
+def run(args: Any) -> int:
+    """``train --arch render``: the corpus must be ``asap:PATH``."""
+    from .asap import load_asap
+    from .corpus import default_cache_dir
+
+    spec = str(args.corpus)
+    if not spec.startswith("asap:"):
+        raise ModelError(f"train --arch render: --corpus {spec!r} has no score/performance pairs; "
+                         f"give asap:PATH")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    def prog(i: int, n: int) -> None:
+        if not args.quiet and (i % 25 == 0 or i == n):
+            sys.stderr.write(f"\rparsing ASAP alignments: {i}/{n}")
+            if i == n:
+                sys.stderr.write("\n")
+
+    c = load_asap(spec[len("asap:"):], cache_dir=args.cache or default_cache_dir(), progress=prog)
+    tr, va = c.split("train"), c.split("valid")
+    if args.limit_pieces:
+        tr, va = tr[: args.limit_pieces], va[: max(1, args.limit_pieces // 4)]
+    if args.valid_pieces:
+        va = va[: args.valid_pieces]
+    sys.stderr.write(f"ASAP: {len(c.performances)} performances, alignment rate "
+                     f"{c.alignment_rate():.3f}; train {len(tr)}, valid {len(va)}\n")
+    cfg = RenderConfig(hidden=args.d_model or 64, layers=args.layers or 2, dropout=args.dropout)
+    s = train_renderer(tr, va, args.out, cfg, epochs=args.epochs, batch_size=args.batch_size,
+                       seq_len=max(args.seq_len, 64), lr=args.lr, max_minutes=args.max_minutes,
+                       seed=args.seed, progress=not args.quiet,
+                       meta={"corpus": "ASAP (CC BY-NC-SA 4.0)", "train_performances": len(tr)},
+                       init_from=args.init_from)
+    sys.stdout.write(f"{args.out}: rendering network, {s['epochs']} epochs in {s['seconds']:.0f}s, "
+                     f"best validation loss {s['best_valid_loss']:.4f}\n")
+    return 0

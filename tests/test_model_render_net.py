@@ -1,0 +1,195 @@
+"""The rendering network and the rendering evaluation: score features, expression
+targets, a tiny BiGRU trained for seconds on synthetic performances whose expression
+follows known rules, ``perform --model`` with a rendering checkpoint, and the metrics
+``eval-model`` prints (all on generated data)."""
+
+from __future__ import annotations
+
+import argparse
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from robo_player.midi import read_midi, write_midi
+from robo_player.model import score_features as sf
+from robo_player.model.asap import Performance
+from robo_player.score import Note, Score
+
+torch = pytest.importorskip("torch")
+
+from robo_player.model import eval_render as er  # noqa: E402
+from robo_player.model import render_net as rn  # noqa: E402
+
+
+def synthetic(seed: int, folder: str = "Comp/P", bars: int = 16) -> Performance:
+    """A two-hand 4/4 piece of eighth-note and quarter-note bars, performed by rules the
+    network can learn: downbeats +20 velocity, left hand -15, pitch +0.5 a semitone;
+    quarter-note bars 35 % slower, eighth-note bars faster; legato (0.95) in quarter bars,
+    detached (0.5) in eighth bars; pedal down in quarter bars."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for b in range(bars):
+        kind = int(rng.integers(0, 2))  # 0: eighths, 1: quarters
+        step = 0.5 if kind == 0 else 1.0
+        for k in range(int(4 / step)):
+            q = b * 4 + k * step
+            rows.append((int(rng.integers(64, 80)), q, step, 1, kind))  # right hand
+            if k % 2 == 0:
+                rows.append((int(rng.integers(40, 55)), q, 2 * step, 2, kind))  # left hand
+    rows.sort(key=lambda r: (r[1], r[0]))
+    pitch = np.array([r[0] for r in rows], np.int16)
+    onset_q = np.array([r[1] for r in rows])
+    dur_q = np.array([r[2] for r in rows])
+    staff = np.array([r[3] for r in rows], np.int16)
+    kind = np.array([r[4] for r in rows])
+    bar_pos = np.mod(onset_q, 4.0)
+    # performance: a tempo per bar, integrated over the onsets
+    spq_bar = np.array([0.5 * (1.35 if kind[np.flatnonzero(np.floor(onset_q / 4) == b)[0]] else 0.85)
+                        for b in range(bars)])
+    qs = np.unique(onset_q)
+    t = np.r_[0.0, np.cumsum(np.diff(qs) * spq_bar[np.floor(qs[:-1] / 4).astype(int)])]
+    t_of = dict(zip(qs.tolist(), t.tolist(), strict=True))
+    spq = spq_bar[np.floor(onset_q / 4).astype(int)]
+    p_on = np.array([t_of[q] for q in onset_q]) + rng.normal(0, 0.005, len(rows))
+    p_dur = dur_q * spq * np.where(kind == 1, 0.95, 0.5)
+    vel = 50 + 20 * (bar_pos == 0) - 15 * (staff == 2) + 0.5 * (pitch - 60) + rng.normal(0, 3, len(rows))
+    vel = np.clip(np.round(vel), 1, 127).astype(np.int16)
+    pedal = []
+    for b in range(bars):
+        if spq_bar[b] > 0.5:
+            pedal += [(round((t_of[b * 4.0] + 0.02) * 1e6), 127), (round((t_of[b * 4.0] + 4 * spq_bar[b] - 0.05) * 1e6), 0)]
+    played = np.stack([pitch, np.round(p_on * 1e6), np.round(p_dur * 1e6), vel], 1).astype(np.int64)
+    m = len(rows)
+    return Performance(folder, f"S{seed}", pitch, onset_q, dur_q, bar_pos, np.full(m, 4.0),
+                       np.where(staff == 1, 1, 2).astype(np.int16), staff, np.zeros(m, np.int16),
+                       np.arange(m, dtype=np.int64), p_on, p_dur, vel, played,
+                       np.array(pedal, np.int64).reshape(-1, 2))
+
+
+def test_features_and_targets_are_finite_and_meaningful() -> None:
+    p = synthetic(0)
+    s = sf.from_performance(p)
+    f = sf.features(s)
+    assert f.shape == (len(p.pitch), sf.N_FEATURES) and np.isfinite(f).all()
+    y, ok = sf.targets(p)
+    assert ok.all() and np.isfinite(y).all()
+    assert np.allclose(y[:, 0], (p.p_vel - 64) / 32)
+    slow = p.dur_q[p.staff == 1] == 1.0
+    assert y[p.staff == 1][slow, 1].mean() > y[p.staff == 1][~slow, 1].mean() + 0.3  # tempo target
+    assert y[p.staff == 1][slow, 3].mean() > y[p.staff == 1][~slow, 3].mean() + 0.4  # legato vs detached
+    assert 0.2 < y[:, 4].mean() < 0.8  # pedal in some bars
+
+
+def test_render_notes_keeps_the_average_tempo() -> None:
+    p = synthetic(1)
+    s = sf.from_performance(p, sec_per_q=0.5)
+    rng = np.random.default_rng(0)
+    pred = np.zeros((len(p.pitch), 5))
+    pred[:, 1] = rng.normal(0, 0.3, len(p.pitch))
+    on, dur, vel, pedal = sf.render_notes(s, pred)
+    assert on.max() == pytest.approx((p.onset_q.max() - p.onset_q.min()) * 0.5, rel=0.06)
+    assert np.all(np.diff(np.unique(on)) > 0)
+    pred[:, 4] = 1.0
+    _, _, _, pedal = sf.render_notes(s, pred)
+    assert pedal and pedal[0][1] == 127 and pedal[-1][1] == 0
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[Performance]]:
+    """One tiny network for the module (a few seconds of CPU)."""
+    torch.set_num_threads(1)
+    train = [synthetic(i, f"Comp/T{i}") for i in range(16)]
+    valid = [synthetic(100 + i, f"Comp/V{i}") for i in range(3)]
+    out = tmp_path_factory.mktemp("render") / "render.pt"
+    s = rn.train_renderer(train, valid, out, rn.RenderConfig(hidden=24, layers=1, dropout=0.0),
+                          epochs=18, batch_size=8, seq_len=128, lr=1e-2, progress=False)
+    assert s["best_valid_loss"] < s["history"][0]["valid"]
+    return out, [synthetic(200 + i, "Comp/X") for i in range(3)]
+
+
+def test_tiny_renderer_learns_dynamics_and_tempo_beyond_the_rules(
+        trained: tuple[Path, list[Performance]]) -> None:
+    out, test = trained
+    model, meta = rn.load(out)
+    r = er.evaluate_rendering(test, {"model": er.model_renderer(model), "rules": er.rules,
+                                     "flat": er.flat})
+    rend = r["rendering"]
+    assert rend["model"]["velocity_r"] > 0.6 and rend["model"]["velocity_r"] > rend["rules"]["velocity_r"]
+    assert rend["model"]["tempo_r"] > 0.5 and rend["model"]["tempo_r"] > rend["rules"]["tempo_r"]
+    assert rend["model"]["articulation_r"] > 0.5
+    assert rend["model"]["velocity_mae"] < rend["flat"]["velocity_mae"]
+    assert math.isnan(rend["flat"]["velocity_r"]) and math.isnan(rend["flat"]["tempo_r"])  # constants
+    assert rend["human"]["performances"] == 3 and rend["human"]["velocity_r"] > 0.8  # same rules
+    d = r["distributions"]
+    assert d["model"]["overall"] < d["flat"]["overall"]
+    assert set(d["model"]) == {"velocity", "duration", "ioi", "pedal", "overall"}
+
+
+def test_perform_cli_with_a_rendering_checkpoint(tmp_path: Path,
+                                                trained: tuple[Path, list[Performance]]) -> None:
+    from robo_player.errors import UsageError
+    from robo_player.model import cli as model_cli
+
+    out, _ = trained
+    notes = []
+    for b in range(8):
+        for k in range(8):
+            notes.append(Note(64 + (k % 5), (b * 8 + k) * 250_000, 240_000, 80, track=0))
+        notes.append(Note(43, b * 2_000_000, 1_900_000, 80, track=1))
+    src = tmp_path / "plain.mid"
+    write_midi(Score(notes=notes), src)
+    ap = argparse.ArgumentParser()
+    model_cli.register(ap.add_subparsers())
+    args = ap.parse_args(["perform", str(src), "--model", str(out), "--out", str(tmp_path / "o.mid")])
+    assert args.func(args) == 0
+    got = read_midi(tmp_path / "o.mid")
+    assert len(got.notes) == len(notes)
+    vel = np.array([n.velocity for n in got.notes])
+    assert vel.std() > 3  # dynamics, not one level
+    assert got.duration_s == pytest.approx(Score(notes=notes).duration_s, rel=0.35)
+    args = ap.parse_args(["perform", str(src), "--model", str(out), "--temperature", "0.5",
+                          "--out", str(tmp_path / "o2.mid")])
+    with pytest.raises(UsageError, match="deterministic"):
+        args.func(args)
+
+
+def test_pearson_is_undefined_for_constants() -> None:
+    assert math.isnan(sf.pearson(np.ones(10), np.arange(10.0)))
+    assert sf.pearson(np.arange(10.0), 2 * np.arange(10.0) + 1) == pytest.approx(1.0)
+    assert math.isnan(sf.pearson(np.array([1.0, np.nan]), np.array([1.0, 2.0])))
+
+
+def test_eval_model_on_an_asap_folder_prints_json_with_rendering(
+        tmp_path: Path, trained: tuple[Path, list[Performance]],
+        capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    from test_model_asap import make_asap
+
+    from robo_player.model import cli as model_cli
+    from robo_player.model.cli import DEFAULT_MODEL
+
+    if not DEFAULT_MODEL.is_file():
+        pytest.skip("no shipped model")
+    root = make_asap(tmp_path / "asap", [f"Comp/Piece_{i}" for i in range(30)])
+    out, _ = trained
+    ap = argparse.ArgumentParser()
+    model_cli.register(ap.add_subparsers())
+    args = ap.parse_args(["eval-model", "--corpus", f"asap:{root}", "--cache", str(tmp_path / "c"),
+                          "--lstm", str(DEFAULT_MODEL), "--transformer", str(DEFAULT_MODEL),
+                          "--render-model", str(out), "--ngram-order", "2", "--samples", "1",
+                          "--sample-seconds", "1", "--json"])
+    assert args.func(args) == 0
+    text = capsys.readouterr().out
+    assert "NaN" not in text
+    res = json.loads(text)
+    assert set(res["models"]) >= {"shipped", "ngram2"}
+    assert res["models"]["shipped"]["nll_per_event"] > 0
+    assert set(res["rendering"]) == {"model", "rules", "flat", "human"}
+    for m in res["rendering"].values():
+        assert set(m) == {"velocity_r", "tempo_r", "articulation_r", "velocity_mae", "performances"}
+        assert m["velocity_r"] is None  # four-note scores: too short to compare (null, not NaN)
+    assert res["alignment_rate"] == pytest.approx(0.6)
+    assert "velocity_spread" in res["samples"]["shipped"] and "pedal_use" in res["samples"]["shipped"]
