@@ -56,7 +56,6 @@ ALLOWED: dict[str, frozenset[str]] = {
     "rules": UTIL | {"spec", "plan"},
     "planner": UTIL | {"score", "spec", "plan", "rules"},
     "actuation": UTIL | {"spec", "plan", "performance"},  # what a plan op does to an output
-    "motion": frozenset(),  # a positioner's step profile (the firmware's generator in Python)
     # the calibrator plans test strikes and plays them through the Device interface
     "calibrator": UTIL | {"spec", "plan", "rules", "planner", "performance", "driver", "hearing"},
     # hearing: onsets and loudness in audio, clock alignment, microphones, verify (host side)

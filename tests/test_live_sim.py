@@ -212,3 +212,20 @@ def test_20_note_chords_keep_the_supply_budget_and_nothing_is_lost(port: str) ->
     assert st.outcomes == {"on_time": 60 - st.supply_waits, "late": st.supply_waits}
     assert perf.extra["commands"] == {"played": session.submitted}
     assert len(perf.heard) == 60 and perf.coil_failures == []
+
+
+@pytest.mark.parametrize("port", ["sim://", "vmcu://"])
+def test_status_line_shows_rate_latency_jitter_link_and_drops(port: str) -> None:
+    from robo_player.live.cli import status_line
+
+    spec61 = load_spec("piano-61-diy")
+    planner = LivePlanner(spec61, None, LiveOptions(min_velocity=64))
+    with open_port(port, spec61) as dev:
+        _, session = run_virtual(dev, planner, notes(8))
+        line = status_line(planner, session, 3.0)
+    assert line.startswith("  3.0 notes/s  D ")
+    assert f"D {planner.latency_us / 1000:.1f} ms" in line
+    assert "jitter planned" in line and "host" in line
+    assert f"range {planner.stats.outcomes['dropped_out_of_range']}" in line
+    # a firmware link reports its statistics; the simulator has no link
+    assert ("link:" in line) == (port != "sim://")

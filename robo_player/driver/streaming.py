@@ -112,12 +112,13 @@ class StreamRun:
 
     def advance(self, until_t_us: int, progress: Progress | None = None) -> None:
         """Keep streaming until performance time ``until_t_us`` (or a fault); the loop's
-        read waits no longer than the time left, so it returns once that time is reached."""
+        read waits no longer than the time left (and at most a step's 20 ms, so status
+        polls and fault checks keep their pace), so it returns once that time is reached."""
         while self.error is None:
             left_s = (until_t_us - self.t_us_now()) * 1e-6
             if left_s <= 0:
                 break
-            self.step(progress, max_wait_s=left_s)
+            self.step(progress, max_wait_s=min(left_s, 0.02))
 
     def step(self, progress: Progress | None = None, max_wait_s: float = 0.02) -> None:
         """One round of the loop (a fault is kept in :attr:`error`, not raised); its read

@@ -313,13 +313,29 @@ class _Status:
         st = self.planner.stats
         rate = (st.notes_in - self.notes) / (now - self.last)
         self.last, self.notes = now, st.notes_in
-        o = st.outcomes
-        recent = st.delays_us[-200:]
-        jitter = statistics.pstdev(recent) / 1000 if len(recent) > 1 else 0.0
-        print(
-            f"\r{rate:5.1f} notes/s  D {self.planner.latency_us / 1000:.1f} ms  "
-            f"planned jitter {jitter:.2f} ms  late {o['late']}  merged {o['merged']}  "
-            f"dropped: range {o['dropped_out_of_range']} heat {o['dropped_heat']} "
-            f"rate {o['dropped_rate']}",
-            end="", file=sys.stderr, flush=True,
-        )  # fmt: skip
+        print("\r" + status_line(self.planner, session, rate), end="", file=sys.stderr, flush=True)
+
+
+def status_line(planner: LivePlanner, session: LiveSession, rate: float) -> str:
+    """notes/s, the latency in use, the planned and the measured jitter (host latency:
+    MIDI message in -> its commands written), link statistics, drops with their reasons."""
+    st = planner.stats
+    o = st.outcomes
+    recent = st.delays_us[-200:]
+    jitter = statistics.pstdev(recent) / 1000 if len(recent) > 1 else 0.0
+    host = session.host_us[-200:]
+    host_jitter = statistics.pstdev(host) / 1000 if len(host) > 1 else 0.0
+    line = (
+        f"{rate:5.1f} notes/s  D {planner.latency_us / 1000:.1f} ms  "
+        f"jitter planned {jitter:.2f} ms, host {host_jitter:.2f} ms  late {o['late']}  "
+        f"merged {o['merged']}  dropped: range {o['dropped_out_of_range']} "
+        f"heat {o['dropped_heat']} rate {o['dropped_rate']}"
+    )
+    fw = getattr(session.device, "last_session", None)
+    if fw is not None and hasattr(fw, "link_stats"):
+        ls = fw.link_stats()
+        line += (
+            f"  link: {ls['bytes_sent']} B out, {ls['retransmits']} resent, "
+            f"{ls['crc_errors'] + ls['framing_errors']} bad frames"
+        )
+    return line
