@@ -171,40 +171,17 @@ class Truth:
 
     def save(self, path: str | Path) -> None:
         """Write YAML (or JSON for a ``.json`` name) atomically: temp file, then rename."""
-        path = Path(path)
-        doc = self.to_dict()
-        if path.suffix.lower() == ".json":
-            text = json.dumps(doc, indent=1)
-        else:
-            text = yaml.dump(doc, Dumper=_YAML_DUMPER, sort_keys=False, default_flow_style=None)
-        write_text(path, text)
+        save_truth_doc(path, self.to_dict())
 
     @classmethod
     def load(cls, path: str | Path) -> Truth:
         """Read and validate a truth file; SpecError naming the file and place on any fault."""
-        path = Path(path)
-        try:
-            text = path.read_text(encoding="utf-8")
-        except OSError as err:
-            raise SpecError(f"{path}: cannot read truth file: {err.strerror}") from err
-        try:
-            doc = json.loads(text) if path.suffix.lower() == ".json" else yaml.load(text, Loader=_YAML_LOADER)
-        except (json.JSONDecodeError, yaml.YAMLError) as err:
-            raise SpecError(f"{path}: not valid {'JSON' if path.suffix.lower() == '.json' else 'YAML'}: {err}") from err
-        return cls.from_dict(doc, where=str(path))
+        return cls.from_dict(load_truth_doc(path), where=str(path))
 
     @classmethod
     def from_dict(cls, doc: object, where: str = "<truth>") -> Truth:
-        if not isinstance(doc, Mapping) or doc.get("format") != TRUTH_FORMAT:
-            raise SpecError(f"{where}: not a robo_player truth file (format must be {TRUTH_FORMAT!r})")
-        if doc.get("version") != TRUTH_VERSION:
-            raise SpecError(
-                f"{where}: version: {doc.get('version')!r} unsupported (allowed: {TRUTH_VERSION})"
-            )
-        allowed = {"format", "version", "spec", "seed", "pedal_latency_us", "keys"}
-        unknown = sorted(set(doc) - allowed)
-        if unknown:
-            raise SpecError(f"{where}: unknown field {unknown[0]!r} (allowed: {sorted(allowed)})")
+        doc = check_truth_header(doc, where, "a robo_player truth file", TRUTH_FORMAT, TRUTH_VERSION,
+                                 {"pedal_latency_us", "keys"})  # fmt: skip
         pl = doc.get("pedal_latency_us")
         if not isinstance(pl, int) or isinstance(pl, bool) or not 0 <= pl <= 10_000_000:
             raise SpecError(f"{where}: pedal_latency_us: {pl!r} must be an integer in 0..10000000")
@@ -254,3 +231,44 @@ class Truth:
             pedal_latency_us=pl,
             seed=seed,
         )
+
+
+# -- truth files (the piano's and the guitar's) ----------------------------------------
+
+
+def save_truth_doc(path: str | Path, doc: Mapping[str, Any]) -> None:
+    """Write a truth document as YAML (or JSON for a ``.json`` name), atomically."""
+    path = Path(path)
+    if path.suffix.lower() == ".json":
+        text = json.dumps(doc, indent=1)
+    else:
+        text = yaml.dump(dict(doc), Dumper=_YAML_DUMPER, sort_keys=False, default_flow_style=None)
+    write_text(path, text)
+
+
+def load_truth_doc(path: str | Path) -> object:
+    """Read a truth file's document; SpecError naming the file on any fault."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as err:
+        raise SpecError(f"{path}: cannot read truth file: {err.strerror}") from err
+    try:
+        return json.loads(text) if path.suffix.lower() == ".json" else yaml.load(text, Loader=_YAML_LOADER)
+    except (json.JSONDecodeError, yaml.YAMLError) as err:
+        raise SpecError(f"{path}: not valid {'JSON' if path.suffix.lower() == '.json' else 'YAML'}: {err}") from err
+
+
+def check_truth_header(doc: object, where: str, what: str, fmt: str, version: int,
+                       fields_: set[str]) -> Mapping[str, Any]:  # fmt: skip
+    """The document's format, version and top-level fields (``fields_`` besides format,
+    version, spec and seed); SpecError naming ``where`` otherwise."""
+    if not isinstance(doc, Mapping) or doc.get("format") != fmt:
+        raise SpecError(f"{where}: not {what} (format must be {fmt!r})")
+    if doc.get("version") != version:
+        raise SpecError(f"{where}: version: {doc.get('version')!r} unsupported (allowed: {version})")
+    allowed = {"format", "version", "spec", "seed"} | fields_
+    unknown = sorted(set(doc) - allowed)
+    if unknown:
+        raise SpecError(f"{where}: unknown field {unknown[0]!r} (allowed: {sorted(allowed)})")
+    return doc

@@ -31,7 +31,6 @@ Files (YAML, or JSON for a ``.json`` name)::
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
@@ -39,12 +38,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 
 from ...errors import SpecError
-from ...fileio import write_text
 from ...spec.actuators import ActuatorKind
 from ...spec.guitar import GuitarSpec
+from ..truth import check_truth_header, load_truth_doc, save_truth_doc
 
 TRUTH_FORMAT = "robo_player.guitar_truth"
 TRUTH_VERSION = 1
@@ -192,35 +190,16 @@ class GuitarTruth:
         }
 
     def save(self, path: str | Path) -> None:
-        path = Path(path)
-        doc = self.to_dict()
-        text = json.dumps(doc, indent=1) if path.suffix.lower() == ".json" else yaml.safe_dump(
-            doc, sort_keys=False, default_flow_style=None)  # fmt: skip
-        write_text(path, text)
+        save_truth_doc(path, self.to_dict())
 
     @classmethod
     def load(cls, path: str | Path) -> GuitarTruth:
-        path = Path(path)
-        try:
-            text = path.read_text(encoding="utf-8")
-            doc = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
-        except OSError as err:
-            raise SpecError(f"{path}: cannot read truth file: {err.strerror}") from err
-        except (json.JSONDecodeError, yaml.YAMLError) as err:
-            raise SpecError(f"{path}: not a valid truth file: {err}") from err
-        return cls.from_dict(doc, str(path))
+        return cls.from_dict(load_truth_doc(path), str(path))
 
     @classmethod
     def from_dict(cls, doc: object, where: str = "<truth>") -> GuitarTruth:
-        if not isinstance(doc, Mapping) or doc.get("format") != TRUTH_FORMAT:
-            raise SpecError(f"{where}: not a guitar truth file (format must be {TRUTH_FORMAT!r})")
-        if doc.get("version") != TRUTH_VERSION:
-            raise SpecError(f"{where}: version: {doc.get('version')!r} unsupported "
-                            f"(allowed: {TRUTH_VERSION})")  # fmt: skip
-        allowed = {"format", "version", "spec", "seed", "strings", "pressers", "carriages"}
-        unknown = sorted(set(doc) - allowed)
-        if unknown:
-            raise SpecError(f"{where}: unknown field {unknown[0]!r} (allowed: {sorted(allowed)})")
+        doc = check_truth_header(doc, where, "a guitar truth file", TRUTH_FORMAT, TRUTH_VERSION,
+                                 {"strings", "pressers", "carriages"})  # fmt: skip
         names = [f.name for f in fields(StringTruth)]
         strings = []
         raw = doc.get("strings")
