@@ -163,7 +163,13 @@ def render_wav(
         odd = sorted({h.pitch for h in performance.heard if not spec.has_pitch(h.pitch)})
         if odd:
             log.warning("heard pitches outside %s: %s", spec.name, odd[:10])
-    y = render_audio(performance, sample_rate=sample_rate)
+    return write_pcm_wav(render_audio(performance, sample_rate=sample_rate), path, sample_rate,
+                         len(performance.heard))  # fmt: skip
+
+
+def write_pcm_wav(y: np.ndarray, path: str | Path, sample_rate: int, n_notes: int) -> Path:
+    """Normalise ``y`` (float32, modified in place) to :data:`PEAK` and write it as 16-bit
+    mono PCM WAV, atomically (the piano's and the guitar's renderings)."""
     peak = float(np.abs(y).max()) if len(y) else 0.0
     if peak > 0.0:
         y *= np.float32(PEAK / peak)
@@ -174,5 +180,5 @@ def render_wav(
         wf.setsampwidth(2)
         wf.setframerate(sample_rate)
         wf.writeframes(pcm.tobytes())
-    log.info("wrote %s: %.2f s of audio, %d notes", path, len(pcm) / sample_rate, len(performance.heard))
+    log.info("wrote %s: %.2f s of audio, %d notes", path, len(pcm) / sample_rate, n_notes)
     return path

@@ -35,18 +35,14 @@ that factor. :func:`ks_reference` is the sample-by-sample loop, for the tests.
 from __future__ import annotations
 
 import functools
-import logging
 import math
-import wave
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ...fileio import atomic_open
 from ...performance import HeardNote, Performance
-
-log = logging.getLogger(__name__)
+from ..audio import write_pcm_wav
 
 SAMPLE_RATE = 44100
 PICK_POSITION = 0.13  # fraction of the string from the bridge
@@ -54,7 +50,6 @@ DAMPER_TAU_S = 0.010  # the damper's cut: time constant of the fade
 FADE_TAUS = 6  # render the cut this many time constants
 MAX_RING_S = 6.0  # an undamped note rings at most this long
 PAD_S = 0.25
-PEAK = 0.9
 BUZZ_S = 0.04  # the rattle of a buzzed note
 _WRAP = 1e-7  # r^M: how much of the response may wrap around the FFT's circle
 
@@ -250,19 +245,8 @@ def render_wav(performance: Performance, path: str | Path, *, sample_rate: int =
     :func:`robo_player.sim.audio.render_wav`, with the guitar's voice)."""
     if not 8000 <= sample_rate <= 192_000:
         raise ValueError(f"sample_rate {sample_rate} out of range (allowed: 8000..192000)")
-    y = render_audio(performance, sample_rate=sample_rate)
-    peak = float(np.abs(y).max()) if len(y) else 0.0
-    if peak > 0.0:
-        y *= np.float32(PEAK / peak)
-    pcm = np.clip(np.rint(y * 32767.0), -32768, 32767).astype("<i2")
-    path = Path(path)
-    with atomic_open(path, "wb") as fh, wave.open(fh, "wb") as wf:
-        wf.setnchannels(1)
-        wf.setsampwidth(2)
-        wf.setframerate(sample_rate)
-        wf.writeframes(pcm.tobytes())
-    log.info("wrote %s: %.2f s of audio, %d notes", path, len(pcm) / sample_rate, len(performance.heard))
-    return path
+    return write_pcm_wav(render_audio(performance, sample_rate=sample_rate), path, sample_rate,
+                         len(performance.heard))  # fmt: skip
 
 
 __all__ = ["allpass_coefficient", "excitation", "ks_reference", "loop_params", "render_audio",
