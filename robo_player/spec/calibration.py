@@ -23,6 +23,7 @@ from __future__ import annotations
 import bisect
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -145,63 +146,17 @@ class Calibration:
             "strikes_per_key": round(self.strikes_per_key, 3),
             "pedal_latency_us": self.pedal_latency_us,
             **({"simulated": dict(self.simulated)} if self.simulated else {}),
-            "keys": {
-                p: {
-                    "threshold": round(c.threshold, 6),
-                    "strikes": c.strikes,
-                    "drive": [round(x, 6) for x in c.drive],
-                    "velocity": [round(x, 4) for x in c.velocity],
-                    "latency_us": [round(x, 1) for x in c.latency_us],
-                    **({"return_us": round(c.return_us, 1)} if c.return_us is not None else {}),
-                }
-                for p, c in sorted(self.keys.items())
-            },
+            "keys": {p: curve_to_doc(c, pitch=False) for p, c in sorted(self.keys.items())},
         }
         write_text(path, yaml.safe_dump(doc, sort_keys=False, default_flow_style=None))
 
     @classmethod
     def load(cls, path: str | Path) -> Calibration:
         path = Path(path)
-        try:
-            doc = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except OSError as err:
-            raise CalibrationError(f"{path}: cannot read calibration: {err.strerror}") from err
-        except yaml.YAMLError as err:
-            raise CalibrationError(f"{path}: not valid YAML: {err}") from err
-        if not isinstance(doc, dict) or doc.get("format") != CAL_FORMAT:
-            raise CalibrationError(f"{path}: not a robo_player calibration file")
-        if doc.get("version") != CAL_VERSION:
-            raise CalibrationError(
-                f"{path}: version: {doc.get('version')!r} unsupported (allowed: {CAL_VERSION})"
-            )
+        doc = read_calibration_doc(path)
         keys: dict[int, KeyCurve] = {}
         for p, k in (doc.get("keys") or {}).items():
-            where = f"{path}: keys.{p}"
-            try:
-                drive = tuple(float(x) for x in k["drive"])
-                vel = tuple(float(x) for x in k["velocity"])
-                lat = tuple(float(x) for x in k["latency_us"])
-                thr = float(k["threshold"])
-                strikes = int(k.get("strikes", 0))
-                ret = k.get("return_us")
-                return_us = float(ret) if ret is not None else None
-            except (KeyError, TypeError, ValueError) as err:
-                raise CalibrationError(f"{where}: malformed curve: {err}") from err
-            if not (len(drive) == len(vel) == len(lat) >= 1):
-                raise CalibrationError(f"{where}: drive, velocity and latency_us differ in length")
-            if any(b <= a for a, b in zip(drive, drive[1:], strict=False)):
-                raise CalibrationError(f"{where}.drive: must be strictly increasing")
-            if any(b < a for a, b in zip(vel, vel[1:], strict=False)):
-                raise CalibrationError(f"{where}.velocity: must be non-decreasing")
-            if not 0.0 <= thr < drive[0] <= 1.0 or drive[-1] > 1.0:
-                raise CalibrationError(
-                    f"{where}: threshold {thr} and drive range must satisfy 0 <= threshold < drive <= 1"
-                )
-            if return_us is not None and not 1_000 <= return_us <= 1_000_000:
-                raise CalibrationError(
-                    f"{where}.return_us: {return_us} is out of range (allowed 1000..1000000)"
-                )
-            keys[int(p)] = KeyCurve(int(p), thr, drive, vel, lat, strikes, return_us)
+            keys[int(p)] = curve_from_doc(k, int(p), f"{path}: keys.{p}")
         pl = doc.get("pedal_latency_us")
         sim = doc.get("simulated")
         if sim is not None and not (
@@ -220,3 +175,67 @@ class Calibration:
             pedal_latency_us=int(pl) if pl is not None else None,
             simulated=dict(sim) if sim is not None else None,
         )
+
+
+# -- calibration files (the piano's and the guitar's) ----------------------------------
+
+
+def read_calibration_doc(path: Path) -> dict[str, Any]:
+    """A calibration file's document, its format and version checked; CalibrationError
+    naming the file otherwise."""
+    try:
+        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as err:
+        raise CalibrationError(f"{path}: cannot read calibration: {err.strerror}") from err
+    except yaml.YAMLError as err:
+        raise CalibrationError(f"{path}: not valid YAML: {err}") from err
+    if not isinstance(doc, dict) or doc.get("format") != CAL_FORMAT:
+        raise CalibrationError(f"{path}: not a robo_player calibration file")
+    if doc.get("version") != CAL_VERSION:
+        raise CalibrationError(
+            f"{path}: version: {doc.get('version')!r} unsupported (allowed: {CAL_VERSION})"
+        )
+    return doc
+
+
+def curve_to_doc(c: KeyCurve, pitch: bool = True) -> dict[str, Any]:
+    """A curve as a calibration file writes it (``pitch``: with its pitch field)."""
+    return {
+        **({"pitch": c.pitch} if pitch else {}),
+        "threshold": round(c.threshold, 6),
+        "strikes": c.strikes,
+        "drive": [round(x, 6) for x in c.drive],
+        "velocity": [round(x, 4) for x in c.velocity],
+        "latency_us": [round(x, 1) for x in c.latency_us],
+        **({"return_us": round(c.return_us, 1)} if c.return_us is not None else {}),
+    }
+
+
+def curve_from_doc(k: Any, pitch: int, where: str) -> KeyCurve:
+    """A curve read back and checked (drive strictly increasing, velocity non-decreasing,
+    0 <= threshold < drive <= 1, return time in range); CalibrationError naming ``where``."""
+    try:
+        drive = tuple(float(x) for x in k["drive"])
+        vel = tuple(float(x) for x in k["velocity"])
+        lat = tuple(float(x) for x in k["latency_us"])
+        thr = float(k["threshold"])
+        strikes = int(k.get("strikes", 0))
+        ret = k.get("return_us")
+        return_us = float(ret) if ret is not None else None
+    except (KeyError, TypeError, ValueError, AttributeError) as err:
+        raise CalibrationError(f"{where}: malformed curve: {err}") from err
+    if not (len(drive) == len(vel) == len(lat) >= 1):
+        raise CalibrationError(f"{where}: drive, velocity and latency_us differ in length")
+    if any(b <= a for a, b in zip(drive, drive[1:], strict=False)):
+        raise CalibrationError(f"{where}.drive: must be strictly increasing")
+    if any(b < a for a, b in zip(vel, vel[1:], strict=False)):
+        raise CalibrationError(f"{where}.velocity: must be non-decreasing")
+    if not 0.0 <= thr < drive[0] <= 1.0 or drive[-1] > 1.0:
+        raise CalibrationError(
+            f"{where}: threshold {thr} and drive range must satisfy 0 <= threshold < drive <= 1"
+        )
+    if return_us is not None and not 1_000 <= return_us <= 1_000_000:
+        raise CalibrationError(
+            f"{where}.return_us: {return_us} is out of range (allowed 1000..1000000)"
+        )
+    return KeyCurve(pitch, thr, drive, vel, lat, strikes, return_us)

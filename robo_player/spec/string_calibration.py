@@ -30,20 +30,16 @@ import yaml
 
 from ..errors import CalibrationError
 from ..fileio import write_text
-from .calibration import CAL_FORMAT, CAL_VERSION, KeyCurve
+from .calibration import (
+    CAL_FORMAT,
+    CAL_VERSION,
+    KeyCurve,
+    curve_from_doc,
+    curve_to_doc,
+    read_calibration_doc,
+)
 
 __all__ = ["StringCalibration"]
-
-
-def _curve_doc(c: KeyCurve) -> dict[str, Any]:
-    return {
-        "pitch": c.pitch,
-        "threshold": round(c.threshold, 6),
-        "strikes": c.strikes,
-        "drive": [round(x, 6) for x in c.drive],
-        "velocity": [round(x, 4) for x in c.velocity],
-        "latency_us": [round(x, 1) for x in c.latency_us],
-    }
 
 
 @dataclass(slots=True)
@@ -85,7 +81,7 @@ class StringCalibration:
             "spec": self.spec_name,
             "spec_hash": self.spec_hash,
             "picks_per_picker": round(self.strikes_per_key, 3),
-            "pickers": {s: _curve_doc(c) for s, c in sorted(self.pickers.items())},
+            "pickers": {s: curve_to_doc(c) for s, c in sorted(self.pickers.items())},
             "settle_us": dict(sorted(self.settle_us.items())),
         }
         write_text(Path(path), yaml.safe_dump(doc, sort_keys=False, default_flow_style=None))
@@ -93,18 +89,7 @@ class StringCalibration:
     @classmethod
     def load(cls, path: str | Path) -> StringCalibration:
         path = Path(path)
-        try:
-            doc = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except OSError as err:
-            raise CalibrationError(f"{path}: cannot read calibration: {err.strerror}") from err
-        except yaml.YAMLError as err:
-            raise CalibrationError(f"{path}: not valid YAML: {err}") from err
-        if not isinstance(doc, dict) or doc.get("format") != CAL_FORMAT:
-            raise CalibrationError(f"{path}: not a robo_player calibration file")
-        if doc.get("version") != CAL_VERSION:
-            raise CalibrationError(
-                f"{path}: version: {doc.get('version')!r} unsupported (allowed: {CAL_VERSION})"
-            )
+        doc = read_calibration_doc(path)
         if doc.get("family") not in ("guitar", "bass"):
             raise CalibrationError(
                 f"{path}: family: {doc.get('family')!r} is not a guitar or bass calibration "
@@ -114,24 +99,10 @@ class StringCalibration:
         for s, k in (doc.get("pickers") or {}).items():
             where = f"{path}: pickers.{s}"
             try:
-                drive = tuple(float(x) for x in k["drive"])
-                vel = tuple(float(x) for x in k["velocity"])
-                lat = tuple(float(x) for x in k["latency_us"])
-                curve = KeyCurve(int(k["pitch"]), float(k["threshold"]), drive, vel, lat,
-                                 int(k.get("strikes", 0)))  # fmt: skip
+                pitch = int(k["pitch"])
             except (KeyError, TypeError, ValueError) as err:
                 raise CalibrationError(f"{where}: malformed curve: {err}") from err
-            if not (len(drive) == len(vel) == len(lat) >= 1):
-                raise CalibrationError(f"{where}: drive, velocity and latency_us differ in length")
-            if any(b <= a for a, b in zip(drive, drive[1:], strict=False)):
-                raise CalibrationError(f"{where}.drive: must be strictly increasing")
-            if any(b < a for a, b in zip(vel, vel[1:], strict=False)):
-                raise CalibrationError(f"{where}.velocity: must be non-decreasing")
-            if not 0.0 <= curve.threshold < drive[0] <= 1.0 or drive[-1] > 1.0:
-                raise CalibrationError(
-                    f"{where}: threshold {curve.threshold} and drive range must satisfy "
-                    "0 <= threshold < drive <= 1"
-                )
+            curve = curve_from_doc(k, pitch, where)
             pickers[int(s)] = curve
         settle: dict[str, int] = {}
         for role, v in (doc.get("settle_us") or {}).items():
