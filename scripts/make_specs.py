@@ -194,6 +194,28 @@ def render(b: Build) -> str:
     return "\n".join(lines) + "\n"
 
 
+# What both piano builds share: the strike's pulse limits, the pipeline and repeat timing,
+# and the coil's thermal limits apart from its time constant and heat capacity.
+PIANO_STRIKE = {
+    "min_pulse_us": 5000,
+    "max_pulse_us": 40000,
+    "default_pulse_us": 35000,
+    "hold_duty": 0.35,
+    "min_drive": 0.2,
+}
+PIANO_TIMING = {"pipeline_delay_us": 300000, "min_repeat_us": 100000, "key_return_us": 70000}
+
+
+def piano_thermal(tau_s: float, heat_capacity_j_per_k: float) -> dict[str, object]:
+    return {
+        "max_on_us": 20_000_000,
+        "coil_tau_s": tau_s,
+        "coil_heat_capacity_j_per_k": heat_capacity_j_per_k,
+        "coil_max_rise_k": 60.0,
+        "watchdog_ms": 300,
+    }
+
+
 GRAND = Build(
     name="piano-88-grand",
     description=(
@@ -221,22 +243,10 @@ Power: 48 V / 10 ohm = 4.8 A per coil at full drive; 8 strikes = 38.4 A < 40 A.
     ],
     pwm_bits=12,
     pedal={"channel": 88, "board": "pca5", "pwm_bits": 12, "latency_us": 45000, "hold_duty": 0.35},
-    strike={
-        "min_pulse_us": 5000,
-        "max_pulse_us": 40000,
-        "default_pulse_us": 35000,
-        "hold_duty": 0.35,
-        "min_drive": 0.2,
-    },
-    thermal={
-        "max_on_us": 20_000_000,
-        "coil_tau_s": 30.0,
-        "coil_heat_capacity_j_per_k": 25.0,
-        "coil_max_rise_k": 60.0,
-        "watchdog_ms": 300,
-    },
+    strike=PIANO_STRIKE,
+    thermal=piano_thermal(tau_s=30.0, heat_capacity_j_per_k=25.0),
     power={"supply_v": 48.0, "supply_a": 40.0, "coil_ohm": 10.0, "max_simultaneous_strikes": 8},
-    timing={"pipeline_delay_us": 300000, "min_repeat_us": 100000, "key_return_us": 70000},
+    timing=PIANO_TIMING,
 )
 
 DIY = Build(
@@ -256,22 +266,10 @@ Power: 24 V / 8 ohm = 3 A per coil at full drive; 4 strikes = 12 A < 15 A.
     boards=[{"id": "mcu", "kind": "direct", "channels": 61, "pwm_bits": 8, "pwm_hz": 490}],
     pwm_bits=8,
     pedal=None,
-    strike={
-        "min_pulse_us": 5000,
-        "max_pulse_us": 40000,
-        "default_pulse_us": 35000,
-        "hold_duty": 0.35,
-        "min_drive": 0.2,
-    },
-    thermal={
-        "max_on_us": 20_000_000,
-        "coil_tau_s": 25.0,
-        "coil_heat_capacity_j_per_k": 15.0,
-        "coil_max_rise_k": 60.0,
-        "watchdog_ms": 300,
-    },
+    strike=PIANO_STRIKE,
+    thermal=piano_thermal(tau_s=25.0, heat_capacity_j_per_k=15.0),
     power={"supply_v": 24.0, "supply_a": 15.0, "coil_ohm": 8.0, "max_simultaneous_strikes": 4},
-    timing={"pipeline_delay_us": 300000, "min_repeat_us": 100000, "key_return_us": 70000},
+    timing=PIANO_TIMING,
 )
 
 # ---------------------------------------------------------------------------------
@@ -378,6 +376,25 @@ def _out(ch: int, board: str, bits: int = 12) -> dict[str, object]:
     return {"channel": ch, "board": board, "pwm_bits": bits}
 
 
+def _pca(board_id: str, address: int) -> dict[str, object]:
+    """A PCA9685 board: 16 channels, 12-bit PWM at 1 kHz."""
+    return {"id": board_id, "kind": "pca9685", "channels": 16, "pwm_bits": 12, "pwm_hz": 1000,
+            "i2c_address": address}  # fmt: skip
+
+
+def guitar_timing(**overrides: object) -> dict[str, object]:
+    """The fretting and picking timing every guitar build starts from, with its changes."""
+    timing: dict[str, object] = {
+        "pipeline_delay_us": 500000, "pick_pulse_us": 15000, "min_repeat_us": 45000,
+        "fret_settle_us": 25000, "press_pulse_us": 20000, "press_hold_duty": 0.4,
+        "release_us": 15000, "damp_us": 30000, "min_sound_us": 40000, "travel_margin": 0.15,
+    }  # fmt: skip
+    unknown = set(overrides) - set(timing)
+    if unknown:
+        raise KeyError(f"guitar_timing: unknown keys {sorted(unknown)}")
+    return {**timing, **overrides}
+
+
 def _matrix_strings() -> list[dict[str, object]]:
     out: list[dict[str, object]] = []
     for s in range(6):
@@ -427,18 +444,13 @@ Robotic guitar, matrix mechanism: 6 strings x 19 fret solenoids (114), 6 dampers
 (string s, fret f on s*19+f-1), dampers on 114..119; pickers on MCU pins 128..133.
 """,
     boards=[
-        {"id": f"frets{i}", "kind": "pca9685", "channels": 16, "pwm_bits": 12, "pwm_hz": 1000,
-         "i2c_address": 0x40 + i}
-        for i in range(8)
+        _pca(f"frets{i}", 0x40 + i) for i in range(8)
     ] + [{"id": "mcu", "kind": "direct", "channels": 6, "pwm_bits": 10, "pwm_hz": 20000}],
     neck={"mechanism": "matrix", "scale_length_mm": 648.0, "neck_length_mm": 450.0,
           "frets": 19, "capo": 0},
     tunings=GUITAR_TUNING,
     strings=_matrix_strings(),
-    timing={"pipeline_delay_us": 100000, "pick_pulse_us": 15000, "min_repeat_us": 45000,
-            "fret_settle_us": 25000, "press_pulse_us": 20000, "press_hold_duty": 0.4,
-            "release_us": 10000, "damp_us": 30000, "min_sound_us": 40000,
-            "travel_margin": 0.15},
+    timing=guitar_timing(pipeline_delay_us=100000, release_us=10000),
     thermal=GUITAR_THERMAL,
     power={"supply_v": 24.0, "supply_a": 30.0, "coil_ohm": 12.0, "max_simultaneous_strikes": 12},
     pick_latency=(40000, 30000),
@@ -459,10 +471,8 @@ presser, a picker and a damper. 2 x PCA9685 at 0x40, 0x41: pickers 0..5, dampers
 6..11, pressers 12..17; carriages on the MCU's step/dir outputs 32..37.
 """,
     boards=[
-        {"id": "coils0", "kind": "pca9685", "channels": 16, "pwm_bits": 12, "pwm_hz": 1000,
-         "i2c_address": 0x40},
-        {"id": "coils1", "kind": "pca9685", "channels": 16, "pwm_bits": 12, "pwm_hz": 1000,
-         "i2c_address": 0x41},
+        _pca("coils0", 0x40),
+        _pca("coils1", 0x41),
         {"id": "steppers", "kind": "direct", "channels": 6, "pwm_bits": 12, "pwm_hz": 1000},
     ],
     neck={"mechanism": "slider", "scale_length_mm": 648.0, "neck_length_mm": 450.0,
@@ -471,10 +481,7 @@ presser, a picker and a damper. 2 x PCA9685 at 0x40, 0x41: pickers 0..5, dampers
     strings=_slider_strings(6, [("coils0", 0), ("coils1", 16)],
                             {"drive": "step_dir", "travel_mm": 440.0, "max_speed_mm_s": 3000.0,
                              "accel_mm_s2": 50000.0, "settle_us": 10000}, 32),
-    timing={"pipeline_delay_us": 500000, "pick_pulse_us": 15000, "min_repeat_us": 45000,
-            "fret_settle_us": 25000, "press_pulse_us": 20000, "press_hold_duty": 0.4,
-            "release_us": 15000, "damp_us": 30000, "min_sound_us": 40000,
-            "travel_margin": 0.15},
+    timing=guitar_timing(pipeline_delay_us=500000),
     thermal=GUITAR_THERMAL,
     power={"supply_v": 24.0, "supply_a": 20.0, "coil_ohm": 12.0, "max_simultaneous_strikes": 8},
     pick_latency=(40000, 30000),
@@ -495,8 +502,7 @@ and a damper. One PCA9685 at 0x40: pickers 0..3, dampers 4..7, pressers 8..11;
 carriages on the MCU's step/dir outputs 16..19.
 """,
     boards=[
-        {"id": "coils0", "kind": "pca9685", "channels": 16, "pwm_bits": 12, "pwm_hz": 1000,
-         "i2c_address": 0x40},
+        _pca("coils0", 0x40),
         {"id": "steppers", "kind": "direct", "channels": 4, "pwm_bits": 12, "pwm_hz": 1000},
     ],
     neck={"mechanism": "slider", "scale_length_mm": 864.0, "neck_length_mm": 520.0,
@@ -505,10 +511,8 @@ carriages on the MCU's step/dir outputs 16..19.
     strings=_slider_strings(4, [("coils0", 0)],
                             {"drive": "step_dir", "travel_mm": 510.0, "max_speed_mm_s": 1400.0,
                              "accel_mm_s2": 40000.0, "settle_us": 15000}, 16),
-    timing={"pipeline_delay_us": 600000, "pick_pulse_us": 20000, "min_repeat_us": 60000,
-            "fret_settle_us": 25000, "press_pulse_us": 20000, "press_hold_duty": 0.4,
-            "release_us": 15000, "damp_us": 40000, "min_sound_us": 50000,
-            "travel_margin": 0.15},
+    timing=guitar_timing(pipeline_delay_us=600000, pick_pulse_us=20000, min_repeat_us=60000,
+                         damp_us=40000, min_sound_us=50000),
     thermal=GUITAR_THERMAL,
     power={"supply_v": 24.0, "supply_a": 10.0, "coil_ohm": 12.0, "max_simultaneous_strikes": 4},
     pick_latency=(45000, 30000),
