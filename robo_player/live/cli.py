@@ -98,6 +98,11 @@ def register(sub: Any) -> None:
     rg.add_argument("--respond-length", type=float, default=1.0,
                     help="the answer's length / the call's (default 1)")  # fmt: skip
     rg.add_argument("--respond-seed", type=int, default=0, help="sampling seed (default 0)")
+    rg.add_argument("--respond-stop-ms", type=float, default=50.0,
+                    help="the answer stops this soon after the player plays again: its notes "
+                    "are played at least as loud as their keys need to sound within it "
+                    "(default 50; 0: the model's velocities, stopping within the slowest "
+                    "key's latency)")  # fmt: skip
 
     sp = sub.add_parser(
         "ports",
@@ -267,6 +272,7 @@ def _respond_options(args: argparse.Namespace) -> Any:
         call_done_cc=args.call_done_cc,
         length=args.respond_length,
         seed=args.respond_seed,
+        stop_us=round(args.respond_stop_ms * 1000) if args.respond_stop_ms else None,
     )
 
 

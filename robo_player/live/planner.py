@@ -312,7 +312,8 @@ class LivePlanner:
     def cancel_notes(self, t_us: int, notes: set[int]) -> int:
         """Silence the notes ``notes`` (ids, :attr:`last_note`) at once: a strike not yet
         handed out is cancelled (counted ``cancelled``), a key already struck is released
-        in the next frame (its pulse cut). Returns how many strikes were cancelled."""
+        in the next frame, or at the end of its strike pulse if that is later (a cut
+        pulse is a softer, later strike). Returns how many strikes were cancelled."""
         t = max(t_us + self.options.lead_us, self._floor)
         n = 0
         for key, v in list(self._voices.items()):
@@ -329,7 +330,9 @@ class LivePlanner:
                 del self._voices[key]
                 n += 1
             elif v.rel is not None and v.rel.state == 0 and v.rel_t > t:
-                self._release(v, t)
+                # never cut a strike's pulse: a cut pulse is a softer strike, and a
+                # softer strike is a slower one (it would sound later, not never)
+                self._release(v, min(v.rel_t, max(t, v.strike + self.limits.pulse_us)))
             v.owners = 0
             for p, v0 in list(self._sounding.items()):
                 if v0 is v:

@@ -187,6 +187,9 @@ def run_virtual(
         last = max(last, round(t_s * 1e6))
         if responder is not None:
             _tick_until(s, responder, last)
+            # what was due by now has gone to the device before the responder hears the
+            # message (a strike already sent cannot be called back when the player plays)
+            s.advance_to(last)
             responder.heard(s, msg, last)
         s.feed(msg, last)
         if responder is not None:
@@ -268,6 +271,7 @@ def run_realtime(
                 # when it came (the host latency counts from then); else: polled now
                 t_in = getattr(source, "arrived_at", None)
                 if responder is not None:
+                    s.advance_to(now)  # (as in run_virtual)
                     responder.heard(s, msg, now)
                 s.feed(msg, now, t_in)
             if s.stop_reason:
