@@ -29,8 +29,6 @@ Every note that arrives ends in exactly one of :attr:`LiveStats.outcomes`.
 
 from __future__ import annotations
 
-import heapq
-import itertools
 import logging
 
 from ..errors import UsageError
@@ -41,25 +39,15 @@ from ..planner.piano import _octave_shift, _wait_for_supply
 from ..spec.calibration import Calibration
 from ..spec.model import PianoSpec
 from .options import LatencyMode, LiveOptions, LiveStats
+from .stream import INF_US as _INF
+from .stream import StreamPlanner
+from .stream import WaitingCommand as _Entry
 
 __all__ = ["LatencyMode", "LiveOptions", "LivePlanner", "LiveStats"]
 
 log = logging.getLogger(__name__)
 
-_INF = 1 << 62
 RELIEF_GUARD_US = 200  # a strike waiting for a pulse end goes this long after it
-# same-time order: releases first, then levels, then strikes (Plan.sort's order)
-_ORD = {Op.RELEASE: 0, Op.SET: 1, Op.MOVE: 1, Op.PULSE_HOLD: 2}
-
-
-class _Entry:
-    """A command waiting in the queue (``state``: 0 waiting, 1 sent, -1 cancelled)."""
-
-    __slots__ = ("cmd", "state")
-
-    def __init__(self, cmd: Command) -> None:
-        self.cmd = cmd
-        self.state = 0
 
 
 class _Voice:
@@ -87,7 +75,7 @@ class _Voice:
         self.settled = False  # its hold's heat is in the coil's CoilHeat
 
 
-class LivePlanner:
+class LivePlanner(StreamPlanner):
     """Plans MIDI messages one by one for a piano spec (see the module doc)."""
 
     def __init__(
@@ -100,8 +88,9 @@ class LivePlanner:
             raise UsageError(
                 f"live: spec {spec.name!r} is of family {spec.family!r} (allowed: piano)"
             )
+        super().__init__(options or LiveOptions())
         self.spec = spec
-        self.options = o = options or LiveOptions()
+        o = self.options
         self.oracle = Playability(spec, calibration, o.plan)
         self.limits = self.oracle.limits
         self.ledger = rules.supply_ledger(spec.actuators, self.limits.pulse_us)
@@ -109,18 +98,8 @@ class LivePlanner:
         self.slowest_us = self.slowest_latency_us(o.min_velocity)
         default_d = self.slowest_us + o.lead_us + o.margin_us
         self.latency_us = o.latency_us if o.latency_us is not None else default_d
-        self.stats = LiveStats()
-        self._queue: list[tuple[int, int, int, int, _Entry]] = []
-        self._seq = itertools.count()
-        self._floor = 0  # time of the last command handed out: nothing goes before it
         self._voices: dict[int, _Voice] = {}  # key -> its latest voice
         self._sounding: dict[int, _Voice] = {}  # MIDI pitch -> voice it holds
-        self._notes = itertools.count()
-        self.last_note = -1  # the id of the latest note-on (Command.note of its strike)
-        self._tokens = float(o.burst_notes)
-        self._tokens_t = 0
-        self.played: dict[int, tuple[int, int]] = {}  # note -> (velocity, latency µs)
-        self._struck: dict[int, str] = {}  # note -> its outcome, while its strike waits
         if spec.pedal is not None:
             self._pedal_ch = spec.pedal.channel
             self._pedal_max = spec.actuators[spec.pedal.channel].pwm_max
@@ -240,7 +219,7 @@ class LivePlanner:
         if cut is not None:
             v.limit_rel = min(v.limit_rel, s + lim.pulse_us + cut)
         v.strike_entry = self._push(
-            Command(s, Op.PULSE_HOLD, ch, dc.counts, lim.pulse_us, v.hold, note)
+            Command(s, Op.PULSE_HOLD, ch, dc.counts, lim.pulse_us, v.hold, note), strike=True
         )
         self._release(v, v.limit_rel)  # until a note-off comes
         self._voices[key] = v
@@ -287,13 +266,7 @@ class LivePlanner:
     def panic(self, t_us: int) -> None:
         """CC 120/123: cancel what waits and switch every output off in the next frame."""
         self.stats.panics += 1
-        for *_, e in self._queue:
-            if e.state == 0:
-                e.state = -1
-                if e.cmd.op is Op.PULSE_HOLD:
-                    self.stats.outcomes["cancelled"] += 1
-                    self._uncount(e.cmd.note)
-        self._queue.clear()
+        self._cancel_waiting()
         t = max(t_us + self.options.lead_us, self._floor)
         for key, v in list(self._voices.items()):
             if v.strike_entry is not None and v.strike_entry.state == -1:
@@ -347,37 +320,7 @@ class LivePlanner:
         else:
             self.stats.ignored[f"control_change {number}"] += 1
 
-    def not_before(self, t_us: int) -> None:
-        """Nothing new is scheduled before ``t_us`` (the device's clock is already past
-        the message's time, plus the lead)."""
-        if t_us > self._floor:
-            self._floor = t_us
-
     # -- the queue -----------------------------------------------------------------------
-
-    def next_due_us(self) -> int | None:
-        """When the earliest waiting command must be handed to the device (its time less
-        ``lead_us``); None when nothing waits."""
-        q = self._queue
-        while q and q[0][4].state != 0:
-            heapq.heappop(q)
-        return q[0][0] - self.options.lead_us if q else None
-
-    def due(self, now_us: int) -> list[Command]:
-        """The commands to hand to the device now (time order): those due within
-        ``lead_us``; later messages can no longer change them."""
-        out: list[Command] = []
-        q, horizon = self._queue, now_us + self.options.lead_us
-        while q and q[0][0] <= horizon:
-            e = heapq.heappop(q)[4]
-            if e.state == 0:
-                e.state = 1
-                out.append(e.cmd)
-                if e.cmd.op is Op.PULSE_HOLD:
-                    self._struck.pop(e.cmd.note, None)
-        if out:
-            self._floor = max(self._floor, out[-1].t_us)
-        return out
 
     def finish(self, t_us: int) -> list[Command]:
         """The end: every key still held is let go; every waiting command, in order."""
@@ -399,35 +342,6 @@ class LivePlanner:
         sh = _octave_shift(pitch, lo, hi)
         return None if sh is None else pitch + sh
 
-    def _take_token(self, t_us: int) -> bool:
-        o = self.options
-        if t_us > self._tokens_t:
-            self._tokens = min(
-                float(o.burst_notes),
-                self._tokens + (t_us - self._tokens_t) * o.max_notes_per_s / 1e6,
-            )
-            self._tokens_t = t_us
-        if self._tokens < 1.0:
-            return False
-        self._tokens -= 1.0
-        return True
-
-    def pending(self) -> int:
-        """Commands waiting (cancelled ones are dropped from the queue here)."""
-        self._queue = [x for x in self._queue if x[4].state == 0]
-        heapq.heapify(self._queue)
-        return len(self._queue)
-
-    def _push(self, cmd: Command) -> _Entry:
-        e = _Entry(cmd)
-        seq = next(self._seq)
-        if seq % 256 == 255:
-            # a replanned release leaves its old entry in the heap until its time (up to
-            # the max on-time away): drop them now and then, so the queue does not grow
-            self.pending()
-        heapq.heappush(self._queue, (cmd.t_us, _ORD[cmd.op], cmd.actuator, seq, e))
-        return e
-
     def _release(self, v: _Voice, t: int) -> None:
         """(Re)plan the release of ``v`` at ``t`` (a release already sent stays)."""
         if v.rel is not None:
@@ -439,16 +353,3 @@ class LivePlanner:
         v.rel_t = t
         if v.item is not None:
             self.ledger.set_release(v.item, t)
-
-    def _uncount(self, note: int) -> None:
-        """A cancelled strike is no longer on time or late."""
-        k = self._struck.pop(note)
-        self.stats.outcomes[k] -= 1
-        if not self.stats.outcomes[k]:
-            del self.stats.outcomes[k]
-
-    def _out(self, note: int, outcome: str, why: str) -> str:
-        self.stats.outcomes[outcome] += 1
-        if why:
-            log.debug("note %d: %s (%s)", note, outcome, why)
-        return outcome
