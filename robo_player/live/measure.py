@@ -13,7 +13,7 @@ from typing import Any
 
 from ..performance import Performance
 from ..planner.report import Fate, NoteOutcome, PlanReport
-from .planner import LivePlanner
+from .family import AnyLivePlanner
 from .session import LiveSession
 
 __all__ = [
@@ -35,7 +35,7 @@ class Measured:
 
 
 def latencies(
-    perf: Performance, session: LiveSession, planner: LivePlanner, window_us: int = 30_000
+    perf: Performance, session: LiveSession, planner: AnyLivePlanner, window_us: int = 30_000
 ) -> list[Measured]:
     """Every sounded note that was heard, with its measured latency."""
     by_pitch: dict[int, list[int]] = {}
@@ -79,11 +79,11 @@ _DROP_REASONS = {
 }
 
 
-def live_plan_report(session: LiveSession, planner: LivePlanner) -> PlanReport:
+def live_plan_report(session: LiveSession, planner: AnyLivePlanner) -> PlanReport:
     """The player's notes as a file's plan report: each note-on's intended time is its
     arrival + ``D`` (fixed mode) or + its planned delay (lowest mode); a late note is
     altered (by how much), merged/cancelled/dropped notes are dropped (why)."""
-    rep = PlanReport(spec_name=planner.spec.name, calibrated=planner.oracle.calibration.measured)
+    rep = PlanReport(spec_name=planner.spec.name, calibrated=planner.calibrated)
     rep.supply_overloads = planner.stats.supply_overloads
     delays = iter(planner.stats.delays_us)  # one per strike planned, in arrival order
     fixed = planner.options.mode.value == "fixed"
@@ -108,7 +108,7 @@ def live_plan_report(session: LiveSession, planner: LivePlanner) -> PlanReport:
 
 
 def file_report(
-    perf: Performance, session: LiveSession, planner: LivePlanner, *, piece: str, port: str,
+    perf: Performance, session: LiveSession, planner: AnyLivePlanner, *, piece: str, port: str,
     calibration: object = None,
 ) -> dict[str, Any]:  # fmt: skip
     """``--report``: the file report's keys (``docs/report.md``) for the player's notes,
@@ -122,7 +122,7 @@ def file_report(
     )  # fmt: skip
 
 
-def live_report(perf: Performance | None, session: LiveSession, planner: LivePlanner) -> dict:
+def live_report(perf: Performance | None, session: LiveSession, planner: AnyLivePlanner) -> dict:
     """The report's ``live`` section (issue 12): host latency, the mode and D, the onset
     deviation from D (fixed mode, where there is a sensor), the notes' fates."""
     st = planner.stats

@@ -106,6 +106,10 @@ class LivePlanner(StreamPlanner):
             lat = self.oracle.calibration.pedal_latency_us
             self._pedal_lat = lat if lat is not None else spec.pedal.latency_us
 
+    @property
+    def calibrated(self) -> bool:
+        return bool(self.oracle.calibration.measured)
+
     # -- what D is -----------------------------------------------------------------------
 
     def slowest_latency_us(self, min_velocity: int) -> int:

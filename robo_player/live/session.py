@@ -24,7 +24,7 @@ from typing import Any, Protocol
 from ..driver.ports import Device
 from ..performance import Performance
 from ..plan import Command, Op
-from .planner import LivePlanner
+from .family import AnyLivePlanner
 
 __all__ = [
     "Arrival", "LiveSession", "MidiSource", "default_ahead_us", "run_realtime", "run_virtual",
@@ -55,7 +55,7 @@ class Arrival:
 @dataclass(slots=True)
 class LiveSession:
     device: Device
-    planner: LivePlanner
+    planner: AnyLivePlanner
     # hand commands to the device this much earlier than ``lead_us`` asks (the loop may
     # wake this late; see default_ahead_us)
     ahead_us: int = 0
@@ -172,7 +172,7 @@ def default_ahead_us(device: Device) -> int:
 
 
 def run_virtual(
-    device: Device, planner: LivePlanner, events: Iterable[tuple[float, Any]],
+    device: Device, planner: AnyLivePlanner, events: Iterable[tuple[float, Any]],
     tail_s: float = 1.0, ahead_us: int | None = None, record: bool = False,
     responder: Any = None,
 ) -> tuple[Performance, LiveSession]:  # fmt: skip
@@ -220,7 +220,7 @@ SLICE_S = 0.002  # the longest the real-time loop waits for input before the lin
 
 def run_realtime(
     device: Device,
-    planner: LivePlanner,
+    planner: AnyLivePlanner,
     source: MidiSource,
     *,
     clock: Callable[[], float] = time.perf_counter,
