@@ -81,11 +81,18 @@ class _Voice:
 
     __slots__ = (
         "note", "string", "fret", "arrival", "pick", "sound", "latency", "delay", "owners",
-        "press_act", "press_t", "damp", "rel", "end_t", "pick_entry",
+        "press_act", "press_t", "damp", "rel", "end_t", "pick_entry", "velocity", "target",
+        "pitch_in", "pitch", "entries", "undo", "delay_idx",
     )  # fmt: skip
 
     def __init__(self, note: int, string: int, fret: int, arrival: int, pick: int, lat: int) -> None:
         self.note, self.string, self.fret, self.arrival = note, string, fret, arrival
+        self.velocity = 64
+        self.target: int | None = None  # when it should sound (None: lowest mode)
+        self.pitch_in = self.pitch = 0  # the pitch that came in, the pitch it sounds
+        self.entries: list[WaitingCommand] = []  # every command its placing planned
+        self.undo: tuple | None = None  # the string (and the note before) before it  # type: ignore[type-arg]
+        self.delay_idx = -1  # its entry in ``stats.delays_us``
         self.pick, self.latency = pick, lat
         self.sound = pick + lat
         self.delay = self.sound - arrival
@@ -191,6 +198,9 @@ class GuitarLivePlanner(StreamPlanner):
         self.pitch_of: dict[int, int] = {}  # note id -> the pitch it sounds
         self.fingering: dict[int, tuple[int, int]] = {}  # note id -> (string, fret)
         self.cuts = 0  # notes the player still held, cut for a new note on their string
+        self.refingered = 0  # notes moved to another string for a later one (lookback)
+        self.octave_moved = 0  # chord notes played an octave off: no string free in time
+        self._capture: list[WaitingCommand] | None = None  # what _place pushes
 
     @property
     def calibrated(self) -> bool:
@@ -217,13 +227,27 @@ class GuitarLivePlanner(StreamPlanner):
         if delay_us is not None or o.mode is LatencyMode.FIXED:
             target = t_us + (self.latency_us if delay_us is None else delay_us)
         v = max(1, min(127, velocity))
-        ways = [self._way(s, f, v, earliest, t_us, target) for s, f in self.spec.positions(q)]
-        w = min(ways, key=lambda x: x.cost)
-        self._place(note, w, v, t_us, q)
-        self.fingering[note] = (w.string, w.fret)
-        self.pitch_of[note] = q
-        self.played[note] = (velocity, self._lat[w.string][v])
-        st.delays_us.append(w.pick + self._lat[w.string][v] - t_us)
+        old = self._sounding.get(pitch)
+        if old is not None and old.owners > 0 and old.pick_entry is not None and (
+            old.pick_entry.state == 0 and abs(old.arrival - t_us) < self.timing.min_repeat_us
+        ):  # a unison (two voices of a chord on one pitch), or a repeat the string cannot make
+            old.owners += 1
+            return self._out(note, "merged", f"{pitch_to_note(pitch)} repeat too fast")
+        w = self._best(q, v, earliest, t_us, target)
+        if w.late and target is not None:
+            w = self._lookback(q, v, earliest, t_us, target) or self._best(q, v, earliest, t_us, target)
+        if w.late and target is not None and o.plan.out_of_range == "transpose":
+            # a chord note with no string free in time: an octave off on a free one
+            for q2 in (q - 12, q + 12):
+                if self.spec.positions(q2):
+                    w2 = self._best(q2, v, earliest, t_us, target)
+                    if not w2.late:
+                        w, q = w2, q2
+                        self.octave_moved += 1
+                        break
+        nv = self._place(note, w, v, t_us, pitch, q, target)
+        nv.delay_idx = len(st.delays_us)
+        st.delays_us.append(nv.delay)
         outcome = self._struck[note] = "late" if w.late else "on_time"
         return self._out(note, outcome, "")
 
@@ -318,6 +342,64 @@ class GuitarLivePlanner(StreamPlanner):
         sh = _octave_shift(pitch, self.spec.lowest, self.spec.highest)
         return None if sh is None or not self.spec.positions(pitch + sh) else pitch + sh
 
+    def _best(self, q: int, v: int, earliest: int, t_us: int, target: int | None) -> _Way:
+        ways = [self._way(s, f, v, earliest, t_us, target) for s, f in self.spec.positions(q)]
+        return min(ways, key=lambda x: x.cost)
+
+    def _lookback(self, q: int, v: int, earliest: int, t_us: int, target: int) -> _Way | None:
+        """The note cannot be on time where it is free to go: move a recent note whose
+        commands all still wait off a string where this one would be on time, if it is
+        on time elsewhere (a chord's notes arrive one by one). The way for this note,
+        or None (nothing moved)."""
+        for s, f in self.spec.positions(q):
+            r = self._strings[s].voice
+            if r is None or not self._movable(r, earliest):
+                continue
+            self._unplace(r)
+            if not self._way(s, f, v, earliest, t_us, target).late:
+                alts = [self._way(s2, f2, r.velocity, earliest, r.arrival, r.target)
+                        for s2, f2 in self.spec.positions(r.pitch) if s2 != s]  # fmt: skip
+                alts = [a for a in alts if not a.late]
+                if alts:
+                    self._place(r.note, min(alts, key=lambda x: x.cost), r.velocity, r.arrival,
+                                r.pitch_in, r.pitch, r.target, redo=r)  # fmt: skip
+                    self.refingered += 1
+                    return self._way(s, f, v, earliest, t_us, target)
+            back = self._way(r.string, r.fret, r.velocity, earliest, r.arrival, r.target)
+            self._place(r.note, back, r.velocity, r.arrival, r.pitch_in, r.pitch, r.target, redo=r)
+        return None
+
+    def _movable(self, r: _Voice, earliest: int) -> bool:
+        """Whether ``r`` can be placed again: the latest note on its string, nothing of
+        it (nor of the note before it that it changed) handed out or due before
+        ``earliest``."""
+        if self._strings[r.string].voice is not r or r.undo is None:
+            return False
+        mine = [e for e in (*r.entries, r.damp, r.rel, r.pick_entry) if e is not None]
+        if any(e.state == 1 or (e.state == 0 and e.cmd.t_us < earliest) for e in mine):
+            return False
+        psnap = r.undo[6]
+        if psnap is not None:
+            for e in psnap[:2]:  # the note before: its planned end, cancelled, comes back
+                if e is not None and e.state == -1 and e.cmd.t_us < earliest:
+                    return False
+        return True
+
+    def _unplace(self, r: _Voice) -> None:
+        """Undo the placing of ``r`` (see :meth:`_movable`): its commands cancelled, its
+        string and the note before it as they were."""
+        for e in (*r.entries, r.damp, r.rel, r.pick_entry):
+            if e is not None and e.state == 0:
+                e.state = -1
+        assert r.undo is not None
+        st = self._strings[r.string]
+        st.car, st.car_free, st.last_pick, st.voice, st.moves, st.car_sent, psnap = r.undo
+        prev = st.voice
+        if prev is not None and psnap is not None:
+            damp, rel, prev.end_t, prev.press_act, prev.press_t = psnap
+            prev.damp = self._push(damp.cmd) if damp is not None and damp.state == -1 else damp
+            prev.rel = self._push(rel.cmd) if rel is not None and rel.state == -1 else rel
+
     def _way(self, s: int, f: int, v: int, earliest: int, t_us: int, target: int | None) -> _Way:
         """The earliest way to pick fret ``f`` of string ``s``, and what it costs."""
         tm, st = self.timing, self._strings[s]
@@ -377,13 +459,19 @@ class GuitarLivePlanner(StreamPlanner):
         cost = (W_LATE * sound_late + W_HELD * held + W_TRAVEL * mv / 1000 + W_FRET * f)
         return _Way(s, f, pick, kind, damp_t, move_t, press_t, cost, late)
 
-    def _place(self, note: int, w: _Way, v: int, t_us: int, pitch: int) -> None:
-        """Write the commands of way ``w`` for note ``note``."""
+    def _place(self, note: int, w: _Way, v: int, t_us: int, pitch_in: int, pitch: int,
+               target: int | None, redo: _Voice | None = None) -> _Voice:  # fmt: skip
+        """Write the commands of way ``w`` for note ``note`` (``redo``: that note placed
+        before, now undone: it keeps its holders and its end)."""
+        self._capture = []
         tm, s, f = self.timing, w.string, w.fret
         st = self._strings[s]
         r = st.voice
         amap = self.spec.actuators
         nv = _Voice(note, s, f, t_us, w.pick, self._lat[s][v])
+        nv.velocity, nv.target, nv.pitch_in, nv.pitch = v, target, pitch_in, pitch
+        psnap = None if r is None else (r.damp, r.rel, r.end_t, r.press_act, r.press_t)
+        nv.undo = (st.car, st.car_free, st.last_pick, r, list(st.moves), st.car_sent, psnap)
         if r is not None and r.owners > 0 and w.kind != "repick" and r.end_t > (w.damp_t or w.pick):
             self.cuts += 1
         if w.kind == "repick":
@@ -425,11 +513,30 @@ class GuitarLivePlanner(StreamPlanner):
             # the presser's on-time limit ends the note at the latest
             lim = nv.press_t + amap[nv.press_act].max_on_us - tm.damp_us - 1
             self._end(nv, max(lim, nv.sound + tm.min_sound_us))
-        old = self._sounding.get(pitch)
-        if old is not None and old.owners > 0:
-            old.owners = 0  # the same pitch again while held: the old one is let go now
-            self._off(old, t_us)
-        self._sounding[pitch] = nv
+        if redo is None:
+            old = self._sounding.get(pitch_in)
+            if old is not None and old.owners > 0:
+                old.owners = 0  # the same pitch again while held: the old one is let go now
+                self._off(old, t_us)
+            self._sounding[pitch_in] = nv
+        else:
+            nv.owners, nv.delay_idx = redo.owners, redo.delay_idx
+            self.stats.delays_us[nv.delay_idx] = nv.delay
+            if redo.owners > 0:
+                self._sounding[pitch_in] = nv
+            elif redo.end_t < INF_US:  # its note-off came: its end as planned then
+                self._end(nv, min(nv.end_t, max(redo.end_t, nv.sound + tm.min_sound_us)))
+        self.fingering[note] = (s, f)
+        self.pitch_of[note] = pitch
+        self.played[note] = (v, nv.latency)
+        nv.entries, self._capture = self._capture, None
+        return nv
+
+    def _push(self, cmd: Command, strike: bool = False) -> WaitingCommand:
+        e = super()._push(cmd, strike)
+        if self._capture is not None:
+            self._capture.append(e)
+        return e
 
     def _move_to(self, s: int, f: int, t: int, note: int) -> None:
         c = self.spec.strings[s].carriage

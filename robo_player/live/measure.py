@@ -14,7 +14,7 @@ from typing import Any
 from ..performance import Performance
 from ..planner.report import Fate, NoteOutcome, PlanReport
 from .family import AnyLivePlanner
-from .session import LiveSession
+from .session import Arrival, LiveSession
 
 __all__ = [
     "Measured",
@@ -23,6 +23,7 @@ __all__ = [
     "live_plan_report",
     "live_report",
     "quantiles_ms",
+    "sounded_pitch",
 ]
 
 
@@ -49,13 +50,23 @@ def latencies(
         want = a.t_us + next(delays)
         if a.answer:
             continue  # the robot's own answer: no player's message to measure from
-        cands = by_pitch.get(a.pitch, [])
+        cands = by_pitch.get(sounded_pitch(planner, a), [])
         if not cands:
             continue
         onset = min(cands, key=lambda x: abs(x - want))
         if abs(onset - want) <= window_us:
             out.append(Measured(a.t_us, a.pitch, a.velocity, onset - a.t_us))
     return out
+
+
+def sounded_pitch(planner: AnyLivePlanner, a: Arrival) -> int:
+    """The pitch note ``a`` was played at (moved by octaves into range, or, on a
+    guitar, an octave off where no string was free in time)."""
+    pitch_of = getattr(planner, "pitch_of", None)
+    if pitch_of is not None and a.note in pitch_of:
+        return int(pitch_of[a.note])
+    key = planner._key_of(a.pitch)
+    return a.pitch if key is None else key
 
 
 def quantiles_ms(xs: list[float]) -> dict[str, float] | None:
@@ -101,7 +112,7 @@ def live_plan_report(session: LiveSession, planner: AnyLivePlanner) -> PlanRepor
         elif not sounded:
             fate, reason = Fate.DROPPED, _DROP_REASONS.get(a.outcome, a.outcome)
         rep.outcomes.append(NoteOutcome(
-            len(rep.outcomes), a.pitch, planner._key_of(a.pitch) or a.pitch, fate,
+            len(rep.outcomes), a.pitch, sounded_pitch(planner, a), fate,
             a.t_us + delay if sounded else want, want, a.velocity, None, changes, reason,
         ))  # fmt: skip
     return rep

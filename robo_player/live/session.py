@@ -50,6 +50,7 @@ class Arrival:
     velocity: int
     outcome: str
     answer: bool = False  # the robot's own answer (call and response), not the player's
+    note: int = -1  # the planner's id of the note (``LivePlanner.last_note``)
 
 
 @dataclass(slots=True)
@@ -120,7 +121,7 @@ class LiveSession:
         kind = getattr(msg, "type", "?")
         if kind == "note_on" and msg.velocity > 0:
             out = p.note_on(t_us, msg.note, msg.velocity, delay_us)
-            self.arrivals.append(Arrival(t_us, msg.note, msg.velocity, out, answer))
+            self.arrivals.append(Arrival(t_us, msg.note, msg.velocity, out, answer, p.last_note))
         elif kind in ("note_on", "note_off"):
             p.note_off(t_us, msg.note)
         elif kind == "control_change":
