@@ -124,8 +124,9 @@ def test_each_answer_note_sounds_at_its_time_whatever_its_velocity(
     spec: PianoSpec, cal: Calibration
 ) -> None:
     answer = [Note(72 + i, 200_000 * i, 100_000, v) for i, v in enumerate((127, 50, 100, 64))]
-    perf, session, r, _ = respond(spec, cal, phrase(0.2, [60, 62, 64, 65]), answer,
-                                  stop_us=None)  # (the model's velocities kept)
+    perf, session, r, _ = respond(
+        spec, cal, phrase(0.2, [60, 62, 64, 65]), answer, stop_us=None
+    )  # (the model's velocities kept)
     heard = answer_onsets(perf, 1_000_000)
     assert len(heard) == 4
     gaps = [b - a for a, b in zip(heard, heard[1:], strict=False)]

@@ -17,8 +17,8 @@ Per string, one note at a time (the instrument's own rule), with the spec's timi
   (``release_us``), the carriage's move (padded by ``travel_margin``, then its settle),
   the fret pressed ``fret_settle_us`` before the pick -- one after the other; the old
   note rings at least ``min_sound_us``;
-- **from an open string or a free one**: the carriage moves as soon as it may (its
-  presser clear), the fret is pressed ``fret_settle_us`` before the pick.
+- **from an open string or a free one**: the carriage moves just in time (not before
+  its presser is clear), the fret is pressed ``fret_settle_us`` before the pick.
 
 A note ends at its note-off plus the note's own delay (its duration kept, at least
 ``min_sound_us``): its damper, then its presser let go; a note still pressed when the
@@ -85,7 +85,9 @@ class _Voice:
         "pitch_in", "pitch", "entries", "undo", "delay_idx",
     )  # fmt: skip
 
-    def __init__(self, note: int, string: int, fret: int, arrival: int, pick: int, lat: int) -> None:
+    def __init__(
+        self, note: int, string: int, fret: int, arrival: int, pick: int, lat: int
+    ) -> None:
         self.note, self.string, self.fret, self.arrival = note, string, fret, arrival
         self.velocity = 64
         self.target: int | None = None  # when it should sound (None: lowest mode)
@@ -158,7 +160,9 @@ class GuitarLivePlanner(StreamPlanner):
         settle = getattr(calibration, "settle_us", None) or {}
         self.slider = spec.mechanism is Mechanism.SLIDER
         n = spec.nominal
-        nominal = KeyCurve(0, n.threshold, n.drive, n.velocity, tuple(float(x) for x in n.latency_us))
+        nominal = KeyCurve(
+            0, n.threshold, n.drive, n.velocity, tuple(float(x) for x in n.latency_us)
+        )
         # per string and velocity: the picker's drive (counts) and latency (µs)
         self._drive: list[list[int]] = []
         self._lat: list[list[int]] = []
@@ -228,14 +232,19 @@ class GuitarLivePlanner(StreamPlanner):
             target = t_us + (self.latency_us if delay_us is None else delay_us)
         v = max(1, min(127, velocity))
         old = self._sounding.get(pitch)
-        if old is not None and old.owners > 0 and old.pick_entry is not None and (
-            old.pick_entry.state == 0 and abs(old.arrival - t_us) < self.timing.min_repeat_us
+        if (
+            old is not None
+            and old.owners > 0
+            and old.pick_entry is not None
+            and (old.pick_entry.state == 0 and abs(old.arrival - t_us) < self.timing.min_repeat_us)
         ):  # a unison (two voices of a chord on one pitch), or a repeat the string cannot make
             old.owners += 1
             return self._out(note, "merged", f"{pitch_to_note(pitch)} repeat too fast")
         w = self._best(q, v, earliest, t_us, target)
         if w.late and target is not None:
-            w = self._lookback(q, v, earliest, t_us, target) or self._best(q, v, earliest, t_us, target)
+            w = self._lookback(q, v, earliest, t_us, target) or self._best(
+                q, v, earliest, t_us, target
+            )
         if w.late and target is not None and o.plan.out_of_range == "transpose":
             # a chord note with no string free in time: an octave off on a free one
             for q2 in (q - 12, q + 12):
@@ -453,10 +462,14 @@ class GuitarLivePlanner(StreamPlanner):
                 damp_t = max(damp_t, min(r.end_t, latest))
         elif press_t is not None:
             press_t = pick - self.settle_us
+            if move_t is not None:
+                # the carriage leaves just in time: until then a later note may still
+                # take this string (see _lookback) and the carriage goes elsewhere
+                move_t = max(move_t, press_t - mv)
             if damp_t is not None and r is not None:
                 damp_t = max(damp_t, min(r.end_t, press_t - tm.damp_us))
         sound_late = (pick + lat - (t_us if target is None else target)) / 1000
-        cost = (W_LATE * sound_late + W_HELD * held + W_TRAVEL * mv / 1000 + W_FRET * f)
+        cost = W_LATE * sound_late + W_HELD * held + W_TRAVEL * mv / 1000 + W_FRET * f
         return _Way(s, f, pick, kind, damp_t, move_t, press_t, cost, late)
 
     def _place(self, note: int, w: _Way, v: int, t_us: int, pitch_in: int, pitch: int,
@@ -481,8 +494,10 @@ class GuitarLivePlanner(StreamPlanner):
             if r.rel is not None and r.rel.state == 0:
                 r.rel.state = -1
             r.rel = None
-            if r.damp is not None and r.damp.state == 0 and (
-                r.end_t + tm.damp_us + DAMPER_CLEAR_US > nv.sound
+            if (
+                r.damp is not None
+                and r.damp.state == 0
+                and (r.end_t + tm.damp_us + DAMPER_CLEAR_US > nv.sound)
             ):
                 r.damp.state = -1
                 r.damp, r.end_t = None, w.pick
@@ -567,7 +582,9 @@ class GuitarLivePlanner(StreamPlanner):
         tm = self.timing
         st = self.spec.strings[v.string]
         pmax = self.spec.actuators[st.damper.channel].pwm_max
-        v.damp = self._push(Command(e, Op.PULSE_HOLD, st.damper.channel, pmax, tm.damp_us, 0, v.note))
+        v.damp = self._push(
+            Command(e, Op.PULSE_HOLD, st.damper.channel, pmax, tm.damp_us, 0, v.note)
+        )
         v.end_t = e
         if v.press_act is not None:
             v.rel = self._push(Command(e + tm.damp_us, Op.RELEASE, v.press_act, note=v.note))
