@@ -217,15 +217,10 @@ class GuitarLivePlanner(StreamPlanner):
         if velocity == 0:
             self.note_off(t_us, pitch)
             return "note_off"
-        st = self.stats
-        st.notes_in += 1
-        note = self.last_note = next(self._notes)
-        if not self._take_token(t_us):
-            return self._out(note, "dropped_rate", "over the note rate limit")
-        q = self._key_of(pitch)
+        note, q, refused = self._admit(t_us, pitch)
         if q is None:
-            return self._out(note, "dropped_out_of_range", f"{pitch_to_note(pitch)} out of range")
-        o = self.options
+            return refused
+        st, o = self.stats, self.options
         earliest = max(t_us + o.lead_us, self._floor)
         target = None
         if delay_us is not None or o.mode is LatencyMode.FIXED:
@@ -330,15 +325,6 @@ class GuitarLivePlanner(StreamPlanner):
             if v0.note in notes:
                 del self._sounding[p]
         return n
-
-    def finish(self, t_us: int) -> list[Command]:
-        """The end: every note still held is let go; every waiting command, in order."""
-        for v in {id(v): v for v in self._sounding.values()}.values():
-            if v.owners > 0:
-                v.owners = 0
-                self._off(v, t_us)
-        self._sounding.clear()
-        return self.due(INF_US)
 
     # -- internals -----------------------------------------------------------------------
 

@@ -132,14 +132,10 @@ class LivePlanner(StreamPlanner):
         if velocity == 0:
             self.note_off(t_us, pitch)
             return "note_off"
-        st = self.stats
-        st.notes_in += 1
-        note = self.last_note = next(self._notes)
-        if not self._take_token(t_us):
-            return self._out(note, "dropped_rate", "over the note rate limit")
-        key = self._key_of(pitch)
+        note, key, refused = self._admit(t_us, pitch)
         if key is None:
-            return self._out(note, "dropped_out_of_range", f"{pitch_name(pitch)} out of range")
+            return refused
+        st = self.stats
         o, lim = self.options, self.limits
         klim = self.oracle.limits_for(key)
         earliest = max(t_us + o.lead_us, self._floor)
@@ -323,17 +319,6 @@ class LivePlanner(StreamPlanner):
             self.panic(t_us)
         else:
             self.stats.ignored[f"control_change {number}"] += 1
-
-    # -- the queue -----------------------------------------------------------------------
-
-    def finish(self, t_us: int) -> list[Command]:
-        """The end: every key still held is let go; every waiting command, in order."""
-        for v in {id(v): v for v in self._sounding.values()}.values():
-            if v.owners > 0:
-                v.owners = 0
-                self._off(v, t_us)
-        self._sounding.clear()
-        return self.due(_INF)
 
     # -- internals -----------------------------------------------------------------------
 

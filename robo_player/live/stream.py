@@ -17,6 +17,7 @@ import logging
 from typing import Any
 
 from ..plan import Command, Op
+from ..spec.schema import pitch_to_note
 from .options import LiveOptions, LiveStats
 
 __all__ = ["ORD", "StreamPlanner", "WaitingCommand"]
@@ -45,6 +46,7 @@ class StreamPlanner:
     doc). Subclasses plan ``note_on``/``note_off``/``control`` into :meth:`_push`."""
 
     spec: Any
+    _sounding: dict[int, Any]  # MIDI pitch -> the voice (a struck key, a picked note) it holds
 
     def __init__(self, options: LiveOptions) -> None:
         o = self.options = options
@@ -58,6 +60,19 @@ class StreamPlanner:
         self._tokens_t = 0
         self.played: dict[int, tuple[int, int]] = {}  # note -> (velocity, latency µs)
         self._struck: dict[int, str] = {}  # note -> its outcome, while its strike waits
+
+    def finish(self, t_us: int) -> list[Command]:
+        """The end: every note still held is let go; every waiting command, in order."""
+        for v in {id(v): v for v in self._sounding.values()}.values():
+            if v.owners > 0:
+                v.owners = 0
+                self._off(v, t_us)
+        self._sounding.clear()
+        return self.due(INF_US)
+
+    def _off(self, voice: Any, t_us: int) -> None:
+        """Let ``voice`` go at ``t_us`` (its note-off)."""
+        raise NotImplementedError
 
     def not_before(self, t_us: int) -> None:
         """Nothing new is scheduled before ``t_us`` (the device's clock is already past
@@ -114,6 +129,23 @@ class StreamPlanner:
                     self.stats.outcomes["cancelled"] += 1
                     self._uncount(e.cmd.note)
         self._queue.clear()
+
+    def _admit(self, t_us: int, pitch: int) -> tuple[int, int | None, str]:
+        """A note-on arrived: counted and given its id. Returns (its id, the pitch or key
+        it plays or None, and then its outcome: over the rate limit, out of range)."""
+        self.stats.notes_in += 1
+        note = self.last_note = next(self._notes)
+        if not self._take_token(t_us):
+            return note, None, self._out(note, "dropped_rate", "over the note rate limit")
+        key = self._key_of(pitch)
+        if key is None:
+            why = f"{pitch_to_note(pitch)} out of range"
+            return note, None, self._out(note, "dropped_out_of_range", why)
+        return note, key, ""
+
+    def _key_of(self, pitch: int) -> int | None:
+        """The key (pitch) that plays ``pitch``; None: out of range."""
+        raise NotImplementedError
 
     def _take_token(self, t_us: int) -> bool:
         """The note rate limit: a token bucket of ``max_notes_per_s``, bursts of
