@@ -214,10 +214,7 @@ class GuitarLivePlanner(StreamPlanner):
 
     def note_on(self, t_us: int, pitch: int, velocity: int, delay_us: int | None = None) -> str:
         """A note-on arrived at ``t_us``; returns its outcome (a key of ``outcomes``)."""
-        if velocity == 0:
-            self.note_off(t_us, pitch)
-            return "note_off"
-        note, q, refused = self._admit(t_us, pitch)
+        note, q, refused = self._admit(t_us, pitch, velocity)
         if q is None:
             return refused
         st, o = self.stats, self.options
@@ -255,25 +252,11 @@ class GuitarLivePlanner(StreamPlanner):
         outcome = self._struck[note] = "late" if w.late else "on_time"
         return self._out(note, outcome, "")
 
-    def note_off(self, t_us: int, pitch: int) -> None:
-        """A note-off arrived: the note ends its own delay after it (duration kept)."""
-        st = self.stats
-        st.note_offs += 1
-        v = self._sounding.get(pitch)
-        if v is None or v.owners <= 0:
-            st.offs_unmatched += 1
-            return
-        v.owners -= 1
-        if v.owners:
-            return
-        del self._sounding[pitch]
-        if t_us + self.options.lead_us < v.pick + self.timing.pick_pulse_us:
-            st.offs_in_flight += 1
-        self._off(v, t_us)
-
     def _off(self, v: _Voice, t_us: int) -> None:
         """Let ``v`` go at ``t_us``: its end the note's own delay later (at least its
         ``min_sound_us``), unless a later note on its string ended it already."""
+        if t_us + self.options.lead_us < v.pick + self.timing.pick_pulse_us:
+            self.stats.offs_in_flight += 1
         if self._strings[v.string].voice is v:
             e = max(t_us + v.delay, v.sound + self.timing.min_sound_us,
                     t_us + self.options.lead_us, self._floor)  # fmt: skip

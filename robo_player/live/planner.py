@@ -129,10 +129,7 @@ class LivePlanner(StreamPlanner):
         """A note-on arrived at ``t_us``; returns its outcome (a key of ``outcomes``).
         ``delay_us``: sound it this long after ``t_us`` whatever the mode (an answer
         of call and response, planned ahead like a file's note); its note-off keeps it."""
-        if velocity == 0:
-            self.note_off(t_us, pitch)
-            return "note_off"
-        note, key, refused = self._admit(t_us, pitch)
+        note, key, refused = self._admit(t_us, pitch, velocity)
         if key is None:
             return refused
         st = self.stats
@@ -228,20 +225,6 @@ class LivePlanner(StreamPlanner):
         self.played[note] = (velocity, lat)
         outcome = self._struck[note] = "late" if late else "on_time"
         return self._out(note, outcome, "")
-
-    def note_off(self, t_us: int, pitch: int) -> None:
-        """A note-off arrived at ``t_us``: release at the note's own delay after it (its
-        duration kept), not before the strike pulse and the hammer's flight are over."""
-        st = self.stats
-        st.note_offs += 1
-        v = self._sounding.get(pitch)
-        if v is None or v.owners <= 0:
-            st.offs_unmatched += 1
-            return
-        v.owners -= 1
-        if v.owners == 0:
-            del self._sounding[pitch]
-            self._off(v, t_us)
 
     def _off(self, v: _Voice, t_us: int) -> None:
         lim = self.limits

@@ -61,6 +61,21 @@ class StreamPlanner:
         self.played: dict[int, tuple[int, int]] = {}  # note -> (velocity, latency µs)
         self._struck: dict[int, str] = {}  # note -> its outcome, while its strike waits
 
+    def note_off(self, t_us: int, pitch: int) -> None:
+        """A note-off arrived at ``t_us``: the note is let go (:meth:`_off`: at the
+        note's own delay after it, its duration kept) once every note-on holding it has
+        its note-off."""
+        st = self.stats
+        st.note_offs += 1
+        v = self._sounding.get(pitch)
+        if v is None or v.owners <= 0:
+            st.offs_unmatched += 1
+            return
+        v.owners -= 1
+        if v.owners == 0:
+            del self._sounding[pitch]
+            self._off(v, t_us)
+
     def finish(self, t_us: int) -> list[Command]:
         """The end: every note still held is let go; every waiting command, in order."""
         for v in {id(v): v for v in self._sounding.values()}.values():
@@ -130,9 +145,13 @@ class StreamPlanner:
                     self._uncount(e.cmd.note)
         self._queue.clear()
 
-    def _admit(self, t_us: int, pitch: int) -> tuple[int, int | None, str]:
+    def _admit(self, t_us: int, pitch: int, velocity: int) -> tuple[int, int | None, str]:
         """A note-on arrived: counted and given its id. Returns (its id, the pitch or key
-        it plays or None, and then its outcome: over the rate limit, out of range)."""
+        it plays or None, and then its outcome: over the rate limit, out of range, or
+        ``note_off``: velocity 0 is a note-off)."""
+        if velocity == 0:
+            self.note_off(t_us, pitch)
+            return -1, None, "note_off"
         self.stats.notes_in += 1
         note = self.last_note = next(self._notes)
         if not self._take_token(t_us):
