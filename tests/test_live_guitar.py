@@ -244,6 +244,11 @@ def test_live_on_a_guitar_from_the_command_line(name: str, tmp_path: Path, capsy
     assert len(played) == live["notes_sounded"]
 
 
+def test_a_guitar_on_a_port_without_a_guitar_model_is_refused_by_name(capsys: Any) -> None:
+    assert main(["live", "--spec", "bass-4", "--port", "fw-host://", "--replay", str(PIECE)]) == 2
+    assert "no device for the bass family there yet" in capsys.readouterr().err
+
+
 def test_respond_on_a_guitar_is_refused_by_name(capsys: Any) -> None:
     assert main(["live", "--spec", "guitar-slider", "--replay", str(PIECE), "--respond",
                  "models/performance.pt"]) == 2  # fmt: skip
