@@ -226,6 +226,10 @@ def test_a_guitar_plays_through_an_in_process_mido_port(slider: GuitarSpec,
     assert sorted(h.pitch for h in perf.heard) == [40, 45, 52, 59]
     rep = measure.live_report(perf, session, planner)
     assert rep["notes_sounded"] == 4 and rep["host_latency_ms"] is not None
+    from robo_player.live.cli import status_line
+
+    line = status_line(planner, session, 2.0)
+    assert f"D {planner.latency_us / 1000:.1f} ms" in line and "late 0" in line
 
 
 @pytest.mark.parametrize("name", ["guitar-slider", "guitar-matrix", "bass-4"])
