@@ -163,6 +163,10 @@ def test_a_chord_takes_one_string_each_and_a_waiting_note_moves_for_a_later_one(
     assert sorted(s for s, _ in planner.fingering.values()) == [0, 1, 2, 3, 4, 5]
     assert planner.stats.outcomes == {"on_time": 6}
     assert sorted(h.pitch for h in perf.heard) == chord
+    # the shared rules' checks over what was handed out (as the file planner counts)
+    assert planner.sent == session.sent[1:]  # (the session's first command starts the stream)
+    rep = measure.live_report(perf, session, planner)
+    assert planner.supply_overloads() == 0 and rep["heat_overloads"] == 0
 
 
 def test_unisons_merge_and_a_chord_with_no_free_string_goes_an_octave_off() -> None:

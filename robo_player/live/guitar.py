@@ -37,7 +37,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..errors import UsageError
-from ..plan import Command, Op
+from ..plan import Command, Op, Plan
+from ..planner.guitar_checks import heat_overloads, supply_overloads
 from ..planner.piano import _octave_shift
 from ..spec.calibration import KeyCurve
 from ..spec.guitar import GuitarSpec, Mechanism, press_position_mm, travel_us
@@ -205,10 +206,25 @@ class GuitarLivePlanner(StreamPlanner):
         self.refingered = 0  # notes moved to another string for a later one (lookback)
         self.octave_moved = 0  # chord notes played an octave off: no string free in time
         self._capture: list[WaitingCommand] | None = None  # what _place pushes
+        self.sent: list[Command] = []  # every command handed out (the shared rules' checks)
 
     @property
     def calibrated(self) -> bool:
         return bool(getattr(self.calibration, "pickers", None))
+
+    def due(self, now_us: int) -> list[Command]:
+        out = super().due(now_us)
+        self.sent.extend(out)
+        return out
+
+    def supply_overloads(self) -> int:
+        """Pulses handed out that overloaded the supply or ran past
+        ``max_simultaneous_strikes`` (counted as the file planner counts them)."""
+        return supply_overloads(self.spec, Plan(commands=self.sent))
+
+    def heat_overloads(self) -> int:
+        """Coils whose nominal temperature passed their limit (as the file planner)."""
+        return heat_overloads(self.spec, Plan(commands=self.sent))
 
     # -- messages ------------------------------------------------------------------------
 

@@ -14,6 +14,7 @@ from typing import Any
 from ..performance import Performance
 from ..planner.report import Fate, NoteOutcome, PlanReport
 from .family import AnyLivePlanner
+from .guitar import GuitarLivePlanner
 from .session import Arrival, LiveSession
 
 __all__ = [
@@ -95,7 +96,7 @@ def live_plan_report(session: LiveSession, planner: AnyLivePlanner) -> PlanRepor
     arrival + ``D`` (fixed mode) or + its planned delay (lowest mode); a late note is
     altered (by how much), merged/cancelled/dropped notes are dropped (why)."""
     rep = PlanReport(spec_name=planner.spec.name, calibrated=planner.calibrated)
-    rep.supply_overloads = planner.stats.supply_overloads
+    rep.supply_overloads = planner.supply_overloads()
     delays = iter(planner.stats.delays_us)  # one per strike planned, in arrival order
     fixed = planner.options.mode.value == "fixed"
     for a in session.arrivals:
@@ -167,4 +168,14 @@ def live_report(perf: Performance | None, session: LiveSession, planner: AnyLive
         "panics": st.panics,
         "ignored": dict(st.ignored),
         "stop_reason": session.stop_reason or None,
+        **(
+            {
+                "heat_overloads": planner.heat_overloads(),
+                "refingered": planner.refingered,
+                "octave_moved": planner.octave_moved,
+                "held_notes_cut": planner.cuts,
+            }
+            if isinstance(planner, GuitarLivePlanner)
+            else {}
+        ),  # fmt: skip
     }

@@ -110,6 +110,11 @@ class LivePlanner(StreamPlanner):
     def calibrated(self) -> bool:
         return bool(self.oracle.calibration.measured)
 
+    def supply_overloads(self) -> int:
+        """Strikes that had to go while the supply was overloaded (they waited as long
+        as ``supply_wait_us`` allows)."""
+        return self.stats.supply_overloads
+
     # -- what D is -----------------------------------------------------------------------
 
     def slowest_latency_us(self, min_velocity: int) -> int:
