@@ -90,7 +90,9 @@ def test_a_real_virtual_port_plays_through_the_live_path() -> None:  # pragma: n
 
     def send() -> None:
         time.sleep(0.2)
-        with mido.open_output("robo-player-test") as out:
+        # ALSA lists it as "<client>:robo-player-test <client>:<port>"
+        name = next(n for n in mido.get_output_names() if "robo-player-test" in n)
+        with mido.open_output(name) as out:
             out.send(mido.Message("note_on", note=60, velocity=100))
             time.sleep(0.2)
             out.send(mido.Message("note_off", note=60))
