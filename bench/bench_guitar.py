@@ -160,12 +160,8 @@ def travel_floor(pieces: list[Piece], beam: int) -> float:
     for a in ("damp_us", "release_us", "settle_us", "min_sound_us", "min_repeat_us"):
         setattr(free, a, 0)
     n = free.frets + 1
-    free.move_us = [
-        [[1 if a != b else 0 for b in range(n)] for a in range(n)] for _ in range(free.strings)
-    ]
-    costs = Costs(
-        travel_ms_weight=0.0, fret_move_ms=20.0, change_ms=0.0, fret_ms=0.0, cut_ms_weight=0.0
-    )
+    free.move_us = [[[1 if a != b else 0 for b in range(n)] for a in range(n)] for _ in range(free.strings)]
+    costs = Costs(travel_ms_weight=0.0, fret_move_ms=20.0, change_ms=0.0, fret_ms=0.0, cut_ms_weight=0.0)
     tot = base = 0
     for _, sc in pieces:
         onsets, _ = prepare(spec, sc)
@@ -212,9 +208,7 @@ def _table(rows: list[dict[str, object]], keys: list[str]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--tunes", type=int, default=40, help="tunes of each folk collection")
     ap.add_argument("--chorales", type=int, default=20)
     ap.add_argument("--beam", type=int, default=8)

@@ -121,9 +121,7 @@ def bass_line(score: Score) -> Score:
                          for n in low.values()), key=lambda n: n.onset_us))  # fmt: skip
 
 
-def run_spec(
-    name: str, pieces: list[tuple[str, Score]], seed: int, perfs: list[Any]
-) -> dict[str, Any]:
+def run_spec(name: str, pieces: list[tuple[str, Score]], seed: int, perfs: list[Any]) -> dict[str, Any]:
     spec = load_spec(name)
     c0 = time.process_time()
     with open_port("sim://", spec, truth_seed=seed) as dev:
@@ -189,9 +187,7 @@ def _f(x: float | None, nd: int = 2) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--folk", type=int, default=12, help="folk tunes (split over 3 collections)")
     ap.add_argument("--chorales", type=int, default=6)
     ap.add_argument("--truth-seed", type=int, default=3)
@@ -214,10 +210,8 @@ def main(argv: list[str] | None = None) -> int:
     ]
     audio_s, cold_x, warm_x = ks_speed(perfs)
     print()
-    print(
-        "| spec | notes | unaltered | altered | dropped | unheard | onset p99 ms (nominal) "
-        "| mean vel err (nominal) | buzzed | faults | calibration |"
-    )
+    print("| spec | notes | unaltered | altered | dropped | unheard | onset p99 ms (nominal) "
+          "| mean vel err (nominal) | buzzed | faults | calibration |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for r in rows:
         c, n = r["cal"], r["nominal"]
@@ -229,22 +223,13 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print("why notes were altered or dropped (calibrated run):")
     for r in rows:
-        print(
-            f"  {r['spec']}: "
-            + "; ".join(f"{k or '?'}: {v}" for k, v in r["cal"]["why"].most_common(4))
-        )
+        print(f"  {r['spec']}: " + "; ".join(f"{k or '?'}: {v}" for k, v in r["cal"]["why"].most_common(4)))
     m, s, b = rows
     print()
     print("| target | measured | goal | met |")
     print("| --- | --- | --- | --- |")
     checks = [
-        (
-            "matrix: notes unaltered",
-            100 * m["cal"]["notes_played"] / m["cal"]["notes_in"],
-            ">= 99 %",
-            99.0,
-            1,
-        ),
+        ("matrix: notes unaltered", 100 * m["cal"]["notes_played"] / m["cal"]["notes_in"], ">= 99 %", 99.0, 1),
         ("matrix: onset error p99 (ms)", m["cal"]["onset_p99"], "<= 1", 1.0, -1),
         ("matrix: mean velocity error", m["cal"]["vel_mean"], "<= 2", 2.0, -1),
         ("matrix: buzzed notes", m["cal"]["buzzed_notes"], "0", 0, -1),

@@ -42,14 +42,7 @@ def random_piece(seed: int, seconds: float = 40.0) -> Score:
     notes, t = [], 0.0
     while t < seconds:
         for p in rng.choice(np.arange(33, 97), size=int(rng.integers(1, 4)), replace=False):
-            notes.append(
-                Note(
-                    int(p),
-                    int(t * 1e6),
-                    int(rng.uniform(0.1, 0.6) * 1e6),
-                    int(rng.integers(30, 115)),
-                )
-            )
+            notes.append(Note(int(p), int(t * 1e6), int(rng.uniform(0.1, 0.6) * 1e6), int(rng.integers(30, 115))))
         t += float(rng.uniform(0.12, 0.5))
     notes.sort(key=lambda n: (n.onset_us, n.pitch))
     return Score(notes=notes)
@@ -86,14 +79,10 @@ def calibration_part(args: argparse.Namespace) -> None:
     if args.keys < len(pitches):
         pitches = [pitches[int(i)] for i in np.linspace(0, len(pitches) - 1, args.keys)]
     piece = random_piece(100 + args.seed)
-    print(
-        f"calibration, {spec.name}, truth seed {args.seed}, {len(pitches)} keys; "
-        f"played: a random piece (not shipped), {len(piece.notes)} notes"
-    )
-    print(
-        f"{'sensor':<34} {'strikes/key':>11} {'wall s':>7} {'lat err mean/p99 us':>20} "
-        f"{'vel err mean':>12} {'onset p99 ms':>12} {'shift ms':>9} {'p99 around shift':>16} {'|vel err|':>9}"
-    )
+    print(f"calibration, {spec.name}, truth seed {args.seed}, {len(pitches)} keys; "
+          f"played: a random piece (not shipped), {len(piece.notes)} notes")
+    print(f"{'sensor':<34} {'strikes/key':>11} {'wall s':>7} {'lat err mean/p99 us':>20} "
+          f"{'vel err mean':>12} {'onset p99 ms':>12} {'shift ms':>9} {'p99 around shift':>16} {'|vel err|':>9}")
     for name, url in (
         ("note-level (sensor=notes)", "sim://?sensor=notes"),
         (f"audio ({args.snr:g} dB SNR, room, drift)", f"sim://?sensor=audio&snr_db={args.snr}"),
@@ -112,16 +101,12 @@ def calibration_part(args: argparse.Namespace) -> None:
         try:
             pe = play_errors(spec, cal, args.seed, _restrict(piece, pitches))
         except (RoboPlayerError, ValueError) as err:
-            print(
-                f"{name:<34} {rep.strikes_per_key:>11.1f} {wall:>7.0f} "
-                f"{ce['lat_mean_us']:>9.0f}/{ce['lat_p99_us']:<10.0f} {ce['vel_mean']:>12.2f}  play failed: {err}"
-            )
+            print(f"{name:<34} {rep.strikes_per_key:>11.1f} {wall:>7.0f} "
+                  f"{ce['lat_mean_us']:>9.0f}/{ce['lat_p99_us']:<10.0f} {ce['vel_mean']:>12.2f}  play failed: {err}")
             continue
-        print(
-            f"{name:<34} {rep.strikes_per_key:>11.1f} {wall:>7.0f} "
-            f"{ce['lat_mean_us']:>9.0f}/{ce['lat_p99_us']:<10.0f} {ce['vel_mean']:>12.2f} "
-            f"{pe['p99_ms']:>12.2f} {pe['shift_ms']:>+9.2f} {pe['p99_rel_ms']:>16.2f} {pe['vel']:>9.2f}"
-        )
+        print(f"{name:<34} {rep.strikes_per_key:>11.1f} {wall:>7.0f} "
+              f"{ce['lat_mean_us']:>9.0f}/{ce['lat_p99_us']:<10.0f} {ce['vel_mean']:>12.2f} "
+              f"{pe['p99_ms']:>12.2f} {pe['shift_ms']:>+9.2f} {pe['p99_rel_ms']:>16.2f} {pe['vel']:>9.2f}")
 
 
 def _only(cal, pitches):  # noqa: ANN001, ANN202
@@ -140,20 +125,13 @@ def _restrict(score: Score, pitches: list[int]) -> Score:
 def detector_part(args: argparse.Namespace) -> None:
     spec = load_spec(args.spec)
     print("key-unknown detector on rendered performances (sim://?sensor=audio, 30 dB SNR)")
-    print(
-        f"{'piece':<24} {'notes':>6} {'heard':>6} {'precision':>9} {'recall':>7} {'F1':>6} {'median err ms':>13} {'wall s':>7}"
-    )
+    print(f"{'piece':<24} {'notes':>6} {'heard':>6} {'precision':>9} {'recall':>7} {'F1':>6} {'median err ms':>13} {'wall s':>7}")
     pieces = [("random (not shipped)", random_piece(200 + args.seed, 30.0))]
     pieces += [(name, read_midi(bundled_piece(name))) for name in args.pieces]
     for name, score in pieces:
         plan, _ = plan_piano(score, spec)
-        with open_port(
-            "sim://?sensor=audio&offset_s=0.1&drift_ppm=0",
-            spec,
-            truth_seed=args.seed,
-            timing_sd_us=0,
-            loudness_sd=0,
-        ) as dev:
+        with open_port("sim://?sensor=audio&offset_s=0.1&drift_ppm=0", spec, truth_seed=args.seed,
+                       timing_sd_us=0, loudness_sd=0) as dev:
             perf = dev.play(plan)
         assert perf.audio is not None
         t0 = time.perf_counter()
@@ -168,30 +146,18 @@ def detector_part(args: argparse.Namespace) -> None:
         f1 = 2 * p * r / max(1e-9, p + r)
         err = np.array([heard[j][0] - truth[i][0] for i, j in pairs.items()], dtype=float)
         med = float(np.median(np.abs(err - np.median(err)))) / 1000 if len(err) else float("nan")
-        print(
-            f"{name:<24} {len(truth):>6} {len(heard):>6} {p:>9.3f} {r:>7.3f} {f1:>6.3f} {med:>13.2f} {wall:>7.1f}"
-        )
+        print(f"{name:<24} {len(truth):>6} {len(heard):>6} {p:>9.3f} {r:>7.3f} {f1:>6.3f} {med:>13.2f} {wall:>7.1f}")
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--spec", default="piano-88-grand")
     ap.add_argument("--seed", type=int, default=1)
-    ap.add_argument(
-        "--keys", type=int, default=88, help="keys to calibrate (spread over the keyboard)"
-    )
+    ap.add_argument("--keys", type=int, default=88, help="keys to calibrate (spread over the keyboard)")
     ap.add_argument("--snr", type=float, default=30.0)
-    ap.add_argument(
-        "--range",
-        type=int,
-        nargs=2,
-        default=[0, 127],
-        metavar=("LO", "HI"),
-        help="calibrate keys in this pitch range only",
-    )
-    ap.add_argument(
-        "--pieces", nargs="*", default=["bwv66.6"], help="bundled pieces for the detector"
-    )
+    ap.add_argument("--range", type=int, nargs=2, default=[0, 127], metavar=("LO", "HI"),
+                    help="calibrate keys in this pitch range only")
+    ap.add_argument("--pieces", nargs="*", default=["bwv66.6"], help="bundled pieces for the detector")
     ap.add_argument("--part", choices=["all", "calibration", "detector"], default="all")
     args = ap.parse_args()
     if args.part in ("all", "calibration"):

@@ -87,17 +87,13 @@ def expression(model: torch.nn.Module, seconds: float, seeds: int, reference: li
     """Sample statistics of masked generations against the held-out performances."""
     from robo_player.model.evaluate import sample_statistics
 
-    print(
-        f"\n== expression: {seeds} masked samples x {seconds:.0f}s vs {len(reference)} held-out pieces =="
-    )
+    print(f"\n== expression: {seeds} masked samples x {seconds:.0f}s vs {len(reference)} held-out pieces ==")
     spec = load_spec("piano-88-grand")
     samples = [generate(model, spec, seconds, seed=200 + s, top_p=0.95).score for s in range(seeds)]
     for k, v in sample_statistics(samples, reference).items():
         if "value" in v:
             rel = abs(v["value"] - v["reference"]) / max(abs(v["reference"]), 1e-9)
-            print(
-                f"{k:20s} samples {v['value']:8.3f}  held-out {v['reference']:8.3f}  ({rel:5.1%} apart)"
-            )
+            print(f"{k:20s} samples {v['value']:8.3f}  held-out {v['reference']:8.3f}  ({rel:5.1%} apart)")
         else:
             print(f"{k:20s} {v['metric']} {v['distance']}")
     stuck = sum(1 for sc in samples for n in sc.notes if n.duration_us > 10_000_000)
@@ -164,9 +160,7 @@ def main() -> int:
     ap.add_argument("--ngram-order", type=int, default=6)
     ap.add_argument("--quick", action="store_true", help="fewer samples, valid split only")
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument(
-        "--corpus", default="music21:bach,palestrina", help="held-out pieces from this corpus"
-    )
+    ap.add_argument("--corpus", default="music21:bach,palestrina", help="held-out pieces from this corpus")
     ap.add_argument("--cache", default=None, help="parse cache (default ~/.cache/robo_player)")
     ap.add_argument("--only-shipped", action="store_true", help="measure the shipped model only")
     ap.add_argument("--skip-quality", action="store_true", help="no NLL (it is eval-model's too)")
@@ -190,26 +184,19 @@ def main() -> int:
             )
     if "shipped" not in nets:
         raise SystemExit(f"{args.model}: no shipped model")
-    pieces = corpus.by_split(
-        corpus.load_corpus(args.corpus, cache_dir=args.cache or corpus.default_cache_dir())
-    )
+    pieces = corpus.by_split(corpus.load_corpus(args.corpus, cache_dir=args.cache or corpus.default_cache_dir()))
     test = [p.tokens for p in pieces["valid" if args.quick else "test"]]
     train = [p.tokens for p in pieces["train"]]
     uniq = {id(m): n for n, m in nets.items()}
-    per_note = (
-        {"shipped": float("nan")}
-        if args.skip_quality
-        else quality({n: nets[n] for n in uniq.values()}, test, train, args.ngram_order)
-    )
+    per_note = ({"shipped": float("nan")} if args.skip_quality
+                else quality({n: nets[n] for n in uniq.values()}, test, train, args.ngram_order))
     if "lstm" in per_note and "transformer" in per_note:
         r = per_note["transformer"] / per_note["lstm"]
         print(f"transformer / lstm = {r:.3f} (target <= 0.95)")
     best = min(v for k, v in per_note.items() if not k.startswith("ngram"))
     if args.corpus.startswith("asap:"):
-        print(
-            "ASAP test: target <= 1.9 nats/event; published (Piano-e-Competition, other pieces): "
-            "Performance RNN 1.969, Music Transformer 1.835 nats/event"
-        )
+        print("ASAP test: target <= 1.9 nats/event; published (Piano-e-Competition, other pieces): "
+              "Performance RNN 1.969, Music Transformer 1.835 nats/event")
     else:
         print(
             f"best model {best:.3f} nats/note vs target 2.0: {best / 2.0:.2f}x the target "

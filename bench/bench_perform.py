@@ -26,17 +26,9 @@ ADDS_DYNAMICS_STD = 2.0  # velocity units
 
 def _stats(plain: Score, out: Score, wall_s: float) -> dict[str, float]:
     vel = np.array([n.velocity for n in out.notes], float)
-    dev = (
-        np.array([o.onset_us - n.onset_us for o, n in zip(out.notes, plain.notes, strict=True)])
-        / 1000.0
-    )
-    return {
-        "vel_std": float(vel.std()),
-        "vel_lo": float(vel.min()),
-        "vel_hi": float(vel.max()),
-        "onset_dev_std_ms": float(dev.std()),
-        "wall_s": wall_s,
-    }
+    dev = np.array([o.onset_us - n.onset_us for o, n in zip(out.notes, plain.notes, strict=True)]) / 1000.0
+    return {"vel_std": float(vel.std()), "vel_lo": float(vel.min()), "vel_hi": float(vel.max()),
+            "onset_dev_std_ms": float(dev.std()), "wall_s": wall_s}
 
 
 def main() -> int:
@@ -53,17 +45,11 @@ def main() -> int:
     except ImportError:
         print("bench_perform: needs the `model` extra (torch)")
         return 2
-    opts = ModelRenderOptions(
-        temperature=args.temperature, max_shift_ms=args.max_shift_ms, seed=args.seed
-    )
-    print(
-        f"model {args.model}, temperature {args.temperature}, max shift {args.max_shift_ms} ms, "
-        f"seed {args.seed}"
-    )
-    print(
-        f"{'piece':16s} {'notes':>5s} {'renderer':8s} {'vel std':>7s} {'vel range':>9s} "
-        f"{'onset dev std':>13s} {'moved':>6s} {'wall':>7s}"
-    )
+    opts = ModelRenderOptions(temperature=args.temperature, max_shift_ms=args.max_shift_ms, seed=args.seed)
+    print(f"model {args.model}, temperature {args.temperature}, max shift {args.max_shift_ms} ms, "
+          f"seed {args.seed}")
+    print(f"{'piece':16s} {'notes':>5s} {'renderer':8s} {'vel std':>7s} {'vel range':>9s} "
+          f"{'onset dev std':>13s} {'moved':>6s} {'wall':>7s}")
     model_stds: list[float] = []
     for path in bundled_pieces():
         plain = read_midi(path)
@@ -78,26 +64,20 @@ def main() -> int:
         moved = sum(1 for d in r.shift_steps if d) / max(1, len(r.shift_steps))
         rows.append(("model", st, f"{moved:.0%}"))
         model_stds.append(st["vel_std"])
-        print(
-            f"{path.stem:16s} {len(plain.notes):5d} {'score':8s} {in_vel.std():7.2f} "
-            f"{in_vel.min():4.0f}..{in_vel.max():<4.0f} {0.0:13.1f} {'':>6s} {'':>7s}"
-        )
+        print(f"{path.stem:16s} {len(plain.notes):5d} {'score':8s} {in_vel.std():7.2f} "
+              f"{in_vel.min():4.0f}..{in_vel.max():<4.0f} {0.0:13.1f} {'':>6s} {'':>7s}")
         for name, s, mv in rows:
-            print(
-                f"{'':16s} {'':5s} {name:8s} {s['vel_std']:7.2f} {s['vel_lo']:4.0f}..{s['vel_hi']:<4.0f} "
-                f"{s['onset_dev_std_ms']:10.1f} ms {mv:>6s} {s['wall_s']:6.2f}s"
-            )
+            print(f"{'':16s} {'':5s} {name:8s} {s['vel_std']:7.2f} {s['vel_lo']:4.0f}..{s['vel_hi']:<4.0f} "
+                  f"{s['onset_dev_std_ms']:10.1f} ms {mv:>6s} {s['wall_s']:6.2f}s")
     adds = [s >= ADDS_DYNAMICS_STD for s in model_stds]
     if all(adds):
         verdict = "the model-based render ADDS dynamics on every piece"
     elif any(adds):
         verdict = f"the model-based render adds dynamics on {sum(adds)} of {len(adds)} pieces"
     else:
-        verdict = (
-            "the model-based render adds NO dynamics with this model (velocity std < "
-            f"{ADDS_DYNAMICS_STD:g} on every piece): it was trained on scores with almost no "
-            "dynamics markings, so it plays near one velocity; use the rules (the default)"
-        )
+        verdict = ("the model-based render adds NO dynamics with this model (velocity std < "
+                   f"{ADDS_DYNAMICS_STD:g} on every piece): it was trained on scores with almost no "
+                   "dynamics markings, so it plays near one velocity; use the rules (the default)")
     print(f"\nverdict: {verdict}")
     return 0
 

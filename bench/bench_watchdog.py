@@ -47,9 +47,7 @@ class Load:
 
     def __init__(self, workers: int = 2) -> None:
         self.stop = mp.Event()
-        self.procs = [
-            mp.Process(target=_spin, args=(self.stop,), daemon=True) for _ in range(workers)
-        ]
+        self.procs = [mp.Process(target=_spin, args=(self.stop,), daemon=True) for _ in range(workers)]
 
     def __enter__(self) -> Load:
         for p in self.procs:
@@ -127,24 +125,10 @@ def kill_test(piece: str, spec: str, after_s: float) -> dict[str, Any]:
     inc = fw.start()
     fw_t0 = time.monotonic()  # the firmware's clock 0 was at most this (its clock: 1 MHz)
     child = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "robo_player",
-            "-q",
-            "play",
-            piece,
-            "--spec",
-            spec,
-            "--port",
-            f"serial://{inc.pty}",
-            "--state",
-            str(work / "state.json"),
-        ],  # fmt: skip
-        cwd=work,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        [sys.executable, "-m", "robo_player", "-q", "play", piece, "--spec", spec,
+         "--port", f"serial://{inc.pty}", "--state", str(work / "state.json")],  # fmt: skip
+        cwd=work, env={**os.environ, "PYTHONPATH": str(ROOT)},
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     time.sleep(after_s)
     killed_at = time.monotonic()
@@ -201,9 +185,7 @@ def main() -> int:
             rows.append(("other faults", str(len(r["other_faults"])), "0"))
             rows.append(("longest quiet line seen by the keep-alive thread (ms)",
                          f"{r['max_quiet_ms']:.1f}", f"< {window}"))  # fmt: skip
-            rows.append(
-                ("wall time per play (s, median)", f"{statistics.median(r['wall_s']):.1f}", "")
-            )
+            rows.append(("wall time per play (s, median)", f"{statistics.median(r['wall_s']):.1f}", ""))
             for f in r["other_faults"][:3]:
                 print("  fault:", f)
         for k in range(args.kills):

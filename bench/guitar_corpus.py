@@ -48,11 +48,7 @@ def _notes_of(stream: Any, parts: bool = False) -> list[list[int]]:
         ql = float(el.quarterLength)
         if tie is not None and tie.type == "start":  # join the tied notes that follow
             nxt = el.next("Note") if hasattr(el, "next") else None
-            while (
-                nxt is not None
-                and getattr(nxt, "tie", None) is not None
-                and nxt.tie.type in ("continue", "stop")
-            ):
+            while nxt is not None and getattr(nxt, "tie", None) is not None and nxt.tie.type in ("continue", "stop"):
                 ql += float(nxt.quarterLength)
                 if nxt.tie.type == "stop":
                     break
@@ -120,9 +116,7 @@ def chorales(count: int) -> tuple[list[Piece], list[Piece]]:
         from music21 import corpus
 
         out: list[tuple[str, list[list[int]]]] = []
-        names = sorted(
-            str(p) for p in corpus.getPaths() if "/bach/" in str(p) and "bwv" in Path(p).stem
-        )
+        names = sorted(str(p) for p in corpus.getPaths() if "/bach/" in str(p) and "bwv" in Path(p).stem)
         names = [p for p in names if Path(p).suffix in (".mxl", ".xml", ".musicxml", ".krn")]
         step = max(1, len(names) // max(1, count * 2))
         for path in names[::step]:
