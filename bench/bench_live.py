@@ -34,6 +34,7 @@ import mido
 from robo_player.calibrator import calibrate_session
 from robo_player.driver.ports import open_port
 from robo_player.live import LatencyMode, LiveOptions, LivePlanner
+from robo_player.live.family import live_planner
 from robo_player.live.measure import latencies
 from robo_player.live.session import run_realtime, run_virtual
 from robo_player.spec import load_spec
@@ -56,6 +57,26 @@ def events(
         out.append((t + dur, mido.Message("note_off", note=p)))
     out.sort(key=lambda e: e[0])
     return out
+
+
+def bench_pitches(spec: Any) -> list[int]:
+    """Two octaves from an octave above the lowest note (a piano's keys, a guitar's
+    strings and frets), within the instrument."""
+    lo = spec.lowest + 12
+    return [p for p in range(lo, min(lo + 24, spec.highest + 1)) if spec.has_pitch(p)]
+
+
+def calibrate(spec: Any, pitches: list[int], truth_seed: int, seed: int) -> Any:
+    """The simulator calibrated on its hidden truth as a user does before playing: a
+    piano's keys played, a guitar's or bass's pickers and fret contacts."""
+    with open_port("sim://", spec, truth_seed=truth_seed) as dev:
+        if spec.family == "piano":
+            cal, _ = calibrate_session(dev, spec, pitches=pitches, seed=seed)
+        else:
+            from robo_player.calibrator.guitar import calibrate_guitar
+
+            cal, _ = calibrate_guitar(dev, spec)
+    return cal
 
 
 def pct(xs: list[float], q: float) -> float:
@@ -99,7 +120,7 @@ class TimedSource:
 
 def run_mode(spec: Any, cal: Any, port: str, mode: LatencyMode, evs: list, args: Any) -> dict:
     opts = LiveOptions(mode=mode, min_velocity=args.min_velocity, lead_us=args.lead_us)
-    planner = LivePlanner(spec, cal, opts)
+    planner = live_planner(spec, cal, opts)
     t0 = time.perf_counter()
     cpu0 = time.process_time()
     src: TimedSource | None = None
@@ -232,11 +253,10 @@ def main() -> int:
     if args.panic:
         print(json.dumps(run_panic(spec, args.port, args)))
         return 0
-    pitches = list(range(spec.lowest + 12, spec.lowest + 36))
+    pitches = bench_pitches(spec)
     t0 = time.perf_counter()
-    with open_port("sim://", spec, truth_seed=args.truth_seed) as dev:
-        cal, _ = calibrate_session(dev, spec, pitches=pitches, seed=args.seed)
-    print(f"calibrated {len(pitches)} keys in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
+    cal = calibrate(spec, pitches, args.truth_seed, args.seed)
+    print(f"calibrated in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
     evs = events(args.notes, pitches, args.min_velocity, args.seed, tuple(args.gap_s))
     out = [run_mode(spec, cal, args.port, m, evs, args) for m in LatencyMode]
     for r in out:

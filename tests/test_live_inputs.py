@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 from pathlib import Path
@@ -16,6 +17,7 @@ from robo_player.live.inputs import FileInput, MidiPortError, list_inputs, open_
 
 PIECE = Path(__file__).resolve().parents[1] / "robo_player" / "data" / "pieces" / "bwv66.6.mid"
 HAS_SEQ = os.path.exists(inputs.ALSA_SEQ)
+HAS_RTMIDI = importlib.util.find_spec("rtmidi") is not None
 
 
 class FakeBackend:
@@ -69,22 +71,43 @@ def test_ports_command_without_a_sequencer_exits_2_naming_it(capsys: Any) -> Non
     assert "/dev/snd/seq" in capsys.readouterr().err
 
 
-@pytest.mark.skipif(not HAS_SEQ, reason="no ALSA sequencer (/dev/snd/seq) here")
-def test_a_real_virtual_port_receives_what_is_sent() -> None:  # pragma: no cover - needs ALSA
-    port = open_input("robo-player-test", virtual=True)
-    try:
-        with mido.open_output("robo-player-test") as out:
-            out.send(mido.Message("note_on", note=60, velocity=90))
-        import time
+@pytest.mark.skipif(
+    not (HAS_SEQ and HAS_RTMIDI), reason="no ALSA sequencer (/dev/snd/seq) or no python-rtmidi here"
+)
+def test_a_real_virtual_port_plays_through_the_live_path() -> None:  # pragma: no cover - ALSA
+    """A real rtmidi virtual port (what a DAW plays), its messages through the live loop
+    into the simulator: heard, and the host latency measured from rtmidi's callback."""
+    import threading
+    import time
 
-        for _ in range(100):
-            msg = port.poll()
-            if msg is not None:
-                break
-            time.sleep(0.01)
-        assert msg is not None and msg.note == 60
-    finally:
-        port.close()
+    from robo_player.driver.ports import open_port
+    from robo_player.live import LatencyMode, LiveOptions, LivePlanner
+    from robo_player.live.session import run_realtime
+    from robo_player.spec import load_spec
+
+    spec = load_spec("piano-61-diy")
+    port = open_input("robo-player-test", virtual=True)
+
+    def send() -> None:
+        time.sleep(0.2)
+        # ALSA lists it as "<client>:robo-player-test <client>:<port>"
+        name = next(n for n in mido.get_output_names() if "robo-player-test" in n)
+        with mido.open_output(name) as out:
+            out.send(mido.Message("note_on", note=60, velocity=100))
+            time.sleep(0.2)
+            out.send(mido.Message("note_off", note=60))
+
+    sender = threading.Thread(target=send)
+    planner = LivePlanner(spec, None, LiveOptions(mode=LatencyMode.LOWEST))
+    t_end = time.monotonic() + 1.5
+    sender.start()
+    with open_port("sim://", spec, truth_seed=0) as dev:
+        perf, session = run_realtime(dev, planner, port, until=lambda s: time.monotonic() > t_end)
+        assert dev.energised() == []
+    sender.join()
+    assert planner.stats.outcomes == {"on_time": 1} and planner.stats.note_offs == 1
+    assert [h.pitch for h in perf.heard] == [60]
+    assert len(session.host_us) == 1 and session.stop_reason == ""
 
 
 def test_a_file_replays_in_real_time_as_a_port() -> None:

@@ -124,7 +124,9 @@ def test_each_answer_note_sounds_at_its_time_whatever_its_velocity(
     spec: PianoSpec, cal: Calibration
 ) -> None:
     answer = [Note(72 + i, 200_000 * i, 100_000, v) for i, v in enumerate((127, 50, 100, 64))]
-    perf, session, r, _ = respond(spec, cal, phrase(0.2, [60, 62, 64, 65]), answer)
+    perf, session, r, _ = respond(
+        spec, cal, phrase(0.2, [60, 62, 64, 65]), answer, stop_us=None
+    )  # (the model's velocities kept)
     heard = answer_onsets(perf, 1_000_000)
     assert len(heard) == 4
     gaps = [b - a for a, b in zip(heard, heard[1:], strict=False)]
@@ -150,11 +152,51 @@ def test_the_answer_stops_when_the_player_plays_again(spec: PianoSpec, cal: Cali
     held = [h for h in perf.heard if h.pitch in ans_keys and h.t_us < t_us
             and (h.end_us is None or h.end_us > t_us)]  # fmt: skip
     assert held and all(h.end_us is not None and h.end_us <= t_us + 50_000 for h in held)
+    pulse = LivePlanner(spec, cal).limits.pulse_us
     for h in held:
         ch = spec.key(h.pitch).channel
-        assert any(c.actuator == ch and h.t_us < c.t_us <= t_us + 5_000
+        # released in the next frame, or at the end of its strike pulse (never cut)
+        strike = max(c.t_us for c in session.sent
+                     if c.actuator == ch and c.op.value == "pulse_hold" and c.t_us < h.t_us)  # fmt: skip
+        assert any(c.actuator == ch and h.t_us < c.t_us <= max(t_us + 5_000, strike + pulse)
                    for c in session.sent if c.op.value == "release")  # fmt: skip
     assert any(h.pitch == 55 for h in perf.heard)  # the player's own note plays
+
+
+def late_answer_onsets(spec: PianoSpec, cal: Calibration, t_again: float, stop_us: int | None
+                       ) -> tuple[list[int], Responder]:  # fmt: skip
+    """A soft answer (velocity 40: slow keys) cut by the player at ``t_again`` s: the
+    answer's onsets later than 50 ms after."""
+    soft = [Note(72 + (i % 8), 90_000 * i, 80_000, 40) for i in range(20)]
+    ev = phrase(0.2, [60, 62, 64, 65])  # end of turn 1.45 s
+    ev += [(t_again, mido.Message("note_on", note=55, velocity=100)),
+           (t_again + 0.2, mido.Message("note_off", note=55))]  # fmt: skip
+    perf, _, r, _ = respond(spec, cal, ev, soft, stop_us=stop_us)
+    t_us = round(t_again * 1e6)
+    # (the player's note is a new call: its answer comes 0.5 s after it)
+    return [h.t_us - t_us for h in perf.heard
+            if h.pitch >= 72 and t_us + 50_000 < h.t_us < t_us + 450_000], r  # fmt: skip
+
+
+def test_a_soft_answer_stops_within_50_ms_whenever_the_player_comes_back(
+    spec: PianoSpec, cal: Calibration
+) -> None:
+    # the player comes back at every phase of the answer's 90 ms beat (13 ms apart)
+    for k in range(7):
+        late, r = late_answer_onsets(spec, cal, 1.70 + 0.013 * k, 50_000)
+        assert r.stats.stopped == 1
+        assert late == [], f"answer onsets {late} µs after the player at phase {k}"
+        # the answer's notes were played loud enough for their keys to be quick
+        assert r.stats.louder_to_stop > 0
+
+
+def test_the_model_s_soft_velocities_kept_cannot_stop_in_50_ms(
+    spec: PianoSpec, cal: Calibration
+) -> None:
+    # the same answers at the model's own velocity 40 (stop_us None): a strike handed
+    # out before the player came back sounds up to its key's latency (> 100 ms) later
+    lates = [late_answer_onsets(spec, cal, 1.70 + 0.013 * k, None)[0] for k in range(7)]
+    assert any(lates)
 
 
 def test_a_call_done_controller_ends_the_turn_at_once(spec: PianoSpec, cal: Calibration) -> None:
@@ -251,7 +293,7 @@ def test_a_soft_first_note_is_played_louder_so_the_answer_starts_in_time(
 ) -> None:
     soft = [Note(72, 0, 150_000, 20), Note(74, 250_000, 150_000, 20)]  # ~300 ms to sound
     ev = phrase(0.2, [60, 62, 64, 65])  # last key up 1.15 s, end of turn 1.45 s
-    perf, session, r, _ = respond(spec, cal, ev, soft)
+    perf, session, r, _ = respond(spec, cal, ev, soft, stop_us=None)  # (no stop floor)
     assert r.stats.louder >= 1
     (first, *_) = answer_onsets(perf, 1_450_000)
     assert first <= 1_450_000 + 100_000

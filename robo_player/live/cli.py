@@ -19,6 +19,7 @@ from typing import Any
 
 from ..errors import TransportError, UsageError
 from ..performance import Performance
+from .family import AnyLivePlanner, live_planner
 from .inputs import DEFAULT_VIRTUAL_NAME, FILE_PREFIX, file_events, list_inputs, open_input
 from .measure import file_report
 from .planner import LatencyMode, LiveOptions, LivePlanner
@@ -98,6 +99,11 @@ def register(sub: Any) -> None:
     rg.add_argument("--respond-length", type=float, default=1.0,
                     help="the answer's length / the call's (default 1)")  # fmt: skip
     rg.add_argument("--respond-seed", type=int, default=0, help="sampling seed (default 0)")
+    rg.add_argument("--respond-stop-ms", type=float, default=50.0,
+                    help="the answer stops this soon after the player plays again: its notes "
+                    "are played at least as loud as their keys need to sound within it "
+                    "(default 50; 0: the model's velocities, stopping within the slowest "
+                    "key's latency)")  # fmt: skip
 
     sp = sub.add_parser(
         "ports",
@@ -131,14 +137,20 @@ def _options(args: argparse.Namespace) -> LiveOptions:
 def cmd_live(args: argparse.Namespace) -> int:
     from ..driver.ports import open_port
     from ..spec import load_spec
-    from ..spec.calibration import Calibration
 
     spec = load_spec(args.spec)
-    cal = None
-    if args.calibration:
-        cal = Calibration.load(args.calibration)
-        cal.check_for(spec, args.calibration)
-    planner = LivePlanner(spec, cal, _options(args))
+    if spec.family != "piano" and not args.port.startswith("sim:"):
+        # (the main CLI's rule for play and simulate; live may not import the CLI)
+        raise UsageError(
+            f"--port {args.port}: no device for the {spec.family} family there yet "
+            "(allowed for a guitar or bass spec: sim://)"
+        )
+    cal = _calibration(args.calibration, spec) if args.calibration else None
+    planner = live_planner(spec, cal, _options(args))
+    if args.respond and not isinstance(planner, LivePlanner):
+        raise UsageError(
+            f"--respond: call and response plays on a piano spec; {spec.name!r} is a {spec.family}"
+        )
     if args.replay:
         args.midi_in = FILE_PREFIX + args.replay
     if not (args.midi_in or args.virtual):
@@ -163,10 +175,15 @@ def cmd_live(args: argparse.Namespace) -> int:
     mode = planner.options.mode.value
     if not args.quiet:
         d_ms = planner.latency_us / 1000
+        if isinstance(planner, LivePlanner):
+            made_of = (f"slowest key at velocity >= {args.min_velocity}: "
+                       f"{planner.slowest_us / 1000:.1f} ms")  # fmt: skip
+        else:
+            made_of = (f"at velocity >= {args.min_velocity}: "
+                       f"{planner.delay_parts.describe()}")  # fmt: skip
         print(
             f"live: {spec.name} on {args.port}, latency {mode}: "
-            + (f"D = {d_ms:.1f} ms (slowest key at velocity >= {args.min_velocity}: "
-               f"{planner.slowest_us / 1000:.1f} ms)" if mode == "fixed"
+            + (f"D = {d_ms:.1f} ms ({made_of})" if mode == "fixed"
                else "each note as soon as its key can make it")
         )  # fmt: skip
         if source is not None:
@@ -177,6 +194,7 @@ def cmd_live(args: argparse.Namespace) -> int:
         _rt_priority(args.rt_priority)  # (before the model's worker starts: it inherits it)
     responder = None
     if respond is not None:
+        assert isinstance(planner, LivePlanner)  # (refused above for the others)
         responder = _responder(args, spec, planner, respond, virtual_time)
     opts: dict[str, Any] = {}
     if args.truth_seed is not None and scheme == "sim":
@@ -250,6 +268,17 @@ def cmd_live(args: argparse.Namespace) -> int:
     return 0
 
 
+def _calibration(path: str, spec: Any) -> Any:
+    """A piano's calibration (keys), or a guitar's or bass's (pickers), checked for ``spec``."""
+    from ..spec.calibration import Calibration
+    from ..spec.string_calibration import StringCalibration
+
+    cls: Any = Calibration if spec.family == "piano" else StringCalibration
+    cal = cls.load(path)
+    cal.check_for(spec, path)
+    return cal
+
+
 def _respond_options(args: argparse.Namespace) -> Any:
     from pathlib import Path
 
@@ -267,6 +296,7 @@ def _respond_options(args: argparse.Namespace) -> Any:
         call_done_cc=args.call_done_cc,
         length=args.respond_length,
         seed=args.respond_seed,
+        stop_us=round(args.respond_stop_ms * 1000) if args.respond_stop_ms else None,
     )
 
 
@@ -300,7 +330,7 @@ def _rt_priority(prio: int) -> None:
 class _Status:
     """A one-line status, at most every second: notes/s, the latency in use, drops."""
 
-    def __init__(self, planner: LivePlanner, quiet: bool) -> None:
+    def __init__(self, planner: AnyLivePlanner, quiet: bool) -> None:
         self.planner = planner
         self.quiet = quiet or not sys.stderr.isatty()
         self.last = time.monotonic()
@@ -316,7 +346,7 @@ class _Status:
         print("\r" + status_line(self.planner, session, rate), end="", file=sys.stderr, flush=True)
 
 
-def status_line(planner: LivePlanner, session: LiveSession, rate: float) -> str:
+def status_line(planner: AnyLivePlanner, session: LiveSession, rate: float) -> str:
     """notes/s, the latency in use, the planned and the measured jitter (host latency:
     MIDI message in -> its commands written), link statistics, drops with their reasons."""
     st = planner.stats

@@ -13,8 +13,9 @@ from typing import Any
 
 from ..performance import Performance
 from ..planner.report import Fate, NoteOutcome, PlanReport
-from .planner import LivePlanner
-from .session import LiveSession
+from .family import AnyLivePlanner
+from .guitar import GuitarLivePlanner
+from .session import Arrival, LiveSession
 
 __all__ = [
     "Measured",
@@ -23,6 +24,7 @@ __all__ = [
     "live_plan_report",
     "live_report",
     "quantiles_ms",
+    "sounded_pitch",
 ]
 
 
@@ -35,7 +37,7 @@ class Measured:
 
 
 def latencies(
-    perf: Performance, session: LiveSession, planner: LivePlanner, window_us: int = 30_000
+    perf: Performance, session: LiveSession, planner: AnyLivePlanner, window_us: int = 30_000
 ) -> list[Measured]:
     """Every sounded note that was heard, with its measured latency."""
     by_pitch: dict[int, list[int]] = {}
@@ -49,13 +51,23 @@ def latencies(
         want = a.t_us + next(delays)
         if a.answer:
             continue  # the robot's own answer: no player's message to measure from
-        cands = by_pitch.get(a.pitch, [])
+        cands = by_pitch.get(sounded_pitch(planner, a), [])
         if not cands:
             continue
         onset = min(cands, key=lambda x: abs(x - want))
         if abs(onset - want) <= window_us:
             out.append(Measured(a.t_us, a.pitch, a.velocity, onset - a.t_us))
     return out
+
+
+def sounded_pitch(planner: AnyLivePlanner, a: Arrival) -> int:
+    """The pitch note ``a`` was played at (moved by octaves into range, or, on a
+    guitar, an octave off where no string was free in time)."""
+    pitch_of = getattr(planner, "pitch_of", None)
+    if pitch_of is not None and a.note in pitch_of:
+        return int(pitch_of[a.note])
+    key = planner._key_of(a.pitch)
+    return a.pitch if key is None else key
 
 
 def quantiles_ms(xs: list[float]) -> dict[str, float] | None:
@@ -79,12 +91,12 @@ _DROP_REASONS = {
 }
 
 
-def live_plan_report(session: LiveSession, planner: LivePlanner) -> PlanReport:
+def live_plan_report(session: LiveSession, planner: AnyLivePlanner) -> PlanReport:
     """The player's notes as a file's plan report: each note-on's intended time is its
     arrival + ``D`` (fixed mode) or + its planned delay (lowest mode); a late note is
     altered (by how much), merged/cancelled/dropped notes are dropped (why)."""
-    rep = PlanReport(spec_name=planner.spec.name, calibrated=planner.oracle.calibration.measured)
-    rep.supply_overloads = planner.stats.supply_overloads
+    rep = PlanReport(spec_name=planner.spec.name, calibrated=planner.calibrated)
+    rep.supply_overloads = planner.supply_overloads()
     delays = iter(planner.stats.delays_us)  # one per strike planned, in arrival order
     fixed = planner.options.mode.value == "fixed"
     for a in session.arrivals:
@@ -101,14 +113,14 @@ def live_plan_report(session: LiveSession, planner: LivePlanner) -> PlanReport:
         elif not sounded:
             fate, reason = Fate.DROPPED, _DROP_REASONS.get(a.outcome, a.outcome)
         rep.outcomes.append(NoteOutcome(
-            len(rep.outcomes), a.pitch, planner._key_of(a.pitch) or a.pitch, fate,
+            len(rep.outcomes), a.pitch, sounded_pitch(planner, a), fate,
             a.t_us + delay if sounded else want, want, a.velocity, None, changes, reason,
         ))  # fmt: skip
     return rep
 
 
 def file_report(
-    perf: Performance, session: LiveSession, planner: LivePlanner, *, piece: str, port: str,
+    perf: Performance, session: LiveSession, planner: AnyLivePlanner, *, piece: str, port: str,
     calibration: object = None,
 ) -> dict[str, Any]:  # fmt: skip
     """``--report``: the file report's keys (``docs/report.md``) for the player's notes,
@@ -122,7 +134,7 @@ def file_report(
     )  # fmt: skip
 
 
-def live_report(perf: Performance | None, session: LiveSession, planner: LivePlanner) -> dict:
+def live_report(perf: Performance | None, session: LiveSession, planner: AnyLivePlanner) -> dict:
     """The report's ``live`` section (issue 12): host latency, the mode and D, the onset
     deviation from D (fixed mode, where there is a sensor), the notes' fates."""
     st = planner.stats
@@ -156,4 +168,14 @@ def live_report(perf: Performance | None, session: LiveSession, planner: LivePla
         "panics": st.panics,
         "ignored": dict(st.ignored),
         "stop_reason": session.stop_reason or None,
+        **(
+            {
+                "heat_overloads": planner.heat_overloads(),
+                "refingered": planner.refingered,
+                "octave_moved": planner.octave_moved,
+                "held_notes_cut": planner.cuts,
+            }
+            if isinstance(planner, GuitarLivePlanner)
+            else {}
+        ),  # fmt: skip
     }

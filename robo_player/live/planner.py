@@ -29,8 +29,6 @@ Every note that arrives ends in exactly one of :attr:`LiveStats.outcomes`.
 
 from __future__ import annotations
 
-import heapq
-import itertools
 import logging
 
 from ..errors import UsageError
@@ -41,25 +39,15 @@ from ..planner.piano import _octave_shift, _wait_for_supply
 from ..spec.calibration import Calibration
 from ..spec.model import PianoSpec
 from .options import LatencyMode, LiveOptions, LiveStats
+from .stream import INF_US as _INF
+from .stream import StreamPlanner
+from .stream import WaitingCommand as _Entry
 
 __all__ = ["LatencyMode", "LiveOptions", "LivePlanner", "LiveStats"]
 
 log = logging.getLogger(__name__)
 
-_INF = 1 << 62
 RELIEF_GUARD_US = 200  # a strike waiting for a pulse end goes this long after it
-# same-time order: releases first, then levels, then strikes (Plan.sort's order)
-_ORD = {Op.RELEASE: 0, Op.SET: 1, Op.MOVE: 1, Op.PULSE_HOLD: 2}
-
-
-class _Entry:
-    """A command waiting in the queue (``state``: 0 waiting, 1 sent, -1 cancelled)."""
-
-    __slots__ = ("cmd", "state")
-
-    def __init__(self, cmd: Command) -> None:
-        self.cmd = cmd
-        self.state = 0
 
 
 class _Voice:
@@ -87,7 +75,7 @@ class _Voice:
         self.settled = False  # its hold's heat is in the coil's CoilHeat
 
 
-class LivePlanner:
+class LivePlanner(StreamPlanner):
     """Plans MIDI messages one by one for a piano spec (see the module doc)."""
 
     def __init__(
@@ -100,8 +88,9 @@ class LivePlanner:
             raise UsageError(
                 f"live: spec {spec.name!r} is of family {spec.family!r} (allowed: piano)"
             )
+        super().__init__(options or LiveOptions())
         self.spec = spec
-        self.options = o = options or LiveOptions()
+        o = self.options
         self.oracle = Playability(spec, calibration, o.plan)
         self.limits = self.oracle.limits
         self.ledger = rules.supply_ledger(spec.actuators, self.limits.pulse_us)
@@ -109,23 +98,22 @@ class LivePlanner:
         self.slowest_us = self.slowest_latency_us(o.min_velocity)
         default_d = self.slowest_us + o.lead_us + o.margin_us
         self.latency_us = o.latency_us if o.latency_us is not None else default_d
-        self.stats = LiveStats()
-        self._queue: list[tuple[int, int, int, int, _Entry]] = []
-        self._seq = itertools.count()
-        self._floor = 0  # time of the last command handed out: nothing goes before it
         self._voices: dict[int, _Voice] = {}  # key -> its latest voice
         self._sounding: dict[int, _Voice] = {}  # MIDI pitch -> voice it holds
-        self._notes = itertools.count()
-        self.last_note = -1  # the id of the latest note-on (Command.note of its strike)
-        self._tokens = float(o.burst_notes)
-        self._tokens_t = 0
-        self.played: dict[int, tuple[int, int]] = {}  # note -> (velocity, latency µs)
-        self._struck: dict[int, str] = {}  # note -> its outcome, while its strike waits
         if spec.pedal is not None:
             self._pedal_ch = spec.pedal.channel
             self._pedal_max = spec.actuators[spec.pedal.channel].pwm_max
             lat = self.oracle.calibration.pedal_latency_us
             self._pedal_lat = lat if lat is not None else spec.pedal.latency_us
+
+    @property
+    def calibrated(self) -> bool:
+        return bool(self.oracle.calibration.measured)
+
+    def supply_overloads(self) -> int:
+        """Strikes that had to go while the supply was overloaded (they waited as long
+        as ``supply_wait_us`` allows)."""
+        return self.stats.supply_overloads
 
     # -- what D is -----------------------------------------------------------------------
 
@@ -146,17 +134,10 @@ class LivePlanner:
         """A note-on arrived at ``t_us``; returns its outcome (a key of ``outcomes``).
         ``delay_us``: sound it this long after ``t_us`` whatever the mode (an answer
         of call and response, planned ahead like a file's note); its note-off keeps it."""
-        if velocity == 0:
-            self.note_off(t_us, pitch)
-            return "note_off"
-        st = self.stats
-        st.notes_in += 1
-        note = self.last_note = next(self._notes)
-        if not self._take_token(t_us):
-            return self._out(note, "dropped_rate", "over the note rate limit")
-        key = self._key_of(pitch)
+        note, key, refused = self._admit(t_us, pitch, velocity)
         if key is None:
-            return self._out(note, "dropped_out_of_range", f"{pitch_name(pitch)} out of range")
+            return refused
+        st = self.stats
         o, lim = self.options, self.limits
         klim = self.oracle.limits_for(key)
         earliest = max(t_us + o.lead_us, self._floor)
@@ -240,7 +221,7 @@ class LivePlanner:
         if cut is not None:
             v.limit_rel = min(v.limit_rel, s + lim.pulse_us + cut)
         v.strike_entry = self._push(
-            Command(s, Op.PULSE_HOLD, ch, dc.counts, lim.pulse_us, v.hold, note)
+            Command(s, Op.PULSE_HOLD, ch, dc.counts, lim.pulse_us, v.hold, note), strike=True
         )
         self._release(v, v.limit_rel)  # until a note-off comes
         self._voices[key] = v
@@ -249,20 +230,6 @@ class LivePlanner:
         self.played[note] = (velocity, lat)
         outcome = self._struck[note] = "late" if late else "on_time"
         return self._out(note, outcome, "")
-
-    def note_off(self, t_us: int, pitch: int) -> None:
-        """A note-off arrived at ``t_us``: release at the note's own delay after it (its
-        duration kept), not before the strike pulse and the hammer's flight are over."""
-        st = self.stats
-        st.note_offs += 1
-        v = self._sounding.get(pitch)
-        if v is None or v.owners <= 0:
-            st.offs_unmatched += 1
-            return
-        v.owners -= 1
-        if v.owners == 0:
-            del self._sounding[pitch]
-            self._off(v, t_us)
 
     def _off(self, v: _Voice, t_us: int) -> None:
         lim = self.limits
@@ -287,13 +254,7 @@ class LivePlanner:
     def panic(self, t_us: int) -> None:
         """CC 120/123: cancel what waits and switch every output off in the next frame."""
         self.stats.panics += 1
-        for *_, e in self._queue:
-            if e.state == 0:
-                e.state = -1
-                if e.cmd.op is Op.PULSE_HOLD:
-                    self.stats.outcomes["cancelled"] += 1
-                    self._uncount(e.cmd.note)
-        self._queue.clear()
+        self._cancel_waiting()
         t = max(t_us + self.options.lead_us, self._floor)
         for key, v in list(self._voices.items()):
             if v.strike_entry is not None and v.strike_entry.state == -1:
@@ -312,7 +273,8 @@ class LivePlanner:
     def cancel_notes(self, t_us: int, notes: set[int]) -> int:
         """Silence the notes ``notes`` (ids, :attr:`last_note`) at once: a strike not yet
         handed out is cancelled (counted ``cancelled``), a key already struck is released
-        in the next frame (its pulse cut). Returns how many strikes were cancelled."""
+        in the next frame, or at the end of its strike pulse if that is later (a cut
+        pulse is a softer, later strike). Returns how many strikes were cancelled."""
         t = max(t_us + self.options.lead_us, self._floor)
         n = 0
         for key, v in list(self._voices.items()):
@@ -329,7 +291,9 @@ class LivePlanner:
                 del self._voices[key]
                 n += 1
             elif v.rel is not None and v.rel.state == 0 and v.rel_t > t:
-                self._release(v, t)
+                # never cut a strike's pulse: a cut pulse is a softer strike, and a
+                # softer strike is a slower one (it would sound later, not never)
+                self._release(v, min(v.rel_t, max(t, v.strike + self.limits.pulse_us)))
             v.owners = 0
             for p, v0 in list(self._sounding.items()):
                 if v0 is v:
@@ -344,47 +308,6 @@ class LivePlanner:
         else:
             self.stats.ignored[f"control_change {number}"] += 1
 
-    def not_before(self, t_us: int) -> None:
-        """Nothing new is scheduled before ``t_us`` (the device's clock is already past
-        the message's time, plus the lead)."""
-        if t_us > self._floor:
-            self._floor = t_us
-
-    # -- the queue -----------------------------------------------------------------------
-
-    def next_due_us(self) -> int | None:
-        """When the earliest waiting command must be handed to the device (its time less
-        ``lead_us``); None when nothing waits."""
-        q = self._queue
-        while q and q[0][4].state != 0:
-            heapq.heappop(q)
-        return q[0][0] - self.options.lead_us if q else None
-
-    def due(self, now_us: int) -> list[Command]:
-        """The commands to hand to the device now (time order): those due within
-        ``lead_us``; later messages can no longer change them."""
-        out: list[Command] = []
-        q, horizon = self._queue, now_us + self.options.lead_us
-        while q and q[0][0] <= horizon:
-            e = heapq.heappop(q)[4]
-            if e.state == 0:
-                e.state = 1
-                out.append(e.cmd)
-                if e.cmd.op is Op.PULSE_HOLD:
-                    self._struck.pop(e.cmd.note, None)
-        if out:
-            self._floor = max(self._floor, out[-1].t_us)
-        return out
-
-    def finish(self, t_us: int) -> list[Command]:
-        """The end: every key still held is let go; every waiting command, in order."""
-        for v in {id(v): v for v in self._sounding.values()}.values():
-            if v.owners > 0:
-                v.owners = 0
-                self._off(v, t_us)
-        self._sounding.clear()
-        return self.due(_INF)
-
     # -- internals -----------------------------------------------------------------------
 
     def _key_of(self, pitch: int) -> int | None:
@@ -395,35 +318,6 @@ class LivePlanner:
             return None
         sh = _octave_shift(pitch, lo, hi)
         return None if sh is None else pitch + sh
-
-    def _take_token(self, t_us: int) -> bool:
-        o = self.options
-        if t_us > self._tokens_t:
-            self._tokens = min(
-                float(o.burst_notes),
-                self._tokens + (t_us - self._tokens_t) * o.max_notes_per_s / 1e6,
-            )
-            self._tokens_t = t_us
-        if self._tokens < 1.0:
-            return False
-        self._tokens -= 1.0
-        return True
-
-    def pending(self) -> int:
-        """Commands waiting (cancelled ones are dropped from the queue here)."""
-        self._queue = [x for x in self._queue if x[4].state == 0]
-        heapq.heapify(self._queue)
-        return len(self._queue)
-
-    def _push(self, cmd: Command) -> _Entry:
-        e = _Entry(cmd)
-        seq = next(self._seq)
-        if seq % 256 == 255:
-            # a replanned release leaves its old entry in the heap until its time (up to
-            # the max on-time away): drop them now and then, so the queue does not grow
-            self.pending()
-        heapq.heappush(self._queue, (cmd.t_us, _ORD[cmd.op], cmd.actuator, seq, e))
-        return e
 
     def _release(self, v: _Voice, t: int) -> None:
         """(Re)plan the release of ``v`` at ``t`` (a release already sent stays)."""
@@ -436,16 +330,3 @@ class LivePlanner:
         v.rel_t = t
         if v.item is not None:
             self.ledger.set_release(v.item, t)
-
-    def _uncount(self, note: int) -> None:
-        """A cancelled strike is no longer on time or late."""
-        k = self._struck.pop(note)
-        self.stats.outcomes[k] -= 1
-        if not self.stats.outcomes[k]:
-            del self.stats.outcomes[k]
-
-    def _out(self, note: int, outcome: str, why: str) -> str:
-        self.stats.outcomes[outcome] += 1
-        if why:
-            log.debug("note %d: %s (%s)", note, outcome, why)
-        return outcome

@@ -51,6 +51,10 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 CHORD_US = 40_000  # onsets closer than this are one chord (for the pulse)
+# of the stop budget, kept for what is not the key's latency: a firmware device takes
+# commands 1 ms early (session.FIRMWARE_AHEAD_US), the loop may wake late, the
+# calibration's error
+STOP_MARGIN_US = 4_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +73,11 @@ class RespondOptions:
     temperature: float = 1.0
     top_p: float = 0.95
     seed: int = 0
+    # the answer stops this soon after the player plays again: a strike already sent
+    # cannot be called back, so every answer note is played at least as loud as its key
+    # needs to sound within it (None: the model's velocities, stopping within the
+    # slowest key's latency instead)
+    stop_us: int | None = 50_000
 
     def __post_init__(self) -> None:
         if not 50_000 <= self.silence_us <= 10_000_000:
@@ -81,6 +90,10 @@ class RespondOptions:
             )
         if not 0.1 <= self.length <= 8.0:
             raise UsageError(f"--respond-length: {self.length:g} is out of range (allowed 0.1..8)")
+        if self.stop_us is not None and not 20_000 <= self.stop_us <= 1_000_000:
+            raise UsageError(
+                f"--respond-stop-ms: {self.stop_us / 1000:g} is out of range (allowed 20..1000, or 0: off)"
+            )
 
 
 def pulse_us(onsets: list[int]) -> int | None:
@@ -292,6 +305,7 @@ class RespondStats:
     stopped: int = 0  # answers the player cut short
     empty: int = 0  # answers the model gave no note for
     louder: int = 0  # answer notes played louder than the model asked, to be on time
+    louder_to_stop: int = 0  # ... so that the answer can stop within ``stop_us``
     late_part_notes: int = 0  # notes of an answer's later part that came too late to be on time
     end_of_turn_us: list[int] = field(default_factory=list)  # found - last key up
     ended_at_us: list[int] = field(default_factory=list)  # when each turn ended
@@ -305,7 +319,7 @@ class RespondStats:
             "turns": self.turns, "by_call_done_cc": self.by_cc, "answers": self.answers,
             "answer_notes": self.answer_notes, "stopped_by_player": self.stopped,
             "empty_answers": self.empty, "late_part_notes": self.late_part_notes,
-            "notes_louder": self.louder,
+            "notes_louder": self.louder, "notes_louder_to_stop": self.louder_to_stop,
             "end_of_turn_after_last_key_up_ms": quantiles_ms([float(x) for x in self.end_of_turn_us]),
             "first_note_after_end_of_turn_ms": quantiles_ms([float(x) for x in self.first_note_us]),
         }  # fmt: skip
@@ -454,6 +468,7 @@ class Responder:
         """The answer came: time it on the call's pulse, queue its messages."""
         assert self.ended_at is not None
         end, self.ended_at = self.ended_at, None
+        notes = [self._stoppable(n) for n in notes]
         if not notes:
             self.stats.empty += 1
             self.call = []
@@ -490,10 +505,31 @@ class Responder:
 
     def _extend(self, t_us: int, notes: list[Note]) -> None:
         """The answer's next part came while its first plays: queue it on."""
+        notes = [self._stoppable(n) for n in notes]
         notes = [self._louder(n, self.answer_start + n.onset_us, t_us) for n in notes]
         late = sum(1 for n in notes if self.answer_start + n.onset_us - self._delay(n) < t_us)
         self.stats.late_part_notes += late
         self._queue_notes(notes)
+
+    def _stoppable(self, n: Note) -> Note:
+        """``n`` at the softest velocity (from its own up) whose strike sounds within
+        ``stop_us`` of any moment it may be handed to the device: its key's latency at
+        most ``stop_us - lead - STOP_MARGIN_US`` (a strike handed out is committed: the
+        hammer flies; a soft key is slow)."""
+        if self.o.stop_us is None:
+            return n
+        p = self.planner
+        key = p._key_of(n.pitch)
+        if key is None:
+            return n
+        most = self.o.stop_us - p.options.lead_us - STOP_MARGIN_US
+        v = n.velocity
+        while v < 127 and p.oracle.drive(key, v).latency_us > most:
+            v += 1
+        if v == n.velocity:
+            return n
+        self.stats.louder_to_stop += 1
+        return Note(n.pitch, n.onset_us, n.duration_us, v)
 
     def _delay(self, n: Note) -> int:
         """An answer note is handed over its key's latency + lead + margin before it sounds."""

@@ -24,7 +24,7 @@ from typing import Any, Protocol
 from ..driver.ports import Device
 from ..performance import Performance
 from ..plan import Command, Op
-from .planner import LivePlanner
+from .family import AnyLivePlanner
 
 __all__ = [
     "Arrival", "LiveSession", "MidiSource", "default_ahead_us", "run_realtime", "run_virtual",
@@ -50,12 +50,13 @@ class Arrival:
     velocity: int
     outcome: str
     answer: bool = False  # the robot's own answer (call and response), not the player's
+    note: int = -1  # the planner's id of the note (``LivePlanner.last_note``)
 
 
 @dataclass(slots=True)
 class LiveSession:
     device: Device
-    planner: LivePlanner
+    planner: AnyLivePlanner
     # hand commands to the device this much earlier than ``lead_us`` asks (the loop may
     # wake this late; see default_ahead_us)
     ahead_us: int = 0
@@ -120,7 +121,7 @@ class LiveSession:
         kind = getattr(msg, "type", "?")
         if kind == "note_on" and msg.velocity > 0:
             out = p.note_on(t_us, msg.note, msg.velocity, delay_us)
-            self.arrivals.append(Arrival(t_us, msg.note, msg.velocity, out, answer))
+            self.arrivals.append(Arrival(t_us, msg.note, msg.velocity, out, answer, p.last_note))
         elif kind in ("note_on", "note_off"):
             p.note_off(t_us, msg.note)
         elif kind == "control_change":
@@ -172,7 +173,7 @@ def default_ahead_us(device: Device) -> int:
 
 
 def run_virtual(
-    device: Device, planner: LivePlanner, events: Iterable[tuple[float, Any]],
+    device: Device, planner: AnyLivePlanner, events: Iterable[tuple[float, Any]],
     tail_s: float = 1.0, ahead_us: int | None = None, record: bool = False,
     responder: Any = None,
 ) -> tuple[Performance, LiveSession]:  # fmt: skip
@@ -187,6 +188,9 @@ def run_virtual(
         last = max(last, round(t_s * 1e6))
         if responder is not None:
             _tick_until(s, responder, last)
+            # what was due by now has gone to the device before the responder hears the
+            # message (a strike already sent cannot be called back when the player plays)
+            s.advance_to(last)
             responder.heard(s, msg, last)
         s.feed(msg, last)
         if responder is not None:
@@ -217,7 +221,7 @@ SLICE_S = 0.002  # the longest the real-time loop waits for input before the lin
 
 def run_realtime(
     device: Device,
-    planner: LivePlanner,
+    planner: AnyLivePlanner,
     source: MidiSource,
     *,
     clock: Callable[[], float] = time.perf_counter,
@@ -268,6 +272,7 @@ def run_realtime(
                 # when it came (the host latency counts from then); else: polled now
                 t_in = getattr(source, "arrived_at", None)
                 if responder is not None:
+                    s.advance_to(now)  # (as in run_virtual)
                     responder.heard(s, msg, now)
                 s.feed(msg, now, t_in)
             if s.stop_reason:
