@@ -287,19 +287,21 @@ def search(layout: Layout, onsets: Sequence[Onset], costs: Costs | None = None,
     layer: list[Entry] = [(tuple(it.get(FRESH) for _ in range(n)) + (0,), 0.0, -1, -1)]
     history: list[list[Entry]] = []
     limits = fold_limits(layout, onsets)
+    last, folded = it.last, it.folded
+    at = last.__getitem__
     for i, onset in enumerate(onsets):
-        if i and len(layer) > 1:  # states equal but for times no later note sees are one
-            layer = _merge(layer, limits[i - 1], it, n)
-            history[i - 1] = layer  # the next layer's back indices point into this list
         cands: list[Cand] = []
         if len(onset.slots) == 1:
             _expand_single(layout, layer, onset, costs, cands, window, it)
         else:
             _expand_multi(layout, layer, onset, costs, cands, it)
         # the cheapest entry per state, cheapest first, at most ``beam``, within the window
-        # ((cost, j, k) is unique per candidate: the sort never compares states)
+        # ((cost, j, k) is unique per candidate: the sort never compares states); a state's
+        # times that no later note sees are folded first, so states equal but for them
+        # are one (the first, cheapest, is kept)
         cands.sort()
         top = cands[0][0] + window
+        limit = limits[i]
         nxt: list[Entry] = []
         seen: set[Key] = set()
         for c, j, k, s, x in cands:
@@ -309,9 +311,13 @@ def search(layout: Layout, onsets: Sequence[Onset], costs: Costs | None = None,
                 lst = list(layer[j][0])
                 lst[s] = x
                 lst[-1] = 1 << s
-                st = tuple(lst)
             else:
-                st = x
+                lst = list(x)
+            if min(map(at, lst[:n])) < limit:
+                for y in range(n):
+                    if last[lst[y]] < limit:
+                        lst[y] = folded(lst[y])
+            st = tuple(lst)
             if st in seen:
                 continue
             seen.add(st)
@@ -341,12 +347,19 @@ def _expand_single(layout: Layout, layer: list[Entry], onset: Onset, costs: Cost
     sss, intern = it.ss, it.get
     cap = math.inf
     states = [e[0] for e in layer]
-    base = [e[1] for e in layer]
+    base = [e[1] for e in layer]  # ascending: the layer is kept cheapest first
     js = range(len(layer))
-    for k, ((s, f),) in enumerate(onset.fingerings):
+    # a lower bound of each fingering's cost (its fret's pull, and the octave's price),
+    # cheapest first: a path whose bound is past ``cap`` is not computed at all
+    at, pitch, fret_ms, tr = layout.pitch_at, slot.pitch, costs.fret_ms, costs.transpose_ms
+    order = sorted((f * fret_ms + (tr if pitch >= 0 and at[s][f] != pitch else 0.0), k, s, f)
+                   for k, ((s, f),) in enumerate(onset.fingerings))  # fmt: skip
+    for lb, k, s, f in order:
         bit = 1 << s
         seen: dict[int, tuple[int, float]] = {}
         for j in js:
+            if base[j] + lb > cap:
+                break
             state = states[j]
             sid = state[s]
             r = seen.get(sid)
@@ -399,25 +412,6 @@ def _expand_multi(layout: Layout, layer: list[Entry], onset: Onset, costs: Costs
                 cost += c
             lst[-1] = mask or prev
             cands.append((c0 + cost, j, k, -1, tuple(lst)))
-
-
-def _merge(layer: list[Entry], limit: int, it: _Interner, n: int) -> list[Entry]:
-    """Fold every state's old times and keep the cheapest entry per folded state."""
-    best: dict[Key, Entry] = {}
-    last = it.last
-    at = last.__getitem__
-    for e in layer:
-        st = e[0]
-        if min(map(at, st[:n])) < limit:
-            lst = list(st)
-            for x in range(n):
-                if last[lst[x]] < limit:
-                    lst[x] = it.folded(lst[x])
-            st = tuple(lst)
-        old = best.get(st)
-        if old is None or e[1] < old[1]:
-            best[st] = (st, e[1], e[2], e[3])
-    return list(best.values())
 
 
 def fold_limits(layout: Layout, onsets: Sequence[Onset]) -> list[int]:

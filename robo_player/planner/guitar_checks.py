@@ -3,6 +3,7 @@ and coil heat (:mod:`robo_player.rules`' arithmetic in tight loops over command 
 
 from __future__ import annotations
 
+import heapq
 import math
 
 from ..plan import Op, Plan
@@ -43,18 +44,25 @@ def supply_rows(spec: GuitarSpec, rows: list[Row]) -> int:
             per_count[a.index] = a.full_a / a.pwm_max
     limit_a = supply_limit_a(amap) + EPS_A
     most = amap.max_concurrent
-    active: list[tuple[int, float]] = []  # (end, amps)
+    active: list[tuple[int, float]] = []  # a heap of (end, amps) of the pulses running
+    total = 0.0  # their amps (summed afresh when near the limit: no drift)
     over = 0
     pulse_hold = Op.PULSE_HOLD
+    pop, push = heapq.heappop, heapq.heappush
     for t, _, act, _, op, drive, pulse, _, _, _ in rows:
         if op is not pulse_hold or pulse <= 0:
             continue
         k = per_count.get(act)
         if k is None:
             continue
-        active = [x for x in active if x[0] > t]
-        active.append((t + pulse, drive * k))
-        if len(active) > most or sum(x[1] for x in active) > limit_a:
+        while active and active[0][0] <= t:
+            total -= pop(active)[1]
+        amps = drive * k
+        push(active, (t + pulse, amps))
+        total += amps
+        if total > limit_a - 1e-6:
+            total = sum(x[1] for x in active)
+        if len(active) > most or total > limit_a:
             over += 1
     return over
 
