@@ -79,6 +79,7 @@ class Costs:
     travel_ms_weight: float = 1.0
     fret_move_ms: float = 0.0
     transpose_ms: float = 2000.0  # a note played an octave off (rather than dropped)
+    cut_note_ms: float = 0.0  # per note cut (on top of ``cut_ms_weight`` per ms)
 
 
 class Layout:
@@ -214,7 +215,7 @@ def transition(layout: Layout, ss: StringState, s: int, slot: Slot, fret: int,
             cost += layout.travel_cost(costs)[s][car][fret]
         new = (fret if layout.slider else 0, fret, p, slot.sound_us, slot.end_us, NEG)
     if cut:
-        cost += cut / 1000.0 * costs.cut_ms_weight
+        cost += cut / 1000.0 * costs.cut_ms_weight + costs.cut_note_ms
     return new, cost, None, cut
 
 

@@ -213,10 +213,11 @@ def _with_octave(positions: Callable[[int], list[tuple[int, int]]], q: int,
     """``opts`` (pitch ``q``'s) and the positions of the octave below, else above."""
     return opts + tuple(positions(q - 12) or positions(q + 12))
 
-# No carriage on the matrix: what is left to weigh is cut notes against string changes
-# (bench/bench_guitar.py: 41 % of chorale notes unaltered with the slider's weights, 76 %
-# with these).
-MATRIX_COSTS = Costs(change_ms=1.0, cut_ms_weight=0.5)
+# No carriage on the matrix: what is left to weigh is notes cut (each cut note counts,
+# not its length) against nothing else; the ties this leaves fall to the search's order
+# (bench/bench_guitar.py, 20 chorales: 41 % of notes unaltered with the slider's weights,
+# 76.2 % with string changes 1 and cuts 0.5/ms, 78.1 % with these).
+MATRIX_COSTS = Costs(change_ms=0.0, cut_ms_weight=0.0, fret_ms=0.0, cut_note_ms=100.0)
 
 
 def _plan_guitar(score: Score, spec: GuitarSpec, calibration: object, options: PlanOptions | None,
