@@ -290,10 +290,12 @@ def search(layout: Layout, onsets: Sequence[Onset], costs: Costs | None = None,
     limits = fold_limits(layout, onsets)
     last, folded = it.last, it.folded
     at = last.__getitem__
+    # per one-note fingering table (shared by the onsets of one pitch): its order
+    orders: dict[tuple[int, int], list[tuple[float, int, int, int]]] = {}
     for i, onset in enumerate(onsets):
         cands: list[Cand] = []
         if len(onset.slots) == 1:
-            _expand_single(layout, layer, onset, costs, cands, window, it)
+            _expand_single(layout, layer, onset, costs, cands, window, it, orders)
         else:
             _expand_multi(layout, layer, onset, costs, cands, it)
         # the cheapest entry per state, cheapest first, at most ``beam``, within the window
@@ -338,7 +340,8 @@ def search(layout: Layout, onsets: Sequence[Onset], costs: Costs | None = None,
 
 
 def _expand_single(layout: Layout, layer: list[Entry], onset: Onset, costs: Costs,
-                   cands: list[Cand], window: float, it: _Interner) -> None:  # fmt: skip
+                   cands: list[Cand], window: float, it: _Interner,
+                   orders: dict[tuple[int, int], list[tuple[float, int, int, int]]]) -> None:  # fmt: skip
     """:func:`step` for an onset of one note, on interned states (the common case; the
     same arithmetic, so the search still equals :func:`brute_force`). A path already
     more than ``window`` above the cheapest so far is skipped: the window would cut it."""
@@ -352,9 +355,12 @@ def _expand_single(layout: Layout, layer: list[Entry], onset: Onset, costs: Cost
     js = range(len(layer))
     # a lower bound of each fingering's cost (its fret's pull, and the octave's price),
     # cheapest first: a path whose bound is past ``cap`` is not computed at all
-    at, pitch, fret_ms, tr = layout.pitch_at, slot.pitch, costs.fret_ms, costs.transpose_ms
-    order = sorted((f * fret_ms + (tr if pitch >= 0 and at[s][f] != pitch else 0.0), k, s, f)
-                   for k, ((s, f),) in enumerate(onset.fingerings))  # fmt: skip
+    key = (id(onset.fingerings), slot.pitch)
+    order = orders.get(key)
+    if order is None:
+        at, pitch, fret_ms, tr = layout.pitch_at, slot.pitch, costs.fret_ms, costs.transpose_ms
+        order = orders[key] = sorted((f * fret_ms + (tr if pitch >= 0 and at[s][f] != pitch else 0.0), k, s, f)
+                                     for k, ((s, f),) in enumerate(onset.fingerings))  # fmt: skip
     for lb, k, s, f in order:
         bit = 1 << s
         seen: dict[int, tuple[int, float]] = {}
