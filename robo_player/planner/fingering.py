@@ -347,48 +347,43 @@ def _expand_single(layout: Layout, layer: list[Entry], onset: Onset, costs: Cost
     more than ``window`` above the cheapest so far is skipped: the window would cut it."""
     slot = onset.slots[0]
     change = costs.change_ms
-    add = cands.append
     sss, intern = it.ss, it.get
-    cap = math.inf
     states = [e[0] for e in layer]
     base = [e[1] for e in layer]  # ascending: the layer is kept cheapest first
+    base0 = base[0]
     js = range(len(layer))
     # a lower bound of each fingering's cost (its fret's pull, and the octave's price),
-    # cheapest first: a path whose bound is past ``cap`` is not computed at all
+    # cheapest first: a fingering whose bound is past ``cap`` is not computed at all
     key = (id(onset.fingerings), slot.pitch)
     order = orders.get(key)
     if order is None:
         at, pitch, fret_ms, tr = layout.pitch_at, slot.pitch, costs.fret_ms, costs.transpose_ms
         order = orders[key] = sorted((f * fret_ms + (tr if pitch >= 0 and at[s][f] != pitch else 0.0), k, s, f)
                                      for k, ((s, f),) in enumerate(onset.fingerings))  # fmt: skip
+    cap = math.inf
     for lb, k, s, f in order:
+        if base0 + lb > cap:
+            break
         bit = 1 << s
         seen: dict[int, tuple[int, float]] = {}
+        for sid in {st[s] for st in states}:
+            new, c, why, _ = transition(layout, sss[sid], s, slot, f, costs)
+            seen[sid] = (intern(new) if why is None else -1, c)
+        best = math.inf
         for j in js:
-            if base[j] + lb > cap:
-                break
             state = states[j]
-            sid = state[s]
-            r = seen.get(sid)
-            if r is None:
-                new, c, why, _ = transition(layout, sss[sid], s, slot, f, costs)
-                r = seen[sid] = (intern(new) if why is None else -1, c)
-            nid, c = r
+            nid, c = seen[state[s]]
             if nid >= 0:
                 prev = state[-1]
-                if prev and not prev & bit:
-                    c += change
-                total = base[j] + c
-                if total > cap:
-                    continue
-                add((total, j, k, s, nid))
+                total = base[j] + (c + change if prev and not prev & bit else c)
+                cands.append((total, j, k, s, nid))
             else:
                 total = base[j] + c
-                if total > cap:
-                    continue
-                add((total, j, k, -1, state))
-            if total + window < cap:
-                cap = total + window
+                cands.append((total, j, k, -1, state))
+            if total < best:
+                best = total
+        if best + window < cap:
+            cap = best + window
 
 
 def _expand_multi(layout: Layout, layer: list[Entry], onset: Onset, costs: Costs,
