@@ -25,7 +25,8 @@ estimate from the per-onset counts, not a bound). ``8vb`` rows: the same tunes a
 octave down, as a guitarist reads them (guitar music sounds an octave below written).
 
 ``--floor``: the same search with timing ignored (travel only), beams 8 and 64: how
-far travel alone goes on these tunes.
+far travel alone goes on these tunes; and the planner with timing kept but travel in
+frets as its only cost (beam 64): how far travel goes at the written tempo.
 
 Speed: ``plan_guitar`` (assignment + commands + checks) on the tunes repeated to
 ``--notes`` notes, best CPU time of ``--repeat`` (target >= 20,000 notes/s).
@@ -226,6 +227,19 @@ def travel_floor(pieces: list[Piece], beam: int) -> float:
     return tot / base
 
 
+def timed_floor(pieces: list[Piece], beam: int) -> float:
+    """Travel (frets) of the planner with every note's timing kept but travel in frets the
+    only cost (no travel time, string changes, cuts or fret pull), over the greedy's."""
+    spec = _spec("guitar-slider")
+    costs = Costs(travel_ms_weight=0.0, fret_move_ms=20.0, change_ms=0.0, fret_ms=0.0, cut_ms_weight=0.0)
+    tot = base = 0
+    for _, sc in pieces:
+        _, rep = plan_guitar(sc, spec, beam=beam, costs=costs)
+        tot += rep.fretter_travel_frets
+        base += greedy_travel(spec, sc)[0]
+    return tot / base
+
+
 def _path_frets(onsets: list[Onset], choice: list[int], strings: int) -> int:
     car = [0] * strings
     tot = 0
@@ -296,6 +310,9 @@ def main(argv: list[str] | None = None) -> int:
         for c, label in COLLECTIONS:
             f8, f64 = travel_floor(folk[c], 8), travel_floor(folk[c], 64)
             print(f"  {label}: beam 8 {f8:.3f}, beam 64 {f64:.3f}")
+        print("timing kept, travel in frets the only cost, beam 64, ratio to greedy:")
+        for c, label in COLLECTIONS:
+            print(f"  {label}: {timed_floor(folk[c], 64):.3f}")
     print()
     all_folk = [p for c, _ in COLLECTIONS for p in folk[c]]
     sp = []
