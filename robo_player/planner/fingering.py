@@ -15,7 +15,8 @@ Cost of a path (lower is better), summed over its transitions:
 
 - carriage travel time in ms (the padded trapezoidal move, :func:`~robo_player.spec.guitar.travel_us`);
 - ``change_ms`` per note on a string the previous onset did not use (string changes);
-- ``cut_ms_weight`` per ms a ringing note is cut short to make room;
+- ``cut_ms_weight`` per ms a ringing note is cut short to make room, and ``cut_note_ms``
+  per note cut (the matrix weighs only these);
 - ``fret_ms`` per fret (a slight pull toward the nut, as a player's first position);
 - ``INFEASIBLE`` per note whose carriage, presser or picker cannot be ready in time:
   that note is not played (the planner drops it with the reason) and its string keeps
