@@ -19,11 +19,14 @@ and ``forced``: a lower bound on the drops of any assignment at the written pitc
 changeover; the planner plays such notes an octave off instead, under the default
 policy ``transpose``); notes cut; string changes; the share of notes played unaltered
 (matrix target >= 99 %: transposed, cut and dropped notes count as altered) and the
-notes transposed (out of range, or an octave off for timing). ``8vb`` rows: the same tunes an
+notes transposed (out of range, or an octave off for timing); ``unaltered max``: the most
+any plan could leave unaltered, by counting strings (:func:`must_alter`; in brackets the
+estimate from the per-onset counts, not a bound). ``8vb`` rows: the same tunes an
 octave down, as a guitarist reads them (guitar music sounds an octave below written).
 
 ``--floor``: the same search with timing ignored (travel only), beams 8 and 64: how
-far travel alone goes on these tunes.
+far travel alone goes on these tunes; and the planner with timing kept but travel in
+frets as its only cost (beam 64): how far travel goes at the written tempo.
 
 Speed: ``plan_guitar`` (assignment + commands + checks) on the tunes repeated to
 ``--notes`` notes, best CPU time of ``--repeat`` (target >= 20,000 notes/s).
@@ -105,6 +108,55 @@ def forced_drops(spec: GuitarSpec, score: Score) -> int:
     return bound
 
 
+def must_alter(spec: GuitarSpec, score: Score) -> tuple[int, int]:
+    """Notes that any plan alters (cuts or drops), by counting strings: (a lower bound,
+    and the per-onset sum it comes from, an estimate).
+
+    At an onset, a note still sounding within the shortest changeover before it (damper
+    and release, or damper and fret settle, plus the pick latency) holds its string; the
+    new notes need strings of their own, except one that repeats the pitch of a note
+    ending there (it takes that string over). Of the notes sounding then and the new ones,
+    at least ``sounding + new - repeats - strings`` are altered (a new note on a held
+    string cuts the note there). Summed over onsets whose notes are disjoint (largest
+    first) this is a lower bound for the whole piece."""
+    t = spec.timing
+    onsets, _ = prepare(spec, score, "drop")
+    changeover = t.damp_us + min(t.fret_settle_us, t.release_us)
+    notes = score.notes
+    # notes by written onset, and the shortest pick latency at each onset
+    by_on: dict[int, list[int]] = {}
+    for i, n in enumerate(notes):
+        by_on.setdefault(n.onset_us, []).append(i)
+    lat = {notes[o.slots[0].note].onset_us: min(sl.sound_us - sl.pick_us for sl in o.slots) for o in onsets}
+    strings = len(spec.strings)
+    groups: list[tuple[int, set[int]]] = []
+    starts = sorted(by_on)
+    order = sorted(range(len(notes)), key=lambda i: notes[i].onset_us)
+    for on in starts:
+        w = changeover + lat.get(on, 0)
+        held = [i for i in order if notes[i].onset_us < on and notes[i].end_us > on - w]
+        new = by_on[on]
+        ending: dict[int, int] = {}
+        for i in held:
+            if notes[i].end_us <= on:
+                ending[notes[i].pitch] = ending.get(notes[i].pitch, 0) + 1
+        repeats = 0
+        for i in new:
+            if ending.get(notes[i].pitch, 0) > 0:
+                ending[notes[i].pitch] -= 1
+                repeats += 1
+        need = len(held) + len(new) - repeats - strings
+        if need > 0:
+            groups.append((need, set(held) | set(new)))
+    used: set[int] = set()
+    bound = 0
+    for need, g in sorted(groups, key=lambda x: -x[0]):
+        if not g & used:
+            bound += need
+            used |= g
+    return bound, sum(need for need, _ in groups)
+
+
 def down_octave(pieces: list[Piece]) -> list[Piece]:
     return [(n, Score([Note(x.pitch - 12, x.onset_us, x.duration_us, x.velocity) for x in sc.notes]))
             for n, sc in pieces]  # fmt: skip
@@ -115,7 +167,7 @@ def measure(spec_name: str, label: str, pieces: list[Piece], beam: int) -> dict[
     n = frets = g_frets = 0
     mm = g_mm = 0.0
     drops = {"carriage": 0, "fret": 0, "picker": 0, "other": 0}
-    forced = cut = changes = unaltered = transposed = 0
+    forced = cut = changes = unaltered = transposed = bound = estimate = 0
     for _, sc in pieces:
         _, rep = plan_guitar(sc, spec, beam=beam)
         assert isinstance(rep, GuitarPlanReport)
@@ -131,6 +183,9 @@ def measure(spec_name: str, label: str, pieces: list[Piece], beam: int) -> dict[
                    else "picker" if "picker" in why else "other")  # fmt: skip
             drops[key] += 1
         forced += forced_drops(spec, sc)
+        b, e = must_alter(spec, sc)
+        bound += b
+        estimate += e
         cut += rep.cut_notes
         changes += rep.string_changes
         unaltered += sum(o.fate is Fate.PLAYED for o in rep.outcomes)
@@ -149,6 +204,7 @@ def measure(spec_name: str, label: str, pieces: list[Piece], beam: int) -> dict[
         "cut": cut,
         "string_changes": changes,
         "unaltered": f"{100.0 * unaltered / n:.2f} %",
+        "unaltered max": f"{100.0 * (n - bound) / n:.1f} % ({100.0 * (n - estimate) / n:.1f})",
         "transposed": transposed,
     }
 
@@ -167,6 +223,19 @@ def travel_floor(pieces: list[Piece], beam: int) -> float:
         onsets, _ = prepare(spec, sc)
         choice, _ = search(free, onsets, costs, beam=beam)
         tot += _path_frets(onsets, choice, free.strings)
+        base += greedy_travel(spec, sc)[0]
+    return tot / base
+
+
+def timed_floor(pieces: list[Piece], beam: int) -> float:
+    """Travel (frets) of the planner with every note's timing kept but travel in frets the
+    only cost (no travel time, string changes, cuts or fret pull), over the greedy's."""
+    spec = _spec("guitar-slider")
+    costs = Costs(travel_ms_weight=0.0, fret_move_ms=20.0, change_ms=0.0, fret_ms=0.0, cut_ms_weight=0.0)
+    tot = base = 0
+    for _, sc in pieces:
+        _, rep = plan_guitar(sc, spec, beam=beam, costs=costs)
+        tot += rep.fretter_travel_frets
         base += greedy_travel(spec, sc)[0]
     return tot / base
 
@@ -231,7 +300,8 @@ def main(argv: list[str] | None = None) -> int:
     rows.append(measure("guitar-matrix", f"{len(ch)} chorales", ch, args.beam))
     rows.append(measure("bass-4", f"{len(bass)} chorale basses 8vb", bass, args.beam))
     keys = ["spec", "pieces", "notes", "travel/note", "greedy/note", "ratio", "ratio_mm", "dropped",
-            "by carriage/fret/picker/other", "forced", "cut", "string_changes", "unaltered", "transposed"]  # fmt: skip
+            "by carriage/fret/picker/other", "forced", "cut", "string_changes", "unaltered", "unaltered max",
+            "transposed"]  # fmt: skip
     print(f"beam {args.beam}; targets: slider and bass ratio <= 0.55, dropped 0 (no note late or "
           f"infeasible); matrix unaltered >= 99 %\n")  # fmt: skip
     _table(rows, keys)
@@ -240,6 +310,9 @@ def main(argv: list[str] | None = None) -> int:
         for c, label in COLLECTIONS:
             f8, f64 = travel_floor(folk[c], 8), travel_floor(folk[c], 64)
             print(f"  {label}: beam 8 {f8:.3f}, beam 64 {f64:.3f}")
+        print("timing kept, travel in frets the only cost, beam 64, ratio to greedy:")
+        for c, label in COLLECTIONS:
+            print(f"  {label}: {timed_floor(folk[c], 64):.3f}")
     print()
     all_folk = [p for c, _ in COLLECTIONS for p in folk[c]]
     sp = []

@@ -15,7 +15,7 @@ from robo_player.midi import write_midi
 from robo_player.plan import Command, Op, Plan
 from robo_player.planner import PlanOptions, plan
 from robo_player.planner.fingering import Layout, brute_force, path_cost, search
-from robo_player.planner.guitar import GuitarPlanReport, plan_guitar, prepare
+from robo_player.planner.guitar import MATRIX_COSTS, GuitarPlanReport, plan_guitar, prepare
 from robo_player.planner.report import Fate
 from robo_player.planner.tab import format_tab
 from robo_player.score import Note, Score
@@ -148,10 +148,12 @@ def test_search_equals_brute_force(name: str) -> None:
             n_paths *= len(o.fingerings)
         if n_paths > 3000:
             return
-        choice, cost = search(layout, onsets, beam=10**6)
-        _, best = brute_force(layout, onsets)
+        # the matrix's weights (cut notes only) as the planner uses them
+        costs = MATRIX_COSTS if name == "guitar-matrix" else None
+        choice, cost = search(layout, onsets, costs, beam=10**6)
+        _, best = brute_force(layout, onsets, costs)
         assert cost == pytest.approx(best, abs=1e-6)
-        assert path_cost(layout, onsets, choice) == pytest.approx(cost, abs=1e-6)
+        assert path_cost(layout, onsets, choice, costs) == pytest.approx(cost, abs=1e-6)
 
     run()
 
@@ -203,6 +205,26 @@ def test_a_carriage_too_slow_for_the_tempo_is_reported() -> None:
     assert o.fate is Fate.ALTERED and o.changes["pitch"] == 12 and o.pitch_out == 44
     assert o.reason == "moved an octave: no string that has it could be ready in time"
     assert rep.fingering[1][0] != 0
+    _check(spec, s, the_plan, rep)
+
+
+def test_a_note_two_busy_strings_have_is_moved_an_octave_not_dropped() -> None:
+    spec = SPECS["guitar-slider"]
+    # B5 (only the top string, fret 19) and F#5 (B string fret 19: the top string is
+    # taken) ring from 0; F5 60 ms later is on the B string (fret 18) and the top string
+    # (fret 13) only, both ringing at other frets with no time for a changeover: under
+    # transpose it is played an octave down (F4) on a free string, under drop dropped
+    s = score_of((83, 0, 1_000 * MS, 80), (78, 0, 1_000 * MS, 80), (77, 60 * MS, 200 * MS, 80))
+    the_plan, rep = plan_guitar(s, spec)
+    assert rep.notes_dropped == 0 and rep.fingering[0] == (4, 19) and rep.fingering[1] == (5, 19)  # F#5, B5
+    o = rep.outcomes[2]
+    assert o.fate is Fate.ALTERED and o.changes["pitch"] == -12 and o.pitch_out == 65
+    assert o.reason == "moved an octave: no string that has it could be ready in time"
+    assert rep.fingering[2][0] < 4
+    _check(spec, s, the_plan, rep)
+    the_plan, rep = plan_guitar(s, spec, None, PlanOptions(out_of_range="drop"))
+    assert rep.notes_dropped == 1 and rep.drops[0]["note"] == 2
+    assert "needs" in str(rep.drops[0]["reason"])
     _check(spec, s, the_plan, rep)
 
 

@@ -15,7 +15,8 @@ Cost of a path (lower is better), summed over its transitions:
 
 - carriage travel time in ms (the padded trapezoidal move, :func:`~robo_player.spec.guitar.travel_us`);
 - ``change_ms`` per note on a string the previous onset did not use (string changes);
-- ``cut_ms_weight`` per ms a ringing note is cut short to make room;
+- ``cut_ms_weight`` per ms a ringing note is cut short to make room, and ``cut_note_ms``
+  per note cut (the matrix weighs only these);
 - ``fret_ms`` per fret (a slight pull toward the nut, as a player's first position);
 - ``INFEASIBLE`` per note whose carriage, presser or picker cannot be ready in time:
   that note is not played (the planner drops it with the reason) and its string keeps
@@ -79,6 +80,7 @@ class Costs:
     travel_ms_weight: float = 1.0
     fret_move_ms: float = 0.0
     transpose_ms: float = 2000.0  # a note played an octave off (rather than dropped)
+    cut_note_ms: float = 0.0  # per note cut (on top of ``cut_ms_weight`` per ms)
 
 
 class Layout:
@@ -214,7 +216,7 @@ def transition(layout: Layout, ss: StringState, s: int, slot: Slot, fret: int,
             cost += layout.travel_cost(costs)[s][car][fret]
         new = (fret if layout.slider else 0, fret, p, slot.sound_us, slot.end_us, NEG)
     if cut:
-        cost += cut / 1000.0 * costs.cut_ms_weight
+        cost += cut / 1000.0 * costs.cut_ms_weight + costs.cut_note_ms
     return new, cost, None, cut
 
 
@@ -287,19 +289,23 @@ def search(layout: Layout, onsets: Sequence[Onset], costs: Costs | None = None,
     layer: list[Entry] = [(tuple(it.get(FRESH) for _ in range(n)) + (0,), 0.0, -1, -1)]
     history: list[list[Entry]] = []
     limits = fold_limits(layout, onsets)
+    last, folded = it.last, it.folded
+    at = last.__getitem__
+    # per one-note fingering table (shared by the onsets of one pitch): its order
+    orders: dict[tuple[int, int], list[tuple[float, int, int, int]]] = {}
     for i, onset in enumerate(onsets):
-        if i and len(layer) > 1:  # states equal but for times no later note sees are one
-            layer = _merge(layer, limits[i - 1], it, n)
-            history[i - 1] = layer  # the next layer's back indices point into this list
         cands: list[Cand] = []
         if len(onset.slots) == 1:
-            _expand_single(layout, layer, onset, costs, cands, window, it)
+            _expand_single(layout, layer, onset, costs, cands, window, it, orders)
         else:
             _expand_multi(layout, layer, onset, costs, cands, it)
         # the cheapest entry per state, cheapest first, at most ``beam``, within the window
-        # ((cost, j, k) is unique per candidate: the sort never compares states)
+        # ((cost, j, k) is unique per candidate: the sort never compares states); a state's
+        # times that no later note sees are folded first, so states equal but for them
+        # are one (the first, cheapest, is kept)
         cands.sort()
         top = cands[0][0] + window
+        limit = limits[i]
         nxt: list[Entry] = []
         seen: set[Key] = set()
         for c, j, k, s, x in cands:
@@ -309,9 +315,13 @@ def search(layout: Layout, onsets: Sequence[Onset], costs: Costs | None = None,
                 lst = list(layer[j][0])
                 lst[s] = x
                 lst[-1] = 1 << s
-                st = tuple(lst)
             else:
-                st = x
+                lst = list(x)
+            if min(map(at, lst[:n])) < limit:
+                for y in range(n):
+                    if last[lst[y]] < limit:
+                        lst[y] = folded(lst[y])
+            st = tuple(lst)
             if st in seen:
                 continue
             seen.add(st)
@@ -331,44 +341,50 @@ def search(layout: Layout, onsets: Sequence[Onset], costs: Costs | None = None,
 
 
 def _expand_single(layout: Layout, layer: list[Entry], onset: Onset, costs: Costs,
-                   cands: list[Cand], window: float, it: _Interner) -> None:  # fmt: skip
+                   cands: list[Cand], window: float, it: _Interner,
+                   orders: dict[tuple[int, int], list[tuple[float, int, int, int]]]) -> None:  # fmt: skip
     """:func:`step` for an onset of one note, on interned states (the common case; the
     same arithmetic, so the search still equals :func:`brute_force`). A path already
     more than ``window`` above the cheapest so far is skipped: the window would cut it."""
     slot = onset.slots[0]
     change = costs.change_ms
-    add = cands.append
     sss, intern = it.ss, it.get
-    cap = math.inf
     states = [e[0] for e in layer]
-    base = [e[1] for e in layer]
+    base = [e[1] for e in layer]  # ascending: the layer is kept cheapest first
+    base0 = base[0]
     js = range(len(layer))
-    for k, ((s, f),) in enumerate(onset.fingerings):
+    # a lower bound of each fingering's cost (its fret's pull, and the octave's price),
+    # cheapest first: a fingering whose bound is past ``cap`` is not computed at all
+    key = (id(onset.fingerings), slot.pitch)
+    order = orders.get(key)
+    if order is None:
+        at, pitch, fret_ms, tr = layout.pitch_at, slot.pitch, costs.fret_ms, costs.transpose_ms
+        order = orders[key] = sorted((f * fret_ms + (tr if pitch >= 0 and at[s][f] != pitch else 0.0), k, s, f)
+                                     for k, ((s, f),) in enumerate(onset.fingerings))  # fmt: skip
+    cap = math.inf
+    for lb, k, s, f in order:
+        if base0 + lb > cap:
+            break
         bit = 1 << s
         seen: dict[int, tuple[int, float]] = {}
+        for sid in {st[s] for st in states}:
+            new, c, why, _ = transition(layout, sss[sid], s, slot, f, costs)
+            seen[sid] = (intern(new) if why is None else -1, c)
+        best = math.inf
         for j in js:
             state = states[j]
-            sid = state[s]
-            r = seen.get(sid)
-            if r is None:
-                new, c, why, _ = transition(layout, sss[sid], s, slot, f, costs)
-                r = seen[sid] = (intern(new) if why is None else -1, c)
-            nid, c = r
+            nid, c = seen[state[s]]
             if nid >= 0:
                 prev = state[-1]
-                if prev and not prev & bit:
-                    c += change
-                total = base[j] + c
-                if total > cap:
-                    continue
-                add((total, j, k, s, nid))
+                total = base[j] + (c + change if prev and not prev & bit else c)
+                cands.append((total, j, k, s, nid))
             else:
                 total = base[j] + c
-                if total > cap:
-                    continue
-                add((total, j, k, -1, state))
-            if total + window < cap:
-                cap = total + window
+                cands.append((total, j, k, -1, state))
+            if total < best:
+                best = total
+        if best + window < cap:
+            cap = best + window
 
 
 def _expand_multi(layout: Layout, layer: list[Entry], onset: Onset, costs: Costs,
@@ -399,25 +415,6 @@ def _expand_multi(layout: Layout, layer: list[Entry], onset: Onset, costs: Costs
                 cost += c
             lst[-1] = mask or prev
             cands.append((c0 + cost, j, k, -1, tuple(lst)))
-
-
-def _merge(layer: list[Entry], limit: int, it: _Interner, n: int) -> list[Entry]:
-    """Fold every state's old times and keep the cheapest entry per folded state."""
-    best: dict[Key, Entry] = {}
-    last = it.last
-    at = last.__getitem__
-    for e in layer:
-        st = e[0]
-        if min(map(at, st[:n])) < limit:
-            lst = list(st)
-            for x in range(n):
-                if last[lst[x]] < limit:
-                    lst[x] = it.folded(lst[x])
-            st = tuple(lst)
-        old = best.get(st)
-        if old is None or e[1] < old[1]:
-            best[st] = (st, e[1], e[2], e[3])
-    return list(best.values())
 
 
 def fold_limits(layout: Layout, onsets: Sequence[Onset]) -> list[int]:

@@ -41,6 +41,7 @@ from __future__ import annotations
 import bisect
 import gc
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ..plan import Command, Op, Plan
@@ -198,14 +199,25 @@ def plan_guitar(score: Score, spec: GuitarSpec, calibration: object = None,
             gc.enable()
 
 
-# A note that fewer strings reach may also be played an octave off (policy transpose), at
-# a cost (Costs.transpose_ms) far above any travel and far below a drop.
+# Under policy transpose a note may also be played an octave off (below, else above), at a
+# cost (Costs.transpose_ms) far above any travel and far below a drop: every single note
+# (the search's bound skips those options unless the written pitch cannot be placed), and
+# a chord note that fewer than OCTAVE_OPTIONS_BELOW strings reach (chords' fingerings
+# multiply). bench/bench_guitar.py: 27 of Ryan's and 14 of O'Neill's notes dropped with
+# octave options only below 2 strings, 1 and 2 with them on every single note.
 OCTAVE_OPTIONS_BELOW = 2
 
-# No carriage on the matrix: what is left to weigh is cut notes against string changes
-# (bench/bench_guitar.py: 41 % of chorale notes unaltered with the slider's weights, 76 %
-# with these).
-MATRIX_COSTS = Costs(change_ms=1.0, cut_ms_weight=0.5)
+
+def _with_octave(positions: Callable[[int], list[tuple[int, int]]], q: int,
+                 opts: tuple[tuple[int, int], ...]) -> tuple[tuple[int, int], ...]:  # fmt: skip
+    """``opts`` (pitch ``q``'s) and the positions of the octave below, else above."""
+    return opts + tuple(positions(q - 12) or positions(q + 12))
+
+# No carriage on the matrix: what is left to weigh is notes cut (each cut note counts,
+# not its length) against nothing else; the ties this leaves fall to the search's order
+# (bench/bench_guitar.py, 20 chorales: 41 % of notes unaltered with the slider's weights,
+# 76.2 % with string changes 1 and cuts 0.5/ms, 78.1 % with these).
+MATRIX_COSTS = Costs(change_ms=0.0, cut_ms_weight=0.0, fret_ms=0.0, cut_note_ms=100.0)
 
 
 def _plan_guitar(score: Score, spec: GuitarSpec, calibration: object, options: PlanOptions | None,
@@ -317,10 +329,8 @@ def prepare(spec: GuitarSpec, score: Score, policy: str = "transpose",
             c = single.get(q)
             if c is None:
                 opts = tuple(positions(q))
-                if policy == "transpose" and len(opts) < OCTAVE_OPTIONS_BELOW:
-                    # few strings reach it: the octave below (else above) as a costly
-                    # alternative to dropping it when none can be ready in time
-                    opts += tuple(positions(q - 12) or positions(q + 12))
+                if policy == "transpose":  # a costly alternative to a drop
+                    opts = _with_octave(positions, q, opts)
                 c = single[q] = (opts, tuple(fingerings([opts])))
             n = notes[k]
             lat = curve[max(1, min(127, n.velocity))][1]
@@ -338,8 +348,10 @@ def prepare(spec: GuitarSpec, score: Score, policy: str = "transpose",
             n = notes[k]
             _, lat, _ = curve[max(1, min(127, n.velocity))]
             sound = n.onset_us + delay
-            slots.append(Slot(k, sound - lat, sound, sound + max(1, n.duration_us),
-                              tuple(positions(q))))  # fmt: skip
+            opts = tuple(positions(q))
+            if policy == "transpose" and len(opts) < OCTAVE_OPTIONS_BELOW:
+                opts = _with_octave(positions, q, opts)
+            slots.append(Slot(k, sound - lat, sound, sound + max(1, n.duration_us), opts, q))
         if slots:
             fg = fingerings([s.options for s in slots])
             onsets.append(Onset(tuple(slots), tuple(fg)))

@@ -3,6 +3,7 @@ and coil heat (:mod:`robo_player.rules`' arithmetic in tight loops over command 
 
 from __future__ import annotations
 
+import heapq
 import math
 
 from ..plan import Op, Plan
@@ -43,18 +44,25 @@ def supply_rows(spec: GuitarSpec, rows: list[Row]) -> int:
             per_count[a.index] = a.full_a / a.pwm_max
     limit_a = supply_limit_a(amap) + EPS_A
     most = amap.max_concurrent
-    active: list[tuple[int, float]] = []  # (end, amps)
+    active: list[tuple[int, float]] = []  # a heap of (end, amps) of the pulses running
+    total = 0.0  # their amps (summed afresh when near the limit: no drift)
     over = 0
     pulse_hold = Op.PULSE_HOLD
+    pop, push = heapq.heappop, heapq.heappush
     for t, _, act, _, op, drive, pulse, _, _, _ in rows:
         if op is not pulse_hold or pulse <= 0:
             continue
         k = per_count.get(act)
         if k is None:
             continue
-        active = [x for x in active if x[0] > t]
-        active.append((t + pulse, drive * k))
-        if len(active) > most or sum(x[1] for x in active) > limit_a:
+        while active and active[0][0] <= t:
+            total -= pop(active)[1]
+        amps = drive * k
+        push(active, (t + pulse, amps))
+        total += amps
+        if total > limit_a - 1e-6:
+            total = sum(x[1] for x in active)
+        if len(active) > most or total > limit_a:
             over += 1
     return over
 
@@ -73,34 +81,32 @@ def heat_rows(spec: GuitarSpec, rows: list[Row]) -> int:
             state[a.index] = [a.heat_k_per_s, a.tau_s * 1e6, heat_limit_k(a), float(a.pwm_max),
                               0.0, -1.0, -1.0, 0.0]  # fmt: skip
     hot: set[int] = set()
-
-    def run(st: list[float], t0: float, t1: float, level: float) -> float:
-        k, tau, _, pm, temp, tt = st[0], st[1], st[2], st[3], st[4], st[5]
-        if tt >= 0.0:  # cool from the last run to t0
-            temp = temp * exp(-max(0.0, t0 - tt) / tau)
-        else:
-            temp = 0.0
-        d = level / pm
-        steady = d * d * k * tau * 1e-6
-        temp = steady + (temp - steady) * exp(-(t1 - t0) / tau)
-        st[4], st[5] = temp, t1
-        return temp
-
     pulse_hold = Op.PULSE_HOLD
     for t, _, act, _, op, drive, pulse, hold_level, _, _ in rows:
         st = state.get(act)
         if st is None:
             continue
-        limit = st[2]
-        hold_from, hold = st[6], st[7]
+        k, tau, limit, pm, temp, tt, hold_from, hold = st
         st[6] = -1.0
-        # the rise peaks at the end of a pulse or a hold (it only falls while off)
+        # the rise peaks at the end of a pulse or a hold (it only falls while off); each
+        # run: cool from the last run's end to its start, then heat towards d² k tau
         if hold_from >= 0.0 and hold > 0 and t > hold_from:
-            if run(st, hold_from, t, hold) > limit:
+            temp = temp * exp(-max(0.0, hold_from - tt) / tau) if tt >= 0.0 else 0.0
+            d = hold / pm
+            steady = d * d * k * tau * 1e-6
+            temp = steady + (temp - steady) * exp(-(t - hold_from) / tau)
+            tt = t
+            st[4], st[5] = temp, tt
+            if temp > limit:
                 hot.add(act)
         if op is pulse_hold:
             end = t + pulse
-            if run(st, t, end, drive) > limit:
+            temp = temp * exp(-max(0.0, t - tt) / tau) if tt >= 0.0 else 0.0
+            d = drive / pm
+            steady = d * d * k * tau * 1e-6
+            temp = steady + (temp - steady) * exp(-(end - t) / tau)
+            st[4], st[5] = temp, end
+            if temp > limit:
                 hot.add(act)
             st[6], st[7] = end, hold_level
     return len(hot)
