@@ -163,7 +163,8 @@ def render(b: Build) -> str:
         b.thermal,
         {
             "max_on_us": "firmware cuts a coil after this (pulse + hold)",
-            "watchdog_ms": "all off this long after the host goes silent (docs/driver.md)",
+            "watchdog_ms": "the watchdog fires this long after the host goes silent",
+            "watchdog_drain_ms": "then the queue plays out at most this long; all off (docs/driver.md)",
         },
     )
     lines.append("")
@@ -234,6 +235,7 @@ Power: 48 V / 10 ohm = 4.8 A per coil at full drive; 8 strikes = 38.4 A < 40 A.
         "coil_heat_capacity_j_per_k": 25.0,
         "coil_max_rise_k": 60.0,
         "watchdog_ms": 300,
+        "watchdog_drain_ms": 700,
     },
     power={"supply_v": 48.0, "supply_a": 40.0, "coil_ohm": 10.0, "max_simultaneous_strikes": 8},
     timing={"pipeline_delay_us": 300000, "min_repeat_us": 100000, "key_return_us": 70000},
@@ -269,6 +271,7 @@ Power: 24 V / 8 ohm = 3 A per coil at full drive; 4 strikes = 12 A < 15 A.
         "coil_heat_capacity_j_per_k": 15.0,
         "coil_max_rise_k": 60.0,
         "watchdog_ms": 300,
+        "watchdog_drain_ms": 700,
     },
     power={"supply_v": 24.0, "supply_a": 15.0, "coil_ohm": 8.0, "max_simultaneous_strikes": 4},
     timing={"pipeline_delay_us": 300000, "min_repeat_us": 100000, "key_return_us": 70000},

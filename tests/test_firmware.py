@@ -227,6 +227,7 @@ def cfg_messages(
     *,
     max_concurrent: int | None = None,
     watchdog_ms: int = 2000,
+    watchdog_drain_ms: int = 0,
     max_on_us: int = 5_000_000,
     time_shift: int = 0,
     level_shift: int = 0,
@@ -244,6 +245,7 @@ def cfg_messages(
             time_shift=time_shift,
             level_shift=level_shift,
             pca_prescale=5,
+            watchdog_drain_ms=watchdog_drain_ms,
         )
     ]
     for a in range(n):
@@ -328,6 +330,7 @@ def test_configure_echoes_hash(fw: Fw) -> None:
                     time_shift=0,
                     level_shift=0,
                     pca_prescale=5,
+                    watchdog_drain_ms=0,
                 )
             ],
             None,

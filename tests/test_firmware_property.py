@@ -92,7 +92,7 @@ def cfg_for(case: Case) -> list[Message]:
         Message.make(
             "configure_begin", actuator_count=case.n_act, max_concurrent=case.max_concurrent,
             watchdog_ms=5_000, duty_window_ms=600_000, time_shift=0, level_shift=0,
-            pca_prescale=5,
+            pca_prescale=5, watchdog_drain_ms=0,
         )
     ]  # fmt: skip
     for a in range(case.n_act):

@@ -6,8 +6,11 @@
  * The clock is CLOCK_MONOTONIC since start at 1 MHz, scaled by (1 + PPM/1e6) to
  * model a crystal's error. The trace file gets one line per output change:
  * "<clock> <actuator> <level>" (clock: 64-bit ticks since start), after a header
- * line "# robo_fw host clock_hz=1000000 boot_id=<hex>". Exits on SIGTERM/SIGINT
- * with every output off. */
+ * line "# robo_fw host clock_hz=1000000 boot_id=<hex> t0_monotonic_ns=<ns>" (t0: clock 0
+ * on CLOCK_MONOTONIC, which Python's time.monotonic_ns() reads too, so a test can place
+ * its own events on the trace's clock). Exits on SIGTERM/SIGINT with every output off.
+ * The loop sleeps until the next received byte, the core's timer, or the watchdog's
+ * next action (rp_watchdog_next()), and at most 5 ms. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
@@ -183,8 +186,9 @@ int main(int argc, char **argv)
             fprintf(stderr, "robo_fw: --trace %s: %s\n", trace_path, strerror(errno));
             return 1;
         }
-        fprintf(trace, "# robo_fw host clock_hz=%lu boot_id=0x%08" PRIx32 "\n",
-                (unsigned long)RP_CLOCK_HZ, boot_id);
+        fprintf(trace, "# robo_fw host clock_hz=%lu boot_id=0x%08" PRIx32 " t0_monotonic_ns=%lld\n",
+                (unsigned long)RP_CLOCK_HZ, boot_id,
+                (long long)t0.tv_sec * 1000000000LL + (long long)t0.tv_nsec);
         fflush(trace);
     }
     signal(SIGTERM, on_signal);
@@ -197,14 +201,21 @@ int main(int argc, char **argv)
     uint8_t buf[512];
     while (!stop) {
         struct timespec to = {0, 5 * 1000 * 1000}; /* wake at least every 5 ms for rp_poll */
-        if (armed) {
-            uint64_t now = clock64();
-            uint64_t wait_us = armed_at > now ? armed_at - now : 0;
-            if (wait_us < 5000) {
-                /* ppm scaling: wait in real microseconds, a hair short, then re-check */
-                to.tv_sec = 0;
-                to.tv_nsec = (long)(wait_us * 1000);
-            }
+        uint64_t wait_us = 5000;
+        uint64_t now = clock64();
+        if (armed)
+            wait_us = armed_at > now ? armed_at - now : 0;
+        uint32_t wd;
+        if (rp_watchdog_next(&wd)) { /* the watchdog acts on its clock, not a poll later */
+            int32_t ahead = (int32_t)(wd - (uint32_t)now);
+            uint64_t wd_us = ahead > 0 ? (uint64_t)ahead : 0;
+            if (wd_us < wait_us)
+                wait_us = wd_us;
+        }
+        if (wait_us < 5000) {
+            /* ppm scaling: wait in real microseconds, a hair short, then re-check */
+            to.tv_sec = 0;
+            to.tv_nsec = (long)(wait_us * 1000);
         }
         struct pollfd p = {master_fd, POLLIN, 0};
         int r = ppoll(&p, 1, &to, NULL);
