@@ -442,6 +442,55 @@ def test_watchdog_turns_everything_off(fw: Fw) -> None:
     assert st["state"] == State.SHUTDOWN
 
 
+def test_watchdog_drain_plays_out_the_queue_then_all_off(fw: Fw) -> None:
+    """docs/protocol.md "Watchdog": 50 ms of silence fires the watchdog (DRAINING): the
+    strikes already queued still play, a record sent now is refused (REFUSED_STATE) and
+    feeds nothing; 50 + 300 ms after the last frame every output is off, what is still
+    queued is flushed, and the device is SHUTDOWN (WATCHDOG)."""
+    msgs = cfg_messages(4, watchdog_ms=50, watchdog_drain_ms=300)
+    assert configure(fw.link, msgs)["reason"] == ConfigReason.OK
+    t = fw.link.clock() + 20_000
+    schedule(fw.link, [
+        TimedCommand(t + 100_000, Op.STRIKE, 1, 3000, 5_000, 1500),  # held, no release
+        TimedCommand(t + 200_000, Op.STRIKE, 2, 3000, 5_000, 0),
+        TimedCommand(t + 600_000, Op.STRIKE, 3, 3000, 5_000, 0),  # past the drain's end
+    ])  # fmt: skip
+    last = fw.link.clock()  # the last frame that feeds the watchdog
+    time.sleep(0.1 + (t - last) / 1e6)  # fired at last + 50 ms: draining
+    mark = len(fw.link.messages)
+    st = fw.link.status(7)  # a frame now feeds nothing
+    assert st["state"] == State.DRAINING, st
+    schedule(fw.link, [TimedCommand(t + 250_000, Op.STRIKE, 0, 3000, 5_000, 0)])
+    note = fw.link.wait_message(lambda m: m.name == "shutdown_notice", mark)
+    assert note["reason"] == ShutdownReason.WATCHDOG
+    end = last + 350_000
+    assert 0 <= note["clock"] - end <= LATE_SLACK_US, note["clock"] - end
+    assert [lv for _, lv in fw.trace.of(1)] == [3000, 1500, 0]  # played, then all off
+    assert 0 <= fw.trace.of(1)[-1][0] - end <= LATE_SLACK_US
+    assert [lv for _, lv in fw.trace.of(2)] == [3000, 0]
+    assert fw.trace.of(0) == [] and fw.trace.of(3) == []
+    assert [m["index"] for m in fw.link.events(EventKind.REFUSED_STATE)] == [3]
+    flushed = fw.link.events(EventKind.FLUSHED)
+    assert [(m["index"], m["clock"]) for m in flushed] == [(2, 1)]  # strike 3 never ran
+    st = fw.link.status(8)
+    assert st["state"] == State.SHUTDOWN and (st["played"], st["flushed"]) == (2, 1), st
+
+
+def test_watchdog_drain_ends_when_the_queue_has_played_out(fw: Fw) -> None:
+    """The drain is at most watchdog_drain_ms: once the queue is empty and the last
+    strike's pulse has ended, every output goes off at once."""
+    msgs = cfg_messages(2, watchdog_ms=50, watchdog_drain_ms=5_000)
+    assert configure(fw.link, msgs)["reason"] == ConfigReason.OK
+    t = fw.link.clock() + 100_000
+    schedule(fw.link, [TimedCommand(t, Op.STRIKE, 1, 3000, 20_000, 1500)])
+    note = fw.link.wait_message(lambda m: m.name == "shutdown_notice")
+    assert note["reason"] == ShutdownReason.WATCHDOG
+    rows = fw.trace.of(1)
+    assert [lv for _, lv in rows] == [3000, 1500, 0]  # the whole pulse, then off
+    assert 0 <= rows[2][0] - (t + 20_000) <= LATE_SLACK_US  # off as the pulse ended
+    assert 0 <= note["clock"] - (t + 20_000) <= LATE_SLACK_US
+
+
 def test_max_on_time_cuts_a_coil_without_release(fw: Fw) -> None:
     msgs = cfg_messages(2, max_on_us=30_000)
     assert configure(fw.link, msgs)["reason"] == ConfigReason.OK

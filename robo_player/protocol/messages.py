@@ -291,7 +291,7 @@ MESSAGES: tuple[MsgSpec, ...] = (
             _u32("max_on_us_limit", "largest max_on_us this firmware accepts"),
             _int("max_level", 1, MAX_LEVEL),
             _int("late_slack_us", 0, 65535, "dispatch later than this = late"),
-            _int("state", 0, 3, "State"),
+            _int("state", 0, max(State), "State"),
         ),
         "answer to identify",
     ),
@@ -313,7 +313,7 @@ MESSAGES: tuple[MsgSpec, ...] = (
         D2H,
         (
             _TAG,
-            _int("state", 0, 3, "State"),
+            _int("state", 0, max(State), "State"),
             _u32("boot_id"),
             _u32("clock", "MCU clock when the status was made"),
             _int("free", 0, 65535, "free command-queue slots (credits)"),
