@@ -22,6 +22,10 @@ for at most D (nothing new is taken), then every output goes off (docs/protocol.
    CLOCK_MONOTONIC); from the trace: when every output was off for good after the kill
    (target: within W + D, 0 ms past), the strikes that started after the kill (the
    queue playing out) and after W (the watchdog had fired: its drain).
+4. ``--avr-kills N``: the same on ``fw-avr://`` (the AVR firmware under simavr, on
+   simulated time): ``robo-player play --port fw-avr://`` killed once the trace shows
+   strikes; the simavr harness it started lives on, and the kill is placed on the MCU's
+   clock by the harness's clock file (its cycle count at the kill).
 """
 
 from __future__ import annotations
@@ -194,6 +198,108 @@ def kill_test(
             "strikes_after_kill": onsets, "strikes_after_watchdog": onsets_fired}  # fmt: skip
 
 
+def _children(pid: int) -> list[tuple[int, list[str]]]:
+    """(pid, argv) of the processes whose parent is ``pid``."""
+    out = []
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            stat = (d / "stat").read_text()
+            ppid = int(stat.rsplit(")", 1)[1].split()[1])
+            if ppid == pid:
+                argv = (d / "cmdline").read_bytes().split(b"\0")
+                out.append((int(d.name), [a.decode() for a in argv if a]))
+        except (OSError, ValueError, IndexError):
+            continue
+    return out
+
+
+def _cycles(clock_file: Path) -> int:
+    """The simavr harness's cycle count (its --clock-file: "RPCK", Hz u32, cycles u64)."""
+    b = clock_file.read_bytes()[:16]
+    return int.from_bytes(b[8:16], "little") if b[:4] == b"RPCK" else 0
+
+
+def avr_kill_test(piece: str, spec: str, window_ms: tuple[int, int]) -> dict[str, Any]:
+    """SIGKILL ``play --port fw-avr://`` once strikes show in its harness's trace; when,
+    on the MCU's clock, was every output off for good?"""
+    wd_ms, drain_ms = window_ms
+    work = Path(tempfile.mkdtemp(prefix="bench_wd_avr_"))
+    child = subprocess.Popen(
+        [sys.executable, "-m", "robo_player", "-q", "play", piece, "--spec", spec,
+         "--port", "fw-avr://", "--state", str(work / "state.json")],  # fmt: skip
+        cwd=work, env={**os.environ, "PYTHONPATH": str(ROOT)},
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    sim: tuple[int, list[str]] | None = None
+    deadline = time.monotonic() + 120
+    trace = clock_file = None
+    while time.monotonic() < deadline and child.poll() is None:
+        time.sleep(0.5)
+        sims = [c for c in _children(child.pid) if any("robo_sim" in a for a in c[1][:1])]
+        if sims and sim is None:
+            sim = sims[0]
+            argv = sim[1]
+            trace = Path(argv[argv.index("--trace") + 1])
+            clock_file = Path(argv[argv.index("--clock-file") + 1])
+        if trace is not None and trace.exists():
+            rows = [ln for ln in trace.read_text().split("\n") if ln[:1].isdigit()]
+            if len(rows) >= 60:  # streaming for a while: strikes, holds, releases
+                break
+    if sim is None or trace is None or clock_file is None or child.poll() is not None:
+        child.kill()
+        return {"error": "fw-avr:// did not start streaming within 120 s"}
+    hz = 16_000_000
+    kill_cycles = _cycles(clock_file)
+    child.send_signal(signal.SIGKILL)
+    child.wait()
+    # the harness lives on (orphaned): wait until its clock is past the window
+    want = kill_cycles + int((wd_ms + drain_ms + 300) * hz / 1000)
+    deadline = time.monotonic() + 120
+    while _cycles(clock_file) < want and time.monotonic() < deadline:
+        time.sleep(0.2)
+    stop_cycles = _cycles(clock_file)
+    os.kill(sim[0], signal.SIGTERM)  # the harness this bench's child started
+    for _ in range(50):
+        if not Path(f"/proc/{sim[0]}").exists():
+            break
+        time.sleep(0.1)
+    text = trace.read_text()
+    base = 0
+    for line in text.split("\n"):
+        if line.startswith("# timer1 clock = cycle - "):
+            base = int(line[len("# timer1 clock = cycle - "):].split()[0])
+    kill_clock, stop_clock = kill_cycles - base, stop_cycles - base
+    level: dict[tuple[int, int, int], int] = {}
+    all_off = kill_clock
+    on_at_kill: int | None = None
+    onsets = onsets_fired = 0
+    for line in text.split("\n"):
+        parts = line.split()
+        if len(parts) != 5 or not parts[0].isdigit():
+            continue
+        clock, key, lv = int(parts[0]), (int(parts[1]), int(parts[2]), int(parts[3])), int(parts[4])
+        if clock > stop_clock:
+            break
+        if clock > kill_clock:
+            if on_at_kill is None:
+                on_at_kill = sum(1 for v in level.values() if v)
+            if lv and not level.get(key):
+                onsets += 1
+                onsets_fired += clock > kill_clock + wd_ms * hz // 1000
+            level[key] = lv
+            if not any(level.values()):
+                all_off = clock
+        else:
+            level[key] = lv
+    off_ms = (all_off - kill_clock) * 1000 / hz
+    return {"on_at_kill": on_at_kill or 0, "left_on": sum(1 for v in level.values() if v),
+            "all_off_ms_after_kill": round(off_ms, 2),
+            "past_window_ms": round(max(0.0, off_ms - wd_ms - drain_ms), 2),
+            "strikes_after_kill": onsets, "strikes_after_watchdog": onsets_fired}  # fmt: skip
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--plays", type=int, default=20, help="plays on fw-host:// (default 20)")
@@ -204,6 +310,8 @@ def main() -> int:
     ap.add_argument("--no-load", action="store_true", help="without the busy process (baseline)")
     ap.add_argument("--watchdog-ms", type=int, help="override the spec's window")
     ap.add_argument("--drain-ms", type=int, help="override the spec's watchdog_drain_ms")
+    ap.add_argument("--avr-kills", type=int, default=0,
+                    help="kill tests on fw-avr:// under simavr (default 0; the spec's window)")
     args = ap.parse_args()
     from robo_player.driver.keepalive import watchdog_drain_ms_for, watchdog_ms_for
     from robo_player.spec import load_spec
@@ -244,6 +352,18 @@ def main() -> int:
                          "> 0 / > 0 with a drain (the queue plays out)" if drain else "- / 0"))  # fmt: skip
         if past:
             rows.append(("kills: most ms past the window (W + D)", f"{max(past):.1f}", "0"))
+        for k in range(args.avr_kills):
+            kr = avr_kill_test(args.piece, args.spec, (window, drain))
+            print("  avr kill", k + 1, json.dumps(kr), flush=True)
+            if "error" in kr:
+                rows.append((f"fw-avr:// kill {k + 1}", kr["error"], ""))
+                continue
+            rows.append((f"fw-avr:// kill {k + 1}: all outputs off after the kill (ms)",
+                         f"{kr['all_off_ms_after_kill']:.1f} ({kr['on_at_kill']} on at the kill, "
+                         f"{kr['left_on']} left on; {kr['past_window_ms']:.1f} past)",
+                         f"<= {window} + {drain}, 0 past"))  # fmt: skip
+            rows.append((f"fw-avr:// kill {k + 1}: strikes after the kill / after the watchdog",
+                         f"{kr['strikes_after_kill']} / {kr['strikes_after_watchdog']}", ""))
     finally:
         if load:
             load.__exit__()

@@ -817,6 +817,38 @@ def test_avr_interrupts_off_at_most_100us_and_no_uart_overrun_in_a_dense_burst(s
     assert int(m[1]) == 0, m[0]
 
 
+AVR_TICK_US = 4_096  # boards/avr/main.c: rp_poll() (the watchdog) runs every timer period
+
+
+def test_avr_watchdog_drain_plays_out_then_all_off(sim: Sim) -> None:
+    """The watchdog's drain on the AVR (docs/protocol.md "Watchdog"): 50 ms of silence
+    fires it, the strikes already queued play, then 50 + 300 ms after the last frame
+    every output is off and what is still queued is flushed. The AVR polls the watchdog
+    on its 4.1 ms tick: at most that late."""
+    msgs = cfg_messages(4, watchdog_ms=50, watchdog_drain_ms=300, time_shift=4)
+    assert configure(sim.link, msgs)["reason"] == ConfigReason.OK
+    us = AVR_HZ // 1_000_000
+    t = sim.link.clock() + 20_000 * us
+    schedule(sim.link, [
+        TimedCommand(t + 100_000 * us, Op.STRIKE, 1, 4095, 5_000, 4095),  # held full on
+        TimedCommand(t + 200_000 * us, Op.STRIKE, 2, 4095, 5_000, 0),
+        TimedCommand(t + 600_000 * us, Op.STRIKE, 3, 4095, 5_000, 0),  # past the drain
+    ], time_shift=4)  # fmt: skip
+    last = sim.link.clock()  # the last frame the firmware hears from us
+    note = sim.link.wait_message(lambda m: m.name == "shutdown_notice")
+    assert note["reason"] == ShutdownReason.WATCHDOG
+    end = last + 350_000 * us
+    assert 0 <= note["clock"] - end <= AVR_TICK_US * us, (note["clock"] - end) / us
+    rows = sim.rows()
+    on = {a: [(c, lv) for c, a2, lv in rows if a2 == a] for a in range(4)}
+    assert [lv for _, lv in on[1]] == [1, 0] and [lv for _, lv in on[2]] == [1, 0], on
+    assert on[0] == [] and on[3] == [], on
+    assert abs(on[1][0][0] - (t + 100_000 * us)) <= 20 * us  # played on time while draining
+    assert 0 <= on[1][1][0] - end <= AVR_TICK_US * us  # off at the drain's end
+    st = sim.link.status(8)
+    assert st["state"] == State.SHUTDOWN and (st["played"], st["flushed"]) == (2, 1), st
+
+
 def test_avr_all_off_with_64_coils_on_in_short_critical_sections(sim: Sim) -> None:
     """all_off with 64 coils held on: every output goes off, the queued commands are
     flushed, and no critical section of the main loop lasts over 100 µs (1600 cycles;
