@@ -45,6 +45,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
+Row = tuple[int, tuple[int, ...], int]  # a trace's (clock, output, level)
 
 
 def _spin(stop: Any) -> None:
@@ -167,32 +168,47 @@ def kill_test(
     time.sleep((wd_ms + drain_ms) / 1000 + 1.0)
     stopped_us = (time.monotonic_ns() - t0_ns) / 1e3
     fw.stop()
-    kill_us = (killed_ns - t0_ns) / 1e3
-    level: dict[int, int] = {}
-    on_at_kill: int | None = None
-    all_off_us = kill_us  # when the last output went off for good (the kill, if none was on)
-    onsets = onsets_fired = 0
+    rows: list[Row] = []
     for line in inc.trace.read_text().split("\n"):
         parts = line.split()
-        if len(parts) != 3 or not parts[0].isdigit():
-            continue
-        clock, a, lv = int(parts[0]), int(parts[1]), int(parts[2])
-        if clock > stopped_us:
-            break  # the firmware's own all-off on SIGTERM
-        if clock > kill_us:
+        if len(parts) == 3 and parts[0].isdigit():
+            rows.append((int(parts[0]), (int(parts[1]),), int(parts[2])))
+    kill_us = (killed_ns - t0_ns) / 1e3
+    return {"killed_after_s": after_s,
+            **after_kill(rows, kill_us, stopped_us, 1_000_000, window_ms)}  # fmt: skip
+
+
+def after_kill(
+    rows: list[Row], kill: float, stop: float, hz: int,
+    window_ms: tuple[int, int],
+) -> dict[str, Any]:  # fmt: skip
+    """From a firmware trace's (clock, output, level) rows: how many outputs were on at
+    the kill, when every output was off for good after it (ms; the kill itself if none
+    was on), how far past the window that was, and the strikes (an output switched on
+    from off) after the kill and after the watchdog fired. Rows after ``stop`` (the
+    firmware's own all-off when the bench stops it) are not counted."""
+    wd_ms, drain_ms = window_ms
+    fired = kill + wd_ms * hz / 1000
+    level: dict[tuple[int, ...], int] = {}
+    on_at_kill: int | None = None
+    all_off = kill
+    onsets = onsets_fired = 0
+    for clock, out, lv in rows:
+        if clock > stop:
+            break
+        if clock > kill:
             if on_at_kill is None:
                 on_at_kill = sum(1 for v in level.values() if v)
-            if lv and not level.get(a):
+            if lv and not level.get(out):
                 onsets += 1
-                onsets_fired += clock > kill_us + wd_ms * 1000
-            level[a] = lv
+                onsets_fired += clock > fired
+            level[out] = lv
             if not any(level.values()):
-                all_off_us = clock
+                all_off = clock
         else:
-            level[a] = lv
-    left_on = sum(1 for v in level.values() if v)
-    off_ms = (all_off_us - kill_us) / 1e3
-    return {"killed_after_s": after_s, "on_at_kill": on_at_kill or 0, "left_on": left_on,
+            level[out] = lv
+    off_ms = (all_off - kill) * 1000 / hz
+    return {"on_at_kill": on_at_kill or 0, "left_on": sum(1 for v in level.values() if v),
             "all_off_ms_after_kill": round(off_ms, 2),
             "past_window_ms": round(max(0.0, off_ms - wd_ms - drain_ms), 2),
             "strikes_after_kill": onsets, "strikes_after_watchdog": onsets_fired}  # fmt: skip
@@ -244,8 +260,8 @@ def avr_kill_test(piece: str, spec: str, window_ms: tuple[int, int]) -> dict[str
             trace = Path(argv[argv.index("--trace") + 1])
             clock_file = Path(argv[argv.index("--clock-file") + 1])
         if trace is not None and trace.exists():
-            rows = [ln for ln in trace.read_text().split("\n") if ln[:1].isdigit()]
-            if len(rows) >= 60:  # streaming for a while: strikes, holds, releases
+            changes = sum(1 for ln in trace.read_text().split("\n") if ln[:1].isdigit())
+            if changes >= 60:  # streaming for a while: strikes, holds, releases
                 break
     if sim is None or trace is None or clock_file is None or child.poll() is not None:
         child.kill()
@@ -270,34 +286,12 @@ def avr_kill_test(piece: str, spec: str, window_ms: tuple[int, int]) -> dict[str
     for line in text.split("\n"):
         if line.startswith("# timer1 clock = cycle - "):
             base = int(line[len("# timer1 clock = cycle - "):].split()[0])
-    kill_clock, stop_clock = kill_cycles - base, stop_cycles - base
-    level: dict[tuple[int, int, int], int] = {}
-    all_off = kill_clock
-    on_at_kill: int | None = None
-    onsets = onsets_fired = 0
+    rows: list[Row] = []  # "<clock> <out_kind> <out_addr> <out_channel> <level>"
     for line in text.split("\n"):
         parts = line.split()
-        if len(parts) != 5 or not parts[0].isdigit():
-            continue
-        clock, key, lv = int(parts[0]), (int(parts[1]), int(parts[2]), int(parts[3])), int(parts[4])
-        if clock > stop_clock:
-            break
-        if clock > kill_clock:
-            if on_at_kill is None:
-                on_at_kill = sum(1 for v in level.values() if v)
-            if lv and not level.get(key):
-                onsets += 1
-                onsets_fired += clock > kill_clock + wd_ms * hz // 1000
-            level[key] = lv
-            if not any(level.values()):
-                all_off = clock
-        else:
-            level[key] = lv
-    off_ms = (all_off - kill_clock) * 1000 / hz
-    return {"on_at_kill": on_at_kill or 0, "left_on": sum(1 for v in level.values() if v),
-            "all_off_ms_after_kill": round(off_ms, 2),
-            "past_window_ms": round(max(0.0, off_ms - wd_ms - drain_ms), 2),
-            "strikes_after_kill": onsets, "strikes_after_watchdog": onsets_fired}  # fmt: skip
+        if len(parts) == 5 and parts[0].isdigit():
+            rows.append((int(parts[0]), (int(parts[1]), int(parts[2]), int(parts[3])), int(parts[4])))
+    return after_kill(rows, kill_cycles - base, stop_cycles - base, hz, window_ms)
 
 
 def main() -> int:

@@ -23,6 +23,7 @@ from driver_helpers import (
     check_accounting,
     make_plan,
     max_on_violations,
+    onsets_after,
     sent_strikes,
     spec,
     spurious_actuations,
@@ -120,15 +121,6 @@ def _all_off_within(changes: list[tuple[int, int, int]], clock: float, us: int, 
     assert not {a for a, lv in level.items() if lv}, "coils still on"
 
 
-def _onsets_after(changes: list[tuple[int, int, int]], clock: float) -> int:
-    level: dict[int, int] = {}
-    n = 0
-    for c, a, lv in sorted(changes, key=lambda ch: ch[0]):  # same tick: trace order
-        n += bool(c > clock and lv and not level.get(a, 0))
-        level[a] = lv
-    return n
-
-
 @needs_host
 @pytest.mark.parametrize("drain_ms", [0, 400])
 def test_fw_host_cut_link(drain_ms: int) -> None:
@@ -139,7 +131,7 @@ def test_fw_host_cut_link(drain_ms: int) -> None:
     # the watchdog fired 90 ms after the cut (10 ms: the last frame on its way); with a
     # drain the queue played out after that, without one nothing started
     fired = cut_clock + 100_000 * tr.clock_hz / 1e6
-    assert (_onsets_after(tr.changes, fired) > 0) == (drain_ms > 0)
+    assert (onsets_after(tr.changes, fired) > 0) == (drain_ms > 0)
     _all_off_within(tr.changes, cut_clock, 100_000 + drain_ms * 1000, tr.clock_hz)
     assert 0 < dev.last_result.counts().get("played", 0) < len(PLAN)
 

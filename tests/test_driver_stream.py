@@ -17,6 +17,7 @@ from driver_helpers import (
     check_accounting,
     make_plan,
     max_on_violations,
+    onsets_after,
     sent_strikes,
     spec,
     spurious_actuations,
@@ -125,16 +126,6 @@ def _all_off_within(changes: list[tuple[int, int, int]], clock: int, within_us: 
     assert not on, f"coils still on {within_us} us after the link was lost: {on}"
 
 
-def _onsets_after(changes: list[tuple[int, int, int]], clock: int) -> int:
-    """Rising edges (a coil switched on from off) after ``clock``."""
-    level: dict[int, int] = {}
-    n = 0
-    for c, a, lv in sorted(changes, key=lambda ch: ch[0]):  # same tick: trace order
-        n += bool(c > clock and lv and not level.get(a, 0))
-        level[a] = lv
-    return n
-
-
 def _watchdog_rule(dev: FirmwareDevice, loss_clock: int) -> None:
     """docs/protocol.md "Watchdog", after the host went silent at ``loss_clock``: the
     watchdog fires ``watchdog_ms`` later; with a drain, the queue on the MCU plays out
@@ -146,9 +137,9 @@ def _watchdog_rule(dev: FirmwareDevice, loss_clock: int) -> None:
     changes = _trace(dev)
     fired = loss_clock + wd_us * 16  # 16 MHz
     if drain_us:
-        assert _onsets_after(changes, fired + 10_000 * 16) > 0, "the queue was not played out"
+        assert onsets_after(changes, fired + 10_000 * 16) > 0, "the queue was not played out"
     else:
-        assert _onsets_after(changes, fired + 10_000 * 16) == 0
+        assert onsets_after(changes, fired + 10_000 * 16) == 0
     _all_off_within(changes, loss_clock, wd_us + drain_us + 10_000)
     mcu = dev.last_backend.world.mcu  # type: ignore[union-attr]
     assert mcu.state.name == "SHUTDOWN"

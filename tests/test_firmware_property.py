@@ -227,6 +227,19 @@ def by_actuator(rows: list[tuple[int, int, int]]) -> dict[int, list[tuple[int, i
     return out
 
 
+def same_changes(
+    model_rows: list[tuple[int, int, int]], host_rows: list[tuple[int, int, int]], case: Case
+) -> None:
+    """The same levels per actuator in the same order, the host build's at most its late
+    slack after the model's."""
+    m, h = by_actuator(model_rows), by_actuator(host_rows)
+    assert sorted(m) == sorted(h), (m, h, case)
+    for a in m:
+        assert [lv for _, lv in h[a]] == [lv for _, lv in m[a]], (a, h[a], m[a], case)
+        late = [hc - mc for (hc, _), (mc, _) in zip(h[a], m[a], strict=True)]
+        assert all(0 <= d <= TIME_TOL_US for d in late), (a, late, case)
+
+
 @settings(
     max_examples=12,
     deadline=None,
@@ -239,12 +252,7 @@ def test_c_scheduler_and_python_model_give_the_same_coil_events(host: Host, case
     host_rows, host_st = run_host(host, case)
     assume(host_st["late"] == 0)  # the OS, not the scheduler (see the module's docstring)
     assert host_st == model_st, (host_st, model_st, case)
-    m, h = by_actuator(model_rows), by_actuator(host_rows)
-    assert sorted(m) == sorted(h), (m, h, case)
-    for a in m:
-        assert [lv for _, lv in h[a]] == [lv for _, lv in m[a]], (a, h[a], m[a], case)
-        late = [hc - mc for (hc, _), (mc, _) in zip(h[a], m[a], strict=True)]
-        assert all(0 <= d <= TIME_TOL_US for d in late), (a, late, case)
+    same_changes(model_rows, host_rows, case)
 
 
 # ---- the concurrency tie: a strike on the tick where another pulse ends ------------------
@@ -384,9 +392,4 @@ def test_c_watchdog_and_model_drain_the_same_queue(host: Host, case: Case, drain
     assert model_note is not None
     assert 0 <= host_note - model_note <= TIME_TOL_US, (host_note, model_note, case)
     assert host_st == model_st, (host_st, model_st, drain_ms, case)
-    m, h = by_actuator(model_rows), by_actuator(host_rows)
-    assert sorted(m) == sorted(h), (m, h, case)
-    for a in m:
-        assert [lv for _, lv in h[a]] == [lv for _, lv in m[a]], (a, h[a], m[a], case)
-        late = [hc - mc for (hc, _), (mc, _) in zip(h[a], m[a], strict=True)]
-        assert all(0 <= d <= TIME_TOL_US for d in late), (a, late, case)
+    same_changes(model_rows, host_rows, case)
