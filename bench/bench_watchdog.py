@@ -348,7 +348,7 @@ def main() -> int:
                          f"{kr['all_off_ms_after_kill']:.1f} ({kr['on_at_kill']} on at the kill, "
                          f"{kr['left_on']} left on)",
                          f"<= {window} + {drain}"))  # fmt: skip
-            rows.append((f"kill {k + 1}: strikes after the kill / after the watchdog fired",
+            rows.append((f"kill {k + 1}: strikes after the kill / more than W after it",
                          f"{kr['strikes_after_kill']} / {kr['strikes_after_watchdog']}",
                          "> 0 / > 0 with a drain (the queue plays out)" if drain else "- / 0"))  # fmt: skip
         if past:
@@ -363,7 +363,7 @@ def main() -> int:
                          f"{kr['all_off_ms_after_kill']:.1f} ({kr['on_at_kill']} on at the kill, "
                          f"{kr['left_on']} left on; {kr['past_window_ms']:.1f} past)",
                          f"<= {window} + {drain}, 0 past"))  # fmt: skip
-            rows.append((f"fw-avr:// kill {k + 1}: strikes after the kill / after the watchdog",
+            rows.append((f"fw-avr:// kill {k + 1}: strikes after the kill / more than W after it",
                          f"{kr['strikes_after_kill']} / {kr['strikes_after_watchdog']}", ""))
     finally:
         if load:
