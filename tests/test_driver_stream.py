@@ -8,6 +8,7 @@ test_driver_fw.py.
 from __future__ import annotations
 
 import os
+import random
 from pathlib import Path
 
 import pytest
@@ -30,9 +31,18 @@ from robo_player.driver.ports import open_port
 from robo_player.driver.stream import DeviceReset, ResumeState, Session
 from robo_player.errors import DeviceShutdown, DeviceTimeout, ProtocolError, TransportError
 from robo_player.plan import Op, Plan
-from robo_player.protocol.messages import PROTOCOL_VERSION
+from robo_player.protocol.framing import Frame, FrameKind
+from robo_player.protocol.messages import (
+    PROTOCOL_VERSION,
+    Message,
+    State,
+    config_hash,
+    encode_messages,
+)
+from robo_player.protocol.messages import Op as WireOp
+from robo_player.protocol.schedule import ScheduleEncoder, TimedCommand, pack
 from robo_player.sim.ports import open_vmcu
-from robo_player.sim.vmcu import MCUConfig, VirtualPort, VirtualWorld
+from robo_player.sim.vmcu import MCUConfig, VirtualMCU, VirtualPort, VirtualWorld
 
 SP = spec()
 PLAN = make_plan(SP, notes=60, gap_us=40_000, chord=2)
@@ -234,6 +244,46 @@ def test_cut_link_all_off_within_the_specs_watchdog_window() -> None:
     cut_clock = be.world.mcu.clock_at(dev.last_faults.cut_time)  # type: ignore[union-attr]
     assert dev.stream_config().watchdog_drain_ms == SP.thermal.watchdog_drain_ms
     _watchdog_rule(dev, cut_clock)
+
+
+def test_vmcu_drain_refuses_new_records_and_all_off_ends_it() -> None:
+    """The model's drain (docs/protocol.md "Watchdog"), as the host build's in
+    test_firmware.py: a record sent while draining is refused and feeds nothing; an
+    all_off ends the drain at once (SHUTDOWN, WATCHDOG)."""
+    mcu = VirtualMCU(MCUConfig(clock_hz=1_000_000, queue_size=64), random.Random(0))
+    seq, t = 0, 1.0
+
+    def send(payload: bytes) -> None:
+        nonlocal seq
+        mcu.receive(Frame(FrameKind.DATA, seq, 0, payload).encode(), t)
+        seq += 1
+
+    cfg = [Message.make("configure_begin", actuator_count=2, max_concurrent=2, watchdog_ms=50,
+                        duty_window_ms=10_000, time_shift=0, level_shift=0, pca_prescale=5,
+                        watchdog_drain_ms=5_000)]  # fmt: skip
+    cfg += [Message.make("configure_actuator", actuator=a, out_kind=0, out_addr=0, out_channel=a,
+                         pwm_max=4095, max_drive=4095, max_on_us=1_000_000,
+                         max_pulse_us=50_000, duty_permille=1000) for a in range(2)]  # fmt: skip
+    mcu.receive(Frame(FrameKind.SYNC, 0, 0).encode(), t)
+    send(encode_messages(cfg))
+    send(Message.make("configure_end", hash=config_hash(cfg)).encode())
+    assert mcu.state is State.READY
+    base = mcu.clock_at(t) + 2_000_000
+    enc = ScheduleEncoder(2, 0)
+
+    def strike(a: int, clock: int) -> bytes:
+        return pack(enc.add(TimedCommand(clock, WireOp.STRIKE, a, 3000, 5_000, 0)).items)[0][0]
+
+    send(strike(1, base))
+    t += 0.1
+    mcu.run_until(mcu.clock_at(t))
+    assert mcu.state is State.DRAINING
+    last_rx = mcu.last_rx_clock
+    send(strike(0, base + 1000))  # taken by nothing: refused, and the drain's end stays
+    assert mcu.counters["refused"] == 1 and mcu.last_rx_clock == last_rx
+    send(Message.make("all_off").encode())
+    assert mcu.state is State.SHUTDOWN and mcu.counters["flushed"] == 1
+    assert not [c for c in mcu.trace if c[2]]  # nothing switched on
 
 
 def test_resume_plays_the_rest_exactly_once(tmp_path: Path) -> None:

@@ -476,6 +476,26 @@ def test_watchdog_drain_plays_out_the_queue_then_all_off(fw: Fw) -> None:
     assert st["state"] == State.SHUTDOWN and (st["played"], st["flushed"]) == (2, 1), st
 
 
+def test_all_off_while_draining_ends_the_drain_at_once(fw: Fw) -> None:
+    """An all_off that reaches a draining device leaves nothing to play out: SHUTDOWN
+    (WATCHDOG) at once, not at the drain's end (vmcu: the same, test_driver_stream)."""
+    msgs = cfg_messages(2, watchdog_ms=50, watchdog_drain_ms=5_000)
+    assert configure(fw.link, msgs)["reason"] == ConfigReason.OK
+    t = fw.link.clock() + 2_000_000
+    schedule(fw.link, [TimedCommand(t, Op.STRIKE, 1, 3000, 5_000, 0)])
+    time.sleep(0.15)  # the watchdog fired: draining, the strike 1.85 s away
+    assert fw.link.status(5)["state"] == State.DRAINING
+    mark = len(fw.link.messages)
+    fw.link.send([Message.make("all_off")])
+    sent = fw.link.clock()
+    note = fw.link.wait_message(lambda m: m.name == "shutdown_notice", mark)
+    assert note["reason"] == ShutdownReason.WATCHDOG
+    assert note["clock"] - sent <= LATE_SLACK_US  # at once, not 5 s later
+    assert fw.trace.of(1) == []
+    st = fw.link.status(6)
+    assert st["state"] == State.SHUTDOWN and (st["played"], st["flushed"]) == (0, 1), st
+
+
 def test_watchdog_drain_ends_when_the_queue_has_played_out(fw: Fw) -> None:
     """The drain is at most watchdog_drain_ms: once the queue is empty and the last
     strike's pulse has ended, every output goes off at once."""
