@@ -511,6 +511,33 @@ def test_watchdog_drain_ends_when_the_queue_has_played_out(fw: Fw) -> None:
     assert 0 <= note["clock"] - (t + 20_000) <= LATE_SLACK_US
 
 
+def test_a_host_that_stops_reading_never_stalls_the_host_build(fw: Fw) -> None:
+    """A UART sends whether anyone listens. A host that writes but no longer reads fills
+    the pty's buffer with the answers; the host build drops what does not fit (it used
+    to block in write(), its timer and watchdog stopped with coils on) and a strike
+    queued before plays at its clock."""
+    assert configure(fw.link, cfg_messages(2))["reason"] == ConfigReason.OK
+    t = fw.link.clock() + 2_000_000
+    schedule(fw.link, [TimedCommand(t, Op.STRIKE, 1, 3000, 5_000, 0)])
+    start = time.monotonic()
+    hb = Message.make("heartbeat", tag=1).encode()
+    fw.link.ser.write_timeout = 1.0
+    seq = fw.link.seq
+    try:  # ~60 bytes of answers each (ACK and status): several times any pty buffer
+        for _ in range(6000):
+            fw.link.write_frame(Frame(FrameKind.DATA, seq, 0, hb))
+            seq = seq_add(seq, 1)
+    except serial.SerialTimeoutException:
+        pass  # the firmware stopped reading: it is stuck (the assertion below says so)
+    fw.link.seq = seq
+    time.sleep(max(0.0, start + 2.3 - time.monotonic()))  # past the strike, still not reading
+    fw.link.ser.reset_input_buffer()
+    fw.link.sync()
+    rows = fw.trace.of(1)
+    assert [lv for _, lv in rows] == [3000, 0], rows
+    assert 0 <= rows[0][0] - t <= LATE_SLACK_US
+
+
 def test_max_on_time_cuts_a_coil_without_release(fw: Fw) -> None:
     msgs = cfg_messages(2, max_on_us=30_000)
     assert configure(fw.link, msgs)["reason"] == ConfigReason.OK

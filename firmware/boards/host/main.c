@@ -97,17 +97,22 @@ uint8_t board_output_ok(uint8_t out_kind, uint8_t out_addr, uint8_t out_channel)
            out_kind_ok[out_kind](out_addr, out_channel);
 }
 
+/* A UART sends whether anyone listens or not. The pty is non-blocking: when its
+ * reader stopped reading (a hung or killed host) and its buffer is full, the bytes that
+ * do not fit are dropped and counted (the trace's exit line) instead of stalling the
+ * loop, whose timer, cutoffs and watchdog must run on time. (A blocking write used to
+ * stop the firmware, coils on, until someone read.) */
+static unsigned long tx_dropped;
+
 void board_write(const uint8_t *data, uint16_t len)
 {
     while (len) {
         ssize_t n = write(master_fd, data, len);
         if (n < 0) {
-            if (errno == EINTR || errno == EAGAIN) {
-                struct pollfd p = {master_fd, POLLOUT, 0};
-                poll(&p, 1, 10);
+            if (errno == EINTR)
                 continue;
-            }
-            return; /* the other end is gone: the watchdog takes care of the coils */
+            tx_dropped += len; /* full (EAGAIN), or the other end is gone */
+            return;
         }
         data += n;
         len -= (uint16_t)n;
@@ -173,6 +178,11 @@ int main(int argc, char **argv)
     }
     cfmakeraw(&tio);
     tcsetattr(slave_fd, TCSANOW, &tio);
+    int fl = fcntl(master_fd, F_GETFL);
+    if (fl < 0 || fcntl(master_fd, F_SETFL, fl | O_NONBLOCK) < 0) { /* see board_write() */
+        perror("robo_fw: pty O_NONBLOCK");
+        return 1;
+    }
     if (link_path) {
         unlink(link_path);
         if (symlink(slave, link_path)) {
@@ -220,7 +230,7 @@ int main(int argc, char **argv)
         struct pollfd p = {master_fd, POLLIN, 0};
         int r = ppoll(&p, 1, &to, NULL);
         if (r > 0 && (p.revents & POLLIN)) {
-            ssize_t n = read(master_fd, buf, sizeof buf);
+            ssize_t n = read(master_fd, buf, sizeof buf); /* -1 (EAGAIN): nothing */
             for (ssize_t i = 0; i < n; i++)
                 rp_rx_byte(buf[i]);
         }
@@ -234,7 +244,7 @@ int main(int argc, char **argv)
     }
     rp_sched_all_off(0); /* everything off on the way out */
     if (trace) {
-        fprintf(trace, "# exit\n");
+        fprintf(trace, "# exit tx_dropped=%lu\n", tx_dropped);
         fclose(trace);
     }
     if (link_path)
