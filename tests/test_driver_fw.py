@@ -331,7 +331,8 @@ def test_fw_host_cut_then_resume_strikes_no_note_twice(tmp_path: Path) -> None:
     plan = make_plan(SP, notes=60, gap_us=60_000, chord=2)
     dev1, err = _play(f"fw-host://?cut=0.9&watchdog_ms=90&state={state}", plan)
     assert isinstance(err, DeviceTimeout | DeviceShutdown), err
-    assert dev1.stream_config().watchdog_drain_ms == SP.thermal.watchdog_drain_ms > 0
+    drain_ms = dev1.stream_config().watchdog_drain_ms
+    assert drain_ms == SP.thermal.watchdog_drain_ms and drain_ms > 0
     start = ResumeState.load(state).start_index_for(plan, SP.spec_hash)
     assert 0 < start < len(plan)
     dev2, perf = _play(f"fw-host://?start_index={start}&state={state}", plan)
