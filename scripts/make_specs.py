@@ -163,7 +163,8 @@ def render(b: Build) -> str:
         b.thermal,
         {
             "max_on_us": "firmware cuts a coil after this (pulse + hold)",
-            "watchdog_ms": "all off this long after the host goes silent (docs/driver.md)",
+            "watchdog_ms": "the watchdog fires this long after the host goes silent",
+            "watchdog_drain_ms": "then the queue plays out at most this long; all off (docs/driver.md)",
         },
     )
     lines.append("")
@@ -213,6 +214,7 @@ def piano_thermal(tau_s: float, heat_capacity_j_per_k: float) -> dict[str, objec
         "coil_heat_capacity_j_per_k": heat_capacity_j_per_k,
         "coil_max_rise_k": 60.0,
         "watchdog_ms": 300,
+        "watchdog_drain_ms": 700,
     }
 
 

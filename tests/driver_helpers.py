@@ -104,6 +104,16 @@ def spurious_actuations(
     return bad
 
 
+def onsets_after(changes: list[tuple[int, int, int]], clock: float) -> int:
+    """Rising edges (a coil switched on from off) in a trace after ``clock``."""
+    level: dict[int, int] = {}
+    n = 0
+    for c, a, lv in sorted(changes, key=lambda ch: ch[0]):  # same tick: trace order
+        n += bool(c > clock and lv and not level.get(a, 0))
+        level[a] = lv
+    return n
+
+
 def sent_strikes(plan: Plan, result: StreamResult) -> dict[int, list[tuple[int, int, int, int]]]:
     out: dict[int, list[tuple[int, int, int, int]]] = {}
     for o in result.outcomes:

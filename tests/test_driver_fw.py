@@ -5,7 +5,9 @@ the driver runs on its cycle count).
 These run in real time (the firmware's clock is CLOCK_MONOTONIC, or simavr paced to
 it), so the pieces are short. What must hold under every fault: each command runs
 exactly once or is reported; no coil stays on past its max on-time; nothing switches
-on from a corrupt frame; everything is off within 100 ms of losing the link.
+on from a corrupt frame; once the link is lost, the watchdog's rule (docs/protocol.md
+"Watchdog"): the queue plays out for at most its drain, and everything is off within
+the watchdog window plus the drain.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from driver_helpers import (
     check_accounting,
     make_plan,
     max_on_violations,
+    onsets_after,
     sent_strikes,
     spec,
     spurious_actuations,
@@ -119,12 +122,17 @@ def _all_off_within(changes: list[tuple[int, int, int]], clock: float, us: int, 
 
 
 @needs_host
-def test_fw_host_cut_link() -> None:
-    dev, err = _play("fw-host://?cut=0.8&watchdog_ms=90")
+@pytest.mark.parametrize("drain_ms", [0, 400])
+def test_fw_host_cut_link(drain_ms: int) -> None:
+    dev, err = _play(f"fw-host://?cut=0.8&watchdog_ms=90&watchdog_drain_ms={drain_ms}")
     assert isinstance(err, DeviceTimeout), err
     tr = _safety(dev)
     cut_clock = dev.last_session.sync_.clock_at(dev.last_faults.cut_time)
-    _all_off_within(tr.changes, cut_clock, 100_000, tr.clock_hz)
+    # the watchdog fired 90 ms after the cut (10 ms: the last frame on its way); with a
+    # drain the queue played out after that, without one nothing started
+    fired = cut_clock + 100_000 * tr.clock_hz / 1e6
+    assert (onsets_after(tr.changes, fired) > 0) == (drain_ms > 0)
+    _all_off_within(tr.changes, cut_clock, 100_000 + drain_ms * 1000, tr.clock_hz)
     assert 0 < dev.last_result.counts().get("played", 0) < len(PLAN)
 
 
@@ -318,11 +326,16 @@ def test_fw_host_cut_then_resume_strikes_no_note_twice(tmp_path: Path) -> None:
     from robo_player.plan import Op
 
     state = tmp_path / "state.json"
-    dev1, err = _play(f"fw-host://?cut=0.9&watchdog_ms=90&state={state}")
+    # longer than the cut plus what the device may play out after it (lead, watchdog,
+    # drain: the spec's 700 ms)
+    plan = make_plan(SP, notes=60, gap_us=60_000, chord=2)
+    dev1, err = _play(f"fw-host://?cut=0.9&watchdog_ms=90&state={state}", plan)
     assert isinstance(err, DeviceTimeout | DeviceShutdown), err
-    start = ResumeState.load(state).start_index_for(PLAN, SP.spec_hash)
-    assert 0 < start < len(PLAN)
-    dev2, perf = _play(f"fw-host://?start_index={start}&state={state}")
+    drain_ms = dev1.stream_config().watchdog_drain_ms
+    assert drain_ms == SP.thermal.watchdog_drain_ms and drain_ms > 0
+    start = ResumeState.load(state).start_index_for(plan, SP.spec_hash)
+    assert 0 < start < len(plan)
+    dev2, perf = _play(f"fw-host://?start_index={start}&state={state}", plan)
     assert not isinstance(perf, Exception), perf
 
     def rising(changes: list[tuple[int, int, int]]) -> dict[int, int]:
@@ -336,7 +349,7 @@ def test_fw_host_cut_then_resume_strikes_no_note_twice(tmp_path: Path) -> None:
 
     first, second = rising(dev1.last_trace.changes), rising(dev2.last_trace.changes)
     planned: dict[int, int] = {}
-    for c in PLAN.commands:
+    for c in plan.commands:
         if c.op is Op.STRIKE:
             planned[c.actuator] = planned.get(c.actuator, 0) + 1
     for a, n in planned.items():

@@ -62,3 +62,24 @@ def test_the_watchdog_window_is_named_in_the_spec_and_used() -> None:
             assert dev.stream_config().watchdog_ms == 150  # type: ignore[attr-defined]
         with open_port("vmcu://?watchdog_ms=60", longer) as dev:
             assert dev.stream_config().watchdog_ms == 60  # type: ignore[attr-defined]
+
+
+def test_the_watchdog_drain_is_named_in_the_spec_and_reaches_the_firmware() -> None:
+    """thermal.watchdog_drain_ms (700 on the shipped pianos) goes to the firmware in
+    configure_begin; ?watchdog_drain_ms= overrides it (0: all off when it fires)."""
+    from dataclasses import replace
+
+    from robo_player.driver.keepalive import DEFAULT_WATCHDOG_DRAIN_MS, watchdog_drain_ms_for
+    from robo_player.spec import load_spec
+
+    sp = load_spec("piano-88-grand")
+    assert sp.thermal.watchdog_drain_ms == DEFAULT_WATCHDOG_DRAIN_MS == watchdog_drain_ms_for(sp)
+    zero = replace(sp, thermal=replace(sp.thermal, watchdog_drain_ms=0))
+    assert watchdog_drain_ms_for(zero) == 0 and zero.spec_hash == sp.spec_hash
+    plan = make_plan(sp, notes=2, gap_us=50_000)
+    for url, spec_, want in (("vmcu://", sp, 700), ("vmcu://", zero, 0),
+                             ("vmcu://?watchdog_drain_ms=250", sp, 250)):  # fmt: skip
+        with open_port(url, spec_) as dev:
+            assert dev.stream_config().watchdog_drain_ms == want  # type: ignore[attr-defined]
+            dev.play(plan)
+            assert dev.last_backend.world.mcu.watchdog_drain_ms == want  # type: ignore[attr-defined]

@@ -8,6 +8,7 @@ test_driver_fw.py.
 from __future__ import annotations
 
 import os
+import random
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,7 @@ from driver_helpers import (
     check_accounting,
     make_plan,
     max_on_violations,
+    onsets_after,
     sent_strikes,
     spec,
     spurious_actuations,
@@ -29,12 +31,24 @@ from robo_player.driver.ports import open_port
 from robo_player.driver.stream import DeviceReset, ResumeState, Session
 from robo_player.errors import DeviceShutdown, DeviceTimeout, ProtocolError, TransportError
 from robo_player.plan import Op, Plan
-from robo_player.protocol.messages import PROTOCOL_VERSION
+from robo_player.protocol.framing import Frame, FrameKind
+from robo_player.protocol.messages import (
+    PROTOCOL_VERSION,
+    Message,
+    State,
+    config_hash,
+    encode_messages,
+)
+from robo_player.protocol.messages import Op as WireOp
+from robo_player.protocol.schedule import ScheduleEncoder, TimedCommand, pack
 from robo_player.sim.ports import open_vmcu
-from robo_player.sim.vmcu import MCUConfig, VirtualPort, VirtualWorld
+from robo_player.sim.vmcu import MCUConfig, VirtualMCU, VirtualPort, VirtualWorld
 
 SP = spec()
 PLAN = make_plan(SP, notes=60, gap_us=40_000, chord=2)
+# for the resume tests: longer than a cut at 1.37 s plus what the device may play out
+# after it (the lead, and the watchdog's window and drain)
+LONG = make_plan(SP, notes=120, gap_us=40_000, chord=2)
 
 
 def _play(plan: Plan = PLAN, **opts: object) -> tuple[FirmwareDevice, object]:
@@ -122,20 +136,41 @@ def _all_off_within(changes: list[tuple[int, int, int]], clock: int, within_us: 
     assert not on, f"coils still on {within_us} us after the link was lost: {on}"
 
 
-def test_cut_link_times_out_after_the_device_went_all_off(tmp_path: Path) -> None:
+def _watchdog_rule(dev: FirmwareDevice, loss_clock: int) -> None:
+    """docs/protocol.md "Watchdog", after the host went silent at ``loss_clock``: the
+    watchdog fires ``watchdog_ms`` later; with a drain, the queue on the MCU plays out
+    (strikes still start after that) and every coil is off by ``watchdog_ms +
+    watchdog_drain_ms`` (10 ms: the last frame's way over the wire); without one,
+    nothing starts after ``watchdog_ms`` and every coil is off then."""
+    cfg = dev.stream_config()
+    wd_us, drain_us = cfg.watchdog_ms * 1000, cfg.watchdog_drain_ms * 1000
+    changes = _trace(dev)
+    fired = loss_clock + wd_us * 16  # 16 MHz
+    if drain_us:
+        assert onsets_after(changes, fired + 10_000 * 16) > 0, "the queue was not played out"
+    else:
+        assert onsets_after(changes, fired + 10_000 * 16) == 0
+    _all_off_within(changes, loss_clock, wd_us + drain_us + 10_000)
+    mcu = dev.last_backend.world.mcu  # type: ignore[union-attr]
+    assert mcu.state.name == "SHUTDOWN"
+
+
+@pytest.mark.parametrize("drain_ms", [0, 700])
+def test_cut_link_times_out_after_the_device_went_all_off(tmp_path: Path, drain_ms: int) -> None:
     state = tmp_path / "resume.json"
-    dev, err = _play(cut=1.2, state=str(state), watchdog_ms=90)
+    dev, err = _play(cut=1.2, state=str(state), watchdog_ms=90, watchdog_drain_ms=drain_ms)
     assert isinstance(err, DeviceTimeout)
     res = dev.last_result
     assert res is not None and res.error.startswith("DeviceTimeout")
     _safety(dev, PLAN)
     counts = res.counts()
     assert counts.get("played", 0) > 0 and counts.get("played", 0) < len(PLAN)
-    # everything off within 100 ms of the cut, in the device's own clock
+    # the watchdog's rule, in the device's own clock: off within 100 ms of the cut
+    # without a drain, within 90 + 700 ms with one (and the queue played out)
     be = dev.last_backend
     assert dev.last_faults is not None and dev.last_faults.cut_time is not None
     cut_clock = be.world.mcu.clock_at(dev.last_faults.cut_time)  # type: ignore[union-attr]
-    _all_off_within(_trace(dev), cut_clock, 100_000)
+    _watchdog_rule(dev, cut_clock)
     # the resume state points after the last command that may have run: everything
     # before it ran or may have (sent, fate unknown, due before the watchdog fired)
     rs = ResumeState.load(state)
@@ -166,7 +201,7 @@ def test_resume_after_a_cut_strikes_no_note_twice(tmp_path: Path, cut: float) ->
     # issue 9 §7: the queue on the MCU ran on after the cut; the resume point comes
     # from what may have run, so a note is struck at most once over both runs
     state = tmp_path / "resume.json"
-    dev1, err = _play(cut=cut, state=str(state), watchdog_ms=90)
+    dev1, err = _play(LONG, cut=cut, state=str(state), watchdog_ms=90)
     assert isinstance(err, DeviceTimeout | DeviceShutdown), err
     res = dev1.last_result
     assert res is not None
@@ -175,22 +210,26 @@ def test_resume_after_a_cut_strikes_no_note_twice(tmp_path: Path, cut: float) ->
     # could have fired (it may have played)
     uncertain = sum(
         1 for o in res.outcomes[res.last_done_index + 1 : res.resume_index]
-        if PLAN.commands[o.index].op is Op.STRIKE
+        if LONG.commands[o.index].op is Op.STRIKE
     )
-    start = ResumeState.load(state).start_index_for(PLAN, SP.spec_hash)
-    dev2, _perf = _play(start_index=start, state=str(state), watchdog_ms=90)
+    start = ResumeState.load(state).start_index_for(LONG, SP.spec_hash)
+    dev2, _perf = _play(LONG, start_index=start, state=str(state), watchdog_ms=90)
     second = _strikes_by_actuator(_trace(dev2))
     planned: dict[int, int] = {}
-    for c in PLAN.commands:
+    for c in LONG.commands:
         if c.op is Op.STRIKE:
             planned[c.actuator] = planned.get(c.actuator, 0) + 1
     for a, n in planned.items():
         assert first.get(a, 0) + second.get(a, 0) <= n, f"actuator {a} struck twice"
     skipped = sum(planned.values()) - sum(first.values()) - sum(second.values())
     assert 0 <= skipped <= uncertain  # only those whose fate was unknown at the cut
-    # at most the longest silence seen while streaming (a status period, 0.25 s) and a
-    # watchdog window (0.09 s) of music: 2 strikes every 40 ms here
-    assert start < len(PLAN) and uncertain <= 20
+    # at most the longest silence seen while streaming (a status period, 0.25 s), the
+    # watchdog window (0.09 s) and its drain (the queue plays out) of music, and 10 ms:
+    # 2 strikes every 40 ms here
+    cfg = dev1.stream_config()
+    fate_unknown_s = 0.25 + (cfg.watchdog_ms + cfg.watchdog_drain_ms) / 1000 + 0.01
+    assert cfg.watchdog_drain_ms > 0
+    assert start < len(LONG) and uncertain <= 2 * (int(fate_unknown_s / 0.04) + 1)
 
 
 def test_cut_link_all_off_within_the_specs_watchdog_window() -> None:
@@ -203,21 +242,62 @@ def test_cut_link_all_off_within_the_specs_watchdog_window() -> None:
     be = dev.last_backend
     assert dev.last_faults is not None and dev.last_faults.cut_time is not None
     cut_clock = be.world.mcu.clock_at(dev.last_faults.cut_time)  # type: ignore[union-attr]
-    _all_off_within(_trace(dev), cut_clock, window_ms * 1000 + 10_000)
+    assert dev.stream_config().watchdog_drain_ms == SP.thermal.watchdog_drain_ms
+    _watchdog_rule(dev, cut_clock)
+
+
+def test_vmcu_drain_refuses_new_records_and_all_off_ends_it() -> None:
+    """The model's drain (docs/protocol.md "Watchdog"), as the host build's in
+    test_firmware.py: a record sent while draining is refused and feeds nothing; an
+    all_off ends the drain at once (SHUTDOWN, WATCHDOG)."""
+    mcu = VirtualMCU(MCUConfig(clock_hz=1_000_000, queue_size=64), random.Random(0))
+    seq, t = 0, 1.0
+
+    def send(payload: bytes) -> None:
+        nonlocal seq
+        mcu.receive(Frame(FrameKind.DATA, seq, 0, payload).encode(), t)
+        seq += 1
+
+    cfg = [Message.make("configure_begin", actuator_count=2, max_concurrent=2, watchdog_ms=50,
+                        duty_window_ms=10_000, time_shift=0, level_shift=0, pca_prescale=5,
+                        watchdog_drain_ms=5_000)]  # fmt: skip
+    cfg += [Message.make("configure_actuator", actuator=a, out_kind=0, out_addr=0, out_channel=a,
+                         pwm_max=4095, max_drive=4095, max_on_us=1_000_000,
+                         max_pulse_us=50_000, duty_permille=1000) for a in range(2)]  # fmt: skip
+    mcu.receive(Frame(FrameKind.SYNC, 0, 0).encode(), t)
+    send(encode_messages(cfg))
+    send(Message.make("configure_end", hash=config_hash(cfg)).encode())
+    assert mcu.state is State.READY
+    base = mcu.clock_at(t) + 2_000_000
+    enc = ScheduleEncoder(2, 0)
+
+    def strike(a: int, clock: int) -> bytes:
+        return pack(enc.add(TimedCommand(clock, WireOp.STRIKE, a, 3000, 5_000, 0)).items)[0][0]
+
+    send(strike(1, base))
+    t += 0.1
+    mcu.run_until(mcu.clock_at(t))
+    assert mcu.state is State.DRAINING
+    last_rx = mcu.last_rx_clock
+    send(strike(0, base + 1000))  # taken by nothing: refused, and the drain's end stays
+    assert mcu.counters["refused"] == 1 and mcu.last_rx_clock == last_rx
+    send(Message.make("all_off").encode())
+    assert mcu.state is State.SHUTDOWN and mcu.counters["flushed"] == 1
+    assert not [c for c in mcu.trace if c[2]]  # nothing switched on
 
 
 def test_resume_plays_the_rest_exactly_once(tmp_path: Path) -> None:
     state = tmp_path / "resume.json"
-    _play(cut=1.0, state=str(state))
+    _play(LONG, cut=1.0, state=str(state))
     rs = ResumeState.load(state)
-    start = rs.start_index_for(PLAN, SP.spec_hash)
-    assert 0 < start < len(PLAN)
-    dev, perf = _play(start_index=start, state=str(state))
+    start = rs.start_index_for(LONG, SP.spec_hash)
+    assert 0 < start < len(LONG)
+    dev, perf = _play(LONG, start_index=start, state=str(state))
     res = dev.last_result
     assert res is not None and not res.error
-    assert [o.index for o in res.outcomes] == list(range(start, len(PLAN)))
-    assert res.counts() == {"played": len(PLAN) - start}
-    assert ResumeState.load(state).next_index == len(PLAN)
+    assert [o.index for o in res.outcomes] == list(range(start, len(LONG)))
+    assert res.counts() == {"played": len(LONG) - start}
+    assert ResumeState.load(state).next_index == len(LONG)
     with pytest.raises(TransportError, match="another plan"):
         rs.start_index_for(make_plan(SP, notes=3), SP.spec_hash)
 
@@ -251,7 +331,7 @@ def test_long_stall_trips_the_watchdog() -> None:
     be = dev.last_backend
     assert dev.last_faults is not None and dev.last_faults.stall_time is not None
     stall_clock = be.world.mcu.clock_at(dev.last_faults.stall_time)  # type: ignore[union-attr]
-    _all_off_within(_trace(dev), stall_clock, 100_000)
+    _watchdog_rule(dev, stall_clock)
 
 
 def _session(cfg: MCUConfig) -> Session:

@@ -227,6 +227,7 @@ def cfg_messages(
     *,
     max_concurrent: int | None = None,
     watchdog_ms: int = 2000,
+    watchdog_drain_ms: int = 0,
     max_on_us: int = 5_000_000,
     time_shift: int = 0,
     level_shift: int = 0,
@@ -244,6 +245,7 @@ def cfg_messages(
             time_shift=time_shift,
             level_shift=level_shift,
             pca_prescale=5,
+            watchdog_drain_ms=watchdog_drain_ms,
         )
     ]
     for a in range(n):
@@ -328,6 +330,7 @@ def test_configure_echoes_hash(fw: Fw) -> None:
                     time_shift=0,
                     level_shift=0,
                     pca_prescale=5,
+                    watchdog_drain_ms=0,
                 )
             ],
             None,
@@ -437,6 +440,102 @@ def test_watchdog_turns_everything_off(fw: Fw) -> None:
     assert note["clock"] - last_frame_clock >= 50_000  # and not before the watchdog time
     st = fw.link.status()
     assert st["state"] == State.SHUTDOWN
+
+
+def test_watchdog_drain_plays_out_the_queue_then_all_off(fw: Fw) -> None:
+    """docs/protocol.md "Watchdog": 50 ms of silence fires the watchdog (DRAINING): the
+    strikes already queued still play, a record sent now is refused (REFUSED_STATE) and
+    feeds nothing; 50 + 300 ms after the last frame every output is off, what is still
+    queued is flushed, and the device is SHUTDOWN (WATCHDOG)."""
+    msgs = cfg_messages(4, watchdog_ms=50, watchdog_drain_ms=300)
+    assert configure(fw.link, msgs)["reason"] == ConfigReason.OK
+    t = fw.link.clock() + 20_000
+    schedule(fw.link, [
+        TimedCommand(t + 100_000, Op.STRIKE, 1, 3000, 5_000, 1500),  # held, no release
+        TimedCommand(t + 200_000, Op.STRIKE, 2, 3000, 5_000, 0),
+        TimedCommand(t + 600_000, Op.STRIKE, 3, 3000, 5_000, 0),  # past the drain's end
+    ])  # fmt: skip
+    last = fw.link.clock()  # the last frame that feeds the watchdog
+    time.sleep(0.1 + (t - last) / 1e6)  # fired at last + 50 ms: draining
+    mark = len(fw.link.messages)
+    st = fw.link.status(7)  # a frame now feeds nothing
+    assert st["state"] == State.DRAINING, st
+    schedule(fw.link, [TimedCommand(t + 250_000, Op.STRIKE, 0, 3000, 5_000, 0)])
+    note = fw.link.wait_message(lambda m: m.name == "shutdown_notice", mark)
+    assert note["reason"] == ShutdownReason.WATCHDOG
+    end = last + 350_000
+    assert 0 <= note["clock"] - end <= LATE_SLACK_US, note["clock"] - end
+    assert [lv for _, lv in fw.trace.of(1)] == [3000, 1500, 0]  # played, then all off
+    assert 0 <= fw.trace.of(1)[-1][0] - end <= LATE_SLACK_US
+    assert [lv for _, lv in fw.trace.of(2)] == [3000, 0]
+    assert fw.trace.of(0) == [] and fw.trace.of(3) == []
+    assert [m["index"] for m in fw.link.events(EventKind.REFUSED_STATE)] == [3]
+    flushed = fw.link.events(EventKind.FLUSHED)
+    assert [(m["index"], m["clock"]) for m in flushed] == [(2, 1)]  # strike 3 never ran
+    st = fw.link.status(8)
+    assert st["state"] == State.SHUTDOWN and (st["played"], st["flushed"]) == (2, 1), st
+
+
+def test_all_off_while_draining_ends_the_drain_at_once(fw: Fw) -> None:
+    """An all_off that reaches a draining device leaves nothing to play out: SHUTDOWN
+    (WATCHDOG) at once, not at the drain's end (vmcu: the same, test_driver_stream)."""
+    msgs = cfg_messages(2, watchdog_ms=50, watchdog_drain_ms=5_000)
+    assert configure(fw.link, msgs)["reason"] == ConfigReason.OK
+    t = fw.link.clock() + 2_000_000
+    schedule(fw.link, [TimedCommand(t, Op.STRIKE, 1, 3000, 5_000, 0)])
+    time.sleep(0.15)  # the watchdog fired: draining, the strike 1.85 s away
+    assert fw.link.status(5)["state"] == State.DRAINING
+    mark = len(fw.link.messages)
+    fw.link.send([Message.make("all_off")])
+    sent = fw.link.clock()
+    note = fw.link.wait_message(lambda m: m.name == "shutdown_notice", mark)
+    assert note["reason"] == ShutdownReason.WATCHDOG
+    assert note["clock"] - sent <= LATE_SLACK_US  # at once, not 5 s later
+    assert fw.trace.of(1) == []
+    st = fw.link.status(6)
+    assert st["state"] == State.SHUTDOWN and (st["played"], st["flushed"]) == (0, 1), st
+
+
+def test_watchdog_drain_ends_when_the_queue_has_played_out(fw: Fw) -> None:
+    """The drain is at most watchdog_drain_ms: once the queue is empty and the last
+    strike's pulse has ended, every output goes off at once."""
+    msgs = cfg_messages(2, watchdog_ms=50, watchdog_drain_ms=5_000)
+    assert configure(fw.link, msgs)["reason"] == ConfigReason.OK
+    t = fw.link.clock() + 100_000
+    schedule(fw.link, [TimedCommand(t, Op.STRIKE, 1, 3000, 20_000, 1500)])
+    note = fw.link.wait_message(lambda m: m.name == "shutdown_notice")
+    assert note["reason"] == ShutdownReason.WATCHDOG
+    rows = fw.trace.of(1)
+    assert [lv for _, lv in rows] == [3000, 1500, 0]  # the whole pulse, then off
+    assert 0 <= rows[2][0] - (t + 20_000) <= LATE_SLACK_US  # off as the pulse ended
+    assert 0 <= note["clock"] - (t + 20_000) <= LATE_SLACK_US
+
+
+def test_a_host_that_stops_reading_never_stalls_the_host_build(fw: Fw) -> None:
+    """A UART sends whether anyone listens. A host that writes but no longer reads fills
+    the pty's buffer with the answers; the host build drops what does not fit (it used
+    to block in write(), its timer and watchdog stopped with coils on) and a strike
+    queued before plays at its clock."""
+    assert configure(fw.link, cfg_messages(2))["reason"] == ConfigReason.OK
+    t = fw.link.clock() + 2_000_000
+    schedule(fw.link, [TimedCommand(t, Op.STRIKE, 1, 3000, 5_000, 0)])
+    start = time.monotonic()
+    hb = Message.make("heartbeat", tag=1).encode()
+    fw.link.ser.write_timeout = 1.0
+    seq = fw.link.seq
+    try:  # ~60 bytes of answers each (ACK and status): several times any pty buffer
+        for _ in range(6000):
+            fw.link.write_frame(Frame(FrameKind.DATA, seq, 0, hb))
+            seq = seq_add(seq, 1)
+    except serial.SerialTimeoutException:
+        pass  # the firmware stopped reading: it is stuck (the assertion below says so)
+    fw.link.seq = seq
+    time.sleep(max(0.0, start + 2.3 - time.monotonic()))  # past the strike, still not reading
+    fw.link.ser.reset_input_buffer()
+    fw.link.sync()
+    rows = fw.trace.of(1)
+    assert [lv for _, lv in rows] == [3000, 0], rows
+    assert 0 <= rows[0][0] - t <= LATE_SLACK_US
 
 
 def test_max_on_time_cuts_a_coil_without_release(fw: Fw) -> None:
@@ -763,6 +862,38 @@ def test_avr_interrupts_off_at_most_100us_and_no_uart_overrun_in_a_dense_burst(s
     m = re.search(r"# uart rx overruns (\d+) of (\d+) bytes", text)
     assert m and int(m[2]) > 500, text[-2000:]
     assert int(m[1]) == 0, m[0]
+
+
+AVR_TICK_US = 4_096  # boards/avr/main.c: rp_poll() (the watchdog) runs every timer period
+
+
+def test_avr_watchdog_drain_plays_out_then_all_off(sim: Sim) -> None:
+    """The watchdog's drain on the AVR (docs/protocol.md "Watchdog"): 50 ms of silence
+    fires it, the strikes already queued play, then 50 + 300 ms after the last frame
+    every output is off and what is still queued is flushed. The AVR polls the watchdog
+    on its 4.1 ms tick: at most that late."""
+    msgs = cfg_messages(4, watchdog_ms=50, watchdog_drain_ms=300, time_shift=4)
+    assert configure(sim.link, msgs)["reason"] == ConfigReason.OK
+    us = AVR_HZ // 1_000_000
+    t = sim.link.clock() + 20_000 * us
+    schedule(sim.link, [
+        TimedCommand(t + 100_000 * us, Op.STRIKE, 1, 4095, 5_000, 4095),  # held full on
+        TimedCommand(t + 200_000 * us, Op.STRIKE, 2, 4095, 5_000, 0),
+        TimedCommand(t + 600_000 * us, Op.STRIKE, 3, 4095, 5_000, 0),  # past the drain
+    ], time_shift=4)  # fmt: skip
+    last = sim.link.clock()  # the last frame the firmware hears from us
+    note = sim.link.wait_message(lambda m: m.name == "shutdown_notice")
+    assert note["reason"] == ShutdownReason.WATCHDOG
+    end = last + 350_000 * us
+    assert 0 <= note["clock"] - end <= AVR_TICK_US * us, (note["clock"] - end) / us
+    rows = sim.rows()
+    on = {a: [(c, lv) for c, a2, lv in rows if a2 == a] for a in range(4)}
+    assert [lv for _, lv in on[1]] == [1, 0] and [lv for _, lv in on[2]] == [1, 0], on
+    assert on[0] == [] and on[3] == [], on
+    assert abs(on[1][0][0] - (t + 100_000 * us)) <= 20 * us  # played on time while draining
+    assert 0 <= on[1][1][0] - end <= AVR_TICK_US * us  # off at the drain's end
+    st = sim.link.status(8)
+    assert st["state"] == State.SHUTDOWN and (st["played"], st["flushed"]) == (2, 1), st
 
 
 def test_avr_all_off_with_64_coils_on_in_short_critical_sections(sim: Sim) -> None:

@@ -137,7 +137,7 @@ def pca_cfg(outs: list[tuple[int, int]], watchdog_ms: int = 2000, prescale: int 
     """One actuator per (addr, channel), 12-bit, 5 s max on-time."""
     msgs = [Message.make("configure_begin", actuator_count=len(outs), max_concurrent=len(outs),
                          watchdog_ms=watchdog_ms, duty_window_ms=10_000, time_shift=4,
-                         level_shift=0, pca_prescale=prescale)]  # fmt: skip
+                         level_shift=0, pca_prescale=prescale, watchdog_drain_ms=0)]  # fmt: skip
     for a, (addr, ch) in enumerate(outs):
         msgs.append(
             Message.make(
@@ -393,7 +393,7 @@ def test_pca9685_channels_go_off_when_the_mcu_resets_mid_hold(pca_sim: PcaSim) -
     cfg = pca_cfg(outs)
     cfg[0] = Message.make("configure_begin", actuator_count=2, max_concurrent=2,
                           watchdog_ms=2000, duty_window_ms=10_000, time_shift=4,
-                          level_shift=0, pca_prescale=5)  # fmt: skip
+                          level_shift=0, pca_prescale=5, watchdog_drain_ms=0)  # fmt: skip
     cfg.append(Message.make("configure_actuator", actuator=1, out_kind=0, out_addr=0,
                             out_channel=0, pwm_max=4095, max_drive=4095,
                             max_on_us=5_000_000, max_pulse_us=50_000,

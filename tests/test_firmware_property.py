@@ -36,12 +36,14 @@ from test_firmware import (
     wait_done,
 )
 
-from robo_player.protocol.framing import Frame, FrameKind
+from robo_player.protocol.framing import Frame, FrameDecoder, FrameKind
 from robo_player.protocol.messages import (
     ConfigReason,
     Message,
     Op,
+    ShutdownReason,
     config_hash,
+    decode_messages,
     encode_messages,
 )
 from robo_player.protocol.schedule import ScheduleEncoder, TimedCommand, pack
@@ -53,6 +55,7 @@ SPAN_US = 120_000  # commands within this window
 # late slack (what it still plays as on time: boards/host/board_config.h)
 TIME_TOL_US = LATE_SLACK_US
 MAX_ON_US = (40_000, 1_000_000)  # two limit sets: a short max on-time cuts some holds
+COUNTERS = ("played", "late", "refused", "cutoffs")
 
 
 @dataclass(frozen=True)
@@ -87,12 +90,12 @@ def cases(draw: st.DrawFn) -> Case:
     return Case(n_act, draw(st.integers(1, 4)), tuple(cmds))
 
 
-def cfg_for(case: Case) -> list[Message]:
+def cfg_for(case: Case, watchdog_ms: int = 5_000, drain_ms: int = 0) -> list[Message]:
     msgs = [
         Message.make(
             "configure_begin", actuator_count=case.n_act, max_concurrent=case.max_concurrent,
-            watchdog_ms=5_000, duty_window_ms=600_000, time_shift=0, level_shift=0,
-            pca_prescale=5,
+            watchdog_ms=watchdog_ms, duty_window_ms=600_000, time_shift=0, level_shift=0,
+            pca_prescale=5, watchdog_drain_ms=drain_ms,
         )
     ]  # fmt: skip
     for a in range(case.n_act):
@@ -123,6 +126,17 @@ def end_us(case: Case) -> int:
 
 # ---- the Python model ------------------------------------------------------------------
 def run_model(case: Case) -> tuple[list[tuple[int, int, int]], dict[str, int]]:
+    rows, st_, _ = run_model_wd(case)
+    return rows, {k: st_[k] for k in COUNTERS}
+
+
+def run_model_wd(
+    case: Case, watchdog_ms: int = 5_000, drain_ms: int = 0, last_rel: int | None = None
+) -> tuple[list[tuple[int, int, int]], dict[str, int], int | None]:
+    """The model's output changes and counters (clocks relative to the base), and the
+    clock of its watchdog's shutdown_notice (None if none). ``last_rel``: one more
+    frame (a get_clock) at this clock relative to the base, after the schedule, as the
+    host build's test sends it; then silence."""
     cfg = MCUConfig(
         clock_hz=1_000_000, queue_size=1024, max_actuators=512, late_slack_us=10_000
     )  # fmt: skip  (boards/host/board_config.h)
@@ -130,25 +144,36 @@ def run_model(case: Case) -> tuple[list[tuple[int, int, int]], dict[str, int]]:
     seq = 0
     t = 1.0
 
-    def send(payload: bytes) -> None:
+    def send(payload: bytes, dt: float = 0.001) -> None:
         nonlocal seq, t
         mcu.receive(Frame(FrameKind.DATA, seq, 0, payload).encode(), t)
         seq = (seq + 1) % 64
-        t += 0.001
+        t += dt
 
     mcu.receive(Frame(FrameKind.SYNC, 0, 0).encode(), t)
-    msgs = cfg_for(case)
+    msgs = cfg_for(case, watchdog_ms, drain_ms)
     for i in range(0, len(msgs), 4):  # as test_firmware.configure() sends them
         send(encode_messages(msgs[i : i + 4]))
     send(Message.make("configure_end", hash=config_hash(msgs)).encode())
     assert mcu.state.name == "READY"
     base = mcu.clock_at(t) + LEAD_US
     for p in payloads(case, base):
-        send(p)
+        send(p, 0.0001)  # 100 µs apart: the host build's last frame comes no sooner
+    if last_rel is not None:
+        t = max(t, mcu.time_of(base + last_rel))
+        send(Message.make("get_clock", tag=9).encode())
+    mark = len(mcu.outbox)
     mcu.run_until(base + end_us(case))
     rows = [(c - base, a, lv) for c, a, lv in mcu.trace if c >= base]
     st_ = mcu.status(0, base + end_us(case))
-    return rows, {k: st_[k] for k in ("played", "late", "refused", "cutoffs")}
+    notes = [
+        m["clock"] - (base & 0xFFFFFFFF)
+        for f in FrameDecoder().feed(b"".join(mcu.outbox[mark:]))
+        if f.kind is FrameKind.DATA
+        for m in decode_messages(f.payload)
+        if m.name == "shutdown_notice"
+    ]
+    return rows, {k: st_[k] for k in (*COUNTERS, "flushed")}, (notes[0] if notes else None)
 
 
 # ---- the C firmware on the host ---------------------------------------------------------
@@ -192,7 +217,7 @@ def run_host(h: Host, case: Case) -> tuple[list[tuple[int, int, int]], dict[str,
         h.link.pump()  # a 20 ms read: waits on the device's own clock
     rows = [(c - base, a, lv) for c, a, lv in h.trace.rows()[mark:] if c >= base - 1000]
     st_ = h.link.status(3)
-    return rows, {k: st_[k] for k in ("played", "late", "refused", "cutoffs")}
+    return rows, {k: st_[k] for k in COUNTERS}
 
 
 def by_actuator(rows: list[tuple[int, int, int]]) -> dict[int, list[tuple[int, int]]]:
@@ -200,6 +225,19 @@ def by_actuator(rows: list[tuple[int, int, int]]) -> dict[int, list[tuple[int, i
     for c, a, lv in rows:
         out.setdefault(a, []).append((c, lv))
     return out
+
+
+def same_changes(
+    model_rows: list[tuple[int, int, int]], host_rows: list[tuple[int, int, int]], case: Case
+) -> None:
+    """The same levels per actuator in the same order, the host build's at most its late
+    slack after the model's."""
+    m, h = by_actuator(model_rows), by_actuator(host_rows)
+    assert sorted(m) == sorted(h), (m, h, case)
+    for a in m:
+        assert [lv for _, lv in h[a]] == [lv for _, lv in m[a]], (a, h[a], m[a], case)
+        late = [hc - mc for (hc, _), (mc, _) in zip(h[a], m[a], strict=True)]
+        assert all(0 <= d <= TIME_TOL_US for d in late), (a, late, case)
 
 
 @settings(
@@ -214,12 +252,7 @@ def test_c_scheduler_and_python_model_give_the_same_coil_events(host: Host, case
     host_rows, host_st = run_host(host, case)
     assume(host_st["late"] == 0)  # the OS, not the scheduler (see the module's docstring)
     assert host_st == model_st, (host_st, model_st, case)
-    m, h = by_actuator(model_rows), by_actuator(host_rows)
-    assert sorted(m) == sorted(h), (m, h, case)
-    for a in m:
-        assert [lv for _, lv in h[a]] == [lv for _, lv in m[a]], (a, h[a], m[a], case)
-        late = [hc - mc for (hc, _), (mc, _) in zip(h[a], m[a], strict=True)]
-        assert all(0 <= d <= TIME_TOL_US for d in late), (a, late, case)
+    same_changes(model_rows, host_rows, case)
 
 
 # ---- the concurrency tie: a strike on the tick where another pulse ends ------------------
@@ -303,3 +336,60 @@ def test_a_strike_on_the_tick_another_pulse_ends_is_played(host: Host) -> None:
 def test_c_scheduler_and_model_agree_on_concurrency_ties(host: Host, case: Case) -> None:
     assume(_ties(case) > 0)
     assume(_same_events(host, case) is not None)
+
+
+# ---- the watchdog: silence, the drain of what is queued, all off --------------------------
+WD_MS = 100
+DRAINS_MS = (0, 150, 250, 300, 350, 450)  # the drain's end before, in and after the span
+
+
+def run_host_wd(
+    h: Host, case: Case, drain_ms: int
+) -> tuple[list[tuple[int, int, int]], dict[str, int], int, int]:
+    """As run_host, with a watchdog of WD_MS and ``drain_ms``: the schedule, one
+    get_clock (the last frame: its clock is the last the firmware heard from us), then
+    silence until the shutdown_notice. Returns the rows, the counters (and flushed),
+    the notice's clock and the last frame's clock, both relative to the base."""
+    assert configure(h.link, cfg_for(case, WD_MS, drain_ms))["reason"] == ConfigReason.OK
+    mark = len(h.trace.rows())
+    base = h.link.clock() + LEAD_US
+    for p in payloads(case, base):
+        h.link.send(p)
+    last = h.link.clock()
+    note_mark = len(h.link.messages)
+    note = h.link.wait_message(lambda m: m.name == "shutdown_notice", note_mark)
+    rows = [(c - base, a, lv) for c, a, lv in h.trace.rows()[mark:] if c >= base - 1000]
+    st_ = h.link.status(3)
+    assert note["reason"] == ShutdownReason.WATCHDOG and st_["state"] == 2, (note, st_)
+    return rows, {k: st_[k] for k in (*COUNTERS, "flushed")}, note["clock"] - base, last - base
+
+
+def _near(case: Case, clock: int) -> bool:
+    """A command, a pulse end or a short max on-time's cutoff within the host build's
+    lateness of ``clock``: which of the two comes first is the OS's call there."""
+    times = [c.clock for c in case.cmds]
+    times += [c.clock + c.pulse_us for c in case.cmds if c.op is Op.STRIKE]
+    times += [c.clock + MAX_ON_US[0] for c in case.cmds if c.actuator % 2 == 0]
+    return any(abs(t - clock) <= TIME_TOL_US for t in times)
+
+
+@settings(
+    max_examples=10,
+    deadline=None,
+    phases=[Phase.explicit, Phase.reuse, Phase.generate],
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(case=cases(), drain_ms=st.sampled_from(DRAINS_MS))
+def test_c_watchdog_and_model_drain_the_same_queue(host: Host, case: Case, drain_ms: int) -> None:
+    """docs/protocol.md "Watchdog", held together: after the last frame, WD_MS of silence
+    fires the watchdog, the queue plays out for at most ``drain_ms`` under every limit,
+    then all off. The host build and the model give the same output changes, counters
+    (flushed too) and shutdown clock."""
+    host_rows, host_st, host_note, last_rel = run_host_wd(host, case, drain_ms)
+    assume(host_st["late"] == 0)  # the OS, not the firmware (the module's docstring)
+    assume(not _near(case, last_rel + (WD_MS + drain_ms) * 1000))
+    model_rows, model_st, model_note = run_model_wd(case, WD_MS, drain_ms, last_rel)
+    assert model_note is not None
+    assert 0 <= host_note - model_note <= TIME_TOL_US, (host_note, model_note, case)
+    assert host_st == model_st, (host_st, model_st, drain_ms, case)
+    same_changes(model_rows, host_rows, case)

@@ -441,6 +441,7 @@ def test_config_hash_covers_order_and_content() -> None:
         time_shift=0,
         level_shift=0,
         pca_prescale=5,
+        watchdog_drain_ms=0,
     )
     kw = dict(
         out_kind=0, out_addr=0, out_channel=1, pwm_max=255, max_drive=255, max_on_us=10_000,

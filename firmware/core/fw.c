@@ -36,11 +36,18 @@ static uint8_t enc[RP_MAX_ENCODED + 2];
 
 /* configuration */
 static uint8_t time_shift, level_shift;
-static uint32_t watchdog_ticks;
 static uint16_t cfg_count, cfg_concurrent, cfg_detail;
 static uint8_t cfg_time_shift, cfg_level_shift, cfg_reason;
 static uint8_t cfg_pca_prescale;
-static uint16_t cfg_watchdog_ms;
+/* The watchdog (docs/protocol.md "Watchdog"): no good frame for cfg_watchdog_ms ->
+ * state DRAINING: the queue plays out (every limit still enforced), nothing new is
+ * taken, and last_rx_clock stays where it was; all off and SHUTDOWN once the queue is
+ * empty with no strike pulse running, or cfg_drain_ms after the watchdog fired
+ * (last_rx_clock + both), whichever comes first. cfg_drain_ms 0: all off when it fires.
+ * The two are in use from configure_end on (only a good configuration leads to READY;
+ * a new configure_begin leaves it), so no other copy is kept (AVR RAM). */
+static uint16_t cfg_watchdog_ms, cfg_drain_ms;
+#define MS_TICKS(ms) ((uint32_t)(ms) * 1000UL * RP_TICKS_PER_US)
 static uint32_t cfg_window_ms, cfg_hash;
 static uint8_t cfg_seen[(RP_FW_MAX_ACTUATORS + 7) / 8];
 
@@ -208,6 +215,7 @@ static void configure_begin(const uint32_t *v, const uint8_t *msg, uint8_t len)
     cfg_concurrent = (uint16_t)v[RP_CONFIGURE_BEGIN_MAX_CONCURRENT];
     rp_profile_count = 0;
     cfg_watchdog_ms = (uint16_t)v[RP_CONFIGURE_BEGIN_WATCHDOG_MS];
+    cfg_drain_ms = (uint16_t)v[RP_CONFIGURE_BEGIN_WATCHDOG_DRAIN_MS];
     cfg_window_ms = v[RP_CONFIGURE_BEGIN_DUTY_WINDOW_MS];
     cfg_time_shift = (uint8_t)v[RP_CONFIGURE_BEGIN_TIME_SHIFT];
     cfg_level_shift = (uint8_t)v[RP_CONFIGURE_BEGIN_LEVEL_SHIFT];
@@ -310,7 +318,6 @@ static void configure_end(uint32_t hash)
         rp_act_count = cfg_count;
         rp_max_concurrent = (rp_aid)cfg_concurrent;
         rp_duty_window_ms = cfg_window_ms;
-        watchdog_ticks = (uint32_t)cfg_watchdog_ms * 1000UL * RP_TICKS_PER_US;
         time_shift = cfg_time_shift;
         level_shift = cfg_level_shift;
         RP_BOARD_CONFIGURED(cfg_pca_prescale); /* before the reset's all-off */
@@ -528,7 +535,8 @@ static void events_out(void)
 static void handle_frame(uint8_t kind, uint8_t seq, const uint8_t *payload, uint8_t len)
 {
     rp_link.frames_ok++;
-    last_rx_clock = board_clock(); /* any good frame feeds the watchdog */
+    if (state != RP_STATE_DRAINING)
+        last_rx_clock = board_clock(); /* any good frame feeds the watchdog */
     if (kind == RP_FRAME_SYNC) {
         expected = seq;
         send_ack(RP_FRAME_ACK);
@@ -629,11 +637,42 @@ void rp_init(uint32_t id)
     last_rx_clock = board_clock();
 }
 
+/* The watchdog's next action (docs/protocol.md "Watchdog"): READY, the clock it fires
+ * at; DRAINING, the end of the drain (it also ends when the queue has played out, which
+ * only the timer context's work changes: rp_poll() after rp_timer() sees it). */
+uint8_t rp_watchdog_next(uint32_t *clock)
+{
+    if (state != RP_STATE_READY && state != RP_STATE_DRAINING)
+        return 0;
+    *clock = last_rx_clock + MS_TICKS(cfg_watchdog_ms) +
+             (state == RP_STATE_DRAINING ? MS_TICKS(cfg_drain_ms) : 0);
+    return 1;
+}
+
+static void watchdog(void)
+{
+    uint32_t now = board_clock();
+    uint32_t quiet = now - last_rx_clock, fire = MS_TICKS(cfg_watchdog_ms);
+    if (state == RP_STATE_READY && quiet >= fire)
+        state = RP_STATE_DRAINING; /* enqueue() refuses what comes now (REFUSED_STATE) */
+    if (state != RP_STATE_DRAINING)
+        return;
+    rp_aid pulses;
+    uint16_t queued;
+    {
+        rp_irq_t s = RP_IRQ_SAVE();
+        pulses = rp_running_pulses;
+        queued = rp_sched_queued();
+        RP_IRQ_RESTORE(s);
+    }
+    /* the drain's end is measured from the last frame, not from when a poll noticed */
+    if (quiet >= fire + MS_TICKS(cfg_drain_ms) || (!queued && !pulses))
+        do_shutdown(RP_SHUTDOWN_WATCHDOG);
+}
+
 void rp_poll(void)
 {
-    if (state == RP_STATE_READY &&
-        (uint32_t)(board_clock() - last_rx_clock) > watchdog_ticks)
-        do_shutdown(RP_SHUTDOWN_WATCHDOG);
+    watchdog();
     rp_sched_poll();
     events_out();
 }

@@ -11,6 +11,7 @@
  *                             every few milliseconds
  *   rp_timer()                timer context: when the clock reaches what the core
  *                             asked for with board_timer_arm()
+ *   rp_watchdog_next(&clock)  when rp_poll() must run next for the watchdog
  *
  * The frame parser never acts on a frame whose COBS, length or CRC is wrong, and
  * resyncs at the next 0x00. See docs/protocol.md for the rules. */
@@ -27,6 +28,9 @@ uint8_t rp_rx_bytes(const uint8_t *p, uint8_t n);
 void rp_poll(void);
 uint8_t rp_poll_wanted(void); /* events are waiting to be sent */
 void rp_timer(void);
+/* The clock at which rp_poll() must next run for the watchdog (1), or 0: none armed.
+ * A board that sleeps between polls wakes for it (the host build does). */
+uint8_t rp_watchdog_next(uint32_t *clock);
 
 /* For tests and the fuzzer: counters of the link layer. */
 typedef struct {

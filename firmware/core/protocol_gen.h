@@ -6,7 +6,7 @@
 #include <stdint.h>
 #include "wire.h"
 
-#define RP_PROTOCOL_VERSION 5
+#define RP_PROTOCOL_VERSION 6
 #define RP_MAX_PAYLOAD 120
 #define RP_MAX_ACTUATORS 1024
 #define RP_NO_ACTUATOR 1024
@@ -82,6 +82,7 @@
 #define RP_STATE_READY 1
 #define RP_STATE_SHUTDOWN 2
 #define RP_STATE_CONFIGURING 3
+#define RP_STATE_DRAINING 4
 /* ConfigReason */
 #define RP_CFG_OK 0
 #define RP_CFG_TOO_MANY_ACTUATORS 1
@@ -141,7 +142,8 @@
 #define RP_CONFIGURE_BEGIN_TIME_SHIFT 4
 #define RP_CONFIGURE_BEGIN_LEVEL_SHIFT 5
 #define RP_CONFIGURE_BEGIN_PCA_PRESCALE 6
-#define RP_CONFIGURE_BEGIN_NFIELDS 7
+#define RP_CONFIGURE_BEGIN_WATCHDOG_DRAIN_MS 7
+#define RP_CONFIGURE_BEGIN_NFIELDS 8
 #define RP_CONFIGURE_ACTUATOR_ACTUATOR 0
 #define RP_CONFIGURE_ACTUATOR_OUT_KIND 1
 #define RP_CONFIGURE_ACTUATOR_OUT_ADDR 2
@@ -262,7 +264,10 @@ static inline int rp_decode_args(uint8_t id, const uint8_t **pp, const uint8_t *
         if (!rp_get_vlq(pp, end, &v)) return -1;
         if (v < 3L || v > 255L) return -1;
         args[6] = (uint32_t)v;
-        return 7;
+        if (!rp_get_vlq(pp, end, &v)) return -1;
+        if (v < 0L || v > 10000L) return -1;
+        args[7] = (uint32_t)v;
+        return 8;
     case RP_MSG_CONFIGURE_ACTUATOR:
         if (!rp_get_vlq(pp, end, &v)) return -1;
         if (v < 0L || v > 1023L) return -1;

@@ -77,8 +77,9 @@ static int has_valid_frame(const uint8_t *data, size_t size)
 /* A configured firmware (2 actuators), so that schedule messages would act. */
 static void setup(void)
 {
-    /* 2 actuators, 2 concurrent, watchdog 10 s, duty window 100 ms, shifts 0, PCA prescale 5 */
-    static const uint8_t begin[] = {RP_MSG_CONFIGURE_BEGIN, 2, 2, 0xCE, 0x10, 0x80, 100, 0, 0, 5};
+    /* 2 actuators, 2 concurrent, watchdog 10 s, duty window 100 ms, shifts 0, PCA prescale 5,
+     * no watchdog drain */
+    static const uint8_t begin[] = {RP_MSG_CONFIGURE_BEGIN, 2, 2, 0xCE, 0x10, 0x80, 100, 0, 0, 5, 0};
     uint8_t cfg[128], *p = cfg, w[RP_MAX_ENCODED + 2];
     memcpy(p, begin, sizeof begin);
     p += sizeof begin;

@@ -85,6 +85,7 @@ def main() -> None:
                 "configure_begin", actuator_count=8, max_concurrent=8, watchdog_ms=1000,
                 duty_window_ms=10_000, time_shift=6, level_shift=2,
                 pca_prescale=5,
+                watchdog_drain_ms=0,
             )
         ] + [
             Message.make(

@@ -397,6 +397,7 @@ static int configure(uint16_t count, uint8_t time_shift, uint8_t level_shift, ui
     p = rp_put_vlq(p, time_shift);
     p = rp_put_vlq(p, level_shift);
     p = rp_put_vlq(p, 5); /* pca_prescale */
+    p = rp_put_vlq(p, 0); /* watchdog_drain_ms */
     uint32_t h = rp_fnv1a(cfg_payload, (uint16_t)(p - cfg_payload), RP_FNV_OFFSET);
     send(RP_FRAME_DATA, cfg_payload, (uint8_t)(p - cfg_payload));
     for (uint16_t a = 0; a < count; a++) {

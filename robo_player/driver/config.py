@@ -53,9 +53,16 @@ def duty_permille(spec: InstrumentSpec) -> int:
 
 
 def configure_messages(
-    spec: InstrumentSpec, *, watchdog_ms: int, time_shift: int, level_shift: int
+    spec: InstrumentSpec,
+    *,
+    watchdog_ms: int,
+    time_shift: int,
+    level_shift: int,
+    watchdog_drain_ms: int = 0,
 ) -> list[Message]:
-    """The firmware's configuration: every actuator's output and limits, from the map."""
+    """The firmware's configuration: every actuator's output and limits, from the map;
+    the watchdog fires after ``watchdog_ms`` of silence and plays out the queue for at
+    most ``watchdog_drain_ms`` (docs/protocol.md "Watchdog")."""
     amap = spec.actuators
     count = amap.count
     slowest = max(amap, key=lambda a: a.tau_s, default=None)
@@ -69,6 +76,7 @@ def configure_messages(
             time_shift=time_shift,
             level_shift=level_shift,
             pca_prescale=pca_prescale(spec),
+            watchdog_drain_ms=watchdog_drain_ms,
         )
     ]
     outs = actuator_outputs(spec)

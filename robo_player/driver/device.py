@@ -18,7 +18,9 @@ accounting (``commands``) and, for the AVR, its CPU load.
 Options (query string or keyword arguments; the simulated MCUs add theirs):
 ``start_index`` (resume a plan from this command), ``state`` (file where the last
 executed command is saved, for ``play --resume``), ``lead`` (s, buffered ahead, default
-1.0), ``watchdog_ms`` (the spec's ``thermal.watchdog_ms``, else 90), ``level_shift`` (0), ``boot_wait_s`` (how long to wait for a
+1.0), ``watchdog_ms`` (the spec's ``thermal.watchdog_ms``, else 300),
+``watchdog_drain_ms`` (the spec's ``thermal.watchdog_drain_ms``, else 700; 0: all off
+when the watchdog fires), ``level_shift`` (0), ``boot_wait_s`` (how long to wait for a
 board that is booting when its port opens: 3.0 on ``serial://`` and the other real
 ports, 0 on the simulated ones), and the fault options of :mod:`.faults`.
 """
@@ -42,7 +44,7 @@ from .accuracy import actuation_errors, error_summary
 from .backends import Backend, Instrument, SerialBackend
 from .config import actuator_outputs
 from .faults import FAULT_OPTIONS, FaultSpec, FaultStats, FaultyTransport
-from .keepalive import watchdog_ms_for
+from .keepalive import watchdog_drain_ms_for, watchdog_ms_for
 from .options import Options, url_of, with_query
 from .ports import StreamDevice
 from .stream import ResumeState, Session, StreamConfig, StreamResult
@@ -52,7 +54,7 @@ from .trace import Trace, outputs_from_trace
 log = logging.getLogger(__name__)
 
 DEVICE_OPTIONS = (
-    "start_index", "state", "lead", "watchdog_ms", "level_shift", "boot_wait_s",
+    "start_index", "state", "lead", "watchdog_ms", "watchdog_drain_ms", "level_shift", "boot_wait_s",
     "keepalive_thread", *FAULT_OPTIONS,
 )
 
@@ -125,6 +127,7 @@ class FirmwareDevice(StreamDevice):
     def stream_config(self) -> StreamConfig:
         lead = self._num("lead", 1.0, 0.2, 10.0)
         wd = int(self._num("watchdog_ms", watchdog_ms_for(self.spec), 20, 10_000))
+        drain = int(self._num("watchdog_drain_ms", watchdog_drain_ms_for(self.spec), 0, 10_000))
         # a board on a real serial port may be booting when it opens (docs/driver.md)
         boot = self._num("boot_wait_s", 3.0 if self.kind == "serial" else 0.0, 0.0, 30.0)
         return StreamConfig(
@@ -132,6 +135,7 @@ class FirmwareDevice(StreamDevice):
             lead_max_s=lead,
             lead_min_s=min(0.25, lead / 2),
             watchdog_ms=wd,
+            watchdog_drain_ms=drain,
             keepalive_s=wd / 3000,
             level_shift=int(self._num("level_shift", 0, 0, 4)),
         )

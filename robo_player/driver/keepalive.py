@@ -8,9 +8,10 @@ sends the 6-byte keep-alive frame from its own thread whenever nothing has gone 
 ``keepalive_s``; it takes the session's transmit lock for each frame only, and never
 waits on the stream loop.
 
-Safety is unchanged: a process that is gone takes the thread with it (the firmware
-goes all-off ``watchdog_ms`` later), and the firmware's max on-time cuts any coil the
-queue left on, whatever the host does.
+Safety is unchanged: a process that is gone takes the thread with it (the firmware's
+watchdog fires ``watchdog_ms`` later, plays out what is queued for at most
+``watchdog_drain_ms`` and goes all-off), and the firmware's max on-time cuts any coil
+the queue left on, whatever the host does.
 
 Only for devices on real time (a real port, the host build): a device on virtual time
 (``vmcu://``) advances only when the stream loop reads, so a thread has nothing to do.
@@ -86,10 +87,35 @@ class KeepAlive:
 # cuts any coil regardless).
 DEFAULT_WATCHDOG_MS = 300
 
+# After the watchdog fires, the queue already on the MCU plays out for at most this long
+# (thermal.watchdog_drain_ms; docs/protocol.md "Watchdog"), then all off: with the
+# driver's default lead (1 s of music queued ahead at most) and the 300 ms window, what
+# a host that died had sent still plays, and every output is off at most
+# 300 + 700 = 1000 ms after its last frame.
+DEFAULT_WATCHDOG_DRAIN_MS = 700
+
+
+def _thermal_int(spec: object, name: str) -> int | None:
+    v = getattr(getattr(spec, "thermal", None), name, None)
+    return None if v is None else int(v)
+
 
 def watchdog_ms_for(spec: object) -> int:
     """The watchdog window for ``spec``: its ``thermal.watchdog_ms``, else the default."""
-    thermal = getattr(spec, "thermal", None)
-    wd = getattr(thermal, "watchdog_ms", None)
-    return int(wd) if wd else DEFAULT_WATCHDOG_MS
-__all__ = ["DEFAULT_WATCHDOG_MS", "KeepAlive", "watchdog_ms_for"]
+    return _thermal_int(spec, "watchdog_ms") or DEFAULT_WATCHDOG_MS
+
+
+def watchdog_drain_ms_for(spec: object) -> int:
+    """The watchdog's drain for ``spec``: its ``thermal.watchdog_drain_ms`` (0 allowed),
+    else the default."""
+    v = _thermal_int(spec, "watchdog_drain_ms")
+    return DEFAULT_WATCHDOG_DRAIN_MS if v is None else v
+
+
+__all__ = [
+    "DEFAULT_WATCHDOG_DRAIN_MS",
+    "DEFAULT_WATCHDOG_MS",
+    "KeepAlive",
+    "watchdog_drain_ms_for",
+    "watchdog_ms_for",
+]

@@ -45,7 +45,8 @@ class StreamConfig:
     lead_min_s: float = 0.25  # a command is on the wire at least this long before its time
     lead_max_s: float = 1.0  # ... and never earlier than this
     start_delay_s: float = 0.4  # the first command plays this long after streaming starts
-    watchdog_ms: int = 90  # all-off after this much silence (100 ms minus output latency)
+    watchdog_ms: int = 90  # the watchdog fires after this much silence ...
+    watchdog_drain_ms: int = 0  # ... the queue plays out at most this long; then all-off
     keepalive_s: float = 0.03  # feed the watchdog at least this often (< watchdog / 3)
     status_s: float = 0.25  # heartbeat -> status this often
     clock_period_s: float = 1.0  # clock queries once the sync has settled

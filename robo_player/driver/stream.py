@@ -119,6 +119,7 @@ class Session:
         # a status said SHUTDOWN while streaming: the device's shutdown_notice (not
         # resent) was lost, and its reason with it
         self.shutdown_in_status = False
+        self.draining_in_status = False  # its watchdog fired: playing out its queue
         self._streaming = False
         self.reset_seen: int | None = None  # the new boot id, once a reset was seen
         self._probing = False  # a resync + identify is out, after acks that made no sense
@@ -227,8 +228,10 @@ class Session:
             else:
                 self.status = m
                 self.unwrap(m["clock"])
-                if self._streaming and m["state"] == State.SHUTDOWN:
+                # DRAINING: the watchdog fired; the queue plays out, then SHUTDOWN
+                if self._streaming and m["state"] in (State.SHUTDOWN, State.DRAINING):
                     self.shutdown_in_status = True
+                    self.draining_in_status = m["state"] == State.DRAINING
         elif n == "event":
             self.events.append(m)
         elif n == "shutdown_notice":
@@ -362,6 +365,7 @@ class Session:
         msgs = configure_messages(
             self.spec,
             watchdog_ms=self.cfg.watchdog_ms,
+            watchdog_drain_ms=self.cfg.watchdog_drain_ms,
             time_shift=self.time_shift,
             level_shift=self.cfg.level_shift,
         )
@@ -479,6 +483,12 @@ class Session:
                 else f"host code {r}"
             )
             raise DeviceShutdown(f"{self.tr.url}: the device shut down ({name})", reason=r)
+        if self.shutdown_in_status and self.draining_in_status:
+            raise DeviceShutdown(
+                f"{self.tr.url}: the device's watchdog fired (WATCHDOG): it plays out its "
+                "queue, takes nothing new, then shuts down",
+                reason=int(ShutdownReason.WATCHDOG),
+            )
         if self.shutdown_in_status:
             raise DeviceShutdown(
                 f"{self.tr.url}: the device shut down (reason unknown: its status says "

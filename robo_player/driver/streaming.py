@@ -393,12 +393,14 @@ class StreamRun:
         """The latest MCU clock a command may have run at when the stream ended with no
         word from the device (a cut link): it was alive when we last heard from it; the
         link was cut before it would next have spoken (the longest silence seen while
-        streaming), and its watchdog went all-off ``watchdog_ms`` after the last frame
-        it got. Later commands were flushed, never played."""
+        streaming), and its watchdog fired ``watchdog_ms`` after the last frame it got
+        and played out the queue for at most ``watchdog_drain_ms`` more. Later commands
+        were flushed, never played."""
         s = self.s
         if s.sync_ is None or s.link._last_rx < 0:
             return math.inf
-        t = s.link._last_rx + self._rx_gap_max + s.cfg.watchdog_ms / 1000 + 0.01
+        wd_s = (s.cfg.watchdog_ms + s.cfg.watchdog_drain_ms) / 1000
+        t = s.link._last_rx + self._rx_gap_max + wd_s + 0.01
         return s.sync_.clock_at(t)
 
 

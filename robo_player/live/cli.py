@@ -231,8 +231,8 @@ def cmd_live(args: argparse.Namespace) -> int:
                 )  # fmt: skip
             except TransportError as err:
                 print(
-                    f"live: the device link was lost ({err}); the device's watchdog turns "
-                    "every output off",
+                    f"live: the device link was lost ({err}); the device's watchdog plays "
+                    "out what it has queued, then turns every output off",
                     file=sys.stderr,
                 )
                 raise

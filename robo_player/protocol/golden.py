@@ -176,6 +176,7 @@ def make_vectors(seed: int = 2024) -> list[dict[str, Any]]:
             time_shift=6,
             level_shift=2,
             pca_prescale=11,
+            watchdog_drain_ms=250,
         ).encode(),
         Message.make(
             "configure_actuator",
@@ -350,6 +351,7 @@ def make_vectors(seed: int = 2024) -> list[dict[str, Any]]:
             time_shift=0,
             level_shift=0,
             pca_prescale=5,
+            watchdog_drain_ms=0,
         ),
         Message.make(
             "configure_actuator",

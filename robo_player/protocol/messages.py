@@ -28,10 +28,11 @@ from typing import Any
 from ..errors import ProtocolError
 from .varint import U32, get_uvar, get_vlq, put_uvar, put_vlq, unzigzag, zigzag
 
-PROTOCOL_VERSION = 5  # 2: status.i2c_errors; 3: configure_begin.pca_prescale;
+PROTOCOL_VERSION = 6  # 2: status.i2c_errors; 3: configure_begin.pca_prescale;
 # 4: 10-bit actuator indices (records escape 127; NO_ACTUATOR 1024; config_result.detail 16 bits);
 # 5: the frame CRC's final XOR (framing.CRC_XOROUT), schedule_move (Op.MOVE),
-#    events REFUSED_BUSY and REFUSED_MOVE
+#    events REFUSED_BUSY and REFUSED_MOVE;
+# 6: configure_begin.watchdog_drain_ms, State.DRAINING (the watchdog plays out the queue)
 
 # ---- limits shared by both sides (the C header gets them as RP_* macros) ----
 MAX_PAYLOAD = 120  # bytes of messages in one frame
@@ -88,6 +89,8 @@ class State(IntEnum):
     READY = 1
     SHUTDOWN = 2
     CONFIGURING = 3
+    DRAINING = 4  # the watchdog fired: the queue plays out, nothing new is taken; then
+    # all off and SHUTDOWN (docs/protocol.md "Watchdog")
 
 
 class ConfigReason(IntEnum):
@@ -129,7 +132,7 @@ class ShutdownReason(IntEnum):
     """``shutdown_notice.reason``; a host ``shutdown`` carries its own code (>= 16)."""
 
     NONE = 0
-    WATCHDOG = 1  # no valid frame from the host for watchdog_ms
+    WATCHDOG = 1  # no valid frame from the host for watchdog_ms (+ the drain)
     INTERNAL = 2  # a firmware invariant broke
     HOST = 16  # the smallest code the host uses in its own ``shutdown``
 
@@ -182,12 +185,15 @@ MESSAGES: tuple[MsgSpec, ...] = (
         (
             _int("actuator_count", 1, MAX_ACTUATORS),
             _int("max_concurrent", 1, MAX_ACTUATORS, "strike pulses that may overlap"),
-            _int("watchdog_ms", 10, 10_000, "host silent this long -> all off, shutdown"),
+            _int("watchdog_ms", 10, 10_000, "host silent this long -> the watchdog fires (see watchdog_drain_ms)"),
             _int("duty_window_ms", 100, 600_000, "duty limit: window of the leaky bucket"),
             _int("time_shift", 0, MAX_TIME_SHIFT, "schedule clock unit = 2**time_shift ticks"),
             _int("level_shift", 0, MAX_LEVEL_SHIFT, "packed strike drive unit = 2**level_shift"),
             _int("pca_prescale", 3, 255,
                  "PCA9685 PRE_SCALE, every board: PWM Hz = 25 MHz / (4096 (pca_prescale + 1))"),
+            _int("watchdog_drain_ms", 0, 10_000,
+                 "after the watchdog fires: the queue plays out (state DRAINING, nothing new "
+                 "taken) until it is empty or this long has passed, then all off, shutdown"),
         ),
         "start a configuration: all off, queue flushed, state CONFIGURING",
     ),
@@ -285,7 +291,7 @@ MESSAGES: tuple[MsgSpec, ...] = (
             _u32("max_on_us_limit", "largest max_on_us this firmware accepts"),
             _int("max_level", 1, MAX_LEVEL),
             _int("late_slack_us", 0, 65535, "dispatch later than this = late"),
-            _int("state", 0, 3, "State"),
+            _int("state", 0, max(State), "State"),
         ),
         "answer to identify",
     ),
@@ -307,7 +313,7 @@ MESSAGES: tuple[MsgSpec, ...] = (
         D2H,
         (
             _TAG,
-            _int("state", 0, 3, "State"),
+            _int("state", 0, max(State), "State"),
             _u32("boot_id"),
             _u32("clock", "MCU clock when the status was made"),
             _int("free", 0, 65535, "free command-queue slots (credits)"),

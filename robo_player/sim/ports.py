@@ -46,8 +46,11 @@ class VirtualBackend(Backend):
         return port, self.world.reset_mcu, port.now
 
     def stop(self) -> None:
-        # let the device run out its queue and its watchdog, as a real one would
-        self.world.advance(self.world.t + 1.0, stop_on_rx=False)
+        # let the device run out its queue and its watchdog (and the drain), as a real one
+        # would
+        m = self.world.mcu
+        wd_s = (m.watchdog_ms + m.watchdog_drain_ms) / 1000
+        self.world.advance(self.world.t + max(1.0, wd_s + 0.1), stop_on_rx=False)
 
     def trace(self, out_map: dict[tuple[int, int, int], int]) -> Trace | None:
         t = Trace(clock_hz=self.world.mcu.cfg.clock_hz)

@@ -4,7 +4,8 @@
 s each, both directions) and a :class:`VirtualMCU` that follows ``docs/protocol.md``
 the way the C firmware does: the delivery table (ACK/NAK, credits, duplicates, SYNC),
 the packed schedule (through :class:`~robo_player.protocol.ScheduleDecoder`), the late
-rule, max on-time, the concurrency cap, the duty limit, the watchdog, ``all_off``,
+rule, max on-time, the concurrency cap, the duty limit, the watchdog and its drain
+(:meth:`VirtualMCU._watchdog`), ``all_off``,
 ``shutdown`` and the status counters. Every output change goes into
 :attr:`VirtualMCU.trace` as ``(clock, actuator, level)``, like the host build's trace.
 
@@ -128,6 +129,7 @@ class VirtualMCU:
         self.next_index = 0
         self.last_rx_clock = 0
         self.watchdog_ms = 0
+        self.watchdog_drain_ms = 0
         self.max_concurrent = 1
         self.duty_window_ms = 1000
         self._cfg_msgs: list[Message] = []
@@ -225,9 +227,36 @@ class VirtualMCU:
                 cands.append(s.pulse_end)
             if s.on_since is not None:
                 cands.append(s.on_since + self._us(s.max_on_us))
-        if self.state is State.READY and self.watchdog_ms:
-            cands.append(self.last_rx_clock + self._us(self.watchdog_ms * 1000))
+        wd = self._watchdog_next()
+        if wd is not None:
+            cands.append(wd)
         return min(cands) if cands else None
+
+    def _watchdog_next(self) -> int | None:
+        """fw.c rp_watchdog_next(): READY, the clock the watchdog fires at; DRAINING, the
+        drain's end (both from the last frame, which stays put while draining)."""
+        if self.state is State.READY and self.watchdog_ms:
+            return self.last_rx_clock + self._us(self.watchdog_ms * 1000)
+        if self.state is State.DRAINING:
+            return self.last_rx_clock + self._us((self.watchdog_ms + self.watchdog_drain_ms) * 1000)
+        return None
+
+    def _watchdog(self, now: int) -> None:
+        """fw.c watchdog(), after this tick's commands and pulse ends (the host build's
+        loop runs rp_poll() after rp_timer()): no frame for ``watchdog_ms`` -> DRAINING
+        (the queue plays out under every limit, new records are refused); all off and
+        SHUTDOWN once the queue is empty with no strike pulse running, or at the drain's
+        end, whichever comes first."""
+        if self.state is State.READY and self.watchdog_ms:
+            if now >= self.last_rx_clock + self._us(self.watchdog_ms * 1000):
+                self.state = State.DRAINING
+        if self.state is not State.DRAINING:
+            return
+        end = self._watchdog_next()
+        assert end is not None
+        pulses = any(s.pulse_end is not None for s in self.acts.values())
+        if now >= end or (not self.queue and not pulses):
+            self.shutdown(now, ShutdownReason.WATCHDOG)
 
     def run_until(self, clock: int) -> None:
         """Run every timer due at or before ``clock``, in order."""
@@ -238,10 +267,6 @@ class VirtualMCU:
             self._fire(nxt)
 
     def _fire(self, now: int) -> None:
-        if self.state is State.READY and self.watchdog_ms:
-            if now >= self.last_rx_clock + self._us(self.watchdog_ms * 1000):
-                self.shutdown(now, ShutdownReason.WATCHDOG)
-                return
         # A tie: the commands due now run before the pulse ends and cutoffs of this
         # tick, as in the C core (sched.c: a command at or before a pulse's end replaces
         # its drop to hold; a release on the cutoff's tick is no cutoff), and a pulse
@@ -257,6 +282,7 @@ class VirtualMCU:
             elif s.pulse_end is not None and now >= s.pulse_end:
                 s.pulse_end = None
                 self._set(now, a, s.hold)
+        self._watchdog(now)
 
     def _execute(self, clock: int, index: int, cmd: TimedCommand, now: int) -> None:
         a = cmd.actuator
@@ -331,9 +357,12 @@ class VirtualMCU:
         if dropped:
             self.counters["bad_frames"] += dropped
             self._send_ack(FrameKind.NAK, self.expected)
+        self._watchdog(now)  # the host build's loop polls after every read (an all_off
+        # while draining leaves nothing to play out: all off and SHUTDOWN at once)
 
     def _on_frame(self, f: Frame, now: int) -> None:
-        self.last_rx_clock = now
+        if self.state is not State.DRAINING:  # draining: the drain's end stays put
+            self.last_rx_clock = now
         if f.kind is FrameKind.SYNC:
             self.expected = f.seq
             self._send_ack(FrameKind.ACK, self.expected)
@@ -499,6 +528,7 @@ class VirtualMCU:
             self.acts = acts
             self.state = State.READY
             self.watchdog_ms = begin["watchdog_ms"]
+            self.watchdog_drain_ms = begin["watchdog_drain_ms"]
             self.max_concurrent = begin["max_concurrent"]
             self.duty_window_ms = begin["duty_window_ms"]
             self.sched = ScheduleDecoder(count, begin["time_shift"], begin["level_shift"])

@@ -69,9 +69,12 @@ class ThermalSpec:
     coil_tau_s: float  # coil thermal time constant (exponential cooling)
     coil_heat_capacity_j_per_k: float  # J/K of one coil
     coil_max_rise_k: float  # allowed temperature rise over ambient
-    # the firmware goes all off this long after the host's last frame; a link setting,
-    # not part of the spec's content hash (plans and calibrations do not depend on it)
+    # the firmware's watchdog fires this long after the host's last frame; then the queue
+    # already on the MCU plays out for at most watchdog_drain_ms (nothing new taken), then
+    # all off (docs/protocol.md "Watchdog"). Link settings, not part of the spec's
+    # content hash (plans and calibrations do not depend on them)
     watchdog_ms: int | None = field(default=None, metadata={"hashed": False})
+    watchdog_drain_ms: int | None = field(default=None, metadata={"hashed": False})
 
 
 @dataclass(frozen=True, slots=True)

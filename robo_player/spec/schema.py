@@ -225,11 +225,23 @@ THERMAL = Section(
         Field(
             "watchdog_ms",
             Kind.INT,
-            "the firmware turns every output off this long after the host's last frame "
-            "(default 90; chosen from measured host pauses, docs/driver.md)",
+            "the firmware's watchdog fires this long after the host's last frame (default "
+            "300; chosen from measured host pauses, docs/driver.md)",
             "ms",
             20,
             1000,
+            required=False,
+        ),
+        Field(
+            "watchdog_drain_ms",
+            Kind.INT,
+            "after the watchdog fires, the commands already queued on the MCU play out for "
+            "at most this long (nothing new is taken), then every output goes off: all off "
+            "at most watchdog_ms + watchdog_drain_ms after the host's last frame (default "
+            "700; 0: all off when the watchdog fires; docs/driver.md)",
+            "ms",
+            0,
+            10000,
             required=False,
         ),
     ),

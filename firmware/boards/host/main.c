@@ -6,8 +6,11 @@
  * The clock is CLOCK_MONOTONIC since start at 1 MHz, scaled by (1 + PPM/1e6) to
  * model a crystal's error. The trace file gets one line per output change:
  * "<clock> <actuator> <level>" (clock: 64-bit ticks since start), after a header
- * line "# robo_fw host clock_hz=1000000 boot_id=<hex>". Exits on SIGTERM/SIGINT
- * with every output off. */
+ * line "# robo_fw host clock_hz=1000000 boot_id=<hex> t0_monotonic_ns=<ns>" (t0: clock 0
+ * on CLOCK_MONOTONIC, which Python's time.monotonic_ns() reads too, so a test can place
+ * its own events on the trace's clock). Exits on SIGTERM/SIGINT with every output off.
+ * The loop sleeps until the next received byte, the core's timer, or the watchdog's
+ * next action (rp_watchdog_next()), and at most 5 ms. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
@@ -94,17 +97,22 @@ uint8_t board_output_ok(uint8_t out_kind, uint8_t out_addr, uint8_t out_channel)
            out_kind_ok[out_kind](out_addr, out_channel);
 }
 
+/* A UART sends whether anyone listens or not. The pty is non-blocking: when its
+ * reader stopped reading (a hung or killed host) and its buffer is full, the bytes that
+ * do not fit are dropped and counted (the trace's exit line) instead of stalling the
+ * loop, whose timer, cutoffs and watchdog must run on time. (A blocking write used to
+ * stop the firmware, coils on, until someone read.) */
+static unsigned long tx_dropped;
+
 void board_write(const uint8_t *data, uint16_t len)
 {
     while (len) {
         ssize_t n = write(master_fd, data, len);
         if (n < 0) {
-            if (errno == EINTR || errno == EAGAIN) {
-                struct pollfd p = {master_fd, POLLOUT, 0};
-                poll(&p, 1, 10);
+            if (errno == EINTR)
                 continue;
-            }
-            return; /* the other end is gone: the watchdog takes care of the coils */
+            tx_dropped += len; /* full (EAGAIN), or the other end is gone */
+            return;
         }
         data += n;
         len -= (uint16_t)n;
@@ -170,6 +178,11 @@ int main(int argc, char **argv)
     }
     cfmakeraw(&tio);
     tcsetattr(slave_fd, TCSANOW, &tio);
+    int fl = fcntl(master_fd, F_GETFL);
+    if (fl < 0 || fcntl(master_fd, F_SETFL, fl | O_NONBLOCK) < 0) { /* see board_write() */
+        perror("robo_fw: pty O_NONBLOCK");
+        return 1;
+    }
     if (link_path) {
         unlink(link_path);
         if (symlink(slave, link_path)) {
@@ -183,8 +196,9 @@ int main(int argc, char **argv)
             fprintf(stderr, "robo_fw: --trace %s: %s\n", trace_path, strerror(errno));
             return 1;
         }
-        fprintf(trace, "# robo_fw host clock_hz=%lu boot_id=0x%08" PRIx32 "\n",
-                (unsigned long)RP_CLOCK_HZ, boot_id);
+        fprintf(trace, "# robo_fw host clock_hz=%lu boot_id=0x%08" PRIx32 " t0_monotonic_ns=%lld\n",
+                (unsigned long)RP_CLOCK_HZ, boot_id,
+                (long long)t0.tv_sec * 1000000000LL + (long long)t0.tv_nsec);
         fflush(trace);
     }
     signal(SIGTERM, on_signal);
@@ -197,19 +211,26 @@ int main(int argc, char **argv)
     uint8_t buf[512];
     while (!stop) {
         struct timespec to = {0, 5 * 1000 * 1000}; /* wake at least every 5 ms for rp_poll */
-        if (armed) {
-            uint64_t now = clock64();
-            uint64_t wait_us = armed_at > now ? armed_at - now : 0;
-            if (wait_us < 5000) {
-                /* ppm scaling: wait in real microseconds, a hair short, then re-check */
-                to.tv_sec = 0;
-                to.tv_nsec = (long)(wait_us * 1000);
-            }
+        uint64_t wait_us = 5000;
+        uint64_t now = clock64();
+        if (armed)
+            wait_us = armed_at > now ? armed_at - now : 0;
+        uint32_t wd;
+        if (rp_watchdog_next(&wd)) { /* the watchdog acts on its clock, not a poll later */
+            int32_t ahead = (int32_t)(wd - (uint32_t)now);
+            uint64_t wd_us = ahead > 0 ? (uint64_t)ahead : 0;
+            if (wd_us < wait_us)
+                wait_us = wd_us;
+        }
+        if (wait_us < 5000) {
+            /* ppm scaling: wait in real microseconds, a hair short, then re-check */
+            to.tv_sec = 0;
+            to.tv_nsec = (long)(wait_us * 1000);
         }
         struct pollfd p = {master_fd, POLLIN, 0};
         int r = ppoll(&p, 1, &to, NULL);
         if (r > 0 && (p.revents & POLLIN)) {
-            ssize_t n = read(master_fd, buf, sizeof buf);
+            ssize_t n = read(master_fd, buf, sizeof buf); /* -1 (EAGAIN): nothing */
             for (ssize_t i = 0; i < n; i++)
                 rp_rx_byte(buf[i]);
         }
@@ -223,7 +244,7 @@ int main(int argc, char **argv)
     }
     rp_sched_all_off(0); /* everything off on the way out */
     if (trace) {
-        fprintf(trace, "# exit\n");
+        fprintf(trace, "# exit tx_dropped=%lu\n", tx_dropped);
         fclose(trace);
     }
     if (link_path)
