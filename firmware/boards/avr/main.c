@@ -492,6 +492,11 @@ uint8_t board_output_ok(uint8_t out_kind, uint8_t out_addr, uint8_t out_channel)
 /* compare B comes this early for a group's start (the interrupt and building the first
  * transaction), then the engine waits for the exact tick */
 #define PCA_EARLY_TICKS 1200
+/* ... and the engine spins to that tick with interrupts off for at most this long: a
+ * START further ahead waits with interrupts on, its transaction built (TWI_READY), for
+ * compare B at PCA_SPIN_TICKS before it (interrupts off at most 100 us: the spin of
+ * PCA_EARLY_TICKS, 75 us, after the planning and the core's commit made 157 us) */
+#define PCA_SPIN_TICKS 160
 typedef struct {
     uint32_t due;   /* the clock its STOP is for */
     uint16_t level; /* 12-bit count; 0 off, 4095 full on */
@@ -516,7 +521,9 @@ static uint8_t pca_planned;          /* pca_start is the planned START of the he
 static uint32_t pca_start;
 
 static uint8_t twi_addr, twi_len, twi_pos, twi_buf[1 + 3 + 4 * (PCA_RUN - 1)];
-static volatile uint8_t twi_busy;
+static volatile uint8_t twi_busy; /* 0 idle, TWI_ON_BUS, TWI_READY (built, waits for its START) */
+#define TWI_ON_BUS 1
+#define TWI_READY 2
 static volatile uint8_t twi_progress; /* bumped at every bus step: the stuck-bus check */
 static volatile uint16_t twi_errors;  /* NACKs, bus errors, stuck buses, queue overflows */
 static uint8_t alloff_next;           /* all-off: the next board index (0..127, two passes) */
@@ -630,7 +637,7 @@ static void twi_begin(uint8_t addr, uint8_t len)
     twi_addr = addr;
     twi_len = len;
     twi_pos = 0;
-    twi_busy = 1;
+    twi_busy = TWI_ON_BUS;
     while (TWCR & _BV(TWSTO))
         ; /* the last STOP is still going out: about one SCL period */
     TWCR = (uint8_t)(TWCR_GO | _BV(TWSTA));
@@ -659,6 +666,14 @@ static uint8_t pop_bit(uint8_t *map, uint8_t bytes)
         return (uint8_t)(byte * 8 + bit);
     }
     return 0xFF;
+}
+
+/* Interrupts off: spins to the planned START of a group (pca_start), at most
+ * PCA_SPIN_TICKS plus the planning. */
+static void start_on_tick(void)
+{
+    while ((int16_t)(TCNT1 - (uint16_t)pca_start) < 0)
+        ;
 }
 
 static void pca_service(void)
@@ -770,9 +785,18 @@ static void pca_service(void)
         pca_pop();
     }
     uint8_t len = (uint8_t)(b - twi_buf);
-    if (first) /* the group's first transaction: START on the planned tick */
-        while ((int16_t)(TCNT1 - (uint16_t)pca_start) < 0)
-            ;
+    if (first) { /* the group's first transaction: START on the planned tick */
+        if ((int16_t)((uint16_t)pca_start - TCNT1) > (int16_t)(PCA_SPIN_TICKS + 64)) {
+            /* built; compare B comes back for the spin, interrupts on meanwhile (no
+             * other job starts: the bus counts as busy) */
+            twi_addr = addr;
+            twi_len = len;
+            twi_busy = TWI_READY;
+            arm_b((uint16_t)((uint16_t)pca_start - PCA_SPIN_TICKS));
+            return;
+        }
+        start_on_tick();
+    }
     twi_begin(addr, len);
 }
 
@@ -874,6 +898,8 @@ void avr_pca_set(uint8_t actuator, uint16_t level)
 
 static void pca_all_off_now(void)
 {
+    if (twi_busy == TWI_READY)
+        twi_busy = 0; /* built, not on the bus: dropped */
     pca_qn = 0;
     pca_go = pca_planned = 0;
     for (uint8_t i = 0; i < sizeof pca_spill; i++) {
@@ -889,6 +915,11 @@ static void pca_all_off_now(void)
 ISR(TIMER1_COMPB_vect)
 {
     TIMSK1 &= (uint8_t)~_BV(OCIE1B); /* one shot */
+    if (twi_busy == TWI_READY) { /* a group's first transaction, built: START on its tick */
+        start_on_tick();
+        twi_begin(twi_addr, twi_len);
+        return;
+    }
     pca_service();
 }
 
@@ -922,7 +953,7 @@ static void twi_check(void)
 {
     static uint8_t last_progress, stuck;
     cli();
-    if (twi_busy && twi_progress == last_progress) {
+    if (twi_busy == TWI_ON_BUS && twi_progress == last_progress) {
         if (++stuck >= 2) {
             TWCR = 0; /* release the bus */
             twi_busy = 0;
