@@ -786,7 +786,8 @@ static void pca_service(void)
     }
     uint8_t len = (uint8_t)(b - twi_buf);
     if (first) { /* the group's first transaction: START on the planned tick */
-        if ((int16_t)((uint16_t)pca_start - TCNT1) > (int16_t)(PCA_SPIN_TICKS + 64)) {
+        int32_t left = (int32_t)(pca_start - board_clock()); /* (late: no spin) */
+        if (left > (int32_t)(PCA_SPIN_TICKS + 64)) {
             /* built; compare B comes back for the spin, interrupts on meanwhile (no
              * other job starts: the bus counts as busy) */
             twi_addr = addr;
@@ -795,7 +796,8 @@ static void pca_service(void)
             arm_b((uint16_t)((uint16_t)pca_start - PCA_SPIN_TICKS));
             return;
         }
-        start_on_tick();
+        if (left > 0)
+            start_on_tick();
     }
     twi_begin(addr, len);
 }
