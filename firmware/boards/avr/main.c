@@ -404,9 +404,17 @@ static void pca_prepare(uint8_t actuator, uint8_t addr, uint8_t channel, uint16_
     /* 12-bit PCA9685 counts from the actuator's own scale (no division at full scale) */
     o->level = pwm_max == 4095 ? level
                                : (uint16_t)(((uint32_t)level * 4095UL + pwm_max / 2) / pwm_max);
+    /* into the write queue now, due RP_PCA_LEAD_TICKS after the output's clock
+     * (RP_OUTPUT_AT, set before the prepare): the commit, in the core's interrupts-off
+     * stretch at the clock, then does nothing (a chord of 8 with 3 PCA9685 writes kept
+     * interrupts off for 101-105 us when they were queued there) */
+    uint8_t s = SREG;
+    cli();
+    avr_pca_set(actuator, o->level);
+    SREG = s;
 }
 
-static void pca_commit(const rp_out_t *o) { avr_pca_set(o->actuator, o->level); }
+static void pca_commit(const rp_out_t *o) { (void)o; /* queued at prepare */ }
 
 /* Writes not yet on the bus are dropped and ALL_LED_OFF goes next (after the
  * transaction in flight). */
@@ -521,9 +529,11 @@ static uint8_t pca_planned;          /* pca_start is the planned START of the he
 static uint32_t pca_start;
 
 static uint8_t twi_addr, twi_len, twi_pos, twi_buf[1 + 3 + 4 * (PCA_RUN - 1)];
-static volatile uint8_t twi_busy; /* 0 idle, TWI_ON_BUS, TWI_READY (built, waits for its START) */
+static volatile uint8_t twi_busy; /* 0 idle, TWI_ON_BUS, TWI_READY (built, waits for its START),
+                                  * TWI_PLANNING */
 #define TWI_ON_BUS 1
 #define TWI_READY 2
+#define TWI_PLANNING 3 /* the engine plans a group, interrupts on (plan_group()) */
 static volatile uint8_t twi_progress; /* bumped at every bus step: the stuck-bus check */
 static volatile uint16_t twi_errors;  /* NACKs, bus errors, stuck buses, queue overflows */
 static uint8_t alloff_next;           /* all-off: the next board index (0..127, two passes) */
@@ -676,6 +686,43 @@ static void start_on_tick(void)
         ;
 }
 
+/* Plans the group due at `due` (the head's): STOP k of its transactions comes s_k after
+ * the first START; pca_start is set so that s_1 and the last are centred on `due`. Up to
+ * PCA_GROUP writes: about 1300 cycles, so it runs with interrupts on (the bus counts as
+ * busy: nothing else starts the engine meanwhile). A commit meanwhile (avr_pca_set()
+ * clears pca_planned) or an all-off (it takes the bus) voids the plan: 0, and the engine
+ * comes back (compare B) for the commit. Called and returns with interrupts off. */
+static uint8_t plan_group(uint32_t due)
+{
+    twi_busy = TWI_PLANNING;
+    pca_planned = 2;
+    sei();
+    uint16_t s_first = 0;
+    uint32_t s_last = 0;
+    uint8_t i = 0, nb;
+    while (i < pca_qn && i < PCA_GROUP && pca_q[qidx(i)].due == due) {
+        uint8_t run = head_run(i, &nb);
+        uint16_t t = (uint16_t)(PCA_XFER_A + (uint16_t)nb * PCA_XFER_B);
+        if (!i)
+            s_first = t;
+        else
+            t = (uint16_t)(t + RP_TWI_GAP_TICKS);
+        s_last += t;
+        i = (uint8_t)(i + run);
+    }
+    cli();
+    if (twi_busy != TWI_PLANNING)
+        return 0; /* an all-off took the bus */
+    twi_busy = 0;
+    if (pca_planned != 2) {
+        arm_b((uint16_t)(TCNT1 + 64));
+        return 0;
+    }
+    pca_start = due - (s_first + s_last) / 2;
+    pca_planned = 1;
+    return 1;
+}
+
 static void pca_service(void)
 {
     if (twi_busy)
@@ -744,25 +791,8 @@ static void pca_service(void)
     }
     uint8_t first = 0;
     if (!pca_go || h->due != pca_go_due) {
-        if (!pca_planned) {
-            /* plan the group due at the head's clock: STOP k of its transactions comes
-             * s_k after the first START; start so that s_1 and the last are centred */
-            uint16_t s_first = 0;
-            uint32_t s_last = 0;
-            uint8_t i = 0, nb;
-            while (i < pca_qn && i < PCA_GROUP && pca_q[qidx(i)].due == h->due) {
-                uint8_t run = head_run(i, &nb);
-                uint16_t t = (uint16_t)(PCA_XFER_A + (uint16_t)nb * PCA_XFER_B);
-                if (!i)
-                    s_first = t;
-                else
-                    t = (uint16_t)(t + RP_TWI_GAP_TICKS);
-                s_last += t;
-                i = (uint8_t)(i + run);
-            }
-            pca_start = h->due - (s_first + s_last) / 2;
-            pca_planned = 1;
-        }
+        if (!pca_planned && !plan_group(h->due))
+            return; /* a commit or an all-off came while it planned */
         int32_t wait = (int32_t)(pca_start - board_clock());
         if (wait > (int32_t)(PCA_EARLY_TICKS + 64)) { /* compare B then, and wait */
             wait -= PCA_EARLY_TICKS;
@@ -838,60 +868,80 @@ void avr_pca_configured(uint8_t prescale)
  * centres each group of writes, aiming half a PWM period early). */
 uint32_t avr_pca_lead_ticks(void) { return (uint32_t)RP_PCA_LEAD_TICKS + RP_PCA_HALF_PERIOD_TICKS; }
 
+/* avr_pca_set()'s rare paths, out of line (its common path saves fewer registers: it
+ * runs in the core's commit, interrupts off). A board is set up as soon as an output of
+ * it is written (the configuration's all-off: at configure), not when its first write
+ * reaches the head of the queue: the six set-up transactions (about 600 us) would delay
+ * that write past its clock, and a real PCA9685's oscillator needs 500 us after the
+ * wake. */
+static __attribute__((noinline)) void pca_note_setup(uint8_t addr)
+{
+    uint8_t ai = (uint8_t)(addr - 0x40), bm = (uint8_t)(1 << (ai & 7));
+    if ((setup_step && setup_addr == addr) || (pca_setup_due[ai >> 3] & bm))
+        return;
+    pca_setup_due[ai >> 3] |= bm;
+    pca_setup_n++;
+    kick_setup();
+}
+
+/* no room: the output is switched off instead (the safe side), with the writes of it
+ * still queued, and the fault counted */
+static __attribute__((noinline)) void pca_overflow(uint8_t actuator, uint8_t m)
+{
+    for (uint8_t i = 0; i < pca_qn; i++)
+        if (pca_q[qidx(i)].act == actuator)
+            pca_q[qidx(i)].level = 0;
+    pca_spill[actuator >> 3] |= m;
+    pca_lit[actuator >> 3] &= (uint8_t)~m;
+    count_error();
+}
+
+/* the write into the queue, sorted by due clock, then board and channel; never before
+ * the same output's write (from the tail: usually the tail itself) */
+static __attribute__((noinline)) void pca_insert(uint8_t actuator, uint16_t level, uint32_t due)
+{
+    const rp_act *a = &rp_acts[actuator];
+    uint16_t key = (uint16_t)(a->out_addr << 4 | a->out_channel);
+    uint8_t i = pca_qn;
+    while (i) {
+        pca_write_t *p = &pca_q[qidx((uint8_t)(i - 1))];
+        int32_t d = (int32_t)(p->due - due);
+        if (p->act == actuator || d < 0)
+            break;
+        if (d == 0) {
+            const rp_act *b = &rp_acts[p->act];
+            if ((uint16_t)(b->out_addr << 4 | b->out_channel) <= key)
+                break;
+        }
+        pca_q[qidx(i)] = *p;
+        i--;
+    }
+    pca_write_t *w = &pca_q[qidx(i)];
+    w->due = due;
+    w->level = level;
+    w->act = actuator;
+    pca_qn++;
+}
+
 /* Interrupts off (the timer context's commit, or a critical section): a write into the
  * queue, due RP_PCA_LEAD_TICKS after its command's clock (avr_out_clock). */
 void avr_pca_set(uint8_t actuator, uint16_t level)
 {
-    uint32_t due = avr_out_clock + RP_PCA_LEAD_TICKS;
-    uint8_t m = (uint8_t)(1 << (actuator & 7)), *lit = &pca_lit[actuator >> 3];
-    uint8_t addr = rp_acts[actuator].out_addr, ai = (uint8_t)(addr - 0x40);
-    uint8_t new_setup = 0;
-    /* A board is set up as soon as an output of it is written (the configuration's
-     * all-off: at configure), not when its first write reaches the head of the queue:
-     * the six set-up transactions (about 600 us) would delay that write past its clock,
-     * and a real PCA9685's oscillator needs 500 us after the wake. */
-    if (!inited(addr) && !(setup_step && setup_addr == addr) &&
-        !(pca_setup_due[ai >> 3] & (1 << (ai & 7)))) {
-        pca_setup_due[ai >> 3] |= (uint8_t)(1 << (ai & 7));
-        pca_setup_n++;
-        new_setup = 1;
-    }
-    if (!level && !(*lit & m)) {
-        if (new_setup)
-            kick_setup();
+    static const uint8_t bit_of[8] PROGMEM = {1, 2, 4, 8, 16, 32, 64, 128};
+    uint8_t m = pgm_read_byte(&bit_of[actuator & 7]), *lit = &pca_lit[actuator >> 3];
+    uint8_t addr = rp_acts[actuator].out_addr;
+    if (!inited(addr))
+        pca_note_setup(addr);
+    if (!level && !(*lit & m))
         return; /* off already, or will be: nothing to write */
-    }
     if (level)
         *lit |= m;
     else
         *lit &= (uint8_t)~m;
-    if (pca_qn == PCA_FIFO) {
-        /* no room: the output is switched off instead (the safe side), with the writes
-         * of it still queued, and the fault counted */
-        for (uint8_t i = 0; i < pca_qn; i++)
-            if (pca_q[qidx(i)].act == actuator)
-                pca_q[qidx(i)].level = 0;
-        pca_spill[actuator >> 3] |= m;
-        *lit &= (uint8_t)~m;
-        count_error();
-    } else {
-        uint16_t key = (uint16_t)(rp_acts[actuator].out_addr << 4 | rp_acts[actuator].out_channel);
-        uint8_t i = pca_qn;
-        while (i) { /* sorted insert from the tail; never before the same output's write */
-            pca_write_t *p = &pca_q[qidx((uint8_t)(i - 1))];
-            int32_t d = (int32_t)(p->due - due);
-            if (p->act == actuator || d < 0 ||
-                (d == 0 && (uint16_t)(rp_acts[p->act].out_addr << 4 | rp_acts[p->act].out_channel) <= key))
-                break;
-            pca_q[qidx(i)] = *p;
-            i--;
-        }
-        pca_write_t *w = &pca_q[qidx(i)];
-        w->due = due;
-        w->level = level;
-        w->act = actuator;
-        pca_qn++;
-    }
+    if (pca_qn == PCA_FIFO)
+        pca_overflow(actuator, m);
+    else
+        pca_insert(actuator, level, avr_out_clock + RP_PCA_LEAD_TICKS);
     pca_planned = 0;
     /* plan once the rest of this batch is committed: compare B right after */
     if (!twi_busy && (!(TIMSK1 & _BV(OCIE1B)) || (uint16_t)(OCR1B - TCNT1) > 64))
@@ -900,8 +950,8 @@ void avr_pca_set(uint8_t actuator, uint16_t level)
 
 static void pca_all_off_now(void)
 {
-    if (twi_busy == TWI_READY)
-        twi_busy = 0; /* built, not on the bus: dropped */
+    if (twi_busy == TWI_READY || twi_busy == TWI_PLANNING)
+        twi_busy = 0; /* built or being planned, not on the bus: dropped */
     pca_qn = 0;
     pca_go = pca_planned = 0;
     for (uint8_t i = 0; i < sizeof pca_spill; i++) {
