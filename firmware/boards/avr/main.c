@@ -523,9 +523,12 @@ static uint8_t pca_setup_n;           /* bits set in pca_setup_due: the engine l
  * nowhere, so the configuration's all-off writes nothing twice and overflows nothing */
 static uint8_t pca_lit[(RP_FW_MAX_ACTUATORS + 7) / 8];
 static volatile uint8_t pca_all_off; /* ALL_LED_OFF to every board, before anything else */
-static uint8_t pca_go;               /* the group due at pca_go_due has started */
 static uint32_t pca_go_due;
-static uint8_t pca_planned;          /* pca_start is the planned START of the head group */
+static uint8_t pca_planned;          /* PLANNED | transactions: pca_start is the planned START
+                                      * of the head group; PLANNING: plan_group() runs */
+#define PLANNED 0x80
+#define PLANNING 0x40
+static uint8_t pca_go; /* the group due at pca_go_due has started: its transactions left to chain */
 static uint32_t pca_start;
 
 static uint8_t twi_addr, twi_len, twi_pos, twi_buf[1 + 3 + 4 * (PCA_RUN - 1)];
@@ -534,6 +537,7 @@ static volatile uint8_t twi_busy; /* 0 idle, TWI_ON_BUS, TWI_READY (built, waits
 #define TWI_ON_BUS 1
 #define TWI_READY 2
 #define TWI_PLANNING 3 /* the engine plans a group, interrupts on (plan_group()) */
+#define TWI_HELD 4     /* a chain's transaction sent, the bus held for the next */
 static volatile uint8_t twi_progress; /* bumped at every bus step: the stuck-bus check */
 static volatile uint16_t twi_errors;  /* NACKs, bus errors, stuck buses, queue overflows */
 static uint8_t alloff_next;           /* all-off: the next board index (0..127, two passes) */
@@ -655,6 +659,7 @@ static void twi_begin(uint8_t addr, uint8_t len)
 
 static void begin2(uint8_t addr, uint8_t reg, uint8_t v)
 {
+    pca_go = 0; /* (a set-up or an all-off ends any chain: it has its own STOP) */
     twi_buf[0] = reg;
     twi_buf[1] = v;
     twi_begin(addr, 2);
@@ -686,8 +691,30 @@ static void start_on_tick(void)
         ;
 }
 
-/* Plans the group due at `due` (the head's): STOP k of its transactions comes s_k after
- * the first START; pca_start is set so that s_1 and the last are centred on `due`. Up to
+/* Builds the transaction of the queue's head into twi_buf (popped): the first channel's
+ * tail, then each adjacent one whole; returns its length. */
+static uint8_t build_head(void)
+{
+    const pca_write_t *h = &pca_q[pca_qh];
+    uint8_t nb, run = head_run(0, &nb);
+    uint8_t k = pca_nbytes(h->act, h->level);
+    twi_buf[0] = (uint8_t)(0x06 + 4 * rp_acts[h->act].out_channel + 4 - k);
+    uint8_t *b = pca_put(h->act, h->level, k, &twi_buf[1]);
+    pca_pop();
+    while (--run) {
+        h = &pca_q[pca_qh];
+        b = pca_put(h->act, h->level, 4, b);
+        pca_pop();
+    }
+    return (uint8_t)(b - twi_buf);
+}
+
+/* Plans the group due at `due` (the head's): its transactions go out chained by repeated
+ * STARTs and end in one STOP, at which every board written takes its values (MODE2.OCH
+ * 0): pca_start is set so that the STOP comes on `due` (s_last after the START), and
+ * pca_planned keeps the number of transactions (PLANNED | n). (Each transaction with
+ * its own STOP, centred on `due`, spread a group's changes over its bus time: a strike
+ * and another note's release on one clock landed up to 90 us beyond the half period.) Up to
  * PCA_GROUP writes: about 1300 cycles, so it runs with interrupts on (the bus counts as
  * busy: nothing else starts the engine meanwhile). A commit meanwhile (avr_pca_set()
  * clears pca_planned) or an all-off (it takes the bus) voids the plan: 0, and the engine
@@ -695,31 +722,29 @@ static void start_on_tick(void)
 static uint8_t plan_group(uint32_t due)
 {
     twi_busy = TWI_PLANNING;
-    pca_planned = 2;
+    pca_planned = PLANNING;
     sei();
-    uint16_t s_first = 0;
     uint32_t s_last = 0;
-    uint8_t i = 0, nb;
+    uint8_t i = 0, n = 0, nb;
     while (i < pca_qn && i < PCA_GROUP && pca_q[qidx(i)].due == due) {
         uint8_t run = head_run(i, &nb);
         uint16_t t = (uint16_t)(PCA_XFER_A + (uint16_t)nb * PCA_XFER_B);
-        if (!i)
-            s_first = t;
-        else
+        if (i)
             t = (uint16_t)(t + RP_TWI_GAP_TICKS);
         s_last += t;
         i = (uint8_t)(i + run);
+        n++;
     }
     cli();
     if (twi_busy != TWI_PLANNING)
         return 0; /* an all-off took the bus */
     twi_busy = 0;
-    if (pca_planned != 2) {
+    if (pca_planned != PLANNING) {
         arm_b((uint16_t)(TCNT1 + 64));
         return 0;
     }
-    pca_start = due - (s_first + s_last) / 2;
-    pca_planned = 1;
+    pca_start = due - s_last; /* the chain's one STOP on `due` */
+    pca_planned = (uint8_t)(PLANNED | n);
     return 1;
 }
 
@@ -799,22 +824,14 @@ static void pca_service(void)
             arm_b((uint16_t)(TCNT1 + (wait > 60000L ? 60000U : (uint16_t)wait)));
             return;
         }
-        pca_go = first = 1;
+        first = 1;
+        pca_go = (uint8_t)(pca_planned & ~PLANNED);
         pca_go_due = h->due;
+    } else {
+        pca_go = 1; /* (a group's write after its chain ended: one transaction) */
     }
     pca_planned = 0;
-    /* the head's transaction: the first channel's tail, then each adjacent one whole */
-    uint8_t nb, run = head_run(0, &nb);
-    uint8_t k = pca_nbytes(h->act, h->level);
-    twi_buf[0] = (uint8_t)(0x06 + 4 * rp_acts[h->act].out_channel + 4 - k);
-    uint8_t *b = pca_put(h->act, h->level, k, &twi_buf[1]);
-    pca_pop();
-    while (--run) {
-        h = &pca_q[pca_qh];
-        b = pca_put(h->act, h->level, 4, b);
-        pca_pop();
-    }
-    uint8_t len = (uint8_t)(b - twi_buf);
+    uint8_t len = build_head();
     if (first) { /* the group's first transaction: START on the planned tick */
         int32_t left = (int32_t)(pca_start - board_clock()); /* (late: no spin) */
         if (left > (int32_t)(PCA_SPIN_TICKS + 64)) {
@@ -972,6 +989,22 @@ ISR(TIMER1_COMPB_vect)
         twi_begin(twi_addr, twi_len);
         return;
     }
+    if (twi_busy == TWI_HELD) { /* a transaction of a chain sent, no STOP yet */
+        const pca_write_t *h = &pca_q[pca_qh];
+        if (pca_go > 1 && pca_qn && h->due == pca_go_due && !pca_all_off && !setup_step &&
+            !pca_setup_n && inited(rp_acts[h->act].out_addr)) {
+            pca_go--; /* the next one: a repeated START */
+            twi_addr = rp_acts[h->act].out_addr;
+            twi_len = build_head();
+            twi_pos = 0;
+            twi_busy = TWI_ON_BUS;
+            TWCR = (uint8_t)(TWCR_GO | _BV(TWSTA));
+            return;
+        }
+        pca_go = 0; /* the chain's STOP: every board written takes its values now */
+        TWCR = _BV(TWINT) | _BV(TWSTO) | _BV(TWEN);
+        twi_busy = 0;
+    }
     pca_service();
 }
 
@@ -990,10 +1023,17 @@ ISR(TWI_vect)
         TWCR = TWCR_GO;
         return;
     }
-    if (st != 0x18 && st != 0x28)
-        count_error(); /* NACK (no board there), arbitration lost, bus error: drop it */
-    TWCR = _BV(TWINT) | _BV(TWSTO) | _BV(TWEN); /* STOP: the chip takes the values now */
-    twi_busy = 0;
+    if (st == 0x28 && pca_go > 1) {
+        /* a chain's transaction sent: the bus held (TWINT stays set, its interrupt off)
+         * until compare B chains the next (a repeated START) or ends it (STOP) */
+        TWCR = _BV(TWEN);
+        twi_busy = TWI_HELD;
+    } else {
+        if (st != 0x18 && st != 0x28)
+            count_error(); /* NACK (no board there), arbitration lost, bus error: drop it */
+        TWCR = _BV(TWINT) | _BV(TWSTO) | _BV(TWEN); /* STOP: the chips take the values now */
+        twi_busy = 0;
+    }
     OCR1B = (uint16_t)(TCNT1 + 32);
     TIFR1 = _BV(OCF1B);
     TIMSK1 |= _BV(OCIE1B);
@@ -1005,10 +1045,11 @@ static void twi_check(void)
 {
     static uint8_t last_progress, stuck;
     cli();
-    if (twi_busy == TWI_ON_BUS && twi_progress == last_progress) {
+    if ((twi_busy == TWI_ON_BUS || twi_busy == TWI_HELD) && twi_progress == last_progress) {
         if (++stuck >= 2) {
             TWCR = 0; /* release the bus */
             twi_busy = 0;
+            pca_go = 0;
             count_error();
             stuck = 0;
             pca_service();
