@@ -44,7 +44,7 @@ static uint8_t order[AVR_PWM_GROUPS], norder, cur; /* used groups by off tick; C
  * pin is high (the core's commit) */
 static uint8_t pend_ch[AVR_PWM_PENDING], npend; /* channel */
 static uint16_t pend_off[AVR_PWM_PENDING];
-static uint8_t grp_stale; /* a pin left a group: rebuild at the next period start */
+static uint8_t grp_stale; /* a group emptied or taken: rebuild at the next period start */
 /* the last pwm_max, and TOP * 256 / pwm_max (8-bit levels ready at build) */
 static uint16_t sc_max = 255, sc_scale = (uint16_t)((RP_SOFT_PWM_TOP << 8) / 255U);
 uint16_t avr_pwm_merges;
@@ -97,7 +97,9 @@ static void rebuild(void)
 
 static uint8_t group_for(uint16_t off);
 
-/* interrupts off: the pin leaves the group it is a member of (if any); 1 if it was */
+/* interrupts off: the pin leaves the group it is a member of (if any); 1 if it was. A
+ * group it empties is freed at the next period start (grp_stale); one with members left
+ * needs nothing more (COMPB reads the masks as they are). */
 static uint8_t unjoin(uint8_t p, uint8_t m)
 {
     if (!(on_mask[p] & m))
@@ -107,7 +109,8 @@ static uint8_t unjoin(uint8_t p, uint8_t m)
     for (uint8_t g = 0; g < AVR_PWM_GROUPS; g++, gm += PORTS, used >>= 1)
         if ((used & 1) && (*gm & m)) { /* (free: stale masks) */
             *gm &= (uint8_t)~m;
-            grp_cnt[g]--;
+            if (!--grp_cnt[g])
+                grp_stale = 1;
             break;
         }
     return 1;
@@ -313,10 +316,8 @@ static uint8_t drop(uint8_t ch, uint8_t p, uint8_t m)
             was = 1;
             break;
         }
-    if (unjoin(p, m)) {
-        grp_stale = 1;
+    if (unjoin(p, m))
         was = 1;
-    }
     return was;
 }
 
