@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
         extra = ["--profile", str(Path(args.profile).resolve())] if args.profile else []
         return [*orig(self, trace, clock_file), *extra]
 
-    mcu_process.FirmwareProcess._argv = argv_with_profile  # type: ignore[attr-defined]
+    mcu_process.FirmwareProcess._argv = argv_with_profile  # type: ignore[attr-defined,method-assign]
     sp = load_spec(args.spec)
     plan = make_plan(sp, notes=args.notes, gap_us=int(1e6 / args.rate), chord=1)
     keep = tempfile.mkdtemp(prefix="driver_load_")  # the trace stays: its last lines
