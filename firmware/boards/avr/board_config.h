@@ -61,6 +61,12 @@
  * (RP_TWI_GAP_TICKS). */
 #define RP_TWI_STEP_TICKS 56UL
 #define RP_TWI_GAP_TICKS (2UL * RP_TWI_SCL_TICKS + 720UL)
+/* ... and in a chain (one STOP for a group, below) from a transaction's last ACK to the
+ * next one's repeated START: compare B, its interrupt and the next transaction's build.
+ * Fitted under simavr (firmware/sim/pca_check.py 64 12000 2 and 4: the mean error of
+ * chords' changes near 0; RP_TWI_GAP_TICKS and a STOP per link put them 20 us early
+ * per link, 400 ticks 17 us late) */
+#define RP_TWI_CHAIN_GAP_TICKS 600UL
 #define RP_PCA_XFER_TICKS(n) \
     ((20UL + 9UL * (n)) * RP_TWI_SCL_TICKS + (3UL + (n)) * RP_TWI_STEP_TICKS + 64UL)
 /* enough to chain 8 two-byte writes (a chord of 8 on one bus) to one STOP, plus the
@@ -68,6 +74,7 @@
  * (was half of that: the STOPs of a group were centred on its clock) */
 #define RP_PCA_LEAD_TICKS \
     (800UL + RP_PCA_XFER_TICKS(2) + 7UL * (RP_PCA_XFER_TICKS(2) + RP_TWI_GAP_TICKS))
+/* (the chain's own gap is shorter: the lead leaves it about 200 us to spare) */
 /* A channel shows a new value only at the end of the PWM period running at its STOP
  * (0 .. 4096 (PRE_SCALE + 1) / 25 MHz later; the chip's own oscillator sets the grid,
  * which the firmware cannot see), so the STOPs are aimed half a period early: the

@@ -734,8 +734,8 @@ static uint8_t plan_group(uint32_t due)
     while (i < pca_qn && i < PCA_GROUP && pca_q[qidx(i)].due == due) {
         uint8_t run = head_run(i, &nb);
         uint16_t t = (uint16_t)(PCA_XFER_A + (uint16_t)nb * PCA_XFER_B);
-        if (i)
-            t = (uint16_t)(t + RP_TWI_GAP_TICKS);
+        if (i) /* chained: a repeated START after the last one's ACK (no STOP) */
+            t = (uint16_t)(t + RP_TWI_CHAIN_GAP_TICKS - RP_TWI_SCL_TICKS);
         s_last += t;
         i = (uint8_t)(i + run);
         n++;
