@@ -1042,6 +1042,10 @@ ISR(TWI_vect)
             count_error(); /* NACK (no board there), arbitration lost, bus error: drop it */
         TWCR = _BV(TWINT) | _BV(TWSTO) | _BV(TWEN); /* STOP: the chips take the values now */
         twi_busy = 0;
+        if (!pca_qn && !pca_jobs && !pca_setup_n && !setup_step) {
+            pca_go = 0; /* nothing more to do: no compare B (a commit arms it) */
+            return;
+        }
     }
     OCR1B = (uint16_t)(TCNT1 + 32);
     TIFR1 = _BV(OCF1B);
