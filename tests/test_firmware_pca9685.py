@@ -308,6 +308,48 @@ def test_pca9685_write_to_a_missing_board_turns_nothing_on(pca_sim: PcaSim) -> N
     assert pca_sim.summary()["nack_addr"] == len(nacked)
 
 
+def test_pca9685_writes_due_together_take_effect_at_one_stop(pca_sim: PcaSim) -> None:
+    """Writes due at one clock on two boards (a chord; a strike and another note's
+    release) go out chained by repeated STARTs into one STOP, at which both boards take
+    their values (MODE2.OCH 0), aimed half a PWM period early: each change lands within
+    half a period (plus the bus's bound) of its clock. Each write with its own STOP,
+    centred on the clock, spread the pair over its bus time (issue 9 §7: p99 547 us
+    against the 492 us promised)."""
+    outs = [(0x40, 1), (0x41, 4)]
+    assert configure(pca_sim.link, pca_cfg(outs))["reason"] == ConfigReason.OK
+    t = pca_sim.link.clock() + 50_000 * US
+    cmds = []
+    for i in range(12):  # 7.3 ms apart: every phase of the 983 us grid comes up
+        c = t + i * 7_300 * US
+        for a in range(2):  # both boards on the same clocks: strike, release
+            cmds += [TimedCommand(c, Op.STRIKE, a, 3000, 0, 800),
+                     TimedCommand(c + 5_000 * US, Op.RELEASE, a)]  # fmt: skip
+    cmds.sort(key=lambda c: c.clock)
+    schedule(pca_sim.link, cmds, n_act=len(outs), time_shift=4)
+    wait_done(pca_sim.link, len(cmds))
+    pca_sim.settle()
+    pca_sim.stop()
+    text = pca_sim.trace.read_text()
+    base = int(re.findall(r"# timer1 clock = cycle - (\d+)", text)[0])
+    m = re.search(r"repeated_start (\d+)", text)
+    assert m and int(m[1]) >= 24, text[-1500:]  # one per pair at least
+    stops = sorted(int(w[0]) for w in pca_sim.i2c() if w[1] == "stop")
+    rows = pca_sim.rows()
+    shown = {o: sorted(clk for clk, a, c, _ in rows if (a, c) == o) for o in outs}
+    errors_us = []
+    for cmd in cmds:
+        if cmd.actuator:
+            continue  # the pair's first: the other's change must share its STOP
+        for o in outs:
+            x = min(shown[o], key=lambda x: abs(x - cmd.clock))
+            errors_us.append((x - cmd.clock) / US)
+        latched = [max(s for s in stops if s < min(shown[o], key=lambda x: abs(x - cmd.clock)) + base)
+                   for o in outs]  # fmt: skip
+        assert latched[0] == latched[1], (cmd, latched)
+    assert len(errors_us) == 2 * 24
+    assert max(abs(e) for e in errors_us) <= PCA_BOUND_US, errors_us
+
+
 def test_pca9685_four_note_chords_land_within_their_bound() -> None:
     """4-note chords on the 88-key spec through fw-avr://: the writes due at one clock
     share the bus, and the firmware plans them as a group (shortest register tails,

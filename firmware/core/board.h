@@ -54,6 +54,10 @@ void board_wait_until(uint32_t clock);
  * `out_kind` is the protocol's OutKind: a board keeps one entry of hooks per kind it
  * drives (boards/avr/outputs.h), so a new kind of output is a new entry there and a new
  * OutKind value in robo_player/protocol/messages.py; the core is not touched. */
+/* RP_OUTPUT_AT(clock) (board_config.h, optional) gives the output's clock before its
+ * prepare and again before its commit: a kind whose change is queued ahead anyway (the
+ * AVR's PCA9685 writes) may queue it at prepare, outside the commit's interrupts-off
+ * stretch (a prepared output is always committed). */
 void board_output_prepare(uint16_t actuator, uint8_t out_kind, uint8_t out_addr,
                           uint8_t out_channel, uint16_t level, uint16_t pwm_max, rp_out_t *o);
 

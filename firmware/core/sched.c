@@ -358,9 +358,9 @@ static void prepare(rp_aid n, uint16_t level, rp_out_t *o)
 static void output(rp_aid n, uint16_t level)
 {
     rp_out_t o;
-    prepare(n, level, &o);
-    /* main loop: as soon as the output can change */
+    /* main loop: as soon as the output can change (the clock known at prepare too) */
     RP_OUTPUT_AT(board_clock() - RP_OUTPUT_LEAD_TICKS(rp_acts[n].out_kind));
+    prepare(n, level, &o);
     board_output_commit(&o);
 }
 
@@ -720,6 +720,7 @@ static void run_deadline(rp_aid n, uint32_t t)
     uint32_t cutoff = a->cutoff;
     uint8_t to_hold = a->phase == RP_PHASE_PULSE && BEFORE(t, cutoff) && a->hold;
     rp_out_t o;
+    RP_OUTPUT_AT(t);
     prepare(n, to_hold ? a->hold : 0, &o);
     RP_TIMER_CLOSE();
     board_wait_until(t);
@@ -814,8 +815,10 @@ void rp_sched_run(void)
             if (dup)
                 break; /* the same coil twice: its second command goes in the next batch */
             act[nb] = decide(c, now, &pulses, cp, nb);
-            if (act[nb])
+            if (act[nb]) {
+                RP_OUTPUT_AT(c->clock);
                 prepare(c->actuator, first_level(c), &outs[nb]);
+            }
             ts[nb] = c->clock;
             cp[nb++] = c;
             if (++head == RP_QUEUE_SIZE) {

@@ -4,8 +4,10 @@ it, with an optional per-address profile of the busy cycles.
 
     .venv/bin/python firmware/sim/driver_load.py [PROFILE_FILE] [--speed 0.15]
     .venv/bin/python firmware/sim/driver_load.py --rate 20 --notes 20   # bench's timing row
+    .venv/bin/python firmware/sim/driver_load.py --spec piano-88-grand  # PCA9685 outputs
 
-Plays 450 single notes at 100 notes/s on the 61-key DIY spec through ``fw-avr://`` and
+Plays 450 single notes at 100 notes/s on the 61-key DIY spec (direct pins, software
+PWM; ``--spec``: another) through ``fw-avr://`` and
 prints the load of each whole simulated second between the first and last actuation
 (the bench's row). With PROFILE_FILE the harness writes its ``--profile`` histogram
 there: ``firmware/sim/profile.py PROFILE_FILE`` sums it per function.
@@ -33,6 +35,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--speed", type=float, default=0.15)
     ap.add_argument("--rate", type=float, default=100.0, help="notes/s (bench: 100; 20 for timing)")
     ap.add_argument("--notes", type=int, default=450)
+    ap.add_argument("--spec", default="piano-61-diy", help="spec name (default piano-61-diy)")
+    ap.add_argument("--elf", default="", help="another AVR build (default: build/avr's)")
     args = ap.parse_args(argv)
     orig = mcu_process.FirmwareProcess._argv  # type: ignore[attr-defined]
     traces: list[Path] = []
@@ -42,11 +46,12 @@ def main(argv: list[str] | None = None) -> int:
         extra = ["--profile", str(Path(args.profile).resolve())] if args.profile else []
         return [*orig(self, trace, clock_file), *extra]
 
-    mcu_process.FirmwareProcess._argv = argv_with_profile  # type: ignore[attr-defined]
-    sp = load_spec("piano-61-diy")
+    mcu_process.FirmwareProcess._argv = argv_with_profile  # type: ignore[attr-defined,method-assign]
+    sp = load_spec(args.spec)
     plan = make_plan(sp, notes=args.notes, gap_us=int(1e6 / args.rate), chord=1)
     keep = tempfile.mkdtemp(prefix="driver_load_")  # the trace stays: its last lines
-    dev = open_fw_avr(f"fw-avr://?speed={args.speed}&trace_dir={keep}", sp)
+    elf = f"&elf={Path(args.elf).resolve()}" if args.elf else ""
+    dev = open_fw_avr(f"fw-avr://?speed={args.speed}&trace_dir={keep}{elf}", sp)
     perf = dev.play(plan)
     tr = dev.last_trace
     changes = [clk for clk, _, _ in tr.changes] if tr else []

@@ -601,6 +601,7 @@ int main(int argc, char **argv)
     uint64_t cli_main_max = 0;
     uint32_t cli_main_pc = 0, cli_main_end = 0;
     int cli_in_isr = 0;
+    uint32_t cli_vec = 0, cli_max_vec = 0; /* the vector that opened the stretch (0: none) */
     uint64_t *profile = profile_path ? calloc(avr->flashend + 1, sizeof *profile) : NULL;
     uint16_t sp_min = 0xFFFF; /* the deepest stack pointer seen (after the timer started) */
     uint64_t max_cycles = max_seconds > 0 ? (uint64_t)(max_seconds * fw.frequency) : 0;
@@ -636,10 +637,12 @@ int main(int argc, char **argv)
                 cli_pc = pc0;
                 /* taken by an interrupt: the next instruction is in the vector table */
                 cli_in_isr = avr->pc < VECTOR_TABLE_END;
+                cli_vec = cli_in_isr ? avr->pc / 4 : 0;
             }
             if (avr->cycle - cli_since > cli_max) {
                 cli_max = avr->cycle - cli_since;
                 cli_max_pc = cli_pc;
+                cli_max_vec = cli_vec;
                 cli_max_end = avr->pc;
             }
             if (!cli_in_isr && avr->cycle - cli_since > cli_main_max) {
@@ -675,8 +678,10 @@ int main(int argc, char **argv)
         fprintf(trace, "# cycles %" PRIu64 " busy %" PRIu64 " wall %.3f\n", (uint64_t)avr->cycle,
                 busy, wall() - start0);
         fprintf(trace, "# clock mismatches %" PRIu64 "\n", clock_mismatches);
-        fprintf(trace, "# interrupts off for at most %" PRIu64 " cycles (from pc 0x%x to 0x%x)\n",
-                cli_max, cli_max_pc, cli_max_end);
+        fprintf(trace,
+                "# interrupts off for at most %" PRIu64 " cycles (from pc 0x%x to 0x%x; "
+                "entered by vector %u, 0: none)\n",
+                cli_max, cli_max_pc, cli_max_end, cli_max_vec);
         fprintf(trace,
                 "# interrupts off outside interrupt handlers for at most %" PRIu64
                 " cycles (from pc 0x%x to 0x%x)\n",

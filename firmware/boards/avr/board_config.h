@@ -50,27 +50,37 @@
 #endif
 #define RP_TWI_SCL_TICKS (16UL + 2UL * RP_TWBR) /* one SCL period, in CPU cycles */
 
-/* A channel changes at the STOP of its write (MODE2.OCH = 0). The firmware plans each
- * group of writes due at one clock (a chord) and starts it early by the bus time it
- * needs, so that the STOPs are centred on that clock; the core queues PCA9685 commands
- * RP_PCA_LEAD_TICKS early for it. The planner's model of a transaction of n data bytes,
+/* A channel changes at the STOP of its write (MODE2.OCH = 0): every board written since
+ * the last STOP takes its values at the next. The firmware chains each group of writes
+ * due at one clock (a chord, a strike and another note's release) by repeated STARTs
+ * into one STOP, and starts it early by the bus time it needs, so that the STOP comes
+ * on that clock; the core queues PCA9685 commands RP_PCA_LEAD_TICKS early for it. The planner's model of a transaction of n data bytes,
  * from its start (or the end of the one before) to its STOP: START, SLA+W, register,
  * n bytes with their ACK, STOP, one interrupt per step (RP_TWI_STEP_TICKS, measured
  * under simavr), and between two transactions the bus-free time and the restart
  * (RP_TWI_GAP_TICKS). */
 #define RP_TWI_STEP_TICKS 56UL
 #define RP_TWI_GAP_TICKS (2UL * RP_TWI_SCL_TICKS + 720UL)
+/* ... and in a chain (one STOP for a group, below) from a transaction's last ACK to the
+ * next one's repeated START: compare B, its interrupt and the next transaction's build.
+ * Fitted under simavr (firmware/sim/pca_check.py 64 12000 2 and 4: the mean error of
+ * chords' changes near 0; RP_TWI_GAP_TICKS and a STOP per link put them 20 us early
+ * per link, 400 ticks 17 us late) */
+#define RP_TWI_CHAIN_GAP_TICKS 600UL
 #define RP_PCA_XFER_TICKS(n) \
     ((20UL + 9UL * (n)) * RP_TWI_SCL_TICKS + (3UL + (n)) * RP_TWI_STEP_TICKS + 64UL)
-/* enough to centre 8 two-byte writes (a chord of 8 on one bus), plus the planning
- * (one compare interrupt after the commit): 588 us at 400 kHz, 324 us at 1 MHz */
+/* enough to chain 8 two-byte writes (a chord of 8 on one bus) to one STOP, plus the
+ * planning (one compare interrupt after the commit): 1.33 ms at 400 kHz, 0.6 ms at 1 MHz
+ * (was half of that: the STOPs of a group were centred on its clock) */
 #define RP_PCA_LEAD_TICKS \
-    (800UL + (2UL * RP_PCA_XFER_TICKS(2) + 7UL * (RP_PCA_XFER_TICKS(2) + RP_TWI_GAP_TICKS)) / 2UL)
+    (800UL + RP_PCA_XFER_TICKS(2) + 7UL * (RP_PCA_XFER_TICKS(2) + RP_TWI_GAP_TICKS))
+/* (the chain's own gap is shorter: the lead leaves it about 200 us to spare) */
 /* A channel shows a new value only at the end of the PWM period running at its STOP
  * (0 .. 4096 (PRE_SCALE + 1) / 25 MHz later; the chip's own oscillator sets the grid,
  * which the firmware cannot see), so the STOPs are aimed half a period early: the
  * change then lands within half a period of its clock, either side (+-492 us at
- * 1017 Hz, +-328 us at 1526 Hz). */
+ * 1017 Hz, +-328 us at 1526 Hz), plus how far the STOP misses its tick (the planner's
+ * bus-time model against the bus: tens of us). */
 extern uint8_t avr_pca_prescale;
 #define RP_PCA_HALF_PERIOD_TICKS \
     ((uint32_t)(avr_pca_prescale + 1U) * (RP_CLOCK_HZ / 1000000UL * 4096UL / 50UL))

@@ -404,9 +404,17 @@ static void pca_prepare(uint8_t actuator, uint8_t addr, uint8_t channel, uint16_
     /* 12-bit PCA9685 counts from the actuator's own scale (no division at full scale) */
     o->level = pwm_max == 4095 ? level
                                : (uint16_t)(((uint32_t)level * 4095UL + pwm_max / 2) / pwm_max);
+    /* into the write queue now, due RP_PCA_LEAD_TICKS after the output's clock
+     * (RP_OUTPUT_AT, set before the prepare): the commit, in the core's interrupts-off
+     * stretch at the clock, then does nothing (a chord of 8 with 3 PCA9685 writes kept
+     * interrupts off for 101-105 us when they were queued there) */
+    uint8_t s = SREG;
+    cli();
+    avr_pca_set(actuator, o->level);
+    SREG = s;
 }
 
-static void pca_commit(const rp_out_t *o) { avr_pca_set(o->actuator, o->level); }
+static void pca_commit(const rp_out_t *o) { (void)o; /* queued at prepare */ }
 
 /* Writes not yet on the bus are dropped and ALL_LED_OFF goes next (after the
  * transaction in flight). */
@@ -492,6 +500,11 @@ uint8_t board_output_ok(uint8_t out_kind, uint8_t out_addr, uint8_t out_channel)
 /* compare B comes this early for a group's start (the interrupt and building the first
  * transaction), then the engine waits for the exact tick */
 #define PCA_EARLY_TICKS 1200
+/* ... and the engine spins to that tick with interrupts off for at most this long: a
+ * START further ahead waits with interrupts on, its transaction built (TWI_READY), for
+ * compare B at PCA_SPIN_TICKS before it (interrupts off at most 100 us: the spin of
+ * PCA_EARLY_TICKS, 75 us, after the planning and the core's commit made 157 us) */
+#define PCA_SPIN_TICKS 160
 typedef struct {
     uint32_t due;   /* the clock its STOP is for */
     uint16_t level; /* 12-bit count; 0 off, 4095 full on */
@@ -509,14 +522,27 @@ static uint8_t pca_setup_n;           /* bits set in pca_setup_due: the engine l
  * clear (off already, or turned off by the board's set-up or an ALL_LED_OFF) goes
  * nowhere, so the configuration's all-off writes nothing twice and overflows nothing */
 static uint8_t pca_lit[(RP_FW_MAX_ACTUATORS + 7) / 8];
-static volatile uint8_t pca_all_off; /* ALL_LED_OFF to every board, before anything else */
-static uint8_t pca_go;               /* the group due at pca_go_due has started */
+/* jobs before the queue: ALL_LED_OFF to every board (JOB_ALL_OFF, before anything
+ * else); outputs in pca_spill to switch off (JOB_SPILL: the bitmap is scanned only then,
+ * not after every STOP: the scan was 5 % of the busy cycles with PCA9685 outputs) */
+static volatile uint8_t pca_jobs;
+#define JOB_ALL_OFF 1
+#define JOB_SPILL 2
 static uint32_t pca_go_due;
-static uint8_t pca_planned;          /* pca_start is the planned START of the head group */
+static uint8_t pca_planned;          /* PLANNED | transactions: pca_start is the planned START
+                                      * of the head group; PLANNING: plan_group() runs */
+#define PLANNED 0x80
+#define PLANNING 0x40
+static uint8_t pca_go; /* the group due at pca_go_due has started: its transactions left to chain */
 static uint32_t pca_start;
 
 static uint8_t twi_addr, twi_len, twi_pos, twi_buf[1 + 3 + 4 * (PCA_RUN - 1)];
-static volatile uint8_t twi_busy;
+static volatile uint8_t twi_busy; /* 0 idle, TWI_ON_BUS, TWI_READY (built, waits for its START),
+                                  * TWI_PLANNING */
+#define TWI_ON_BUS 1
+#define TWI_READY 2
+#define TWI_PLANNING 3 /* the engine plans a group, interrupts on (plan_group()) */
+#define TWI_HELD 4     /* a chain's transaction sent, the bus held for the next */
 static volatile uint8_t twi_progress; /* bumped at every bus step: the stuck-bus check */
 static volatile uint16_t twi_errors;  /* NACKs, bus errors, stuck buses, queue overflows */
 static uint8_t alloff_next;           /* all-off: the next board index (0..127, two passes) */
@@ -630,7 +656,7 @@ static void twi_begin(uint8_t addr, uint8_t len)
     twi_addr = addr;
     twi_len = len;
     twi_pos = 0;
-    twi_busy = 1;
+    twi_busy = TWI_ON_BUS;
     while (TWCR & _BV(TWSTO))
         ; /* the last STOP is still going out: about one SCL period */
     TWCR = (uint8_t)(TWCR_GO | _BV(TWSTA));
@@ -638,6 +664,7 @@ static void twi_begin(uint8_t addr, uint8_t len)
 
 static void begin2(uint8_t addr, uint8_t reg, uint8_t v)
 {
+    pca_go = 0; /* (a set-up or an all-off ends any chain: it has its own STOP) */
     twi_buf[0] = reg;
     twi_buf[1] = v;
     twi_begin(addr, 2);
@@ -661,11 +688,76 @@ static uint8_t pop_bit(uint8_t *map, uint8_t bytes)
     return 0xFF;
 }
 
+/* Interrupts off: spins to the planned START of a group (pca_start), at most
+ * PCA_SPIN_TICKS plus the planning. */
+static void start_on_tick(void)
+{
+    while ((int16_t)(TCNT1 - (uint16_t)pca_start) < 0)
+        ;
+}
+
+/* Builds the transaction of the queue's head into twi_buf (popped): the first channel's
+ * tail, then each adjacent one whole; returns its length. */
+static uint8_t build_head(void)
+{
+    const pca_write_t *h = &pca_q[pca_qh];
+    uint8_t nb, run = head_run(0, &nb);
+    uint8_t k = pca_nbytes(h->act, h->level);
+    twi_buf[0] = (uint8_t)(0x06 + 4 * rp_acts[h->act].out_channel + 4 - k);
+    uint8_t *b = pca_put(h->act, h->level, k, &twi_buf[1]);
+    pca_pop();
+    while (--run) {
+        h = &pca_q[pca_qh];
+        b = pca_put(h->act, h->level, 4, b);
+        pca_pop();
+    }
+    return (uint8_t)(b - twi_buf);
+}
+
+/* Plans the group due at `due` (the head's): its transactions go out chained by repeated
+ * STARTs and end in one STOP, at which every board written takes its values (MODE2.OCH
+ * 0): pca_start is set so that the STOP comes on `due` (s_last after the START), and
+ * pca_planned keeps the number of transactions (PLANNED | n). (Each transaction with
+ * its own STOP, centred on `due`, spread a group's changes over its bus time: a strike
+ * and another note's release on one clock landed up to 90 us beyond the half period.) Up to
+ * PCA_GROUP writes: about 1300 cycles, so it runs with interrupts on (the bus counts as
+ * busy: nothing else starts the engine meanwhile). A commit meanwhile (avr_pca_set()
+ * clears pca_planned) or an all-off (it takes the bus) voids the plan: 0, and the engine
+ * comes back (compare B) for the commit. Called and returns with interrupts off. */
+static uint8_t plan_group(uint32_t due)
+{
+    twi_busy = TWI_PLANNING;
+    pca_planned = PLANNING;
+    sei();
+    uint32_t s_last = 0;
+    uint8_t i = 0, n = 0, nb;
+    while (i < pca_qn && i < PCA_GROUP && pca_q[qidx(i)].due == due) {
+        uint8_t run = head_run(i, &nb);
+        uint16_t t = (uint16_t)(PCA_XFER_A + (uint16_t)nb * PCA_XFER_B);
+        if (i) /* chained: a repeated START after the last one's ACK (no STOP) */
+            t = (uint16_t)(t + RP_TWI_CHAIN_GAP_TICKS - RP_TWI_SCL_TICKS);
+        s_last += t;
+        i = (uint8_t)(i + run);
+        n++;
+    }
+    cli();
+    if (twi_busy != TWI_PLANNING)
+        return 0; /* an all-off took the bus */
+    twi_busy = 0;
+    if (pca_planned != PLANNING) {
+        arm_b((uint16_t)(TCNT1 + 64));
+        return 0;
+    }
+    pca_start = due - s_last; /* the chain's one STOP on `due` */
+    pca_planned = (uint8_t)(PLANNED | n);
+    return 1;
+}
+
 static void pca_service(void)
 {
     if (twi_busy)
         return;
-    if (pca_all_off) { /* OFF_H full off to every board set up, then ON_H 0 to each */
+    if (pca_jobs & JOB_ALL_OFF) { /* OFF_H full off to every board set up, then ON_H 0 to each */
         while (alloff_next < 128) { /* a byte of the bitmap at a time: short with no board */
             uint8_t ai = (uint8_t)(alloff_next++ & 63), m = pca_inited[ai >> 3];
             if (!m) {
@@ -677,7 +769,7 @@ static void pca_service(void)
             }
         }
         alloff_next = 0;
-        pca_all_off = 0;
+        pca_jobs &= (uint8_t)~JOB_ALL_OFF;
     }
     if (pca_setup_n && !setup_step) { /* a board to set up first (see avr_pca_set) */
         uint8_t b = pop_bit(pca_setup_due, sizeof pca_setup_due);
@@ -703,12 +795,15 @@ static void pca_service(void)
                k == 1 ? avr_pca_prescale : pgm_read_byte(&setup[k][1]));
         return;
     }
-    for (uint8_t n; (n = pop_bit(pca_spill, sizeof pca_spill)) != 0xFF;) {
-        uint8_t a = rp_acts[n].out_addr;
-        if (inited(a)) { /* LEDn_OFF_H: full off */
-            begin2(a, (uint8_t)(0x06 + 4 * rp_acts[n].out_channel + 3), 0x10);
-            return;
+    if (pca_jobs & JOB_SPILL) {
+        for (uint8_t n; (n = pop_bit(pca_spill, sizeof pca_spill)) != 0xFF;) {
+            uint8_t a = rp_acts[n].out_addr;
+            if (inited(a)) { /* LEDn_OFF_H: full off */
+                begin2(a, (uint8_t)(0x06 + 4 * rp_acts[n].out_channel + 3), 0x10);
+                return;
+            }
         }
+        pca_jobs &= (uint8_t)~JOB_SPILL;
     }
     if (!pca_qn) {
         pca_go = 0;
@@ -729,50 +824,36 @@ static void pca_service(void)
     }
     uint8_t first = 0;
     if (!pca_go || h->due != pca_go_due) {
-        if (!pca_planned) {
-            /* plan the group due at the head's clock: STOP k of its transactions comes
-             * s_k after the first START; start so that s_1 and the last are centred */
-            uint16_t s_first = 0;
-            uint32_t s_last = 0;
-            uint8_t i = 0, nb;
-            while (i < pca_qn && i < PCA_GROUP && pca_q[qidx(i)].due == h->due) {
-                uint8_t run = head_run(i, &nb);
-                uint16_t t = (uint16_t)(PCA_XFER_A + (uint16_t)nb * PCA_XFER_B);
-                if (!i)
-                    s_first = t;
-                else
-                    t = (uint16_t)(t + RP_TWI_GAP_TICKS);
-                s_last += t;
-                i = (uint8_t)(i + run);
-            }
-            pca_start = h->due - (s_first + s_last) / 2;
-            pca_planned = 1;
-        }
+        if (!pca_planned && !plan_group(h->due))
+            return; /* a commit or an all-off came while it planned */
         int32_t wait = (int32_t)(pca_start - board_clock());
         if (wait > (int32_t)(PCA_EARLY_TICKS + 64)) { /* compare B then, and wait */
             wait -= PCA_EARLY_TICKS;
             arm_b((uint16_t)(TCNT1 + (wait > 60000L ? 60000U : (uint16_t)wait)));
             return;
         }
-        pca_go = first = 1;
+        first = 1;
+        pca_go = (uint8_t)(pca_planned & ~PLANNED);
         pca_go_due = h->due;
+    } else {
+        pca_go = 1; /* (a group's write after its chain ended: one transaction) */
     }
     pca_planned = 0;
-    /* the head's transaction: the first channel's tail, then each adjacent one whole */
-    uint8_t nb, run = head_run(0, &nb);
-    uint8_t k = pca_nbytes(h->act, h->level);
-    twi_buf[0] = (uint8_t)(0x06 + 4 * rp_acts[h->act].out_channel + 4 - k);
-    uint8_t *b = pca_put(h->act, h->level, k, &twi_buf[1]);
-    pca_pop();
-    while (--run) {
-        h = &pca_q[pca_qh];
-        b = pca_put(h->act, h->level, 4, b);
-        pca_pop();
+    uint8_t len = build_head();
+    if (first) { /* the group's first transaction: START on the planned tick */
+        int32_t left = (int32_t)(pca_start - board_clock()); /* (late: no spin) */
+        if (left > (int32_t)(PCA_SPIN_TICKS + 64)) {
+            /* built; compare B comes back for the spin, interrupts on meanwhile (no
+             * other job starts: the bus counts as busy) */
+            twi_addr = addr;
+            twi_len = len;
+            twi_busy = TWI_READY;
+            arm_b((uint16_t)((uint16_t)pca_start - PCA_SPIN_TICKS));
+            return;
+        }
+        if (left > 0)
+            start_on_tick();
     }
-    uint8_t len = (uint8_t)(b - twi_buf);
-    if (first) /* the group's first transaction: START on the planned tick */
-        while ((int16_t)(TCNT1 - (uint16_t)pca_start) < 0)
-            ;
     twi_begin(addr, len);
 }
 
@@ -812,60 +893,81 @@ void avr_pca_configured(uint8_t prescale)
  * centres each group of writes, aiming half a PWM period early). */
 uint32_t avr_pca_lead_ticks(void) { return (uint32_t)RP_PCA_LEAD_TICKS + RP_PCA_HALF_PERIOD_TICKS; }
 
+/* avr_pca_set()'s rare paths, out of line (its common path saves fewer registers: it
+ * runs in the core's commit, interrupts off). A board is set up as soon as an output of
+ * it is written (the configuration's all-off: at configure), not when its first write
+ * reaches the head of the queue: the six set-up transactions (about 600 us) would delay
+ * that write past its clock, and a real PCA9685's oscillator needs 500 us after the
+ * wake. */
+static __attribute__((noinline)) void pca_note_setup(uint8_t addr)
+{
+    uint8_t ai = (uint8_t)(addr - 0x40), bm = (uint8_t)(1 << (ai & 7));
+    if ((setup_step && setup_addr == addr) || (pca_setup_due[ai >> 3] & bm))
+        return;
+    pca_setup_due[ai >> 3] |= bm;
+    pca_setup_n++;
+    kick_setup();
+}
+
+/* no room: the output is switched off instead (the safe side), with the writes of it
+ * still queued, and the fault counted */
+static __attribute__((noinline)) void pca_overflow(uint8_t actuator, uint8_t m)
+{
+    for (uint8_t i = 0; i < pca_qn; i++)
+        if (pca_q[qidx(i)].act == actuator)
+            pca_q[qidx(i)].level = 0;
+    pca_spill[actuator >> 3] |= m;
+    pca_jobs |= JOB_SPILL;
+    pca_lit[actuator >> 3] &= (uint8_t)~m;
+    count_error();
+}
+
+/* the write into the queue, sorted by due clock, then board and channel; never before
+ * the same output's write (from the tail: usually the tail itself) */
+static __attribute__((noinline)) void pca_insert(uint8_t actuator, uint16_t level, uint32_t due)
+{
+    const rp_act *a = &rp_acts[actuator];
+    uint16_t key = (uint16_t)(a->out_addr << 4 | a->out_channel);
+    uint8_t i = pca_qn;
+    while (i) {
+        pca_write_t *p = &pca_q[qidx((uint8_t)(i - 1))];
+        int32_t d = (int32_t)(p->due - due);
+        if (p->act == actuator || d < 0)
+            break;
+        if (d == 0) {
+            const rp_act *b = &rp_acts[p->act];
+            if ((uint16_t)(b->out_addr << 4 | b->out_channel) <= key)
+                break;
+        }
+        pca_q[qidx(i)] = *p;
+        i--;
+    }
+    pca_write_t *w = &pca_q[qidx(i)];
+    w->due = due;
+    w->level = level;
+    w->act = actuator;
+    pca_qn++;
+}
+
 /* Interrupts off (the timer context's commit, or a critical section): a write into the
  * queue, due RP_PCA_LEAD_TICKS after its command's clock (avr_out_clock). */
 void avr_pca_set(uint8_t actuator, uint16_t level)
 {
-    uint32_t due = avr_out_clock + RP_PCA_LEAD_TICKS;
-    uint8_t m = (uint8_t)(1 << (actuator & 7)), *lit = &pca_lit[actuator >> 3];
-    uint8_t addr = rp_acts[actuator].out_addr, ai = (uint8_t)(addr - 0x40);
-    uint8_t new_setup = 0;
-    /* A board is set up as soon as an output of it is written (the configuration's
-     * all-off: at configure), not when its first write reaches the head of the queue:
-     * the six set-up transactions (about 600 us) would delay that write past its clock,
-     * and a real PCA9685's oscillator needs 500 us after the wake. */
-    if (!inited(addr) && !(setup_step && setup_addr == addr) &&
-        !(pca_setup_due[ai >> 3] & (1 << (ai & 7)))) {
-        pca_setup_due[ai >> 3] |= (uint8_t)(1 << (ai & 7));
-        pca_setup_n++;
-        new_setup = 1;
-    }
-    if (!level && !(*lit & m)) {
-        if (new_setup)
-            kick_setup();
+    static const uint8_t bit_of[8] PROGMEM = {1, 2, 4, 8, 16, 32, 64, 128};
+    uint8_t m = pgm_read_byte(&bit_of[actuator & 7]), *lit = &pca_lit[actuator >> 3];
+    uint8_t addr = rp_acts[actuator].out_addr;
+    if (!inited(addr))
+        pca_note_setup(addr);
+    if (!level && !(*lit & m))
         return; /* off already, or will be: nothing to write */
-    }
     if (level)
         *lit |= m;
     else
         *lit &= (uint8_t)~m;
-    if (pca_qn == PCA_FIFO) {
-        /* no room: the output is switched off instead (the safe side), with the writes
-         * of it still queued, and the fault counted */
-        for (uint8_t i = 0; i < pca_qn; i++)
-            if (pca_q[qidx(i)].act == actuator)
-                pca_q[qidx(i)].level = 0;
-        pca_spill[actuator >> 3] |= m;
-        *lit &= (uint8_t)~m;
-        count_error();
-    } else {
-        uint16_t key = (uint16_t)(rp_acts[actuator].out_addr << 4 | rp_acts[actuator].out_channel);
-        uint8_t i = pca_qn;
-        while (i) { /* sorted insert from the tail; never before the same output's write */
-            pca_write_t *p = &pca_q[qidx((uint8_t)(i - 1))];
-            int32_t d = (int32_t)(p->due - due);
-            if (p->act == actuator || d < 0 ||
-                (d == 0 && (uint16_t)(rp_acts[p->act].out_addr << 4 | rp_acts[p->act].out_channel) <= key))
-                break;
-            pca_q[qidx(i)] = *p;
-            i--;
-        }
-        pca_write_t *w = &pca_q[qidx(i)];
-        w->due = due;
-        w->level = level;
-        w->act = actuator;
-        pca_qn++;
-    }
+    if (pca_qn == PCA_FIFO)
+        pca_overflow(actuator, m);
+    else
+        pca_insert(actuator, level, avr_out_clock + RP_PCA_LEAD_TICKS);
     pca_planned = 0;
     /* plan once the rest of this batch is committed: compare B right after */
     if (!twi_busy && (!(TIMSK1 & _BV(OCIE1B)) || (uint16_t)(OCR1B - TCNT1) > 64))
@@ -874,6 +976,8 @@ void avr_pca_set(uint8_t actuator, uint16_t level)
 
 static void pca_all_off_now(void)
 {
+    if (twi_busy == TWI_READY || twi_busy == TWI_PLANNING)
+        twi_busy = 0; /* built or being planned, not on the bus: dropped */
     pca_qn = 0;
     pca_go = pca_planned = 0;
     for (uint8_t i = 0; i < sizeof pca_spill; i++) {
@@ -881,7 +985,7 @@ static void pca_all_off_now(void)
         pca_fullon[i] = 0; /* the second pass of ALL_LED clears every ON_H */
         pca_lit[i] = 0;    /* ALL_LED_OFF: every channel of every board set up */
     }
-    pca_all_off = 1;
+    pca_jobs = JOB_ALL_OFF; /* (the spill is cleared above) */
     alloff_next = 0;
     pca_service();
 }
@@ -889,6 +993,27 @@ static void pca_all_off_now(void)
 ISR(TIMER1_COMPB_vect)
 {
     TIMSK1 &= (uint8_t)~_BV(OCIE1B); /* one shot */
+    if (twi_busy == TWI_READY) { /* a group's first transaction, built: START on its tick */
+        start_on_tick();
+        twi_begin(twi_addr, twi_len);
+        return;
+    }
+    if (twi_busy == TWI_HELD) { /* a transaction of a chain sent, no STOP yet */
+        const pca_write_t *h = &pca_q[pca_qh];
+        if (pca_go > 1 && pca_qn && h->due == pca_go_due && !pca_jobs && !setup_step &&
+            !pca_setup_n && inited(rp_acts[h->act].out_addr)) {
+            pca_go--; /* the next one: a repeated START */
+            twi_addr = rp_acts[h->act].out_addr;
+            twi_len = build_head();
+            twi_pos = 0;
+            twi_busy = TWI_ON_BUS;
+            TWCR = (uint8_t)(TWCR_GO | _BV(TWSTA));
+            return;
+        }
+        pca_go = 0; /* the chain's STOP: every board written takes its values now */
+        TWCR = _BV(TWINT) | _BV(TWSTO) | _BV(TWEN);
+        twi_busy = 0;
+    }
     pca_service();
 }
 
@@ -907,10 +1032,21 @@ ISR(TWI_vect)
         TWCR = TWCR_GO;
         return;
     }
-    if (st != 0x18 && st != 0x28)
-        count_error(); /* NACK (no board there), arbitration lost, bus error: drop it */
-    TWCR = _BV(TWINT) | _BV(TWSTO) | _BV(TWEN); /* STOP: the chip takes the values now */
-    twi_busy = 0;
+    if (st == 0x28 && pca_go > 1) {
+        /* a chain's transaction sent: the bus held (TWINT stays set, its interrupt off)
+         * until compare B chains the next (a repeated START) or ends it (STOP) */
+        TWCR = _BV(TWEN);
+        twi_busy = TWI_HELD;
+    } else {
+        if (st != 0x18 && st != 0x28)
+            count_error(); /* NACK (no board there), arbitration lost, bus error: drop it */
+        TWCR = _BV(TWINT) | _BV(TWSTO) | _BV(TWEN); /* STOP: the chips take the values now */
+        twi_busy = 0;
+        if (!pca_qn && !pca_jobs && !pca_setup_n && !setup_step) {
+            pca_go = 0; /* nothing more to do: no compare B (a commit arms it) */
+            return;
+        }
+    }
     OCR1B = (uint16_t)(TCNT1 + 32);
     TIFR1 = _BV(OCF1B);
     TIMSK1 |= _BV(OCIE1B);
@@ -922,10 +1058,11 @@ static void twi_check(void)
 {
     static uint8_t last_progress, stuck;
     cli();
-    if (twi_busy && twi_progress == last_progress) {
+    if ((twi_busy == TWI_ON_BUS || twi_busy == TWI_HELD) && twi_progress == last_progress) {
         if (++stuck >= 2) {
             TWCR = 0; /* release the bus */
             twi_busy = 0;
+            pca_go = 0;
             count_error();
             stuck = 0;
             pca_service();

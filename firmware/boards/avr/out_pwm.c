@@ -44,7 +44,7 @@ static uint8_t order[AVR_PWM_GROUPS], norder, cur; /* used groups by off tick; C
  * pin is high (the core's commit) */
 static uint8_t pend_ch[AVR_PWM_PENDING], npend; /* channel */
 static uint16_t pend_off[AVR_PWM_PENDING];
-static uint8_t grp_stale; /* a pin left a group: rebuild at the next period start */
+static uint8_t grp_stale; /* a group emptied or taken: rebuild at the next period start */
 /* the last pwm_max, and TOP * 256 / pwm_max (8-bit levels ready at build) */
 static uint16_t sc_max = 255, sc_scale = (uint16_t)((RP_SOFT_PWM_TOP << 8) / 255U);
 uint16_t avr_pwm_merges;
@@ -97,16 +97,20 @@ static void rebuild(void)
 
 static uint8_t group_for(uint16_t off);
 
-/* interrupts off: the pin leaves the group it is a member of (if any); 1 if it was */
+/* interrupts off: the pin leaves the group it is a member of (if any); 1 if it was. A
+ * group it empties is freed at the next period start (grp_stale); one with members left
+ * needs nothing more (COMPB reads the masks as they are). */
 static uint8_t unjoin(uint8_t p, uint8_t m)
 {
     if (!(on_mask[p] & m))
         return 0;
     on_mask[p] &= (uint8_t)~m;
-    for (uint8_t g = 0; g < AVR_PWM_GROUPS; g++)
-        if ((grp_used & (1U << g)) && (grp_mask[g][p] & m)) { /* (free: stale masks) */
-            grp_mask[g][p] &= (uint8_t)~m;
-            grp_cnt[g]--;
+    uint8_t *gm = &grp_mask[0][p], used = grp_used; /* (stepped: no shift, no multiply) */
+    for (uint8_t g = 0; g < AVR_PWM_GROUPS; g++, gm += PORTS, used >>= 1)
+        if ((used & 1) && (*gm & m)) { /* (free: stale masks) */
+            *gm &= (uint8_t)~m;
+            if (!--grp_cnt[g])
+                grp_stale = 1;
             break;
         }
     return 1;
@@ -176,13 +180,14 @@ static inline __attribute__((always_inline)) void offs_due(uint8_t all)
     }
 }
 
-/* The bookkeeping (joins, freed groups, the order) runs here, once a period, after the
- * port writes: a strike's pin stays on until the first period start after its edge,
- * then follows its group. */
-ISR(TIMER3_COMPA_vect) /* period start: every member on */
+/* The period start's slow path (called from the hand-written interrupt below, which has
+ * saved every call-clobbered register): the last period's groups still due (their COMPB
+ * was held back by the core's wait across the period's end) off first, late; every
+ * member on; the groups already due; then the bookkeeping (joins, freed groups, the
+ * order), after the port writes: a strike's pin stays on until the first period start
+ * after its edge, then follows its group. */
+static __attribute__((used)) void period_slow(void)
 {
-    /* the last period's groups still due (their COMPB was held back by the core's wait
-     * across the period's end): off first, late */
     offs_due(1);
 #define ON(i, reg)                                                                         \
     if (on_mask[i])                                                                        \
@@ -195,10 +200,106 @@ ISR(TIMER3_COMPA_vect) /* period start: every member on */
         join_pending(); /* (a new group: rebuild() points COMPB at it) */
 }
 
-/* Port writes only (no call: a short prologue); it runs once per group and period. */
-ISR(TIMER3_COMPB_vect) /* a group's off tick (and any due with it) */
+/* The two Timer3 interrupts run about 2200 times a second at 100 notes/s (a period start
+ * and one off tick per distinct level, 490 times a second): written by hand, they save 6
+ * registers, not the 14 (and RAMPZ) avr-gcc's prologue saved (issue 8: CPU load; the C
+ * form of both was 23 % of the busy cycles). offs_due() and period_slow() are the
+ * reference; OFFS_ASM is offs_due(0): while the group at order[cur] is due (its off tick
+ * <= TCNT3 + 8), its pins go off (a port whose mask is 0 is skipped) and cur moves on;
+ * then OCR3B is the next group's off tick (its flag cleared) or COMPB stops. */
+#define OFF_IO(i, p)                                                                       \
+    "ldd r24, Z+" #i "\n\t" "tst r24\n\t" "breq 2f\n\t" "com r24\n\t"                      \
+    "in r26, %[" #p "]\n\t" "and r26, r24\n\t" "out %[" #p "], r26\n\t" "2:\n\t"
+#define OFF_MEM(i, p)                                                                      \
+    "ldd r24, Z+" #i "\n\t" "tst r24\n\t" "breq 2f\n\t" "com r24\n\t"                      \
+    "lds r26, %[" #p "]\n\t" "and r26, r24\n\t" "sts %[" #p "], r26\n\t" "2:\n\t"
+#define ON_IO(i, p)                                                                        \
+    "ldd r24, Z+" #i "\n\t" "tst r24\n\t" "breq 2f\n\t"                                    \
+    "in r26, %[" #p "]\n\t" "or r26, r24\n\t" "out %[" #p "], r26\n\t" "2:\n\t"
+#define ON_MEM(i, p)                                                                       \
+    "ldd r24, Z+" #i "\n\t" "tst r24\n\t" "breq 2f\n\t"                                    \
+    "lds r26, %[" #p "]\n\t" "or r26, r24\n\t" "sts %[" #p "], r26\n\t" "2:\n\t"
+#define EACH_PORT_ASM(IO, MEM) IO(0, pa) IO(1, pb) IO(2, pc) IO(3, pd) IO(4, pe) IO(5, pf) \
+    IO(6, pg) MEM(7, ph) MEM(8, pj) MEM(9, pk) MEM(10, pl)
+#define PUSH_ASM                                                                           \
+    "push r24\n\t" "in r24, __SREG__\n\t" "push r24\n\t" "push r25\n\t" "push r26\n\t"     \
+    "push r27\n\t" "push r30\n\t" "push r31\n\t"
+#define POP_ASM                                                                            \
+    "pop r31\n\t" "pop r30\n\t" "pop r27\n\t" "pop r26\n\t" "pop r25\n\t" "pop r24\n\t"    \
+    "out __SREG__, r24\n\t" "pop r24\n\t" "reti\n\t"
+#define OFFS_ASM                                                                           \
+    "1:\n\t"                                                                               \
+    "lds r30, %[cur]\n\t" "lds r24, %[norder]\n\t" "cp r30, r24\n\t" "brlo 3f\n\t"     \
+    "rjmp 8f\n\t" "3:\n\t"         \
+    "ldi r31, 0\n\t" "subi r30, lo8(-(%[order]))\n\t" "sbci r31, hi8(-(%[order]))\n\t"    \
+    "ld r25, Z\n\t"                                   /* g = order[cur] */                 \
+    "mov r30, r25\n\t" "lsl r30\n\t" "ldi r31, 0\n\t"                                      \
+    "subi r30, lo8(-(%[off]))\n\t" "sbci r31, hi8(-(%[off]))\n\t"                          \
+    "ld r26, Z+\n\t" "ld r27, Z\n\t"                  /* X = grp_off[g] */                 \
+    "lds r30, %[tcnt]\n\t" "lds r31, %[tcnt]+1\n\t" "adiw r30, 9\n\t"                      \
+    "cp r26, r30\n\t" "cpc r27, r31\n\t" "brlo 4f\n\t"                                \
+    "rjmp 7f\n\t" "4:\n\t" /* off > TCNT3 + 8: not yet */      \
+    "lds r24, %[cur]\n\t" "inc r24\n\t" "sts %[cur], r24\n\t"                              \
+    "mov r30, r25\n\t" "lsl r30\n\t" "lsl r30\n\t" "lsl r30\n\t" "add r30, r25\n\t"        \
+    "add r30, r25\n\t" "add r30, r25\n\t" "ldi r31, 0\n\t" /* 11 g */                      \
+    "subi r30, lo8(-(%[mask]))\n\t" "sbci r31, hi8(-(%[mask]))\n\t"                        \
+    EACH_PORT_ASM(OFF_IO, OFF_MEM)                                                         \
+    "rjmp 1b\n\t"                                                                          \
+    "7:\n\t"                                          /* OCR3B: high byte first */         \
+    "sts %[ocr]+1, r27\n\t" "sts %[ocr], r26\n\t"                                          \
+    "ldi r24, %[ocf]\n\t" "out %[tifr], r24\n\t"                                           \
+    "lds r24, %[timsk]\n\t" "ori r24, %[ocf]\n\t" "sts %[timsk], r24\n\t"                  \
+    "rjmp 9f\n\t"                                                                          \
+    "8:\n\t"                                                                               \
+    "lds r24, %[timsk]\n\t" "andi r24, %[nocf]\n\t" "sts %[timsk], r24\n\t"                \
+    "9:\n\t"
+#define PWM_ASM_OPERANDS                                                                   \
+    [cur] "i"(&cur), [norder] "i"(&norder), [order] "i"(order), [off] "i"(grp_off),        \
+    [mask] "i"(grp_mask), [on] "i"(on_mask), [npend] "i"(&npend), [stale] "i"(&grp_stale), \
+    [slow] "i"(period_slow), [tcnt] "n"(_SFR_MEM_ADDR(TCNT3)),                             \
+    [ocr] "n"(_SFR_MEM_ADDR(OCR3B)), [timsk] "n"(_SFR_MEM_ADDR(TIMSK3)),                   \
+    [tifr] "I"(_SFR_IO_ADDR(TIFR3)), [ocf] "n"(_BV(OCF3B)), [nocf] "n"((uint8_t)~_BV(OCF3B)), \
+    [rampz] "I"(_SFR_IO_ADDR(RAMPZ)), [pa] "I"(_SFR_IO_ADDR(PORTA)),                       \
+    [pb] "I"(_SFR_IO_ADDR(PORTB)), [pc] "I"(_SFR_IO_ADDR(PORTC)), [pd] "I"(_SFR_IO_ADDR(PORTD)), \
+    [pe] "I"(_SFR_IO_ADDR(PORTE)), [pf] "I"(_SFR_IO_ADDR(PORTF)), [pg] "I"(_SFR_IO_ADDR(PORTG)), \
+    [ph] "n"(_SFR_MEM_ADDR(PORTH)), [pj] "n"(_SFR_MEM_ADDR(PORTJ)), [pk] "n"(_SFR_MEM_ADDR(PORTK)), \
+    [pl] "n"(_SFR_MEM_ADDR(PORTL))
+#if OCF3B != OCIE3B
+#error "out_pwm: OFFS_ASM sets OCIE3B with OCF3B's bit"
+#endif
+
+/* period start: every member on, then the groups due (the fast path: nothing pending,
+ * nothing stale, no group left from the last period) */
+ISR(TIMER3_COMPA_vect, ISR_NAKED)
 {
-    offs_due(0);
+    __asm__ __volatile__(
+        PUSH_ASM
+        "lds r24, %[cur]\n\t" "lds r25, %[norder]\n\t" "cp r24, r25\n\t" "brsh 3f\n\t"
+        "rjmp 5f\n\t" "3:\n\t"
+        "lds r24, %[npend]\n\t" "lds r25, %[stale]\n\t" "or r24, r25\n\t" "breq 4f\n\t"
+        "rjmp 5f\n\t" "4:\n\t"
+        "ldi r30, lo8(%[on])\n\t" "ldi r31, hi8(%[on])\n\t"
+        EACH_PORT_ASM(ON_IO, ON_MEM)
+        "clr r24\n\t" "sts %[cur], r24\n\t"
+        OFFS_ASM
+        "rjmp 6f\n\t"
+        "5:\n\t" /* the slow path in C: the rest of the call-clobbered registers */
+        "push r0\n\t" "push r1\n\t" "clr r1\n\t" "in r0, %[rampz]\n\t" "push r0\n\t"
+        "push r18\n\t" "push r19\n\t" "push r20\n\t" "push r21\n\t" "push r22\n\t"
+        "push r23\n\t"
+        "call %x[slow]\n\t"
+        "pop r23\n\t" "pop r22\n\t" "pop r21\n\t" "pop r20\n\t" "pop r19\n\t" "pop r18\n\t"
+        "pop r0\n\t" "out %[rampz], r0\n\t" "pop r1\n\t" "pop r0\n\t"
+        "6:\n\t"
+        POP_ASM
+        :
+        : PWM_ASM_OPERANDS);
+}
+
+/* a group's off tick (and any due with it) */
+ISR(TIMER3_COMPB_vect, ISR_NAKED)
+{
+    __asm__ __volatile__(PUSH_ASM OFFS_ASM POP_ASM : : PWM_ASM_OPERANDS);
 }
 
 /* interrupts off: the pin leaves its group (cleared at once, so that no period start
@@ -215,10 +316,8 @@ static uint8_t drop(uint8_t ch, uint8_t p, uint8_t m)
             was = 1;
             break;
         }
-    if (unjoin(p, m)) {
-        grp_stale = 1;
+    if (unjoin(p, m))
         was = 1;
-    }
     return was;
 }
 
@@ -233,10 +332,10 @@ static uint16_t off_tick(uint16_t off)
 static uint8_t group_for(uint16_t off)
 {
     off = off_tick(off);
-    uint8_t free_g = 0xFF, near = 0;
+    uint8_t free_g = 0xFF, near = 0, used = grp_used;
     uint16_t best = 0xFFFF;
-    for (uint8_t g = 0; g < AVR_PWM_GROUPS; g++) {
-        if (!(grp_used & (1U << g))) {
+    for (uint8_t g = 0; g < AVR_PWM_GROUPS; g++, used >>= 1) {
+        if (!(used & 1)) {
             if (free_g == 0xFF)
                 free_g = g;
             continue;
