@@ -27,12 +27,13 @@ the level law of :mod:`robo_player.voicing`.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
 
 from ..errors import HearingError
-from ..voicing import f0_hz, velocity_for_power
+from ..voicing import f0_hz, partial_amplitudes, velocity_for_power
 
 SAMPLE_RATES = (44100, 48000)
 N_FFT = 2048
@@ -52,7 +53,17 @@ NEIGHBOUR_MARGIN = 1.2
 # would only guess; a known strike there relies on the calibrator keeping related keys'
 # onsets apart (calibrator/scheduler.py KIN_GAP_US)
 MIN_OWNER_PITCH = 45  # low keys: a semitone is under a bin, scores nearly tie
-OCTAVE_TEST = True  # key unknown: the octave tests too (octave chords lose a note; docs/hearing.md)
+LONG_N = 4096  # the windows that tell pitches apart (85 ms at 48 kHz, 11.7 Hz bins)
+LONG_HOP_S = 0.004
+GAP_S = 0.003  # the windows before and after a boundary keep this far from it
+STRETCH = 1e-3 / 16  # partial k may sit up to STRETCH·k² above k·f0 (a string's inharmonicity)
+NNLS_ITERS = 200
+MIN_NEW = 30.0  # new_share: a key sounded when this many noise units of it appeared
+FIND_RISE_DB = 4.0  # a known key's candidates: a smaller rise (a re-strike of a ringing key)
+FLOOR_X = 3.0
+# key unknown: every key whose partials meet ours weighs in the owner test (the keys
+# whose k-th partial is our fundamental, k = 2..8, most: they fool a partial-rise test)
+KIN = (-24, -19, -12, -7, -5, -2, -1, 1, 2, 5, 7, 12, 19, 24, 28, 31, 34, 36)
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,6 +170,10 @@ class Detector:
         self._spec: np.ndarray | None = None
         self._sal: dict[int, np.ndarray] = {}
         self._rise: dict[int, np.ndarray] = {}
+        self.long_hop = int(round(LONG_HOP_S * sample_rate))
+        self._frames: np.ndarray | None = None
+        self._noise: float | None = None
+        self._templates: dict[int, np.ndarray] = {}
         self.peak = float(np.abs(self.y).max())
         self.clipped = clipped_fraction(self.y)
 
@@ -228,34 +243,128 @@ class Detector:
         return got
 
     def floor(self) -> float:
-        """A power floor under which salience is noise (keeps log rises of noise small)."""
+        """A power floor under which salience is noise (keeps log rises of noise small):
+        a few times the noise of one bin (the median bin of the spectrogram: most bins
+        hold no partial), per partial. Not a level of the music: a quiet note among
+        ringing ones still rises above it."""
         if not hasattr(self, "_floor"):
-            self._floor = float(np.percentile(self.spec.sum(axis=1), 20)) / (N_FFT / 2) * 4 + 1e-12
+            self._floor = float(np.median(self.spec)) * FLOOR_X * 8 + 1e-20
         return self._floor
 
+    # ---- new amplitude: what appeared at a time, explained by harmonic templates --------
+    @property
+    def frames(self) -> np.ndarray:
+        """(frames, bins) magnitude spectra (partial amplitude units) of windows of
+        LONG_N samples starting at sample i·long_hop, bins up to F_MAX_HZ."""
+        if self._frames is None:
+            n, hop = LONG_N, self.long_hop
+            nb = int(F_MAX_HZ / (self.sr / n)) + 1
+            win = np.hanning(n)
+            norm = float(win.sum()) / 2.0  # a sinusoid of amplitude a peaks at a
+            pad = np.pad(self.y, (0, n))
+            nfr = 1 + len(self.y) // hop
+            out = np.empty((nfr, nb), dtype=np.float32)
+            for i0 in range(0, nfr, 256):
+                i1 = min(nfr, i0 + 256)
+                idx = (np.arange(i0, i1) * hop)[:, None] + np.arange(n)[None, :]
+                out[i0:i1] = np.abs(np.fft.rfft(pad[idx] * win, axis=1))[:, :nb] / norm
+            self._frames = out
+        return self._frames
+
+    @property
+    def noise_amp(self) -> float:
+        """The noise's typical magnitude in one bin of :attr:`frames` (most bins of most
+        frames hold no partial: their median is the noise)."""
+        if self._noise is None:
+            fr = self.frames
+            self._noise = float(np.median(fr[:: max(1, len(fr) // 400)])) + 1e-12
+        return self._noise
+
+    def gained(self, i0: int, i1: int) -> np.ndarray:
+        """(bins, i1 - i0) magnitude that appeared across each boundary t = i·long_hop
+        (i in i0..i1): the window starting GAP_S after minus the one ending GAP_S before."""
+        fr = self.frames
+        g = max(1, int(round(GAP_S * self.sr / self.long_hop)))
+        nn = LONG_N // self.long_hop
+        i = np.arange(i0, i1)
+        a = fr[np.clip(i + g, 0, len(fr) - 1)]
+        b = np.where((i - g - nn >= 0)[:, None], fr[np.clip(i - g - nn, 0, len(fr) - 1)], 0.0)
+        return np.maximum(a - b, 0.0).T.astype(np.float64)
+
+    def template(self, pitch: int) -> np.ndarray:
+        """(bins,) a struck ``pitch``'s magnitude spectrum in :attr:`frames`, peak 1:
+        partials k·f0 (up to INHARMONIC above for the string's stretch), the level law's
+        amplitudes at a middle velocity, Hann main lobes."""
+        t = self._templates.get(pitch)
+        if t is None:
+            nb = self.frames.shape[1]
+            bin_hz = self.sr / LONG_N
+            fb = np.arange(nb) * bin_hz
+            t = np.zeros(nb)
+            amp = partial_amplitudes(64.0, np.arange(1, 9, dtype=np.float64))
+            f0 = f0_hz(pitch)
+            for k in range(1, 9):
+                lo, hi = k * f0, k * f0 * (1.0 + STRETCH * k * k)
+                if lo > min(F_MAX_HZ, 0.45 * self.sr):
+                    break
+                d = np.where(fb < lo, lo - fb, np.where(fb > hi, fb - hi, 0.0)) / bin_hz
+                t = np.maximum(t, amp[k - 1] * np.where(d < 2.0, 0.5 + 0.5 * np.cos(np.pi * d / 2.0), 0.0))
+            t /= t.max()
+            self._templates[pitch] = t
+        return t
+
+    def new_amplitude(self, pitches: list[int], i0: int, i1: int) -> np.ndarray:
+        """(len(pitches), i1 - i0) how much of each pitch appeared across boundaries
+        i0..i1: the gained spectrum as a non-negative sum of the pitches' templates
+        (multiplicative updates), so a related key's partials count for it, not for us."""
+        x = self.gained(i0, i1)
+        w = np.stack([self.template(p) for p in pitches], axis=1)
+        h = np.full((len(pitches), x.shape[1]), self.noise_amp)
+        wtx, wtw = w.T @ x, w.T @ w
+        for _ in range(NNLS_ITERS):
+            h *= wtx / (wtw @ h + 1e-15)
+        return h
+
     # ---- key known ---------------------------------------------------------------------
-    def find(self, pitch: int, t_lo_s: float, t_hi_s: float, *, alone: bool = False) -> Onset | None:
+    def find(
+        self, pitch: int, t_lo_s: float, t_hi_s: float, *, alone: bool = False,
+        others: Sequence[int] = (),
+    ) -> Onset | None:
         """The onset of ``pitch`` in [t_lo_s, t_hi_s] (audio seconds), or None if the key
-        did not sound there (its salience never rose by MIN_RISE_DB). ``alone``: nothing
-        else is struck in the window (a sync pattern), so no neighbour test."""
+        did not sound there. ``alone``: nothing else is struck in the window (a sync
+        pattern), so no owner test; ``others``: the keys known to be struck nearby (the
+        take's other strikes, the plan's other notes), which the owner test weighs."""
         r = self.rise_db(pitch)
         f0, f1 = max(0, int(t_lo_s / HOP_S)), min(len(r), int(math.ceil(t_hi_s / HOP_S)) + 1)
         if f1 <= f0:
             return None
         seg = r[f0:f1]
         # candidate frames: local maxima of the rise, strongest first; the first one
-        # whose new partials belong to this key (not a neighbour's, not an octave's)
-        ok = (seg >= MIN_RISE_DB) & (seg >= np.roll(seg, 1)) & (seg >= np.roll(seg, -1))
+        # whose new sound is this key's (not a neighbour's, not an octave's)
+        ok = (seg >= FIND_RISE_DB) & (seg >= np.roll(seg, 1)) & (seg >= np.roll(seg, -1))
         cands = [f0 + int(j) for j in np.nonzero(ok)[0]]
         frac = {i: self.risen_fraction(pitch, i) for i in cands}
         for i in sorted(cands, key=lambda i: (-round(2 * frac[i]) / 2, -r[i])):
             if frac[i] < 0.25:
                 break
             t_mid = self._midpoint(pitch, i)
-            if not alone and pitch >= MIN_OWNER_PITCH and not self.owns(pitch, t_mid):
+            if not alone and self.new_share(pitch, t_mid, others) < MIN_NEW:
                 continue
             return self._refine(pitch, t_mid, float(r[i]))
         return None
+
+    def new_share(self, pitch: int, t_s: float, others: Sequence[int] = ()) -> float:
+        """How much of ``pitch`` appeared around ``t_s`` (±12 ms), in noise units, once the
+        keys that could also explain its partials have taken theirs: ``others`` and, from
+        MIN_OWNER_PITCH up (where the long window resolves a semitone), the related keys
+        and octaves. A related key struck louder at the same time no longer hides us."""
+        rivals = [pitch]
+        if pitch >= MIN_OWNER_PITCH:
+            rivals += [pitch + d for d in (*RELATED, -12, 12) if LOWEST <= pitch + d <= HIGHEST]
+        rivals += sorted({q for q in others if q not in rivals and LOWEST <= q <= HIGHEST})
+        i = int(round(t_s * self.sr / self.long_hop))
+        h = self.new_amplitude(rivals, max(0, i - 3), i + 4)[0]
+        return float(h.max()) / self.noise_amp
 
     # ---- key unknown -------------------------------------------------------------------
     def detect(self, pitches: range = range(LOWEST, HIGHEST + 1), min_gap_s: float = 0.03) -> list[Onset]:
@@ -274,7 +383,7 @@ class Detector:
                 if frac < 0.5:
                     continue
                 t_mid = self._midpoint(p, int(i))
-                if t_mid - last < min_gap_s or not self.owns(p, t_mid, OCTAVE_TEST, (-2, -1, 1, 2), 1.0):
+                if t_mid - last < min_gap_s or self.new_share(p, t_mid, [p + d for d in KIN]) < MIN_NEW:
                     continue
                 o = replace(self._refine(p, t_mid, float(r[i])), risen=frac)
                 if out and out[-1].pitch == p and o.t_s - out[-1].t_s < min_gap_s:
