@@ -26,6 +26,7 @@ the level law of :mod:`robo_player.voicing`.
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -33,7 +34,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from ..errors import HearingError
-from ..voicing import f0_hz, partial_amplitudes, velocity_for_power
+from ..voicing import ATTACK_S, f0_hz, partial_amplitudes, power_for_velocity, velocity_for_power
 
 SAMPLE_RATES = (44100, 48000)
 N_FFT = 2048
@@ -61,6 +62,8 @@ NNLS_ITERS = 200
 MIN_NEW = 30.0  # new_share: a key sounded when this many noise units of it appeared
 FIND_RISE_DB = 4.0  # a known key's candidates: a smaller rise (a re-strike of a ringing key)
 FLOOR_X = 3.0
+OTHERS_S = 0.15  # keys struck this near a window weigh in its owner test
+MIN_GAP_S = 0.03  # onsets of one key closer than this are one strike
 # key unknown: every key whose partials meet ours weighs in the owner test (the keys
 # whose k-th partial is our fundamental, k = 2..8, most: they fool a partial-rise test)
 KIN = (-24, -19, -12, -7, -5, -2, -1, 1, 2, 5, 7, 12, 19, 24, 28, 31, 34, 36)
@@ -149,6 +152,33 @@ def detector_response(pitch: int, sample_rate: int) -> tuple[float, float]:
         t_on, p_note = det._attack(pitch, 0.25)
         _SELF[key] = (t_on - 0.25, p_note / 2.0 / power)
     return _SELF[key]
+
+
+_ENERGY: dict[tuple[int, int], tuple[float, float]] = {}
+
+
+def energy_response(pitch: int, sample_rate: int) -> tuple[float, float]:
+    """:meth:`Detector.y_onset`'s own delay on ``pitch``: on a reference tone (the level
+    law's partials at a middle velocity, sine phase, the attack of ATTACK_S, a 0.5 s
+    decay, no noise) struck at a known time. The onset's energy comes in bursts of one
+    period of f0 (the partials start in phase): where the fit meets zero depends on the
+    key, not on how loud it is, so one delay per key is taken off."""
+    key = (pitch, sample_rate)
+    if key not in _ENERGY:
+        sr = sample_rate
+        t = np.arange(int(0.4 * sr)) / sr - 0.2
+        on = t >= 0.0
+        y = np.zeros_like(t)
+        f0 = f0_hz(pitch)
+        ks = np.arange(1, 9, dtype=np.float64)
+        for k, a in zip(ks, partial_amplitudes(64.0, ks), strict=True):
+            if k * f0 < min(F_MAX_HZ, 0.45 * sr):
+                y[on] += a * np.exp(-t[on] / 0.5) * np.sin(2 * np.pi * k * f0 * t[on]) * np.minimum(1.0, t[on] / ATTACK_S)
+        y += np.random.default_rng(0).normal(0.0, 1e-6, len(y))
+        det = Detector(y, sr)
+        t_fit, p_fit = det.y_onset(pitch, det.y_onset(pitch, 0.2)[0])
+        _ENERGY[key] = (t_fit - 0.2, p_fit / power_for_velocity(pitch, 64.0, 0.45 * sr))
+    return _ENERGY[key]
 
 
 def detector_delay_s(pitch: int, sample_rate: int) -> float:
@@ -393,6 +423,44 @@ class Detector:
         out.sort(key=lambda o: (o.t_s, o.pitch))
         return out
 
+    def detect_intended(
+        self, intended: Sequence[tuple[float, int]], before_s: float, after_s: float,
+        blind: Sequence[Onset] | None = None,
+    ) -> list[Onset]:
+        """The onsets heard of a performance whose intended notes are known (``(audio s,
+        pitch)``, e.g. a plan mapped to the audio clock): each intended note looked for as
+        a known key in [t - before_s, t + after_s], the plan's other notes nearby weighed
+        in its owner test; and the key-unknown onsets (``blind``, :meth:`detect` if None)
+        that no intended note explains and that stay this key's once the plan's notes
+        nearby are weighed (a wrong note, a stray). Sorted by time; one onset per strike."""
+        if blind is None:
+            blind = self.detect()
+        order = sorted(range(len(intended)), key=lambda k: intended[k][0])
+        times = [intended[k][0] for k in order]
+        near_s = before_s + after_s + OTHERS_S
+
+        def near(t: float) -> list[int]:
+            lo, hi = bisect.bisect_left(times, t - near_s), bisect.bisect_right(times, t + near_s)
+            return [intended[order[k]][1] for k in range(lo, hi)]
+
+        out: list[Onset] = []
+        taken: dict[int, list[float]] = {}
+        for k in order:
+            t, p = intended[k]
+            o = self.find(p, t - before_s, t + after_s, others=[q for q in near(t) if q != p])
+            if o is None or any(abs(o.t_s - u) < MIN_GAP_S for u in taken.get(p, [])):
+                continue  # not heard, or one strike already given to a note of this key
+            taken.setdefault(p, []).append(o.t_s)
+            out.append(o)
+        for o in blind:
+            if any(abs(o.t_s - u) < before_s + after_s for u in taken.get(o.pitch, [])):
+                continue
+            others = [q for q in near(o.t_s) if q != o.pitch]
+            if not others or self.new_share(o.pitch, o.t_s, [*others, *(o.pitch + d for d in KIN)]) >= MIN_NEW:
+                out.append(o)
+        out.sort(key=lambda o: (o.t_s, o.pitch))
+        return out
+
     def owns(
         self, pitch: int, t_s: float, octaves: bool = True,
         related: tuple[int, ...] = (), margin: float = 0.0,
@@ -473,13 +541,65 @@ class Detector:
 
     # ---- the sample-accurate part ------------------------------------------------------
     def _refine(self, pitch: int, t_coarse: float, rise: float) -> Onset:
-        """The onset (less the detector's own delay) and loudness (over its own gain)."""
+        """The onset and loudness of the strike heard near ``t_coarse``: the energy fit
+        (:meth:`y_onset`, twice: the second from the first's onset) less its own delay
+        and over its own gain on the reference tone (:func:`energy_response`); where the
+        fit fails (no rise of energy there), the comb's half-energy time and loudness."""
+        t_fit, p_fit = self.y_onset(pitch, self.y_onset(pitch, t_coarse)[0])
+        if math.isfinite(p_fit):
+            delay, fit_gain = energy_response(pitch, self.sr)
+            power = max(p_fit, 0.0) / fit_gain / self.gain**2
+            return Onset(t_fit - delay, pitch, velocity_for_power(pitch, power, 0.45 * self.sr), rise)
         t_on, p_note = self._attack(pitch, t_coarse)
         delay, gain = detector_response(pitch, self.sr)
         f_hi = min(F_MAX_HZ, 0.45 * self.sr, 8.6 * f0_hz(pitch))
         # |analytic|^2 of a partial of amplitude a is a^2 (its mean power is a^2 / 2)
         power = max(p_note, 0.0) / 2.0 / gain / self.gain**2
         return Onset(t_on - delay, pitch, velocity_for_power(pitch, power, f_hi + 1.0), rise)
+
+    def y_onset(self, pitch: int, t_coarse: float, y: np.ndarray | None = None) -> tuple[float, float]:
+        """Where the energy that began near ``t_coarse`` (within a few ms) starts (audio
+        s): the recording above half the key's f0 (lower keys' sound out), its power
+        less the background before, summed from 6 ms before ``t_coarse``; the part of
+        that sum between 15 % and 60 % of its value 16 ms on, fitted by a line, meets
+        zero at the onset (plus a constant of the attack's shape: :func:`energy_response`).
+        A sum, not a threshold: a soft note and a loud one read alike."""
+        y = self.y if y is None else y
+        sr = self.sr
+        f0 = f0_hz(pitch)
+        ms = sr // 1000
+        s0 = max(0, int((t_coarse - 0.08) * sr))
+        s1 = min(len(y), int((t_coarse + 0.07) * sr))
+        seg = y[s0:s1]
+        n = len(seg)
+        x = int(t_coarse * sr) - s0
+        freqs = np.fft.rfftfreq(n, 1.0 / sr)
+        up = np.clip((freqs - 0.125 * f0) / (0.125 * f0), 0.0, 1.0)
+        yf = np.fft.irfft(np.fft.rfft(seg) * (0.5 - 0.5 * np.cos(np.pi * up)), n)
+        pw = yf * yf
+        # smoothed over one period of f0: the bursts of the partials' beats even out
+        w = max(1, int(round(sr / f0)))
+        cs = np.concatenate([[0.0], np.cumsum(pw)])
+        idx = np.arange(n)
+        lo, hi = np.clip(idx - w // 2, 0, n), np.clip(idx - w // 2 + w, 0, n)
+        pw = (cs[hi] - cs[lo]) / np.maximum(hi - lo, 1)
+        start = x - w // 2 - 6 * ms
+        ref = w + 16 * ms  # from start: 10 ms after the smoothing's reach past x
+        if start - 24 * ms < 0 or start + ref >= n:
+            return t_coarse, float("nan")
+        b = float(np.mean(pw[start - 24 * ms : start]))
+        c = np.cumsum(pw[start:] - b)
+        if c[ref] <= 0.0:
+            return t_coarse, float("nan")
+        below = np.nonzero(c[:ref] < 0.15 * c[ref])[0]
+        i_lo = int(below[-1]) if len(below) else 0
+        i_hi = i_lo + int(np.argmax(c[i_lo:ref] >= 0.6 * c[ref]))
+        if i_hi - i_lo < 3:
+            return t_coarse, float("nan")
+        slope, icept = np.polyfit(np.arange(i_lo, i_hi), c[i_lo:i_hi], 1)
+        if slope <= 0.0:
+            return t_coarse, float("nan")
+        return (s0 + start - icept / slope) / sr, float(slope)
 
     def _attack(self, pitch: int, t_coarse: float) -> tuple[float, float]:
         """Half-energy time (audio s) of the note's comb-filtered envelope, smoothed over
@@ -516,12 +636,13 @@ class Detector:
             half = b + 0.5 * (top - b)
             # the first crossing of half forward from the background (later dips of the
             # envelope, from beats the boxcar does not cancel, do not count)
-            start = max(0, x - half_n - 10 * ms)
-            win = sm[start : min(n, x + half_n + 10 * ms)]
+            # (searched around the coarse onset c, so the iterations cannot walk away)
+            start = max(0, c - half_n - 10 * ms)
+            win = sm[start : min(n, c + half_n + 10 * ms)]
             ups = np.nonzero((win[:-1] <= half) & (win[1:] > half))[0]
             if not len(ups):
                 break
-            j = start + int(ups[np.argmin(np.abs(start + ups - x))])  # the rise nearest x
+            j = start + int(ups[np.argmin(np.abs(start + ups - c))])  # the rise nearest c
             a0, a1 = float(sm[j]), float(sm[j + 1])
             cross = j + ((half - a0) / (a1 - a0) if a1 > a0 else 0.0)
         t_on = (s0 + cross) / sr
