@@ -62,6 +62,10 @@ NNLS_ITERS = 200
 MIN_NEW = 30.0  # new_share: a key sounded when this many noise units of it appeared
 FIND_RISE_DB = 4.0  # a known key's candidates: a smaller rise (a re-strike of a ringing key)
 FLOOR_X = 3.0
+BANDED = True
+BAND_SD = 0.25
+SNAP_S = 0.015
+MAX_FIT_MOVE_S = 0.008  # the energy fit may move the coarse onset this far (else: the comb's)
 OTHERS_S = 0.15  # keys struck this near a window weigh in its owner test
 MIN_GAP_S = 0.03  # onsets of one key closer than this are one strike
 # key unknown: every key whose partials meet ours weighs in the owner test (the keys
@@ -176,8 +180,10 @@ def energy_response(pitch: int, sample_rate: int) -> tuple[float, float]:
                 y[on] += a * np.exp(-t[on] / 0.5) * np.sin(2 * np.pi * k * f0 * t[on]) * np.minimum(1.0, t[on] / ATTACK_S)
         y += np.random.default_rng(0).normal(0.0, 1e-6, len(y))
         det = Detector(y, sr)
-        t_fit, p_fit = det.y_onset(pitch, det.y_onset(pitch, 0.2)[0])
-        _ENERGY[key] = (t_fit - 0.2, p_fit / power_for_velocity(pitch, 64.0, 0.45 * sr))
+        t_fit, _ = det.y_onset(pitch, det.y_onset(pitch, 0.2)[0])
+        _, p_note = det._attack(pitch, t_fit)
+        f_hi = min(F_MAX_HZ, 0.45 * sr, 8.6 * f0)
+        _ENERGY[key] = (t_fit - 0.2, p_note / 2.0 / power_for_velocity(pitch, 64.0, f_hi + 1.0))
     return _ENERGY[key]
 
 
@@ -546,10 +552,12 @@ class Detector:
         and over its own gain on the reference tone (:func:`energy_response`); where the
         fit fails (no rise of energy there), the comb's half-energy time and loudness."""
         t_fit, p_fit = self.y_onset(pitch, self.y_onset(pitch, t_coarse)[0])
-        if math.isfinite(p_fit):
-            delay, fit_gain = energy_response(pitch, self.sr)
-            power = max(p_fit, 0.0) / fit_gain / self.gain**2
-            return Onset(t_fit - delay, pitch, velocity_for_power(pitch, power, 0.45 * self.sr), rise)
+        if math.isfinite(p_fit) and abs(t_fit - t_coarse) <= MAX_FIT_MOVE_S:
+            _, p_note = self._attack(pitch, t_fit)
+            delay, gain = energy_response(pitch, self.sr)
+            f_hi = min(F_MAX_HZ, 0.45 * self.sr, 8.6 * f0_hz(pitch))
+            power = max(p_note, 0.0) / 2.0 / gain / self.gain**2
+            return Onset(t_fit - delay, pitch, velocity_for_power(pitch, power, f_hi + 1.0), rise)
         t_on, p_note = self._attack(pitch, t_coarse)
         delay, gain = detector_response(pitch, self.sr)
         f_hi = min(F_MAX_HZ, 0.45 * self.sr, 8.6 * f0_hz(pitch))
@@ -568,27 +576,50 @@ class Detector:
         sr = self.sr
         f0 = f0_hz(pitch)
         ms = sr // 1000
-        s0 = max(0, int((t_coarse - 0.08) * sr))
-        s1 = min(len(y), int((t_coarse + 0.07) * sr))
+        s0 = max(0, int((t_coarse - 0.15) * sr))
+        s1 = min(len(y), int((t_coarse + 0.12) * sr))
         seg = y[s0:s1]
         n = len(seg)
         x = int(t_coarse * sr) - s0
-        freqs = np.fft.rfftfreq(n, 1.0 / sr)
-        up = np.clip((freqs - 0.125 * f0) / (0.125 * f0), 0.0, 1.0)
-        yf = np.fft.irfft(np.fft.rfft(seg) * (0.5 - 0.5 * np.cos(np.pi * up)), n)
-        pw = yf * yf
-        # smoothed over one period of f0: the bursts of the partials' beats even out
-        w = max(1, int(round(sr / f0)))
-        cs = np.concatenate([[0.0], np.cumsum(pw)])
-        idx = np.arange(n)
-        lo, hi = np.clip(idx - w // 2, 0, n), np.clip(idx - w // 2 + w, 0, n)
-        pw = (cs[hi] - cs[lo]) / np.maximum(hi - lo, 1)
+        if BANDED:
+            # the key's partials only, each through its own Gaussian band (sd f0/4: no
+            # beats between partials, little of other keys' sound), power summed
+            sf = min(BAND_SD * f0, 300.0)
+            freqs = np.fft.fftfreq(n, 1.0 / sr)
+            spec = np.fft.fft(seg)
+            pw = np.zeros(n)
+            for k in range(1, 9):
+                fk = k * f0
+                if fk > min(F_MAX_HZ, 0.45 * sr):
+                    break
+                g = np.where(freqs > 0, 2.0 * np.exp(-0.5 * ((freqs - fk * (1 + STRETCH * k * k / 2)) / sf) ** 2), 0.0)
+                pw += np.abs(np.fft.ifft(spec * g)) ** 2
+            w = 2 * int(3.0 * sr / (2 * np.pi * sf))  # the bands' reach, both sides
+        else:
+            freqs = np.fft.rfftfreq(n, 1.0 / sr)
+            up = np.clip((freqs - 0.125 * f0) / (0.125 * f0), 0.0, 1.0)
+            yf = np.fft.irfft(np.fft.rfft(seg) * (0.5 - 0.5 * np.cos(np.pi * up)), n)
+            pw = yf * yf
+            # smoothed over one period of f0: the bursts of the partials' beats even out
+            w = max(1, int(round(sr / f0)))
+            cs = np.concatenate([[0.0], np.cumsum(pw)])
+            idx = np.arange(n)
+            lo, hi = np.clip(idx - w // 2, 0, n), np.clip(idx - w // 2 + w, 0, n)
+            pw = (cs[hi] - cs[lo]) / np.maximum(hi - lo, 1)
+        # the coarse onset snapped to the steepest rise of this power within SNAP_S
+        d = max(ms, w // 4)
+        a0, a1 = max(d, x - int(SNAP_S * sr)), min(n - d, x + int(SNAP_S * sr))
+        if a1 > a0:
+            rise = pw[a0 + d : a1 + d] - pw[a0 - d : a1 - d]
+            x = a0 + int(np.argmax(rise))
         start = x - w // 2 - 6 * ms
         ref = w + 16 * ms  # from start: 10 ms after the smoothing's reach past x
         if start - 24 * ms < 0 or start + ref >= n:
             return t_coarse, float("nan")
-        b = float(np.mean(pw[start - 24 * ms : start]))
-        c = np.cumsum(pw[start:] - b)
+        # the background (keys still ringing, decaying) as a line through the 24 ms before
+        pre = np.arange(start - 24 * ms, start)
+        b_slope, b0 = np.polyfit(pre - start, pw[pre], 1)
+        c = np.cumsum(pw[start:] - (b0 + b_slope * np.arange(n - start)))
         if c[ref] <= 0.0:
             return t_coarse, float("nan")
         below = np.nonzero(c[:ref] < 0.15 * c[ref])[0]
