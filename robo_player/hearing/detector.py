@@ -371,7 +371,8 @@ class Detector:
         pattern), so no owner test; ``others``: the keys known to be struck nearby (the
         take's other strikes, the plan's other notes), which the owner test weighs."""
         r = self.rise_db(pitch)
-        f0, f1 = max(0, int(t_lo_s / HOP_S)), min(len(r), int(math.ceil(t_hi_s / HOP_S)) + 1)
+        hop_s = self.hop / self.sr  # not HOP_S: at 44.1 kHz a hop is 88 samples, 1.9955 ms
+        f0, f1 = max(0, int(t_lo_s / hop_s)), min(len(r), int(math.ceil(t_hi_s / hop_s)) + 1)
         if f1 <= f0:
             return None
         seg = r[f0:f1]
