@@ -200,3 +200,15 @@ def test_wav_round_trip(tmp_path) -> None:  # noqa: ANN001
     (tmp_path / "bad.wav").write_bytes(b"not a wav")
     with pytest.raises(HearingError, match="not a PCM WAV"):
         read_wav(tmp_path / "bad.wav")
+
+
+def test_detect_intended_hears_the_plan_and_not_what_was_not_played() -> None:
+    notes = _unrelated_strikes(12, seed=11)
+    det = Detector(_take(notes), 48000)
+    intended = [(h.t_us / 1e6 + OFFSET_S + 0.015, h.pitch) for h in notes]  # 15 ms off plan
+    intended.append((notes[5].t_us / 1e6 + OFFSET_S + 0.1, 100))  # planned, never played
+    heard = det.detect_intended(intended, 0.08, 0.08)
+    for h in notes:
+        t = h.t_us / 1e6 + OFFSET_S
+        assert any(o.pitch == h.pitch and abs(o.t_s - t) < 0.002 for o in heard), h
+    assert not any(o.pitch == 100 for o in heard)
