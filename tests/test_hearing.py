@@ -130,7 +130,7 @@ def test_key_unknown_detection_finds_isolated_notes() -> None:
 
 
 @pytest.mark.xfail(strict=True, reason="issue 11 open: the key-unknown detector also reports "
-                   "keys related to the struck one (163 onsets for 25 notes; docs/hearing.md)")
+                   "keys related to the struck one (89 onsets for 25 notes, was 163; docs/hearing.md)")
 def test_key_unknown_detection_is_precise() -> None:
     _, found, n = _unknown_key_run()
     assert found <= 1.3 * n
