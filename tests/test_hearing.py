@@ -145,11 +145,12 @@ def test_alignment_recovers_offset_and_drift(drift_ppm: float) -> None:
     notes.append(HeardNote(9_000_000, 50, 80.0, 9_100_000))  # something in between
     y = RoomTake(Room(offset_s=0.37, drift_ppm=drift_ppm), notes, [], 0).samples()
     clock = align_take(Detector(y, 48000), 72, starts, "test")
-    assert clock.drift_ppm == pytest.approx(drift_ppm, abs=3.0)
+    assert clock.drift_ppm == pytest.approx(drift_ppm, abs=1.0)  # measured: within 0.13 ppm
     # a command's onset maps back to command + latency + one constant (the sync key's
     # latency is not told apart from the offset): the same over the whole take
     shift = [clock.to_mcu_us(((t + lat_us) * 1e-6 + 0.37) * (1 + drift_ppm * 1e-6)) - t for t in (0, 10_000_000, 20_000_000)]
-    assert max(shift) - min(shift) < 300.0
+    assert max(shift) - min(shift) < 50.0  # measured: 1-3 us over 20 s
+    assert max(abs(x) for x in shift) < 200.0  # the sync onsets read to ~40 us
 
 
 def test_fit_clock_needs_two_points() -> None:
