@@ -129,11 +129,10 @@ def test_key_unknown_detection_finds_isolated_notes() -> None:
     assert hits >= 0.9 * n
 
 
-@pytest.mark.xfail(strict=True, reason="issue 11 open: the key-unknown detector also reports "
-                   "keys related to the struck one (89 onsets for 25 notes, was 163; docs/hearing.md)")
 def test_key_unknown_detection_is_precise() -> None:
+    # measured: 26 onsets for 25 notes (before the template fit's owner test: 163)
     _, found, n = _unknown_key_run()
-    assert found <= 1.3 * n
+    assert found <= 1.1 * n
 
 
 @pytest.mark.parametrize("drift_ppm", [-100.0, 0.0, 100.0])

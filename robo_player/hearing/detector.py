@@ -62,6 +62,7 @@ NNLS_ITERS = 200
 MIN_NEW = 30.0  # new_share: a key sounded when this many noise units of it appeared
 FIND_RISE_DB = 4.0  # a known key's candidates: a smaller rise (a re-strike of a ringing key)
 FLOOR_X = 3.0
+BLIND_RELATIVE = 0.25  # key unknown: our share of what appeared must be >= this x the largest rival's
 BANDED = True
 BAND_SD = 0.25
 SNAP_S = 0.015
@@ -390,7 +391,7 @@ class Detector:
             return self._refine(pitch, t_mid, float(r[i]))
         return None
 
-    def new_share(self, pitch: int, t_s: float, others: Sequence[int] = ()) -> float:
+    def new_share(self, pitch: int, t_s: float, others: Sequence[int] = (), relative: float = 0.0) -> float:
         """How much of ``pitch`` appeared around ``t_s`` (±12 ms), in noise units, once the
         keys that could also explain its partials have taken theirs: ``others`` and, from
         MIN_OWNER_PITCH up (where the long window resolves a semitone), the related keys
@@ -400,8 +401,11 @@ class Detector:
             rivals += [pitch + d for d in (*RELATED, -12, 12) if LOWEST <= pitch + d <= HIGHEST]
         rivals += sorted({q for q in others if q not in rivals and LOWEST <= q <= HIGHEST})
         i = int(round(t_s * self.sr / self.long_hop))
-        h = self.new_amplitude(rivals, max(0, i - 3), i + 4)[0]
-        return float(h.max()) / self.noise_amp
+        hs = self.new_amplitude(rivals, max(0, i - 3), i + 4)
+        mine = float(hs[0].max())
+        if mine < relative * float(hs.max()):
+            return 0.0  # a rival took most of what appeared: its onset, not ours
+        return mine / self.noise_amp
 
     # ---- key unknown -------------------------------------------------------------------
     def detect(self, pitches: range = range(LOWEST, HIGHEST + 1), min_gap_s: float = 0.03) -> list[Onset]:
@@ -420,7 +424,7 @@ class Detector:
                 if frac < 0.5:
                     continue
                 t_mid = self._midpoint(p, int(i))
-                if t_mid - last < min_gap_s or self.new_share(p, t_mid, [p + d for d in KIN]) < MIN_NEW:
+                if t_mid - last < min_gap_s or self.new_share(p, t_mid, [p + d for d in KIN], BLIND_RELATIVE) < MIN_NEW:
                     continue
                 o = replace(self._refine(p, t_mid, float(r[i])), risen=frac)
                 if out and out[-1].pitch == p and o.t_s - out[-1].t_s < min_gap_s:
