@@ -8,20 +8,24 @@ Two questions, one front end:
 - **key unknown** (a whole performance): :meth:`Detector.detect` returns every onset
   with its pitch, chosen by a harmonic template over the 88 piano pitches.
 
-Front end: a power spectrogram (Hann window of 2048 samples, hop 2 ms) and, per pitch,
-its harmonic salience: the power at partials ``k·f0`` (k = 1..8, a bin of tolerance
-each side and up to +4 % for the string's inharmonicity) summed. A strike is where a
-pitch's salience rises steeply (> :data:`MIN_RISE_DB` over 40 ms); the frame gives the
-onset to a few ms. Then the sample-accurate part, in the time domain: the recording
-band-passed to the note's partials (0.8·f0 .. 8·f0 + 4 %, at most 10 kHz), its
-envelope ``|analytic signal|²`` smoothed over 0.25 ms, the background before the onset
-taken off, and the attack's amplitude between 20 % and 70 % of its peak fitted by a
-line: the onset is where that line leaves zero (the start of the attack, not its
-middle, so the detector does not lag louder or softer notes).
+- **plan known** (verifying a performance): :meth:`Detector.detect_intended` looks for
+  each intended note as a known key near its time and keeps the unexplained strays.
 
-Loudness: the note's mean power in its band over 3..13 ms after the onset, less the
-background, divided by the microphone's reference gain, turned into MIDI velocity by
-the level law of :mod:`robo_player.voicing`.
+Candidates: a power spectrogram (Hann window of 2048 samples, hop 2 ms) and, per pitch,
+the power at its partials ``k·f0`` (k = 1..8, up to +4 % for the string's stretch); a
+candidate is where they rise (:data:`FIND_RISE_DB` known key, :data:`MIN_RISE_DB`
+unknown, over 40 ms). Whose sound it is (:meth:`Detector.new_share`): the magnitude
+that appeared (a 4096-sample window after minus one before) as a non-negative sum of
+harmonic templates of this key and its rivals (keys struck nearby, related keys).
+The onset (:meth:`Detector.y_onset`): the key's partials through Gaussian bands, their
+power less the background before (a line), summed; the linear part of that sum meets
+zero at the onset plus a per-key constant measured on a reference tone
+(:func:`energy_response`) and taken off.
+
+Loudness: the note's comb-filtered power over 3..13 ms after the onset, less the
+background, over the reference tone's gain and the microphone's reference gain, turned
+into MIDI velocity by the level law of :mod:`robo_player.voicing`. docs/hearing.md has
+the measurements.
 """
 
 from __future__ import annotations
@@ -49,9 +53,8 @@ LOWEST, HIGHEST = 21, 108
 # keys whose partials meet ours (semitones, fourths, fifths, twelfths, two octaves):
 # one of them struck raises some of our partials; it scores higher at its own
 RELATED = (-24, -19, -7, -5, -2, -1, 1, 2, 5, 7, 19)
-NEIGHBOUR_MARGIN = 1.2
-# below this key a window of 8192 samples does not resolve a semitone: the owner test
-# would only guess; a known strike there relies on the calibrator keeping related keys'
+# below this key a window of 4096 samples does not resolve a semitone: the owner test
+# weighs only the keys known to be struck nearby; a known strike there relies on the calibrator keeping related keys'
 # onsets apart (calibrator/scheduler.py KIN_GAP_US)
 MIN_OWNER_PITCH = 45  # low keys: a semitone is under a bin, scores nearly tie
 LONG_N = 4096  # the windows that tell pitches apart (85 ms at 48 kHz, 11.7 Hz bins)
@@ -101,16 +104,6 @@ def check_audio(samples: np.ndarray, sample_rate: int, where: str) -> np.ndarray
 
 def clipped_fraction(y: np.ndarray) -> float:
     return float(np.mean(np.abs(y) >= CLIP_LEVEL)) if len(y) else 0.0
-
-
-def _band(freqs: np.ndarray, f_lo: float, f_lo_full: float, f_hi: float) -> np.ndarray:
-    """A smooth band-pass gain: raised-cosine edges (no brick wall, whose ringing would
-    reach before the onset): 0 below ``f_lo``, 1 from ``f_lo_full`` to ``f_hi``, 0 above
-    1.3 · ``f_hi``."""
-    f = np.abs(freqs)
-    up = np.clip((f - f_lo) / max(f_lo_full - f_lo, 1e-9), 0.0, 1.0)
-    down = np.clip((1.3 * f_hi - f) / (0.3 * f_hi), 0.0, 1.0)
-    return (0.5 - 0.5 * np.cos(np.pi * up)) * (0.5 - 0.5 * np.cos(np.pi * down))
 
 
 def _comb(freqs: np.ndarray, f0: float, f_hi: float) -> np.ndarray:
@@ -186,10 +179,6 @@ def energy_response(pitch: int, sample_rate: int) -> tuple[float, float]:
         f_hi = min(F_MAX_HZ, 0.45 * sr, 8.6 * f0)
         _ENERGY[key] = (t_fit - 0.2, p_note / 2.0 / power_for_velocity(pitch, 64.0, f_hi + 1.0))
     return _ENERGY[key]
-
-
-def detector_delay_s(pitch: int, sample_rate: int) -> float:
-    return detector_response(pitch, sample_rate)[0]
 
 
 class Detector:
@@ -471,68 +460,6 @@ class Detector:
                 out.append(o)
         out.sort(key=lambda o: (o.t_s, o.pitch))
         return out
-
-    def owns(
-        self, pitch: int, t_s: float, octaves: bool = True,
-        related: tuple[int, ...] = (), margin: float = 0.0,
-    ) -> bool:
-        """Whether the sound that began at ``t_s`` is ``pitch`` rather than a related key
-        (:data:`RELATED`, the octaves): the power that appeared (after minus before,
-        windows long enough to resolve half a semitone, at most 8192 samples) is strongest at
-        this key's partials."""
-        sr = self.sr
-        n = int(min(8192, max(2048, 1 << int(math.ceil(math.log2(sr / (0.03 * f0_hz(pitch))))))))
-        c = int(t_s * sr)
-        gap = int(0.004 * sr)
-        a = self.y[c + gap : c + gap + n]
-        b = self.y[max(0, c - gap - n) : max(0, c - gap)]
-        if len(a) < n // 2:
-            return True  # too close to the end to tell: trust the rise
-        win_a, win_b = np.hanning(len(a)), np.hanning(len(b)) if len(b) else None
-        pa = np.abs(np.fft.rfft(a * win_a, n)) ** 2 / max(float(np.sum(win_a**2)), 1e-9)
-        if len(b) > 16 and win_b is not None:
-            pb = np.abs(np.fft.rfft(b * win_b, n)) ** 2 / max(float(np.sum(win_b**2)), 1e-9)
-        else:
-            pb = np.zeros_like(pa)
-        gain = np.maximum(pa - pb, 0.0)
-        bin_hz = sr / n
-
-        def score(q: int) -> float:
-            if not LOWEST - 12 <= q <= HIGHEST + 12:
-                return 0.0
-            f = f0_hz(q)
-            tot = 0.0
-            for k in range(1, 9):
-                fk = k * f
-                if fk > min(F_MAX_HZ, 0.45 * sr):
-                    break
-                lo = int(math.floor(fk * 0.992 / bin_hz))
-                hi = int(math.ceil(fk * (1 + INHARMONIC * min(1.0, k / 8)) / bin_hz))
-                tot += float(gain[lo : hi + 1].max())
-            return tot
-
-        mine = score(pitch)
-        if mine <= 0.0:
-            return False
-        # a neighbour's or an octave's onset scores higher at its own partials (the
-        # octave below has ours and its odd ones; the octave above, only our even ones)
-        if any(score(pitch + dp) > (margin or NEIGHBOUR_MARGIN) * mine for dp in (related or RELATED)):
-            return False
-        if not octaves:
-            return True
-        if score(pitch + 12) > mine:
-            return False
-        # the octave below has all our partials: it is told by its odd ones (halfway
-        # between ours), which only it sounds: most of them gained -> it was struck
-        f = f0_hz(pitch)
-        n_k = sum(1 for k in range(1, 9) if k * f <= min(F_MAX_HZ, 0.45 * sr))
-        level = 0.2 * mine / n_k
-        odd = 0
-        for k in range(4):
-            fk = (k + 0.5) * f
-            lo, hi = int(math.floor(fk * 0.99 / bin_hz)), int(math.ceil(fk * 1.02 / bin_hz))
-            odd += float(gain[lo : hi + 1].max()) > level
-        return odd < 3
 
     def _midpoint(self, pitch: int, i: int) -> float:
         """Audio time where the pitch's salience is halfway from before the rise at frame
