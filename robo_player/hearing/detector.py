@@ -66,7 +66,6 @@ MIN_NEW = 30.0  # new_share: a key sounded when this many noise units of it appe
 FIND_RISE_DB = 4.0  # a known key's candidates: a smaller rise (a re-strike of a ringing key)
 FLOOR_X = 3.0
 BLIND_RELATIVE = 0.25  # key unknown: our share of what appeared must be >= this x the largest rival's
-BANDED = True
 BAND_SD = 0.25
 SNAP_S = 0.015
 MAX_FIT_MOVE_S = 0.008  # the energy fit may move the coarse onset this far (else: the comb's)
@@ -498,12 +497,14 @@ class Detector:
         return Onset(t_on - delay, pitch, velocity_for_power(pitch, power, f_hi + 1.0), rise)
 
     def y_onset(self, pitch: int, t_coarse: float, y: np.ndarray | None = None) -> tuple[float, float]:
-        """Where the energy that began near ``t_coarse`` (within a few ms) starts (audio
-        s): the recording above half the key's f0 (lower keys' sound out), its power
-        less the background before, summed from 6 ms before ``t_coarse``; the part of
-        that sum between 15 % and 60 % of its value 16 ms on, fitted by a line, meets
-        zero at the onset (plus a constant of the attack's shape: :func:`energy_response`).
-        A sum, not a threshold: a soft note and a loud one read alike."""
+        """Where the key's sound that began near ``t_coarse`` (within SNAP_S) starts, and
+        its power (audio s, power; ``(t_coarse, nan)`` where nothing rose): the key's
+        partials through Gaussian bands, power summed, snapped to its steepest rise; the
+        background before (a line through 24 ms) taken off and the excess summed; the
+        part of that sum between 15 % and 60 % of its value 10 ms past the bands' reach,
+        fitted by a line, meets zero at the onset plus a constant of the key and the
+        attack's shape (:func:`energy_response`). A sum, not a threshold: a soft note
+        and a loud one read alike."""
         y = self.y if y is None else y
         sr = self.sr
         f0 = f0_hz(pitch)
@@ -513,31 +514,19 @@ class Detector:
         seg = y[s0:s1]
         n = len(seg)
         x = int(t_coarse * sr) - s0
-        if BANDED:
-            # the key's partials only, each through its own Gaussian band (sd f0/4: no
-            # beats between partials, little of other keys' sound), power summed
-            sf = min(BAND_SD * f0, 300.0)
-            freqs = np.fft.fftfreq(n, 1.0 / sr)
-            spec = np.fft.fft(seg)
-            pw = np.zeros(n)
-            for k in range(1, 9):
-                fk = k * f0
-                if fk > min(F_MAX_HZ, 0.45 * sr):
-                    break
-                g = np.where(freqs > 0, 2.0 * np.exp(-0.5 * ((freqs - fk * (1 + STRETCH * k * k / 2)) / sf) ** 2), 0.0)
-                pw += np.abs(np.fft.ifft(spec * g)) ** 2
-            w = 2 * int(3.0 * sr / (2 * np.pi * sf))  # the bands' reach, both sides
-        else:
-            freqs = np.fft.rfftfreq(n, 1.0 / sr)
-            up = np.clip((freqs - 0.125 * f0) / (0.125 * f0), 0.0, 1.0)
-            yf = np.fft.irfft(np.fft.rfft(seg) * (0.5 - 0.5 * np.cos(np.pi * up)), n)
-            pw = yf * yf
-            # smoothed over one period of f0: the bursts of the partials' beats even out
-            w = max(1, int(round(sr / f0)))
-            cs = np.concatenate([[0.0], np.cumsum(pw)])
-            idx = np.arange(n)
-            lo, hi = np.clip(idx - w // 2, 0, n), np.clip(idx - w // 2 + w, 0, n)
-            pw = (cs[hi] - cs[lo]) / np.maximum(hi - lo, 1)
+        # the key's partials only, each through its own Gaussian band (sd f0/4: no
+        # beats between partials, little of other keys' sound), power summed
+        sf = min(BAND_SD * f0, 300.0)
+        freqs = np.fft.fftfreq(n, 1.0 / sr)
+        spec = np.fft.fft(seg)
+        pw = np.zeros(n)
+        for k in range(1, 9):
+            fk = k * f0
+            if fk > min(F_MAX_HZ, 0.45 * sr):
+                break
+            g = np.where(freqs > 0, 2.0 * np.exp(-0.5 * ((freqs - fk * (1 + STRETCH * k * k / 2)) / sf) ** 2), 0.0)
+            pw += np.abs(np.fft.ifft(spec * g)) ** 2
+        w = 2 * int(3.0 * sr / (2 * np.pi * sf))  # the bands' reach, both sides
         # the coarse onset snapped to the steepest rise of this power within SNAP_S
         d = max(ms, w // 4)
         a0, a1 = max(d, x - int(SNAP_S * sr)), min(n - d, x + int(SNAP_S * sr))
