@@ -14,6 +14,10 @@ from __future__ import annotations
 import numpy as np
 
 MAX_PARTIALS = 8
+# a struck note's attack: its partials (sine phase: the string starts from rest) grow
+# linearly over this long (the hammer's contact); the synthesis renders it, and the
+# detector measures its own response on a reference tone with it (hearing/detector.py)
+ATTACK_S = 0.002
 
 
 def f0_hz(pitch: int) -> float:

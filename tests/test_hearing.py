@@ -11,7 +11,7 @@ import pytest
 
 from robo_player.errors import HearingError
 from robo_player.hearing.align import PATTERN_US, align_take, fit_clock
-from robo_player.hearing.detector import Detector, check_audio
+from robo_player.hearing.detector import RELATED, Detector, check_audio
 from robo_player.hearing.listen import check_take
 from robo_player.hearing.recording import Recording, input_devices, read_wav, write_wav
 from robo_player.performance import HeardNote
@@ -44,16 +44,53 @@ def test_detector_finds_known_onsets_and_loudness() -> None:
         assert o is not None, f"missed {h}"
         err.append(o.t_s - t)
         verr.append(o.velocity - h.velocity)
-    e = np.array(err) * 1e3
-    # one constant delay (the attack) is fine: it is the same for every note
-    spread = np.abs(e - np.median(e))
-    assert abs(np.median(e)) < 3.0
-    # measured: p90 1.7 ms (a pitch-dependent part of the attack delay; docs/hearing.md)
-    assert np.percentile(spread, 90) < 2.5, np.round(np.sort(spread)[-8:], 2)
-    assert np.mean(np.abs(verr)) < 4.0
+    e = np.abs(np.array(err)) * 1e3
+    # the onset itself, not a delay after it (the fit's own delay on the reference tone is
+    # taken off); measured: median 0.11 ms, p90 0.44 ms (docs/hearing.md)
+    assert np.median(e) < 0.3 and np.percentile(e, 90) < 1.0, np.round(np.sort(e)[-8:], 2)
+    assert np.mean(np.abs(verr)) < 2.5
     # a louder note reads louder
     v = np.array([h.velocity for h in notes])
     assert np.corrcoef(v, v + np.array(verr))[0, 1] > 0.95
+
+
+def _unrelated_strikes(n: int, seed: int) -> list[HeardNote]:
+    """Calibration-like strikes: keys 48..96, 0.3 s apart, no key related to the last
+    three (the calibrator's schedule keeps related keys apart), loud and soft."""
+    rng = np.random.default_rng(seed)
+    out: list[HeardNote] = []
+    t = 0.2
+    while len(out) < n:
+        q = int(rng.integers(48, 97))
+        if any(q - h.pitch in (0, 12, -12, 24, -24, *RELATED) for h in out[-3:]):
+            continue
+        out.append(HeardNote(int(t * 1e6), q, float(rng.uniform(40, 160)), int(t * 1e6) + 60_000))
+        t += float(rng.uniform(0.3, 0.32))
+    return out
+
+
+@pytest.mark.parametrize("sample_rate", [48000, 44100])
+def test_calibration_strikes_to_a_millisecond(sample_rate: int) -> None:
+    notes = _unrelated_strikes(60, seed=7)
+    det = Detector(_take(notes, sample_rate=sample_rate), sample_rate)
+    err = []
+    for h in notes:
+        t = h.t_us / 1e6 + OFFSET_S
+        o = det.find(h.pitch, t - 0.03, t + 0.03)
+        assert o is not None, f"missed {h}"
+        err.append(abs(o.t_s - t) * 1e3)
+    # measured (120 strikes): p90 0.35-0.53 ms, p99 0.8 ms at both rates
+    assert np.percentile(err, 90) < 0.7 and max(err) < 1.5, np.round(np.sort(err)[-5:], 2)
+
+
+def test_a_louder_related_key_struck_with_it_does_not_hide_a_key() -> None:
+    # C2 loud and C4 soft at once: C2's 4th and 8th partials are C4's 1st and 2nd
+    notes = [HeardNote(300_000, 36, 120.0, 700_000), HeardNote(300_000, 60, 50.0, 700_000),
+             HeardNote(1_200_000, 36, 120.0, 1_600_000)]
+    det = Detector(_take(notes), 48000)
+    o = det.find(60, 0.47, 0.53, others=[36])
+    assert o is not None and abs(o.t_s - 0.5) < 0.010
+    assert det.find(60, 1.37, 1.43, others=[36]) is None  # C2 alone: no C4
 
 
 def test_detector_says_none_where_the_key_did_not_sound() -> None:
@@ -92,11 +129,10 @@ def test_key_unknown_detection_finds_isolated_notes() -> None:
     assert hits >= 0.9 * n
 
 
-@pytest.mark.xfail(strict=True, reason="issue 11 open: the key-unknown detector also reports "
-                   "keys related to the struck one (163 onsets for 25 notes; docs/hearing.md)")
 def test_key_unknown_detection_is_precise() -> None:
+    # measured: 26 onsets for 25 notes (before the template fit's owner test: 163)
     _, found, n = _unknown_key_run()
-    assert found <= 1.3 * n
+    assert found <= 1.1 * n
 
 
 @pytest.mark.parametrize("drift_ppm", [-100.0, 0.0, 100.0])
@@ -108,11 +144,12 @@ def test_alignment_recovers_offset_and_drift(drift_ppm: float) -> None:
     notes.append(HeardNote(9_000_000, 50, 80.0, 9_100_000))  # something in between
     y = RoomTake(Room(offset_s=0.37, drift_ppm=drift_ppm), notes, [], 0).samples()
     clock = align_take(Detector(y, 48000), 72, starts, "test")
-    assert clock.drift_ppm == pytest.approx(drift_ppm, abs=3.0)
+    assert clock.drift_ppm == pytest.approx(drift_ppm, abs=1.0)  # measured: within 0.13 ppm
     # a command's onset maps back to command + latency + one constant (the sync key's
     # latency is not told apart from the offset): the same over the whole take
     shift = [clock.to_mcu_us(((t + lat_us) * 1e-6 + 0.37) * (1 + drift_ppm * 1e-6)) - t for t in (0, 10_000_000, 20_000_000)]
-    assert max(shift) - min(shift) < 300.0
+    assert max(shift) - min(shift) < 50.0  # measured: 1-3 us over 20 s
+    assert max(abs(x) for x in shift) < 200.0  # the sync onsets read to ~40 us
 
 
 def test_fit_clock_needs_two_points() -> None:
@@ -163,3 +200,15 @@ def test_wav_round_trip(tmp_path) -> None:  # noqa: ANN001
     (tmp_path / "bad.wav").write_bytes(b"not a wav")
     with pytest.raises(HearingError, match="not a PCM WAV"):
         read_wav(tmp_path / "bad.wav")
+
+
+def test_detect_intended_hears_the_plan_and_not_what_was_not_played() -> None:
+    notes = _unrelated_strikes(12, seed=11)
+    det = Detector(_take(notes), 48000)
+    intended = [(h.t_us / 1e6 + OFFSET_S + 0.015, h.pitch) for h in notes]  # 15 ms off plan
+    intended.append((notes[5].t_us / 1e6 + OFFSET_S + 0.1, 100))  # planned, never played
+    heard = det.detect_intended(intended, 0.08, 0.08)
+    for h in notes:
+        t = h.t_us / 1e6 + OFFSET_S
+        assert any(o.pitch == h.pitch and abs(o.t_s - t) < 0.002 for o in heard), h
+    assert not any(o.pitch == 100 for o in heard)

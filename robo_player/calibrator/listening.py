@@ -30,14 +30,14 @@ from .strikes import LAT_NOISE_US, SILENT_LATENCY_US, StrikeResult
 
 SYNC_PITCH = 72  # the sync key: the spec's key nearest C5 (clear onsets, short period)
 SYNC_HOLD_US = 100_000
-ONSET_GAP_US = 70_000  # predicted onsets of a round's strikes at least this far apart
+ONSET_GAP_US = 250_000  # predicted onsets of a round's strikes at least this far apart (the detector fits 30 ms of background before and 30 ms of note after each onset; a neighbour's onset or damper inside them spoils the fit)
 EARLY_US = 50_000
 WINDOW_MIN_US = 12_000  # a predicted onset's window: this + its tolerance each side  # aligned onsets may read up to this early (the constant c)
 OFFSET_RANGE_US = (-20_000.0, 200_000.0)
 OFFSET_KEYS = 24
 NEGATIVE_PENALTY_US = 3_000.0
 RESIDUAL_CAP_US = 3_000.0
-OFFSET_PRIOR_SD_US = 5_000.0  # cost of a heard onset the offset would put before its strike  # keys used to find c (evenly spread over the keyboard)
+OFFSET_PRIOR_SD_US = 50_000.0  # the prior on c (at the nominal full-drive latency): wide, the curves decide (onsets are now precise to ~0.2 ms)
 
 
 def sync_pitch(spec: PianoSpec) -> int:

@@ -16,7 +16,7 @@ import numpy as np
 
 from ..errors import HearingError, UsageError
 from ..fileio import atomic_open
-from ..matching import Window, match_onsets
+from ..matching import ONSET_WINDOW, Window, match_onsets
 from ..performance import HeardNote, Performance
 from .align import ClockFit, fit_clock
 from .detector import Detector
@@ -104,9 +104,15 @@ def cmd_verify(args: argparse.Namespace, helpers: dict[str, Callable[..., Any]])
     rec = read_wav(args.take)
     det = Detector(rec.data, rec.sample_rate, where=args.take)
     check_take(det.y, args.take)
-    onsets = det.detect()
+    blind = det.detect()
     targets = [(o.target_t_us, o.pitch_out) for o in plan_report.outcomes if o.fate.name != "DROPPED"]
-    clock = align_to_plan([(o.t_s, o.pitch) for o in onsets], targets, args.take)
+    clock = align_to_plan([(o.t_s, o.pitch) for o in blind], targets, args.take)
+    # the plan is known: each of its notes looked for as a known key near where the
+    # clock puts it (the matcher's window), the blind onsets nothing explains kept as strays
+    w = ONSET_WINDOW
+    onsets = det.detect_intended(
+        [(clock.to_audio_s(t), p) for t, p in targets], w.before_us * 1e-6, w.after_us * 1e-6, blind
+    )
     heard = [HeardNote(int(round(clock.to_mcu_us(o.t_s))), o.pitch, o.velocity) for o in onsets]
     extra = {
         "heard_from": str(args.take),

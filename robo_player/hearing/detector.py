@@ -8,31 +8,37 @@ Two questions, one front end:
 - **key unknown** (a whole performance): :meth:`Detector.detect` returns every onset
   with its pitch, chosen by a harmonic template over the 88 piano pitches.
 
-Front end: a power spectrogram (Hann window of 2048 samples, hop 2 ms) and, per pitch,
-its harmonic salience: the power at partials ``k·f0`` (k = 1..8, a bin of tolerance
-each side and up to +4 % for the string's inharmonicity) summed. A strike is where a
-pitch's salience rises steeply (> :data:`MIN_RISE_DB` over 40 ms); the frame gives the
-onset to a few ms. Then the sample-accurate part, in the time domain: the recording
-band-passed to the note's partials (0.8·f0 .. 8·f0 + 4 %, at most 10 kHz), its
-envelope ``|analytic signal|²`` smoothed over 0.25 ms, the background before the onset
-taken off, and the attack's amplitude between 20 % and 70 % of its peak fitted by a
-line: the onset is where that line leaves zero (the start of the attack, not its
-middle, so the detector does not lag louder or softer notes).
+- **plan known** (verifying a performance): :meth:`Detector.detect_intended` looks for
+  each intended note as a known key near its time and keeps the unexplained strays.
 
-Loudness: the note's mean power in its band over 3..13 ms after the onset, less the
-background, divided by the microphone's reference gain, turned into MIDI velocity by
-the level law of :mod:`robo_player.voicing`.
+Candidates: a power spectrogram (Hann window of 2048 samples, hop 2 ms) and, per pitch,
+the power at its partials ``k·f0`` (k = 1..8, up to +4 % for the string's stretch); a
+candidate is where they rise (:data:`FIND_RISE_DB` known key, :data:`MIN_RISE_DB`
+unknown, over 40 ms). Whose sound it is (:meth:`Detector.new_share`): the magnitude
+that appeared (a 4096-sample window after minus one before) as a non-negative sum of
+harmonic templates of this key and its rivals (keys struck nearby, related keys).
+The onset (:meth:`Detector.y_onset`): the key's partials through Gaussian bands, their
+power less the background before (a line), summed; the linear part of that sum meets
+zero at the onset plus a per-key constant measured on a reference tone
+(:func:`energy_response`) and taken off.
+
+Loudness: the note's comb-filtered power over 3..13 ms after the onset, less the
+background, over the reference tone's gain and the microphone's reference gain, turned
+into MIDI velocity by the level law of :mod:`robo_player.voicing`. docs/hearing.md has
+the measurements.
 """
 
 from __future__ import annotations
 
+import bisect
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
 
 from ..errors import HearingError
-from ..voicing import f0_hz, velocity_for_power
+from ..voicing import ATTACK_S, f0_hz, partial_amplitudes, power_for_velocity, velocity_for_power
 
 SAMPLE_RATES = (44100, 48000)
 N_FFT = 2048
@@ -47,12 +53,27 @@ LOWEST, HIGHEST = 21, 108
 # keys whose partials meet ours (semitones, fourths, fifths, twelfths, two octaves):
 # one of them struck raises some of our partials; it scores higher at its own
 RELATED = (-24, -19, -7, -5, -2, -1, 1, 2, 5, 7, 19)
-NEIGHBOUR_MARGIN = 1.2
-# below this key a window of 8192 samples does not resolve a semitone: the owner test
-# would only guess; a known strike there relies on the calibrator keeping related keys'
+# below this key a window of 4096 samples does not resolve a semitone: the owner test
+# weighs only the keys known to be struck nearby; a known strike there relies on the calibrator keeping related keys'
 # onsets apart (calibrator/scheduler.py KIN_GAP_US)
 MIN_OWNER_PITCH = 45  # low keys: a semitone is under a bin, scores nearly tie
-OCTAVE_TEST = True  # key unknown: the octave tests too (octave chords lose a note; docs/hearing.md)
+LONG_N = 4096  # the windows that tell pitches apart (85 ms at 48 kHz, 11.7 Hz bins)
+LONG_HOP_S = 0.004
+GAP_S = 0.003  # the windows before and after a boundary keep this far from it
+STRETCH = 1e-3 / 16  # partial k may sit up to STRETCH·k² above k·f0 (a string's inharmonicity)
+NNLS_ITERS = 200
+MIN_NEW = 30.0  # new_share: a key sounded when this many noise units of it appeared
+FIND_RISE_DB = 4.0  # a known key's candidates: a smaller rise (a re-strike of a ringing key)
+FLOOR_X = 3.0
+BLIND_RELATIVE = 0.25  # key unknown: our share of what appeared must be >= this x the largest rival's
+BAND_SD = 0.25
+SNAP_S = 0.015
+MAX_FIT_MOVE_S = 0.008  # the energy fit may move the coarse onset this far (else: the comb's)
+OTHERS_S = 0.15  # keys struck this near a window weigh in its owner test
+MIN_GAP_S = 0.03  # onsets of one key closer than this are one strike
+# key unknown: every key whose partials meet ours weighs in the owner test (the keys
+# whose k-th partial is our fundamental, k = 2..8, most: they fool a partial-rise test)
+KIN = (-24, -19, -12, -7, -5, -2, -1, 1, 2, 5, 7, 12, 19, 24, 28, 31, 34, 36)
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,16 +103,6 @@ def check_audio(samples: np.ndarray, sample_rate: int, where: str) -> np.ndarray
 
 def clipped_fraction(y: np.ndarray) -> float:
     return float(np.mean(np.abs(y) >= CLIP_LEVEL)) if len(y) else 0.0
-
-
-def _band(freqs: np.ndarray, f_lo: float, f_lo_full: float, f_hi: float) -> np.ndarray:
-    """A smooth band-pass gain: raised-cosine edges (no brick wall, whose ringing would
-    reach before the onset): 0 below ``f_lo``, 1 from ``f_lo_full`` to ``f_hi``, 0 above
-    1.3 · ``f_hi``."""
-    f = np.abs(freqs)
-    up = np.clip((f - f_lo) / max(f_lo_full - f_lo, 1e-9), 0.0, 1.0)
-    down = np.clip((1.3 * f_hi - f) / (0.3 * f_hi), 0.0, 1.0)
-    return (0.5 - 0.5 * np.cos(np.pi * up)) * (0.5 - 0.5 * np.cos(np.pi * down))
 
 
 def _comb(freqs: np.ndarray, f0: float, f_hi: float) -> np.ndarray:
@@ -140,8 +151,33 @@ def detector_response(pitch: int, sample_rate: int) -> tuple[float, float]:
     return _SELF[key]
 
 
-def detector_delay_s(pitch: int, sample_rate: int) -> float:
-    return detector_response(pitch, sample_rate)[0]
+_ENERGY: dict[tuple[int, int], tuple[float, float]] = {}
+
+
+def energy_response(pitch: int, sample_rate: int) -> tuple[float, float]:
+    """:meth:`Detector.y_onset`'s own delay on ``pitch``: on a reference tone (the level
+    law's partials at a middle velocity, sine phase, the attack of ATTACK_S, a 0.5 s
+    decay, no noise) struck at a known time. The onset's energy comes in bursts of one
+    period of f0 (the partials start in phase): where the fit meets zero depends on the
+    key, not on how loud it is, so one delay per key is taken off."""
+    key = (pitch, sample_rate)
+    if key not in _ENERGY:
+        sr = sample_rate
+        t = np.arange(int(0.4 * sr)) / sr - 0.2
+        on = t >= 0.0
+        y = np.zeros_like(t)
+        f0 = f0_hz(pitch)
+        ks = np.arange(1, 9, dtype=np.float64)
+        for k, a in zip(ks, partial_amplitudes(64.0, ks), strict=True):
+            if k * f0 < min(F_MAX_HZ, 0.45 * sr):
+                y[on] += a * np.exp(-t[on] / 0.5) * np.sin(2 * np.pi * k * f0 * t[on]) * np.minimum(1.0, t[on] / ATTACK_S)
+        y += np.random.default_rng(0).normal(0.0, 1e-6, len(y))
+        det = Detector(y, sr)
+        t_fit, _ = det.y_onset(pitch, det.y_onset(pitch, 0.2)[0])
+        _, p_note = det._attack(pitch, t_fit)
+        f_hi = min(F_MAX_HZ, 0.45 * sr, 8.6 * f0)
+        _ENERGY[key] = (t_fit - 0.2, p_note / 2.0 / power_for_velocity(pitch, 64.0, f_hi + 1.0))
+    return _ENERGY[key]
 
 
 class Detector:
@@ -159,6 +195,10 @@ class Detector:
         self._spec: np.ndarray | None = None
         self._sal: dict[int, np.ndarray] = {}
         self._rise: dict[int, np.ndarray] = {}
+        self.long_hop = int(round(LONG_HOP_S * sample_rate))
+        self._frames: np.ndarray | None = None
+        self._noise: float | None = None
+        self._templates: dict[int, np.ndarray] = {}
         self.peak = float(np.abs(self.y).max())
         self.clipped = clipped_fraction(self.y)
 
@@ -228,34 +268,132 @@ class Detector:
         return got
 
     def floor(self) -> float:
-        """A power floor under which salience is noise (keeps log rises of noise small)."""
+        """A power floor under which salience is noise (keeps log rises of noise small):
+        a few times the noise of one bin (the median bin of the spectrogram: most bins
+        hold no partial), per partial. Not a level of the music: a quiet note among
+        ringing ones still rises above it."""
         if not hasattr(self, "_floor"):
-            self._floor = float(np.percentile(self.spec.sum(axis=1), 20)) / (N_FFT / 2) * 4 + 1e-12
+            self._floor = float(np.median(self.spec)) * FLOOR_X * 8 + 1e-20
         return self._floor
 
+    # ---- new amplitude: what appeared at a time, explained by harmonic templates --------
+    @property
+    def frames(self) -> np.ndarray:
+        """(frames, bins) magnitude spectra (partial amplitude units) of windows of
+        LONG_N samples starting at sample i·long_hop, bins up to F_MAX_HZ."""
+        if self._frames is None:
+            n, hop = LONG_N, self.long_hop
+            nb = int(F_MAX_HZ / (self.sr / n)) + 1
+            win = np.hanning(n)
+            norm = float(win.sum()) / 2.0  # a sinusoid of amplitude a peaks at a
+            pad = np.pad(self.y, (0, n))
+            nfr = 1 + len(self.y) // hop
+            out = np.empty((nfr, nb), dtype=np.float32)
+            for i0 in range(0, nfr, 256):
+                i1 = min(nfr, i0 + 256)
+                idx = (np.arange(i0, i1) * hop)[:, None] + np.arange(n)[None, :]
+                out[i0:i1] = np.abs(np.fft.rfft(pad[idx] * win, axis=1))[:, :nb] / norm
+            self._frames = out
+        return self._frames
+
+    @property
+    def noise_amp(self) -> float:
+        """The noise's typical magnitude in one bin of :attr:`frames` (most bins of most
+        frames hold no partial: their median is the noise)."""
+        if self._noise is None:
+            fr = self.frames
+            self._noise = float(np.median(fr[:: max(1, len(fr) // 400)])) + 1e-12
+        return self._noise
+
+    def gained(self, i0: int, i1: int) -> np.ndarray:
+        """(bins, i1 - i0) magnitude that appeared across each boundary t = i·long_hop
+        (i in i0..i1): the window starting GAP_S after minus the one ending GAP_S before."""
+        fr = self.frames
+        g = max(1, int(round(GAP_S * self.sr / self.long_hop)))
+        nn = LONG_N // self.long_hop
+        i = np.arange(i0, i1)
+        a = fr[np.clip(i + g, 0, len(fr) - 1)]
+        b = np.where((i - g - nn >= 0)[:, None], fr[np.clip(i - g - nn, 0, len(fr) - 1)], 0.0)
+        return np.maximum(a - b, 0.0).T.astype(np.float64)
+
+    def template(self, pitch: int) -> np.ndarray:
+        """(bins,) a struck ``pitch``'s magnitude spectrum in :attr:`frames`, peak 1:
+        partials k·f0 (up to INHARMONIC above for the string's stretch), the level law's
+        amplitudes at a middle velocity, Hann main lobes."""
+        t = self._templates.get(pitch)
+        if t is None:
+            nb = self.frames.shape[1]
+            bin_hz = self.sr / LONG_N
+            fb = np.arange(nb) * bin_hz
+            t = np.zeros(nb)
+            amp = partial_amplitudes(64.0, np.arange(1, 9, dtype=np.float64))
+            f0 = f0_hz(pitch)
+            for k in range(1, 9):
+                lo, hi = k * f0, k * f0 * (1.0 + STRETCH * k * k)
+                if lo > min(F_MAX_HZ, 0.45 * self.sr):
+                    break
+                d = np.where(fb < lo, lo - fb, np.where(fb > hi, fb - hi, 0.0)) / bin_hz
+                t = np.maximum(t, amp[k - 1] * np.where(d < 2.0, 0.5 + 0.5 * np.cos(np.pi * d / 2.0), 0.0))
+            t /= t.max()
+            self._templates[pitch] = t
+        return t
+
+    def new_amplitude(self, pitches: list[int], i0: int, i1: int) -> np.ndarray:
+        """(len(pitches), i1 - i0) how much of each pitch appeared across boundaries
+        i0..i1: the gained spectrum as a non-negative sum of the pitches' templates
+        (multiplicative updates), so a related key's partials count for it, not for us."""
+        x = self.gained(i0, i1)
+        w = np.stack([self.template(p) for p in pitches], axis=1)
+        h = np.full((len(pitches), x.shape[1]), self.noise_amp)
+        wtx, wtw = w.T @ x, w.T @ w
+        for _ in range(NNLS_ITERS):
+            h *= wtx / (wtw @ h + 1e-15)
+        return h
+
     # ---- key known ---------------------------------------------------------------------
-    def find(self, pitch: int, t_lo_s: float, t_hi_s: float, *, alone: bool = False) -> Onset | None:
+    def find(
+        self, pitch: int, t_lo_s: float, t_hi_s: float, *, alone: bool = False,
+        others: Sequence[int] = (),
+    ) -> Onset | None:
         """The onset of ``pitch`` in [t_lo_s, t_hi_s] (audio seconds), or None if the key
-        did not sound there (its salience never rose by MIN_RISE_DB). ``alone``: nothing
-        else is struck in the window (a sync pattern), so no neighbour test."""
+        did not sound there. ``alone``: nothing else is struck in the window (a sync
+        pattern), so no owner test; ``others``: the keys known to be struck nearby (the
+        take's other strikes, the plan's other notes), which the owner test weighs."""
         r = self.rise_db(pitch)
-        f0, f1 = max(0, int(t_lo_s / HOP_S)), min(len(r), int(math.ceil(t_hi_s / HOP_S)) + 1)
+        hop_s = self.hop / self.sr  # not HOP_S: at 44.1 kHz a hop is 88 samples, 1.9955 ms
+        f0, f1 = max(0, int(t_lo_s / hop_s)), min(len(r), int(math.ceil(t_hi_s / hop_s)) + 1)
         if f1 <= f0:
             return None
         seg = r[f0:f1]
         # candidate frames: local maxima of the rise, strongest first; the first one
-        # whose new partials belong to this key (not a neighbour's, not an octave's)
-        ok = (seg >= MIN_RISE_DB) & (seg >= np.roll(seg, 1)) & (seg >= np.roll(seg, -1))
+        # whose new sound is this key's (not a neighbour's, not an octave's)
+        ok = (seg >= FIND_RISE_DB) & (seg >= np.roll(seg, 1)) & (seg >= np.roll(seg, -1))
         cands = [f0 + int(j) for j in np.nonzero(ok)[0]]
         frac = {i: self.risen_fraction(pitch, i) for i in cands}
         for i in sorted(cands, key=lambda i: (-round(2 * frac[i]) / 2, -r[i])):
             if frac[i] < 0.25:
                 break
             t_mid = self._midpoint(pitch, i)
-            if not alone and pitch >= MIN_OWNER_PITCH and not self.owns(pitch, t_mid):
+            if not alone and self.new_share(pitch, t_mid, others) < MIN_NEW:
                 continue
             return self._refine(pitch, t_mid, float(r[i]))
         return None
+
+    def new_share(self, pitch: int, t_s: float, others: Sequence[int] = (), relative: float = 0.0) -> float:
+        """How much of ``pitch`` appeared around ``t_s`` (±12 ms), in noise units, once the
+        keys that could also explain its partials have taken theirs: ``others`` and, from
+        MIN_OWNER_PITCH up (where the long window resolves a semitone), the related keys
+        and octaves. A related key struck louder at the same time no longer hides us."""
+        rivals = [pitch]
+        if pitch >= MIN_OWNER_PITCH:
+            rivals += [pitch + d for d in (*RELATED, -12, 12) if LOWEST <= pitch + d <= HIGHEST]
+        rivals += sorted({q for q in others if q not in rivals and LOWEST <= q <= HIGHEST})
+        i = int(round(t_s * self.sr / self.long_hop))
+        hs = self.new_amplitude(rivals, max(0, i - 3), i + 4)
+        mine = float(hs[0].max())
+        if mine < relative * float(hs.max()):
+            return 0.0  # a rival took most of what appeared: its onset, not ours
+        return mine / self.noise_amp
 
     # ---- key unknown -------------------------------------------------------------------
     def detect(self, pitches: range = range(LOWEST, HIGHEST + 1), min_gap_s: float = 0.03) -> list[Onset]:
@@ -274,7 +412,7 @@ class Detector:
                 if frac < 0.5:
                     continue
                 t_mid = self._midpoint(p, int(i))
-                if t_mid - last < min_gap_s or not self.owns(p, t_mid, OCTAVE_TEST, (-2, -1, 1, 2), 1.0):
+                if t_mid - last < min_gap_s or self.new_share(p, t_mid, [p + d for d in KIN], BLIND_RELATIVE) < MIN_NEW:
                     continue
                 o = replace(self._refine(p, t_mid, float(r[i])), risen=frac)
                 if out and out[-1].pitch == p and o.t_s - out[-1].t_s < min_gap_s:
@@ -284,67 +422,43 @@ class Detector:
         out.sort(key=lambda o: (o.t_s, o.pitch))
         return out
 
-    def owns(
-        self, pitch: int, t_s: float, octaves: bool = True,
-        related: tuple[int, ...] = (), margin: float = 0.0,
-    ) -> bool:
-        """Whether the sound that began at ``t_s`` is ``pitch`` rather than a related key
-        (:data:`RELATED`, the octaves): the power that appeared (after minus before,
-        windows long enough to resolve half a semitone, at most 8192 samples) is strongest at
-        this key's partials."""
-        sr = self.sr
-        n = int(min(8192, max(2048, 1 << int(math.ceil(math.log2(sr / (0.03 * f0_hz(pitch))))))))
-        c = int(t_s * sr)
-        gap = int(0.004 * sr)
-        a = self.y[c + gap : c + gap + n]
-        b = self.y[max(0, c - gap - n) : max(0, c - gap)]
-        if len(a) < n // 2:
-            return True  # too close to the end to tell: trust the rise
-        win_a, win_b = np.hanning(len(a)), np.hanning(len(b)) if len(b) else None
-        pa = np.abs(np.fft.rfft(a * win_a, n)) ** 2 / max(float(np.sum(win_a**2)), 1e-9)
-        if len(b) > 16 and win_b is not None:
-            pb = np.abs(np.fft.rfft(b * win_b, n)) ** 2 / max(float(np.sum(win_b**2)), 1e-9)
-        else:
-            pb = np.zeros_like(pa)
-        gain = np.maximum(pa - pb, 0.0)
-        bin_hz = sr / n
+    def detect_intended(
+        self, intended: Sequence[tuple[float, int]], before_s: float, after_s: float,
+        blind: Sequence[Onset] | None = None,
+    ) -> list[Onset]:
+        """The onsets heard of a performance whose intended notes are known (``(audio s,
+        pitch)``, e.g. a plan mapped to the audio clock): each intended note looked for as
+        a known key in [t - before_s, t + after_s], the plan's other notes nearby weighed
+        in its owner test; and the key-unknown onsets (``blind``, :meth:`detect` if None)
+        that no intended note explains and that stay this key's once the plan's notes
+        nearby are weighed (a wrong note, a stray). Sorted by time; one onset per strike."""
+        if blind is None:
+            blind = self.detect()
+        order = sorted(range(len(intended)), key=lambda k: intended[k][0])
+        times = [intended[k][0] for k in order]
+        near_s = before_s + after_s + OTHERS_S
 
-        def score(q: int) -> float:
-            if not LOWEST - 12 <= q <= HIGHEST + 12:
-                return 0.0
-            f = f0_hz(q)
-            tot = 0.0
-            for k in range(1, 9):
-                fk = k * f
-                if fk > min(F_MAX_HZ, 0.45 * sr):
-                    break
-                lo = int(math.floor(fk * 0.992 / bin_hz))
-                hi = int(math.ceil(fk * (1 + INHARMONIC * min(1.0, k / 8)) / bin_hz))
-                tot += float(gain[lo : hi + 1].max())
-            return tot
+        def near(t: float) -> list[int]:
+            lo, hi = bisect.bisect_left(times, t - near_s), bisect.bisect_right(times, t + near_s)
+            return [intended[order[k]][1] for k in range(lo, hi)]
 
-        mine = score(pitch)
-        if mine <= 0.0:
-            return False
-        # a neighbour's or an octave's onset scores higher at its own partials (the
-        # octave below has ours and its odd ones; the octave above, only our even ones)
-        if any(score(pitch + dp) > (margin or NEIGHBOUR_MARGIN) * mine for dp in (related or RELATED)):
-            return False
-        if not octaves:
-            return True
-        if score(pitch + 12) > mine:
-            return False
-        # the octave below has all our partials: it is told by its odd ones (halfway
-        # between ours), which only it sounds: most of them gained -> it was struck
-        f = f0_hz(pitch)
-        n_k = sum(1 for k in range(1, 9) if k * f <= min(F_MAX_HZ, 0.45 * sr))
-        level = 0.2 * mine / n_k
-        odd = 0
-        for k in range(4):
-            fk = (k + 0.5) * f
-            lo, hi = int(math.floor(fk * 0.99 / bin_hz)), int(math.ceil(fk * 1.02 / bin_hz))
-            odd += float(gain[lo : hi + 1].max()) > level
-        return odd < 3
+        out: list[Onset] = []
+        taken: dict[int, list[float]] = {}
+        for k in order:
+            t, p = intended[k]
+            o = self.find(p, t - before_s, t + after_s, others=[q for q in near(t) if q != p])
+            if o is None or any(abs(o.t_s - u) < MIN_GAP_S for u in taken.get(p, [])):
+                continue  # not heard, or one strike already given to a note of this key
+            taken.setdefault(p, []).append(o.t_s)
+            out.append(o)
+        for o in blind:
+            if any(abs(o.t_s - u) < before_s + after_s for u in taken.get(o.pitch, [])):
+                continue
+            others = [q for q in near(o.t_s) if q != o.pitch]
+            if not others or self.new_share(o.pitch, o.t_s, [*others, *(o.pitch + d for d in KIN)]) >= MIN_NEW:
+                out.append(o)
+        out.sort(key=lambda o: (o.t_s, o.pitch))
+        return out
 
     def _midpoint(self, pitch: int, i: int) -> float:
         """Audio time where the pitch's salience is halfway from before the rise at frame
@@ -364,13 +478,80 @@ class Detector:
 
     # ---- the sample-accurate part ------------------------------------------------------
     def _refine(self, pitch: int, t_coarse: float, rise: float) -> Onset:
-        """The onset (less the detector's own delay) and loudness (over its own gain)."""
+        """The onset and loudness of the strike heard near ``t_coarse``: the energy fit
+        (:meth:`y_onset`, twice: the second from the first's onset) less its own delay
+        and over its own gain on the reference tone (:func:`energy_response`); where the
+        fit fails (no rise of energy there), the comb's half-energy time and loudness."""
+        t_fit, p_fit = self.y_onset(pitch, self.y_onset(pitch, t_coarse)[0])
+        if math.isfinite(p_fit) and abs(t_fit - t_coarse) <= MAX_FIT_MOVE_S:
+            _, p_note = self._attack(pitch, t_fit)
+            delay, gain = energy_response(pitch, self.sr)
+            f_hi = min(F_MAX_HZ, 0.45 * self.sr, 8.6 * f0_hz(pitch))
+            power = max(p_note, 0.0) / 2.0 / gain / self.gain**2
+            return Onset(t_fit - delay, pitch, velocity_for_power(pitch, power, f_hi + 1.0), rise)
         t_on, p_note = self._attack(pitch, t_coarse)
         delay, gain = detector_response(pitch, self.sr)
         f_hi = min(F_MAX_HZ, 0.45 * self.sr, 8.6 * f0_hz(pitch))
         # |analytic|^2 of a partial of amplitude a is a^2 (its mean power is a^2 / 2)
         power = max(p_note, 0.0) / 2.0 / gain / self.gain**2
         return Onset(t_on - delay, pitch, velocity_for_power(pitch, power, f_hi + 1.0), rise)
+
+    def y_onset(self, pitch: int, t_coarse: float, y: np.ndarray | None = None) -> tuple[float, float]:
+        """Where the key's sound that began near ``t_coarse`` (within SNAP_S) starts, and
+        its power (audio s, power; ``(t_coarse, nan)`` where nothing rose): the key's
+        partials through Gaussian bands, power summed, snapped to its steepest rise; the
+        background before (a line through 24 ms) taken off and the excess summed; the
+        part of that sum between 15 % and 60 % of its value 10 ms past the bands' reach,
+        fitted by a line, meets zero at the onset plus a constant of the key and the
+        attack's shape (:func:`energy_response`). A sum, not a threshold: a soft note
+        and a loud one read alike."""
+        y = self.y if y is None else y
+        sr = self.sr
+        f0 = f0_hz(pitch)
+        ms = sr // 1000
+        s0 = max(0, int((t_coarse - 0.15) * sr))
+        s1 = min(len(y), int((t_coarse + 0.12) * sr))
+        seg = y[s0:s1]
+        n = len(seg)
+        x = int(t_coarse * sr) - s0
+        # the key's partials only, each through its own Gaussian band (sd f0/4: no
+        # beats between partials, little of other keys' sound), power summed
+        sf = min(BAND_SD * f0, 300.0)
+        freqs = np.fft.fftfreq(n, 1.0 / sr)
+        spec = np.fft.fft(seg)
+        pw = np.zeros(n)
+        for k in range(1, 9):
+            fk = k * f0
+            if fk > min(F_MAX_HZ, 0.45 * sr):
+                break
+            g = np.where(freqs > 0, 2.0 * np.exp(-0.5 * ((freqs - fk * (1 + STRETCH * k * k / 2)) / sf) ** 2), 0.0)
+            pw += np.abs(np.fft.ifft(spec * g)) ** 2
+        w = 2 * int(3.0 * sr / (2 * np.pi * sf))  # the bands' reach, both sides
+        # the coarse onset snapped to the steepest rise of this power within SNAP_S
+        d = max(ms, w // 4)
+        a0, a1 = max(d, x - int(SNAP_S * sr)), min(n - d, x + int(SNAP_S * sr))
+        if a1 > a0:
+            rise = pw[a0 + d : a1 + d] - pw[a0 - d : a1 - d]
+            x = a0 + int(np.argmax(rise))
+        start = x - w // 2 - 6 * ms
+        ref = w + 16 * ms  # from start: 10 ms after the smoothing's reach past x
+        if start - 24 * ms < 0 or start + ref >= n:
+            return t_coarse, float("nan")
+        # the background (keys still ringing, decaying) as a line through the 24 ms before
+        pre = np.arange(start - 24 * ms, start)
+        b_slope, b0 = np.polyfit(pre - start, pw[pre], 1)
+        c = np.cumsum(pw[start:] - (b0 + b_slope * np.arange(n - start)))
+        if c[ref] <= 0.0:
+            return t_coarse, float("nan")
+        below = np.nonzero(c[:ref] < 0.15 * c[ref])[0]
+        i_lo = int(below[-1]) if len(below) else 0
+        i_hi = i_lo + int(np.argmax(c[i_lo:ref] >= 0.6 * c[ref]))
+        if i_hi - i_lo < 3:
+            return t_coarse, float("nan")
+        slope, icept = np.polyfit(np.arange(i_lo, i_hi), c[i_lo:i_hi], 1)
+        if slope <= 0.0:
+            return t_coarse, float("nan")
+        return (s0 + start - icept / slope) / sr, float(slope)
 
     def _attack(self, pitch: int, t_coarse: float) -> tuple[float, float]:
         """Half-energy time (audio s) of the note's comb-filtered envelope, smoothed over
@@ -407,12 +588,13 @@ class Detector:
             half = b + 0.5 * (top - b)
             # the first crossing of half forward from the background (later dips of the
             # envelope, from beats the boxcar does not cancel, do not count)
-            start = max(0, x - half_n - 10 * ms)
-            win = sm[start : min(n, x + half_n + 10 * ms)]
+            # (searched around the coarse onset c, so the iterations cannot walk away)
+            start = max(0, c - half_n - 10 * ms)
+            win = sm[start : min(n, c + half_n + 10 * ms)]
             ups = np.nonzero((win[:-1] <= half) & (win[1:] > half))[0]
             if not len(ups):
                 break
-            j = start + int(ups[np.argmin(np.abs(start + ups - x))])  # the rise nearest x
+            j = start + int(ups[np.argmin(np.abs(start + ups - c))])  # the rise nearest c
             a0, a1 = float(sm[j]), float(sm[j + 1])
             cross = j + ((half - a0) / (a1 - a0) if a1 > a0 else 0.0)
         t_on = (s0 + cross) / sr

@@ -25,7 +25,7 @@ import numpy as np
 from ..fileio import atomic_open
 from ..performance import HeardNote, Performance
 from ..spec.model import PianoSpec
-from ..voicing import MAX_PARTIALS, partial_amplitudes
+from ..voicing import ATTACK_S, MAX_PARTIALS, partial_amplitudes
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +33,6 @@ DAMPER_FADE_S = 0.05  # time constant of the fade once the damper lands
 FADE_TAUS = 5  # render the fade for this many time constants (-43 dB)
 MAX_RING_S = 8.0  # an undamped note rings at most this long
 PAD_S = 0.25  # silence after the last sound
-ATTACK_S = 0.002  # linear onset ramp (avoids clicks)
 PEAK = 0.9  # normalise the loudest sample to this fraction of full scale
 _BLOCK = 256
 _SMALL_GEMM = 200_000  # m·n·k under OpenBLAS's multithreading threshold (262144)
