@@ -64,7 +64,9 @@ def _cases() -> dict[str, tuple[object, object, object]]:
                     rng.randint(1, 127),
                 )
             )
-        pedal = [PedalEvent(rng.randint(0, span + 1_000_000), rng.randint(0, 127)) for _ in range(40)]
+        pedal = [
+            PedalEvent(rng.randint(0, span + 1_000_000), rng.randint(0, 127)) for _ in range(40)
+        ]
         score = Score(sorted(notes, key=lambda n: n.onset_us), sorted(pedal, key=lambda e: e.t_us))
         for name, spec in {**specs, "hot-grand": hot}.items():
             cases[f"random{seed}/{name}"] = (score, spec, None)
@@ -84,8 +86,16 @@ def _cases() -> dict[str, tuple[object, object, object]]:
         )
     cal.measured = True
     for seed in (0, 1):
-        cases[f"random{seed}/grand-calibrated"] = (cases[f"random{seed}/piano-88-grand"][0], grand, cal)
-    cases["maple_leaf_rag/grand-calibrated"] = (cases["maple_leaf_rag/piano-88-grand"][0], grand, cal)
+        cases[f"random{seed}/grand-calibrated"] = (
+            cases[f"random{seed}/piano-88-grand"][0],
+            grand,
+            cal,
+        )
+    cases["maple_leaf_rag/grand-calibrated"] = (
+        cases["maple_leaf_rag/piano-88-grand"][0],
+        grand,
+        cal,
+    )
     return cases
 
 
