@@ -76,27 +76,35 @@ class _Rec:
 
     __slots__ = (
         "i", "pitch", "shift", "dc", "s0", "s", "late", "stagger", "end", "absorbed_end",
-        "drop", "rel", "sound_end", "notes", "carry", "cut_by", "need",
+        "drop", "rel", "sound_end", "notes", "carry", "cut_by", "need", "order",
     )  # fmt: skip
 
-    def __init__(self, i: int, pitch: int, shift: int) -> None:
+    def __init__(
+        self, i: int, pitch: int, shift: int, dc: DriveChoice | None = None, s0: int = 0,
+        end: int = 0, need: int = 0,
+    ) -> None:  # fmt: skip
         self.i = i
         self.pitch = pitch  # key played
         self.shift = shift  # transposition, semitones
-        self.dc: DriveChoice | None = None
-        self.s0 = 0  # wanted strike time (performance µs)
+        self.dc = dc
+        self.s0 = s0  # wanted strike time (performance µs)
         self.s = 0  # planned strike time
         self.late = 0  # delay because the strike would fall before t = 0
         self.stagger = 0  # delay from the power budget
-        self.end = 0  # wanted sound end (performance µs, unshifted)
-        self.absorbed_end = 0  # latest end of notes merged into this one
+        self.end = end  # wanted sound end (performance µs, unshifted)
+        self.absorbed_end = end  # latest end of notes merged into this one
         self.drop: str | None = None
         self.rel = 0  # planned release
         self.sound_end = 0  # when the sound is meant to stop (release, or pedal carry)
         self.notes: list[str] = []  # why it changed
         self.carry = 0  # > 0: the sound should go on to this time after the release
         self.cut_by = ""  # the coil limit that cut the note short
-        self.need = 0  # shortest strike-to-strike interval to the next note on the key
+        self.need = need  # shortest strike-to-strike interval to the next note on the key
+        # (s0, pitch, i) packed into one int that sorts alike (pitch < 128): strike order
+        self.order = (s0 * 128 + pitch) * _I_SPAN + i
+
+
+_I_SPAN = 1 << 40  # more notes than a score has
 
 
 def _octave_shift(pitch: int, lo: int, hi: int) -> int | None:
@@ -177,19 +185,13 @@ def _plan_piano(
                 continue
             shift = sh
             pitch += shift
-        r = _Rec(i, pitch, shift)
-        if shift:
-            r.notes.append(f"transposed {shift:+d}")
         vel = note.velocity
         dc = drives.get((pitch, vel))
         if dc is None:
             dc = drives[(pitch, vel)] = oracle.drive(pitch, vel)
-        r.dc = dc
         lat = dc.latency_us
         onset = note.onset_us + pipe
         dur = note.duration_us
-        r.s0 = onset - lat
-        r.end = r.absorbed_end = onset + dur
         nd = needs.get(pitch)
         if nd is None:
             kl = oracle.limits_for(pitch)
@@ -204,7 +206,9 @@ def _plan_piano(
         if floor < nd[1]:
             floor = nd[1]
         need = floor + nd[3]
-        r.need = need if need > nd[0] else nd[0]
+        r = _Rec(i, pitch, shift, dc, onset - lat, onset + dur, need if need > nd[0] else nd[0])
+        if shift:
+            r.notes.append(f"transposed {shift:+d}")
         recs.append(r)
         lst = by_key.get(pitch)
         if lst is None:
@@ -273,6 +277,7 @@ def _plan_piano(
     # rules.heat_after over one strike pulse, whose factor is the same for every strike;
     # the other heat_after calls of this loop are inlined too (the same float operations).
     e_pulse = math.exp(-pulse / tau_us)
+    strike_op, release_op = Op.PULSE_HOLD, Op.RELEASE
     end = _Rec(-1, -1, 0)  # after a key's last note: releases it with nothing to wait for
     end.s = INF_US
     for pitch, lst in by_key.items():
@@ -349,9 +354,9 @@ def _plan_piano(
                 prev.rel = prev.sound_end = rel
                 i = prev.i
                 key_add(ps * t_scale + strike_key + len(keys))
-                cmd_add(make_command(ps, Op.PULSE_HOLD, ch, prev.dc.counts, pulse, hold, i))  # type: ignore[union-attr]
+                cmd_add(make_command(ps, strike_op, ch, prev.dc.counts, pulse, hold, i))  # type: ignore[union-attr]
                 key_add(rel * t_scale + release_key + len(keys))
-                cmd_add(make_command(rel, Op.RELEASE, ch, 0, 0, 0, i))
+                cmd_add(make_command(rel, release_op, ch, 0, 0, 0, i))
             if r is end:
                 break
             prev, prev_temp = r, t1
@@ -477,7 +482,7 @@ def _wait_for_supply(
     return None
 
 
-_strike_order = operator.attrgetter("s0", "pitch", "i")  # (r.s0, r.pitch, r.i)
+_strike_order = operator.attrgetter("order")  # (r.s0, r.pitch, r.i)
 
 
 def _merge(prev: _Rec, r: _Rec, gap: int, need: int, extend: bool = True) -> None:
