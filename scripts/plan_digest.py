@@ -117,9 +117,7 @@ def digests() -> dict[str, str]:
 def _at_revision(rev: str) -> dict[str, str]:
     """The digests of git revision ``rev`` (its robo_player package, this script's cases)."""
     with tempfile.TemporaryDirectory() as d:
-        subprocess.run(
-            f"git -C {ROOT} archive {rev} robo_player bench | tar -x -C {d}", shell=True, check=True
-        )
+        subprocess.run(f"git -C {ROOT} archive {rev} | tar -x -C {d}", shell=True, check=True)
         res = subprocess.run(
             [sys.executable, str(HERE / "plan_digest.py"), "--json", "--root", d],
             check=True,

@@ -1,5 +1,6 @@
 """The planners' fast paths equal their plain references on random input: the command
-builder, the command buffer's packed sort keys, and the plan writer's JSON text."""
+builder, the command buffer's packed sort keys, the plan writer's JSON text and the
+supply ledger's quick answers."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from hypothesis import strategies as st
 from robo_player.errors import PlanError
 from robo_player.plan import Command, Op, Plan, _lines
 from robo_player.planner.commands import CommandBuffer, make_command
+from robo_player.planner.power import SupplyLedger
 
 OPS = [Op.PULSE_HOLD, Op.SET, Op.RELEASE, Op.MOVE]
 
@@ -83,3 +85,57 @@ def test_plan_lines_equal_json_dumps(
         for row in rows
     ]
     assert _lines(cmds) == [json.dumps(c.to_json(), separators=(",", ":")) for c in cmds]
+
+
+# ---- the supply ledger's quick answers against its full check
+
+
+def _fits_in_full(led: SupplyLedger, t: int, a: float, h: float, current: bool) -> bool:
+    """:meth:`SupplyLedger.fits` without its shortcuts: the load at every instant where
+    a pulse starts or ends from ``t`` on (the new strike's pulse and hold included)."""
+    e_new = t + led.pulse_us
+    xs = {t, e_new} | {int(x) for it in led.pulsing for x in it[:2] if x > t}
+    for x in xs:
+        count, amps = led._load(x)
+        if x < e_new and (count + 1 > led.max_strikes or (current and amps + a > led.supply_a)):
+            return False
+        if x >= e_new and current and count and amps + h > led.supply_a:
+            return False
+    return True
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    max_strikes=st.integers(1, 4),
+    supply=st.floats(0.5, 6.0),
+    placed=st.lists(
+        st.tuples(
+            st.integers(0, 6_000),  # gap to the previous strike (µs)
+            st.floats(0.0, 2.0),  # pulse current
+            st.floats(0.0, 0.5),  # hold current
+            st.integers(0, 40_000),  # hold length after the pulse
+        ),
+        max_size=25,
+    ),
+    queries=st.lists(
+        st.tuples(st.integers(0, 20_000), st.floats(0.0, 2.0), st.floats(0.0, 0.5), st.booleans()),
+        min_size=1,
+        max_size=8,
+    ),
+)
+def test_ledger_fits_equals_its_full_check(
+    max_strikes: int,
+    supply: float,
+    placed: list[tuple[int, float, float, int]],
+    queries: list[tuple[int, float, float, bool]],
+) -> None:
+    pulse = 5_000
+    led = SupplyLedger(pulse, max_strikes, supply)
+    t = 0
+    for gap, a, h, hold in placed:
+        t += gap
+        led.advance(t)
+        led.add(t, a, h, t + pulse + hold)  # placed whether it fits or not: crowded ledgers
+    for dt, a, h, current in queries:
+        q = t + dt
+        assert led.fits(q, a, h, current) == _fits_in_full(led, q, a, h, current)
