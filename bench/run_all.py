@@ -30,7 +30,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 
 # bench -> its arguments for (full, quick) runs
-BENCHES = {
+BENCHES: dict[str, tuple[list[str], list[str]]] = {
     "bench_piano.py": ([], ["--seeds", "1"]),
     "bench_link.py": ([], ["--quick"]),
     "bench_planner.py": ([], ["--repeat", "5"]),
@@ -55,9 +55,9 @@ def _rows_piano(out: str) -> dict[str, str]:
             section = line
             continue
         if section.startswith("## Summary") and line and not line.startswith("measure"):
-            m = re.match(r"(.{42}) +(\S+) +(\S+)", line)
-            if m:
-                rows[m.group(1).strip()] = m.group(3)
+            rest = line[42:].split()  # target (may hold a space), measured, status
+            if len(rest) >= 3:
+                rows[line[:42].strip()] = rest[-2]
         elif section.startswith("## Timing") and line and not line.startswith("mode"):
             m = re.match(r"(.{20})\s+" + r"(\S+)\s+" * 5 + r"(\d+)", line)
             if m:
