@@ -129,7 +129,7 @@ def before_after(rev: str, quick: bool, only: list[str]) -> int:
                 print(f"# firmware of {tree} not built: {why}", flush=True)
         w = 64
         print(f"\n## Issue 8: before ({rev}) and after (this tree), one run each")
-        print(f"{'measure':<{w}} {'before':>18} {'after':>18}")
+        print(f"{'measure':<{w}} {'before':>20} {'after':>20}")
         for script, (full, short) in BENCHES.items():
             if only and script.removeprefix("bench_").removesuffix(".py") not in only:
                 continue
@@ -137,9 +137,11 @@ def before_after(rev: str, quick: bool, only: list[str]) -> int:
             print(f"# {script} {' '.join(args)}", flush=True)
             before = PARSERS[script](_run(base, script, args))
             after = PARSERS[script](_run(ROOT, script, args))
-            for name in [*before, *(k for k in after if k not in before)]:
+            names = [*before, *(k for k in after if k not in before)]
+            wn = max([w, *map(len, names)])
+            for name in names:
                 b, a = before.get(name, "-"), after.get(name, "-")
-                print(f"{name[:w]:<{w}} {b:>18} {a:>18}", flush=True)
+                print(f"{name:<{wn}} {b:>20} {a:>20}", flush=True)
     return 0
 
 
