@@ -10,7 +10,9 @@ of ``--repeat`` runs (the least disturbed run on a shared machine):
 - ``mido``: ``mido.MidiFile(path)`` on that file (parsing only, no note pairing);
 - ``plan``: the spec's planner on the score (nominal curves, as a first run would);
 - ``write``: ``Plan.write_jsonl`` of that plan;
-- ``plan+write``: both, the figure the target is about.
+- ``plan+write``: both, the figure the target is about. It is more than the two above
+  added: the planner pauses the cyclic garbage collector while it runs, and the first
+  collection after it walks the plan's fresh objects once (as it would for a user).
 
 The four take turns within each round (best CPU time of ``--repeat`` rounds each), so
 that a busy spell on a shared machine slows them alike.
@@ -27,19 +29,10 @@ from pathlib import Path
 import mido
 
 from robo_player.midi import bundled_pieces, read_midi, write_midi
+from robo_player.planner import plan as run_planner  # the one entry point (issue 8)
 from robo_player.score import Note, PedalEvent, Score
 from robo_player.spec import load_spec
-
-try:  # the one entry point (issue 8); plan_piano before it existed
-    from robo_player.planner import plan as _plan_entry
-
-    def run_planner(score: Score, spec: object) -> object:
-        return _plan_entry(score, spec)  # type: ignore[arg-type]
-except ImportError:  # pragma: no cover - the code before issue 8
-    from robo_player.planner import plan_piano
-
-    def run_planner(score: Score, spec: object) -> object:
-        return plan_piano(score, spec)  # type: ignore[arg-type]
+from robo_player.spec.model import InstrumentSpec
 
 
 def repeated_score(piece: str, notes: int) -> Score:
@@ -99,18 +92,18 @@ def main() -> None:
         )
         for name in ("piano-88-grand", "piano-61-diy"):
             spec = load_spec(name)
-            plan, _ = run_planner(score, spec)  # type: ignore[misc]  # warm the caches
+            plan, _ = run_planner(score, spec)  # warm the caches
 
-            def both(spec: object = spec) -> None:
-                p, _ = run_planner(score, spec)  # type: ignore[misc]
+            def both(spec: InstrumentSpec = spec) -> None:
+                p, _ = run_planner(score, spec)
                 p.write_jsonl(plan_path)
 
             best = best_of_interleaved(
                 args.repeat,
                 {
                     "mido": lambda: mido.MidiFile(midi_path),
-                    "plan": lambda spec=spec: run_planner(score, spec),
-                    "write": lambda plan=plan: plan.write_jsonl(plan_path),
+                    "plan": lambda spec=spec: run_planner(score, spec),  # type: ignore[misc]
+                    "write": lambda plan=plan: plan.write_jsonl(plan_path),  # type: ignore[misc]
                     "both": both,
                 },
             )

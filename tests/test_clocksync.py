@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import random
 
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from robo_player.driver.clocksync import ClockSync, PerfTimeline, simulate_sync
+from robo_player.driver.clocksync import ClockSync, PerfTimeline, _feasible_middle, simulate_sync
 
 TARGET_US = 100.0
 
@@ -35,6 +36,33 @@ def test_estimate_error_any_drift_and_jitter(seed: int, drift_ppm: float, jitter
         seed=seed, drift_ppm=drift_ppm, jitter_s=jitter_s, duration_s=20.0, warmup_s=3.0
     )
     assert r.max_us <= TARGET_US, r
+
+
+@pytest.mark.parametrize("drift_ppm", [-60.0, 0.0, 60.0])
+def test_quick_exchanges_far_apart_do_not_leave_the_line_at_an_edge(drift_ppm: float) -> None:
+    """Seed 222617711 with 2 ms of jitter: 3-4 s in, the exchanges allow host times from
+    -7 to +121 µs of the truth at the newest one (-9..+151 µs 1 s ahead); the least-squares
+    line sat at +112 (+140) µs, at the edge. The middle of what they allow is off by at most
+    half that range, and stays within the target."""
+    r = simulate_sync(
+        seed=222617711, drift_ppm=drift_ppm, jitter_s=2e-3, duration_s=20.0, warmup_s=3.0
+    )
+    assert r.max_us <= TARGET_US, r
+
+
+def test_the_middle_of_what_the_intervals_allow() -> None:
+    u = np.array([-2.0, -1.0, 0.0])
+    # every line through [0, 2] at u = -2, -1, 0: at u = 0 anything in [0, 2] is possible
+    now, k = _feasible_middle(u, np.zeros(3), np.full(3, 2.0), 1.0, 24) or (None, None)
+    assert now == pytest.approx(1.0) and k == pytest.approx(0.0)
+    # y(-2) in [0.9, 1.1], y(-1) in [1, 3], y(0) = a in [0, 4]: with y(-2) = y1, the second
+    # gives a in [2 - y1, 6 - y1], so a in [0.9, 4] over all y1 (the third cuts 5.1 to 4)
+    mid = _feasible_middle(u, np.array([0.9, 1.0, 0.0]), np.array([1.1, 3.0, 4.0]), 1.0, 24)
+    assert mid is not None and mid[0] == pytest.approx((0.9 + 4.0) / 2)
+    # intervals no line passes through: nothing to say
+    assert (
+        _feasible_middle(u, np.array([0.0, 5.0, 0.0]), np.array([1.0, 6.0, 1.0]), 1.0, 24) is None
+    )
 
 
 def test_drift_is_reported_in_ppm() -> None:

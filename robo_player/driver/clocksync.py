@@ -79,6 +79,8 @@ class ClockSync:
         young_s: float = 10.0,
         keep_new: int = 16,
         young_period_s: float = 0.05,
+        horizon_s: float = 1.0,
+        bounds_k: int = 24,
     ) -> None:
         if not clock_hz > 0:
             raise ValueError(f"clock sync: clock_hz {clock_hz!r} must be > 0")
@@ -92,12 +94,15 @@ class ClockSync:
         self.young_s = young_s
         self.keep_new = keep_new
         self.young_period_s = young_period_s
+        self.horizon_s = horizon_s  # how far past the newest exchange the fit is used
+        self.bounds_k = bounds_k  # the narrowest intervals that bound the line (0: none)
         self._samples: deque[ClockSample] = deque()
         self._rejects_in_row = 0
         self.rejected = 0  # samples dropped as outliers, in total
         self.restarts = 0  # times the fit was thrown away after repeated rejects
         # the fit: clock = clock_avg + freq_hz * (time - time_avg)
         self.time_avg = 0.0
+        self._ls_time_avg = 0.0  # the least-squares line's (outliers are judged by it)
         self.clock_avg = 0.0
         self.freq_hz = self.nominal_hz
         self.min_rtt_s = math.inf
@@ -199,8 +204,10 @@ class ClockSync:
         smp.remove(min(cand, key=worth))
 
     def _violation(self, s: ClockSample) -> float:
-        """How far (s) the fitted line passes outside the sample's possible interval."""
-        t = self.time_at(s.clock) - s.asym_s
+        """How far (s) the least-squares line passes outside the sample's possible interval."""
+        if not self.ready:
+            raise RuntimeError("clock sync: no samples yet")
+        t = self._ls_time_avg + (s.clock - self.clock_avg) / self.freq_hz - s.asym_s
         return max(s.send_time - t, t - s.recv_time, 0.0)
 
     def _fit(self) -> None:
@@ -256,9 +263,14 @@ class ClockSync:
             if np.array_equal(new_lo, act_lo) and np.array_equal(new_hi, act_hi):
                 break
             act_lo, act_hi = new_lo, new_hi
+        # Where the intervals alone pin the line (few quick exchanges, far apart), the
+        # least-squares line can sit at an edge of what they allow: move it to the middle.
         self.freq_hz = self.nominal_hz / k_fit
         self.clock_avg = float(c_ref)
-        self.time_avg = t_ref + a_fit
+        self.time_avg = self._ls_time_avg = t_ref + a_fit
+        mid = _feasible_middle(u[usable], lo[usable], hi[usable], self.horizon_s, self.bounds_k)
+        if mid is not None:
+            self.time_avg = t_ref + mid[0]
         self._age_s = now - self._first_time
 
     def next_query_in(self, period_s: float = 1.0) -> float:
@@ -273,6 +285,44 @@ class ClockSync:
         if self._age_s < self.young_s:
             return min(period_s, self.young_period_s)
         return period_s
+
+
+def _feasible_middle(
+    u: np.ndarray, lo: np.ndarray, hi: np.ndarray, horizon: float, k_narrowest: int
+) -> tuple[float, float] | None:
+    """The line ``t = a + k·u`` through the middle of what the intervals allow, at the
+    newest sample (``u = 0``) and ``horizon`` later, or None if they allow no line.
+
+    Every exchange's interval ``[lo, hi]`` holds the instant its clock was read, so the
+    true line passes through all of them: the lines that do form a convex polygon in
+    ``(a, k)``, and at any ``u`` the truth lies in the range of their values there. The
+    middle of that range is the estimate whose worst error is least (half the range);
+    a least-squares line inside the polygon may be off by nearly all of it. The polygon
+    is taken from the ``k_narrowest`` intervals (the others rarely cut it, and leaving
+    them out only widens it): its vertices are the pairwise crossings of their bounds
+    that lie within every one of them.
+    """
+    if len(u) < 3 or k_narrowest < 2:
+        return None
+    keep = np.argsort(hi - lo)[:k_narrowest]
+    u, lo, hi = u[keep], lo[keep], hi[keep]
+    uu = np.concatenate([u, u])
+    bb = np.concatenate([lo, hi])
+    i, j = np.triu_indices(len(uu), 1)
+    du = uu[i] - uu[j]
+    cross = np.abs(du) > 1e-12
+    i, j, du = i[cross], j[cross], du[cross]
+    k = (bb[i] - bb[j]) / du
+    a = bb[i] - k * uu[i]
+    at = a[:, None] + k[:, None] * u[None, :]
+    tol = 1e-7  # s: above the clock's resolution (a 16 MHz tick is 62.5 ns)
+    inside = np.all((at >= lo - tol) & (at <= hi + tol), axis=1)
+    if not inside.any():
+        return None  # inconsistent intervals (a changed drift): keep the least squares
+    a, k = a[inside], k[inside]
+    now = 0.5 * (a.min() + a.max())
+    later = 0.5 * ((a + k * horizon).min() + (a + k * horizon).max())
+    return float(now), float((later - now) / horizon)
 
 
 class PerfTimeline:

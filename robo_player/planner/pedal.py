@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from ..plan import Op
 from ..spec.calibration import Calibration
 from ..spec.model import PianoSpec
-from .commands import Raw, emit
+from .commands import CommandBuffer
 from .constraints import Limits, PlanOptions
 
 if TYPE_CHECKING:
@@ -62,7 +62,7 @@ def carry(
     calibration: Calibration,
     options: PlanOptions,
     lim: Limits,
-    commands: list[Raw],
+    commands: CommandBuffer,
 ) -> int:
     """Carry notes cut short by the coil limits with the pedal where that is safe."""
     carried = 0
@@ -105,8 +105,8 @@ def carry(
             continue
         windows.append((down, end))
         pch = spec.pedal.channel
-        emit(commands, down - pedal_lat, Op.SET, pch, spec.actuators[pch].pwm_max)
-        emit(commands, end - pedal_lat, Op.SET, pch, 0)
+        commands.emit(down - pedal_lat, Op.SET, pch, spec.actuators[pch].pwm_max)
+        commands.emit(end - pedal_lat, Op.SET, pch, 0)
         for r in group:
             r.sound_end = end
             r.notes.append("carried by pedal")

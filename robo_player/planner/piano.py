@@ -41,6 +41,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import logging
+import math
 import operator
 from collections.abc import Iterator
 
@@ -49,7 +50,7 @@ from ..score import Score
 from ..spec.calibration import Calibration
 from ..spec.model import PianoSpec
 from . import rules
-from .commands import ORD_RELEASE, ORD_STRIKE, Raw, emit, make_command
+from .commands import CommandBuffer, make_command
 from .constraints import (
     INF_US,
     DriveChoice,
@@ -57,7 +58,6 @@ from .constraints import (
     PlanOptions,
     Playability,
     SupplyLedger,
-    heat_after,
     nominal_calibration,
     pitch_name,
     spec_hash_of,
@@ -76,27 +76,35 @@ class _Rec:
 
     __slots__ = (
         "i", "pitch", "shift", "dc", "s0", "s", "late", "stagger", "end", "absorbed_end",
-        "drop", "rel", "sound_end", "notes", "carry", "cut_by", "need",
+        "drop", "rel", "sound_end", "notes", "carry", "cut_by", "need", "order",
     )  # fmt: skip
 
-    def __init__(self, i: int, pitch: int, shift: int) -> None:
+    def __init__(
+        self, i: int, pitch: int, shift: int, dc: DriveChoice | None = None, s0: int = 0,
+        end: int = 0, need: int = 0,
+    ) -> None:  # fmt: skip
         self.i = i
         self.pitch = pitch  # key played
         self.shift = shift  # transposition, semitones
-        self.dc: DriveChoice | None = None
-        self.s0 = 0  # wanted strike time (performance µs)
+        self.dc = dc
+        self.s0 = s0  # wanted strike time (performance µs)
         self.s = 0  # planned strike time
         self.late = 0  # delay because the strike would fall before t = 0
         self.stagger = 0  # delay from the power budget
-        self.end = 0  # wanted sound end (performance µs, unshifted)
-        self.absorbed_end = 0  # latest end of notes merged into this one
+        self.end = end  # wanted sound end (performance µs, unshifted)
+        self.absorbed_end = end  # latest end of notes merged into this one
         self.drop: str | None = None
         self.rel = 0  # planned release
         self.sound_end = 0  # when the sound is meant to stop (release, or pedal carry)
         self.notes: list[str] = []  # why it changed
         self.carry = 0  # > 0: the sound should go on to this time after the release
         self.cut_by = ""  # the coil limit that cut the note short
-        self.need = 0  # shortest strike-to-strike interval to the next note on the key
+        self.need = need  # shortest strike-to-strike interval to the next note on the key
+        # (s0, pitch, i) packed into one int that sorts alike (pitch < 128): strike order
+        self.order = (s0 * 128 + pitch) * _I_SPAN + i
+
+
+_I_SPAN = 1 << 40  # more notes than a score has
 
 
 def _octave_shift(pitch: int, lo: int, hi: int) -> int | None:
@@ -177,19 +185,13 @@ def _plan_piano(
                 continue
             shift = sh
             pitch += shift
-        r = _Rec(i, pitch, shift)
-        if shift:
-            r.notes.append(f"transposed {shift:+d}")
         vel = note.velocity
         dc = drives.get((pitch, vel))
         if dc is None:
             dc = drives[(pitch, vel)] = oracle.drive(pitch, vel)
-        r.dc = dc
         lat = dc.latency_us
         onset = note.onset_us + pipe
         dur = note.duration_us
-        r.s0 = onset - lat
-        r.end = r.absorbed_end = onset + dur
         nd = needs.get(pitch)
         if nd is None:
             kl = oracle.limits_for(pitch)
@@ -204,7 +206,9 @@ def _plan_piano(
         if floor < nd[1]:
             floor = nd[1]
         need = floor + nd[3]
-        r.need = need if need > nd[0] else nd[0]
+        r = _Rec(i, pitch, shift, dc, onset - lat, onset + dur, need if need > nd[0] else nd[0])
+        if shift:
+            r.notes.append(f"transposed {shift:+d}")
         recs.append(r)
         lst = by_key.get(pitch)
         if lst is None:
@@ -264,49 +268,99 @@ def _plan_piano(
         add(t, a, h, r_est)
 
     # 5. per key: repetition, release, duration, max on-time, heat ----------------------
-    commands: list[Raw] = []
+    buf = CommandBuffer(max(a.index for a in spec.actuators))
+    cmds, keys = buf.commands, buf.keys
+    cmd_add, key_add, t_scale = cmds.append, keys.append, buf.t_scale
     carry_wanted: list[_Rec] = []
     tau_us, heat_limit, heat_k = lim.tau_us, lim.heat_limit_k, lim.heat_k_per_s
+    max_on, on_time_why = lim.max_on_us, f"coil on-time limit ({lim.max_on_us / 1e6:g} s)"
+    # rules.heat_after over one strike pulse, whose factor is the same for every strike;
+    # the other heat_after calls of this loop are inlined too (the same float operations).
+    e_pulse = math.exp(-pulse / tau_us)
+    strike_op, release_op = Op.PULSE_HOLD, Op.RELEASE
+    end = _Rec(-1, -1, 0)  # after a key's last note: releases it with nothing to wait for
+    end.s = INF_US
     for pitch, lst in by_key.items():
         key = spec.key(pitch)
         pwm_max = key.pwm_max
         hold = round(lim.hold_duty * pwm_max)
         hold_rate = lim.rate(hold / pwm_max)
+        hold_steady = hold_rate * tau_us * 1e-6
+        hold_cools = hold_steady <= heat_limit  # a hold never heats the coil past its limit
         ch = key.channel
+        strike_key, release_key = buf.base(Op.PULSE_HOLD, ch), buf.base(Op.RELEASE, ch)
         klim = oracle.limits_for(pitch)
+        back = klim.key_return_us + klim.release_margin_us  # latest_release_us(s) = s - back
         prev = None
         prev_temp = 0.0  # temperature rise at the end of prev's pulse
+        lst.append(end)
         for r in lst:
             if r.drop is not None:
                 continue
-            duty = r.dc.counts / pwm_max  # type: ignore[union-attr]  # set for every kept note
-            rate = duty * duty * heat_k  # lim.rate(duty), inlined: this loop is hot
             s = r.s
-            if prev is not None:
-                if s - prev.s < prev.need:
-                    # Not held longer: the power budget counted prev's hold as planned.
-                    _merge(prev, r, s - prev.s, prev.need, extend=False)
-                    continue
-                cap = s - klim.key_return_us - klim.release_margin_us  # latest_release_us(s)
-                rel, t_end, why = _finish(prev, lim, prev_temp, hold_rate, cap)
-                t1 = heat_after(heat_after(t_end, s - rel, 0.0, tau_us), pulse, rate, tau_us)
-                if t1 > heat_limit:
-                    r.drop = _heat_reason(pitch, t1, lim)
-                    continue
-                _commit(prev, rel, why, cap, commands, ch, hold, pulse)
-                if prev.carry:
-                    carry_wanted.append(prev)
+            if prev is None:
+                cool = 0.0  # a cold coil
             else:
-                t1 = heat_after(0.0, pulse, rate, tau_us)  # a cold coil
+                ps = prev.s
+                if s - ps < prev.need:
+                    # Not held longer: the power budget counted prev's hold as planned.
+                    _merge(prev, r, s - ps, prev.need, extend=False)
+                    continue
+                # prev's release: as written (with its delay), before the key must return
+                # for r, at least its pulse, at most the on-time and the heat limits
+                cap = s - back
+                delta = prev.late + prev.stagger
+                want = prev.absorbed_end + delta
+                rel = want if want < cap else cap
+                if rel < ps + pulse:
+                    rel = ps + pulse
+                why = ""
+                if rel - ps > max_on:
+                    rel = ps + max_on
+                    why = on_time_why
+                if prev_temp >= heat_limit or not hold_cools:
+                    cut = time_to_limit_us(prev_temp, hold_rate, tau_us, heat_limit)
+                    if cut is not None and rel > ps + pulse + cut:
+                        rel = ps + pulse + cut
+                        why = "coil heat limit"
+                # heat_after(prev_temp, hold time, hold_rate), then cooling to s
+                t_end = hold_steady + (prev_temp - hold_steady) * math.exp(
+                    -(rel - ps - pulse) / tau_us
+                )
+                cool = t_end * math.exp(-(s - rel) / tau_us)
+            if r is not end:
+                dc = r.dc
+                assert dc is not None
+                duty = dc.counts / pwm_max
+                steady = duty * duty * heat_k * tau_us * 1e-6  # of the strike's pulse
+                t1 = steady + (cool - steady) * e_pulse
                 if t1 > heat_limit:
                     r.drop = _heat_reason(pitch, t1, lim)
                     continue
+            if prev is not None:
+                # commit prev's release; say why it changed
+                if want > cap:
+                    want = cap  # shortened so the key can return before the repeat
+                    prev.notes.append(
+                        f"shortened for the repeat: released {lim_ms(prev.absorbed_end + delta - cap)} early"
+                    )
+                if rel < want:
+                    # Cut by the on-time or heat limit: the pedal may carry the rest (stage 6).
+                    prev.carry = want
+                    prev.cut_by = why
+                    carry_wanted.append(prev)
+                elif rel > want:
+                    prev.notes.append("lengthened to its strike pulse")
+                prev.rel = prev.sound_end = rel
+                i = prev.i
+                key_add(ps * t_scale + strike_key + len(keys))
+                cmd_add(make_command(ps, strike_op, ch, prev.dc.counts, pulse, hold, i))  # type: ignore[union-attr]
+                key_add(rel * t_scale + release_key + len(keys))
+                cmd_add(make_command(rel, release_op, ch, 0, 0, 0, i))
+            if r is end:
+                break
             prev, prev_temp = r, t1
-        if prev is not None:
-            rel, _, why = _finish(prev, lim, prev_temp, hold_rate, None)
-            _commit(prev, rel, why, None, commands, ch, hold, pulse)
-            if prev.carry:
-                carry_wanted.append(prev)
+        lst.pop()
 
     # 6. pedal --------------------------------------------------------------------------
     report = PlanReport(spec_name=spec.name, calibrated=measured)
@@ -322,18 +376,17 @@ def _plan_piano(
         pch, pmax = spec.pedal.channel, spec.actuators[spec.pedal.channel].pwm_max
         for ev in score.pedal:
             level = cc_to_counts(ev.value, pmax)  # the plan's levels are counts
-            emit(commands, max(0, ev.t_us + pipe - pedal_lat), Op.SET, pch, level)
+            buf.emit(max(0, ev.t_us + pipe - pedal_lat), Op.SET, pch, level)
         track = PedalTrack(
             [ev.t_us + pipe for ev in score.pedal], [ev.value >= PEDAL_DOWN for ev in score.pedal]
         )
     if carry_wanted:
         report.pedal_carried = carry(
-            carry_wanted, recs, track, spec, calibration, options, lim, commands
+            carry_wanted, recs, track, spec, calibration, options, lim, buf
         )
 
-    commands.sort()
     plan = Plan(
-        commands=[make_command(t, op, a, d, p, h, n) for t, _, a, _, op, d, p, h, n in commands],
+        commands=buf.sorted(),
         pipeline_delay_us=pipe,
         spec_name=spec.name,
         spec_hash=spec_hash_of(spec),
@@ -429,7 +482,7 @@ def _wait_for_supply(
     return None
 
 
-_strike_order = operator.attrgetter("s0", "pitch", "i")  # (r.s0, r.pitch, r.i)
+_strike_order = operator.attrgetter("order")  # (r.s0, r.pitch, r.i)
 
 
 def _merge(prev: _Rec, r: _Rec, gap: int, need: int, extend: bool = True) -> None:
@@ -453,64 +506,3 @@ def _heat_reason(pitch: int, temp_k: float, lim: Limits) -> str:
         f"coil heat: {pitch_name(pitch)} would reach {temp_k:.1f} K "
         f"(limit {lim.heat_limit_k:.1f} K with margin)"
     )
-
-
-def _finish(
-    r: _Rec, lim: Limits, temp_k: float, hold_rate: float, cap: int | None
-) -> tuple[int, float, str]:
-    """Release time of ``r`` (a following strike allowing ``cap``), the temperature
-    rise then, and which coil limit cut it short ("" if none)."""
-    s, pulse = r.s, lim.pulse_us
-    delta = r.late + r.stagger
-    rel = r.absorbed_end + delta
-    if cap is not None and rel > cap:
-        rel = cap
-    if rel < s + pulse:
-        rel = s + pulse
-    why = ""
-    if rel - s > lim.max_on_us:
-        rel = s + lim.max_on_us
-        why = f"coil on-time limit ({lim.max_on_us / 1e6:g} s)"
-    # time_to_limit_us is None for a coil below its limit whose hold can be kept for ever
-    # (the usual case: skip the call, it is on the hot path)
-    if temp_k < lim.heat_limit_k and hold_rate * lim.tau_us * 1e-6 <= lim.heat_limit_k:
-        cut = None
-    else:
-        cut = time_to_limit_us(temp_k, hold_rate, lim.tau_us, lim.heat_limit_k)
-    if cut is not None and rel > s + pulse + cut:
-        rel = s + pulse + cut
-        why = "coil heat limit"
-    return rel, heat_after(temp_k, rel - s - pulse, hold_rate, lim.tau_us), why
-
-
-def _commit(
-    r: _Rec,
-    rel: int,
-    why: str,
-    cap: int | None,
-    commands: list[Raw],
-    ch: int,
-    hold: int,
-    pulse: int,
-) -> None:
-    """Fix ``r``'s release, note why it changed, and emit its commands."""
-    assert r.dc is not None
-    delta = r.late + r.stagger
-    want = r.absorbed_end + delta
-    if cap is not None and want > cap:
-        want = cap  # shortened so the key can return before the repeat
-        r.notes.append(
-            f"shortened for the repeat: released {lim_ms(r.absorbed_end + delta - cap)} early"
-        )
-    if rel < want:
-        # Cut by the on-time or heat limit: the pedal may carry the rest (stage 6).
-        r.carry = want
-        r.cut_by = why
-    elif rel > want:
-        r.notes.append("lengthened to its strike pulse")
-    r.rel = rel
-    r.sound_end = rel
-    commands.append(
-        (r.s, ORD_STRIKE, ch, len(commands), Op.PULSE_HOLD, r.dc.counts, pulse, hold, r.i)
-    )
-    commands.append((rel, ORD_RELEASE, ch, len(commands), Op.RELEASE, 0, 0, 0, r.i))

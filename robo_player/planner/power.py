@@ -99,6 +99,15 @@ class SupplyLedger:
                 bound += it[3] if it[3] > it[4] else it[4]
             if bound <= self.supply_a:
                 return True
+        else:
+            # Every pulse slot taken at t itself (the usual reason a strike must wait):
+            # known without the full check below, which would find it at x = t.
+            running = 0
+            for it in pulsing:
+                if it[0] <= t < it[1]:
+                    running += 1
+            if running >= self.max_strikes:
+                return False
         xs = {t, e_new}
         for it in self.pulsing:
             if it[0] > t:

@@ -1,0 +1,159 @@
+"""Digest of the piano planner's output (plan file and report) on fixed cases, to show
+that a change meant to be behaviour-neutral (a speed-up) is: run it before and after
+and compare, or give ``--baseline REV`` to run the same cases on a git revision too.
+
+    .venv/bin/python scripts/plan_digest.py                   # this tree's digests
+    .venv/bin/python scripts/plan_digest.py --baseline 6fda615  # side by side, exit 1 if any differ
+
+Cases: the bundled pieces on each piano spec; the Maple Leaf Rag repeated to 20,000
+notes (the planning-speed bench's score); seeded random scores dense enough to stagger,
+merge, overload the supply, heat coils and carry notes by the pedal; and a measured
+calibration (scaled curves and return times on some keys). Each digest is the SHA-256
+of the plan written as JSON Lines followed by the report with its outcomes as JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import hashlib
+import json
+import random
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+
+
+def _cases() -> dict[str, tuple[object, object, object]]:
+    """name -> (score, spec, calibration or None)."""
+    from robo_player.midi import bundled_pieces, read_midi
+    from robo_player.score import Note, PedalEvent, Score
+    from robo_player.spec import load_spec
+    from robo_player.spec.calibration import Calibration, KeyCurve
+
+    sys.path.insert(0, str(ROOT / "bench"))
+    from bench_planner import repeated_score
+
+    specs = {name: load_spec(name) for name in ("piano-88-grand", "piano-61-diy")}
+    cases: dict[str, tuple[object, object, object]] = {}
+    for path in bundled_pieces():
+        score = read_midi(path)
+        for name, spec in specs.items():
+            cases[f"{path.stem}/{name}"] = (score, spec, None)
+    big = repeated_score("maple_leaf_rag", 20_000)
+    for name, spec in specs.items():
+        cases[f"maple_x20000/{name}"] = (big, spec, None)
+    grand = specs["piano-88-grand"]
+    hot = dataclasses.replace(
+        grand, thermal=dataclasses.replace(grand.thermal, coil_heat_capacity_j_per_k=1.0)
+    )
+    for seed in range(6):
+        rng = random.Random(seed)
+        span = 20_000_000 if seed < 3 else 150_000_000  # crowded (supply overloads), or not
+        notes = []
+        for _ in range(600):
+            notes.append(
+                Note(
+                    rng.choice([rng.randint(0, 127), rng.randint(48, 72)]),
+                    rng.randint(0, span),
+                    rng.choice([rng.randint(0, 300_000), rng.randint(0, 12_000_000)]),
+                    rng.randint(1, 127),
+                )
+            )
+        pedal = [
+            PedalEvent(rng.randint(0, span + 1_000_000), rng.randint(0, 127)) for _ in range(40)
+        ]
+        score = Score(sorted(notes, key=lambda n: n.onset_us), sorted(pedal, key=lambda e: e.t_us))
+        for name, spec in {**specs, "hot-grand": hot}.items():
+            cases[f"random{seed}/{name}"] = (score, spec, None)
+    cal = Calibration.nominal(grand)
+    rng = random.Random(99)
+    for pitch in rng.sample(sorted(cal.keys), 30):
+        c = cal.keys[pitch]
+        gain, lat = rng.uniform(0.6, 1.2), rng.uniform(0.8, 2.0)
+        cal.keys[pitch] = KeyCurve(
+            pitch,
+            c.threshold,
+            c.drive,
+            tuple(v * gain for v in c.velocity),
+            tuple(x * lat for x in c.latency_us),
+            strikes=10,
+            return_us=rng.uniform(20_000, 90_000),
+        )
+    cal.measured = True
+    for seed in (0, 1):
+        cases[f"random{seed}/grand-calibrated"] = (
+            cases[f"random{seed}/piano-88-grand"][0],
+            grand,
+            cal,
+        )
+    cases["maple_leaf_rag/grand-calibrated"] = (
+        cases["maple_leaf_rag/piano-88-grand"][0],
+        grand,
+        cal,
+    )
+    return cases
+
+
+def digests() -> dict[str, str]:
+    from robo_player.planner import plan_piano
+
+    out: dict[str, str] = {}
+    with tempfile.TemporaryDirectory() as d:
+        path = Path(d) / "plan.jsonl"
+        for name, (score, spec, cal) in _cases().items():
+            plan, report = plan_piano(score, spec, cal)  # type: ignore[arg-type]
+            plan.write_jsonl(path)
+            h = hashlib.sha256(path.read_bytes())
+            h.update(json.dumps(report.to_json(outcomes=True), sort_keys=True).encode())
+            out[name] = h.hexdigest()[:16]
+    return out
+
+
+def _at_revision(rev: str) -> dict[str, str]:
+    """The digests of git revision ``rev`` (its robo_player package, this script's cases)."""
+    with tempfile.TemporaryDirectory() as d:
+        subprocess.run(f"git -C {ROOT} archive {rev} | tar -x -C {d}", shell=True, check=True)
+        res = subprocess.run(
+            [sys.executable, str(HERE / "plan_digest.py"), "--json", "--root", d],
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+    return dict(json.loads(res.stdout))
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--baseline", help="git revision to compare with (e.g. 6fda615)")
+    ap.add_argument("--json", action="store_true", help="print the digests as JSON")
+    ap.add_argument("--root", help=argparse.SUPPRESS)  # a tree to import robo_player from
+    args = ap.parse_args()
+    if args.root:
+        global ROOT
+        ROOT = Path(args.root)
+        sys.path.insert(0, args.root)
+        for mod in [m for m in sys.modules if m == "robo_player" or m.startswith("robo_player.")]:
+            del sys.modules[mod]
+    now = digests()
+    if args.json:
+        print(json.dumps(now))
+        return 0
+    base = _at_revision(args.baseline) if args.baseline else {}
+    differ = 0
+    for name, h in now.items():
+        b = base.get(name)
+        mark = "" if b is None else ("same" if b == h else "DIFFERENT")
+        differ += mark == "DIFFERENT"
+        print(f"{name:<40} {h}  {b or '':<16} {mark}")
+    if args.baseline:
+        print(f"{differ} of {len(now)} cases differ from {args.baseline}")
+    return 1 if differ else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
