@@ -128,6 +128,72 @@ def test_bad_primer_words_and_options(tiny_lstm: torch.nn.Module) -> None:
         generate(tiny_lstm, spec, 0.0)
 
 
+class NeverRelease:
+    """A stand-in network that presses keys and lets time pass but never lifts a key (the
+    "forgotten note" of an under-trained model, in the extreme)."""
+
+    def __init__(self, seed: int) -> None:
+        self.rng = np.random.default_rng(seed)
+
+    def step(self, tok: int, state: object) -> tuple[np.ndarray, object]:
+        logits = self.rng.normal(0.0, 1.0, tk.VOCAB_SIZE)
+        logits[tk.NOTE_OFF:tk.TIME_SHIFT] = -40.0
+        logits[tk.NOTE_ON + 40:tk.NOTE_ON + 90] += 2.0
+        logits[tk.TIME_SHIFT + 20:tk.TIME_SHIFT + 40] += 4.0
+        return logits, state
+
+
+def _closed_within(tokens: list[int], bound_steps: int) -> list[str]:
+    """Note-ons not closed by their own NOTE_OFF within ``bound_steps`` 10 ms steps."""
+    now, down, bad = 0, {}, []
+    for i, tok in enumerate(tokens):
+        if tok < tk.NOTE_OFF:
+            down[tok] = (i, now)
+        elif tok < tk.TIME_SHIFT:
+            j, t0 = down.pop(tok - tk.NOTE_OFF)
+            if now - t0 > bound_steps:
+                bad.append(f"token {j}: key {tok - tk.NOTE_OFF} held {now - t0} steps")
+        elif tok < tk.VELOCITY:
+            now += tok - tk.TIME_SHIFT + 1
+    return bad + [f"key {p} never released" for p in down]
+
+
+@pytest.mark.parametrize("spec_name", [*SPECS, None])
+def test_no_note_is_held_past_the_bound(spec_name: str | None) -> None:
+    spec = load_spec(spec_name) if spec_name else None
+    g = generate(NeverRelease(0), spec, 20.0, seed=0, max_note_s=1.5)  # spec None: grammar only
+    assert len(g.score.notes) > 20
+    assert tk.check_grammar(g.tokens) == []
+    assert _closed_within(g.tokens, 150) == []
+    assert max(n.duration_us for n in g.score.notes) <= 1_500_000
+    # the keys are lifted during the piece, by the bound, not all at its end
+    last = max(n.end_us for n in g.score.notes)
+    assert sum(n.end_us < last - 1_000_000 for n in g.score.notes) > len(g.score.notes) // 2
+    if spec is not None:
+        _, report = plan_piano(g.score, spec)
+        assert (report.notes_altered, report.notes_dropped) == (0, 0)
+
+
+def test_without_the_bound_the_same_logits_hold_notes_for_ever() -> None:
+    g = generate(NeverRelease(0), None, 20.0, seed=0, max_note_s=None, constrain=False)
+    assert max(n.duration_us for n in g.score.notes) > 10_000_000
+    with pytest.raises(ModelError, match="max_note_s"):
+        HardwareMask(None, max_note_s=0.0)
+
+
+def test_shipped_model_samples_have_no_stuck_notes() -> None:
+    from pathlib import Path
+
+    from robo_player.model.checkpoint import load_model
+    from robo_player.model.generate import MAX_NOTE_S
+
+    path = Path(__file__).resolve().parents[1] / "models" / "performance.pt"
+    model, _, _ = load_model(path)
+    g = generate(model, load_spec("piano-88-grand"), 15.0, seed=200, top_p=0.95)
+    assert tk.check_grammar(g.tokens) == []
+    assert _closed_within(g.tokens, int(MAX_NOTE_S * 100)) == []
+
+
 def test_mask_forbids_orphans_and_pedal_without_actuator() -> None:
     m = HardwareMask(load_spec("piano-61-diy"))
     allowed = m.cheap_mask()
