@@ -14,6 +14,7 @@ from robo_player.model.generate import (  # noqa: E402
     BOS,
     HardwareMask,
     NumpyLSTM,
+    _sample,
     generate,
     parse_primer,
     primer_tokens,
@@ -87,6 +88,26 @@ def test_generation_is_deterministic_per_seed(tiny_lstm: torch.nn.Module) -> Non
     c = generate(tiny_lstm, spec, 5.0, seed=8, top_p=0.9)
     assert a.tokens == b.tokens
     assert a.tokens != c.tokens
+
+
+@pytest.mark.parametrize(("temperature", "top_p"), [(1.0, 1.0), (0.7, 1.0), (1.0, 0.8)])
+def test_sampling_follows_the_masked_tempered_nucleus(temperature: float, top_p: float) -> None:
+    rng = np.random.default_rng(0)
+    logits = rng.normal(0.0, 1.5, tk.VOCAB_SIZE)
+    mask = np.zeros(tk.VOCAB_SIZE, bool)
+    mask[[3, 40, 77, 130, 300, 389]] = True
+    z = np.exp((logits - logits[mask].max()) / temperature) * mask
+    order = np.argsort(-z)
+    cum = np.cumsum(z[order]) / z.sum()
+    keep = order[: int(np.searchsorted(cum, top_p)) + 1]
+    keep = keep[z[keep] > 0]
+    want = np.zeros(tk.VOCAB_SIZE)
+    want[keep] = z[keep] / z[keep].sum()
+    n = 40_000
+    got = np.bincount([_sample(logits, mask, temperature, top_p, rng) for _ in range(n)],
+                      minlength=tk.VOCAB_SIZE) / n
+    assert set(np.flatnonzero(got)) == set(keep.tolist())  # nothing masked or outside the nucleus
+    np.testing.assert_allclose(got, want, atol=4 * np.sqrt(0.25 / n))
 
 
 def test_numpy_lstm_matches_torch(tiny_lstm: torch.nn.Module) -> None:

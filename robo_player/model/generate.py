@@ -216,77 +216,100 @@ class NumpyLSTM:
     """Batch-1 decoding of a :class:`~robo_player.model.networks.PerformanceLSTM` in numpy.
 
     The input embedding is folded into the first layer: ``table[tok]`` = ``W_ih0 @ E[tok] +
-    b_ih0 + b_hh0`` (V+1, 4H), so a step is one matvec per layer plus the output head.
+    b_ih0 + b_hh0`` (V+1, 4H), so a step is one matvec per layer plus the output head
+    (layers above the first: two). The gates are
+    reordered to (i, f, o, g) and the sigmoid rows pre-scaled by 1/2, so one ``tanh`` over
+    all four gates gives them (sigmoid(z) = (1 + tanh(z/2)) / 2). A features model's state
+    projection is folded in too; its share of the gates is kept between steps and only
+    recomputed when the state rows change (a note or a time shift).
     """
 
     def __init__(self, model: Any) -> None:
         import torch
 
+        H = model.lstm.hidden_size  # noqa: N806
+        # torch's gate order i, f, g, o -> i, f, o, g; sigmoid rows (i, f, o) scaled by 1/2
+        order = np.r_[0:2 * H, 3 * H:4 * H, 2 * H:3 * H]
+        scale = np.r_[np.full(3 * H, 0.5), np.ones(H)]
+
+        def gates(w: Any) -> np.ndarray:  # (..., 4H) in torch's order -> ours
+            return np.ascontiguousarray((np.asarray(w, np.float64)[..., order] * scale).astype(np.float32))
+
         with torch.no_grad():
             lstm = model.lstm
             E = model.embed.weight.double()  # noqa: N806 - (V+1, C)
             self.layers = lstm.num_layers
-            self.h = lstm.hidden_size
-            self.table = (E @ lstm.weight_ih_l0.double().T + lstm.bias_ih_l0.double()
-                          + lstm.bias_hh_l0.double()).float().numpy()
-            self.w_hh = [getattr(lstm, f"weight_hh_l{i}").T.contiguous().numpy() for i in range(self.layers)]
-            self.w_ih = [None] + [getattr(lstm, f"weight_ih_l{i}").T.contiguous().numpy()
-                                  for i in range(1, self.layers)]
-            self.b = [None] + [(getattr(lstm, f"bias_ih_l{i}") + getattr(lstm, f"bias_hh_l{i}")).numpy()
-                               for i in range(1, self.layers)]
+            self.h = H
+            table = (E @ lstm.weight_ih_l0.double().T + lstm.bias_ih_l0.double() + lstm.bias_hh_l0.double())
+            self.w_hh0 = gates(lstm.weight_hh_l0.double().T.numpy())  # (H, 4H)
+            self.w_ih = [gates(getattr(lstm, f"weight_ih_l{i}").double().T.numpy()) for i in range(1, self.layers)]
+            self.w_hh = [gates(getattr(lstm, f"weight_hh_l{i}").double().T.numpy()) for i in range(1, self.layers)]
+            self.b = [gates((getattr(lstm, f"bias_ih_l{i}") + getattr(lstm, f"bias_hh_l{i}")).double().numpy())
+                      for i in range(1, self.layers)]
             self.head_w = model.head.weight.T.contiguous().numpy()  # (H, V)
             self.head_b = model.head.bias.numpy()
-            self.state_w = None
+            self.state_w: np.ndarray | None = None
             enc = getattr(model, "state_enc", None)
             if enc is not None:  # fold the state projection into the first layer too
                 w_ih0 = lstm.weight_ih_l0.double()
-                self.state_w = (w_ih0 @ enc.proj.weight.double()).T.float().contiguous().numpy()  # (D, 4H)
-                self.table += (w_ih0 @ enc.proj.bias.double()).float().numpy()
+                self.state_w = gates((w_ih0 @ enc.proj.weight.double()).T.numpy())  # (D, 4H)
+                table = table + w_ih0 @ enc.proj.bias.double()
                 self._enc = type(enc)
-        H = self.h  # noqa: N806 - gate order i, f, g, o: sigmoid on i, f, o
-        self.sig_idx = np.r_[0:2 * H, 3 * H:4 * H]
+            self.table = gates(table.numpy())
+        self.features = self.state_w is not None
 
-    def _state_gates(self, tracker: tk.StateTracker) -> np.ndarray:
-        """The state rows' share of the first layer's gates (``StateEncoder.dense`` in
-        numpy, only its nonzero entries)."""
-        enc, w = self._enc, self.state_w
+    def _state_gates(self, tracker: tk.StateTracker, w: np.ndarray) -> np.ndarray:
+        """The state rows' share of the first layer's gates: ``StateEncoder.dense`` of
+        ``tracker.codes()`` times the folded projection, from the tracker's fields."""
+        enc = self._enc
         top = enc.N_BINS - 1
-        row = tracker.codes().astype(np.int64)
-        g = (w[enc.SINCE + min(top, row[tk.N_PITCH] // enc.GAP_STEPS)]
-             + w[enc.IOI + min(top, row[tk.N_PITCH + 1] // enc.GAP_STEPS)])
-        keys = np.fromiter(tracker.onset, dtype=np.int64, count=len(tracker.onset))
-        if len(keys):
-            el = row[keys] - 1
-            g = g + w[keys].sum(0) + (el / 100.0).astype(np.float32) @ w[tk.N_PITCH + keys]
-            g = g + w[enc.HIST + np.minimum(el // enc.EL_STEPS, top)].sum(0)
+        cap = 255
+        if tracker.last_on < 0:
+            since = ioi = cap
+        else:
+            since = min(tracker.now - tracker.last_on, cap)
+            ioi = min(tracker.last_on - tracker.prev_group, cap) if tracker.prev_group >= 0 else cap
+        g = w[enc.SINCE + min(top, since // enc.GAP_STEPS)] + w[enc.IOI + min(top, ioi // enc.GAP_STEPS)]
+        if tracker.onset:
+            keys = np.fromiter(tracker.onset.keys(), dtype=np.int64, count=len(tracker.onset))
+            t0 = np.fromiter(tracker.onset.values(), dtype=np.int64, count=len(tracker.onset))
+            el = np.minimum(tracker.now - t0, cap - 1)
+            rows = np.concatenate([keys, enc.HIST + np.minimum(el // enc.EL_STEPS, top)])
+            g = g + w[rows].sum(0) + (el / 100.0).astype(np.float32) @ w[tk.N_PITCH + keys]
         return g
 
     def step(self, tok: int, state: Any) -> tuple[np.ndarray, Any]:
-        """State: the LSTM's (h, c) per layer, plus the event-state tracker when the
-        model reads state features."""
+        """State: a list of the LSTM's (h, c) per layer, then, when the model reads state
+        features, the event-state tracker and its share of the first layer's gates."""
         H = self.h  # noqa: N806
         if state is None:
             state = [(np.zeros(H, np.float32), np.zeros(H, np.float32)) for _ in range(self.layers)]
-            if self.state_w is not None:
-                state.append(tk.StateTracker())
-        tracker = state[-1] if self.state_w is not None else None
+            if self.features:
+                state += [tk.StateTracker(), None]
         g0 = self.table[tok]
-        if tracker is not None:
-            if tok < V:
-                tracker.apply(int(tok))
-            g0 = g0 + self._state_gates(tracker)
+        extra: list[Any] = []
+        if self.features:
+            tracker, sg = state[self.layers], state[self.layers + 1]
+            if tok < tk.VELOCITY or sg is None:  # notes and time shifts change the state rows
+                if tok < V:
+                    tracker.apply(int(tok))
+                sg = self._state_gates(tracker, self.state_w)  # type: ignore[arg-type]
+            g0 = g0 + sg
+            extra = [tracker, sg]
         new: list[Any] = []
-        x = None
-        for i, (h, c) in enumerate(state[:self.layers]):
-            g = g0 + h @ self.w_hh[i] if i == 0 else x @ self.w_ih[i] + h @ self.w_hh[i] + self.b[i]
-            ifo = 1.0 / (1.0 + np.exp(-g[self.sig_idx]))
-            gg = np.tanh(g[2 * H:3 * H])
-            c = ifo[H:2 * H] * c + ifo[:H] * gg
-            x = ifo[2 * H:] * np.tanh(c)
+        x = np.zeros(0, np.float32)
+        for i in range(self.layers):
+            h, c = state[i]
+            if i:
+                g = x @ self.w_ih[i - 1] + h @ self.w_hh[i - 1] + self.b[i - 1]
+            else:
+                g = g0 + h @ self.w_hh0
+            t = np.tanh(g)
+            s = t[:3 * H] * 0.5 + 0.5
+            c = s[H:2 * H] * c + s[:H] * t[3 * H:]
+            x = s[2 * H:] * np.tanh(c)
             new.append((x, c))
-        if tracker is not None:
-            new.append(tracker)
-        return x @ self.head_w + self.head_b, new
+        return x @ self.head_w + self.head_b, new + extra
 
 
 class TorchStepper:
@@ -330,21 +353,21 @@ def stepper_for(model: Any) -> NumpyLSTM | TorchStepper:
 
 def _sample(logits: np.ndarray, mask: np.ndarray, temperature: float, top_p: float,
             rng: np.random.Generator) -> int:
-    allowed = np.flatnonzero(mask)
-    if len(allowed) == 0:
+    """One draw from softmax(logits / temperature) over ``mask``, cut to the top-p nucleus."""
+    z = np.where(mask, logits, -np.inf)
+    top = z.max()
+    if not np.isfinite(top):
         raise ModelError("constrained decoding: no event allowed (internal error)")
-    z = logits[allowed].astype(np.float64) / max(temperature, 1e-6)
-    z -= z.max()
-    p = np.exp(z)
-    p /= p.sum()
+    p = np.exp((z - top) * (1.0 / max(temperature, 1e-6)))  # 0 where masked
     if top_p < 1.0:
         order = np.argsort(-p)
         cum = np.cumsum(p[order])
-        keep = order[: int(np.searchsorted(cum, top_p)) + 1]
-        q = np.zeros_like(p)
-        q[keep] = p[keep]
-        p = q / q.sum()
-    return int(allowed[rng.choice(len(allowed), p=p)])
+        k = int(np.searchsorted(cum, top_p * cum[-1])) + 1  # the smallest set with mass >= top_p
+        k = min(k, len(order))
+        return int(order[min(int(np.searchsorted(cum[:k], rng.random() * cum[k - 1], side="right")), k - 1)])
+    cum = np.cumsum(p)
+    i = int(np.searchsorted(cum, rng.random() * cum[-1], side="right"))
+    return i if i < len(p) else int(np.flatnonzero(p)[-1])  # (u * total rounded up to total)
 
 
 def parse_primer(text: str) -> list[int]:
