@@ -75,7 +75,12 @@ def test_features_and_targets_are_finite_and_meaningful() -> None:
     assert f.shape == (len(p.pitch), sf.N_FEATURES) and np.isfinite(f).all()
     y, ok = sf.targets(p)
     assert ok.all() and np.isfinite(y).all()
-    assert np.allclose(y[:, 0], (p.p_vel - 64) / 32)
+    v = p.p_vel.astype(float)
+    z = (v - v.mean()) / v.std()  # velocity: z-scored within the performance, on a common scale
+    assert np.allclose(y[:, 0], np.clip((sf.VEL_MEAN + sf.VEL_STD * z - 64) / 32, -2, 2), atol=1e-5)
+    louder = sf.targets(Performance(**{**{k: getattr(p, k) for k in p.__slots__}, "p_vel": p.p_vel + 20}))[0]
+    assert np.allclose(louder[:, 0], y[:, 0], atol=1e-5)  # a louder day is not in the target
+    assert np.all(f[p.staff == 2, 24] > 0) and np.mean(f[p.staff == 1, 24] == 0) > 0.3  # melody = the top
     slow = p.dur_q[p.staff == 1] == 1.0
     assert y[p.staff == 1][slow, 1].mean() > y[p.staff == 1][~slow, 1].mean() + 0.3  # tempo target
     assert y[p.staff == 1][slow, 3].mean() > y[p.staff == 1][~slow, 3].mean() + 0.4  # legato vs detached
