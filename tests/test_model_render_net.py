@@ -132,6 +132,19 @@ def test_tiny_renderer_learns_dynamics_and_tempo_beyond_the_rules(
     assert set(d["model"]) == {"velocity", "duration", "ioi", "pedal", "overall"}
 
 
+def test_widened_network_predicts_as_before_and_reads_24_feature_checkpoints(
+        trained: tuple[Path, list[Performance]]) -> None:
+    torch.manual_seed(0)
+    narrow = rn.RenderGRU(rn.RenderConfig(n_features=24, hidden=16, layers=1, dropout=0.0))
+    s = sf.from_performance(synthetic(5))
+    wide = rn.widen(narrow)
+    assert wide.cfg.n_features == sf.N_FEATURES
+    np.testing.assert_allclose(rn.predict(wide, s), rn.predict(narrow, s), atol=1e-6)
+    assert np.abs(rn.predict(rn.load(trained[0])[0], s) - rn.predict(wide, s)).max() > 1e-3
+    with pytest.raises(rn.ModelError, match="cannot narrow"):
+        rn.widen(wide, 24)
+
+
 def test_perform_cli_with_a_rendering_checkpoint(tmp_path: Path,
                                                 trained: tuple[Path, list[Performance]]) -> None:
     from robo_player.errors import UsageError

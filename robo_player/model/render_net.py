@@ -116,6 +116,23 @@ def load(path: str | Path) -> tuple[RenderGRU, dict[str, Any]]:
     return model, dict(blob.get("meta", {}))
 
 
+def widen(model: RenderGRU, n_features: int = sf.N_FEATURES) -> RenderGRU:
+    """The same network reading ``n_features`` (more) features: the new inputs start at
+    zero weight, so it predicts exactly what ``model`` did (a warm start for new features)."""
+    old = model.cfg.n_features
+    if n_features < old:
+        raise ModelError(f"cannot narrow a rendering network from {old} to {n_features} features")
+    cfg = RenderConfig(n_features=n_features, hidden=model.cfg.hidden, layers=model.cfg.layers,
+                       dropout=model.cfg.dropout)
+    wide = RenderGRU(cfg)
+    state = model.state_dict()
+    w = torch.zeros(cfg.hidden, n_features)
+    w[:, :old] = state["inp.0.weight"]
+    state["inp.0.weight"] = w
+    wide.load_state_dict(state)
+    return wide
+
+
 # ---------------------------------------------------------------- training
 
 
@@ -177,6 +194,8 @@ def train_renderer(train_perfs: list[Any], valid_perfs: list[Any], out: str | Pa
     rng = np.random.default_rng(seed)
     if init_from:
         model, _ = load(init_from)
+        if model.cfg.n_features < sf.N_FEATURES:
+            model = widen(model)
         cfg = model.cfg
     else:
         cfg = cfg or RenderConfig()
