@@ -23,7 +23,7 @@ from robo_player.model import corpus
 from robo_player.model import tokenizer as tk
 from robo_player.model.checkpoint import load_model
 from robo_player.model.evaluate import KneserNey, model_nll
-from robo_player.model.generate import NumpyLSTM, TorchStepper, generate
+from robo_player.model.generate import MAX_NOTE_S, NumpyLSTM, TorchStepper, generate
 from robo_player.model.networks import build_model, count_parameters
 from robo_player.model.train import windows
 from robo_player.planner import plan_piano
@@ -97,7 +97,10 @@ def expression(model: torch.nn.Module, seconds: float, seeds: int, reference: li
         else:
             print(f"{k:20s} {v['metric']} {v['distance']}")
     stuck = sum(1 for sc in samples for n in sc.notes if n.duration_us > 10_000_000)
-    print(f"notes held over 10 s (stuck): {stuck}")
+    bound = sum(1 for sc in samples for n in sc.notes if n.duration_us >= MAX_NOTE_S * 1e6 - 5_000)
+    total = sum(len(sc.notes) for sc in samples)
+    print(f"notes held over 10 s (stuck): {stuck}; released by the {MAX_NOTE_S:g} s note bound: "
+          f"{bound} of {total} ({bound / max(total, 1):.1%})")
 
 
 def speed(model: torch.nn.Module, seconds: float, seeds: int) -> None:
