@@ -15,6 +15,7 @@ from robo_player.model.generate import (  # noqa: E402
     HardwareMask,
     NumpyLSTM,
     _sample,
+    _sample_checked,
     generate,
     parse_primer,
     primer_tokens,
@@ -108,6 +109,32 @@ def test_sampling_follows_the_masked_tempered_nucleus(temperature: float, top_p:
                       minlength=tk.VOCAB_SIZE) / n
     assert set(np.flatnonzero(got)) == set(keep.tolist())  # nothing masked or outside the nucleus
     np.testing.assert_allclose(got, want, atol=4 * np.sqrt(0.25 / n))
+
+
+def test_refused_note_ons_are_redrawn_as_from_the_full_mask() -> None:
+    rng = np.random.default_rng(1)
+    logits = rng.normal(0.0, 1.0, tk.VOCAB_SIZE)
+    logits[tk.NOTE_ON + 55:tk.NOTE_ON + 65] += 3.0  # the likely keys, half of them refused
+    mask = np.zeros(tk.VOCAB_SIZE, bool)
+    mask[tk.NOTE_ON + 50:tk.NOTE_ON + 70] = True
+    mask[[tk.TIME_SHIFT + 9, tk.VELOCITY + 3]] = True
+    refused = {tk.NOTE_ON + p for p in range(55, 65, 2)}
+    asked: list[int] = []
+
+    def ok(tok: int) -> bool:
+        asked.append(tok)
+        return tok not in refused
+
+    full = mask.copy()
+    full[list(refused)] = False
+    want = np.exp(logits - logits[full].max()) * full
+    want /= want.sum()
+    n = 30_000
+    got = np.bincount([_sample_checked(logits, mask.copy(), ok, 1.0, 1.0, rng) for _ in range(n)],
+                      minlength=tk.VOCAB_SIZE) / n
+    assert not got[list(refused)].any()
+    np.testing.assert_allclose(got, want, atol=4 * np.sqrt(0.25 / n))
+    assert len(asked) < 3 * n  # a few oracle questions a draw, not one per key
 
 
 def test_numpy_lstm_matches_torch(tiny_lstm: torch.nn.Module) -> None:
