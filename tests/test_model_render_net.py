@@ -43,17 +43,17 @@ def synthetic(seed: int, folder: str = "Comp/P", bars: int = 16) -> Performance:
     onset_q = np.array([r[1] for r in rows])
     dur_q = np.array([r[2] for r in rows])
     staff = np.array([r[3] for r in rows], np.int16)
-    kind = np.array([r[4] for r in rows])
+    kinds = np.array([r[4] for r in rows])
     bar_pos = np.mod(onset_q, 4.0)
     # performance: a tempo per bar, integrated over the onsets
-    spq_bar = np.array([0.5 * (1.35 if kind[np.flatnonzero(np.floor(onset_q / 4) == b)[0]] else 0.85)
+    spq_bar = np.array([0.5 * (1.35 if kinds[np.flatnonzero(np.floor(onset_q / 4) == b)[0]] else 0.85)
                         for b in range(bars)])
     qs = np.unique(onset_q)
     t = np.r_[0.0, np.cumsum(np.diff(qs) * spq_bar[np.floor(qs[:-1] / 4).astype(int)])]
     t_of = dict(zip(qs.tolist(), t.tolist(), strict=True))
     spq = spq_bar[np.floor(onset_q / 4).astype(int)]
     p_on = np.array([t_of[q] for q in onset_q]) + rng.normal(0, 0.005, len(rows))
-    p_dur = dur_q * spq * np.where(kind == 1, 0.95, 0.5)
+    p_dur = dur_q * spq * np.where(kinds == 1, 0.95, 0.5)
     vel = 50 + 20 * (bar_pos == 0) - 15 * (staff == 2) + 0.5 * (pitch - 60) + rng.normal(0, 3, len(rows))
     vel = np.clip(np.round(vel), 1, 127).astype(np.int16)
     pedal = []
