@@ -3,6 +3,8 @@ grammar is valid, primers are checked, sampling is deterministic per seed."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 
@@ -14,6 +16,8 @@ from robo_player.model.generate import (  # noqa: E402
     BOS,
     HardwareMask,
     NumpyLSTM,
+    _sample,
+    _sample_checked,
     generate,
     parse_primer,
     primer_tokens,
@@ -45,7 +49,7 @@ class Dense:
 
 
 @pytest.fixture(scope="module")
-def tiny_lstm() -> torch.nn.Module:
+def tiny_lstm() -> Any:
     torch.manual_seed(0)
     return build_model(ModelConfig(d_model=32, n_layers=2, dropout=0.0)).eval()
 
@@ -71,7 +75,7 @@ def test_without_mask_the_same_logits_are_not_playable(spec_name: str) -> None:
 
 
 @pytest.mark.parametrize("spec_name", SPECS)
-def test_tiny_lstm_masked_output_is_playable_and_well_formed(tiny_lstm: torch.nn.Module,
+def test_tiny_lstm_masked_output_is_playable_and_well_formed(tiny_lstm: Any,
                                                             spec_name: str) -> None:
     spec = load_spec(spec_name)
     g = generate(tiny_lstm, spec, 8.0, seed=3, temperature=1.5)
@@ -80,7 +84,7 @@ def test_tiny_lstm_masked_output_is_playable_and_well_formed(tiny_lstm: torch.nn
     assert (report.notes_altered, report.notes_dropped) == (0, 0)
 
 
-def test_generation_is_deterministic_per_seed(tiny_lstm: torch.nn.Module) -> None:
+def test_generation_is_deterministic_per_seed(tiny_lstm: Any) -> None:
     spec = load_spec("piano-61-diy")
     a = generate(tiny_lstm, spec, 5.0, seed=7, top_p=0.9)
     b = generate(tiny_lstm, spec, 5.0, seed=7, top_p=0.9)
@@ -89,7 +93,53 @@ def test_generation_is_deterministic_per_seed(tiny_lstm: torch.nn.Module) -> Non
     assert a.tokens != c.tokens
 
 
-def test_numpy_lstm_matches_torch(tiny_lstm: torch.nn.Module) -> None:
+@pytest.mark.parametrize(("temperature", "top_p"), [(1.0, 1.0), (0.7, 1.0), (1.0, 0.8)])
+def test_sampling_follows_the_masked_tempered_nucleus(temperature: float, top_p: float) -> None:
+    rng = np.random.default_rng(0)
+    logits = rng.normal(0.0, 1.5, tk.VOCAB_SIZE)
+    mask = np.zeros(tk.VOCAB_SIZE, bool)
+    mask[[3, 40, 77, 130, 300, 389]] = True
+    z = np.exp((logits - logits[mask].max()) / temperature) * mask
+    order = np.argsort(-z)
+    cum = np.cumsum(z[order]) / z.sum()
+    keep = order[: int(np.searchsorted(cum, top_p)) + 1]
+    keep = keep[z[keep] > 0]
+    want = np.zeros(tk.VOCAB_SIZE)
+    want[keep] = z[keep] / z[keep].sum()
+    n = 40_000
+    got = np.bincount([_sample(logits, mask, temperature, top_p, rng) for _ in range(n)],
+                      minlength=tk.VOCAB_SIZE) / n
+    assert set(np.flatnonzero(got)) == set(keep.tolist())  # nothing masked or outside the nucleus
+    np.testing.assert_allclose(got, want, atol=4 * np.sqrt(0.25 / n))
+
+
+def test_refused_note_ons_are_redrawn_as_from_the_full_mask() -> None:
+    rng = np.random.default_rng(1)
+    logits = rng.normal(0.0, 1.0, tk.VOCAB_SIZE)
+    logits[tk.NOTE_ON + 55:tk.NOTE_ON + 65] += 3.0  # the likely keys, half of them refused
+    mask = np.zeros(tk.VOCAB_SIZE, bool)
+    mask[tk.NOTE_ON + 50:tk.NOTE_ON + 70] = True
+    mask[[tk.TIME_SHIFT + 9, tk.VELOCITY + 3]] = True
+    refused = {tk.NOTE_ON + p for p in range(55, 65, 2)}
+    asked: list[int] = []
+
+    def ok(tok: int) -> bool:
+        asked.append(tok)
+        return tok not in refused
+
+    full = mask.copy()
+    full[list(refused)] = False
+    want = np.exp(logits - logits[full].max()) * full
+    want /= want.sum()
+    n = 30_000
+    got = np.bincount([_sample_checked(logits, mask.copy(), ok, 1.0, 1.0, rng) for _ in range(n)],
+                      minlength=tk.VOCAB_SIZE) / n
+    assert not got[list(refused)].any()
+    np.testing.assert_allclose(got, want, atol=4 * np.sqrt(0.25 / n))
+    assert len(asked) < 3 * n  # a few oracle questions a draw, not one per key
+
+
+def test_numpy_lstm_matches_torch(tiny_lstm: Any) -> None:
     fast = NumpyLSTM(tiny_lstm)
     state_np, state_t = None, None
     for tok in [BOS, 60, 300, 188, 360]:
@@ -110,7 +160,7 @@ def test_transformer_generates_through_its_kv_cache() -> None:
     assert report.notes_altered == 0
 
 
-def test_primer_outside_the_range_is_a_clear_error(tiny_lstm: torch.nn.Module) -> None:
+def test_primer_outside_the_range_is_a_clear_error(tiny_lstm: Any) -> None:
     spec = load_spec("piano-61-diy")  # C2..C7
     with pytest.raises(ModelError, match=r"C1 \(MIDI 24\) is outside piano-61-diy's range C2..C7"):
         generate(tiny_lstm, spec, 2.0, primer=primer_tokens(parse_primer("C4 E4 C1")))
@@ -118,7 +168,7 @@ def test_primer_outside_the_range_is_a_clear_error(tiny_lstm: torch.nn.Module) -
     assert [n.pitch for n in g.score.notes[:3]] == [60, 64, 67]
 
 
-def test_bad_primer_words_and_options(tiny_lstm: torch.nn.Module) -> None:
+def test_bad_primer_words_and_options(tiny_lstm: Any) -> None:
     with pytest.raises(ModelError, match="'H4' is not a note name"):
         parse_primer("C4 H4")
     spec = load_spec("piano-61-diy")
@@ -126,6 +176,72 @@ def test_bad_primer_words_and_options(tiny_lstm: torch.nn.Module) -> None:
         generate(tiny_lstm, spec, 2.0, top_p=0.0)
     with pytest.raises(ModelError, match="seconds"):
         generate(tiny_lstm, spec, 0.0)
+
+
+class NeverRelease:
+    """A stand-in network that presses keys and lets time pass but never lifts a key (the
+    "forgotten note" of an under-trained model, in the extreme)."""
+
+    def __init__(self, seed: int) -> None:
+        self.rng = np.random.default_rng(seed)
+
+    def step(self, tok: int, state: object) -> tuple[np.ndarray, object]:
+        logits = self.rng.normal(0.0, 1.0, tk.VOCAB_SIZE)
+        logits[tk.NOTE_OFF:tk.TIME_SHIFT] = -40.0
+        logits[tk.NOTE_ON + 40:tk.NOTE_ON + 90] += 2.0
+        logits[tk.TIME_SHIFT + 20:tk.TIME_SHIFT + 40] += 4.0
+        return logits, state
+
+
+def _closed_within(tokens: list[int], bound_steps: int) -> list[str]:
+    """Note-ons not closed by their own NOTE_OFF within ``bound_steps`` 10 ms steps."""
+    now, down, bad = 0, {}, []
+    for i, tok in enumerate(tokens):
+        if tok < tk.NOTE_OFF:
+            down[tok] = (i, now)
+        elif tok < tk.TIME_SHIFT:
+            j, t0 = down.pop(tok - tk.NOTE_OFF)
+            if now - t0 > bound_steps:
+                bad.append(f"token {j}: key {tok - tk.NOTE_OFF} held {now - t0} steps")
+        elif tok < tk.VELOCITY:
+            now += tok - tk.TIME_SHIFT + 1
+    return bad + [f"key {p} never released" for p in down]
+
+
+@pytest.mark.parametrize("spec_name", [*SPECS, None])
+def test_no_note_is_held_past_the_bound(spec_name: str | None) -> None:
+    spec = load_spec(spec_name) if spec_name else None
+    g = generate(NeverRelease(0), spec, 20.0, seed=0, max_note_s=1.5)  # spec None: grammar only
+    assert len(g.score.notes) > 20
+    assert tk.check_grammar(g.tokens) == []
+    assert _closed_within(g.tokens, 150) == []
+    assert max(n.duration_us for n in g.score.notes) <= 1_500_000
+    # the keys are lifted during the piece, by the bound, not all at its end
+    last = max(n.end_us for n in g.score.notes)
+    assert sum(n.end_us < last - 1_000_000 for n in g.score.notes) > len(g.score.notes) // 2
+    if spec is not None:
+        _, report = plan_piano(g.score, spec)
+        assert (report.notes_altered, report.notes_dropped) == (0, 0)
+
+
+def test_without_the_bound_the_same_logits_hold_notes_for_ever() -> None:
+    g = generate(NeverRelease(0), None, 20.0, seed=0, max_note_s=None, constrain=False)
+    assert max(n.duration_us for n in g.score.notes) > 10_000_000
+    with pytest.raises(ModelError, match="max_note_s"):
+        HardwareMask(None, max_note_s=0.0)
+
+
+def test_shipped_model_samples_have_no_stuck_notes() -> None:
+    from pathlib import Path
+
+    from robo_player.model.checkpoint import load_model
+    from robo_player.model.generate import MAX_NOTE_S
+
+    path = Path(__file__).resolve().parents[1] / "models" / "performance.pt"
+    model, _, _ = load_model(path)
+    g = generate(model, load_spec("piano-88-grand"), 15.0, seed=200, top_p=0.95)
+    assert tk.check_grammar(g.tokens) == []
+    assert _closed_within(g.tokens, int(MAX_NOTE_S * 100)) == []
 
 
 def test_mask_forbids_orphans_and_pedal_without_actuator() -> None:
@@ -141,7 +257,7 @@ def test_mask_forbids_orphans_and_pedal_without_actuator() -> None:
     assert m.cheap_mask()[tk.NOTE_OFF + 60]
 
 
-def test_cli_generate_and_its_errors(tmp_path, tiny_lstm: torch.nn.Module, capsys) -> None:  # type: ignore[no-untyped-def]
+def test_cli_generate_and_its_errors(tmp_path, tiny_lstm: Any, capsys) -> None:  # type: ignore[no-untyped-def]
     from robo_player.cli import main
     from robo_player.midi import read_midi
     from robo_player.model.checkpoint import save_checkpoint
@@ -163,7 +279,7 @@ def test_cli_generate_and_its_errors(tmp_path, tiny_lstm: torch.nn.Module, capsy
     assert not (tmp_path / "y.mid").exists()
 
 
-def test_generate_score_for_play(tmp_path, tiny_lstm: torch.nn.Module) -> None:  # type: ignore[no-untyped-def]
+def test_generate_score_for_play(tmp_path, tiny_lstm: Any) -> None:  # type: ignore[no-untyped-def]
     from robo_player.model.checkpoint import save_checkpoint
     from robo_player.model.cli import generate_score
 

@@ -43,17 +43,17 @@ def synthetic(seed: int, folder: str = "Comp/P", bars: int = 16) -> Performance:
     onset_q = np.array([r[1] for r in rows])
     dur_q = np.array([r[2] for r in rows])
     staff = np.array([r[3] for r in rows], np.int16)
-    kind = np.array([r[4] for r in rows])
+    kinds = np.array([r[4] for r in rows])
     bar_pos = np.mod(onset_q, 4.0)
     # performance: a tempo per bar, integrated over the onsets
-    spq_bar = np.array([0.5 * (1.35 if kind[np.flatnonzero(np.floor(onset_q / 4) == b)[0]] else 0.85)
+    spq_bar = np.array([0.5 * (1.35 if kinds[np.flatnonzero(np.floor(onset_q / 4) == b)[0]] else 0.85)
                         for b in range(bars)])
     qs = np.unique(onset_q)
     t = np.r_[0.0, np.cumsum(np.diff(qs) * spq_bar[np.floor(qs[:-1] / 4).astype(int)])]
     t_of = dict(zip(qs.tolist(), t.tolist(), strict=True))
     spq = spq_bar[np.floor(onset_q / 4).astype(int)]
     p_on = np.array([t_of[q] for q in onset_q]) + rng.normal(0, 0.005, len(rows))
-    p_dur = dur_q * spq * np.where(kind == 1, 0.95, 0.5)
+    p_dur = dur_q * spq * np.where(kinds == 1, 0.95, 0.5)
     vel = 50 + 20 * (bar_pos == 0) - 15 * (staff == 2) + 0.5 * (pitch - 60) + rng.normal(0, 3, len(rows))
     vel = np.clip(np.round(vel), 1, 127).astype(np.int16)
     pedal = []
@@ -75,7 +75,12 @@ def test_features_and_targets_are_finite_and_meaningful() -> None:
     assert f.shape == (len(p.pitch), sf.N_FEATURES) and np.isfinite(f).all()
     y, ok = sf.targets(p)
     assert ok.all() and np.isfinite(y).all()
-    assert np.allclose(y[:, 0], (p.p_vel - 64) / 32)
+    v = p.p_vel.astype(float)
+    z = (v - v.mean()) / v.std()  # velocity: z-scored within the performance, on a common scale
+    assert np.allclose(y[:, 0], np.clip((sf.VEL_MEAN + sf.VEL_STD * z - 64) / 32, -2, 2), atol=1e-5)
+    louder = sf.targets(Performance(**{**{k: getattr(p, k) for k in p.__slots__}, "p_vel": p.p_vel + 20}))[0]
+    assert np.allclose(louder[:, 0], y[:, 0], atol=1e-5)  # a louder day is not in the target
+    assert np.all(f[p.staff == 2, 24] > 0) and np.mean(f[p.staff == 1, 24] == 0) > 0.3  # melody = the top
     slow = p.dur_q[p.staff == 1] == 1.0
     assert y[p.staff == 1][slow, 1].mean() > y[p.staff == 1][~slow, 1].mean() + 0.3  # tempo target
     assert y[p.staff == 1][slow, 3].mean() > y[p.staff == 1][~slow, 3].mean() + 0.4  # legato vs detached
@@ -125,6 +130,19 @@ def test_tiny_renderer_learns_dynamics_and_tempo_beyond_the_rules(
     d = r["distributions"]
     assert d["model"]["overall"] < d["flat"]["overall"]
     assert set(d["model"]) == {"velocity", "duration", "ioi", "pedal", "overall"}
+
+
+def test_widened_network_predicts_as_before_and_reads_24_feature_checkpoints(
+        trained: tuple[Path, list[Performance]]) -> None:
+    torch.manual_seed(0)
+    narrow = rn.RenderGRU(rn.RenderConfig(n_features=24, hidden=16, layers=1, dropout=0.0))
+    s = sf.from_performance(synthetic(5))
+    wide = rn.widen(narrow)
+    assert wide.cfg.n_features == sf.N_FEATURES
+    np.testing.assert_allclose(rn.predict(wide, s), rn.predict(narrow, s), atol=1e-6)
+    assert np.abs(rn.predict(rn.load(trained[0])[0], s) - rn.predict(wide, s)).max() > 1e-3
+    with pytest.raises(rn.ModelError, match="cannot narrow"):
+        rn.widen(wide, 24)
 
 
 def test_perform_cli_with_a_rendering_checkpoint(tmp_path: Path,

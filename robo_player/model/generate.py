@@ -6,6 +6,12 @@ on the given spec and well formed:
 - **grammar**: a NOTE_OFF only for a key that is down, no NOTE_ON for a key already
   down, no two VELOCITY events in a row, and every key released at the end (no stuck
   notes);
+- **length**: no note is held longer than ``max_note_s`` (:data:`MAX_NOTE_S`, 5 s, as
+  Magenta's Performance RNN decoder; 99.9 % of the notes in ASAP's training performances
+  are under 4.3 s): a time shift may not carry a held key past it, and a key that reaches
+  it is released there (a forced NOTE_OFF, fed to the model like any sampled event). An
+  under-trained model "forgets" keys it pressed; without the bound they stayed down until
+  the hardware's maximum on-time (20 s) or the end;
 - **hardware**: the planner's own :class:`~robo_player.planner.constraints.Playability`
   is the oracle. A NOTE_ON must pass ``can_strike`` (key range, velocity the key can
   play, the power budget of overlapping strikes, the minimum repeat interval, coil
@@ -14,9 +20,12 @@ on the given spec and well formed:
   only where the spec has a pedal actuator.
 
 The cheap masks are computed every step; the per-key oracle is asked lazily: a sampled
-NOTE_ON that the oracle refuses triggers the full mask and a fresh draw from it, which
-is exactly sampling from the fully masked distribution (temperature and top-p applied
-after masking). So a masked performance plans with zero alterations and zero drops.
+NOTE_ON that the oracle refuses is taken out and the event drawn again, until one passes
+(:func:`_sample_checked`). At top-p 1 that is exactly a draw from the fully masked
+distribution (conditioning on the allowed set, one refused key at a time); with top-p < 1
+the nucleus is taken over the tokens not yet refused, an approximation (as was the full
+mask after a cheap-mask draw, before session 6). Either way every note played passed the
+oracle, so a masked performance plans with zero alterations and zero drops.
 
 LSTM models decode with a numpy copy of their weights (:class:`NumpyLSTM`): at batch 1
 the per-op overhead of torch dominates, and numpy is several times faster.
@@ -43,6 +52,7 @@ log = logging.getLogger(__name__)
 
 V = tk.VOCAB_SIZE
 MAX_SECONDS = 3600.0  # one hour of music: `generate --seconds inf` is refused, not run forever
+MAX_NOTE_S = 5.0  # longest note a generation holds (Magenta's MAX_NOTE_DURATION_SECONDS)
 BOS = tk.BOS
 
 
@@ -52,8 +62,12 @@ BOS = tk.BOS
 class HardwareMask:
     """Decoding state + masks for one performance on one spec (see the module docstring)."""
 
-    def __init__(self, spec: PianoSpec | None, calibration: Any = None) -> None:
+    def __init__(self, spec: PianoSpec | None, calibration: Any = None,
+                 max_note_s: float | None = MAX_NOTE_S) -> None:
+        if max_note_s is not None and not 0.05 <= max_note_s <= MAX_SECONDS:
+            raise ModelError(f"max_note_s {max_note_s}: must be in [0.05, {MAX_SECONDS}] seconds or None")
         self.spec = spec
+        self.max_note_steps = None if max_note_s is None else int(round(max_note_s * 1e6 / tk.STEP_US))
         self.now = 0  # steps of 10 ms
         self.vbin = tk.DEFAULT_VELOCITY_BIN
         self.prev = -1
@@ -95,10 +109,7 @@ class HardwareMask:
         for p, (lo, _hi) in self.held.items():
             m[tk.NOTE_ON + p] = False
             m[tk.NOTE_OFF + p] = self.now >= lo
-        if self.held:
-            room = min(hi for _, hi in self.held.values()) - self.now
-            if room < tk.N_SHIFT:
-                m[tk.TIME_SHIFT + max(room, 0):tk.VELOCITY] = False
+        self.limit_shifts(m)
         if tk.VELOCITY <= self.prev < tk.PEDAL_ON:
             m[tk.VELOCITY:tk.PEDAL_ON] = False
         if self.pedal_down:
@@ -106,6 +117,26 @@ class HardwareMask:
         else:
             m[tk.PEDAL_OFF] = False
         return m
+
+    def limit_shifts(self, m: np.ndarray) -> None:
+        """No time shift may carry a held key past its latest end (hardware on-time, note
+        length bound)."""
+        if self.held:
+            room = min(hi for _, hi in self.held.values()) - self.now
+            if room < tk.N_SHIFT:
+                m[tk.TIME_SHIFT + max(room, 0):tk.VELOCITY] = False
+
+    def bound_notes(self, max_note_s: float | None) -> None:
+        """From now on no note is held longer than ``max_note_s`` (keys already down: from now)."""
+        self.max_note_steps = None if max_note_s is None else int(round(max_note_s * 1e6 / tk.STEP_US))
+        if self.max_note_steps is not None:
+            for p, (lo, hi) in self.held.items():
+                self.held[p] = (lo, min(hi, max(lo, self.now + self.max_note_steps)))
+
+    def due_release(self) -> int | None:
+        """The NOTE_OFF of a key that has reached its latest end (the lowest such key), else None."""
+        due = [p for p, (lo, hi) in self.held.items() if hi <= self.now and lo <= self.now]
+        return tk.NOTE_OFF + min(due) if due else None
 
     def note_on_ok(self, pitch: int) -> bool:
         if self.play is None:
@@ -127,12 +158,6 @@ class HardwareMask:
                 return f"{tk.token_name(tok)} at {self.now_us / 1e6:.2f}s: {why}"
         return None
 
-    def full_mask(self) -> np.ndarray:
-        m = self.cheap_mask()
-        for p in np.flatnonzero(m[tk.NOTE_ON:tk.NOTE_OFF]):
-            m[tk.NOTE_ON + p] = self.note_on_ok(int(p))
-        return m
-
     def apply(self, tok: int) -> None:
         """Advance the state by one (allowed) token."""
         if tk.NOTE_ON <= tok < tk.NOTE_OFF:
@@ -143,6 +168,8 @@ class HardwareMask:
                 hi = self.play.max_hold_end(p) // tk.STEP_US
             else:
                 lo, hi = self.now + 1, 1 << 40
+            if self.max_note_steps is not None:
+                hi = min(hi, self.now + self.max_note_steps)
             self.held[p] = (max(lo, self.now + 1), hi)
         elif tk.NOTE_OFF <= tok < tk.TIME_SHIFT:
             p = tok - tk.NOTE_OFF
@@ -186,77 +213,100 @@ class NumpyLSTM:
     """Batch-1 decoding of a :class:`~robo_player.model.networks.PerformanceLSTM` in numpy.
 
     The input embedding is folded into the first layer: ``table[tok]`` = ``W_ih0 @ E[tok] +
-    b_ih0 + b_hh0`` (V+1, 4H), so a step is one matvec per layer plus the output head.
+    b_ih0 + b_hh0`` (V+1, 4H), so a step is one matvec per layer plus the output head
+    (layers above the first: two). The gates are
+    reordered to (i, f, o, g) and the sigmoid rows pre-scaled by 1/2, so one ``tanh`` over
+    all four gates gives them (sigmoid(z) = (1 + tanh(z/2)) / 2). A features model's state
+    projection is folded in too; its share of the gates is kept between steps and only
+    recomputed when the state rows change (a note or a time shift).
     """
 
     def __init__(self, model: Any) -> None:
         import torch
 
+        H = model.lstm.hidden_size  # noqa: N806
+        # torch's gate order i, f, g, o -> i, f, o, g; sigmoid rows (i, f, o) scaled by 1/2
+        order = np.r_[0:2 * H, 3 * H:4 * H, 2 * H:3 * H]
+        scale = np.r_[np.full(3 * H, 0.5), np.ones(H)]
+
+        def gates(w: Any) -> np.ndarray:  # (..., 4H) in torch's order -> ours
+            return np.ascontiguousarray((np.asarray(w, np.float64)[..., order] * scale).astype(np.float32))
+
         with torch.no_grad():
             lstm = model.lstm
             E = model.embed.weight.double()  # noqa: N806 - (V+1, C)
             self.layers = lstm.num_layers
-            self.h = lstm.hidden_size
-            self.table = (E @ lstm.weight_ih_l0.double().T + lstm.bias_ih_l0.double()
-                          + lstm.bias_hh_l0.double()).float().numpy()
-            self.w_hh = [getattr(lstm, f"weight_hh_l{i}").T.contiguous().numpy() for i in range(self.layers)]
-            self.w_ih = [None] + [getattr(lstm, f"weight_ih_l{i}").T.contiguous().numpy()
-                                  for i in range(1, self.layers)]
-            self.b = [None] + [(getattr(lstm, f"bias_ih_l{i}") + getattr(lstm, f"bias_hh_l{i}")).numpy()
-                               for i in range(1, self.layers)]
+            self.h = H
+            table = (E @ lstm.weight_ih_l0.double().T + lstm.bias_ih_l0.double() + lstm.bias_hh_l0.double())
+            self.w_hh0 = gates(lstm.weight_hh_l0.double().T.numpy())  # (H, 4H)
+            self.w_ih = [gates(getattr(lstm, f"weight_ih_l{i}").double().T.numpy()) for i in range(1, self.layers)]
+            self.w_hh = [gates(getattr(lstm, f"weight_hh_l{i}").double().T.numpy()) for i in range(1, self.layers)]
+            self.b = [gates((getattr(lstm, f"bias_ih_l{i}") + getattr(lstm, f"bias_hh_l{i}")).double().numpy())
+                      for i in range(1, self.layers)]
             self.head_w = model.head.weight.T.contiguous().numpy()  # (H, V)
             self.head_b = model.head.bias.numpy()
-            self.state_w = None
+            self.state_w: np.ndarray | None = None
             enc = getattr(model, "state_enc", None)
             if enc is not None:  # fold the state projection into the first layer too
                 w_ih0 = lstm.weight_ih_l0.double()
-                self.state_w = (w_ih0 @ enc.proj.weight.double()).T.float().contiguous().numpy()  # (D, 4H)
-                self.table += (w_ih0 @ enc.proj.bias.double()).float().numpy()
+                self.state_w = gates((w_ih0 @ enc.proj.weight.double()).T.numpy())  # (D, 4H)
+                table = table + w_ih0 @ enc.proj.bias.double()
                 self._enc = type(enc)
-        H = self.h  # noqa: N806 - gate order i, f, g, o: sigmoid on i, f, o
-        self.sig_idx = np.r_[0:2 * H, 3 * H:4 * H]
+            self.table = gates(table.numpy())
+        self.features = self.state_w is not None
 
-    def _state_gates(self, tracker: tk.StateTracker) -> np.ndarray:
-        """The state rows' share of the first layer's gates (``StateEncoder.dense`` in
-        numpy, only its nonzero entries)."""
-        enc, w = self._enc, self.state_w
+    def _state_gates(self, tracker: tk.StateTracker, w: np.ndarray) -> np.ndarray:
+        """The state rows' share of the first layer's gates: ``StateEncoder.dense`` of
+        ``tracker.codes()`` times the folded projection, from the tracker's fields."""
+        enc = self._enc
         top = enc.N_BINS - 1
-        row = tracker.codes().astype(np.int64)
-        g = (w[enc.SINCE + min(top, row[tk.N_PITCH] // enc.GAP_STEPS)]
-             + w[enc.IOI + min(top, row[tk.N_PITCH + 1] // enc.GAP_STEPS)])
-        keys = np.fromiter(tracker.onset, dtype=np.int64, count=len(tracker.onset))
-        if len(keys):
-            el = row[keys] - 1
-            g = g + w[keys].sum(0) + (el / 100.0).astype(np.float32) @ w[tk.N_PITCH + keys]
-            g = g + w[enc.HIST + np.minimum(el // enc.EL_STEPS, top)].sum(0)
+        cap = 255
+        if tracker.last_on < 0:
+            since = ioi = cap
+        else:
+            since = min(tracker.now - tracker.last_on, cap)
+            ioi = min(tracker.last_on - tracker.prev_group, cap) if tracker.prev_group >= 0 else cap
+        g = w[enc.SINCE + min(top, since // enc.GAP_STEPS)] + w[enc.IOI + min(top, ioi // enc.GAP_STEPS)]
+        if tracker.onset:
+            keys = np.fromiter(tracker.onset.keys(), dtype=np.int64, count=len(tracker.onset))
+            t0 = np.fromiter(tracker.onset.values(), dtype=np.int64, count=len(tracker.onset))
+            el = np.minimum(tracker.now - t0, cap - 1)
+            rows = np.concatenate([keys, enc.HIST + np.minimum(el // enc.EL_STEPS, top)])
+            g = g + w[rows].sum(0) + (el / 100.0).astype(np.float32) @ w[tk.N_PITCH + keys]
         return g
 
     def step(self, tok: int, state: Any) -> tuple[np.ndarray, Any]:
-        """State: the LSTM's (h, c) per layer, plus the event-state tracker when the
-        model reads state features."""
+        """State: a list of the LSTM's (h, c) per layer, then, when the model reads state
+        features, the event-state tracker and its share of the first layer's gates."""
         H = self.h  # noqa: N806
         if state is None:
             state = [(np.zeros(H, np.float32), np.zeros(H, np.float32)) for _ in range(self.layers)]
-            if self.state_w is not None:
-                state.append(tk.StateTracker())
-        tracker = state[-1] if self.state_w is not None else None
+            if self.features:
+                state += [tk.StateTracker(), None]
         g0 = self.table[tok]
-        if tracker is not None:
-            if tok < V:
-                tracker.apply(int(tok))
-            g0 = g0 + self._state_gates(tracker)
+        extra: list[Any] = []
+        if self.features:
+            tracker, sg = state[self.layers], state[self.layers + 1]
+            if tok < tk.VELOCITY or sg is None:  # notes and time shifts change the state rows
+                if tok < V:
+                    tracker.apply(int(tok))
+                sg = self._state_gates(tracker, self.state_w)  # type: ignore[arg-type]
+            g0 = g0 + sg
+            extra = [tracker, sg]
         new: list[Any] = []
-        x = None
-        for i, (h, c) in enumerate(state[:self.layers]):
-            g = g0 + h @ self.w_hh[i] if i == 0 else x @ self.w_ih[i] + h @ self.w_hh[i] + self.b[i]
-            ifo = 1.0 / (1.0 + np.exp(-g[self.sig_idx]))
-            gg = np.tanh(g[2 * H:3 * H])
-            c = ifo[H:2 * H] * c + ifo[:H] * gg
-            x = ifo[2 * H:] * np.tanh(c)
+        x = np.zeros(0, np.float32)
+        for i in range(self.layers):
+            h, c = state[i]
+            if i:
+                g = x @ self.w_ih[i - 1] + h @ self.w_hh[i - 1] + self.b[i - 1]
+            else:
+                g = g0 + h @ self.w_hh0
+            t = np.tanh(g)
+            s = t[:3 * H] * 0.5 + 0.5
+            c = s[H:2 * H] * c + s[:H] * t[3 * H:]
+            x = s[2 * H:] * np.tanh(c)
             new.append((x, c))
-        if tracker is not None:
-            new.append(tracker)
-        return x @ self.head_w + self.head_b, new
+        return x @ self.head_w + self.head_b, new + extra
 
 
 class TorchStepper:
@@ -300,21 +350,37 @@ def stepper_for(model: Any) -> NumpyLSTM | TorchStepper:
 
 def _sample(logits: np.ndarray, mask: np.ndarray, temperature: float, top_p: float,
             rng: np.random.Generator) -> int:
-    allowed = np.flatnonzero(mask)
-    if len(allowed) == 0:
+    """One draw from softmax(logits / temperature) over ``mask``, cut to the top-p nucleus."""
+    z = np.where(mask, logits, -np.inf)
+    top = z.max()
+    if not np.isfinite(top):
         raise ModelError("constrained decoding: no event allowed (internal error)")
-    z = logits[allowed].astype(np.float64) / max(temperature, 1e-6)
-    z -= z.max()
-    p = np.exp(z)
-    p /= p.sum()
+    p = np.exp((z - top) * (1.0 / max(temperature, 1e-6)))  # 0 where masked
     if top_p < 1.0:
-        order = np.argsort(-p)
+        # the nucleus lies among the tokens over 1e-4 of the top whenever the rest weigh less
+        # than 1 - top_p of the total: then only those need sorting (exact, and ~10x fewer)
+        cand = np.flatnonzero(p >= 1e-4)
+        total = p.sum()
+        order = (cand[np.argsort(-p[cand])] if total - p[cand].sum() < (1.0 - top_p) * total
+                 else np.argsort(-p))
         cum = np.cumsum(p[order])
-        keep = order[: int(np.searchsorted(cum, top_p)) + 1]
-        q = np.zeros_like(p)
-        q[keep] = p[keep]
-        p = q / q.sum()
-    return int(allowed[rng.choice(len(allowed), p=p)])
+        k = int(np.searchsorted(cum, top_p * total)) + 1  # the smallest set with mass >= top_p
+        k = min(k, len(order))
+        return int(order[min(int(np.searchsorted(cum[:k], rng.random() * cum[k - 1], side="right")), k - 1)])
+    cum = np.cumsum(p)
+    i = int(np.searchsorted(cum, rng.random() * cum[-1], side="right"))
+    return i if i < len(p) else int(np.flatnonzero(p)[-1])  # (u * total rounded up to total)
+
+
+def _sample_checked(logits: np.ndarray, mask: np.ndarray, ok: Callable[[int], bool], temperature: float,
+                    top_p: float, rng: np.random.Generator) -> int:
+    """A draw from ``mask`` (changed in place) whose note-ons must also pass ``ok(pitch)``:
+    a refused note-on is taken out and the draw made again (see the module docstring)."""
+    while True:
+        tok = _sample(logits, mask, temperature, top_p, rng)
+        if not tk.NOTE_ON <= tok < tk.NOTE_OFF or ok(tok):
+            return tok
+        mask[tok] = False
 
 
 def parse_primer(text: str) -> list[int]:
@@ -355,13 +421,15 @@ class Generated:
 def generate(model: Any, spec: PianoSpec | None, seconds: float, primer: list[int] | None = None,
              temperature: float = 1.0, top_p: float = 1.0, seed: int = 0, constrain: bool = True,
              calibration: Any = None, max_events: int | None = None,
-             progress: Callable[[float], None] | None = None) -> Generated:
+             progress: Callable[[float], None] | None = None,
+             max_note_s: float | None = MAX_NOTE_S) -> Generated:
     """Sample a performance of about ``seconds`` (it ends when time passes ``seconds``;
     at most :data:`MAX_SECONDS`). ``progress(fraction)`` is called every 2000 events.
 
-    ``constrain=False`` samples with no mask at all (to measure what masking buys); the
-    decoder still releases every key at the end. A primer token that the spec cannot
-    play raises ModelError with the reason.
+    ``constrain=False`` samples with no hardware mask (to measure what masking buys); the
+    decoder still keeps the grammar, the note length bound ``max_note_s`` (None: none) and
+    releases every key at the end. The primer is taken as given (its notes may be longer);
+    a primer token that the spec cannot play raises ModelError with the reason.
     """
     if not 0 < seconds <= MAX_SECONDS:  # also refuses inf and nan
         raise ModelError(f"--seconds {seconds}: must be a number of seconds in (0, {MAX_SECONDS}]")
@@ -370,7 +438,7 @@ def generate(model: Any, spec: PianoSpec | None, seconds: float, primer: list[in
     if not 0 < top_p <= 1:
         raise ModelError(f"--top-p {top_p}: must be in (0, 1]")
     rng = np.random.default_rng(seed)
-    mask = HardwareMask(spec if constrain else None, calibration)
+    mask = HardwareMask(spec if constrain else None, calibration, max_note_s=None)
     stepper = model if hasattr(model, "step") and not hasattr(model, "config") else stepper_for(model)
     end_step = int(round(seconds * 1e6 / tk.STEP_US))
     max_events = max_events or max(1000, int(seconds * 200))
@@ -389,11 +457,15 @@ def generate(model: Any, spec: PianoSpec | None, seconds: float, primer: list[in
         toks.append(tok)
         logits, state = stepper.step(tok, state)
     n_primer = len(toks)
+    mask.bound_notes(max_note_s)
     while mask.now < end_step and len(toks) - n_primer < max_events:
-        m = mask.cheap_mask() if constrain else _grammar_only(mask)
-        tok = _sample(logits, m, temperature, top_p, rng)
-        if constrain and tk.NOTE_ON <= tok < tk.NOTE_OFF and not mask.note_on_ok(tok):
-            tok = _sample(logits, mask.full_mask(), temperature, top_p, rng)
+        due = mask.due_release()
+        if due is not None:  # a key at its latest end: released, and the model told so
+            tok = due
+        else:
+            m = mask.cheap_mask() if constrain else _grammar_only(mask)
+            tok = (_sample_checked(logits, m, mask.note_on_ok, temperature, top_p, rng) if constrain
+                   else _sample(logits, m, temperature, top_p, rng))
         mask.apply(tok)
         toks.append(tok)
         logits, state = stepper.step(tok, state)
@@ -408,11 +480,13 @@ def generate(model: Any, spec: PianoSpec | None, seconds: float, primer: list[in
 
 
 def _grammar_only(mask: HardwareMask) -> np.ndarray:
-    """No hardware mask: everything but orphan note-offs (decode would drop them anyway)."""
+    """No hardware mask: everything but orphan note-offs (decode would drop them anyway)
+    and time shifts past the note length bound."""
     m = np.ones(V, dtype=bool)
     m[tk.NOTE_OFF:tk.TIME_SHIFT] = False
     for p in mask.held:
         m[tk.NOTE_OFF + p] = True
+    mask.limit_shifts(m)
     return m
 
 

@@ -73,7 +73,7 @@ def loss_fn(pred: torch.Tensor, y: torch.Tensor, mask: torch.Tensor) -> torch.Te
 
 def predict(model: RenderGRU, s: sf.ScoreNotes) -> np.ndarray:
     """Expression (M, 5) of one score; the pedal as a probability."""
-    x = torch.from_numpy(sf.features(s))[None]
+    x = torch.from_numpy(sf.features(s, model.cfg.n_features))[None]
     model.eval()
     with torch.no_grad():
         out = model(x)[0].numpy().astype(np.float64)
@@ -116,6 +116,23 @@ def load(path: str | Path) -> tuple[RenderGRU, dict[str, Any]]:
     return model, dict(blob.get("meta", {}))
 
 
+def widen(model: RenderGRU, n_features: int = sf.N_FEATURES) -> RenderGRU:
+    """The same network reading ``n_features`` (more) features: the new inputs start at
+    zero weight, so it predicts exactly what ``model`` did (a warm start for new features)."""
+    old = model.cfg.n_features
+    if n_features < old:
+        raise ModelError(f"cannot narrow a rendering network from {old} to {n_features} features")
+    cfg = RenderConfig(n_features=n_features, hidden=model.cfg.hidden, layers=model.cfg.layers,
+                       dropout=model.cfg.dropout)
+    wide = RenderGRU(cfg)
+    state = model.state_dict()
+    w = torch.zeros(cfg.hidden, n_features)
+    w[:, :old] = state["inp.0.weight"]
+    state["inp.0.weight"] = w
+    wide.load_state_dict(state)
+    return wide
+
+
 # ---------------------------------------------------------------- training
 
 
@@ -134,7 +151,7 @@ def _windows(data: list[tuple[np.ndarray, np.ndarray, np.ndarray]], seq_len: int
 def _batch(data: list[tuple[np.ndarray, np.ndarray, np.ndarray]],
            wins: list[tuple[int, int, int]]) -> tuple[torch.Tensor, ...]:
     t = max(b - a for _, a, b in wins)
-    x = np.zeros((len(wins), t, sf.N_FEATURES), np.float32)
+    x = np.zeros((len(wins), t, data[0][0].shape[1]), np.float32)
     y = np.zeros((len(wins), t, 5), np.float32)
     m = np.zeros((len(wins), t), bool)
     for j, (i, a, b) in enumerate(wins):
@@ -143,14 +160,14 @@ def _batch(data: list[tuple[np.ndarray, np.ndarray, np.ndarray]],
     return torch.from_numpy(x), torch.from_numpy(y), torch.from_numpy(m)
 
 
-def prepare(perfs: list[Any]) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+def prepare(perfs: list[Any], n_features: int = sf.N_FEATURES) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
     out = []
     for p in perfs:
         if len(p.pitch) < 16:
             continue
         y, ok = sf.targets(p)
         if ok.sum() >= 16:
-            out.append((sf.features(sf.from_performance(p)), y, ok))
+            out.append((sf.features(sf.from_performance(p), n_features), y, ok))
     return out
 
 
@@ -177,11 +194,13 @@ def train_renderer(train_perfs: list[Any], valid_perfs: list[Any], out: str | Pa
     rng = np.random.default_rng(seed)
     if init_from:
         model, _ = load(init_from)
+        if model.cfg.n_features < sf.N_FEATURES:
+            model = widen(model)
         cfg = model.cfg
     else:
         cfg = cfg or RenderConfig()
         model = RenderGRU(cfg)
-    tr, va = prepare(train_perfs), prepare(valid_perfs)
+    tr, va = prepare(train_perfs, cfg.n_features), prepare(valid_perfs, cfg.n_features)
     if not tr:
         raise ModelError("train --arch render: no aligned training performances (need asap:PATH)")
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
@@ -228,36 +247,50 @@ def train_renderer(train_perfs: list[Any], valid_perfs: list[Any], out: str | Pa
 
 
 def run(args: Any) -> int:
-    """``train --arch render``: the corpus must be ``asap:PATH``."""
+    """``train --arch render``: the corpus is ``asap:PATH`` (ASAP's aligned train/valid
+    performances) or ``pair:SCORE,PERF[+pair:...]`` (a user's own pairs, aligned with
+    parangonar, all used for training; start from ``--init-from models/render.pt``)."""
     from .asap import load_asap
     from .corpus import default_cache_dir
 
     spec = str(args.corpus)
-    if not spec.startswith("asap:"):
+    if not spec.startswith(("asap:", "pair:")):
         raise ModelError(f"train --arch render: --corpus {spec!r} has no score/performance pairs; "
-                         f"give asap:PATH")
+                         f"give asap:PATH or pair:SCORE.mid,PERFORMANCE.mid")
     if args.threads:
         torch.set_num_threads(args.threads)
+    if spec.startswith("pair:"):
+        from .align import align_pair, parse_pairs
 
-    def prog(i: int, n: int) -> None:
-        if not args.quiet and (i % 25 == 0 or i == n):
-            sys.stderr.write(f"\rparsing ASAP alignments: {i}/{n}")
-            if i == n:
-                sys.stderr.write("\n")
+        tr, va = [], []
+        for score_path, perf_path in parse_pairs(spec):
+            perf, rate = align_pair(score_path, perf_path)
+            sys.stderr.write(f"{score_path} + {perf_path}: {int(perf.matched.sum())} of {len(perf.pitch)} "
+                             f"score notes matched, {perf.inserted} inserted, alignment rate {rate:.3f}\n")
+            tr.append(perf)
+        corpus_name = "own score/performance pairs (parangonar)"
+    else:
 
-    c = load_asap(spec[len("asap:"):], cache_dir=args.cache or default_cache_dir(), progress=prog)
-    tr, va = c.split("train"), c.split("valid")
-    if args.limit_pieces:
-        tr, va = tr[: args.limit_pieces], va[: max(1, args.limit_pieces // 4)]
-    if args.valid_pieces:
-        va = va[: args.valid_pieces]
-    sys.stderr.write(f"ASAP: {len(c.performances)} performances, alignment rate "
-                     f"{c.alignment_rate():.3f}; train {len(tr)}, valid {len(va)}\n")
+        def prog(i: int, n: int) -> None:
+            if not args.quiet and (i % 25 == 0 or i == n):
+                sys.stderr.write(f"\rparsing ASAP alignments: {i}/{n}")
+                if i == n:
+                    sys.stderr.write("\n")
+
+        c = load_asap(spec[len("asap:"):], cache_dir=args.cache or default_cache_dir(), progress=prog)
+        tr, va = c.split("train"), c.split("valid")
+        if args.limit_pieces:
+            tr, va = tr[: args.limit_pieces], va[: max(1, args.limit_pieces // 4)]
+        if args.valid_pieces:
+            va = va[: args.valid_pieces]
+        sys.stderr.write(f"ASAP: {len(c.performances)} performances, alignment rate "
+                         f"{c.alignment_rate():.3f}; train {len(tr)}, valid {len(va)}\n")
+        corpus_name = "ASAP (CC BY-NC-SA 4.0)"
     cfg = RenderConfig(hidden=args.d_model or 64, layers=args.layers or 2, dropout=args.dropout)
     s = train_renderer(tr, va, args.out, cfg, epochs=args.epochs, batch_size=args.batch_size,
                        seq_len=max(args.seq_len, 64), lr=args.lr, max_minutes=args.max_minutes,
                        seed=args.seed, progress=not args.quiet,
-                       meta={"corpus": "ASAP (CC BY-NC-SA 4.0)", "train_performances": len(tr)},
+                       meta={"corpus": corpus_name, "train_performances": len(tr)},
                        init_from=args.init_from)
     sys.stdout.write(f"{args.out}: rendering network, {s['epochs']} epochs in {s['seconds']:.0f}s, "
                      f"best validation loss {s['best_valid_loss']:.4f}\n")

@@ -27,7 +27,11 @@ import numpy as np
 from ..score import Note, PedalEvent, Score
 
 TARGETS = ("velocity", "tempo", "timing", "articulation", "pedal")
-N_FEATURES = 24
+N_FEATURES = 32  # the first 24 are the session-5 set (a checkpoint made with 24 reads those)
+# Velocity targets are normalised within each performance (z-score), then put back on a
+# common scale: the mean of the training performances' mean velocities and spreads (ASAP
+# train split, 827 performances), so one pianist's loud day is not a score feature.
+VEL_MEAN, VEL_STD = 64.3, 15.6
 
 
 @dataclass(slots=True)
@@ -89,10 +93,13 @@ def groups(onset_q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return q, inv
 
 
-def features(s: ScoreNotes) -> np.ndarray:
-    """(M, N_FEATURES) float32: pitch, durations and IOIs (log2 quarters), metre position,
-    chord size and place in the chord, local density and register, hand, markings, place
-    in the piece."""
+def features(s: ScoreNotes, n: int = N_FEATURES) -> np.ndarray:
+    """(M, n) float32 (the first ``n`` of :data:`N_FEATURES`): pitch, durations and IOIs
+    (log2 quarters), metre position, chord size and place in the chord, local density and
+    register, hand, markings, place in the piece; then (24..31) the melody (pitch below the
+    highest note within a quarter), the IOI against the local median IOI, quarters to the
+    next and since the last phrase boundary (a fermata, or an IOI of at least twice the local
+    median and a quarter), the bar's place in a 4-bar group, and the depth below the chord's top."""
     m = len(s.pitch)
     f = np.zeros((m, N_FEATURES), np.float32)
     if m == 0:
@@ -136,7 +143,34 @@ def features(s: ScoreNotes) -> np.ndarray:
     f[:, 21] = (s.onset_q - q[0]) / span
     f[:, 22] = 1.0 - f[:, 21]
     f[:, 23] = (g_hi[inv] - g_lo[inv]) / 24
-    return f
+    # melody: the highest pitch within +-1 quarter (a running max over the groups' tops)
+    lo1 = np.searchsorted(q, q - 1.0)
+    hi1 = np.searchsorted(q, q + 1.0, side="right")
+    top = np.array([g_hi[a:b].max() for a, b in zip(lo1, hi1, strict=True)])
+    f[:, 24] = np.clip((top[inv] - pitch) / 12, 0, 4)
+    # the IOI against the local median IOI (+-4 quarters): long notes end phrases
+    lo4 = np.searchsorted(q, q - 4.0)
+    hi4 = np.searchsorted(q, q + 4.0, side="right")
+    med = np.array([np.median(nxt[a:b]) for a, b in zip(lo4, hi4, strict=True)])
+    rel = np.log2(np.clip(nxt, 1 / 32, 16) / np.clip(med, 1 / 32, 16))
+    f[:, 25] = rel[inv] / 3
+    ferm = np.zeros(len(q), bool)
+    np.logical_or.at(ferm, inv, (s.flags & 8) > 0)
+    bound = ferm | ((rel >= 1.0) & (nxt >= 1.0))
+    bound[-1] = True
+    bq = q[bound]
+    k = np.searchsorted(bq, q)  # the next boundary at or after each group
+    to_next = bq[np.minimum(k, len(bq) - 1)] - q
+    prev_b = np.r_[q[0], bq][np.searchsorted(bq, q, side="left")]  # the last boundary before
+    since = q - np.minimum(prev_b, q)
+    f[:, 26] = np.log2(1 + to_next[inv]) / 5
+    f[:, 27] = np.log2(1 + since[inv]) / 5
+    bar = np.round((s.onset_q - s.bar_pos_q) / np.maximum(s.bar_len_q, 1e-3))
+    f[:, 28] = np.mod(bar, 4) / 3
+    f[:, 29] = np.mod(bar, 2)
+    f[:, 30] = np.clip((g_hi[inv] - pitch) / 12, 0, 4)
+    f[:, 31] = np.log2(1 + np.maximum(q[-1] - s.onset_q, 0)) / 8  # quarters to the end
+    return f[:, :n]
 
 
 def _group_median(values: np.ndarray, inv: np.ndarray, n: int) -> np.ndarray:
@@ -202,7 +236,9 @@ def targets(p: object) -> tuple[np.ndarray, np.ndarray]:
         return y, np.zeros(len(onset_q), bool)
     spq = local_spq(onset_q, gq, gt)
     logspq = np.log(spq)
-    y[:, 0] = (vel - 64) / 32
+    pv = vel[ok].astype(float)
+    z = (vel - pv.mean()) / max(float(pv.std()), 4.0)
+    y[:, 0] = np.clip((VEL_MEAN + VEL_STD * z - 64) / 32, -2.0, 2.0)
     y[:, 1] = np.clip(logspq - np.median(logspq), -1.0, 1.0)
     chord_t = np.interp(onset_q, gq, gt)
     y[:, 2] = np.clip(np.nan_to_num(on - chord_t), -0.15, 0.15) * 10
