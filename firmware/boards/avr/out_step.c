@@ -1,0 +1,205 @@
+/* Step/dir positioners on the AVR board (OutKind STEP_DIR; docs/guitar.md, "Firmware").
+ *
+ * A positioner actuator's configuration (robo_player/driver/config.py): out_channel =
+ * its step output (boards/avr/pins.h; the dir output is the next one), out_addr = the
+ * presser actuator on its carriage (its own index: none), pwm_max = the travel (steps:
+ * the highest position), max_pulse_us = the top speed (steps/s), max_on_us = the
+ * acceleration (steps/s^2).
+ *
+ * The core's schedule_move reaches board_output_move() up to the timer's lead before
+ * its clock; the move's profile (out_step_gen.h, robo_player/motion.py's) starts at that
+ * clock. The steps come from Timer5's compare interrupt: Timer5 counts the CPU clock
+ * like Timer1 (set to Timer1's count when it starts), so OCR5A = the low 16 bits of the
+ * step's clock; a match 65536 ticks early (a step more than 4.1 ms ahead) finds nothing
+ * due and re-arms. At its step the interrupt raises the step pin, works out the next
+ * step with interrupts on (the core's timer comes first), and lowers the pin (a pulse
+ * of a few us). The firmware on its own:
+ *   - refuses a move past the travel (REFUSED_MOVE): the carriage stays where it is;
+ *   - refuses a strike pulse on the presser of a carriage that moves (REFUSED_BUSY);
+ *   - keeps a move asked while its carriage still steps and starts it when the steps
+ *     end (one; a second is refused);
+ *   - stops every carriage at all-off (watchdog, shutdown): the position stays known.
+ * RAM: RP_STEPPERS slots (a carriage each, found by its step output), not a field per
+ * actuator. Positions count from 0 at boot (the carriages parked at the nut). */
+#include <avr/interrupt.h>
+#include <avr/io.h>
+
+#include "board.h"
+#include "pins.h"
+#include "sched.h"
+
+#define RP_STEP_TICKS_PER_US RP_TICKS_PER_US
+#include "out_step_gen.h"
+
+#define RP_STEPPERS 6 /* carriages: a guitar's six strings */
+#define RP_STEP_DUE_TICKS 16U /* a step this close is taken now (1 us) */
+
+static rp_stepper steppers[RP_STEPPERS];
+static uint8_t n_steppers;
+
+static void pin_write(uint8_t output, uint8_t on)
+{
+    uint8_t mask;
+    volatile uint8_t *port = avr_output_port(output, &mask);
+    if (on)
+        *port |= mask;
+    else
+        *port &= (uint8_t)~mask;
+}
+
+uint8_t avr_step_ok(uint8_t addr, uint8_t channel)
+{
+    (void)addr;
+    return channel + 1U < RP_AVR_DIRECT_OUTPUTS; /* step and dir outputs exist */
+}
+
+void avr_step_prepare(uint8_t actuator, uint8_t addr, uint8_t channel, uint16_t level,
+                      uint16_t pwm_max, rp_out_t *o)
+{
+    (void)actuator, (void)addr, (void)channel, (void)level, (void)pwm_max;
+    o->port = 0; /* a level means nothing to a positioner: its commit does nothing */
+}
+
+void avr_step_commit(const rp_out_t *o) { (void)o; }
+
+/* interrupts off: every carriage stops where it is */
+void avr_step_all_off(void)
+{
+    TIMSK5 &= (uint8_t)~_BV(OCIE5A);
+    for (uint8_t i = 0; i < n_steppers; i++) {
+        steppers[i].flags &= (uint8_t)~(RP_STEP_MOVING | RP_STEP_PENDING);
+        pin_write(steppers[i].pin, 0);
+    }
+}
+
+/* Timer5 counts the CPU clock from Timer1's count (interrupts off) */
+static void timer5_start(void)
+{
+    if (TCCR5B)
+        return;
+    TCCR5A = 0;
+    TCNT5 = (uint16_t)(TCNT1 + 4U); /* the cycles from the read to the start */
+    TCCR5B = _BV(CS50);
+}
+
+/* interrupts off: arm the compare for the earliest step; 1 if it is (nearly) due now */
+static uint8_t arm(void)
+{
+    uint8_t any = 0;
+    uint32_t first = 0;
+    for (uint8_t i = 0; i < n_steppers; i++) {
+        const rp_stepper *s = &steppers[i];
+        if (!(s->flags & RP_STEP_MOVING))
+            continue;
+        if (!any || (int32_t)(s->next - first) < 0)
+            first = s->next;
+        any = 1;
+    }
+    if (!any) {
+        TIMSK5 &= (uint8_t)~_BV(OCIE5A);
+        return 0;
+    }
+    OCR5A = (uint16_t)first;
+    TIFR5 = _BV(OCF5A);
+    TIMSK5 |= _BV(OCIE5A);
+    /* a clock the counter has passed (or about to) would wait a whole wrap */
+    return (int32_t)(first - board_clock()) <= (int32_t)(2U * RP_STEP_DUE_TICKS);
+}
+
+static volatile uint8_t in_step; /* the step interrupt runs (its own arm() follows) */
+
+ISR(TIMER5_COMPA_vect)
+{
+    TIMSK5 &= (uint8_t)~_BV(OCIE5A); /* not again while this runs */
+    in_step = 1;
+    for (;;) {
+        uint32_t now = board_clock();
+        for (uint8_t i = 0; i < n_steppers; i++) {
+            rp_stepper *s = &steppers[i];
+            if (!(s->flags & RP_STEP_MOVING) || (int32_t)(s->next - now) > (int32_t)RP_STEP_DUE_TICKS)
+                continue;
+            pin_write(s->pin, 1);
+            uint8_t up = s->flags & RP_STEP_UP;
+            if ((uint16_t)(s->k + 1U) < s->n) {
+                sei(); /* the core's timer and the UART come first; a move for this
+                        * carriage meanwhile only sets its pending fields */
+                rp_stepper_advance(s);
+                cli();
+            } else if (rp_stepper_advance(s) && (s->flags & RP_STEP_MOVING) &&
+                       (s->flags & RP_STEP_UP) != up) { /* a pending move started */
+                pin_write((uint8_t)(s->pin + 1U), (s->flags & RP_STEP_UP) != 0);
+            }
+            pin_write(s->pin, 0);
+        }
+        if (!arm())
+            break;
+    }
+    in_step = 0;
+}
+
+static rp_stepper *slot_of(uint8_t pin)
+{
+    for (uint8_t i = 0; i < n_steppers; i++)
+        if (steppers[i].pin == pin)
+            return &steppers[i];
+    if (n_steppers == RP_STEPPERS)
+        return 0;
+    rp_stepper *s = &steppers[n_steppers++];
+    s->pin = pin;
+    uint8_t mask;
+    volatile uint8_t *port = avr_output_port(pin, &mask);
+    port[-1] |= mask; /* DDRx: the byte below PORTx */
+    port = avr_output_port((uint8_t)(pin + 1U), &mask);
+    port[-1] |= mask;
+    return s;
+}
+
+uint8_t board_output_move(uint16_t actuator, uint8_t out_kind, uint8_t out_addr,
+                          uint8_t out_channel, uint16_t position, uint32_t clock)
+{
+    if (out_kind != RP_OUT_STEP_DIR || actuator >= rp_act_count)
+        return 0;
+    const rp_limits *lim = RP_LIM(&rp_acts[actuator]);
+    if (position > lim->pwm_max)
+        return 0; /* past the travel: the carriage stays */
+    uint8_t sreg = SREG;
+    cli();
+    rp_stepper *s = slot_of(out_channel);
+    uint8_t ok = 0;
+    if (s) {
+        s->actuator = (uint8_t)actuator;
+        s->presser = out_addr;
+        uint8_t was = s->flags & RP_STEP_MOVING;
+        if (was) {
+            ok = rp_stepper_move(s, position, clock, 0, 0); /* pending: no division */
+        } else {
+            /* the divisions run with interrupts on: this slot is idle, so the step
+             * interrupt does not touch it, and nothing else does */
+            SREG = sreg;
+            rp_stepper t = *s;
+            ok = rp_stepper_move(&t, position, clock, lim->max_pulse_us,
+                                 lim->max_on_ticks / RP_TICKS_PER_US);
+            cli();
+            *s = t;
+            if (s->flags & RP_STEP_MOVING) {
+                pin_write((uint8_t)(out_channel + 1U), (s->flags & RP_STEP_UP) != 0);
+                timer5_start();
+                if (!in_step) /* else the step interrupt arms it on its way out */
+                    arm();      /* (its first step is >= 345 us ahead: never due now) */
+            }
+        }
+    }
+    SREG = sreg;
+    return ok;
+}
+
+uint8_t board_output_busy(uint16_t actuator, uint32_t clock)
+{
+    uint8_t busy = 0, sreg = SREG;
+    cli();
+    for (uint8_t i = 0; i < n_steppers && !busy; i++)
+        if (steppers[i].presser == actuator && steppers[i].actuator != actuator)
+            busy = rp_stepper_busy(&steppers[i], clock);
+    SREG = sreg;
+    return busy;
+}

@@ -1,0 +1,196 @@
+/* A step/dir positioner's step generator (portable C99; the AVR board runs it from its
+ * Timer5 compare interrupt, the host board from its loop). It computes the profile of
+ * out_step_profile.h (robo_player/motion.py's formula, step for step) incrementally,
+ * so that a step costs no 64-bit division:
+ *
+ *   accelerating / decelerating steps: one integer square root of k C (32 bits while
+ *     k C < 2^32, i.e. an acceleration phase shorter than 65 ms; else 64 bits);
+ *   cruising steps: t(k) = floor(1e6 v / (2a) + 1e6 k / v), kept as
+ *     P + k Q + floor(k R / v) + [x >= X0] with Q, R = divmod(1e6, v), x = k R mod v and
+ *     X0 = ceil(v (2a - F) / (2a)), F = 1e6 v mod 2a: adds and compares only.
+ *
+ * The divisions (the move's length T, the cruise constants) run once per move, at its
+ * start. Steps must be taken in order (rp_stepper_advance()). A move asked while the
+ * carriage still steps is kept (one) and starts when the steps end (or at its own clock,
+ * whichever is later), as the simulator's step generator does (robo_player/sim/vmcu.py,
+ * robo_player/sim/guitar/device.py). Acceleration: >= 1000 steps/s^2 (the protocol's
+ * max_on_us floor), so C = 2e12 / a fits 32 bits. */
+#ifndef RP_OUT_STEP_GEN_H
+#define RP_OUT_STEP_GEN_H
+
+#include <stdint.h>
+#include "out_step_profile.h"
+
+#ifndef RP_STEP_TICKS_PER_US
+#define RP_STEP_TICKS_PER_US 1U
+#endif
+
+enum { RP_STEP_MOVING = 1, RP_STEP_UP = 2, RP_STEP_TRAP = 4, RP_STEP_PENDING = 8 };
+
+typedef struct {
+    uint8_t actuator, presser, pin, flags; /* pin: the step output (dir: pin + 1) */
+    uint16_t pos;                          /* steps done: the carriage's position */
+    uint16_t n, k;                         /* this move's steps, and those done */
+    uint16_t v, pending;                   /* top speed; a pending move's target */
+    uint16_t k_acc, r_dec;                 /* accelerating while k <= k_acc; decelerating
+                                            * while n - k <= r_dec (a trapezoid) */
+    uint16_t x, r, x0;                     /* cruising: see above */
+    uint32_t a, c;                         /* acceleration; C = floor(2e12 / a) */
+    uint32_t t0, total_us, next;           /* start clock, T, the clock of step k + 1 */
+    uint32_t pend_clock;                   /* a pending move's own clock */
+    uint32_t tc, q;                        /* cruising: P + k Q + floor(k R / v); Q */
+} rp_stepper;
+
+static inline uint16_t rp_isqrt32(uint32_t x)
+{
+    uint32_t r = 0, bit = (uint32_t)1 << 30;
+    while (bit > x)
+        bit >>= 2;
+    while (bit) {
+        if (x >= r + bit) {
+            x -= r + bit;
+            r = (r >> 1) + bit;
+        } else {
+            r >>= 1;
+        }
+        bit >>= 2;
+    }
+    return (uint16_t)r;
+}
+
+static inline uint32_t rp_step_isqrt(uint16_t k, uint32_t c)
+{
+    uint64_t x = (uint64_t)k * c;
+    return (x >> 32) ? rp_isqrt64(x) : rp_isqrt32((uint32_t)x);
+}
+
+/* step k (= s->k + 1: in order) of the move, us after its start */
+static inline uint32_t rp_stepper_time(rp_stepper *s, uint16_t k)
+{
+    uint16_t r = (uint16_t)(s->n - k);
+    if (s->flags & RP_STEP_TRAP) {
+        if (k <= s->k_acc)
+            return rp_step_isqrt(k, s->c);
+        if (r <= s->r_dec)
+            return s->total_us - rp_step_isqrt(r, s->c);
+        uint32_t t = s->tc + (s->x >= s->x0);
+        s->tc += s->q;
+        uint32_t x = (uint32_t)s->x + s->r; /* < 2 v: past 16 bits */
+        if (x >= s->v) {
+            x -= s->v;
+            s->tc++;
+        }
+        s->x = (uint16_t)x;
+        return t;
+    }
+    if (2U * (uint32_t)k <= s->n)
+        return rp_step_isqrt(k, s->c);
+    return s->total_us - rp_step_isqrt(r, s->c);
+}
+
+/* Start a move to `target` at `clock` (top speed v steps/s, acceleration a steps/s^2).
+ * Not moving afterwards when there is nothing to do (target == pos). */
+static inline void rp_stepper_start(rp_stepper *s, uint16_t target, uint32_t clock, uint16_t v,
+                                    uint32_t a)
+{
+    uint16_t n = (uint16_t)(target > s->pos ? target - s->pos : s->pos - target);
+    uint8_t f = (uint8_t)(s->flags & ~(RP_STEP_MOVING | RP_STEP_UP | RP_STEP_TRAP));
+    s->n = n;
+    s->k = 0;
+    s->t0 = clock;
+    if (!n) {
+        s->flags = f;
+        return;
+    }
+    if (target > s->pos)
+        f |= RP_STEP_UP;
+    if (!v)
+        v = 1;
+    if (a < 1000)
+        a = 1000;
+    if (a != s->a) {
+        s->a = a;
+        s->c = (uint32_t)(2000000000000ULL / a);
+    }
+    s->v = v;
+    uint32_t vv = (uint32_t)v * v;
+    if ((uint64_t)a * n >= vv) {
+        f |= RP_STEP_TRAP;
+        s->total_us =
+            (uint32_t)(1000000ULL * ((uint64_t)a * n + vv) / ((uint64_t)a * v));
+        s->k_acc = (uint16_t)(vv / (2UL * a));
+        s->r_dec = (uint16_t)((vv - 1UL) / (2UL * a));
+        /* cruising from step k0 = k_acc + 1 */
+        uint16_t k0 = (uint16_t)(s->k_acc + 1U);
+        uint64_t pv = 1000000ULL * v;
+        uint32_t p = (uint32_t)(pv / (2UL * a)), fr = (uint32_t)(pv % (2UL * a));
+        s->q = 1000000UL / v;
+        s->r = (uint16_t)(1000000UL % v);
+        uint32_t kr = (uint32_t)k0 * s->r;
+        s->tc = p + (uint32_t)k0 * s->q + kr / v;
+        s->x = (uint16_t)(kr % v);
+        uint64_t num = (uint64_t)v * (2UL * a - fr);
+        s->x0 = (uint16_t)((num + 2UL * a - 1UL) / (2UL * a));
+    } else {
+        s->total_us = rp_isqrt64(2ULL * n * s->c);
+    }
+    s->flags = (uint8_t)(f | RP_STEP_MOVING);
+    s->next = clock + rp_stepper_time(s, 1) * RP_STEP_TICKS_PER_US;
+}
+
+/* the clock of the move's last step (while moving) */
+static inline uint32_t rp_stepper_end(const rp_stepper *s)
+{
+    return s->t0 + s->total_us * RP_STEP_TICKS_PER_US;
+}
+
+/* The step due at s->next is done: count it and find the next one. 1: the move ended
+ * (a pending move may have started: RP_STEP_MOVING says). */
+static inline uint8_t rp_stepper_advance(rp_stepper *s)
+{
+    s->pos = (uint16_t)(s->flags & RP_STEP_UP ? s->pos + 1U : s->pos - 1U);
+    s->k++;
+    if (s->k < s->n) {
+        s->next = s->t0 + rp_stepper_time(s, (uint16_t)(s->k + 1U)) * RP_STEP_TICKS_PER_US;
+        return 0;
+    }
+    uint32_t end = s->next;
+    s->flags &= (uint8_t)~RP_STEP_MOVING;
+    if (s->flags & RP_STEP_PENDING) {
+        s->flags &= (uint8_t)~RP_STEP_PENDING;
+        uint32_t at = (int32_t)(s->pend_clock - end) > 0 ? s->pend_clock : end;
+        rp_stepper_start(s, s->pending, at, s->v, s->a);
+    }
+    return 1;
+}
+
+/* 1 if the carriage moves at `clock` (from its move's start to its last step, or a
+ * move waits for it) */
+static inline uint8_t rp_stepper_busy(const rp_stepper *s, uint32_t clock)
+{
+    if (!(s->flags & RP_STEP_MOVING))
+        return 0;
+    if (s->flags & RP_STEP_PENDING)
+        return 1;
+    return (int32_t)(clock - s->t0) >= 0 && (int32_t)(rp_stepper_end(s) - clock) >= 0;
+}
+
+/* A move asked at `clock`: 1 taken (started, or pending behind the running move), 0
+ * refused (a move already waits). The caller checks the travel limit. */
+static inline uint8_t rp_stepper_move(rp_stepper *s, uint16_t target, uint32_t clock, uint16_t v,
+                                      uint32_t a)
+{
+    if (s->flags & RP_STEP_MOVING) {
+        if (s->flags & RP_STEP_PENDING)
+            return 0;
+        s->pending = target; /* at the running move's speed and acceleration (a
+                              * positioner's are its configuration's) */
+        s->pend_clock = clock;
+        s->flags |= RP_STEP_PENDING;
+        return 1;
+    }
+    rp_stepper_start(s, target, clock, v, a);
+    return 1;
+}
+
+#endif
