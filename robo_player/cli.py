@@ -71,13 +71,18 @@ def _load_spec(args: argparse.Namespace) -> Any:
     return load_spec(args.spec)
 
 
+# the simulated ports that carry the guitar and the bass (robo_player/sim/guitar/ for
+# the instrument; the firmware ports with step/dir carriages), and real ports
+_GUITAR_PORTS = ("sim:", "fw-host:", "fw-avr:", "vmcu:", "serial:", "socket:", "rfc2217:", "loop:")
+
+
 def _require_device(spec: Any, port: str = "sim://") -> None:
-    """play, simulate and calibrate need a device model of the spec's family (the
-    guitar and the bass: the simulator, sim://)."""
-    if spec.family != "piano" and not port.startswith("sim:"):
+    """play, simulate and calibrate need a device model of the spec's family."""
+    if spec.family != "piano" and not port.startswith(_GUITAR_PORTS):
         raise UsageError(
             f"--port {port}: no device for the {spec.family} family there yet "
-            "(allowed for a guitar or bass spec: sim://)"
+            "(allowed for a guitar or bass spec: sim://, fw-host://, fw-avr://, vmcu://, "
+            "serial://)"
         )
 
 
