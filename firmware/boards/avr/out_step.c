@@ -33,8 +33,14 @@
 
 #define RP_STEPPERS 6 /* carriages: a guitar's six strings */
 #define RP_STEP_DUE_TICKS 16U /* a step this close is taken now (1 us) */
+#define RP_STEP_ROUNDS 4         /* rounds of due steps in one interrupt, then ... */
+#define RP_STEP_YIELD_TICKS 480U /* ... 30 us for the main loop */
 
 static rp_stepper steppers[RP_STEPPERS];
+static struct {
+    volatile uint8_t *port; /* the step pin's (looked up once) */
+    uint8_t mask;
+} step_io[RP_STEPPERS];
 static uint8_t n_steppers;
 
 static void pin_write(uint8_t output, uint8_t on)
@@ -82,8 +88,12 @@ static void timer5_start(void)
     TCCR5B = _BV(CS50);
 }
 
-/* interrupts off: arm the compare for the earliest step; 1 if it is (nearly) due now */
-static uint8_t arm(void)
+/* interrupts off: set the compare for the earliest step. ARM_NONE: nothing moves (its
+ * interrupt off); ARM_DUE: that step is (nearly) due now (a clock the counter has
+ * passed, or is about to, would wait a whole wrap); ARM_SET: OCR5A holds it, and the
+ * interrupt is on unless `hold` */
+enum { ARM_NONE, ARM_DUE, ARM_SET };
+static uint8_t arm(uint8_t hold)
 {
     uint8_t any = 0;
     uint32_t first = 0;
@@ -97,43 +107,79 @@ static uint8_t arm(void)
     }
     if (!any) {
         TIMSK5 &= (uint8_t)~_BV(OCIE5A);
-        return 0;
+        return ARM_NONE;
     }
+    if ((int32_t)(first - board_clock()) <= (int32_t)(2U * RP_STEP_DUE_TICKS))
+        return ARM_DUE;
     OCR5A = (uint16_t)first;
     TIFR5 = _BV(OCF5A);
-    TIMSK5 |= _BV(OCIE5A);
-    /* a clock the counter has passed (or about to) would wait a whole wrap */
-    return (int32_t)(first - board_clock()) <= (int32_t)(2U * RP_STEP_DUE_TICKS);
+    if (!hold)
+        TIMSK5 |= _BV(OCIE5A);
+    if ((int32_t)(first - board_clock()) <= (int32_t)(2U * RP_STEP_DUE_TICKS))
+        return ARM_DUE; /* it came while we set it: its match may be gone */
+    return ARM_SET;
 }
 
 static volatile uint8_t in_step; /* the step interrupt runs (its own arm() follows) */
+
+/* The move's last step: the next move (one that waits) starts with interrupts on (its
+ * divisions take ~0.5 ms), on a copy; a move asked meanwhile is refused (the slot still
+ * says a move waits) or, asked before, carried over. Interrupts off on entry and exit. */
+static void last_step(rp_stepper *s)
+{
+    rp_stepper t = *s;
+    uint8_t up = t.flags & RP_STEP_UP, waited = t.flags & RP_STEP_PENDING;
+    sei();
+    rp_stepper_advance(&t);
+    cli();
+    if (!waited && (s->flags & RP_STEP_PENDING)) { /* asked while we copied */
+        t.pending = s->pending;
+        t.pend_clock = s->pend_clock;
+        if (t.flags & RP_STEP_MOVING)
+            t.flags |= RP_STEP_PENDING;
+        else
+            rp_stepper_start(&t, t.pending,
+                             (int32_t)(t.pend_clock - t.next) > 0 ? t.pend_clock : t.next, t.v,
+                             t.a);
+    }
+    *s = t;
+    if ((s->flags & RP_STEP_MOVING) && (s->flags & RP_STEP_UP) != up)
+        pin_write((uint8_t)(s->pin + 1U), (s->flags & RP_STEP_UP) != 0);
+}
 
 ISR(TIMER5_COMPA_vect)
 {
     TIMSK5 &= (uint8_t)~_BV(OCIE5A); /* not again while this runs */
     in_step = 1;
-    for (;;) {
+    uint8_t a, rounds = 0;
+    do {
         uint32_t now = board_clock();
         for (uint8_t i = 0; i < n_steppers; i++) {
             rp_stepper *s = &steppers[i];
             if (!(s->flags & RP_STEP_MOVING) || (int32_t)(s->next - now) > (int32_t)RP_STEP_DUE_TICKS)
                 continue;
-            pin_write(s->pin, 1);
-            uint8_t up = s->flags & RP_STEP_UP;
+            *step_io[i].port |= step_io[i].mask;
             if ((uint16_t)(s->k + 1U) < s->n) {
                 sei(); /* the core's timer and the UART come first; a move for this
                         * carriage meanwhile only sets its pending fields */
                 rp_stepper_advance(s);
                 cli();
-            } else if (rp_stepper_advance(s) && (s->flags & RP_STEP_MOVING) &&
-                       (s->flags & RP_STEP_UP) != up) { /* a pending move started */
-                pin_write((uint8_t)(s->pin + 1U), (s->flags & RP_STEP_UP) != 0);
+            } else {
+                last_step(s);
             }
-            pin_write(s->pin, 0);
+            *step_io[i].port &= (uint8_t)~step_io[i].mask;
         }
-        if (!arm())
+        /* more than the CPU can step (every carriage at full speed at once): leave the
+         * main loop a slice between rounds, the steps come late (and are measured) */
+        if (++rounds > RP_STEP_ROUNDS) {
+            a = ARM_SET;
+            OCR5A = (uint16_t)(TCNT5 + RP_STEP_YIELD_TICKS);
+            TIFR5 = _BV(OCF5A);
             break;
-    }
+        }
+    } while ((a = arm(1)) == ARM_DUE); /* (its interrupt stays off while we run) */
+    if (a == ARM_SET)
+        TIMSK5 |= _BV(OCIE5A); /* on the way out (reti): no nested step interrupt */
     in_step = 0;
 }
 
@@ -144,6 +190,7 @@ static rp_stepper *slot_of(uint8_t pin)
             return &steppers[i];
     if (n_steppers == RP_STEPPERS)
         return 0;
+    step_io[n_steppers].port = avr_output_port(pin, &step_io[n_steppers].mask);
     rp_stepper *s = &steppers[n_steppers++];
     s->pin = pin;
     uint8_t mask;
@@ -185,7 +232,7 @@ uint8_t board_output_move(uint16_t actuator, uint8_t out_kind, uint8_t out_addr,
                 pin_write((uint8_t)(out_channel + 1U), (s->flags & RP_STEP_UP) != 0);
                 timer5_start();
                 if (!in_step) /* else the step interrupt arms it on its way out */
-                    arm();      /* (its first step is >= 345 us ahead: never due now) */
+                    arm(0);     /* (its first step is >= 345 us ahead: never due now) */
             }
         }
     }

@@ -39,6 +39,8 @@ typedef struct {
     uint32_t t0, total_us, next;           /* start clock, T, the clock of step k + 1 */
     uint32_t pend_clock;                   /* a pending move's own clock */
     uint32_t tc, q;                        /* cruising: P + k Q + floor(k R / v); Q */
+    uint16_t sq;                           /* the last square root, and its change */
+    int16_t dsq;
 } rp_stepper;
 
 static inline uint16_t rp_isqrt32(uint32_t x)
@@ -58,10 +60,39 @@ static inline uint16_t rp_isqrt32(uint32_t x)
     return (uint16_t)r;
 }
 
-static inline uint32_t rp_step_isqrt(uint16_t k, uint32_t c)
+/* isqrt(x) from a guess (the last root plus its last change: the roots of successive
+ * steps change slowly), corrected by at most 8 steps either way, else from scratch */
+static inline uint16_t rp_sqrt_near(uint32_t x, int32_t guess)
 {
-    uint64_t x = (uint64_t)k * c;
-    return (x >> 32) ? rp_isqrt64(x) : rp_isqrt32((uint32_t)x);
+    if (guess < 1 || guess > 65535)
+        return rp_isqrt32(x);
+    uint16_t g = (uint16_t)guess;
+    uint8_t n = 0;
+    while ((uint32_t)g * (uint32_t)g > x)
+        if (--g, ++n > 8)
+            return rp_isqrt32(x);
+    while (g < 65535U && (uint32_t)(g + 1U) * (uint32_t)(g + 1U) <= x)
+        if (++g, ++n > 8)
+            return rp_isqrt32(x);
+    return g;
+}
+
+/* isqrt(k c), exact: k c from two 16 x 16-bit products (an 8-bit MCU's multiplier), in
+ * 32 bits when it fits (the root near the last one), else in 64 */
+static inline uint32_t rp_step_isqrt(rp_stepper *s, uint16_t k)
+{
+    uint32_t c = s->c;
+    uint32_t hi = (uint32_t)k * (uint16_t)(c >> 16), lo = (uint32_t)k * (uint16_t)c;
+    if (hi < 0x10000UL) {
+        uint32_t x = (hi << 16) + lo;
+        if (x >= lo) {
+            uint16_t g = rp_sqrt_near(x, (int32_t)s->sq + s->dsq);
+            s->dsq = (int16_t)(g - s->sq);
+            s->sq = g;
+            return g;
+        }
+    }
+    return rp_isqrt64(((uint64_t)hi << 16) + lo);
 }
 
 /* step k (= s->k + 1: in order) of the move, us after its start */
@@ -70,9 +101,9 @@ static inline uint32_t rp_stepper_time(rp_stepper *s, uint16_t k)
     uint16_t r = (uint16_t)(s->n - k);
     if (s->flags & RP_STEP_TRAP) {
         if (k <= s->k_acc)
-            return rp_step_isqrt(k, s->c);
+            return rp_step_isqrt(s, k);
         if (r <= s->r_dec)
-            return s->total_us - rp_step_isqrt(r, s->c);
+            return s->total_us - rp_step_isqrt(s, r);
         uint32_t t = s->tc + (s->x >= s->x0);
         s->tc += s->q;
         uint32_t x = (uint32_t)s->x + s->r; /* < 2 v: past 16 bits */
@@ -84,8 +115,8 @@ static inline uint32_t rp_stepper_time(rp_stepper *s, uint16_t k)
         return t;
     }
     if (2U * (uint32_t)k <= s->n)
-        return rp_step_isqrt(k, s->c);
-    return s->total_us - rp_step_isqrt(r, s->c);
+        return rp_step_isqrt(s, k);
+    return s->total_us - rp_step_isqrt(s, r);
 }
 
 /* Start a move to `target` at `clock` (top speed v steps/s, acceleration a steps/s^2).
@@ -98,6 +129,8 @@ static inline void rp_stepper_start(rp_stepper *s, uint16_t target, uint32_t clo
     s->n = n;
     s->k = 0;
     s->t0 = clock;
+    s->sq = 0;
+    s->dsq = 0;
     if (!n) {
         s->flags = f;
         return;

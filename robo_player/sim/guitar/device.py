@@ -29,7 +29,7 @@ from ...actuation import (
     expand_commands,
     positioner_max,
 )
-from ...errors import PlanError, TransportError
+from ...errors import TransportError
 from ...motion import move_steps
 from ...performance import Performance, Progress
 from ...plan import Command, Op
