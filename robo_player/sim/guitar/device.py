@@ -71,6 +71,30 @@ class GuitarInstrument:
         return self.physics.energised()
 
 
+def carriage_steps(positioners: dict[int, Any], moves: list[Command], pos: dict[int, int],
+                   free: dict[int, float]) -> dict[int, CarriageSteps]:  # fmt: skip
+    """The steps of ``moves`` (time order) as the firmware's step generator makes them
+    (:mod:`robo_player.motion`'s trapezoid at the spec's speed and acceleration; a move
+    asked while its carriage still steps starts when the steps end). ``pos`` and
+    ``free`` (each carriage's position and the time of its last step) are updated."""
+    parts: dict[int, list[tuple[np.ndarray, np.ndarray]]] = {}
+    for c in moves:
+        a = positioners[c.actuator]
+        per_mm = a.pwm_max / a.travel_mm
+        start = max(float(c.t_us), free.get(c.actuator, 0.0))
+        p0 = pos.get(c.actuator, 0)
+        t = move_steps(p0, c.position, int(start), a.max_speed_mm_s * per_mm,
+                       a.accel_mm_s2 * per_mm)  # fmt: skip
+        if not len(t):
+            continue
+        sign = 1 if c.position > p0 else -1
+        parts.setdefault(c.actuator, []).append((t, p0 + sign * np.arange(1, len(t) + 1, dtype=np.int64)))
+        pos[c.actuator] = c.position
+        free[c.actuator] = float(t[-1])
+    return {a: CarriageSteps(np.concatenate([x[0] for x in v]), np.concatenate([x[1] for x in v]))
+            for a, v in parts.items()}  # fmt: skip
+
+
 def split_steps(outputs: OutputColumns, carriages: set[int]) -> tuple[OutputColumns, dict[int, CarriageSteps]]:
     """The coils' changes, and each carriage's steps (its changes: the position after
     each step, in time order)."""
@@ -167,23 +191,7 @@ class GuitarSimDevice(SimDevice):
 
     def _steps(self, moves: list[Command]) -> dict[int, CarriageSteps]:
         """The simulated MCU's step generator: each move's steps, one move after another."""
-        parts: dict[int, list[tuple[np.ndarray, np.ndarray]]] = {}
-        for c in moves:
-            a = self._positioners[c.actuator]
-            per_mm = a.pwm_max / a.travel_mm
-            start = max(float(c.t_us), self._car_free[c.actuator])
-            pos = self._car_pos[c.actuator]
-            t = move_steps(pos, c.position, int(start), a.max_speed_mm_s * per_mm,
-                           a.accel_mm_s2 * per_mm)  # fmt: skip
-            if not len(t):
-                continue
-            sign = 1 if c.position > pos else -1
-            p = pos + sign * np.arange(1, len(t) + 1, dtype=np.int64)
-            parts.setdefault(c.actuator, []).append((t, p))
-            self._car_pos[c.actuator] = c.position
-            self._car_free[c.actuator] = float(t[-1])
-        return {a: CarriageSteps(np.concatenate([x[0] for x in v]), np.concatenate([x[1] for x in v]))
-                for a, v in parts.items()}  # fmt: skip
+        return carriage_steps(self._positioners, moves, self._car_pos, self._car_free)
 
     def _end(self, progress: Progress | None = None, flush: bool = False) -> Performance:
         cmds, late, late_rel, flushed = self._cmds, self._late, self._late_release, 0
@@ -214,4 +222,11 @@ def open_guitar_sim(url: str, spec: GuitarSpec, merged: dict[str, Any]) -> Guita
     return dev
 
 
-__all__ = ["GuitarInstrument", "GuitarSimDevice", "guitar_instrument", "open_guitar_sim", "split_steps"]
+__all__ = [
+    "GuitarInstrument",
+    "GuitarSimDevice",
+    "carriage_steps",
+    "guitar_instrument",
+    "open_guitar_sim",
+    "split_steps",
+]
