@@ -41,6 +41,8 @@ typedef struct {
     uint32_t tc, q;                        /* cruising: P + k Q + floor(k R / v); Q */
     uint16_t sq;                           /* the last square root, and its change */
     int16_t dsq;
+    uint32_t p2;                           /* floor(1e6 v / a) (its fraction: y0) */
+    uint16_t y0;
 } rp_stepper;
 
 static inline uint16_t rp_isqrt32(uint32_t x)
@@ -141,34 +143,42 @@ static inline void rp_stepper_start(rp_stepper *s, uint16_t target, uint32_t clo
         v = 1;
     if (a < 1000)
         a = 1000;
-    if (a != s->a) {
+    if (a != s->a || v != s->v) { /* the divisions of a speed and acceleration: once */
         s->a = a;
+        s->v = v;
         s->c = (uint32_t)(2000000000000ULL / a);
+        uint32_t vv = (uint32_t)v * v;
+        s->k_acc = (uint16_t)(vv / (2UL * a) > 65535UL ? 65535UL : vv / (2UL * a));
+        s->r_dec = (uint16_t)((vv - 1UL) / (2UL * a) > 65535UL ? 65535UL : (vv - 1UL) / (2UL * a));
+        s->q = 1000000UL / v;
+        s->r = (uint16_t)(1000000UL % v);
+        uint64_t pv = 1000000ULL * v;
+        uint32_t p = (uint32_t)(pv / (2UL * a)), fr = (uint32_t)(pv % (2UL * a));
+        s->x0 = (uint16_t)(((uint64_t)v * (2UL * a - fr) + 2UL * a - 1UL) / (2UL * a));
+        /* 1e6 v / a = p2 + f2 / a (f2 < a); y0 = ceil(v (a - f2) / a) */
+        uint32_t f2 = fr >= a ? fr - a : fr;
+        s->p2 = 2UL * p + (fr >= a);
+        s->y0 = (uint16_t)(((uint64_t)v * (a - f2) + a - 1UL) / a);
     }
-    s->v = v;
     uint32_t vv = (uint32_t)v * v;
     if ((uint64_t)a * n >= vv) {
         f |= RP_STEP_TRAP;
-        s->total_us =
-            (uint32_t)(1000000ULL * ((uint64_t)a * n + vv) / ((uint64_t)a * v));
-        s->k_acc = (uint16_t)(vv / (2UL * a));
-        s->r_dec = (uint16_t)((vv - 1UL) / (2UL * a));
-        /* cruising from step k0 = k_acc + 1 */
+        /* T = floor(1e6 n / v + 1e6 v / a) = n Q + p2 + floor(n R / v) + [n R mod v >= y0] */
+        uint32_t nr = (uint32_t)n * s->r, d = nr / v;
+        uint16_t m = (uint16_t)(nr - d * v);
+        s->total_us = (uint32_t)n * s->q + s->p2 + d + (m >= s->y0);
+        /* cruising from step k0 = k_acc + 1: P + k0 Q + floor(k0 R / v), P = p2 / 2 */
         uint16_t k0 = (uint16_t)(s->k_acc + 1U);
-        uint64_t pv = 1000000ULL * v;
-        uint32_t p = (uint32_t)(pv / (2UL * a)), fr = (uint32_t)(pv % (2UL * a));
-        s->q = 1000000UL / v;
-        s->r = (uint16_t)(1000000UL % v);
-        uint32_t kr = (uint32_t)k0 * s->r;
-        s->tc = p + (uint32_t)k0 * s->q + kr / v;
-        s->x = (uint16_t)(kr % v);
-        uint64_t num = (uint64_t)v * (2UL * a - fr);
-        s->x0 = (uint16_t)((num + 2UL * a - 1UL) / (2UL * a));
+        uint32_t kr = (uint32_t)k0 * s->r, e = kr / v;
+        s->tc = (s->p2 >> 1) + (uint32_t)k0 * s->q + e;
+        s->x = (uint16_t)(kr - e * v);
     } else {
-        s->total_us = rp_isqrt64(2ULL * n * s->c);
+        uint64_t x = 2ULL * n * s->c;
+        s->total_us = (x >> 32) ? rp_isqrt64(x) : rp_isqrt32((uint32_t)x);
     }
-    s->flags = (uint8_t)(f | RP_STEP_MOVING);
+    s->flags = f;
     s->next = clock + rp_stepper_time(s, 1) * RP_STEP_TICKS_PER_US;
+    s->flags = (uint8_t)(f | RP_STEP_MOVING); /* last: a step interrupt may look now */
 }
 
 /* the clock of the move's last step (while moving) */
