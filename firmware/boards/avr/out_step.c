@@ -8,10 +8,9 @@
  *
  * The core's schedule_move reaches board_output_move() up to the timer's lead before
  * its clock; the move's profile (out_step_gen.h, robo_player/motion.py's) starts at that
- * clock. The steps come from Timer5's compare interrupt: Timer5 counts the CPU clock
- * like Timer1 (set to Timer1's count when it starts), so OCR5A = the low 16 bits of the
- * step's clock; a match 65536 ticks early (a step more than 4.1 ms ahead) finds nothing
- * due and re-arms. At its step the interrupt raises the step pin, works out the next
+ * clock. The steps come from Timer5's compare interrupt: Timer5 counts the CPU clock,
+ * and OCR5A = its count plus the ticks from board_clock() to the step (a step more than
+ * 60000 ticks ahead: a wake-up that finds nothing due and re-arms). At its step the interrupt raises the step pin, works out the next
  * step with interrupts on (the core's timer comes first), and lowers the pin (a pulse
  * of a few us). The firmware on its own:
  *   - refuses a move past the travel (REFUSED_MOVE): the carriage stays where it is;
@@ -78,20 +77,21 @@ void avr_step_all_off(void)
     }
 }
 
-/* Timer5 counts the CPU clock from Timer1's count (interrupts off) */
+/* Timer5 counts the CPU clock (interrupts off); arm() sets its compare from its own
+ * count and board_clock(), read back to back */
 static void timer5_start(void)
 {
     if (TCCR5B)
         return;
     TCCR5A = 0;
-    TCNT5 = (uint16_t)(TCNT1 + 4U); /* the cycles from the read to the start */
     TCCR5B = _BV(CS50);
 }
 
 /* interrupts off: set the compare for the earliest step. ARM_NONE: nothing moves (its
  * interrupt off); ARM_DUE: that step is (nearly) due now (a clock the counter has
- * passed, or is about to, would wait a whole wrap); ARM_SET: OCR5A holds it, and the
- * interrupt is on unless `hold` */
+ * passed, or is about to, would wait a whole wrap; its interrupt off); ARM_SET: OCR5A
+ * holds it, and the interrupt is on unless `hold` (a match while it is off sets a flag
+ * that simavr does not turn into an interrupt when it is turned on: on at once) */
 enum { ARM_NONE, ARM_DUE, ARM_SET };
 static uint8_t arm(uint8_t hold)
 {
@@ -109,14 +109,20 @@ static uint8_t arm(uint8_t hold)
         TIMSK5 &= (uint8_t)~_BV(OCIE5A);
         return ARM_NONE;
     }
-    if ((int32_t)(first - board_clock()) <= (int32_t)(2U * RP_STEP_DUE_TICKS))
+    /* OCR5A from Timer5's own count: its phase against Timer1 does not matter */
+    int32_t ahead = (int32_t)(first - board_clock());
+    uint16_t t5 = TCNT5;
+    if (ahead <= (int32_t)(2U * RP_STEP_DUE_TICKS))
         return ARM_DUE;
-    OCR5A = (uint16_t)first;
+    uint16_t span = ahead > 60000L ? 60000U : (uint16_t)ahead; /* far: wake, re-arm */
+    OCR5A = (uint16_t)(t5 + span);
     TIFR5 = _BV(OCF5A);
     if (!hold)
         TIMSK5 |= _BV(OCIE5A);
-    if ((int32_t)(first - board_clock()) <= (int32_t)(2U * RP_STEP_DUE_TICKS))
-        return ARM_DUE; /* it came while we set it: its match may be gone */
+    if ((uint16_t)(OCR5A - TCNT5) > span) { /* passed while we set it */
+        TIMSK5 &= (uint8_t)~_BV(OCIE5A);
+        return ARM_DUE;
+    }
     return ARM_SET;
 }
 
@@ -162,9 +168,10 @@ ISR(TIMER5_COMPA_vect)
             TIFR5 = _BV(OCF5A);
             break;
         }
-    } while ((a = arm(1)) == ARM_DUE); /* (its interrupt stays off while we run) */
+    } while ((a = arm(0)) == ARM_DUE); /* armed (and on) only when we leave: no sei
+                                        * follows it before the reti, so no nesting */
     if (a == ARM_SET)
-        TIMSK5 |= _BV(OCIE5A); /* on the way out (reti): no nested step interrupt */
+        TIMSK5 |= _BV(OCIE5A); /* (the yield's compare) */
     in_step = 0;
 }
 
