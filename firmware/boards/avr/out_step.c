@@ -130,7 +130,7 @@ static volatile uint8_t in_step; /* the step interrupt runs (its own arm() follo
 
 /* The move's last step, interrupts off: a move that waits starts (its divisions are a
  * speed's and acceleration's, done at its first move: ~2000 cycles here) */
-static void last_step(rp_stepper *s)
+static __attribute__((noinline)) void last_step(rp_stepper *s)
 {
     uint8_t up = s->flags & RP_STEP_UP;
     rp_stepper_advance(s);
@@ -153,7 +153,7 @@ ISR(TIMER5_COMPA_vect)
             if ((uint16_t)(s->k + 1U) < s->n) {
                 sei(); /* the core's timer and the UART come first; a move for this
                         * carriage meanwhile only sets its pending fields */
-                rp_stepper_advance(s);
+                rp_stepper_step(s);
                 cli();
             } else {
                 last_step(s);

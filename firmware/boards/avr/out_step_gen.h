@@ -189,14 +189,22 @@ static inline uint32_t rp_stepper_end(const rp_stepper *s)
 
 /* The step due at s->next is done: count it and find the next one. 1: the move ended
  * (a pending move may have started: RP_STEP_MOVING says). */
-static inline uint8_t rp_stepper_advance(rp_stepper *s)
+/* a step that is not the move's last (k + 1 < n): the step interrupt's hot path */
+static inline void rp_stepper_step(rp_stepper *s)
 {
     s->pos = (uint16_t)(s->flags & RP_STEP_UP ? s->pos + 1U : s->pos - 1U);
     s->k++;
-    if (s->k < s->n) {
-        s->next = s->t0 + rp_stepper_time(s, (uint16_t)(s->k + 1U)) * RP_STEP_TICKS_PER_US;
+    s->next = s->t0 + rp_stepper_time(s, (uint16_t)(s->k + 1U)) * RP_STEP_TICKS_PER_US;
+}
+
+static inline uint8_t rp_stepper_advance(rp_stepper *s)
+{
+    if ((uint16_t)(s->k + 1U) < s->n) {
+        rp_stepper_step(s);
         return 0;
     }
+    s->pos = (uint16_t)(s->flags & RP_STEP_UP ? s->pos + 1U : s->pos - 1U);
+    s->k++;
     uint32_t end = s->next;
     s->flags &= (uint8_t)~RP_STEP_MOVING;
     if (s->flags & RP_STEP_PENDING) {
