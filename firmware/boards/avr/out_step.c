@@ -27,7 +27,10 @@
 #include "pins.h"
 #include "sched.h"
 
-#define RP_STEP_TICKS_PER_US RP_TICKS_PER_US
+#define RP_STEP_TICKS_SHIFT 4 /* RP_TICKS_PER_US = 1 << this */
+#if (1UL << RP_STEP_TICKS_SHIFT) != RP_TICKS_PER_US
+#error "RP_STEP_TICKS_SHIFT: RP_TICKS_PER_US must be 1 << it"
+#endif
 #include "out_step_gen.h"
 
 #define RP_STEPPERS 6 /* carriages: a guitar's six strings */
@@ -92,8 +95,31 @@ static void timer5_start(void)
  * passed, or is about to, would wait a whole wrap; its interrupt off); ARM_SET: OCR5A
  * holds it, and the interrupt is on unless `hold` (a match while it is off sets a flag
  * that simavr does not turn into an interrupt when it is turned on: on at once) */
-enum { ARM_NONE, ARM_DUE, ARM_SET };
-static uint8_t arm(uint8_t hold)
+/* interrupts off: the compare for a step at `first`, its interrupt on; 0 if that step
+ * is (nearly) due now (a clock the counter has passed, or is about to, would wait a
+ * whole wrap; the interrupt stays off). OCR5A from Timer5's own count, read right after
+ * board_clock(): its phase against Timer1 does not matter. A match while the interrupt
+ * is off sets a flag that simavr does not turn into an interrupt when it is turned on,
+ * so it is set on, at once. */
+static uint8_t arm_at(uint32_t first)
+{
+    int32_t ahead = (int32_t)(first - board_clock());
+    uint16_t t5 = TCNT5;
+    if (ahead <= (int32_t)(2U * RP_STEP_DUE_TICKS))
+        return 0;
+    uint16_t span = ahead > 60000L ? 60000U : (uint16_t)ahead; /* far: wake, re-arm */
+    OCR5A = (uint16_t)(t5 + span);
+    TIFR5 = _BV(OCF5A);
+    TIMSK5 |= _BV(OCIE5A);
+    if ((uint16_t)(OCR5A - TCNT5) > span) { /* passed while we set it */
+        TIMSK5 &= (uint8_t)~_BV(OCIE5A);
+        return 0;
+    }
+    return 1;
+}
+
+/* the earliest step of every carriage (a move just started outside the interrupt) */
+static void arm(void)
 {
     uint8_t any = 0;
     uint32_t first = 0;
@@ -105,25 +131,11 @@ static uint8_t arm(uint8_t hold)
             first = s->next;
         any = 1;
     }
-    if (!any) {
-        TIMSK5 &= (uint8_t)~_BV(OCIE5A);
-        return ARM_NONE;
-    }
-    /* OCR5A from Timer5's own count: its phase against Timer1 does not matter */
-    int32_t ahead = (int32_t)(first - board_clock());
-    uint16_t t5 = TCNT5;
-    if (ahead <= (int32_t)(2U * RP_STEP_DUE_TICKS))
-        return ARM_DUE;
-    uint16_t span = ahead > 60000L ? 60000U : (uint16_t)ahead; /* far: wake, re-arm */
-    OCR5A = (uint16_t)(t5 + span);
-    TIFR5 = _BV(OCF5A);
-    if (!hold)
+    if (any && !arm_at(first)) { /* due now: let the interrupt take it at once */
+        OCR5A = (uint16_t)(TCNT5 + 16U);
+        TIFR5 = _BV(OCF5A);
         TIMSK5 |= _BV(OCIE5A);
-    if ((uint16_t)(OCR5A - TCNT5) > span) { /* passed while we set it */
-        TIMSK5 &= (uint8_t)~_BV(OCIE5A);
-        return ARM_DUE;
     }
-    return ARM_SET;
 }
 
 static volatile uint8_t in_step; /* the step interrupt runs (its own arm() follows) */
@@ -142,36 +154,47 @@ ISR(TIMER5_COMPA_vect)
 {
     TIMSK5 &= (uint8_t)~_BV(OCIE5A); /* not again while this runs */
     in_step = 1;
-    uint8_t a, rounds = 0;
-    do {
-        uint32_t now = board_clock();
+    for (uint8_t rounds = 0;; rounds++) {
+        uint32_t now = board_clock(), first = 0;
+        uint8_t any = 0;
         for (uint8_t i = 0; i < n_steppers; i++) {
             rp_stepper *s = &steppers[i];
-            if (!(s->flags & RP_STEP_MOVING) || (int32_t)(s->next - now) > (int32_t)RP_STEP_DUE_TICKS)
+            if (!(s->flags & RP_STEP_MOVING))
                 continue;
-            *step_io[i].port |= step_io[i].mask;
-            if ((uint16_t)(s->k + 1U) < s->n) {
-                sei(); /* the core's timer and the UART come first; a move for this
-                        * carriage meanwhile only sets its pending fields */
-                rp_stepper_step(s);
-                cli();
-            } else {
-                last_step(s);
+            if ((int32_t)(s->next - now) <= (int32_t)RP_STEP_DUE_TICKS) {
+                *step_io[i].port |= step_io[i].mask;
+                if ((uint16_t)(s->k + 1U) < s->n) {
+                    sei(); /* the core's timer and the UART come first; a move for
+                            * this carriage meanwhile only sets its pending fields */
+                    rp_stepper_step(s);
+                    cli();
+                } else {
+                    last_step(s);
+                }
+                *step_io[i].port &= (uint8_t)~step_io[i].mask;
+                if (!(s->flags & RP_STEP_MOVING))
+                    continue;
             }
-            *step_io[i].port &= (uint8_t)~step_io[i].mask;
+            if (!any || (int32_t)(s->next - first) < 0)
+                first = s->next;
+            any = 1;
         }
-        /* more than the CPU can step (every carriage at full speed at once): leave the
-         * main loop a slice between rounds, the steps come late (and are measured) */
-        if (++rounds > RP_STEP_ROUNDS) {
-            a = ARM_SET;
-            OCR5A = (uint16_t)(TCNT5 + RP_STEP_YIELD_TICKS);
-            TIFR5 = _BV(OCF5A);
+        if (!any) {
+            TIMSK5 &= (uint8_t)~_BV(OCIE5A);
             break;
         }
-    } while ((a = arm(0)) == ARM_DUE); /* armed (and on) only when we leave: no sei
-                                        * follows it before the reti, so no nesting */
-    if (a == ARM_SET)
-        TIMSK5 |= _BV(OCIE5A); /* (the yield's compare) */
+        if (rounds >= RP_STEP_ROUNDS) {
+            /* more than the CPU can step (every carriage at full speed at once): leave
+             * the main loop a slice, the steps come late (and are measured) */
+            OCR5A = (uint16_t)(TCNT5 + RP_STEP_YIELD_TICKS);
+            TIFR5 = _BV(OCF5A);
+            TIMSK5 |= _BV(OCIE5A);
+            break;
+        }
+        if (arm_at(first)) /* armed (and on) only as we leave: no sei follows before
+                            * the reti, so no nesting */
+            break;
+    }
     in_step = 0;
 }
 
@@ -221,7 +244,7 @@ uint8_t board_output_move(uint16_t actuator, uint8_t out_kind, uint8_t out_addr,
                 pin_write((uint8_t)(out_channel + 1U), (s->flags & RP_STEP_UP) != 0);
                 timer5_start();
                 if (!in_step) /* else the step interrupt arms it on its way out */
-                    arm(0);     /* (its first step is >= 345 us ahead: never due now) */
+                    arm();
             }
         }
     }

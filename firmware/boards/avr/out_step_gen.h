@@ -21,28 +21,32 @@
 #include <stdint.h>
 #include "out_step_profile.h"
 
-#ifndef RP_STEP_TICKS_PER_US
-#define RP_STEP_TICKS_PER_US 1U
+/* clock ticks per us as a shift (the AVR: 4, 16 MHz; the host: 0): no multiply */
+#ifndef RP_STEP_TICKS_SHIFT
+#define RP_STEP_TICKS_SHIFT 0
 #endif
 
 enum { RP_STEP_MOVING = 1, RP_STEP_UP = 2, RP_STEP_TRAP = 4, RP_STEP_PENDING = 8 };
 
 typedef struct {
-    uint8_t actuator, presser, pin, flags; /* pin: the step output (dir: pin + 1) */
-    uint16_t pos;                          /* steps done: the carriage's position */
-    uint16_t n, k;                         /* this move's steps, and those done */
-    uint16_t v, pending;                   /* top speed; a pending move's target */
-    uint16_t k_acc, r_dec;                 /* accelerating while k <= k_acc; decelerating
-                                            * while n - k <= r_dec (a trapezoid) */
-    uint16_t x, r, x0;                     /* cruising: see above */
-    uint32_t a, c;                         /* acceleration; C = floor(2e12 / a) */
-    uint32_t t0, total_us, next;           /* start clock, T, the clock of step k + 1 */
-    uint32_t pend_clock;                   /* a pending move's own clock */
-    uint32_t tc, q;                        /* cruising: P + k Q + floor(k R / v); Q */
-    uint16_t sq;                           /* the last square root, and its change */
+    /* the step interrupt's fields first (an AVR reaches offsets < 64 in one load) */
+    uint8_t flags;
+    uint16_t pos;                /* steps done: the carriage's position */
+    uint16_t n, k;               /* this move's steps, and those done */
+    uint32_t next, t0;           /* the clock of step k + 1; the move's start */
+    uint16_t k_acc, r_dec;       /* accelerating while k <= k_acc; decelerating while
+                                  * n - k <= r_dec (a trapezoid) */
+    uint32_t tc, q;              /* cruising: P + k Q + floor(k R / v); Q */
+    uint16_t x, r, x0, v;        /* cruising: see above; the top speed */
+    uint32_t c, total_us;        /* C = floor(2e12 / a); T */
+    uint16_t sq;                 /* the last square root, and its change */
     int16_t dsq;
-    uint32_t p2;                           /* floor(1e6 v / a) (its fraction: y0) */
-    uint16_t y0;
+    /* the rest: a move's start and the configuration */
+    uint32_t a;                  /* acceleration */
+    uint32_t p2;                 /* floor(1e6 v / a) (its fraction: y0) */
+    uint16_t y0, pending;        /* ; a pending move's target */
+    uint32_t pend_clock;         /* a pending move's own clock */
+    uint8_t actuator, presser, pin; /* pin: the step output (dir: pin + 1) */
 } rp_stepper;
 
 static inline uint16_t rp_isqrt32(uint32_t x)
@@ -177,14 +181,14 @@ static inline void rp_stepper_start(rp_stepper *s, uint16_t target, uint32_t clo
         s->total_us = (x >> 32) ? rp_isqrt64(x) : rp_isqrt32((uint32_t)x);
     }
     s->flags = f;
-    s->next = clock + rp_stepper_time(s, 1) * RP_STEP_TICKS_PER_US;
+    s->next = clock + (rp_stepper_time(s, 1) << RP_STEP_TICKS_SHIFT);
     s->flags = (uint8_t)(f | RP_STEP_MOVING); /* last: a step interrupt may look now */
 }
 
 /* the clock of the move's last step (while moving) */
 static inline uint32_t rp_stepper_end(const rp_stepper *s)
 {
-    return s->t0 + s->total_us * RP_STEP_TICKS_PER_US;
+    return s->t0 + (s->total_us << RP_STEP_TICKS_SHIFT);
 }
 
 /* The step due at s->next is done: count it and find the next one. 1: the move ended
@@ -194,7 +198,7 @@ static inline void rp_stepper_step(rp_stepper *s)
 {
     s->pos = (uint16_t)(s->flags & RP_STEP_UP ? s->pos + 1U : s->pos - 1U);
     s->k++;
-    s->next = s->t0 + rp_stepper_time(s, (uint16_t)(s->k + 1U)) * RP_STEP_TICKS_PER_US;
+    s->next = s->t0 + (rp_stepper_time(s, (uint16_t)(s->k + 1U)) << RP_STEP_TICKS_SHIFT);
 }
 
 static inline uint8_t rp_stepper_advance(rp_stepper *s)

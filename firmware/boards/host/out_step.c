@@ -6,7 +6,10 @@
 #include "board.h"
 #include "sched.h"
 
-#define RP_STEP_TICKS_PER_US RP_TICKS_PER_US
+#define RP_STEP_TICKS_SHIFT 0 /* RP_TICKS_PER_US = 1 << this */
+#if (1UL << RP_STEP_TICKS_SHIFT) != RP_TICKS_PER_US
+#error "RP_STEP_TICKS_SHIFT: RP_TICKS_PER_US must be 1 << it"
+#endif
 #include "../avr/out_step_gen.h"
 
 #define RP_STEPPERS 32
