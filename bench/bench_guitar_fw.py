@@ -14,6 +14,8 @@ Rows:
 - notes: in, played as written, altered, dropped (the plan report), heard and unheard
   (the performance), and whether every note is accounted for (in == played + altered +
   dropped, and every sounded note heard or reported unheard);
+- picks while a carriage moved, buzzed notes, presser-down-while-moving faults (what
+  the simulated guitar made of the steps it read);
 - commands the firmware took, refused (REFUSED_BUSY / REFUSED_MOVE among them) or ran
   late;
 - step timing: each carriage's k-th step in the trace (performance time, through the
@@ -21,6 +23,10 @@ Rows:
   (robo_player.sim.guitar.device.carriage_steps: robo_player.motion's trapezoid, a move
   asked while its carriage steps starting when the steps end): |error| p50, p99, max in
   µs, and the steps missing or extra;
+- the same after the first second (past the carriages' first moves from the nut, all
+  at once), and the most steps/s the plan asks of all carriages together (1 ms bins):
+  the AVR makes about 19,000 steps/s in all (~830 cycles a step), so where the plan
+  asks more, steps come late;
 - the AVR's CPU load (simavr cycles awake / total).
 
 Target: step timing p99 <= 20 µs through the AVR, every note accounted for. ``--folk
@@ -50,8 +56,10 @@ from robo_player.spec import load_spec
 from robo_player.spec.actuators import ActuatorKind
 
 
-def step_errors(spec: Any, the_plan: Any, steps: dict[int, Any]) -> tuple[list[float], int]:
-    """|measured - planned| per step (µs), and the steps missing or extra."""
+def step_errors(spec: Any, the_plan: Any, steps: dict[int, Any],
+                after_us: float = 0.0) -> tuple[list[float], int]:  # fmt: skip
+    """|measured - planned| per step (µs) of the steps planned at or after ``after_us``,
+    and the steps missing or extra."""
     pos = {a.index: a for a in spec.actuators.of_kind(ActuatorKind.POSITIONER)}
     moves = sorted((c for c in the_plan.commands if c.op is Op.MOVE), key=lambda c: c.t_us)
     want = carriage_steps(pos, moves, {}, {})
@@ -62,8 +70,20 @@ def step_errors(spec: Any, the_plan: Any, steps: dict[int, Any]) -> tuple[list[f
         g = steps[a].t_us if a in steps else np.zeros(0, dtype=np.int64)
         n = min(len(w), len(g))
         off += abs(len(w) - len(g))
-        errs.extend(np.abs(g[:n] - w[:n]).astype(float).tolist())
+        keep = w[:n] >= after_us
+        errs.extend(np.abs(g[:n] - w[:n])[keep].astype(float).tolist())
     return errs, off
+
+
+def concurrent_rate(spec: Any, the_plan: Any) -> float:
+    """The most steps/s the plan asks of all carriages together (1 ms bins)."""
+    pos = {a.index: a for a in spec.actuators.of_kind(ActuatorKind.POSITIONER)}
+    moves = sorted((c for c in the_plan.commands if c.op is Op.MOVE), key=lambda c: c.t_us)
+    want = carriage_steps(pos, moves, {}, {})
+    if not want:
+        return 0.0
+    t = np.concatenate([w.t_us for w in want.values()])
+    return float(np.bincount((t // 1000).astype(np.int64)).max() * 1000)
 
 
 def cut(score: Score, seconds: float) -> Score:
@@ -97,6 +117,8 @@ def run(spec_name: str, port: str, piece: str, score: Score) -> dict[str, Any]:
     carriages = {a.index for a in spec.actuators.of_kind(ActuatorKind.POSITIONER)}
     _coils, steps = split_steps(heard["outputs"], carriages)
     errs, off = step_errors(spec, the_plan, steps)
+    # after the first second: past the carriages' first moves from the nut, all at once
+    later, _ = step_errors(spec, the_plan, steps, after_us=1e6)
     cmd = perf.extra.get("commands", {})
     accounted = r["notes_in"] == r["notes_played"] + r["notes_altered"] + r["notes_dropped"] and (
         r["notes_sounded"] == r["heard"] + r["notes_unheard"]
@@ -109,6 +131,8 @@ def run(spec_name: str, port: str, piece: str, score: Score) -> dict[str, Any]:
         f"{r['notes_altered']}/{r['notes_dropped']}",
         "heard/unheard": f"{r['heard']}/{r['notes_unheard']}",
         "accounted": "yes" if accounted else "NO",
+        "moving picks/buzzed/carriage faults": f"{r.get('moving_picks', 0)}/{r.get('buzzed_notes', 0)}/"
+        f"{r.get('carriage_faults', 0)}",
         "commands played/refused/late": f"{cmd.get('played', 0)}/{cmd.get('refused', 0)}/"
         f"{cmd.get('late', 0)}",
         "steps": len(errs),
@@ -117,6 +141,10 @@ def run(spec_name: str, port: str, piece: str, score: Score) -> dict[str, Any]:
             if errs else "-"
         ),
         "steps missing+extra": off,
+        "after 1 s p50/p99 us": (
+            f"{np.percentile(later, 50):.1f}/{np.percentile(later, 99):.1f}" if later else "-"
+        ),
+        "peak steps/s asked": f"{concurrent_rate(spec, the_plan):,.0f}",
         "avr cpu": f"{perf.extra['avr_cpu_load']:.2f}" if "avr_cpu_load" in perf.extra else "-",
         "wall s": f"{wall:.0f}",
         "p99": float(np.percentile(errs, 99)) if errs else None,

@@ -34,6 +34,10 @@ AVR_DIR = Path(__file__).resolve().parents[1] / "firmware" / "boards" / "avr"
 CC = shutil.which("cc") or shutil.which("gcc")
 HAVE_HOST = fwmod.HOST_BIN.exists() or CC is not None
 needs_host = pytest.mark.skipif(not HAVE_HOST, reason="no host firmware and no C compiler")
+HAVE_AVR = (fwmod.SIM_BIN.exists() and fwmod.AVR_ELF.exists()) or (
+    shutil.which("avr-gcc") is not None and shutil.which("simavr") is not None
+)
+needs_avr = pytest.mark.skipif(not HAVE_AVR, reason="no AVR build and no avr-gcc/simavr")
 
 # moves one after another on one carriage: "n target clock" lines; the generator's step
 # clocks (a move asked while the carriage steps waits for its end), one line per move
@@ -176,8 +180,13 @@ def _refusal_plan(spec: Any) -> tuple[Plan, int, int]:
     return Plan(cmds, pipeline_delay_us=200_000, spec_name=spec.name, spec_hash=spec.spec_hash), car.index, pr.index
 
 
-@pytest.mark.parametrize("port", ["vmcu://", pytest.param("fw-host://", marks=needs_host)])
+@pytest.mark.parametrize(
+    "port",
+    ["vmcu://", pytest.param("fw-host://", marks=needs_host), pytest.param("fw-avr://", marks=needs_avr)],
+)
 def test_firmware_refuses_a_press_while_moving_and_a_move_past_travel(port: str) -> None:
+    """The same outcomes from the Python model, the host build and the AVR build under
+    simavr (about 10 s there); the AVR's carriage position comes from its pins."""
     spec = load_spec("guitar-slider")
     the_plan, car, _pr = _refusal_plan(spec)
     with open_port(port, spec) as dev:

@@ -256,9 +256,17 @@ uint8_t board_output_busy(uint16_t actuator, uint32_t clock)
 {
     uint8_t busy = 0, sreg = SREG;
     cli();
-    for (uint8_t i = 0; i < n_steppers && !busy; i++)
-        if (steppers[i].presser == actuator && steppers[i].actuator != actuator)
-            busy = rp_stepper_busy(&steppers[i], clock);
+    uint32_t now = board_clock();
+    for (uint8_t i = 0; i < n_steppers && !busy; i++) {
+        const rp_stepper *s = &steppers[i];
+        if (s->presser != actuator || s->actuator == actuator)
+            continue;
+        /* moving at that clock by its profile, or still stepping late (more steps than
+         * the CPU makes): the carriage is where its steps have brought it, not the plan */
+        busy = rp_stepper_busy(s, clock) ||
+               ((s->flags & RP_STEP_MOVING) && (int32_t)(now - s->next) > 0 &&
+                (int32_t)(clock - s->t0) >= 0);
+    }
     SREG = sreg;
     return busy;
 }

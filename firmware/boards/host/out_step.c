@@ -74,6 +74,7 @@ uint8_t board_output_move(uint16_t actuator, uint8_t out_kind, uint8_t out_addr,
 
 uint8_t board_output_busy(uint16_t actuator, uint32_t clock)
 {
+    host_steps_run(clock); /* the steps before this clock first */
     for (uint8_t i = 0; i < n_steppers; i++)
         if (steppers[i].presser == actuator && steppers[i].actuator != actuator &&
             rp_stepper_busy(&steppers[i], clock))
