@@ -20,14 +20,23 @@ def actuator_outputs(spec: InstrumentSpec) -> dict[int, tuple[int, int, int, int
     (a step/dir carriage: :func:`stepper_output`)."""
     out: dict[int, tuple[int, int, int, int]] = {}
     pressers = _pressers(spec)
+    steppers = _step_dir(spec)
     for act in spec.actuators:
-        if act.kind is ActuatorKind.POSITIONER and act.board_kind is DriverKind.DIRECT:
+        if act.index in steppers and act.board_kind is DriverKind.DIRECT:
             out[act.index] = stepper_output(act, pressers.get(act.index, act.index))
             continue
         kind = OutKind.PCA9685 if act.board_kind is DriverKind.PCA9685 else OutKind.DIRECT
         addr = act.i2c_address or 0 if kind is OutKind.PCA9685 else 0
         out[act.index] = (int(kind), addr, act.output, act.pwm_max)
     return out
+
+
+def _step_dir(spec: InstrumentSpec) -> set[int]:
+    """The positioners on a stepper driver (a carriage's ``drive: step_dir``); a hobby
+    servo has no firmware output yet: configured as a direct output, its moves refused."""
+    drive = {c.channel: c.drive for st in getattr(spec, "strings", ()) if (c := st.carriage)}
+    return {a.index for a in spec.actuators
+            if a.kind is ActuatorKind.POSITIONER and drive.get(a.index, "step_dir") == "step_dir"}  # fmt: skip
 
 
 def _pressers(spec: InstrumentSpec) -> dict[int, int]:
