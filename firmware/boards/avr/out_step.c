@@ -34,7 +34,10 @@
 #include "out_step_gen.h"
 
 #define RP_STEPPERS 6 /* carriages: a guitar's six strings */
-#define RP_STEP_DUE_TICKS 16U /* a step this close is taken now (1 us) */
+/* the compare fires this early: the interrupt's entry and its clock read take about
+ * that long (16 us late at p50 without it), and a step found this close is waited for
+ * to its tick */
+#define RP_STEP_DUE_TICKS 224U
 #define RP_STEP_ROUNDS 4         /* rounds of due steps in one interrupt, then ... */
 #define RP_STEP_YIELD_TICKS 480U /* ... 30 us for the main loop */
 
@@ -103,9 +106,9 @@ static void timer5_start(void)
  * so it is set on, at once. */
 static uint8_t arm_at(uint32_t first)
 {
-    int32_t ahead = (int32_t)(first - board_clock());
+    int32_t ahead = (int32_t)(first - board_clock()) - (int32_t)RP_STEP_DUE_TICKS;
     uint16_t t5 = TCNT5;
-    if (ahead <= (int32_t)(2U * RP_STEP_DUE_TICKS))
+    if (ahead <= 32)
         return 0;
     uint16_t span = ahead > 60000L ? 60000U : (uint16_t)ahead; /* far: wake, re-arm */
     OCR5A = (uint16_t)(t5 + span);
@@ -162,6 +165,8 @@ ISR(TIMER5_COMPA_vect)
             if (!(s->flags & RP_STEP_MOVING))
                 continue;
             if ((int32_t)(s->next - now) <= (int32_t)RP_STEP_DUE_TICKS) {
+                while ((int32_t)(s->next - board_clock()) > 0)
+                    ; /* at most RP_STEP_DUE_TICKS */
                 *step_io[i].port |= step_io[i].mask;
                 if ((uint16_t)(s->k + 1U) < s->n) {
                     sei(); /* the core's timer and the UART come first; a move for
