@@ -259,13 +259,16 @@ uint8_t board_output_move(uint16_t actuator, uint8_t out_kind, uint8_t out_addr,
 
 uint8_t board_output_busy(uint16_t actuator, uint32_t clock)
 {
-    uint8_t busy = 0, sreg = SREG;
+    uint8_t busy = 0, sreg;
+    if (!n_steppers) /* every strike asks: no cost on a board without carriages */
+        return 0;
+    sreg = SREG;
     cli();
-    uint32_t now = board_clock();
     for (uint8_t i = 0; i < n_steppers && !busy; i++) {
         const rp_stepper *s = &steppers[i];
         if (s->presser != actuator || s->actuator == actuator)
             continue;
+        uint32_t now = board_clock();
         /* moving at that clock by its profile, or still stepping late (more steps than
          * the CPU makes): the carriage is where its steps have brought it, not the plan */
         busy = rp_stepper_busy(s, clock) ||

@@ -127,8 +127,13 @@ static inline uint32_t rp_stepper_time(rp_stepper *s, uint16_t k)
 
 /* Start a move to `target` at `clock` (top speed v steps/s, acceleration a steps/s^2).
  * Not moving afterwards when there is nothing to do (target == pos). */
-static inline void rp_stepper_start(rp_stepper *s, uint16_t target, uint32_t clock, uint16_t v,
-                                    uint32_t a)
+#if defined(__GNUC__)
+#define RP_STEP_COLD __attribute__((noinline, unused)) /* one copy: flash */
+#else
+#define RP_STEP_COLD
+#endif
+static RP_STEP_COLD void rp_stepper_start(rp_stepper *s, uint16_t target, uint32_t clock,
+                                          uint16_t v, uint32_t a)
 {
     uint16_t n = (uint16_t)(target > s->pos ? target - s->pos : s->pos - target);
     uint8_t f = (uint8_t)(s->flags & ~(RP_STEP_MOVING | RP_STEP_UP | RP_STEP_TRAP));
