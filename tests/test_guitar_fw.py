@@ -189,6 +189,7 @@ def test_firmware_refuses_a_press_while_moving_and_a_move_past_travel(port: str)
     simavr (about 10 s there); the AVR's carriage position comes from its pins."""
     spec = load_spec("guitar-slider")
     the_plan, car, _pr = _refusal_plan(spec)
+    dev: Any
     with open_port(port, spec) as dev:
         dev._travel = {**dev._travel, car: 65535}  # let the bad move through the host's check
         dev.play(the_plan)
@@ -213,6 +214,7 @@ def _tune_plan(spec_name: str) -> tuple[Any, Plan, Any]:
 def test_guitar_tune_through_the_firmware(port: str) -> None:
     spec, the_plan, rep = _tune_plan("guitar-slider")
     heard: dict[str, Any] = {}
+    dev: Any
     with open_port(port, spec) as dev:
         hear = dev.instrument.hear
 
