@@ -205,30 +205,24 @@ ISR(TIMER5_COMPA_vect)
 
 static rp_stepper *slot_of(uint8_t pin)
 {
-    for (uint8_t i = 0; i < n_steppers; i++)
-        if (steppers[i].pin == pin)
-            return &steppers[i];
-    if (n_steppers == RP_STEPPERS)
-        return 0;
-    step_io[n_steppers].port = avr_output_port(pin, &step_io[n_steppers].mask);
-    rp_stepper *s = &steppers[n_steppers++];
-    s->pin = pin;
-    uint8_t mask;
-    volatile uint8_t *port = avr_output_port(pin, &mask);
-    port[-1] |= mask; /* DDRx: the byte below PORTx */
-    port = avr_output_port((uint8_t)(pin + 1U), &mask);
-    port[-1] |= mask;
+    uint8_t fresh, i = n_steppers;
+    rp_stepper *s = rp_stepper_slot(steppers, &n_steppers, RP_STEPPERS, pin, &fresh);
+    if (fresh) { /* its step pin looked up once; step and dir are outputs */
+        uint8_t mask;
+        step_io[i].port = avr_output_port(pin, &step_io[i].mask);
+        step_io[i].port[-1] |= step_io[i].mask; /* DDRx: the byte below PORTx */
+        volatile uint8_t *port = avr_output_port((uint8_t)(pin + 1U), &mask);
+        port[-1] |= mask;
+    }
     return s;
 }
 
 uint8_t board_output_move(uint16_t actuator, uint8_t out_kind, uint8_t out_addr,
                           uint8_t out_channel, uint16_t position, uint32_t clock)
 {
-    if (out_kind != RP_OUT_STEP_DIR || actuator >= rp_act_count)
-        return 0;
-    const rp_limits *lim = RP_LIM(&rp_acts[actuator]);
-    if (position > lim->pwm_max)
-        return 0; /* past the travel: the carriage stays */
+    const rp_limits *lim = rp_stepper_limits(actuator, out_kind, position);
+    if (!lim)
+        return 0; /* not a step/dir output, or past the travel: the carriage stays */
     uint8_t sreg = SREG;
     cli();
     rp_stepper *s = slot_of(out_channel);

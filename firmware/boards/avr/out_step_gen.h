@@ -51,18 +51,7 @@ typedef struct {
 
 static inline uint16_t rp_isqrt32(uint32_t x)
 {
-    uint32_t r = 0, bit = (uint32_t)1 << 30;
-    while (bit > x)
-        bit >>= 2;
-    while (bit) {
-        if (x >= r + bit) {
-            x -= r + bit;
-            r = (r >> 1) + bit;
-        } else {
-            r >>= 1;
-        }
-        bit >>= 2;
-    }
+    RP_ISQRT_BODY(uint32_t, x)
     return (uint16_t)r;
 }
 
@@ -252,5 +241,35 @@ static inline uint8_t rp_stepper_move(rp_stepper *s, uint16_t target, uint32_t c
     rp_stepper_start(s, target, clock, v, a);
     return 1;
 }
+
+/* A carriage's slot in a board's table by its step output: found, or the next free one
+ * (*fresh = 1: the board sets its pins up), or 0 when the table is full */
+static inline rp_stepper *rp_stepper_slot(rp_stepper *tab, uint8_t *count, uint8_t size,
+                                          uint8_t pin, uint8_t *fresh)
+{
+    *fresh = 0;
+    for (uint8_t i = 0; i < *count; i++)
+        if (tab[i].pin == pin)
+            return &tab[i];
+    if (*count == size)
+        return 0;
+    *fresh = 1;
+    tab[*count].pin = pin;
+    return &tab[(*count)++];
+}
+
+#ifdef RP_SCHED_H
+/* board_output_move's first check, both boards: the actuator's limits if `position` is
+ * a move this positioner may make (a step/dir output, within its travel), else 0 (the
+ * move is refused: the carriage stays) */
+static inline const rp_limits *rp_stepper_limits(uint16_t actuator, uint8_t out_kind,
+                                                 uint16_t position)
+{
+    if (out_kind != RP_OUT_STEP_DIR || actuator >= rp_act_count)
+        return 0;
+    const rp_limits *lim = RP_LIM(&rp_acts[actuator]);
+    return position > lim->pwm_max ? 0 : lim;
+}
+#endif
 
 #endif

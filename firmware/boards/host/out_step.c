@@ -45,23 +45,16 @@ void host_steps_all_off(void)
 
 static rp_stepper *slot_of(uint8_t pin)
 {
-    for (uint8_t i = 0; i < n_steppers; i++)
-        if (steppers[i].pin == pin)
-            return &steppers[i];
-    if (n_steppers == RP_STEPPERS)
-        return 0;
-    steppers[n_steppers].pin = pin;
-    return &steppers[n_steppers++];
+    uint8_t fresh;
+    return rp_stepper_slot(steppers, &n_steppers, RP_STEPPERS, pin, &fresh);
 }
 
 uint8_t board_output_move(uint16_t actuator, uint8_t out_kind, uint8_t out_addr,
                           uint8_t out_channel, uint16_t position, uint32_t clock)
 {
-    if (out_kind != RP_OUT_STEP_DIR || actuator >= rp_act_count)
-        return 0;
-    const rp_limits *lim = RP_LIM(&rp_acts[actuator]);
-    if (position > lim->pwm_max)
-        return 0; /* past the travel: the carriage stays */
+    const rp_limits *lim = rp_stepper_limits(actuator, out_kind, position);
+    if (!lim)
+        return 0; /* not a step/dir output, or past the travel: the carriage stays */
     rp_stepper *s = slot_of(out_channel);
     if (!s)
         return 0;
