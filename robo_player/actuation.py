@@ -39,6 +39,35 @@ def actuator_pwm_max(spec: Any) -> dict[int, int]:
     return {a.index: a.pwm_max for a in spec.actuators if a.kind is ActuatorKind.COIL}
 
 
+def positioner_max(spec: Any) -> dict[int, int]:
+    """actuator index -> its travel (position counts), for every positioner of ``spec``."""
+    return {a.index: a.pwm_max for a in spec.actuators if a.kind is ActuatorKind.POSITIONER}
+
+
+def check_stream_commands(
+    cmds: list[Command], pwm_max: Mapping[int, int], positioners: Mapping[int, int],
+    spec_name: str, first_index: int = 0,
+) -> None:  # fmt: skip
+    """:func:`check_commands` for the coils' commands, and moves against the positioners'
+    travel (``positioners``: :func:`positioner_max`); PlanError names the first bad one."""
+    if not positioners or not any(c.actuator in positioners for c in cmds):
+        check_commands(cmds, pwm_max, spec_name, first_index)
+        return
+    for k, c in enumerate(cmds):
+        top = positioners.get(c.actuator)
+        at = f"plan command {first_index + k} ({c.op.value} at t_us={c.t_us}, actuator {c.actuator})"
+        if top is not None and _kind(c.op) != MOVE:
+            raise PlanError(f"{at}: actuator {c.actuator} is a positioner (allowed op: move)")
+        if top is None:  # a coil's command, or a move sent to a coil
+            check_commands([c], pwm_max, spec_name, first_index + k)
+            continue
+        if c.t_us < 0:
+            raise PlanError(f"{at}: t_us {c.t_us} is negative (allowed: >= 0)")
+        if not 0 <= c.position <= top:
+            raise PlanError(f"{at}: position {c.position} is past the travel limit "
+                            f"(allowed: 0..{top})")  # fmt: skip
+
+
 # what an op does, by kind (plan ops and wire ops alike; see _kind)
 RELEASE, SET, PULSE_HOLD, MOVE = 0, 1, 2, 3
 _KINDS: dict[int, int] = {}  # id(op member) -> kind (members are singletons)

@@ -71,13 +71,20 @@ def _load_spec(args: argparse.Namespace) -> Any:
     return load_spec(args.spec)
 
 
-def _require_device(spec: Any, port: str = "sim://") -> None:
-    """play, simulate and calibrate need a device model of the spec's family (the
-    guitar and the bass: the simulator, sim://)."""
-    if spec.family != "piano" and not port.startswith("sim:"):
+# the ports that carry a guitar or bass for play and simulate: the simulator, and the
+# firmware with its step/dir carriages (the host build, the AVR under simavr, its Python
+# model, a real board); calibrate listens on the simulator only
+_GUITAR_PORTS = ("sim:", "fw-host:", "fw-avr:", "vmcu:", "serial:", "socket:", "rfc2217:", "loop:")
+
+
+def _require_device(spec: Any, port: str = "sim://", calibrate: bool = False) -> None:
+    """play, simulate and calibrate need a device model of the spec's family."""
+    allowed = ("sim:",) if calibrate else _GUITAR_PORTS
+    if spec.family != "piano" and not port.startswith(allowed):
+        names = "sim://" if calibrate else "sim://, fw-host://, fw-avr://, vmcu://, serial://"
         raise UsageError(
             f"--port {port}: no device for the {spec.family} family there yet "
-            "(allowed for a guitar or bass spec: sim://)"
+            f"(allowed for a guitar or bass spec{' to calibrate' if calibrate else ''}: {names})"
         )
 
 
@@ -369,7 +376,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     if (done := calibrate_cli.calibrate(args, _HEARING)) is not None:  # --mic, recordings
         return done
     spec = _load_spec(args)
-    _require_device(spec, args.port)
+    _require_device(spec, args.port, calibrate=True)
     if spec.family != "piano":
         from .calibrator.guitar import calibrate_command
 

@@ -40,6 +40,8 @@ def actuation_errors(
         if o.status not in ("played", "played_cut_off") or o.device_index < 0:
             continue
         c = cmds[o.index]
+        if c.op.name == "MOVE":
+            continue  # a move's steps follow its profile (bench/bench_guitar_fw.py)
         seq = by_act.get(c.actuator)
         if not seq or (c.op.name == "RELEASE" and c.actuator in trace.soft_pwm):
             continue  # (a PWM-held pin's release may fall in its off time: no edge)

@@ -11,18 +11,66 @@ from ..plan import Command
 from ..plan import Op as PlanOp
 from ..protocol.messages import PCA_OSC_HZ, PCA_PRESCALE_DEFAULT, Message, Op, OutKind
 from ..protocol.schedule import TimedCommand
-from ..spec.actuators import Actuator
+from ..spec.actuators import Actuator, ActuatorKind
 from ..spec.model import DriverKind, InstrumentSpec
 
 
 def actuator_outputs(spec: InstrumentSpec) -> dict[int, tuple[int, int, int, int]]:
-    """actuator -> (out_kind, out_addr, out_channel, pwm_max), from the actuator map."""
+    """actuator -> (out_kind, out_addr, out_channel, pwm_max), from the actuator map
+    (a step/dir carriage: :func:`stepper_output`)."""
     out: dict[int, tuple[int, int, int, int]] = {}
+    pressers = _pressers(spec)
+    steppers = _step_dir(spec)
     for act in spec.actuators:
+        if act.index in steppers and act.board_kind is DriverKind.DIRECT:
+            out[act.index] = stepper_output(act, pressers.get(act.index, act.index))
+            continue
         kind = OutKind.PCA9685 if act.board_kind is DriverKind.PCA9685 else OutKind.DIRECT
         addr = act.i2c_address or 0 if kind is OutKind.PCA9685 else 0
         out[act.index] = (int(kind), addr, act.output, act.pwm_max)
     return out
+
+
+def _step_dir(spec: InstrumentSpec) -> set[int]:
+    """The positioners on a stepper driver (a carriage's ``drive: step_dir``); a hobby
+    servo has no firmware output yet: configured as a direct output, its moves refused."""
+    drive = {c.channel: c.drive for st in getattr(spec, "strings", ()) if (c := st.carriage)}
+    return {a.index for a in spec.actuators
+            if a.kind is ActuatorKind.POSITIONER and drive.get(a.index, "step_dir") == "step_dir"}  # fmt: skip
+
+
+def _pressers(spec: InstrumentSpec) -> dict[int, int]:
+    """carriage actuator -> the presser on it (roles ``carriage:s`` and ``press:s``)."""
+    by_role = {a.role: a.index for a in spec.actuators}
+    return {
+        a.index: by_role[f"press:{a.role.split(':', 1)[1]}"]
+        for a in spec.actuators
+        if a.role.startswith("carriage:") and f"press:{a.role.split(':', 1)[1]}" in by_role
+    }
+
+
+def stepper_output(act: Actuator, presser: int) -> tuple[int, int, int, int]:
+    """A carriage on a stepper driver (OutKind.STEP_DIR): output ``o`` of its direct
+    board drives the MCU's outputs ``2 o`` (step) and ``2 o + 1`` (dir); ``out_addr`` is
+    the presser on its carriage, which the firmware refuses to strike while it moves
+    (its own index: none)."""
+    if not 0 <= presser <= 127:
+        raise SpecError(
+            f"actuator {act.index} ({act.role}): its presser is actuator {presser}; the "
+            "firmware's configuration carries 0..127 there"
+        )
+    if 2 * act.output + 1 > 255:
+        raise SpecError(f"actuator {act.index} ({act.role}): output {act.output} out of range "
+                        "for a step/dir pair (allowed 0..127)")  # fmt: skip
+    return (int(OutKind.STEP_DIR), presser, 2 * act.output, act.pwm_max)
+
+
+def stepper_rates(act: Actuator) -> tuple[int, int]:
+    """A carriage's top speed (steps/s) and acceleration (steps/s²): position counts
+    per mm times the spec's mm/s and mm/s², rounded as :func:`robo_player.motion.profile`
+    rounds them (the firmware's configuration carries them in max_pulse_us, max_on_us)."""
+    per_mm = act.pwm_max / act.travel_mm
+    return round(act.max_speed_mm_s * per_mm), round(act.accel_mm_s2 * per_mm)
 
 
 def pca_prescale(spec: InstrumentSpec) -> int:
@@ -82,17 +130,29 @@ def configure_messages(
     outs = actuator_outputs(spec)
     for i in range(count):
         act = amap.get(i)
-        if act is None:  # a gap in the indices: a slot with no output (channel 255)
+        if act is None:  # a gap in the indices: an unused output of its board, or none
             ref = amap.entries[0]
+            kind, addr, ch = _unused_output(spec, i)
             msgs.append(
                 Message.make(
-                    "configure_actuator", actuator=i, out_kind=int(OutKind.DIRECT), out_addr=0,
-                    out_channel=255, pwm_max=1, max_drive=1, max_on_us=ref.max_on_us,
+                    "configure_actuator", actuator=i, out_kind=kind, out_addr=addr,
+                    out_channel=ch, pwm_max=1, max_drive=1, max_on_us=ref.max_on_us,
                     max_pulse_us=ref.max_pulse_us, duty_permille=actuator_duty_permille(ref),
                 )
             )
             continue
         kind, addr, ch, pwm_max = outs[i]
+        if kind == OutKind.STEP_DIR:  # the positioner's travel, speed and acceleration
+            speed, accel = stepper_rates(act)
+            msgs.append(
+                Message.make(
+                    "configure_actuator", actuator=i, out_kind=kind, out_addr=addr,
+                    out_channel=ch, pwm_max=pwm_max, max_drive=pwm_max,
+                    max_on_us=max(1000, accel), max_pulse_us=min(speed, 65535),
+                    duty_permille=1000,
+                )
+            )  # fmt: skip
+            continue
         msgs.append(
             Message.make(
                 "configure_actuator",
@@ -108,6 +168,20 @@ def configure_messages(
             )
         )
     return msgs
+
+
+def _unused_output(spec: InstrumentSpec, index: int) -> tuple[int, int, int]:
+    """A gap in the actuator indices: the board channel it numbers (boards own
+    consecutive blocks of indices: a PCA9685 board's unused channel), so that no two
+    slots share an output; past every board, direct channel 255 (the host build's)."""
+    first = 0
+    for b in spec.boards:
+        if first <= index < first + b.channels:
+            if b.kind is DriverKind.PCA9685:
+                return int(OutKind.PCA9685), b.i2c_address or 0, index - first
+            return int(OutKind.DIRECT), 0, index - first
+        first += b.channels
+    return int(OutKind.DIRECT), 0, 255
 
 
 def time_shift_for(clock_hz: int) -> int:
@@ -133,6 +207,8 @@ __all__ = [
     "configure_messages",
     "duty_permille",
     "pca_prescale",
+    "stepper_output",
+    "stepper_rates",
     "time_shift_for",
     "to_timed",
 ]

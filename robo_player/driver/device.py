@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import SplitResult
 
-from ..actuation import actuator_pwm_max, check_commands, check_order
+from ..actuation import actuator_pwm_max, check_order, check_stream_commands, positioner_max
 from ..errors import DeviceShutdown, ProtocolError, TransportError
 from ..performance import Performance, Progress
 from ..plan import Command, Op, Plan
@@ -110,6 +110,7 @@ class FirmwareDevice(StreamDevice):
         self._backend_factory = backend or (lambda o: SerialBackend(url))
         self.instrument = instrument
         self._pwm_max = actuator_pwm_max(spec)
+        self._travel = positioner_max(spec)  # positioners (a guitar's carriages): moves
         self.last_result: StreamResult | None = None
         self.last_backend: Backend | None = None  # the last stream's firmware (tests, bench)
         self.last_faults: FaultStats | None = None  # what the fault injection did
@@ -190,7 +191,7 @@ class FirmwareDevice(StreamDevice):
         self._check_open("submit")
         cmds = list(commands)
         base = len(self._stream.prefix) + len(self._stream.run.cmds) if self._stream else 0
-        check_commands(cmds, self._pwm_max, self.spec.name, base)
+        check_stream_commands(cmds, self._pwm_max, self._travel, self.spec.name, base)
         run = self._stream.run if self._stream else None
         check_order(cmds, run.cmds[-1].t_us if run and run.cmds else -1, self.url, base)
         if not cmds:
@@ -326,11 +327,12 @@ class FirmwareDevice(StreamDevice):
             # (their duty in 1/4096) under simavr; direct AVR pins are on/off (software
             # PWM): their levels are measured from the pin's on-time per period
             binary = (
-                {a for a, o in outs.items() if o[0] != OutKind.PCA9685}
+                {a for a, o in outs.items() if o[0] == OutKind.DIRECT}
                 if backend.binary_direct_pins
                 else set()
             )
-            outputs = outputs_from_trace(trace, tl.t_us_for, self._pwm_max, binary)
+            # (a carriage's changes are its positions: the instrument reads its steps)
+            outputs = outputs_from_trace(trace, tl.t_us_for, {**self._pwm_max, **self._travel}, binary)
             perf = self.instrument.hear(outputs)
         perf.link = result.link
         notes = sum(1 for c in cmds[result.start_index :] if c.op is Op.STRIKE)
@@ -424,7 +426,9 @@ class FirmwareDevice(StreamDevice):
         level: dict[int, int] = {}
         for _clock, a, lv in sorted(self.last_trace.changes, key=_by_clock):
             level[a] = lv
-        return sorted(a for a, lv in level.items() if lv)
+        # a carriage's changes are its positions (driver/trace.py), never a coil left on
+        moving = {a for a, o in actuator_outputs(self.spec).items() if o[0] == OutKind.STEP_DIR}
+        return sorted(a for a, lv in level.items() if lv and a not in moving)
 
     def close(self) -> None:
         """End a stream that was not drained (everything off, its performance in

@@ -1,8 +1,9 @@
 """The firmware's actuation trace: what its outputs did, and when.
 
-The host build writes ``clock actuator level`` lines; the simavr harness writes
-``clock kind addr channel level`` lines (an output, not an actuator: :func:`read_trace`
-maps it back through ``out_map``) and ``#`` lines with its clock, cycle counts, resets
+The host build writes ``clock actuator level`` lines (a step/dir carriage: one per
+step, its position after it); the simavr harness writes ``clock kind addr channel
+level`` lines (an output, not an actuator: :func:`read_trace` maps it back through
+``out_map``, and turns a carriage's step and dir pins into its positions) and ``#`` lines with its clock, cycle counts, resets
 and exit. A device's backend hands its trace to the driver, which measures actuation
 errors against it (:mod:`.accuracy`) and turns it into output changes in performance
 time (:func:`outputs_from_trace`) for an instrument that listens to them.
@@ -19,6 +20,7 @@ import numpy as np
 
 from ..actuation import OutputColumns
 from ..errors import TransportError
+from ..protocol.messages import OutKind
 
 
 @dataclass(slots=True)
@@ -56,6 +58,7 @@ def read_trace(path: Path, out_map: dict[tuple[int, int, int], int] | None = Non
     """Parse a host (``clock actuator level``) or simavr (``clock kind addr channel level``)
     trace; ``out_map`` maps (kind, addr, channel) to the actuator for the latter."""
     t = Trace()
+    steps = _StepPins(out_map or {})
     try:
         lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
     except OSError as err:
@@ -88,12 +91,37 @@ def read_trace(path: Path, out_map: dict[tuple[int, int, int], int] | None = Non
                 a = (out_map or {}).get(key)
                 if a is not None:
                     t.changes.append((int(f[0]), a, int(f[4])))
+                elif steps.pins and key[0] == OutKind.DIRECT:
+                    steps.edge(int(f[0]), key[2], int(f[4]), t.changes)
             elif f:
                 raise ValueError(f"{len(f)} fields")
         except ValueError as err:
             raise TransportError(f"{path}:{n}: bad trace line {line!r}: {err}") from err
     return t
 
+
+
+class _StepPins:
+    """A step/dir carriage's pins (OutKind.STEP_DIR: step on output ``ch``, dir on
+    ``ch + 1``) in a simavr trace: each rising step edge moves the carriage one count,
+    up while the dir pin is high; it becomes a change ``(clock, carriage, position)``.
+    The position counts from 0 at the trace's start (the carriage parked at the nut)
+    and follows the pins across MCU resets (the carriage stays where it is)."""
+
+    def __init__(self, out_map: Mapping[tuple[int, int, int], int]) -> None:
+        self.pins = {ch: a for (k, _addr, ch), a in out_map.items() if k == OutKind.STEP_DIR}
+        self.level = dict.fromkeys(self.pins, 0)
+        self.up = dict.fromkeys(self.pins, 0)
+        self.pos = dict.fromkeys(self.pins, 0)
+
+    def edge(self, clock: int, ch: int, level: int, changes: list[tuple[int, int, int]]) -> None:
+        if ch in self.pins:
+            if level and not self.level[ch]:
+                self.pos[ch] += 1 if self.up[ch] else -1
+                changes.append((clock, self.pins[ch], self.pos[ch]))
+            self.level[ch] = level
+        elif ch - 1 in self.pins:
+            self.up[ch - 1] = level
 
 
 # The AVR's software PWM on direct pins (firmware/boards/avr/out_pwm.h RP_SOFT_PWM_HZ;

@@ -77,11 +77,15 @@ class Op(IntEnum):
 
 class OutKind(IntEnum):
     """How an actuator's output is driven; each board has one entry of hooks per kind it
-    drives (``firmware/boards/avr/outputs.h``). Next: a hobby-servo position, a step/dir
-    positioner (values 2, 3)."""
+    drives (``firmware/boards/avr/outputs.h``). Next: a hobby-servo position (value 2)."""
 
     DIRECT = 0  # out_channel = the board's output number (AVR: boards/avr/pins.h)
     PCA9685 = 1  # out_addr = 7-bit I2C address, out_channel = 0..15
+    # a positioner on a stepper driver (docs/guitar.md, "Firmware"): out_channel = the
+    # step output (the dir output is the next one), out_addr = the presser actuator on
+    # its carriage (its own index: none); pwm_max = max_drive = the travel (steps),
+    # max_pulse_us = the top speed (steps/s), max_on_us = the acceleration (steps/s^2)
+    STEP_DIR = 3
 
 
 class State(IntEnum):

@@ -106,7 +106,13 @@ def _device(
     allowed = (*own, *INSTRUMENT_OPTIONS)
     mine = {k: v for k, v in merged.items() if k in allowed}
     rest = {k: v for k, v in merged.items() if k not in allowed}
-    instrument = instrument_from_options(url, spec, mine)  # takes its own options out
+    instrument: Any
+    if spec.family != "piano":  # the guitar and the bass: carriages read from the step pins
+        from .guitar.device import guitar_instrument
+
+        instrument = guitar_instrument(url, spec, mine)  # type: ignore[arg-type]
+    else:
+        instrument = instrument_from_options(url, spec, mine)  # takes its own options out
 
     def backend(o: Options) -> Backend:
         if kind == "vmcu":

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from .. import rules
 from ..actuation import output_steps
 from ..errors import ProtocolError, TransportError
+from ..motion import move_steps
 from ..protocol.framing import Frame, FrameDecoder, FrameKind, seq_add, seq_diff
 from ..protocol.messages import (
     MAX_LEVEL,
@@ -41,6 +42,7 @@ from ..protocol.messages import (
     EventKind,
     Message,
     Op,
+    OutKind,
     ShutdownReason,
     State,
     config_hash,
@@ -82,6 +84,30 @@ class _Act:
 
 
 @dataclass(slots=True)
+class _Stepper:
+    """A step/dir carriage (OutKind.STEP_DIR), as firmware/boards/avr/out_step.c runs
+    it: ``moves`` are ``(start, end, target, first, before)`` (clocks; ``first``: its
+    first entry in the trace; ``before``: the position it starts from), each move's steps follow robo_player.motion's profile (the C
+    generator's, tested equal), a move asked while one runs starts at its end (one
+    waits; a second is refused)."""
+
+    actuator: int
+    presser: int
+    travel: int  # pwm_max: the highest position
+    speed: int  # max_pulse_us: steps/s
+    accel: int  # max_on_us: steps/s²
+    pos: int = 0  # where the last move leaves it
+    moves: list[tuple[int, int, int, int, int]] = field(default_factory=list)
+
+    def active(self, clock: int) -> list[tuple[int, int, int, int, int]]:
+        return [m for m in self.moves if m[1] > clock]
+
+    def busy(self, clock: int) -> bool:
+        act = self.active(clock)
+        return len(act) > 1 or any(m[0] <= clock <= m[1] for m in act)
+
+
+@dataclass(slots=True)
 class MCUConfig:
     clock_hz: int = 16_000_000
     queue_size: int = 64
@@ -112,6 +138,8 @@ class VirtualMCU:
 
     # ---- lifecycle -----------------------------------------------------------------
     def boot(self, t: float) -> None:
+        if getattr(self, "steppers", None):  # a reset: the carriages stop where they are
+            self._stop_steppers(self.clock_at(t))
         self.boot_time = t
         self.clock0 = self.rng.randrange(0, 1 << 32)
         self.boot_id = self.rng.randrange(1, 1 << 32)
@@ -120,6 +148,10 @@ class VirtualMCU:
         self.tx_seq = 0
         self.decoder = FrameDecoder()
         self.acts: dict[int, _Act] = {}
+        # step/dir carriages by step output (positions from 0 at boot, as in the C board;
+        # they stay across configurations)
+        self.steppers: dict[int, _Stepper] = {}
+        self._stepper_cfg: dict[int, tuple[int, int, int, int, int]] = {}
         self.queue: list[tuple[int, int, int, TimedCommand]] = []  # (clock, order, index, cmd)
         self._order = itertools.count()
         self.sched: ScheduleDecoder | None = None
@@ -173,6 +205,54 @@ class VirtualMCU:
     def all_outputs_off(self, clock: int) -> None:
         for a in sorted(self.acts):
             self._set(clock, a, 0)
+        self._stop_steppers(clock)
+
+    # ---- positioners (firmware/boards/*/out_step.c) ------------------------------------
+    def _stop_steppers(self, clock: int) -> None:
+        """Every carriage stops where it is: its steps after ``clock`` never come."""
+        for st in self.steppers.values():
+            act = st.active(clock)
+            if not act:
+                continue
+            first, start_pos = act[0][3], act[0][4]
+            kept = [e for e in self.trace[first:] if not (e[1] == st.actuator and e[0] > clock)]
+            self.trace[first:] = kept
+            done = [e[2] for e in kept if e[1] == st.actuator]
+            st.pos = done[-1] if done else start_pos
+            st.moves = [m for m in st.moves if m[1] <= clock]
+
+    def _move(self, a: int, target: int, clock: int) -> bool:
+        """board_output_move: True when taken."""
+        cfg = self._stepper_cfg.get(a)
+        if cfg is None or target > cfg[2]:
+            return False  # no positioner there, or past its travel: the carriage stays
+        pin, presser, travel, speed, accel = cfg
+        st = self.steppers.get(pin)
+        if st is None:
+            st = self.steppers[pin] = _Stepper(a, presser, travel, speed, accel)
+        st.actuator, st.presser, st.travel, st.speed, st.accel = a, presser, travel, speed, accel
+        act = st.active(clock)
+        if len(act) > 1:
+            return False  # a move already waits
+        start = max(clock, act[0][1]) if act else clock
+        rel = move_steps(st.pos, target, 0, speed, max(1000, accel))
+        if not len(rel):
+            return True
+        sign = 1 if target > st.pos else -1
+        tpu = self.cfg.clock_hz // 1_000_000
+        first = len(self.trace)
+        for k, t in enumerate(rel.tolist(), 1):
+            self.trace.append((start + t * tpu, a, st.pos + sign * k))
+        st.moves.append((start, start + int(rel[-1]) * tpu, target, first, st.pos))
+        st.pos = target
+        return True
+
+    def _busy(self, presser: int, clock: int) -> bool:
+        """board_output_busy: the presser's carriage moves at ``clock``."""
+        return any(
+            st.presser == presser and st.actuator != presser and st.busy(clock)
+            for st in self.steppers.values()
+        )
 
     def _flush(self, clock: int) -> None:
         if self.queue:
@@ -302,10 +382,17 @@ class VirtualMCU:
             self._event(EventKind.LATE, index, a, now)
             return
         if cmd.op is Op.MOVE:
-            # the board's move hook: this model has no positioners, like a board that
-            # keeps the core's default board_output_move (sched.c): refused, counted
-            self.counters["refused"] += 1
-            self._event(EventKind.REFUSED_MOVE, index, a, now)
+            # the board's move hook (out_step.c), from the command's clock; refused on a
+            # board without positioners there (the core's default), counted
+            if self._move(a, cmd.level, clock):
+                self.counters["played"] += 1
+            else:
+                self.counters["refused"] += 1
+                self._event(EventKind.REFUSED_MOVE, index, a, now)
+            return
+        if cmd.op is Op.STRIKE and cmd.pulse_us and self._busy(a, clock):
+            self.counters["refused"] += 1  # a press on a carriage that moves
+            self._event(EventKind.REFUSED_BUSY, index, a, now)
             return
         refuse = self._refusal(cmd, s, now)
         if refuse is not None:
@@ -485,6 +572,7 @@ class VirtualMCU:
             return
         h = config_hash(self._cfg_msgs)
         begin = self._cfg_msgs[0]
+        self._stepper_cfg = {}
         count = begin["actuator_count"]
         reason, detail = ConfigReason.OK, 0
         acts: dict[int, _Act] = {}
@@ -510,6 +598,10 @@ class VirtualMCU:
                 if reason is not ConfigReason.OK:
                     break
                 outputs.add(out)
+                if a_msg["out_kind"] == OutKind.STEP_DIR:  # pin, presser, travel, v, a
+                    self._stepper_cfg[i] = (a_msg["out_channel"], a_msg["out_addr"],
+                                            a_msg["pwm_max"], a_msg["max_pulse_us"],
+                                            a_msg["max_on_us"])  # fmt: skip
                 acts[i] = _Act(
                     pwm_max=a_msg["pwm_max"],
                     max_drive=a_msg["max_drive"],

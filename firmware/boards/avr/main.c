@@ -340,6 +340,14 @@ static volatile uint8_t *port_reg(uint8_t port)
     return (volatile uint8_t *)pgm_read_ptr(&port_regs[port]);
 }
 
+/* a direct output's port register and bit (out_step.c: the step/dir pins) */
+volatile uint8_t *avr_output_port(uint8_t output, uint8_t *mask)
+{
+    uint8_t pb = pgm_read_byte(&pins[output]);
+    *mask = (uint8_t)(1 << (pb & 7));
+    return port_reg(pb >> 3);
+}
+
 /* DDRx is the byte below PORTx on every port of the ATmega2560. */
 #define DDR_OF(port_reg) (*((port_reg) - 1))
 
@@ -424,6 +432,7 @@ static void pca_kind_all_off(void) { pca_all_off_now(); }
 static const avr_out_kind_t avr_out_kinds[AVR_OUT_KINDS] PROGMEM = {
     [RP_OUT_DIRECT] = {direct_ok, direct_prepare, 0, 0, direct_all_off},
     [RP_OUT_PCA9685] = {pca_ok, pca_prepare, pca_commit, avr_pca_lead_ticks, pca_kind_all_off},
+    [RP_OUT_STEP_DIR] = {avr_step_ok, avr_step_prepare, avr_step_commit, 0, avr_step_all_off},
 };
 
 #define KIND_HOOK(kind, hook) pgm_read_ptr(&avr_out_kinds[kind].hook)
@@ -471,7 +480,7 @@ uint8_t board_output_ok(uint8_t out_kind, uint8_t out_addr, uint8_t out_channel)
     if (out_kind >= AVR_OUT_KINDS)
         return 0; /* no hooks for that kind on this board */
     uint8_t (*ok)(uint8_t, uint8_t) = (uint8_t (*)(uint8_t, uint8_t))KIND_HOOK(out_kind, ok);
-    return ok(out_addr, out_channel);
+    return ok && ok(out_addr, out_channel); /* no entry for that kind: refused */
 }
 
 /* ---- PCA9685 engine, interrupt-driven, one write transaction on the bus at a time.

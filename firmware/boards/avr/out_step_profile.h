@@ -23,21 +23,25 @@ typedef struct {
     uint8_t trapezoid;
 } rp_step_profile;
 
-/* floor(sqrt(x)), bit by bit: 32 rounds of shifts, compares and subtractions */
+/* floor(sqrt(x)), bit by bit (T: the width; out_step_gen.h's 32-bit one is the AVR's
+ * fast path): shifts, compares and subtractions */
+#define RP_ISQRT_BODY(T, x)                  \
+    T r = 0, bit = (T)1 << (sizeof(T) * 8 - 2); \
+    while (bit > x)                          \
+        bit >>= 2;                           \
+    while (bit) {                            \
+        if (x >= r + bit) {                  \
+            x -= r + bit;                    \
+            r = (r >> 1) + bit;              \
+        } else {                             \
+            r >>= 1;                         \
+        }                                    \
+        bit >>= 2;                           \
+    }
+
 static inline uint32_t rp_isqrt64(uint64_t x)
 {
-    uint64_t r = 0, bit = (uint64_t)1 << 62;
-    while (bit > x)
-        bit >>= 2;
-    while (bit) {
-        if (x >= r + bit) {
-            x -= r + bit;
-            r = (r >> 1) + bit;
-        } else {
-            r >>= 1;
-        }
-        bit >>= 2;
-    }
+    RP_ISQRT_BODY(uint64_t, x)
     return (uint32_t)r;
 }
 

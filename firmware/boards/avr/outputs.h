@@ -39,8 +39,18 @@ typedef struct {
     void (*all_off)(void);             /* 0: the core's per-output offs are enough */
 } avr_out_kind_t;
 
-#define AVR_OUT_KINDS 2 /* entries of avr_out_kinds[]: RP_OUT_DIRECT, RP_OUT_PCA9685 */
+/* entries of avr_out_kinds[]: RP_OUT_DIRECT, RP_OUT_PCA9685, (2: none yet),
+ * RP_OUT_STEP_DIR */
+#define AVR_OUT_KINDS 4
 void avr_out_commit(const rp_out_t *o); /* calls the kind's commit hook */
 uint32_t avr_out_lead(uint8_t kind);    /* the kind's lead_ticks, 0 without one */
+/* a direct output's port register and bit mask (main.c) */
+volatile uint8_t *avr_output_port(uint8_t output, uint8_t *mask);
+/* step/dir positioners (out_step.c) */
+uint8_t avr_step_ok(uint8_t addr, uint8_t channel);
+void avr_step_prepare(uint8_t actuator, uint8_t addr, uint8_t channel, uint16_t level,
+                      uint16_t pwm_max, rp_out_t *o);
+void avr_step_commit(const rp_out_t *o);
+void avr_step_all_off(void);
 
 #endif

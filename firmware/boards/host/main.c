@@ -79,8 +79,20 @@ void host_output_write(uint16_t actuator, uint16_t level)
         fprintf(trace, "%" PRIu64 " %u %u\n", clock64(), actuator, level);
 }
 
-/* The host build has no fast path: the core turns each output off (with a trace line). */
-void board_all_off(void) {}
+/* a step of a positioner (out_step.c): its own clock, 32 bits, near now */
+void host_trace_line(uint32_t clock, uint16_t actuator, uint16_t level)
+{
+    uint64_t now = clock64();
+    if (trace)
+        fprintf(trace, "%" PRIu64 " %u %u\n", now - (uint32_t)((uint32_t)now - clock), actuator,
+                level);
+}
+uint32_t host_steps_run(uint32_t now);
+void host_steps_all_off(void);
+
+/* The host build has no fast path: the core turns each output off (with a trace line);
+ * the carriages stop where they are. */
+void board_all_off(void) { host_steps_all_off(); }
 
 /* The output kinds of the host build: each only checks its address; every output is
  * a trace line (board_output_prepare() is the same for all). */
@@ -89,6 +101,7 @@ static uint8_t pca_ok(uint8_t addr, uint8_t channel) { return addr >= 0x40 && ch
 static uint8_t (*const out_kind_ok[])(uint8_t addr, uint8_t channel) = {
     [RP_OUT_DIRECT] = direct_ok, /* any "pin" */
     [RP_OUT_PCA9685] = pca_ok,
+    [RP_OUT_STEP_DIR] = direct_ok, /* step "pin" (dir: the next), out_addr: its presser */
 };
 
 uint8_t board_output_ok(uint8_t out_kind, uint8_t out_addr, uint8_t out_channel)
@@ -211,6 +224,9 @@ int main(int argc, char **argv)
     uint8_t buf[512];
     while (!stop) {
         struct timespec to = {0, 5 * 1000 * 1000}; /* wake at least every 5 ms for rp_poll */
+        /* the positioners' steps due by now: trace lines at their own clocks (no
+         * wake-up per step: the busy check and the next move go by the clock) */
+        host_steps_run(board_clock());
         uint64_t wait_us = 5000;
         uint64_t now = clock64();
         if (armed)

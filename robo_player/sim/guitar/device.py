@@ -21,8 +21,15 @@ from typing import Any
 
 import numpy as np
 
-from ...actuation import actuator_pwm_max, check_commands, check_order, expand_commands
-from ...errors import PlanError, TransportError
+from ...actuation import (
+    OutputColumns,
+    actuator_pwm_max,
+    check_order,
+    check_stream_commands,
+    expand_commands,
+    positioner_max,
+)
+from ...errors import TransportError
 from ...motion import move_steps
 from ...performance import Performance, Progress
 from ...plan import Command, Op
@@ -45,9 +52,16 @@ class GuitarInstrument:
         self.physics = GuitarPhysics(spec, truth)
         self.microphone = microphone
         self.last_notes: GuitarNotes | None = None  # exact, for the simulator's own tests
+        self._carriages = {a.index for a in spec.actuators.of_kind(ActuatorKind.POSITIONER)}
 
     def hear(self, outputs: Any, steps: dict[int, CarriageSteps] | None = None,
              progress: Progress | None = None) -> Performance:  # fmt: skip
+        """Play ``outputs`` (and ``steps``). Without ``steps`` (a firmware port: the
+        driver hands over its trace's changes) the carriages' changes in ``outputs`` are
+        their steps: each the position after a step, read from the step and dir pins
+        (:mod:`robo_player.driver.trace`)."""
+        if steps is None:
+            outputs, steps = split_steps(outputs, self._carriages)
         perf, notes = self.physics.run(outputs, steps, progress)
         self.last_notes = notes
         self.microphone.listen(perf, notes.sounded())
@@ -55,6 +69,44 @@ class GuitarInstrument:
 
     def energised(self) -> list[int]:
         return self.physics.energised()
+
+
+def carriage_steps(positioners: dict[int, Any], moves: list[Command], pos: dict[int, int],
+                   free: dict[int, float]) -> dict[int, CarriageSteps]:  # fmt: skip
+    """The steps of ``moves`` (time order) as the firmware's step generator makes them
+    (:mod:`robo_player.motion`'s trapezoid at the spec's speed and acceleration; a move
+    asked while its carriage still steps starts when the steps end). ``pos`` and
+    ``free`` (each carriage's position and the time of its last step) are updated."""
+    parts: dict[int, list[tuple[np.ndarray, np.ndarray]]] = {}
+    for c in moves:
+        a = positioners[c.actuator]
+        per_mm = a.pwm_max / a.travel_mm
+        start = max(float(c.t_us), free.get(c.actuator, 0.0))
+        p0 = pos.get(c.actuator, 0)
+        t = move_steps(p0, c.position, int(start), a.max_speed_mm_s * per_mm,
+                       a.accel_mm_s2 * per_mm)  # fmt: skip
+        if not len(t):
+            continue
+        sign = 1 if c.position > p0 else -1
+        parts.setdefault(c.actuator, []).append((t, p0 + sign * np.arange(1, len(t) + 1, dtype=np.int64)))
+        pos[c.actuator] = c.position
+        free[c.actuator] = float(t[-1])
+    return {a: CarriageSteps(np.concatenate([x[0] for x in v]), np.concatenate([x[1] for x in v]))
+            for a, v in parts.items()}  # fmt: skip
+
+
+def split_steps(outputs: OutputColumns, carriages: set[int]) -> tuple[OutputColumns, dict[int, CarriageSteps]]:
+    """The coils' changes, and each carriage's steps (its changes: the position after
+    each step, in time order)."""
+    is_car = np.isin(outputs.actuator, np.fromiter(carriages, dtype=np.int64, count=len(carriages)))
+    coils = OutputColumns(outputs.t_us[~is_car], outputs.actuator[~is_car],
+                          outputs.level[~is_car], outputs.pwm_max[~is_car])  # fmt: skip
+    steps: dict[int, CarriageSteps] = {}
+    for a in sorted(carriages):
+        m = outputs.actuator == a
+        if m.any():
+            steps[a] = CarriageSteps(outputs.t_us[m].astype(np.int64), outputs.level[m].astype(np.int64))
+    return coils, steps
 
 
 def guitar_instrument(url: str, spec: GuitarSpec, opts: dict[str, Any]) -> GuitarInstrument:
@@ -106,6 +158,7 @@ class GuitarSimDevice(SimDevice):
         super().__init__(url, spec, instrument)  # type: ignore[arg-type]
         self.instrument: GuitarInstrument = instrument  # type: ignore[assignment]
         self._positioners = {a.index: a for a in spec.actuators.of_kind(ActuatorKind.POSITIONER)}
+        self._travel = positioner_max(spec)
         self._car_pos = {a: 0 for a in self._positioners}  # where the step generator left each
         self._car_free = {a: 0.0 for a in self._positioners}  # absolute: its last step
 
@@ -115,26 +168,7 @@ class GuitarSimDevice(SimDevice):
 
     def _check(self, cmds: list[Command]) -> None:
         """check_commands for coils, and MOVEs against the positioners (PlanError)."""
-        coils = [c for c in cmds if c.op is not Op.MOVE and c.actuator not in self._positioners]
-        if len(coils) == len(cmds):
-            check_commands(cmds, self._pwm_max, self.spec.name, self._submitted)
-            return
-        for k, c in enumerate(cmds):
-            if c.op is not Op.MOVE and c.actuator in self._positioners:
-                raise PlanError(
-                    f"plan command {self._submitted + k} ({c.op.value} at t_us={c.t_us}, actuator "
-                    f"{c.actuator}): actuator {c.actuator} is a positioner (allowed op: move)"
-                )
-            a = self._positioners.get(c.actuator)
-            if c.op is not Op.MOVE or a is None:  # a coil's command, or a move sent to a coil
-                check_commands([c], self._pwm_max, self.spec.name, self._submitted + k)
-                continue
-            at = f"plan command {self._submitted + k} (move at t_us={c.t_us}, actuator {c.actuator})"
-            if c.t_us < 0:
-                raise PlanError(f"{at}: t_us {c.t_us} is negative (allowed: >= 0)")
-            if not 0 <= c.position <= a.pwm_max:
-                raise PlanError(f"{at}: position {c.position} is past the travel limit "
-                                f"(allowed: 0..{a.pwm_max})")  # fmt: skip
+        check_stream_commands(cmds, self._pwm_max, self._travel, self.spec.name, self._submitted)
 
     def submit(self, commands: Sequence[Command]) -> None:
         self._check_open("submit")
@@ -157,23 +191,7 @@ class GuitarSimDevice(SimDevice):
 
     def _steps(self, moves: list[Command]) -> dict[int, CarriageSteps]:
         """The simulated MCU's step generator: each move's steps, one move after another."""
-        parts: dict[int, list[tuple[np.ndarray, np.ndarray]]] = {}
-        for c in moves:
-            a = self._positioners[c.actuator]
-            per_mm = a.pwm_max / a.travel_mm
-            start = max(float(c.t_us), self._car_free[c.actuator])
-            pos = self._car_pos[c.actuator]
-            t = move_steps(pos, c.position, int(start), a.max_speed_mm_s * per_mm,
-                           a.accel_mm_s2 * per_mm)  # fmt: skip
-            if not len(t):
-                continue
-            sign = 1 if c.position > pos else -1
-            p = pos + sign * np.arange(1, len(t) + 1, dtype=np.int64)
-            parts.setdefault(c.actuator, []).append((t, p))
-            self._car_pos[c.actuator] = c.position
-            self._car_free[c.actuator] = float(t[-1])
-        return {a: CarriageSteps(np.concatenate([x[0] for x in v]), np.concatenate([x[1] for x in v]))
-                for a, v in parts.items()}  # fmt: skip
+        return carriage_steps(self._positioners, moves, self._car_pos, self._car_free)
 
     def _end(self, progress: Progress | None = None, flush: bool = False) -> Performance:
         cmds, late, late_rel, flushed = self._cmds, self._late, self._late_release, 0
@@ -204,4 +222,11 @@ def open_guitar_sim(url: str, spec: GuitarSpec, merged: dict[str, Any]) -> Guita
     return dev
 
 
-__all__ = ["GuitarInstrument", "GuitarSimDevice", "guitar_instrument", "open_guitar_sim"]
+__all__ = [
+    "GuitarInstrument",
+    "GuitarSimDevice",
+    "carriage_steps",
+    "guitar_instrument",
+    "open_guitar_sim",
+    "split_steps",
+]

@@ -1,0 +1,197 @@
+"""The guitar and the bass through the firmware: step timing against the plan, every note
+accounted for (issue 10, "Through the AVR under simavr").
+
+    .venv/bin/python bench/bench_guitar_fw.py [--specs guitar-slider,bass-4]
+        [--ports fw-avr,fw-host] [--piece bwv66.6] [--folk N] [--seconds S]
+
+Per spec and port: the piece is planned (nominal calibration) and played through the
+firmware (``fw-avr://``: the AVR build under simavr, paced on simulated time;
+``fw-host://``: the host build), and the simulated guitar hears what the outputs did:
+the carriages' positions come from the step and dir pins of the trace
+(robo_player/driver/trace.py), never from the plan.
+
+Rows:
+- notes: in, played as written, altered, dropped (the plan report), heard and unheard
+  (the performance), and whether every note is accounted for (in == played + altered +
+  dropped, and every command has its status from the device: played, refused with its
+  reason, late);
+- picks while a carriage moved, buzzed notes, presser-down-while-moving faults (what
+  the simulated guitar made of the steps it read);
+- commands the firmware took, refused (REFUSED_BUSY / REFUSED_MOVE among them) or ran
+  late;
+- step timing: each carriage's k-th step in the trace (performance time, through the
+  driver's clock sync) against the k-th step the plan's moves give
+  (robo_player.sim.guitar.device.carriage_steps: robo_player.motion's trapezoid, a move
+  asked while its carriage steps starting when the steps end): |error| p50, p99, max in
+  µs, and the steps missing or extra;
+- the same after the first second (past the carriages' first moves from the nut, all
+  at once), and the most steps/s the plan asks of all carriages together (1 ms bins):
+  the AVR makes about 19,000 steps/s in all (~830 cycles a step), so where the plan
+  asks more, steps come late;
+- the AVR's CPU load (simavr cycles awake / total).
+
+Target: step timing p99 <= 20 µs through the AVR, every note accounted for. ``--folk
+N``: also N folk tunes from music21's corpus (pieces the project does not ship; needs
+``pip install -e '.[corpus]'``), cut to ``--seconds`` of music each (simavr runs at a
+fraction of real time; ``--seconds`` cuts every piece).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from robo_player.driver import open_port
+from robo_player.midi import read_midi, resolve_piece
+from robo_player.plan import Op
+from robo_player.planner import plan
+from robo_player.report import build_report
+from robo_player.score import Score
+from robo_player.sim.guitar.device import carriage_steps, split_steps
+from robo_player.spec import load_spec
+from robo_player.spec.actuators import ActuatorKind
+
+
+def step_errors(spec: Any, the_plan: Any, steps: dict[int, Any],
+                after_us: float = 0.0) -> tuple[list[float], int]:  # fmt: skip
+    """|measured - planned| per step (µs) of the steps planned at or after ``after_us``,
+    and the steps missing or extra."""
+    pos = {a.index: a for a in spec.actuators.of_kind(ActuatorKind.POSITIONER)}
+    moves = sorted((c for c in the_plan.commands if c.op is Op.MOVE), key=lambda c: c.t_us)
+    want = carriage_steps(pos, moves, {}, {})
+    errs: list[float] = []
+    off = 0
+    for a in set(want) | set(steps):
+        w = want[a].t_us if a in want else np.zeros(0, dtype=np.int64)
+        g = steps[a].t_us if a in steps else np.zeros(0, dtype=np.int64)
+        n = min(len(w), len(g))
+        off += abs(len(w) - len(g))
+        keep = w[:n] >= after_us
+        errs.extend(np.abs(g[:n] - w[:n])[keep].astype(float).tolist())
+    return errs, off
+
+
+def concurrent_rate(spec: Any, the_plan: Any) -> float:
+    """The most steps/s the plan asks of all carriages together (1 ms bins)."""
+    pos = {a.index: a for a in spec.actuators.of_kind(ActuatorKind.POSITIONER)}
+    moves = sorted((c for c in the_plan.commands if c.op is Op.MOVE), key=lambda c: c.t_us)
+    want = carriage_steps(pos, moves, {}, {})
+    if not want:
+        return 0.0
+    t = np.concatenate([w.t_us for w in want.values()])
+    return float(np.bincount((t // 1000).astype(np.int64)).max() * 1000)
+
+
+def cut(score: Score, seconds: float) -> Score:
+    return Score([n for n in score.notes if n.onset_us < seconds * 1e6])
+
+
+def folk(count: int, seconds: float) -> list[tuple[str, Score]]:
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from bench_guitar_sim import folk_tunes  # music21's corpus
+
+    return [(name, cut(sc, seconds)) for name, sc in folk_tunes(count)]
+
+
+def run(spec_name: str, port: str, piece: str, score: Score) -> dict[str, Any]:
+    spec = load_spec(spec_name)
+    the_plan, rep = plan(score, spec, None)
+    heard: dict[str, Any] = {}
+    w0 = time.perf_counter()
+    with open_port(f"{port}://", spec) as dev:
+        inst: Any = getattr(dev, "instrument")  # noqa: B009 (a firmware device's instrument)
+        hear = inst.hear
+
+        def keep(outputs: Any, steps: Any = None, progress: Any = None) -> Any:
+            heard["outputs"] = outputs
+            return hear(outputs, steps, progress)
+
+        inst.hear = keep
+        perf = dev.play(the_plan)
+    wall = time.perf_counter() - w0
+    r = build_report(plan_report=rep, performance=perf, piece=piece, spec=spec, port=f"{port}://")
+    carriages = {a.index for a in spec.actuators.of_kind(ActuatorKind.POSITIONER)}
+    _coils, steps = split_steps(heard["outputs"], carriages)
+    errs, off = step_errors(spec, the_plan, steps)
+    # after the first second: past the carriages' first moves from the nut, all at once
+    later, _ = step_errors(spec, the_plan, steps, after_us=1e6)
+    cmd = perf.extra.get("commands", {})
+    refused = {k: v for k, v in cmd.items() if k.startswith("refused")}
+    # every note has its fate in the plan report, every command its status from the device
+    accounted = r["notes_in"] == r["notes_played"] + r["notes_altered"] + r["notes_dropped"] and (
+        sum(cmd.values()) == len(the_plan.commands)
+    )
+    return {
+        "spec": spec_name,
+        "port": port,
+        "piece": piece,
+        "notes in/played/altered/dropped": f"{r['notes_in']}/{r['notes_played']}/"
+        f"{r['notes_altered']}/{r['notes_dropped']}",
+        "heard/unheard": f"{r['heard']}/{r['notes_unheard']}",
+        "accounted": "yes" if accounted else "NO",
+        "moving picks/buzzed/carriage faults": f"{r.get('moving_picks', 0)}/{r.get('buzzed_notes', 0)}/"
+        f"{r.get('carriage_faults', 0)}",
+        "commands played/refused/late": f"{cmd.get('played', 0)}/{sum(refused.values())}"
+        f"{' ' + str(refused) if refused else ''}/{cmd.get('late', 0)}",
+        "steps": len(errs),
+        "step err p50/p99/max us": (
+            f"{np.percentile(errs, 50):.1f}/{np.percentile(errs, 99):.1f}/{max(errs):.1f}"
+            if errs else "-"
+        ),
+        "steps missing+extra": off,
+        "after 1 s p50/p99 us": (
+            f"{np.percentile(later, 50):.1f}/{np.percentile(later, 99):.1f}" if later else "-"
+        ),
+        "peak steps/s asked": f"{concurrent_rate(spec, the_plan):,.0f}",
+        "avr cpu": f"{perf.extra['avr_cpu_load']:.2f}" if "avr_cpu_load" in perf.extra else "-",
+        "wall s": f"{wall:.0f}",
+        "p99": float(np.percentile(errs, 99)) if errs else None,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--specs", default="guitar-slider,bass-4")
+    ap.add_argument("--ports", default="fw-avr,fw-host")
+    ap.add_argument("--piece", default="bwv66.6")
+    ap.add_argument("--folk", type=int, default=0)
+    ap.add_argument("--seconds", type=float, default=0.0,
+                    help="play only the notes that start in the first S seconds (0: all)")
+    args = ap.parse_args(argv)
+    pieces = [(args.piece, read_midi(resolve_piece(args.piece)))] if args.piece else []
+    if args.folk:
+        pieces += folk(args.folk, args.seconds or 20.0)
+    if args.seconds:
+        pieces = [(name, cut(sc, args.seconds)) for name, sc in pieces]
+    rows = []
+    for spec_name in args.specs.split(","):
+        for port in args.ports.split(","):
+            for name, score in pieces:
+                if spec_name.startswith("bass"):  # the bass line, an octave down
+                    sys.path.insert(0, str(Path(__file__).resolve().parent))
+                    from bench_guitar_sim import bass_line
+
+                    score = bass_line(score)
+                rows.append(run(spec_name, port, name, score))
+                print(rows[-1], flush=True)
+    keys = [k for k in rows[0] if k != "p99"] if rows else []
+    print()
+    print(" | ".join(keys))
+    for row in rows:
+        print(" | ".join(str(row[k]) for k in keys))
+    avr = [r["p99"] for r in rows if r["port"] == "fw-avr" and r["p99"] is not None]
+    if avr:
+        worst = max(avr)
+        print(f"\nstep timing p99 through the AVR: {worst:.1f} µs (target <= 20 µs: "
+              f"{'met' if worst <= 20 else 'NOT met'}); every note accounted for: "
+              f"{'yes' if all(r['accounted'] == 'yes' for r in rows) else 'NO'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,274 @@
+/* Step/dir positioners on the AVR board (OutKind STEP_DIR; docs/guitar.md, "Firmware").
+ *
+ * A positioner actuator's configuration (robo_player/driver/config.py): out_channel =
+ * its step output (boards/avr/pins.h; the dir output is the next one), out_addr = the
+ * presser actuator on its carriage (its own index: none), pwm_max = the travel (steps:
+ * the highest position), max_pulse_us = the top speed (steps/s), max_on_us = the
+ * acceleration (steps/s^2).
+ *
+ * The core's schedule_move reaches board_output_move() up to the timer's lead before
+ * its clock; the move's profile (out_step_gen.h, robo_player/motion.py's) starts at that
+ * clock. The steps come from Timer5's compare interrupt: Timer5 counts the CPU clock,
+ * and OCR5A = its count plus the ticks from board_clock() to the step (a step more than
+ * 60000 ticks ahead: a wake-up that finds nothing due and re-arms). At its step the interrupt raises the step pin, works out the next
+ * step with interrupts on (the core's timer comes first), and lowers the pin (a pulse
+ * of a few us). The firmware on its own:
+ *   - refuses a move past the travel (REFUSED_MOVE): the carriage stays where it is;
+ *   - refuses a strike pulse on the presser of a carriage that moves (REFUSED_BUSY);
+ *   - keeps a move asked while its carriage still steps and starts it when the steps
+ *     end (one; a second is refused);
+ *   - stops every carriage at all-off (watchdog, shutdown): the position stays known.
+ * RAM: RP_STEPPERS slots (a carriage each, found by its step output), not a field per
+ * actuator. Positions count from 0 at boot (the carriages parked at the nut). */
+#include <avr/interrupt.h>
+#include <avr/io.h>
+
+#include "board.h"
+#include "pins.h"
+#include "sched.h"
+
+#define RP_STEP_TICKS_SHIFT 4 /* RP_TICKS_PER_US = 1 << this */
+#if (1UL << RP_STEP_TICKS_SHIFT) != RP_TICKS_PER_US
+#error "RP_STEP_TICKS_SHIFT: RP_TICKS_PER_US must be 1 << it"
+#endif
+#include "out_step_gen.h"
+
+#define RP_STEPPERS 6 /* carriages: a guitar's six strings */
+/* the compare fires this early: the interrupt's entry and its clock read take about
+ * that long (16 us late at p50 without it), and a step found this close is waited for
+ * to its tick */
+#define RP_STEP_DUE_TICKS 224U
+#define RP_STEP_ROUNDS 4         /* rounds of due steps in one interrupt, then ... */
+#define RP_STEP_YIELD_TICKS 480U /* ... 30 us for the main loop */
+
+static rp_stepper steppers[RP_STEPPERS];
+static struct {
+    volatile uint8_t *port; /* the step pin's (looked up once) */
+    uint8_t mask;
+} step_io[RP_STEPPERS];
+static uint8_t n_steppers;
+
+static void pin_write(uint8_t output, uint8_t on)
+{
+    uint8_t mask;
+    volatile uint8_t *port = avr_output_port(output, &mask);
+    if (on)
+        *port |= mask;
+    else
+        *port &= (uint8_t)~mask;
+}
+
+uint8_t avr_step_ok(uint8_t addr, uint8_t channel)
+{
+    (void)addr;
+    return channel + 1U < RP_AVR_DIRECT_OUTPUTS; /* step and dir outputs exist */
+}
+
+void avr_step_prepare(uint8_t actuator, uint8_t addr, uint8_t channel, uint16_t level,
+                      uint16_t pwm_max, rp_out_t *o)
+{
+    (void)actuator, (void)addr, (void)channel, (void)level, (void)pwm_max;
+    o->port = 0; /* a level means nothing to a positioner: its commit does nothing */
+}
+
+void avr_step_commit(const rp_out_t *o) { (void)o; }
+
+/* interrupts off: every carriage stops where it is */
+void avr_step_all_off(void)
+{
+    TIMSK5 &= (uint8_t)~_BV(OCIE5A);
+    for (uint8_t i = 0; i < n_steppers; i++) {
+        steppers[i].flags &= (uint8_t)~(RP_STEP_MOVING | RP_STEP_PENDING);
+        pin_write(steppers[i].pin, 0);
+    }
+}
+
+/* Timer5 counts the CPU clock (interrupts off); arm() sets its compare from its own
+ * count and board_clock(), read back to back */
+static void timer5_start(void)
+{
+    if (TCCR5B)
+        return;
+    TCCR5A = 0;
+    TCCR5B = _BV(CS50);
+}
+
+/* interrupts off: set the compare for the earliest step. ARM_NONE: nothing moves (its
+ * interrupt off); ARM_DUE: that step is (nearly) due now (a clock the counter has
+ * passed, or is about to, would wait a whole wrap; its interrupt off); ARM_SET: OCR5A
+ * holds it, and the interrupt is on unless `hold` (a match while it is off sets a flag
+ * that simavr does not turn into an interrupt when it is turned on: on at once) */
+/* interrupts off: the compare for a step at `first`, its interrupt on; 0 if that step
+ * is (nearly) due now (a clock the counter has passed, or is about to, would wait a
+ * whole wrap; the interrupt stays off). OCR5A from Timer5's own count, read right after
+ * board_clock(): its phase against Timer1 does not matter. A match while the interrupt
+ * is off sets a flag that simavr does not turn into an interrupt when it is turned on,
+ * so it is set on, at once. */
+static uint8_t arm_at(uint32_t first)
+{
+    int32_t ahead = (int32_t)(first - board_clock()) - (int32_t)RP_STEP_DUE_TICKS;
+    uint16_t t5 = TCNT5;
+    if (ahead <= 32)
+        return 0;
+    uint16_t span = ahead > 60000L ? 60000U : (uint16_t)ahead; /* far: wake, re-arm */
+    OCR5A = (uint16_t)(t5 + span);
+    TIFR5 = _BV(OCF5A);
+    TIMSK5 |= _BV(OCIE5A);
+    if ((uint16_t)(OCR5A - TCNT5) > span) { /* passed while we set it */
+        TIMSK5 &= (uint8_t)~_BV(OCIE5A);
+        return 0;
+    }
+    return 1;
+}
+
+/* the earliest step of every carriage (a move just started outside the interrupt) */
+static void arm(void)
+{
+    uint8_t any = 0;
+    uint32_t first = 0;
+    for (uint8_t i = 0; i < n_steppers; i++) {
+        const rp_stepper *s = &steppers[i];
+        if (!(s->flags & RP_STEP_MOVING))
+            continue;
+        if (!any || (int32_t)(s->next - first) < 0)
+            first = s->next;
+        any = 1;
+    }
+    if (any && !arm_at(first)) { /* due now: let the interrupt take it at once */
+        OCR5A = (uint16_t)(TCNT5 + 16U);
+        TIFR5 = _BV(OCF5A);
+        TIMSK5 |= _BV(OCIE5A);
+    }
+}
+
+static volatile uint8_t in_step; /* the step interrupt runs (its own arm() follows) */
+
+/* The move's last step, interrupts off: a move that waits starts (its divisions are a
+ * speed's and acceleration's, done at its first move: ~2000 cycles here) */
+static __attribute__((noinline)) void last_step(rp_stepper *s)
+{
+    uint8_t up = s->flags & RP_STEP_UP;
+    rp_stepper_advance(s);
+    if ((s->flags & RP_STEP_MOVING) && (s->flags & RP_STEP_UP) != up)
+        pin_write((uint8_t)(s->pin + 1U), (s->flags & RP_STEP_UP) != 0);
+}
+
+ISR(TIMER5_COMPA_vect)
+{
+    TIMSK5 &= (uint8_t)~_BV(OCIE5A); /* not again while this runs */
+    in_step = 1;
+    for (uint8_t rounds = 0;; rounds++) {
+        uint32_t now = board_clock(), first = 0;
+        uint8_t any = 0;
+        for (uint8_t i = 0; i < n_steppers; i++) {
+            rp_stepper *s = &steppers[i];
+            if (!(s->flags & RP_STEP_MOVING))
+                continue;
+            if ((int32_t)(s->next - now) <= (int32_t)RP_STEP_DUE_TICKS) {
+                while ((int32_t)(s->next - board_clock()) > 0)
+                    ; /* at most RP_STEP_DUE_TICKS */
+                *step_io[i].port |= step_io[i].mask;
+                if ((uint16_t)(s->k + 1U) < s->n) {
+                    sei(); /* the core's timer and the UART come first; a move for
+                            * this carriage meanwhile only sets its pending fields */
+                    rp_stepper_step(s);
+                    cli();
+                } else {
+                    last_step(s);
+                }
+                *step_io[i].port &= (uint8_t)~step_io[i].mask;
+                if (!(s->flags & RP_STEP_MOVING))
+                    continue;
+            }
+            if (!any || (int32_t)(s->next - first) < 0)
+                first = s->next;
+            any = 1;
+        }
+        if (!any) {
+            TIMSK5 &= (uint8_t)~_BV(OCIE5A);
+            break;
+        }
+        if (rounds >= RP_STEP_ROUNDS) {
+            /* more than the CPU can step (every carriage at full speed at once): leave
+             * the main loop a slice, the steps come late (and are measured) */
+            OCR5A = (uint16_t)(TCNT5 + RP_STEP_YIELD_TICKS);
+            TIFR5 = _BV(OCF5A);
+            TIMSK5 |= _BV(OCIE5A);
+            break;
+        }
+        if (arm_at(first)) /* armed (and on) only as we leave: no sei follows before
+                            * the reti, so no nesting */
+            break;
+    }
+    in_step = 0;
+}
+
+static rp_stepper *slot_of(uint8_t pin)
+{
+    uint8_t fresh, i = n_steppers;
+    rp_stepper *s = rp_stepper_slot(steppers, &n_steppers, RP_STEPPERS, pin, &fresh);
+    if (fresh) { /* its step pin looked up once; step and dir are outputs */
+        uint8_t mask;
+        step_io[i].port = avr_output_port(pin, &step_io[i].mask);
+        step_io[i].port[-1] |= step_io[i].mask; /* DDRx: the byte below PORTx */
+        volatile uint8_t *port = avr_output_port((uint8_t)(pin + 1U), &mask);
+        port[-1] |= mask;
+    }
+    return s;
+}
+
+uint8_t board_output_move(uint16_t actuator, uint8_t out_kind, uint8_t out_addr,
+                          uint8_t out_channel, uint16_t position, uint32_t clock)
+{
+    const rp_limits *lim = rp_stepper_limits(actuator, out_kind, position);
+    if (!lim)
+        return 0; /* not a step/dir output, or past the travel: the carriage stays */
+    uint8_t sreg = SREG;
+    cli();
+    rp_stepper *s = slot_of(out_channel);
+    uint8_t ok = 0;
+    if (s) {
+        s->actuator = (uint8_t)actuator;
+        s->presser = out_addr;
+        if (s->flags & RP_STEP_MOVING) {
+            ok = rp_stepper_move(s, position, clock, 0, 0); /* it waits: no division */
+        } else {
+            /* an idle slot: the step interrupt does not touch it until its MOVING flag
+             * (set last), so its divisions run with interrupts as they were */
+            SREG = sreg;
+            ok = rp_stepper_move(s, position, clock, lim->max_pulse_us,
+                                 lim->max_on_ticks / RP_TICKS_PER_US);
+            cli();
+            if (s->flags & RP_STEP_MOVING) {
+                pin_write((uint8_t)(out_channel + 1U), (s->flags & RP_STEP_UP) != 0);
+                timer5_start();
+                if (!in_step) /* else the step interrupt arms it on its way out */
+                    arm();
+            }
+        }
+    }
+    SREG = sreg;
+    return ok;
+}
+
+uint8_t board_output_busy(uint16_t actuator, uint32_t clock)
+{
+    uint8_t busy = 0, sreg;
+    if (!n_steppers) /* every strike asks: no cost on a board without carriages */
+        return 0;
+    sreg = SREG;
+    cli();
+    for (uint8_t i = 0; i < n_steppers && !busy; i++) {
+        const rp_stepper *s = &steppers[i];
+        if (s->presser != actuator || s->actuator == actuator)
+            continue;
+        uint32_t now = board_clock();
+        /* moving at that clock by its profile, or still stepping late (more steps than
+         * the CPU makes): the carriage is where its steps have brought it, not the plan */
+        busy = rp_stepper_busy(s, clock) ||
+               ((s->flags & RP_STEP_MOVING) && (int32_t)(now - s->next) > 0 &&
+                (int32_t)(clock - s->t0) >= 0);
+    }
+    SREG = sreg;
+    return busy;
+}
