@@ -97,9 +97,30 @@ static void rebuild(void)
 
 static uint8_t group_for(uint16_t off);
 
+/* interrupts off: an emptied group is free at once and leaves the order (COMPB, if it
+ * was due next, finds the next group not yet due and moves on); the period start's slow
+ * path is not needed for it (a strike's pulse -> hold left one such group per note).
+ * The last group gone: the next period start stops the timer. */
+static void group_free(uint8_t g)
+{
+    grp_used &= (uint8_t)~(1U << g);
+    uint8_t i = 0;
+    while (i < norder && order[i] != g)
+        i++;
+    if (i < norder) { /* (a group not in the order yet: a rebuild is due anyway) */
+        norder--;
+        if (i < cur)
+            cur--;
+        for (; i < norder; i++)
+            order[i] = order[i + 1];
+    }
+    if (!grp_used)
+        grp_stale = 1;
+}
+
 /* interrupts off: the pin leaves the group it is a member of (if any); 1 if it was. A
- * group it empties is freed at the next period start (grp_stale); one with members left
- * needs nothing more (COMPB reads the masks as they are). */
+ * group it empties is freed (group_free); one with members left needs nothing more
+ * (COMPB reads the masks as they are). */
 static uint8_t unjoin(uint8_t p, uint8_t m)
 {
     if (!(on_mask[p] & m))
@@ -110,7 +131,7 @@ static uint8_t unjoin(uint8_t p, uint8_t m)
         if ((used & 1) && (*gm & m)) { /* (free: stale masks) */
             *gm &= (uint8_t)~m;
             if (!--grp_cnt[g])
-                grp_stale = 1;
+                group_free(g);
             break;
         }
     return 1;
