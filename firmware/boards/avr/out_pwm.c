@@ -148,7 +148,7 @@ static void join(uint8_t g, uint8_t p, uint8_t m)
 
 /* Timer3's period start, with interrupts let in (the core's timer among them): the
  * pending pins whose strike the core has committed (high) join their groups, one at a
- * time with interrupts off; then empty groups are freed and the order rebuilt. The
+ * time with interrupts off; then, if a group is new, the order is rebuilt. The
  * bookkeeping runs here, not in prepare, so that the core's decisions before an exact
  * edge stay short, and in steps, so that no stretch with interrupts off is long (a
  * chord of 8 joins at once). Returns with interrupts off. */
@@ -163,11 +163,12 @@ static void join_pending(void)
         uint8_t pb = pgm_read_byte(&pwm_pins[ch]);
         uint8_t p = pb >> 3, m = (uint8_t)(1U << (pb & 7));
         if (*port_of(p) & m) { /* the strike's pin is high: committed */
-            join(group_for(pend_off[k]), p, m);
+            uint8_t g = group_for(pend_off[k]);
+            join(g, p, m);
             npend--;
             pend_ch[k] = pend_ch[npend];
             pend_off[k] = pend_off[npend];
-            changed = 1;
+            changed |= grp_cnt[g] == 1; /* a new group; a member more needs no order */
         } else {
             k++;
         }
