@@ -44,7 +44,7 @@ static uint8_t order[AVR_PWM_GROUPS], norder, cur; /* used groups by off tick; C
  * pin is high (the core's commit) */
 static uint8_t pend_ch[AVR_PWM_PENDING], npend; /* channel */
 static uint16_t pend_off[AVR_PWM_PENDING];
-static uint8_t grp_stale; /* a group emptied or taken: rebuild at the next period start */
+static uint8_t grp_stale; /* a group taken, or the last one freed: rebuild at the next period start */
 /* the last pwm_max, and TOP * 256 / pwm_max (8-bit levels ready at build) */
 static uint16_t sc_max = 255, sc_scale = (uint16_t)((RP_SOFT_PWM_TOP << 8) / 255U);
 uint16_t avr_pwm_merges;
