@@ -44,7 +44,7 @@ static uint8_t order[AVR_PWM_GROUPS], norder, cur; /* used groups by off tick; C
  * pin is high (the core's commit) */
 static uint8_t pend_ch[AVR_PWM_PENDING], npend; /* channel */
 static uint16_t pend_off[AVR_PWM_PENDING];
-static uint8_t grp_stale; /* a group emptied or taken: rebuild at the next period start */
+static uint8_t grp_stale; /* a group taken, or the last one freed: rebuild at the next period start */
 /* the last pwm_max, and TOP * 256 / pwm_max (8-bit levels ready at build) */
 static uint16_t sc_max = 255, sc_scale = (uint16_t)((RP_SOFT_PWM_TOP << 8) / 255U);
 uint16_t avr_pwm_merges;
@@ -97,9 +97,30 @@ static void rebuild(void)
 
 static uint8_t group_for(uint16_t off);
 
+/* interrupts off: an emptied group is free at once and leaves the order (COMPB, if it
+ * was due next, finds the next group not yet due and moves on); the period start's slow
+ * path is not needed for it (a strike's pulse -> hold left one such group per note).
+ * The last group gone: the next period start stops the timer. */
+static void group_free(uint8_t g)
+{
+    grp_used &= (uint8_t)~(1U << g);
+    uint8_t i = 0;
+    while (i < norder && order[i] != g)
+        i++;
+    if (i < norder) { /* (a group not in the order yet: a rebuild is due anyway) */
+        norder--;
+        if (i < cur)
+            cur--;
+        for (; i < norder; i++)
+            order[i] = order[i + 1];
+    }
+    if (!grp_used)
+        grp_stale = 1;
+}
+
 /* interrupts off: the pin leaves the group it is a member of (if any); 1 if it was. A
- * group it empties is freed at the next period start (grp_stale); one with members left
- * needs nothing more (COMPB reads the masks as they are). */
+ * group it empties is freed (group_free); one with members left needs nothing more
+ * (COMPB reads the masks as they are). */
 static uint8_t unjoin(uint8_t p, uint8_t m)
 {
     if (!(on_mask[p] & m))
@@ -110,7 +131,7 @@ static uint8_t unjoin(uint8_t p, uint8_t m)
         if ((used & 1) && (*gm & m)) { /* (free: stale masks) */
             *gm &= (uint8_t)~m;
             if (!--grp_cnt[g])
-                grp_stale = 1;
+                group_free(g);
             break;
         }
     return 1;
@@ -127,7 +148,7 @@ static void join(uint8_t g, uint8_t p, uint8_t m)
 
 /* Timer3's period start, with interrupts let in (the core's timer among them): the
  * pending pins whose strike the core has committed (high) join their groups, one at a
- * time with interrupts off; then empty groups are freed and the order rebuilt. The
+ * time with interrupts off; then, if a group is new, the order is rebuilt. The
  * bookkeeping runs here, not in prepare, so that the core's decisions before an exact
  * edge stay short, and in steps, so that no stretch with interrupts off is long (a
  * chord of 8 joins at once). Returns with interrupts off. */
@@ -142,11 +163,12 @@ static void join_pending(void)
         uint8_t pb = pgm_read_byte(&pwm_pins[ch]);
         uint8_t p = pb >> 3, m = (uint8_t)(1U << (pb & 7));
         if (*port_of(p) & m) { /* the strike's pin is high: committed */
-            join(group_for(pend_off[k]), p, m);
+            uint8_t g = group_for(pend_off[k]);
+            join(g, p, m);
             npend--;
             pend_ch[k] = pend_ch[npend];
             pend_off[k] = pend_off[npend];
-            changed = 1;
+            changed |= grp_cnt[g] == 1; /* a new group; a member more needs no order */
         } else {
             k++;
         }
