@@ -252,9 +252,27 @@ def test_live_on_a_guitar_from_the_command_line(name: str, tmp_path: Path, capsy
     assert len(played) == live["notes_sounded"]
 
 
-def test_a_guitar_on_a_port_without_a_guitar_model_is_refused_by_name(capsys: Any) -> None:
-    assert main(["live", "--spec", "bass-4", "--port", "fw-host://", "--replay", str(PIECE)]) == 2
-    assert "no device for the bass family there yet" in capsys.readouterr().err
+@pytest.mark.parametrize("url", ["vmcu://", "fw-host://"])
+def test_a_bass_plays_live_through_the_firmware_ports(url: str) -> None:
+    """The firmware's positioners (step/dir) under the live path: every note accounted
+    for, the carriages moved by the firmware's steps, every output off at the end."""
+    if url == "fw-host://":
+        import test_driver_fw
+
+        if not test_driver_fw.HAVE_HOST:
+            pytest.skip("no host firmware and no C compiler")
+    bass = load_spec("bass-4")
+    assert isinstance(bass, GuitarSpec)
+    line = [28, 31, 33, 36, 38, 40, 43, 45, 43, 38, 33, 28]
+    planner = live_planner(bass, None, LiveOptions())
+    assert isinstance(planner, GuitarLivePlanner)
+    with open_port(url, bass, truth_seed=0) as dev:
+        perf, session = run_virtual(dev, planner, melody(line, gap_s=0.4), record=True)
+        assert dev.energised() == []
+    assert sum(planner.stats.outcomes.values()) == len(line)
+    assert planner.stats.outcomes.get("dropped", 0) == 0
+    assert sorted(h.pitch for h in perf.heard) == sorted(line)
+    assert perf.extra["carriage_faults"] == 0 and perf.extra["fretter_travel_frets"] > 0
 
 
 def test_respond_on_a_guitar_is_refused_by_name(capsys: Any) -> None:

@@ -139,12 +139,6 @@ def cmd_live(args: argparse.Namespace) -> int:
     from ..spec import load_spec
 
     spec = load_spec(args.spec)
-    if spec.family != "piano" and not args.port.startswith("sim:"):
-        # (the main CLI's rule for play and simulate; live may not import the CLI)
-        raise UsageError(
-            f"--port {args.port}: no device for the {spec.family} family there yet "
-            "(allowed for a guitar or bass spec: sim://)"
-        )
     cal = _calibration(args.calibration, spec) if args.calibration else None
     planner = live_planner(spec, cal, _options(args))
     if args.respond and not isinstance(planner, LivePlanner):
