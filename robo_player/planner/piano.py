@@ -234,8 +234,12 @@ def _plan_piano(
         pwm_max = spec.key(pitch).pwm_max
         for r in lst:
             if prev is not None and r.s0 - prev.s0 < prev.need:
-                if r.s0 - prev.s0 < prev.fast or not _restrike_plan(prev, r, klim, curve, pwm_max):
+                if r.s0 - prev.s0 < prev.fast:
                     _merge(prev, r, r.s0 - prev.s0, min(prev.need, prev.fast))
+                    continue
+                if not _restrike_plan(prev, r, klim, curve, pwm_max):
+                    _merge(prev, r, r.s0 - prev.s0, prev.need)
+                    r.drop = "merged: partial return too weak (a softer strike must start earlier)"
                     continue
             prev = r
 
