@@ -51,6 +51,8 @@ def main() -> int:
     ap.add_argument("--pieces", nargs="+", default=list(PIECES))
     ap.add_argument("--spec", default="piano-88-grand")
     ap.add_argument("--strikes", type=int, default=14, help="calibration strikes per key")
+    ap.add_argument("--margin", type=float, default=PlanOptions().restrike_margin,
+                    help="PlanOptions.restrike_margin: least e/R of a re-strike is 0.5 + this")
     args = ap.parse_args()
     spec = load_spec(args.spec)
     scores = {}
@@ -60,7 +62,7 @@ def main() -> int:
             print(f"{path}: no such file", file=sys.stderr)
             return 2
         scores[p] = read_midi(path)
-    modes = {"old rule": PlanOptions(restrike=False), "re-strike": PlanOptions()}
+    modes = {"old rule": PlanOptions(restrike=False), "re-strike": PlanOptions(restrike_margin=args.margin)}
     print(
         f"{'piece':<46} {'seed':>4} {'mode':<9} {'notes':>6} {'sounded %':>9} {'heard %':>8} "
         f"{'restruck':>8} {'softer':>6} {'on p99 ms (rs/rest)':>20} {'vel err mean (rs/rest)':>23}"
