@@ -158,6 +158,7 @@ class Limits:
     tau_us: float  # coil thermal time constant in µs
     heat_k_per_s: float  # V² / R / C: heating rate at duty 1, K/s
     restrike_ratio: float = math.inf  # least e / R of a re-strike (inf: never re-strike)
+    return_est_us: int = 0  # R by which a re-strike scales its drive (0: key_return_us)
 
     @classmethod
     def from_spec(cls, spec: PianoSpec, options: PlanOptions | None = None) -> Limits:
@@ -453,7 +454,12 @@ class Playability:
             ret = self.calibration.curve(pitch).return_us
             lim = self.limits
             if ret is not None:
-                lim = dataclasses.replace(lim, key_return_us=int(math.ceil(ret)))
+                est = self.calibration.curve(pitch).return_est_us
+                lim = dataclasses.replace(
+                    lim,
+                    key_return_us=int(math.ceil(ret)),
+                    return_est_us=0 if est is None else int(round(est)),
+                )
             self._key_limits[pitch] = lim
         return lim
 

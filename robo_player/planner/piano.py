@@ -538,16 +538,17 @@ def _restrike_plan(prev: _Rec, r: _Rec, klim: Limits, curve: KeyCurve, pwm_max: 
     assert prev.dc is not None and r.dc0 is not None
     floor = prev.s0 + klim.restrike_floor_us(prev.dc.latency_us)
     ret = klim.key_return_us
+    est = klim.return_est_us or ret  # the unmargined estimate scales the drive
     s0 = r.s0
     for _ in range(3):  # a softer strike starts earlier, which leaves less return
         rel = max(floor, min(prev.absorbed_end, s0 - ret - klim.release_margin_us))
         e = s0 - rel
         if e < klim.restrike_ratio * ret:
             return False
-        if e >= ret:
+        if e >= est:
             r.dc = r.dc0
             break
-        got = restrike_drive(curve, r.dc0, e / ret, pwm_max)
+        got = restrike_drive(curve, r.dc0, e / est, pwm_max)
         if got is None:
             return False
         r.dc = got[0]
@@ -567,12 +568,13 @@ def _restrike_final(r: _Rec, e: int, klim: Limits, curve: KeyCurve, pwm_max: int
     stronger than the power budget counted (stage 3's). False: it cannot sound."""
     assert r.dc is not None and r.dc0 is not None
     ret = klim.key_return_us
-    if e >= ret:
-        r.dc = r.dc0
-        return True
+    est = klim.return_est_us or ret  # the unmargined estimate scales the drive
     if e < klim.restrike_ratio * ret:
         return False
-    scale = e / ret
+    if e >= est:
+        r.dc = r.dc0
+        return True
+    scale = e / est
     got = restrike_drive(curve, r.dc0, scale, pwm_max, max(r.dc.counts, r.dc0.counts))
     if got is None:
         return False
