@@ -147,3 +147,16 @@ def test_every_planned_note_is_heard_when_and_as_loud_as_planned(
         assert abs(h.t_us - o.target_t_us) <= 1_500
         assert o.velocity_target is not None
         assert h.velocity == pytest.approx(o.velocity_target, abs=1.5)
+
+
+def test_return_estimate_must_come_with_return_us_and_below_it() -> None:
+    from robo_player.errors import CalibrationError
+    from robo_player.spec.calibration import curve_from_doc, curve_to_doc
+
+    c = KeyCurve(60, 0.2, (0.3, 1.0), (20.0, 120.0), (90_000.0, 20_000.0), 14, 70_000.0, 68_500.0)
+    doc = curve_to_doc(c)
+    assert curve_from_doc(doc, 60, "k") == c
+    with pytest.raises(CalibrationError, match=r"k\.return_est_us: 71000\.0 is out of range"):
+        curve_from_doc({**doc, "return_est_us": 71_000.0}, 60, "k")
+    with pytest.raises(CalibrationError, match="only with return_us"):
+        curve_from_doc({k: v for k, v in doc.items() if k != "return_us"}, 60, "k")

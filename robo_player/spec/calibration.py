@@ -15,7 +15,8 @@ File format (YAML)::
     simulated: {truth_seed: 1}     # optional: made on the simulator, on this instrument
     keys:
       21: {threshold: 0.21, strikes: 10, drive: [...], velocity: [...], latency_us: [...],
-           return_us: 68000}           # return_us optional: measured key return time
+           return_us: 68000,           # return_us optional: measured key return time
+           return_est_us: 66300}       # optional, with return_us: the same without its margin
 """
 
 from __future__ import annotations
