@@ -44,6 +44,7 @@ there is none). It works in integer µs of performance time: a note at score ons
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import gc
 import logging
 import math
@@ -63,6 +64,7 @@ from .constraints import (
     PlanOptions,
     Playability,
     SupplyLedger,
+    choose_drive,
     nominal_calibration,
     pitch_name,
     restrike_drive,
@@ -234,7 +236,9 @@ def _plan_piano(
         pwm_max = spec.key(pitch).pwm_max
         for r in lst:
             if prev is not None and r.s0 - prev.s0 < prev.need:
-                if r.s0 - prev.s0 < prev.fast:
+                if r.s0 - prev.s0 < prev.fast and not _louder_for_repeat(
+                    prev, r, klim, curve, pwm_max
+                ):
                     _merge(prev, r, r.s0 - prev.s0, min(prev.need, prev.fast))
                     continue
                 if not _restrike_plan(prev, r, klim, curve, pwm_max):
@@ -530,6 +534,34 @@ def _merge(prev: _Rec, r: _Rec, gap: int, need: int, extend: bool = True) -> Non
     note = f"held through merged note {r.i}"
     if note not in prev.notes:
         prev.notes.append(note)
+
+
+def _louder_for_repeat(prev: _Rec, r: _Rec, klim: Limits, curve: KeyCurve, pwm_max: int) -> bool:
+    """Stage 3: a repeat too soon after ``prev`` for ``r``'s slow (soft) strike to start
+    once ``prev``'s hammer has landed and the key has come back far enough: raise ``r``'s
+    drive until its latency fits, if that makes room (reported as a velocity change).
+    False: it does not (nothing changed)."""
+    assert prev.dc is not None and r.dc0 is not None
+    if math.isinf(klim.restrike_ratio):
+        return False
+    back = math.ceil(klim.restrike_ratio * klim.key_return_us)
+    o_prev, o_r = prev.s0 + prev.dc.latency_us, r.s0 + r.dc0.latency_us
+    # r's strike o_r - L must come ``back`` after prev's contact and after prev's pulse
+    lmax = min(o_r - o_prev, o_r - prev.s0 - klim.pulse_us) - back
+    if lmax >= r.dc0.latency_us or lmax < curve.latency_at(1.0):
+        return False
+    dc = choose_drive(curve, r.dc0.velocity_target, pwm_max, klim.min_drive, lmax)
+    s0 = o_r - dc.latency_us
+    if dc.latency_us > lmax or s0 - prev.s0 < klim.restrike_need_us(prev.dc.latency_us):
+        return False
+    dur = r.end - o_r
+    r.dc = r.dc0 = dataclasses.replace(dc, clamped=r.dc0.clamped, raised=True)
+    r.s0 = s0
+    r.order = (s0 * 128 + r.pitch) * _I_SPAN + r.i
+    r.need = klim.repeat_need_us(dc.latency_us, dur)
+    r.fast = klim.restrike_need_us(dc.latency_us)
+    r.notes.append("louder for a fast repeat: its slower strike would start before the key is back")
+    return True
 
 
 def _restrike_plan(prev: _Rec, r: _Rec, klim: Limits, curve: KeyCurve, pwm_max: int) -> bool:
