@@ -160,3 +160,23 @@ def test_return_estimate_must_come_with_return_us_and_below_it() -> None:
         curve_from_doc({**doc, "return_est_us": 71_000.0}, 60, "k")
     with pytest.raises(CalibrationError, match="only with return_us"):
         curve_from_doc({k: v for k, v in doc.items() if k != "return_us"}, 60, "k")
+
+
+def test_soft_fast_repeat_is_struck_louder_and_heard_as_planned(spec: PianoSpec) -> None:
+    """Velocity 40 (a slow strike) 100 ms apart: the repeat's strike would start before
+    the first hammer lands and the key is back; it is struck louder (shorter latency),
+    reported, and heard on time at the planned loudness."""
+    truth = truth_with(spec, 60_000)
+    score = repeats(2, 100_000, 40, dur_us=90 * MS)
+    _, old, _ = play(spec, truth, score, PlanOptions(restrike=False))
+    assert old.notes_dropped == 1
+    _, report, heard = play(spec, truth, score)
+    first, second = report.outcomes
+    assert report.notes_dropped == 0 and second.fate is Fate.ALTERED
+    assert "louder for a fast repeat" in (second.reason or "")
+    assert second.velocity_target is not None and first.velocity_target is not None
+    assert second.velocity_target > first.velocity_target
+    assert second.target_t_us == second.intended_t_us
+    assert len(heard) == 2
+    assert abs(heard[1].t_us - second.target_t_us) <= 1_500
+    assert heard[1].velocity == pytest.approx(second.velocity_target, abs=1.5)
