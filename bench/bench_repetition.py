@@ -78,7 +78,7 @@ def main() -> int:
                     heard = dev.play(plan).heard
                 matched = match_heard(rep.outcomes, heard)
                 n = len(score.notes)
-                drops = collections.Counter()
+                drops: collections.Counter[str] = collections.Counter()
                 on: dict[bool, list[float]] = {True: [], False: []}
                 vel: dict[bool, list[float]] = {True: [], False: []}
                 sounded = heard_n = restruck = softer = 0
