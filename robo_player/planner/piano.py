@@ -44,7 +44,6 @@ there is none). It works in integer µs of performance time: a note at score ons
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import gc
 import logging
 import math
@@ -64,7 +63,6 @@ from .constraints import (
     PlanOptions,
     Playability,
     SupplyLedger,
-    choose_drive,
     nominal_calibration,
     pitch_name,
     restrike_drive,
@@ -236,14 +234,14 @@ def _plan_piano(
         pwm_max = spec.key(pitch).pwm_max
         for r in lst:
             if prev is not None and r.s0 - prev.s0 < prev.need:
-                if r.s0 - prev.s0 < prev.fast and not _louder_for_repeat(
-                    prev, r, klim, curve, pwm_max
-                ):
-                    _merge(prev, r, r.s0 - prev.s0, min(prev.need, prev.fast))
-                    continue
-                if not _restrike_plan(prev, r, klim, curve, pwm_max):
-                    _merge(prev, r, r.s0 - prev.s0, prev.need)
-                    r.drop = "merged: partial return too weak (a softer strike must start earlier)"
+                gap = r.s0 - prev.s0
+                ok = gap >= prev.fast and _restrike_plan(prev, r, klim, curve, pwm_max)
+                if not ok and _louder_for_repeat(prev, r, klim, curve, pwm_max):
+                    ok = _restrike_plan(prev, r, klim, curve, pwm_max)  # at full strength
+                if not ok:
+                    _merge(prev, r, gap, min(prev.need, prev.fast))
+                    if gap >= prev.fast:
+                        r.drop = "merged: partial return too weak (a softer strike must start earlier)"
                     continue
             prev = r
 
@@ -537,61 +535,72 @@ def _merge(prev: _Rec, r: _Rec, gap: int, need: int, extend: bool = True) -> Non
 
 
 def _louder_for_repeat(prev: _Rec, r: _Rec, klim: Limits, curve: KeyCurve, pwm_max: int) -> bool:
-    """Stage 3: a repeat too soon after ``prev`` for ``r``'s slow (soft) strike to start
-    once ``prev``'s hammer has landed and the key has come back far enough: raise ``r``'s
-    drive until its latency fits, if that makes room (reported as a velocity change).
-    False: it does not (nothing changed)."""
+    """Stage 3: a repeat too soon after ``prev`` for ``r`` as written, but playable
+    louder: a stronger strike starts later (shorter latency), which leaves the key more
+    time to come back and needs less compensation. Picks the smallest drive with which
+    ``r`` re-strikes at full strength (reported as a velocity change). False: none does
+    (nothing changed)."""
     assert prev.dc is not None and r.dc0 is not None
     if math.isinf(klim.restrike_ratio):
         return False
-    back = math.ceil(klim.restrike_ratio * klim.key_return_us)
-    o_prev, o_r = prev.s0 + prev.dc.latency_us, r.s0 + r.dc0.latency_us
-    # r's strike o_r - L must come ``back`` after prev's contact and after prev's pulse
-    lmax = min(o_r - o_prev, o_r - prev.s0 - klim.pulse_us) - back
-    if lmax >= r.dc0.latency_us or lmax < curve.latency_at(1.0):
-        return False
-    dc = choose_drive(curve, r.dc0.velocity_target, pwm_max, klim.min_drive, lmax)
-    s0 = o_r - dc.latency_us
-    if dc.latency_us > lmax or s0 - prev.s0 < klim.restrike_need_us(prev.dc.latency_us):
-        return False
-    dur = r.end - o_r
-    r.dc = r.dc0 = dataclasses.replace(dc, clamped=r.dc0.clamped, raised=True)
-    r.s0 = s0
-    r.order = (s0 * 128 + r.pitch) * _I_SPAN + r.i
-    r.need = klim.repeat_need_us(dc.latency_us, dur)
-    r.fast = klim.restrike_need_us(dc.latency_us)
-    r.notes.append("louder for a fast repeat: its slower strike would start before the key is back")
-    return True
+    ret, margin = klim.key_return_us, klim.release_margin_us
+    est = klim.return_est_us or ret
+    floor = prev.s0 + klim.restrike_floor_us(prev.dc.latency_us)
+    o_r = r.s0 + r.dc0.latency_us
+    lo = max(r.dc0.counts + 1, math.ceil(klim.min_drive * pwm_max - 1e-9))
+    step = max(1, pwm_max // 256)
+    for c in [*range(lo, pwm_max, step), pwm_max]:
+        d = c / pwm_max
+        if d <= curve.threshold:
+            continue
+        lat = round(curve.latency_at(d))
+        s0 = o_r - lat
+        e = s0 - max(floor, min(prev.absorbed_end, s0 - ret - margin))
+        if e < klim.restrike_ratio * ret or c > min(1.0, e / est) * pwm_max:
+            continue
+        r.dc = r.dc0 = DriveChoice(
+            c, lat, round(curve.velocity_at(d), 2), clamped=r.dc0.clamped, raised=True
+        )
+        r.s0 = s0
+        r.order = (s0 * 128 + r.pitch) * _I_SPAN + r.i
+        r.need = klim.repeat_need_us(lat, r.end - o_r)
+        r.fast = klim.restrike_need_us(lat)
+        r.notes.append("louder for a fast repeat: its slower strike would start before the key is back")
+        return True
+    return False
 
 
 def _restrike_plan(prev: _Rec, r: _Rec, klim: Limits, curve: KeyCurve, pwm_max: int) -> bool:
     """Stage 3: plan ``r`` as a re-strike of ``prev``'s partly returned key, from the
-    wanted strike times (stage 5 redoes it on the planned ones). False: it cannot sound."""
+    wanted strike times (stage 5 redoes it on the planned ones). False: it cannot sound
+    (nothing changed)."""
     assert prev.dc is not None and r.dc0 is not None
     floor = prev.s0 + klim.restrike_floor_us(prev.dc.latency_us)
     ret = klim.key_return_us
     est = klim.return_est_us or ret  # the unmargined estimate scales the drive
     s0 = r.s0
+    dc = r.dc0
     for _ in range(3):  # a softer strike starts earlier, which leaves less return
         rel = max(floor, min(prev.absorbed_end, s0 - ret - klim.release_margin_us))
         e = s0 - rel
         if e < klim.restrike_ratio * ret:
             return False
         if e >= est:
-            r.dc = r.dc0
+            dc = r.dc0
             break
         got = restrike_drive(curve, r.dc0, e / est, pwm_max)
         if got is None:
             return False
-        r.dc = got[0]
-        s1 = r.s0 + r.dc0.latency_us - r.dc.latency_us  # sounds at the written time
+        dc = got[0]
+        s1 = r.s0 + r.dc0.latency_us - dc.latency_us  # sounds at the written time
         if s1 == s0:
             break
         s0 = s1
+    r.dc = dc
     if s0 != r.s0:
         r.s0 = s0
         r.order = (s0 * 128 + r.pitch) * _I_SPAN + r.i
-    r.fast = klim.restrike_need_us(r.dc.latency_us)  # type: ignore[union-attr]
+    r.fast = klim.restrike_need_us(dc.latency_us)
     return True
 
 
