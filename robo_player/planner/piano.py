@@ -180,7 +180,7 @@ def _plan_piano(
     # Per call caches (the hot loop of a long piece): (pitch, velocity) -> DriveChoice,
     # and pitch -> the numbers of Limits.repeat_need_us, inlined below.
     drives: dict[tuple[int, int], DriveChoice] = {}
-    needs: dict[int, tuple[int, int, int, int]] = {}
+    needs: dict[int, tuple[int, int, int, int, int]] = {}
     for i, note in enumerate(notes):
         pitch = note.pitch
         shift = 0
@@ -209,6 +209,7 @@ def _plan_piano(
                 kl.pulse_us,
                 kl.min_sound_us,
                 kl.key_return_us + kl.release_margin_us,
+                kl.restrike_need_us(0) - kl.pulse_us,  # restrike_need_us(lat) - max(pulse, lat)
             )
         # = oracle.limits_for(pitch).repeat_need_us(lat, dur)
         floor = lat + (dur if dur < nd[2] else nd[2])
@@ -216,7 +217,7 @@ def _plan_piano(
             floor = nd[1]
         need = floor + nd[3]
         r = _Rec(i, pitch, shift, dc, onset - lat, onset + dur, need if need > nd[0] else nd[0])
-        r.fast = oracle.limits_for(pitch).restrike_need_us(lat)
+        r.fast = (lat if lat > nd[1] else nd[1]) + nd[4]  # = limits_for(pitch).restrike_need_us(lat)
         if shift:
             r.notes.append(f"transposed {shift:+d}")
         recs.append(r)
