@@ -180,3 +180,21 @@ def test_soft_fast_repeat_is_struck_louder_and_heard_as_planned(spec: PianoSpec)
     assert len(heard) == 2
     assert abs(heard[1].t_us - second.target_t_us) <= 1_500
     assert heard[1].velocity == pytest.approx(second.velocity_target, abs=1.5)
+
+
+def test_repeat_at_62_5_ms_heard_through_the_sim_port(spec: PianoSpec, opened, tmp_path) -> None:  # noqa: ANN001
+    """The same through ``sim://`` with that truth (its sensor adds noise): six heard."""
+    from robo_player.driver import open_port
+
+    truth = truth_with(spec, 40_000)
+    path = tmp_path / "truth.yaml"
+    truth.save(path)
+    score = repeats(6, 62_500, 110)
+    plan, report = plan_piano(score, spec, exact_calibration(spec, truth))
+    assert report.notes_dropped == 0
+    dev = opened(open_port(f"sim://?truth={path}", spec))
+    heard = sorted((h for h in dev.play(plan).heard if h.pitch == PITCH), key=lambda h: h.t_us)
+    assert len(heard) == 6
+    for o, h in zip(report.outcomes, heard, strict=True):
+        assert abs(h.t_us - o.target_t_us) <= 3_000
+        assert o.velocity_target is not None and abs(h.velocity - o.velocity_target) <= 6.0
