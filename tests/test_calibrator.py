@@ -240,6 +240,7 @@ def test_calibration_file_round_trip_and_spec_check(opened, spec, tmp_path: Path
         assert b.latency_us == pytest.approx(a.latency_us, abs=0.1)
         assert abs(b.threshold - a.threshold) <= 1e-6
         assert a.return_us is not None and b.return_us == pytest.approx(a.return_us, abs=0.1)
+        assert a.return_est_us is not None and b.return_est_us == pytest.approx(a.return_est_us, abs=0.1)
     other = load_spec("piano-61-diy")
     with pytest.raises(CalibrationError, match="piano-61-diy"):
         back.check_for(other, path)
@@ -326,6 +327,10 @@ def test_return_time_measured_within_bounds(session) -> None:  # noqa: ANN001
         # never short of the truth (a planner waiting this long finds the key up) and
         # not much longer (repeats stay fast)
         assert r_true - 1000.0 <= got <= r_true + 5000.0, (p, got, r_true)
+        # the estimate without the margin (re-strikes scale their drive by it): close
+        # to the truth on either side, and below the margined value
+        est = cal.keys[p].return_est_us
+        assert est is not None and abs(est - r_true) <= 0.03 * r_true and est < got, (p, est, r_true)
         assert rep.return_us[p] == pytest.approx(got, abs=0.1)
     assert rep.return_probes >= len(PITCHES) and not rep.return_unmeasured
 

@@ -56,7 +56,7 @@ def releases_of(plan: Plan) -> dict[int, Command]:
     return {c.note: c for c in plan if c.op is Op.RELEASE}
 
 
-def nominal_latency(spec: PianoSpec, pitch: int, counts: int) -> int:
+def nominal_latency(spec: PianoSpec, pitch: int, counts: float) -> int:
     curve = Calibration.nominal(spec).curve(pitch)
     return round(curve.latency_at(counts / spec.key(pitch).pwm_max))
 
@@ -113,12 +113,16 @@ def check_invariants(score: Score, spec: PianoSpec, plan: Plan, report: PlanRepo
             assert a.hold == round(spec.strike.hold_duty * key.pwm_max)
             # never on past max_on; never cutting the strike pulse short
             assert a.t_us + a.pulse_us <= b.t_us <= a.t_us + spec.thermal.max_on_us
-        # the key is back up before it is struck again
+        # the key is back up before it is struck again, or (a re-strike) at least
+        # restrike_ratio of the way up, and then repeats only as fast as that allows
+        ret = spec.timing.key_return_us
         for b, a2 in zip(seq[1::2], seq[2::2], strict=False):
-            assert a2.t_us - b.t_us >= spec.timing.key_return_us
+            assert a2.t_us - b.t_us >= math.ceil(lim.restrike_ratio * ret) - 1
         strikes = seq[0::2]
         for a, a2 in zip(strikes, strikes[1:], strict=False):
-            assert a2.t_us - a.t_us >= spec.timing.min_repeat_us
+            assert a2.t_us - a.t_us >= min(
+                spec.timing.min_repeat_us, lim.pulse_us + math.ceil(lim.restrike_ratio * ret)
+            )
         # nominal coil heat never past the margin (independent recomputation)
         temp, t_last = 0.0, 0
         for a, b in zip(seq[0::2], seq[1::2], strict=True):
@@ -158,8 +162,17 @@ def check_invariants(score: Score, spec: PianoSpec, plan: Plan, report: PlanRepo
         c = struck[o.index]
         assert spec.key(o.pitch_out).channel == c.actuator
         assert (o.pitch_out - o.pitch_in) % 12 == 0
-        # the strike leads the target by the curve's latency at the planned drive
-        assert o.target_t_us == c.t_us + nominal_latency(spec, o.pitch_out, c.drive)
+        # the strike leads the target by the curve's latency at the planned drive, or
+        # for a re-strike e < R after the key's release, at the effective drive c·e/R
+        # (raised to at least the wanted drive: within one count of it)
+        before = [r.t_us for r in released.values() if r.actuator == c.actuator and r.t_us <= c.t_us]
+        scale = min(1.0, (c.t_us - max(before)) / spec.timing.key_return_us) if before else 1.0
+        if scale < 1.0:
+            lead = o.target_t_us - c.t_us
+            assert nominal_latency(spec, o.pitch_out, c.drive * scale) - 1 <= lead
+            assert lead <= nominal_latency(spec, o.pitch_out, (c.drive - 1) * scale) + 1
+        else:
+            assert o.target_t_us == c.t_us + nominal_latency(spec, o.pitch_out, c.drive)
         assert o.target_t_us - o.intended_t_us == o.changes.get("onset_us", 0)
         # the key is held at least until its hammer reaches the string
         assert released[o.index].t_us >= o.target_t_us
@@ -277,12 +290,14 @@ def test_out_of_range_drop_policy_names_the_note() -> None:
 
 
 def test_repeats_too_fast_are_merged_and_reported() -> None:
-    # Four strikes 30 ms apart on one key: all within the 110 ms repeat gap of the first.
+    # Four strikes 30 ms apart on one key: all within the 110 ms repeat gap of the first
+    # (the rule without re-strikes on a partly returned key: tests/test_repetition.py).
     score = score_of(*[(60, k * 30 * MS, 40 * MS, 80) for k in range(4)])
-    plan, report = plan_piano(score, GRAND)
+    old = PlanOptions(restrike=False)
+    plan, report = plan_piano(score, GRAND, options=old)
     fates = [o.fate for o in report.outcomes]
     assert fates == [Fate.ALTERED, Fate.DROPPED, Fate.DROPPED, Fate.DROPPED]
-    lim = Limits.from_spec(GRAND, PlanOptions())
+    lim = Limits.from_spec(GRAND, old)
     lat = nominal_latency(GRAND, 60, strikes_of(plan)[0].drive)
     need = lim.repeat_need_us(lat, 40 * MS)
     assert need == max(GRAND.timing.min_repeat_us, lat + 30 * MS + 75 * MS)
@@ -296,7 +311,7 @@ def test_repeats_too_fast_are_merged_and_reported() -> None:
     assert rel.t_us == GRAND.timing.pipeline_delay_us + 3 * 30 * MS + 40 * MS
     # slower than the repeat gap: both play
     score2 = score_of((60, 0, 40 * MS, 80), (60, need, 40 * MS, 80))
-    _, report2 = plan_piano(score2, GRAND)
+    _, report2 = plan_piano(score2, GRAND, options=old)
     assert [o.fate for o in report2.outcomes] == [Fate.ALTERED, Fate.PLAYED]
     assert report2.outcomes[0].changes == {"duration_us": -10 * MS}  # keeps 30 ms of sound
     assert len(plan) == 2

@@ -275,6 +275,7 @@ def curve_from_fit(
     strikes: int,
     points: int = TABLE_POINTS,
     return_us: float | None = None,
+    return_est_us: float | None = None,
 ) -> KeyCurve:
     """Dense monotone table from ``fit``, over drives whose latency <= ``max_latency_us``."""
     if fit.isotonic:
@@ -317,4 +318,5 @@ def curve_from_fit(
         latency_us=tuple(float(v) for v in lat),
         strikes=strikes,
         return_us=None if return_us is None else round(float(return_us), 1),
+        return_est_us=None if return_est_us is None else round(float(return_est_us), 1),
     )

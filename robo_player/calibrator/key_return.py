@@ -61,6 +61,13 @@ class ReturnEstimate:
             return self.value_us + RETURN_MARGIN_US
         return None
 
+    @property
+    def estimate_us(self) -> float | None:
+        """What to store in ``KeyCurve.return_est_us``: the estimate (or upper bound)
+        without the margin, by which a re-strike on the partly returned key scales its
+        drive (a margin there would make it too strong); None with no ``return_us``."""
+        return self.value_us if self.kind in ("measured", "upper") else None
+
 
 def _invert(curve: np.ndarray, grid: np.ndarray, y: float) -> tuple[float, float]:
     """Drive on ``grid`` where the monotone ``curve`` reaches ``y``, and |dy/dd| there."""

@@ -217,7 +217,9 @@ def calibrate_session(
         else:
             report.return_us[p] = ret_us
             report.return_kind[p] = ret.kind
-        cal.keys[p] = curve_from_fit(p, fit, lat_top, len(strikes[p]), return_us=ret_us)
+        cal.keys[p] = curve_from_fit(
+            p, fit, lat_top, len(strikes[p]), return_us=ret_us, return_est_us=ret.estimate_us
+        )
         kc = cal.keys[p]
         finite = all(np.isfinite(kc.drive)) and all(np.isfinite(kc.latency_us)) and all(np.isfinite(kc.velocity))
         if not finite or max(kc.velocity) <= min(kc.velocity):  # a flat table maps no velocity

@@ -20,6 +20,15 @@ Rules (performance time in integer µs; a score note at ``onset_us`` must sound 
   at most ``thermal.max_on_us`` (pulse + hold). A key is never released before its
   hammer reaches the string; a note shortened for a repeat keeps at least
   ``min(written duration, min_sound_us)`` of sound, else the repeat is merged into it.
+- **re-strike on a partly returned key** (double escapement, ``PlanOptions.restrike``):
+  a repeat faster than that may still be struck ``e`` after the previous release with
+  ``e < R`` when ``e / R >= Limits.restrike_ratio`` (0.5, where the key goes silent,
+  plus ``restrike_margin``): the previous note is released as soon as its pulse is over
+  and its hammer has reached the string (:meth:`Limits.restrike_floor_us`), and the
+  re-strike's drive is raised to ``d / (e / R)`` (:func:`restrike_drive`) so that it
+  acts as the written drive; where that is over full drive it plays at full drive,
+  softer and later (the latency at the effective drive ``e / R``), and is reported
+  altered. ``min_repeat_us`` bounds only repeats that wait for the full return.
 - **power budget**: at most ``power.max_simultaneous_strikes`` strike pulses
   ``[t, t + pulse_us)`` overlap at any instant, and while any pulse runs the supply
   current (``drive · V / R`` per pulsing coil plus ``hold · V / R`` per held coil)
@@ -50,12 +59,14 @@ __all__ = [
     "Playability",
     "SupplyLedger",
     "choose_drive",
+    "restrike_drive",
     "heat_after",
     "pitch_name",
     "time_to_limit_us",
 ]
 
 OUT_OF_RANGE_POLICIES = ("transpose", "drop")
+PARTIAL_RETURN_SILENT = 0.5  # e / R below which a strike on a returning key is silent
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +85,10 @@ class PlanOptions:
     its written length). ``supply_wait_us``: a strike that would take the supply over
     its current limit waits at most this long for current to free up; past that it
     is struck anyway and reported as a supply overload (it may sound weaker).
+    ``restrike``: a repeat too fast for the key's full return is struck on the partly
+    returned key (double escapement) with compensated drive instead of merged, when
+    ``e / R >= 0.5 + restrike_margin`` (``e``: release to re-strike, ``R``: the key's
+    return time).
     """
 
     out_of_range: str = "transpose"
@@ -83,8 +98,14 @@ class PlanOptions:
     pedal_guard_us: int = 20_000
     min_sound_us: int = 30_000
     supply_wait_us: int = 35_000
+    restrike: bool = True
+    restrike_margin: float = 0.1
 
     def __post_init__(self) -> None:
+        if not 0.0 <= self.restrike_margin <= 0.5:
+            raise UsageError(
+                f"PlanOptions.restrike_margin: {self.restrike_margin} is out of range (allowed 0..0.5)"
+            )
         if self.out_of_range not in OUT_OF_RANGE_POLICIES:
             raise UsageError(
                 f"PlanOptions.out_of_range: {self.out_of_range!r} is not a policy "
@@ -136,6 +157,8 @@ class Limits:
     heat_limit_k: float  # (1 - margin) * coil_max_rise_k
     tau_us: float  # coil thermal time constant in µs
     heat_k_per_s: float  # V² / R / C: heating rate at duty 1, K/s
+    restrike_ratio: float = math.inf  # least e / R of a re-strike (inf: never re-strike)
+    return_est_us: int = 0  # R by which a re-strike scales its drive (0: key_return_us)
 
     @classmethod
     def from_spec(cls, spec: PianoSpec, options: PlanOptions | None = None) -> Limits:
@@ -160,6 +183,7 @@ class Limits:
             heat_limit_k=rules.heat_limit_k(coil, o.thermal_margin),
             tau_us=coil.tau_s * 1e6,
             heat_k_per_s=coil.heat_k_per_s,
+            restrike_ratio=PARTIAL_RETURN_SILENT + o.restrike_margin if o.restrike else math.inf,
         )
 
     @property
@@ -180,6 +204,18 @@ class Limits:
             + self.key_return_us
             + self.release_margin_us,
         )
+
+    def restrike_floor_us(self, latency_us: int) -> int:
+        """Earliest release after its strike (µs) of a note followed by a re-strike on
+        the partly returned key: its pulse is over and its hammer has reached the string."""
+        return max(self.pulse_us, latency_us)
+
+    def restrike_need_us(self, latency_us: int) -> int:
+        """Shortest strike-to-strike interval after a note (latency) on its key when
+        the repeat may be struck on the partly returned key (INF_US when it may not)."""
+        if math.isinf(self.restrike_ratio):
+            return INF_US
+        return self.restrike_floor_us(latency_us) + math.ceil(self.restrike_ratio * self.key_return_us)
 
     def latest_release_us(self, next_strike_us: int) -> int:
         """Latest release of a key that is struck again at ``next_strike_us``."""
@@ -203,6 +239,34 @@ class DriveChoice:
     @property
     def altered(self) -> bool:
         return self.clamped or self.raised
+
+
+def restrike_drive(
+    curve: KeyCurve, dc: DriveChoice, scale: float, pwm_max: int, max_counts: int | None = None
+) -> tuple[DriveChoice, bool] | None:
+    """The drive of a re-strike that acts at ``scale`` (= e / R < 1) of its drive, for
+    the choice ``dc`` it should sound like: ``(choice, softer)``.
+
+    The counts are raised to ``dc.counts / scale`` (the effective drive, and so the
+    latency and loudness, are ``dc``'s). Over ``max_counts`` (default ``pwm_max``) the
+    strike plays at ``max_counts``: ``softer`` is True and the choice's latency and
+    velocity are the curve's at the effective drive. None when that drive is silent."""
+    top = pwm_max if max_counts is None else max_counts
+    want = math.ceil(dc.counts / scale - 1e-9)
+    if want <= top:
+        return dataclasses.replace(dc, counts=want), False
+    eff = top / pwm_max * scale
+    if scale < PARTIAL_RETURN_SILENT or eff <= curve.threshold:
+        return None
+    return (
+        dataclasses.replace(
+            dc,
+            counts=top,
+            latency_us=round(curve.latency_at(eff)),
+            velocity_target=round(curve.velocity_at(eff), 2),
+        ),
+        True,
+    )
 
 
 def _min_drive_for_latency(curve: KeyCurve, max_latency_us: float) -> float:
@@ -390,7 +454,12 @@ class Playability:
             ret = self.calibration.curve(pitch).return_us
             lim = self.limits
             if ret is not None:
-                lim = dataclasses.replace(lim, key_return_us=int(math.ceil(ret)))
+                est = self.calibration.curve(pitch).return_est_us
+                lim = dataclasses.replace(
+                    lim,
+                    key_return_us=int(math.ceil(ret)),
+                    return_est_us=0 if est is None else int(round(est)),
+                )
             self._key_limits[pitch] = lim
         return lim
 

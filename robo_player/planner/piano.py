@@ -14,7 +14,12 @@ there is none). It works in integer µs of performance time: a note at score ons
    comes less than ``Limits.repeat_need_us`` after the previous kept note's strike
    (``min_repeat_us``; or the previous note's shortest sound plus the key's return)
    is merged into it: the later note is dropped and the earlier one held to the later
-   one's end.
+   one's end. With ``PlanOptions.restrike`` (the default) a repeat that still leaves
+   ``e / R >= Limits.restrike_ratio`` between the previous note's earliest release
+   (``Limits.restrike_floor_us``) and its strike is kept instead: it is struck on the
+   partly returned key with its drive raised to ``d / (e / R)``
+   (:func:`~robo_player.planner.constraints.restrike_drive`; over full drive: at full
+   drive, earlier by the longer latency, reported "softer: partial return").
 4. **power** — strikes in time order are placed in a :class:`SupplyLedger`: at most
    ``max_simultaneous_strikes`` pulses at once, and the supply current (pulses plus
    holds) within ``supply_a`` while pulses run. A strike that does not fit waits for
@@ -47,7 +52,7 @@ from collections.abc import Iterator
 
 from ..plan import Op, Plan, cc_to_counts
 from ..score import Score
-from ..spec.calibration import Calibration
+from ..spec.calibration import Calibration, KeyCurve
 from ..spec.model import PianoSpec
 from . import rules
 from .commands import CommandBuffer, make_command
@@ -60,6 +65,7 @@ from .constraints import (
     SupplyLedger,
     nominal_calibration,
     pitch_name,
+    restrike_drive,
     spec_hash_of,
     time_to_limit_us,
 )
@@ -77,6 +83,7 @@ class _Rec:
     __slots__ = (
         "i", "pitch", "shift", "dc", "s0", "s", "late", "stagger", "end", "absorbed_end",
         "drop", "rel", "sound_end", "notes", "carry", "cut_by", "need", "order",
+        "fast", "dc0",
     )  # fmt: skip
 
     def __init__(
@@ -100,6 +107,8 @@ class _Rec:
         self.carry = 0  # > 0: the sound should go on to this time after the release
         self.cut_by = ""  # the coil limit that cut the note short
         self.need = need  # shortest strike-to-strike interval to the next note on the key
+        self.fast = INF_US  # the same for a re-strike on the partly returned key
+        self.dc0 = dc  # the drive as if the key were fully up (dc: raised for a re-strike)
         # (s0, pitch, i) packed into one int that sorts alike (pitch < 128): strike order
         self.order = (s0 * 128 + pitch) * _I_SPAN + i
 
@@ -171,7 +180,7 @@ def _plan_piano(
     # Per call caches (the hot loop of a long piece): (pitch, velocity) -> DriveChoice,
     # and pitch -> the numbers of Limits.repeat_need_us, inlined below.
     drives: dict[tuple[int, int], DriveChoice] = {}
-    needs: dict[int, tuple[int, int, int, int]] = {}
+    needs: dict[int, tuple[int, int, int, int, int]] = {}
     for i, note in enumerate(notes):
         pitch = note.pitch
         shift = 0
@@ -200,6 +209,7 @@ def _plan_piano(
                 kl.pulse_us,
                 kl.min_sound_us,
                 kl.key_return_us + kl.release_margin_us,
+                kl.restrike_need_us(0) - kl.pulse_us,  # restrike_need_us(lat) - max(pulse, lat)
             )
         # = oracle.limits_for(pitch).repeat_need_us(lat, dur)
         floor = lat + (dur if dur < nd[2] else nd[2])
@@ -207,6 +217,7 @@ def _plan_piano(
             floor = nd[1]
         need = floor + nd[3]
         r = _Rec(i, pitch, shift, dc, onset - lat, onset + dur, need if need > nd[0] else nd[0])
+        r.fast = (lat if lat > nd[1] else nd[1]) + nd[4]  # = limits_for(pitch).restrike_need_us(lat)
         if shift:
             r.notes.append(f"transposed {shift:+d}")
         recs.append(r)
@@ -217,13 +228,23 @@ def _plan_piano(
             lst.append(r)
 
     # 3. repetition, first pass (before power, so merged notes take no pulse slot) -----
-    for lst in by_key.values():
+    for pitch, lst in by_key.items():
         prev: _Rec | None = None
+        klim = oracle.limits_for(pitch)
+        curve = calibration.curve(pitch)
+        pwm_max = spec.key(pitch).pwm_max
         for r in lst:
             if prev is not None and r.s0 - prev.s0 < prev.need:
-                _merge(prev, r, r.s0 - prev.s0, prev.need)
-            else:
-                prev = r
+                gap = r.s0 - prev.s0
+                ok = gap >= prev.fast and _restrike_plan(prev, r, klim, curve, pwm_max)
+                if not ok and _louder_for_repeat(prev, r, klim, curve, pwm_max):
+                    ok = _restrike_plan(prev, r, klim, curve, pwm_max)  # at full strength
+                if not ok:
+                    _merge(prev, r, gap, min(prev.need, prev.fast))
+                    if gap >= prev.fast:
+                        r.drop = "merged: partial return too weak (a softer strike must start earlier)"
+                    continue
+            prev = r
 
     # 4. power budget -------------------------------------------------------------------
     live = [r for r in recs if r.drop is None]
@@ -302,13 +323,17 @@ def _plan_piano(
                 cool = 0.0  # a cold coil
             else:
                 ps = prev.s
-                if s - ps < prev.need:
+                restrike = s - ps < prev.need
+                if restrike and s - ps < prev.fast:
                     # Not held longer: the power budget counted prev's hold as planned.
-                    _merge(prev, r, s - ps, prev.need, extend=False)
+                    _merge(prev, r, s - ps, min(prev.need, prev.fast), extend=False)
                     continue
                 # prev's release: as written (with its delay), before the key must return
-                # for r, at least its pulse, at most the on-time and the heat limits
+                # for r (or, for a re-strike, as soon as prev has sounded), at least its
+                # pulse, at most the on-time and the heat limits
                 cap = s - back
+                if restrike:
+                    cap = max(cap, ps + klim.restrike_floor_us(prev.dc.latency_us))  # type: ignore[union-attr]
                 delta = prev.late + prev.stagger
                 want = prev.absorbed_end + delta
                 rel = want if want < cap else cap
@@ -329,6 +354,12 @@ def _plan_piano(
                 )
                 cool = t_end * math.exp(-(s - rel) / tau_us)
             if r is not end:
+                if prev is None or not restrike:
+                    r.dc = r.dc0  # the key is fully up (staggering may have made room)
+                elif not _restrike_final(r, s - rel, klim, calibration.curve(pitch), pwm_max):
+                    r.drop = f"merged: partial return too weak ({(s - rel) / 1000:.1f} ms after the release)"
+                    continue
+                r.fast = klim.restrike_need_us(r.dc.latency_us)  # type: ignore[union-attr]
                 dc = r.dc
                 assert dc is not None
                 duty = dc.counts / pwm_max
@@ -415,12 +446,15 @@ def _plan_piano(
             )
             continue
         chosen = r.dc
-        assert chosen is not None
+        assert chosen is not None and r.dc0 is not None
         delta = r.late + r.stagger
+        # = delta, but for a softer re-strike (its latency is the effective drive's)
+        on = r.s + chosen.latency_us - intended
+        softer = chosen.velocity_target != r.dc0.velocity_target
         changes: dict[str, int | float] = {}
         if r.shift:
             changes["pitch"] = r.shift
-        if chosen.clamped or chosen.raised:  # chosen.altered, without the property call
+        if chosen.clamped or chosen.raised or softer:  # chosen.altered, or a softer re-strike
             dv = chosen.velocity_target - note.velocity
             changes["velocity"] = round(dv, 2) or dv
             if chosen.clamped:
@@ -428,12 +462,12 @@ def _plan_piano(
                     f"velocity {note.velocity} outside what {pitch_name(r.pitch)} can play, "
                     f"clamped to {chosen.velocity_target:g}"
                 )
-            else:
+            elif chosen.raised:
                 r.notes.append(
                     f"drive raised so the note sounds in time (velocity {chosen.velocity_target:g})"
                 )
-        if delta:
-            changes["onset_us"] = delta
+        if on:
+            changes["onset_us"] = on
             if r.stagger:
                 r.notes.append(
                     f"staggered {r.stagger} us: power budget ({lim.max_strikes} strikes, {lim.supply_a:g} A)"
@@ -452,7 +486,7 @@ def _plan_piano(
                 note.pitch,
                 r.pitch,
                 Fate.ALTERED if changes else Fate.PLAYED,
-                intended + delta,
+                intended + on,
                 intended,
                 note.velocity,
                 chosen.velocity_target,
@@ -499,6 +533,102 @@ def _merge(prev: _Rec, r: _Rec, gap: int, need: int, extend: bool = True) -> Non
     note = f"held through merged note {r.i}"
     if note not in prev.notes:
         prev.notes.append(note)
+
+
+def _louder_for_repeat(prev: _Rec, r: _Rec, klim: Limits, curve: KeyCurve, pwm_max: int) -> bool:
+    """Stage 3: a repeat too soon after ``prev`` for ``r`` as written, but playable
+    louder: a stronger strike starts later (shorter latency), which leaves the key more
+    time to come back and needs less compensation. Picks the smallest drive with which
+    ``r`` re-strikes at full strength (reported as a velocity change). False: none does
+    (nothing changed)."""
+    assert prev.dc is not None and r.dc0 is not None
+    if math.isinf(klim.restrike_ratio):
+        return False
+    ret, margin = klim.key_return_us, klim.release_margin_us
+    est = klim.return_est_us or ret
+    floor = prev.s0 + klim.restrike_floor_us(prev.dc.latency_us)
+    o_r = r.s0 + r.dc0.latency_us
+    lo = max(r.dc0.counts + 1, math.ceil(klim.min_drive * pwm_max - 1e-9))
+    step = max(1, pwm_max // 256)
+    for c in [*range(lo, pwm_max, step), pwm_max]:
+        d = c / pwm_max
+        if d <= curve.threshold:
+            continue
+        lat = round(curve.latency_at(d))
+        s0 = o_r - lat
+        e = s0 - max(floor, min(prev.absorbed_end, s0 - ret - margin))
+        if e < klim.restrike_ratio * ret or c > min(1.0, e / est) * pwm_max:
+            continue
+        r.dc = r.dc0 = DriveChoice(
+            c, lat, round(curve.velocity_at(d), 2), clamped=r.dc0.clamped, raised=True
+        )
+        r.s0 = s0
+        r.order = (s0 * 128 + r.pitch) * _I_SPAN + r.i
+        r.need = klim.repeat_need_us(lat, r.end - o_r)
+        r.fast = klim.restrike_need_us(lat)
+        r.notes.append("louder for a fast repeat: its slower strike would start before the key is back")
+        return True
+    return False
+
+
+def _restrike_plan(prev: _Rec, r: _Rec, klim: Limits, curve: KeyCurve, pwm_max: int) -> bool:
+    """Stage 3: plan ``r`` as a re-strike of ``prev``'s partly returned key, from the
+    wanted strike times (stage 5 redoes it on the planned ones). False: it cannot sound
+    (nothing changed)."""
+    assert prev.dc is not None and r.dc0 is not None
+    floor = prev.s0 + klim.restrike_floor_us(prev.dc.latency_us)
+    ret = klim.key_return_us
+    est = klim.return_est_us or ret  # the unmargined estimate scales the drive
+    s0 = r.s0
+    dc = r.dc0
+    for _ in range(3):  # a softer strike starts earlier, which leaves less return
+        rel = max(floor, min(prev.absorbed_end, s0 - ret - klim.release_margin_us))
+        e = s0 - rel
+        if e < klim.restrike_ratio * ret:
+            return False
+        if e >= est:
+            dc = r.dc0
+            break
+        got = restrike_drive(curve, r.dc0, e / est, pwm_max)
+        if got is None:
+            return False
+        dc = got[0]
+        s1 = r.s0 + r.dc0.latency_us - dc.latency_us  # sounds at the written time
+        if s1 == s0:
+            break
+        s0 = s1
+    r.dc = dc
+    if s0 != r.s0:
+        r.s0 = s0
+        r.order = (s0 * 128 + r.pitch) * _I_SPAN + r.i
+    r.fast = klim.restrike_need_us(dc.latency_us)
+    return True
+
+
+def _restrike_final(r: _Rec, e: int, klim: Limits, curve: KeyCurve, pwm_max: int) -> bool:
+    """Stage 5: the drive of ``r``, struck ``e`` µs after ``prev``'s planned release, no
+    stronger than the power budget counted (stage 3's). False: it cannot sound."""
+    assert r.dc is not None and r.dc0 is not None
+    ret = klim.key_return_us
+    est = klim.return_est_us or ret  # the unmargined estimate scales the drive
+    if e < klim.restrike_ratio * ret:
+        return False
+    if e >= est:
+        r.dc = r.dc0
+        return True
+    scale = e / est
+    got = restrike_drive(curve, r.dc0, scale, pwm_max, max(r.dc.counts, r.dc0.counts))
+    if got is None:
+        return False
+    r.dc, softer = got
+    if softer:
+        r.notes.append(
+            f"softer: partial return (struck {e / 1000:.1f} ms after the release, "
+            f"e/R {scale:.2f}; full drive acts as {scale * r.dc.counts / pwm_max:.2f})"
+        )
+    else:
+        r.notes.append(f"re-struck on the partly returned key (e/R {scale:.2f}, drive raised)")
+    return True
 
 
 def _heat_reason(pitch: int, temp_k: float, lim: Limits) -> str:

@@ -15,7 +15,8 @@ File format (YAML)::
     simulated: {truth_seed: 1}     # optional: made on the simulator, on this instrument
     keys:
       21: {threshold: 0.21, strikes: 10, drive: [...], velocity: [...], latency_us: [...],
-           return_us: 68000}           # return_us optional: measured key return time
+           return_us: 68000,           # return_us optional: measured key return time
+           return_est_us: 66300}       # optional, with return_us: the same without its margin
 """
 
 from __future__ import annotations
@@ -57,6 +58,9 @@ class KeyCurve:
     latency_us: tuple[float, ...]
     strikes: int = 0  # strikes spent calibrating this key (0 = nominal)
     return_us: float | None = None  # measured key return time; None = use the spec's
+    # the measurement without return_us's safety margin (a re-strike on the partly
+    # returned key scales its drive by it); None = return_us
+    return_est_us: float | None = None
 
     @property
     def max_velocity(self) -> float:
@@ -208,6 +212,7 @@ def curve_to_doc(c: KeyCurve, pitch: bool = True) -> dict[str, Any]:
         "velocity": [round(x, 4) for x in c.velocity],
         "latency_us": [round(x, 1) for x in c.latency_us],
         **({"return_us": round(c.return_us, 1)} if c.return_us is not None else {}),
+        **({"return_est_us": round(c.return_est_us, 1)} if c.return_est_us is not None else {}),
     }
 
 
@@ -222,6 +227,8 @@ def curve_from_doc(k: Any, pitch: int, where: str) -> KeyCurve:
         strikes = int(k.get("strikes", 0))
         ret = k.get("return_us")
         return_us = float(ret) if ret is not None else None
+        est = k.get("return_est_us")
+        return_est_us = float(est) if est is not None else None
     except (KeyError, TypeError, ValueError, AttributeError) as err:
         raise CalibrationError(f"{where}: malformed curve: {err}") from err
     if not (len(drive) == len(vel) == len(lat) >= 1):
@@ -238,4 +245,11 @@ def curve_from_doc(k: Any, pitch: int, where: str) -> KeyCurve:
         raise CalibrationError(
             f"{where}.return_us: {return_us} is out of range (allowed 1000..1000000)"
         )
-    return KeyCurve(pitch, thr, drive, vel, lat, strikes, return_us)
+    if return_est_us is not None and not (
+        return_us is not None and 1_000 <= return_est_us <= return_us
+    ):
+        raise CalibrationError(
+            f"{where}.return_est_us: {return_est_us} is out of range "
+            f"(allowed 1000..return_us, and only with return_us)"
+        )
+    return KeyCurve(pitch, thr, drive, vel, lat, strikes, return_us, return_est_us)

@@ -1,0 +1,200 @@
+"""Fast repetition (issue 11 §3): a repeat too fast for the key's full return is struck on
+the partly returned key (double escapement) with its drive raised to ``d / (e / R)``,
+and the hidden-truth physics hears it as planned; a repeat below the audible limit is
+still merged and reported."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from robo_player.plan import Op
+from robo_player.planner import plan_piano
+from robo_player.planner.constraints import Limits, PlanOptions
+from robo_player.planner.report import Fate
+from robo_player.score import Note, Score
+from robo_player.sim import PianoPhysics, Truth, expand_plan
+from robo_player.spec import load_spec
+from robo_player.spec.calibration import Calibration, KeyCurve
+from robo_player.spec.model import PianoSpec
+
+MS = 1000
+PITCH = 60
+
+
+@pytest.fixture(scope="module")
+def spec() -> PianoSpec:
+    return load_spec("piano-88-grand")
+
+
+def truth_with(spec: PianoSpec, return_us: int, pulse_full_us: int = 25_000) -> Truth:
+    t = Truth.draw(spec, 3)
+    keys = tuple(
+        dataclasses.replace(k, return_us=return_us, pulse_full_us=pulse_full_us)
+        if k.pitch == PITCH
+        else k
+        for k in t.keys
+    )
+    return dataclasses.replace(t, keys=keys)
+
+
+def exact_calibration(spec: PianoSpec, truth: Truth) -> Calibration:
+    """The key's curves and return time as the truth has them (an ideal calibration):
+    what is tested here is the planner's re-strike rule against the physics."""
+    kt = truth.key(PITCH)
+    d = np.linspace(kt.threshold + 0.02, 1.0, 60)
+    u = (d - kt.threshold) / (1.0 - kt.threshold)
+    lat = kt.latency_full_us * u ** (-kt.alpha)
+    vel = kt.gain * (kt.v0 + (1 - kt.v0) * (1 - np.exp(-kt.k * u)) / (1 - math.exp(-kt.k)))
+    cal = Calibration.nominal(spec)
+    keys = dict(cal.keys)
+    keys[PITCH] = KeyCurve(
+        PITCH, kt.threshold, tuple(d.tolist()), tuple(vel.tolist()), tuple(lat.tolist()),
+        strikes=14, return_us=float(kt.return_us),
+    )  # fmt: skip
+    return dataclasses.replace(cal, keys=keys, measured=True)
+
+
+def play(spec: PianoSpec, truth: Truth, score: Score, options: PlanOptions | None = None):  # noqa: ANN201
+    cal = exact_calibration(spec, truth)
+    plan, report = plan_piano(score, spec, cal, options)
+    heard = PianoPhysics(spec, truth).run(expand_plan(plan, spec)).heard
+    return plan, report, sorted(heard, key=lambda h: h.t_us)
+
+
+def repeats(n: int, gap_us: int, velocity: int, dur_us: int = 50 * MS) -> Score:
+    return Score(notes=[Note(PITCH, 200 * MS + k * gap_us, dur_us, velocity) for k in range(n)])
+
+
+def test_repeat_at_62_5_ms_is_planned_and_heard_as_written(spec: PianoSpec) -> None:
+    """R = 40 ms, pulse 35 ms: the key is 27.5/40 = 0.69 up at the next strike (a loud
+    note, so its hammer reaches the string before that release), so a drive of d / 0.69
+    acts as d: every repeat sounds on time and as loud as the first."""
+    truth = truth_with(spec, 40_000)
+    score = repeats(6, 62_500, 110)
+    plan, report, heard = play(spec, truth, score)
+    assert report.notes_dropped == 0
+    # as written but for the lengths: each note is released once its hammer has struck
+    assert all(set(o.changes) <= {"duration_us"} for o in report.outcomes)
+    assert all(o.target_t_us == o.intended_t_us for o in report.outcomes)
+    assert all("re-struck on the partly returned key" in (o.reason or "") for o in report.outcomes[1:])
+    strikes = [c for c in plan if c.op is Op.STRIKE]
+    assert all(c.drive > strikes[0].drive for c in strikes[1:])  # raised for the partial return
+    # the physics hears one note per written note, at the written time and loudness
+    assert len(heard) == 6
+    pipe = spec.timing.pipeline_delay_us
+    for note, h in zip(score.notes, heard, strict=True):
+        assert abs(h.t_us - (note.onset_us + pipe)) <= 1_500
+    v = [h.velocity for h in heard]
+    assert max(v) - min(v) <= 1.5
+    # without re-strikes the old rule merges every other one of them
+    _, old, heard_old = play(spec, truth, score, PlanOptions(restrike=False))
+    assert old.notes_dropped >= 3 and len(heard_old) == 6 - old.notes_dropped
+
+
+def test_repeat_the_drive_cannot_make_up_is_played_softer_and_reported(spec: PianoSpec) -> None:
+    """R = 45 ms: 27.5/45 = 0.61 up, the loudest note would need drive > 1: it is struck
+    at full drive, earlier (the longer latency) and softer, and the physics hears what
+    the planner predicted."""
+    truth = truth_with(spec, 45_000)
+    score = repeats(2, 62_500, 127)
+    _, report, heard = play(spec, truth, score, PlanOptions(restrike_margin=0.04))
+    second = report.outcomes[1]
+    assert second.fate is Fate.ALTERED
+    assert "softer: partial return" in (second.reason or "")
+    assert second.velocity_target is not None and second.velocity_target < report.outcomes[0].velocity_target  # type: ignore[operator]
+    assert len(heard) == 2
+    assert heard[1].velocity == pytest.approx(second.velocity_target, abs=1.5)
+    assert abs(heard[1].t_us - second.target_t_us) <= 1_500
+
+
+def test_repeat_below_the_audible_limit_is_merged_and_reported(spec: PianoSpec) -> None:
+    truth = truth_with(spec, 40_000)
+    score = repeats(2, 30_000, 90)
+    plan, report, heard = play(spec, truth, score)
+    lim = Limits.from_spec(spec, PlanOptions())
+    assert report.notes_dropped == 1
+    (drop,) = report.drops
+    assert drop["reason"].startswith("merged: repeat too fast (30.0 ms < ")
+    need = lim.restrike_floor_us(report.outcomes[0].target_t_us - plan.commands[0].t_us) + math.ceil(
+        lim.restrike_ratio * 40_000
+    )
+    assert drop["reason"] == f"merged: repeat too fast (30.0 ms < {need / 1000:.1f} ms)"
+    assert len(heard) == 1  # the key held through: one sound, no silent strike
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    ret=st.integers(40_000, 90_000),
+    gap=st.integers(45_000, 160_000),
+    velocity=st.integers(40, 120),
+)
+def test_every_planned_note_is_heard_when_and_as_loud_as_planned(
+    spec: PianoSpec, ret: int, gap: int, velocity: int
+) -> None:
+    """Whatever the return time and repeat gap: each note the planner keeps sounds on
+    the hidden-truth physics, at its planned time and loudness (re-struck or not)."""
+    truth = truth_with(spec, ret)
+    _, report, heard = play(spec, truth, repeats(4, gap, velocity))
+    kept = [o for o in report.outcomes if o.fate is not Fate.DROPPED]
+    assert len(heard) == len(kept)
+    for o, h in zip(kept, heard, strict=True):
+        assert abs(h.t_us - o.target_t_us) <= 1_500
+        assert o.velocity_target is not None
+        assert h.velocity == pytest.approx(o.velocity_target, abs=1.5)
+
+
+def test_return_estimate_must_come_with_return_us_and_below_it() -> None:
+    from robo_player.errors import CalibrationError
+    from robo_player.spec.calibration import curve_from_doc, curve_to_doc
+
+    c = KeyCurve(60, 0.2, (0.3, 1.0), (20.0, 120.0), (90_000.0, 20_000.0), 14, 70_000.0, 68_500.0)
+    doc = curve_to_doc(c)
+    assert curve_from_doc(doc, 60, "k") == c
+    with pytest.raises(CalibrationError, match=r"k\.return_est_us: 71000\.0 is out of range"):
+        curve_from_doc({**doc, "return_est_us": 71_000.0}, 60, "k")
+    with pytest.raises(CalibrationError, match="only with return_us"):
+        curve_from_doc({k: v for k, v in doc.items() if k != "return_us"}, 60, "k")
+
+
+def test_soft_fast_repeat_is_struck_louder_and_heard_as_planned(spec: PianoSpec) -> None:
+    """Velocity 40 (a slow strike) 100 ms apart: the repeat's strike would start before
+    the first hammer lands and the key is back; it is struck louder (shorter latency),
+    reported, and heard on time at the planned loudness."""
+    truth = truth_with(spec, 60_000)
+    score = repeats(2, 100_000, 40, dur_us=90 * MS)
+    _, old, _ = play(spec, truth, score, PlanOptions(restrike=False))
+    assert old.notes_dropped == 1
+    _, report, heard = play(spec, truth, score)
+    first, second = report.outcomes
+    assert report.notes_dropped == 0 and second.fate is Fate.ALTERED
+    assert "louder for a fast repeat" in (second.reason or "")
+    assert second.velocity_target is not None and first.velocity_target is not None
+    assert second.velocity_target > first.velocity_target
+    assert second.target_t_us == second.intended_t_us
+    assert len(heard) == 2
+    assert abs(heard[1].t_us - second.target_t_us) <= 1_500
+    assert heard[1].velocity == pytest.approx(second.velocity_target, abs=1.5)
+
+
+def test_repeat_at_62_5_ms_heard_through_the_sim_port(spec: PianoSpec, opened, tmp_path) -> None:  # noqa: ANN001
+    """The same through ``sim://`` with that truth (its sensor adds noise): six heard."""
+    from robo_player.driver import open_port
+
+    truth = truth_with(spec, 40_000)
+    path = tmp_path / "truth.yaml"
+    truth.save(path)
+    score = repeats(6, 62_500, 110)
+    plan, report = plan_piano(score, spec, exact_calibration(spec, truth))
+    assert report.notes_dropped == 0
+    dev = opened(open_port(f"sim://?truth={path}", spec))
+    heard = sorted((h for h in dev.play(plan).heard if h.pitch == PITCH), key=lambda h: h.t_us)
+    assert len(heard) == 6
+    for o, h in zip(report.outcomes, heard, strict=True):
+        assert abs(h.t_us - o.target_t_us) <= 3_000
+        assert o.velocity_target is not None and abs(h.velocity - o.velocity_target) <= 6.0
