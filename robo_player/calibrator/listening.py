@@ -6,7 +6,9 @@ strike with the detector (:mod:`robo_player.hearing`), exactly as with a real
 microphone. Without audio (a note-level sensor) the patterns are only struck, and the
 heard notes are matched as before.
 
-The aligned times are early by one constant ``c`` for the whole session: the sync
+With a sync click (``spec.sync_click``) the patterns are clicked and the aligned
+times are the MCU's own. Without one, the aligned times are early by one constant
+``c`` for the whole session: the sync
 key's latency at full drive (the line through the patterns cannot tell it from the
 clock offset) plus the detector's own delay on that key. :func:`common_offset` finds
 ``c`` from the strikes themselves: the latency family ``A (d - theta)**-alpha`` has no
@@ -45,10 +47,12 @@ def sync_pitch(spec: PianoSpec) -> int:
 
 
 def add_sync(spec: PianoSpec, plan: Plan, pending: list[StrikeResult], end_us: int) -> tuple[list[int], int]:
-    """Shift the round by one pattern span, strike the pattern before and after it.
+    """Shift the round by one pattern span, sound the pattern before and after it: on
+    the sync click where the spec has one (a plain pulse of its output, timed by the
+    firmware like a strike), else struck on the sync key.
 
     Returns the patterns' start times and the round's new end."""
-    key = spec.key(sync_pitch(spec))
+    click = spec.sync_click
     span = PATTERN_SPAN_US
     plan.commands = [replace(c, t_us=c.t_us + span) for c in plan.commands]
     for s in pending:
@@ -57,6 +61,10 @@ def add_sync(spec: PianoSpec, plan: Plan, pending: list[StrikeResult], end_us: i
     for t0 in starts:
         for dt in PATTERN_US:
             t = t0 + dt
+            if click is not None:
+                plan.commands.append(Command(t, Op.STRIKE, click.channel, click.pwm_max, click.pulse_us, 0))
+                continue
+            key = spec.key(sync_pitch(spec))
             plan.commands.append(
                 Command(t, Op.STRIKE, key.channel, key.pwm_max, spec.strike.default_pulse_us, 0)
             )
@@ -87,7 +95,8 @@ def listen_round(
     assert perf.audio is not None
     expected = [expected_window(s, c_us) for s in pending]
     heard, _ = hear_strikes(
-        perf.audio.samples(), perf.audio.sample_rate, expected, sync_pitch(spec), starts, where=where
+        perf.audio.samples(), perf.audio.sample_rate, expected, sync_pitch(spec), starts, where=where,
+        click_delay_us=spec.sync_click.delay_us if spec.sync_click is not None else None,
     )
     for s, h in zip(pending, heard, strict=True):
         if h is not None and math.isfinite(h.velocity):

@@ -50,6 +50,8 @@ class CalibrationReport:
     return_unmeasured: list[int] = field(default_factory=list)  # keys left at the nominal
     heard_by: str = "notes"  # "audio": through the detector; "notes": a note-level sensor
     sync_offset_us: float | None = None  # audio: the constant c found (listening.py)
+    # audio: what fixed the absolute time: "click" (spec.sync_click) or "curves" (c, guessed)
+    clock_by: str | None = None
 
     @property
     def strikes_per_key(self) -> float:
@@ -157,7 +159,13 @@ def calibrate_session(
             )
         if perf.audio is not None:
             report.heard_by = "audio"
-            c_guess = offset_us if report.sync_offset_us is not None else float(spec.nominal.latency_us[-1])
+            report.clock_by = "click" if spec.sync_click is not None else "curves"
+            if spec.sync_click is not None:
+                c_guess = 0.0  # clicked patterns: the clock is absolute
+            elif report.sync_offset_us is not None:
+                c_guess = offset_us
+            else:
+                c_guess = float(spec.nominal.latency_us[-1])
             listen_round(perf, pending, spec, starts, f"calibration round {round_no}", c_guess)
             for s in pending:
                 s.latency_us += offset_us
@@ -172,7 +180,7 @@ def calibrate_session(
         report.strikes += len(pending)
         report.return_probes += sum(1 for s in pending if s.probe_gap_us is not None)
         refit = list(requests)
-        if perf.audio is not None and round_no >= 1:
+        if perf.audio is not None and round_no >= 1 and spec.sync_click is None:
             found = common_offset(strikes, float(spec.nominal.latency_us[-1]))
             if found is not None:
                 for ss in strikes.values():
@@ -193,6 +201,12 @@ def calibrate_session(
             progress(max(finished / len(todo), round_no / (len(ROUND_TARGETS) + 1)))
         if round_no > len(ROUND_TARGETS):
             break
+    if report.clock_by == "curves":
+        log.warning(
+            "calibrate: spec %r has no sync_click: the absolute onsets are uncertain by c, the "
+            "sync key's full-drive latency, guessed from the curves as %.1f ms (a piezo on a spare "
+            "output fixes it: docs/hearing.md)", spec.name, offset_us / 1000,
+        )
     cal = Calibration.nominal(spec)
     cal.measured = True
     for p in todo:

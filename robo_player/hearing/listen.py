@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import HearingError
-from .align import ClockFit, align_take
+from .align import ClockFit, align_clicks, align_take
 from .detector import Detector, clipped_fraction
 
 log = logging.getLogger(__name__)
@@ -37,7 +37,7 @@ class Expected:
 
 @dataclass(frozen=True, slots=True)
 class Heard:
-    t_us: float  # onset, MCU time (the sync key's full-drive latency early: see align)
+    t_us: float  # onset, MCU time (without a sync click: the sync key's full-drive latency early, see align)
     velocity: float
 
 
@@ -67,11 +67,18 @@ def hear_strikes(
     sync_starts_us: list[int],
     *,
     where: str = "audio",
+    click_delay_us: int | None = None,
 ) -> tuple[list[Heard | None], ClockFit]:
-    """Each expected strike's onset (MCU time) and loudness, or None if not heard."""
+    """Each expected strike's onset (MCU time) and loudness, or None if not heard.
+
+    ``click_delay_us`` not None: the sync patterns were clicked (``spec.sync_click``)
+    and the clock is absolute; None: struck on ``sync_pitch`` (early by its latency)."""
     det = Detector(samples, sample_rate, where=where)
     check_take(det.y, where)
-    clock = align_take(det, sync_pitch, sync_starts_us, where)
+    if click_delay_us is not None:
+        clock = align_clicks(det.y, sample_rate, sync_starts_us, click_delay_us, where)
+    else:
+        clock = align_take(det, sync_pitch, sync_starts_us, where)
     out: list[Heard | None] = []
     for e in expected:
         lo = clock.to_audio_s(e.t_us - e.before_us)

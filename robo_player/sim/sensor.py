@@ -84,12 +84,15 @@ class Microphone:
         o = np.lexsort((notes.pitch, t))
         return SoundedNotes(t[o], notes.pitch[o], v[o], e[o]).to_heard()
 
-    def listen(self, perf: Performance, notes: SoundedNotes | None = None) -> Performance:
+    def listen(
+        self, perf: Performance, notes: SoundedNotes | None = None, clicks_us: Sequence[int] = (),
+    ) -> Performance:
         """``perf`` with its notes (``notes``, or else ``perf.heard``) and pedal heard
-        through this microphone (in place)."""
+        through this microphone (in place). ``clicks_us``: when the sync click sounded
+        (from its output's on-edges: the physics); the room's recording has them."""
         if self.room is not None:
             exact = list(perf.heard) if notes is None else notes.to_heard()
-            perf.audio = RoomTake(self.room, exact, list(perf.pedal), self._takes)
+            perf.audio = RoomTake(self.room, exact, list(perf.pedal), self._takes, list(clicks_us))
             self._takes += 1
         perf.heard = self.hear(perf.heard) if notes is None else self.hear_columns(notes)
         if perf.pedal:
