@@ -34,6 +34,7 @@ SYNC_PITCH = 72  # the sync key: the spec's key nearest C5 (clear onsets, short 
 SYNC_HOLD_US = 100_000
 ONSET_GAP_US = 250_000  # predicted onsets of a round's strikes at least this far apart (the detector fits 30 ms of background before and 30 ms of note after each onset; a neighbour's onset or damper inside them spoils the fit)
 EARLY_US = 50_000
+PROBE_LATE = 1.3  # a return probe may sound this much later than its predicted slowest
 WINDOW_MIN_US = 12_000  # a predicted onset's window: this + its tolerance each side  # aligned onsets may read up to this early (the constant c)
 OFFSET_RANGE_US = (-20_000.0, 200_000.0)
 OFFSET_KEYS = 24
@@ -79,6 +80,11 @@ def expected_window(s: StrikeResult, c_us: float) -> Expected:
     later), else anywhere up to the silent latency."""
     if math.isnan(s.expect_us):
         return Expected(s.pitch, s.t_us, EARLY_US, SILENT_LATENCY_US + 5_000)
+    if s.probe_gap_us is not None and s.expect_tol < 0.5:
+        # a key-return probe: full strength if the key was up (the fit's latency at its
+        # drive), slower down to its predicted slowest (s.expect_us) as it was not
+        hi = min(SILENT_LATENCY_US + 5_000, PROBE_LATE * s.expect_us + WINDOW_MIN_US - c_us)
+        return Expected(s.pitch, s.t_us, int(EARLY_US if c_us else 0), int(hi))
     centre = s.expect_us - c_us
     half = WINDOW_MIN_US + s.expect_tol * s.expect_us
     lo = max(-EARLY_US, centre - half)

@@ -16,7 +16,7 @@ from .. import rules
 from ..plan import Command, Op, Plan
 from ..spec.actuators import Actuator
 from ..spec.model import PianoSpec
-from .strikes import SILENT_LATENCY_US, StrikeResult
+from .strikes import SILENT_LATENCY_US, StrikeResult, predicted_latency_us
 
 # --- schedule ------------------------------------------------------------------------
 RETURN_GAP_US = 150_000  # release -> next strike on the same key (key return <= 90 ms)
@@ -235,8 +235,8 @@ def build_round(
     def predict(drive: float, expect_us: float) -> int:
         if not onset_gap_us:
             return 0
-        if expect_us < SILENT_LATENCY_US:
-            return int(expect_us)
+        if expect_us < SILENT_LATENCY_US:  # the request's latest onset: its prediction
+            return int(predicted_latency_us(expect_us))
         return int(np.interp(drive, nom_d, nom_l, left=nom_l[0], right=nom_l[-1]))
 
     max_on = spec.thermal.max_on_us
