@@ -59,5 +59,5 @@ def next_requests(
         # stay above a drive that was silent: bisect toward it if the fit disagrees
         if silent and d <= max(silent):
             d = max(silent) + (0.35 + 0.3 * i) * (loud_min - max(silent))
-        reqs.append(StrikeRequest(0, d, latest_latency_us(lat)))
+        reqs.append(StrikeRequest(0, d, latest_latency_us(lat), onset_us=lat))
     return reqs

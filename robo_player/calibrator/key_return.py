@@ -159,4 +159,4 @@ def next_probe(
     # the slowest it can be: half the drive (e / R = 0.5), or silent
     d_half = 0.5 * PROBE_DRIVE
     lat = float(fit.latency_us(d_half)) if d_half > fit.theta else math.inf
-    return ProbeRequest(gap, PROBE_DRIVE, latest_latency_us(lat))
+    return ProbeRequest(gap, PROBE_DRIVE, latest_latency_us(lat), onset_us=lat)

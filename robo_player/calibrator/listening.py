@@ -28,7 +28,7 @@ from ..performance import Performance
 from ..plan import Command, Op, Plan
 from ..spec.model import PianoSpec
 from .fitting import fit_key
-from .strikes import LAT_NOISE_US, SILENT_LATENCY_US, StrikeResult
+from .strikes import LAT_NOISE_US, SILENT_LATENCY_US, StrikeResult, latest_latency_us
 
 SYNC_PITCH = 72  # the sync key: the spec's key nearest C5 (clear onsets, short period)
 SYNC_HOLD_US = 100_000
@@ -74,12 +74,24 @@ def add_sync(spec: PianoSpec, plan: Plan, pending: list[StrikeResult], end_us: i
     return starts, starts[-1] + span
 
 
-def expected_window(s: StrikeResult, c_us: float) -> Expected:
+def expected_window(s: StrikeResult, c_us: float, absolute: bool = True) -> Expected:
     """Where to look for strike ``s``'s onset (aligned times read ``c_us`` early): around
     its predicted latency when there is one (the nominal curve in round 0, the key's fit
-    later), else anywhere up to the silent latency."""
+    later), else anywhere up to the silent latency.
+
+    ``absolute`` False (no sync click: ``c`` is a guess): the window of session 6's
+    first method, centred on the strike's latest onset less ``c`` (with ``c`` near the
+    nominal full-drive latency that lands near the prediction; kept as it was measured)."""
     if math.isnan(s.expect_us):
         return Expected(s.pitch, s.t_us, EARLY_US, SILENT_LATENCY_US + 5_000)
+    if not absolute:
+        latest = latest_latency_us(s.expect_us) if s.expect_tol < 0.5 else s.expect_us
+        if latest >= SILENT_LATENCY_US:  # as the first method saw it: unknown, the nominal
+            latest = s.expect_us
+        centre = latest - c_us
+        half = WINDOW_MIN_US + s.expect_tol * latest
+        lo = max(-EARLY_US, centre - half)
+        return Expected(s.pitch, s.t_us, int(-lo), int(min(SILENT_LATENCY_US + 5_000, centre + half)))
     if s.probe_gap_us is not None and s.expect_tol < 0.5:
         # a key-return probe: full strength if the key was up (the fit's latency at its
         # drive), slower down to its predicted slowest (s.expect_us) as it was not
@@ -99,7 +111,7 @@ def listen_round(
     """Hear ``pending`` in ``perf.audio``; fills their latency (as aligned: ``c`` early)
     and loudness. ``c_us``: the best guess of ``c`` so far, for the search windows."""
     assert perf.audio is not None
-    expected = [expected_window(s, c_us) for s in pending]
+    expected = [expected_window(s, c_us, spec.sync_click is not None) for s in pending]
     heard, _ = hear_strikes(
         perf.audio.samples(), perf.audio.sample_rate, expected, sync_pitch(spec), starts, where=where,
         click_delay_us=spec.sync_click.delay_us if spec.sync_click is not None else None,

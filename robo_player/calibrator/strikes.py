@@ -21,7 +21,7 @@ VEL_NOISE = 1.0  # loudness noise of the microphone (s.d., velocity units)
 VEL_CLIP = math.inf  # loudness at or above this is taken as clipped (the sensor does not clip)
 
 # A strike predicted at latency L is given until LATE_FACTOR x L + LATE_MARGIN_US to
-# sound (its release, the next strike on its key): the one margin, both ways
+# sound (its release, the next strike on its key)
 LATE_FACTOR = 1.5
 LATE_MARGIN_US = 20_000
 
@@ -31,11 +31,6 @@ def latest_latency_us(lat_us: float) -> float:
     if not math.isfinite(lat_us):
         return float(SILENT_LATENCY_US)
     return min(float(SILENT_LATENCY_US), LATE_FACTOR * lat_us + LATE_MARGIN_US)
-
-
-def predicted_latency_us(latest_us: float) -> float:
-    """The prediction a :func:`latest_latency_us` came from."""
-    return (latest_us - LATE_MARGIN_US) / LATE_FACTOR
 
 
 # A strike's onset comes its key's latency after the command, at most the silent limit
