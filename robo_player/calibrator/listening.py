@@ -28,7 +28,7 @@ from ..performance import Performance
 from ..plan import Command, Op, Plan
 from ..spec.model import PianoSpec
 from .fitting import fit_key
-from .strikes import LAT_NOISE_US, SILENT_LATENCY_US, StrikeResult, latest_latency_us
+from .strikes import LAT_NOISE_US, SILENT_LATENCY_US, StrikeResult
 
 SYNC_PITCH = 72  # the sync key: the spec's key nearest C5 (clear onsets, short period)
 SYNC_HOLD_US = 100_000
@@ -79,20 +79,12 @@ def expected_window(s: StrikeResult, c_us: float, absolute: bool = True) -> Expe
     its predicted latency when there is one (the nominal curve in round 0, the key's fit
     later), else anywhere up to the silent latency.
 
-    ``absolute`` False (no sync click: ``c`` is a guess): the window of session 6's
-    first method, centred on the strike's latest onset less ``c`` (with ``c`` near the
-    nominal full-drive latency that lands near the prediction; kept as it was measured)."""
+    ``absolute`` False (no sync click: ``c`` is a guess): the first method's windows
+    (``build_round`` put the strike's latest onset in ``expect_us``; less ``c`` near
+    the nominal full-drive latency, that lands near the prediction), as measured."""
     if math.isnan(s.expect_us):
         return Expected(s.pitch, s.t_us, EARLY_US, SILENT_LATENCY_US + 5_000)
-    if not absolute:
-        latest = latest_latency_us(s.expect_us) if s.expect_tol < 0.5 else s.expect_us
-        if latest >= SILENT_LATENCY_US:  # as the first method saw it: unknown, the nominal
-            latest = s.expect_us
-        centre = latest - c_us
-        half = WINDOW_MIN_US + s.expect_tol * latest
-        lo = max(-EARLY_US, centre - half)
-        return Expected(s.pitch, s.t_us, int(-lo), int(min(SILENT_LATENCY_US + 5_000, centre + half)))
-    if s.probe_gap_us is not None and s.expect_tol < 0.5:
+    if absolute and s.probe_gap_us is not None and s.expect_tol < 0.5:
         # a key-return probe: full strength if the key was up (the fit's latency at its
         # drive), slower down to its predicted slowest (s.expect_us) as it was not
         hi = min(SILENT_LATENCY_US + 5_000, PROBE_LATE * s.expect_us + WINDOW_MIN_US - c_us)

@@ -226,8 +226,13 @@ def build_round(
     coils: dict[int, CoilHeat],
     order: list[int],
     onset_gap_us: int = 0,
+    absolute: bool = True,
 ) -> tuple[Plan, list[StrikeResult], int]:
     """One plan striking every requested key; returns (plan, pending strikes, end_us).
+
+    ``absolute`` False (listening without a sync click, docs/hearing.md): strikes are
+    predicted at their latest onset (``expect_latency_us``), as the first method was
+    measured; True: at their predicted latency (``onset_us``).
 
     ``onset_gap_us`` > 0 (listening through a microphone): no two strikes' predicted
     onsets (the expected latency, or the spec's nominal curve while unknown) closer."""
@@ -235,9 +240,11 @@ def build_round(
     nom_d = np.asarray(spec.nominal.drive, dtype=float)
     nom_l = np.asarray(spec.nominal.latency_us, dtype=float)
 
-    def predict(drive: float, onset_us: float) -> int:
+    def predict(drive: float, onset_us: float, latest_us: float = math.inf) -> int:
         if not onset_gap_us:
             return 0
+        if not absolute:
+            onset_us = latest_us if latest_us < SILENT_LATENCY_US else math.nan
         if math.isfinite(onset_us):  # the key's fit
             return int(onset_us)
         return int(np.interp(drive, nom_d, nom_l, left=nom_l[0], right=nom_l[-1]))
@@ -271,7 +278,7 @@ def build_round(
             ]
             if rq.probe is None:
                 times = [
-                    sched.place(pitch, drive, on_us, ready[pitch], predict(drive, rq.onset_us))
+                    sched.place(pitch, drive, on_us, ready[pitch], predict(drive, rq.onset_us, rq.expect_latency_us))
                 ]
             else:
                 pr = rq.probe
@@ -282,8 +289,8 @@ def build_round(
                     sched.place_pair(
                         pitch, (drive, on_us), (level2 / key.pwm_max, on2), pr.gap_us, ready[pitch],
                         (
-                            predict(drive, rq.onset_us),
-                            predict(level2 / key.pwm_max, pr.onset_us),
+                            predict(drive, rq.onset_us, rq.expect_latency_us),
+                            predict(level2 / key.pwm_max, pr.onset_us, pr.expect_latency_us),
                         ),
                     )
                 )
@@ -294,8 +301,9 @@ def build_round(
                 cmds.append(Command(t + on, Op.RELEASE, key.channel, 0, 0, 0, idx))
                 sr = StrikeResult(pitch, dr, t, probe_gap_us=gap)
                 if onset_gap_us:
-                    sr.expect_us = float(predict(dr, onset))
-                    sr.expect_tol = 0.15 if math.isfinite(onset) else 0.5
+                    sr.expect_us = float(predict(dr, onset, expect))
+                    known = math.isfinite(onset) if absolute else expect < SILENT_LATENCY_US
+                    sr.expect_tol = 0.15 if known else 0.5
                 pending.append(sr)
                 # next strike on this key: after the latest possible onset and the key's return
                 ready[pitch] = max(t + on, t + int(expect) + 1) + RETURN_GAP_US

@@ -130,7 +130,9 @@ def calibrate_session(
             break
         order = list(requests)
         rng.shuffle(order)
-        plan, pending, end_us = build_round(spec, requests, coils, order, ONSET_GAP_US if audio else 0)
+        plan, pending, end_us = build_round(
+            spec, requests, coils, order, ONSET_GAP_US if audio else 0, spec.sync_click is not None
+        )
         starts: list[int] = []
         if audio:
             starts, end_us = add_sync(spec, plan, pending, end_us)

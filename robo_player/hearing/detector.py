@@ -63,6 +63,9 @@ GAP_S = 0.003  # the windows before and after a boundary keep this far from it
 STRETCH = 1e-3 / 16  # partial k may sit up to STRETCH·k² above k·f0 (a string's inharmonicity)
 NNLS_ITERS = 200
 MIN_NEW = 30.0  # new_share: a key sounded when this many noise units of it appeared
+# a known key's candidate: this fraction of its partials rose by 6 dB (a soft low note
+# is dark: its upper partials stay under the noise; the owner test still has to pass)
+FIND_MIN_FRACTION = 0.25
 FIND_RISE_DB = 4.0  # a known key's candidates: a smaller rise (a re-strike of a ringing key)
 FLOOR_X = 3.0
 BLIND_RELATIVE = 0.25  # key unknown: our share of what appeared must be >= this x the largest rival's
@@ -371,7 +374,7 @@ class Detector:
         cands = [f0 + int(j) for j in np.nonzero(ok)[0]]
         frac = {i: self.risen_fraction(pitch, i) for i in cands}
         for i in sorted(cands, key=lambda i: (-round(2 * frac[i]) / 2, -r[i])):
-            if frac[i] < 0.25:
+            if frac[i] < FIND_MIN_FRACTION:
                 break
             t_mid = self._midpoint(pitch, i)
             if not alone and self.new_share(pitch, t_mid, others) < MIN_NEW:
