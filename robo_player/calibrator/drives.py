@@ -35,7 +35,7 @@ def next_requests(
         return []
     strikes = [s for s in strikes if s.probe_gap_us is None]
     heard = [s for s in strikes if s.heard]
-    silent = [s.drive for s in strikes if not s.heard]
+    silent = [s.drive for s in strikes if not s.heard and not s.missed]
     loud_min = min((s.drive for s in heard), default=1.0)
     if fit is None:
         # nothing or one note heard: bracket upward between the loudest silent drive and 1

@@ -115,6 +115,18 @@ def listen_round(
             s.velocity = h.velocity
 
 
+def mark_missed(strikes: list[StrikeResult]) -> int:
+    """Mark the ordinary strikes of one key not heard at a drive above one that was heard
+    (the physics is monotone in drive; key-return probes aside): the detector missed
+    them, they are not silence. Returns how many."""
+    heard = [s.drive for s in strikes if s.heard and s.probe_gap_us is None]
+    n = 0
+    for s in strikes:
+        s.missed = bool(heard) and not s.heard and s.probe_gap_us is None and s.drive > min(heard)
+        n += s.missed
+    return n
+
+
 def _cost(strikes: dict[int, list[StrikeResult]], c: float) -> float:
     """Sum over keys of (latency fit rms)² x strikes with ``c`` added to every heard
     latency (the fit drops gross outliers, as the session's does)."""

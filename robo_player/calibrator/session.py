@@ -21,10 +21,10 @@ from ..spec.model import PianoSpec
 from .drives import FIRST_ROUND_U, ROUND_TARGETS, next_requests
 from .fitting import KeyFit, curve_from_fit, fit_key
 from .key_return import PROBE_GAP_FRACTION, next_probe, return_estimate
-from .listening import ONSET_GAP_US, add_sync, common_offset, listen_round
+from .listening import ONSET_GAP_US, add_sync, common_offset, listen_round, mark_missed
 from .pedal import pedal_commands, pedal_latency
 from .scheduler import STAGGER_US, CoilHeat, StrikeRequest, build_round
-from .strikes import SILENT_LATENCY_US, StrikeResult, match_strikes
+from .strikes import SILENT_LATENCY_US, VEL_NOISE, VEL_NOISE_AUDIO, StrikeResult, match_strikes
 
 Progress = Callable[[float], None]
 
@@ -182,6 +182,10 @@ def calibrate_session(
         report.strikes += len(pending)
         report.return_probes += sum(1 for s in pending if s.probe_gap_us is not None)
         refit = list(requests)
+        if perf.audio is not None and spec.sync_click is not None:
+            missed = sum(mark_missed(strikes[p]) for p in refit)
+            if missed:
+                log.info("calibration round %d: %d strikes not heard above a heard drive: missed", round_no, missed)
         if perf.audio is not None and round_no >= 1 and spec.sync_click is None:
             found = common_offset(strikes, float(spec.nominal.latency_us[-1]))
             if found is not None:
@@ -192,7 +196,9 @@ def calibrate_session(
                 report.sync_offset_us = found
                 refit = [p for p in todo if strikes[p]]
         for p in refit:
-            fits[p] = fit_key(strikes[p])
+            # through audio the loudness is noisier; the first method (no click) kept the
+            # note-level figure, and its c comes from these fits: left as measured
+            fits[p] = fit_key(strikes[p], VEL_NOISE_AUDIO if report.clock_by == "click" else VEL_NOISE)
         # coils cool between rounds only as far as the device's clock says; keep the
         # model's times relative to the next plan's zero
         for c in coils.values():

@@ -18,6 +18,8 @@ from ..performance import Performance
 SILENT_LATENCY_US = 400_000  # a strike slower than this never sounds (docs/simulator.md)
 LAT_NOISE_US = 200.0  # onset timing noise of the microphone (s.d.)
 VEL_NOISE = 1.0  # loudness noise of the microphone (s.d., velocity units)
+# ... through audio: the detector's loudness in a room (measured |error| ~2, docs/hearing.md)
+VEL_NOISE_AUDIO = 2.5
 VEL_CLIP = math.inf  # loudness at or above this is taken as clipped (the sensor does not clip)
 
 # A strike predicted at latency L is given until LATE_FACTOR x L + LATE_MARGIN_US to
@@ -55,6 +57,9 @@ class StrikeResult:
     # the silent latency) and how far off it may be, as a fraction of it
     expect_us: float = math.nan
     expect_tol: float = 0.5
+    # listening: not heard, yet a softer strike of the key was: the detector missed it
+    # (a soft low note's partials barely rise); neither heard nor silent for the fit
+    missed: bool = False
 
 
 def match_strikes(perf: Performance, pending: list[StrikeResult]) -> int:
