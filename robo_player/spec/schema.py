@@ -346,11 +346,8 @@ NOMINAL = Section(
     ),
 )
 
-PEDAL = Section(
-    "pedal",
-    PedalSpec,
-    "Sustain-pedal actuator (optional). Shares the channel space with the keys.",
-    (
+# One output beside the keys (the pedal, the sync click): where it is wired
+ONE_OUTPUT: tuple[Field, ...] = (
         Field(
             "channel",
             Kind.INT,
@@ -361,6 +358,14 @@ PEDAL = Section(
         ),
         Field("board", Kind.STR, "id of the driver board", pattern=ID_PATTERN),
         Field("pwm_bits", Kind.INT, "PWM resolution (<= its board's)", "bits", 1, 16),
+)
+
+PEDAL = Section(
+    "pedal",
+    PedalSpec,
+    "Sustain-pedal actuator (optional). Shares the channel space with the keys.",
+    (
+        *ONE_OUTPUT,
         Field(
             "latency_us", Kind.INT, "nominal command to dampers lifted/lowered", "us", 0, 1_000_000
         ),
@@ -375,16 +380,7 @@ SYNC_CLICK = Section(
     "through a MOSFET; hearing's absolute time reference (docs/hearing.md). Shares the "
     "channel space with the keys.",
     (
-        Field(
-            "channel",
-            Kind.INT,
-            "global actuator index, unique, inside its board's block",
-            "index",
-            0,
-            4095,
-        ),
-        Field("board", Kind.STR, "id of the driver board", pattern=ID_PATTERN),
-        Field("pwm_bits", Kind.INT, "PWM resolution (<= its board's)", "bits", 1, 16),
+        *ONE_OUTPUT,
         Field(
             "delay_us", Kind.INT, "output on-edge to the click at the microphone", "us", 0, 20_000
         ),
