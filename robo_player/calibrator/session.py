@@ -24,7 +24,18 @@ from .key_return import PROBE_GAP_FRACTION, next_probe, return_estimate
 from .listening import ONSET_GAP_US, add_sync, common_offset, listen_round, mark_missed
 from .pedal import pedal_commands, pedal_latency
 from .scheduler import STAGGER_US, CoilHeat, StrikeRequest, build_round
-from .strikes import SILENT_LATENCY_US, VEL_NOISE, VEL_NOISE_AUDIO, StrikeResult, match_strikes
+from .strikes import (
+    LAT_NOISE_AUDIO_US,
+    LAT_NOISE_US,
+    SILENT_LATENCY_US,
+    VEL_NOISE,
+    VEL_NOISE_AUDIO,
+    StrikeResult,
+    match_strikes,
+)
+
+NOISE_NOTES = (VEL_NOISE, LAT_NOISE_US)  # what fit_key allows of a note-level sensor
+NOISE_AUDIO = (VEL_NOISE_AUDIO, LAT_NOISE_AUDIO_US)  # ... and of the detector
 
 Progress = Callable[[float], None]
 
@@ -196,9 +207,9 @@ def calibrate_session(
                 report.sync_offset_us = found
                 refit = [p for p in todo if strikes[p]]
         for p in refit:
-            # through audio the loudness is noisier; the first method (no click) kept the
-            # note-level figure, and its c comes from these fits: left as measured
-            fits[p] = fit_key(strikes[p], VEL_NOISE_AUDIO if report.clock_by == "click" else VEL_NOISE)
+            # through audio loudness and onsets are noisier; the first method (no click)
+            # kept the note-level figures, and its c comes from these fits: as measured
+            fits[p] = fit_key(strikes[p], *(NOISE_AUDIO if report.clock_by == "click" else NOISE_NOTES))
         # coils cool between rounds only as far as the device's clock says; keep the
         # model's times relative to the next plan's zero
         for c in coils.values():

@@ -20,6 +20,7 @@ LAT_NOISE_US = 200.0  # onset timing noise of the microphone (s.d.)
 VEL_NOISE = 1.0  # loudness noise of the microphone (s.d., velocity units)
 # ... through audio: the detector's loudness in a room (measured |error| ~2, docs/hearing.md)
 VEL_NOISE_AUDIO = 2.5
+LAT_NOISE_AUDIO_US = 500.0  # ... and its onsets (a soft or low note: 0.5-1 ms, docs/hearing.md)
 VEL_CLIP = math.inf  # loudness at or above this is taken as clipped (the sensor does not clip)
 
 # A strike predicted at latency L is given until LATE_FACTOR x L + LATE_MARGIN_US to
