@@ -72,10 +72,16 @@ def test_learning_from_a_recording_of_the_fixed_take(spec) -> None:  # noqa: ANN
     assert played["sync_pitch"] == 72 and len(played["strikes"]) == 18
     with open_port("sim://?sensor=audio&truth_seed=4", spec) as dev:
         perf = dev.play(plan)
+        truth = dev._truth
     take = perf.audio
     assert take is not None
     cal, rep = learn_from_recording(spec, Recording(take.samples(), take.sample_rate), played, "take.wav")
     assert rep.heard_by == "audio" and set(rep.lat_rms_us) == {60, 67}
+    # the take clicked its patterns (the spec has a sync click): absolute, no c guessed
+    assert played["click_delay_us"] == spec.sync_click.delay_us and rep.clock_by == "click"
+    assert rep.sync_offset_us is None
+    for p in (60, 67):
+        assert abs(cal.keys[p].latency_at(1.0) - truth.key(p).latency_full_us) < 1_000, p
     # a recording of something else: the sync pattern is not there
     other = np.random.default_rng(0).normal(0, 0.01, take.sample_rate * 5).astype(np.float32)
     with pytest.raises(HearingError, match="sync pattern"):
