@@ -73,7 +73,9 @@ def _click_plan(spec, drive: int) -> Plan:  # noqa: ANN001
     )
 
 
-@pytest.mark.parametrize("url", ["sim://", "vmcu://", "fw-host://"])
+@pytest.mark.parametrize(
+    "url", ["sim://", "vmcu://", "fw-host://", pytest.param("fw-avr://", marks=pytest.mark.slow)]
+)
 def test_the_room_clicks_where_the_pin_went_on(spec, url: str) -> None:  # noqa: ANN001
     with open_port(f"{url}?sensor=audio&offset_s=0.2&drift_ppm=0", spec) as dev:
         perf = dev.play(_click_plan(spec, spec.sync_click.pwm_max))
