@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -83,10 +84,16 @@ def calibration_part(args: argparse.Namespace) -> None:
           f"played: a random piece (not shipped), {len(piece.notes)} notes")
     print(f"{'sensor':<34} {'strikes/key':>11} {'wall s':>7} {'lat err mean/p99 us':>20} "
           f"{'vel err mean':>12} {'onset p99 ms':>12} {'shift ms':>9} {'p99 around shift':>16} {'|vel err|':>9}")
-    for name, url in (
-        ("note-level (sensor=notes)", "sim://?sensor=notes"),
-        (f"audio ({args.snr:g} dB SNR, room, drift)", f"sim://?sensor=audio&snr_db={args.snr}"),
-    ):
+    audio_url = f"sim://?sensor=audio&snr_db={args.snr}" + "".join(f"&{o}" for o in args.room)
+    no_click = replace(spec, sync_click=None)
+    rows = [("note-level (sensor=notes)", "sim://?sensor=notes", spec)]
+    if spec.sync_click is not None:
+        rows.append((f"audio+click ({args.snr:g} dB, room, drift)", audio_url, spec))
+    rows.append((f"audio, no click ({args.snr:g} dB)", audio_url, no_click))
+    for name, url, sp in rows:
+        if args.only and args.only not in name:
+            continue
+        spec = sp
         dev = open_port(url, spec, truth_seed=args.seed, sensor_seed=args.seed)
         t0 = time.perf_counter()
         try:
@@ -169,6 +176,9 @@ def main() -> None:
     ap.add_argument("--range", type=int, nargs=2, default=[0, 127], metavar=("LO", "HI"),
                     help="calibrate keys in this pitch range only")
     ap.add_argument("--pieces", nargs="*", default=["bwv66.6"], help="bundled pieces for the detector")
+    ap.add_argument("--room", nargs="*", default=[], metavar="OPT=V",
+                    help="more options of the room microphone (e.g. rt60_s=0: no reverb)")
+    ap.add_argument("--only", default="", help="calibration: only the rows whose name has this")
     ap.add_argument("--part", choices=["all", "calibration", "detector"], default="all")
     args = ap.parse_args()
     if args.part in ("all", "calibration"):

@@ -77,6 +77,7 @@ class Build:
     thermal: dict[str, object]
     power: dict[str, object]
     timing: dict[str, object]
+    sync_click: dict[str, object] | None = None
 
 
 def _fmt(v: object) -> str:
@@ -192,6 +193,12 @@ def render(b: Build) -> str:
     if b.pedal is not None:
         lines.append("")
         lines += _section("pedal", b.pedal, {"latency_us": "dampers need 30..60 ms"})
+    if b.sync_click is not None:
+        lines += ["", "# A piezo disc next to the microphone, on a spare output through a MOSFET:",
+                  "# hearing's absolute time reference (docs/hearing.md)."]
+        lines += _section("sync_click", b.sync_click, {
+            "delay_us": "piezo response; add 3 us per mm between piezo and microphone",
+        })
     return "\n".join(lines) + "\n"
 
 
@@ -227,7 +234,8 @@ GRAND = Build(
     ),
     header="""
 Solenoid grand piano, 88 keys A0..C8 (MIDI 21..108) + sustain pedal.
-6 x PCA9685 at I2C 0x40..0x45: 96 channels; keys on channels 0..87, pedal on 88.
+6 x PCA9685 at I2C 0x40..0x45: 96 channels; keys on channels 0..87, pedal on 88,
+a piezo sync click on 89 (hearing's clock reference).
 Power: 48 V / 10 ohm = 4.8 A per coil at full drive; 8 strikes = 38.4 A < 40 A.
 """,
     lowest=21,
@@ -245,6 +253,7 @@ Power: 48 V / 10 ohm = 4.8 A per coil at full drive; 8 strikes = 38.4 A < 40 A.
     ],
     pwm_bits=12,
     pedal={"channel": 88, "board": "pca5", "pwm_bits": 12, "latency_us": 45000, "hold_duty": 0.35},
+    sync_click={"channel": 89, "board": "pca5", "pwm_bits": 12, "delay_us": 100, "pulse_us": 2000},
     strike=PIANO_STRIKE,
     thermal=piano_thermal(tau_s=30.0, heat_capacity_j_per_k=25.0),
     power={"supply_v": 48.0, "supply_a": 40.0, "coil_ohm": 10.0, "max_simultaneous_strikes": 8},

@@ -169,7 +169,7 @@ def test_bad_commands_are_refused_and_none_of_their_chunk_is_taken(url: str) -> 
     key = SP.actuators.by_role("key:60")
     ok = _notes(300_000, 1)
     bad = [
-        (Command(400_000, Op.PULSE_HOLD, 500, 100, 20_000), r"no actuator 500 in spec .*0\.\.88"),
+        (Command(400_000, Op.PULSE_HOLD, 500, 100, 20_000), r"no actuator 500 in spec .*0\.\.89"),
         (
             Command(400_000, Op.PULSE_HOLD, key.index, key.pwm_max + 1, 20_000),
             rf"drive {key.pwm_max + 1}.*allowed: drive and hold 0\.\.{key.pwm_max}",

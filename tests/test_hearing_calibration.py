@@ -5,6 +5,7 @@ sync patterns and hears each strike with the detector. Full-piano figures: bench
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -41,8 +42,8 @@ def audio_session(spec):  # noqa: ANN001, ANN201
 
 def test_calibration_hears_through_audio(audio_session) -> None:  # noqa: ANN001
     cal, rep, truth = audio_session
-    assert rep.heard_by == "audio"
-    assert rep.sync_offset_us is not None and 0 < rep.sync_offset_us < 60_000
+    assert rep.heard_by == "audio" and rep.clock_by == "click"  # the spec has a sync click
+    assert rep.sync_offset_us is None  # no constant guessed: the clicks fix the clock
     for p in PITCHES:
         c = cal.keys[p]
         assert 3 <= c.strikes <= 14
@@ -53,6 +54,17 @@ def test_calibration_hears_through_audio(audio_session) -> None:  # noqa: ANN001
         mine = np.array([c.latency_at(x) for x in d]) - c.latency_at(1.0)
         true = np.array([_truth_latency(kt, x) for x in d]) - _truth_latency(kt, 1.0)
         assert np.max(np.abs(mine - true)) < 3_000, (p, np.round(mine - true))
+        # absolute, not only its shape: the full-drive latency itself
+        assert abs(c.latency_at(1.0) - kt.latency_full_us) < 1_000, p  # measured: 30-260 us
+
+
+def test_calibration_without_a_click_guesses_c(spec) -> None:  # noqa: ANN001
+    bare = replace(spec, sync_click=None)
+    with open_port("sim://?sensor=audio&truth_seed=3", bare) as dev:
+        cal, rep = calibrate_session(dev, bare, pitches=PITCHES)
+    assert rep.heard_by == "audio" and rep.clock_by == "curves"
+    assert rep.sync_offset_us is not None and 0 < rep.sync_offset_us < 60_000
+    assert set(cal.keys) >= set(PITCHES)
 
 
 def test_learning_from_a_recording_of_the_fixed_take(spec) -> None:  # noqa: ANN001
@@ -60,10 +72,16 @@ def test_learning_from_a_recording_of_the_fixed_take(spec) -> None:  # noqa: ANN
     assert played["sync_pitch"] == 72 and len(played["strikes"]) == 18
     with open_port("sim://?sensor=audio&truth_seed=4", spec) as dev:
         perf = dev.play(plan)
+        truth = dev._truth
     take = perf.audio
     assert take is not None
     cal, rep = learn_from_recording(spec, Recording(take.samples(), take.sample_rate), played, "take.wav")
     assert rep.heard_by == "audio" and set(rep.lat_rms_us) == {60, 67}
+    # the take clicked its patterns (the spec has a sync click): absolute, no c guessed
+    assert played["click_delay_us"] == spec.sync_click.delay_us and rep.clock_by == "click"
+    assert rep.sync_offset_us is None
+    for p in (60, 67):
+        assert abs(cal.keys[p].latency_at(1.0) - truth.key(p).latency_full_us) < 1_000, p
     # a recording of something else: the sync pattern is not there
     other = np.random.default_rng(0).normal(0, 0.01, take.sample_rate * 5).astype(np.float32)
     with pytest.raises(HearingError, match="sync pattern"):

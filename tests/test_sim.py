@@ -270,7 +270,7 @@ def test_expand_plan(spec: PianoSpec) -> None:
 @pytest.mark.parametrize(
     "cmd, match",
     [
-        (Command(0, Op.STRIKE, 200, drive=1), r"no actuator 200 in spec .* \(actuators: 0\.\.88\)"),
+        (Command(0, Op.STRIKE, 200, drive=1), r"no actuator 200 in spec .* \(actuators: 0\.\.89\)"),
         (Command(0, Op.STRIKE, 0, drive=5000), "drive 5000"),
         (Command(0, Op.SET, 88, drive=4096), r"drive 4096.*allowed: drive and hold 0\.\.4095"),
         (Command(0, Op.SET, 99, drive=1), r"no actuator 99 in spec"),

@@ -94,7 +94,7 @@ def test_grand_spec_matches_the_build() -> None:
         b.kind is DriverKind.PCA9685 and b.channels == 16 and b.pwm_bits == 12 for b in s.boards
     )
     assert [b.i2c_address for b in s.boards] == list(range(0x40, 0x46))
-    assert s.pedal is not None and s.actuator_count == 89
+    assert s.pedal is not None and s.sync_click is not None and s.actuator_count == 90
     channels = [k.channel for k in s.keys] + [s.pedal.channel]
     assert len(set(channels)) == 89
     p = s.power
@@ -365,7 +365,7 @@ def test_pedal_is_optional(tmp_path: Path) -> None:
     doc = grand()
     del doc["pedal"]
     s = load_spec(write(tmp_path, doc))
-    assert s.pedal is None and s.actuator_count == 88
+    assert s.pedal is None and s.actuator_count == 89  # the keys and the sync click
 
 
 @pytest.mark.parametrize(
@@ -845,8 +845,10 @@ def test_a_piano_body_under_a_guitar_family_is_refused(tmp_path: Path, family: s
 def test_actuator_map_of_the_grand() -> None:
     spec = load_spec(GRAND)
     amap = spec.actuators
-    assert len(amap) == 89 and amap.count == 89
-    assert [a.index for a in amap] == list(range(89))
+    assert len(amap) == 90 and amap.count == 90  # 88 keys, the pedal, the sync click
+    assert [a.index for a in amap] == list(range(90))
+    click = amap[89]
+    assert click.role == "sync_click" and not click.on_supply and click.hold_duty == 0.0
     by_board = {b.id: b for b in spec.boards}
     first = 0
     starts = {}
@@ -871,7 +873,7 @@ def test_actuator_map_of_the_grand() -> None:
     assert amap.supply_a == spec.power.supply_a
     assert amap.max_concurrent == spec.power.max_simultaneous_strikes
     with pytest.raises(KeyError):
-        amap[89]
+        amap[90]
 
 
 def test_actuator_map_follows_a_replaced_spec() -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from .fitting import KeyFit
 from .scheduler import StrikeRequest
-from .strikes import SILENT_LATENCY_US, StrikeResult
+from .strikes import SILENT_LATENCY_US, StrikeResult, latest_latency_us
 
 # Round plan: each round gives every unfinished key these targets, expressed as
 # latencies (µs) to aim at from the current fit; 1.0 means "full drive".
@@ -35,7 +35,7 @@ def next_requests(
         return []
     strikes = [s for s in strikes if s.probe_gap_us is None]
     heard = [s for s in strikes if s.heard]
-    silent = [s.drive for s in strikes if not s.heard]
+    silent = [s.drive for s in strikes if not s.heard and not s.missed]
     loud_min = min((s.drive for s in heard), default=1.0)
     if fit is None:
         # nothing or one note heard: bracket upward between the loudest silent drive and 1
@@ -59,5 +59,5 @@ def next_requests(
         # stay above a drive that was silent: bisect toward it if the fit disagrees
         if silent and d <= max(silent):
             d = max(silent) + (0.35 + 0.3 * i) * (loud_min - max(silent))
-        reqs.append(StrikeRequest(0, d, min(SILENT_LATENCY_US, 1.5 * lat + 20_000)))
+        reqs.append(StrikeRequest(0, d, latest_latency_us(lat), onset_us=lat))
     return reqs

@@ -217,15 +217,18 @@ def isotonic(y: Floats, increasing: bool = True) -> np.ndarray:
     return arr if increasing else -arr
 
 
-def fit_key(strikes: Sequence[StrikeResult]) -> KeyFit | None:
+def fit_key(
+    strikes: Sequence[StrikeResult], vel_noise: float = VEL_NOISE, lat_noise_us: float = LAT_NOISE_US,
+) -> KeyFit | None:
     """Fit one key's curves from its strikes; None if fewer than two were heard.
 
-    Key-return probes (``probe_gap_us`` set) are left out: the key was not fully up."""
+    Key-return probes (``probe_gap_us`` set) are left out: the key was not fully up.
+    ``vel_noise``, ``lat_noise_us``: the loudness and onset noise of what heard them (s.d.)."""
     strikes = [s for s in strikes if s.probe_gap_us is None]
     heard = [s for s in strikes if s.heard]
     if len(heard) < 2:
         return None
-    silent = [s.drive for s in strikes if not s.heard]
+    silent = [s.drive for s in strikes if not s.heard and not s.missed]
     d = np.array([s.drive for s in heard])
     lat = np.array([s.latency_us for s in heard])
     vel = np.array([s.velocity for s in heard])
@@ -236,7 +239,7 @@ def fit_key(strikes: Sequence[StrikeResult]) -> KeyFit | None:
         resid = np.abs(pred - lat)
         resid[~keep] = 0.0
         worst = int(np.argmax(resid))
-        if keep.sum() >= 5 and resid[worst] > max(8 * LAT_NOISE_US, 0.02 * lat[worst]):
+        if keep.sum() >= 5 and resid[worst] > max(8 * lat_noise_us, 0.02 * lat[worst]):
             keep[worst] = False
         else:
             break
@@ -250,7 +253,7 @@ def fit_key(strikes: Sequence[StrikeResult]) -> KeyFit | None:
     consistent = all(  # a silent strike the fit says should have sounded: fit is wrong
         sd <= theta or float(fit.latency_us(sd)) > 0.8 * SILENT_LATENCY_US for sd in silent
     )
-    poor = lat_rms > 4 * LAT_NOISE_US + 0.004 * float(lat.mean()) or vel_rms > 3 * VEL_NOISE
+    poor = lat_rms > 4 * lat_noise_us + 0.004 * float(lat.mean()) or vel_rms > 3 * vel_noise
     if (poor or not consistent or vb <= 0) and keep.sum() >= 4:
         log.info(
             "key fit poor (lat rms %.0f us, vel rms %.2f, consistent %s): isotonic fallback",

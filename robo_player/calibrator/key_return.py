@@ -17,7 +17,7 @@ import numpy as np
 
 from .fitting import KeyFit
 from .scheduler import STAGGER_US, ProbeRequest
-from .strikes import LAT_NOISE_US, SILENT_LATENCY_US, VEL_NOISE, StrikeResult
+from .strikes import LAT_NOISE_US, SILENT_LATENCY_US, VEL_NOISE, StrikeResult, latest_latency_us
 
 # --- key return (see docs/calibration.md, "Key return") -----------------------------------
 # A strike e µs after the key's release, e < R (the key's return time), acts as if its
@@ -166,5 +166,4 @@ def next_probe(
     # the slowest it can be: half the drive (e / R = 0.5), or silent
     d_half = 0.5 * PROBE_DRIVE
     lat = float(fit.latency_us(d_half)) if d_half > fit.theta else math.inf
-    expect = min(SILENT_LATENCY_US, 1.5 * lat + 20_000) if math.isfinite(lat) else SILENT_LATENCY_US
-    return ProbeRequest(gap, PROBE_DRIVE, expect)
+    return ProbeRequest(gap, PROBE_DRIVE, latest_latency_us(lat), onset_us=lat)

@@ -6,7 +6,9 @@ strike with the detector (:mod:`robo_player.hearing`), exactly as with a real
 microphone. Without audio (a note-level sensor) the patterns are only struck, and the
 heard notes are matched as before.
 
-The aligned times are early by one constant ``c`` for the whole session: the sync
+With a sync click (``spec.sync_click``) the patterns are clicked and the aligned
+times are the MCU's own. Without one, the aligned times are early by one constant
+``c`` for the whole session: the sync
 key's latency at full drive (the line through the patterns cannot tell it from the
 clock offset) plus the detector's own delay on that key. :func:`common_offset` finds
 ``c`` from the strikes themselves: the latency family ``A (d - theta)**-alpha`` has no
@@ -32,6 +34,7 @@ SYNC_PITCH = 72  # the sync key: the spec's key nearest C5 (clear onsets, short 
 SYNC_HOLD_US = 100_000
 ONSET_GAP_US = 250_000  # predicted onsets of a round's strikes at least this far apart (the detector fits 30 ms of background before and 30 ms of note after each onset; a neighbour's onset or damper inside them spoils the fit)
 EARLY_US = 50_000
+PROBE_LATE = 1.3  # a return probe may sound this much later than its predicted slowest
 WINDOW_MIN_US = 12_000  # a predicted onset's window: this + its tolerance each side  # aligned onsets may read up to this early (the constant c)
 OFFSET_RANGE_US = (-20_000.0, 200_000.0)
 OFFSET_KEYS = 24
@@ -45,10 +48,12 @@ def sync_pitch(spec: PianoSpec) -> int:
 
 
 def add_sync(spec: PianoSpec, plan: Plan, pending: list[StrikeResult], end_us: int) -> tuple[list[int], int]:
-    """Shift the round by one pattern span, strike the pattern before and after it.
+    """Shift the round by one pattern span, sound the pattern before and after it: on
+    the sync click where the spec has one (a plain pulse of its output, timed by the
+    firmware like a strike), else struck on the sync key.
 
     Returns the patterns' start times and the round's new end."""
-    key = spec.key(sync_pitch(spec))
+    click = spec.sync_click
     span = PATTERN_SPAN_US
     plan.commands = [replace(c, t_us=c.t_us + span) for c in plan.commands]
     for s in pending:
@@ -57,6 +62,10 @@ def add_sync(spec: PianoSpec, plan: Plan, pending: list[StrikeResult], end_us: i
     for t0 in starts:
         for dt in PATTERN_US:
             t = t0 + dt
+            if click is not None:
+                plan.commands.append(Command(t, Op.STRIKE, click.channel, click.pwm_max, click.pulse_us, 0))
+                continue
+            key = spec.key(sync_pitch(spec))
             plan.commands.append(
                 Command(t, Op.STRIKE, key.channel, key.pwm_max, spec.strike.default_pulse_us, 0)
             )
@@ -65,12 +74,21 @@ def add_sync(spec: PianoSpec, plan: Plan, pending: list[StrikeResult], end_us: i
     return starts, starts[-1] + span
 
 
-def expected_window(s: StrikeResult, c_us: float) -> Expected:
+def expected_window(s: StrikeResult, c_us: float, absolute: bool = True) -> Expected:
     """Where to look for strike ``s``'s onset (aligned times read ``c_us`` early): around
     its predicted latency when there is one (the nominal curve in round 0, the key's fit
-    later), else anywhere up to the silent latency."""
+    later), else anywhere up to the silent latency.
+
+    ``absolute`` False (no sync click: ``c`` is a guess): the first method's windows
+    (``build_round`` put the strike's latest onset in ``expect_us``; less ``c`` near
+    the nominal full-drive latency, that lands near the prediction), as measured."""
     if math.isnan(s.expect_us):
         return Expected(s.pitch, s.t_us, EARLY_US, SILENT_LATENCY_US + 5_000)
+    if absolute and s.probe_gap_us is not None and s.expect_tol < 0.5:
+        # a key-return probe: full strength if the key was up (the fit's latency at its
+        # drive), slower down to its predicted slowest (s.expect_us) as it was not
+        hi = min(SILENT_LATENCY_US + 5_000, PROBE_LATE * s.expect_us + WINDOW_MIN_US - c_us)
+        return Expected(s.pitch, s.t_us, int(EARLY_US if c_us else 0), int(hi))
     centre = s.expect_us - c_us
     half = WINDOW_MIN_US + s.expect_tol * s.expect_us
     lo = max(-EARLY_US, centre - half)
@@ -85,15 +103,28 @@ def listen_round(
     """Hear ``pending`` in ``perf.audio``; fills their latency (as aligned: ``c`` early)
     and loudness. ``c_us``: the best guess of ``c`` so far, for the search windows."""
     assert perf.audio is not None
-    expected = [expected_window(s, c_us) for s in pending]
+    expected = [expected_window(s, c_us, spec.sync_click is not None) for s in pending]
     heard, _ = hear_strikes(
-        perf.audio.samples(), perf.audio.sample_rate, expected, sync_pitch(spec), starts, where=where
+        perf.audio.samples(), perf.audio.sample_rate, expected, sync_pitch(spec), starts, where=where,
+        click_delay_us=spec.sync_click.delay_us if spec.sync_click is not None else None,
     )
     for s, h in zip(pending, heard, strict=True):
         if h is not None and math.isfinite(h.velocity):
             s.heard = True
             s.latency_us = h.t_us - s.t_us
             s.velocity = h.velocity
+
+
+def mark_missed(strikes: list[StrikeResult]) -> int:
+    """Mark the ordinary strikes of one key not heard at a drive above one that was heard
+    (the physics is monotone in drive; key-return probes aside): the detector missed
+    them, they are not silence. Returns how many."""
+    heard = [s.drive for s in strikes if s.heard and s.probe_gap_us is None]
+    n = 0
+    for s in strikes:
+        s.missed = bool(heard) and not s.heard and s.probe_gap_us is None and s.drive > min(heard)
+        n += s.missed
+    return n
 
 
 def _cost(strikes: dict[int, list[StrikeResult]], c: float) -> float:

@@ -48,6 +48,8 @@ def fixed_take(spec: PianoSpec, pitches: list[int] | None = None, seed: int = 0)
         "spec_hash": spec.spec_hash,
         "sync_pitch": sync_pitch(spec),
         "sync_starts_us": starts,
+        # the patterns were clicked (spec.sync_click): the click's delay; None: struck on sync_pitch
+        "click_delay_us": spec.sync_click.delay_us if spec.sync_click is not None else None,
         "end_us": end_us,
         "strikes": [{"pitch": s.pitch, "drive": s.drive, "t_us": s.t_us} for s in pending],
     }
@@ -80,21 +82,25 @@ def learn_from_recording(
     """Hear the strikes of ``played`` in ``recording`` and fit every key struck."""
     strikes = [StrikeResult(int(s["pitch"]), float(s["drive"]), int(s["t_us"])) for s in played["strikes"]]
     expected = [Expected(s.pitch, s.t_us, EARLY_US, SILENT_LATENCY_US + 5_000) for s in strikes]
+    click = played.get("click_delay_us")
     heard, _ = hear_strikes(
         recording.samples(), recording.sample_rate, expected, int(played["sync_pitch"]),
         [int(t) for t in played["sync_starts_us"]], where=where,
+        click_delay_us=None if click is None else int(click),
     )
     by: dict[int, list[StrikeResult]] = {}
     for s, h in zip(strikes, heard, strict=True):
         if h is not None and np.isfinite(h.velocity):
             s.heard, s.latency_us, s.velocity = True, h.t_us - s.t_us, h.velocity
         by.setdefault(s.pitch, []).append(s)
-    c = common_offset(by, float(spec.nominal.latency_us[-1])) or 0.0
-    for ss in by.values():
-        for s in ss:
-            s.latency_us += c
     report = CalibrationReport(keys=len(by), strikes=len(strikes), play_calls=1, heard_by="audio")
-    report.sync_offset_us = c
+    report.clock_by = "curves" if click is None else "click"
+    if click is None:  # struck patterns: aligned times are early by c, guessed from the curves
+        c = common_offset(by, float(spec.nominal.latency_us[-1])) or 0.0
+        for ss in by.values():
+            for s in ss:
+                s.latency_us += c
+        report.sync_offset_us = c
     report.sim_time_us = int(played.get("end_us", 0))
     cal = Calibration.nominal(spec)
     cal.measured = True

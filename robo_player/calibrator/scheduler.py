@@ -8,6 +8,7 @@ cool (a modelled temperature rise with margins for the truth's spread).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -41,6 +42,7 @@ class StrikeRequest:
     drive: float  # wanted fraction (before quantisation)
     expect_latency_us: float  # for the release time; SILENT_LATENCY_US if unknown
     probe: ProbeRequest | None = None  # a key-return probe to strike right after this one
+    onset_us: float = math.nan  # the predicted latency (the key's fit), nan if unknown
 
 
 @dataclass(slots=True)
@@ -50,6 +52,7 @@ class ProbeRequest:
     gap_us: int
     drive: float
     expect_latency_us: float
+    onset_us: float = math.nan  # the predicted latency (its slowest), nan if unknown
 
 
 @dataclass(slots=True)
@@ -223,8 +226,13 @@ def build_round(
     coils: dict[int, CoilHeat],
     order: list[int],
     onset_gap_us: int = 0,
+    absolute: bool = True,
 ) -> tuple[Plan, list[StrikeResult], int]:
     """One plan striking every requested key; returns (plan, pending strikes, end_us).
+
+    ``absolute`` False (listening without a sync click, docs/hearing.md): strikes are
+    predicted at their latest onset (``expect_latency_us``), as the first method was
+    measured; True: at their predicted latency (``onset_us``).
 
     ``onset_gap_us`` > 0 (listening through a microphone): no two strikes' predicted
     onsets (the expected latency, or the spec's nominal curve while unknown) closer."""
@@ -232,11 +240,13 @@ def build_round(
     nom_d = np.asarray(spec.nominal.drive, dtype=float)
     nom_l = np.asarray(spec.nominal.latency_us, dtype=float)
 
-    def predict(drive: float, expect_us: float) -> int:
+    def predict(drive: float, onset_us: float, latest_us: float = math.inf) -> int:
         if not onset_gap_us:
             return 0
-        if expect_us < SILENT_LATENCY_US:
-            return int(expect_us)
+        if not absolute:
+            onset_us = latest_us if latest_us < SILENT_LATENCY_US else math.nan
+        if math.isfinite(onset_us):  # the key's fit
+            return int(onset_us)
         return int(np.interp(drive, nom_d, nom_l, left=nom_l[0], right=nom_l[-1]))
 
     max_on = spec.thermal.max_on_us
@@ -261,38 +271,39 @@ def build_round(
                 # listening: a key held down rings on and buries the next onsets; release
                 # it soon after its predicted contact (a late hammer still sounds, the
                 # damper only cuts it short)
-                on_us = int(min(on_us, max(pulse, 1.6 * predict(drive, SILENT_LATENCY_US) + RELEASE_MARGIN_US)))
-            # (level, drive, on_us, expected latency, probe gap or None)
-            strikes: list[tuple[int, float, int, float, int | None]] = [
-                (level, drive, on_us, rq.expect_latency_us, None)
+                on_us = int(min(on_us, max(pulse, 1.6 * predict(drive, math.nan) + RELEASE_MARGIN_US)))
+            # (level, drive, on_us, expected latency, predicted onset, probe gap or None)
+            strikes: list[tuple[int, float, int, float, float, int | None]] = [
+                (level, drive, on_us, rq.expect_latency_us, rq.onset_us, None)
             ]
             if rq.probe is None:
                 times = [
-                    sched.place(pitch, drive, on_us, ready[pitch], predict(drive, rq.expect_latency_us))
+                    sched.place(pitch, drive, on_us, ready[pitch], predict(drive, rq.onset_us, rq.expect_latency_us))
                 ]
             else:
                 pr = rq.probe
                 level2 = pwm_level(pr.drive, key.pwm_max)
                 on2 = int(min(max_on, max(pulse, pr.expect_latency_us + RELEASE_MARGIN_US)))
-                strikes.append((level2, level2 / key.pwm_max, on2, pr.expect_latency_us, pr.gap_us))
+                strikes.append((level2, level2 / key.pwm_max, on2, pr.expect_latency_us, pr.onset_us, pr.gap_us))
                 times = list(
                     sched.place_pair(
                         pitch, (drive, on_us), (level2 / key.pwm_max, on2), pr.gap_us, ready[pitch],
                         (
-                            predict(drive, rq.expect_latency_us),
-                            predict(level2 / key.pwm_max, pr.expect_latency_us),
+                            predict(drive, rq.onset_us, rq.expect_latency_us),
+                            predict(level2 / key.pwm_max, pr.onset_us, pr.expect_latency_us),
                         ),
                     )
                 )
-            for t, (lv, dr, on, expect, gap) in zip(times, strikes, strict=True):
+            for t, (lv, dr, on, expect, onset, gap) in zip(times, strikes, strict=True):
                 hold = int(round(spec.strike.hold_duty * key.pwm_max)) if on > pulse else 0
                 idx = len(pending)
                 cmds.append(Command(t, Op.STRIKE, key.channel, lv, pulse, hold, idx))
                 cmds.append(Command(t + on, Op.RELEASE, key.channel, 0, 0, 0, idx))
                 sr = StrikeResult(pitch, dr, t, probe_gap_us=gap)
                 if onset_gap_us:
-                    sr.expect_us = float(predict(dr, expect))
-                    sr.expect_tol = 0.5 if expect >= SILENT_LATENCY_US else 0.15
+                    sr.expect_us = float(predict(dr, onset, expect))
+                    known = math.isfinite(onset) if absolute else expect < SILENT_LATENCY_US
+                    sr.expect_tol = 0.15 if known else 0.5
                 pending.append(sr)
                 # next strike on this key: after the latest possible onset and the key's return
                 ready[pitch] = max(t + on, t + int(expect) + 1) + RETURN_GAP_US

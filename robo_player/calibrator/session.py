@@ -21,10 +21,21 @@ from ..spec.model import PianoSpec
 from .drives import FIRST_ROUND_U, ROUND_TARGETS, next_requests
 from .fitting import KeyFit, curve_from_fit, fit_key
 from .key_return import PROBE_GAP_FRACTION, next_probe, return_estimate
-from .listening import ONSET_GAP_US, add_sync, common_offset, listen_round
+from .listening import ONSET_GAP_US, add_sync, common_offset, listen_round, mark_missed
 from .pedal import pedal_commands, pedal_latency
 from .scheduler import STAGGER_US, CoilHeat, StrikeRequest, build_round
-from .strikes import SILENT_LATENCY_US, StrikeResult, match_strikes
+from .strikes import (
+    LAT_NOISE_AUDIO_US,
+    LAT_NOISE_US,
+    SILENT_LATENCY_US,
+    VEL_NOISE,
+    VEL_NOISE_AUDIO,
+    StrikeResult,
+    match_strikes,
+)
+
+NOISE_NOTES = (VEL_NOISE, LAT_NOISE_US)  # what fit_key allows of a note-level sensor
+NOISE_AUDIO = (VEL_NOISE_AUDIO, LAT_NOISE_AUDIO_US)  # ... and of the detector
 
 Progress = Callable[[float], None]
 
@@ -50,6 +61,8 @@ class CalibrationReport:
     return_unmeasured: list[int] = field(default_factory=list)  # keys left at the nominal
     heard_by: str = "notes"  # "audio": through the detector; "notes": a note-level sensor
     sync_offset_us: float | None = None  # audio: the constant c found (listening.py)
+    # audio: what fixed the absolute time: "click" (spec.sync_click) or "curves" (c, guessed)
+    clock_by: str | None = None
 
     @property
     def strikes_per_key(self) -> float:
@@ -128,7 +141,9 @@ def calibrate_session(
             break
         order = list(requests)
         rng.shuffle(order)
-        plan, pending, end_us = build_round(spec, requests, coils, order, ONSET_GAP_US if audio else 0)
+        plan, pending, end_us = build_round(
+            spec, requests, coils, order, ONSET_GAP_US if audio else 0, spec.sync_click is not None
+        )
         starts: list[int] = []
         if audio:
             starts, end_us = add_sync(spec, plan, pending, end_us)
@@ -157,7 +172,13 @@ def calibrate_session(
             )
         if perf.audio is not None:
             report.heard_by = "audio"
-            c_guess = offset_us if report.sync_offset_us is not None else float(spec.nominal.latency_us[-1])
+            report.clock_by = "click" if spec.sync_click is not None else "curves"
+            if spec.sync_click is not None:
+                c_guess = 0.0  # clicked patterns: the clock is absolute
+            elif report.sync_offset_us is not None:
+                c_guess = offset_us
+            else:
+                c_guess = float(spec.nominal.latency_us[-1])
             listen_round(perf, pending, spec, starts, f"calibration round {round_no}", c_guess)
             for s in pending:
                 s.latency_us += offset_us
@@ -172,7 +193,11 @@ def calibrate_session(
         report.strikes += len(pending)
         report.return_probes += sum(1 for s in pending if s.probe_gap_us is not None)
         refit = list(requests)
-        if perf.audio is not None and round_no >= 1:
+        if perf.audio is not None and spec.sync_click is not None:
+            missed = sum(mark_missed(strikes[p]) for p in refit)
+            if missed:
+                log.info("calibration round %d: %d strikes not heard above a heard drive: missed", round_no, missed)
+        if perf.audio is not None and round_no >= 1 and spec.sync_click is None:
             found = common_offset(strikes, float(spec.nominal.latency_us[-1]))
             if found is not None:
                 for ss in strikes.values():
@@ -182,7 +207,9 @@ def calibrate_session(
                 report.sync_offset_us = found
                 refit = [p for p in todo if strikes[p]]
         for p in refit:
-            fits[p] = fit_key(strikes[p])
+            # through audio loudness and onsets are noisier; the first method (no click)
+            # kept the note-level figures, and its c comes from these fits: as measured
+            fits[p] = fit_key(strikes[p], *(NOISE_AUDIO if report.clock_by == "click" else NOISE_NOTES))
         # coils cool between rounds only as far as the device's clock says; keep the
         # model's times relative to the next plan's zero
         for c in coils.values():
@@ -193,6 +220,12 @@ def calibrate_session(
             progress(max(finished / len(todo), round_no / (len(ROUND_TARGETS) + 1)))
         if round_no > len(ROUND_TARGETS):
             break
+    if report.clock_by == "curves":
+        log.warning(
+            "calibrate: spec %r has no sync_click: the absolute onsets are uncertain by c, the "
+            "sync key's full-drive latency, guessed from the curves as %.1f ms (a piezo on a spare "
+            "output fixes it: docs/hearing.md)", spec.name, offset_us / 1000,
+        )
     cal = Calibration.nominal(spec)
     cal.measured = True
     for p in todo:

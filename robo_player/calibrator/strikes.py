@@ -18,7 +18,23 @@ from ..performance import Performance
 SILENT_LATENCY_US = 400_000  # a strike slower than this never sounds (docs/simulator.md)
 LAT_NOISE_US = 200.0  # onset timing noise of the microphone (s.d.)
 VEL_NOISE = 1.0  # loudness noise of the microphone (s.d., velocity units)
+# ... through audio: the detector's loudness in a room (measured |error| ~2, docs/hearing.md)
+VEL_NOISE_AUDIO = 2.5
+LAT_NOISE_AUDIO_US = 500.0  # ... and its onsets (a soft or low note: 0.5-1 ms, docs/hearing.md)
 VEL_CLIP = math.inf  # loudness at or above this is taken as clipped (the sensor does not clip)
+
+# A strike predicted at latency L is given until LATE_FACTOR x L + LATE_MARGIN_US to
+# sound (its release, the next strike on its key)
+LATE_FACTOR = 1.5
+LATE_MARGIN_US = 20_000
+
+
+def latest_latency_us(lat_us: float) -> float:
+    """The latest a strike predicted at ``lat_us`` may sound (inf: unknown)."""
+    if not math.isfinite(lat_us):
+        return float(SILENT_LATENCY_US)
+    return min(float(SILENT_LATENCY_US), LATE_FACTOR * lat_us + LATE_MARGIN_US)
+
 
 # A strike's onset comes its key's latency after the command, at most the silent limit
 # (plus slack); it may read up to 3 s.d. of the sensor's timing noise early.
@@ -42,6 +58,9 @@ class StrikeResult:
     # the silent latency) and how far off it may be, as a fraction of it
     expect_us: float = math.nan
     expect_tol: float = 0.5
+    # listening: not heard, yet a softer strike of the key was: the detector missed it
+    # (a soft low note's partials barely rise); neither heard nor silent for the fit
+    missed: bool = False
 
 
 def match_strikes(perf: Performance, pending: list[StrikeResult]) -> int:

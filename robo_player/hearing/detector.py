@@ -63,6 +63,12 @@ GAP_S = 0.003  # the windows before and after a boundary keep this far from it
 STRETCH = 1e-3 / 16  # partial k may sit up to STRETCH·k² above k·f0 (a string's inharmonicity)
 NNLS_ITERS = 200
 MIN_NEW = 30.0  # new_share: a key sounded when this many noise units of it appeared
+# a known key's candidate: this fraction of its partials rose by 6 dB (a soft low note
+# is dark: its upper partials stay under the noise; the owner test still has to pass)
+FIND_MIN_FRACTION = 0.25
+# ... where the window is tight (an absolute clock, the key's fit): a soft low note whose
+# fundamental alone rose (1 of 8 partials) is taken, the owner test still has to pass
+TIGHT_MIN_FRACTION = 0.1
 FIND_RISE_DB = 4.0  # a known key's candidates: a smaller rise (a re-strike of a ringing key)
 FLOOR_X = 3.0
 BLIND_RELATIVE = 0.25  # key unknown: our share of what appeared must be >= this x the largest rival's
@@ -353,12 +359,13 @@ class Detector:
     # ---- key known ---------------------------------------------------------------------
     def find(
         self, pitch: int, t_lo_s: float, t_hi_s: float, *, alone: bool = False,
-        others: Sequence[int] = (),
+        others: Sequence[int] = (), min_risen: float = FIND_MIN_FRACTION,
     ) -> Onset | None:
         """The onset of ``pitch`` in [t_lo_s, t_hi_s] (audio seconds), or None if the key
         did not sound there. ``alone``: nothing else is struck in the window (a sync
         pattern), so no owner test; ``others``: the keys known to be struck nearby (the
-        take's other strikes, the plan's other notes), which the owner test weighs."""
+        take's other strikes, the plan's other notes), which the owner test weighs;
+        ``min_risen``: the fraction of its partials that must have risen by 6 dB."""
         r = self.rise_db(pitch)
         hop_s = self.hop / self.sr  # not HOP_S: at 44.1 kHz a hop is 88 samples, 1.9955 ms
         f0, f1 = max(0, int(t_lo_s / hop_s)), min(len(r), int(math.ceil(t_hi_s / hop_s)) + 1)
@@ -371,7 +378,7 @@ class Detector:
         cands = [f0 + int(j) for j in np.nonzero(ok)[0]]
         frac = {i: self.risen_fraction(pitch, i) for i in cands}
         for i in sorted(cands, key=lambda i: (-round(2 * frac[i]) / 2, -r[i])):
-            if frac[i] < 0.25:
+            if frac[i] < min_risen:
                 break
             t_mid = self._midpoint(pitch, i)
             if not alone and self.new_share(pitch, t_mid, others) < MIN_NEW:

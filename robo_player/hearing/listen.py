@@ -14,8 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import HearingError
-from .align import ClockFit, align_take
-from .detector import Detector, clipped_fraction
+from .align import ClockFit, align_clicks, align_take
+from .detector import FIND_MIN_FRACTION, TIGHT_MIN_FRACTION, Detector, clipped_fraction
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +37,7 @@ class Expected:
 
 @dataclass(frozen=True, slots=True)
 class Heard:
-    t_us: float  # onset, MCU time (the sync key's full-drive latency early: see align)
+    t_us: float  # onset, MCU time (without a sync click: the sync key's full-drive latency early, see align)
     velocity: float
 
 
@@ -67,11 +67,22 @@ def hear_strikes(
     sync_starts_us: list[int],
     *,
     where: str = "audio",
+    click_delay_us: int | None = None,
 ) -> tuple[list[Heard | None], ClockFit]:
-    """Each expected strike's onset (MCU time) and loudness, or None if not heard."""
+    """Each expected strike's onset (MCU time) and loudness, or None if not heard.
+
+    ``click_delay_us`` not None: the sync patterns were clicked (``spec.sync_click``)
+    and the clock is absolute (a strike's window is then tight, and a soft note whose
+    fundamental alone rose is taken); None: struck on ``sync_pitch`` (early by its
+    latency)."""
     det = Detector(samples, sample_rate, where=where)
     check_take(det.y, where)
-    clock = align_take(det, sync_pitch, sync_starts_us, where)
+    if click_delay_us is not None:
+        clock = align_clicks(det.y, sample_rate, sync_starts_us, click_delay_us, where)
+        risen = TIGHT_MIN_FRACTION
+    else:
+        clock = align_take(det, sync_pitch, sync_starts_us, where)
+        risen = FIND_MIN_FRACTION
     out: list[Heard | None] = []
     for e in expected:
         lo = clock.to_audio_s(e.t_us - e.before_us)
@@ -83,7 +94,7 @@ def hear_strikes(
             if x is not e and x.t_us + x.after_us > e.t_us - e.before_us - OTHERS_US
             and x.t_us - x.before_us < e.t_us + e.after_us + OTHERS_US
         ]
-        o = det.find(e.pitch, lo, hi, others=others)
+        o = det.find(e.pitch, lo, hi, others=others, min_risen=risen)
         out.append(None if o is None else Heard(clock.to_mcu_us(o.t_s), o.velocity))
     log.info(
         "%s: clock %+.1f ppm, offset %.4f s (rms %.0f us over %d sync onsets); %d of %d strikes heard",

@@ -37,7 +37,7 @@ class SimulatedInstrument:
     def hear(self, outputs: OutputColumns, progress: Progress | None = None) -> Performance:
         """Play the output changes (performance time of this stream) and listen."""
         perf, notes = self.physics.run_columns(EventColumns.from_outputs(outputs), progress)
-        self.microphone.listen(perf, notes)
+        self.microphone.listen(perf, notes, self.physics.clicks_us)
         return perf
 
     def energised(self) -> list[int]:

@@ -159,10 +159,19 @@ class PianoPhysics:
         self.spec = spec
         self._truth = truth
         self._gap_us = int(gap_us)
-        n_act = max([k.channel for k in spec.keys] + ([spec.pedal.channel] if spec.pedal else []))
+        click = spec.sync_click
+        n_act = max(
+            [k.channel for k in spec.keys] + ([spec.pedal.channel] if spec.pedal else [])
+            + ([click.channel] if click else [])
+        )
         n_act += 1
         self._n_act = n_act
         self._pedal_ch = spec.pedal.channel if spec.pedal else -1
+        # the hearing's click (a piezo): it sounds delay_us after its output's on-edge
+        self._click_ch = click.channel if click else -1
+        self._click_delay_us = click.delay_us if click else 0
+        self._click_level = 0.0
+        self.clicks_us: list[int] = []  # the last run's clicks at the microphone (run time)
         pw = spec.power
         self._amps_per_duty = pw.supply_v / pw.coil_ohm
         self._supply_a = pw.supply_a
@@ -219,7 +228,8 @@ class PianoPhysics:
 
     def energised(self) -> list[int]:
         """Key actuators whose coil is on now (end of the last run)."""
-        return [a for a in range(self._n_act) if self._duty[a] > 0.0]
+        on = [a for a in range(self._n_act) if self._duty[a] > 0.0]
+        return on + ([self._click_ch] if self._click_level > 0.0 else [])
 
     def _temp_at(self, a: int, t: float) -> float:
         """Temperature rise (K) of coil ``a`` at absolute time ``t`` >= its last event."""
@@ -259,7 +269,8 @@ class PianoPhysics:
         # Local aliases: this loop is the hot path (about 1 µs per event).
         duty, temp, t_last, failed = self._duty, self._temp, self._t_last, self._failed
         release_t, heat_ss, tau_us, ret = self._release_t, self._heat_ss, self._tau_us, self._ret_list
-        tmax, pedal_ch = self._tmax, self._pedal_ch
+        tmax, pedal_ch, click_ch = self._tmax, self._pedal_ch, self._click_ch
+        clicks: list[int] = []
         exp, log_ = math.exp, math.log
         inf = math.inf
 
@@ -276,7 +287,7 @@ class PianoPhysics:
         pedal_t: list[float] = []  # pedal commands: absolute time, position 0..1
         pedal_v: list[float] = []
         failures: list[dict[str, object]] = []
-        demand0 = sum(duty[a] for a in range(self._n_act) if a != pedal_ch)
+        demand0 = sum(duty[a] for a in range(self._n_act) if a not in (pedal_ch, click_ch))
         peak = max((self._temp_at(a, float(origin)) for a in range(self._n_act)), default=0.0)
 
         def fail(a: int, tf: float) -> None:
@@ -307,6 +318,11 @@ class PianoPhysics:
             if a == pedal_ch:
                 pedal_t.append(t)
                 pedal_v.append(d)
+                continue
+            if a == click_ch:  # the pin's on-edge makes the click
+                if d > 0.0 and self._click_level == 0.0:
+                    clicks.append(int(round(t - origin)) + self._click_delay_us)
+                self._click_level = d
                 continue
             if failed[a]:
                 continue
@@ -352,9 +368,10 @@ class PianoPhysics:
         # Coils left on keep heating until the next run starts (or they fail).
         t_end = tt[-1] if n_ev else float(origin)
         next_origin = t_end + self._gap_us
+        self.clicks_us = clicks
         for a in range(self._n_act):
             d0 = duty[a]
-            if d0 <= 0.0 or a == pedal_ch:
+            if d0 <= 0.0 or a == pedal_ch or a == click_ch:
                 continue
             ts = heat_ss[a] * d0 * d0
             tu = tau_us[a]
@@ -381,7 +398,7 @@ class PianoPhysics:
             return
         acts = np.unique(cols.actuator)
         ok = (acts >= 0) & (acts < self._n_act)
-        ok[ok] = (self._pitch[acts[ok]] >= 0) | (acts[ok] == self._pedal_ch)
+        ok[ok] = (self._pitch[acts[ok]] >= 0) | (acts[ok] == self._pedal_ch) | (acts[ok] == self._click_ch)
         if not ok.all():
             raise PlanError(
                 f"coil event on actuator {int(acts[~ok][0])}: no such actuator in spec {self.spec.name!r}"

@@ -9,6 +9,10 @@ stream) into a recording, as a sound card would hand it over:
 - a microphone gain (``gain_db``, default -24 dB: a velocity-127 note's partials at
   the level law of :mod:`robo_player.voicing` times this gain); a signal past full
   scale clips at +-1, as a sound card's converter does;
+- the sync click (a piezo by the microphone, ``spec.sync_click``) where the physics
+  says its output's on-edge made one: :func:`click_wave`, a sharp broadband transient
+  (a 4.5 kHz ring decaying in 0.25 ms, its first half-period a step), ``CLICK_DB``
+  below full scale, through the room like the piano;
 - white noise at ``snr_db`` below the clean signal's mean power over the take;
 - an unknown constant offset between the MCU's clock and the audio clock (the card
   started recording ``offset_s`` before the stream's time zero) and the card's clock
@@ -31,6 +35,9 @@ import numpy as np
 from ..performance import HeardNote, Performance
 from .audio import render_audio
 
+CLICK_DB = -12.0  # the click's peak at the microphone (dBFS)
+CLICK_HZ = 4500.0  # a piezo disc's ring
+CLICK_TAU_S = 0.00025
 REVERB_PREDELAY_S = 0.004  # first reflections arrive this long after the direct sound
 SAMPLE_RATES = (44100, 48000)
 
@@ -63,10 +70,14 @@ class RoomTake:
     """One stream's recording (the :class:`~robo_player.performance.AudioTake` of the
     simulator). ``samples()`` renders it once; ``sample_rate`` is the card's nominal rate."""
 
-    def __init__(self, room: Room, notes: list[HeardNote], pedal: list[tuple[int, int]], take: int) -> None:
+    def __init__(
+        self, room: Room, notes: list[HeardNote], pedal: list[tuple[int, int]], take: int,
+        clicks_us: list[int] | None = None,
+    ) -> None:
         self.sample_rate = room.sample_rate
         self._room = room
         self._notes = notes
+        self._clicks = list(clicks_us or [])
         self._pedal = pedal
         rng = np.random.default_rng([room.seed, take])
         self._offset_s = room.offset_s if room.offset_s is not None else float(rng.uniform(0.05, 0.45))
@@ -91,16 +102,39 @@ class RoomTake:
         ]
         pedal = [(self._audio_us(t), v) for t, v in self._pedal]
         y = render_audio(Performance(heard=warped, pedal=pedal), sample_rate=sr).astype(np.float64)
+        y *= 10.0 ** (room.gain_db / 20.0)
+        if self._clicks:
+            wave = click_wave(sr)
+            end = max(self._audio_us(t) for t in self._clicks) * 1e-6 * sr + len(wave) + 1
+            if end > len(y):
+                y = np.concatenate([y, np.zeros(int(end) - len(y))])
+            for t in self._clicks:
+                _add_at(y, wave, self._audio_us(t) * 1e-6 * sr)
         rng = np.random.default_rng(self._noise_seed)
         if room.rt60_s > 0 and len(y):
             y = _reverb(y, sr, room.rt60_s, room.wet_db, rng)
-        y *= 10.0 ** (room.gain_db / 20.0)
         power = float(np.mean(y * y)) if len(y) else 0.0
         if power <= 0.0:
             power = 10.0 ** (room.gain_db / 10.0) * 1e-4  # a silent take: noise only
         noise_sd = math.sqrt(power / 10.0 ** (room.snr_db / 10.0))
         y += rng.normal(0.0, noise_sd, size=len(y))
         return np.clip(y, -1.0, 1.0).astype(np.float32)
+
+
+def click_wave(sr: int) -> np.ndarray:
+    """One click as the microphone records it (peak ``CLICK_DB`` dBFS), sample 0 its start."""
+    t = np.arange(int(0.003 * sr)) / sr
+    w = np.sin(2 * np.pi * CLICK_HZ * t) * np.exp(-t / CLICK_TAU_S)
+    return w * (10.0 ** (CLICK_DB / 20.0) / float(np.max(np.abs(w))))
+
+
+def _add_at(y: np.ndarray, wave: np.ndarray, pos: float) -> None:
+    """``y`` += ``wave`` starting at fractional sample ``pos`` (linear interpolation)."""
+    i = int(math.floor(pos))
+    f = pos - i
+    w = np.concatenate([[0.0], wave]) * f + np.concatenate([wave, [0.0]]) * (1.0 - f)
+    lo = max(0, i)
+    y[lo : i + len(w)] += w[lo - i : len(y) - i]
 
 
 def _reverb(y: np.ndarray, sr: int, rt60_s: float, wet_db: float, rng: np.random.Generator) -> np.ndarray:
@@ -116,4 +150,4 @@ def _reverb(y: np.ndarray, sr: int, rt60_s: float, wet_db: float, rng: np.random
     return y + wet
 
 
-__all__ = ["SAMPLE_RATES", "Room", "RoomTake"]
+__all__ = ["SAMPLE_RATES", "Room", "RoomTake", "click_wave"]

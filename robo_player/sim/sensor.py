@@ -36,7 +36,7 @@ DEFAULT_SENSOR = "notes"
 # options of every simulated device that configure its microphone
 SENSOR_OPTIONS = (
     "sensor_seed", "timing_sd_us", "loudness_sd", "sensor", "snr_db", "sample_rate",
-    "offset_s", "drift_ppm",
+    "offset_s", "drift_ppm", "rt60_s",
 )
 
 
@@ -84,12 +84,15 @@ class Microphone:
         o = np.lexsort((notes.pitch, t))
         return SoundedNotes(t[o], notes.pitch[o], v[o], e[o]).to_heard()
 
-    def listen(self, perf: Performance, notes: SoundedNotes | None = None) -> Performance:
+    def listen(
+        self, perf: Performance, notes: SoundedNotes | None = None, clicks_us: Sequence[int] = (),
+    ) -> Performance:
         """``perf`` with its notes (``notes``, or else ``perf.heard``) and pedal heard
-        through this microphone (in place)."""
+        through this microphone (in place). ``clicks_us``: when the sync click sounded
+        (from its output's on-edges: the physics); the room's recording has them."""
         if self.room is not None:
             exact = list(perf.heard) if notes is None else notes.to_heard()
-            perf.audio = RoomTake(self.room, exact, list(perf.pedal), self._takes)
+            perf.audio = RoomTake(self.room, exact, list(perf.pedal), self._takes, list(clicks_us))
             self._takes += 1
         perf.heard = self.hear(perf.heard) if notes is None else self.hear_columns(notes)
         if perf.pedal:
@@ -113,7 +116,7 @@ def microphone_from_options(url: str, opts: dict[str, object]) -> Microphone:
 
     ``sensor_seed`` (int, 0), ``timing_sd_us`` (200), ``loudness_sd`` (1): the
     note-level sensor; ``sensor`` (``audio`` | ``notes``, default ``notes``); for audio,
-    ``snr_db`` (30), ``sample_rate`` (48000 or 44100), ``offset_s`` and ``drift_ppm``
+    ``snr_db`` (30), ``sample_rate`` (48000 or 44100), ``rt60_s`` (0.3; 0: no reverb), ``offset_s`` and ``drift_ppm``
     (default: drawn from the seed, unknown to the host side)."""
     seed_raw = opts.pop("sensor_seed", 0)
     try:
@@ -125,7 +128,7 @@ def microphone_from_options(url: str, opts: dict[str, object]) -> Microphone:
     kind = str(opts.pop("sensor", DEFAULT_SENSOR))
     if kind not in SENSORS:
         raise TransportError(f"{url}: option sensor={kind!r} (allowed: {', '.join(SENSORS)})")
-    audio_opts = {k: opts.pop(k) for k in ("snr_db", "sample_rate", "offset_s", "drift_ppm") if k in opts}
+    audio_opts = {k: opts.pop(k) for k in ("snr_db", "sample_rate", "offset_s", "drift_ppm", "rt60_s") if k in opts}
     if kind == "notes":
         if audio_opts:
             raise TransportError(
@@ -138,6 +141,7 @@ def microphone_from_options(url: str, opts: dict[str, object]) -> Microphone:
     room = Room(
         sample_rate=int(sr),
         snr_db=_num(url, "snr_db", audio_opts.get("snr_db", 30.0), -20.0, 120.0),
+        rt60_s=_num(url, "rt60_s", audio_opts.get("rt60_s", 0.3), 0.0, 3.0),
         offset_s=None if "offset_s" not in audio_opts else _num(url, "offset_s", audio_opts["offset_s"], 0, 10),
         drift_ppm=None if "drift_ppm" not in audio_opts else _num(url, "drift_ppm", audio_opts["drift_ppm"], -1000, 1000),
         seed=seed,

@@ -23,6 +23,7 @@ from .model import (
     PianoSpec,
     PowerSpec,
     StrikeSpec,
+    SyncClickSpec,
     ThermalSpec,
     TimingSpec,
 )
@@ -43,6 +44,7 @@ __all__ = [
     "KeySpec",
     "NominalCurves",
     "PedalSpec",
+    "SyncClickSpec",
     "PianoSpec",
     "PowerSpec",
     "StrikeSpec",

@@ -161,7 +161,8 @@ def _first_index(spec: PianoSpec) -> dict[str, int]:
 
 
 def piano_actuators(spec: PianoSpec, source: str | None = None) -> ActuatorMap:
-    """The piano's actuator map: one coil per key (``key:PITCH``), the pedal (``pedal``)."""
+    """The piano's actuator map: one coil per key (``key:PITCH``), the pedal (``pedal``),
+    the hearing's click (``sync_click``)."""
     first = _first_index(spec)
     boards = {b.id: b for b in spec.boards}
     p, th = spec.power, spec.thermal
@@ -198,6 +199,9 @@ def piano_actuators(spec: PianoSpec, source: str | None = None) -> ActuatorMap:
     if spec.pedal is not None:
         pd = spec.pedal
         entries.append(coil(pd.channel, pd.board, pd.pwm_bits, "pedal", pd.hold_duty, False))
+    if spec.sync_click is not None:  # a piezo: off its own small supply, never held
+        sc = spec.sync_click
+        entries.append(coil(sc.channel, sc.board, sc.pwm_bits, "sync_click", 0.0, False))
     return ActuatorMap(
         tuple(entries),
         supply_a=p.supply_a,

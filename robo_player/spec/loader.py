@@ -491,6 +491,11 @@ def spec_from_mapping(doc: Any, source: str = "<spec>") -> PianoSpec:
         pl = _line_of(doc, "pedal") if isinstance(doc, Mapping) else None
         pd = {"channel": pedal.channel, "board": pedal.board, "pwm_bits": pedal.pwm_bits}
         _check_actuator(c, "pedal", pd, boards, blocks, used, pl)
+    click = top["sync_click"]
+    if click is not None:
+        cl = _line_of(doc, "sync_click") if isinstance(doc, Mapping) else None
+        cd = {"channel": click.channel, "board": click.board, "pwm_bits": click.pwm_bits}
+        _check_actuator(c, "sync_click", cd, boards, blocks, used, cl)
     spec = PianoSpec(
         name=top["name"],
         description=top["description"],
@@ -502,6 +507,7 @@ def spec_from_mapping(doc: Any, source: str = "<spec>") -> PianoSpec:
         timing=top["timing"],
         nominal=_tuples(top["nominal"]),
         pedal=pedal,
+        sync_click=click,
     )
     _check_strike_power_timing(c, spec, spec.actuator_count)
     _check_nominal(c, spec)

@@ -115,6 +115,23 @@ class PedalSpec:
         return (1 << self.pwm_bits) - 1
 
 
+@dataclass(frozen=True, slots=True)
+class SyncClickSpec:
+    """A click on a spare output (a piezo disc by the microphone, through a MOSFET): the
+    hearing's absolute time reference. The click sounds ``delay_us`` after its output's
+    on-edge (the piezo's response plus the sound's way to the microphone)."""
+
+    channel: int  # global actuator index
+    board: str
+    pwm_bits: int
+    delay_us: int  # output on-edge to the click at the microphone
+    pulse_us: int  # how long the output stays on per click
+
+    @property
+    def pwm_max(self) -> int:
+        return (1 << self.pwm_bits) - 1
+
+
 @runtime_checkable
 class InstrumentSpec(Protocol):
     """What every family's spec has: the shared part and the actuator map."""
@@ -155,6 +172,9 @@ class PianoSpec:
     timing: TimingSpec
     nominal: NominalCurves
     pedal: PedalSpec | None = None
+    # the hearing's time reference (docs/hearing.md); plans and calibrations do not
+    # depend on it, so it is not part of the content hash
+    sync_click: SyncClickSpec | None = field(default=None, metadata={"hashed": False})
     actuators: ActuatorMap = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -182,7 +202,7 @@ class PianoSpec:
 
     @property
     def actuator_count(self) -> int:
-        return len(self.keys) + (1 if self.pedal else 0)
+        return len(self.keys) + (1 if self.pedal else 0) + (1 if self.sync_click else 0)
 
     @property
     def spec_hash(self) -> str:

@@ -26,6 +26,7 @@ from .model import (
     PianoSpec,
     PowerSpec,
     StrikeSpec,
+    SyncClickSpec,
     ThermalSpec,
     TimingSpec,
 )
@@ -345,11 +346,8 @@ NOMINAL = Section(
     ),
 )
 
-PEDAL = Section(
-    "pedal",
-    PedalSpec,
-    "Sustain-pedal actuator (optional). Shares the channel space with the keys.",
-    (
+# One output beside the keys (the pedal, the sync click): where it is wired
+ONE_OUTPUT: tuple[Field, ...] = (
         Field(
             "channel",
             Kind.INT,
@@ -360,10 +358,33 @@ PEDAL = Section(
         ),
         Field("board", Kind.STR, "id of the driver board", pattern=ID_PATTERN),
         Field("pwm_bits", Kind.INT, "PWM resolution (<= its board's)", "bits", 1, 16),
+)
+
+PEDAL = Section(
+    "pedal",
+    PedalSpec,
+    "Sustain-pedal actuator (optional). Shares the channel space with the keys.",
+    (
+        *ONE_OUTPUT,
         Field(
             "latency_us", Kind.INT, "nominal command to dampers lifted/lowered", "us", 0, 1_000_000
         ),
         Field("hold_duty", Kind.FLOAT, "duty that holds the pedal down", "fraction", 0.0, 1.0),
+    ),
+)
+
+SYNC_CLICK = Section(
+    "sync_click",
+    SyncClickSpec,
+    "A click on a spare output (optional): a piezo disc next to the microphone, driven "
+    "through a MOSFET; hearing's absolute time reference (docs/hearing.md). Shares the "
+    "channel space with the keys.",
+    (
+        *ONE_OUTPUT,
+        Field(
+            "delay_us", Kind.INT, "output on-edge to the click at the microphone", "us", 0, 20_000
+        ),
+        Field("pulse_us", Kind.INT, "output on-time per click", "us", 100, 20_000),
     ),
 )
 
@@ -397,6 +418,7 @@ PIANO_FIELDS: tuple[Field, ...] = (
     Field("timing", Kind.SECTION, "delays and repetition", section=TIMING),
     Field("nominal", Kind.SECTION, "nominal curves", section=NOMINAL),
     Field("pedal", Kind.SECTION, "sustain pedal", section=PEDAL, required=False),
+    Field("sync_click", Kind.SECTION, "a click for hearing's clock", section=SYNC_CLICK, required=False),
 )
 
 PIANO = Section(
@@ -411,15 +433,17 @@ PIANO = Section(
 # family -> its top-level section (the loader picks it from the `instrument:` key)
 FAMILY_SECTIONS: dict[str, Section] = {"piano": PIANO}
 
-SECTIONS: tuple[Section, ...] = (PIANO, BOARD, KEY, STRIKE, THERMAL, POWER, TIMING, NOMINAL, PEDAL)
+SECTIONS: tuple[Section, ...] = (
+    PIANO, BOARD, KEY, STRIKE, THERMAL, POWER, TIMING, NOMINAL, PEDAL, SYNC_CLICK,
+)
 
 # Checked by the loader after the per-field checks; named here for the schema and docs.
 CROSS_FIELD_RULES: tuple[str, ...] = (
     "instrument is one of piano | guitar | bass (absent: piano)",
     "board ids are unique; pca9685 boards have an i2c_address (unique), at most 16 "
     "channels, at most 12 pwm_bits and pwm_hz 24..1526; direct boards have no i2c_address",
-    "keys and pedal name a listed board; their channel lies in that board's block and "
-    "is used once across keys and pedal (so each board output drives one actuator); their "
+    "keys, pedal and sync_click name a listed board; their channel lies in that board's block and "
+    "is used once across them (so each board output drives one actuator); their "
     "pwm_bits <= the board's pwm_bits",
     "key pitches are unique and contiguous (the loader sorts keys by pitch)",
     "strike.min_pulse_us <= strike.default_pulse_us <= strike.max_pulse_us <= thermal.max_on_us",
