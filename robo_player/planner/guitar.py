@@ -59,8 +59,8 @@ from .fingering import (
     Slot,
     StringState,
     fingerings,
+    make_transition,
     search,
-    transition,
 )
 from .guitar_checks import heat_count, heat_overloads, supply_count, supply_overloads
 from .report import Fate, NoteOutcome, PlanReport
@@ -449,12 +449,13 @@ class _Emitter:
         state: list[StringState] = [FRESH] * nstr
         ringing: list[_Ringing | None] = [None] * nstr
         prev_mask = 0
+        tr = make_transition(lay, costs)
         report = self.report
         fingering = report.fingering
         for onset, k in zip(onsets, choice, strict=True):
             mask = 0
             for slot, (s, f) in zip(onset.slots, onset.fingerings[k], strict=True):
-                new, _, why, cut = transition(lay, state[s], s, slot, f, costs)
+                new, _, why, cut = tr(state[s], s, slot, f)
                 if why is not None:
                     n = self.notes[slot.note]
                     at = n.onset_us + self.delay
