@@ -31,6 +31,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -107,7 +108,7 @@ def _cases() -> dict[str, tuple[object, object, object]]:
     return cases
 
 
-def _guitar_cases() -> dict[str, tuple[object, object, object, dict[str, object]]]:
+def _guitar_cases() -> dict[str, tuple[Any, Any, Any, dict[str, Any]]]:
     """name -> (score, spec, calibration or None, plan_guitar keyword arguments)."""
     from types import SimpleNamespace
 
@@ -117,7 +118,7 @@ def _guitar_cases() -> dict[str, tuple[object, object, object, dict[str, object]
     from robo_player.spec.calibration import KeyCurve
 
     specs = {name: load_spec(name) for name in ("guitar-slider", "guitar-matrix", "bass-4")}
-    cases: dict[str, tuple[object, object, object, dict[str, object]]] = {}
+    cases: dict[str, tuple[Any, Any, Any, dict[str, Any]]] = {}
     for seed in range(4):
         rng = random.Random(seed)
         notes = []
@@ -135,7 +136,7 @@ def _guitar_cases() -> dict[str, tuple[object, object, object, dict[str, object]
             drop = {"options": PlanOptions(out_of_range="drop")}
             cases[f"g-random{seed}/{name}/drop"] = (score, spec, None, drop)
     slider = specs["guitar-slider"]
-    n = slider.nominal  # type: ignore[attr-defined]
+    n = slider.nominal
     slow = KeyCurve(0, 0.0, n.drive, n.velocity, tuple(x * 1.5 for x in n.latency_us))
     cal = SimpleNamespace(pickers={1: slow, 4: slow})
     cases["g-random1/guitar-slider/calibrated"] = (cases["g-random1/guitar-slider/beam8"][0], slider, cal, {})
@@ -161,7 +162,7 @@ def _guitar_cases() -> dict[str, tuple[object, object, object, dict[str, object]
     return cases
 
 
-def _repeated_guitar(pieces: list[tuple[str, object]], count: int) -> object:
+def _repeated_guitar(pieces: list[tuple[str, Any]], count: int) -> Any:
     """The pieces one after another (half a second apart) to ``count`` notes, as
     bench/bench_guitar.py's speed rows build them."""
     from robo_player.score import Note, Score
@@ -170,19 +171,19 @@ def _repeated_guitar(pieces: list[tuple[str, object]], count: int) -> object:
     t0 = 0
     while len(out) < count:
         for _, sc in pieces:
-            out += [Note(n.pitch, n.onset_us + t0, n.duration_us, n.velocity) for n in sc.notes]  # type: ignore[attr-defined]
+            out += [Note(n.pitch, n.onset_us + t0, n.duration_us, n.velocity) for n in sc.notes]
             t0 = max(n.end_us for n in out) + 500_000
     return Score(out[:count])
 
 
-def _joined(pieces: list[tuple[str, object]]) -> object:
-    return _repeated_guitar(pieces, sum(len(sc.notes) for _, sc in pieces))  # type: ignore[attr-defined]
+def _joined(pieces: list[tuple[str, Any]]) -> Any:
+    return _repeated_guitar(pieces, sum(len(sc.notes) for _, sc in pieces))
 
 
-def _digest(path: Path, plan: object, report: object) -> str:
-    plan.write_jsonl(path)  # type: ignore[attr-defined]
+def _digest(path: Path, plan: Any, report: Any) -> str:
+    plan.write_jsonl(path)
     h = hashlib.sha256(path.read_bytes())
-    h.update(json.dumps(report.to_json(outcomes=True), sort_keys=True).encode())  # type: ignore[attr-defined]
+    h.update(json.dumps(report.to_json(outcomes=True), sort_keys=True).encode())
     return h.hexdigest()[:16]
 
 
@@ -198,7 +199,7 @@ def digests(which: str = "all") -> dict[str, str]:
                 out[name] = _digest(path, *plan_piano(score, spec, cal))  # type: ignore[arg-type]
         if which in ("all", "guitar"):
             for name, (score, spec, cal, kw) in _guitar_cases().items():
-                out[name] = _digest(path, *plan_guitar(score, spec, cal, **kw))  # type: ignore[arg-type]
+                out[name] = _digest(path, *plan_guitar(score, spec, cal, **kw))
     return out
 
 

@@ -412,11 +412,11 @@ def _expand_single(layout: Layout, layer: list[Entry], onset: Onset, costs: Cost
         best = math.inf
         for j in js:
             state = states[j]
-            new, c = seen[state[s]]
-            if new is not None:
+            x, c = seen[state[s]]
+            if x is not None:
                 prev = state[-1]
                 total = base[j] + (c + change if prev and not prev & bit else c)
-                add((total, j, k, s, new))
+                add((total, j, k, s, x))
             else:
                 total = base[j] + c
                 add((total, j, k, -1, state))
