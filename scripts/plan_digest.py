@@ -1,10 +1,18 @@
-"""Digest of the piano planner's output (plan file and report) on fixed cases, to show
-that a change meant to be behaviour-neutral (a speed-up) is: run it before and after
-and compare, or give ``--baseline REV`` to run the same cases on a git revision too.
+"""Digest of the planners' output (plan file and report) on fixed cases, to show that a
+change meant to be behaviour-neutral (a speed-up) is: run it before and after and
+compare, or give ``--baseline REV`` to run the same cases on a git revision too.
 
     .venv/bin/python scripts/plan_digest.py                   # this tree's digests
     .venv/bin/python scripts/plan_digest.py --baseline 6fda615  # side by side, exit 1 if any differ
+    .venv/bin/python scripts/plan_digest.py --cases guitar --baseline HEAD
 
+Guitar cases (``--cases guitar``): seeded random scores (single notes, chords, repeated
+notes, out-of-range pitches) on the slider, matrix and bass specs at beams 1, 4 and 8,
+under both out-of-range policies, one with a slower calibrated picker; and, where the
+guitar bench's corpus cache exists (bench/guitar_corpus.py), its folk tunes, chorales
+and the ~20,000-note speed score at beams 4 and 8.
+
+Piano cases:
 Cases: the bundled pieces on each piano spec; the Maple Leaf Rag repeated to 20,000
 notes (the planning-speed bench's score); seeded random scores dense enough to stagger,
 merge, overload the supply, heat coils and carry notes by the pedal; and a measured
@@ -23,6 +31,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -99,27 +108,107 @@ def _cases() -> dict[str, tuple[object, object, object]]:
     return cases
 
 
-def digests() -> dict[str, str]:
+def _guitar_cases() -> dict[str, tuple[Any, Any, Any, dict[str, Any]]]:
+    """name -> (score, spec, calibration or None, plan_guitar keyword arguments)."""
+    from types import SimpleNamespace
+
+    from robo_player.planner import PlanOptions
+    from robo_player.score import Note, Score
+    from robo_player.spec import load_spec
+    from robo_player.spec.calibration import KeyCurve
+
+    specs = {name: load_spec(name) for name in ("guitar-slider", "guitar-matrix", "bass-4")}
+    cases: dict[str, tuple[Any, Any, Any, dict[str, Any]]] = {}
+    for seed in range(4):
+        rng = random.Random(seed)
+        notes = []
+        t = 0
+        for _ in range(400):
+            t += rng.choice([0, 60_000, 120_000, 250_000, 500_000, 2_000_000])
+            chord = rng.choice([1, 1, 1, 2, 3, 6]) if seed % 2 else 1
+            for _ in range(chord):
+                notes.append(Note(rng.choice([rng.randint(20, 100), rng.randint(40, 76)]), t,
+                                  rng.choice([30_000, 200_000, 800_000]), rng.randint(1, 127)))  # fmt: skip
+        score = Score(sorted(notes, key=lambda n: n.onset_us))
+        for name, spec in specs.items():
+            for beam in (1, 4, 8):
+                cases[f"g-random{seed}/{name}/beam{beam}"] = (score, spec, None, {"beam": beam})
+            drop = {"options": PlanOptions(out_of_range="drop")}
+            cases[f"g-random{seed}/{name}/drop"] = (score, spec, None, drop)
+    slider = specs["guitar-slider"]
+    n = slider.nominal
+    slow = KeyCurve(0, 0.0, n.drive, n.velocity, tuple(x * 1.5 for x in n.latency_us))
+    cal = SimpleNamespace(pickers={1: slow, 4: slow})
+    cases["g-random1/guitar-slider/calibrated"] = (cases["g-random1/guitar-slider/beam8"][0], slider, cal, {})
+    try:
+        sys.path.insert(0, str(ROOT / "bench"))
+        import bench_guitar as bg
+        from guitar_corpus import cache_dir
+
+        if not (cache_dir() / "essen-40.json").exists() or not (cache_dir() / "chorales-20.json").exists():
+            return cases
+        folk = [p for c, _ in bg.COLLECTIONS for p in bg.tunes(c, 40)]
+        ch, bass = bg.chorales(20)
+    except ImportError:
+        return cases
+    big = _repeated_guitar(folk, 20_000)
+    for beam in (4, 8):
+        cases[f"folk_x20000/guitar-slider/beam{beam}"] = (big, slider, None, {"beam": beam})
+        cases[f"folk/guitar-slider/beam{beam}"] = (_joined(folk), slider, None, {"beam": beam})
+    cases["folk_x20000/guitar-matrix"] = (big, specs["guitar-matrix"], None, {})
+    cases["chorales/guitar-slider"] = (_joined(ch), slider, None, {})
+    cases["chorales/guitar-matrix"] = (_joined(ch), specs["guitar-matrix"], None, {})
+    cases["chorale_basses_x20000/bass-4"] = (_repeated_guitar(bass, 20_000), specs["bass-4"], None, {})
+    return cases
+
+
+def _repeated_guitar(pieces: list[tuple[str, Any]], count: int) -> Any:
+    """The pieces one after another (half a second apart) to ``count`` notes, as
+    bench/bench_guitar.py's speed rows build them."""
+    from robo_player.score import Note, Score
+
+    out: list[Note] = []
+    t0 = 0
+    while len(out) < count:
+        for _, sc in pieces:
+            out += [Note(n.pitch, n.onset_us + t0, n.duration_us, n.velocity) for n in sc.notes]
+            t0 = max(n.end_us for n in out) + 500_000
+    return Score(out[:count])
+
+
+def _joined(pieces: list[tuple[str, Any]]) -> Any:
+    return _repeated_guitar(pieces, sum(len(sc.notes) for _, sc in pieces))
+
+
+def _digest(path: Path, plan: Any, report: Any) -> str:
+    plan.write_jsonl(path)
+    h = hashlib.sha256(path.read_bytes())
+    h.update(json.dumps(report.to_json(outcomes=True), sort_keys=True).encode())
+    return h.hexdigest()[:16]
+
+
+def digests(which: str = "all") -> dict[str, str]:
     from robo_player.planner import plan_piano
+    from robo_player.planner.guitar import plan_guitar
 
     out: dict[str, str] = {}
     with tempfile.TemporaryDirectory() as d:
         path = Path(d) / "plan.jsonl"
-        for name, (score, spec, cal) in _cases().items():
-            plan, report = plan_piano(score, spec, cal)  # type: ignore[arg-type]
-            plan.write_jsonl(path)
-            h = hashlib.sha256(path.read_bytes())
-            h.update(json.dumps(report.to_json(outcomes=True), sort_keys=True).encode())
-            out[name] = h.hexdigest()[:16]
+        if which in ("all", "piano"):
+            for name, (score, spec, cal) in _cases().items():
+                out[name] = _digest(path, *plan_piano(score, spec, cal))  # type: ignore[arg-type]
+        if which in ("all", "guitar"):
+            for name, (score, spec, cal, kw) in _guitar_cases().items():
+                out[name] = _digest(path, *plan_guitar(score, spec, cal, **kw))
     return out
 
 
-def _at_revision(rev: str) -> dict[str, str]:
+def _at_revision(rev: str, which: str) -> dict[str, str]:
     """The digests of git revision ``rev`` (its robo_player package, this script's cases)."""
     with tempfile.TemporaryDirectory() as d:
         subprocess.run(f"git -C {ROOT} archive {rev} | tar -x -C {d}", shell=True, check=True)
         res = subprocess.run(
-            [sys.executable, str(HERE / "plan_digest.py"), "--json", "--root", d],
+            [sys.executable, str(HERE / "plan_digest.py"), "--json", "--root", d, "--cases", which],
             check=True,
             capture_output=True,
             text=True,
@@ -131,6 +220,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--baseline", help="git revision to compare with (e.g. 6fda615)")
     ap.add_argument("--json", action="store_true", help="print the digests as JSON")
+    ap.add_argument("--cases", choices=("all", "piano", "guitar"), default="all")
     ap.add_argument("--root", help=argparse.SUPPRESS)  # a tree to import robo_player from
     args = ap.parse_args()
     if args.root:
@@ -139,11 +229,11 @@ def main() -> int:
         sys.path.insert(0, args.root)
         for mod in [m for m in sys.modules if m == "robo_player" or m.startswith("robo_player.")]:
             del sys.modules[mod]
-    now = digests()
+    now = digests(args.cases)
     if args.json:
         print(json.dumps(now))
         return 0
-    base = _at_revision(args.baseline) if args.baseline else {}
+    base = _at_revision(args.baseline, args.cases) if args.baseline else {}
     differ = 0
     for name, h in now.items():
         b = base.get(name)

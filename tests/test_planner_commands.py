@@ -26,12 +26,13 @@ fields_st = st.tuples(
     st.integers(0, 40_000),
     st.integers(0, 4095),
     st.integers(-1, 10**6),
+    st.integers(0, 4095),  # position (MOVE)
 )
 
 
 @settings(max_examples=200, deadline=None)
 @given(f=fields_st)
-def test_make_command_equals_the_dataclass(f: tuple[int, Op, int, int, int, int, int]) -> None:
+def test_make_command_equals_the_dataclass(f: tuple[int, Op, int, int, int, int, int, int]) -> None:
     fast, plain = make_command(*f), Command(*f)
     assert type(fast) is Command
     assert fast == plain and hash(fast) == hash(plain) and repr(fast) == repr(plain)

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -45,6 +45,7 @@ __all__ = [
     "Slot",
     "brute_force",
     "fingerings",
+    "make_transition",
     "search",
     "step",
 ]
@@ -152,9 +153,13 @@ def initial_state(layout: Layout) -> State:
     return (tuple(FRESH for _ in range(layout.strings)), 0)
 
 
+Transition = Callable[[StringState, int, Slot, int], tuple[StringState, float, str | None, int]]
+
+
 def transition(layout: Layout, ss: StringState, s: int, slot: Slot, fret: int,
                costs: Costs) -> tuple[StringState, float, str | None, int]:  # fmt: skip
     """One note on string ``s`` at ``fret``: (new string state, cost, why infeasible, cut µs).
+    (:func:`make_transition` gives the same as a function of the last four, for loops.)
 
     The changeover on a string, back from the pick ``p``:
 
@@ -166,58 +171,74 @@ def transition(layout: Layout, ss: StringState, s: int, slot: Slot, fret: int,
       and moves then (pre-positioning: its travel hides under the open note); the
       open note is damped just before the press, ``fret_settle_us`` before the pick.
     """
-    car, pf, lp, ls, lend, free = ss
-    p = slot.pick_us
-    if p - lp < layout.min_repeat_us:
-        return ss, INFEASIBLE, "picker repetition limit", 0
-    cost = fret * costs.fret_ms
-    if slot.pitch >= 0 and layout.pitch_at[s][fret] != slot.pitch:
-        cost += costs.transpose_ms
-    cut = 0
-    if pf == fret:
-        # same fret: the new pick takes over; a note still ringing then is cut there
-        if lend > slot.sound_us:
-            cut = lend - slot.sound_us
-        new: StringState = (car, fret, p, slot.sound_us, slot.end_us, free)
-    elif pf > 0:
-        mv = layout.move_us[s][car][fret] if fret > 0 else 0
-        need = layout.damp_us + layout.release_us + (mv + layout.settle_us if fret > 0 else 0)
-        start = p - need  # the damper goes on here
-        off = lend
-        if lend > start:
-            if start < ls + layout.min_sound_us:
-                what = "carriage move" if mv else "fret change"
-                return ss, INFEASIBLE, f"{what} needs {need / 1000:.0f} ms before the pick", 0
-            cut = lend - start
-            off = start
-        if fret > 0:
-            if mv:
-                cost += layout.travel_cost(costs)[s][car][fret]
-            new = (fret if layout.slider else 0, fret, p, slot.sound_us, slot.end_us, NEG)
-        else:  # open: the carriage is free once the presser is clear
-            free = off + layout.damp_us + layout.release_us
+    return make_transition(layout, costs)(ss, s, slot, fret)
+
+
+def make_transition(layout: Layout, costs: Costs) -> Transition:
+    """:func:`transition` with ``layout`` and ``costs`` fixed (read once, here: a layout
+    changed afterwards needs a new one)."""
+    min_repeat, min_sound = layout.min_repeat_us, layout.min_sound_us
+    damp, release, settle = layout.damp_us, layout.release_us, layout.settle_us
+    slider, move_us, pitch_at = layout.slider, layout.move_us, layout.pitch_at
+    travel = layout.travel_cost(costs)
+    fret_ms, transpose_ms = costs.fret_ms, costs.transpose_ms
+    cut_w, cut_note = costs.cut_ms_weight, costs.cut_note_ms
+    changeover = damp + release
+
+    def tr(ss: StringState, s: int, slot: Slot, fret: int) -> tuple[StringState, float, str | None, int]:
+        car, pf, lp, ls, lend, free = ss
+        p = slot.pick_us
+        if p - lp < min_repeat:
+            return ss, INFEASIBLE, "picker repetition limit", 0
+        cost = fret * fret_ms
+        if slot.pitch >= 0 and pitch_at[s][fret] != slot.pitch:
+            cost += transpose_ms
+        cut = 0
+        if pf == fret:
+            # same fret: the new pick takes over; a note still ringing then is cut there
+            if lend > slot.sound_us:
+                cut = lend - slot.sound_us
+            new: StringState = (car, fret, p, slot.sound_us, slot.end_us, free)
+        elif pf > 0:
+            mv = move_us[s][car][fret] if fret > 0 else 0
+            need = changeover + (mv + settle if fret > 0 else 0)
+            start = p - need  # the damper goes on here
+            off = lend
+            if lend > start:
+                if start < ls + min_sound:
+                    what = "carriage move" if mv else "fret change"
+                    return ss, INFEASIBLE, f"{what} needs {need / 1000:.0f} ms before the pick", 0
+                cut = lend - start
+                off = start
+            if fret > 0:
+                if mv:
+                    cost += travel[s][car][fret]
+                new = (fret if slider else 0, fret, p, slot.sound_us, slot.end_us, NEG)
+            else:  # open: the carriage is free once the presser is clear
+                new = (car, 0, p, slot.sound_us, slot.end_us, off + changeover)
+        elif fret == 0:  # a fresh string, open
             new = (car, 0, p, slot.sound_us, slot.end_us, free)
-    elif fret == 0:  # a fresh string, open
-        new = (car, 0, p, slot.sound_us, slot.end_us, free)
-    else:  # from an open or fresh string to a fret
-        press = p - layout.settle_us
-        if pf == 0:
-            damp_at = press - layout.damp_us
-            if lend > damp_at:
-                if damp_at < ls + layout.min_sound_us:
-                    need = layout.settle_us + layout.damp_us
-                    return ss, INFEASIBLE, f"fret change needs {need / 1000:.0f} ms before the pick", 0
-                cut = lend - damp_at
-        if layout.slider and car != fret:
-            mv = layout.move_us[s][car][fret]
-            if free + mv > press:
-                need = layout.settle_us + mv
-                return ss, INFEASIBLE, f"carriage move needs {need / 1000:.0f} ms before the pick", 0
-            cost += layout.travel_cost(costs)[s][car][fret]
-        new = (fret if layout.slider else 0, fret, p, slot.sound_us, slot.end_us, NEG)
-    if cut:
-        cost += cut / 1000.0 * costs.cut_ms_weight + costs.cut_note_ms
-    return new, cost, None, cut
+        else:  # from an open or fresh string to a fret
+            press = p - settle
+            if pf == 0:
+                damp_at = press - damp
+                if lend > damp_at:
+                    if damp_at < ls + min_sound:
+                        need = settle + damp
+                        return ss, INFEASIBLE, f"fret change needs {need / 1000:.0f} ms before the pick", 0
+                    cut = lend - damp_at
+            if slider and car != fret:
+                mv = move_us[s][car][fret]
+                if free + mv > press:
+                    need = settle + mv
+                    return ss, INFEASIBLE, f"carriage move needs {need / 1000:.0f} ms before the pick", 0
+                cost += travel[s][car][fret]
+            new = (fret if slider else 0, fret, p, slot.sound_us, slot.end_us, NEG)
+        if cut:
+            cost += cut / 1000.0 * cut_w + cut_note
+        return new, cost, None, cut
+
+    return tr
 
 
 def step(layout: Layout, state: State, onset: Onset, k: int,
@@ -227,8 +248,9 @@ def step(layout: Layout, state: State, onset: Onset, k: int,
     prev_mask = state[1]
     cost = 0.0
     mask = 0
+    tr = make_transition(layout, costs)
     for slot, (s, f) in zip(onset.slots, onset.fingerings[k], strict=True):
-        new, c, why, _ = transition(layout, strings[s], s, slot, f, costs)
+        new, c, why, _ = tr(strings[s], s, slot, f)
         if why is None:
             strings[s] = new
             mask |= 1 << s
@@ -272,8 +294,8 @@ FOLDED = 1 << 62  # "last" of a string state that holds no time (nothing to fold
 Key = tuple[int, ...]  # interned string states, then the previous onset's mask
 Entry = tuple[Key, float, int, int]  # (state, cost, back index, fingering)
 # (cost, back index, fingering, string, state): for a note placed on string s >= 0 the
-# state is the back entry's with that string's interned state ``x`` (made only for the
-# candidates kept); for s = -1, ``x`` is the state itself
+# state is the back entry's with that string's new state ``x`` (a StringState, interned
+# only for the candidates kept); for s = -1, ``x`` is the state itself (a Key)
 Cand = tuple[float, int, int, int, Any]
 
 
@@ -287,18 +309,24 @@ def search(layout: Layout, onsets: Sequence[Onset], costs: Costs | None = None,
     it = _Interner()
     n = layout.strings
     layer: list[Entry] = [(tuple(it.get(FRESH) for _ in range(n)) + (0,), 0.0, -1, -1)]
+    # per entry of the layer, a time no later than the earliest any of its strings holds
+    # (FOLDED: none): a candidate whose entry and new string state are both past the
+    # fold limit has nothing to fold
+    mins = [min(map(it.last.__getitem__, layer[0][0][:n]))]
     history: list[list[Entry]] = []
     limits = fold_limits(layout, onsets)
-    last, folded = it.last, it.folded
+    last, folded, intern = it.last, it.folded, it.get
     at = last.__getitem__
+    tr = make_transition(layout, costs)
     # per one-note fingering table (shared by the onsets of one pitch): its order
     orders: dict[tuple[int, int], list[tuple[float, int, int, int]]] = {}
     for i, onset in enumerate(onsets):
         cands: list[Cand] = []
         if len(onset.slots) == 1:
-            _expand_single(layout, layer, onset, costs, cands, window, it, orders)
+            _expand_single(layout, layer, onset, costs, cands, window, it, orders, tr)
         else:
-            _expand_multi(layout, layer, onset, costs, cands, it)
+            _expand_multi(layer, onset, costs, cands, it, tr)
+            mins = [NEG] * len(layer)  # its states (s = -1) are checked in full
         # the cheapest entry per state, cheapest first, at most ``beam``, within the window
         # ((cost, j, k) is unique per candidate: the sort never compares states); a state's
         # times that no later note sees are folded first, so states equal but for them
@@ -307,29 +335,39 @@ def search(layout: Layout, onsets: Sequence[Onset], costs: Costs | None = None,
         top = cands[0][0] + window
         limit = limits[i]
         nxt: list[Entry] = []
+        nmins: list[int] = []
         seen: set[Key] = set()
         for c, j, k, s, x in cands:
             if c > top:
                 break
             if s >= 0:  # string s of the state j now x, the mask s alone
+                x = intern(x)
                 lst = list(layer[j][0])
                 lst[s] = x
                 lst[-1] = 1 << s
+                m = mins[j]
+                lx = last[x]
+                if lx < m:
+                    m = lx
             else:
                 lst = list(x)
-            if min(map(at, lst[:n])) < limit:
+                m = mins[j]
+            if m < limit:
                 for y in range(n):
                     if last[lst[y]] < limit:
                         lst[y] = folded(lst[y])
+                m = min(map(at, lst[:n]))
             st = tuple(lst)
             if st in seen:
                 continue
             seen.add(st)
             nxt.append((st, c, j, k))
+            nmins.append(m)
             if len(nxt) == beam:
                 break
         history.append(nxt)
         layer = nxt
+        mins = nmins
     j = min(range(len(layer)), key=lambda x: layer[x][1])
     total = layer[j][1]
     choice = [0] * len(onsets)
@@ -340,15 +378,15 @@ def search(layout: Layout, onsets: Sequence[Onset], costs: Costs | None = None,
     return choice, total
 
 
-def _expand_single(layout: Layout, layer: list[Entry], onset: Onset, costs: Costs,
-                   cands: list[Cand], window: float, it: _Interner,
-                   orders: dict[tuple[int, int], list[tuple[float, int, int, int]]]) -> None:  # fmt: skip
+def _expand_single(layout: Layout, layer: list[Entry], onset: Onset, costs: Costs, cands: list[Cand], window: float,
+                   it: _Interner, orders: dict[tuple[int, int], list[tuple[float, int, int, int]]],
+                   tr: Transition) -> None:  # fmt: skip
     """:func:`step` for an onset of one note, on interned states (the common case; the
     same arithmetic, so the search still equals :func:`brute_force`). A path already
     more than ``window`` above the cheapest so far is skipped: the window would cut it."""
     slot = onset.slots[0]
     change = costs.change_ms
-    sss, intern = it.ss, it.get
+    sss = it.ss
     states = [e[0] for e in layer]
     base = [e[1] for e in layer]  # ascending: the layer is kept cheapest first
     base0 = base[0]
@@ -358,37 +396,38 @@ def _expand_single(layout: Layout, layer: list[Entry], onset: Onset, costs: Cost
     key = (id(onset.fingerings), slot.pitch)
     order = orders.get(key)
     if order is None:
-        at, pitch, fret_ms, tr = layout.pitch_at, slot.pitch, costs.fret_ms, costs.transpose_ms
-        order = orders[key] = sorted((f * fret_ms + (tr if pitch >= 0 and at[s][f] != pitch else 0.0), k, s, f)
+        at, pitch, fret_ms, tp = layout.pitch_at, slot.pitch, costs.fret_ms, costs.transpose_ms
+        order = orders[key] = sorted((f * fret_ms + (tp if pitch >= 0 and at[s][f] != pitch else 0.0), k, s, f)
                                      for k, ((s, f),) in enumerate(onset.fingerings))  # fmt: skip
     cap = math.inf
+    add = cands.append
     for lb, k, s, f in order:
         if base0 + lb > cap:
             break
         bit = 1 << s
-        seen: dict[int, tuple[int, float]] = {}
+        seen: dict[int, tuple[StringState | None, float]] = {}
         for sid in {st[s] for st in states}:
-            new, c, why, _ = transition(layout, sss[sid], s, slot, f, costs)
-            seen[sid] = (intern(new) if why is None else -1, c)
+            new, c, why, _ = tr(sss[sid], s, slot, f)
+            seen[sid] = (new if why is None else None, c)
         best = math.inf
         for j in js:
             state = states[j]
-            nid, c = seen[state[s]]
-            if nid >= 0:
+            x, c = seen[state[s]]
+            if x is not None:
                 prev = state[-1]
                 total = base[j] + (c + change if prev and not prev & bit else c)
-                cands.append((total, j, k, s, nid))
+                add((total, j, k, s, x))
             else:
                 total = base[j] + c
-                cands.append((total, j, k, -1, state))
+                add((total, j, k, -1, state))
             if total < best:
                 best = total
         if best + window < cap:
             cap = best + window
 
 
-def _expand_multi(layout: Layout, layer: list[Entry], onset: Onset, costs: Costs,
-                  cands: list[Cand], it: _Interner) -> None:  # fmt: skip
+def _expand_multi(layer: list[Entry], onset: Onset, costs: Costs, cands: list[Cand], it: _Interner,
+                  tr: Transition) -> None:  # fmt: skip
     """:func:`step` for a chord, on interned states (transitions cached per onset)."""
     change = costs.change_ms
     sss, intern = it.ss, it.get
@@ -404,7 +443,7 @@ def _expand_multi(layout: Layout, layer: list[Entry], onset: Onset, costs: Costs
                 key = (lst[s], si, s, f)
                 r = seen.get(key)
                 if r is None:
-                    new, c, why, _ = transition(layout, sss[lst[s]], s, slots[si], f, costs)
+                    new, c, why, _ = tr(sss[lst[s]], s, slots[si], f)
                     r = seen[key] = (intern(new) if why is None else -1, c)
                 nid, c = r
                 if nid >= 0:

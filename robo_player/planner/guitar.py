@@ -49,7 +49,7 @@ from ..score import Score
 from ..spec.calibration import KeyCurve
 from ..spec.guitar import GuitarSpec, Mechanism
 from ..spec.schema import pitch_to_note
-from .commands import ORD
+from .commands import CommandBuffer, make_command
 from .constraints import PlanOptions
 from .fingering import (
     FRESH,
@@ -59,10 +59,10 @@ from .fingering import (
     Slot,
     StringState,
     fingerings,
+    make_transition,
     search,
-    transition,
 )
-from .guitar_checks import Row, heat_overloads, heat_rows, supply_overloads, supply_rows
+from .guitar_checks import heat_count, heat_overloads, supply_count, supply_overloads
 from .report import Fate, NoteOutcome, PlanReport
 
 log = logging.getLogger(__name__)
@@ -241,35 +241,13 @@ def _plan_guitar(score: Score, spec: GuitarSpec, calibration: object, options: P
         choice, _ = search(layout, onsets, costs, beam=beam, window=window)
     emitter = _Emitter(spec, layout, notes, play_pitch, curve, outcomes, report, per_string)
     emitter.delay = delay
-    raw = emitter.run(onsets, choice, costs or Costs())
+    commands = emitter.run(onsets, choice, costs or Costs())
     report.outcomes = [o for o in outcomes if o is not None]
     assert len(report.outcomes) == len(notes), "a note without an outcome"
-    report.supply_overloads = supply_rows(spec, raw)
-    report.heat_overloads = heat_rows(spec, raw)
-    plan = Plan(commands=[_command(r) for r in raw], pipeline_delay_us=delay, spec_name=spec.name,
-                spec_hash=spec.spec_hash)  # fmt: skip
+    report.supply_overloads = supply_count(spec, commands)
+    report.heat_overloads = heat_count(spec, commands)
+    plan = Plan(commands=commands, pipeline_delay_us=delay, spec_name=spec.name, spec_hash=spec.spec_hash)
     return plan, report
-
-
-Raw = Row  # t, op order, actuator, seq, op, drive, pulse, hold, note, position
-_SET = tuple(getattr(Command, f).__set__ for f in
-             ("t_us", "op", "actuator", "drive", "pulse_us", "hold", "note", "position"))  # fmt: skip
-
-
-def _command(r: Raw) -> Command:
-    """Command(...) from a raw tuple, without the frozen dataclass's per-field
-    ``object.__setattr__`` (as :func:`robo_player.planner.commands.make_command`)."""
-    c = object.__new__(Command)
-    st, so, sa, sd, sp, sh, sn, sq = _SET
-    st(c, r[0])
-    so(c, r[4])
-    sa(c, r[2])
-    sd(c, r[5])
-    sp(c, r[6])
-    sh(c, r[7])
-    sn(c, r[8])
-    sq(c, r[9])
-    return c
 
 
 def _lowest(onset: Onset) -> int:
@@ -373,9 +351,10 @@ class _Ringing:
 
 
 class _Emitter:
-    """Walks the chosen fingering string by string and writes the commands (as raw
-    tuples, :data:`Raw`) and every note's outcome. Per-string channels and per-velocity
-    drives are looked up once."""
+    """Walks the chosen fingering string by string and writes the commands (into a
+    :class:`~robo_player.planner.commands.CommandBuffer`) and every note's outcome.
+    Per-string channels, per-velocity drives and each command's sort-key base are
+    looked up once."""
 
     def __init__(self, spec: GuitarSpec, layout: Layout, notes: list, play_pitch: list[int],  # type: ignore[type-arg]
                  curve: list[tuple[float, int, float]], outcomes: list[NoteOutcome | None],
@@ -383,7 +362,11 @@ class _Emitter:
                  per_string: list[list[tuple[float, int, float]]] | None = None) -> None:  # fmt: skip
         self.spec, self.layout, self.notes = spec, layout, notes
         self.play_pitch, self.curve, self.outcomes, self.report = play_pitch, curve, outcomes, report
-        self.raw: list[Raw] = []
+        self.buf = buf = CommandBuffer(max(a.index for a in spec.actuators))
+        self.keys, self.cmds, self.t_scale = buf.keys, buf.commands, buf.t_scale
+        acts = range(max(a.index for a in spec.actuators) + 1)
+        self.pulse_base = [buf.base(Op.PULSE_HOLD, a) for a in acts]  # per actuator
+        self.release_base = [buf.base(Op.RELEASE, a) for a in acts]
         self.octave_for_time: set[int] = set()  # notes played an octave off for timing
         amap = spec.actuators
         self.amap = amap
@@ -410,9 +393,12 @@ class _Emitter:
         self.vel = [[(round(tab[max(1, min(127, v))][2], 2), abs(tab[max(1, min(127, v))][2] - v) >= 0.5)
                      for v in range(128)] for tab in self.per_string]  # fmt: skip
 
-    def emit(self, t: int, op: Op, act: int, drive: int, pulse: int, hold: int, note: int,
-             position: int = 0) -> None:  # fmt: skip
-        self.raw.append((t, ORD[op], act, len(self.raw), op, drive, pulse, hold, note, position))
+    def add(self, t: int, base: int, op: Op, act: int, drive: int, pulse: int, hold: int, note: int,
+            position: int = 0) -> None:  # fmt: skip
+        """One command (``base``: its key's part from op and actuator, CommandBuffer.base)."""
+        keys = self.keys
+        keys.append(t * self.t_scale + base + len(keys))
+        self.cmds.append(make_command(t, op, act, drive, pulse, hold, note, position))
 
     def end(self, s: int, r: _Ringing, at: int, cut: int, release: bool) -> None:
         """End note ``r`` on string ``s``: damper at ``at``, its fret released after it."""
@@ -422,11 +408,11 @@ class _Emitter:
             if at > limit:  # the coil's on-time limit ends it first
                 cut += at - max(limit, r.sound_us)
                 at = max(limit, r.sound_us)
-        raw = self.raw
         damper, pm = self.damper[s]
-        raw.append((at, _ORD_PULSE, damper, len(raw), _PULSE, pm, t.damp_us, 0, r.note, 0))
+        self.add(at, self.pulse_base[damper], _PULSE, damper, pm, t.damp_us, 0, r.note)
         if release and r.fret > 0 and r.press_act is not None:
-            raw.append((at + t.damp_us, _ORD_RELEASE, r.press_act, len(raw), _RELEASE, 0, 0, 0, r.note, 0))
+            act = r.press_act
+            self.add(at + t.damp_us, self.release_base[act], _RELEASE, act, 0, 0, 0, r.note)
         self.outcome(r.note, cut)
 
     def outcome(self, i: int, cut: int) -> None:
@@ -456,19 +442,20 @@ class _Emitter:
                                        changes, "; ".join(parts))  # fmt: skip
 
     # -- the walk -----------------------------------------------------------------------
-    def run(self, onsets: list[Onset], choice: list[int], costs: Costs) -> list[Raw]:
-        """The commands, as raw tuples sorted in :meth:`Plan.sort`'s order."""
+    def run(self, onsets: list[Onset], choice: list[int], costs: Costs) -> list[Command]:
+        """The commands, in :meth:`Plan.sort`'s order."""
         lay, spec = self.layout, self.spec
         nstr = len(spec.strings)
         state: list[StringState] = [FRESH] * nstr
         ringing: list[_Ringing | None] = [None] * nstr
         prev_mask = 0
+        tr = make_transition(lay, costs)
         report = self.report
         fingering = report.fingering
         for onset, k in zip(onsets, choice, strict=True):
             mask = 0
             for slot, (s, f) in zip(onset.slots, onset.fingerings[k], strict=True):
-                new, _, why, cut = transition(lay, state[s], s, slot, f, costs)
+                new, _, why, cut = tr(state[s], s, slot, f)
                 if why is not None:
                     n = self.notes[slot.note]
                     at = n.onset_us + self.delay
@@ -492,8 +479,7 @@ class _Emitter:
         for s, r in enumerate(ringing):
             if r is not None:
                 self.end(s, r, r.end_us, 0, release=True)
-        self.raw.sort()
-        return self.raw
+        return self.buf.sorted()
 
     def move(self, s: int, car: int, f: int, at: int, note: int) -> None:
         """The carriage of string ``s`` leaves fret ``car`` for fret ``f`` at ``at``."""
@@ -501,7 +487,7 @@ class _Emitter:
         c = self.spec.strings[s].carriage
         assert c is not None
         pos = round(lay.pos_mm[f] / c.travel_mm * self.amap[c.channel].pwm_max)
-        self.emit(at, Op.MOVE, c.channel, 0, 0, 0, note, pos)
+        self.buf.emit(at, Op.MOVE, c.channel, 0, 0, 0, note, pos)
         self.report.fretter_travel_frets += abs(f - car)
         self.report.fretter_travel_mm += abs(lay.pos_mm[f] - lay.pos_mm[car])
 
@@ -539,18 +525,16 @@ class _Emitter:
                 self.end(s, r, min(r.end_us, p - t.fret_settle_us - t.damp_us), cut, release=True)
             if self.slider and car != f:
                 self.move(s, car, f, ss[5], slot.note)
-        raw = self.raw
         pr = self.press[s][f]
         press_act = pr[0] if pr is not None else None
         if need_press and pr is not None:
             press_from = p - t.fret_settle_us
-            raw.append((press_from, _ORD_PULSE, pr[0], len(raw), _PULSE, pr[1], t.press_pulse_us, pr[2],
-                        slot.note, 0))  # fmt: skip
-        raw.append((p, _ORD_PULSE, self.picker[s], len(raw), _PULSE, self.drive[s][self.notes[slot.note].velocity],
-                    t.pick_pulse_us, 0, slot.note, 0))  # fmt: skip
+            self.add(press_from, self.pulse_base[pr[0]], _PULSE, pr[0], pr[1], t.press_pulse_us, pr[2], slot.note)
+        pick = self.picker[s]
+        self.add(p, self.pulse_base[pick], _PULSE, pick, self.drive[s][self.notes[slot.note].velocity],
+                 t.pick_pulse_us, 0, slot.note)  # fmt: skip
         ringing[s] = _Ringing(slot.note, f, slot.sound_us, slot.end_us,
                               press_from if f > 0 else None, press_act)  # fmt: skip
 
 
 _PULSE, _RELEASE = Op.PULSE_HOLD, Op.RELEASE
-_ORD_PULSE, _ORD_RELEASE = ORD[Op.PULSE_HOLD], ORD[Op.RELEASE]

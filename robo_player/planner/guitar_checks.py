@@ -1,39 +1,32 @@
 """Checks of a guitar plan against the shared rules: supply and concurrency of pulses,
-and coil heat (:mod:`robo_player.rules`' arithmetic in tight loops over command rows)."""
+and coil heat (:mod:`robo_player.rules`' arithmetic in tight loops over the commands)."""
 
 from __future__ import annotations
 
 import heapq
 import math
+from collections.abc import Sequence
 
-from ..plan import Op, Plan
+from ..plan import Command, Op, Plan
 from ..rules import EPS_A, heat_limit_k, supply_limit_a
 from ..spec.actuators import ActuatorKind
 from ..spec.guitar import GuitarSpec
 
-__all__ = ["Row", "heat_overloads", "heat_rows", "rows_of", "supply_overloads", "supply_rows"]
-
-# a command as the planner gathers them: t, op order, actuator, seq, op, drive, pulse,
-# hold, note, position (sorted, they are in Plan.sort's order)
-Row = tuple[int, int, int, int, Op, int, int, int, int, int]
-
-
-def rows_of(plan: Plan) -> list[Row]:
-    return [(c.t_us, 0, c.actuator, 0, c.op, c.drive, c.pulse_us, c.hold, c.note, c.position) for c in plan]
+__all__ = ["heat_count", "heat_overloads", "supply_count", "supply_overloads"]
 
 
 def supply_overloads(spec: GuitarSpec, plan: Plan) -> int:
-    """Pulses of ``plan`` that overload the supply (see :func:`supply_rows`)."""
-    return supply_rows(spec, rows_of(plan))
+    """Pulses of ``plan`` that overload the supply (see :func:`supply_count`)."""
+    return supply_count(spec, plan.commands)
 
 
 def heat_overloads(spec: GuitarSpec, plan: Plan) -> int:
-    """Coils of ``plan`` that overheat (see :func:`heat_rows`)."""
-    return heat_rows(spec, rows_of(plan))
+    """Coils of ``plan`` that overheat (see :func:`heat_count`)."""
+    return heat_count(spec, plan.commands)
 
 
-def supply_rows(spec: GuitarSpec, rows: list[Row]) -> int:
-    """Pulses that start while more than ``max_simultaneous_strikes`` pulses run, or
+def supply_count(spec: GuitarSpec, commands: Sequence[Command]) -> int:
+    """Of ``commands`` (in :meth:`Plan.sort`'s order), the pulses that start while more than ``max_simultaneous_strikes`` pulses run, or
     while the pulsing coils draw more than the supply gives (the shared rules'
     arithmetic, :func:`rules.amps`, :func:`rules.fits_supply`, with the per-actuator
     factors looked up once)."""
@@ -49,15 +42,17 @@ def supply_rows(spec: GuitarSpec, rows: list[Row]) -> int:
     over = 0
     pulse_hold = Op.PULSE_HOLD
     pop, push = heapq.heappop, heapq.heappush
-    for t, _, act, _, op, drive, pulse, _, _, _ in rows:
-        if op is not pulse_hold or pulse <= 0:
+    for c in commands:
+        pulse = c.pulse_us
+        if c.op is not pulse_hold or pulse <= 0:
             continue
-        k = per_count.get(act)
+        k = per_count.get(c.actuator)
         if k is None:
             continue
+        t = c.t_us
         while active and active[0][0] <= t:
             total -= pop(active)[1]
-        amps = drive * k
+        amps = c.drive * k
         push(active, (t + pulse, amps))
         total += amps
         if total > limit_a - 1e-6:
@@ -67,8 +62,8 @@ def supply_rows(spec: GuitarSpec, rows: list[Row]) -> int:
     return over
 
 
-def heat_rows(spec: GuitarSpec, rows: list[Row]) -> int:
-    """Coils whose nominal temperature rise passes ``coil_max_rise_k`` somewhere in the
+def heat_count(spec: GuitarSpec, commands: Sequence[Command]) -> int:
+    """Of ``commands`` (in :meth:`Plan.sort`'s order), the coils whose nominal temperature rise passes ``coil_max_rise_k`` somewhere in the
     plan (the model of :class:`~robo_player.rules.CoilHeat`, ``dT/dt = duty² k - T/tau``,
     inlined): each pulse at its drive, then its hold level until the next command on
     that coil."""
@@ -82,10 +77,12 @@ def heat_rows(spec: GuitarSpec, rows: list[Row]) -> int:
                               0.0, -1.0, -1.0, 0.0]  # fmt: skip
     hot: set[int] = set()
     pulse_hold = Op.PULSE_HOLD
-    for t, _, act, _, op, drive, pulse, hold_level, _, _ in rows:
+    for c in commands:
+        act = c.actuator
         st = state.get(act)
         if st is None:
             continue
+        t = c.t_us
         k, tau, limit, pm, temp, tt, hold_from, hold = st
         st[6] = -1.0
         # the rise peaks at the end of a pulse or a hold (it only falls while off); each
@@ -99,14 +96,14 @@ def heat_rows(spec: GuitarSpec, rows: list[Row]) -> int:
             st[4], st[5] = temp, tt
             if temp > limit:
                 hot.add(act)
-        if op is pulse_hold:
-            end = t + pulse
+        if c.op is pulse_hold:
+            end = t + c.pulse_us
             temp = temp * exp(-max(0.0, t - tt) / tau) if tt >= 0.0 else 0.0
-            d = drive / pm
+            d = c.drive / pm
             steady = d * d * k * tau * 1e-6
             temp = steady + (temp - steady) * exp(-(end - t) / tau)
             st[4], st[5] = temp, end
             if temp > limit:
                 hot.add(act)
-            st[6], st[7] = end, hold_level
+            st[6], st[7] = end, c.hold
     return len(hot)
