@@ -352,7 +352,7 @@ def test_configuration_the_firmware_cannot_honour_is_refused() -> None:
         s.configure()
     s = _session(MCUConfig(max_actuators=40))
     s.open()
-    with pytest.raises(ProtocolError, match="needs 89 actuators, the firmware allows 40"):
+    with pytest.raises(ProtocolError, match="needs 90 actuators, the firmware allows 40"):
         s.configure()
 
 
