@@ -35,9 +35,10 @@
 /* commands this close to the first one are decided with it: their outputs then need
  * only the wait and the port write (the bookkeeping of each comes after all of them) */
 #define RP_BATCH_WINDOW_TICKS (120U * 16U)
-/* cycles between two output writes of one clock (measured in simavr: 76 at c1ba130, a
- * chord of two soft-PWM levels and a full one; 127 before the commit got shorter) */
-#define RP_OUTPUT_SPACING_TICKS 76U
+/* cycles between two output writes of one clock: the centring's step (measured 127 at
+ * e147bf1; the writes are 76 apart now, but 76 put a strike that shares its clock with
+ * an earlier release 2.4 us late, not 0.8: driver_load.py's p99 2.8 us against 1.1) */
+#define RP_OUTPUT_SPACING_TICKS 127U
 
 /* PCA9685 boards on the TWI bus (I2C master, SCL on D21, SDA on D20).
  *
