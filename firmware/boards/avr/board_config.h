@@ -22,7 +22,12 @@
  * with the UART interrupts let in); then the core spins to the exact tick. Was 40 + 60.
  * Shorter leads cut the spin (20 + 62 with 50 us for a deadline: 0.5 points of CPU
  * load at 100 notes/s) but single strikes came up to 16 us late (bench_link's p99). */
-#define RP_TIMER_LEAD_TICKS (48U * 16U) /* 32 before out_pwm.c (a PWM interrupt may come in the decisions) */
+/* 64: a three-note chord of soft-PWM levels takes 250-270 us from the interrupt to its
+ * wait (simavr, UART traffic in between): 48 + 3 * 80 left 0-8 us, and a chord that
+ * missed its wait came up to 9 us later than centred (20 us when each strike cost ~100
+ * cycles more, c1ba130's board_output_busy prologue). 48 before; 32 before out_pwm.c
+ * (a PWM interrupt may come in the decisions) */
+#define RP_TIMER_LEAD_TICKS (64U * 16U)
 #define RP_TIMER_LEAD_PER_CMD_TICKS (80U * 16U) /* 60 before out_pwm.c: its strike path (prepare) made 60 late by ~20 us */
 /* a coil deadline first (a pulse end or a cutoff: no decision, one output; 50 us made
  * pulse ends 10-16 us late) */
@@ -30,7 +35,9 @@
 /* commands this close to the first one are decided with it: their outputs then need
  * only the wait and the port write (the bookkeeping of each comes after all of them) */
 #define RP_BATCH_WINDOW_TICKS (120U * 16U)
-/* cycles between two output writes of one clock (measured in simavr) */
+/* cycles between two output writes of one clock: the centring's step (measured 127 at
+ * e147bf1; the writes are 76 apart now, but 76 put a strike that shares its clock with
+ * an earlier release 2.4 us late, not 0.8: driver_load.py's p99 2.8 us against 1.1) */
 #define RP_OUTPUT_SPACING_TICKS 127U
 
 /* PCA9685 boards on the TWI bus (I2C master, SCL on D21, SDA on D20).

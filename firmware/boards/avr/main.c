@@ -115,7 +115,7 @@ void board_timer_arm(uint32_t clock)
 #define WAIT_WAKE_TICKS 200U
 #define WAIT_SLEEP_MIN_TICKS (WAIT_WAKE_TICKS + 100U) /* shorter: spin only */
 /* The core waits at most its lead plus the batch window ahead (RP_TIMER_LEAD_TICKS +
- * BATCH * RP_TIMER_LEAD_PER_CMD_TICKS + RP_BATCH_WINDOW_TICKS: 10,112 ticks, 632 us);
+ * BATCH * RP_TIMER_LEAD_PER_CMD_TICKS + RP_BATCH_WINDOW_TICKS: 10,368 ticks, 648 us);
  * a 16-bit difference beyond this means a target in the past (a late command or
  * deadline): return at once. Compared as 16 bits without this bound, a target more than
  * 2.05 ms in the past looked ahead, and the wait spun with interrupts off until the
