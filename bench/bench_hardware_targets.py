@@ -27,6 +27,7 @@ way ``play`` does (``build_report``). One row per piece, spec and port:
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import re
 import tempfile
@@ -34,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from robo_player.driver import open_port
+from robo_player.fileio import write_text
 from robo_player.midi import read_midi
 from robo_player.planner import PlanOptions
 from robo_player.planner import plan as plan_for
@@ -106,6 +108,7 @@ def main(argv: list[str] | None = None) -> int:
                     choices=["fw-host", "fw-avr", "vmcu"])  # fmt: skip
     ap.add_argument("--avr-speed", type=float, default=1.0,
                     help="fw-avr: simulated s per wall s (default: 1.0)")  # fmt: skip
+    ap.add_argument("--keep", default="", help="write each report JSON into this folder")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.ERROR)
     head = ["piece", "spec", "port", "notes", "heard/sim", "unheard beyond sim", "refused",
@@ -126,6 +129,10 @@ def main(argv: list[str] | None = None) -> int:
                     url = "vmcu://"
                 rep = _play(url, spec, score, piece)
                 irq = _irq_off(trace_dir) if port == "fw-avr" else None
+                if args.keep:
+                    out = Path(args.keep) / f"{Path(piece).parent.name}-{name}-{port}.json"
+                    out.parent.mkdir(parents=True, exist_ok=True)
+                    write_text(out, json.dumps({**rep, "irq_off_us": irq}, indent=1))
                 rows.append(_row(piece, name, url, rep, ref, irq))
                 print("  ".join(rows[-1]), flush=True)  # progress: a long run shows each row
     w = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
