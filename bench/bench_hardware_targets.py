@@ -13,7 +13,7 @@ way ``play`` does (``build_report``). One row per piece, spec and port:
 - actuation p99: the trace clock of each actuation against its planned time (target
   <= 20 µs on direct pins; ``fw-host://`` is timed by the host's OS and shows its load);
 - wire B/note: scheduled records with their framing and the device's ACKs of them, per
-  note (target <= 8 on pieces of 800 notes or more; '-' below 800);
+  note sounded (target <= 8 on pieces of 800 notes or more in the score; marked below);
 - counts agree: the driver's played/late/refused/flushed equal the firmware's counters;
 - irq-off: on ``fw-avr://``, the longest interrupts-off stretch the simavr harness saw
   in that run (target <= 100 µs; a UART byte at 115200 baud takes 87 µs) and the UART
@@ -80,7 +80,7 @@ def _row(piece: str, spec: str, port: str, rep: dict[str, Any], ref: dict[str, A
     refused = sum(v for k, v in cmds.items() if k.startswith("refused"))
     act = rep.get("actuation_error_us") or {}
     wire = rep.get("wire_bytes_per_note")
-    notes = rep["notes_sounded"]  # the plan's: the wire target counts notes of the piece
+    notes = rep["notes_sounded"]
     agree = rep.get("counts_agree")
     irq_s = "-"
     if irq is not None:
@@ -94,7 +94,8 @@ def _row(piece: str, spec: str, port: str, rep: dict[str, Any], ref: dict[str, A
         str(beyond),
         str(refused),
         f"{act['p99']:.1f}" if act else "-",
-        f"{wire:.2f}" if wire is not None and notes >= WIRE_MIN_NOTES else "-",
+        f"{wire:.2f}" + ("" if rep["notes_in"] >= WIRE_MIN_NOTES else " (<800 in)")
+        if wire is not None else "-",
         str(agree),
         irq_s,
     ]
