@@ -33,3 +33,12 @@ def test_hardware_doc_names_the_spec_figures_and_shows_the_diagrams() -> None:
     for word in ("flyback", "fuse", "MOSFET", "star", "OE", "microphone", "Flash", "Identify",
                  "One key", "Calibrate", "Play"):  # fmt: skip
         assert word in text, word
+
+
+def test_bring_up_names_a_command_that_lists_serial_ports() -> None:
+    """`robo-player ports` lists MIDI inputs (for `live`), not the board's serial port."""
+    text = " ".join(DOC.read_text().split())
+    assert "`robo-player ports` lists the serial ports" not in text
+    assert "python -m serial.tools.list_ports" in text
+    r = subprocess.run([sys.executable, "-m", "serial.tools.list_ports"], capture_output=True, text=True)
+    assert r.returncode in (0, 1), r.stderr  # 1: no ports found; the command exists either way

@@ -396,15 +396,16 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, metavar="MODEL.pt", help="best weights go here")
     p.add_argument("--d-model", type=int, default=None, help="width (default 256)")
     p.add_argument("--layers", type=int, default=None, help="layers (default: lstm 2, transformer 4)")
-    p.add_argument("--heads", type=int, default=4)
-    p.add_argument("--dropout", type=float, default=0.1)
+    p.add_argument("--heads", type=int, default=4, help="transformer: attention heads")
+    p.add_argument("--dropout", type=float, default=0.1, help="dropout between layers")
     p.add_argument("--features", action="store_true",
                    help="the network also reads the performance state (held keys, time since onsets)")
-    p.add_argument("--epochs", type=int, default=30)
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--seq-len", type=int, default=256)
-    p.add_argument("--lr", type=float, default=2e-3)
-    p.add_argument("--patience", type=int, default=3)
+    p.add_argument("--epochs", type=int, default=30, help="passes over the corpus at most")
+    p.add_argument("--batch-size", type=int, default=32, help="sequences per step")
+    p.add_argument("--seq-len", type=int, default=256, help="tokens per training sequence")
+    p.add_argument("--lr", type=float, default=2e-3, help="learning rate")
+    p.add_argument("--patience", type=int, default=3,
+                   help="stop after this many epochs without a better validation loss")
     p.add_argument("--max-minutes", type=float, default=0.0, help="stop after this long (0: no limit)")
     p.add_argument("--no-augment", action="store_true", help="no transposition or tempo stretch")
     p.add_argument("--resume", action="store_true", help="continue from OUT.ckpt")
@@ -412,7 +413,7 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
                    help="start from these weights (same --arch/--d-model/--layers; --features may be new)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="random seed (data order, initial weights)")
     p.add_argument("--cache", default=None,
                    help="parsed-corpus cache folder (default ~/.cache/robo_player)")
     p.add_argument("--limit-pieces", type=int, default=0, help=argparse.SUPPRESS)
@@ -456,14 +457,14 @@ def register(subparsers: Any) -> None:
                                           "(Director Musices style, the default) or with a performance "
                                           "model (--model).")
     p.add_argument("score", metavar="SCORE.mid")
-    p.add_argument("--out", required=True, metavar="PERFORMED.mid")
+    p.add_argument("--out", required=True, metavar="PERFORMED.mid", help="the performed MIDI file to write")
     for name, help_ in (("phrase-arch", "phrase arch"), ("high-loud", "high-loud"),
                         ("duration-contrast", "duration contrast"), ("melodic-charge", "melodic charge"),
                         ("final-ritard", "final ritard")):
         p.add_argument(f"--k-{name}", type=float, default=None,
                        help=f"rules: quantity k of the {help_} rule (default 1, 0 = off)")
     p.add_argument("--noise-ms", type=float, default=None, help="rules: 1/f timing deviations, std in ms (default 10)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="random seed of the timing noise and sampling")
     p.add_argument("--model", default=None, metavar="MODEL.pt",
                    help="render with this performance model instead of the rules")
     p.add_argument("--temperature", type=float, default=None,
