@@ -31,6 +31,7 @@ from typing import Any, Protocol
 from ..performance import HeardNote
 from ..plan import Command, Op, Plan
 from ..report import match_heard
+from ..spec.calibration import Calibration
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +99,29 @@ class LoopResult:
                 for p in pitches
             ],
         }
+
+
+def corrected_calibration(cal: Calibration, res: LoopResult) -> Calibration:
+    """``cal`` with the loop's corrections folded in (``play --write-back``): a key
+    heard ``L`` µs late has its latency curve raised by ``L``; a key that needed
+    ``1 + g`` times the drive for a loudness has its curve's drives (and threshold)
+    scaled by ``1 + g`` (points past full drive dropped, at least two kept)."""
+    keys = dict(cal.keys)
+    for p, c in cal.keys.items():
+        lat, g = res.latency_us.get(p, 0.0), res.drive_gain.get(p, 0.0)
+        if lat == 0.0 and g == 0.0:
+            continue
+        f = 1.0 + g
+        pts = [(d * f, v, t + lat) for d, v, t in zip(c.drive, c.velocity, c.latency_us, strict=True)]
+        keep = [x for x in pts if x[0] <= 1.0]
+        if len(keep) < 2:
+            keep = [(min(0.99, d), v, t) for d, v, t in pts[:1]] + [(1.0, pts[-1][1], pts[-1][2])]
+        keys[p] = dataclasses.replace(
+            c, threshold=min(c.threshold * f, keep[0][0] * 0.999),
+            drive=tuple(x[0] for x in keep), velocity=tuple(x[1] for x in keep),
+            latency_us=tuple(x[2] for x in keep),
+        )
+    return dataclasses.replace(cal, keys=keys)
 
 
 def _clamp(x: float, lim: float) -> float:
@@ -182,4 +206,4 @@ def play_closed_loop(
     return res
 
 
-__all__ = ["Correction", "LoopResult", "LoopSettings", "play_closed_loop"]
+__all__ = ["Correction", "LoopResult", "LoopSettings", "corrected_calibration", "play_closed_loop"]
