@@ -152,7 +152,9 @@ def play_closed_loop(
     """Play ``plan`` on ``device`` segment by segment, correcting each key from what is heard.
 
     ``outcomes``: the planner's per-note outcomes (``index``, ``pitch_out``,
-    ``target_t_us``, ``intended_t_us``, ``velocity_in``, ``fate``); ``pitch_of``:
+    ``target_t_us``, ``velocity_target`` or ``velocity_in``, ``fate``); every note
+    played or altered is judged against what the plan aimed at (its target time and
+    loudness); ``pitch_of``:
     actuator -> pitch (-1 for the pedal); ``pwm_max``: actuator -> its full level.
     """
     st = settings or LoopSettings()
@@ -188,9 +190,10 @@ def play_closed_loop(
         errs: dict[int, list[tuple[float, float]]] = {}
         for o in outs:
             h = matched.get(o.index)
-            if h is None or o.fate.name != "PLAYED" or h.velocity <= 0:
+            if h is None or h.velocity <= 0:
                 continue
-            errs.setdefault(o.pitch_out, []).append((h.t_us - o.intended_t_us, o.velocity_in / h.velocity))
+            want_v = getattr(o, "velocity_target", None) or o.velocity_in
+            errs.setdefault(o.pitch_out, []).append((h.t_us - o.target_t_us, want_v / h.velocity))
         if st.rate > 0.0:
             for p, es in errs.items():
                 e_on = math.fsum(e for e, _ in es) / len(es)
