@@ -230,6 +230,43 @@ def _add_device_args(p: argparse.ArgumentParser, port: bool = True) -> None:
 # ---------------------------------------------------------------- commands
 
 
+def _closed_loop_check(args: argparse.Namespace, port: str, spec: Any) -> bool:
+    """Whether ``--closed-loop`` is on; a usage error where it cannot run."""
+    from urllib.parse import urlsplit
+
+    closed = bool(getattr(args, "closed_loop", False))
+    if getattr(args, "write_back", None) and not closed:
+        raise UsageError("--write-back goes with --closed-loop")
+    if not closed:
+        return False
+    if urlsplit(port).scheme != "sim" or spec.family != "piano":
+        raise UsageError(
+            f"--closed-loop needs a sensor that hears the notes while they play: port {port} "
+            f"({spec.family}) has none (allowed: a sim:// port with a piano spec)"
+        )
+    if getattr(args, "resume", False):
+        raise UsageError("--closed-loop: --resume is not supported")
+    return True
+
+
+def _play_closed_loop(device: Any, plan: Any, plan_report: Any, spec: Any) -> tuple[Any, Any]:
+    """Play with the closed loop (robo_player/hearing/loop.py): the performance it heard."""
+    from .hearing.loop import play_closed_loop
+    from .performance import Performance
+
+    pitch = {k.channel: k.pitch for k in spec.keys}
+    level = {k.channel: k.pwm_max for k in spec.keys}
+    res = play_closed_loop(device, plan, plan_report.outcomes, lambda a: pitch.get(a, -1),
+                           lambda a: level.get(a, 0))  # fmt: skip
+    for c in res.log:
+        log.info("closed loop: segment %d pitch %d: latency %+.0f µs, drive %+.3f (heard %+.0f µs, "
+                 "velocity ratio %.3f)", c.segment, c.pitch, c.latency_us, c.drive_gain,
+                 c.onset_err_us, c.velocity_ratio)  # fmt: skip
+    extra = {"closed_loop": {"segments": res.segments, "corrections": len(res.log),
+                             "keys": len(res.latency_us)}}  # fmt: skip
+    return Performance(heard=res.heard, max_coil_temp_ratio=res.max_coil_temp_ratio, extra=extra), res
+
+
 def cmd_play(args: argparse.Namespace, port: str | None = None) -> int:
     from .planner import plan as plan_for
     from .report import build_report, summary_lines
@@ -251,7 +288,9 @@ def cmd_play(args: argparse.Namespace, port: str | None = None) -> int:
         raise UsageError("play: give SONG.mid or --generate MODEL")
     calibration = _load_calibration(args, spec)
     instrument_of_calibration(args, port, calibration)
+    closed = _closed_loop_check(args, port, spec)
     with Outputs() as outputs:
+        write_back = outputs.reserve(args.write_back) if closed and args.write_back else None
         report_path = outputs.reserve(args.report, stdout=True) if args.report else None
         wav_path = outputs.reserve(args.wav) if args.wav else None
         plot_path = outputs.reserve(args.plot) if args.plot else None
@@ -261,7 +300,10 @@ def cmd_play(args: argparse.Namespace, port: str | None = None) -> int:
         ropts = _resume_options(args, port, plan, spec)
         with _open_device(port, spec, args, **ropts) as device:
             try:
-                performance = device.play(plan, progress=prog)
+                if closed:
+                    performance, loop_res = _play_closed_loop(device, plan, plan_report, spec)
+                else:
+                    performance = device.play(plan, progress=prog)
             except (RoboPlayerError, KeyboardInterrupt) as err:
                 # a fault or Ctrl-C part way: the partial report, with the fault in it
                 performance = getattr(err, "performance", None)
@@ -313,6 +355,12 @@ def cmd_play(args: argparse.Namespace, port: str | None = None) -> int:
                 plot_path,
                 title=f"{Path(piece).name} on {spec.name}",
             )
+        if write_back:
+            from .hearing.loop import corrected_calibration
+            from .spec.calibration import Calibration
+
+            base = calibration if calibration is not None else Calibration.nominal(spec)
+            corrected_calibration(base, loop_res).save(write_back)
         if report_path:
             write_text(report_path, json.dumps(report, indent=2) + "\n")
     if not args.quiet:
@@ -498,6 +546,11 @@ def build_parser() -> argparse.ArgumentParser:
                 metavar="FILE",
                 help=f"firmware ports: where play keeps its resume point (default: {DEFAULT_STATE})",
             )
+            sp.add_argument("--closed-loop", action="store_true",
+                            help="correct each key's latency and loudness from what is heard "
+                                 "while playing (needs a sensor: sim://)")  # fmt: skip
+            sp.add_argument("--write-back", metavar="CAL.yaml",
+                            help="with --closed-loop: write the calibration with the corrections here")
             sp.add_argument("--generate", metavar="MODEL", help="play a piece the model generates")
             sp.add_argument("--seconds", type=float, default=30.0, help="with --generate: length in seconds")
             sp.add_argument("--primer", help='with --generate: primer notes, e.g. "C4 E4 G4"')

@@ -19,19 +19,21 @@ from ..performance import Performance, Progress
 from ..spec.model import PianoSpec
 from .physics import EventColumns, PianoPhysics
 from .sensor import SENSOR_OPTIONS, Microphone, microphone_from_options
-from .truth import Truth
+from .truth import COPPER_TEMPCO_PER_K, Truth
 
 # the options every simulated device takes for its instrument
-INSTRUMENT_OPTIONS = ("truth_seed", "truth", *SENSOR_OPTIONS)
+INSTRUMENT_OPTIONS = ("truth_seed", "truth", "heating", *SENSOR_OPTIONS)
 
 
 class SimulatedInstrument:
     """The piano of ``spec`` with hidden ``truth``, heard through ``microphone``."""
 
-    def __init__(self, spec: PianoSpec, truth: Truth, microphone: Microphone) -> None:
+    def __init__(
+        self, spec: PianoSpec, truth: Truth, microphone: Microphone, heating: bool = False
+    ) -> None:
         self.spec = spec
         self._truth = truth  # hidden: only the simulator may read it
-        self.physics = PianoPhysics(spec, truth)
+        self.physics = PianoPhysics(spec, truth, tempco_per_k=COPPER_TEMPCO_PER_K if heating else 0.0)
         self.microphone = microphone
 
     def hear(self, outputs: OutputColumns, progress: Progress | None = None) -> Performance:
@@ -58,8 +60,12 @@ def instrument_from_options(url: str, spec: PianoSpec, opts: dict[str, Any]) -> 
 
     ``truth_seed`` (int, default 0): draw the hidden truth from this seed; ``truth``
     (path, or a :class:`Truth`): read it instead; ``sensor_seed`` (int, default 0),
-    ``timing_sd_us`` (default 200), ``loudness_sd`` (default 1): the microphone.
+    ``timing_sd_us`` (default 200), ``loudness_sd`` (default 1): the microphone;
+    ``heating`` (0 or 1, default 0): warm coils strike later and softer (copper's R(T)).
     """
+    heating = _int_opt(url, "heating", opts.pop("heating", 0))
+    if heating not in (0, 1):
+        raise TransportError(f"{url}: option heating={heating} (allowed: 0 or 1)")
     truth = opts.pop("truth", None)
     truth_seed = opts.pop("truth_seed", None)
     if truth is not None and truth_seed is not None:
@@ -78,7 +84,7 @@ def instrument_from_options(url: str, spec: PianoSpec, opts: dict[str, Any]) -> 
         where = f"truth_seed={seed}"
     the_truth.check_for(spec, where)
     mic = microphone_from_options(url, opts)  # its options: robo_player/sim/sensor.py
-    return SimulatedInstrument(spec, the_truth, mic)
+    return SimulatedInstrument(spec, the_truth, mic, heating=bool(heating))
 
 
 __all__ = ["INSTRUMENT_OPTIONS", "SimulatedInstrument", "instrument_from_options"]

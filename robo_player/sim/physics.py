@@ -18,6 +18,10 @@ docs/simulator.md, "Rules of the implementation"):
   Demand is the commanded duty of every key coil that is on, times ``V / R_coil``.
 - Heating uses the commanded duty (not the sagged one), so it errs on the hot side.
 - The pedal has its own supply and is not part of the supply budget or coil heating.
+- Warm coils (``tempco_per_k`` > 0, the ``heating`` option of sim://): the coil's
+  resistance is R(T) = R0·(1 + tempco·ΔT), so its current, and the strike's effective
+  drive, is divided by that factor, ΔT being the coil's rise at the strike: a warm coil
+  strikes later and softer. Off (0) by default; copper is ``COPPER_TEMPCO_PER_K``.
 - A failed coil goes open: it draws no current, its key comes up at the failure time,
   and later events on it are ignored.
 - A sounding note lasts at least ``MIN_SOUND_US`` even if its damper was already down.
@@ -37,7 +41,7 @@ from ..errors import PlanError
 from ..performance import HeardNote, Performance, Progress
 from ..plan import Command, Plan
 from ..spec.model import PianoSpec
-from .truth import Truth
+from .truth import COPPER_TEMPCO_PER_K, Truth
 
 log = logging.getLogger(__name__)
 
@@ -154,8 +158,13 @@ def _range_max(values: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray
 class PianoPhysics:
     """The simulated piano of ``spec`` with hidden parameters ``truth``."""
 
-    def __init__(self, spec: PianoSpec, truth: Truth, gap_us: int = GAP_US) -> None:
+    def __init__(
+        self, spec: PianoSpec, truth: Truth, gap_us: int = GAP_US, tempco_per_k: float = 0.0
+    ) -> None:
         truth.check_for(spec)
+        if not 0.0 <= tempco_per_k <= 10 * COPPER_TEMPCO_PER_K:
+            raise ValueError(f"tempco_per_k {tempco_per_k}: allowed 0..{10 * COPPER_TEMPCO_PER_K}")
+        self._tempco = float(tempco_per_k)
         self.spec = spec
         self._truth = truth
         self._gap_us = int(gap_us)
@@ -280,6 +289,7 @@ class PianoPhysics:
         s_pulse: list[float] = []  # pulse length (µs), inf while open
         s_ret: list[float] = []  # key-return scale e/R (1 if fully up)
         s_rel: list[float] = []  # absolute time the key came up again, inf if not
+        s_temp: list[float] = []  # coil temperature rise (K) at the strike
         pulse_open: dict[int, int] = {}  # actuator -> strike whose pulse is running
         pressed: dict[int, int] = {}  # actuator -> strike whose key is down
         chg_t: list[float] = []  # supply demand changes: absolute time, duty delta
@@ -359,6 +369,7 @@ class PianoPhysics:
                 s_pulse.append(inf)
                 s_ret.append(1.0 if e >= r else e / r)
                 s_rel.append(inf)
+                s_temp.append(temp[a])
             elif d == 0.0:  # the key is let go
                 release_t[a] = t
                 j = pressed.pop(a, None)
@@ -384,7 +395,7 @@ class PianoPhysics:
             progress(1.0)
 
         perf, notes = self._sound(
-            origin, demand0, s_t, s_a, s_d, s_pulse, s_ret, s_rel, chg_t, chg_d, pedal_t, pedal_v
+            origin, demand0, s_t, s_a, s_d, s_pulse, s_ret, s_rel, chg_t, chg_d, pedal_t, pedal_v, s_temp
         )
         perf.coil_failures = failures
         perf.max_coil_temp_ratio = float(peak / tmax)
@@ -436,7 +447,7 @@ class PianoPhysics:
         self, origin: int, demand0: float,
         s_t: list[float], s_a: list[int], s_d: list[float], s_pulse: list[float],
         s_ret: list[float], s_rel: list[float], chg_t: list[float], chg_d: list[float],
-        pedal_t: list[float], pedal_v: list[float],
+        pedal_t: list[float], pedal_v: list[float], s_temp: list[float],
     ) -> tuple[Performance, SoundedNotes]:
         """Vectorised: which strikes sound, when, how loud, and when they are damped."""
         lat_ped = self._pedal_latency_us
@@ -455,6 +466,8 @@ class PianoPhysics:
         p_full = self._p_full[a]
         sag = self._supply_scale(demand0, chg_t, chg_d, t, t + np.minimum(pulse, p_full))
         d_eff = d * np.minimum(1.0, pulse / p_full) * retf * sag
+        if self._tempco > 0.0:  # I = V / R(T): a warm coil drives its hammer less
+            d_eff = d_eff / (1.0 + self._tempco * np.asarray(s_temp))
         thr = self._thr[a]
         u = (d_eff - thr) / (1.0 - thr)
         ok = (u > 0.0) & (retf >= 0.5)

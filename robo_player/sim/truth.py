@@ -49,6 +49,9 @@ GAIN = (108.0, 162.0)  # 135 ± 20 %
 K = (2.0, 3.0)
 V0 = (0.06, 0.10)
 RETURN_US = (50_000, 90_000)
+# copper's resistance rises 0.39 % per kelvin (R(T) = R0·(1 + a·ΔT)); the simulator's
+# physics uses it when heating is on (sim://?heating=1)
+COPPER_TEMPCO_PER_K = 0.0039
 THERMAL_SPREAD = 0.10  # heat capacity and tau within ±10 % of the spec's
 PEDAL_LATENCY_US = (30_000, 60_000)
 

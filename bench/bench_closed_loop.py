@@ -1,0 +1,116 @@
+"""Issue 11 §4: the closed loop for warm coils, open vs closed loop, side by side.
+
+    .venv/bin/python bench/bench_closed_loop.py [--minutes 10] [--seed 1] [--velocity 118]
+
+A loud piece (the bundled pieces, every note at ``--velocity``, repeated to
+``--minutes`` of music) on sim:// with hidden truth and coil heating on
+(``heating=1``: R(T) = R0·(1 + 0.0039·ΔT)), after a calibration on the cold piano.
+Both rows play the same segments (robo_player/hearing/loop.py); the open loop keeps
+the corrections at zero. Onset error is heard minus intended (ms), velocity error
+heard minus intended (MIDI units); target: closed-loop onset p99 <= 1.0 ms.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from dataclasses import replace
+
+import numpy as np
+
+from robo_player.calibrator import calibrate
+from robo_player.driver import open_port
+from robo_player.hearing.loop import LoopResult, LoopSettings, play_closed_loop
+from robo_player.midi import bundled_pieces, read_midi
+from robo_player.planner import plan as plan_for
+from robo_player.report import match_heard
+from robo_player.score import Score
+from robo_player.spec import load_spec
+
+TARGET_P99_MS = 1.0
+
+
+def loud_piece(minutes: float, velocity: int) -> Score:
+    """The bundled pieces one after another, every note at ``velocity``, to ``minutes``."""
+    notes = []
+    t0 = 0
+    want = int(minutes * 60e6)
+    pieces = [read_midi(p) for p in bundled_pieces()]
+    while t0 < want:
+        for sc in pieces:
+            for n in sc.notes:
+                if t0 + n.onset_us < want:
+                    notes.append(replace(n, onset_us=t0 + n.onset_us, velocity=velocity))
+            t0 += max(n.end_us for n in sc.notes) + 500_000
+    return Score(notes=notes)
+
+
+def errors(outcomes, heard) -> tuple[np.ndarray, np.ndarray, int]:
+    """|onset error| (ms), |velocity error| and unheard count of the played notes."""
+    matched = match_heard(outcomes, heard)
+    on, vel, missing = [], [], 0
+    for o in outcomes:
+        if o.fate.name != "PLAYED":
+            continue
+        h = matched.get(o.index)
+        if h is None:
+            missing += 1
+            continue
+        on.append(abs(h.t_us - o.intended_t_us) / 1000)
+        vel.append(abs(h.velocity - o.velocity_in))
+    return np.asarray(on), np.asarray(vel), missing
+
+
+def run(spec, plan, rep, seed: int, rate: float, heating: int,
+        segment_us: int) -> tuple[LoopResult, float]:
+    pitch = {k.channel: k.pitch for k in spec.keys}
+    level = {k.channel: k.pwm_max for k in spec.keys}
+    t0 = time.perf_counter()
+    with open_port(f"sim://?heating={heating}", spec, truth_seed=seed) as dev:
+        res = play_closed_loop(dev, plan, rep.outcomes, lambda a: pitch.get(a, -1),
+                               lambda a: level.get(a, 0), LoopSettings(rate=rate, segment_us=segment_us))
+    return res, time.perf_counter() - t0
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--minutes", type=float, default=10.0)
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--velocity", type=int, default=118)
+    ap.add_argument("--segment-s", type=float, default=5.0)
+    ap.add_argument("--spec", default="piano-88-grand")
+    args = ap.parse_args()
+    score = loud_piece(args.minutes, args.velocity)
+    seg = int(args.segment_s * 1e6)
+    print(f"loud piece: {len(score.notes)} notes, {score.notes[-1].end_us / 60e6:.1f} min, "
+          f"velocity {args.velocity}, truth seed {args.seed}, segments {args.segment_s} s")
+    rows = [("heating off, open loop", 0, 0.0), ("heating on, open loop", 1, 0.0),
+            ("heating on, closed loop", 1, 0.5)]
+    print(f"{'':26s} {'onset p50':>9s} {'p99 (ms)':>9s} {'max':>7s} {'vel mean':>8s} {'vel p99':>7s} "
+          f"{'unheard':>7s} {'wall s':>6s}")
+    p99 = {}
+    spec = load_spec(args.spec)
+    with open_port("sim://", spec, truth_seed=args.seed) as dev:  # calibrated cold
+        cal = calibrate(dev, spec, max_strikes_per_key=12)
+    plan, rep = plan_for(score, spec, cal)
+    for name, heating, rate in rows:
+        res, wall = run(spec, plan, rep, args.seed, rate, heating, seg)
+        on, vel, missing = errors(rep.outcomes, res.heard)
+        p99[name] = float(np.percentile(on, 99))
+        print(f"{name:26s} {np.percentile(on, 50):9.3f} {p99[name]:9.3f} {on.max():7.2f} "
+              f"{vel.mean():8.2f} {np.percentile(vel, 99):7.2f} {missing:7d} {wall:6.1f}")
+        print(f"{'':26s} hottest coil: {res.max_coil_temp_ratio:.2f} of its allowed rise")
+        if rate > 0:
+            lat = np.asarray(list(res.latency_us.values()))
+            g = np.asarray(list(res.drive_gain.values()))
+            print(f"{'':26s} corrections: {len(res.log)} logged, {len(lat)} keys, latency "
+                  f"{lat.min():.0f}..{lat.max():.0f} µs, drive gain {g.min():+.3f}..{g.max():+.3f}")
+    closed = p99["heating on, closed loop"]
+    print(f"target: closed-loop onset p99 <= {TARGET_P99_MS} ms: {closed:.3f} ms "
+          f"({'met' if closed <= TARGET_P99_MS else 'NOT met'}); open loop {p99['heating on, open loop']:.3f} ms")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
