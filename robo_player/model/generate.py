@@ -216,9 +216,11 @@ class NumpyLSTM:
     b_ih0 + b_hh0`` (V+1, 4H). The gates are reordered to (i, f, o, g) and the sigmoid rows
     pre-scaled by 1/2, so one in-place ``tanh`` over all four gates gives them (sigmoid(z) =
     (1 + tanh(z/2)) / 2). Every matrix a layer's new ``h`` meets is fused into one
-    (float32): ``h_i @ [W_ih(i+1) | W_hh(i)]`` gives the next layer's input share and this
-    layer's recurrent share for the next step, and the top layer's ``h @ [head | W_hh]``
-    the logits and its recurrent share: one matvec per layer per step. A features model's
+    (float32): ``[h_i, 1] @ [W_ih(i+1) | W_hh(i); b(i+1) | 0]`` gives the next layer's input
+    share (bias included) and this layer's recurrent share for the next step, and the top
+    layer's ``[h, 1] @ [head | W_hh; head bias | 0]`` the logits and its recurrent share:
+    one matvec per layer per step, into preallocated scratch for everything but what the
+    new state keeps. A features model's
     state projection is folded in too; its share of the gates is kept between steps and
     only recomputed when the state rows change (a note or a time shift).
     """
@@ -244,13 +246,16 @@ class NumpyLSTM:
             table = (E @ lstm.weight_ih_l0.double().T + lstm.bias_ih_l0.double() + lstm.bias_hh_l0.double())
             w_hh = [gates(getattr(lstm, f"weight_hh_l{i}").double().T.numpy()) for i in range(L)]  # (H, 4H)
             w_ih = [gates(getattr(lstm, f"weight_ih_l{i}").double().T.numpy()) for i in range(1, L)]
-            self.b = [gates((getattr(lstm, f"bias_ih_l{i}") + getattr(lstm, f"bias_hh_l{i}")).double().numpy())
-                      for i in range(1, L)]
+            b = [gates((getattr(lstm, f"bias_ih_l{i}") + getattr(lstm, f"bias_hh_l{i}")).double().numpy())
+                 for i in range(1, L)]
             head_w = model.head.weight.T.numpy().astype(np.float32)  # (H, V)
-            self.head_b = model.head.bias.numpy().astype(np.float32)
-            # fused[i]: what layer i's h feeds (the layer above, or the head), then its own W_hh
-            self.fused = [np.ascontiguousarray(np.concatenate([w_ih[i] if i < L - 1 else head_w, w_hh[i]], axis=1))
-                          for i in range(L)]
+            head_b = model.head.bias.numpy().astype(np.float32)
+            # fused[i] (H+1, N): what layer i's h feeds (the layer above, or the head), then its
+            # own W_hh; the last row, met by a constant 1 after h, is the bias of what it feeds
+            self.fused = [np.ascontiguousarray(np.block([
+                [w_ih[i] if i < L - 1 else head_w, w_hh[i]],
+                [(b[i] if i < L - 1 else head_b)[None], np.zeros((1, 4 * H), np.float32)]]))
+                for i in range(L)]
             self.state_w: np.ndarray | None = None
             enc = getattr(model, "state_enc", None)
             if enc is not None:  # fold the state projection into the first layer too
@@ -262,8 +267,11 @@ class NumpyLSTM:
         self.features = self.state_w is not None
         self._g = np.empty(4 * H, np.float32)  # scratch: the gates of the layer being stepped
         self._ig = np.empty(H, np.float32)  # scratch: i * g
-        self._hid = np.empty(H, np.float32)  # scratch: the layer's new h
+        self._hid = np.ones(H + 1, np.float32)  # scratch: the layer's new h, then a constant 1
         self._zero = np.zeros(4 * H, np.float32)
+        g = self._g  # views of the scratch, made once: sigmoid rows, i, f, o, candidate, h
+        self._views = (g[:3 * H], g[:H], g[H:2 * H], g[2 * H:3 * H], g[3 * H:], self._hid[:H])
+        self._rec_at = [4 * H if i < self.layers - 1 else self.n_out for i in range(self.layers)]
 
     def _state_gates(self, tracker: tk.StateTracker, w: np.ndarray) -> np.ndarray:
         """The state rows' share of the first layer's gates: ``StateEncoder.dense`` of
@@ -315,24 +323,22 @@ class NumpyLSTM:
             g += sg
             extra = [tracker, sg]
         new: list[Any] = []
-        last = self.layers - 1
+        s, gi, gf, go, gg, h = self._views
         out = self._zero
-        for i in range(self.layers):
+        for i, w in enumerate(self.fused):
             if i:
                 np.add(out[:4 * H], state[i][0], out=g)
-                g += self.b[i - 1]
             np.tanh(g, out=g)
-            s = g[:3 * H]
             s *= 0.5
-            s += 0.5  # i, f, o: sigmoids; g[3H:]: the candidate
-            c = np.multiply(g[H:2 * H], state[i][1])
-            np.multiply(g[:H], g[3 * H:], out=ig)
+            s += 0.5  # i, f, o: sigmoids; gg: the candidate
+            c = np.multiply(gf, state[i][1])
+            np.multiply(gi, gg, out=ig)
             c += ig
-            np.tanh(c, out=hid)
-            hid *= g[2 * H:3 * H]
-            out = np.dot(hid, self.fused[i])  # new: its recurrent share goes into the state
-            new.append((out[self.n_out if i == last else 4 * H:], c))
-        return out[:self.n_out] + self.head_b, new + extra
+            np.tanh(c, out=h)
+            h *= go
+            out = np.dot(hid, w)  # new: its recurrent share goes into the state
+            new.append((out[self._rec_at[i]:], c))
+        return out[:self.n_out].copy(), new + extra
 
 
 class TorchStepper:
