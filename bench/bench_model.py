@@ -107,9 +107,11 @@ def expression(model: torch.nn.Module, seconds: float, seeds: int, reference: li
 def speed(model: Any, seconds: float, seeds: int) -> None:
     print(f"\n== generation speed (batch 1, masked, piano-88-grand, {seconds:.0f}s pieces) ==")
     spec = load_spec("piano-88-grand")
-    ev = wall = music = 0.0
+    ev = wall = cpu = music = 0.0
     for s in range(seeds):
+        c0 = time.process_time()
         g = generate(model, spec, seconds, seed=100 + s, top_p=0.95)
+        cpu += time.process_time() - c0  # (includes the stepper's setup, which wall_s leaves out)
         ev += g.events
         wall += g.wall_s
         music += g.score.duration_s
@@ -118,6 +120,8 @@ def speed(model: Any, seconds: float, seeds: int) -> None:
         f"(target 100x: {music / wall / 100:.2f} of it), {1e3 * wall / ev:.3f} ms/event, "
         f"{ev / music:.1f} events per second of music"
     )
+    print(f"  CPU time of this process: {cpu:.2f}s, {music / cpu:.0f}x real time, {1e3 * cpu / ev:.3f} ms/event "
+          f"(on a shared machine wall time counts the other processes' turns too; `uptime` says the load)")
     steppers = {
         "numpy" if model.config.arch == "lstm" else "torch-kv": (
             NumpyLSTM(model) if model.config.arch == "lstm" else TorchStepper(model)
