@@ -154,7 +154,7 @@ def test_numpy_lstm_matches_torch_at_any_depth(layers: int) -> None:
     """The fused matrices (next layer's input share or the head, the layer's own recurrent
     share, the bias row) hold for a single layer and for a middle layer too."""
     torch.manual_seed(layers)
-    net = build_model(ModelConfig(d_model=24, n_layers=layers, dropout=0.0)).eval()
+    net: Any = build_model(ModelConfig(d_model=24, n_layers=layers, dropout=0.0)).eval()
     fast = NumpyLSTM(net)
     state_np, state_t = None, None
     for tok in [BOS, 64, 300, 192, 372, 70, 260]:

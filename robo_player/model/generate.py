@@ -286,20 +286,18 @@ class NumpyLSTM:
         else:
             since = min(tracker.now - tracker.last_on, cap)
             ioi = min(tracker.last_on - tracker.prev_group, cap) if tracker.prev_group >= 0 else cap
-        n = len(tracker.onset)
-        rows = np.empty(2 + 3 * n, np.intp)
-        rows[0] = enc.SINCE + min(top, since // enc.GAP_STEPS)
-        rows[1] = enc.IOI + min(top, ioi // enc.GAP_STEPS)
-        coef = np.ones(2 + 3 * n, np.float32)
-        if n:
-            keys = np.fromiter(tracker.onset.keys(), dtype=np.intp, count=n)
-            el = np.minimum(tracker.now - np.fromiter(tracker.onset.values(), dtype=np.intp, count=n), cap - 1)
-            rows[2:2 + n] = keys
-            np.minimum(el // enc.EL_STEPS, top, out=rows[2 + n:2 + 2 * n])
-            rows[2 + n:2 + 2 * n] += enc.HIST
-            np.add(keys, tk.N_PITCH, out=rows[2 + 2 * n:])
-            coef[2 + 2 * n:] = el / 100.0
-        return coef @ w.take(rows, axis=0)
+        rows = [enc.SINCE + min(top, since // enc.GAP_STEPS), enc.IOI + min(top, ioi // enc.GAP_STEPS)]
+        coef = [1.0, 1.0]
+        if tracker.onset:  # (plain Python: a handful of keys, where numpy's per-call cost dominates)
+            now, el_top, hist = tracker.now, cap - 1, enc.HIST
+            keys = list(tracker.onset)
+            els = [min(now - t0, el_top) for t0 in tracker.onset.values()]
+            rows += keys
+            rows += [hist + min(el // enc.EL_STEPS, top) for el in els]
+            rows += [tk.N_PITCH + k for k in keys]
+            coef += [1.0] * (2 * len(keys))
+            coef += [el / 100.0 for el in els]
+        return np.dot(np.array(coef, np.float32), w.take(rows, axis=0))
 
     def step(self, tok: int, state: Any) -> tuple[np.ndarray, Any]:
         """State: per layer (its recurrent share of the next step's gates, ``h @ W_hh``, and
