@@ -24,7 +24,7 @@ from robo_player.model import corpus
 from robo_player.model import tokenizer as tk
 from robo_player.model.checkpoint import load_model
 from robo_player.model.evaluate import KneserNey, model_nll
-from robo_player.model.generate import MAX_NOTE_S, NumpyLSTM, TorchStepper, generate
+from robo_player.model.generate import BOS, MAX_NOTE_S, NumpyLSTM, TorchStepper, generate
 from robo_player.model.networks import build_model, count_parameters
 from robo_player.model.train import windows
 from robo_player.planner import plan_piano
@@ -107,9 +107,11 @@ def expression(model: torch.nn.Module, seconds: float, seeds: int, reference: li
 def speed(model: Any, seconds: float, seeds: int) -> None:
     print(f"\n== generation speed (batch 1, masked, piano-88-grand, {seconds:.0f}s pieces) ==")
     spec = load_spec("piano-88-grand")
-    ev = wall = music = 0.0
+    ev = wall = cpu = music = 0.0
     for s in range(seeds):
+        c0 = time.process_time()
         g = generate(model, spec, seconds, seed=100 + s, top_p=0.95)
+        cpu += time.process_time() - c0  # (includes the stepper's setup, which wall_s leaves out)
         ev += g.events
         wall += g.wall_s
         music += g.score.duration_s
@@ -118,6 +120,8 @@ def speed(model: Any, seconds: float, seeds: int) -> None:
         f"(target 100x: {music / wall / 100:.2f} of it), {1e3 * wall / ev:.3f} ms/event, "
         f"{ev / music:.1f} events per second of music"
     )
+    print(f"  CPU time of this process: {cpu:.2f}s, {music / cpu:.0f}x real time, {1e3 * cpu / ev:.3f} ms/event "
+          f"(on a shared machine wall time counts the other processes' turns too; `uptime` says the load)")
     steppers = {
         "numpy" if model.config.arch == "lstm" else "torch-kv": (
             NumpyLSTM(model) if model.config.arch == "lstm" else TorchStepper(model)
@@ -125,12 +129,50 @@ def speed(model: Any, seconds: float, seeds: int) -> None:
     }
     if model.config.arch == "lstm":
         steppers["torch"] = TorchStepper(model)
+    stream = [BOS] + g.tokens[:499]  # a generated piece's events (held keys, shifts as played)
     for name, st in steppers.items():
         state = None
         t = time.perf_counter()
-        for i in range(500):
-            _, state = st.step(i % 300, state)
-        print(f"  raw step ({name}): {1e3 * (time.perf_counter() - t) / 500:.3f} ms/event")
+        for tok in stream:
+            _, state = st.step(tok, state)
+        print(f"  raw step ({name}): {1e3 * (time.perf_counter() - t) / len(stream):.3f} ms/event")
+
+
+def against(model: Any, old_path: str, seconds: float, seeds: int, rounds: int) -> None:
+    """Generation speed of this decoder and another ``generate.py`` (e.g. ``git show
+    REV:robo_player/model/generate.py > old.py``) in one process, rounds alternating, CPU
+    time of ``generate`` (so the load of the other processes counts less), same seeds."""
+    import importlib.util
+    import sys
+
+    import robo_player.model.generate as new
+
+    spec_ = importlib.util.spec_from_file_location("robo_player.model._generate_against", old_path)
+    if spec_ is None or spec_.loader is None:
+        raise SystemExit(f"{old_path}: not a Python file")
+    old = importlib.util.module_from_spec(spec_)
+    sys.modules[spec_.name] = old
+    spec_.loader.exec_module(old)
+    spec = load_spec("piano-88-grand")
+    ms: dict[str, list[float]] = {"this": [], "against": []}
+    toks: dict[str, list[list[int]]] = {}
+    for r in range(rounds):
+        pair = [("this", new), ("against", old)]
+        for name, mod in pair if r % 2 else pair[::-1]:
+            cpu = ev = 0.0
+            toks[name] = []
+            for s in range(seeds):
+                c0 = time.process_time()
+                g = mod.generate(model, spec, seconds, seed=100 + s, top_p=0.95)
+                cpu += time.process_time() - c0
+                ev += g.events
+                toks[name].append(g.tokens)
+            ms[name].append(1e3 * cpu / ev)
+    print(f"\n== A/B against {old_path} ({rounds} alternating rounds, CPU ms/event incl. setup) ==")
+    for name, v in ms.items():
+        print(f"  {name:8s} " + " ".join(f"{x:.4f}" for x in v) + f"   median {float(np.median(v)):.4f}")
+    print(f"  speed-up (medians) {float(np.median(ms['against']) / np.median(ms['this'])):.2f}x; "
+          f"same tokens for every seed: {toks['this'] == toks['against']}")
 
 
 def train_throughput(nets: dict[str, Any], data: list[np.ndarray], steps: int) -> None:
@@ -168,6 +210,8 @@ def main() -> int:
     ap.add_argument("--cache", default=None, help="parse cache (default ~/.cache/robo_player)")
     ap.add_argument("--only-shipped", action="store_true", help="measure the shipped model only")
     ap.add_argument("--skip-quality", action="store_true", help="no NLL (it is eval-model's too)")
+    ap.add_argument("--against", default=None, metavar="GENERATE_PY",
+                    help="also time another generate.py in the same process (alternating rounds)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     nets: dict[str, torch.nn.Module] = {}
@@ -210,6 +254,8 @@ def main() -> int:
     playability(nets["shipped"], 30.0, seeds)
     expression(nets["shipped"], 30.0, seeds, [tk.decode(t) for t in test])
     speed(nets["shipped"], 30.0, seeds)
+    if args.against:
+        against(nets["shipped"], args.against, 30.0, seeds, 6)
     train_throughput({n: nets[n] for n in uniq.values()}, train[:200], 3 if args.quick else 8)
     return 0
 

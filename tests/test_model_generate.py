@@ -149,6 +149,38 @@ def test_numpy_lstm_matches_torch(tiny_lstm: Any) -> None:
         np.testing.assert_allclose(a, b[0].numpy(), atol=1e-5)
 
 
+@pytest.mark.parametrize("layers", [1, 3])
+def test_numpy_lstm_matches_torch_at_any_depth(layers: int) -> None:
+    """The fused matrices (next layer's input share or the head, the layer's own recurrent
+    share, the bias row) hold for a single layer and for a middle layer too."""
+    torch.manual_seed(layers)
+    net: Any = build_model(ModelConfig(d_model=24, n_layers=layers, dropout=0.0)).eval()
+    fast = NumpyLSTM(net)
+    state_np, state_t = None, None
+    for tok in [BOS, 64, 300, 192, 372, 70, 260]:
+        a, state_np = fast.step(tok, state_np)
+        with torch.no_grad():
+            b, state_t = net.step(torch.tensor([tok]), state_t)
+        np.testing.assert_allclose(a, b[0].numpy(), atol=1e-5)
+
+
+def test_numpy_lstm_state_can_be_stepped_twice(tiny_lstm: Any) -> None:
+    """The step's scratch buffers never leak into a state or the logits: stepping one state
+    with two tokens, in either order, gives the same as stepping it alone (the branching
+    search of perform_model relies on it)."""
+    fast = NumpyLSTM(tiny_lstm)
+    _, state = fast.step(BOS, None)
+    _, state = fast.step(62, state)
+    first, after_first = fast.step(300, state)
+    second, _ = fast.step(190, state)  # the same state again, another token
+    again, after_again = fast.step(300, state)
+    np.testing.assert_array_equal(first, again)
+    assert not np.array_equal(first, second)
+    nxt_a, _ = fast.step(64, after_first)
+    nxt_b, _ = fast.step(64, after_again)
+    np.testing.assert_array_equal(nxt_a, nxt_b)
+
+
 def test_transformer_generates_through_its_kv_cache() -> None:
     torch.manual_seed(0)
     m = build_model(ModelConfig(arch="transformer", d_model=32, n_layers=2, n_heads=2, d_ff=64,

@@ -213,12 +213,16 @@ class NumpyLSTM:
     """Batch-1 decoding of a :class:`~robo_player.model.networks.PerformanceLSTM` in numpy.
 
     The input embedding is folded into the first layer: ``table[tok]`` = ``W_ih0 @ E[tok] +
-    b_ih0 + b_hh0`` (V+1, 4H), so a step is one matvec per layer plus the output head
-    (layers above the first: two). The gates are
-    reordered to (i, f, o, g) and the sigmoid rows pre-scaled by 1/2, so one ``tanh`` over
-    all four gates gives them (sigmoid(z) = (1 + tanh(z/2)) / 2). A features model's state
-    projection is folded in too; its share of the gates is kept between steps and only
-    recomputed when the state rows change (a note or a time shift).
+    b_ih0 + b_hh0`` (V+1, 4H). The gates are reordered to (i, f, o, g) and the sigmoid rows
+    pre-scaled by 1/2, so one in-place ``tanh`` over all four gates gives them (sigmoid(z) =
+    (1 + tanh(z/2)) / 2). Every matrix a layer's new ``h`` meets is fused into one
+    (float32): ``[h_i, 1] @ [W_ih(i+1) | W_hh(i); b(i+1) | 0]`` gives the next layer's input
+    share (bias included) and this layer's recurrent share for the next step, and the top
+    layer's ``[h, 1] @ [head | W_hh; head bias | 0]`` the logits and its recurrent share:
+    one matvec per layer per step, into preallocated scratch for everything but what the
+    new state keeps. A features model's
+    state projection is folded in too; its share of the gates is kept between steps and
+    only recomputed when the state rows change (a note or a time shift).
     """
 
     def __init__(self, model: Any) -> None:
@@ -234,17 +238,24 @@ class NumpyLSTM:
 
         with torch.no_grad():
             lstm = model.lstm
+            L = lstm.num_layers  # noqa: N806
             E = model.embed.weight.double()  # noqa: N806 - (V+1, C)
-            self.layers = lstm.num_layers
+            self.layers = L
             self.h = H
+            self.n_out = model.head.out_features
             table = (E @ lstm.weight_ih_l0.double().T + lstm.bias_ih_l0.double() + lstm.bias_hh_l0.double())
-            self.w_hh0 = gates(lstm.weight_hh_l0.double().T.numpy())  # (H, 4H)
-            self.w_ih = [gates(getattr(lstm, f"weight_ih_l{i}").double().T.numpy()) for i in range(1, self.layers)]
-            self.w_hh = [gates(getattr(lstm, f"weight_hh_l{i}").double().T.numpy()) for i in range(1, self.layers)]
-            self.b = [gates((getattr(lstm, f"bias_ih_l{i}") + getattr(lstm, f"bias_hh_l{i}")).double().numpy())
-                      for i in range(1, self.layers)]
-            self.head_w = model.head.weight.T.contiguous().numpy()  # (H, V)
-            self.head_b = model.head.bias.numpy()
+            w_hh = [gates(getattr(lstm, f"weight_hh_l{i}").double().T.numpy()) for i in range(L)]  # (H, 4H)
+            w_ih = [gates(getattr(lstm, f"weight_ih_l{i}").double().T.numpy()) for i in range(1, L)]
+            b = [gates((getattr(lstm, f"bias_ih_l{i}") + getattr(lstm, f"bias_hh_l{i}")).double().numpy())
+                 for i in range(1, L)]
+            head_w = model.head.weight.T.numpy().astype(np.float32)  # (H, V)
+            head_b = model.head.bias.numpy().astype(np.float32)
+            # fused[i] (H+1, N): what layer i's h feeds (the layer above, or the head), then its
+            # own W_hh; the last row, met by a constant 1 after h, is the bias of what it feeds
+            self.fused = [np.ascontiguousarray(np.block([
+                [w_ih[i] if i < L - 1 else head_w, w_hh[i]],
+                [(b[i] if i < L - 1 else head_b)[None], np.zeros((1, 4 * H), np.float32)]]))
+                for i in range(L)]
             self.state_w: np.ndarray | None = None
             enc = getattr(model, "state_enc", None)
             if enc is not None:  # fold the state projection into the first layer too
@@ -254,10 +265,19 @@ class NumpyLSTM:
                 self._enc = type(enc)
             self.table = gates(table.numpy())
         self.features = self.state_w is not None
+        self._g = np.empty(4 * H, np.float32)  # scratch: the gates of the layer being stepped
+        self._ig = np.empty(H, np.float32)  # scratch: i * g
+        self._hid = np.ones(H + 1, np.float32)  # scratch: the layer's new h, then a constant 1
+        self._zero = np.zeros(4 * H, np.float32)
+        g = self._g  # views of the scratch, made once: sigmoid rows, i, f, o, candidate, h
+        self._views = (g[:3 * H], g[:H], g[H:2 * H], g[2 * H:3 * H], g[3 * H:], self._hid[:H])
+        self._rec_at = [4 * H if i < self.layers - 1 else self.n_out for i in range(self.layers)]
 
     def _state_gates(self, tracker: tk.StateTracker, w: np.ndarray) -> np.ndarray:
         """The state rows' share of the first layer's gates: ``StateEncoder.dense`` of
-        ``tracker.codes()`` times the folded projection, from the tracker's fields."""
+        ``tracker.codes()`` times the folded projection, from the tracker's fields, as one
+        weighted sum of rows of ``w`` (held keys 1, their time down in seconds, the histogram
+        and the two gap bins 1 each)."""
         enc = self._enc
         top = enc.N_BINS - 1
         cap = 255
@@ -266,24 +286,31 @@ class NumpyLSTM:
         else:
             since = min(tracker.now - tracker.last_on, cap)
             ioi = min(tracker.last_on - tracker.prev_group, cap) if tracker.prev_group >= 0 else cap
-        g = w[enc.SINCE + min(top, since // enc.GAP_STEPS)] + w[enc.IOI + min(top, ioi // enc.GAP_STEPS)]
-        if tracker.onset:
-            keys = np.fromiter(tracker.onset.keys(), dtype=np.int64, count=len(tracker.onset))
-            t0 = np.fromiter(tracker.onset.values(), dtype=np.int64, count=len(tracker.onset))
-            el = np.minimum(tracker.now - t0, cap - 1)
-            rows = np.concatenate([keys, enc.HIST + np.minimum(el // enc.EL_STEPS, top)])
-            g = g + w[rows].sum(0) + (el / 100.0).astype(np.float32) @ w[tk.N_PITCH + keys]
-        return g
+        rows = [enc.SINCE + min(top, since // enc.GAP_STEPS), enc.IOI + min(top, ioi // enc.GAP_STEPS)]
+        coef = [1.0, 1.0]
+        if tracker.onset:  # (plain Python: a handful of keys, where numpy's per-call cost dominates)
+            now, el_top, hist = tracker.now, cap - 1, enc.HIST
+            keys = list(tracker.onset)
+            els = [min(now - t0, el_top) for t0 in tracker.onset.values()]
+            rows += keys
+            rows += [hist + min(el // enc.EL_STEPS, top) for el in els]
+            rows += [tk.N_PITCH + k for k in keys]
+            coef += [1.0] * (2 * len(keys))
+            coef += [el / 100.0 for el in els]
+        return np.dot(np.array(coef, np.float32), w.take(rows, axis=0))
 
     def step(self, tok: int, state: Any) -> tuple[np.ndarray, Any]:
-        """State: a list of the LSTM's (h, c) per layer, then, when the model reads state
-        features, the event-state tracker and its share of the first layer's gates."""
+        """State: per layer (its recurrent share of the next step's gates, ``h @ W_hh``, and
+        its cell ``c``), then, when the model reads state features, the event-state tracker
+        and its share of the first layer's gates. Arrays in a state are never changed in
+        place (a new state has new ones), so a state can be stepped twice."""
         H = self.h  # noqa: N806
         if state is None:
-            state = [(np.zeros(H, np.float32), np.zeros(H, np.float32)) for _ in range(self.layers)]
+            state = [(self._zero, np.zeros(H, np.float32)) for _ in range(self.layers)]
             if self.features:
                 state += [tk.StateTracker(), None]
-        g0 = self.table[tok]
+        g, ig, hid = self._g, self._ig, self._hid
+        np.add(self.table[tok], state[0][0], out=g)
         extra: list[Any] = []
         if self.features:
             tracker, sg = state[self.layers], state[self.layers + 1]
@@ -291,22 +318,25 @@ class NumpyLSTM:
                 if tok < V:
                     tracker.apply(int(tok))
                 sg = self._state_gates(tracker, self.state_w)  # type: ignore[arg-type]
-            g0 = g0 + sg
+            g += sg
             extra = [tracker, sg]
         new: list[Any] = []
-        x = np.zeros(0, np.float32)
-        for i in range(self.layers):
-            h, c = state[i]
+        s, gi, gf, go, gg, h = self._views
+        out = self._zero
+        for i, w in enumerate(self.fused):
             if i:
-                g = x @ self.w_ih[i - 1] + h @ self.w_hh[i - 1] + self.b[i - 1]
-            else:
-                g = g0 + h @ self.w_hh0
-            t = np.tanh(g)
-            s = t[:3 * H] * 0.5 + 0.5
-            c = s[H:2 * H] * c + s[:H] * t[3 * H:]
-            x = s[2 * H:] * np.tanh(c)
-            new.append((x, c))
-        return x @ self.head_w + self.head_b, new + extra
+                np.add(out[:4 * H], state[i][0], out=g)
+            np.tanh(g, out=g)
+            s *= 0.5
+            s += 0.5  # i, f, o: sigmoids; gg: the candidate
+            c = np.multiply(gf, state[i][1])
+            np.multiply(gi, gg, out=ig)
+            c += ig
+            np.tanh(c, out=h)
+            h *= go
+            out = np.dot(hid, w)  # new: its recurrent share goes into the state
+            new.append((out[self._rec_at[i]:], c))
+        return out[:self.n_out].copy(), new + extra
 
 
 class TorchStepper:
@@ -351,25 +381,27 @@ def stepper_for(model: Any) -> NumpyLSTM | TorchStepper:
 def _sample(logits: np.ndarray, mask: np.ndarray, temperature: float, top_p: float,
             rng: np.random.Generator) -> int:
     """One draw from softmax(logits / temperature) over ``mask``, cut to the top-p nucleus."""
-    z = np.where(mask, logits, -np.inf)
-    top = z.max()
+    p = np.where(mask, logits, -np.inf)
+    top = p.max()
     if not np.isfinite(top):
         raise ModelError("constrained decoding: no event allowed (internal error)")
-    p = np.exp((z - top) * (1.0 / max(temperature, 1e-6)))  # 0 where masked
+    p -= top
+    if temperature != 1.0:
+        p *= 1.0 / max(temperature, 1e-6)
+    np.exp(p, out=p)  # 0 where masked
     if top_p < 1.0:
         # the nucleus lies among the tokens over 1e-4 of the top whenever the rest weigh less
         # than 1 - top_p of the total: then only those need sorting (exact, and ~10x fewer)
-        cand = np.flatnonzero(p >= 1e-4)
+        cand = (p >= 1e-4).nonzero()[0]
         total = p.sum()
-        order = (cand[np.argsort(-p[cand])] if total - p[cand].sum() < (1.0 - top_p) * total
-                 else np.argsort(-p))
-        cum = np.cumsum(p[order])
-        k = int(np.searchsorted(cum, top_p * total)) + 1  # the smallest set with mass >= top_p
-        k = min(k, len(order))
-        return int(order[min(int(np.searchsorted(cum[:k], rng.random() * cum[k - 1], side="right")), k - 1)])
-    cum = np.cumsum(p)
-    i = int(np.searchsorted(cum, rng.random() * cum[-1], side="right"))
-    return i if i < len(p) else int(np.flatnonzero(p)[-1])  # (u * total rounded up to total)
+        pc = p[cand]
+        order = cand[(-pc).argsort()] if total - pc.sum() < (1.0 - top_p) * total else (-p).argsort()
+        cum = p[order].cumsum()
+        k = min(int(cum.searchsorted(top_p * total)) + 1, len(order))  # the smallest set with mass >= top_p
+        return int(order[min(int(cum[:k].searchsorted(rng.random() * cum[k - 1], side="right")), k - 1)])
+    cum = p.cumsum()
+    i = int(cum.searchsorted(rng.random() * cum[-1], side="right"))
+    return i if i < len(p) else int(p.nonzero()[0][-1])  # (u * total rounded up to total)
 
 
 def _sample_checked(logits: np.ndarray, mask: np.ndarray, ok: Callable[[int], bool], temperature: float,
