@@ -84,7 +84,9 @@ def test_the_room_clicks_where_the_pin_went_on(spec, url: str) -> None:  # noqa:
         # the pin's on-edge (at the command's time on every path, the C firmware's too) + the delay
         # (under simavr the stream's zero lands within ~0.2 ms of the plan's: measured
         # -137 and +29 us; the host models put the edge at the command's time)
-        tol = 500e-6 if url.startswith("fw-avr") else 100e-6
+        # (the host build's pin moves when the OS wakes it: up to ~0.1-0.3 ms late on a
+        # loaded machine, as its actuation error is; the edge is still the pin's, not the plan's)
+        tol = 500e-6 if url.startswith(("fw-avr", "fw-host")) else 100e-6
         assert len(got) == 1 and abs(got[0] - (0.2 + 0.5 + 100e-6)) < tol, got
         assert dev.energised() == []  # the pulse ended: the output is off again
         # a pulse at level 0 never turns the pin on: no click (the room renders the pin, not the plan)
