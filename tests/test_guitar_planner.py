@@ -393,17 +393,3 @@ def test_pieces_that_cannot_be_played_are_reported_not_raised() -> None:
     # E4 is on 5 strings (A2 fret 19 .. E4 open): 5 play it, 2 find no free string
     assert rep.notes_played + rep.notes_altered == 5 and rep.notes_dropped == 2
     assert sorted(s for s, _ in rep.fingering.values()) == [1, 2, 3, 4, 5]
-
-
-def test_carriages_leaving_together_are_staggered() -> None:
-    # four fretted notes at once: every carriage leaves the nut for the same onset; the
-    # moves start one board step apart (never two steps at one tick), within the margin
-    spec = SPECS["bass-4"]
-    lay = Layout(spec)
-    score = score_of(*((spec.strings[s].tuning + 2, 0, 500 * MS, 80) for s in range(4)))
-    the_plan, report = plan_guitar(score, spec)
-    _check(spec, score, the_plan, report)
-    moves = sorted(c.t_us for c in the_plan.commands if c.op is Op.MOVE)
-    assert len(moves) == 4
-    step = -(-1_000_000 // spec.boards[1].max_steps_per_s)  # type: ignore[operator]
-    assert [t - moves[0] for t in moves] == [0, step, 2 * step, 3 * step] == lay.stagger_us

@@ -34,7 +34,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ..spec.guitar import GuitarSpec, Mechanism, move_stagger_us, press_position_mm, travel_us
+from ..spec.guitar import GuitarSpec, Mechanism, press_position_mm, travel_us
 
 __all__ = [
     "INFEASIBLE",
@@ -88,7 +88,7 @@ class Layout:
     """What the search needs of a spec, as flat tables (µs)."""
 
     __slots__ = (
-        "strings", "frets", "slider", "move_us", "stagger_us", "damp_us", "release_us", "settle_us",
+        "strings", "frets", "slider", "move_us", "damp_us", "release_us", "settle_us",
         "min_sound_us", "min_repeat_us", "max_change_us", "horizon_us", "pos_mm", "_travel",
         "_last", "pitch_at",
     )  # fmt: skip
@@ -110,11 +110,8 @@ class Layout:
         # move_us[s][a][b]: carriage of string s from fret a to fret b, padded, + settle
         self.move_us: list[list[list[int]]] = []
         n = neck.frets + 1
-        # stagger_us[s]: string s's moves start this much after their planned clock
-        self.stagger_us: list[int] = []
-        for s, st in enumerate(spec.strings):
+        for st in spec.strings:
             c = st.carriage
-            self.stagger_us.append(move_stagger_us(spec, s) if self.slider else 0)
             table = [[0] * n for _ in range(n)]
             if self.slider and c is not None:
                 for a in range(n):
@@ -122,9 +119,7 @@ class Layout:
                         if a != b:
                             d = abs(self.pos_mm[a] - self.pos_mm[b])
                             mv = travel_us(d, c.max_speed_mm_s, c.accel_mm_s2)
-                            # the move's stagger within its margin, else on top of it
-                            padded = round(mv * (1.0 + t.travel_margin))
-                            table[a][b] = max(padded, round(mv) + self.stagger_us[-1]) + c.settle_us
+                            table[a][b] = round(mv * (1.0 + t.travel_margin)) + c.settle_us
             self.move_us.append(table)
         most = max((max(map(max, tb)) for tb in self.move_us), default=0)
         self.max_change_us = t.damp_us + t.release_us + most + t.fret_settle_us

@@ -487,8 +487,7 @@ class _Emitter:
         c = self.spec.strings[s].carriage
         assert c is not None
         pos = round(lay.pos_mm[f] / c.travel_mm * self.amap[c.channel].pwm_max)
-        # staggered: carriages planned to leave together step at different ticks
-        self.buf.emit(at + lay.stagger_us[s], Op.MOVE, c.channel, 0, 0, 0, note, pos)
+        self.buf.emit(at, Op.MOVE, c.channel, 0, 0, 0, note, pos)
         self.report.fretter_travel_frets += abs(f - car)
         self.report.fretter_travel_mm += abs(lay.pos_mm[f] - lay.pos_mm[car])
 

@@ -199,28 +199,6 @@ def press_position_mm(scale_length_mm: float, n: int) -> float:
     return d1 - (d1 - d0) / 3.0
 
 
-DEFAULT_MAX_STEPS_PER_S = 15_000  # a step/dir board's default: the AVR makes ~19,000
-
-
-def board_step_rate(boards: tuple[DriverBoard, ...], board: str) -> int:
-    """Steps per second the board makes, all its carriages together (its
-    ``max_steps_per_s``, else :data:`DEFAULT_MAX_STEPS_PER_S`)."""
-    b = next((b for b in boards if b.id == board), None)
-    return (b.max_steps_per_s if b is not None else None) or DEFAULT_MAX_STEPS_PER_S
-
-
-def move_stagger_us(spec: GuitarSpec, string: int) -> int:
-    """How long after its planned clock the carriage of ``string`` starts a move: its
-    place among the carriages of its board times one step of the board's rate. Moves
-    planned at one clock (the carriages leaving the nut) then step at different ticks:
-    the same profile, shifted, never asks the step interrupt for two steps at once."""
-    car = spec.strings[string].carriage
-    if car is None:
-        return 0
-    place = sum(1 for st in spec.strings[:string] if st.carriage and st.carriage.board == car.board)
-    return place * -(-1_000_000 // board_step_rate(spec.boards, car.board))
-
-
 def travel_us(distance_mm: float, max_speed_mm_s: float, accel_mm_s2: float) -> float:
     """Time (µs) to move ``distance_mm`` from rest to rest: trapezoidal speed profile
     (triangular when the distance is too short to reach the maximum speed)."""

@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import SpecError
 from .guitar import (
-    DEFAULT_MAX_STEPS_PER_S,
     CarriageSpec,
     GuitarSpec,
     Mechanism,
@@ -116,6 +115,9 @@ def guitar_from_mapping(c: _Checker, doc: Any, family: str) -> GuitarSpec:
     return spec
 
 
+DEFAULT_MAX_STEPS_PER_S = 15_000  # an ATmega2560 board: ~19,000 measured (docs/guitar.md)
+
+
 def _step_share(car: CarriageSpec, boards: list[dict[str, Any]],
                 strings: list[dict[str, Any]]) -> CarriageSpec:  # fmt: skip
     """The carriage with its top speed capped at its share of its board's step rate
@@ -123,7 +125,7 @@ def _step_share(car: CarriageSpec, boards: list[dict[str, Any]],
     moving at once at top speed stay within what the board's MCU makes, and the
     planner's travel times (which read this speed) stay honest."""
     board = next((b for b in boards if b["id"] == car.board), {})
-    rate = board.get("max_steps_per_s") or DEFAULT_MAX_STEPS_PER_S  # board_step_rate's
+    rate = board.get("max_steps_per_s") or DEFAULT_MAX_STEPS_PER_S
     n = sum(1 for s in strings if s["carriage"] is not None and s["carriage"].board == car.board)
     steps_per_mm = ((1 << car.pwm_bits) - 1) / car.travel_mm
     top = rate / max(n, 1) / steps_per_mm
