@@ -38,7 +38,7 @@
 /* the compare fires this early: the interrupt's entry and its clock read take about
  * that long (16 us late at p50 without it), and a step found this close is waited for
  * to its tick */
-#define RP_STEP_DUE_TICKS 224U
+#define RP_STEP_DUE_TICKS 320U
 #define RP_STEP_ROUNDS 4         /* rounds of due steps in one interrupt, then ... */
 #define RP_STEP_YIELD_TICKS 480U /* ... 30 us for the main loop */
 
@@ -160,20 +160,23 @@ ISR(TIMER5_COMPA_vect)
     in_step = 1;
     for (uint8_t rounds = 0;; rounds++) {
         uint32_t now = board_clock(), first = 0;
-        uint8_t any = 0, due = 0;
+        uint8_t any = 0, due = 0, one = 0, e = 0;
         /* every step due within RP_STEP_DUE_TICKS first, each at its own tick (in clock
          * order), and only then their next steps: steps of several carriages at about
          * one tick do not wait for each other's arithmetic */
         for (uint8_t i = 0; i < n_steppers; i++)
             if ((steppers[i].flags & RP_STEP_MOVING) &&
-                (int32_t)(steppers[i].next - now) <= (int32_t)RP_STEP_DUE_TICKS)
+                (int32_t)(steppers[i].next - now) <= (int32_t)RP_STEP_DUE_TICKS) {
                 due |= (uint8_t)(1U << i);
+                one = one ? 2 : 1;
+                e = i;
+            }
         for (uint8_t left = due; left;) {
-            uint8_t e = 0;
-            for (uint8_t i = 0; i < n_steppers; i++)
-                if ((left >> i & 1U) &&
-                    (!(left >> e & 1U) || (int32_t)(steppers[i].next - steppers[e].next) < 0))
-                    e = i;
+            if (one != 1) /* several: the earliest (one alone is e) */
+                for (uint8_t i = 0; i < n_steppers; i++)
+                    if ((left >> i & 1U) && (!(left >> e & 1U) ||
+                                             (int32_t)(steppers[i].next - steppers[e].next) < 0))
+                        e = i;
             while ((int32_t)(steppers[e].next - board_clock()) > 0)
                 ; /* at most RP_STEP_DUE_TICKS */
             *step_io[e].port |= step_io[e].mask;
