@@ -35,9 +35,9 @@
 #include "out_step_gen.h"
 
 #define RP_STEPPERS 6 /* carriages: a guitar's six strings */
-/* the compare fires this early: the interrupt's entry and its clock read take about
- * that long (16 us late at p50 without it), and a step found this close is waited for
- * to its tick */
+/* the compare fires this early: the interrupt's entry, its clock read and the pass
+ * that finds the due steps take about that long (14 us early: 18 us late at p50 on
+ * bass-4; 20 us: 5 us), and a step found this close is waited for to its tick */
 #define RP_STEP_DUE_TICKS 320U
 #define RP_STEP_ROUNDS 4         /* rounds of due steps in one interrupt, then ... */
 #define RP_STEP_YIELD_TICKS 480U /* ... 30 us for the main loop */
