@@ -480,17 +480,20 @@ SLIDER = GuitarBuild(
 Robotic guitar, slider mechanism: per string a carriage (stepper, step/dir) with a
 presser, a picker and a damper. 2 x PCA9685 at 0x40, 0x41: pickers 0..5, dampers
 6..11, pressers 12..17; carriages on the MCU's step/dir outputs 32..37.
+Carriage positions: 255 steps over 440 mm (1.7 mm a step): six carriages at 3 m/s
+make 10,400 steps/s together, within the board's max_steps_per_s (the AVR makes ~19,000).
 """,
     boards=[
         _pca("coils0", 0x40),
         _pca("coils1", 0x41),
-        {"id": "steppers", "kind": "direct", "channels": 6, "pwm_bits": 12, "pwm_hz": 1000},
+        {"id": "steppers", "kind": "direct", "channels": 6, "pwm_bits": 12, "pwm_hz": 1000,
+         "max_steps_per_s": 15000},
     ],
     neck={"mechanism": "slider", "scale_length_mm": 648.0, "neck_length_mm": 450.0,
           "frets": 19, "capo": 0},
     tunings=GUITAR_TUNING,
     strings=_slider_strings(6, [("coils0", 0), ("coils1", 16)],
-                            {"drive": "step_dir", "travel_mm": 440.0, "max_speed_mm_s": 3000.0,
+                            {"drive": "step_dir", "pwm_bits": 8, "travel_mm": 440.0, "max_speed_mm_s": 3000.0,
                              "accel_mm_s2": 50000.0, "settle_us": 10000}, 32),
     timing=guitar_timing(pipeline_delay_us=500000),
     thermal=GUITAR_THERMAL,
@@ -511,16 +514,19 @@ BASS = GuitarBuild(
 Robotic bass, MechBass-style slider: per string a carriage with a presser, a picker
 and a damper. One PCA9685 at 0x40: pickers 0..3, dampers 4..7, pressers 8..11;
 carriages on the MCU's step/dir outputs 16..19.
+Carriage positions: 1023 steps over 510 mm (0.5 mm a step): four carriages at 1.4 m/s
+make 11,200 steps/s together, within the board's max_steps_per_s (the AVR makes ~19,000).
 """,
     boards=[
         _pca("coils0", 0x40),
-        {"id": "steppers", "kind": "direct", "channels": 4, "pwm_bits": 12, "pwm_hz": 1000},
+        {"id": "steppers", "kind": "direct", "channels": 4, "pwm_bits": 12, "pwm_hz": 1000,
+         "max_steps_per_s": 15000},
     ],
     neck={"mechanism": "slider", "scale_length_mm": 864.0, "neck_length_mm": 520.0,
           "frets": 15, "capo": 0},
     tunings=BASS_TUNING,
     strings=_slider_strings(4, [("coils0", 0)],
-                            {"drive": "step_dir", "travel_mm": 510.0, "max_speed_mm_s": 1400.0,
+                            {"drive": "step_dir", "pwm_bits": 10, "travel_mm": 510.0, "max_speed_mm_s": 1400.0,
                              "accel_mm_s2": 40000.0, "settle_us": 15000}, 16),
     timing=guitar_timing(pipeline_delay_us=600000, pick_pulse_us=20000, min_repeat_us=60000,
                          damp_us=40000, min_sound_us=50000),

@@ -146,8 +146,8 @@ def test_configuration_carries_the_carriages() -> None:
         s = role[m["actuator"]].split(":")[1]
         assert role[m["out_addr"]] == f"press:{s}"  # its presser
         assert m["out_channel"] % 2 == 0  # step 2o, dir 2o + 1
-        assert (m["max_pulse_us"], m["max_on_us"]) == (27_920, 465_341)  # 4095/440 mm x 3 m/s, 50 m/s²
-        assert m["pwm_max"] == 4095  # the travel
+        assert (m["max_pulse_us"], m["max_on_us"]) == (1_739, 28_977)  # 255/440 mm x 3 m/s, 50 m/s²
+        assert m["pwm_max"] == 255  # the travel
 
 
 def test_avr_trace_pins_become_positions(tmp_path: Path) -> None:
@@ -170,7 +170,7 @@ def _refusal_plan(spec: Any) -> tuple[Plan, int, int]:
     car = next(a for a in spec.actuators if a.role == "carriage:0")
     pr = next(a for a in spec.actuators if a.role == "press:0")
     cmds = [
-        Command(0, Op.MOVE, car.index, position=2000),  # ~132 ms of steps
+        Command(0, Op.MOVE, car.index, position=200),  # ~175 ms of steps
         Command(50_000, Op.PULSE_HOLD, pr.index, drive=pr.pwm_max, pulse_us=20_000, hold=1000),
         Command(60_000, Op.RELEASE, pr.index),
         Command(70_000, Op.MOVE, car.index, position=car.pwm_max + 100),  # past its travel
@@ -197,7 +197,7 @@ def test_firmware_refuses_a_press_while_moving_and_a_move_past_travel(port: str)
     status = [o.status for o in sorted(res.outcomes, key=lambda o: o.index)]
     assert status == ["played", "refused_busy", "played", "refused_move", "played", "played"]
     steps = [(c, lv) for c, a, lv in dev.last_trace.changes if a == car]
-    assert len(steps) == 2000 and steps[-1][1] == 2000  # the bad move never stepped
+    assert len(steps) == 200 and steps[-1][1] == 200  # the bad move never stepped
 
 
 def _tune_plan(spec_name: str) -> tuple[Any, Plan, Any]:

@@ -9,7 +9,9 @@ from typing import Any
 import pytest
 import yaml
 
+from robo_player.driver.config import stepper_rates
 from robo_player.errors import SpecError
+from robo_player.planner.fingering import Layout
 from robo_player.spec import ActuatorKind, load_spec, spec_from_mapping
 from robo_player.spec.guitar import (
     GuitarSpec,
@@ -18,7 +20,7 @@ from robo_player.spec.guitar import (
     press_position_mm,
     travel_us,
 )
-from robo_player.spec.guitar_loader import load_guitar_spec
+from robo_player.spec.guitar_loader import DEFAULT_MAX_STEPS_PER_S, load_guitar_spec
 from robo_player.spec.loader import SPEC_DIR
 from robo_player.spec.schema import spec_json_schema
 
@@ -137,6 +139,50 @@ def test_a_string_outside_midi_range(tmp_path: Path) -> None:
                "allowed 0..108", "(line ")  # fmt: skip
     d["strings"][5]["tuning"] = "C#11"
     load_error(tmp_path, d, "strings[5].tuning: 'C#11' is not a pitch")
+
+
+def _top_steps_per_s(spec: GuitarSpec, board: str) -> float:
+    """Every carriage of ``board`` at its top speed at once: steps/s together."""
+    return sum(((1 << c.pwm_bits) - 1) / c.travel_mm * c.max_speed_mm_s
+               for st in spec.strings if (c := st.carriage) is not None and c.board == board)  # fmt: skip
+
+
+@pytest.mark.parametrize("name", ["bass-4", "guitar-slider"])
+def test_shipped_carriages_stay_within_their_boards_step_rate(name: str) -> None:
+    # the spec's own speeds (uncapped) fit the AVR's step rate: MechBass / LEMUR speeds kept
+    spec, raw = load_guitar_spec(name), doc(name)
+    board = next(b for b in spec.boards if b.id == "steppers")
+    assert board.max_steps_per_s == 15_000
+    assert 5_000 < _top_steps_per_s(spec, "steppers") <= board.max_steps_per_s
+    assert [st.carriage.max_speed_mm_s for st in spec.strings if st.carriage] == [
+        st["carriage"]["max_speed_mm_s"] for st in raw["strings"]]  # fmt: skip
+
+
+@pytest.mark.parametrize("rate", [None, 4_000])
+def test_a_carriage_is_capped_at_its_share_of_the_step_rate(tmp_path: Path, rate: int | None) -> None:
+    d = doc("bass-4")
+    for st in d["strings"]:
+        st["carriage"]["pwm_bits"] = 12  # 8 steps/mm: 4 x 11,240 steps/s at 1.4 m/s
+    if rate is None:
+        del d["boards"][1]["max_steps_per_s"]  # the default: DEFAULT_MAX_STEPS_PER_S
+    else:
+        d["boards"][1]["max_steps_per_s"] = rate
+    path = tmp_path / "fast.yaml"
+    path.write_text(yaml.safe_dump(d, sort_keys=False))
+    spec = load_guitar_spec(path)
+    want = rate or DEFAULT_MAX_STEPS_PER_S
+    total = _top_steps_per_s(spec, "steppers")
+    assert want * 0.99 < total <= want * 1.001  # capped: the share, not 1.4 m/s
+    c = spec.strings[0].carriage
+    assert c is not None and c.max_speed_mm_s < 1400.0
+    # the planner's travel table reads the capped speed: the far move takes longer
+    far = press_position_mm(spec.neck.scale_length_mm, 12)
+    lay = Layout(spec)
+    assert lay.move_us[0][0][12] >= travel_us(far, c.max_speed_mm_s, c.accel_mm_s2)
+    assert travel_us(far, c.max_speed_mm_s, c.accel_mm_s2) > travel_us(far, 1400.0, c.accel_mm_s2) * 1.5
+    # and so does the firmware's configuration (steps/s)
+    act = spec.actuators.by_role("carriage:0")
+    assert stepper_rates(act)[0] * 4 <= want * 1.001
 
 
 def test_two_actuators_on_one_output(tmp_path: Path) -> None:

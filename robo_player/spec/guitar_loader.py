@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import SpecError
 from .guitar import (
+    CarriageSpec,
     GuitarSpec,
     Mechanism,
     StringSpec,
@@ -85,6 +87,8 @@ def guitar_from_mapping(c: _Checker, doc: Any, family: str) -> GuitarSpec:
                                  f"{ch} is outside every board's block (allowed 0..{last})", line)  # fmt: skip
                 wiring = {"channel": ch, "board": board, "pwm_bits": 1}
                 _check_actuator(c, f"{p}.fret_channels[{f}]", wiring, boards, blocks, used, line)
+        if st["carriage"] is not None:
+            st["carriage"] = _step_share(st["carriage"], boards, top["strings"])
         strings.append(
             StringSpec(
                 tuning=st["tuning"],
@@ -109,6 +113,25 @@ def guitar_from_mapping(c: _Checker, doc: Any, family: str) -> GuitarSpec:
     )
     _check_timing_power(c, spec)
     return spec
+
+
+DEFAULT_MAX_STEPS_PER_S = 15_000  # an ATmega2560 board: ~19,000 measured (docs/guitar.md)
+
+
+def _step_share(car: CarriageSpec, boards: list[dict[str, Any]],
+                strings: list[dict[str, Any]]) -> CarriageSpec:  # fmt: skip
+    """The carriage with its top speed capped at its share of its board's step rate
+    (``max_steps_per_s`` over the carriages on that board): the steps of every carriage
+    moving at once at top speed stay within what the board's MCU makes, and the
+    planner's travel times (which read this speed) stay honest."""
+    board = next((b for b in boards if b["id"] == car.board), {})
+    rate = board.get("max_steps_per_s") or DEFAULT_MAX_STEPS_PER_S
+    n = sum(1 for s in strings if s["carriage"] is not None and s["carriage"].board == car.board)
+    steps_per_mm = ((1 << car.pwm_bits) - 1) / car.travel_mm
+    top = rate / max(n, 1) / steps_per_mm
+    if car.max_speed_mm_s <= top:
+        return car
+    return replace(car, max_speed_mm_s=round(top, 1))
 
 
 def _board_at(boards: list[dict[str, Any]], blocks: dict[str, tuple[int, int, int]],

@@ -40,6 +40,9 @@ class DriverBoard:
     pwm_bits: int  # resolution of this board's PWM
     pwm_hz: int
     i2c_address: int | None = None  # 0x40..0x7F for PCA9685, None for direct
+    # step/dir carriages on this board: the steps per second its MCU makes, all
+    # carriages together (None: DEFAULT_MAX_STEPS_PER_S where a carriage is on it)
+    max_steps_per_s: int | None = field(default=None, metadata={"hashed": "if set"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -228,6 +231,8 @@ def _content(obj: object) -> object:
             f.name: _content(getattr(obj, f.name))
             for f in fields(obj)
             if f.init and f.metadata.get("hashed", True)
+            # a field added later hashes only when set: older specs keep their hash
+            and not (f.metadata.get("hashed") == "if set" and getattr(obj, f.name) is None)
         }
     if isinstance(obj, list | tuple):
         return [_content(v) for v in obj]

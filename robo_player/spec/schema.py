@@ -141,6 +141,17 @@ BOARD = Section(
             0x7F,
             required=False,
         ),
+        Field(
+            "max_steps_per_s",
+            Kind.INT,
+            "step/dir carriages on this board: steps per second its MCU makes, all carriages "
+            "together; each carriage's top speed is capped at its share (default 15000: the "
+            "ATmega2560 measured ~19000)",
+            "steps/s",
+            1000,
+            1_000_000,
+            required=False,
+        ),
     ),
 )
 

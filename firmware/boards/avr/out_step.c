@@ -12,7 +12,8 @@
  * and OCR5A = its count plus the ticks from board_clock() to the step (a step more than
  * 60000 ticks ahead: a wake-up that finds nothing due and re-arms). At its step the interrupt raises the step pin, works out the next
  * step with interrupts on (the core's timer comes first), and lowers the pin (a pulse
- * of a few us). The firmware on its own:
+ * of a few us; the steps due at about one tick are all raised first, each at its own
+ * tick, then their next steps worked out). The firmware on its own:
  *   - refuses a move past the travel (REFUSED_MOVE): the carriage stays where it is;
  *   - refuses a strike pulse on the presser of a carriage that moves (REFUSED_BUSY);
  *   - keeps a move asked while its carriage still steps and starts it when the steps
@@ -34,10 +35,10 @@
 #include "out_step_gen.h"
 
 #define RP_STEPPERS 6 /* carriages: a guitar's six strings */
-/* the compare fires this early: the interrupt's entry and its clock read take about
- * that long (16 us late at p50 without it), and a step found this close is waited for
- * to its tick */
-#define RP_STEP_DUE_TICKS 224U
+/* the compare fires this early: the interrupt's entry, its clock read and the pass
+ * that finds the due steps take about that long (14 us early: 18 us late at p50 on
+ * bass-4; 20 us: 5 us), and a step found this close is waited for to its tick */
+#define RP_STEP_DUE_TICKS 320U
 #define RP_STEP_ROUNDS 4         /* rounds of due steps in one interrupt, then ... */
 #define RP_STEP_YIELD_TICKS 480U /* ... 30 us for the main loop */
 
@@ -159,27 +160,48 @@ ISR(TIMER5_COMPA_vect)
     in_step = 1;
     for (uint8_t rounds = 0;; rounds++) {
         uint32_t now = board_clock(), first = 0;
-        uint8_t any = 0;
+        uint8_t any = 0, due = 0, one = 0, e = 0;
+        /* every step due within RP_STEP_DUE_TICKS first, each at its own tick (in clock
+         * order), and only then their next steps: steps of several carriages at about
+         * one tick do not wait for each other's arithmetic */
+        for (uint8_t i = 0; i < n_steppers; i++)
+            if ((steppers[i].flags & RP_STEP_MOVING) &&
+                (int32_t)(steppers[i].next - now) <= (int32_t)RP_STEP_DUE_TICKS) {
+                due |= (uint8_t)(1U << i);
+                one = one ? 2 : 1;
+                e = i;
+            }
+        for (uint8_t left = due; left;) {
+            if (one != 1) /* several: the earliest (one alone is e) */
+                for (uint8_t i = 0; i < n_steppers; i++)
+                    if ((left >> i & 1U) && (!(left >> e & 1U) ||
+                                             (int32_t)(steppers[i].next - steppers[e].next) < 0))
+                        e = i;
+            while ((int32_t)(steppers[e].next - board_clock()) > 0)
+                ; /* at most RP_STEP_DUE_TICKS */
+            *step_io[e].port |= step_io[e].mask;
+            left &= (uint8_t)~(1U << e);
+        }
         for (uint8_t i = 0; i < n_steppers; i++) {
             rp_stepper *s = &steppers[i];
+            if (!(due >> i & 1U))
+                continue;
+            if ((uint16_t)(s->k + 1U) < s->n) {
+                sei(); /* the core's timer and the UART come first; a move for this
+                        * carriage meanwhile only sets its pending fields, one for an
+                        * idle carriage starts it (the pass below arms for it) */
+                rp_stepper_step(s);
+                cli();
+            } else {
+                last_step(s);
+            }
+            *step_io[i].port &= (uint8_t)~step_io[i].mask;
+        }
+        /* the earliest step, interrupts off: every carriage, those started meanwhile too */
+        for (uint8_t i = 0; i < n_steppers; i++) {
+            const rp_stepper *s = &steppers[i];
             if (!(s->flags & RP_STEP_MOVING))
                 continue;
-            if ((int32_t)(s->next - now) <= (int32_t)RP_STEP_DUE_TICKS) {
-                while ((int32_t)(s->next - board_clock()) > 0)
-                    ; /* at most RP_STEP_DUE_TICKS */
-                *step_io[i].port |= step_io[i].mask;
-                if ((uint16_t)(s->k + 1U) < s->n) {
-                    sei(); /* the core's timer and the UART come first; a move for
-                            * this carriage meanwhile only sets its pending fields */
-                    rp_stepper_step(s);
-                    cli();
-                } else {
-                    last_step(s);
-                }
-                *step_io[i].port &= (uint8_t)~step_io[i].mask;
-                if (!(s->flags & RP_STEP_MOVING))
-                    continue;
-            }
             if (!any || (int32_t)(s->next - first) < 0)
                 first = s->next;
             any = 1;
