@@ -138,7 +138,8 @@ class MCUConfig:
     late_slack_us: int = 200
     board: bytes = b"vmcu"
     fw_version: int = 0x0100
-    duty_poll_us: int = DUTY_POLL_US  # the duty poll's grid (its phase is the loop's)
+    duty_poll_us: int = DUTY_POLL_US  # the duty poll's grid (its phase is the loop's:
+    duty_poll_phase_us: int = 0  # the model polls at phase + k * duty_poll_us)
     protocol_version: int = PROTOCOL_VERSION
     drift_ppm: float = 0.0
     reply_delay_s: float = 20e-6  # time from a frame's last byte to its answer
@@ -322,8 +323,8 @@ class VirtualMCU:
         return self._poll_at(self._us(DUTY_UNIT_US) * (s.bucket_unit + hi))
 
     def _poll_at(self, clock: int) -> int:
-        poll = self._us(self.cfg.duty_poll_us)
-        return -(-clock // poll) * poll
+        poll, phase = self._us(self.cfg.duty_poll_us), self._us(self.cfg.duty_poll_phase_us)
+        return -(-(clock - phase) // poll) * poll + phase
 
     # ---- messages out --------------------------------------------------------------
     def _send_data(self, msgs: list[Message]) -> None:
@@ -419,7 +420,7 @@ class VirtualMCU:
                 s.pulse_end = None
                 self._set(now, a, s.hold)
         for a, s in sorted(self.acts.items()):  # the duty poll (sched.c duty_poll)
-            if now % self._us(self.cfg.duty_poll_us):
+            if (now - self._us(self.cfg.duty_poll_phase_us)) % self._us(self.cfg.duty_poll_us):
                 break  # between polls: no duty cutoff (nor a look at the buckets)
             self._drain(s, now)
             if s.level and s.bucket > self._bucket_cap(s):
