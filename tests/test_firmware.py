@@ -640,6 +640,24 @@ def test_duty_limit_refuses_a_hot_coil(fw: Fw) -> None:
     assert energised < 20_000 + 15_000  # the coil never got both full pulses
 
 
+def test_a_strike_queued_right_after_a_duty_cut_plays_once_the_bucket_drained(fw: Fw) -> None:
+    """The duty limit is the bucket at the command's clock (docs/protocol.md, Duty), not
+    at its arrival: a strike sent as soon as a held coil is cut (its bucket still over the
+    cap) for 600 ms later, when the bucket has drained, is played."""
+    # bucket: 100 ms window * 5 % = 5 ms of full drive, drained at 5 %: a cut 0..18 ms
+    # after it passes the cap leaves it at most ~17 ms over, gone in ~350 ms
+    assert (
+        configure(fw.link, cfg_messages(1, duty_permille=50, duty_window_ms=100))["reason"]
+        == ConfigReason.OK
+    )
+    schedule(fw.link, [TimedCommand(fw.link.clock() + 40_000, Op.SET, 0, 4095)], n_act=1)
+    fw.link.wait_message(lambda m: m.name == "event" and m["kind"] == EventKind.CUTOFF_DUTY)
+    schedule(fw.link, [TimedCommand(fw.link.clock() + 600_000, Op.STRIKE, 0, 4095, 5_000)], n_act=1)
+    st = wait_done(fw.link, 2)
+    assert (st["played"], st["refused"], st["cutoffs"]) == (2, 0, 1), st
+    assert [lv for _, lv in fw.trace.of(0)][-2:] == [4095, 0]
+
+
 def test_move_on_a_board_without_that_positioner_is_refused_and_counted(fw: Fw) -> None:
     """Protocol 5: a schedule_move reaches the board's move hook at its time; a direct
     coil output is no positioner, so the hook refuses it (REFUSED_MOVE, counted, its

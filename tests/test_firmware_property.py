@@ -47,7 +47,7 @@ from robo_player.protocol.messages import (
     encode_messages,
 )
 from robo_player.protocol.schedule import ScheduleEncoder, TimedCommand, pack
-from robo_player.sim.vmcu import MCUConfig, VirtualMCU
+from robo_player.sim.vmcu import DUTY_POLL_US, MCUConfig, VirtualMCU
 
 LEAD_US = 250_000  # the first command this far after "now": every frame is in by then
 SPAN_US = 120_000  # commands within this window
@@ -63,6 +63,7 @@ class Case:
     n_act: int
     max_concurrent: int
     cmds: tuple[TimedCommand, ...]  # clocks relative to the base
+    duty: tuple[int, int] = (600_000, 1000)  # duty_window_ms, duty_permille
 
 
 @st.composite
@@ -94,7 +95,7 @@ def cfg_for(case: Case, watchdog_ms: int = 5_000, drain_ms: int = 0) -> list[Mes
     msgs = [
         Message.make(
             "configure_begin", actuator_count=case.n_act, max_concurrent=case.max_concurrent,
-            watchdog_ms=watchdog_ms, duty_window_ms=600_000, time_shift=0, level_shift=0,
+            watchdog_ms=watchdog_ms, duty_window_ms=case.duty[0], time_shift=0, level_shift=0,
             pca_prescale=5, watchdog_drain_ms=drain_ms,
         )
     ]  # fmt: skip
@@ -103,7 +104,7 @@ def cfg_for(case: Case, watchdog_ms: int = 5_000, drain_ms: int = 0) -> list[Mes
             Message.make(
                 "configure_actuator", actuator=a, out_kind=0, out_addr=a >> 8,
                 out_channel=a & 255, pwm_max=4095, max_drive=4095,
-                max_on_us=MAX_ON_US[a % 2], max_pulse_us=30_000, duty_permille=1000,
+                max_on_us=MAX_ON_US[a % 2], max_pulse_us=30_000, duty_permille=case.duty[1],
             )
         )  # fmt: skip
     return msgs
@@ -131,15 +132,24 @@ def run_model(case: Case) -> tuple[list[tuple[int, int, int]], dict[str, int]]:
 
 
 def run_model_wd(
-    case: Case, watchdog_ms: int = 5_000, drain_ms: int = 0, last_rel: int | None = None
+    case: Case,
+    watchdog_ms: int = 5_000,
+    drain_ms: int = 0,
+    last_rel: int | None = None,
+    duty_poll: tuple[int, int] = (DUTY_POLL_US, 0),
 ) -> tuple[list[tuple[int, int, int]], dict[str, int], int | None]:
     """The model's output changes and counters (clocks relative to the base), and the
     clock of its watchdog's shutdown_notice (None if none). ``last_rel``: one more
     frame (a get_clock) at this clock relative to the base, after the schedule, as the
     host build's test sends it; then silence."""
-    cfg = MCUConfig(
-        clock_hz=1_000_000, queue_size=1024, max_actuators=512, late_slack_us=10_000
-    )  # fmt: skip  (boards/host/board_config.h)
+    cfg = MCUConfig(  # boards/host/board_config.h
+        clock_hz=1_000_000,
+        queue_size=1024,
+        max_actuators=512,
+        late_slack_us=10_000,
+        duty_poll_us=duty_poll[0],
+        duty_poll_phase_us=duty_poll[1],
+    )
     mcu = VirtualMCU(cfg, random.Random(1))
     seq = 0
     t = 1.0
@@ -393,3 +403,85 @@ def test_c_watchdog_and_model_drain_the_same_queue(host: Host, case: Case, drain
     assert 0 <= host_note - model_note <= TIME_TOL_US, (host_note, model_note, case)
     assert host_st == model_st, (host_st, model_st, drain_ms, case)
     same_changes(model_rows, host_rows, case)
+
+
+# ---- the duty bucket: long holds on a small bucket ---------------------------------------
+DUTY = (100, 100)  # a 100 ms window at 10 %: a 10 ms bucket, full after ~11 ms at full drive
+# the host build's duty poll runs every 8 ms at its loop's phase, and the OS may hold the
+# loop up to its late slack: a cut comes 0..POLL_WIDE_US after the bucket passes its cap.
+# The model is run at a one-unit poll grid (the earliest cut) and on a grid this wide at
+# several phases (later cuts: a fuller bucket after them)
+POLL_WIDE_US = DUTY_POLL_US + TIME_TOL_US
+POLLS = [(64, 0)] + [(POLL_WIDE_US, ph) for ph in range(0, POLL_WIDE_US, 1000)]
+
+
+@st.composite
+def duty_cases(draw: st.DrawFn) -> Case:
+    cmds = []
+    for _ in range(draw(st.integers(1, 12))):
+        t = draw(st.integers(0, SPAN_US // 10)) * 10
+        a = draw(st.integers(0, 3))
+        op = draw(st.sampled_from((Op.STRIKE, Op.SET, Op.SET, Op.RELEASE)))
+        if op is Op.STRIKE:  # a pulse, then a hold: full, partial (w 9 < the drain), none
+            cmds.append(TimedCommand(t, op, a, 4095, draw(st.sampled_from((5_005, 20_005))),
+                                     draw(st.sampled_from((0, 800, 3000, 4095)))))  # fmt: skip
+        elif op is Op.SET:
+            cmds.append(TimedCommand(t, op, a, draw(st.sampled_from((1500, 3000, 4095)))))
+        else:
+            cmds.append(TimedCommand(t, op, a))
+    cmds.sort(key=lambda c: c.clock)
+    return Case(4, 4, tuple(cmds), DUTY)
+
+
+def _cuts(rows: list[tuple[int, int, int]]) -> dict[int, list[int]]:
+    return {a: [c for c, lv in ch if lv == 0] for a, ch in by_actuator(rows).items()}
+
+
+@settings(
+    max_examples=10,
+    deadline=None,
+    phases=[Phase.explicit, Phase.reuse, Phase.generate],
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(case=duty_cases())
+def test_c_and_model_refuse_and_cut_the_same_coils_for_duty(host: Host, case: Case) -> None:
+    """Random plans of long holds on a 10 ms duty bucket: the host build and the model
+    refuse the same strikes and cut the same coils (counters, and every actuator's levels
+    in the same order), its first cut at most a poll period and the late slack after the
+    model's earliest. A plan where a command lands in that window (the model gives other
+    events with the poll's phase moved) is a race the firmware's own poll decides: skipped."""
+    runs = [run_model_wd(case, duty_poll=p) for p in POLLS]
+    early_rows, early_st, _ = runs[0]
+
+    def levels_of(rows: list[tuple[int, int, int]]) -> dict[int, list[int]]:
+        return {a: [lv for _, lv in ch] for a, ch in by_actuator(rows).items()}
+
+    levels = levels_of(early_rows)
+    assume(all(st_ == early_st and levels_of(rows) == levels for rows, st_, _ in runs))
+    host_rows, host_st = run_host(host, case)
+    assume(host_st["late"] == 0)
+    assert {k: host_st[k] for k in COUNTERS} == {k: early_st[k] for k in COUNTERS}, case
+    assert levels_of(host_rows) == levels, case
+    # each actuator's first switch-off (a release or a duty cut; the later ones depend on
+    # how far past its cap the poll's phase let an earlier cut fill the bucket)
+    for a, cuts in _cuts(host_rows).items():
+        hc, mc = cuts[0], _cuts(early_rows)[a][0]
+        assert -64 <= hc - mc <= POLL_WIDE_US + TIME_TOL_US, (a, hc, mc, case)
+
+
+def test_a_full_hold_is_cut_for_duty_and_the_drained_coil_plays_again(host: Host) -> None:
+    """A coil held at full drive on a 10 ms bucket is cut (CUTOFF_DUTY) by both, 11..12 ms
+    in by the model (the bucket fills at 90 % net), a poll period and the late slack later
+    at most by the host build; a strike 400 ms on finds it drained (played) in both."""
+    first = Case(4, 4, (TimedCommand(0, Op.SET, 1, 4095),), DUTY)
+    rows, st_, _ = run_model_wd(first, duty_poll=POLLS[0])
+    cut = _cuts(rows)[1][0]
+    assert 11_000 <= cut <= 12_000 and st_["cutoffs"] == 1, (rows, st_)
+    case = Case(4, 4, (*first.cmds, TimedCommand(400_000, Op.STRIKE, 1, 4095, 5_005)), DUTY)
+    m_rows, m_st, _ = run_model_wd(case)
+    h_rows, h_st = run_host(host, case)
+    assert {k: m_st[k] for k in COUNTERS} == {"played": 2, "late": 0, "refused": 0, "cutoffs": 1}
+    assert h_st == {k: m_st[k] for k in COUNTERS}, (h_st, m_st)
+    levels = [lv for _, lv in by_actuator(h_rows)[1]]
+    assert levels == [lv for _, lv in by_actuator(m_rows)[1]] == [4095, 0, 4095, 0], h_rows
+    assert cut - 64 <= _cuts(h_rows)[1][0] <= cut + POLL_WIDE_US + TIME_TOL_US, (h_rows, cut)

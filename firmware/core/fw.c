@@ -175,10 +175,8 @@ static void enqueue(uint8_t op, uint16_t n, int32_t level, uint16_t pulse_us, ui
         refuse(RP_EV_REFUSED_TOO_FAR, index, n, base);
         return;
     }
-    if ((op == RP_OP_STRIKE || op == RP_OP_SET) && level > 0 && rp_sched_duty_full((rp_aid)n)) {
-        refuse(RP_EV_REFUSED_DUTY, index, n, base);
-        return;
-    }
+    /* the duty limit is the coil's bucket at the command's clock (sched.c decide), not
+     * at its arrival, up to the lead time earlier: docs/protocol.md, Duty */
     rp_cmd local;
     rp_cmd *c = slot ? slot : &local;
     /* an output that takes time to reach (a PCA9685 write over I2C) starts that early */

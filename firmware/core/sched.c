@@ -418,19 +418,6 @@ void rp_sched_release_now(rp_aid n)
     RP_IRQ_RESTORE(s);
 }
 
-uint8_t rp_sched_duty_full(rp_aid n)
-{
-    rp_act *a = &rp_acts[n];
-    wlog_drain();
-    uint32_t now = board_clock();
-    /* before the duty poll's next look no bucket can be full: a cool coil stays cool
-     * (the changes logged so far are in the buckets: drained above) */
-    if (!a->hot && duty_check_valid && BEFORE(now, duty_check_clock))
-        return 0;
-    bucket_update(a, now);
-    return a->hot;
-}
-
 /* Step 1 of every all-off, in one short critical section: every output off through the
  * board's fast path, the queue emptied (its tail kept, see rp_sched_stage) and the
  * coils' deadlines dropped, so the timer context has nothing left to do. Returns how

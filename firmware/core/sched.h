@@ -128,8 +128,6 @@ void rp_sched_run(void);
 void rp_sched_poll(void);
 /* Run a (late) release now: main-loop context. */
 void rp_sched_release_now(rp_aid actuator);
-/* Duty check for a strike/set about to be queued: 1 = the bucket is full. */
-uint8_t rp_sched_duty_full(rp_aid actuator);
 /* Hottest coil: permille of its bucket, and which (RP_NO_ACTUATOR if none). */
 uint16_t rp_sched_heat(uint16_t *actuator);
 

@@ -60,6 +60,24 @@ def _s32(v: int) -> int:
     return v - (1 << 32) if v & 0x80000000 else v
 
 
+DUTY_UNIT_US = 64  # sched.c DUTY_UNIT_TICKS: the duty bucket integrates in 64 µs units
+DUTY_POLL_US = 8000  # sched.c DUTY_POLL_TICKS: the duty poll (the cutoff) runs this often
+
+
+def duty_weight(pwm_max: int, level: int) -> int:
+    """sched.c weight_of(): a level's share of full drive squared, in 1/256 (1..255;
+    0 when off): r = floor(256 * level / pwm_max) (256 at or past pwm_max), w = r² >> 8."""
+    if not level:
+        return 0
+    r = 256 if level >= pwm_max else (level * 256) // pwm_max
+    return max(1, min(255, (r * r) >> 8))
+
+
+def duty_drain_k(duty_permille: int) -> int:
+    """fw.c configure: the bucket's drain per 64 µs unit, in 1/256 µs."""
+    return (64 * 256 * duty_permille) // 1000
+
+
 def _slots(m: Message) -> int:
     """Queue slots (and record indices) a message takes."""
     if m.name == "schedule":
@@ -79,8 +97,10 @@ class _Act:
     pulse_end: int | None = None
     hold: int = 0
     strike_index: int = -1
-    bucket: float = 0.0  # duty leaky bucket, in µs of full drive
-    bucket_clock: int = 0
+    bucket: int = 0  # duty leaky bucket, in µs of full drive (sched.c bucket_us)
+    bucket_unit: int = 0  # the 64 µs unit it is integrated up to (sched.c bucket_unit)
+    weight: int = 0  # duty_weight() of the present level
+    drain_k: int = 0  # duty_drain_k(duty_permille)
 
 
 @dataclass(slots=True)
@@ -118,6 +138,8 @@ class MCUConfig:
     late_slack_us: int = 200
     board: bytes = b"vmcu"
     fw_version: int = 0x0100
+    duty_poll_us: int = DUTY_POLL_US  # the duty poll's grid (its phase is the loop's:
+    duty_poll_phase_us: int = 0  # the model polls at phase + k * duty_poll_us)
     protocol_version: int = PROTOCOL_VERSION
     drift_ppm: float = 0.0
     reply_delay_s: float = 20e-6  # time from a frame's last byte to its answer
@@ -195,6 +217,7 @@ class VirtualMCU:
             return
         self._drain(s, clock)
         s.level = level
+        s.weight = duty_weight(s.pwm_max, level)
         if level and s.on_since is None:
             s.on_since = clock
         if not level:
@@ -262,15 +285,46 @@ class VirtualMCU:
             self.queue.clear()
             self._event(EventKind.FLUSHED, first, NO_ACTUATOR, n)
 
-    def _drain(self, s: _Act, clock: int) -> None:
-        dt_us = (clock - s.bucket_clock) * 1_000_000 / self.cfg.clock_hz
-        if s.pwm_max and s.level:
-            s.bucket += dt_us * (s.level / s.pwm_max) ** 2
-        s.bucket = max(0.0, s.bucket - dt_us * s.duty_permille / 1000)
-        s.bucket_clock = clock
+    def _unit_of(self, clock: int) -> int:
+        return clock // self._us(DUTY_UNIT_US)
 
-    def _bucket_cap(self, s: _Act) -> float:
-        return self.duty_window_ms * 1000 * s.duty_permille / 1000
+    @staticmethod
+    def _bucket_after(s: _Act, units: int) -> int:
+        """sched.c bucket_integrate(): the bucket ``units`` 64 µs units on, at its weight."""
+        b = s.bucket + ((units * s.weight) >> 2)  # u * 64 us * w / 256
+        return max(0, b - ((units * s.drain_k) >> 8)) if b else 0
+
+    def _drain(self, s: _Act, clock: int) -> None:
+        """Bring the bucket up to the 64 µs unit ``clock`` is in (sched.c's integer rule)."""
+        nu = self._unit_of(clock)
+        if nu > s.bucket_unit:
+            s.bucket = self._bucket_after(s, nu - s.bucket_unit)
+            s.bucket_unit = nu
+
+    def _bucket_cap(self, s: _Act) -> int:
+        return self.duty_window_ms * s.duty_permille  # fw.c lim.cap_us
+
+    def _duty_cut_at(self, s: _Act) -> int | None:
+        """The clock of the duty poll that cuts this coil off (its bucket past the cap
+        while on, sched.c duty_poll), if it stays as it is: the first unit the bucket is
+        over, then the poll grid's next tick (the host build and the AVR poll every
+        8 ms; their phase is the loop's, modelled here as the clock's 8 ms grid)."""
+        cap = self._bucket_cap(s)
+        if not s.level or (s.weight * 64 <= s.drain_k and s.bucket <= cap):
+            return None  # off, or on but draining below the cap
+        if s.bucket > cap:
+            return self._poll_at(self._us(DUTY_UNIT_US) * s.bucket_unit)
+        lo, hi = 0, 1
+        while self._bucket_after(s, hi) <= cap:
+            lo, hi = hi, hi * 2
+        while hi - lo > 1:  # the first unit count past the cap
+            mid = (lo + hi) // 2
+            lo, hi = (mid, hi) if self._bucket_after(s, mid) <= cap else (lo, mid)
+        return self._poll_at(self._us(DUTY_UNIT_US) * (s.bucket_unit + hi))
+
+    def _poll_at(self, clock: int) -> int:
+        poll, phase = self._us(self.cfg.duty_poll_us), self._us(self.cfg.duty_poll_phase_us)
+        return -(-(clock - phase) // poll) * poll + phase
 
     # ---- messages out --------------------------------------------------------------
     def _send_data(self, msgs: list[Message]) -> None:
@@ -307,6 +361,9 @@ class VirtualMCU:
                 cands.append(s.pulse_end)
             if s.on_since is not None:
                 cands.append(s.on_since + self._us(s.max_on_us))
+            cut = self._duty_cut_at(s)
+            if cut is not None:
+                cands.append(cut)
         wd = self._watchdog_next()
         if wd is not None:
             cands.append(wd)
@@ -362,6 +419,14 @@ class VirtualMCU:
             elif s.pulse_end is not None and now >= s.pulse_end:
                 s.pulse_end = None
                 self._set(now, a, s.hold)
+        for a, s in sorted(self.acts.items()):  # the duty poll (sched.c duty_poll)
+            if (now - self._us(self.cfg.duty_poll_phase_us)) % self._us(self.cfg.duty_poll_us):
+                break  # between polls: no duty cutoff (nor a look at the buckets)
+            self._drain(s, now)
+            if s.level and s.bucket > self._bucket_cap(s):
+                self._set(now, a, 0)
+                self.counters["cutoffs"] += 1
+                self._event(EventKind.CUTOFF_DUTY, s.strike_index, a, now)
         self._watchdog(now)
 
     def _execute(self, clock: int, index: int, cmd: TimedCommand, now: int) -> None:
@@ -537,7 +602,10 @@ class VirtualMCU:
         for a, s in self.acts.items():
             self._drain(s, now)
             cap = self._bucket_cap(s)
-            p = int(1000 * s.bucket / cap) if cap else 0
+            b = s.bucket
+            while b > 4_000_000 or cap > 4_000_000:  # sched.c rp_sched_heat's scaling
+                b, cap = b >> 1, cap >> 1
+            p = b * 1000 // cap if cap else 0
             if p > heat:
                 heat, hot = p, a
         c = self.counters
@@ -608,7 +676,8 @@ class VirtualMCU:
                     max_on_us=a_msg["max_on_us"],
                     max_pulse_us=a_msg["max_pulse_us"],
                     duty_permille=a_msg["duty_permille"],
-                    bucket_clock=now,
+                    bucket_unit=self._unit_of(now),
+                    drain_k=duty_drain_k(a_msg["duty_permille"]),
                 )
             if reason is ConfigReason.OK:
                 missing = [i for i in range(count) if i not in acts]
