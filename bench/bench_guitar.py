@@ -251,15 +251,20 @@ def _path_frets(onsets: list[Onset], choice: list[int], strings: int) -> int:
     return tot
 
 
-def speed(spec_name: str, pieces: list[Piece], notes: int, repeat: int, beam: int) -> float:
-    spec = _spec(spec_name)
+def repeated(pieces: list[Piece], notes: int) -> Score:
+    """The pieces one after another (half a second apart) until ``notes`` notes."""
     out: list[Note] = []
     t0 = 0
     while len(out) < notes:
         for _, sc in pieces:
             out += [Note(n.pitch, n.onset_us + t0, n.duration_us, n.velocity) for n in sc.notes]
             t0 = max(n.end_us for n in out) + 500_000
-    score = Score(out[:notes])
+    return Score(out[:notes])
+
+
+def speed(spec_name: str, pieces: list[Piece], notes: int, repeat: int, beam: int) -> float:
+    spec = _spec(spec_name)
+    score = repeated(pieces, notes)
     best = float("inf")
     for _ in range(repeat):
         c0 = time.process_time()
