@@ -122,20 +122,26 @@ static uint8_t arm_at(uint32_t first)
     return 1;
 }
 
-/* the earliest step of every carriage (a move just started outside the interrupt) */
-static void arm(void)
+/* the earliest next step of the moving carriages into *first; 0 when none moves */
+static inline uint8_t earliest_step(uint32_t *first)
 {
     uint8_t any = 0;
-    uint32_t first = 0;
     for (uint8_t i = 0; i < n_steppers; i++) {
         const rp_stepper *s = &steppers[i];
         if (!(s->flags & RP_STEP_MOVING))
             continue;
-        if (!any || (int32_t)(s->next - first) < 0)
-            first = s->next;
+        if (!any || (int32_t)(s->next - *first) < 0)
+            *first = s->next;
         any = 1;
     }
-    if (any && !arm_at(first)) { /* due now: let the interrupt take it at once */
+    return any;
+}
+
+/* the earliest step of every carriage (a move just started outside the interrupt) */
+static void arm(void)
+{
+    uint32_t first;
+    if (earliest_step(&first) && !arm_at(first)) { /* due now: let the interrupt take it at once */
         OCR5A = (uint16_t)(TCNT5 + 16U);
         TIFR5 = _BV(OCF5A);
         TIMSK5 |= _BV(OCIE5A);
@@ -160,7 +166,7 @@ ISR(TIMER5_COMPA_vect)
     in_step = 1;
     for (uint8_t rounds = 0;; rounds++) {
         uint32_t now = board_clock(), first = 0;
-        uint8_t any = 0, due = 0, one = 0, e = 0;
+        uint8_t due = 0, one = 0, e = 0;
         /* every step due within RP_STEP_DUE_TICKS first, each at its own tick (in clock
          * order), and only then their next steps: steps of several carriages at about
          * one tick do not wait for each other's arithmetic */
@@ -198,15 +204,7 @@ ISR(TIMER5_COMPA_vect)
             *step_io[i].port &= (uint8_t)~step_io[i].mask;
         }
         /* the earliest step, interrupts off: every carriage, those started meanwhile too */
-        for (uint8_t i = 0; i < n_steppers; i++) {
-            const rp_stepper *s = &steppers[i];
-            if (!(s->flags & RP_STEP_MOVING))
-                continue;
-            if (!any || (int32_t)(s->next - first) < 0)
-                first = s->next;
-            any = 1;
-        }
-        if (!any) {
+        if (!earliest_step(&first)) {
             TIMSK5 &= (uint8_t)~_BV(OCIE5A);
             break;
         }
