@@ -393,6 +393,7 @@ def test_pieces_that_cannot_be_played_are_reported_not_raised() -> None:
     _, rep = plan(cases[2], spec, None, PlanOptions(out_of_range="drop"))
     # E4 is on 5 strings (A2 fret 19 .. E4 open): 5 play it, 2 find no free string
     assert rep.notes_played + rep.notes_altered == 5 and rep.notes_dropped == 2
+    assert isinstance(rep, GuitarPlanReport)
     assert sorted(s for s, _ in rep.fingering.values()) == [1, 2, 3, 4, 5]
 
 
