@@ -264,6 +264,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"beam {args.beam}; targets: slider and bass ratio <= 0.55, dropped 0 (no note late or "
           f"infeasible); matrix unaltered >= 99 %\n")  # fmt: skip
     _table(rows, keys)
+    print("\nunaltered max: the most notes a plan that drops none can leave unaltered, by counting "
+          "strings against the planner's changeover (planner/guitar_bounds.py, exact for that count); "
+          "'any plan': the same when dropped notes may free strings")
     if args.floor:
         print("\ntravel only (timing ignored), ratio to greedy (frets), beams 8 / 64 / 256:")
         for c, label in COLLECTIONS:
