@@ -163,9 +163,9 @@ def measure(spec_name: str, label: str, pieces: list[Piece], beam: int) -> dict[
     }
 
 
-def travel_floor(pieces: list[Piece], beam: int) -> float:
+def travel_floor(pieces: list[Piece], beam: int, spec_name: str = "guitar-slider") -> float:
     """Travel (frets) of the search with timing ignored, over the greedy baseline's."""
-    spec = _spec("guitar-slider")
+    spec = _spec(spec_name)
     free = Layout(spec)
     for a in ("damp_us", "release_us", "settle_us", "min_sound_us", "min_repeat_us"):
         setattr(free, a, 0)
@@ -181,10 +181,10 @@ def travel_floor(pieces: list[Piece], beam: int) -> float:
     return tot / base
 
 
-def timed_floor(pieces: list[Piece], beam: int) -> float:
+def timed_floor(pieces: list[Piece], beam: int, spec_name: str = "guitar-slider") -> float:
     """Travel (frets) of the planner with every note's timing kept but travel in frets the
     only cost (no travel time, string changes, cuts or fret pull), over the greedy's."""
-    spec = _spec("guitar-slider")
+    spec = _spec(spec_name)
     costs = Costs(travel_ms_weight=0.0, fret_move_ms=20.0, change_ms=0.0, fret_ms=0.0, cut_ms_weight=0.0)
     tot = base = 0
     for _, sc in pieces:
@@ -274,6 +274,9 @@ def main(argv: list[str] | None = None) -> int:
         print("timing kept, travel in frets the only cost, ratio to greedy (frets), beams 64 / 256:")
         for c, label in COLLECTIONS:
             print(f"  {label}: " + " / ".join(f"{timed_floor(folk[c], b):.3f}" for b in (64, 256)))
+        print(f"bass-4, {len(bass)} chorale basses 8vb, beams 8 / 64: timing ignored "
+              + " / ".join(f"{travel_floor(bass, b, 'bass-4'):.3f}" for b in (8, 64)) + "; timing kept "
+              + " / ".join(f"{timed_floor(bass, b, 'bass-4'):.3f}" for b in (8, 64)))
     print()
     all_folk = [p for c, _ in COLLECTIONS for p in folk[c]]
     sp = []
