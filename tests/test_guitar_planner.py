@@ -16,6 +16,7 @@ from robo_player.plan import Command, Op, Plan
 from robo_player.planner import PlanOptions, plan
 from robo_player.planner.fingering import Layout, brute_force, path_cost, search
 from robo_player.planner.guitar import MATRIX_COSTS, GuitarPlanReport, plan_guitar, prepare
+from robo_player.planner.guitar_bounds import must_alter
 from robo_player.planner.report import Fate
 from robo_player.planner.tab import format_tab
 from robo_player.score import Note, Score
@@ -392,4 +393,39 @@ def test_pieces_that_cannot_be_played_are_reported_not_raised() -> None:
     _, rep = plan(cases[2], spec, None, PlanOptions(out_of_range="drop"))
     # E4 is on 5 strings (A2 fret 19 .. E4 open): 5 play it, 2 find no free string
     assert rep.notes_played + rep.notes_altered == 5 and rep.notes_dropped == 2
+    assert isinstance(rep, GuitarPlanReport)
     assert sorted(s for s, _ in rep.fingering.values()) == [1, 2, 3, 4, 5]
+
+
+@pytest.mark.parametrize("name", list(SPECS))
+def test_the_planner_stays_within_the_string_count_bounds(name: str) -> None:
+    """bench/bench_guitar.py's 'unaltered max': no plan leaves more notes unaltered than
+    must_alter allows (the one for plans that drop nothing, when the plan drops nothing)."""
+    spec = SPECS[name]
+
+    @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(pieces(spec))
+    def run(score: Score) -> None:
+        _, report = plan_guitar(score, spec)
+        no_drop, any_plan = must_alter(spec, score)
+        unaltered = sum(o.fate is Fate.PLAYED for o in report.outcomes)
+        assert unaltered <= len(score.notes) - any_plan
+        if report.notes_dropped == 0:
+            assert unaltered <= len(score.notes) - no_drop
+
+    run()
+
+
+def test_legato_four_voice_chords_must_cut_two_notes_a_change() -> None:
+    # 4 voices, every one moving at each change, legato (10 ms apart): of the 4 ringing
+    # and 4 new notes only 6 find a string, so 2 ringing notes are cut at every change;
+    # a plan that may drop can instead drop 2 new notes, which frees their strings at the
+    # next change too
+    spec = SPECS["guitar-matrix"]
+    chords = [(48, 55, 60, 64), (50, 57, 62, 65)] * 3
+    notes = [(p, k * 500 * MS, 490 * MS, 80) for k, ch in enumerate(chords) for p in ch]
+    score = score_of(*notes)
+    assert must_alter(spec, score) == (2 * 5, 2 * 3)
+    _, report = plan_guitar(score, spec)
+    assert report.notes_dropped == 0
+    assert sum(o.fate is Fate.PLAYED for o in report.outcomes) == len(notes) - 2 * 5

@@ -315,7 +315,7 @@ def search(layout: Layout, onsets: Sequence[Onset], costs: Costs | None = None,
     mins = [min(map(it.last.__getitem__, layer[0][0][:n]))]
     history: list[list[Entry]] = []
     limits = fold_limits(layout, onsets)
-    last, folded, intern = it.last, it.folded, it.get
+    last, folded, intern, ids = it.last, it.folded, it.get, it.ids
     at = last.__getitem__
     tr = make_transition(layout, costs)
     # per one-note fingering table (shared by the onsets of one pitch): its order
@@ -341,7 +341,8 @@ def search(layout: Layout, onsets: Sequence[Onset], costs: Costs | None = None,
             if c > top:
                 break
             if s >= 0:  # string s of the state j now x, the mask s alone
-                x = intern(x)
+                xi = ids.get(x)
+                x = intern(x) if xi is None else xi
                 lst = list(layer[j][0])
                 lst[s] = x
                 lst[-1] = 1 << s
@@ -390,7 +391,7 @@ def _expand_single(layout: Layout, layer: list[Entry], onset: Onset, costs: Cost
     states = [e[0] for e in layer]
     base = [e[1] for e in layer]  # ascending: the layer is kept cheapest first
     base0 = base[0]
-    js = range(len(layer))
+    rows = [(j, e[0], e[1]) for j, e in enumerate(layer)]
     # a lower bound of each fingering's cost (its fret's pull, and the octave's price),
     # cheapest first: a fingering whose bound is past ``cap`` is not computed at all
     key = (id(onset.fingerings), slot.pitch)
@@ -410,16 +411,17 @@ def _expand_single(layout: Layout, layer: list[Entry], onset: Onset, costs: Cost
             new, c, why, _ = tr(sss[sid], s, slot, f)
             seen[sid] = (new if why is None else None, c)
         best = math.inf
-        for j in js:
-            state = states[j]
+        for j, state, b in rows:
             x, c = seen[state[s]]
             if x is not None:
                 prev = state[-1]
-                total = base[j] + (c + change if prev and not prev & bit else c)
-                add((total, j, k, s, x))
+                total = b + (c + change if prev and not prev & bit else c)
+                if total <= cap:  # past it, past the window: never kept
+                    add((total, j, k, s, x))
             else:
-                total = base[j] + c
-                add((total, j, k, -1, state))
+                total = b + c
+                if total <= cap:
+                    add((total, j, k, -1, state))
             if total < best:
                 best = total
         if best + window < cap:
