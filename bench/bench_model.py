@@ -265,7 +265,8 @@ def main() -> int:
         )
     seeds = 2 if args.quick else 5
     playability(nets["shipped"], 30.0, seeds)
-    expression(nets["shipped"], 30.0, seeds, [tk.decode(t) for t in test])
+    # the statistics vary from sample to sample (notes/s by ~20 % between 30 s pieces): 12 of them
+    expression(nets["shipped"], 30.0, 4 if args.quick else 12, [tk.decode(t) for t in test])
     speed(nets["shipped"], 30.0, seeds)
     if args.against:
         against(nets["shipped"], args.against, 30.0, seeds, 6)
