@@ -68,6 +68,7 @@ def test_attach_score_marks_caches_and_features_read_the_marks(tmp_path: Path) -
     again = asap.AsapCorpus(str(root), [performance(pitch, q, q * 0.5), performance(pitch, q, q * 0.5, "C/None")])
     asap.attach_score_marks(again, cache_dir=tmp_path / "cache")  # from the cache file
     assert len(list((tmp_path / "cache").glob("asap-marks-*.npz"))) == 1
+    assert again.performances[0].score_vel is not None
     assert np.array_equal(again.performances[0].score_vel, perf.score_vel)
     assert again.performances[1].score_spq is None
     f = sf.features(sf.from_performance(perf))
@@ -134,8 +135,8 @@ def test_training_rows_are_one_per_score_with_the_mean_targets() -> None:
     # the squared errors: the per-performance loss is the mean-target loss plus the pianists'
     # own spread, so both have the same gradient
     pred = torch.zeros(1, 32, 5, requires_grad=True)
-    sep = sum(rn.loss_fn(pred, torch.from_numpy(t[0])[None], torch.from_numpy(t[1])[None]) * float(t[1].sum())
-              for t in ys) / float(sum(t[1].sum() for t in ys))
+    sep = torch.stack([rn.loss_fn(pred, torch.from_numpy(t[0])[None], torch.from_numpy(t[1])[None]) * float(t[1].sum())
+                       for t in ys]).sum() / float(sum(t[1].sum() for t in ys))
     agg = rn.loss_fn(pred, torch.from_numpy(y)[None], torch.from_numpy(w)[None])
     g1 = torch.autograd.grad(sep, pred)[0]
     g2 = torch.autograd.grad(agg, pred)[0]

@@ -125,9 +125,9 @@ def cmd_perform(args: argparse.Namespace) -> int:
         return 0
 
     # model-based: the rule options would be silently ignored, so refuse them
-    given = [f"--{name.replace('_', '-')}" for name in _RULE_OPTIONS if getattr(args, name) is not None]
-    if given:
-        raise UsageError(f"perform --model: {', '.join(given)} belong(s) to the rule-based renderer; "
+    flags = [f"--{name.replace('_', '-')}" for name in _RULE_OPTIONS if getattr(args, name) is not None]
+    if flags:
+        raise UsageError(f"perform --model: {', '.join(flags)} belong(s) to the rule-based renderer; "
                          f"drop them or drop --model")
     from .perform_model import ModelRenderOptions
 
