@@ -85,3 +85,12 @@ def test_resume_of_a_finished_run_says_so(tmp_path: Path, capsys: pytest.Capture
     err = capsys.readouterr().err
     assert s["finished"] is True and "is a finished run" in err and "--init-from" in err
     assert not math.isnan(s["best_valid_nll_per_event"])
+
+
+def test_one_top_p_default_for_generate_and_the_measured_samples(tmp_path: Path) -> None:
+    from robo_player.model.generate import DEFAULT_TOP_P
+
+    ap = _parser()
+    gen = ap.parse_args(["generate", "--out", str(tmp_path / "o.mid")])
+    ev = ap.parse_args(["eval-model"])
+    assert gen.top_p == ev.top_p == DEFAULT_TOP_P == 1.0  # the model's own distribution

@@ -207,7 +207,7 @@ def test_eval_model_on_an_asap_folder_prints_json_with_rendering(
     assert res["models"]["shipped"]["nll_per_event"] > 0
     assert set(res["rendering"]) == {"model", "rules", "flat", "human"}
     for m in res["rendering"].values():
-        assert set(m) == {"velocity_r", "tempo_r", "articulation_r", "velocity_mae", "performances"}
+        assert set(m) == {"velocity_r", "tempo_r", "articulation_r", "velocity_mae", "performances", "defined"}
         assert m["velocity_r"] is None  # four-note scores: too short to compare (null, not NaN)
     assert res["alignment_rate"] == pytest.approx(0.6)
     assert "velocity_spread" in res["samples"]["shipped"] and "pedal_use" in res["samples"]["shipped"]

@@ -67,7 +67,10 @@ class Performance:
     (GRACE | ACCENT | ...), ``sid`` (the score note's id, the same in every performance of the
     piece). Performed: ``p_onset_s``, ``p_dur_s`` (NaN where not played), ``p_vel`` (-1).
     ``played``: every performed note (N, 4) [pitch, onset_us, dur_us, velocity] with the
-    insertions; ``pedal``: (K, 2) [t_us, value].
+    insertions; ``pedal``: (K, 2) [t_us, value]. What the piece's ``midi_score.mid`` says of
+    each score note (:func:`attach_score_marks`; None where not read): ``score_vel``, its
+    velocity there (the dynamics markings as the score's MIDI export wrote them), and
+    ``score_spq``, the notated seconds per quarter in force (its tempo marks).
     """
 
     folder: str
@@ -87,6 +90,8 @@ class Performance:
     played: np.ndarray
     pedal: np.ndarray
     inserted: int = 0
+    score_vel: np.ndarray | None = None
+    score_spq: np.ndarray | None = None
 
     @property
     def split(self) -> str:
@@ -396,3 +401,87 @@ def load_asap(root: str | Path, cache_dir: str | Path | None = None, rebuild: bo
     if not limit:
         _save(path, out)
     return out
+
+
+# ---------------------------------------------------------------- the score's own MIDI
+
+MARKS_VERSION = 1
+
+
+def score_midi_marks(path: Path, pitch: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """Velocity and notated seconds per quarter of each of a score's notes (``pitch``, in
+    (onset, pitch) order) from the piece's ``midi_score.mid``; None without the file.
+
+    The two note lists are paired by their pitch sequences (``difflib``, longest matching
+    blocks: the match files count an upbeat from -0.5 and some unfold repeats differently,
+    so quarter positions do not pair them); a note left unpaired takes its nearest paired
+    neighbour's values. On ASAP 97.6 % of the score notes pair."""
+    import difflib
+
+    from ..errors import MidiFileError
+    from ..midi import read_midi
+
+    try:
+        sc = read_midi(path)
+    except (MidiFileError, OSError, ValueError, EOFError):
+        return None
+    notes = sorted(sc.notes, key=lambda n: (n.onset_us, n.pitch))
+    if not notes or not len(pitch):
+        return None
+    tm = sorted(sc.tempo_map, key=lambda t: t.t_us)
+    t_tm = np.array([t.t_us for t in tm]) if tm else np.zeros(1)
+    us_tm = np.array([t.us_per_beat for t in tm], float) if tm else np.full(1, 500_000.0)
+    on = np.array([n.onset_us for n in notes])
+    spq_b = us_tm[np.maximum(np.searchsorted(t_tm, on, side="right") - 1, 0)] / 1e6
+    vel_b = np.array([n.velocity for n in notes], float)
+    sm = difflib.SequenceMatcher(None, [int(p) for p in pitch], [n.pitch for n in notes], autojunk=False)
+    src = np.full(len(pitch), -1)
+    for blk in sm.get_matching_blocks():
+        src[blk.a:blk.a + blk.size] = np.arange(blk.b, blk.b + blk.size)
+    have = np.flatnonzero(src >= 0)
+    if not len(have):
+        return None
+    near = have[np.clip(np.searchsorted(have, np.arange(len(pitch))), 0, len(have) - 1)]
+    return vel_b[src[near]], spq_b[src[near]]
+
+
+def attach_score_marks(c: AsapCorpus, cache_dir: str | Path | None = None,
+                       progress: Callable[[int, int], None] | None = None) -> AsapCorpus:
+    """Fill each aligned performance's ``score_vel`` / ``score_spq`` from its piece's
+    ``midi_score.mid`` (:func:`score_midi_marks`), computed once per distinct score and
+    cached beside the corpus (``asap-marks-<hash>.npz``). Performances whose piece has no
+    score MIDI keep None."""
+    root = Path(c.root)
+    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    key = hashlib.sha1(f"{root.resolve()}:{ASAP_CACHE_VERSION}:{MARKS_VERSION}:"
+                       f"{len(c.performances)}".encode()).hexdigest()[:10]
+    path = cache / f"asap-marks-{key}.npz"
+    n = np.array([len(p.pitch) for p in c.performances])
+    if path.exists():
+        with np.load(path) as z:
+            zn, zok, zvel, zspq = z["n"], z["ok"], z["vel"], z["spq"]
+        if len(zn) == len(n) and np.array_equal(zn, n):
+            cut = np.cumsum(np.r_[0, n])
+            for i, p in enumerate(c.performances):
+                if zok[i]:
+                    p.score_vel = zvel[cut[i]:cut[i + 1]]
+                    p.score_spq = zspq[cut[i]:cut[i + 1]]
+            return c
+    memo: dict[tuple[str, bytes], tuple[np.ndarray, np.ndarray] | None] = {}
+    for i, p in enumerate(c.performances):
+        if len(p.pitch):
+            k = (p.folder, np.asarray(p.pitch, np.int16).tobytes())
+            if k not in memo:
+                memo[k] = score_midi_marks(root / p.folder / "midi_score.mid", p.pitch)
+            if memo[k] is not None:
+                p.score_vel, p.score_spq = memo[k]  # type: ignore[misc]
+        if progress:
+            progress(i + 1, len(c.performances))
+    ok = np.array([p.score_vel is not None for p in c.performances])
+    vel = [p.score_vel if p.score_vel is not None else np.full(len(p.pitch), np.nan) for p in c.performances]
+    spq = [p.score_spq if p.score_spq is not None else np.full(len(p.pitch), np.nan) for p in c.performances]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path, suffix=".npz") as tmp:
+        np.savez(tmp, n=n, ok=ok, vel=np.concatenate(vel) if vel else np.zeros(0),
+                 spq=np.concatenate(spq) if spq else np.zeros(0))
+    return c

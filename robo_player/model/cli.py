@@ -52,15 +52,15 @@ def _spec(name: str) -> Any:
 
 
 def generate_score(model_path: str | Path | None, spec: Any, seconds: float = 30.0,
-                   primer: str | None = None, temperature: float = 1.0, top_p: float = 0.95,
+                   primer: str | None = None, temperature: float = 1.0, top_p: float | None = None,
                    seed: int = 0, primer_midi: str | Path | None = None) -> Score:
     """A performance the model composes, playable on ``spec`` (for ``play --generate``)."""
     _need_torch("generate")
-    from .generate import generate_from_file
+    from .generate import DEFAULT_TOP_P, generate_from_file
 
     g = generate_from_file(_model_path(str(model_path) if model_path else None), spec, seconds,
                            primer=primer, primer_midi=primer_midi, temperature=temperature,
-                           top_p=top_p, seed=seed)
+                           top_p=DEFAULT_TOP_P if top_p is None else top_p, seed=seed)
     return g.score
 
 
@@ -125,9 +125,9 @@ def cmd_perform(args: argparse.Namespace) -> int:
         return 0
 
     # model-based: the rule options would be silently ignored, so refuse them
-    given = [f"--{name.replace('_', '-')}" for name in _RULE_OPTIONS if getattr(args, name) is not None]
-    if given:
-        raise UsageError(f"perform --model: {', '.join(given)} belong(s) to the rule-based renderer; "
+    flags = [f"--{name.replace('_', '-')}" for name in _RULE_OPTIONS if getattr(args, name) is not None]
+    if flags:
+        raise UsageError(f"perform --model: {', '.join(flags)} belong(s) to the rule-based renderer; "
                          f"drop them or drop --model")
     from .perform_model import ModelRenderOptions
 
@@ -331,11 +331,13 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if "rendering" in result:
         sys.stdout.write(f"rendering, mean over {args.split} performances (alignment rate "
                          f"{result['alignment_rate']:.3f}):\n")
-        sys.stdout.write(f"  {'':8s} {'velocity r':>10s} {'tempo r':>8s} {'artic. r':>8s} {'vel. MAE':>8s}  n\n")
+        sys.stdout.write(f"  {'':8s} {'velocity r':>10s} {'tempo r':>8s} {'artic. r':>8s} {'vel. MAE':>8s}  "
+                         f"n (r defined on: velocity/tempo/artic.)\n")
         for name, m in result["rendering"].items():
+            dfn = "/".join(str(v) for v in m.get("defined", {}).values())
             sys.stdout.write(f"  {name:8s} {_fmt(m['velocity_r']):>10s} {_fmt(m['tempo_r']):>8s} "
                              f"{_fmt(m['articulation_r']):>8s} {_fmt(m['velocity_mae'], 2):>8s}  "
-                             f"{m['performances']}\n")
+                             f"{m['performances']} ({dfn})\n")
         sys.stdout.write("  targets: velocity r >= 0.6, tempo r >= 0.5 and above rules; human-to-human "
                          "on ASAP (issue): velocity 0.62, articulation 0.65, tempo 0.69\n")
         sys.stdout.write("distributions vs the human performances, Jensen-Shannon (bits):\n")
@@ -346,12 +348,21 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _marks_progress(quiet: bool) -> Any:
+    def prog(i: int, n: int) -> None:
+        if not quiet and (i % 50 == 0 or i == n):
+            sys.stderr.write(f"\rreading the scores' dynamics and tempo marks: {i}/{n}" + ("\n" if i == n else ""))
+
+    return prog
+
+
 def _eval_rendering(args: argparse.Namespace, root: str, cache: Path, quiet: bool) -> dict[str, Any]:
-    from .asap import load_asap
+    from .asap import attach_score_marks, load_asap
     from .eval_render import evaluate_rendering, flat, model_renderer, rules
 
     c = load_asap(root, cache_dir=cache)
     perfs = c.split(args.split)
+    attach_score_marks(c, cache_dir=cache, progress=_marks_progress(quiet))
     renderers: dict[str, Any] = {}
     rpath = Path(args.render_model) if args.render_model else DEFAULT_RENDER
     if rpath.is_file():
@@ -423,6 +434,8 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def register(subparsers: Any) -> None:
+    from .generate import DEFAULT_TOP_P  # numpy only: the CLI registers without torch
+
     """Add ``train``, ``generate``, ``perform`` and ``eval-model`` to the CLI."""
     p = subparsers.add_parser("train", help="train a performance model on a corpus",
                               description="Train a performance model (LSTM or relative-position "
@@ -445,7 +458,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--primer", help='primer notes, e.g. "C4 E4 G4"')
     p.add_argument("--primer-midi", metavar="FILE", help="primer from a MIDI file")
     p.add_argument("--temperature", type=float, default=1.0, help="sampling temperature (> 0)")
-    p.add_argument("--top-p", type=float, default=0.95, help="nucleus sampling mass (0, 1]")
+    p.add_argument("--top-p", type=float, default=DEFAULT_TOP_P, help="nucleus sampling mass (0, 1]")
     p.add_argument("--seed", type=int, default=0, help="random seed (same seed, same piece)")
     p.add_argument("--no-mask", action="store_true", help="no hardware mask (to compare)")
     p.add_argument("--quiet", action="store_true", help="no progress line for long pieces")
@@ -494,7 +507,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--ngram-order", type=int, default=6, help="Kneser-Ney order (0: skip the n-gram)")
     p.add_argument("--samples", type=int, default=4, help="samples per model for the statistics")
     p.add_argument("--sample-seconds", type=float, default=20.0, help="length of each sample")
-    p.add_argument("--top-p", type=float, default=0.95, help="nucleus mass of the samples")
+    p.add_argument("--top-p", type=float, default=DEFAULT_TOP_P, help="nucleus mass of the samples")
     p.add_argument("--spec", default="piano-88-grand", help="spec the samples are masked to")
     p.add_argument("--cache", default=None, help="parsed-corpus cache folder (None: ~/.cache/robo_player)")
     p.add_argument("--quiet", action="store_true", help="no progress lines")

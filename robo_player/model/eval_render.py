@@ -6,7 +6,8 @@ interval on the score's quarter-note grid) and of articulation (log performed du
 over written duration at the local tempo), and the mean absolute velocity error; then the
 mean over performances (a correlation with a constant rendering is undefined: NaN, null
 in JSON). Renderers: the model, ``rules`` (render.py at its defaults), ``flat`` (the score
-as written: velocity 64, the score's tempo) and ``human`` (another pianist's performance
+as written: the velocities and tempo marks of the piece's ``midi_score.mid`` where read,
+else velocity 64 and the score's first tempo) and ``human`` (another pianist's performance
 of the same piece, where ASAP has several: the ceiling).
 
 Distributions (the Pianist Transformer protocol): Jensen-Shannon divergence (bits) between
@@ -49,8 +50,13 @@ def score_tempo(root: Path, folder: str) -> float:
 
 
 def flat(s: sf.ScoreNotes) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[tuple[float, int]]]:
-    """The score as written."""
-    return (s.onset_q * s.sec_per_q, s.dur_q * s.sec_per_q, np.full(len(s.pitch), FLAT_VELOCITY), [])
+    """The score as written: its own velocities (dynamics) and tempo marks where the score
+    MIDI has them, else velocity 64 and one tempo."""
+    on = sf.notated_times(s)
+    spq = np.asarray(s.score_spq, float) if s.score_spq is not None else np.full(len(on), s.sec_per_q)
+    vel = (np.clip(np.round(np.asarray(s.score_vel, float)), 1, 127).astype(int) if s.score_vel is not None
+           else np.full(len(s.pitch), FLAT_VELOCITY))
+    return on, s.dur_q * spq, vel, []
 
 
 def rules(s: sf.ScoreNotes) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[tuple[float, int]]]:
@@ -165,6 +171,9 @@ def evaluate_rendering(perfs: list[Any], renderers: dict[str, Renderer], root: P
             vals = np.array([r[k] for r in rows], float)
             agg[k] = float(np.nanmean(vals)) if np.isfinite(vals).any() else float("nan")
         agg["performances"] = len(rows)
+        # a renderer constant over a performance (flat: one tempo) has no r there; its mean is
+        # over the performances where it is defined
+        agg["defined"] = {k: int(np.isfinite(np.array([r[k] for r in rows], float)).sum()) for k in METRICS[:3]}
         rendering[name] = agg
     return {"rendering": rendering,
             "distributions": {name: pool.js(human_pool) for name, pool in pools.items()}}

@@ -58,7 +58,8 @@ class RenderGRU(nn.Module):
 
 
 def loss_fn(pred: torch.Tensor, y: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Weighted masked loss: MSE on the four continuous targets, BCE on the pedal."""
+    """Weighted masked loss: MSE on the four continuous targets, BCE on the pedal; ``mask``
+    is 0/1 or each note's weight (how many performances it averages)."""
     m = mask.float()
     n = m.sum().clamp(min=1.0)
     total = pred.new_zeros(())
@@ -153,21 +154,35 @@ def _batch(data: list[tuple[np.ndarray, np.ndarray, np.ndarray]],
     t = max(b - a for _, a, b in wins)
     x = np.zeros((len(wins), t, data[0][0].shape[1]), np.float32)
     y = np.zeros((len(wins), t, 5), np.float32)
-    m = np.zeros((len(wins), t), bool)
+    m = np.zeros((len(wins), t), np.float32)
     for j, (i, a, b) in enumerate(wins):
         xi, yi, mi = data[i]
         x[j, : b - a], y[j, : b - a], m[j, : b - a] = xi[a:b], yi[a:b], mi[a:b]
     return torch.from_numpy(x), torch.from_numpy(y), torch.from_numpy(m)
 
 
-def prepare(perfs: list[Any], n_features: int = sf.N_FEATURES) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    out = []
-    for p in perfs:
+def prepare(perfs: list[Any], n_features: int = sf.N_FEATURES,
+            by_piece: bool = True) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """(features, targets, weights) per score. ``by_piece``: the performances of one score
+    (the same folder and score notes) become one row whose targets are their mean over the
+    performances that played each note, weighted by that count. For the squared errors this
+    is the same loss (up to a constant: the pianists' spread) at a fraction of the work
+    (ASAP's train split: 827 performances of ~180 scores); the pedal's cross-entropy against
+    the share of pianists who had it down likewise."""
+    groups: dict[tuple[str, bytes], list[tuple[np.ndarray, np.ndarray, Any]]] = {}
+    for i, p in enumerate(perfs):
         if len(p.pitch) < 16:
             continue
         y, ok = sf.targets(p)
-        if ok.sum() >= 16:
-            out.append((sf.features(sf.from_performance(p), n_features), y, ok))
+        if ok.sum() < 16:
+            continue
+        key = (p.folder, np.asarray(p.sid).tobytes()) if by_piece else (str(i), b"")
+        groups.setdefault(key, []).append((y, ok, p))
+    out = []
+    for rows in groups.values():
+        w = np.sum([ok for _, ok, _ in rows], axis=0).astype(np.float32)
+        y = np.sum([yy * ok[:, None] for yy, ok, _ in rows], axis=0) / np.maximum(w, 1)[:, None]
+        out.append((sf.features(sf.from_performance(rows[0][2]), n_features), y.astype(np.float32), w))
     return out
 
 
@@ -209,7 +224,7 @@ def train_renderer(train_perfs: list[Any], valid_perfs: list[Any], out: str | Pa
     history: list[dict[str, float]] = []
     n_notes = sum(int(m.sum()) for _, _, m in tr)
     sys.stderr.write(f"render: {sum(p.numel() for p in model.parameters())} parameters; "
-                     f"{len(tr)} training performances ({n_notes} played notes), {len(va)} validation\n")
+                     f"{len(tr)} training scores ({n_notes} played notes), {len(va)} validation\n")
     epoch = 0
     for epoch in range(1, epochs + 1):
         model.train()
@@ -250,7 +265,7 @@ def run(args: Any) -> int:
     """``train --arch render``: the corpus is ``asap:PATH`` (ASAP's aligned train/valid
     performances) or ``pair:SCORE,PERF[+pair:...]`` (a user's own pairs, aligned with
     parangonar, all used for training; start from ``--init-from models/render.pt``)."""
-    from .asap import load_asap
+    from .asap import attach_score_marks, load_asap
     from .corpus import default_cache_dir
 
     spec = str(args.corpus)
@@ -277,7 +292,10 @@ def run(args: Any) -> int:
                 if i == n:
                     sys.stderr.write("\n")
 
+        from .cli import _marks_progress
+
         c = load_asap(spec[len("asap:"):], cache_dir=args.cache or default_cache_dir(), progress=prog)
+        attach_score_marks(c, cache_dir=args.cache or default_cache_dir(), progress=_marks_progress(args.quiet))
         tr, va = c.split("train"), c.split("valid")
         if args.limit_pieces:
             tr, va = tr[: args.limit_pieces], va[: max(1, args.limit_pieces // 4)]

@@ -12,7 +12,8 @@ the rendering keeps the score's average tempo:
 
 - ``velocity``: (MIDI velocity - 64) / 32;
 - ``tempo``: log of the local seconds per quarter (over at least one quarter from the
-  note's onset), minus the performance's median;
+  note's onset) against the notated one (the score's tempo marks where known, else one
+  tempo), minus the performance's median: the deviation from the marks;
 - ``timing``: onset minus its chord's median onset, in 0.1 s (asynchrony, melody lead);
 - ``articulation``: log(performed duration / written duration at the local tempo);
 - ``pedal``: 1 when the sustain pedal (CC64 >= 64) is down 30 ms after the onset.
@@ -27,7 +28,7 @@ import numpy as np
 from ..score import Note, PedalEvent, Score
 
 TARGETS = ("velocity", "tempo", "timing", "articulation", "pedal")
-N_FEATURES = 32  # the first 24 are the session-5 set (a checkpoint made with 24 reads those)
+N_FEATURES = 36  # the first 24 are the session-5 set, 32 session 6's (a checkpoint reads its first n)
 # Velocity targets are normalised within each performance (z-score), then put back on a
 # common scale: the mean of the training performances' mean velocities and spreads (ASAP
 # train split, 827 performances), so one pianist's loud day is not a score feature.
@@ -47,12 +48,16 @@ class ScoreNotes:
     staff: np.ndarray
     flags: np.ndarray
     sec_per_q: float = 0.5
+    score_vel: np.ndarray | None = None  # the score's own velocity per note (its dynamics), if known
+    score_spq: np.ndarray | None = None  # the notated seconds per quarter per note (tempo marks)
 
 
 def from_performance(p: object, sec_per_q: float = 0.5) -> ScoreNotes:
-    """The score side of an :class:`robo_player.model.asap.Performance`."""
+    """The score side of an :class:`robo_player.model.asap.Performance` (with the score
+    MIDI's velocities and tempo marks where :func:`asap.attach_score_marks` read them)."""
     return ScoreNotes(np.asarray(p.pitch, np.int64), p.onset_q, p.dur_q, p.bar_pos_q,  # type: ignore[attr-defined]
-                      p.bar_len_q, p.voice, p.staff, p.flags, sec_per_q)  # type: ignore[attr-defined]
+                      p.bar_len_q, p.voice, p.staff, p.flags, sec_per_q,  # type: ignore[attr-defined]
+                      getattr(p, "score_vel", None), getattr(p, "score_spq", None))
 
 
 def from_score(score: Score, time_signature: tuple[int, int] = (4, 4)) -> ScoreNotes:
@@ -81,10 +86,17 @@ def from_score(score: Score, time_signature: tuple[int, int] = (4, 4)) -> ScoreN
     pitch = np.array([n.pitch for n in notes], np.int64)
     dur_s = score.duration_s if notes else 0.0
     sec_per_q = dur_s / max(float(end.max() if len(end) else 1.0), 1e-6) if notes else 0.5
+    spq = np.full(len(notes), 0.5)
     if tm:
-        sec_per_q = tm[0].us_per_beat / 1e6
+        t_tm = np.array([t.t_us for t in tm])
+        us = np.array([t.us_per_beat for t in tm], float)
+        spq = us[np.maximum(np.searchsorted(t_tm, [n.onset_us for n in notes], side="right") - 1, 0)] / 1e6
+        span_q = float(on.max() - on.min()) if notes else 0.0
+        # the notated tempo's average over the piece (tempo changes included)
+        sec_per_q = (notes[-1].onset_us - notes[0].onset_us) / 1e6 / span_q if span_q > 0 else float(spq[0])
     return ScoreNotes(pitch, on, np.maximum(end - on, 1e-3), np.mod(on, bar_len), np.full(len(on), bar_len),
-                      staff.copy(), staff, np.zeros(len(on), np.int64), sec_per_q)
+                      staff.copy(), staff, np.zeros(len(on), np.int64), sec_per_q,
+                      np.array([n.velocity for n in notes], float), spq)
 
 
 def groups(onset_q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -99,7 +111,11 @@ def features(s: ScoreNotes, n: int = N_FEATURES) -> np.ndarray:
     register, hand, markings, place in the piece; then (24..31) the melody (pitch below the
     highest note within a quarter), the IOI against the local median IOI, quarters to the
     next and since the last phrase boundary (a fermata, or an IOI of at least twice the local
-    median and a quarter), the bar's place in a 4-bar group, and the depth below the chord's top."""
+    median and a quarter), the bar's place in a 4-bar group, and the depth below the chord's top;
+    then (32..35) what the score itself marks, where known (else 0): its velocity (the dynamics
+    markings, as a MIDI export writes them) against the piece's median, whether the piece has
+    dynamics at all, the notated tempo against the piece's median (log), and the notated
+    tempo change over the next 4 quarters (log)."""
     m = len(s.pitch)
     f = np.zeros((m, N_FEATURES), np.float32)
     if m == 0:
@@ -170,7 +186,38 @@ def features(s: ScoreNotes, n: int = N_FEATURES) -> np.ndarray:
     f[:, 29] = np.mod(bar, 2)
     f[:, 30] = np.clip((g_hi[inv] - pitch) / 12, 0, 4)
     f[:, 31] = np.log2(1 + np.maximum(q[-1] - s.onset_q, 0)) / 8  # quarters to the end
+    if s.score_vel is not None and len(s.score_vel) == m:
+        v = np.asarray(s.score_vel, float)
+        if float(v.std()) > 0.5:
+            f[:, 32] = np.clip((v - np.median(v)) / 20, -3, 3)
+            f[:, 33] = 1.0
+    if s.score_spq is not None and len(s.score_spq) == m:
+        ls = np.log(np.clip(np.asarray(s.score_spq, float), 0.02, 10))
+        f[:, 34] = np.clip(ls - np.median(ls), -1.5, 1.5)
+        ahead = np.searchsorted(s.onset_q, s.onset_q + 4.0, side="right") - 1  # onsets are sorted
+        f[:, 35] = np.clip(ls[ahead] - ls, -1.5, 1.5)
     return f[:, :n]
+
+
+def notated_spq(s: ScoreNotes) -> np.ndarray:
+    """The notated local seconds per quarter at each note (measured as :func:`targets`
+    measures a performance's); ``sec_per_q`` throughout where the tempo marks are unknown."""
+    if s.score_spq is None or len(s.score_spq) != len(s.pitch):
+        return np.full(len(s.pitch), s.sec_per_q)
+    gq, gt = _group_times(s.onset_q, notated_times(s), np.ones(len(s.pitch), bool))
+    return local_spq(s.onset_q, gq, gt) if len(gq) >= 2 else np.asarray(s.score_spq, float)
+
+
+def notated_times(s: ScoreNotes) -> np.ndarray:
+    """Each note's onset in seconds as written: the quarters at the notated tempo (the
+    score's tempo marks where known, else ``sec_per_q`` throughout)."""
+    q, inv = groups(s.onset_q)
+    if s.score_spq is None or len(s.score_spq) != len(s.pitch) or len(q) < 2:
+        return s.onset_q * s.sec_per_q
+    spq_g = np.zeros(len(q))
+    spq_g[inv[::-1]] = np.asarray(s.score_spq, float)[::-1]  # the group's first note's tempo
+    t = np.r_[0.0, np.cumsum(np.diff(q) * spq_g[:-1])] + q[0] * spq_g[0]
+    return t[inv]
 
 
 def _group_median(values: np.ndarray, inv: np.ndarray, n: int) -> np.ndarray:
@@ -235,7 +282,7 @@ def targets(p: object) -> tuple[np.ndarray, np.ndarray]:
     if len(gq) < 2:
         return y, np.zeros(len(onset_q), bool)
     spq = local_spq(onset_q, gq, gt)
-    logspq = np.log(spq)
+    logspq = np.log(spq) - np.log(notated_spq(from_performance(p)))  # the deviation from the marks
     pv = vel[ok].astype(float)
     z = (vel - pv.mean()) / max(float(pv.std()), 4.0)
     y[:, 0] = np.clip((VEL_MEAN + VEL_STD * z - 64) / 32, -2.0, 2.0)
@@ -252,17 +299,19 @@ def render_notes(s: ScoreNotes, pred: np.ndarray, pedal_threshold: float = 0.5,
                  keep_tempo: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[tuple[float, int]]]:
     """Predictions (M, 5) -> per note onset seconds, duration seconds, velocity (M,) and
     pedal changes ``[(t_s, value)]``. The tempo curve is centred (``keep_tempo``) so the
-    rendering keeps the score's average tempo."""
+    rendering keeps the score's average tempo: its notated duration, tempo marks included."""
     m = len(s.pitch)
     if m == 0:
         return np.zeros(0), np.zeros(0), np.zeros(0, int), []
     q, inv = groups(s.onset_q)
     cnt = np.bincount(inv, minlength=len(q))
     tp = np.bincount(inv, weights=pred[:, 1], minlength=len(q)) / np.maximum(cnt, 1)
+    base = np.zeros(len(q))
+    base[inv[::-1]] = notated_spq(s)[::-1]  # the tempo marks; the network predicts the deviation
     if keep_tempo:
-        w = np.r_[np.diff(q), 1.0]
-        tp = tp - np.log(np.sum(w * np.exp(tp)) / np.sum(w))  # mean seconds per quarter kept
-    spq_g = s.sec_per_q * np.exp(tp)
+        w = np.r_[np.diff(q), 1.0] * base
+        tp = tp - np.log(np.sum(w * np.exp(tp)) / np.sum(w))  # the notated duration kept
+    spq_g = base * np.exp(tp)
     t = np.r_[0.0, np.cumsum(np.diff(q) * spq_g[:-1])]
     on = np.maximum(t[inv] + pred[:, 2] / 10, 0.0)
     dur = np.maximum(s.dur_q * spq_g[inv] * np.exp(np.clip(pred[:, 3], -4, 1.5)), 0.02)
