@@ -259,12 +259,13 @@ def _play_closed_loop(device: Any, plan: Any, plan_report: Any, spec: Any) -> tu
     res = play_closed_loop(device, plan, plan_report.outcomes, lambda a: pitch.get(a, -1),
                            lambda a: level.get(a, 0))  # fmt: skip
     for c in res.log:
-        log.info("closed loop: segment %d pitch %d: latency %+.0f µs, drive %+.3f (heard %+.0f µs, "
-                 "velocity ratio %.3f)", c.segment, c.pitch, c.latency_us, c.drive_gain,
+        log.info("closed loop: at %.3f s pitch %d: latency %+.0f µs, drive %+.3f (heard %+.0f µs, "
+                 "velocity ratio %.3f)", c.t_us / 1e6, c.pitch, c.latency_us, c.drive_gain,
                  c.onset_err_us, c.velocity_ratio)  # fmt: skip
-    extra = {"closed_loop": {"segments": res.segments, "corrections": len(res.log),
-                             "keys": len(res.latency_us)}}  # fmt: skip
-    return Performance(heard=res.heard, max_coil_temp_ratio=res.max_coil_temp_ratio, extra=extra), res
+    perf = res.performance if res.performance is not None else Performance(heard=res.heard)
+    perf.extra["closed_loop"] = {"steps": res.steps, "heard_live": res.heard_live, "used": res.used,
+                                 "corrections": len(res.log), "keys": len(res.latency_us)}  # fmt: skip
+    return perf, res
 
 
 def cmd_play(args: argparse.Namespace, port: str | None = None) -> int:

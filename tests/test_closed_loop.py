@@ -73,7 +73,7 @@ def _play(spec, hot, rate: float, **kw):  # noqa: ANN001, ANN202
     level = {k.channel: k.pwm_max for k in spec.keys}
     with open_port("sim://?heating=1", spec, truth_seed=2) as dev:
         res = play_closed_loop(dev, plan, rep.outcomes, lambda a: pitch.get(a, -1), lambda a: level.get(a, 0),
-                               LoopSettings(rate=rate, segment_us=2_000_000, **kw))  # fmt: skip
+                               LoopSettings(rate=rate, **kw))  # fmt: skip
     matched = match_heard(rep.outcomes, res.heard)
     played = [o for o in rep.outcomes if o.fate.name == "PLAYED"]
     assert all(o.index in matched for o in played)  # every note heard

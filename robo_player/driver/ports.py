@@ -40,6 +40,12 @@ class Device(Protocol):
       after ``watchdog_ms`` of silence).
     - ``now_us()``: the stream's performance time now (µs; None before its first
       command): what a live input schedules against.
+    - ``heard_so_far()``: the notes the device's sensor has heard in this stream up to
+      now (performance time, in the order heard; ``end_us`` None while unknown), or
+      None where the device cannot hear while it plays. A note is heard only some
+      time after it sounds (a microphone's detector needs audio after the onset:
+      ``sim://``'s ``heard_delay_ms``); a closed loop corrects the commands it has not
+      submitted yet from them (robo_player/hearing/loop.py).
     - ``drain(progress)``: the end of the stream: every submitted command played, or is
       accounted for as late, refused, flushed, cut off or never sent
       (``Performance.extra["commands"]``: counts by status); everything is off. Returns
@@ -64,6 +70,8 @@ class Device(Protocol):
     def advance(self, until_t_us: int) -> None: ...
 
     def now_us(self) -> float | None: ...
+
+    def heard_so_far(self) -> list[HeardNote] | None: ...
 
     def drain(self, progress: Progress | None = None) -> Performance: ...
 
@@ -99,6 +107,11 @@ class StreamDevice:
 
     def drain(self, progress: Progress | None = None) -> Performance:
         raise NotImplementedError
+
+    def heard_so_far(self) -> list[HeardNote] | None:
+        """None: this device hears nothing while it plays (a firmware port hears its
+        trace at the drain; no live microphone is wired to it yet)."""
+        return None
 
     def close(self) -> None:
         raise NotImplementedError

@@ -1,0 +1,130 @@
+"""Hearing while the stream runs: the simulated side of the device's ``heard_so_far``.
+
+A real microphone hears a note only after it sounds, and its detector decides a note
+only once it has heard some audio after the onset (docs/hearing.md: the owner test's
+window after an onset is 4096 samples, 85 ms at 48 kHz). So while a ``sim://`` stream
+runs, a note is *heard* when the stream's performance time has passed its onset plus
+the sensor's delay (``heard_delay_ms``, default 100 ms).
+
+What it hears is what the piano did: the physics plays the output changes up to *now*
+(what the device has been told to do by then, nothing later) on a fork of its state,
+so a note heard live is the note the whole stream gives at its drain — the tests hold
+the two equal. A strike's onset and loudness depend on what its coil did during its
+pulse and on the supply during it (at most ``quiet_us`` after the strike), which is
+why the delay must be at least that long: a note is then heard only once everything
+that decides it has happened.
+
+Replaying the whole stream at every question would cost O(n²); the ear keeps a
+*checkpoint*: the physics' state after every output change up to a time ``T`` where no
+strike's pulse is still running (no strike in ``(T - quiet_us, T]``), and the exact
+notes of the strikes before ``T``. Each question replays only the changes after the
+checkpoint, on a fork of it.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+from ..actuation import expand_commands
+from ..plan import Command, Op
+from .physics import EventColumns, PianoPhysics, SoundedNotes
+
+# Two heard onsets of one key closer than this are one note (two replays of the same
+# strike may round its onset differently by a µs; no key strikes twice in 1 ms).
+_SAME_NOTE_US = 1_000
+
+
+class LiveEar:
+    """The notes a stream has sounded so far, from its commands (see the module doc).
+
+    ``physics``: the instrument's physics at the stream's start (the ear forks it and
+    never changes it); ``quiet_us``: the longest a strike's outcome takes to settle
+    after its start (its pulse, the supply during it)."""
+
+    def __init__(self, physics: PianoPhysics, pwm_max: Mapping[int, int], quiet_us: int) -> None:
+        self._ck = physics.fork()
+        self._origin = physics.clock_us  # the stream's t_us = 0, absolute
+        self._pwm_max = pwm_max
+        self._quiet_us = int(quiet_us)
+        self._ck_t = -1  # every output change at t_us <= this is in the checkpoint
+        self._ck_i = 0  # ... and so are the stream's first _ck_i commands
+        self._pending: list[tuple[int, int, float]] = []  # exact (t_us, pitch, velocity) not yet heard
+        self._heard: dict[int, list[int]] = {}  # pitch -> onsets already heard (recent)
+        self.replayed = 0  # output changes replayed (the cost, for the bench)
+
+    def _run(self, physics: PianoPhysics, cmds: Sequence[Command]) -> tuple[SoundedNotes, bool]:
+        """Play ``cmds`` on ``physics`` (in place) from the stream's origin; whether no
+        coil failed after the last command (a fork's end is not the stream's)."""
+        if not cmds:
+            return SoundedNotes.empty(), True
+        out = expand_commands(cmds, self._pwm_max, checked=True)
+        self.replayed += len(out)
+        perf, notes = physics.run_columns(EventColumns.from_outputs(out))
+        physics._origin_us = self._origin  # the run moved the clock on: put it back
+        t_last = cmds[-1].t_us
+        ok = all(int(f["t_us"]) <= t_last for f in perf.coil_failures)  # type: ignore[call-overload]
+        return notes, ok
+
+    def _checkpoint_time(self, cmds: Sequence[Command], lo: int, hi: int, now_us: int) -> int:
+        """The latest ``T <= now_us`` after the checkpoint by which every strike among
+        ``cmds[lo:hi]`` (the commands after the checkpoint, up to now) that starts by ``T``
+        has settled and has no output change left after ``T``; -1 if none."""
+        starts: list[int] = []
+        settled: list[int] = []  # running max of settle times
+        for c in cmds[lo:hi]:
+            if c.op is Op.PULSE_HOLD:
+                starts.append(c.t_us)
+                end = c.t_us + max(self._quiet_us, c.pulse_us)
+                settled.append(max(end, settled[-1]) if settled else end)
+        if not starts or settled[-1] <= now_us:
+            return now_us
+        for k in range(len(starts) - 1, 0, -1):
+            if settled[k - 1] < starts[k]:
+                return starts[k] - 1
+        return starts[0] - 1 if self._ck_t < starts[0] - 1 else -1
+
+    def sounded(self, cmds: Sequence[Command], now_us: int, cut_us: int) -> SoundedNotes:
+        """The notes not yet heard whose onset is at or before ``cut_us``, with the stream's
+        commands ``cmds`` (sorted by time) played up to ``now_us`` (>= ``cut_us`` + quiet)."""
+        hi = bisect.bisect_right(cmds, now_us, key=lambda c: c.t_us)
+        t_ck = self._checkpoint_time(cmds, self._ck_i, hi, now_us)
+        if t_ck > self._ck_t:
+            j = bisect.bisect_right(cmds, t_ck, key=lambda c: c.t_us)
+            fork = self._ck.fork()
+            notes, ok = self._run(fork, cmds[self._ck_i : j])
+            if ok:  # exact: every strike before t_ck has settled by then
+                # onsets heard before the old checkpoint cannot come again (every note
+                # still to come was struck after it)
+                for seen in self._heard.values():
+                    seen[:] = [s for s in seen if s >= self._ck_t]
+                self._ck, self._ck_t, self._ck_i = fork, t_ck, j
+                self._pending += zip(notes.t_us.tolist(), notes.pitch.tolist(), notes.velocity.tolist(), strict=True)
+        # the strikes after the checkpoint: a throw-away replay, kept where settled
+        notes, _ = self._run(self._ck.fork(), cmds[self._ck_i : hi])
+        cand = self._pending + [
+            (t, p, v)
+            for t, p, v in zip(notes.t_us.tolist(), notes.pitch.tolist(), notes.velocity.tolist(), strict=True)
+            if t <= cut_us
+        ]
+        self._pending = [x for x in self._pending if x[0] > cut_us]
+        new: list[tuple[int, int, float]] = []
+        for t, p, v in sorted(cand):
+            if t > cut_us:
+                continue
+            seen = self._heard.setdefault(p, [])
+            if any(abs(t - s) < _SAME_NOTE_US for s in seen):
+                continue
+            seen.append(t)
+            new.append((t, p, v))
+        return SoundedNotes(
+            t_us=np.array([x[0] for x in new], dtype=np.int64),
+            pitch=np.array([x[1] for x in new], dtype=np.int64),
+            velocity=np.array([x[2] for x in new], dtype=np.float64),
+            end_us=np.full(len(new), np.inf),  # damping: not heard yet
+        )
+
+
+__all__ = ["LiveEar"]
