@@ -10,6 +10,7 @@ from robo_player.cli import main
 from robo_player.driver import open_port
 from robo_player.errors import TransportError
 from robo_player.hearing.loop import LoopSettings, corrected_calibration, play_closed_loop
+from robo_player.midi import bundled_pieces, read_midi
 from robo_player.planner import plan as plan_for
 from robo_player.report import match_heard
 from robo_player.score import Note, Score
@@ -80,6 +81,91 @@ def _play(spec, hot, rate: float, **kw):  # noqa: ANN001, ANN202
     on = np.array([abs(matched[o.index].t_us - o.intended_t_us) for o in played])
     vel = np.array([abs(matched[o.index].velocity - o.velocity_in) for o in played])
     return res, float(np.percentile(on, 99)), float(vel.mean())
+
+
+def _stream_and_listen(dev, plan, lead_us: int = 250_000, step_us: int = 50_000):  # noqa: ANN001, ANN202
+    """Submit ``plan`` ``lead_us`` ahead as the stream runs; listen every ``step_us``.
+    Returns [(now, heard so far)] and the drain's performance."""
+    cmds, i = plan.commands, 0
+    now = cmds[0].t_us
+    seen = []
+    while i < len(cmds) or now < cmds[-1].t_us + 400_000:
+        j = i
+        while j < len(cmds) and cmds[j].t_us <= now + lead_us:
+            j += 1
+        if j > i:
+            dev.submit(cmds[i:j])
+            i = j
+        dev.advance(now)
+        seen.append((now, dev.heard_so_far()))
+        now += step_us
+    return seen, dev.drain()
+
+
+@pytest.mark.parametrize("piece", [1, 2])  # maple_leaf_rag, mazurka06-2
+def test_heard_so_far_is_what_the_stream_sounds(spec, piece: int) -> None:  # noqa: ANN001
+    """Heard live, note by note, is what the whole stream gives at its drain (warm coils,
+    chords, repeats): nothing heard before it sounded plus the sensor's delay, nothing
+    heard that the stream does not sound, nothing it sounds left unheard."""
+    plan, _ = plan_for(read_midi(bundled_pieces()[piece]), spec, None)
+    url = "sim://?heating=1&timing_sd_us=0&loudness_sd=0&heard_delay_ms=80"
+    with open_port(url, spec, truth_seed=3) as dev:
+        seen, perf = _stream_and_listen(dev, plan)
+    final = sorted((h.t_us, h.pitch, h.velocity) for h in perf.heard)
+    live = seen[-1][1]
+    assert len(final) > 700
+    assert sorted((h.t_us, h.pitch, h.velocity) for h in live) == final  # exact sensor: equal
+    prev = 0
+    for now, heard in seen:  # heard grows, and only with notes 80 ms old
+        assert all(h.t_us <= now - 80_000 for h in heard[prev:])
+        assert all(h.end_us is None for h in heard)
+        prev = len(heard)
+    # most notes were heard within one step of onset + delay (none waited long)
+    first_seen = {}
+    for now, heard in seen:
+        for h in heard:
+            first_seen.setdefault((h.t_us, h.pitch), now)
+    waits = np.array([first_seen[k] - k[0] for k in first_seen])
+    assert waits.min() >= 80_000 and np.percentile(waits, 99) <= 80_000 + 50_000
+
+
+def test_heard_so_far_noise_leaves_the_drain_alone(spec) -> None:  # noqa: ANN001
+    """Listening live draws its own sensor noise: the drain reports what it reports without it."""
+    plan, _ = plan_for(read_midi(bundled_pieces()[0]), spec, None)
+    with open_port("sim://", spec, truth_seed=3, sensor_seed=5) as dev:
+        seen, perf = _stream_and_listen(dev, plan)
+    with open_port("sim://", spec, truth_seed=3, sensor_seed=5) as dev:
+        quiet = dev.play(plan)
+    assert perf.heard == quiet.heard
+    live = seen[-1][1]
+    assert len(live) == len(perf.heard)
+    assert any(a.t_us != b.t_us for a, b in zip(sorted(live, key=lambda h: (h.t_us, h.pitch)), perf.heard, strict=True))
+
+
+def test_heard_delay_option(spec) -> None:  # noqa: ANN001
+    with pytest.raises(TransportError, match=r"heard_delay_ms.*allowed: 50..2000"):
+        open_port("sim://?heard_delay_ms=10", spec)
+
+
+def test_loop_refuses_a_device_that_cannot_hear_live(spec, hot) -> None:  # noqa: ANN001
+    _, plan, rep = hot
+    with open_port("vmcu://", spec) as dev:
+        assert dev.heard_so_far() is None
+        with pytest.raises(TransportError, match="hears while it plays"):
+            play_closed_loop(dev, plan, rep.outcomes, lambda a: -1, lambda a: 255)
+
+
+def test_loop_plays_one_stream(spec, hot) -> None:  # noqa: ANN001
+    """The whole piece is one stream: every command played, none late; the loop heard
+    and used the notes while it ran (not at a drain between segments)."""
+    _, plan, rep = hot
+    res, _, _ = _play(spec, hot, 0.5)
+    perf = res.performance
+    assert perf is not None and perf.extra["commands"] == {"played": len(plan.commands)}
+    assert res.heard_live >= 0.95 * len(rep.outcomes) and res.used >= 0.95 * len(rep.outcomes)
+    # corrections were made all along the piece, not at a few segment boundaries
+    ts = sorted({c.t_us for c in res.log})
+    assert len(ts) > 100 and ts[0] < 2_000_000
 
 
 def test_loop_reduces_error_on_a_hot_piece(spec, hot) -> None:  # noqa: ANN001
