@@ -71,9 +71,6 @@ class SimDevice(StreamDevice):
         self._ear: LiveEar | None = None  # this stream's live hearing (heard_so_far)
         self._heard_live: list[HeardNote] = []
         self._open = True
-        # a strike has settled (pulse, supply, the hammer's push) this long after it starts
-        truth = instrument._truth
-        self._quiet_us = max([spec.strike.max_pulse_us, *(truth.key(k.pitch).pulse_full_us for k in spec.keys)])
 
     @property
     def is_open(self) -> bool:
@@ -129,18 +126,24 @@ class SimDevice(StreamDevice):
             return None
         return self._now_us if self._now_us != -math.inf else float(self._first_t)
 
-    def heard_so_far(self) -> list[HeardNote]:
+    def heard_so_far(self) -> list[HeardNote] | None:
         """The notes heard in this stream up to its performance time now, in the order
         heard (see the module doc); a note is heard ``heard_delay_ms`` after its onset;
-        ``end_us`` is None (its damping is not heard yet)."""
+        ``end_us`` is None (its damping is not heard yet). None for an instrument that
+        cannot be heard live (the guitar's, for now)."""
         self._check_open("heard_so_far")
+        if not isinstance(self.instrument, SimulatedInstrument):
+            return None
         if not self._submitted or math.isinf(self._now_us):
             return list(self._heard_live)
         mic = self.instrument.microphone
+        # a strike has settled (pulse, supply, the hammer's push) this long after it starts
+        truth = self._truth
+        quiet = max([self.spec.strike.max_pulse_us, *(truth.key(k.pitch).pulse_full_us for k in self.spec.keys)])
         if self._ear is None:
-            self._ear = LiveEar(self.instrument.physics, self._pwm_max, self._quiet_us)
+            self._ear = LiveEar(self.instrument.physics, self._pwm_max, quiet)
         now = int(self._now_us)
-        notes = self._ear.sounded(self._cmds, now, now - max(mic.heard_delay_us, self._quiet_us))
+        notes = self._ear.sounded(self._cmds, now, now - max(mic.heard_delay_us, quiet))
         self._heard_live += mic.hear_live(notes)
         return list(self._heard_live)
 
