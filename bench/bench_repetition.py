@@ -49,7 +49,7 @@ def truth_allows(kt, gap_us: float) -> bool:  # noqa: ANN001
     ``e / R`` of it (``e``: release to re-strike), silent below ``e / R = 0.5``; no supply
     sag, a cold coil. The repeat sounds ``e + L(e / R)`` after that contact."""
     r = kt.return_us
-    for e in np.linspace(0.5 * r, r, 101):
+    for e in np.linspace(0.5 * r, r, 501):
         u = (e / r - kt.threshold) / (1.0 - kt.threshold)
         if u > 0 and e + kt.latency_full_us * u ** (-kt.alpha) <= gap_us:
             return True
