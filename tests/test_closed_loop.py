@@ -225,3 +225,9 @@ def test_cli_refuses_closed_loop_without_sensor(tmp_path, capsys) -> None:  # no
     rc = main(["-q", "play", str(song), "--port", "sim://?heating=1", "--closed-loop", "--write-back", str(out)])
     assert rc == 0 and Calibration.load(out).keys[60].latency_us != Calibration.nominal(
         load_spec("piano-88-grand")).keys[60].latency_us
+
+
+def test_guitar_sim_cannot_hear_live() -> None:
+    """The guitar's sim:// has no live hearing yet: it says so (None), never a wrong list."""
+    with open_port("sim://", load_spec("guitar-slider")) as dev:
+        assert dev.heard_so_far() is None
