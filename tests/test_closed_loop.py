@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from robo_player.calibrator.session import calibrate_session
 from robo_player.cli import main
@@ -11,6 +13,7 @@ from robo_player.driver import open_port
 from robo_player.errors import TransportError
 from robo_player.hearing.loop import LoopSettings, corrected_calibration, play_closed_loop
 from robo_player.midi import bundled_pieces, read_midi
+from robo_player.plan import Command, Op
 from robo_player.planner import plan as plan_for
 from robo_player.report import match_heard
 from robo_player.score import Note, Score
@@ -231,3 +234,49 @@ def test_guitar_sim_cannot_hear_live() -> None:
     """The guitar's sim:// has no live hearing yet: it says so (None), never a wrong list."""
     with open_port("sim://", load_spec("guitar-slider")) as dev:
         assert dev.heard_so_far() is None
+
+
+@settings(max_examples=25, deadline=None)
+@given(data=st.data())
+def test_heard_live_equals_the_drain_on_random_streams(spec, data) -> None:  # noqa: ANN001
+    """Random strikes (any level, pulse 2..60 ms, hold or not, held 0..400 ms) and pedal
+    moves on four keys, submitted in random chunks while the stream advances by random
+    steps, warm coils: every note heard live is one the drain gives (same time and
+    loudness), and once the stream has passed them all, all of them."""
+    chans = [spec.key(p).channel for p in PITCHES]
+    pmax = {c: spec.key(p).pwm_max for c, p in zip(chans, PITCHES, strict=True)}
+    pedal = spec.pedal.channel
+    cmds: list[Command] = []
+    free = dict.fromkeys(chans, 0)
+    for i in range(data.draw(st.integers(5, 60))):
+        c = data.draw(st.sampled_from(chans))
+        t = free[c] + data.draw(st.integers(0, 150_000))
+        drive = data.draw(st.integers(1, pmax[c]))
+        pulse = data.draw(st.integers(2_000, 60_000))
+        hold = data.draw(st.sampled_from([0, pmax[c] // 3, drive]))
+        cmds.append(Command(t, Op.PULSE_HOLD, c, drive, pulse, hold, note=i))
+        end = t + max(pulse, data.draw(st.integers(0, 400_000)))
+        cmds.append(Command(end, Op.RELEASE, c, note=i))
+        free[c] = end + data.draw(st.integers(0, 80_000))
+    for _ in range(data.draw(st.integers(0, 4))):
+        cmds.append(Command(data.draw(st.integers(0, max(free.values()))), Op.SET, pedal,
+                            data.draw(st.integers(0, spec.pedal.pwm_max))))  # fmt: skip
+    cmds.sort(key=Command.sort_key)
+    url = "sim://?heating=1&timing_sd_us=0&loudness_sd=0&heard_delay_ms=50"
+    with open_port(url, spec, truth_seed=data.draw(st.integers(0, 3))) as dev:
+        i, now, live = 0, cmds[0].t_us, []
+        while i < len(cmds):
+            j = data.draw(st.integers(i + 1, len(cmds)))
+            now = max(now, cmds[j - 1].t_us - data.draw(st.integers(0, 300_000)))
+            if cmds[i].t_us < now:  # nothing late here: late commands are another test
+                now = cmds[i].t_us
+            dev.submit(cmds[i:j])
+            i = j
+            dev.advance(now)
+            live = dev.heard_so_far()
+            now += data.draw(st.integers(1, 200_000))
+        dev.advance(cmds[-1].t_us + 1_000_000)
+        live = dev.heard_so_far()
+        perf = dev.drain()
+    assert sorted((h.t_us, h.pitch, h.velocity) for h in live) == sorted(
+        (h.t_us, h.pitch, h.velocity) for h in perf.heard)  # fmt: skip
