@@ -232,17 +232,17 @@ def _add_device_args(p: argparse.ArgumentParser, port: bool = True) -> None:
 
 def _closed_loop_check(args: argparse.Namespace, port: str, spec: Any) -> bool:
     """Whether ``--closed-loop`` is on; a usage error where it cannot run."""
-    from urllib.parse import urlsplit
+    from .driver.ports import hears_live
 
     closed = bool(getattr(args, "closed_loop", False))
     if getattr(args, "write_back", None) and not closed:
         raise UsageError("--write-back goes with --closed-loop")
     if not closed:
         return False
-    if urlsplit(port).scheme != "sim" or spec.family != "piano":
+    if not hears_live(port) or spec.family != "piano":
         raise UsageError(
             f"--closed-loop needs a sensor that hears the notes while they play: port {port} "
-            f"({spec.family}) has none (allowed: a sim:// port with a piano spec)"
+            f"({spec.family}) has none (allowed: a sim:// or vmcu:// port with a piano spec)"
         )
     if getattr(args, "resume", False):
         raise UsageError("--closed-loop: --resume is not supported")

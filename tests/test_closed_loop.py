@@ -71,11 +71,11 @@ def hot(spec):  # noqa: ANN001, ANN201
     return cal, plan, rep
 
 
-def _play(spec, hot, rate: float, **kw):  # noqa: ANN001, ANN202
+def _play(spec, hot, rate: float, url: str = "sim://?heating=1", **kw):  # noqa: ANN001, ANN202
     _, plan, rep = hot
     pitch = {k.channel: k.pitch for k in spec.keys}
     level = {k.channel: k.pwm_max for k in spec.keys}
-    with open_port("sim://?heating=1", spec, truth_seed=2) as dev:
+    with open_port(url, spec, truth_seed=2) as dev:
         res = play_closed_loop(dev, plan, rep.outcomes, lambda a: pitch.get(a, -1), lambda a: level.get(a, 0),
                                LoopSettings(rate=rate, **kw))  # fmt: skip
     matched = match_heard(rep.outcomes, res.heard)
@@ -151,11 +151,36 @@ def test_heard_delay_option(spec) -> None:  # noqa: ANN001
 
 
 def test_loop_refuses_a_device_that_cannot_hear_live(spec, hot) -> None:  # noqa: ANN001
+    """The C firmware's host build writes its trace at the end: it cannot hear live."""
     _, plan, rep = hot
-    with open_port("vmcu://", spec) as dev:
+    with open_port("fw-host://", spec) as dev:
         assert dev.heard_so_far() is None
         with pytest.raises(TransportError, match="hears while it plays"):
             play_closed_loop(dev, plan, rep.outcomes, lambda a: -1, lambda a: 255)
+
+
+def test_vmcu_hears_what_its_firmware_trace_sounds(spec) -> None:  # noqa: ANN001
+    """vmcu:// (the firmware's Python model, virtual time) hears live from its trace so
+    far: exactly the drain's notes (exact sensor), none before onset + delay."""
+    plan, _ = plan_for(read_midi(bundled_pieces()[0]), spec, None)
+    url = "vmcu://?heating=1&timing_sd_us=0&loudness_sd=0&heard_delay_ms=80"
+    with open_port(url, spec, truth_seed=3) as dev:
+        seen, perf = _stream_and_listen(dev, plan)
+    assert perf.extra["commands"] == {"played": len(plan.commands)}
+    final = sorted((h.t_us, h.pitch, h.velocity) for h in perf.heard)
+    assert len(final) > 100 and sorted((h.t_us, h.pitch, h.velocity) for h in seen[-1][1]) == final
+    prev = 0
+    for now, heard in seen:
+        assert all(h.t_us <= now - 80_000 for h in heard[prev:])
+        prev = len(heard)
+
+
+def test_loop_on_the_firmware_model(spec, hot) -> None:  # noqa: ANN001
+    """The closed loop through vmcu:// (the firmware queues and times the commands; the
+    physics reads its trace): it beats the open loop there too."""
+    _, open_p99, _ = _play(spec, hot, 0.0, url="vmcu://?heating=1")
+    res, p99, _ = _play(spec, hot, 0.5, url="vmcu://?heating=1")
+    assert p99 < open_p99 / 2 and p99 <= 1_000 and res.used > 300
 
 
 def test_loop_plays_one_stream(spec, hot) -> None:  # noqa: ANN001

@@ -182,6 +182,16 @@ def has_sensor(url: str) -> bool:
     return urlsplit(url).scheme not in SENSORLESS_SCHEMES
 
 
+# Ports whose ``heard_so_far`` hears while the stream runs (a piano's): the simulated
+# piano, and the firmware's Python model (its trace grows as it runs).
+HEARS_LIVE_SCHEMES = frozenset({"sim", "vmcu"})
+
+
+def hears_live(url: str) -> bool:
+    """Whether the port at ``url`` can hear a piano while it plays (``heard_so_far``)."""
+    return urlsplit(url).scheme in HEARS_LIVE_SCHEMES
+
+
 # Devices opened through open_port and not yet seen closed, so tests (and shutdown
 # hooks) can check that none is left open or energised. Closed ones are pruned on
 # every open, so the list stays as short as the number of devices really open.
@@ -223,12 +233,14 @@ def open_port(url: str, spec: InstrumentSpec, **options: Any) -> Device:
 
 __all__ = [
     "Device",
+    "HEARS_LIVE_SCHEMES",
     "HeardNote",
     "Performance",
     "Progress",
     "SENSORLESS_SCHEMES",
     "StreamDevice",
     "has_sensor",
+    "hears_live",
     "open_port",
     "register_port",
     "schemes",

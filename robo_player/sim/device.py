@@ -137,9 +137,7 @@ class SimDevice(StreamDevice):
         if not self._submitted or math.isinf(self._now_us):
             return list(self._heard_live)
         mic = self.instrument.microphone
-        # a strike has settled (pulse, supply, the hammer's push) this long after it starts
-        truth = self._truth
-        quiet = max([self.spec.strike.max_pulse_us, *(truth.key(k.pitch).pulse_full_us for k in self.spec.keys)])
+        quiet = self.instrument.settle_us
         if self._ear is None:
             self._ear = LiveEar(self.instrument.physics, self._pwm_max, quiet)
         now = int(self._now_us)

@@ -44,10 +44,10 @@ class LiveEar:
     never changes it); ``quiet_us``: the longest a strike's outcome takes to settle
     after its start (its pulse, the supply during it)."""
 
-    def __init__(self, physics: PianoPhysics, pwm_max: Mapping[int, int], quiet_us: int) -> None:
+    def __init__(self, physics: PianoPhysics, pwm_max: Mapping[int, int] | None, quiet_us: int) -> None:
         self._ck = physics.fork()
         self._origin = physics.clock_us  # the stream's t_us = 0, absolute
-        self._pwm_max = pwm_max
+        self._pwm_max = pwm_max or {}  # for :meth:`sounded` (commands to expand)
         self._quiet_us = int(quiet_us)
         self._ck_t = -1  # every output change at t_us <= this is in the checkpoint
         self._ck_i = 0  # ... and so are the stream's first _ck_i commands
