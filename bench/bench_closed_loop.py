@@ -1,6 +1,6 @@
 """Issue 11 §4: the closed loop for warm coils, open vs closed loop, side by side.
 
-    .venv/bin/python bench/bench_closed_loop.py [--minutes 10] [--seed 1] [--velocity 118]
+    .venv/bin/python bench/bench_closed_loop.py [--minutes 10] [--seed 1] [--velocity 118] [--port vmcu]
 
 A loud piece (the bundled pieces, every note at ``--velocity``, repeated to
 ``--minutes`` of music) on sim:// with hidden truth and coil heating on
@@ -65,11 +65,11 @@ def errors(outcomes, heard) -> tuple[np.ndarray, np.ndarray, int]:
 
 
 def run(spec, plan, rep, seed: int, rate: float, heating: int, settings: LoopSettings,
-        delay_ms: float) -> tuple[LoopResult, float]:
+        delay_ms: float, scheme: str) -> tuple[LoopResult, float]:
     pitch = {k.channel: k.pitch for k in spec.keys}
     level = {k.channel: k.pwm_max for k in spec.keys}
     t0 = time.perf_counter()
-    with open_port(f"sim://?heating={heating}&heard_delay_ms={delay_ms:g}", spec, truth_seed=seed) as dev:
+    with open_port(f"{scheme}://?heating={heating}&heard_delay_ms={delay_ms:g}", spec, truth_seed=seed) as dev:
         res = play_closed_loop(dev, plan, rep.outcomes, lambda a: pitch.get(a, -1),
                                lambda a: level.get(a, 0), replace(settings, rate=rate))
     return res, time.perf_counter() - t0
@@ -87,12 +87,14 @@ def main() -> int:
     ap.add_argument("--heard-delay-ms", type=float, default=100.0,
                     help="sim:// hears a note this long after its onset")
     ap.add_argument("--spec", default="piano-88-grand")
+    ap.add_argument("--port", choices=("sim", "vmcu"), default="sim",
+                    help="play on sim:// or through the firmware's model, vmcu:// (calibrated on sim://)")
     args = ap.parse_args()
     score = loud_piece(args.minutes, args.velocity)
     settings = LoopSettings(lead_us=int(args.lead_ms * 1000), step_us=int(args.step_ms * 1000))
     print(f"loud piece: {len(score.notes)} notes, {score.notes[-1].end_us / 60e6:.1f} min, "
           f"velocity {args.velocity}, truth seed {args.seed}; one stream, lead {args.lead_ms:g} ms, "
-          f"step {args.step_ms:g} ms, heard {args.heard_delay_ms:g} ms after the onset")
+          f"step {args.step_ms:g} ms, heard {args.heard_delay_ms:g} ms after the onset, on {args.port}://")
     rows = [("heating off, open loop", 0, 0.0), ("heating on, open loop", 1, 0.0),
             ("heating on, closed loop", 1, 0.5)]
     print(f"{'':26s} {'onset p50':>9s} {'p99 (ms)':>9s} {'max':>7s} {'vel mean':>8s} {'vel p99':>7s} "
@@ -103,7 +105,7 @@ def main() -> int:
         cal = calibrate(dev, spec, max_strikes_per_key=12)
     plan, rep = plan_for(score, spec, cal)
     for name, heating, rate in rows:
-        res, wall = run(spec, plan, rep, args.seed, rate, heating, settings, args.heard_delay_ms)
+        res, wall = run(spec, plan, rep, args.seed, rate, heating, settings, args.heard_delay_ms, args.port)
         on, vel, missing = errors(rep.outcomes, res.heard)
         p99[name] = float(np.percentile(on, 99))
         print(f"{name:26s} {np.percentile(on, 50):9.3f} {p99[name]:9.3f} {on.max():7.2f} "
