@@ -34,7 +34,15 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import SplitResult
 
-from ..actuation import actuator_pwm_max, check_order, check_stream_commands, positioner_max
+import numpy as np
+
+from ..actuation import (
+    OutputColumns,
+    actuator_pwm_max,
+    check_order,
+    check_stream_commands,
+    positioner_max,
+)
 from ..errors import DeviceShutdown, ProtocolError, TransportError
 from ..performance import HeardNote, Performance, Progress
 from ..plan import Command, Op, Plan
@@ -125,6 +133,8 @@ class FirmwareDevice(StreamDevice):
         self.last_performance: Performance | None = None
         self._stream: _Stream | None = None
         self._heard_live: list[HeardNote] = []  # this stream's, heard while it runs
+        self._live_n = 0  # ... from this many of its trace's changes,
+        self._live_out: list[OutputColumns] = []  # ... these in performance time
         self._pending_plan: tuple[Plan, int] | None = None
         self._open = True
 
@@ -236,9 +246,16 @@ class FirmwareDevice(StreamDevice):
         trace = st.backend.trace({(k, a, ch): act for act, (k, a, ch, _pm) in outs.items()})
         if trace is None:
             return None
-        outputs = outputs_from_trace(trace, st.run.tl.t_us_for, {**self._pwm_max, **self._travel}, set())
+        # the changes not converted yet, in performance time (the trace only grows)
+        new = Trace(clock_hz=trace.clock_hz, changes=trace.changes[self._live_n :])
+        self._live_n = len(trace.changes)
+        part = outputs_from_trace(new, st.run.tl.t_us_for, {**self._pwm_max, **self._travel}, set())
+        self._live_out.append(part)
+        if len(self._live_out) > 1:
+            cols = [np.concatenate([getattr(o, f) for o in self._live_out]) for f in ("t_us", "actuator", "level", "pwm_max")]
+            self._live_out = [OutputColumns(*cols)]
         now = int(st.run.t_us_now()) - LIVE_TRACE_MARGIN_US
-        self._heard_live += listen(outputs, now)
+        self._heard_live += listen(self._live_out[0], now)
         return list(self._heard_live)
 
     def drain(self, progress: Progress | None = None) -> Performance:
@@ -257,7 +274,7 @@ class FirmwareDevice(StreamDevice):
         st = self._stream
         assert st is not None
         self._stream = None
-        self._heard_live = []
+        self._heard_live, self._live_n, self._live_out = [], 0, []
         interrupted: KeyboardInterrupt | None = None
         try:
             if abort:
