@@ -1,12 +1,14 @@
 """Issue 11 §4: the closed loop for warm coils, open vs closed loop, side by side.
 
-    .venv/bin/python bench/bench_closed_loop.py [--minutes 10] [--seed 1] [--velocity 118]
+    .venv/bin/python bench/bench_closed_loop.py [--minutes 10] [--seed 1] [--velocity 118] [--port vmcu]
 
 A loud piece (the bundled pieces, every note at ``--velocity``, repeated to
 ``--minutes`` of music) on sim:// with hidden truth and coil heating on
 (``heating=1``: R(T) = R0·(1 + 0.0039·ΔT)), after a calibration on the cold piano.
-Both rows play the same segments (robo_player/hearing/loop.py); the open loop keeps
-the corrections at zero. Onset error is heard minus intended (ms), velocity error
+Every row plays the piece as one continuous stream (robo_player/hearing/loop.py: the
+loop hears through the device's ``heard_so_far``, each note ``heard_delay_ms`` after its
+onset, and corrects the commands not yet submitted); the open loop keeps the
+corrections at zero. Onset error is heard minus intended (ms), velocity error
 heard minus intended (MIDI units); target: closed-loop onset p99 <= 1.0 ms.
 """
 
@@ -62,14 +64,14 @@ def errors(outcomes, heard) -> tuple[np.ndarray, np.ndarray, int]:
     return np.asarray(on), np.asarray(vel), missing
 
 
-def run(spec, plan, rep, seed: int, rate: float, heating: int,
-        segment_us: int) -> tuple[LoopResult, float]:
+def run(spec, plan, rep, seed: int, rate: float, heating: int, settings: LoopSettings,
+        delay_ms: float, scheme: str) -> tuple[LoopResult, float]:
     pitch = {k.channel: k.pitch for k in spec.keys}
     level = {k.channel: k.pwm_max for k in spec.keys}
     t0 = time.perf_counter()
-    with open_port(f"sim://?heating={heating}", spec, truth_seed=seed) as dev:
+    with open_port(f"{scheme}://?heating={heating}&heard_delay_ms={delay_ms:g}", spec, truth_seed=seed) as dev:
         res = play_closed_loop(dev, plan, rep.outcomes, lambda a: pitch.get(a, -1),
-                               lambda a: level.get(a, 0), LoopSettings(rate=rate, segment_us=segment_us))
+                               lambda a: level.get(a, 0), replace(settings, rate=rate))
     return res, time.perf_counter() - t0
 
 
@@ -78,13 +80,21 @@ def main() -> int:
     ap.add_argument("--minutes", type=float, default=10.0)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--velocity", type=int, default=118)
-    ap.add_argument("--segment-s", type=float, default=5.0)
+    ap.add_argument("--lead-ms", type=float, default=LoopSettings().lead_us / 1000,
+                    help="commands are submitted this far ahead")
+    ap.add_argument("--step-ms", type=float, default=LoopSettings().step_us / 1000,
+                    help="the loop listens and corrects this often")
+    ap.add_argument("--heard-delay-ms", type=float, default=100.0,
+                    help="sim:// hears a note this long after its onset")
     ap.add_argument("--spec", default="piano-88-grand")
+    ap.add_argument("--port", choices=("sim", "vmcu"), default="sim",
+                    help="play on sim:// or through the firmware's model, vmcu:// (calibrated on sim://)")
     args = ap.parse_args()
     score = loud_piece(args.minutes, args.velocity)
-    seg = int(args.segment_s * 1e6)
+    settings = LoopSettings(lead_us=int(args.lead_ms * 1000), step_us=int(args.step_ms * 1000))
     print(f"loud piece: {len(score.notes)} notes, {score.notes[-1].end_us / 60e6:.1f} min, "
-          f"velocity {args.velocity}, truth seed {args.seed}, segments {args.segment_s} s")
+          f"velocity {args.velocity}, truth seed {args.seed}; one stream, lead {args.lead_ms:g} ms, "
+          f"step {args.step_ms:g} ms, heard {args.heard_delay_ms:g} ms after the onset, on {args.port}://")
     rows = [("heating off, open loop", 0, 0.0), ("heating on, open loop", 1, 0.0),
             ("heating on, closed loop", 1, 0.5)]
     print(f"{'':26s} {'onset p50':>9s} {'p99 (ms)':>9s} {'max':>7s} {'vel mean':>8s} {'vel p99':>7s} "
@@ -95,7 +105,7 @@ def main() -> int:
         cal = calibrate(dev, spec, max_strikes_per_key=12)
     plan, rep = plan_for(score, spec, cal)
     for name, heating, rate in rows:
-        res, wall = run(spec, plan, rep, args.seed, rate, heating, seg)
+        res, wall = run(spec, plan, rep, args.seed, rate, heating, settings, args.heard_delay_ms, args.port)
         on, vel, missing = errors(rep.outcomes, res.heard)
         p99[name] = float(np.percentile(on, 99))
         print(f"{name:26s} {np.percentile(on, 50):9.3f} {p99[name]:9.3f} {on.max():7.2f} "
@@ -105,7 +115,8 @@ def main() -> int:
             lat = np.asarray(list(res.latency_us.values()))
             g = np.asarray(list(res.drive_gain.values()))
             print(f"{'':26s} corrections: {len(res.log)} logged, {len(lat)} keys, latency "
-                  f"{lat.min():.0f}..{lat.max():.0f} µs, drive gain {g.min():+.3f}..{g.max():+.3f}")
+                  f"{lat.min():.0f}..{lat.max():.0f} µs, drive gain {g.min():+.3f}..{g.max():+.3f}; "
+                  f"heard live {res.heard_live}, used {res.used}, {res.steps} steps")
     closed = p99["heating on, closed loop"]
     print(f"target: closed-loop onset p99 <= {TARGET_P99_MS} ms: {closed:.3f} ms "
           f"({'met' if closed <= TARGET_P99_MS else 'NOT met'}); open loop {p99['heating on, open loop']:.3f} ms")

@@ -232,17 +232,17 @@ def _add_device_args(p: argparse.ArgumentParser, port: bool = True) -> None:
 
 def _closed_loop_check(args: argparse.Namespace, port: str, spec: Any) -> bool:
     """Whether ``--closed-loop`` is on; a usage error where it cannot run."""
-    from urllib.parse import urlsplit
+    from .driver.ports import hears_live
 
     closed = bool(getattr(args, "closed_loop", False))
     if getattr(args, "write_back", None) and not closed:
         raise UsageError("--write-back goes with --closed-loop")
     if not closed:
         return False
-    if urlsplit(port).scheme != "sim" or spec.family != "piano":
+    if not hears_live(port) or spec.family != "piano":
         raise UsageError(
             f"--closed-loop needs a sensor that hears the notes while they play: port {port} "
-            f"({spec.family}) has none (allowed: a sim:// port with a piano spec)"
+            f"({spec.family}) has none (allowed: a sim:// or vmcu:// port with a piano spec)"
         )
     if getattr(args, "resume", False):
         raise UsageError("--closed-loop: --resume is not supported")
@@ -259,12 +259,13 @@ def _play_closed_loop(device: Any, plan: Any, plan_report: Any, spec: Any) -> tu
     res = play_closed_loop(device, plan, plan_report.outcomes, lambda a: pitch.get(a, -1),
                            lambda a: level.get(a, 0))  # fmt: skip
     for c in res.log:
-        log.info("closed loop: segment %d pitch %d: latency %+.0f µs, drive %+.3f (heard %+.0f µs, "
-                 "velocity ratio %.3f)", c.segment, c.pitch, c.latency_us, c.drive_gain,
+        log.info("closed loop: at %.3f s pitch %d: latency %+.0f µs, drive %+.3f (heard %+.0f µs, "
+                 "velocity ratio %.3f)", c.t_us / 1e6, c.pitch, c.latency_us, c.drive_gain,
                  c.onset_err_us, c.velocity_ratio)  # fmt: skip
-    extra = {"closed_loop": {"segments": res.segments, "corrections": len(res.log),
-                             "keys": len(res.latency_us)}}  # fmt: skip
-    return Performance(heard=res.heard, max_coil_temp_ratio=res.max_coil_temp_ratio, extra=extra), res
+    perf = res.performance if res.performance is not None else Performance(heard=res.heard)
+    perf.extra["closed_loop"] = {"steps": res.steps, "heard_live": res.heard_live, "used": res.used,
+                                 "corrections": len(res.log), "keys": len(res.latency_us)}  # fmt: skip
+    return perf, res
 
 
 def cmd_play(args: argparse.Namespace, port: str | None = None) -> int:
@@ -548,7 +549,8 @@ def build_parser() -> argparse.ArgumentParser:
             )
             sp.add_argument("--closed-loop", action="store_true",
                             help="correct each key's latency and loudness from what is heard "
-                                 "while playing (needs a sensor: sim://)")  # fmt: skip
+                                 "while the one stream plays (needs a port that hears live: "
+                                 "sim:// or vmcu://)")  # fmt: skip
             sp.add_argument("--write-back", metavar="CAL.yaml",
                             help="with --closed-loop: write the calibration with the corrections here")
             sp.add_argument("--generate", metavar="MODEL", help="play a piece the model generates")

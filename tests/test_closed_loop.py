@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from robo_player.calibrator.session import calibrate_session
 from robo_player.cli import main
 from robo_player.driver import open_port
 from robo_player.errors import TransportError
 from robo_player.hearing.loop import LoopSettings, corrected_calibration, play_closed_loop
+from robo_player.midi import bundled_pieces, read_midi
+from robo_player.plan import Command, Op
 from robo_player.planner import plan as plan_for
 from robo_player.report import match_heard
 from robo_player.score import Note, Score
@@ -67,19 +71,129 @@ def hot(spec):  # noqa: ANN001, ANN201
     return cal, plan, rep
 
 
-def _play(spec, hot, rate: float, **kw):  # noqa: ANN001, ANN202
+def _play(spec, hot, rate: float, url: str = "sim://?heating=1", **kw):  # noqa: ANN001, ANN202
     _, plan, rep = hot
     pitch = {k.channel: k.pitch for k in spec.keys}
     level = {k.channel: k.pwm_max for k in spec.keys}
-    with open_port("sim://?heating=1", spec, truth_seed=2) as dev:
+    with open_port(url, spec, truth_seed=2) as dev:
         res = play_closed_loop(dev, plan, rep.outcomes, lambda a: pitch.get(a, -1), lambda a: level.get(a, 0),
-                               LoopSettings(rate=rate, segment_us=2_000_000, **kw))  # fmt: skip
+                               LoopSettings(rate=rate, **kw))  # fmt: skip
     matched = match_heard(rep.outcomes, res.heard)
     played = [o for o in rep.outcomes if o.fate.name == "PLAYED"]
     assert all(o.index in matched for o in played)  # every note heard
     on = np.array([abs(matched[o.index].t_us - o.intended_t_us) for o in played])
     vel = np.array([abs(matched[o.index].velocity - o.velocity_in) for o in played])
     return res, float(np.percentile(on, 99)), float(vel.mean())
+
+
+def _stream_and_listen(dev, plan, lead_us: int = 250_000, step_us: int = 50_000):  # noqa: ANN001, ANN202
+    """Submit ``plan`` ``lead_us`` ahead as the stream runs; listen every ``step_us``.
+    Returns [(now, heard so far)] and the drain's performance."""
+    cmds, i = plan.commands, 0
+    now = cmds[0].t_us
+    seen = []
+    while i < len(cmds) or now < cmds[-1].t_us + 400_000:
+        j = i
+        while j < len(cmds) and cmds[j].t_us <= now + lead_us:
+            j += 1
+        if j > i:
+            dev.submit(cmds[i:j])
+            i = j
+        dev.advance(now)
+        seen.append((now, dev.heard_so_far()))
+        now += step_us
+    return seen, dev.drain()
+
+
+@pytest.mark.parametrize("piece", [1, 2])  # maple_leaf_rag, mazurka06-2
+def test_heard_so_far_is_what_the_stream_sounds(spec, piece: int) -> None:  # noqa: ANN001
+    """Heard live, note by note, is what the whole stream gives at its drain (warm coils,
+    chords, repeats): nothing heard before it sounded plus the sensor's delay, nothing
+    heard that the stream does not sound, nothing it sounds left unheard."""
+    plan, _ = plan_for(read_midi(bundled_pieces()[piece]), spec, None)
+    url = "sim://?heating=1&timing_sd_us=0&loudness_sd=0&heard_delay_ms=80"
+    with open_port(url, spec, truth_seed=3) as dev:
+        seen, perf = _stream_and_listen(dev, plan)
+    final = sorted((h.t_us, h.pitch, h.velocity) for h in perf.heard)
+    live = seen[-1][1]
+    assert len(final) > 700
+    assert sorted((h.t_us, h.pitch, h.velocity) for h in live) == final  # exact sensor: equal
+    prev = 0
+    for now, heard in seen:  # heard grows, and only with notes 80 ms old
+        assert all(h.t_us <= now - 80_000 for h in heard[prev:])
+        assert all(h.end_us is None for h in heard)
+        prev = len(heard)
+    # most notes were heard within one step of onset + delay (none waited long)
+    first_seen = {}
+    for now, heard in seen:
+        for h in heard:
+            first_seen.setdefault((h.t_us, h.pitch), now)
+    waits = np.array([first_seen[k] - k[0] for k in first_seen])
+    assert waits.min() >= 80_000 and np.percentile(waits, 99) <= 80_000 + 50_000
+
+
+def test_heard_so_far_noise_leaves_the_drain_alone(spec) -> None:  # noqa: ANN001
+    """Listening live draws its own sensor noise: the drain reports what it reports without it."""
+    plan, _ = plan_for(read_midi(bundled_pieces()[0]), spec, None)
+    with open_port("sim://", spec, truth_seed=3, sensor_seed=5) as dev:
+        seen, perf = _stream_and_listen(dev, plan)
+    with open_port("sim://", spec, truth_seed=3, sensor_seed=5) as dev:
+        quiet = dev.play(plan)
+    assert perf.heard == quiet.heard
+    live = seen[-1][1]
+    assert len(live) == len(perf.heard)
+    assert any(a.t_us != b.t_us for a, b in zip(sorted(live, key=lambda h: (h.t_us, h.pitch)), perf.heard, strict=True))
+
+
+def test_heard_delay_option(spec) -> None:  # noqa: ANN001
+    with pytest.raises(TransportError, match=r"heard_delay_ms.*allowed: 50..2000"):
+        open_port("sim://?heard_delay_ms=10", spec)
+
+
+def test_loop_refuses_a_device_that_cannot_hear_live(spec, hot) -> None:  # noqa: ANN001
+    """The C firmware's host build writes its trace at the end: it cannot hear live."""
+    _, plan, rep = hot
+    with open_port("fw-host://", spec) as dev:
+        assert dev.heard_so_far() is None
+        with pytest.raises(TransportError, match="hears while it plays"):
+            play_closed_loop(dev, plan, rep.outcomes, lambda a: -1, lambda a: 255)
+
+
+def test_vmcu_hears_what_its_firmware_trace_sounds(spec) -> None:  # noqa: ANN001
+    """vmcu:// (the firmware's Python model, virtual time) hears live from its trace so
+    far: exactly the drain's notes (exact sensor), none before onset + delay."""
+    plan, _ = plan_for(read_midi(bundled_pieces()[0]), spec, None)
+    url = "vmcu://?heating=1&timing_sd_us=0&loudness_sd=0&heard_delay_ms=80"
+    with open_port(url, spec, truth_seed=3) as dev:
+        seen, perf = _stream_and_listen(dev, plan)
+    assert perf.extra["commands"] == {"played": len(plan.commands)}
+    final = sorted((h.t_us, h.pitch, h.velocity) for h in perf.heard)
+    assert len(final) > 100 and sorted((h.t_us, h.pitch, h.velocity) for h in seen[-1][1]) == final
+    prev = 0
+    for now, heard in seen:
+        assert all(h.t_us <= now - 80_000 for h in heard[prev:])
+        prev = len(heard)
+
+
+def test_loop_on_the_firmware_model(spec, hot) -> None:  # noqa: ANN001
+    """The closed loop through vmcu:// (the firmware queues and times the commands; the
+    physics reads its trace): it beats the open loop there too."""
+    _, open_p99, _ = _play(spec, hot, 0.0, url="vmcu://?heating=1")
+    res, p99, _ = _play(spec, hot, 0.5, url="vmcu://?heating=1")
+    assert p99 < open_p99 / 2 and p99 <= 1_000 and res.used > 300
+
+
+def test_loop_plays_one_stream(spec, hot) -> None:  # noqa: ANN001
+    """The whole piece is one stream: every command played, none late; the loop heard
+    and used the notes while it ran (not at a drain between segments)."""
+    _, plan, rep = hot
+    res, _, _ = _play(spec, hot, 0.5)
+    perf = res.performance
+    assert perf is not None and perf.extra["commands"] == {"played": len(plan.commands)}
+    assert res.heard_live >= 0.95 * len(rep.outcomes) and res.used >= 0.95 * len(rep.outcomes)
+    # corrections were made all along the piece, not at a few segment boundaries
+    ts = sorted({c.t_us for c in res.log})
+    assert len(ts) > 100 and ts[0] < 2_000_000
 
 
 def test_loop_reduces_error_on_a_hot_piece(spec, hot) -> None:  # noqa: ANN001
@@ -139,3 +253,55 @@ def test_cli_refuses_closed_loop_without_sensor(tmp_path, capsys) -> None:  # no
     rc = main(["-q", "play", str(song), "--port", "sim://?heating=1", "--closed-loop", "--write-back", str(out)])
     assert rc == 0 and Calibration.load(out).keys[60].latency_us != Calibration.nominal(
         load_spec("piano-88-grand")).keys[60].latency_us
+
+
+def test_guitar_sim_cannot_hear_live() -> None:
+    """The guitar's sim:// has no live hearing yet: it says so (None), never a wrong list."""
+    with open_port("sim://", load_spec("guitar-slider")) as dev:
+        assert dev.heard_so_far() is None
+
+
+@settings(max_examples=25, deadline=None)
+@given(data=st.data())
+def test_heard_live_equals_the_drain_on_random_streams(spec, data) -> None:  # noqa: ANN001
+    """Random strikes (any level, pulse 2..60 ms, hold or not, held 0..400 ms) and pedal
+    moves on four keys, submitted in random chunks while the stream advances by random
+    steps, warm coils: every note heard live is one the drain gives (same time and
+    loudness), and once the stream has passed them all, all of them."""
+    chans = [spec.key(p).channel for p in PITCHES]
+    pmax = {c: spec.key(p).pwm_max for c, p in zip(chans, PITCHES, strict=True)}
+    pedal = spec.pedal.channel
+    cmds: list[Command] = []
+    free = dict.fromkeys(chans, 0)
+    for i in range(data.draw(st.integers(5, 60))):
+        c = data.draw(st.sampled_from(chans))
+        t = free[c] + data.draw(st.integers(0, 150_000))
+        drive = data.draw(st.integers(1, pmax[c]))
+        pulse = data.draw(st.integers(2_000, 60_000))
+        hold = data.draw(st.sampled_from([0, pmax[c] // 3, drive]))
+        cmds.append(Command(t, Op.PULSE_HOLD, c, drive, pulse, hold, note=i))
+        end = t + max(pulse, data.draw(st.integers(0, 400_000)))
+        cmds.append(Command(end, Op.RELEASE, c, note=i))
+        free[c] = end + data.draw(st.integers(0, 80_000))
+    for _ in range(data.draw(st.integers(0, 4))):
+        cmds.append(Command(data.draw(st.integers(0, max(free.values()))), Op.SET, pedal,
+                            data.draw(st.integers(0, spec.pedal.pwm_max))))  # fmt: skip
+    cmds.sort(key=Command.sort_key)
+    url = "sim://?heating=1&timing_sd_us=0&loudness_sd=0&heard_delay_ms=50"
+    with open_port(url, spec, truth_seed=data.draw(st.integers(0, 3))) as dev:
+        i, now, live = 0, cmds[0].t_us, []
+        while i < len(cmds):
+            j = data.draw(st.integers(i + 1, len(cmds)))
+            now = max(now, cmds[j - 1].t_us - data.draw(st.integers(0, 300_000)))
+            if cmds[i].t_us < now:  # nothing late here: late commands are another test
+                now = cmds[i].t_us
+            dev.submit(cmds[i:j])
+            i = j
+            dev.advance(now)
+            live = dev.heard_so_far()
+            now += data.draw(st.integers(1, 200_000))
+        dev.advance(cmds[-1].t_us + 1_000_000)
+        live = dev.heard_so_far()
+        perf = dev.drain()
+    assert sorted((h.t_us, h.pitch, h.velocity) for h in live) == sorted(
+        (h.t_us, h.pitch, h.velocity) for h in perf.heard)  # fmt: skip

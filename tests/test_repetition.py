@@ -198,3 +198,44 @@ def test_repeat_at_62_5_ms_heard_through_the_sim_port(spec: PianoSpec, opened, t
     for o, h in zip(report.outcomes, heard, strict=True):
         assert abs(h.t_us - o.target_t_us) <= 3_000
         assert o.velocity_target is not None and abs(h.velocity - o.velocity_target) <= 6.0
+
+
+@pytest.mark.parametrize(("apart_us", "unison"), [(0, True), (1_000, True), (5_000, True), (6_000, False)])
+def test_two_voices_a_tick_apart_on_one_key_are_a_unison(spec: PianoSpec, apart_us: int, unison: bool) -> None:
+    """Two voices on one key a score tick apart (La campanella has them 1 ms apart): one
+    strike plays both, reported as a unison (sounded), not as a repeat too fast."""
+    truth = truth_with(spec, 60_000)
+    score = Score(notes=[Note(PITCH, 200 * MS, 300 * MS, 90), Note(PITCH, 200 * MS + apart_us, 300 * MS, 90)])
+    plan, report, heard = play(spec, truth, score)
+    (drop,) = report.drops
+    assert drop["reason"].startswith("merged: unison" if unison else "merged: repeat too fast")
+    assert len(heard) == 1 and sum(c.op is Op.STRIKE for c in plan) == 1
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    ret=st.integers(50_000, 90_000),
+    gap=st.integers(45_000, 100_000),
+    velocity=st.integers(40, 120),
+)
+def test_a_merged_repeat_is_one_the_truth_does_not_allow(spec: PianoSpec, ret: int, gap: int, velocity: int) -> None:
+    """With an exact calibration, a repeat is merged only where the hidden truth cannot
+    play it at best (the first note released at its hammer's contact or at its pulse's
+    end, whichever is later, the repeat at full drive acting as e/R, never below e/R =
+    0.5) — or within the planner's margin (``restrike_margin`` 0.1 of R) of where it can:
+    'repeats play where the truth allows'."""
+    truth = truth_with(spec, ret)
+    kt = truth.key(PITCH)
+    plan, report, _ = play(spec, truth, repeats(2, gap, velocity))
+    first_latency = report.outcomes[0].target_t_us - plan.commands[0].t_us
+    late_release = max(0, spec.strike.default_pulse_us - first_latency)  # after its contact
+
+    def allows(gap_us: float, least: float) -> bool:
+        for e in np.linspace(least * ret, ret, 201):
+            u = (e / ret - kt.threshold) / (1.0 - kt.threshold)
+            if u > 0 and e + kt.latency_full_us * u ** (-kt.alpha) <= gap_us:
+                return True
+        return False
+
+    if report.notes_dropped:
+        assert not allows(gap - late_release, 0.5 + PlanOptions().restrike_margin)

@@ -36,6 +36,10 @@ class Instrument(Protocol):
 
     def energised(self) -> list[int]: ...
 
+    # Optional: ``hear_so_far(outputs, now_us) -> list[HeardNote]``: while a stream runs,
+    # the notes not heard yet that its sensor hears by ``now_us`` from the output changes
+    # so far (the device's ``heard_so_far``; the simulated piano has it).
+
 
 class Backend:
     """Where the firmware runs: starts it, gives its transport, collects its trace."""

@@ -34,9 +34,17 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import SplitResult
 
-from ..actuation import actuator_pwm_max, check_order, check_stream_commands, positioner_max
+import numpy as np
+
+from ..actuation import (
+    OutputColumns,
+    actuator_pwm_max,
+    check_order,
+    check_stream_commands,
+    positioner_max,
+)
 from ..errors import DeviceShutdown, ProtocolError, TransportError
-from ..performance import Performance, Progress
+from ..performance import HeardNote, Performance, Progress
 from ..plan import Command, Op, Plan
 from ..protocol.messages import OutKind
 from ..spec.model import InstrumentSpec
@@ -59,6 +67,10 @@ DEVICE_OPTIONS = (
 )
 
 BackendFactory = Callable[[Options], Backend]
+
+# Live hearing reads the trace up to this long before the stream's now: what the
+# firmware was due to do by then has been done and traced.
+LIVE_TRACE_MARGIN_US = 20_000
 
 
 def _by_clock(change: tuple[int, int, int]) -> int:
@@ -100,6 +112,7 @@ class FirmwareDevice(StreamDevice):
         backend: BackendFactory | None = None,
         instrument: Instrument | None = None,
         extra_options: Sequence[str] = (),
+        live_trace: bool = False,
     ) -> None:
         self.options = Options(url, opts, (*DEVICE_OPTIONS, *extra_options))
         self.url = url
@@ -109,6 +122,7 @@ class FirmwareDevice(StreamDevice):
         self.faults = FaultSpec.from_options(opts, url)
         self._backend_factory = backend or (lambda o: SerialBackend(url))
         self.instrument = instrument
+        self._live_trace = live_trace  # the backend's trace can be read while it runs
         self._pwm_max = actuator_pwm_max(spec)
         self._travel = positioner_max(spec)  # positioners (a guitar's carriages): moves
         self.last_result: StreamResult | None = None
@@ -118,6 +132,9 @@ class FirmwareDevice(StreamDevice):
         self.last_trace: Trace | None = None  # the first firmware run's actuations
         self.last_performance: Performance | None = None
         self._stream: _Stream | None = None
+        self._heard_live: list[HeardNote] = []  # this stream's, heard while it runs
+        self._live_n = 0  # ... from this many of its trace's changes,
+        self._live_out: list[OutputColumns] = []  # ... these in performance time
         self._pending_plan: tuple[Plan, int] | None = None
         self._open = True
 
@@ -213,6 +230,34 @@ class FirmwareDevice(StreamDevice):
             return None
         return self._stream.run.t_us_now()
 
+    def heard_so_far(self) -> list[HeardNote] | None:
+        """The notes heard in this stream up to now (see :class:`~.ports.Device`): where the
+        backend's trace can be read while the firmware runs (``live_trace``: ``vmcu://``) and the
+        instrument hears live (the simulated piano), from what the outputs did up to
+        ``LIVE_TRACE_MARGIN_US`` ago; else None."""
+        self._check_open("heard_so_far")
+        listen = getattr(self.instrument, "hear_so_far", None)
+        if listen is None or not self._live_trace:
+            return None
+        st = self._stream
+        if st is None or st.run.time0 is None:
+            return list(self._heard_live)
+        outs = actuator_outputs(self.spec)
+        trace = st.backend.trace({(k, a, ch): act for act, (k, a, ch, _pm) in outs.items()})
+        if trace is None:
+            return None
+        # the changes not converted yet, in performance time (the trace only grows)
+        new = Trace(clock_hz=trace.clock_hz, changes=trace.changes[self._live_n :])
+        self._live_n = len(trace.changes)
+        part = outputs_from_trace(new, st.run.tl.t_us_for, {**self._pwm_max, **self._travel}, set())
+        self._live_out.append(part)
+        if len(self._live_out) > 1:
+            cols = [np.concatenate([getattr(o, f) for o in self._live_out]) for f in ("t_us", "actuator", "level", "pwm_max")]
+            self._live_out = [OutputColumns(*cols)]
+        now = int(st.run.t_us_now()) - LIVE_TRACE_MARGIN_US
+        self._heard_live += listen(self._live_out[0], now)
+        return list(self._heard_live)
+
     def drain(self, progress: Progress | None = None) -> Performance:
         """Run out the stream, end it and return its performance (see the module doc)."""
         self._check_open("drain")
@@ -229,6 +274,7 @@ class FirmwareDevice(StreamDevice):
         st = self._stream
         assert st is not None
         self._stream = None
+        self._heard_live, self._live_n, self._live_out = [], 0, []
         interrupted: KeyboardInterrupt | None = None
         try:
             if abort:

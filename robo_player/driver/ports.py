@@ -40,6 +40,12 @@ class Device(Protocol):
       after ``watchdog_ms`` of silence).
     - ``now_us()``: the stream's performance time now (µs; None before its first
       command): what a live input schedules against.
+    - ``heard_so_far()``: the notes the device's sensor has heard in this stream up to
+      now (performance time, in the order heard; ``end_us`` None while unknown), or
+      None where the device cannot hear while it plays. A note is heard only some
+      time after it sounds (a microphone's detector needs audio after the onset:
+      ``sim://``'s ``heard_delay_ms``); a closed loop corrects the commands it has not
+      submitted yet from them (robo_player/hearing/loop.py).
     - ``drain(progress)``: the end of the stream: every submitted command played, or is
       accounted for as late, refused, flushed, cut off or never sent
       (``Performance.extra["commands"]``: counts by status); everything is off. Returns
@@ -64,6 +70,8 @@ class Device(Protocol):
     def advance(self, until_t_us: int) -> None: ...
 
     def now_us(self) -> float | None: ...
+
+    def heard_so_far(self) -> list[HeardNote] | None: ...
 
     def drain(self, progress: Progress | None = None) -> Performance: ...
 
@@ -99,6 +107,11 @@ class StreamDevice:
 
     def drain(self, progress: Progress | None = None) -> Performance:
         raise NotImplementedError
+
+    def heard_so_far(self) -> list[HeardNote] | None:
+        """None: this device hears nothing while it plays (a firmware port hears its
+        trace at the drain; no live microphone is wired to it yet)."""
+        return None
 
     def close(self) -> None:
         raise NotImplementedError
@@ -169,6 +182,16 @@ def has_sensor(url: str) -> bool:
     return urlsplit(url).scheme not in SENSORLESS_SCHEMES
 
 
+# Ports whose ``heard_so_far`` hears while the stream runs (a piano's): the simulated
+# piano, and the firmware's Python model (its trace grows as it runs).
+HEARS_LIVE_SCHEMES = frozenset({"sim", "vmcu"})
+
+
+def hears_live(url: str) -> bool:
+    """Whether the port at ``url`` can hear a piano while it plays (``heard_so_far``)."""
+    return urlsplit(url).scheme in HEARS_LIVE_SCHEMES
+
+
 # Devices opened through open_port and not yet seen closed, so tests (and shutdown
 # hooks) can check that none is left open or energised. Closed ones are pruned on
 # every open, so the list stays as short as the number of devices really open.
@@ -210,12 +233,14 @@ def open_port(url: str, spec: InstrumentSpec, **options: Any) -> Device:
 
 __all__ = [
     "Device",
+    "HEARS_LIVE_SCHEMES",
     "HeardNote",
     "Performance",
     "Progress",
     "SENSORLESS_SCHEMES",
     "StreamDevice",
     "has_sensor",
+    "hears_live",
     "open_port",
     "register_port",
     "schemes",

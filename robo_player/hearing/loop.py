@@ -2,33 +2,41 @@
 
 A coil warms as it plays; its resistance rises (copper: +0.39 %/K), so its key strikes
 later and softer than the calibration says. While playing with a sensor, the loop
-compares what it hears with what the plan meant and corrects each key:
+compares what it hears with what the plan meant and corrects each key, within **one
+continuous stream**, as a performance must be played:
 
-- the plan is played in *segments* (``segment_us`` of performance time each; every
-  command of one note goes with the segment of its first command), each one stream of
-  the device (submit, drain). The heard notes of a segment come back at its drain, are
-  paired with the intended notes (:func:`robo_player.report.match_heard`, the one
-  matcher) and update the corrections used for the segments not yet submitted;
-- per key (pitch): a latency correction (µs; the key's commands move that much earlier)
-  and a drive gain (the pulse's level is multiplied by ``1 + gain``), both integrating
-  the heard error with weight ``rate`` (an EWMA of the error), bounded by
-  ``max_latency_us`` and ``max_drive``; every change is logged (:class:`Correction`).
+- every ``step_us`` of the stream's performance time the loop wakes: it listens
+  (``device.heard_so_far()``: the notes heard up to now, each some time after it
+  sounded), pairs the new ones with the intended notes (the one matcher,
+  :func:`robo_player.report.match_heard`), updates each key's correction, submits the
+  commands due within ``lead_us`` from now, and lets the stream run on (``advance``);
+- a note's correction is fixed when its first command joins the look-ahead pool
+  (``lead_us + max_latency_us`` ahead), so all its commands move together and a
+  command is never submitted before one already sent; commands not yet submitted are
+  the only ones a correction can change;
+- per key (pitch): a latency correction (µs; the key's commands move that much
+  earlier) and a drive gain (a strike's level is multiplied by ``1 + gain``, up to the
+  key's full level). Each heard note gives an estimate of what its key needs, taking
+  off the correction it was played with (the loop is late by the lead and the
+  sensor's delay: integrating the bare error would count one error many times); the
+  correction moves toward it by ``rate`` (an EWMA), bounded by ``max_latency_us`` and
+  ``max_drive``; every change is logged (:class:`Correction`).
 
-Between two segments the device is idle for its stream gap (the simulator: 1 s, in
-which the coils cool a little); the open-loop figure of the bench plays the same
-segments with the corrections held at zero (``rate=0``), so the two are comparable.
+The open-loop figure of the bench plays the very same stream with the corrections held
+at zero (``rate=0``).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import heapq
 import logging
-import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from ..performance import HeardNote
+from ..errors import TransportError
+from ..performance import HeardNote, Performance
 from ..plan import Command, Op, Plan
 from ..report import match_heard
 from ..spec.calibration import Calibration
@@ -37,7 +45,11 @@ log = logging.getLogger(__name__)
 
 
 class _Device(Protocol):
+    url: str
+
     def submit(self, commands: Sequence[Command]) -> None: ...
+    def advance(self, until_t_us: int) -> None: ...
+    def heard_so_far(self) -> list[HeardNote] | None: ...
     def drain(self) -> Any: ...
 
 
@@ -45,10 +57,11 @@ class _Device(Protocol):
 class LoopSettings:
     """Bounds and speed of the loop."""
 
-    rate: float = 0.5  # weight of a new error in each key's correction (0: open loop)
+    rate: float = 0.5  # weight of a new estimate in each key's correction (0: open loop)
     max_latency_us: float = 10_000.0  # |latency correction| <= this
     max_drive: float = 0.20  # |drive gain| <= this (±20 % of the planned level)
-    segment_us: int = 5_000_000  # performance time per segment (one stream)
+    lead_us: int = 250_000  # commands are submitted this far ahead of their time
+    step_us: int = 50_000  # the loop listens, corrects and submits this often
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.rate <= 1.0:
@@ -57,32 +70,37 @@ class LoopSettings:
             raise ValueError(f"closed loop: max_latency_us {self.max_latency_us} (allowed: 0..50000)")
         if not 0.0 <= self.max_drive <= 0.5:
             raise ValueError(f"closed loop: max_drive {self.max_drive} (allowed: 0..0.5)")
-        if not 100_000 <= self.segment_us <= 60_000_000:
-            raise ValueError(f"closed loop: segment_us {self.segment_us} (allowed: 100000..60000000)")
+        if not 10_000 <= self.lead_us <= 10_000_000:
+            raise ValueError(f"closed loop: lead_us {self.lead_us} (allowed: 10000..10000000)")
+        if not 1_000 <= self.step_us <= self.lead_us:
+            raise ValueError(f"closed loop: step_us {self.step_us} (allowed: 1000..lead_us {self.lead_us})")
 
 
 @dataclass(frozen=True, slots=True)
 class Correction:
-    """One logged change of one key's correction, after segment ``segment``."""
+    """One logged change of one key's correction, made at performance time ``t_us``."""
 
-    segment: int
+    t_us: int
     pitch: int
     latency_us: float  # the new latency correction (commands this much earlier)
     drive_gain: float  # the new drive gain (level × (1 + gain))
-    onset_err_us: float  # the mean heard-minus-intended onset error that moved it
-    velocity_ratio: float  # mean intended / heard velocity
+    onset_err_us: float  # the heard-minus-intended onset error of the note that moved it
+    velocity_ratio: float  # intended / heard velocity of that note
 
 
 @dataclass
 class LoopResult:
-    """What the loop heard (performance time of the plan) and did."""
+    """What the loop heard (the stream's drain) and did."""
 
     heard: list[HeardNote] = field(default_factory=list)
     latency_us: dict[int, float] = field(default_factory=dict)  # pitch -> final correction
     drive_gain: dict[int, float] = field(default_factory=dict)
     log: list[Correction] = field(default_factory=list)
-    segments: int = 0
+    steps: int = 0  # times the loop listened
+    heard_live: int = 0  # notes heard while the stream ran
+    used: int = 0  # ... paired with an intended note and used
     max_coil_temp_ratio: float = 0.0  # the hottest coil, as a fraction of its allowed rise
+    performance: Performance | None = None  # the stream's drain
 
     def to_dict(self) -> dict[str, Any]:
         """The corrections, for ``--write-back`` (pitch -> latency µs, drive gain)."""
@@ -128,17 +146,90 @@ def _clamp(x: float, lim: float) -> float:
     return max(-lim, min(lim, x))
 
 
-def _segments(plan: Plan, segment_us: int) -> list[list[Command]]:
-    """The plan's commands by segment; every command of one note in its first's segment."""
-    first: dict[int, int] = {}
-    for c in plan.commands:
-        if c.note >= 0 and c.note not in first:
-            first[c.note] = c.t_us
-    segs: dict[int, list[Command]] = {}
-    for c in plan.commands:
-        t = first[c.note] if c.note >= 0 else c.t_us
-        segs.setdefault(t // segment_us, []).append(c)
-    return [segs[k] for k in sorted(segs)]
+@dataclass(slots=True)
+class _Played:
+    """A note submitted with its correction: what its heard note is judged against."""
+
+    outcome: Any
+    shift_us: int  # its commands went this much earlier
+    factor: float  # its strike's level was multiplied by this (after the cap)
+
+
+class _Loop:
+    """The state of one closed-loop stream (see the module doc)."""
+
+    def __init__(self, st: LoopSettings, outcomes: Sequence[Any], pitch_of: Callable[[int], int],
+                 pwm_max: Callable[[int], int]) -> None:
+        self.st = st
+        self.by_note = {o.index: o for o in outcomes}
+        self.pitch_of, self.pwm_max = pitch_of, pwm_max
+        self.lat: dict[int, float] = {}
+        self.gain: dict[int, float] = {}
+        self.notes: dict[int, _Played] = {}  # note index -> how it was sent
+        self.waiting: list[_Played] = []  # sent, its time passed, not heard yet
+        self.spare: list[HeardNote] = []  # heard, not paired yet
+        self.last_t: dict[int, int] = {}  # actuator -> time of its last corrected command
+        self.res = LoopResult()
+
+    def corrected(self, c: Command) -> Command:
+        """``c`` with its note's correction (decided at the note's first command)."""
+        p = self.pitch_of(c.actuator)
+        if p < 0 or c.op is Op.MOVE or c.note < 0:
+            return c
+        pl = self.notes.get(c.note)
+        if pl is None:
+            o = self.by_note.get(c.note)
+            pl = _Played(o, int(round(self.lat.get(p, 0.0))), 1.0)
+            self.notes[c.note] = pl
+        drive = c.drive
+        if c.op is Op.PULSE_HOLD and drive > 0:
+            drive = max(1, min(self.pwm_max(c.actuator), int(round(drive * (1.0 + self.gain.get(p, 0.0))))))
+            pl.factor = drive / c.drive
+            if pl.outcome is not None and pl.outcome.fate.name != "DROPPED":
+                self.waiting.append(pl)
+        # one key's commands keep their order whatever the corrections of their notes
+        t = max(0, c.t_us - pl.shift_us, self.last_t.get(c.actuator, 0))
+        self.last_t[c.actuator] = t
+        return dataclasses.replace(c, t_us=t, drive=drive)
+
+    def listen(self, heard: Sequence[HeardNote], now_us: int) -> None:
+        """Pair the newly heard notes with the notes sent; move the corrections."""
+        new = list(heard[self.res.heard_live:])
+        self.res.heard_live = len(heard)
+        self.spare += new
+        due = [pl for pl in self.waiting if pl.outcome.target_t_us <= now_us]
+        if not due or not self.spare:
+            return
+        matched = match_heard([pl.outcome for pl in due], self.spare)
+        used = {id(h) for h in matched.values()}
+        for pl in due:
+            h = matched.get(pl.outcome.index)
+            if h is not None and h.velocity > 0:
+                self._update(pl, h, now_us)
+        done = {pl.outcome.index for pl in due if pl.outcome.index in matched}
+        # unheard notes and stray onsets are forgotten after 1 s: they are not coming
+        self.waiting = [pl for pl in self.waiting if pl.outcome.index not in done
+                        and pl.outcome.target_t_us > now_us - 1_000_000]
+        self.spare = [h for h in self.spare if id(h) not in used and h.t_us > now_us - 1_000_000]
+
+    def _update(self, pl: _Played, h: HeardNote, now_us: int) -> None:
+        st, o = self.st, pl.outcome
+        self.res.used += 1
+        if st.rate <= 0.0:
+            return
+        p = o.pitch_out
+        want_v = getattr(o, "velocity_target", None) or o.velocity_in
+        err = h.t_us - o.target_t_us
+        ratio = want_v / h.velocity
+        # what the key needs: its error had the note not been moved, the drive factor
+        # that would have given the wanted loudness (the loudness taken as proportional)
+        need_lat = err + pl.shift_us
+        need_f = pl.factor * ratio
+        lat = self.lat.get(p, 0.0)
+        self.lat[p] = _clamp(lat + st.rate * (need_lat - lat), st.max_latency_us)
+        f = 1.0 + self.gain.get(p, 0.0)
+        self.gain[p] = _clamp(f + st.rate * (need_f - f) - 1.0, st.max_drive)
+        self.res.log.append(Correction(now_us, p, self.lat[p], self.gain[p], float(err), ratio))
 
 
 def play_closed_loop(
@@ -149,63 +240,59 @@ def play_closed_loop(
     pwm_max: Callable[[int], int],
     settings: LoopSettings | None = None,
 ) -> LoopResult:
-    """Play ``plan`` on ``device`` segment by segment, correcting each key from what is heard.
+    """Play ``plan`` on ``device`` as one stream, correcting each key from what is heard.
 
     ``outcomes``: the planner's per-note outcomes (``index``, ``pitch_out``,
     ``target_t_us``, ``velocity_target`` or ``velocity_in``, ``fate``); every note
     played or altered is judged against what the plan aimed at (its target time and
-    loudness); ``pitch_of``:
-    actuator -> pitch (-1 for the pedal); ``pwm_max``: actuator -> its full level.
+    loudness); ``pitch_of``: actuator -> pitch (-1 for the pedal); ``pwm_max``:
+    actuator -> its full level. TransportError where the device cannot hear while it
+    plays (``heard_so_far`` None).
     """
     st = settings or LoopSettings()
-    res = LoopResult()
-    by_note = {o.index: o for o in outcomes}
-    lat: dict[int, float] = {}
-    gain: dict[int, float] = {}
-    for si, seg in enumerate(_segments(plan, st.segment_us)):
-        cmds: list[Command] = []
-        for c in seg:
-            p = pitch_of(c.actuator)
-            if p < 0 or c.op is Op.MOVE:
-                cmds.append(c)
-                continue
-            t = c.t_us - int(round(lat.get(p, 0.0)))
-            drive = c.drive
-            if c.op is Op.PULSE_HOLD and drive > 0:
-                drive = max(1, min(pwm_max(c.actuator), int(round(drive * (1.0 + gain.get(p, 0.0))))))
-            cmds.append(dataclasses.replace(c, t_us=t, drive=drive))
-        cmds.sort(key=Command.sort_key)
-        offset = max(0, cmds[0].t_us) if cmds else 0
-        cmds = [dataclasses.replace(c, t_us=max(0, c.t_us - offset)) for c in cmds]
-        device.submit(cmds)
-        perf = device.drain()
-        heard = [dataclasses.replace(h, t_us=h.t_us + offset,
-                                     end_us=None if h.end_us is None else h.end_us + offset)
-                 for h in perf.heard]
-        res.heard.extend(heard)
-        res.max_coil_temp_ratio = max(res.max_coil_temp_ratio, float(getattr(perf, "max_coil_temp_ratio", 0.0)))
-        notes = sorted({c.note for c in seg if c.note >= 0})
-        outs = [by_note[i] for i in notes if i in by_note]
-        matched = match_heard(outs, heard)
-        errs: dict[int, list[tuple[float, float]]] = {}
-        for o in outs:
-            h = matched.get(o.index)
-            if h is None or h.velocity <= 0:
-                continue
-            want_v = getattr(o, "velocity_target", None) or o.velocity_in
-            errs.setdefault(o.pitch_out, []).append((h.t_us - o.target_t_us, want_v / h.velocity))
-        if st.rate > 0.0:
-            for p, es in errs.items():
-                e_on = math.fsum(e for e, _ in es) / len(es)
-                ratio = math.fsum(r for _, r in es) / len(es)
-                lat[p] = _clamp(lat.get(p, 0.0) + st.rate * e_on, st.max_latency_us)
-                g = (1.0 + gain.get(p, 0.0)) * (1.0 + st.rate * (ratio - 1.0)) - 1.0
-                gain[p] = _clamp(g, st.max_drive)
-                res.log.append(Correction(si, p, lat[p], gain[p], e_on, ratio))
-        res.segments = si + 1
-    res.latency_us, res.drive_gain = lat, gain
+    lp = _Loop(st, outcomes, pitch_of, pwm_max)
+    res = lp.res
+    cmds = list(plan.commands)
+    pool: list[tuple[int, int, int, Command]] = []  # (corrected time, order, seq, command)
+    i, seq = 0, 0
+    now = cmds[0].t_us - st.lead_us if cmds else 0
+    last_t = cmds[-1].t_us if cmds else 0
+    horizon = st.lead_us + int(st.max_latency_us)
+    submitted = False
+    while i < len(cmds) or pool:
+        while i < len(cmds) and cmds[i].t_us <= now + horizon:  # into the pool: corrected
+            c = lp.corrected(cmds[i])
+            heapq.heappush(pool, (c.t_us, Command.sort_key(c)[1], seq, c))
+            i, seq = i + 1, seq + 1
+        batch: list[Command] = []
+        while pool and pool[0][0] <= now + st.lead_us:
+            batch.append(heapq.heappop(pool)[3])
+        if batch:
+            batch.sort(key=Command.sort_key)
+            device.submit(batch)
+            submitted = True
+        if submitted:
+            device.advance(now)
+            heard = device.heard_so_far()
+            if heard is None:
+                raise TransportError(
+                    f"{device.url}: the closed loop needs a device that hears while it plays "
+                    "(heard_so_far gave None)"
+                )
+            lp.listen(heard, now)
+            res.steps += 1
+        now += st.step_us
+    if submitted:  # the last notes: heard before the end
+        device.advance(last_t + 1_000_000)
+        lp.listen(device.heard_so_far() or [], last_t + 1_000_000)
+    perf = device.drain()
+    res.performance = perf
+    res.heard = list(perf.heard)
+    res.max_coil_temp_ratio = float(getattr(perf, "max_coil_temp_ratio", 0.0))
+    res.latency_us, res.drive_gain = lp.lat, lp.gain
     if res.log:
-        log.info("closed loop: %d corrections over %d segments, %d keys", len(res.log), res.segments, len(lat))
+        log.info("closed loop: %d corrections in one stream (%d notes heard live, %d used), %d keys",
+                 len(res.log), res.heard_live, res.used, len(lp.lat))
     return res
 
 

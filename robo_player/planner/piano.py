@@ -518,10 +518,14 @@ def _wait_for_supply(
 
 _strike_order = operator.attrgetter("order")  # (r.s0, r.pitch, r.i)
 
+# Two voices on one key whose onsets are this close are a unison: one strike plays both
+# (a score's voices are often a tick apart; no key can strike twice within its return).
+UNISON_US = 5_000
+
 
 def _merge(prev: _Rec, r: _Rec, gap: int, need: int, extend: bool = True) -> None:
     assert prev.dc is not None and r.dc is not None
-    if r.s0 + r.dc.latency_us == prev.s0 + prev.dc.latency_us:
+    if abs(r.s0 + r.dc.latency_us - (prev.s0 + prev.dc.latency_us)) <= UNISON_US:
         # two voices on one key at the same time (a unison): one key plays them both
         r.drop = f"merged: unison with note {prev.i} on the same key"
     else:

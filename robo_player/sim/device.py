@@ -18,6 +18,11 @@ expansion and plays it on the :class:`~.instrument.SimulatedInstrument`, the sam
 the simulated MCUs play their traces on. There is no link, so nothing else can go
 wrong on the way.
 
+While a stream runs, ``heard_so_far()`` gives the notes the microphone has heard up to
+the stream's performance time now (``advance``): each note ``heard_delay_ms`` (100)
+after its onset, from what the physics did with the commands due by then
+(:mod:`.live`), with the sensor's noise; the drain's performance is unchanged by it.
+
 One device is one session at the piano: each stream starts from where the previous
 one ended (coils keep their heat, keys left down stay down, a burnt coil stays burnt),
 1 s of virtual time after the previous stream's last event. Performance times are
@@ -26,6 +31,7 @@ relative to the start of each stream, as on a real device.
 
 from __future__ import annotations
 
+import bisect
 import logging
 import math
 from collections.abc import Sequence
@@ -36,10 +42,11 @@ from ..actuation import actuator_pwm_max, check_commands, check_order, expand_co
 from ..driver.options import url_of, with_query
 from ..driver.ports import StreamDevice
 from ..errors import TransportError
-from ..performance import Performance, Progress
+from ..performance import HeardNote, Performance, Progress
 from ..plan import Command, Op
 from ..spec.model import PianoSpec
 from .instrument import INSTRUMENT_OPTIONS, SimulatedInstrument, instrument_from_options
+from .live import LiveEar
 from .truth import Truth
 
 log = logging.getLogger(__name__)
@@ -61,6 +68,8 @@ class SimDevice(StreamDevice):
         self._submitted = 0
         self._now_us = -math.inf  # performance time the stream has reached
         self.last_performance: Performance | None = None
+        self._ear: LiveEar | None = None  # this stream's live hearing (heard_so_far)
+        self._heard_live: list[HeardNote] = []
         self._open = True
 
     @property
@@ -99,7 +108,8 @@ class SimDevice(StreamDevice):
                 self._cmds.append(c)
             elif c.op is Op.RELEASE:
                 # late, but a release still runs, when it arrives (as on the firmware)
-                self._cmds.append(Command(int(self._now_us), c.op, c.actuator, note=c.note))
+                late = Command(int(self._now_us), c.op, c.actuator, note=c.note)
+                bisect.insort(self._cmds, late, key=lambda x: x.t_us)  # keep them in time order
                 self._late_release += 1
             else:
                 self._late += 1
@@ -115,6 +125,25 @@ class SimDevice(StreamDevice):
         if not self._submitted:
             return None
         return self._now_us if self._now_us != -math.inf else float(self._first_t)
+
+    def heard_so_far(self) -> list[HeardNote] | None:
+        """The notes heard in this stream up to its performance time now, in the order
+        heard (see the module doc); a note is heard ``heard_delay_ms`` after its onset;
+        ``end_us`` is None (its damping is not heard yet). None for an instrument that
+        cannot be heard live (the guitar's, for now)."""
+        self._check_open("heard_so_far")
+        if not isinstance(self.instrument, SimulatedInstrument):
+            return None
+        if not self._submitted or math.isinf(self._now_us):
+            return list(self._heard_live)
+        mic = self.instrument.microphone
+        quiet = self.instrument.settle_us
+        if self._ear is None:
+            self._ear = LiveEar(self.instrument.physics, self._pwm_max, quiet)
+        now = int(self._now_us)
+        notes = self._ear.sounded(self._cmds, now, now - max(mic.heard_delay_us, quiet))
+        self._heard_live += mic.hear_live(notes)
+        return list(self._heard_live)
 
     def drain(self, progress: Progress | None = None) -> Performance:
         self._check_open("drain")
@@ -133,6 +162,7 @@ class SimDevice(StreamDevice):
             cmds = due + [Command(off_at, Op.RELEASE, a) for a in sorted(self._pwm_max)]
         self._cmds, self._late, self._late_release = [], 0, 0
         self._submitted, self._now_us, self._last_t = 0, -math.inf, -1
+        self._ear, self._heard_live = None, []
         outputs = expand_commands(cmds, self._pwm_max, self.spec.name, checked=True)
         perf = self.instrument.hear(outputs, progress)
         counts = {"played": played, "late": late, "late_release": late_rel, "flushed": flushed}

@@ -15,8 +15,9 @@ from typing import Any
 
 from ..actuation import OutputColumns
 from ..errors import TransportError
-from ..performance import Performance, Progress
+from ..performance import HeardNote, Performance, Progress
 from ..spec.model import PianoSpec
+from .live import LiveEar
 from .physics import EventColumns, PianoPhysics
 from .sensor import SENSOR_OPTIONS, Microphone, microphone_from_options
 from .truth import COPPER_TEMPCO_PER_K, Truth
@@ -35,12 +36,29 @@ class SimulatedInstrument:
         self._truth = truth  # hidden: only the simulator may read it
         self.physics = PianoPhysics(spec, truth, tempco_per_k=COPPER_TEMPCO_PER_K if heating else 0.0)
         self.microphone = microphone
+        self._ear: LiveEar | None = None  # this stream's live hearing (firmware ports)
+
+    @property
+    def settle_us(self) -> int:
+        """How long after its start a strike's outcome is settled: its pulse (at most the
+        spec's longest) and the supply during the part of it that pushes the hammer."""
+        truth = self._truth
+        return max([self.spec.strike.max_pulse_us, *(truth.key(k.pitch).pulse_full_us for k in self.spec.keys)])
 
     def hear(self, outputs: OutputColumns, progress: Progress | None = None) -> Performance:
         """Play the output changes (performance time of this stream) and listen."""
+        self._ear = None  # the stream is over
         perf, notes = self.physics.run_columns(EventColumns.from_outputs(outputs), progress)
         self.microphone.listen(perf, notes, self.physics.clicks_us)
         return perf
+
+    def hear_so_far(self, outputs: OutputColumns, now_us: int) -> list[HeardNote]:
+        """While a stream runs: the notes not heard yet that the microphone hears by
+        ``now_us``, from the output changes so far (performance time; sim/live.py)."""
+        if self._ear is None:
+            self._ear = LiveEar(self.physics, None, self.settle_us)
+        cut = now_us - max(self.microphone.heard_delay_us, self.settle_us)
+        return self.microphone.hear_live(self._ear.sounded_outputs(outputs, now_us, cut))
 
     def energised(self) -> list[int]:
         return self.physics.energised()

@@ -29,6 +29,7 @@ docs/simulator.md, "Rules of the implementation"):
 
 from __future__ import annotations
 
+import copy
 import logging
 import math
 from collections.abc import Iterable, Sequence
@@ -252,6 +253,15 @@ class PianoPhysics:
 
     def failed(self) -> list[int]:
         return [a for a in range(self._n_act) if self._failed[a]]
+
+    def fork(self) -> PianoPhysics:
+        """A copy whose state (coils, keys, clock) moves on apart from this one; the
+        hidden parameters are shared, read only (the live hearing's replays: sim/live.py)."""
+        f = copy.copy(self)
+        f._duty, f._temp, f._t_last = list(self._duty), list(self._temp), list(self._t_last)
+        f._failed, f._release_t = list(self._failed), list(self._release_t)
+        f.clicks_us = list(self.clicks_us)
+        return f
 
     # -- the simulation ----------------------------------------------------------------
 

@@ -133,7 +133,7 @@ def _device(
 
     dev = FirmwareDevice(
         url, spec, kind, {**rest, **mine}, backend=backend, instrument=instrument,
-        extra_options=own,
+        extra_options=own, live_trace=kind == "vmcu",  # the model's trace grows as it runs
     )
     if kind == "avr":
         pca_addresses(dev.options, spec)  # a bad pca_bus is refused at open

@@ -1,0 +1,177 @@
+"""Hearing while the stream runs: the simulated side of the device's ``heard_so_far``.
+
+A real microphone hears a note only after it sounds, and its detector decides a note
+only once it has heard some audio after the onset (docs/hearing.md: the owner test's
+window after an onset is 4096 samples, 85 ms at 48 kHz). So while a ``sim://`` stream
+runs, a note is *heard* when the stream's performance time has passed its onset plus
+the sensor's delay (``heard_delay_ms``, default 100 ms).
+
+What it hears is what the piano did: the physics plays the output changes up to *now*
+(what the device has been told to do by then, nothing later) on a fork of its state,
+so a note heard live is the note the whole stream gives at its drain — the tests hold
+the two equal. A strike's onset and loudness depend on what its coil did during its
+pulse and on the supply during it (at most ``quiet_us`` after the strike), which is
+why the delay must be at least that long: a note is then heard only once everything
+that decides it has happened.
+
+Replaying the whole stream at every question would cost O(n²); the ear keeps a
+*checkpoint*: the physics' state after every output change up to a time ``T`` where no
+strike's pulse is still running (no strike in ``(T - quiet_us, T]``), and the exact
+notes of the strikes before ``T``. Each question replays only the changes after the
+checkpoint, on a fork of it.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+from ..actuation import OutputColumns, expand_commands
+from ..plan import Command, Op
+from .physics import EventColumns, PianoPhysics, SoundedNotes
+
+# Two heard onsets of one key closer than this are one note (two replays of the same
+# strike may round its onset differently by a µs; no key strikes twice in 1 ms).
+_SAME_NOTE_US = 1_000
+
+
+class LiveEar:
+    """The notes a stream has sounded so far, from its commands (see the module doc).
+
+    ``physics``: the instrument's physics at the stream's start (the ear forks it and
+    never changes it); ``quiet_us``: the longest a strike's outcome takes to settle
+    after its start (its pulse, the supply during it)."""
+
+    def __init__(self, physics: PianoPhysics, pwm_max: Mapping[int, int] | None, quiet_us: int) -> None:
+        self._ck = physics.fork()
+        self._origin = physics.clock_us  # the stream's t_us = 0, absolute
+        self._pwm_max = pwm_max or {}  # for :meth:`sounded` (commands to expand)
+        self._quiet_us = int(quiet_us)
+        self._ck_t = -1  # every output change at t_us <= this is in the checkpoint
+        self._ck_i = 0  # ... and so are the stream's first _ck_i commands
+        self._pending: list[tuple[int, int, float]] = []  # exact (t_us, pitch, velocity) not yet heard
+        self._heard: dict[int, list[int]] = {}  # pitch -> onsets already heard (recent)
+        self.replayed = 0  # output changes replayed (the cost, for the bench)
+
+    def _run_out(self, physics: PianoPhysics, out: OutputColumns) -> tuple[SoundedNotes, bool]:
+        """Play the output changes ``out`` on ``physics`` (in place) from the stream's
+        origin; whether no coil failed after the last change (a fork's end is not the
+        stream's)."""
+        if not len(out):
+            return SoundedNotes.empty(), True
+        self.replayed += len(out)
+        perf, notes = physics.run_columns(EventColumns.from_outputs(out))
+        physics._origin_us = self._origin  # the run moved the clock on: put it back
+        t_last = int(out.t_us[-1])
+        ok = all(int(f["t_us"]) <= t_last for f in perf.coil_failures)  # type: ignore[call-overload]
+        return notes, ok
+
+    def _run(self, physics: PianoPhysics, cmds: Sequence[Command]) -> tuple[SoundedNotes, bool]:
+        """:meth:`_run_out` on the expansion of ``cmds``."""
+        if not cmds:
+            return SoundedNotes.empty(), True
+        return self._run_out(physics, expand_commands(cmds, self._pwm_max, checked=True))
+
+    def _settled_time(self, starts: Sequence[int], settles: Sequence[int], now_us: int) -> int:
+        """The latest ``T <= now_us`` after the checkpoint by which every strike that
+        starts by ``T`` (``starts``, sorted, after the checkpoint) has settled
+        (``settles``: running max of each one's settle time); -1 if none."""
+        if not starts or settles[-1] <= now_us:
+            return now_us
+        for k in range(len(starts) - 1, 0, -1):
+            if settles[k - 1] < starts[k]:
+                return starts[k] - 1
+        return starts[0] - 1 if self._ck_t < starts[0] - 1 else -1
+
+    def _checkpoint_time(self, cmds: Sequence[Command], lo: int, hi: int, now_us: int) -> int:
+        """The latest ``T <= now_us`` after the checkpoint by which every strike among
+        ``cmds[lo:hi]`` (the commands after the checkpoint, up to now) that starts by ``T``
+        has settled and has no output change left after ``T``; -1 if none."""
+        starts: list[int] = []
+        settles: list[int] = []
+        for c in cmds[lo:hi]:
+            if c.op is Op.PULSE_HOLD:
+                starts.append(c.t_us)
+                end = c.t_us + max(self._quiet_us, c.pulse_us)
+                settles.append(max(end, settles[-1]) if settles else end)
+        return self._settled_time(starts, settles, now_us)
+
+    def _commit(self, fork: PianoPhysics, t_ck: int, notes: SoundedNotes) -> None:
+        """``fork`` (played up to ``t_ck``) is the new checkpoint; ``notes``: its strikes'."""
+        # onsets heard before the old checkpoint cannot come again (every note still
+        # to come was struck after it)
+        for seen in self._heard.values():
+            seen[:] = [s for s in seen if s >= self._ck_t]
+        self._ck, self._ck_t = fork, t_ck
+        self._pending += zip(notes.t_us.tolist(), notes.pitch.tolist(), notes.velocity.tolist(), strict=True)
+
+    def sounded(self, cmds: Sequence[Command], now_us: int, cut_us: int) -> SoundedNotes:
+        """The notes not yet heard whose onset is at or before ``cut_us``, with the stream's
+        commands ``cmds`` (sorted by time) played up to ``now_us`` (>= ``cut_us`` + quiet)."""
+        hi = bisect.bisect_right(cmds, now_us, key=lambda c: c.t_us)
+        t_ck = self._checkpoint_time(cmds, self._ck_i, hi, now_us)
+        if t_ck > self._ck_t:
+            j = bisect.bisect_right(cmds, t_ck, key=lambda c: c.t_us)
+            fork = self._ck.fork()
+            notes, ok = self._run(fork, cmds[self._ck_i : j])
+            if ok:  # exact: every strike before t_ck has settled by then
+                self._commit(fork, t_ck, notes)
+                self._ck_i = j
+        # the strikes after the checkpoint: a throw-away replay, kept where settled
+        notes, _ = self._run(self._ck.fork(), cmds[self._ck_i : hi])
+        return self._collect(notes, cut_us)
+
+    def sounded_outputs(self, out: OutputColumns, now_us: int, cut_us: int) -> SoundedNotes:
+        """:meth:`sounded` from what the outputs did (a firmware's trace, performance
+        time, sorted; changes after ``now_us`` are not looked at): the notes not yet heard
+        whose onset is at or before ``cut_us`` (<= ``now_us`` - quiet)."""
+
+        def part(lo: int, hi: int) -> OutputColumns:
+            return OutputColumns(out.t_us[lo:hi], out.actuator[lo:hi], out.level[lo:hi], out.pwm_max[lo:hi])
+
+        t = out.t_us
+        lo = int(np.searchsorted(t, self._ck_t, side="right"))
+        hi = int(np.searchsorted(t, now_us, side="right"))
+        # a change to a level > 0 may start a strike (conservative: holds and the pedal too)
+        starts = t[lo:hi][out.level[lo:hi] > 0].tolist()
+        settles = np.maximum.accumulate(np.asarray(starts, dtype=np.int64) + self._quiet_us).tolist() if starts else []
+        t_ck = self._settled_time(starts, settles, now_us)
+        if t_ck > self._ck_t:
+            j = int(np.searchsorted(t, t_ck, side="right"))
+            fork = self._ck.fork()
+            notes, ok = self._run_out(fork, part(lo, j))
+            if ok:
+                self._commit(fork, t_ck, notes)
+                lo = j
+        notes, _ = self._run_out(self._ck.fork(), part(lo, hi))
+        return self._collect(notes, cut_us)
+
+    def _collect(self, notes: SoundedNotes, cut_us: int) -> SoundedNotes:
+        """The notes to hear now: the checkpoint's pending ones and ``notes`` (the
+        throw-away replay's) with onsets up to ``cut_us``, each once."""
+        cand = self._pending + [
+            (t, p, v)
+            for t, p, v in zip(notes.t_us.tolist(), notes.pitch.tolist(), notes.velocity.tolist(), strict=True)
+            if t <= cut_us
+        ]
+        self._pending = [x for x in self._pending if x[0] > cut_us]
+        new: list[tuple[int, int, float]] = []
+        for t, p, v in sorted(cand):
+            if t > cut_us:
+                continue
+            seen = self._heard.setdefault(p, [])
+            if any(abs(t - s) < _SAME_NOTE_US for s in seen):
+                continue
+            seen.append(t)
+            new.append((t, p, v))
+        return SoundedNotes(
+            t_us=np.array([x[0] for x in new], dtype=np.int64),
+            pitch=np.array([x[1] for x in new], dtype=np.int64),
+            velocity=np.array([x[2] for x in new], dtype=np.float64),
+            end_us=np.full(len(new), np.inf),  # damping: not heard yet
+        )
+
+
+__all__ = ["LiveEar"]
