@@ -265,6 +265,12 @@ class DutyBucket:
         act = amap[index]
         return cls(act.pwm_max, duty_permille(act), map_duty_window_ms(amap))
 
+    def copy(self) -> DutyBucket:
+        other = DutyBucket.__new__(DutyBucket)
+        for name in DutyBucket.__slots__:
+            setattr(other, name, getattr(self, name))
+        return other
+
     def at(self, t_us: int) -> int:
         nu = t_us // DUTY_UNIT_US
         if nu > self.unit:

@@ -33,12 +33,15 @@ there is none). It works in integer µs of performance time: a note at score ons
    strike (shortened if needed); a note lasts at least its strike pulse; no coil is on
    longer than ``max_on_us``; the nominal coil temperature stays under the margin
    (hold cut short, or the strike dropped).
-6. **pedal** (:mod:`~robo_player.planner.pedal`) — score pedal events become SET
-   commands ``pedal_latency`` early, their CC64 values converted to the pedal's PWM
-   counts (:func:`~robo_player.plan.cc_to_counts`). A note cut short by the on-time or
-   heat limit is carried by the pedal when the score's pedal is down until its end
-   anyway, or (``pedal_carry``) when an added pedal press changes no other note's
-   sound; otherwise it is reported shortened.
+6. **pedal** (:mod:`~robo_player.planner.pedal`) — the score's pedal becomes presses
+   (CC64 >= 64 down) ``pedal_latency`` early, each a pull-in at full drive then the
+   pedal's ``hold_duty``, as SET commands. A note cut short by the on-time or heat
+   limit is carried by the pedal when the score's pedal is down until its end anyway,
+   or (``pedal_carry``) when an added pedal press changes no other note's sound;
+   otherwise it is reported shortened. Every press is checked against the pedal
+   coil's heat, the firmware's duty bucket and the on-time limit
+   (:class:`~robo_player.planner.pedal.PedalBudget`): lifted early or not pressed
+   where it would pass one (``PlanReport.pedal_changes``).
 """
 
 from __future__ import annotations
@@ -50,7 +53,7 @@ import math
 import operator
 from collections.abc import Iterator
 
-from ..plan import Op, Plan, cc_to_counts
+from ..plan import Op, Plan
 from ..score import Score
 from ..spec.calibration import Calibration, KeyCurve
 from ..spec.model import PianoSpec
@@ -69,7 +72,7 @@ from .constraints import (
     spec_hash_of,
     time_to_limit_us,
 )
-from .pedal import PEDAL_DOWN, PedalTrack, carry, lim_ms
+from .pedal import PEDAL_DOWN, PedalTrack, Press, carry, lim_ms, plan_pedal, score_presses
 from .report import Fate, NoteOutcome, PlanReport
 
 __all__ = ["PlanOptions", "plan_piano"]
@@ -395,26 +398,29 @@ def _plan_piano(
 
     # 6. pedal --------------------------------------------------------------------------
     report = PlanReport(spec_name=spec.name, calibrated=measured)
+    carried = 0
+    presses: list[Press] = []
     if spec.pedal is None:
         report.pedal_events_ignored = len(score.pedal)
         track = PedalTrack([], [])
     else:
+        track = PedalTrack(
+            [ev.t_us + pipe for ev in score.pedal], [ev.value >= PEDAL_DOWN for ev in score.pedal]
+        )
+    if carry_wanted:
+        carried, presses = carry(carry_wanted, recs, track, spec, calibration, options, lim)
+    if spec.pedal is not None:
         pedal_lat = (
             calibration.pedal_latency_us
             if calibration.pedal_latency_us is not None
             else spec.pedal.latency_us
         )
-        pch, pmax = spec.pedal.channel, spec.actuators[spec.pedal.channel].pwm_max
-        for ev in score.pedal:
-            level = cc_to_counts(ev.value, pmax)  # the plan's levels are counts
-            buf.emit(max(0, ev.t_us + pipe - pedal_lat), Op.SET, pch, level)
-        track = PedalTrack(
-            [ev.t_us + pipe for ev in score.pedal], [ev.value >= PEDAL_DOWN for ev in score.pedal]
-        )
-    if carry_wanted:
-        report.pedal_carried = carry(
-            carry_wanted, recs, track, spec, calibration, options, lim, buf
-        )
+        # a press the score leaves down comes up after the last note's sound
+        last = max((r.sound_end for r in recs if r.drop is None), default=0)
+        presses += score_presses(score.pedal, pipe - pedal_lat, last - pedal_lat)
+        more, report.pedal_changes = plan_pedal(presses, spec, options, pedal_lat, buf, lim)
+        carried += more
+    report.pedal_carried = carried
 
     plan = Plan(
         commands=buf.sorted(),
