@@ -10,10 +10,10 @@ pedal carries (:func:`carry`). :class:`PedalBudget` checks every press in time o
 the shared rules (:mod:`robo_player.rules`): the coil's heat (:class:`~robo_player.rules.CoilHeat`
 with the plan's ``thermal_margin``), the firmware's duty bucket
 (:class:`~robo_player.rules.DutyBucket`, kept ``thermal_margin`` below its cap) and the
-maximum on-time. A press that would pass one is lifted early (then pressed again
-:data:`REPRESS_GAP_US` later where the score holds it longer: the on-time limit), or not
-pressed; each is reported in ``PlanReport.pedal_changes``, so the firmware never has
-to cut it.
+maximum on-time. A score's press longer than the on-time limit is changed as a pianist
+changes the pedal (:func:`split_long`, before the carry decisions see the pedal); a
+press that would pass the heat or duty limit is lifted early or not pressed. Each change
+is reported in ``PlanReport.pedal_changes``, so the firmware never has to cut the pedal.
 """
 
 from __future__ import annotations
@@ -43,8 +43,10 @@ __all__ = [
     "carry",
     "lim_ms",
     "plan_pedal",
+    "presses_track",
     "pull_in_us",
     "score_presses",
+    "split_long",
     "shortened",
 ]
 
@@ -71,7 +73,7 @@ class Press:
     down: int
     up: int
     group: list[_Rec] | None = None  # a carry press: the notes it carries; None: the score's
-    again: bool = False  # pressed again after a lift the on-time limit forced
+    again: bool = False  # pressed again after a lift the on-time limit forced (split_long)
 
 
 def score_presses(events: list[PedalEvent], shift_us: int, end_us: int) -> list[Press]:
@@ -89,6 +91,46 @@ def score_presses(events: list[PedalEvent], shift_us: int, end_us: int) -> list[
     if down is not None:
         out.append(Press(down, max(down, end_us)))
     return out
+
+
+def split_long(
+    presses: list[Press], max_on_us: int, onsets: list[int], lag_us: int
+) -> tuple[list[Press], list[dict[str, object]]]:
+    """Presses longer than the coil's on-time limit, changed as a pianist changes the
+    pedal: lifted where the dampers land as a new note sounds (the latest onset, in
+    ``onsets`` (sorted, sound time), in the second half of the allowed time; else at the
+    limit) and pressed again :data:`REPRESS_GAP_US` later, so that the new notes, their
+    keys still down, ring on. ``lag_us``: command to dampers. Returns the presses and the
+    changes to report."""
+    out: list[Press] = []
+    changes: list[dict[str, object]] = []
+    for p in presses:
+        down = p.down
+        while p.up - down > max_on_us:
+            latest = down + max_on_us
+            j = bisect.bisect_right(onsets, latest + lag_us) - 1
+            lift = latest
+            if j >= 0 and onsets[j] - lag_us >= down + max_on_us // 2:
+                lift = onsets[j] - lag_us
+            why = f"coil on-time limit ({max_on_us / 1e6:g} s)"
+            changes.append({"t_us": down + lag_us, "change": "lifted early",
+                            "by_us": p.up - lift, "reason": why})  # fmt: skip
+            out.append(Press(down, lift, again=down != p.down))
+            down = lift + REPRESS_GAP_US
+            changes.append({"t_us": down + lag_us, "change": "pressed again", "by_us": 0,
+                            "reason": why})  # fmt: skip
+        out.append(Press(down, p.up, again=down != p.down))
+    return out, changes
+
+
+def presses_track(presses: list[Press], lag_us: int) -> PedalTrack:
+    """The dampers' state over sound time with these presses (sorted, disjoint)."""
+    times: list[int] = []
+    down: list[bool] = []
+    for p in presses:
+        times += [p.down + lag_us, p.up + lag_us]
+        down += [True, False]
+    return PedalTrack(times, down)
 
 
 class PedalBudget:
@@ -164,11 +206,7 @@ def plan_pedal(
     budget = PedalBudget(spec, options)
     changes: list[dict[str, object]] = []
     carried = 0
-    todo = sorted(presses, key=lambda p: p.down)
-    k = 0
-    while k < len(todo):
-        p = todo[k]
-        k += 1
+    for p in sorted(presses, key=lambda p: p.down):
         down = max(p.down, budget.t)
         keep, why = budget.check(down, p.up) if down < p.up else (p.up, "")
         at = down + lag_us
@@ -188,14 +226,10 @@ def plan_pedal(
             changes.append({"t_us": at, "change": "not pressed", "by_us": 0, "reason": why})
             continue
         budget.commit(down, keep, buf)
-        if p.again:
-            changes.append({"t_us": at, "change": "pressed again", "by_us": 0, "reason": why
-                            or "after a lift the on-time limit forced"})  # fmt: skip
         if keep < p.up:
-            changes.append({"t_us": at, "change": "lifted early", "by_us": p.up - keep, "reason": why})
-            again = keep + REPRESS_GAP_US
-            if why.startswith("coil on-time") and again < p.up:
-                todo.insert(k, Press(again, p.up, again=True))
+            changes.append(
+                {"t_us": at, "change": "lifted early", "by_us": p.up - keep, "reason": why}
+            )
     return carried, changes
 
 

@@ -72,7 +72,16 @@ from .constraints import (
     spec_hash_of,
     time_to_limit_us,
 )
-from .pedal import PEDAL_DOWN, PedalTrack, Press, carry, lim_ms, plan_pedal, score_presses
+from .pedal import (
+    PedalTrack,
+    Press,
+    carry,
+    lim_ms,
+    plan_pedal,
+    presses_track,
+    score_presses,
+    split_long,
+)
 from .report import Fate, NoteOutcome, PlanReport
 
 __all__ = ["PlanOptions", "plan_piano"]
@@ -398,28 +407,33 @@ def _plan_piano(
 
     # 6. pedal --------------------------------------------------------------------------
     report = PlanReport(spec_name=spec.name, calibrated=measured)
-    carried = 0
     presses: list[Press] = []
     if spec.pedal is None:
         report.pedal_events_ignored = len(score.pedal)
         track = PedalTrack([], [])
     else:
-        track = PedalTrack(
-            [ev.t_us + pipe for ev in score.pedal], [ev.value >= PEDAL_DOWN for ev in score.pedal]
-        )
-    if carry_wanted:
-        carried, presses = carry(carry_wanted, recs, track, spec, calibration, options, lim)
-    if spec.pedal is not None:
         pedal_lat = (
             calibration.pedal_latency_us
             if calibration.pedal_latency_us is not None
             else spec.pedal.latency_us
         )
+        kept = [r for r in recs if r.drop is None]
         # a press the score leaves down comes up after the last note's sound
-        last = max((r.sound_end for r in recs if r.drop is None), default=0)
-        presses += score_presses(score.pedal, pipe - pedal_lat, last - pedal_lat)
-        more, report.pedal_changes = plan_pedal(presses, spec, options, pedal_lat, buf, lim)
+        last = max((r.sound_end for r in kept), default=0)
+        onsets = sorted(r.s + r.dc.latency_us for r in kept)  # type: ignore[union-attr]
+        presses, report.pedal_changes = split_long(
+            score_presses(score.pedal, pipe - pedal_lat, last - pedal_lat),
+            spec.actuators[spec.pedal.channel].max_on_us, onsets, pedal_lat,
+        )  # fmt: skip
+        track = presses_track(presses, pedal_lat)
+    carried = 0
+    if carry_wanted:
+        carried, added = carry(carry_wanted, recs, track, spec, calibration, options, lim)
+        presses += added
+    if spec.pedal is not None:
+        more, checked = plan_pedal(presses, spec, options, pedal_lat, buf, lim)
         carried += more
+        report.pedal_changes = sorted(report.pedal_changes + checked, key=_at)
     report.pedal_carried = carried
 
     plan = Plan(
@@ -522,7 +536,8 @@ def _wait_for_supply(
     return None
 
 
-_strike_order = operator.attrgetter("order")  # (r.s0, r.pitch, r.i)
+_strike_order = operator.attrgetter("order")
+_at = operator.itemgetter("t_us")  # (r.s0, r.pitch, r.i)
 
 
 def _merge(prev: _Rec, r: _Rec, gap: int, need: int, extend: bool = True) -> None:

@@ -418,7 +418,8 @@ class PianoPhysics:
         """The pedal's commanded levels -> its positions (0..1), as the solenoid moves it:
         a level at or past the pull-in level is the position; a lower one of at least
         ``PEDAL_HOLD_DUTY`` keeps a pulled-in pedal where it is (no change sensed); any
-        other level is the position (below the down value: up). Also the position and
+        other level is the position (below the down value: up). A level equal to the
+        position changes nothing (the sensor reports changes). Also the position and
         whether it holds at the end (``next_origin``)."""
         pull = (PEDAL_DOWN_VALUE - 0.5) / 127.0
         need = PEDAL_PULL_IN_SHARE * self._pedal_latency_us
@@ -427,6 +428,8 @@ class PianoPhysics:
         out_t: list[float] = []
         out_v: list[float] = []
         for t, v in zip(pedal_t, pedal_v, strict=True):
+            if v == pos and not held:
+                continue  # no change: nothing moves, nothing is sensed
             if v >= pull:
                 since = -math.inf if held else min(since, t)  # (held: it is in already)
                 held = False  # in by the level itself
