@@ -205,3 +205,28 @@ def test_pull_in_longer_than_a_full_drive_pulse_is_refused(tmp_path: Path) -> No
     doc["pedal"]["pull_in_us"] = 30_000
     spec = spec_from_mapping(doc, "grand.yaml")
     assert spec.spec_hash != GRAND.spec_hash and pull_in_us(spec) == 30_000
+
+
+def test_a_note_the_lifted_pedal_no_longer_carries_is_reported_shortened() -> None:
+    # Coils 25x hotter: a key's hold and the pedal's hold both reach the heat limit in
+    # seconds. The score's pedal would carry the note past its key's heat cut, but the
+    # pedal coil's own limits (its duty bucket, 8/1000 here, binds first) lift the press
+    # before: the note is shortened, and says why.
+    hot = dataclasses.replace(
+        GRAND, thermal=dataclasses.replace(GRAND.thermal, coil_heat_capacity_j_per_k=1.0)
+    )
+    score = Score(notes=[Note(60, 1 * S, 12 * S, 80)],
+                  pedal=[PedalEvent(0, 127), PedalEvent(14 * S, 0)])  # fmt: skip
+    plan, report = plan_piano(score, hot)
+    (o,) = report.outcomes
+    assert report.pedal_carried == 0
+    assert "not carried by pedal: it was lifted early" in (o.reason or "")
+    assert "shortened by" in (o.reason or "")
+    (lift,) = report.pedal_changes
+    assert lift["change"] == "lifted early" and lift["reason"] == "duty limit"
+    assert not apply_limits(plan.commands, hot.actuators).cuts
+    # the same on the grand: the pedal carries it (its key lets go at the 20 s limit)
+    score2 = Score(notes=[Note(60, 1 * S, 25 * S, 80)],
+                   pedal=[PedalEvent(15 * S, 127), PedalEvent(27 * S, 0)])  # fmt: skip
+    _, report2 = plan_piano(score2, GRAND)
+    assert report2.pedal_carried == 1 and report2.outcomes[0].reason == "carried by pedal"

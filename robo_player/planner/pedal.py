@@ -148,6 +148,7 @@ class PedalBudget:
         self.bucket = rules.DutyBucket.of(amap, self.ch)
         self.cap = math.floor((1.0 - options.thermal_margin) * self.bucket.cap)
         self.t = 0  # the coil's history is known up to here (the last press's up)
+        self.done: list[Press] = []  # the presses committed, in time order
 
     def check(self, down: int, up: int) -> tuple[int, str]:
         """The latest ``up`` (<= ``up``) the press may keep, and the limit that set it
@@ -190,6 +191,7 @@ class PedalBudget:
         self.bucket.set_level(up, 0)
         buf.emit(up, Op.SET, self.ch, 0)
         self.t = up
+        self.done.append(Press(down, up))
 
 
 def plan_pedal(
@@ -199,10 +201,13 @@ def plan_pedal(
     lag_us: int,
     buf: CommandBuffer,
     lim: Limits,
+    by_score: list[_Rec],
 ) -> tuple[int, list[dict[str, object]]]:
     """Check ``presses`` (score and carry ones, disjoint) in time order and emit the ones
-    that fit; returns the notes carried and the changes to the score's presses
-    (``lag_us``: command time to the dampers, for the report's times)."""
+    that fit; returns the notes carried (carry presses' notes, less the notes in
+    ``by_score``, carried by the score's pedal, that a lifted press no longer carries:
+    those are shortened) and the changes to the score's presses (``lag_us``: command
+    time to the dampers, for the report's times)."""
     budget = PedalBudget(spec, options)
     changes: list[dict[str, object]] = []
     carried = 0
@@ -230,6 +235,15 @@ def plan_pedal(
             changes.append(
                 {"t_us": at, "change": "lifted early", "by_us": p.up - keep, "reason": why}
             )
+    if changes:
+        final = presses_track(budget.done, lag_us)
+        for r in by_score:
+            if not final.down_throughout(r.rel, r.carry):
+                r.sound_end = r.rel
+                r.notes.remove("carried by pedal")
+                r.notes.append("not carried by pedal: it was lifted early")
+                shortened(r, lim)
+                carried -= 1
     return carried, changes
 
 

@@ -418,8 +418,9 @@ def _plan_piano(
             else spec.pedal.latency_us
         )
         kept = [r for r in recs if r.drop is None]
-        # a press the score leaves down comes up after the last note's sound
-        last = max((r.sound_end for r in kept), default=0)
+        # a press the score leaves down comes up after the last note's sound (as wanted:
+        # a note cut short by a coil limit may want the pedal to carry it on)
+        last = max((max(r.sound_end, r.carry) for r in kept), default=0)
         onsets = sorted(r.s + r.dc.latency_us for r in kept)  # type: ignore[union-attr]
         presses, report.pedal_changes = split_long(
             score_presses(score.pedal, pipe - pedal_lat, last - pedal_lat),
@@ -431,7 +432,8 @@ def _plan_piano(
         carried, added = carry(carry_wanted, recs, track, spec, calibration, options, lim)
         presses += added
     if spec.pedal is not None:
-        more, checked = plan_pedal(presses, spec, options, pedal_lat, buf, lim)
+        by_score = [r for r in carry_wanted if r.sound_end == r.carry]  # carried by the score's
+        more, checked = plan_pedal(presses, spec, options, pedal_lat, buf, lim, by_score)
         carried += more
         report.pedal_changes = sorted(report.pedal_changes + checked, key=_at)
     report.pedal_carried = carried

@@ -135,11 +135,12 @@ class PlanReport:
             "max_stagger_us": self.max_stagger_us,
             "pedal_events_ignored": self.pedal_events_ignored,
             "pedal_carried": self.pedal_carried,
-            "pedal_changes": list(self.pedal_changes),
             "supply_overloads": self.supply_overloads,
             "drops": self.drops,
             "alterations": self.alterations,
         }
+        if self.pedal_changes:  # present when any (older reports stay as they were)
+            d["pedal_changes"] = list(self.pedal_changes)
         if outcomes:
             d["outcomes"] = [o.to_json() for o in self.outcomes]
         return d
