@@ -230,3 +230,36 @@ def test_a_note_the_lifted_pedal_no_longer_carries_is_reported_shortened() -> No
                    pedal=[PedalEvent(15 * S, 127), PedalEvent(27 * S, 0)])  # fmt: skip
     _, report2 = plan_piano(score2, GRAND)
     assert report2.pedal_carried == 1 and report2.outcomes[0].reason == "carried by pedal"
+
+
+_KEY = GRAND.key(60).channel
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    steps=st.lists(
+        st.tuples(st.integers(1, 3 * S), st.sampled_from([PCH, _KEY]),
+                  st.sampled_from(["off", "full", "hold", "strike"])),  # fmt: skip
+        max_size=60,
+    )
+)
+def test_the_screen_never_misses_a_coil_the_full_run_cuts(
+    steps: list[tuple[int, int, str]],
+) -> None:
+    t = 0
+    cmds: list[Command] = []
+    for dt, a, what in steps:
+        t += dt
+        if what == "off":
+            cmds.append(Command(t, Op.RELEASE, a))
+        elif what == "strike":
+            cmds.append(Command(t, Op.PULSE_HOLD, a, FULL, 40 * MS, HOLD))
+        else:
+            cmds.append(Command(t, Op.SET, a, FULL if what == "full" else HOLD))
+    cmds.append(Command(t + 1, Op.RELEASE, PCH))
+    cmds.append(Command(t + 1, Op.RELEASE, _KEY))
+    cmds.sort(key=Command.sort_key)
+    full = apply_limits(cmds, GRAND.actuators, screen=False)
+    quick = apply_limits(cmds, GRAND.actuators)
+    assert (quick.cuts, quick.refused, quick.cut_off) == (full.cuts, full.refused, full.cut_off)
+    assert quick.commands == full.commands

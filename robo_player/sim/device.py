@@ -34,7 +34,7 @@ from collections.abc import Sequence
 from typing import Any
 from urllib.parse import SplitResult
 
-from ..actuation import actuator_pwm_max, check_commands, check_order, expand_commands
+from ..actuation import actuator_pwm_max, check_commands, check_order
 from ..driver.options import url_of, with_query
 from ..driver.ports import StreamDevice
 from ..errors import TransportError
@@ -137,9 +137,8 @@ class SimDevice(StreamDevice):
         self._cmds, self._late, self._late_release = [], 0, 0
         self._submitted, self._now_us, self._last_t = 0, -math.inf, -1
         # the firmware's max on-time and duty limits, as every firmware port applies them
-        lim = apply_limits(cmds, self.spec.actuators)
-        outputs = expand_commands(lim.commands, self._pwm_max, self.spec.name, checked=True)
-        perf = self.instrument.hear(outputs, progress)
+        lim = apply_limits(cmds, self.spec.actuators, self._pwm_max)
+        perf = self.instrument.hear(lim.outputs, progress)
         counts = {
             "played": played - len(lim.cut_off) - len(lim.refused),
             "played_cut_off": len(lim.cut_off),

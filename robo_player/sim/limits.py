@@ -28,11 +28,13 @@ keeps it; ``vmcu://`` and the firmware refuse past it).
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from .. import rules
-from ..actuation import is_pulse_hold, output_steps
+from ..actuation import OutputColumns, expand_commands, is_pulse_hold, output_steps
 from ..plan import Command, Op
 from ..spec.actuators import ActuatorKind, ActuatorMap
 
@@ -46,37 +48,110 @@ class LimitResult:
     """The commands as the firmware would run them, and what its limits did."""
 
     commands: list[Command]  # played commands plus a release per cut, in time order
+    outputs: OutputColumns  # their expansion
     cut_off: set[int] = field(default_factory=set)  # indices (input) of commands cut off
     refused: set[int] = field(default_factory=set)  # ... refused for duty
     cuts: list[tuple[int, int, str]] = field(default_factory=list)  # (t_us, actuator, why)
 
 
-def apply_limits(cmds: Sequence[Command], amap: ActuatorMap) -> LimitResult:
-    """Run ``cmds`` (a time-ordered stream) through each coil's max on-time and duty
-    limit; indices in the result are positions in ``cmds``."""
+def apply_limits(
+    cmds: Sequence[Command],
+    amap: ActuatorMap,
+    pwm_max: Mapping[int, int] | None = None,
+    screen: bool = True,
+) -> LimitResult:
+    """Run ``cmds`` (a time-ordered stream, checked) through each coil's max on-time and
+    duty limit; indices in the result are positions in ``cmds``; ``result.outputs`` is
+    the expansion of ``result.commands``.
+
+    A vectorised screen (:func:`_may_bind`) first picks the coils a limit could bind on
+    (a conservative bound: each coil's longest on-stretch, and its bucket in exact
+    arithmetic with a 5 % margin); only those run command by command (every coil with
+    ``screen=False``: the tests hold the screen to the full run).
+    """
+    pm = pwm_max if pwm_max is not None else actuator_pwm_max_of(amap)
+    outputs = expand_commands(cmds, pm, checked=True)
     window_ms = rules.map_duty_window_ms(amap)
-    by_act: dict[int, list[int]] = {}
+    if screen:
+        flagged = _may_bind(outputs, amap, window_ms)
+    else:
+        flagged = sorted({c.actuator for c in cmds} & set(pm))
+    res = LimitResult(list(cmds), outputs)
+    if not flagged:
+        return res
+    by_act: dict[int, list[int]] = {a: [] for a in flagged}
     for i, c in enumerate(cmds):
-        by_act.setdefault(c.actuator, []).append(i)
+        lst = by_act.get(c.actuator)
+        if lst is not None:
+            lst.append(i)
     for idx in by_act.values():
         idx.sort(key=lambda i: cmds[i].sort_key())  # ties: the expansion's order
-    res = LimitResult([])
     drop: set[int] = set()
     extra: list[Command] = []
-    for a, idx in by_act.items():
-        act = amap.get(a)
-        if act is None or act.kind is not ActuatorKind.COIL:
-            continue
+    for a, idx in sorted(by_act.items()):
+        act = amap[a]
         _Coil(a, act.pwm_max, act.max_on_us, rules.duty_permille(act), window_ms).run(
             cmds, idx, res, drop, extra
         )
     if not drop and not extra:
-        res.commands = list(cmds)
         return res
     kept = [c for i, c in enumerate(cmds) if i not in drop]
     res.commands = sorted(kept + extra, key=Command.sort_key)
+    res.outputs = expand_commands(res.commands, pm, checked=True)
     res.cuts.sort()
     return res
+
+
+def actuator_pwm_max_of(amap: ActuatorMap) -> dict[int, int]:
+    return {a.index: a.pwm_max for a in amap if a.kind is ActuatorKind.COIL}
+
+
+def _may_bind(out: OutputColumns, amap: ActuatorMap, window_ms: int) -> list[int]:
+    """Coils on which a limit may bind, all at once (numpy, no loop per coil): an
+    on-stretch of at least ``max_on_us`` (or one still on at the end), or a bucket that
+    may pass 95 % of its cap (the leaky bucket in real numbers at the firmware's
+    integer weights: ``max_t S(t) - min_{s<=t} min(S(s), 0)``, ``S`` the integral of
+    ``w/256 - permille/1000`` from the coil's first change)."""
+    if not len(out):
+        return []
+    n_act = int(out.actuator.max()) + 1
+    coil = np.zeros(n_act, dtype=bool)
+    max_on = np.zeros(n_act, dtype=np.int64)
+    drain = np.zeros(n_act)
+    cap = np.zeros(n_act)
+    for act in amap:
+        if act.kind is ActuatorKind.COIL and act.index < n_act:
+            pm = rules.duty_permille(act)
+            coil[act.index], max_on[act.index] = True, act.max_on_us
+            drain[act.index], cap[act.index] = pm / 1000.0, rules.duty_cap_us(window_ms, pm)
+    o = np.argsort(out.actuator, kind="stable")  # by actuator, in time order within
+    a, t, lv, pmax = out.actuator[o], out.t_us[o], out.level[o], out.pwm_max[o]
+    same = a[1:] == a[:-1]  # the next change is the same coil's
+    first = np.r_[True, ~same]
+    last = np.r_[~same, True]
+    on = lv > 0
+    flagged = set(a[on & last & coil[a]].tolist())  # left on: their on-time runs out
+    prev_on = np.r_[False, on[:-1] & same]
+    keep = ~np.isin(a, list(flagged))
+    starts = np.flatnonzero(on & ~prev_on & keep)
+    ends = np.flatnonzero(~on & prev_on & keep)  # pair with starts (each coil ends off)
+    long = t[ends] - t[starts] >= max_on[a[starts]]
+    flagged.update(a[starts[long]].tolist())
+    r = np.where(lv >= pmax, 256, (lv * 256) // np.maximum(pmax, 1))
+    w = np.where(on, np.clip((r * r) >> 8, 1, 255), 0)
+    dt = np.r_[np.where(same, np.diff(t), 0), 0]
+    inc = (w / 256.0 - drain[a]) * dt  # bucket µs over each change's stretch
+    ex = np.r_[0.0, np.cumsum(inc)[:-1]]  # exclusive prefix sums
+    gid = np.cumsum(first) - 1
+    s = ex - ex[np.flatnonzero(first)][gid]  # S at each change, from its coil's first
+    s_end = s + inc  # ... and after its stretch
+    # a running minimum that restarts per coil: later coils sit lower by more than
+    # any S can span, so no earlier coil's values reach them
+    big = 4.0 * (float(np.abs(inc).sum()) + 1.0)
+    low = np.minimum.accumulate(np.minimum(s, 0.0) - gid * big) + gid * big
+    over = (s_end - np.minimum(low, s_end)) > 0.95 * cap[a]
+    flagged.update(a[over & coil[a]].tolist())
+    return sorted(x for x in flagged if coil[x])
 
 
 class _Coil:
