@@ -30,6 +30,8 @@ from robo_player.spec.model import PianoSpec
 
 GRAND = load_spec("piano-88-grand")
 DIY = load_spec("piano-61-diy")
+assert GRAND.pedal is not None
+PEDAL_CH = GRAND.pedal.channel  # the pedal's commands: SET full, SET hold, RELEASE
 SPECS = {"grand": GRAND, "diy": DIY}
 
 MS = 1000
@@ -54,7 +56,7 @@ def strikes_of(plan: Plan) -> dict[int, Command]:
 
 
 def releases_of(plan: Plan) -> dict[int, Command]:
-    return {c.note: c for c in plan if c.op is Op.RELEASE}
+    return {c.note: c for c in plan if c.op is Op.RELEASE and c.note >= 0}
 
 
 def nominal_latency(spec: PianoSpec, pitch: int, counts: float) -> int:
@@ -96,8 +98,9 @@ def check_invariants(score: Score, spec: PianoSpec, plan: Plan, report: PlanRepo
     # per key actuator: strike, release, strike, release ... of the same note
     per_act: dict[int, list[Command]] = defaultdict(list)
     for c in cmds:
-        if c.op is Op.SET:  # the pedal's level, in its PWM counts (plan v2)
-            assert spec.pedal is not None and c.actuator == spec.pedal.channel
+        if spec.pedal is not None and c.actuator == spec.pedal.channel:
+            # the pedal: SET its level in its PWM counts (plan v2), RELEASE when it comes up
+            assert c.op in (Op.SET, Op.RELEASE) and c.note == -1
             assert 0 <= c.drive <= spec.pedal.pwm_max
             continue
         assert c.op in (Op.PULSE_HOLD, Op.RELEASE)
@@ -430,7 +433,7 @@ def test_long_note_under_score_pedal_is_carried() -> None:
     st_, rel = strikes_of(plan)[0], releases_of(plan)[0]
     assert rel.t_us - st_.t_us == short.thermal.max_on_us
     # only the score's press: pull-in, hold, off
-    assert len([c for c in plan if c.op is Op.SET]) == 3 and not report.pedal_changes
+    assert len([c for c in plan if c.actuator == PEDAL_CH]) == 3 and not report.pedal_changes
     assert report.pedal_carried == 1
 
 
@@ -445,7 +448,7 @@ def test_score_pedal_longer_than_the_on_time_is_changed_at_a_new_note() -> None:
     plan, report = plan_piano(score, GRAND)
     assert GRAND.pedal is not None
     lat, ch = GRAND.pedal.latency_us, GRAND.pedal.channel
-    sets = [c for c in plan if c.op is Op.SET]
+    sets = [c for c in plan if c.actuator == PEDAL_CH]
     offs = [c.t_us for c in sets if c.drive == 0]
     fulls = [c.t_us for c in sets if c.drive == GRAND.pedal.pwm_max]
     assert len(fulls) == len(offs) == 2
@@ -467,7 +470,7 @@ def test_long_note_without_score_pedal_is_carried_by_an_added_press() -> None:
     plan, report = plan_piano(score, GRAND)
     o = report.outcomes[0]
     assert o.fate is Fate.PLAYED and o.reason == "carried by pedal"
-    pedals = [c for c in plan if c.op is Op.SET]
+    pedals = [c for c in plan if c.actuator == PEDAL_CH]
     assert GRAND.pedal is not None
     hold = GRAND.actuators[GRAND.pedal.channel].hold_counts
     assert [c.drive for c in pedals] == [GRAND.pedal.pwm_max, hold, 0]  # pull-in, hold, off
@@ -490,7 +493,7 @@ def test_long_note_is_shortened_when_the_pedal_would_change_other_notes() -> Non
     assert o.changes == {"duration_us": rel.t_us - (pipe + 30 * S)}
     assert o.changes["duration_us"] < -9 * S
     assert "coil on-time limit" in (o.reason or "")
-    assert not [c for c in plan if c.op is Op.SET]
+    assert not [c for c in plan if c.actuator == PEDAL_CH]
     assert report.outcomes[1].fate is Fate.PLAYED
 
 
@@ -505,7 +508,7 @@ def test_long_note_is_shortened_without_pedal_carry(spec_name: str) -> None:
     st_, rel = strikes_of(plan)[0], releases_of(plan)[0]
     assert rel.t_us - st_.t_us == spec.thermal.max_on_us
     assert o.changes["duration_us"] == rel.t_us - (spec.timing.pipeline_delay_us + 30 * S)
-    assert not [c for c in plan if c.op is Op.SET]
+    assert not [c for c in plan if c.actuator == PEDAL_CH]
 
 
 def test_pedal_events_become_commands_ahead_by_the_pedal_latency() -> None:
@@ -513,7 +516,7 @@ def test_pedal_events_become_commands_ahead_by_the_pedal_latency() -> None:
     # second "down" value while down changes nothing (the solenoid has no half pedal)
     score = score_of((60, 0, 1 * S, 80), pedal=[(100 * MS, 127), (900 * MS, 64), (2 * S, 30)])
     plan, report = plan_piano(score, GRAND)
-    pedals = [c for c in plan if c.op is Op.SET]
+    pedals = [c for c in plan if c.actuator == PEDAL_CH]
     assert GRAND.pedal is not None
     pipe, lat = GRAND.timing.pipeline_delay_us, GRAND.pedal.latency_us
     pm = GRAND.pedal.pwm_max
@@ -529,11 +532,11 @@ def test_pedal_events_become_commands_ahead_by_the_pedal_latency() -> None:
     cal = Calibration.nominal(GRAND)
     cal.pedal_latency_us = 31_000
     plan2, _ = plan_piano(score, GRAND, cal)
-    assert [c.t_us for c in plan2 if c.op is Op.SET][0] == 100 * MS + pipe - 31_000
+    assert [c.t_us for c in plan2 if c.actuator == PEDAL_CH][0] == 100 * MS + pipe - 31_000
     # the spec's pull_in_us, where given
     longer = dataclasses.replace(GRAND, pedal=dataclasses.replace(GRAND.pedal, pull_in_us=25 * MS))
     plan3, _ = plan_piano(score, longer)
-    ts = [c.t_us for c in plan3 if c.op is Op.SET]
+    ts = [c.t_us for c in plan3 if c.actuator == PEDAL_CH]
     assert ts[1] - ts[0] == 25 * MS
 
 
@@ -542,7 +545,7 @@ def test_pedal_events_on_a_spec_without_pedal_are_counted_and_ignored() -> None:
     plan, report = plan_piano(score, DIY)
     assert report.pedal_events_ignored == 3
     assert report.to_json()["pedal_events_ignored"] == 3
-    assert not [c for c in plan if c.op is Op.SET]
+    assert not [c for c in plan if c.actuator == PEDAL_CH]
     assert report.outcomes[0].fate is Fate.PLAYED  # written duration kept
     rel = releases_of(plan)[0]
     assert rel.t_us == DIY.timing.pipeline_delay_us + 1 * S

@@ -2,9 +2,9 @@
 
 The pedal is a solenoid like a key's, with the same coil limits: each press is a
 pull-in at full drive for :func:`pull_in_us` then ``pedal.hold_duty`` until it comes up
-(three SET commands: a SET, not a pulse, because the firmware counts every strike pulse
-against the shared supply's ``max_simultaneous_strikes`` and the pedal has its own
-supply). Presses come from the score (CC64 >= 64 down, below up; partial values are
+(SET full, SET hold, RELEASE: SETs, not a pulse, because the firmware counts every
+strike pulse against the shared supply's ``max_simultaneous_strikes`` and the pedal has
+its own supply; the release is a packed wire record, a SET an explicit one). Presses come from the score (CC64 >= 64 down, below up; partial values are
 up: a solenoid has no half pedal) and from notes cut short by a coil limit that the
 pedal carries (:func:`carry`). :class:`PedalBudget` checks every press in time order by
 the shared rules (:mod:`robo_player.rules`): the coil's heat (:class:`~robo_player.rules.CoilHeat`
@@ -179,7 +179,7 @@ class PedalBudget:
         return keep, why
 
     def commit(self, down: int, up: int, buf: CommandBuffer) -> None:
-        """Record the press and emit its commands: full, hold, off."""
+        """Record the press and emit its commands: SET full, SET hold, RELEASE."""
         pe = min(down + self.pull_us, up)
         self.bucket.set_level(down, self.full)
         self.heat.run(self.ch, down, pe, self.full)
@@ -189,7 +189,7 @@ class PedalBudget:
             self.heat.run(self.ch, pe, up, self.hold)
             buf.emit(pe, Op.SET, self.ch, self.hold)
         self.bucket.set_level(up, 0)
-        buf.emit(up, Op.SET, self.ch, 0)
+        buf.emit(up, Op.RELEASE, self.ch, 0)  # a packed record on the wire (2-3 bytes)
         self.t = up
         self.done.append(Press(down, up))
 
@@ -213,7 +213,9 @@ def plan_pedal(
     carried = 0
     for p in sorted(presses, key=lambda p: p.down):
         down = max(p.down, budget.t)
-        keep, why = budget.check(down, p.up) if down < p.up else (p.up, "")
+        if down >= p.up and p.group is None:
+            continue  # no time down (a press the score leaves down after the last sound)
+        keep, why = budget.check(down, p.up) if down < p.up else (-1, "pedal busy")
         at = down + lag_us
         if p.group is not None:  # a carry press: all of it, or the notes are shortened
             if keep != p.up or down != p.down:
