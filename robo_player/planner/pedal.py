@@ -73,7 +73,6 @@ class Press:
     down: int
     up: int
     group: list[_Rec] | None = None  # a carry press: the notes it carries; None: the score's
-    again: bool = False  # pressed again after a lift the on-time limit forced (split_long)
 
 
 def score_presses(events: list[PedalEvent], shift_us: int, end_us: int) -> list[Press]:
@@ -115,11 +114,14 @@ def split_long(
             why = f"coil on-time limit ({max_on_us / 1e6:g} s)"
             changes.append({"t_us": down + lag_us, "change": "lifted early",
                             "by_us": p.up - lift, "reason": why})  # fmt: skip
-            out.append(Press(down, lift, again=down != p.down))
+            out.append(Press(down, lift))
             down = lift + REPRESS_GAP_US
+            if down >= p.up:
+                break  # the score lifts it by then anyway
             changes.append({"t_us": down + lag_us, "change": "pressed again", "by_us": 0,
                             "reason": why})  # fmt: skip
-        out.append(Press(down, p.up, again=down != p.down))
+        if down < p.up:
+            out.append(Press(down, p.up))
     return out, changes
 
 
