@@ -26,6 +26,8 @@ over ambient in K, currents in A.
     heat = rules.CoilHeat(amap, margin=0.1)    # per-coil temperature state
     heat.run(39, 0, 35_000, 4095)              # level 4095 for 35 ms from t=0
     heat.temp_at(39, 100_000), heat.time_to_limit_us(39, 100_000, 1433)
+    bucket = rules.DutyBucket.of(amap, 88)     # the firmware's duty bucket of one coil
+    bucket.set_level(0, 4095); bucket.over_at_us()   # when full drive would overflow it
 """
 
 from __future__ import annotations
@@ -36,11 +38,20 @@ from collections.abc import Mapping
 from .spec.actuators import Actuator, ActuatorMap
 
 __all__ = [
+    "DUTY_POLL_US",
+    "DUTY_UNIT_US",
     "EPS_A",
     "CoilHeat",
+    "DutyBucket",
     "amps",
+    "duty_bucket_after",
+    "duty_cap_us",
+    "duty_drain_k",
     "duty_permille",
+    "duty_units_past_cap",
+    "duty_weight",
     "duty_window_ms",
+    "map_duty_window_ms",
     "fits_concurrency",
     "pulse_counts_at",
     "fits_supply",
@@ -170,6 +181,116 @@ def duty_permille(act: Actuator) -> int:
 def duty_window_ms(act: Actuator) -> int:
     """The firmware's duty averaging window: the coil's time constant, 100 ms..600 s."""
     return max(100, min(600_000, int(act.tau_s * 1000)))
+
+
+def map_duty_window_ms(amap: ActuatorMap) -> int:
+    """The one window the firmware is configured with (``configure_begin``): the slowest
+    coil's :func:`duty_window_ms` (1000 for an empty map)."""
+    slowest = max(amap, key=lambda a: a.tau_s, default=None)
+    return duty_window_ms(slowest) if slowest is not None else 1000
+
+
+# ---- the firmware's duty bucket (firmware/core/sched.c; docs/protocol.md "Duty") ----
+# Integer arithmetic, exactly as the C core does it, so that the firmware's Python model
+# (robo_player/sim/vmcu.py), the sim:// device (robo_player/sim/limits.py) and the
+# planner (the pedal, robo_player/planner/pedal.py) cut and refuse where the firmware does.
+
+DUTY_UNIT_US = 64  # sched.c DUTY_UNIT_TICKS: the bucket integrates in 64 µs units
+DUTY_POLL_US = 8000  # sched.c DUTY_POLL_TICKS: the duty poll (the cutoff) runs this often
+
+
+def duty_weight(pwm_max: int, level: int) -> int:
+    """sched.c weight_of(): a level's share of full drive squared, in 1/256 (1..255;
+    0 when off): r = floor(256 * level / pwm_max) (256 at or past pwm_max), w = r² >> 8."""
+    if not level:
+        return 0
+    r = 256 if level >= pwm_max else (level * 256) // pwm_max
+    return max(1, min(255, (r * r) >> 8))
+
+
+def duty_drain_k(duty_permille: int) -> int:
+    """fw.c configure: the bucket's drain per 64 µs unit, in 1/256 µs."""
+    return (64 * 256 * duty_permille) // 1000
+
+
+def duty_cap_us(window_ms: int, duty_permille: int) -> int:
+    """fw.c lim.cap_us: what the bucket holds (µs of full drive)."""
+    return window_ms * duty_permille
+
+
+def duty_bucket_after(bucket: int, weight: int, drain_k: int, units: int) -> int:
+    """sched.c bucket_integrate(): the bucket ``units`` 64 µs units on at ``weight``."""
+    b = bucket + ((units * weight) >> 2)  # u * 64 us * w / 256
+    return max(0, b - ((units * drain_k) >> 8)) if b else 0
+
+
+def duty_units_past_cap(bucket: int, weight: int, drain_k: int, cap: int) -> int | None:
+    """The fewest 64 µs units after which the bucket is past ``cap`` (0: it is already),
+    None if it never gets there at this weight."""
+    if bucket > cap:
+        return 0
+    if weight * 64 <= drain_k:
+        return None  # it drains (or stays) at this weight
+    lo, hi = 0, 1
+    while duty_bucket_after(bucket, weight, drain_k, hi) <= cap:
+        lo, hi = hi, hi * 2
+    while hi - lo > 1:  # the first unit count past the cap
+        mid = (lo + hi) // 2
+        lo, hi = (mid, hi) if duty_bucket_after(bucket, weight, drain_k, mid) <= cap else (lo, mid)
+    return hi
+
+
+class DutyBucket:
+    """One coil's firmware duty bucket on a performance-time line (µs; unit ``t // 64``).
+
+    ``set_level(t_us, level)`` integrates up to ``t_us`` at the old level and takes the
+    new one; ``at(t_us)`` integrates and returns the bucket; ``over_at_us()``: the first
+    unit boundary at which the bucket is past the cap at the present level (None: never);
+    ``full(t_us)``: would the firmware refuse a command that turns the coil on then?
+    """
+
+    __slots__ = ("pwm_max", "drain_k", "cap", "bucket", "unit", "weight")
+
+    def __init__(self, pwm_max: int, duty_permille: int, window_ms: int) -> None:
+        self.pwm_max = pwm_max
+        self.drain_k = duty_drain_k(duty_permille)
+        self.cap = duty_cap_us(window_ms, duty_permille)
+        self.bucket = 0
+        self.unit = 0
+        self.weight = 0
+
+    @classmethod
+    def of(cls, amap: ActuatorMap, index: int) -> DutyBucket:
+        """The bucket the firmware keeps for actuator ``index`` of ``amap``."""
+        act = amap[index]
+        return cls(act.pwm_max, duty_permille(act), map_duty_window_ms(amap))
+
+    def copy(self) -> DutyBucket:
+        other = DutyBucket.__new__(DutyBucket)
+        for name in DutyBucket.__slots__:
+            setattr(other, name, getattr(self, name))
+        return other
+
+    def at(self, t_us: int) -> int:
+        nu = t_us // DUTY_UNIT_US
+        if nu > self.unit:
+            self.bucket = duty_bucket_after(self.bucket, self.weight, self.drain_k, nu - self.unit)
+            self.unit = nu
+        return self.bucket
+
+    def set_level(self, t_us: int, level: int) -> None:
+        self.at(t_us)
+        self.weight = duty_weight(self.pwm_max, level)
+
+    def full(self, t_us: int) -> bool:
+        return self.at(t_us) >= self.cap
+
+    def over_at_us(self, cap: int | None = None) -> int | None:
+        """µs of the first unit at which the bucket is past ``cap`` (default: the
+        firmware's) if the level stays; None if it never is."""
+        u = duty_units_past_cap(self.bucket, self.weight, self.drain_k,
+                                self.cap if cap is None else cap)  # fmt: skip
+        return None if u is None else (self.unit + u) * DUTY_UNIT_US
 
 
 class CoilHeat:

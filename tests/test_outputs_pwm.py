@@ -82,7 +82,24 @@ def test_strike_and_hold_levels_come_from_the_on_time(phase: float) -> None:
     assert [x[2] for x in lv] == [137, 89, 0]
     # the hold starts with the first period after the pulse's end
     assert 45_000 <= lv[1][0] / 16 <= 45_000 + 2 * SOFT_PWM_PERIOD_US
-    assert lv[-1][0] / 16 <= 70_000  # the last falling edge
+    # the release (at 70 ms) in the PWM's off time has no edge: it is put midway between
+    # the last falling edge and the next period start, within half a period of it
+    assert abs(lv[-1][0] / 16 - 70_000) <= SOFT_PWM_PERIOD_US / 2
+
+
+def test_a_release_without_an_edge_is_not_early_on_average() -> None:
+    # over the release's phases within the PWM period, the read release time errs both
+    # ways and by little on average (the last falling edge alone was early by half the
+    # off time: a longer key return before the next strike than the plan's)
+    errs = []
+    for k in range(16):
+        rel = 70_000.0 + k * SOFT_PWM_PERIOD_US / 16
+        edges = _firmware_pin(10_000.0, 35_000.0, 137, 89, rel, phase=300.0)
+        lv = soft_pwm_levels(_trace({5: edges}), {5}, {5: 255})
+        errs.append(lv[-1][0] / 16 - rel)
+    assert max(errs) > 0 > min(errs)
+    assert abs(sum(errs) / len(errs)) < 0.1 * SOFT_PWM_PERIOD_US
+    assert all(abs(e) <= SOFT_PWM_PERIOD_US / 2 for e in errs)
 
 
 def test_a_late_interrupt_does_not_split_the_level() -> None:

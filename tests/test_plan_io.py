@@ -152,8 +152,12 @@ def test_written_plans_are_version_2_with_levels_in_counts(tmp_path: Path) -> No
     assert ops == {"pulse_hold", "release", "set"}
     assert Op.STRIKE is Op.PULSE_HOLD  # the alias while callers move over
     assert GRAND.pedal is not None
-    sets = [c for c in plan if c.op is Op.SET]
-    assert [c.drive for c in sets] == [GRAND.pedal.pwm_max, 0]  # CC64 127, 0 -> counts
+    pedal = [c for c in plan if c.actuator == GRAND.pedal.channel]
+    # CC64 127 then 0 -> a press: pull-in at full, the hold level (counts), release
+    hold = GRAND.actuators[GRAND.pedal.channel].hold_counts
+    assert [(c.op, c.drive) for c in pedal] == [
+        (Op.SET, GRAND.pedal.pwm_max), (Op.SET, hold), (Op.RELEASE, 0)
+    ]
 
 
 def test_move_round_trips_with_its_position(tmp_path: Path) -> None:

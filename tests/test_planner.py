@@ -22,6 +22,7 @@ from robo_player.planner import (
     playability,
 )
 from robo_player.planner.constraints import Limits
+from robo_player.planner.pedal import REPRESS_GAP_US, pull_in_us
 from robo_player.score import Note, PedalEvent, Score
 from robo_player.spec import load_spec
 from robo_player.spec.calibration import Calibration, KeyCurve
@@ -29,6 +30,8 @@ from robo_player.spec.model import PianoSpec
 
 GRAND = load_spec("piano-88-grand")
 DIY = load_spec("piano-61-diy")
+assert GRAND.pedal is not None
+PEDAL_CH = GRAND.pedal.channel  # the pedal's commands: SET full, SET hold, RELEASE
 SPECS = {"grand": GRAND, "diy": DIY}
 
 MS = 1000
@@ -53,7 +56,7 @@ def strikes_of(plan: Plan) -> dict[int, Command]:
 
 
 def releases_of(plan: Plan) -> dict[int, Command]:
-    return {c.note: c for c in plan if c.op is Op.RELEASE}
+    return {c.note: c for c in plan if c.op is Op.RELEASE and c.note >= 0}
 
 
 def nominal_latency(spec: PianoSpec, pitch: int, counts: float) -> int:
@@ -95,8 +98,9 @@ def check_invariants(score: Score, spec: PianoSpec, plan: Plan, report: PlanRepo
     # per key actuator: strike, release, strike, release ... of the same note
     per_act: dict[int, list[Command]] = defaultdict(list)
     for c in cmds:
-        if c.op is Op.SET:  # the pedal's level, in its PWM counts (plan v2)
-            assert spec.pedal is not None and c.actuator == spec.pedal.channel
+        if spec.pedal is not None and c.actuator == spec.pedal.channel:
+            # the pedal: SET its level in its PWM counts (plan v2), RELEASE when it comes up
+            assert c.op in (Op.SET, Op.RELEASE) and c.note == -1
             assert 0 <= c.drive <= spec.pedal.pwm_max
             continue
         assert c.op in (Op.PULSE_HOLD, Op.RELEASE)
@@ -421,14 +425,44 @@ def test_supply_overload_is_reported_when_waiting_cannot_help() -> None:
 
 
 def test_long_note_under_score_pedal_is_carried() -> None:
-    score = score_of((60, 0, 30 * S, 80), pedal=[(0, 127), (31 * S, 0)])
-    plan, report = plan_piano(score, GRAND)
+    score = score_of((60, 0, 15 * S, 80), pedal=[(9 * S, 127), (16 * S, 0)])
+    short = dataclasses.replace(GRAND, thermal=dataclasses.replace(GRAND.thermal, max_on_us=10 * S))
+    plan, report = plan_piano(score, short)
     o = report.outcomes[0]
     assert o.fate is Fate.PLAYED and o.reason == "carried by pedal"
     st_, rel = strikes_of(plan)[0], releases_of(plan)[0]
-    assert rel.t_us - st_.t_us == GRAND.thermal.max_on_us
-    assert len([c for c in plan if c.op is Op.SET]) == 2  # only the score's
+    assert rel.t_us - st_.t_us == short.thermal.max_on_us
+    # only the score's press: pull-in, hold, off
+    assert len([c for c in plan if c.actuator == PEDAL_CH]) == 3 and not report.pedal_changes
     assert report.pedal_carried == 1
+
+
+def test_score_pedal_longer_than_the_on_time_is_changed_at_a_new_note() -> None:
+    # The score holds the pedal 31 s, past the coil's 20 s: it is lifted where the
+    # dampers land as the note at 15 s sounds (the latest onset in the second half of
+    # the allowed 20 s) and pressed again 100 ms later. The 30 s note's key is still
+    # down at the lift (it lets go at its own 20 s limit), so it rings through it and the
+    # second press carries it to its end.
+    score = score_of((60, 0, 30 * S, 80), (64, 15 * S, 1 * S, 80), (67, 4 * S, 1 * S, 80),
+                     pedal=[(0, 127), (31 * S, 0)])  # fmt: skip
+    plan, report = plan_piano(score, GRAND)
+    assert GRAND.pedal is not None
+    lat, ch = GRAND.pedal.latency_us, GRAND.pedal.channel
+    sets = [c for c in plan if c.actuator == PEDAL_CH]
+    offs = [c.t_us for c in sets if c.drive == 0]
+    fulls = [c.t_us for c in sets if c.drive == GRAND.pedal.pwm_max]
+    assert len(fulls) == len(offs) == 2
+    sounded = {o.pitch_in: o.target_t_us for o in report.outcomes}
+    assert offs[0] + lat == sounded[64]  # the dampers land as the note at 15 s sounds
+    assert fulls[1] - offs[0] == REPRESS_GAP_US
+    assert all(b - a <= GRAND.actuators[ch].max_on_us for a, b in zip(fulls, offs, strict=True))
+    assert [c["change"] for c in report.pedal_changes] == ["lifted early", "pressed again"]
+    assert all("on-time" in str(c["reason"]) for c in report.pedal_changes)
+    o = next(o for o in report.outcomes if o.pitch_in == 60)
+    assert o.fate is Fate.PLAYED and o.reason == "carried by pedal"
+    rel = releases_of(plan)[o.index]
+    assert fulls[1] + lat < rel.t_us < offs[1] + lat  # let go under the second press
+    check_invariants(score, GRAND, plan, report)
 
 
 def test_long_note_without_score_pedal_is_carried_by_an_added_press() -> None:
@@ -436,13 +470,15 @@ def test_long_note_without_score_pedal_is_carried_by_an_added_press() -> None:
     plan, report = plan_piano(score, GRAND)
     o = report.outcomes[0]
     assert o.fate is Fate.PLAYED and o.reason == "carried by pedal"
-    pedals = [c for c in plan if c.op is Op.SET]
+    pedals = [c for c in plan if c.actuator == PEDAL_CH]
     assert GRAND.pedal is not None
-    assert [c.drive for c in pedals] == [GRAND.pedal.pwm_max, 0]  # full level, then off
+    hold = GRAND.actuators[GRAND.pedal.channel].hold_counts
+    assert [c.drive for c in pedals] == [GRAND.pedal.pwm_max, hold, 0]  # pull-in, hold, off
+    assert pedals[1].t_us - pedals[0].t_us == pull_in_us(GRAND)
     rel = releases_of(plan)[0]
     lat = GRAND.pedal.latency_us if GRAND.pedal else 0
     assert pedals[0].t_us + lat < rel.t_us  # dampers up before the key lets go
-    assert pedals[1].t_us + lat == GRAND.timing.pipeline_delay_us + 30 * S
+    assert pedals[2].t_us + lat == GRAND.timing.pipeline_delay_us + 30 * S
     check_invariants(score, GRAND, plan, report)
 
 
@@ -457,7 +493,7 @@ def test_long_note_is_shortened_when_the_pedal_would_change_other_notes() -> Non
     assert o.changes == {"duration_us": rel.t_us - (pipe + 30 * S)}
     assert o.changes["duration_us"] < -9 * S
     assert "coil on-time limit" in (o.reason or "")
-    assert not [c for c in plan if c.op is Op.SET]
+    assert not [c for c in plan if c.actuator == PEDAL_CH]
     assert report.outcomes[1].fate is Fate.PLAYED
 
 
@@ -472,28 +508,36 @@ def test_long_note_is_shortened_without_pedal_carry(spec_name: str) -> None:
     st_, rel = strikes_of(plan)[0], releases_of(plan)[0]
     assert rel.t_us - st_.t_us == spec.thermal.max_on_us
     assert o.changes["duration_us"] == rel.t_us - (spec.timing.pipeline_delay_us + 30 * S)
-    assert not [c for c in plan if c.op is Op.SET]
+    assert not [c for c in plan if c.actuator == PEDAL_CH]
 
 
 def test_pedal_events_become_commands_ahead_by_the_pedal_latency() -> None:
-    score = score_of((60, 0, 1 * S, 80), pedal=[(100 * MS, 127), (900 * MS, 64), (2 * S, 0)])
+    # CC64 >= 64 is down (a press: pull-in at full, then the hold), below is up; a
+    # second "down" value while down changes nothing (the solenoid has no half pedal)
+    score = score_of((60, 0, 1 * S, 80), pedal=[(100 * MS, 127), (900 * MS, 64), (2 * S, 30)])
     plan, report = plan_piano(score, GRAND)
-    pedals = [c for c in plan if c.op is Op.SET]
+    pedals = [c for c in plan if c.actuator == PEDAL_CH]
     assert GRAND.pedal is not None
     pipe, lat = GRAND.timing.pipeline_delay_us, GRAND.pedal.latency_us
-    pm = GRAND.pedal.pwm_max  # CC64 -> the pedal's counts: 127 -> pwm_max, 64 -> 2064 of 4095
+    pm = GRAND.pedal.pwm_max
+    hold = round(GRAND.pedal.hold_duty * pm)
+    assert pull_in_us(GRAND) == min(GRAND.pedal.latency_us, GRAND.strike.max_pulse_us) == 40 * MS
     assert [(c.t_us, c.drive) for c in pedals] == [
         (100 * MS + pipe - lat, pm),
-        (900 * MS + pipe - lat, round(64 * pm / 127)),
+        (100 * MS + pipe - lat + 40 * MS, hold),
         (2 * S + pipe - lat, 0),
     ]
-    assert pedals[1].drive == 2064
     assert all(c.actuator == GRAND.pedal.channel for c in pedals)
     # a calibrated pedal latency wins over the spec's
     cal = Calibration.nominal(GRAND)
     cal.pedal_latency_us = 31_000
     plan2, _ = plan_piano(score, GRAND, cal)
-    assert [c.t_us for c in plan2 if c.op is Op.SET][0] == 100 * MS + pipe - 31_000
+    assert [c.t_us for c in plan2 if c.actuator == PEDAL_CH][0] == 100 * MS + pipe - 31_000
+    # the spec's pull_in_us, where given
+    longer = dataclasses.replace(GRAND, pedal=dataclasses.replace(GRAND.pedal, pull_in_us=25 * MS))
+    plan3, _ = plan_piano(score, longer)
+    ts = [c.t_us for c in plan3 if c.actuator == PEDAL_CH]
+    assert ts[1] - ts[0] == 25 * MS
 
 
 def test_pedal_events_on_a_spec_without_pedal_are_counted_and_ignored() -> None:
@@ -501,7 +545,7 @@ def test_pedal_events_on_a_spec_without_pedal_are_counted_and_ignored() -> None:
     plan, report = plan_piano(score, DIY)
     assert report.pedal_events_ignored == 3
     assert report.to_json()["pedal_events_ignored"] == 3
-    assert not [c for c in plan if c.op is Op.SET]
+    assert not [c for c in plan if c.actuator == PEDAL_CH]
     assert report.outcomes[0].fate is Fate.PLAYED  # written duration kept
     rel = releases_of(plan)[0]
     assert rel.t_us == DIY.timing.pipeline_delay_us + 1 * S

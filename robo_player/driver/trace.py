@@ -181,9 +181,11 @@ def _train_levels(
         phase = r0 + min(((r - r0 + period_us / 2) % period_us) - period_us / 2 for r in rises)
     # (start, duty) per period or full-on stretch
     periods: list[tuple[float, float]] = []
+    start = train[0][0]  # the last period's start on the grid
     for k, (on, off) in enumerate(train):
         if off - on > period_us * 1.05 and not (k == 0 < n - 1 and off - on < 2.05 * period_us):
             periods.append((on, 1.0))
+            start = on
             continue
         start = on
         if k and phase is not None:  # the grid's start of this period (<= the edge)
@@ -226,6 +228,15 @@ def _train_levels(
             last = lv
     end = train[-1][1]
     if end != float("inf"):
+        # A release in the PWM's off time has no edge of its own: the pin went off at its
+        # duty's end and the next period start did not turn it on. The release came
+        # between the two: take the middle (the last falling edge was up to a period
+        # early on average half the off time, which gave every key a longer return
+        # before its next strike than on sim://, so near-threshold re-strikes came out
+        # stronger and earlier). A release that cut the period's on-time short is its edge.
+        d_last = periods[-1][1]
+        if phase is not None and n > 1 and d_last < 1.0 and d_last >= float(np.median(segs[-1])) - tol:
+            end = (end + max(end, start + period_us)) / 2
         out.append((end, 0))
     return out
 

@@ -33,12 +33,15 @@ there is none). It works in integer µs of performance time: a note at score ons
    strike (shortened if needed); a note lasts at least its strike pulse; no coil is on
    longer than ``max_on_us``; the nominal coil temperature stays under the margin
    (hold cut short, or the strike dropped).
-6. **pedal** (:mod:`~robo_player.planner.pedal`) — score pedal events become SET
-   commands ``pedal_latency`` early, their CC64 values converted to the pedal's PWM
-   counts (:func:`~robo_player.plan.cc_to_counts`). A note cut short by the on-time or
-   heat limit is carried by the pedal when the score's pedal is down until its end
-   anyway, or (``pedal_carry``) when an added pedal press changes no other note's
-   sound; otherwise it is reported shortened.
+6. **pedal** (:mod:`~robo_player.planner.pedal`) — the score's pedal becomes presses
+   (CC64 >= 64 down) ``pedal_latency`` early, each a pull-in at full drive then the
+   pedal's ``hold_duty``, as SET commands. A note cut short by the on-time or heat
+   limit is carried by the pedal when the score's pedal is down until its end anyway,
+   or (``pedal_carry``) when an added pedal press changes no other note's sound;
+   otherwise it is reported shortened. Every press is checked against the pedal
+   coil's heat, the firmware's duty bucket and the on-time limit
+   (:class:`~robo_player.planner.pedal.PedalBudget`): lifted early or not pressed
+   where it would pass one (``PlanReport.pedal_changes``).
 """
 
 from __future__ import annotations
@@ -50,7 +53,7 @@ import math
 import operator
 from collections.abc import Iterator
 
-from ..plan import Op, Plan, cc_to_counts
+from ..plan import Op, Plan
 from ..score import Score
 from ..spec.calibration import Calibration, KeyCurve
 from ..spec.model import PianoSpec
@@ -69,7 +72,16 @@ from .constraints import (
     spec_hash_of,
     time_to_limit_us,
 )
-from .pedal import PEDAL_DOWN, PedalTrack, carry, lim_ms
+from .pedal import (
+    PedalTrack,
+    Press,
+    carry,
+    lim_ms,
+    plan_pedal,
+    presses_track,
+    score_presses,
+    split_long,
+)
 from .report import Fate, NoteOutcome, PlanReport
 
 __all__ = ["PlanOptions", "plan_piano"]
@@ -395,6 +407,7 @@ def _plan_piano(
 
     # 6. pedal --------------------------------------------------------------------------
     report = PlanReport(spec_name=spec.name, calibrated=measured)
+    presses: list[Press] = []
     if spec.pedal is None:
         report.pedal_events_ignored = len(score.pedal)
         track = PedalTrack([], [])
@@ -404,17 +417,26 @@ def _plan_piano(
             if calibration.pedal_latency_us is not None
             else spec.pedal.latency_us
         )
-        pch, pmax = spec.pedal.channel, spec.actuators[spec.pedal.channel].pwm_max
-        for ev in score.pedal:
-            level = cc_to_counts(ev.value, pmax)  # the plan's levels are counts
-            buf.emit(max(0, ev.t_us + pipe - pedal_lat), Op.SET, pch, level)
-        track = PedalTrack(
-            [ev.t_us + pipe for ev in score.pedal], [ev.value >= PEDAL_DOWN for ev in score.pedal]
-        )
+        kept = [r for r in recs if r.drop is None]
+        # a press the score leaves down comes up after the last note's sound (as wanted:
+        # a note cut short by a coil limit may want the pedal to carry it on)
+        last = max((max(r.sound_end, r.carry) for r in kept), default=0)
+        onsets = sorted(r.s + r.dc.latency_us for r in kept)  # type: ignore[union-attr]
+        presses, report.pedal_changes = split_long(
+            score_presses(score.pedal, pipe - pedal_lat, last - pedal_lat),
+            spec.actuators[spec.pedal.channel].max_on_us, onsets, pedal_lat,
+        )  # fmt: skip
+        track = presses_track(presses, pedal_lat)
+    carried = 0
     if carry_wanted:
-        report.pedal_carried = carry(
-            carry_wanted, recs, track, spec, calibration, options, lim, buf
-        )
+        carried, added = carry(carry_wanted, recs, track, spec, calibration, options, lim)
+        presses += added
+    if spec.pedal is not None:
+        by_score = [r for r in carry_wanted if r.sound_end == r.carry]  # carried by the score's
+        more, checked = plan_pedal(presses, spec, options, pedal_lat, buf, lim, by_score)
+        carried += more
+        report.pedal_changes = sorted(report.pedal_changes + checked, key=_at)
+    report.pedal_carried = carried
 
     plan = Plan(
         commands=buf.sorted(),
@@ -516,7 +538,8 @@ def _wait_for_supply(
     return None
 
 
-_strike_order = operator.attrgetter("order")  # (r.s0, r.pitch, r.i)
+_strike_order = operator.attrgetter("order")
+_at = operator.itemgetter("t_us")  # (r.s0, r.pitch, r.i)
 
 # Two voices on one key whose onsets are this close are a unison: one strike plays both
 # (a score's voices are often a tick apart; no key can strike twice within its return).

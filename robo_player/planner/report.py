@@ -68,6 +68,10 @@ class PlanReport:
     pedal_events_ignored: int = 0  # score pedal events on a spec without a pedal
     pedal_carried: int = 0  # notes carried past the coil's max on-time by the pedal
     supply_overloads: int = 0  # strikes planned over the supply's current limit (may sag)
+    # pedal presses the coil's limits changed: {"t_us" (performance time the score's
+    # press lifts the dampers), "change" ("lifted early" | "not pressed" | "pressed again"),
+    # "by_us" (how much earlier it came up; 0 otherwise), "reason"}
+    pedal_changes: list[dict[str, object]] = field(default_factory=list)
 
     @property
     def notes_in(self) -> int:
@@ -135,6 +139,8 @@ class PlanReport:
             "drops": self.drops,
             "alterations": self.alterations,
         }
+        if self.pedal_changes:  # present when any (older reports stay as they were)
+            d["pedal_changes"] = list(self.pedal_changes)
         if outcomes:
             d["outcomes"] = [o.to_json() for o in self.outcomes]
         return d

@@ -15,8 +15,10 @@ against the actuator map and keeps them; ``advance(t_us)`` moves the device's
 performance time on (a command submitted for a time already passed is *late*: it never
 plays, and is counted so); ``drain`` expands the stream through the one pulse/hold
 expansion and plays it on the :class:`~.instrument.SimulatedInstrument`, the same one
-the simulated MCUs play their traces on. There is no link, so nothing else can go
-wrong on the way.
+the simulated MCUs play their traces on, after the firmware's per-coil limits (max
+on-time, duty: :mod:`~.limits`), so that it never plays what a firmware would cut or
+refuse (counted ``played_cut_off`` and ``refused_duty``, as the firmware ports count
+them). There is no link, so nothing else can go wrong on the way.
 
 While a stream runs, ``heard_so_far()`` gives the notes the microphone has heard up to
 the stream's performance time now (``advance``): each note ``heard_delay_ms`` (100)
@@ -38,7 +40,7 @@ from collections.abc import Sequence
 from typing import Any
 from urllib.parse import SplitResult
 
-from ..actuation import actuator_pwm_max, check_commands, check_order, expand_commands
+from ..actuation import actuator_pwm_max, check_commands, check_order
 from ..driver.options import url_of, with_query
 from ..driver.ports import StreamDevice
 from ..errors import TransportError
@@ -46,6 +48,7 @@ from ..performance import HeardNote, Performance, Progress
 from ..plan import Command, Op
 from ..spec.model import PianoSpec
 from .instrument import INSTRUMENT_OPTIONS, SimulatedInstrument, instrument_from_options
+from .limits import apply_limits
 from .live import LiveEar
 from .truth import Truth
 
@@ -163,9 +166,20 @@ class SimDevice(StreamDevice):
         self._cmds, self._late, self._late_release = [], 0, 0
         self._submitted, self._now_us, self._last_t = 0, -math.inf, -1
         self._ear, self._heard_live = None, []
-        outputs = expand_commands(cmds, self._pwm_max, self.spec.name, checked=True)
-        perf = self.instrument.hear(outputs, progress)
-        counts = {"played": played, "late": late, "late_release": late_rel, "flushed": flushed}
+        # the firmware's max on-time and duty limits, as every firmware port applies them
+        lim = apply_limits(cmds, self.spec.actuators, self._pwm_max)
+        perf = self.instrument.hear(lim.outputs, progress)
+        counts = {
+            "played": played - len(lim.cut_off) - len(lim.refused),
+            "played_cut_off": len(lim.cut_off),
+            "refused_duty": len(lim.refused),
+            "late": late,
+            "late_release": late_rel,
+            "flushed": flushed,
+        }
+        if lim.cuts:
+            log.info("%s: %d coils cut off by the firmware's limits (first: %s)",
+                     self.url, len(lim.cuts), lim.cuts[0])  # fmt: skip
         perf.extra["commands"] = {k: v for k, v in counts.items() if v}
         self.last_performance = perf
         log.debug("%s: played %d commands, heard %d notes", self.url, played, len(perf.heard))

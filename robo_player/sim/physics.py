@@ -18,6 +18,11 @@ docs/simulator.md, "Rules of the implementation"):
   Demand is the commanded duty of every key coil that is on, times ``V / R_coil``.
 - Heating uses the commanded duty (not the sagged one), so it errs on the hot side.
 - The pedal has its own supply and is not part of the supply budget or coil heating.
+  Its solenoid pulls in (the dampers lift, one pedal latency later) when its level
+  reaches ``PEDAL_DOWN_VALUE / 127`` of full; once that level has lasted
+  ``PEDAL_PULL_IN_SHARE`` of the pedal's (hidden) latency, a lower level of at least
+  ``PEDAL_HOLD_DUTY`` holds it in (peak and hold, as a key's coil); below that, or a
+  hold before the pull-in has lasted, it drops out (the pedal comes up).
 - Warm coils (``tempco_per_k`` > 0, the ``heating`` option of sim://): the coil's
   resistance is R(T) = R0·(1 + tempco·ΔT), so its current, and the strike's effective
   drive, is divided by that factor, ΔT being the coil's rise at the strike: a warm coil
@@ -50,6 +55,8 @@ MAX_LATENCY_US = 400_000  # a strike slower than this never reaches the string
 MIN_SOUND_US = 30_000  # shortest sound of a string that was struck
 GAP_US = 1_000_000  # virtual time between the end of one run and the start of the next
 PEDAL_DOWN_VALUE = 64  # CC64 values >= this lift the dampers
+PEDAL_HOLD_DUTY = 0.25  # a pulled-in pedal solenoid stays in at this share of full or more
+PEDAL_PULL_IN_SHARE = 0.5  # ... once its pull-in lasted this share of the pedal's latency
 _PROGRESS_EVERY = 4096  # events between progress callbacks
 
 
@@ -227,7 +234,8 @@ class PianoPhysics:
         self._t_last = [0.0] * n_act
         self._failed = [False] * n_act
         self._release_t = [-math.inf] * n_act  # when each key last came up
-        self._pedal_duty = 0.0
+        self._pedal_duty = 0.0  # the pedal's position (0..1) at the end of the last run
+        self._pedal_in = False  # ... and whether its solenoid is pulled in (holds)
 
     # -- state seen from outside ---------------------------------------------------------
 
@@ -404,15 +412,47 @@ class PianoPhysics:
         if progress is not None:
             progress(1.0)
 
+        pedal_t, pedal_v, pedal_end, pedal_in = self._pedal_positions(pedal_t, pedal_v, next_origin)
         perf, notes = self._sound(
             origin, demand0, s_t, s_a, s_d, s_pulse, s_ret, s_rel, chg_t, chg_d, pedal_t, pedal_v, s_temp
         )
         perf.coil_failures = failures
         perf.max_coil_temp_ratio = float(peak / tmax)
-        if pedal_v:
-            self._pedal_duty = pedal_v[-1]
+        self._pedal_duty, self._pedal_in = pedal_end, pedal_in
         self._origin_us = int(next_origin)
         return perf, notes
+
+    def _pedal_positions(
+        self, pedal_t: list[float], pedal_v: list[float], next_origin: float
+    ) -> tuple[list[float], list[float], float, bool]:
+        """The pedal's commanded levels -> its positions (0..1), as the solenoid moves it:
+        a level at or past the pull-in level is the position; a lower one of at least
+        ``PEDAL_HOLD_DUTY`` keeps a pulled-in pedal where it is (no change sensed); any
+        other level is the position (below the down value: up). A level equal to the
+        position changes nothing (the sensor reports changes). Also the position and
+        whether it holds at the end (``next_origin``)."""
+        pull = (PEDAL_DOWN_VALUE - 0.5) / 127.0
+        need = PEDAL_PULL_IN_SHARE * self._pedal_latency_us
+        pos, held = self._pedal_duty, self._pedal_in
+        since = -math.inf if pos >= pull else math.inf  # when the pull-in level began
+        out_t: list[float] = []
+        out_v: list[float] = []
+        for t, v in zip(pedal_t, pedal_v, strict=True):
+            if v == pos and not held:
+                continue  # no change: nothing moves, nothing is sensed
+            if v >= pull:
+                since = -math.inf if held else min(since, t)  # (held: it is in already)
+                held = False  # in by the level itself
+                pos = v
+            else:
+                held = (held or t - since >= need) and v >= PEDAL_HOLD_DUTY
+                since = math.inf
+                if held:
+                    continue  # the hold keeps it in: it does not move
+                pos = v
+            out_t.append(t)
+            out_v.append(v)
+        return out_t, out_v, pos, held or next_origin - since >= need
 
     def _validate(self, cols: EventColumns) -> None:
         if not len(cols):

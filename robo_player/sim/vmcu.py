@@ -60,22 +60,11 @@ def _s32(v: int) -> int:
     return v - (1 << 32) if v & 0x80000000 else v
 
 
-DUTY_UNIT_US = 64  # sched.c DUTY_UNIT_TICKS: the duty bucket integrates in 64 µs units
-DUTY_POLL_US = 8000  # sched.c DUTY_POLL_TICKS: the duty poll (the cutoff) runs this often
-
-
-def duty_weight(pwm_max: int, level: int) -> int:
-    """sched.c weight_of(): a level's share of full drive squared, in 1/256 (1..255;
-    0 when off): r = floor(256 * level / pwm_max) (256 at or past pwm_max), w = r² >> 8."""
-    if not level:
-        return 0
-    r = 256 if level >= pwm_max else (level * 256) // pwm_max
-    return max(1, min(255, (r * r) >> 8))
-
-
-def duty_drain_k(duty_permille: int) -> int:
-    """fw.c configure: the bucket's drain per 64 µs unit, in 1/256 µs."""
-    return (64 * 256 * duty_permille) // 1000
+# the firmware's duty arithmetic, one copy (robo_player/rules.py); re-exported here
+DUTY_UNIT_US = rules.DUTY_UNIT_US
+DUTY_POLL_US = rules.DUTY_POLL_US
+duty_weight = rules.duty_weight
+duty_drain_k = rules.duty_drain_k
 
 
 def _slots(m: Message) -> int:
@@ -291,8 +280,7 @@ class VirtualMCU:
     @staticmethod
     def _bucket_after(s: _Act, units: int) -> int:
         """sched.c bucket_integrate(): the bucket ``units`` 64 µs units on, at its weight."""
-        b = s.bucket + ((units * s.weight) >> 2)  # u * 64 us * w / 256
-        return max(0, b - ((units * s.drain_k) >> 8)) if b else 0
+        return rules.duty_bucket_after(s.bucket, s.weight, s.drain_k, units)
 
     def _drain(self, s: _Act, clock: int) -> None:
         """Bring the bucket up to the 64 µs unit ``clock`` is in (sched.c's integer rule)."""
@@ -302,25 +290,19 @@ class VirtualMCU:
             s.bucket_unit = nu
 
     def _bucket_cap(self, s: _Act) -> int:
-        return self.duty_window_ms * s.duty_permille  # fw.c lim.cap_us
+        return rules.duty_cap_us(self.duty_window_ms, s.duty_permille)  # fw.c lim.cap_us
 
     def _duty_cut_at(self, s: _Act) -> int | None:
         """The clock of the duty poll that cuts this coil off (its bucket past the cap
         while on, sched.c duty_poll), if it stays as it is: the first unit the bucket is
         over, then the poll grid's next tick (the host build and the AVR poll every
         8 ms; their phase is the loop's, modelled here as the clock's 8 ms grid)."""
-        cap = self._bucket_cap(s)
-        if not s.level or (s.weight * 64 <= s.drain_k and s.bucket <= cap):
-            return None  # off, or on but draining below the cap
-        if s.bucket > cap:
-            return self._poll_at(self._us(DUTY_UNIT_US) * s.bucket_unit)
-        lo, hi = 0, 1
-        while self._bucket_after(s, hi) <= cap:
-            lo, hi = hi, hi * 2
-        while hi - lo > 1:  # the first unit count past the cap
-            mid = (lo + hi) // 2
-            lo, hi = (mid, hi) if self._bucket_after(s, mid) <= cap else (lo, mid)
-        return self._poll_at(self._us(DUTY_UNIT_US) * (s.bucket_unit + hi))
+        if not s.level:
+            return None
+        u = rules.duty_units_past_cap(s.bucket, s.weight, s.drain_k, self._bucket_cap(s))
+        if u is None:
+            return None  # on, but draining below the cap
+        return self._poll_at(self._us(DUTY_UNIT_US) * (s.bucket_unit + u))
 
     def _poll_at(self, clock: int) -> int:
         poll, phase = self._us(self.cfg.duty_poll_us), self._us(self.cfg.duty_poll_phase_us)
@@ -494,7 +476,7 @@ class VirtualMCU:
             if running >= self.max_concurrent:
                 return EventKind.REFUSED_CONCURRENCY
         self._drain(s, now)
-        if s.bucket >= self._bucket_cap(s):
+        if cmd.level and s.bucket >= self._bucket_cap(s):  # sched.c decide: hot && level
             return EventKind.REFUSED_DUTY
         return None
 

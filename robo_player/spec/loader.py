@@ -510,6 +510,12 @@ def spec_from_mapping(doc: Any, source: str = "<spec>") -> PianoSpec:
         sync_click=click,
     )
     _check_strike_power_timing(c, spec, spec.actuator_count)
+    if pedal is not None and pedal.pull_in_us is not None and pedal.pull_in_us > spec.strike.max_pulse_us:
+        raise c.fail(
+            "pedal.pull_in_us",
+            f"{pedal.pull_in_us} is longer than strike.max_pulse_us "
+            f"(allowed 1000..{spec.strike.max_pulse_us})",
+        )
     _check_nominal(c, spec)
     return spec
 

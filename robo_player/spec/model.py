@@ -111,7 +111,10 @@ class PedalSpec:
     board: str
     pwm_bits: int
     latency_us: int  # nominal: command to dampers lifted/lowered
-    hold_duty: float
+    hold_duty: float  # the level that holds the pulled-in solenoid (fraction of full)
+    # full drive this long before the hold (None: min(latency_us, strike.max_pulse_us),
+    # :func:`robo_player.planner.pedal.pull_in_us`); hashed only when set
+    pull_in_us: int | None = field(default=None, metadata={"hashed": "if set"})
 
     @property
     def pwm_max(self) -> int:

@@ -380,7 +380,24 @@ PEDAL = Section(
         Field(
             "latency_us", Kind.INT, "nominal command to dampers lifted/lowered", "us", 0, 1_000_000
         ),
-        Field("hold_duty", Kind.FLOAT, "duty that holds the pedal down", "fraction", 0.0, 1.0),
+        Field(
+            "hold_duty",
+            Kind.FLOAT,
+            "duty that holds the pulled-in pedal down (peak and hold, as a key)",
+            "fraction",
+            0.0,
+            1.0,
+        ),
+        Field(
+            "pull_in_us",
+            Kind.INT,
+            "full drive this long when the pedal goes down, then hold_duty (default: "
+            "latency_us, at most strike.max_pulse_us)",
+            "us",
+            1000,
+            1_000_000,
+            required=False,
+        ),
     ),
 )
 
