@@ -135,7 +135,8 @@ def detector_part(args: argparse.Namespace) -> None:
           "key unknown (blind), and with the plan's notes known (intended; verify)")
     print(f"{'piece':<24} {'mode':<9} {'notes':>6} {'heard':>6} {'precision':>9} {'recall':>7} {'F1':>6} "
           f"{'median err ms':>13} {'median |err-med| ms':>19} {'wall s':>7}")
-    pieces = [("random (not shipped)", random_piece(200 + args.seed, 30.0))]
+    seeds = [args.seed] if args.random is None else args.random
+    pieces = [(f"random {s} (not shipped)", random_piece(200 + s, 30.0)) for s in seeds]
     pieces += [(name, read_midi(bundled_piece(name))) for name in args.pieces]
     for name, score in pieces:
         plan, report = plan_piano(score, spec)
@@ -165,6 +166,41 @@ def detector_part(args: argparse.Namespace) -> None:
             mad = float(np.median(np.abs(err - np.median(err)))) / 1000 if len(err) else float("nan")
             print(f"{name:<24} {mode:<9} {len(truth):>6} {len(heard):>6} {p:>9.3f} {r:>7.3f} {f1:>6.3f} "
                   f"{med:>+13.2f} {mad:>19.2f} {wall:>7.1f}")
+            if args.why:
+                why(perf.heard, heard, pairs)
+
+
+def why(truth_notes, heard: list[tuple[int, int]], pairs: dict[int, int]) -> None:  # noqa: ANN001
+    """Where the detector fails: the misses by velocity, chord and cause, and the false
+    onsets by their relation to the nearest sounded note (same key = heard at the wrong
+    time; semitone or tone; octave, twelfth and above; other)."""
+    truth = [(h.t_us, h.pitch, h.velocity) for h in truth_notes]
+    used = set(pairs.values())
+    miss: dict[str, int] = {}
+    for i, (t, p, v) in enumerate(truth):
+        if i in pairs:
+            continue
+        band = "v<40" if v < 40 else "v40-80" if v < 80 else "v>=80"
+        chord = "chord" if any(abs(u - t) < 30_000 and q != p for u, q, _ in truth) else "alone"
+        late = any(q == p and 20_000 <= abs(u - t) < 100_000 for u, q in heard)
+        for k in (band, chord, "heard 20-100 ms off" if late else "not heard near"):
+            miss[k] = miss.get(k, 0) + 1
+    fp: dict[str, int] = {}
+    for j, (t, p) in enumerate(heard):
+        if j in used:
+            continue
+        near = [q - p for u, q, _ in truth if abs(u - t) < 30_000]
+        if any(q == p and abs(u - t) < 100_000 for u, q, _ in truth):
+            k = "same key 20-100 ms off"
+        elif any(abs(d) <= 2 for d in near):
+            k = "semitone/tone of a note"
+        elif any(abs(d) in (12, 19, 24, 28, 31, 34, 36) for d in near):
+            k = "octave/twelfth+ of a note"
+        else:
+            k = "chord" if near else "alone"
+        fp[k] = fp.get(k, 0) + 1
+    print("    misses:", ", ".join(f"{k} {n}" for k, n in sorted(miss.items())))
+    print("    false: ", ", ".join(f"{k} {n}" for k, n in sorted(fp.items())))
 
 
 def main() -> None:
@@ -180,6 +216,9 @@ def main() -> None:
                     help="more options of the room microphone (e.g. rt60_s=0: no reverb)")
     ap.add_argument("--only", default="", help="calibration: only the rows whose name has this")
     ap.add_argument("--part", choices=["all", "calibration", "detector"], default="all")
+    ap.add_argument("--why", action="store_true", help="detector: misses and false onsets by cause")
+    ap.add_argument("--random", type=int, nargs="*", default=None, metavar="SEED",
+                    help="detector: random pieces of these seeds (default: --seed's)")
     args = ap.parse_args()
     if args.part in ("all", "calibration"):
         calibration_part(args)

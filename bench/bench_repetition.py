@@ -104,7 +104,7 @@ def main() -> int:
     worst = {m: 100.0 for m in modes}
     for seed in args.seeds:
         truth = Truth.draw(spec, seed)  # the bench may look: which merged repeats could play
-        with open_port("sim://", spec, truth_seed=seed) as dev:
+        with open_port("sim://?sensor=notes", spec, truth_seed=seed) as dev:  # note-level sensor: the figures documented with this bench (audio: bench_hearing.py)
             cal = calibrate(dev, spec, max_strikes_per_key=args.strikes)
         for name, score in scores.items():
             for mode, opts in modes.items():

@@ -269,14 +269,18 @@ DIY = Build(
     ),
     header="""
 DIY solenoid keyboard, 61 keys C2..C7 (MIDI 36..96), no pedal actuator.
-One `direct` board: the MCU's own pins, 8-bit PWM (drive steps of 1/255).
+One `direct` board: the MCU's own pins, 8-bit PWM (drive steps of 1/255); its last pin
+drives the sync click (a piezo by the microphone).
 Power: 24 V / 8 ohm = 3 A per coil at full drive; 4 strikes = 12 A < 15 A.
 """,
     lowest=36,
     highest=96,
-    boards=[{"id": "mcu", "kind": "direct", "channels": 61, "pwm_bits": 8, "pwm_hz": 490}],
+    # 62 direct pins: the keys' 61 and the sync click's (a spare pin; 64 direct outputs
+    # are what the firmware takes)
+    boards=[{"id": "mcu", "kind": "direct", "channels": 62, "pwm_bits": 8, "pwm_hz": 490}],
     pwm_bits=8,
     pedal=None,
+    sync_click={"channel": 61, "board": "mcu", "pwm_bits": 8, "delay_us": 100, "pulse_us": 2000},
     strike=PIANO_STRIKE,
     thermal=piano_thermal(tau_s=25.0, heat_capacity_j_per_k=15.0),
     power={"supply_v": 24.0, "supply_a": 15.0, "coil_ohm": 8.0, "max_simultaneous_strikes": 4},

@@ -1,7 +1,9 @@
 """Calibration on the simulated piano: curves against the hidden truth, cost, file I/O.
 
 The calibrator sees only ``play``; these tests may read the truth (``dev._truth``) to
-check what it learned.
+check what it learned. They calibrate through the note-level sensor
+(``sim://?sensor=notes``, not the default microphone): they test the rounds and the fits,
+in seconds; the calibration through audio is tests/test_hearing_calibration.py's.
 """
 
 from __future__ import annotations
@@ -77,7 +79,7 @@ def spec():  # noqa: ANN201
 
 @pytest.fixture(scope="module", params=[0, 7])
 def session(request, spec):  # noqa: ANN001, ANN201
-    dev = open_port("sim://", spec, truth_seed=request.param, sensor_seed=request.param)
+    dev = open_port("sim://?sensor=notes", spec, truth_seed=request.param, sensor_seed=request.param)
     rec = Recorder(dev)
     fractions: list[float] = []
     cal, rep = calibrate_session(
@@ -159,7 +161,7 @@ def test_plans_keep_the_supply_margin_by_the_shared_rules(opened, spec) -> None:
 
     tight = dataclasses.replace(spec, power=dataclasses.replace(spec.power, supply_a=12.0))
     amap = tight.actuators
-    rec = Recorder(opened(open_port("sim://", tight, truth_seed=3)))
+    rec = Recorder(opened(open_port("sim://?sensor=notes", tight, truth_seed=3)))
     calibrate_session(rec, tight, pitches=range(60, 68), seed=3)
     limit = rules.supply_limit_a(amap, 1 - SUPPLY_MARGIN) + rules.EPS_A
     peak = 0.0
@@ -193,7 +195,7 @@ def test_pedal_latency_measured(session) -> None:  # noqa: ANN001
 
 
 def test_max_strikes_per_key_is_respected(opened, spec) -> None:  # noqa: ANN001
-    dev = opened(open_port("sim://", spec, truth_seed=3))
+    dev = opened(open_port("sim://?sensor=notes", spec, truth_seed=3))
     cal, rep = calibrate_session(dev, spec, pitches=[30, 70], max_strikes_per_key=4)
     assert all(cal.keys[p].strikes <= 4 for p in (30, 70))
     with pytest.raises(CalibrationError, match="max_strikes_per_key"):
@@ -201,7 +203,7 @@ def test_max_strikes_per_key_is_respected(opened, spec) -> None:  # noqa: ANN001
 
 
 def test_unknown_pitch_rejected(opened, spec) -> None:  # noqa: ANN001
-    dev = opened(open_port("sim://", spec, truth_seed=0))
+    dev = opened(open_port("sim://?sensor=notes", spec, truth_seed=0))
     with pytest.raises(CalibrationError, match=r"pitch 7 is not a key.*21\.\.108"):
         calibrate_session(dev, spec, pitches=[7])
 
@@ -219,13 +221,13 @@ class Deaf:
 
 
 def test_dead_key_is_reported(opened, spec) -> None:  # noqa: ANN001
-    dev = Deaf(opened(open_port("sim://", spec, truth_seed=0)), 60)
+    dev = Deaf(opened(open_port("sim://?sensor=notes", spec, truth_seed=0)), 60)
     with pytest.raises(CalibrationError, match="key 60: heard 0 of"):
         calibrate_session(dev, spec, pitches=[59, 60])
 
 
 def test_calibration_file_round_trip_and_spec_check(opened, spec, tmp_path: Path) -> None:  # noqa: ANN001
-    dev = opened(open_port("sim://", spec, truth_seed=1))
+    dev = opened(open_port("sim://?sensor=notes", spec, truth_seed=1))
     cal, _ = calibrate_session(dev, spec, pitches=[40, 41])
     path = tmp_path / "cal.yaml"
     cal.save(path)
@@ -249,7 +251,7 @@ def test_calibration_file_round_trip_and_spec_check(opened, spec, tmp_path: Path
 def test_calibrate_all_keys_of_61_key_spec(opened) -> None:
     """The whole calibrate() on a second spec (8-bit PWM, 4 strikes at once, no pedal)."""
     spec = load_spec("piano-61-diy")
-    dev = opened(open_port("sim://", spec, truth_seed=2))
+    dev = opened(open_port("sim://?sensor=notes", spec, truth_seed=2))
     rec = Recorder(dev)
     cal = calibrate(rec, spec, max_strikes_per_key=12)
     cal.check_for(spec)
@@ -365,7 +367,7 @@ def test_return_time_over_truth_seeds(opened) -> None:
     pitches = list(range(21, 109, 8))
     err = []
     for seed in (1, 2, 3, 4):
-        dev = opened(open_port("sim://", spec, truth_seed=seed, sensor_seed=10 + seed))
+        dev = opened(open_port("sim://?sensor=notes", spec, truth_seed=seed, sensor_seed=10 + seed))
         cal, rep = calibrate_session(dev, spec, pitches=pitches, seed=seed)
         assert rep.strikes <= 11 * len(pitches)  # 9 curve strikes + 1 probe, rarely 2
         err += [cal.keys[p].return_us - dev._truth.key(p).return_us for p in pitches]
@@ -392,7 +394,7 @@ def test_return_time_outside_the_plausible_range(opened, spec, tmp_path: Path) -
     a key too slow for both probes keeps the spec's nominal (None) and is reported."""
     returns = {30: 20_000, 40: 30_000, 60: 47_000, 80: 110_000, 100: 250_000}
     path = _truth_with_returns(spec, 5, returns, tmp_path / "truth.yaml")
-    dev = opened(open_port(f"sim://?truth={path}", spec))
+    dev = opened(open_port(f"sim://?sensor=notes&truth={path}", spec))
     cal, rep = calibrate_session(dev, spec, pitches=list(returns))
     for p, r in returns.items():
         c = cal.keys[p]

@@ -16,6 +16,10 @@ from robo_player.cli import main
 from robo_player.midi import DEFAULT_PIECE, bundled_pieces
 from robo_player.plan import Plan
 
+# calibrations here hear through the note-level sensor, not sim://'s default microphone:
+# these tests check the command line, in seconds (through audio: test_hearing_cli.py)
+NOTES = ("--port", "sim://?sensor=notes")
+
 
 @pytest.fixture(scope="module")
 def piece() -> Path:
@@ -58,7 +62,7 @@ def test_bundled_name_resolves(tmp_path, small_piece):
 def test_calibrate_then_play_is_more_accurate_than_nominal(tmp_path, small_piece):
     cal = tmp_path / "cal.yaml"
     spec = "piano-61-diy"
-    assert main(["-q", "calibrate", "--spec", spec, "--truth-seed", "5", "--out", str(cal)]) == 0
+    assert main(["-q", "calibrate", "--spec", spec, "--truth-seed", "5", *NOTES, "--out", str(cal)]) == 0
     rep_cal, rep_nom = tmp_path / "c.json", tmp_path / "n.json"
     assert main(["-q", "play", str(small_piece), "--spec", spec, "--truth-seed", "5",
                  "--calibration", str(cal), "--report", str(rep_cal)]) == 0
@@ -79,7 +83,7 @@ def test_calibration_records_the_simulated_instrument_and_play_uses_it(
     # the piano the calibration learned, not seed 0; another seed is played with a warning
     cal = tmp_path / "cal.yaml"
     spec = "piano-61-diy"
-    assert main(["-q", "calibrate", "--spec", spec, "--truth-seed", "1", "--max-strikes", "4",
+    assert main(["-q", "calibrate", "--spec", spec, "--truth-seed", "1", "--max-strikes", "4", *NOTES,
                  "--out", str(cal)]) == 0  # fmt: skip
     assert "simulated: {truth_seed: 1}" in cal.read_text()
     reps = {k: tmp_path / f"{k}.json" for k in ("implicit", "explicit", "other")}
@@ -196,7 +200,7 @@ def test_spec_with_errors(tmp_path, small_piece, capsys):
 
 def test_calibration_for_another_spec(tmp_path, small_piece, capsys):
     cal = tmp_path / "cal61.yaml"
-    assert main(["-q", "calibrate", "--spec", "piano-61-diy", "--out", str(cal)]) == 0
+    assert main(["-q", "calibrate", "--spec", "piano-61-diy", *NOTES, "--out", str(cal)]) == 0
     rc = main(["play", str(small_piece), "--calibration", str(cal), *_outputs(tmp_path)])
     _assert_clean_failure(rc, capsys, tmp_path, "cal61.yaml", "piano-61-diy")
 

@@ -1,5 +1,5 @@
 """Calibration through audio on a few keys (issue 11): the simulated room microphone
-(``sim://?sensor=audio``) hands the calibrator a recording; it aligns the clocks on its
+(``sim://``'s default sensor) hands the calibrator a recording; it aligns the clocks on its
 sync patterns and hears each strike with the detector. Full-piano figures: bench/."""
 
 from __future__ import annotations
@@ -86,3 +86,21 @@ def test_learning_from_a_recording_of_the_fixed_take(spec) -> None:  # noqa: ANN
     other = np.random.default_rng(0).normal(0, 0.01, take.sample_rate * 5).astype(np.float32)
     with pytest.raises(HearingError, match="sync pattern"):
         learn_from_recording(spec, Recording(other, take.sample_rate), played, "other.wav")
+
+
+def test_sim_hears_through_the_room_microphone_by_default(spec) -> None:  # noqa: ANN001
+    # issue 11 §1: audio is sim://'s default; sensor=notes keeps the note-level sensor;
+    # the guitar (no voice of its own in the room yet) keeps notes
+    from robo_player.planner.piano import plan_piano
+    from robo_player.score import Note, Score
+
+    plan, _ = plan_piano(Score(notes=[Note(69, 0, 200_000, 90)]), spec)
+    with open_port("sim://", spec) as dev:
+        take = dev.play(plan).audio
+    assert take is not None and take.sample_rate == 48000
+    y = take.samples()
+    assert np.sqrt(np.mean(y * y)) > 0 and np.max(np.abs(y)) < 1.0  # a note, not clipped
+    with open_port("sim://?sensor=notes", spec) as dev:
+        assert dev.play(plan).audio is None
+    with open_port("sim://", load_spec("guitar-slider")) as dev:
+        assert dev.instrument.microphone.room is None  # type: ignore[attr-defined]

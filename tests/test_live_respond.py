@@ -42,7 +42,8 @@ def spec() -> PianoSpec:
 @pytest.fixture(scope="module")
 def cal(spec: PianoSpec) -> Calibration:
     """The keys the tests play, calibrated on the simulator's hidden truth."""
-    with open_port("sim://", spec, truth_seed=0) as dev:
+    # the note-level sensor: these tests respond live, not hear (tests/test_hearing*.py do)
+    with open_port("sim://?sensor=notes", spec, truth_seed=0) as dev:
         c, _ = calibrate_session(dev, spec, pitches=[*range(55, 68), *range(72, 80)], seed=0)
     return c
 

@@ -27,7 +27,8 @@ def spec() -> PianoSpec:
 
 @pytest.fixture(scope="module")
 def cal(spec: PianoSpec) -> Calibration:
-    with open_port("sim://", spec, truth_seed=0) as dev:
+    # the note-level sensor: these tests play live, not hear (tests/test_hearing*.py do)
+    with open_port("sim://?sensor=notes", spec, truth_seed=0) as dev:
         c, _ = calibrate_session(dev, spec, pitches=PITCHES, seed=0)
     return c
 

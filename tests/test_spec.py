@@ -45,7 +45,7 @@ DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 
 # Pinned: calibrations and plans record the spec hash, so a change must be deliberate.
 GRAND_HASH = "d9824c0c603a9bdd"
-DIY_HASH = "007dce3e9b7cd79d"
+DIY_HASH = "4228e7bca618066c"  # session 7: its mcu board grew a 62nd pin, the sync click
 
 
 def grand() -> dict[str, Any]:
@@ -115,10 +115,11 @@ def test_grand_spec_matches_the_build() -> None:
 def test_diy_spec_matches_the_build() -> None:
     s = load_spec("piano-61-diy")
     assert (s.lowest, s.highest, len(s.keys)) == (36, 96, 61)
-    assert s.pedal is None and s.actuator_count == 61
+    assert s.pedal is None and s.actuator_count == 62  # 61 keys and the sync click
+    assert s.sync_click is not None and (s.sync_click.board, s.sync_click.channel) == ("mcu", 61)
     (board,) = s.boards
     assert board.kind is DriverKind.DIRECT and board.i2c_address is None
-    assert board.channels == 61 and board.pwm_bits == 8
+    assert board.channels == 62 and board.pwm_bits == 8
     assert all(k.pwm_max == 255 for k in s.keys)
     p = s.power
     assert (p.supply_v, p.supply_a, p.coil_ohm, p.max_simultaneous_strikes) == (24.0, 15.0, 8.0, 4)
@@ -883,7 +884,7 @@ def test_actuator_map_follows_a_replaced_spec() -> None:
     hot = dataclasses.replace(spec, thermal=dataclasses.replace(spec.thermal, max_on_us=5_000_000))
     assert hot.actuators[0].max_on_us == 5_000_000
     assert spec.actuators[0].max_on_us == spec.thermal.max_on_us
-    assert len(spec.actuators) == 61 and all(a.board_kind is DriverKind.DIRECT for a in spec.actuators)
+    assert len(spec.actuators) == 62 and all(a.board_kind is DriverKind.DIRECT for a in spec.actuators)
 
 
 def _coil(index: int, board: str, output: int, role: str) -> Actuator:

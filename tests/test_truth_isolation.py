@@ -169,6 +169,8 @@ def _small_score() -> Score:
 def test_calibrator_and_planner_never_touch_truth(opened, spec) -> None:  # noqa: ANN001
     from robo_player.planner.piano import plan_piano
 
+    # sim://'s default sensor, the room microphone: the calibration hears through the
+    # detector (issue 11: truth isolation extends to the audio path)
     dev = opened(open_port("sim://", spec, truth_seed=5))
     wrapped = OnlyPlay(dev)
     with truth_sealed():
@@ -181,6 +183,8 @@ def test_calibrator_and_planner_never_touch_truth(opened, spec) -> None:  # noqa
 
 
 def test_guard_catches_a_calibrator_that_peeks(opened, spec) -> None:  # noqa: ANN001
+    # sim://'s default sensor, the room microphone: the calibration hears through the
+    # detector (issue 11: truth isolation extends to the audio path)
     dev = opened(open_port("sim://", spec, truth_seed=5))
     wrapped = OnlyPlay(dev)
 

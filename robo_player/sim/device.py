@@ -7,8 +7,11 @@ arrive as strings):
 - ``truth_seed`` (int, default 0): draw the hidden truth from this seed;
 - ``truth`` (path, or a :class:`~robo_player.sim.truth.Truth`): read it instead;
 - ``sensor_seed`` (int, default 0): seed of the microphone's noise;
+- ``sensor`` (``audio``, the default: a microphone in the room, the calibrator hears
+  through the detector; ``notes``: the note-level sensor only), and the room's options
+  (:func:`~.sensor.microphone_from_options`, docs/hearing.md);
 - ``timing_sd_us`` (float >= 0, default 200), ``loudness_sd`` (float >= 0, default 1):
-  the microphone's noise.
+  the note-level sensor's noise (``perf.heard``, which reports read with either sensor).
 
 The stream (:class:`~robo_player.driver.ports.Device`): ``submit`` checks the commands
 against the actuator map and keeps them; ``advance(t_us)`` moves the device's

@@ -85,6 +85,17 @@ class RoomTake:
         self._noise_seed = int(rng.integers(2**32))
         self._samples: np.ndarray | None = None
 
+    def _key(self) -> tuple[object, ...]:
+        return (self._room, self._notes, self._clicks, self._pedal, self._offset_s, self._drift, self._noise_seed)
+
+    def __eq__(self, other: object) -> bool:
+        """Two takes are the same recording when rendered from the same sounded notes,
+        clicks and pedal through the same room and card (so equal performances compare
+        equal without rendering either)."""
+        return isinstance(other, RoomTake) and self._key() == other._key()
+
+    __hash__ = None  # type: ignore[assignment]  # mutable cache: not hashable
+
     def _audio_us(self, t_us: int) -> int:
         return int(round((t_us + self._offset_s * 1e6) * (1.0 + self._drift)))
 

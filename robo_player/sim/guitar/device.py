@@ -136,6 +136,7 @@ def _microphone(url: str, opts: dict[str, Any], spec_family: str = "guitar") -> 
                              "(allowed: notes)")  # fmt: skip
     build = getattr(sensor, "microphone_from_options", None)
     if build is not None:
+        opts.setdefault("sensor", "notes")  # the piano's default (audio) has no guitar's voice yet
         return build(url, opts)  # type: ignore[no-any-return]
     seed = opts.pop("sensor_seed", None)
     sd = {k: opts.pop(k, v) for k, v in (("timing_sd_us", TIMING_SD_US), ("loudness_sd", LOUDNESS_SD))}
