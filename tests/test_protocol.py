@@ -39,12 +39,13 @@ from robo_player.protocol.messages import (
     Op,
     Record,
     config_hash,
-    put_record,
-    take_gap,
     decode_messages,
     encode_messages,
+    put_record,
+    take_gap,
 )
 from robo_player.protocol.schedule import (
+    Item,
     PayloadPacker,
     ScheduleDecoder,
     ScheduleEncoder,
@@ -383,7 +384,7 @@ def test_schedule_encoder_decoder_agree(
     enc = ScheduleEncoder(16, time_shift, level_shift)
     t = t0
     sent = []
-    items = []
+    items: list[Item] = []
     for gap, op, a, level, pulse, hold in rows:
         t += gap
         cmd = TimedCommand(t, op, a, level if op is not Op.RELEASE else 0, pulse, hold)
@@ -428,7 +429,8 @@ def test_a_repeated_gap_costs_one_byte_of_time() -> None:
     """Gaps that recur (a beat, a note length) go as a one-byte time code; a new gap of
     three bytes (> 16 ms at 1 µs) still decodes to the same clock."""
     enc = ScheduleEncoder(8, 0)
-    t, clocks, items = 1_000_000, [], []
+    t, clocks = 1_000_000, []
+    items: list[Item] = []
     for i in range(40):
         t += (125_000, 47_338, 77_662)[i % 3]
         e = enc.add(TimedCommand(t, Op.STRIKE if i % 2 else Op.RELEASE, i % 8, 0, 0, 0))

@@ -111,13 +111,17 @@ class FirmwareProcess:
         self.runs: list[Incarnation] = []
 
     def _argv(self, trace: Path, clock_file: Path | None) -> list[str]:
+        # --parent: the process exits (every output off) once we are gone, even killed
+        # by SIGKILL, when nothing of ours could stop it (firmware/README.md)
+        parent = ["--parent", str(os.getpid())]
         if self.kind == "host":
             (binary,) = ensure_built("host")
-            return [str(binary), "--trace", str(trace), "--clock-ppm", repr(self.ppm)]
+            return [str(binary), "--trace", str(trace), "--clock-ppm", repr(self.ppm), *parent]
         sim, elf = ensure_built("avr")
         if self.elf is not None:
             elf = self.elf
-        argv = [str(sim), "--elf", str(elf), "--trace", str(trace), "--speed", repr(self.speed)]
+        argv = [str(sim), "--elf", str(elf), "--trace", str(trace), "--speed", repr(self.speed),
+                *parent]  # fmt: skip
         if self.pca is not None:
             argv += ["--pca", ",".join(f"{a:#04x}" for a in self.pca) or "none"]
         return [*argv, "--clock-file", str(clock_file)] if clock_file else argv

@@ -1,6 +1,6 @@
 /* Host board: the firmware as a POSIX process on a pseudo-terminal.
  *
- *   robo_fw [--pty-link PATH] [--trace FILE] [--clock-ppm PPM] [--boot-id N]
+ *   robo_fw [--pty-link PATH] [--trace FILE] [--clock-ppm PPM] [--boot-id N] [--parent PID]
  *
  * Prints "PTY <path>" on stdout once the pty is ready (and symlinks PATH to it).
  * The clock is CLOCK_MONOTONIC since start at 1 MHz, scaled by (1 + PPM/1e6) to
@@ -8,7 +8,9 @@
  * "<clock> <actuator> <level>" (clock: 64-bit ticks since start), after a header
  * line "# robo_fw host clock_hz=1000000 boot_id=<hex> t0_monotonic_ns=<ns>" (t0: clock 0
  * on CLOCK_MONOTONIC, which Python's time.monotonic_ns() reads too, so a test can place
- * its own events on the trace's clock). Exits on SIGTERM/SIGINT with every output off.
+ * its own events on the trace's clock). Exits on SIGTERM/SIGINT with every output off,
+ * and (--parent) when process PID, the one that started it, is gone: a killed
+ * robo-player leaves no firmware behind (checked at every wake-up, 5 ms at most).
  * The loop sleeps until the next received byte, the core's timer, or the watchdog's
  * next action (rp_watchdog_next()), and at most 5 ms. */
 #define _GNU_SOURCE
@@ -141,7 +143,7 @@ static void on_signal(int sig)
 static void usage(void)
 {
     fprintf(stderr, "usage: robo_fw [--pty-link PATH] [--trace FILE] [--clock-ppm PPM] "
-                    "[--boot-id N]\n");
+                    "[--boot-id N] [--parent PID]\n");
     exit(2);
 }
 
@@ -150,6 +152,7 @@ int main(int argc, char **argv)
     const char *trace_path = NULL;
     uint32_t boot_id = 0;
     int have_boot_id = 0;
+    long parent = 0; /* --parent: exit (all off) once this process is gone */
     for (int i = 1; i < argc; i++) {
         if (i + 1 >= argc)
             usage();
@@ -162,7 +165,9 @@ int main(int argc, char **argv)
         else if (!strcmp(argv[i], "--boot-id")) {
             boot_id = (uint32_t)strtoul(argv[++i], NULL, 0);
             have_boot_id = 1;
-        } else
+        } else if (!strcmp(argv[i], "--parent"))
+            parent = strtol(argv[++i], NULL, 10);
+        else
             usage();
     }
     if (ppm < -1000 || ppm > 1000) {
@@ -217,6 +222,10 @@ int main(int argc, char **argv)
     signal(SIGTERM, on_signal);
     signal(SIGINT, on_signal);
     signal(SIGPIPE, SIG_IGN);
+    if (parent > 0 && (long)getppid() != parent) {
+        fprintf(stderr, "robo_fw: --parent %ld is gone\n", parent);
+        return 1;
+    }
     rp_init(boot_id);
     printf("PTY %s\n", slave);
     fflush(stdout);
@@ -257,6 +266,8 @@ int main(int argc, char **argv)
         rp_poll();
         if (trace)
             fflush(trace);
+        if (parent > 0 && (long)getppid() != parent)
+            stop = 1; /* the host process died (even by SIGKILL): we were re-parented */
     }
     rp_sched_all_off(0); /* everything off on the way out */
     if (trace) {

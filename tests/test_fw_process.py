@@ -1,0 +1,118 @@
+"""The firmware process of ``fw-host://`` never outlives ``robo-player`` (issue 9).
+
+``robo-player play --port fw-host://`` runs the host build as a child process. A
+SIGTERM to robo-player stops it as Ctrl-C does (every output off, the partial report
+written, exit 143) and stops the child; a SIGKILL, which robo-player cannot catch,
+leaves the child to notice on its own (``--parent``: its parent is gone) and exit with
+every output off. Linux only (the children are found through /proc).
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from robo_player.driver.trace import read_trace
+from robo_player.sim.mcu_process import ensure_built
+
+pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+
+
+def children(pid: int) -> list[int]:
+    """Processes whose parent is ``pid`` (from /proc/*/stat)."""
+    out = []
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            stat = (d / "stat").read_text()
+        except OSError:
+            continue
+        # "pid (comm) state ppid ...": comm may hold spaces, so split after its ')'
+        fields = stat[stat.rindex(")") + 2 :].split()
+        if int(fields[1]) == pid:
+            out.append(int(d.name))
+    return out
+
+
+def running(pid: int) -> bool:
+    """Alive and not a zombie (a re-parented child may wait to be reaped)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat[stat.rindex(")") + 2] != "Z"
+
+
+def start_play(tmp_path: Path) -> tuple[subprocess.Popen[bytes], list[int], Path]:
+    """``play`` on fw-host://, returned once the firmware has switched an output."""
+    ensure_built("host")
+    trace_dir = tmp_path / "traces"
+    trace_dir.mkdir()
+    argv = [sys.executable, "-m", "robo_player", "play", "mazurka06-2", "-q",
+            "--port", f"fw-host://?trace_dir={trace_dir}", "--report", str(tmp_path / "r.json")]  # fmt: skip
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    trace = trace_dir / "trace0.txt"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        if trace.exists() and any(
+            line and not line.startswith("#") for line in trace.read_text().splitlines()
+        ):
+            break
+        time.sleep(0.2)
+    else:
+        proc.kill()
+        _, err = proc.communicate()
+        pytest.fail(f"play never switched an output: rc {proc.returncode}: {err.decode()[-2000:]}")
+    kids = [k for k in children(proc.pid) if running(k)]
+    assert kids, "no firmware process under robo-player"
+    return proc, kids, trace
+
+
+def gone_within(pids: list[int], seconds: float) -> list[int]:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and any(running(p) for p in pids):
+        time.sleep(0.05)
+    return [p for p in pids if running(p)]
+
+
+def last_levels(trace: Path) -> dict[int, int]:
+    last: dict[int, int] = {}
+    for _clock, actuator, level in read_trace(trace).changes:
+        last[actuator] = level
+    return last
+
+
+def test_sigterm_stops_play_like_ctrl_c_and_its_firmware_with_it(tmp_path: Path) -> None:
+    proc, kids, trace = start_play(tmp_path)
+    proc.send_signal(signal.SIGTERM)
+    try:
+        _, err = proc.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        pytest.fail("robo-player did not stop within 60 s of SIGTERM")
+    assert proc.returncode == 128 + signal.SIGTERM, err.decode()[-2000:]
+    assert "resume point is saved" in err.decode()
+    assert gone_within(kids, 5.0) == [], "the firmware process outlived robo-player"
+    levels = last_levels(trace)
+    assert levels and all(v == 0 for v in levels.values()), levels  # every coil off
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["fault"]["kind"] == "interrupted"
+    assert "SIGTERM" in report["fault"]["message"] or "interrupted" in report["fault"]["message"]
+
+
+def test_a_killed_robo_player_leaves_no_firmware_behind(tmp_path: Path) -> None:
+    proc, kids, trace = start_play(tmp_path)
+    proc.kill()  # SIGKILL: nothing in robo-player runs
+    proc.communicate(timeout=30)
+    assert gone_within(kids, 5.0) == [], "the firmware process outlived a killed robo-player"
+    text = trace.read_text()
+    assert "# exit" in text  # it stopped itself, and closed its trace
+    levels = last_levels(trace)
+    assert levels and all(v == 0 for v in levels.values()), levels
