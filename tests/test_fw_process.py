@@ -10,6 +10,7 @@ every output off. Linux only (the children are found through /proc).
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -116,3 +117,47 @@ def test_a_killed_robo_player_leaves_no_firmware_behind(tmp_path: Path) -> None:
     assert "# exit" in text  # it stopped itself, and closed its trace
     levels = last_levels(trace)
     assert levels and all(v == 0 for v in levels.values()), levels
+
+
+def _policy(pid: int) -> int:
+    """The scheduling policy (/proc/PID/stat field 41: 0 normal, 1 SCHED_FIFO)."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return int(stat[stat.rindex(")") + 2 :].split()[38])
+
+
+@pytest.mark.parametrize("realtime", [0, 1])
+def test_the_host_build_says_which_scheduling_it_got(tmp_path: Path, realtime: int) -> None:
+    """--realtime 1 (what fw-host:// asks by default): SCHED_FIFO where the OS allows it
+    (root), else nice -10, else nothing; the trace's ``# sched=`` line says which, and
+    it is what the OS reports for the process."""
+    (binary,) = ensure_built("host")
+    trace = tmp_path / "t.txt"
+    p = subprocess.Popen(
+        [str(binary), "--trace", str(trace), "--parent", str(os.getpid()),
+         "--realtime", str(realtime)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        assert p.stdout is not None and p.stdout.readline().startswith(b"PTY ")
+        policy = _policy(p.pid)
+        nice = int(Path(f"/proc/{p.pid}/stat").read_text().rsplit(")", 1)[1].split()[16])
+    finally:
+        p.terminate()
+        p.communicate(timeout=10)
+    said = [ln for ln in trace.read_text().splitlines() if ln.startswith("# sched=")]
+    assert len(said) == 1
+    got = said[0].split("=", 1)[1]
+    assert got == {1: "fifo"}.get(policy, "nice" if nice < 0 else "normal")
+    if not realtime:
+        assert got == "normal" and policy == 0
+    elif os.geteuid() == 0:
+        assert got == "fifo"  # root may take the real-time class
+
+
+def test_the_host_build_refuses_a_parent_that_is_already_gone(tmp_path: Path) -> None:
+    (binary,) = ensure_built("host")
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    r = subprocess.run([str(binary), "--parent", str(gone.pid)], capture_output=True,
+                       text=True, timeout=30)  # fmt: skip
+    assert r.returncode == 1 and f"--parent {gone.pid} is gone" in r.stderr
