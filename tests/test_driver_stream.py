@@ -341,8 +341,8 @@ def _session(cfg: MCUConfig) -> Session:
 
 
 def test_protocol_version_mismatch_is_a_clear_error() -> None:
-    with pytest.raises(ProtocolError, match=rf"protocol version 7.*speaks {PROTOCOL_VERSION}"):
-        _session(MCUConfig(protocol_version=7)).open()
+    with pytest.raises(ProtocolError, match=rf"protocol version {PROTOCOL_VERSION + 1}.*speaks {PROTOCOL_VERSION}"):
+        _session(MCUConfig(protocol_version=PROTOCOL_VERSION + 1)).open()
 
 
 def test_configuration_the_firmware_cannot_honour_is_refused() -> None:
