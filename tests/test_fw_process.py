@@ -161,3 +161,41 @@ def test_the_host_build_refuses_a_parent_that_is_already_gone(tmp_path: Path) ->
     r = subprocess.run([str(binary), "--parent", str(gone.pid)], capture_output=True,
                        text=True, timeout=30)  # fmt: skip
     assert r.returncode == 1 and f"--parent {gone.pid} is gone" in r.stderr
+
+
+@pytest.mark.parametrize("kind", ["host", "avr"])
+def test_each_firmware_binary_exits_when_its_parent_is_killed(tmp_path: Path, kind: str) -> None:
+    """The --parent check of the host build and of the simavr harness: a parent process
+    that started it is SIGKILLed; the firmware exits on its own, its trace closed."""
+    from robo_player.sim.mcu_process import FirmwareProcess
+
+    try:
+        argv = FirmwareProcess(kind, tmp_path)._argv(tmp_path / "t.txt", None)
+    except Exception as err:  # no simavr here: the AVR side cannot be built
+        pytest.skip(f"fw-{kind} cannot be built: {err}")
+    # a parent that starts the firmware with --parent <its own pid> and says its pid
+    script = (
+        "import os, subprocess, sys, time\n"
+        "argv = sys.argv[1:]\n"
+        "argv[argv.index('--parent') + 1] = str(os.getpid())\n"
+        "p = subprocess.Popen(argv, stdout=subprocess.PIPE)\n"
+        "line = b''\n"
+        "while not line.startswith(b'PTY '):  # simavr chats first\n"
+        "    line = p.stdout.readline()\n"
+        "    if not line:\n"
+        "        sys.exit('no PTY line')\n"
+        "print(p.pid, flush=True)\n"
+        "time.sleep(600)\n"
+    )
+    parent = subprocess.Popen([sys.executable, "-c", script, *argv], stdout=subprocess.PIPE)
+    assert parent.stdout is not None
+    said = parent.stdout.readline()
+    assert said.strip().isdigit(), f"the firmware did not start: {said!r}"
+    child = int(said)
+    assert running(child)
+    parent.kill()
+    parent.wait(timeout=30)
+    assert gone_within([child], 10.0) == [], f"fw-{kind} outlived its killed parent"
+    # (the host build's last line; the harness ends its trace with its own totals)
+    last = (tmp_path / "t.txt").read_text().splitlines()[-1]
+    assert last.startswith("# exit" if kind == "host" else "# ")
