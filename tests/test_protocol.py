@@ -459,10 +459,11 @@ def test_a_near_recent_gap_never_puts_a_command_before_the_one_before_it() -> No
     assert a.items == (Record(1, False, 1000),)
     b = enc.add(TimedCommand(16 * 1999, Op.RELEASE, 2))  # 999 units: near 1000
     assert b.items == (Record(2, False, 0, recent=1),) and b.clock == 16 * 2000
-    c = enc.add(TimedCommand(16 * 1999, Op.RELEASE, 3))  # the same clock as b's command
-    assert c.items == (Record(3, False, 0),) and c.clock == b.clock
-    small = enc.add(TimedCommand(16 * 2099, Op.RELEASE, 0))  # 99 units: 1 byte anyway
-    assert small.items == (Record(0, False, 99),) and small.clock == 16 * 2099
+    for a in (3, 0):  # a chord at b's command's clock: with it, no sched_base
+        c = enc.add(TimedCommand(16 * 1999, Op.RELEASE, a))
+        assert c.items == (Record(a, False, 0),) and c.clock == b.clock
+    small = enc.add(TimedCommand(16 * 2099, Op.RELEASE, 1))  # 99 units: 1 byte anyway
+    assert small.items == (Record(1, False, 99),) and small.clock == 16 * 2099
 
 
 def test_backwards_command_sends_sched_base() -> None:

@@ -138,17 +138,16 @@ class ScheduleEncoder:
             )
         items: list[Item] = []
         unit = 1 << self.time_shift
-        d = 0
+        d = exact = 0  # exact: the gap to its own (rounded) clock, maybe < 0 (below)
         if s.base is not None:
-            d = (cmd.clock - s.base + unit // 2) >> self.time_shift
+            d = exact = (cmd.clock - s.base + unit // 2) >> self.time_shift
             if -s.late <= d < 0:
                 d = 0  # the previous command runs late by a near gap: this one with it
         packed = cmd.op in (Op.STRIKE, Op.RELEASE)
         if s.base is None or d < 0 or d > (MAX_DCLOCK if packed else U32):
             items.append(Message.make("sched_base", clock=cmd.clock & U32))
             s.base = cmd.clock
-            d = 0
-        exact = d
+            d = exact = 0
         dclock, recent = d, 0
         if packed and d:
             dclock, recent = self._time_code(d)
