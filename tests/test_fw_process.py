@@ -22,24 +22,10 @@ import pytest
 from robo_player.driver.trace import read_trace
 from robo_player.sim.mcu_process import ensure_built
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+from bench_watchdog import _children  # noqa: E402  (the one /proc walk)
+
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
-
-
-def children(pid: int) -> list[int]:
-    """Processes whose parent is ``pid`` (from /proc/*/stat)."""
-    out = []
-    for d in Path("/proc").iterdir():
-        if not d.name.isdigit():
-            continue
-        try:
-            stat = (d / "stat").read_text()
-        except OSError:
-            continue
-        # "pid (comm) state ppid ...": comm may hold spaces, so split after its ')'
-        fields = stat[stat.rindex(")") + 2 :].split()
-        if int(fields[1]) == pid:
-            out.append(int(d.name))
-    return out
 
 
 def running(pid: int) -> bool:
@@ -71,7 +57,7 @@ def start_play(tmp_path: Path) -> tuple[subprocess.Popen[bytes], list[int], Path
         proc.kill()
         _, err = proc.communicate()
         pytest.fail(f"play never switched an output: rc {proc.returncode}: {err.decode()[-2000:]}")
-    kids = [k for k in children(proc.pid) if running(k)]
+    kids = [k for k, _argv in _children(proc.pid) if running(k)]
     assert kids, "no firmware process under robo-player"
     return proc, kids, trace
 
