@@ -349,7 +349,8 @@ def test_a_frame_going_out_takes_what_comes_within_fill_ahead() -> None:
     plan = make_plan(SP, notes=60, gap_us=150_000)
     dev, perf = _play(plan)
     res = dev.last_result
-    assert res is not None and not res.error, res.error
+    assert res is not None
+    assert not res.error, res.error
     assert res.counts() == {"played": len(plan)}
     link = res.link
     assert link["records"] == len(plan)

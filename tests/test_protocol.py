@@ -455,8 +455,8 @@ def test_a_near_recent_gap_never_puts_a_command_before_the_one_before_it() -> No
     earlier, and no sched_base is needed."""
     enc = ScheduleEncoder(4, 4)  # 16 ticks a unit
     enc.add(TimedCommand(0, Op.RELEASE, 0))
-    a = enc.add(TimedCommand(16 * 1000, Op.RELEASE, 1))  # a new gap: 1000 units
-    assert a.items == (Record(1, False, 1000),)
+    new = enc.add(TimedCommand(16 * 1000, Op.RELEASE, 1))  # a new gap: 1000 units
+    assert new.items == (Record(1, False, 1000),)
     b = enc.add(TimedCommand(16 * 1999, Op.RELEASE, 2))  # 999 units: near 1000
     assert b.items == (Record(2, False, 0, recent=1),) and b.clock == 16 * 2000
     for a in (3, 0):  # a chord at b's command's clock: with it, no sched_base
