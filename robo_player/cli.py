@@ -9,7 +9,9 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import signal
 import sys
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -376,7 +378,7 @@ def cmd_play(args: argparse.Namespace, port: str | None = None) -> int:
         if isinstance(fault, KeyboardInterrupt):
             print(f"robo-player: interrupted; the resume point is saved "
                   f"(play again with --resume): {fault}", file=sys.stderr)  # fmt: skip
-            return 130
+            return interrupted_exit_code(fault)
         print(f"robo-player: error: {fault} (partial report written where asked)", file=sys.stderr)
         return 1
     if report.get("coil_failures"):
@@ -594,6 +596,30 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM or SIGHUP: robo-player stops as on Ctrl-C (every output off, the resume
+    point and the partial report saved, the firmware process stopped) and exits with
+    128 + the signal's number."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(f"terminated by {signal.Signals(signum).name}")
+        self.signum = signum
+
+
+def _on_terminate(signum: int, _frame: object) -> None:
+    for s in (signal.SIGTERM, signal.SIGHUP):  # a second one must not cut the clean-up
+        signal.signal(s, signal.SIG_IGN)
+    raise Terminated(signum)
+
+
+def interrupted_exit_code(err: BaseException) -> int:
+    """130 for Ctrl-C, 128 + N for a :class:`Terminated` by signal N (also as a cause)."""
+    for e in (err, err.__cause__):
+        if isinstance(e, Terminated):
+            return 128 + e.signum
+    return 130
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     try:
@@ -607,6 +633,9 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    before = {}
+    if threading.current_thread() is threading.main_thread():
+        before = {s: signal.signal(s, _on_terminate) for s in (signal.SIGTERM, signal.SIGHUP)}
     try:
         return int(args.func(args))
     except INPUT_ERRORS as err:
@@ -615,9 +644,12 @@ def main(argv: list[str] | None = None) -> int:
     except RoboPlayerError as err:
         print(f"robo-player: error: {err}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        print("robo-player: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as err:
+        print(f"robo-player: {err or 'interrupted'}", file=sys.stderr)
+        return interrupted_exit_code(err)
+    finally:
+        for s_, h in before.items():  # (a caller that runs main() in-process keeps its own)
+            signal.signal(s_, h)
 
 
 if __name__ == "__main__":

@@ -340,9 +340,27 @@ def _session(cfg: MCUConfig) -> Session:
     return Session(p, SP, now=p.now)
 
 
+def test_a_frame_going_out_takes_what_comes_within_fill_ahead() -> None:
+    """Sparse music (6.7 notes/s): a frame goes out when its first command is lead_min
+    (0.25 s) from its time and holds what comes up to fill_ahead_s (2 s) ahead, not
+    only lead_max (1 s): ~1.75 s of commands (23 records), not 0.75 s (10), so its
+    framing and the device's ACK cost less than half per note; every command still
+    plays on time."""
+    plan = make_plan(SP, notes=60, gap_us=150_000)
+    dev, perf = _play(plan)
+    res = dev.last_result
+    assert res is not None
+    assert not res.error, res.error
+    assert res.counts() == {"played": len(plan)}
+    link = res.link
+    assert link["records"] == len(plan)
+    assert link["records"] / link["sched_frames"] >= 15, link
+    _safety(dev, plan)
+
+
 def test_protocol_version_mismatch_is_a_clear_error() -> None:
-    with pytest.raises(ProtocolError, match=rf"protocol version 7.*speaks {PROTOCOL_VERSION}"):
-        _session(MCUConfig(protocol_version=7)).open()
+    with pytest.raises(ProtocolError, match=rf"protocol version {PROTOCOL_VERSION + 1}.*speaks {PROTOCOL_VERSION}"):
+        _session(MCUConfig(protocol_version=PROTOCOL_VERSION + 1)).open()
 
 
 def test_configuration_the_firmware_cannot_honour_is_refused() -> None:

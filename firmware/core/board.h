@@ -29,7 +29,8 @@
  *                        for its waits, port writes and re-arming
  *   RP_BOARD_CONFIGURED(pca_prescale) (optional): a configuration was applied; its
  *                        PCA9685 PRE_SCALE (boards of that kind: set up with it)
- *   RP_TABLE, RP_TABLE_READ16(p): where constant tables live and how to read them
+ *   RP_TABLE, RP_TABLE_READ16(p), RP_TABLE_READ8(p): where constant tables live and how
+ *   to read them
  */
 #ifndef RP_BOARD_H
 #define RP_BOARD_H

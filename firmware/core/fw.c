@@ -56,6 +56,8 @@ static uint32_t base;
 static uint32_t next_index;
 static int16_t last_drive;
 static uint16_t last_pulse, last_hold;
+/* protocol 7: the gaps the last records used, most recent first (record_gap()) */
+static uint32_t recent_gap[RP_RECENT_GAPS];
 
 uint8_t rp_state(void) { return state; }
 
@@ -325,6 +327,8 @@ static void configure_end(uint32_t hash)
         rp_next_index_snapshot = 0;
         last_drive = 0;
         last_pulse = last_hold = 0;
+        for (uint8_t k = 0; k < RP_RECENT_GAPS; k++)
+            recent_gap[k] = 0;
         last_rx_clock = board_clock();
         state = RP_STATE_READY;
     }
@@ -351,7 +355,10 @@ static void send_status(uint32_t tag)
 
 static void send_identify(void)
 {
-    static const uint8_t name[] = RP_BOARD_NAME;
+    static const uint8_t name_table[] RP_TABLE = RP_BOARD_NAME; /* flash on the AVR */
+    uint8_t name[sizeof name_table];
+    for (uint8_t i = 0; i < sizeof name; i++)
+        name[i] = RP_TABLE_READ8(&name_table[i]);
     uint8_t *p = out_reserve(RP_IDENTIFY_RESP_MAX_BYTES);
     OUT_DONE(rp_put_identify_resp(p, RP_PROTOCOL_VERSION, RP_FW_VERSION, name,
                                   (uint8_t)(sizeof name - 1), RP_CLOCK_HZ, RP_QUEUE_SIZE,
@@ -364,7 +371,7 @@ static void send_identify(void)
  * (rp_sched_stage) while there is room, and notes where each schedule message's
  * records end. run() then runs the messages in order, taking the records from the
  * staging slots instead of decoding them again. */
-#define MAX_SCHED_MSGS 8 /* schedule messages in a frame run from staging; more: decoded again */
+#define MAX_SCHED_MSGS 4 /* schedule messages in a frame run from staging; more: decoded again */
 static uint8_t sched_end[MAX_SCHED_MSGS]; /* payload offset after each one's records */
 static uint8_t sched_msgs;
 
@@ -397,6 +404,7 @@ static int16_t check(const uint8_t *payload, const uint8_t *end)
                     c->pulse_us = r.pulse_us;
                     c->hold = r.hold & 0xFFF; /* <= 4095: rp_get_record checked */
                     c->op = (uint8_t)(r.strike | r.has_pulse_hold << 1);
+                    c->index = r.recent; /* until run_record() reads it out */
                 }
                 slots++;
             }
@@ -410,11 +418,30 @@ static int16_t check(const uint8_t *payload, const uint8_t *end)
     return slots;
 }
 
-/* One record, packed or staged: the scheduling state moves, then it is queued. */
-static void run_record(uint32_t dclock, uint16_t actuator, uint8_t strike, int16_t ddrive,
-                       uint8_t has_pulse_hold, uint16_t pulse_us, uint16_t hold, rp_cmd *slot)
+/* The gap a record's time code means (docs/protocol.md "Time"): a recent one
+ * (`recent` 1..RP_RECENT_GAPS) or `dclock`; the gap used goes to the front of the
+ * recent ones, a new one pushing the last out (messages.take_gap() in Python). */
+static uint32_t record_gap(uint32_t dclock, uint8_t recent)
 {
-    base += dclock << time_shift;
+    uint8_t k = RP_RECENT_GAPS - 1;
+    if (recent) {
+        k = (uint8_t)(recent - 1);
+        dclock = recent_gap[k];
+    } else if (!dclock) {
+        return 0;
+    }
+    for (; k; k--)
+        recent_gap[k] = recent_gap[k - 1];
+    recent_gap[0] = dclock;
+    return dclock;
+}
+
+/* One record, packed or staged: the scheduling state moves, then it is queued. */
+static void run_record(uint32_t dclock, uint8_t recent, uint16_t actuator, uint8_t strike,
+                       int16_t ddrive, uint8_t has_pulse_hold, uint16_t pulse_us, uint16_t hold,
+                       rp_cmd *slot)
+{
+    base += record_gap(dclock, recent) << time_shift;
     if (strike) {
         last_drive = (int16_t)(last_drive + ddrive);
         if (has_pulse_hold) {
@@ -446,8 +473,8 @@ static void run(const uint8_t *payload, const uint8_t *end)
                 for (uint32_t i = 0; i < n; i++) {
                     /* the record is read out, then the command is built in its slot */
                     rp_cmd *c = rp_sched_stage(slot++);
-                    run_record(c->clock, c->actuator, c->op & 1, (int16_t)c->level, c->op >> 1,
-                               c->pulse_us, c->hold, c);
+                    run_record(c->clock, (uint8_t)c->index, c->actuator, c->op & 1,
+                               (int16_t)c->level, c->op >> 1, c->pulse_us, c->hold, c);
                 }
                 p = payload + sched_end[msg];
             } else {
@@ -455,8 +482,8 @@ static void run(const uint8_t *payload, const uint8_t *end)
                     rp_record r;
                     rp_get_record(&p, end, &r);
                     slot++;
-                    run_record(r.dclock, r.actuator, r.strike, r.ddrive, r.has_pulse_hold,
-                               r.pulse_us, r.hold, 0);
+                    run_record(r.dclock, r.recent, r.actuator, r.strike, r.ddrive,
+                               r.has_pulse_hold, r.pulse_us, r.hold, 0);
                 }
             }
             msg++;

@@ -6,12 +6,13 @@
 #include <stdint.h>
 #include "wire.h"
 
-#define RP_PROTOCOL_VERSION 6
+#define RP_PROTOCOL_VERSION 7
 #define RP_MAX_PAYLOAD 120
 #define RP_MAX_ACTUATORS 1024
 #define RP_NO_ACTUATOR 1024
 #define RP_NO_DETAIL 65535U
 #define RP_RECORD_ACT_ESCAPE 127
+#define RP_RECENT_GAPS 4
 #define RP_MAX_LEVEL 4095
 #define RP_MAX_PULSE_US 65535
 #define RP_MAX_POSITION 65535U

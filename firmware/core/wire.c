@@ -151,6 +151,14 @@ int rp_get_record(const uint8_t **pp, const uint8_t *end, rp_record *r)
     }
     if (!rp_get_uvar(&p, end, &r->dclock))
         return 0;
+    /* protocol 7: the time code; 1..RP_RECENT_GAPS name a recent gap (run_record) */
+    r->recent = 0;
+    if (r->dclock <= RP_RECENT_GAPS) {
+        r->recent = (uint8_t)r->dclock;
+        r->dclock = 0;
+    } else {
+        r->dclock -= RP_RECENT_GAPS;
+    }
     if (r->strike) {
         if (!rp_get_uvar(&p, end, &v))
             return 0;

@@ -26,9 +26,12 @@ int16_t rp_cobs_decode(uint8_t *buf, uint16_t len);
 
 /* One packed schedule record (docs/protocol.md). Returns 0 when it is truncated or a
  * value is out of range (actuator >= RP_MAX_ACTUATORS, |ddrive| > 4095, pulse > 65535,
- * hold > 4095). An actuator index from 127 on is the escape byte then uvar(index - 127). */
+ * hold > 4095). An actuator index from 127 on is the escape byte then uvar(index - 127).
+ * Its time code gives either `recent` (1..RP_RECENT_GAPS: a recent gap, dclock 0) or a
+ * gap `dclock` (0: none); the caller keeps the recent gaps (fw.c record_gap()). */
 typedef struct {
     uint32_t dclock;
+    uint8_t recent;
     int16_t ddrive;
     uint16_t pulse_us, hold;
     uint16_t actuator;

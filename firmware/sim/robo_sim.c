@@ -40,7 +40,7 @@
  * least 0x.. (N bytes below RAMEND ..)" (the deepest stack), "# timer1 flags
  * kept on TIFR1 writes N" and "# timer1 overflows R serviced S of N" (see on_tifr1).
  * At exit also "# pca9685 ..." lines: bus totals (transactions, bytes, NACKs, the longest
- * transaction) and each board's MODE1/MODE2, prescale and channels left on. Exits on SIGTERM/SIGINT, or after --max-seconds of simulated time.
+ * transaction) and each board's MODE1/MODE2, prescale and channels left on. Exits on SIGTERM/SIGINT, or after --max-seconds of simulated time, or (--parent PID) once that process, the one that started it, is gone (checked every simulated ms).
  *
  * SIGUSR1 resets the MCU (as its RESET pin would) and nothing else: the PCA9685 boards
  * keep their registers and outputs, the pty stays open. The trace gets "# mcu reset at
@@ -448,7 +448,7 @@ static void usage(void)
 {
     fprintf(stderr, "usage: robo_sim [--elf FILE] [--pty-link PATH] [--trace FILE] "
                     "[--boot-id N] [--speed X] [--max-seconds S] [--clock-file PATH] "
-                    "[--profile FILE] [--pca ADDRS|none] [--i2c-log 1]\n");
+                    "[--profile FILE] [--pca ADDRS|none] [--i2c-log 1] [--parent PID]\n");
     exit(2);
 }
 
@@ -463,7 +463,7 @@ int main(int argc, char **argv)
 {
     const char *elf = "build/avr/robo_fw.elf", *link_path = NULL, *trace_path = NULL;
     const char *clock_path = NULL, *profile_path = NULL, *pca_list = "0x40-0x47";
-    int i2c_log = 0;
+    int i2c_log = 0, parent = 0;
     uint32_t boot_id = 0;
     double speed = 1.0, max_seconds = 0;
     /* every option takes one value: 's' a string, 'u' a number (0x.. too), 'd' a real, 'i' an int */
@@ -473,6 +473,7 @@ int main(int argc, char **argv)
         {"--speed", 'd', &speed},       {"--max-seconds", 'd', &max_seconds},
         {"--clock-file", 's', &clock_path}, {"--profile", 's', &profile_path},
         {"--pca", 's', &pca_list},      {"--i2c-log", 'i', &i2c_log},
+        {"--parent", 'i', &parent},
     };
     for (int i = 1; i < argc; i += 2) {
         size_t k = 0;
@@ -663,6 +664,8 @@ int main(int argc, char **argv)
         }
         if (max_cycles && avr->cycle >= max_cycles)
             break;
+        if (parent > 0 && avr->cycle / 16000 != c0 / 16000 && getppid() != parent)
+            break; /* the process that started us died (even by SIGKILL): re-parented */
         if (speed > 0 && avr->cycle / 16000 != c0 / 16000) { /* about every ms */
             /* keep simulated time at `speed` x wall time */
             double ahead = (double)avr->cycle / fw.frequency / speed - (wall() - start);

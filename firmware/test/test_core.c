@@ -280,9 +280,9 @@ static void h2d_text(const uint8_t *p, const uint8_t *end, char *out)
                     strcpy(out, "ERR");
                     return;
                 }
-                k += snprintf(part + k, sizeof part - (size_t)k, "%s%u %u %lu %d %ld %ld",
+                k += snprintf(part + k, sizeof part - (size_t)k, "%s%u %u %lu %u %d %ld %ld",
                               i ? "|" : "", r.strike, r.actuator, (unsigned long)r.dclock,
-                              r.ddrive, r.has_pulse_hold ? (long)r.pulse_us : -1L,
+                              r.recent, r.ddrive, r.has_pulse_hold ? (long)r.pulse_us : -1L,
                               r.has_pulse_hold ? (long)r.hold : -1L);
             }
             snprintf(part + k, sizeof part - (size_t)k, "]");

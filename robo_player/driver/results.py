@@ -43,7 +43,11 @@ class DeviceInfo:
 @dataclass(slots=True)
 class StreamConfig:
     lead_min_s: float = 0.25  # a command is on the wire at least this long before its time
-    lead_max_s: float = 1.0  # ... and never earlier than this
+    lead_max_s: float = 1.0  # ... and taken into a frame this long before it at the earliest
+    # ... except that a frame about to go out also takes the commands due within this
+    # (while they fit it and the device's queue has room): on sparse music a frame holds
+    # 1.75 s of commands instead of 0.75 s, so its framing and ACK cost half per note
+    fill_ahead_s: float = 2.0
     start_delay_s: float = 0.4  # the first command plays this long after streaming starts
     watchdog_ms: int = 90  # the watchdog fires after this much silence ...
     watchdog_drain_ms: int = 0  # ... the queue plays out at most this long; then all-off

@@ -538,6 +538,7 @@ class Session:
             "records": st.records,
             "keepalives": st.keepalives,
             "sched_bytes": st.sched_bytes,
+            "sched_frames": st.sched_frames_all,  # DATA frames with records, resends too
             "sched_ack_bytes": round(
                 st.ack_bytes_received * st.sched_frames_all / max(1, st.data_frames_all)
             ),

@@ -39,6 +39,10 @@ log = logging.getLogger(__name__)
 
 # the faults that end a stream (reported in the result, never raised by step/finish)
 STREAM_FAULTS = (DeviceTimeout, DeviceShutdown, TransportError)
+# filling a frame that goes out (StreamConfig.fill_ahead_s) stops with this much room
+# left, so that it never spills into a frame of its own: a record takes at most 15
+# bytes (most 2-4), with a sched_base and a new schedule message before it 23
+FILL_RECORD_BYTES = 24
 
 
 class StreamRun:
@@ -173,22 +177,23 @@ class StreamRun:
         s._write_output(s.now())
         self._new_packer()
 
-    def _step(self, progress: Progress | None, max_wait_s: float = 0.02) -> None:
+    def _take(self, now: float, horizon_s: float, fill: bool = False) -> None:
+        """Take commands due within ``horizon_s`` into the packer (a full packer is sent
+        and a new one begun), while the device has queue room for them. ``fill``: only
+        into the packer that is about to go out (stop where it is full)."""
         from .config import to_timed
         from .stream import _Sent
 
         s, cfg, cmds = self.s, self.s.cfg, self.cmds
-        now = s.now()
-        s._check_device()
         time0 = self.time0 if self.time0 is not None else math.inf
-        # 1. take commands into the packer while they are within the lead window
-        self.starved = False
-        while self.i < len(cmds) and time0 + cmds[self.i].t_us * 1e-6 - now <= cfg.lead_max_s:
+        while self.i < len(cmds) and time0 + cmds[self.i].t_us * 1e-6 - now <= horizon_s:
             c = cmds[self.i]
             need = self.packer.n_records + 1
             if s.link.free_credits() < need:
-                self.starved = True  # the device's queue is full: wait for credits
+                self.starved = not fill  # the device's queue is full: wait for credits
                 break
+            if fill and len(self.packer) + FILL_RECORD_BYTES > self.packer.max_payload:
+                break  # (a record rarely takes more: the next frame starts with it)
             clock = self.tl.clock_for(c.t_us)
             if (
                 self.packer.n_records >= cfg.batch_max_records
@@ -218,12 +223,25 @@ class StreamRun:
             )
             self.last_clock = max(self.last_clock, e.clock)
             self.i += 1
+
+    def _step(self, progress: Progress | None, max_wait_s: float = 0.02) -> None:
+        s, cfg, cmds = self.s, self.s.cfg, self.cmds
+        now = s.now()
+        s._check_device()
+        time0 = self.time0 if self.time0 is not None else math.inf
+        # 1. take commands into the packer while they are within the lead window
+        self.starved = False
+        self._take(now, cfg.lead_max_s)
         # 2. send the packer when its first record is due (or everything is in); past
         # due, a few records wait for more while their time allows (batch)
         send_at = self.pack_first_due
         if self.starved and self.packer.n_records < cfg.batch_records:
             send_at = max(send_at, self.pack_first_t - cfg.batch_urgent_s)
         if len(self.packer) and (now >= send_at or self.i >= len(cmds)):
+            if not self.starved and cfg.fill_ahead_s > cfg.lead_max_s:
+                # it goes out now: fill it with what comes within fill_ahead_s (the rest
+                # of the payload, while the device's queue has room)
+                self._take(now, cfg.fill_ahead_s, fill=True)
             self._flush()
             send_at = math.inf
         if self.starved and s.link.idle and s.now() - s._last_poll >= 0.01:

@@ -25,8 +25,10 @@ from ..errors import ProtocolError
 from .framing import Frame, FrameDecoder, FrameKind, cobs_encode, crc16
 from .messages import (
     BY_ID,
+    MAX_DCLOCK,
     NO_ACTUATOR,
     NO_DETAIL,
+    RECENT_GAPS,
     RECORD_ACT_ESCAPE,
     Kind,
     Message,
@@ -46,7 +48,7 @@ def messages_text(payload: bytes) -> str:
     """Canonical text of a host->device payload, or ``ERR`` if it does not parse.
 
     ``id:f1,f2,...`` per message, joined by ``;``; a records field is
-    ``[strike act dclock ddrive pulse hold|...]`` with -1 for an absent pulse/hold.
+    ``[strike act dclock recent ddrive pulse hold|...]`` with -1 for an absent pulse/hold.
     """
     try:
         msgs = decode_messages(payload)
@@ -69,7 +71,7 @@ def messages_text(payload: bytes) -> str:
 def _record_text(r: Record) -> str:
     p = -1 if r.pulse_us is None else r.pulse_us
     h = -1 if r.hold is None else r.hold
-    return f"{int(r.strike)} {r.actuator} {r.dclock} {r.ddrive} {p} {h}"
+    return f"{int(r.strike)} {r.actuator} {r.dclock} {r.recent} {r.ddrive} {p} {h}"
 
 
 def frames_text(frames: list[Frame]) -> str:
@@ -199,7 +201,9 @@ def make_vectors(seed: int = 2024) -> list[dict[str, Any]]:
                 Record(3, True, 0, 400, 35000, 1433),
                 Record(4, True, 0, -3),
                 Record(3, False, 12000),
-                Record(126, False, 2**32 - 1),
+                Record(126, False, MAX_DCLOCK),
+                Record(5, False, 0, recent=1),  # protocol 7: the most recent gap
+                Record(6, True, 0, 2, recent=RECENT_GAPS),  # ... the oldest one
                 Record(0, True, 127, 4095, 0, 0),
                 Record(127, True, 1, 5),  # the escape: 127 + uvar(0)
                 Record(128, False, 2),
@@ -223,6 +227,8 @@ def make_vectors(seed: int = 2024) -> list[dict[str, Any]]:
         bytes([7, 1, 0x7F]),  # record: the escape, truncated
         _escaped_record(1024),  # record actuator 1024: out of range
         bytes([7, 2, 0x01, 0]),  # count 2, one record
+        bytes([7, 1, 0x01, 0x8F, 0xFF, 0xFF, 0xFF, 0x7F]),  # time code 2**32-1: a gap of 2**32-5
+        bytes([7, 1, 0x01, 0x90, 0x80, 0x80, 0x80, 0x00]),  # time code past 32 bits
         bytes([7, 1, 0x81, 0, 0xC0, 0x00]),  # ddrive 2048
         bytes([7, 1, 0x81, 0, 0xFF, 0x7E]),  # ddrive -4096: out of range
         bytes([6, 0x8F, 0xFF, 0xFF, 0xFF, 0x7F]),  # sched_base 5-byte max

@@ -28,11 +28,12 @@ from typing import Any
 from ..errors import ProtocolError
 from .varint import U32, get_uvar, get_vlq, put_uvar, put_vlq, unzigzag, zigzag
 
-PROTOCOL_VERSION = 6  # 2: status.i2c_errors; 3: configure_begin.pca_prescale;
+PROTOCOL_VERSION = 7  # 2: status.i2c_errors; 3: configure_begin.pca_prescale;
 # 4: 10-bit actuator indices (records escape 127; NO_ACTUATOR 1024; config_result.detail 16 bits);
 # 5: the frame CRC's final XOR (framing.CRC_XOROUT), schedule_move (Op.MOVE),
 #    events REFUSED_BUSY and REFUSED_MOVE;
 # 6: configure_begin.watchdog_drain_ms, State.DRAINING (the watchdog plays out the queue)
+# 7: a record's time is a code: 0 (no gap), one of the RECENT_GAPS last gaps, or a new gap
 
 # ---- limits shared by both sides (the C header gets them as RP_* macros) ----
 MAX_PAYLOAD = 120  # bytes of messages in one frame
@@ -51,7 +52,10 @@ NO_ACTUATOR = MAX_ACTUATORS  # "no actuator" in events and status
 NO_DETAIL = 65535  # config_result.detail when no index or count applies
 # a record's first byte holds the index up to this; from it on, uvar(index - it) follows
 RECORD_ACT_ESCAPE = 0x7F
+# a record's time code 1..RECENT_GAPS names one of the gaps used last (Record.recent)
+RECENT_GAPS = 4
 U32_MAX = U32
+MAX_DCLOCK = U32 - RECENT_GAPS  # the largest new gap a time code carries
 
 
 class Direction(Enum):
@@ -370,12 +374,20 @@ class Record:
     """One packed ``schedule`` command (a strike or a release).
 
     Wire form: ``byte(strike << 7 | min(actuator, 127))``, for an actuator >= 127 then
-    ``uvar(actuator - 127)`` (indices 0..126 cost one byte), ``uvar(dclock)``, then for a strike
-    ``uvar(zigzag(ddrive) << 1 | has_pulse_hold)`` and, if that flag is set,
+    ``uvar(actuator - 127)`` (indices 0..126 cost one byte), ``uvar(time code)``, then for
+    a strike ``uvar(zigzag(ddrive) << 1 | has_pulse_hold)`` and, if that flag is set,
     ``uvar(pulse_us)`` ``uvar(hold)``.
 
-    - ``dclock``: units of ``2**time_shift`` ticks after the previous record (>= 0: the
-      stream is in time order; :class:`ScheduleEncoder` sends ``sched_base`` otherwise).
+    - The time code (protocol 7) says how far after the previous record this one is, in
+      units of ``2**time_shift`` ticks: ``0`` = no gap (a chord); ``1..RECENT_GAPS``
+      (``recent``) = the gap of that rank in the list of recent gaps; from
+      ``RECENT_GAPS + 1`` on, a new gap of ``code - RECENT_GAPS`` units (``dclock`` >= 1).
+      Both ends keep the list, most recent first (empty = zeros after configure): a
+      gap used, new or recent, moves to its front and a new one pushes the last one
+      out (:func:`take_gap`). Music repeats a handful of gaps (a beat, a note's length,
+      a key's latency), so most records spend one byte on their time instead of three.
+    - ``dclock``: a new gap (>= 0: the stream is in time order; :class:`ScheduleEncoder`
+      sends ``sched_base`` otherwise); 0 with ``recent``.
     - ``ddrive``: this strike's drive minus the previous packed strike's drive (any
       actuator; 0 after configure), both in units of ``2**level_shift`` counts.
     - ``pulse_us``/``hold``: None = the previous packed strike's values (0 and 0 after
@@ -388,14 +400,21 @@ class Record:
     ddrive: int = 0
     pulse_us: int | None = None
     hold: int | None = None
+    recent: int = 0  # 1..RECENT_GAPS: the gap is the recent one of that rank (dclock 0)
 
     def validate(self) -> None:
         if not 0 <= self.actuator < MAX_ACTUATORS:
             raise ProtocolError(
                 f"record: actuator {self.actuator} out of range (allowed 0..{MAX_ACTUATORS - 1})"
             )
-        if not 0 <= self.dclock <= U32:
-            raise ProtocolError(f"record: dclock {self.dclock} out of range (allowed 0..2**32-1)")
+        if not 0 <= self.dclock <= MAX_DCLOCK:
+            raise ProtocolError(
+                f"record: dclock {self.dclock} out of range (allowed 0..2**32-1-{RECENT_GAPS})"
+            )
+        if not 0 <= self.recent <= RECENT_GAPS or (self.recent and self.dclock):
+            raise ProtocolError(
+                f"record: recent {self.recent} (allowed 0..{RECENT_GAPS}; with dclock 0)"
+            )
         if not self.strike:
             if self.ddrive or self.pulse_us is not None or self.hold is not None:
                 raise ProtocolError("record: a release carries no drive, pulse or hold")
@@ -420,7 +439,7 @@ def put_record(out: bytearray, r: Record) -> None:
     else:
         out.append((0x80 if r.strike else 0) | RECORD_ACT_ESCAPE)
         put_uvar(out, a - RECORD_ACT_ESCAPE)
-    put_uvar(out, r.dclock)
+    put_uvar(out, r.recent or (r.dclock and r.dclock + RECENT_GAPS))
     if r.strike:
         has = r.pulse_us is not None
         put_uvar(out, (zigzag(r.ddrive) << 1) | int(has))
@@ -444,21 +463,37 @@ def get_record(data: bytes | bytearray | memoryview, pos: int) -> tuple[Record, 
             raise ProtocolError(
                 f"record at byte {pos}: actuator {act} out of range (allowed 0..{MAX_ACTUATORS - 1})"
             )
-    dclock, pos = get_uvar(data, pos)
+    code, pos = get_uvar(data, pos)
+    recent = code if code <= RECENT_GAPS else 0
+    dclock = code - RECENT_GAPS if code > RECENT_GAPS else 0
     if not strike:
-        return Record(act, False, dclock), pos
+        return Record(act, False, dclock, recent=recent), pos
     v, pos = get_uvar(data, pos)
     ddrive = unzigzag(v >> 1)
     pulse = hold = None
     if v & 1:
         pulse, pos = get_uvar(data, pos)
         hold, pos = get_uvar(data, pos)
-    r = Record(act, True, dclock, ddrive, pulse, hold)
+    r = Record(act, True, dclock, ddrive, pulse, hold, recent)
     try:
         r.validate()
     except ProtocolError as err:
         raise ProtocolError(f"record ending at byte {pos}: {err}") from err
     return r, pos
+
+
+def take_gap(recent_gaps: list[int], dclock: int, recent: int) -> int:
+    """The gap a record's time code means, and the list of recent gaps moved on, as
+    the firmware does it (``run_record`` in ``firmware/core/fw.c``): the gap used, a
+    recent one or a new one, goes to the front; a new one pushes the last one out."""
+    if recent:
+        dclock = recent_gaps.pop(recent - 1)
+    elif not dclock:
+        return 0
+    else:
+        recent_gaps.pop()
+    recent_gaps.insert(0, dclock)
+    return dclock
 
 
 Value = int | bytes | tuple[Record, ...]

@@ -99,8 +99,12 @@ class FirmwareProcess:
         speed: float = 1.0,
         elf: Path | None = None,
         pca: tuple[int, ...] | None = None,
+        realtime: bool = False,
     ) -> None:
         self.kind = kind
+        # the host build asks for the OS's real-time class (else a higher priority) so
+        # that a busy machine delays its outputs less; its trace says what it got
+        self.realtime = realtime
         self.workdir = workdir
         self.ppm = ppm
         self.speed = speed
@@ -111,13 +115,18 @@ class FirmwareProcess:
         self.runs: list[Incarnation] = []
 
     def _argv(self, trace: Path, clock_file: Path | None) -> list[str]:
+        # --parent: the process exits (every output off) once we are gone, even killed
+        # by SIGKILL, when nothing of ours could stop it (firmware/README.md)
+        parent = ["--parent", str(os.getpid())]
         if self.kind == "host":
             (binary,) = ensure_built("host")
-            return [str(binary), "--trace", str(trace), "--clock-ppm", repr(self.ppm)]
+            return [str(binary), "--trace", str(trace), "--clock-ppm", repr(self.ppm), *parent,
+                    "--realtime", str(int(self.realtime))]  # fmt: skip
         sim, elf = ensure_built("avr")
         if self.elf is not None:
             elf = self.elf
-        argv = [str(sim), "--elf", str(elf), "--trace", str(trace), "--speed", repr(self.speed)]
+        argv = [str(sim), "--elf", str(elf), "--trace", str(trace), "--speed", repr(self.speed),
+                *parent]  # fmt: skip
         if self.pca is not None:
             argv += ["--pca", ",".join(f"{a:#04x}" for a in self.pca) or "none"]
         return [*argv, "--clock-file", str(clock_file)] if clock_file else argv
@@ -255,11 +264,14 @@ class ProcessBackend(Backend):
         speed: float,
         elf: Path | None = None,
         pca: tuple[int, ...] | None = None,
+        realtime: bool = False,
     ) -> None:
         self.keep = keep
         self.workdir = Path(keep) if keep else Path(tempfile.mkdtemp(prefix=f"robo_fw_{kind}_"))
         self.workdir.mkdir(parents=True, exist_ok=True)
-        self.fw = FirmwareProcess(kind, self.workdir, ppm=ppm, speed=speed, elf=elf, pca=pca)
+        self.fw = FirmwareProcess(
+            kind, self.workdir, ppm=ppm, speed=speed, elf=elf, pca=pca, realtime=realtime
+        )
         self.clock: SimClock | None = None
         # the AVR build's direct pins are on/off (software PWM, firmware/boards/avr/out_pwm.c);
         # the host build traces every level

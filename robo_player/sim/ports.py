@@ -11,7 +11,8 @@ Options, besides the driver's (:mod:`robo_player.driver.device`) and the instrum
 
 - ``vmcu://``: ``seed`` (0: boot ids, clock start), ``baud`` (115200; 0 = instant),
   ``ppm`` (its clock's error, 0), ``queue`` (its queue size, 64);
-- ``fw-host://``: ``ppm`` (clock error, 0), ``trace_dir`` (keep the traces there);
+- ``fw-host://``: ``ppm`` (clock error, 0), ``trace_dir`` (keep the traces there),
+  ``realtime`` (1: ask the OS to run the firmware before other work, 0: do not);
 - ``fw-avr://``: ``speed`` (simulated s per wall s, default 0.15: the driver then runs
   on simulated time), ``elf`` (another AVR build), ``pca_bus`` (the PCA9685 addresses
   on the simulated bus, comma-separated, or ``none``; default the spec's boards),
@@ -94,7 +95,7 @@ def pca_addresses(o: Options, spec: PianoSpec) -> tuple[int, ...]:
 
 
 _VMCU_OPTIONS = ("seed", "baud", "ppm", "queue")
-_HOST_OPTIONS = ("ppm", "trace_dir")
+_HOST_OPTIONS = ("ppm", "trace_dir", "realtime")
 _AVR_OPTIONS = ("speed", "elf", "pca_bus", "trace_dir", "ppm")
 
 
@@ -129,6 +130,7 @@ def _device(
             speed=o.num("speed", AVR_SPEED, 0.01, 100.0),
             elf=o.path("elf"),
             pca=pca_addresses(o, spec) if kind == "avr" else None,
+            realtime=kind == "host" and bool(o.num("realtime", 1, 0, 1)),
         )
 
     dev = FirmwareDevice(

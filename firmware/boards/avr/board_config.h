@@ -139,5 +139,6 @@ void avr_pwm_release(void);
 #include <avr/pgmspace.h>
 #define RP_TABLE PROGMEM
 #define RP_TABLE_READ16(p) pgm_read_word(p)
+#define RP_TABLE_READ8(p) pgm_read_byte(p)
 
 #endif

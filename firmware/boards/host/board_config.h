@@ -33,5 +33,6 @@ typedef int rp_irq_t; /* one thread: the loop calls rp_timer() itself */
 /* constant tables: ordinary memory */
 #define RP_TABLE
 #define RP_TABLE_READ16(p) (*(p))
+#define RP_TABLE_READ8(p) (*(p))
 
 #endif
