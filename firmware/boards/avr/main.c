@@ -381,16 +381,32 @@ static uint8_t direct_ok(uint8_t addr, uint8_t channel)
     return channel < RP_AVR_DIRECT_OUTPUTS;
 }
 
+/* Inline in board_output_prepare() (timer context, every strike, pulse end and
+ * release: issue 8, CPU load): the port's address from its number (PORTA..PORTG at
+ * 0x22 + 3p, PORTH..PORTL at 0x102 + 3 (p - 7)) and the bit from a table, not a flash
+ * pointer and a shift loop; the software PWM only for a partial level or while it
+ * runs. */
+static inline __attribute__((always_inline)) void direct_prep(uint8_t channel, uint16_t level,
+                                                              uint16_t pwm_max, rp_out_t *o)
+{
+    static const uint8_t bit_of[8] PROGMEM = {1, 2, 4, 8, 16, 32, 64, 128};
+    uint8_t pb = pgm_read_byte(&pins[channel]);
+    uint8_t p = pb >> 3, m = pgm_read_byte(&bit_of[pb & 7]);
+    volatile uint8_t *port =
+        (volatile uint8_t *)(uintptr_t)(p < 7 ? 0x22U + 3U * p : 0x102U + 3U * (p - 7U));
+    o->port = port;
+    o->mask = m;
+    o->on = level != 0;
+    DDR_OF(port) |= m; /* an output (low = off until the commit) */
+    if ((level && level < pwm_max) || avr_pwm_running())
+        avr_pwm_prepare(channel, p, level, pwm_max, o); /* partial levels: software PWM */
+}
+
 static void direct_prepare(uint8_t actuator, uint8_t addr, uint8_t channel, uint16_t level,
                            uint16_t pwm_max, rp_out_t *o)
 {
     (void)actuator, (void)addr;
-    uint8_t pb = pgm_read_byte(&pins[channel]);
-    o->port = port_reg(pb >> 3);
-    o->mask = (uint8_t)(1 << (pb & 7));
-    o->on = level != 0;
-    DDR_OF(o->port) |= o->mask; /* an output (low = off until the commit) */
-    avr_pwm_prepare(channel, level, pwm_max, o); /* partial levels: software PWM */
+    direct_prep(channel, level, pwm_max, o);
 }
 
 /* Direct outputs by port (PORTA..PORTL): the bits direct_all_off() clears. */
@@ -461,7 +477,7 @@ void board_output_prepare(uint16_t actuator, uint8_t out_kind, uint8_t out_addr,
     o->kind = out_kind;
     o->actuator = (uint8_t)actuator;
     if (out_kind == RP_OUT_DIRECT) { /* the common kind: no table look-up */
-        direct_prepare((uint8_t)actuator, out_addr, out_channel, level, pwm_max, o);
+        direct_prep(out_channel, level, pwm_max, o);
         return;
     }
     /* out_kind < AVR_OUT_KINDS: board_output_ok() passed it at configure */

@@ -36,13 +36,14 @@
 static const uint8_t pwm_pins[RP_AVR_DIRECT_OUTPUTS] PROGMEM = RP_AVR_PINS_INIT;
 static uint8_t grp_mask[AVR_PWM_GROUPS][PORTS]; /* each group's members, per port */
 static uint16_t grp_off[AVR_PWM_GROUPS];        /* its off tick within the period */
-static uint8_t grp_used;                        /* bit g: group g has members or joins */
+uint8_t avr_pwm_used;                           /* bit g: group g has members or joins */
 static uint8_t grp_cnt[AVR_PWM_GROUPS];         /* its members */
 static uint8_t on_mask[PORTS];                  /* every member, per port */
 static uint8_t order[AVR_PWM_GROUPS], norder, cur; /* used groups by off tick; COMPB's next */
 /* strikes prepared but maybe not yet committed: channel and group; they join once their
  * pin is high (the core's commit) */
-static uint8_t pend_ch[AVR_PWM_PENDING], npend; /* channel */
+static uint8_t pend_ch[AVR_PWM_PENDING]; /* channel */
+uint8_t avr_pwm_npend;
 static uint16_t pend_off[AVR_PWM_PENDING];
 static uint8_t grp_stale; /* a group taken, or the last one freed: rebuild at the next period start */
 /* the last pwm_max, and TOP * 256 / pwm_max (8-bit levels ready at build) */
@@ -67,7 +68,7 @@ static void rebuild(void)
     norder = 0;
     for (uint8_t g = 0; g < AVR_PWM_GROUPS; g++) {
         if (!grp_cnt[g]) {
-            grp_used &= (uint8_t)~(1U << g); /* free */
+            avr_pwm_used &= (uint8_t)~(1U << g); /* free */
             continue;
         }
         uint8_t i = norder++;
@@ -77,7 +78,7 @@ static void rebuild(void)
         }
         order[i] = g;
     }
-    if (!norder && !npend) { /* nothing at a partial level: the timer stops */
+    if (!norder && !avr_pwm_npend) { /* nothing at a partial level: the timer stops */
         TCCR3B = 0;
         TIMSK3 = 0;
         return;
@@ -103,7 +104,7 @@ static uint8_t group_for(uint16_t off);
  * The last group gone: the next period start stops the timer. */
 static void group_free(uint8_t g)
 {
-    grp_used &= (uint8_t)~(1U << g);
+    avr_pwm_used &= (uint8_t)~(1U << g);
     uint8_t i = 0;
     while (i < norder && order[i] != g)
         i++;
@@ -114,7 +115,7 @@ static void group_free(uint8_t g)
         for (; i < norder; i++)
             order[i] = order[i + 1];
     }
-    if (!grp_used)
+    if (!avr_pwm_used)
         grp_stale = 1;
 }
 
@@ -126,7 +127,7 @@ static uint8_t unjoin(uint8_t p, uint8_t m)
     if (!(on_mask[p] & m))
         return 0;
     on_mask[p] &= (uint8_t)~m;
-    uint8_t *gm = &grp_mask[0][p], used = grp_used; /* (stepped: no shift, no multiply) */
+    uint8_t *gm = &grp_mask[0][p], used = avr_pwm_used; /* (stepped: no shift, no multiply) */
     for (uint8_t g = 0; g < AVR_PWM_GROUPS; g++, gm += PORTS, used >>= 1)
         if ((used & 1) && (*gm & m)) { /* (free: stale masks) */
             *gm &= (uint8_t)~m;
@@ -157,7 +158,7 @@ static void join_pending(void)
     uint8_t k = 0, changed = 0;
     for (;;) {
         cli();
-        if (k >= npend)
+        if (k >= avr_pwm_npend)
             break;
         uint8_t ch = pend_ch[k];
         uint8_t pb = pgm_read_byte(&pwm_pins[ch]);
@@ -165,9 +166,9 @@ static void join_pending(void)
         if (*port_of(p) & m) { /* the strike's pin is high: committed */
             uint8_t g = group_for(pend_off[k]);
             join(g, p, m);
-            npend--;
-            pend_ch[k] = pend_ch[npend];
-            pend_off[k] = pend_off[npend];
+            avr_pwm_npend--;
+            pend_ch[k] = pend_ch[avr_pwm_npend];
+            pend_off[k] = pend_off[avr_pwm_npend];
             changed |= grp_cnt[g] == 1; /* a new group; a member more needs no order */
         } else {
             k++;
@@ -218,7 +219,7 @@ static __attribute__((used)) void period_slow(void)
 #undef ON
     cur = 0;
     offs_due(0); /* (came late, held by the core's wait: the groups already due) */
-    if (npend || grp_stale)
+    if (avr_pwm_npend || grp_stale)
         join_pending(); /* (a new group: rebuild() points COMPB at it) */
 }
 
@@ -277,7 +278,7 @@ static __attribute__((used)) void period_slow(void)
     "9:\n\t"
 #define PWM_ASM_OPERANDS                                                                   \
     [cur] "i"(&cur), [norder] "i"(&norder), [order] "i"(order), [off] "i"(grp_off),        \
-    [mask] "i"(grp_mask), [on] "i"(on_mask), [npend] "i"(&npend), [stale] "i"(&grp_stale), \
+    [mask] "i"(grp_mask), [on] "i"(on_mask), [npend] "i"(&avr_pwm_npend), [stale] "i"(&grp_stale), \
     [slow] "i"(period_slow), [tcnt] "n"(_SFR_MEM_ADDR(TCNT3)),                             \
     [ocr] "n"(_SFR_MEM_ADDR(OCR3B)), [timsk] "n"(_SFR_MEM_ADDR(TIMSK3)),                   \
     [tifr] "I"(_SFR_IO_ADDR(TIFR3)), [ocf] "n"(_BV(OCF3B)), [nocf] "n"((uint8_t)~_BV(OCF3B)), \
@@ -330,11 +331,11 @@ ISR(TIMER3_COMPB_vect, ISR_NAKED)
 static uint8_t drop(uint8_t ch, uint8_t p, uint8_t m)
 {
     uint8_t was = 0;
-    for (uint8_t k = 0; k < npend; k++)
+    for (uint8_t k = 0; k < avr_pwm_npend; k++)
         if ((pend_ch[k] & 0x7F) == ch) {
-            npend--;
-            pend_ch[k] = pend_ch[npend];
-            pend_off[k] = pend_off[npend];
+            avr_pwm_npend--;
+            pend_ch[k] = pend_ch[avr_pwm_npend];
+            pend_off[k] = pend_off[avr_pwm_npend];
             was = 1;
             break;
         }
@@ -354,7 +355,7 @@ static uint16_t off_tick(uint16_t off)
 static uint8_t group_for(uint16_t off)
 {
     off = off_tick(off);
-    uint8_t free_g = 0xFF, near = 0, used = grp_used;
+    uint8_t free_g = 0xFF, near = 0, used = avr_pwm_used;
     uint16_t best = 0xFFFF;
     for (uint8_t g = 0; g < AVR_PWM_GROUPS; g++, used >>= 1) {
         if (!(used & 1)) {
@@ -370,7 +371,7 @@ static uint8_t group_for(uint16_t off)
     }
     if (free_g != 0xFF) {
         grp_off[free_g] = off;
-        grp_used |= (uint8_t)(1U << free_g);
+        avr_pwm_used |= (uint8_t)(1U << free_g);
         uint8_t *m = grp_mask[free_g]; /* (all-off leaves them: cleared here) */
         for (uint8_t i = 0; i < PORTS; i++)
             m[i] = 0;
@@ -415,12 +416,10 @@ static void timer_start(void)
     TCCR3B = _BV(WGM32) | _BV(CS31); /* CTC (TOP = OCR3A), clk/8 */
 }
 
-void avr_pwm_prepare(uint8_t ch, uint16_t level, uint16_t pwm_max, rp_out_t *o)
+void avr_pwm_prepare(uint8_t ch, uint8_t p, uint16_t level, uint16_t pwm_max, rp_out_t *o)
 {
-    uint8_t partial = level && level < pwm_max;
-    if (!partial && !grp_used && !npend)
-        return; /* the common case: off or full on, the core's port write alone */
-    uint8_t p = pgm_read_byte(&pwm_pins[ch]) >> 3, m = o->mask;
+    /* (off or full on with no pin at a partial level: the caller does not ask) */
+    uint8_t partial = level && level < pwm_max, m = o->mask;
     /* the off tick: level * scale / 256, a multiplication; pending strikes keep the
      * level (OFF_LEVEL) and Timer3's interrupt multiplies */
     uint16_t off = 0;
@@ -437,9 +436,9 @@ void avr_pwm_prepare(uint8_t ch, uint16_t level, uint16_t pwm_max, rp_out_t *o)
         /* a strike (the hot path, just before an exact edge: a few cycles): the core's
          * write at its clock turns the pin on; it joins its group at the next period
          * interrupt that sees it high */
-        if (npend < AVR_PWM_PENDING) {
-            pend_ch[npend] = ch;
-            pend_off[npend++] = off;
+        if (avr_pwm_npend < AVR_PWM_PENDING) {
+            pend_ch[avr_pwm_npend] = ch;
+            pend_off[avr_pwm_npend++] = off;
         } else { /* full: join at once */
             join(group_for(off), p, m);
             grp_stale = 1;
@@ -475,6 +474,6 @@ void avr_pwm_all_off(void)
         on_mask[i] = 0;
     for (uint8_t g = 0; g < AVR_PWM_GROUPS; g++)
         grp_cnt[g] = 0;
-    grp_used = norder = npend = grp_stale = 0;
+    avr_pwm_used = norder = avr_pwm_npend = grp_stale = 0;
     held_mask = 0;
 }

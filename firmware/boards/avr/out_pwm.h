@@ -15,11 +15,15 @@
 #define AVR_PWM_GROUPS 5  /* distinct partial levels at once: 4 strikes + a hold (then: the nearest) */
 #define AVR_PWM_PENDING 5 /* strikes prepared and not yet seen high (then: joined at once) */
 
-/* direct_prepare(): after the port, mask and on of the pin are filled in. If
+/* direct_prepare(): after the port (number `port`), mask and on of the pin are filled in. If
  * the pin is (or was) at a partial level: its group changed (and, for a change between
  * partial levels, o->port points at a spare register: no edge at the clock). Timer
  * context or the main loop. */
-void avr_pwm_prepare(uint8_t channel, uint16_t level, uint16_t pwm_max, rp_out_t *o);
+void avr_pwm_prepare(uint8_t channel, uint8_t port, uint16_t level, uint16_t pwm_max, rp_out_t *o);
+/* A pin at a partial level, or a strike waiting to join: avr_pwm_prepare() is needed
+ * for every level (direct_prepare asks first; off and full on need nothing else). */
+extern uint8_t avr_pwm_used, avr_pwm_npend;
+#define avr_pwm_running() (avr_pwm_used | avr_pwm_npend)
 /* Interrupts off: the timer stops and no pin is at a partial level any more (the
  * caller switches the pins off). */
 void avr_pwm_all_off(void);
