@@ -193,6 +193,10 @@ static uint8_t weight_of(uint16_t den, uint16_t level)
     uint16_t rem = level, r;
     if (rem >= den) {
         r = 256;
+    } else if (den == 255) {
+        r = level; /* 2^k - 1: floor(level * 256 / (2^k - 1)) = level >> (k - 8) for */
+    } else if (den == 4095) { /* level < 2^k - 1, k >= 8 (the two usual resolutions) */
+        r = level >> 4;
     } else {
         r = 0;
         for (uint8_t i = 0; i < 8; i++) {
@@ -204,8 +208,10 @@ static uint8_t weight_of(uint16_t den, uint16_t level)
             }
         }
     }
-    uint16_t w = (uint16_t)(((uint32_t)r * r) >> 8);
-    return (uint8_t)(w > 255 ? 255 : (w ? w : 1));
+    if (r > 255)
+        return 255; /* (256 * 256) >> 8 = 256: full */
+    uint8_t w = (uint8_t)(((uint16_t)(uint8_t)r * (uint8_t)r) >> 8); /* 8 x 8 bits */
+    return w ? w : 1;
 }
 
 /* Strikes mostly repeat a drive and a hold: a small cache of the last two weights
@@ -217,6 +223,8 @@ uint8_t rp_weight(uint16_t pwm_max, uint16_t level)
 {
     if (!level)
         return 0; /* releases: not cached, so they do not evict the strikes' weights */
+    if (pwm_max == 255 || pwm_max == 4095)
+        return weight_of(pwm_max, level); /* no division: quicker than the cache */
     for (uint8_t i = 0; i < 2; i++)
         if (wc_level[i] == level && wc_den[i] == pwm_max)
             return wc_w[i];
