@@ -43,7 +43,13 @@ static volatile uint8_t tick; /* set every timer period (4.1 ms): time for rp_po
 /* The main loop has work: a frame's delimiter came, the tick, an event from the timer
  * context. One flag, so that a wake-up without work (every byte in or out) goes back to
  * sleep in a few cycles. */
-static volatile uint8_t wake;
+/* In GPIOR0 (bit 0): set with one SBI in the interrupts (no register), tested with one
+ * SBIS by the main loop's sleep, which runs at every interrupt (about 22 000 times in
+ * driver_load.py's run: issue 8, CPU load). */
+#define WAKE_BIT 0
+#define WAKE() (GPIOR0 |= _BV(WAKE_BIT))
+#define WAKE_CLEAR() (GPIOR0 &= (uint8_t)~_BV(WAKE_BIT))
+#define WOKEN() (GPIOR0 & _BV(WAKE_BIT))
 /* The target, and its two halves (little-endian) without a 32-bit shift. */
 static volatile union {
     uint32_t v;
@@ -85,7 +91,7 @@ ISR(TIMER1_OVF_vect)
     uint16_t hi = (uint16_t)(clock_hi + 1);
     clock_hi = hi;
     tick = 1;
-    wake = 1;
+    WAKE();
     if (timer_far && timer_target.w[1] == hi)
         arm_far_now();
 }
@@ -178,7 +184,7 @@ ISR(TIMER1_COMPA_vect)
     rp_timer();
     avr_pwm_release(); /* (RP_TIMER_CLOSE held the PWM's interrupts off) */
     if (RP_EVENT_PENDING())
-        wake = 1; /* the main loop sends them */
+        WAKE(); /* the main loop sends them */
 }
 
 /* ---------------------------------------------------------------- UART0 */
@@ -226,8 +232,7 @@ ISR(USART0_RX_vect, ISR_NAKED)
         "sts %[head], r24\n\t"
         "tst r25\n\t"
         "brne 1f\n\t"
-        "ldi r24, 1\n\t"
-        "sts %[wake], r24\n\t"       /* a delimiter: the main loop takes the frame */
+        "sbi %[gpior], %[wakebit]\n\t" /* a delimiter: the main loop takes the frame */
         "1:\n\t"
         "pop r31\n\t"
         "pop r30\n\t"
@@ -245,7 +250,8 @@ ISR(USART0_RX_vect, ISR_NAKED)
         "rjmp 1b\n\t"
         :
         : [udr] "n"(_SFR_MEM_ADDR(UDR0)), [head] "i"(&rx_head), [tail] "i"(&rx_tail),
-          [ring] "i"(rx_ring), [wake] "i"(&wake), [ovr] "i"(&rx_overruns));
+          [ring] "i"(rx_ring), [gpior] "I"(_SFR_IO_ADDR(GPIOR0)), [wakebit] "I"(WAKE_BIT),
+          [ovr] "i"(&rx_overruns));
 }
 
 ISR(USART0_UDRE_vect, ISR_NAKED)
@@ -303,7 +309,7 @@ ISR(USART0_RX_vect)
     /* the main loop wakes for a frame's delimiter, not per byte (bytes without one, line
      * noise, wait for the 4 ms tick: 47 byte times, far less than the ring) */
     if (!b)
-        wake = 1;
+        WAKE();
 }
 
 ISR(USART0_UDRE_vect)
@@ -1208,7 +1214,7 @@ int main(void)
     sleep_enable(); /* SE stays set: only the SLEEP below reads it */
     for (;;) {
         wdt_reset();
-        wake = 0; /* before the work is taken: what comes meanwhile sets it again */
+        WAKE_CLEAR(); /* before the work is taken: what comes meanwhile sets it again */
         for (;;) {
             cli();
             rx_index_t head = rx_head;
@@ -1237,7 +1243,7 @@ int main(void)
          * interrupt wakes the CPU (each byte in or out); those that bring no work go
          * straight back to sleep here, in a few cycles (one flag; SE stays set). */
         cli();
-        while (!wake) {
+        while (!WOKEN()) {
             sei(); /* the SLEEP after SEI runs before any interrupt: none is missed */
             sleep_cpu();
             /* an interrupt that was pending at the SEI runs here (simavr: the SLEEP does
