@@ -34,10 +34,19 @@
 #endif
 
 static const uint8_t pwm_pins[RP_AVR_DIRECT_OUTPUTS] PROGMEM = RP_AVR_PINS_INIT;
-static uint8_t grp_mask[AVR_PWM_GROUPS][PORTS]; /* each group's members, per port */
-static uint16_t grp_off[AVR_PWM_GROUPS];        /* its off tick within the period */
-uint8_t avr_pwm_used;                           /* bit g: group g has members or joins */
-static uint8_t grp_cnt[AVR_PWM_GROUPS];         /* its members */
+/* A group's row (COMPB reads it from one pointer, grp + 15 g: a SWAP and a SUB): its off
+ * tick within the period, the ports that hold members (bit p: mask[p] != 0; 0: the
+ * group is empty), so that COMPB skips the other ports with one bit test each (was a
+ * load and a test of every port's mask), and its members per port. */
+typedef struct {
+    uint16_t off;
+    uint16_t ports;
+    uint8_t mask[PORTS];
+} grp_row;
+static grp_row grp[AVR_PWM_GROUPS];
+typedef char grp_row_is_15_bytes[sizeof(grp_row) == 15 ? 1 : -1]; /* (OFFS_ASM) */
+uint8_t avr_pwm_used; /* bit g: group g has members or joins */
+static const uint16_t port_bit[PORTS] PROGMEM = {1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024};
 static uint8_t on_mask[PORTS];                  /* every member, per port */
 static uint8_t order[AVR_PWM_GROUPS], norder, cur; /* used groups by off tick; COMPB's next */
 /* strikes prepared but maybe not yet committed: channel and group; they join once their
@@ -67,12 +76,12 @@ static void rebuild(void)
     grp_stale = 0;
     norder = 0;
     for (uint8_t g = 0; g < AVR_PWM_GROUPS; g++) {
-        if (!grp_cnt[g]) {
+        if (!grp[g].ports) {
             avr_pwm_used &= (uint8_t)~(1U << g); /* free */
             continue;
         }
         uint8_t i = norder++;
-        while (i && grp_off[order[i - 1]] > grp_off[g]) {
+        while (i && grp[order[i - 1]].off > grp[g].off) {
             order[i] = order[i - 1];
             i--;
         }
@@ -85,10 +94,10 @@ static void rebuild(void)
     }
     uint16_t now = TCNT3;
     cur = 0;
-    while (cur < norder && grp_off[order[cur]] <= now)
+    while (cur < norder && grp[order[cur]].off <= now)
         cur++; /* passed in this period: their pins go off in the next */
     if (cur < norder) {
-        OCR3B = grp_off[order[cur]];
+        OCR3B = grp[order[cur]].off;
         TIFR3 = _BV(OCF3B);
         TIMSK3 |= _BV(OCIE3B);
     } else {
@@ -127,24 +136,28 @@ static uint8_t unjoin(uint8_t p, uint8_t m)
     if (!(on_mask[p] & m))
         return 0;
     on_mask[p] &= (uint8_t)~m;
-    uint8_t *gm = &grp_mask[0][p], used = avr_pwm_used; /* (stepped: no shift, no multiply) */
-    for (uint8_t g = 0; g < AVR_PWM_GROUPS; g++, gm += PORTS, used >>= 1)
+    uint8_t *gm = &grp[0].mask[p], used = avr_pwm_used; /* (stepped: no shift, no multiply) */
+    for (uint8_t g = 0; g < AVR_PWM_GROUPS; g++, gm += sizeof(grp_row), used >>= 1)
         if ((used & 1) && (*gm & m)) { /* (free: stale masks) */
-            *gm &= (uint8_t)~m;
-            if (!--grp_cnt[g])
-                group_free(g);
+            if (!(*gm &= (uint8_t)~m) && !(grp[g].ports &= (uint16_t)~pgm_read_word(&port_bit[p])))
+                group_free(g); /* its last member */
             break;
         }
     return 1;
 }
 
-/* interrupts off: the pin joins group g */
-static void join(uint8_t g, uint8_t p, uint8_t m)
+/* interrupts off: the pin joins group g; 1 if it is the group's first member (a group
+ * new to the order) */
+static uint8_t join(uint8_t g, uint8_t p, uint8_t m)
 {
     unjoin(p, m); /* (a strike prepared twice) */
-    grp_mask[g][p] |= m;
+    grp_row *r = &grp[g];
+    uint8_t first = !r->ports;
+    r->mask[p] |= m;
+    r->ports |= pgm_read_word(&port_bit[p]);
+    avr_pwm_used |= (uint8_t)(1U << g); /* (freed by the unjoin above if it was its only member) */
     on_mask[p] |= m;
-    grp_cnt[g]++;
+    return first;
 }
 
 /* Timer3's period start, with interrupts let in (the core's timer among them): the
@@ -165,11 +178,11 @@ static void join_pending(void)
         uint8_t p = pb >> 3, m = (uint8_t)(1U << (pb & 7));
         if (*port_of(p) & m) { /* the strike's pin is high: committed */
             uint8_t g = group_for(pend_off[k]);
-            join(g, p, m);
+            uint8_t first = join(g, p, m);
             avr_pwm_npend--;
             pend_ch[k] = pend_ch[avr_pwm_npend];
             pend_off[k] = pend_off[avr_pwm_npend];
-            changed |= grp_cnt[g] == 1; /* a new group; a member more needs no order */
+            changed |= first; /* a new group; a member more needs no order */
         } else {
             k++;
         }
@@ -185,10 +198,10 @@ static inline __attribute__((always_inline)) void offs_due(uint8_t all)
 {
     while (cur < norder) {
         uint8_t g = order[cur];
-        if (!all && grp_off[g] > TCNT3 + 8U)
+        if (!all && grp[g].off > TCNT3 + 8U)
             break;
         cur++;
-        const uint8_t *m = grp_mask[g];
+        const uint8_t *m = grp[g].mask;
 #define OFF(i, reg)                                                                        \
     if (m[i])                                                                              \
         reg &= (uint8_t)~m[i];
@@ -196,7 +209,7 @@ static inline __attribute__((always_inline)) void offs_due(uint8_t all)
 #undef OFF
     }
     if (cur < norder) {
-        OCR3B = grp_off[order[cur]];
+        OCR3B = grp[order[cur]].off;
         TIMSK3 |= _BV(OCIE3B);
     } else {
         TIMSK3 &= (uint8_t)~_BV(OCIE3B); /* until the next period start */
@@ -228,14 +241,19 @@ static __attribute__((used)) void period_slow(void)
  * registers, not the 14 (and RAMPZ) avr-gcc's prologue saved (issue 8: CPU load; the C
  * form of both was 23 % of the busy cycles). offs_due() and period_slow() are the
  * reference; OFFS_ASM is offs_due(0): while the group at order[cur] is due (its off tick
- * <= TCNT3 + 8), its pins go off (a port whose mask is 0 is skipped) and cur moves on;
- * then OCR3B is the next group's off tick (its flag cleared) or COMPB stops. */
-#define OFF_IO(i, p)                                                                       \
-    "ldd r24, Z+" #i "\n\t" "tst r24\n\t" "breq 2f\n\t" "com r24\n\t"                      \
-    "in r26, %[" #p "]\n\t" "and r26, r24\n\t" "out %[" #p "], r26\n\t" "2:\n\t"
-#define OFF_MEM(i, p)                                                                      \
-    "ldd r24, Z+" #i "\n\t" "tst r24\n\t" "breq 2f\n\t" "com r24\n\t"                      \
-    "lds r26, %[" #p "]\n\t" "and r26, r24\n\t" "sts %[" #p "], r26\n\t" "2:\n\t"
+ * <= TCNT3 + 8), its pins go off (only the ports of its `ports` bitmap: one SBRS each
+ * for the others) and cur moves on; then OCR3B is the next group's off tick (its flag
+ * cleared) or COMPB stops. Z points at the row, r26:r27 hold its port bitmap. */
+#define OFF_IO(i, bits, bit, p)                                                            \
+    "sbrs " #bits ", " #bit "\n\t" "rjmp 2f\n\t" "ldd r24, Z+4+" #i "\n\t" "com r24\n\t"   \
+    "in r25, %[" #p "]\n\t" "and r25, r24\n\t" "out %[" #p "], r25\n\t" "2:\n\t"
+#define OFF_MEM(i, bits, bit, p)                                                           \
+    "sbrs " #bits ", " #bit "\n\t" "rjmp 2f\n\t" "ldd r24, Z+4+" #i "\n\t" "com r24\n\t"   \
+    "lds r25, %[" #p "]\n\t" "and r25, r24\n\t" "sts %[" #p "], r25\n\t" "2:\n\t"
+#define EACH_OFF_ASM                                                                       \
+    OFF_IO(0, r26, 0, pa) OFF_IO(1, r26, 1, pb) OFF_IO(2, r26, 2, pc) OFF_IO(3, r26, 3, pd) \
+    OFF_IO(4, r26, 4, pe) OFF_IO(5, r26, 5, pf) OFF_IO(6, r26, 6, pg) OFF_MEM(7, r26, 7, ph) \
+    OFF_MEM(8, r27, 0, pj) OFF_MEM(9, r27, 1, pk) OFF_MEM(10, r27, 2, pl)
 #define ON_IO(i, p)                                                                        \
     "ldd r24, Z+" #i "\n\t" "tst r24\n\t" "breq 2f\n\t"                                    \
     "in r26, %[" #p "]\n\t" "or r26, r24\n\t" "out %[" #p "], r26\n\t" "2:\n\t"
@@ -244,6 +262,9 @@ static __attribute__((used)) void period_slow(void)
     "lds r26, %[" #p "]\n\t" "or r26, r24\n\t" "sts %[" #p "], r26\n\t" "2:\n\t"
 #define EACH_PORT_ASM(IO, MEM) IO(0, pa) IO(1, pb) IO(2, pc) IO(3, pd) IO(4, pe) IO(5, pf) \
     IO(6, pg) MEM(7, ph) MEM(8, pj) MEM(9, pk) MEM(10, pl)
+#if AVR_PWM_GROUPS > 16
+#error "out_pwm: OFFS_ASM's 15 g by SWAP"
+#endif
 #define PUSH_ASM                                                                           \
     "push r24\n\t" "in r24, __SREG__\n\t" "push r24\n\t" "push r25\n\t" "push r26\n\t"     \
     "push r27\n\t" "push r30\n\t" "push r31\n\t"
@@ -252,21 +273,19 @@ static __attribute__((used)) void period_slow(void)
     "out __SREG__, r24\n\t" "pop r24\n\t" "reti\n\t"
 #define OFFS_ASM                                                                           \
     "1:\n\t"                                                                               \
-    "lds r30, %[cur]\n\t" "lds r24, %[norder]\n\t" "cp r30, r24\n\t" "brlo 3f\n\t"     \
-    "rjmp 8f\n\t" "3:\n\t"         \
+    "lds r30, %[cur]\n\t" "lds r24, %[norder]\n\t" "cp r30, r24\n\t" "brlo 3f\n\t"         \
+    "rjmp 8f\n\t" "3:\n\t"                                                                 \
     "ldi r31, 0\n\t" "subi r30, lo8(-(%[order]))\n\t" "sbci r31, hi8(-(%[order]))\n\t"    \
-    "ld r25, Z\n\t"                                   /* g = order[cur] */                 \
-    "mov r30, r25\n\t" "lsl r30\n\t" "ldi r31, 0\n\t"                                      \
-    "subi r30, lo8(-(%[off]))\n\t" "sbci r31, hi8(-(%[off]))\n\t"                          \
-    "ld r26, Z+\n\t" "ld r27, Z\n\t"                  /* X = grp_off[g] */                 \
-    "lds r30, %[tcnt]\n\t" "lds r31, %[tcnt]+1\n\t" "adiw r30, 9\n\t"                      \
-    "cp r26, r30\n\t" "cpc r27, r31\n\t" "brlo 4f\n\t"                                \
-    "rjmp 7f\n\t" "4:\n\t" /* off > TCNT3 + 8: not yet */      \
+    "ld r24, Z\n\t"                                   /* g = order[cur] */                 \
+    "mov r30, r24\n\t" "swap r30\n\t" "sub r30, r24\n\t" "ldi r31, 0\n\t" /* 15 g (g < 16) */ \
+    "subi r30, lo8(-(%[grp]))\n\t" "sbci r31, hi8(-(%[grp]))\n\t"                          \
+    "ld r26, Z\n\t" "ldd r27, Z+1\n\t"                /* X = grp[g].off */                 \
+    "lds r24, %[tcnt]\n\t" "lds r25, %[tcnt]+1\n\t" "adiw r24, 9\n\t"                      \
+    "cp r26, r24\n\t" "cpc r27, r25\n\t" "brlo 4f\n\t"                                     \
+    "rjmp 7f\n\t" "4:\n\t" /* off > TCNT3 + 8: not yet */                                  \
     "lds r24, %[cur]\n\t" "inc r24\n\t" "sts %[cur], r24\n\t"                              \
-    "mov r30, r25\n\t" "lsl r30\n\t" "lsl r30\n\t" "lsl r30\n\t" "add r30, r25\n\t"        \
-    "add r30, r25\n\t" "add r30, r25\n\t" "ldi r31, 0\n\t" /* 11 g */                      \
-    "subi r30, lo8(-(%[mask]))\n\t" "sbci r31, hi8(-(%[mask]))\n\t"                        \
-    EACH_PORT_ASM(OFF_IO, OFF_MEM)                                                         \
+    "ldd r26, Z+2\n\t" "ldd r27, Z+3\n\t"             /* grp[g].ports */                   \
+    EACH_OFF_ASM                                                                           \
     "rjmp 1b\n\t"                                                                          \
     "7:\n\t"                                          /* OCR3B: high byte first */         \
     "sts %[ocr]+1, r27\n\t" "sts %[ocr], r26\n\t"                                          \
@@ -277,8 +296,8 @@ static __attribute__((used)) void period_slow(void)
     "lds r24, %[timsk]\n\t" "andi r24, %[nocf]\n\t" "sts %[timsk], r24\n\t"                \
     "9:\n\t"
 #define PWM_ASM_OPERANDS                                                                   \
-    [cur] "i"(&cur), [norder] "i"(&norder), [order] "i"(order), [off] "i"(grp_off),        \
-    [mask] "i"(grp_mask), [on] "i"(on_mask), [npend] "i"(&avr_pwm_npend), [stale] "i"(&grp_stale), \
+    [cur] "i"(&cur), [norder] "i"(&norder), [order] "i"(order), [grp] "i"(grp),            \
+    [on] "i"(on_mask), [npend] "i"(&avr_pwm_npend), [stale] "i"(&grp_stale), \
     [slow] "i"(period_slow), [tcnt] "n"(_SFR_MEM_ADDR(TCNT3)),                             \
     [ocr] "n"(_SFR_MEM_ADDR(OCR3B)), [timsk] "n"(_SFR_MEM_ADDR(TIMSK3)),                   \
     [tifr] "I"(_SFR_IO_ADDR(TIFR3)), [ocf] "n"(_BV(OCF3B)), [nocf] "n"((uint8_t)~_BV(OCF3B)), \
@@ -363,18 +382,20 @@ static uint8_t group_for(uint16_t off)
                 free_g = g;
             continue;
         }
-        if (grp_off[g] == off)
+        uint16_t go = grp[g].off;
+        if (go == off)
             return g;
-        uint16_t d = grp_off[g] > off ? grp_off[g] - off : off - grp_off[g];
+        uint16_t d = go > off ? go - off : off - go;
         if (d < best)
             best = d, near = g;
     }
     if (free_g != 0xFF) {
-        grp_off[free_g] = off;
+        grp_row *r = &grp[free_g];
+        r->off = off;
         avr_pwm_used |= (uint8_t)(1U << free_g);
-        uint8_t *m = grp_mask[free_g]; /* (all-off leaves them: cleared here) */
+        r->ports = 0; /* (all-off leaves them: cleared here) */
         for (uint8_t i = 0; i < PORTS; i++)
-            m[i] = 0;
+            r->mask[i] = 0;
         return free_g;
     }
     if (avr_pwm_merges != 0xFFFF)
@@ -452,9 +473,7 @@ void avr_pwm_prepare(uint8_t ch, uint8_t p, uint16_t level, uint16_t pwm_max, rp
      * core writes the pin at its clock) */
     drop(ch, p, m);
     if (partial) {
-        uint8_t g = group_for(off);
-        join(g, p, m);
-        if (grp_cnt[g] == 1)
+        if (join(group_for(off), p, m))
             grp_stale = 1; /* (a group of its own: not in the order yet) */
         /* a level change (pulse -> hold) switches the pin off at its clock (the core's
          * write: the strike's energy ends there exactly); it comes on again at the next
@@ -473,7 +492,7 @@ void avr_pwm_all_off(void)
     for (uint8_t i = 0; i < PORTS; i++)
         on_mask[i] = 0;
     for (uint8_t g = 0; g < AVR_PWM_GROUPS; g++)
-        grp_cnt[g] = 0;
+        grp[g].ports = 0;
     avr_pwm_used = norder = avr_pwm_npend = grp_stale = 0;
     held_mask = 0;
 }
