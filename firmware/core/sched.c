@@ -494,6 +494,17 @@ rp_cmd *rp_sched_stage(uint16_t k)
 }
 uint16_t rp_sched_queued(void) { return q_count; }
 
+/* rp_sched_commit()'s rare path, out of line (its copy needs a frame the usual path
+ * does not) */
+#if defined(__GNUC__)
+__attribute__((noinline))
+#endif
+static uint8_t commit_copy(const rp_cmd *s)
+{
+    rp_cmd c = *s; /* an insertion moves the tail: the slot itself may be overwritten */
+    return rp_sched_push(&c);
+}
+
 uint8_t rp_sched_commit(rp_cmd *s)
 {
     rp_irq_t irq = RP_IRQ_SAVE();
@@ -510,8 +521,7 @@ uint8_t rp_sched_commit(rp_cmd *s)
         }
     }
     RP_IRQ_RESTORE(irq);
-    rp_cmd c = *s; /* an insertion moves the tail: the slot itself may be overwritten */
-    return rp_sched_push(&c);
+    return commit_copy(s);
 }
 
 uint8_t rp_sched_push(const rp_cmd *c)
