@@ -374,29 +374,33 @@ static uint16_t off_tick(uint16_t off)
 static uint8_t group_for(uint16_t off)
 {
     off = off_tick(off);
-    uint8_t free_g = 0xFF, near = 0, used = avr_pwm_used;
-    uint16_t best = 0xFFFF;
-    for (uint8_t g = 0; g < AVR_PWM_GROUPS; g++, used >>= 1) {
+    uint8_t free_g = 0xFF, used = avr_pwm_used;
+    const grp_row *r = grp;
+    /* a group at this tick (the holds, a chord's strikes of one drive), or the first free
+     * one: no distances unless every group is taken (stepped: no shift, no multiply) */
+    for (uint8_t g = 0; g < AVR_PWM_GROUPS; g++, r++, used >>= 1) {
         if (!(used & 1)) {
             if (free_g == 0xFF)
                 free_g = g;
-            continue;
-        }
-        uint16_t go = grp[g].off;
-        if (go == off)
+        } else if (r->off == off) {
             return g;
-        uint16_t d = go > off ? go - off : off - go;
-        if (d < best)
-            best = d, near = g;
+        }
     }
     if (free_g != 0xFF) {
-        grp_row *r = &grp[free_g];
-        r->off = off;
+        grp_row *f = &grp[free_g];
+        f->off = off;
         avr_pwm_used |= (uint8_t)(1U << free_g);
-        r->ports = 0; /* (all-off leaves them: cleared here) */
+        f->ports = 0; /* (all-off leaves them: cleared here) */
         for (uint8_t i = 0; i < PORTS; i++)
-            r->mask[i] = 0;
+            f->mask[i] = 0;
         return free_g;
+    }
+    uint8_t near = 0;
+    uint16_t best = 0xFFFF;
+    for (uint8_t g = 0; g < AVR_PWM_GROUPS; g++) { /* every group used */
+        uint16_t go = grp[g].off, d = go > off ? go - off : off - go;
+        if (d < best)
+            best = d, near = g;
     }
     if (avr_pwm_merges != 0xFFFF)
         avr_pwm_merges++;
