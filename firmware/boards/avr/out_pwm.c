@@ -80,8 +80,9 @@ static void rebuild(void)
             avr_pwm_used &= (uint8_t)~(1U << g); /* free */
             continue;
         }
+        uint16_t o = grp[g].off;
         uint8_t i = norder++;
-        while (i && grp[order[i - 1]].off > grp[g].off) {
+        while (i && grp[order[i - 1]].off > o) {
             order[i] = order[i - 1];
             i--;
         }
@@ -407,25 +408,10 @@ static uint8_t group_for(uint16_t off)
     return near;
 }
 
-/* inside the core's timer context: HELD, and TIMSK3's bits saved here */
-#define HELD 0x80U
-static uint8_t held_mask;
-
-void avr_pwm_hold(void)
-{
-    if (held_mask & HELD)
-        return;
-    held_mask = (uint8_t)(TIMSK3 | HELD);
-    TIMSK3 = 0;
-}
-
-void avr_pwm_release(void)
-{
-    if (!(held_mask & HELD))
-        return;
-    TIMSK3 = TCCR3B ? (uint8_t)(held_mask & ~HELD) : 0; /* a match meanwhile: its flag waits */
-    held_mask = 0;
-}
+/* inside the core's timer context: AVR_PWM_HELD, and TIMSK3's bits saved here (the hold
+ * and release are inline: board_config.h) */
+#define HELD AVR_PWM_HELD
+uint8_t avr_pwm_held;
 
 static void timer_start(void)
 {
@@ -434,8 +420,8 @@ static void timer_start(void)
     TCNT3 = 0; /* the pins join at the first period's end */
     OCR3A = (uint16_t)RP_SOFT_PWM_TOP;
     TIFR3 = _BV(OCF3A) | _BV(OCF3B);
-    if (held_mask & HELD)
-        held_mask = HELD | _BV(OCIE3A);
+    if (avr_pwm_held & HELD)
+        avr_pwm_held = HELD | _BV(OCIE3A);
     else
         TIMSK3 = _BV(OCIE3A);
     TCCR3B = _BV(WGM32) | _BV(CS31); /* CTC (TOP = OCR3A), clk/8 */
@@ -498,5 +484,5 @@ void avr_pwm_all_off(void)
     for (uint8_t g = 0; g < AVR_PWM_GROUPS; g++)
         grp[g].ports = 0;
     avr_pwm_used = norder = avr_pwm_npend = grp_stale = 0;
-    held_mask = 0;
+    avr_pwm_held = 0;
 }

@@ -30,9 +30,8 @@ void avr_pwm_all_off(void);
 /* RP_TIMER_CLOSE() / RP_TIMER_OPEN() (board_config.h): the PWM's interrupts wait while
  * the core waits for an exact tick and writes its outputs, so that none delays an edge
  * (a PWM edge comes late by up to that wait: the trace shows it, the period grid
- * absorbs it). Both may be called again: a second hold or release does nothing. */
-void avr_pwm_hold(void);
-void avr_pwm_release(void);
+ * absorbs it): avr_pwm_hold() and avr_pwm_release(), inline there. Both may be called
+ * again: a second hold or release does nothing. */
 extern uint16_t avr_pwm_merges; /* levels that found no free group (took the nearest) */
 
 #endif
