@@ -327,16 +327,22 @@ ISR(USART0_UDRE_vect)
 void board_write(const uint8_t *data, uint16_t len)
 {
     uint8_t head = tx_head; /* the main loop's alone: published once, not per byte */
-    while (len--) {
-        uint8_t next = (uint8_t)((head + 1) & (TX_RING - 1));
-        if (next == tx_tail) { /* full: the UDRE interrupt drains it */
+    while (len) {
+        /* the room left, once per run of bytes (not a look at tx_tail per byte) */
+        uint8_t room = (uint8_t)((tx_tail - head - 1) & (TX_RING - 1));
+        if (!room) { /* full: the UDRE interrupt drains it */
             tx_head = head;
             UCSR0B |= _BV(UDRIE0);
-            while (next == tx_tail)
+            while ((uint8_t)((head + 1) & (TX_RING - 1)) == tx_tail)
                 ;
+            continue;
         }
-        tx_ring[head] = *data++;
-        head = next;
+        uint8_t n = len < room ? (uint8_t)len : room;
+        len = (uint16_t)(len - n);
+        do {
+            tx_ring[head] = *data++;
+            head = (uint8_t)((head + 1) & (TX_RING - 1));
+        } while (--n);
     }
     tx_head = head;
     UCSR0B |= _BV(UDRIE0);
