@@ -362,6 +362,11 @@ static void uart_init(void)
 
 static const uint8_t pins[RP_AVR_DIRECT_OUTPUTS] PROGMEM = RP_AVR_PINS_INIT;
 
+/* 1 << (i & 7) from a table: a shift by a variable count is a loop on the AVR (up to 7
+ * steps), and these run in the timer context and the PCA9685 engine's interrupts */
+static const uint8_t bit8_table[8] PROGMEM = {1, 2, 4, 8, 16, 32, 64, 128};
+#define BIT8(i) pgm_read_byte(&bit8_table[(i) & 7])
+
 static volatile uint8_t *const port_regs[11] PROGMEM = {
     &PORTA, &PORTB, &PORTC, &PORTD, &PORTE, &PORTF, &PORTG, &PORTH, &PORTJ, &PORTK, &PORTL,
 };
@@ -402,9 +407,8 @@ static uint8_t direct_ok(uint8_t addr, uint8_t channel)
 static inline __attribute__((always_inline)) void direct_prep(uint8_t channel, uint16_t level,
                                                               uint16_t pwm_max, rp_out_t *o)
 {
-    static const uint8_t bit_of[8] PROGMEM = {1, 2, 4, 8, 16, 32, 64, 128};
     uint8_t pb = pgm_read_byte(&pins[channel]);
-    uint8_t p = pb >> 3, m = pgm_read_byte(&bit_of[pb & 7]);
+    uint8_t p = pb >> 3, m = BIT8(pb);
     volatile uint8_t *port =
         (volatile uint8_t *)(uintptr_t)(p < 7 ? 0x22U + 3U * p : 0x102U + 3U * (p - 7U));
     o->port = port;
@@ -638,7 +642,7 @@ static void pca_pop(void)
 static uint8_t inited(uint8_t addr)
 {
     uint8_t ai = (uint8_t)(addr - 0x40);
-    return pca_inited[ai >> 3] & (1 << (ai & 7));
+    return pca_inited[ai >> 3] & BIT8(ai);
 }
 
 /* Interrupts off. The engine runs from compare B at `at` (within a timer period). */
@@ -653,7 +657,7 @@ static void arm_b(uint16_t at)
  * four registers. */
 static uint8_t pca_nbytes(uint8_t n, uint16_t lv)
 {
-    uint8_t fo = pca_fullon[n >> 3] & (uint8_t)(1 << (n & 7));
+    uint8_t fo = pca_fullon[n >> 3] & BIT8(n);
     if (lv == 0)
         return 1;
     if (lv >= 4095)
@@ -665,7 +669,7 @@ static uint8_t pca_nbytes(uint8_t n, uint16_t lv)
  * at b and tracks its full-on bit; returns the end. */
 static uint8_t *pca_put(uint8_t n, uint16_t lv, uint8_t k, uint8_t *b)
 {
-    uint8_t m = (uint8_t)(1 << (n & 7)), *fo = &pca_fullon[n >> 3];
+    uint8_t m = BIT8(n), *fo = &pca_fullon[n >> 3];
     uint8_t on_h = 0, off_l = (uint8_t)lv, off_h = (uint8_t)(lv >> 8);
     if (lv == 0) { /* full off: wins over full on, which may stay set */
         on_h = (*fo & m) ? 0x10 : 0;
@@ -1009,8 +1013,7 @@ static __attribute__((noinline)) void pca_insert(uint8_t actuator, uint16_t leve
  * queue, due RP_PCA_LEAD_TICKS after its command's clock (avr_out_clock). */
 void avr_pca_set(uint8_t actuator, uint16_t level)
 {
-    static const uint8_t bit_of[8] PROGMEM = {1, 2, 4, 8, 16, 32, 64, 128};
-    uint8_t m = pgm_read_byte(&bit_of[actuator & 7]), *lit = &pca_lit[actuator >> 3];
+    uint8_t m = BIT8(actuator), *lit = &pca_lit[actuator >> 3];
     uint8_t addr = rp_acts[actuator].out_addr;
     if (!inited(addr))
         pca_note_setup(addr);
