@@ -49,6 +49,7 @@ uint8_t avr_pwm_used; /* bit g: group g has members or joins */
 static const uint16_t port_bit[PORTS] PROGMEM = {1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024};
 static uint8_t on_mask[PORTS];                  /* every member, per port */
 static uint8_t order[AVR_PWM_GROUPS], norder, cur; /* used groups by off tick; COMPB's next */
+static uint8_t ordered; /* bit g: group g is in order[] (a used group not in it: new) */
 /* strikes prepared but maybe not yet committed: channel and group; they join once their
  * pin is high (the core's commit) */
 static uint8_t pend_ch[AVR_PWM_PENDING]; /* channel */
@@ -74,19 +75,27 @@ static volatile uint8_t *port_of(uint8_t p)
 static void rebuild(void)
 {
     grp_stale = 0;
-    norder = 0;
-    for (uint8_t g = 0; g < AVR_PWM_GROUPS; g++) {
-        if (!grp[g].ports) {
-            avr_pwm_used &= (uint8_t)~(1U << g); /* free */
+    /* the order holds every used group that was in it (group_free takes a group out at
+     * once): only the groups new since (one per strike that makes its own) are put in,
+     * by their off tick (no two used groups share one: group_for), and the emptied
+     * ones not in it freed */
+    uint8_t left = (uint8_t)(avr_pwm_used & ~ordered), bit = 1;
+    for (uint8_t g = 0; left; g++, bit <<= 1, left >>= 1) {
+        if (!(left & 1))
+            continue;
+        const grp_row *r = &grp[g];
+        if (!r->ports) {
+            avr_pwm_used &= (uint8_t)~bit; /* free */
             continue;
         }
-        uint16_t o = grp[g].off;
+        uint16_t o = r->off;
         uint8_t i = norder++;
         while (i && grp[order[i - 1]].off > o) {
             order[i] = order[i - 1];
             i--;
         }
         order[i] = g;
+        ordered |= bit;
     }
     if (!norder && !avr_pwm_npend) { /* nothing at a partial level: the timer stops */
         TCCR3B = 0;
@@ -115,6 +124,7 @@ static uint8_t group_for(uint16_t off);
 static void group_free(uint8_t g)
 {
     avr_pwm_used &= (uint8_t)~(1U << g);
+    ordered &= (uint8_t)~(1U << g);
     uint8_t i = 0;
     while (i < norder && order[i] != g)
         i++;
@@ -237,6 +247,12 @@ static __attribute__((used)) void period_slow(void)
         join_pending(); /* (a new group: rebuild() points COMPB at it) */
 }
 
+/* The period start's C path when only the bookkeeping is left (a strike waiting to join,
+ * a group to put in the order): the hand-written interrupt has turned every member on
+ * and switched off the groups due, as period_slow() would (no group of the last period
+ * was left: it takes that case). About one call per strike. */
+static __attribute__((used)) void period_join(void) { join_pending(); }
+
 /* The two Timer3 interrupts run about 2200 times a second at 100 notes/s (a period start
  * and one off tick per distinct level, 490 times a second): written by hand, they save 6
  * registers, not the 14 (and RAMPZ) avr-gcc's prologue saved (issue 8: CPU load; the C
@@ -299,7 +315,7 @@ static __attribute__((used)) void period_slow(void)
 #define PWM_ASM_OPERANDS                                                                   \
     [cur] "i"(&cur), [norder] "i"(&norder), [order] "i"(order), [grp] "i"(grp),            \
     [on] "i"(on_mask), [npend] "i"(&avr_pwm_npend), [stale] "i"(&grp_stale), \
-    [slow] "i"(period_slow), [tcnt] "n"(_SFR_MEM_ADDR(TCNT3)),                             \
+    [slow] "i"(period_slow), [join] "i"(period_join), [tcnt] "n"(_SFR_MEM_ADDR(TCNT3)),       \
     [ocr] "n"(_SFR_MEM_ADDR(OCR3B)), [timsk] "n"(_SFR_MEM_ADDR(TIMSK3)),                   \
     [tifr] "I"(_SFR_IO_ADDR(TIFR3)), [ocf] "n"(_BV(OCF3B)), [nocf] "n"((uint8_t)~_BV(OCF3B)), \
     [rampz] "I"(_SFR_IO_ADDR(RAMPZ)), [pa] "I"(_SFR_IO_ADDR(PORTA)),                       \
@@ -311,28 +327,33 @@ static __attribute__((used)) void period_slow(void)
 #error "out_pwm: OFFS_ASM sets OCIE3B with OCF3B's bit"
 #endif
 
-/* period start: every member on, then the groups due (the fast path: nothing pending,
- * nothing stale, no group left from the last period) */
+/* a C function from the hand-written interrupts: the rest of the call-clobbered
+ * registers around it */
+#define CALL_C_ASM(fn)                                                                     \
+    "push r0\n\t" "push r1\n\t" "clr r1\n\t" "in r0, %[rampz]\n\t" "push r0\n\t"           \
+    "push r18\n\t" "push r19\n\t" "push r20\n\t" "push r21\n\t" "push r22\n\t"             \
+    "push r23\n\t" "call %x[" #fn "]\n\t"                                                   \
+    "pop r23\n\t" "pop r22\n\t" "pop r21\n\t" "pop r20\n\t" "pop r19\n\t" "pop r18\n\t"  \
+    "pop r0\n\t" "out %[rampz], r0\n\t" "pop r1\n\t" "pop r0\n\t"
+
+/* period start: every member on, then the groups due; then, if a strike waits to join
+ * or a group is stale, the bookkeeping in C (period_join); a group of the last period
+ * still due (late): all of it in C (period_slow) */
 ISR(TIMER3_COMPA_vect, ISR_NAKED)
 {
     __asm__ __volatile__(
         PUSH_ASM
         "lds r24, %[cur]\n\t" "lds r25, %[norder]\n\t" "cp r24, r25\n\t" "brsh 3f\n\t"
         "rjmp 5f\n\t" "3:\n\t"
-        "lds r24, %[npend]\n\t" "lds r25, %[stale]\n\t" "or r24, r25\n\t" "breq 4f\n\t"
-        "rjmp 5f\n\t" "4:\n\t"
         "ldi r30, lo8(%[on])\n\t" "ldi r31, hi8(%[on])\n\t"
         EACH_PORT_ASM(ON_IO, ON_MEM)
         "clr r24\n\t" "sts %[cur], r24\n\t"
         OFFS_ASM
+        "lds r24, %[npend]\n\t" "lds r25, %[stale]\n\t" "or r24, r25\n\t" "breq 6f\n\t"
+        CALL_C_ASM(join)
         "rjmp 6f\n\t"
-        "5:\n\t" /* the slow path in C: the rest of the call-clobbered registers */
-        "push r0\n\t" "push r1\n\t" "clr r1\n\t" "in r0, %[rampz]\n\t" "push r0\n\t"
-        "push r18\n\t" "push r19\n\t" "push r20\n\t" "push r21\n\t" "push r22\n\t"
-        "push r23\n\t"
-        "call %x[slow]\n\t"
-        "pop r23\n\t" "pop r22\n\t" "pop r21\n\t" "pop r20\n\t" "pop r19\n\t" "pop r18\n\t"
-        "pop r0\n\t" "out %[rampz], r0\n\t" "pop r1\n\t" "pop r0\n\t"
+        "5:\n\t"
+        CALL_C_ASM(slow)
         "6:\n\t"
         POP_ASM
         :
@@ -483,6 +504,6 @@ void avr_pwm_all_off(void)
         on_mask[i] = 0;
     for (uint8_t g = 0; g < AVR_PWM_GROUPS; g++)
         grp[g].ports = 0;
-    avr_pwm_used = norder = avr_pwm_npend = grp_stale = 0;
+    avr_pwm_used = norder = ordered = avr_pwm_npend = grp_stale = 0;
     avr_pwm_held = 0;
 }
