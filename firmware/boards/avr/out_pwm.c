@@ -16,8 +16,9 @@
  * to off moves or drops the pin in prepare, before its clock, and the core's write
  * switches it off at the clock: a pulse ends exactly when planned (a key struck again
  * while held gets that off edge, then its drive from the next period start). Nothing
- * is allocated; every loop is bounded by AVR_PWM_GROUPS, AVR_PWM_PENDING or the 11 ports. RAM: 107 bytes (groups 5 * 11
- * masks, counts, off ticks, order; 11 on masks; 5 pending). */
+ * is allocated; every loop is bounded by AVR_PWM_GROUPS, AVR_PWM_PENDING or the 11 ports.
+ * RAM: 112 bytes (groups 5 * 15-byte rows: off tick, port bitmap, 11 masks; the order;
+ * 11 on masks; 5 pending). */
 #include <avr/interrupt.h>
 #include <avr/io.h>
 #include <avr/pgmspace.h>
