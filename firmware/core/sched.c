@@ -193,6 +193,10 @@ static uint8_t weight_of(uint16_t den, uint16_t level)
     uint16_t rem = level, r;
     if (rem >= den) {
         r = 256;
+    } else if (den == 255) {
+        r = level; /* 2^k - 1: floor(level * 256 / (2^k - 1)) = level >> (k - 8) for */
+    } else if (den == 4095) { /* level < 2^k - 1, k >= 8 (the two usual resolutions) */
+        r = level >> 4;
     } else {
         r = 0;
         for (uint8_t i = 0; i < 8; i++) {
@@ -204,8 +208,10 @@ static uint8_t weight_of(uint16_t den, uint16_t level)
             }
         }
     }
-    uint16_t w = (uint16_t)(((uint32_t)r * r) >> 8);
-    return (uint8_t)(w > 255 ? 255 : (w ? w : 1));
+    if (r > 255)
+        return 255; /* (256 * 256) >> 8 = 256: full */
+    uint8_t w = (uint8_t)(((uint16_t)(uint8_t)r * (uint8_t)r) >> 8); /* 8 x 8 bits */
+    return w ? w : 1;
 }
 
 /* Strikes mostly repeat a drive and a hold: a small cache of the last two weights
@@ -217,6 +223,8 @@ uint8_t rp_weight(uint16_t pwm_max, uint16_t level)
 {
     if (!level)
         return 0; /* releases: not cached, so they do not evict the strikes' weights */
+    if (pwm_max == 255 || pwm_max == 4095)
+        return weight_of(pwm_max, level); /* no division: quicker than the cache */
     for (uint8_t i = 0; i < 2; i++)
         if (wc_level[i] == level && wc_den[i] == pwm_max)
             return wc_w[i];
@@ -348,7 +356,8 @@ static void active_remove(rp_aid n)
         }
 }
 
-static void prepare(rp_aid n, uint16_t level, rp_out_t *o)
+/* inline: the timer context's every output (a call level less) */
+static inline void prepare(rp_aid n, uint16_t level, rp_out_t *o)
 {
     rp_act *a = &rp_acts[n];
     board_output_prepare(n, a->out_kind, a->out_addr, a->out_channel, level,
@@ -485,6 +494,17 @@ rp_cmd *rp_sched_stage(uint16_t k)
 }
 uint16_t rp_sched_queued(void) { return q_count; }
 
+/* rp_sched_commit()'s rare path, out of line (its copy needs a frame the usual path
+ * does not) */
+#if defined(__GNUC__)
+__attribute__((noinline))
+#endif
+static uint8_t commit_copy(const rp_cmd *s)
+{
+    rp_cmd c = *s; /* an insertion moves the tail: the slot itself may be overwritten */
+    return rp_sched_push(&c);
+}
+
 uint8_t rp_sched_commit(rp_cmd *s)
 {
     rp_irq_t irq = RP_IRQ_SAVE();
@@ -501,8 +521,7 @@ uint8_t rp_sched_commit(rp_cmd *s)
         }
     }
     RP_IRQ_RESTORE(irq);
-    rp_cmd c = *s; /* an insertion moves the tail: the slot itself may be overwritten */
-    return rp_sched_push(&c);
+    return commit_copy(s);
 }
 
 uint8_t rp_sched_push(const rp_cmd *c)
@@ -594,7 +613,8 @@ static uint8_t decide(const rp_cmd *c, uint32_t now, rp_aid *pulses, const rp_cm
 {
     rp_act *a = &rp_acts[c->actuator];
     uint8_t late = (int32_t)(now - c->clock) > (int32_t)(RP_LATE_SLACK_US * RP_TICKS_PER_US);
-    uint32_t index = rp_full_index(c->index, rp_next_index_snapshot);
+    /* the host's record index: only for an event (32-bit work, off the common path) */
+#define INDEX rp_full_index(c->index, rp_next_index_snapshot)
     /* a coil in its pulse that this command takes out of it (a release, a set, a strike
      * without a pulse): its pulse no longer counts for the commands after it in this
      * batch (its account() comes after all of them) */
@@ -604,7 +624,7 @@ static uint8_t decide(const rp_cmd *c, uint32_t now, rp_aid *pulses, const rp_cm
             (*pulses)--;
         if (late) {
             rp_count.late++;
-            rp_event_push(RP_EV_LATE_RELEASE, index, c->actuator, c->clock);
+            rp_event_push(RP_EV_LATE_RELEASE, INDEX, c->actuator, c->clock);
         } else {
             rp_count.played++;
         }
@@ -612,7 +632,7 @@ static uint8_t decide(const rp_cmd *c, uint32_t now, rp_aid *pulses, const rp_cm
     }
     if (late) {
         rp_count.late++;
-        rp_event_push(RP_EV_LATE, index, c->actuator, c->clock);
+        rp_event_push(RP_EV_LATE, INDEX, c->actuator, c->clock);
         return DO_NOTHING;
     }
     if (c->op == RP_OP_MOVE) { /* a positioner: the board's hook runs it from its clock */
@@ -621,33 +641,34 @@ static uint8_t decide(const rp_cmd *c, uint32_t now, rp_aid *pulses, const rp_cm
             rp_count.played++;
         } else {
             rp_count.refused++;
-            rp_event_push(RP_EV_REFUSED_MOVE, index, c->actuator, c->clock);
+            rp_event_push(RP_EV_REFUSED_MOVE, INDEX, c->actuator, c->clock);
         }
         return DO_NOTHING; /* no level of the core's changes */
     }
     if (c->op == RP_OP_STRIKE && c->pulse_us && board_output_busy(c->actuator, c->clock)) {
         rp_count.refused++;
-        rp_event_push(RP_EV_REFUSED_BUSY, index, c->actuator, c->clock);
+        rp_event_push(RP_EV_REFUSED_BUSY, INDEX, c->actuator, c->clock);
         return DO_NOTHING;
     }
     if (c->op == RP_OP_STRIKE && c->pulse_us && a->phase != RP_PHASE_PULSE) {
         if (*pulses >= rp_max_concurrent &&
             (rp_aid)(*pulses - pulses_ending(c->clock, cp, nb)) >= rp_max_concurrent) {
             rp_count.refused++;
-            rp_event_push(RP_EV_REFUSED_CONCURRENCY, index, c->actuator, c->clock);
+            rp_event_push(RP_EV_REFUSED_CONCURRENCY, INDEX, c->actuator, c->clock);
             return DO_NOTHING;
         }
         (*pulses)++;
     }
     if (a->hot && c->level) {
         rp_count.refused++;
-        rp_event_push(RP_EV_REFUSED_DUTY, index, c->actuator, c->clock);
+        rp_event_push(RP_EV_REFUSED_DUTY, INDEX, c->actuator, c->clock);
         return DO_NOTHING;
     }
     if (ends_pulse && *pulses)
         (*pulses)--;
     rp_count.played++;
     return DO_LEVEL;
+#undef INDEX
 }
 
 /* The level a decided command writes first. */
@@ -701,6 +722,9 @@ static void account(const rp_cmd *c)
     }
 }
 
+#if defined(__GNUC__)
+__attribute__((noinline)) /* (its output off rp_sched_run()'s frame) */
+#endif
 static void run_deadline(rp_aid n, uint32_t t)
 {
     rp_act *a = &rp_acts[n];
@@ -735,6 +759,96 @@ static void run_deadline(rp_aid n, uint32_t t)
     }
 }
 
+/* Out of line (the timer context's rare work): the earliest deadline of the active
+ * coils, after the one kept was moved or removed. */
+#if defined(__GNUC__)
+__attribute__((noinline))
+#endif
+static void rescan_deadline(void)
+{
+    rp_aid dn = RP_AID_NONE;
+    uint32_t dclock = 0;
+    for (rp_aid i = 0; i < active_n; i++) {
+        rp_aid n = active[i];
+        if (dn == RP_AID_NONE || BEFORE(rp_acts[n].deadline, dclock)) {
+            dn = n;
+            dclock = rp_acts[n].deadline;
+        }
+    }
+    dl_n = dn;
+    dl_clock = dclock;
+    dl_valid = 1;
+}
+
+/* A batch: the commands due within RP_BATCH_WINDOW_TICKS of the head's clock `next` (a
+ * chord, a release and the next strike), one per actuator, decided in place first,
+ * then their outputs written back to back, then the bookkeeping. Out of line, so that
+ * its arrays stay off rp_sched_run()'s frame: each call of rp_sched_run() ends by
+ * arming the timer, which needs none of them. Returns the budget left. */
+#if defined(__GNUC__)
+__attribute__((noinline))
+#endif
+static uint16_t run_batch(uint32_t next, uint32_t now, uint16_t budget)
+{
+    rp_out_t outs[BATCH];
+    const rp_cmd *cp[BATCH]; /* the batch's queue slots (intact until the main loop pushes) */
+    uint8_t acts = 0, bit = 1, nb = 0; /* acts: bit i set if cp[i] writes its output */
+    rp_aid pulses = rp_running_pulses;
+    uint16_t head = q_head, count = q_count;
+    const rp_cmd *c = &q[head];
+    while (nb < BATCH && count && budget &&
+           (uint32_t)(c->clock - next) <= RP_BATCH_WINDOW_TICKS) {
+        uint8_t dup = 0;
+        for (uint8_t i = 0; i < nb; i++)
+            dup |= cp[i]->actuator == c->actuator;
+        if (dup)
+            break; /* the same coil twice: its second command goes in the next batch */
+        if (decide(c, now, &pulses, cp, nb)) {
+            acts |= bit;
+            RP_OUTPUT_AT(c->clock);
+            prepare(c->actuator, first_level(c), &outs[nb]);
+        }
+        bit <<= 1;
+        cp[nb++] = c;
+        if (++head == RP_QUEUE_SIZE) {
+            head = 0;
+            c = q;
+        } else {
+            c++;
+        }
+        count--;
+        budget--;
+    }
+    q_head = head; /* the popped entries stay intact until the main loop pushes */
+    q_count = count;
+    /* the writes of one clock follow each other RP_OUTPUT_SPACING_TICKS apart:
+     * centre them on their clock */
+    uint8_t same = 0;
+    bit = 1;
+    for (uint8_t i = 0; i < nb; i++, bit <<= 1)
+        same += (acts & bit) && cp[i]->clock == next;
+    uint32_t waited = next;
+    RP_TIMER_CLOSE();
+    board_wait_until(next - (same > 1 ? (uint32_t)(same - 1) * RP_OUTPUT_SPACING_TICKS / 2 : 0));
+    bit = 1;
+    for (uint8_t i = 0; i < nb; i++, bit <<= 1)
+        if (acts & bit) {
+            uint32_t t = cp[i]->clock;
+            if (t != waited) { /* a later command of the window */
+                waited = t;
+                board_wait_until(waited);
+            }
+            RP_OUTPUT_AT(t);
+            board_output_commit(&outs[i]);
+        }
+    RP_TIMER_OPEN();
+    bit = 1;
+    for (uint8_t i = 0; i < nb; i++, bit <<= 1)
+        if (acts & bit)
+            account(cp[i]);
+    return budget;
+}
+
 void rp_sched_run(void)
 {
     /* Bounded: at most every queued command and every coil's deadline once. */
@@ -743,103 +857,41 @@ void rp_sched_run(void)
     RP_TIMER_OPEN();
     while (budget) {
         uint32_t now = board_clock();
-        if (!dl_valid) {
-            rp_aid dn = RP_AID_NONE;
-            uint32_t dclock = 0;
-            for (rp_aid i = 0; i < active_n; i++) {
-                rp_aid n = active[i];
-                if (dn == RP_AID_NONE || BEFORE(rp_acts[n].deadline, dclock)) {
-                    dn = n;
-                    dclock = rp_acts[n].deadline;
-                }
-            }
-            dl_n = dn;
-            dl_clock = dclock;
-            dl_valid = 1;
-        }
+        if (!dl_valid)
+            rescan_deadline();
         rp_aid dn = dl_n;
-        uint32_t dclock = dl_clock;
-        const rp_cmd *hp = &q[q_head]; /* once: a slot is 13 bytes (a multiply) */
-        uint8_t cmd_first = q_count && (dn == RP_AID_NONE || !BEFORE(dclock, hp->clock));
-        if (!cmd_first && dn == RP_AID_NONE)
+        uint32_t next = dl_clock;
+        uint8_t cmd_first = 0;
+        if (q_count) {
+            uint32_t hc = q[q_head].clock;
+            if (dn == RP_AID_NONE || !BEFORE(next, hc)) {
+                cmd_first = 1;
+                next = hc;
+            }
+        } else if (dn == RP_AID_NONE) {
             break; /* nothing to wait for */
-        uint32_t next = cmd_first ? hp->clock : dclock;
+        }
         int32_t ahead = (int32_t)(next - now);
-        uint16_t lead = (uint16_t)RP_TIMER_LEAD_DEADLINE_TICKS; /* the smallest lead */
         /* due within the smallest lead: no need to count the chord (lead_for walks the
          * queue); else the lead it needs. A coil deadline needs no decision (a pulse
          * end, a cutoff): a shorter lead. */
         if (ahead > (int32_t)RP_TIMER_LEAD_DEADLINE_TICKS) {
-            lead = lead_for(next);
+            uint16_t lead = lead_for(next);
             if (!cmd_first)
                 lead -= (uint16_t)(RP_TIMER_LEAD_TICKS + RP_TIMER_LEAD_PER_CMD_TICKS -
                                    RP_TIMER_LEAD_DEADLINE_TICKS);
-        }
-        if (ahead > (int32_t)lead) {
-            RP_TIMER_CLOSE(); /* no compare interrupt inside this one */
-            arm_lead(next, lead);
-            return;
+            if (ahead > (int32_t)lead) {
+                RP_TIMER_CLOSE(); /* no compare interrupt inside this one */
+                arm_lead(next, lead);
+                return;
+            }
         }
         if (!cmd_first) {
-            run_deadline(dn, dclock);
+            run_deadline(dn, next);
             budget--;
             continue;
         }
-        /* a batch: the commands due within RP_BATCH_WINDOW_TICKS of this one (a chord, a
-         * release and the next strike), one per actuator, decided in place first */
-        rp_out_t outs[BATCH];
-        const rp_cmd *cp[BATCH]; /* the batch's queue slots (intact until the main loop pushes) */
-        uint32_t ts[BATCH];
-        uint8_t act[BATCH], nb = 0;
-        rp_aid pulses = rp_running_pulses;
-        uint16_t head = q_head, count = q_count;
-        const rp_cmd *c = hp;
-        while (nb < BATCH && count && budget &&
-               (uint32_t)(c->clock - next) <= RP_BATCH_WINDOW_TICKS) {
-            uint8_t dup = 0;
-            for (uint8_t i = 0; i < nb; i++)
-                dup |= cp[i]->actuator == c->actuator;
-            if (dup)
-                break; /* the same coil twice: its second command goes in the next batch */
-            act[nb] = decide(c, now, &pulses, cp, nb);
-            if (act[nb]) {
-                RP_OUTPUT_AT(c->clock);
-                prepare(c->actuator, first_level(c), &outs[nb]);
-            }
-            ts[nb] = c->clock;
-            cp[nb++] = c;
-            if (++head == RP_QUEUE_SIZE) {
-                head = 0;
-                c = q;
-            } else {
-                c++;
-            }
-            count--;
-            budget--;
-        }
-        q_head = head; /* the popped entries stay intact until the main loop pushes */
-        q_count = count;
-        /* the writes of one clock follow each other RP_OUTPUT_SPACING_TICKS apart:
-         * centre them on their clock */
-        uint8_t same = 0;
-        for (uint8_t i = 0; i < nb; i++)
-            same += act[i] && ts[i] == next;
-        uint32_t waited = next;
-        RP_TIMER_CLOSE();
-        board_wait_until(next - (same > 1 ? (uint32_t)(same - 1) * RP_OUTPUT_SPACING_TICKS / 2 : 0));
-        for (uint8_t i = 0; i < nb; i++)
-            if (act[i]) {
-                if (ts[i] != waited) { /* a later command of the window */
-                    waited = ts[i];
-                    board_wait_until(waited);
-                }
-                RP_OUTPUT_AT(ts[i]);
-                board_output_commit(&outs[i]);
-            }
-        RP_TIMER_OPEN();
-        for (uint8_t i = 0; i < nb; i++)
-            if (act[i])
-                account(cp[i]);
+        budget = run_batch(next, now, budget);
     }
     RP_TIMER_CLOSE();
     /* The budget ran out with more due (a backlog): come back at once. Without this

@@ -130,8 +130,24 @@ static inline rp_irq_t rp_irq_save(void)
  * port writes run with interrupts off. */
 /* ... and the software PWM's interrupts (out_pwm.c) wait while the core waits for an
  * exact tick and writes: none delays an edge (a PWM edge comes late by up to the wait) */
-void avr_pwm_hold(void);
-void avr_pwm_release(void);
+/* (inline: every call of the timer context opens and closes a few times) */
+#define AVR_PWM_HELD 0x80U
+extern uint8_t avr_pwm_held; /* AVR_PWM_HELD, and TIMSK3's bits while held */
+static inline void avr_pwm_hold(void)
+{
+    if (avr_pwm_held & AVR_PWM_HELD)
+        return;
+    avr_pwm_held = (uint8_t)(TIMSK3 | AVR_PWM_HELD);
+    TIMSK3 = 0;
+}
+static inline void avr_pwm_release(void)
+{
+    if (!(avr_pwm_held & AVR_PWM_HELD))
+        return;
+    /* a match meanwhile: its flag waits */
+    TIMSK3 = TCCR3B ? (uint8_t)(avr_pwm_held & ~AVR_PWM_HELD) : 0;
+    avr_pwm_held = 0;
+}
 #define RP_TIMER_OPEN() do { avr_pwm_release(); sei(); } while (0)
 #define RP_TIMER_CLOSE() do { cli(); avr_pwm_hold(); } while (0)
 

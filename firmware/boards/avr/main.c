@@ -43,9 +43,21 @@ static volatile uint8_t tick; /* set every timer period (4.1 ms): time for rp_po
 /* The main loop has work: a frame's delimiter came, the tick, an event from the timer
  * context. One flag, so that a wake-up without work (every byte in or out) goes back to
  * sleep in a few cycles. */
-static volatile uint8_t wake;
-static volatile uint32_t timer_target;
-static volatile uint8_t timer_far; /* armed, but more than one timer period ahead */
+/* In GPIOR0 (bit 0): set with one SBI in the interrupts (no register), tested with one
+ * SBIS by the main loop's sleep, which runs at every interrupt (about 22 000 times in
+ * driver_load.py's run: issue 8, CPU load). */
+#define WAKE_BIT 0
+#define WAKE() (GPIOR0 |= _BV(WAKE_BIT))
+#define WAKE_CLEAR() (GPIOR0 &= (uint8_t)~_BV(WAKE_BIT))
+#define WOKEN() (GPIOR0 & _BV(WAKE_BIT))
+/* The target, and its two halves (little-endian) without a 32-bit shift. */
+static volatile union {
+    uint32_t v;
+    uint16_t w[2];
+} timer_target;
+/* armed for a later timer period: the compare is off until the overflow interrupt
+ * enters the target's period */
+static volatile uint8_t timer_far;
 
 /* Interrupts off. The compare matches when TCNT1 reaches OCR1A: exactly at the target
  * when it is less than one timer period ahead; a target in the past (or closer than
@@ -53,18 +65,35 @@ static volatile uint8_t timer_far; /* armed, but more than one timer period ahea
 static void set_compare(int32_t ahead)
 {
     timer_far = 0;
-    OCR1A = ahead < 64 ? (uint16_t)(TCNT1 + 64) : (uint16_t)timer_target;
+    OCR1A = ahead < 64 ? (uint16_t)(TCNT1 + 64) : timer_target.w[0];
     TIFR1 = _BV(OCF1A);
     TIMSK1 |= _BV(OCIE1A);
 }
 
-/* No call and no 32-bit work: it runs 244 times a second (its register saves were
- * 2 % of the busy cycles at 100 notes/s when it also handled far timer targets). */
+/* Interrupts off: a far target's period has come; its compare matches at its low 16
+ * bits, or 64 ticks from now if they passed while this interrupt waited. */
+static inline void arm_far_now(void)
+{
+    timer_far = 0;
+    uint16_t lo = timer_target.w[0], now = TCNT1;
+    OCR1A = lo < (uint16_t)(now + 64) ? (uint16_t)(now + 64) : lo; /* (now: the period's start) */
+    TIFR1 = _BV(OCF1A);
+    TIMSK1 |= _BV(OCIE1A);
+}
+
+/* No 32-bit work: it runs 244 times a second (its register saves were 2 % of the busy
+ * cycles at 100 notes/s when it also handled far timer targets). A far target (the
+ * next command more than a period ahead: at 100 notes/s, every one) is armed here, at
+ * the start of its period: its compare used to match once every period before it and
+ * return (1004 of the 1910 compare interrupts of driver_load.py's run, 140 k cycles). */
 ISR(TIMER1_OVF_vect)
 {
-    clock_hi++;
+    uint16_t hi = (uint16_t)(clock_hi + 1);
+    clock_hi = hi;
     tick = 1;
-    wake = 1;
+    WAKE();
+    if (timer_far && timer_target.w[1] == hi)
+        arm_far_now();
 }
 
 uint32_t board_clock(void)
@@ -87,16 +116,17 @@ void board_timer_arm(uint32_t clock)
 {
     uint8_t s = SREG;
     cli();
-    timer_target = clock;
-    int32_t ahead = (int32_t)(clock - board_clock());
-    if (ahead < 0xFFC0L) {
-        set_compare(ahead);
-    } else { /* the compare matches once a period at the target's low 16 bits; the
-              * interrupt goes back to sleep until the match of the last period */
+    timer_target.v = clock;
+    uint32_t now = board_clock();
+    int32_t ahead = (int32_t)(clock - now);
+    if (ahead < 0xFFC0L || timer_target.w[1] == (uint16_t)(now >> 16)) {
+        set_compare(ahead); /* (far, but in this period: its compare matches exactly) */
+    } else {
+        /* a later period: the compare stays off until the overflow interrupt enters
+         * the target's period (one still pending sees the flag: board_clock() counted
+         * it, and the target is past the period it starts) */
         timer_far = 1;
-        OCR1A = (uint16_t)clock;
-        TIFR1 = _BV(OCF1A);
-        TIMSK1 |= _BV(OCIE1A);
+        TIMSK1 &= (uint8_t)~_BV(OCIE1A);
     }
     SREG = s;
 }
@@ -111,8 +141,9 @@ void board_timer_arm(uint32_t clock)
  * while it waits (issue 8: CPU load; the spin was 5 % of the busy cycles at 100
  * notes/s), and the interrupts-off stretch is at most WAIT_WAKE_TICKS plus the output
  * path. An interrupt that starts just before the wake (a UART byte: about 50 cycles,
- * the clock overflow) ends well inside WAIT_WAKE_TICKS. */
-#define WAIT_WAKE_TICKS 200U
+ * the clock overflow: about 60) ends inside WAIT_WAKE_TICKS: the wake-up itself takes
+ * about 35 cycles to the spin. 128 (was 200: 72 k of driver_load.py's busy cycles). */
+#define WAIT_WAKE_TICKS 128U
 #define WAIT_SLEEP_MIN_TICKS (WAIT_WAKE_TICKS + 100U) /* shorter: spin only */
 /* The core waits at most its lead plus the batch window ahead (RP_TIMER_LEAD_TICKS +
  * BATCH * RP_TIMER_LEAD_PER_CMD_TICKS + RP_BATCH_WINDOW_TICKS: 10,368 ticks, 648 us);
@@ -150,17 +181,11 @@ void board_wait_until(uint32_t clock)
 
 ISR(TIMER1_COMPA_vect)
 {
-    if (timer_far) {
-        /* a match a whole number of periods before the target: wait for the next */
-        if ((int32_t)(timer_target - board_clock()) > 0x100L)
-            return;
-        timer_far = 0;
-    }
     TIMSK1 &= (uint8_t)~_BV(OCIE1A); /* one shot: rp_timer() re-arms */
     rp_timer();
     avr_pwm_release(); /* (RP_TIMER_CLOSE held the PWM's interrupts off) */
     if (RP_EVENT_PENDING())
-        wake = 1; /* the main loop sends them */
+        WAKE(); /* the main loop sends them */
 }
 
 /* ---------------------------------------------------------------- UART0 */
@@ -208,8 +233,7 @@ ISR(USART0_RX_vect, ISR_NAKED)
         "sts %[head], r24\n\t"
         "tst r25\n\t"
         "brne 1f\n\t"
-        "ldi r24, 1\n\t"
-        "sts %[wake], r24\n\t"       /* a delimiter: the main loop takes the frame */
+        "sbi %[gpior], %[wakebit]\n\t" /* a delimiter: the main loop takes the frame */
         "1:\n\t"
         "pop r31\n\t"
         "pop r30\n\t"
@@ -227,7 +251,8 @@ ISR(USART0_RX_vect, ISR_NAKED)
         "rjmp 1b\n\t"
         :
         : [udr] "n"(_SFR_MEM_ADDR(UDR0)), [head] "i"(&rx_head), [tail] "i"(&rx_tail),
-          [ring] "i"(rx_ring), [wake] "i"(&wake), [ovr] "i"(&rx_overruns));
+          [ring] "i"(rx_ring), [gpior] "I"(_SFR_IO_ADDR(GPIOR0)), [wakebit] "I"(WAKE_BIT),
+          [ovr] "i"(&rx_overruns));
 }
 
 ISR(USART0_UDRE_vect, ISR_NAKED)
@@ -285,7 +310,7 @@ ISR(USART0_RX_vect)
     /* the main loop wakes for a frame's delimiter, not per byte (bytes without one, line
      * noise, wait for the 4 ms tick: 47 byte times, far less than the ring) */
     if (!b)
-        wake = 1;
+        WAKE();
 }
 
 ISR(USART0_UDRE_vect)
@@ -302,16 +327,22 @@ ISR(USART0_UDRE_vect)
 void board_write(const uint8_t *data, uint16_t len)
 {
     uint8_t head = tx_head; /* the main loop's alone: published once, not per byte */
-    while (len--) {
-        uint8_t next = (uint8_t)((head + 1) & (TX_RING - 1));
-        if (next == tx_tail) { /* full: the UDRE interrupt drains it */
+    while (len) {
+        /* the room left, once per run of bytes (not a look at tx_tail per byte) */
+        uint8_t room = (uint8_t)((tx_tail - head - 1) & (TX_RING - 1));
+        if (!room) { /* full: the UDRE interrupt drains it */
             tx_head = head;
             UCSR0B |= _BV(UDRIE0);
-            while (next == tx_tail)
+            while ((uint8_t)((head + 1) & (TX_RING - 1)) == tx_tail)
                 ;
+            continue;
         }
-        tx_ring[head] = *data++;
-        head = next;
+        uint8_t n = len < room ? (uint8_t)len : room;
+        len = (uint16_t)(len - n);
+        do {
+            tx_ring[head] = *data++;
+            head = (uint8_t)((head + 1) & (TX_RING - 1));
+        } while (--n);
     }
     tx_head = head;
     UCSR0B |= _BV(UDRIE0);
@@ -330,6 +361,11 @@ static void uart_init(void)
 /* ---------------------------------------------------------------- outputs */
 
 static const uint8_t pins[RP_AVR_DIRECT_OUTPUTS] PROGMEM = RP_AVR_PINS_INIT;
+
+/* 1 << (i & 7) from a table: a shift by a variable count is a loop on the AVR (up to 7
+ * steps), and these run in the timer context and the PCA9685 engine's interrupts */
+static const uint8_t bit8_table[8] PROGMEM = {1, 2, 4, 8, 16, 32, 64, 128};
+#define BIT8(i) pgm_read_byte(&bit8_table[(i) & 7])
 
 static volatile uint8_t *const port_regs[11] PROGMEM = {
     &PORTA, &PORTB, &PORTC, &PORTD, &PORTE, &PORTF, &PORTG, &PORTH, &PORTJ, &PORTK, &PORTL,
@@ -363,16 +399,31 @@ static uint8_t direct_ok(uint8_t addr, uint8_t channel)
     return channel < RP_AVR_DIRECT_OUTPUTS;
 }
 
+/* Inline in board_output_prepare() (timer context, every strike, pulse end and
+ * release: issue 8, CPU load): the port's address from its number (PORTA..PORTG at
+ * 0x22 + 3p, PORTH..PORTL at 0x102 + 3 (p - 7)) and the bit from a table, not a flash
+ * pointer and a shift loop; the software PWM only for a partial level or while it
+ * runs. */
+static inline __attribute__((always_inline)) void direct_prep(uint8_t channel, uint16_t level,
+                                                              uint16_t pwm_max, rp_out_t *o)
+{
+    uint8_t pb = pgm_read_byte(&pins[channel]);
+    uint8_t p = pb >> 3, m = BIT8(pb);
+    volatile uint8_t *port =
+        (volatile uint8_t *)(uintptr_t)(p < 7 ? 0x22U + 3U * p : 0x102U + 3U * (p - 7U));
+    o->port = port;
+    o->mask = m;
+    o->on = level != 0;
+    DDR_OF(port) |= m; /* an output (low = off until the commit) */
+    if ((level && level < pwm_max) || avr_pwm_running())
+        avr_pwm_prepare(channel, p, level, pwm_max, o); /* partial levels: software PWM */
+}
+
 static void direct_prepare(uint8_t actuator, uint8_t addr, uint8_t channel, uint16_t level,
                            uint16_t pwm_max, rp_out_t *o)
 {
     (void)actuator, (void)addr;
-    uint8_t pb = pgm_read_byte(&pins[channel]);
-    o->port = port_reg(pb >> 3);
-    o->mask = (uint8_t)(1 << (pb & 7));
-    o->on = level != 0;
-    DDR_OF(o->port) |= o->mask; /* an output (low = off until the commit) */
-    avr_pwm_prepare(channel, level, pwm_max, o); /* partial levels: software PWM */
+    direct_prep(channel, level, pwm_max, o);
 }
 
 /* Direct outputs by port (PORTA..PORTL): the bits direct_all_off() clears. */
@@ -443,7 +494,7 @@ void board_output_prepare(uint16_t actuator, uint8_t out_kind, uint8_t out_addr,
     o->kind = out_kind;
     o->actuator = (uint8_t)actuator;
     if (out_kind == RP_OUT_DIRECT) { /* the common kind: no table look-up */
-        direct_prepare((uint8_t)actuator, out_addr, out_channel, level, pwm_max, o);
+        direct_prep(out_channel, level, pwm_max, o);
         return;
     }
     /* out_kind < AVR_OUT_KINDS: board_output_ok() passed it at configure */
@@ -591,7 +642,7 @@ static void pca_pop(void)
 static uint8_t inited(uint8_t addr)
 {
     uint8_t ai = (uint8_t)(addr - 0x40);
-    return pca_inited[ai >> 3] & (1 << (ai & 7));
+    return pca_inited[ai >> 3] & BIT8(ai);
 }
 
 /* Interrupts off. The engine runs from compare B at `at` (within a timer period). */
@@ -606,7 +657,7 @@ static void arm_b(uint16_t at)
  * four registers. */
 static uint8_t pca_nbytes(uint8_t n, uint16_t lv)
 {
-    uint8_t fo = pca_fullon[n >> 3] & (uint8_t)(1 << (n & 7));
+    uint8_t fo = pca_fullon[n >> 3] & BIT8(n);
     if (lv == 0)
         return 1;
     if (lv >= 4095)
@@ -618,7 +669,7 @@ static uint8_t pca_nbytes(uint8_t n, uint16_t lv)
  * at b and tracks its full-on bit; returns the end. */
 static uint8_t *pca_put(uint8_t n, uint16_t lv, uint8_t k, uint8_t *b)
 {
-    uint8_t m = (uint8_t)(1 << (n & 7)), *fo = &pca_fullon[n >> 3];
+    uint8_t m = BIT8(n), *fo = &pca_fullon[n >> 3];
     uint8_t on_h = 0, off_l = (uint8_t)lv, off_h = (uint8_t)(lv >> 8);
     if (lv == 0) { /* full off: wins over full on, which may stay set */
         on_h = (*fo & m) ? 0x10 : 0;
@@ -962,8 +1013,7 @@ static __attribute__((noinline)) void pca_insert(uint8_t actuator, uint16_t leve
  * queue, due RP_PCA_LEAD_TICKS after its command's clock (avr_out_clock). */
 void avr_pca_set(uint8_t actuator, uint16_t level)
 {
-    static const uint8_t bit_of[8] PROGMEM = {1, 2, 4, 8, 16, 32, 64, 128};
-    uint8_t m = pgm_read_byte(&bit_of[actuator & 7]), *lit = &pca_lit[actuator >> 3];
+    uint8_t m = BIT8(actuator), *lit = &pca_lit[actuator >> 3];
     uint8_t addr = rp_acts[actuator].out_addr;
     if (!inited(addr))
         pca_note_setup(addr);
@@ -1174,7 +1224,7 @@ int main(void)
     sleep_enable(); /* SE stays set: only the SLEEP below reads it */
     for (;;) {
         wdt_reset();
-        wake = 0; /* before the work is taken: what comes meanwhile sets it again */
+        WAKE_CLEAR(); /* before the work is taken: what comes meanwhile sets it again */
         for (;;) {
             cli();
             rx_index_t head = rx_head;
@@ -1203,7 +1253,7 @@ int main(void)
          * interrupt wakes the CPU (each byte in or out); those that bring no work go
          * straight back to sleep here, in a few cycles (one flag; SE stays set). */
         cli();
-        while (!wake) {
+        while (!WOKEN()) {
             sei(); /* the SLEEP after SEI runs before any interrupt: none is missed */
             sleep_cpu();
             /* an interrupt that was pending at the SEI runs here (simavr: the SLEEP does

@@ -16,8 +16,9 @@
  * to off moves or drops the pin in prepare, before its clock, and the core's write
  * switches it off at the clock: a pulse ends exactly when planned (a key struck again
  * while held gets that off edge, then its drive from the next period start). Nothing
- * is allocated; every loop is bounded by AVR_PWM_GROUPS, AVR_PWM_PENDING or the 11 ports. RAM: 107 bytes (groups 5 * 11
- * masks, counts, off ticks, order; 11 on masks; 5 pending). */
+ * is allocated; every loop is bounded by AVR_PWM_GROUPS, AVR_PWM_PENDING or the 11 ports.
+ * RAM: 112 bytes (groups 5 * 15-byte rows: off tick, port bitmap, 11 masks; the order;
+ * 11 on masks; 5 pending). */
 #include <avr/interrupt.h>
 #include <avr/io.h>
 #include <avr/pgmspace.h>
@@ -34,15 +35,26 @@
 #endif
 
 static const uint8_t pwm_pins[RP_AVR_DIRECT_OUTPUTS] PROGMEM = RP_AVR_PINS_INIT;
-static uint8_t grp_mask[AVR_PWM_GROUPS][PORTS]; /* each group's members, per port */
-static uint16_t grp_off[AVR_PWM_GROUPS];        /* its off tick within the period */
-static uint8_t grp_used;                        /* bit g: group g has members or joins */
-static uint8_t grp_cnt[AVR_PWM_GROUPS];         /* its members */
+/* A group's row (COMPB reads it from one pointer, grp + 15 g: a SWAP and a SUB): its off
+ * tick within the period, the ports that hold members (bit p: mask[p] != 0; 0: the
+ * group is empty), so that COMPB skips the other ports with one bit test each (was a
+ * load and a test of every port's mask), and its members per port. */
+typedef struct {
+    uint16_t off;
+    uint16_t ports;
+    uint8_t mask[PORTS];
+} grp_row;
+static grp_row grp[AVR_PWM_GROUPS];
+typedef char grp_row_is_15_bytes[sizeof(grp_row) == 15 ? 1 : -1]; /* (OFFS_ASM) */
+uint8_t avr_pwm_used; /* bit g: group g has members or joins */
+static const uint16_t port_bit[PORTS] PROGMEM = {1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024};
 static uint8_t on_mask[PORTS];                  /* every member, per port */
 static uint8_t order[AVR_PWM_GROUPS], norder, cur; /* used groups by off tick; COMPB's next */
+static uint8_t ordered; /* bit g: group g is in order[] (a used group not in it: new) */
 /* strikes prepared but maybe not yet committed: channel and group; they join once their
  * pin is high (the core's commit) */
-static uint8_t pend_ch[AVR_PWM_PENDING], npend; /* channel */
+static uint8_t pend_ch[AVR_PWM_PENDING]; /* channel */
+uint8_t avr_pwm_npend;
 static uint16_t pend_off[AVR_PWM_PENDING];
 static uint8_t grp_stale; /* a group taken, or the last one freed: rebuild at the next period start */
 /* the last pwm_max, and TOP * 256 / pwm_max (8-bit levels ready at build) */
@@ -64,30 +76,39 @@ static volatile uint8_t *port_of(uint8_t p)
 static void rebuild(void)
 {
     grp_stale = 0;
-    norder = 0;
-    for (uint8_t g = 0; g < AVR_PWM_GROUPS; g++) {
-        if (!grp_cnt[g]) {
-            grp_used &= (uint8_t)~(1U << g); /* free */
+    /* the order holds every used group that was in it (group_free takes a group out at
+     * once): only the groups new since (one per strike that makes its own) are put in,
+     * by their off tick (no two used groups share one: group_for), and the emptied
+     * ones not in it freed */
+    uint8_t left = (uint8_t)(avr_pwm_used & ~ordered), bit = 1;
+    for (uint8_t g = 0; left; g++, bit <<= 1, left >>= 1) {
+        if (!(left & 1))
+            continue;
+        const grp_row *r = &grp[g];
+        if (!r->ports) {
+            avr_pwm_used &= (uint8_t)~bit; /* free */
             continue;
         }
+        uint16_t o = r->off;
         uint8_t i = norder++;
-        while (i && grp_off[order[i - 1]] > grp_off[g]) {
+        while (i && grp[order[i - 1]].off > o) {
             order[i] = order[i - 1];
             i--;
         }
         order[i] = g;
+        ordered |= bit;
     }
-    if (!norder && !npend) { /* nothing at a partial level: the timer stops */
+    if (!norder && !avr_pwm_npend) { /* nothing at a partial level: the timer stops */
         TCCR3B = 0;
         TIMSK3 = 0;
         return;
     }
     uint16_t now = TCNT3;
     cur = 0;
-    while (cur < norder && grp_off[order[cur]] <= now)
+    while (cur < norder && grp[order[cur]].off <= now)
         cur++; /* passed in this period: their pins go off in the next */
     if (cur < norder) {
-        OCR3B = grp_off[order[cur]];
+        OCR3B = grp[order[cur]].off;
         TIFR3 = _BV(OCF3B);
         TIMSK3 |= _BV(OCIE3B);
     } else {
@@ -103,7 +124,8 @@ static uint8_t group_for(uint16_t off);
  * The last group gone: the next period start stops the timer. */
 static void group_free(uint8_t g)
 {
-    grp_used &= (uint8_t)~(1U << g);
+    avr_pwm_used &= (uint8_t)~(1U << g);
+    ordered &= (uint8_t)~(1U << g);
     uint8_t i = 0;
     while (i < norder && order[i] != g)
         i++;
@@ -114,7 +136,7 @@ static void group_free(uint8_t g)
         for (; i < norder; i++)
             order[i] = order[i + 1];
     }
-    if (!grp_used)
+    if (!avr_pwm_used)
         grp_stale = 1;
 }
 
@@ -126,24 +148,28 @@ static uint8_t unjoin(uint8_t p, uint8_t m)
     if (!(on_mask[p] & m))
         return 0;
     on_mask[p] &= (uint8_t)~m;
-    uint8_t *gm = &grp_mask[0][p], used = grp_used; /* (stepped: no shift, no multiply) */
-    for (uint8_t g = 0; g < AVR_PWM_GROUPS; g++, gm += PORTS, used >>= 1)
+    uint8_t *gm = &grp[0].mask[p], used = avr_pwm_used; /* (stepped: no shift, no multiply) */
+    for (uint8_t g = 0; g < AVR_PWM_GROUPS; g++, gm += sizeof(grp_row), used >>= 1)
         if ((used & 1) && (*gm & m)) { /* (free: stale masks) */
-            *gm &= (uint8_t)~m;
-            if (!--grp_cnt[g])
-                group_free(g);
+            if (!(*gm &= (uint8_t)~m) && !(grp[g].ports &= (uint16_t)~pgm_read_word(&port_bit[p])))
+                group_free(g); /* its last member */
             break;
         }
     return 1;
 }
 
-/* interrupts off: the pin joins group g */
-static void join(uint8_t g, uint8_t p, uint8_t m)
+/* interrupts off: the pin joins group g; 1 if it is the group's first member (a group
+ * new to the order) */
+static uint8_t join(uint8_t g, uint8_t p, uint8_t m)
 {
     unjoin(p, m); /* (a strike prepared twice) */
-    grp_mask[g][p] |= m;
+    grp_row *r = &grp[g];
+    uint8_t first = !r->ports;
+    r->mask[p] |= m;
+    r->ports |= pgm_read_word(&port_bit[p]);
+    avr_pwm_used |= (uint8_t)(1U << g); /* (freed by the unjoin above if it was its only member) */
     on_mask[p] |= m;
-    grp_cnt[g]++;
+    return first;
 }
 
 /* Timer3's period start, with interrupts let in (the core's timer among them): the
@@ -157,18 +183,18 @@ static void join_pending(void)
     uint8_t k = 0, changed = 0;
     for (;;) {
         cli();
-        if (k >= npend)
+        if (k >= avr_pwm_npend)
             break;
         uint8_t ch = pend_ch[k];
         uint8_t pb = pgm_read_byte(&pwm_pins[ch]);
         uint8_t p = pb >> 3, m = (uint8_t)(1U << (pb & 7));
         if (*port_of(p) & m) { /* the strike's pin is high: committed */
             uint8_t g = group_for(pend_off[k]);
-            join(g, p, m);
-            npend--;
-            pend_ch[k] = pend_ch[npend];
-            pend_off[k] = pend_off[npend];
-            changed |= grp_cnt[g] == 1; /* a new group; a member more needs no order */
+            uint8_t first = join(g, p, m);
+            avr_pwm_npend--;
+            pend_ch[k] = pend_ch[avr_pwm_npend];
+            pend_off[k] = pend_off[avr_pwm_npend];
+            changed |= first; /* a new group; a member more needs no order */
         } else {
             k++;
         }
@@ -184,10 +210,10 @@ static inline __attribute__((always_inline)) void offs_due(uint8_t all)
 {
     while (cur < norder) {
         uint8_t g = order[cur];
-        if (!all && grp_off[g] > TCNT3 + 8U)
+        if (!all && grp[g].off > TCNT3 + 8U)
             break;
         cur++;
-        const uint8_t *m = grp_mask[g];
+        const uint8_t *m = grp[g].mask;
 #define OFF(i, reg)                                                                        \
     if (m[i])                                                                              \
         reg &= (uint8_t)~m[i];
@@ -195,7 +221,7 @@ static inline __attribute__((always_inline)) void offs_due(uint8_t all)
 #undef OFF
     }
     if (cur < norder) {
-        OCR3B = grp_off[order[cur]];
+        OCR3B = grp[order[cur]].off;
         TIMSK3 |= _BV(OCIE3B);
     } else {
         TIMSK3 &= (uint8_t)~_BV(OCIE3B); /* until the next period start */
@@ -218,23 +244,34 @@ static __attribute__((used)) void period_slow(void)
 #undef ON
     cur = 0;
     offs_due(0); /* (came late, held by the core's wait: the groups already due) */
-    if (npend || grp_stale)
+    if (avr_pwm_npend || grp_stale)
         join_pending(); /* (a new group: rebuild() points COMPB at it) */
 }
+
+/* The period start's C path when only the bookkeeping is left (a strike waiting to join,
+ * a group to put in the order): the hand-written interrupt has turned every member on
+ * and switched off the groups due, as period_slow() would (no group of the last period
+ * was left: it takes that case). About one call per strike. */
+static __attribute__((used)) void period_join(void) { join_pending(); }
 
 /* The two Timer3 interrupts run about 2200 times a second at 100 notes/s (a period start
  * and one off tick per distinct level, 490 times a second): written by hand, they save 6
  * registers, not the 14 (and RAMPZ) avr-gcc's prologue saved (issue 8: CPU load; the C
  * form of both was 23 % of the busy cycles). offs_due() and period_slow() are the
  * reference; OFFS_ASM is offs_due(0): while the group at order[cur] is due (its off tick
- * <= TCNT3 + 8), its pins go off (a port whose mask is 0 is skipped) and cur moves on;
- * then OCR3B is the next group's off tick (its flag cleared) or COMPB stops. */
-#define OFF_IO(i, p)                                                                       \
-    "ldd r24, Z+" #i "\n\t" "tst r24\n\t" "breq 2f\n\t" "com r24\n\t"                      \
-    "in r26, %[" #p "]\n\t" "and r26, r24\n\t" "out %[" #p "], r26\n\t" "2:\n\t"
-#define OFF_MEM(i, p)                                                                      \
-    "ldd r24, Z+" #i "\n\t" "tst r24\n\t" "breq 2f\n\t" "com r24\n\t"                      \
-    "lds r26, %[" #p "]\n\t" "and r26, r24\n\t" "sts %[" #p "], r26\n\t" "2:\n\t"
+ * <= TCNT3 + 8), its pins go off (only the ports of its `ports` bitmap: one SBRS each
+ * for the others) and cur moves on; then OCR3B is the next group's off tick (its flag
+ * cleared) or COMPB stops. Z points at the row, r26:r27 hold its port bitmap. */
+#define OFF_IO(i, bits, bit, p)                                                            \
+    "sbrs " #bits ", " #bit "\n\t" "rjmp 2f\n\t" "ldd r24, Z+4+" #i "\n\t" "com r24\n\t"   \
+    "in r25, %[" #p "]\n\t" "and r25, r24\n\t" "out %[" #p "], r25\n\t" "2:\n\t"
+#define OFF_MEM(i, bits, bit, p)                                                           \
+    "sbrs " #bits ", " #bit "\n\t" "rjmp 2f\n\t" "ldd r24, Z+4+" #i "\n\t" "com r24\n\t"   \
+    "lds r25, %[" #p "]\n\t" "and r25, r24\n\t" "sts %[" #p "], r25\n\t" "2:\n\t"
+#define EACH_OFF_ASM                                                                       \
+    OFF_IO(0, r26, 0, pa) OFF_IO(1, r26, 1, pb) OFF_IO(2, r26, 2, pc) OFF_IO(3, r26, 3, pd) \
+    OFF_IO(4, r26, 4, pe) OFF_IO(5, r26, 5, pf) OFF_IO(6, r26, 6, pg) OFF_MEM(7, r26, 7, ph) \
+    OFF_MEM(8, r27, 0, pj) OFF_MEM(9, r27, 1, pk) OFF_MEM(10, r27, 2, pl)
 #define ON_IO(i, p)                                                                        \
     "ldd r24, Z+" #i "\n\t" "tst r24\n\t" "breq 2f\n\t"                                    \
     "in r26, %[" #p "]\n\t" "or r26, r24\n\t" "out %[" #p "], r26\n\t" "2:\n\t"
@@ -243,6 +280,9 @@ static __attribute__((used)) void period_slow(void)
     "lds r26, %[" #p "]\n\t" "or r26, r24\n\t" "sts %[" #p "], r26\n\t" "2:\n\t"
 #define EACH_PORT_ASM(IO, MEM) IO(0, pa) IO(1, pb) IO(2, pc) IO(3, pd) IO(4, pe) IO(5, pf) \
     IO(6, pg) MEM(7, ph) MEM(8, pj) MEM(9, pk) MEM(10, pl)
+#if AVR_PWM_GROUPS > 16
+#error "out_pwm: OFFS_ASM's 15 g by SWAP"
+#endif
 #define PUSH_ASM                                                                           \
     "push r24\n\t" "in r24, __SREG__\n\t" "push r24\n\t" "push r25\n\t" "push r26\n\t"     \
     "push r27\n\t" "push r30\n\t" "push r31\n\t"
@@ -251,21 +291,19 @@ static __attribute__((used)) void period_slow(void)
     "out __SREG__, r24\n\t" "pop r24\n\t" "reti\n\t"
 #define OFFS_ASM                                                                           \
     "1:\n\t"                                                                               \
-    "lds r30, %[cur]\n\t" "lds r24, %[norder]\n\t" "cp r30, r24\n\t" "brlo 3f\n\t"     \
-    "rjmp 8f\n\t" "3:\n\t"         \
+    "lds r30, %[cur]\n\t" "lds r24, %[norder]\n\t" "cp r30, r24\n\t" "brlo 3f\n\t"         \
+    "rjmp 8f\n\t" "3:\n\t"                                                                 \
     "ldi r31, 0\n\t" "subi r30, lo8(-(%[order]))\n\t" "sbci r31, hi8(-(%[order]))\n\t"    \
-    "ld r25, Z\n\t"                                   /* g = order[cur] */                 \
-    "mov r30, r25\n\t" "lsl r30\n\t" "ldi r31, 0\n\t"                                      \
-    "subi r30, lo8(-(%[off]))\n\t" "sbci r31, hi8(-(%[off]))\n\t"                          \
-    "ld r26, Z+\n\t" "ld r27, Z\n\t"                  /* X = grp_off[g] */                 \
-    "lds r30, %[tcnt]\n\t" "lds r31, %[tcnt]+1\n\t" "adiw r30, 9\n\t"                      \
-    "cp r26, r30\n\t" "cpc r27, r31\n\t" "brlo 4f\n\t"                                \
-    "rjmp 7f\n\t" "4:\n\t" /* off > TCNT3 + 8: not yet */      \
+    "ld r24, Z\n\t"                                   /* g = order[cur] */                 \
+    "mov r30, r24\n\t" "swap r30\n\t" "sub r30, r24\n\t" "ldi r31, 0\n\t" /* 15 g (g < 16) */ \
+    "subi r30, lo8(-(%[grp]))\n\t" "sbci r31, hi8(-(%[grp]))\n\t"                          \
+    "ld r26, Z\n\t" "ldd r27, Z+1\n\t"                /* X = grp[g].off */                 \
+    "lds r24, %[tcnt]\n\t" "lds r25, %[tcnt]+1\n\t" "adiw r24, 9\n\t"                      \
+    "cp r26, r24\n\t" "cpc r27, r25\n\t" "brlo 4f\n\t"                                     \
+    "rjmp 7f\n\t" "4:\n\t" /* off > TCNT3 + 8: not yet */                                  \
     "lds r24, %[cur]\n\t" "inc r24\n\t" "sts %[cur], r24\n\t"                              \
-    "mov r30, r25\n\t" "lsl r30\n\t" "lsl r30\n\t" "lsl r30\n\t" "add r30, r25\n\t"        \
-    "add r30, r25\n\t" "add r30, r25\n\t" "ldi r31, 0\n\t" /* 11 g */                      \
-    "subi r30, lo8(-(%[mask]))\n\t" "sbci r31, hi8(-(%[mask]))\n\t"                        \
-    EACH_PORT_ASM(OFF_IO, OFF_MEM)                                                         \
+    "ldd r26, Z+2\n\t" "ldd r27, Z+3\n\t"             /* grp[g].ports */                   \
+    EACH_OFF_ASM                                                                           \
     "rjmp 1b\n\t"                                                                          \
     "7:\n\t"                                          /* OCR3B: high byte first */         \
     "sts %[ocr]+1, r27\n\t" "sts %[ocr], r26\n\t"                                          \
@@ -276,9 +314,9 @@ static __attribute__((used)) void period_slow(void)
     "lds r24, %[timsk]\n\t" "andi r24, %[nocf]\n\t" "sts %[timsk], r24\n\t"                \
     "9:\n\t"
 #define PWM_ASM_OPERANDS                                                                   \
-    [cur] "i"(&cur), [norder] "i"(&norder), [order] "i"(order), [off] "i"(grp_off),        \
-    [mask] "i"(grp_mask), [on] "i"(on_mask), [npend] "i"(&npend), [stale] "i"(&grp_stale), \
-    [slow] "i"(period_slow), [tcnt] "n"(_SFR_MEM_ADDR(TCNT3)),                             \
+    [cur] "i"(&cur), [norder] "i"(&norder), [order] "i"(order), [grp] "i"(grp),            \
+    [on] "i"(on_mask), [npend] "i"(&avr_pwm_npend), [stale] "i"(&grp_stale), \
+    [slow] "i"(period_slow), [join] "i"(period_join), [tcnt] "n"(_SFR_MEM_ADDR(TCNT3)),       \
     [ocr] "n"(_SFR_MEM_ADDR(OCR3B)), [timsk] "n"(_SFR_MEM_ADDR(TIMSK3)),                   \
     [tifr] "I"(_SFR_IO_ADDR(TIFR3)), [ocf] "n"(_BV(OCF3B)), [nocf] "n"((uint8_t)~_BV(OCF3B)), \
     [rampz] "I"(_SFR_IO_ADDR(RAMPZ)), [pa] "I"(_SFR_IO_ADDR(PORTA)),                       \
@@ -290,28 +328,33 @@ static __attribute__((used)) void period_slow(void)
 #error "out_pwm: OFFS_ASM sets OCIE3B with OCF3B's bit"
 #endif
 
-/* period start: every member on, then the groups due (the fast path: nothing pending,
- * nothing stale, no group left from the last period) */
+/* a C function from the hand-written interrupts: the rest of the call-clobbered
+ * registers around it */
+#define CALL_C_ASM(fn)                                                                     \
+    "push r0\n\t" "push r1\n\t" "clr r1\n\t" "in r0, %[rampz]\n\t" "push r0\n\t"           \
+    "push r18\n\t" "push r19\n\t" "push r20\n\t" "push r21\n\t" "push r22\n\t"             \
+    "push r23\n\t" "call %x[" #fn "]\n\t"                                                   \
+    "pop r23\n\t" "pop r22\n\t" "pop r21\n\t" "pop r20\n\t" "pop r19\n\t" "pop r18\n\t"  \
+    "pop r0\n\t" "out %[rampz], r0\n\t" "pop r1\n\t" "pop r0\n\t"
+
+/* period start: every member on, then the groups due; then, if a strike waits to join
+ * or a group is stale, the bookkeeping in C (period_join); a group of the last period
+ * still due (late): all of it in C (period_slow) */
 ISR(TIMER3_COMPA_vect, ISR_NAKED)
 {
     __asm__ __volatile__(
         PUSH_ASM
         "lds r24, %[cur]\n\t" "lds r25, %[norder]\n\t" "cp r24, r25\n\t" "brsh 3f\n\t"
         "rjmp 5f\n\t" "3:\n\t"
-        "lds r24, %[npend]\n\t" "lds r25, %[stale]\n\t" "or r24, r25\n\t" "breq 4f\n\t"
-        "rjmp 5f\n\t" "4:\n\t"
         "ldi r30, lo8(%[on])\n\t" "ldi r31, hi8(%[on])\n\t"
         EACH_PORT_ASM(ON_IO, ON_MEM)
         "clr r24\n\t" "sts %[cur], r24\n\t"
         OFFS_ASM
+        "lds r24, %[npend]\n\t" "lds r25, %[stale]\n\t" "or r24, r25\n\t" "breq 6f\n\t"
+        CALL_C_ASM(join)
         "rjmp 6f\n\t"
-        "5:\n\t" /* the slow path in C: the rest of the call-clobbered registers */
-        "push r0\n\t" "push r1\n\t" "clr r1\n\t" "in r0, %[rampz]\n\t" "push r0\n\t"
-        "push r18\n\t" "push r19\n\t" "push r20\n\t" "push r21\n\t" "push r22\n\t"
-        "push r23\n\t"
-        "call %x[slow]\n\t"
-        "pop r23\n\t" "pop r22\n\t" "pop r21\n\t" "pop r20\n\t" "pop r19\n\t" "pop r18\n\t"
-        "pop r0\n\t" "out %[rampz], r0\n\t" "pop r1\n\t" "pop r0\n\t"
+        "5:\n\t"
+        CALL_C_ASM(slow)
         "6:\n\t"
         POP_ASM
         :
@@ -330,11 +373,11 @@ ISR(TIMER3_COMPB_vect, ISR_NAKED)
 static uint8_t drop(uint8_t ch, uint8_t p, uint8_t m)
 {
     uint8_t was = 0;
-    for (uint8_t k = 0; k < npend; k++)
+    for (uint8_t k = 0; k < avr_pwm_npend; k++)
         if ((pend_ch[k] & 0x7F) == ch) {
-            npend--;
-            pend_ch[k] = pend_ch[npend];
-            pend_off[k] = pend_off[npend];
+            avr_pwm_npend--;
+            pend_ch[k] = pend_ch[avr_pwm_npend];
+            pend_off[k] = pend_off[avr_pwm_npend];
             was = 1;
             break;
         }
@@ -354,52 +397,43 @@ static uint16_t off_tick(uint16_t off)
 static uint8_t group_for(uint16_t off)
 {
     off = off_tick(off);
-    uint8_t free_g = 0xFF, near = 0, used = grp_used;
-    uint16_t best = 0xFFFF;
-    for (uint8_t g = 0; g < AVR_PWM_GROUPS; g++, used >>= 1) {
+    uint8_t free_g = 0xFF, used = avr_pwm_used;
+    const grp_row *r = grp;
+    /* a group at this tick (the holds, a chord's strikes of one drive), or the first free
+     * one: no distances unless every group is taken (stepped: no shift, no multiply) */
+    for (uint8_t g = 0; g < AVR_PWM_GROUPS; g++, r++, used >>= 1) {
         if (!(used & 1)) {
             if (free_g == 0xFF)
                 free_g = g;
-            continue;
-        }
-        if (grp_off[g] == off)
+        } else if (r->off == off) {
             return g;
-        uint16_t d = grp_off[g] > off ? grp_off[g] - off : off - grp_off[g];
-        if (d < best)
-            best = d, near = g;
+        }
     }
     if (free_g != 0xFF) {
-        grp_off[free_g] = off;
-        grp_used |= (uint8_t)(1U << free_g);
-        uint8_t *m = grp_mask[free_g]; /* (all-off leaves them: cleared here) */
+        grp_row *f = &grp[free_g];
+        f->off = off;
+        avr_pwm_used |= (uint8_t)(1U << free_g);
+        f->ports = 0; /* (all-off leaves them: cleared here) */
         for (uint8_t i = 0; i < PORTS; i++)
-            m[i] = 0;
+            f->mask[i] = 0;
         return free_g;
+    }
+    uint8_t near = 0;
+    uint16_t best = 0xFFFF;
+    for (uint8_t g = 0; g < AVR_PWM_GROUPS; g++) { /* every group used */
+        uint16_t go = grp[g].off, d = go > off ? go - off : off - go;
+        if (d < best)
+            best = d, near = g;
     }
     if (avr_pwm_merges != 0xFFFF)
         avr_pwm_merges++;
     return near;
 }
 
-/* inside the core's timer context: HELD, and TIMSK3's bits saved here */
-#define HELD 0x80U
-static uint8_t held_mask;
-
-void avr_pwm_hold(void)
-{
-    if (held_mask & HELD)
-        return;
-    held_mask = (uint8_t)(TIMSK3 | HELD);
-    TIMSK3 = 0;
-}
-
-void avr_pwm_release(void)
-{
-    if (!(held_mask & HELD))
-        return;
-    TIMSK3 = TCCR3B ? (uint8_t)(held_mask & ~HELD) : 0; /* a match meanwhile: its flag waits */
-    held_mask = 0;
-}
+/* inside the core's timer context: AVR_PWM_HELD, and TIMSK3's bits saved here (the hold
+ * and release are inline: board_config.h) */
+#define HELD AVR_PWM_HELD
+uint8_t avr_pwm_held;
 
 static void timer_start(void)
 {
@@ -408,19 +442,17 @@ static void timer_start(void)
     TCNT3 = 0; /* the pins join at the first period's end */
     OCR3A = (uint16_t)RP_SOFT_PWM_TOP;
     TIFR3 = _BV(OCF3A) | _BV(OCF3B);
-    if (held_mask & HELD)
-        held_mask = HELD | _BV(OCIE3A);
+    if (avr_pwm_held & HELD)
+        avr_pwm_held = HELD | _BV(OCIE3A);
     else
         TIMSK3 = _BV(OCIE3A);
     TCCR3B = _BV(WGM32) | _BV(CS31); /* CTC (TOP = OCR3A), clk/8 */
 }
 
-void avr_pwm_prepare(uint8_t ch, uint16_t level, uint16_t pwm_max, rp_out_t *o)
+void avr_pwm_prepare(uint8_t ch, uint8_t p, uint16_t level, uint16_t pwm_max, rp_out_t *o)
 {
-    uint8_t partial = level && level < pwm_max;
-    if (!partial && !grp_used && !npend)
-        return; /* the common case: off or full on, the core's port write alone */
-    uint8_t p = pgm_read_byte(&pwm_pins[ch]) >> 3, m = o->mask;
+    /* (off or full on with no pin at a partial level: the caller does not ask) */
+    uint8_t partial = level && level < pwm_max, m = o->mask;
     /* the off tick: level * scale / 256, a multiplication; pending strikes keep the
      * level (OFF_LEVEL) and Timer3's interrupt multiplies */
     uint16_t off = 0;
@@ -437,9 +469,9 @@ void avr_pwm_prepare(uint8_t ch, uint16_t level, uint16_t pwm_max, rp_out_t *o)
         /* a strike (the hot path, just before an exact edge: a few cycles): the core's
          * write at its clock turns the pin on; it joins its group at the next period
          * interrupt that sees it high */
-        if (npend < AVR_PWM_PENDING) {
-            pend_ch[npend] = ch;
-            pend_off[npend++] = off;
+        if (avr_pwm_npend < AVR_PWM_PENDING) {
+            pend_ch[avr_pwm_npend] = ch;
+            pend_off[avr_pwm_npend++] = off;
         } else { /* full: join at once */
             join(group_for(off), p, m);
             grp_stale = 1;
@@ -453,9 +485,7 @@ void avr_pwm_prepare(uint8_t ch, uint16_t level, uint16_t pwm_max, rp_out_t *o)
      * core writes the pin at its clock) */
     drop(ch, p, m);
     if (partial) {
-        uint8_t g = group_for(off);
-        join(g, p, m);
-        if (grp_cnt[g] == 1)
+        if (join(group_for(off), p, m))
             grp_stale = 1; /* (a group of its own: not in the order yet) */
         /* a level change (pulse -> hold) switches the pin off at its clock (the core's
          * write: the strike's energy ends there exactly); it comes on again at the next
@@ -474,7 +504,7 @@ void avr_pwm_all_off(void)
     for (uint8_t i = 0; i < PORTS; i++)
         on_mask[i] = 0;
     for (uint8_t g = 0; g < AVR_PWM_GROUPS; g++)
-        grp_cnt[g] = 0;
-    grp_used = norder = npend = grp_stale = 0;
-    held_mask = 0;
+        grp[g].ports = 0;
+    avr_pwm_used = norder = ordered = avr_pwm_npend = grp_stale = 0;
+    avr_pwm_held = 0;
 }
