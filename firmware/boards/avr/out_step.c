@@ -35,32 +35,27 @@
 #include "out_step_gen.h"
 
 #define RP_STEPPERS 6 /* carriages: a guitar's six strings (bits of an uint8_t) */
-/* The step interrupt does no arithmetic before a step: arm() (the compare's setter)
- * works out, ahead, the plan of the steps it fires for (the earliest step of the
- * carriages, and those within RP_STEP_WINDOW_TICKS after it: their slots and ticks, in
- * clock order), and the interrupt raises each pin at its tick, spinning on the clock's
- * low word (Timer1's count: board_clock() = its overflows << 16 | TCNT1). The compare
- * fires RP_STEP_LEAD_TICKS before the first: the interrupt's entry and its prologue
- * (~100 cycles), and another interrupt's or the step pass's own stretch with
- * interrupts off (the steps' arithmetic runs with them on). */
-#define RP_STEP_LEAD_TICKS 320U
-#define RP_STEP_WINDOW_TICKS 160U
-#define RP_STEP_SPIN_MAX 1024 /* a plan this far past its ticks (a stall): no spin */
+/* The compare fires RP_STEP_LEAD before a step: the interrupt's entry, its clock read
+ * and its scan of the carriages take about that long (measured in simavr: ~150 cycles
+ * and ~120 a carriage); then it spins on the clock's low word to the step's tick. Steps
+ * due within RP_STEP_WINDOW are raised in the same pass, each at its tick (in clock
+ * order: steps at one tick ~3 us apart). */
+#define RP_STEP_LEAD ((int32_t)(200U + 128U * n_steppers))
+#define RP_STEP_WINDOW (RP_STEP_LEAD + 160)
 #define RP_STEP_COMPUTES 8       /* next steps worked out in one interrupt, then ... */
 #define RP_STEP_YIELD_TICKS 480U /* ... 30 us for the main loop */
 
 static rp_stepper steppers[RP_STEPPERS];
+static struct {
+    volatile uint8_t *port; /* the step pin's (looked up once) */
+    uint8_t mask;
+} step_io[RP_STEPPERS];
 static uint8_t n_steppers;
 /* carriages whose step pin is up and whose next step is not worked out yet (a bit per
  * slot): their s->next is the step just made */
 static volatile uint8_t todo;
 static volatile uint8_t computing; /* the step interrupt works next steps out (nested
                                     * compares only raise pins) */
-/* the plan: its writes (a port, the step pins there) at their clocks (low words), in
- * clock order (steps at one tick on one port: one write), and their carriages' bits */
-static uint8_t plan_n, plan_bits, plan_mask[RP_STEPPERS];
-static volatile uint8_t *plan_port[RP_STEPPERS];
-static uint16_t plan_tick[RP_STEPPERS];
 
 static void pin_write(uint8_t output, uint8_t on)
 {
@@ -92,7 +87,6 @@ void avr_step_all_off(void)
 {
     TIMSK5 &= (uint8_t)~_BV(OCIE5A);
     todo = 0;
-    plan_n = 0;
     for (uint8_t i = 0; i < n_steppers; i++) {
         steppers[i].flags &= (uint8_t)~(RP_STEP_MOVING | RP_STEP_PENDING);
         pin_write(steppers[i].pin, 0);
@@ -110,15 +104,15 @@ static void timer5_start(void)
 }
 
 /* interrupts off: the compare for a step at `first` (at most `cap` ticks ahead), its
- * interrupt on: 1, or 2 when capped (a wake-up before it); 0 if that step is (nearly)
- * due now (a clock the counter has passed, or is about to, would wait a whole wrap; the
- * interrupt stays off). OCR5A from Timer5's own count, read right after board_clock():
- * its phase against Timer1 does not matter (the interrupt spins on Timer1). A match
- * while the interrupt is off sets a flag that simavr does not turn into an interrupt
- * when it is turned on, so it is set on, at once. */
+ * interrupt on; 0 if that step is (nearly) due now (a clock the counter has passed, or
+ * is about to, would wait a whole wrap; the interrupt stays off). OCR5A from Timer5's
+ * own count, read right after board_clock(): its phase against Timer1 does not matter
+ * (the interrupt spins on Timer1, the clock). A match while the interrupt is off sets a
+ * flag that simavr does not turn into an interrupt when it is turned on, so it is set
+ * on, at once. */
 static uint8_t arm_at(uint32_t first, uint16_t cap)
 {
-    int32_t ahead = (int32_t)(first - board_clock()) - (int32_t)RP_STEP_LEAD_TICKS;
+    int32_t ahead = (int32_t)(first - board_clock()) - RP_STEP_LEAD;
     uint16_t t5 = TCNT5;
     if (ahead <= 32)
         return 0;
@@ -130,93 +124,78 @@ static uint8_t arm_at(uint32_t first, uint16_t cap)
         TIMSK5 &= (uint8_t)~_BV(OCIE5A);
         return 0;
     }
-    return span == ahead ? 1 : 2;
+    return 1;
 }
 
-/* interrupts off: the plan's steps, each at its tick (in clock order: steps at one tick
- * ~1.5 us apart); their carriages join todo */
-static inline void raise_plan(void)
+/* Interrupts off: raise the step pin of every carriage (not in todo) whose step is due
+ * within RP_STEP_WINDOW_TICKS, each at its own tick, in clock order, spinning on Timer1's
+ * count (the clock's low word: board_clock() = its overflows << 16 | TCNT1); they join
+ * todo. Their next steps are worked out afterwards: a step never waits for another
+ * carriage's arithmetic. */
+static inline void raise_due(void)
 {
-    uint8_t m = plan_n;
-    uint16_t last = 0;
-    for (uint8_t j = 0; j < m; j++) {
-        uint16_t tick = plan_tick[j];
-        if (!j || tick != last) {
-            int16_t d;
-            while ((d = (int16_t)(TCNT1 - tick)) < 0 && d > -RP_STEP_SPIN_MAX)
-                ; /* at most RP_STEP_LEAD_TICKS + RP_STEP_WINDOW_TICKS */
+    uint32_t now = board_clock();
+    uint8_t m = 0, bits = 0, t = todo, bit = 1;
+    uint16_t ahead[RP_STEPPERS];
+    volatile uint8_t *port[RP_STEPPERS];
+    uint8_t mask[RP_STEPPERS];
+    for (uint8_t i = 0; i < n_steppers; i++, bit <<= 1) {
+        const rp_stepper *s = &steppers[i];
+        if (!(s->flags & RP_STEP_MOVING) || (t & bit))
+            continue;
+        int32_t d = (int32_t)(s->next - now);
+        if (d > RP_STEP_WINDOW)
+            continue;
+        uint16_t a = d < 0 ? 0U : (uint16_t)d;
+        uint8_t j = m++;
+        for (; j && ahead[j - 1U] > a; j--) { /* insertion: clock order */
+            ahead[j] = ahead[j - 1U];
+            port[j] = port[j - 1U];
+            mask[j] = mask[j - 1U];
         }
-        last = tick;
-        *plan_port[j] |= plan_mask[j];
+        ahead[j] = a;
+        port[j] = step_io[i].port;
+        mask[j] = step_io[i].mask;
+        bits |= bit;
     }
-    todo |= plan_bits;
-    plan_n = 0;
-    plan_bits = 0;
+    uint16_t t1 = (uint16_t)now;
+    for (uint8_t j = 0; j < m; j++) {
+        uint16_t tick = (uint16_t)(t1 + ahead[j]);
+        while ((int16_t)(TCNT1 - tick) < 0)
+            ; /* at most RP_STEP_WINDOW */
+        *port[j] |= mask[j];
+    }
+    todo = (uint8_t)(t | bits);
 }
 
-/* Interrupts off: the plan and the compare for the earliest step of the carriages not
- * in todo (every carriage, those started meanwhile too); a plan due now is raised here.
- * A todo left while no pass works it out (a yield): the compare comes back for it
- * within RP_STEP_YIELD_TICKS. Off when nothing is left. */
+/* interrupts off: the compare for the earliest step of the carriages not in todo
+ * (every carriage, those started meanwhile too); steps due now are raised here. A todo
+ * left while no pass works it out (a yield): the compare comes back for it within
+ * RP_STEP_YIELD_TICKS. Off when nothing is left. */
 static void arm(void)
 {
     for (;;) {
-        uint8_t t = todo, resume = t && !computing, any = 0, bit = 1;
-        uint32_t now = board_clock(), first = 0;
-        int32_t dmin = 0;
-        for (uint8_t i = 0; i < n_steppers; i++, bit <<= 1) {
+        uint8_t resume = todo && !computing;
+        uint32_t first = 0;
+        uint8_t any = 0;
+        for (uint8_t i = 0; i < n_steppers; i++) {
             const rp_stepper *s = &steppers[i];
-            if (!(s->flags & RP_STEP_MOVING) || (t & bit))
+            if (!(s->flags & RP_STEP_MOVING) || (todo >> i & 1U))
                 continue;
-            int32_t d = (int32_t)(s->next - now);
-            if (!any || d < dmin) {
-                dmin = d;
+            if (!any || (int32_t)(s->next - first) < 0)
                 first = s->next;
-            }
             any = 1;
         }
-        uint8_t m = 0, bits = 0;
-        bit = 1;
-        for (uint8_t i = 0; any && i < n_steppers; i++, bit <<= 1) {
-            const rp_stepper *s = &steppers[i];
-            if (!(s->flags & RP_STEP_MOVING) || (t & bit) ||
-                (int32_t)(s->next - first) > (int32_t)RP_STEP_WINDOW_TICKS)
-                continue;
-            uint16_t tick = (uint16_t)s->next;
-            uint8_t mask, j;
-            volatile uint8_t *port = avr_output_port(s->pin, &mask);
-            bits |= bit;
-            for (j = 0; j < m; j++) /* a write at this tick on this port: joined */
-                if (plan_tick[j] == tick && plan_port[j] == port)
-                    break;
-            if (j < m) {
-                plan_mask[j] |= mask;
-                continue;
-            }
-            for (j = m++; j && (int16_t)(plan_tick[j - 1U] - tick) > 0; j--) { /* clock order */
-                plan_tick[j] = plan_tick[j - 1U];
-                plan_port[j] = plan_port[j - 1U];
-                plan_mask[j] = plan_mask[j - 1U];
-            }
-            plan_tick[j] = tick;
-            plan_port[j] = port;
-            plan_mask[j] = mask;
-        }
-        plan_n = m;
-        plan_bits = bits;
         if (!any && !resume) {
             TIMSK5 &= (uint8_t)~_BV(OCIE5A);
             return;
         }
         uint16_t cap = resume ? RP_STEP_YIELD_TICKS : 60000U;
-        uint8_t set = arm_at(any ? first : now + RP_STEP_LEAD_TICKS + cap + 64U, cap);
-        if (set == 2) { /* a wake-up before the plan's steps: it plans again */
-            plan_n = 0;
-            plan_bits = 0;
-        }
-        if (set)
+        if (!any)
+            first = board_clock() + (uint32_t)RP_STEP_LEAD + cap;
+        if (arm_at(first, cap))
             return;
-        raise_plan();
+        raise_due();
     }
 }
 
@@ -248,14 +227,14 @@ static __attribute__((noinline)) void work_out(void)
     } else {
         last_step(s);
     }
-    pin_write(s->pin, 0);
+    *step_io[i].port &= (uint8_t)~step_io[i].mask;
     todo &= (uint8_t)~bit;
 }
 
 ISR(TIMER5_COMPA_vect)
 {
     TIMSK5 &= (uint8_t)~_BV(OCIE5A); /* one shot: arm() sets it again */
-    raise_plan(); /* (none after a wake-up) */
+    raise_due();
     if (computing) { /* nested: the pass this interrupted works the next steps out */
         arm();
         return;
@@ -277,14 +256,15 @@ ISR(TIMER5_COMPA_vect)
 
 static rp_stepper *slot_of(uint8_t pin)
 {
-    uint8_t fresh;
+    uint8_t fresh, i = n_steppers;
     rp_stepper *s = rp_stepper_slot(steppers, &n_steppers, RP_STEPPERS, pin, &fresh);
-    if (fresh) /* step and dir are outputs (DDRx: the byte below PORTx) */
-        for (uint8_t o = 0; o < 2; o++) {
-            uint8_t mask;
-            volatile uint8_t *port = avr_output_port((uint8_t)(pin + o), &mask);
-            port[-1] |= mask;
-        }
+    if (fresh) { /* its step pin looked up once; step and dir are outputs */
+        uint8_t mask;
+        step_io[i].port = avr_output_port(pin, &step_io[i].mask);
+        step_io[i].port[-1] |= step_io[i].mask; /* DDRx: the byte below PORTx */
+        volatile uint8_t *port = avr_output_port((uint8_t)(pin + 1U), &mask);
+        port[-1] |= mask;
+    }
     return s;
 }
 
