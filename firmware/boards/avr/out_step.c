@@ -42,6 +42,7 @@
  * order: steps at one tick ~3 us apart). */
 #define RP_STEP_LEAD ((int32_t)(200U + 128U * n_steppers))
 #define RP_STEP_WINDOW (RP_STEP_LEAD + 160)
+#define RP_STEP_CLOSE_TICKS 200U /* the step pass's spin: interrupts off only this close */
 #define RP_STEP_COMPUTES 8       /* next steps worked out in one interrupt, then ... */
 #define RP_STEP_YIELD_TICKS 480U /* ... 30 us for the main loop */
 
@@ -56,6 +57,8 @@ static uint8_t n_steppers;
 static volatile uint8_t todo;
 static volatile uint8_t computing; /* the step interrupt works next steps out (nested
                                     * compares only raise pins) */
+static volatile uint8_t stops_seen; /* all-offs: a step pass that scanned before one
+                                     * raises nothing */
 
 static void pin_write(uint8_t output, uint8_t on)
 {
@@ -87,6 +90,7 @@ void avr_step_all_off(void)
 {
     TIMSK5 &= (uint8_t)~_BV(OCIE5A);
     todo = 0;
+    stops_seen++;
     for (uint8_t i = 0; i < n_steppers; i++) {
         steppers[i].flags &= (uint8_t)~(RP_STEP_MOVING | RP_STEP_PENDING);
         pin_write(steppers[i].pin, 0);
@@ -132,10 +136,12 @@ static uint8_t arm_at(uint32_t first, uint16_t cap)
  * count (the clock's low word: board_clock() = its overflows << 16 | TCNT1); they join
  * todo. Their next steps are worked out afterwards: a step never waits for another
  * carriage's arithmetic. */
-static inline void raise_due(void)
+static inline void raise_due(uint8_t open)
 {
+    if (open)
+        sei();
+    uint8_t m = 0, bits = 0, t = todo, bit = 1, stops = stops_seen;
     uint32_t now = board_clock();
-    uint8_t m = 0, bits = 0, t = todo, bit = 1;
     uint16_t ahead[RP_STEPPERS];
     volatile uint8_t *port[RP_STEPPERS];
     uint8_t mask[RP_STEPPERS];
@@ -161,26 +167,34 @@ static inline void raise_due(void)
     uint16_t t1 = (uint16_t)now;
     for (uint8_t j = 0; j < m; j++) {
         uint16_t tick = (uint16_t)(t1 + ahead[j]);
+        if (open) { /* interrupts on until RP_STEP_CLOSE_TICKS before the tick */
+            sei();
+            while ((int16_t)(TCNT1 - (uint16_t)(tick - RP_STEP_CLOSE_TICKS)) < 0)
+                ;
+            cli();
+        }
         while ((int16_t)(TCNT1 - tick) < 0)
-            ; /* at most RP_STEP_WINDOW */
+            ; /* at most RP_STEP_WINDOW (RP_STEP_CLOSE_TICKS when open) */
+        if (stops != stops_seen) /* all-off meanwhile: no step after it */
+            return;
         *port[j] |= mask[j];
     }
-    todo = (uint8_t)(t | bits);
+    cli();
+    todo = (uint8_t)(todo | bits);
 }
 
 /* interrupts off: the compare for the earliest step of the carriages not in todo
  * (every carriage, those started meanwhile too); steps due now are raised here. A todo
  * left while no pass works it out (a yield): the compare comes back for it within
  * RP_STEP_YIELD_TICKS. Off when nothing is left. */
-static void arm(void)
+static void arm(uint8_t open, uint8_t resume)
 {
     for (;;) {
-        uint8_t resume = todo && !computing;
         uint32_t first = 0;
-        uint8_t any = 0;
-        for (uint8_t i = 0; i < n_steppers; i++) {
+        uint8_t any = 0, t = todo, bit = 1;
+        for (uint8_t i = 0; i < n_steppers; i++, bit <<= 1) {
             const rp_stepper *s = &steppers[i];
-            if (!(s->flags & RP_STEP_MOVING) || (todo >> i & 1U))
+            if (!(s->flags & RP_STEP_MOVING) || (t & bit))
                 continue;
             if (!any || (int32_t)(s->next - first) < 0)
                 first = s->next;
@@ -195,7 +209,7 @@ static void arm(void)
             first = board_clock() + (uint32_t)RP_STEP_LEAD + cap;
         if (arm_at(first, cap))
             return;
-        raise_due();
+        raise_due(open);
     }
 }
 
@@ -234,24 +248,25 @@ static __attribute__((noinline)) void work_out(void)
 ISR(TIMER5_COMPA_vect)
 {
     TIMSK5 &= (uint8_t)~_BV(OCIE5A); /* one shot: arm() sets it again */
-    raise_due();
     if (computing) { /* nested: the pass this interrupted works the next steps out */
-        arm();
+        raise_due(0);
+        arm(0, 0);
         return;
     }
-    computing = 1;
+    computing = 1; /* from here: a compare meanwhile nests, a move only starts */
+    raise_due(1);
     for (uint8_t done = 0;;) {
-        arm(); /* the other carriages' steps (those due now: raised) while these are
-                * worked out */
+        arm(1, 0); /* the other carriages' steps (those due now: raised) while these are
+                    * worked out */
         if (!todo || done >= RP_STEP_COMPUTES)
             break;
         for (; todo && done < RP_STEP_COMPUTES; done++)
             work_out();
     }
-    computing = 0;
     if (todo) /* more steps than the CPU makes (every carriage at full speed at once):
                * the main loop gets a slice, the steps come late (and are measured) */
-        arm();
+        arm(1, 1);
+    computing = 0;
 }
 
 static rp_stepper *slot_of(uint8_t pin)
@@ -294,7 +309,8 @@ uint8_t board_output_move(uint16_t actuator, uint8_t out_kind, uint8_t out_addr,
                 pin_write((uint8_t)(out_channel + 1U), (s->flags & RP_STEP_UP) != 0);
                 timer5_start();
                 if (!computing) /* else the step interrupt arms it on its way out */
-                    arm();
+                    arm(0, todo != 0); /* (a pass that yielded: back within
+                                        * RP_STEP_YIELD_TICKS) */
             }
         }
     }
