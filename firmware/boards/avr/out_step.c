@@ -132,14 +132,14 @@ static uint8_t arm_at(uint32_t first, uint16_t cap)
 }
 
 /* Interrupts off: raise the step pin of every carriage (not in todo) whose step is due
- * within RP_STEP_WINDOW_TICKS, each at its own tick, in clock order, spinning on Timer1's
+ * within RP_STEP_WINDOW, each at its own tick, in clock order, spinning on Timer1's
  * count (the clock's low word: board_clock() = its overflows << 16 | TCNT1); they join
  * todo. Their next steps are worked out afterwards: a step never waits for another
- * carriage's arithmetic. */
+ * carriage's arithmetic. `open` (the step pass's own calls): a wait longer than
+ * RP_STEP_CLOSE_TICKS has interrupts on (the UART, the core's timer) until then; an
+ * all-off meanwhile cancels the raise. */
 static inline void raise_due(uint8_t open)
 {
-    if (open)
-        sei();
     uint8_t m = 0, bits = 0, t = todo, bit = 1, stops = stops_seen;
     uint32_t now = board_clock();
     uint16_t ahead[RP_STEPPERS];
@@ -167,8 +167,8 @@ static inline void raise_due(uint8_t open)
     uint16_t t1 = (uint16_t)now;
     for (uint8_t j = 0; j < m; j++) {
         uint16_t tick = (uint16_t)(t1 + ahead[j]);
-        if (open) { /* interrupts on until RP_STEP_CLOSE_TICKS before the tick */
-            sei();
+        if (open && (int16_t)(TCNT1 - (uint16_t)(tick - RP_STEP_CLOSE_TICKS)) < 0) {
+            sei(); /* interrupts on until RP_STEP_CLOSE_TICKS before the tick */
             while ((int16_t)(TCNT1 - (uint16_t)(tick - RP_STEP_CLOSE_TICKS)) < 0)
                 ;
             cli();
@@ -209,6 +209,11 @@ static void arm(uint8_t open, uint8_t resume)
             first = board_clock() + (uint32_t)RP_STEP_LEAD + cap;
         if (arm_at(first, cap))
             return;
+        if (open) { /* pending interrupts first (the UART): then the scan */
+            sei();
+            __asm__ __volatile__("nop");
+            cli();
+        }
         raise_due(open);
     }
 }
