@@ -136,8 +136,8 @@ static uint8_t arm_at(uint32_t first, uint16_t cap)
  * count (the clock's low word: board_clock() = its overflows << 16 | TCNT1); they join
  * todo. Their next steps are worked out afterwards: a step never waits for another
  * carriage's arithmetic. `open` (the step pass's own calls): a wait longer than
- * RP_STEP_CLOSE_TICKS has interrupts on (the UART, the core's timer) until then; an
- * all-off meanwhile cancels the raise. */
+ * RP_STEP_CLOSE_TICKS before the first step has interrupts on (the UART, the core's
+ * timer) until then; an all-off meanwhile cancels the raise. */
 static inline void raise_due(uint8_t open)
 {
     uint8_t m = 0, bits = 0, t = todo, bit = 1, stops = stops_seen;
@@ -165,18 +165,21 @@ static inline void raise_due(uint8_t open)
         bits |= bit;
     }
     uint16_t t1 = (uint16_t)now;
-    for (uint8_t j = 0; j < m; j++) {
-        uint16_t tick = (uint16_t)(t1 + ahead[j]);
-        if (open && (int16_t)(TCNT1 - (uint16_t)(tick - RP_STEP_CLOSE_TICKS)) < 0) {
-            sei(); /* interrupts on until RP_STEP_CLOSE_TICKS before the tick */
-            while ((int16_t)(TCNT1 - (uint16_t)(tick - RP_STEP_CLOSE_TICKS)) < 0)
+    if (m && open) { /* interrupts on until RP_STEP_CLOSE_TICKS before the first tick */
+        uint16_t close = (uint16_t)(t1 + ahead[0] - RP_STEP_CLOSE_TICKS);
+        if ((int16_t)(TCNT1 - close) < 0) {
+            sei();
+            while ((int16_t)(TCNT1 - close) < 0)
                 ;
             cli();
         }
-        while ((int16_t)(TCNT1 - tick) < 0)
-            ; /* at most RP_STEP_WINDOW (RP_STEP_CLOSE_TICKS when open) */
         if (stops != stops_seen) /* all-off meanwhile: no step after it */
             return;
+    }
+    for (uint8_t j = 0; j < m; j++) {
+        uint16_t tick = (uint16_t)(t1 + ahead[j]);
+        while ((int16_t)(TCNT1 - tick) < 0)
+            ; /* at most RP_STEP_WINDOW (from RP_STEP_CLOSE_TICKS before the first when open) */
         *port[j] |= mask[j];
     }
     cli();
