@@ -153,6 +153,12 @@ static inline void raise_due(uint8_t open)
         if (d > RP_STEP_WINDOW)
             continue;
         uint16_t a = d < 0 ? 0U : (uint16_t)d;
+        bits |= bit;
+        if (m && ahead[m - 1U] == a && port[m - 1U] == step_io[i].port) {
+            mask[m - 1U] |= step_io[i].mask; /* at the last one's tick on its port: one
+                                              * write (carriages leaving together) */
+            continue;
+        }
         uint8_t j = m++;
         for (; j && ahead[j - 1U] > a; j--) { /* insertion: clock order */
             ahead[j] = ahead[j - 1U];
@@ -162,7 +168,6 @@ static inline void raise_due(uint8_t open)
         ahead[j] = a;
         port[j] = step_io[i].port;
         mask[j] = step_io[i].mask;
-        bits |= bit;
     }
     uint16_t t1 = (uint16_t)now;
     if (m && open) { /* interrupts on until RP_STEP_CLOSE_TICKS before the first tick */
