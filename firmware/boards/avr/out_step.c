@@ -9,11 +9,13 @@
  * The core's schedule_move reaches board_output_move() up to the timer's lead before
  * its clock; the move's profile (out_step_gen.h, robo_player/motion.py's) starts at that
  * clock. The steps come from Timer5's compare interrupt: Timer5 counts the CPU clock,
- * and OCR5A = its count plus the ticks from board_clock() to the step (a step more than
- * 60000 ticks ahead: a wake-up that finds nothing due and re-arms). At its step the interrupt raises the step pin, works out the next
- * step with interrupts on (the core's timer comes first), and lowers the pin (a pulse
- * of a few us; the steps due at about one tick are all raised first, each at its own
- * tick, then their next steps worked out). The firmware on its own:
+ * and OCR5A = its count plus the ticks from board_clock() to the compare (RP_STEP_LEAD
+ * before the step; a step more than 60000 ticks ahead: a wake-up that finds nothing
+ * due and re-arms). The step pass raises every step due near that tick, each at its own
+ * tick, before any arithmetic; then works out their next steps with interrupts on (a
+ * compare meanwhile nests and only raises pins: a step never waits for another
+ * carriage's arithmetic), each lowering its pin (a pulse of a step's arithmetic).
+ * The firmware on its own:
  *   - refuses a move past the travel (REFUSED_MOVE): the carriage stays where it is;
  *   - refuses a strike pulse on the presser of a carriage that moves (REFUSED_BUSY);
  *   - keeps a move asked while its carriage still steps and starts it when the steps
