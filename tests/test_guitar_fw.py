@@ -99,6 +99,20 @@ def test_c_generator_equals_motion_py_exactly(gen: Path) -> None:
         assert p == list(range(1, n + 1))
 
 
+@pytest.mark.parametrize("a", [1000, 1001, 4096, 36_504, 465_000, (1 << 24) - 1])
+def test_c_generator_roots_across_phases(gen: Path, a: int) -> None:
+    """The generator's roots come from the last root's extrapolated change, corrected
+    (from scratch only at a phase's start, below m = 8 and when far off): every phase
+    and width on the µs of robo_player.motion. Moves that accelerate past m C = 2^32
+    (small a: 64-bit roots), cruise, decelerate from 32 or 64 bits, and triangles that
+    turn at every step count near 8 and 16."""
+    for v in (300, 2808, 65535):
+        for n in (1, 2, 3, 7, 8, 9, 15, 16, 17, 200, 1023, 4095):
+            t, _p, refused = _c_steps(gen, v, a, [(n, 7)])
+            assert refused == 0
+            assert np.array_equal(np.array(t), move_steps(0, n, 7, v, a)), (n, v, a)
+
+
 def test_c_generator_chains_moves_like_the_simulator(gen: Path) -> None:
     """Random moves, some asked while the carriage still steps: the C generator and the
     simulator's step generator (carriage_steps, the model vmcu uses) give the same steps;

@@ -9,11 +9,13 @@
  * The core's schedule_move reaches board_output_move() up to the timer's lead before
  * its clock; the move's profile (out_step_gen.h, robo_player/motion.py's) starts at that
  * clock. The steps come from Timer5's compare interrupt: Timer5 counts the CPU clock,
- * and OCR5A = its count plus the ticks from board_clock() to the step (a step more than
- * 60000 ticks ahead: a wake-up that finds nothing due and re-arms). At its step the interrupt raises the step pin, works out the next
- * step with interrupts on (the core's timer comes first), and lowers the pin (a pulse
- * of a few us; the steps due at about one tick are all raised first, each at its own
- * tick, then their next steps worked out). The firmware on its own:
+ * and OCR5A = its count plus the ticks from board_clock() to the compare (RP_STEP_LEAD
+ * before the step; a step more than 60000 ticks ahead: a wake-up that finds nothing
+ * due and re-arms). The step pass raises every step due near that tick, each at its own
+ * tick, before any arithmetic; then works out their next steps with interrupts on (a
+ * compare meanwhile nests and only raises pins: a step never waits for another
+ * carriage's arithmetic), each lowering its pin (a pulse of a step's arithmetic).
+ * The firmware on its own:
  *   - refuses a move past the travel (REFUSED_MOVE): the carriage stays where it is;
  *   - refuses a strike pulse on the presser of a carriage that moves (REFUSED_BUSY);
  *   - keeps a move asked while its carriage still steps and starts it when the steps
@@ -34,12 +36,16 @@
 #endif
 #include "out_step_gen.h"
 
-#define RP_STEPPERS 6 /* carriages: a guitar's six strings */
-/* the compare fires this early: the interrupt's entry, its clock read and the pass
- * that finds the due steps take about that long (14 us early: 18 us late at p50 on
- * bass-4; 20 us: 5 us), and a step found this close is waited for to its tick */
-#define RP_STEP_DUE_TICKS 320U
-#define RP_STEP_ROUNDS 4         /* rounds of due steps in one interrupt, then ... */
+#define RP_STEPPERS 6 /* carriages: a guitar's six strings (bits of an uint8_t) */
+/* The compare fires RP_STEP_LEAD before a step: the interrupt's entry, its clock read
+ * and its scan of the carriages take about that long (measured in simavr: ~150 cycles
+ * and ~120 a carriage); then it spins on the clock's low word to the step's tick. Steps
+ * due within RP_STEP_WINDOW are raised in the same pass, each at its tick (in clock
+ * order: steps at one tick ~3 us apart). */
+#define RP_STEP_LEAD ((int32_t)(200U + 128U * n_steppers))
+#define RP_STEP_WINDOW (RP_STEP_LEAD + 160)
+#define RP_STEP_CLOSE_TICKS 200U /* the step pass's spin: interrupts off only this close */
+#define RP_STEP_COMPUTES 8       /* next steps worked out in one interrupt, then ... */
 #define RP_STEP_YIELD_TICKS 480U /* ... 30 us for the main loop */
 
 static rp_stepper steppers[RP_STEPPERS];
@@ -48,6 +54,13 @@ static struct {
     uint8_t mask;
 } step_io[RP_STEPPERS];
 static uint8_t n_steppers;
+/* carriages whose step pin is up and whose next step is not worked out yet (a bit per
+ * slot): their s->next is the step just made */
+static volatile uint8_t todo;
+static volatile uint8_t computing; /* the step interrupt works next steps out (nested
+                                    * compares only raise pins) */
+static volatile uint8_t stops_seen; /* all-offs: a step pass that scanned before one
+                                     * raises nothing */
 
 static void pin_write(uint8_t output, uint8_t on)
 {
@@ -78,13 +91,15 @@ void avr_step_commit(const rp_out_t *o) { (void)o; }
 void avr_step_all_off(void)
 {
     TIMSK5 &= (uint8_t)~_BV(OCIE5A);
+    todo = 0;
+    stops_seen++;
     for (uint8_t i = 0; i < n_steppers; i++) {
         steppers[i].flags &= (uint8_t)~(RP_STEP_MOVING | RP_STEP_PENDING);
         pin_write(steppers[i].pin, 0);
     }
 }
 
-/* Timer5 counts the CPU clock (interrupts off); arm() sets its compare from its own
+/* Timer5 counts the CPU clock (interrupts off); arm_at() sets its compare from its own
  * count and board_clock(), read back to back */
 static void timer5_start(void)
 {
@@ -94,24 +109,20 @@ static void timer5_start(void)
     TCCR5B = _BV(CS50);
 }
 
-/* interrupts off: set the compare for the earliest step. ARM_NONE: nothing moves (its
- * interrupt off); ARM_DUE: that step is (nearly) due now (a clock the counter has
- * passed, or is about to, would wait a whole wrap; its interrupt off); ARM_SET: OCR5A
- * holds it, and the interrupt is on unless `hold` (a match while it is off sets a flag
- * that simavr does not turn into an interrupt when it is turned on: on at once) */
-/* interrupts off: the compare for a step at `first`, its interrupt on; 0 if that step
- * is (nearly) due now (a clock the counter has passed, or is about to, would wait a
- * whole wrap; the interrupt stays off). OCR5A from Timer5's own count, read right after
- * board_clock(): its phase against Timer1 does not matter. A match while the interrupt
- * is off sets a flag that simavr does not turn into an interrupt when it is turned on,
- * so it is set on, at once. */
-static uint8_t arm_at(uint32_t first)
+/* interrupts off: the compare for a step at `first` (at most `cap` ticks ahead), its
+ * interrupt on; 0 if that step is (nearly) due now (a clock the counter has passed, or
+ * is about to, would wait a whole wrap; the interrupt stays off). OCR5A from Timer5's
+ * own count, read right after board_clock(): its phase against Timer1 does not matter
+ * (the interrupt spins on Timer1, the clock). A match while the interrupt is off sets a
+ * flag that simavr does not turn into an interrupt when it is turned on, so it is set
+ * on, at once. */
+static uint8_t arm_at(uint32_t first, uint16_t cap)
 {
-    int32_t ahead = (int32_t)(first - board_clock()) - (int32_t)RP_STEP_DUE_TICKS;
+    int32_t ahead = (int32_t)(first - board_clock()) - RP_STEP_LEAD;
     uint16_t t5 = TCNT5;
     if (ahead <= 32)
         return 0;
-    uint16_t span = ahead > 60000L ? 60000U : (uint16_t)ahead; /* far: wake, re-arm */
+    uint16_t span = ahead > (int32_t)cap ? cap : (uint16_t)ahead; /* far: wake, re-arm */
     OCR5A = (uint16_t)(t5 + span);
     TIFR5 = _BV(OCF5A);
     TIMSK5 |= _BV(OCIE5A);
@@ -122,33 +133,100 @@ static uint8_t arm_at(uint32_t first)
     return 1;
 }
 
-/* the earliest next step of the moving carriages into *first; 0 when none moves */
-static inline uint8_t earliest_step(uint32_t *first)
+/* Interrupts off: raise the step pin of every carriage (not in todo) whose step is due
+ * within RP_STEP_WINDOW, each at its own tick, in clock order, spinning on Timer1's
+ * count (the clock's low word: board_clock() = its overflows << 16 | TCNT1); they join
+ * todo. Their next steps are worked out afterwards: a step never waits for another
+ * carriage's arithmetic. `open` (the step pass's own calls): a wait longer than
+ * RP_STEP_CLOSE_TICKS before the first step has interrupts on (the UART, the core's
+ * timer) until then; an all-off meanwhile cancels the raise. */
+static inline void raise_due(uint8_t open)
 {
-    uint8_t any = 0;
-    for (uint8_t i = 0; i < n_steppers; i++) {
+    uint8_t m = 0, bits = 0, t = todo, bit = 1, stops = stops_seen;
+    uint32_t now = board_clock();
+    uint16_t ahead[RP_STEPPERS];
+    volatile uint8_t *port[RP_STEPPERS];
+    uint8_t mask[RP_STEPPERS];
+    for (uint8_t i = 0; i < n_steppers; i++, bit <<= 1) {
         const rp_stepper *s = &steppers[i];
-        if (!(s->flags & RP_STEP_MOVING))
+        if (!(s->flags & RP_STEP_MOVING) || (t & bit))
             continue;
-        if (!any || (int32_t)(s->next - *first) < 0)
-            *first = s->next;
-        any = 1;
+        int32_t d = (int32_t)(s->next - now);
+        if (d > RP_STEP_WINDOW)
+            continue;
+        uint16_t a = d < 0 ? 0U : (uint16_t)d;
+        bits |= bit;
+        if (m && ahead[m - 1U] == a && port[m - 1U] == step_io[i].port) {
+            mask[m - 1U] |= step_io[i].mask; /* at the last one's tick on its port: one
+                                              * write (carriages leaving together) */
+            continue;
+        }
+        uint8_t j = m++;
+        for (; j && ahead[j - 1U] > a; j--) { /* insertion: clock order */
+            ahead[j] = ahead[j - 1U];
+            port[j] = port[j - 1U];
+            mask[j] = mask[j - 1U];
+        }
+        ahead[j] = a;
+        port[j] = step_io[i].port;
+        mask[j] = step_io[i].mask;
     }
-    return any;
+    uint16_t t1 = (uint16_t)now;
+    if (m && open) { /* interrupts on until RP_STEP_CLOSE_TICKS before the first tick */
+        uint16_t close = (uint16_t)(t1 + ahead[0] - RP_STEP_CLOSE_TICKS);
+        if ((int16_t)(TCNT1 - close) < 0) {
+            sei();
+            while ((int16_t)(TCNT1 - close) < 0)
+                ;
+            cli();
+        }
+        if (stops != stops_seen) /* all-off meanwhile: no step after it */
+            return;
+    }
+    for (uint8_t j = 0; j < m; j++) {
+        uint16_t tick = (uint16_t)(t1 + ahead[j]);
+        while ((int16_t)(TCNT1 - tick) < 0)
+            ; /* at most RP_STEP_WINDOW (from RP_STEP_CLOSE_TICKS before the first when open) */
+        *port[j] |= mask[j];
+    }
+    cli();
+    todo = (uint8_t)(todo | bits);
 }
 
-/* the earliest step of every carriage (a move just started outside the interrupt) */
-static void arm(void)
+/* interrupts off: the compare for the earliest step of the carriages not in todo
+ * (every carriage, those started meanwhile too); steps due now are raised here. A todo
+ * left while no pass works it out (a yield): the compare comes back for it within
+ * RP_STEP_YIELD_TICKS. Off when nothing is left. */
+static void arm(uint8_t open, uint8_t resume)
 {
-    uint32_t first;
-    if (earliest_step(&first) && !arm_at(first)) { /* due now: let the interrupt take it at once */
-        OCR5A = (uint16_t)(TCNT5 + 16U);
-        TIFR5 = _BV(OCF5A);
-        TIMSK5 |= _BV(OCIE5A);
+    for (;;) {
+        uint32_t first = 0;
+        uint8_t any = 0, t = todo, bit = 1;
+        for (uint8_t i = 0; i < n_steppers; i++, bit <<= 1) {
+            const rp_stepper *s = &steppers[i];
+            if (!(s->flags & RP_STEP_MOVING) || (t & bit))
+                continue;
+            if (!any || (int32_t)(s->next - first) < 0)
+                first = s->next;
+            any = 1;
+        }
+        if (!any && !resume) {
+            TIMSK5 &= (uint8_t)~_BV(OCIE5A);
+            return;
+        }
+        uint16_t cap = resume ? RP_STEP_YIELD_TICKS : 60000U;
+        if (!any)
+            first = board_clock() + (uint32_t)RP_STEP_LEAD + cap;
+        if (arm_at(first, cap))
+            return;
+        if (open) { /* pending interrupts first (the UART): then the scan */
+            sei();
+            __asm__ __volatile__("nop");
+            cli();
+        }
+        raise_due(open);
     }
 }
-
-static volatile uint8_t in_step; /* the step interrupt runs (its own arm() follows) */
 
 /* The move's last step, interrupts off: a move that waits starts (its divisions are a
  * speed's and acceleration's, done at its first move: ~2000 cycles here) */
@@ -160,67 +238,50 @@ static __attribute__((noinline)) void last_step(rp_stepper *s)
         pin_write((uint8_t)(s->pin + 1U), (s->flags & RP_STEP_UP) != 0);
 }
 
+/* Interrupts off: work out the next step of one carriage in todo (the lowest slot)
+ * with interrupts on (the core's timer, the UART and the other carriages' step
+ * compares come first: a nested compare only raises pins), and lower its step pin (a
+ * pulse of a step's arithmetic). A move for this carriage meanwhile only sets its
+ * pending fields, one for an idle carriage starts it (arm() finds it). */
+static __attribute__((noinline)) void work_out(void)
+{
+    uint8_t i = 0, bit = 1;
+    while (!(todo & bit))
+        i++, bit <<= 1;
+    rp_stepper *s = &steppers[i];
+    if ((uint16_t)(s->k + 1U) < s->n) {
+        sei();
+        rp_stepper_step(s);
+        cli();
+    } else {
+        last_step(s);
+    }
+    *step_io[i].port &= (uint8_t)~step_io[i].mask;
+    todo &= (uint8_t)~bit;
+}
+
 ISR(TIMER5_COMPA_vect)
 {
-    TIMSK5 &= (uint8_t)~_BV(OCIE5A); /* not again while this runs */
-    in_step = 1;
-    for (uint8_t rounds = 0;; rounds++) {
-        uint32_t now = board_clock(), first = 0;
-        uint8_t due = 0, one = 0, e = 0;
-        /* every step due within RP_STEP_DUE_TICKS first, each at its own tick (in clock
-         * order), and only then their next steps: steps of several carriages at about
-         * one tick do not wait for each other's arithmetic */
-        for (uint8_t i = 0; i < n_steppers; i++)
-            if ((steppers[i].flags & RP_STEP_MOVING) &&
-                (int32_t)(steppers[i].next - now) <= (int32_t)RP_STEP_DUE_TICKS) {
-                due |= (uint8_t)(1U << i);
-                one = one ? 2 : 1;
-                e = i;
-            }
-        for (uint8_t left = due; left;) {
-            if (one != 1) /* several: the earliest (one alone is e) */
-                for (uint8_t i = 0; i < n_steppers; i++)
-                    if ((left >> i & 1U) && (!(left >> e & 1U) ||
-                                             (int32_t)(steppers[i].next - steppers[e].next) < 0))
-                        e = i;
-            while ((int32_t)(steppers[e].next - board_clock()) > 0)
-                ; /* at most RP_STEP_DUE_TICKS */
-            *step_io[e].port |= step_io[e].mask;
-            left &= (uint8_t)~(1U << e);
-        }
-        for (uint8_t i = 0; i < n_steppers; i++) {
-            rp_stepper *s = &steppers[i];
-            if (!(due >> i & 1U))
-                continue;
-            if ((uint16_t)(s->k + 1U) < s->n) {
-                sei(); /* the core's timer and the UART come first; a move for this
-                        * carriage meanwhile only sets its pending fields, one for an
-                        * idle carriage starts it (the pass below arms for it) */
-                rp_stepper_step(s);
-                cli();
-            } else {
-                last_step(s);
-            }
-            *step_io[i].port &= (uint8_t)~step_io[i].mask;
-        }
-        /* the earliest step, interrupts off: every carriage, those started meanwhile too */
-        if (!earliest_step(&first)) {
-            TIMSK5 &= (uint8_t)~_BV(OCIE5A);
-            break;
-        }
-        if (rounds >= RP_STEP_ROUNDS) {
-            /* more than the CPU can step (every carriage at full speed at once): leave
-             * the main loop a slice, the steps come late (and are measured) */
-            OCR5A = (uint16_t)(TCNT5 + RP_STEP_YIELD_TICKS);
-            TIFR5 = _BV(OCF5A);
-            TIMSK5 |= _BV(OCIE5A);
-            break;
-        }
-        if (arm_at(first)) /* armed (and on) only as we leave: no sei follows before
-                            * the reti, so no nesting */
-            break;
+    TIMSK5 &= (uint8_t)~_BV(OCIE5A); /* one shot: arm() sets it again */
+    if (computing) { /* nested: the pass this interrupted works the next steps out */
+        raise_due(0);
+        arm(0, 0);
+        return;
     }
-    in_step = 0;
+    computing = 1; /* from here: a compare meanwhile nests, a move only starts */
+    raise_due(1);
+    for (uint8_t done = 0;;) {
+        arm(1, 0); /* the other carriages' steps (those due now: raised) while these are
+                    * worked out */
+        if (!todo || done >= RP_STEP_COMPUTES)
+            break;
+        for (; todo && done < RP_STEP_COMPUTES; done++)
+            work_out();
+    }
+    if (todo) /* more steps than the CPU makes (every carriage at full speed at once):
+               * the main loop gets a slice, the steps come late (and are measured) */
+        arm(1, 1);
+    computing = 0;
 }
 
 static rp_stepper *slot_of(uint8_t pin)
@@ -262,8 +323,9 @@ uint8_t board_output_move(uint16_t actuator, uint8_t out_kind, uint8_t out_addr,
             if (s->flags & RP_STEP_MOVING) {
                 pin_write((uint8_t)(out_channel + 1U), (s->flags & RP_STEP_UP) != 0);
                 timer5_start();
-                if (!in_step) /* else the step interrupt arms it on its way out */
-                    arm();
+                if (!computing) /* else the step interrupt arms it on its way out */
+                    arm(0, todo != 0); /* (a pass that yielded: back within
+                                        * RP_STEP_YIELD_TICKS) */
             }
         }
     }

@@ -1,16 +1,22 @@
 /* A step/dir positioner's step generator (portable C99; the AVR board runs it from its
  * Timer5 compare interrupt, the host board from its loop). It computes the profile of
  * out_step_profile.h (robo_player/motion.py's formula, step for step) incrementally,
- * so that a step costs no 64-bit division:
+ * so that a step costs no division and, mostly, no square root from scratch:
  *
- *   accelerating / decelerating steps: one integer square root of k C (32 bits while
- *     k C < 2^32, i.e. an acceleration phase shorter than 65 ms; else 64 bits);
+ *   accelerating / decelerating steps: isqrt(m C) (m = k, or n - k decelerating), the
+ *     root of the step before plus its change extrapolated (second differences: the
+ *     roots of successive steps change smoothly), corrected by whole units against
+ *     m C - g^2 (its low 32 bits: exact, as the guess is off by a few units): a few
+ *     multiplies and adds. From scratch (a bit-by-bit root) for a phase's first two
+ *     steps, for m < 8 (where the change is not smooth yet), and when the guess is
+ *     off by more than RP_ROOT_FIX units;
  *   cruising steps: t(k) = floor(1e6 v / (2a) + 1e6 k / v), kept as
  *     P + k Q + floor(k R / v) + [x >= X0] with Q, R = divmod(1e6, v), x = k R mod v and
- *     X0 = ceil(v (2a - F) / (2a)), F = 1e6 v mod 2a: adds and compares only.
+ *     X0 = ceil(v (2a - F) / (2a)), F = 1e6 v mod 2a: adds and compares only (set up at
+ *     the first cruising step: one division; it shares its fields with the root's).
  *
- * The divisions (the move's length T, the cruise constants) run once per move, at its
- * start. Steps must be taken in order (rp_stepper_advance()). A move asked while the
+ * The divisions (the move's length T, the cruise constants) run once per move. Steps
+ * must be taken in order (rp_stepper_advance()). A move asked while the
  * carriage still steps is kept (one) and starts when the steps end (or at its own clock,
  * whichever is later), as the simulator's step generator does (robo_player/sim/vmcu.py,
  * robo_player/sim/guitar/device.py). Acceleration: >= 1000 steps/s^2 (the protocol's
@@ -26,7 +32,17 @@
 #define RP_STEP_TICKS_SHIFT 0
 #endif
 
-enum { RP_STEP_MOVING = 1, RP_STEP_UP = 2, RP_STEP_TRAP = 4, RP_STEP_PENDING = 8 };
+enum {
+    RP_STEP_MOVING = 1,
+    RP_STEP_UP = 2,
+    RP_STEP_TRAP = 4,
+    RP_STEP_PENDING = 8,
+    RP_STEP_DEC = 16,    /* the root's fields are a deceleration's (else an acceleration's) */
+    RP_STEP_LEVEL1 = 32, /* the root's fields: (flags & LEVEL) / LEVEL1 = 0 nothing, 1 a */
+    RP_STEP_LEVEL = 96,  /* root, 2 and its change, 3 and the change before */
+    RP_STEP_ROOT = RP_STEP_DEC | RP_STEP_LEVEL
+};
+#define RP_ROOT_FIX 32 /* corrections of a guessed root, then from scratch */
 
 typedef struct {
     /* the step interrupt's fields first (an AVR reaches offsets < 64 in one load) */
@@ -36,11 +52,19 @@ typedef struct {
     uint32_t next, t0;           /* the clock of step k + 1; the move's start */
     uint16_t k_acc, r_dec;       /* accelerating while k <= k_acc; decelerating while
                                   * n - k <= r_dec (a trapezoid) */
-    uint32_t tc, q;              /* cruising: P + k Q + floor(k R / v); Q */
-    uint16_t x, r, x0, v;        /* cruising: see above; the top speed */
+    union {
+        struct {
+            uint32_t tc; /* cruising: P + k Q + floor(k R / v) */
+            uint16_t x;  /* k R mod v */
+        } cr;
+        struct {
+            uint32_t g;     /* accelerating / decelerating: the last root */
+            int16_t d1, d2; /* its change, and the change before */
+        } rt;
+    } u;
+    uint32_t q;                  /* cruising: Q */
+    uint16_t r, x0, v;           /* cruising: R, X0 (see above); the top speed */
     uint32_t c, total_us;        /* C = floor(2e12 / a); T */
-    uint16_t sq;                 /* the last square root, and its change */
-    int16_t dsq;
     /* the rest: a move's start and the configuration */
     uint32_t a;                  /* acceleration */
     uint32_t p2;                 /* floor(1e6 v / a) (its fraction: y0) */
@@ -49,45 +73,61 @@ typedef struct {
     uint8_t actuator, presser, pin; /* pin: the step output (dir: pin + 1) */
 } rp_stepper;
 
-static inline uint16_t rp_isqrt32(uint32_t x)
+static inline uint32_t rp_isqrt32(uint32_t x)
 {
     RP_ISQRT_BODY(uint32_t, x)
-    return (uint16_t)r;
+    return r;
 }
 
-/* isqrt(x) from a guess (the last root plus its last change: the roots of successive
- * steps change slowly), corrected by at most 8 steps either way, else from scratch */
-static inline uint16_t rp_sqrt_near(uint32_t x, int32_t guess)
+/* isqrt(m C) for step m of a phase (m = k accelerating, n - k decelerating: one apart
+ * from the last call's while the level is not 0), exact. m C from two 16 x 16-bit
+ * products (an 8-bit MCU's multiplier): hi 2^16 + lo. */
+static inline uint32_t rp_step_isqrt(rp_stepper *s, uint16_t m)
 {
-    if (guess < 1 || guess > 65535)
-        return rp_isqrt32(x);
-    uint16_t g = (uint16_t)guess;
-    uint8_t n = 0;
-    while ((uint32_t)g * (uint32_t)g > x)
-        if (--g, ++n > 8)
-            return rp_isqrt32(x);
-    while (g < 65535U && (uint32_t)(g + 1U) * (uint32_t)(g + 1U) <= x)
-        if (++g, ++n > 8)
-            return rp_isqrt32(x);
+    uint32_t c = s->c;
+    uint32_t hi = (uint32_t)m * (uint16_t)(c >> 16), lo = (uint32_t)m * (uint16_t)c;
+    uint8_t level = (uint8_t)((s->flags & RP_STEP_LEVEL) / RP_STEP_LEVEL1);
+    uint32_t g;
+    if (level >= 2 && m >= 8U) {
+        /* the last root plus its change, extrapolated: off by a few units, so that
+         * m C - g^2 fits 31 bits and m C's low 32 bits give it */
+        int16_t d = level == 3 ? (int16_t)(2 * s->u.rt.d1 - s->u.rt.d2) : s->u.rt.d1;
+        g = s->u.rt.g + (uint32_t)(int32_t)d;
+        int32_t rem = (int32_t)((hi << 16) + lo - g * g);
+        uint8_t fix = 0;
+        while (rem < 0 && fix < RP_ROOT_FIX) {
+            g--;
+            rem += (int32_t)(2U * g + 1U);
+            fix++;
+        }
+        while (rem >= (int32_t)(2U * g + 1U) && fix < RP_ROOT_FIX) {
+            rem -= (int32_t)(2U * g + 1U);
+            g++;
+            fix++;
+        }
+        if (fix >= RP_ROOT_FIX) /* (or right at the limit: rare) */
+            goto scratch;
+    } else {
+    scratch:;
+        uint32_t x = (hi << 16) + lo;
+        g = (hi < 0x10000UL && x >= lo) ? rp_isqrt32(x) : rp_isqrt64(((uint64_t)hi << 16) + lo);
+    }
+    if (level) {
+        s->u.rt.d2 = s->u.rt.d1;
+        s->u.rt.d1 = (int16_t)(g - s->u.rt.g);
+    }
+    s->u.rt.g = g;
+    if (level < 3)
+        s->flags = (uint8_t)(s->flags + RP_STEP_LEVEL1);
     return g;
 }
 
-/* isqrt(k c), exact: k c from two 16 x 16-bit products (an 8-bit MCU's multiplier), in
- * 32 bits when it fits (the root near the last one), else in 64 */
-static inline uint32_t rp_step_isqrt(rp_stepper *s, uint16_t k)
+/* a decelerating step: the root's fields become the deceleration's at its first */
+static inline uint32_t rp_step_dec(rp_stepper *s, uint16_t r)
 {
-    uint32_t c = s->c;
-    uint32_t hi = (uint32_t)k * (uint16_t)(c >> 16), lo = (uint32_t)k * (uint16_t)c;
-    if (hi < 0x10000UL) {
-        uint32_t x = (hi << 16) + lo;
-        if (x >= lo) {
-            uint16_t g = rp_sqrt_near(x, (int32_t)s->sq + s->dsq);
-            s->dsq = (int16_t)(g - s->sq);
-            s->sq = g;
-            return g;
-        }
-    }
-    return rp_isqrt64(((uint64_t)hi << 16) + lo);
+    if (!(s->flags & RP_STEP_DEC))
+        s->flags = (uint8_t)((s->flags & ~RP_STEP_LEVEL) | RP_STEP_DEC);
+    return s->total_us - rp_step_isqrt(s, r);
 }
 
 /* step k (= s->k + 1: in order) of the move, us after its start */
@@ -98,20 +138,27 @@ static inline uint32_t rp_stepper_time(rp_stepper *s, uint16_t k)
         if (k <= s->k_acc)
             return rp_step_isqrt(s, k);
         if (r <= s->r_dec)
-            return s->total_us - rp_step_isqrt(s, r);
-        uint32_t t = s->tc + (s->x >= s->x0);
-        s->tc += s->q;
-        uint32_t x = (uint32_t)s->x + s->r; /* < 2 v: past 16 bits */
+            return rp_step_dec(s, r);
+        if (k == (uint16_t)(s->k_acc + 1U)) {
+            /* the first cruising step: P + k Q + floor(k R / v), P = p2 / 2 (the
+             * fields were the root's) */
+            uint32_t kr = (uint32_t)k * s->r, e = kr / s->v;
+            s->u.cr.tc = (s->p2 >> 1) + (uint32_t)k * s->q + e;
+            s->u.cr.x = (uint16_t)(kr - e * s->v);
+        }
+        uint32_t t = s->u.cr.tc + (s->u.cr.x >= s->x0);
+        s->u.cr.tc += s->q;
+        uint32_t x = (uint32_t)s->u.cr.x + s->r; /* < 2 v: past 16 bits */
         if (x >= s->v) {
             x -= s->v;
-            s->tc++;
+            s->u.cr.tc++;
         }
-        s->x = (uint16_t)x;
+        s->u.cr.x = (uint16_t)x;
         return t;
     }
     if (2U * (uint32_t)k <= s->n)
         return rp_step_isqrt(s, k);
-    return s->total_us - rp_step_isqrt(s, r);
+    return rp_step_dec(s, r);
 }
 
 /* Start a move to `target` at `clock` (top speed v steps/s, acceleration a steps/s^2).
@@ -125,12 +172,10 @@ static RP_STEP_COLD void rp_stepper_start(rp_stepper *s, uint16_t target, uint32
                                           uint16_t v, uint32_t a)
 {
     uint16_t n = (uint16_t)(target > s->pos ? target - s->pos : s->pos - target);
-    uint8_t f = (uint8_t)(s->flags & ~(RP_STEP_MOVING | RP_STEP_UP | RP_STEP_TRAP));
+    uint8_t f = (uint8_t)(s->flags & ~(RP_STEP_MOVING | RP_STEP_UP | RP_STEP_TRAP | RP_STEP_ROOT));
     s->n = n;
     s->k = 0;
     s->t0 = clock;
-    s->sq = 0;
-    s->dsq = 0;
     if (!n) {
         s->flags = f;
         return;
@@ -165,18 +210,13 @@ static RP_STEP_COLD void rp_stepper_start(rp_stepper *s, uint16_t target, uint32
         uint32_t nr = (uint32_t)n * s->r, d = nr / v;
         uint16_t m = (uint16_t)(nr - d * v);
         s->total_us = (uint32_t)n * s->q + s->p2 + d + (m >= s->y0);
-        /* cruising from step k0 = k_acc + 1: P + k0 Q + floor(k0 R / v), P = p2 / 2 */
-        uint16_t k0 = (uint16_t)(s->k_acc + 1U);
-        uint32_t kr = (uint32_t)k0 * s->r, e = kr / v;
-        s->tc = (s->p2 >> 1) + (uint32_t)k0 * s->q + e;
-        s->x = (uint16_t)(kr - e * v);
     } else {
         uint64_t x = 2ULL * n * s->c;
         s->total_us = (x >> 32) ? rp_isqrt64(x) : rp_isqrt32((uint32_t)x);
     }
     s->flags = f;
-    s->next = clock + (rp_stepper_time(s, 1) << RP_STEP_TICKS_SHIFT);
-    s->flags = (uint8_t)(f | RP_STEP_MOVING); /* last: a step interrupt may look now */
+    s->next = clock + (rp_stepper_time(s, 1) << RP_STEP_TICKS_SHIFT); /* (sets the level) */
+    s->flags = (uint8_t)(s->flags | RP_STEP_MOVING); /* last: a step interrupt may look now */
 }
 
 /* the clock of the move's last step (while moving) */
