@@ -356,7 +356,7 @@ def test_configure_refused_with_reason(
 
 def test_strikes_run_at_their_clocks(fw: Fw) -> None:
     assert configure(fw.link, cfg_messages(4))["reason"] == ConfigReason.OK
-    t = fw.link.clock() + 60_000  # 60 ms of lead
+    t = fw.link.clock() + 250_000  # 250 ms of lead (a loaded host may pause for tens of ms)
     cmds = [
         TimedCommand(t, Op.STRIKE, 0, 3000, 20_000, 1200),
         TimedCommand(t, Op.STRIKE, 1, 2500, 20_000, 1200),
