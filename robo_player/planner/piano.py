@@ -351,6 +351,11 @@ def _plan_piano(
                 rel = want if want < cap else cap
                 if rel < ps + pulse:
                     rel = ps + pulse
+                # never before it sounds (a softer re-strike's latency is longer than the
+                # intended onset allowed for)
+                sounds = ps + prev.dc.latency_us  # type: ignore[union-attr]
+                if rel < sounds:
+                    rel = sounds
                 why = ""
                 if rel - ps > max_on:
                     rel = ps + max_on
@@ -393,7 +398,9 @@ def _plan_piano(
                     prev.cut_by = why
                     carry_wanted.append(prev)
                 elif rel > want:
-                    prev.notes.append("lengthened to its strike pulse")
+                    prev.notes.append(
+                        "lengthened to its strike pulse" if rel == ps + pulse else "lengthened until it sounds"
+                    )
                 prev.rel = prev.sound_end = rel
                 i = prev.i
                 key_add(ps * t_scale + strike_key + len(keys))
