@@ -293,12 +293,15 @@ class _Interner:
 
     def get(self, ss: StringState) -> int:
         i = self.ids.get(ss)
-        if i is None:
-            i = self.ids[ss] = len(self.ss)
-            self.ss.append(ss)
-            last = max(ss[2], ss[3], ss[4], ss[5])
-            self.last.append(FOLDED if last == NEG else last)
-            self.fold.append(i if last == NEG else -1)
+        return self.add(ss) if i is None else i
+
+    def add(self, ss: StringState) -> int:
+        """The id of ``ss``, one not interned yet."""
+        i = self.ids[ss] = len(self.ss)
+        self.ss.append(ss)
+        last = max(ss[2], ss[3], ss[4], ss[5])
+        self.last.append(FOLDED if last == NEG else last)
+        self.fold.append(i if last == NEG else -1)
         return i
 
     def folded(self, i: int) -> int:
@@ -336,7 +339,7 @@ def search(layout: Layout, onsets: Sequence[Onset], costs: Costs | None = None,
     mins = [it.last[fresh]]
     history: list[tuple[list[int], list[int]]] = []  # per onset: back index and fingering per state
     limits = fold_limits(layout, onsets)
-    last, folded, intern, ids = it.last, it.folded, it.get, it.ids
+    last, folded, ids = it.last, it.folded, it.ids
     at = last.__getitem__
     tr = make_transition(layout, costs)
     core = make_core(layout, costs)
@@ -363,7 +366,7 @@ def search(layout: Layout, onsets: Sequence[Onset], costs: Costs | None = None,
         backs: list[int] = []
         ks: list[int] = []
         seen: set[Key] = set()
-        # per back entry: its state with the strings the limit lets go folded, its min
+        # per back entry with a time past the limit: its state with those strings folded, its min
         backed: dict[int, tuple[Key, int]] = {}
         for c, j, k, s, x in cands:
             if c > top:
@@ -371,23 +374,25 @@ def search(layout: Layout, onsets: Sequence[Onset], costs: Costs | None = None,
             if s >= 0:  # string s of the state j now x, the mask s alone
                 xi = ids.get(x)
                 if xi is None:
-                    xi = intern(x)
+                    xi = it.add(x)
                 m = last[xi]
                 if m < limit:
                     xi = folded(xi)
                     m = FOLDED
-                b = backed.get(j)
-                if b is None:
-                    b = states[j], mins[j]
-                    if b[1] < limit:
-                        lst = [y if last[y] >= limit else folded(y) for y in b[0][:n]]
-                        b = (*lst, 0), min(map(at, lst))
-                    backed[j] = b
-                lst = list(b[0])
+                mb = mins[j]
+                if mb < limit:
+                    b = backed.get(j)
+                    if b is None:
+                        lst = [y if last[y] >= limit else folded(y) for y in states[j][:n]]
+                        b = backed[j] = (*lst, 0), min(map(at, lst))
+                    lst = list(b[0])
+                    mb = b[1]
+                else:
+                    lst = list(states[j])
                 lst[s] = xi
                 lst[-1] = 1 << s
-                if b[1] < m:
-                    m = b[1]
+                if mb < m:
+                    m = mb
             else:  # a chord's state, or j's kept as it was (the note cannot be played)
                 lst = list(x)
                 for y in range(n):
