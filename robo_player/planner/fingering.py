@@ -400,9 +400,10 @@ def search(layout: Layout, onsets: Sequence[Onset], costs: Costs | None = None,
                         lst[y] = folded(lst[y])
                 m = min(map(at, lst[:n]))
             st = tuple(lst)
-            if st in seen:
+            size = len(seen)
+            seen.add(st)  # one hash of st, not two
+            if len(seen) == size:
                 continue
-            seen.add(st)
             nstates.append(st)
             nbase.append(c)
             nmins.append(m)
