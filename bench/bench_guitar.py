@@ -3,6 +3,7 @@ matrix's unaltered notes and planning speed, on pieces the project does not ship
 
     .venv/bin/python bench/bench_guitar.py [--tunes 40] [--chorales 20] [--beam 8]
                                            [--notes 20000] [--repeat 3] [--floor]
+    .venv/bin/python bench/bench_guitar.py --speed-only [--baseline REV [--rounds 2]]
 
 Pieces (music21's corpus, parsed once and cached under ~/.cache/robo_player/corpus by
 bench/guitar_corpus.py; needs ``pip install -e '.[corpus]'`` the first time): ``--tunes``
@@ -32,12 +33,21 @@ in frets as its only cost (beams 64, 256): how far travel goes at the written te
 Speed: ``plan_guitar`` (assignment + commands + checks) on the tunes repeated to
 ``--notes`` notes, best CPU time of ``--repeat`` (target >= 20,000 notes/s), per beam,
 beside the slider's travel ratio on all the folk tunes at that beam (what it buys).
+``--speed-only``: the speed rows alone, without the ratio. ``--baseline REV``: the speed
+rows of git revision ``REV`` (its robo_player package, this bench) and of this tree,
+each in its own process, alternated ``--rounds`` times: on a shared machine the load
+moves the rates by 10-20 % from one minute to the next, so compare rates taken side by
+side, never a rate against one written down at another load.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -235,6 +245,51 @@ def _table(rows: list[dict[str, object]], keys: list[str]) -> None:
         print(" | ".join(str(r[k]).ljust(w) for k, w in zip(keys, widths, strict=True)))
 
 
+SPEED_ROWS = (("guitar-slider", None), ("guitar-slider", 4), ("guitar-slider", 1), ("guitar-slider", 16),
+              ("guitar-matrix", None), ("bass-4", None))  # (spec, beam; None: --beam)  # fmt: skip
+
+
+def speed_rows(args: argparse.Namespace, all_folk: list[Piece], bass: list[Piece],
+               ratios: bool = True) -> list[dict[str, object]]:  # fmt: skip
+    sp: list[dict[str, object]] = []
+    for spec_name, b in SPEED_ROWS:
+        beam = args.beam if b is None else b
+        pieces = bass if spec_name == "bass-4" else all_folk
+        rate = speed(spec_name, pieces, args.notes, args.repeat, beam)
+        row: dict[str, object] = {"spec": spec_name, "beam": beam, "notes/s (plan_guitar, CPU)": f"{rate:,.0f}",
+                                  "target": ">= 20,000"}  # fmt: skip
+        if ratios:  # what the beam buys: the slider's travel ratio on every folk tune at that beam
+            row["folk travel ratio (frets)"] = (measure(spec_name, "folk", all_folk, beam)["ratio"]
+                                                if spec_name == "guitar-slider" else "-")  # fmt: skip
+        sp.append(row)
+    return sp
+
+
+def side_by_side(args: argparse.Namespace) -> list[dict[str, object]]:
+    """The speed rows of ``args.baseline`` and of this tree, alternated ``args.rounds`` times."""
+    here = Path(__file__).resolve()
+    root = here.parent.parent
+    flags = ["--speed-only", "--json", "--tunes", str(args.tunes), "--chorales", str(args.chorales),
+             "--beam", str(args.beam), "--notes", str(args.notes), "--repeat", str(args.repeat)]  # fmt: skip
+    rates: dict[str, list[list[dict[str, object]]]] = {"base": [], "this": []}
+    with tempfile.TemporaryDirectory() as d:
+        subprocess.run(f"git -C {root} archive {args.baseline} | tar -x -C {d}", shell=True, check=True)
+        for _ in range(args.rounds):
+            for key, tree in (("base", d), ("this", str(root))):
+                res = subprocess.run([sys.executable, str(here), *flags], cwd=tree, capture_output=True,
+                                     text=True, env={**os.environ, "PYTHONPATH": tree})  # fmt: skip
+                if res.returncode != 0:
+                    raise SystemExit(f"bench_guitar.py on {tree} failed ({res.returncode}): {res.stderr.strip()}")
+                rates[key].append(json.loads(res.stdout))
+    out = []
+    for i, row in enumerate(rates["this"][0]):
+        out.append({"spec": row["spec"], "beam": row["beam"],
+                    f"{args.baseline} notes/s": " / ".join(str(r[i]["notes/s (plan_guitar, CPU)"]) for r in rates["base"]),
+                    "this tree notes/s": " / ".join(str(r[i]["notes/s (plan_guitar, CPU)"]) for r in rates["this"]),
+                    "target": ">= 20,000"})  # fmt: skip
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--tunes", type=int, default=40, help="tunes of each folk collection")
@@ -243,13 +298,31 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--notes", type=int, default=20_000)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--floor", action="store_true", help="also the travel-only floor (beams 8, 64)")
+    ap.add_argument("--speed-only", action="store_true", help="only the speed rows (no travel ratios)")
+    ap.add_argument("--baseline", help="git revision whose speed rows to alternate with this tree's")
+    ap.add_argument("--rounds", type=int, default=2, help="alternations with --baseline")
+    ap.add_argument("--json", action="store_true", help=argparse.SUPPRESS)  # speed rows as JSON
     args = ap.parse_args(argv)
+    if args.baseline:
+        rows = side_by_side(args)
+        print(f"plan_guitar notes/s (best CPU time of {args.repeat}), {args.baseline} then this tree, "
+              f"alternated, per round:\n")  # fmt: skip
+        _table(rows, list(rows[0]))
+        return 0
     try:
         folk = {c: tunes(c, args.tunes) for c, _ in COLLECTIONS}
         ch, bass = chorales(args.chorales)
     except ImportError:
         print("music21 is needed the first time (pip install -e '.[corpus]')", file=sys.stderr)
         return 2
+    all_folk = [p for c, _ in COLLECTIONS for p in folk[c]]
+    if args.speed_only:
+        sp = speed_rows(args, all_folk, bass, ratios=False)
+        if args.json:
+            print(json.dumps(sp))
+        else:
+            _table(sp, list(sp[0]))
+        return 0
     rows = []
     for c, label in COLLECTIONS:
         rows.append(measure("guitar-slider", label, folk[c], args.beam))
@@ -278,16 +351,7 @@ def main(argv: list[str] | None = None) -> int:
               + " / ".join(f"{travel_floor(bass, b, 'bass-4'):.3f}" for b in (8, 64)) + "; timing kept "
               + " / ".join(f"{timed_floor(bass, b, 'bass-4'):.3f}" for b in (8, 64)))
     print()
-    all_folk = [p for c, _ in COLLECTIONS for p in folk[c]]
-    sp = []
-    for spec_name, beam in (("guitar-slider", args.beam), ("guitar-slider", 4), ("guitar-slider", 1),
-                            ("guitar-slider", 16), ("guitar-matrix", args.beam), ("bass-4", args.beam)):  # fmt: skip
-        pieces = bass if spec_name == "bass-4" else all_folk
-        rate = speed(spec_name, pieces, args.notes, args.repeat, beam)
-        # what the beam buys: the slider's travel ratio on every folk tune at that beam
-        ratio = measure(spec_name, "folk", all_folk, beam)["ratio"] if spec_name == "guitar-slider" else "-"
-        sp.append({"spec": spec_name, "beam": beam, "notes/s (plan_guitar, CPU)": f"{rate:,.0f}",
-                   "target": ">= 20,000", "folk travel ratio (frets)": ratio})  # fmt: skip
+    sp = speed_rows(args, all_folk, bass)
     _table(sp, list(sp[0]))
     return 0
 

@@ -177,28 +177,50 @@ def transition(layout: Layout, ss: StringState, s: int, slot: Slot, fret: int,
 def make_transition(layout: Layout, costs: Costs) -> Transition:
     """:func:`transition` with ``layout`` and ``costs`` fixed (read once, here: a layout
     changed afterwards needs a new one)."""
-    min_repeat, min_sound = layout.min_repeat_us, layout.min_sound_us
-    damp, release, settle = layout.damp_us, layout.release_us, layout.settle_us
-    slider, move_us, pitch_at = layout.slider, layout.move_us, layout.pitch_at
-    travel = layout.travel_cost(costs)
+    core = make_core(layout, costs)
+    pitch_at = layout.pitch_at
     fret_ms, transpose_ms = costs.fret_ms, costs.transpose_ms
-    cut_w, cut_note = costs.cut_ms_weight, costs.cut_note_ms
-    changeover = damp + release
 
     def tr(ss: StringState, s: int, slot: Slot, fret: int) -> tuple[StringState, float, str | None, int]:
-        car, pf, lp, ls, lend, free = ss
-        p = slot.pick_us
-        if p - lp < min_repeat:
-            return ss, INFEASIBLE, "picker repetition limit", 0
         cost = fret * fret_ms
         if slot.pitch >= 0 and pitch_at[s][fret] != slot.pitch:
             cost += transpose_ms
+        new, cost, why, cut = core(ss, s, fret, slot.pick_us, slot.sound_us, slot.end_us, cost)
+        if why is None or why is REPEAT:
+            return new, cost, why, cut if why is None else 0
+        return new, cost, f"{why} needs {cut / 1000:.0f} ms before the pick", 0
+
+    return tr
+
+
+REPEAT = "picker repetition limit"
+Core = Callable[[StringState, int, int, int, int, int, float], tuple[StringState, float, str | None, int]]
+
+
+def make_core(layout: Layout, costs: Costs) -> Core:
+    """The transition as the search calls it: ``core(ss, s, fret, pick, sound, end, cost)``
+    with the slot's times, and ``cost`` the fret's pull and the octave's price (the same
+    sum :func:`transition` starts from). An infeasible note gives ``(ss, INFEASIBLE,
+    what, need)``: ``what`` is :data:`REPEAT`, ``"carriage move"`` or ``"fret change"``,
+    ``need`` the µs it needs before the pick (:func:`make_transition` words it)."""
+    min_repeat, min_sound = layout.min_repeat_us, layout.min_sound_us
+    damp, release, settle = layout.damp_us, layout.release_us, layout.settle_us
+    slider, move_us = layout.slider, layout.move_us
+    travel = layout.travel_cost(costs)
+    cut_w, cut_note = costs.cut_ms_weight, costs.cut_note_ms
+    changeover = damp + release
+
+    def core(ss: StringState, s: int, fret: int, p: int, sound: int, end: int,
+             cost: float) -> tuple[StringState, float, str | None, int]:  # fmt: skip
+        car, pf, lp, ls, lend, free = ss
+        if p - lp < min_repeat:
+            return ss, INFEASIBLE, REPEAT, 0
         cut = 0
         if pf == fret:
             # same fret: the new pick takes over; a note still ringing then is cut there
-            if lend > slot.sound_us:
-                cut = lend - slot.sound_us
-            new: StringState = (car, fret, p, slot.sound_us, slot.end_us, free)
+            if lend > sound:
+                cut = lend - sound
+            new: StringState = (car, fret, p, sound, end, free)
         elif pf > 0:
             mv = move_us[s][car][fret] if fret > 0 else 0
             need = changeover + (mv + settle if fret > 0 else 0)
@@ -206,39 +228,36 @@ def make_transition(layout: Layout, costs: Costs) -> Transition:
             off = lend
             if lend > start:
                 if start < ls + min_sound:
-                    what = "carriage move" if mv else "fret change"
-                    return ss, INFEASIBLE, f"{what} needs {need / 1000:.0f} ms before the pick", 0
+                    return ss, INFEASIBLE, "carriage move" if mv else "fret change", need
                 cut = lend - start
                 off = start
             if fret > 0:
                 if mv:
                     cost += travel[s][car][fret]
-                new = (fret if slider else 0, fret, p, slot.sound_us, slot.end_us, NEG)
+                new = (fret if slider else 0, fret, p, sound, end, NEG)
             else:  # open: the carriage is free once the presser is clear
-                new = (car, 0, p, slot.sound_us, slot.end_us, off + changeover)
+                new = (car, 0, p, sound, end, off + changeover)
         elif fret == 0:  # a fresh string, open
-            new = (car, 0, p, slot.sound_us, slot.end_us, free)
+            new = (car, 0, p, sound, end, free)
         else:  # from an open or fresh string to a fret
             press = p - settle
             if pf == 0:
                 damp_at = press - damp
                 if lend > damp_at:
                     if damp_at < ls + min_sound:
-                        need = settle + damp
-                        return ss, INFEASIBLE, f"fret change needs {need / 1000:.0f} ms before the pick", 0
+                        return ss, INFEASIBLE, "fret change", settle + damp
                     cut = lend - damp_at
             if slider and car != fret:
                 mv = move_us[s][car][fret]
                 if free + mv > press:
-                    need = settle + mv
-                    return ss, INFEASIBLE, f"carriage move needs {need / 1000:.0f} ms before the pick", 0
+                    return ss, INFEASIBLE, "carriage move", settle + mv
                 cost += travel[s][car][fret]
-            new = (fret if slider else 0, fret, p, slot.sound_us, slot.end_us, NEG)
+            new = (fret if slider else 0, fret, p, sound, end, NEG)
         if cut:
             cost += cut / 1000.0 * cut_w + cut_note
         return new, cost, None, cut
 
-    return tr
+    return core
 
 
 def step(layout: Layout, state: State, onset: Onset, k: int,
@@ -274,12 +293,15 @@ class _Interner:
 
     def get(self, ss: StringState) -> int:
         i = self.ids.get(ss)
-        if i is None:
-            i = self.ids[ss] = len(self.ss)
-            self.ss.append(ss)
-            last = max(ss[2], ss[3], ss[4], ss[5])
-            self.last.append(FOLDED if last == NEG else last)
-            self.fold.append(i if last == NEG else -1)
+        return self.add(ss) if i is None else i
+
+    def add(self, ss: StringState) -> int:
+        """The id of ``ss``, one not interned yet."""
+        i = self.ids[ss] = len(self.ss)
+        self.ss.append(ss)
+        last = max(ss[2], ss[3], ss[4], ss[5])
+        self.last.append(FOLDED if last == NEG else last)
+        self.fold.append(i if last == NEG else -1)
         return i
 
     def folded(self, i: int) -> int:
@@ -292,7 +314,6 @@ class _Interner:
 
 FOLDED = 1 << 62  # "last" of a string state that holds no time (nothing to fold)
 Key = tuple[int, ...]  # interned string states, then the previous onset's mask
-Entry = tuple[Key, float, int, int]  # (state, cost, back index, fingering)
 # (cost, back index, fingering, string, state): for a note placed on string s >= 0 the
 # state is the back entry's with that string's new state ``x`` (a StringState, interned
 # only for the candidates kept); for s = -1, ``x`` is the state itself (a Key)
@@ -308,25 +329,30 @@ def search(layout: Layout, onsets: Sequence[Onset], costs: Costs | None = None,
         return [], 0.0
     it = _Interner()
     n = layout.strings
-    layer: list[Entry] = [(tuple(it.get(FRESH) for _ in range(n)) + (0,), 0.0, -1, -1)]
-    # per entry of the layer, a time no later than the earliest any of its strings holds
+    fresh = it.get(FRESH)
+    # the layer (the states kept at the last onset, cheapest first) as columns: state,
+    # its path's cost, and a time no later than the earliest any of its strings holds
     # (FOLDED: none): a candidate whose entry and new string state are both past the
     # fold limit has nothing to fold
-    mins = [min(map(it.last.__getitem__, layer[0][0][:n]))]
-    history: list[list[Entry]] = []
+    states: list[Key] = [(fresh,) * n + (0,)]
+    base = [0.0]
+    mins = [it.last[fresh]]
+    history: list[tuple[list[int], list[int]]] = []  # per onset: back index and fingering per state
     limits = fold_limits(layout, onsets)
-    last, folded, intern, ids = it.last, it.folded, it.get, it.ids
+    last, folded, ids = it.last, it.folded, it.ids
     at = last.__getitem__
     tr = make_transition(layout, costs)
+    core = make_core(layout, costs)
+    # per string, per mask of the previous onset's strings: the string change's cost
+    change = costs.change_ms
+    pens = [[change if m and not m >> s & 1 else 0.0 for m in range(1 << n)] for s in range(n)]
     # per one-note fingering table (shared by the onsets of one pitch): its order
     orders: dict[tuple[int, int], list[tuple[float, int, int, int]]] = {}
     for i, onset in enumerate(onsets):
-        cands: list[Cand] = []
         if len(onset.slots) == 1:
-            _expand_single(layout, layer, onset, costs, cands, window, it, orders, tr)
+            cands = _expand_single(layout, states, base, onset, costs, window, it, orders, core, pens)
         else:
-            _expand_multi(layer, onset, costs, cands, it, tr)
-            mins = [NEG] * len(layer)  # its states (s = -1) are checked in full
+            cands = _expand_multi(states, base, onset, costs, it, tr)
         # the cheapest entry per state, cheapest first, at most ``beam``, within the window
         # ((cost, j, k) is unique per candidate: the sort never compares states); a state's
         # times that no later note sees are folded first, so states equal but for them
@@ -334,66 +360,82 @@ def search(layout: Layout, onsets: Sequence[Onset], costs: Costs | None = None,
         cands.sort()
         top = cands[0][0] + window
         limit = limits[i]
-        nxt: list[Entry] = []
+        nstates: list[Key] = []
+        nbase: list[float] = []
         nmins: list[int] = []
+        backs: list[int] = []
+        ks: list[int] = []
         seen: set[Key] = set()
+        # per back entry with a time past the limit: its state with those strings folded, its min
+        backed: dict[int, tuple[Key, int]] = {}
         for c, j, k, s, x in cands:
             if c > top:
                 break
             if s >= 0:  # string s of the state j now x, the mask s alone
                 xi = ids.get(x)
-                x = intern(x) if xi is None else xi
-                lst = list(layer[j][0])
-                lst[s] = x
+                if xi is None:
+                    xi = it.add(x)
+                m = last[xi]
+                if m < limit:
+                    xi = folded(xi)
+                    m = FOLDED
+                mb = mins[j]
+                if mb < limit:
+                    b = backed.get(j)
+                    if b is None:
+                        lst = [y if last[y] >= limit else folded(y) for y in states[j][:n]]
+                        b = backed[j] = (*lst, 0), min(map(at, lst))
+                    lst = list(b[0])
+                    mb = b[1]
+                else:
+                    lst = list(states[j])
+                lst[s] = xi
                 lst[-1] = 1 << s
-                m = mins[j]
-                lx = last[x]
-                if lx < m:
-                    m = lx
-            else:
+                if mb < m:
+                    m = mb
+            else:  # a chord's state, or j's kept as it was (the note cannot be played)
                 lst = list(x)
-                m = mins[j]
-            if m < limit:
                 for y in range(n):
                     if last[lst[y]] < limit:
                         lst[y] = folded(lst[y])
                 m = min(map(at, lst[:n]))
             st = tuple(lst)
-            if st in seen:
+            size = len(seen)
+            seen.add(st)  # one hash of st, not two
+            if len(seen) == size:
                 continue
-            seen.add(st)
-            nxt.append((st, c, j, k))
+            nstates.append(st)
+            nbase.append(c)
             nmins.append(m)
-            if len(nxt) == beam:
+            backs.append(j)
+            ks.append(k)
+            if len(nstates) == beam:
                 break
-        history.append(nxt)
-        layer = nxt
-        mins = nmins
-    j = min(range(len(layer)), key=lambda x: layer[x][1])
-    total = layer[j][1]
+        history.append((backs, ks))
+        states, base, mins = nstates, nbase, nmins
+    j = min(range(len(base)), key=base.__getitem__)
+    total = base[j]
     choice = [0] * len(onsets)
     for i in range(len(onsets) - 1, -1, -1):
-        _, _, back, k = history[i][j]
-        choice[i] = k
-        j = back
+        backs, ks = history[i]
+        choice[i] = ks[j]
+        j = backs[j]
     return choice, total
 
 
-def _expand_single(layout: Layout, layer: list[Entry], onset: Onset, costs: Costs, cands: list[Cand], window: float,
-                   it: _Interner, orders: dict[tuple[int, int], list[tuple[float, int, int, int]]],
-                   tr: Transition) -> None:  # fmt: skip
+def _expand_single(layout: Layout, states: list[Key], base: list[float], onset: Onset, costs: Costs,
+                   window: float, it: _Interner, orders: dict[tuple[int, int], list[tuple[float, int, int, int]]],
+                   core: Core, pens: list[list[float]]) -> list[Cand]:  # fmt: skip
     """:func:`step` for an onset of one note, on interned states (the common case; the
     same arithmetic, so the search still equals :func:`brute_force`). A path already
     more than ``window`` above the cheapest so far is skipped: the window would cut it."""
     slot = onset.slots[0]
-    change = costs.change_ms
+    p, sound, end = slot.pick_us, slot.sound_us, slot.end_us
     sss = it.ss
-    states = [e[0] for e in layer]
-    base = [e[1] for e in layer]  # ascending: the layer is kept cheapest first
-    base0 = base[0]
-    rows = [(j, e[0], e[1]) for j, e in enumerate(layer)]
-    # a lower bound of each fingering's cost (its fret's pull, and the octave's price),
-    # cheapest first: a fingering whose bound is past ``cap`` is not computed at all
+    base0 = base[0]  # the lowest: the layer is kept cheapest first
+    # a lower bound of each fingering's cost (its fret's pull, and the octave's price:
+    # the sum the transition starts from), cheapest first: a fingering whose bound is
+    # past ``cap`` is not computed at all
     key = (id(onset.fingerings), slot.pitch)
     order = orders.get(key)
     if order is None:
@@ -401,41 +443,42 @@ def _expand_single(layout: Layout, layer: list[Entry], onset: Onset, costs: Cost
         order = orders[key] = sorted((f * fret_ms + (tp if pitch >= 0 and at[s][f] != pitch else 0.0), k, s, f)
                                      for k, ((s, f),) in enumerate(onset.fingerings))  # fmt: skip
     cap = math.inf
+    cands: list[Cand] = []
     add = cands.append
+    masks = [st[-1] for st in states]
     for lb, k, s, f in order:
         if base0 + lb > cap:
             break
-        bit = 1 << s
-        seen: dict[int, tuple[StringState | None, float]] = {}
-        for sid in {st[s] for st in states}:
-            new, c, why, _ = tr(sss[sid], s, slot, f)
-            seen[sid] = (new if why is None else None, c)
+        col = [st[s] for st in states]
+        res = {sid: core(sss[sid], s, f, p, sound, end, lb) for sid in set(col)}
+        pen = pens[s]
         best = math.inf
-        for j, state, b in rows:
-            x, c = seen[state[s]]
-            if x is not None:
-                prev = state[-1]
-                total = b + (c + change if prev and not prev & bit else c)
+        for j, sid in enumerate(col):
+            x, c, why, _ = res[sid]
+            if why is None:
+                total = base[j] + (c + pen[masks[j]])
                 if total <= cap:  # past it, past the window: never kept
                     add((total, j, k, s, x))
             else:
-                total = b + c
+                total = base[j] + c
                 if total <= cap:
-                    add((total, j, k, -1, state))
+                    add((total, j, k, -1, states[j]))
             if total < best:
                 best = total
         if best + window < cap:
             cap = best + window
+    return cands
 
 
-def _expand_multi(layer: list[Entry], onset: Onset, costs: Costs, cands: list[Cand], it: _Interner,
-                  tr: Transition) -> None:  # fmt: skip
+def _expand_multi(states: list[Key], base: list[float], onset: Onset, costs: Costs, it: _Interner,
+                  tr: Transition) -> list[Cand]:  # fmt: skip
     """:func:`step` for a chord, on interned states (transitions cached per onset)."""
     change = costs.change_ms
     sss, intern = it.ss, it.get
     seen: dict[tuple[int, int, int, int], tuple[int, float]] = {}
     slots = onset.slots
-    for j, (state, c0, _, _) in enumerate(layer):
+    cands: list[Cand] = []
+    for j, (state, c0) in enumerate(zip(states, base, strict=True)):
         prev = state[-1]
         for k, fg in enumerate(onset.fingerings):
             lst = list(state)
@@ -456,6 +499,7 @@ def _expand_multi(layer: list[Entry], onset: Onset, costs: Costs, cands: list[Ca
                 cost += c
             lst[-1] = mask or prev
             cands.append((c0 + cost, j, k, -1, tuple(lst)))
+    return cands
 
 
 def fold_limits(layout: Layout, onsets: Sequence[Onset]) -> list[int]:

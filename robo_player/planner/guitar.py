@@ -370,6 +370,7 @@ class _Emitter:
         self.octave_for_time: set[int] = set()  # notes played an octave off for timing
         amap = spec.actuators
         self.amap = amap
+        self.max_on = [amap[a].max_on_us if a in amap else 0 for a in range(max(x.index for x in amap) + 1)]
         self.t = spec.timing
         self.slider = spec.mechanism is Mechanism.SLIDER
         self.delay = spec.timing.pipeline_delay_us
@@ -404,7 +405,7 @@ class _Emitter:
         """End note ``r`` on string ``s``: damper at ``at``, its fret released after it."""
         t = self.t
         if r.press_us is not None and release:
-            limit = r.press_us + self.amap[r.press_act or 0].max_on_us - t.damp_us - 1
+            limit = r.press_us + self.max_on[r.press_act or 0] - t.damp_us - 1
             if at > limit:  # the coil's on-time limit ends it first
                 cut += at - max(limit, r.sound_us)
                 at = max(limit, r.sound_us)
@@ -413,11 +414,11 @@ class _Emitter:
         if release and r.fret > 0 and r.press_act is not None:
             act = r.press_act
             self.add(at + t.damp_us, self.release_base[act], _RELEASE, act, 0, 0, 0, r.note)
-        self.outcome(r.note, cut)
+        self.outcome(r.note, cut, s)
 
-    def outcome(self, i: int, cut: int) -> None:
+    def outcome(self, i: int, cut: int, s: int) -> None:
+        """Note ``i`` (on string ``s``) ends, ``cut`` µs short of its written end."""
         n = self.notes[i]
-        s = self.report.fingering.get(i, (0, 0))[0]
         v_target, v_changed = self.vel[s][n.velocity]
         q = self.play_pitch[i]
         at = n.onset_us + self.delay
@@ -511,7 +512,7 @@ class _Emitter:
                 self.end(s, r, r.end_us, 0, release=False)
                 need_press, press_from = False, r.press_us
             else:
-                self.outcome(r.note, cut)
+                self.outcome(r.note, cut, s)
                 need_press, press_from = False, r.press_us
         elif r is not None and r.fret > 0:  # from a pressed fret: damp, release, move, press
             mv = lay.move_us[s][car][f] if f > 0 else 0
