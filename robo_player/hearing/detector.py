@@ -83,6 +83,15 @@ BLIND_MIN_NEW = 60.0
 # this fraction of its partials rose (precision +0.005..+0.03, recall unchanged, on the
 # same four takes)
 STRAY_MIN_FRACTION = 0.5
+# key unknown: an onset whose new sound near its first FINE_PARTIALS partials (each
+# heard >= FINE_MIN_NOISE noise units) sits more than FINE_PITCH_TOL semitones off its
+# pitch is a neighbour's (:meth:`Detector.fine_pitch`)
+FINE_PARTIALS = 4
+FINE_MIN_NOISE = 8.0
+FINE_PITCH_TOL = 0.75
+# plan known: the rise and the midpoint from the partials that no planned key within the
+# window (+- OWN_S) reaches
+OWN_S = 0.0
 BAND_SD = 0.25
 SNAP_S = 0.015
 MAX_FIT_MOVE_S = 0.008  # the energy fit may move the coarse onset this far (else: the comb's)
@@ -91,6 +100,8 @@ MIN_GAP_S = 0.03  # onsets of one key closer than this are one strike
 # key unknown: every key whose partials meet ours weighs in the owner test (the keys
 # whose k-th partial is our fundamental, k = 2..8, most: they fool a partial-rise test)
 KIN = (-24, -19, -12, -7, -5, -2, -1, 1, 2, 5, 7, 12, 19, 24, 28, 31, 34, 36)
+OWN_BINS = 1  # own_partials: another key's partial this many bins beyond ours shares it
+Cols = tuple[int, ...] | None  # a subset of a pitch's partials (None: all)
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,7 +222,7 @@ class Detector:
         self.hop = int(round(HOP_S * sample_rate))
         self._spec: np.ndarray | None = None
         self._sal: dict[int, np.ndarray] = {}
-        self._rise: dict[int, np.ndarray] = {}
+        self._rise: dict[tuple[int, Cols], np.ndarray] = {}
         self.long_hop = int(round(LONG_HOP_S * sample_rate))
         self._frames: np.ndarray | None = None
         self._noise: float | None = None
@@ -254,34 +265,65 @@ class Detector:
             self._sal[pitch] = s
         return s
 
-    def salience(self, pitch: int) -> np.ndarray:
-        """(frames,) harmonic salience of ``pitch`` (power at its partials, summed)."""
-        return self.partials(pitch).sum(axis=1)
+    def salience(self, pitch: int, cols: Cols = None) -> np.ndarray:
+        """(frames,) harmonic salience of ``pitch`` (power at its partials, summed; only
+        the partials ``cols`` where given: :meth:`own_partials`)."""
+        ps = self.partials(pitch)
+        return (ps if cols is None else ps[:, list(cols)]).sum(axis=1)
 
-    def risen_fraction(self, pitch: int, i: int) -> float:
+    def own_partials(self, pitch: int, others: Sequence[int]) -> Cols:
+        """The partials of ``pitch`` (column indices of :meth:`partials`) whose bins no
+        partial of ``others`` (keys known to be struck nearby) reaches, or None where
+        every partial is its own or none is: a neighbour struck 30 ms later then moves
+        neither our rise nor our midpoint (docs/hearing.md, "Plan known")."""
+        k_n = self.partials(pitch).shape[1]
+        bin_hz = self.sr / N_FFT
+        f0 = f0_hz(pitch)
+        own = []
+        for k in range(1, k_n + 1):
+            lo = (math.floor(k * f0 / bin_hz) - 1 - OWN_BINS) * bin_hz
+            hi = (math.ceil(k * f0 * (1 + INHARMONIC * min(1.0, k / 8)) / bin_hz) + 1 + OWN_BINS) * bin_hz
+            hit = False
+            for q in others:
+                if q == pitch:
+                    continue
+                fq = f0_hz(q)
+                for j in range(1, 9):
+                    if lo <= j * fq * (1 + INHARMONIC * min(1.0, j / 8)) and j * fq <= hi:
+                        hit = True
+            if not hit:
+                own.append(k - 1)
+        return None if len(own) in (0, k_n) else tuple(own)
+
+    def risen_fraction(self, pitch: int, i: int, cols: Cols = None) -> float:
         """Fraction of the pitch's partials whose power rose > 6 dB across frame ``i``
         (a neighbour's onset lifts one or two shared partials, the key's own all)."""
         ps = self.partials(pitch)
+        fl = self.floor() / ps.shape[1]
+        if cols is not None:
+            ps = ps[:, list(cols)]
         lag = max(1, int(round(RISE_S / HOP_S / 2)))
         a = ps[min(len(ps) - 1, i + lag)]
         b = ps[max(0, i - lag)]
-        fl = self.floor() / ps.shape[1]
         return float(np.mean(10.0 * np.log10((a + fl) / (b + fl)) > 6.0))
 
-    def rise_db(self, pitch: int) -> np.ndarray:
-        """(frames,) dB rise over RISE_S, centred on each frame, of the pitch's partials:
-        the mean over the half of its partials that rose most (partials already loud
-        from other keys do not hide the others' rise)."""
-        got = self._rise.get(pitch)
+    def rise_db(self, pitch: int, cols: Cols = None) -> np.ndarray:
+        """(frames,) dB rise over RISE_S, centred on each frame, of the pitch's partials
+        (``cols`` only, where given): the mean over the half of its partials that rose
+        most (partials already loud from other keys do not hide the others' rise)."""
+        got = self._rise.get((pitch, cols))
         if got is None:
             lag = max(1, int(round(RISE_S / HOP_S / 2)))
             ps = self.partials(pitch)
-            level = 10.0 * np.log10(ps + self.floor() / ps.shape[1])
+            fl = self.floor() / ps.shape[1]
+            if cols is not None:
+                ps = ps[:, list(cols)]
+            level = 10.0 * np.log10(ps + fl)
             got = np.full(len(level), -np.inf)
             d = np.sort(level[2 * lag :] - level[: -2 * lag], axis=1)
             top = max(1, (d.shape[1] + 1) // 2)
             got[lag:-lag] = d[:, -top:].mean(axis=1)
-            self._rise[pitch] = got
+            self._rise[(pitch, cols)] = got
         return got
 
     def floor(self) -> float:
@@ -370,14 +412,17 @@ class Detector:
     # ---- key known ---------------------------------------------------------------------
     def find(
         self, pitch: int, t_lo_s: float, t_hi_s: float, *, alone: bool = False,
-        others: Sequence[int] = (), min_risen: float = FIND_MIN_FRACTION,
+        others: Sequence[int] = (), min_risen: float = FIND_MIN_FRACTION, own: Sequence[int] = (),
     ) -> Onset | None:
         """The onset of ``pitch`` in [t_lo_s, t_hi_s] (audio seconds), or None if the key
         did not sound there. ``alone``: nothing else is struck in the window (a sync
         pattern), so no owner test; ``others``: the keys known to be struck nearby (the
         take's other strikes, the plan's other notes), which the owner test weighs;
-        ``min_risen``: the fraction of its partials that must have risen by 6 dB."""
-        r = self.rise_db(pitch)
+        ``min_risen``: the fraction of its partials that must have risen by 6 dB;
+        ``own``: keys struck near the onset; the candidates and midpoint then come from
+        the partials none of them reaches (:meth:`own_partials`; the plan-known search)."""
+        cols = self.own_partials(pitch, own) if own else None
+        r = self.rise_db(pitch, cols)
         hop_s = self.hop / self.sr  # not HOP_S: at 44.1 kHz a hop is 88 samples, 1.9955 ms
         f0, f1 = max(0, int(t_lo_s / hop_s)), min(len(r), int(math.ceil(t_hi_s / hop_s)) + 1)
         if f1 <= f0:
@@ -387,11 +432,11 @@ class Detector:
         # whose new sound is this key's (not a neighbour's, not an octave's)
         ok = (seg >= FIND_RISE_DB) & (seg >= np.roll(seg, 1)) & (seg >= np.roll(seg, -1))
         cands = [f0 + int(j) for j in np.nonzero(ok)[0]]
-        frac = {i: self.risen_fraction(pitch, i) for i in cands}
+        frac = {i: self.risen_fraction(pitch, i, cols) for i in cands}
         for i in sorted(cands, key=lambda i: (-round(2 * frac[i]) / 2, -r[i])):
             if frac[i] < min_risen:
                 break
-            t_mid = self._midpoint(pitch, i)
+            t_mid = self._midpoint(pitch, i, cols)
             if not alone and self.new_share(pitch, t_mid, others) < MIN_NEW:
                 continue
             return self._refine(pitch, t_mid, float(r[i]))
@@ -434,6 +479,9 @@ class Detector:
                     self.new_share(p, t_mid, [p + d for d in KIN], BLIND_RELATIVE) < BLIND_MIN_NEW
                 ):
                     continue
+                est = self.fine_pitch(p, t_mid)
+                if est is not None and abs(est - p) > FINE_PITCH_TOL:
+                    continue  # the new sound at our partials is a neighbour's (a semitone off)
                 o = replace(self._refine(p, t_mid, float(r[i])), risen=frac)
                 if out and out[-1].pitch == p and o.t_s - out[-1].t_s < min_gap_s:
                     continue
@@ -441,6 +489,38 @@ class Detector:
                 last = t_mid
         out.sort(key=lambda o: (o.t_s, o.pitch))
         return out
+
+    def fine_pitch(self, pitch: int, t_s: float) -> float | None:
+        """The fractional pitch of the sound that appeared at ``t_s`` (:meth:`gained`)
+        near the first FINE_PARTIALS partials of ``pitch``, each within ±0.7 semitone:
+        the peak bin's frequency, interpolated on a parabola through the log magnitudes
+        (a tenth of a bin, where a semitone at A1 is 0.3 bin), as a pitch, the
+        magnitude-weighted median over the partials heard (>= FINE_MIN_NOISE noise
+        units); None where none is."""
+        x = self.gained(int(round(t_s * self.sr / self.long_hop)), 1 + int(round(t_s * self.sr / self.long_hop)))[:, 0]
+        bin_hz = self.sr / LONG_N
+        ests: list[float] = []
+        weights: list[float] = []
+        for k in range(1, FINE_PARTIALS + 1):
+            fk = k * f0_hz(pitch)
+            if fk > min(F_MAX_HZ, 0.45 * self.sr) - 3 * bin_hz:
+                break
+            lo = max(1, int(math.floor(fk * 2 ** (-0.7 / 12) / bin_hz)))
+            hi = int(math.ceil(fk * 2 ** (0.7 / 12) / bin_hz))
+            j = lo + int(np.argmax(x[lo : hi + 1]))
+            a, b, c = float(x[j - 1]), float(x[j]), float(x[j + 1])
+            if b < FINE_MIN_NOISE * self.noise_amp or b < a or b < c:
+                continue
+            la, lb, lc = math.log(a + 1e-12), math.log(b), math.log(c + 1e-12)
+            den = la - 2.0 * lb + lc
+            d = 0.5 * (la - lc) / den if den < 0 else 0.0
+            ests.append(12.0 * math.log2((j + max(-0.5, min(0.5, d))) * bin_hz / fk))
+            weights.append(b)
+        if not ests:
+            return None
+        order = np.argsort(ests)
+        e, w = np.array(ests)[order], np.array(weights)[order]
+        return pitch + float(e[int(np.searchsorted(np.cumsum(w), 0.5 * w.sum()))])
 
     def detect_intended(
         self, intended: Sequence[tuple[float, int]], before_s: float, after_s: float,
@@ -462,6 +542,11 @@ class Detector:
             lo, hi = bisect.bisect_left(times, t - near_s), bisect.bisect_right(times, t + near_s)
             return [intended[order[k]][1] for k in range(lo, hi)]
 
+        def near_own(t: float, p: int) -> list[int]:
+            lo = bisect.bisect_left(times, t - before_s - OWN_S)
+            hi = bisect.bisect_right(times, t + after_s + OWN_S)
+            return sorted({intended[order[k]][1] for k in range(lo, hi)} - {p})
+
         out: list[Onset] = []
         taken: dict[int, list[float]] = {}
         for k in order:
@@ -470,7 +555,7 @@ class Detector:
             # rose is taken (TIGHT_MIN_FRACTION), the owner test still decides (random
             # pieces, seeds 1-3: recall +0.5..+3.6 points, precision unchanged)
             o = self.find(p, t - before_s, t + after_s, others=[q for q in near(t) if q != p],
-                          min_risen=TIGHT_MIN_FRACTION)
+                          min_risen=TIGHT_MIN_FRACTION, own=near_own(t, p))
             if o is None or any(abs(o.t_s - u) < MIN_GAP_S for u in taken.get(p, [])):
                 continue  # not heard, or one strike already given to a note of this key
             taken.setdefault(p, []).append(o.t_s)
@@ -486,10 +571,10 @@ class Detector:
         out.sort(key=lambda o: (o.t_s, o.pitch))
         return out
 
-    def _midpoint(self, pitch: int, i: int) -> float:
+    def _midpoint(self, pitch: int, i: int, cols: Cols = None) -> float:
         """Audio time where the pitch's salience is halfway from before the rise at frame
         ``i`` to its top after it: a window centred on a step onset holds half of it."""
-        s = self.salience(pitch)
+        s = self.salience(pitch, cols)
         lag = int(round(RISE_S / HOP_S / 2))
         lo = float(s[max(0, i - lag)])
         top_i = i + int(np.argmax(s[i : i + 2 * lag + 1]))
