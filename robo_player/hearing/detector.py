@@ -102,6 +102,9 @@ KIN = (-24, -19, -12, -7, -5, -2, -1, 1, 2, 5, 7, 12, 19, 24, 28, 31, 34, 36)
 # salience's top, and the onset, to its own strike: docs/hearing.md); another key's
 # partial within OWN_BINS bins of a partial's bins shares it
 OWN_BINS = 1
+# ... and where every partial is shared, the salience's top is looked for within this
+# many frames of the rise (24 ms: a step's top is 21 ms on), not 2 x lag
+SHARED_REACH = 12
 Cols = tuple[int, ...] | None  # a subset of a pitch's partials (None: all)
 
 
@@ -274,9 +277,9 @@ class Detector:
 
     def own_partials(self, pitch: int, others: Sequence[int]) -> Cols:
         """The partials of ``pitch`` (column indices of :meth:`partials`) whose bins no
-        partial of ``others`` (keys known to be struck nearby) reaches, or None where
-        every partial is its own or none is: a neighbour struck 30 ms later then does
-        not move our midpoint (docs/hearing.md)."""
+        partial of ``others`` (keys known to be struck nearby) reaches; None where every
+        partial is its own, () where none is. A neighbour struck 15-40 ms later then
+        does not move our midpoint (docs/hearing.md)."""
         k_n = self.partials(pitch).shape[1]
         bin_hz = self.sr / N_FFT
         f0 = f0_hz(pitch)
@@ -294,7 +297,7 @@ class Detector:
                         hit = True
             if not hit:
                 own.append(k - 1)
-        return None if len(own) in (0, k_n) else tuple(own)
+        return None if len(own) == k_n else tuple(own)
 
     def risen_fraction(self, pitch: int, i: int) -> float:
         """Fraction of the pitch's partials whose power rose > 6 dB across frame ``i``
@@ -571,11 +574,14 @@ class Detector:
 
     def _midpoint(self, pitch: int, i: int, cols: Cols = None) -> float:
         """Audio time where the pitch's salience is halfway from before the rise at frame
-        ``i`` to its top after it: a window centred on a step onset holds half of it."""
-        s = self.salience(pitch, cols)
+        ``i`` to its top after it: a window centred on a step onset holds half of it.
+        ``cols``: the salience of these partials only (:meth:`own_partials`); () (every
+        partial shared with a key struck nearby): all, the top within SHARED_REACH."""
+        s = self.salience(pitch, cols or None)
         lag = int(round(RISE_S / HOP_S / 2))
         lo = float(s[max(0, i - lag)])
-        top_i = i + int(np.argmax(s[i : i + 2 * lag + 1]))
+        reach = 2 * lag if cols != () else SHARED_REACH
+        top_i = i + int(np.argmax(s[i : i + reach + 1]))
         half = 0.5 * (lo + float(s[top_i]))
         j = top_i
         while j > max(0, i - lag) and s[j] > half:
