@@ -28,6 +28,7 @@ from bench_calibration import curve_errors  # noqa: E402
 from robo_player.calibrator import calibrate_session  # noqa: E402
 from robo_player.driver import open_port  # noqa: E402
 from robo_player.errors import RoboPlayerError  # noqa: E402
+from robo_player.hearing import detector as det_mod  # noqa: E402
 from robo_player.hearing.detector import Detector  # noqa: E402
 from robo_player.matching import ONSET_WINDOW, Window, match_onsets  # noqa: E402
 from robo_player.midi import bundled_piece, read_midi  # noqa: E402
@@ -134,7 +135,7 @@ def detector_part(args: argparse.Namespace) -> None:
     print("detector on rendered performances (sim://?sensor=audio, 30 dB SNR, offset 0.1 s): "
           "key unknown (blind), and with the plan's notes known (intended; verify)")
     print(f"{'piece':<24} {'mode':<9} {'notes':>6} {'heard':>6} {'precision':>9} {'recall':>7} {'F1':>6} "
-          f"{'median err ms':>13} {'median |err-med| ms':>19} {'wall s':>7}")
+          f"{'median err ms':>13} {'median |err-med| ms':>19} {'wall s':>7} {'x real time':>11}")
     seeds = [args.seed] if args.random is None else args.random
     pieces = [(f"random {s} (not shipped)", random_piece(200 + s, 30.0)) for s in seeds]
     pieces += [(name, read_midi(bundled_piece(name))) for name in args.pieces]
@@ -145,6 +146,7 @@ def detector_part(args: argparse.Namespace) -> None:
             perf = dev.play(plan)
         assert perf.audio is not None
         truth = [(h.t_us, h.pitch) for h in perf.heard]
+        seconds = len(perf.audio.samples()) / perf.audio.sample_rate
         t0 = time.perf_counter()
         det = Detector(perf.audio.samples(), perf.audio.sample_rate)
         blind = det.detect()
@@ -165,9 +167,11 @@ def detector_part(args: argparse.Namespace) -> None:
             med = float(np.median(err)) / 1000 if len(err) else float("nan")
             mad = float(np.median(np.abs(err - np.median(err)))) / 1000 if len(err) else float("nan")
             print(f"{name:<24} {mode:<9} {len(truth):>6} {len(heard):>6} {p:>9.3f} {r:>7.3f} {f1:>6.3f} "
-                  f"{med:>+13.2f} {mad:>19.2f} {wall:>7.1f}")
+                  f"{med:>+13.2f} {mad:>19.2f} {wall:>7.1f} {wall / seconds:>11.2f}")
             if args.why:
                 why(perf.heard, heard, pairs)
+                if mode == "blind":
+                    stages(det, perf.heard, pairs, 0.1)
 
 
 def why(truth_notes, heard: list[tuple[int, int]], pairs: dict[int, int]) -> None:  # noqa: ANN001
@@ -201,6 +205,39 @@ def why(truth_notes, heard: list[tuple[int, int]], pairs: dict[int, int]) -> Non
         fp[k] = fp.get(k, 0) + 1
     print("    misses:", ", ".join(f"{k} {n}" for k, n in sorted(miss.items())))
     print("    false: ", ", ".join(f"{k} {n}" for k, n in sorted(fp.items())))
+
+
+def stages(det: Detector, truth_notes, pairs: dict[int, int], offset_s: float) -> None:  # noqa: ANN001
+    """Key unknown: the stage of :meth:`Detector.detect` at which each missed note was
+    lost, at the frame of its key's largest rise within -16..+24 ms of its onset: no rise
+    (< BLIND_RISE_DB), too few partials risen (< BLIND_MIN_FRACTION), the owner test
+    (another key took the new sound), the fine pitch (a semitone off), or heard but
+    timed > 20 ms off or merged."""
+    out: dict[str, int] = {}
+    hop_s = det.hop / det.sr
+    for i, h in enumerate(truth_notes):
+        if i in pairs:
+            continue
+        t = h.t_us * 1e-6 + offset_s
+        r = det.rise_db(h.pitch)
+        i0 = int(t / hop_s)
+        j = max(0, i0 - 8) + int(np.argmax(r[max(0, i0 - 8) : i0 + 12]))
+        if r[j] < det_mod.BLIND_RISE_DB:
+            k = "no rise"
+        elif det.risen_fraction(h.pitch, j) < det_mod.BLIND_MIN_FRACTION:
+            k = "few partials rose"
+        else:
+            t_mid = det._midpoint(h.pitch, j)
+            kin = [h.pitch + d for d in det_mod.KIN]
+            est = det.fine_pitch(h.pitch, t_mid)
+            if det.new_share(h.pitch, t_mid, kin, det_mod.BLIND_RELATIVE) < det_mod.BLIND_MIN_NEW:
+                k = "owner test"
+            elif est is not None and abs(est - h.pitch) > det_mod.FINE_PITCH_TOL:
+                k = "fine pitch"
+            else:
+                k = "timed off / merged"
+        out[k] = out.get(k, 0) + 1
+    print("    blind misses by stage:", ", ".join(f"{k} {n}" for k, n in sorted(out.items())))
 
 
 def main() -> None:

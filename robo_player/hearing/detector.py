@@ -75,14 +75,20 @@ BLIND_RELATIVE = 0.25  # key unknown: our share of what appeared must be >= this
 # key unknown (detect): a candidate rose BLIND_RISE_DB with BLIND_MIN_FRACTION of its
 # partials by 6 dB, and the owner test gives it BLIND_MIN_NEW noise units (looser
 # candidates, a stricter owner: F1 +0.016..+0.027 on random pieces 1-3 and bwv66.6;
-# docs/hearing.md)
+# session 8, with the fine pitch: 0.3 -> 0.2, F1 +0.009..+0.030; docs/hearing.md)
 BLIND_RISE_DB = 6.0
-BLIND_MIN_FRACTION = 0.3
+BLIND_MIN_FRACTION = 0.2
 BLIND_MIN_NEW = 60.0
 # plan known: a key-unknown onset no intended note explains (a stray) is kept only when
 # this fraction of its partials rose (precision +0.005..+0.03, recall unchanged, on the
 # same four takes)
 STRAY_MIN_FRACTION = 0.5
+# key unknown: an onset whose new sound near its first FINE_PARTIALS partials (each
+# heard >= FINE_MIN_NOISE noise units) sits more than FINE_PITCH_TOL semitones off its
+# pitch is a neighbour's (:meth:`Detector.fine_pitch`)
+FINE_PARTIALS = 4
+FINE_MIN_NOISE = 8.0
+FINE_PITCH_TOL = 0.75
 BAND_SD = 0.25
 SNAP_S = 0.015
 MAX_FIT_MOVE_S = 0.008  # the energy fit may move the coarse onset this far (else: the comb's)
@@ -91,6 +97,15 @@ MIN_GAP_S = 0.03  # onsets of one key closer than this are one strike
 # key unknown: every key whose partials meet ours weighs in the owner test (the keys
 # whose k-th partial is our fundamental, k = 2..8, most: they fool a partial-rise test)
 KIN = (-24, -19, -12, -7, -5, -2, -1, 1, 2, 5, 7, 12, 19, 24, 28, 31, 34, 36)
+# plan known: the coarse onset (Detector._midpoint) from the partials that no other key
+# planned within the search window reaches (a neighbour struck 15-40 ms later moved the
+# salience's top, and the onset, to its own strike: docs/hearing.md); another key's
+# partial within OWN_BINS bins of a partial's bins shares it
+OWN_BINS = 1
+# ... and where every partial is shared, the salience's top is looked for within this
+# many frames of the rise (24 ms: a step's top is 21 ms on), not 2 x lag
+SHARED_REACH = 12
+Cols = tuple[int, ...] | None  # a subset of a pitch's partials (None: all)
 
 
 @dataclass(frozen=True, slots=True)
@@ -254,9 +269,35 @@ class Detector:
             self._sal[pitch] = s
         return s
 
-    def salience(self, pitch: int) -> np.ndarray:
-        """(frames,) harmonic salience of ``pitch`` (power at its partials, summed)."""
-        return self.partials(pitch).sum(axis=1)
+    def salience(self, pitch: int, cols: Cols = None) -> np.ndarray:
+        """(frames,) harmonic salience of ``pitch`` (power at its partials, summed; only
+        the partials ``cols`` where given: :meth:`own_partials`)."""
+        ps = self.partials(pitch)
+        return (ps if cols is None else ps[:, list(cols)]).sum(axis=1)
+
+    def own_partials(self, pitch: int, others: Sequence[int]) -> Cols:
+        """The partials of ``pitch`` (column indices of :meth:`partials`) whose bins no
+        partial of ``others`` (keys known to be struck nearby) reaches; None where every
+        partial is its own, () where none is. A neighbour struck 15-40 ms later then
+        does not move our midpoint (docs/hearing.md)."""
+        k_n = self.partials(pitch).shape[1]
+        bin_hz = self.sr / N_FFT
+        f0 = f0_hz(pitch)
+        own = []
+        for k in range(1, k_n + 1):
+            lo = (math.floor(k * f0 / bin_hz) - 1 - OWN_BINS) * bin_hz
+            hi = (math.ceil(k * f0 * (1 + INHARMONIC * min(1.0, k / 8)) / bin_hz) + 1 + OWN_BINS) * bin_hz
+            hit = False
+            for q in others:
+                if q == pitch:
+                    continue
+                fq = f0_hz(q)
+                for j in range(1, 9):
+                    if lo <= j * fq * (1 + INHARMONIC * min(1.0, j / 8)) and j * fq <= hi:
+                        hit = True
+            if not hit:
+                own.append(k - 1)
+        return None if len(own) == k_n else tuple(own)
 
     def risen_fraction(self, pitch: int, i: int) -> float:
         """Fraction of the pitch's partials whose power rose > 6 dB across frame ``i``
@@ -370,13 +411,17 @@ class Detector:
     # ---- key known ---------------------------------------------------------------------
     def find(
         self, pitch: int, t_lo_s: float, t_hi_s: float, *, alone: bool = False,
-        others: Sequence[int] = (), min_risen: float = FIND_MIN_FRACTION,
+        others: Sequence[int] = (), min_risen: float = FIND_MIN_FRACTION, own: Sequence[int] = (),
     ) -> Onset | None:
         """The onset of ``pitch`` in [t_lo_s, t_hi_s] (audio seconds), or None if the key
         did not sound there. ``alone``: nothing else is struck in the window (a sync
         pattern), so no owner test; ``others``: the keys known to be struck nearby (the
         take's other strikes, the plan's other notes), which the owner test weighs;
-        ``min_risen``: the fraction of its partials that must have risen by 6 dB."""
+        ``min_risen``: the fraction of its partials that must have risen by 6 dB;
+        ``own``: keys struck near the onset; the coarse onset (:meth:`_midpoint`) then
+        comes from the partials none of them reaches (:meth:`own_partials`; the
+        plan-known search)."""
+        cols = self.own_partials(pitch, own) if own else None
         r = self.rise_db(pitch)
         hop_s = self.hop / self.sr  # not HOP_S: at 44.1 kHz a hop is 88 samples, 1.9955 ms
         f0, f1 = max(0, int(t_lo_s / hop_s)), min(len(r), int(math.ceil(t_hi_s / hop_s)) + 1)
@@ -391,7 +436,7 @@ class Detector:
         for i in sorted(cands, key=lambda i: (-round(2 * frac[i]) / 2, -r[i])):
             if frac[i] < min_risen:
                 break
-            t_mid = self._midpoint(pitch, i)
+            t_mid = self._midpoint(pitch, i, cols)
             if not alone and self.new_share(pitch, t_mid, others) < MIN_NEW:
                 continue
             return self._refine(pitch, t_mid, float(r[i]))
@@ -434,6 +479,9 @@ class Detector:
                     self.new_share(p, t_mid, [p + d for d in KIN], BLIND_RELATIVE) < BLIND_MIN_NEW
                 ):
                     continue
+                est = self.fine_pitch(p, t_mid)
+                if est is not None and abs(est - p) > FINE_PITCH_TOL:
+                    continue  # the new sound at our partials is a neighbour's (a semitone off)
                 o = replace(self._refine(p, t_mid, float(r[i])), risen=frac)
                 if out and out[-1].pitch == p and o.t_s - out[-1].t_s < min_gap_s:
                     continue
@@ -441,6 +489,39 @@ class Detector:
                 last = t_mid
         out.sort(key=lambda o: (o.t_s, o.pitch))
         return out
+
+    def fine_pitch(self, pitch: int, t_s: float) -> float | None:
+        """The fractional pitch of the sound that appeared at ``t_s`` (:meth:`gained`)
+        near the first FINE_PARTIALS partials of ``pitch``, each within ±0.7 semitone:
+        the peak bin's frequency, interpolated on a parabola through the log magnitudes
+        (a tenth of a bin, where a semitone at A1 is 0.3 bin), as a pitch, the
+        magnitude-weighted median over the partials heard (>= FINE_MIN_NOISE noise
+        units); None where none is."""
+        i = int(round(t_s * self.sr / self.long_hop))
+        x = self.gained(i, i + 1)[:, 0]
+        bin_hz = self.sr / LONG_N
+        ests: list[float] = []
+        weights: list[float] = []
+        for k in range(1, FINE_PARTIALS + 1):
+            fk = k * f0_hz(pitch)
+            if fk > min(F_MAX_HZ, 0.45 * self.sr) - 3 * bin_hz:
+                break
+            lo = max(1, int(math.floor(fk * 2 ** (-0.7 / 12) / bin_hz)))
+            hi = int(math.ceil(fk * 2 ** (0.7 / 12) / bin_hz))
+            j = lo + int(np.argmax(x[lo : hi + 1]))
+            a, b, c = float(x[j - 1]), float(x[j]), float(x[j + 1])
+            if b < FINE_MIN_NOISE * self.noise_amp or b < a or b < c:
+                continue
+            la, lb, lc = math.log(a + 1e-12), math.log(b), math.log(c + 1e-12)
+            den = la - 2.0 * lb + lc
+            d = 0.5 * (la - lc) / den if den < 0 else 0.0
+            ests.append(12.0 * math.log2((j + max(-0.5, min(0.5, d))) * bin_hz / fk))
+            weights.append(b)
+        if not ests:
+            return None
+        order = np.argsort(ests)
+        e, w = np.array(ests)[order], np.array(weights)[order]
+        return pitch + float(e[int(np.searchsorted(np.cumsum(w), 0.5 * w.sum()))])
 
     def detect_intended(
         self, intended: Sequence[tuple[float, int]], before_s: float, after_s: float,
@@ -462,6 +543,11 @@ class Detector:
             lo, hi = bisect.bisect_left(times, t - near_s), bisect.bisect_right(times, t + near_s)
             return [intended[order[k]][1] for k in range(lo, hi)]
 
+        def near_own(t: float, p: int) -> list[int]:
+            lo = bisect.bisect_left(times, t - before_s)
+            hi = bisect.bisect_right(times, t + after_s)
+            return sorted({intended[order[k]][1] for k in range(lo, hi)} - {p})
+
         out: list[Onset] = []
         taken: dict[int, list[float]] = {}
         for k in order:
@@ -470,7 +556,7 @@ class Detector:
             # rose is taken (TIGHT_MIN_FRACTION), the owner test still decides (random
             # pieces, seeds 1-3: recall +0.5..+3.6 points, precision unchanged)
             o = self.find(p, t - before_s, t + after_s, others=[q for q in near(t) if q != p],
-                          min_risen=TIGHT_MIN_FRACTION)
+                          min_risen=TIGHT_MIN_FRACTION, own=near_own(t, p))
             if o is None or any(abs(o.t_s - u) < MIN_GAP_S for u in taken.get(p, [])):
                 continue  # not heard, or one strike already given to a note of this key
             taken.setdefault(p, []).append(o.t_s)
@@ -486,13 +572,16 @@ class Detector:
         out.sort(key=lambda o: (o.t_s, o.pitch))
         return out
 
-    def _midpoint(self, pitch: int, i: int) -> float:
+    def _midpoint(self, pitch: int, i: int, cols: Cols = None) -> float:
         """Audio time where the pitch's salience is halfway from before the rise at frame
-        ``i`` to its top after it: a window centred on a step onset holds half of it."""
-        s = self.salience(pitch)
+        ``i`` to its top after it: a window centred on a step onset holds half of it.
+        ``cols``: the salience of these partials only (:meth:`own_partials`); () (every
+        partial shared with a key struck nearby): all, the top within SHARED_REACH."""
+        s = self.salience(pitch, cols or None)
         lag = int(round(RISE_S / HOP_S / 2))
         lo = float(s[max(0, i - lag)])
-        top_i = i + int(np.argmax(s[i : i + 2 * lag + 1]))
+        reach = 2 * lag if cols != () else SHARED_REACH
+        top_i = i + int(np.argmax(s[i : i + reach + 1]))
         half = 0.5 * (lo + float(s[top_i]))
         j = top_i
         while j > max(0, i - lag) and s[j] > half:
