@@ -101,6 +101,7 @@ class Link:
     max_tries: int = 6
     silence_s: float = 1.0
     credits: int = 0
+    credits_at: float = 0.0  # host time of the device's last credit report (an ACK/NAK)
     byte_s: float = 0.0  # wire time of one byte (10 / baud); 0 = unknown or instant
     stats: LinkStats = field(default_factory=LinkStats)
 
@@ -341,7 +342,7 @@ class Link:
             self._backoff = 1
             self.bad_acks_in_row = 0
             if credits is not None:
-                self.credits = credits
+                self.credits, self.credits_at = credits, now
             if self._unacked:
                 self._resend_due = True  # a resync: what was in flight goes again
             return
@@ -379,7 +380,7 @@ class Link:
         if n:
             self._backoff = 1
         if credits is not None:
-            self.credits = credits
+            self.credits, self.credits_at = credits, now
         if f.kind is FrameKind.NAK:
             self.stats.naks += 1
             if self._unacked and credits is not None and credits < self._unacked[0].records:
