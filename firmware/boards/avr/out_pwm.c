@@ -268,10 +268,15 @@ static __attribute__((used)) void period_join(void) { join_pending(); }
 #define OFF_MEM(i, bits, bit, p)                                                           \
     "sbrs " #bits ", " #bit "\n\t" "rjmp 2f\n\t" "ldd r24, Z+4+" #i "\n\t" "com r24\n\t"   \
     "lds r25, %[" #p "]\n\t" "and r25, r24\n\t" "sts %[" #p "], r25\n\t" "2:\n\t"
+/* the ports in three blocks (A-D, E-H, J-L), each skipped in 3 cycles when the group
+ * has no member there (a strike's group: one port; was 3 cycles for each port) */
 #define EACH_OFF_ASM                                                                       \
+    "mov r24, r26\n\t" "andi r24, 0x0F\n\t" "breq 10f\n\t"                               \
     OFF_IO(0, r26, 0, pa) OFF_IO(1, r26, 1, pb) OFF_IO(2, r26, 2, pc) OFF_IO(3, r26, 3, pd) \
+    "10:\n\t" "mov r24, r26\n\t" "andi r24, 0xF0\n\t" "breq 11f\n\t"                    \
     OFF_IO(4, r26, 4, pe) OFF_IO(5, r26, 5, pf) OFF_IO(6, r26, 6, pg) OFF_MEM(7, r26, 7, ph) \
-    OFF_MEM(8, r27, 0, pj) OFF_MEM(9, r27, 1, pk) OFF_MEM(10, r27, 2, pl)
+    "11:\n\t" "tst r27\n\t" "breq 12f\n\t"                                               \
+    OFF_MEM(8, r27, 0, pj) OFF_MEM(9, r27, 1, pk) OFF_MEM(10, r27, 2, pl) "12:\n\t"
 #define ON_IO(i, p)                                                                        \
     "ldd r24, Z+" #i "\n\t" "tst r24\n\t" "breq 2f\n\t"                                    \
     "in r26, %[" #p "]\n\t" "or r26, r24\n\t" "out %[" #p "], r26\n\t" "2:\n\t"
