@@ -5,7 +5,7 @@
 
 static const uint16_t crc_table[256] RP_TABLE = {RP_CRC16_TABLE};
 
-int rp_get_vlq(const uint8_t **pp, const uint8_t *end, int32_t *out)
+int rp_get_vlq_long(const uint8_t **pp, const uint8_t *end, int32_t *out)
 {
     const uint8_t *p = *pp;
     if (p >= end)
@@ -26,7 +26,7 @@ int rp_get_vlq(const uint8_t **pp, const uint8_t *end, int32_t *out)
     return 1;
 }
 
-uint8_t *rp_put_vlq(uint8_t *p, int32_t v)
+uint8_t *rp_put_vlq_long(uint8_t *p, int32_t v)
 {
     if (v >= 0xC000000L || v < -0x4000000L) /* top group: bits 31..28, sign-extended */
         *p++ = (uint8_t)(((uint32_t)v >> 28) | (v < 0 ? 0x70 : 0x00) | 0x80);
@@ -40,14 +40,9 @@ uint8_t *rp_put_vlq(uint8_t *p, int32_t v)
     return p;
 }
 
-int rp_get_uvar(const uint8_t **pp, const uint8_t *end, uint32_t *out)
+int rp_get_uvar_long(const uint8_t **pp, const uint8_t *end, uint32_t *out)
 {
     const uint8_t *p = *pp;
-    if (p < end && !(*p & 0x80)) { /* the common case: one byte */
-        *out = *p;
-        *pp = p + 1;
-        return 1;
-    }
     uint32_t v = 0;
     for (uint8_t n = 0; n < 5; n++) {
         if (p >= end)
