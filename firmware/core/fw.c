@@ -99,7 +99,7 @@ static uint8_t *out_reserve(uint8_t n)
 static void send_ack(uint8_t kind)
 {
     uint8_t pl[5];
-    uint8_t *e = rp_put_vlq(pl, (int32_t)rp_sched_free());
+    uint8_t *e = rp_put_vlq1(pl, (int32_t)rp_sched_free());
     send_frame(kind, 0, pl, (uint8_t)(e - pl));
     if (kind == RP_FRAME_NAK)
         rp_link.naks_sent++;
@@ -385,7 +385,7 @@ static int16_t check(const uint8_t *payload, const uint8_t *end)
     sched_msgs = 0;
     while (p < end) {
         int32_t id;
-        if (!rp_get_vlq(&p, end, &id) || id < 1 || id > 31)
+        if (!rp_get_vlq1(&p, end, &id) || id < 1 || id > 31)
             return -1;
         if (rp_decode_args((uint8_t)id, &p, end, v) < 0)
             return -1;
@@ -465,7 +465,7 @@ static void run(const uint8_t *payload, const uint8_t *end)
     while (p < end) {
         const uint8_t *start = p;
         int32_t id;
-        rp_get_vlq(&p, end, &id); /* check() made sure these parse */
+        rp_get_vlq1(&p, end, &id); /* check() made sure these parse */
         rp_decode_args((uint8_t)id, &p, end, v);
         if (id == RP_MSG_SCHEDULE) {
             uint32_t n = v[RP_SCHEDULE_RECORDS];

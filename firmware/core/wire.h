@@ -8,17 +8,18 @@
 
 /* Signed VLQ (1 byte for -32..95, 5 bytes for any 32-bit value). Returns 0 when the
  * value is truncated or longer than 5 bytes; *pp is then unspecified. */
-int rp_get_vlq_long(const uint8_t **pp, const uint8_t *end, int32_t *out);
-uint8_t *rp_put_vlq_long(uint8_t *p, int32_t v);
+int rp_get_vlq(const uint8_t **pp, const uint8_t *end, int32_t *out);
+uint8_t *rp_put_vlq(uint8_t *p, int32_t v);
 
 /* Unsigned varint (1 byte for 0..127, 5 bytes for any 32-bit value). */
-int rp_get_uvar_long(const uint8_t **pp, const uint8_t *end, uint32_t *out);
+int rp_get_uvar(const uint8_t **pp, const uint8_t *end, uint32_t *out);
 uint8_t *rp_put_uvar(uint8_t *p, uint32_t v);
 
-/* The one-byte values (message ids, most fields and record values) inline, the rest in
- * the *_long functions (issue 8: CPU load; about 4000 calls in driver_load.py's run,
- * most of them a call, a 32-bit loop and a return for one byte). */
-static inline int rp_get_vlq(const uint8_t **pp, const uint8_t *end, int32_t *out)
+/* The same, with the one-byte values inline (issue 8: CPU load): for the hot callers (a
+ * message's id, a packed record's values, the ACK's credits); a one-byte value through
+ * the functions was a call, a 32-bit loop and a return. (Inline in all of
+ * protocol_gen.h's 77 callers, the AVR build's flash grew by 8 KB.) */
+static inline int rp_get_vlq1(const uint8_t **pp, const uint8_t *end, int32_t *out)
 {
     const uint8_t *p = *pp;
     if (p < end && !(*p & 0x80)) {
@@ -27,19 +28,19 @@ static inline int rp_get_vlq(const uint8_t **pp, const uint8_t *end, int32_t *ou
         *pp = p + 1;
         return 1;
     }
-    return rp_get_vlq_long(pp, end, out);
+    return rp_get_vlq(pp, end, out);
 }
 
-static inline uint8_t *rp_put_vlq(uint8_t *p, int32_t v)
+static inline uint8_t *rp_put_vlq1(uint8_t *p, int32_t v)
 {
     if ((uint32_t)v + 0x20U < 0x80U) { /* -32..95 */
         *p = (uint8_t)((uint32_t)v & 0x7F);
         return p + 1;
     }
-    return rp_put_vlq_long(p, v);
+    return rp_put_vlq(p, v);
 }
 
-static inline int rp_get_uvar(const uint8_t **pp, const uint8_t *end, uint32_t *out)
+static inline int rp_get_uvar1(const uint8_t **pp, const uint8_t *end, uint32_t *out)
 {
     const uint8_t *p = *pp;
     if (p < end && !(*p & 0x80)) {
@@ -47,7 +48,7 @@ static inline int rp_get_uvar(const uint8_t **pp, const uint8_t *end, uint32_t *
         *pp = p + 1;
         return 1;
     }
-    return rp_get_uvar_long(pp, end, out);
+    return rp_get_uvar(pp, end, out);
 }
 
 uint16_t rp_crc16(const uint8_t *data, uint16_t len, uint16_t crc);
