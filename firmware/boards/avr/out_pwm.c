@@ -294,7 +294,8 @@ static __attribute__((used)) void period_join(void) { join_pending(); }
 #define POP_ASM                                                                            \
     "pop r31\n\t" "pop r30\n\t" "pop r27\n\t" "pop r26\n\t" "pop r25\n\t" "pop r24\n\t"    \
     "out __SREG__, r24\n\t" "pop r24\n\t" "reti\n\t"
-#define OFFS_ASM                                                                           \
+/* ARM_ASM: OCIE3B on (the period start; compare B itself has it on: nothing) */
+#define OFFS_ASM_(ARM_ASM)                                                                 \
     "1:\n\t"                                                                               \
     "lds r30, %[cur]\n\t" "lds r24, %[norder]\n\t" "cp r30, r24\n\t" "brlo 3f\n\t"         \
     "rjmp 8f\n\t" "3:\n\t"                                                                 \
@@ -313,11 +314,12 @@ static __attribute__((used)) void period_join(void) { join_pending(); }
     "7:\n\t"                                          /* OCR3B: high byte first */         \
     "sts %[ocr]+1, r27\n\t" "sts %[ocr], r26\n\t"                                          \
     "ldi r24, %[ocf]\n\t" "out %[tifr], r24\n\t"                                           \
-    "lds r24, %[timsk]\n\t" "ori r24, %[ocf]\n\t" "sts %[timsk], r24\n\t"                  \
+    ARM_ASM                                                                                \
     "rjmp 9f\n\t"                                                                          \
     "8:\n\t"                                                                               \
     "lds r24, %[timsk]\n\t" "andi r24, %[nocf]\n\t" "sts %[timsk], r24\n\t"                \
     "9:\n\t"
+#define OFFS_ASM OFFS_ASM_("lds r24, %[timsk]\n\t" "ori r24, %[ocf]\n\t" "sts %[timsk], r24\n\t")
 #define PWM_ASM_OPERANDS                                                                   \
     [cur] "i"(&cur), [norder] "i"(&norder), [order] "i"(order), [grp] "i"(grp),            \
     [on] "i"(on_mask), [npend] "i"(&avr_pwm_npend), [stale] "i"(&grp_stale), \
@@ -369,7 +371,7 @@ ISR(TIMER3_COMPA_vect, ISR_NAKED)
 /* a group's off tick (and any due with it) */
 ISR(TIMER3_COMPB_vect, ISR_NAKED)
 {
-    __asm__ __volatile__(PUSH_ASM OFFS_ASM POP_ASM : : PWM_ASM_OPERANDS);
+    __asm__ __volatile__(PUSH_ASM OFFS_ASM_("") POP_ASM : : PWM_ASM_OPERANDS);
 }
 
 /* interrupts off: the pin leaves its group (cleared at once, so that no period start
