@@ -62,6 +62,7 @@ class LinkStats:
     sched_frames_all: int = 0  # ... of them with records
     ack_bytes_received: int = 0  # wire bytes of the device's ACK/NAK frames
     keepalives: int = 0  # empty host ACK frames sent to feed the watchdog
+    empty_frames: int = 0  # DATA frames without messages (credit polls; first sends)
 
 
 @dataclass(slots=True)
@@ -197,6 +198,8 @@ class Link:
         """Queue one DATA frame; returns its sequence number."""
         seq = self._next_seq
         self._next_seq = seq_add(seq, 1)
+        if not payload:
+            self.stats.empty_frames += 1
         p = _Pending(seq, b"", records)
         self._queue.append(p)
         self._payloads[seq] = payload
