@@ -358,6 +358,26 @@ def test_a_frame_going_out_takes_what_comes_within_fill_ahead() -> None:
     _safety(dev, plan)
 
 
+def test_credit_polls_wait_for_room_in_the_devices_queue() -> None:
+    """At 100 notes/s the device's queue (64 slots on vmcu://) holds less than the lead
+    (1 s, 200 commands): the driver is short of credits most of the time. It asks for
+    them (an empty DATA frame: its ACK carries them) only once the queue can have room
+    for a batch more, from the clocks of the commands it sent, not every 10 ms (which
+    sent 146 polls for this 3-s piece; now 1): every command still plays."""
+    plan = make_plan(SP, notes=300, gap_us=10_000)
+    dev, perf = _play(plan)
+    res = dev.last_result
+    assert res is not None
+    assert not res.error, res.error
+    assert res.counts() == {"played": len(plan)}
+    link = res.link
+    t0 = plan.commands[0].t_us  # the lead (1 s) holds more than the queue: credits run short
+    assert sum(1 for c in plan.commands if c.t_us < t0 + 1_000_000) > 64
+    secs = (plan.commands[-1].t_us - plan.commands[0].t_us) / 1e6
+    assert link["credit_polls"] <= 10 * secs, link  # every 10 ms would be ~100/s
+    _safety(dev, plan)
+
+
 def test_protocol_version_mismatch_is_a_clear_error() -> None:
     with pytest.raises(ProtocolError, match=rf"protocol version {PROTOCOL_VERSION + 1}.*speaks {PROTOCOL_VERSION}"):
         _session(MCUConfig(protocol_version=PROTOCOL_VERSION + 1)).open()

@@ -39,14 +39,17 @@ static uint8_t time_shift, level_shift;
 static uint16_t cfg_count, cfg_concurrent, cfg_detail;
 static uint8_t cfg_time_shift, cfg_level_shift, cfg_reason;
 static uint8_t cfg_pca_prescale;
-/* The watchdog (docs/protocol.md "Watchdog"): no good frame for cfg_watchdog_ms ->
+/* The watchdog (docs/protocol.md "Watchdog"): no good frame for watchdog_ms (cfg_watchdog_ticks) ->
  * state DRAINING: the queue plays out (every limit still enforced), nothing new is
  * taken, and last_rx_clock stays where it was; all off and SHUTDOWN once the queue is
  * empty with no strike pulse running, or cfg_drain_ms after the watchdog fired
  * (last_rx_clock + both), whichever comes first. cfg_drain_ms 0: all off when it fires.
  * The two are in use from configure_end on (only a good configuration leads to READY;
  * a new configure_begin leaves it), so no other copy is kept (AVR RAM). */
-static uint16_t cfg_watchdog_ms, cfg_drain_ms;
+static uint16_t cfg_drain_ms;
+/* cfg.watchdog_ms in ticks, multiplied once at configure, not at every poll (a 32-bit
+ * multiplication: issue 8, CPU load) */
+static uint32_t cfg_watchdog_ticks;
 #define MS_TICKS(ms) ((uint32_t)(ms) * 1000UL * RP_TICKS_PER_US)
 static uint32_t cfg_window_ms, cfg_hash;
 static uint8_t cfg_seen[(RP_FW_MAX_ACTUATORS + 7) / 8];
@@ -99,7 +102,7 @@ static uint8_t *out_reserve(uint8_t n)
 static void send_ack(uint8_t kind)
 {
     uint8_t pl[5];
-    uint8_t *e = rp_put_vlq(pl, (int32_t)rp_sched_free());
+    uint8_t *e = rp_put_vlq1(pl, (int32_t)rp_sched_free());
     send_frame(kind, 0, pl, (uint8_t)(e - pl));
     if (kind == RP_FRAME_NAK)
         rp_link.naks_sent++;
@@ -214,7 +217,7 @@ static void configure_begin(const uint32_t *v, const uint8_t *msg, uint8_t len)
     cfg_count = (uint16_t)v[RP_CONFIGURE_BEGIN_ACTUATOR_COUNT];
     cfg_concurrent = (uint16_t)v[RP_CONFIGURE_BEGIN_MAX_CONCURRENT];
     rp_profile_count = 0;
-    cfg_watchdog_ms = (uint16_t)v[RP_CONFIGURE_BEGIN_WATCHDOG_MS];
+    cfg_watchdog_ticks = MS_TICKS((uint16_t)v[RP_CONFIGURE_BEGIN_WATCHDOG_MS]);
     cfg_drain_ms = (uint16_t)v[RP_CONFIGURE_BEGIN_WATCHDOG_DRAIN_MS];
     cfg_window_ms = v[RP_CONFIGURE_BEGIN_DUTY_WINDOW_MS];
     cfg_time_shift = (uint8_t)v[RP_CONFIGURE_BEGIN_TIME_SHIFT];
@@ -385,7 +388,7 @@ static int16_t check(const uint8_t *payload, const uint8_t *end)
     sched_msgs = 0;
     while (p < end) {
         int32_t id;
-        if (!rp_get_vlq(&p, end, &id) || id < 1 || id > 31)
+        if (!rp_get_vlq1(&p, end, &id) || id < 1 || id > 31)
             return -1;
         if (rp_decode_args((uint8_t)id, &p, end, v) < 0)
             return -1;
@@ -465,7 +468,7 @@ static void run(const uint8_t *payload, const uint8_t *end)
     while (p < end) {
         const uint8_t *start = p;
         int32_t id;
-        rp_get_vlq(&p, end, &id); /* check() made sure these parse */
+        rp_get_vlq1(&p, end, &id); /* check() made sure these parse */
         rp_decode_args((uint8_t)id, &p, end, v);
         if (id == RP_MSG_SCHEDULE) {
             uint32_t n = v[RP_SCHEDULE_RECORDS];
@@ -669,7 +672,7 @@ uint8_t rp_watchdog_next(uint32_t *clock)
 {
     if (state != RP_STATE_READY && state != RP_STATE_DRAINING)
         return 0;
-    *clock = last_rx_clock + MS_TICKS(cfg_watchdog_ms) +
+    *clock = last_rx_clock + cfg_watchdog_ticks +
              (state == RP_STATE_DRAINING ? MS_TICKS(cfg_drain_ms) : 0);
     return 1;
 }
@@ -677,7 +680,7 @@ uint8_t rp_watchdog_next(uint32_t *clock)
 static void watchdog(void)
 {
     uint32_t now = board_clock();
-    uint32_t quiet = now - last_rx_clock, fire = MS_TICKS(cfg_watchdog_ms);
+    uint32_t quiet = now - last_rx_clock, fire = cfg_watchdog_ticks;
     if (state == RP_STATE_READY && quiet >= fire)
         state = RP_STATE_DRAINING; /* enqueue() refuses what comes now (REFUSED_STATE) */
     if (state != RP_STATE_DRAINING)

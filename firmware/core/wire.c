@@ -11,6 +11,11 @@ int rp_get_vlq(const uint8_t **pp, const uint8_t *end, int32_t *out)
     if (p >= end)
         return 0;
     uint8_t c = *p++;
+    if (!(c & 0x80)) { /* the common case: one byte */
+        *out = (c & 0x60) == 0x60 ? (int32_t)c - 128 : (int32_t)c;
+        *pp = p;
+        return 1;
+    }
     uint32_t v = c & 0x7F;
     if ((c & 0x60) == 0x60)
         v |= ~(uint32_t)0x7F; /* negative: sign-extend the first group */
@@ -28,6 +33,10 @@ int rp_get_vlq(const uint8_t **pp, const uint8_t *end, int32_t *out)
 
 uint8_t *rp_put_vlq(uint8_t *p, int32_t v)
 {
+    if ((uint32_t)v + 0x20U < 0x80U) { /* the common case: one byte (-32..95) */
+        *p = (uint8_t)((uint32_t)v & 0x7F);
+        return p + 1;
+    }
     if (v >= 0xC000000L || v < -0x4000000L) /* top group: bits 31..28, sign-extended */
         *p++ = (uint8_t)(((uint32_t)v >> 28) | (v < 0 ? 0x70 : 0x00) | 0x80);
     if (v >= 0x180000L || v < -0x80000L)
@@ -145,11 +154,11 @@ int rp_get_record(const uint8_t **pp, const uint8_t *end, rp_record *r)
     r->has_pulse_hold = 0;
     r->pulse_us = r->hold = 0;
     if (r->actuator == RP_RECORD_ACT_ESCAPE) { /* a wide index: 127 + uvar */
-        if (!rp_get_uvar(&p, end, &v) || v >= RP_MAX_ACTUATORS - RP_RECORD_ACT_ESCAPE)
+        if (!rp_get_uvar1(&p, end, &v) || v >= RP_MAX_ACTUATORS - RP_RECORD_ACT_ESCAPE)
             return 0;
         r->actuator = (uint16_t)(RP_RECORD_ACT_ESCAPE + v);
     }
-    if (!rp_get_uvar(&p, end, &r->dclock))
+    if (!rp_get_uvar1(&p, end, &r->dclock))
         return 0;
     /* protocol 7: the time code; 1..RP_RECENT_GAPS name a recent gap (run_record) */
     r->recent = 0;
@@ -160,7 +169,7 @@ int rp_get_record(const uint8_t **pp, const uint8_t *end, rp_record *r)
         r->dclock -= RP_RECENT_GAPS;
     }
     if (r->strike) {
-        if (!rp_get_uvar(&p, end, &v))
+        if (!rp_get_uvar1(&p, end, &v))
             return 0;
         r->has_pulse_hold = v & 1;
         uint32_t z = v >> 1;
@@ -168,10 +177,10 @@ int rp_get_record(const uint8_t **pp, const uint8_t *end, rp_record *r)
             return 0;
         r->ddrive = (z & 1) ? -(int16_t)((z + 1) >> 1) : (int16_t)(z >> 1);
         if (r->has_pulse_hold) {
-            if (!rp_get_uvar(&p, end, &v) || v > 65535UL)
+            if (!rp_get_uvar1(&p, end, &v) || v > 65535UL)
                 return 0;
             r->pulse_us = (uint16_t)v;
-            if (!rp_get_uvar(&p, end, &v) || v > 4095UL)
+            if (!rp_get_uvar1(&p, end, &v) || v > 4095UL)
                 return 0;
             r->hold = (uint16_t)v;
         }

@@ -15,6 +15,42 @@ uint8_t *rp_put_vlq(uint8_t *p, int32_t v);
 int rp_get_uvar(const uint8_t **pp, const uint8_t *end, uint32_t *out);
 uint8_t *rp_put_uvar(uint8_t *p, uint32_t v);
 
+/* The same, with the one-byte values inline (issue 8: CPU load): for the hot callers (a
+ * message's id, a packed record's values, the ACK's credits); a one-byte value through
+ * the functions was a call, a 32-bit loop and a return. (Inline in all of
+ * protocol_gen.h's 77 callers, the AVR build's flash grew by 8 KB.) */
+static inline int rp_get_vlq1(const uint8_t **pp, const uint8_t *end, int32_t *out)
+{
+    const uint8_t *p = *pp;
+    if (p < end && !(*p & 0x80)) {
+        uint8_t c = *p;
+        *out = (c & 0x60) == 0x60 ? (int32_t)c - 128 : (int32_t)c; /* -32..-1: 0x60..0x7F */
+        *pp = p + 1;
+        return 1;
+    }
+    return rp_get_vlq(pp, end, out);
+}
+
+static inline uint8_t *rp_put_vlq1(uint8_t *p, int32_t v)
+{
+    if ((uint32_t)v + 0x20U < 0x80U) { /* -32..95 */
+        *p = (uint8_t)((uint32_t)v & 0x7F);
+        return p + 1;
+    }
+    return rp_put_vlq(p, v);
+}
+
+static inline int rp_get_uvar1(const uint8_t **pp, const uint8_t *end, uint32_t *out)
+{
+    const uint8_t *p = *pp;
+    if (p < end && !(*p & 0x80)) {
+        *out = *p;
+        *pp = p + 1;
+        return 1;
+    }
+    return rp_get_uvar(pp, end, out);
+}
+
 uint16_t rp_crc16(const uint8_t *data, uint16_t len, uint16_t crc);
 #define RP_CRC16_INIT 0xFFFFu
 

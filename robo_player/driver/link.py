@@ -62,6 +62,7 @@ class LinkStats:
     sched_frames_all: int = 0  # ... of them with records
     ack_bytes_received: int = 0  # wire bytes of the device's ACK/NAK frames
     keepalives: int = 0  # empty host ACK frames sent to feed the watchdog
+    empty_frames: int = 0  # DATA frames without messages (credit polls; first sends)
 
 
 @dataclass(slots=True)
@@ -101,6 +102,7 @@ class Link:
     max_tries: int = 6
     silence_s: float = 1.0
     credits: int = 0
+    credits_at: float = 0.0  # host time of the device's last credit report (an ACK/NAK)
     byte_s: float = 0.0  # wire time of one byte (10 / baud); 0 = unknown or instant
     stats: LinkStats = field(default_factory=LinkStats)
 
@@ -196,6 +198,8 @@ class Link:
         """Queue one DATA frame; returns its sequence number."""
         seq = self._next_seq
         self._next_seq = seq_add(seq, 1)
+        if not payload:
+            self.stats.empty_frames += 1
         p = _Pending(seq, b"", records)
         self._queue.append(p)
         self._payloads[seq] = payload
@@ -341,7 +345,7 @@ class Link:
             self._backoff = 1
             self.bad_acks_in_row = 0
             if credits is not None:
-                self.credits = credits
+                self.credits, self.credits_at = credits, now
             if self._unacked:
                 self._resend_due = True  # a resync: what was in flight goes again
             return
@@ -379,7 +383,7 @@ class Link:
         if n:
             self._backoff = 1
         if credits is not None:
-            self.credits = credits
+            self.credits, self.credits_at = credits, now
         if f.kind is FrameKind.NAK:
             self.stats.naks += 1
             if self._unacked and credits is not None and credits < self._unacked[0].records:

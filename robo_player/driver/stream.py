@@ -537,6 +537,7 @@ class Session:
             "clock_restarts": self.sync_.restarts if self.sync_ else 0,
             "records": st.records,
             "keepalives": st.keepalives,
+            "credit_polls": st.empty_frames,  # empty DATA frames: ACKs that bring credits
             "sched_bytes": st.sched_bytes,
             "sched_frames": st.sched_frames_all,  # DATA frames with records, resends too
             "sched_ack_bytes": round(

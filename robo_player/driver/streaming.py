@@ -78,6 +78,8 @@ class StreamRun:
         self.send_at = math.inf
         self.last_clock = 0
         self.starved = False
+        self._room_key: tuple[float, int] = (math.nan, 0)  # _room_at()'s last answer
+        self._room_t = -math.inf
         self.error: Exception | None = None
         # the longest the device was silent while the stream ran (s): how long after we
         # last heard from it a cut link may have come (see _may_have_run_until)
@@ -224,6 +226,40 @@ class StreamRun:
             self.last_clock = max(self.last_clock, e.clock)
             self.i += 1
 
+    def _room_at(self) -> float:
+        """Host time before which a credit poll would only learn of a full queue: the
+        device's slots free as the commands in it play, so that is the clock of the
+        command whose play leaves room for a batch (``batch_records``) more than the
+        packer holds, counted from the device's last credit report (any ACK: a
+        ``get_clock`` brings one too), or the time the packed records become urgent
+        (``batch_urgent_s``). Each poll is a frame in and an ACK out for the device's CPU
+        (issue 8: its load at 100 notes/s): polling every 10 ms while the queue was full
+        took 344 of the 530 frames of ``firmware/sim/driver_load.py``'s run."""
+        s, cfg = self.s, self.s.cfg
+        # the packer holds what the last report left room for; a poll pays once a
+        # batch more fits
+        n = self.packer.n_records
+        short = n + min(cfg.batch_records, len(self.cmds) - self.i) - s.link.free_credits()
+        urgent = self.pack_first_t - cfg.batch_urgent_s
+        key = (s.link.credits_at, short)
+        if key == self._room_key:
+            return min(self._room_t, urgent)
+        room_t = -math.inf
+        sync = s.sync_
+        if short > 0 and sync is not None and sync.ready:
+            # the commands the device still held at its report, latest first (sent in
+            # time order): the short-th earliest of them frees the last slot needed
+            times: list[float] = []
+            for x in reversed(self.sent.values()):
+                t = sync.time_at(x.clock)
+                if t <= s.link.credits_at:
+                    break
+                times.append(t)
+            if len(times) >= short:
+                room_t = times[-short]
+        self._room_key, self._room_t = key, room_t
+        return min(room_t, urgent)
+
     def _step(self, progress: Progress | None, max_wait_s: float = 0.02) -> None:
         s, cfg, cmds = self.s, self.s.cfg, self.cmds
         now = s.now()
@@ -244,7 +280,12 @@ class StreamRun:
                 self._take(now, cfg.fill_ahead_s, fill=True)
             self._flush()
             send_at = math.inf
-        if self.starved and s.link.idle and s.now() - s._last_poll >= 0.01:
+        if (
+            self.starved
+            and s.link.idle
+            and s.now() - s._last_poll >= 0.01
+            and s.now() >= self._room_at()
+        ):
             # the queue was full when the device last said: an empty DATA frame (6
             # bytes) brings an ACK with its credits now, not at the next status
             s._last_poll = s.now()

@@ -7,6 +7,25 @@
 #include <avr/io.h>
 
 #define RP_BOARD_NAME "avr-mega2560"
+
+/* The clock (board.h): Timer1's overflows (main.c) << 16 | TCNT1. Inline in every caller
+ * (issue 8: CPU load; about 6000 calls in driver_load.py's run, a call and return each). */
+extern volatile uint16_t avr_clock_hi;
+static inline uint32_t board_clock(void)
+{
+    uint8_t s = SREG;
+    cli();
+    union {
+        uint32_t v;
+        uint16_t w[2]; /* little-endian: w[0] low; no 32-bit shift */
+    } c;
+    c.w[1] = avr_clock_hi;
+    c.w[0] = TCNT1;
+    if ((TIFR1 & _BV(TOV1)) && c.w[0] < 0x8000)
+        c.w[1]++; /* the overflow happened but its interrupt has not run yet */
+    SREG = s;
+    return c.v;
+}
 #define RP_CLOCK_HZ 16000000UL
 #define RP_QUEUE_SIZE 111 /* 160 before the software PWM of out_pwm.c took 98 B; 156 before
                            * the step generators of out_step.c took 420 B; 124 before the

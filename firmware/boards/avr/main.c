@@ -38,7 +38,7 @@ AVR_MCU(F_CPU, "atmega2560");
 
 /* ---------------------------------------------------------------- clock and timer */
 
-static volatile uint16_t clock_hi;
+volatile uint16_t avr_clock_hi; /* Timer1's overflows: the clock's high word */
 static volatile uint8_t tick; /* set every timer period (4.1 ms): time for rp_poll() */
 /* The main loop has work: a frame's delimiter came, the tick, an event from the timer
  * context. One flag, so that a wake-up without work (every byte in or out) goes back to
@@ -88,29 +88,15 @@ static inline void arm_far_now(void)
  * return (1004 of the 1910 compare interrupts of driver_load.py's run, 140 k cycles). */
 ISR(TIMER1_OVF_vect)
 {
-    uint16_t hi = (uint16_t)(clock_hi + 1);
-    clock_hi = hi;
+    uint16_t hi = (uint16_t)(avr_clock_hi + 1);
+    avr_clock_hi = hi;
     tick = 1;
     WAKE();
     if (timer_far && timer_target.w[1] == hi)
         arm_far_now();
 }
 
-uint32_t board_clock(void)
-{
-    uint8_t s = SREG;
-    cli();
-    union {
-        uint32_t v;
-        uint16_t w[2]; /* little-endian: w[0] low; no 32-bit shift */
-    } c;
-    c.w[1] = clock_hi;
-    c.w[0] = TCNT1;
-    if ((TIFR1 & _BV(TOV1)) && c.w[0] < 0x8000)
-        c.w[1]++; /* the overflow happened but its interrupt has not run yet */
-    SREG = s;
-    return c.v;
-}
+/* board_clock(): inline, in board_config.h */
 
 void board_timer_arm(uint32_t clock)
 {

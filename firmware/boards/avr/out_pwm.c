@@ -268,10 +268,15 @@ static __attribute__((used)) void period_join(void) { join_pending(); }
 #define OFF_MEM(i, bits, bit, p)                                                           \
     "sbrs " #bits ", " #bit "\n\t" "rjmp 2f\n\t" "ldd r24, Z+4+" #i "\n\t" "com r24\n\t"   \
     "lds r25, %[" #p "]\n\t" "and r25, r24\n\t" "sts %[" #p "], r25\n\t" "2:\n\t"
+/* the ports in three blocks (A-D, E-H, J-L), each skipped in 3 cycles when the group
+ * has no member there (a strike's group: one port; was 3 cycles for each port) */
 #define EACH_OFF_ASM                                                                       \
+    "mov r24, r26\n\t" "andi r24, 0x0F\n\t" "breq 10f\n\t"                               \
     OFF_IO(0, r26, 0, pa) OFF_IO(1, r26, 1, pb) OFF_IO(2, r26, 2, pc) OFF_IO(3, r26, 3, pd) \
+    "10:\n\t" "mov r24, r26\n\t" "andi r24, 0xF0\n\t" "breq 11f\n\t"                    \
     OFF_IO(4, r26, 4, pe) OFF_IO(5, r26, 5, pf) OFF_IO(6, r26, 6, pg) OFF_MEM(7, r26, 7, ph) \
-    OFF_MEM(8, r27, 0, pj) OFF_MEM(9, r27, 1, pk) OFF_MEM(10, r27, 2, pl)
+    "11:\n\t" "tst r27\n\t" "breq 12f\n\t"                                               \
+    OFF_MEM(8, r27, 0, pj) OFF_MEM(9, r27, 1, pk) OFF_MEM(10, r27, 2, pl) "12:\n\t"
 #define ON_IO(i, p)                                                                        \
     "ldd r24, Z+" #i "\n\t" "tst r24\n\t" "breq 2f\n\t"                                    \
     "in r26, %[" #p "]\n\t" "or r26, r24\n\t" "out %[" #p "], r26\n\t" "2:\n\t"
@@ -289,7 +294,8 @@ static __attribute__((used)) void period_join(void) { join_pending(); }
 #define POP_ASM                                                                            \
     "pop r31\n\t" "pop r30\n\t" "pop r27\n\t" "pop r26\n\t" "pop r25\n\t" "pop r24\n\t"    \
     "out __SREG__, r24\n\t" "pop r24\n\t" "reti\n\t"
-#define OFFS_ASM                                                                           \
+/* ARM_ASM: OCIE3B on (the period start; compare B itself has it on: nothing) */
+#define OFFS_ASM_(ARM_ASM)                                                                 \
     "1:\n\t"                                                                               \
     "lds r30, %[cur]\n\t" "lds r24, %[norder]\n\t" "cp r30, r24\n\t" "brlo 3f\n\t"         \
     "rjmp 8f\n\t" "3:\n\t"                                                                 \
@@ -308,11 +314,12 @@ static __attribute__((used)) void period_join(void) { join_pending(); }
     "7:\n\t"                                          /* OCR3B: high byte first */         \
     "sts %[ocr]+1, r27\n\t" "sts %[ocr], r26\n\t"                                          \
     "ldi r24, %[ocf]\n\t" "out %[tifr], r24\n\t"                                           \
-    "lds r24, %[timsk]\n\t" "ori r24, %[ocf]\n\t" "sts %[timsk], r24\n\t"                  \
+    ARM_ASM                                                                                \
     "rjmp 9f\n\t"                                                                          \
     "8:\n\t"                                                                               \
     "lds r24, %[timsk]\n\t" "andi r24, %[nocf]\n\t" "sts %[timsk], r24\n\t"                \
     "9:\n\t"
+#define OFFS_ASM OFFS_ASM_("lds r24, %[timsk]\n\t" "ori r24, %[ocf]\n\t" "sts %[timsk], r24\n\t")
 #define PWM_ASM_OPERANDS                                                                   \
     [cur] "i"(&cur), [norder] "i"(&norder), [order] "i"(order), [grp] "i"(grp),            \
     [on] "i"(on_mask), [npend] "i"(&avr_pwm_npend), [stale] "i"(&grp_stale), \
@@ -364,7 +371,7 @@ ISR(TIMER3_COMPA_vect, ISR_NAKED)
 /* a group's off tick (and any due with it) */
 ISR(TIMER3_COMPB_vect, ISR_NAKED)
 {
-    __asm__ __volatile__(PUSH_ASM OFFS_ASM POP_ASM : : PWM_ASM_OPERANDS);
+    __asm__ __volatile__(PUSH_ASM OFFS_ASM_("") POP_ASM : : PWM_ASM_OPERANDS);
 }
 
 /* interrupts off: the pin leaves its group (cleared at once, so that no period start
