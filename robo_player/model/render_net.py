@@ -374,7 +374,8 @@ def run(args: Any) -> int:
                        seq_len=max(args.seq_len, 64), lr=args.lr, max_minutes=args.max_minutes,
                        seed=args.seed, progress=not args.quiet,
                        meta={"corpus": corpus_name, "train_performances": len(tr)},
-                       init_from=args.init_from, transpose=0 if args.no_augment else 2)
+                       init_from=args.init_from, transpose=0 if args.no_augment else 2,
+                       corr_weight=args.corr_weight)
     sys.stdout.write(f"{args.out}: rendering network, {s['epochs']} epochs in {s['seconds']:.0f}s, "
                      f"best validation loss {s['best_valid_loss']:.4f}\n")
     return 0
