@@ -269,3 +269,17 @@ def test_correlation_loss_ignores_offset_and_scale_and_punishes_the_opposite() -
     scrambled = same.clone()
     scrambled[:, 40:] = torch.randn(3, 10, 5, generator=g)
     assert float(rn.corr_loss(scrambled, y, m)) < 1e-4
+
+
+def test_fine_tuning_an_ensemble_trains_its_members_together(tmp_path: Path) -> None:
+    torch.manual_seed(3)
+    ens = rn.RenderEnsemble([rn.RenderGRU(rn.RenderConfig(hidden=8, layers=1, dropout=0.0)) for _ in range(2)])
+    rn.save(tmp_path / "ens.pt", ens, {})
+    train = [synthetic(300 + i, f"Comp/F{i}") for i in range(4)]
+    s = rn.train_renderer(train, [], tmp_path / "tuned.pt", epochs=2, batch_size=4, seq_len=64, lr=1e-2,
+                          progress=False, init_from=tmp_path / "ens.pt")
+    tuned, _ = rn.load(tmp_path / "tuned.pt")
+    assert isinstance(tuned, rn.RenderEnsemble) and len(tuned.members) == 2 and s["epochs"] == 2
+    x = sf.from_performance(train[0])
+    for before, after in zip(ens.members, tuned.members, strict=True):
+        assert np.abs(rn.predict(after, x) - rn.predict(before, x)).max() > 1e-3  # each member moved
