@@ -281,5 +281,5 @@ def test_fine_tuning_an_ensemble_trains_its_members_together(tmp_path: Path) -> 
     tuned, _ = rn.load(tmp_path / "tuned.pt")
     assert isinstance(tuned, rn.RenderEnsemble) and len(tuned.members) == 2 and s["epochs"] == 2
     x = sf.from_performance(train[0])
-    for before, after in zip(ens.members, tuned.members, strict=True):
+    for before, after in zip(rn._members(ens), rn._members(tuned), strict=True):
         assert np.abs(rn.predict(after, x) - rn.predict(before, x)).max() > 1e-3  # each member moved
