@@ -211,3 +211,75 @@ def test_eval_model_on_an_asap_folder_prints_json_with_rendering(
         assert m["velocity_r"] is None  # four-note scores: too short to compare (null, not NaN)
     assert res["alignment_rate"] == pytest.approx(0.6)
     assert "velocity_spread" in res["samples"]["shipped"] and "pedal_use" in res["samples"]["shipped"]
+
+
+def test_ensemble_checkpoint_predicts_the_mean_of_its_networks(
+        tmp_path: Path, trained: tuple[Path, list[Performance]], capsys: pytest.CaptureFixture[str]) -> None:
+    torch.manual_seed(1)
+    other = rn.RenderGRU(rn.RenderConfig(hidden=16, layers=1, dropout=0.0))
+    rn.save(tmp_path / "b.pt", other, {"valid_loss": 1.0})
+    s = sf.from_performance(synthetic(7))
+    a = rn.load(trained[0])[0]
+    assert rn.main(["combine", str(tmp_path / "ab.pt"), str(trained[0]), str(tmp_path / "b.pt")]) == 0
+    assert "2 rendering networks" in capsys.readouterr().out
+    ens, meta = rn.load(tmp_path / "ab.pt")
+    assert isinstance(ens, rn.RenderEnsemble) and len(ens.members) == 2
+    assert meta["members_from"] == ["render.pt", "b.pt"]
+    mean = (rn.predict(a, s)[:, :4] + rn.predict(other, s)[:, :4]) / 2
+    np.testing.assert_allclose(rn.predict(ens, s)[:, :4], mean, atol=1e-5)
+    assert np.abs(rn.predict(ens, s)[:, :4] - rn.predict(a, s)[:, :4]).max() > 1e-3
+    # an ensemble joins another as its members; a missing file is one line and exit 2
+    assert len(rn.combine([tmp_path / "ab.pt", tmp_path / "b.pt"]).members) == 3
+    assert rn.main(["combine", str(tmp_path / "x.pt"), str(tmp_path / "missing.pt")]) == 2
+    assert "missing.pt: no such model checkpoint" in capsys.readouterr().err and not (tmp_path / "x.pt").exists()
+    narrow = rn.RenderGRU(rn.RenderConfig(n_features=24, hidden=16, layers=1, dropout=0.0))
+    with pytest.raises(rn.ModelError, match="as many features"):
+        rn.RenderEnsemble([other, narrow])
+    # widening an ensemble widens every member, predictions unchanged
+    e24 = rn.RenderEnsemble([narrow, rn.RenderGRU(rn.RenderConfig(n_features=24, hidden=8, layers=1))])
+    wide = rn.widen(e24)
+    assert wide.cfg.n_features == sf.N_FEATURES
+    np.testing.assert_allclose(rn.predict(wide, s), rn.predict(e24, s), atol=1e-6)
+
+
+def test_format_1_checkpoints_still_load(tmp_path: Path) -> None:
+    from dataclasses import asdict
+
+    torch.manual_seed(2)
+    net = rn.RenderGRU(rn.RenderConfig(hidden=16, layers=1, dropout=0.0))
+    torch.save({"format": rn.FORMAT, "format_version": 1, "config": asdict(net.cfg),
+                "state_dict": net.state_dict(), "meta": {"epoch": 3}}, tmp_path / "old.pt")
+    got, meta = rn.load(tmp_path / "old.pt")
+    s = sf.from_performance(synthetic(8))
+    assert isinstance(got, rn.RenderGRU) and meta["epoch"] == 3
+    np.testing.assert_allclose(rn.predict(got, s), rn.predict(net, s), atol=1e-6)
+
+
+def test_correlation_loss_ignores_offset_and_scale_and_punishes_the_opposite() -> None:
+    g = torch.Generator().manual_seed(0)
+    y = torch.randn(3, 50, 5, generator=g)
+    m = torch.ones(3, 50)
+    same = y * 3.0 + 1.5  # another scale and offset: r = 1
+    assert float(rn.corr_loss(same, y, m)) < 1e-4
+    assert float(rn.corr_loss(-y, y, m)) == pytest.approx(2 * sum(rn.CORR_WEIGHTS), abs=1e-3)
+    noisy = y + torch.randn(3, 50, 5, generator=g)
+    assert 0.1 < float(rn.corr_loss(noisy, y, m)) < float(rn.corr_loss(-y, y, m))
+    # masked notes do not count: scrambling them leaves the loss unchanged
+    m[:, 40:] = 0
+    scrambled = same.clone()
+    scrambled[:, 40:] = torch.randn(3, 10, 5, generator=g)
+    assert float(rn.corr_loss(scrambled, y, m)) < 1e-4
+
+
+def test_fine_tuning_an_ensemble_trains_its_members_together(tmp_path: Path) -> None:
+    torch.manual_seed(3)
+    ens = rn.RenderEnsemble([rn.RenderGRU(rn.RenderConfig(hidden=8, layers=1, dropout=0.0)) for _ in range(2)])
+    rn.save(tmp_path / "ens.pt", ens, {})
+    train = [synthetic(300 + i, f"Comp/F{i}") for i in range(4)]
+    s = rn.train_renderer(train, [], tmp_path / "tuned.pt", epochs=2, batch_size=4, seq_len=64, lr=1e-2,
+                          progress=False, init_from=tmp_path / "ens.pt")
+    tuned, _ = rn.load(tmp_path / "tuned.pt")
+    assert isinstance(tuned, rn.RenderEnsemble) and len(tuned.members) == 2 and s["epochs"] == 2
+    x = sf.from_performance(train[0])
+    for before, after in zip(rn._members(ens), rn._members(tuned), strict=True):
+        assert np.abs(rn.predict(after, x) - rn.predict(before, x)).max() > 1e-3  # each member moved

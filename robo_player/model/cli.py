@@ -419,6 +419,9 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
                    help="stop after this many epochs without a better validation loss")
     p.add_argument("--max-minutes", type=float, default=0.0, help="stop after this long (0: no limit)")
     p.add_argument("--no-augment", action="store_true", help="no transposition or tempo stretch")
+    p.add_argument("--corr-weight", type=float, default=0.3,
+                   help="render: weight of the (1 - Pearson r) loss on velocity and tempo beside the "
+                        "squared errors (0: squared errors only)")
     p.add_argument("--resume", action="store_true", help="continue from OUT.ckpt")
     p.add_argument("--init-from", metavar="MODEL.pt", default=None,
                    help="start from these weights (same --arch/--d-model/--layers; --features may be new)")

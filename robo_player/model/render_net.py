@@ -3,9 +3,11 @@ note's expression (velocity, local tempo, timing deviation, articulation, pedal;
 :mod:`score_features`), trained on ASAP's aligned performances.
 
 ``robo-player train --corpus asap:PATH --arch render --out models/render.pt`` trains it;
-``robo-player perform SCORE --model models/render.pt`` renders with it. The checkpoint is a
-dict of tensors and plain values (format ``robo_player-renderer``), loaded with
-``torch.load(weights_only=True)``.
+``robo-player perform SCORE --model models/render.pt`` renders with it. A checkpoint may hold
+several networks (an ensemble, :class:`RenderEnsemble`: their mean prediction; ``combine``
+makes one, ``python -m robo_player.model.render_net combine OUT A.pt B.pt ...``). The
+checkpoint is a dict of tensors and plain values (format ``robo_player-renderer``), loaded
+with ``torch.load(weights_only=True)``.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -29,8 +31,9 @@ from . import score_features as sf
 log = logging.getLogger(__name__)
 
 FORMAT = "robo_player-renderer"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: a list of member networks (1: one network's "config"/"state_dict")
 LOSS_WEIGHTS = (1.0, 2.0, 0.5, 0.5, 0.5)  # velocity, tempo, timing, articulation, pedal
+CORR_WEIGHTS = (1.0, 2.0)  # velocity, tempo: the (1 - Pearson r) term per training window
 
 
 @dataclass(slots=True)
@@ -57,6 +60,47 @@ class RenderGRU(nn.Module):
         return self.out(h)
 
 
+class RenderEnsemble(nn.Module):
+    """Several rendering networks reading the same features; predicts their mean output
+    (networks trained from other seeds and settings err differently: the mean errs less)."""
+
+    def __init__(self, members: list[RenderGRU]) -> None:
+        super().__init__()
+        if not members:
+            raise ModelError("a rendering ensemble needs at least one network")
+        widths = sorted({m.cfg.n_features for m in members})
+        if len(widths) > 1:
+            raise ModelError(f"a rendering ensemble's networks must read as many features (got {widths})")
+        self.members = nn.ModuleList(members)
+        self.cfg = members[0].cfg
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.stack([m(x) for m in self.members]).mean(0)
+
+
+Renderer = RenderGRU | RenderEnsemble
+
+
+def _members(model: Renderer) -> list[RenderGRU]:
+    return list(model.members) if isinstance(model, RenderEnsemble) else [model]  # type: ignore[arg-type]
+
+
+def corr_loss(pred: torch.Tensor, y: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """(1 - Pearson r) between predicted and target velocity and tempo within each window
+    (weighted by ``mask``; windows where the target is constant count nothing): what
+    eval-model measures, per performance, is a correlation, blind to offset and scale."""
+    w = mask.float() / mask.float().sum(1, keepdim=True).clamp(min=1.0)
+    total = pred.new_zeros(())
+    for k, cw in enumerate(CORR_WEIGHTS):
+        pc = pred[..., k] - (pred[..., k] * w).sum(1, keepdim=True)
+        yc = y[..., k] - (y[..., k] * w).sum(1, keepdim=True)
+        vy = (w * yc * yc).sum(1)
+        r = (w * pc * yc).sum(1) / ((w * pc * pc).sum(1) * vy + 1e-6).sqrt()
+        ok = (vy > 1e-4).float()
+        total = total + cw * ((1 - r) * ok).sum() / ok.sum().clamp(min=1.0)
+    return total
+
+
 def loss_fn(pred: torch.Tensor, y: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Weighted masked loss: MSE on the four continuous targets, BCE on the pedal; ``mask``
     is 0/1 or each note's weight (how many performances it averages)."""
@@ -72,7 +116,7 @@ def loss_fn(pred: torch.Tensor, y: torch.Tensor, mask: torch.Tensor) -> torch.Te
     return total
 
 
-def predict(model: RenderGRU, s: sf.ScoreNotes) -> np.ndarray:
+def predict(model: Renderer, s: sf.ScoreNotes) -> np.ndarray:
     """Expression (M, 5) of one score; the pedal as a probability."""
     x = torch.from_numpy(sf.features(s, model.cfg.n_features))[None]
     model.eval()
@@ -82,14 +126,15 @@ def predict(model: RenderGRU, s: sf.ScoreNotes) -> np.ndarray:
     return out
 
 
-def render(model: RenderGRU, s: sf.ScoreNotes, source: str | None = None) -> Score:
+def render(model: Renderer, s: sf.ScoreNotes, source: str | None = None) -> Score:
     on, dur, vel, pedal = sf.render_notes(s, predict(model, s))
     return sf.to_score(s, on, dur, vel, pedal, source)
 
 
-def save(path: str | Path, model: RenderGRU, meta: dict[str, Any]) -> None:
-    blob = {"format": FORMAT, "format_version": FORMAT_VERSION, "config": asdict(model.cfg),
-            "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()}, "meta": meta}
+def save(path: str | Path, model: Renderer, meta: dict[str, Any]) -> None:
+    members = [{"config": asdict(m.cfg), "state_dict": {k: v.detach().cpu() for k, v in m.state_dict().items()}}
+               for m in _members(model)]
+    blob = {"format": FORMAT, "format_version": FORMAT_VERSION, "members": members, "meta": meta}
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(str(path) + ".tmp")
     torch.save(blob, tmp)
@@ -104,22 +149,36 @@ def is_renderer(path: str | Path) -> bool:
     return isinstance(blob, dict) and blob.get("format") == FORMAT
 
 
-def load(path: str | Path) -> tuple[RenderGRU, dict[str, Any]]:
+def load(path: str | Path) -> tuple[Renderer, dict[str, Any]]:
+    """The network (or ensemble, when the checkpoint holds several) and its meta."""
     try:
         blob = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001
         raise ModelError(f"{path}: corrupt or not a robo_player checkpoint ({err})") from err
     if not isinstance(blob, dict) or blob.get("format") != FORMAT:
         raise ModelError(f"{path}: not a rendering checkpoint (format must be {FORMAT!r})")
-    model = RenderGRU(RenderConfig(**blob["config"]))
-    model.load_state_dict(blob["state_dict"])
+    rows = blob["members"] if "members" in blob else [blob]  # format 1: one network
+    nets = []
+    for row in rows:
+        net = RenderGRU(RenderConfig(**row["config"]))
+        net.load_state_dict(row["state_dict"])
+        nets.append(net)
+    model: Renderer = nets[0] if len(nets) == 1 else RenderEnsemble(nets)
     model.eval()
     return model, dict(blob.get("meta", {}))
 
 
-def widen(model: RenderGRU, n_features: int = sf.N_FEATURES) -> RenderGRU:
+def combine(paths: list[str | Path]) -> RenderEnsemble:
+    """One ensemble of the networks in these checkpoints (an ensemble's members join as they are)."""
+    return RenderEnsemble([m for p in paths for m in _members(load(p)[0])])
+
+
+def widen(model: Renderer, n_features: int = sf.N_FEATURES) -> Renderer:
     """The same network reading ``n_features`` (more) features: the new inputs start at
-    zero weight, so it predicts exactly what ``model`` did (a warm start for new features)."""
+    zero weight, so it predicts exactly what ``model`` did (a warm start for new features);
+    an ensemble's every member."""
+    if isinstance(model, RenderEnsemble):
+        return RenderEnsemble([cast(RenderGRU, widen(m, n_features)) for m in _members(model)])
     old = model.cfg.n_features
     if n_features < old:
         raise ModelError(f"cannot narrow a rendering network from {old} to {n_features} features")
@@ -186,7 +245,7 @@ def prepare(perfs: list[Any], n_features: int = sf.N_FEATURES,
     return out
 
 
-def evaluate_loss(model: RenderGRU, data: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> float:
+def evaluate_loss(model: Renderer, data: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> float:
     model.eval()
     tot, n = 0.0, 0
     with torch.no_grad():
@@ -201,10 +260,13 @@ def train_renderer(train_perfs: list[Any], valid_perfs: list[Any], out: str | Pa
                    cfg: RenderConfig | None = None, epochs: int = 30, batch_size: int = 16,
                    seq_len: int = 512, lr: float = 3e-3, max_minutes: float = 0.0, seed: int = 0,
                    progress: bool = True, meta: dict[str, Any] | None = None,
-                   init_from: str | Path | None = None) -> dict[str, Any]:
+                   init_from: str | Path | None = None, transpose: int = 2,
+                   corr_weight: float = 0.3) -> dict[str, Any]:
     """Train on the aligned performances and write the best (validation loss) weights to
-    ``out`` (starting from ``init_from``'s weights when given). Returns a summary (epochs,
-    losses, seconds)."""
+    ``out`` (starting from ``init_from``'s weights when given; an ensemble trains as one,
+    on its mean). ``transpose``: each training window's pitch feature moved by a random
+    -k..k semitones; ``corr_weight``: the weight of :func:`corr_loss` beside the squared
+    errors. Returns a summary (epochs, losses, seconds)."""
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     if init_from:
@@ -232,12 +294,15 @@ def train_renderer(train_perfs: list[Any], valid_perfs: list[Any], out: str | Pa
         order = rng.permutation(len(wins))
         tot, nb = 0.0, 0
         n_batches = math.ceil(len(order) / batch_size)
-        frac_lr = lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, (epoch - 1) / max(epochs, 1)))))
+        frac_lr = lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, (epoch - 1) / max(epochs, 1)))))
         for g in opt.param_groups:
             g["lr"] = frac_lr
         for bi in range(n_batches):
             x, y, m = _batch(tr, [wins[k] for k in order[bi * batch_size:(bi + 1) * batch_size]])
-            loss = loss_fn(model(x), y, m)
+            if transpose:  # the pitch feature is (pitch - 64) / 24
+                x[..., 0] += torch.from_numpy(rng.integers(-transpose, transpose + 1, (len(x), 1)).astype(np.float32)) / 24
+            p = model(x)
+            loss = loss_fn(p, y, m) + (corr_weight * corr_loss(p, y, m) if corr_weight else 0.0)
             opt.zero_grad()
             loss.backward()
             nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -309,7 +374,41 @@ def run(args: Any) -> int:
                        seq_len=max(args.seq_len, 64), lr=args.lr, max_minutes=args.max_minutes,
                        seed=args.seed, progress=not args.quiet,
                        meta={"corpus": corpus_name, "train_performances": len(tr)},
-                       init_from=args.init_from)
+                       init_from=args.init_from, transpose=0 if args.no_augment else 2,
+                       corr_weight=args.corr_weight)
     sys.stdout.write(f"{args.out}: rendering network, {s['epochs']} epochs in {s['seconds']:.0f}s, "
                      f"best validation loss {s['best_valid_loss']:.4f}\n")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m robo_player.model.render_net combine OUT.pt A.pt B.pt ...``: one checkpoint
+    whose prediction is the mean of these networks'."""
+    import argparse
+
+    ap = argparse.ArgumentParser(prog="python -m robo_player.model.render_net",
+                                 description="Join rendering networks into one ensemble checkpoint.")
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    c = sub.add_parser("combine", help="OUT.pt: the mean of the networks in MODEL.pt ...")
+    c.add_argument("out", metavar="OUT.pt")
+    c.add_argument("models", nargs="+", metavar="MODEL.pt")
+    args = ap.parse_args(argv)
+    for path in args.models:
+        if not Path(path).is_file():
+            sys.stderr.write(f"{path}: no such model checkpoint\n")
+            return 2
+    try:
+        ens = combine(args.models)
+    except ModelError as err:
+        sys.stderr.write(f"{err}\n")
+        return 2
+    metas = [load(p)[1] for p in args.models]
+    save(args.out, ens, {"corpus": metas[0].get("corpus", ""), "members_from": [Path(p).name for p in args.models],
+                         "valid_losses": [m.get("valid_loss") for m in metas]})
+    n = sum(p.numel() for p in ens.parameters())
+    sys.stdout.write(f"{args.out}: {len(ens.members)} rendering networks, {n} parameters\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
