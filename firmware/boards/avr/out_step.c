@@ -61,6 +61,9 @@ static volatile uint8_t computing; /* the step interrupt works next steps out (n
                                     * compares only raise pins) */
 static volatile uint8_t stops_seen; /* all-offs: a step pass that scanned before one
                                      * raises nothing */
+/* the carriage (its slot's bit) whose waiting move last_step() starts with interrupts
+ * on: busy to a press; a move asked for it meanwhile (start_asked) waits behind it */
+static volatile uint8_t starting, start_asked;
 
 static void pin_write(uint8_t output, uint8_t on)
 {
@@ -92,10 +95,13 @@ void avr_step_all_off(void)
 {
     TIMSK5 &= (uint8_t)~_BV(OCIE5A);
     todo = 0;
+    start_asked = 0;
     stops_seen++;
     for (uint8_t i = 0; i < n_steppers; i++) {
         steppers[i].flags &= (uint8_t)~(RP_STEP_MOVING | RP_STEP_PENDING);
-        pin_write(steppers[i].pin, 0);
+        *step_io[i].port &= (uint8_t)~step_io[i].mask; /* (looked up once: the closing
+                                                        * all-off is the longest stretch
+                                                        * with interrupts off) */
     }
 }
 
@@ -137,7 +143,7 @@ static uint8_t arm_at(uint32_t first, uint16_t cap)
  * within RP_STEP_WINDOW, each at its own tick, in clock order, spinning on Timer1's
  * count (the clock's low word: board_clock() = its overflows << 16 | TCNT1); they join
  * todo. Their next steps are worked out afterwards: a step never waits for another
- * carriage's arithmetic. `open` (the step pass's own calls): a wait longer than
+ * carriage's arithmetic. `open` (the step passes' calls): a wait longer than
  * RP_STEP_CLOSE_TICKS before the first step has interrupts on (the UART, the core's
  * timer) until then; an all-off meanwhile cancels the raise. */
 static inline void raise_due(uint8_t open)
@@ -228,12 +234,40 @@ static void arm(uint8_t open, uint8_t resume)
     }
 }
 
-/* The move's last step, interrupts off: a move that waits starts (its divisions are a
- * speed's and acceleration's, done at its first move: ~2000 cycles here) */
-static __attribute__((noinline)) void last_step(rp_stepper *s)
+/* The move's last step (interrupts off; the carriage's bit in todo: no step pass
+ * touches it). A move that waits starts, its arithmetic (a 32-bit division and the
+ * first step's root: ~1,700 cycles, 110 us) with interrupts on: meanwhile the carriage
+ * is `starting` (busy_scan: busy; board_output_move: a move asked now waits behind
+ * the started one, as it would have after an instant start), and an all-off meanwhile
+ * leaves it stopped. A started move with nothing to do (its target was here) lets a
+ * move asked meanwhile start at its own clock. */
+static __attribute__((noinline)) void last_step(rp_stepper *s, uint8_t bit)
 {
-    uint8_t up = s->flags & RP_STEP_UP;
-    rp_stepper_advance(s);
+    uint8_t up = s->flags & RP_STEP_UP, stops = stops_seen;
+    uint32_t at;
+    if (!rp_stepper_last(s, &at))
+        return; /* the carriage stops */
+    for (;;) {
+        s->flags &= (uint8_t)~(RP_STEP_MOVING | RP_STEP_PENDING);
+        starting = bit;
+        sei();
+        rp_stepper_start(s, s->pending, at, s->v, s->a);
+        cli();
+        starting = 0;
+        if (stops != stops_seen) { /* an all-off meanwhile: no move after it */
+            s->flags &= (uint8_t)~(RP_STEP_MOVING | RP_STEP_PENDING);
+            start_asked = 0;
+            return;
+        }
+        if (!start_asked)
+            break;
+        start_asked = 0;
+        if (s->flags & RP_STEP_MOVING) {
+            s->flags |= RP_STEP_PENDING;
+            break;
+        }
+        at = s->pend_clock;
+    }
     if ((s->flags & RP_STEP_MOVING) && (s->flags & RP_STEP_UP) != up)
         pin_write((uint8_t)(s->pin + 1U), (s->flags & RP_STEP_UP) != 0);
 }
@@ -254,7 +288,7 @@ static __attribute__((noinline)) void work_out(void)
         rp_stepper_step(s);
         cli();
     } else {
-        last_step(s);
+        last_step(s, bit);
     }
     *step_io[i].port &= (uint8_t)~step_io[i].mask;
     todo &= (uint8_t)~bit;
@@ -263,9 +297,12 @@ static __attribute__((noinline)) void work_out(void)
 ISR(TIMER5_COMPA_vect)
 {
     TIMSK5 &= (uint8_t)~_BV(OCIE5A); /* one shot: arm() sets it again */
-    if (computing) { /* nested: the pass this interrupted works the next steps out */
-        raise_due(0);
-        arm(0, 0);
+    if (computing) { /* nested: the pass this interrupted works the next steps out. Its
+                      * waits open too (the compare stays off until arm(): no third
+                      * level); closed, its spin from the compare to the step, twice
+                      * with a chained pass, held interrupts off 1,782 cycles (111 us) */
+        raise_due(1);
+        arm(1, 0);
         return;
     }
     computing = 1; /* from here: a compare meanwhile nests, a move only starts */
@@ -311,7 +348,15 @@ uint8_t board_output_move(uint16_t actuator, uint8_t out_kind, uint8_t out_addr,
     if (s) {
         s->actuator = (uint8_t)actuator;
         s->presser = out_addr;
-        if (s->flags & RP_STEP_MOVING) {
+        if (starting == (uint8_t)(1U << (uint8_t)(s - steppers))) {
+            ok = !start_asked; /* its waiting move is starting (last_step): this one
+                                * waits behind it (one; a second is refused) */
+            if (ok) {
+                s->pending = position;
+                s->pend_clock = clock;
+                start_asked = 1;
+            }
+        } else if (s->flags & RP_STEP_MOVING) {
             ok = rp_stepper_move(s, position, clock, 0, 0); /* it waits: no division */
         } else {
             /* an idle slot: the step interrupt does not touch it until its MOVING flag
@@ -340,14 +385,16 @@ static __attribute__((noinline)) uint8_t busy_scan(uint16_t actuator, uint32_t c
 {
     uint8_t busy = 0, sreg = SREG;
     cli();
-    for (uint8_t i = 0; i < n_steppers && !busy; i++) {
+    uint8_t bit = 1;
+    for (uint8_t i = 0; i < n_steppers && !busy; i++, bit <<= 1) {
         const rp_stepper *s = &steppers[i];
         if (s->presser != actuator || s->actuator == actuator)
             continue;
         uint32_t now = board_clock();
-        /* moving at that clock by its profile, or still stepping late (more steps than
-         * the CPU makes): the carriage is where its steps have brought it, not the plan */
-        busy = rp_stepper_busy(s, clock) ||
+        /* moving at that clock by its profile (or its waiting move starting), or still
+         * stepping late (more steps than the CPU makes): the carriage is where its steps
+         * have brought it, not the plan */
+        busy = (starting & bit) || rp_stepper_busy(s, clock) ||
                ((s->flags & RP_STEP_MOVING) && (int32_t)(now - s->next) > 0 &&
                 (int32_t)(clock - s->t0) >= 0);
     }
