@@ -38,11 +38,14 @@
 
 #define RP_STEPPERS 6 /* carriages: a guitar's six strings (bits of an uint8_t) */
 /* The compare fires RP_STEP_LEAD before a step: the interrupt's entry, its clock read
- * and its scan of the carriages take about that long (measured in simavr: ~150 cycles
- * and ~120 a carriage); then it spins on the clock's low word to the step's tick. Steps
- * due within RP_STEP_WINDOW are raised in the same pass, each at its tick (in clock
- * order: steps at one tick ~3 us apart). */
-#define RP_STEP_LEAD ((int32_t)(200U + 128U * n_steppers))
+ * and its scan of the carriages take about 200 + 128 a carriage cycles (measured in
+ * simavr: ~150 cycles and ~120 a carriage), then RP_STEP_OPEN_TICKS with interrupts on
+ * (the UART: the scan and the spin to the step, both closed, were one stretch of up to
+ * 1,570 cycles on the slider), then it spins on the clock's low word to the step's
+ * tick. Steps due within RP_STEP_WINDOW are raised in the same pass, each at its tick
+ * (in clock order: steps at one tick ~3 us apart). */
+#define RP_STEP_OPEN_TICKS 320U
+#define RP_STEP_LEAD ((int32_t)(200U + RP_STEP_OPEN_TICKS + 128U * n_steppers))
 #define RP_STEP_WINDOW (RP_STEP_LEAD + 160)
 #define RP_STEP_CLOSE_TICKS 200U /* the step pass's spin: interrupts off only this close */
 #define RP_STEP_COMPUTES 8       /* next steps worked out in one interrupt, then ... */
@@ -144,15 +147,17 @@ static uint8_t arm_at(uint32_t first, uint16_t cap)
  * count (the clock's low word: board_clock() = its overflows << 16 | TCNT1); they join
  * todo. Their next steps are worked out afterwards: a step never waits for another
  * carriage's arithmetic. `open` (the step passes' calls): a wait longer than
- * RP_STEP_CLOSE_TICKS before the first step has interrupts on (the UART, the core's
- * timer) until then; an all-off meanwhile cancels the raise. */
+ * RP_STEP_CLOSE_TICKS before a step has interrupts on (the UART, the core's timer)
+ * until then, before each step (a pass entered late spins to steps up to the window
+ * beyond its scan: closed, 1,678 cycles on the bass); an all-off meanwhile cancels the
+ * steps not raised yet (those raised join todo: their positions count them). */
 static inline void raise_due(uint8_t open)
 {
-    uint8_t m = 0, bits = 0, t = todo, bit = 1, stops = stops_seen;
+    uint8_t m = 0, t = todo, bit = 1, stops = stops_seen, raised = 0;
     uint32_t now = board_clock();
     uint16_t ahead[RP_STEPPERS];
     volatile uint8_t *port[RP_STEPPERS];
-    uint8_t mask[RP_STEPPERS];
+    uint8_t mask[RP_STEPPERS], bits[RP_STEPPERS];
     for (uint8_t i = 0; i < n_steppers; i++, bit <<= 1) {
         const rp_stepper *s = &steppers[i];
         if (!(s->flags & RP_STEP_MOVING) || (t & bit))
@@ -161,10 +166,10 @@ static inline void raise_due(uint8_t open)
         if (d > RP_STEP_WINDOW)
             continue;
         uint16_t a = d < 0 ? 0U : (uint16_t)d;
-        bits |= bit;
         if (m && ahead[m - 1U] == a && port[m - 1U] == step_io[i].port) {
             mask[m - 1U] |= step_io[i].mask; /* at the last one's tick on its port: one
                                               * write (carriages leaving together) */
+            bits[m - 1U] |= bit;
             continue;
         }
         uint8_t j = m++;
@@ -172,31 +177,33 @@ static inline void raise_due(uint8_t open)
             ahead[j] = ahead[j - 1U];
             port[j] = port[j - 1U];
             mask[j] = mask[j - 1U];
+            bits[j] = bits[j - 1U];
         }
         ahead[j] = a;
         port[j] = step_io[i].port;
         mask[j] = step_io[i].mask;
+        bits[j] = bit;
     }
     uint16_t t1 = (uint16_t)now;
-    if (m && open) { /* interrupts on until RP_STEP_CLOSE_TICKS before the first tick */
-        uint16_t close = (uint16_t)(t1 + ahead[0] - RP_STEP_CLOSE_TICKS);
-        if ((int16_t)(TCNT1 - close) < 0) {
-            sei();
-            while ((int16_t)(TCNT1 - close) < 0)
-                ;
-            cli();
-        }
-        if (stops != stops_seen) /* all-off meanwhile: no step after it */
-            return;
-    }
     for (uint8_t j = 0; j < m; j++) {
         uint16_t tick = (uint16_t)(t1 + ahead[j]);
+        if (open) { /* interrupts on until RP_STEP_CLOSE_TICKS before this step's tick */
+            uint16_t close = (uint16_t)(tick - RP_STEP_CLOSE_TICKS);
+            if ((int16_t)(TCNT1 - close) < 0) {
+                sei();
+                while ((int16_t)(TCNT1 - close) < 0)
+                    ;
+                cli();
+                if (stops != stops_seen) /* all-off meanwhile: no step after it */
+                    break;
+            }
+        }
         while ((int16_t)(TCNT1 - tick) < 0)
-            ; /* at most RP_STEP_WINDOW (from RP_STEP_CLOSE_TICKS before the first when open) */
+            ; /* at most RP_STEP_CLOSE_TICKS when open, RP_STEP_WINDOW closed */
         *port[j] |= mask[j];
+        raised |= bits[j];
     }
-    cli();
-    todo = (uint8_t)(todo | bits);
+    todo = (uint8_t)(todo | raised);
 }
 
 /* interrupts off: the compare for the earliest step of the carriages not in todo
