@@ -129,8 +129,11 @@ static uint8_t arm_at(uint32_t first, uint16_t cap)
 {
     int32_t ahead = (int32_t)(first - board_clock()) - RP_STEP_LEAD;
     uint16_t t5 = TCNT5;
-    if (ahead <= 32)
+    if (ahead <= 32) { /* (an earlier compare off: it would nest a pass into the caller's
+                        * open waits for steps the caller raises) */
+        TIMSK5 &= (uint8_t)~_BV(OCIE5A);
         return 0;
+    }
     uint16_t span = ahead > (int32_t)cap ? cap : (uint16_t)ahead; /* far: wake, re-arm */
     OCR5A = (uint16_t)(t5 + span);
     TIFR5 = _BV(OCF5A);
