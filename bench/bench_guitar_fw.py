@@ -32,7 +32,10 @@ Rows:
   0.1 %, the profile runs on the MCU's microseconds) to the firmware's error;
 - the most steps/s the plan asks of all carriages together (1 ms bins): where it asks
   more than the AVR makes, steps come late;
-- the AVR's CPU load (simavr cycles awake / total).
+- the AVR's CPU load (simavr cycles awake / total), and its longest stretch with
+  interrupts off over the whole run (``firmware/sim/robo_sim.c``'s "interrupts off for
+  at most"; issue 9's target for the AVR: <= 100 µs, a UART byte at 115200 is 87 µs)
+  and its deepest stack (bytes below RAMEND; the build's budget: AVR_STACK_MEASURED).
 
 Target: step timing p99 <= 20 µs through the AVR (on its clock), every note accounted
 for. ``--folk
@@ -198,6 +201,11 @@ def run(spec_name: str, port: str, piece: str, score: Score) -> dict[str, Any]:
         "perf after 1 s": _pct(later=later),
         "peak steps/s asked": f"{concurrent_rate(spec, the_plan):,.0f}",
         "avr cpu": f"{perf.extra['avr_cpu_load']:.2f}" if "avr_cpu_load" in perf.extra else "-",
+        # the longest stretch with interrupts off (issue 9: <= 100 µs; a UART byte: 87 µs)
+        "irq off max us": f"{trace.irq_off_cycles / (trace.clock_hz / 1e6):.1f}"
+        if trace.irq_off_cycles and trace.clock_hz else "-",
+        "irq off at pc": trace.irq_off_pc or "-",
+        "stack B": f"{trace.stack_bytes}" if trace.stack_bytes else "-",
         "wall s": f"{wall:.0f}",
         "p99": float(np.percentile(mcu, 99)) if mcu else None,
         "p99_perf": float(np.percentile(errs, 99)) if errs else None,

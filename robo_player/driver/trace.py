@@ -33,6 +33,9 @@ class Trace:
     cycles: int = 0  # simavr: total cycles
     busy: int = 0  # simavr: cycles awake
     wall_s: float = 0.0  # simavr: wall seconds it ran (cycles / clock_hz / wall_s = its speed)
+    irq_off_cycles: int = 0  # simavr: the longest stretch with interrupts off (cycles)
+    irq_off_pc: str = ""  # simavr: where it began and ended ("0x... to 0x...", byte addresses)
+    stack_bytes: int = 0  # simavr: the deepest stack (bytes below RAMEND)
     # simavr: (cycles, busy) at each simulated second
     samples: list[tuple[int, int]] = field(default_factory=list)
     # simavr: trace clocks of the MCU's resets (the harness's RESET pin; the boards stay)
@@ -77,6 +80,12 @@ def read_trace(path: Path, out_map: dict[tuple[int, int, int], int] | None = Non
                 t.samples.append((t.cycles, t.busy))
                 if len(words) >= 6 and words[4] == "wall":
                     t.wall_s = float(words[5])
+            if words[:5] == ["interrupts", "off", "for", "at", "most"] and len(words) >= 6:
+                t.irq_off_cycles = int(words[5])
+                if len(words) >= 12 and words[7:9] == ["(from", "pc"]:
+                    t.irq_off_pc = f"{words[9]} to {words[11].rstrip(';')}"
+            if words[:3] == ["stack", "pointer", "at"] and len(words) >= 6:
+                t.stack_bytes = int(words[5].lstrip("("))
             if words[:3] == ["mcu", "reset", "at"] and len(words) >= 7:
                 t.resets.append(int(words[6]))
             if words[:1] == ["exit"]:

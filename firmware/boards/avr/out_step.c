@@ -38,11 +38,14 @@
 
 #define RP_STEPPERS 6 /* carriages: a guitar's six strings (bits of an uint8_t) */
 /* The compare fires RP_STEP_LEAD before a step: the interrupt's entry, its clock read
- * and its scan of the carriages take about that long (measured in simavr: ~150 cycles
- * and ~120 a carriage); then it spins on the clock's low word to the step's tick. Steps
- * due within RP_STEP_WINDOW are raised in the same pass, each at its tick (in clock
- * order: steps at one tick ~3 us apart). */
-#define RP_STEP_LEAD ((int32_t)(200U + 128U * n_steppers))
+ * and its scan of the carriages take about 200 + 128 a carriage cycles (measured in
+ * simavr: ~150 cycles and ~120 a carriage), then RP_STEP_OPEN_TICKS with interrupts on
+ * (the UART: the scan and the spin to the step, both closed, were one stretch of up to
+ * 1,570 cycles on the slider), then it spins on the clock's low word to the step's
+ * tick. Steps due within RP_STEP_WINDOW are raised in the same pass, each at its tick
+ * (in clock order: steps at one tick ~3 us apart). */
+#define RP_STEP_OPEN_TICKS 320U
+#define RP_STEP_LEAD ((int32_t)(200U + RP_STEP_OPEN_TICKS + 128U * n_steppers))
 #define RP_STEP_WINDOW (RP_STEP_LEAD + 160)
 #define RP_STEP_CLOSE_TICKS 200U /* the step pass's spin: interrupts off only this close */
 #define RP_STEP_COMPUTES 8       /* next steps worked out in one interrupt, then ... */
@@ -61,6 +64,9 @@ static volatile uint8_t computing; /* the step interrupt works next steps out (n
                                     * compares only raise pins) */
 static volatile uint8_t stops_seen; /* all-offs: a step pass that scanned before one
                                      * raises nothing */
+/* the carriage (its slot's bit) whose waiting move last_step() starts with interrupts
+ * on: busy to a press; a move asked for it meanwhile (start_asked) waits behind it */
+static volatile uint8_t starting, start_asked;
 
 static void pin_write(uint8_t output, uint8_t on)
 {
@@ -92,10 +98,13 @@ void avr_step_all_off(void)
 {
     TIMSK5 &= (uint8_t)~_BV(OCIE5A);
     todo = 0;
+    start_asked = 0;
     stops_seen++;
     for (uint8_t i = 0; i < n_steppers; i++) {
         steppers[i].flags &= (uint8_t)~(RP_STEP_MOVING | RP_STEP_PENDING);
-        pin_write(steppers[i].pin, 0);
+        *step_io[i].port &= (uint8_t)~step_io[i].mask; /* (looked up once: the closing
+                                                        * all-off is the longest stretch
+                                                        * with interrupts off) */
     }
 }
 
@@ -120,8 +129,11 @@ static uint8_t arm_at(uint32_t first, uint16_t cap)
 {
     int32_t ahead = (int32_t)(first - board_clock()) - RP_STEP_LEAD;
     uint16_t t5 = TCNT5;
-    if (ahead <= 32)
+    if (ahead <= 32) { /* (an earlier compare off: it would nest a pass into the caller's
+                        * open waits for steps the caller raises) */
+        TIMSK5 &= (uint8_t)~_BV(OCIE5A);
         return 0;
+    }
     uint16_t span = ahead > (int32_t)cap ? cap : (uint16_t)ahead; /* far: wake, re-arm */
     OCR5A = (uint16_t)(t5 + span);
     TIFR5 = _BV(OCF5A);
@@ -137,16 +149,18 @@ static uint8_t arm_at(uint32_t first, uint16_t cap)
  * within RP_STEP_WINDOW, each at its own tick, in clock order, spinning on Timer1's
  * count (the clock's low word: board_clock() = its overflows << 16 | TCNT1); they join
  * todo. Their next steps are worked out afterwards: a step never waits for another
- * carriage's arithmetic. `open` (the step pass's own calls): a wait longer than
- * RP_STEP_CLOSE_TICKS before the first step has interrupts on (the UART, the core's
- * timer) until then; an all-off meanwhile cancels the raise. */
+ * carriage's arithmetic. `open` (the step passes' calls): a wait longer than
+ * RP_STEP_CLOSE_TICKS before a step has interrupts on (the UART, the core's timer)
+ * until then, before each step (a pass entered late spins to steps up to the window
+ * beyond its scan: closed, 1,678 cycles on the bass); an all-off meanwhile cancels the
+ * steps not raised yet (those raised join todo: their positions count them). */
 static inline void raise_due(uint8_t open)
 {
-    uint8_t m = 0, bits = 0, t = todo, bit = 1, stops = stops_seen;
+    uint8_t m = 0, t = todo, bit = 1, stops = stops_seen, raised = 0;
     uint32_t now = board_clock();
     uint16_t ahead[RP_STEPPERS];
     volatile uint8_t *port[RP_STEPPERS];
-    uint8_t mask[RP_STEPPERS];
+    uint8_t mask[RP_STEPPERS], bits[RP_STEPPERS];
     for (uint8_t i = 0; i < n_steppers; i++, bit <<= 1) {
         const rp_stepper *s = &steppers[i];
         if (!(s->flags & RP_STEP_MOVING) || (t & bit))
@@ -155,10 +169,10 @@ static inline void raise_due(uint8_t open)
         if (d > RP_STEP_WINDOW)
             continue;
         uint16_t a = d < 0 ? 0U : (uint16_t)d;
-        bits |= bit;
         if (m && ahead[m - 1U] == a && port[m - 1U] == step_io[i].port) {
             mask[m - 1U] |= step_io[i].mask; /* at the last one's tick on its port: one
                                               * write (carriages leaving together) */
+            bits[m - 1U] |= bit;
             continue;
         }
         uint8_t j = m++;
@@ -166,31 +180,33 @@ static inline void raise_due(uint8_t open)
             ahead[j] = ahead[j - 1U];
             port[j] = port[j - 1U];
             mask[j] = mask[j - 1U];
+            bits[j] = bits[j - 1U];
         }
         ahead[j] = a;
         port[j] = step_io[i].port;
         mask[j] = step_io[i].mask;
+        bits[j] = bit;
     }
     uint16_t t1 = (uint16_t)now;
-    if (m && open) { /* interrupts on until RP_STEP_CLOSE_TICKS before the first tick */
-        uint16_t close = (uint16_t)(t1 + ahead[0] - RP_STEP_CLOSE_TICKS);
-        if ((int16_t)(TCNT1 - close) < 0) {
-            sei();
-            while ((int16_t)(TCNT1 - close) < 0)
-                ;
-            cli();
-        }
-        if (stops != stops_seen) /* all-off meanwhile: no step after it */
-            return;
-    }
     for (uint8_t j = 0; j < m; j++) {
         uint16_t tick = (uint16_t)(t1 + ahead[j]);
+        if (open) { /* interrupts on until RP_STEP_CLOSE_TICKS before this step's tick */
+            uint16_t close = (uint16_t)(tick - RP_STEP_CLOSE_TICKS);
+            if ((int16_t)(TCNT1 - close) < 0) {
+                sei();
+                while ((int16_t)(TCNT1 - close) < 0)
+                    ;
+                cli();
+                if (stops != stops_seen) /* all-off meanwhile: no step after it */
+                    break;
+            }
+        }
         while ((int16_t)(TCNT1 - tick) < 0)
-            ; /* at most RP_STEP_WINDOW (from RP_STEP_CLOSE_TICKS before the first when open) */
+            ; /* at most RP_STEP_CLOSE_TICKS when open, RP_STEP_WINDOW closed */
         *port[j] |= mask[j];
+        raised |= bits[j];
     }
-    cli();
-    todo = (uint8_t)(todo | bits);
+    todo = (uint8_t)(todo | raised);
 }
 
 /* interrupts off: the compare for the earliest step of the carriages not in todo
@@ -228,12 +244,40 @@ static void arm(uint8_t open, uint8_t resume)
     }
 }
 
-/* The move's last step, interrupts off: a move that waits starts (its divisions are a
- * speed's and acceleration's, done at its first move: ~2000 cycles here) */
-static __attribute__((noinline)) void last_step(rp_stepper *s)
+/* The move's last step (interrupts off; the carriage's bit in todo: no step pass
+ * touches it). A move that waits starts, its arithmetic (a 32-bit division and the
+ * first step's root: ~1,700 cycles, 110 us) with interrupts on: meanwhile the carriage
+ * is `starting` (busy_scan: busy; board_output_move: a move asked now waits behind
+ * the started one, as it would have after an instant start), and an all-off meanwhile
+ * leaves it stopped. A started move with nothing to do (its target was here) lets a
+ * move asked meanwhile start at its own clock. */
+static __attribute__((noinline)) void last_step(rp_stepper *s, uint8_t bit)
 {
-    uint8_t up = s->flags & RP_STEP_UP;
-    rp_stepper_advance(s);
+    uint8_t up = s->flags & RP_STEP_UP, stops = stops_seen;
+    uint32_t at;
+    if (!rp_stepper_last(s, &at))
+        return; /* the carriage stops */
+    for (;;) {
+        s->flags &= (uint8_t)~(RP_STEP_MOVING | RP_STEP_PENDING);
+        starting = bit;
+        sei();
+        rp_stepper_start(s, s->pending, at, s->v, s->a);
+        cli();
+        starting = 0;
+        if (stops != stops_seen) { /* an all-off meanwhile: no move after it */
+            s->flags &= (uint8_t)~(RP_STEP_MOVING | RP_STEP_PENDING);
+            start_asked = 0;
+            return;
+        }
+        if (!start_asked)
+            break;
+        start_asked = 0;
+        if (s->flags & RP_STEP_MOVING) {
+            s->flags |= RP_STEP_PENDING;
+            break;
+        }
+        at = s->pend_clock;
+    }
     if ((s->flags & RP_STEP_MOVING) && (s->flags & RP_STEP_UP) != up)
         pin_write((uint8_t)(s->pin + 1U), (s->flags & RP_STEP_UP) != 0);
 }
@@ -254,7 +298,7 @@ static __attribute__((noinline)) void work_out(void)
         rp_stepper_step(s);
         cli();
     } else {
-        last_step(s);
+        last_step(s, bit);
     }
     *step_io[i].port &= (uint8_t)~step_io[i].mask;
     todo &= (uint8_t)~bit;
@@ -263,9 +307,12 @@ static __attribute__((noinline)) void work_out(void)
 ISR(TIMER5_COMPA_vect)
 {
     TIMSK5 &= (uint8_t)~_BV(OCIE5A); /* one shot: arm() sets it again */
-    if (computing) { /* nested: the pass this interrupted works the next steps out */
-        raise_due(0);
-        arm(0, 0);
+    if (computing) { /* nested: the pass this interrupted works the next steps out. Its
+                      * waits open too (the compare stays off until arm(): no third
+                      * level); closed, its spin from the compare to the step, twice
+                      * with a chained pass, held interrupts off 1,782 cycles (111 us) */
+        raise_due(1);
+        arm(1, 0);
         return;
     }
     computing = 1; /* from here: a compare meanwhile nests, a move only starts */
@@ -311,7 +358,15 @@ uint8_t board_output_move(uint16_t actuator, uint8_t out_kind, uint8_t out_addr,
     if (s) {
         s->actuator = (uint8_t)actuator;
         s->presser = out_addr;
-        if (s->flags & RP_STEP_MOVING) {
+        if (starting == (uint8_t)(1U << (uint8_t)(s - steppers))) {
+            ok = !start_asked; /* its waiting move is starting (last_step): this one
+                                * waits behind it (one; a second is refused) */
+            if (ok) {
+                s->pending = position;
+                s->pend_clock = clock;
+                start_asked = 1;
+            }
+        } else if (s->flags & RP_STEP_MOVING) {
             ok = rp_stepper_move(s, position, clock, 0, 0); /* it waits: no division */
         } else {
             /* an idle slot: the step interrupt does not touch it until its MOVING flag
@@ -340,14 +395,16 @@ static __attribute__((noinline)) uint8_t busy_scan(uint16_t actuator, uint32_t c
 {
     uint8_t busy = 0, sreg = SREG;
     cli();
-    for (uint8_t i = 0; i < n_steppers && !busy; i++) {
+    uint8_t bit = 1;
+    for (uint8_t i = 0; i < n_steppers && !busy; i++, bit <<= 1) {
         const rp_stepper *s = &steppers[i];
         if (s->presser != actuator || s->actuator == actuator)
             continue;
         uint32_t now = board_clock();
-        /* moving at that clock by its profile, or still stepping late (more steps than
-         * the CPU makes): the carriage is where its steps have brought it, not the plan */
-        busy = rp_stepper_busy(s, clock) ||
+        /* moving at that clock by its profile (or its waiting move starting), or still
+         * stepping late (more steps than the CPU makes): the carriage is where its steps
+         * have brought it, not the plan */
+        busy = (starting & bit) || rp_stepper_busy(s, clock) ||
                ((s->flags & RP_STEP_MOVING) && (int32_t)(now - s->next) > 0 &&
                 (int32_t)(clock - s->t0) >= 0);
     }

@@ -235,19 +235,31 @@ static inline void rp_stepper_step(rp_stepper *s)
     s->next = s->t0 + (rp_stepper_time(s, (uint16_t)(s->k + 1U)) << RP_STEP_TICKS_SHIFT);
 }
 
+/* The move's last step (k + 1 == n) is done: count it. 0: the carriage stops (not
+ * moving); 1: a move waits, to start at *at (its own clock, or this step's if later) —
+ * the flags stay MOVING | PENDING until the caller starts it (rp_stepper_start with
+ * s->pending at *at, PENDING cleared first). */
+static inline uint8_t rp_stepper_last(rp_stepper *s, uint32_t *at)
+{
+    s->pos = (uint16_t)(s->flags & RP_STEP_UP ? s->pos + 1U : s->pos - 1U);
+    s->k++;
+    if (!(s->flags & RP_STEP_PENDING)) {
+        s->flags &= (uint8_t)~RP_STEP_MOVING;
+        return 0;
+    }
+    *at = (int32_t)(s->pend_clock - s->next) > 0 ? s->pend_clock : s->next;
+    return 1;
+}
+
 static inline uint8_t rp_stepper_advance(rp_stepper *s)
 {
     if ((uint16_t)(s->k + 1U) < s->n) {
         rp_stepper_step(s);
         return 0;
     }
-    s->pos = (uint16_t)(s->flags & RP_STEP_UP ? s->pos + 1U : s->pos - 1U);
-    s->k++;
-    uint32_t end = s->next;
-    s->flags &= (uint8_t)~RP_STEP_MOVING;
-    if (s->flags & RP_STEP_PENDING) {
-        s->flags &= (uint8_t)~RP_STEP_PENDING;
-        uint32_t at = (int32_t)(s->pend_clock - end) > 0 ? s->pend_clock : end;
+    uint32_t at;
+    if (rp_stepper_last(s, &at)) {
+        s->flags &= (uint8_t)~(RP_STEP_MOVING | RP_STEP_PENDING);
         rp_stepper_start(s, s->pending, at, s->v, s->a);
     }
     return 1;
