@@ -3,10 +3,14 @@
 
     .venv/bin/python bench/bench_hardware_targets.py [PIECE.mid ...]
         [--specs piano-61-diy piano-88-grand] [--ports fw-host fw-avr] [--avr-speed 1.0]
+        [--sensor notes|audio]
 
 Each piece (default: two ASAP scores of 1000+ notes at /work/shared/data/asap, not bundled) is planned
 for each spec and played through ``sim://`` (the reference) and each firmware port, the
-way ``play`` does (``build_report``). One row per piece, spec and port:
+way ``play`` does (``build_report``), every port with the same simulated sensor
+(``--sensor``, default ``notes``: ``sim://?sensor=notes``, ``fw-host://?sensor=notes``, ...;
+reports read the note-level sensor with either, ``audio`` only adds a room recording to
+each take). One row per piece, spec and port:
 
 - unheard beyond sim: notes unheard on the port that ``sim://`` heard (target 0);
 - refused: the firmware's refused commands (target 0);
@@ -110,6 +114,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--avr-speed", type=float, default=1.0,
                     help="fw-avr: simulated s per wall s (default: 1.0)")  # fmt: skip
     ap.add_argument("--keep", default="", help="write each report JSON into this folder")
+    ap.add_argument("--sensor", default="notes", choices=["notes", "audio"],
+                    help="the simulated sensor of EVERY port, sim:// included, so that the "
+                         "comparison is fair (default: notes; reports read the note-level "
+                         "sensor either way, audio adds a room recording to each take)")  # fmt: skip
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.ERROR)
     head = ["piece", "spec", "port", "notes", "heard/sim", "unheard beyond sim", "refused",
@@ -119,15 +127,15 @@ def main(argv: list[str] | None = None) -> int:
         score = read_midi(piece)
         for name in args.specs:
             spec = load_spec(name)
-            ref = _play("sim://", spec, score, piece)
+            ref = _play(f"sim://?sensor={args.sensor}", spec, score, piece)
             for port in args.ports:
                 trace_dir = tempfile.mkdtemp(prefix="bench_hw_")
                 if port == "fw-avr":
-                    url = f"fw-avr://?speed={args.avr_speed}&trace_dir={trace_dir}"
+                    url = f"fw-avr://?speed={args.avr_speed}&trace_dir={trace_dir}&sensor={args.sensor}"
                 elif port == "fw-host":
-                    url = "fw-host://"
+                    url = f"fw-host://?sensor={args.sensor}"
                 else:
-                    url = "vmcu://"
+                    url = f"vmcu://?sensor={args.sensor}"
                 rep = _play(url, spec, score, piece)
                 irq = _irq_off(trace_dir) if port == "fw-avr" else None
                 if args.keep:
