@@ -13,7 +13,9 @@ reports read the note-level sensor with either, ``audio`` only adds a room recor
 each take). One row per piece, spec and port:
 
 - unheard beyond sim: notes unheard on the port that ``sim://`` heard (target 0);
-- refused: the firmware's refused commands (target 0);
+- refused: the firmware's refused commands (target 0); late: strikes the firmware did
+  not play because it reached them past its late slack (``fw-host://``: the OS ran it
+  late);
 - actuation p99: the trace clock of each actuation against its planned time (target
   <= 20 µs on direct pins; ``fw-host://`` is timed by the host's OS and shows its load);
 - wire B/note: scheduled records with their framing and the device's ACKs of them, per
@@ -21,7 +23,9 @@ each take). One row per piece, spec and port:
 - counts agree: the driver's played/late/refused/flushed equal the firmware's counters;
 - irq-off: on ``fw-avr://``, the longest interrupts-off stretch the simavr harness saw
   in that run (target <= 100 µs; a UART byte at 115200 baud takes 87 µs) and the UART
-  bytes lost to the ATmega2560's 2-byte receive buffer.
+  bytes lost to the ATmega2560's 2-byte receive buffer;
+- load: the machine's 1-minute load average when the row ended (``fw-host://``'s timing
+  depends on it).
 
 ``fw-avr://`` runs on simulated time, paced at ``--avr-speed`` simulated s per wall s
 (a 60 s piece at the default 1.0 takes a minute or more on a loaded machine). Needs
@@ -33,6 +37,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import re
 import tempfile
 from pathlib import Path
@@ -97,11 +102,13 @@ def _row(piece: str, spec: str, port: str, rep: dict[str, Any], ref: dict[str, A
         f"{rep.get('heard')}/{ref.get('heard')}",
         str(beyond),
         str(refused),
+        str(cmds.get("late", 0)),
         f"{act['p99']:.1f}" if act else "-",
         f"{wire:.2f}" + ("" if rep["notes_in"] >= WIRE_MIN_NOTES else " (<800 in)")
         if wire is not None else "-",
         str(agree),
         irq_s,
+        f"{os.getloadavg()[0]:.1f}",  # the machine's load: fw-host:// is timed by its OS
     ]
 
 
@@ -121,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.ERROR)
     head = ["piece", "spec", "port", "notes", "heard/sim", "unheard beyond sim", "refused",
-            "act p99 µs", "wire B/note", "counts agree", "irq-off (UART overruns)"]  # fmt: skip
+            "late", "act p99 µs", "wire B/note", "counts agree", "irq-off (UART overruns)", "load"]  # fmt: skip
     rows: list[list[str]] = []
     for piece in args.pieces:
         score = read_midi(piece)
@@ -141,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
                 if args.keep:
                     out = Path(args.keep) / f"{Path(piece).parent.name}-{name}-{port}.json"
                     out.parent.mkdir(parents=True, exist_ok=True)
-                    write_text(out, json.dumps({**rep, "irq_off_us": irq}, indent=1))
+                    write_text(out, json.dumps({**rep, "irq_off_us": irq, "trace_dir": trace_dir}, indent=1))
                 rows.append(_row(piece, name, url, rep, ref, irq))
                 print("  ".join(rows[-1]), flush=True)  # progress: a long run shows each row
     w = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
