@@ -12,7 +12,8 @@ way ``play`` does (``build_report``), every port with the same simulated sensor
 reports read the note-level sensor with either, ``audio`` only adds a room recording to
 each take). One row per piece, spec and port:
 
-- unheard beyond sim: notes unheard on the port that ``sim://`` heard (target 0);
+- unheard beyond sim: notes unheard on the port that ``sim://`` heard (target 0), and
+  the other way: notes ``sim://`` left unheard that the port heard;
 - refused: the firmware's refused commands (target 0); late: strikes the firmware did
   not play because it reached them past its late slack (``fw-host://``: the OS ran it
   late);
@@ -85,6 +86,7 @@ def _play(url: str, spec: Any, score: Any, piece: str) -> dict[str, Any]:
 def _row(piece: str, spec: str, port: str, rep: dict[str, Any], ref: dict[str, Any],
          irq: tuple[float | None, int] | None) -> list[str]:  # fmt: skip
     beyond = len(set(rep.get("unheard", [])) - set(ref.get("unheard", [])))
+    short = len(set(ref.get("unheard", [])) - set(rep.get("unheard", [])))  # the other way
     cmds = rep.get("commands", {})
     refused = sum(v for k, v in cmds.items() if k.startswith("refused"))
     act = rep.get("actuation_error_us") or {}
@@ -100,7 +102,7 @@ def _row(piece: str, spec: str, port: str, rep: dict[str, Any], ref: dict[str, A
         port.split("?")[0],
         str(notes),
         f"{rep.get('heard')}/{ref.get('heard')}",
-        str(beyond),
+        f"{beyond} / {short}",
         str(refused),
         str(cmds.get("late", 0)),
         f"{act['p99']:.1f}" if act else "-",
@@ -127,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
                          "sensor either way, audio adds a room recording to each take)")  # fmt: skip
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.ERROR)
-    head = ["piece", "spec", "port", "notes", "heard/sim", "unheard beyond sim", "refused",
+    head = ["piece", "spec", "port", "notes", "heard/sim", "unheard beyond sim / sim's beyond", "refused",
             "late", "act p99 µs", "wire B/note", "counts agree", "irq-off (UART overruns)", "load"]  # fmt: skip
     rows: list[list[str]] = []
     for piece in args.pieces:
