@@ -3,13 +3,20 @@
 
     .venv/bin/python bench/bench_hardware_targets.py [PIECE.mid ...]
         [--specs piano-61-diy piano-88-grand] [--ports fw-host fw-avr] [--avr-speed 1.0]
+        [--sensor notes|audio]
 
 Each piece (default: two ASAP scores of 1000+ notes at /work/shared/data/asap, not bundled) is planned
 for each spec and played through ``sim://`` (the reference) and each firmware port, the
-way ``play`` does (``build_report``). One row per piece, spec and port:
+way ``play`` does (``build_report``), every port with the same simulated sensor
+(``--sensor``, default ``notes``: ``sim://?sensor=notes``, ``fw-host://?sensor=notes``, ...;
+reports read the note-level sensor with either, ``audio`` only adds a room recording to
+each take). One row per piece, spec and port:
 
-- unheard beyond sim: notes unheard on the port that ``sim://`` heard (target 0);
-- refused: the firmware's refused commands (target 0);
+- unheard beyond sim: notes unheard on the port that ``sim://`` heard (target 0), and
+  the other way: notes ``sim://`` left unheard that the port heard;
+- refused: the firmware's refused commands (target 0); late: strikes the firmware did
+  not play because it reached them past its late slack (``fw-host://``: the OS ran it
+  late);
 - actuation p99: the trace clock of each actuation against its planned time (target
   <= 20 µs on direct pins; ``fw-host://`` is timed by the host's OS and shows its load);
 - wire B/note: scheduled records with their framing and the device's ACKs of them, per
@@ -17,7 +24,9 @@ way ``play`` does (``build_report``). One row per piece, spec and port:
 - counts agree: the driver's played/late/refused/flushed equal the firmware's counters;
 - irq-off: on ``fw-avr://``, the longest interrupts-off stretch the simavr harness saw
   in that run (target <= 100 µs; a UART byte at 115200 baud takes 87 µs) and the UART
-  bytes lost to the ATmega2560's 2-byte receive buffer.
+  bytes lost to the ATmega2560's 2-byte receive buffer;
+- load: the machine's 1-minute load average when the row ended (``fw-host://``'s timing
+  depends on it).
 
 ``fw-avr://`` runs on simulated time, paced at ``--avr-speed`` simulated s per wall s
 (a 60 s piece at the default 1.0 takes a minute or more on a loaded machine). Needs
@@ -29,6 +38,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import re
 import tempfile
 from pathlib import Path
@@ -76,6 +86,7 @@ def _play(url: str, spec: Any, score: Any, piece: str) -> dict[str, Any]:
 def _row(piece: str, spec: str, port: str, rep: dict[str, Any], ref: dict[str, Any],
          irq: tuple[float | None, int] | None) -> list[str]:  # fmt: skip
     beyond = len(set(rep.get("unheard", [])) - set(ref.get("unheard", [])))
+    short = len(set(ref.get("unheard", [])) - set(rep.get("unheard", [])))  # the other way
     cmds = rep.get("commands", {})
     refused = sum(v for k, v in cmds.items() if k.startswith("refused"))
     act = rep.get("actuation_error_us") or {}
@@ -91,13 +102,15 @@ def _row(piece: str, spec: str, port: str, rep: dict[str, Any], ref: dict[str, A
         port.split("?")[0],
         str(notes),
         f"{rep.get('heard')}/{ref.get('heard')}",
-        str(beyond),
+        f"{beyond} / {short}",
         str(refused),
+        str(cmds.get("late", 0)),
         f"{act['p99']:.1f}" if act else "-",
         f"{wire:.2f}" + ("" if rep["notes_in"] >= WIRE_MIN_NOTES else " (<800 in)")
         if wire is not None else "-",
         str(agree),
         irq_s,
+        f"{os.getloadavg()[0]:.1f}",  # the machine's load: fw-host:// is timed by its OS
     ]
 
 
@@ -110,30 +123,34 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--avr-speed", type=float, default=1.0,
                     help="fw-avr: simulated s per wall s (default: 1.0)")  # fmt: skip
     ap.add_argument("--keep", default="", help="write each report JSON into this folder")
+    ap.add_argument("--sensor", default="notes", choices=["notes", "audio"],
+                    help="the simulated sensor of EVERY port, sim:// included, so that the "
+                         "comparison is fair (default: notes; reports read the note-level "
+                         "sensor either way, audio adds a room recording to each take)")  # fmt: skip
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.ERROR)
-    head = ["piece", "spec", "port", "notes", "heard/sim", "unheard beyond sim", "refused",
-            "act p99 µs", "wire B/note", "counts agree", "irq-off (UART overruns)"]  # fmt: skip
+    head = ["piece", "spec", "port", "notes", "heard/sim", "unheard beyond sim / sim's beyond", "refused",
+            "late", "act p99 µs", "wire B/note", "counts agree", "irq-off (UART overruns)", "load"]  # fmt: skip
     rows: list[list[str]] = []
     for piece in args.pieces:
         score = read_midi(piece)
         for name in args.specs:
             spec = load_spec(name)
-            ref = _play("sim://", spec, score, piece)
+            ref = _play(f"sim://?sensor={args.sensor}", spec, score, piece)
             for port in args.ports:
                 trace_dir = tempfile.mkdtemp(prefix="bench_hw_")
                 if port == "fw-avr":
-                    url = f"fw-avr://?speed={args.avr_speed}&trace_dir={trace_dir}"
+                    url = f"fw-avr://?speed={args.avr_speed}&trace_dir={trace_dir}&sensor={args.sensor}"
                 elif port == "fw-host":
-                    url = "fw-host://"
+                    url = f"fw-host://?sensor={args.sensor}"
                 else:
-                    url = "vmcu://"
+                    url = f"vmcu://?sensor={args.sensor}"
                 rep = _play(url, spec, score, piece)
                 irq = _irq_off(trace_dir) if port == "fw-avr" else None
                 if args.keep:
                     out = Path(args.keep) / f"{Path(piece).parent.name}-{name}-{port}.json"
                     out.parent.mkdir(parents=True, exist_ok=True)
-                    write_text(out, json.dumps({**rep, "irq_off_us": irq}, indent=1))
+                    write_text(out, json.dumps({**rep, "irq_off_us": irq, "trace_dir": trace_dir}, indent=1))
                 rows.append(_row(piece, name, url, rep, ref, irq))
                 print("  ".join(rows[-1]), flush=True)  # progress: a long run shows each row
     w = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]

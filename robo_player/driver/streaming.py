@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 
 from ..actuation import check_order
 from ..errors import DeviceShutdown, DeviceTimeout, ProtocolError, TransportError
-from ..plan import Command
+from ..plan import Command, Op
 from ..protocol.messages import EventKind
 from ..protocol.messages import Op as WireOp
 from ..protocol.schedule import PayloadPacker, ScheduleEncoder
@@ -80,6 +80,10 @@ class StreamRun:
         self.starved = False
         self._room_key: tuple[float, int] = (math.nan, 0)  # _room_at()'s last answer
         self._room_t = -math.inf
+        # each actuator's strike pulse sent last: (its end in performance time, its end on
+        # the MCU's clock: the firmware times a pulse in its own ticks)
+        self.pulse_end: dict[int, tuple[int, int]] = {}
+        self.ticks_per_us = max(1, int(info.clock_hz) // 1_000_000)
         self.error: Exception | None = None
         # the longest the device was silent while the stream ran (s): how long after we
         # last heard from it a cut link may have come (see _may_have_run_until)
@@ -204,7 +208,12 @@ class StreamRun:
                 # short lead: a frame only acts once it is all in, so a long one makes
                 # its first records late; send what we have
                 self._flush()
-            e = self.enc.add(to_timed(c, clock, self.outs[c.actuator][3]))
+            e = self.enc.add(to_timed(c, clock, self.outs[c.actuator][3]), self._tie_floor(c))
+            self.pulse_end.pop(c.actuator, None)
+            if c.op is Op.PULSE_HOLD and c.pulse_us:
+                self.pulse_end[c.actuator] = (
+                    c.t_us + c.pulse_us, e.clock + c.pulse_us * self.ticks_per_us
+                )
             if not all(self.packer.add(it) for it in e.items):
                 # the packer is full: send it, start a new one with this command
                 self._flush()
@@ -259,6 +268,20 @@ class StreamRun:
                 room_t = times[-short]
         self._room_key, self._room_t = key, room_t
         return min(room_t, urgent)
+
+    def _tie_floor(self, c: Command) -> int | None:
+        """The clock a strike may not run before: the MCU's end of every other pulse that
+        the plan ends at or before it. The plan may put a strike on the tick where other
+        pulses end (they no longer count against the concurrency cap: rules.py), but the
+        clock sync's rate and the time codes could bring it a tick or a unit earlier on
+        the MCU, where those pulses still run: refused (docs/driver.md "Ties")."""
+        if c.op is not Op.PULSE_HOLD or not c.pulse_us:
+            return None
+        floor = None
+        for a, (t_end, clock_end) in self.pulse_end.items():
+            if a != c.actuator and t_end <= c.t_us and (floor is None or clock_end > floor):
+                floor = clock_end
+        return floor
 
     def _step(self, progress: Progress | None, max_wait_s: float = 0.02) -> None:
         s, cfg, cmds = self.s, self.s.cfg, self.cmds

@@ -123,8 +123,14 @@ class ScheduleEncoder:
         """Call after every accepted ``configure``: the firmware resets the same state."""
         self._s = _State()
 
-    def add(self, cmd: TimedCommand) -> Encoded:
+    def add(self, cmd: TimedCommand, not_before: int | None = None) -> Encoded:
+        """Encode ``cmd``. ``not_before``: a clock it may not run before (a strike on the
+        tick where other pulses end: the firmware times their ends in its own ticks, and
+        a strike a unit early would count them against the concurrency cap); the clock
+        is raised to it, and no time code takes it earlier."""
         s = self._s
+        if not_before is not None and cmd.clock < not_before:
+            cmd = TimedCommand(not_before, cmd.op, cmd.actuator, cmd.level, cmd.pulse_us, cmd.hold)
         a = cmd.actuator
         if not 0 <= a < self.actuator_count:
             raise ProtocolError(
@@ -139,10 +145,14 @@ class ScheduleEncoder:
         items: list[Item] = []
         unit = 1 << self.time_shift
         d = exact = 0  # exact: the gap to its own (rounded) clock, maybe < 0 (below)
+        need = 0  # the fewest units after the previous command (not_before)
         if s.base is not None:
             d = exact = (cmd.clock - s.base + unit // 2) >> self.time_shift
             if -s.late <= d < 0:
                 d = 0  # the previous command runs late by a near gap: this one with it
+            if not_before is not None:  # the units it needs after the previous one
+                need = -((s.base - not_before) >> self.time_shift)
+                d = max(d, need)
         packed = cmd.op in (Op.STRIKE, Op.RELEASE)
         if s.base is None or d < 0 or d > (MAX_DCLOCK if packed else U32):
             items.append(Message.make("sched_base", clock=cmd.clock & U32))
@@ -150,7 +160,7 @@ class ScheduleEncoder:
             d = exact = 0
         dclock, recent = d, 0
         if packed and d:
-            dclock, recent = self._time_code(d)
+            dclock, recent = self._time_code(d, need)
             d = take_gap(s.recent, dclock, recent)
         s.late = d - exact
         s.base += d << self.time_shift
@@ -198,15 +208,15 @@ class ScheduleEncoder:
         s.index += 1
         return enc
 
-    def _time_code(self, d: int) -> tuple[int, int]:
+    def _time_code(self, d: int, lo: int = 0) -> tuple[int, int]:
         """``(dclock, recent)`` for a record ``d`` units after the previous one: a recent
         gap equal to it, else (when ``d`` takes more than one byte) the nearest within
-        the tolerance, else ``d`` itself."""
+        the tolerance and at least ``lo``, else ``d`` itself."""
         best = -1
         for k, g in enumerate(self._s.recent):
             if g == d:
                 return 0, k + 1
-            if abs(g - d) <= self.gap_tolerance and (
+            if g >= lo and abs(g - d) <= self.gap_tolerance and (
                 best < 0 or abs(g - d) < abs(self._s.recent[best] - d)
             ):
                 best = k
