@@ -340,6 +340,16 @@ def _session(cfg: MCUConfig) -> Session:
     return Session(p, SP, now=p.now)
 
 
+def _play_every(plan: Plan) -> tuple[FirmwareDevice, dict]:
+    """Play ``plan`` and require every command played; the device and its link stats."""
+    dev, _ = _play(plan)
+    res = dev.last_result
+    assert res is not None
+    assert not res.error, res.error
+    assert res.counts() == {"played": len(plan)}
+    return dev, res.link
+
+
 def test_a_frame_going_out_takes_what_comes_within_fill_ahead() -> None:
     """Sparse music (6.7 notes/s): a frame goes out when its first command is lead_min
     (0.25 s) from its time and holds what comes up to fill_ahead_s (2 s) ahead, not
@@ -347,12 +357,7 @@ def test_a_frame_going_out_takes_what_comes_within_fill_ahead() -> None:
     framing and the device's ACK cost less than half per note; every command still
     plays on time."""
     plan = make_plan(SP, notes=60, gap_us=150_000)
-    dev, perf = _play(plan)
-    res = dev.last_result
-    assert res is not None
-    assert not res.error, res.error
-    assert res.counts() == {"played": len(plan)}
-    link = res.link
+    dev, link = _play_every(plan)
     assert link["records"] == len(plan)
     assert link["records"] / link["sched_frames"] >= 15, link
     _safety(dev, plan)
@@ -365,12 +370,7 @@ def test_credit_polls_wait_for_room_in_the_devices_queue() -> None:
     for a batch more, from the clocks of the commands it sent, not every 10 ms (which
     sent 146 polls for this 3-s piece; now 1): every command still plays."""
     plan = make_plan(SP, notes=300, gap_us=10_000)
-    dev, perf = _play(plan)
-    res = dev.last_result
-    assert res is not None
-    assert not res.error, res.error
-    assert res.counts() == {"played": len(plan)}
-    link = res.link
+    dev, link = _play_every(plan)
     t0 = plan.commands[0].t_us  # the lead (1 s) holds more than the queue: credits run short
     assert sum(1 for c in plan.commands if c.t_us < t0 + 1_000_000) > 64
     secs = (plan.commands[-1].t_us - plan.commands[0].t_us) / 1e6
