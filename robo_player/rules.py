@@ -35,6 +35,8 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 
+import numpy as np
+
 from .spec.actuators import Actuator, ActuatorMap
 
 __all__ = [
@@ -50,6 +52,7 @@ __all__ = [
     "duty_permille",
     "duty_units_past_cap",
     "duty_weight",
+    "duty_weights",
     "duty_window_ms",
     "map_duty_window_ms",
     "fits_concurrency",
@@ -206,6 +209,12 @@ def duty_weight(pwm_max: int, level: int) -> int:
         return 0
     r = 256 if level >= pwm_max else (level * 256) // pwm_max
     return max(1, min(255, (r * r) >> 8))
+
+
+def duty_weights(pwm_max: np.ndarray, level: np.ndarray) -> np.ndarray:
+    """:func:`duty_weight` of every element (integer arrays of one shape)."""
+    r = np.where(level >= pwm_max, 256, (level * 256) // np.maximum(pwm_max, 1))
+    return np.where(level > 0, np.clip((r * r) >> 8, 1, 255), 0)
 
 
 def duty_drain_k(duty_permille: int) -> int:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
@@ -263,3 +264,12 @@ def test_the_screen_never_misses_a_coil_the_full_run_cuts(
     quick = apply_limits(cmds, GRAND.actuators)
     assert (quick.cuts, quick.refused, quick.cut_off) == (full.cuts, full.refused, full.cut_off)
     assert quick.commands == full.commands
+
+
+def test_duty_weights_of_arrays_equal_the_scalar_rule() -> None:
+    """The vectorised weight (sim/limits.py's screen) is the firmware's weight_of()."""
+    pm = np.array([255] * 256 + [4095] * 4096 + [1000] * 1001, dtype=np.int64)
+    lv = np.concatenate([np.arange(256), np.arange(4096), np.arange(1001)]).astype(np.int64)
+    got = rules.duty_weights(pm, lv)
+    want = [rules.duty_weight(int(p), int(v)) for p, v in zip(pm, lv, strict=True)]
+    assert got.tolist() == want

@@ -137,8 +137,7 @@ def _may_bind(out: OutputColumns, amap: ActuatorMap, window_ms: int) -> list[int
     ends = np.flatnonzero(~on & prev_on & keep)  # pair with starts (each coil ends off)
     long = t[ends] - t[starts] >= max_on[a[starts]]
     flagged.update(a[starts[long]].tolist())
-    r = np.where(lv >= pmax, 256, (lv * 256) // np.maximum(pmax, 1))
-    w = np.where(on, np.clip((r * r) >> 8, 1, 255), 0)
+    w = rules.duty_weights(pmax, lv)
     dt = np.r_[np.where(same, np.diff(t), 0), 0]
     inc = (w / 256.0 - drain[a]) * dt  # bucket µs over each change's stretch
     ex = np.r_[0.0, np.cumsum(inc)[:-1]]  # exclusive prefix sums
