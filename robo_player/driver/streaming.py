@@ -45,6 +45,10 @@ STREAM_FAULTS = (DeviceTimeout, DeviceShutdown, TransportError)
 FILL_RECORD_BYTES = 24
 
 
+# a pulse that ended this long before a strike cannot tie with it (the MCU's clock and
+# performance time differ by far less over so short a span): _tie_floor forgets it
+_TIE_FORGET_US = 10_000
+
 class StreamRun:
     """Commands streamed to one configured, clock-synced session.
 
@@ -278,9 +282,14 @@ class StreamRun:
         if c.op is not Op.PULSE_HOLD or not c.pulse_us:
             return None
         floor = None
+        stale = []
         for a, (t_end, clock_end) in self.pulse_end.items():
-            if a != c.actuator and t_end <= c.t_us and (floor is None or clock_end > floor):
+            if t_end < c.t_us - _TIE_FORGET_US:
+                stale.append(a)  # long over: no later strike (time order) can tie with it
+            elif a != c.actuator and t_end <= c.t_us and (floor is None or clock_end > floor):
                 floor = clock_end
+        for a in stale:
+            del self.pulse_end[a]
         return floor
 
     def _step(self, progress: Progress | None, max_wait_s: float = 0.02) -> None:
