@@ -27,6 +27,9 @@ While a stream runs, ``heard_so_far()`` gives the notes the microphone has heard
 the stream's performance time now (``advance``): each note ``heard_delay_ms`` (100)
 after its onset, from what the physics did with the commands due by then
 (:mod:`.live`), with the sensor's noise; the drain's performance is unchanged by it.
+Not yet: the live ear plays the commands before the firmware's limits, so a note whose
+coil the limits cut or refuse is heard live as planned (rare: only where a limit binds,
+logged at the drain).
 
 One device is one session at the piano: each stream starts from where the previous
 one ended (coils keep their heat, keys left down stay down, a burnt coil stays burnt),
