@@ -41,12 +41,14 @@ def match_heard(
 ) -> dict[int, HeardNote]:
     """Map outcome index -> the heard note it produced: :func:`robo_player.matching.
     match_onsets` on each played or altered outcome's target time and output pitch
-    (dropped notes are never sounded). ``window_us``: a symmetric window instead of
+    (dropped notes are never sounded), with each outcome's ``strike_t_us`` for the
+    causality rule. ``window_us``: a symmetric window instead of
     :data:`~robo_player.matching.ONSET_WINDOW`."""
     wanted = [o for o in outcomes if o.fate.name != "DROPPED"]
     window = ONSET_WINDOW if window_us is None else Window(window_us, window_us)
     pairs = match_onsets(
-        ((o.target_t_us, o.pitch_out) for o in wanted), ((h.t_us, h.pitch) for h in heard), window
+        ((o.target_t_us, o.pitch_out) for o in wanted), ((h.t_us, h.pitch) for h in heard), window,
+        strikes=[o.strike_t_us for o in wanted],
     )
     return {wanted[i].index: heard[j] for i, j in pairs.items()}
 

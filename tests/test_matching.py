@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import math
 
 import pytest
 from hypothesis import given
@@ -10,6 +11,11 @@ from hypothesis import strategies as st
 
 from robo_player import calibrator, matching, report
 from robo_player.matching import ONSET_WINDOW, Window, match_onsets
+from robo_player.performance import HeardNote
+from robo_player.plan import Op
+from robo_player.planner import PlanOptions, plan
+from robo_player.score import Note, Score
+from robo_player.spec import load_spec
 
 
 def test_pairs_same_pitch_nearest_in_window() -> None:
@@ -71,3 +77,71 @@ def test_every_user_calls_the_one_matcher() -> None:
         src = inspect.getsource(mod)
         assert "match_onsets" in src, mod.__name__
         assert "bisect" not in src, mod.__name__  # no private copy of the search
+
+
+def test_an_onset_too_soon_after_a_strike_is_not_its_sound() -> None:
+    # Chopin's étude op. 25/8 on piano-61-diy, uncalibrated: a C#5 struck every 290 ms,
+    # planned with latency 82 ms, sounds 309 ms after each strike (near the key's silent
+    # threshold). Each onset then lies 63 ms before the *next* note's target, 19 ms after
+    # its strike: by the window alone the next note takes it (a false "heard").
+    lat, gap, real = 82_000, 290_000, 309_000
+    strikes = [k * gap for k in range(4)]
+    intended = [(s + lat, 73) for s in strikes]
+    heard = [(s + real, 73) for s in strikes]
+    assert match_onsets(intended, heard) == {1: 0, 2: 1, 3: 2}  # the window alone
+    assert match_onsets(intended, heard, strikes=strikes) == {}  # every strike late: unheard
+    # a note's own onset, early by up to two thirds of its latency, is still its own
+    share = matching.MIN_LATENCY_SHARE
+    edge = strikes[1] + math.ceil(lat * share)
+    assert match_onsets(intended, [(edge, 73)], strikes=strikes) == {1: 0}
+    assert match_onsets(intended, [(edge - 1, 73)], strikes=strikes) == {}
+
+
+def test_never_an_onset_before_its_strike() -> None:
+    # a full-drive strike (latency 20 ms): the ±80 ms window reaches 60 ms before it
+    assert match_onsets([(20_000, 60)], [(-30_000, 60)]) == {0: 0}
+    assert match_onsets([(20_000, 60)], [(-30_000, 60)], strikes=[0]) == {}
+    assert match_onsets([(20_000, 60)], [(6_667, 60)], strikes=[0]) == {0: 0}
+    # unknown strikes (None) keep the window alone; the lengths must agree
+    assert match_onsets([(20_000, 60)], [(-30_000, 60)], strikes=[None]) == {0: 0}
+    with pytest.raises(ValueError, match="1 strikes for 2 intended"):
+        match_onsets([(0, 60), (1, 60)], [], strikes=[0])
+
+
+@given(
+    st.lists(st.tuples(st.integers(0, 2_000_000), st.integers(0, 300_000), st.integers(60, 62)), max_size=25),
+    st.lists(st.tuples(st.integers(0, 2_400_000), st.integers(60, 62)), max_size=25),
+)
+def test_causal_pairs_are_valid(notes: list[tuple[int, int, int]], heard: list[tuple[int, int]]) -> None:
+    intended = [(s + lat, p) for s, lat, p in notes]
+    strikes = [s for s, _lat, _p in notes]
+    pairs = match_onsets(intended, heard, strikes=strikes)
+    assert len(set(pairs.values())) == len(pairs)
+    for i, j in pairs.items():
+        s, lat, p = notes[i]
+        assert heard[j][1] == p and abs(heard[j][0] - intended[i][0]) <= 80_000
+        assert heard[j][0] - s >= lat * matching.MIN_LATENCY_SHARE  # never sooner than a third
+    # maximal: no unpaired note has an unpaired onset it could own
+    free = set(range(len(heard))) - set(pairs.values())
+    for i, (s, lat, p) in enumerate(notes):
+        if i not in pairs:
+            assert not any(
+                heard[j][1] == p and abs(heard[j][0] - intended[i][0]) <= 80_000
+                and heard[j][0] - s >= lat * matching.MIN_LATENCY_SHARE
+                for j in free
+            )
+
+
+def test_the_report_passes_the_plans_strike_times() -> None:
+    spec = load_spec("piano-61-diy")
+    notes = [Note(onset_us=k * 200_000, duration_us=100_000, pitch=60 + k % 3, velocity=40 + 10 * k)
+             for k in range(8)]  # fmt: skip
+    p, rep = plan(Score(notes=notes), spec, None, PlanOptions())
+    strike = {c.note: c.t_us for c in reversed(p.commands) if c.op is Op.PULSE_HOLD}
+    assert [o.strike_t_us for o in rep.outcomes] == [strike[o.index] for o in rep.outcomes]
+    # an onset 1 ms after each strike (before a third of its latency): unheard
+    early = [HeardNote(t_us=o.strike_t_us + 1_000, pitch=o.pitch_out, velocity=40.0)
+             for o in rep.outcomes if o.strike_t_us is not None]  # fmt: skip
+    assert report.match_heard(rep.outcomes, early) == {}
+    on_time = [HeardNote(t_us=o.target_t_us, pitch=o.pitch_out, velocity=40.0) for o in rep.outcomes]
+    assert set(report.match_heard(rep.outcomes, on_time)) == {o.index for o in rep.outcomes}

@@ -521,6 +521,7 @@ def _plan_piano(
                 chosen.velocity_target,
                 changes,
                 reason,
+                strike_t_us=r.s,
             )  # fmt: skip
         )
     report.supply_overloads = overloads

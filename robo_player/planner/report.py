@@ -27,7 +27,10 @@ class NoteOutcome:
     predicts for the planned drive (None when dropped). ``changes`` holds what
     changed: ``onset_us``, ``duration_us`` (sounding length, µs), ``velocity``
     (target − written), ``pitch`` (semitones). ``pitch_out`` is the key played (for an
-    out-of-range drop, the written pitch).
+    out-of-range drop, the written pitch). ``strike_t_us``: when the piano planner's
+    strike for it is commanded (None: dropped, or another planner), for the matcher's
+    causality rule (:mod:`robo_player.matching`); not in the JSON (plan digests
+    unchanged).
     """
 
     index: int
@@ -40,6 +43,7 @@ class NoteOutcome:
     velocity_target: float | None
     changes: dict[str, int | float] = field(default_factory=dict)
     reason: str | None = None
+    strike_t_us: int | None = None
 
     def to_json(self) -> dict[str, object]:
         return {
