@@ -27,9 +27,10 @@ While a stream runs, ``heard_so_far()`` gives the notes the microphone has heard
 the stream's performance time now (``advance``): each note ``heard_delay_ms`` (100)
 after its onset, from what the physics did with the commands due by then
 (:mod:`.live`), with the sensor's noise; the drain's performance is unchanged by it.
-Not yet: the live ear plays the commands before the firmware's limits, so a note whose
-coil the limits cut or refuse is heard live as planned (rare: only where a limit binds,
-logged at the drain).
+The live ear plays what the firmware would: the stream runs through the same per-coil
+limits as at the drain, incrementally as it becomes due (:class:`~.limits.LiveLimits`),
+so a strike the limits refuse is never heard live, and one they cut is heard as the
+drain plays it.
 
 One device is one session at the piano: each stream starts from where the previous
 one ended (coils keep their heat, keys left down stay down, a burnt coil stays burnt),
@@ -54,7 +55,7 @@ from ..performance import HeardNote, Performance, Progress
 from ..plan import Command, Op
 from ..spec.model import PianoSpec
 from .instrument import INSTRUMENT_OPTIONS, SimulatedInstrument, instrument_from_options
-from .limits import apply_limits
+from .limits import LiveLimits, apply_limits
 from .live import LiveEar
 from .truth import Truth
 
@@ -78,6 +79,7 @@ class SimDevice(StreamDevice):
         self._now_us = -math.inf  # performance time the stream has reached
         self.last_performance: Performance | None = None
         self._ear: LiveEar | None = None  # this stream's live hearing (heard_so_far)
+        self._live_limits: LiveLimits | None = None  # ... and the firmware's limits on it
         self._heard_live: list[HeardNote] = []
         self._open = True
 
@@ -147,10 +149,14 @@ class SimDevice(StreamDevice):
             return list(self._heard_live)
         mic = self.instrument.microphone
         quiet = self.instrument.settle_us
-        if self._ear is None:
+        if self._ear is None or self._live_limits is None:
             self._ear = LiveEar(self.instrument.physics, self._pwm_max, quiet)
+            self._live_limits = LiveLimits(self.spec.actuators, self._pwm_max)
         now = int(self._now_us)
-        notes = self._ear.sounded(self._cmds, now, now - max(mic.heard_delay_us, quiet))
+        # the stream as the firmware's limits play it, final up to now - 1 (a command at
+        # now may still come); no note heard by now depends on that tick
+        played = self._live_limits.advance(self._cmds, now)
+        notes = self._ear.sounded(played, now - 1, now - 1 - max(mic.heard_delay_us, quiet))
         self._heard_live += mic.hear_live(notes)
         return list(self._heard_live)
 
@@ -171,7 +177,7 @@ class SimDevice(StreamDevice):
             cmds = due + [Command(off_at, Op.RELEASE, a) for a in sorted(self._pwm_max)]
         self._cmds, self._late, self._late_release = [], 0, 0
         self._submitted, self._now_us, self._last_t = 0, -math.inf, -1
-        self._ear, self._heard_live = None, []
+        self._ear, self._live_limits, self._heard_live = None, None, []
         # the firmware's max on-time and duty limits, as every firmware port applies them
         lim = apply_limits(cmds, self.spec.actuators, self._pwm_max)
         perf = self.instrument.hear(lim.outputs, progress)

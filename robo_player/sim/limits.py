@@ -27,6 +27,7 @@ keeps it; ``vmcu://`` and the firmware refuse past it).
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -38,7 +39,7 @@ from ..actuation import OutputColumns, expand_commands, is_pulse_hold, output_st
 from ..plan import Command, Op
 from ..spec.actuators import ActuatorKind, ActuatorMap
 
-__all__ = ["LimitResult", "apply_limits"]
+__all__ = ["LimitResult", "LiveLimits", "apply_limits"]
 
 _INF = math.inf
 
@@ -207,26 +208,87 @@ class _Coil:
                 self.pulse_end = _INF
                 self._set(ti, self.hold)
 
+    def step(self, cmds: Sequence[Command], i: int, res: LimitResult, drop: set[int],
+             extra: list[Command]) -> None:  # fmt: skip
+        """Command ``cmds[i]`` (the coil's next, in :meth:`Command.sort_key` order),
+        after the coil's own events before it."""
+        c = cmds[i]
+        t = c.t_us
+        self._until(t, res, extra)
+        if c.op is Op.RELEASE:
+            self._set(t, 0)
+            return
+        if c.op is Op.MOVE:
+            return
+        if c.drive and self.bucket.full(t):  # sched.c decide: hot && level
+            res.refused.add(i)
+            drop.add(i)
+            return
+        steps = output_steps(c.op, c.drive, c.pulse_us, c.hold)
+        self.pulse_end = _INF  # every command replaces the pulse
+        if len(steps) > 1 and is_pulse_hold(c.op):
+            self.pulse_end = t + steps[1][0]
+            self.hold = steps[1][1]
+        self.last = i
+        self._set(t, steps[0][1])
+
     def run(self, cmds: Sequence[Command], idx: list[int], res: LimitResult, drop: set[int],
             extra: list[Command]) -> None:  # fmt: skip
         for i in idx:
-            c = cmds[i]
-            t = c.t_us
-            self._until(t, res, extra)
-            if c.op is Op.RELEASE:
-                self._set(t, 0)
-                continue
-            if c.op is Op.MOVE:
-                continue
-            if c.drive and self.bucket.full(t):  # sched.c decide: hot && level
-                res.refused.add(i)
-                drop.add(i)
-                continue
-            steps = output_steps(c.op, c.drive, c.pulse_us, c.hold)
-            self.pulse_end = _INF  # every command replaces the pulse
-            if len(steps) > 1 and is_pulse_hold(c.op):
-                self.pulse_end = t + steps[1][0]
-                self.hold = steps[1][1]
-            self.last = i
-            self._set(t, steps[0][1])
+            self.step(cmds, i, res, drop, extra)
         self._until(_INF, res, extra)
+
+
+class LiveLimits:
+    """:func:`apply_limits` on a stream while it runs, incrementally: what the firmware
+    has done by now, for the live ear (:mod:`.live`; ``sim://``'s ``heard_so_far``).
+
+    :meth:`advance` takes the stream's commands (time order, growing) and its time now;
+    it runs the commands before ``now`` and every cutoff before ``now`` through the same
+    per-coil rules (:class:`_Coil`, the firmware's order: a command on a cutoff's tick
+    first) and returns the stream as the firmware plays it up to ``now - 1``: final,
+    since nothing after can change it (a command at ``now`` may still arrive, so that
+    tick waits for the next call). The cost is the new commands plus one look at each
+    coil per call, not the stream's length; every coil runs (no screen), which gives
+    what :func:`apply_limits` gives (the screen only skips coils no limit binds on):
+    ``tests/test_sim_limits_live.py`` holds them equal on random streams cut at random
+    times.
+    """
+
+    def __init__(self, amap: ActuatorMap, pwm_max: Mapping[int, int] | None = None) -> None:
+        pm = pwm_max if pwm_max is not None else actuator_pwm_max_of(amap)
+        window_ms = rules.map_duty_window_ms(amap)
+        self._coils = {
+            a.index: _Coil(a.index, a.pwm_max, a.max_on_us, rules.duty_permille(a), window_ms)
+            for a in amap
+            if a.kind is ActuatorKind.COIL and a.index in pm
+        }
+        self._taken = 0  # the stream's first commands already run
+        self._res = LimitResult([], expand_commands([], pm, checked=True))
+        self.commands: list[Command] = []  # the stream as played up to the last now - 1
+
+    @property
+    def result(self) -> LimitResult:
+        """What the limits did so far (indices: positions in the stream); ``commands`` and
+        ``outputs`` are not kept here (see :attr:`commands`)."""
+        return self._res
+
+    def advance(self, cmds: Sequence[Command], now_us: int) -> list[Command]:
+        """Run the commands of ``cmds`` (the whole stream so far) before ``now_us`` and the
+        cutoffs before it; :attr:`commands` (returned): played commands plus a release
+        per cut, every one before ``now_us``, in :meth:`Command.sort_key` order."""
+        hi = bisect.bisect_left(cmds, now_us, lo=self._taken, key=lambda c: c.t_us)
+        new = sorted(range(self._taken, hi), key=lambda i: cmds[i].sort_key())
+        self._taken = max(self._taken, hi)
+        drop: set[int] = set()
+        extra: list[Command] = []
+        n_cuts = len(self._res.cuts)
+        for i in new:
+            coil = self._coils.get(cmds[i].actuator)
+            if coil is not None:
+                coil.step(cmds, i, self._res, drop, extra)
+        for coil in self._coils.values():
+            coil._until(now_us, self._res, extra)
+        self._res.cuts[n_cuts:] = sorted(self._res.cuts[n_cuts:])  # all after the last call's
+        self.commands += sorted([cmds[i] for i in new if i not in drop] + extra, key=Command.sort_key)
+        return self.commands
