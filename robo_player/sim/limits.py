@@ -158,7 +158,7 @@ class _Coil:
     """One coil's state while its commands run (sched.c's per-actuator record)."""
 
     __slots__ = ("a", "pwm_max", "max_on", "bucket", "level", "on_since", "pulse_end",
-                 "hold", "last")  # fmt: skip
+                 "hold", "last", "_cut_key", "_cut_at")  # fmt: skip
 
     def __init__(self, a: int, pwm_max: int, max_on_us: int, permille: int, window_ms: int) -> None:
         self.a = a
@@ -170,6 +170,8 @@ class _Coil:
         self.pulse_end: float = _INF  # the pending drop to hold
         self.hold = 0
         self.last = -1  # input index of the command that last turned it on / changed it
+        self._cut_key: tuple[int, int, int] = (-1, -1, -1)  # the bucket _cut_at was for
+        self._cut_at: float = _INF
 
     def _set(self, t: int, level: int) -> None:
         if level == self.level:
@@ -184,10 +186,13 @@ class _Coil:
     def _duty_cut_at(self) -> float:
         if not self.level:
             return _INF
-        over = self.bucket.over_at_us()
-        if over is None:
-            return _INF
-        return -(-over // rules.DUTY_POLL_US) * rules.DUTY_POLL_US  # the next poll
+        b = self.bucket
+        key = (b.bucket, b.unit, b.weight)
+        if key != self._cut_key:  # the bucket changed since the last search (the live
+            over = b.over_at_us()  # limits ask at every call, most often of the same)
+            self._cut_key = key
+            self._cut_at = _INF if over is None else -(-over // rules.DUTY_POLL_US) * rules.DUTY_POLL_US
+        return self._cut_at  # the next poll after the bucket passes the cap
 
     def _until(self, t_end: float, res: LimitResult, extra: list[Command]) -> None:
         """The coil's own events (pulse end, cutoffs) strictly before ``t_end``."""
@@ -288,7 +293,8 @@ class LiveLimits:
             if coil is not None:
                 coil.step(cmds, i, self._res, drop, extra)
         for coil in self._coils.values():
-            coil._until(now_us, self._res, extra)
+            if coil.level:  # an off coil has no event of its own
+                coil._until(now_us, self._res, extra)
         self._res.cuts[n_cuts:] = sorted(self._res.cuts[n_cuts:])  # all after the last call's
         self.commands += sorted([cmds[i] for i in new if i not in drop] + extra, key=Command.sort_key)
         return self.commands

@@ -9,7 +9,9 @@ the sensor's delay (``heard_delay_ms``, default 100 ms).
 What it hears is what the piano did: the physics plays the output changes up to *now*
 (what the device has been told to do by then, nothing later) on a fork of its state,
 so a note heard live is the note the whole stream gives at its drain — the tests hold
-the two equal. A strike's onset and loudness depend on what its coil did during its
+the two equal. ``sim://`` passes the commands as its firmware limits play them
+(:class:`~.limits.LiveLimits`: a refused strike left out, a cut coil released at its
+cut), as its drain does. A strike's onset and loudness depend on what its coil did during its
 pulse and on the supply during it (at most ``quiet_us`` after the strike), which is
 why the delay must be at least that long: a note is then heard only once everything
 that decides it has happened.
