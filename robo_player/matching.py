@@ -19,9 +19,10 @@ planned latency ``L = t_us - strike`` after the strike is not that note's, whate
 window. Everything the plan does not know (supply sag, a partly returned key, a warm
 coil, a short pulse) only slows a strike; only a key faster than its curve makes it
 come sooner, and over the keys the simulator draws (threshold 0.15–0.30, ``L_f``
-15–25 ms, ``α`` 0.6–0.8 against the nominal 0.22, 20 ms, 0.7; bench figures in
-docs/hardware.md) an uncalibrated strike sounds at least 0.38 of its nominal latency
-after it wherever this bound is tighter than the window (``L`` < 120 ms). The onset so
+15–25 ms, ``α`` 0.6–0.8 against the nominal 0.22, 20 ms, 0.7) an uncalibrated strike
+sounds at least 0.38 of its nominal latency after it wherever this bound is tighter
+than the window (``L`` < 120 ms; worst case over those ranges; the lowest share of any
+pair measured on the hidden pieces was 0.485: docs/hardware.md). The onset so
 refused is typically the previous strike of the same key, sounding ~200 ms late near
 its silent threshold (latency ``L_f·u^-α`` grows without bound as ``u`` -> 0): the
 later note must not take it (Chopin's étude op. 25/8, piano-61-diy, uncalibrated:

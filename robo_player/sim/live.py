@@ -11,10 +11,10 @@ What it hears is what the piano did: the physics plays the output changes up to 
 so a note heard live is the note the whole stream gives at its drain — the tests hold
 the two equal. ``sim://`` passes the commands as its firmware limits play them
 (:class:`~.limits.LiveLimits`: a refused strike left out, a cut coil released at its
-cut), as its drain does. A strike's onset and loudness depend on what its coil did during its
-pulse and on the supply during it (at most ``quiet_us`` after the strike), which is
-why the delay must be at least that long: a note is then heard only once everything
-that decides it has happened.
+cut), as its drain does. A strike's onset and loudness depend on what its coil did
+during its pulse and on the supply during it (at most ``quiet_us`` after the strike),
+which is why the delay must be at least that long: a note is then heard only once
+everything that decides it has happened.
 
 Replaying the whole stream at every question would cost O(n²); the ear keeps a
 *checkpoint*: the physics' state after every output change up to a time ``T`` where no
