@@ -13,7 +13,9 @@ reports read the note-level sensor with either, ``audio`` only adds a room recor
 each take). One row per piece, spec and port:
 
 - unheard beyond sim: notes unheard on the port that ``sim://`` heard (target 0), and
-  the other way: notes ``sim://`` left unheard that the port heard;
+  the other way: notes ``sim://`` left unheard that the port heard (both listed by
+  score index under the row when there are any); heard is the one matcher's
+  (robo_player/matching.py, with its causality rule since session 9);
 - refused: the firmware's refused commands (target 0); late: strikes the firmware did
   not play because it reached them past its late slack (``fw-host://``: the OS ran it
   late);
@@ -81,6 +83,15 @@ def _play(url: str, spec: Any, score: Any, piece: str) -> dict[str, Any]:
         perf = dev.play(plan)
     return build_report(plan_report=plan_report, performance=perf, piece=piece, spec=spec,
                         port=url, score=score)  # fmt: skip
+
+
+def _unheard_diff(rep: dict[str, Any], ref: dict[str, Any]) -> str:
+    """The notes (score indices) one port left unheard and the other heard, for a
+    diagnosis ('' when none)."""
+    mine, sims = set(rep.get("unheard", [])), set(ref.get("unheard", []))
+    if mine == sims:
+        return ""
+    return f"unheard beyond sim: notes {sorted(mine - sims)}; sim's beyond: notes {sorted(sims - mine)}"
 
 
 def _row(piece: str, spec: str, port: str, rep: dict[str, Any], ref: dict[str, Any],
@@ -153,6 +164,9 @@ def main(argv: list[str] | None = None) -> int:
                     write_text(out, json.dumps({**rep, "irq_off_us": irq, "trace_dir": trace_dir}, indent=1))
                 rows.append(_row(piece, name, url, rep, ref, irq))
                 print("  ".join(rows[-1]), flush=True)  # progress: a long run shows each row
+                diff = _unheard_diff(rep, ref)
+                if diff:
+                    print(f"    {diff}", flush=True)
     w = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
     print()
     for r in [head, *rows]:
