@@ -36,6 +36,12 @@ from typing import Any
 
 from ..spec.guitar import GuitarSpec, Mechanism, press_position_mm, travel_us
 
+_fingering_c: Any
+try:  # the search in C, where ``pip install`` built it (setup.py)
+    from . import _fingering_c
+except ImportError:  # no compiler at install time: the search runs in Python
+    _fingering_c = None
+
 __all__ = [
     "INFEASIBLE",
     "NEG",
@@ -323,7 +329,32 @@ Cand = tuple[float, int, int, int, Any]
 def search(layout: Layout, onsets: Sequence[Onset], costs: Costs | None = None,
            beam: int = 8, window: float = math.inf) -> tuple[list[int], float]:  # fmt: skip
     """The cheapest fingering index per onset, and its cost (Viterbi with a beam: at most
-    ``beam`` states per onset, none costlier than the cheapest + ``window``)."""
+    ``beam`` states per onset, none costlier than the cheapest + ``window``).
+
+    Runs in C (:mod:`._fingering_c`, built by ``pip install``) where it was built, else
+    in Python (:func:`_search_py`): the same choice and total either way."""
+    if _fingering_c is not None and layout.strings <= _fingering_c.MAX_STRINGS:
+        return _search_c(layout, onsets, costs, beam, window)
+    return _search_py(layout, onsets, costs, beam, window)
+
+
+def _search_c(layout: Layout, onsets: Sequence[Onset], costs: Costs | None = None,
+              beam: int = 8, window: float = math.inf) -> tuple[list[int], float]:  # fmt: skip
+    """:func:`_search_py` in C (the extension must be built)."""
+    assert _fingering_c is not None, "robo_player.planner._fingering_c is not built"
+    costs = costs or Costs()
+    if not onsets:
+        return [], 0.0
+    choice, total = _fingering_c.search(
+        layout, onsets, layout.travel_cost(costs), fold_limits(layout, onsets), costs.fret_ms,
+        costs.transpose_ms, costs.cut_ms_weight, costs.cut_note_ms, costs.change_ms, INFEASIBLE,
+        beam, window)  # fmt: skip
+    return choice, total
+
+
+def _search_py(layout: Layout, onsets: Sequence[Onset], costs: Costs | None = None,
+               beam: int = 8, window: float = math.inf) -> tuple[list[int], float]:  # fmt: skip
+    """:func:`search` in Python."""
     costs = costs or Costs()
     if not onsets:
         return [], 0.0
