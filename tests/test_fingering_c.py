@@ -6,7 +6,10 @@ it is built. Skipped where the extension was not built (no C compiler at install
 from __future__ import annotations
 
 import math
+import os
 import random
+import subprocess
+import sys
 
 import pytest
 
@@ -26,15 +29,16 @@ FLOOR = Costs(travel_ms_weight=0.0, fret_move_ms=20.0, change_ms=0.0, fret_ms=0.
 
 
 def _piece(rng: random.Random, spec: GuitarSpec, n: int) -> Score:
-    """Melodies, repeated notes, chords of up to 6 notes, rests, out-of-range pitches."""
-    notes = []
+    """Melodies, repeated notes, chords of up to 6 notes, rests, out-of-range pitches; times
+    off the ms grid now and then (so that some fall just either side of a fold limit)."""
+    notes: list[Note] = []
     t = 0
     while len(notes) < n:
-        t += rng.choice([0, 40, 60, 90, 125, 180, 250, 400, 900, 3000]) * MS
+        t += rng.choice([0, 40, 60, 90, 125, 180, 250, 400, 900, 3000]) * MS + rng.choice([0, rng.randrange(MS)])
         width = rng.choice([1, 1, 1, 1, 2, 3, 4, 6])
         for _ in range(width):
             pitch = rng.randint(spec.lowest - 4, spec.lowest + 34)
-            dur = rng.choice([20, 100, 125, 250, 500, 2000]) * MS
+            dur = rng.choice([20, 100, 125, 250, 500, 2000]) * MS + rng.randrange(MS)
             notes.append(Note(pitch, t, dur, rng.randint(1, 127)))
     return Score(notes)
 
@@ -107,3 +111,14 @@ def test_c_search_refuses_a_bad_fingering() -> None:
     bad = [Onset(onsets[0].slots, (((0, layout.frets + 1),),))]
     with pytest.raises(ValueError, match="out of range"):
         _search_c(layout, bad)
+
+
+def test_pure_python_by_environment() -> None:
+    """``ROBO_PLAYER_PURE_PYTHON=1``: the C search is not loaded, ``search`` runs in Python."""
+    probe = "from robo_player.planner import fingering; print(fingering._fingering_c is None)"
+    for env, want in (({"ROBO_PLAYER_PURE_PYTHON": "1"}, "True"), ({}, "False")):
+        done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                              env={**{k: v for k, v in os.environ.items() if k != "ROBO_PLAYER_PURE_PYTHON"},
+                                   **env})  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.strip() == want

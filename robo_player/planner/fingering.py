@@ -28,19 +28,22 @@ note sounds (``pick_us`` + the picker's latency); ``end_us`` the written end.
 
 from __future__ import annotations
 
+import importlib
 import itertools
 import math
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from ..spec.guitar import GuitarSpec, Mechanism, press_position_mm, travel_us
 
-_fingering_c: Any
-try:  # the search in C, where ``pip install`` built it (setup.py)
-    from . import _fingering_c
-except ImportError:  # no compiler at install time: the search runs in Python
-    _fingering_c = None
+_fingering_c: Any = None  # the search in C, where ``pip install`` built it (setup.py)
+if not os.environ.get("ROBO_PLAYER_PURE_PYTHON"):
+    try:
+        _fingering_c = importlib.import_module("._fingering_c", __package__)
+    except ImportError:  # no compiler at install time: the search runs in Python
+        pass
 
 __all__ = [
     "INFEASIBLE",
