@@ -11,6 +11,7 @@ compiler is found the build goes on without it and ``fingering.search`` runs in 
 ``-ffp-contract=off``: no fused multiply-add, so its sums round as Python's do.
 """
 
+import hashlib
 import shutil
 from pathlib import Path
 
@@ -39,10 +40,14 @@ class BuildPyWithShipped(build_py):
                     shutil.copy2(src, dest / src.name)
 
 
+FINGERING_C_SRC = "robo_player/planner/_fingering_c.c"
 FINGERING_C = Extension(
     "robo_player.planner._fingering_c",
-    sources=["robo_player/planner/_fingering_c.c"],
+    sources=[FINGERING_C_SRC],
     extra_compile_args=["-O2", "-ffp-contract=off"],
+    # the source's hash, built in: fingering.py loads the module only while they agree
+    # (an editable install whose .c changed since its build runs the Python search)
+    define_macros=[("SOURCE_SHA256", f'"{hashlib.sha256((HERE / FINGERING_C_SRC).read_bytes()).hexdigest()}"')],
     optional=True,
 )
 

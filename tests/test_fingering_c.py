@@ -122,3 +122,12 @@ def test_pure_python_by_environment() -> None:
                                    **env})  # fmt: skip
         assert done.returncode == 0, done.stderr
         assert done.stdout.strip() == want
+
+
+def test_a_build_older_than_its_source_is_not_loaded(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The module carries its source's SHA-256: an editable install whose ``.c`` changed
+    since its build warns and runs the Python search rather than the stale C one."""
+    assert fingering._load_c() is fingering._fingering_c
+    monkeypatch.setattr(fingering._fingering_c, "SOURCE_SHA256", "0" * 64)
+    with pytest.warns(UserWarning, match="pip install -e"):
+        assert fingering._load_c() is None

@@ -27,6 +27,9 @@ typedef int64_t i64;
 #define NEG (-(((i64)1) << 60)) /* fingering.NEG */
 #define FOLDED (((i64)1) << 62) /* fingering.FOLDED */
 #define MAX_STRINGS 16
+#ifndef SOURCE_SHA256
+#define SOURCE_SHA256 "" /* setup.py defines it: this file's SHA-256 when built */
+#endif
 
 /* ---------------------------------------------------------------- interned string states */
 
@@ -685,7 +688,8 @@ PyMODINIT_FUNC PyInit__fingering_c(void) {
     if (!m) return NULL;
     if (PyModule_AddObject(m, "NEG", PyLong_FromLongLong(NEG)) < 0
         || PyModule_AddObject(m, "FOLDED", PyLong_FromLongLong(FOLDED)) < 0
-        || PyModule_AddIntConstant(m, "MAX_STRINGS", MAX_STRINGS) < 0) {
+        || PyModule_AddIntConstant(m, "MAX_STRINGS", MAX_STRINGS) < 0
+        || PyModule_AddStringConstant(m, "SOURCE_SHA256", SOURCE_SHA256) < 0) {
         Py_DECREF(m);
         return NULL;
     }

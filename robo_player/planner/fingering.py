@@ -28,22 +28,39 @@ note sounds (``pick_us`` + the picker's latency); ``end_us`` the written end.
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import itertools
 import math
 import os
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from ..spec.guitar import GuitarSpec, Mechanism, press_position_mm, travel_us
 
-_fingering_c: Any = None  # the search in C, where ``pip install`` built it (setup.py)
-if not os.environ.get("ROBO_PLAYER_PURE_PYTHON"):
+
+def _load_c() -> Any:
+    """The search in C, where ``pip install`` built it (setup.py), else None: no compiler
+    at install time, ``ROBO_PLAYER_PURE_PYTHON`` set, or a build older than its source
+    beside it (an editable install not rebuilt: a warning says so)."""
+    if os.environ.get("ROBO_PLAYER_PURE_PYTHON"):
+        return None
     try:
-        _fingering_c = importlib.import_module("._fingering_c", __package__)
-    except ImportError:  # no compiler at install time: the search runs in Python
-        pass
+        mod = importlib.import_module("._fingering_c", __package__)
+    except ImportError:
+        return None
+    src = Path(__file__).with_name("_fingering_c.c")
+    if src.is_file() and hashlib.sha256(src.read_bytes()).hexdigest() != mod.SOURCE_SHA256:
+        warnings.warn(f"{mod.__file__} was built from another {src.name}: the fingering search runs in "
+                      f"Python until it is rebuilt (pip install -e .)", stacklevel=2)  # fmt: skip
+        return None
+    return mod
+
+
+_fingering_c: Any = _load_c()
 
 __all__ = [
     "INFEASIBLE",
