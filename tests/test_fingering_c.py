@@ -12,6 +12,8 @@ import subprocess
 import sys
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from robo_player.planner import fingering
 from robo_player.planner.fingering import Costs, Layout, Onset, _search_c, _search_py, search
@@ -66,6 +68,31 @@ def test_c_search_equals_python(name: str, seed: int) -> None:
     for beam in (1, 2, 8, 16, 0 if size == 5 else 64):  # 0: no beam (every state kept)
         for window in (math.inf, 300.0, 25.0):
             _same(layout, onsets, costs, beam, window)
+
+
+@st.composite
+def cases(draw: st.DrawFn) -> tuple[str, Score, str, int, float]:
+    """A spec, a short piece (chords, repeats, rests, off-grid times), a policy, a beam, a window."""
+    name = draw(st.sampled_from(sorted(SPECS)))
+    spec = SPECS[name]
+    notes: list[Note] = []
+    t = 0
+    for _ in range(draw(st.integers(1, 30))):
+        t += draw(st.sampled_from([0, 0, 40, 90, 125, 250, 900])) * MS + draw(st.sampled_from([0, 1, 999]))
+        pitch = draw(st.integers(spec.lowest - 3, spec.lowest + 32))
+        dur = draw(st.sampled_from([30, 125, 250, 2000])) * MS
+        notes.append(Note(pitch, t, dur, draw(st.integers(1, 127))))
+    return (name, Score(notes), draw(st.sampled_from(["transpose", "drop"])), draw(st.sampled_from([1, 2, 3, 8])),
+            draw(st.sampled_from([math.inf, 300.0, 10.0])))  # fmt: skip
+
+
+@settings(max_examples=60, deadline=None)
+@given(cases())
+def test_c_search_equals_python_property(case: tuple[str, Score, str, int, float]) -> None:
+    name, score, policy, beam, window = case
+    spec = SPECS[name]
+    onsets, _ = prepare(spec, score, policy)
+    _same(Layout(spec), onsets, MATRIX_COSTS if name == "guitar-matrix" else None, beam, window)
 
 
 def test_c_search_equals_python_on_the_floor_layout() -> None:
