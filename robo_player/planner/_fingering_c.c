@@ -198,9 +198,8 @@ typedef struct {
 
 /* ---------------------------------------------------------------- growable buffers */
 
-typedef struct { double cost; int32_t j, k, s, ref; i64 x[6]; } Cand;
-
-#define GROW(ptr, len, cap, need)                                                     \
+/* grow ptr (cap elements) to hold need; out of memory: goto nomem */
+#define GROW(ptr, cap, need)                                                          \
     do {                                                                              \
         if ((need) > (cap)) {                                                         \
             size_t nc_ = (cap) ? (cap) : 64;                                          \
@@ -211,6 +210,11 @@ typedef struct { double cost; int32_t j, k, s, ref; i64 x[6]; } Cand;
             (cap) = nc_;                                                              \
         }                                                                             \
     } while (0)
+
+/* a candidate: (cost, back index j, fingering k); s >= 0: a note placed on string s,
+ * its new string state x (interned only if kept); s = -1: the state is the chord's, at
+ * ref in the scratch keys, or (ref = -1) j's own (the note cannot be played) */
+typedef struct { double cost; int32_t j, k, s, ref; i64 x[6]; } Cand;
 
 static int cand_cmp(const void *a, const void *b) {
     const Cand *x = a, *y = b;
@@ -235,6 +239,37 @@ static uint64_t hash_key(const int32_t *key, int len) {
     return h;
 }
 
+/* everything one search holds: the input, flat, and its working buffers (freed by ws_free) */
+typedef struct {
+    Ctx cx;
+    Interner it;
+    Py_ssize_t no;             /* onsets */
+    OnsetC *ons;
+    SlotC *slots;
+    int32_t *fings;
+    i64 *limits;
+    int kl;                    /* a key: n interned string states, then the mask */
+    int32_t *keys, *nkeys;     /* the layer, and the next */
+    double *base, *nbase;      /* their paths' costs */
+    size_t L;                  /* states in the layer */
+    Cand *cands;
+    Order *order;
+    int32_t *scratch, *hset;
+    int32_t *backs, *ks;       /* per onset (from hoff[i]): back index and fingering per state */
+    size_t *hoff, hist_n;
+    size_t slots_cap, fings_cap, keys_cap, nkeys_cap, base_cap, nbase_cap, cands_cap, order_cap;
+    size_t scratch_cap, hset_cap, backs_cap, ks_cap;
+} Work;
+
+static void ws_free(Work *w) {
+    free(w->cx.move); free(w->cx.travel); free(w->cx.pitch_at);
+    it_free(&w->it);
+    free(w->ons); free(w->slots); free(w->fings); free(w->limits);
+    free(w->keys); free(w->nkeys); free(w->base); free(w->nbase);
+    free(w->cands); free(w->order); free(w->scratch); free(w->hset);
+    free(w->backs); free(w->ks); free(w->hoff);
+}
+
 /* ---------------------------------------------------------------- reading Python input */
 
 static int get_i64(PyObject *o, const char *name, i64 *out) {
@@ -245,6 +280,15 @@ static int get_i64(PyObject *o, const char *name, i64 *out) {
     if (x == -1 && PyErr_Occurred()) return -1;
     *out = x;
     return 0;
+}
+
+/* attribute ``name`` of o as a fast sequence (a new reference), or NULL */
+static PyObject *get_seq(PyObject *o, const char *name) {
+    PyObject *v = PyObject_GetAttrString(o, name);
+    if (!v) return NULL;
+    PyObject *seq = PySequence_Fast(v, name);
+    Py_DECREF(v);
+    return seq;
 }
 
 /* a table [s][f] (depth 2, into iout) or [s][a][b] (depth 3, into iout or dout) */
@@ -305,6 +349,292 @@ done:
     return rc;
 }
 
+/* the Layout's tables and times into w->cx; -1 with an exception set */
+static int read_layout(Work *w, PyObject *layout, PyObject *travel) {
+    Ctx *cx = &w->cx;
+    i64 tmp;
+    if (get_i64(layout, "strings", &tmp) < 0) return -1;
+    cx->n = (int)tmp;
+    if (get_i64(layout, "frets", &tmp) < 0) return -1;
+    cx->nf = (int)tmp + 1;
+    if (cx->n < 1 || cx->n > MAX_STRINGS || cx->nf < 1 || cx->nf > 1000) {
+        PyErr_Format(PyExc_ValueError, "layout of %d strings and %d frets: at most %d strings",
+                     cx->n, cx->nf - 1, MAX_STRINGS);
+        return -1;
+    }
+    PyObject *v = PyObject_GetAttrString(layout, "slider");
+    if (!v) return -1;
+    cx->slider = PyObject_IsTrue(v);
+    Py_DECREF(v);
+    if (cx->slider < 0) return -1;
+    if (get_i64(layout, "min_repeat_us", &cx->min_repeat) < 0 || get_i64(layout, "min_sound_us", &cx->min_sound) < 0
+        || get_i64(layout, "damp_us", &cx->damp) < 0 || get_i64(layout, "release_us", &cx->release) < 0
+        || get_i64(layout, "settle_us", &cx->settle) < 0)
+        return -1;
+    cx->changeover = cx->damp + cx->release;
+    size_t cells = (size_t)cx->n * cx->nf * cx->nf;
+    cx->move = malloc(cells * sizeof *cx->move);
+    cx->travel = malloc(cells * sizeof *cx->travel);
+    cx->pitch_at = malloc((size_t)cx->n * cx->nf * sizeof *cx->pitch_at);
+    if (!cx->move || !cx->travel || !cx->pitch_at) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    PyObject *mv = PyObject_GetAttrString(layout, "move_us");
+    if (!mv) return -1;
+    int rc = read_table(mv, cx->n, cx->nf, 3, cx->move, NULL);
+    Py_DECREF(mv);
+    if (rc < 0 || read_table(travel, cx->n, cx->nf, 3, NULL, cx->travel) < 0) return -1;
+    PyObject *pa = PyObject_GetAttrString(layout, "pitch_at");
+    if (!pa) return -1;
+    rc = read_table(pa, cx->n, cx->nf, 2, cx->pitch_at, NULL);
+    Py_DECREF(pa);
+    return rc;
+}
+
+/* onset i's slots and fingerings, appended to w->slots and w->fings; -1 with an exception set */
+static int read_onset(Work *w, Py_ssize_t i, PyObject *o) {
+    const int n = w->cx.n, nf = w->cx.nf;
+    int rc = -1;
+    PyObject *sls = get_seq(o, "slots"), *fgs = NULL;
+    if (!sls) return -1;
+    Py_ssize_t ns = PySequence_Fast_GET_SIZE(sls);
+    if (ns < 1 || ns > MAX_STRINGS) {
+        PyErr_Format(PyExc_ValueError, "onset %zd has %zd notes", i, ns);
+        goto done;
+    }
+    OnsetC *on = &w->ons[i];
+    size_t s0 = i ? w->ons[i - 1].slot0 + (size_t)w->ons[i - 1].nslots : 0;
+    size_t f0 = i ? w->ons[i - 1].fing0 + 2 * (size_t)w->ons[i - 1].nfing * (size_t)w->ons[i - 1].nslots : 0;
+    on->nslots = (int)ns;
+    on->slot0 = s0;
+    GROW(w->slots, w->slots_cap, s0 + (size_t)ns);
+    for (Py_ssize_t q = 0; q < ns; q++) {
+        PyObject *so = PySequence_Fast_GET_ITEM(sls, q);
+        SlotC *d = &w->slots[s0 + q];
+        if (get_i64(so, "pick_us", &d->pick) < 0 || get_i64(so, "sound_us", &d->sound) < 0
+            || get_i64(so, "end_us", &d->end) < 0 || get_i64(so, "pitch", &d->pitch) < 0)
+            goto done;
+    }
+    fgs = get_seq(o, "fingerings");
+    if (!fgs) goto done;
+    Py_ssize_t nk = PySequence_Fast_GET_SIZE(fgs);
+    if (nk == 0) {
+        PyErr_Format(PyExc_IndexError, "onset %zd has no fingering", i);
+        goto done;
+    }
+    on->nfing = (int)nk;
+    on->fing0 = f0;
+    GROW(w->fings, w->fings_cap, f0 + 2 * (size_t)nk * (size_t)ns);
+    for (Py_ssize_t k = 0; k < nk; k++) {
+        PyObject *one = PySequence_Fast(PySequence_Fast_GET_ITEM(fgs, k), "a fingering must be a sequence");
+        if (!one) goto done;
+        if (PySequence_Fast_GET_SIZE(one) != ns) {
+            PyErr_Format(PyExc_ValueError, "onset %zd: fingering %zd places %zd notes of %zd", i, k,
+                         PySequence_Fast_GET_SIZE(one), ns);
+            Py_DECREF(one);
+            goto done;
+        }
+        for (Py_ssize_t q = 0; q < ns; q++) {
+            PyObject *pair = PySequence_Fast_GET_ITEM(one, q);
+            long long s = -1, f = -1;
+            if (PyTuple_Check(pair) && PyTuple_GET_SIZE(pair) == 2) {
+                s = PyLong_AsLongLong(PyTuple_GET_ITEM(pair, 0));
+                f = PyLong_AsLongLong(PyTuple_GET_ITEM(pair, 1));
+            }
+            if (PyErr_Occurred() || s < 0 || s >= n || f < 0 || f >= nf) {
+                PyErr_Clear();
+                PyErr_Format(PyExc_ValueError,
+                             "onset %zd: fingering %zd: (string, fret) out of range 0..%d, 0..%d",
+                             i, k, n - 1, nf - 1);
+                Py_DECREF(one);
+                goto done;
+            }
+            w->fings[f0 + 2 * ((size_t)k * ns + q)] = (int32_t)s;
+            w->fings[f0 + 2 * ((size_t)k * ns + q) + 1] = (int32_t)f;
+        }
+        Py_DECREF(one);
+    }
+    rc = 0;
+    goto done;
+nomem:
+    PyErr_NoMemory();
+done:
+    Py_DECREF(sls);
+    Py_XDECREF(fgs);
+    return rc;
+}
+
+/* ---------------------------------------------------------------- one onset */
+
+/* fingering._expand_single: the candidates of a one-note onset into w->cands; how many, or -1 */
+static Py_ssize_t expand_single(Work *w, const OnsetC *on, double window) {
+    const Ctx *cx = &w->cx;
+    const SlotC *sl = &w->slots[on->slot0];
+    const int32_t *fg = &w->fings[on->fing0];
+    const i64 p = sl->pick, sound = sl->sound, end = sl->end;
+    const int n = cx->n, kl = w->kl;
+    size_t nc = 0;
+    /* a lower bound of each fingering's cost, cheapest first: past ``cap``, not computed */
+    GROW(w->order, w->order_cap, (size_t)on->nfing);
+    for (int k = 0; k < on->nfing; k++) {
+        int s = fg[2 * k], f = fg[2 * k + 1];
+        w->order[k].lb = pull(cx, s, f, sl->pitch);
+        w->order[k].k = k; w->order[k].s = s; w->order[k].f = f;
+    }
+    qsort(w->order, (size_t)on->nfing, sizeof *w->order, order_cmp);
+    double cap = INFINITY;
+    const double base0 = w->base[0]; /* the lowest: the layer is kept cheapest first */
+    for (int q = 0; q < on->nfing; q++) {
+        const double lb = w->order[q].lb;
+        const int k = w->order[q].k, s = w->order[q].s, f = w->order[q].f;
+        if (base0 + lb > cap) break;
+        double best = INFINITY;
+        GROW(w->cands, w->cands_cap, nc + w->L);
+        for (size_t j = 0; j < w->L; j++) {
+            const int32_t *key = w->keys + j * kl;
+            Cand *cd = &w->cands[nc];
+            double c, total;
+            if (core(cx, w->it.ss + 6 * (size_t)key[s], s, f, p, sound, end, lb, cd->x, &c)) {
+                const int32_t m = key[n];
+                total = w->base[j] + (c + (m && !(m >> s & 1) ? cx->change : 0.0));
+                if (total <= cap) { /* past it, past the window: never kept */
+                    cd->cost = total; cd->j = (int32_t)j; cd->k = k; cd->s = s; cd->ref = -1;
+                    nc++;
+                }
+            } else {
+                total = w->base[j] + cx->infeasible;
+                if (total <= cap) {
+                    cd->cost = total; cd->j = (int32_t)j; cd->k = k; cd->s = -1; cd->ref = -1;
+                    nc++;
+                }
+            }
+            if (total < best) best = total;
+        }
+        if (best + window < cap) cap = best + window;
+    }
+    return (Py_ssize_t)nc;
+nomem:
+    PyErr_NoMemory();
+    return -1;
+}
+
+/* fingering._expand_multi: the candidates of a chord into w->cands (their states into
+ * w->scratch); how many, or -1 */
+static Py_ssize_t expand_multi(Work *w, const OnsetC *on) {
+    const Ctx *cx = &w->cx;
+    const SlotC *sl = &w->slots[on->slot0];
+    const int32_t *fg = &w->fings[on->fing0];
+    const int n = cx->n, kl = w->kl, ns = on->nslots;
+    size_t nc = 0, nscratch = 0;
+    GROW(w->cands, w->cands_cap, w->L * (size_t)on->nfing);
+    GROW(w->scratch, w->scratch_cap, w->L * (size_t)on->nfing * kl);
+    for (size_t j = 0; j < w->L; j++) {
+        const int32_t *state = w->keys + j * kl;
+        const int32_t prev = state[n];
+        const double c0 = w->base[j];
+        for (int k = 0; k < on->nfing; k++) {
+            int32_t *lst = w->scratch + nscratch;
+            memcpy(lst, state, (size_t)kl * sizeof *lst);
+            double cost = 0.0;
+            int32_t mask = 0;
+            const int32_t *one = fg + 2 * (size_t)k * ns;
+            for (int q = 0; q < ns; q++) {
+                const int s = one[2 * q], f = one[2 * q + 1];
+                const SlotC *so = &sl[q];
+                i64 x[6];
+                double c;
+                if (core(cx, w->it.ss + 6 * (size_t)lst[s], s, f, so->pick, so->sound, so->end,
+                         pull(cx, s, f, so->pitch), x, &c)) {
+                    int32_t id = it_get(&w->it, x);
+                    if (id < 0) goto nomem;
+                    lst[s] = id;
+                    mask |= (int32_t)1 << s;
+                    if (prev && !(prev >> s & 1)) c += cx->change;
+                } else {
+                    c = cx->infeasible;
+                }
+                cost += c;
+            }
+            lst[n] = mask ? mask : prev;
+            Cand *cd = &w->cands[nc++];
+            cd->cost = c0 + cost; cd->j = (int32_t)j; cd->k = k; cd->s = -1;
+            cd->ref = (int32_t)nscratch;
+            nscratch += (size_t)kl;
+        }
+    }
+    return (Py_ssize_t)nc;
+nomem:
+    PyErr_NoMemory();
+    return -1;
+}
+
+/* the keep loop of fingering._search_py: of the nc candidates (sorted), the cheapest per
+ * state (times before ``limit`` folded), at most ``beam`` (none: beam <= 0), none past the
+ * cheapest + ``window``, into the next layer; onset i's history; -1: out of memory */
+static int keep(Work *w, Py_ssize_t i, size_t nc, long long beam, double window) {
+    const int n = w->cx.n, kl = w->kl;
+    const double top = w->cands[0].cost + window;
+    const i64 limit = w->limits[i];
+    const size_t want = beam > 0 && (size_t)beam < nc ? (size_t)beam : nc;
+    size_t hcap = 16, kept = 0;
+    while (hcap < 2 * want + 2) hcap *= 2;
+    GROW(w->hset, w->hset_cap, hcap);
+    memset(w->hset, 0, hcap * sizeof *w->hset);
+    GROW(w->nkeys, w->nkeys_cap, want * kl);
+    GROW(w->nbase, w->nbase_cap, want);
+    GROW(w->backs, w->backs_cap, w->hist_n + want);
+    GROW(w->ks, w->ks_cap, w->hist_n + want);
+    for (size_t q = 0; q < nc; q++) {
+        const Cand *cd = &w->cands[q];
+        if (cd->cost > top) break;
+        int32_t *st = w->nkeys + kept * kl;
+        memcpy(st, cd->ref >= 0 ? w->scratch + cd->ref : w->keys + (size_t)cd->j * kl,
+               (size_t)kl * sizeof *st);
+        if (cd->s >= 0) { /* string s of the state j now x, the mask s alone */
+            int32_t xi = it_get(&w->it, cd->x);
+            if (xi < 0) goto nomem;
+            st[cd->s] = xi;
+            st[n] = (int32_t)1 << cd->s;
+        }
+        for (int y = 0; y < n; y++) {
+            if (w->it.last[st[y]] < limit) {
+                int32_t f = it_folded(&w->it, st[y]);
+                if (f < 0) goto nomem;
+                st[y] = f;
+            }
+        }
+        size_t h = hash_key(st, kl) & (hcap - 1);
+        int dup = 0;
+        while (w->hset[h]) {
+            if (!memcmp(w->nkeys + (size_t)(w->hset[h] - 1) * kl, st, (size_t)kl * sizeof *st)) {
+                dup = 1;
+                break;
+            }
+            h = (h + 1) & (hcap - 1);
+        }
+        if (dup) continue;
+        w->hset[h] = (int32_t)kept + 1;
+        w->nbase[kept] = cd->cost;
+        w->backs[w->hist_n + kept] = cd->j;
+        w->ks[w->hist_n + kept] = cd->k;
+        kept++;
+        if (beam > 0 && kept == (size_t)beam) break;
+    }
+    w->hoff[i] = w->hist_n;
+    w->hist_n += kept;
+    /* the next layer becomes the layer */
+    int32_t *tk = w->keys; w->keys = w->nkeys; w->nkeys = tk;
+    size_t tc = w->keys_cap; w->keys_cap = w->nkeys_cap; w->nkeys_cap = tc;
+    double *tb = w->base; w->base = w->nbase; w->nbase = tb;
+    tc = w->base_cap; w->base_cap = w->nbase_cap; w->nbase_cap = tc;
+    w->L = kept;
+    return 0;
+nomem:
+    PyErr_NoMemory();
+    return -1;
+}
+
 /* ---------------------------------------------------------------- the search */
 
 static PyObject *search(PyObject *self, PyObject *args) {
@@ -316,358 +646,77 @@ static PyObject *search(PyObject *self, PyObject *args) {
                           &fret_ms, &transpose_ms, &cut_w, &cut_note, &change, &infeasible, &beam,
                           &window))
         return NULL;
-
-    Ctx cx;
-    memset(&cx, 0, sizeof cx);
-    Interner it;
-    memset(&it, 0, sizeof it);
-    SlotC *slots = NULL;
-    int32_t *fings = NULL;
-    OnsetC *ons = NULL;
-    i64 *limits = NULL;
-    Cand *cands = NULL;
-    Order *order = NULL;
-    int32_t *keys = NULL, *nkeys = NULL, *scratch = NULL, *hset = NULL, *backs = NULL, *ks = NULL;
-    double *base = NULL, *nbase = NULL;
-    size_t *hoff = NULL;
-    size_t cands_cap = 0, order_cap = 0, keys_cap = 0, nkeys_cap = 0, scratch_cap = 0, hset_cap = 0;
-    size_t hist_cap = 0, ks_cap = 0, base_cap = 0, nbase_cap = 0;
-    PyObject *onsets = NULL, *result = NULL;
-    i64 tmp;
-
-    /* the layout */
-    if (get_i64(layout, "strings", &tmp) < 0) goto fail;
-    cx.n = (int)tmp;
-    if (get_i64(layout, "frets", &tmp) < 0) goto fail;
-    cx.nf = (int)tmp + 1;
-    if (cx.n < 1 || cx.n > MAX_STRINGS || cx.nf < 1 || cx.nf > 1000) {
-        PyErr_Format(PyExc_ValueError, "layout of %d strings and %d frets: at most %d strings",
-                     cx.n, cx.nf - 1, MAX_STRINGS);
-        goto fail;
-    }
-    {
-        PyObject *v = PyObject_GetAttrString(layout, "slider");
-        if (!v) goto fail;
-        cx.slider = PyObject_IsTrue(v);
-        Py_DECREF(v);
-        if (cx.slider < 0) goto fail;
-    }
-    if (get_i64(layout, "min_repeat_us", &cx.min_repeat) < 0 || get_i64(layout, "min_sound_us", &cx.min_sound) < 0
-        || get_i64(layout, "damp_us", &cx.damp) < 0 || get_i64(layout, "release_us", &cx.release) < 0
-        || get_i64(layout, "settle_us", &cx.settle) < 0)
-        goto fail;
-    cx.changeover = cx.damp + cx.release;
-    cx.fret_ms = fret_ms; cx.transpose_ms = transpose_ms; cx.cut_w = cut_w; cx.cut_note = cut_note;
-    cx.change = change; cx.infeasible = infeasible;
-    {
-        size_t cells = (size_t)cx.n * cx.nf * cx.nf;
-        cx.move = malloc(cells * sizeof *cx.move);
-        cx.travel = malloc(cells * sizeof *cx.travel);
-        cx.pitch_at = malloc((size_t)cx.n * cx.nf * sizeof *cx.pitch_at);
-        if (!cx.move || !cx.travel || !cx.pitch_at) goto nomem;
-        PyObject *mv = PyObject_GetAttrString(layout, "move_us");
-        if (!mv) goto fail;
-        int rc = read_table(mv, cx.n, cx.nf, 3, cx.move, NULL);
-        Py_DECREF(mv);
-        if (rc < 0 || read_table(travel_obj, cx.n, cx.nf, 3, NULL, cx.travel) < 0) goto fail;
-        PyObject *pa = PyObject_GetAttrString(layout, "pitch_at");
-        if (!pa) goto fail;
-        rc = read_table(pa, cx.n, cx.nf, 2, cx.pitch_at, NULL);
-        Py_DECREF(pa);
-        if (rc < 0) goto fail;
-    }
-
-    /* the onsets, flat */
+    Work w;
+    memset(&w, 0, sizeof w);
+    PyObject *onsets = NULL, *lim = NULL, *result = NULL;
+    if (read_layout(&w, layout, travel_obj) < 0) goto done;
+    w.cx.fret_ms = fret_ms; w.cx.transpose_ms = transpose_ms; w.cx.cut_w = cut_w;
+    w.cx.cut_note = cut_note; w.cx.change = change; w.cx.infeasible = infeasible;
     onsets = PySequence_Fast(onsets_obj, "onsets must be a sequence");
-    if (!onsets) goto fail;
-    Py_ssize_t no = PySequence_Fast_GET_SIZE(onsets);
-    if (no == 0) {
+    lim = PySequence_Fast(limits_obj, "limits must be a sequence");
+    if (!onsets || !lim) goto done;
+    w.no = PySequence_Fast_GET_SIZE(onsets);
+    if (w.no == 0) {
         result = Py_BuildValue("([]d)", 0.0);
         goto done;
     }
-    ons = malloc((size_t)no * sizeof *ons);
-    limits = malloc((size_t)no * sizeof *limits);
-    hoff = malloc((size_t)no * sizeof *hoff);
-    if (!ons || !limits || !hoff) goto nomem;
-    {
-        PyObject *lim = PySequence_Fast(limits_obj, "limits must be a sequence");
-        if (!lim) goto fail;
-        if (PySequence_Fast_GET_SIZE(lim) != no) {
-            PyErr_SetString(PyExc_ValueError, "one fold limit per onset");
-            Py_DECREF(lim);
-            goto fail;
-        }
-        for (Py_ssize_t i = 0; i < no; i++) {
-            long long x = PyLong_AsLongLong(PySequence_Fast_GET_ITEM(lim, i));
-            if (x == -1 && PyErr_Occurred()) { Py_DECREF(lim); goto fail; }
-            limits[i] = x;
-        }
-        Py_DECREF(lim);
+    if (PySequence_Fast_GET_SIZE(lim) != w.no) {
+        PyErr_SetString(PyExc_ValueError, "one fold limit per onset");
+        goto done;
     }
-    size_t nslot_all = 0, nfing_all = 0, slots_cap = 0, fings_cap = 0;
-    for (Py_ssize_t i = 0; i < no; i++) {
-        PyObject *o = PySequence_Fast_GET_ITEM(onsets, i);
-        PyObject *sl = PyObject_GetAttrString(o, "slots");
-        if (!sl) goto fail;
-        PyObject *sls = PySequence_Fast(sl, "slots must be a sequence");
-        Py_DECREF(sl);
-        if (!sls) goto fail;
-        Py_ssize_t ns = PySequence_Fast_GET_SIZE(sls);
-        if (ns < 1 || ns > MAX_STRINGS) {
-            Py_DECREF(sls);
-            PyErr_Format(PyExc_ValueError, "onset %zd has %zd notes", i, ns);
-            goto fail;
-        }
-        ons[i].nslots = (int)ns;
-        ons[i].slot0 = nslot_all;
-        GROW(slots, nslot_all, slots_cap, nslot_all + (size_t)ns);
-        for (Py_ssize_t q = 0; q < ns; q++) {
-            PyObject *so = PySequence_Fast_GET_ITEM(sls, q);
-            SlotC *d = &slots[nslot_all + q];
-            if (get_i64(so, "pick_us", &d->pick) < 0 || get_i64(so, "sound_us", &d->sound) < 0
-                || get_i64(so, "end_us", &d->end) < 0 || get_i64(so, "pitch", &d->pitch) < 0) {
-                Py_DECREF(sls);
-                goto fail;
-            }
-        }
-        Py_DECREF(sls);
-        nslot_all += (size_t)ns;
-        PyObject *fg = PyObject_GetAttrString(o, "fingerings");
-        if (!fg) goto fail;
-        PyObject *fgs = PySequence_Fast(fg, "fingerings must be a sequence");
-        Py_DECREF(fg);
-        if (!fgs) goto fail;
-        Py_ssize_t nk = PySequence_Fast_GET_SIZE(fgs);
-        ons[i].nfing = (int)nk;
-        ons[i].fing0 = nfing_all;
-        GROW(fings, nfing_all, fings_cap, nfing_all + 2 * (size_t)nk * (size_t)ns);
-        for (Py_ssize_t k = 0; k < nk; k++) {
-            PyObject *one = PySequence_Fast(PySequence_Fast_GET_ITEM(fgs, k), "a fingering must be a sequence");
-            if (!one) { Py_DECREF(fgs); goto fail; }
-            if (PySequence_Fast_GET_SIZE(one) != ns) {
-                PyErr_Format(PyExc_ValueError, "onset %zd: fingering %zd places %zd notes of %zd", i, k,
-                             PySequence_Fast_GET_SIZE(one), ns);
-                Py_DECREF(one); Py_DECREF(fgs);
-                goto fail;
-            }
-            for (Py_ssize_t q = 0; q < ns; q++) {
-                PyObject *pair = PySequence_Fast_GET_ITEM(one, q);
-                long long s = -1, f = -1;
-                if (PyTuple_Check(pair) && PyTuple_GET_SIZE(pair) == 2) {
-                    s = PyLong_AsLongLong(PyTuple_GET_ITEM(pair, 0));
-                    f = PyLong_AsLongLong(PyTuple_GET_ITEM(pair, 1));
-                }
-                if (PyErr_Occurred() || s < 0 || s >= cx.n || f < 0 || f >= cx.nf) {
-                    PyErr_Clear();
-                    PyErr_Format(PyExc_ValueError,
-                                 "onset %zd: fingering %zd: (string, fret) out of range 0..%d, 0..%d",
-                                 i, k, cx.n - 1, cx.nf - 1);
-                    Py_DECREF(one); Py_DECREF(fgs);
-                    goto fail;
-                }
-                fings[nfing_all + 2 * ((size_t)k * ns + q)] = (int32_t)s;
-                fings[nfing_all + 2 * ((size_t)k * ns + q) + 1] = (int32_t)f;
-            }
-            Py_DECREF(one);
-        }
-        Py_DECREF(fgs);
-        nfing_all += 2 * (size_t)nk * (size_t)ns;
-        if (nk == 0) {
-            PyErr_Format(PyExc_IndexError, "onset %zd has no fingering", i);
-            goto fail;
-        }
+    w.ons = malloc((size_t)w.no * sizeof *w.ons);
+    w.limits = malloc((size_t)w.no * sizeof *w.limits);
+    w.hoff = malloc((size_t)w.no * sizeof *w.hoff);
+    if (!w.ons || !w.limits || !w.hoff) goto nomem;
+    for (Py_ssize_t i = 0; i < w.no; i++) {
+        long long x = PyLong_AsLongLong(PySequence_Fast_GET_ITEM(lim, i));
+        if (x == -1 && PyErr_Occurred()) goto done;
+        w.limits[i] = x;
+        if (read_onset(&w, i, PySequence_Fast_GET_ITEM(onsets, i)) < 0) goto done;
     }
-
-    /* the search */
-    const int n = cx.n, kl = cx.n + 1; /* a key: n string ids, then the mask */
-    it.tcap = 4096;
-    it.table = calloc(it.tcap, sizeof *it.table);
-    if (!it.table) goto nomem;
-    int32_t fresh;
-    {
-        i64 v[6] = {0, -1, NEG, NEG, NEG, 0};
-        fresh = it_get(&it, v);
-        if (fresh < 0) goto nomem;
+    /* the first layer: every string fresh (fingering.FRESH), no previous onset */
+    const int n = w.cx.n;
+    w.kl = n + 1;
+    w.it.tcap = 4096;
+    w.it.table = calloc(w.it.tcap, sizeof *w.it.table);
+    if (!w.it.table) goto nomem;
+    const i64 fresh_ss[6] = {0, -1, NEG, NEG, NEG, 0};
+    const int32_t fresh = it_get(&w.it, fresh_ss);
+    if (fresh < 0) goto nomem;
+    GROW(w.keys, w.keys_cap, (size_t)w.kl);
+    GROW(w.base, w.base_cap, 1);
+    for (int s = 0; s < n; s++) w.keys[s] = fresh;
+    w.keys[n] = 0;
+    w.base[0] = 0.0;
+    w.L = 1;
+    for (Py_ssize_t i = 0; i < w.no; i++) {
+        const OnsetC *on = &w.ons[i];
+        Py_ssize_t nc = on->nslots == 1 ? expand_single(&w, on, window) : expand_multi(&w, on);
+        if (nc < 0) goto done;
+        /* (cost, j, k) is unique per candidate, so the order is Python's sort's */
+        qsort(w.cands, (size_t)nc, sizeof *w.cands, cand_cmp);
+        if (keep(&w, i, (size_t)nc, beam, window) < 0) goto done;
     }
-    size_t L = 1, hist_n = 0;
-    GROW(keys, 0, keys_cap, (size_t)kl);
-    GROW(base, 0, base_cap, 1);
-    for (int s = 0; s < n; s++) keys[s] = fresh;
-    keys[n] = 0;
-    base[0] = 0.0;
-    for (Py_ssize_t i = 0; i < no; i++) {
-        const OnsetC *on = &ons[i];
-        const SlotC *sl = &slots[on->slot0];
-        const int32_t *fg = &fings[on->fing0];
-        size_t nc = 0, nscratch = 0;
-        if (on->nslots == 1) {
-            /* fingering._expand_single */
-            const i64 p = sl->pick, sound = sl->sound, end = sl->end;
-            GROW(order, 0, order_cap, (size_t)on->nfing);
-            for (int k = 0; k < on->nfing; k++) {
-                int s = fg[2 * k], f = fg[2 * k + 1];
-                order[k].lb = pull(&cx, s, f, sl->pitch);
-                order[k].k = k; order[k].s = s; order[k].f = f;
-            }
-            qsort(order, (size_t)on->nfing, sizeof *order, order_cmp);
-            double cap = INFINITY, base0 = base[0];
-            for (int q = 0; q < on->nfing; q++) {
-                const double lb = order[q].lb;
-                const int k = order[q].k, s = order[q].s, f = order[q].f;
-                if (base0 + lb > cap) break;
-                double best = INFINITY;
-                GROW(cands, nc, cands_cap, nc + L);
-                for (size_t j = 0; j < L; j++) {
-                    const int32_t *key = keys + j * kl;
-                    Cand *cd = &cands[nc];
-                    double c, total;
-                    if (core(&cx, it.ss + 6 * (size_t)key[s], s, f, p, sound, end, lb, cd->x, &c)) {
-                        int32_t m = key[n];
-                        total = base[j] + (c + (m && !(m >> s & 1) ? change : 0.0));
-                        if (total <= cap) {
-                            cd->cost = total; cd->j = (int32_t)j; cd->k = k; cd->s = s; cd->ref = -1;
-                            nc++;
-                        }
-                    } else {
-                        total = base[j] + infeasible;
-                        if (total <= cap) {
-                            cd->cost = total; cd->j = (int32_t)j; cd->k = k; cd->s = -1; cd->ref = -1;
-                            nc++;
-                        }
-                    }
-                    if (total < best) best = total;
-                }
-                if (best + window < cap) cap = best + window;
-            }
-        } else {
-            /* fingering._expand_multi */
-            const int ns = on->nslots;
-            GROW(cands, 0, cands_cap, L * (size_t)on->nfing);
-            GROW(scratch, 0, scratch_cap, L * (size_t)on->nfing * kl);
-            for (size_t j = 0; j < L; j++) {
-                const int32_t *state = keys + j * kl;
-                const int32_t prev = state[n];
-                const double c0 = base[j];
-                for (int k = 0; k < on->nfing; k++) {
-                    int32_t *lst = scratch + nscratch;
-                    memcpy(lst, state, (size_t)kl * sizeof *lst);
-                    double cost = 0.0;
-                    int32_t mask = 0;
-                    const int32_t *one = fg + 2 * (size_t)k * ns;
-                    for (int q = 0; q < ns; q++) {
-                        const int s = one[2 * q], f = one[2 * q + 1];
-                        const SlotC *so = &sl[q];
-                        i64 x[6];
-                        double c;
-                        if (core(&cx, it.ss + 6 * (size_t)lst[s], s, f, so->pick, so->sound, so->end,
-                                 pull(&cx, s, f, so->pitch), x, &c)) {
-                            int32_t id = it_get(&it, x);
-                            if (id < 0) goto nomem;
-                            lst[s] = id;
-                            mask |= (int32_t)1 << s;
-                            if (prev && !(prev >> s & 1)) c += change;
-                        } else {
-                            c = infeasible;
-                        }
-                        cost += c;
-                    }
-                    lst[n] = mask ? mask : prev;
-                    Cand *cd = &cands[nc++];
-                    cd->cost = c0 + cost; cd->j = (int32_t)j; cd->k = k; cd->s = -1;
-                    cd->ref = (int32_t)nscratch;
-                    nscratch += (size_t)kl;
-                }
-            }
-        }
-        if (nc == 0) {
-            PyErr_Format(PyExc_IndexError, "onset %zd: no candidate", i);
-            goto fail;
-        }
-        qsort(cands, nc, sizeof *cands, cand_cmp);
-        /* the keep loop */
-        const double top = cands[0].cost + window;
-        const i64 limit = limits[i];
-        size_t want = beam > 0 && (size_t)beam < nc ? (size_t)beam : nc, hcap = 16;
-        while (hcap < 2 * want + 2) hcap *= 2;
-        GROW(hset, 0, hset_cap, hcap);
-        memset(hset, 0, hcap * sizeof *hset);
-        GROW(nkeys, 0, nkeys_cap, want * kl);
-        GROW(nbase, 0, nbase_cap, want);
-        GROW(backs, hist_n, hist_cap, hist_n + want);
-        GROW(ks, hist_n, ks_cap, hist_n + want);
-        size_t kept = 0;
-        for (size_t q = 0; q < nc; q++) {
-            const Cand *cd = &cands[q];
-            if (cd->cost > top) break;
-            int32_t *st = nkeys + kept * kl;
-            const int32_t *from = cd->ref >= 0 ? scratch + cd->ref : keys + (size_t)cd->j * kl;
-            memcpy(st, from, (size_t)kl * sizeof *st);
-            if (cd->s >= 0) {
-                int32_t xi = it_get(&it, cd->x);
-                if (xi < 0) goto nomem;
-                st[cd->s] = xi;
-                st[n] = (int32_t)1 << cd->s;
-            }
-            for (int y = 0; y < n; y++) {
-                if (it.last[st[y]] < limit) {
-                    int32_t f = it_folded(&it, st[y]);
-                    if (f < 0) goto nomem;
-                    st[y] = f;
-                }
-            }
-            size_t h = hash_key(st, kl) & (hcap - 1);
-            int dup = 0;
-            while (hset[h]) {
-                if (!memcmp(nkeys + (size_t)(hset[h] - 1) * kl, st, (size_t)kl * sizeof *st)) {
-                    dup = 1;
-                    break;
-                }
-                h = (h + 1) & (hcap - 1);
-            }
-            if (dup) continue;
-            hset[h] = (int32_t)kept + 1;
-            nbase[kept] = cd->cost;
-            backs[hist_n + kept] = cd->j;
-            ks[hist_n + kept] = cd->k;
-            kept++;
-            if (beam > 0 && kept == (size_t)beam) break;
-        }
-        hoff[i] = hist_n;
-        hist_n += kept;
-        /* the new layer */
-        int32_t *tk = keys; keys = nkeys; nkeys = tk;
-        size_t tc = keys_cap; keys_cap = nkeys_cap; nkeys_cap = tc;
-        double *tb = base; base = nbase; nbase = tb;
-        tc = base_cap; base_cap = nbase_cap; nbase_cap = tc;
-        L = kept;
+    /* the cheapest state of the last layer (the first of equals), back to the start */
+    size_t j = 0;
+    for (size_t q = 1; q < w.L; q++) if (w.base[q] < w.base[j]) j = q;
+    const double total = w.base[j];
+    PyObject *choice = PyList_New(w.no);
+    if (!choice) goto done;
+    for (Py_ssize_t i = w.no - 1; i >= 0; i--) {
+        PyObject *v = PyLong_FromLong(w.ks[w.hoff[i] + j]);
+        if (!v) { Py_DECREF(choice); goto done; }
+        PyList_SET_ITEM(choice, i, v);
+        j = (size_t)w.backs[w.hoff[i] + j];
     }
-    {
-        size_t j = 0;
-        for (size_t q = 1; q < L; q++) if (base[q] < base[j]) j = q;
-        double total = base[j];
-        PyObject *choice = PyList_New(no);
-        if (!choice) goto fail;
-        for (Py_ssize_t i = no - 1; i >= 0; i--) {
-            PyObject *v = PyLong_FromLong(ks[hoff[i] + j]);
-            if (!v) { Py_DECREF(choice); goto fail; }
-            PyList_SET_ITEM(choice, i, v);
-            j = (size_t)backs[hoff[i] + j];
-        }
-        result = Py_BuildValue("(Nd)", choice, total);
-    }
+    result = Py_BuildValue("(Nd)", choice, total);
     goto done;
-
 nomem:
     PyErr_NoMemory();
-fail:
-    result = NULL;
 done:
     Py_XDECREF(onsets);
-    free(cx.move); free(cx.travel); free(cx.pitch_at);
-    it_free(&it);
-    free(slots); free(fings); free(ons); free(limits); free(cands); free(order);
-    free(keys); free(nkeys); free(scratch); free(hset); free(backs); free(ks);
-    free(base); free(nbase); free(hoff);
+    Py_XDECREF(lim);
+    ws_free(&w);
     return result;
 }
 
