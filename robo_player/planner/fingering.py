@@ -374,7 +374,10 @@ def _search_c(layout: Layout, onsets: Sequence[Onset], costs: Costs | None = Non
 
 def _search_py(layout: Layout, onsets: Sequence[Onset], costs: Costs | None = None,
                beam: int = 8, window: float = math.inf) -> tuple[list[int], float]:  # fmt: skip
-    """:func:`search` in Python."""
+    """:func:`search` in Python. Its C twin (``_fingering_c.c``) repeats this function,
+    :func:`make_core`, :func:`_expand_single` and :func:`_expand_multi` step for step: a
+    change to what they compute, or to the order of their sums, goes into both
+    (``tests/test_fingering_c.py`` holds them equal)."""
     costs = costs or Costs()
     if not onsets:
         return [], 0.0
