@@ -3,7 +3,7 @@ matrix's unaltered notes and planning speed, on pieces the project does not ship
 
     .venv/bin/python bench/bench_guitar.py [--tunes 40] [--chorales 20] [--beam 8]
                                            [--notes 20000] [--repeat 3] [--floor]
-    .venv/bin/python bench/bench_guitar.py --speed-only [--baseline REV [--rounds 2]]
+    .venv/bin/python bench/bench_guitar.py --speed-only [--baseline REV [--rounds 2]] [--python]
 
 Pieces (music21's corpus, parsed once and cached under ~/.cache/robo_player/corpus by
 bench/guitar_corpus.py; needs ``pip install -e '.[corpus]'`` the first time): ``--tunes``
@@ -55,6 +55,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from guitar_corpus import Piece, chorales, tunes  # noqa: E402
 
+from robo_player.planner import fingering  # noqa: E402
 from robo_player.planner.fingering import Costs, Layout, Onset, search, transition  # noqa: E402
 from robo_player.planner.guitar import GuitarPlanReport, plan_guitar, prepare  # noqa: E402
 from robo_player.planner.guitar_bounds import must_alter  # noqa: E402
@@ -237,6 +238,13 @@ def speed(spec_name: str, pieces: list[Piece], notes: int, repeat: int, beam: in
     return len(score.notes) / best
 
 
+def _search_impl() -> str:
+    """Which search ``plan_guitar`` runs here: C (planner._fingering_c built) or Python."""
+    if fingering._fingering_c is None:
+        return "Python"
+    return "C (planner._fingering_c)"
+
+
 def _table(rows: list[dict[str, object]], keys: list[str]) -> None:
     widths = [max(len(k), *(len(str(r[k])) for r in rows)) for k in keys]
     print(" | ".join(k.ljust(w) for k, w in zip(keys, widths, strict=True)))
@@ -271,12 +279,17 @@ def side_by_side(args: argparse.Namespace) -> list[dict[str, object]]:
     root = here.parent.parent
     flags = ["--speed-only", "--json", "--tunes", str(args.tunes), "--chorales", str(args.chorales),
              "--beam", str(args.beam), "--notes", str(args.notes), "--repeat", str(args.repeat)]  # fmt: skip
+    mine = [*flags, "--python"] if args.python else flags
     rates: dict[str, list[list[dict[str, object]]]] = {"base": [], "this": []}
     with tempfile.TemporaryDirectory() as d:
         subprocess.run(f"git -C {root} archive {args.baseline} | tar -x -C {d}", shell=True, check=True)
+        if (Path(d) / "robo_player" / "planner" / "_fingering_c.c").exists():  # its C search, built there
+            subprocess.run([sys.executable, "setup.py", "-q", "build_ext", "--inplace"], cwd=d, check=True,
+                           capture_output=True)  # fmt: skip
         for _ in range(args.rounds):
             for key, tree in (("base", d), ("this", str(root))):
-                res = subprocess.run([sys.executable, str(here), *flags], cwd=tree, capture_output=True,
+                res = subprocess.run([sys.executable, str(here), *(mine if key == "this" else flags)],
+                                     cwd=tree, capture_output=True,
                                      text=True, env={**os.environ, "PYTHONPATH": tree})  # fmt: skip
                 if res.returncode != 0:
                     raise SystemExit(f"bench_guitar.py on {tree} failed ({res.returncode}): {res.stderr.strip()}")
@@ -301,12 +314,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--speed-only", action="store_true", help="only the speed rows (no travel ratios)")
     ap.add_argument("--baseline", help="git revision whose speed rows to alternate with this tree's")
     ap.add_argument("--rounds", type=int, default=2, help="alternations with --baseline")
+    ap.add_argument("--python", action="store_true",
+                    help="the search in Python even where its C twin is built (this tree only)")
     ap.add_argument("--json", action="store_true", help=argparse.SUPPRESS)  # speed rows as JSON
     args = ap.parse_args(argv)
+    if args.python:
+        fingering._fingering_c = None  # search() then runs _search_py
     if args.baseline:
         rows = side_by_side(args)
-        print(f"plan_guitar notes/s (best CPU time of {args.repeat}), {args.baseline} then this tree, "
-              f"alternated, per round:\n")  # fmt: skip
+        print(f"plan_guitar notes/s (best CPU time of {args.repeat}), {args.baseline} then this tree "
+              f"(its search in {_search_impl()}), alternated, per round:\n")  # fmt: skip
         _table(rows, list(rows[0]))
         return 0
     try:
@@ -321,6 +338,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.json:
             print(json.dumps(sp))
         else:
+            print(f"plan_guitar notes/s (best CPU time of {args.repeat}), search in {_search_impl()}\n")
             _table(sp, list(sp[0]))
         return 0
     rows = []
@@ -350,7 +368,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bass-4, {len(bass)} chorale basses 8vb, beams 8 / 64: timing ignored "
               + " / ".join(f"{travel_floor(bass, b, 'bass-4'):.3f}" for b in (8, 64)) + "; timing kept "
               + " / ".join(f"{timed_floor(bass, b, 'bass-4'):.3f}" for b in (8, 64)))
-    print()
+    print(f"\nplan_guitar notes/s (best CPU time of {args.repeat}), search in {_search_impl()}\n")
     sp = speed_rows(args, all_folk, bass)
     _table(sp, list(sp[0]))
     return 0

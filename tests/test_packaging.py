@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -59,3 +60,15 @@ def test_installed_inspect_and_play_from_another_directory(installed: Path, tmp_
                            cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(installed)},
                            capture_output=True, text=True)
     assert probe.stdout.strip().startswith(str(installed))
+
+
+@pytest.mark.skipif(not (shutil.which("cc") or shutil.which("gcc")), reason="no C compiler to build it")
+def test_the_wheel_carries_the_c_fingering_search(installed: Path, tmp_path: Path) -> None:
+    """With a compiler at build time the wheel holds the guitar search in C, built from
+    the source it ships (their SHA-256 agree, so ``fingering`` loads it)."""
+    probe = "from robo_player.planner import fingering as f; print(f._fingering_c and f._fingering_c.__file__)"
+    env = {k: v for k, v in os.environ.items() if k != "ROBO_PLAYER_PURE_PYTHON"}
+    done = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, capture_output=True, text=True,
+                          env={**env, "PYTHONPATH": str(installed)})  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().startswith(str(installed / "robo_player" / "planner" / "_fingering_c")), done.stdout

@@ -28,13 +28,39 @@ note sounds (``pick_us`` + the picker's latency); ``end_us`` the written end.
 
 from __future__ import annotations
 
+import hashlib
+import importlib
 import itertools
 import math
+import os
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from ..spec.guitar import GuitarSpec, Mechanism, press_position_mm, travel_us
+
+
+def _load_c() -> Any:
+    """The search in C, where ``pip install`` built it (setup.py), else None: no compiler
+    at install time, ``ROBO_PLAYER_PURE_PYTHON`` set, or a build older than its source
+    beside it (an editable install not rebuilt: a warning says so)."""
+    if os.environ.get("ROBO_PLAYER_PURE_PYTHON"):
+        return None
+    try:
+        mod = importlib.import_module("._fingering_c", __package__)
+    except ImportError:
+        return None
+    src = Path(__file__).with_name("_fingering_c.c")
+    if src.is_file() and hashlib.sha256(src.read_bytes()).hexdigest() != mod.SOURCE_SHA256:
+        warnings.warn(f"{mod.__file__} was built from another {src.name}: the fingering search runs in "
+                      f"Python until it is rebuilt (pip install -e .)", stacklevel=2)  # fmt: skip
+        return None
+    return mod
+
+
+_fingering_c: Any = _load_c()
 
 __all__ = [
     "INFEASIBLE",
@@ -323,7 +349,35 @@ Cand = tuple[float, int, int, int, Any]
 def search(layout: Layout, onsets: Sequence[Onset], costs: Costs | None = None,
            beam: int = 8, window: float = math.inf) -> tuple[list[int], float]:  # fmt: skip
     """The cheapest fingering index per onset, and its cost (Viterbi with a beam: at most
-    ``beam`` states per onset, none costlier than the cheapest + ``window``)."""
+    ``beam`` states per onset, none costlier than the cheapest + ``window``).
+
+    Runs in C (:mod:`._fingering_c`, built by ``pip install``) where it was built, else
+    in Python (:func:`_search_py`): the same choice and total either way."""
+    if _fingering_c is not None and layout.strings <= _fingering_c.MAX_STRINGS:
+        return _search_c(layout, onsets, costs, beam, window)
+    return _search_py(layout, onsets, costs, beam, window)
+
+
+def _search_c(layout: Layout, onsets: Sequence[Onset], costs: Costs | None = None,
+              beam: int = 8, window: float = math.inf) -> tuple[list[int], float]:  # fmt: skip
+    """:func:`_search_py` in C (the extension must be built)."""
+    assert _fingering_c is not None, "robo_player.planner._fingering_c is not built"
+    costs = costs or Costs()
+    if not onsets:
+        return [], 0.0
+    choice, total = _fingering_c.search(
+        layout, onsets, layout.travel_cost(costs), fold_limits(layout, onsets), costs.fret_ms,
+        costs.transpose_ms, costs.cut_ms_weight, costs.cut_note_ms, costs.change_ms, INFEASIBLE,
+        beam, window)  # fmt: skip
+    return choice, total
+
+
+def _search_py(layout: Layout, onsets: Sequence[Onset], costs: Costs | None = None,
+               beam: int = 8, window: float = math.inf) -> tuple[list[int], float]:  # fmt: skip
+    """:func:`search` in Python. Its C twin (``_fingering_c.c``) repeats this function,
+    :func:`make_core`, :func:`_expand_single` and :func:`_expand_multi` step for step: a
+    change to what they compute, or to the order of their sums, goes into both
+    (``tests/test_fingering_c.py`` holds them equal)."""
     costs = costs or Costs()
     if not onsets:
         return [], 0.0
