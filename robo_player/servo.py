@@ -1,0 +1,137 @@
+"""Hobby-servo carriages: the firmware's pulse train, one rule for the C firmware's
+Python model (:mod:`robo_player.sim.vmcu`), ``sim://`` and the planner (docs/guitar.md,
+"Hobby-servo carriages"; the C: ``firmware/boards/avr/out_servo_gen.h``).
+
+A servo's position ``p`` (0..travel counts) is a pulse of :func:`width_us`: ``pulse_min``
+at 0, ``pulse_max`` at the travel, in between on the straight line (integer, rounded
+half up, as the C computes it). The board sends the servos their pulses one after
+another in a frame of :data:`FRAME_US` (50 Hz): each servo has a slot of
+:data:`SLOT_US`, numbered in the order of their first moves; slot ``k``'s pulse rises
+at ``frame + k * SLOT_US`` and lasts its width. The frames start at the first move the
+board takes (its clock) and follow one another.
+
+- A move at clock ``c`` sets the width of its servo's pulses that rise at or after
+  ``c`` (until the next move); a servo's first pulse is the first of its slot that rises
+  at or after its first move (before that it gets none: an unpowered servo stays).
+- All-off (watchdog, shutdown) stops the train at its clock: every pin low at once (a
+  pulse that was up ends there, short), no pulse rises after it; the next move starts
+  the frames again from its own clock, every servo at the width it had.
+
+So a move's new width reaches the servo within one frame of its clock
+(:func:`frame_wait_us`: the planner counts the whole frame), and the carriage then
+travels at the servo's speed (no acceleration phase) and settles: :func:`move_us`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+__all__ = [
+    "FRAME_US",
+    "MAX_SERVOS",
+    "PULSE_MAX_US",
+    "PULSE_MIN_US",
+    "SLOT_US",
+    "ServoTrain",
+    "frame_wait_us",
+    "move_us",
+    "position_mm",
+    "width_us",
+]
+
+FRAME_US = 20_000  # 50 Hz
+SLOT_US = 2_500  # a servo's share of the frame: 8 servos
+MAX_SERVOS = FRAME_US // SLOT_US
+# the spec's allowed pulse widths: a pulse and a gap of >= 100 µs fit in a slot
+PULSE_MIN_US = 500
+PULSE_MAX_US = SLOT_US - 100
+
+
+def width_us(position: int, travel: int, pulse_min_us: int, pulse_max_us: int) -> int:
+    """The pulse width (µs) of ``position`` (0..``travel`` counts): the C's integer rule."""
+    span = pulse_max_us - pulse_min_us
+    return pulse_min_us + (position * span + travel // 2) // max(travel, 1)
+
+
+def position_mm(width: float, pulse_min_us: float, pulse_max_us: float, travel_mm: float) -> float:
+    """Where a servo drives its carriage for a pulse of ``width`` µs (clamped to its
+    range, as a servo ignores what lies outside it)."""
+    w = min(max(width, pulse_min_us), pulse_max_us)
+    return (w - pulse_min_us) / (pulse_max_us - pulse_min_us) * travel_mm
+
+
+def frame_wait_us() -> int:
+    """The longest a move's new width waits for its servo's next pulse: one frame."""
+    return FRAME_US
+
+
+def move_us(distance_mm: float, speed_mm_s: float) -> float:
+    """A servo carriage's move (µs) before it settles: the wait for the next frame (the
+    whole frame: the planner does not know its phase) plus the distance at the servo's
+    speed (no acceleration phase: a servo runs at its speed at once); 0 for no move."""
+    if distance_mm == 0.0:
+        return 0.0
+    return frame_wait_us() + abs(distance_mm) / speed_mm_s * 1e6
+
+
+@dataclass(slots=True)
+class _Servo:
+    actuator: int
+    slot: int
+    first: int  # the clock of its first move: no pulse before it
+    moves: list[tuple[int, int]] = field(default_factory=list)  # (clock, width), in order
+
+
+@dataclass
+class ServoTrain:
+    """The board's servo pulses by the rule above, on the MCU's clock (``ticks_per_us``
+    ticks a µs). ``move`` at each move the board takes, ``stop`` at each all-off;
+    ``pulses`` gives every pulse ``(rise, actuator, width_us)`` that rose before a
+    clock, in time order."""
+
+    ticks_per_us: int = 1
+    max_servos: int = MAX_SERVOS
+    servos: dict[int, _Servo] = field(default_factory=dict)  # by output (pin)
+    # runs of the frames: (first frame's clock, the all-off that ended it or None)
+    runs: list[tuple[int, int | None]] = field(default_factory=list)
+
+    def move(self, pin: int, actuator: int, width: int, clock: int) -> bool:
+        """A move's width from ``clock`` on; False when every slot is taken."""
+        sv = self.servos.get(pin)
+        if sv is None:
+            if len(self.servos) >= self.max_servos:
+                return False
+            sv = self.servos[pin] = _Servo(actuator, len(self.servos), clock)
+        sv.actuator = actuator
+        if not self.runs or self.runs[-1][1] is not None:
+            self.runs.append((clock, None))
+        sv.moves.append((clock, width))
+        return True
+
+    def stop(self, clock: int) -> None:
+        """All-off at ``clock``: the train stops (pins low)."""
+        if self.runs and self.runs[-1][1] is None:
+            self.runs[-1] = (self.runs[-1][0], clock)
+
+    def pulses(self, until: int) -> list[tuple[int, int, int]]:
+        """Every pulse that rose before ``until``: ``(rise, actuator, width_us)`` (a pulse
+        an all-off cut short: its width to the all-off)."""
+        tpu = self.ticks_per_us
+        frame, slot = FRAME_US * tpu, SLOT_US * tpu
+        out: list[tuple[int, int, int]] = []
+        for sv in self.servos.values():
+            k = 0  # its moves before the rise
+            for start, end in self.runs:
+                last = until if end is None else min(end, until)
+                r = start + sv.slot * slot
+                while r < last:
+                    while k < len(sv.moves) and sv.moves[k][0] <= r:
+                        k += 1
+                    if r >= sv.first and k:
+                        w = sv.moves[k - 1][1]
+                        if end is not None and r + w * tpu > end:
+                            w = (end - r) // tpu
+                        out.append((r, sv.actuator, w))
+                    r += frame
+        out.sort()
+        return out
