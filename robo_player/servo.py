@@ -6,10 +6,12 @@ A servo's position ``p`` (0..travel counts) is a pulse of :func:`width_us`: ``pu
 at 0, ``pulse_max`` at the travel, in between on the straight line (integer, rounded
 half up, as the C computes it). The board sends the servos their pulses one after
 another in a frame of :data:`FRAME_US` (50 Hz): each servo has a slot of
-:data:`SLOT_US`, numbered in the order of their first moves; slot ``k``'s pulse rises
+:data:`SLOT_US`; slot ``k``'s pulse rises
 at ``frame + k * SLOT_US`` and lasts its width. The frames start at the first move the
 board takes (its clock) and follow one another.
 
+- The slots are given at configure, in the order of the servos' actuators (a slot per
+  output, kept until reset).
 - A move at clock ``c`` sets the width of its servo's pulses that rise at or after
   ``c`` (until the next move); a servo's first pulse is the first of its slot that rises
   at or after its first move (before that it gets none: an unpowered servo stays).
@@ -24,6 +26,7 @@ travels at the servo's speed (no acceleration phase) and settles: :func:`move_us
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from dataclasses import dataclass, field
 
 __all__ = [
@@ -78,30 +81,37 @@ def move_us(distance_mm: float, speed_mm_s: float) -> float:
 class _Servo:
     actuator: int
     slot: int
-    first: int  # the clock of its first move: no pulse before it
     moves: list[tuple[int, int]] = field(default_factory=list)  # (clock, width), in order
 
 
 @dataclass
 class ServoTrain:
     """The board's servo pulses by the rule above, on the MCU's clock (``ticks_per_us``
-    ticks a µs). ``move`` at each move the board takes, ``stop`` at each all-off;
-    ``pulses`` gives every pulse ``(rise, actuator, width_us)`` that rose before a
-    clock, in time order."""
+    ticks a µs): ``add`` each servo's output at configure (its slot), ``move`` at each
+    move the board takes, ``stop`` at each all-off; ``pulses`` gives every pulse
+    ``(rise, actuator, width_us)`` that rose before a clock, in time order."""
 
     ticks_per_us: int = 1
     max_servos: int = MAX_SERVOS
     servos: dict[int, _Servo] = field(default_factory=dict)  # by output (pin)
     # runs of the frames: (first frame's clock, the all-off that ended it or None)
     runs: list[tuple[int, int | None]] = field(default_factory=list)
+    _cursor: int = -(1 << 62)  # take(): the pulses rising before this are taken
 
-    def move(self, pin: int, actuator: int, width: int, clock: int) -> bool:
-        """A move's width from ``clock`` on; False when every slot is taken."""
-        sv = self.servos.get(pin)
-        if sv is None:
+    def add(self, pin: int, actuator: int = -1) -> bool:
+        """Output ``pin``'s slot (the next free one; kept until reset); False when every
+        slot is taken."""
+        if pin not in self.servos:
             if len(self.servos) >= self.max_servos:
                 return False
-            sv = self.servos[pin] = _Servo(actuator, len(self.servos), clock)
+            self.servos[pin] = _Servo(actuator, len(self.servos))
+        return True
+
+    def move(self, pin: int, actuator: int, width: int, clock: int) -> bool:
+        """A move's width (µs) from ``clock`` on; False without a slot."""
+        if not self.add(pin, actuator):
+            return False
+        sv = self.servos[pin]
         sv.actuator = actuator
         if not self.runs or self.runs[-1][1] is not None:
             self.runs.append((clock, None))
@@ -114,20 +124,39 @@ class ServoTrain:
             self.runs[-1] = (self.runs[-1][0], clock)
 
     def pulses(self, until: int) -> list[tuple[int, int, int]]:
-        """Every pulse that rose before ``until``: ``(rise, actuator, width_us)`` (a pulse
-        an all-off cut short: its width to the all-off)."""
+        """Every pulse that rose before ``until``: ``(rise, actuator, width_us)`` in time
+        order (a pulse an all-off cut short: its width to the all-off)."""
+        return self._rising(0, until, all_runs=True)
+
+    def take(self, until: int) -> list[tuple[int, int, int]]:
+        """The pulses over by ``until`` that no call took before (each pulse once, a
+        model's trace as its clock runs): those rising a slot before it, and every pulse
+        of a train an all-off stopped by then."""
+        slot = SLOT_US * self.ticks_per_us
+        hi = until - slot
+        if self.runs and self.runs[-1][1] is not None and self.runs[-1][1] <= until:
+            hi = self.runs[-1][1]
+        if hi <= self._cursor:
+            return []
+        out = self._rising(self._cursor, hi)
+        self._cursor = hi
+        return out
+
+    def _rising(self, lo: int, hi: int, all_runs: bool = False) -> list[tuple[int, int, int]]:
+        """The pulses rising in ``lo..hi - 1``."""
         tpu = self.ticks_per_us
         frame, slot = FRAME_US * tpu, SLOT_US * tpu
         out: list[tuple[int, int, int]] = []
         for sv in self.servos.values():
-            k = 0  # its moves before the rise
+            clocks = [c for c, _w in sv.moves]
             for start, end in self.runs:
-                last = until if end is None else min(end, until)
-                r = start + sv.slot * slot
+                last = hi if end is None else min(end, hi)
+                r0 = start + sv.slot * slot
+                f = 0 if all_runs or lo <= r0 else -(-(lo - r0) // frame)
+                r = r0 + f * frame
                 while r < last:
-                    while k < len(sv.moves) and sv.moves[k][0] <= r:
-                        k += 1
-                    if r >= sv.first and k:
+                    k = bisect_right(clocks, r)
+                    if k:
                         w = sv.moves[k - 1][1]
                         if end is not None and r + w * tpu > end:
                             w = (end - r) // tpu
