@@ -30,7 +30,6 @@ from .. import rules
 from ..actuation import output_steps
 from ..errors import ProtocolError, TransportError
 from ..motion import move_steps
-from ..servo import ServoTrain, width_us
 from ..protocol.framing import Frame, FrameDecoder, FrameKind, seq_add, seq_diff
 from ..protocol.messages import (
     MAX_LEVEL,
@@ -52,6 +51,7 @@ from ..protocol.messages import (
 )
 from ..protocol.schedule import ScheduleDecoder, TimedCommand
 from ..protocol.varint import U32, put_vlq
+from ..servo import ServoTrain, width_us
 
 log = logging.getLogger(__name__)
 
@@ -152,9 +152,10 @@ class VirtualMCU:
     def boot(self, t: float) -> None:
         if getattr(self, "steppers", None):  # a reset: the carriages stop where they are
             self._stop_steppers(self.clock_at(t))
-        if getattr(self, "servos", None):  # ... and the servos' pulses stop (their slots go)
-            self.servos.stop(self.clock_at(t))
-            self.trace.extend(self.servos.take(self.clock_at(t)))
+        old: ServoTrain | None = self.__dict__.get("servos")
+        if old is not None:  # ... and the servos' pulses stop (their slots go)
+            old.stop(self.clock_at(t))
+            self.trace.extend(old.take(self.clock_at(t)))
         self.boot_time = t
         self.clock0 = self.rng.randrange(0, 1 << 32)
         self.boot_id = self.rng.randrange(1, 1 << 32)
@@ -168,7 +169,7 @@ class VirtualMCU:
         self.steppers: dict[int, _Stepper] = {}
         self._stepper_cfg: dict[int, tuple[int, int, int, int, int]] = {}
         # hobby servos (firmware/boards/*/out_servo.c): slots by output, given at configure
-        self.servos = ServoTrain(ticks_per_us=self.cfg.clock_hz // 1_000_000)
+        self.servos: ServoTrain = ServoTrain(ticks_per_us=self.cfg.clock_hz // 1_000_000)
         self._servo_cfg: dict[int, tuple[int, int, int, int]] = {}  # pin, travel, min, max
         self.queue: list[tuple[int, int, int, TimedCommand]] = []  # (clock, order, index, cmd)
         self._order = itertools.count()

@@ -146,7 +146,10 @@ SERVO_DEFAULTS = {"pulse_min_us": 1000, "pulse_max_us": 2000, "frame_hz": 50}
 
 def _servo_defaults(car: CarriageSpec) -> CarriageSpec:
     """A servo carriage with its absent pulse keys at their defaults."""
-    return replace(car, **{k: v for k, v in SERVO_DEFAULTS.items() if getattr(car, k) is None})
+    d = SERVO_DEFAULTS
+    return replace(car, pulse_min_us=car.pulse_min_us or d["pulse_min_us"],
+                   pulse_max_us=car.pulse_max_us or d["pulse_max_us"],
+                   frame_hz=car.frame_hz or d["frame_hz"])  # fmt: skip
 
 
 def _check_servo(c: _Checker, path: str, car: Any, n_servos: int, line: int | None) -> None:

@@ -56,8 +56,8 @@ import numpy as np
 from ...actuation import OutputColumns
 from ...errors import PlanError
 from ...performance import Performance, Progress
-from ...spec.actuators import ActuatorKind
 from ...servo import position_mm
+from ...spec.actuators import ActuatorKind
 from ...spec.guitar import GuitarSpec, Mechanism, fret_distance_mm
 from ..physics import SoundedNotes
 from .truth import GuitarTruth
@@ -192,9 +192,9 @@ class GuitarPhysics:
                                                a.travel_mm / a.pwm_max)  # fmt: skip
         # string -> a servo carriage's (pulse_min_us, pulse_max_us, travel_mm, mm/s)
         self._servo: dict[int, tuple[float, float, float, float]] = {
-            s: (float(c.pulse_min_us or 0), float(c.pulse_max_us or 0), c.travel_mm, c.max_speed_mm_s)
+            s: (float(cs.pulse_min_us or 0), float(cs.pulse_max_us or 0), cs.travel_mm, cs.max_speed_mm_s)
             for s, st in enumerate(spec.strings)
-            if (c := st.carriage) is not None and c.drive == "servo"
+            if (cs := st.carriage) is not None and cs.drive == "servo"
         }
         scale = spec.neck.scale_length_mm
         self._fret_mm = np.array([fret_distance_mm(scale, n) for n in range(spec.neck.frets + 1)])
@@ -204,7 +204,7 @@ class GuitarPhysics:
         self._on_since: dict[int, float] = {}
         self._car_pos: dict[int, float] = {s: 0.0 for s in self._car}  # counts, parked at the nut
         self._car_settled: dict[int, float] = {s: -_INF for s in self._car}
-        self._before = {s: (0, -_INF) for s in self._car}  # each carriage at the run's start
+        self._before: dict[int, tuple[float, float]] = {s: (0.0, -_INF) for s in self._car}  # at the run's start
         self._heat = _Heat(spec)
         self._pick_off: dict[int, float] = {}  # picker -> when its coil last went off
 
