@@ -8,16 +8,18 @@
  *
  * Timing: one compare channel sequences every servo (up to RP_SERVOS, a slot of 2.5 ms
  * each in the 20 ms frame). Timer4 (free: Timer1 is the clock, Timer3 the software PWM,
- * Timer5 the steps) counts the CPU clock; its compare A fires RP_SERVO_LEAD before each
- * edge; the interrupt waits with interrupts on until RP_SERVO_CLOSE before the edge's
- * tick, then spins closed on Timer1's count (the clock's low word) and writes the pin at
- * the tick, as the step pass does: an edge is late only when the interrupt is entered
- * after its tick (an interrupts-off stretch elsewhere longer than the lead). A width is
- * read at its rise's tick. (Timer4's own compare pins OC4A/B/C would make exact edges
+ * Timer5 the steps) counts the CPU clock. A rise's compare fires at its tick and raises
+ * the pin on entry (late by the entry's wait: the pulse moves, its width does not); a
+ * fall's compare fires RP_SERVO_LEAD before it and spins with interrupts off on Timer1's
+ * count (the clock's low word) to the rise's tick plus the width, as the step pass
+ * spins to a step: the width is exact unless the fall's interrupt waits longer than the
+ * lead for another's interrupts-off stretch. The spin stays closed: a wait with
+ * interrupts on let the core's timer nest into it and hold the edge for as long as the
+ * core waited for its own outputs (falls up to 944 us late on bwv66.6, first try). (Timer4's own compare pins OC4A/B/C would make exact edges
  * without the CPU, but for three servos on three fixed pins; a guitar has six.)
  * All-off: direct_all_off() lowers the pins (every direct output), this stops the
  * train; the next move starts it again.
- * RAM: RP_SERVOS slots of 5 B and the train's 12 B. */
+ * RAM: RP_SERVOS slots of 5 B and the train's 12 B (43 B: the queue lost 2 entries). */
 #include <avr/interrupt.h>
 #include <avr/io.h>
 
@@ -27,15 +29,14 @@
 #include "out_servo_gen.h"
 
 #define RP_SERVOS 6 /* a guitar's six strings (bits of an uint8_t: at most 8) */
-/* the compare fires this long before an edge (entry, the pin's look-up, then the open
- * wait); the edge is exact while the interrupt's entry waits less than about this */
-#define RP_SERVO_LEAD 1280U  /* 80 us */
-#define RP_SERVO_CLOSE 200U  /* 12.5 us: the closed spin to the tick */
-#define RP_SERVO_FAR 60000U  /* a compare further than this: a wake-up that re-arms */
+/* a fall's compare fires this long before its tick (entry, the pin's look-up, the
+ * spin with interrupts off): its width is exact while the interrupt's entry waits less
+ * than about this */
+#define RP_SERVO_LEAD 640U /* 40 us */
+#define RP_SERVO_FAR 60000U /* a compare further than this: a wake-up that re-arms */
 
 static rp_servo servos[RP_SERVOS];
 static rp_servo_train train;
-static volatile uint8_t servo_stops; /* all-offs: an edge waiting open is dropped */
 
 /* a direct output with a free slot (or its own: a reconfiguration) */
 uint8_t avr_servo_ok(uint8_t addr, uint8_t channel)
@@ -61,13 +62,15 @@ void avr_servo_all_off(void)
 {
     TIMSK4 &= (uint8_t)~_BV(OCIE4A);
     train.run = 0;
-    servo_stops++;
 }
 
-/* interrupts off: the compare for the next edge (at least 64 ticks ahead) */
+/* interrupts off: the compare for the next edge (a fall RP_SERVO_LEAD early, a rise at
+ * its tick; at least 64 ticks ahead) */
 static void servo_arm(void)
 {
-    int32_t ahead = (int32_t)(train.at - board_clock()) - (int32_t)RP_SERVO_LEAD;
+    int32_t ahead = (int32_t)(train.at - board_clock());
+    if (train.edge & 1)
+        ahead -= (int32_t)RP_SERVO_LEAD;
     uint16_t t4 = TCNT4;
     uint16_t span = ahead < 64 ? 64U : ahead > (int32_t)RP_SERVO_FAR ? RP_SERVO_FAR : (uint16_t)ahead;
     OCR4A = (uint16_t)(t4 + span);
@@ -75,34 +78,33 @@ static void servo_arm(void)
     TIMSK4 |= _BV(OCIE4A);
 }
 
+/* Interrupts off throughout: a fall spins to its tick (entered RP_SERVO_LEAD early); a
+ * rise is made on entry at or after its tick, its width read there (out_servo_gen.h)
+ * and its fall counted from the tick the pin went up: the width is exact whenever the
+ * fall's interrupt is entered less than RP_SERVO_LEAD late, whatever the rise's delay. */
 ISR(TIMER4_COMPA_vect)
 {
     TIMSK4 &= (uint8_t)~_BV(OCIE4A);
     for (;;) {
         int32_t d = (int32_t)(train.at - board_clock());
-        if (d > (int32_t)(RP_SERVO_LEAD + 64U))
+        uint8_t e = train.edge;
+        if (d > (int32_t)((e & 1) ? RP_SERVO_LEAD + 64U : 64U))
             break; /* a wake-up: not yet */
-        uint8_t e = train.edge, stops = servo_stops, mask;
-        const uint16_t *w = &servos[e >> 1].w;
-        volatile uint8_t *port = avr_output_port(servos[e >> 1].pin, &mask);
+        uint8_t mask;
+        rp_servo *s = &servos[e >> 1];
+        volatile uint8_t *port = avr_output_port(s->pin, &mask);
         uint16_t tick = (uint16_t)train.at;
-        if (d > (int32_t)RP_SERVO_CLOSE) { /* interrupts on until close to the tick */
-            uint16_t close = (uint16_t)(tick - RP_SERVO_CLOSE);
-            sei();
-            while ((int16_t)(TCNT1 - close) < 0)
-                ;
-            cli();
-            if (stops != servo_stops)
-                return; /* all-off meanwhile: no edge (the compare is off) */
-        }
         while ((int16_t)(TCNT1 - tick) < 0)
-            ;
+            ; /* a fall: at most RP_SERVO_LEAD; a rise: its last 4 us at most */
         if (e & 1) {
             *port &= (uint8_t)~mask;
             rp_servo_next_rise(&train);
+        } else if (s->w) {
+            *port |= mask; /* its width at its tick (0: no pulse yet) */
+            uint16_t late = (uint16_t)(TCNT1 - tick);
+            rp_servo_rise(&train, servos);
+            train.at += late; /* the fall from the tick the pin went up */
         } else {
-            if (*w)
-                *port |= mask; /* its width at its tick (0: no pulse yet) */
             rp_servo_rise(&train, servos);
         }
     }

@@ -186,10 +186,12 @@ class GuitarPhysics:
             self._role[a.index] = (parts[0], int(parts[1]), int(parts[2]) if len(parts) > 2 else 0)
         self._settle = {amap.by_role(r).index: v for r, v in truth.pressers.items()}
         self._car: dict[int, tuple[int, float, float, float]] = {}  # string -> (act, scale, settle, mm/count)
+        self._deadband: dict[int, float] = {}  # string -> a servo's dead band, µs
         for r, c in truth.carriages.items():
             a = amap.by_role(r)
             self._car[int(r.split(":")[1])] = (a.index, c.speed_scale, float(c.settle_us),
                                                a.travel_mm / a.pwm_max)  # fmt: skip
+            self._deadband[int(r.split(":")[1])] = c.deadband_us
         # string -> a servo carriage's (pulse_min_us, pulse_max_us, travel_mm, mm/s)
         self._servo: dict[int, tuple[float, float, float, float]] = {
             s: (float(cs.pulse_min_us or 0), float(cs.pulse_max_us or 0), cs.travel_mm, cs.max_speed_mm_s)
@@ -370,17 +372,18 @@ class GuitarPhysics:
 
     def _servo_moves(self, s: int, p: ServoPulses, origin: float) -> list[_Move]:
         """A servo carriage's moves from its pulses: from the end of each pulse whose
-        width asks for another place than the last one, at its real speed; a move a
-        new width cuts ends where the carriage got to."""
+        width differs by more than its dead band (truth) from the one it last moved to,
+        at its real speed; a move a new width cuts ends where the carriage got to."""
         _act, scale, settle, mm_per = self._car[s]
         lo, hi, travel_mm, speed = self._servo[s]
         per_us = speed * scale / 1e6 / mm_per  # counts a µs
+        band = self._deadband.get(s, 0.0) * travel_mm / (hi - lo) / mm_per  # counts
         ends = (p.t_us + p.width_us).astype(np.float64) + origin
         want = [position_mm(w, lo, hi, travel_mm) / mm_per for w in p.width_us.tolist()]
         pos = asked = self._car_pos[s]
         out: list[_Move] = []
         for t, tgt in zip(ends.tolist(), want, strict=True):
-            if tgt == asked:
+            if abs(tgt - asked) <= band:
                 continue
             asked = tgt
             if out and out[-1].moving_until > t:  # still running: it turns where it is
