@@ -28,6 +28,7 @@ from __future__ import annotations
 
 from bisect import bisect_right
 from dataclasses import dataclass, field
+from typing import Any
 
 __all__ = [
     "FRAME_US",
@@ -36,6 +37,7 @@ __all__ = [
     "PULSE_MIN_US",
     "SLOT_US",
     "ServoTrain",
+    "carriage_width_us",
     "frame_wait_us",
     "move_us",
     "position_mm",
@@ -54,6 +56,12 @@ def width_us(position: int, travel: int, pulse_min_us: int, pulse_max_us: int) -
     """The pulse width (µs) of ``position`` (0..``travel`` counts): the C's integer rule."""
     span = pulse_max_us - pulse_min_us
     return pulse_min_us + (position * span + travel // 2) // max(travel, 1)
+
+
+def carriage_width_us(car: Any, position: int) -> int:
+    """:func:`width_us` of a servo carriage's spec (``CarriageSpec``: its ``pwm_bits``
+    counts, its pulse range, which the loader fills for ``drive: servo``)."""
+    return width_us(position, (1 << car.pwm_bits) - 1, int(car.pulse_min_us), int(car.pulse_max_us))
 
 
 def position_mm(width: float, pulse_min_us: float, pulse_max_us: float, travel_mm: float) -> float:

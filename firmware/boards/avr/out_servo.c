@@ -34,6 +34,10 @@
  * than about this */
 #define RP_SERVO_LEAD 640U /* 40 us */
 #define RP_SERVO_FAR 60000U /* a compare further than this: a wake-up that re-arms */
+/* cycles from the rise's pin write to its TCNT1 read, plus the fall's spin exit (a loop
+ * of 8 cycles) to its pin write, on average: measured under simavr, widths came out
+ * 16 w + 4..12 cycles (most 6..12) without it; with it within 5 cycles (0.3 us) */
+#define RP_SERVO_TRIM 9
 
 static rp_servo servos[RP_SERVOS];
 static rp_servo_train train;
@@ -101,9 +105,9 @@ ISR(TIMER4_COMPA_vect)
             rp_servo_next_rise(&train);
         } else if (s->w) {
             *port |= mask; /* its width at its tick (0: no pulse yet) */
-            uint16_t late = (uint16_t)(TCNT1 - tick);
+            int16_t late = (int16_t)(TCNT1 - tick) - RP_SERVO_TRIM;
             rp_servo_rise(&train, servos);
-            train.at += late; /* the fall from the tick the pin went up */
+            train.at += (uint32_t)(int32_t)late; /* the fall from the tick the pin went up */
         } else {
             rp_servo_rise(&train, servos);
         }

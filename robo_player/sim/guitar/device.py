@@ -35,7 +35,7 @@ from ...errors import TransportError
 from ...motion import move_steps
 from ...performance import Performance, Progress
 from ...plan import Command, Op
-from ...servo import FRAME_US, SLOT_US, ServoTrain, width_us
+from ...servo import FRAME_US, SLOT_US, ServoTrain, carriage_width_us
 from ...spec.actuators import ActuatorKind
 from ...spec.guitar import GuitarSpec, servo_carriages
 from .. import sensor
@@ -108,9 +108,7 @@ def servo_pulses(servos: dict[int, Any], moves: list[Command]) -> dict[int, Serv
         train.add(a, a)
     last = 0
     for c in moves:
-        car = servos[c.actuator]
-        train.move(c.actuator, c.actuator, width_us(c.position, (1 << car.pwm_bits) - 1,
-                                                    car.pulse_min_us, car.pulse_max_us), c.t_us)  # fmt: skip
+        train.move(c.actuator, c.actuator, carriage_width_us(servos[c.actuator], c.position), c.t_us)
         last = c.t_us
     out: dict[int, list[tuple[int, int]]] = {}
     for rise, a, w in train.pulses(last + 2 * FRAME_US + SLOT_US):
