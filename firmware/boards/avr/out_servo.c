@@ -8,18 +8,20 @@
  *
  * Timing: one compare channel sequences every servo (up to RP_SERVOS, a slot of 2.5 ms
  * each in the 20 ms frame). Timer4 (free: Timer1 is the clock, Timer3 the software PWM,
- * Timer5 the steps) counts the CPU clock. A rise's compare fires at its tick and raises
- * the pin on entry (late by the entry's wait: the pulse moves, its width does not); a
- * fall's compare fires RP_SERVO_LEAD before it and spins with interrupts off on Timer1's
- * count (the clock's low word) to the rise's tick plus the width, as the step pass
- * spins to a step: the width is exact unless the fall's interrupt waits longer than the
- * lead for another's interrupts-off stretch. The spin stays closed: a wait with
- * interrupts on let the core's timer nest into it and hold the edge for as long as the
- * core waited for its own outputs (falls up to 944 us late on bwv66.6, first try). (Timer4's own compare pins OC4A/B/C would make exact edges
- * without the CPU, but for three servos on three fixed pins; a guitar has six.)
+ * Timer5 the steps) counts the CPU clock. A rise's compare fires RP_SERVO_RISE_LEAD
+ * before its tick (a rise entered later is made late: the pulse moves, its width does
+ * not); a fall's fires RP_SERVO_LEAD before it; each spins with interrupts off on
+ * Timer1's count (the clock's low word) to its tick (a fall's: the rise's actual tick
+ * plus the width), as the step pass spins to a step: the width is exact unless the
+ * fall's interrupt waits longer than its lead for another's interrupts-off stretch. The
+ * spins stay closed: a wait with interrupts on let the core's timer nest into it and
+ * hold the edge for as long as the core waited for its own outputs (falls up to 944 us
+ * late on bwv66.6, a first version). (Timer4's own compare pins OC4A/B/C would make
+ * exact edges without the CPU, but for three servos on three fixed pins: a guitar has
+ * six.)
  * All-off: direct_all_off() lowers the pins (every direct output), this stops the
  * train; the next move starts it again.
- * RAM: RP_SERVOS slots of 5 B and the train's 12 B (43 B: the queue lost 2 entries). */
+ * RAM: RP_SERVOS slots of 5 B and the train's 12 B (42 B: the queue lost 2 entries). */
 #include <avr/interrupt.h>
 #include <avr/io.h>
 
@@ -34,10 +36,13 @@
  * than about this */
 #define RP_SERVO_LEAD 640U /* 40 us */
 #define RP_SERVO_FAR 60000U /* a compare further than this: a wake-up that re-arms */
-/* cycles from the rise's pin write to its TCNT1 read, plus the fall's spin exit (a loop
- * of 8 cycles) to its pin write, on average: measured under simavr, widths came out
- * 16 w + 4..12 cycles (most 6..12) without it; with it within 5 cycles (0.3 us) */
-#define RP_SERVO_TRIM 9
+/* a rise's compare fires this long before its tick (its interrupt's entry took ~16 us:
+ * rises came that late without it) */
+#define RP_SERVO_RISE_LEAD 320U /* 20 us */
+/* cycles from the rise's pin write to its TCNT1 read, plus the fall's spin exit to its
+ * pin write: measured under simavr, widths came out 16 w + 20..28 cycles without it,
+ * 16 w - 4..+1 with 24 */
+#define RP_SERVO_TRIM 22
 
 static rp_servo servos[RP_SERVOS];
 static rp_servo_train train;
@@ -68,13 +73,12 @@ void avr_servo_all_off(void)
     train.run = 0;
 }
 
-/* interrupts off: the compare for the next edge (a fall RP_SERVO_LEAD early, a rise at
- * its tick; at least 64 ticks ahead) */
+/* interrupts off: the compare for the next edge (a fall RP_SERVO_LEAD early, a rise
+ * RP_SERVO_RISE_LEAD; at least 64 ticks ahead) */
 static void servo_arm(void)
 {
     int32_t ahead = (int32_t)(train.at - board_clock());
-    if (train.edge & 1)
-        ahead -= (int32_t)RP_SERVO_LEAD;
+    ahead -= (int32_t)((train.edge & 1) ? RP_SERVO_LEAD : RP_SERVO_RISE_LEAD);
     uint16_t t4 = TCNT4;
     uint16_t span = ahead < 64 ? 64U : ahead > (int32_t)RP_SERVO_FAR ? RP_SERVO_FAR : (uint16_t)ahead;
     OCR4A = (uint16_t)(t4 + span);
@@ -82,24 +86,25 @@ static void servo_arm(void)
     TIMSK4 |= _BV(OCIE4A);
 }
 
-/* Interrupts off throughout: a fall spins to its tick (entered RP_SERVO_LEAD early); a
- * rise is made on entry at or after its tick, its width read there (out_servo_gen.h)
- * and its fall counted from the tick the pin went up: the width is exact whenever the
- * fall's interrupt is entered less than RP_SERVO_LEAD late, whatever the rise's delay. */
+/* Interrupts off throughout: an edge spins to its tick (entered RP_SERVO_LEAD before a
+ * fall, RP_SERVO_RISE_LEAD before a rise); a rise's width is read at it
+ * (out_servo_gen.h) and its fall counted from the tick the pin went up: the width is
+ * exact whenever the fall's interrupt is entered less than RP_SERVO_LEAD late,
+ * whatever the rise's delay. */
 ISR(TIMER4_COMPA_vect)
 {
     TIMSK4 &= (uint8_t)~_BV(OCIE4A);
     for (;;) {
         int32_t d = (int32_t)(train.at - board_clock());
         uint8_t e = train.edge;
-        if (d > (int32_t)((e & 1) ? RP_SERVO_LEAD + 64U : 64U))
+        if (d > (int32_t)((e & 1) ? RP_SERVO_LEAD + 64U : RP_SERVO_RISE_LEAD + 64U))
             break; /* a wake-up: not yet */
         uint8_t mask;
         rp_servo *s = &servos[e >> 1];
         volatile uint8_t *port = avr_output_port(s->pin, &mask);
         uint16_t tick = (uint16_t)train.at;
         while ((int16_t)(TCNT1 - tick) < 0)
-            ; /* a fall: at most RP_SERVO_LEAD; a rise: its last 4 us at most */
+            ; /* at most RP_SERVO_LEAD (a fall) or RP_SERVO_RISE_LEAD (a rise) */
         if (e & 1) {
             *port &= (uint8_t)~mask;
             rp_servo_next_rise(&train);
