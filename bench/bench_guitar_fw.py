@@ -35,7 +35,7 @@ Rows:
 - a hobby-servo spec (``guitar-slider-servo``): its pulses on the MCU's clock against
   the firmware's rule (robo_player.servo.ServoTrain on the clocks the driver sent the
   moves for): |width error| p50/p99/max in µs (the target's measure: the width is the
-  position), the rises' delay p50/p99/max (a rise is made on its interrupt's entry),
+  position), the pulses more than 2 µs off, the rises' delay p50/p99/max,
   and the pulses missing or extra;
 - the AVR's CPU load (simavr cycles awake / total), and its longest stretch with
   interrupts off over the whole run (``firmware/sim/robo_sim.c``'s "interrupts off for
@@ -88,7 +88,8 @@ def mcu_servo_errors(spec: Any, the_plan: Any, trace: Any, clock_for: Any) -> tu
     """Each servo pulse of the trace against the firmware's rule on the MCU's clock
     (robo_player.servo.ServoTrain, the moves at the clocks the driver sent them for):
     |width error| (µs) and the rise's delay (µs) of each pulse, and the pulses missing
-    or extra (a pulse pairs with the rule's within half a slot)."""
+    or extra (a pulse pairs with the rule's within half a slot). Each servo's last pulse
+    is left out: the closing all-off may cut it short, as it should."""
     servos = servo_carriages(spec)
     tpu = trace.clock_hz / 1e6 if trace.clock_hz else 1.0
     train = ServoTrain(ticks_per_us=round(tpu))
@@ -109,8 +110,8 @@ def mcu_servo_errors(spec: Any, the_plan: Any, trace: Any, clock_for: Any) -> tu
     off = 0
     half = SLOT_US * tpu / 2
     for a in servos:
-        g = [(c, w) for c, aa, w in got if aa == a]
-        wl = want.get(a, [])
+        g = [(c, w) for c, aa, w in got if aa == a][:-1]
+        wl = [(r, w) for r, w in want.get(a, []) if not g or r <= g[-1][0] + half]
         wr = np.array([r for r, _ in wl], dtype=np.int64)
         paired = 0
         for clock, w in g:
@@ -256,6 +257,7 @@ def run(spec_name: str, port: str, piece: str, score: Score) -> dict[str, Any]:
         "peak steps/s asked": f"{concurrent_rate(spec, the_plan):,.0f}",
         "servo pulses": len(sw),
         "servo |width err| p50/p99/max us": _pct(sw),
+        "servo pulses off > 2 us": sum(1 for e in sw if e > 2),
         "servo rise delay p50/p99/max us": _pct(sr),
         "servo pulses missing+extra": f"{s_off}" if sw else "-",
         "avr cpu": f"{perf.extra['avr_cpu_load']:.2f}" if "avr_cpu_load" in perf.extra else "-",

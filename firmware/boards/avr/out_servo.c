@@ -33,8 +33,9 @@
 #define RP_SERVOS 6 /* a guitar's six strings (bits of an uint8_t: at most 8) */
 /* a fall's compare fires this long before its tick (entry, the pin's look-up, the
  * spin with interrupts off): its width is exact while the interrupt's entry waits less
- * than about this */
-#define RP_SERVO_LEAD 640U /* 40 us */
+ * than about this. 40 us left 0.1 % of the pulses 10-34 us long on bwv66.6 (a fall
+ * behind the PCA9685 engine's closed spin to its START, up to 80 us); 64 us: none */
+#define RP_SERVO_LEAD 1024U /* 64 us */
 #define RP_SERVO_FAR 60000U /* a compare further than this: a wake-up that re-arms */
 /* a rise's compare fires this long before its tick (its interrupt's entry took ~16 us:
  * rises came that late without it) */
