@@ -66,7 +66,7 @@ from robo_player.plan import Op
 from robo_player.planner import plan
 from robo_player.report import build_report
 from robo_player.score import Score
-from robo_player.servo import SLOT_US, ServoTrain, carriage_width_us
+from robo_player.servo import compare_pulses, train_of_moves
 from robo_player.sim.guitar.device import carriage_steps, split_steps
 from robo_player.spec import load_spec
 from robo_player.spec.actuators import ActuatorKind
@@ -88,40 +88,15 @@ def mcu_servo_errors(spec: Any, the_plan: Any, trace: Any, clock_for: Any) -> tu
     """Each servo pulse of the trace against the firmware's rule on the MCU's clock
     (robo_player.servo.ServoTrain, the moves at the clocks the driver sent them for):
     |width error| (µs) and the rise's delay (µs) of each pulse, and the pulses missing
-    or extra (a pulse pairs with the rule's within half a slot). Each servo's last pulse
-    is left out: the closing all-off may cut it short, as it should."""
+    or extra (robo_player.servo.compare_pulses)."""
     servos = servo_carriages(spec)
     tpu = trace.clock_hz / 1e6 if trace.clock_hz else 1.0
-    train = ServoTrain(ticks_per_us=round(tpu))
-    for a in sorted(servos):
-        train.add(a, a)
-    for c in sorted((c for c in the_plan.commands if c.op is Op.MOVE and c.actuator in servos),
-                    key=lambda c: c.t_us):  # fmt: skip
-        w = carriage_width_us(servos[c.actuator], c.position)
-        train.move(c.actuator, c.actuator, w, int(clock_for(c.t_us)))
+    moves = sorted((c for c in the_plan.commands if c.op is Op.MOVE), key=lambda c: c.t_us)
+    train = train_of_moves(servos, moves, clock_for, round(tpu))
     got = sorted((clock, a, w) for clock, a, w in trace.changes if a in servos)
     if not got:
         return [], [], 0
-    want: dict[int, list[tuple[int, int]]] = {}
-    for rise, a, w in train.pulses(got[-1][0] + 1):
-        want.setdefault(a, []).append((rise, w))
-    widths: list[float] = []
-    rises: list[float] = []
-    off = 0
-    half = SLOT_US * tpu / 2
-    for a in servos:
-        g = [(c, w) for c, aa, w in got if aa == a][:-1]
-        wl = [(r, w) for r, w in want.get(a, []) if not g or r <= g[-1][0] + half]
-        wr = np.array([r for r, _ in wl], dtype=np.int64)
-        paired = 0
-        for clock, w in g:
-            k = int(np.searchsorted(wr, clock - half))
-            if k < len(wr) and abs(wr[k] - clock) <= half:
-                widths.append(abs(w - wl[k][1]))
-                rises.append((clock - wr[k]) / tpu)
-                paired += 1
-        off += (len(g) - paired) + (len(wl) - paired)
-    return widths, rises, off
+    return compare_pulses(train.pulses(got[-1][0] + 1), got, tpu)
 
 
 def step_errors(spec: Any, the_plan: Any, steps: dict[int, Any],

@@ -27,6 +27,7 @@ travels at the servo's speed (no acceleration phase) and settles: :func:`move_us
 from __future__ import annotations
 
 from bisect import bisect_right
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,6 +39,8 @@ __all__ = [
     "SLOT_US",
     "ServoTrain",
     "carriage_width_us",
+    "compare_pulses",
+    "train_of_moves",
     "frame_wait_us",
     "move_us",
     "position_mm",
@@ -172,3 +175,46 @@ class ServoTrain:
                     r += frame
         out.sort()
         return out
+
+
+def train_of_moves(servos: Mapping[int, Any], moves: Iterable[Any],
+                   clock_for: Callable[[int], float] | None = None,
+                   ticks_per_us: int = 1) -> ServoTrain:  # fmt: skip
+    """The train a board makes of plan ``moves`` (time order) to the servo carriages
+    ``servos`` (actuator -> carriage spec): slots in actuator order (the configure
+    order), each move at ``clock_for(t_us)`` (its clock on the board; default: t_us)."""
+    train = ServoTrain(ticks_per_us=ticks_per_us)
+    for a in sorted(servos):
+        train.add(a, a)
+    for c in moves:
+        if c.actuator in servos:
+            clock = int(clock_for(c.t_us)) if clock_for is not None else int(c.t_us)
+            train.move(c.actuator, c.actuator, carriage_width_us(servos[c.actuator], c.position), clock)
+    return train
+
+
+def compare_pulses(want: list[tuple[int, int, int]], got: list[tuple[int, int, int]],
+                   ticks_per_us: float) -> tuple[list[float], list[float], int]:  # fmt: skip
+    """Pulses ``(rise, actuator, width_us)`` a board made (``got``: a trace's, in time
+    order) against the rule's (``want``: :meth:`ServoTrain.pulses` on the same clock):
+    each paired pulse's |width error| (µs) and its rise's delay (µs), and the pulses
+    left unpaired on either side (a pair: the same servo, rises within half a slot).
+    Each servo's last pulse is left out (a closing all-off may cut it short, as it
+    should), and the rule's pulses after it."""
+    half = SLOT_US * ticks_per_us / 2
+    widths: list[float] = []
+    rises: list[float] = []
+    off = 0
+    for a in sorted({p[1] for p in want} | {p[1] for p in got}):
+        g = [(c, w) for c, aa, w in got if aa == a][:-1]
+        wl = [(r, w) for r, aa, w in want if aa == a and (not g or r <= g[-1][0] + half)]
+        wr = [r for r, _w in wl]
+        paired = 0
+        for clock, w in g:
+            k = bisect_right(wr, clock - half)
+            if k < len(wr) and abs(wr[k] - clock) <= half:
+                widths.append(float(abs(w - wl[k][1])))
+                rises.append((clock - wr[k]) / ticks_per_us)
+                paired += 1
+        off += (len(g) - paired) + (len(wl) - paired)
+    return widths, rises, off

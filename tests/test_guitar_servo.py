@@ -29,7 +29,15 @@ from robo_player.planner import plan
 from robo_player.planner.fingering import Layout
 from robo_player.protocol.messages import OutKind
 from robo_player.score import Score
-from robo_player.servo import FRAME_US, SLOT_US, ServoTrain, position_mm, width_us
+from robo_player.servo import (
+    FRAME_US,
+    SLOT_US,
+    ServoTrain,
+    compare_pulses,
+    position_mm,
+    train_of_moves,
+    width_us,
+)
 from robo_player.sim import mcu_process as fwmod
 from robo_player.sim.guitar.physics import GuitarPhysics, ServoPulses
 from robo_player.sim.guitar.truth import GuitarTruth
@@ -250,7 +258,7 @@ def test_firmware_pulses_equal_the_model(port: str) -> None:
     the same pulses per servo: widths to the µs (the AVR's from its pins, within 1 µs)
     and rises at the same offsets from the first pulse (the host build's clock is µs, the
     AVR's and the model's 16 MHz ticks; the driver's clock sync places the plan on each
-    board's clock, so offsets are compared within the host loop's lateness)."""
+    board's clock)."""
     spec = load_guitar_spec(SPEC)
     the_plan, cars = _servo_plan(spec)
     got: dict[str, Any] = {}
@@ -273,7 +281,9 @@ def test_firmware_pulses_equal_the_model(port: str) -> None:
         assert set(wm) <= {width_us(p, 255, 1000, 2000) for p in (0, 10, 50, 100, 200, 255)}
         om = [(t - t0_m) * 1e6 / hz_m for t, _w in p_m[a]][: len(wc)]
         oc = [(t - t0_c) * 1e6 / hz_c for t, _w in p_c[a]][: len(om)]
-        assert np.max(np.abs(np.array(om) - np.array(oc))) <= 2500, a  # same slot and frame
+        # the same slot and frame (the driver's clock sync slews by up to 0.1 %: 150 µs
+        # over this plan; a slot is 2.5 ms)
+        assert np.max(np.abs(np.array(om) - np.array(oc))) <= 500, a
         assert np.all(np.diff(oc) >= FRAME_US - 1)  # one pulse a frame
     # the rule's outcomes, read off the model: the second of two moves in a frame wins,
     # a move is seen from the first rise at or after its clock
@@ -342,7 +352,12 @@ def _tune(spec: Any) -> tuple[Plan, Any]:
     return plan(score, spec, None)
 
 
-def _check_tune(port: str, perf: Any, the_plan: Plan, rep: Any, energised: list[int]) -> None:
+def _check_tune(port: str, perf: Any, the_plan: Plan, rep: Any, energised: list[int],
+                glitches: int = 0) -> None:  # fmt: skip
+    """Every note and command accounted for, nothing left on, the servos moved; no pick
+    while a carriage moved and no presser down while one moved, but for the pulses a
+    board made longer or shorter than its rule (``glitches``: each moves the servo
+    there and back, two moves)."""
     counts = perf.extra["commands"]
     assert sum(counts.values()) == len(the_plan.commands)  # every command accounted for
     if port.startswith("fw-") and set(counts) != {"played"}:
@@ -351,8 +366,8 @@ def _check_tune(port: str, perf: Any, the_plan: Plan, rep: Any, energised: list[
     assert set(counts) == {"played"}
     notes = [o for o in rep.outcomes if o.fate.name != "DROPPED"]
     assert perf.extra["picks"] == len(notes)
-    assert perf.extra["moving_picks"] == 0 and perf.extra["carriage_faults"] == 0
-    assert perf.extra["buzzed_notes"] == 0
+    assert perf.extra["moving_picks"] + perf.extra["carriage_faults"] <= 2 * glitches
+    assert perf.extra["buzzed_notes"] <= 2 * glitches
     assert len(perf.heard) + perf.extra.get("unheard", 0) >= len(notes) - 2
     assert perf.extra["fretter_travel_mm"] > 100  # the servos moved (from the pulses)
     assert energised == []  # a servo's pulses are not a coil left on
@@ -371,13 +386,25 @@ def test_servo_guitar_tune(port: str) -> None:
 @pytest.mark.slow
 @needs_avr
 def test_servo_guitar_tune_on_the_avr() -> None:
-    """The same on the AVR under simavr (slow: the servos' 50 Hz train keeps it busy)."""
+    """The same on the AVR under simavr (about 2 minutes), its pulses against the rule on
+    its clock: widths exact but for a few a pulse late behind another interrupt's
+    interrupts-off stretch (docs/guitar.md: 2 of 10,023 on the whole piece)."""
     spec = load_guitar_spec(SPEC)
     the_plan, rep = _tune(spec)
+    dev: Any
     with open_port("fw-avr://", spec) as dev:
         perf = dev.play(the_plan)
         energised = dev.energised()
-    _check_tune("fw-avr://", perf, the_plan, rep, energised)
+        trace, clock_for = dev.last_trace, dev.last_session.timeline.clock_for
+    moves = sorted((c for c in the_plan.commands if c.op is Op.MOVE), key=lambda c: c.t_us)
+    train = train_of_moves(servo_carriages(spec), moves, clock_for, trace.clock_hz // 1_000_000)
+    got = sorted(c for c in trace.changes if c[1] in servo_carriages(spec))
+    widths, rises, off = compare_pulses(train.pulses(got[-1][0] + 1), got, trace.clock_hz / 1e6)
+    assert off == 0 and len(widths) > 1000
+    glitches = sum(1 for e in widths if e > 2)
+    assert glitches <= 0.002 * len(widths)
+    assert np.percentile(widths, 99) <= 1 and np.percentile(rises, 99) <= 5
+    _check_tune("fw-avr://", perf, the_plan, rep, energised, glitches)
 
 
 def test_sim_pulses_follow_the_rule() -> None:
@@ -390,3 +417,22 @@ def test_sim_pulses_follow_the_rule() -> None:
     p = servo_pulses(cars, [Command(5_000, Op.MOVE, a1, position=255), Command(7_000, Op.MOVE, a0, position=0)])
     assert p[a1].t_us[0] == 5_000 + SLOT_US and p[a1].width_us[0] == 2000
     assert p[a0].t_us[0] == 5_000 + FRAME_US and p[a0].width_us[0] == 1000  # its slot passed at 5 ms
+
+
+def test_physics_servo_dead_band() -> None:
+    """Width changes within the servo's dead band (truth) do not move the carriage; one
+    past it does, from the width it last moved to."""
+    spec = load_guitar_spec(SPEC)
+    truth = GuitarTruth.draw(spec, 3)
+    cars = dict(truth.carriages)
+    cars["carriage:0"] = replace(cars["carriage:0"], deadband_us=3.0)
+    phys = GuitarPhysics(spec, replace(truth, carriages=cars))
+    car = spec.strings[0].carriage
+    assert car is not None
+    rises = np.arange(0, 12) * FRAME_US
+    widths = np.array([1000] * 2 + [1500] * 2 + [1502, 1503, 1501, 1502] + [1504] * 4)
+    empty = OutputColumns(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64),
+                          np.zeros(0, np.int64))  # fmt: skip
+    perf, _notes = phys.run(empty, {car.channel: ServoPulses(rises, widths)})
+    mm = position_mm(1504, 1000, 2000, 440.0)  # 0 -> 1500 us, then 1500 -> 1504 us
+    assert perf.extra["fretter_travel_mm"] == pytest.approx(mm, abs=0.05)

@@ -35,7 +35,7 @@ from ...errors import TransportError
 from ...motion import move_steps
 from ...performance import Performance, Progress
 from ...plan import Command, Op
-from ...servo import FRAME_US, SLOT_US, ServoTrain, carriage_width_us
+from ...servo import FRAME_US, SLOT_US, train_of_moves
 from ...spec.actuators import ActuatorKind
 from ...spec.guitar import GuitarSpec, servo_carriages
 from .. import sensor
@@ -103,13 +103,8 @@ def servo_pulses(servos: dict[int, Any], moves: list[Command]) -> dict[int, Serv
     """The pulses of ``moves`` (time order) as the firmware's train makes them
     (:class:`robo_player.servo.ServoTrain`: slots in actuator order, the frames from the
     first move), up to two frames after the last move."""
-    train = ServoTrain()
-    for a in sorted(servos):
-        train.add(a, a)
-    last = 0
-    for c in moves:
-        train.move(c.actuator, c.actuator, carriage_width_us(servos[c.actuator], c.position), c.t_us)
-        last = c.t_us
+    train = train_of_moves(servos, moves)
+    last = max((c.t_us for c in moves), default=0)
     out: dict[int, list[tuple[int, int]]] = {}
     for rise, a, w in train.pulses(last + 2 * FRAME_US + SLOT_US):
         out.setdefault(a, []).append((rise, w))
