@@ -9,7 +9,6 @@ accounted for."""
 from __future__ import annotations
 
 import random
-import shutil
 import subprocess
 from dataclasses import replace
 from pathlib import Path
@@ -17,6 +16,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from driver_helpers import compile_on_avr_headers, needs_avr, needs_host
 
 from robo_player.actuation import OutputColumns
 from robo_player.driver.config import actuator_outputs, configure_messages
@@ -38,7 +38,6 @@ from robo_player.servo import (
     train_of_moves,
     width_us,
 )
-from robo_player.sim import mcu_process as fwmod
 from robo_player.sim.guitar.physics import GuitarPhysics, ServoPulses
 from robo_player.sim.guitar.truth import GuitarTruth
 from robo_player.spec import load_spec
@@ -47,14 +46,6 @@ from robo_player.spec.guitar_loader import load_guitar_spec
 
 SPEC = "guitar-slider-servo"
 SPECS_DIR = Path(__file__).resolve().parents[1] / "hardware_specs"
-AVR_DIR = Path(__file__).resolve().parents[1] / "firmware" / "boards" / "avr"
-CC = shutil.which("cc") or shutil.which("gcc")
-HAVE_HOST = fwmod.HOST_BIN.exists() or CC is not None
-needs_host = pytest.mark.skipif(not HAVE_HOST, reason="no host firmware and no C compiler")
-HAVE_AVR = (fwmod.SIM_BIN.exists() and fwmod.AVR_ELF.exists()) or (
-    shutil.which("avr-gcc") is not None and shutil.which("simavr") is not None
-)
-needs_avr = pytest.mark.skipif(not HAVE_AVR, reason="no AVR build and no avr-gcc/simavr")
 
 
 # ---- the spec ------------------------------------------------------------------------
@@ -127,6 +118,7 @@ def test_layout_move_time_is_frame_plus_distance_over_speed() -> None:
 GEN = r"""
 #include <stdio.h>
 #include <stdint.h>
+#include <stdlib.h>
 #define RP_TICKS_PER_US 1UL
 #include "out_servo_gen.h"
 static rp_servo tab[8];
@@ -173,13 +165,7 @@ int main(void) {
 
 @pytest.fixture(scope="module")
 def gen(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    if CC is None:
-        pytest.skip("no C compiler")
-    d = tmp_path_factory.mktemp("servogen")
-    (d / "gen.c").write_text(GEN.replace("#include <stdint.h>", "#include <stdint.h>\n#include <stdlib.h>"))
-    subprocess.run([CC, "-std=c99", "-O2", "-Wall", "-Wextra", "-Werror", f"-I{AVR_DIR}",
-                    str(d / "gen.c"), "-o", str(d / "gen")], check=True)  # fmt: skip
-    return d / "gen"
+    return compile_on_avr_headers(tmp_path_factory.mktemp("servogen"), GEN)
 
 
 def test_c_pulse_train_equals_servo_py(gen: Path) -> None:
