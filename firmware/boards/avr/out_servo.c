@@ -48,21 +48,30 @@
 static rp_servo servos[RP_SERVOS];
 static rp_servo_train train;
 
+/* interrupts off: output `channel`'s slot (a new one: the pin an output, low until its
+ * first pulse); 0 when every slot is taken */
+static rp_servo *slot_of(uint8_t channel)
+{
+    uint8_t fresh;
+    rp_servo *s = rp_servo_slot(servos, &train, RP_SERVOS, channel, &fresh);
+    if (s && fresh) {
+        uint8_t mask;
+        volatile uint8_t *port = avr_output_port(channel, &mask);
+        *port &= (uint8_t)~mask;
+        port[-1] |= mask; /* DDRx: the byte below PORTx */
+    }
+    return s;
+}
+
 /* a direct output with a free slot (or its own: a reconfiguration) */
 uint8_t avr_servo_ok(uint8_t addr, uint8_t channel)
 {
     (void)addr;
     if (channel >= RP_AVR_DIRECT_OUTPUTS)
         return 0;
-    uint8_t fresh, sreg = SREG;
+    uint8_t sreg = SREG;
     cli();
-    rp_servo *s = rp_servo_slot(servos, &train, RP_SERVOS, channel, &fresh);
-    if (s && fresh) { /* an output, low until its first pulse */
-        uint8_t mask;
-        volatile uint8_t *port = avr_output_port(channel, &mask);
-        *port &= (uint8_t)~mask;
-        port[-1] |= mask; /* DDRx: the byte below PORTx */
-    }
+    rp_servo *s = slot_of(channel);
     SREG = sreg;
     return s != 0;
 }
@@ -135,9 +144,9 @@ uint8_t avr_servo_move(uint16_t actuator, uint8_t out_channel, uint16_t position
     uint16_t max_us = (uint16_t)(lim->max_on_ticks / RP_TICKS_PER_US);
     uint16_t w = (uint16_t)(rp_servo_width_us(position, lim->pwm_max, lim->max_pulse_us, max_us) *
                             RP_TICKS_PER_US);
-    uint8_t fresh, sreg = SREG, ok = 0;
+    uint8_t sreg = SREG, ok = 0;
     cli();
-    rp_servo *s = rp_servo_slot(servos, &train, RP_SERVOS, out_channel, &fresh);
+    rp_servo *s = slot_of(out_channel); /* (configure gave it) */
     if (s) {
         ok = 1;
         if (rp_servo_set(&train, servos, s, w, clock)) { /* the frames start */
