@@ -379,7 +379,7 @@ def render_guitar(b: GuitarBuild) -> str:
 
 GUITAR_TUNING = [40, 45, 50, 55, 59, 64]  # E2 A2 D3 G3 B3 E4
 BASS_TUNING = [28, 33, 38, 43]  # E1 A1 D2 G2
-GUITAR_THERMAL = {
+GUITAR_THERMAL: dict[str, object] = {
     "max_on_us": 20_000_000,
     "coil_tau_s": 30.0,
     "coil_heat_capacity_j_per_k": 10.0,
