@@ -22,7 +22,7 @@ from robo_player.actuation import OutputColumns
 from robo_player.driver.config import actuator_outputs, configure_messages
 from robo_player.driver.ports import open_port
 from robo_player.driver.trace import read_trace
-from robo_player.errors import SpecError
+from robo_player.errors import ProtocolError, SpecError
 from robo_player.midi import read_midi, resolve_piece
 from robo_player.plan import Command, Op, Plan
 from robo_player.planner import plan
@@ -422,3 +422,34 @@ def test_physics_servo_dead_band() -> None:
     perf, _notes = phys.run(empty, {car.channel: ServoPulses(rises, widths)})
     mm = position_mm(1504, 1000, 2000, 440.0)  # 0 -> 1500 us, then 1500 -> 1504 us
     assert perf.extra["fretter_travel_mm"] == pytest.approx(mm, abs=0.05)
+
+
+@pytest.mark.parametrize(
+    "port", ["vmcu://", pytest.param("fw-host://", marks=needs_host), pytest.param("fw-avr://", marks=needs_avr)]
+)
+def test_a_seventh_servo_is_refused_on_the_avr_only(port: str, tmp_path: Path) -> None:
+    """The AVR holds 6 servo slots, the host build and the model a frame's 8: a spec
+    with a seventh servo carriage is refused at configure on the AVR, naming it."""
+    text = (SPECS_DIR / f"{SPEC}.yaml").read_text()
+    text = text.replace("{id: servos, kind: direct, channels: 6,", "{id: servos, kind: direct, channels: 7,")
+    seventh = (
+        "  - tuning: A4\n"
+        "    picker: {channel: 18, board: coils1, pwm_bits: 12}\n"
+        "    damper: {channel: 19, board: coils1, pwm_bits: 12}\n"
+        "    presser: {channel: 20, board: coils1, pwm_bits: 12}\n"
+        "    carriage: {channel: 38, board: servos, pwm_bits: 8, drive: servo, travel_mm: 440.0, "
+        "max_speed_mm_s: 1000.0, accel_mm_s2: 50000.0, settle_us: 30000}\n"
+    )
+    (tmp_path / "seven.yaml").write_text(text.replace("\ntiming:", seventh + "\ntiming:", 1))
+    spec = load_guitar_spec(str(tmp_path / "seven.yaml"))
+    car = spec.actuators.by_role("carriage:6").index
+    the_plan = Plan([Command(0, Op.MOVE, car, position=10)], pipeline_delay_us=100_000,
+                    spec_name=spec.name, spec_hash=spec.spec_hash)  # fmt: skip
+    dev: Any
+    if port == "fw-avr://":
+        with pytest.raises(ProtocolError, match=rf"BAD_OUTPUT \(detail {car}\)"), open_port(port, spec) as dev:
+            dev.play(the_plan)
+        return
+    with open_port(port, spec) as dev:
+        dev.play(the_plan)
+        assert [o.status for o in dev.last_result.outcomes] == ["played"]
