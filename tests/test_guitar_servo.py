@@ -260,20 +260,24 @@ def test_firmware_pulses_equal_the_model(port: str) -> None:
     t0_m = min(v[0][0] for v in p_m.values())
     t0_c = min(v[0][0] for v in p_c.values())
     for a in cars:
-        wm = [w for _t, w in p_m[a]]
-        wc = [w for _t, w in p_c[a]][: len(wm)]
-        assert len(p_c[a]) >= len(wm) - 1 and wm[: len(wc)] == pytest.approx(wc, abs=1), a
+        # up to the last pulse of the shorter run: the closing all-off (its own time on
+        # each board) may cut a pulse short and ends the frames
+        n = min(len(p_m[a]), len(p_c[a])) - 1
+        assert n >= 8, a  # the plan's 150 ms and more
+        wm = [w for _t, w in p_m[a]][:n]
+        wc = [w for _t, w in p_c[a]][:n]
+        assert wm == pytest.approx(wc, abs=1), a
         # the widths the plan asked: 1000 + position * 1000 / 255
         assert set(wm) <= {width_us(p, 255, 1000, 2000) for p in (0, 10, 50, 100, 200, 255)}
-        om = [(t - t0_m) * 1e6 / hz_m for t, _w in p_m[a]][: len(wc)]
-        oc = [(t - t0_c) * 1e6 / hz_c for t, _w in p_c[a]][: len(om)]
+        om = [(t - t0_m) * 1e6 / hz_m for t, _w in p_m[a]][:n]
+        oc = [(t - t0_c) * 1e6 / hz_c for t, _w in p_c[a]][:n]
         # the same slot and frame (the driver's clock sync slews by up to 0.1 %: 150 µs
         # over this plan; a slot is 2.5 ms)
         assert np.max(np.abs(np.array(om) - np.array(oc))) <= 500, a
         assert np.all(np.diff(oc) >= FRAME_US - 1)  # one pulse a frame
     # the rule's outcomes, read off the model: the second of two moves in a frame wins,
     # a move is seen from the first rise at or after its clock
-    assert [w for _t, w in p_m[cars[1]]][-1] == width_us(10, 255, 1000, 2000)
+    assert [w for _t, w in p_m[cars[1]]][-2] == width_us(10, 255, 1000, 2000)
     assert width_us(0, 255, 1000, 2000) not in [w for _t, w in p_m[cars[1]]]
 
 
