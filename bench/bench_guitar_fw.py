@@ -32,6 +32,11 @@ Rows:
   0.1 %, the profile runs on the MCU's microseconds) to the firmware's error;
 - the most steps/s the plan asks of all carriages together (1 ms bins): where it asks
   more than the AVR makes, steps come late;
+- a hobby-servo spec (``guitar-slider-servo``): its pulses on the MCU's clock against
+  the firmware's rule (robo_player.servo.ServoTrain on the clocks the driver sent the
+  moves for): |width error| p50/p99/max in µs (the target's measure: the width is the
+  position), the pulses more than 2 µs off, the rises' delay p50/p99/max,
+  and the pulses missing or extra;
 - the AVR's CPU load (simavr cycles awake / total), and its longest stretch with
   interrupts off over the whole run (``firmware/sim/robo_sim.c``'s "interrupts off for
   at most"; issue 9's target for the AVR: <= 100 µs, a UART byte at 115200 is 87 µs)
@@ -61,18 +66,44 @@ from robo_player.plan import Op
 from robo_player.planner import plan
 from robo_player.report import build_report
 from robo_player.score import Score
+from robo_player.servo import compare_pulses, train_of_moves
 from robo_player.sim.guitar.device import carriage_steps, split_steps
 from robo_player.spec import load_spec
 from robo_player.spec.actuators import ActuatorKind
+from robo_player.spec.guitar import servo_carriages
+
+
+def _steppers(spec: Any) -> dict[int, Any]:
+    """The step/dir carriages (not a servo's)."""
+    servos = servo_carriages(spec)
+    return {a.index: a for a in spec.actuators.of_kind(ActuatorKind.POSITIONER) if a.index not in servos}
+
+
+def _step_moves(spec: Any, the_plan: Any) -> list[Any]:
+    pos = _steppers(spec)
+    return sorted((c for c in the_plan.commands if c.op is Op.MOVE and c.actuator in pos), key=lambda c: c.t_us)
+
+
+def mcu_servo_errors(spec: Any, the_plan: Any, trace: Any, clock_for: Any) -> tuple[list[float], list[float], int]:
+    """Each servo pulse of the trace against the firmware's rule on the MCU's clock
+    (robo_player.servo.ServoTrain, the moves at the clocks the driver sent them for):
+    |width error| (µs) and the rise's delay (µs) of each pulse, and the pulses missing
+    or extra (robo_player.servo.compare_pulses)."""
+    servos = servo_carriages(spec)
+    tpu = trace.clock_hz / 1e6 if trace.clock_hz else 1.0
+    moves = sorted((c for c in the_plan.commands if c.op is Op.MOVE), key=lambda c: c.t_us)
+    train = train_of_moves(servos, moves, clock_for, round(tpu))
+    got = sorted((clock, a, w) for clock, a, w in trace.changes if a in servos)
+    if not got:
+        return [], [], 0
+    return compare_pulses(train.pulses(got[-1][0] + 1), got, tpu)
 
 
 def step_errors(spec: Any, the_plan: Any, steps: dict[int, Any],
                 after_us: float = 0.0) -> tuple[list[float], int]:  # fmt: skip
     """|measured - planned| per step (µs) of the steps planned at or after ``after_us``,
     and the steps missing or extra."""
-    pos = {a.index: a for a in spec.actuators.of_kind(ActuatorKind.POSITIONER)}
-    moves = sorted((c for c in the_plan.commands if c.op is Op.MOVE), key=lambda c: c.t_us)
-    want = carriage_steps(pos, moves, {}, {})
+    want = carriage_steps(_steppers(spec), _step_moves(spec, the_plan), {}, {})
     errs: list[float] = []
     off = 0
     for a in set(want) | set(steps):
@@ -92,12 +123,12 @@ def mcu_step_errors(spec: Any, the_plan: Any, trace: Any, clock_for: Any,
     was sent for (``clock_for(t_us)``), or at its carriage's last step if that is later
     (the firmware's rule); its steps follow robo_player.motion's trapezoid in the MCU's
     microseconds."""
-    pos = {a.index: a for a in spec.actuators.of_kind(ActuatorKind.POSITIONER)}
+    pos = _steppers(spec)
     tpu = trace.clock_hz / 1e6 if trace.clock_hz else 1.0
     at: dict[int, int] = {}
     last: dict[int, int] = {}
     want: dict[int, list[tuple[np.ndarray, np.ndarray]]] = {}
-    for c in sorted((c for c in the_plan.commands if c.op is Op.MOVE), key=lambda c: c.t_us):
+    for c in _step_moves(spec, the_plan):
         a = pos[c.actuator]
         per_mm = a.pwm_max / a.travel_mm
         rel = move_steps(at.get(c.actuator, 0), c.position, 0, a.max_speed_mm_s * per_mm,
@@ -128,9 +159,7 @@ def mcu_step_errors(spec: Any, the_plan: Any, trace: Any, clock_for: Any,
 
 def concurrent_rate(spec: Any, the_plan: Any) -> float:
     """The most steps/s the plan asks of all carriages together (1 ms bins)."""
-    pos = {a.index: a for a in spec.actuators.of_kind(ActuatorKind.POSITIONER)}
-    moves = sorted((c for c in the_plan.commands if c.op is Op.MOVE), key=lambda c: c.t_us)
-    want = carriage_steps(pos, moves, {}, {})
+    want = carriage_steps(_steppers(spec), _step_moves(spec, the_plan), {}, {})
     if not want:
         return 0.0
     t = np.concatenate([w.t_us for w in want.values()])
@@ -168,13 +197,14 @@ def run(spec_name: str, port: str, piece: str, score: Score) -> dict[str, Any]:
         clock_for = fw.last_session.timeline.clock_for
     wall = time.perf_counter() - w0
     r = build_report(plan_report=rep, performance=perf, piece=piece, spec=spec, port=f"{port}://")
-    carriages = {a.index for a in spec.actuators.of_kind(ActuatorKind.POSITIONER)}
-    _coils, steps = split_steps(heard["outputs"], carriages)
+    _coils, all_steps = split_steps(heard["outputs"], set(_steppers(spec)))
+    steps = {a: s for a, s in all_steps.items() if a in _steppers(spec)}
     errs, off = step_errors(spec, the_plan, steps)
     # after the first second: past the carriages' first moves from the nut, all at once
     later, _ = step_errors(spec, the_plan, steps, after_us=1e6)
     mcu, mcu_off = mcu_step_errors(spec, the_plan, trace, clock_for)
     mcu_later, _ = mcu_step_errors(spec, the_plan, trace, clock_for, after_us=1e6)
+    sw, sr, s_off = mcu_servo_errors(spec, the_plan, trace, clock_for)
     cmd = perf.extra.get("commands", {})
     refused = {k: v for k, v in cmd.items() if k.startswith("refused")}
     # every note has its fate in the plan report, every command its status from the device
@@ -200,6 +230,11 @@ def run(spec_name: str, port: str, piece: str, score: Score) -> dict[str, Any]:
         "perf time: step err p50/p99/max us": _pct(errs),
         "perf after 1 s": _pct(later=later),
         "peak steps/s asked": f"{concurrent_rate(spec, the_plan):,.0f}",
+        "servo pulses": len(sw),
+        "servo |width err| p50/p99/max us": _pct(sw),
+        "servo pulses off > 2 us": sum(1 for e in sw if e > 2),
+        "servo rise delay p50/p99/max us": _pct(sr),
+        "servo pulses missing+extra": f"{s_off}" if sw else "-",
         "avr cpu": f"{perf.extra['avr_cpu_load']:.2f}" if "avr_cpu_load" in perf.extra else "-",
         # the longest stretch with interrupts off (issue 9: <= 100 µs; a UART byte: 87 µs)
         "irq off max us": f"{trace.irq_off_cycles / (trace.clock_hz / 1e6):.1f}"

@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import random
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
 
 from robo_player.driver.stream import StreamResult
 from robo_player.plan import Command, Op, Plan
+from robo_player.sim import mcu_process as fwmod
 from robo_player.spec.loader import load_spec
 from robo_player.spec.model import PianoSpec
 
@@ -129,3 +135,26 @@ def check_accounting(plan: Plan, result: StreamResult) -> None:
     assert idx == list(range(result.start_index, len(plan))), "each command exactly once"
     if not result.error:
         assert all(o.status != "unknown" and o.status != "not_sent" for o in result.outcomes)
+
+
+# ---- the firmware builds and small C programs on its headers --------------------------
+
+AVR_DIR = Path(__file__).resolve().parents[1] / "firmware" / "boards" / "avr"
+CC = shutil.which("cc") or shutil.which("gcc")
+HAVE_HOST = fwmod.HOST_BIN.exists() or CC is not None
+needs_host = pytest.mark.skipif(not HAVE_HOST, reason="no host firmware and no C compiler")
+HAVE_AVR = (fwmod.SIM_BIN.exists() and fwmod.AVR_ELF.exists()) or (
+    shutil.which("avr-gcc") is not None and shutil.which("simavr") is not None
+)
+needs_avr = pytest.mark.skipif(not HAVE_AVR, reason="no AVR build and no avr-gcc/simavr")
+
+
+def compile_on_avr_headers(d: Path, source: str) -> Path:
+    """``source`` (C99, including headers of firmware/boards/avr) built in ``d`` with
+    warnings as errors; skips without a C compiler."""
+    if CC is None:
+        pytest.skip("no C compiler")
+    (d / "gen.c").write_text(source)
+    subprocess.run([CC, "-std=c99", "-O2", "-Wall", "-Wextra", "-Werror", f"-I{AVR_DIR}",
+                    str(d / "gen.c"), "-o", str(d / "gen")], check=True)  # fmt: skip
+    return d / "gen"

@@ -9,13 +9,13 @@ plan put it."""
 from __future__ import annotations
 
 import random
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+from driver_helpers import compile_on_avr_headers, needs_avr, needs_host
 
 from robo_player.driver.config import actuator_outputs, configure_messages, stepper_rates
 from robo_player.driver.ports import open_port
@@ -25,19 +25,10 @@ from robo_player.motion import move_steps
 from robo_player.plan import Command, Op, Plan
 from robo_player.planner import plan
 from robo_player.protocol.messages import OutKind
-from robo_player.sim import mcu_process as fwmod
 from robo_player.sim.guitar.device import carriage_steps, split_steps
+from robo_player.sim.guitar.physics import CarriageSteps
 from robo_player.spec import load_spec
 from robo_player.spec.actuators import ActuatorKind
-
-AVR_DIR = Path(__file__).resolve().parents[1] / "firmware" / "boards" / "avr"
-CC = shutil.which("cc") or shutil.which("gcc")
-HAVE_HOST = fwmod.HOST_BIN.exists() or CC is not None
-needs_host = pytest.mark.skipif(not HAVE_HOST, reason="no host firmware and no C compiler")
-HAVE_AVR = (fwmod.SIM_BIN.exists() and fwmod.AVR_ELF.exists()) or (
-    shutil.which("avr-gcc") is not None and shutil.which("simavr") is not None
-)
-needs_avr = pytest.mark.skipif(not HAVE_AVR, reason="no AVR build and no avr-gcc/simavr")
 
 # moves one after another on one carriage: "n target clock" lines; the generator's step
 # clocks (a move asked while the carriage steps waits for its end), one line per move
@@ -70,13 +61,7 @@ int main(void) {
 
 @pytest.fixture(scope="module")
 def gen(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    if CC is None:
-        pytest.skip("no C compiler")
-    d = tmp_path_factory.mktemp("stepgen")
-    (d / "gen.c").write_text(MAIN)
-    subprocess.run([CC, "-std=c99", "-O2", "-Wall", "-Wextra", "-Werror", f"-I{AVR_DIR}",
-                    str(d / "gen.c"), "-o", str(d / "gen")], check=True)  # fmt: skip
-    return d / "gen"
+    return compile_on_avr_headers(tmp_path_factory.mktemp("stepgen"), MAIN)
 
 
 def _c_steps(gen: Path, v: int, a: int, moves: list[tuple[int, int]]) -> tuple[list[int], list[int], int]:
@@ -309,5 +294,7 @@ def test_guitar_tune_through_the_firmware(port: str) -> None:
     want = carriage_steps(cars, moves, {}, {})
     assert set(steps) == set(want)
     for a, w in want.items():  # the trace's steps are the plan's, to the clock sync
-        assert np.array_equal(steps[a].position, w.position)
-        assert np.max(np.abs(steps[a].t_us - w.t_us)) <= (5 if port == "vmcu://" else 2000)
+        got = steps[a]
+        assert isinstance(got, CarriageSteps)  # (a stepper's: no servo here)
+        assert np.array_equal(got.position, w.position)
+        assert np.max(np.abs(got.t_us - w.t_us)) <= (5 if port == "vmcu://" else 2000)

@@ -15,7 +15,7 @@ from robo_player.plan import Command, Op, Plan
 from robo_player.spec import load_spec
 from robo_player.spec.guitar import GuitarSpec, press_position_mm
 
-SPECS = ["guitar-matrix", "guitar-slider", "bass-4"]
+SPECS = ["guitar-matrix", "guitar-slider", "guitar-slider-servo", "bass-4"]
 GAP_US = 60_000
 
 

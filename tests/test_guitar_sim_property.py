@@ -16,7 +16,7 @@ from robo_player.report import build_report
 from robo_player.score import Note, Score
 from robo_player.spec import load_spec
 
-SPECS = {n: load_spec(n) for n in ("guitar-matrix", "guitar-slider", "bass-4")}
+SPECS = {n: load_spec(n) for n in ("guitar-matrix", "guitar-slider", "guitar-slider-servo", "bass-4")}
 
 
 @st.composite

@@ -236,7 +236,7 @@ def test_a_guitar_plays_through_an_in_process_mido_port(slider: GuitarSpec,
     assert f"D {planner.latency_us / 1000:.1f} ms" in line and "late 0" in line
 
 
-@pytest.mark.parametrize("name", ["guitar-slider", "guitar-matrix", "bass-4"])
+@pytest.mark.parametrize("name", ["guitar-slider", "guitar-matrix", "guitar-slider-servo", "bass-4"])
 def test_live_on_a_guitar_from_the_command_line(name: str, tmp_path: Path, capsys: Any) -> None:
     rep, rec = tmp_path / "live.json", tmp_path / "rec.mid"
     rc = main(["live", "--spec", name, "--port", "sim://", "--replay", str(PIECE),
@@ -253,17 +253,20 @@ def test_live_on_a_guitar_from_the_command_line(name: str, tmp_path: Path, capsy
 
 
 @pytest.mark.parametrize("url", ["vmcu://", "fw-host://"])
-def test_a_bass_plays_live_through_the_firmware_ports(url: str) -> None:
-    """The firmware's positioners (step/dir) under the live path: every note accounted
-    for, the carriages moved by the firmware's steps, every output off at the end."""
+@pytest.mark.parametrize("name", ["bass-4", "guitar-slider-servo"])
+def test_a_bass_plays_live_through_the_firmware_ports(url: str, name: str) -> None:
+    """The firmware's positioners (step/dir; a guitar's hobby servos) under the live
+    path: every note accounted for, the carriages moved by the firmware's steps or
+    pulses, every output off at the end."""
     if url == "fw-host://":
         import test_driver_fw
 
         if not test_driver_fw.HAVE_HOST:
             pytest.skip("no host firmware and no C compiler")
-    bass = load_spec("bass-4")
+    bass = load_spec(name)
     assert isinstance(bass, GuitarSpec)
     line = [28, 31, 33, 36, 38, 40, 43, 45, 43, 38, 33, 28]
+    line = [p + (bass.lowest - 28) for p in line]  # (the guitar: an octave up)
     planner = live_planner(bass, None, LiveOptions())
     assert isinstance(planner, GuitarLivePlanner)
     with open_port(url, bass, truth_seed=0) as dev:

@@ -79,7 +79,8 @@ def load_error(tmp_path: Path, doc: Any, *fragments: str) -> str:
 
 
 def test_shipped_specs_are_listed_and_default_exists() -> None:
-    assert list_specs() == ["bass-4", "guitar-matrix", "guitar-slider", "piano-61-diy", "piano-88-grand"]
+    assert list_specs() == ["bass-4", "guitar-matrix", "guitar-slider", "guitar-slider-servo", "piano-61-diy",
+                            "piano-88-grand"]
     assert DEFAULT_SPEC in list_specs()
     assert load_spec(DEFAULT_SPEC) == load_spec(GRAND)
 
@@ -170,6 +171,7 @@ def test_generator_reproduces_the_shipped_files() -> None:
         "piano-61-diy.yaml",
         "guitar-matrix.yaml",
         "guitar-slider.yaml",
+        "guitar-slider-servo.yaml",
         "bass-4.yaml",
         "schema.json",
         "README.md",
@@ -713,7 +715,7 @@ def test_missing_file_lists_known_specs(tmp_path: Path) -> None:
         load_spec("piano-99-nope")
     msg = str(info.value)
     assert "piano-99-nope.yaml: spec file not found" in msg
-    assert "known specs: bass-4, guitar-matrix, guitar-slider, piano-61-diy, piano-88-grand" in msg
+    assert "known specs: bass-4, guitar-matrix, guitar-slider, guitar-slider-servo, piano-61-diy, piano-88-grand" in msg
     with pytest.raises(SpecError, match=re.escape(f"{tmp_path / 'x.yaml'}: spec file not found")):
         load_spec(tmp_path / "x.yaml")
 

@@ -78,6 +78,7 @@
 /* OutKind */
 #define RP_OUT_DIRECT 0
 #define RP_OUT_PCA9685 1
+#define RP_OUT_SERVO 2
 #define RP_OUT_STEP_DIR 3
 /* State */
 #define RP_STATE_UNCONFIGURED 0

@@ -12,18 +12,25 @@ from ..plan import Op as PlanOp
 from ..protocol.messages import PCA_OSC_HZ, PCA_PRESCALE_DEFAULT, Message, Op, OutKind
 from ..protocol.schedule import TimedCommand
 from ..spec.actuators import Actuator, ActuatorKind
+from ..spec.guitar import servo_carriages
 from ..spec.model import DriverKind, InstrumentSpec
 
 
 def actuator_outputs(spec: InstrumentSpec) -> dict[int, tuple[int, int, int, int]]:
     """actuator -> (out_kind, out_addr, out_channel, pwm_max), from the actuator map
-    (a step/dir carriage: :func:`stepper_output`)."""
+    (a step/dir carriage: :func:`stepper_output`; a hobby servo: OutKind.SERVO on its
+    direct output, ``out_addr`` the presser on its carriage)."""
     out: dict[int, tuple[int, int, int, int]] = {}
     pressers = _pressers(spec)
     steppers = _step_dir(spec)
+    servos = servo_carriages(spec)
     for act in spec.actuators:
         if act.index in steppers and act.board_kind is DriverKind.DIRECT:
             out[act.index] = stepper_output(act, pressers.get(act.index, act.index))
+            continue
+        if act.index in servos and act.board_kind is DriverKind.DIRECT:
+            out[act.index] = (int(OutKind.SERVO), pressers.get(act.index, act.index), act.output,
+                              act.pwm_max)  # fmt: skip
             continue
         kind = OutKind.PCA9685 if act.board_kind is DriverKind.PCA9685 else OutKind.DIRECT
         addr = act.i2c_address or 0 if kind is OutKind.PCA9685 else 0
@@ -32,8 +39,7 @@ def actuator_outputs(spec: InstrumentSpec) -> dict[int, tuple[int, int, int, int
 
 
 def _step_dir(spec: InstrumentSpec) -> set[int]:
-    """The positioners on a stepper driver (a carriage's ``drive: step_dir``); a hobby
-    servo has no firmware output yet: configured as a direct output, its moves refused."""
+    """The positioners on a stepper driver (a carriage's ``drive: step_dir``)."""
     drive = {c.channel: c.drive for st in getattr(spec, "strings", ()) if (c := st.carriage)}
     return {a.index for a in spec.actuators
             if a.kind is ActuatorKind.POSITIONER and drive.get(a.index, "step_dir") == "step_dir"}  # fmt: skip
@@ -142,6 +148,17 @@ def configure_messages(
             )
             continue
         kind, addr, ch, pwm_max = outs[i]
+        if kind == OutKind.SERVO:  # the travel, the pulse widths at 0 and at the travel
+            car = servo_carriages(spec)[i]
+            msgs.append(
+                Message.make(
+                    "configure_actuator", actuator=i, out_kind=kind, out_addr=addr,
+                    out_channel=ch, pwm_max=pwm_max, max_drive=pwm_max,
+                    max_on_us=car.pulse_max_us, max_pulse_us=car.pulse_min_us,
+                    duty_permille=1000,
+                )
+            )  # fmt: skip
+            continue
         if kind == OutKind.STEP_DIR:  # the positioner's travel, speed and acceleration
             speed, accel = stepper_rates(act)
             msgs.append(

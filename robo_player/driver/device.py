@@ -377,8 +377,11 @@ class FirmwareDevice(StreamDevice):
                 if backend.binary_direct_pins
                 else set()
             )
-            # (a carriage's changes are its positions: the instrument reads its steps)
-            outputs = outputs_from_trace(trace, tl.t_us_for, {**self._pwm_max, **self._travel}, binary)
+            # (a carriage's changes are its positions: the instrument reads its steps; a
+            # servo's are its pulses' widths, µs)
+            servos = {a: 65535 for a, o in outs.items() if o[0] == OutKind.SERVO}
+            outputs = outputs_from_trace(trace, tl.t_us_for, {**self._pwm_max, **self._travel, **servos},
+                                         binary)  # fmt: skip
             perf = self.instrument.hear(outputs)
         perf.link = result.link
         notes = sum(1 for c in cmds[result.start_index :] if c.op is Op.STRIKE)
@@ -472,8 +475,10 @@ class FirmwareDevice(StreamDevice):
         level: dict[int, int] = {}
         for _clock, a, lv in sorted(self.last_trace.changes, key=_by_clock):
             level[a] = lv
-        # a carriage's changes are its positions (driver/trace.py), never a coil left on
-        moving = {a for a, o in actuator_outputs(self.spec).items() if o[0] == OutKind.STEP_DIR}
+        # a carriage's changes are its positions or its pulses (driver/trace.py), never a
+        # coil left on
+        moving = {a for a, o in actuator_outputs(self.spec).items()
+                  if o[0] in (OutKind.STEP_DIR, OutKind.SERVO)}  # fmt: skip
         return sorted(a for a, lv in level.items() if lv and a not in moving)
 
     def close(self) -> None:

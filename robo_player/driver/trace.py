@@ -1,9 +1,10 @@
 """The firmware's actuation trace: what its outputs did, and when.
 
 The host build writes ``clock actuator level`` lines (a step/dir carriage: one per
-step, its position after it); the simavr harness writes ``clock kind addr channel
-level`` lines (an output, not an actuator: :func:`read_trace` maps it back through
-``out_map``, and turns a carriage's step and dir pins into its positions) and ``#`` lines with its clock, cycle counts, resets
+step, its position after it; a hobby servo: one per pulse, its rise and its width in
+µs); the simavr harness writes ``clock kind addr channel level`` lines (an output, not
+an actuator: :func:`read_trace` maps it back through ``out_map``, and turns a
+carriage's step and dir pins into its positions, a servo's pin into its pulses) and ``#`` lines with its clock, cycle counts, resets
 and exit. A device's backend hands its trace to the driver, which measures actuation
 errors against it (:mod:`.accuracy`) and turns it into output changes in performance
 time (:func:`outputs_from_trace`) for an instrument that listens to them.
@@ -62,6 +63,7 @@ def read_trace(path: Path, out_map: dict[tuple[int, int, int], int] | None = Non
     trace; ``out_map`` maps (kind, addr, channel) to the actuator for the latter."""
     t = Trace()
     steps = _StepPins(out_map or {})
+    servos = _ServoPins(out_map or {})
     try:
         lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
     except OSError as err:
@@ -100,6 +102,8 @@ def read_trace(path: Path, out_map: dict[tuple[int, int, int], int] | None = Non
                 a = (out_map or {}).get(key)
                 if a is not None:
                     t.changes.append((int(f[0]), a, int(f[4])))
+                elif servos.pins and key[0] == OutKind.DIRECT and key[2] in servos.pins:
+                    servos.edge(int(f[0]), key[2], int(f[4]), t.clock_hz, t.changes)
                 elif steps.pins and key[0] == OutKind.DIRECT:
                     steps.edge(int(f[0]), key[2], int(f[4]), t.changes)
             elif f:
@@ -131,6 +135,25 @@ class _StepPins:
             self.level[ch] = level
         elif ch - 1 in self.pins:
             self.up[ch - 1] = level
+
+
+class _ServoPins:
+    """A hobby servo's pin (OutKind.SERVO on output ``ch``) in a simavr trace: each pulse
+    becomes a change ``(rise clock, servo, width in µs)`` at its falling edge, as the
+    host build writes it (a pulse the trace ends while up: none)."""
+
+    def __init__(self, out_map: Mapping[tuple[int, int, int], int]) -> None:
+        self.pins = {ch: a for (k, _addr, ch), a in out_map.items() if k == OutKind.SERVO}
+        self.rise: dict[int, int | None] = dict.fromkeys(self.pins)
+
+    def edge(self, clock: int, ch: int, level: int, clock_hz: int,
+             changes: list[tuple[int, int, int]]) -> None:  # fmt: skip
+        rise = self.rise[ch]
+        if level and rise is None:
+            self.rise[ch] = clock
+        elif not level and rise is not None:
+            changes.append((rise, self.pins[ch], round((clock - rise) * 1e6 / (clock_hz or 1e6))))
+            self.rise[ch] = None
 
 
 # The AVR's software PWM on direct pins (firmware/boards/avr/out_pwm.h RP_SOFT_PWM_HZ;

@@ -41,7 +41,7 @@ from ..plan import Command, Op, Plan
 from ..planner.guitar_checks import heat_overloads, supply_overloads
 from ..planner.piano import _octave_shift
 from ..spec.calibration import KeyCurve
-from ..spec.guitar import GuitarSpec, Mechanism, press_position_mm, travel_us
+from ..spec.guitar import GuitarSpec, Mechanism, carriage_move_us, press_position_mm
 from ..spec.schema import pitch_to_note
 from .options import LatencyMode, LiveOptions
 from .stream import INF_US, StreamPlanner, WaitingCommand
@@ -186,8 +186,7 @@ class GuitarLivePlanner(StreamPlanner):
                 for a in range(neck.frets + 1):
                     for b in range(neck.frets + 1):
                         if a != b:
-                            mv = travel_us(abs(self._pos_mm[a] - self._pos_mm[b]),
-                                           c.max_speed_mm_s, c.accel_mm_s2)  # fmt: skip
+                            mv = carriage_move_us(c, abs(self._pos_mm[a] - self._pos_mm[b]))
                             row[a][b] = round(mv * (1.0 + t.travel_margin)) + c.settle_us
             self._move.append(row)
         self.slowest_us = max(self._lat[s][v] for s in range(len(spec.strings))

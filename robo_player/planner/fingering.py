@@ -13,7 +13,7 @@ the cheapest ``beam`` states are kept.
 
 Cost of a path (lower is better), summed over its transitions:
 
-- carriage travel time in ms (the padded trapezoidal move, :func:`~robo_player.spec.guitar.travel_us`);
+- carriage travel time in ms (the padded move, :func:`~robo_player.spec.guitar.carriage_move_us`);
 - ``change_ms`` per note on a string the previous onset did not use (string changes);
 - ``cut_ms_weight`` per ms a ringing note is cut short to make room, and ``cut_note_ms``
   per note cut (the matrix weighs only these);
@@ -39,7 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..spec.guitar import GuitarSpec, Mechanism, press_position_mm, travel_us
+from ..spec.guitar import GuitarSpec, Mechanism, carriage_move_us, press_position_mm
 
 
 def _load_c() -> Any:
@@ -144,7 +144,7 @@ class Layout:
                     for b in range(n):
                         if a != b:
                             d = abs(self.pos_mm[a] - self.pos_mm[b])
-                            mv = travel_us(d, c.max_speed_mm_s, c.accel_mm_s2)
+                            mv = carriage_move_us(c, d)
                             table[a][b] = round(mv * (1.0 + t.travel_margin)) + c.settle_us
             self.move_us.append(table)
         most = max((max(map(max, tb)) for tb in self.move_us), default=0)

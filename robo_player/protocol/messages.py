@@ -81,10 +81,14 @@ class Op(IntEnum):
 
 class OutKind(IntEnum):
     """How an actuator's output is driven; each board has one entry of hooks per kind it
-    drives (``firmware/boards/avr/outputs.h``). Next: a hobby-servo position (value 2)."""
+    drives (``firmware/boards/avr/outputs.h``)."""
 
     DIRECT = 0  # out_channel = the board's output number (AVR: boards/avr/pins.h)
     PCA9685 = 1  # out_addr = 7-bit I2C address, out_channel = 0..15
+    # a hobby servo's position (docs/guitar.md, "Hobby-servo carriages"): out_channel =
+    # a direct output, out_addr = the presser on its carriage; pwm_max = max_drive = the
+    # travel (counts), max_pulse_us = the pulse width at 0, max_on_us = at the travel (µs)
+    SERVO = 2
     # a positioner on a stepper driver (docs/guitar.md, "Firmware"): out_channel = the
     # step output (the dir output is the next one), out_addr = the presser actuator on
     # its carriage (its own index: none); pwm_max = max_drive = the travel (steps),

@@ -51,6 +51,7 @@ from ..protocol.messages import (
 )
 from ..protocol.schedule import ScheduleDecoder, TimedCommand
 from ..protocol.varint import U32, put_vlq
+from ..servo import ServoTrain, width_us
 
 log = logging.getLogger(__name__)
 
@@ -151,6 +152,10 @@ class VirtualMCU:
     def boot(self, t: float) -> None:
         if getattr(self, "steppers", None):  # a reset: the carriages stop where they are
             self._stop_steppers(self.clock_at(t))
+        old: ServoTrain | None = self.__dict__.get("servos")
+        if old is not None:  # ... and the servos' pulses stop (their slots go)
+            old.stop(self.clock_at(t))
+            self.trace.extend(old.take(self.clock_at(t)))
         self.boot_time = t
         self.clock0 = self.rng.randrange(0, 1 << 32)
         self.boot_id = self.rng.randrange(1, 1 << 32)
@@ -163,6 +168,9 @@ class VirtualMCU:
         # they stay across configurations)
         self.steppers: dict[int, _Stepper] = {}
         self._stepper_cfg: dict[int, tuple[int, int, int, int, int]] = {}
+        # hobby servos (firmware/boards/*/out_servo.c): slots by output, given at configure
+        self.servos: ServoTrain = ServoTrain(ticks_per_us=self.cfg.clock_hz // 1_000_000)
+        self._servo_cfg: dict[int, tuple[int, int, int, int]] = {}  # pin, travel, min, max
         self.queue: list[tuple[int, int, int, TimedCommand]] = []  # (clock, order, index, cmd)
         self._order = itertools.count()
         self.sched: ScheduleDecoder | None = None
@@ -218,6 +226,7 @@ class VirtualMCU:
         for a in sorted(self.acts):
             self._set(clock, a, 0)
         self._stop_steppers(clock)
+        self.servos.stop(clock)
 
     # ---- positioners (firmware/boards/*/out_step.c) ------------------------------------
     def _stop_steppers(self, clock: int) -> None:
@@ -235,6 +244,10 @@ class VirtualMCU:
 
     def _move(self, a: int, target: int, clock: int) -> bool:
         """board_output_move: True when taken."""
+        servo = self._servo_cfg.get(a)
+        if servo is not None:  # out_servo.c: its width from its first pulse at or after clock
+            pin, travel, lo, hi = servo
+            return target <= travel and self.servos.move(pin, a, width_us(target, travel, lo, hi), clock)
         cfg = self._stepper_cfg.get(a)
         if cfg is None or target > cfg[2]:
             return False  # no positioner there, or past its travel: the carriage stays
@@ -382,8 +395,9 @@ class VirtualMCU:
         while True:
             nxt = self.next_timer()
             if nxt is None or nxt > clock:
-                return
+                break
             self._fire(nxt)
+        self.trace.extend(self.servos.take(clock))  # the servos' pulses over by then
 
     def _fire(self, now: int) -> None:
         # A tie: the commands due now run before the pulse ends and cutoffs of this
@@ -623,6 +637,7 @@ class VirtualMCU:
         h = config_hash(self._cfg_msgs)
         begin = self._cfg_msgs[0]
         self._stepper_cfg = {}
+        self._servo_cfg = {}
         count = begin["actuator_count"]
         reason, detail = ConfigReason.OK, 0
         acts: dict[int, _Act] = {}
@@ -645,9 +660,14 @@ class VirtualMCU:
                     reason, detail = ConfigReason.LIMIT_OUT_OF_RANGE, i
                 elif out in outputs:
                     reason, detail = ConfigReason.BAD_OUTPUT, i
+                elif a_msg["out_kind"] == OutKind.SERVO and not self.servos.add(a_msg["out_channel"], i):
+                    reason, detail = ConfigReason.BAD_OUTPUT, i  # no slot left in the frame
                 if reason is not ConfigReason.OK:
                     break
                 outputs.add(out)
+                if a_msg["out_kind"] == OutKind.SERVO:  # pin, travel, widths at 0 and travel
+                    self._servo_cfg[i] = (a_msg["out_channel"], a_msg["pwm_max"],
+                                          a_msg["max_pulse_us"], a_msg["max_on_us"])  # fmt: skip
                 if a_msg["out_kind"] == OutKind.STEP_DIR:  # pin, presser, travel, v, a
                     self._stepper_cfg[i] = (a_msg["out_channel"], a_msg["out_addr"],
                                             a_msg["pwm_max"], a_msg["max_pulse_us"],

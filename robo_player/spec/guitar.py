@@ -10,8 +10,10 @@ Two mechanisms (``neck.mechanism``):
 Geometry: fret ``n`` lies ``d(n) = L (1 - 2^(-n/12))`` mm from the nut (``L`` the scale
 length). A carriage presses fret ``n`` one third of the way back from the fret wire
 toward fret ``n-1`` (where a finger presses); position 0 is the nut (parked; the
-string sounds open). Carriage moves follow a trapezoidal speed profile (maximum speed,
-acceleration) and then settle.
+string sounds open). A stepper carriage's moves follow a trapezoidal speed profile
+(maximum speed, acceleration), a hobby servo's wait for its next pulse (up to a 20 ms
+frame) and run at its speed (:mod:`robo_player.servo`); then they settle
+(:func:`carriage_move_us`).
 
 Strings are numbered in the order the spec lists them (0 = the first, by convention
 the lowest). Roles in the actuator map: ``pick:S``, ``damp:S``, ``press:S``,
@@ -36,9 +38,11 @@ __all__ = [
     "NeckSpec",
     "OutputSpec",
     "StringSpec",
+    "carriage_move_us",
     "fret_distance_mm",
     "guitar_actuators",
     "press_position_mm",
+    "servo_carriages",
     "travel_us",
 ]
 
@@ -83,6 +87,11 @@ class CarriageSpec:
     max_speed_mm_s: float
     accel_mm_s2: float
     settle_us: int  # after the move, before the presser may press
+    # drive: servo (absent for step_dir; the loader fills a servo's defaults): the pulse
+    # width at 0 and at the travel, and its frame rate (the firmware's: 50 Hz)
+    pulse_min_us: int | None = field(default=None, metadata={"hashed": "if set"})
+    pulse_max_us: int | None = field(default=None, metadata={"hashed": "if set"})
+    frame_hz: int | None = field(default=None, metadata={"hashed": "if set"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,6 +208,24 @@ def press_position_mm(scale_length_mm: float, n: int) -> float:
     return d1 - (d1 - d0) / 3.0
 
 
+def servo_carriages(spec: object) -> dict[int, CarriageSpec]:
+    """actuator -> its carriage, for every hobby-servo carriage (``drive: servo``) of a
+    spec (none for a spec without strings)."""
+    return {c.channel: c for st in getattr(spec, "strings", ())
+            if (c := st.carriage) is not None and c.drive == CarriageDrive.SERVO.value}  # fmt: skip
+
+
+def carriage_move_us(car: CarriageSpec, distance_mm: float) -> float:
+    """A carriage's move over ``distance_mm`` (µs), before it settles: a stepper's
+    trapezoid (:func:`travel_us`), a hobby servo's wait for its next frame plus the
+    distance at its speed (:func:`robo_player.servo.move_us`)."""
+    if car.drive == CarriageDrive.SERVO.value:
+        from ..servo import move_us
+
+        return move_us(distance_mm, car.max_speed_mm_s)
+    return travel_us(distance_mm, car.max_speed_mm_s, car.accel_mm_s2)
+
+
 def travel_us(distance_mm: float, max_speed_mm_s: float, accel_mm_s2: float) -> float:
     """Time (µs) to move ``distance_mm`` from rest to rest: trapezoidal speed profile
     (triangular when the distance is too short to reach the maximum speed)."""
@@ -250,7 +277,7 @@ def guitar_actuators(spec: GuitarSpec, source: str | None = None) -> ActuatorMap
         full_travel = 0
         if car is not None:
             far = press_position_mm(spec.neck.scale_length_mm, spec.neck.frets)
-            full_travel = round(travel_us(far, car.max_speed_mm_s, car.accel_mm_s2)) + car.settle_us
+            full_travel = round(carriage_move_us(car, far)) + car.settle_us
         entries.append(
             Actuator(
                 index=channel,

@@ -14,7 +14,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import SpecError
+from ..servo import MAX_SERVOS, PULSE_MAX_US
 from .guitar import (
+    CarriageDrive,
     CarriageSpec,
     GuitarSpec,
     Mechanism,
@@ -66,6 +68,9 @@ def guitar_from_mapping(c: _Checker, doc: Any, family: str) -> GuitarSpec:
                 raise c.fail(f"{p}.fret_channels", "not allowed on a slider neck (allowed: absent)",
                              line)  # fmt: skip
             _check_carriage(c, f"{p}.carriage", st["carriage"], neck, line)
+            n_servos = sum(1 for x in top["strings"]
+                           if x["carriage"] is not None and x["carriage"].drive == CarriageDrive.SERVO.value)  # fmt: skip
+            _check_servo(c, f"{p}.carriage", st["carriage"], n_servos, line)
         else:
             for role in ("presser", "carriage"):
                 if st[role] is not None:
@@ -87,7 +92,9 @@ def guitar_from_mapping(c: _Checker, doc: Any, family: str) -> GuitarSpec:
                                  f"{ch} is outside every board's block (allowed 0..{last})", line)  # fmt: skip
                 wiring = {"channel": ch, "board": board, "pwm_bits": 1}
                 _check_actuator(c, f"{p}.fret_channels[{f}]", wiring, boards, blocks, used, line)
-        if st["carriage"] is not None:
+        if st["carriage"] is not None and st["carriage"].drive == CarriageDrive.SERVO.value:
+            st["carriage"] = _servo_defaults(st["carriage"])
+        elif st["carriage"] is not None:
             st["carriage"] = _step_share(st["carriage"], boards, top["strings"])
         strings.append(
             StringSpec(
@@ -132,6 +139,35 @@ def _step_share(car: CarriageSpec, boards: list[dict[str, Any]],
     if car.max_speed_mm_s <= top:
         return car
     return replace(car, max_speed_mm_s=round(top, 1))
+
+
+SERVO_DEFAULTS = {"pulse_min_us": 1000, "pulse_max_us": 2000, "frame_hz": 50}
+
+
+def _servo_defaults(car: CarriageSpec) -> CarriageSpec:
+    """A servo carriage with its absent pulse keys at their defaults."""
+    d = SERVO_DEFAULTS
+    return replace(car, pulse_min_us=car.pulse_min_us or d["pulse_min_us"],
+                   pulse_max_us=car.pulse_max_us or d["pulse_max_us"],
+                   frame_hz=car.frame_hz or d["frame_hz"])  # fmt: skip
+
+
+def _check_servo(c: _Checker, path: str, car: Any, n_servos: int, line: int | None) -> None:
+    """A servo's pulse range (its keys absent on a stepper) and the frame's slots."""
+    if car.drive != CarriageDrive.SERVO.value:
+        for k in SERVO_DEFAULTS:
+            if getattr(car, k) is not None:
+                raise c.fail(f"{path}.{k}", f"not allowed with drive {car.drive} (allowed: absent, "
+                             "or drive servo)", line)  # fmt: skip
+        return
+    lo = car.pulse_min_us if car.pulse_min_us is not None else SERVO_DEFAULTS["pulse_min_us"]
+    hi = car.pulse_max_us if car.pulse_max_us is not None else SERVO_DEFAULTS["pulse_max_us"]
+    if hi <= lo:
+        raise c.fail(f"{path}.pulse_max_us", f"{hi} is not above pulse_min_us {lo} "
+                     f"(allowed {lo + 1}..{PULSE_MAX_US})", line)  # fmt: skip
+    if n_servos > MAX_SERVOS:
+        raise c.fail(f"{path}.drive", f"servo: {n_servos} servo carriages, more than the "
+                     f"firmware's 20 ms frame holds (allowed 1..{MAX_SERVOS} servos)", line)  # fmt: skip
 
 
 def _board_at(boards: list[dict[str, Any]], blocks: dict[str, tuple[int, int, int]],

@@ -7,6 +7,7 @@ curves, the piano's section).
 
 from __future__ import annotations
 
+from ..servo import FRAME_US, PULSE_MAX_US, PULSE_MIN_US
 from .guitar import (
     CarriageDrive,
     CarriageSpec,
@@ -52,7 +53,8 @@ CARRIAGE = Section(
     "carriage",
     CarriageSpec,
     "A slider's carriage: a positioner whose position counts 0..2^pwm_bits-1 span "
-    "0..travel_mm from the nut; moves follow a trapezoidal speed profile, then settle.",
+    "0..travel_mm from the nut; a stepper's moves follow a trapezoidal speed profile, a "
+    "hobby servo's wait for its next 50 Hz pulse and run at max_speed_mm_s; then settle.",
     (
         Field("channel", Kind.INT, "global actuator index, unique, inside its board's block",
               "index", 0, 4095),
@@ -62,11 +64,20 @@ CARRIAGE = Section(
               choices=tuple(d.value for d in CarriageDrive)),
         Field("travel_mm", Kind.FLOAT, "travel from the nut; must reach the last fret",
               "mm", 10.0, 1200.0),
-        Field("max_speed_mm_s", Kind.FLOAT, "top speed", "mm/s", 10.0, 20_000.0),
-        Field("accel_mm_s2", Kind.FLOAT, "acceleration and deceleration", "mm/s^2",
-              100.0, 1_000_000.0),
+        Field("max_speed_mm_s", Kind.FLOAT, "top speed (servo: its speed through the linkage)",
+              "mm/s", 10.0, 20_000.0),
+        Field("accel_mm_s2", Kind.FLOAT, "acceleration and deceleration (servo: unused)",
+              "mm/s^2", 100.0, 1_000_000.0),
         Field("settle_us", Kind.INT, "after a move, before the presser may press", "us",
               0, 500_000),
+        Field("pulse_min_us", Kind.INT, "servo: pulse width at position 0 (default 1000; "
+              "step_dir: absent)", "us", PULSE_MIN_US, PULSE_MAX_US, required=False),
+        Field("pulse_max_us", Kind.INT, "servo: pulse width at the travel, above "
+              "pulse_min_us (default 2000; step_dir: absent)", "us", PULSE_MIN_US, PULSE_MAX_US,
+              required=False),
+        Field("frame_hz", Kind.INT, "servo: pulse frame rate, the firmware's (default 50; "
+              "step_dir: absent)", "Hz", 1000 // (FRAME_US // 1000), 1000 // (FRAME_US // 1000),
+              required=False),
     ),
 )  # fmt: skip
 
@@ -142,6 +153,9 @@ GUITAR_RULES: tuple[str, ...] = (
     "neck.scale_length_mm; neck.capo < neck.frets",
     "slider: every string has presser and carriage and no fret_channels; a carriage's "
     "travel_mm reaches its last fret",
+    "slider, drive servo: pulse_max_us > pulse_min_us, at most 8 servo carriages (the "
+    "firmware's 20 ms frame has 8 slots of 2.5 ms); drive step_dir: no pulse_min_us, "
+    "pulse_max_us, frame_hz",
     "matrix: every string has fret_channels (one per fret) and no presser or carriage",
     "guitar timing: pipeline_delay_us >= max(nominal.latency_us) + fret_settle_us; "
     "min_repeat_us >= pick_pulse_us",

@@ -469,6 +469,7 @@ static void pca_kind_all_off(void) { pca_all_off_now(); }
 static const avr_out_kind_t avr_out_kinds[AVR_OUT_KINDS] PROGMEM = {
     [RP_OUT_DIRECT] = {direct_ok, direct_prepare, 0, 0, direct_all_off},
     [RP_OUT_PCA9685] = {pca_ok, pca_prepare, pca_commit, avr_pca_lead_ticks, pca_kind_all_off},
+    [RP_OUT_SERVO] = {avr_servo_ok, avr_step_prepare, avr_step_commit, 0, avr_servo_all_off},
     [RP_OUT_STEP_DIR] = {avr_step_ok, avr_step_prepare, avr_step_commit, 0, avr_step_all_off},
 };
 

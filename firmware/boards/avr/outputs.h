@@ -4,7 +4,7 @@
  * board_output_commit(), board_all_off() and RP_OUTPUT_LEAD_TICKS(); the board looks
  * the kind up here.
  *
- * Adding a kind (a hobby-servo position, a step/dir positioner):
+ * Adding a kind (as the hobby-servo position and the step/dir positioner were added):
  *   1. a new OutKind value in robo_player/protocol/messages.py (the wire carries 0..15;
  *      a kind without an entry here is refused at configure with BAD_OUTPUT);
  *   2. its hooks: `ok` (which addresses/channels exist), `prepare` (timer context: all
@@ -39,7 +39,7 @@ typedef struct {
     void (*all_off)(void);             /* 0: the core's per-output offs are enough */
 } avr_out_kind_t;
 
-/* entries of avr_out_kinds[]: RP_OUT_DIRECT, RP_OUT_PCA9685, (2: none yet),
+/* entries of avr_out_kinds[]: RP_OUT_DIRECT, RP_OUT_PCA9685, RP_OUT_SERVO,
  * RP_OUT_STEP_DIR */
 #define AVR_OUT_KINDS 4
 void avr_out_commit(const rp_out_t *o); /* calls the kind's commit hook */
@@ -52,5 +52,9 @@ void avr_step_prepare(uint8_t actuator, uint8_t addr, uint8_t channel, uint16_t 
                       uint16_t pwm_max, rp_out_t *o);
 void avr_step_commit(const rp_out_t *o);
 void avr_step_all_off(void);
+/* hobby servos (out_servo.c; prepare and commit: the step kind's, which do nothing) */
+uint8_t avr_servo_ok(uint8_t addr, uint8_t channel);
+void avr_servo_all_off(void);
+uint8_t avr_servo_move(uint16_t actuator, uint8_t out_channel, uint16_t position, uint32_t clock);
 
 #endif

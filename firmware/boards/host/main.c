@@ -101,10 +101,17 @@ void host_trace_line(uint32_t clock, uint16_t actuator, uint16_t level)
 }
 uint32_t host_steps_run(uint32_t now);
 void host_steps_all_off(void);
+void host_servos_run(uint32_t now);
+void host_servos_all_off(uint32_t now);
+uint8_t host_servo_ok(uint8_t addr, uint8_t channel);
 
 /* The host build has no fast path: the core turns each output off (with a trace line);
  * the carriages stop where they are. */
-void board_all_off(void) { host_steps_all_off(); }
+void board_all_off(void)
+{
+    host_steps_all_off();
+    host_servos_all_off(board_clock());
+}
 
 /* The output kinds of the host build: each only checks its address; every output is
  * a trace line (board_output_prepare() is the same for all). */
@@ -113,6 +120,7 @@ static uint8_t pca_ok(uint8_t addr, uint8_t channel) { return addr >= 0x40 && ch
 static uint8_t (*const out_kind_ok[])(uint8_t addr, uint8_t channel) = {
     [RP_OUT_DIRECT] = direct_ok, /* any "pin" */
     [RP_OUT_PCA9685] = pca_ok,
+    [RP_OUT_SERVO] = host_servo_ok, /* a "pin" with a slot (boards/host/out_servo.c) */
     [RP_OUT_STEP_DIR] = direct_ok, /* step "pin" (dir: the next), out_addr: its presser */
 };
 
@@ -270,6 +278,10 @@ int main(int argc, char **argv)
         /* the positioners' steps due by now: trace lines at their own clocks (no
          * wake-up per step: the busy check and the next move go by the clock) */
         host_steps_run(board_clock());
+        /* the servos' pulses up to the core's next work (a move there may change a
+         * width from its clock on) */
+        uint64_t upto = clock64();
+        host_servos_run((uint32_t)(armed && armed_at <= upto ? armed_at - 1U : upto));
         uint64_t wait_us = 5000;
         uint64_t now = clock64();
         if (armed)

@@ -18,6 +18,7 @@ static rp_stepper steppers[RP_STEPPERS];
 static uint8_t n_steppers;
 
 void host_trace_line(uint32_t clock, uint16_t actuator, uint16_t level);
+uint8_t host_servo_move(uint16_t actuator, uint8_t out_channel, uint16_t position, uint32_t clock);
 
 /* Write every step due by `now`; returns the clock of the next one (now + 5 ms when
  * none is due sooner). */
@@ -52,6 +53,8 @@ static rp_stepper *slot_of(uint8_t pin)
 uint8_t board_output_move(uint16_t actuator, uint8_t out_kind, uint8_t out_addr,
                           uint8_t out_channel, uint16_t position, uint32_t clock)
 {
+    if (out_kind == RP_OUT_SERVO) /* a hobby servo (out_servo.c) */
+        return host_servo_move(actuator, out_channel, position, clock);
     const rp_limits *lim = rp_stepper_limits(actuator, out_kind, position);
     if (!lim)
         return 0; /* not a step/dir output, or past the travel: the carriage stays */

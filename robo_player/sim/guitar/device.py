@@ -9,7 +9,9 @@ The coils' commands go through the one pulse/hold expansion
 (:func:`robo_player.actuation.expand_commands`); a carriage's ``MOVE`` goes to the
 simulated MCU's step generator (:mod:`robo_player.motion`, the firmware's trapezoid at the spec's speed and
 acceleration; a move sent while the carriage still steps starts when its steps end),
-whose step times the physics reads. The physics never sees the plan.
+whose step times the physics reads; a hobby servo's ``MOVE`` to the firmware's pulse
+train (:class:`robo_player.servo.ServoTrain`), whose pulses the physics reads. The
+physics never sees the plan.
 """
 
 from __future__ import annotations
@@ -33,13 +35,14 @@ from ...errors import TransportError
 from ...motion import move_steps
 from ...performance import Performance, Progress
 from ...plan import Command, Op
+from ...servo import FRAME_US, SLOT_US, train_of_moves
 from ...spec.actuators import ActuatorKind
-from ...spec.guitar import GuitarSpec
+from ...spec.guitar import GuitarSpec, servo_carriages
 from .. import sensor
 from ..device import SimDevice
 from ..instrument import _int_opt
 from ..sensor import LOUDNESS_SD, TIMING_SD_US, Microphone
-from .physics import CarriageSteps, GuitarNotes, GuitarPhysics
+from .physics import CarriageSteps, GuitarNotes, GuitarPhysics, ServoPulses
 from .truth import GuitarTruth
 
 
@@ -53,15 +56,16 @@ class GuitarInstrument:
         self.microphone = microphone
         self.last_notes: GuitarNotes | None = None  # exact, for the simulator's own tests
         self._carriages = {a.index for a in spec.actuators.of_kind(ActuatorKind.POSITIONER)}
+        self._servos = set(servo_carriages(spec))
 
-    def hear(self, outputs: Any, steps: dict[int, CarriageSteps] | None = None,
+    def hear(self, outputs: Any, steps: dict[int, CarriageSteps | ServoPulses] | None = None,
              progress: Progress | None = None) -> Performance:  # fmt: skip
         """Play ``outputs`` (and ``steps``). Without ``steps`` (a firmware port: the
         driver hands over its trace's changes) the carriages' changes in ``outputs`` are
         their steps: each the position after a step, read from the step and dir pins
-        (:mod:`robo_player.driver.trace`)."""
+        (:mod:`robo_player.driver.trace`); a servo's are its pulses (rise, width µs)."""
         if steps is None:
-            outputs, steps = split_steps(outputs, self._carriages)
+            outputs, steps = split_steps(outputs, self._carriages, self._servos)
         perf, notes = self.physics.run(outputs, steps, progress)
         self.last_notes = notes
         self.microphone.listen(perf, notes.sounded())
@@ -95,17 +99,32 @@ def carriage_steps(positioners: dict[int, Any], moves: list[Command], pos: dict[
             for a, v in parts.items()}  # fmt: skip
 
 
-def split_steps(outputs: OutputColumns, carriages: set[int]) -> tuple[OutputColumns, dict[int, CarriageSteps]]:
+def servo_pulses(servos: dict[int, Any], moves: list[Command]) -> dict[int, ServoPulses]:
+    """The pulses of ``moves`` (time order) as the firmware's train makes them
+    (:class:`robo_player.servo.ServoTrain`: slots in actuator order, the frames from the
+    first move), up to two frames after the last move."""
+    train = train_of_moves(servos, moves)
+    last = max((c.t_us for c in moves), default=0)
+    out: dict[int, list[tuple[int, int]]] = {}
+    for rise, a, w in train.pulses(last + 2 * FRAME_US + SLOT_US):
+        out.setdefault(a, []).append((rise, w))
+    return {a: ServoPulses(np.array([r for r, _ in v], dtype=np.int64), np.array([w for _, w in v], dtype=np.int64))
+            for a, v in out.items()}  # fmt: skip
+
+
+def split_steps(outputs: OutputColumns, carriages: set[int], servos: set[int] | None = None,
+                ) -> tuple[OutputColumns, dict[int, CarriageSteps | ServoPulses]]:  # fmt: skip
     """The coils' changes, and each carriage's steps (its changes: the position after
-    each step, in time order)."""
+    each step, in time order; a servo's in ``servos``: its pulses, rise and width)."""
     is_car = np.isin(outputs.actuator, np.fromiter(carriages, dtype=np.int64, count=len(carriages)))
     coils = OutputColumns(outputs.t_us[~is_car], outputs.actuator[~is_car],
                           outputs.level[~is_car], outputs.pwm_max[~is_car])  # fmt: skip
-    steps: dict[int, CarriageSteps] = {}
+    steps: dict[int, CarriageSteps | ServoPulses] = {}
     for a in sorted(carriages):
         m = outputs.actuator == a
         if m.any():
-            steps[a] = CarriageSteps(outputs.t_us[m].astype(np.int64), outputs.level[m].astype(np.int64))
+            kind = ServoPulses if a in (servos or ()) else CarriageSteps
+            steps[a] = kind(outputs.t_us[m].astype(np.int64), outputs.level[m].astype(np.int64))
     return coils, steps
 
 
@@ -158,7 +177,9 @@ class GuitarSimDevice(SimDevice):
     def __init__(self, url: str, spec: GuitarSpec, instrument: GuitarInstrument) -> None:
         super().__init__(url, spec, instrument)  # type: ignore[arg-type]
         self.instrument: GuitarInstrument = instrument  # type: ignore[assignment]
-        self._positioners = {a.index: a for a in spec.actuators.of_kind(ActuatorKind.POSITIONER)}
+        self._servos = servo_carriages(spec)
+        self._positioners = {a.index: a for a in spec.actuators.of_kind(ActuatorKind.POSITIONER)
+                             if a.index not in self._servos}  # fmt: skip
         self._travel = positioner_max(spec)
         self._car_pos = {a: 0 for a in self._positioners}  # where the step generator left each
         self._car_free = {a: 0.0 for a in self._positioners}  # absolute: its last step
@@ -190,9 +211,14 @@ class GuitarSimDevice(SimDevice):
             else:
                 self._late += 1
 
-    def _steps(self, moves: list[Command]) -> dict[int, CarriageSteps]:
-        """The simulated MCU's step generator: each move's steps, one move after another."""
-        return carriage_steps(self._positioners, moves, self._car_pos, self._car_free)
+    def _steps(self, moves: list[Command]) -> dict[int, CarriageSteps | ServoPulses]:
+        """The simulated MCU's step generator: each move's steps, one move after another;
+        a servo's pulses."""
+        steppers = [c for c in moves if c.actuator not in self._servos]
+        out: dict[int, CarriageSteps | ServoPulses] = {}
+        out.update(carriage_steps(self._positioners, steppers, self._car_pos, self._car_free))
+        out.update(servo_pulses(self._servos, [c for c in moves if c.actuator in self._servos]))
+        return out
 
     def _end(self, progress: Progress | None = None, flush: bool = False) -> Performance:
         cmds, late, late_rel, flushed = self._cmds, self._late, self._late_release, 0
@@ -229,5 +255,6 @@ __all__ = [
     "carriage_steps",
     "guitar_instrument",
     "open_guitar_sim",
+    "servo_pulses",
     "split_steps",
 ]

@@ -3,7 +3,9 @@
 Driven by what the outputs did, never by what a plan asked: the coils' output changes
 (:class:`~robo_player.actuation.OutputColumns`, the one pulse/hold expansion the piano
 uses) and every carriage's step times (:class:`CarriageSteps`; on ``sim://`` from the
-step generator of :mod:`robo_player.motion`, on firmware ports from the pin trace).
+step generator of :mod:`robo_player.motion`, on firmware ports from the pin trace), or
+a hobby servo's pulses (:class:`ServoPulses`; on ``sim://`` from the firmware's pulse
+rule, :mod:`robo_player.servo`, on firmware ports from the pin trace).
 
 Per string it keeps the fret contact (the presser, or the matrix's fret solenoids),
 the damper and the carriage. Rules:
@@ -23,7 +25,10 @@ the damper and the carriage. Rules:
   reported (``buzzed_notes``).
 - A carriage moves from its first step of a burst (steps closer than ``MOVE_GAP_US``)
   to its last, time-stretched by its real speed (truth: ``speed_scale`` <= 1), then
-  settles (truth). A fretted pick (presser down) that sounds while it moves gives no
+  settles (truth). A servo carriage reads each pulse's width (its spec's pulse range
+  onto its travel, clamped to it): from the end of a pulse whose width asks for
+  another place it runs there at its real speed (the spec's times ``speed_scale``),
+  a later width turning it where it is, then settles (truth). A fretted pick (presser down) that sounds while it moves gives no
   note (``moving_picks``); with the presser up the carriage does not touch the string,
   so an open string sounds and rings while its carriage moves;
   a presser that is down while its carriage moves is a fault (``carriage_faults``)
@@ -51,6 +56,7 @@ import numpy as np
 from ...actuation import OutputColumns
 from ...errors import PlanError
 from ...performance import Performance, Progress
+from ...servo import position_mm
 from ...spec.actuators import ActuatorKind
 from ...spec.guitar import GuitarSpec, Mechanism, fret_distance_mm
 from ..physics import SoundedNotes
@@ -72,6 +78,15 @@ class CarriageSteps:
 
     t_us: np.ndarray  # (n,) int64, sorted
     position: np.ndarray  # (n,) int64, counts after each step
+
+
+@dataclass(slots=True)
+class ServoPulses:
+    """One servo carriage's pulses in a run: when each rose (µs, this run's time) and
+    its width (µs)."""
+
+    t_us: np.ndarray  # (n,) int64, sorted
+    width_us: np.ndarray  # (n,) int64
 
 
 @dataclass(slots=True)
@@ -98,8 +113,8 @@ class _Move:
     t0: float  # first step (absolute µs)
     moving_until: float  # last step, stretched by the real speed
     settled: float  # ... plus the settle time
-    before: int  # position (counts) before and after
-    after: int
+    before: float  # position (counts) before and after
+    after: float
 
 
 @dataclass(slots=True)
@@ -171,19 +186,27 @@ class GuitarPhysics:
             self._role[a.index] = (parts[0], int(parts[1]), int(parts[2]) if len(parts) > 2 else 0)
         self._settle = {amap.by_role(r).index: v for r, v in truth.pressers.items()}
         self._car: dict[int, tuple[int, float, float, float]] = {}  # string -> (act, scale, settle, mm/count)
+        self._deadband: dict[int, float] = {}  # string -> a servo's dead band, µs
         for r, c in truth.carriages.items():
             a = amap.by_role(r)
             self._car[int(r.split(":")[1])] = (a.index, c.speed_scale, float(c.settle_us),
                                                a.travel_mm / a.pwm_max)  # fmt: skip
+            self._deadband[int(r.split(":")[1])] = c.deadband_us
+        # string -> a servo carriage's (pulse_min_us, pulse_max_us, travel_mm, mm/s)
+        self._servo: dict[int, tuple[float, float, float, float]] = {
+            s: (float(cs.pulse_min_us or 0), float(cs.pulse_max_us or 0), cs.travel_mm, cs.max_speed_mm_s)
+            for s, st in enumerate(spec.strings)
+            if (cs := st.carriage) is not None and cs.drive == "servo"
+        }
         scale = spec.neck.scale_length_mm
         self._fret_mm = np.array([fret_distance_mm(scale, n) for n in range(spec.neck.frets + 1)])
         # state, absolute virtual µs
         self._origin_us = 0
         self._duty: dict[int, float] = {}
         self._on_since: dict[int, float] = {}
-        self._car_pos: dict[int, int] = {s: 0 for s in self._car}  # counts, parked at the nut
+        self._car_pos: dict[int, float] = {s: 0.0 for s in self._car}  # counts, parked at the nut
         self._car_settled: dict[int, float] = {s: -_INF for s in self._car}
-        self._before = {s: (0, -_INF) for s in self._car}  # each carriage at the run's start
+        self._before: dict[int, tuple[float, float]] = {s: (0.0, -_INF) for s in self._car}  # at the run's start
         self._heat = _Heat(spec)
         self._pick_off: dict[int, float] = {}  # picker -> when its coil last went off
 
@@ -203,7 +226,8 @@ class GuitarPhysics:
 
     # -- the simulation ----------------------------------------------------------------
 
-    def run(self, outputs: OutputColumns, steps: Mapping[int, CarriageSteps] | None = None,
+    def run(self, outputs: OutputColumns,
+            steps: Mapping[int, CarriageSteps | ServoPulses] | None = None,
             progress: Progress | None = None) -> tuple[Performance, GuitarNotes]:  # fmt: skip
         """Play the coils' output changes and the carriages' steps (this run's time);
         the notes that sounded come back exact (the microphone adds its noise)."""
@@ -298,7 +322,7 @@ class GuitarPhysics:
         perf = Performance(extra=extra, coil_failures=failures, max_coil_temp_ratio=heat.peak)
         return perf, notes
 
-    def _validate(self, out: OutputColumns, steps: Mapping[int, CarriageSteps]) -> None:
+    def _validate(self, out: OutputColumns, steps: Mapping[int, CarriageSteps | ServoPulses]) -> None:
         if len(out):
             bad = [a for a in np.unique(out.actuator).tolist() if a not in self._coils]
             if bad:
@@ -313,14 +337,24 @@ class GuitarPhysics:
             if len(st.t_us) > 1 and (np.diff(st.t_us) < 0).any():
                 raise PlanError(f"steps of carriage {a} are not sorted by t_us")
 
-    def _moves(self, steps: Mapping[int, CarriageSteps], origin: float) -> dict[int, list[_Move]]:
-        """Each carriage's moves: bursts of steps, stretched by its real speed."""
+    def _moves(self, steps: Mapping[int, CarriageSteps | ServoPulses],
+               origin: float) -> dict[int, list[_Move]]:  # fmt: skip
+        """Each carriage's moves: bursts of steps, stretched by its real speed (a servo's:
+        :meth:`_servo_moves`)."""
         out: dict[int, list[_Move]] = {s: [] for s in self._car}
         self._before = {s: (self._car_pos[s], self._car_settled[s]) for s in self._car}
         for s, (act, scale, settle, _mm) in self._car.items():
             st = steps.get(act)
             if st is None or not len(st.t_us):
                 continue
+            if isinstance(st, ServoPulses):
+                out[s] = self._servo_moves(s, st, origin)
+                if out[s]:
+                    self._car_pos[s] = out[s][-1].after
+                    self._car_settled[s] = out[s][-1].settled
+                continue
+            if s in self._servo:
+                raise PlanError(f"steps of actuator {act}: a servo carriage reads pulses, not steps")
             t = st.t_us.astype(np.float64) + origin
             cut = np.flatnonzero(np.diff(t) > MOVE_GAP_US) + 1
             lo = np.r_[0, cut]
@@ -334,6 +368,33 @@ class GuitarPhysics:
                 pos = after
             self._car_pos[s] = pos
             self._car_settled[s] = out[s][-1].settled
+        return out
+
+    def _servo_moves(self, s: int, p: ServoPulses, origin: float) -> list[_Move]:
+        """A servo carriage's moves from its pulses: from the end of each pulse whose
+        width differs by more than its dead band (truth) from the one it last moved to,
+        at its real speed; a move a new width cuts ends where the carriage got to."""
+        _act, scale, settle, mm_per = self._car[s]
+        lo, hi, travel_mm, speed = self._servo[s]
+        per_us = speed * scale / 1e6 / mm_per  # counts a µs
+        band = self._deadband.get(s, 0.0) * travel_mm / (hi - lo) / mm_per  # counts
+        ends = (p.t_us + p.width_us).astype(np.float64) + origin
+        want = [position_mm(w, lo, hi, travel_mm) / mm_per for w in p.width_us.tolist()]
+        pos = asked = self._car_pos[s]
+        out: list[_Move] = []
+        for t, tgt in zip(ends.tolist(), want, strict=True):
+            if abs(tgt - asked) <= band:
+                continue
+            asked = tgt
+            if out and out[-1].moving_until > t:  # still running: it turns where it is
+                m = out[-1]
+                pos = m.before + (m.after - m.before) * (t - m.t0) / (m.moving_until - m.t0)
+                m.after, m.moving_until, m.settled = pos, t, t
+            if tgt == pos:
+                continue
+            until = t + abs(tgt - pos) / per_us
+            out.append(_Move(t, until, until + settle, pos, tgt))
+            pos = tgt
         return out
 
     def _press_iv(self, s: int) -> list[int]:
@@ -360,7 +421,7 @@ class GuitarPhysics:
         return sorted(out, key=lambda x: x[1])
 
     def _carriage_at(self, s: int, t: float, moves: list[_Move], t0s: list[float]
-                     ) -> tuple[bool, int, float]:  # fmt: skip
+                     ) -> tuple[bool, float, float]:  # fmt: skip
         """(moving, position in counts, settled since) of string ``s``'s carriage at ``t``
         (``t0s``: the moves' start times)."""
         i = bisect.bisect_right(t0s, t) - 1
@@ -484,4 +545,5 @@ def _string_changes(notes: GuitarNotes, n_strings: int) -> int:
     return changes
 
 
-__all__ = ["BUZZ_LOUDNESS", "CarriageSteps", "GuitarNotes", "GuitarPhysics", "MAX_LATENCY_US"]
+__all__ = ["BUZZ_LOUDNESS", "CarriageSteps", "GuitarNotes", "GuitarPhysics", "MAX_LATENCY_US",
+           "ServoPulses"]

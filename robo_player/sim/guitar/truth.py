@@ -14,7 +14,9 @@ with ``elapsed / return_us`` of its drive, and not at all below half). Per press
 or fret solenoid (by actuator role, ``press:S`` or ``fret:S:F``) the settle time: from
 the moment it presses (or its carriage has settled under it) until the fret contact is
 clean. Per carriage (``carriage:S``): its real speed as a fraction of what the steps
-command (the belt and load make it lag its step train) and its settle time.
+command (the belt and load make it lag its step train) and its settle time; a hobby
+servo's carriage also its dead band (a pulse within this many µs of the width it last
+moved to does not move it; a servo's data sheet gives 1-8 µs).
 
 Files (YAML, or JSON for a ``.json`` name)::
 
@@ -26,7 +28,7 @@ Files (YAML, or JSON for a ``.json`` name)::
                alpha: 0.2, gain: 120.0, k: 2.5, v0: 0.35, damper_latency_us: 4000,
                return_us: 12000}, ...]
     pressers: {"press:0": 21000, ...}
-    carriages: {"carriage:0": {speed_scale: 0.97, settle_us: 9000}, ...}
+    carriages: {"carriage:0": {speed_scale: 0.97, settle_us: 9000}, ...}  # servo: deadband_us
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ import numpy as np
 
 from ...errors import SpecError
 from ...spec.actuators import ActuatorKind
-from ...spec.guitar import GuitarSpec
+from ...spec.guitar import GuitarSpec, servo_carriages
 from ..truth import check_truth_header, load_truth_doc, save_truth_doc
 
 TRUTH_FORMAT = "robo_player.guitar_truth"
@@ -60,6 +62,7 @@ PICK_RETURN = (0.3, 0.6)  # x (min_repeat_us - pick_pulse_us): the pick back in 
 PRESS_SETTLE = (0.5, 1.2)  # x the spec's fret_settle_us (GT GuitarBot: 25 ms)
 CARRIAGE_SPEED_SCALE = (0.95, 1.0)  # real speed / commanded (within the 15 % travel margin)
 CARRIAGE_SETTLE = (0.6, 1.2)  # x the carriage's settle_us
+SERVO_DEADBAND_US = (1.0, 4.0)  # a hobby servo's dead band (data sheets: 1-8 µs)
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +101,7 @@ class StringTruth:
 class CarriageTruth:
     speed_scale: float  # real speed / the speed the steps command (0 < x <= 1)
     settle_us: int  # after its last step, before a press is clean
+    deadband_us: float = 0.0  # a servo's: width changes within this do not move it
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,6 +139,7 @@ class GuitarTruth:
         )
         pressers: dict[str, int] = {}
         carriages: dict[str, CarriageTruth] = {}
+        servos = servo_carriages(spec)
         settle = spec.timing.fret_settle_us
         for a in spec.actuators:
             if a.role.startswith(("press:", "fret:")):
@@ -143,6 +148,8 @@ class GuitarTruth:
                 carriages[a.role] = CarriageTruth(
                     speed_scale=u(CARRIAGE_SPEED_SCALE),
                     settle_us=int(round(a.settle_us * u(CARRIAGE_SETTLE))),
+                    # a servo's only: a stepper spec's truths stay as they were drawn
+                    deadband_us=u(SERVO_DEADBAND_US) if a.index in servos else 0.0,
                 )
         return cls(spec.name, strings, pressers, carriages, int(seed))
 
@@ -170,10 +177,12 @@ class GuitarTruth:
             if not (isinstance(v, int) and 0 <= v <= 1_000_000):
                 raise SpecError(f"{where}: pressers.{r}: {v!r} out of range (allowed: 0..1000000)")
         for r, c in self.carriages.items():
-            if not (0.05 <= c.speed_scale <= 1.0) or not 0 <= c.settle_us <= 1_000_000:
+            if (not (0.05 <= c.speed_scale <= 1.0) or not 0 <= c.settle_us <= 1_000_000
+                    or not 0.0 <= c.deadband_us <= 100.0):  # fmt: skip
                 raise SpecError(
-                    f"{where}: carriages.{r}: speed_scale {c.speed_scale} (allowed 0.05..1) or "
-                    f"settle_us {c.settle_us} (allowed 0..1000000) out of range"
+                    f"{where}: carriages.{r}: speed_scale {c.speed_scale} (allowed 0.05..1), "
+                    f"settle_us {c.settle_us} (allowed 0..1000000) or deadband_us "
+                    f"{c.deadband_us} (allowed 0..100) out of range"
                 )
 
     # -- files ------------------------------------------------------------------------
@@ -222,7 +231,8 @@ class GuitarTruth:
             raise SpecError(f"{where}: pressers and carriages must be mappings")
         try:
             carriages = {
-                str(r): CarriageTruth(float(c["speed_scale"]), int(c["settle_us"]))
+                str(r): CarriageTruth(float(c["speed_scale"]), int(c["settle_us"]),
+                                      float(c.get("deadband_us", 0.0)))  # fmt: skip
                 for r, c in carriages_raw.items()
             }
             press = {str(r): int(v) for r, v in pressers.items()}

@@ -1,0 +1,162 @@
+/* Hobby-servo positioners on the AVR board (OutKind SERVO; docs/guitar.md, "Hobby-servo
+ * carriages"): the pulse train of out_servo_gen.h on any direct output.
+ *
+ * A servo actuator's configuration (robo_player/driver/config.py): out_channel = its
+ * direct output (boards/avr/pins.h), out_addr = the presser on its carriage, pwm_max =
+ * max_drive = the travel (counts), max_pulse_us = the width at 0 (pulse_min_us),
+ * max_on_us = the width at the travel (pulse_max_us).
+ *
+ * Timing: one compare channel sequences every servo (up to RP_SERVOS, a slot of 2.5 ms
+ * each in the 20 ms frame). Timer4 (free: Timer1 is the clock, Timer3 the software PWM,
+ * Timer5 the steps) counts the CPU clock. A rise's compare fires RP_SERVO_RISE_LEAD
+ * before its tick (a rise entered later is made late: the pulse moves, its width does
+ * not); a fall's fires RP_SERVO_LEAD before it; each spins with interrupts off on
+ * Timer1's count (the clock's low word) to its tick (a fall's: the rise's actual tick
+ * plus the width), as the step pass spins to a step: the width is exact unless the
+ * fall's interrupt waits longer than its lead for another's interrupts-off stretch. The
+ * spins stay closed: a wait with interrupts on let the core's timer nest into it and
+ * hold the edge for as long as the core waited for its own outputs (falls up to 944 us
+ * late on bwv66.6, a first version). (Timer4's own compare pins OC4A/B/C would make
+ * exact edges without the CPU, but for three servos on three fixed pins: a guitar has
+ * six.)
+ * All-off: direct_all_off() lowers the pins (every direct output), this stops the
+ * train; the next move starts it again.
+ * RAM: RP_SERVOS slots of 5 B and the train's 12 B (42 B: the queue lost 2 entries). */
+#include <avr/interrupt.h>
+#include <avr/io.h>
+
+#include "board.h"
+#include "pins.h"
+#include "sched.h"
+#include "out_servo_gen.h"
+
+#define RP_SERVOS 6 /* a guitar's six strings (bits of an uint8_t: at most 8) */
+/* a fall's compare fires this long before its tick (entry, the pin's look-up, the
+ * spin with interrupts off): its width is exact while the interrupt's entry waits less
+ * than about this. 40 us left 0.1 % of the pulses 10-34 us long on bwv66.6 (a fall
+ * behind the PCA9685 engine's closed spin to its START, up to 80 us); 64 us: none */
+#define RP_SERVO_LEAD 1024U /* 64 us */
+#define RP_SERVO_FAR 60000U /* a compare further than this: a wake-up that re-arms */
+/* a rise's compare fires this long before its tick (its interrupt's entry took ~16 us:
+ * rises came that late without it) */
+#define RP_SERVO_RISE_LEAD 320U /* 20 us */
+/* cycles from the rise's pin write to its TCNT1 read, plus the fall's spin exit to its
+ * pin write: measured under simavr, widths came out 16 w + 20..28 cycles without it,
+ * 16 w - 4..+1 with 24 */
+#define RP_SERVO_TRIM 22
+
+static rp_servo servos[RP_SERVOS];
+static rp_servo_train train;
+
+/* interrupts off: output `channel`'s slot (a new one: the pin an output, low until its
+ * first pulse); 0 when every slot is taken */
+static rp_servo *slot_of(uint8_t channel)
+{
+    uint8_t fresh;
+    rp_servo *s = rp_servo_slot(servos, &train, RP_SERVOS, channel, &fresh);
+    if (s && fresh) {
+        uint8_t mask;
+        volatile uint8_t *port = avr_output_port(channel, &mask);
+        *port &= (uint8_t)~mask;
+        port[-1] |= mask; /* DDRx: the byte below PORTx */
+    }
+    return s;
+}
+
+/* a direct output with a free slot (or its own: a reconfiguration) */
+uint8_t avr_servo_ok(uint8_t addr, uint8_t channel)
+{
+    (void)addr;
+    if (channel >= RP_AVR_DIRECT_OUTPUTS)
+        return 0;
+    uint8_t sreg = SREG;
+    cli();
+    rp_servo *s = slot_of(channel);
+    SREG = sreg;
+    return s != 0;
+}
+
+/* interrupts off: the train stops (the pins: direct_all_off) */
+void avr_servo_all_off(void)
+{
+    TIMSK4 &= (uint8_t)~_BV(OCIE4A);
+    train.run = 0;
+}
+
+/* interrupts off: the compare for the next edge (a fall RP_SERVO_LEAD early, a rise
+ * RP_SERVO_RISE_LEAD; at least 64 ticks ahead) */
+static void servo_arm(void)
+{
+    int32_t ahead = (int32_t)(train.at - board_clock());
+    ahead -= (int32_t)((train.edge & 1) ? RP_SERVO_LEAD : RP_SERVO_RISE_LEAD);
+    uint16_t t4 = TCNT4;
+    uint16_t span = ahead < 64 ? 64U : ahead > (int32_t)RP_SERVO_FAR ? RP_SERVO_FAR : (uint16_t)ahead;
+    OCR4A = (uint16_t)(t4 + span);
+    TIFR4 = _BV(OCF4A);
+    TIMSK4 |= _BV(OCIE4A);
+}
+
+/* Interrupts off throughout: an edge spins to its tick (entered RP_SERVO_LEAD before a
+ * fall, RP_SERVO_RISE_LEAD before a rise); a rise's width is read at it
+ * (out_servo_gen.h) and its fall counted from the tick the pin went up: the width is
+ * exact whenever the fall's interrupt is entered less than RP_SERVO_LEAD late,
+ * whatever the rise's delay. */
+ISR(TIMER4_COMPA_vect)
+{
+    TIMSK4 &= (uint8_t)~_BV(OCIE4A);
+    for (;;) {
+        int32_t d = (int32_t)(train.at - board_clock());
+        uint8_t e = train.edge;
+        if (d > (int32_t)((e & 1) ? RP_SERVO_LEAD + 64U : RP_SERVO_RISE_LEAD + 64U))
+            break; /* a wake-up: not yet */
+        uint8_t mask;
+        rp_servo *s = &servos[e >> 1];
+        volatile uint8_t *port = avr_output_port(s->pin, &mask);
+        uint16_t tick = (uint16_t)train.at;
+        while ((int16_t)(TCNT1 - tick) < 0)
+            ; /* at most RP_SERVO_LEAD (a fall) or RP_SERVO_RISE_LEAD (a rise) */
+        if (e & 1) {
+            *port &= (uint8_t)~mask;
+            rp_servo_next_rise(&train);
+        } else if (s->w) {
+            *port |= mask; /* its width at its tick (0: no pulse yet) */
+            int16_t late = (int16_t)(TCNT1 - tick) - RP_SERVO_TRIM;
+            rp_servo_rise(&train, servos);
+            train.at += (uint32_t)(int32_t)late; /* the fall from the tick the pin went up */
+        } else {
+            rp_servo_rise(&train, servos);
+        }
+    }
+    servo_arm();
+}
+
+/* board_output_move() for OutKind SERVO (out_step.c): the width of `position`, from
+ * its first pulse rising at or after `clock` (out_servo_gen.h); refused past the
+ * travel or on an output without a slot */
+uint8_t avr_servo_move(uint16_t actuator, uint8_t out_channel, uint16_t position,
+                       uint32_t clock)
+{
+    if (actuator >= rp_act_count)
+        return 0;
+    const rp_limits *lim = RP_LIM(&rp_acts[actuator]);
+    if (position > lim->pwm_max)
+        return 0; /* past the travel: the carriage stays */
+    uint16_t max_us = (uint16_t)(lim->max_on_ticks / RP_TICKS_PER_US);
+    uint16_t w = (uint16_t)(rp_servo_width_us(position, lim->pwm_max, lim->max_pulse_us, max_us) *
+                            RP_TICKS_PER_US);
+    uint8_t sreg = SREG, ok = 0;
+    cli();
+    rp_servo *s = slot_of(out_channel); /* (configure gave it) */
+    if (s) {
+        ok = 1;
+        if (rp_servo_set(&train, servos, s, w, clock)) { /* the frames start */
+            if (!TCCR4B) {
+                TCCR4A = 0;
+                TCCR4B = _BV(CS40);
+            }
+            servo_arm();
+        }
+    }
+    SREG = sreg;
+    return ok;
+}

@@ -1,0 +1,130 @@
+/* Hobby-servo positioners' pulse train (OutKind SERVO; docs/guitar.md, "Hobby-servo
+ * carriages"): portable C99, shared by the AVR board (boards/avr/out_servo.c: its
+ * Timer4 compare interrupt makes the edges) and the host board (boards/host/
+ * out_servo.c: its loop writes each pulse as a trace line). robo_player/servo.py is
+ * the same rule in Python (the model and sim://); tests/test_guitar_servo.py holds
+ * them together.
+ *
+ * The servos get a slot each, in the order they are configured (board_output_ok at
+ * configure_actuator: a slot per output pin, kept until reset). A frame lasts
+ * RP_SERVO_FRAME_US (50 Hz); slot k's pulse rises at frame + k RP_SERVO_SLOT_US and
+ * lasts its width. The frames start at the first move the board takes (its clock) and
+ * follow one another until an all-off; the next move starts them again at its clock.
+ *   - A move at clock c sets the width of its servo's pulses rising at or after c: the
+ *     width now if the slot's next rise (by the train's state: the edge it is at) comes
+ *     at or after c, else as the pending width, taken at that rise (after it: the
+ *     move's hook runs up to the core's timer lead before c, always < one frame).
+ *   - A slot's rise reads its width at its own tick: 0 (no move yet) makes no pulse.
+ * Widths in clock ticks (16 bits: the AVR's 16 ticks a us, up to 2400 us). */
+#ifndef RP_OUT_SERVO_GEN_H
+#define RP_OUT_SERVO_GEN_H
+
+#include <stdint.h>
+
+#define RP_SERVO_FRAME_US 20000UL /* robo_player/servo.py FRAME_US */
+#define RP_SERVO_SLOT_US 2500UL   /* robo_player/servo.py SLOT_US */
+#define RP_SERVO_FRAME_TICKS (RP_SERVO_FRAME_US * RP_TICKS_PER_US)
+#define RP_SERVO_SLOT_TICKS (RP_SERVO_SLOT_US * RP_TICKS_PER_US)
+
+typedef struct {
+    uint16_t w;  /* the width of its next pulse (ticks; 0: none yet) */
+    uint16_t pw; /* the pending width (its bit in pend) */
+    uint8_t pin; /* its output */
+} rp_servo;
+
+typedef struct {
+    uint32_t frame; /* the current frame's first clock */
+    uint32_t at;    /* the clock of the next edge */
+    uint8_t edge;   /* the next edge: 2k slot k's rise, 2k + 1 its fall */
+    uint8_t n;      /* slots taken */
+    uint8_t pend;   /* slots whose pending width waits for their next rise (bits) */
+    uint8_t run;    /* the frames run */
+} rp_servo_train;
+
+/* the pulse width (us) of `position` (0..travel): robo_player/servo.py width_us */
+static inline uint16_t rp_servo_width_us(uint16_t position, uint16_t travel, uint16_t min_us,
+                                         uint16_t max_us)
+{
+    uint32_t span = (uint32_t)(max_us - min_us);
+    return (uint16_t)(min_us + ((uint32_t)position * span + travel / 2U) / (travel ? travel : 1U));
+}
+
+/* the slot of output `pin` (a new one: no width yet); 0 when all `size` are taken */
+static inline rp_servo *rp_servo_slot(rp_servo *tab, rp_servo_train *tr, uint8_t size,
+                                      uint8_t pin, uint8_t *fresh)
+{
+    *fresh = 0;
+    for (uint8_t i = 0; i < tr->n; i++)
+        if (tab[i].pin == pin)
+            return &tab[i];
+    if (tr->n == size)
+        return 0;
+    *fresh = 1;
+    rp_servo *s = &tab[tr->n++];
+    s->w = 0;
+    s->pin = pin;
+    return s;
+}
+
+/* the next slot's rise (after slot k's fall, or a rise without a pulse) */
+static inline void rp_servo_next_rise(rp_servo_train *tr)
+{
+    uint8_t k = (uint8_t)((tr->edge >> 1) + 1U);
+    if (k >= tr->n) {
+        tr->frame += RP_SERVO_FRAME_TICKS;
+        k = 0;
+    }
+    tr->edge = (uint8_t)(2U * k);
+    tr->at = tr->frame + (uint32_t)k * RP_SERVO_SLOT_TICKS;
+}
+
+/* at slot (edge / 2)'s rise tick: its width (0: no pulse), its pending width taken;
+ * the next edge */
+static inline uint16_t rp_servo_rise(rp_servo_train *tr, rp_servo *tab)
+{
+    uint8_t k = tr->edge >> 1, bit = (uint8_t)(1U << k);
+    uint16_t w = tab[k].w;
+    if (tr->pend & bit) {
+        tab[k].w = tab[k].pw;
+        tr->pend &= (uint8_t)~bit;
+    }
+    if (w) {
+        tr->edge++;
+        tr->at += w;
+    } else {
+        rp_servo_next_rise(tr);
+    }
+    return w;
+}
+
+/* a move of slot `s` to `w` ticks at `clock` (interrupts off where an edge may run
+ * meanwhile); starts the frames at `clock` when they do not run (1: started) */
+static inline uint8_t rp_servo_set(rp_servo_train *tr, rp_servo *tab, rp_servo *s, uint16_t w,
+                                   uint32_t clock)
+{
+    uint8_t k = (uint8_t)(s - tab), bit = (uint8_t)(1U << k), started = 0;
+    if (!tr->run) { /* the first frame at this clock: slot 0's rise first */
+        tr->run = 1;
+        tr->frame = clock;
+        tr->edge = 0;
+        tr->at = clock;
+        for (uint8_t i = 0; i < tr->n; i++) /* moves taken before the all-off */
+            if (tr->pend & (uint8_t)(1U << i))
+                tab[i].w = tab[i].pw;
+        tr->pend = 0;
+        started = 1;
+    }
+    uint32_t next = tr->frame + (uint32_t)k * RP_SERVO_SLOT_TICKS;
+    if (tr->edge > 2U * k) /* its rise in this frame is made: the next frame's */
+        next += RP_SERVO_FRAME_TICKS;
+    if ((int32_t)(next - clock) >= 0) {
+        s->w = w;
+        tr->pend &= (uint8_t)~bit;
+    } else {
+        s->pw = w;
+        tr->pend |= bit;
+    }
+    return started;
+}
+
+#endif

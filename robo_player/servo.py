@@ -1,0 +1,220 @@
+"""Hobby-servo carriages: the firmware's pulse train, one rule for the C firmware's
+Python model (:mod:`robo_player.sim.vmcu`), ``sim://`` and the planner (docs/guitar.md,
+"Hobby-servo carriages"; the C: ``firmware/boards/avr/out_servo_gen.h``).
+
+A servo's position ``p`` (0..travel counts) is a pulse of :func:`width_us`: ``pulse_min``
+at 0, ``pulse_max`` at the travel, in between on the straight line (integer, rounded
+half up, as the C computes it). The board sends the servos their pulses one after
+another in a frame of :data:`FRAME_US` (50 Hz): each servo has a slot of
+:data:`SLOT_US`; slot ``k``'s pulse rises
+at ``frame + k * SLOT_US`` and lasts its width. The frames start at the first move the
+board takes (its clock) and follow one another.
+
+- The slots are given at configure, in the order of the servos' actuators (a slot per
+  output, kept until reset).
+- A move at clock ``c`` sets the width of its servo's pulses that rise at or after
+  ``c`` (until the next move); a servo's first pulse is the first of its slot that rises
+  at or after its first move (before that it gets none: an unpowered servo stays).
+- All-off (watchdog, shutdown) stops the train at its clock: every pin low at once (a
+  pulse that was up ends there, short), no pulse rises after it; the next move starts
+  the frames again from its own clock, every servo at the width it had.
+
+So a move's new width reaches the servo within one frame of its clock
+(:func:`frame_wait_us`: the planner counts the whole frame), and the carriage then
+travels at the servo's speed (no acceleration phase) and settles: :func:`move_us`.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_right
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = [
+    "FRAME_US",
+    "MAX_SERVOS",
+    "PULSE_MAX_US",
+    "PULSE_MIN_US",
+    "SLOT_US",
+    "ServoTrain",
+    "carriage_width_us",
+    "compare_pulses",
+    "train_of_moves",
+    "frame_wait_us",
+    "move_us",
+    "position_mm",
+    "width_us",
+]
+
+FRAME_US = 20_000  # 50 Hz
+SLOT_US = 2_500  # a servo's share of the frame: 8 servos
+MAX_SERVOS = FRAME_US // SLOT_US
+# the spec's allowed pulse widths: a pulse and a gap of >= 100 µs fit in a slot
+PULSE_MIN_US = 500
+PULSE_MAX_US = SLOT_US - 100
+
+
+def width_us(position: int, travel: int, pulse_min_us: int, pulse_max_us: int) -> int:
+    """The pulse width (µs) of ``position`` (0..``travel`` counts): the C's integer rule."""
+    span = pulse_max_us - pulse_min_us
+    return pulse_min_us + (position * span + travel // 2) // max(travel, 1)
+
+
+def carriage_width_us(car: Any, position: int) -> int:
+    """:func:`width_us` of a servo carriage's spec (``CarriageSpec``: its ``pwm_bits``
+    counts, its pulse range, which the loader fills for ``drive: servo``)."""
+    return width_us(position, (1 << car.pwm_bits) - 1, int(car.pulse_min_us), int(car.pulse_max_us))
+
+
+def position_mm(width: float, pulse_min_us: float, pulse_max_us: float, travel_mm: float) -> float:
+    """Where a servo drives its carriage for a pulse of ``width`` µs (clamped to its
+    range, as a servo ignores what lies outside it)."""
+    w = min(max(width, pulse_min_us), pulse_max_us)
+    return (w - pulse_min_us) / (pulse_max_us - pulse_min_us) * travel_mm
+
+
+def frame_wait_us() -> int:
+    """The longest a move's new width waits for its servo's next pulse: one frame."""
+    return FRAME_US
+
+
+def move_us(distance_mm: float, speed_mm_s: float) -> float:
+    """A servo carriage's move (µs) before it settles: the wait for the next frame (the
+    whole frame: the planner does not know its phase) plus the distance at the servo's
+    speed (no acceleration phase: a servo runs at its speed at once); 0 for no move."""
+    if distance_mm == 0.0:
+        return 0.0
+    return frame_wait_us() + abs(distance_mm) / speed_mm_s * 1e6
+
+
+@dataclass(slots=True)
+class _Servo:
+    actuator: int
+    slot: int
+    moves: list[tuple[int, int]] = field(default_factory=list)  # (clock, width), in order
+
+
+@dataclass
+class ServoTrain:
+    """The board's servo pulses by the rule above, on the MCU's clock (``ticks_per_us``
+    ticks a µs): ``add`` each servo's output at configure (its slot), ``move`` at each
+    move the board takes, ``stop`` at each all-off; ``pulses`` gives every pulse
+    ``(rise, actuator, width_us)`` that rose before a clock, in time order."""
+
+    ticks_per_us: int = 1
+    max_servos: int = MAX_SERVOS
+    servos: dict[int, _Servo] = field(default_factory=dict)  # by output (pin)
+    # runs of the frames: (first frame's clock, the all-off that ended it or None)
+    runs: list[tuple[int, int | None]] = field(default_factory=list)
+    _cursor: int = -(1 << 62)  # take(): the pulses rising before this are taken
+
+    def add(self, pin: int, actuator: int = -1) -> bool:
+        """Output ``pin``'s slot (the next free one; kept until reset); False when every
+        slot is taken."""
+        if pin not in self.servos:
+            if len(self.servos) >= self.max_servos:
+                return False
+            self.servos[pin] = _Servo(actuator, len(self.servos))
+        return True
+
+    def move(self, pin: int, actuator: int, width: int, clock: int) -> bool:
+        """A move's width (µs) from ``clock`` on; False without a slot."""
+        if not self.add(pin, actuator):
+            return False
+        sv = self.servos[pin]
+        sv.actuator = actuator
+        if not self.runs or self.runs[-1][1] is not None:
+            self.runs.append((clock, None))
+        sv.moves.append((clock, width))
+        return True
+
+    def stop(self, clock: int) -> None:
+        """All-off at ``clock``: the train stops (pins low)."""
+        if self.runs and self.runs[-1][1] is None:
+            self.runs[-1] = (self.runs[-1][0], clock)
+
+    def pulses(self, until: int) -> list[tuple[int, int, int]]:
+        """Every pulse that rose before ``until``: ``(rise, actuator, width_us)`` in time
+        order (a pulse an all-off cut short: its width to the all-off)."""
+        return self._rising(0, until, all_runs=True)
+
+    def take(self, until: int) -> list[tuple[int, int, int]]:
+        """The pulses over by ``until`` that no call took before (each pulse once, a
+        model's trace as its clock runs): those rising a slot before it, and every pulse
+        of a train an all-off stopped by then."""
+        slot = SLOT_US * self.ticks_per_us
+        hi = until - slot
+        if self.runs and self.runs[-1][1] is not None and self.runs[-1][1] <= until:
+            hi = self.runs[-1][1]
+        if hi <= self._cursor:
+            return []
+        out = self._rising(self._cursor, hi)
+        self._cursor = hi
+        return out
+
+    def _rising(self, lo: int, hi: int, all_runs: bool = False) -> list[tuple[int, int, int]]:
+        """The pulses rising in ``lo..hi - 1``."""
+        tpu = self.ticks_per_us
+        frame, slot = FRAME_US * tpu, SLOT_US * tpu
+        out: list[tuple[int, int, int]] = []
+        for sv in self.servos.values():
+            clocks = [c for c, _w in sv.moves]
+            for start, end in self.runs:
+                last = hi if end is None else min(end, hi)
+                r0 = start + sv.slot * slot
+                f = 0 if all_runs or lo <= r0 else -(-(lo - r0) // frame)
+                r = r0 + f * frame
+                while r < last:
+                    k = bisect_right(clocks, r)
+                    if k:
+                        w = sv.moves[k - 1][1]
+                        if end is not None and r + w * tpu > end:
+                            w = (end - r) // tpu
+                        out.append((r, sv.actuator, w))
+                    r += frame
+        out.sort()
+        return out
+
+
+def train_of_moves(servos: Mapping[int, Any], moves: Iterable[Any],
+                   clock_for: Callable[[int], float] | None = None,
+                   ticks_per_us: int = 1) -> ServoTrain:  # fmt: skip
+    """The train a board makes of plan ``moves`` (time order) to the servo carriages
+    ``servos`` (actuator -> carriage spec): slots in actuator order (the configure
+    order), each move at ``clock_for(t_us)`` (its clock on the board; default: t_us)."""
+    train = ServoTrain(ticks_per_us=ticks_per_us)
+    for a in sorted(servos):
+        train.add(a, a)
+    for c in moves:
+        if c.actuator in servos:
+            clock = int(clock_for(c.t_us)) if clock_for is not None else int(c.t_us)
+            train.move(c.actuator, c.actuator, carriage_width_us(servos[c.actuator], c.position), clock)
+    return train
+
+
+def compare_pulses(want: list[tuple[int, int, int]], got: list[tuple[int, int, int]],
+                   ticks_per_us: float) -> tuple[list[float], list[float], int]:  # fmt: skip
+    """Pulses ``(rise, actuator, width_us)`` a board made (``got``: a trace's, in time
+    order) against the rule's (``want``: :meth:`ServoTrain.pulses` on the same clock):
+    each paired pulse's |width error| (µs) and its rise's delay (µs), and the pulses
+    left unpaired on either side (a pair: the same servo, rises within half a slot).
+    Each servo's last pulse is left out (a closing all-off may cut it short, as it
+    should), and the rule's pulses after it."""
+    half = SLOT_US * ticks_per_us / 2
+    widths: list[float] = []
+    rises: list[float] = []
+    off = 0
+    for a in sorted({p[1] for p in want} | {p[1] for p in got}):
+        g = [(c, w) for c, aa, w in got if aa == a][:-1]
+        wl = [(r, w) for r, aa, w in want if aa == a and (not g or r <= g[-1][0] + half)]
+        wr = [r for r, _w in wl]
+        paired = 0
+        for clock, w in g:
+            k = bisect_right(wr, clock - half)
+            if k < len(wr) and abs(wr[k] - clock) <= half:
+                widths.append(float(abs(w - wl[k][1])))
+                rises.append((clock - wr[k]) / ticks_per_us)
+                paired += 1
+        off += (len(g) - paired) + (len(wl) - paired)
+    return widths, rises, off
