@@ -31,7 +31,8 @@ from . import score_features as sf
 log = logging.getLogger(__name__)
 
 FORMAT = "robo_player-renderer"
-FORMAT_VERSION = 2  # 2: a list of member networks (1: one network's "config"/"state_dict")
+FORMAT_VERSION = 3  # 3: + "beat_tempo" heads and "beat_blend"; 2: a list of member networks
+# ("members"); 1: one network's "config"/"state_dict". Every older format still loads.
 LOSS_WEIGHTS = (1.0, 2.0, 0.5, 0.5, 0.5)  # velocity, tempo, timing, articulation, pedal
 CORR_WEIGHTS = (1.0, 2.0)  # velocity, tempo: the (1 - Pearson r) term per training window
 
@@ -60,19 +61,51 @@ class RenderGRU(nn.Module):
         return self.out(h)
 
 
+@dataclass(slots=True)
+class BeatConfig:
+    n_features: int = sf.N_BEAT_FEATURES
+    hidden: int = 64
+    layers: int = 2
+    dropout: float = 0.1
+
+
+class BeatTempoGRU(nn.Module):
+    """The beat-level tempo head: beat features (B, K, F) -> each inter-beat interval's log
+    tempo deviation from the notated tempo (B, K), a bidirectional GRU over the beats."""
+
+    def __init__(self, cfg: BeatConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.inp = nn.Sequential(nn.Linear(cfg.n_features, cfg.hidden), nn.GELU())
+        self.gru = nn.GRU(cfg.hidden, cfg.hidden, cfg.layers, batch_first=True, bidirectional=True,
+                          dropout=cfg.dropout if cfg.layers > 1 else 0.0)
+        self.out = nn.Linear(2 * cfg.hidden, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h, _ = self.gru(self.inp(x))
+        return self.out(h)[..., 0]
+
+
 class RenderEnsemble(nn.Module):
     """Several rendering networks reading the same features; predicts their mean output
     (networks trained from other seeds and settings err differently: the mean errs less)."""
 
-    def __init__(self, members: list[RenderGRU]) -> None:
+    def __init__(self, members: list[RenderGRU], beat: list[BeatTempoGRU] | None = None,
+                 beat_blend: float = 1.0) -> None:
         super().__init__()
         if not members:
             raise ModelError("a rendering ensemble needs at least one network")
         widths = sorted({m.cfg.n_features for m in members})
         if len(widths) > 1:
             raise ModelError(f"a rendering ensemble's networks must read as many features (got {widths})")
+        if not 0.0 <= beat_blend <= 1.0:
+            raise ModelError(f"a rendering ensemble's beat_blend must be in 0..1 (got {beat_blend})")
         self.members = nn.ModuleList(members)
         self.cfg = members[0].cfg
+        # the beat-level tempo head (optional): its mean prediction, weighted by beat_blend
+        # against the note networks' tempo, is the rendering's tempo
+        self.beat = nn.ModuleList(beat or [])
+        self.beat_blend = float(beat_blend)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.stack([m(x) for m in self.members]).mean(0)
@@ -81,23 +114,34 @@ class RenderEnsemble(nn.Module):
 Renderer = RenderGRU | RenderEnsemble
 
 
+
 def _members(model: Renderer) -> list[RenderGRU]:
     return list(model.members) if isinstance(model, RenderEnsemble) else [model]  # type: ignore[arg-type]
+
+
+def _beat_members(model: Renderer) -> list[BeatTempoGRU]:
+    return list(model.beat) if isinstance(model, RenderEnsemble) else []  # type: ignore[arg-type]
+
+
+def _one_minus_r(pred: torch.Tensor, y: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean over windows (rows of (B, T)) of 1 - the ``mask``-weighted Pearson r of ``pred``
+    and ``y``; windows where the target is constant count nothing."""
+    w = mask.float() / mask.float().sum(1, keepdim=True).clamp(min=1.0)
+    pc = pred - (pred * w).sum(1, keepdim=True)
+    yc = y - (y * w).sum(1, keepdim=True)
+    vy = (w * yc * yc).sum(1)
+    r = (w * pc * yc).sum(1) / ((w * pc * pc).sum(1) * vy + 1e-6).sqrt()
+    ok = (vy > 1e-4).float()
+    return ((1 - r) * ok).sum() / ok.sum().clamp(min=1.0)
 
 
 def corr_loss(pred: torch.Tensor, y: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """(1 - Pearson r) between predicted and target velocity and tempo within each window
     (weighted by ``mask``; windows where the target is constant count nothing): what
     eval-model measures, per performance, is a correlation, blind to offset and scale."""
-    w = mask.float() / mask.float().sum(1, keepdim=True).clamp(min=1.0)
     total = pred.new_zeros(())
     for k, cw in enumerate(CORR_WEIGHTS):
-        pc = pred[..., k] - (pred[..., k] * w).sum(1, keepdim=True)
-        yc = y[..., k] - (y[..., k] * w).sum(1, keepdim=True)
-        vy = (w * yc * yc).sum(1)
-        r = (w * pc * yc).sum(1) / ((w * pc * pc).sum(1) * vy + 1e-6).sqrt()
-        ok = (vy > 1e-4).float()
-        total = total + cw * ((1 - r) * ok).sum() / ok.sum().clamp(min=1.0)
+        total = total + cw * _one_minus_r(pred[..., k], y[..., k], mask)
     return total
 
 
@@ -116,13 +160,31 @@ def loss_fn(pred: torch.Tensor, y: torch.Tensor, mask: torch.Tensor) -> torch.Te
     return total
 
 
+def beat_tempo(nets: list[BeatTempoGRU], s: sf.ScoreNotes, note_f: np.ndarray | None = None) -> np.ndarray | None:
+    """The beat heads' mean log tempo deviation, at each note (M,) the value of the beat its
+    onset falls in; None for a score under two beats long."""
+    xb = sf.beat_features(s, note_f)
+    if not nets or len(xb) == 0:
+        return None
+    x = torch.from_numpy(xb)[None]
+    with torch.no_grad():
+        d = torch.stack([n.eval()(x)[0] for n in nets]).mean(0).numpy().astype(np.float64)
+    return d[sf.beat_of(s.onset_q, sf.beat_grid(s.onset_q))]
+
+
 def predict(model: Renderer, s: sf.ScoreNotes) -> np.ndarray:
-    """Expression (M, 5) of one score; the pedal as a probability."""
-    x = torch.from_numpy(sf.features(s, model.cfg.n_features))[None]
+    """Expression (M, 5) of one score; the pedal as a probability. With a beat-level tempo
+    head, the tempo column is its prediction blended with the note networks' (``beat_blend``)."""
+    f = sf.features(s)
+    x = torch.from_numpy(np.ascontiguousarray(f[:, :model.cfg.n_features]))[None]
     model.eval()
     with torch.no_grad():
         out = model(x)[0].numpy().astype(np.float64)
     out[:, 4] = 1.0 / (1.0 + np.exp(-out[:, 4]))
+    d = beat_tempo(_beat_members(model), s, f)
+    if d is not None:
+        a = cast(RenderEnsemble, model).beat_blend
+        out[:, 1] = a * d + (1 - a) * out[:, 1]
     return out
 
 
@@ -131,10 +193,23 @@ def render(model: Renderer, s: sf.ScoreNotes, source: str | None = None) -> Scor
     return sf.to_score(s, on, dur, vel, pedal, source)
 
 
-def save(path: str | Path, model: Renderer, meta: dict[str, Any]) -> None:
-    members = [{"config": asdict(m.cfg), "state_dict": {k: v.detach().cpu() for k, v in m.state_dict().items()}}
-               for m in _members(model)]
-    blob = {"format": FORMAT, "format_version": FORMAT_VERSION, "members": members, "meta": meta}
+def _rows(nets: list[Any]) -> list[dict[str, Any]]:
+    return [{"config": asdict(m.cfg), "state_dict": {k: v.detach().cpu() for k, v in m.state_dict().items()}}
+            for m in nets]
+
+
+def save(path: str | Path, model: Renderer | None, meta: dict[str, Any],
+         beat: list[BeatTempoGRU] | None = None, beat_blend: float | None = None) -> None:
+    """Write ``model`` (its note networks and beat heads) and ``beat`` (more beat heads;
+    with ``model`` None, a checkpoint of beat heads alone, for :func:`combine`)."""
+    beats = (_beat_members(model) if model is not None else []) + list(beat or [])
+    if beat_blend is None:
+        beat_blend = model.beat_blend if isinstance(model, RenderEnsemble) else 1.0
+    blob: dict[str, Any] = {"format": FORMAT, "format_version": FORMAT_VERSION,
+                            "members": _rows(_members(model)) if model is not None else [], "meta": meta}
+    if beats:
+        blob["beat_tempo"] = _rows(beats)
+        blob["beat_blend"] = float(beat_blend)
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(str(path) + ".tmp")
     torch.save(blob, tmp)
@@ -149,8 +224,8 @@ def is_renderer(path: str | Path) -> bool:
     return isinstance(blob, dict) and blob.get("format") == FORMAT
 
 
-def load(path: str | Path) -> tuple[Renderer, dict[str, Any]]:
-    """The network (or ensemble, when the checkpoint holds several) and its meta."""
+def _read(path: str | Path) -> tuple[list[RenderGRU], list[BeatTempoGRU], float, dict[str, Any]]:
+    """A checkpoint's note networks, beat heads, beat blend and meta."""
     try:
         blob = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001
@@ -162,15 +237,40 @@ def load(path: str | Path) -> tuple[Renderer, dict[str, Any]]:
     for row in rows:
         net = RenderGRU(RenderConfig(**row["config"]))
         net.load_state_dict(row["state_dict"])
-        nets.append(net)
-    model: Renderer = nets[0] if len(nets) == 1 else RenderEnsemble(nets)
+        nets.append(net.eval())
+    beats = []
+    for row in blob.get("beat_tempo", []):  # format 3
+        bnet = BeatTempoGRU(BeatConfig(**row["config"]))
+        bnet.load_state_dict(row["state_dict"])
+        beats.append(bnet.eval())
+    return nets, beats, float(blob.get("beat_blend", 1.0)), dict(blob.get("meta", {}))
+
+
+def load(path: str | Path) -> tuple[Renderer, dict[str, Any]]:
+    """The network (or ensemble, when the checkpoint holds several or a beat-level tempo
+    head) and its meta."""
+    nets, beats, blend, meta = _read(path)
+    if not nets:
+        raise ModelError(f"{path}: holds beat-level tempo heads only; join it with a rendering checkpoint "
+                         f"(python -m robo_player.model.render_net combine OUT.pt render.pt {Path(path).name})")
+    model: Renderer = nets[0] if len(nets) == 1 and not beats else RenderEnsemble(nets, beats, blend)
     model.eval()
-    return model, dict(blob.get("meta", {}))
+    return model, meta
 
 
-def combine(paths: list[str | Path]) -> RenderEnsemble:
-    """One ensemble of the networks in these checkpoints (an ensemble's members join as they are)."""
-    return RenderEnsemble([m for p in paths for m in _members(load(p)[0])])
+def combine(paths: list[str | Path], beat_blend: float | None = None) -> RenderEnsemble:
+    """One ensemble of the networks and beat heads in these checkpoints (an ensemble's
+    members join as they are); ``beat_blend``: else the first checkpoint's with beat heads."""
+    nets: list[RenderGRU] = []
+    beats: list[BeatTempoGRU] = []
+    blends = []
+    for p in paths:
+        n, b, blend, _ = _read(p)
+        nets += n
+        beats += b
+        if b:
+            blends.append(blend)
+    return RenderEnsemble(nets, beats, beat_blend if beat_blend is not None else (blends or [1.0])[0])
 
 
 def widen(model: Renderer, n_features: int = sf.N_FEATURES) -> Renderer:
@@ -178,7 +278,8 @@ def widen(model: Renderer, n_features: int = sf.N_FEATURES) -> Renderer:
     zero weight, so it predicts exactly what ``model`` did (a warm start for new features);
     an ensemble's every member."""
     if isinstance(model, RenderEnsemble):
-        return RenderEnsemble([cast(RenderGRU, widen(m, n_features)) for m in _members(model)])
+        return RenderEnsemble([cast(RenderGRU, widen(m, n_features)) for m in _members(model)],
+                              _beat_members(model), model.beat_blend)
     old = model.cfg.n_features
     if n_features < old:
         raise ModelError(f"cannot narrow a rendering network from {old} to {n_features} features")
@@ -212,7 +313,7 @@ def _batch(data: list[tuple[np.ndarray, np.ndarray, np.ndarray]],
            wins: list[tuple[int, int, int]]) -> tuple[torch.Tensor, ...]:
     t = max(b - a for _, a, b in wins)
     x = np.zeros((len(wins), t, data[0][0].shape[1]), np.float32)
-    y = np.zeros((len(wins), t, 5), np.float32)
+    y = np.zeros((len(wins), t, *data[0][1].shape[1:]), np.float32)
     m = np.zeros((len(wins), t), np.float32)
     for j, (i, a, b) in enumerate(wins):
         xi, yi, mi = data[i]
@@ -326,6 +427,140 @@ def train_renderer(train_perfs: list[Any], valid_perfs: list[Any], out: str | Pa
             "seconds": time.perf_counter() - t0}
 
 
+# ---------------------------------------------------------------- the beat-level tempo head
+
+BeatRow = tuple[np.ndarray, np.ndarray, np.ndarray]
+
+
+def prepare_beats(perfs: list[Any], by_piece: bool = True) -> list[BeatRow]:
+    """(beat features, beat tempo targets, weights) per score, the performances of a score
+    averaged beat by beat as :func:`prepare` averages notes."""
+    groups: dict[tuple[str, bytes], list[tuple[np.ndarray, np.ndarray, Any]]] = {}
+    for i, p in enumerate(perfs):
+        if int((p.p_vel >= 0).sum()) < 16:
+            continue
+        y, ok = sf.beat_targets(p)
+        if ok.sum() < 8:
+            continue
+        key = (p.folder, np.asarray(p.sid).tobytes()) if by_piece else (str(i), b"")
+        groups.setdefault(key, []).append((y, ok, p))
+    out = []
+    for rows in groups.values():
+        w = np.sum([ok for _, ok, _ in rows], axis=0).astype(np.float32)
+        y = np.sum([yy * ok for yy, ok, _ in rows], axis=0) / np.maximum(w, 1)
+        out.append((sf.beat_features(sf.from_performance(rows[0][2])), y.astype(np.float32), w))
+    return out
+
+
+def beat_loss(pred: torch.Tensor, y: torch.Tensor, mask: torch.Tensor, notated: torch.Tensor,
+              corr_weight: float = 0.3, full_weight: float = 0.0) -> torch.Tensor:
+    """Squared error of the beat tempo deviation, plus ``corr_weight`` x (1 - r) of the
+    deviation and ``full_weight`` x (1 - r) of the whole log inter-beat interval (the
+    notated one plus the deviation: what eval-model correlates) per window."""
+    m = mask.float()
+    total = (((pred - y) ** 2) * m).sum() / m.sum().clamp(min=1.0)
+    if corr_weight:
+        total = total + corr_weight * _one_minus_r(pred, y, m)
+    if full_weight:
+        total = total + full_weight * _one_minus_r(pred + notated, y + notated, m)
+    return total
+
+
+BeatCheck = tuple[tuple[str, bytes], np.ndarray, np.ndarray, np.ndarray]
+
+
+def prepare_beat_check(perfs: list[Any]) -> list[BeatCheck]:
+    """Per performance: its score's key, beat features, notated and performed log
+    inter-beat intervals (what :func:`beat_tempo_r` reads; computed once)."""
+    feats: dict[tuple[str, bytes], np.ndarray] = {}
+    out = []
+    for p in perfs:
+        beats = sf.beat_grid(p.onset_q)
+        if int((p.p_vel >= 0).sum()) < 16 or len(beats) < 4:
+            continue
+        key = (p.folder, np.asarray(p.sid).tobytes())
+        s = sf.from_performance(p)
+        if key not in feats:
+            feats[key] = sf.beat_features(s)
+        ok = p.p_vel >= 0
+        human = sf.measures(p.onset_q, p.dur_q, p.p_onset_s, p.p_dur_s, p.p_vel, ok, beats).beat_log_ibi
+        out.append((key, feats[key], sf.notated_beat_log_ibi(s, beats), human))
+    return out
+
+
+def beat_tempo_r(nets: list[BeatTempoGRU], rows: list[BeatCheck]) -> float:
+    """Mean over performances (:func:`prepare_beat_check`) of Pearson r between the notated
+    log inter-beat interval plus the heads' deviation and the performance's, on the beat
+    grid eval-model uses (the selection measure; a rendering adds the chord timing and
+    interpolates the beats between onsets)."""
+    cache: dict[tuple[str, bytes], np.ndarray] = {}
+    rs = []
+    for key, x, notated, human in rows:
+        if key not in cache:
+            with torch.no_grad():
+                xt = torch.from_numpy(x)[None]
+                cache[key] = torch.stack([n.eval()(xt)[0] for n in nets]).mean(0).numpy().astype(np.float64)
+        r = sf.pearson(notated + cache[key], human)
+        if math.isfinite(r):
+            rs.append(r)
+    return float(np.mean(rs)) if rs else float("nan")
+
+
+def train_beat_tempo(train_perfs: list[Any], valid_perfs: list[Any], out: str | Path,
+                     cfg: BeatConfig | None = None, epochs: int = 40, batch_size: int = 16,
+                     seq_len: int = 128, lr: float = 2e-3, seed: int = 0, corr_weight: float = 0.3,
+                     full_weight: float = 0.0, transpose: int = 2, max_minutes: float = 0.0,
+                     progress: bool = True, meta: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Train one beat-level tempo head; write the best (validation :func:`beat_tempo_r`,
+    else training loss) to ``out`` as a checkpoint of beat heads alone (join it with the
+    note networks by :func:`combine`). Returns a summary."""
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    cfg = cfg or BeatConfig()
+    net = BeatTempoGRU(cfg)
+    tr = prepare_beats(train_perfs)
+    check = prepare_beat_check(valid_perfs)
+    if not tr:
+        raise ModelError("beat tempo head: no aligned training performances")
+    opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=0.01)
+    t0 = time.perf_counter()
+    best = -math.inf
+    history: list[dict[str, float]] = []
+    sys.stderr.write(f"beat tempo: {sum(p.numel() for p in net.parameters())} parameters; {len(tr)} training "
+                     f"scores ({sum(len(x) for x, _, _ in tr)} beats)\n")
+    epoch = 0
+    for epoch in range(1, epochs + 1):
+        net.train()
+        wins = _windows(tr, seq_len, rng)
+        order = rng.permutation(len(wins))
+        frac_lr = lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, (epoch - 1) / max(epochs, 1)))))
+        for g in opt.param_groups:
+            g["lr"] = frac_lr
+        tot, nb = 0.0, 0
+        for bi in range(math.ceil(len(order) / batch_size)):
+            x, y, m = _batch(tr, [wins[k] for k in order[bi * batch_size:(bi + 1) * batch_size]])
+            if transpose:  # the beat's mean pitch feature, as the note networks' pitch
+                x[..., 0] += torch.from_numpy(rng.integers(-transpose, transpose + 1, (len(x), 1)).astype(np.float32)) / 24
+            loss = beat_loss(net(x), y, m, x[..., sf.BEAT_NOTATED], corr_weight, full_weight)
+            opt.zero_grad()
+            loss.backward()
+            nn.utils.clip_grad_norm_(net.parameters(), 1.0)
+            opt.step()
+            tot += loss.item()
+            nb += 1
+        score = beat_tempo_r([net], check) if check else -tot / max(nb, 1)
+        history.append({"epoch": epoch, "train": tot / max(nb, 1), "valid_tempo_r": score})
+        if progress:
+            sys.stderr.write(f"epoch {epoch}: train loss {tot / max(nb, 1):.4f}, valid beat-tempo r {score:.4f} "
+                             f"({time.perf_counter() - t0:.0f}s)\n")
+        if score > best:
+            best = score
+            save(out, None, {**(meta or {}), "epoch": epoch, "valid_tempo_r": score}, beat=[net])
+        if max_minutes and time.perf_counter() - t0 > max_minutes * 60:
+            break
+    return {"epochs": epoch, "best": best, "history": history, "seconds": time.perf_counter() - t0}
+
+
 def run(args: Any) -> int:
     """``train --arch render``: the corpus is ``asap:PATH`` (ASAP's aligned train/valid
     performances) or ``pair:SCORE,PERF[+pair:...]`` (a user's own pairs, aligned with
@@ -392,13 +627,16 @@ def main(argv: list[str] | None = None) -> int:
     c = sub.add_parser("combine", help="OUT.pt: the mean of the networks in MODEL.pt ...")
     c.add_argument("out", metavar="OUT.pt")
     c.add_argument("models", nargs="+", metavar="MODEL.pt")
+    c.add_argument("--beat-blend", type=float, default=None,
+                   help="weight of the beat-level tempo heads' tempo against the note networks' "
+                        "(0..1; default: the first checkpoint's with heads, else 1)")
     args = ap.parse_args(argv)
     for path in args.models:
         if not Path(path).is_file():
             sys.stderr.write(f"{path}: no such model checkpoint\n")
             return 2
     try:
-        ens = combine(args.models)
+        ens = combine(args.models, args.beat_blend)
     except ModelError as err:
         sys.stderr.write(f"{err}\n")
         return 2
@@ -406,7 +644,8 @@ def main(argv: list[str] | None = None) -> int:
     save(args.out, ens, {"corpus": metas[0].get("corpus", ""), "members_from": [Path(p).name for p in args.models],
                          "valid_losses": [m.get("valid_loss") for m in metas]})
     n = sum(p.numel() for p in ens.parameters())
-    sys.stdout.write(f"{args.out}: {len(ens.members)} rendering networks, {n} parameters\n")
+    heads = f" + {len(ens.beat)} beat tempo heads (blend {ens.beat_blend:g})" if len(ens.beat) else ""
+    sys.stdout.write(f"{args.out}: {len(ens.members)} rendering networks{heads}, {n} parameters\n")
     return 0
 
 
