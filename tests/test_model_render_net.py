@@ -352,3 +352,8 @@ def test_format_2_checkpoints_still_load(tmp_path: Path) -> None:
     s = sf.from_performance(synthetic(10))
     assert isinstance(got, rn.RenderEnsemble) and not got.beat
     np.testing.assert_allclose(rn.predict(got, s), rn.predict(rn.RenderEnsemble(nets), s), atol=1e-6)
+
+
+def test_train_beat_needs_an_asap_corpus(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    assert rn.main(["train-beat", "--corpus", "pair:a.mid,b.mid", "--out", str(tmp_path / "b.pt")]) == 2
+    assert "give asap:PATH" in capsys.readouterr().err and not (tmp_path / "b.pt").exists()

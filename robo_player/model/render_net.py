@@ -616,14 +616,54 @@ def run(args: Any) -> int:
     return 0
 
 
+def _train_beat_cli(args: Any) -> int:
+    from .asap import attach_score_marks, load_asap
+    from .corpus import default_cache_dir
+
+    if not str(args.corpus).startswith("asap:"):
+        sys.stderr.write(f"train-beat: --corpus {args.corpus!r}: give asap:PATH (ASAP's aligned performances)\n")
+        return 2
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    cache = default_cache_dir()
+    try:
+        c = load_asap(str(args.corpus)[len("asap:"):], cache_dir=cache)
+        attach_score_marks(c, cache_dir=cache)
+        s = train_beat_tempo(c.split("train"), c.split("valid"), args.out, BeatConfig(hidden=args.hidden),
+                             epochs=args.epochs, seed=args.seed, seq_len=max(args.seq_len, 16),
+                             batch_size=max(1, 2048 // max(args.seq_len, 16)), corr_weight=args.corr_weight,
+                             full_weight=args.full_weight, max_minutes=args.max_minutes,
+                             meta={"corpus": "ASAP (CC BY-NC-SA 4.0)", "seed": args.seed})
+    except ModelError as err:
+        sys.stderr.write(f"{err}\n")
+        return 2
+    sys.stdout.write(f"{args.out}: beat tempo head, {s['epochs']} epochs in {s['seconds']:.0f}s, best validation "
+                     f"beat-tempo r {s['best']:.4f}\n")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """``python -m robo_player.model.render_net combine OUT.pt A.pt B.pt ...``: one checkpoint
-    whose prediction is the mean of these networks'."""
+    whose prediction is the mean of these networks'; ``train-beat --corpus asap:PATH --out
+    B.pt``: one beat-level tempo head (join it to the note networks with ``combine``)."""
     import argparse
 
     ap = argparse.ArgumentParser(prog="python -m robo_player.model.render_net",
-                                 description="Join rendering networks into one ensemble checkpoint.")
+                                 description="Join rendering networks into one ensemble checkpoint; train a "
+                                             "beat-level tempo head.")
     sub = ap.add_subparsers(dest="cmd", required=True)
+    t = sub.add_parser("train-beat", help="train a beat-level tempo head on ASAP (selected on the valid split)")
+    t.add_argument("--corpus", required=True, help="asap:PATH")
+    t.add_argument("--out", required=True, metavar="B.pt")
+    t.add_argument("--epochs", type=int, default=20)
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--hidden", type=int, default=64)
+    t.add_argument("--seq-len", type=int, default=128, help="beats per training window")
+    t.add_argument("--corr-weight", type=float, default=0.3, help="(1 - r) of the tempo deviation per window")
+    t.add_argument("--full-weight", type=float, default=0.0,
+                   help="(1 - r) of the whole log inter-beat interval (notated + deviation) per window")
+    t.add_argument("--threads", type=int, default=1)
+    t.add_argument("--max-minutes", type=float, default=0.0)
     c = sub.add_parser("combine", help="OUT.pt: the mean of the networks in MODEL.pt ...")
     c.add_argument("out", metavar="OUT.pt")
     c.add_argument("models", nargs="+", metavar="MODEL.pt")
@@ -631,6 +671,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="weight of the beat-level tempo heads' tempo against the note networks' "
                         "(0..1; default: the first checkpoint's with heads, else 1)")
     args = ap.parse_args(argv)
+    if args.cmd == "train-beat":
+        return _train_beat_cli(args)
     for path in args.models:
         if not Path(path).is_file():
             sys.stderr.write(f"{path}: no such model checkpoint\n")
@@ -640,7 +682,7 @@ def main(argv: list[str] | None = None) -> int:
     except ModelError as err:
         sys.stderr.write(f"{err}\n")
         return 2
-    metas = [load(p)[1] for p in args.models]
+    metas = [_read(p)[3] for p in args.models]
     save(args.out, ens, {"corpus": metas[0].get("corpus", ""), "members_from": [Path(p).name for p in args.models],
                          "valid_losses": [m.get("valid_loss") for m in metas]})
     n = sum(p.numel() for p in ens.parameters())
