@@ -273,7 +273,9 @@ def test_correlation_loss_ignores_offset_and_scale_and_punishes_the_opposite() -
 
 def test_fine_tuning_an_ensemble_trains_its_members_together(tmp_path: Path) -> None:
     torch.manual_seed(3)
-    ens = rn.RenderEnsemble([rn.RenderGRU(rn.RenderConfig(hidden=8, layers=1, dropout=0.0)) for _ in range(2)])
+    head = rn.BeatTempoGRU(rn.BeatConfig(hidden=8, layers=1, dropout=0.0))
+    ens = rn.RenderEnsemble([rn.RenderGRU(rn.RenderConfig(hidden=8, layers=1, dropout=0.0)) for _ in range(2)],
+                            [head], beat_blend=0.4)
     rn.save(tmp_path / "ens.pt", ens, {})
     train = [synthetic(300 + i, f"Comp/F{i}") for i in range(4)]
     s = rn.train_renderer(train, [], tmp_path / "tuned.pt", epochs=2, batch_size=4, seq_len=64, lr=1e-2,
@@ -283,6 +285,10 @@ def test_fine_tuning_an_ensemble_trains_its_members_together(tmp_path: Path) -> 
     x = sf.from_performance(train[0])
     for before, after in zip(rn._members(ens), rn._members(tuned), strict=True):
         assert np.abs(rn.predict(after, x) - rn.predict(before, x)).max() > 1e-3  # each member moved
+    # the beat-level tempo head rides along unchanged (the note networks' loss does not reach it)
+    assert len(tuned.beat) == 1 and tuned.beat_blend == 0.4
+    for k, v in head.state_dict().items():
+        assert torch.equal(tuned.beat[0].state_dict()[k], v)
 
 
 def test_beat_features_and_targets_follow_the_beat_grid_eval_model_measures() -> None:

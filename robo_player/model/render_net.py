@@ -684,7 +684,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     metas = [_read(p)[3] for p in args.models]
     save(args.out, ens, {"corpus": metas[0].get("corpus", ""), "members_from": [Path(p).name for p in args.models],
-                         "valid_losses": [m.get("valid_loss") for m in metas]})
+                         "valid_losses": [m.get("valid_loss") for m in metas],
+                         "valid_tempo_r": [m.get("valid_tempo_r") for m in metas]})
     n = sum(p.numel() for p in ens.parameters())
     heads = f" + {len(ens.beat)} beat tempo heads (blend {ens.beat_blend:g})" if len(ens.beat) else ""
     sys.stdout.write(f"{args.out}: {len(ens.members)} rendering networks{heads}, {n} parameters\n")
