@@ -16,6 +16,7 @@ import logging
 import math
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, cast
@@ -45,45 +46,44 @@ class RenderConfig:
     dropout: float = 0.1
 
 
-class RenderGRU(nn.Module):
-    """features (B, T, F) -> expression (B, T, 5); the pedal output is a logit."""
+@dataclass(slots=True)
+class BeatConfig(RenderConfig):
+    n_features: int = sf.N_BEAT_FEATURES
 
-    def __init__(self, cfg: RenderConfig) -> None:
+
+class _BiGRU(nn.Module):
+    """features (B, T, F) -> (B, T, n_out): a projection, a bidirectional GRU, a linear read-out."""
+
+    def __init__(self, cfg: RenderConfig, n_out: int) -> None:
         super().__init__()
-        self.cfg = cfg
         self.inp = nn.Sequential(nn.Linear(cfg.n_features, cfg.hidden), nn.GELU())
         self.gru = nn.GRU(cfg.hidden, cfg.hidden, cfg.layers, batch_first=True, bidirectional=True,
                           dropout=cfg.dropout if cfg.layers > 1 else 0.0)
-        self.out = nn.Linear(2 * cfg.hidden, len(sf.TARGETS))
+        self.out = nn.Linear(2 * cfg.hidden, n_out)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h, _ = self.gru(self.inp(x))  # (B, T, 2H)
         return self.out(h)
 
 
-@dataclass(slots=True)
-class BeatConfig:
-    n_features: int = sf.N_BEAT_FEATURES
-    hidden: int = 64
-    layers: int = 2
-    dropout: float = 0.1
+class RenderGRU(_BiGRU):
+    """features (B, T, F) -> expression (B, T, 5); the pedal output is a logit."""
+
+    def __init__(self, cfg: RenderConfig) -> None:
+        super().__init__(cfg, len(sf.TARGETS))
+        self.cfg = cfg
 
 
-class BeatTempoGRU(nn.Module):
+class BeatTempoGRU(_BiGRU):
     """The beat-level tempo head: beat features (B, K, F) -> each inter-beat interval's log
     tempo deviation from the notated tempo (B, K), a bidirectional GRU over the beats."""
 
     def __init__(self, cfg: BeatConfig) -> None:
-        super().__init__()
+        super().__init__(cfg, 1)
         self.cfg = cfg
-        self.inp = nn.Sequential(nn.Linear(cfg.n_features, cfg.hidden), nn.GELU())
-        self.gru = nn.GRU(cfg.hidden, cfg.hidden, cfg.layers, batch_first=True, bidirectional=True,
-                          dropout=cfg.dropout if cfg.layers > 1 else 0.0)
-        self.out = nn.Linear(2 * cfg.hidden, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h, _ = self.gru(self.inp(x))
-        return self.out(h)[..., 0]
+        return super().forward(x)[..., 0]
 
 
 class RenderEnsemble(nn.Module):
@@ -321,6 +321,24 @@ def _batch(data: list[tuple[np.ndarray, np.ndarray, np.ndarray]],
     return torch.from_numpy(x), torch.from_numpy(y), torch.from_numpy(m)
 
 
+def _epoch_batches(data: list[tuple[np.ndarray, np.ndarray, np.ndarray]], seq_len: int, batch_size: int,
+                   rng: np.random.Generator, opt: torch.optim.Optimizer, lr: float, epoch: int,
+                   epochs: int, transpose: int = 0) -> Iterator[tuple[int, int, tuple[torch.Tensor, ...]]]:
+    """Set epoch ``epoch``'s learning rate (cosine from ``lr`` to 5 % of it over ``epochs``)
+    and yield (index, count, (x, y, mask)) for its batches of shuffled windows, each window's
+    pitch feature (column 0, (pitch - 64) / 24) moved by a random -transpose..transpose semitones."""
+    wins = _windows(data, seq_len, rng)
+    order = rng.permutation(len(wins))
+    for g in opt.param_groups:
+        g["lr"] = lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, (epoch - 1) / max(epochs, 1)))))
+    n = math.ceil(len(order) / batch_size)
+    for bi in range(n):
+        x, y, m = _batch(data, [wins[k] for k in order[bi * batch_size:(bi + 1) * batch_size]])
+        if transpose:
+            x[..., 0] += torch.from_numpy(rng.integers(-transpose, transpose + 1, (len(x), 1)).astype(np.float32)) / 24
+        yield bi, n, (x, y, m)
+
+
 def prepare(perfs: list[Any], n_features: int = sf.N_FEATURES,
             by_piece: bool = True) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """(features, targets, weights) per score. ``by_piece``: the performances of one score
@@ -329,20 +347,28 @@ def prepare(perfs: list[Any], n_features: int = sf.N_FEATURES,
     is the same loss (up to a constant: the pianists' spread) at a fraction of the work
     (ASAP's train split: 827 performances of ~180 scores); the pedal's cross-entropy against
     the share of pianists who had it down likewise."""
+    return _by_score([p for p in perfs if len(p.pitch) >= 16], sf.targets, 16,
+                     lambda s: sf.features(s, n_features), by_piece)
+
+
+def _by_score(perfs: list[Any], targets: Any, min_known: int, features: Any,
+              by_piece: bool) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """(features, targets, weights) per score (or per performance): ``targets(p)`` gives a
+    performance's (targets, known), rows (notes or beats) first; a score's targets are the
+    mean over the performances where each row is known, weighted by that count."""
     groups: dict[tuple[str, bytes], list[tuple[np.ndarray, np.ndarray, Any]]] = {}
     for i, p in enumerate(perfs):
-        if len(p.pitch) < 16:
-            continue
-        y, ok = sf.targets(p)
-        if ok.sum() < 16:
+        y, ok = targets(p)
+        if ok.sum() < min_known:
             continue
         key = (p.folder, np.asarray(p.sid).tobytes()) if by_piece else (str(i), b"")
         groups.setdefault(key, []).append((y, ok, p))
     out = []
     for rows in groups.values():
         w = np.sum([ok for _, ok, _ in rows], axis=0).astype(np.float32)
-        y = np.sum([yy * ok[:, None] for yy, ok, _ in rows], axis=0) / np.maximum(w, 1)[:, None]
-        out.append((sf.features(sf.from_performance(rows[0][2]), n_features), y.astype(np.float32), w))
+        wide = (slice(None),) + (None,) * (rows[0][0].ndim - 1)  # the weight over each row's targets
+        y = np.sum([yy * ok[wide] for yy, ok, _ in rows], axis=0) / np.maximum(w, 1)[wide]
+        out.append((features(sf.from_performance(rows[0][2])), y.astype(np.float32), w))
     return out
 
 
@@ -391,17 +417,9 @@ def train_renderer(train_perfs: list[Any], valid_perfs: list[Any], out: str | Pa
     epoch = 0
     for epoch in range(1, epochs + 1):
         model.train()
-        wins = _windows(tr, seq_len, rng)
-        order = rng.permutation(len(wins))
         tot, nb = 0.0, 0
-        n_batches = math.ceil(len(order) / batch_size)
-        frac_lr = lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, (epoch - 1) / max(epochs, 1)))))
-        for g in opt.param_groups:
-            g["lr"] = frac_lr
-        for bi in range(n_batches):
-            x, y, m = _batch(tr, [wins[k] for k in order[bi * batch_size:(bi + 1) * batch_size]])
-            if transpose:  # the pitch feature is (pitch - 64) / 24
-                x[..., 0] += torch.from_numpy(rng.integers(-transpose, transpose + 1, (len(x), 1)).astype(np.float32)) / 24
+        for bi, n_batches, (x, y, m) in _epoch_batches(tr, seq_len, batch_size, rng, opt, lr, epoch, epochs,
+                                                       transpose):
             p = model(x)
             loss = loss_fn(p, y, m) + (corr_weight * corr_loss(p, y, m) if corr_weight else 0.0)
             opt.zero_grad()
@@ -435,21 +453,8 @@ BeatRow = tuple[np.ndarray, np.ndarray, np.ndarray]
 def prepare_beats(perfs: list[Any], by_piece: bool = True) -> list[BeatRow]:
     """(beat features, beat tempo targets, weights) per score, the performances of a score
     averaged beat by beat as :func:`prepare` averages notes."""
-    groups: dict[tuple[str, bytes], list[tuple[np.ndarray, np.ndarray, Any]]] = {}
-    for i, p in enumerate(perfs):
-        if int((p.p_vel >= 0).sum()) < 16:
-            continue
-        y, ok = sf.beat_targets(p)
-        if ok.sum() < 8:
-            continue
-        key = (p.folder, np.asarray(p.sid).tobytes()) if by_piece else (str(i), b"")
-        groups.setdefault(key, []).append((y, ok, p))
-    out = []
-    for rows in groups.values():
-        w = np.sum([ok for _, ok, _ in rows], axis=0).astype(np.float32)
-        y = np.sum([yy * ok for yy, ok, _ in rows], axis=0) / np.maximum(w, 1)
-        out.append((sf.beat_features(sf.from_performance(rows[0][2])), y.astype(np.float32), w))
-    return out
+    return _by_score([p for p in perfs if int((p.p_vel >= 0).sum()) >= 16], sf.beat_targets, 8,
+                     sf.beat_features, by_piece)
 
 
 def beat_loss(pred: torch.Tensor, y: torch.Tensor, mask: torch.Tensor, notated: torch.Tensor,
@@ -531,16 +536,9 @@ def train_beat_tempo(train_perfs: list[Any], valid_perfs: list[Any], out: str | 
     epoch = 0
     for epoch in range(1, epochs + 1):
         net.train()
-        wins = _windows(tr, seq_len, rng)
-        order = rng.permutation(len(wins))
-        frac_lr = lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, (epoch - 1) / max(epochs, 1)))))
-        for g in opt.param_groups:
-            g["lr"] = frac_lr
         tot, nb = 0.0, 0
-        for bi in range(math.ceil(len(order) / batch_size)):
-            x, y, m = _batch(tr, [wins[k] for k in order[bi * batch_size:(bi + 1) * batch_size]])
-            if transpose:  # the beat's mean pitch feature, as the note networks' pitch
-                x[..., 0] += torch.from_numpy(rng.integers(-transpose, transpose + 1, (len(x), 1)).astype(np.float32)) / 24
+        # transposition moves the beat's mean pitch feature, as the note networks' pitch
+        for _, _, (x, y, m) in _epoch_batches(tr, seq_len, batch_size, rng, opt, lr, epoch, epochs, transpose):
             loss = beat_loss(net(x), y, m, x[..., sf.BEAT_NOTATED], corr_weight, full_weight)
             opt.zero_grad()
             loss.backward()
