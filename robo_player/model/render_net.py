@@ -5,7 +5,10 @@ note's expression (velocity, local tempo, timing deviation, articulation, pedal;
 ``robo-player train --corpus asap:PATH --arch render --out models/render.pt`` trains it;
 ``robo-player perform SCORE --model models/render.pt`` renders with it. A checkpoint may hold
 several networks (an ensemble, :class:`RenderEnsemble`: their mean prediction; ``combine``
-makes one, ``python -m robo_player.model.render_net combine OUT A.pt B.pt ...``). The
+makes one, ``python -m robo_player.model.render_net combine OUT A.pt B.pt ...``) and, since
+format 3, beat-level tempo heads (:class:`BeatTempoGRU`: a GRU over the score's quarter-note
+beats that predicts each beat's tempo, blended with the note networks' tempo by
+``beat_blend``; ``python -m robo_player.model.render_net train-beat`` trains one). The
 checkpoint is a dict of tensors and plain values (format ``robo_player-renderer``), loaded
 with ``torch.load(weights_only=True)``.
 """
