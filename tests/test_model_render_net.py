@@ -343,6 +343,8 @@ def test_beat_tempo_head_learns_the_tempo_and_joins_the_note_networks(
     assert rn.load(tmp_path / "half.pt")[0].beat_blend == 0.5  # type: ignore[union-attr]
     r = er.evaluate_rendering(test, {"model": er.model_renderer(both)})["rendering"]["model"]
     assert r["tempo_r"] > 0.8
+    # the selection measure is the metric's beat level: rendered, the head scores about the same
+    assert r["tempo_r"] == pytest.approx(rn.beat_tempo_r(list(both.beat), rn.prepare_beat_check(test)), abs=0.02)
     with pytest.raises(rn.ModelError, match="beat_blend must be in 0..1"):
         rn.combine([trained[0], head], beat_blend=1.5)
 

@@ -17,6 +17,10 @@ the rendering keeps the score's average tempo:
 - ``timing``: onset minus its chord's median onset, in 0.1 s (asynchrony, melody lead);
 - ``articulation``: log(performed duration / written duration at the local tempo);
 - ``pedal``: 1 when the sustain pedal (CC64 >= 64) is down 30 ms after the onset.
+
+The beat level (for the beat tempo heads): :func:`beat_grid` is the quarter-note grid
+``eval-model`` measures tempo on, :func:`beat_features` one row per inter-beat interval,
+:func:`beat_targets` each interval's performed log duration against the notated one.
 """
 
 from __future__ import annotations
