@@ -22,7 +22,7 @@ HERE = Path(__file__).resolve().parent
 SHIPPED = {
     # folder -> files copied into robo_player/_shipped/<folder>/
     "hardware_specs": ["*.yaml", "schema.json", "README.md"],
-    # the shipped models only (5 MB + 0.5 MB); the comparison checkpoints stay in the repository
+    # the shipped models only (5.4 MB + 3.1 MB); the comparison checkpoints stay in the repository
     "models": ["performance.pt", "render.pt", "MODEL_CARD.md"],
 }
 

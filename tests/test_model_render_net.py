@@ -273,7 +273,9 @@ def test_correlation_loss_ignores_offset_and_scale_and_punishes_the_opposite() -
 
 def test_fine_tuning_an_ensemble_trains_its_members_together(tmp_path: Path) -> None:
     torch.manual_seed(3)
-    ens = rn.RenderEnsemble([rn.RenderGRU(rn.RenderConfig(hidden=8, layers=1, dropout=0.0)) for _ in range(2)])
+    head = rn.BeatTempoGRU(rn.BeatConfig(hidden=8, layers=1, dropout=0.0))
+    ens = rn.RenderEnsemble([rn.RenderGRU(rn.RenderConfig(hidden=8, layers=1, dropout=0.0)) for _ in range(2)],
+                            [head], beat_blend=0.4)
     rn.save(tmp_path / "ens.pt", ens, {})
     train = [synthetic(300 + i, f"Comp/F{i}") for i in range(4)]
     s = rn.train_renderer(train, [], tmp_path / "tuned.pt", epochs=2, batch_size=4, seq_len=64, lr=1e-2,
@@ -283,3 +285,83 @@ def test_fine_tuning_an_ensemble_trains_its_members_together(tmp_path: Path) -> 
     x = sf.from_performance(train[0])
     for before, after in zip(rn._members(ens), rn._members(tuned), strict=True):
         assert np.abs(rn.predict(after, x) - rn.predict(before, x)).max() > 1e-3  # each member moved
+    # the beat-level tempo head rides along unchanged (the note networks' loss does not reach it)
+    assert len(tuned.beat) == 1 and tuned.beat_blend == 0.4
+    for k, v in head.state_dict().items():
+        assert torch.equal(tuned.beat[0].state_dict()[k], v)
+
+
+def test_beat_features_and_targets_follow_the_beat_grid_eval_model_measures() -> None:
+    p = synthetic(9)
+    s = sf.from_performance(p)
+    beats = sf.beat_grid(p.onset_q)
+    f = sf.beat_features(s)
+    y, known = sf.beat_targets(p)
+    assert f.shape == (len(beats) - 1, sf.N_BEAT_FEATURES) and np.isfinite(f).all()
+    assert y.shape == known.shape == (len(beats) - 1,) and known.all()
+    # the target is what eval-model correlates: the performed log inter-beat interval
+    # (the notated one is constant here), up to the performance's median
+    human = sf.measures(p.onset_q, p.dur_q, p.p_onset_s, p.p_dur_s, p.p_vel, p.p_vel >= 0, beats).beat_log_ibi
+    assert sf.pearson(y, human) == pytest.approx(1.0, abs=1e-6)
+    slow_bar = np.array([p.dur_q[(p.staff == 1) & (np.floor(p.onset_q / 4) == b // 4)].min() == 1.0
+                         for b in beats[:-1]])
+    assert y[slow_bar].mean() > y[~slow_bar].mean() + 0.3  # quarter-note bars 35 % slower
+    assert np.all(f[::4, sf.N_FEATURES + 9] == 1) and not f[1::4, sf.N_FEATURES + 9].any()  # downbeats
+    # each note reads the beat its onset falls in (a pickup the first, the last beat's the last)
+    np.testing.assert_array_equal(sf.beat_of(np.array([-0.5, 0.0, 0.99, 1.0, 3.0]), np.arange(4.0)),
+                                  [0, 0, 0, 1, 2])
+    assert sf.beat_features(sf.from_performance(Performance(**{**{k: getattr(p, k) for k in p.__slots__},
+                                                               "onset_q": p.onset_q * 0}))).shape[0] == 0
+
+
+def test_beat_tempo_head_learns_the_tempo_and_joins_the_note_networks(
+        tmp_path: Path, trained: tuple[Path, list[Performance]], capsys: pytest.CaptureFixture[str]) -> None:
+    torch.set_num_threads(1)
+    train = [synthetic(i, f"Comp/T{i}") for i in range(16)]
+    valid = [synthetic(100 + i, f"Comp/V{i}") for i in range(3)]
+    head = tmp_path / "beat.pt"
+    got = rn.train_beat_tempo(train, valid, head, rn.BeatConfig(hidden=16, layers=1, dropout=0.0), epochs=12,
+                              batch_size=8, seq_len=32, lr=1e-2, progress=False)
+    assert got["best"] > 0.8 and got["best"] > got["history"][0]["valid_tempo_r"]
+    with pytest.raises(rn.ModelError, match="beat-level tempo heads only"):
+        rn.load(head)
+    assert rn.main(["combine", str(tmp_path / "both.pt"), str(trained[0]), str(head)]) == 0
+    assert "1 rendering networks" in capsys.readouterr().out
+    both, _ = rn.load(tmp_path / "both.pt")
+    notes_only, _ = rn.load(trained[0])
+    assert isinstance(both, rn.RenderEnsemble) and len(both.beat) == 1 and both.beat_blend == 1.0
+    test = trained[1]
+    s = sf.from_performance(test[0])
+    d = rn.beat_tempo(list(both.beat), s)
+    assert d is not None
+    a, b = rn.predict(both, s), rn.predict(notes_only, s)
+    np.testing.assert_allclose(a[:, 1], d, atol=1e-6)  # the head's tempo, at each note's beat
+    np.testing.assert_allclose(a[:, [0, 2, 3, 4]], b[:, [0, 2, 3, 4]], atol=1e-6)  # the rest unchanged
+    half = rn.combine([trained[0], head], beat_blend=0.5)
+    np.testing.assert_allclose(rn.predict(half, s)[:, 1], (a[:, 1] + b[:, 1]) / 2, atol=1e-6)
+    rn.save(tmp_path / "half.pt", half, {})
+    assert rn.load(tmp_path / "half.pt")[0].beat_blend == 0.5  # type: ignore[union-attr]
+    r = er.evaluate_rendering(test, {"model": er.model_renderer(both)})["rendering"]["model"]
+    assert r["tempo_r"] > 0.8
+    # the selection measure is the metric's beat level: rendered, the head scores about the same
+    assert r["tempo_r"] == pytest.approx(rn.beat_tempo_r(list(both.beat), rn.prepare_beat_check(test)), abs=0.02)
+    with pytest.raises(rn.ModelError, match="beat_blend must be in 0..1"):
+        rn.combine([trained[0], head], beat_blend=1.5)
+
+
+def test_format_2_checkpoints_still_load(tmp_path: Path) -> None:
+    from dataclasses import asdict
+
+    torch.manual_seed(4)
+    nets = [rn.RenderGRU(rn.RenderConfig(hidden=8, layers=1, dropout=0.0)) for _ in range(2)]
+    rows = [{"config": asdict(n.cfg), "state_dict": n.state_dict()} for n in nets]
+    torch.save({"format": rn.FORMAT, "format_version": 2, "members": rows, "meta": {}}, tmp_path / "v2.pt")
+    got, _ = rn.load(tmp_path / "v2.pt")
+    s = sf.from_performance(synthetic(10))
+    assert isinstance(got, rn.RenderEnsemble) and not got.beat
+    np.testing.assert_allclose(rn.predict(got, s), rn.predict(rn.RenderEnsemble(nets), s), atol=1e-6)
+
+
+def test_train_beat_needs_an_asap_corpus(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    assert rn.main(["train-beat", "--corpus", "pair:a.mid,b.mid", "--out", str(tmp_path / "b.pt")]) == 2
+    assert "give asap:PATH" in capsys.readouterr().err and not (tmp_path / "b.pt").exists()

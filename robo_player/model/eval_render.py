@@ -18,7 +18,6 @@ model's forward pass.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -77,10 +76,6 @@ def model_renderer(model: Any) -> Renderer:
     from .render_net import predict
 
     return lambda s: sf.render_notes(s, predict(model, s))
-
-
-def _beats(onset_q: np.ndarray) -> np.ndarray:
-    return np.arange(math.ceil(float(onset_q.min())), math.floor(float(onset_q.max())) + 1, 1.0)
 
 
 def _compare(a: sf.Measures, b: sf.Measures) -> dict[str, float]:
@@ -144,7 +139,7 @@ def evaluate_rendering(perfs: list[Any], renderers: dict[str, Renderer], root: P
         if p.folder not in tempo_cache:
             tempo_cache[p.folder] = score_tempo(root, p.folder) if root else 0.5
         s = sf.from_performance(p, tempo_cache[p.folder])
-        beats = _beats(p.onset_q)
+        beats = sf.beat_grid(p.onset_q)
         ok = p.p_vel >= 0
         hm = _human_measures(p, beats)
         human_pool.add(p.p_onset_s[ok], p.p_dur_s[ok], p.p_vel[ok].astype(float), p.pedal)

@@ -17,6 +17,10 @@ the rendering keeps the score's average tempo:
 - ``timing``: onset minus its chord's median onset, in 0.1 s (asynchrony, melody lead);
 - ``articulation``: log(performed duration / written duration at the local tempo);
 - ``pedal``: 1 when the sustain pedal (CC64 >= 64) is down 30 ms after the onset.
+
+The beat level (for the beat tempo heads): :func:`beat_grid` is the quarter-note grid
+``eval-model`` measures tempo on, :func:`beat_features` one row per inter-beat interval,
+:func:`beat_targets` each interval's performed log duration against the notated one.
 """
 
 from __future__ import annotations
@@ -385,3 +389,90 @@ def pearson(a: np.ndarray, b: np.ndarray) -> float:
     if x.std() < 1e-4 or y.std() < 1e-4:  # a constant (up to rounding) predicts nothing
         return float("nan")
     return float((x * y).sum() / np.sqrt((x * x).sum() * (y * y).sum()))
+
+
+# ---------------------------------------------------------------- the beat level (tempo)
+
+# per beat: the mean of its notes' features, then (N_FEATURES..) its notes and onset groups,
+# the notated log inter-beat interval against the piece's median and its changes, the
+# beat's place in its bar and in the piece
+N_BEAT_FEATURES = N_FEATURES + 13
+BEAT_NOTATED = N_FEATURES + 3  # the column of the notated log inter-beat interval
+
+
+def beat_grid(onset_q: np.ndarray) -> np.ndarray:
+    """The score's quarter-note beats (quarters) from the first whole quarter to the last:
+    what ``eval-model`` measures beat tempo on (one inter-beat interval between each two)."""
+    if len(onset_q) == 0:
+        return np.zeros(0)
+    return np.arange(np.ceil(float(onset_q.min())), np.floor(float(onset_q.max())) + 1, 1.0)
+
+
+def beat_of(onset_q: np.ndarray, beats: np.ndarray) -> np.ndarray:
+    """Each note's inter-beat interval (0..len(beats)-2): the one its onset falls in (the
+    first for a pickup before the first beat, the last for the last beat's notes)."""
+    k = np.searchsorted(beats, onset_q, side="right") - 1
+    return np.clip(k, 0, max(len(beats) - 2, 0))
+
+
+def notated_beat_log_ibi(s: ScoreNotes, beats: np.ndarray) -> np.ndarray:
+    """log seconds of each notated inter-beat interval (the tempo marks; as measured)."""
+    m = len(s.pitch)
+    return measures(s.onset_q, s.dur_q, notated_times(s), s.dur_q * s.sec_per_q, np.zeros(m),
+                    np.ones(m, bool), beats).beat_log_ibi
+
+
+def beat_features(s: ScoreNotes, note_f: np.ndarray | None = None) -> np.ndarray:
+    """(K, N_BEAT_FEATURES) float32, one row per inter-beat interval of :func:`beat_grid`
+    (K = beats - 1; 0 rows for a score under two beats long)."""
+    beats = beat_grid(s.onset_q)
+    k_n = max(len(beats) - 1, 0)
+    f = np.zeros((k_n, N_BEAT_FEATURES), np.float32)
+    if k_n == 0:
+        return f
+    nf = features(s) if note_f is None else note_f
+    kb = beat_of(s.onset_q, beats)
+    cnt = np.bincount(kb, minlength=k_n).astype(float)
+    sums = np.zeros((k_n, N_FEATURES))
+    np.add.at(sums, kb, nf[:, :N_FEATURES])
+    f[:, :N_FEATURES] = sums / np.maximum(cnt, 1)[:, None]
+    q, inv = groups(s.onset_q)
+    n_groups = np.bincount(beat_of(q, beats), minlength=k_n).astype(float)
+    c = N_FEATURES
+    f[:, c] = np.log1p(cnt) / 3
+    f[:, c + 1] = np.log1p(n_groups) / 2
+    f[:, c + 2] = cnt > 0
+    lib = notated_beat_log_ibi(s, beats)
+    lib = np.where(np.isfinite(lib), lib - np.nanmedian(lib) if np.isfinite(lib).any() else 0.0, 0.0)
+    lib = np.clip(lib, -1.5, 1.5)
+    f[:, c + 3] = lib
+    f[:, c + 4] = np.r_[lib[1:], lib[-1]] - lib
+    f[:, c + 5] = lib - np.r_[lib[0], lib[:-1]]
+    f[:, c + 6] = lib[np.minimum(np.arange(k_n) + 4, k_n - 1)] - lib
+    # the beat's place in its bar, from the last note at or before it (else the first note)
+    i = np.clip(np.searchsorted(s.onset_q, beats[:-1], side="right") - 1, 0, len(s.onset_q) - 1)
+    bar_len = np.maximum(s.bar_len_q[i], 1e-3)
+    pos = np.mod(s.bar_pos_q[i] + beats[:-1] - s.onset_q[i], bar_len)
+    f[:, c + 7] = np.sin(2 * np.pi * pos / bar_len)
+    f[:, c + 8] = np.cos(2 * np.pi * pos / bar_len)
+    f[:, c + 9] = (pos < 1e-3) | (bar_len - pos < 1e-3)
+    f[:, c + 10] = bar_len / 4
+    f[:, c + 11] = np.arange(k_n) / max(k_n - 1, 1)
+    f[:, c + 12] = np.log2(1 + (k_n - 1 - np.arange(k_n))) / 8  # beats to the end
+    return f
+
+
+def beat_targets(p: object) -> tuple[np.ndarray, np.ndarray]:
+    """Each inter-beat interval's log tempo deviation from the notated one (K,) float32, as
+    ``eval-model`` measures beat tempo (its human side: every played note), minus the
+    performance's median; and where it is known (K,) bool."""
+    beats = beat_grid(p.onset_q)  # type: ignore[attr-defined]
+    ok = p.p_vel >= 0  # type: ignore[attr-defined]
+    human = measures(p.onset_q, p.dur_q, p.p_onset_s, p.p_dur_s, p.p_vel, ok,  # type: ignore[attr-defined]
+                     beats).beat_log_ibi
+    dev = human - notated_beat_log_ibi(from_performance(p), beats)
+    known = np.isfinite(dev)
+    y = np.zeros(len(dev), np.float32)
+    if known.sum() >= 2:
+        y[known] = np.clip(dev[known] - np.median(dev[known]), -1.0, 1.0)
+    return y, known
