@@ -24,6 +24,11 @@ static volatile rp_aid active_n;
 /* The earliest deadline of the active coils, kept between scans: a deadline set earlier
  * than it takes its place; moving or removing that coil's own deadline forces a rescan. */
 static rp_aid dl_n;
+/* 0: rescan; DL_VALID: dl_n/dl_clock hold the earliest deadline; DL_TIE with it: another
+ * coil's deadline may be dl_clock too (set whenever one is; it may stay set after that
+ * coil moved: it only costs a look), so that the deadlines of one tick go out together */
+#define DL_VALID 1U
+#define DL_TIE 2U
 static uint8_t dl_valid;
 static uint32_t dl_clock;
 
@@ -37,6 +42,9 @@ static void set_deadline(rp_aid n, uint32_t clock)
     else if (dl_n == RP_AID_NONE || BEFORE(clock, dl_clock)) {
         dl_n = n;
         dl_clock = clock;
+        dl_valid = DL_VALID;
+    } else if (clock == dl_clock) {
+        dl_valid = DL_VALID | DL_TIE;
     }
 }
 
@@ -722,33 +730,28 @@ static void account(const rp_cmd *c)
     }
 }
 
-#if defined(__GNUC__)
-__attribute__((noinline)) /* (its output off rp_sched_run()'s frame) */
-#endif
-static void run_deadline(rp_aid n, uint32_t t)
+/* A coil deadline (a pulse's end or the max on-time cutoff) at `t`: the level it
+ * writes (the hold after a pulse that ends before its cutoff, else 0) ... */
+static uint16_t end_level(const rp_act *a, uint32_t t)
+{
+    return a->phase == RP_PHASE_PULSE && BEFORE(t, a->cutoff) ? a->hold : 0;
+}
+
+/* ... and its bookkeeping, after that level was written at `t`. */
+static void end_account(rp_aid n, uint32_t t)
 {
     rp_act *a = &rp_acts[n];
     uint32_t cutoff = a->cutoff;
-    uint8_t to_hold = a->phase == RP_PHASE_PULSE && BEFORE(t, cutoff) && a->hold;
-    rp_out_t o;
-    RP_OUTPUT_AT(t);
-    prepare(n, to_hold ? a->hold : 0, &o);
-    RP_TIMER_CLOSE();
-    board_wait_until(t);
-    RP_OUTPUT_AT(t);
-    board_output_commit(&o);
-    RP_TIMER_OPEN();
-    if (to_hold) {
-        if (rp_running_pulses)
-            rp_running_pulses--;
-        account_level(n, a->hold, t);
+    uint16_t hold = end_level(a, t);
+    if (a->phase == RP_PHASE_PULSE && rp_running_pulses)
+        rp_running_pulses--;
+    if (hold) {
+        account_level(n, hold, t);
         a->phase = RP_PHASE_HOLD;
         set_deadline(n, cutoff);
         return;
     }
     uint8_t cut = !(a->phase == RP_PHASE_PULSE && BEFORE(t, cutoff)); /* else: pulse, no hold */
-    if (a->phase == RP_PHASE_PULSE && rp_running_pulses)
-        rp_running_pulses--;
     account_level(n, 0, t);
     a->phase = RP_PHASE_OFF;
     active_remove(n);
@@ -757,6 +760,23 @@ static void run_deadline(rp_aid n, uint32_t t)
         rp_event_push(RP_EV_CUTOFF_MAX_ON, rp_full_index(a->strike_index, rp_next_index_snapshot),
                       n, t);
     }
+}
+
+/* A lone coil deadline (no other output on its tick: the usual case) */
+#if defined(__GNUC__)
+__attribute__((noinline)) /* (its output off rp_sched_run()'s frame) */
+#endif
+static void run_deadline(rp_aid n, uint32_t t)
+{
+    rp_out_t o;
+    RP_OUTPUT_AT(t);
+    prepare(n, end_level(&rp_acts[n], t), &o);
+    RP_TIMER_CLOSE();
+    board_wait_until(t);
+    RP_OUTPUT_AT(t);
+    board_output_commit(&o);
+    RP_TIMER_OPEN();
+    end_account(n, t);
 }
 
 /* Out of line (the timer context's rare work): the earliest deadline of the active
@@ -768,31 +788,52 @@ static void rescan_deadline(void)
 {
     rp_aid dn = RP_AID_NONE;
     uint32_t dclock = 0;
+    uint8_t v = DL_VALID;
     for (rp_aid i = 0; i < active_n; i++) {
         rp_aid n = active[i];
-        if (dn == RP_AID_NONE || BEFORE(rp_acts[n].deadline, dclock)) {
+        uint32_t d = rp_acts[n].deadline;
+        if (dn == RP_AID_NONE || BEFORE(d, dclock)) {
             dn = n;
-            dclock = rp_acts[n].deadline;
+            dclock = d;
+            v = DL_VALID;
+        } else if (d == dclock) {
+            v = DL_VALID | DL_TIE; /* another coil's deadline on that tick */
         }
     }
     dl_n = dn;
     dl_clock = dclock;
-    dl_valid = 1;
+    dl_valid = v;
+}
+
+/* The coils whose deadline is `clock` (for the lead of a batch that takes them), at
+ * most BATCH. */
+static uint8_t ends_at(uint32_t clock)
+{
+    uint8_t k = 0;
+    for (rp_aid i = 0; i < active_n && k < BATCH; i++)
+        k += rp_acts[active[i]].deadline == clock;
+    return k;
 }
 
 /* A batch: the commands due within RP_BATCH_WINDOW_TICKS of the head's clock `next` (a
  * chord, a release and the next strike), one per actuator, decided in place first,
- * then their outputs written back to back, then the bookkeeping. Out of line, so that
- * its arrays stay off rp_sched_run()'s frame: each call of rp_sched_run() ends by
- * arming the timer, which needs none of them. Returns the budget left. */
+ * then their outputs written back to back, then the bookkeeping. With `ends`, also the
+ * coil deadlines on `next` (pulse ends, cutoffs) of coils without a command on that
+ * tick (a command there replaces the deadline: it runs first), written before the
+ * commands' outputs: a pulse that ends on the tick where other strikes start is off
+ * when they start (issue 9: 4 ends after 3 strikes, one per pass, came 166-454 us late,
+ * 15.85 A asked of a 15 A supply). Out of line, so that its arrays stay off
+ * rp_sched_run()'s frame: each call of rp_sched_run() ends by arming the timer, which
+ * needs none of them. Returns the budget left. */
 #if defined(__GNUC__)
 __attribute__((noinline))
 #endif
-static uint16_t run_batch(uint32_t next, uint32_t now, uint16_t budget)
+static uint16_t run_batch(uint32_t next, uint32_t now, uint16_t budget, uint8_t ends)
 {
     rp_out_t outs[BATCH];
     const rp_cmd *cp[BATCH]; /* the batch's queue slots (intact until the main loop pushes) */
-    uint8_t acts = 0, bit = 1, nb = 0; /* acts: bit i set if cp[i] writes its output */
+    rp_aid ek[BATCH];        /* the coils of the deadlines: outs[nb..] */
+    uint8_t acts = 0, bit = 1, nb = 0, ne = 0; /* acts: bit i set if cp[i] writes its output */
     rp_aid pulses = rp_running_pulses;
     uint16_t head = q_head, count = q_count;
     const rp_cmd *c = &q[head];
@@ -803,6 +844,11 @@ static uint16_t run_batch(uint32_t next, uint32_t now, uint16_t budget)
             dup |= cp[i]->actuator == c->actuator;
         if (dup)
             break; /* the same coil twice: its second command goes in the next batch */
+        if (ends && c->clock != next) {
+            const rp_act *a = &rp_acts[c->actuator];
+            if (a->phase != RP_PHASE_OFF && a->deadline == next)
+                break; /* after its coil's deadline on `next`: the next batch */
+        }
         if (decide(c, now, &pulses, cp, nb)) {
             acts |= bit;
             RP_OUTPUT_AT(c->clock);
@@ -821,15 +867,35 @@ static uint16_t run_batch(uint32_t next, uint32_t now, uint16_t budget)
     }
     q_head = head; /* the popped entries stay intact until the main loop pushes */
     q_count = count;
+    if (ends) {
+        RP_OUTPUT_AT(next);
+        for (rp_aid i = 0; i < active_n && nb + ne < BATCH && budget; i++) {
+            rp_aid k = active[i];
+            const rp_act *a = &rp_acts[k];
+            if (a->deadline != next)
+                continue;
+            uint8_t mine = 0; /* (its commands in this batch are all on `next`: above) */
+            for (uint8_t j = 0; j < nb; j++)
+                mine |= cp[j]->actuator == k;
+            if (mine)
+                continue;
+            ek[ne] = k;
+            prepare(k, end_level(a, next), &outs[nb + ne]);
+            ne++;
+            budget--;
+        }
+    }
     /* the writes of one clock follow each other RP_OUTPUT_SPACING_TICKS apart:
      * centre them on their clock */
-    uint8_t same = 0;
+    uint8_t same = ne;
     bit = 1;
     for (uint8_t i = 0; i < nb; i++, bit <<= 1)
         same += (acts & bit) && cp[i]->clock == next;
     uint32_t waited = next;
     RP_TIMER_CLOSE();
     board_wait_until(next - (same > 1 ? (uint32_t)(same - 1) * RP_OUTPUT_SPACING_TICKS / 2 : 0));
+    for (uint8_t i = 0; i < ne; i++) /* the ends first */
+        board_output_commit(&outs[nb + i]);
     bit = 1;
     for (uint8_t i = 0; i < nb; i++, bit <<= 1)
         if (acts & bit) {
@@ -842,6 +908,8 @@ static uint16_t run_batch(uint32_t next, uint32_t now, uint16_t budget)
             board_output_commit(&outs[i]);
         }
     RP_TIMER_OPEN();
+    for (uint8_t i = 0; i < ne; i++)
+        end_account(ek[i], next);
     bit = 1;
     for (uint8_t i = 0; i < nb; i++, bit <<= 1)
         if (acts & bit)
@@ -862,10 +930,14 @@ void rp_sched_run(void)
         rp_aid dn = dl_n;
         uint32_t next = dl_clock;
         uint8_t cmd_first = 0;
+        /* the deadlines on `next` go with the batch: a command on their tick, or more
+         * than one of them */
+        uint8_t ends = dn != RP_AID_NONE && (dl_valid & DL_TIE);
         if (q_count) {
             uint32_t hc = q[q_head].clock;
             if (dn == RP_AID_NONE || !BEFORE(next, hc)) {
                 cmd_first = 1;
+                ends = dn != RP_AID_NONE && next == hc;
                 next = hc;
             }
         } else if (dn == RP_AID_NONE) {
@@ -880,18 +952,21 @@ void rp_sched_run(void)
             if (!cmd_first)
                 lead -= (uint16_t)(RP_TIMER_LEAD_TICKS + RP_TIMER_LEAD_PER_CMD_TICKS -
                                    RP_TIMER_LEAD_DEADLINE_TICKS);
+            if (ends) /* each deadline of the batch: as a command */
+                lead = (uint16_t)(lead + (uint16_t)(ends_at(next) - !cmd_first) *
+                                             RP_TIMER_LEAD_PER_CMD_TICKS);
             if (ahead > (int32_t)lead) {
                 RP_TIMER_CLOSE(); /* no compare interrupt inside this one */
                 arm_lead(next, lead);
                 return;
             }
         }
-        if (!cmd_first) {
+        if (!cmd_first && !ends) {
             run_deadline(dn, next);
             budget--;
             continue;
         }
-        budget = run_batch(next, now, budget);
+        budget = run_batch(next, now, budget, ends);
     }
     RP_TIMER_CLOSE();
     /* The budget ran out with more due (a backlog): come back at once. Without this
