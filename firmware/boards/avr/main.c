@@ -543,13 +543,15 @@ uint8_t board_output_ok(uint8_t out_kind, uint8_t out_addr, uint8_t out_channel)
 #define PCA_GROUP 16 /* writes of one group the planner looks at */
 #define PCA_XFER_A (uint16_t)(RP_PCA_XFER_TICKS(0))
 #define PCA_XFER_B (uint16_t)(RP_PCA_XFER_TICKS(1) - RP_PCA_XFER_TICKS(0))
-/* compare B comes this early for a group's start (the interrupt and building the first
- * transaction), then the engine waits for the exact tick */
-#define PCA_EARLY_TICKS 1200
-/* ... and the engine spins to that tick with interrupts off for at most this long: a
- * START further ahead waits with interrupts on, its transaction built (TWI_READY), for
- * compare B at PCA_SPIN_TICKS before it (interrupts off at most 100 us: the spin of
- * PCA_EARLY_TICKS, 75 us, after the planning and the core's commit made 157 us) */
+/* A group's first transaction is built as soon as the group is planned (compare B
+ * right after the commit, about 1.3 ms ahead) and waits with interrupts on
+ * (TWI_READY) for compare B at PCA_GO_TICKS before its START: the hand-written
+ * interrupt writes the START about that many cycles after the match (no C prologue, no
+ * spin). (Was: compare B at 1200 ticks before the START to build it, again at 160
+ * before it to spin to the tick: two interrupts and a pca_service() more per group,
+ * 0.5 M of driver_load.py's 9.9 M busy cycles on the 88-key spec.) A START due within
+ * PCA_SPIN_TICKS when its transaction is built (a group planned late) is spun to. */
+#define PCA_GO_TICKS 8
 #define PCA_SPIN_TICKS 160
 typedef struct {
     uint32_t due;   /* the clock its STOP is for */
@@ -677,14 +679,13 @@ static uint8_t *pca_put(uint8_t n, uint16_t lv, uint8_t k, uint8_t *b)
     return b;
 }
 
-/* The transaction at queue position `from`: its run of adjacent channels of one board
- * due together (returned) and its data bytes (*bytes). */
-static uint8_t head_run(uint8_t from, uint8_t *bytes)
+/* head_run()'s run of more than one channel, out of line (it saves 12 registers) */
+static __attribute__((noinline)) uint8_t head_run_more(uint8_t from, const pca_write_t *h,
+                                                       uint8_t *bytes)
 {
-    const pca_write_t *h = &pca_q[qidx(from)];
     const rp_act *a = &rp_acts[h->act];
     uint8_t addr = a->out_addr, ch = a->out_channel;
-    uint8_t run = 1, nb = pca_nbytes(h->act, h->level);
+    uint8_t run = 1, nb = *bytes;
     while ((uint8_t)(from + run) < pca_qn && run < PCA_RUN) {
         const pca_write_t *w = &pca_q[qidx((uint8_t)(from + run))];
         const rp_act *b = &rp_acts[w->act];
@@ -695,6 +696,19 @@ static uint8_t head_run(uint8_t from, uint8_t *bytes)
     }
     *bytes = nb;
     return run;
+}
+
+/* The transaction at queue position `from`: its run of adjacent channels of one board
+ * due together (returned) and its data bytes (*bytes). Inline: a write alone on its
+ * clock (the usual case) needs no look at the boards and no call. */
+static inline __attribute__((always_inline)) uint8_t head_run(uint8_t from, uint8_t *bytes)
+{
+    const pca_write_t *h = &pca_q[qidx(from)];
+    *bytes = pca_nbytes(h->act, h->level);
+    uint8_t nx = (uint8_t)(from + 1);
+    if (nx >= pca_qn || pca_q[qidx(nx)].due != h->due)
+        return 1;
+    return head_run_more(from, h, bytes);
 }
 
 static void twi_begin(uint8_t addr, uint8_t len)
@@ -873,9 +887,8 @@ static void pca_service(void)
         if (!pca_planned && !plan_group(h->due))
             return; /* a commit or an all-off came while it planned */
         int32_t wait = (int32_t)(pca_start - board_clock());
-        if (wait > (int32_t)(PCA_EARLY_TICKS + 64)) { /* compare B then, and wait */
-            wait -= PCA_EARLY_TICKS;
-            arm_b((uint16_t)(TCNT1 + (wait > 60000L ? 60000U : (uint16_t)wait)));
+        if (wait > 60000L) { /* beyond compare B's reach: come back, planned */
+            arm_b((uint16_t)(TCNT1 + 50000U));
             return;
         }
         first = 1;
@@ -888,13 +901,14 @@ static void pca_service(void)
     uint8_t len = build_head();
     if (first) { /* the group's first transaction: START on the planned tick */
         int32_t left = (int32_t)(pca_start - board_clock()); /* (late: no spin) */
-        if (left > (int32_t)(PCA_SPIN_TICKS + 64)) {
-            /* built; compare B comes back for the spin, interrupts on meanwhile (no
-             * other job starts: the bus counts as busy) */
+        if (left > (int32_t)PCA_SPIN_TICKS) {
+            /* built; compare B starts it, interrupts on meanwhile (no other job
+             * starts: the bus counts as busy) */
             twi_addr = addr;
             twi_len = len;
+            twi_pos = 0;
             twi_busy = TWI_READY;
-            arm_b((uint16_t)((uint16_t)pca_start - PCA_SPIN_TICKS));
+            arm_b((uint16_t)((uint16_t)pca_start - PCA_GO_TICKS));
             return;
         }
         if (left > 0)
@@ -969,20 +983,20 @@ static __attribute__((noinline)) void pca_overflow(uint8_t actuator, uint8_t m)
 }
 
 /* the write into the queue, sorted by due clock, then board and channel; never before
- * the same output's write (from the tail: usually the tail itself) */
-static __attribute__((noinline)) void pca_insert(uint8_t actuator, uint16_t level, uint32_t due)
+ * the same output's write (from the tail: usually the tail itself, inline below) */
+static __attribute__((noinline)) void pca_insert_sorted(uint8_t actuator, uint16_t level,
+                                                        uint32_t due)
 {
-    const rp_act *a = &rp_acts[actuator];
-    uint16_t key = (uint16_t)(a->out_addr << 4 | a->out_channel);
     uint8_t i = pca_qn;
     while (i) {
         pca_write_t *p = &pca_q[qidx((uint8_t)(i - 1))];
         int32_t d = (int32_t)(p->due - due);
         if (p->act == actuator || d < 0)
-            break;
+            break; /* (the usual case: after the tail, no look at the boards) */
         if (d == 0) {
-            const rp_act *b = &rp_acts[p->act];
-            if ((uint16_t)(b->out_addr << 4 | b->out_channel) <= key)
+            const rp_act *a = &rp_acts[actuator], *b = &rp_acts[p->act];
+            if ((uint16_t)(b->out_addr << 4 | b->out_channel) <=
+                (uint16_t)(a->out_addr << 4 | a->out_channel))
                 break;
         }
         pca_q[qidx(i)] = *p;
@@ -993,6 +1007,24 @@ static __attribute__((noinline)) void pca_insert(uint8_t actuator, uint16_t leve
     w->level = level;
     w->act = actuator;
     pca_qn++;
+}
+
+static inline __attribute__((always_inline)) void pca_insert(uint8_t actuator, uint16_t level,
+                                                             uint32_t due)
+{
+    uint8_t n = pca_qn;
+    if (n) {
+        const pca_write_t *p = &pca_q[qidx((uint8_t)(n - 1))];
+        if ((int32_t)(p->due - due) >= 0 && p->act != actuator) {
+            pca_insert_sorted(actuator, level, due); /* not after the tail */
+            return;
+        }
+    }
+    pca_write_t *w = &pca_q[qidx(n)];
+    w->due = due;
+    w->level = level;
+    w->act = actuator;
+    pca_qn = (uint8_t)(n + 1);
 }
 
 /* Interrupts off (the timer context's commit, or a critical section): a write into the
@@ -1014,9 +1046,15 @@ void avr_pca_set(uint8_t actuator, uint16_t level)
     else
         pca_insert(actuator, level, avr_out_clock + RP_PCA_LEAD_TICKS);
     pca_planned = 0;
-    /* plan once the rest of this batch is committed: compare B right after */
-    if (!twi_busy && (!(TIMSK1 & _BV(OCIE1B)) || (uint16_t)(OCR1B - TCNT1) > 64))
-        arm_b((uint16_t)(TCNT1 + 64));
+    /* plan once the rest of this batch is committed: compare B just after the batch's
+     * clock (its commits come during the core's lead before it, with interrupts on:
+     * compare B 64 ticks after the first planned the group without the others, and the
+     * group is built as soon as it is planned), or 64 ticks from now if that passed */
+    uint16_t now = TCNT1, at = (uint16_t)((uint16_t)avr_out_clock + 64U);
+    if ((int16_t)(at - now) < 64)
+        at = (uint16_t)(now + 64U);
+    if (!twi_busy && (!(TIMSK1 & _BV(OCIE1B)) || (uint16_t)(OCR1B - now) > (uint16_t)(at - now)))
+        arm_b(at);
 }
 
 static void pca_all_off_now(void)
@@ -1035,11 +1073,49 @@ static void pca_all_off_now(void)
     pca_service();
 }
 
-ISR(TIMER1_COMPB_vect)
+/* Compare B: a built transaction's START (TWI_READY, the bus free: no STOP still going
+ * out) in a few cycles, by hand (about 25 cycles from the match to the START); else the
+ * engine in C (__vector_pca_compb). */
+void __vector_pca_compb(void) __attribute__((signal, used, externally_visible));
+ISR(TIMER1_COMPB_vect, ISR_NAKED)
+{
+    __asm__ __volatile__(
+        "push r24\n\t"
+        "in r24, __SREG__\n\t"
+        "push r24\n\t"
+        "lds r24, %[busy]\n\t"
+        "cpi r24, %[ready]\n\t"
+        "brne 1f\n\t"
+        "lds r24, %[twcr]\n\t"
+        "sbrc r24, %[twsto]\n\t"
+        "rjmp 1f\n\t"
+        "ldi r24, %[go]\n\t"
+        "sts %[twcr], r24\n\t"      /* START */
+        "ldi r24, %[onbus]\n\t"
+        "sts %[busy], r24\n\t"
+        "lds r24, %[timsk]\n\t"
+        "andi r24, %[noie]\n\t"
+        "sts %[timsk], r24\n\t"     /* one shot */
+        "pop r24\n\t"
+        "out __SREG__, r24\n\t"
+        "pop r24\n\t"
+        "reti\n\t"
+        "1:\n\t"
+        "pop r24\n\t"
+        "out __SREG__, r24\n\t"
+        "pop r24\n\t"
+        "jmp __vector_pca_compb\n\t"
+        :
+        : [busy] "i"(&twi_busy), [ready] "n"(TWI_READY), [onbus] "n"(TWI_ON_BUS),
+          [twcr] "n"(_SFR_MEM_ADDR(TWCR)), [twsto] "I"(TWSTO),
+          [go] "n"(TWCR_GO | _BV(TWSTA)), [timsk] "n"(_SFR_MEM_ADDR(TIMSK1)),
+          [noie] "n"((uint8_t)~_BV(OCIE1B)));
+}
+
+void __vector_pca_compb(void)
 {
     TIMSK1 &= (uint8_t)~_BV(OCIE1B); /* one shot */
-    if (twi_busy == TWI_READY) { /* a group's first transaction, built: START on its tick */
-        start_on_tick();
+    if (twi_busy == TWI_READY) { /* built, the last STOP still going out: twi_begin waits */
         twi_begin(twi_addr, twi_len);
         return;
     }
@@ -1062,8 +1138,76 @@ ISR(TIMER1_COMPB_vect)
     pca_service();
 }
 
-/* One bus step; short (no call): the engine goes on from compare B after the STOP. */
-ISR(TWI_vect)
+/* One bus step; short (no call): the engine goes on from compare B after the STOP. The
+ * two common steps (a START sent: the address; a byte ACKed: the next) by hand, with 4
+ * registers saved (the C form saved 9 and RAMPZ: 88 cycles a step, 6500 steps in
+ * driver_load.py's 88-key run); the rest (the last byte's ACK: the chain or the STOP; a
+ * NACK, a bus error) in C (__vector_twi_slow), which starts with the same two. */
+void __vector_twi_slow(void) __attribute__((signal, used, externally_visible));
+ISR(TWI_vect, ISR_NAKED)
+{
+    __asm__ __volatile__(
+        "push r24\n\t"
+        "in r24, __SREG__\n\t"
+        "push r24\n\t"
+        "push r25\n\t"
+        "lds r24, %[twsr]\n\t"
+        "andi r24, 0xF8\n\t"
+        "cpi r24, 0x08\n\t"
+        "breq 2f\n\t"
+        "cpi r24, 0x10\n\t"
+        "breq 2f\n\t"
+        "cpi r24, 0x18\n\t"
+        "breq 1f\n\t"
+        "cpi r24, 0x28\n\t"
+        "brne 4f\n\t"
+        "1:\n\t"                      /* ACKed: the next byte, if any */
+        "lds r24, %[pos]\n\t"
+        "lds r25, %[len]\n\t"
+        "cp r24, r25\n\t"
+        "brsh 4f\n\t"
+        "push r30\n\t"
+        "push r31\n\t"
+        "mov r30, r24\n\t"
+        "ldi r31, 0\n\t"
+        "subi r30, lo8(-(%[buf]))\n\t"
+        "sbci r31, hi8(-(%[buf]))\n\t"
+        "ld r25, Z\n\t"
+        "sts %[twdr], r25\n\t"       /* TWDR = twi_buf[twi_pos++] */
+        "subi r24, 0xFF\n\t"
+        "sts %[pos], r24\n\t"
+        "pop r31\n\t"
+        "pop r30\n\t"
+        "rjmp 3f\n\t"
+        "2:\n\t"                      /* START sent: the address, write */
+        "lds r24, %[addr]\n\t"
+        "lsl r24\n\t"
+        "sts %[twdr], r24\n\t"
+        "3:\n\t"
+        "ldi r24, %[go]\n\t"
+        "sts %[twcr], r24\n\t"
+        "lds r24, %[prog]\n\t"
+        "subi r24, 0xFF\n\t"
+        "sts %[prog], r24\n\t"       /* twi_progress++ */
+        "pop r25\n\t"
+        "pop r24\n\t"
+        "out __SREG__, r24\n\t"
+        "pop r24\n\t"
+        "reti\n\t"
+        "4:\n\t"
+        "pop r25\n\t"
+        "pop r24\n\t"
+        "out __SREG__, r24\n\t"
+        "pop r24\n\t"
+        "jmp __vector_twi_slow\n\t"
+        :
+        : [twsr] "n"(_SFR_MEM_ADDR(TWSR)), [twdr] "n"(_SFR_MEM_ADDR(TWDR)),
+          [twcr] "n"(_SFR_MEM_ADDR(TWCR)), [go] "n"(TWCR_GO), [pos] "i"(&twi_pos),
+          [len] "i"(&twi_len), [buf] "i"(twi_buf), [addr] "i"(&twi_addr),
+          [prog] "i"(&twi_progress));
+}
+
+void __vector_twi_slow(void)
 {
     uint8_t st = TWSR & 0xF8;
     twi_progress++;
