@@ -374,7 +374,7 @@ volatile uint8_t *avr_output_port(uint8_t output, uint8_t *mask)
 #define DDR_OF(port_reg) (*((port_reg) - 1))
 
 static void pca_all_off_now(void);
-void avr_pca_set(uint8_t actuator, uint16_t level);
+static void avr_pca_set(uint8_t actuator, uint16_t level);
 uint32_t avr_out_clock; /* RP_OUTPUT_AT: the queue clock of the commit that follows */
 
 /* ---- output kinds (outputs.h): direct pins */
@@ -440,10 +440,11 @@ static uint8_t pca_ok(uint8_t addr, uint8_t channel)
     return addr >= 0x40 && addr <= 0x7F && addr != 0x70 && channel < 16;
 }
 
-static void pca_prepare(uint8_t actuator, uint8_t addr, uint8_t channel, uint16_t level,
-                        uint16_t pwm_max, rp_out_t *o)
+/* Inline in board_output_prepare() (the timer context, every PCA9685 strike, pulse
+ * end and release: the hook's call saved 16 registers; issue 8, CPU load) */
+static inline __attribute__((always_inline)) void pca_prep(uint8_t actuator, uint16_t level,
+                                                           uint16_t pwm_max, rp_out_t *o)
 {
-    (void)addr, (void)channel;
     o->port = 0;
     o->actuator = actuator;
     /* 12-bit PCA9685 counts from the actuator's own scale (no division at full scale) */
@@ -459,6 +460,13 @@ static void pca_prepare(uint8_t actuator, uint8_t addr, uint8_t channel, uint16_
     SREG = s;
 }
 
+static void pca_prepare(uint8_t actuator, uint8_t addr, uint8_t channel, uint16_t level,
+                        uint16_t pwm_max, rp_out_t *o)
+{
+    (void)addr, (void)channel;
+    pca_prep(actuator, level, pwm_max, o);
+}
+
 static void pca_commit(const rp_out_t *o) { (void)o; /* queued at prepare */ }
 
 /* Writes not yet on the bus are dropped and ALL_LED_OFF goes next (after the
@@ -466,6 +474,7 @@ static void pca_commit(const rp_out_t *o) { (void)o; /* queued at prepare */ }
 static void pca_kind_all_off(void) { pca_all_off_now(); }
 
 /* the hooks of each output kind, by OutKind (outputs.h says how to add one) */
+_Static_assert(AVR_OUT_PCA9685 == RP_OUT_PCA9685, "board_config.h: AVR_OUT_PCA9685");
 static const avr_out_kind_t avr_out_kinds[AVR_OUT_KINDS] PROGMEM = {
     [RP_OUT_DIRECT] = {direct_ok, direct_prepare, 0, 0, direct_all_off},
     [RP_OUT_PCA9685] = {pca_ok, pca_prepare, pca_commit, avr_pca_lead_ticks, pca_kind_all_off},
@@ -479,8 +488,12 @@ void board_output_prepare(uint16_t actuator, uint8_t out_kind, uint8_t out_addr,
 {
     o->kind = out_kind;
     o->actuator = (uint8_t)actuator;
-    if (out_kind == RP_OUT_DIRECT) { /* the common kind: no table look-up */
+    if (out_kind == RP_OUT_DIRECT) { /* the common kinds: no table look-up, no call */
         direct_prep(out_channel, level, pwm_max, o);
+        return;
+    }
+    if (out_kind == RP_OUT_PCA9685) {
+        pca_prep((uint8_t)actuator, level, pwm_max, o);
         return;
     }
     /* out_kind < AVR_OUT_KINDS: board_output_ok() passed it at configure */
@@ -1028,8 +1041,9 @@ static inline __attribute__((always_inline)) void pca_insert(uint8_t actuator, u
 }
 
 /* Interrupts off (the timer context's commit, or a critical section): a write into the
- * queue, due RP_PCA_LEAD_TICKS after its command's clock (avr_out_clock). */
-void avr_pca_set(uint8_t actuator, uint16_t level)
+ * queue, due RP_PCA_LEAD_TICKS after its command's clock (avr_out_clock). Inline in
+ * pca_prep(). */
+static inline __attribute__((always_inline)) void avr_pca_set(uint8_t actuator, uint16_t level)
 {
     uint8_t m = BIT8(actuator), *lit = &pca_lit[actuator >> 3];
     uint8_t addr = rp_acts[actuator].out_addr;
