@@ -131,7 +131,12 @@ static uint16_t lead_for(uint32_t clock)
         if (++p == q + RP_QUEUE_SIZE)
             p = q;
         left--;
-        if ((uint32_t)(p->clock - clock) > RP_BATCH_WINDOW_TICKS)
+        uint32_t d = p->clock - clock;
+#if RP_BATCH_WINDOW_TICKS < 0xFFFF
+        if ((uint16_t)(d >> 16) || (uint16_t)d > RP_BATCH_WINDOW_TICKS) /* (16-bit compares) */
+#else
+        if (d > RP_BATCH_WINDOW_TICKS)
+#endif
             break;
         n++;
     }
@@ -737,8 +742,12 @@ static uint16_t end_level(const rp_act *a, uint32_t t)
     return a->phase == RP_PHASE_PULSE && BEFORE(t, a->cutoff) ? a->hold : 0;
 }
 
-/* ... and its bookkeeping, after that level was written at `t`. */
-static void end_account(rp_aid n, uint32_t t)
+/* ... and its bookkeeping, after that level was written at `t` (inline: in
+ * run_deadline(), every pulse end, and run_batch()) */
+#if defined(__GNUC__)
+__attribute__((always_inline))
+#endif
+static inline void end_account(rp_aid n, uint32_t t)
 {
     rp_act *a = &rp_acts[n];
     uint32_t cutoff = a->cutoff;

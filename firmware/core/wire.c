@@ -141,6 +141,29 @@ int16_t rp_cobs_decode(uint8_t *buf, uint16_t len)
     return (int16_t)o;
 }
 
+int16_t rp_cobs_decode_crc(uint8_t *buf, uint8_t len, uint16_t *crc_out)
+{
+    uint16_t crc = RP_CRC16_INIT;
+    const uint8_t *src = buf, *end = buf + len;
+    uint8_t *dst = buf; /* (pointers, not indices: no address sums per byte) */
+    while (src < end) {
+        uint8_t code = *src++;
+        if ((uint8_t)(code - 1) > (uint8_t)(end - src))
+            return -1; /* the block runs past the end */
+        for (uint8_t k = (uint8_t)(code - 1); k; k--) {
+            uint8_t b = *src++;
+            *dst++ = b;
+            crc = (uint16_t)((crc << 8) ^ RP_TABLE_READ16(&crc_table[(uint8_t)((crc >> 8) ^ b)]));
+        }
+        if (code != 0xFF && src < end) {
+            *dst++ = 0;
+            crc = (uint16_t)((crc << 8) ^ RP_TABLE_READ16(&crc_table[(uint8_t)(crc >> 8)]));
+        }
+    }
+    *crc_out = crc;
+    return (int16_t)(dst - buf);
+}
+
 int rp_get_record(const uint8_t **pp, const uint8_t *end, rp_record *r)
 {
     const uint8_t *p = *pp;
