@@ -48,15 +48,8 @@ int rp_framer_byte(rp_framer *f, uint8_t b, rp_frame *out)
 uint16_t rp_frame_encode(uint8_t kind, uint8_t seq, uint8_t ack, const uint8_t *payload,
                          uint8_t len, uint8_t *out)
 {
-    uint8_t raw[RP_MAX_RAW];
-    raw[0] = (uint8_t)(kind << 6 | (seq & 0x3F));
-    raw[1] = ack & 0x3F;
-    for (uint8_t i = 0; i < len; i++)
-        raw[2 + i] = payload[i];
-    uint16_t crc = (uint16_t)(rp_crc16(raw, (uint16_t)(2 + len), RP_CRC16_INIT) ^ RP_CRC16_XOROUT);
-    raw[2 + len] = (uint8_t)(crc >> 8);
-    raw[3 + len] = (uint8_t)crc;
-    uint16_t n = rp_cobs_encode(raw, (uint16_t)(4 + len), out);
+    uint16_t n = rp_cobs_encode_frame((uint8_t)(kind << 6 | (seq & 0x3F)), ack & 0x3F, payload,
+                                      len, RP_CRC16_XOROUT, out);
     out[n] = 0;
     return (uint16_t)(n + 1);
 }

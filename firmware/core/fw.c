@@ -59,7 +59,8 @@ static uint32_t base;
 static uint32_t next_index;
 static int16_t last_drive;
 static uint16_t last_pulse, last_hold;
-/* protocol 7: the gaps the last records used, most recent first (record_gap()) */
+/* protocol 7: the gaps the last records used, most recent first (record_gap()), in ticks
+ * (time_shift applied once, when a gap is new) */
 static uint32_t recent_gap[RP_RECENT_GAPS];
 
 uint8_t rp_state(void) { return state; }
@@ -440,9 +441,11 @@ static uint32_t record_gap(uint32_t dclock, uint8_t recent)
     uint8_t k = RP_RECENT_GAPS - 1;
     if (recent) {
         k = (uint8_t)(recent - 1);
-        dclock = recent_gap[k];
+        dclock = recent_gap[k]; /* kept in ticks: no shift (a loop on the AVR) per record */
     } else if (!dclock) {
         return 0;
+    } else {
+        dclock <<= time_shift;
     }
     for (; k; k--)
         recent_gap[k] = recent_gap[k - 1];
@@ -455,7 +458,7 @@ static void run_record(uint32_t dclock, uint8_t recent, uint16_t actuator, uint8
                        int16_t ddrive, uint8_t has_pulse_hold, uint16_t pulse_us, uint16_t hold,
                        rp_cmd *slot)
 {
-    base += record_gap(dclock, recent) << time_shift;
+    base += record_gap(dclock, recent); /* (in ticks: time_shift applied there) */
     uint8_t op = RP_OP_RELEASE; /* (one enqueue_body(): it is inline) */
     int32_t level = 0;
     uint16_t pulse = 0, h = 0;
