@@ -122,7 +122,10 @@ RP_WEAK uint8_t board_output_busy(uint16_t actuator, uint32_t clock)
 
 /* How early to take up the work due at `clock`: a base, plus the decisions of each
  * queued command at exactly that clock (a chord), so the outputs are still on time. */
-static uint16_t lead_for(uint32_t clock)
+#if defined(__GNUC__)
+__attribute__((always_inline)) /* (rp_sched_run()'s every call) */
+#endif
+static inline uint16_t lead_for(uint32_t clock)
 {
     uint8_t n = 1; /* a coil deadline, or the first command */
     uint16_t left = q_count;
