@@ -720,7 +720,8 @@ void rp_poll(void)
 {
     watchdog();
     rp_sched_poll();
-    events_out();
+    if (RP_EVENT_PENDING() || out_len) /* (every tick: nothing to send, no calls) */
+        events_out();
 }
 
 void rp_timer(void) { rp_sched_run(); }
