@@ -1153,11 +1153,16 @@ void __vector_pca_compb(void)
 }
 
 /* One bus step; short (no call): the engine goes on from compare B after the STOP. The
- * two common steps (a START sent: the address; a byte ACKed: the next) by hand, with 4
+ * common steps (a START sent: the address; a byte ACKed: the next; the last one ACKed
+ * outside a chain: the STOP, and compare B if there is more to do) by hand, with 4
  * registers saved (the C form saved 9 and RAMPZ: 88 cycles a step, 6500 steps in
- * driver_load.py's 88-key run); the rest (the last byte's ACK: the chain or the STOP; a
- * NACK, a bus error) in C (__vector_twi_slow), which starts with the same two. */
+ * driver_load.py's 88-key run, and 106 at the STOP); the rest (a chain's transaction
+ * sent, a NACK, a bus error) in C (__vector_twi_slow), which does all of it. OCF1B and
+ * OCIE1B are one bit (the asm sets the enable with the flag's mask). */
 void __vector_twi_slow(void) __attribute__((signal, used, externally_visible));
+#if OCF1B != OCIE1B
+#error "TWI_vect: OCIE1B set with OCF1B's mask"
+#endif
 ISR(TWI_vect, ISR_NAKED)
 {
     __asm__ __volatile__(
@@ -1174,12 +1179,13 @@ ISR(TWI_vect, ISR_NAKED)
         "cpi r24, 0x18\n\t"
         "breq 1f\n\t"
         "cpi r24, 0x28\n\t"
-        "brne 4f\n\t"
+        "breq 1f\n\t"
+        "rjmp 4f\n\t"                /* (4 is out of a branch's reach) */
         "1:\n\t"                      /* ACKed: the next byte, if any */
         "lds r24, %[pos]\n\t"
         "lds r25, %[len]\n\t"
         "cp r24, r25\n\t"
-        "brsh 4f\n\t"
+        "brsh 5f\n\t"
         "push r30\n\t"
         "push r31\n\t"
         "mov r30, r24\n\t"
@@ -1208,6 +1214,44 @@ ISR(TWI_vect, ISR_NAKED)
         "out __SREG__, r24\n\t"
         "pop r24\n\t"
         "reti\n\t"
+        "5:\n\t"                      /* the last byte ACKed, no chain: STOP */
+        "lds r24, %[gocnt]\n\t"
+        "cpi r24, 2\n\t"
+        "brsh 4f\n\t"                /* a chain's transaction: C */
+        "ldi r24, %[stop]\n\t"
+        "sts %[twcr], r24\n\t"       /* the chips take the values now */
+        "clr r25\n\t"                /* (r1 may be a MUL's result here: not zero) */
+        "sts %[busy], r25\n\t"
+        "lds r24, %[prog]\n\t"
+        "subi r24, 0xFF\n\t"
+        "sts %[prog], r24\n\t"
+        "lds r24, %[qn]\n\t"
+        "lds r25, %[jobs]\n\t"
+        "or r24, r25\n\t"
+        "lds r25, %[setn]\n\t"
+        "or r24, r25\n\t"
+        "lds r25, %[step]\n\t"
+        "or r24, r25\n\t"
+        "brne 6f\n\t"
+        "sts %[gocnt], r24\n\t"     /* (0) nothing more to do: no compare B */
+        "rjmp 7f\n\t"
+        "6:\n\t"                      /* compare B in 32 ticks: the engine goes on */
+        "lds r24, %[tcnt]\n\t"
+        "lds r25, %[tcnt]+1\n\t"
+        "adiw r24, 32\n\t"
+        "sts %[ocr]+1, r25\n\t"
+        "sts %[ocr], r24\n\t"
+        "ldi r24, %[ocf]\n\t"
+        "out %[tifr], r24\n\t"
+        "lds r24, %[timsk]\n\t"
+        "ori r24, %[ocf]\n\t"
+        "sts %[timsk], r24\n\t"
+        "7:\n\t"
+        "pop r25\n\t"
+        "pop r24\n\t"
+        "out __SREG__, r24\n\t"
+        "pop r24\n\t"
+        "reti\n\t"
         "4:\n\t"
         "pop r25\n\t"
         "pop r24\n\t"
@@ -1218,7 +1262,12 @@ ISR(TWI_vect, ISR_NAKED)
         : [twsr] "n"(_SFR_MEM_ADDR(TWSR)), [twdr] "n"(_SFR_MEM_ADDR(TWDR)),
           [twcr] "n"(_SFR_MEM_ADDR(TWCR)), [go] "n"(TWCR_GO), [pos] "i"(&twi_pos),
           [len] "i"(&twi_len), [buf] "i"(twi_buf), [addr] "i"(&twi_addr),
-          [prog] "i"(&twi_progress));
+          [prog] "i"(&twi_progress), [gocnt] "i"(&pca_go),
+          [stop] "n"(_BV(TWINT) | _BV(TWSTO) | _BV(TWEN)), [busy] "i"(&twi_busy),
+          [qn] "i"(&pca_qn), [jobs] "i"(&pca_jobs), [setn] "i"(&pca_setup_n),
+          [step] "i"(&setup_step), [tcnt] "n"(_SFR_MEM_ADDR(TCNT1)),
+          [ocr] "n"(_SFR_MEM_ADDR(OCR1B)), [ocf] "n"(_BV(OCF1B)),
+          [tifr] "I"(_SFR_IO_ADDR(TIFR1)), [timsk] "n"(_SFR_MEM_ADDR(TIMSK1)));
 }
 
 void __vector_twi_slow(void)
