@@ -846,11 +846,16 @@ static uint16_t run_batch(uint32_t next, uint32_t now, uint16_t budget, uint8_t 
     const rp_cmd *cp[BATCH]; /* the batch's queue slots (intact until the main loop pushes) */
     rp_aid ek[BATCH];        /* the coils of the deadlines: outs[nb..] */
     uint8_t acts = 0, bit = 1, nb = 0, ne = 0; /* acts: bit i set if cp[i] writes its output */
+    uint8_t same = 0; /* the outputs written at `next` (the centring below) */
     rp_aid pulses = rp_running_pulses;
     uint16_t head = q_head, count = q_count;
     const rp_cmd *c = &q[head];
-    while (nb < BATCH && count && budget &&
-           (uint32_t)(c->clock - next) <= RP_BATCH_WINDOW_TICKS) {
+    uint8_t lim = BATCH; /* (one 8-bit bound for the loop, not three) */
+    if (count < lim)
+        lim = (uint8_t)count;
+    if (budget < lim)
+        lim = (uint8_t)budget;
+    while (nb < lim && (uint32_t)(c->clock - next) <= RP_BATCH_WINDOW_TICKS) {
         uint8_t dup = 0;
         for (uint8_t i = 0; i < nb; i++)
             dup |= cp[i]->actuator == c->actuator;
@@ -863,6 +868,7 @@ static uint16_t run_batch(uint32_t next, uint32_t now, uint16_t budget, uint8_t 
         }
         if (decide(c, now, &pulses, cp, nb)) {
             acts |= bit;
+            same += c->clock == next;
             RP_OUTPUT_AT(c->clock);
             prepare(c->actuator, first_level(c), &outs[nb]);
         }
@@ -874,11 +880,10 @@ static uint16_t run_batch(uint32_t next, uint32_t now, uint16_t budget, uint8_t 
         } else {
             c++;
         }
-        count--;
-        budget--;
     }
     q_head = head; /* the popped entries stay intact until the main loop pushes */
-    q_count = count;
+    q_count = (uint16_t)(count - nb);
+    budget = (uint16_t)(budget - nb);
     if (ends) {
         RP_OUTPUT_AT(next);
         for (rp_aid i = 0; i < active_n && nb + ne < BATCH && budget; i++) {
@@ -899,10 +904,7 @@ static uint16_t run_batch(uint32_t next, uint32_t now, uint16_t budget, uint8_t 
     }
     /* the writes of one clock follow each other RP_OUTPUT_SPACING_TICKS apart:
      * centre them on their clock */
-    uint8_t same = ne;
-    bit = 1;
-    for (uint8_t i = 0; i < nb; i++, bit <<= 1)
-        same += (acts & bit) && cp[i]->clock == next;
+    same = (uint8_t)(same + ne);
     uint32_t waited = next;
     RP_TIMER_CLOSE();
     board_wait_until(next - (same > 1 ? (uint32_t)(same - 1) * RP_OUTPUT_SPACING_TICKS / 2 : 0));
