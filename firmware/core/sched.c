@@ -605,7 +605,15 @@ enum { DO_NOTHING = 0, DO_LEVEL };
  * `clock`, whatever order the timer context runs a tie in. The one rule for a strike on
  * the tick where another pulse ends (docs/protocol.md "Safety"; robo_player/rules.py
  * pulse_counts_at, sim/vmcu.py): the ending pulse does not count. Only asked at the cap. */
-static rp_aid pulses_ending(uint32_t clock, const rp_cmd *const *cp, uint8_t nb)
+/* A batch's entries: its commands' queue slots (intact until the main loop pushes), then
+ * the coils of its deadlines (one array: run_batch()'s frame stays small enough for
+ * avr-gcc to reach its locals without pointer arithmetic) */
+typedef union {
+    const rp_cmd *c;
+    rp_aid end;
+} batch_item;
+
+static rp_aid pulses_ending(uint32_t clock, const batch_item *cp, uint8_t nb)
 {
     rp_aid n = 0;
     for (rp_aid i = 0; i < active_n; i++) {
@@ -615,7 +623,7 @@ static rp_aid pulses_ending(uint32_t clock, const rp_cmd *const *cp, uint8_t nb)
             continue;
         uint8_t in_batch = 0;
         for (uint8_t j = 0; j < nb; j++)
-            in_batch |= cp[j]->actuator == k;
+            in_batch |= cp[j].c->actuator == k;
         n += !in_batch;
     }
     return n;
@@ -624,7 +632,7 @@ static rp_aid pulses_ending(uint32_t clock, const rp_cmd *const *cp, uint8_t nb)
 /* Decide what one due command does, before anything is written. `pulses` counts the
  * strike pulses running, including the ones decided earlier in this batch (the batch's
  * commands so far: cp[0..nb-1]). */
-static uint8_t decide(const rp_cmd *c, uint32_t now, rp_aid *pulses, const rp_cmd *const *cp,
+static uint8_t decide(const rp_cmd *c, uint32_t now, rp_aid *pulses, const batch_item *cp,
                       uint8_t nb)
 {
     rp_act *a = &rp_acts[c->actuator];
@@ -843,8 +851,7 @@ __attribute__((noinline))
 static uint16_t run_batch(uint32_t next, uint32_t now, uint16_t budget, uint8_t ends)
 {
     rp_out_t outs[BATCH];
-    const rp_cmd *cp[BATCH]; /* the batch's queue slots (intact until the main loop pushes) */
-    rp_aid ek[BATCH];        /* the coils of the deadlines: outs[nb..] */
+    batch_item cp[BATCH]; /* cp[0..nb-1].c: the commands; cp[nb..nb+ne-1].end: the deadlines */
     uint8_t acts = 0, bit = 1, nb = 0, ne = 0; /* acts: bit i set if cp[i] writes its output */
     uint8_t same = 0; /* the outputs written at `next` (the centring below) */
     rp_aid pulses = rp_running_pulses;
@@ -858,7 +865,7 @@ static uint16_t run_batch(uint32_t next, uint32_t now, uint16_t budget, uint8_t 
     while (nb < lim && (uint32_t)(c->clock - next) <= RP_BATCH_WINDOW_TICKS) {
         uint8_t dup = 0;
         for (uint8_t i = 0; i < nb; i++)
-            dup |= cp[i]->actuator == c->actuator;
+            dup |= cp[i].c->actuator == c->actuator;
         if (dup)
             break; /* the same coil twice: its second command goes in the next batch */
         if (ends && c->clock != next) {
@@ -873,7 +880,7 @@ static uint16_t run_batch(uint32_t next, uint32_t now, uint16_t budget, uint8_t 
             prepare(c->actuator, first_level(c), &outs[nb]);
         }
         bit <<= 1;
-        cp[nb++] = c;
+        cp[nb++].c = c;
         if (++head == RP_QUEUE_SIZE) {
             head = 0;
             c = q;
@@ -893,10 +900,10 @@ static uint16_t run_batch(uint32_t next, uint32_t now, uint16_t budget, uint8_t 
                 continue;
             uint8_t mine = 0; /* (its commands in this batch are all on `next`: above) */
             for (uint8_t j = 0; j < nb; j++)
-                mine |= cp[j]->actuator == k;
+                mine |= cp[j].c->actuator == k;
             if (mine)
                 continue;
-            ek[ne] = k;
+            cp[nb + ne].end = k;
             prepare(k, end_level(a, next), &outs[nb + ne]);
             ne++;
             budget--;
@@ -913,7 +920,7 @@ static uint16_t run_batch(uint32_t next, uint32_t now, uint16_t budget, uint8_t 
     bit = 1;
     for (uint8_t i = 0; i < nb; i++, bit <<= 1)
         if (acts & bit) {
-            uint32_t t = cp[i]->clock;
+            uint32_t t = cp[i].c->clock;
             if (t != waited) { /* a later command of the window */
                 waited = t;
                 board_wait_until(waited);
@@ -923,11 +930,11 @@ static uint16_t run_batch(uint32_t next, uint32_t now, uint16_t budget, uint8_t 
         }
     RP_TIMER_OPEN();
     for (uint8_t i = 0; i < ne; i++)
-        end_account(ek[i], next);
+        end_account(cp[nb + i].end, next);
     bit = 1;
     for (uint8_t i = 0; i < nb; i++, bit <<= 1)
         if (acts & bit)
-            account(cp[i]);
+            account(cp[i].c);
     return budget;
 }
 
