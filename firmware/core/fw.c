@@ -454,9 +454,12 @@ static uint32_t record_gap(uint32_t dclock, uint8_t recent)
 }
 
 /* One record, packed or staged: the scheduling state moves, then it is queued. */
-static void run_record(uint32_t dclock, uint8_t recent, uint16_t actuator, uint8_t strike,
-                       int16_t ddrive, uint8_t has_pulse_hold, uint16_t pulse_us, uint16_t hold,
-                       rp_cmd *slot)
+#if defined(__GNUC__)
+__attribute__((always_inline))
+#endif
+static inline void run_record_body(uint32_t dclock, uint8_t recent, uint16_t actuator,
+                                   uint8_t strike, int16_t ddrive, uint8_t has_pulse_hold,
+                                   uint16_t pulse_us, uint16_t hold, rp_cmd *slot)
 {
     base += record_gap(dclock, recent); /* (in ticks: time_shift applied there) */
     uint8_t op = RP_OP_RELEASE; /* (one enqueue_body(): it is inline) */
@@ -476,6 +479,26 @@ static void run_record(uint32_t dclock, uint8_t recent, uint16_t actuator, uint8
     enqueue_body(op, actuator, level, pulse, h, slot);
 }
 
+static void run_record(uint32_t dclock, uint8_t recent, uint16_t actuator, uint8_t strike,
+                       int16_t ddrive, uint8_t has_pulse_hold, uint16_t pulse_us, uint16_t hold,
+                       rp_cmd *slot)
+{
+    run_record_body(dclock, recent, actuator, strike, ddrive, has_pulse_hold, pulse_us, hold,
+                    slot);
+}
+
+/* A staged record (every packed record of a frame that fits): its fields read here, from
+ * one pointer (nine arguments, most of them in call-saved registers, cost the call
+ * about 100 cycles of saves; issue 8, CPU load) */
+#if defined(__GNUC__)
+__attribute__((noinline))
+#endif
+static void run_staged(rp_cmd *c)
+{
+    run_record_body(c->clock, (uint8_t)c->index, c->actuator, c->op & 1, (int16_t)c->level,
+                    c->op >> 1, c->pulse_us, c->hold, c);
+}
+
 /* Run a frame that check() passed. */
 static void run(const uint8_t *payload, const uint8_t *end)
 {
@@ -493,9 +516,7 @@ static void run(const uint8_t *payload, const uint8_t *end)
             if (msg < MAX_SCHED_MSGS && sched_end[msg]) {
                 for (uint32_t i = 0; i < n; i++) {
                     /* the record is read out, then the command is built in its slot */
-                    rp_cmd *c = rp_sched_stage(slot++);
-                    run_record(c->clock, (uint8_t)c->index, c->actuator, c->op & 1,
-                               (int16_t)c->level, c->op >> 1, c->pulse_us, c->hold, c);
+                    run_staged(rp_sched_stage(slot++));
                 }
                 p = payload + sched_end[msg];
             } else {
