@@ -775,7 +775,7 @@ static uint8_t build_head(void)
 {
     const pca_write_t *h = &pca_q[pca_qh];
     uint8_t nb, run = head_run(0, &nb);
-    uint8_t k = pca_nbytes(h->act, h->level);
+    uint8_t k = (uint8_t)(nb - 4 * (run - 1)); /* the first's tail (head_run() counted it) */
     twi_buf[0] = (uint8_t)(0x06 + 4 * rp_acts[h->act].out_channel + 4 - k);
     uint8_t *b = pca_put(h->act, h->level, k, &twi_buf[1]);
     pca_pop();
