@@ -973,9 +973,11 @@ void rp_sched_run(void)
             if (!cmd_first)
                 lead -= (uint16_t)(RP_TIMER_LEAD_TICKS + RP_TIMER_LEAD_PER_CMD_TICKS -
                                    RP_TIMER_LEAD_DEADLINE_TICKS);
-            if (ends) /* each deadline of the batch: as a command */
-                lead = (uint16_t)(lead + (uint16_t)(ends_at(next) - !cmd_first) *
-                                             RP_TIMER_LEAD_PER_CMD_TICKS);
+            if (ends) { /* each deadline of the batch: as a command */
+                uint8_t k = ends_at(next), own = !cmd_first; /* (the lead above has dn's) */
+                if (k > own)
+                    lead = (uint16_t)(lead + (uint16_t)(k - own) * RP_TIMER_LEAD_PER_CMD_TICKS);
+            }
             if (ahead > (int32_t)lead) {
                 RP_TIMER_CLOSE(); /* no compare interrupt inside this one */
                 arm_lead(next, lead);
