@@ -24,14 +24,18 @@ int rp_framer_byte(rp_framer *f, uint8_t b, rp_frame *out)
     }
     if (!f->len)
         return RP_FRAMER_NONE; /* an empty chunk: two delimiters in a row */
-    int16_t n = rp_cobs_decode(f->buf, f->len);
+    /* decoded and checked in one pass: the register over the whole frame, its CRC
+     * included (rp_crc16() over all but the last two bytes, ^ RP_CRC16_XOROUT, equal to
+     * them; protocol 5: the final XOR, docs/protocol.md) */
+    uint16_t reg;
+    int16_t n = rp_cobs_decode_crc(f->buf, f->len, &reg);
     f->len = 0;
     if (n < RP_MIN_RAW || n > RP_MAX_RAW || (f->buf[1] & 0xC0))
         return RP_FRAMER_BAD;
-    uint16_t crc = (uint16_t)((uint16_t)f->buf[n - 2] << 8 | f->buf[n - 1]);
-    uint16_t got = rp_crc16(f->buf, (uint16_t)(n - 2), RP_CRC16_INIT);
-    got ^= RP_CRC16_XOROUT; /* protocol 5: the final XOR (docs/protocol.md) */
-    if (got != crc)
+#if RP_CRC16_XOROUT != 0xFFFFu
+#error "frame.c: RP_CRC16_RESIDUE_OF_FFFF is the residue of XOROUT 0xFFFF"
+#endif
+    if (reg != RP_CRC16_RESIDUE_OF_FFFF)
         return RP_FRAMER_CRC;
     out->kind = f->buf[0] >> 6;
     out->seq = f->buf[0] & 0x3F;
@@ -44,15 +48,8 @@ int rp_framer_byte(rp_framer *f, uint8_t b, rp_frame *out)
 uint16_t rp_frame_encode(uint8_t kind, uint8_t seq, uint8_t ack, const uint8_t *payload,
                          uint8_t len, uint8_t *out)
 {
-    uint8_t raw[RP_MAX_RAW];
-    raw[0] = (uint8_t)(kind << 6 | (seq & 0x3F));
-    raw[1] = ack & 0x3F;
-    for (uint8_t i = 0; i < len; i++)
-        raw[2 + i] = payload[i];
-    uint16_t crc = (uint16_t)(rp_crc16(raw, (uint16_t)(2 + len), RP_CRC16_INIT) ^ RP_CRC16_XOROUT);
-    raw[2 + len] = (uint8_t)(crc >> 8);
-    raw[3 + len] = (uint8_t)crc;
-    uint16_t n = rp_cobs_encode(raw, (uint16_t)(4 + len), out);
+    uint16_t n = rp_cobs_encode_frame((uint8_t)(kind << 6 | (seq & 0x3F)), ack & 0x3F, payload,
+                                      len, RP_CRC16_XOROUT, out);
     out[n] = 0;
     return (uint16_t)(n + 1);
 }

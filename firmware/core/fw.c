@@ -59,7 +59,8 @@ static uint32_t base;
 static uint32_t next_index;
 static int16_t last_drive;
 static uint16_t last_pulse, last_hold;
-/* protocol 7: the gaps the last records used, most recent first (record_gap()) */
+/* protocol 7: the gaps the last records used, most recent first (record_gap()), in ticks
+ * (time_shift applied once, when a gap is new) */
 static uint32_t recent_gap[RP_RECENT_GAPS];
 
 uint8_t rp_state(void) { return state; }
@@ -135,8 +136,13 @@ static void refuse(uint8_t kind, uint32_t index, uint16_t actuator, uint32_t clo
 /* `n` as the host sent it (10 bits): refused unless configured, then an rp_aid. */
 /* `slot`: the staging slot this command's record came from (built there in place and
  * committed), or 0 (built on the stack and pushed). */
-static void enqueue(uint8_t op, uint16_t n, int32_t level, uint16_t pulse_us, uint16_t hold,
-                    rp_cmd *slot)
+/* (the body inline in run_record(), every packed record: a call and its register saves
+ * less per command; issue 8, CPU load) */
+#if defined(__GNUC__)
+__attribute__((always_inline))
+#endif
+static inline void enqueue_body(uint8_t op, uint16_t n, int32_t level, uint16_t pulse_us,
+                                uint16_t hold, rp_cmd *slot)
 {
     uint32_t index = next_index;
 #ifdef RP_TEST_ENQUEUE_HOOK
@@ -195,6 +201,12 @@ static void enqueue(uint8_t op, uint16_t n, int32_t level, uint16_t pulse_us, ui
     /* cannot fail: frames are checked against free slots */
     if (!(slot ? rp_sched_commit(slot) : rp_sched_push(c)))
         do_shutdown(RP_SHUTDOWN_INTERNAL);
+}
+
+static void enqueue(uint8_t op, uint16_t n, int32_t level, uint16_t pulse_us, uint16_t hold,
+                    rp_cmd *slot)
+{
+    enqueue_body(op, n, level, pulse_us, hold, slot);
 }
 
 /* ---------------------------------------------------------------- configuration */
@@ -429,9 +441,11 @@ static uint32_t record_gap(uint32_t dclock, uint8_t recent)
     uint8_t k = RP_RECENT_GAPS - 1;
     if (recent) {
         k = (uint8_t)(recent - 1);
-        dclock = recent_gap[k];
+        dclock = recent_gap[k]; /* kept in ticks: no shift (a loop on the AVR) per record */
     } else if (!dclock) {
         return 0;
+    } else {
+        dclock <<= time_shift;
     }
     for (; k; k--)
         recent_gap[k] = recent_gap[k - 1];
@@ -440,22 +454,49 @@ static uint32_t record_gap(uint32_t dclock, uint8_t recent)
 }
 
 /* One record, packed or staged: the scheduling state moves, then it is queued. */
-static void run_record(uint32_t dclock, uint8_t recent, uint16_t actuator, uint8_t strike,
-                       int16_t ddrive, uint8_t has_pulse_hold, uint16_t pulse_us, uint16_t hold,
-                       rp_cmd *slot)
+#if defined(__GNUC__)
+__attribute__((always_inline))
+#endif
+static inline void run_record_body(uint32_t dclock, uint8_t recent, uint16_t actuator,
+                                   uint8_t strike, int16_t ddrive, uint8_t has_pulse_hold,
+                                   uint16_t pulse_us, uint16_t hold, rp_cmd *slot)
 {
-    base += record_gap(dclock, recent) << time_shift;
+    base += record_gap(dclock, recent); /* (in ticks: time_shift applied there) */
+    uint8_t op = RP_OP_RELEASE; /* (one enqueue_body(): it is inline) */
+    int32_t level = 0;
+    uint16_t pulse = 0, h = 0;
     if (strike) {
         last_drive = (int16_t)(last_drive + ddrive);
         if (has_pulse_hold) {
             last_pulse = pulse_us;
             last_hold = hold;
         }
-        enqueue(RP_OP_STRIKE, actuator, (int32_t)last_drive << level_shift, last_pulse,
-                last_hold, slot);
-    } else {
-        enqueue(RP_OP_RELEASE, actuator, 0, 0, 0, slot);
+        op = RP_OP_STRIKE;
+        level = (int32_t)last_drive << level_shift;
+        pulse = last_pulse;
+        h = last_hold;
     }
+    enqueue_body(op, actuator, level, pulse, h, slot);
+}
+
+static void run_record(uint32_t dclock, uint8_t recent, uint16_t actuator, uint8_t strike,
+                       int16_t ddrive, uint8_t has_pulse_hold, uint16_t pulse_us, uint16_t hold,
+                       rp_cmd *slot)
+{
+    run_record_body(dclock, recent, actuator, strike, ddrive, has_pulse_hold, pulse_us, hold,
+                    slot);
+}
+
+/* A staged record (every packed record of a frame that fits): its fields read here, from
+ * one pointer (nine arguments, most of them in call-saved registers, cost the call
+ * about 100 cycles of saves; issue 8, CPU load) */
+#if defined(__GNUC__)
+__attribute__((noinline))
+#endif
+static void run_staged(rp_cmd *c)
+{
+    run_record_body(c->clock, (uint8_t)c->index, c->actuator, c->op & 1, (int16_t)c->level,
+                    c->op >> 1, c->pulse_us, c->hold, c);
 }
 
 /* Run a frame that check() passed. */
@@ -475,9 +516,7 @@ static void run(const uint8_t *payload, const uint8_t *end)
             if (msg < MAX_SCHED_MSGS && sched_end[msg]) {
                 for (uint32_t i = 0; i < n; i++) {
                     /* the record is read out, then the command is built in its slot */
-                    rp_cmd *c = rp_sched_stage(slot++);
-                    run_record(c->clock, (uint8_t)c->index, c->actuator, c->op & 1,
-                               (int16_t)c->level, c->op >> 1, c->pulse_us, c->hold, c);
+                    run_staged(rp_sched_stage(slot++));
                 }
                 p = payload + sched_end[msg];
             } else {
@@ -702,7 +741,8 @@ void rp_poll(void)
 {
     watchdog();
     rp_sched_poll();
-    events_out();
+    if (RP_EVENT_PENDING() || out_len) /* (every tick: nothing to send, no calls) */
+        events_out();
 }
 
 void rp_timer(void) { rp_sched_run(); }

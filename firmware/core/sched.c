@@ -24,6 +24,11 @@ static volatile rp_aid active_n;
 /* The earliest deadline of the active coils, kept between scans: a deadline set earlier
  * than it takes its place; moving or removing that coil's own deadline forces a rescan. */
 static rp_aid dl_n;
+/* 0: rescan; DL_VALID: dl_n/dl_clock hold the earliest deadline; DL_TIE with it: another
+ * coil's deadline may be dl_clock too (set whenever one is; it may stay set after that
+ * coil moved: it only costs a look), so that the deadlines of one tick go out together */
+#define DL_VALID 1U
+#define DL_TIE 2U
 static uint8_t dl_valid;
 static uint32_t dl_clock;
 
@@ -37,6 +42,9 @@ static void set_deadline(rp_aid n, uint32_t clock)
     else if (dl_n == RP_AID_NONE || BEFORE(clock, dl_clock)) {
         dl_n = n;
         dl_clock = clock;
+        dl_valid = DL_VALID;
+    } else if (clock == dl_clock) {
+        dl_valid = DL_VALID | DL_TIE;
     }
 }
 
@@ -114,7 +122,10 @@ RP_WEAK uint8_t board_output_busy(uint16_t actuator, uint32_t clock)
 
 /* How early to take up the work due at `clock`: a base, plus the decisions of each
  * queued command at exactly that clock (a chord), so the outputs are still on time. */
-static uint16_t lead_for(uint32_t clock)
+#if defined(__GNUC__)
+__attribute__((always_inline)) /* (rp_sched_run()'s every call) */
+#endif
+static inline uint16_t lead_for(uint32_t clock)
 {
     uint8_t n = 1; /* a coil deadline, or the first command */
     uint16_t left = q_count;
@@ -123,7 +134,12 @@ static uint16_t lead_for(uint32_t clock)
         if (++p == q + RP_QUEUE_SIZE)
             p = q;
         left--;
-        if ((uint32_t)(p->clock - clock) > RP_BATCH_WINDOW_TICKS)
+        uint32_t d = p->clock - clock;
+#if RP_BATCH_WINDOW_TICKS < 0xFFFF
+        if ((uint16_t)(d >> 16) || (uint16_t)d > RP_BATCH_WINDOW_TICKS) /* (16-bit compares) */
+#else
+        if (d > RP_BATCH_WINDOW_TICKS)
+#endif
             break;
         n++;
     }
@@ -589,7 +605,15 @@ enum { DO_NOTHING = 0, DO_LEVEL };
  * `clock`, whatever order the timer context runs a tie in. The one rule for a strike on
  * the tick where another pulse ends (docs/protocol.md "Safety"; robo_player/rules.py
  * pulse_counts_at, sim/vmcu.py): the ending pulse does not count. Only asked at the cap. */
-static rp_aid pulses_ending(uint32_t clock, const rp_cmd *const *cp, uint8_t nb)
+/* A batch's entries: its commands' queue slots (intact until the main loop pushes), then
+ * the coils of its deadlines (one array: run_batch()'s frame stays small enough for
+ * avr-gcc to reach its locals without pointer arithmetic) */
+typedef union {
+    const rp_cmd *c;
+    rp_aid end;
+} batch_item;
+
+static rp_aid pulses_ending(uint32_t clock, const batch_item *cp, uint8_t nb)
 {
     rp_aid n = 0;
     for (rp_aid i = 0; i < active_n; i++) {
@@ -599,7 +623,7 @@ static rp_aid pulses_ending(uint32_t clock, const rp_cmd *const *cp, uint8_t nb)
             continue;
         uint8_t in_batch = 0;
         for (uint8_t j = 0; j < nb; j++)
-            in_batch |= cp[j]->actuator == k;
+            in_batch |= cp[j].c->actuator == k;
         n += !in_batch;
     }
     return n;
@@ -608,7 +632,7 @@ static rp_aid pulses_ending(uint32_t clock, const rp_cmd *const *cp, uint8_t nb)
 /* Decide what one due command does, before anything is written. `pulses` counts the
  * strike pulses running, including the ones decided earlier in this batch (the batch's
  * commands so far: cp[0..nb-1]). */
-static uint8_t decide(const rp_cmd *c, uint32_t now, rp_aid *pulses, const rp_cmd *const *cp,
+static uint8_t decide(const rp_cmd *c, uint32_t now, rp_aid *pulses, const batch_item *cp,
                       uint8_t nb)
 {
     rp_act *a = &rp_acts[c->actuator];
@@ -722,33 +746,32 @@ static void account(const rp_cmd *c)
     }
 }
 
+/* A coil deadline (a pulse's end or the max on-time cutoff) at `t`: the level it
+ * writes (the hold after a pulse that ends before its cutoff, else 0) ... */
+static uint16_t end_level(const rp_act *a, uint32_t t)
+{
+    return a->phase == RP_PHASE_PULSE && BEFORE(t, a->cutoff) ? a->hold : 0;
+}
+
+/* ... and its bookkeeping, after that level was written at `t` (inline: in
+ * run_deadline(), every pulse end, and run_batch()) */
 #if defined(__GNUC__)
-__attribute__((noinline)) /* (its output off rp_sched_run()'s frame) */
+__attribute__((always_inline))
 #endif
-static void run_deadline(rp_aid n, uint32_t t)
+static inline void end_account(rp_aid n, uint32_t t)
 {
     rp_act *a = &rp_acts[n];
     uint32_t cutoff = a->cutoff;
-    uint8_t to_hold = a->phase == RP_PHASE_PULSE && BEFORE(t, cutoff) && a->hold;
-    rp_out_t o;
-    RP_OUTPUT_AT(t);
-    prepare(n, to_hold ? a->hold : 0, &o);
-    RP_TIMER_CLOSE();
-    board_wait_until(t);
-    RP_OUTPUT_AT(t);
-    board_output_commit(&o);
-    RP_TIMER_OPEN();
-    if (to_hold) {
-        if (rp_running_pulses)
-            rp_running_pulses--;
-        account_level(n, a->hold, t);
+    uint16_t hold = end_level(a, t);
+    if (a->phase == RP_PHASE_PULSE && rp_running_pulses)
+        rp_running_pulses--;
+    if (hold) {
+        account_level(n, hold, t);
         a->phase = RP_PHASE_HOLD;
         set_deadline(n, cutoff);
         return;
     }
     uint8_t cut = !(a->phase == RP_PHASE_PULSE && BEFORE(t, cutoff)); /* else: pulse, no hold */
-    if (a->phase == RP_PHASE_PULSE && rp_running_pulses)
-        rp_running_pulses--;
     account_level(n, 0, t);
     a->phase = RP_PHASE_OFF;
     active_remove(n);
@@ -757,6 +780,23 @@ static void run_deadline(rp_aid n, uint32_t t)
         rp_event_push(RP_EV_CUTOFF_MAX_ON, rp_full_index(a->strike_index, rp_next_index_snapshot),
                       n, t);
     }
+}
+
+/* A lone coil deadline (no other output on its tick: the usual case) */
+#if defined(__GNUC__)
+__attribute__((noinline)) /* (its output off rp_sched_run()'s frame) */
+#endif
+static void run_deadline(rp_aid n, uint32_t t)
+{
+    rp_out_t o;
+    RP_OUTPUT_AT(t);
+    prepare(n, end_level(&rp_acts[n], t), &o);
+    RP_TIMER_CLOSE();
+    board_wait_until(t);
+    RP_OUTPUT_AT(t);
+    board_output_commit(&o);
+    RP_TIMER_OPEN();
+    end_account(n, t);
 }
 
 /* Out of line (the timer context's rare work): the earliest deadline of the active
@@ -768,72 +808,119 @@ static void rescan_deadline(void)
 {
     rp_aid dn = RP_AID_NONE;
     uint32_t dclock = 0;
+    uint8_t v = DL_VALID;
     for (rp_aid i = 0; i < active_n; i++) {
         rp_aid n = active[i];
-        if (dn == RP_AID_NONE || BEFORE(rp_acts[n].deadline, dclock)) {
+        uint32_t d = rp_acts[n].deadline;
+        if (dn == RP_AID_NONE || BEFORE(d, dclock)) {
             dn = n;
-            dclock = rp_acts[n].deadline;
+            dclock = d;
+            v = DL_VALID;
+        } else if (d == dclock) {
+            v = DL_VALID | DL_TIE; /* another coil's deadline on that tick */
         }
     }
     dl_n = dn;
     dl_clock = dclock;
-    dl_valid = 1;
+    dl_valid = v;
+}
+
+/* The coils whose deadline is `clock` (for the lead of a batch that takes them), at
+ * most BATCH. */
+static uint8_t ends_at(uint32_t clock)
+{
+    uint8_t k = 0;
+    for (rp_aid i = 0; i < active_n && k < BATCH; i++)
+        k += rp_acts[active[i]].deadline == clock;
+    return k;
 }
 
 /* A batch: the commands due within RP_BATCH_WINDOW_TICKS of the head's clock `next` (a
  * chord, a release and the next strike), one per actuator, decided in place first,
- * then their outputs written back to back, then the bookkeeping. Out of line, so that
- * its arrays stay off rp_sched_run()'s frame: each call of rp_sched_run() ends by
- * arming the timer, which needs none of them. Returns the budget left. */
+ * then their outputs written back to back, then the bookkeeping. With `ends`, also the
+ * coil deadlines on `next` (pulse ends, cutoffs) of coils without a command on that
+ * tick (a command there replaces the deadline: it runs first), written before the
+ * commands' outputs: a pulse that ends on the tick where other strikes start is off
+ * when they start (issue 9: 4 ends after 3 strikes, one per pass, came 166-454 us late,
+ * 15.85 A asked of a 15 A supply). Out of line, so that its arrays stay off
+ * rp_sched_run()'s frame: each call of rp_sched_run() ends by arming the timer, which
+ * needs none of them. Returns the budget left. */
 #if defined(__GNUC__)
 __attribute__((noinline))
 #endif
-static uint16_t run_batch(uint32_t next, uint32_t now, uint16_t budget)
+static uint16_t run_batch(uint32_t next, uint32_t now, uint16_t budget, uint8_t ends)
 {
     rp_out_t outs[BATCH];
-    const rp_cmd *cp[BATCH]; /* the batch's queue slots (intact until the main loop pushes) */
-    uint8_t acts = 0, bit = 1, nb = 0; /* acts: bit i set if cp[i] writes its output */
+    batch_item cp[BATCH]; /* cp[0..nb-1].c: the commands; cp[nb..nb+ne-1].end: the deadlines */
+    uint8_t acts = 0, bit = 1, nb = 0, ne = 0; /* acts: bit i set if cp[i] writes its output */
+    uint8_t same = 0; /* the outputs written at `next` (the centring below) */
     rp_aid pulses = rp_running_pulses;
     uint16_t head = q_head, count = q_count;
     const rp_cmd *c = &q[head];
-    while (nb < BATCH && count && budget &&
-           (uint32_t)(c->clock - next) <= RP_BATCH_WINDOW_TICKS) {
+    uint8_t lim = BATCH; /* (one 8-bit bound for the loop, not three) */
+    if (count < lim)
+        lim = (uint8_t)count;
+    if (budget < lim)
+        lim = (uint8_t)budget;
+    while (nb < lim && (uint32_t)(c->clock - next) <= RP_BATCH_WINDOW_TICKS) {
         uint8_t dup = 0;
         for (uint8_t i = 0; i < nb; i++)
-            dup |= cp[i]->actuator == c->actuator;
+            dup |= cp[i].c->actuator == c->actuator;
         if (dup)
             break; /* the same coil twice: its second command goes in the next batch */
+        if (ends && c->clock != next) {
+            const rp_act *a = &rp_acts[c->actuator];
+            if (a->phase != RP_PHASE_OFF && a->deadline == next)
+                break; /* after its coil's deadline on `next`: the next batch */
+        }
         if (decide(c, now, &pulses, cp, nb)) {
             acts |= bit;
+            same += c->clock == next;
             RP_OUTPUT_AT(c->clock);
             prepare(c->actuator, first_level(c), &outs[nb]);
         }
         bit <<= 1;
-        cp[nb++] = c;
+        cp[nb++].c = c;
         if (++head == RP_QUEUE_SIZE) {
             head = 0;
             c = q;
         } else {
             c++;
         }
-        count--;
-        budget--;
     }
     q_head = head; /* the popped entries stay intact until the main loop pushes */
-    q_count = count;
+    q_count = (uint16_t)(count - nb);
+    budget = (uint16_t)(budget - nb);
+    if (ends) {
+        RP_OUTPUT_AT(next);
+        for (rp_aid i = 0; i < active_n && nb + ne < BATCH && budget; i++) {
+            rp_aid k = active[i];
+            const rp_act *a = &rp_acts[k];
+            if (a->deadline != next)
+                continue;
+            uint8_t mine = 0; /* (its commands in this batch are all on `next`: above) */
+            for (uint8_t j = 0; j < nb; j++)
+                mine |= cp[j].c->actuator == k;
+            if (mine)
+                continue;
+            cp[nb + ne].end = k;
+            prepare(k, end_level(a, next), &outs[nb + ne]);
+            ne++;
+            budget--;
+        }
+    }
     /* the writes of one clock follow each other RP_OUTPUT_SPACING_TICKS apart:
      * centre them on their clock */
-    uint8_t same = 0;
-    bit = 1;
-    for (uint8_t i = 0; i < nb; i++, bit <<= 1)
-        same += (acts & bit) && cp[i]->clock == next;
+    same = (uint8_t)(same + ne);
     uint32_t waited = next;
     RP_TIMER_CLOSE();
     board_wait_until(next - (same > 1 ? (uint32_t)(same - 1) * RP_OUTPUT_SPACING_TICKS / 2 : 0));
+    for (uint8_t i = 0; i < ne; i++) /* the ends first */
+        board_output_commit(&outs[nb + i]);
     bit = 1;
     for (uint8_t i = 0; i < nb; i++, bit <<= 1)
         if (acts & bit) {
-            uint32_t t = cp[i]->clock;
+            uint32_t t = cp[i].c->clock;
             if (t != waited) { /* a later command of the window */
                 waited = t;
                 board_wait_until(waited);
@@ -842,10 +929,12 @@ static uint16_t run_batch(uint32_t next, uint32_t now, uint16_t budget)
             board_output_commit(&outs[i]);
         }
     RP_TIMER_OPEN();
+    for (uint8_t i = 0; i < ne; i++)
+        end_account(cp[nb + i].end, next);
     bit = 1;
     for (uint8_t i = 0; i < nb; i++, bit <<= 1)
         if (acts & bit)
-            account(cp[i]);
+            account(cp[i].c);
     return budget;
 }
 
@@ -862,10 +951,14 @@ void rp_sched_run(void)
         rp_aid dn = dl_n;
         uint32_t next = dl_clock;
         uint8_t cmd_first = 0;
+        /* the deadlines on `next` go with the batch: a command on their tick, or more
+         * than one of them */
+        uint8_t ends = dn != RP_AID_NONE && (dl_valid & DL_TIE);
         if (q_count) {
             uint32_t hc = q[q_head].clock;
             if (dn == RP_AID_NONE || !BEFORE(next, hc)) {
                 cmd_first = 1;
+                ends = dn != RP_AID_NONE && next == hc;
                 next = hc;
             }
         } else if (dn == RP_AID_NONE) {
@@ -880,18 +973,23 @@ void rp_sched_run(void)
             if (!cmd_first)
                 lead -= (uint16_t)(RP_TIMER_LEAD_TICKS + RP_TIMER_LEAD_PER_CMD_TICKS -
                                    RP_TIMER_LEAD_DEADLINE_TICKS);
+            if (ends) { /* each deadline of the batch: as a command */
+                uint8_t k = ends_at(next), own = !cmd_first; /* (the lead above has dn's) */
+                if (k > own)
+                    lead = (uint16_t)(lead + (uint16_t)(k - own) * RP_TIMER_LEAD_PER_CMD_TICKS);
+            }
             if (ahead > (int32_t)lead) {
                 RP_TIMER_CLOSE(); /* no compare interrupt inside this one */
                 arm_lead(next, lead);
                 return;
             }
         }
-        if (!cmd_first) {
+        if (!cmd_first && !ends) {
             run_deadline(dn, next);
             budget--;
             continue;
         }
-        budget = run_batch(next, now, budget);
+        budget = run_batch(next, now, budget, ends);
     }
     RP_TIMER_CLOSE();
     /* The budget ran out with more due (a backlog): come back at once. Without this
@@ -957,6 +1055,7 @@ void rp_sched_poll(void)
 uint16_t rp_sched_heat(uint16_t *actuator)
 {
     uint16_t best = 0;
+    uint32_t best_b = 0, best_cap = 0; /* the best's bucket and cap */
     *actuator = RP_NO_ACTUATOR;
     uint32_t now = board_clock();
     wlog_drain();
@@ -968,6 +1067,11 @@ uint16_t rp_sched_heat(uint16_t *actuator)
         uint32_t b = a->bucket_us, cap = RP_BUCKET_CAP_US(a);
         if (!cap || !b)
             continue;
+        /* no more than the best's permille (the same cap, a bucket no fuller): no
+         * division (a 32-bit one per coil was 1 % of the busy cycles at 100 notes/s) */
+        if (*actuator != RP_NO_ACTUATOR && cap == best_cap && b <= best_b)
+            continue;
+        uint32_t b0 = b, cap0 = cap;
         /* permille without 64-bit math: scale down both sides first */
         while (b > 4000000UL || cap > 4000000UL) {
             b >>= 1;
@@ -979,6 +1083,8 @@ uint16_t rp_sched_heat(uint16_t *actuator)
         if (pm > best || *actuator == RP_NO_ACTUATOR) {
             best = (uint16_t)pm;
             *actuator = n;
+            best_b = b0;
+            best_cap = cap0;
         }
     }
     return best;

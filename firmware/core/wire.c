@@ -141,6 +141,70 @@ int16_t rp_cobs_decode(uint8_t *buf, uint16_t len)
     return (int16_t)o;
 }
 
+/* rp_cobs_encode_frame(): the COBS writer, a byte at a time */
+typedef struct {
+    uint8_t *o, *code_at;
+    uint8_t code;
+} cobs_w;
+
+static inline void cobs_put(cobs_w *w, uint8_t b)
+{
+    if (b) {
+        *w->o++ = b;
+        if (++w->code != 0xFF)
+            return;
+    }
+    *w->code_at = w->code; /* a zero, or a full block */
+    w->code_at = w->o++;
+    w->code = 1;
+}
+
+#define CRC_STEP(crc, b) \
+    ((uint16_t)(((crc) << 8) ^ RP_TABLE_READ16(&crc_table[(uint8_t)(((crc) >> 8) ^ (b))])))
+
+uint16_t rp_cobs_encode_frame(uint8_t h0, uint8_t h1, const uint8_t *payload, uint8_t len,
+                              uint16_t xorout, uint8_t *out)
+{
+    cobs_w w = {out + 1, out, 1};
+    uint16_t crc = CRC_STEP(RP_CRC16_INIT, h0);
+    cobs_put(&w, h0);
+    crc = CRC_STEP(crc, h1);
+    cobs_put(&w, h1);
+    for (uint8_t k = len; k; k--) {
+        uint8_t b = *payload++;
+        crc = CRC_STEP(crc, b);
+        cobs_put(&w, b);
+    }
+    crc ^= xorout;
+    cobs_put(&w, (uint8_t)(crc >> 8));
+    cobs_put(&w, (uint8_t)crc);
+    *w.code_at = w.code;
+    return (uint16_t)(w.o - out);
+}
+
+int16_t rp_cobs_decode_crc(uint8_t *buf, uint8_t len, uint16_t *crc_out)
+{
+    uint16_t crc = RP_CRC16_INIT;
+    const uint8_t *src = buf, *end = buf + len;
+    uint8_t *dst = buf; /* (pointers, not indices: no address sums per byte) */
+    while (src < end) {
+        uint8_t code = *src++;
+        if ((uint8_t)(code - 1) > (uint8_t)(end - src))
+            return -1; /* the block runs past the end */
+        for (uint8_t k = (uint8_t)(code - 1); k; k--) {
+            uint8_t b = *src++;
+            *dst++ = b;
+            crc = (uint16_t)((crc << 8) ^ RP_TABLE_READ16(&crc_table[(uint8_t)((crc >> 8) ^ b)]));
+        }
+        if (code != 0xFF && src < end) {
+            *dst++ = 0;
+            crc = (uint16_t)((crc << 8) ^ RP_TABLE_READ16(&crc_table[(uint8_t)(crc >> 8)]));
+        }
+    }
+    *crc_out = crc;
+    return (int16_t)(dst - buf);
+}
+
 int rp_get_record(const uint8_t **pp, const uint8_t *end, rp_record *r)
 {
     const uint8_t *p = *pp;

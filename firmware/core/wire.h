@@ -59,6 +59,19 @@ uint16_t rp_cobs_encode(const uint8_t *in, uint16_t len, uint8_t *out);
 /* Decode in place (buf holds the bytes between delimiters); returns the decoded
  * length, or -1 for a malformed block. */
 int16_t rp_cobs_decode(uint8_t *buf, uint16_t len);
+/* The same for a buffer without 0x00 bytes (the framer's: it splits at them), in one
+ * pass with the CRC register over every decoded byte (into *crc, from RP_CRC16_INIT):
+ * a frame whose last two bytes are its CRC (rp_crc16(...) ^ RP_CRC16_XOROUT, big-endian)
+ * leaves RP_CRC16_RESIDUE there, and any other two bytes do not (issue 8, CPU load: the
+ * decode and the CRC were two passes over the frame). */
+int16_t rp_cobs_decode_crc(uint8_t *buf, uint8_t len, uint16_t *crc);
+#define RP_CRC16_RESIDUE_OF_FFFF 0x1D0Fu /* the register after 0xFF 0xFF from 0 */
+/* COBS of (h0 h1 payload crc), crc = rp_crc16(h0 h1 payload) ^ xorout big-endian, in
+ * one pass (no delimiter written); returns the encoded length. The same bytes as
+ * rp_cobs_encode() of that raw frame (issue 8, CPU load: a copy, a CRC pass and an
+ * encoding pass per frame sent). */
+uint16_t rp_cobs_encode_frame(uint8_t h0, uint8_t h1, const uint8_t *payload, uint8_t len,
+                              uint16_t xorout, uint8_t *out);
 
 /* One packed schedule record (docs/protocol.md). Returns 0 when it is truncated or a
  * value is out of range (actuator >= RP_MAX_ACTUATORS, |ddrive| > 4095, pulse > 65535,

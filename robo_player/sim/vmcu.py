@@ -400,21 +400,22 @@ class VirtualMCU:
         self.trace.extend(self.servos.take(clock))  # the servos' pulses over by then
 
     def _fire(self, now: int) -> None:
-        # A tie: the commands due now run before the pulse ends and cutoffs of this
-        # tick, as in the C core (sched.c: a command at or before a pulse's end replaces
-        # its drop to hold; a release on the cutoff's tick is no cutoff), and a pulse
-        # that ends now no longer counts against the cap (rules.pulse_counts_at).
+        # A tie, as in the C core (sched.c run_batch): a coil's own command due now runs
+        # instead of its pulse end or cutoff on this tick (a command at or before a
+        # pulse's end replaces its drop to hold; a release on the cutoff's tick is no
+        # cutoff); the other coils' pulse ends and cutoffs of this tick go out first,
+        # before the commands' outputs (a pulse that ends where other strikes start is
+        # off when they start), and a pulse that ends now no longer counts against the
+        # cap (rules.pulse_counts_at). A command refused on its tick leaves its coil's
+        # deadline, which runs after it.
+        due = []
         while self.queue and self.queue[0][0] <= now:
-            clock, _, index, cmd = heapq.heappop(self.queue)
+            due.append(heapq.heappop(self.queue))
+        self._deadlines(now, {cmd.actuator for *_, cmd in due})
+        for clock, _, index, cmd in due:
             self._execute(clock, index, cmd, now)
-        for a, s in sorted(self.acts.items()):
-            if s.on_since is not None and now >= s.on_since + self._us(s.max_on_us):
-                self._set(now, a, 0)
-                self.counters["cutoffs"] += 1
-                self._event(EventKind.CUTOFF_MAX_ON, s.strike_index, a, now)
-            elif s.pulse_end is not None and now >= s.pulse_end:
-                s.pulse_end = None
-                self._set(now, a, s.hold)
+        if due:
+            self._deadlines(now, set())
         for a, s in sorted(self.acts.items()):  # the duty poll (sched.c duty_poll)
             if (now - self._us(self.cfg.duty_poll_phase_us)) % self._us(self.cfg.duty_poll_us):
                 break  # between polls: no duty cutoff (nor a look at the buckets)
@@ -424,6 +425,20 @@ class VirtualMCU:
                 self.counters["cutoffs"] += 1
                 self._event(EventKind.CUTOFF_DUTY, s.strike_index, a, now)
         self._watchdog(now)
+
+    def _deadlines(self, now: int, skip: set[int]) -> None:
+        """The max on-time cutoffs and pulse ends due at ``now``, but on the coils in
+        ``skip`` (sched.c end_level / end_account)."""
+        for a, s in sorted(self.acts.items()):
+            if a in skip:
+                continue
+            if s.on_since is not None and now >= s.on_since + self._us(s.max_on_us):
+                self._set(now, a, 0)
+                self.counters["cutoffs"] += 1
+                self._event(EventKind.CUTOFF_MAX_ON, s.strike_index, a, now)
+            elif s.pulse_end is not None and now >= s.pulse_end:
+                s.pulse_end = None
+                self._set(now, a, s.hold)
 
     def _execute(self, clock: int, index: int, cmd: TimedCommand, now: int) -> None:
         a = cmd.actuator

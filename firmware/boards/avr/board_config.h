@@ -125,10 +125,13 @@ uint16_t board_output_errors(void);
 
 void avr_pca_configured(uint8_t prescale);
 #define RP_BOARD_CONFIGURED(pca_prescale) avr_pca_configured(pca_prescale)
+#define AVR_OUT_PCA9685 1 /* = RP_OUT_PCA9685 (protocol_gen.h comes later; main.c checks) */
 static inline void board_output_commit(const rp_out_t *o)
 {
-    if (!o->port)
-        avr_out_commit(o); /* the kind's hook (a PCA9685 write into its queue) */
+    if (!o->port) {
+        if (o->kind != AVR_OUT_PCA9685) /* (a PCA9685 write was queued at its prepare) */
+            avr_out_commit(o);          /* the kind's hook */
+    }
     else if (o->on)
         *o->port |= o->mask;
     else

@@ -374,7 +374,7 @@ volatile uint8_t *avr_output_port(uint8_t output, uint8_t *mask)
 #define DDR_OF(port_reg) (*((port_reg) - 1))
 
 static void pca_all_off_now(void);
-void avr_pca_set(uint8_t actuator, uint16_t level);
+static void avr_pca_set(uint8_t actuator, uint16_t level);
 uint32_t avr_out_clock; /* RP_OUTPUT_AT: the queue clock of the commit that follows */
 
 /* ---- output kinds (outputs.h): direct pins */
@@ -440,10 +440,11 @@ static uint8_t pca_ok(uint8_t addr, uint8_t channel)
     return addr >= 0x40 && addr <= 0x7F && addr != 0x70 && channel < 16;
 }
 
-static void pca_prepare(uint8_t actuator, uint8_t addr, uint8_t channel, uint16_t level,
-                        uint16_t pwm_max, rp_out_t *o)
+/* Inline in board_output_prepare() (the timer context, every PCA9685 strike, pulse
+ * end and release: the hook's call saved 16 registers; issue 8, CPU load) */
+static inline __attribute__((always_inline)) void pca_prep(uint8_t actuator, uint16_t level,
+                                                           uint16_t pwm_max, rp_out_t *o)
 {
-    (void)addr, (void)channel;
     o->port = 0;
     o->actuator = actuator;
     /* 12-bit PCA9685 counts from the actuator's own scale (no division at full scale) */
@@ -459,6 +460,13 @@ static void pca_prepare(uint8_t actuator, uint8_t addr, uint8_t channel, uint16_
     SREG = s;
 }
 
+static void pca_prepare(uint8_t actuator, uint8_t addr, uint8_t channel, uint16_t level,
+                        uint16_t pwm_max, rp_out_t *o)
+{
+    (void)addr, (void)channel;
+    pca_prep(actuator, level, pwm_max, o);
+}
+
 static void pca_commit(const rp_out_t *o) { (void)o; /* queued at prepare */ }
 
 /* Writes not yet on the bus are dropped and ALL_LED_OFF goes next (after the
@@ -466,6 +474,7 @@ static void pca_commit(const rp_out_t *o) { (void)o; /* queued at prepare */ }
 static void pca_kind_all_off(void) { pca_all_off_now(); }
 
 /* the hooks of each output kind, by OutKind (outputs.h says how to add one) */
+_Static_assert(AVR_OUT_PCA9685 == RP_OUT_PCA9685, "board_config.h: AVR_OUT_PCA9685");
 static const avr_out_kind_t avr_out_kinds[AVR_OUT_KINDS] PROGMEM = {
     [RP_OUT_DIRECT] = {direct_ok, direct_prepare, 0, 0, direct_all_off},
     [RP_OUT_PCA9685] = {pca_ok, pca_prepare, pca_commit, avr_pca_lead_ticks, pca_kind_all_off},
@@ -480,8 +489,12 @@ void board_output_prepare(uint16_t actuator, uint8_t out_kind, uint8_t out_addr,
 {
     o->kind = out_kind;
     o->actuator = (uint8_t)actuator;
-    if (out_kind == RP_OUT_DIRECT) { /* the common kind: no table look-up */
+    if (out_kind == RP_OUT_DIRECT) { /* the common kinds: no table look-up, no call */
         direct_prep(out_channel, level, pwm_max, o);
+        return;
+    }
+    if (out_kind == RP_OUT_PCA9685) {
+        pca_prep((uint8_t)actuator, level, pwm_max, o);
         return;
     }
     /* out_kind < AVR_OUT_KINDS: board_output_ok() passed it at configure */
@@ -544,13 +557,15 @@ uint8_t board_output_ok(uint8_t out_kind, uint8_t out_addr, uint8_t out_channel)
 #define PCA_GROUP 16 /* writes of one group the planner looks at */
 #define PCA_XFER_A (uint16_t)(RP_PCA_XFER_TICKS(0))
 #define PCA_XFER_B (uint16_t)(RP_PCA_XFER_TICKS(1) - RP_PCA_XFER_TICKS(0))
-/* compare B comes this early for a group's start (the interrupt and building the first
- * transaction), then the engine waits for the exact tick */
-#define PCA_EARLY_TICKS 1200
-/* ... and the engine spins to that tick with interrupts off for at most this long: a
- * START further ahead waits with interrupts on, its transaction built (TWI_READY), for
- * compare B at PCA_SPIN_TICKS before it (interrupts off at most 100 us: the spin of
- * PCA_EARLY_TICKS, 75 us, after the planning and the core's commit made 157 us) */
+/* A group's first transaction is built as soon as the group is planned (compare B
+ * right after the commit, about 1.3 ms ahead) and waits with interrupts on
+ * (TWI_READY) for compare B at PCA_GO_TICKS before its START: the hand-written
+ * interrupt writes the START about that many cycles after the match (no C prologue, no
+ * spin). (Was: compare B at 1200 ticks before the START to build it, again at 160
+ * before it to spin to the tick: two interrupts and a pca_service() more per group,
+ * 0.5 M of driver_load.py's 9.9 M busy cycles on the 88-key spec.) A START due within
+ * PCA_SPIN_TICKS when its transaction is built (a group planned late) is spun to. */
+#define PCA_GO_TICKS 8
 #define PCA_SPIN_TICKS 160
 typedef struct {
     uint32_t due;   /* the clock its STOP is for */
@@ -678,14 +693,13 @@ static uint8_t *pca_put(uint8_t n, uint16_t lv, uint8_t k, uint8_t *b)
     return b;
 }
 
-/* The transaction at queue position `from`: its run of adjacent channels of one board
- * due together (returned) and its data bytes (*bytes). */
-static uint8_t head_run(uint8_t from, uint8_t *bytes)
+/* head_run()'s run of more than one channel, out of line (it saves 12 registers) */
+static __attribute__((noinline)) uint8_t head_run_more(uint8_t from, const pca_write_t *h,
+                                                       uint8_t *bytes)
 {
-    const pca_write_t *h = &pca_q[qidx(from)];
     const rp_act *a = &rp_acts[h->act];
     uint8_t addr = a->out_addr, ch = a->out_channel;
-    uint8_t run = 1, nb = pca_nbytes(h->act, h->level);
+    uint8_t run = 1, nb = *bytes;
     while ((uint8_t)(from + run) < pca_qn && run < PCA_RUN) {
         const pca_write_t *w = &pca_q[qidx((uint8_t)(from + run))];
         const rp_act *b = &rp_acts[w->act];
@@ -696,6 +710,19 @@ static uint8_t head_run(uint8_t from, uint8_t *bytes)
     }
     *bytes = nb;
     return run;
+}
+
+/* The transaction at queue position `from`: its run of adjacent channels of one board
+ * due together (returned) and its data bytes (*bytes). Inline: a write alone on its
+ * clock (the usual case) needs no look at the boards and no call. */
+static inline __attribute__((always_inline)) uint8_t head_run(uint8_t from, uint8_t *bytes)
+{
+    const pca_write_t *h = &pca_q[qidx(from)];
+    *bytes = pca_nbytes(h->act, h->level);
+    uint8_t nx = (uint8_t)(from + 1);
+    if (nx >= pca_qn || pca_q[qidx(nx)].due != h->due)
+        return 1;
+    return head_run_more(from, h, bytes);
 }
 
 static void twi_begin(uint8_t addr, uint8_t len)
@@ -749,7 +776,7 @@ static uint8_t build_head(void)
 {
     const pca_write_t *h = &pca_q[pca_qh];
     uint8_t nb, run = head_run(0, &nb);
-    uint8_t k = pca_nbytes(h->act, h->level);
+    uint8_t k = (uint8_t)(nb - 4 * (run - 1)); /* the first's tail (head_run() counted it) */
     twi_buf[0] = (uint8_t)(0x06 + 4 * rp_acts[h->act].out_channel + 4 - k);
     uint8_t *b = pca_put(h->act, h->level, k, &twi_buf[1]);
     pca_pop();
@@ -874,9 +901,8 @@ static void pca_service(void)
         if (!pca_planned && !plan_group(h->due))
             return; /* a commit or an all-off came while it planned */
         int32_t wait = (int32_t)(pca_start - board_clock());
-        if (wait > (int32_t)(PCA_EARLY_TICKS + 64)) { /* compare B then, and wait */
-            wait -= PCA_EARLY_TICKS;
-            arm_b((uint16_t)(TCNT1 + (wait > 60000L ? 60000U : (uint16_t)wait)));
+        if (wait > 60000L) { /* beyond compare B's reach: come back, planned */
+            arm_b((uint16_t)(TCNT1 + 50000U));
             return;
         }
         first = 1;
@@ -889,13 +915,14 @@ static void pca_service(void)
     uint8_t len = build_head();
     if (first) { /* the group's first transaction: START on the planned tick */
         int32_t left = (int32_t)(pca_start - board_clock()); /* (late: no spin) */
-        if (left > (int32_t)(PCA_SPIN_TICKS + 64)) {
-            /* built; compare B comes back for the spin, interrupts on meanwhile (no
-             * other job starts: the bus counts as busy) */
+        if (left > (int32_t)PCA_SPIN_TICKS) {
+            /* built; compare B starts it, interrupts on meanwhile (no other job
+             * starts: the bus counts as busy) */
             twi_addr = addr;
             twi_len = len;
+            twi_pos = 0;
             twi_busy = TWI_READY;
-            arm_b((uint16_t)((uint16_t)pca_start - PCA_SPIN_TICKS));
+            arm_b((uint16_t)((uint16_t)pca_start - PCA_GO_TICKS));
             return;
         }
         if (left > 0)
@@ -970,20 +997,20 @@ static __attribute__((noinline)) void pca_overflow(uint8_t actuator, uint8_t m)
 }
 
 /* the write into the queue, sorted by due clock, then board and channel; never before
- * the same output's write (from the tail: usually the tail itself) */
-static __attribute__((noinline)) void pca_insert(uint8_t actuator, uint16_t level, uint32_t due)
+ * the same output's write (from the tail: usually the tail itself, inline below) */
+static __attribute__((noinline)) void pca_insert_sorted(uint8_t actuator, uint16_t level,
+                                                        uint32_t due)
 {
-    const rp_act *a = &rp_acts[actuator];
-    uint16_t key = (uint16_t)(a->out_addr << 4 | a->out_channel);
     uint8_t i = pca_qn;
     while (i) {
         pca_write_t *p = &pca_q[qidx((uint8_t)(i - 1))];
         int32_t d = (int32_t)(p->due - due);
         if (p->act == actuator || d < 0)
-            break;
+            break; /* (the usual case: after the tail, no look at the boards) */
         if (d == 0) {
-            const rp_act *b = &rp_acts[p->act];
-            if ((uint16_t)(b->out_addr << 4 | b->out_channel) <= key)
+            const rp_act *a = &rp_acts[actuator], *b = &rp_acts[p->act];
+            if ((uint16_t)(b->out_addr << 4 | b->out_channel) <=
+                (uint16_t)(a->out_addr << 4 | a->out_channel))
                 break;
         }
         pca_q[qidx(i)] = *p;
@@ -996,9 +1023,28 @@ static __attribute__((noinline)) void pca_insert(uint8_t actuator, uint16_t leve
     pca_qn++;
 }
 
+static inline __attribute__((always_inline)) void pca_insert(uint8_t actuator, uint16_t level,
+                                                             uint32_t due)
+{
+    uint8_t n = pca_qn;
+    if (n) {
+        const pca_write_t *p = &pca_q[qidx((uint8_t)(n - 1))];
+        if ((int32_t)(p->due - due) >= 0 && p->act != actuator) {
+            pca_insert_sorted(actuator, level, due); /* not after the tail */
+            return;
+        }
+    }
+    pca_write_t *w = &pca_q[qidx(n)];
+    w->due = due;
+    w->level = level;
+    w->act = actuator;
+    pca_qn = (uint8_t)(n + 1);
+}
+
 /* Interrupts off (the timer context's commit, or a critical section): a write into the
- * queue, due RP_PCA_LEAD_TICKS after its command's clock (avr_out_clock). */
-void avr_pca_set(uint8_t actuator, uint16_t level)
+ * queue, due RP_PCA_LEAD_TICKS after its command's clock (avr_out_clock). Inline in
+ * pca_prep(). */
+static inline __attribute__((always_inline)) void avr_pca_set(uint8_t actuator, uint16_t level)
 {
     uint8_t m = BIT8(actuator), *lit = &pca_lit[actuator >> 3];
     uint8_t addr = rp_acts[actuator].out_addr;
@@ -1015,9 +1061,15 @@ void avr_pca_set(uint8_t actuator, uint16_t level)
     else
         pca_insert(actuator, level, avr_out_clock + RP_PCA_LEAD_TICKS);
     pca_planned = 0;
-    /* plan once the rest of this batch is committed: compare B right after */
-    if (!twi_busy && (!(TIMSK1 & _BV(OCIE1B)) || (uint16_t)(OCR1B - TCNT1) > 64))
-        arm_b((uint16_t)(TCNT1 + 64));
+    /* plan once the rest of this batch is committed: compare B just after the batch's
+     * clock (its commits come during the core's lead before it, with interrupts on:
+     * compare B 64 ticks after the first planned the group without the others, and the
+     * group is built as soon as it is planned), or 64 ticks from now if that passed */
+    uint16_t now = TCNT1, at = (uint16_t)((uint16_t)avr_out_clock + 64U);
+    if ((int16_t)(at - now) < 64)
+        at = (uint16_t)(now + 64U);
+    if (!twi_busy && (!(TIMSK1 & _BV(OCIE1B)) || (uint16_t)(OCR1B - now) > (uint16_t)(at - now)))
+        arm_b(at);
 }
 
 static void pca_all_off_now(void)
@@ -1036,11 +1088,49 @@ static void pca_all_off_now(void)
     pca_service();
 }
 
-ISR(TIMER1_COMPB_vect)
+/* Compare B: a built transaction's START (TWI_READY, the bus free: no STOP still going
+ * out) in a few cycles, by hand (about 25 cycles from the match to the START); else the
+ * engine in C (__vector_pca_compb). */
+void __vector_pca_compb(void) __attribute__((signal, used, externally_visible));
+ISR(TIMER1_COMPB_vect, ISR_NAKED)
+{
+    __asm__ __volatile__(
+        "push r24\n\t"
+        "in r24, __SREG__\n\t"
+        "push r24\n\t"
+        "lds r24, %[busy]\n\t"
+        "cpi r24, %[ready]\n\t"
+        "brne 1f\n\t"
+        "lds r24, %[twcr]\n\t"
+        "sbrc r24, %[twsto]\n\t"
+        "rjmp 1f\n\t"
+        "ldi r24, %[go]\n\t"
+        "sts %[twcr], r24\n\t"      /* START */
+        "ldi r24, %[onbus]\n\t"
+        "sts %[busy], r24\n\t"
+        "lds r24, %[timsk]\n\t"
+        "andi r24, %[noie]\n\t"
+        "sts %[timsk], r24\n\t"     /* one shot */
+        "pop r24\n\t"
+        "out __SREG__, r24\n\t"
+        "pop r24\n\t"
+        "reti\n\t"
+        "1:\n\t"
+        "pop r24\n\t"
+        "out __SREG__, r24\n\t"
+        "pop r24\n\t"
+        "jmp __vector_pca_compb\n\t"
+        :
+        : [busy] "i"(&twi_busy), [ready] "n"(TWI_READY), [onbus] "n"(TWI_ON_BUS),
+          [twcr] "n"(_SFR_MEM_ADDR(TWCR)), [twsto] "I"(TWSTO),
+          [go] "n"(TWCR_GO | _BV(TWSTA)), [timsk] "n"(_SFR_MEM_ADDR(TIMSK1)),
+          [noie] "n"((uint8_t)~_BV(OCIE1B)));
+}
+
+void __vector_pca_compb(void)
 {
     TIMSK1 &= (uint8_t)~_BV(OCIE1B); /* one shot */
-    if (twi_busy == TWI_READY) { /* a group's first transaction, built: START on its tick */
-        start_on_tick();
+    if (twi_busy == TWI_READY) { /* built, the last STOP still going out: twi_begin waits */
         twi_begin(twi_addr, twi_len);
         return;
     }
@@ -1063,8 +1153,125 @@ ISR(TIMER1_COMPB_vect)
     pca_service();
 }
 
-/* One bus step; short (no call): the engine goes on from compare B after the STOP. */
-ISR(TWI_vect)
+/* One bus step; short (no call): the engine goes on from compare B after the STOP. The
+ * common steps (a START sent: the address; a byte ACKed: the next; the last one ACKed
+ * outside a chain: the STOP, and compare B if there is more to do) by hand, with 4
+ * registers saved (the C form saved 9 and RAMPZ: 88 cycles a step, 6500 steps in
+ * driver_load.py's 88-key run, and 106 at the STOP); the rest (a chain's transaction
+ * sent, a NACK, a bus error) in C (__vector_twi_slow), which does all of it. OCF1B and
+ * OCIE1B are one bit (the asm sets the enable with the flag's mask). */
+void __vector_twi_slow(void) __attribute__((signal, used, externally_visible));
+#if OCF1B != OCIE1B
+#error "TWI_vect: OCIE1B set with OCF1B's mask"
+#endif
+ISR(TWI_vect, ISR_NAKED)
+{
+    __asm__ __volatile__(
+        "push r24\n\t"
+        "in r24, __SREG__\n\t"
+        "push r24\n\t"
+        "push r25\n\t"
+        "lds r24, %[twsr]\n\t"
+        "andi r24, 0xF8\n\t"
+        "cpi r24, 0x08\n\t"
+        "breq 2f\n\t"
+        "cpi r24, 0x10\n\t"
+        "breq 2f\n\t"
+        "cpi r24, 0x18\n\t"
+        "breq 1f\n\t"
+        "cpi r24, 0x28\n\t"
+        "breq 1f\n\t"
+        "rjmp 4f\n\t"                /* (4 is out of a branch's reach) */
+        "1:\n\t"                      /* ACKed: the next byte, if any */
+        "lds r24, %[pos]\n\t"
+        "lds r25, %[len]\n\t"
+        "cp r24, r25\n\t"
+        "brsh 5f\n\t"
+        "push r30\n\t"
+        "push r31\n\t"
+        "mov r30, r24\n\t"
+        "ldi r31, 0\n\t"
+        "subi r30, lo8(-(%[buf]))\n\t"
+        "sbci r31, hi8(-(%[buf]))\n\t"
+        "ld r25, Z\n\t"
+        "sts %[twdr], r25\n\t"       /* TWDR = twi_buf[twi_pos++] */
+        "subi r24, 0xFF\n\t"
+        "sts %[pos], r24\n\t"
+        "pop r31\n\t"
+        "pop r30\n\t"
+        "rjmp 3f\n\t"
+        "2:\n\t"                      /* START sent: the address, write */
+        "lds r24, %[addr]\n\t"
+        "lsl r24\n\t"
+        "sts %[twdr], r24\n\t"
+        "3:\n\t"
+        "ldi r24, %[go]\n\t"
+        "sts %[twcr], r24\n\t"
+        "lds r24, %[prog]\n\t"
+        "subi r24, 0xFF\n\t"
+        "sts %[prog], r24\n\t"       /* twi_progress++ */
+        "pop r25\n\t"
+        "pop r24\n\t"
+        "out __SREG__, r24\n\t"
+        "pop r24\n\t"
+        "reti\n\t"
+        "5:\n\t"                      /* the last byte ACKed, no chain: STOP */
+        "lds r24, %[gocnt]\n\t"
+        "cpi r24, 2\n\t"
+        "brsh 4f\n\t"                /* a chain's transaction: C */
+        "ldi r24, %[stop]\n\t"
+        "sts %[twcr], r24\n\t"       /* the chips take the values now */
+        "clr r25\n\t"                /* (r1 may be a MUL's result here: not zero) */
+        "sts %[busy], r25\n\t"
+        "lds r24, %[prog]\n\t"
+        "subi r24, 0xFF\n\t"
+        "sts %[prog], r24\n\t"
+        "lds r24, %[qn]\n\t"
+        "lds r25, %[jobs]\n\t"
+        "or r24, r25\n\t"
+        "lds r25, %[setn]\n\t"
+        "or r24, r25\n\t"
+        "lds r25, %[step]\n\t"
+        "or r24, r25\n\t"
+        "brne 6f\n\t"
+        "sts %[gocnt], r24\n\t"     /* (0) nothing more to do: no compare B */
+        "rjmp 7f\n\t"
+        "6:\n\t"                      /* compare B in 32 ticks: the engine goes on */
+        "lds r24, %[tcnt]\n\t"
+        "lds r25, %[tcnt]+1\n\t"
+        "adiw r24, 32\n\t"
+        "sts %[ocr]+1, r25\n\t"
+        "sts %[ocr], r24\n\t"
+        "ldi r24, %[ocf]\n\t"
+        "out %[tifr], r24\n\t"
+        "lds r24, %[timsk]\n\t"
+        "ori r24, %[ocf]\n\t"
+        "sts %[timsk], r24\n\t"
+        "7:\n\t"
+        "pop r25\n\t"
+        "pop r24\n\t"
+        "out __SREG__, r24\n\t"
+        "pop r24\n\t"
+        "reti\n\t"
+        "4:\n\t"
+        "pop r25\n\t"
+        "pop r24\n\t"
+        "out __SREG__, r24\n\t"
+        "pop r24\n\t"
+        "jmp __vector_twi_slow\n\t"
+        :
+        : [twsr] "n"(_SFR_MEM_ADDR(TWSR)), [twdr] "n"(_SFR_MEM_ADDR(TWDR)),
+          [twcr] "n"(_SFR_MEM_ADDR(TWCR)), [go] "n"(TWCR_GO), [pos] "i"(&twi_pos),
+          [len] "i"(&twi_len), [buf] "i"(twi_buf), [addr] "i"(&twi_addr),
+          [prog] "i"(&twi_progress), [gocnt] "i"(&pca_go),
+          [stop] "n"(_BV(TWINT) | _BV(TWSTO) | _BV(TWEN)), [busy] "i"(&twi_busy),
+          [qn] "i"(&pca_qn), [jobs] "i"(&pca_jobs), [setn] "i"(&pca_setup_n),
+          [step] "i"(&setup_step), [tcnt] "n"(_SFR_MEM_ADDR(TCNT1)),
+          [ocr] "n"(_SFR_MEM_ADDR(OCR1B)), [ocf] "n"(_BV(OCF1B)),
+          [tifr] "I"(_SFR_IO_ADDR(TIFR1)), [timsk] "n"(_SFR_MEM_ADDR(TIMSK1)));
+}
+
+void __vector_twi_slow(void)
 {
     uint8_t st = TWSR & 0xF8;
     twi_progress++;

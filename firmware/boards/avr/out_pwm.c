@@ -472,10 +472,12 @@ void avr_pwm_prepare(uint8_t ch, uint8_t p, uint16_t level, uint16_t pwm_max, rp
     }
     uint8_t s = SREG;
     cli();
-    if (partial && !(on_mask[p] & m)) {
+    if (partial && !(on_mask[p] & m) && !(*o->port & m)) {
         /* a strike (the hot path, just before an exact edge: a few cycles): the core's
          * write at its clock turns the pin on; it joins its group at the next period
-         * interrupt that sees it high */
+         * interrupt that sees it high. (A pin already high, at full drive or a strike
+         * still waiting to join, is a level change below: its pulse ends at its clock.
+         * Taken as a strike, it stayed on up to a PWM period longer: issue 9.) */
         if (avr_pwm_npend < AVR_PWM_PENDING) {
             pend_ch[avr_pwm_npend] = ch;
             pend_off[avr_pwm_npend++] = off;
@@ -487,9 +489,9 @@ void avr_pwm_prepare(uint8_t ch, uint8_t p, uint16_t level, uint16_t pwm_max, rp
         SREG = s;
         return;
     }
-    /* a member changes level (pulse -> hold: it moves to its new group now; a new
-     * group joins the order at the next period start) or goes off or full on (the
-     * core writes the pin at its clock) */
+    /* a member (or a pin high: full drive, a strike waiting to join) changes level
+     * (pulse -> hold: it moves to its new group now; a new group joins the order at the
+     * next period start) or goes off or full on (the core writes the pin at its clock) */
     drop(ch, p, m);
     if (partial) {
         if (join(group_for(off), p, m))
