@@ -272,11 +272,21 @@ def duty_window_ms(act: Actuator) -> int:
 
 
 def duty_limit_problem(act: Actuator) -> str | None:
-    """Why the firmware's duty limit cannot keep this coil within its rating (None: it
-    can): its shortest duty window is under the protocol's 100 ms."""
+    """Why the firmware's duty limit cannot keep this coil within its rating, or would
+    cut its hold (None: neither): its shortest duty window is under the protocol's
+    100 ms, or the hold's weight is more than the limit drains (every long hold cut)."""
     lim = duty_window_limit_ms(act)
     if lim >= DUTY_WINDOW_MS[0]:
-        return None
+        pm = duty_permille(act)
+        w = duty_weight(act.pwm_max, act.hold_counts)
+        if pm >= 1000 or w * DUTY_UNIT_US <= duty_drain_k(pm):
+            return None
+        return (
+            f"the firmware's duty limit for coil {act.role!r} ({pm}/1000 of full drive², "
+            f"to keep a coil {COIL_THERMAL_TOLERANCE:.0%} off the spec within its "
+            f"{act.max_rise_k:g} K rise) is below its hold's weight ({act.hold_duty:g} of full "
+            f"drive: {w}/256), so the firmware would cut every long hold"
+        )
     return (
         f"the firmware's duty limit cannot keep coil {act.role!r} within its "
         f"{act.max_rise_k:g} K rise: a coil {COIL_THERMAL_TOLERANCE:.0%} off the spec "

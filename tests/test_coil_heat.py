@@ -148,7 +148,12 @@ def test_a_spec_whose_coils_the_duty_limit_cannot_protect_is_refused() -> None:
     assert msg.startswith("grand.yaml: thermal.coil_heat_capacity_j_per_k: 2: ")
     assert "'key:21'" in msg and "(allowed 100..600000 ms)" in msg
     need = float(msg.split("allowed >= ")[1].split()[0])
-    assert 2.0 < need < 25.0
+    assert 20.0 < need < 25.0
+    # a little hotter than the grand: protected, but the limit would cut its keys' holds
+    doc["thermal"]["coil_heat_capacity_j_per_k"] = 20.0
+    with pytest.raises(SpecError, match=r"coil_heat_capacity_j_per_k: 20: .*'key:21' .*below its "
+                       r"hold's weight \(0.35 of full drive: 30/256\).*cut every long hold"):  # fmt: skip
+        spec_from_mapping(doc, "grand.yaml")
     doc["thermal"]["coil_heat_capacity_j_per_k"] = need
     spec = spec_from_mapping(doc, "grand.yaml")
     assert rules.duty_limit_problem(spec.actuators[0]) is None

@@ -402,7 +402,7 @@ def _check_duty_limit(c: _Checker, spec: Any) -> None:
             raise c.fail(
                 "thermal.coil_heat_capacity_j_per_k",
                 f"{cap:g}: {problem}; allowed >= {math.ceil(need * 1000) / 1000:g} with these "
-                "power and thermal numbers (or a larger coil_max_rise_k)",
+                "power and thermal numbers (or a larger coil_max_rise_k, a lower hold_duty)",
             )
 
 
