@@ -56,9 +56,8 @@ def _play(url: str, plan: Plan) -> tuple[dict[str, int], list[tuple[int, int]]]:
 
 
 def _overrun_plan() -> Plan:
-    """The pedal at full drive for 12 s (its bucket overflows after ~8.3 s: cut), up,
-    down again at 13 s (the bucket has drained below the cap: played, and cut again
-    ~1.3 s later), and held at the hold level for 25 s (it drains the bucket, but the
+    """The pedal at full drive for 12 s (its bucket overflows after ~1.3 s: cut), up,
+    down again at 13 s (the bucket has drained below the cap: played, and cut again), and held at the hold level for 25 s (it drains the bucket, but the
     on-time limit cuts it at 20 s); a key struck meanwhile is untouched."""
     key = GRAND.key(60).channel
     return _plan([
@@ -97,7 +96,9 @@ def test_a_press_on_a_full_bucket_is_refused_alike() -> None:
     bucket = rules.DutyBucket.of(GRAND.actuators, PCH)
     bucket.set_level(100 * MS, FULL)
     over = bucket.over_at_us()
-    assert over is not None and 8 * S < over < 9 * S
+    # cap / (weight − drain): the full-drive weight is 255/256, the drain drain_k/16384
+    fill = bucket.cap / (255 / 256 - bucket.drain_k / (256 * rules.DUTY_UNIT_US))
+    assert over is not None and abs(over - (100 * MS + fill)) <= 2 * rules.DUTY_UNIT_US
     plan = _plan([
         Command(100 * MS, Op.SET, PCH, FULL),
         Command(over + 200, Op.SET, PCH, FULL),
@@ -123,18 +124,27 @@ def _etude_like(seconds: int, period_us: int, gap_us: int) -> Score:
 def test_the_planned_pedal_is_never_cut_where_full_drive_would_be() -> None:
     score = _etude_like(60, 870 * MS, 906)
     plan, report = plan_piano(score, GRAND)
-    assert not report.pedal_changes
+    # the pedal's bucket is sized for the hottest coil the tolerance allows (rules.py,
+    # docs/hardware.md "Coil heat"): a 60 s press every 0.87 s is more than its drain,
+    # so a few presses are left out, and said so
+    assert 0 < len(report.pedal_changes) <= 6  # of 69 presses (4 now)
+    assert all(c["change"] == "not pressed" and "duty limit" in str(c["reason"])
+               for c in report.pedal_changes)  # fmt: skip
     sets = [c for c in plan.commands if c.actuator == PCH]
     assert {c.drive for c in sets} == {FULL, HOLD, 0}
     assert not apply_limits(plan.commands, GRAND.actuators).cuts
-    # the same presses held at full drive, as plans did before: cut from ~8 s on
+    # the same presses held at full drive, as plans did before: cut, no sooner than
+    # continuous full drive from cold would be
     old = _plan(
         [c for c in plan.commands if c.actuator != PCH]
         + [dataclasses.replace(c, drive=FULL) for c in sets if c.drive != HOLD]
     )
     cut = apply_limits(old.commands, GRAND.actuators).cuts
     assert len(cut) > 10 and all(why == "duty" and a == PCH for _, a, why in cut)
-    assert cut[0][0] > 8 * S
+    cold = rules.DutyBucket.of(GRAND.actuators, PCH)
+    cold.set_level(0, FULL)
+    first = cold.over_at_us()
+    assert first is not None and cut[0][0] > first
 
 
 def test_pedal_changes_too_fast_for_the_coil_are_left_out_and_reported() -> None:
@@ -209,10 +219,11 @@ def test_pull_in_longer_than_a_full_drive_pulse_is_refused(tmp_path: Path) -> No
 
 
 def test_a_note_the_lifted_pedal_no_longer_carries_is_reported_shortened() -> None:
-    # Coils 25x hotter: a key's hold and the pedal's hold both reach the heat limit in
-    # seconds. The score's pedal would carry the note past its key's heat cut, but the
-    # pedal coil's own limits (its duty bucket, 8/1000 here, binds first) lift the press
-    # before: the note is shortened, and says why.
+    # Coils 25x hotter (a spec the loader refuses: the firmware's duty limit cannot keep
+    # such coils within their rise; built past it here so that limits bind in seconds):
+    # a key's hold reaches the heat limit in seconds. The score's pedal would carry the
+    # note past its key's heat cut, but the pedal coil's own duty bucket refuses the
+    # press: the note is shortened, and says why.
     hot = dataclasses.replace(
         GRAND, thermal=dataclasses.replace(GRAND.thermal, coil_heat_capacity_j_per_k=1.0)
     )
@@ -224,8 +235,9 @@ def test_a_note_the_lifted_pedal_no_longer_carries_is_reported_shortened() -> No
     assert "not carried by pedal: it was lifted early" in (o.reason or "")
     assert "shortened by" in (o.reason or "")
     (lift,) = report.pedal_changes
-    assert lift["change"] == "lifted early" and lift["reason"] == "duty limit"
-    assert not apply_limits(plan.commands, hot.actuators).cuts
+    assert lift["change"] == "not pressed" and "duty limit" in str(lift["reason"])
+    assert all(a != PCH for _, a, _ in apply_limits(plan.commands, hot.actuators).cuts)
+    assert rules.duty_limit_problem(hot.actuators[PCH]) is not None
     # the same on the grand: the pedal carries it (its key lets go at the 20 s limit)
     score2 = Score(notes=[Note(60, 1 * S, 25 * S, 80)],
                    pedal=[PedalEvent(15 * S, 127), PedalEvent(27 * S, 0)])  # fmt: skip

@@ -816,7 +816,8 @@ def test_rules_read_the_actuator_map_and_agree_with_the_limits() -> None:
         assert rules.amps(key, key.pwm_max) == pytest.approx(p.supply_v / p.coil_ohm)
         assert rules.amps(key, 0) == 0.0
         assert rules.duty_permille(key) == stream_duty(spec)
-        assert rules.duty_window_ms(key) == int(th.coil_tau_s * 1000)
+        assert rules.duty_window_ms(key) == math.floor(rules.duty_window_limit_ms(key))
+        assert rules.duty_window_ms(key) < th.coil_tau_s * 1000
         assert rules.fits_concurrency(amap, p.max_simultaneous_strikes)
         assert not rules.fits_concurrency(amap, p.max_simultaneous_strikes + 1)
         assert rules.fits_supply(amap, p.supply_a) and not rules.fits_supply(amap, p.supply_a + 0.01)

@@ -119,14 +119,13 @@ def configure_messages(
     most ``watchdog_drain_ms`` (docs/protocol.md "Watchdog")."""
     amap = spec.actuators
     count = amap.count
-    slowest = max(amap, key=lambda a: a.tau_s, default=None)
     msgs = [
         Message.make(
             "configure_begin",
             actuator_count=count,
             max_concurrent=min(amap.max_concurrent, count),
             watchdog_ms=watchdog_ms,
-            duty_window_ms=rules.duty_window_ms(slowest) if slowest else 1000,
+            duty_window_ms=rules.map_duty_window_ms(amap),
             time_shift=time_shift,
             level_shift=level_shift,
             pca_prescale=pca_prescale(spec),

@@ -9,12 +9,16 @@ run starts ``gap_us`` (1 s) after the last event of the previous one.
 Rules chosen where the physics document leaves room (all documented in
 docs/simulator.md, "Rules of the implementation"):
 
-- A *strike* is a coil going from 0 to a duty ``d > 0``. Its *pulse* is how long the coil
-  stays at that first level (until the next change on that coil: hold, release, or the
-  coil failing). A change from one non-zero level to another is not a strike.
-- The sound is decided at the strike from the state then: the drive and pulse length,
-  the key's return state, and the supply sag, which is the worst (smallest)
-  ``limit / demand`` over the strike's effective pulse ``[t, t + min(pulse, P_full))``.
+- A *strike* is a coil going from 0 to a duty ``d > 0``. Its *pulse* lasts through every
+  level the pin then passes through until it goes to 0 or to the hold (a level at or
+  below the spec's ``strike.hold_duty`` in the actuator's counts), or the coil fails. A
+  change from one non-zero level to another is not a strike.
+- The sound is decided at the strike from the state then: the drive, the key's return
+  state, and the supply sag, which is the worst (smallest) ``limit / demand`` over the
+  strike's effective pulse ``[t, t + min(pulse, P_full))``. The drive is the pulse's
+  energy over that window as the pin delivered it, ``∫ level dt / P_full`` (one level
+  ``d`` for ``pulse``: ``d · min(1, pulse / P_full)``), so a pin left on longer at a higher
+  level strikes louder, not softer.
   Demand is the commanded duty of every key coil that is on, times ``V / R_coil``.
 - Heating uses the commanded duty (not the sagged one), so it errs on the hot side.
 - The pedal has its own supply and is not part of the supply budget or coil heating.
@@ -225,6 +229,14 @@ class PianoPhysics:
         self._heat_ss = heat_ss.tolist()
         self._tau_us = tau_us.tolist()
         self._ret_list = self._ret.tolist()
+        self._p_full_list = self._p_full.tolist()
+        # the highest level that is a hold (it ends a strike's pulse): the spec's hold
+        # duty in the actuator's counts, as the planners round it
+        pwm_max = actuator_pwm_max(spec)
+        self._hold_max = [
+            (round(spec.strike.hold_duty * pwm_max[a]) + 0.5) / pwm_max[a] if a in pwm_max else 0.0
+            for a in range(n_act)
+        ]
         self._is_key = (self._pitch >= 0).tolist()
         self._pedal_latency_us = truth.pedal_latency_us
         # State, in absolute virtual µs (the clock never goes back).
@@ -303,7 +315,10 @@ class PianoPhysics:
 
         s_t: list[float] = []  # strike: absolute time
         s_a: list[int] = []  # actuator
-        s_d: list[float] = []  # commanded duty of the pulse
+        s_d: list[float] = []  # commanded duty of the pulse's latest level
+        s_seg: list[float] = []  # absolute time that level began
+        s_e: list[float] = []  # the pulse's energy before it (duty·µs within P_full)
+        p_full, hold_max = self._p_full_list, self._hold_max
         s_pulse: list[float] = []  # pulse length (µs), inf while open
         s_ret: list[float] = []  # key-return scale e/R (1 if fully up)
         s_rel: list[float] = []  # absolute time the key came up again, inf if not
@@ -376,7 +391,16 @@ class PianoPhysics:
             chg_d.append(d - d0)
             j = pulse_open.pop(a, None)
             if j is not None:
-                s_pulse[j] = t - s_t[j]
+                if d > hold_max[a]:  # still the pulse: its energy goes on at the new level
+                    seg = s_seg[j]
+                    w_end = s_t[j] + p_full[a]
+                    if w_end > seg:
+                        s_e[j] += s_d[j] * (min(t, w_end) - seg)
+                    s_seg[j] = t
+                    s_d[j] = d
+                    pulse_open[a] = j
+                else:
+                    s_pulse[j] = t - s_t[j]
             if d0 == 0.0:  # a strike: the key starts down
                 e = t - release_t[a]
                 r = ret[a]
@@ -384,6 +408,8 @@ class PianoPhysics:
                 s_t.append(t)
                 s_a.append(a)
                 s_d.append(d)
+                s_seg.append(t)
+                s_e.append(0.0)
                 s_pulse.append(inf)
                 s_ret.append(1.0 if e >= r else e / r)
                 s_rel.append(inf)
@@ -414,7 +440,8 @@ class PianoPhysics:
 
         pedal_t, pedal_v, pedal_end, pedal_in = self._pedal_positions(pedal_t, pedal_v, next_origin)
         perf, notes = self._sound(
-            origin, demand0, s_t, s_a, s_d, s_pulse, s_ret, s_rel, chg_t, chg_d, pedal_t, pedal_v, s_temp
+            origin, demand0, s_t, s_a, (s_d, s_seg, s_e), s_pulse, s_ret, s_rel, chg_t, chg_d,
+            pedal_t, pedal_v, s_temp,
         )
         perf.coil_failures = failures
         perf.max_coil_temp_ratio = float(peak / tmax)
@@ -495,7 +522,8 @@ class PianoPhysics:
 
     def _sound(
         self, origin: int, demand0: float,
-        s_t: list[float], s_a: list[int], s_d: list[float], s_pulse: list[float],
+        s_t: list[float], s_a: list[int],
+        s_drive: tuple[list[float], list[float], list[float]], s_pulse: list[float],
         s_ret: list[float], s_rel: list[float], chg_t: list[float], chg_d: list[float],
         pedal_t: list[float], pedal_v: list[float], s_temp: list[float],
     ) -> tuple[Performance, SoundedNotes]:
@@ -510,12 +538,16 @@ class PianoPhysics:
             return Performance(pedal=sensed_pedal, extra=extra), SoundedNotes.empty()
         t = np.asarray(s_t)
         a = np.asarray(s_a, dtype=np.int64)
-        d = np.asarray(s_d)
+        d = np.asarray(s_drive[0])  # the pulse's latest level, since seg, energy e0 before
+        seg = np.asarray(s_drive[1])
+        e0 = np.asarray(s_drive[2])
         pulse = np.asarray(s_pulse)
         retf = np.asarray(s_ret)
         p_full = self._p_full[a]
         sag = self._supply_scale(demand0, chg_t, chg_d, t, t + np.minimum(pulse, p_full))
-        d_eff = d * np.minimum(1.0, pulse / p_full) * retf * sag
+        one = d * np.minimum(1.0, pulse / p_full)  # one level (the planned strike)
+        several = (e0 + d * np.maximum(0.0, t + np.minimum(pulse, p_full) - seg)) / p_full
+        d_eff = np.where(seg > t, several, one) * retf * sag
         if self._tempco > 0.0:  # I = V / R(T): a warm coil drives its hammer less
             d_eff = d_eff / (1.0 + self._tempco * np.asarray(s_temp))
         thr = self._thr[a]

@@ -31,6 +31,7 @@ import yaml
 
 from ..errors import SpecError
 from ..fileio import write_text
+from ..rules import COIL_THERMAL_TOLERANCE
 from ..spec.model import PianoSpec
 
 # libyaml when available: a truth file has ~90 keys and pure-Python YAML is slow.
@@ -52,7 +53,7 @@ RETURN_US = (50_000, 90_000)
 # copper's resistance rises 0.39 % per kelvin (R(T) = R0·(1 + a·ΔT)); the simulator's
 # physics uses it when heating is on (sim://?heating=1)
 COPPER_TEMPCO_PER_K = 0.0039
-THERMAL_SPREAD = 0.10  # heat capacity and tau within ±10 % of the spec's
+THERMAL_SPREAD = COIL_THERMAL_TOLERANCE  # heat capacity and tau within it of the spec's (rules.py)
 PEDAL_LATENCY_US = (30_000, 60_000)
 
 

@@ -212,7 +212,7 @@ def _check_carriage(c: _Checker, path: str, car: Any, neck: Any, line: int | Non
 
 
 def _check_timing_power(c: _Checker, spec: GuitarSpec) -> None:
-    from .loader import _check_nominal_curves
+    from .loader import _check_duty_limit, _check_nominal_curves
 
     t, p = spec.timing, spec.power
     _check_nominal_curves(c, spec.nominal)
@@ -245,6 +245,7 @@ def _check_timing_power(c: _Checker, spec: GuitarSpec) -> None:
             f"{p.max_simultaneous_strikes} needs {p.max_simultaneous_strikes * coil_a:.3g} A "
             f"with {n} coils and power.supply_a {p.supply_a:g} (allowed 1..{budget})",
         )
+    _check_duty_limit(c, spec)
 
 
 def load_guitar_spec(name_or_path: str | Path) -> GuitarSpec:

@@ -388,6 +388,44 @@ def _check_strike_power_timing(c: _Checker, spec: PianoSpec, n_actuators: int) -
         )
 
 
+def _check_duty_limit(c: _Checker, spec: Any) -> None:
+    """SpecError at ``thermal.coil_heat_capacity_j_per_k`` if the firmware's duty limit
+    cannot keep some coil within ``thermal.coil_max_rise_k`` (rules.duty_limit_problem),
+    with the smallest heat capacity that it can."""
+    from .. import rules  # it imports the actuator map, which imports this package
+
+    for act in spec.actuators:
+        problem = rules.duty_limit_problem(act)
+        if problem is not None:
+            cap = spec.thermal.coil_heat_capacity_j_per_k
+            need = _least_heat_capacity(act, cap)
+            raise c.fail(
+                "thermal.coil_heat_capacity_j_per_k",
+                f"{cap:g}: {problem}; allowed >= {math.ceil(need * 1000) / 1000:g} with these "
+                "power and thermal numbers (or a larger coil_max_rise_k, a lower hold_duty)",
+            )
+
+
+def _least_heat_capacity(act: Any, cap: float) -> float:
+    """The heat capacity (J/K) past which the duty limit keeps ``act`` (built with
+    ``cap``) within its rise, every larger one too."""
+    from .. import rules
+
+    def fails(c_j_per_k: float) -> bool:  # the heating rate goes as 1 / C
+        heat = act.heat_k_per_s * cap / c_j_per_k
+        return rules.duty_limit_problem(replace(act, heat_k_per_s=heat)) is not None
+
+    lo, hi = 0.0, 1e-3  # a bracket that does not depend on the value given
+    while fails(hi):
+        lo, hi = hi, hi * 2.0
+    for _ in range(40):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if fails(mid) else (lo, mid)
+    # the permille's rounding makes the edge ragged: past the last failure near it
+    hi = max([hi] + [hi * (1 + i / 1000) for i in range(1, 1001) if fails(hi * (1 + i / 1000))])
+    return hi * 1.001
+
+
 def _check_nominal(c: _Checker, spec: PianoSpec) -> None:
     _check_nominal_curves(c, spec.nominal)
     slowest = max(spec.nominal.latency_us)
@@ -510,6 +548,7 @@ def spec_from_mapping(doc: Any, source: str = "<spec>") -> PianoSpec:
         sync_click=click,
     )
     _check_strike_power_timing(c, spec, spec.actuator_count)
+    _check_duty_limit(c, spec)
     if pedal is not None and pedal.pull_in_us is not None and pedal.pull_in_us > spec.strike.max_pulse_us:
         raise c.fail(
             "pedal.pull_in_us",

@@ -478,6 +478,9 @@ CROSS_FIELD_RULES: tuple[str, ...] = (
     "power: supply_v / coil_ohm <= supply_a, and max_simultaneous_strikes * supply_v / "
     "coil_ohm <= supply_a; max_simultaneous_strikes <= number of actuators",
     "timing.min_repeat_us >= timing.key_return_us",
+    "thermal: the firmware's duty limit keeps a coil 10 % off the spec (heat capacity, "
+    "tau) within coil_max_rise_k with a duty window of at least 100 ms, and drains at "
+    "least the hold_duty's weight (docs/hardware.md \"Coil heat\")",
     "nominal: drive, velocity and latency_us have the same length; drive strictly "
     "increasing and every drive > threshold; velocity strictly increasing; latency_us "
     "non-increasing; timing.pipeline_delay_us >= max(latency_us)",
