@@ -23,6 +23,23 @@ def spec(name: str = SPEC_88) -> PianoSpec:
     return load_spec(name)
 
 
+def duty_steps(steps: list[tuple[int, int, str]], full: int, hold: int) -> list[Command]:
+    """Commands from ``(gap_us, actuator, what)`` steps, unsorted: ``off`` a release,
+    ``strike`` a 40 ms pulse at ``full`` then ``hold``, ``full``/``hold`` a level set
+    (the duty-limit tests' random streams)."""
+    t = 0
+    cmds: list[Command] = []
+    for dt, a, what in steps:
+        t += dt
+        if what == "off":
+            cmds.append(Command(t, Op.RELEASE, a))
+        elif what == "strike":
+            cmds.append(Command(t, Op.PULSE_HOLD, a, full, 40_000, hold))
+        else:
+            cmds.append(Command(t, Op.SET, a, full if what == "full" else hold))
+    return cmds
+
+
 def make_plan(
     sp: PianoSpec,
     notes: int = 40,

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from driver_helpers import duty_steps
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -259,16 +260,8 @@ _KEY = GRAND.key(60).channel
 def test_the_screen_never_misses_a_coil_the_full_run_cuts(
     steps: list[tuple[int, int, str]],
 ) -> None:
-    t = 0
-    cmds: list[Command] = []
-    for dt, a, what in steps:
-        t += dt
-        if what == "off":
-            cmds.append(Command(t, Op.RELEASE, a))
-        elif what == "strike":
-            cmds.append(Command(t, Op.PULSE_HOLD, a, FULL, 40 * MS, HOLD))
-        else:
-            cmds.append(Command(t, Op.SET, a, FULL if what == "full" else HOLD))
+    cmds = duty_steps(steps, FULL, HOLD)
+    t = sum(dt for dt, _, _ in steps)
     cmds.append(Command(t + 1, Op.RELEASE, PCH))
     cmds.append(Command(t + 1, Op.RELEASE, _KEY))
     cmds.sort(key=Command.sort_key)

@@ -8,6 +8,7 @@ plays it.
 
 from __future__ import annotations
 
+from driver_helpers import duty_steps
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -25,17 +26,7 @@ S = 1_000_000
 
 
 def _stream(steps: list[tuple[int, int, str]]) -> list[Command]:
-    t = 0
-    cmds: list[Command] = []
-    for dt, a, what in steps:
-        t += dt
-        if what == "off":
-            cmds.append(Command(t, Op.RELEASE, a))
-        elif what == "strike":
-            cmds.append(Command(t, Op.PULSE_HOLD, a, FULL, 40 * MS, HOLD))
-        else:
-            cmds.append(Command(t, Op.SET, a, FULL if what == "full" else HOLD))
-    return sorted(cmds, key=Command.sort_key)
+    return sorted(duty_steps(steps, FULL, HOLD), key=Command.sort_key)
 
 
 @settings(max_examples=60, deadline=None)
