@@ -30,7 +30,8 @@ ROOT = "robo_player"
 
 # Small utilities any unit may import; they import only each other.
 UTIL = frozenset(
-    {"errors", "pitch", "fileio", "progress", "matching", "resources", "motion", "voicing", ROOT}
+    {"errors", "pitch", "fileio", "progress", "matching", "resources", "motion", "voicing", "servo",
+     ROOT}
 )
 
 ALLOWED: dict[str, frozenset[str]] = {
@@ -43,6 +44,7 @@ ALLOWED: dict[str, frozenset[str]] = {
     "resources": frozenset(),  # where the shipped specs, pieces and model are
     "motion": frozenset(),  # a positioner's step profile (planner, simulator, driver)
     "voicing": frozenset(),  # how loud a note of a velocity sounds (synthesis and hearing)
+    "servo": frozenset(),  # a hobby servo's pulse rule (spec, simulator, firmware model)
     "fileio": frozenset({"errors"}),
     "performance": UTIL,  # what a device reports: neutral ground for host and device side
     # sources

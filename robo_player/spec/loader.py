@@ -390,12 +390,12 @@ def _check_strike_power_timing(c: _Checker, spec: PianoSpec, n_actuators: int) -
 
 def _check_duty_limit(c: _Checker, spec: Any) -> None:
     """SpecError at ``thermal.coil_heat_capacity_j_per_k`` if the firmware's duty limit
-    cannot keep some coil within ``thermal.coil_max_rise_k`` (rules.duty_limit_problem),
+    cannot keep some coil within ``thermal.coil_max_rise_k`` (spec.duty.duty_limit_problem),
     with the smallest heat capacity that it can."""
-    from .. import rules  # it imports the actuator map, which imports this package
+    from . import duty  # it imports the actuator map, which imports this package
 
     for act in spec.actuators:
-        problem = rules.duty_limit_problem(act)
+        problem = duty.duty_limit_problem(act)
         if problem is not None:
             cap = spec.thermal.coil_heat_capacity_j_per_k
             need = _least_heat_capacity(act, cap)
@@ -409,11 +409,11 @@ def _check_duty_limit(c: _Checker, spec: Any) -> None:
 def _least_heat_capacity(act: Any, cap: float) -> float:
     """The heat capacity (J/K) past which the duty limit keeps ``act`` (built with
     ``cap``) within its rise, every larger one too."""
-    from .. import rules
+    from . import duty
 
     def fails(c_j_per_k: float) -> bool:  # the heating rate goes as 1 / C
         heat = act.heat_k_per_s * cap / c_j_per_k
-        return rules.duty_limit_problem(replace(act, heat_k_per_s=heat)) is not None
+        return duty.duty_limit_problem(replace(act, heat_k_per_s=heat)) is not None
 
     lo, hi = 0.0, 1e-3  # a bracket that does not depend on the value given
     while fails(hi):
