@@ -83,6 +83,10 @@ BLIND_MIN_NEW = 60.0
 # this fraction of its partials rose (precision +0.005..+0.03, recall unchanged, on the
 # same four takes)
 STRAY_MIN_FRACTION = 0.5
+# ... and its fine pitch (where heard) within this many semitones of its key (a low
+# neighbour's strike a semitone away: session 9, with the key-unknown midpoint of the new
+# power; docs/hearing.md)
+STRAY_PITCH_TOL = 0.35
 # key unknown: an onset whose new sound near its first FINE_PARTIALS partials (each
 # heard >= FINE_MIN_NOISE noise units) sits more than FINE_PITCH_TOL semitones off its
 # pitch is a neighbour's (:meth:`Detector.fine_pitch`)
@@ -475,9 +479,10 @@ class Detector:
     # ---- key unknown -------------------------------------------------------------------
     def detect(self, pitches: range = range(LOWEST, HIGHEST + 1), min_gap_s: float = 0.03) -> list[Onset]:
         """Every onset in the recording with its pitch, sorted by time: for each pitch,
-        the frames where its partials rose (> BLIND_RISE_DB, BLIND_MIN_FRACTION of them)
-        and the new sound is this key's (:meth:`new_share` >= BLIND_MIN_NEW), refined like a known strike; onsets of one
-        pitch closer than ``min_gap_s`` count once."""
+        the frames where its partials rose (> BLIND_RISE_DB, BLIND_MIN_FRACTION of them),
+        timed by the midpoint of the new power (:meth:`new_power`), where the new sound
+        is this key's (:meth:`new_share` >= BLIND_MIN_NEW), refined like a known strike;
+        onsets of one pitch closer than ``min_gap_s`` count once."""
         out: list[Onset] = []
         for p in pitches:
             r = self.rise_db(p)
@@ -488,7 +493,7 @@ class Detector:
                 frac = self.risen_fraction(p, int(i))
                 if frac < BLIND_MIN_FRACTION:
                     continue
-                t_mid = self._midpoint(p, int(i))
+                t_mid = self._midpoint(p, int(i), predicted=True)
                 if t_mid - last < min_gap_s or (
                     self.new_share(p, t_mid, [p + d for d in KIN], BLIND_RELATIVE) < BLIND_MIN_NEW
                 ):
@@ -579,6 +584,9 @@ class Detector:
             if o.risen < STRAY_MIN_FRACTION:
                 continue  # a stray is what the plan does not explain: only the clear ones
             if any(abs(o.t_s - u) < before_s + after_s for u in taken.get(o.pitch, [])):
+                continue
+            est = self.fine_pitch(o.pitch, o.t_s)
+            if est is not None and abs(est - o.pitch) > STRAY_PITCH_TOL:
                 continue
             others = [q for q in near(o.t_s) if q != o.pitch]
             if not others or self.new_share(o.pitch, o.t_s, [*others, *(o.pitch + d for d in KIN)]) >= MIN_NEW:
