@@ -11,7 +11,7 @@ import pytest
 
 from robo_player.errors import HearingError
 from robo_player.hearing.align import PATTERN_US, align_take, fit_clock
-from robo_player.hearing.detector import RELATED, Detector, check_audio
+from robo_player.hearing.detector import RELATED, Detector, Onset, check_audio
 from robo_player.hearing.listen import check_take
 from robo_player.hearing.recording import Recording, input_devices, read_wav, write_wav
 from robo_player.performance import HeardNote
@@ -279,3 +279,13 @@ def test_plan_known_onset_of_a_partial_struck_in_anti_phase_with_a_ringing_one(d
     i = int(round(t0 * sr / det.hop))
     assert abs(det._midpoint(pitch, i) - t0) > 0.02  # the salience's midpoint: late
     assert abs(det._midpoint(pitch, i, predicted=True) - t0) < 0.005  # measured +1.9..+2.2 ms
+
+
+def test_a_stray_a_semitone_off_its_sound_is_not_kept() -> None:
+    # the key-unknown pass gave a strike to the semitone above the key that sounded (a
+    # low neighbour): with the plan known and nothing planned there, a stray is kept only
+    # where its fine pitch is its key's (within STRAY_PITCH_TOL)
+    det = Detector(_take([HeardNote(300_000, 40, 80.0, 700_000)]), 48000)
+    t = 0.3 + OFFSET_S
+    kept = det.detect_intended([], 0.08, 0.08, [Onset(t, 40, 80.0, 20.0), Onset(t, 41, 60.0, 20.0)])
+    assert [o.pitch for o in kept] == [40]
