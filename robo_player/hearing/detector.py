@@ -263,16 +263,7 @@ class Detector:
         s = self._sal.get(pitch)
         if s is None:
             spec = self.spec
-            bin_hz = self.sr / N_FFT
-            f0 = f0_hz(pitch)
-            cols = []
-            for k in range(1, 9):
-                fk = k * f0
-                if fk > min(F_MAX_HZ, 0.45 * self.sr):
-                    break
-                lo = max(0, int(math.floor(fk / bin_hz)) - 1)
-                hi = int(math.ceil(fk * (1 + INHARMONIC * min(1.0, k / 8)) / bin_hz)) + 1
-                cols.append(spec[:, lo : hi + 1].max(axis=1).astype(np.float64))
+            cols = [spec[:, lo : hi + 1].max(axis=1).astype(np.float64) for lo, hi in self._partial_bins(pitch)]
             s = np.stack(cols, axis=1)
             self._sal[pitch] = s
         return s
@@ -632,7 +623,10 @@ class Detector:
         half_w = int(math.ceil(N_FFT / 2 / self.hop))
         ref = max(d, f_lo - half_w)
         frames = np.concatenate([[ref - d], np.arange(ref, f_hi + 1)])
-        bins = self._partial_bins(pitch, cols)
+        bins = np.array(sorted({
+            b for k, (lo, hi) in enumerate(self._partial_bins(pitch)) if cols is None or k in cols
+            for b in range(lo, hi + 1)
+        }))
         pad = N_FFT // 2
         idx = (frames * self.hop - pad)[:, None] + np.arange(N_FFT)[None, :]
         seg = np.where((idx >= 0) & (idx < len(self.y)), self.y[np.clip(idx, 0, len(self.y) - 1)], 0.0)
@@ -648,19 +642,20 @@ class Detector:
         r = (np.abs(x[1:] - pred) ** 2).sum(axis=1)
         return int(ref), r
 
-    def _partial_bins(self, pitch: int, cols: Cols = None) -> np.ndarray:
-        """The spectrogram bins :meth:`partials` reads for ``pitch`` (``cols`` only)."""
+    def _partial_bins(self, pitch: int) -> list[tuple[int, int]]:
+        """Per partial ``k·f0`` of ``pitch`` (k = 1..8, below F_MAX_HZ and 0.45 x the rate),
+        the spectrogram bins (first, last) that hold it: a bin each side, and up to
+        INHARMONIC above for the string's stretch."""
         bin_hz = self.sr / N_FFT
         f0 = f0_hz(pitch)
-        out: set[int] = set()
+        out = []
         for k in range(1, 9):
             fk = k * f0
             if fk > min(F_MAX_HZ, 0.45 * self.sr):
                 break
-            if cols is None or k - 1 in cols:
-                lo = max(0, int(math.floor(fk / bin_hz)) - 1)
-                out.update(range(lo, int(math.ceil(fk * (1 + INHARMONIC * min(1.0, k / 8)) / bin_hz)) + 2))
-        return np.array(sorted(out))
+            lo = max(0, int(math.floor(fk / bin_hz)) - 1)
+            out.append((lo, int(math.ceil(fk * (1 + INHARMONIC * min(1.0, k / 8)) / bin_hz)) + 1))
+        return out
 
     # ---- the sample-accurate part ------------------------------------------------------
     def _refine(self, pitch: int, t_coarse: float, rise: float) -> Onset:
