@@ -20,7 +20,10 @@ harmonic templates of this key and its rivals (keys struck nearby, related keys)
 The onset (:meth:`Detector.y_onset`): the key's partials through Gaussian bands, their
 power less the background before (a line), summed; the linear part of that sum meets
 zero at the onset plus a per-key constant measured on a reference tone
-(:func:`energy_response`) and taken off.
+(:func:`energy_response`) and taken off. The coarse onset of a key-unknown or plan-known
+strike is the midpoint of its new power (:meth:`Detector.new_power`): the partials' bins
+less a prediction of the sound already ringing there, so a strike in anti-phase with a
+ringing partial is not timed late.
 
 Loudness: the note's comb-filtered power over 3..13 ms after the onset, less the
 background, over the reference tone's gain and the microphone's reference gain, turned
@@ -113,8 +116,8 @@ OWN_BINS = 1
 # ... and where every partial is shared, the salience's top is looked for within this
 # many frames of the rise (24 ms: a step's top is 21 ms on), not 2 x lag
 SHARED_REACH = 12
-# plan known: the coarse onset from the power the ringing sound does not explain
-# (:meth:`Detector.new_power`): each bin at the key's partials predicted as one decaying,
+# the coarse onset (key unknown, plan known) from the power the ringing sound does not
+# explain (:meth:`Detector.new_power`): each bin at the key's partials predicted as one decaying,
 # rotating sinusoid from two frames PREDICT_FRAMES apart before the rise's window
 PREDICT_FRAMES = 4
 Cols = tuple[int, ...] | None  # a subset of a pitch's partials (None: all)
@@ -605,7 +608,8 @@ class Detector:
         else:
             f_lo, s = 0, self.salience(pitch, cols or None)
         lo = float(s[max(0, i - lag - f_lo)])
-        top_i = i - f_lo + int(np.argmax(s[i - f_lo : i - f_lo + reach + 1]))
+        k = max(0, i - f_lo)  # (the prediction's frames start 8 ms in at the earliest)
+        top_i = k + int(np.argmax(s[k : k + reach + 1]))
         half = 0.5 * (lo + float(s[top_i]))
         j = top_i
         while j > max(0, i - lag - f_lo) and s[j] > half:
