@@ -227,7 +227,7 @@ def stages(det: Detector, truth_notes, pairs: dict[int, int], offset_s: float) -
         elif det.risen_fraction(h.pitch, j) < det_mod.BLIND_MIN_FRACTION:
             k = "few partials rose"
         else:
-            t_mid = det._midpoint(h.pitch, j)
+            t_mid = det._midpoint(h.pitch, j, predicted=True)  # as detect times it
             kin = [h.pitch + d for d in det_mod.KIN]
             est = det.fine_pitch(h.pitch, t_mid)
             if det.new_share(h.pitch, t_mid, kin, det_mod.BLIND_RELATIVE) < det_mod.BLIND_MIN_NEW:
