@@ -850,8 +850,16 @@ __attribute__((noinline))
 #endif
 static uint16_t run_batch(uint32_t next, uint32_t now, uint16_t budget, uint8_t ends)
 {
-    rp_out_t outs[BATCH];
-    batch_item cp[BATCH]; /* cp[0..nb-1].c: the commands; cp[nb..nb+ne-1].end: the deadlines */
+    /* The two arrays (80 B on the AVR) below the frame, not in it: avr-gcc reaches a
+     * frame's slots with one LDD/STD only up to Y+63, and with them in the frame its
+     * spills lay past that (an ADIW/SBIW pair around each: 170 k cycles of
+     * driver_load.py's 8.1 M). Same stack, one SP move more. */
+    struct batch_arrays {
+        rp_out_t outs[BATCH];
+        batch_item cp[BATCH]; /* cp[0..nb-1].c: the commands; cp[nb..nb+ne-1].end: the deadlines */
+    } *ba = __builtin_alloca(sizeof(struct batch_arrays));
+    rp_out_t *outs = ba->outs;
+    batch_item *cp = ba->cp;
     uint8_t acts = 0, bit = 1, nb = 0, ne = 0; /* acts: bit i set if cp[i] writes its output */
     uint8_t same = 0; /* the outputs written at `next` (the centring below) */
     rp_aid pulses = rp_running_pulses;

@@ -35,7 +35,7 @@
 #endif
 
 static const uint8_t pwm_pins[RP_AVR_DIRECT_OUTPUTS] PROGMEM = RP_AVR_PINS_INIT;
-/* A group's row (COMPB reads it from one pointer, grp + 15 g: a SWAP and a SUB): its off
+/* A group's row (COMPB reads it from one pointer, grp + order[cur]: ROW_OFF): its off
  * tick within the period, the ports that hold members (bit p: mask[p] != 0; 0: the
  * group is empty), so that COMPB skips the other ports with one bit test each (was a
  * load and a test of every port's mask), and its members per port. */
@@ -49,7 +49,11 @@ typedef char grp_row_is_15_bytes[sizeof(grp_row) == 15 ? 1 : -1]; /* (OFFS_ASM) 
 uint8_t avr_pwm_used; /* bit g: group g has members or joins */
 static const uint16_t port_bit[PORTS] PROGMEM = {1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024};
 static uint8_t on_mask[PORTS];                  /* every member, per port */
-static uint8_t order[AVR_PWM_GROUPS], norder, cur; /* used groups by off tick; COMPB's next */
+/* the used groups by off tick, each as its row's offset in grp[] (15 g: the interrupts
+ * point Z at the row with no multiply); COMPB's next */
+static uint8_t order[AVR_PWM_GROUPS], norder, cur;
+#define ROW(off) ((grp_row *)((uint8_t *)grp + (off)))
+#define ROW_OFF(g) ((uint8_t)((g) * sizeof(grp_row)))
 static uint8_t ordered; /* bit g: group g is in order[] (a used group not in it: new) */
 /* strikes prepared but maybe not yet committed: channel and group; they join once their
  * pin is high (the core's commit) */
@@ -91,11 +95,11 @@ static void rebuild(void)
         }
         uint16_t o = r->off;
         uint8_t i = norder++;
-        while (i && grp[order[i - 1]].off > o) {
+        while (i && ROW(order[i - 1])->off > o) {
             order[i] = order[i - 1];
             i--;
         }
-        order[i] = g;
+        order[i] = ROW_OFF(g);
         ordered |= bit;
     }
     if (!norder && !avr_pwm_npend) { /* nothing at a partial level: the timer stops */
@@ -105,10 +109,10 @@ static void rebuild(void)
     }
     uint16_t now = TCNT3;
     cur = 0;
-    while (cur < norder && grp[order[cur]].off <= now)
+    while (cur < norder && ROW(order[cur])->off <= now)
         cur++; /* passed in this period: their pins go off in the next */
     if (cur < norder) {
-        OCR3B = grp[order[cur]].off;
+        OCR3B = ROW(order[cur])->off;
         TIFR3 = _BV(OCF3B);
         TIMSK3 |= _BV(OCIE3B);
     } else {
@@ -127,7 +131,8 @@ static void group_free(uint8_t g)
     avr_pwm_used &= (uint8_t)~(1U << g);
     ordered &= (uint8_t)~(1U << g);
     uint8_t i = 0;
-    while (i < norder && order[i] != g)
+    uint8_t og = ROW_OFF(g);
+    while (i < norder && order[i] != og)
         i++;
     if (i < norder) { /* (a group not in the order yet: a rebuild is due anyway) */
         norder--;
@@ -209,11 +214,11 @@ static void join_pending(void)
 static inline __attribute__((always_inline)) void offs_due(uint8_t all)
 {
     while (cur < norder) {
-        uint8_t g = order[cur];
-        if (!all && grp[g].off > TCNT3 + 8U)
+        const grp_row *r = ROW(order[cur]);
+        if (!all && r->off > TCNT3 + 8U)
             break;
         cur++;
-        const uint8_t *m = grp[g].mask;
+        const uint8_t *m = r->mask;
 #define OFF(i, reg)                                                                        \
     if (m[i])                                                                              \
         reg &= (uint8_t)~m[i];
@@ -221,7 +226,7 @@ static inline __attribute__((always_inline)) void offs_due(uint8_t all)
 #undef OFF
     }
     if (cur < norder) {
-        OCR3B = grp[order[cur]].off;
+        OCR3B = ROW(order[cur])->off;
         TIMSK3 |= _BV(OCIE3B);
     } else {
         TIMSK3 &= (uint8_t)~_BV(OCIE3B); /* until the next period start */
@@ -285,8 +290,8 @@ static __attribute__((used)) void period_join(void) { join_pending(); }
     "lds r26, %[" #p "]\n\t" "or r26, r24\n\t" "sts %[" #p "], r26\n\t" "2:\n\t"
 #define EACH_PORT_ASM(IO, MEM) IO(0, pa) IO(1, pb) IO(2, pc) IO(3, pd) IO(4, pe) IO(5, pf) \
     IO(6, pg) MEM(7, ph) MEM(8, pj) MEM(9, pk) MEM(10, pl)
-#if AVR_PWM_GROUPS > 16
-#error "out_pwm: OFFS_ASM's 15 g by SWAP"
+#if AVR_PWM_GROUPS > 17
+#error "out_pwm: order[] holds 15 g in a byte"
 #endif
 #define PUSH_ASM                                                                           \
     "push r24\n\t" "in r24, __SREG__\n\t" "push r24\n\t" "push r25\n\t" "push r26\n\t"     \
@@ -300,8 +305,7 @@ static __attribute__((used)) void period_join(void) { join_pending(); }
     "lds r30, %[cur]\n\t" "lds r24, %[norder]\n\t" "cp r30, r24\n\t" "brlo 3f\n\t"         \
     "rjmp 8f\n\t" "3:\n\t"                                                                 \
     "ldi r31, 0\n\t" "subi r30, lo8(-(%[order]))\n\t" "sbci r31, hi8(-(%[order]))\n\t"    \
-    "ld r24, Z\n\t"                                   /* g = order[cur] */                 \
-    "mov r30, r24\n\t" "swap r30\n\t" "sub r30, r24\n\t" "ldi r31, 0\n\t" /* 15 g (g < 16) */ \
+    "ld r30, Z\n\t" "ldi r31, 0\n\t"                /* 15 g = order[cur] */              \
     "subi r30, lo8(-(%[grp]))\n\t" "sbci r31, hi8(-(%[grp]))\n\t"                          \
     "ld r26, Z\n\t" "ldd r27, Z+1\n\t"                /* X = grp[g].off */                 \
     "lds r24, %[tcnt]\n\t" "lds r25, %[tcnt]+1\n\t" "adiw r24, 9\n\t"                      \
@@ -368,10 +372,22 @@ ISR(TIMER3_COMPA_vect, ISR_NAKED)
         : PWM_ASM_OPERANDS);
 }
 
-/* a group's off tick (and any due with it) */
+/* a group's off tick (and any due with it). r24 and SREG wait in GPIOR1/GPIOR2 (an OUT
+ * and an IN: 4 cycles less than a PUSH and a POP each, 7000 times in driver_load.py's
+ * run): no other code uses them, and this interrupt never lets another in (nothing
+ * between its save and its restore can overwrite them). */
+#define PUSH_B_ASM                                                                         \
+    "out %[gp1], r24\n\t" "in r24, __SREG__\n\t" "out %[gp2], r24\n\t" "push r25\n\t"    \
+    "push r26\n\t" "push r27\n\t" "push r30\n\t" "push r31\n\t"
+#define POP_B_ASM                                                                          \
+    "pop r31\n\t" "pop r30\n\t" "pop r27\n\t" "pop r26\n\t" "pop r25\n\t"               \
+    "in r24, %[gp2]\n\t" "out __SREG__, r24\n\t" "in r24, %[gp1]\n\t" "reti\n\t"
 ISR(TIMER3_COMPB_vect, ISR_NAKED)
 {
-    __asm__ __volatile__(PUSH_ASM OFFS_ASM_("") POP_ASM : : PWM_ASM_OPERANDS);
+    __asm__ __volatile__(PUSH_B_ASM OFFS_ASM_("") POP_B_ASM
+                         :
+                         : PWM_ASM_OPERANDS, [gp1] "I"(_SFR_IO_ADDR(GPIOR1)),
+                           [gp2] "I"(_SFR_IO_ADDR(GPIOR2)));
 }
 
 /* interrupts off: the pin leaves its group (cleared at once, so that no period start

@@ -38,8 +38,10 @@
 #define RP_SERVO_LEAD 1024U /* 64 us */
 #define RP_SERVO_FAR 60000U /* a compare further than this: a wake-up that re-arms */
 /* a rise's compare fires this long before its tick (its interrupt's entry took ~16 us:
- * rises came that late without it) */
-#define RP_SERVO_RISE_LEAD 320U /* 20 us */
+ * rises came that late without it). 20 us left 4 us for another interrupt ahead of it:
+ * with run_batch() faster (session 9, fwcpu2) a guitar test's first rise came 12 us
+ * late (test_firmware_pulses_equal_the_model); 30 us: on time */
+#define RP_SERVO_RISE_LEAD 480U /* 30 us */
 /* cycles from the rise's pin write to its TCNT1 read, plus the fall's spin exit to its
  * pin write: measured under simavr, widths came out 16 w + 20..28 cycles without it,
  * 16 w - 4..+1 with 24 */
