@@ -367,6 +367,9 @@ static void bucket_integrate(rp_act *a, uint32_t now)
         return;
     a->bucket_unit = nu;
     const rp_limits *lim = RP_LIM(a);
+#ifdef __AVR__
+    __asm__("" : "+r"(lim)); /* one address sum (avr-gcc made it twice, shifts and all) */
+#endif
     uint32_t b = a->bucket_us;
     if (a->weight)
         b += mul_16x8(units, a->weight) >> 2; /* u * 64 us * w / 256 */
