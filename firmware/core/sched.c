@@ -306,31 +306,10 @@ static void duty_note(const rp_act *a, uint32_t now)
  * 16 bits (4.2 s): the duty poll's sweep keeps every coil within a second of the clock,
  * so a difference of more than half of it only comes from a `now` a little in the past
  * (a change logged by the timer context before this update), which is skipped. */
-/* The bucket's two products: u * w, and (u * d) >> 8. On the AVR from 8x8 MULs in
- * line (the 32-bit C forms call avr-gcc's 16x16 routine, and its 8x8 C forms promote
- * to 16-bit multiplies): the same values, the low byte of the low product being the
- * only one dropped. */
-static inline uint32_t mul_16x8(uint16_t u, uint8_t w)
-{
-#ifdef __AVR__
-    uint32_t r;
-    __asm__("clr %C0\n\t"
-            "clr %D0\n\t"
-            "mul %A1, %2\n\t"
-            "mov %A0, r0\n\t"
-            "mov %B0, r1\n\t"
-            "mul %B1, %2\n\t"
-            "add %B0, r0\n\t"
-            "adc %C0, r1\n\t"
-            "clr r1"
-            : "=&r"(r)
-            : "r"(u), "r"(w));
-    return r;
-#else
-    return (uint32_t)u * w;
-#endif
-}
-
+/* The bucket's two products: u * w (rp_mul_16x8(), board.h), and (u * d) >> 8. On the AVR
+ * from 8x8 MULs in line (the 32-bit C form calls avr-gcc's 16x16 routine, and its 8x8
+ * C forms promote to 16-bit multiplies): the same value, the low byte of the low
+ * product being the only one dropped. */
 static inline uint32_t mul_16x16_shr8(uint16_t u, uint16_t d)
 {
 #ifdef __AVR__
@@ -372,7 +351,7 @@ static void bucket_integrate(rp_act *a, uint32_t now)
 #endif
     uint32_t b = a->bucket_us;
     if (a->weight)
-        b += mul_16x8(units, a->weight) >> 2; /* u * 64 us * w / 256 */
+        b += rp_mul_16x8(units, a->weight) >> 2; /* u * 64 us * w / 256 */
     if (b) {
         uint32_t drain = mul_16x16_shr8(units, lim->drain_k);
         b = b > drain ? b - drain : 0;
