@@ -87,4 +87,27 @@ uint8_t board_output_busy(uint16_t actuator, uint32_t clock);
 /* Queue bytes for the host (main-loop context only). */
 void board_write(const uint8_t *data, uint16_t len);
 
+/* u * w in full, in line (the duty bucket's weight, the AVR's PCA9685 lead): on the AVR
+ * two MULs, where avr-gcc calls its 16x16 routine for the 32-bit C form. */
+static inline uint32_t rp_mul_16x8(uint16_t u, uint8_t w)
+{
+#ifdef __AVR__
+    uint32_t r;
+    __asm__("clr %C0\n\t"
+            "clr %D0\n\t"
+            "mul %A1, %2\n\t"
+            "mov %A0, r0\n\t"
+            "mov %B0, r1\n\t"
+            "mul %B1, %2\n\t"
+            "add %B0, r0\n\t"
+            "adc %C0, r1\n\t"
+            "clr r1"
+            : "=&r"(r)
+            : "r"(u), "r"(w));
+    return r;
+#else
+    return (uint32_t)u * w;
+#endif
+}
+
 #endif

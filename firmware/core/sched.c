@@ -306,6 +306,38 @@ static void duty_note(const rp_act *a, uint32_t now)
  * 16 bits (4.2 s): the duty poll's sweep keeps every coil within a second of the clock,
  * so a difference of more than half of it only comes from a `now` a little in the past
  * (a change logged by the timer context before this update), which is skipped. */
+/* The bucket's two products: u * w (rp_mul_16x8(), board.h), and (u * d) >> 8. On the AVR
+ * from 8x8 MULs in line (the 32-bit C form calls avr-gcc's 16x16 routine, and its 8x8
+ * C forms promote to 16-bit multiplies): the same value, the low byte of the low
+ * product being the only one dropped. */
+static inline uint32_t mul_16x16_shr8(uint16_t u, uint16_t d)
+{
+#ifdef __AVR__
+    uint32_t r;
+    __asm__("clr %B0\n\t"
+            "clr %C0\n\t"
+            "clr %D0\n\t"
+            "mul %A1, %A2\n\t"
+            "mov %A0, r1\n\t" /* the low product's high byte */
+            "mul %B1, %A2\n\t"
+            "add %A0, r0\n\t"
+            "adc %B0, r1\n\t"
+            "mul %A1, %B2\n\t"
+            "add %A0, r0\n\t"
+            "adc %B0, r1\n\t"
+            "adc %C0, %D0\n\t" /* the carry (both 0) */
+            "mul %B1, %B2\n\t"
+            "add %B0, r0\n\t"
+            "adc %C0, r1\n\t"
+            "clr r1"
+            : "=&r"(r)
+            : "r"(u), "r"(d));
+    return r;
+#else
+    return ((uint32_t)u * d) >> 8;
+#endif
+}
+
 static void bucket_integrate(rp_act *a, uint32_t now)
 {
     uint16_t nu = unit_of(now);
@@ -313,15 +345,19 @@ static void bucket_integrate(rp_act *a, uint32_t now)
     if ((int16_t)units <= 0)
         return;
     a->bucket_unit = nu;
+    const rp_limits *lim = RP_LIM(a);
+#ifdef __AVR__
+    __asm__("" : "+r"(lim)); /* one address sum (avr-gcc made it twice, shifts and all) */
+#endif
     uint32_t b = a->bucket_us;
     if (a->weight)
-        b += ((uint32_t)units * a->weight) >> 2; /* u * 64 us * w / 256 */
+        b += rp_mul_16x8(units, a->weight) >> 2; /* u * 64 us * w / 256 */
     if (b) {
-        uint32_t drain = ((uint32_t)units * RP_LIM(a)->drain_k) >> 8;
+        uint32_t drain = mul_16x16_shr8(units, lim->drain_k);
         b = b > drain ? b - drain : 0;
     }
     a->bucket_us = b;
-    a->hot = b >= RP_BUCKET_CAP_US(a);
+    a->hot = b >= lim->cap_us;
 }
 
 static void bucket_update(rp_act *a, uint32_t now)

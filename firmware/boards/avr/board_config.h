@@ -112,8 +112,8 @@ static inline uint32_t board_clock(void)
  * 1017 Hz, +-328 us at 1526 Hz), plus how far the STOP misses its tick (the planner's
  * bus-time model against the bus: tens of us). */
 extern uint8_t avr_pca_prescale;
-#define RP_PCA_HALF_PERIOD_TICKS \
-    ((uint32_t)(avr_pca_prescale + 1U) * (RP_CLOCK_HZ / 1000000UL * 4096UL / 50UL))
+#define RP_PCA_HALF_PERIOD_STEP_TICKS (RP_CLOCK_HZ / 1000000UL * 4096UL / 50UL) /* a PRE_SCALE step's */
+#define RP_PCA_HALF_PERIOD_TICKS ((uint32_t)(avr_pca_prescale + 1U) * RP_PCA_HALF_PERIOD_STEP_TICKS)
 #include "outputs.h"
 /* direct pins change at their commit; other kinds: their hook (the PCA9685's lead) */
 #define RP_OUTPUT_LEAD_TICKS(out_kind) ((out_kind) == RP_OUT_DIRECT ? 0U : avr_out_lead(out_kind))

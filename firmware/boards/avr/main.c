@@ -965,7 +965,13 @@ void avr_pca_configured(uint8_t prescale)
 
 /* The PCA9685 kind's lead: its commands are queued this much early (the write engine
  * centres each group of writes, aiming half a PWM period early). */
-uint32_t avr_pca_lead_ticks(void) { return (uint32_t)RP_PCA_LEAD_TICKS + RP_PCA_HALF_PERIOD_TICKS; }
+/* RP_PCA_LEAD_TICKS + RP_PCA_HALF_PERIOD_TICKS, its product in line (once per PCA9685
+ * write: avr-gcc called its 16x16 routine) */
+uint32_t avr_pca_lead_ticks(void)
+{
+    return RP_PCA_LEAD_TICKS + RP_PCA_HALF_PERIOD_STEP_TICKS +
+           rp_mul_16x8(RP_PCA_HALF_PERIOD_STEP_TICKS, avr_pca_prescale);
+}
 
 /* avr_pca_set()'s rare paths, out of line (its common path saves fewer registers: it
  * runs in the core's commit, interrupts off). A board is set up as soon as an output of
