@@ -424,12 +424,7 @@ def train_renderer(train_perfs: list[Any], valid_perfs: list[Any], out: str | Pa
         for bi, n_batches, (x, y, m) in _epoch_batches(tr, seq_len, batch_size, rng, opt, lr, epoch, epochs,
                                                        transpose):
             p = model(x)
-            loss = loss_fn(p, y, m) + (corr_weight * corr_loss(p, y, m) if corr_weight else 0.0)
-            opt.zero_grad()
-            loss.backward()
-            nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            opt.step()
-            tot += loss.item()
+            tot += _step(opt, model, loss_fn(p, y, m) + (corr_weight * corr_loss(p, y, m) if corr_weight else 0.0))
             nb += 1
             if progress and bi % 20 == 0:
                 sys.stderr.write(f"\repoch {epoch}: batch {bi + 1}/{n_batches} loss {tot / nb:.4f}")
@@ -514,6 +509,15 @@ def beat_tempo_r(nets: list[BeatTempoGRU], rows: list[BeatCheck]) -> float:
     return float(np.mean(rs)) if rs else float("nan")
 
 
+
+def _step(opt: torch.optim.Optimizer, net: nn.Module, loss: torch.Tensor) -> float:
+    """One optimiser step on ``loss`` (gradients clipped to norm 1); the loss's value."""
+    opt.zero_grad()
+    loss.backward()
+    nn.utils.clip_grad_norm_(net.parameters(), 1.0)
+    opt.step()
+    return float(loss.item())
+
 def train_beat_tempo(train_perfs: list[Any], valid_perfs: list[Any], out: str | Path,
                      cfg: BeatConfig | None = None, epochs: int = 40, batch_size: int = 16,
                      seq_len: int = 128, lr: float = 2e-3, seed: int = 0, corr_weight: float = 0.3,
@@ -542,12 +546,7 @@ def train_beat_tempo(train_perfs: list[Any], valid_perfs: list[Any], out: str | 
         tot, nb = 0.0, 0
         # transposition moves the beat's mean pitch feature, as the note networks' pitch
         for _, _, (x, y, m) in _epoch_batches(tr, seq_len, batch_size, rng, opt, lr, epoch, epochs, transpose):
-            loss = beat_loss(net(x), y, m, x[..., sf.BEAT_NOTATED], corr_weight, full_weight)
-            opt.zero_grad()
-            loss.backward()
-            nn.utils.clip_grad_norm_(net.parameters(), 1.0)
-            opt.step()
-            tot += loss.item()
+            tot += _step(opt, net, beat_loss(net(x), y, m, x[..., sf.BEAT_NOTATED], corr_weight, full_weight))
             nb += 1
         score = beat_tempo_r([net], check) if check else -tot / max(nb, 1)
         history.append({"epoch": epoch, "train": tot / max(nb, 1), "valid_tempo_r": score})
