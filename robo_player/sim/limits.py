@@ -37,7 +37,7 @@ import numpy as np
 from .. import rules
 from ..actuation import OutputColumns, expand_commands, is_pulse_hold, output_steps
 from ..plan import Command, Op
-from ..spec.actuators import ActuatorKind, ActuatorMap
+from ..spec.actuators import Actuator, ActuatorKind, ActuatorMap
 
 __all__ = ["LimitResult", "LiveLimits", "apply_limits"]
 
@@ -90,10 +90,7 @@ def apply_limits(
     drop: set[int] = set()
     extra: list[Command] = []
     for a, idx in sorted(by_act.items()):
-        act = amap[a]
-        _Coil(a, act.pwm_max, act.max_on_us, rules.duty_permille(act), window_ms).run(
-            cmds, idx, res, drop, extra
-        )
+        _Coil.of(amap[a], window_ms).run(cmds, idx, res, drop, extra)
     if not drop and not extra:
         return res
     kept = [c for i, c in enumerate(cmds) if i not in drop]
@@ -172,6 +169,11 @@ class _Coil:
         self.last = -1  # input index of the command that last turned it on / changed it
         self._cut_key: tuple[int, int, int] = (-1, -1, -1)  # the bucket _cut_at was for
         self._cut_at: float = _INF
+
+    @classmethod
+    def of(cls, act: Actuator, window_ms: int) -> _Coil:
+        """The coil of ``act`` under the firmware's limits (duty window ``window_ms``)."""
+        return cls(act.index, act.pwm_max, act.max_on_us, rules.duty_permille(act), window_ms)
 
     def _set(self, t: int, level: int) -> None:
         if level == self.level:
@@ -264,7 +266,7 @@ class LiveLimits:
         pm = pwm_max if pwm_max is not None else actuator_pwm_max_of(amap)
         window_ms = rules.map_duty_window_ms(amap)
         self._coils = {
-            a.index: _Coil(a.index, a.pwm_max, a.max_on_us, rules.duty_permille(a), window_ms)
+            a.index: _Coil.of(a, window_ms)
             for a in amap
             if a.kind is ActuatorKind.COIL and a.index in pm
         }
