@@ -178,7 +178,7 @@ def _intended_notes(score: Any, plan_report: Any) -> list[tuple[int, int, int, i
     out = []
     for o in plan_report.outcomes:
         n = score.notes[o.index]
-        out.append((o.intended_t_us, o.pitch_out, n.duration_us, n.velocity))
+        out.append((o.target_t_us, o.pitch_out, n.duration_us, n.velocity))
     return out
 
 
@@ -357,6 +357,7 @@ def cmd_play(args: argparse.Namespace, port: str | None = None) -> int:
                 performance.heard,
                 plot_path,
                 title=f"{Path(piece).name} on {spec.name}",
+                strikes=[o.strike_t_us for o in plan_report.outcomes],
             )
         if write_back:
             from .hearing.loop import corrected_calibration

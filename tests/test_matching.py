@@ -145,3 +145,41 @@ def test_the_report_passes_the_plans_strike_times() -> None:
     assert report.match_heard(rep.outcomes, early) == {}
     on_time = [HeardNote(t_us=o.target_t_us, pitch=o.pitch_out, velocity=40.0) for o in rep.outcomes]
     assert set(report.match_heard(rep.outcomes, on_time)) == {o.index for o in rep.outcomes}
+
+
+def test_the_piano_roll_applies_the_causality_rule_with_strike_times() -> None:
+    from robo_player.sim.pianoroll import _match_errors
+
+    # a re-strike at 80 ms aimed at 100 ms (latency 20 ms); the onset at 82 ms is the
+    # first strike's late sound, 2 ms after the new strike: too soon to be its sound
+    intended = [(0, 60, 50_000, 50.0), (100_000, 60, 50_000, 80.0)]
+    heard = [HeardNote(t_us=82_000, pitch=60, velocity=50.0)]
+    assert _match_errors(intended, heard) == [-30.0]  # without strike times: a false pair
+    assert _match_errors(intended, heard, strikes=[-20_000, 80_000]) == [None]
+
+
+def test_live_latencies_pair_as_the_report_does() -> None:
+    from types import SimpleNamespace
+
+    from robo_player.live.measure import latencies, live_plan_report
+    from robo_player.live.session import Arrival
+    from robo_player.performance import Performance
+
+    # two notes on one key, each struck 20 ms before it sounds, 60 ms apart; heard: the
+    # first late (its onset lands 2 ms after the second's strike), then the second on time
+    arrivals = [Arrival(0, 60, 70, "on_time", note=0), Arrival(60_000, 60, 70, "on_time", note=1)]
+    planner = SimpleNamespace(
+        stats=SimpleNamespace(delays_us=[30_000, 30_000]), played={0: (70, 20_000), 1: (70, 20_000)},
+        pitch_of={0: 60, 1: 60}, spec=SimpleNamespace(name="x"), calibrated=False,
+        supply_overloads=lambda: 0, latency_us=30_000, options=SimpleNamespace(mode=SimpleNamespace(value="fixed")),
+    )  # fmt: skip
+    session = SimpleNamespace(arrivals=arrivals)
+    perf = Performance(heard=[HeardNote(72_000, 60, 70.0), HeardNote(90_000, 60, 70.0)])
+    m = latencies(perf, session, planner)  # type: ignore[arg-type]
+    # the onset at 72 ms is 2 ms after the second strike (70 ms): not its sound, and
+    # 42 ms after the first note's time (outside 30 ms): unpaired; 90 ms is the second's
+    assert [(x.t_us, x.latency_us) for x in m] == [(60_000, 30_000)]
+    # the second unheard: the first's late onset is no measure of it
+    assert latencies(Performance(heard=perf.heard[:1]), session, planner) == []  # type: ignore[arg-type]
+    rep = live_plan_report(session, planner)  # type: ignore[arg-type]
+    assert [o.strike_t_us for o in rep.outcomes] == [10_000, 70_000]

@@ -1,8 +1,11 @@
 """What a live run measured: each sounded note's latency (heard onset - its message).
 
-A note is matched to the heard onset on its key nearest to its planned sound time
-(message + planned delay), within ``window_us``; notes with no such onset are not
-measured. Used by ``--report``, the bench and the tests.
+Notes are paired with heard onsets on their key as the file report pairs them
+(:func:`robo_player.matching.match_onsets`: one onset a note, nearest to the planned sound
+time (message + planned delay) within ``window_us``, and, on the piano, where the strike
+time is known, no onset sooner after the strike than a share of its planned latency: a
+re-strike is not "heard" by the previous strike's late sound); notes with no such onset
+are not measured. Used by ``--report``, the bench and the tests.
 """
 
 from __future__ import annotations
@@ -40,24 +43,38 @@ def latencies(
     perf: Performance, session: LiveSession, planner: AnyLivePlanner, window_us: int = 30_000
 ) -> list[Measured]:
     """Every sounded note that was heard, with its measured latency."""
-    by_pitch: dict[int, list[int]] = {}
-    for h in perf.heard:
-        by_pitch.setdefault(h.pitch, []).append(h.t_us)
-    out: list[Measured] = []
+    from ..matching import Window, match_onsets
+
+    want: list[tuple[Arrival, int, int | None]] = []  # (arrival, sound time, strike time)
     delays = iter(planner.stats.delays_us)  # one per strike planned, in arrival order
     for a in session.arrivals:
         if a.outcome not in ("on_time", "late"):
             continue
-        want = a.t_us + next(delays)
+        delay = next(delays)
         if a.answer:
             continue  # the robot's own answer: no player's message to measure from
-        cands = by_pitch.get(sounded_pitch(planner, a), [])
-        if not cands:
-            continue
-        onset = min(cands, key=lambda x: abs(x - want))
-        if abs(onset - want) <= window_us:
-            out.append(Measured(a.t_us, a.pitch, a.velocity, onset - a.t_us))
+        want.append((a, a.t_us + delay, _strike_us(planner, a, delay)))
+    pairs = match_onsets(
+        ((t, sounded_pitch(planner, a)) for a, t, _s in want),
+        ((h.t_us, h.pitch) for h in perf.heard),
+        Window(window_us, window_us),
+        strikes=[s for _a, _t, s in want],
+    )
+    out: list[Measured] = []
+    for i, (a, _t, _s) in enumerate(want):
+        j = pairs.get(i)
+        if j is not None:
+            out.append(Measured(a.t_us, a.pitch, a.velocity, perf.heard[j].t_us - a.t_us))
     return out
+
+
+def _strike_us(planner: AnyLivePlanner, a: Arrival, delay_us: int) -> int | None:
+    """When the piano's strike for sounded note ``a`` was planned (its sound time less
+    the key's latency), for the matcher's causality rule; None on a guitar (as the file
+    planner, which sets no strike times there)."""
+    if isinstance(planner, GuitarLivePlanner) or a.note not in planner.played:
+        return None
+    return a.t_us + delay_us - planner.played[a.note][1]
 
 
 def sounded_pitch(planner: AnyLivePlanner, a: Arrival) -> int:
@@ -115,6 +132,7 @@ def live_plan_report(session: LiveSession, planner: AnyLivePlanner) -> PlanRepor
         rep.outcomes.append(NoteOutcome(
             len(rep.outcomes), a.pitch, sounded_pitch(planner, a), fate,
             a.t_us + delay if sounded else want, want, a.velocity, None, changes, reason,
+            strike_t_us=_strike_us(planner, a, delay) if sounded else None,
         ))  # fmt: skip
     return rep
 

@@ -22,11 +22,16 @@ ERROR_RANGE = 20.0
 
 
 def _match_errors(
-    intended: Sequence[tuple[int, int, int, float]], heard: Sequence[HeardNote]
+    intended: Sequence[tuple[int, int, int, float]],
+    heard: Sequence[HeardNote],
+    strikes: Sequence[int | None] | None = None,
 ) -> list[float | None]:
     """For each heard note, loudness error against the intended note it is paired with
-    (:func:`robo_player.matching.match_onsets`), None for a stray onset."""
-    pairs = match_onsets(((t, p) for t, p, _d, _v in intended), ((h.t_us, h.pitch) for h in heard))
+    (:func:`robo_player.matching.match_onsets`, with each note's strike time where
+    known, for its causality rule: as the report pairs them), None for a stray onset."""
+    pairs = match_onsets(
+        ((t, p) for t, p, _d, _v in intended), ((h.t_us, h.pitch) for h in heard), strikes=strikes
+    )
     errs: list[float | None] = [None] * len(heard)
     for i, j in pairs.items():
         errs[j] = heard[j].velocity - float(intended[i][3])
@@ -50,6 +55,7 @@ def pianoroll_figure(
     heard: Sequence[HeardNote],
     *,
     title: str = "",
+    strikes: Sequence[int | None] | None = None,
 ) -> Figure:
     """The piano roll as a matplotlib Figure (rows of :data:`ROW_S` s; see
     :func:`plot_pianoroll`)."""
@@ -72,7 +78,7 @@ def pianoroll_figure(
     fig = Figure(figsize=(width, 1.2 + 3.2 * rows), dpi=100)
     FigureCanvasAgg(fig)
     axes = fig.subplots(rows, 1, squeeze=False)[:, 0]
-    errs = _match_errors(intended, heard)
+    errs = _match_errors(intended, heard, strikes)
     norm = Normalize(-ERROR_RANGE, ERROR_RANGE)
     density = len(heard) / min(end_s, row_s) if rows == 1 else len(heard) / end_s
     size = 22.0 if density < 5 else max(6.0, 110.0 / density)
@@ -128,19 +134,22 @@ def plot_pianoroll(
     path: str | Path,
     *,
     title: str = "",
+    strikes: Sequence[int | None] | None = None,
 ) -> Path:
     """Draw ``intended`` notes (t_us, pitch, duration_us, velocity) as boxes and ``heard``
     onsets as markers coloured by loudness error; write a PNG atomically. Returns the path.
 
     Times are performance times in µs, shown in seconds; heard notes with an ``end_us``
     also get a thin line to their damping time. Heard notes with no intended note of the
-    same pitch paired with them (:mod:`robo_player.matching`, ±80 ms) are drawn as black
+    same pitch paired with them (:mod:`robo_player.matching`, ±80 ms; ``strikes``: each
+    intended note's strike time or None, so that an onset too soon after a strike to be
+    its sound is not paired with it, as the report pairs them) are drawn as black
     crosses. A legend names each mark. A long piece is split over rows of
     :data:`ROW_S` seconds (at most :data:`MAX_ROWS`; longer pieces get longer rows), so
     notes stay readable.
     """
     path = Path(path)
-    fig = pianoroll_figure(intended, heard, title=title)
+    fig = pianoroll_figure(intended, heard, title=title, strikes=strikes)
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", bbox_inches="tight")
     log.info("wrote %s", path)
