@@ -373,7 +373,7 @@ def cmd_play(args: argparse.Namespace, port: str | None = None) -> int:
         for line in summary_lines(report):
             print(line, file=to)
         for path in (args.report, None if no_audio else args.wav, args.plot):
-            if path and path != "-":
+            if path:
                 print(f"wrote {path}", file=to)
     if fault is not None:
         if isinstance(fault, KeyboardInterrupt):
@@ -395,17 +395,20 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 def cmd_plan(args: argparse.Namespace) -> int:
     from .planner import plan as plan_for
 
+    if not (args.out or args.tab or args.report):
+        raise UsageError("plan: nothing to write: give --out PLAN.jsonl, --tab TAB.txt or --report PATH")
     spec = _load_spec(args)
     score = _load_score(args)
     calibration = _load_calibration(args, spec)
     with Outputs() as outputs:
-        out = outputs.reserve(args.out)
+        out = outputs.reserve(args.out) if args.out else None
         rep = outputs.reserve(args.report) if args.report else None
         tab = outputs.reserve(args.tab) if args.tab else None
         if tab is not None and spec.family == "piano":
             raise UsageError(f"--tab: spec {spec.name!r} is a piano (allowed: a guitar or bass spec)")
         plan, plan_report = plan_for(score, spec, calibration, _plan_options(args))
-        plan.write_jsonl(out)
+        if out is not None:
+            plan.write_jsonl(out)
         if rep:
             write_text(rep, json.dumps(plan_report.to_json(), indent=2) + "\n")
         if tab is not None:
@@ -418,7 +421,9 @@ def cmd_plan(args: argparse.Namespace) -> int:
             f"{len(plan)} commands for {pr['notes_in']} notes: {pr['notes_played']} played, "
             f"{pr['notes_altered']} altered, {pr['notes_dropped']} dropped"
         )
-        print(f"wrote {args.out}")
+        for path in (args.out, args.report, args.tab):
+            if path:
+                print(f"wrote {path}")
     return 0
 
 
@@ -565,7 +570,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_score_args(sp)
     _add_spec_arg(sp)
     _add_plan_args(sp)
-    sp.add_argument("--out", required=True, metavar="PLAN.jsonl", help="where to write the plan")
+    sp.add_argument("--out", metavar="PLAN.jsonl",
+                    help="where to write the plan (needed unless --tab or --report is given)")  # fmt: skip
     sp.add_argument("--report", metavar="PATH", help="write the plan report JSON here")
     sp.add_argument("--tab", metavar="TAB.txt", help="guitar/bass: write the fingering as ASCII tab")
 

@@ -288,6 +288,19 @@ def test_cli_plan_writes_tab_and_plays_on_the_simulator_only(tmp_path: Path,
     assert "--port fw-host://: no device for the guitar family there yet" in capsys.readouterr().err
 
 
+def test_cli_plan_tab_alone_as_the_issue_writes_it(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # `robo-player plan tune.mid --spec guitar-slider --tab tab.txt`: no --out needed
+    mid = tmp_path / "tune.mid"
+    write_midi(score_of((45, 0, 250 * MS, 80), (52, 250 * MS, 250 * MS, 90)), mid)
+    tab = tmp_path / "tab.txt"
+    assert cli_main(["plan", str(mid), "--spec", "guitar-slider", "--tab", str(tab)]) == 0
+    assert "|" in tab.read_text() and f"wrote {tab}" in capsys.readouterr().out
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tab.txt", "tune.mid"]
+    # nothing to write: a usage error that names the outputs
+    assert cli_main(["plan", str(mid), "--spec", "guitar-slider"]) == 2
+    assert "give --out PLAN.jsonl, --tab TAB.txt or --report PATH" in capsys.readouterr().err
+
+
 def test_plan_round_trip(tmp_path: Path) -> None:
     spec = SPECS["bass-4"]
     s = score_of((28, 0, 200 * MS, 80), (35, 400 * MS, 200 * MS, 100), (40, 900 * MS, 300 * MS, 40))
