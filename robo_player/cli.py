@@ -437,7 +437,8 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     if spec.family != "piano":
         from .calibrator.guitar import calibrate_command
 
-        return calibrate_command(args, spec, lambda: _open_device(args.port, spec, args), print)
+        return calibrate_command(args, spec, lambda: _open_device(args.port, spec, args), print,
+                                 simulated_instrument(args, args.port))  # fmt: skip
     if not 3 <= args.max_strikes <= 64:
         raise UsageError(f"--max-strikes: {args.max_strikes} is out of range (allowed 3..64)")
     require_sensor(args)

@@ -101,7 +101,7 @@ def instrument_of_calibration(args: argparse.Namespace, port: str, calibration: 
     if now != learned:
         sys.stderr.write(
             f"robo-player: warning: {args.calibration} was made on the simulated instrument "
-            f"{learned}, this play is on {now}: its curves describe another piano, so "
+            f"{learned}, this play is on {now}: its curves describe another instrument, so "
             "timing and loudness will be off (drop --truth-seed/--truth to play the one it "
             "learned)\n"
         )

@@ -66,8 +66,10 @@ def test_calibrate_then_play_on_the_command_line(tmp_path: Path, capsys: Any) ->
     cal, rep = tmp_path / "cal.yaml", tmp_path / "rep.json"
     assert main(["-q", "calibrate", "--spec", "guitar-slider", "--port", "sim://",
                  "--truth-seed", "7", "--out", str(cal)]) == 0  # fmt: skip
-    assert main(["-q", "play", str(tmp_path / "t.mid"), "--spec", "guitar-slider", "--truth-seed",
-                 "7", "--calibration", str(cal), "--report", str(rep), "--wav",
+    # the file names the simulated guitar it learned, and play plays that one by default
+    assert "simulated: {truth_seed: 7}" in cal.read_text()
+    assert main(["-q", "play", str(tmp_path / "t.mid"), "--spec", "guitar-slider",
+                 "--calibration", str(cal), "--report", str(rep), "--wav",
                  str(tmp_path / "t.wav"), "--plot", str(tmp_path / "t.png")]) == 0  # fmt: skip
     r = json.loads(rep.read_text())
     for key in ("fretter_travel_frets", "fretter_travel_mm", "string_changes", "buzzed_notes"):
@@ -80,6 +82,11 @@ def test_calibrate_then_play_on_the_command_line(tmp_path: Path, capsys: Any) ->
     assert main(["-q", "simulate", str(tmp_path / "t.mid"), "--spec", "guitar-slider",
                  "--truth-seed", "7", "--report", str(rep)]) == 0  # fmt: skip
     assert json.loads(rep.read_text())["onset_error_ms"]["p99"] > 2.0
+    # told to play another simulated guitar with it: a warning that says so
+    capsys.readouterr()
+    assert main(["-q", "play", str(tmp_path / "t.mid"), "--spec", "guitar-slider", "--truth-seed",
+                 "8", "--calibration", str(cal)]) == 0  # fmt: skip
+    assert "was made on the simulated instrument {'truth_seed': 7}" in capsys.readouterr().err
 
 
 def test_guitar_on_a_firmware_port_is_refused_clearly(tmp_path: Path, capsys: Any) -> None:

@@ -217,9 +217,11 @@ def _settle(device: Device, spec: GuitarSpec, todo: list[int], cal: StringCalibr
 
 
 def calibrate_command(args: Any, spec: GuitarSpec, open_device: Callable[[], Device],
-                      say: Callable[[str], None]) -> int:  # fmt: skip
+                      say: Callable[[str], None],
+                      simulated: dict[str, int | str] | None = None) -> int:  # fmt: skip
     """``robo-player calibrate --spec guitar-…``: calibrate, write ``args.out``, summarise
-    through ``say`` (the CLI's print)."""
+    through ``say`` (the CLI's print). ``simulated``: the simulated instrument the port
+    plays (written to the file, so that ``play`` plays that one by default)."""
     from ..fileio import Outputs
     from ..progress import Progress as Bar
 
@@ -229,6 +231,7 @@ def calibrate_command(args: Any, spec: GuitarSpec, open_device: Callable[[], Dev
         with open_device() as device:
             cal, rep = calibrate_guitar(device, spec, progress=bar)
         bar.done()
+        cal.simulated = simulated
         cal.save(out)
     if not args.quiet:
         worst = max(cal.settle_us.values(), default=0)

@@ -162,26 +162,32 @@ class Calibration:
         for p, k in (doc.get("keys") or {}).items():
             keys[int(p)] = curve_from_doc(k, int(p), f"{path}: keys.{p}")
         pl = doc.get("pedal_latency_us")
-        sim = doc.get("simulated")
-        if sim is not None and not (
-            isinstance(sim, dict)
-            and set(sim) <= {"truth_seed", "truth"}
-            and len(sim) == 1
-            and isinstance(sim.get("truth_seed", 0), int)
-        ):
-            raise CalibrationError(
-                f"{path}: simulated: {sim!r} (allowed: {{truth_seed: INT}} or {{truth: PATH}})"
-            )
         return cls(
             spec_name=str(doc.get("spec", "")),
             spec_hash=str(doc.get("spec_hash", "")),
             keys=keys,
             pedal_latency_us=int(pl) if pl is not None else None,
-            simulated=dict(sim) if sim is not None else None,
+            simulated=simulated_of_doc(path, doc),
         )
 
 
 # -- calibration files (the piano's and the guitar's) ----------------------------------
+
+
+def simulated_of_doc(path: Path, doc: dict[str, Any]) -> dict[str, int | str] | None:
+    """A calibration file's optional ``simulated`` (the simulated instrument it was
+    made on), checked; CalibrationError naming the file otherwise."""
+    sim = doc.get("simulated")
+    if sim is not None and not (
+        isinstance(sim, dict)
+        and set(sim) <= {"truth_seed", "truth"}
+        and len(sim) == 1
+        and isinstance(sim.get("truth_seed", 0), int)
+    ):
+        raise CalibrationError(
+            f"{path}: simulated: {sim!r} (allowed: {{truth_seed: INT}} or {{truth: PATH}})"
+        )
+    return dict(sim) if sim is not None else None
 
 
 def read_calibration_doc(path: Path) -> dict[str, Any]:

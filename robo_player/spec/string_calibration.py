@@ -13,6 +13,7 @@ File format (YAML)::
     spec: guitar-slider
     spec_hash: 0123abcd...
     picks_per_picker: 12.0         # mean
+    simulated: {truth_seed: 1}     # optional: made on the simulator, on this instrument
     pickers:                       # by string (0 = the first in the spec)
       0: {pitch: 40, threshold: 0.21, strikes: 12, drive: [...], velocity: [...],
           latency_us: [...]}
@@ -37,6 +38,7 @@ from .calibration import (
     curve_from_doc,
     curve_to_doc,
     read_calibration_doc,
+    simulated_of_doc,
 )
 
 __all__ = ["StringCalibration"]
@@ -52,6 +54,9 @@ class StringCalibration:
     pickers: dict[int, KeyCurve] = field(default_factory=dict)
     settle_us: dict[str, int] = field(default_factory=dict)
     measured: bool = True
+    # made on the simulator: which simulated instrument it learned ({"truth_seed": n} or
+    # {"truth": path}; `play` then plays that one by default); None for a real instrument
+    simulated: dict[str, int | str] | None = None
 
     @property
     def strikes_per_key(self) -> float:
@@ -81,6 +86,7 @@ class StringCalibration:
             "spec": self.spec_name,
             "spec_hash": self.spec_hash,
             "picks_per_picker": round(self.strikes_per_key, 3),
+            **({"simulated": dict(self.simulated)} if self.simulated else {}),
             "pickers": {s: curve_to_doc(c) for s, c in sorted(self.pickers.items())},
             "settle_us": dict(sorted(self.settle_us.items())),
         }
@@ -112,4 +118,4 @@ class StringCalibration:
                 )
             settle[str(role)] = v
         return cls(str(doc.get("spec", "")), str(doc.get("spec_hash", "")), str(doc["family"]),
-                   pickers, settle)  # fmt: skip
+                   pickers, settle, simulated=simulated_of_doc(path, doc))  # fmt: skip
