@@ -408,6 +408,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
             raise UsageError(f"--tab: spec {spec.name!r} is a piano (allowed: a guitar or bass spec)")
         plan, plan_report = plan_for(score, spec, calibration, _plan_options(args))
         if out is not None:
+            plan.notes = [o.to_json() for o in plan_report.outcomes]  # for `verify` (docs/plan-format.md)
             plan.write_jsonl(out)
         if rep:
             write_text(rep, json.dumps(plan_report.to_json(), indent=2) + "\n")
@@ -512,7 +513,7 @@ _HEARING: dict[str, Callable[..., Any]] = {
     "load_calibration": lambda a, s: _load_calibration(a, s),
     "plan_options": lambda a: _plan_options(a),
     "open_device": lambda u, s, a: _open_device(u, s, a),
-    "add_score_args": lambda p: _add_score_args(p),
+    "add_score_args": lambda p, song_required=True: _add_score_args(p, song_required),
     "add_spec_arg": lambda p: _add_spec_arg(p),
     "add_plan_args": lambda p: _add_plan_args(p),
 }
@@ -631,7 +632,14 @@ def interrupted_exit_code(err: BaseException) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     try:
-        args = parser.parse_args(argv)
+        args, extra = parser.parse_known_args(argv)
+        # `verify TAKE.wav --plan P SONG`: argparse leaves an optional positional given
+        # after the options over; it is verify's SONG
+        if extra and getattr(args, "command", None) == "verify" and args.song is None \
+                and len(extra) == 1 and not extra[0].startswith("-"):  # fmt: skip
+            args.song, extra = extra[0], []
+        if extra:
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
     except SystemExit as exc:  # argparse exits 2 on usage errors, 0 on --help
         return int(exc.code or 0)
     logging.basicConfig(

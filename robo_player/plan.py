@@ -35,7 +35,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .errors import PlanError
 from .fileio import write_text
@@ -123,6 +123,11 @@ class Plan:
     pipeline_delay_us: int = 0
     spec_name: str = ""
     spec_hash: str = ""
+    # the plan report's note outcomes (``NoteOutcome.to_json`` dicts: each note's fate,
+    # output pitch, target time and loudness), where the file carries them (``robo-player
+    # plan --out`` writes them after the commands), so that ``verify`` can judge a
+    # recording from the plan file alone; None otherwise
+    notes: list[dict[str, Any]] | None = None
 
     def sort(self) -> None:
         self.commands.sort(key=Command.sort_key)
@@ -145,6 +150,7 @@ class Plan:
             "spec_hash": self.spec_hash,
             "pipeline_delay_us": self.pipeline_delay_us,
             "commands": len(self.commands),
+            **({"notes": len(self.notes)} if self.notes is not None else {}),
         }
 
     def to_jsonl_lines(self) -> Iterable[str]:
@@ -155,6 +161,8 @@ class Plan:
         """Write atomically: a temp file renamed into place, so no partial output."""
         lines = _lines(self.commands)
         lines.insert(0, json.dumps(self.header()))
+        if self.notes is not None:
+            lines += [json.dumps(n, separators=(",", ":")) for n in self.notes]
         write_text(path, "\n".join(lines) + "\n")
 
     @classmethod
@@ -194,8 +202,22 @@ class Plan:
             )
         parse = _v1_command if version == 1 else _v2_command
         cmds: list[Command] = []
+        n_notes = head.get("notes")
+        if n_notes is not None and (not isinstance(n_notes, int) or isinstance(n_notes, bool) or n_notes < 0):
+            raise PlanError(f"{path}:1: notes: {n_notes!r} (allowed: a count >= 0)")
+        n_cmds = head.get("commands")
+        notes: list[dict[str, Any]] | None = None if n_notes is None else []
         for lineno, line in enumerate(lines[1:], start=2):
             if not line.strip():
+                continue
+            if notes is not None and len(cmds) == n_cmds:  # the note outcomes follow
+                try:
+                    d = json.loads(line)
+                except json.JSONDecodeError as err:
+                    raise PlanError(f"{path}:{lineno}: bad note line: {err.msg}") from err
+                if not isinstance(d, dict) or not isinstance(d.get("note"), int):
+                    raise PlanError(f"{path}:{lineno}: bad note line: an object with an integer 'note' expected")
+                notes.append(d)
                 continue
             try:
                 d = json.loads(line)
@@ -204,15 +226,18 @@ class Plan:
                 if isinstance(err, PlanError):
                     raise
                 raise PlanError(f"{path}:{lineno}: bad command: {err}") from err
-        if len(cmds) != head.get("commands"):
+        if len(cmds) != n_cmds:
             raise PlanError(
-                f"{path}: header says {head.get('commands')} commands, file has {len(cmds)} (truncated?)"
+                f"{path}: header says {n_cmds} commands, file has {len(cmds)} (truncated?)"
             )
+        if notes is not None and len(notes) != n_notes:
+            raise PlanError(f"{path}: header says {n_notes} notes, file has {len(notes)} (truncated?)")
         return cls(
             commands=cmds,
             pipeline_delay_us=int(head.get("pipeline_delay_us", 0)),
             spec_name=spec_name,
             spec_hash=spec_hash,
+            notes=notes,
         )
 
 

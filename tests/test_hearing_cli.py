@@ -36,11 +36,12 @@ def test_calibrate_listening_usage(argv: list[str], needle: str, tmp_path, capsy
 
 def test_verify_reports_from_a_recording_and_refuses_another_piece(tmp_path, capsys) -> None:  # noqa: ANN001
     spec = load_spec("piano-88-grand")
-    plan, _ = plan_piano(read_midi(bundled_piece("bwv66.6")), spec)
+    plan, plan_report = plan_piano(read_midi(bundled_piece("bwv66.6")), spec)
     plan_path = tmp_path / "plan.jsonl"
     plan.write_jsonl(plan_path)
     with open_port("sim://?sensor=audio", spec, truth_seed=2) as dev:
-        take = dev.play(plan).audio
+        perf = dev.play(plan)
+        take = perf.audio
     assert take is not None
     wav = write_wav(tmp_path / "take.wav", Recording(take.samples(), take.sample_rate))
     report = tmp_path / "r.json"
@@ -50,6 +51,26 @@ def test_verify_reports_from_a_recording_and_refuses_another_piece(tmp_path, cap
     assert r["heard_from"] == str(wav) and r["onsets_heard"] > 0
     assert abs(r["audio_clock"]["drift_ppm"]) <= 100.5
     assert r["onset_error_ms"]["n"] >= 0.3 * r["notes_played"]
+    # loudness: the take's level fitted out (one number), so the velocity error is the
+    # piano's against the plan, as the simulator's note-level sensor measured it (it
+    # was 124 with the detector's reference gain taken for the recording's)
+    from robo_player.report import build_report
+
+    truth = build_report(plan_report=plan_report, performance=perf, piece="bwv66.6", spec=spec, port="sim://")
+    assert abs(r["velocity_error"]["mean"] - truth["velocity_error"]["mean"]) <= 5.0, (r["velocity_error"], truth)
+    assert r["audio_level_pairs"] >= 0.3 * r["notes_played"]
+    # `plan --out` writes the notes after the commands: verify needs no SONG then, and
+    # a take 12 dB quieter gives the same figures, its level 12 dB lower
+    plan2 = tmp_path / "plan2.jsonl"
+    assert main(["-q", "plan", "bwv66.6", "--spec", "piano-88-grand", "--out", str(plan2)]) == 0
+    soft = write_wav(tmp_path / "soft.wav", Recording(take.samples() * 10 ** (-12 / 20), take.sample_rate))
+    rc = main(["-q", "verify", str(soft), "--plan", str(plan2), "--report", str(report)])
+    assert rc == 0, capsys.readouterr().err
+    r2 = json.loads(report.read_text())
+    assert r2["piece"] == str(plan2) and r2["notes_in"] == r["notes_in"] and r2["notes_played"] == r["notes_played"]
+    assert abs(r2["audio_level_db"] - (r["audio_level_db"] - 12.0)) <= 1.0
+    assert abs(r2["velocity_error"]["mean"] - r["velocity_error"]["mean"]) <= 1.0
+    assert abs(r2["onset_error_ms"]["p50"] - r["onset_error_ms"]["p50"]) <= 1.0
     # the same plan against a recording of silence-and-noise: said so, nothing written
     quiet = write_wav(tmp_path / "quiet.wav", Recording(take.samples()[:48000] * 0.0, take.sample_rate))
     rc = main(["verify", str(quiet), "--plan", str(plan_path), "bwv66.6", "--report", str(tmp_path / "q.json")])

@@ -259,3 +259,37 @@ def test_version_1_reads_as_the_plan_version_2_would_be(
         got = Plan.read_jsonl(_v1_file(Path(d), v1), spec=GRAND)
     assert got.commands == want
     assert all(0 <= c.drive <= GRAND.actuators[c.actuator].pwm_max for c in got if c.op is Op.SET)
+
+
+def test_note_lines_round_trip_and_are_checked(tmp_path: Path) -> None:
+    from robo_player.planner.report import NoteOutcome
+
+    spec = load_spec("piano-61-diy")
+    notes = [Note(60 + k % 5, k * 150_000, 100_000, 40 + 9 * k) for k in range(8)]
+    p, rep = plan_piano(Score(notes=notes), spec)
+    p.notes = [o.to_json() for o in rep.outcomes]
+    path = tmp_path / "p.jsonl"
+    p.write_jsonl(path)
+    again = Plan.read_jsonl(path)
+    assert again.commands == p.commands and again.notes == p.notes
+    assert json.loads(path.read_text().splitlines()[0])["notes"] == len(notes)
+    back = [NoteOutcome.from_json(d) for d in again.notes]
+    assert [o.to_json() for o in back] == [o.to_json() for o in rep.outcomes]
+    # a plan without note lines reads as before (notes None)
+    p.notes = None
+    p.write_jsonl(path)
+    assert Plan.read_jsonl(path).notes is None
+    # truncated note lines, a bad one, a bad outcome: named
+    p.notes = [o.to_json() for o in rep.outcomes]
+    p.write_jsonl(path)
+    lines = path.read_text().splitlines()
+    path.write_text("\n".join(lines[:-1]) + "\n")
+    with pytest.raises(PlanError, match="header says 8 notes, file has 7"):
+        Plan.read_jsonl(path)
+    path.write_text("\n".join(lines[:-1] + ['{"t_us": 1}']) + "\n")
+    with pytest.raises(PlanError, match=rf":{len(lines)}: bad note line"):
+        Plan.read_jsonl(path)
+    with pytest.raises(ValueError, match="fate: 'loud'"):
+        NoteOutcome.from_json({**p.notes[0], "fate": "loud"}, "x")
+    with pytest.raises(ValueError, match="x: target_t_us: '5'"):
+        NoteOutcome.from_json({**p.notes[0], "target_t_us": "5"}, "x")

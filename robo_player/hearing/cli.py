@@ -86,21 +86,64 @@ def align_to_plan(onsets_s: list[tuple[float, int]], targets_us: list[tuple[int,
     return fit
 
 
+def level_to_plan(
+    heard: list[HeardNote], outcomes: list[Any], sample_rate: int
+) -> tuple[list[HeardNote], float, int]:
+    """A recording's level is unknown (microphone, distance, preamp): the detector's
+    loudness assumes its reference gain. Fit the take's level as one number, the median
+    over the notes paired with the plan's (as the report pairs them) of heard power over
+    planned power (dB, the level law of :mod:`robo_player.voicing`), and give the heard
+    notes' loudness with it removed: the report's velocity errors are then the
+    performance's dynamics against the plan's, not the microphone's gain. Returns
+    (heard notes, level dB, pairs used); no pair: unchanged, 0 dB."""
+    from ..report import match_heard
+    from ..voicing import f0_hz, power_for_velocity, velocity_for_power
+    from .detector import F_MAX_HZ
+
+    def f_max(pitch: int) -> float:
+        return min(F_MAX_HZ, 0.45 * sample_rate, 8.6 * f0_hz(pitch)) + 1.0
+
+    pairs = match_heard(outcomes, heard)
+    by_index = {o.index: o for o in outcomes}
+    d_db = []
+    for i, h in pairs.items():
+        want = by_index[i].velocity_target
+        if want is None or want <= 0 or not 0 < h.velocity < 250:  # 250+: past the scale
+            continue
+        fm = f_max(h.pitch)
+        d_db.append(10.0 * np.log10(power_for_velocity(h.pitch, h.velocity, fm) / power_for_velocity(h.pitch, want, fm)))
+    if not d_db:
+        return heard, 0.0, 0
+    level = float(np.median(d_db))
+    scale = 10.0 ** (-level / 10.0)
+    out = [
+        HeardNote(h.t_us, h.pitch, velocity_for_power(h.pitch, power_for_velocity(h.pitch, h.velocity, f_max(h.pitch)) * scale,
+                                                     f_max(h.pitch)), h.end_us)
+        for h in heard
+    ]  # fmt: skip
+    return out, level, len(d_db)
+
+
 def cmd_verify(args: argparse.Namespace, helpers: dict[str, Callable[..., Any]]) -> int:
     from ..plan import Plan
     from ..planner import plan as plan_for
     from ..report import build_report, summary_lines
 
-    spec = helpers["load_spec"](args)
-    score = helpers["load_score"](args)
-    cal = helpers["load_calibration"](args, spec)
-    plan, plan_report = plan_for(score, spec, cal, helpers["plan_options"](args))
-    given = Plan.read_jsonl(args.plan, spec)
-    if [c.to_json() for c in given.commands] != [c.to_json() for c in plan.commands]:
-        raise UsageError(
-            f"{args.plan}: not the plan of {args.song} for {spec.name} with these options and "
-            "calibration (planning again gives other commands)"
-        )
+    if args.song is None:  # the plan file alone: its note lines say what was meant
+        spec, cal, plan_report = _plan_file_report(args, helpers)
+        piece = str(args.plan)
+    else:
+        spec = helpers["load_spec"](args)
+        score = helpers["load_score"](args)
+        cal = helpers["load_calibration"](args, spec)
+        plan, plan_report = plan_for(score, spec, cal, helpers["plan_options"](args))
+        given = Plan.read_jsonl(args.plan, spec)
+        if [c.to_json() for c in given.commands] != [c.to_json() for c in plan.commands]:
+            raise UsageError(
+                f"{args.plan}: not the plan of {args.song} for {spec.name} with these options and "
+                "calibration (planning again gives other commands)"
+            )
+        piece = str(args.song)
     rec = read_wav(args.take)
     det = Detector(rec.data, rec.sample_rate, where=args.take)
     check_take(det.y, args.take)
@@ -114,14 +157,17 @@ def cmd_verify(args: argparse.Namespace, helpers: dict[str, Callable[..., Any]])
         [(clock.to_audio_s(t), p) for t, p in targets], w.before_us * 1e-6, w.after_us * 1e-6, blind
     )
     heard = [HeardNote(int(round(clock.to_mcu_us(o.t_s))), o.pitch, o.velocity) for o in onsets]
+    heard, level_db, level_pairs = level_to_plan(heard, plan_report.outcomes, rec.sample_rate)
     extra = {
         "heard_from": str(args.take),
         "audio_clock": {"offset_s": round(clock.a_s, 6), "drift_ppm": round(clock.drift_ppm, 2),
                         "fit_rms_us": round(clock.rms_us, 1), "pairs": clock.points},
+        "audio_level_db": round(level_db, 2),
+        "audio_level_pairs": level_pairs,
         "onsets_heard": len(onsets),
     }
     report = build_report(
-        plan_report=plan_report, performance=Performance(heard=heard), piece=str(args.song),
+        plan_report=plan_report, performance=Performance(heard=heard), piece=piece,
         spec=spec, port=f"recording:{args.take}", calibration=cal, extra=extra,
     )
     if args.report:
@@ -130,8 +176,52 @@ def cmd_verify(args: argparse.Namespace, helpers: dict[str, Callable[..., Any]])
     if not args.quiet:
         for line in summary_lines(report):
             print(line)
-        print(f"audio clock: {clock.drift_ppm:+.1f} ppm, {clock.points} notes aligned")
+        print(f"audio clock: {clock.drift_ppm:+.1f} ppm, {clock.points} notes aligned; "
+              f"level {level_db:+.1f} dB against the detector's reference microphone")
     return 0
+
+
+def _plan_file_report(args: argparse.Namespace, helpers: dict[str, Callable[..., Any]]) -> tuple[Any, Any, Any]:
+    """(spec, calibration, plan report) from the plan file alone: its spec (by the name
+    in its header; ``--spec`` where it names a spec file of that name), its note lines
+    (``robo-player plan --out`` writes them), the strike times from its commands."""
+    from ..errors import PlanError
+    from ..plan import Op, Plan
+    from ..planner.report import NoteOutcome, PlanReport
+    from ..spec import load_spec
+
+    given = Plan.read_jsonl(args.plan)
+    spec = helpers["load_spec"](args)
+    if spec.name != given.spec_name:
+        spec = load_spec(given.spec_name)
+    if spec.spec_hash != given.spec_hash:
+        raise UsageError(
+            f"{args.plan}: made for spec {given.spec_name!r} (hash {given.spec_hash}); the spec "
+            f"{spec.name!r} here has hash {spec.spec_hash}: pass the spec file it was made for (--spec)"
+        )
+    if spec.family != "piano":
+        raise UsageError(f"{args.plan}: spec {spec.name!r} is a {spec.family}: verify hears pianos only")
+    if given.notes is None:
+        raise UsageError(
+            f"{args.plan}: the file holds no note lines (written by an older robo-player, or not by "
+            "`robo-player plan --out`): give the SONG it was planned from as well"
+        )
+    strikes: dict[int, int] = {}
+    for c in given.commands:
+        if c.op is Op.PULSE_HOLD and c.note >= 0:
+            strikes.setdefault(c.note, c.t_us)
+    outcomes = []
+    for k, d in enumerate(given.notes):
+        try:
+            o = NoteOutcome.from_json(d, f"{args.plan}: note line {k + 1}")
+        except ValueError as err:
+            raise PlanError(str(err)) from None
+        o.strike_t_us = strikes.get(o.index) if o.fate.name != "DROPPED" else None
+        outcomes.append(o)
+    cal = helpers["load_calibration"](args, spec)
+    rep = PlanReport(outcomes=outcomes, spec_name=spec.name,
+                     calibrated=bool(cal is not None and getattr(cal, "measured", False)))  # fmt: skip
+    return spec, cal, rep
 
 
 def register(sub: Any, helpers: dict[str, Callable[..., Any]]) -> None:
@@ -145,7 +235,7 @@ def register(sub: Any, helpers: dict[str, Callable[..., Any]]) -> None:
     sp.add_argument("take", metavar="TAKE.wav", help="the recording")
     sp.add_argument("--plan", required=True, metavar="PLAN.jsonl", help="the plan that was played")
     sp.add_argument("--report", metavar="PATH", help="write the report JSON here")
-    helpers["add_score_args"](sp)
+    helpers["add_score_args"](sp, song_required=False)  # SONG: where the plan file has no note lines
     helpers["add_spec_arg"](sp)
     helpers["add_plan_args"](sp)  # --calibration: the one the plan was made with
     sp.set_defaults(func=lambda a: cmd_verify(a, helpers))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import Enum
+from typing import Any
 
 
 class Fate(Enum):
@@ -58,6 +59,35 @@ class NoteOutcome:
             "changes": dict(self.changes),
             "reason": self.reason,
         }
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any], where: str = "<note>") -> NoteOutcome:
+        """The outcome :meth:`to_json` wrote (a plan file's note lines); ValueError naming
+        ``where`` and the key for a malformed one."""
+
+        def num(key: str, kind: type = int, none: bool = False) -> Any:
+            v = d.get(key)
+            if v is None and none:
+                return None
+            if isinstance(v, bool) or not isinstance(v, (int, float) if kind is float else int):
+                raise ValueError(f"{where}: {key}: {v!r} (allowed: {'a number' if kind is float else 'an integer'})")
+            return v
+
+        try:
+            fate = Fate(d.get("fate"))
+        except ValueError:
+            raise ValueError(
+                f"{where}: fate: {d.get('fate')!r} (allowed: {', '.join(f.value for f in Fate)})"
+            ) from None
+        changes = d.get("changes") or {}
+        if not isinstance(changes, dict):
+            raise ValueError(f"{where}: changes: {changes!r} (allowed: an object)")
+        reason = d.get("reason")
+        return cls(
+            num("note"), num("pitch_in"), num("pitch_out"), fate, num("target_t_us"),
+            num("intended_t_us"), num("velocity_in"), num("velocity_target", float, none=True),
+            dict(changes), None if reason is None else str(reason),
+        )  # fmt: skip
 
 
 @dataclass(slots=True)
