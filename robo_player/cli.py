@@ -433,6 +433,8 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 
     if (done := calibrate_cli.calibrate(args, _HEARING)) is not None:  # --mic, recordings
         return done
+    if not args.out:
+        raise UsageError("calibrate: --out CAL.yaml is needed (the calibration file to write)")
     spec = _load_spec(args)
     _require_device(spec, args.port, calibrate=True)
     if spec.family != "piano":
@@ -580,7 +582,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp = add("calibrate", cmd_calibrate, "measure every key's curves by playing and listening")
     _add_spec_arg(sp)
     _add_device_args(sp)
-    sp.add_argument("--out", required=True, metavar="CAL.yaml", help="calibration file to write")
+    sp.add_argument("--out", metavar="CAL.yaml",
+                    help="calibration file to write (needed but with --record-with-any-recorder)")  # fmt: skip
     sp.add_argument("--max-strikes", type=int, default=12, help="strikes per key at most")
     calibrate_cli.add_calibrate_args(sp)
     hearing_cli.register(sub, _HEARING)  # `mics` and `verify` (docs/hearing.md)

@@ -24,7 +24,6 @@ def test_mics_lists_inputs_or_says_what_is_missing(capsys: pytest.CaptureFixture
     ("argv", "needle"),
     [
         (["--from-recording", "t.wav"], "needs --played"),
-        (["--record-with-any-recorder"], "needs --played"),
         (["--played", "p.json"], "--played goes with"),
         (["--mic", "0", "--from-recording", "t.wav", "--played", "p.json"], "give one of"),
     ],
@@ -32,6 +31,24 @@ def test_mics_lists_inputs_or_says_what_is_missing(capsys: pytest.CaptureFixture
 def test_calibrate_listening_usage(argv: list[str], needle: str, tmp_path, capsys) -> None:  # noqa: ANN001
     rc = main(["calibrate", "--out", str(tmp_path / "c.yaml"), *argv])
     assert rc == 2 and needle in capsys.readouterr().err
+
+
+def test_record_with_any_recorder_as_the_issue_writes_it(tmp_path, capsys, monkeypatch) -> None:  # noqa: ANN001
+    # `robo-player calibrate --port … --record-with-any-recorder`: no --out, no --played:
+    # it writes played.json here, and never over an existing one
+    monkeypatch.chdir(tmp_path)
+    assert main(["calibrate", "--port", "sim://", "--spec", "piano-61-diy", "--record-with-any-recorder"]) == 0
+    played = json.loads((tmp_path / "played.json").read_text())
+    assert played["strikes"] and "wrote played.json" in capsys.readouterr().out
+    before = (tmp_path / "played.json").read_text()
+    assert main(["calibrate", "--port", "sim://", "--spec", "piano-61-diy", "--record-with-any-recorder"]) == 2
+    assert "played.json exists here and is not overwritten" in capsys.readouterr().err
+    assert (tmp_path / "played.json").read_text() == before
+    # the other ways to calibrate still need --out
+    assert main(["calibrate", "--port", "sim://", "--spec", "piano-61-diy"]) == 2
+    assert "--out CAL.yaml is needed" in capsys.readouterr().err
+    assert main(["calibrate", "--from-recording", "t.wav", "--played", "played.json"]) == 2
+    assert "--out CAL.yaml is needed" in capsys.readouterr().err
 
 
 def test_verify_reports_from_a_recording_and_refuses_another_piece(tmp_path, capsys) -> None:  # noqa: ANN001

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from ..errors import UsageError
@@ -16,7 +17,8 @@ def add_calibrate_args(sp: argparse.ArgumentParser) -> None:
     g = sp.add_argument_group("listening (docs/hearing.md)")
     g.add_argument("--mic", metavar="DEVICE", help="record from this sound-card input while striking (see `mics`)")
     g.add_argument("--record-with-any-recorder", action="store_true",
-                   help="play one fixed take for an outside recorder and write what it played (--played)")
+                   help="play one fixed take for an outside recorder and write what it played "
+                        "(--played, default played.json here)")
     g.add_argument("--from-recording", metavar="TAKE.wav", help="learn from a recording of that take")
     g.add_argument("--played", metavar="PLAYED.json", help="what the recorded take played")
 
@@ -41,6 +43,9 @@ class ListeningDevice:
         return getattr(self._device, name)
 
 
+DEFAULT_PLAYED = "played.json"  # --record-with-any-recorder without --played
+
+
 def calibrate(args: argparse.Namespace, helpers: dict[str, Callable[..., Any]]) -> int | None:
     """``calibrate`` with a listening option, or None when none was given."""
     from .offline import fixed_take, learn_from_recording, load_played, save_played
@@ -54,8 +59,11 @@ def calibrate(args: argparse.Namespace, helpers: dict[str, Callable[..., Any]]) 
         raise UsageError("give one of --mic, --record-with-any-recorder, --from-recording")
     spec = helpers["load_spec"](args)
     if args.record_with_any_recorder:
-        if not args.played:
-            raise UsageError("--record-with-any-recorder needs --played PLAYED.json (where to write what it plays)")
+        if not args.played:  # the default: played.json here, never over an existing one
+            args.played = DEFAULT_PLAYED
+            if Path(args.played).exists():
+                raise UsageError(f"--record-with-any-recorder: {args.played} exists here and is not "
+                                 "overwritten: give --played PATH (where to write what it plays)")  # fmt: skip
         plan, played = fixed_take(spec)
         with helpers["open_device"](args.port, spec, args) as device:
             if not args.quiet:
@@ -67,6 +75,8 @@ def calibrate(args: argparse.Namespace, helpers: dict[str, Callable[..., Any]]) 
             print(f"wrote {args.played}; then: robo-player calibrate --from-recording TAKE.wav "
                   f"--played {args.played} --out CAL.yaml")
         return 0
+    if not args.out:
+        raise UsageError("calibrate: --out CAL.yaml is needed (the calibration file to write)")
     if args.from_recording:
         if not args.played:
             raise UsageError("--from-recording needs --played PLAYED.json (what the take played)")
