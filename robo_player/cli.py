@@ -492,7 +492,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         return 0
     print(f"{args.song}")
     for k, v in stats.items():
-        print(f"  {k}: {v}")
+        print(f"  {k}: {round(v, 3) if isinstance(v, float) else v}")
     print(f"on {spec.name} ({fit['range']}):")
     print(f"  out of range: {fit['notes_out_of_range']}")
     print(f"  would be altered: {fit['would_alter']}, dropped: {fit['would_drop']}")
