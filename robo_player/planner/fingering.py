@@ -64,6 +64,7 @@ _fingering_c: Any = _load_c()
 
 __all__ = [
     "INFEASIBLE",
+    "BEAM",
     "NEG",
     "Costs",
     "Layout",
@@ -79,6 +80,10 @@ __all__ = [
 NEG = -(1 << 60)  # "long ago": a time that constrains nothing
 INFEASIBLE = 1e6  # cost of one note that cannot be played where the path puts it
 MAX_FINGERINGS = 96  # per onset (a 6-note chord has few; wide unisons could have many)
+# States kept per onset by default. Since the search runs in C, beam 32 plans ~65,000
+# notes/s on the slider (>= 2x the 20,000 target) and takes the folk tunes' travel ratio
+# from 0.742 (beam 8) to 0.697 (bench/bench_guitar.py; docs/guitar.md "Measured").
+BEAM = 32
 
 
 @dataclass(slots=True)
@@ -347,7 +352,7 @@ Cand = tuple[float, int, int, int, Any]
 
 
 def search(layout: Layout, onsets: Sequence[Onset], costs: Costs | None = None,
-           beam: int = 8, window: float = math.inf) -> tuple[list[int], float]:  # fmt: skip
+           beam: int = BEAM, window: float = math.inf) -> tuple[list[int], float]:  # fmt: skip
     """The cheapest fingering index per onset, and its cost (Viterbi with a beam: at most
     ``beam`` states per onset, none costlier than the cheapest + ``window``).
 
@@ -359,7 +364,7 @@ def search(layout: Layout, onsets: Sequence[Onset], costs: Costs | None = None,
 
 
 def _search_c(layout: Layout, onsets: Sequence[Onset], costs: Costs | None = None,
-              beam: int = 8, window: float = math.inf) -> tuple[list[int], float]:  # fmt: skip
+              beam: int = BEAM, window: float = math.inf) -> tuple[list[int], float]:  # fmt: skip
     """:func:`_search_py` in C (the extension must be built)."""
     assert _fingering_c is not None, "robo_player.planner._fingering_c is not built"
     costs = costs or Costs()
@@ -373,7 +378,7 @@ def _search_c(layout: Layout, onsets: Sequence[Onset], costs: Costs | None = Non
 
 
 def _search_py(layout: Layout, onsets: Sequence[Onset], costs: Costs | None = None,
-               beam: int = 8, window: float = math.inf) -> tuple[list[int], float]:  # fmt: skip
+               beam: int = BEAM, window: float = math.inf) -> tuple[list[int], float]:  # fmt: skip
     """:func:`search` in Python. Its C twin (``_fingering_c.c``) repeats this function,
     :func:`make_core`, :func:`_expand_single` and :func:`_expand_multi` step for step: a
     change to what they compute, or to the order of their sums, goes into both

@@ -52,6 +52,7 @@ from ..spec.schema import pitch_to_note
 from .commands import CommandBuffer, make_command
 from .constraints import PlanOptions
 from .fingering import (
+    BEAM,
     FRESH,
     Costs,
     Layout,
@@ -176,7 +177,7 @@ def _place_chord(spec: GuitarSpec, pitches: list[int], policy: str
 
 
 def plan_guitar(score: Score, spec: GuitarSpec, calibration: object = None,
-                options: PlanOptions | None = None, beam: int = 8, window: float = 300.0,
+                options: PlanOptions | None = None, beam: int = BEAM, window: float = 300.0,
                 costs: Costs | None = None, fingering: str = "search",
                 ) -> tuple[Plan, GuitarPlanReport]:  # fmt: skip
     """Plan ``score`` on a guitar or bass spec (every note ends in the report once).
