@@ -66,6 +66,7 @@ __all__ = [
     "INFEASIBLE",
     "BEAM",
     "NEG",
+    "WINDOW",
     "Costs",
     "Layout",
     "Onset",
@@ -84,6 +85,9 @@ MAX_FINGERINGS = 96  # per onset (a 6-note chord has few; wide unisons could hav
 # notes/s on the slider (>= 2x the 20,000 target) and takes the folk tunes' travel ratio
 # from 0.742 (beam 8) to 0.697 (bench/bench_guitar.py; docs/guitar.md "Measured").
 BEAM = 32
+# The search's slack (cost, ~ms of travel) above the cheapest state, on top of the octave's
+# price: plan_guitar's window is WINDOW + Costs.transpose_ms (docs/guitar.md "Planner").
+WINDOW = 300.0
 
 
 @dataclass(slots=True)
@@ -406,7 +410,7 @@ def _search_py(layout: Layout, onsets: Sequence[Onset], costs: Costs | None = No
     change = costs.change_ms
     pens = [[change if m and not m >> s & 1 else 0.0 for m in range(1 << n)] for s in range(n)]
     # per one-note fingering table (shared by the onsets of one pitch): its order
-    orders: dict[tuple[int, int], list[tuple[float, int, int, int]]] = {}
+    orders: dict[tuple[int, int], list[tuple[float, int, int, int, float]]] = {}
     for i, onset in enumerate(onsets):
         if len(onset.slots) == 1:
             cands = _expand_single(layout, states, base, onset, costs, window, it, orders, core, pens)
@@ -483,7 +487,7 @@ def _search_py(layout: Layout, onsets: Sequence[Onset], costs: Costs | None = No
 
 
 def _expand_single(layout: Layout, states: list[Key], base: list[float], onset: Onset, costs: Costs,
-                   window: float, it: _Interner, orders: dict[tuple[int, int], list[tuple[float, int, int, int]]],
+                   window: float, it: _Interner, orders: dict[tuple[int, int], list[tuple[float, int, int, int, float]]],
                    core: Core, pens: list[list[float]]) -> list[Cand]:  # fmt: skip
     """:func:`step` for an onset of one note, on interned states (the common case; the
     same arithmetic, so the search still equals :func:`brute_force`). A path already
@@ -499,14 +503,23 @@ def _expand_single(layout: Layout, states: list[Key], base: list[float], onset: 
     order = orders.get(key)
     if order is None:
         at, pitch, fret_ms, tp = layout.pitch_at, slot.pitch, costs.fret_ms, costs.transpose_ms
-        order = orders[key] = sorted((f * fret_ms + (tp if pitch >= 0 and at[s][f] != pitch else 0.0), k, s, f)
-                                     for k, ((s, f),) in enumerate(onset.fingerings))  # fmt: skip
+        order = sorted((f * fret_ms + (tp if pitch >= 0 and at[s][f] != pitch else 0.0), k, s, f)
+                       for k, ((s, f),) in enumerate(onset.fingerings))  # fmt: skip
+        # the octave options of a pitch that two or more strings have are a last resort:
+        # their window is ``window`` less their price (LAST_RESORT); those of a pitch one
+        # string has are a choice (two such notes close on one string: which one moves)
+        written = sum(pitch < 0 or at[s][f] == pitch for _, _, s, f in order)
+        order = orders[key] = [(lb, k, s, f, tp if written > 1 and pitch >= 0 and at[s][f] != pitch else 0.0)
+                               for lb, k, s, f in order]  # fmt: skip
     cap = math.inf
     cands: list[Cand] = []
     add = cands.append
     masks = [st[-1] for st in states]
-    for lb, k, s, f in order:
-        if base0 + lb > cap:
+    for lb, k, s, f, last_resort in order:
+        lim = cap - last_resort
+        if base0 + lb > lim:
+            if last_resort:
+                continue
             break
         col = [st[s] for st in states]
         res = {sid: core(sss[sid], s, f, p, sound, end, lb) for sid in set(col)}
@@ -516,11 +529,11 @@ def _expand_single(layout: Layout, states: list[Key], base: list[float], onset: 
             x, c, why, _ = res[sid]
             if why is None:
                 total = base[j] + (c + pen[masks[j]])
-                if total <= cap:  # past it, past the window: never kept
+                if total <= lim:  # past it, past the window: never kept
                     add((total, j, k, s, x))
             else:
                 total = base[j] + c
-                if total <= cap:
+                if total <= lim:
                     add((total, j, k, -1, states[j]))
             if total < best:
                 best = total
