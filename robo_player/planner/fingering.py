@@ -503,14 +503,13 @@ def _expand_single(layout: Layout, states: list[Key], base: list[float], onset: 
     order = orders.get(key)
     if order is None:
         at, pitch, fret_ms, tp = layout.pitch_at, slot.pitch, costs.fret_ms, costs.transpose_ms
-        order = sorted((f * fret_ms + (tp if pitch >= 0 and at[s][f] != pitch else 0.0), k, s, f)
-                       for k, ((s, f),) in enumerate(onset.fingerings))  # fmt: skip
         # the octave options of a pitch that two or more strings have are a last resort:
-        # their window is ``window`` less their price (LAST_RESORT); those of a pitch one
-        # string has are a choice (two such notes close on one string: which one moves)
-        written = sum(pitch < 0 or at[s][f] == pitch for _, _, s, f in order)
-        order = orders[key] = [(lb, k, s, f, tp if written > 1 and pitch >= 0 and at[s][f] != pitch else 0.0)
-                               for lb, k, s, f in order]  # fmt: skip
+        # their window is ``window`` less their price (``last``); those of a pitch that
+        # one string has are a choice (two such notes close on that string: which moves)
+        octave = [pitch >= 0 and at[s][f] != pitch for (s, f), in onset.fingerings]
+        last = tp if len(octave) - sum(octave) > 1 else 0.0
+        order = orders[key] = sorted((f * fret_ms + (tp if octave[k] else 0.0), k, s, f, last if octave[k] else 0.0)
+                                     for k, ((s, f),) in enumerate(onset.fingerings))  # fmt: skip
     cap = math.inf
     cands: list[Cand] = []
     add = cands.append
