@@ -358,7 +358,13 @@ Cand = tuple[float, int, int, int, Any]
 def search(layout: Layout, onsets: Sequence[Onset], costs: Costs | None = None,
            beam: int = BEAM, window: float = math.inf) -> tuple[list[int], float]:  # fmt: skip
     """The cheapest fingering index per onset, and its cost (Viterbi with a beam: at most
-    ``beam`` states per onset, none costlier than the cheapest + ``window``).
+    ``beam`` states per onset, none costlier than the cheapest + ``window``). The octave
+    options of a one-note onset whose written pitch two or more strings have are a last
+    resort: their window is ``window`` less ``costs.transpose_ms`` (plan_guitar's window,
+    WINDOW + transpose_ms, leaves them WINDOW), while those of a pitch one string has get
+    the whole window, so that of two such notes too close on that string the search
+    weighs moving either. With no window (``math.inf``) every path is weighed: exact
+    below the beam.
 
     Runs in C (:mod:`._fingering_c`, built by ``pip install``) where it was built, else
     in Python (:func:`_search_py`): the same choice and total either way."""
