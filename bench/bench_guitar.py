@@ -1,9 +1,10 @@
 """Guitar planner bench: fretter travel against a greedy baseline, dropped notes, the
 matrix's unaltered notes and planning speed, on pieces the project does not ship.
 
-    .venv/bin/python bench/bench_guitar.py [--tunes 40] [--chorales 20] [--beam 8]
+    .venv/bin/python bench/bench_guitar.py [--tunes 40] [--chorales 20] [--beam 32]
                                            [--notes 20000] [--repeat 3] [--floor]
     .venv/bin/python bench/bench_guitar.py --speed-only [--baseline REV [--rounds 2]] [--python]
+    .venv/bin/python bench/bench_guitar.py --definitions
 
 Pieces (music21's corpus, parsed once and cached under ~/.cache/robo_player/corpus by
 bench/guitar_corpus.py; needs ``pip install -e '.[corpus]'`` the first time): ``--tunes``
@@ -29,6 +30,11 @@ octave down, as a guitarist reads them (guitar music sounds an octave below writ
 ``--floor``: the same search with timing ignored (travel only), beams 8, 64 and 256:
 how far travel alone goes on these tunes; and the planner with timing kept but travel
 in frets as its only cost (beams 64, 256): how far travel goes at the written tempo.
+
+``--definitions``: the travel ratios (frets and mm) of the travel-only floor (beam 256)
+and the planner with each tune apart from the nut (the rows above), played twice, the
+second time only, all joined, and with an open note sending its carriage to the nut:
+which definitions the issue's "0.27-0.50 of the greedy" matches (docs/guitar.md).
 
 Speed: ``plan_guitar`` (assignment + commands + checks) on the tunes repeated to
 ``--notes`` notes, best CPU time of ``--repeat`` (target >= 20,000 notes/s), per beam,
@@ -64,6 +70,8 @@ from robo_player.score import Note, Score  # noqa: E402
 from robo_player.spec import load_spec  # noqa: E402
 from robo_player.spec.guitar import GuitarSpec, Mechanism  # noqa: E402
 
+# the planner's default beam (8 before it was fingering.BEAM: --baseline runs this file on older trees)
+BEAM = getattr(fingering, "BEAM", 8)
 COLLECTIONS = (("ryans", "Ryan's Mammoth"), ("oneills", "O'Neill's 1850"), ("essen", "Essen"))
 
 
@@ -79,19 +87,38 @@ def greedy_travel(spec: GuitarSpec, score: Score) -> tuple[int, float]:
     if spec.mechanism is not Mechanism.SLIDER:
         return 0, 0.0
     layout = Layout(spec)
-    pos, at = layout.pos_mm, layout.pitch_at
     onsets, _ = prepare(spec, score)
-    car = [0] * len(spec.strings)
-    frets, mm = 0, 0.0
+    frets, mm = path_travel(layout, greedy_path(layout, onsets))
+    return int(frets), mm
+
+
+def greedy_path(layout: Layout, onsets: list[Onset]) -> list[tuple[tuple[int, int], ...]]:
+    """Per onset the (string, fret) of its notes on the string with the lowest fret."""
+    at = layout.pitch_at
+    out = []
     for o in onsets:
         # the written pitch's fingerings only (not the planner's octave alternatives)
         ks = [k for k, fg in enumerate(o.fingerings)
               if all(sl.pitch < 0 or at[s][f] == sl.pitch for sl, (s, f) in zip(o.slots, fg, strict=True))]  # fmt: skip
-        k = min(ks or range(len(o.fingerings)), key=lambda k: sum(f for _, f in o.fingerings[k]))
-        for s, f in o.fingerings[k]:
-            if f > 0:
-                frets += abs(car[s] - f)
-                mm += abs(pos[car[s]] - pos[f])
+        out.append(o.fingerings[min(ks or range(len(o.fingerings)), key=lambda k: sum(f for _, f in o.fingerings[k]))])
+    return out
+
+
+def path_travel(layout: Layout, path: list[tuple[tuple[int, int], ...]], start: int = 0,
+                open_to_nut: bool = False) -> tuple[float, float]:  # fmt: skip
+    """(frets, mm) the carriages travel along ``path`` (per onset, (string, fret) per
+    note), every carriage starting at the nut; an open note leaves its carriage where it
+    is (``open_to_nut``: sends it to the nut). Moves of onsets before ``start`` place the
+    carriages but are not counted."""
+    pos = layout.pos_mm
+    car = [0] * layout.strings
+    frets, mm = 0, 0.0
+    for i, fg in enumerate(path):
+        for s, f in fg:
+            if f > 0 or open_to_nut:
+                if i >= start:
+                    frets += abs(car[s] - f)
+                    mm += abs(pos[car[s]] - pos[f])
                 car[s] = f
     return frets, mm
 
@@ -174,20 +201,33 @@ def measure(spec_name: str, label: str, pieces: list[Piece], beam: int) -> dict[
     }
 
 
-def travel_floor(pieces: list[Piece], beam: int, spec_name: str = "guitar-slider") -> float:
-    """Travel (frets) of the search with timing ignored, over the greedy baseline's."""
-    spec = _spec(spec_name)
+def _floor_layout(spec: GuitarSpec) -> Layout:
+    """The spec's layout with its timing zeroed and every move a unit: travel alone."""
     free = Layout(spec)
     for a in ("damp_us", "release_us", "settle_us", "min_sound_us", "min_repeat_us"):
         setattr(free, a, 0)
     n = free.frets + 1
     free.move_us = [[[1 if a != b else 0 for b in range(n)] for a in range(n)] for _ in range(free.strings)]
-    costs = Costs(travel_ms_weight=0.0, fret_move_ms=20.0, change_ms=0.0, fret_ms=0.0, cut_ms_weight=0.0)
-    tot = base = 0
+    return free
+
+
+FLOOR_COSTS = Costs(travel_ms_weight=0.0, fret_move_ms=20.0, change_ms=0.0, fret_ms=0.0, cut_ms_weight=0.0)
+
+
+def floor_path(spec: GuitarSpec, onsets: list[Onset], beam: int) -> list[tuple[tuple[int, int], ...]]:
+    """The search's path with timing ignored and travel in frets its only cost."""
+    choice, _ = search(_floor_layout(spec), onsets, FLOOR_COSTS, beam=beam)
+    return [o.fingerings[k] for o, k in zip(onsets, choice, strict=True)]
+
+
+def travel_floor(pieces: list[Piece], beam: int, spec_name: str = "guitar-slider") -> float:
+    """Travel (frets) of the search with timing ignored, over the greedy baseline's."""
+    spec = _spec(spec_name)
+    layout = Layout(spec)
+    tot = base = 0.0
     for _, sc in pieces:
         onsets, _ = prepare(spec, sc)
-        choice, _ = search(free, onsets, costs, beam=beam)
-        tot += _path_frets(onsets, choice, free.strings)
+        tot += path_travel(layout, floor_path(spec, onsets, beam))[0]
         base += greedy_travel(spec, sc)[0]
     return tot / base
 
@@ -196,24 +236,55 @@ def timed_floor(pieces: list[Piece], beam: int, spec_name: str = "guitar-slider"
     """Travel (frets) of the planner with every note's timing kept but travel in frets the
     only cost (no travel time, string changes, cuts or fret pull), over the greedy's."""
     spec = _spec(spec_name)
-    costs = Costs(travel_ms_weight=0.0, fret_move_ms=20.0, change_ms=0.0, fret_ms=0.0, cut_ms_weight=0.0)
     tot = base = 0
     for _, sc in pieces:
-        _, rep = plan_guitar(sc, spec, beam=beam, costs=costs)
+        _, rep = plan_guitar(sc, spec, beam=beam, costs=FLOOR_COSTS)
         tot += rep.fretter_travel_frets
         base += greedy_travel(spec, sc)[0]
     return tot / base
 
 
-def _path_frets(onsets: list[Onset], choice: list[int], strings: int) -> int:
-    car = [0] * strings
-    tot = 0
-    for o, k in zip(onsets, choice, strict=True):
-        for s, f in o.fingerings[k]:
-            if f > 0:
-                tot += abs(car[s] - f)
-                car[s] = f
-    return tot
+def joined(pieces: list[Piece]) -> Score:
+    """The pieces one after another, half a second apart (as one set of tunes)."""
+    return repeated(pieces, sum(len(sc.notes) for _, sc in pieces))
+
+
+def twice(score: Score) -> Score:
+    """The piece, then again half a second after its last note ends."""
+    t0 = max(n.end_us for n in score.notes) + 500_000
+    return Score([*score.notes, *(Note(n.pitch, n.onset_us + t0, n.duration_us, n.velocity) for n in score.notes)])
+
+
+def definitions(pieces: list[Piece], beam: int, floor_beam: int = 256) -> dict[str, str]:
+    """The travel ratios to the greedy (frets, mm in brackets) of the travel-only floor
+    (``floor_beam``) and the planner (``beam``), the pieces taken four ways: each apart
+    (every carriage starting at the nut: the bench's rows), each played twice, the
+    second time only (the carriages where the first time left them), all joined into
+    one; and each apart with an open note sending its carriage to the nut."""
+    spec = _spec("guitar-slider")
+    layout = Layout(spec)
+    ways: list[tuple[str, list[tuple[Score, int]], bool]] = [
+        ("apart", [(sc, 0) for _, sc in pieces], False),
+        ("twice", [(twice(sc), 0) for _, sc in pieces], False),
+        ("second time", [(twice(sc), -1) for _, sc in pieces], False),
+        ("joined", [(joined(pieces), 0)], False),
+        ("apart, open -> nut", [(sc, 0) for _, sc in pieces], True),
+    ]  # fmt: skip
+    out: dict[str, str] = {}
+    for way, scores, to_nut in ways:
+        sums = [0.0] * 6  # greedy, floor, planner; frets then mm
+        for sc, start in scores:
+            onsets, _ = prepare(spec, sc)
+            first = len(onsets) // 2 if start < 0 else 0
+            _, rep = plan_guitar(sc, spec, beam=beam)
+            planned = [tuple(rep.fingering[sl.note] for sl in o.slots if sl.note in rep.fingering) for o in onsets]
+            for i, path in enumerate((greedy_path(layout, onsets), floor_path(spec, onsets, floor_beam), planned)):
+                f, m = path_travel(layout, path, first, to_nut)
+                sums[i] += f
+                sums[i + 3] += m
+        out[way] = (f"floor {sums[1] / sums[0]:.3f} ({sums[4] / sums[3]:.3f}), "
+                    f"planner {sums[2] / sums[0]:.3f} ({sums[5] / sums[3]:.3f})")  # fmt: skip
+    return out
 
 
 def repeated(pieces: list[Piece], notes: int) -> Score:
@@ -253,15 +324,19 @@ def _table(rows: list[dict[str, object]], keys: list[str]) -> None:
         print(" | ".join(str(r[k]).ljust(w) for k, w in zip(keys, widths, strict=True)))
 
 
-SPEED_ROWS = (("guitar-slider", None), ("guitar-slider", 4), ("guitar-slider", 1), ("guitar-slider", 16),
+SPEED_ROWS = (("guitar-slider", None), ("guitar-slider", 8), ("guitar-slider", 16), ("guitar-slider", 64),
               ("guitar-matrix", None), ("bass-4", None))  # (spec, beam; None: --beam)  # fmt: skip
 
 
 def speed_rows(args: argparse.Namespace, all_folk: list[Piece], bass: list[Piece],
                ratios: bool = True) -> list[dict[str, object]]:  # fmt: skip
     sp: list[dict[str, object]] = []
+    seen = set()
     for spec_name, b in SPEED_ROWS:
         beam = args.beam if b is None else b
+        if (spec_name, beam) in seen:  # --beam 8 (or 16, 64) names a fixed row's beam
+            continue
+        seen.add((spec_name, beam))
         pieces = bass if spec_name == "bass-4" else all_folk
         rate = speed(spec_name, pieces, args.notes, args.repeat, beam)
         row: dict[str, object] = {"spec": spec_name, "beam": beam, "notes/s (plan_guitar, CPU)": f"{rate:,.0f}",
@@ -307,11 +382,13 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--tunes", type=int, default=40, help="tunes of each folk collection")
     ap.add_argument("--chorales", type=int, default=20)
-    ap.add_argument("--beam", type=int, default=8)
+    ap.add_argument("--beam", type=int, default=BEAM, help=f"default {BEAM}, the planner's")
     ap.add_argument("--notes", type=int, default=20_000)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--floor", action="store_true", help="also the travel-only floor (beams 8, 64)")
     ap.add_argument("--speed-only", action="store_true", help="only the speed rows (no travel ratios)")
+    ap.add_argument("--definitions", action="store_true",
+                    help="only the travel ratios with the tunes apart, twice, joined, and open notes to the nut")
     ap.add_argument("--baseline", help="git revision whose speed rows to alternate with this tree's")
     ap.add_argument("--rounds", type=int, default=2, help="alternations with --baseline")
     ap.add_argument("--python", action="store_true",
@@ -333,6 +410,13 @@ def main(argv: list[str] | None = None) -> int:
         print("music21 is needed the first time (pip install -e '.[corpus]')", file=sys.stderr)
         return 2
     all_folk = [p for c, _ in COLLECTIONS for p in folk[c]]
+    if args.definitions:
+        print(f"travel ratio to the greedy, frets (mm): the travel-only floor (beam 256), the planner "
+              f"(beam {args.beam})")  # fmt: skip
+        for c, label in COLLECTIONS:
+            for way, text in definitions(folk[c], args.beam).items():
+                print(f"  {label:16s} {way:20s} {text}")
+        return 0
     if args.speed_only:
         sp = speed_rows(args, all_folk, bass, ratios=False)
         if args.json:

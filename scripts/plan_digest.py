@@ -7,10 +7,10 @@ compare, or give ``--baseline REV`` to run the same cases on a git revision too.
     .venv/bin/python scripts/plan_digest.py --cases guitar --baseline HEAD
 
 Guitar cases (``--cases guitar``): seeded random scores (single notes, chords, repeated
-notes, out-of-range pitches) on the slider, matrix and bass specs at beams 1, 4 and 8,
+notes, out-of-range pitches) on the slider, matrix and bass specs at beams 1, 4, 8 and 32 (the default),
 under both out-of-range policies, one with a slower calibrated picker; and, where the
 guitar bench's corpus cache exists (bench/guitar_corpus.py), its folk tunes, chorales
-and the ~20,000-note speed score at beams 4 and 8.
+and the ~20,000-note speed score at beams 4, 8 and 32.
 
 Piano cases:
 Cases: the bundled pieces on each piano spec; the Maple Leaf Rag repeated to 20,000
@@ -131,7 +131,7 @@ def _guitar_cases() -> dict[str, tuple[Any, Any, Any, dict[str, Any]]]:
                                   rng.choice([30_000, 200_000, 800_000]), rng.randint(1, 127)))  # fmt: skip
         score = Score(sorted(notes, key=lambda n: n.onset_us))
         for name, spec in specs.items():
-            for beam in (1, 4, 8):
+            for beam in (1, 4, 8, 32):
                 cases[f"g-random{seed}/{name}/beam{beam}"] = (score, spec, None, {"beam": beam})
             drop = {"options": PlanOptions(out_of_range="drop")}
             cases[f"g-random{seed}/{name}/drop"] = (score, spec, None, drop)
@@ -152,7 +152,7 @@ def _guitar_cases() -> dict[str, tuple[Any, Any, Any, dict[str, Any]]]:
     except ImportError:
         return cases
     big = _repeated_guitar(folk, 20_000)
-    for beam in (4, 8):
+    for beam in (4, 8, 32):
         cases[f"folk_x20000/guitar-slider/beam{beam}"] = (big, slider, None, {"beam": beam})
         cases[f"folk/guitar-slider/beam{beam}"] = (_joined(folk), slider, None, {"beam": beam})
     cases["folk_x20000/guitar-matrix"] = (big, specs["guitar-matrix"], None, {})

@@ -66,7 +66,7 @@ def test_c_search_equals_python(name: str, seed: int) -> None:
     costs = MATRIX_COSTS if name == "guitar-matrix" and seed % 2 else (None if seed % 2 else
                                                                       Costs(cut_note_ms=30.0, fret_move_ms=1.5))
     for beam in (1, 2, 8, 16, 0 if size == 5 else 64):  # 0: no beam (every state kept)
-        for window in (math.inf, 300.0, 25.0):
+        for window in (math.inf, 2300.0, 300.0, 25.0):  # 2300: plan_guitar's (WINDOW + transpose_ms)
             _same(layout, onsets, costs, beam, window)
 
 
@@ -83,7 +83,7 @@ def cases(draw: st.DrawFn) -> tuple[str, Score, str, int, float]:
         dur = draw(st.sampled_from([30, 125, 250, 2000])) * MS
         notes.append(Note(pitch, t, dur, draw(st.integers(1, 127))))
     return (name, Score(notes), draw(st.sampled_from(["transpose", "drop"])), draw(st.sampled_from([1, 2, 3, 8])),
-            draw(st.sampled_from([math.inf, 300.0, 10.0])))  # fmt: skip
+            draw(st.sampled_from([math.inf, 2300.0, 300.0, 10.0])))  # fmt: skip
 
 
 @settings(max_examples=60, deadline=None)

@@ -14,7 +14,7 @@ from robo_player.cli import main as cli_main
 from robo_player.midi import write_midi
 from robo_player.plan import Command, Op, Plan
 from robo_player.planner import PlanOptions, plan
-from robo_player.planner.fingering import Layout, brute_force, path_cost, search
+from robo_player.planner.fingering import WINDOW, Costs, Layout, brute_force, path_cost, search
 from robo_player.planner.guitar import MATRIX_COSTS, GuitarPlanReport, plan_guitar, prepare
 from robo_player.planner.guitar_bounds import must_alter
 from robo_player.planner.report import Fate
@@ -157,6 +157,26 @@ def test_search_equals_brute_force(name: str) -> None:
         assert path_cost(layout, onsets, choice, costs) == pytest.approx(cost, abs=1e-6)
 
     run()
+
+
+def test_search_chooses_which_of_two_notes_one_string_has_moves_an_octave() -> None:
+    """G#5 then G5 125 ms later: only the top string has either, too close for its
+    changeover, so one of them is played an octave down. Within the planner's window
+    (WINDOW + the octave's price) the search weighs moving either, and finds brute
+    force's choice (the first); with the octave's price outside the window the first is
+    played as written because it comes first, and the second is moved at a higher cost."""
+    spec = SPECS["guitar-slider"]
+    layout = Layout(spec)
+    score = score_of((80, 125 * MS, 110 * MS, 80), (79, 250 * MS, 110 * MS, 80), (75, 650 * MS, 110 * MS, 80))
+    onsets, _ = prepare(spec, score)
+    _, best = brute_force(layout, onsets)
+    _, cost = search(layout, onsets, beam=10**6, window=WINDOW + Costs().transpose_ms)
+    assert cost == pytest.approx(best, abs=1e-6)
+    _, narrow = search(layout, onsets, beam=10**6, window=WINDOW)
+    assert narrow > best + 1.0
+    _, rep = plan_guitar(score, spec)
+    assert [o.changes.get("pitch") for o in rep.outcomes] == [-12, None, None]
+    assert rep.fingering[1] == (5, 15)  # G5 as written, on the top string
 
 
 def test_search_prefers_short_travel() -> None:

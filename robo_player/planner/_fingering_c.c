@@ -224,7 +224,9 @@ static int cand_cmp(const void *a, const void *b) {
     return (x->k > y->k) - (x->k < y->k);
 }
 
-typedef struct { double lb; int32_t k, s, f; } Order;
+/* last: the octave option's price where two or more strings have the written pitch (its
+ * window is ``window`` less that: a last resort), else 0 (fingering._expand_single) */
+typedef struct { double lb, last; int32_t k, s, f; } Order;
 
 static int order_cmp(const void *a, const void *b) {
     const Order *x = a, *y = b;
@@ -477,18 +479,28 @@ static Py_ssize_t expand_single(Work *w, const OnsetC *on, double window) {
     size_t nc = 0;
     /* a lower bound of each fingering's cost, cheapest first: past ``cap``, not computed */
     GROW(w->order, w->order_cap, (size_t)on->nfing);
+    int written = 0;
     for (int k = 0; k < on->nfing; k++) {
         int s = fg[2 * k], f = fg[2 * k + 1];
         w->order[k].lb = pull(cx, s, f, sl->pitch);
         w->order[k].k = k; w->order[k].s = s; w->order[k].f = f;
+        written += sl->pitch < 0 || cx->pitch_at[(size_t)s * cx->nf + f] == sl->pitch;
+    }
+    for (int k = 0; k < on->nfing; k++) {
+        int s = w->order[k].s, f = w->order[k].f;
+        w->order[k].last = written > 1 && sl->pitch >= 0 && cx->pitch_at[(size_t)s * cx->nf + f] != sl->pitch
+                           ? cx->transpose_ms : 0.0;
     }
     qsort(w->order, (size_t)on->nfing, sizeof *w->order, order_cmp);
     double cap = INFINITY;
     const double base0 = w->base[0]; /* the lowest: the layer is kept cheapest first */
     for (int q = 0; q < on->nfing; q++) {
-        const double lb = w->order[q].lb;
+        const double lb = w->order[q].lb, last = w->order[q].last, lim = cap - last;
         const int k = w->order[q].k, s = w->order[q].s, f = w->order[q].f;
-        if (base0 + lb > cap) break;
+        if (base0 + lb > lim) {
+            if (last != 0.0) continue;
+            break;
+        }
         double best = INFINITY;
         GROW(w->cands, w->cands_cap, nc + w->L);
         for (size_t j = 0; j < w->L; j++) {
@@ -498,13 +510,13 @@ static Py_ssize_t expand_single(Work *w, const OnsetC *on, double window) {
             if (core(cx, w->it.ss + 6 * (size_t)key[s], s, f, p, sound, end, lb, cd->x, &c)) {
                 const int32_t m = key[n];
                 total = w->base[j] + (c + (m && !(m >> s & 1) ? cx->change : 0.0));
-                if (total <= cap) { /* past it, past the window: never kept */
+                if (total <= lim) { /* past it, past the window: never kept */
                     cd->cost = total; cd->j = (int32_t)j; cd->k = k; cd->s = s; cd->ref = -1;
                     nc++;
                 }
             } else {
                 total = w->base[j] + cx->infeasible;
-                if (total <= cap) {
+                if (total <= lim) {
                     cd->cost = total; cd->j = (int32_t)j; cd->k = k; cd->s = -1; cd->ref = -1;
                     nc++;
                 }

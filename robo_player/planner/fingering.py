@@ -64,7 +64,9 @@ _fingering_c: Any = _load_c()
 
 __all__ = [
     "INFEASIBLE",
+    "BEAM",
     "NEG",
+    "WINDOW",
     "Costs",
     "Layout",
     "Onset",
@@ -79,6 +81,13 @@ __all__ = [
 NEG = -(1 << 60)  # "long ago": a time that constrains nothing
 INFEASIBLE = 1e6  # cost of one note that cannot be played where the path puts it
 MAX_FINGERINGS = 96  # per onset (a 6-note chord has few; wide unisons could have many)
+# States kept per onset by default. Since the search runs in C, beam 32 plans ~65,000
+# notes/s on the slider (>= 2x the 20,000 target) and takes the folk tunes' travel ratio
+# from 0.742 (beam 8) to 0.697 (bench/bench_guitar.py; docs/guitar.md "Measured").
+BEAM = 32
+# The search's slack (cost, ~ms of travel) above the cheapest state, on top of the octave's
+# price: plan_guitar's window is WINDOW + Costs.transpose_ms (docs/guitar.md "Planner").
+WINDOW = 300.0
 
 
 @dataclass(slots=True)
@@ -347,9 +356,15 @@ Cand = tuple[float, int, int, int, Any]
 
 
 def search(layout: Layout, onsets: Sequence[Onset], costs: Costs | None = None,
-           beam: int = 8, window: float = math.inf) -> tuple[list[int], float]:  # fmt: skip
+           beam: int = BEAM, window: float = math.inf) -> tuple[list[int], float]:  # fmt: skip
     """The cheapest fingering index per onset, and its cost (Viterbi with a beam: at most
-    ``beam`` states per onset, none costlier than the cheapest + ``window``).
+    ``beam`` states per onset, none costlier than the cheapest + ``window``). The octave
+    options of a one-note onset whose written pitch two or more strings have are a last
+    resort: their window is ``window`` less ``costs.transpose_ms`` (plan_guitar's window,
+    WINDOW + transpose_ms, leaves them WINDOW), while those of a pitch one string has get
+    the whole window, so that of two such notes too close on that string the search
+    weighs moving either. With no window (``math.inf``) every path is weighed: exact
+    below the beam.
 
     Runs in C (:mod:`._fingering_c`, built by ``pip install``) where it was built, else
     in Python (:func:`_search_py`): the same choice and total either way."""
@@ -359,7 +374,7 @@ def search(layout: Layout, onsets: Sequence[Onset], costs: Costs | None = None,
 
 
 def _search_c(layout: Layout, onsets: Sequence[Onset], costs: Costs | None = None,
-              beam: int = 8, window: float = math.inf) -> tuple[list[int], float]:  # fmt: skip
+              beam: int = BEAM, window: float = math.inf) -> tuple[list[int], float]:  # fmt: skip
     """:func:`_search_py` in C (the extension must be built)."""
     assert _fingering_c is not None, "robo_player.planner._fingering_c is not built"
     costs = costs or Costs()
@@ -373,7 +388,7 @@ def _search_c(layout: Layout, onsets: Sequence[Onset], costs: Costs | None = Non
 
 
 def _search_py(layout: Layout, onsets: Sequence[Onset], costs: Costs | None = None,
-               beam: int = 8, window: float = math.inf) -> tuple[list[int], float]:  # fmt: skip
+               beam: int = BEAM, window: float = math.inf) -> tuple[list[int], float]:  # fmt: skip
     """:func:`search` in Python. Its C twin (``_fingering_c.c``) repeats this function,
     :func:`make_core`, :func:`_expand_single` and :func:`_expand_multi` step for step: a
     change to what they compute, or to the order of their sums, goes into both
@@ -401,7 +416,7 @@ def _search_py(layout: Layout, onsets: Sequence[Onset], costs: Costs | None = No
     change = costs.change_ms
     pens = [[change if m and not m >> s & 1 else 0.0 for m in range(1 << n)] for s in range(n)]
     # per one-note fingering table (shared by the onsets of one pitch): its order
-    orders: dict[tuple[int, int], list[tuple[float, int, int, int]]] = {}
+    orders: dict[tuple[int, int], list[tuple[float, int, int, int, float]]] = {}
     for i, onset in enumerate(onsets):
         if len(onset.slots) == 1:
             cands = _expand_single(layout, states, base, onset, costs, window, it, orders, core, pens)
@@ -478,7 +493,7 @@ def _search_py(layout: Layout, onsets: Sequence[Onset], costs: Costs | None = No
 
 
 def _expand_single(layout: Layout, states: list[Key], base: list[float], onset: Onset, costs: Costs,
-                   window: float, it: _Interner, orders: dict[tuple[int, int], list[tuple[float, int, int, int]]],
+                   window: float, it: _Interner, orders: dict[tuple[int, int], list[tuple[float, int, int, int, float]]],
                    core: Core, pens: list[list[float]]) -> list[Cand]:  # fmt: skip
     """:func:`step` for an onset of one note, on interned states (the common case; the
     same arithmetic, so the search still equals :func:`brute_force`). A path already
@@ -494,14 +509,22 @@ def _expand_single(layout: Layout, states: list[Key], base: list[float], onset: 
     order = orders.get(key)
     if order is None:
         at, pitch, fret_ms, tp = layout.pitch_at, slot.pitch, costs.fret_ms, costs.transpose_ms
-        order = orders[key] = sorted((f * fret_ms + (tp if pitch >= 0 and at[s][f] != pitch else 0.0), k, s, f)
+        # the octave options of a pitch that two or more strings have are a last resort:
+        # their window is ``window`` less their price (``last``); those of a pitch that
+        # one string has are a choice (two such notes close on that string: which moves)
+        octave = [pitch >= 0 and at[s][f] != pitch for (s, f), in onset.fingerings]
+        last = tp if len(octave) - sum(octave) > 1 else 0.0
+        order = orders[key] = sorted((f * fret_ms + (tp if octave[k] else 0.0), k, s, f, last if octave[k] else 0.0)
                                      for k, ((s, f),) in enumerate(onset.fingerings))  # fmt: skip
     cap = math.inf
     cands: list[Cand] = []
     add = cands.append
     masks = [st[-1] for st in states]
-    for lb, k, s, f in order:
-        if base0 + lb > cap:
+    for lb, k, s, f, last_resort in order:
+        lim = cap - last_resort
+        if base0 + lb > lim:
+            if last_resort:
+                continue
             break
         col = [st[s] for st in states]
         res = {sid: core(sss[sid], s, f, p, sound, end, lb) for sid in set(col)}
@@ -511,11 +534,11 @@ def _expand_single(layout: Layout, states: list[Key], base: list[float], onset: 
             x, c, why, _ = res[sid]
             if why is None:
                 total = base[j] + (c + pen[masks[j]])
-                if total <= cap:  # past it, past the window: never kept
+                if total <= lim:  # past it, past the window: never kept
                     add((total, j, k, s, x))
             else:
                 total = base[j] + c
-                if total <= cap:
+                if total <= lim:
                     add((total, j, k, -1, states[j]))
             if total < best:
                 best = total

@@ -52,7 +52,9 @@ from ..spec.schema import pitch_to_note
 from .commands import CommandBuffer, make_command
 from .constraints import PlanOptions
 from .fingering import (
+    BEAM,
     FRESH,
+    WINDOW,
     Costs,
     Layout,
     Onset,
@@ -176,12 +178,15 @@ def _place_chord(spec: GuitarSpec, pitches: list[int], policy: str
 
 
 def plan_guitar(score: Score, spec: GuitarSpec, calibration: object = None,
-                options: PlanOptions | None = None, beam: int = 8, window: float = 300.0,
+                options: PlanOptions | None = None, beam: int = BEAM, window: float | None = None,
                 costs: Costs | None = None, fingering: str = "search",
                 ) -> tuple[Plan, GuitarPlanReport]:  # fmt: skip
     """Plan ``score`` on a guitar or bass spec (every note ends in the report once).
 
-    ``beam``: states kept per onset by the fingering search (exact below it).
+    ``beam``: states kept per onset by the fingering search (exact below it);
+    ``window``: how far above the cheapest a kept state's cost may lie (default
+    :data:`~.fingering.WINDOW` plus ``costs.transpose_ms``: a path that moved a note an
+    octave stays in the beam, see :func:`~.fingering.search`).
     ``fingering="lowest"``: the greedy baseline instead of the search (every note on
     the string with the lowest fret; bench/bench_guitar.py compares the two).
 
@@ -190,6 +195,8 @@ def plan_guitar(score: Score, spec: GuitarSpec, calibration: object = None,
     time (bench/bench_guitar.py)."""
     if costs is None and spec.mechanism is Mechanism.MATRIX:
         costs = MATRIX_COSTS
+    if window is None:
+        window = WINDOW + (costs or Costs()).transpose_ms
     was = gc.isenabled()
     gc.disable()
     try:
