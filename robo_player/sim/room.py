@@ -40,6 +40,8 @@ CLICK_HZ = 4500.0  # a piezo disc's ring
 CLICK_TAU_S = 0.00025
 REVERB_PREDELAY_S = 0.004  # first reflections arrive this long after the direct sound
 SAMPLE_RATES = (44100, 48000)
+GAIN_DB = -24.0  # the microphone's default gain (the detector's reference: hearing/detector.py)
+GAIN_DB_RANGE = (-60.0, 0.0)  # a quiet far microphone .. a hot preamp (0 dB clips the loud notes)
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,7 +50,7 @@ class Room:
 
     sample_rate: int = 48000
     snr_db: float = 30.0
-    gain_db: float = -24.0
+    gain_db: float = GAIN_DB
     rt60_s: float = 0.3
     wet_db: float = -14.0
     offset_s: float | None = None
@@ -60,6 +62,9 @@ class Room:
             raise ValueError(f"room: sample_rate {self.sample_rate} (allowed: 44100, 48000)")
         if not 0.0 <= self.rt60_s <= 3.0:
             raise ValueError(f"room: rt60_s {self.rt60_s} out of range (allowed: 0..3)")
+        lo, hi = GAIN_DB_RANGE
+        if not lo <= self.gain_db <= hi:
+            raise ValueError(f"room: gain_db {self.gain_db} out of range (allowed: {lo:g}..{hi:g})")
         if self.drift_ppm is not None and not abs(self.drift_ppm) <= 1000:
             raise ValueError(f"room: drift_ppm {self.drift_ppm} out of range (allowed: -1000..1000)")
         if self.offset_s is not None and not 0.0 <= self.offset_s <= 10.0:
@@ -161,4 +166,4 @@ def _reverb(y: np.ndarray, sr: int, rt60_s: float, wet_db: float, rng: np.random
     return y + wet
 
 
-__all__ = ["SAMPLE_RATES", "Room", "RoomTake", "click_wave"]
+__all__ = ["GAIN_DB", "GAIN_DB_RANGE", "SAMPLE_RATES", "Room", "RoomTake", "click_wave"]
