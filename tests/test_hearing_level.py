@@ -51,6 +51,9 @@ def test_removing_a_level_gives_back_the_velocity(level: float) -> None:
              for v in (30.0, 90.0, 150.0)]
     assert take_level_db(pairs + [(pitch, float("nan"), 80.0)], sr) == (pytest.approx(level, abs=1e-6), 3)
     assert take_level_db([], sr) == (0.0, 0)
+    # a stray (a note heard far off what was meant) does not move it: the middle half
+    stray = [(pitch, 127.0, 20.0)]
+    assert take_level_db(pairs * 3 + stray, sr) == (pytest.approx(level, abs=1e-6), 10)
 
 
 def test_learning_from_recordings_at_two_gains(spec) -> None:  # noqa: ANN001

@@ -90,9 +90,9 @@ def level_to_plan(
     heard: list[HeardNote], outcomes: list[Any], sample_rate: int
 ) -> tuple[list[HeardNote], float, int]:
     """A recording's level is unknown (microphone, distance, preamp): the detector's
-    loudness assumes its reference gain. Fit the take's level as one number, the median
-    over the notes paired with the plan's (as the report pairs them) of heard power over
-    planned power (dB, the level law of :mod:`robo_player.voicing`), and give the heard
+    loudness assumes its reference gain. Fit the take's level as one number over the notes
+    paired with the plan's (as the report pairs them), heard power over planned power
+    (dB, the level law of :mod:`robo_player.voicing`; :func:`.level.take_level_db`), and give the heard
     notes' loudness with it removed: the report's velocity errors are then the
     performance's dynamics against the plan's, not the microphone's gain. Returns
     (heard notes, level dB, pairs used); no pair: unchanged, 0 dB."""

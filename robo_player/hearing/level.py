@@ -4,10 +4,10 @@ The detector turns a strike's power into MIDI velocity at its reference micropho
 (:data:`~robo_player.hearing.detector.REFERENCE_GAIN_DB`, the level law of
 :mod:`robo_player.voicing`). A real microphone's gain is unknown (the microphone, its
 distance, the preamp): every heard velocity is then off by the same factor of power.
-:func:`take_level_db` fits that factor as one number, the median over pairs of heard
-power over expected power (dB), and :func:`remove_level` takes it out of a heard
-velocity. ``robo-player verify`` pairs the heard notes with the plan's velocities
-(:func:`robo_player.hearing.cli.level_to_plan`); the calibration through audio pairs
+:func:`take_level_db` fits that factor as one number over pairs of heard and
+expected power (dB, the mean of the middle half), and :func:`remove_level` takes it
+out of a heard velocity. ``robo-player verify`` pairs the heard notes with the plan's
+velocities (:func:`robo_player.hearing.cli.level_to_plan`); the calibration through audio pairs
 every key's full-drive strike with the spec's nominal velocity at full drive (the one
 loudness the calibrator knows before it has measured anything: docs/hearing.md).
 """
@@ -41,11 +41,21 @@ def level_db(pitch: int, heard: float, expected: float, sample_rate: int) -> flo
 
 def take_level_db(pairs: Iterable[tuple[int, float, float]], sample_rate: int) -> tuple[float, int]:
     """The take's level (dB) from ``(pitch, heard velocity, expected velocity)`` pairs:
-    the median of their :func:`level_db`; (0.0, 0) when no pair can say it."""
-    d = [x for p, h, e in pairs if (x := level_db(p, h, e, sample_rate)) is not None]
+    the interquartile mean of their :func:`level_db` (the mean of the middle half; the
+    median under 4 pairs); (0.0, 0) when no pair can say it.
+
+    Not the median: the pairs differ by the keys' own loudness and the detector's noise,
+    both spread without gross outliers, and the mean of the middle half is the steadier
+    of the two and still ignores a quarter of strays each side (a calibration's first
+    round, 12 keys, truth seeds 1-6: level error rms 0.63 dB by the median, 0.49 by
+    this; docs/hearing.md)."""
+    d = sorted(x for p, h, e in pairs if (x := level_db(p, h, e, sample_rate)) is not None)
     if not d:
         return 0.0, 0
-    return float(np.median(d)), len(d)
+    if len(d) < 4:
+        return float(np.median(d)), len(d)
+    q = len(d) // 4
+    return float(np.mean(d[q : len(d) - q])), len(d)
 
 
 def remove_level(pitch: int, velocity: float, level: float, sample_rate: int) -> float:
