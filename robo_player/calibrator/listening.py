@@ -120,20 +120,22 @@ def listen_round(
 
 def full_drive_level(strikes: list[StrikeResult], spec: PianoSpec, sample_rate: int) -> tuple[float, int]:
     """The take's level (dB against the detector's reference microphone) and how many
-    keys tell it: the median over the keys heard at full drive of heard power over the
-    power of the spec's nominal velocity at full drive.
+    keys tell it: over the keys heard at full drive, heard power against the power of
+    the spec's nominal velocity at full drive (:func:`~robo_player.hearing.level.take_level_db`).
 
     The microphone's gain is unknown (a real one, anywhere in the room): the loudness
     scale is anchored on the spec's nominal curve where the keys differ least, at full
     drive (near the threshold, each key's own threshold moves its loudness most). What
-    is left is the median key's own loudness against the nominal (the keys' spread, a
-    few % over a dozen keys, less over all 88)."""
+    is left is the keys' own loudness against the nominal and the detector's noise on
+    one strike each (a few tenths of a dB over a dozen keys, less over all 88:
+    docs/hearing.md)."""
     want = float(np.interp(1.0, spec.nominal.drive, spec.nominal.velocity))
     full = [s for s in strikes if s.heard and s.probe_gap_us is None and s.drive >= FULL_DRIVE]
     best: dict[int, StrikeResult] = {}
     for s in full:  # one per key: its first (a key does not weigh by its strikes)
         best.setdefault(s.pitch, s)
     return take_level_db(((p, s.velocity, want) for p, s in best.items()), sample_rate)
+
 
 def mark_missed(strikes: list[StrikeResult]) -> int:
     """Mark the ordinary strikes of one key not heard at a drive above one that was heard
