@@ -66,6 +66,8 @@ def play_errors(spec, cal, seed: int, score: Score) -> dict[str, float]:  # noqa
             on.append(t - o.target_t_us)
             ve.append(abs(v - o.velocity_target))
     a = np.array(on, dtype=float)
+    if not len(a):  # nothing the plan meant was heard near its time
+        raise ValueError(f"none of {len(report.outcomes)} planned notes heard within 50 ms")
     return {
         "n": float(len(a)),
         "p99_ms": float(np.percentile(np.abs(a), 99) / 1000),
@@ -114,7 +116,8 @@ def calibration_part(args: argparse.Namespace) -> None:
             continue
         print(f"{name:<34} {rep.strikes_per_key:>11.1f} {wall:>7.0f} "
               f"{ce['lat_mean_us']:>9.0f}/{ce['lat_p99_us']:<10.0f} {ce['vel_mean']:>12.2f} "
-              f"{pe['p99_ms']:>12.2f} {pe['shift_ms']:>+9.2f} {pe['p99_rel_ms']:>16.2f} {pe['vel']:>9.2f}")
+              f"{pe['p99_ms']:>12.2f} {pe['shift_ms']:>+9.2f} {pe['p99_rel_ms']:>16.2f} {pe['vel']:>9.2f}"
+              + ("" if rep.audio_level_db is None else f"  level {rep.audio_level_db:+.2f} dB ({rep.audio_level_keys} keys)"))
 
 
 def _only(cal, pitches):  # noqa: ANN001, ANN202

@@ -18,6 +18,7 @@ MAX_PARTIALS = 8
 # linearly over this long (the hammer's contact); the synthesis renders it, and the
 # detector measures its own response on a reference tone with it (hearing/detector.py)
 ATTACK_S = 0.002
+VELOCITY_MAX = 1016.0  # the top of velocity_for_power's scale: 127 x 8 (+36 dB of power)
 
 
 def f0_hz(pitch: int) -> float:
@@ -44,10 +45,14 @@ def power_for_velocity(pitch: int, velocity: float, f_max_hz: float) -> float:
 
 
 def velocity_for_power(pitch: int, power: float, f_max_hz: float) -> float:
-    """The velocity (0..~200) whose partials below ``f_max_hz`` carry mean ``power``."""
+    """The velocity (0..``VELOCITY_MAX``) whose partials below ``f_max_hz`` carry mean
+    ``power``. The scale reaches far past 127: a microphone louder than the detector's
+    reference (a hot preamp, a near microphone) hears a velocity-127 note at 2x the
+    velocity per +12 dB, and the take's level (:mod:`robo_player.hearing.level`) is
+    taken out of it afterwards, which a clamped value could not survive."""
     if power <= 0.0:
         return 0.0
-    lo, hi = 0.0, 254.0
+    lo, hi = 0.0, VELOCITY_MAX
     for _ in range(40):  # monotone in velocity: bisect
         mid = 0.5 * (lo + hi)
         if power_for_velocity(pitch, mid, f_max_hz) < power:

@@ -58,6 +58,33 @@ def test_calibration_hears_through_audio(audio_session) -> None:  # noqa: ANN001
         assert abs(c.latency_at(1.0) - kt.latency_full_us) < 1_000, p  # measured: 30-260 us
 
 
+@pytest.fixture(scope="module")
+def quiet_session(spec):  # noqa: ANN001, ANN201
+    # the same piano through a microphone 12 dB quieter (farther, or a lower preamp gain)
+    with open_port("sim://?sensor=audio&truth_seed=3&gain_db=-36", spec) as dev:
+        return calibrate_session(dev, spec, pitches=PITCHES)
+
+
+def test_calibration_does_not_depend_on_the_microphones_gain(audio_session, quiet_session) -> None:  # noqa: ANN001
+    # the microphone's gain is unknown on a real setup: the session fits the take's level
+    # on its first round's full-drive strikes against the spec's nominal, so the curves
+    # come out the same at -24 and -36 dB (told the gain, they were 12 dB = 2x apart)
+    cal, rep, truth = audio_session
+    cal_q, rep_q = quiet_session
+    assert rep.audio_level_db is not None and rep_q.audio_level_db is not None
+    assert rep.audio_level_keys == rep_q.audio_level_keys == len(PITCHES)
+    assert rep.audio_level_db - rep_q.audio_level_db == pytest.approx(12.0, abs=0.3)
+    # at the detector's reference gain the level is only the median key's own loudness
+    # at full drive against the nominal's (the truth's keys: 108..162, the nominal 135)
+    med = float(np.median([truth.key(p).gain for p in PITCHES]))
+    assert rep.audio_level_db == pytest.approx(40 * math.log10(med / 135.0), abs=0.5)
+    d = np.linspace(0.5, 1.0, 11)
+    for p in PITCHES:
+        a = np.array([cal.keys[p].velocity_at(x) for x in d])
+        b = np.array([cal_q.keys[p].velocity_at(x) for x in d])
+        assert np.max(np.abs(a - b)) < 1.0, (p, np.round(a - b, 2))
+
+
 def test_calibration_without_a_click_guesses_c(spec) -> None:  # noqa: ANN001
     bare = replace(spec, sync_click=None)
     with open_port("sim://?sensor=audio&truth_seed=3", bare) as dev:

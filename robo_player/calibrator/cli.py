@@ -91,6 +91,9 @@ def calibrate(args: argparse.Namespace, helpers: dict[str, Callable[..., Any]]) 
     if not args.quiet:
         print(f"calibrated {len(cal.keys)} keys of {spec.name} by listening "
               f"({report.strikes_per_key:.1f} strikes per key); wrote {args.out}")
+        if report.audio_level_db is not None:
+            print(f"the take's level: {report.audio_level_db:+.1f} dB against the detector's reference "
+                  f"microphone (from {report.audio_level_keys} keys at full drive against the spec's nominal)")
         if report.clock_by == "curves":
             print(f"note: {spec.name} has no sync_click, so the absolute onsets are uncertain by "
                   "the sync key's full-drive latency (guessed from the curves); docs/hearing.md")

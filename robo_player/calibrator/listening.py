@@ -23,6 +23,7 @@ from dataclasses import replace
 import numpy as np
 
 from ..hearing.align import PATTERN_SPAN_US, PATTERN_US
+from ..hearing.level import remove_level, take_level_db
 from ..hearing.listen import Expected, hear_strikes
 from ..performance import Performance
 from ..plan import Command, Op, Plan
@@ -40,6 +41,7 @@ OFFSET_RANGE_US = (-20_000.0, 200_000.0)
 OFFSET_KEYS = 24
 NEGATIVE_PENALTY_US = 3_000.0
 RESIDUAL_CAP_US = 3_000.0
+FULL_DRIVE = 1.0 - 1e-6  # a strike at or above this drive is at full drive (the level's anchor)
 OFFSET_PRIOR_SD_US = 50_000.0  # the prior on c (at the nominal full-drive latency): wide, the curves decide (onsets are now precise to ~0.2 ms)
 
 
@@ -98,10 +100,11 @@ def expected_window(s: StrikeResult, c_us: float, absolute: bool = True) -> Expe
 
 def listen_round(
     perf: Performance, pending: list[StrikeResult], spec: PianoSpec, starts: list[int], where: str,
-    c_us: float = 0.0,
+    c_us: float = 0.0, level_db: float = 0.0,
 ) -> None:
     """Hear ``pending`` in ``perf.audio``; fills their latency (as aligned: ``c`` early)
-    and loudness. ``c_us``: the best guess of ``c`` so far, for the search windows."""
+    and loudness (the take's level ``level_db`` taken out: :func:`remove_level`).
+    ``c_us``: the best guess of ``c`` so far, for the search windows."""
     assert perf.audio is not None
     expected = [expected_window(s, c_us, spec.sync_click is not None) for s in pending]
     heard, _ = hear_strikes(
@@ -112,7 +115,26 @@ def listen_round(
         if h is not None and math.isfinite(h.velocity):
             s.heard = True
             s.latency_us = h.t_us - s.t_us
-            s.velocity = h.velocity
+            s.velocity = remove_level(s.pitch, h.velocity, level_db, perf.audio.sample_rate)
+
+
+def full_drive_level(strikes: list[StrikeResult], spec: PianoSpec, sample_rate: int) -> tuple[float, int]:
+    """The take's level (dB against the detector's reference microphone) and how many
+    keys tell it: over the keys heard at full drive, heard power against the power of
+    the spec's nominal velocity at full drive (:func:`~robo_player.hearing.level.take_level_db`).
+
+    The microphone's gain is unknown (a real one, anywhere in the room): the loudness
+    scale is anchored on the spec's nominal curve where the keys differ least, at full
+    drive (near the threshold, each key's own threshold moves its loudness most). What
+    is left is the keys' own loudness against the nominal and the detector's noise on
+    one strike each (a few tenths of a dB over a dozen keys, less over all 88:
+    docs/hearing.md)."""
+    want = float(np.interp(1.0, spec.nominal.drive, spec.nominal.velocity))
+    full = [s for s in strikes if s.heard and s.probe_gap_us is None and s.drive >= FULL_DRIVE]
+    best: dict[int, StrikeResult] = {}
+    for s in full:  # one per key: its first (a key does not weigh by its strikes)
+        best.setdefault(s.pitch, s)
+    return take_level_db(((p, s.velocity, want) for p, s in best.items()), sample_rate)
 
 
 def mark_missed(strikes: list[StrikeResult]) -> int:

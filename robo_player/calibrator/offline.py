@@ -4,8 +4,9 @@ The adaptive session cannot run when nothing listens while it plays, so this is 
 fixed take: the sync pattern, every key struck at :data:`FIXED_U` (from full drive down
 towards the spec's nominal threshold, spaced like the adaptive rounds' targets), the
 pattern again. :func:`fixed_take` builds the plan and what it played (``played.json``);
-:func:`learn_from_recording` hears the recording through the detector and fits the
-keys as the session does.
+:func:`learn_from_recording` hears the recording through the detector, takes the
+recorder's unknown level out of the loudness (anchored on the full-drive strikes, as the
+session's first round) and fits the keys as the session does.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from ..spec.model import PianoSpec
 from .fitting import curve_from_fit, fit_key
 from .listening import EARLY_US, ONSET_GAP_US, add_sync, common_offset, sync_pitch
 from .scheduler import StrikeRequest, build_round
-from .session import CalibrationReport
+from .session import CalibrationReport, set_level
 from .strikes import SILENT_LATENCY_US, StrikeResult
 
 FIXED_U = (1.0, 0.7, 0.5, 0.36, 0.26, 0.19, 0.14, 0.10, 0.07)
@@ -94,6 +95,9 @@ def learn_from_recording(
             s.heard, s.latency_us, s.velocity = True, h.t_us - s.t_us, h.velocity
         by.setdefault(s.pitch, []).append(s)
     report = CalibrationReport(keys=len(by), strikes=len(strikes), play_calls=1, heard_by="audio")
+    # the recorder's gain is unknown: the take's level, from every key's full-drive strike
+    # (FIXED_U[0]) against the spec's nominal, out of every heard loudness
+    set_level(report, strikes, spec, recording.sample_rate, where)
     report.clock_by = "curves" if click is None else "click"
     if click is None:  # struck patterns: aligned times are early by c, guessed from the curves
         c = common_offset(by, float(spec.nominal.latency_us[-1])) or 0.0

@@ -15,13 +15,21 @@ import numpy as np
 
 from ..driver.ports import Device
 from ..errors import CalibrationError
+from ..hearing.level import remove_level
 from ..plan import Command, Op, Plan
 from ..spec.calibration import Calibration
 from ..spec.model import PianoSpec
 from .drives import FIRST_ROUND_U, ROUND_TARGETS, next_requests
 from .fitting import KeyFit, curve_from_fit, fit_key
 from .key_return import PROBE_GAP_FRACTION, next_probe, return_estimate
-from .listening import ONSET_GAP_US, add_sync, common_offset, listen_round, mark_missed
+from .listening import (
+    ONSET_GAP_US,
+    add_sync,
+    common_offset,
+    full_drive_level,
+    listen_round,
+    mark_missed,
+)
 from .pedal import pedal_commands, pedal_latency
 from .scheduler import STAGGER_US, CoilHeat, StrikeRequest, build_round
 from .strikes import (
@@ -63,6 +71,11 @@ class CalibrationReport:
     sync_offset_us: float | None = None  # audio: the constant c found (listening.py)
     # audio: what fixed the absolute time: "click" (spec.sync_click) or "curves" (c, guessed)
     clock_by: str | None = None
+    # audio: the take's level (dB against the detector's reference microphone), fitted on
+    # the first round's full-drive strikes against the spec's nominal (listening.py), and
+    # how many keys told it; it is out of every heard loudness the curves are fitted on
+    audio_level_db: float | None = None
+    audio_level_keys: int = 0
 
     @property
     def strikes_per_key(self) -> float:
@@ -179,7 +192,14 @@ def calibrate_session(
                 c_guess = offset_us
             else:
                 c_guess = float(spec.nominal.latency_us[-1])
-            listen_round(perf, pending, spec, starts, f"calibration round {round_no}", c_guess)
+            level = report.audio_level_db or 0.0
+            listen_round(perf, pending, spec, starts, f"calibration round {round_no}", c_guess, level)
+            if report.audio_level_db is None:
+                # the microphone's gain is unknown: the first round strikes every key at
+                # full drive; its level comes out of every loudness heard from here on,
+                # before any curve is fitted (the adaptive rounds and the key-return
+                # probes compare heard loudness with these fits)
+                set_level(report, pending, spec, perf.audio.sample_rate, f"calibration round {round_no}")
             for s in pending:
                 s.latency_us += offset_us
         else:
@@ -278,6 +298,23 @@ def calibrate_session(
         report.sim_time_us / 1e6,
     )
     return cal, report
+
+
+def set_level(
+    report: CalibrationReport, strikes: list[StrikeResult], spec: PianoSpec, sample_rate: int, where: str
+) -> None:
+    """Fit the take's level on ``strikes`` (:func:`~.listening.full_drive_level`), take
+    it out of their heard loudness and note it in ``report``."""
+    level, n = full_drive_level(strikes, spec, sample_rate)
+    if not n:
+        log.warning("%s: no key heard at full drive: the loudness scale is the detector's reference "
+                    "microphone's (docs/hearing.md)", where)
+    for s in strikes:
+        if s.heard:
+            s.velocity = remove_level(s.pitch, s.velocity, level, sample_rate)
+    report.audio_level_db, report.audio_level_keys = level, n
+    log.info("%s: the take's level %+.1f dB against the detector's reference microphone "
+             "(%d keys at full drive against the spec's nominal)", where, level, n)
 
 
 def calibrate(

@@ -90,38 +90,23 @@ def level_to_plan(
     heard: list[HeardNote], outcomes: list[Any], sample_rate: int
 ) -> tuple[list[HeardNote], float, int]:
     """A recording's level is unknown (microphone, distance, preamp): the detector's
-    loudness assumes its reference gain. Fit the take's level as one number, the median
-    over the notes paired with the plan's (as the report pairs them) of heard power over
-    planned power (dB, the level law of :mod:`robo_player.voicing`), and give the heard
+    loudness assumes its reference gain. Fit the take's level as one number over the notes
+    paired with the plan's (as the report pairs them), heard power over planned power
+    (dB, the level law of :mod:`robo_player.voicing`; :func:`.level.take_level_db`), and give the heard
     notes' loudness with it removed: the report's velocity errors are then the
     performance's dynamics against the plan's, not the microphone's gain. Returns
     (heard notes, level dB, pairs used); no pair: unchanged, 0 dB."""
     from ..report import match_heard
-    from ..voicing import f0_hz, power_for_velocity, velocity_for_power
-    from .detector import F_MAX_HZ
-
-    def f_max(pitch: int) -> float:
-        return min(F_MAX_HZ, 0.45 * sample_rate, 8.6 * f0_hz(pitch)) + 1.0
+    from .level import remove_level, take_level_db
 
     pairs = match_heard(outcomes, heard)
     by_index = {o.index: o for o in outcomes}
-    d_db = []
-    for i, h in pairs.items():
-        want = by_index[i].velocity_target
-        if want is None or want <= 0 or not 0 < h.velocity < 250:  # 250+: past the scale
-            continue
-        fm = f_max(h.pitch)
-        d_db.append(10.0 * np.log10(power_for_velocity(h.pitch, h.velocity, fm) / power_for_velocity(h.pitch, want, fm)))
-    if not d_db:
+    want = ((h.pitch, h.velocity, by_index[i].velocity_target) for i, h in pairs.items())
+    level, n = take_level_db(((p, v, w) for p, v, w in want if w is not None), sample_rate)
+    if not n:
         return heard, 0.0, 0
-    level = float(np.median(d_db))
-    scale = 10.0 ** (-level / 10.0)
-    out = [
-        HeardNote(h.t_us, h.pitch, velocity_for_power(h.pitch, power_for_velocity(h.pitch, h.velocity, f_max(h.pitch)) * scale,
-                                                     f_max(h.pitch)), h.end_us)
-        for h in heard
-    ]  # fmt: skip
-    return out, level, len(d_db)
+    out = [HeardNote(h.t_us, h.pitch, remove_level(h.pitch, h.velocity, level, sample_rate), h.end_us) for h in heard]
+    return out, level, n
 
 
 def cmd_verify(args: argparse.Namespace, helpers: dict[str, Callable[..., Any]]) -> int:

@@ -6,13 +6,17 @@ stream) into a recording, as a sound card would hand it over:
 - the piano's audio (:mod:`.audio`, the same synthesis as ``--wav``);
 - a short room reverb: the direct sound plus exponentially decaying diffuse noise from
   ``REVERB_PREDELAY_S`` on, ``rt60_s`` to -60 dB, ``wet_db`` below the direct sound;
-- a microphone gain (``gain_db``, default -24 dB: a velocity-127 note's partials at
-  the level law of :mod:`robo_player.voicing` times this gain); a signal past full
-  scale clips at +-1, as a sound card's converter does;
+- a microphone gain (``gain_db``, default ``GAIN_DB`` -24 dB, ``GAIN_DB_RANGE``
+  -60..0: a velocity-127 note's partials at the level law of
+  :mod:`robo_player.voicing` times this gain); a signal past full scale clips at +-1,
+  as a sound card's converter does. The host side does not know it: the detector's
+  loudness assumes -24 dB (its reference), and the calibrator fits the take's level
+  (:mod:`robo_player.hearing.level`);
 - the sync click (a piezo by the microphone, ``spec.sync_click``) where the physics
   says its output's on-edge made one: :func:`click_wave`, a sharp broadband transient
   (a 4.5 kHz ring decaying in 0.25 ms, its first half-period a step), ``CLICK_DB``
-  below full scale, through the room like the piano;
+  below full scale at the default gain (the microphone's gain moves it as it moves the
+  piano), through the room like the piano;
 - white noise at ``snr_db`` below the clean signal's mean power over the take;
 - an unknown constant offset between the MCU's clock and the audio clock (the card
   started recording ``offset_s`` before the stream's time zero) and the card's clock
@@ -40,6 +44,8 @@ CLICK_HZ = 4500.0  # a piezo disc's ring
 CLICK_TAU_S = 0.00025
 REVERB_PREDELAY_S = 0.004  # first reflections arrive this long after the direct sound
 SAMPLE_RATES = (44100, 48000)
+GAIN_DB = -24.0  # the microphone's default gain (the detector's reference: hearing/detector.py)
+GAIN_DB_RANGE = (-60.0, 0.0)  # a quiet far microphone .. a hot preamp (0 dB clips the loud notes)
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,7 +54,7 @@ class Room:
 
     sample_rate: int = 48000
     snr_db: float = 30.0
-    gain_db: float = -24.0
+    gain_db: float = GAIN_DB
     rt60_s: float = 0.3
     wet_db: float = -14.0
     offset_s: float | None = None
@@ -60,6 +66,9 @@ class Room:
             raise ValueError(f"room: sample_rate {self.sample_rate} (allowed: 44100, 48000)")
         if not 0.0 <= self.rt60_s <= 3.0:
             raise ValueError(f"room: rt60_s {self.rt60_s} out of range (allowed: 0..3)")
+        lo, hi = GAIN_DB_RANGE
+        if not lo <= self.gain_db <= hi:
+            raise ValueError(f"room: gain_db {self.gain_db} out of range (allowed: {lo:g}..{hi:g})")
         if self.drift_ppm is not None and not abs(self.drift_ppm) <= 1000:
             raise ValueError(f"room: drift_ppm {self.drift_ppm} out of range (allowed: -1000..1000)")
         if self.offset_s is not None and not 0.0 <= self.offset_s <= 10.0:
@@ -115,7 +124,8 @@ class RoomTake:
         y = render_audio(Performance(heard=warped, pedal=pedal), sample_rate=sr).astype(np.float64)
         y *= 10.0 ** (room.gain_db / 20.0)
         if self._clicks:
-            wave = click_wave(sr)
+            # the piezo is heard through the same microphone and preamp as the piano
+            wave = click_wave(sr) * 10.0 ** ((room.gain_db - GAIN_DB) / 20.0)
             end = max(self._audio_us(t) for t in self._clicks) * 1e-6 * sr + len(wave) + 1
             if end > len(y):
                 y = np.concatenate([y, np.zeros(int(end) - len(y))])
@@ -161,4 +171,4 @@ def _reverb(y: np.ndarray, sr: int, rt60_s: float, wet_db: float, rng: np.random
     return y + wet
 
 
-__all__ = ["SAMPLE_RATES", "Room", "RoomTake", "click_wave"]
+__all__ = ["GAIN_DB", "GAIN_DB_RANGE", "SAMPLE_RATES", "Room", "RoomTake", "click_wave"]

@@ -25,7 +25,7 @@ import numpy as np
 from ..errors import TransportError
 from ..performance import HeardNote, Performance
 from .physics import SoundedNotes
-from .room import SAMPLE_RATES, Room, RoomTake
+from .room import GAIN_DB, GAIN_DB_RANGE, SAMPLE_RATES, Room, RoomTake
 
 TIMING_SD_US = 200.0
 LOUDNESS_SD = 1.0
@@ -41,7 +41,7 @@ DEFAULT_SENSOR = "audio"
 # options of every simulated device that configure its microphone
 SENSOR_OPTIONS = (
     "sensor_seed", "timing_sd_us", "loudness_sd", "sensor", "snr_db", "sample_rate",
-    "offset_s", "drift_ppm", "rt60_s", "heard_delay_ms",
+    "offset_s", "drift_ppm", "rt60_s", "gain_db", "heard_delay_ms",
 )
 
 
@@ -133,8 +133,10 @@ def microphone_from_options(url: str, opts: dict[str, object]) -> Microphone:
     note-level sensor; ``heard_delay_ms`` (100; 50..2000): a note is heard live this
     long after its onset (``heard_so_far``); ``sensor`` (``audio`` | ``notes``, default
     ``audio``); for audio,
-    ``snr_db`` (30), ``sample_rate`` (48000 or 44100), ``rt60_s`` (0.3; 0: no reverb), ``offset_s`` and ``drift_ppm``
-    (default: drawn from the seed, unknown to the host side)."""
+    ``snr_db`` (30), ``sample_rate`` (48000 or 44100), ``rt60_s`` (0.3; 0: no reverb), ``gain_db`` (-24; the
+    microphone's gain, -60..0 dB: unknown to the host side, the calibrator fits the
+    take's level, docs/hearing.md), ``offset_s`` and ``drift_ppm`` (default: drawn
+    from the seed, unknown to the host side)."""
     seed_raw = opts.pop("sensor_seed", 0)
     try:
         seed = int(seed_raw)  # type: ignore[call-overload]
@@ -147,7 +149,7 @@ def microphone_from_options(url: str, opts: dict[str, object]) -> Microphone:
     kind = str(opts.pop("sensor", DEFAULT_SENSOR))
     if kind not in SENSORS:
         raise TransportError(f"{url}: option sensor={kind!r} (allowed: {', '.join(SENSORS)})")
-    audio_opts = {k: opts.pop(k) for k in ("snr_db", "sample_rate", "offset_s", "drift_ppm", "rt60_s") if k in opts}
+    audio_opts = {k: opts.pop(k) for k in ("snr_db", "sample_rate", "offset_s", "drift_ppm", "rt60_s", "gain_db") if k in opts}
     if kind == "notes":
         if audio_opts:
             raise TransportError(
@@ -161,6 +163,7 @@ def microphone_from_options(url: str, opts: dict[str, object]) -> Microphone:
         sample_rate=int(sr),
         snr_db=_num(url, "snr_db", audio_opts.get("snr_db", 30.0), -20.0, 120.0),
         rt60_s=_num(url, "rt60_s", audio_opts.get("rt60_s", 0.3), 0.0, 3.0),
+        gain_db=_num(url, "gain_db", audio_opts.get("gain_db", GAIN_DB), *GAIN_DB_RANGE),
         offset_s=None if "offset_s" not in audio_opts else _num(url, "offset_s", audio_opts["offset_s"], 0, 10),
         drift_ppm=None if "drift_ppm" not in audio_opts else _num(url, "drift_ppm", audio_opts["drift_ppm"], -1000, 1000),
         seed=seed,

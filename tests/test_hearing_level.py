@@ -1,0 +1,75 @@
+"""The microphone's gain (issue 11): ``sim://?gain_db=`` and the take's level that the
+hearing fits instead of knowing it (robo_player/hearing/level.py)."""
+
+from __future__ import annotations
+
+import pytest
+
+from robo_player.calibrator.offline import fixed_take, learn_from_recording
+from robo_player.driver import open_port
+from robo_player.errors import TransportError
+from robo_player.hearing.level import band_top_hz, remove_level, take_level_db
+from robo_player.hearing.recording import Recording
+from robo_player.sim.room import Room
+from robo_player.spec import load_spec
+from robo_player.voicing import power_for_velocity, velocity_for_power
+
+
+@pytest.fixture(scope="module")
+def spec():  # noqa: ANN201
+    return load_spec("piano-88-grand")
+
+
+@pytest.mark.parametrize(("url", "message"), [
+    ("sim://?gain_db=6", r"sim://\?gain_db=6: option gain_db='6' out of range \(allowed: -60..0\)"),
+    ("sim://?gain_db=-61", r"option gain_db='-61' out of range \(allowed: -60..0\)"),
+    ("sim://?gain_db=loud", r"option gain_db='loud' must be a number in -60..0"),
+    ("sim://?sensor=notes&gain_db=-30", r"option gain_db needs sensor=audio \(this is sensor=notes\)"),
+])
+def test_gain_db_is_checked(spec, url: str, message: str) -> None:  # noqa: ANN001
+    with pytest.raises(TransportError, match=message):
+        open_port(url, spec)
+
+
+def test_gain_db_reaches_the_room(spec) -> None:  # noqa: ANN001
+    with open_port("sim://?gain_db=-36.5", spec) as dev:
+        assert dev.instrument.microphone.room.gain_db == -36.5  # type: ignore[attr-defined]
+    with pytest.raises(ValueError, match=r"room: gain_db 3.0 out of range \(allowed: -60..0\)"):
+        Room(gain_db=3.0)
+
+
+@pytest.mark.parametrize("level", [-12.0, 12.0])
+def test_removing_a_level_gives_back_the_velocity(level: float) -> None:
+    # a note heard through a microphone ``level`` dB off the reference: louder ones go far
+    # past 127 (+12 dB doubles a velocity), and must survive to be brought back
+    pitch, sr = 45, 48000
+    f = band_top_hz(pitch, sr)
+    for v in (20.0, 64.0, 127.0, 162.0):
+        heard = velocity_for_power(pitch, power_for_velocity(pitch, v, f) * 10.0 ** (level / 10.0), f)
+        assert remove_level(pitch, heard, level, sr) == pytest.approx(v, abs=1e-3)
+    pairs = [(pitch, velocity_for_power(pitch, power_for_velocity(pitch, v, f) * 10.0 ** (level / 10.0), f), v)
+             for v in (30.0, 90.0, 150.0)]
+    assert take_level_db(pairs + [(pitch, float("nan"), 80.0)], sr) == (pytest.approx(level, abs=1e-6), 3)
+    assert take_level_db([], sr) == (0.0, 0)
+    # a stray (a note heard far off what was meant) does not move it: the middle half
+    stray = [(pitch, 127.0, 20.0)]
+    assert take_level_db(pairs * 3 + stray, sr) == (pytest.approx(level, abs=1e-6), 10)
+
+
+def test_learning_from_recordings_at_two_gains(spec) -> None:  # noqa: ANN001
+    # calibrate --from-recording: a recorder of unknown gain; the same take recorded
+    # 12 dB apart gives the same curves (told the reference gain, they were 2x apart)
+    plan, played = fixed_take(spec, pitches=[60, 67])
+    cals, levels = [], []
+    for gain in (-30, -18):
+        with open_port(f"sim://?sensor=audio&truth_seed=4&gain_db={gain}", spec) as dev:
+            take = dev.play(plan).audio
+        assert take is not None
+        cal, rep = learn_from_recording(spec, Recording(take.samples(), take.sample_rate), played, "take.wav")
+        cals.append(cal)
+        levels.append(rep.audio_level_db)
+        assert rep.audio_level_keys == 2
+    assert levels[1] - levels[0] == pytest.approx(12.0, abs=0.3)
+    for p in (60, 67):
+        for d in (0.5, 0.7, 0.85, 1.0):
+            assert cals[0].keys[p].velocity_at(d) == pytest.approx(cals[1].keys[p].velocity_at(d), abs=1.0), (p, d)
