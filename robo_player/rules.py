@@ -239,7 +239,8 @@ class DutyBucket:
     ``set_level(t_us, level)`` integrates up to ``t_us`` at the old level and takes the
     new one; ``at(t_us)`` integrates and returns the bucket; ``over_at_us()``: the first
     unit boundary at which the bucket is past the cap at the present level (None: never);
-    ``full(t_us)``: would the firmware refuse a command that turns the coil on then?
+    ``full(t_us)``: is the bucket at its cap then; ``hot(t_us)``: would the firmware
+    refuse a command that turns the coil on then (the bucket as last integrated)?
     """
 
     __slots__ = ("pwm_max", "drain_k", "cap", "bucket", "unit", "weight")
@@ -277,6 +278,19 @@ class DutyBucket:
 
     def full(self, t_us: int) -> bool:
         return self.at(t_us) >= self.cap
+
+    def hot(self, t_us: int, poll_us: int = DUTY_POLL_US, phase_us: int = 0) -> bool:
+        """Would the firmware refuse a command that turns the coil on at ``t_us``?
+        sched.c's decide reads the coil's ``hot`` flag as it was last integrated: at its
+        last level change (:meth:`set_level`) or at the last duty poll (every
+        ``poll_us``, at ``phase_us``) at or before ``t_us``, whichever came later; a
+        bucket that passed its cap since is refused from the next poll on (which also
+        cuts the coil, if on). The poll looks at every coil on or hot; an off coil
+        that was not hot only drains, so looking at it too changes nothing."""
+        p = (t_us - phase_us) // poll_us * poll_us + phase_us
+        if p // DUTY_UNIT_US > self.unit:
+            return self.full(p)  # a poll since the last integration
+        return self.bucket >= self.cap
 
     def over_at_us(self, cap: int | None = None) -> int | None:
         """µs of the first unit at which the bucket is past ``cap`` (default: the

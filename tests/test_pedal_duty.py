@@ -92,17 +92,21 @@ def test_sim_cuts_a_pedal_overrun_as_the_firmware_model_does() -> None:
 
 
 def test_a_press_on_a_full_bucket_is_refused_alike() -> None:
-    # a command that drives the pedal while its bucket is past the cap (just after it
-    # passed it: before or after the poll that cuts it) is refused
+    # a command that drives the pedal once its bucket was found past the cap (by the
+    # duty poll that cuts it: after the poll, whatever its phase) is refused
     bucket = rules.DutyBucket.of(GRAND.actuators, PCH)
     bucket.set_level(100 * MS, FULL)
     over = bucket.over_at_us()
     # cap / (weight − drain): the full-drive weight is 255/256, the drain drain_k/16384
     fill = bucket.cap / (255 / 256 - bucket.drain_k / (256 * rules.DUTY_UNIT_US))
     assert over is not None and abs(over - (100 * MS + fill)) <= 2 * rules.DUTY_UNIT_US
+    # sched.c reads the flag its last integration left: past the cap but before the
+    # poll, not yet hot (the poll then cuts the coil); from the poll on, hot
+    poll = -(-over // rules.DUTY_POLL_US) * rules.DUTY_POLL_US
+    assert over < poll and not bucket.copy().hot(over + (poll - over) // 2) and bucket.copy().hot(poll)
     plan = _plan([
         Command(100 * MS, Op.SET, PCH, FULL),
-        Command(over + 200, Op.SET, PCH, FULL),
+        Command(over + rules.DUTY_POLL_US + 200, Op.SET, PCH, FULL),
         Command(over + 3 * S, Op.SET, PCH, 0),
     ])  # fmt: skip
     lim = apply_limits(plan.commands, GRAND.actuators)

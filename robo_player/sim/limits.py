@@ -16,8 +16,9 @@ too), and the one pulse/hold expansion (:func:`robo_player.actuation.output_step
 - **duty**: a coil whose bucket passes the cap while on is switched off at the next duty
   poll (``CUTOFF_DUTY``; polls every 8 ms on the performance-time grid: the firmware's
   phase is its loop's, so a cut may come up to 8 ms apart from a board's); a command
-  that would turn a coil on while its bucket is at or past the cap is refused
-  (``REFUSED_DUTY``) and does nothing.
+  that would turn a coil on while its bucket was at or past the cap when last
+  integrated (its last level change or duty poll: ``DutyBucket.hot``, as sched.c reads
+  its ``hot`` flag) is refused (``REFUSED_DUTY``) and does nothing.
 
 A cut is a release inserted at the cut's time (it also cancels a pending drop to hold);
 the command that had turned the coil on is counted ``played_cut_off``, as the driver
@@ -227,7 +228,7 @@ class _Coil:
             return
         if c.op is Op.MOVE:
             return
-        if c.drive and self.bucket.full(t):  # sched.c decide: hot && level
+        if c.drive and self.bucket.hot(t):  # sched.c decide: hot && level
             res.refused.add(i)
             drop.add(i)
             return

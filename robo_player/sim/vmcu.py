@@ -64,6 +64,7 @@ def _s32(v: int) -> int:
 # the firmware's duty arithmetic, one copy (robo_player/rules.py); re-exported here
 DUTY_UNIT_US = rules.DUTY_UNIT_US
 DUTY_POLL_US = rules.DUTY_POLL_US
+BATCH = 8  # sched.c BATCH: commands decided together before their outputs
 duty_weight = rules.duty_weight
 duty_drain_k = rules.duty_drain_k
 
@@ -89,6 +90,10 @@ class _Act:
     strike_index: int = -1
     bucket: int = 0  # duty leaky bucket, in µs of full drive (sched.c bucket_us)
     bucket_unit: int = 0  # the 64 µs unit it is integrated up to (sched.c bucket_unit)
+    # the bucket at its cap when last integrated (sched.c ``hot``: set where the firmware
+    # integrates - a level change, the duty poll, a status - and read, as it stands, by a
+    # command's decision: a bucket that passed its cap since waits for the next poll)
+    hot: bool = False
     weight: int = 0  # duty_weight() of the present level
     drain_k: int = 0  # duty_drain_k(duty_permille)
 
@@ -301,6 +306,7 @@ class VirtualMCU:
         if nu > s.bucket_unit:
             s.bucket = self._bucket_after(s, nu - s.bucket_unit)
             s.bucket_unit = nu
+            s.hot = s.bucket >= self._bucket_cap(s)  # sched.c bucket_integrate
 
     def _bucket_cap(self, s: _Act) -> int:
         return rules.duty_cap_us(self.duty_window_ms, s.duty_permille)  # fw.c lim.cap_us
@@ -316,6 +322,11 @@ class VirtualMCU:
         if u is None:
             return None  # on, but draining below the cap
         return self._poll_at(self._us(DUTY_UNIT_US) * (s.bucket_unit + u))
+
+    def _poll_before(self, clock: int) -> int:
+        """The clock of the last duty poll at or before ``clock``."""
+        poll, phase = self._us(self.cfg.duty_poll_us), self._us(self.cfg.duty_poll_phase_us)
+        return (clock - phase) // poll * poll + phase
 
     def _poll_at(self, clock: int) -> int:
         poll, phase = self._us(self.cfg.duty_poll_us), self._us(self.cfg.duty_poll_phase_us)
@@ -411,7 +422,16 @@ class VirtualMCU:
         due = []
         while self.queue and self.queue[0][0] <= now:
             due.append(heapq.heappop(self.queue))
-        self._deadlines(now, {cmd.actuator for *_, cmd in due})
+        # sched.c run_batch: the tick's first batch is its commands up to the first that
+        # repeats a coil (or BATCH of them); the deadlines of this tick on the coils
+        # without a command in it go out first (a coil whose command comes in a later
+        # batch of the tick has its pulse ended before that command is decided)
+        first: set[int] = set()
+        for *_, cmd in due:
+            if cmd.actuator in first or len(first) == BATCH:
+                break
+            first.add(cmd.actuator)
+        self._deadlines(now, first)
         for clock, _, index, cmd in due:
             self._execute(clock, index, cmd, now)
         if due:
@@ -504,8 +524,10 @@ class VirtualMCU:
             )
             if running >= self.max_concurrent:
                 return EventKind.REFUSED_CONCURRENCY
-        self._drain(s, now)
-        if cmd.level and s.bucket >= self._bucket_cap(s):  # sched.c decide: hot && level
+        p = self._poll_before(now)
+        if self._unit_of(p) > s.bucket_unit:
+            self._drain(s, p)  # the duty poll's look since (sched.c duty_poll)
+        if cmd.level and s.hot:  # sched.c decide: hot && level, as last integrated
             return EventKind.REFUSED_DUTY
         return None
 
