@@ -448,6 +448,12 @@ class Detector:
             if frac[i] < min_risen:
                 break
             t_mid = self._midpoint(pitch, i, cols, predicted=planned)
+            if planned:
+                # the earlier of the new power's and the salience's midpoints: neither is
+                # early, each is late where the other is not (a ringing partial in
+                # anti-phase: the salience's; a ringing neighbour's damper landing as we
+                # are struck, a legato step: the new power's, +10..+35 ms)
+                t_mid = min(t_mid, self._midpoint(pitch, i, cols))
             share = math.inf if alone else self.new_share(pitch, t_mid, others)
             if share < MIN_NEW:
                 continue
