@@ -23,7 +23,9 @@ zero at the onset plus a per-key constant measured on a reference tone
 (:func:`energy_response`) and taken off. The coarse onset of a key-unknown or plan-known
 strike is the midpoint of its new power (:meth:`Detector.new_power`): the partials' bins
 less a prediction of the sound already ringing there, so a strike in anti-phase with a
-ringing partial is not timed late.
+ringing partial is not timed late; with the plan known, the earlier of that and the
+salience's midpoint (a neighbour's damper landing as the key is struck leaves power the
+prediction does not explain, and the new power's midpoint late).
 
 Loudness: the note's comb-filtered power over 3..13 ms after the onset, less the
 background, over the reference tone's gain and the microphone's reference gain, turned
