@@ -122,14 +122,6 @@ SHARED_REACH = 12
 # explain (:meth:`Detector.new_power`): each bin at the key's partials predicted as one decaying,
 # rotating sinusoid from two frames PREDICT_FRAMES apart before the rise's window
 PREDICT_FRAMES = 4
-# plan known: where both midpoints come more than RISE_LEAD_S after the candidate's rise
-# frame and no other key is planned within LEAD_S before the note, the coarse onset is
-# the rise frame itself (a legato step a semitone away: the neighbour's partials fade in
-# our bins as ours rise, and both midpoints read 18-35 ms late; where a key is planned
-# just before, the rise may be its strike lifting our partials, so the midpoints stand)
-RISE_LEAD_S = 0.012
-LEAD_S = 0.05
-CHORD_S = 0.002  # ... (a note of the same chord, planned within this before ours, does not lead)
 Cols = tuple[int, ...] | None  # a subset of a pitch's partials (None: all)
 
 
@@ -428,7 +420,7 @@ class Detector:
     def find(
         self, pitch: int, t_lo_s: float, t_hi_s: float, *, alone: bool = False,
         others: Sequence[int] = (), min_risen: float = FIND_MIN_FRACTION, own: Sequence[int] = (),
-        planned: bool = False, led: bool = True,
+        planned: bool = False,
     ) -> Onset | None:
         """The onset of ``pitch`` in [t_lo_s, t_hi_s] (audio seconds), or None if the key
         did not sound there. ``alone``: nothing else is struck in the window (a sync
@@ -439,9 +431,7 @@ class Detector:
         comes from the partials none of them reaches (:meth:`own_partials`; the
         plan-known search); ``planned`` (the plan-known search): the coarse onset from
         the new power (:meth:`new_power`), and of the candidates the one whose new sound
-        is most this key's (the largest :meth:`new_share`), not the first that is; with
-        ``led`` False (no other key planned just before), a coarse onset both midpoints put
-        more than RISE_LEAD_S after the rise frame is the rise frame."""
+        is most this key's (the largest :meth:`new_share`), not the first that is."""
         cols = self.own_partials(pitch, own) if own else None
         r = self.rise_db(pitch)
         hop_s = self.hop / self.sr  # not HOP_S: at 44.1 kHz a hop is 88 samples, 1.9955 ms
@@ -466,8 +456,6 @@ class Detector:
                 # anti-phase: the salience's; a ringing neighbour's damper landing as we
                 # are struck, a legato step: the new power's, +10..+35 ms)
                 t_mid = min(t_mid, self._midpoint(pitch, i, cols))
-                if not led and t_mid > i * hop_s + RISE_LEAD_S:
-                    t_mid = i * hop_s
             share = math.inf if alone else self.new_share(pitch, t_mid, others)
             if share < MIN_NEW:
                 continue
@@ -593,10 +581,8 @@ class Detector:
             # the plan says this key was struck here: a soft note whose fundamental alone
             # rose is taken (TIGHT_MIN_FRACTION), the owner test still decides (random
             # pieces, seeds 1-3: recall +0.5..+3.6 points, precision unchanged)
-            lo, hi = bisect.bisect_left(times, t - LEAD_S), bisect.bisect_left(times, t - CHORD_S)
-            led = any(intended[order[j]][1] != p for j in range(lo, hi))
             o = self.find(p, t - before_s, t + after_s, others=[q for q in near(t) if q != p],
-                          min_risen=TIGHT_MIN_FRACTION, own=near_own(t, p), planned=True, led=led)
+                          min_risen=TIGHT_MIN_FRACTION, own=near_own(t, p), planned=True)
             if o is None or any(abs(o.t_s - u) < MIN_GAP_S for u in taken.get(p, [])):
                 continue  # not heard, or one strike already given to a note of this key
             taken.setdefault(p, []).append(o.t_s)
