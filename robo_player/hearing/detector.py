@@ -23,7 +23,9 @@ zero at the onset plus a per-key constant measured on a reference tone
 (:func:`energy_response`) and taken off. The coarse onset of a key-unknown or plan-known
 strike is the midpoint of its new power (:meth:`Detector.new_power`): the partials' bins
 less a prediction of the sound already ringing there, so a strike in anti-phase with a
-ringing partial is not timed late.
+ringing partial is not timed late; with the plan known, the earlier of that and the
+salience's midpoint (a neighbour's damper landing as the key is struck leaves power the
+prediction does not explain, and the new power's midpoint late).
 
 Loudness: the note's comb-filtered power over 3..13 ms after the onset, less the
 background, over the reference tone's gain and the microphone's reference gain, turned
@@ -448,6 +450,12 @@ class Detector:
             if frac[i] < min_risen:
                 break
             t_mid = self._midpoint(pitch, i, cols, predicted=planned)
+            if planned:
+                # the earlier of the new power's and the salience's midpoints: neither is
+                # early, each is late where the other is not (a ringing partial in
+                # anti-phase: the salience's; a ringing neighbour's damper landing as we
+                # are struck, a legato step: the new power's, +10..+35 ms)
+                t_mid = min(t_mid, self._midpoint(pitch, i, cols))
             share = math.inf if alone else self.new_share(pitch, t_mid, others)
             if share < MIN_NEW:
                 continue
