@@ -95,7 +95,11 @@ def expected_window(s: StrikeResult, c_us: float, absolute: bool = True) -> Expe
     half = WINDOW_MIN_US + s.expect_tol * s.expect_us
     lo = max(-EARLY_US, centre - half)
     hi = min(SILENT_LATENCY_US + 5_000, centre + half)
-    return Expected(s.pitch, s.t_us, int(-lo), int(hi))
+    # absolute clock: a strike not heard around its prediction is looked for again from
+    # its command to the silent latency (near the threshold the predicted latency is
+    # far off: a wrong "silent" there pulls the threshold and the soft curve with it)
+    wide = (0, SILENT_LATENCY_US + 5_000) if absolute else None
+    return Expected(s.pitch, s.t_us, int(-lo), int(hi), wide)
 
 
 def listen_round(
