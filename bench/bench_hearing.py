@@ -15,15 +15,17 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_calibration import curve_errors  # noqa: E402
+from bench_calibration import curve_errors, truth_latency_us  # noqa: E402
 
 from robo_player.calibrator import calibrate_session  # noqa: E402
 from robo_player.driver import open_port  # noqa: E402
@@ -66,7 +68,10 @@ def crop(score: Score, seconds: float, start_s: float = 0.0) -> Score:
     return Score(notes=notes, pedal=pedal, ticks_per_beat=score.ticks_per_beat, source=score.source)
 
 
-def play_errors(spec, cal, seed: int, score: Score) -> dict[str, float]:  # noqa: ANN001
+def play_errors(spec, cal, seed: int, score: Score, notes: list | None = None) -> dict[str, float]:  # noqa: ANN001
+    """Onset p99 and |velocity error| of ``score`` played with ``cal`` (a truth-exact
+    listener); ``notes`` not None: each matched note's (pitch, onset error us,
+    velocity target, planned latency us) appended to it (``--why``)."""
     plan, report = plan_piano(score, spec, cal)
     with open_port("sim://", spec, truth_seed=seed, timing_sd_us=0, loudness_sd=0) as dev:
         perf = dev.play(plan)
@@ -81,6 +86,8 @@ def play_errors(spec, cal, seed: int, score: Score) -> dict[str, float]:  # noqa
         if abs(t - o.target_t_us) <= 50_000:
             on.append(t - o.target_t_us)
             ve.append(abs(v - o.velocity_target))
+            if notes is not None and o.strike_t_us is not None:
+                notes.append((o.pitch_out, t - o.target_t_us, o.velocity_target, o.target_t_us - o.strike_t_us))
     a = np.array(on, dtype=float)
     if not len(a):  # nothing the plan meant was heard near its time
         raise ValueError(f"none of {len(report.outcomes)} planned notes heard within 50 ms")
@@ -114,18 +121,24 @@ def calibration_part(args: argparse.Namespace) -> None:
             continue
         spec = sp
         dev = open_port(url, spec, truth_seed=args.seed, sensor_seed=args.seed)
+        rounds: list[tuple[list, list]] = []
+        undo = record_rounds(dev, rounds) if args.why else None
         t0 = time.perf_counter()
         try:
             cal, rep = calibrate_session(dev, spec, pitches=pitches, max_strikes_per_key=14)
         except RoboPlayerError as err:
             print(f"{name:<34} failed: {err}")
             continue
+        finally:
+            if undo is not None:
+                undo()
         wall = time.perf_counter() - t0
         truth = dev._truth  # the bench may read it; the calibrator may not
         dev.close()
         ce = curve_errors(_only(cal, pitches), truth, spec)
+        notes: list = []
         try:
-            pe = play_errors(spec, cal, args.seed, _restrict(piece, pitches))
+            pe = play_errors(spec, cal, args.seed, _restrict(piece, pitches), notes)
         except (RoboPlayerError, ValueError) as err:
             print(f"{name:<34} {rep.strikes_per_key:>11.1f} {wall:>7.0f} "
                   f"{ce['lat_mean_us']:>9.0f}/{ce['lat_p99_us']:<10.0f} {ce['vel_mean']:>12.2f}  play failed: {err}")
@@ -134,6 +147,92 @@ def calibration_part(args: argparse.Namespace) -> None:
               f"{ce['lat_mean_us']:>9.0f}/{ce['lat_p99_us']:<10.0f} {ce['vel_mean']:>12.2f} "
               f"{pe['p99_ms']:>12.2f} {pe['shift_ms']:>+9.2f} {pe['p99_rel_ms']:>16.2f} {pe['vel']:>9.2f}"
               + ("" if rep.audio_level_db is None else f"  level {rep.audio_level_db:+.2f} dB ({rep.audio_level_keys} keys)"))
+        if args.why:
+            why_calibration(spec, cal, truth, rounds, notes)
+
+
+def record_rounds(dev, rounds: list) -> Callable[[], None]:  # noqa: ANN001
+    """``--why``: keep each round's strikes as heard and the notes the device sounded
+    (``perf.heard``: the sensor's 0.2 ms noise on the physics' onsets; the calibrator
+    does not read them when there is audio). Returns the undo."""
+    from robo_player.calibrator import session
+
+    orig = session.listen_round
+
+    def listen(perf, pending, *a, **k):  # noqa: ANN001, ANN002, ANN003, ANN202
+        orig(perf, pending, *a, **k)
+        rounds.append((list(perf.heard), pending))
+
+    session.listen_round = listen  # type: ignore[assignment]
+
+    def undo() -> None:
+        session.listen_round = orig  # type: ignore[assignment]
+
+    return undo
+
+
+def why_calibration(spec, cal, truth, rounds: list, notes: list) -> None:  # noqa: ANN001
+    """``--why``: where the played onset errors come from. Each calibration strike heard
+    against the sounded onset of its key (mis-heard: > 1 ms off; with the nearest other
+    key's onset in the round, kin = an interval the detector can confuse), then the
+    played notes' worst errors against the key's curve error at the planned drive."""
+    from robo_player.calibrator.scheduler import KIN_INTERVALS
+
+    bad: dict[int, list[tuple[float, object, str]]] = {}
+    cats: dict[str, int] = {}
+    n_heard = 0
+    for rno, (sounded, pending) in enumerate(rounds):
+        for s in pending:
+            if not s.heard:
+                continue
+            n_heard += 1
+            t_h = s.t_us + s.latency_us
+            mine = [h.t_us for h in sounded if h.pitch == s.pitch and h.t_us >= s.t_us]
+            if not mine:
+                k = "heard, key silent"
+                err = math.inf
+            else:
+                t_true = min(mine, key=lambda u: abs(u - t_h))  # noqa: B023
+                err = t_h - t_true
+                if abs(err) <= 1000:
+                    continue
+                near = [(abs(h.t_us - t_true), h.pitch - s.pitch) for h in sounded
+                        if h.pitch != s.pitch and abs(h.t_us - t_true) < 300_000]
+                dt, dp = min(near) if near else (math.inf, 0)
+                kin = "kin" if abs(dp) in KIN_INTERVALS else "other"
+                k = (f"{'1-5' if abs(err) < 5000 else '>5'} ms off, "
+                     + (f"{kin} key within {'100' if dt < 100_000 else '300'} ms" if near else "alone"))
+                k += f", {'probe' if s.probe_gap_us is not None else 'strike'}"
+                k += f" (near {dp:+d} at {dt / 1000:.0f} ms)" if near else ""
+            bad.setdefault(s.pitch, []).append((err, s, f"round {rno}: {k}"))
+            key = k.split(" (near")[0]
+            cats[key] = cats.get(key, 0) + 1
+    print(f"    why: {n_heard} strikes heard; {sum(cats.values())} mis-heard (> 1 ms off the sounded onset):")
+    for k, n in sorted(cats.items(), key=lambda kv: -kv[1]):
+        print(f"      {n:>4}  {k}")
+    for p, lst in sorted(bad.items()):
+        for err, s, what in lst:
+            print(f"      key {p:>3} drive {s.drive:.3f} heard {err / 1000:+7.2f} ms  {what}")  # type: ignore[attr-defined]
+    if not notes:
+        return
+    a = np.array([e for _, e, _, _ in notes], dtype=float)
+    q = float(np.percentile(np.abs(a), 99))
+    print(f"    why: played {len(a)} notes, onset p99 {q / 1000:.2f} ms; the notes past 1 ms "
+          "(planned latency, the truth's at that drive; the key's mis-heard strikes):")
+    for p, e, vt, lat in sorted(notes, key=lambda n: -abs(n[1])):
+        if abs(e) <= 1000:
+            break
+        c = cal.keys[p]
+        pm = spec.key(p).pwm_max
+        d = round(c.drive_for_velocity(vt) * pm) / pm
+        t_lat = truth_latency_us(truth.key(p), d)
+        print(f"      key {p:>3} v {vt:5.1f} drive {d:.3f}: onset {e / 1000:+6.2f} ms, planned latency "
+              f"{lat / 1000:6.2f} ms, truth {t_lat / 1000:6.2f} ms; {len(bad.get(p, []))} mis-heard strikes")
+    keys_bad = set(bad)
+    rest = np.array([e for p, e, _, _ in notes if p not in keys_bad], dtype=float)
+    if len(rest):
+        print(f"    why: onset p99 over the {len(rest)} notes of keys with no mis-heard strike: "
+              f"{np.percentile(np.abs(rest), 99) / 1000:.2f} ms")
 
 
 def _only(cal, pitches):  # noqa: ANN001, ANN202
@@ -291,7 +390,8 @@ def main() -> None:
                     help="more options of the room microphone (e.g. rt60_s=0: no reverb)")
     ap.add_argument("--only", default="", help="calibration: only the rows whose name has this")
     ap.add_argument("--part", choices=["all", "calibration", "detector"], default="all")
-    ap.add_argument("--why", action="store_true", help="detector: misses and false onsets by cause")
+    ap.add_argument("--why", action="store_true", help="calibration: mis-heard strikes and the worst played notes by cause; "
+                    "detector: misses and false onsets by cause")
     ap.add_argument("--random", type=int, nargs="*", default=None, metavar="SEED",
                     help="detector: random pieces of these seeds (default: --seed's)")
     args = ap.parse_args()

@@ -131,3 +131,89 @@ def test_sim_hears_through_the_room_microphone_by_default(spec) -> None:  # noqa
         assert dev.play(plan).audio is None
     with open_port("sim://", load_spec("guitar-slider")) as dev:
         assert dev.instrument.microphone.room is None  # type: ignore[attr-defined]
+
+
+def _soft_end_error_us(c: object, kt: object, pwm_max: int) -> float:
+    """The table's largest latency error against the truth over the velocities a piece
+    asks for (25..115), at the drives the planner would use (rounded to PWM counts)."""
+    err = []
+    for v in np.linspace(max(25.0, c.min_velocity), min(115.0, c.max_velocity), 40):  # type: ignore[attr-defined]
+        d = round(c.drive_for_velocity(v) * pwm_max) / pwm_max  # type: ignore[attr-defined]
+        err.append(abs(c.latency_at(d) - _truth_latency(kt, d)))  # type: ignore[attr-defined]
+    return float(max(err))
+
+
+def test_a_soft_strike_heard_far_from_its_prediction_is_not_silence(spec) -> None:  # noqa: ANN001
+    """Seed 1, key 83 (threshold 0.295): its round-0 strike at drive 0.337 sounds at
+    189 ms, where the nominal curve put it at 76 ms; not heard in that window it was
+    taken as silence, the threshold came out 0.341 and the soft table 5.7 ms off.
+    A strike not heard where predicted is looked for again up to the silent latency
+    (listening.expected_window: ``wide``). Measured after: 0.14-0.49 ms."""
+    keys = [48, 83, 84]
+    dev = open_port("sim://?sensor=audio", spec, truth_seed=1, sensor_seed=1)
+    try:
+        cal, rep = calibrate_session(dev, spec, pitches=keys, max_strikes_per_key=14)
+        truth = dev._truth
+    finally:
+        dev.close()
+    assert rep.heard_by == "audio" and rep.strikes_per_key <= 14
+    for p in keys:
+        assert _soft_end_error_us(cal.keys[p], truth.key(p), spec.key(p).pwm_max) < 1_500, p
+
+
+def test_slow_soft_onsets_weigh_less_in_an_audio_fit() -> None:
+    """Key 48 of the 88-key seed-1 session, as heard: its three softest strikes (270-280 ms,
+    loudness ~15) were heard up to 15 ms late; fitted with the note-level sensor's
+    uniform 200 us, the curve bent to them: 8 ms off at the soft notes a piece plays. The
+    detector's onset noise grows with the latency (``LAT_REL_NOISE_AUDIO``), and the
+    poor-fit test weighs the residuals against that noise (with the old test the
+    down-weighted fit was called poor: the isotonic table, 44 ms off)."""
+    from robo_player.calibrator.fitting import fit_key
+    from robo_player.calibrator.session import NOISE_AUDIO
+    from robo_player.calibrator.strikes import StrikeResult
+
+    heard = [  # (drive, latency us, loudness, probe gap) as the session heard them
+        (1.0, 21232, 157.2, None), (0.5321, 35193, 120.7, None), (0.337, 55198, 78.6, None),
+        (0.181, 277831, 17.7, None), (0.2352, 97560, 40.5, None), (0.7441, 26447, 136.0, None),
+        (1.0, 24523, 122.8, 48000), (0.1812, 284566, 14.2, None), (0.1858, 240049, 16.3, None),
+        (0.377, 48751, 88.5, None),
+    ]
+    strikes = [StrikeResult(48, d, 0, True, float(lat), v, gap) for d, lat, v, gap in heard]
+    fit = fit_key(strikes, *NOISE_AUDIO)
+    assert fit is not None and not fit.isotonic
+    # the truth of seed 1's key 48
+    thr, full, alpha = 0.16930098184757542, 21051.365892775146, 0.6047777627957623
+    d = np.linspace(0.20, 0.60, 21)  # loudness ~25 to ~125
+    true = full * ((d - thr) / (1 - thr)) ** (-alpha)
+    assert np.max(np.abs(fit.latency_us(d) - true)) < 1_500, np.round(fit.latency_us(d) - true)
+    assert abs(fit.theta - thr) < 0.005
+
+
+def test_a_strike_just_above_the_threshold_not_heard_was_missed() -> None:
+    """Key 47 of the 88-key seed-2 session, as heard: its strike at drive 0.304 sounded
+    at 185 ms (loudness 17) and was not heard; 0.307 and 0.309 were (170, 158 ms). Taken
+    as silence it pinned the threshold at 0.301 (truth 0.285) and the curve was 2 ms off
+    at loudness 50. The curve through the heard strikes puts it well under the silent
+    bar: :func:`mark_missed` marks it missed (neither heard nor silent)."""
+    from robo_player.calibrator.fitting import fit_key
+    from robo_player.calibrator.listening import mark_missed
+    from robo_player.calibrator.session import NOISE_AUDIO
+    from robo_player.calibrator.strikes import StrikeResult
+
+    heard = [  # (drive, latency us or None: not heard, loudness, probe gap)
+        (1.0, 19160, 127.8, None), (0.532, 38400, 85.3, None), (0.337, 99520, 30.5, None),
+        (0.304, None, 0.0, None), (0.347, 88420, 35.7, None), (0.782, 24420, 118.2, None),
+        (1.0, 31710, 103.5, 48000), (0.307, 170140, 18.2, None), (0.309, 158210, 19.5, None),
+        (0.476, 44070, 74.1, None),
+    ]
+    strikes = [
+        StrikeResult(47, d, 0, lat is not None, math.nan if lat is None else float(lat), v, gap)
+        for d, lat, v, gap in heard
+    ]
+    assert mark_missed(strikes) == 1 and strikes[3].missed
+    fit = fit_key(strikes, *NOISE_AUDIO)
+    assert fit is not None
+    thr, full, alpha = 0.2854991890483217, 19683.243818567153, 0.6140898121075763  # seed 2's key 47
+    d = np.linspace(0.33, 0.70, 21)  # loudness ~30 to ~115
+    true = full * ((d - thr) / (1 - thr)) ** (-alpha)
+    assert np.max(np.abs(fit.latency_us(d) - true)) < 1_000, np.round(fit.latency_us(d) - true)

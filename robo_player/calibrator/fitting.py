@@ -113,7 +113,7 @@ def _golden(f: Callable[[float], float], lo: float, hi: float, iters: int = 40) 
 
 
 def fit_latency(
-    drive: Floats, latency_us: Floats, silent: Floats = ()
+    drive: Floats, latency_us: Floats, silent: Floats = (), rel_noise: float = 0.0,
 ) -> tuple[float, float, float, float]:
     """Fit ``L = A (d - theta)^-alpha``; returns (theta, A, alpha, rms_us).
 
@@ -121,7 +121,9 @@ def fit_latency(
     each step a weighted line fit in log space with a weak prior on alpha; the weights
     make log-space residuals equivalent to the sensor's µs noise. ``silent`` drives
     (strikes that were not heard) add a one-sided penalty: the curve must put them
-    below the threshold or slower than ``SILENT_LATENCY_US``.
+    below the threshold or slower than ``SILENT_LATENCY_US``. ``rel_noise``: the onset
+    noise grows by this fraction of the latency (the detector: a slow soft strike's
+    onset is the least sure, and near the threshold it has the most leverage).
     """
     sil = np.asarray([x for x in silent if x < min(drive)], dtype=float)
     d = np.asarray(drive, dtype=float)
@@ -129,7 +131,7 @@ def fit_latency(
     if d.size < 2:
         raise ValueError("need at least two audible strikes")
     y = np.log(lat)
-    w = (lat / LAT_NOISE_US) ** 2
+    w = (lat / (LAT_NOISE_US + rel_noise * lat)) ** 2
     top = float(d.min())
 
     def costs(g: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -219,11 +221,13 @@ def isotonic(y: Floats, increasing: bool = True) -> np.ndarray:
 
 def fit_key(
     strikes: Sequence[StrikeResult], vel_noise: float = VEL_NOISE, lat_noise_us: float = LAT_NOISE_US,
+    lat_rel_noise: float = 0.0,
 ) -> KeyFit | None:
     """Fit one key's curves from its strikes; None if fewer than two were heard.
 
     Key-return probes (``probe_gap_us`` set) are left out: the key was not fully up.
-    ``vel_noise``, ``lat_noise_us``: the loudness and onset noise of what heard them (s.d.)."""
+    ``vel_noise``, ``lat_noise_us``: the loudness and onset noise of what heard them (s.d.);
+    ``lat_rel_noise``: the onset noise's part that grows with the latency (:func:`fit_latency`)."""
     strikes = [s for s in strikes if s.probe_gap_us is None]
     heard = [s for s in strikes if s.heard]
     if len(heard) < 2:
@@ -234,7 +238,7 @@ def fit_key(
     vel = np.array([s.velocity for s in heard])
     keep = np.ones(d.size, dtype=bool)
     for _ in range(2):  # drop up to two gross outliers (a mismatched or disturbed strike)
-        theta, la, alpha, _ = fit_latency(d[keep], lat[keep], silent)
+        theta, la, alpha, _ = fit_latency(d[keep], lat[keep], silent, lat_rel_noise)
         pred = la * np.maximum(d - theta, 1e-9) ** (-alpha)
         resid = np.abs(pred - lat)
         resid[~keep] = 0.0
@@ -243,7 +247,7 @@ def fit_key(
             keep[worst] = False
         else:
             break
-    theta, la, alpha, lat_rms = fit_latency(d[keep], lat[keep], silent)
+    theta, la, alpha, lat_rms = fit_latency(d[keep], lat[keep], silent, lat_rel_noise)
     vmask = keep & (vel < VEL_CLIP)
     if vmask.sum() >= 2:
         va, vb, vk, vel_rms = fit_velocity(d[vmask], vel[vmask], theta)
@@ -253,7 +257,12 @@ def fit_key(
     consistent = all(  # a silent strike the fit says should have sounded: fit is wrong
         sd <= theta or float(fit.latency_us(sd)) > 0.8 * SILENT_LATENCY_US for sd in silent
     )
-    poor = lat_rms > 4 * lat_noise_us + 0.004 * float(lat.mean()) or vel_rms > 3 * vel_noise
+    # the latency residuals against their noise (its part that grows with the latency
+    # included): more than 4 s.d. rms is a poor fit
+    lk = lat[keep]
+    lat_sd = lat_noise_us + 0.001 * float(lat.mean()) + lat_rel_noise * lk
+    lat_z = float(np.sqrt(np.mean(((la * np.maximum(d[keep] - theta, 1e-9) ** (-alpha) - lk) / lat_sd) ** 2)))
+    poor = lat_z > 4 or vel_rms > 3 * vel_noise
     if (poor or not consistent or vb <= 0) and keep.sum() >= 4:
         log.info(
             "key fit poor (lat rms %.0f us, vel rms %.2f, consistent %s): isotonic fallback",

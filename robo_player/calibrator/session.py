@@ -35,6 +35,7 @@ from .scheduler import STAGGER_US, CoilHeat, StrikeRequest, build_round
 from .strikes import (
     LAT_NOISE_AUDIO_US,
     LAT_NOISE_US,
+    LAT_REL_NOISE_AUDIO,
     SILENT_LATENCY_US,
     VEL_NOISE,
     VEL_NOISE_AUDIO,
@@ -42,8 +43,8 @@ from .strikes import (
     match_strikes,
 )
 
-NOISE_NOTES = (VEL_NOISE, LAT_NOISE_US)  # what fit_key allows of a note-level sensor
-NOISE_AUDIO = (VEL_NOISE_AUDIO, LAT_NOISE_AUDIO_US)  # ... and of the detector
+NOISE_NOTES = (VEL_NOISE, LAT_NOISE_US, 0.0)  # what fit_key allows of a note-level sensor
+NOISE_AUDIO = (VEL_NOISE_AUDIO, LAT_NOISE_AUDIO_US, LAT_REL_NOISE_AUDIO)  # ... and of the detector
 
 Progress = Callable[[float], None]
 

@@ -21,6 +21,10 @@ VEL_NOISE = 1.0  # loudness noise of the microphone (s.d., velocity units)
 # ... through audio: the detector's loudness in a room (measured |error| ~2, docs/hearing.md)
 VEL_NOISE_AUDIO = 2.5
 LAT_NOISE_AUDIO_US = 500.0  # ... and its onsets (a soft or low note: 0.5-1 ms, docs/hearing.md)
+# ... plus this fraction of the latency: a slow soft strike's onset is the least sure
+# (88 keys seed 1: |error| p90 1.1 ms under 40 ms, 2.0 ms over 220 ms, up to 15 ms), and
+# near the threshold it has the most leverage on the curve (docs/hearing.md)
+LAT_REL_NOISE_AUDIO = 0.01
 VEL_CLIP = math.inf  # loudness at or above this is taken as clipped (the sensor does not clip)
 
 # A strike predicted at latency L is given until LATE_FACTOR x L + LATE_MARGIN_US to

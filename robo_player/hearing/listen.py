@@ -15,7 +15,7 @@ import numpy as np
 
 from ..errors import HearingError
 from .align import ClockFit, align_clicks, align_take
-from .detector import FIND_MIN_FRACTION, TIGHT_MIN_FRACTION, Detector, clipped_fraction
+from .detector import FIND_MIN_FRACTION, TIGHT_MIN_FRACTION, Detector, Onset, clipped_fraction
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +33,10 @@ class Expected:
     t_us: int
     before_us: int
     after_us: int
+    # not heard in its window: look again in [t_us - wide[0], t_us + wide[1]] (None: don't).
+    # A soft strike's latency moves most with the key's threshold, which the curve has
+    # not pinned yet: its onset may lie far from the prediction
+    wide: tuple[int, int] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +61,21 @@ def check_take(samples: np.ndarray, where: str) -> None:
             f"{where}: clipped recording: {100 * clipped:.2f} % of its samples are at full "
             f"scale (allowed: {100 * MAX_CLIPPED:.1f} %): turn the input gain down"
         )
+
+
+def _look(
+    det: Detector, clock: ClockFit, expected: list[Expected], e: Expected, before_us: int, after_us: int,
+    risen: float,
+) -> Onset | None:
+    """``e``'s onset in [t_us - before_us, t_us + after_us] (MCU time), or None; the keys
+    struck near (their windows overlap this one, widened by the owner test's long
+    windows) weigh in its owner test."""
+    t0, t1 = e.t_us - before_us, e.t_us + after_us
+    others = [
+        x.pitch for x in expected
+        if x is not e and x.t_us + x.after_us > t0 - OTHERS_US and x.t_us - x.before_us < t1 + OTHERS_US
+    ]
+    return det.find(e.pitch, clock.to_audio_s(t0), clock.to_audio_s(t1), others=others, min_risen=risen)
 
 
 def hear_strikes(
@@ -85,16 +104,9 @@ def hear_strikes(
         risen = FIND_MIN_FRACTION
     out: list[Heard | None] = []
     for e in expected:
-        lo = clock.to_audio_s(e.t_us - e.before_us)
-        hi = clock.to_audio_s(e.t_us + e.after_us)
-        # the keys struck near this one (their windows overlap ours, widened by the
-        # owner test's long windows) weigh in its owner test
-        others = [
-            x.pitch for x in expected
-            if x is not e and x.t_us + x.after_us > e.t_us - e.before_us - OTHERS_US
-            and x.t_us - x.before_us < e.t_us + e.after_us + OTHERS_US
-        ]
-        o = det.find(e.pitch, lo, hi, others=others, min_risen=risen)
+        o = _look(det, clock, expected, e, e.before_us, e.after_us, risen)
+        if o is None and e.wide is not None:
+            o = _look(det, clock, expected, e, *e.wide, risen)
         out.append(None if o is None else Heard(clock.to_mcu_us(o.t_s), o.velocity))
     log.info(
         "%s: clock %+.1f ppm, offset %.4f s (rms %.0f us over %d sync onsets); %d of %d strikes heard",
