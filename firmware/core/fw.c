@@ -301,6 +301,20 @@ static void configure_actuator(const uint32_t *v, const uint8_t *msg, uint8_t le
     a->profile = k;
 }
 
+/* a hobby servo's speed and settle, after its configure_actuator (board_servo_rate) */
+static void configure_servo(const uint32_t *v, const uint8_t *msg, uint8_t len)
+{
+    if (state != RP_STATE_CONFIGURING)
+        return; /* configure_end will say NO_BEGIN */
+    cfg_hash = rp_fnv1a(msg, len, cfg_hash);
+    uint16_t n = (uint16_t)v[RP_CONFIGURE_SERVO_ACTUATOR];
+    if (n >= cfg_count || n >= RP_FW_MAX_ACTUATORS || !(cfg_seen[n >> 3] & (1 << (n & 7))) ||
+        rp_acts[n].out_kind != RP_OUT_SERVO ||
+        !board_servo_rate(rp_acts[n].out_channel, (uint16_t)v[RP_CONFIGURE_SERVO_US_PER_WIDTH_US],
+                          (uint16_t)v[RP_CONFIGURE_SERVO_SETTLE_US]))
+        cfg_fail(RP_CFG_BAD_OUTPUT, n);
+}
+
 static void configure_end(uint32_t hash)
 {
     if (state != RP_STATE_CONFIGURING) {
@@ -541,6 +555,9 @@ static void run(const uint8_t *payload, const uint8_t *end)
             break;
         case RP_MSG_CONFIGURE_ACTUATOR:
             configure_actuator(v, start, len);
+            break;
+        case RP_MSG_CONFIGURE_SERVO:
+            configure_servo(v, start, len);
             break;
         case RP_MSG_CONFIGURE_END:
             configure_end(v[RP_CONFIGURE_END_HASH]);

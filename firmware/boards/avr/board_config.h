@@ -27,7 +27,7 @@ static inline uint32_t board_clock(void)
     return c.v;
 }
 #define RP_CLOCK_HZ 16000000UL
-#define RP_QUEUE_SIZE 109 /* 160 before the software PWM of out_pwm.c took 98 B; 156 before
+#define RP_QUEUE_SIZE 105 /* 160 before the software PWM of out_pwm.c took 98 B; 156 before
                            * the step generators of out_step.c took 420 B; 124 before the
                            * deepest stack was measured at 767 B (Makefile:
                            * AVR_STACK_MEASURED); 111 before the servos of out_servo.c

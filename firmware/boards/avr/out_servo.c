@@ -74,9 +74,36 @@ uint8_t avr_servo_ok(uint8_t addr, uint8_t channel)
     uint8_t sreg = SREG;
     cli();
     rp_servo *s = slot_of(channel);
+    if (s)
+        rp_servo_unrate(s);
     SREG = sreg;
     return s != 0;
 }
+
+/* configure_servo (board_servo_rate): the speed and settle of output `channel`'s servo
+ * (its slot: configure_actuator gave it; the train is stopped while configuring) */
+uint8_t board_servo_rate(uint8_t channel, uint16_t us_per_width_us, uint16_t settle_us)
+{
+    uint8_t fresh;
+    rp_servo *s = rp_servo_slot(servos, &train, train.n, channel, &fresh);
+    if (!s)
+        return 0;
+    s->rate = us_per_width_us;
+    s->settle = settle_us;
+    return 1;
+}
+
+/* board_output_busy() for the servos (out_step.c): a carriage of theirs that may move */
+uint8_t avr_servo_busy(uint16_t actuator, uint32_t clock)
+{
+    uint8_t sreg = SREG;
+    cli();
+    uint8_t busy = rp_servo_busy(servos, train.n, actuator, clock);
+    SREG = sreg;
+    return busy;
+}
+
+uint8_t avr_servos(void) { return train.n; }
 
 /* interrupts off: the train stops (the pins: direct_all_off) */
 void avr_servo_all_off(void)
@@ -146,12 +173,15 @@ uint8_t avr_servo_move(uint16_t actuator, uint8_t out_channel, uint16_t position
     uint16_t max_us = (uint16_t)(lim->max_on_ticks / RP_TICKS_PER_US);
     uint16_t w = (uint16_t)(rp_servo_width_us(position, lim->pwm_max, lim->max_pulse_us, max_us) *
                             RP_TICKS_PER_US);
+    uint8_t presser = rp_acts[actuator].out_addr; /* (<= 127: the protocol's range) */
+    uint8_t press = presser != actuator ? (uint8_t)(RP_SERVO_BUSY | presser) : 0;
+    uint16_t span = (uint16_t)((max_us - lim->max_pulse_us) * RP_TICKS_PER_US);
     uint8_t sreg = SREG, ok = 0;
     cli();
     rp_servo *s = slot_of(out_channel); /* (configure gave it) */
     if (s) {
         ok = 1;
-        if (rp_servo_set(&train, servos, s, w, clock)) { /* the frames start */
+        if (rp_servo_set(&train, servos, s, w, clock, press, span)) { /* the frames start */
             if (!TCCR4B) {
                 TCCR4A = 0;
                 TCCR4B = _BV(CS40);

@@ -418,5 +418,7 @@ static __attribute__((noinline)) uint8_t busy_scan(uint16_t actuator, uint32_t c
  * a board without carriages pays a call and a load */
 uint8_t board_output_busy(uint16_t actuator, uint32_t clock)
 {
-    return n_steppers ? busy_scan(actuator, clock) : 0;
+    if (n_steppers && busy_scan(actuator, clock))
+        return 1;
+    return avr_servos() ? avr_servo_busy(actuator, clock) : 0; /* (out_servo.c) */
 }
