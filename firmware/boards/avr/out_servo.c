@@ -82,7 +82,8 @@ uint8_t avr_servo_ok(uint8_t addr, uint8_t channel)
 
 /* configure_servo (board_servo_rate): the speed and settle of output `channel`'s servo
  * (its slot: configure_actuator gave it; the train is stopped while configuring) */
-uint8_t board_servo_rate(uint8_t channel, uint16_t us_per_width_us, uint16_t settle_us)
+__attribute__((noinline)) uint8_t board_servo_rate(uint8_t channel, uint16_t us_per_width_us,
+                                                   uint16_t settle_us)
 {
     uint8_t fresh;
     rp_servo *s = rp_servo_slot(servos, &train, train.n, channel, &fresh);
@@ -93,8 +94,9 @@ uint8_t board_servo_rate(uint8_t channel, uint16_t us_per_width_us, uint16_t set
     return 1;
 }
 
-/* board_output_busy() for the servos (out_step.c): a carriage of theirs that may move */
-uint8_t avr_servo_busy(uint16_t actuator, uint32_t clock)
+/* board_output_busy() for the servos (out_step.c): a carriage of theirs that may move
+ * (out of line: the core's decisions, inlined into, paid its registers on every strike) */
+__attribute__((noinline)) uint8_t avr_servo_busy(uint16_t actuator, uint32_t clock)
 {
     uint8_t sreg = SREG;
     cli();
@@ -160,10 +162,11 @@ ISR(TIMER4_COMPA_vect)
 }
 
 /* board_output_move() for OutKind SERVO (out_step.c): the width of `position`, from
- * its first pulse rising at or after `clock` (out_servo_gen.h); refused past the
- * travel or on an output without a slot */
-uint8_t avr_servo_move(uint16_t actuator, uint8_t out_channel, uint16_t position,
-                       uint32_t clock)
+ * its first pulse rising at or after `clock`, and its hold (out_servo_gen.h); refused
+ * past the travel or on an output without a slot. Out of line (the core's decisions,
+ * it was inlined into, grew by its registers and its 32-bit hold) */
+__attribute__((noinline)) uint8_t avr_servo_move(uint16_t actuator, uint8_t out_channel,
+                                                 uint16_t position, uint32_t clock)
 {
     if (actuator >= rp_act_count)
         return 0;
