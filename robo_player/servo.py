@@ -29,10 +29,11 @@ configured with its speed, :func:`us_per_width_us` (µs per µs of pulse width, 
 up), and its settle (``configure_servo``); a move taken at clock ``c`` to width ``w``
 holds the carriage busy to a press on its presser from ``c`` to :func:`hold_until`: its
 first pulse at ``w`` (the first of its slot rising at or after ``c``) + the width change
-at that speed + the settle. The change counts from the width it was last sent (its full
-range before its first move: where it is is unknown), and from the end of a hold that
-still runs at that first pulse (the carriage may not be there yet); a move to the width
-it was sent holds nothing more. A servo without a ``configure_servo`` is held for the
+at that speed + the settle. The change counts from the width it was last sent (before
+its first move: its width at 0, as the carriages are parked at the nut at boot, the
+planner's and the steppers' rule), and from the end of a hold that still runs at that
+first pulse (the carriage may not be there yet); a move to the width it was sent holds
+nothing more. A servo without a ``configure_servo`` is held for the
 slowest (:data:`MAX_US_PER_WIDTH_US`, :data:`MAX_SETTLE_US`).
 """
 
@@ -119,15 +120,17 @@ def us_per_width_us(car: Any) -> int:
 
 
 def hold_until(first_rise: int, width: int, last: int | None, held: int | None, rate: int,
-               settle: int, ticks_per_us: int, span: int) -> int | None:  # fmt: skip
+               settle: int, ticks_per_us: int, home: int) -> int | None:  # fmt: skip
     """The clock a move's hold ends (None: a move to the width it was sent, nothing more):
     its first pulse at ``width`` (µs) rising at ``first_rise`` (or the end ``held`` of a
     hold still running then), the change from ``last`` (the width it was last sent, None
-    before its first move: the full range ``span``) at ``rate`` µs a µs of width, then
+    before its first move: ``home``, its width at 0) at ``rate`` µs a µs of width, then
     ``settle`` µs (out_servo_gen.h rp_servo_set, on the clock's ticks)."""
+    if last is None:
+        last = home
     if last == width:
         return None
-    d = span if last is None else abs(width - last)
+    d = abs(width - last)
     base = held if held is not None and held > first_rise else first_rise
     return base + d * ticks_per_us * rate + settle * ticks_per_us
 
@@ -181,10 +184,10 @@ class ServoTrain:
         sv.rate, sv.settle = MAX_US_PER_WIDTH_US, MAX_SETTLE_US
 
     def move(self, pin: int, actuator: int, width: int, clock: int,
-             presser: int | None = None, span: int = 0) -> bool:  # fmt: skip
+             presser: int | None = None, home: int = 0) -> bool:  # fmt: skip
         """A move's width (µs) from ``clock`` on; False without a slot. With a
-        ``presser``, the carriage is held busy to it (:func:`hold_until`, ``span`` its
-        pulse range in µs)."""
+        ``presser``, the carriage is held busy to it (:func:`hold_until`, ``home`` its
+        width at 0 in µs)."""
         if not self.add(pin, actuator):
             return False
         sv = self.servos[pin]
@@ -199,7 +202,7 @@ class ServoTrain:
             first = r0 if clock <= r0 else r0 + -(-(clock - r0) // frame) * frame
         if presser is not None:
             last = sv.moves[-1][1] if sv.moves else None
-            until = hold_until(first, width, last, sv.until, sv.rate, sv.settle, tpu, span)
+            until = hold_until(first, width, last, sv.until, sv.rate, sv.settle, tpu, home)
             if until is not None:
                 sv.presser, sv.until = presser, until
         sv.moves.append((clock, width))

@@ -160,9 +160,15 @@ int main(void) {
         hook = strtoul(word, 0, 10);
         if (scanf("%lu %u %u", &clock, &k, &w) != 3) return 1;
         run_to((uint32_t)hook);
-        /* presser k (slot 7: none), a range of 1900 us */
-        rp_servo_set(&tr, tab, &tab[k], (uint16_t)w, (uint32_t)clock,
-                     k == 7 ? 0 : (uint8_t)(RP_SERVO_BUSY | k), 1900);
+        /* presser k (slot 7: none), 700 us at 0 (out_servo.c's steps) */
+        uint16_t from; uint32_t first, end;
+        uint8_t busy = tab[k].press & RP_SERVO_BUSY;
+        rp_servo_set(&tr, tab, &tab[k], (uint16_t)w, (uint32_t)clock, &from, &first);
+        if (k != 7 && rp_servo_hold(&end, from, (uint16_t)w, first, busy, tab[k].until,
+                                    tab[k].rate, tab[k].settle, 700)) {
+            tab[k].until = end;
+            tab[k].press = (uint8_t)(RP_SERVO_BUSY | k);
+        }
         printf("h%u:%lu:%lu ", k, (unsigned long)clock, (unsigned long)tab[k].until);
     }
     run_to(0xF0000000UL);
@@ -204,11 +210,11 @@ def test_c_pulse_train_equals_servo_py(gen: Path) -> None:
             k = rng.randrange(n)
             sv = py.servos[10 + k]
             # now and then the width it has (no hold), else any
-            w = sv.moves[-1][1] if sv.moves and rng.random() < 0.1 else rng.randint(500, 2400)
+            w = (sv.moves[-1][1] if sv.moves else 700) if rng.random() < 0.1 else rng.randint(500, 2400)
             hook = t - rng.randint(0, 1500)
             lines.append(f"{max(hook, last)} {t} {k} {w}")
             last = max(hook, last)
-            py.move(10 + k, k, w, t, None if k == 7 else k, 1900)
+            py.move(10 + k, k, w, t, None if k == 7 else k, 700)
             holds.append(f"h{k}:{t}:{sv.until or 0}")
         end = t + 3 * FRAME_US
         lines.append(f"off {end}")
@@ -305,11 +311,12 @@ def test_firmware_pulses_equal_the_model(port: str) -> None:
 
 def _press_plan(spec: Any) -> Plan:
     """Presses on string 0 inside and after its servo's moves (hand-built, as no planner
-    would): a first move (its position unknown: the whole range, 440 ms, + 30 ms
-    settle), a press 200 ms in (refused) and one on string 1 then (its carriage stays:
-    played), a press at 600 ms (played), a 10-count move at 700 ms (39 µs of width:
-    17 ms + settle, from its first pulse within a frame), a press 20 ms in (refused),
-    one 100 ms in (played)."""
+    would): a first move, from the nut (parked there at boot) to mid-travel (502 µs of
+    width: 221 ms, + 30 ms settle), a press 200 ms in (refused) and one on string 1 then
+    (its carriage stays: played), presses at 300 ms (after the hold: played; counted
+    from the whole range, 440 ms, it would not be) and 600 ms, a 10-count move at
+    700 ms (39 µs of width: 17 ms + settle, from its first pulse within a frame), a
+    press 20 ms in (refused), one 100 ms in (played)."""
     car = spec.actuators.by_role("carriage:0").index
     pr, pr1 = spec.actuators.by_role("press:0"), spec.actuators.by_role("press:1")
 
@@ -318,7 +325,7 @@ def _press_plan(spec: Any) -> Plan:
                 Command(t + 10_000, Op.RELEASE, a.index)]  # fmt: skip
 
     cmds = [Command(0, Op.MOVE, car, position=128), *press(200_000, pr), *press(205_000, pr1),
-            *press(600_000, pr), Command(700_000, Op.MOVE, car, position=138),
+            *press(300_000, pr), *press(600_000, pr), Command(700_000, Op.MOVE, car, position=138),
             *press(720_000, pr), *press(800_000, pr)]  # fmt: skip
     cmds.sort(key=Command.sort_key)
     return Plan(cmds, pipeline_delay_us=200_000, spec_name=spec.name, spec_hash=spec.spec_hash)
@@ -339,7 +346,8 @@ def test_firmware_refuses_a_press_while_its_servo_moves(port: str) -> None:
         res = dev.last_result
     status = [o.status for o in sorted(res.outcomes, key=lambda o: o.index)]
     assert status == ["played", "refused_busy", "played", "played", "played", "played", "played",
-                      "played", "refused_busy", "played", "played", "played"]  # fmt: skip
+                      "played", "played", "played", "refused_busy", "played", "played",
+                      "played"]  # fmt: skip
 
 
 def test_configure_servo_is_sent_with_the_spec_speed_and_settle(tmp_path: Path) -> None:

@@ -249,7 +249,7 @@ class VirtualMCU:
         if servo is not None:  # out_servo.c: its width from its first pulse at or after clock
             pin, travel, lo, hi, presser = servo
             return target <= travel and self.servos.move(
-                pin, a, width_us(target, travel, lo, hi), clock, presser, hi - lo)
+                pin, a, width_us(target, travel, lo, hi), clock, presser, lo)
         cfg = self._stepper_cfg.get(a)
         if cfg is None or target > cfg[2]:
             return False  # no positioner there, or past its travel: the carriage stays

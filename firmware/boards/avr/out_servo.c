@@ -163,10 +163,10 @@ ISR(TIMER4_COMPA_vect)
 
 /* board_output_move() for OutKind SERVO (out_step.c): the width of `position`, from
  * its first pulse rising at or after `clock`, and its hold (out_servo_gen.h); refused
- * past the travel or on an output without a slot. Out of line (the core's decisions,
- * it was inlined into, grew by its registers and its 32-bit hold) */
-__attribute__((noinline)) uint8_t avr_servo_move(uint16_t actuator, uint8_t out_channel,
-                                                 uint16_t position, uint32_t clock)
+ * past the travel or on an output without a slot. In line in the core's decisions (out
+ * of line, its register saves came before the train's start: a first rise 4 us late) */
+uint8_t avr_servo_move(uint16_t actuator, uint8_t out_channel, uint16_t position,
+                       uint32_t clock)
 {
     if (actuator >= rp_act_count)
         return 0;
@@ -176,15 +176,15 @@ __attribute__((noinline)) uint8_t avr_servo_move(uint16_t actuator, uint8_t out_
     uint16_t max_us = (uint16_t)(lim->max_on_ticks / RP_TICKS_PER_US);
     uint16_t w = (uint16_t)(rp_servo_width_us(position, lim->pwm_max, lim->max_pulse_us, max_us) *
                             RP_TICKS_PER_US);
-    uint8_t presser = rp_acts[actuator].out_addr; /* (<= 127: the protocol's range) */
-    uint8_t press = presser != actuator ? (uint8_t)(RP_SERVO_BUSY | presser) : 0;
-    uint16_t span = (uint16_t)((max_us - lim->max_pulse_us) * RP_TICKS_PER_US);
-    uint8_t sreg = SREG, ok = 0;
+    uint8_t sreg = SREG, busy = 0;
+    uint16_t from = 0;
+    uint32_t first = 0, until = 0, end;
     cli();
     rp_servo *s = slot_of(out_channel); /* (configure gave it) */
     if (s) {
-        ok = 1;
-        if (rp_servo_set(&train, servos, s, w, clock, press, span)) { /* the frames start */
+        busy = s->press & RP_SERVO_BUSY;
+        until = s->until;
+        if (rp_servo_set(&train, servos, s, w, clock, &from, &first)) { /* the frames start */
             if (!TCCR4B) {
                 TCCR4A = 0;
                 TCCR4B = _BV(CS40);
@@ -193,5 +193,16 @@ __attribute__((noinline)) uint8_t avr_servo_move(uint16_t actuator, uint8_t out_
         }
     }
     SREG = sreg;
-    return ok;
+    /* its hold, worked out with interrupts on (a first rise due now comes in) and stored
+     * with them off (the rises read it) */
+    uint8_t presser = rp_acts[actuator].out_addr; /* (<= 127: the protocol's range) */
+    uint8_t press = presser != actuator ? (uint8_t)(RP_SERVO_BUSY | presser) : 0;
+    uint16_t home = (uint16_t)(lim->max_pulse_us * RP_TICKS_PER_US); /* the width at 0 */
+    if (s && press && rp_servo_hold(&end, from, w, first, busy, until, s->rate, s->settle, home)) {
+        cli();
+        s->until = end;
+        s->press = press;
+        SREG = sreg;
+    }
+    return s != 0;
 }

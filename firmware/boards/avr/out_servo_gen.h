@@ -128,18 +128,14 @@ static inline uint16_t rp_servo_rise(rp_servo_train *tr, rp_servo *tab)
 }
 
 /* A move of slot `s` to `w` ticks at `clock` (interrupts off where an edge may run
- * meanwhile); starts the frames at `clock` when they do not run (1: started).
- * The hold (robo_player/servo.py hold_until): a servo has no feedback, so its carriage
- * counts as moving (busy to a press on `press`, its presser; RP_SERVO_BUSY: 0 for
- * none) from the move's clock until its first pulse at `w` + the width change at its
- * speed + its settle: the change from the width it was last sent (its full range `span`
- * ticks before its first move), from the end of a hold still running then (the carriage
- * may not be there yet); a move to the width it has holds nothing more. */
+ * meanwhile); starts the frames at `clock` when they do not run (1: started). For its
+ * hold (rp_servo_hold): *from = the width it was last sent (0: none yet), *first = the
+ * clock of its first pulse at `w` (the first of its slot rising at or after `clock`). */
 static inline uint8_t rp_servo_set(rp_servo_train *tr, rp_servo *tab, rp_servo *s, uint16_t w,
-                                   uint32_t clock, uint8_t press, uint16_t span)
+                                   uint32_t clock, uint16_t *from, uint32_t *first)
 {
-    uint16_t from = (tr->pend & (uint8_t)(1U << (s - tab))) ? s->pw : s->w;
     uint8_t k = (uint8_t)(s - tab), bit = (uint8_t)(1U << k), started = 0;
+    *from = (tr->pend & bit) ? s->pw : s->w;
     if (!tr->run) { /* the first frame at this clock: slot 0's rise first */
         tr->run = 1;
         tr->frame = clock;
@@ -160,16 +156,34 @@ static inline uint8_t rp_servo_set(rp_servo_train *tr, rp_servo *tab, rp_servo *
     } else {
         s->pw = w;
         tr->pend |= bit;
-        next += RP_SERVO_FRAME_TICKS; /* its first pulse at w */
+        next += RP_SERVO_FRAME_TICKS; /* (the pending width's) */
     }
-    if (press && w != from) {
-        uint16_t d = !from ? span : w > from ? (uint16_t)(w - from) : (uint16_t)(from - w);
-        if ((s->press & RP_SERVO_BUSY) && (int32_t)(s->until - next) > 0)
-            next = s->until;
-        s->until = next + (uint32_t)d * s->rate + (uint32_t)s->settle * RP_TICKS_PER_US;
-        s->press = press;
-    }
+    *first = next;
     return started;
+}
+
+/* The hold (robo_player/servo.py hold_until): a servo has no feedback, so its carriage
+ * counts as moving (busy to a press on its presser: rp_servo_busy) from a move's clock
+ * until its first pulse at `w` (`first`) + the width change at its speed (`rate` us a
+ * us) + its settle: the change from the width it was last sent (`from`; before its
+ * first move `home`, its width at 0: the carriages are parked at the nut at boot, as
+ * the steppers count from 0), from the end of a hold still running then (`busy`, its
+ * `until`: the carriage may not be there yet). 1 and *end: a hold; 0: a move to the
+ * width it was sent, nothing more held. Pure arithmetic: the AVR runs it with
+ * interrupts on (the first rise may be near) and stores *end with them off. */
+static inline uint8_t rp_servo_hold(uint32_t *end, uint16_t from, uint16_t w, uint32_t first,
+                                    uint8_t busy, uint32_t until, uint16_t rate, uint16_t settle,
+                                    uint16_t home)
+{
+    if (!from)
+        from = home;
+    if (w == from)
+        return 0;
+    uint16_t d = w > from ? (uint16_t)(w - from) : (uint16_t)(from - w);
+    if (busy && (int32_t)(until - first) > 0)
+        first = until;
+    *end = first + (uint32_t)d * rate + (uint32_t)settle * RP_TICKS_PER_US;
+    return 1;
 }
 
 #endif

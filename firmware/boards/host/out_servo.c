@@ -94,7 +94,14 @@ uint8_t host_servo_move(uint16_t actuator, uint8_t out_channel, uint16_t positio
     uint16_t w = rp_servo_width_us(position, lim->pwm_max, lim->max_pulse_us, max_us);
     uint8_t presser = rp_acts[actuator].out_addr; /* (<= 127: the protocol's range) */
     uint8_t press = presser != actuator ? (uint8_t)(RP_SERVO_BUSY | presser) : 0;
-    rp_servo_set(&train, servos, s, (uint16_t)(w * RP_TICKS_PER_US), clock, press,
-                 (uint16_t)((max_us - lim->max_pulse_us) * RP_TICKS_PER_US));
+    uint16_t from, wt = (uint16_t)(w * RP_TICKS_PER_US);
+    uint32_t first, end;
+    uint8_t busy = s->press & RP_SERVO_BUSY;
+    rp_servo_set(&train, servos, s, wt, clock, &from, &first);
+    if (press && rp_servo_hold(&end, from, wt, first, busy, s->until, s->rate, s->settle,
+                               (uint16_t)(lim->max_pulse_us * RP_TICKS_PER_US))) {
+        s->until = end;
+        s->press = press;
+    }
     return 1;
 }
