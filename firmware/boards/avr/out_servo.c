@@ -144,12 +144,16 @@ ISR(TIMER4_COMPA_vect)
         rp_servo *s = &servos[e >> 1];
         volatile uint8_t *port = avr_output_port(s->pin, &mask);
         uint16_t tick = (uint16_t)train.at;
+        /* read before the spin: after it, the slot's address (14 B a slot since the
+         * holds) was worked out again between the tick and the pin (+0.6 us a rise) */
+        uint16_t w = s->w;
+        __asm__("" : "+r"(w)); /* (in a register now: gcc sank the load past the spin) */
         while ((int16_t)(TCNT1 - tick) < 0)
             ; /* at most RP_SERVO_LEAD (a fall) or RP_SERVO_RISE_LEAD (a rise) */
         if (e & 1) {
             *port &= (uint8_t)~mask;
             rp_servo_next_rise(&train);
-        } else if (s->w) {
+        } else if (w) {
             *port |= mask; /* its width at its tick (0: no pulse yet) */
             int16_t late = (int16_t)(TCNT1 - tick) - RP_SERVO_TRIM;
             rp_servo_rise(&train, servos);
