@@ -57,6 +57,7 @@ static rp_servo *slot_of(uint8_t channel)
     uint8_t fresh;
     rp_servo *s = rp_servo_slot(servos, &train, RP_SERVOS, channel, &fresh);
     if (s && fresh) {
+        avr_carriages |= AVR_CARRIAGE_SERVO;
         uint8_t mask;
         volatile uint8_t *port = avr_output_port(channel, &mask);
         *port &= (uint8_t)~mask;
