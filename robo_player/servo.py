@@ -22,6 +22,19 @@ board takes (its clock) and follow one another.
 So a move's new width reaches the servo within one frame of its clock
 (:func:`frame_wait_us`: the planner counts the whole frame), and the carriage then
 travels at the servo's speed (no acceleration phase) and settles: :func:`move_us`.
+
+The hold (the firmware refuses a press while its carriage may move, REFUSED_BUSY): a
+servo has no feedback, so the board bounds its motion from what it sent. Each servo is
+configured with its speed, :func:`us_per_width_us` (µs per µs of pulse width, rounded
+up), and its settle (``configure_servo``); a move taken at clock ``c`` to width ``w``
+holds the carriage busy to a press on its presser from ``c`` to :func:`hold_until`: its
+first pulse at ``w`` (the first of its slot rising at or after ``c``) + the width change
+at that speed + the settle. The change counts from the width it was last sent (before
+its first move: its width at 0, as the carriages are parked at the nut at boot, the
+planner's and the steppers' rule), and from the end of a hold that still runs at that
+first pulse (the carriage may not be there yet); a move to the width it was sent holds
+nothing more. A servo without a ``configure_servo`` is held for the
+slowest (:data:`MAX_US_PER_WIDTH_US`, :data:`MAX_SETTLE_US`).
 """
 
 from __future__ import annotations
@@ -34,6 +47,8 @@ from typing import Any
 __all__ = [
     "FRAME_US",
     "MAX_SERVOS",
+    "MAX_SETTLE_US",
+    "MAX_US_PER_WIDTH_US",
     "PULSE_MAX_US",
     "PULSE_MIN_US",
     "SLOT_US",
@@ -42,7 +57,9 @@ __all__ = [
     "compare_pulses",
     "train_of_moves",
     "frame_wait_us",
+    "hold_until",
     "move_us",
+    "us_per_width_us",
     "position_mm",
     "width_us",
 ]
@@ -53,6 +70,11 @@ MAX_SERVOS = FRAME_US // SLOT_US
 # the spec's allowed pulse widths: a pulse and a gap of >= 100 µs fit in a slot
 PULSE_MIN_US = 500
 PULSE_MAX_US = SLOT_US - 100
+# configure_servo's ranges (the protocol's: robo_player/protocol/messages.py): a full
+# travel under 24 s, a settle under 65.5 ms (the AVR's hold, 16-bit widths in ticks
+# times the speed, stays in 31 bits of its clock)
+MAX_US_PER_WIDTH_US = 10_000
+MAX_SETTLE_US = 65_535
 
 
 def width_us(position: int, travel: int, pulse_min_us: int, pulse_max_us: int) -> int:
@@ -88,11 +110,40 @@ def move_us(distance_mm: float, speed_mm_s: float) -> float:
     return frame_wait_us() + abs(distance_mm) / speed_mm_s * 1e6
 
 
+def us_per_width_us(car: Any) -> int:
+    """A servo carriage's speed as ``configure_servo`` sends it: µs per µs of pulse width
+    (its full travel's time over its pulse range), rounded up (the hold is never shorter
+    than the servo's move)."""
+    travel_us = round(car.travel_mm / car.max_speed_mm_s * 1e6, 3)
+    span = int(car.pulse_max_us) - int(car.pulse_min_us)
+    return -int(-travel_us // span)
+
+
+def hold_until(first_rise: int, width: int, last: int | None, held: int | None, rate: int,
+               settle: int, ticks_per_us: int, home: int) -> int | None:  # fmt: skip
+    """The clock a move's hold ends (None: a move to the width it was sent, nothing more):
+    its first pulse at ``width`` (µs) rising at ``first_rise`` (or the end ``held`` of a
+    hold still running then), the change from ``last`` (the width it was last sent, None
+    before its first move: ``home``, its width at 0) at ``rate`` µs a µs of width, then
+    ``settle`` µs (out_servo_gen.h rp_servo_set, on the clock's ticks)."""
+    if last is None:
+        last = home
+    if last == width:
+        return None
+    d = abs(width - last)
+    base = held if held is not None and held > first_rise else first_rise
+    return base + d * ticks_per_us * rate + settle * ticks_per_us
+
+
 @dataclass(slots=True)
 class _Servo:
     actuator: int
     slot: int
     moves: list[tuple[int, int]] = field(default_factory=list)  # (clock, width), in order
+    rate: int = MAX_US_PER_WIDTH_US  # configure_servo (unset: the slowest)
+    settle: int = MAX_SETTLE_US
+    presser: int | None = None  # the hold's presser and end clock
+    until: int | None = None
 
 
 @dataclass
@@ -118,16 +169,49 @@ class ServoTrain:
             self.servos[pin] = _Servo(actuator, len(self.servos))
         return True
 
-    def move(self, pin: int, actuator: int, width: int, clock: int) -> bool:
-        """A move's width (µs) from ``clock`` on; False without a slot."""
+    def rate(self, pin: int, us_per_width_us: int, settle_us: int) -> bool:
+        """configure_servo: output ``pin``'s speed and settle (False: no slot there)."""
+        sv = self.servos.get(pin)
+        if sv is None:
+            return False
+        sv.rate, sv.settle = us_per_width_us, settle_us
+        return True
+
+    def unrate(self, pin: int) -> None:
+        """configure_actuator: the speed and settle unset (the slowest) until its
+        configure_servo."""
+        sv = self.servos[pin]
+        sv.rate, sv.settle = MAX_US_PER_WIDTH_US, MAX_SETTLE_US
+
+    def move(self, pin: int, actuator: int, width: int, clock: int,
+             presser: int | None = None, home: int = 0) -> bool:  # fmt: skip
+        """A move's width (µs) from ``clock`` on; False without a slot. With a
+        ``presser``, the carriage is held busy to it (:func:`hold_until`, ``home`` its
+        width at 0 in µs)."""
         if not self.add(pin, actuator):
             return False
         sv = self.servos[pin]
         sv.actuator = actuator
+        tpu = self.ticks_per_us
         if not self.runs or self.runs[-1][1] is not None:
             self.runs.append((clock, None))
+            first = clock + sv.slot * SLOT_US * tpu
+        else:
+            r0 = self.runs[-1][0] + sv.slot * SLOT_US * tpu
+            frame = FRAME_US * tpu
+            first = r0 if clock <= r0 else r0 + -(-(clock - r0) // frame) * frame
+        if presser is not None:
+            last = sv.moves[-1][1] if sv.moves else None
+            until = hold_until(first, width, last, sv.until, sv.rate, sv.settle, tpu, home)
+            if until is not None:
+                sv.presser, sv.until = presser, until
         sv.moves.append((clock, width))
         return True
+
+    def busy(self, presser: int, clock: int) -> bool:
+        """board_output_busy: a carriage whose presser is ``presser`` may move at ``clock``."""
+        return any(sv.presser == presser and sv.until is not None and sv.until >= clock
+                   for sv in self.servos.values())  # fmt: skip
 
     def stop(self, clock: int) -> None:
         """All-off at ``clock``: the train stops (pins low)."""

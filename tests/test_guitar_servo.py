@@ -138,7 +138,13 @@ static void run_to(uint32_t now) {
 int main(void) {
     unsigned n, k, w; unsigned long hook, clock; char word[8]; uint8_t fresh;
     if (scanf("%u", &n) != 1) return 1;
-    for (unsigned i = 0; i < n; i++) rp_servo_slot(tab, &tr, 8, (uint8_t)(10 + i), &fresh);
+    for (unsigned i = 0; i < n; i++) {
+        rp_servo_unrate(rp_servo_slot(tab, &tr, 8, (uint8_t)(10 + i), &fresh));
+        if (i % 3) { /* a configure_servo's (else: unset, the slowest) */
+            tab[i].rate = (uint16_t)(100 + 37 * i);
+            tab[i].settle = (uint16_t)(1000 * i);
+        }
+    }
     while (scanf("%7s", word) == 1) {
         if (word[0] == 'o') {
             if (scanf("%lu", &clock) != 1) return 1;
@@ -154,7 +160,16 @@ int main(void) {
         hook = strtoul(word, 0, 10);
         if (scanf("%lu %u %u", &clock, &k, &w) != 3) return 1;
         run_to((uint32_t)hook);
-        rp_servo_set(&tr, tab, &tab[k], (uint16_t)w, (uint32_t)clock);
+        /* presser k (slot 7: none), 700 us at 0 (out_servo.c's steps) */
+        uint16_t from; uint32_t first, end;
+        uint8_t busy = tab[k].press & RP_SERVO_BUSY;
+        rp_servo_set(&tr, tab, &tab[k], (uint16_t)w, (uint32_t)clock, &from, &first);
+        if (k != 7 && rp_servo_hold(&end, from, (uint16_t)w, first, busy, tab[k].until,
+                                    tab[k].rate, tab[k].settle, 700)) {
+            tab[k].until = end;
+            tab[k].press = (uint8_t)(RP_SERVO_BUSY | k);
+        }
+        printf("h%u:%lu:%lu ", k, (unsigned long)clock, (unsigned long)tab[k].until);
     }
     run_to(0xF0000000UL);
     printf("\n");
@@ -171,13 +186,20 @@ def gen(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_c_pulse_train_equals_servo_py(gen: Path) -> None:
     """Random moves (each hooked up to 1.5 ms before its clock, so some land on a rise
     in between: the pending width), all-offs and restarts: the C rule's pulses are
-    robo_player.servo's, to the µs."""
+    robo_player.servo's, to the µs, and so are its holds (the clock each move's
+    carriage is busy to a press until: unset and configured speeds, first moves, moves
+    to the width it has, moves while a hold runs, a servo without a presser)."""
     rng = random.Random(7)
+    holds_seen = 0
     for case in range(12):
         n = rng.randint(1, 8)
         py = ServoTrain(ticks_per_us=1, max_servos=8)
         for k in range(n):
             py.add(10 + k, k)
+            py.unrate(10 + k)
+            if k % 3:
+                py.rate(10 + k, 100 + 37 * k, 1000 * k)
+        holds: list[str] = []
         lines, t, last = [str(n)], 1000, 0
         for _ in range(rng.randint(5, 40)):
             t += rng.choice([1, 700, 2500, 2499, 2501, 9000, 20_000, 45_000])
@@ -186,19 +208,25 @@ def test_c_pulse_train_equals_servo_py(gen: Path) -> None:
                 py.stop(t)
                 continue
             k = rng.randrange(n)
-            w = rng.randint(500, 2400)
+            sv = py.servos[10 + k]
+            # now and then the width it has (no hold), else any
+            w = (sv.moves[-1][1] if sv.moves else 700) if rng.random() < 0.1 else rng.randint(500, 2400)
             hook = t - rng.randint(0, 1500)
             lines.append(f"{max(hook, last)} {t} {k} {w}")
             last = max(hook, last)
-            py.move(10 + k, k, w, t)
+            py.move(10 + k, k, w, t, None if k == 7 else k, 700)
+            holds.append(f"h{k}:{t}:{sv.until or 0}")
         end = t + 3 * FRAME_US
         lines.append(f"off {end}")
         py.stop(end)
         out = subprocess.run([str(gen)], input="\n".join(lines) + "\n", capture_output=True,
                              text=True, check=True).stdout.split()  # fmt: skip
-        c = sorted(tuple(int(x) for x in w.split(":")) for w in out)
+        assert [w for w in out if w[0] == "h"] == holds, case
+        holds_seen += len({h for h in holds if not h.endswith(":0")})
+        c = sorted(tuple(int(x) for x in w.split(":")) for w in out if w[0] != "h")
         want = sorted((r, a, w) for r, a, w in py.pulses(end + 1))
         assert c == want, case
+    assert holds_seen > 50
 
 
 def test_width_and_position_rules() -> None:
@@ -279,6 +307,66 @@ def test_firmware_pulses_equal_the_model(port: str) -> None:
     # a move is seen from the first rise at or after its clock
     assert [w for _t, w in p_m[cars[1]]][-2] == width_us(10, 255, 1000, 2000)
     assert width_us(0, 255, 1000, 2000) not in [w for _t, w in p_m[cars[1]]]
+
+
+def _press_plan(spec: Any) -> Plan:
+    """Presses on string 0 inside and after its servo's moves (hand-built, as no planner
+    would): a first move, from the nut (parked there at boot) to mid-travel (502 µs of
+    width: 221 ms, + 30 ms settle), a press 200 ms in (refused) and one on string 1 then
+    (its carriage stays: played), presses at 300 ms (after the hold: played; counted
+    from the whole range, 440 ms, it would not be) and 600 ms, a 10-count move at
+    700 ms (39 µs of width: 17 ms + settle, from its first pulse within a frame), a
+    press 20 ms in (refused), one 100 ms in (played)."""
+    car = spec.actuators.by_role("carriage:0").index
+    pr, pr1 = spec.actuators.by_role("press:0"), spec.actuators.by_role("press:1")
+
+    def press(t: int, a: Any) -> list[Command]:
+        return [Command(t, Op.PULSE_HOLD, a.index, drive=a.pwm_max, pulse_us=5_000, hold=1000),
+                Command(t + 10_000, Op.RELEASE, a.index)]  # fmt: skip
+
+    cmds = [Command(0, Op.MOVE, car, position=128), *press(200_000, pr), *press(205_000, pr1),
+            *press(300_000, pr), *press(600_000, pr), Command(700_000, Op.MOVE, car, position=138),
+            *press(720_000, pr), *press(800_000, pr)]  # fmt: skip
+    cmds.sort(key=Command.sort_key)
+    return Plan(cmds, pipeline_delay_us=200_000, spec_name=spec.name, spec_hash=spec.spec_hash)
+
+
+@pytest.mark.parametrize(
+    "port", ["vmcu://", pytest.param("fw-host://", marks=needs_host), pytest.param("fw-avr://", marks=needs_avr)]
+)
+def test_firmware_refuses_a_press_while_its_servo_moves(port: str) -> None:
+    """The firmware holds a servo's carriage busy from a move to its first pulse + the
+    width change at the servo's speed + settle (configure_servo, from the spec): a press
+    on its presser inside that is refused (REFUSED_BUSY), on the model, the host build
+    and the AVR alike; presses after it, and on another string, are played."""
+    spec = load_guitar_spec(SPEC)
+    dev: Any
+    with open_port(port, spec) as dev:
+        dev.play(_press_plan(spec))
+        res = dev.last_result
+    status = [o.status for o in sorted(res.outcomes, key=lambda o: o.index)]
+    assert status == ["played", "refused_busy", "played", "played", "played", "played", "played",
+                      "played", "played", "played", "refused_busy", "played", "played",
+                      "played"]  # fmt: skip
+
+
+def test_configure_servo_is_sent_with_the_spec_speed_and_settle(tmp_path: Path) -> None:
+    """configure_servo after each servo's configure_actuator: 440 mm at 1 m/s over
+    1000 µs of pulse = 440 µs a µs, settle 30 ms; a servo too slow for the protocol is a
+    SpecError naming it and the range."""
+    spec = load_guitar_spec(SPEC)
+    msgs = configure_messages(spec, watchdog_ms=500, time_shift=0, level_shift=0)
+    names = [m.name for m in msgs]
+    rates = [m for m in msgs if m.name == "configure_servo"]
+    assert len(rates) == 6
+    for m in rates:
+        k = names.index("configure_servo", msgs.index(m))
+        assert msgs[k - 1].name == "configure_actuator" and msgs[k - 1]["actuator"] == m["actuator"]
+        assert (m["us_per_width_us"], m["settle_us"]) == (440, 30_000)
+    slow = load_spec(str(_variant(tmp_path, "max_speed_mm_s: 1000.0", "max_speed_mm_s: 40.0", 6)))
+    with pytest.raises(SpecError, match=r"carriage of actuator \d+: .* 11000 us per us of pulse width, "
+                       r"allowed 0\.\.10000"):  # fmt: skip
+        configure_messages(slow, watchdog_ms=500, time_shift=0, level_shift=0)
 
 
 def test_avr_trace_servo_pin_becomes_pulses(tmp_path: Path) -> None:

@@ -84,6 +84,11 @@ uint8_t board_output_move(uint16_t actuator, uint8_t out_kind, uint8_t out_addr,
  * REFUSED_BUSY). Timer context, when the strike is decided. Default (weak, sched.c): 0. */
 uint8_t board_output_busy(uint16_t actuator, uint32_t clock);
 
+/* configure_servo: the speed (us per us of pulse width) and settle (us) of the hobby
+ * servo on direct output `channel` (configured as OutKind SERVO before): 1 taken, 0
+ * refused (BAD_OUTPUT). Main loop, while configuring. Default (weak, sched.c): 0. */
+uint8_t board_servo_rate(uint8_t channel, uint16_t us_per_width_us, uint16_t settle_us);
+
 /* Queue bytes for the host (main-loop context only). */
 void board_write(const uint8_t *data, uint16_t len);
 

@@ -6,7 +6,7 @@
 #include <stdint.h>
 #include "wire.h"
 
-#define RP_PROTOCOL_VERSION 7
+#define RP_PROTOCOL_VERSION 8
 #define RP_MAX_PAYLOAD 120
 #define RP_MAX_ACTUATORS 1024
 #define RP_NO_ACTUATOR 1024
@@ -15,6 +15,8 @@
 #define RP_RECENT_GAPS 4
 #define RP_MAX_LEVEL 4095
 #define RP_MAX_PULSE_US 65535
+#define RP_MAX_SERVO_US_PER_WIDTH_US 10000U
+#define RP_MAX_SERVO_SETTLE_US 65535U
 #define RP_MAX_POSITION 65535U
 #define RP_MAX_ON_US 600000000UL
 #define RP_MAX_TIME_SHIFT 8
@@ -129,6 +131,7 @@
 #define RP_MSG_HEARTBEAT 10
 #define RP_MSG_SHUTDOWN 11
 #define RP_MSG_SCHEDULE_MOVE 12
+#define RP_MSG_CONFIGURE_SERVO 13
 #define RP_MSG_IDENTIFY_RESP 33
 #define RP_MSG_CONFIG_RESULT 34
 #define RP_MSG_CLOCK 35
@@ -181,6 +184,10 @@
 #define RP_SCHEDULE_MOVE_DCLOCK 1
 #define RP_SCHEDULE_MOVE_POSITION 2
 #define RP_SCHEDULE_MOVE_NFIELDS 3
+#define RP_CONFIGURE_SERVO_ACTUATOR 0
+#define RP_CONFIGURE_SERVO_US_PER_WIDTH_US 1
+#define RP_CONFIGURE_SERVO_SETTLE_US 2
+#define RP_CONFIGURE_SERVO_NFIELDS 3
 #define RP_IDENTIFY_RESP_PROTOCOL_VERSION 0
 #define RP_IDENTIFY_RESP_FW_VERSION 1
 #define RP_IDENTIFY_RESP_BOARD 2
@@ -354,6 +361,17 @@ static inline int rp_decode_args(uint8_t id, const uint8_t **pp, const uint8_t *
         if (v < 0L || v > 1023L) return -1;
         args[0] = (uint32_t)v;
         if (!rp_get_vlq(pp, end, &v)) return -1;
+        args[1] = (uint32_t)v;
+        if (!rp_get_vlq(pp, end, &v)) return -1;
+        if (v < 0L || v > 65535L) return -1;
+        args[2] = (uint32_t)v;
+        return 3;
+    case RP_MSG_CONFIGURE_SERVO:
+        if (!rp_get_vlq(pp, end, &v)) return -1;
+        if (v < 0L || v > 1023L) return -1;
+        args[0] = (uint32_t)v;
+        if (!rp_get_vlq(pp, end, &v)) return -1;
+        if (v < 0L || v > 10000L) return -1;
         args[1] = (uint32_t)v;
         if (!rp_get_vlq(pp, end, &v)) return -1;
         if (v < 0L || v > 65535L) return -1;

@@ -120,6 +120,12 @@ RP_WEAK uint8_t board_output_busy(uint16_t actuator, uint32_t clock)
     return 0;
 }
 
+RP_WEAK uint8_t board_servo_rate(uint8_t channel, uint16_t us_per_width_us, uint16_t settle_us)
+{
+    (void)channel, (void)us_per_width_us, (void)settle_us;
+    return 0;
+}
+
 /* How early to take up the work due at `clock`: a base, plus the decisions of each
  * queued command at exactly that clock (a chord), so the outputs are still on time. */
 #if defined(__GNUC__)

@@ -11,8 +11,9 @@ from ..plan import Command
 from ..plan import Op as PlanOp
 from ..protocol.messages import PCA_OSC_HZ, PCA_PRESCALE_DEFAULT, Message, Op, OutKind
 from ..protocol.schedule import TimedCommand
+from ..servo import MAX_SETTLE_US, MAX_US_PER_WIDTH_US, us_per_width_us
 from ..spec.actuators import Actuator, ActuatorKind
-from ..spec.guitar import servo_carriages
+from ..spec.guitar import CarriageSpec, servo_carriages
 from ..spec.model import DriverKind, InstrumentSpec
 
 
@@ -157,6 +158,7 @@ def configure_messages(
                     duty_permille=1000,
                 )
             )  # fmt: skip
+            msgs.append(servo_rate_message(spec, i, car))
             continue
         if kind == OutKind.STEP_DIR:  # the positioner's travel, speed and acceleration
             speed, accel = stepper_rates(act)
@@ -184,6 +186,23 @@ def configure_messages(
             )
         )
     return msgs
+
+
+def servo_rate_message(spec: InstrumentSpec, actuator: int, car: CarriageSpec) -> Message:
+    """``configure_servo`` for a hobby-servo carriage: its speed (µs per µs of pulse
+    width, rounded up) and settle, the numbers the planner's moves use; a carriage
+    outside the protocol's ranges is a SpecError naming it."""
+    rate = us_per_width_us(car)
+    where = f"{spec.name}: carriage of actuator {actuator}"
+    if not 0 <= rate <= MAX_US_PER_WIDTH_US:
+        raise SpecError(
+            f"{where}: travel_mm / max_speed_mm_s = {rate} us per us of pulse width, "
+            f"allowed 0..{MAX_US_PER_WIDTH_US} (configure_servo)"
+        )
+    if not 0 <= car.settle_us <= MAX_SETTLE_US:
+        raise SpecError(f"{where}: settle_us {car.settle_us}, allowed 0..{MAX_SETTLE_US} for a servo")
+    return Message.make("configure_servo", actuator=actuator, us_per_width_us=rate,
+                        settle_us=car.settle_us)  # fmt: skip
 
 
 def _unused_output(spec: InstrumentSpec, index: int) -> tuple[int, int, int]:

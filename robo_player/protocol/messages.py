@@ -26,14 +26,16 @@ from enum import Enum, IntEnum
 from typing import Any
 
 from ..errors import ProtocolError
+from ..servo import MAX_SETTLE_US, MAX_US_PER_WIDTH_US
 from .varint import U32, get_uvar, get_vlq, put_uvar, put_vlq, unzigzag, zigzag
 
-PROTOCOL_VERSION = 7  # 2: status.i2c_errors; 3: configure_begin.pca_prescale;
+PROTOCOL_VERSION = 8  # 2: status.i2c_errors; 3: configure_begin.pca_prescale;
 # 4: 10-bit actuator indices (records escape 127; NO_ACTUATOR 1024; config_result.detail 16 bits);
 # 5: the frame CRC's final XOR (framing.CRC_XOROUT), schedule_move (Op.MOVE),
 #    events REFUSED_BUSY and REFUSED_MOVE;
 # 6: configure_begin.watchdog_drain_ms, State.DRAINING (the watchdog plays out the queue)
 # 7: a record's time is a code: 0 (no gap), one of the RECENT_GAPS last gaps, or a new gap
+# 8: configure_servo (a hobby servo's speed and settle: a press refused while it moves)
 
 # ---- limits shared by both sides (the C header gets them as RP_* macros) ----
 MAX_PAYLOAD = 120  # bytes of messages in one frame
@@ -47,6 +49,9 @@ MAX_LEVEL_SHIFT = 4
 PCA_OSC_HZ = 25_000_000  # the PCA9685's internal oscillator
 PCA_PRESCALE_DEFAULT = 5  # PRE_SCALE for ~1 kHz (1017 Hz)
 MAX_BOARD_NAME = 16
+# a hobby servo's speed and settle (configure_servo; robo_player/servo.py's rule)
+MAX_SERVO_US_PER_WIDTH_US = MAX_US_PER_WIDTH_US
+MAX_SERVO_SETTLE_US = MAX_SETTLE_US
 MAX_OUT_KIND = 15  # OutKind values the wire carries (boards/: one hook entry per kind)
 NO_ACTUATOR = MAX_ACTUATORS  # "no actuator" in events and status
 NO_DETAIL = 65535  # config_result.detail when no index or count applies
@@ -284,6 +289,22 @@ MESSAGES: tuple[MsgSpec, ...] = (
         ),
         "queue a positioner move (Op.MOVE), timed like a strike; takes a record index and a "
         "queue slot; leaves the drive/pulse/hold predictors alone",
+    ),
+    MsgSpec(
+        13,
+        "configure_servo",
+        H2D,
+        (
+            _ACT,
+            _int("us_per_width_us", 0, MAX_SERVO_US_PER_WIDTH_US,
+                 "how long the servo takes per us of pulse width it is moved (its speed: its "
+                 "full travel's time / (pulse_max - pulse_min), rounded up)"),
+            _int("settle_us", 0, MAX_SERVO_SETTLE_US, "then how long it takes to settle"),
+        ),
+        "a hobby servo's (configure_actuator out_kind SERVO, sent before it) speed and "
+        "settle: the firmware holds its carriage busy to a press from a move's clock to its "
+        "first pulse + the width change at that speed + settle (REFUSED_BUSY); a servo "
+        "without one is held for the slowest (docs/guitar.md, Firmware: hobby-servo)",
     ),
     # ---------------- device -> host ----------------
     MsgSpec(
@@ -667,11 +688,12 @@ def fnv1a(data: bytes | bytearray, h: int = FNV_OFFSET) -> int:
 
 
 def config_hash(msgs: Iterable[Message]) -> int:
-    """FNV-1a 32 over the encoded ``configure_begin`` and ``configure_actuator`` messages,
-    in the order sent. The firmware hashes the same bytes as it receives them."""
+    """FNV-1a 32 over the encoded ``configure_begin``, ``configure_actuator`` and
+    ``configure_servo`` messages, in the order sent. The firmware hashes the same bytes as
+    it receives them."""
     h = FNV_OFFSET
     for m in msgs:
-        if m.name in ("configure_begin", "configure_actuator"):
+        if m.name in ("configure_begin", "configure_actuator", "configure_servo"):
             h = fnv1a(m.encode(), h)
     return h
 

@@ -175,7 +175,8 @@ class VirtualMCU:
         self._stepper_cfg: dict[int, tuple[int, int, int, int, int]] = {}
         # hobby servos (firmware/boards/*/out_servo.c): slots by output, given at configure
         self.servos: ServoTrain = ServoTrain(ticks_per_us=self.cfg.clock_hz // 1_000_000)
-        self._servo_cfg: dict[int, tuple[int, int, int, int]] = {}  # pin, travel, min, max
+        # pin, travel, widths at 0 and at the travel, presser (None: none)
+        self._servo_cfg: dict[int, tuple[int, int, int, int, int | None]] = {}
         self.queue: list[tuple[int, int, int, TimedCommand]] = []  # (clock, order, index, cmd)
         self._order = itertools.count()
         self.sched: ScheduleDecoder | None = None
@@ -251,8 +252,9 @@ class VirtualMCU:
         """board_output_move: True when taken."""
         servo = self._servo_cfg.get(a)
         if servo is not None:  # out_servo.c: its width from its first pulse at or after clock
-            pin, travel, lo, hi = servo
-            return target <= travel and self.servos.move(pin, a, width_us(target, travel, lo, hi), clock)
+            pin, travel, lo, hi, presser = servo
+            return target <= travel and self.servos.move(
+                pin, a, width_us(target, travel, lo, hi), clock, presser, lo)
         cfg = self._stepper_cfg.get(a)
         if cfg is None or target > cfg[2]:
             return False  # no positioner there, or past its travel: the carriage stays
@@ -282,7 +284,7 @@ class VirtualMCU:
         return any(
             st.presser == presser and st.actuator != presser and st.busy(clock)
             for st in self.steppers.values()
-        )
+        ) or self.servos.busy(presser, clock)
 
     def _flush(self, clock: int) -> None:
         if self.queue:
@@ -616,7 +618,7 @@ class VirtualMCU:
             self._cfg_msgs = [m]
             self._cfg_seen = set()
             self._cfg_count = m["actuator_count"]
-        elif n == "configure_actuator":
+        elif n in ("configure_actuator", "configure_servo"):
             if self.state is State.CONFIGURING:
                 self._cfg_msgs.append(m)
         elif n == "configure_end":
@@ -684,6 +686,13 @@ class VirtualMCU:
         else:
             for a_msg in self._cfg_msgs[1:]:
                 i = a_msg["actuator"]
+                if a_msg.name == "configure_servo":  # fw.c configure_servo: after its servo's
+                    sv = self._servo_cfg.get(i)
+                    if sv is None or not self.servos.rate(sv[0], a_msg["us_per_width_us"],
+                                                          a_msg["settle_us"]):  # fmt: skip
+                        reason, detail = ConfigReason.BAD_OUTPUT, i
+                        break
+                    continue
                 out = (a_msg["out_kind"], a_msg["out_addr"], a_msg["out_channel"])
                 if i >= count:
                     reason, detail = ConfigReason.BAD_INDEX, i
@@ -702,9 +711,12 @@ class VirtualMCU:
                 if reason is not ConfigReason.OK:
                     break
                 outputs.add(out)
-                if a_msg["out_kind"] == OutKind.SERVO:  # pin, travel, widths at 0 and travel
+                if a_msg["out_kind"] == OutKind.SERVO:  # pin, travel, widths, presser
+                    self.servos.unrate(a_msg["out_channel"])  # until its configure_servo
+                    presser = a_msg["out_addr"] if a_msg["out_addr"] != i else None
                     self._servo_cfg[i] = (a_msg["out_channel"], a_msg["pwm_max"],
-                                          a_msg["max_pulse_us"], a_msg["max_on_us"])  # fmt: skip
+                                          a_msg["max_pulse_us"], a_msg["max_on_us"],
+                                          presser)  # fmt: skip
                 if a_msg["out_kind"] == OutKind.STEP_DIR:  # pin, presser, travel, v, a
                     self._stepper_cfg[i] = (a_msg["out_channel"], a_msg["out_addr"],
                                             a_msg["pwm_max"], a_msg["max_pulse_us"],

@@ -27,11 +27,13 @@ static inline uint32_t board_clock(void)
     return c.v;
 }
 #define RP_CLOCK_HZ 16000000UL
-#define RP_QUEUE_SIZE 109 /* 160 before the software PWM of out_pwm.c took 98 B; 156 before
+#define RP_QUEUE_SIZE 104 /* 160 before the software PWM of out_pwm.c took 98 B; 156 before
                            * the step generators of out_step.c took 420 B; 124 before the
                            * deepest stack was measured at 767 B (Makefile:
                            * AVR_STACK_MEASURED); 111 before the servos of out_servo.c
-                           * took 43 B (2 entries of 13 B) */
+                           * took 43 B (2 entries of 13 B); 109 before their holds
+                           * (configure_servo: a press refused while a servo moves) took
+                           * 54 B (4 entries) and the carriages' flag 1 B (1 entry) */
 #define RP_FW_MAX_ACTUATORS 128 /* a guitar matrix: 126; the 88-key piano: 89 */
 #define RP_FW_MAX_PROFILES 8  /* distinct limit sets (a piano uses 2 or 3) */
 #define RP_RX_BUFFER 256 /* = the UART receive ring (a power of two) */

@@ -21,16 +21,24 @@
 
 #include <stdint.h>
 
+#include "../../core/protocol_gen.h" /* configure_servo's ranges */
+
 #define RP_SERVO_FRAME_US 20000UL /* robo_player/servo.py FRAME_US */
 #define RP_SERVO_SLOT_US 2500UL   /* robo_player/servo.py SLOT_US */
 #define RP_SERVO_FRAME_TICKS (RP_SERVO_FRAME_US * RP_TICKS_PER_US)
 #define RP_SERVO_SLOT_TICKS (RP_SERVO_SLOT_US * RP_TICKS_PER_US)
 
 typedef struct {
-    uint16_t w;  /* the width of its next pulse (ticks; 0: none yet) */
-    uint16_t pw; /* the pending width (its bit in pend) */
-    uint8_t pin; /* its output */
+    uint16_t w;      /* the width of its next pulse (ticks; 0: none yet) */
+    uint16_t pw;     /* the pending width (its bit in pend) */
+    uint8_t pin;     /* its output */
+    uint8_t press;   /* the presser on its carriage (bits 0..6) | RP_SERVO_BUSY */
+    uint16_t rate;   /* us it takes per us of width (configure_servo; unset: the most) */
+    uint16_t settle; /* us it settles after (configure_servo; unset: the most) */
+    uint32_t until;  /* while RP_SERVO_BUSY: the clock its moves are done by */
 } rp_servo;
+
+#define RP_SERVO_BUSY 0x80U /* press: its carriage may move until `until` */
 
 typedef struct {
     uint32_t frame; /* the current frame's first clock */
@@ -63,7 +71,27 @@ static inline rp_servo *rp_servo_slot(rp_servo *tab, rp_servo_train *tr, uint8_t
     rp_servo *s = &tab[tr->n++];
     s->w = 0;
     s->pin = pin;
+    s->press = 0;
     return s;
+}
+
+/* configure_actuator: the speed and settle unset (the slowest: a servo the host sends no
+ * configure_servo for is held busy the longest) until its configure_servo */
+static inline void rp_servo_unrate(rp_servo *s)
+{
+    s->rate = RP_MAX_SERVO_US_PER_WIDTH_US;
+    s->settle = RP_MAX_SERVO_SETTLE_US;
+}
+
+/* 1 if a carriage whose presser is `actuator` may move at `clock` (interrupts off) */
+static inline uint8_t rp_servo_busy(const rp_servo *tab, uint8_t n, uint16_t actuator,
+                                    uint32_t clock)
+{
+    for (uint8_t i = 0; i < n; i++)
+        if (tab[i].press == (uint8_t)(RP_SERVO_BUSY | actuator) && actuator < RP_SERVO_BUSY &&
+            (int32_t)(tab[i].until - clock) >= 0)
+            return 1;
+    return 0;
 }
 
 /* the next slot's rise (after slot k's fall, or a rise without a pulse) */
@@ -84,6 +112,8 @@ static inline uint16_t rp_servo_rise(rp_servo_train *tr, rp_servo *tab)
 {
     uint8_t k = tr->edge >> 1, bit = (uint8_t)(1U << k);
     uint16_t w = tab[k].w;
+    if ((tab[k].press & RP_SERVO_BUSY) && (int32_t)(tr->at - tab[k].until) > 0)
+        tab[k].press &= (uint8_t)~RP_SERVO_BUSY; /* done (before its clock could wrap) */
     if (tr->pend & bit) {
         tab[k].w = tab[k].pw;
         tr->pend &= (uint8_t)~bit;
@@ -97,12 +127,15 @@ static inline uint16_t rp_servo_rise(rp_servo_train *tr, rp_servo *tab)
     return w;
 }
 
-/* a move of slot `s` to `w` ticks at `clock` (interrupts off where an edge may run
- * meanwhile); starts the frames at `clock` when they do not run (1: started) */
+/* A move of slot `s` to `w` ticks at `clock` (interrupts off where an edge may run
+ * meanwhile); starts the frames at `clock` when they do not run (1: started). For its
+ * hold (rp_servo_hold): *from = the width it was last sent (0: none yet), *first = the
+ * clock of its first pulse at `w` (the first of its slot rising at or after `clock`). */
 static inline uint8_t rp_servo_set(rp_servo_train *tr, rp_servo *tab, rp_servo *s, uint16_t w,
-                                   uint32_t clock)
+                                   uint32_t clock, uint16_t *from, uint32_t *first)
 {
     uint8_t k = (uint8_t)(s - tab), bit = (uint8_t)(1U << k), started = 0;
+    *from = (tr->pend & bit) ? s->pw : s->w;
     if (!tr->run) { /* the first frame at this clock: slot 0's rise first */
         tr->run = 1;
         tr->frame = clock;
@@ -123,8 +156,34 @@ static inline uint8_t rp_servo_set(rp_servo_train *tr, rp_servo *tab, rp_servo *
     } else {
         s->pw = w;
         tr->pend |= bit;
+        next += RP_SERVO_FRAME_TICKS; /* (the pending width's) */
     }
+    *first = next;
     return started;
+}
+
+/* The hold (robo_player/servo.py hold_until): a servo has no feedback, so its carriage
+ * counts as moving (busy to a press on its presser: rp_servo_busy) from a move's clock
+ * until its first pulse at `w` (`first`) + the width change at its speed (`rate` us a
+ * us) + its settle: the change from the width it was last sent (`from`; before its
+ * first move `home`, its width at 0: the carriages are parked at the nut at boot, as
+ * the steppers count from 0), from the end of a hold still running then (`busy`, its
+ * `until`: the carriage may not be there yet). 1 and *end: a hold; 0: a move to the
+ * width it was sent, nothing more held. Pure arithmetic: the AVR runs it with
+ * interrupts on (the first rise may be near) and stores *end with them off. */
+static inline uint8_t rp_servo_hold(uint32_t *end, uint16_t from, uint16_t w, uint32_t first,
+                                    uint8_t busy, uint32_t until, uint16_t rate, uint16_t settle,
+                                    uint16_t home)
+{
+    if (!from)
+        from = home;
+    if (w == from)
+        return 0;
+    uint16_t d = w > from ? (uint16_t)(w - from) : (uint16_t)(from - w);
+    if (busy && (int32_t)(until - first) > 0)
+        first = until;
+    *end = first + (uint32_t)d * rate + (uint32_t)settle * RP_TICKS_PER_US;
+    return 1;
 }
 
 #endif

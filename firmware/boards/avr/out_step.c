@@ -57,6 +57,7 @@ static struct {
     uint8_t mask;
 } step_io[RP_STEPPERS];
 static uint8_t n_steppers;
+uint8_t avr_carriages; /* AVR_CARRIAGE_STEP | AVR_CARRIAGE_SERVO: slots exist (outputs.h) */
 /* carriages whose step pin is up and whose next step is not worked out yet (a bit per
  * slot): their s->next is the step just made */
 static volatile uint8_t todo;
@@ -336,6 +337,7 @@ static rp_stepper *slot_of(uint8_t pin)
     uint8_t fresh, i = n_steppers;
     rp_stepper *s = rp_stepper_slot(steppers, &n_steppers, RP_STEPPERS, pin, &fresh);
     if (fresh) { /* its step pin looked up once; step and dir are outputs */
+        avr_carriages |= AVR_CARRIAGE_STEP;
         uint8_t mask;
         step_io[i].port = avr_output_port(pin, &step_io[i].mask);
         step_io[i].port[-1] |= step_io[i].mask; /* DDRx: the byte below PORTx */
@@ -416,7 +418,15 @@ static __attribute__((noinline)) uint8_t busy_scan(uint16_t actuator, uint32_t c
 
 /* every strike with a pulse asks, in the core's decisions (inside the timer's lead):
  * a board without carriages pays a call and a load */
+static __attribute__((noinline)) uint8_t carriages_busy(uint16_t actuator, uint32_t clock)
+{
+    if (n_steppers && busy_scan(actuator, clock))
+        return 1;
+    return avr_servos() ? avr_servo_busy(actuator, clock) : 0; /* (out_servo.c) */
+}
+
+/* (one flag for both kinds: a second test here cost a piano 9 cycles a strike) */
 uint8_t board_output_busy(uint16_t actuator, uint32_t clock)
 {
-    return n_steppers ? busy_scan(actuator, clock) : 0;
+    return avr_carriages ? carriages_busy(actuator, clock) : 0;
 }

@@ -56,5 +56,11 @@ void avr_step_all_off(void);
 uint8_t avr_servo_ok(uint8_t addr, uint8_t channel);
 void avr_servo_all_off(void);
 uint8_t avr_servo_move(uint16_t actuator, uint8_t out_channel, uint16_t position, uint32_t clock);
+uint8_t avr_servo_busy(uint16_t actuator, uint32_t clock);
+uint8_t avr_servos(void); /* servo slots taken */
+/* carriages with a slot (kept until reset): board_output_busy scans only then */
+extern uint8_t avr_carriages;
+#define AVR_CARRIAGE_STEP 1U
+#define AVR_CARRIAGE_SERVO 2U
 
 #endif

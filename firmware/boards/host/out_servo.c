@@ -53,7 +53,28 @@ uint8_t host_servo_ok(uint8_t addr, uint8_t channel)
 {
     uint8_t fresh;
     (void)addr;
-    return rp_servo_slot(servos, &train, RP_SERVOS, channel, &fresh) != 0;
+    rp_servo *s = rp_servo_slot(servos, &train, RP_SERVOS, channel, &fresh);
+    if (s)
+        rp_servo_unrate(s);
+    return s != 0;
+}
+
+/* configure_servo: the speed and settle of output `channel`'s servo (its slot) */
+uint8_t board_servo_rate(uint8_t channel, uint16_t us_per_width_us, uint16_t settle_us)
+{
+    uint8_t fresh;
+    rp_servo *s = rp_servo_slot(servos, &train, train.n, channel, &fresh);
+    if (!s)
+        return 0;
+    s->rate = us_per_width_us;
+    s->settle = settle_us;
+    return 1;
+}
+
+/* board_output_busy() for the servos (out_step.c) */
+uint8_t host_servo_busy(uint16_t actuator, uint32_t clock)
+{
+    return rp_servo_busy(servos, train.n, actuator, clock);
 }
 
 uint8_t host_servo_move(uint16_t actuator, uint8_t out_channel, uint16_t position, uint32_t clock)
@@ -71,6 +92,16 @@ uint8_t host_servo_move(uint16_t actuator, uint8_t out_channel, uint16_t positio
     servo_act[s - servos] = (uint8_t)actuator;
     uint16_t max_us = (uint16_t)(lim->max_on_ticks / RP_TICKS_PER_US);
     uint16_t w = rp_servo_width_us(position, lim->pwm_max, lim->max_pulse_us, max_us);
-    rp_servo_set(&train, servos, s, (uint16_t)(w * RP_TICKS_PER_US), clock);
+    uint8_t presser = rp_acts[actuator].out_addr; /* (<= 127: the protocol's range) */
+    uint8_t press = presser != actuator ? (uint8_t)(RP_SERVO_BUSY | presser) : 0;
+    uint16_t from, wt = (uint16_t)(w * RP_TICKS_PER_US);
+    uint32_t first, end;
+    uint8_t busy = s->press & RP_SERVO_BUSY;
+    rp_servo_set(&train, servos, s, wt, clock, &from, &first);
+    if (press && rp_servo_hold(&end, from, wt, first, busy, s->until, s->rate, s->settle,
+                               (uint16_t)(lim->max_pulse_us * RP_TICKS_PER_US))) {
+        s->until = end;
+        s->press = press;
+    }
     return 1;
 }

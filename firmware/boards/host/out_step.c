@@ -19,6 +19,7 @@ static uint8_t n_steppers;
 
 void host_trace_line(uint32_t clock, uint16_t actuator, uint16_t level);
 uint8_t host_servo_move(uint16_t actuator, uint8_t out_channel, uint16_t position, uint32_t clock);
+uint8_t host_servo_busy(uint16_t actuator, uint32_t clock);
 
 /* Write every step due by `now`; returns the clock of the next one (now + 5 ms when
  * none is due sooner). */
@@ -75,5 +76,5 @@ uint8_t board_output_busy(uint16_t actuator, uint32_t clock)
         if (steppers[i].presser == actuator && steppers[i].actuator != actuator &&
             rp_stepper_busy(&steppers[i], clock))
             return 1;
-    return 0;
+    return host_servo_busy(actuator, clock); /* (out_servo.c) */
 }
