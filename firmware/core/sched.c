@@ -1102,6 +1102,11 @@ void rp_sched_poll(void)
         duty_poll(now);
 }
 
+/* Out of line (once per status): inlined in the frame handler, its loop's locals sat past
+ * avr-gcc's Y+63 reach there (an ADIW/SBIW pair around each; issue 8, CPU load). */
+#if defined(__GNUC__)
+__attribute__((noinline))
+#endif
 uint16_t rp_sched_heat(uint16_t *actuator)
 {
     uint16_t best = 0;

@@ -827,10 +827,12 @@ static uint8_t plan_group(uint32_t due)
     return 1;
 }
 
-static void pca_service(void)
+/* pca_service()'s jobs before the queue (all-off, set-ups, spill), out of line: the
+ * usual call (a group of the queue) skips them on one test and keeps their state out
+ * of its registers (issue 8, CPU load). Returns 1 when it started a job's write (the
+ * engine is done for now), 0 when the queue is next. */
+static __attribute__((noinline)) uint8_t pca_service_jobs(void)
 {
-    if (twi_busy)
-        return;
     if (pca_jobs & JOB_ALL_OFF) { /* OFF_H full off to every board set up, then ON_H 0 to each */
         while (alloff_next < 128) { /* a byte of the bitmap at a time: short with no board */
             uint8_t ai = (uint8_t)(alloff_next++ & 63), m = pca_inited[ai >> 3];
@@ -839,7 +841,7 @@ static void pca_service(void)
             } else if (m & (1 << (ai & 7))) {
                 uint8_t second = alloff_next > 64;
                 begin2((uint8_t)(0x40 + ai), second ? 0xFB : 0xFD, second ? 0 : 0x10);
-                return;
+                return 1;
             }
         }
         alloff_next = 0;
@@ -867,18 +869,27 @@ static void pca_service(void)
         }
         begin2(setup_addr, pgm_read_byte(&setup[k][0]),
                k == 1 ? avr_pca_prescale : pgm_read_byte(&setup[k][1]));
-        return;
+        return 1;
     }
     if (pca_jobs & JOB_SPILL) {
         for (uint8_t n; (n = pop_bit(pca_spill, sizeof pca_spill)) != 0xFF;) {
             uint8_t a = rp_acts[n].out_addr;
             if (inited(a)) { /* LEDn_OFF_H: full off */
                 begin2(a, (uint8_t)(0x06 + 4 * rp_acts[n].out_channel + 3), 0x10);
-                return;
+                return 1;
             }
         }
         pca_jobs &= (uint8_t)~JOB_SPILL;
     }
+    return 0;
+}
+
+static void pca_service(void)
+{
+    if (twi_busy)
+        return;
+    if ((pca_jobs | pca_setup_n | setup_step) && pca_service_jobs())
+        return;
     if (!pca_qn) {
         pca_go = 0;
         return;
