@@ -193,15 +193,17 @@ static volatile uint16_t rx_overruns;
 
 /* The two UART interrupts run for every byte in and out (about 2000 a second at 100
  * notes/s): written out by hand, they save what avr-gcc's prologue saves for any
- * interrupt (r0, r1, RAMPZ: about 19 cycles of 65 per byte; issue 8: CPU load). The C
- * form (below) is the reference, and builds where the ring is not 256 bytes. */
+ * interrupt (r0, r1, RAMPZ: about 19 cycles of 65 per byte; issue 8: CPU load), and
+ * keep r24 and SREG in GPIOR1/GPIOR2 as the soft PWM's compare B does (out_pwm.c: 4
+ * cycles a byte less than a PUSH and a POP each; none of these interrupts lets another
+ * in). The C form (below) is the reference, and builds where the ring is not 256 bytes. */
 #if RX_RING == 256 && TX_RING == 128
 ISR(USART0_RX_vect, ISR_NAKED)
 {
     __asm__ __volatile__(
-        "push r24\n\t"
+        "out %[gp1], r24\n\t"      /* r24 and SREG in GPIOR1/2, not pushed */
         "in r24, __SREG__\n\t"
-        "push r24\n\t"
+        "out %[gp2], r24\n\t"
         "push r25\n\t"
         "push r30\n\t"
         "push r31\n\t"
@@ -224,9 +226,9 @@ ISR(USART0_RX_vect, ISR_NAKED)
         "pop r31\n\t"
         "pop r30\n\t"
         "pop r25\n\t"
-        "pop r24\n\t"
+        "in r24, %[gp2]\n\t"
         "out __SREG__, r24\n\t"
-        "pop r24\n\t"
+        "in r24, %[gp1]\n\t"
         "reti\n\t"
         "2:\n\t"
         "lds r24, %[ovr]\n\t"
@@ -238,15 +240,16 @@ ISR(USART0_RX_vect, ISR_NAKED)
         :
         : [udr] "n"(_SFR_MEM_ADDR(UDR0)), [head] "i"(&rx_head), [tail] "i"(&rx_tail),
           [ring] "i"(rx_ring), [gpior] "I"(_SFR_IO_ADDR(GPIOR0)), [wakebit] "I"(WAKE_BIT),
-          [ovr] "i"(&rx_overruns));
+          [ovr] "i"(&rx_overruns), [gp1] "I"(_SFR_IO_ADDR(GPIOR1)),
+          [gp2] "I"(_SFR_IO_ADDR(GPIOR2)));
 }
 
 ISR(USART0_UDRE_vect, ISR_NAKED)
 {
     __asm__ __volatile__(
-        "push r24\n\t"
+        "out %[gp1], r24\n\t"      /* r24 and SREG in GPIOR1/2, not pushed */
         "in r24, __SREG__\n\t"
-        "push r24\n\t"
+        "out %[gp2], r24\n\t"
         "push r25\n\t"
         "push r30\n\t"
         "push r31\n\t"
@@ -267,9 +270,9 @@ ISR(USART0_UDRE_vect, ISR_NAKED)
         "pop r31\n\t"
         "pop r30\n\t"
         "pop r25\n\t"
-        "pop r24\n\t"
+        "in r24, %[gp2]\n\t"
         "out __SREG__, r24\n\t"
-        "pop r24\n\t"
+        "in r24, %[gp1]\n\t"
         "reti\n\t"
         "2:\n\t"
         "lds r24, %[ucsrb]\n\t"
@@ -279,7 +282,8 @@ ISR(USART0_UDRE_vect, ISR_NAKED)
         :
         : [udr] "n"(_SFR_MEM_ADDR(UDR0)), [ucsrb] "n"(_SFR_MEM_ADDR(UCSR0B)),
           [noudrie] "n"((uint8_t)~_BV(UDRIE0)), [mask] "n"(TX_RING - 1), [head] "i"(&tx_head),
-          [tail] "i"(&tx_tail), [ring] "i"(tx_ring));
+          [tail] "i"(&tx_tail), [ring] "i"(tx_ring), [gp1] "I"(_SFR_IO_ADDR(GPIOR1)),
+          [gp2] "I"(_SFR_IO_ADDR(GPIOR2)));
 }
 #else
 ISR(USART0_RX_vect)

@@ -374,8 +374,9 @@ ISR(TIMER3_COMPA_vect, ISR_NAKED)
 
 /* a group's off tick (and any due with it). r24 and SREG wait in GPIOR1/GPIOR2 (an OUT
  * and an IN: 4 cycles less than a PUSH and a POP each, 7000 times in driver_load.py's
- * run): no other code uses them, and this interrupt never lets another in (nothing
- * between its save and its restore can overwrite them). */
+ * run): only the interrupts that do the same use them (this one and the UART's two,
+ * boards/avr/main.c), and none of them lets another in (nothing between a save and its
+ * restore can overwrite them). */
 #define PUSH_B_ASM                                                                         \
     "out %[gp1], r24\n\t" "in r24, __SREG__\n\t" "out %[gp2], r24\n\t" "push r25\n\t"    \
     "push r26\n\t" "push r27\n\t" "push r30\n\t" "push r31\n\t"
