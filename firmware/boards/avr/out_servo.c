@@ -86,13 +86,7 @@ uint8_t avr_servo_ok(uint8_t addr, uint8_t channel)
 __attribute__((noinline)) uint8_t board_servo_rate(uint8_t channel, uint16_t us_per_width_us,
                                                    uint16_t settle_us)
 {
-    uint8_t fresh;
-    rp_servo *s = rp_servo_slot(servos, &train, train.n, channel, &fresh);
-    if (!s)
-        return 0;
-    s->rate = us_per_width_us;
-    s->settle = settle_us;
-    return 1;
+    return rp_servo_rate(servos, &train, channel, us_per_width_us, settle_us);
 }
 
 /* board_output_busy() for the servos (out_step.c): a carriage of theirs that may move

@@ -75,6 +75,20 @@ static inline rp_servo *rp_servo_slot(rp_servo *tab, rp_servo_train *tr, uint8_t
     return s;
 }
 
+/* configure_servo: the speed and settle of output `pin`'s servo, which configure_actuator
+ * gave a slot (the `n` taken: none is made here); 0 when it has none */
+static inline uint8_t rp_servo_rate(rp_servo *tab, rp_servo_train *tr, uint8_t pin,
+                                    uint16_t us_per_width_us, uint16_t settle_us)
+{
+    uint8_t fresh;
+    rp_servo *s = rp_servo_slot(tab, tr, tr->n, pin, &fresh);
+    if (!s)
+        return 0;
+    s->rate = us_per_width_us;
+    s->settle = settle_us;
+    return 1;
+}
+
 /* configure_actuator: the speed and settle unset (the slowest: a servo the host sends no
  * configure_servo for is held busy the longest) until its configure_servo */
 static inline void rp_servo_unrate(rp_servo *s)

@@ -62,13 +62,7 @@ uint8_t host_servo_ok(uint8_t addr, uint8_t channel)
 /* configure_servo: the speed and settle of output `channel`'s servo (its slot) */
 uint8_t board_servo_rate(uint8_t channel, uint16_t us_per_width_us, uint16_t settle_us)
 {
-    uint8_t fresh;
-    rp_servo *s = rp_servo_slot(servos, &train, train.n, channel, &fresh);
-    if (!s)
-        return 0;
-    s->rate = us_per_width_us;
-    s->settle = settle_us;
-    return 1;
+    return rp_servo_rate(servos, &train, channel, us_per_width_us, settle_us);
 }
 
 /* board_output_busy() for the servos (out_step.c) */
