@@ -154,6 +154,12 @@ def clipped_fraction(y: np.ndarray) -> float:
     return float(np.mean(np.abs(y) >= CLIP_LEVEL)) if len(y) else 0.0
 
 
+def band_hi_hz(f0: float, sr: float) -> float:
+    """The top of a key's band (fundamental ``f0``) whose partials the loudness sums:
+    eight and a bit partials, under F_MAX_HZ and the sample rate's 0.45."""
+    return min(F_MAX_HZ, 0.45 * sr, 8.6 * f0)
+
+
 def _comb(freqs: np.ndarray, f0: float, f_hi: float) -> np.ndarray:
     """Gain 1 near each partial ``k·f0`` (k = 1..8, up to ``f_hi``; the band reaches
     INHARMONIC above for the string's stretch), raised-cosine skirts, 0 between: the
@@ -185,7 +191,7 @@ def detector_response(pitch: int, sample_rate: int) -> tuple[float, float]:
         sr = sample_rate
         t = np.arange(int(0.5 * sr)) / sr
         f0 = f0_hz(pitch)
-        f_hi = min(F_MAX_HZ, 0.45 * sr, 8.6 * f0)
+        f_hi = band_hi_hz(f0, sr)
         y = np.zeros_like(t)
         on = t >= 0.25
         power = 0.0
@@ -224,7 +230,7 @@ def energy_response(pitch: int, sample_rate: int) -> tuple[float, float]:
         det = Detector(y, sr)
         t_fit, _ = det.y_onset(pitch, det.y_onset(pitch, 0.2)[0])
         _, p_note = det._attack(pitch, t_fit)
-        f_hi = min(F_MAX_HZ, 0.45 * sr, 8.6 * f0)
+        f_hi = band_hi_hz(f0, sr)
         _ENERGY[key] = (t_fit - 0.2, p_note / 2.0 / power_for_velocity(pitch, 64.0, f_hi + 1.0))
     return _ENERGY[key]
 
@@ -684,12 +690,12 @@ class Detector:
         if math.isfinite(p_fit) and abs(t_fit - t_coarse) <= MAX_FIT_MOVE_S:
             _, p_note = self._attack(pitch, t_fit)
             delay, gain = energy_response(pitch, self.sr)
-            f_hi = min(F_MAX_HZ, 0.45 * self.sr, 8.6 * f0_hz(pitch))
+            f_hi = band_hi_hz(f0_hz(pitch), self.sr)
             power = max(p_note, 0.0) / 2.0 / gain / self.gain**2
             return Onset(t_fit - delay, pitch, velocity_for_power(pitch, power, f_hi + 1.0), rise)
         t_on, p_note = self._attack(pitch, t_coarse)
         delay, gain = detector_response(pitch, self.sr)
-        f_hi = min(F_MAX_HZ, 0.45 * self.sr, 8.6 * f0_hz(pitch))
+        f_hi = band_hi_hz(f0_hz(pitch), self.sr)
         # |analytic|^2 of a partial of amplitude a is a^2 (its mean power is a^2 / 2)
         power = max(p_note, 0.0) / 2.0 / gain / self.gain**2
         return Onset(t_on - delay, pitch, velocity_for_power(pitch, power, f_hi + 1.0), rise)
@@ -757,7 +763,7 @@ class Detector:
         period (>= 10 ms) from 3 ms after, less the background."""
         sr = self.sr
         f0 = f0_hz(pitch)
-        f_hi = min(F_MAX_HZ, 0.45 * sr, 8.6 * f0)
+        f_hi = band_hi_hz(f0, sr)
         period = 1.0 / f0
         half_w = 0.06 + period
         s0 = max(0, int((t_coarse - half_w) * sr))

@@ -20,12 +20,13 @@ from collections.abc import Iterable
 import numpy as np
 
 from ..voicing import VELOCITY_MAX, f0_hz, power_for_velocity, velocity_for_power
-from .detector import F_MAX_HZ
+from .detector import band_hi_hz
 
 
 def band_top_hz(pitch: int, sample_rate: int) -> float:
-    """The top of the band whose partials the detector's loudness sums (its ``f_hi``)."""
-    return min(F_MAX_HZ, 0.45 * sample_rate, 8.6 * f0_hz(pitch)) + 1.0
+    """The top of the band whose partials the detector's loudness sums (its ``f_hi``,
+    as it hands it to the level law)."""
+    return band_hi_hz(f0_hz(pitch), sample_rate) + 1.0
 
 
 def level_db(pitch: int, heard: float, expected: float, sample_rate: int) -> float | None:

@@ -331,8 +331,8 @@ class VirtualMCU:
         return (clock - phase) // poll * poll + phase
 
     def _poll_at(self, clock: int) -> int:
-        poll, phase = self._us(self.cfg.duty_poll_us), self._us(self.cfg.duty_poll_phase_us)
-        return -(-(clock - phase) // poll) * poll + phase
+        """The clock of the first duty poll at or after ``clock``."""
+        return self._poll_before(clock + self._us(self.cfg.duty_poll_us) - 1)
 
     # ---- messages out --------------------------------------------------------------
     def _send_data(self, msgs: list[Message]) -> None:
