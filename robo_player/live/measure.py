@@ -14,6 +14,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
+from ..matching import Window, match_onsets
 from ..performance import Performance
 from ..planner.report import Fate, NoteOutcome, PlanReport
 from .family import AnyLivePlanner
@@ -43,8 +44,6 @@ def latencies(
     perf: Performance, session: LiveSession, planner: AnyLivePlanner, window_us: int = 30_000
 ) -> list[Measured]:
     """Every sounded note that was heard, with its measured latency."""
-    from ..matching import Window, match_onsets
-
     want: list[tuple[Arrival, int, int | None]] = []  # (arrival, sound time, strike time)
     delays = iter(planner.stats.delays_us)  # one per strike planned, in arrival order
     for a in session.arrivals:
