@@ -602,7 +602,12 @@ class Detector:
             if est is not None and abs(est - o.pitch) > STRAY_PITCH_TOL:
                 continue
             others = [q for q in near(o.t_s) if q != o.pitch]
-            if not others or self.new_share(o.pitch, o.t_s, [*others, *(o.pitch + d for d in KIN)]) >= MIN_NEW:
+            # the plan's keys nearby weigh in as the blind pass's rivals do: a stray must
+            # keep BLIND_RELATIVE of the largest one's new sound (a loud planned note's
+            # 5th partial was kept as a stray 28 semitones up with 3 % of it)
+            if not others or self.new_share(
+                o.pitch, o.t_s, [*others, *(o.pitch + d for d in KIN)], BLIND_RELATIVE,
+            ) >= MIN_NEW:
                 out.append(o)
         out.sort(key=lambda o: (o.t_s, o.pitch))
         return out
