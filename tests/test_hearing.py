@@ -322,3 +322,22 @@ def test_a_stray_that_is_a_planned_notes_partial_is_not_kept_and_a_wrong_note_is
     blind = [Onset(t1, 45, 115.0, 20.0), Onset(t1, 73, 40.0, 20.0, 0.75), Onset(t2, 62, 70.0, 20.0)]
     kept = det.detect_intended([(t1, 45)], 0.08, 0.08, blind)
     assert sorted(o.pitch for o in kept) == [45, 62]
+
+
+def test_plan_known_onset_of_a_semitone_step_under_a_chord_not_late() -> None:
+    # bwv66.6's A3 struck with E4 and C#5 as the chord G#3 B3 E4 B4 is released: G#3's
+    # partials, half a bin from A3's, fade in A3's bins as A3's rise, and its loud
+    # fundamental dips then rises late; both midpoints of the summed partials read
+    # +10..+25 ms (5 of 8 within 8 ms here). The median of the partials' own midpoints
+    # (Detector.partial_midpoints) is not moved by one ringing partial (measured 8 of 8).
+    close = 0
+    for k in range(8):
+        t1, t2 = 0.3, 1.2 + 0.0013 * k
+        notes = [HeardNote(int(t1 * 1e6), p, 80.0, int(t2 * 1e6)) for p in (56, 59, 64, 71)]
+        notes += [HeardNote(int(t2 * 1e6), p, 80.0, int((t2 + 0.5) * 1e6)) for p in (57, 64, 73)]
+        det = Detector(_take(notes), 48000)
+        t = t2 + OFFSET_S
+        plan = [(t1 + OFFSET_S, p) for p in (56, 59, 64, 71)] + [(t, p) for p in (57, 64, 73)]
+        heard = det.detect_intended(plan, 0.08, 0.08, [])
+        close += any(o.pitch == 57 and abs(o.t_s - t) < 0.008 for o in heard)
+    assert close >= 7
