@@ -341,3 +341,26 @@ def test_plan_known_onset_of_a_semitone_step_under_a_chord_not_late() -> None:
         heard = det.detect_intended(plan, 0.08, 0.08, [])
         close += any(o.pitch == 57 and abs(o.t_s - t) < 0.008 for o in heard)
     assert close >= 7
+
+
+def test_a_bass_stray_a_semitone_from_a_heard_planned_note_is_not_kept(monkeypatch: pytest.MonkeyPatch) -> None:
+    # below MIN_OWNER_PITCH a semitone is under a bin of the long window, and under a
+    # ringing bass note the fine pitch wanders (random 3: a struck C#2 read as D2, 37.78;
+    # here 37.0..38.6 over these takes): it is made to agree with the stray, as there, so
+    # only the semitone rule can drop it. A D2 stray at the time of a heard planned C#2,
+    # an A1 ringing: that note's sound (kept before in 5 of 6; 5 such on random 3); a
+    # lone D2 where nothing is planned a semitone away stays a stray.
+    kept_d2 = 0
+    for k in range(6):
+        t2 = 0.78 + 0.0017 * k
+        notes = [HeardNote(300_000, 33, 99.0, 1_300_000), HeardNote(int(t2 * 1e6), 37, 105.0, 1_300_000),
+                 HeardNote(1_700_000, 38, 90.0, 2_200_000)]
+        det = Detector(_take(notes), 48000)
+        monkeypatch.setattr(det, "fine_pitch", lambda pitch, t_s: float(pitch))
+        t1, t, t3 = 0.3 + OFFSET_S, t2 + OFFSET_S, 1.7 + OFFSET_S
+        blind = [Onset(t1, 33, 99.0, 20.0), Onset(t, 37, 105.0, 20.0), Onset(t + 0.002, 38, 100.0, 15.0, 0.75),
+                 Onset(t3, 38, 90.0, 20.0)]
+        kept = det.detect_intended([(t1, 33), (t, 37)], 0.08, 0.08, blind)
+        kept_d2 += any(o.pitch == 38 and abs(o.t_s - t) < 0.01 for o in kept)
+        assert any(o.pitch == 38 and abs(o.t_s - t3) < 0.002 for o in kept)
+    assert kept_d2 == 0

@@ -609,6 +609,13 @@ class Detector:
                 continue  # a stray is what the plan does not explain: only the clear ones
             if any(abs(o.t_s - u) < before_s + after_s for u in taken.get(o.pitch, [])):
                 continue
+            if o.pitch < MIN_OWNER_PITCH and any(
+                abs(o.t_s - u) < MIN_GAP_S for q in (o.pitch - 1, o.pitch + 1) for u in taken.get(q, [])
+            ):
+                # below MIN_OWNER_PITCH a semitone is under a bin of the long window: the
+                # sound of a planned key heard a semitone away at the same time cannot be
+                # told from a second key's (a bass cluster's unplanned key goes unreported)
+                continue
             est = self.fine_pitch(o.pitch, o.t_s)
             if est is not None and abs(est - o.pitch) > STRAY_PITCH_TOL:
                 continue
