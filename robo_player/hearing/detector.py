@@ -25,7 +25,9 @@ strike is the midpoint of its new power (:meth:`Detector.new_power`): the partia
 less a prediction of the sound already ringing there, so a strike in anti-phase with a
 ringing partial is not timed late; with the plan known, the earlier of that and the
 salience's midpoint (a neighbour's damper landing as the key is struck leaves power the
-prediction does not explain, and the new power's midpoint late).
+prediction does not explain, and the new power's midpoint late), or the median of the
+risen partials' own midpoints where earlier (:meth:`Detector.partial_midpoints`: one
+partial under a ringing one does not move it).
 
 Loudness: the note's comb-filtered power over 3..13 ms after the onset, less the
 background, over the reference tone's gain and the microphone's reference gain, turned
