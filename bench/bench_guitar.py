@@ -19,7 +19,8 @@ the slider: <= 0.55); notes dropped, by reason (carriage move / fret change / pi
 and ``forced``: a lower bound on the drops of any assignment at the written pitches
 (pairs of notes that only one string can play, at different frets, too close for its
 changeover; the planner plays such notes an octave off instead, under the default
-policy ``transpose``); notes cut; string changes; the share of notes played unaltered
+policy ``transpose``); notes cut, and the cut lengths' p10/p50/p90 (ms: a cut note's
+written sounding length less the planned one); string changes; the share of notes played unaltered
 (matrix target >= 99 %: transposed, cut and dropped notes count as altered) and the
 notes transposed (out of range, or an octave off for timing); ``unaltered max``: the most
 a plan that drops no note can leave unaltered, by counting strings against the planner's
@@ -59,6 +60,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import numpy as np  # noqa: E402
 from guitar_corpus import Piece, chorales, tunes  # noqa: E402
 
 from robo_player.planner import fingering  # noqa: E402
@@ -160,6 +162,7 @@ def measure(spec_name: str, label: str, pieces: list[Piece], beam: int) -> dict[
     mm = g_mm = 0.0
     drops = {"carriage": 0, "fret": 0, "picker": 0, "other": 0}
     forced = cut = changes = unaltered = transposed = bound = any_plan = 0
+    cut_ms: list[float] = []  # per cut note: written sounding length less the planned, ms
     for _, sc in pieces:
         _, rep = plan_guitar(sc, spec, beam=beam)
         assert isinstance(rep, GuitarPlanReport)
@@ -179,6 +182,7 @@ def measure(spec_name: str, label: str, pieces: list[Piece], beam: int) -> dict[
         bound += b
         any_plan += a
         cut += rep.cut_notes
+        cut_ms += [-float(o.changes["duration_us"]) / 1000.0 for o in rep.outcomes if "duration_us" in o.changes]
         changes += rep.string_changes
         unaltered += sum(o.fate is Fate.PLAYED for o in rep.outcomes)
         transposed += sum("pitch" in o.changes for o in rep.outcomes)
@@ -194,11 +198,20 @@ def measure(spec_name: str, label: str, pieces: list[Piece], beam: int) -> dict[
         "by carriage/fret/picker/other": "/".join(str(v) for v in drops.values()),
         "forced": forced,
         "cut": cut,
+        "cut ms p10/p50/p90": cut_percentiles(cut_ms),
         "string_changes": changes,
         "unaltered": f"{100.0 * unaltered / n:.2f} %",
         "unaltered max": f"{100.0 * (n - bound) / n:.1f} % (any plan {100.0 * (n - any_plan) / n:.1f})",
         "transposed": transposed,
     }
+
+
+def cut_percentiles(cut_ms: list[float]) -> str:
+    """p10/p50/p90 of the cut lengths (ms), or '-' when no note was cut."""
+    if not cut_ms:
+        return "-"
+    q = np.percentile(np.asarray(cut_ms), [10, 50, 90])
+    return "/".join(f"{x:.1f}" for x in q.tolist())
 
 
 def _floor_layout(spec: GuitarSpec) -> Layout:
@@ -434,7 +447,7 @@ def main(argv: list[str] | None = None) -> int:
     rows.append(measure("guitar-matrix", f"{len(ch)} chorales", ch, args.beam))
     rows.append(measure("bass-4", f"{len(bass)} chorale basses 8vb", bass, args.beam))
     keys = ["spec", "pieces", "notes", "travel/note", "greedy/note", "ratio", "ratio_mm", "dropped",
-            "by carriage/fret/picker/other", "forced", "cut", "string_changes", "unaltered", "unaltered max",
+            "by carriage/fret/picker/other", "forced", "cut", "cut ms p10/p50/p90", "string_changes", "unaltered", "unaltered max",
             "transposed"]  # fmt: skip
     print(f"beam {args.beam}; targets: slider and bass ratio <= 0.55, dropped 0 (no note late or "
           f"infeasible); matrix unaltered >= 99 %\n")  # fmt: skip
