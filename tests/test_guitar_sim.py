@@ -58,6 +58,13 @@ def _press(spec: GuitarSpec, ch: int, t: int) -> Command:
     return Command(t, Op.PULSE_HOLD, ch, a.pwm_max, spec.timing.press_pulse_us, a.hold_counts)
 
 
+def _damp(spec: GuitarSpec, s: int, t: int) -> Command:
+    """String ``s``'s damper on at ``t`` for the spec's ``damp_us`` (a fret released after
+    it lifts off a silent string: no pull-off)."""
+    a = spec.actuators[spec.strings[s].damper.channel]
+    return Command(t, Op.PULSE_HOLD, a.index, a.pwm_max, spec.timing.damp_us, 0)
+
+
 def _latency(dev: Any, s: int, drive: float) -> float:
     """The simulator's own pick latency at ``drive`` as the picker's counts give it (tests
     may read the truth)."""
@@ -99,7 +106,7 @@ def test_truth_is_drawn_by_seed_saved_and_checked(tmp_path: Path, slider: Guitar
 def test_pick_after_settle_sounds_at_the_fret_pitch(opened: Any, matrix: GuitarSpec) -> None:
     fret5 = (matrix.strings[2].fret_channels or ())[4]
     cmds = [_press(matrix, fret5, 100_000), _pick(matrix, 2, 200_000), _pick(matrix, 3, 200_000),
-            Command(2_000_000, Op.RELEASE, fret5)]  # fmt: skip
+            _damp(matrix, 2, 1_900_000), Command(2_000_000, Op.RELEASE, fret5)]  # fmt: skip
     dev, perf = _play(opened, matrix, cmds)
     notes = dev.instrument.last_notes
     assert sorted(notes.pitch.tolist()) == [matrix.open_pitch(2) + 5, matrix.open_pitch(3)]
@@ -118,9 +125,9 @@ def test_pick_before_the_fret_settles_buzzes_quieter(opened: Any, matrix: Guitar
     t_clean, t_buzz = 500_000, 1_500_000
     cmds = [
         _press(matrix, ch, t_clean), _pick(matrix, 1, round(t_clean + settle + 5_000 - lat)),
-        Command(t_clean + 400_000, Op.RELEASE, ch),
+        _damp(matrix, 1, t_clean + 300_000), Command(t_clean + 400_000, Op.RELEASE, ch),
         _press(matrix, ch, t_buzz), _pick(matrix, 1, round(t_buzz + settle - 5_000 - lat)),
-        Command(t_buzz + 400_000, Op.RELEASE, ch),
+        _damp(matrix, 1, t_buzz + 300_000), Command(t_buzz + 400_000, Op.RELEASE, ch),
     ]  # fmt: skip
     dev, perf = _play(opened, matrix, cmds)
     notes = dev.instrument.last_notes
@@ -130,15 +137,53 @@ def test_pick_before_the_fret_settles_buzzes_quieter(opened: Any, matrix: Guitar
     assert notes.velocity[1] == pytest.approx(0.5 * notes.velocity[0])  # same drive, half as loud
 
 
-def test_the_highest_pressed_fret_sounds_and_a_release_ends_the_note(opened: Any,
-                                                                    matrix: GuitarSpec) -> None:  # fmt: skip
+def test_the_highest_pressed_fret_sounds_and_a_release_on_a_ringing_string_pulls_off(
+        opened: Any, matrix: GuitarSpec) -> None:  # fmt: skip
     ch = matrix.strings[0].fret_channels or ()
     cmds = [_press(matrix, ch[1], 100_000), _press(matrix, ch[6], 100_000), _pick(matrix, 0, 200_000),
             Command(600_000, Op.RELEASE, ch[6]), Command(700_000, Op.RELEASE, ch[1])]  # fmt: skip
-    dev, _ = _play(opened, matrix, cmds)
+    dev, perf = _play(opened, matrix, cmds)
     notes = dev.instrument.last_notes
-    assert notes.pitch.tolist() == [matrix.open_pitch(0) + 7]
-    assert notes.end_us.tolist() == [600_000]
+    # fret 7 sounds; lifting it on the ringing string pulls off to fret 2, lifting that
+    # to the open string: each a note of its own, half as loud as the one it came from
+    e = matrix.open_pitch(0)
+    assert notes.pitch.tolist() == [e + 7, e + 2, e]
+    assert notes.t_us.tolist()[1:] == [600_000, 700_000]
+    assert notes.end_us.tolist()[:2] == [600_000, 700_000]
+    assert notes.velocity[1:].tolist() == pytest.approx([0.5 * notes.velocity[0], 0.25 * notes.velocity[0]])
+    assert perf.extra["slurred_notes"] == 2
+    assert [(x["string"], x["fret"]) for x in perf.extra["slurs"]] == [(0, 2), (0, 0)]
+
+
+def test_a_fret_pressed_on_a_ringing_string_hammers_on_and_a_damped_string_stays_silent(
+        opened: Any, matrix: GuitarSpec, slider: GuitarSpec) -> None:  # fmt: skip
+    ch = matrix.strings[3].fret_channels or ()
+    probe = opened(open_port("sim://", matrix, truth_seed=1, **QUIET))
+    ld = probe._truth.strings[3].damper_latency_us
+    # fret 2 rings; fret 4 pressed on it at 500 ms: a hammer-on. Then the damper (on
+    # 800..830 ms, on the string from 800 ms + its latency): fret 4 lifted and fret 5
+    # pressed under it sound nothing; nor does lifting fret 5 once the string is silent
+    cmds = [_press(matrix, ch[1], 100_000), _pick(matrix, 3, 200_000), _press(matrix, ch[3], 500_000),
+            _damp(matrix, 3, 800_000), Command(800_000 + ld + 1_000, Op.RELEASE, ch[3]),
+            Command(800_000 + ld + 1_000, Op.RELEASE, ch[1]), _press(matrix, ch[4], 800_000 + ld + 1_000),
+            Command(1_200_000, Op.RELEASE, ch[4])]  # fmt: skip
+    dev, perf = _play(opened, matrix, cmds)
+    notes = dev.instrument.last_notes
+    g = matrix.open_pitch(3)
+    assert notes.pitch.tolist() == [g + 2, g + 4] and notes.t_us[1] == 500_000
+    assert notes.end_us.tolist() == [500_000, 800_000 + ld]
+    assert perf.extra["slurred_notes"] == 1
+    # the slider: its presser pressed on the ringing open string hammers on to the
+    # carriage's fret; released while that rings, it pulls off to the open string
+    pr = slider.strings[1].presser
+    assert pr is not None
+    cmds = [_move(slider, 1, 0, 5), _pick(slider, 1, 400_000), _press(slider, pr.channel, 600_000),
+            Command(800_000, Op.RELEASE, pr.channel)]  # fmt: skip
+    dev, perf = _play(opened, slider, cmds)
+    notes = dev.instrument.last_notes
+    a = slider.open_pitch(1)
+    assert notes.pitch.tolist() == [a, a + 5, a] and notes.t_us.tolist()[1:] == [600_000, 800_000]
+    assert perf.extra["slurred_notes"] == 2 and perf.extra["carriage_faults"] == 0
 
 
 # --- carriages -----------------------------------------------------------------------------
@@ -154,7 +199,7 @@ def test_the_carriage_sets_the_pitch_and_moves_with_its_steps(opened: Any, slide
     pr = slider.strings[4].presser
     assert pr is not None
     cmds = [_move(slider, 4, 0, 7), _press(slider, pr.channel, 400_000), _pick(slider, 4, 500_000),
-            Command(900_000, Op.RELEASE, pr.channel)]  # fmt: skip
+            _damp(slider, 4, 850_000), Command(900_000, Op.RELEASE, pr.channel)]  # fmt: skip
     dev, perf = _play(opened, slider, cmds)
     notes = dev.instrument.last_notes
     assert notes.pitch.tolist() == [slider.open_pitch(4) + 7] and not notes.buzz.any()
