@@ -217,7 +217,7 @@ def cut_percentiles(cut_ms: list[float]) -> str:
 def _floor_layout(spec: GuitarSpec) -> Layout:
     """The spec's layout with its timing zeroed and every move a unit: travel alone."""
     free = Layout(spec)
-    for a in ("damp_us", "release_us", "settle_us", "min_sound_us", "min_repeat_us"):
+    for a in ("damp_us", "release_us", "settle_us", "min_sound_us", "min_repeat_us", "lift_us"):
         setattr(free, a, 0)
     n = free.frets + 1
     free.move_us = [[[1 if a != b else 0 for b in range(n)] for a in range(n)] for _ in range(free.strings)]

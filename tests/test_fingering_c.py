@@ -99,7 +99,7 @@ def test_c_search_equals_python_on_the_floor_layout() -> None:
     """The bench's travel floor: a layout with its timing zeroed and unit moves."""
     spec = SPECS["guitar-slider"]
     free = Layout(spec)
-    for a in ("damp_us", "release_us", "settle_us", "min_sound_us", "min_repeat_us"):
+    for a in ("damp_us", "release_us", "settle_us", "min_sound_us", "min_repeat_us", "lift_us"):
         setattr(free, a, 0)
     n = free.frets + 1
     free.move_us = [[[1 if a != b else 0 for b in range(n)] for a in range(n)] for _ in range(free.strings)]

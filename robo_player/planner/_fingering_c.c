@@ -126,6 +126,7 @@ static int32_t it_folded(Interner *it, int32_t i) {
 typedef struct {
     int n, nf, slider;
     i64 min_repeat, min_sound, damp, release, settle, changeover;
+    i64 margin, to_open, swap, lead; /* fingering.make_core's */
     i64 *move;      /* [s][a][b] */
     double *travel; /* [s][a][b] */
     i64 *pitch_at;  /* [s][f] */
@@ -138,14 +139,16 @@ static int core(const Ctx *cx, const i64 *ss, int s, int fret, i64 p, i64 sound,
     i64 car = ss[0], pf = ss[1], lp = ss[2], ls = ss[3], lend = ss[4], fr = ss[5];
     size_t row = ((size_t)s * cx->nf + (size_t)car) * cx->nf + (size_t)fret;
     if (p - lp < cx->min_repeat) return 0;
+    i64 r = sound - cx->margin;
+    if (r < p) r = p;
     i64 cut = 0;
     if (pf == fret) {
         if (lend > sound) cut = lend - sound;
         out[0] = car; out[1] = fret; out[5] = fr;
     } else if (pf > 0) {
         i64 mv = fret > 0 ? cx->move[row] : 0;
-        i64 need = cx->changeover + (fret > 0 ? mv + cx->settle : 0);
-        i64 start = p - need, off = lend;
+        i64 need = mv ? cx->changeover + mv + cx->settle : fret > 0 ? cx->swap : cx->to_open;
+        i64 start = r - need, off = lend;
         if (lend > start) {
             if (start < ls + cx->min_sound) return 0;
             cut = lend - start;
@@ -160,9 +163,9 @@ static int core(const Ctx *cx, const i64 *ss, int s, int fret, i64 p, i64 sound,
     } else if (fret == 0) {
         out[0] = car; out[1] = 0; out[5] = fr;
     } else {
-        i64 press = p - cx->settle;
+        i64 press = r - cx->settle;
         if (pf == 0) {
-            i64 damp_at = press - cx->damp;
+            i64 damp_at = r - cx->lead - cx->damp;
             if (lend > damp_at) {
                 if (damp_at < ls + cx->min_sound) return 0;
                 cut = lend - damp_at;
@@ -354,7 +357,7 @@ done:
 /* the Layout's tables and times into w->cx; -1 with an exception set */
 static int read_layout(Work *w, PyObject *layout, PyObject *travel) {
     Ctx *cx = &w->cx;
-    i64 tmp;
+    i64 tmp, lift;
     if (get_i64(layout, "strings", &tmp) < 0) return -1;
     cx->n = (int)tmp;
     if (get_i64(layout, "frets", &tmp) < 0) return -1;
@@ -371,9 +374,14 @@ static int read_layout(Work *w, PyObject *layout, PyObject *travel) {
     if (cx->slider < 0) return -1;
     if (get_i64(layout, "min_repeat_us", &cx->min_repeat) < 0 || get_i64(layout, "min_sound_us", &cx->min_sound) < 0
         || get_i64(layout, "damp_us", &cx->damp) < 0 || get_i64(layout, "release_us", &cx->release) < 0
-        || get_i64(layout, "settle_us", &cx->settle) < 0)
+        || get_i64(layout, "settle_us", &cx->settle) < 0 || get_i64(layout, "margin_us", &cx->margin) < 0
+        || get_i64(layout, "lift_us", &lift) < 0)
         return -1;
     cx->changeover = cx->damp + cx->release;
+    cx->to_open = cx->damp + (cx->release > lift ? cx->release : lift);
+    i64 most = cx->settle > cx->release ? cx->settle : cx->release;
+    cx->swap = cx->damp + (most > lift ? most : lift);
+    cx->lead = cx->settle > lift ? cx->settle : lift;
     size_t cells = (size_t)cx->n * cx->nf * cx->nf;
     cx->move = malloc(cells * sizeof *cx->move);
     cx->travel = malloc(cells * sizeof *cx->travel);
