@@ -419,3 +419,42 @@ def test_a_pick_before_the_picker_is_back_is_weaker_or_misses(opened: Any, matri
     assert perf.extra["silent_picks"] == 1 and len(notes) == 4
     v = notes.velocity.tolist()
     assert v[0] == pytest.approx(v[3]) and v[2] < v[1] - 1.0 and v[1] == pytest.approx(v[0])
+
+
+@pytest.mark.parametrize("name", ["guitar-matrix", "guitar-slider"])
+def test_a_legato_step_on_one_string_is_cut_no_more_than_the_mechanism_needs(opened: Any, name: str) -> None:
+    """Two legato notes that only the low E string has (F2 at fret 1, then G2 at fret 3):
+    with a calibration that measured the pickers and every fret contact, the first is
+    cut by no more than the changeover the mechanism needs before the second *sounds*
+    (damper, then on the matrix the frets swapped and settled, on the slider the
+    presser lifted, the carriage moved and the fret settled), plus the margin -- not
+    before its pick command; and on the simulator it is clean: no buzz, no damped pick,
+    no slur, both heard at their pitch and time."""
+    from robo_player.calibrator.guitar import calibrate_guitar
+    from robo_player.planner import plan
+    from robo_player.planner.fingering import CAL_MARGIN_US, DAMPER_LIFT_US, Layout
+    from robo_player.report import build_report
+    from robo_player.score import Note, Score
+
+    spec = load_spec(name)
+    t = spec.timing
+    with open_port("sim://", spec, truth_seed=4) as dev:
+        cal, _ = calibrate_guitar(dev, spec)
+    settle = max(cal.settle_us.values())
+    score = Score([Note(41, 0, 500_000, 80), Note(43, 500_000, 500_000, 80)])
+    the_plan, rep = plan(score, spec, cal)
+    assert rep.fingering == {0: (0, 1), 1: (0, 3)}
+    cut = -rep.outcomes[0].changes["duration_us"]
+    if name == "guitar-matrix":
+        need = t.damp_us + max(t.release_us, settle, DAMPER_LIFT_US)
+    else:
+        lay = Layout(spec, cal)
+        need = t.damp_us + t.release_us + lay.move_us[0][1][3] + settle
+    assert 0 < cut <= need + CAL_MARGIN_US
+    dev = opened(open_port("sim://", spec, truth_seed=4))
+    perf = dev.play(the_plan)
+    r = build_report(plan_report=rep, performance=perf, piece="p", spec=spec, port="sim://")
+    assert r["buzzed_notes"] == 0 and r["damped_picks"] == 0 and r["slurred_notes"] == 0
+    assert r["carriage_faults"] == 0 and r["notes_unheard"] == 0
+    assert r["onset_error_ms"]["p99"] <= 1.0
+    assert dev.instrument.last_notes.pitch.tolist() == [41, 43]
