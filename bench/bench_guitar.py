@@ -28,6 +28,11 @@ changeover (:func:`must_alter`, an exact interval-cover bound; in brackets the s
 any plan, dropped notes counted as altered). ``8vb`` rows: the same tunes an
 octave down, as a guitarist reads them (guitar music sounds an octave below written).
 
+``--cal-seed N`` (default 3; -1: not): the slider, matrix and bass rows again, planned
+with a calibration learned by listening on ``sim://`` with hidden truth ``N`` (its
+pickers and fret contacts: a changeover then counts back from the pick's expected sound,
+not from its command).
+
 ``--floor``: the same search with timing ignored (travel only), beams 8, 64 and 256:
 how far travel alone goes on these tunes; and the planner with timing kept but travel
 in frets as its only cost (beams 64, 256): how far travel goes at the written tempo.
@@ -156,7 +161,8 @@ def down_octave(pieces: list[Piece]) -> list[Piece]:
             for n, sc in pieces]  # fmt: skip
 
 
-def measure(spec_name: str, label: str, pieces: list[Piece], beam: int) -> dict[str, object]:
+def measure(spec_name: str, label: str, pieces: list[Piece], beam: int,
+            calibration: object = None) -> dict[str, object]:  # fmt: skip
     spec = _spec(spec_name)
     n = frets = g_frets = 0
     mm = g_mm = 0.0
@@ -164,7 +170,7 @@ def measure(spec_name: str, label: str, pieces: list[Piece], beam: int) -> dict[
     forced = cut = changes = unaltered = transposed = bound = any_plan = 0
     cut_ms: list[float] = []  # per cut note: written sounding length less the planned, ms
     for _, sc in pieces:
-        _, rep = plan_guitar(sc, spec, beam=beam)
+        _, rep = plan_guitar(sc, spec, calibration, beam=beam)
         assert isinstance(rep, GuitarPlanReport)
         n += len(sc.notes)
         frets += rep.fretter_travel_frets
@@ -178,7 +184,7 @@ def measure(spec_name: str, label: str, pieces: list[Piece], beam: int) -> dict[
                    else "picker" if "picker" in why else "other")  # fmt: skip
             drops[key] += 1
         forced += forced_drops(spec, sc)
-        b, a = must_alter(spec, sc)
+        b, a = must_alter(spec, sc, calibration)
         bound += b
         any_plan += a
         cut += rep.cut_notes
@@ -204,6 +210,19 @@ def measure(spec_name: str, label: str, pieces: list[Piece], beam: int) -> dict[
         "unaltered max": f"{100.0 * (n - bound) / n:.1f} % (any plan {100.0 * (n - any_plan) / n:.1f})",
         "transposed": transposed,
     }
+
+
+def sim_calibration(spec_name: str, seed: int) -> object:
+    """A calibration learned by listening on ``sim://`` with hidden truth ``seed`` (the
+    pickers and every fret contact: the planner then counts a changeover back from the
+    pick's expected sound, docs/guitar.md "Planner")."""
+    from robo_player.calibrator.guitar import calibrate_guitar
+    from robo_player.driver import open_port
+
+    spec = _spec(spec_name)
+    with open_port("sim://", spec, truth_seed=seed) as dev:
+        cal, _ = calibrate_guitar(dev, spec)
+    return cal
 
 
 def cut_percentiles(cut_ms: list[float]) -> str:
@@ -398,6 +417,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--beam", type=int, default=BEAM, help=f"default {BEAM}, the planner's")
     ap.add_argument("--notes", type=int, default=20_000)
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--cal-seed", type=int, default=3,
+                    help="also plan with a calibration learned on sim:// with this truth seed (-1: not)")
     ap.add_argument("--floor", action="store_true", help="also the travel-only floor (beams 8, 64)")
     ap.add_argument("--speed-only", action="store_true", help="only the speed rows (no travel ratios)")
     ap.add_argument("--definitions", action="store_true",
@@ -446,6 +467,14 @@ def main(argv: list[str] | None = None) -> int:
     rows.append(measure("guitar-slider", f"{len(ch)} chorales", ch, args.beam))
     rows.append(measure("guitar-matrix", f"{len(ch)} chorales", ch, args.beam))
     rows.append(measure("bass-4", f"{len(bass)} chorale basses 8vb", bass, args.beam))
+    if args.cal_seed >= 0:  # the same, planned with a calibration learned on the simulator
+        cals = {n: sim_calibration(n, args.cal_seed) for n in ("guitar-slider", "guitar-matrix", "bass-4")}
+        tag = f"cal {args.cal_seed}"
+        for c, label in COLLECTIONS:
+            rows.append(measure("guitar-slider", f"{label}, {tag}", folk[c], args.beam, cals["guitar-slider"]))
+        rows.append(measure("guitar-slider", f"{len(ch)} chorales, {tag}", ch, args.beam, cals["guitar-slider"]))
+        rows.append(measure("guitar-matrix", f"{len(ch)} chorales, {tag}", ch, args.beam, cals["guitar-matrix"]))
+        rows.append(measure("bass-4", f"{len(bass)} chorale basses 8vb, {tag}", bass, args.beam, cals["bass-4"]))
     keys = ["spec", "pieces", "notes", "travel/note", "greedy/note", "ratio", "ratio_mm", "dropped",
             "by carriage/fret/picker/other", "forced", "cut", "cut ms p10/p50/p90", "string_changes", "unaltered", "unaltered max",
             "transposed"]  # fmt: skip
