@@ -239,6 +239,7 @@ def _floor_layout(spec: GuitarSpec) -> Layout:
     for a in ("damp_us", "release_us", "settle_us", "min_sound_us", "min_repeat_us", "lift_us"):
         setattr(free, a, 0)
     n = free.frets + 1
+    free.settle_at = [[0] * n for _ in range(free.strings)]
     free.move_us = [[[1 if a != b else 0 for b in range(n)] for a in range(n)] for _ in range(free.strings)]
     return free
 

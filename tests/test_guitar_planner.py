@@ -4,7 +4,9 @@ force, impossible pieces, tab and CLI."""
 from __future__ import annotations
 
 import json
+import random
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -135,10 +137,22 @@ def test_invariants_on_random_pieces(name: str) -> None:
     run()
 
 
+def calibrated(spec: GuitarSpec, seed: int) -> SimpleNamespace:
+    """A calibration as the planner reads it: every picker (its curve left nominal) and a
+    random settle (8-32 ms) for every fret contact; the changeovers then count back
+    from the picks' expected sound (fingering.Layout)."""
+    rng = random.Random(seed)
+    roles = [a.role for a in spec.actuators if a.role.startswith(("press:", "fret:"))]
+    return SimpleNamespace(pickers={s: None for s in range(len(spec.strings))},
+                           settle_us={r: rng.randint(8_000, 32_000) for r in roles})  # fmt: skip
+
+
+@pytest.mark.parametrize("cal", [False, True], ids=["nominal", "calibrated"])
 @pytest.mark.parametrize("name", ["guitar-slider", "bass-4", "guitar-matrix"])
-def test_search_equals_brute_force(name: str) -> None:
+def test_search_equals_brute_force(name: str, cal: bool) -> None:
     spec = SPECS[name]
-    layout = Layout(spec)
+    layout = Layout(spec, calibrated(spec, 1) if cal else None)
+    assert (layout.margin_us < 10**9) == cal
 
     @settings(max_examples=40, deadline=None)
     @given(pieces(spec, max_notes=6))

@@ -139,18 +139,25 @@ DAMPER_LIFT_US = 8_000
 UNCALIBRATED = 1 << 40  # margin_us without a calibration: ready = the pick command
 
 
-def calibrated_settle_us(spec: GuitarSpec, calibration: object) -> int | None:
-    """The slowest fret contact's settle time if ``calibration`` has the pickers of every
-    string and every contact's settle (then a changeover counts back from the pick's
-    expected sound), else None."""
+def calibrated_settle_us(spec: GuitarSpec, calibration: object) -> list[list[int]] | None:
+    """Per string and fret (0: open, 0) the measured settle of the contact that presses it
+    (the slider's presser, the matrix's fret solenoid), if ``calibration`` has the
+    pickers of every string and every contact's settle (then a changeover counts back
+    from the pick's expected sound), else None."""
     pickers = getattr(calibration, "pickers", None) or {}
     settle = getattr(calibration, "settle_us", None) or {}
     if any(s not in pickers for s in range(len(spec.strings))):
         return None
-    roles = [a.role for a in spec.actuators if a.role.startswith(("press:", "fret:"))]
-    if not roles or any(r not in settle for r in roles):
-        return None
-    return max(int(settle[r]) for r in roles)
+    out: list[list[int]] = []
+    for s, st in enumerate(spec.strings):
+        row = [0]
+        for f in range(1, spec.neck.frets + 1):
+            role = f"press:{s}" if st.presser is not None else f"fret:{s}:{f}"
+            if role not in settle:
+                return None
+            row.append(int(settle[role]))
+        out.append(row)
+    return out
 
 
 class Layout:
@@ -158,14 +165,15 @@ class Layout:
 
     ``margin_us``: a changeover is timed back from ``max(pick, sound - margin_us)``, the
     note's *ready* time; :data:`CAL_MARGIN_US` with a calibration that measured the
-    pickers and every fret contact (``settle_us`` is then the slowest contact's
-    measured settle), else :data:`UNCALIBRATED` (the pick command; ``settle_us`` the
-    spec's ``fret_settle_us``). ``lift_us``: a damper's lift (:data:`DAMPER_LIFT_US`)."""
+    pickers and every fret contact (``settle_at[s][f]`` is then the measured settle of
+    the contact that presses fret ``f`` of string ``s``, ``settle_us`` the slowest),
+    else :data:`UNCALIBRATED` (the pick command; every settle the spec's
+    ``fret_settle_us``). ``lift_us``: a damper's lift (:data:`DAMPER_LIFT_US`)."""
 
     __slots__ = (
         "strings", "frets", "slider", "move_us", "damp_us", "release_us", "settle_us",
         "min_sound_us", "min_repeat_us", "max_change_us", "horizon_us", "pos_mm", "_travel",
-        "_last", "pitch_at", "margin_us", "lift_us",
+        "_last", "pitch_at", "margin_us", "lift_us", "settle_at",
     )  # fmt: skip
 
     def __init__(self, spec: GuitarSpec, calibration: object = None) -> None:
@@ -180,14 +188,19 @@ class Layout:
         self.damp_us = t.damp_us
         self.release_us = t.release_us
         cal_settle = calibrated_settle_us(spec, calibration)
-        self.settle_us = t.fret_settle_us if cal_settle is None else cal_settle
-        self.margin_us = UNCALIBRATED if cal_settle is None else CAL_MARGIN_US
+        n = neck.frets + 1
+        if cal_settle is None:
+            self.settle_at = [[0] + [t.fret_settle_us] * neck.frets for _ in spec.strings]
+            self.margin_us = UNCALIBRATED
+        else:
+            self.settle_at = cal_settle
+            self.margin_us = CAL_MARGIN_US
+        self.settle_us = max(max(row) for row in self.settle_at)
         self.lift_us = DAMPER_LIFT_US
         self.min_sound_us = t.min_sound_us
         self.min_repeat_us = t.min_repeat_us
         # move_us[s][a][b]: carriage of string s from fret a to fret b, padded, + settle
         self.move_us: list[list[list[int]]] = []
-        n = neck.frets + 1
         for st in spec.strings:
             c = st.carriage
             table = [[0] * n for _ in range(n)]
@@ -290,15 +303,14 @@ def make_core(layout: Layout, costs: Costs) -> Core:
     what, need)``: ``what`` is :data:`REPEAT`, ``"carriage move"`` or ``"fret change"``,
     ``need`` the µs it needs before the pick (:func:`make_transition` words it)."""
     min_repeat, min_sound = layout.min_repeat_us, layout.min_sound_us
-    damp, release, settle = layout.damp_us, layout.release_us, layout.settle_us
-    margin, lift = layout.margin_us, layout.lift_us
+    damp, release = layout.damp_us, layout.release_us
+    margin, lift, settle_at = layout.margin_us, layout.lift_us, layout.settle_at
     slider, move_us = layout.slider, layout.move_us
     travel = layout.travel_cost(costs)
     cut_w, cut_note = costs.cut_ms_weight, costs.cut_note_ms
     changeover = damp + release  # from the damper until the presser is clear
-    to_open = damp + max(release, lift)  # from a pressed fret to the open string
-    swap = damp + max(settle, release, lift)  # from a fret to another, nothing moving
-    lead = max(settle, lift)  # from an open string: its damper's pulse ends this before r
+    clear = max(release, lift)  # the old fret clear and the damper lifted
+    to_open = damp + clear  # from a pressed fret to the open string
 
     def core(ss: StringState, s: int, fret: int, p: int, sound: int, end: int,
              cost: float) -> tuple[StringState, float, str | None, int]:  # fmt: skip
@@ -316,7 +328,13 @@ def make_core(layout: Layout, costs: Costs) -> Core:
             new: StringState = (car, fret, p, sound, end, free)
         elif pf > 0:
             mv = move_us[s][car][fret] if fret > 0 else 0
-            need = changeover + mv + settle if mv else swap if fret > 0 else to_open
+            if mv:  # damper, presser release, move, settle
+                need = changeover + mv + settle_at[s][fret]
+            elif fret > 0:  # damper, then the frets swapped: settled, the old one clear
+                st = settle_at[s][fret]
+                need = damp + (st if st > clear else clear)
+            else:
+                need = to_open
             start = r - need  # the damper goes on here
             off = lend
             if lend > start:
@@ -333,9 +351,10 @@ def make_core(layout: Layout, costs: Costs) -> Core:
         elif fret == 0:  # a fresh string, open
             new = (car, 0, p, sound, end, free)
         else:  # from an open or fresh string to a fret
-            press = r - settle
-            if pf == 0:
-                damp_at = r - lead - damp
+            st = settle_at[s][fret]
+            press = r - st
+            if pf == 0:  # the open note damped; silent at the press, the damper lifted by r
+                damp_at = r - (st if st > lift else lift) - damp
                 if lend > damp_at:
                     if damp_at < ls + min_sound:
                         return ss, INFEASIBLE, "fret change", p - damp_at

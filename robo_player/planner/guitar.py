@@ -506,7 +506,8 @@ class _Emitter:
         from the ready time: the fret settled, the damper lifted, before the pick sounds
         less the layout's margin, or before the pick command without a calibration)."""
         lay, t = self.layout, self.t
-        damp, release, settle, lift = t.damp_us, t.release_us, lay.settle_us, lay.lift_us
+        damp, release, lift = t.damp_us, t.release_us, lay.lift_us
+        settle = lay.settle_at[s][f]  # the contact's (measured, with a calibration)
         car = ss[0]
         r = ringing[s]
         # this string's picker's latency (the search planned with the slowest one)

@@ -44,7 +44,8 @@ def must_alter(spec: GuitarSpec, score: Score, calibration: object = None) -> tu
     curve, _ = _string_curves(spec, calibration)
     onsets, _ = prepare(spec, score, "drop", curve)
     lift = lay.lift_us
-    changeover = t.damp_us + min(max(lay.settle_us, lift), max(t.release_us, lift))
+    settle = min(min(row[1:]) for row in lay.settle_at)  # the quickest contact's
+    changeover = t.damp_us + min(max(settle, lift), max(t.release_us, lift))
     notes = score.notes
     by_on: dict[int, list[int]] = {}
     for i, n in enumerate(notes):
