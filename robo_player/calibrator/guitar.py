@@ -240,7 +240,7 @@ def calibrate_command(args: Any, spec: GuitarSpec, open_device: Callable[[], Dev
             f"{spec.name} with {rep.picks} picks ({rep.sim_time_us / 1e6:.1f} s of playing)")  # fmt: skip
         say(f"slowest fret contact settles in {worst / 1000:.1f} ms (the spec's fret_settle_us: "
             f"{spec.timing.fret_settle_us / 1000:.1f} ms); with this calibration the planner presses "
-            f"each fret that long plus {CAL_MARGIN_US / 1000:.0f} ms before its pick sounds")  # fmt: skip
+            f"each fret its contact's settle plus {CAL_MARGIN_US / 1000:.0f} ms before its pick sounds")  # fmt: skip
         if rep.unsettled:
             say(f"warning: never sounded clean: {', '.join(rep.unsettled[:10])}")
         say(f"wrote {args.out}")
