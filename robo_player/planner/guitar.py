@@ -22,9 +22,12 @@ Steps:
    damper (``PULSE_HOLD`` for ``damp_us``); a presser (or the matrix's fret solenoid)
    is released ``damp_us`` later (``RELEASE``); the carriage then moves at once to the
    string's next fret (``MOVE`` with ``position`` in counts of its travel:
-   pre-positioning, so travel hides in rests); the fret is pressed ``fret_settle_us``
-   before the pick (``PULSE_HOLD``: full pulse, then the hold duty); the picker fires
-   (``PULSE_HOLD``, hold 0). A note that rings into the next one on its string is cut
+   pre-positioning, so travel hides in rests; on the matrix the old fret is released
+   as the new one is pressed); the fret is pressed its settle before the note's ready
+   time (``PULSE_HOLD``: full pulse, then the hold duty): the pick's expected sound
+   less a margin with a calibration that measured every contact (each contact's own
+   settle), else the pick command and ``fret_settle_us`` (:class:`~.fingering.Layout`);
+   the picker fires (``PULSE_HOLD``, hold 0). A note that rings into the next one on its string is cut
    there and reported (``changes.duration_us``); a note whose carriage, fret or
    picker cannot be ready in time is dropped with the reason.
 5. **Shared rules** (:mod:`robo_player.planner.rules`): pulses that overlap beyond
