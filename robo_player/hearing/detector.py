@@ -794,8 +794,8 @@ class Detector:
             return None
         amp = np.sqrt(np.maximum(ex, 0.0) / top)
         ups = np.nonzero(amp[x - gap :] >= DIRECT_HI)[0]
-        if not len(ups):
-            return None
+        if not len(ups) or ups[0] == 0:
+            return None  # no rise, or risen already before the search (the background's)
         j_hi = x - gap + int(ups[0])
         below = np.nonzero(amp[:j_hi] < DIRECT_LO)[0]
         if not len(below):
