@@ -778,15 +778,21 @@ class Detector:
         seg = y[s0:s1]
         n = np.arange(s0, s1)
         pw = np.zeros(len(seg) - n_win + 1)  # pw[j]: the window of samples s0+j .. s0+j+n_win-1
+        end0 = s0 + n_win - 1  # the sample pw[0]'s window ends on
+        x = c - end0
+        pre = np.arange(x - gap - pre_n, x - gap)
         for k in range(1, 9):
             fk = k * f0 * (1 + STRETCH * k * k / 2)
             if fk > band_hi_hz(f0, sr):
                 break
             cs = np.concatenate([[0.0], np.cumsum(seg * np.exp(-2j * np.pi * fk / sr * n))])
-            pw += np.abs(cs[n_win:] - cs[:-n_win]) ** 2
-        end0 = s0 + n_win - 1  # the sample pw[0]'s window ends on
-        x = c - end0
-        pre = np.arange(x - gap - pre_n, x - gap)
+            z = cs[n_win:] - cs[:-n_win]
+            # a sound ringing on at this partial (a related key's, this key's own) is a
+            # slowly turning phasor here: its mean over the background taken off in the
+            # complex plane, so the new partial does not beat against it (soft strikes
+            # after a loud kin key: |error| p50 1.04 -> 0.79 ms; a line instead of the
+            # mean: 0.69 ms, but the louder strikes' p90 0.34 -> 0.53 ms)
+            pw += np.abs(z - z[pre].mean()) ** 2
         b_slope, b0 = np.polyfit(pre - x, pw[pre], 1)
         ex = pw - (b0 + b_slope * (np.arange(len(pw)) - x))
         top = float(np.median(ex[x + n_win + ms : x + n_win + 6 * ms]))
