@@ -3,6 +3,7 @@ hearing fits instead of knowing it (robo_player/hearing/level.py)."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from robo_player.calibrator.offline import fixed_take, learn_from_recording
@@ -10,7 +11,8 @@ from robo_player.driver import open_port
 from robo_player.errors import TransportError
 from robo_player.hearing.level import band_top_hz, remove_level, take_level_db
 from robo_player.hearing.recording import Recording
-from robo_player.sim.room import Room
+from robo_player.performance import HeardNote
+from robo_player.sim.room import Room, RoomTake
 from robo_player.spec import load_spec
 from robo_player.voicing import power_for_velocity, velocity_for_power
 
@@ -73,3 +75,27 @@ def test_learning_from_recordings_at_two_gains(spec) -> None:  # noqa: ANN001
     for p in (60, 67):
         for d in (0.5, 0.7, 0.85, 1.0):
             assert cals[0].keys[p].velocity_at(d) == pytest.approx(cals[1].keys[p].velocity_at(d), abs=1.0), (p, d)
+
+
+def _lead_in_sd(notes: list[HeardNote], gain_db: float = -24.0) -> tuple[float, np.ndarray]:
+    """The noise's sd over the take's first 40 ms (before any note) and the samples."""
+    y = RoomTake(Room(offset_s=0.1, drift_ppm=0.0, gain_db=gain_db), notes, [], 0).samples().astype(np.float64)
+    return float(np.std(y[: int(0.04 * 48000)])), y
+
+
+def test_room_noise_is_fixed_whatever_is_played() -> None:
+    """A soft calibration strike is heard against the same noise as a loud chord (the
+    noise once followed each take's mean power: a quiet take was a quiet room)."""
+    soft, _ = _lead_in_sd([HeardNote(300_000, 60, 15.0, 600_000)])
+    loud, _ = _lead_in_sd([HeardNote(300_000, p, 120.0, 900_000) for p in (48, 52, 55, 60, 64)])
+    assert soft == pytest.approx(loud, rel=0.05)
+
+
+def test_a_quiet_microphone_is_a_noisy_one() -> None:
+    """The converter's floor does not follow the gain: 36 dB less gain costs signal to noise."""
+    note = [HeardNote(300_000, 60, 64.0, 800_000)]
+    snr = []
+    for gain in (-24.0, -60.0):
+        sd, y = _lead_in_sd(note, gain)
+        snr.append(20 * np.log10(float(np.std(y[int(0.45 * 48000) : int(0.75 * 48000)])) / sd))
+    assert snr[0] - snr[1] > 10.0, snr

@@ -5,7 +5,12 @@ spare MCU output, ``spec.sync_click``) timed to a few tens of microseconds.
 where a piano's partials are weak and its 2 ms attacks are slow), takes the power envelope and
 returns, for every peak :data:`MIN_RISE_DB` over the floor, the time its amplitude
 last rose through :data:`ONSET_FRACTION` of the peak (or :data:`BACKGROUND_X` x what
-rang before it, if more), interpolated between samples.
+rang before it, if more), interpolated between samples. A click is a step out of what
+rang before it (:data:`STEP_X`) and over within a millisecond (its ring decays in 0.25
+ms; the room's first reflections come 4 ms later), while a piano's high partials go on
+ringing: a peak whose high band has not fallen :data:`DECAY_DB`, or back to what rang
+before it, :data:`DECAY_FROM_S`..:data:`DECAY_TO_S` after it is no click (in a quiet
+room the treble's upper partials stand well over the noise).
 """
 
 from __future__ import annotations
@@ -17,6 +22,9 @@ ONSET_FRACTION = 0.2  # the onset: where the amplitude first reaches this x the 
 BACKGROUND_X = 1.5  # ... and at least this x the loudest of the high band 1..4 ms before
 LOOKBACK_S = 0.001  # a click reaches its peak within this
 MIN_GAP_S = 0.02  # clicks closer than this are one
+STEP_X = 2.5  # a click's peak stands this x over the loudest of the high band 1..4 ms before
+DECAY_DB = 20.0  # a click's high band falls this far ...
+DECAY_FROM_S, DECAY_TO_S = 0.0015, 0.0035  # ... this long after its peak (a partial does not)
 
 
 def find_clicks(y: np.ndarray, sr: int, lo_s: float = 0.0, hi_s: float | None = None) -> list[float]:
@@ -44,6 +52,14 @@ def find_clicks(y: np.ndarray, sr: int, lo_s: float = 0.0, hi_s: float | None = 
         peak = float(amp[peak_i])
         # what rang before (another sound's high band) sets a floor under the threshold
         before = amp[max(0, start - 4 * back) : max(0, start - back)]
+        after = env[peak_i + int(DECAY_FROM_S * sr) : peak_i + int(DECAY_TO_S * sr)]
+        if len(before) and peak < STEP_X * float(before.max()):
+            k = int(np.searchsorted(hot, start + back))  # no step out of what rang before
+            continue
+        settled = max(peak * 10.0 ** (-DECAY_DB / 20.0), BACKGROUND_X * float(before.max()) if len(before) else 0.0)
+        if len(after) and float(after.max()) > settled:
+            k = int(np.searchsorted(hot, peak_i + int(DECAY_TO_S * sr)))  # a ringing sound: no click
+            continue
         level = max(ONSET_FRACTION * peak, BACKGROUND_X * float(before.max()) if len(before) else 0.0)
         # the onset: the last time before the peak the envelope was under the threshold
         below = np.flatnonzero(env[max(0, peak_i - back) : peak_i + 1] < level)

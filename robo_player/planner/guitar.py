@@ -382,6 +382,10 @@ class _Emitter:
         self.slider = spec.mechanism is Mechanism.SLIDER
         self.delay = spec.timing.pipeline_delay_us
         self.damper = [(st.damper.channel, amap[st.damper.channel].pwm_max) for st in spec.strings]
+        # per string: when its presser is clear (released and lifted), as commanded; the
+        # search's ``free`` counts from its own pick time (the slowest picker's), which a
+        # string with a quicker picker commands later, so a carriage leaves at the later
+        self.clear_at = [0] * len(spec.strings)
         self.picker = [st.picker.channel for st in spec.strings]
         # each picker's table (calibrated per string where there is a calibration)
         self.per_string = per_string or [curve] * len(spec.strings)
@@ -421,6 +425,7 @@ class _Emitter:
         if release and r.fret > 0 and r.press_act is not None:
             act = r.press_act
             self.add(at + t.damp_us, self.release_base[act], _RELEASE, act, 0, 0, 0, r.note)
+            self.clear_at[s] = at + t.damp_us + t.release_us
         self.outcome(r.note, cut, s)
 
     def outcome(self, i: int, cut: int, s: int) -> None:
@@ -532,7 +537,7 @@ class _Emitter:
             if r is not None:
                 self.end(s, r, min(r.end_us, p - t.fret_settle_us - t.damp_us), cut, release=True)
             if self.slider and car != f:
-                self.move(s, car, f, ss[5], slot.note)
+                self.move(s, car, f, max(ss[5], self.clear_at[s]), slot.note)
         pr = self.press[s][f]
         press_act = pr[0] if pr is not None else None
         if need_press and pr is not None:

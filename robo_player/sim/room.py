@@ -17,7 +17,14 @@ stream) into a recording, as a sound card would hand it over:
   (a 4.5 kHz ring decaying in 0.25 ms, its first half-period a step), ``CLICK_DB``
   below full scale at the default gain (the microphone's gain moves it as it moves the
   piano), through the room like the piano;
-- white noise at ``snr_db`` below the clean signal's mean power over the take;
+- noise fixed in absolute terms, as a real room and card have it, whatever is played:
+  the room's own noise (ventilation, the street, the microphone's self-noise) white at
+  ``snr_db`` below the reference, a mezzo-forte middle C (velocity 64, the mean power of
+  its first 0.5 s through this gain: :func:`reference_power`), so it follows the gain as
+  the piano does; plus the converter's floor, ``CONVERTER_FLOOR_DB`` dBFS of white noise
+  that no gain moves, so a quiet microphone is a noisy one (at the default gain it is
+  ~20 dB under the room's noise; at -60 dB gain it sets the floor). A soft calibration
+  strike is heard against the same noise as a loud chord;
 - an unknown constant offset between the MCU's clock and the audio clock (the card
   started recording ``offset_s`` before the stream's time zero) and the card's clock
   error (``drift_ppm``): a performance time ``t`` lands at audio time
@@ -31,6 +38,7 @@ unless given; the host side never sees them, it has to find them (the alignment 
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, replace
 
@@ -42,6 +50,8 @@ from .audio import render_audio
 CLICK_DB = -12.0  # the click's peak at the microphone (dBFS)
 CLICK_HZ = 4500.0  # a piezo disc's ring
 CLICK_TAU_S = 0.00025
+CONVERTER_FLOOR_DB = -90.0  # a modest sound card's own noise, RMS, dB below full scale
+REFERENCE_PITCH, REFERENCE_VELOCITY, REFERENCE_S = 60, 64, 0.5  # what snr_db is measured against
 REVERB_PREDELAY_S = 0.004  # first reflections arrive this long after the direct sound
 SAMPLE_RATES = (44100, 48000)
 GAIN_DB = -24.0  # the microphone's default gain (the detector's reference: hearing/detector.py)
@@ -134,12 +144,20 @@ class RoomTake:
         rng = np.random.default_rng(self._noise_seed)
         if room.rt60_s > 0 and len(y):
             y = _reverb(y, sr, room.rt60_s, room.wet_db, rng)
-        power = float(np.mean(y * y)) if len(y) else 0.0
-        if power <= 0.0:
-            power = 10.0 ** (room.gain_db / 10.0) * 1e-4  # a silent take: noise only
-        noise_sd = math.sqrt(power / 10.0 ** (room.snr_db / 10.0))
+        room_power = reference_power(sr) * 10.0 ** ((room.gain_db - room.snr_db) / 10.0)
+        noise_sd = math.sqrt(room_power + 10.0 ** (CONVERTER_FLOOR_DB / 10.0))
         y += rng.normal(0.0, noise_sd, size=len(y))
         return np.clip(y, -1.0, 1.0).astype(np.float32)
+
+
+@functools.lru_cache(maxsize=4)
+def reference_power(sample_rate: int) -> float:
+    """Mean power (full scale 1) of the reference note at 0 dB gain, no room: the
+    level ``Room.snr_db`` counts from."""
+    end = int(REFERENCE_S * 1e6)
+    ref = HeardNote(0, REFERENCE_PITCH, float(REFERENCE_VELOCITY), end)
+    y = render_audio(Performance(heard=[ref], pedal=[]), sample_rate=sample_rate).astype(np.float64)
+    return float(np.mean(y[: int(REFERENCE_S * sample_rate)] ** 2))
 
 
 def click_wave(sr: int) -> np.ndarray:
@@ -171,4 +189,4 @@ def _reverb(y: np.ndarray, sr: int, rt60_s: float, wet_db: float, rng: np.random
     return y + wet
 
 
-__all__ = ["GAIN_DB", "GAIN_DB_RANGE", "SAMPLE_RATES", "Room", "RoomTake", "click_wave"]
+__all__ = ["CONVERTER_FLOOR_DB", "GAIN_DB", "GAIN_DB_RANGE", "SAMPLE_RATES", "Room", "RoomTake", "click_wave", "reference_power"]
