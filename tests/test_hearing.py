@@ -104,8 +104,9 @@ def test_a_low_key_under_the_rooms_reverb_is_timed_from_its_direct_sound(sample_
     # each take draws its own reverb tail (reflections from 4 ms): the energy fit of a
     # low key (its Gaussian bands smooth over 10-25 ms) read F1..B1 1-3 ms late or early
     # for a whole take (the 88-key calibration's p99: docs/hearing.md); timed from the
-    # direct sound's rise: measured (48 kHz, takes 1-4) |error| p90 0.18 ms, max 0.52 ms,
-    # a key's mean over a take within 0.34 ms (before: 2.52, 2.92, 2.88 ms)
+    # direct sound's rise: measured |error| p90 0.26 / 0.20 ms, max 0.54 / 0.60 ms, a
+    # key's mean over a take within 0.35 / 0.29 ms at 48 / 44.1 kHz (the energy fit alone:
+    # p90 2.52 / 1.75, max 2.93 / 3.16, 2.88 / 3.16 ms)
     errs, biases = [], []
     for seed in (1, 2, 3, 4):
         notes = _bass_strikes(seed)
