@@ -406,3 +406,23 @@ def test_a_bass_stray_a_semitone_from_a_heard_planned_note_is_not_kept(monkeypat
         kept_d2 += any(o.pitch == 38 and abs(o.t_s - t) < 0.01 for o in kept)
         assert any(o.pitch == 38 and abs(o.t_s - t3) < 0.002 for o in kept)
     assert kept_d2 == 0
+
+
+def test_a_key_struck_instead_of_the_planned_one_is_not_heard_as_it() -> None:
+    # the planned key not struck, a related key struck alone instead (a semitone either
+    # side, a fifth, an octave, a twelfth): its sound passed the plan-known owner test
+    # with the related key taking 95-100 % of it (9 of 35 heard as the planned key); our
+    # share must be >= UNPLANNED_RELATIVE of an unplanned rival's (measured 1 of 35: D3
+    # planned, D#3 struck, below a bin apart). The planned key itself, soft or loud, is heard.
+    wrong, missed = 0, []
+    for p in (50, 53, 57, 62, 69):
+        for d in (0, -1, 1, -7, 7, -12, 12, 19):
+            for v in ((30.0, 80.0, 115.0) if d == 0 else (80.0,)):
+                det = Detector(_take([HeardNote(300_000, p + d, v, 900_000)]), 48000)
+                t = 0.3 + OFFSET_S
+                heard = any(o.pitch == p for o in det.detect_intended([(t, p)], 0.08, 0.08, []))
+                if d == 0 and not heard:
+                    missed.append((p, v))
+                wrong += d != 0 and heard
+    assert not missed, missed
+    assert wrong <= 1, wrong
