@@ -142,6 +142,7 @@ DIRECT_LO, DIRECT_HI = 0.2, 0.35
 DIRECT_PRE_S = 0.025  # the background: a line through this long ...
 DIRECT_GAP_S = 0.004  # ... ending this long before the energy fit's onset
 DIRECT_MOVE_S = 0.005  # the direct onset may move the energy fit's this far (else: kept)
+DIRECT_SURE_S = 0.003  # ... and is sure (Onset.sure) where it moved it no farther than this
 Cols = tuple[int, ...] | None  # a subset of a pitch's partials (None: all)
 
 
@@ -154,6 +155,10 @@ class Onset:
     velocity: float  # loudness in MIDI velocity units (voicing's level law)
     rise_db: float  # how steeply the pitch's salience rose: the detection's strength
     risen: float = 1.0  # the fraction of its partials that rose (a related key's: fewer)
+    # False: a known key below DIRECT_MAX_PITCH whose direct sound gave no onset within
+    # DIRECT_MOVE_S of the energy fit's, timed by the energy fit alone (a soft bass
+    # strike in the room's noise: |error| > 1 ms for 4 in 5, up to 15 ms; docs/hearing.md)
+    sure: bool = True
 
 
 def check_audio(samples: np.ndarray, sample_rate: int, where: str) -> np.ndarray:
@@ -784,7 +789,8 @@ class Detector:
             if t_on is not None:
                 t_on -= direct_response(pitch, self.sr)
                 if abs(t_on - o.t_s) <= DIRECT_MOVE_S:
-                    return replace(o, t_s=t_on)
+                    return replace(o, t_s=t_on, sure=abs(t_on - o.t_s) <= DIRECT_SURE_S)
+            return replace(o, sure=False)
         return o
 
     def _refine_energy(self, pitch: int, t_coarse: float, rise: float) -> Onset:
