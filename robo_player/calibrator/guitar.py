@@ -33,6 +33,7 @@ from typing import Any
 
 from ..driver.ports import Device
 from ..errors import CalibrationError
+from ..hearing.guitar import Pick
 from ..plan import Command, Op, Plan
 from ..spec.guitar import GuitarSpec, Mechanism, press_position_mm
 from ..spec.string_calibration import StringCalibration
@@ -85,9 +86,9 @@ def _play(device: Device, spec: GuitarSpec, cmds: list[Command], rep: GuitarCali
 
 
 def _play_heard(device: Device, spec: GuitarSpec, cmds: list[Command], pending: list[StrikeResult],
-                rep: GuitarCalibrationReport, ear: GuitarEar | None, where: str) -> list[float]:  # fmt: skip
+                rep: GuitarCalibrationReport, ear: GuitarEar | None, where: str) -> list[Pick | None]:  # fmt: skip
     """Play ``cmds`` and hear ``pending``: matched against the heard notes, or through
-    ``ear`` (audio: between sync patterns). Returns the picks' powers (audio; else [])."""
+    ``ear`` (audio: between sync patterns). Returns what the ear heard (audio; else [])."""
     if ear is None:
         match_strikes(_play(device, spec, cmds, rep), pending)  # type: ignore[arg-type]
         return []
@@ -149,9 +150,9 @@ def calibrate_guitar(
             cmds += [c, _damp(spec, s, t + DAMP_AFTER_US)]
             results[s].append(StrikeResult(pitch=spec.open_pitch(s), drive=dq, t_us=t))
     pending = [r for s in todo for r in results[s]]
-    powers = _play_heard(device, spec, cmds, pending, rep, ear, "calibration: pickers")
+    heard = _play_heard(device, spec, cmds, pending, rep, ear, "calibration: pickers")
     if ear is not None:
-        at = iter(powers)
+        at = iter(heard)
         ear.fix(spec, results, {s: [next(at) for _ in results[s]] for s in todo})
         rep.sync_offset_us, rep.audio_level_db = ear.offset_us, ear.level_db
     rep.picks += len(pending)

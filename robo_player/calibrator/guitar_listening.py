@@ -28,7 +28,7 @@ import numpy as np
 
 from ..errors import HearingError
 from ..hearing.align import PATTERN_SPAN_US, PATTERN_US
-from ..hearing.guitar import PickEar, align_picks, take_level, velocity_of_power
+from ..hearing.guitar import Pick, PickEar, align_picks, take_level
 from ..hearing.listen import check_take
 from ..performance import Performance
 from ..plan import Command, Op
@@ -85,49 +85,51 @@ class GuitarEar:
         return starts
 
     def hear(self, spec: GuitarSpec, perf: Performance, pending: list[StrikeResult], starts: list[int],
-             where: str) -> list[float]:  # fmt: skip
+             where: str) -> list[Pick | None]:  # fmt: skip
         """Each pending pick heard or not: ``heard``, ``latency_us`` (aligned, plus
-        ``offset_us``) and, with the level known, ``velocity``; returns each pick's power
-        (0 where not heard)."""
+        ``offset_us``) and, with the level known, ``velocity``; returns what the ear
+        heard of each (None: nothing)."""
         assert perf.audio is not None
         y = perf.audio.samples()
         check_take(y, where)
         ear = PickEar(y, perf.audio.sample_rate, where)
         clock = align_picks(ear, spec.open_pitch(sync_string(spec)), starts, where)
-        powers: list[float] = []
+        picks: list[Pick | None] = []
         for r in pending:
             t0 = clock.to_audio_s(r.t_us - WINDOW_BEFORE_US)
             t1 = clock.to_audio_s(r.t_us + WINDOW_AFTER_US)
             pk = ear.find(r.pitch, t0, t1)
             if pk is None or pk.power <= 0:
                 r.heard = False
-                powers.append(0.0)
+                picks.append(None)
                 continue
             r.heard = True
             r.latency_us = clock.to_mcu_us(pk.t_s) - r.t_us + self.offset_us
             if self.level is not None:
-                r.velocity = velocity_of_power(pk.power, self.level)
-            powers.append(pk.power)
+                r.velocity = pk.velocity(self.level)
+            picks.append(pk)
         if pending and not any(r.heard for r in pending):
             raise HearingError(f"{where}: none of {len(pending)} picks heard (the sync pattern was)")
-        return powers
+        return picks
 
-    def fix(self, spec: GuitarSpec, results: dict[int, list[StrikeResult]], powers: dict[int, list[float]]) -> None:
-        """After the pickers' round (``results`` and their ``powers`` per string): the
-        take's level, every pick's velocity, and ``c`` (added to their latencies)."""
+    def fix(self, spec: GuitarSpec, results: dict[int, list[StrikeResult]],
+            picks: dict[int, list[Pick | None]]) -> None:  # fmt: skip
+        """After the pickers' round (``results`` and what was heard of them, ``picks``,
+        per string): the take's level, every pick's velocity, and ``c`` (added to their
+        latencies)."""
         nominal = spec.nominal
         pairs = []
         for s, rs in results.items():
-            for r, p in zip(rs, powers[s], strict=True):
+            for r, pk in zip(rs, picks[s], strict=True):
                 v = float(np.interp(r.drive, nominal.drive, nominal.velocity))
-                if r.heard and r.drive >= LEVEL_MIN_DRIVE:
-                    pairs.append((p, v))
+                if pk is not None and r.drive >= LEVEL_MIN_DRIVE:
+                    pairs.append((pk, v))
         self.level = take_level(pairs)
         self.level_db = 10.0 * float(np.log10(self.level))
         for s, rs in results.items():
-            for r, p in zip(rs, powers[s], strict=True):
-                if r.heard:
-                    r.velocity = velocity_of_power(p, self.level)
+            for r, pk in zip(rs, picks[s], strict=True):
+                if pk is not None:
+                    r.velocity = pk.velocity(self.level)
         by_pitch = {spec.open_pitch(s): rs for s, rs in results.items()}
         prior = float(np.interp(1.0, nominal.drive, nominal.latency_us))
         self.offset_us = c = common_offset(by_pitch, prior)

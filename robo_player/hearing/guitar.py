@@ -13,10 +13,11 @@ the next), so the ear needs no owner test; it needs a precise step and a level:
   :data:`RISE_DB` above the power before (the quietest 5 ms of the 20 ms before); the
   step's sample is the maximum-likelihood change point of the signal's variance (two
   segments, each of constant power) within :data:`STEP_REACH_S` of the rise;
-- **loudness**: the mean power over the string's first period after the step (the
+- **loudness**: the mean power of the string's first period after the step (the
   pitch known: string + fret), less the background, as MIDI velocity by the guitar's
   level law (:func:`power_of_velocity`: the pick's amplitude ``(v/127)^1.5`` and its
-  brightness, a one-pole lowpass whose pole falls as the pick gets louder), up to the
+  brightness, a one-pole lowpass whose pole falls as the pick gets louder, on the
+  string's own spectrum as heard in that period), up to the
   take's level (the microphone's gain, unknown: fitted by the calibrator against the
   spec's nominal curve, :func:`take_level`);
 - **clock** (:func:`align_picks`): a sync pattern (:data:`~.align.PATTERN_US`) picked on
@@ -45,7 +46,6 @@ RISE_WIN_S = 0.001
 BEFORE_S = 0.020  # the background: the quietest BG_WIN_S of this long before
 BG_WIN_S = 0.005
 STEP_REACH_S = 0.004  # the change point is looked for this far either side of the rise
-MIN_LEVEL_S = 0.0008  # the loudness window is at least this long (a high fret's period is ~1 ms)
 PATTERN_TOL_S = 0.004  # a pattern's gaps as heard may differ this much from the MCU's (+ drift)
 END_SEARCH_S = 0.12  # the end pattern's picks are looked for this far around the prediction
 
@@ -54,32 +54,58 @@ def f0_hz(pitch: int) -> float:
     return 440.0 * 2.0 ** ((pitch - 69) / 12.0)
 
 
-def power_of_velocity(velocity: float | np.ndarray) -> np.ndarray:
-    """The guitar's level law: the mean power of a pick's first period at loudness
-    ``velocity`` (MIDI units, 127 the loudest the voice has), at unit level: amplitude
-    ``(v/127)^1.5``, times the power gain of the brightness lowpass (pole
-    ``0.15 + 0.6 (1 - v/127)``, on white noise ``(1 - p) / (1 + p)``), times 2 (the pick
-    position's comb on white noise). ``sim/guitar/audio.py`` renders with the same law
-    (a test holds them together)."""
+def _pole(velocity: np.ndarray) -> np.ndarray:
     loud = np.clip(np.asarray(velocity, dtype=np.float64) / 127.0, 0.0, 1.0)
-    pole = 0.15 + 0.6 * (1.0 - loud)
-    return np.asarray(2.0 * loud**3 * (1.0 - pole) / (1.0 + pole))
+    return np.asarray(0.15 + 0.6 * (1.0 - loud))
 
 
-_V_GRID = np.linspace(0.0, 127.0, 2541)
-_P_GRID = power_of_velocity(_V_GRID)
+def _lowpass_gain(pole: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """|(1 - p) / (1 - p e^-jw)|^2, poles (V,) by frequencies (B,)."""
+    p = np.asarray(pole)[..., None]
+    return np.asarray((1.0 - p) ** 2 / (1.0 - 2.0 * p * np.cos(w) + p * p))
 
 
-def velocity_of_power(power: float, level: float = 1.0) -> float:
+def power_of_velocity(velocity: float | np.ndarray, spectrum: np.ndarray | None = None) -> np.ndarray:
+    """The guitar's level law: the mean power of a pick's first period at loudness
+    ``velocity`` (MIDI units, 127 the loudest the voice has), at unit level: the
+    amplitude ``(v/127)^1.5`` squared, times 2 (the pick position's comb on the string's
+    shape), times the power gain of the brightness lowpass ``(1 - p) / (1 - p z^-1)``
+    (pole ``p = 0.15 + 0.6 (1 - v/127)``: a softer pick is darker) on the string's own
+    spectrum. ``spectrum``: the pick's first period as heard (its rfft's power; the
+    string's shape is that over the lowpass at ``velocity``), None: a white shape
+    (gain ``(1 - p) / (1 + p)``). ``sim/guitar/audio.py`` renders with the same law (a
+    test holds them together)."""
+    v = np.asarray(velocity, dtype=np.float64)
+    loud = np.clip(v / 127.0, 0.0, 1.0)
+    pole = _pole(v)
+    if spectrum is None:
+        return np.asarray(2.0 * loud**3 * (1.0 - pole) / (1.0 + pole))
+    s = np.asarray(spectrum, dtype=np.float64)
+    w = np.pi * np.arange(len(s)) / max(1, len(s) - 1)
+    g = _lowpass_gain(np.atleast_1d(pole), w)  # (V, B)
+    gain = float(np.sum(s)) / np.maximum(np.sum(s / g, axis=-1), 1e-30)  # the shape's gain through the lowpass
+    return np.asarray(2.0 * loud**3 * gain.reshape(np.shape(loud)))
+
+
+_V_GRID = np.linspace(0.0, 127.0, 1271)
+_P_WHITE = power_of_velocity(_V_GRID)
+
+
+def velocity_of_power(power: float, level: float = 1.0, spectrum: np.ndarray | None = None) -> float:
     """Inverse of :func:`power_of_velocity` at the take's ``level`` (a power ratio);
     above the loudest the law has, 127."""
-    return float(np.interp(power / level, _P_GRID, _V_GRID))
+    grid = _P_WHITE if spectrum is None else power_of_velocity(_V_GRID, spectrum)
+    return float(np.interp(power / level, grid, _V_GRID))
 
 
 @dataclass(frozen=True, slots=True)
 class Pick:
     t_s: float  # the step, audio time
     power: float  # mean power of the first period less the background
+    spectrum: np.ndarray  # its power spectrum (rfft), the background's share taken off
+
+    def velocity(self, level: float) -> float:
+        return velocity_of_power(self.power, level, self.spectrum)
 
 
 class PickEar:
@@ -145,10 +171,15 @@ class PickEar:
         if not cands:
             return None
         k = self.step(cands[0])
-        n = max(int(round(self.sr / f0_hz(pitch))), int(MIN_LEVEL_S * self.sr))
+        n = int(round(self.sr / f0_hz(pitch)))
+        seg = self.y[k : k + n]
+        if len(seg) < n:
+            return None
         bg = self._background(k)
-        p = float(self._power(k, n)[()]) - bg
-        return Pick(k / self.sr, max(p, 0.0))
+        spec = np.abs(np.fft.rfft(seg)) ** 2 / (n * n)
+        spec[1 : (n + 1) // 2] *= 2.0  # one-sided: the bins sum to the mean power
+        spec = np.maximum(spec - bg * 2.0 / n, 0.0)  # white background: its share of each bin
+        return Pick(k / self.sr, max(float(np.mean(seg * seg)) - bg, 0.0), spec)
 
 
 def align_picks(ear: PickEar, pitch: int, starts_us: Sequence[int], where: str) -> ClockFit:
@@ -192,13 +223,14 @@ def align_picks(ear: PickEar, pitch: int, starts_us: Sequence[int], where: str) 
     return clock
 
 
-def take_level(pairs: Iterable[tuple[float, float]]) -> float:
-    """The take's level (power ratio against the law's unit level): the median over
-    (heard power, expected velocity) pairs of heard / law."""
-    r = [p / float(power_of_velocity(v)) for p, v in pairs if p > 0 and v > 0]
+def take_level(pairs: Iterable[tuple[Pick, float]]) -> float:
+    """The take's level (power ratio against the law's unit level): the geometric mean
+    over (pick heard, expected velocity) of heard / law (a handful of strings: the mean
+    tells more than the median)."""
+    r = [p.power / float(power_of_velocity(v, p.spectrum)) for p, v in pairs if p.power > 0 and v > 0]
     if not r:
         raise HearingError("guitar audio: no pick heard to fix the take's level")
-    return float(np.median(r))
+    return float(np.exp(np.mean(np.log(r))))
 
 
 def level_db(level: float) -> float:
