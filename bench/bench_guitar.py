@@ -23,8 +23,9 @@ floor's span, ``--definitions``, docs/guitar.md), so the target's (slider and ba
 and ``forced``: a lower bound on the drops of any assignment at the written pitches
 (pairs of notes that only one string can play, at different frets, too close for its
 changeover; the planner plays such notes an octave off instead, under the default
-policy ``transpose``); notes cut; string changes; ``unaltered``: the share of notes
-played at their written pitch, time and loudness (matrix target >= 99 %: transposed and
+policy ``transpose``); notes cut, and the cut lengths' p10/p50/p90 (ms: a cut note's
+written sounding length less the planned one); string changes; ``unaltered``: the
+share of notes played at their written pitch, time and loudness (matrix target >= 99 %: transposed and
 dropped notes count as altered; a note cut where its string is needed next is the
 issue's note end, "cut there and reported", counted in ``cut``); ``as written``: the
 same with the written length kept too, and ``as written max`` the most of that a plan
@@ -35,6 +36,11 @@ for timing). ``8vb`` rows: the same tunes an octave down, as a guitarist reads t
 (guitar music sounds an octave below written). The matrix plays the chorales and all
 the folk tunes, as written and an octave down; notes above its B5 (fret 19 of the top
 string) are transposed on any plan.
+
+``--cal-seed N`` (default 3; -1: not): the slider, matrix and bass rows again, planned
+with a calibration learned by listening on ``sim://`` with hidden truth ``N`` (its
+pickers and fret contacts: a changeover then counts back from the pick's expected sound,
+not from its command).
 
 ``--floor``: the same search with timing ignored (travel only), beams 8, 64 and 256:
 how far travel alone goes on these tunes; and the planner with timing kept but travel
@@ -68,6 +74,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import numpy as np  # noqa: E402
 from guitar_corpus import Piece, chorales, tunes  # noqa: E402
 
 from robo_player.planner import fingering  # noqa: E402
@@ -163,14 +170,16 @@ def down_octave(pieces: list[Piece]) -> list[Piece]:
             for n, sc in pieces]  # fmt: skip
 
 
-def measure(spec_name: str, label: str, pieces: list[Piece], beam: int) -> dict[str, object]:
+def measure(spec_name: str, label: str, pieces: list[Piece], beam: int,
+            calibration: object = None) -> dict[str, object]:  # fmt: skip
     spec = _spec(spec_name)
     n = frets = g_frets = 0
     mm = g_mm = 0.0
     drops = {"carriage": 0, "fret": 0, "picker": 0, "other": 0}
     forced = cut = changes = unaltered = uncut = transposed = bound = any_plan = 0
+    cut_ms: list[float] = []  # per cut note: written sounding length less the planned, ms
     for _, sc in pieces:
-        _, rep = plan_guitar(sc, spec, beam=beam)
+        _, rep = plan_guitar(sc, spec, calibration, beam=beam)
         assert isinstance(rep, GuitarPlanReport)
         n += len(sc.notes)
         frets += rep.fretter_travel_frets
@@ -184,10 +193,11 @@ def measure(spec_name: str, label: str, pieces: list[Piece], beam: int) -> dict[
                    else "picker" if "picker" in why else "other")  # fmt: skip
             drops[key] += 1
         forced += forced_drops(spec, sc)
-        b, a = must_alter(spec, sc)
+        b, a = must_alter(spec, sc, calibration)
         bound += b
         any_plan += a
         cut += rep.cut_notes
+        cut_ms += [-float(o.changes["duration_us"]) / 1000.0 for o in rep.outcomes if "duration_us" in o.changes]
         changes += rep.string_changes
         unaltered += sum(o.fate is Fate.PLAYED for o in rep.outcomes)
         uncut += sum(o.fate is Fate.PLAYED or set(o.changes) == {"duration_us"} for o in rep.outcomes)
@@ -195,7 +205,7 @@ def measure(spec_name: str, label: str, pieces: list[Piece], beam: int) -> dict[
     set_mm = "-"
     if g_mm:  # the pieces as one set: each carriage starts where the last piece left it
         whole = joined(pieces)
-        _, rj = plan_guitar(whole, spec, beam=beam)
+        _, rj = plan_guitar(whole, spec, calibration, beam=beam)
         assert isinstance(rj, GuitarPlanReport)
         set_mm = f"{rj.fretter_travel_mm / greedy_travel(spec, whole)[1]:.3f}"
     return {
@@ -211,6 +221,7 @@ def measure(spec_name: str, label: str, pieces: list[Piece], beam: int) -> dict[
         "by carriage/fret/picker/other": "/".join(str(v) for v in drops.values()),
         "forced": forced,
         "cut": cut,
+        "cut ms p10/p50/p90": cut_percentiles(cut_ms),
         "string_changes": changes,
         "unaltered": f"{100.0 * uncut / n:.2f} %",
         "as written": f"{100.0 * unaltered / n:.2f} %",
@@ -219,12 +230,34 @@ def measure(spec_name: str, label: str, pieces: list[Piece], beam: int) -> dict[
     }
 
 
+def sim_calibration(spec_name: str, seed: int) -> object:
+    """A calibration learned by listening on ``sim://`` with hidden truth ``seed`` (the
+    pickers and every fret contact: the planner then counts a changeover back from the
+    pick's expected sound, docs/guitar.md "Planner")."""
+    from robo_player.calibrator.guitar import calibrate_guitar
+    from robo_player.driver import open_port
+
+    spec = _spec(spec_name)
+    with open_port("sim://", spec, truth_seed=seed) as dev:
+        cal, _ = calibrate_guitar(dev, spec)
+    return cal
+
+
+def cut_percentiles(cut_ms: list[float]) -> str:
+    """p10/p50/p90 of the cut lengths (ms), or '-' when no note was cut."""
+    if not cut_ms:
+        return "-"
+    q = np.percentile(np.asarray(cut_ms), [10, 50, 90])
+    return "/".join(f"{x:.1f}" for x in q.tolist())
+
+
 def _floor_layout(spec: GuitarSpec) -> Layout:
     """The spec's layout with its timing zeroed and every move a unit: travel alone."""
     free = Layout(spec)
-    for a in ("damp_us", "release_us", "settle_us", "min_sound_us", "min_repeat_us"):
+    for a in ("damp_us", "release_us", "settle_us", "min_sound_us", "min_repeat_us", "lift_us"):
         setattr(free, a, 0)
     n = free.frets + 1
+    free.settle_at = [[0] * n for _ in range(free.strings)]
     free.move_us = [[[1 if a != b else 0 for b in range(n)] for a in range(n)] for _ in range(free.strings)]
     return free
 
@@ -403,6 +436,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--beam", type=int, default=BEAM, help=f"default {BEAM}, the planner's")
     ap.add_argument("--notes", type=int, default=20_000)
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--cal-seed", type=int, default=3,
+                    help="also plan with a calibration learned on sim:// with this truth seed (-1: not)")
     ap.add_argument("--floor", action="store_true", help="also the travel-only floor (beams 8, 64)")
     ap.add_argument("--speed-only", action="store_true", help="only the speed rows (no travel ratios)")
     ap.add_argument("--definitions", action="store_true",
@@ -453,8 +488,16 @@ def main(argv: list[str] | None = None) -> int:
     rows.append(measure("guitar-matrix", "folk tunes", all_folk, args.beam))
     rows.append(measure("guitar-matrix", "folk tunes 8vb", down_octave(all_folk), args.beam))
     rows.append(measure("bass-4", f"{len(bass)} chorale basses 8vb", bass, args.beam))
+    if args.cal_seed >= 0:  # the same, planned with a calibration learned on the simulator
+        cals = {n: sim_calibration(n, args.cal_seed) for n in ("guitar-slider", "guitar-matrix", "bass-4")}
+        tag = f"cal {args.cal_seed}"
+        for c, label in COLLECTIONS:
+            rows.append(measure("guitar-slider", f"{label}, {tag}", folk[c], args.beam, cals["guitar-slider"]))
+        rows.append(measure("guitar-slider", f"{len(ch)} chorales, {tag}", ch, args.beam, cals["guitar-slider"]))
+        rows.append(measure("guitar-matrix", f"{len(ch)} chorales, {tag}", ch, args.beam, cals["guitar-matrix"]))
+        rows.append(measure("bass-4", f"{len(bass)} chorale basses 8vb, {tag}", bass, args.beam, cals["bass-4"]))
     keys = ["spec", "pieces", "notes", "travel/note", "greedy/note", "ratio", "ratio_mm", "set ratio_mm",
-            "dropped", "by carriage/fret/picker/other", "forced", "cut", "string_changes", "unaltered",
+            "dropped", "by carriage/fret/picker/other", "forced", "cut", "cut ms p10/p50/p90", "string_changes", "unaltered",
             "as written", "as written max", "transposed"]  # fmt: skip
     print(f"beam {args.beam}; targets: slider and bass travel <= 0.55 x the greedy's (set ratio_mm), "
           f"dropped 0 (no note late or infeasible); matrix unaltered >= 99 %\n")  # fmt: skip

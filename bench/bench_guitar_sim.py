@@ -149,6 +149,7 @@ def run_spec(name: str, pieces: list[tuple[str, Score]], seed: int, perfs: list[
         vel: list[float] = []
         why: Counter[str] = Counter()
         tot: Counter[str] = Counter()
+        cut_ms: list[float] = []  # per cut note: written sounding length less the planned, ms
         for _piece, score in pieces:
             the_plan, rep = plan(score, spec, calibration)
             with open_port("sim://", spec, truth_seed=seed) as dev:
@@ -160,6 +161,10 @@ def run_spec(name: str, pieces: list[tuple[str, Score]], seed: int, perfs: list[
             for k in ("notes_in", "notes_played", "notes_altered", "notes_dropped", "notes_unheard",
                       "buzzed_notes", "carriage_faults", "moving_picks"):  # fmt: skip
                 tot[k] += int(r[k])
+            cut_ms += [-float(o.changes["duration_us"]) / 1000.0 for o in rep.outcomes
+                       if "duration_us" in o.changes]  # fmt: skip
+            for k in ("slurred_notes",):
+                tot[k] += int(perf.extra.get(k, 0))
             for o in rep.outcomes:
                 if o.fate.name != "PLAYED":
                     why[(o.reason or "").split(";")[0][:48]] += 1
@@ -170,7 +175,8 @@ def run_spec(name: str, pieces: list[tuple[str, Score]], seed: int, perfs: list[
             for o, h in matched:
                 onset.append(abs(h.t_us - o.intended_t_us) / 1000.0)
                 vel.append(abs(h.velocity - o.velocity_in))
-        out[label] = {**tot, "onset_p99": float(np.percentile(onset, 99)) if onset else None,
+        cq = np.percentile(cut_ms, [10, 50, 90]).tolist() if cut_ms else None
+        out[label] = {**tot, "cut": len(cut_ms), "cut_ms": cq, "onset_p99": float(np.percentile(onset, 99)) if onset else None,
                       "onset_max": max(onset, default=None),
                       "vel_mean": float(np.mean(vel)) if vel else None, "why": why}  # fmt: skip
     return out
@@ -255,6 +261,14 @@ def _print_rows(rows: list[dict[str, Any]], sensor: str) -> None:
               f"{c['buzzed_notes']} | {c['carriage_faults']} | {r['cal_picks']} picks, "
               f"{r['cal_play_s']:.0f} s played, {r['cal_cpu_s']:.1f} s CPU"
               + ("" if r["c_ms"] is None else f", c {r['c_ms']:.2f} ms") + " |")  # fmt: skip
+    print()
+    print("cut notes and their cut length p10/p50/p90 ms (written sounding length less the planned), "
+          "calibrated (nominal); slurs heard (a fret pressed or released on a ringing string):")
+    for r in rows:
+        c, n = r["cal"], r["nominal"]
+        fmt = (lambda q: "-" if q is None else "/".join(f"{x:.1f}" for x in q))  # noqa: E731
+        print(f"  {r['spec']}: {c['cut']} cut, {fmt(c['cut_ms'])} ({n['cut']} cut, {fmt(n['cut_ms'])}); "
+              f"slurs {c['slurred_notes']} ({n['slurred_notes']})")
     print()
     print("why notes were altered or dropped (calibrated run):")
     for r in rows:

@@ -4,7 +4,9 @@ force, impossible pieces, tab and CLI."""
 from __future__ import annotations
 
 import json
+import random
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -45,9 +47,13 @@ def pieces(draw: st.DrawFn, spec: GuitarSpec, max_notes: int = 24) -> Score:
     return Score(notes)
 
 
-def _check(spec: GuitarSpec, score: Score, the_plan: Plan, report: GuitarPlanReport) -> None:
-    """Replay the commands and hold every rule; return nothing, assert everything."""
+def _check(spec: GuitarSpec, score: Score, the_plan: Plan, report: GuitarPlanReport,
+           calibration: object = None) -> None:  # fmt: skip
+    """Replay the commands and hold every rule; return nothing, assert everything.
+    ``calibration``: the plan's (with every contact measured, a fret settles before its
+    pick's expected sound less the margin, not before the pick command)."""
     t = spec.timing
+    lay = Layout(spec, calibration)
     amap = spec.actuators
     report.check()
     # every note accounted for, exactly once
@@ -77,6 +83,9 @@ def _check(spec: GuitarSpec, score: Score, the_plan: Plan, report: GuitarPlanRep
     slider = spec.mechanism is Mechanism.SLIDER
     ordered = sorted(the_plan.commands, key=Command.sort_key)
     assert ordered == the_plan.commands
+    spans: dict[int, list[list[int]]] = {}  # press actuator -> [on, off (10**15: never)]
+    at_press: dict[tuple[int, int], tuple[int | None, int]] = {}  # (actuator, on) -> carriage
+    picks: list[tuple[Command, int, int]] = []
     for c in ordered:
         a = amap[c.actuator]
         kind, s = a.role.split(":")[0], int(a.role.split(":")[1])
@@ -86,11 +95,14 @@ def _check(spec: GuitarSpec, score: Score, the_plan: Plan, report: GuitarPlanRep
                 if slider:  # the carriage has arrived and settled
                     assert moving_until.get(s, 0) <= c.t_us, (c, moving_until.get(s))
                 down[c.actuator] = c.t_us
+                spans.setdefault(c.actuator, []).append([c.t_us, 10**15])
+                at_press[(c.actuator, c.t_us)] = (pos.get(s), moving_until.get(s, 0))
             else:
                 assert c.op is Op.RELEASE and down.get(c.actuator) is not None
                 assert c.t_us - (down[c.actuator] or 0) <= a.max_on_us
                 down[c.actuator] = None
                 up_at[c.actuator] = c.t_us
+                spans[c.actuator][-1][1] = c.t_us
         elif kind == "carriage":
             assert c.op is Op.MOVE and 0 <= c.position <= a.pwm_max
             presser = spec.strings[s].presser
@@ -104,20 +116,26 @@ def _check(spec: GuitarSpec, score: Score, the_plan: Plan, report: GuitarPlanRep
         elif kind == "pick":
             s_note, fret = report.fingering[c.note]
             assert s_note == s and c.op is Op.PULSE_HOLD and 0 < c.drive <= a.pwm_max
-            st_ = spec.strings[s]
-            if fret > 0:
-                act = st_.presser.channel if st_.presser is not None else st_.fret_channels[fret - 1]  # type: ignore[index]
-                since = down.get(act)
-                # every pick after its fret has settled
-                assert since is not None and since <= c.t_us - t.fret_settle_us, (c, since)
-                if slider:
-                    car = st_.carriage
-                    assert car is not None
-                    want = round(Layout(spec).pos_mm[fret] / car.travel_mm * amap[car.channel].pwm_max)
-                    assert pos.get(s) == want and moving_until[s] <= since
-            else:  # an open string: nothing pressed on it
-                acts = [st_.presser.channel] if st_.presser is not None else list(st_.fret_channels or ())
-                assert all(down.get(x) is None for x in acts), c
+            picks.append((c, s, fret))
+    # every pick after its fret has settled: at its ready time (the pick command, or with
+    # a calibration the pick's expected sound less the margin) the fret is down, pressed
+    # at least its settle before; an open string has nothing pressed on it then
+    for c, s, fret in picks:
+        ready = max(c.t_us, report.outcomes[c.note].intended_t_us - lay.margin_us)
+        st_ = spec.strings[s]
+        if fret > 0:
+            act = st_.presser.channel if st_.presser is not None else st_.fret_channels[fret - 1]  # type: ignore[index]
+            held = [sp for sp in spans.get(act, []) if sp[0] <= ready < sp[1]]
+            assert held and held[0][0] <= ready - lay.settle_at[s][fret], (c, held)
+            if slider:
+                car = st_.carriage
+                assert car is not None
+                want = round(lay.pos_mm[fret] / car.travel_mm * amap[car.channel].pwm_max)
+                where, until = at_press[(act, held[0][0])]
+                assert where == want and until <= held[0][0]
+        else:
+            acts = [st_.presser.channel] if st_.presser is not None else list(st_.fret_channels or ())
+            assert not any(sp[0] <= ready < sp[1] for x in acts for sp in spans.get(x, [])), c
     assert all(v is None for v in down.values()), "a fret left pressed at the end"
 
 
@@ -153,15 +171,27 @@ def test_invariants_with_pickers_of_different_latency(name: str) -> None:
     def run(score: Score) -> None:
         the_plan, report = plan(score, spec, cal)
         assert isinstance(report, GuitarPlanReport)
-        _check(spec, score, the_plan, report)
+        _check(spec, score, the_plan, report, cal)
 
     run()
 
 
+def calibrated(spec: GuitarSpec, seed: int) -> SimpleNamespace:
+    """A calibration as the planner reads it: every picker (its curve left nominal) and a
+    random settle (8-32 ms) for every fret contact; the changeovers then count back
+    from the picks' expected sound (fingering.Layout)."""
+    rng = random.Random(seed)
+    roles = [a.role for a in spec.actuators if a.role.startswith(("press:", "fret:"))]
+    return SimpleNamespace(pickers={s: None for s in range(len(spec.strings))},
+                           settle_us={r: rng.randint(8_000, 32_000) for r in roles})  # fmt: skip
+
+
+@pytest.mark.parametrize("cal", [False, True], ids=["nominal", "calibrated"])
 @pytest.mark.parametrize("name", ["guitar-slider", "bass-4", "guitar-matrix"])
-def test_search_equals_brute_force(name: str) -> None:
+def test_search_equals_brute_force(name: str, cal: bool) -> None:
     spec = SPECS[name]
-    layout = Layout(spec)
+    layout = Layout(spec, calibrated(spec, 1) if cal else None)
+    assert (layout.margin_us < 10**9) == cal
 
     @settings(max_examples=40, deadline=None)
     @given(pieces(spec, max_notes=6))

@@ -58,6 +58,13 @@ def _press(spec: GuitarSpec, ch: int, t: int) -> Command:
     return Command(t, Op.PULSE_HOLD, ch, a.pwm_max, spec.timing.press_pulse_us, a.hold_counts)
 
 
+def _damp(spec: GuitarSpec, s: int, t: int) -> Command:
+    """String ``s``'s damper on at ``t`` for the spec's ``damp_us`` (a fret released after
+    it lifts off a silent string: no pull-off)."""
+    a = spec.actuators[spec.strings[s].damper.channel]
+    return Command(t, Op.PULSE_HOLD, a.index, a.pwm_max, spec.timing.damp_us, 0)
+
+
 def _latency(dev: Any, s: int, drive: float) -> float:
     """The simulator's own pick latency at ``drive`` as the picker's counts give it (tests
     may read the truth)."""
@@ -99,7 +106,7 @@ def test_truth_is_drawn_by_seed_saved_and_checked(tmp_path: Path, slider: Guitar
 def test_pick_after_settle_sounds_at_the_fret_pitch(opened: Any, matrix: GuitarSpec) -> None:
     fret5 = (matrix.strings[2].fret_channels or ())[4]
     cmds = [_press(matrix, fret5, 100_000), _pick(matrix, 2, 200_000), _pick(matrix, 3, 200_000),
-            Command(2_000_000, Op.RELEASE, fret5)]  # fmt: skip
+            _damp(matrix, 2, 1_900_000), Command(2_000_000, Op.RELEASE, fret5)]  # fmt: skip
     dev, perf = _play(opened, matrix, cmds)
     notes = dev.instrument.last_notes
     assert sorted(notes.pitch.tolist()) == [matrix.open_pitch(2) + 5, matrix.open_pitch(3)]
@@ -118,9 +125,9 @@ def test_pick_before_the_fret_settles_buzzes_quieter(opened: Any, matrix: Guitar
     t_clean, t_buzz = 500_000, 1_500_000
     cmds = [
         _press(matrix, ch, t_clean), _pick(matrix, 1, round(t_clean + settle + 5_000 - lat)),
-        Command(t_clean + 400_000, Op.RELEASE, ch),
+        _damp(matrix, 1, t_clean + 300_000), Command(t_clean + 400_000, Op.RELEASE, ch),
         _press(matrix, ch, t_buzz), _pick(matrix, 1, round(t_buzz + settle - 5_000 - lat)),
-        Command(t_buzz + 400_000, Op.RELEASE, ch),
+        _damp(matrix, 1, t_buzz + 300_000), Command(t_buzz + 400_000, Op.RELEASE, ch),
     ]  # fmt: skip
     dev, perf = _play(opened, matrix, cmds)
     notes = dev.instrument.last_notes
@@ -130,15 +137,53 @@ def test_pick_before_the_fret_settles_buzzes_quieter(opened: Any, matrix: Guitar
     assert notes.velocity[1] == pytest.approx(0.5 * notes.velocity[0])  # same drive, half as loud
 
 
-def test_the_highest_pressed_fret_sounds_and_a_release_ends_the_note(opened: Any,
-                                                                    matrix: GuitarSpec) -> None:  # fmt: skip
+def test_the_highest_pressed_fret_sounds_and_a_release_on_a_ringing_string_pulls_off(
+        opened: Any, matrix: GuitarSpec) -> None:  # fmt: skip
     ch = matrix.strings[0].fret_channels or ()
     cmds = [_press(matrix, ch[1], 100_000), _press(matrix, ch[6], 100_000), _pick(matrix, 0, 200_000),
             Command(600_000, Op.RELEASE, ch[6]), Command(700_000, Op.RELEASE, ch[1])]  # fmt: skip
-    dev, _ = _play(opened, matrix, cmds)
+    dev, perf = _play(opened, matrix, cmds)
     notes = dev.instrument.last_notes
-    assert notes.pitch.tolist() == [matrix.open_pitch(0) + 7]
-    assert notes.end_us.tolist() == [600_000]
+    # fret 7 sounds; lifting it on the ringing string pulls off to fret 2, lifting that
+    # to the open string: each a note of its own, half as loud as the one it came from
+    e = matrix.open_pitch(0)
+    assert notes.pitch.tolist() == [e + 7, e + 2, e]
+    assert notes.t_us.tolist()[1:] == [600_000, 700_000]
+    assert notes.end_us.tolist()[:2] == [600_000, 700_000]
+    assert notes.velocity[1:].tolist() == pytest.approx([0.5 * notes.velocity[0], 0.25 * notes.velocity[0]])
+    assert perf.extra["slurred_notes"] == 2
+    assert [(x["string"], x["fret"]) for x in perf.extra["slurs"]] == [(0, 2), (0, 0)]
+
+
+def test_a_fret_pressed_on_a_ringing_string_hammers_on_and_a_damped_string_stays_silent(
+        opened: Any, matrix: GuitarSpec, slider: GuitarSpec) -> None:  # fmt: skip
+    ch = matrix.strings[3].fret_channels or ()
+    probe = opened(open_port("sim://", matrix, truth_seed=1, **QUIET))
+    ld = probe._truth.strings[3].damper_latency_us
+    # fret 2 rings; fret 4 pressed on it at 500 ms: a hammer-on. Then the damper (on
+    # 800..830 ms, on the string from 800 ms + its latency): fret 4 lifted and fret 5
+    # pressed under it sound nothing; nor does lifting fret 5 once the string is silent
+    cmds = [_press(matrix, ch[1], 100_000), _pick(matrix, 3, 200_000), _press(matrix, ch[3], 500_000),
+            _damp(matrix, 3, 800_000), Command(800_000 + ld + 1_000, Op.RELEASE, ch[3]),
+            Command(800_000 + ld + 1_000, Op.RELEASE, ch[1]), _press(matrix, ch[4], 800_000 + ld + 1_000),
+            Command(1_200_000, Op.RELEASE, ch[4])]  # fmt: skip
+    dev, perf = _play(opened, matrix, cmds)
+    notes = dev.instrument.last_notes
+    g = matrix.open_pitch(3)
+    assert notes.pitch.tolist() == [g + 2, g + 4] and notes.t_us[1] == 500_000
+    assert notes.end_us.tolist() == [500_000, 800_000 + ld]
+    assert perf.extra["slurred_notes"] == 1
+    # the slider: its presser pressed on the ringing open string hammers on to the
+    # carriage's fret; released while that rings, it pulls off to the open string
+    pr = slider.strings[1].presser
+    assert pr is not None
+    cmds = [_move(slider, 1, 0, 5), _pick(slider, 1, 400_000), _press(slider, pr.channel, 600_000),
+            Command(800_000, Op.RELEASE, pr.channel)]  # fmt: skip
+    dev, perf = _play(opened, slider, cmds)
+    notes = dev.instrument.last_notes
+    a = slider.open_pitch(1)
+    assert notes.pitch.tolist() == [a, a + 5, a] and notes.t_us.tolist()[1:] == [600_000, 800_000]
+    assert perf.extra["slurred_notes"] == 2 and perf.extra["carriage_faults"] == 0
 
 
 # --- carriages -----------------------------------------------------------------------------
@@ -154,7 +199,7 @@ def test_the_carriage_sets_the_pitch_and_moves_with_its_steps(opened: Any, slide
     pr = slider.strings[4].presser
     assert pr is not None
     cmds = [_move(slider, 4, 0, 7), _press(slider, pr.channel, 400_000), _pick(slider, 4, 500_000),
-            Command(900_000, Op.RELEASE, pr.channel)]  # fmt: skip
+            _damp(slider, 4, 850_000), Command(900_000, Op.RELEASE, pr.channel)]  # fmt: skip
     dev, perf = _play(opened, slider, cmds)
     notes = dev.instrument.last_notes
     assert notes.pitch.tolist() == [slider.open_pitch(4) + 7] and not notes.buzz.any()
@@ -374,3 +419,42 @@ def test_a_pick_before_the_picker_is_back_is_weaker_or_misses(opened: Any, matri
     assert perf.extra["silent_picks"] == 1 and len(notes) == 4
     v = notes.velocity.tolist()
     assert v[0] == pytest.approx(v[3]) and v[2] < v[1] - 1.0 and v[1] == pytest.approx(v[0])
+
+
+@pytest.mark.parametrize("name", ["guitar-matrix", "guitar-slider"])
+def test_a_legato_step_on_one_string_is_cut_no_more_than_the_mechanism_needs(opened: Any, name: str) -> None:
+    """Two legato notes that only the low E string has (F2 at fret 1, then G2 at fret 3):
+    with a calibration that measured the pickers and every fret contact, the first is
+    cut by no more than the changeover the mechanism needs before the second *sounds*
+    (damper, then on the matrix the frets swapped and settled, on the slider the
+    presser lifted, the carriage moved and the fret settled), plus the margin -- not
+    before its pick command; and on the simulator it is clean: no buzz, no damped pick,
+    no slur, both heard at their pitch and time."""
+    from robo_player.calibrator.guitar import calibrate_guitar
+    from robo_player.planner import plan
+    from robo_player.planner.fingering import CAL_MARGIN_US, DAMPER_LIFT_US, Layout
+    from robo_player.report import build_report
+    from robo_player.score import Note, Score
+
+    spec = load_spec(name)
+    t = spec.timing
+    with open_port("sim://", spec, truth_seed=4) as dev:
+        cal, _ = calibrate_guitar(dev, spec)
+    settle = max(cal.settle_us.values())
+    score = Score([Note(41, 0, 500_000, 80), Note(43, 500_000, 500_000, 80)])
+    the_plan, rep = plan(score, spec, cal)
+    assert rep.fingering == {0: (0, 1), 1: (0, 3)}
+    cut = -rep.outcomes[0].changes["duration_us"]
+    if name == "guitar-matrix":
+        need = t.damp_us + max(t.release_us, settle, DAMPER_LIFT_US)
+    else:
+        lay = Layout(spec, cal)
+        need = t.damp_us + t.release_us + lay.move_us[0][1][3] + settle
+    assert 0 < cut <= need + CAL_MARGIN_US
+    dev = opened(open_port("sim://", spec, truth_seed=4))
+    perf = dev.play(the_plan)
+    r = build_report(plan_report=rep, performance=perf, piece="p", spec=spec, port="sim://")
+    assert r["buzzed_notes"] == 0 and r["damped_picks"] == 0 and r["slurred_notes"] == 0
+    assert r["carriage_faults"] == 0 and r["notes_unheard"] == 0
+    assert r["onset_error_ms"]["p99"] <= 1.0
+    assert dev.instrument.last_notes.pitch.tolist() == [41, 43]

@@ -284,3 +284,14 @@ def test_respond_on_a_guitar_is_refused_by_name(capsys: Any) -> None:
     assert "call and response plays on a piano spec" in capsys.readouterr().err
     with pytest.raises(UsageError, match=r"family 'piano' \(allowed: guitar, bass\)"):
         GuitarLivePlanner(load_spec("piano-61-diy"))  # type: ignore[arg-type]
+
+
+def test_live_and_plan_wait_out_the_slowest_damper_the_simulator_draws() -> None:
+    """A pick sounding while the damper's felt is still on is muted: both planners wait
+    longer than any damper the simulated guitar's truth may have (the live one waited
+    5 ms, under the truth's 6 ms)."""
+    from robo_player.live.guitar import DAMPER_CLEAR_US
+    from robo_player.planner.fingering import DAMPER_LIFT_US
+    from robo_player.sim.guitar.truth import DAMPER_LATENCY_US
+
+    assert min(DAMPER_CLEAR_US, DAMPER_LIFT_US) > max(DAMPER_LATENCY_US)

@@ -35,6 +35,7 @@ from ..driver.ports import Device
 from ..errors import CalibrationError
 from ..hearing.guitar import Pick
 from ..plan import Command, Op, Plan
+from ..planner.fingering import CAL_MARGIN_US
 from ..spec.guitar import GuitarSpec, Mechanism, press_position_mm
 from ..spec.string_calibration import StringCalibration
 from .fitting import curve_from_fit, fit_key
@@ -278,8 +279,9 @@ def calibrate_command(args: Any, spec: GuitarSpec, open_device: Callable[[], Dev
         worst = max(cal.settle_us.values(), default=0)
         say(f"calibrated {len(cal.pickers)} pickers and {len(cal.settle_us)} fret contacts of "
             f"{spec.name} with {rep.picks} picks ({rep.sim_time_us / 1e6:.1f} s of playing)")  # fmt: skip
-        say(f"slowest fret contact settles in {worst / 1000:.1f} ms (the spec allows "
-            f"{spec.timing.fret_settle_us / 1000:.1f} ms before the pick)")  # fmt: skip
+        say(f"slowest fret contact settles in {worst / 1000:.1f} ms (the spec's fret_settle_us: "
+            f"{spec.timing.fret_settle_us / 1000:.1f} ms); with this calibration the planner presses "
+            f"each fret its contact's settle plus {CAL_MARGIN_US / 1000:.0f} ms before its pick sounds")  # fmt: skip
         if rep.unsettled:
             say(f"warning: never sounded clean: {', '.join(rep.unsettled[:10])}")
         say(f"wrote {args.out}")

@@ -38,6 +38,7 @@ from dataclasses import dataclass
 
 from ..errors import UsageError
 from ..plan import Command, Op, Plan
+from ..planner.fingering import DAMPER_LIFT_US
 from ..planner.guitar_checks import heat_overloads, supply_overloads
 from ..planner.piano import _octave_shift
 from ..spec.calibration import KeyCurve
@@ -48,8 +49,9 @@ from .stream import INF_US, StreamPlanner, WaitingCommand
 
 __all__ = ["GuitarDelay", "GuitarLivePlanner"]
 
-# a pick must sound this long after its string's damper lifts (the damper's own lag)
-DAMPER_CLEAR_US = 5_000
+# a pick must sound this long after its string's damper goes off (the felt's own lag:
+# the simulator's truth draws 2-6 ms; the plan's changeover uses the same figure)
+DAMPER_CLEAR_US = DAMPER_LIFT_US
 # the choice's weights (per ms of lateness; a held note cut; per ms of travel; per fret)
 W_LATE, W_HELD, W_TRAVEL, W_FRET = 10.0, 200.0, 0.5, 0.5
 

@@ -126,6 +126,8 @@ static int32_t it_folded(Interner *it, int32_t i) {
 typedef struct {
     int n, nf, slider;
     i64 min_repeat, min_sound, damp, release, settle, changeover;
+    i64 margin, lift, clear, to_open; /* fingering.make_core's */
+    i64 *settle_at; /* [s][f] */
     i64 *move;      /* [s][a][b] */
     double *travel; /* [s][a][b] */
     i64 *pitch_at;  /* [s][f] */
@@ -138,14 +140,24 @@ static int core(const Ctx *cx, const i64 *ss, int s, int fret, i64 p, i64 sound,
     i64 car = ss[0], pf = ss[1], lp = ss[2], ls = ss[3], lend = ss[4], fr = ss[5];
     size_t row = ((size_t)s * cx->nf + (size_t)car) * cx->nf + (size_t)fret;
     if (p - lp < cx->min_repeat) return 0;
+    i64 r = sound - cx->margin;
+    if (r < p) r = p;
     i64 cut = 0;
     if (pf == fret) {
         if (lend > sound) cut = lend - sound;
         out[0] = car; out[1] = fret; out[5] = fr;
     } else if (pf > 0) {
         i64 mv = fret > 0 ? cx->move[row] : 0;
-        i64 need = cx->changeover + (fret > 0 ? mv + cx->settle : 0);
-        i64 start = p - need, off = lend;
+        i64 need;
+        if (mv) {
+            need = cx->changeover + mv + cx->settle_at[(size_t)s * cx->nf + fret];
+        } else if (fret > 0) {
+            i64 st = cx->settle_at[(size_t)s * cx->nf + fret];
+            need = cx->damp + (st > cx->clear ? st : cx->clear);
+        } else {
+            need = cx->to_open;
+        }
+        i64 start = r - need, off = lend;
         if (lend > start) {
             if (start < ls + cx->min_sound) return 0;
             cut = lend - start;
@@ -160,9 +172,10 @@ static int core(const Ctx *cx, const i64 *ss, int s, int fret, i64 p, i64 sound,
     } else if (fret == 0) {
         out[0] = car; out[1] = 0; out[5] = fr;
     } else {
-        i64 press = p - cx->settle;
+        i64 st = cx->settle_at[(size_t)s * cx->nf + fret];
+        i64 press = r - st;
         if (pf == 0) {
-            i64 damp_at = press - cx->damp;
+            i64 damp_at = r - (st > cx->lift ? st : cx->lift) - cx->damp;
             if (lend > damp_at) {
                 if (damp_at < ls + cx->min_sound) return 0;
                 cut = lend - damp_at;
@@ -264,7 +277,7 @@ typedef struct {
 } Work;
 
 static void ws_free(Work *w) {
-    free(w->cx.move); free(w->cx.travel); free(w->cx.pitch_at);
+    free(w->cx.move); free(w->cx.travel); free(w->cx.pitch_at); free(w->cx.settle_at);
     it_free(&w->it);
     free(w->ons); free(w->slots); free(w->fings); free(w->limits);
     free(w->keys); free(w->nkeys); free(w->base); free(w->nbase);
@@ -371,14 +384,18 @@ static int read_layout(Work *w, PyObject *layout, PyObject *travel) {
     if (cx->slider < 0) return -1;
     if (get_i64(layout, "min_repeat_us", &cx->min_repeat) < 0 || get_i64(layout, "min_sound_us", &cx->min_sound) < 0
         || get_i64(layout, "damp_us", &cx->damp) < 0 || get_i64(layout, "release_us", &cx->release) < 0
-        || get_i64(layout, "settle_us", &cx->settle) < 0)
+        || get_i64(layout, "settle_us", &cx->settle) < 0 || get_i64(layout, "margin_us", &cx->margin) < 0
+        || get_i64(layout, "lift_us", &cx->lift) < 0)
         return -1;
     cx->changeover = cx->damp + cx->release;
+    cx->clear = cx->release > cx->lift ? cx->release : cx->lift;
+    cx->to_open = cx->damp + cx->clear;
     size_t cells = (size_t)cx->n * cx->nf * cx->nf;
     cx->move = malloc(cells * sizeof *cx->move);
     cx->travel = malloc(cells * sizeof *cx->travel);
     cx->pitch_at = malloc((size_t)cx->n * cx->nf * sizeof *cx->pitch_at);
-    if (!cx->move || !cx->travel || !cx->pitch_at) {
+    cx->settle_at = malloc((size_t)cx->n * cx->nf * sizeof *cx->settle_at);
+    if (!cx->move || !cx->travel || !cx->pitch_at || !cx->settle_at) {
         PyErr_NoMemory();
         return -1;
     }
@@ -391,6 +408,11 @@ static int read_layout(Work *w, PyObject *layout, PyObject *travel) {
     if (!pa) return -1;
     rc = read_table(pa, cx->n, cx->nf, 2, cx->pitch_at, NULL);
     Py_DECREF(pa);
+    if (rc < 0) return rc;
+    PyObject *sa = PyObject_GetAttrString(layout, "settle_at");
+    if (!sa) return -1;
+    rc = read_table(sa, cx->n, cx->nf, 2, cx->settle_at, NULL);
+    Py_DECREF(sa);
     return rc;
 }
 

@@ -23,7 +23,12 @@ Cost of a path (lower is better), summed over its transitions:
   its state.
 
 Times are performance µs: ``pick_us`` is when the picker fires; ``sound_us`` when the
-note sounds (``pick_us`` + the picker's latency); ``end_us`` the written end.
+note sounds (``pick_us`` + the picker's latency); ``end_us`` the written end. A
+changeover is timed back from the note's *ready* time, ``max(pick_us, sound_us -
+margin_us)`` (:class:`Layout`): with calibrated pickers and fret contacts the fret
+needs settling only before the pick *sounds* (less a margin for the calibration's
+error); without, the planner cannot know when a pick sounds and counts from the pick
+command.
 """
 
 from __future__ import annotations
@@ -65,6 +70,8 @@ _fingering_c: Any = _load_c()
 __all__ = [
     "INFEASIBLE",
     "BEAM",
+    "CAL_MARGIN_US",
+    "DAMPER_LIFT_US",
     "NEG",
     "WINDOW",
     "Costs",
@@ -72,6 +79,7 @@ __all__ = [
     "Onset",
     "Slot",
     "brute_force",
+    "calibrated_settle_us",
     "fingerings",
     "make_transition",
     "search",
@@ -119,16 +127,56 @@ class Costs:
     cut_note_ms: float = 0.0  # per note cut (on top of ``cut_ms_weight`` per ms)
 
 
+# With a calibration (pickers and every fret contact's settle time measured), a fret
+# must be settled this long before its pick is expected to sound: the calibrated
+# latency's error (onset p99 0.5 ms on the simulator, bench/bench_guitar_sim.py) and
+# the carriage's settle, which the travel margin covers but nothing measures.
+CAL_MARGIN_US = 3_000
+# A damper's felt is off the string at most this long after its coil goes off: a pick
+# sounds no sooner after a damper lifts (nothing measures it; the simulator's truth
+# draws 2-6 ms, docs/guitar.md "Simulator").
+DAMPER_LIFT_US = 8_000
+UNCALIBRATED = 1 << 40  # margin_us without a calibration: ready = the pick command
+
+
+def calibrated_settle_us(spec: GuitarSpec, calibration: object) -> list[list[int]] | None:
+    """Per string and fret (0: open, 0) the measured settle of the contact that presses it
+    (the slider's presser, the matrix's fret solenoid), if ``calibration`` has the
+    pickers of every string and every contact's settle (then a changeover counts back
+    from the pick's expected sound), else None."""
+    pickers = getattr(calibration, "pickers", None) or {}
+    settle = getattr(calibration, "settle_us", None) or {}
+    if any(s not in pickers for s in range(len(spec.strings))):
+        return None
+    out: list[list[int]] = []
+    for s, st in enumerate(spec.strings):
+        row = [0]
+        for f in range(1, spec.neck.frets + 1):
+            role = f"press:{s}" if st.presser is not None else f"fret:{s}:{f}"
+            if role not in settle:
+                return None
+            row.append(int(settle[role]))
+        out.append(row)
+    return out
+
+
 class Layout:
-    """What the search needs of a spec, as flat tables (µs)."""
+    """What the search needs of a spec, as flat tables (µs).
+
+    ``margin_us``: a changeover is timed back from ``max(pick, sound - margin_us)``, the
+    note's *ready* time; :data:`CAL_MARGIN_US` with a calibration that measured the
+    pickers and every fret contact (``settle_at[s][f]`` is then the measured settle of
+    the contact that presses fret ``f`` of string ``s``, ``settle_us`` the slowest),
+    else :data:`UNCALIBRATED` (the pick command; every settle the spec's
+    ``fret_settle_us``). ``lift_us``: a damper's lift (:data:`DAMPER_LIFT_US`)."""
 
     __slots__ = (
         "strings", "frets", "slider", "move_us", "damp_us", "release_us", "settle_us",
         "min_sound_us", "min_repeat_us", "max_change_us", "horizon_us", "pos_mm", "_travel",
-        "_last", "pitch_at",
+        "_last", "pitch_at", "margin_us", "lift_us", "settle_at",
     )  # fmt: skip
 
-    def __init__(self, spec: GuitarSpec) -> None:
+    def __init__(self, spec: GuitarSpec, calibration: object = None) -> None:
         t, neck = spec.timing, spec.neck
         self.strings = len(spec.strings)
         self.frets = neck.frets
@@ -139,12 +187,20 @@ class Layout:
                          for st in spec.strings]  # fmt: skip
         self.damp_us = t.damp_us
         self.release_us = t.release_us
-        self.settle_us = t.fret_settle_us
+        cal_settle = calibrated_settle_us(spec, calibration)
+        n = neck.frets + 1
+        if cal_settle is None:
+            self.settle_at = [[0] + [t.fret_settle_us] * neck.frets for _ in spec.strings]
+            self.margin_us = UNCALIBRATED
+        else:
+            self.settle_at = cal_settle
+            self.margin_us = CAL_MARGIN_US
+        self.settle_us = max(max(row) for row in self.settle_at)
+        self.lift_us = DAMPER_LIFT_US
         self.min_sound_us = t.min_sound_us
         self.min_repeat_us = t.min_repeat_us
         # move_us[s][a][b]: carriage of string s from fret a to fret b, padded, + settle
         self.move_us: list[list[list[int]]] = []
-        n = neck.frets + 1
         for st in spec.strings:
             c = st.carriage
             table = [[0] * n for _ in range(n)]
@@ -157,7 +213,7 @@ class Layout:
                             table[a][b] = round(mv * (1.0 + t.travel_margin)) + c.settle_us
             self.move_us.append(table)
         most = max((max(map(max, tb)) for tb in self.move_us), default=0)
-        self.max_change_us = t.damp_us + t.release_us + most + t.fret_settle_us
+        self.max_change_us = t.damp_us + t.release_us + most + max(self.settle_us, t.fret_settle_us, self.lift_us)
         self.horizon_us = max(t.min_repeat_us, t.min_sound_us + self.max_change_us) + 1
         self._travel: dict[Costs, list[list[list[float]]]] = {}
         self._last: tuple[Costs | None, list[list[list[float]]]] = (None, [])
@@ -196,15 +252,23 @@ def transition(layout: Layout, ss: StringState, s: int, slot: Slot, fret: int,
     """One note on string ``s`` at ``fret``: (new string state, cost, why infeasible, cut µs).
     (:func:`make_transition` gives the same as a function of the last four, for loops.)
 
-    The changeover on a string, back from the pick ``p``:
+    The changeover on a string, back from the note's ready time ``r = max(p, sound -
+    margin_us)`` (``p`` the pick; see :class:`Layout`); a fret is lifted or pressed only
+    on a silent string (``damp_us`` after its damper: else a pull-off or hammer-on
+    sounds), and a damper lifts ``lift_us`` after its coil:
 
     - same fret: nothing moves; the pick takes over (a note still ringing is cut there);
-    - from a pressed fret: damper (``damp_us``), presser release (``release_us``), the
-      carriage's move (with its settle), the fret's settle (``fret_settle_us``) -- one
-      after the other; the old note rings at least ``min_sound_us``;
+    - from a pressed fret to another with no carriage move (the matrix): damper, then
+      the old fret released and the new one pressed together; ``r`` is
+      ``max(settle_us, release_us, lift_us)`` after the damper's pulse;
+    - from a pressed fret, with a carriage move: damper, presser release
+      (``release_us``), the carriage's move (with its settle), the fret's settle --
+      one after the other;
+    - from a pressed fret to the open string: damper, release, ``r`` once the fret is
+      clear and the damper lifted; the old note rings at least ``min_sound_us``;
     - from an open string or a fresh one: the carriage has been free since ``free``
       and moves then (pre-positioning: its travel hides under the open note); the
-      open note is damped just before the press, ``fret_settle_us`` before the pick.
+      fret is pressed ``settle_us`` before ``r``, the open note damped just before.
     """
     return make_transition(layout, costs)(ss, s, slot, fret)
 
@@ -239,17 +303,23 @@ def make_core(layout: Layout, costs: Costs) -> Core:
     what, need)``: ``what`` is :data:`REPEAT`, ``"carriage move"`` or ``"fret change"``,
     ``need`` the µs it needs before the pick (:func:`make_transition` words it)."""
     min_repeat, min_sound = layout.min_repeat_us, layout.min_sound_us
-    damp, release, settle = layout.damp_us, layout.release_us, layout.settle_us
+    damp, release = layout.damp_us, layout.release_us
+    margin, lift, settle_at = layout.margin_us, layout.lift_us, layout.settle_at
     slider, move_us = layout.slider, layout.move_us
     travel = layout.travel_cost(costs)
     cut_w, cut_note = costs.cut_ms_weight, costs.cut_note_ms
-    changeover = damp + release
+    changeover = damp + release  # from the damper until the presser is clear
+    clear = max(release, lift)  # the old fret clear and the damper lifted
+    to_open = damp + clear  # from a pressed fret to the open string
 
     def core(ss: StringState, s: int, fret: int, p: int, sound: int, end: int,
              cost: float) -> tuple[StringState, float, str | None, int]:  # fmt: skip
         car, pf, lp, ls, lend, free = ss
         if p - lp < min_repeat:
             return ss, INFEASIBLE, REPEAT, 0
+        r = sound - margin
+        if r < p:
+            r = p
         cut = 0
         if pf == fret:
             # same fret: the new pick takes over; a note still ringing then is cut there
@@ -258,12 +328,18 @@ def make_core(layout: Layout, costs: Costs) -> Core:
             new: StringState = (car, fret, p, sound, end, free)
         elif pf > 0:
             mv = move_us[s][car][fret] if fret > 0 else 0
-            need = changeover + (mv + settle if fret > 0 else 0)
-            start = p - need  # the damper goes on here
+            if mv:  # damper, presser release, move, settle
+                need = changeover + mv + settle_at[s][fret]
+            elif fret > 0:  # damper, then the frets swapped: settled, the old one clear
+                st = settle_at[s][fret]
+                need = damp + (st if st > clear else clear)
+            else:
+                need = to_open
+            start = r - need  # the damper goes on here
             off = lend
             if lend > start:
                 if start < ls + min_sound:
-                    return ss, INFEASIBLE, "carriage move" if mv else "fret change", need
+                    return ss, INFEASIBLE, "carriage move" if mv else "fret change", p - start
                 cut = lend - start
                 off = start
             if fret > 0:
@@ -275,17 +351,18 @@ def make_core(layout: Layout, costs: Costs) -> Core:
         elif fret == 0:  # a fresh string, open
             new = (car, 0, p, sound, end, free)
         else:  # from an open or fresh string to a fret
-            press = p - settle
-            if pf == 0:
-                damp_at = press - damp
+            st = settle_at[s][fret]
+            press = r - st
+            if pf == 0:  # the open note damped; silent at the press, the damper lifted by r
+                damp_at = r - (st if st > lift else lift) - damp
                 if lend > damp_at:
                     if damp_at < ls + min_sound:
-                        return ss, INFEASIBLE, "fret change", settle + damp
+                        return ss, INFEASIBLE, "fret change", p - damp_at
                     cut = lend - damp_at
             if slider and car != fret:
                 mv = move_us[s][car][fret]
                 if free + mv > press:
-                    return ss, INFEASIBLE, "carriage move", settle + mv
+                    return ss, INFEASIBLE, "carriage move", p - press + mv
                 cost += travel[s][car][fret]
             new = (fret if slider else 0, fret, p, sound, end, NEG)
         if cut:

@@ -22,9 +22,12 @@ Steps:
    damper (``PULSE_HOLD`` for ``damp_us``); a presser (or the matrix's fret solenoid)
    is released ``damp_us`` later (``RELEASE``); the carriage then moves at once to the
    string's next fret (``MOVE`` with ``position`` in counts of its travel:
-   pre-positioning, so travel hides in rests); the fret is pressed ``fret_settle_us``
-   before the pick (``PULSE_HOLD``: full pulse, then the hold duty); the picker fires
-   (``PULSE_HOLD``, hold 0). A note that rings into the next one on its string is cut
+   pre-positioning, so travel hides in rests; on the matrix the old fret is released
+   as the new one is pressed); the fret is pressed its settle before the note's ready
+   time (``PULSE_HOLD``: full pulse, then the hold duty): the pick's expected sound
+   less a margin with a calibration that measured every contact (each contact's own
+   settle), else the pick command and ``fret_settle_us`` (:class:`~.fingering.Layout`);
+   the picker fires (``PULSE_HOLD``, hold 0). A note that rings into the next one on its string is cut
    there and reported (``changes.duration_us``); a note whose carriage, fret or
    picker cannot be ready in time is dropped with the reason.
 5. **Shared rules** (:mod:`robo_player.planner.rules`): pulses that overlap beyond
@@ -241,7 +244,7 @@ def _plan_guitar(score: Score, spec: GuitarSpec, calibration: object, options: P
                               calibrated=bool(getattr(calibration, "pickers", None)))  # fmt: skip
     outcomes: list[NoteOutcome | None] = [None] * len(notes)
     onsets, play_pitch = prepare(spec, score, opts.out_of_range, curve, outcomes, delay)
-    layout = Layout(spec)
+    layout = Layout(spec, calibration)
     if fingering == "lowest":
         choice = [_lowest(o) for o in onsets]
     else:
@@ -506,42 +509,54 @@ class _Emitter:
 
     def place(self, s: int, f: int, slot: Slot, ss: StringState, ringing: list[_Ringing | None],
               cut: int) -> None:  # fmt: skip
+        """The commands of note ``slot`` on string ``s`` at fret ``f``, the changeover
+        from the string's last note first (:func:`~.fingering.transition`'s timing, back
+        from the ready time: the fret settled, the damper lifted, before the pick sounds
+        less the layout's margin, or before the pick command without a calibration)."""
         lay, t = self.layout, self.t
+        damp, release, lift = t.damp_us, t.release_us, lay.lift_us
+        settle = lay.settle_at[s][f]  # the contact's (measured, with a calibration)
         car = ss[0]
         r = ringing[s]
         # this string's picker's latency (the search planned with the slowest one)
         p = max(slot.pick_us, slot.sound_us - self.latency[s][self.notes[slot.note].velocity])
+        ready = max(p, slot.sound_us - lay.margin_us)
         need_press = f > 0
         press_from: int | None = None
         if r is not None and r.fret == f:
-            if f > 0:
-                gap = t.damp_us + t.release_us + t.fret_settle_us
+            if f > 0:  # damped, released, pressed again and settled
+                gap = damp + release + settle
             else:
-                gap = t.damp_us
-            if r.end_us + gap <= p:
+                gap = damp + lift
+            if r.end_us + gap <= ready:
                 self.end(s, r, r.end_us, 0, release=True)
-            elif r.end_us + t.damp_us <= p:
+            elif r.end_us + damp + lift <= ready:  # damped, the fret kept down
                 self.end(s, r, r.end_us, 0, release=False)
                 need_press, press_from = False, r.press_us
             else:
                 self.outcome(r.note, cut, s)
                 need_press, press_from = False, r.press_us
-        elif r is not None and r.fret > 0:  # from a pressed fret: damp, release, move, press
+        elif r is not None and r.fret > 0:  # from a pressed fret: damp, release (move), press
             mv = lay.move_us[s][car][f] if f > 0 else 0
-            need = t.damp_us + t.release_us + (mv + t.fret_settle_us if f > 0 else 0)
-            e = min(r.end_us, p - need)
+            if mv:
+                need = damp + release + mv + settle
+            elif f > 0:  # the old fret released and the new one pressed together
+                need = damp + max(settle, release, lift)
+            else:
+                need = damp + max(release, lift)
+            e = min(r.end_us, ready - need)
             self.end(s, r, e, cut, release=True)
             if mv:
-                self.move(s, car, f, e + t.damp_us + t.release_us, slot.note)
+                self.move(s, car, f, e + damp + release, slot.note)
         elif f > 0:  # from an open (or fresh) string: the carriage left when it was free
             if r is not None:
-                self.end(s, r, min(r.end_us, p - t.fret_settle_us - t.damp_us), cut, release=True)
+                self.end(s, r, min(r.end_us, ready - max(settle, lift) - damp), cut, release=True)
             if self.slider and car != f:
                 self.move(s, car, f, max(ss[5], self.clear_at[s]), slot.note)
         pr = self.press[s][f]
         press_act = pr[0] if pr is not None else None
         if need_press and pr is not None:
-            press_from = p - t.fret_settle_us
+            press_from = ready - settle
             self.add(press_from, self.pulse_base[pr[0]], _PULSE, pr[0], pr[1], t.press_pulse_us, pr[2], slot.note)
         pick = self.picker[s]
         self.add(p, self.pulse_base[pick], _PULSE, pick, self.drive[s][self.notes[slot.note].velocity],

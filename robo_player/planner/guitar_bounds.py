@@ -6,19 +6,22 @@ from __future__ import annotations
 
 from ..score import Score
 from ..spec.guitar import GuitarSpec
-from .guitar import prepare
+from .fingering import Layout
+from .guitar import _string_curves, prepare
 
 __all__ = ["must_alter"]
 
 
-def must_alter(spec: GuitarSpec, score: Score) -> tuple[int, int]:
+def must_alter(spec: GuitarSpec, score: Score, calibration: object = None) -> tuple[int, int]:
     """Notes that a plan must alter (cut, drop or transpose), by counting strings under
     the planner's changeover: (a lower bound for plans that drop no note, and one for
     any plan).
 
     At an onset ``o``, a note that started before and still sounds within the shortest
-    changeover ``w_o`` before it (damper then release, or damper then fret settle, plus
-    the pick latency: the planner completes a changeover before the pick fires) holds
+    changeover ``w_o`` before it (damper then release, or damper then fret settle, each
+    at least the damper's lift, plus the time from the note's ready time to its sound:
+    the pick latency without a calibration, the margin with one; see
+    :class:`~.fingering.Layout`) holds
     its string unless it is cut or dropped; every new note needs a string of its own,
     except one that repeats the pitch of a note ending in that window (it takes that
     string over). With ``x_i = 1`` for an altered note, at every onset ``sum of x_i over
@@ -37,13 +40,18 @@ def must_alter(spec: GuitarSpec, score: Score) -> tuple[int, int]:
     (a cut note still sounds at its onset, and a transposed one needs a string too).
     """
     t = spec.timing
-    onsets, _ = prepare(spec, score, "drop")
-    changeover = t.damp_us + min(t.fret_settle_us, t.release_us)
+    lay = Layout(spec, calibration)
+    curve, _ = _string_curves(spec, calibration)
+    onsets, _ = prepare(spec, score, "drop", curve)
+    lift = lay.lift_us
+    settle = min(min(row[1:]) for row in lay.settle_at)  # the quickest contact's
+    changeover = t.damp_us + min(max(settle, lift), max(t.release_us, lift))
     notes = score.notes
     by_on: dict[int, list[int]] = {}
     for i, n in enumerate(notes):
         by_on.setdefault(n.onset_us, []).append(i)
-    lat = {notes[o.slots[0].note].onset_us: min(sl.sound_us - sl.pick_us for sl in o.slots) for o in onsets}
+    lat = {notes[o.slots[0].note].onset_us: min(min(sl.sound_us - sl.pick_us, lay.margin_us) for sl in o.slots)
+           for o in onsets}  # fmt: skip
     strings = len(spec.strings)
     starts = sorted(by_on)
     index = {on: k for k, on in enumerate(starts)}

@@ -36,8 +36,17 @@ the damper and the carriage. Rules:
 - A damper is on the string from ``damper_latency`` after its coil goes on until
   ``damper_latency`` after it goes off: a pick sounding then is muted
   (``damped_picks``), and a ringing note ends when the damper lands.
-- A note also ends when its fret is released, when the next pick on its string sounds,
-  and when its carriage starts to move.
+- A note also ends when the next pick on its string sounds and when its carriage starts
+  to move (with its presser down: a fault).
+- A fret contact that changes on a ringing string (not yet ended by its damper, the next
+  pick or a fault) sounds the new fret, as a player's slur: the fret that sounds is
+  pressed or lifted (a higher matrix fret pressed: a hammer-on; the sounding fret, or a
+  slider's presser, released: a pull-off to the fret below, or the open string; a
+  slider's presser pressed on a ringing open string: a hammer-on to its carriage's
+  fret). The note ends there and a *slur* note starts at the new pitch, at
+  ``SLUR_LOUDNESS`` of the ringing note's loudness, counted in ``slurred_notes`` and
+  listed in ``slurs``. On a string the damper holds, or one that has stopped ringing,
+  a change sounds nothing.
 
 State (coil levels, carriage positions) carries from one run to the next; each run
 starts ``GAP_US`` after the last event of the previous one.
@@ -66,6 +75,7 @@ MAX_LATENCY_US = 400_000  # a pick slower than this never reaches the string
 GAP_US = 1_000_000  # virtual time between runs
 MOVE_GAP_US = 50_000  # steps closer than this belong to one move
 BUZZ_LOUDNESS = 0.5  # a buzzed note is heard at this fraction of its loudness
+SLUR_LOUDNESS = 0.5  # a hammer-on or pull-off: this fraction of the ringing note's loudness
 CHORD_US = 15_000  # notes sounding this close together are one onset (string changes)
 _INF = math.inf
 
@@ -209,6 +219,7 @@ class GuitarPhysics:
         self._before: dict[int, tuple[float, float]] = {s: (0.0, -_INF) for s in self._car}  # at the run's start
         self._heat = _Heat(spec)
         self._pick_off: dict[int, float] = {}  # picker -> when its coil last went off
+        self._slur_list: list[dict[str, int]] = []  # this run's slurs (t_us, string, fret)
 
     @property
     def clock_us(self) -> int:
@@ -311,6 +322,7 @@ class GuitarPhysics:
             **counts,
             "buzzed_notes": int(notes.buzz.sum()),
             "buzzes": buzz_list[:200],
+            "slurs": self._slur_list[:200],
             "carriage_faults": len(faults),
             "faults": [{"t_us": int(t - origin), "string": s, "what": "presser down while its carriage moves"}
                        for s, t in faults[:50]],  # fmt: skip
@@ -431,6 +443,96 @@ class GuitarPhysics:
         m = moves[i]
         return t < m.moving_until, m.after, m.settled
 
+    def _contact_changes(self, s: int, ivs: dict[int, _Intervals], moves: dict[int, list[_Move]],
+                         starts: dict[int, list[float]]) -> list[tuple[float, int]]:  # fmt: skip
+        """(time, fret that sounds from then) at every change of string ``s``'s fret contact
+        (0: open): the matrix's highest fret solenoid on; a slider's presser down (the fret
+        under its carriage; none while the carriage moves: that is a fault) or up."""
+        st = self.spec.strings[s]
+        out: list[tuple[float, int]] = []
+        if self._slider:
+            assert st.presser is not None
+            piv = ivs.get(st.presser.channel)
+            if piv is None:
+                return out
+            ms = moves.get(s, [])
+            for on, off in zip(piv.on, piv.off, strict=True):
+                moving, pos, _ = self._carriage_at(s, on, ms, starts.get(s, []))
+                if not moving:
+                    out.append((on, self.fret_at_mm(pos * self._car[s][3])))
+                if off < _INF:
+                    out.append((off, 0))
+            return out
+        edges: list[tuple[float, int, int]] = []  # (time, fret, +1 on / -1 off)
+        for f, ch in enumerate(st.fret_channels or (), start=1):
+            fiv = ivs.get(ch)
+            if fiv is None:
+                continue
+            for on, off in zip(fiv.on, fiv.off, strict=True):
+                edges.append((on, f, 1))
+                if off < _INF:
+                    edges.append((off, f, -1))
+        edges.sort()
+        down: dict[int, int] = {}
+        top = 0
+        i = 0
+        while i < len(edges):
+            t = edges[i][0]
+            while i < len(edges) and edges[i][0] == t:
+                _, f, d = edges[i]
+                down[f] = down.get(f, 0) + d
+                i += 1
+            now = max((f for f, c in down.items() if c > 0), default=0)
+            if now != top:
+                out.append((t, now))
+                top = now
+        return out
+
+    def _slurs(self, rows: list[tuple[float, int, float, float, int, int, bool]],
+               ivs: dict[int, _Intervals], moves: dict[int, list[_Move]],
+               starts: dict[int, list[float]], origin: float, counts: dict[str, int],
+               ) -> list[tuple[float, int, float, float, int, int, bool]]:  # fmt: skip
+        """The notes with every slur: a note whose string's fret contact changes while it
+        rings (before its end, the next pick on its string) ends there, and a note at the
+        new fret starts, ``SLUR_LOUDNESS`` as loud (and so on, change by change)."""
+        capo = self.spec.neck.capo
+        by_string: dict[int, list[int]] = {}
+        for i, r in enumerate(rows):
+            by_string.setdefault(r[4], []).append(i)
+        out = list(rows)
+        self._slur_list = []
+        for s, idx in by_string.items():
+            changes = self._contact_changes(s, ivs, moves, starts)
+            if not changes:
+                continue
+            ct = [c[0] for c in changes]
+            idx.sort(key=lambda i: rows[i][0])
+            next_pick = [rows[j][0] for j in idx[1:]] + [_INF]
+            tuning = self.spec.strings[s].tuning
+            for i, nxt in zip(idx, next_pick, strict=True):
+                ts, pitch, vel, end, _s, fret, buzz = rows[i]
+                ring = min(end, nxt)
+                k = bisect.bisect_right(ct, ts)
+                t0, f0, v0, bz, first = float(ts), fret, vel, buzz, True
+                while k < len(changes) and changes[k][0] < ring:
+                    tc, fc = changes[k]
+                    k += 1
+                    fc = max(capo, fc)
+                    if fc == f0:
+                        continue
+                    row = (round(t0), tuning + f0, v0, tc, s, f0, bz)
+                    if first:
+                        out[i] = row
+                        first = False
+                    else:
+                        out.append(row)
+                    counts["slurred_notes"] += 1
+                    self._slur_list.append({"t_us": int(round(tc - origin)), "string": s, "fret": fc})
+                    t0, f0, v0, bz = tc, fc, v0 * SLUR_LOUDNESS, False
+                if not first:
+                    out.append((round(t0), tuning + f0, v0, end, s, f0, bz))
+        return out
+
     def _sound(self, picks: list[tuple[float, int, float, float]], pulses: list[float],
                ivs: dict[int, _Intervals], moves: dict[int, list[_Move]],
                faults: list[tuple[int, float]], origin: float,
@@ -442,7 +544,7 @@ class GuitarPhysics:
         for s, t in faults:
             fault_t.setdefault(s, []).append(t)
         rows: list[tuple[float, int, float, float, int, int, bool]] = []
-        counts = {"silent_picks": 0, "moving_picks": 0, "damped_picks": 0}
+        counts: dict[str, int] = {"silent_picks": 0, "moving_picks": 0, "damped_picks": 0, "slurred_notes": 0}
         starts = {s: [m.t0 for m in ms] for s, ms in moves.items()}
         for (t, a, d, back), pulse in zip(picks, pulses, strict=True):
             s = self._role[a][1]
@@ -476,14 +578,10 @@ class GuitarPhysics:
                 if moving and k >= 0:
                     counts["moving_picks"] += 1
                     continue
-                if k >= 0:
-                    nxt = bisect.bisect_right(starts[s], ts)
-                    if nxt < len(ms):
-                        end = min(end, ms[nxt].t0)
+                if k >= 0:  # (a move with the presser down is a fault: that ends the note)
                     fret = self.fret_at_mm(pos * self._car[s][3])
                     contact = max(piv.on[k], settled)
                     settle = self._settle[st.presser.channel]
-                    end = min(end, piv.off[k])
             else:
                 for f in range(len(st.fret_channels or ()), 0, -1):
                     ch = (st.fret_channels or ())[f - 1]
@@ -491,7 +589,6 @@ class GuitarPhysics:
                     k = fiv.containing(ts) if fiv is not None else -1
                     if fiv is not None and k >= 0:
                         fret, contact, settle = f, fiv.on[k], self._settle[ch]
-                        end = min(end, fiv.off[k])
                         break
             if fret > 0:
                 buzz = ts < contact + settle
@@ -503,6 +600,7 @@ class GuitarPhysics:
             if buzz:
                 vel *= BUZZ_LOUDNESS
             rows.append((round(ts), st.tuning + max(capo, fret), vel, end, s, max(capo, fret), buzz))
+        rows = self._slurs(rows, ivs, moves, starts, origin, counts)
         rows.sort()
         # the next pick that sounds on a string ends the note before it
         last: dict[int, int] = {}
@@ -546,4 +644,4 @@ def _string_changes(notes: GuitarNotes, n_strings: int) -> int:
 
 
 __all__ = ["BUZZ_LOUDNESS", "CarriageSteps", "GuitarNotes", "GuitarPhysics", "MAX_LATENCY_US",
-           "ServoPulses"]
+           "SLUR_LOUDNESS", "ServoPulses"]
