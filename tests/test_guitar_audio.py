@@ -145,3 +145,17 @@ def test_calibration_through_audio_finds_the_truth(opened: Any) -> None:
     for role, settle in cal.settle_us.items():
         assert truth.pressers[role] <= settle <= truth.pressers[role] + 2_500, role
     assert rep.unsettled == []
+
+
+def test_calibration_of_one_string_through_audio_in_seconds(opened: Any) -> None:
+    """One string: its curve alone tells ``c`` (less surely than six: within ~0.5 ms)."""
+    spec = load_spec("guitar-slider")
+    dev = opened(open_port("sim://?sensor=audio&snr_db=30", spec, truth_seed=5))
+    cal, rep = calibrate_guitar(dev, spec, strings=[3])
+    truth = dev._truth
+    assert rep.heard_by == "audio" and set(cal.pickers) == {3} and rep.picks == 13 + 7
+    for d in (0.5, 0.75, 1.0):
+        lat, vel = _truth_curve(truth.strings[3], d)
+        assert abs(cal.pickers[3].latency_at(d) - lat) < 800, d
+        assert abs(cal.pickers[3].velocity_at(d) - vel) < 10, d
+    assert truth.pressers["press:3"] <= cal.settle_us["press:3"] <= truth.pressers["press:3"] + 3_000

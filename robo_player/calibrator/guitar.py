@@ -282,6 +282,10 @@ def calibrate_command(args: Any, spec: GuitarSpec, open_device: Callable[[], Dev
         say(f"slowest fret contact settles in {worst / 1000:.1f} ms (the spec's fret_settle_us: "
             f"{spec.timing.fret_settle_us / 1000:.1f} ms); with this calibration the planner presses "
             f"each fret its contact's settle plus {CAL_MARGIN_US / 1000:.0f} ms before its pick sounds")  # fmt: skip
+        if rep.heard_by == "audio" and rep.sync_offset_us is not None:
+            say(f"heard through audio: the sync picker's full-drive latency (c) {rep.sync_offset_us / 1000:.2f} ms "
+                f"from the curves; the take's level {rep.audio_level_db:+.1f} dB against the ear's law, "
+                "anchored on the nominal at full drive (docs/guitar.md)")  # fmt: skip
         if rep.unsettled:
             say(f"warning: never sounded clean: {', '.join(rep.unsettled[:10])}")
         say(f"wrote {args.out}")

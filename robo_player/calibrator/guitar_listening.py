@@ -34,10 +34,11 @@ from ..performance import Performance
 from ..plan import Command, Op
 from ..spec.guitar import GuitarSpec
 from .listening import OFFSET_PRIOR_SD_US, OFFSET_RANGE_US, _cost
-from .strikes import StrikeResult
+from .strikes import LAT_NOISE_US, StrikeResult
 
 PICK_SLOT_US = 400_000  # the pickers' round: one pick every this long (its onset alone)
 ONSET_NOISE_US = 30.0  # the ear's onset noise on a pick (s.d.; measured ~20 us, tests/test_guitar_audio.py)
+MIN_STRINGS_FOR_C = 3  # strings whose curves tell c with the weak prior
 SYNC_DAMP_US = 120_000  # a sync pick is damped this long after its command
 SYNC_AFTER_US = 1_000_000  # the end pattern this long after the last command (a carriage back at the nut)
 WINDOW_BEFORE_US = 40_000  # a pick's onset, aligned (early by c), from this before its command ...
@@ -146,11 +147,15 @@ def common_offset(strikes: dict[int, list[StrikeResult]], prior_us: float) -> fl
     of µs, so the curves tell ``c`` better than the piano's detector lets them:
     :data:`ONSET_NOISE_US` weighs the prior)."""
     heard = sum(r.heard for rs in strikes.values() for r in rs)
-    if sum(sum(r.heard for r in rs) >= 5 for rs in strikes.values()) == 0:
+    telling = sum(sum(r.heard for r in rs) >= 5 for rs in strikes.values())
+    if telling == 0:
         return prior_us
+    # fewer than MIN_STRINGS_FOR_C strings: one curve barely tells c (seed 5's string 3
+    # alone put it 29 ms off), the prior weighs as in the piano's
+    noise = ONSET_NOISE_US if telling >= MIN_STRINGS_FOR_C else LAT_NOISE_US
 
     def cost(c: float) -> float:
-        return _cost(strikes, c) + heard * ONSET_NOISE_US**2 * ((c - prior_us) / OFFSET_PRIOR_SD_US) ** 2
+        return _cost(strikes, c) + heard * noise**2 * ((c - prior_us) / OFFSET_PRIOR_SD_US) ** 2
 
     lo, hi = OFFSET_RANGE_US
     grid = np.linspace(lo, hi, 45)
