@@ -515,3 +515,20 @@ def test_legato_four_voice_chords_must_cut_two_notes_a_change() -> None:
     _, report = plan_guitar(score, spec)
     assert report.notes_dropped == 0
     assert sum(o.fate is Fate.PLAYED for o in report.outcomes) == len(notes) - 2 * 5
+
+
+def test_a_chord_note_no_string_can_ready_is_moved_an_octave_not_dropped() -> None:
+    """Chord notes get an octave option only where the chosen path must drop one: a
+    fast chord change on the slider (found by a random search) dropped two notes."""
+    notes = [(53, 0), (56, 0), (62, 0), (75, 0), (76, 125), (78, 125), (50, 250), (69, 250), (74, 250)]
+    sc = score_of(*((p, t * MS, 120 * MS, 80) for p, t in notes))
+    spec = SPECS["guitar-slider"]
+    the_plan, report = plan(sc, spec, None)
+    assert isinstance(report, GuitarPlanReport)
+    assert report.drops == []
+    moved = [o for o in report.outcomes if "pitch" in o.changes]
+    assert moved and all(abs(o.changes["pitch"]) == 12 for o in moved)
+    _check(spec, sc, the_plan, report)
+    # policy drop: no octave moves, the notes are dropped and reported
+    _, rep_drop = plan(sc, spec, None, PlanOptions(out_of_range="drop"))
+    assert isinstance(rep_drop, GuitarPlanReport) and rep_drop.drops

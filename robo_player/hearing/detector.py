@@ -122,6 +122,18 @@ SHARED_REACH = 12
 # explain (:meth:`Detector.new_power`): each bin at the key's partials predicted as one decaying,
 # rotating sinusoid from two frames PREDICT_FRAMES apart before the rise's window
 PREDICT_FRAMES = 4
+# a known key's strike below DIRECT_MAX_PITCH (F1..D3: f0 under 150 Hz, whose Gaussian
+# bands smooth over 10-25 ms) is timed from the direct sound's rise (:meth:`Detector.
+# direct_onset`): each partial demodulated through a causal window of one period, the
+# amplitude's rise from DIRECT_LO to DIRECT_HI of its level a period on fitted by a line;
+# the room's first reflections (4 ms on) barely reach that part of the rise, so the
+# room's per-take bias (keys 29-35 heard 1-3 ms late) and the decay the reference tone
+# does not share (+0.5..+2 ms below E2) stay out (docs/hearing.md)
+DIRECT_MAX_PITCH = 51
+DIRECT_LO, DIRECT_HI = 0.2, 0.35
+DIRECT_PRE_S = 0.025  # the background: a line through this long ...
+DIRECT_GAP_S = 0.004  # ... ending this long before the energy fit's onset
+DIRECT_MOVE_S = 0.005  # the direct onset may move the energy fit's this far (else: kept)
 Cols = tuple[int, ...] | None  # a subset of a pitch's partials (None: all)
 
 
@@ -233,6 +245,30 @@ def energy_response(pitch: int, sample_rate: int) -> tuple[float, float]:
         f_hi = band_hi_hz(f0, sr)
         _ENERGY[key] = (t_fit - 0.2, p_note / 2.0 / power_for_velocity(pitch, 64.0, f_hi + 1.0))
     return _ENERGY[key]
+
+
+_DIRECT: dict[tuple[int, int], float] = {}
+
+
+def direct_response(pitch: int, sample_rate: int) -> float:
+    """:meth:`Detector.direct_onset`'s own delay (s) on ``pitch``: on the reference tone of
+    :func:`energy_response` (the attack of ATTACK_S reads about half of it late)."""
+    key = (pitch, sample_rate)
+    if key not in _DIRECT:
+        sr = sample_rate
+        t = np.arange(int(0.4 * sr)) / sr - 0.2
+        on = t >= 0.0
+        y = np.zeros_like(t)
+        f0 = f0_hz(pitch)
+        ks = np.arange(1, 9, dtype=np.float64)
+        for k, a in zip(ks, partial_amplitudes(64.0, ks), strict=True):
+            if k * f0 < min(F_MAX_HZ, 0.45 * sr):
+                y[on] += a * np.exp(-t[on] / 0.5) * np.sin(2 * np.pi * k * f0 * t[on]) * np.minimum(1.0, t[on] / ATTACK_S)
+        y += np.random.default_rng(0).normal(0.0, 1e-6, len(y))
+        t_on = Detector(y, sr).direct_onset(pitch, 0.2)
+        assert t_on is not None, f"no direct onset on the reference tone of key {pitch}"
+        _DIRECT[key] = t_on - 0.2
+    return _DIRECT[key]
 
 
 class Detector:
@@ -466,7 +502,7 @@ class Detector:
             if share < MIN_NEW:
                 continue
             if not planned:
-                return self._refine(pitch, t_mid, float(r[i]))
+                return self._refine(pitch, t_mid, float(r[i]), direct=True)
             # a neighbour struck 20-60 ms away also passes the owner test (its strike
             # lifts our shared partials); our own strike's new sound is more ours
             if best is None or share > best[0]:
@@ -681,7 +717,20 @@ class Detector:
         return out
 
     # ---- the sample-accurate part ------------------------------------------------------
-    def _refine(self, pitch: int, t_coarse: float, rise: float) -> Onset:
+    def _refine(self, pitch: int, t_coarse: float, rise: float, *, direct: bool = False) -> Onset:
+        """The onset and loudness of the strike heard near ``t_coarse``, with ``direct``
+        (a known key's strike, the calibration's) below DIRECT_MAX_PITCH timed by
+        :meth:`direct_onset` where it finds one within DIRECT_MOVE_S of the other."""
+        o = self._refine_energy(pitch, t_coarse, rise)
+        if direct and pitch < DIRECT_MAX_PITCH:
+            t_on = self.direct_onset(pitch, o.t_s)
+            if t_on is not None:
+                t_on -= direct_response(pitch, self.sr)
+                if abs(t_on - o.t_s) <= DIRECT_MOVE_S:
+                    return replace(o, t_s=t_on)
+        return o
+
+    def _refine_energy(self, pitch: int, t_coarse: float, rise: float) -> Onset:
         """The onset and loudness of the strike heard near ``t_coarse``: the energy fit
         (:meth:`y_onset`, twice: the second from the first's onset) less its own delay
         and over its own gain on the reference tone (:func:`energy_response`); where the
@@ -699,6 +748,71 @@ class Detector:
         # |analytic|^2 of a partial of amplitude a is a^2 (its mean power is a^2 / 2)
         power = max(p_note, 0.0) / 2.0 / gain / self.gain**2
         return Onset(t_on - delay, pitch, velocity_for_power(pitch, power, f_hi + 1.0), rise)
+
+    def direct_onset(self, pitch: int, t_s: float) -> float | None:
+        """Where the key's sound that began near ``t_s`` (within DIRECT_GAP_S) rises
+        (audio s, this method's own delay not taken off: :func:`direct_response`), timed
+        from the first millisecond of its direct sound; None where no rise is found.
+
+        Each partial ``k·f0`` (its string's stretch included) demodulated through a
+        causal window of one period of f0 (a steady harmonic sound's other partials cancel
+        in it): a partial struck at t0 grows linearly in amplitude from t0 to t0 + one
+        period, and the window's value at t holds nothing later than t. The partials'
+        power summed, the background (a line through DIRECT_PRE_S ending DIRECT_GAP_S
+        before ``t_s``) taken off, its square root over its level 1..6 ms past one period
+        (the amplitude's rise, 0..1); the part between DIRECT_LO and DIRECT_HI fitted by a
+        line that meets zero at the onset (plus the attack's own delay). That part ends a
+        third of a period in (8 ms at F1): the room's reflections, from 4 ms, add little
+        to it, where the Gaussian bands of :meth:`y_onset` (sd f0/4) smooth over the
+        first 10-25 ms of a low note, reflections and decay included."""
+        y, sr = self.y, self.sr
+        f0 = f0_hz(pitch)
+        n_win = int(round(sr / f0))
+        ms = sr // 1000
+        c = int(round(t_s * sr))
+        gap, pre_n = int(DIRECT_GAP_S * sr), int(DIRECT_PRE_S * sr)
+        s0 = c - pre_n - gap - n_win - 2 * ms
+        s1 = c + 2 * n_win + 10 * ms
+        if s0 < 0 or s1 > len(y):
+            return None
+        seg = y[s0:s1]
+        n = np.arange(s0, s1)
+        pw = np.zeros(len(seg) - n_win + 1)  # pw[j]: the window of samples s0+j .. s0+j+n_win-1
+        end0 = s0 + n_win - 1  # the sample pw[0]'s window ends on
+        x = c - end0
+        pre = np.arange(x - gap - pre_n, x - gap)
+        for k in range(1, 9):
+            fk = k * f0 * (1 + STRETCH * k * k / 2)
+            if fk > band_hi_hz(f0, sr):
+                break
+            cs = np.concatenate([[0.0], np.cumsum(seg * np.exp(-2j * np.pi * fk / sr * n))])
+            z = cs[n_win:] - cs[:-n_win]
+            # a sound ringing on at this partial (a related key's, this key's own) is a
+            # slowly turning phasor here: its mean over the background taken off in the
+            # complex plane, so the new partial does not beat against it (soft strikes
+            # after a loud kin key: |error| p50 1.04 -> 0.79 ms; a line instead of the
+            # mean: 0.69 ms, but the louder strikes' p90 0.34 -> 0.53 ms)
+            pw += np.abs(z - z[pre].mean()) ** 2
+        b_slope, b0 = np.polyfit(pre - x, pw[pre], 1)
+        ex = pw - (b0 + b_slope * (np.arange(len(pw)) - x))
+        top = float(np.median(ex[x + n_win + ms : x + n_win + 6 * ms]))
+        if not top > 0.0:
+            return None
+        amp = np.sqrt(np.maximum(ex, 0.0) / top)
+        ups = np.nonzero(amp[x - gap :] >= DIRECT_HI)[0]
+        if not len(ups) or ups[0] == 0:
+            return None  # no rise, or risen already before the search (the background's)
+        j_hi = x - gap + int(ups[0])
+        below = np.nonzero(amp[:j_hi] < DIRECT_LO)[0]
+        if not len(below):
+            return None
+        j_lo = int(below[-1]) + 1
+        if j_hi - j_lo < 3:
+            return None
+        slope, icept = np.polyfit(np.arange(j_lo, j_hi), amp[j_lo:j_hi], 1)
+        if slope <= 0.0:
+            return None
+        return float((end0 - icept / slope) / sr)
 
     def y_onset(self, pitch: int, t_coarse: float, y: np.ndarray | None = None) -> tuple[float, float]:
         """Where the key's sound that began near ``t_coarse`` (within SNAP_S) starts, and

@@ -15,7 +15,9 @@ Steps:
 2. **What cannot be fingered**, by policy (``PlanOptions.out_of_range``): a pitch no
    string reaches is moved by octaves into reach (``transpose``) or dropped (``drop``);
    a chord note that finds no free string (a 7-note chord, two notes only one string
-   has) is transposed by an octave onto a free string or dropped. Each is reported.
+   has) is transposed by an octave onto a free string or dropped; where the search's
+   path must drop a chord note (no string ready in time), that chord's notes are offered
+   an octave off too and the search runs again. Each is reported.
 3. **Assignment** by the Viterbi search of :mod:`robo_player.planner.fingering`
    (carriage travel time, string changes, cuts; hard constraints as infeasibility).
 4. **Commands** (plan v2), per string in time order: a ringing note is ended by its
@@ -249,6 +251,11 @@ def _plan_guitar(score: Score, spec: GuitarSpec, calibration: object, options: P
         choice = [_lowest(o) for o in onsets]
     else:
         choice, _ = search(layout, onsets, costs, beam=beam, window=window)
+        if opts.out_of_range == "transpose":
+            wider = _octaves_where_dropped(spec, layout, onsets, choice, play_pitch)
+            if wider is not None:  # searched again: the rest of the path may change too
+                onsets = wider
+                choice, _ = search(layout, onsets, costs, beam=beam, window=window)
     emitter = _Emitter(spec, layout, notes, play_pitch, curve, outcomes, report, per_string)
     emitter.delay = delay
     commands = emitter.run(onsets, choice, costs or Costs())
@@ -258,6 +265,33 @@ def _plan_guitar(score: Score, spec: GuitarSpec, calibration: object, options: P
     report.heat_overloads = heat_count(spec, commands)
     plan = Plan(commands=commands, pipeline_delay_us=delay, spec_name=spec.name, spec_hash=spec.spec_hash)
     return plan, report
+
+
+def _octaves_where_dropped(spec: GuitarSpec, layout: Layout, onsets: list[Onset], choice: list[int],
+                           play_pitch: list[int]) -> list[Onset] | None:  # fmt: skip
+    """``onsets`` with an octave option for every note of each chord where the chosen
+    path must drop one (no string ready in time), or None where it drops none. Chord notes
+    that two or more strings have get no octave option up front: with them everywhere
+    the search takes octave moves for travel (bench/bench_guitar.py, docs/guitar.md);
+    offered only where the path would drop a note, an octave off beats a lost note."""
+    tr = make_transition(layout, Costs())
+    state: list[StringState] = [FRESH] * layout.strings
+    wider: list[Onset] | None = None
+    for i, (onset, k) in enumerate(zip(onsets, choice, strict=True)):
+        dropped = False
+        for slot, (s, f) in zip(onset.slots, onset.fingerings[k], strict=True):
+            new, _, why, _ = tr(state[s], s, slot, f)
+            if why is None:
+                state[s] = new
+            else:
+                dropped = True
+        if dropped and len(onset.slots) > 1:
+            slots = tuple(Slot(sl.note, sl.pick_us, sl.sound_us, sl.end_us,
+                               _with_octave(spec.positions, play_pitch[sl.note], sl.options), sl.pitch)
+                          for sl in onset.slots)  # fmt: skip
+            wider = list(onsets) if wider is None else wider
+            wider[i] = Onset(slots, tuple(fingerings([sl.options for sl in slots])))
+    return wider
 
 
 def _lowest(onset: Onset) -> int:
