@@ -350,3 +350,59 @@ def test_plan_known_onset_of_a_legato_step_not_late(held: int, struck: int) -> N
         heard = det.detect_intended([(t1 + OFFSET_S, held), (t, struck)], 0.08, 0.08, [])
         close += any(o.pitch == struck and abs(o.t_s - t) < 0.008 for o in heard)
     assert close >= 5
+
+
+def test_a_stray_that_is_a_planned_notes_partial_is_not_kept_and_a_wrong_note_is() -> None:
+    # a loud planned A2 (45): its 5th partial is C#5 (73)'s fundamental, 4 Hz apart, and
+    # the key-unknown pass gave C#5 a strike. With the plan known the planned note takes
+    # nearly all of that new sound (the blind pass's own BLIND_RELATIVE rule, with the
+    # plan's keys as rivals: measured 3 % on the takes); kept before. A wrong note struck
+    # alone (D4, never planned) stays a stray.
+    notes = [HeardNote(300_000, 45, 115.0, 900_000), HeardNote(1_300_000, 62, 70.0, 1_700_000)]
+    det = Detector(_take(notes), 48000)
+    t1, t2 = 0.3 + OFFSET_S, 1.3 + OFFSET_S
+    blind = [Onset(t1, 45, 115.0, 20.0), Onset(t1, 73, 40.0, 20.0, 0.75), Onset(t2, 62, 70.0, 20.0)]
+    kept = det.detect_intended([(t1, 45)], 0.08, 0.08, blind)
+    assert sorted(o.pitch for o in kept) == [45, 62]
+
+
+def test_plan_known_onset_of_a_semitone_step_under_a_chord_not_late() -> None:
+    # bwv66.6's A3 struck with E4 and C#5 as the chord G#3 B3 E4 B4 is released: G#3's
+    # partials, half a bin from A3's, fade in A3's bins as A3's rise, and its loud
+    # fundamental dips then rises late; both midpoints of the summed partials read
+    # +10..+25 ms (5 of 8 within 8 ms here). The median of the partials' own midpoints
+    # (Detector.partial_midpoints) is not moved by one ringing partial (measured 8 of 8).
+    close = 0
+    for k in range(8):
+        t1, t2 = 0.3, 1.2 + 0.0013 * k
+        notes = [HeardNote(int(t1 * 1e6), p, 80.0, int(t2 * 1e6)) for p in (56, 59, 64, 71)]
+        notes += [HeardNote(int(t2 * 1e6), p, 80.0, int((t2 + 0.5) * 1e6)) for p in (57, 64, 73)]
+        det = Detector(_take(notes), 48000)
+        t = t2 + OFFSET_S
+        plan = [(t1 + OFFSET_S, p) for p in (56, 59, 64, 71)] + [(t, p) for p in (57, 64, 73)]
+        heard = det.detect_intended(plan, 0.08, 0.08, [])
+        close += any(o.pitch == 57 and abs(o.t_s - t) < 0.008 for o in heard)
+    assert close >= 7
+
+
+def test_a_bass_stray_a_semitone_from_a_heard_planned_note_is_not_kept(monkeypatch: pytest.MonkeyPatch) -> None:
+    # below MIN_OWNER_PITCH a semitone is under a bin of the long window, and under a
+    # ringing bass note the fine pitch wanders (random 3: a struck C#2 read as D2, 37.78;
+    # here 37.0..38.6 over these takes): it is made to agree with the stray, as there, so
+    # only the semitone rule can drop it. A D2 stray at the time of a heard planned C#2,
+    # an A1 ringing: that note's sound (kept before in 5 of 6; 5 such on random 3); a
+    # lone D2 where nothing is planned a semitone away stays a stray.
+    kept_d2 = 0
+    for k in range(6):
+        t2 = 0.78 + 0.0017 * k
+        notes = [HeardNote(300_000, 33, 99.0, 1_300_000), HeardNote(int(t2 * 1e6), 37, 105.0, 1_300_000),
+                 HeardNote(1_700_000, 38, 90.0, 2_200_000)]
+        det = Detector(_take(notes), 48000)
+        monkeypatch.setattr(det, "fine_pitch", lambda pitch, t_s: float(pitch))
+        t1, t, t3 = 0.3 + OFFSET_S, t2 + OFFSET_S, 1.7 + OFFSET_S
+        blind = [Onset(t1, 33, 99.0, 20.0), Onset(t, 37, 105.0, 20.0), Onset(t + 0.002, 38, 100.0, 15.0, 0.75),
+                 Onset(t3, 38, 90.0, 20.0)]
+        kept = det.detect_intended([(t1, 33), (t, 37)], 0.08, 0.08, blind)
+        kept_d2 += any(o.pitch == 38 and abs(o.t_s - t) < 0.01 for o in kept)
+        assert any(o.pitch == 38 and abs(o.t_s - t3) < 0.002 for o in kept)
+    assert kept_d2 == 0

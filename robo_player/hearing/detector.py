@@ -25,7 +25,9 @@ strike is the midpoint of its new power (:meth:`Detector.new_power`): the partia
 less a prediction of the sound already ringing there, so a strike in anti-phase with a
 ringing partial is not timed late; with the plan known, the earlier of that and the
 salience's midpoint (a neighbour's damper landing as the key is struck leaves power the
-prediction does not explain, and the new power's midpoint late).
+prediction does not explain, and the new power's midpoint late), or the median of the
+risen partials' own midpoints where earlier (:meth:`Detector.partial_midpoints`: one
+partial under a ringing one does not move it).
 
 Loudness: the note's comb-filtered power over 3..13 ms after the onset, less the
 background, over the reference tone's gain and the microphone's reference gain, turned
@@ -122,6 +124,12 @@ SHARED_REACH = 12
 # explain (:meth:`Detector.new_power`): each bin at the key's partials predicted as one decaying,
 # rotating sinusoid from two frames PREDICT_FRAMES apart before the rise's window
 PREDICT_FRAMES = 4
+# plan known: where at least VOTE_MIN of the key's own partials rose > 6 dB, the median
+# of their own midpoints (:meth:`Detector.partial_midpoints`) where earlier: one partial
+# under a ringing one (a semitone released as we are struck) reads +10..+25 ms late
+# (bwv66.6 F1 +0.013, the ASAP Schumann +0.008, the random pieces unchanged; one partial:
+# random 3 -0.006, Beethoven -0.011)
+VOTE_MIN = 2
 # a known key's strike below DIRECT_MAX_PITCH (F1..D3: f0 under 150 Hz, whose Gaussian
 # bands smooth over 10-25 ms) is timed from the direct sound's rise (:meth:`Detector.
 # direct_onset`): each partial demodulated through a causal window of one period, the
@@ -498,6 +506,11 @@ class Detector:
                 # anti-phase: the salience's; a ringing neighbour's damper landing as we
                 # are struck, a legato step: the new power's, +10..+35 ms)
                 t_mid = min(t_mid, self._midpoint(pitch, i, cols))
+                # ... and the median of the risen partials' own (not where all are shared:
+                # a neighbour's strike lifts them)
+                mids = self.partial_midpoints(pitch, i, cols) if cols != () else []
+                if len(mids) >= VOTE_MIN:
+                    t_mid = min(t_mid, float(np.median(mids)))
             share = math.inf if alone else self.new_share(pitch, t_mid, others)
             if share < MIN_NEW:
                 continue
@@ -634,11 +647,23 @@ class Detector:
                 continue  # a stray is what the plan does not explain: only the clear ones
             if any(abs(o.t_s - u) < before_s + after_s for u in taken.get(o.pitch, [])):
                 continue
+            if o.pitch < MIN_OWNER_PITCH and any(
+                abs(o.t_s - u) < MIN_GAP_S for q in (o.pitch - 1, o.pitch + 1) for u in taken.get(q, [])
+            ):
+                # below MIN_OWNER_PITCH a semitone is under a bin of the long window: the
+                # sound of a planned key heard a semitone away at the same time cannot be
+                # told from a second key's (a bass cluster's unplanned key goes unreported)
+                continue
             est = self.fine_pitch(o.pitch, o.t_s)
             if est is not None and abs(est - o.pitch) > STRAY_PITCH_TOL:
                 continue
             others = [q for q in near(o.t_s) if q != o.pitch]
-            if not others or self.new_share(o.pitch, o.t_s, [*others, *(o.pitch + d for d in KIN)]) >= MIN_NEW:
+            # the plan's keys nearby weigh in as the blind pass's rivals do: a stray must
+            # keep BLIND_RELATIVE of the largest one's new sound (a loud planned note's
+            # 5th partial was kept as a stray 28 semitones up with 3 % of it)
+            if not others or self.new_share(
+                o.pitch, o.t_s, [*others, *(o.pitch + d for d in KIN)], BLIND_RELATIVE,
+            ) >= MIN_NEW:
                 out.append(o)
         out.sort(key=lambda o: (o.t_s, o.pitch))
         return out
@@ -657,6 +682,35 @@ class Detector:
             f_lo, s = self.new_power(pitch, i - lag, i + reach, cols or None)
         else:
             f_lo, s = 0, self.salience(pitch, cols or None)
+        return self._half(s, i, lag, reach, f_lo)
+
+    def partial_midpoints(self, pitch: int, i: int, cols: Cols = None) -> list[float]:
+        """Per partial of ``pitch`` (``cols`` only, where given) that rose > 6 dB across
+        frame ``i`` (as :meth:`risen_fraction` counts), the earlier of its salience's and
+        its new power's midpoints (audio s): one partial still ringing from another key
+        (the fundamental under a low key's 2nd partial, a semitone's) moves its own
+        midpoint, not the others'."""
+        lag = int(round(RISE_S / HOP_S / 2))
+        reach = 2 * lag
+        ps = self.partials(pitch)
+        k_n = ps.shape[1]
+        ks = [k for k in range(k_n) if cols is None or k in cols]
+        fl = self.floor() / k_n
+        a, b = ps[min(len(ps) - 1, i + lag)], ps[max(0, i - lag)]
+        ks = [k for k in ks if 10.0 * math.log10((a[k] + fl) / (b[k] + fl)) > 6.0]
+        if not ks:
+            return []
+        f_lo, r = self.new_power(pitch, i - lag, i + reach, tuple(ks), per_partial=True)
+        out = []
+        for j, k in enumerate(ks):
+            t1 = self._half(ps[:, k], i, lag, reach, 0)
+            t2 = self._half(r[:, j], i, lag, reach, f_lo)
+            out.append(min(t1, t2))
+        return out
+
+    def _half(self, s: np.ndarray, i: int, lag: int, reach: int, f_lo: int) -> float:
+        """Audio time where ``s`` (frames from ``f_lo``) is halfway from frame i - lag to
+        its top in i..i + reach, walking back from the top."""
         lo = float(s[max(0, i - lag - f_lo)])
         k = max(0, i - f_lo)  # (the prediction's frames start 8 ms in at the earliest)
         top_i = k + int(np.argmax(s[k : k + reach + 1]))
@@ -669,7 +723,8 @@ class Detector:
         frac = (half - a) / (b - a) if b > a else 0.0
         return (f_lo + j + frac) * self.hop / self.sr
 
-    def new_power(self, pitch: int, f_lo: int, f_hi: int, cols: Cols = None) -> tuple[int, np.ndarray]:
+    def new_power(self, pitch: int, f_lo: int, f_hi: int, cols: Cols = None,
+                  per_partial: bool = False) -> tuple[int, np.ndarray]:
         """(f_lo', (frames,) power) at the bins of the key's partials (``cols`` only, where
         given) over spectrogram frames f_lo'..f_hi that the ringing sound does not
         explain: each bin predicted as one decaying, rotating sinusoid (its phase turn and
@@ -682,10 +737,9 @@ class Detector:
         half_w = int(math.ceil(N_FFT / 2 / self.hop))
         ref = max(d, f_lo - half_w)
         frames = np.concatenate([[ref - d], np.arange(ref, f_hi + 1)])
-        bins = np.array(sorted({
-            b for k, (lo, hi) in enumerate(self._partial_bins(pitch)) if cols is None or k in cols
-            for b in range(lo, hi + 1)
-        }))
+        groups = [list(range(lo, hi + 1)) for k, (lo, hi) in enumerate(self._partial_bins(pitch))
+                  if cols is None or k in cols]
+        bins = np.array(sorted({b for g in groups for b in g}))
         pad = N_FFT // 2
         idx = (frames * self.hop - pad)[:, None] + np.arange(N_FFT)[None, :]
         seg = np.where((idx >= 0) & (idx < len(self.y)), self.y[np.clip(idx, 0, len(self.y) - 1)], 0.0)
@@ -698,8 +752,11 @@ class Detector:
         phi = expect + np.angle(turn * np.exp(-1j * expect))
         m = (frames[1:] - ref)[:, None] / d
         pred = b[None, :] * np.minimum(np.abs(turn), 1.0)[None, :] ** m * np.exp(1j * phi[None, :] * m)
-        r = (np.abs(x[1:] - pred) ** 2).sum(axis=1)
-        return int(ref), r
+        e = np.abs(x[1:] - pred) ** 2  # (frames, bins)
+        if per_partial:
+            where = {b: j for j, b in enumerate(bins)}
+            return int(ref), np.stack([e[:, [where[b] for b in g]].sum(axis=1) for g in groups], axis=1)
+        return int(ref), e.sum(axis=1)
 
     def _partial_bins(self, pitch: int) -> list[tuple[int, int]]:
         """Per partial ``k·f0`` of ``pitch`` (k = 1..8, below F_MAX_HZ and 0.45 x the rate),
