@@ -33,8 +33,11 @@ from ..hearing.listen import check_take
 from ..performance import Performance
 from ..plan import Command, Op
 from ..spec.guitar import GuitarSpec
+from .fitting import _golden
 from .listening import OFFSET_PRIOR_SD_US, OFFSET_RANGE_US, _cost
 from .strikes import LAT_NOISE_US, StrikeResult
+
+GOLDEN = 2 / (math.sqrt(5) - 1)  # each golden-section step narrows the bracket this much
 
 PICK_SLOT_US = 400_000  # the pickers' round: one pick every this long (its onset alone)
 ONSET_NOISE_US = 30.0  # the ear's onset noise on a pick (s.d.; measured ~20 us, tests/test_guitar_audio.py)
@@ -161,19 +164,8 @@ def common_offset(strikes: dict[int, list[StrikeResult]], prior_us: float) -> fl
     grid = np.linspace(lo, hi, 45)
     i = int(np.argmin([cost(float(c)) for c in grid]))
     a, b = float(grid[max(0, i - 1)]), float(grid[min(len(grid) - 1, i + 1)])
-    g = (math.sqrt(5) - 1) / 2
-    x1, x2 = b - g * (b - a), a + g * (b - a)
-    f1, f2 = cost(x1), cost(x2)
-    while b - a > 5.0:  # golden section to 5 µs
-        if f1 < f2:
-            b, x2, f2 = x2, x1, f1
-            x1 = b - g * (b - a)
-            f1 = cost(x1)
-        else:
-            a, x1, f1 = x1, x2, f2
-            x2 = a + g * (b - a)
-            f2 = cost(x2)
-    return 0.5 * (a + b)
+    # golden section to 5 µs
+    return _golden(cost, a, b, iters=max(1, math.ceil(math.log(max(b - a, 5.0) / 5.0) / math.log(GOLDEN))))
 
 
 __all__ = ["PICK_SLOT_US", "GuitarEar", "has_audio", "sync_string"]
