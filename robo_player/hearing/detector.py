@@ -234,6 +234,21 @@ def detector_response(pitch: int, sample_rate: int) -> tuple[float, float]:
 _ENERGY: dict[tuple[int, int], tuple[float, float]] = {}
 
 
+def _reference_tone(pitch: int, sr: int) -> np.ndarray:
+    """0.4 s with the reference tone of ``pitch`` struck at 0.2 s: the level law's
+    partials at velocity 64, sine phase, the attack of ATTACK_S, a 0.5 s decay, a
+    1e-6 noise floor."""
+    t = np.arange(int(0.4 * sr)) / sr - 0.2
+    on = t >= 0.0
+    y = np.zeros_like(t)
+    f0 = f0_hz(pitch)
+    ks = np.arange(1, 9, dtype=np.float64)
+    for k, a in zip(ks, partial_amplitudes(64.0, ks), strict=True):
+        if k * f0 < min(F_MAX_HZ, 0.45 * sr):
+            y[on] += a * np.exp(-t[on] / 0.5) * np.sin(2 * np.pi * k * f0 * t[on]) * np.minimum(1.0, t[on] / ATTACK_S)
+    return y + np.random.default_rng(0).normal(0.0, 1e-6, len(y))
+
+
 def energy_response(pitch: int, sample_rate: int) -> tuple[float, float]:
     """:meth:`Detector.y_onset`'s own delay on ``pitch``: on a reference tone (the level
     law's partials at a middle velocity, sine phase, the attack of ATTACK_S, a 0.5 s
@@ -243,16 +258,8 @@ def energy_response(pitch: int, sample_rate: int) -> tuple[float, float]:
     key = (pitch, sample_rate)
     if key not in _ENERGY:
         sr = sample_rate
-        t = np.arange(int(0.4 * sr)) / sr - 0.2
-        on = t >= 0.0
-        y = np.zeros_like(t)
         f0 = f0_hz(pitch)
-        ks = np.arange(1, 9, dtype=np.float64)
-        for k, a in zip(ks, partial_amplitudes(64.0, ks), strict=True):
-            if k * f0 < min(F_MAX_HZ, 0.45 * sr):
-                y[on] += a * np.exp(-t[on] / 0.5) * np.sin(2 * np.pi * k * f0 * t[on]) * np.minimum(1.0, t[on] / ATTACK_S)
-        y += np.random.default_rng(0).normal(0.0, 1e-6, len(y))
-        det = Detector(y, sr)
+        det = Detector(_reference_tone(pitch, sr), sr)
         t_fit, _ = det.y_onset(pitch, det.y_onset(pitch, 0.2)[0])
         _, p_note = det._attack(pitch, t_fit)
         f_hi = band_hi_hz(f0, sr)
@@ -268,17 +275,7 @@ def direct_response(pitch: int, sample_rate: int) -> float:
     :func:`energy_response` (the attack of ATTACK_S reads about half of it late)."""
     key = (pitch, sample_rate)
     if key not in _DIRECT:
-        sr = sample_rate
-        t = np.arange(int(0.4 * sr)) / sr - 0.2
-        on = t >= 0.0
-        y = np.zeros_like(t)
-        f0 = f0_hz(pitch)
-        ks = np.arange(1, 9, dtype=np.float64)
-        for k, a in zip(ks, partial_amplitudes(64.0, ks), strict=True):
-            if k * f0 < min(F_MAX_HZ, 0.45 * sr):
-                y[on] += a * np.exp(-t[on] / 0.5) * np.sin(2 * np.pi * k * f0 * t[on]) * np.minimum(1.0, t[on] / ATTACK_S)
-        y += np.random.default_rng(0).normal(0.0, 1e-6, len(y))
-        t_on = Detector(y, sr).direct_onset(pitch, 0.2)
+        t_on = Detector(_reference_tone(pitch, sample_rate), sample_rate).direct_onset(pitch, 0.2)
         assert t_on is not None, f"no direct onset on the reference tone of key {pitch}"
         _DIRECT[key] = t_on - 0.2
     return _DIRECT[key]
