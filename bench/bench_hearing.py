@@ -181,11 +181,14 @@ def why_calibration(spec, cal, truth, rounds: list, notes: list) -> None:  # noq
     bad: dict[int, list[tuple[float, object, str]]] = {}
     cats: dict[str, int] = {}
     n_heard = 0
+    n_doubt = 0  # strikes the detector marked doubtful (Onset.sure False), and of them mis-heard
+    n_doubt_bad = 0
     for rno, (sounded, pending) in enumerate(rounds):
         for s in pending:
             if not s.heard:
                 continue
             n_heard += 1
+            n_doubt += s.doubtful
             t_h = s.t_us + s.latency_us
             mine = [h.t_us for h in sounded if h.pitch == s.pitch and h.t_us >= s.t_us]
             if not mine:
@@ -204,10 +207,13 @@ def why_calibration(spec, cal, truth, rounds: list, notes: list) -> None:  # noq
                      + (f"{kin} key within {'100' if dt < 100_000 else '300'} ms" if near else "alone"))
                 k += f", {'probe' if s.probe_gap_us is not None else 'strike'}"
                 k += f" (near {dp:+d} at {dt / 1000:.0f} ms)" if near else ""
+            n_doubt_bad += s.doubtful
+            k += ", doubtful" if s.doubtful else ""
             bad.setdefault(s.pitch, []).append((err, s, f"round {rno}: {k}"))
-            key = k.split(" (near")[0]
+            key = k.split(" (near")[0].removesuffix(", doubtful")
             cats[key] = cats.get(key, 0) + 1
-    print(f"    why: {n_heard} strikes heard; {sum(cats.values())} mis-heard (> 1 ms off the sounded onset):")
+    print(f"    why: {n_heard} strikes heard; {sum(cats.values())} mis-heard (> 1 ms off the sounded onset); "
+          f"{n_doubt} doubtful (the energy fit's alone), {n_doubt_bad} of them mis-heard:")
     for k, n in sorted(cats.items(), key=lambda kv: -kv[1]):
         print(f"      {n:>4}  {k}")
     for p, lst in sorted(bad.items()):

@@ -31,6 +31,7 @@ from robo_player.calibrator import (
     probe_estimate,
     return_estimate,
 )
+from robo_player.calibrator.strikes import LAT_NOISE_AUDIO_US, LAT_REL_NOISE_AUDIO, VEL_NOISE_AUDIO
 from robo_player.driver import Performance, open_port
 from robo_player.errors import CalibrationError
 from robo_player.plan import Op, Plan
@@ -469,3 +470,38 @@ def test_probes_are_left_out_of_the_curve_fit() -> None:
     assert return_estimate(fit0, [*strikes, p1]).value_us == pytest.approx(80_000, rel=2e-3)
     assert return_estimate(fit0, [*strikes, silent_probe]).kind == "lower"
     assert return_estimate(fit0, strikes).kind == "none"
+
+
+def test_a_doubtful_onset_weighs_less_in_the_fits() -> None:
+    # 88 keys seed 4, key 40: soft strikes near the threshold heard off by a few ms
+    # (timed without their direct sound: ``StrikeResult.doubtful``) bent the soft curve
+    # by 2.5 ms; a probe heard -6.9 ms off put a played note +3.6 ms off. Measured: the
+    # soft curve's worst error 1.09 / 1.31 / 1.06 ms unweighed, 0.18 / 0.48 / 0.07 ms
+    # weighed (noise seeds 4-6); the probe's R 69.2 ms unweighed, 79.9 ms weighed (80)
+    fit0 = _fit(0.26, 15_000, 0.7)
+    drives = [1.0, 0.777, 0.532, 0.454, 0.337, 0.305, 0.29, 0.28, 0.275]
+    soft = np.array([0.3, 0.32, 0.35])
+    truth = fit0.latency_us(soft)
+    noise = (VEL_NOISE_AUDIO, LAT_NOISE_AUDIO_US, LAT_REL_NOISE_AUDIO)
+    for seed in (4, 5, 6):
+        rng = np.random.default_rng(seed)
+        strikes = [
+            StrikeResult(40, d, 0, True, float(fit0.latency_us(d) + rng.normal(0, 200)), float(fit0.velocity(d)))
+            for d in drives
+        ]
+        strikes[5].latency_us += 3_000.0  # within the outlier rule's 4 ms
+        strikes[8].latency_us -= 3_500.0
+        bent = fit_key(strikes, *noise)
+        strikes[5].doubtful = strikes[8].doubtful = True
+        weighed = fit_key(strikes, *noise)
+        assert bent is not None and weighed is not None
+        err_bent = float(np.abs(bent.latency_us(soft) - truth).max())
+        err_weighed = float(np.abs(weighed.latency_us(soft) - truth).max())
+        assert err_bent > 1_000.0 and err_weighed < 500.0, (seed, err_bent, err_weighed)
+    # a probe at full drive 48 ms after a release sounds as drive 0.6 (R 80 ms), heard
+    # at its loudness and 6.9 ms early: marked doubtful, its loudness decides
+    probe = StrikeResult(40, 1.0, 0, True, float(fit0.latency_us(0.6)) - 6_900.0, float(fit0.velocity(0.6)), 48_000)
+    unweighed = return_estimate(fit0, [probe]).value_us
+    probe.doubtful = True
+    weighed_r = return_estimate(fit0, [probe]).value_us
+    assert abs(unweighed - 80_000) > 5_000 and abs(weighed_r - 80_000) < 800, (unweighed, weighed_r)

@@ -30,7 +30,8 @@ def _truth_curve(tr: Any, d: float) -> tuple[float, float]:
 @pytest.mark.parametrize("name", ["guitar-slider", "guitar-matrix"])
 def test_calibration_of_a_few_strings_finds_the_truth(opened: Any, name: str, tmp_path: Path) -> None:
     spec = load_spec(name)
-    dev = opened(open_port("sim://", spec, truth_seed=11))
+    # the note-level sensor's precision (through audio: tests/test_guitar_audio.py)
+    dev = opened(open_port("sim://?sensor=notes", spec, truth_seed=11))
     cal, rep = calibrate_guitar(dev, spec, strings=[1, 4])
     truth = dev._truth
     assert set(cal.pickers) == {1, 4}

@@ -426,3 +426,39 @@ def test_a_key_struck_instead_of_the_planned_one_is_not_heard_as_it() -> None:
                 wrong += d != 0 and heard
     assert not missed, missed
     assert wrong <= 1, wrong
+
+
+def _soft_bass_strikes(seed: int) -> list[HeardNote]:
+    """Soft strikes of E1..D3 (keys 28..50, a calibration's near the threshold),
+    0.25 s apart, a louder unrelated key struck between them."""
+    rng = np.random.default_rng(seed)
+    out: list[HeardNote] = []
+    t = 0.3
+    for p in range(28, 51):
+        out.append(HeardNote(int(t * 1e6), p, float(rng.uniform(15, 25)), int(t * 1e6) + 100_000))
+        t += 0.25
+        q = p + int(rng.choice([30, 32, 34, 37, 39]))
+        out.append(HeardNote(int(t * 1e6), q, float(rng.uniform(20, 110)), int(t * 1e6) + 100_000))
+        t += 0.25
+    return out
+
+
+def test_a_soft_bass_strike_timed_without_its_direct_sound_is_marked_doubtful() -> None:
+    # a soft low note in the room's noise: where its direct sound gives no onset near the
+    # energy fit's, the energy fit alone is 1-15 ms off (88 keys seed 4: key 40's soft
+    # strikes +2.2 and -5.1 ms, a probe -6.9 ms, bending its curves); the calibrator
+    # weighs such an onset less (``Onset.sure``). Measured over 69 strikes: 34 sure,
+    # 2 of them > 1 ms off; 35 doubtful, 28 of them > 1 ms off
+    sure, doubt = [], []
+    for seed in (1, 2, 3):
+        notes = _soft_bass_strikes(seed)
+        det = Detector(_take(notes, seed=seed), 48000)
+        for i in range(0, len(notes), 2):
+            h = notes[i]
+            t = h.t_us / 1e6 + OFFSET_S
+            o = det.find(h.pitch, t - 0.012, t + 0.012, others=[notes[i - 1].pitch] if i else [])
+            if o is not None:
+                (sure if o.sure else doubt).append(abs(o.t_s - t) * 1e3)
+    sure_bad, doubt_bad = np.mean(np.array(sure) > 1.0), np.mean(np.array(doubt) > 1.0)
+    assert len(sure) >= 20 and len(doubt) >= 10, (len(sure), len(doubt))
+    assert sure_bad < 0.15 and doubt_bad > 0.5, (sure_bad, doubt_bad)

@@ -20,7 +20,14 @@ from typing import TypeAlias
 import numpy as np
 
 from ..spec.calibration import KeyCurve
-from .strikes import LAT_NOISE_US, SILENT_LATENCY_US, VEL_CLIP, VEL_NOISE, StrikeResult
+from .strikes import (
+    LAT_DOUBTFUL_AUDIO_US,
+    LAT_NOISE_US,
+    SILENT_LATENCY_US,
+    VEL_CLIP,
+    VEL_NOISE,
+    StrikeResult,
+)
 
 Floats: TypeAlias = Sequence[float] | np.ndarray  # (n,) numbers
 
@@ -114,6 +121,7 @@ def _golden(f: Callable[[float], float], lo: float, hi: float, iters: int = 40) 
 
 def fit_latency(
     drive: Floats, latency_us: Floats, silent: Floats = (), rel_noise: float = 0.0,
+    extra_us: Floats | None = None,
 ) -> tuple[float, float, float, float]:
     """Fit ``L = A (d - theta)^-alpha``; returns (theta, A, alpha, rms_us).
 
@@ -131,7 +139,8 @@ def fit_latency(
     if d.size < 2:
         raise ValueError("need at least two audible strikes")
     y = np.log(lat)
-    w = (lat / (LAT_NOISE_US + rel_noise * lat)) ** 2
+    extra = np.zeros_like(lat) if extra_us is None else np.asarray(extra_us, dtype=float)
+    w = (lat / (LAT_NOISE_US + rel_noise * lat + extra)) ** 2
     top = float(d.min())
 
     def costs(g: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -236,9 +245,11 @@ def fit_key(
     d = np.array([s.drive for s in heard])
     lat = np.array([s.latency_us for s in heard])
     vel = np.array([s.velocity for s in heard])
+    # a doubtful onset (the detector timed it without its direct sound) weighs less
+    extra = np.array([LAT_DOUBTFUL_AUDIO_US if s.doubtful else 0.0 for s in heard])
     keep = np.ones(d.size, dtype=bool)
     for _ in range(2):  # drop up to two gross outliers (a mismatched or disturbed strike)
-        theta, la, alpha, _ = fit_latency(d[keep], lat[keep], silent, lat_rel_noise)
+        theta, la, alpha, _ = fit_latency(d[keep], lat[keep], silent, lat_rel_noise, extra[keep])
         pred = la * np.maximum(d - theta, 1e-9) ** (-alpha)
         resid = np.abs(pred - lat)
         resid[~keep] = 0.0
@@ -247,7 +258,7 @@ def fit_key(
             keep[worst] = False
         else:
             break
-    theta, la, alpha, lat_rms = fit_latency(d[keep], lat[keep], silent, lat_rel_noise)
+    theta, la, alpha, lat_rms = fit_latency(d[keep], lat[keep], silent, lat_rel_noise, extra[keep])
     vmask = keep & (vel < VEL_CLIP)
     if vmask.sum() >= 2:
         va, vb, vk, vel_rms = fit_velocity(d[vmask], vel[vmask], theta)
@@ -260,7 +271,7 @@ def fit_key(
     # the latency residuals against their noise (its part that grows with the latency
     # included): more than 4 s.d. rms is a poor fit
     lk = lat[keep]
-    lat_sd = lat_noise_us + 0.001 * float(lat.mean()) + lat_rel_noise * lk
+    lat_sd = lat_noise_us + 0.001 * float(lat.mean()) + lat_rel_noise * lk + extra[keep]
     lat_z = float(np.sqrt(np.mean(((la * np.maximum(d[keep] - theta, 1e-9) ** (-alpha) - lk) / lat_sd) ** 2)))
     poor = lat_z > 4 or vel_rms > 3 * vel_noise
     if (poor or not consistent or vb <= 0) and keep.sum() >= 4:

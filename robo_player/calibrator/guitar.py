@@ -16,6 +16,11 @@ heard (onset, pitch, loudness); it never reads the simulator's truth.
    predicts (``BUZZ_RATIO``); the bisection narrows ``delta`` between a buzzed and a
    clean probe. The settle time written is the clean bound plus ``SETTLE_MARGIN_US``.
    On a slider the carriage first moves to ``SETTLE_FRET`` and parks at the nut after.
+
+Through a microphone (the device hands back audio: a real guitar, or ``sim://`` with
+``sensor=audio``) the same rounds are heard by the guitar's ear
+(:mod:`.guitar_listening`): the pickers' picks one at a time, the contacts string by
+string, each round between two sync patterns.
 """
 
 from __future__ import annotations
@@ -28,11 +33,13 @@ from typing import Any
 
 from ..driver.ports import Device
 from ..errors import CalibrationError
+from ..hearing.guitar import Pick
 from ..plan import Command, Op, Plan
 from ..planner.fingering import CAL_MARGIN_US
 from ..spec.guitar import GuitarSpec, Mechanism, press_position_mm
 from ..spec.string_calibration import StringCalibration
 from .fitting import curve_from_fit, fit_key
+from .guitar_listening import PICK_SLOT_US, GuitarEar, has_audio
 from .strikes import SILENT_LATENCY_US, StrikeResult, match_strikes
 
 log = logging.getLogger(__name__)
@@ -64,6 +71,9 @@ class GuitarCalibrationReport:
     vel_rms: dict[int, float] = field(default_factory=dict)
     settle_us: dict[str, int] = field(default_factory=dict)
     unsettled: list[str] = field(default_factory=list)  # contacts never heard clean
+    heard_by: str = "notes"  # "audio": through the guitar's ear; "notes": a note-level sensor
+    sync_offset_us: float | None = None  # audio: the constant c found (the sync picker's full-drive latency)
+    audio_level_db: float | None = None  # audio: the take's level against the ear's law
 
 
 def _play(device: Device, spec: GuitarSpec, cmds: list[Command], rep: GuitarCalibrationReport
@@ -74,6 +84,28 @@ def _play(device: Device, spec: GuitarSpec, cmds: list[Command], rep: GuitarCali
     rep.play_calls += 1
     rep.sim_time_us += max((c.t_us for c in cmds), default=0)
     return perf
+
+
+def _play_heard(device: Device, spec: GuitarSpec, cmds: list[Command], pending: list[StrikeResult],
+                rep: GuitarCalibrationReport, ear: GuitarEar | None, where: str) -> list[Pick | None]:  # fmt: skip
+    """Play ``cmds`` and hear ``pending``: matched against the heard notes, or through
+    ``ear`` (audio: between sync patterns). Returns what the ear heard (audio; else [])."""
+    if ear is None:
+        match_strikes(_play(device, spec, cmds, rep), pending)  # type: ignore[arg-type]
+        return []
+    starts = ear.add_sync(spec, cmds, pending)
+    return ear.hear(spec, _play(device, spec, cmds, rep), pending, starts, where)  # type: ignore[arg-type]
+
+
+def _ear_of(device: Device, spec: GuitarSpec, rep: GuitarCalibrationReport) -> GuitarEar | None:
+    """A :class:`GuitarEar` when the device's sensor hands back audio (one silent play
+    tells), else None."""
+    a = spec.actuators[spec.strings[0].picker.channel]
+    perf = _play(device, spec, [Command(0, Op.RELEASE, a.index)], rep)
+    if not has_audio(perf):  # type: ignore[arg-type]
+        return None
+    rep.heard_by = "audio"
+    return GuitarEar()
 
 
 def _pick(spec: GuitarSpec, s: int, t: int, drive: float, note: int) -> tuple[Command, float]:
@@ -106,18 +138,24 @@ def calibrate_guitar(
                                f"{spec.name!r} (allowed: 0..{n - 1})")  # fmt: skip
     rep = GuitarCalibrationReport(pickers=len(todo))
     cal = StringCalibration(spec.name, spec.spec_hash, spec.family)
+    ear = _ear_of(device, spec, rep)
     # -- 1. pickers on the open strings -------------------------------------------------
     cmds: list[Command] = []
     results: dict[int, list[StrikeResult]] = {s: [] for s in todo}
     for k, s in enumerate(todo):
         for j, d in enumerate(PICK_DRIVES):
             t = START_US + k * STAGGER_US + j * PICK_GAP_US
+            if ear is not None:  # one pick at a time, every string in turn
+                t = START_US + (j * len(todo) + k) * max(PICK_SLOT_US, PICK_GAP_US // len(todo))
             c, dq = _pick(spec, s, t, d, j)
             cmds += [c, _damp(spec, s, t + DAMP_AFTER_US)]
             results[s].append(StrikeResult(pitch=spec.open_pitch(s), drive=dq, t_us=t))
-    perf = _play(device, spec, cmds, rep)
     pending = [r for s in todo for r in results[s]]
-    match_strikes(perf, pending)  # type: ignore[arg-type]
+    heard = _play_heard(device, spec, cmds, pending, rep, ear, "calibration: pickers")
+    if ear is not None:
+        at = iter(heard)
+        ear.fix(spec, results, {s: [next(at) for _ in results[s]] for s in todo})
+        rep.sync_offset_us, rep.audio_level_db = ear.offset_us, ear.level_db
     rep.picks += len(pending)
     fits = {}
     for s in todo:
@@ -136,8 +174,11 @@ def calibrate_guitar(
     if progress is not None:
         progress(0.3)
     # -- 2. fret contacts: bisection on press-to-sound time ------------------------------
-    if settle:
+    if settle and ear is None:
         _settle(device, spec, todo, cal, fits, rep, progress)
+    elif settle:  # through audio: string by string (one probe sounding at a time)
+        for s in todo:
+            _settle(device, spec, [s], cal, fits, rep, None, ear)
     if progress is not None:
         progress(1.0)
     rep.settle_us = dict(cal.settle_us)
@@ -153,7 +194,8 @@ def _contacts(spec: GuitarSpec, s: int) -> list[tuple[str, int, int]]:
 
 
 def _settle(device: Device, spec: GuitarSpec, todo: list[int], cal: StringCalibration,
-            fits: dict, rep: GuitarCalibrationReport, progress: Progress | None) -> None:  # type: ignore[type-arg]  # fmt: skip
+            fits: dict, rep: GuitarCalibrationReport, progress: Progress | None,  # type: ignore[type-arg]
+            ear: GuitarEar | None = None) -> None:  # fmt: skip
     slider = spec.mechanism is Mechanism.SLIDER
     lo: dict[str, float] = {}
     hi: dict[str, float] = {}
@@ -197,8 +239,7 @@ def _settle(device: Device, spec: GuitarSpec, todo: list[int], cal: StringCalibr
             if slider:
                 assert st.carriage is not None
                 cmds.append(Command(t, Op.MOVE, st.carriage.channel, position=0))
-        perf = _play(device, spec, cmds, rep)
-        match_strikes(perf, [p[1] for p in probes])  # type: ignore[arg-type]
+        _play_heard(device, spec, cmds, [p[1] for p in probes], rep, ear, f"calibration: contacts, round {rnd + 1}")
         rep.picks += len(probes)
         for role, r, v_pred in probes:
             mid = 0.5 * (lo[role] + hi[role])
@@ -241,6 +282,10 @@ def calibrate_command(args: Any, spec: GuitarSpec, open_device: Callable[[], Dev
         say(f"slowest fret contact settles in {worst / 1000:.1f} ms (the spec's fret_settle_us: "
             f"{spec.timing.fret_settle_us / 1000:.1f} ms); with this calibration the planner presses "
             f"each fret its contact's settle plus {CAL_MARGIN_US / 1000:.0f} ms before its pick sounds")  # fmt: skip
+        if rep.heard_by == "audio" and rep.sync_offset_us is not None:
+            say(f"heard through audio: the sync picker's full-drive latency (c) {rep.sync_offset_us / 1000:.2f} ms "
+                f"from the curves; the take's level {rep.audio_level_db:+.1f} dB against the ear's law, "
+                "anchored on the nominal at full drive (docs/guitar.md)")  # fmt: skip
         if rep.unsettled:
             say(f"warning: never sounded clean: {', '.join(rep.unsettled[:10])}")
         say(f"wrote {args.out}")

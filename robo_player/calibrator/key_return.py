@@ -17,7 +17,14 @@ import numpy as np
 
 from .fitting import KeyFit
 from .scheduler import STAGGER_US, ProbeRequest
-from .strikes import LAT_NOISE_US, SILENT_LATENCY_US, VEL_NOISE, StrikeResult, latest_latency_us
+from .strikes import (
+    LAT_DOUBTFUL_AUDIO_US,
+    LAT_NOISE_US,
+    SILENT_LATENCY_US,
+    VEL_NOISE,
+    StrikeResult,
+    latest_latency_us,
+)
 
 # --- key return (see docs/calibration.md, "Key return") -----------------------------------
 # A strike e µs after the key's release, e < R (the key's return time), acts as if its
@@ -80,16 +87,19 @@ def _invert(curve: np.ndarray, grid: np.ndarray, y: float) -> tuple[float, float
     return d, slope
 
 
-def drive_from_heard(fit: KeyFit, latency_us: float, velocity: float) -> tuple[float, float]:
+def drive_from_heard(
+    fit: KeyFit, latency_us: float, velocity: float, lat_extra_us: float = 0.0,
+) -> tuple[float, float]:
     """The drive (at full key return) that would sound like this, and its s.d.
 
     Inverts the key's fitted latency and loudness curves and combines the two by
-    inverse variance (sensor noise plus the fit's own residual rms)."""
+    inverse variance (sensor noise plus the fit's own residual rms; ``lat_extra_us``:
+    more onset noise, a doubtful onset's)."""
     lo = fit.theta + 1e-4 if not fit.isotonic else float(fit.iso_drive[0])
     grid = np.linspace(lo, 1.0, 4001)  # (G,) drives
     d_l, s_l = _invert(fit.latency_us(grid), grid, latency_us)
     d_v, s_v = _invert(fit.velocity(grid), grid, velocity)
-    var_l = (LAT_NOISE_US**2 + fit.lat_rms_us**2) / max(s_l, 1e-9) ** 2
+    var_l = ((LAT_NOISE_US + lat_extra_us) ** 2 + fit.lat_rms_us**2) / max(s_l, 1e-9) ** 2
     var_v = (VEL_NOISE**2 + min(fit.vel_rms, 10.0) ** 2) / max(s_v, 1e-9) ** 2
     if not math.isfinite(velocity) or d_v >= 1.0 or d_v <= lo:
         var_v = math.inf  # off the loudness table (saturated or clipped): no information
@@ -109,7 +119,9 @@ def probe_estimate(fit: KeyFit, probe: StrikeResult) -> ReturnEstimate:
         # silent: either e / R < 0.5 or the scaled drive fell below what sounds
         audible = fit.drive_for_latency(SILENT_LATENCY_US)
         return ReturnEstimate("lower", gap * probe.drive / max(0.5 * probe.drive, audible))
-    d_eff, sd = drive_from_heard(fit, probe.latency_us, probe.velocity)
+    # a doubtful onset (the detector timed it without its direct sound): its loudness decides
+    extra = LAT_DOUBTFUL_AUDIO_US if probe.doubtful else 0.0
+    d_eff, sd = drive_from_heard(fit, probe.latency_us, probe.velocity, extra)
     ratio = d_eff / probe.drive
     if ratio >= PROBE_FULL_RATIO:
         # near full strength the curves are flat and R <= g is possible: only a bound,

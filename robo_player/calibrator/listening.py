@@ -128,6 +128,7 @@ def listen_round(
         if h is not None and math.isfinite(h.velocity):
             s.heard = True
             s.latency_us = h.t_us - s.t_us
+            s.doubtful = not h.sure
             s.velocity = remove_level(s.pitch, h.velocity, level_db, perf.audio.sample_rate)
 
 

@@ -25,6 +25,10 @@ LAT_NOISE_AUDIO_US = 500.0  # ... and its onsets (a soft or low note: 0.5-1 ms, 
 # (88 keys seed 1: |error| p90 1.1 ms under 40 ms, 2.0 ms over 220 ms, up to 15 ms), and
 # near the threshold it has the most leverage on the curve (docs/hearing.md)
 LAT_REL_NOISE_AUDIO = 0.01
+# ... plus this for a doubtful onset (:attr:`StrikeResult.doubtful`: a bass strike the
+# detector timed without its direct sound; 88 keys seed 4, key 40's soft strikes heard
+# +2.2, +6.7, -5.0 ms off bent its soft curve by 2.5 ms; docs/hearing.md)
+LAT_DOUBTFUL_AUDIO_US = 5_000.0
 VEL_CLIP = math.inf  # loudness at or above this is taken as clipped (the sensor does not clip)
 
 # A strike predicted at latency L is given until LATE_FACTOR x L + LATE_MARGIN_US to
@@ -65,6 +69,9 @@ class StrikeResult:
     # listening: not heard, yet a softer strike of the key was: the detector missed it
     # (a soft low note's partials barely rise); neither heard nor silent for the fit
     missed: bool = False
+    # listening: heard, but its onset is doubtful (the detector's :attr:`Onset.sure`
+    # False); the fits weigh its latency with LAT_DOUBTFUL_AUDIO_US more noise
+    doubtful: bool = False
 
 
 def match_strikes(perf: Performance, pending: list[StrikeResult]) -> int:

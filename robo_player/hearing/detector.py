@@ -142,6 +142,7 @@ DIRECT_LO, DIRECT_HI = 0.2, 0.35
 DIRECT_PRE_S = 0.025  # the background: a line through this long ...
 DIRECT_GAP_S = 0.004  # ... ending this long before the energy fit's onset
 DIRECT_MOVE_S = 0.005  # the direct onset may move the energy fit's this far (else: kept)
+DIRECT_SURE_S = 0.003  # ... and is sure (Onset.sure) where it moved it no farther than this
 # plan known: our new sound must be >= this x the largest unplanned related key's (one
 # nobody planned nearby took nearly all of it: struck instead of ours). A key struck
 # instead of the planned one, alone (semitones, fifths, octaves, a twelfth): ratio
@@ -160,6 +161,10 @@ class Onset:
     velocity: float  # loudness in MIDI velocity units (voicing's level law)
     rise_db: float  # how steeply the pitch's salience rose: the detection's strength
     risen: float = 1.0  # the fraction of its partials that rose (a related key's: fewer)
+    # False: a known key below DIRECT_MAX_PITCH whose direct sound gave no onset within
+    # DIRECT_MOVE_S of the energy fit's, timed by the energy fit alone (a soft bass
+    # strike in the room's noise: |error| > 1 ms for 4 in 5, up to 15 ms; docs/hearing.md)
+    sure: bool = True
 
 
 def check_audio(samples: np.ndarray, sample_rate: int, where: str) -> np.ndarray:
@@ -235,6 +240,21 @@ def detector_response(pitch: int, sample_rate: int) -> tuple[float, float]:
 _ENERGY: dict[tuple[int, int], tuple[float, float]] = {}
 
 
+def _reference_tone(pitch: int, sr: int) -> np.ndarray:
+    """0.4 s with the reference tone of ``pitch`` struck at 0.2 s: the level law's
+    partials at velocity 64, sine phase, the attack of ATTACK_S, a 0.5 s decay, a
+    1e-6 noise floor."""
+    t = np.arange(int(0.4 * sr)) / sr - 0.2
+    on = t >= 0.0
+    y = np.zeros_like(t)
+    f0 = f0_hz(pitch)
+    ks = np.arange(1, 9, dtype=np.float64)
+    for k, a in zip(ks, partial_amplitudes(64.0, ks), strict=True):
+        if k * f0 < min(F_MAX_HZ, 0.45 * sr):
+            y[on] += a * np.exp(-t[on] / 0.5) * np.sin(2 * np.pi * k * f0 * t[on]) * np.minimum(1.0, t[on] / ATTACK_S)
+    return y + np.random.default_rng(0).normal(0.0, 1e-6, len(y))
+
+
 def energy_response(pitch: int, sample_rate: int) -> tuple[float, float]:
     """:meth:`Detector.y_onset`'s own delay on ``pitch``: on a reference tone (the level
     law's partials at a middle velocity, sine phase, the attack of ATTACK_S, a 0.5 s
@@ -244,16 +264,8 @@ def energy_response(pitch: int, sample_rate: int) -> tuple[float, float]:
     key = (pitch, sample_rate)
     if key not in _ENERGY:
         sr = sample_rate
-        t = np.arange(int(0.4 * sr)) / sr - 0.2
-        on = t >= 0.0
-        y = np.zeros_like(t)
         f0 = f0_hz(pitch)
-        ks = np.arange(1, 9, dtype=np.float64)
-        for k, a in zip(ks, partial_amplitudes(64.0, ks), strict=True):
-            if k * f0 < min(F_MAX_HZ, 0.45 * sr):
-                y[on] += a * np.exp(-t[on] / 0.5) * np.sin(2 * np.pi * k * f0 * t[on]) * np.minimum(1.0, t[on] / ATTACK_S)
-        y += np.random.default_rng(0).normal(0.0, 1e-6, len(y))
-        det = Detector(y, sr)
+        det = Detector(_reference_tone(pitch, sr), sr)
         t_fit, _ = det.y_onset(pitch, det.y_onset(pitch, 0.2)[0])
         _, p_note = det._attack(pitch, t_fit)
         f_hi = band_hi_hz(f0, sr)
@@ -269,17 +281,7 @@ def direct_response(pitch: int, sample_rate: int) -> float:
     :func:`energy_response` (the attack of ATTACK_S reads about half of it late)."""
     key = (pitch, sample_rate)
     if key not in _DIRECT:
-        sr = sample_rate
-        t = np.arange(int(0.4 * sr)) / sr - 0.2
-        on = t >= 0.0
-        y = np.zeros_like(t)
-        f0 = f0_hz(pitch)
-        ks = np.arange(1, 9, dtype=np.float64)
-        for k, a in zip(ks, partial_amplitudes(64.0, ks), strict=True):
-            if k * f0 < min(F_MAX_HZ, 0.45 * sr):
-                y[on] += a * np.exp(-t[on] / 0.5) * np.sin(2 * np.pi * k * f0 * t[on]) * np.minimum(1.0, t[on] / ATTACK_S)
-        y += np.random.default_rng(0).normal(0.0, 1e-6, len(y))
-        t_on = Detector(y, sr).direct_onset(pitch, 0.2)
+        t_on = Detector(_reference_tone(pitch, sample_rate), sample_rate).direct_onset(pitch, 0.2)
         assert t_on is not None, f"no direct onset on the reference tone of key {pitch}"
         _DIRECT[key] = t_on - 0.2
     return _DIRECT[key]
@@ -803,7 +805,8 @@ class Detector:
             if t_on is not None:
                 t_on -= direct_response(pitch, self.sr)
                 if abs(t_on - o.t_s) <= DIRECT_MOVE_S:
-                    return replace(o, t_s=t_on)
+                    return replace(o, t_s=t_on, sure=abs(t_on - o.t_s) <= DIRECT_SURE_S)
+            return replace(o, sure=False)
         return o
 
     def _refine_energy(self, pitch: int, t_coarse: float, rise: float) -> Onset:

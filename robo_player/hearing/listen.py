@@ -43,6 +43,7 @@ class Expected:
 class Heard:
     t_us: float  # onset, MCU time (without a sync click: the sync key's full-drive latency early, see align)
     velocity: float
+    sure: bool = True  # False: the onset is the energy fit's alone (:attr:`Onset.sure`)
 
 
 def check_take(samples: np.ndarray, where: str) -> None:
@@ -107,7 +108,7 @@ def hear_strikes(
         o = _look(det, clock, expected, e, e.before_us, e.after_us, risen)
         if o is None and e.wide is not None:
             o = _look(det, clock, expected, e, *e.wide, risen)
-        out.append(None if o is None else Heard(clock.to_mcu_us(o.t_s), o.velocity))
+        out.append(None if o is None else Heard(clock.to_mcu_us(o.t_s), o.velocity, o.sure))
     log.info(
         "%s: clock %+.1f ppm, offset %.4f s (rms %.0f us over %d sync onsets); %d of %d strikes heard",
         where, clock.drift_ppm, clock.a_s, clock.rms_us, clock.points,

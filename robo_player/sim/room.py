@@ -40,7 +40,9 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 
@@ -56,6 +58,11 @@ REVERB_PREDELAY_S = 0.004  # first reflections arrive this long after the direct
 SAMPLE_RATES = (44100, 48000)
 GAIN_DB = -24.0  # the microphone's default gain (the detector's reference: hearing/detector.py)
 GAIN_DB_RANGE = (-60.0, 0.0)  # a quiet far microphone .. a hot preamp (0 dB clips the loud notes)
+
+# an instrument's voice: the samples of a performance's heard notes at a sample rate (the
+# piano's :func:`.audio.render_audio`, the guitar's Karplus-Strong
+# :func:`.guitar.audio.render_audio`); a module-level function, so takes compare equal
+Renderer = Callable[..., Any]
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,9 +98,14 @@ class RoomTake:
 
     def __init__(
         self, room: Room, notes: list[HeardNote], pedal: list[tuple[int, int]], take: int,
-        clicks_us: list[int] | None = None,
+        clicks_us: list[int] | None = None, render: Renderer = render_audio,
+        buzzes_us: list[int] | None = None,
     ) -> None:
+        """``render``: the instrument's voice (default the piano's); ``buzzes_us``: when
+        a buzzed note sounded (the guitar's rattle, ``perf.extra["buzzes"]``)."""
         self.sample_rate = room.sample_rate
+        self._render_fn = render
+        self._buzzes = list(buzzes_us or [])
         self._room = room
         self._notes = notes
         self._clicks = list(clicks_us or [])
@@ -105,7 +117,8 @@ class RoomTake:
         self._samples: np.ndarray | None = None
 
     def _key(self) -> tuple[object, ...]:
-        return (self._room, self._notes, self._clicks, self._pedal, self._offset_s, self._drift, self._noise_seed)
+        return (self._room, self._notes, self._clicks, self._pedal, self._offset_s, self._drift, self._noise_seed,
+                self._render_fn, self._buzzes)  # fmt: skip
 
     def __eq__(self, other: object) -> bool:
         """Two takes are the same recording when rendered from the same sounded notes,
@@ -131,7 +144,10 @@ class RoomTake:
             for h in self._notes
         ]
         pedal = [(self._audio_us(t), v) for t, v in self._pedal]
-        y = render_audio(Performance(heard=warped, pedal=pedal), sample_rate=sr).astype(np.float64)
+        perf = Performance(heard=warped, pedal=pedal)
+        if self._buzzes:
+            perf.extra["buzzes"] = [{"t_us": self._audio_us(t)} for t in self._buzzes]
+        y = np.asarray(self._render_fn(perf, sample_rate=sr), dtype=np.float64)
         y *= 10.0 ** (room.gain_db / 20.0)
         if self._clicks:
             # the piezo is heard through the same microphone and preamp as the piano
@@ -144,19 +160,20 @@ class RoomTake:
         rng = np.random.default_rng(self._noise_seed)
         if room.rt60_s > 0 and len(y):
             y = _reverb(y, sr, room.rt60_s, room.wet_db, rng)
-        room_power = reference_power(sr) * 10.0 ** ((room.gain_db - room.snr_db) / 10.0)
+        room_power = reference_power(sr, self._render_fn) * 10.0 ** ((room.gain_db - room.snr_db) / 10.0)
         noise_sd = math.sqrt(room_power + 10.0 ** (CONVERTER_FLOOR_DB / 10.0))
         y += rng.normal(0.0, noise_sd, size=len(y))
         return np.clip(y, -1.0, 1.0).astype(np.float32)
 
 
-@functools.lru_cache(maxsize=4)
-def reference_power(sample_rate: int) -> float:
-    """Mean power (full scale 1) of the reference note at 0 dB gain, no room: the
-    level ``Room.snr_db`` counts from."""
+@functools.lru_cache(maxsize=8)
+def reference_power(sample_rate: int, render: Renderer = render_audio) -> float:
+    """Mean power (full scale 1) of the reference note (a mezzo-forte middle C in the
+    instrument's voice ``render``) at 0 dB gain, no room: the level ``Room.snr_db``
+    counts from."""
     end = int(REFERENCE_S * 1e6)
     ref = HeardNote(0, REFERENCE_PITCH, float(REFERENCE_VELOCITY), end)
-    y = render_audio(Performance(heard=[ref], pedal=[]), sample_rate=sample_rate).astype(np.float64)
+    y = np.asarray(render(Performance(heard=[ref], pedal=[]), sample_rate=sample_rate), dtype=np.float64)
     return float(np.mean(y[: int(REFERENCE_S * sample_rate)] ** 2))
 
 
@@ -189,4 +206,5 @@ def _reverb(y: np.ndarray, sr: int, rt60_s: float, wet_db: float, rng: np.random
     return y + wet
 
 
-__all__ = ["CONVERTER_FLOOR_DB", "GAIN_DB", "GAIN_DB_RANGE", "SAMPLE_RATES", "Room", "RoomTake", "click_wave", "reference_power"]
+__all__ = ["CONVERTER_FLOOR_DB", "GAIN_DB", "GAIN_DB_RANGE", "SAMPLE_RATES", "Renderer", "Room", "RoomTake", "click_wave",
+           "reference_power"]

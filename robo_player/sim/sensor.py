@@ -24,8 +24,9 @@ import numpy as np
 
 from ..errors import TransportError
 from ..performance import HeardNote, Performance
+from .audio import render_audio
 from .physics import SoundedNotes
-from .room import GAIN_DB, GAIN_DB_RANGE, SAMPLE_RATES, Room, RoomTake
+from .room import GAIN_DB, GAIN_DB_RANGE, SAMPLE_RATES, Renderer, Room, RoomTake
 
 TIMING_SD_US = 200.0
 LOUDNESS_SD = 1.0
@@ -64,6 +65,7 @@ class Microphone:
         self.timing_sd_us = float(timing_sd_us)
         self.loudness_sd = float(loudness_sd)
         self.room = room  # None: the note-level sensor only
+        self.render: Renderer = render_audio  # the instrument's voice the room records (the guitar sets its own)
         self._takes = 0
         # what is heard while a stream runs: its own noise, so that listening live does
         # not change what the stream's drain reports
@@ -101,13 +103,16 @@ class Microphone:
 
     def listen(
         self, perf: Performance, notes: SoundedNotes | None = None, clicks_us: Sequence[int] = (),
+        buzzes_us: Sequence[int] = (),
     ) -> Performance:
         """``perf`` with its notes (``notes``, or else ``perf.heard``) and pedal heard
         through this microphone (in place). ``clicks_us``: when the sync click sounded
-        (from its output's on-edges: the physics); the room's recording has them."""
+        (from its output's on-edges: the physics); the room's recording has them.
+        ``buzzes_us``: when a buzzed note sounded (the guitar's rattle)."""
         if self.room is not None:
             exact = list(perf.heard) if notes is None else notes.to_heard()
-            perf.audio = RoomTake(self.room, exact, list(perf.pedal), self._takes, list(clicks_us))
+            perf.audio = RoomTake(self.room, exact, list(perf.pedal), self._takes, list(clicks_us),
+                                  self.render, list(buzzes_us))  # fmt: skip
             self._takes += 1
         perf.heard = self.hear(perf.heard) if notes is None else self.hear_columns(notes)
         if perf.pedal:
