@@ -39,7 +39,7 @@ from ..planner.fingering import CAL_MARGIN_US
 from ..spec.guitar import GuitarSpec, Mechanism, press_position_mm
 from ..spec.string_calibration import StringCalibration
 from .fitting import curve_from_fit, fit_key
-from .guitar_listening import PICK_SLOT_US, GuitarEar, has_audio
+from .guitar_listening import PICK_SLOT_US, GuitarEar
 from .strikes import SILENT_LATENCY_US, StrikeResult, match_strikes
 
 log = logging.getLogger(__name__)
@@ -102,7 +102,7 @@ def _ear_of(device: Device, spec: GuitarSpec, rep: GuitarCalibrationReport) -> G
     tells), else None."""
     a = spec.actuators[spec.strings[0].picker.channel]
     perf = _play(device, spec, [Command(0, Op.RELEASE, a.index)], rep)
-    if not has_audio(perf):  # type: ignore[arg-type]
+    if getattr(perf, "audio", None) is None:
         return None
     rep.heard_by = "audio"
     return GuitarEar()

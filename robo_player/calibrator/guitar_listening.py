@@ -28,7 +28,7 @@ import numpy as np
 
 from ..errors import HearingError
 from ..hearing.align import PATTERN_SPAN_US, PATTERN_US
-from ..hearing.guitar import Pick, PickEar, align_picks, take_level
+from ..hearing.guitar import Pick, PickEar, align_picks, level_db, take_level
 from ..hearing.listen import check_take
 from ..performance import Performance
 from ..plan import Command, Op
@@ -54,10 +54,6 @@ LEVEL_MIN_DRIVE = 1.0 - 1e-6
 def sync_string(spec: GuitarSpec) -> int:
     """The string whose open pitch is highest."""
     return max(range(len(spec.strings)), key=lambda s: (spec.open_pitch(s), -s))
-
-
-def has_audio(perf: Performance) -> bool:
-    return perf.audio is not None
 
 
 @dataclass(slots=True)
@@ -129,7 +125,7 @@ class GuitarEar:
                 if pk is not None and r.drive >= LEVEL_MIN_DRIVE:
                     pairs.append((pk, v))
         self.level = take_level(pairs)
-        self.level_db = 10.0 * float(np.log10(self.level))
+        self.level_db = level_db(self.level)
         for s, rs in results.items():
             for r, pk in zip(rs, picks[s], strict=True):
                 if pk is not None:
@@ -168,4 +164,4 @@ def common_offset(strikes: dict[int, list[StrikeResult]], prior_us: float) -> fl
     return _golden(cost, a, b, iters=max(1, math.ceil(math.log(max(b - a, 5.0) / 5.0) / math.log(GOLDEN))))
 
 
-__all__ = ["PICK_SLOT_US", "GuitarEar", "has_audio", "sync_string"]
+__all__ = ["PICK_SLOT_US", "GuitarEar", "sync_string"]

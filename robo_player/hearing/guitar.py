@@ -36,6 +36,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import HearingError
+from ..voicing import f0_hz
 from .align import MAX_DRIFT, MAX_OFFSET_S, PATTERN_US, ClockFit, fit_clock
 from .detector import check_audio
 
@@ -48,10 +49,6 @@ BG_WIN_S = 0.005
 STEP_REACH_S = 0.004  # the change point is looked for this far either side of the rise
 PATTERN_TOL_S = 0.004  # a pattern's gaps as heard may differ this much from the MCU's (+ drift)
 END_SEARCH_S = 0.12  # the end pattern's picks are looked for this far around the prediction
-
-
-def f0_hz(pitch: int) -> float:
-    return 440.0 * 2.0 ** ((pitch - 69) / 12.0)
 
 
 def _pole(velocity: np.ndarray) -> np.ndarray:

@@ -42,6 +42,7 @@ from typing import Any
 import numpy as np
 
 from ...performance import HeardNote, Performance
+from ...voicing import f0_hz
 from ..audio import write_pcm_wav
 
 SAMPLE_RATE = 44100
@@ -55,7 +56,7 @@ _WRAP = 1e-7  # r^M: how much of the response may wrap around the FFT's circle
 
 
 def f0_of(pitch: int) -> float:
-    return 440.0 * 2.0 ** ((pitch - 69) / 12.0)
+    return f0_hz(pitch)
 
 
 def t60_s(pitch: int) -> float:
