@@ -47,7 +47,7 @@ from ...spec.guitar import GuitarSpec, servo_carriages
 from .. import sensor
 from ..device import SimDevice
 from ..instrument import _int_opt
-from ..sensor import LOUDNESS_SD, TIMING_SD_US, Microphone
+from ..sensor import Microphone
 from .audio import render_audio
 from .physics import CarriageSteps, GuitarNotes, GuitarPhysics, ServoPulses
 from .truth import GuitarTruth
@@ -159,29 +159,16 @@ def guitar_instrument(url: str, spec: GuitarSpec, opts: dict[str, Any]) -> Guita
         seed = 0 if truth_seed is None else _int_opt(url, "truth_seed", truth_seed)
         the_truth, where = GuitarTruth.draw(spec, seed), f"truth_seed={seed}"
     the_truth.check_for(spec, where)
-    return GuitarInstrument(spec, the_truth, _microphone(url, opts, spec.family))
+    return GuitarInstrument(spec, the_truth, _microphone(url, opts))
 
 
-def _microphone(url: str, opts: dict[str, Any], spec_family: str = "guitar") -> Microphone:
-    """The piano's microphone with the same options (the sensor module's own builder
-    where it has one); with ``sensor=audio`` its room records the guitar's voice."""
-    build = getattr(sensor, "microphone_from_options", None)
-    if build is not None:
-        opts.setdefault("sensor", DEFAULT_SENSOR)
-        mic: Microphone = build(url, opts)
-        mic.render = render_audio  # Karplus-Strong, not the piano's voice
-        return mic
-    seed = opts.pop("sensor_seed", None)
-    sd = {k: opts.pop(k, v) for k, v in (("timing_sd_us", TIMING_SD_US), ("loudness_sd", LOUDNESS_SD))}
-    for k, v in sd.items():
-        try:
-            sd[k] = float(v)
-        except (TypeError, ValueError) as err:
-            raise TransportError(f"{url}: option {k}={v!r} must be a number >= 0") from err
-        if not 0.0 <= sd[k] < float("inf"):
-            raise TransportError(f"{url}: option {k}={v!r} must be a finite number >= 0")
-    return Microphone(seed=0 if seed is None else _int_opt(url, "sensor_seed", seed),
-                      timing_sd_us=sd["timing_sd_us"], loudness_sd=sd["loudness_sd"])  # fmt: skip
+def _microphone(url: str, opts: dict[str, Any]) -> Microphone:
+    """The piano's microphone with the same options; with ``sensor=audio`` its room
+    records the guitar's voice."""
+    opts.setdefault("sensor", DEFAULT_SENSOR)
+    mic = sensor.microphone_from_options(url, opts)
+    mic.render = render_audio  # Karplus-Strong, not the piano's voice
+    return mic
 
 
 class GuitarSimDevice(SimDevice):
