@@ -19,6 +19,7 @@ from typing import Any
 from . import __version__
 from .calibrator import cli as calibrate_cli
 from .cli_options import (
+    CommandParser,
     HelpWithDefaults,
     finish_subcommands,
     instrument_of_calibration,
@@ -531,7 +532,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"robo-player {__version__}")
     p.add_argument("-v", "--verbose", action="count", default=0, help="more logging")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress or summary")
-    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=CommandParser)
 
     def add(name: str, func: Callable[[argparse.Namespace], int], help_: str) -> argparse.ArgumentParser:
         sp = sub.add_parser(name, help=help_, description=help_)
@@ -635,14 +636,7 @@ def interrupted_exit_code(err: BaseException) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     try:
-        args, extra = parser.parse_known_args(argv)
-        # `verify TAKE.wav --plan P SONG`: argparse leaves an optional positional given
-        # after the options over; it is verify's SONG
-        if extra and getattr(args, "command", None) == "verify" and args.song is None \
-                and len(extra) == 1 and not extra[0].startswith("-"):  # fmt: skip
-            args.song, extra = extra[0], []
-        if extra:
-            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse exits 2 on usage errors, 0 on --help
         return int(exc.code or 0)
     logging.basicConfig(

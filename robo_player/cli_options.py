@@ -1,5 +1,5 @@
 """Pieces of the ``robo-player`` command kept out of :mod:`robo_player.cli`: help that
-shows every default, ``-q`` on every subcommand, the sensor ``calibrate`` needs, and the
+shows every default, positionals after options (``verify``), ``-q`` on every subcommand, the sensor ``calibrate`` needs, and the
 simulated instrument a calibration learned (issue 9 §4, §5, §8)."""
 
 from __future__ import annotations
@@ -24,6 +24,30 @@ class HelpWithDefaults(argparse.HelpFormatter):
         ):
             return text
         return f"{text} (default: %(default)s)"
+
+
+class CommandParser(argparse.ArgumentParser):
+    """A subcommand's parser. ``intermixed=True``: its positionals may come after its
+    options too (``verify TAKE.wav --plan P SONG``). Plain parsing gives an optional
+    positional nothing as soon as an option follows the one before it (``SONG`` is
+    left over); argparse's intermixed parsing, which a parser with subcommands cannot
+    use at the top, reads the options first and the positionals from what is left."""
+
+    def __init__(self, *args: Any, intermixed: bool = False, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.intermixed = intermixed
+        self._mixing = False  # inside parse_known_intermixed_args, which calls back here
+
+    def parse_known_args(  # type: ignore[override]
+        self, args: Any = None, namespace: Any = None
+    ) -> tuple[argparse.Namespace, list[str]]:
+        if not self.intermixed or self._mixing:
+            return super().parse_known_args(args, namespace)
+        self._mixing = True
+        try:
+            return self.parse_known_intermixed_args(args, namespace)
+        finally:
+            self._mixing = False
 
 
 def finish_subcommands(sub: Any) -> None:

@@ -8,7 +8,8 @@ compare, or give ``--baseline REV`` to run the same cases on a git revision too.
 
 Guitar cases (``--cases guitar``): seeded random scores (single notes, chords, repeated
 notes, out-of-range pitches) on the slider, matrix and bass specs at beams 1, 4, 8 and 32 (the default),
-under both out-of-range policies, one with a slower calibrated picker; and, where the
+under both out-of-range policies, one with a slower calibrated picker, and with every
+picker and fret contact calibrated (the changeover timed from the sound); and, where the
 guitar bench's corpus cache exists (bench/guitar_corpus.py), its folk tunes, chorales
 and the ~20,000-note speed score at beams 4, 8 and 32.
 
@@ -140,6 +141,18 @@ def _guitar_cases() -> dict[str, tuple[Any, Any, Any, dict[str, Any]]]:
     slow = KeyCurve(0, 0.0, n.drive, n.velocity, tuple(x * 1.5 for x in n.latency_us))
     cal = SimpleNamespace(pickers={1: slow, 4: slow})
     cases["g-random1/guitar-slider/calibrated"] = (cases["g-random1/guitar-slider/beam8"][0], slider, cal, {})
+    # every picker and every fret contact measured: changeovers timed back from the sound
+    for name, spec in specs.items():
+        n = spec.nominal
+        settle: dict[str, int] = {}
+        for s, st in enumerate(spec.strings):
+            for f in range(1, spec.neck.frets + 1):
+                role = f"press:{s}" if st.presser is not None else f"fret:{s}:{f}"
+                settle[role] = spec.timing.fret_settle_us * (5 + (s * 7 + f * 3) % 8) // 10
+        curve = KeyCurve(0, 0.0, n.drive, n.velocity, tuple(x * 0.8 for x in n.latency_us))
+        full = SimpleNamespace(pickers=dict.fromkeys(range(len(spec.strings)), curve), settle_us=settle)
+        for seed in (0, 1):
+            cases[f"g-random{seed}/{name}/cal-settle"] = (cases[f"g-random{seed}/{name}/beam8"][0], spec, full, {})
     try:
         sys.path.insert(0, str(ROOT / "bench"))
         import bench_guitar as bg

@@ -282,6 +282,32 @@ def test_usage_error_exit_2(capsys):
     assert main([]) == 2
 
 
+def test_verify_takes_its_song_before_or_after_the_options(capsys):
+    """argparse itself places verify's optional SONG wherever it is given (it used to be
+    left over after the options, and main() patched it in)."""
+    from robo_player.cli import build_parser
+
+    parser = build_parser()
+    for argv in (["verify", "t.wav", "--plan", "p.jsonl", "s.mid"],
+                 ["verify", "t.wav", "s.mid", "--plan", "p.jsonl"],
+                 ["verify", "--plan", "p.jsonl", "t.wav", "s.mid"],
+                 ["-q", "verify", "t.wav", "--plan", "p.jsonl", "--spec", "piano-88-grand", "s.mid", "-q"]):  # fmt: skip
+        a = parser.parse_args(argv)
+        assert (a.command, a.take, a.plan, a.song) == ("verify", "t.wav", "p.jsonl", "s.mid"), argv
+    a = parser.parse_args(["verify", "t.wav", "--plan", "p.jsonl", "-q"])
+    assert (a.take, a.song, a.quiet) == ("t.wav", None, True)
+    # one positional too many, or an unknown option: a usage error naming it
+    assert main(["verify", "t.wav", "--plan", "p.jsonl", "s.mid", "x.mid"]) == 2
+    assert "unrecognized arguments: x.mid" in capsys.readouterr().err
+    assert main(["verify", "t.wav", "--plan", "p.jsonl", "--bogus"]) == 2
+    assert "unrecognized arguments: --bogus" in capsys.readouterr().err
+    assert main(["verify", "--plan", "p.jsonl"]) == 2
+    assert "required: TAKE.wav" in capsys.readouterr().err
+    # other commands parse as before: positionals after options were always theirs
+    a = parser.parse_args(["play", "--spec", "piano-61-diy", "s.mid"])
+    assert a.song == "s.mid"
+
+
 def test_lost_link_then_resume_continues_from_the_last_executed_note(tmp_path, small_piece, capsys):
     state, rep1, rep2 = tmp_path / "state.json", tmp_path / "r1.json", tmp_path / "r2.json"
     common = [str(small_piece), "--spec", "piano-61-diy", "--state", str(state)]

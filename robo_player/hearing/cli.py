@@ -216,6 +216,7 @@ def register(sub: Any, helpers: dict[str, Callable[..., Any]]) -> None:
     sp = sub.add_parser(
         "verify", help="report a performance's onset and velocity errors from a recording",
         description="report a performance's onset and velocity errors from a recording of it",
+        intermixed=True,  # `verify TAKE.wav --plan P SONG`: SONG after the options
     )
     sp.add_argument("take", metavar="TAKE.wav", help="the recording")
     sp.add_argument("--plan", required=True, metavar="PLAN.jsonl", help="the plan that was played")

@@ -80,6 +80,7 @@ __all__ = [
     "Slot",
     "brute_force",
     "calibrated_settle_us",
+    "changeover_us",
     "fingerings",
     "make_transition",
     "search",
@@ -292,6 +293,25 @@ def make_transition(layout: Layout, costs: Costs) -> Transition:
     return tr
 
 
+def changeover_us(layout: Layout, s: int, old: int, fret: int, mv: int) -> int:
+    """The changeover on string ``s`` from a note on fret ``old`` (0: open) to one on
+    another ``fret``: µs from the old note's damper to the new note's ready time
+    (:func:`transition`'s rule; docs/guitar.md "The changeover from the ready time").
+    ``mv``: the carriage's move with its settle (``move_us[s][car][fret]``; 0 for none,
+    and from an open string the carriage moves under the open note, so it is not
+    counted). The search (:func:`make_core`) and the planner's commands
+    (``planner.guitar``) both time a changeover by this; the C search holds its twin."""
+    damp, lift, settle = layout.damp_us, layout.lift_us, layout.settle_at[s][fret]
+    if old == 0:  # the open note damped: silent at the press, the damper lifted by ready
+        return damp + (settle if settle > lift else lift)
+    if mv:  # damper, presser release, move, settle, one after the other
+        return damp + layout.release_us + mv + settle
+    clear = layout.release_us if layout.release_us > lift else lift  # old fret clear, damper lifted
+    if fret > 0:  # damper, then the frets swapped: the new one settled, the old one clear
+        return damp + (settle if settle > clear else clear)
+    return damp + clear  # to the open string
+
+
 REPEAT = "picker repetition limit"
 Core = Callable[[StringState, int, int, int, int, int, float], tuple[StringState, float, str | None, int]]
 
@@ -303,14 +323,11 @@ def make_core(layout: Layout, costs: Costs) -> Core:
     what, need)``: ``what`` is :data:`REPEAT`, ``"carriage move"`` or ``"fret change"``,
     ``need`` the µs it needs before the pick (:func:`make_transition` words it)."""
     min_repeat, min_sound = layout.min_repeat_us, layout.min_sound_us
-    damp, release = layout.damp_us, layout.release_us
-    margin, lift, settle_at = layout.margin_us, layout.lift_us, layout.settle_at
+    changeover = layout.damp_us + layout.release_us  # from the damper until the presser is clear
+    margin, settle_at = layout.margin_us, layout.settle_at
     slider, move_us = layout.slider, layout.move_us
     travel = layout.travel_cost(costs)
     cut_w, cut_note = costs.cut_ms_weight, costs.cut_note_ms
-    changeover = damp + release  # from the damper until the presser is clear
-    clear = max(release, lift)  # the old fret clear and the damper lifted
-    to_open = damp + clear  # from a pressed fret to the open string
 
     def core(ss: StringState, s: int, fret: int, p: int, sound: int, end: int,
              cost: float) -> tuple[StringState, float, str | None, int]:  # fmt: skip
@@ -328,14 +345,7 @@ def make_core(layout: Layout, costs: Costs) -> Core:
             new: StringState = (car, fret, p, sound, end, free)
         elif pf > 0:
             mv = move_us[s][car][fret] if fret > 0 else 0
-            if mv:  # damper, presser release, move, settle
-                need = changeover + mv + settle_at[s][fret]
-            elif fret > 0:  # damper, then the frets swapped: settled, the old one clear
-                st = settle_at[s][fret]
-                need = damp + (st if st > clear else clear)
-            else:
-                need = to_open
-            start = r - need  # the damper goes on here
+            start = r - changeover_us(layout, s, pf, fret, mv)  # the damper goes on here
             off = lend
             if lend > start:
                 if start < ls + min_sound:
@@ -354,7 +364,7 @@ def make_core(layout: Layout, costs: Costs) -> Core:
             st = settle_at[s][fret]
             press = r - st
             if pf == 0:  # the open note damped; silent at the press, the damper lifted by r
-                damp_at = r - (st if st > lift else lift) - damp
+                damp_at = r - changeover_us(layout, s, 0, fret, 0)
                 if lend > damp_at:
                     if damp_at < ls + min_sound:
                         return ss, INFEASIBLE, "fret change", p - damp_at

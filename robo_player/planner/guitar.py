@@ -65,6 +65,7 @@ from .fingering import (
     Onset,
     Slot,
     StringState,
+    changeover_us,
     fingerings,
     make_transition,
     search,
@@ -544,7 +545,7 @@ class _Emitter:
     def place(self, s: int, f: int, slot: Slot, ss: StringState, ringing: list[_Ringing | None],
               cut: int) -> None:  # fmt: skip
         """The commands of note ``slot`` on string ``s`` at fret ``f``, the changeover
-        from the string's last note first (:func:`~.fingering.transition`'s timing, back
+        from the string's last note first (:func:`~.fingering.changeover_us`, the search's own, back
         from the ready time: the fret settled, the damper lifted, before the pick sounds
         less the layout's margin, or before the pick command without a calibration)."""
         lay, t = self.layout, self.t
@@ -572,19 +573,13 @@ class _Emitter:
                 need_press, press_from = False, r.press_us
         elif r is not None and r.fret > 0:  # from a pressed fret: damp, release (move), press
             mv = lay.move_us[s][car][f] if f > 0 else 0
-            if mv:
-                need = damp + release + mv + settle
-            elif f > 0:  # the old fret released and the new one pressed together
-                need = damp + max(settle, release, lift)
-            else:
-                need = damp + max(release, lift)
-            e = min(r.end_us, ready - need)
+            e = min(r.end_us, ready - changeover_us(lay, s, r.fret, f, mv))
             self.end(s, r, e, cut, release=True)
             if mv:
                 self.move(s, car, f, e + damp + release, slot.note)
         elif f > 0:  # from an open (or fresh) string: the carriage left when it was free
             if r is not None:
-                self.end(s, r, min(r.end_us, ready - max(settle, lift) - damp), cut, release=True)
+                self.end(s, r, min(r.end_us, ready - changeover_us(lay, s, 0, f, 0)), cut, release=True)
             if self.slider and car != f:
                 self.move(s, car, f, max(ss[5], self.clear_at[s]), slot.note)
         pr = self.press[s][f]
