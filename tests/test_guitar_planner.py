@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import random
+from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -86,6 +87,7 @@ def _check(spec: GuitarSpec, score: Score, the_plan: Plan, report: GuitarPlanRep
     spans: dict[int, list[list[int]]] = {}  # press actuator -> [on, off (10**15: never)]
     at_press: dict[tuple[int, int], tuple[int | None, int]] = {}  # (actuator, on) -> carriage
     picks: list[tuple[Command, int, int]] = []
+    dampers: dict[int, list[int]] = {}  # string -> its damper pulses
     for c in ordered:
         a = amap[c.actuator]
         kind, s = a.role.split(":")[0], int(a.role.split(":")[1])
@@ -117,11 +119,16 @@ def _check(spec: GuitarSpec, score: Score, the_plan: Plan, report: GuitarPlanRep
             s_note, fret = report.fingering[c.note]
             assert s_note == s and c.op is Op.PULSE_HOLD and 0 < c.drive <= a.pwm_max
             picks.append((c, s, fret))
+        elif kind == "damp":
+            dampers.setdefault(s, []).append(c.t_us)
     # every pick after its fret has settled: at its ready time (the pick command, or with
     # a calibration the pick's expected sound less the margin) the fret is down, pressed
     # at least its settle before; an open string has nothing pressed on it then
     for c, s, fret in picks:
         ready = max(c.t_us, report.outcomes[c.note].intended_t_us - lay.margin_us)
+        # and the string's damper (the note before's) silenced it and lifted by then
+        # (the spec's damper_lift_us, 8 ms where it has none)
+        assert not [d for d in dampers.get(s, []) if ready - t.damp_us - lay.lift_us < d <= ready], (c, ready)
         st_ = spec.strings[s]
         if fret > 0:
             act = st_.presser.channel if st_.presser is not None else st_.fret_channels[fret - 1]  # type: ignore[index]
@@ -151,6 +158,51 @@ def test_invariants_on_random_pieces(name: str) -> None:
         _check(spec, score, the_plan, report)
 
     run()
+
+
+@pytest.mark.parametrize("name", list(SPECS))
+def test_invariants_with_a_slow_damper(name: str) -> None:
+    """A spec whose dampers lift slower than a fret settles (``timing.damper_lift_us``
+    60 ms): every pick still waits for the felt (``_check``)."""
+    spec = replace(SPECS[name], timing=replace(SPECS[name].timing, damper_lift_us=60 * MS))
+
+    @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(pieces(spec))
+    def run(score: Score) -> None:
+        the_plan, report = plan(score, spec, None)
+        assert isinstance(report, GuitarPlanReport)
+        _check(spec, score, the_plan, report)
+
+    run()
+
+
+@pytest.mark.parametrize("first", [40, 41])
+def test_a_slower_damper_lift_starts_the_changeover_sooner(first: int) -> None:
+    """Legato on the matrix's low string, open E2 or F2 (fret 1) into G2 (fret 3): the
+    changeover is the damper, then the fret settled and the felt lifted, so a spec with
+    ``damper_lift_us`` 40 ms (over the fret's 25 ms settle) damps the first note 15 ms
+    sooner (cut 15 ms more) than one without (8 ms); the pick stays where it was."""
+    base = SPECS["guitar-matrix"]
+    t = base.timing
+    score = score_of((first, 0, 500 * MS, 80), (43, 500 * MS, 500 * MS, 80))
+    damper = base.strings[0].damper.channel
+    got = {}
+    for lift in (None, 40 * MS):
+        spec = replace(base, timing=replace(t, damper_lift_us=lift))
+        the_plan, rep = plan(score, spec, None)
+        assert isinstance(rep, GuitarPlanReport)
+        assert rep.fingering == {0: (0, first - 40), 1: (0, 3)}
+        _check(spec, score, the_plan, rep)
+        damp_t = [c.t_us for c in the_plan.commands if c.actuator == damper and c.note == 0]
+        pick_t = [c.t_us for c in the_plan.commands if spec.actuators[c.actuator].role == "pick:0" and c.note == 1]
+        got[lift] = (damp_t[0], -rep.outcomes[0].changes["duration_us"], pick_t[0])
+    (d0, cut0, p0), (d1, cut1, p1) = got[None], got[40 * MS]
+    slower = 40 * MS - max(t.fret_settle_us, t.release_us, 8 * MS)
+    assert slower == 15 * MS and p1 == p0
+    assert d0 - d1 == slower and cut1 - cut0 == slower
+    # and each damper is the whole changeover before the pick (no calibration: ready = pick)
+    assert p0 - d0 == t.damp_us + max(t.fret_settle_us, t.release_us, 8 * MS)
+    assert p1 - d1 == t.damp_us + 40 * MS
 
 
 @pytest.mark.parametrize("name", ["guitar-slider", "bass-4"])

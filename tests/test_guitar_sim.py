@@ -432,9 +432,10 @@ def test_a_legato_step_on_one_string_is_cut_no_more_than_the_mechanism_needs(ope
     no slur, both heard at their pitch and time."""
     from robo_player.calibrator.guitar import calibrate_guitar
     from robo_player.planner import plan
-    from robo_player.planner.fingering import CAL_MARGIN_US, DAMPER_LIFT_US, Layout
+    from robo_player.planner.fingering import CAL_MARGIN_US, Layout
     from robo_player.report import build_report
     from robo_player.score import Note, Score
+    from robo_player.spec.guitar import damper_lift_us
 
     spec = load_spec(name)
     t = spec.timing
@@ -446,7 +447,7 @@ def test_a_legato_step_on_one_string_is_cut_no_more_than_the_mechanism_needs(ope
     assert rep.fingering == {0: (0, 1), 1: (0, 3)}
     cut = -rep.outcomes[0].changes["duration_us"]
     if name == "guitar-matrix":
-        need = t.damp_us + max(t.release_us, settle, DAMPER_LIFT_US)
+        need = t.damp_us + max(t.release_us, settle, damper_lift_us(spec))
     else:
         lay = Layout(spec, cal)
         need = t.damp_us + t.release_us + lay.move_us[0][1][3] + settle

@@ -14,8 +14,10 @@ from robo_player.errors import SpecError
 from robo_player.planner.fingering import Layout
 from robo_player.spec import ActuatorKind, load_spec, spec_from_mapping
 from robo_player.spec.guitar import (
+    DAMPER_LIFT_US,
     GuitarSpec,
     Mechanism,
+    damper_lift_us,
     fret_distance_mm,
     press_position_mm,
     travel_us,
@@ -231,14 +233,42 @@ def test_more_frets_than_the_neck_has_room_for(tmp_path: Path) -> None:
          ["strings[0].carriage.drive: 'hydraulic' is not allowed (allowed step_dir | servo)"]),
         ("bass-4", lambda d: d["neck"].update(strings=4),
          ["neck.strings: unknown key 'strings'"]),
+        ("guitar-matrix", lambda d: d["timing"].update(damper_lift_us=150_000),
+         ["timing.damper_lift_us: 150000 is out of range (allowed 0..100000)", "(line "]),
+        ("guitar-slider", lambda d: d["timing"].update(damper_lift_us=-1),
+         ["timing.damper_lift_us: -1 is out of range (allowed 0..100000)"]),
+        ("bass-4", lambda d: d["timing"].update(damper_lift_us="8 ms"),
+         ["timing.damper_lift_us: '8 ms'", "integer"]),
     ],
     ids=["slider-no-carriage", "slider-frets", "matrix-count", "matrix-board", "capo",
-         "neck-long", "pipeline", "drive", "unknown"],
+         "neck-long", "pipeline", "drive", "unknown", "lift-high", "lift-negative", "lift-text"],
 )  # fmt: skip
 def test_bad_guitar_specs(tmp_path: Path, name: str, mutate: Any, fragments: list[str]) -> None:
     d = doc(name)
     mutate(d)
     load_error(tmp_path, d, *fragments)
+
+
+@pytest.mark.parametrize("name", list(DOCS))
+def test_damper_lift_is_a_spec_field_that_old_specs_go_without(tmp_path: Path, name: str) -> None:
+    """``timing.damper_lift_us``: absent (every shipped spec), the planners wait 8 ms and
+    the spec hashes as before the field existed (its plans and calibrations still fit);
+    given, it is what the search's layout and the live planner wait, and the hash differs."""
+    from robo_player.live.guitar import GuitarLivePlanner
+    from robo_player.spec.model import _content
+
+    shipped = load_guitar_spec(name)
+    assert shipped.timing.damper_lift_us is None and damper_lift_us(shipped) == DAMPER_LIFT_US == 8000
+    assert "damper_lift_us" not in _content(shipped)["timing"]  # type: ignore[index]
+    d = doc(name)
+    d["timing"]["damper_lift_us"] = 30_000
+    path = tmp_path / "slow-damper.yaml"
+    path.write_text(yaml.safe_dump(d, sort_keys=False))
+    slow = load_guitar_spec(path)
+    assert slow.timing.damper_lift_us == damper_lift_us(slow) == 30_000
+    assert Layout(slow).lift_us == GuitarLivePlanner(slow).lift_us == 30_000
+    assert Layout(shipped).lift_us == GuitarLivePlanner(shipped).lift_us == 8000
+    assert slow.spec_hash != shipped.spec_hash
 
 
 def test_capo_moves_every_string_up() -> None:

@@ -6,6 +6,7 @@ port object in process (no ALSA)."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -286,12 +287,44 @@ def test_respond_on_a_guitar_is_refused_by_name(capsys: Any) -> None:
         GuitarLivePlanner(load_spec("piano-61-diy"))  # type: ignore[arg-type]
 
 
-def test_live_and_plan_wait_out_the_slowest_damper_the_simulator_draws() -> None:
+@pytest.mark.parametrize("name", ["guitar-slider", "guitar-matrix", "bass-4"])
+def test_live_and_plan_wait_out_the_slowest_damper_the_simulator_draws(name: str) -> None:
     """A pick sounding while the damper's felt is still on is muted: both planners wait
     longer than any damper the simulated guitar's truth may have (the live one waited
-    5 ms, under the truth's 6 ms)."""
-    from robo_player.live.guitar import DAMPER_CLEAR_US
-    from robo_player.planner.fingering import DAMPER_LIFT_US
+    5 ms, under the truth's 6 ms), by the shipped specs' damper lift (the default)."""
+    from robo_player.planner.fingering import Layout
     from robo_player.sim.guitar.truth import DAMPER_LATENCY_US
 
-    assert min(DAMPER_CLEAR_US, DAMPER_LIFT_US) > max(DAMPER_LATENCY_US)
+    spec = load_spec(name)
+    assert isinstance(spec, GuitarSpec)
+    assert min(GuitarLivePlanner(spec).lift_us, Layout(spec).lift_us) > max(DAMPER_LATENCY_US)
+
+
+def test_a_slower_damper_lift_delays_the_live_pick_after_it() -> None:
+    """Legato F2 then G2 (the low string's frets 1 and 3) on the matrix, lowest latency:
+    the second pick waits for the damper, the frets swapped and settled; with the spec's
+    ``damper_lift_us`` at 100 ms it also waits for the felt to lift, later, and sounds
+    no sooner than the lift after the damper's pulse."""
+    base = load_spec("guitar-matrix")
+    assert isinstance(base, GuitarSpec)
+    t = base.timing
+    ev = melody([41, 43], gap_s=0.15, dur_s=0.3, velocities=(127,))
+    damper = base.strings[0].damper.channel
+    picker = base.strings[0].picker.channel
+    got = {}
+    for lift in (None, 100_000):
+        spec = replace(base, timing=replace(t, damper_lift_us=lift))
+        perf, session, planner = play(spec, None, ev, mode=LatencyMode.LOWEST)
+        assert planner.fingering == {0: (0, 1), 1: (0, 3)}
+        d = [c.t_us for c in session.sent if c.actuator == damper and c.note == 0]
+        p = [c.t_us for c in session.sent if c.actuator == picker and c.note == 1]
+        assert len(d) == len(p) == 1
+        heard = sorted(perf.heard, key=lambda n: n.t_us)
+        assert [n.pitch for n in heard] == [41, 43]
+        # the second note sounds once the felt is off: damper pulse, then the lift
+        assert heard[1].t_us >= d[0] + t.damp_us + planner.lift_us
+        got[lift] = p[0] - d[0]
+    # by default: damper, release, press and settle one after the other (the felt lifted
+    # long before); with the slow felt the pick waits for it, later
+    assert got[None] == t.damp_us + t.release_us + t.fret_settle_us
+    assert got[100_000] > got[None]

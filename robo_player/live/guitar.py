@@ -38,20 +38,16 @@ from dataclasses import dataclass
 
 from ..errors import UsageError
 from ..plan import Command, Op, Plan
-from ..planner.fingering import DAMPER_LIFT_US
 from ..planner.guitar_checks import heat_overloads, supply_overloads
 from ..planner.piano import _octave_shift
 from ..spec.calibration import KeyCurve
-from ..spec.guitar import GuitarSpec, Mechanism, carriage_move_us, press_position_mm
+from ..spec.guitar import GuitarSpec, Mechanism, carriage_move_us, damper_lift_us, press_position_mm
 from ..spec.schema import pitch_to_note
 from .options import LatencyMode, LiveOptions
 from .stream import INF_US, StreamPlanner, WaitingCommand
 
 __all__ = ["GuitarDelay", "GuitarLivePlanner"]
 
-# a pick must sound this long after its string's damper goes off (the felt's own lag:
-# the simulator's truth draws 2-6 ms; the plan's changeover uses the same figure)
-DAMPER_CLEAR_US = DAMPER_LIFT_US
 # the choice's weights (per ms of lateness; a held note cut; per ms of travel; per fret)
 W_LATE, W_HELD, W_TRAVEL, W_FRET = 10.0, 200.0, 0.5, 0.5
 
@@ -175,6 +171,9 @@ class GuitarLivePlanner(StreamPlanner):
             ds = [curve.drive_for_velocity(float(max(1, v))) for v in range(128)]
             self._drive.append([max(1, round(d * pmax)) for d in ds])
             self._lat.append([round(curve.latency_at(d)) for d in ds])
+        # a pick sounds this long after its string's damper goes off, at the soonest (the
+        # felt's own lag: the spec's damper_lift_us, the file planner's figure too)
+        self.lift_us = damper_lift_us(spec)
         # the fret pressed this long before the pick (the calibrated settle if longer)
         self.settle_us = max([t.fret_settle_us, *(int(v) for v in settle.values())])
         # carriage moves, µs (padded, with the carriage's settle), per string, fret to fret
@@ -408,7 +407,7 @@ class GuitarLivePlanner(StreamPlanner):
         if r is not None and r.fret == f and (f == 0 or pressed):
             kind = "repick"  # the new pick takes over the ringing note, its fret held on
             if r.damp is not None and r.damp.state == 1:  # its damper went: pick after it
-                p_min = max(p_min, r.end_t + tm.damp_us + DAMPER_CLEAR_US - lat)
+                p_min = max(p_min, r.end_t + tm.damp_us + self.lift_us - lat)
         elif r is not None and r.fret > 0 and pressed:
             kind = "change"  # damper, presser release, move, press, pick
             held = r.owners > 0
@@ -417,7 +416,8 @@ class GuitarLivePlanner(StreamPlanner):
                 e = r.end_t  # its damper as planned
             mv = self._move[s][st.car][f] if f > 0 else 0
             need = tm.damp_us + tm.release_us + (mv + self.settle_us if f > 0 else 0)
-            p_min = max(p_min, e + need)
+            # and it sounds once the damper's felt has lifted
+            p_min = max(p_min, e + need, e + tm.damp_us + self.lift_us - lat)
             damp_t = e
         else:
             kind = "fresh"
@@ -425,7 +425,7 @@ class GuitarLivePlanner(StreamPlanner):
             ringing_open = r is not None and r.fret == 0 and _waiting(r.damp)
             if r is not None and not ringing_open and r.end_t < INF_US:
                 # its damper is planned: this note sounds after it lifts
-                p_min = max(p_min, r.end_t + tm.damp_us + DAMPER_CLEAR_US - lat)
+                p_min = max(p_min, r.end_t + tm.damp_us + self.lift_us - lat)
             if f > 0:
                 ready = free
                 if self.slider and st.car != f:
@@ -436,6 +436,7 @@ class GuitarLivePlanner(StreamPlanner):
                     held = r.owners > 0
                     damp_t = min(r.end_t, max(earliest, r.sound + tm.min_sound_us))
                     ready = max(ready, damp_t + tm.damp_us)
+                    p_min = max(p_min, damp_t + tm.damp_us + self.lift_us - lat)  # felt lifted
                 p_min = max(p_min, ready + self.settle_us)
                 press_t = p_min - self.settle_us
         pick = p_min if target is None else max(p_min, target - lat)
@@ -444,6 +445,7 @@ class GuitarLivePlanner(StreamPlanner):
         if kind == "change":
             assert damp_t is not None and r is not None
             latest = pick - (tm.damp_us + tm.release_us + (mv + self.settle_us if f > 0 else 0))
+            latest = min(latest, pick + lat - tm.damp_us - self.lift_us)
             if not (r.damp is not None and r.damp.state == 1):
                 damp_t = max(damp_t, min(r.end_t, latest))
         elif press_t is not None:
@@ -453,7 +455,7 @@ class GuitarLivePlanner(StreamPlanner):
                 # take this string (see _lookback) and the carriage goes elsewhere
                 move_t = max(move_t, press_t - mv)
             if damp_t is not None and r is not None:
-                damp_t = max(damp_t, min(r.end_t, press_t - tm.damp_us))
+                damp_t = max(damp_t, min(r.end_t, press_t - tm.damp_us, pick + lat - tm.damp_us - self.lift_us))
         sound_late = (pick + lat - (t_us if target is None else target)) / 1000
         cost = W_LATE * sound_late + W_HELD * held + W_TRAVEL * mv / 1000 + W_FRET * f
         return _Way(s, f, pick, kind, damp_t, move_t, press_t, cost, late)
@@ -483,7 +485,7 @@ class GuitarLivePlanner(StreamPlanner):
             if (
                 r.damp is not None
                 and r.damp.state == 0
-                and (r.end_t + tm.damp_us + DAMPER_CLEAR_US > nv.sound)
+                and (r.end_t + tm.damp_us + self.lift_us > nv.sound)
             ):
                 r.damp.state = -1
                 r.damp, r.end_t = None, w.pick

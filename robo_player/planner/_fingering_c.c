@@ -126,7 +126,7 @@ static int32_t it_folded(Interner *it, int32_t i) {
 typedef struct {
     int n, nf, slider;
     i64 min_repeat, min_sound, damp, release, settle, changeover;
-    i64 margin, lift, clear, to_open; /* fingering.make_core's */
+    i64 margin, lift, clear, to_open; /* fingering.changeover_us's */
     i64 *settle_at; /* [s][f] */
     i64 *move;      /* [s][a][b] */
     double *travel; /* [s][a][b] */
@@ -151,6 +151,7 @@ static int core(const Ctx *cx, const i64 *ss, int s, int fret, i64 p, i64 sound,
         i64 need;
         if (mv) {
             need = cx->changeover + mv + cx->settle_at[(size_t)s * cx->nf + fret];
+            if (need < cx->damp + cx->lift) need = cx->damp + cx->lift; /* the felt lifted too */
         } else if (fret > 0) {
             i64 st = cx->settle_at[(size_t)s * cx->nf + fret];
             need = cx->damp + (st > cx->clear ? st : cx->clear);

@@ -44,7 +44,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..spec.guitar import GuitarSpec, Mechanism, carriage_move_us, press_position_mm
+from ..spec.guitar import (
+    GuitarSpec,
+    Mechanism,
+    carriage_move_us,
+    damper_lift_us,
+    press_position_mm,
+)
 
 
 def _load_c() -> Any:
@@ -71,7 +77,6 @@ __all__ = [
     "INFEASIBLE",
     "BEAM",
     "CAL_MARGIN_US",
-    "DAMPER_LIFT_US",
     "NEG",
     "WINDOW",
     "Costs",
@@ -133,10 +138,6 @@ class Costs:
 # latency's error (onset p99 0.5 ms on the simulator, bench/bench_guitar_sim.py) and
 # the carriage's settle, which the travel margin covers but nothing measures.
 CAL_MARGIN_US = 3_000
-# A damper's felt is off the string at most this long after its coil goes off: a pick
-# sounds no sooner after a damper lifts (nothing measures it; the simulator's truth
-# draws 2-6 ms, docs/guitar.md "Simulator").
-DAMPER_LIFT_US = 8_000
 UNCALIBRATED = 1 << 40  # margin_us without a calibration: ready = the pick command
 
 
@@ -169,7 +170,8 @@ class Layout:
     pickers and every fret contact (``settle_at[s][f]`` is then the measured settle of
     the contact that presses fret ``f`` of string ``s``, ``settle_us`` the slowest),
     else :data:`UNCALIBRATED` (the pick command; every settle the spec's
-    ``fret_settle_us``). ``lift_us``: a damper's lift (:data:`DAMPER_LIFT_US`)."""
+    ``fret_settle_us``). ``lift_us``: a damper's lift (the spec's ``timing.damper_lift_us``,
+    by default 8 ms: :func:`~robo_player.spec.guitar.damper_lift_us`)."""
 
     __slots__ = (
         "strings", "frets", "slider", "move_us", "damp_us", "release_us", "settle_us",
@@ -197,7 +199,7 @@ class Layout:
             self.settle_at = cal_settle
             self.margin_us = CAL_MARGIN_US
         self.settle_us = max(max(row) for row in self.settle_at)
-        self.lift_us = DAMPER_LIFT_US
+        self.lift_us = damper_lift_us(spec)
         self.min_sound_us = t.min_sound_us
         self.min_repeat_us = t.min_repeat_us
         # move_us[s][a][b]: carriage of string s from fret a to fret b, padded, + settle
@@ -264,7 +266,7 @@ def transition(layout: Layout, ss: StringState, s: int, slot: Slot, fret: int,
       ``max(settle_us, release_us, lift_us)`` after the damper's pulse;
     - from a pressed fret, with a carriage move: damper, presser release
       (``release_us``), the carriage's move (with its settle), the fret's settle --
-      one after the other;
+      one after the other, and at least ``lift_us`` after the damper's pulse;
     - from a pressed fret to the open string: damper, release, ``r`` once the fret is
       clear and the damper lifted; the old note rings at least ``min_sound_us``;
     - from an open string or a fresh one: the carriage has been free since ``free``
@@ -304,8 +306,9 @@ def changeover_us(layout: Layout, s: int, old: int, fret: int, mv: int) -> int:
     damp, lift, settle = layout.damp_us, layout.lift_us, layout.settle_at[s][fret]
     if old == 0:  # the open note damped: silent at the press, the damper lifted by ready
         return damp + (settle if settle > lift else lift)
-    if mv:  # damper, presser release, move, settle, one after the other
-        return damp + layout.release_us + mv + settle
+    if mv:  # damper, presser release, move, settle, one after the other; the felt lifted
+        moved = layout.release_us + mv + settle
+        return damp + (moved if moved > lift else lift)
     clear = layout.release_us if layout.release_us > lift else lift  # old fret clear, damper lifted
     if fret > 0:  # damper, then the frets swapped: the new one settled, the old one clear
         return damp + (settle if settle > clear else clear)

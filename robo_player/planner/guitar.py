@@ -559,8 +559,8 @@ class _Emitter:
         need_press = f > 0
         press_from: int | None = None
         if r is not None and r.fret == f:
-            if f > 0:  # damped, released, pressed again and settled
-                gap = damp + release + settle
+            if f > 0:  # damped, released, pressed again and settled, the felt lifted
+                gap = damp + max(release + settle, lift)
             else:
                 gap = damp + lift
             if r.end_us + gap <= ready:

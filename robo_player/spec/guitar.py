@@ -31,6 +31,7 @@ from .actuators import Actuator, ActuatorKind, ActuatorMap
 from .model import DriverBoard, DriverKind, NominalCurves, PowerSpec, ThermalSpec, spec_hash
 
 __all__ = [
+    "DAMPER_LIFT_US",
     "CarriageSpec",
     "GuitarSpec",
     "GuitarTiming",
@@ -39,6 +40,7 @@ __all__ = [
     "OutputSpec",
     "StringSpec",
     "carriage_move_us",
+    "damper_lift_us",
     "fret_distance_mm",
     "guitar_actuators",
     "press_position_mm",
@@ -116,6 +118,10 @@ class GuitarTiming:
     damp_us: int  # damper pulse: the string is silent after it
     min_sound_us: int  # shortest a picked note may ring before it is cut
     travel_margin: float  # carriage travel time padded by this fraction (MechBass: 0.15)
+    # a damper's felt is off the string at most this long after its coil goes off (None:
+    # DAMPER_LIFT_US, :func:`damper_lift_us`); hashed only when set, so a spec without it
+    # keeps its hash and its plans
+    damper_lift_us: int | None = field(default=None, metadata={"hashed": "if set"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,6 +196,20 @@ class GuitarSpec:
     @property
     def pipeline_delay_us(self) -> int:
         return self.timing.pipeline_delay_us
+
+
+# A damper's lift where the spec gives none (``timing.damper_lift_us``): nothing measures
+# it; the simulator's truth draws 2-6 ms (docs/guitar.md "Simulator"), and 8 ms was the
+# planner's constant before it was a spec field.
+DAMPER_LIFT_US = 8_000
+
+
+def damper_lift_us(spec: GuitarSpec) -> int:
+    """How long after its damper's coil goes off a string may sound again (the felt
+    lifting): ``timing.damper_lift_us``, else :data:`DAMPER_LIFT_US`. The file planner
+    (``fingering.Layout``) and the live one both wait it out."""
+    lift = spec.timing.damper_lift_us
+    return DAMPER_LIFT_US if lift is None else lift
 
 
 # ---- geometry and travel -------------------------------------------------------------

@@ -124,6 +124,9 @@ GUITAR_TIMING = Section(
               "us", 0, 2_000_000),
         Field("travel_margin", Kind.FLOAT, "carriage travel time padded by this fraction",
               "fraction", 0.0, 2.0),
+        Field("damper_lift_us", Kind.INT, "a damper's felt is off the string this long after "
+              "its coil goes off: a pick sounds no sooner (default 8000)", "us", 0, 100_000,
+              required=False),
     ),
 )  # fmt: skip
 
