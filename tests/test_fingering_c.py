@@ -10,6 +10,7 @@ import os
 import random
 import subprocess
 import sys
+from dataclasses import replace
 from types import SimpleNamespace
 
 import pytest
@@ -56,8 +57,11 @@ def _same(layout: Layout, onsets: list[Onset], costs: Costs | None, beam: int, w
 @pytest.mark.parametrize("name", sorted(SPECS))
 @pytest.mark.parametrize("seed", range(6))
 def test_c_search_equals_python(name: str, seed: int) -> None:
-    spec = SPECS[name]
     rng = random.Random(seed * 31 + len(name))
+    # the damper's lift: the default (8 ms), none, or the spec's most (100 ms: slower
+    # than a fret's settle and a short carriage move, so it sets those changeovers)
+    lift = (None, 0, 100_000)[seed // 2 % 3]
+    spec = replace(SPECS[name], timing=replace(SPECS[name].timing, damper_lift_us=lift))
     # odd seeds: a calibration (every picker, a random settle per fret contact): the
     # changeovers count back from the sound, each contact with its own settle
     roles = [a.role for a in spec.actuators if a.role.startswith(("press:", "fret:"))]
@@ -74,11 +78,17 @@ def test_c_search_equals_python(name: str, seed: int) -> None:
     for beam in (1, 2, 8, 16, 0 if size == 5 else 64):  # 0: no beam (every state kept)
         for window in (math.inf, 2300.0, 300.0, 25.0):  # 2300: plan_guitar's (WINDOW + transpose_ms)
             _same(layout, onsets, costs, beam, window)
+    # a felt slower than every carriage move (past the spec's range: the two searches
+    # must agree on the rule, whatever the layout)
+    layout.lift_us = 300_000
+    for beam in (1, 8):
+        _same(layout, onsets, costs, beam, 2300.0)
 
 
 @st.composite
-def cases(draw: st.DrawFn) -> tuple[str, Score, str, int, float]:
-    """A spec, a short piece (chords, repeats, rests, off-grid times), a policy, a beam, a window."""
+def cases(draw: st.DrawFn) -> tuple[str, Score, str, int, float, int | None]:
+    """A spec, a short piece (chords, repeats, rests, off-grid times), a policy, a beam, a
+    window, a damper lift (None: the default)."""
     name = draw(st.sampled_from(sorted(SPECS)))
     spec = SPECS[name]
     notes: list[Note] = []
@@ -89,14 +99,15 @@ def cases(draw: st.DrawFn) -> tuple[str, Score, str, int, float]:
         dur = draw(st.sampled_from([30, 125, 250, 2000])) * MS
         notes.append(Note(pitch, t, dur, draw(st.integers(1, 127))))
     return (name, Score(notes), draw(st.sampled_from(["transpose", "drop"])), draw(st.sampled_from([1, 2, 3, 8])),
-            draw(st.sampled_from([math.inf, 2300.0, 300.0, 10.0])))  # fmt: skip
+            draw(st.sampled_from([math.inf, 2300.0, 300.0, 10.0])),
+            draw(st.sampled_from([None, 0, 20_000, 100_000])))  # fmt: skip
 
 
 @settings(max_examples=60, deadline=None)
 @given(cases())
-def test_c_search_equals_python_property(case: tuple[str, Score, str, int, float]) -> None:
-    name, score, policy, beam, window = case
-    spec = SPECS[name]
+def test_c_search_equals_python_property(case: tuple[str, Score, str, int, float, int | None]) -> None:
+    name, score, policy, beam, window, lift = case
+    spec = replace(SPECS[name], timing=replace(SPECS[name].timing, damper_lift_us=lift))
     onsets, _ = prepare(spec, score, policy)
     _same(Layout(spec), onsets, MATRIX_COSTS if name == "guitar-matrix" else None, beam, window)
 
