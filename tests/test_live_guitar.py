@@ -102,6 +102,20 @@ def test_d_is_pick_latency_settle_travel_and_changeover(slider: GuitarSpec,
     assert matrix.delay_parts.travel_us == 0 and matrix.latency_us < p.latency_us - 200_000
     loud = GuitarLivePlanner(slider, cal, LiveOptions(min_velocity=110))
     assert loud.latency_us < p.latency_us
+    # a felt slower than the release, settle and the loud pick together lengthens D by
+    # the rest (the spec's damper_lift_us); the default 8 ms never does
+    assert parts.lift_us == matrix.delay_parts.lift_us == 0 and "lift" not in parts.describe()
+    m_spec = load_spec("guitar-matrix")
+    assert isinstance(m_spec, GuitarSpec)
+    tm = m_spec.timing
+    for lift in (60_000, 100_000):
+        slow = GuitarLivePlanner(replace(m_spec, timing=replace(tm, damper_lift_us=lift)), None,
+                                 LiveOptions(min_velocity=127))  # fmt: skip
+        fast = GuitarLivePlanner(m_spec, None, LiveOptions(min_velocity=127))
+        sp, fp = slow.delay_parts, fast.delay_parts
+        extra = max(0, lift - (tm.release_us + fp.settle_us + fp.pick_us))
+        assert sp.lift_us == extra and slow.latency_us == fast.latency_us + extra
+    assert extra > 0 and f"damper lift {extra / 1000:.1f}" in sp.describe()
     assert GuitarLivePlanner(slider, cal, LiveOptions(latency_us=250_000)).latency_us == 250_000
 
 

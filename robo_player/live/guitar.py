@@ -62,16 +62,19 @@ class GuitarDelay:
     travel_us: int  # the longest carriage move with its settle (0: matrix)
     settle_us: int  # the fret pressed this long before the pick
     pick_us: int  # the slowest picker at min_velocity
+    # what the damper's lift takes past the release, travel, settle and pick (0 but for a
+    # felt slower than them all: the spec's timing.damper_lift_us)
+    lift_us: int = 0
 
     @property
     def total_us(self) -> int:
         return (self.lead_us + self.margin_us + self.changeover_us + self.travel_us
-                + self.settle_us + self.pick_us)  # fmt: skip
+                + self.settle_us + self.pick_us + self.lift_us)  # fmt: skip
 
     def describe(self) -> str:
         parts = [("pick", self.pick_us), ("fret settle", self.settle_us),
                  ("carriage travel", self.travel_us), ("damper + release", self.changeover_us),
-                 ("lead + margin", self.lead_us + self.margin_us)]  # fmt: skip
+                 ("damper lift", self.lift_us), ("lead + margin", self.lead_us + self.margin_us)]  # fmt: skip
         return " + ".join(f"{name} {us / 1000:.1f}" for name, us in parts if us) + " ms"
 
 
@@ -192,10 +195,11 @@ class GuitarLivePlanner(StreamPlanner):
             self._move.append(row)
         self.slowest_us = max(self._lat[s][v] for s in range(len(spec.strings))
                               for v in range(o.min_velocity, 128))  # fmt: skip
+        travel = max((max(map(max, m)) for m in self._move), default=0)
+        rest = t.release_us + travel + self.settle_us + self.slowest_us  # after the damper
         self.delay_parts = GuitarDelay(
-            o.lead_us, o.margin_us, t.damp_us + t.release_us,
-            max((max(map(max, m)) for m in self._move), default=0), self.settle_us,
-            self.slowest_us,
+            o.lead_us, o.margin_us, t.damp_us + t.release_us, travel, self.settle_us,
+            self.slowest_us, max(0, self.lift_us - rest),
         )  # fmt: skip
         self.latency_us = o.latency_us if o.latency_us is not None else self.delay_parts.total_us
         self._strings = [_String() for _ in spec.strings]
