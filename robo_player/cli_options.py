@@ -1,6 +1,7 @@
 """Pieces of the ``robo-player`` command kept out of :mod:`robo_player.cli`: help that
-shows every default, positionals after options (``verify``), ``-q`` on every subcommand, the sensor ``calibrate`` needs, and the
-simulated instrument a calibration learned (issue 9 §4, §5, §8)."""
+shows every default, positionals after options (``verify``), ``-q`` on every
+subcommand, the sensor ``calibrate`` needs, and the simulated instrument a calibration
+learned (issue 9 §4, §5, §8)."""
 
 from __future__ import annotations
 

@@ -545,9 +545,10 @@ class _Emitter:
     def place(self, s: int, f: int, slot: Slot, ss: StringState, ringing: list[_Ringing | None],
               cut: int) -> None:  # fmt: skip
         """The commands of note ``slot`` on string ``s`` at fret ``f``, the changeover
-        from the string's last note first (:func:`~.fingering.changeover_us`, the search's own, back
-        from the ready time: the fret settled, the damper lifted, before the pick sounds
-        less the layout's margin, or before the pick command without a calibration)."""
+        from the string's last note first (:func:`~.fingering.changeover_us`, the
+        search's own rule, back from the ready time: the fret settled, the damper lifted,
+        before the pick sounds less the layout's margin, or before the pick command
+        without a calibration)."""
         lay, t = self.layout, self.t
         damp, release, lift = t.damp_us, t.release_us, lay.lift_us
         settle = lay.settle_at[s][f]  # the contact's (measured, with a calibration)
