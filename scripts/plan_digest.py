@@ -5,6 +5,7 @@ compare, or give ``--baseline REV`` to run the same cases on a git revision too.
     .venv/bin/python scripts/plan_digest.py                   # this tree's digests
     .venv/bin/python scripts/plan_digest.py --baseline 6fda615  # side by side, exit 1 if any differ
     .venv/bin/python scripts/plan_digest.py --cases guitar --baseline HEAD
+    .venv/bin/python scripts/plan_digest.py --cases live --baseline HEAD  # the live guitar
 
 Guitar cases (``--cases guitar``): seeded random scores (single notes, chords, repeated
 notes, out-of-range pitches) on the slider, matrix and bass specs at beams 1, 4, 8 and 32 (the default),
@@ -12,6 +13,11 @@ under both out-of-range policies, one with a slower calibrated picker, and with 
 picker and fret contact calibrated (the changeover timed from the sound); and, where the
 guitar bench's corpus cache exists (bench/guitar_corpus.py), its folk tunes, chorales
 and the ~20,000-note speed score at beams 4, 8 and 32.
+
+Live guitar cases (``--cases live``): the live planner on four fixed MIDI streams (a
+line across the strings, the same fast, two seeded random ones, legato), fixed and
+lowest latency, on the slider, matrix and bass, played on ``sim://`` in virtual time;
+the digest of the commands it sent.
 
 Piano cases:
 Cases: the bundled pieces on each piano spec; the Maple Leaf Rag repeated to 20,000
@@ -193,6 +199,46 @@ def _joined(pieces: list[tuple[str, Any]]) -> Any:
     return _repeated_guitar(pieces, sum(len(sc.notes) for _, sc in pieces))
 
 
+def _live_guitar_digests() -> dict[str, str]:
+    """The live guitar planner (``robo_player.live.guitar``) on fixed MIDI streams,
+    played on ``sim://`` in virtual time: the digest of every command it sent."""
+    import mido
+
+    from robo_player.driver.ports import open_port
+    from robo_player.live import LatencyMode, LiveOptions
+    from robo_player.live.family import live_planner
+    from robo_player.live.session import run_virtual
+    from robo_player.spec import load_spec
+
+    def melody(pitches: list[int], gap_s: float, dur_s: float) -> list[tuple[float, Any]]:
+        ev: list[tuple[float, Any]] = []
+        for i, p in enumerate(pitches):
+            t = 0.2 + i * gap_s
+            ev.append((t, mido.Message("note_on", note=p, velocity=(50, 80, 110, 127)[i % 4])))
+            ev.append((t + dur_s, mido.Message("note_off", note=p)))
+        return sorted(ev, key=lambda e: e[0])
+
+    line = [40, 43, 45, 47, 50, 52, 55, 57, 59, 62, 64, 67, 64, 60, 57, 53, 48, 45, 42, 40, 40]
+    rng = random.Random(3)
+    rnd = [rng.randint(40, 70) for _ in range(60)]
+    streams = {"line": melody(line, 0.3, 0.2), "fast": melody(line, 0.06, 0.05),
+               "legato": melody(rnd, 0.12, 0.2), "dense": melody(rnd, 0.09, 0.4)}  # fmt: skip
+    out: dict[str, str] = {}
+    for spec_name in ("guitar-slider", "guitar-matrix", "bass-4"):
+        spec = load_spec(spec_name)
+        shift = -12 if spec_name == "bass-4" else 0
+        for mode in ("fixed", "lowest"):
+            for name, ev in streams.items():
+                planner = live_planner(spec, None, LiveOptions(mode=LatencyMode(mode)))
+                with open_port("sim://", spec, truth_seed=0) as dev:
+                    _, session = run_virtual(dev, planner, [(t, m.copy(note=m.note + shift)) for t, m in ev],
+                                             record=True)  # fmt: skip
+                sent = [(c.t_us, c.op.value, c.actuator, c.drive, c.pulse_us, c.hold, c.note, c.position)
+                        for c in session.sent]  # fmt: skip
+                out[f"live-{name}/{spec_name}/{mode}"] = hashlib.sha256(json.dumps(sent).encode()).hexdigest()[:16]
+    return out
+
+
 def _digest(path: Path, plan: Any, report: Any) -> str:
     plan.write_jsonl(path)
     h = hashlib.sha256(path.read_bytes())
@@ -213,6 +259,8 @@ def digests(which: str = "all") -> dict[str, str]:
         if which in ("all", "guitar"):
             for name, (score, spec, cal, kw) in _guitar_cases().items():
                 out[name] = _digest(path, *plan_guitar(score, spec, cal, **kw))
+        if which in ("all", "live"):
+            out.update(_live_guitar_digests())
     return out
 
 
@@ -233,7 +281,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--baseline", help="git revision to compare with (e.g. 6fda615)")
     ap.add_argument("--json", action="store_true", help="print the digests as JSON")
-    ap.add_argument("--cases", choices=("all", "piano", "guitar"), default="all")
+    ap.add_argument("--cases", choices=("all", "piano", "guitar", "live"), default="all")
     ap.add_argument("--root", help=argparse.SUPPRESS)  # a tree to import robo_player from
     args = ap.parse_args()
     if args.root:
