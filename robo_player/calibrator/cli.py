@@ -1,5 +1,6 @@
 """The listening options of ``robo-player calibrate``: ``--mic``,
-``--record-with-any-recorder``, ``--from-recording``, ``--played`` (docs/hearing.md)."""
+``--record-with-any-recorder``, ``--from-recording``, ``--played``, ``--mic-gain-db``
+(docs/hearing.md)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UsageError
+from ..hearing.level import MIC_GAIN_DB_RANGE, MIC_GAIN_TOL_DB, parse_mic_gain
 from ..hearing.recording import MicRecorder, read_wav
 from ..performance import Performance
 
@@ -21,6 +23,23 @@ def add_calibrate_args(sp: argparse.ArgumentParser) -> None:
                         "(--played, default played.json here)")
     g.add_argument("--from-recording", metavar="TAKE.wav", help="learn from a recording of that take")
     g.add_argument("--played", metavar="PLAYED.json", help="what the recorded take played")
+    add_mic_gain_arg(g)
+
+
+def add_mic_gain_arg(g: Any) -> None:
+    """``--mic-gain-db G[:TOL]`` (calibrate and verify)."""
+    lo, hi = MIC_GAIN_DB_RANGE
+    g.add_argument("--mic-gain-db", metavar="G[:TOL]",
+                   help="the microphone chain's gain, measured (dB, the simulated room's gain_db sense: "
+                        f"{lo:g}..{hi:g}; a measurement microphone's calibration file or a 94 dB SPL "
+                        f"calibrator gives it), and its tolerance (dB, default {MIC_GAIN_TOL_DB:g}): the "
+                        "take's level then weighs it with the full-drive anchor (docs/hearing.md)")  # fmt: skip
+
+
+def read_mic_gain(args: argparse.Namespace) -> None:
+    """``args.mic_gain``: ``--mic-gain-db`` parsed (a clear error for a bad one), or None."""
+    raw = getattr(args, "mic_gain_db", None)
+    args.mic_gain = None if raw is None else parse_mic_gain(raw)
 
 
 class ListeningDevice:
@@ -51,6 +70,7 @@ def calibrate(args: argparse.Namespace, helpers: dict[str, Callable[..., Any]]) 
     from .offline import fixed_take, learn_from_recording, load_played, save_played
     from .session import calibrate_session
 
+    read_mic_gain(args)
     if not (args.mic or args.record_with_any_recorder or args.from_recording):
         if args.played:
             raise UsageError("--played goes with --record-with-any-recorder or --from-recording")
@@ -82,18 +102,18 @@ def calibrate(args: argparse.Namespace, helpers: dict[str, Callable[..., Any]]) 
             raise UsageError("--from-recording needs --played PLAYED.json (what the take played)")
         played = load_played(args.played, spec)
         rec = read_wav(args.from_recording)
-        cal, report = learn_from_recording(spec, rec, played, args.from_recording)
+        cal, report = learn_from_recording(spec, rec, played, args.from_recording, args.mic_gain)
     else:
         mic = MicRecorder(args.mic)
         with helpers["open_device"](args.port, spec, args) as device:
-            cal, report = calibrate_session(ListeningDevice(device, mic), spec, max_strikes_per_key=args.max_strikes)
+            cal, report = calibrate_session(ListeningDevice(device, mic), spec, max_strikes_per_key=args.max_strikes,
+                                            mic=args.mic_gain)  # fmt: skip
     cal.save(args.out)
     if not args.quiet:
         print(f"calibrated {len(cal.keys)} keys of {spec.name} by listening "
               f"({report.strikes_per_key:.1f} strikes per key); wrote {args.out}")
-        if report.audio_level_db is not None:
-            print(f"the take's level: {report.audio_level_db:+.1f} dB against the detector's reference "
-                  f"microphone (from {report.audio_level_keys} keys at full drive against the spec's nominal)")
+        if report.audio_level is not None:
+            print(report.audio_level.line("the detector's reference microphone", "keys"))
         if report.clock_by == "curves":
             print(f"note: {spec.name} has no sync_click, so the absolute onsets are uncertain by "
                   "the sync key's full-drive latency (guessed from the curves); docs/hearing.md")

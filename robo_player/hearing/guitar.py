@@ -40,6 +40,9 @@ from ..voicing import f0_hz
 from .align import MAX_DRIFT, MAX_OFFSET_S, PATTERN_US, ClockFit, fit_clock
 from .detector import check_audio
 
+# the guitar's level law is at unit level: the take's level (dB) is the microphone chain's
+# gain itself, in the room's ``gain_db`` sense (the piano's detector counts from -24 dB)
+REFERENCE_GAIN_DB = 0.0
 ISOLATION_S = 0.35  # the calibration's picks: no two onsets closer than this
 SKIP_S = 0.1  # after a candidate, the next is looked for this much later (the sync pattern: 160 ms apart)
 RISE_DB = 12.0  # a pick: its power over RISE_WIN_S rises this far above the quiet before
@@ -234,5 +237,5 @@ def level_db(level: float) -> float:
     return 10.0 * math.log10(level) if level > 0 else -math.inf
 
 
-__all__ = ["ISOLATION_S", "Pick", "PickEar", "align_picks", "level_db", "power_of_velocity", "take_level",
+__all__ = ["ISOLATION_S", "REFERENCE_GAIN_DB", "Pick", "PickEar", "align_picks", "level_db", "power_of_velocity", "take_level",
            "velocity_of_power"]  # fmt: skip
