@@ -56,12 +56,14 @@ def test_sim_with_sensor_audio_records_the_guitar(opened: Any) -> None:
     assert abs(lag - period) < 2
 
 
-def test_the_guitar_keeps_notes_as_its_default_sensor_and_checks_audio_options(opened: Any) -> None:
+def test_the_guitar_hears_through_audio_by_default_and_checks_audio_options(opened: Any) -> None:
     spec = load_spec("guitar-matrix")
     dev = opened(open_port("sim://", spec, truth_seed=1))
-    assert dev.play(_picks(spec, 0, [100_000])).audio is None
+    assert dev.play(_picks(spec, 0, [100_000])).audio is not None  # a microphone, as the piano's
+    notes = opened(open_port("sim://?sensor=notes", spec, truth_seed=1))
+    assert notes.play(_picks(spec, 0, [100_000])).audio is None
     with pytest.raises(TransportError, match="option snr_db needs sensor=audio"):
-        open_port("sim://?snr_db=20", spec)
+        open_port("sim://?sensor=notes&snr_db=20", spec)
     with pytest.raises(TransportError, match=r"sample_rate=22050 \(allowed: 44100, 48000\)"):
         open_port("sim://?sensor=audio&sample_rate=22050", spec)
 
