@@ -264,7 +264,7 @@ def _print_rows(rows: list[dict[str, Any]], sensor: str) -> None:
     print(f"\n## calibrated through sensor={sensor}")
     for r in rows:
         if r.get("level") is not None:
-            print(f"  {r['spec']}: " + r["level"].line("the ear's law", "strings"))
+            print(f"  {r['spec']}: " + r["level"].line("the ear's law", "strings at full drive against the spec's nominal"))
     print()
     print("| spec | notes | unaltered | as written | altered | dropped | unheard | onset p99 ms (nominal) "
           "| mean vel err (nominal) | buzzed | faults | calibration |")

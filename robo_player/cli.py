@@ -460,7 +460,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
             f"{cal.strikes_per_key:.1f} strikes per key"
         )
         if rep.audio_level is not None:
-            print(rep.audio_level.line("the detector's reference microphone", "keys"))
+            print(rep.audio_level.line("the detector's reference microphone", "keys at full drive against the spec's nominal"))
         elif args.mic_gain is not None:
             print("note: --mic-gain-db is for a calibration through audio; this device hands back heard notes")
         print(f"wrote {args.out}")

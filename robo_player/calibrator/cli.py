@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UsageError
-from ..hearing.level import MIC_GAIN_DB_RANGE, MIC_GAIN_TOL_DB, parse_mic_gain
+from ..hearing.cli import add_mic_gain_arg, read_mic_gain
 from ..hearing.recording import MicRecorder, read_wav
 from ..performance import Performance
 
@@ -24,22 +24,6 @@ def add_calibrate_args(sp: argparse.ArgumentParser) -> None:
     g.add_argument("--from-recording", metavar="TAKE.wav", help="learn from a recording of that take")
     g.add_argument("--played", metavar="PLAYED.json", help="what the recorded take played")
     add_mic_gain_arg(g)
-
-
-def add_mic_gain_arg(g: Any) -> None:
-    """``--mic-gain-db G[:TOL]`` (calibrate and verify)."""
-    lo, hi = MIC_GAIN_DB_RANGE
-    g.add_argument("--mic-gain-db", metavar="G[:TOL]",
-                   help="the microphone chain's gain, measured (dB, the simulated room's gain_db sense: "
-                        f"{lo:g}..{hi:g}; a measurement microphone's calibration file or a 94 dB SPL "
-                        f"calibrator gives it), and its tolerance (dB, default {MIC_GAIN_TOL_DB:g}): the "
-                        "take's level then weighs it with the full-drive anchor (docs/hearing.md)")  # fmt: skip
-
-
-def read_mic_gain(args: argparse.Namespace) -> None:
-    """``args.mic_gain``: ``--mic-gain-db`` parsed (a clear error for a bad one), or None."""
-    raw = getattr(args, "mic_gain_db", None)
-    args.mic_gain = None if raw is None else parse_mic_gain(raw)
 
 
 class ListeningDevice:
@@ -113,7 +97,7 @@ def calibrate(args: argparse.Namespace, helpers: dict[str, Callable[..., Any]]) 
         print(f"calibrated {len(cal.keys)} keys of {spec.name} by listening "
               f"({report.strikes_per_key:.1f} strikes per key); wrote {args.out}")
         if report.audio_level is not None:
-            print(report.audio_level.line("the detector's reference microphone", "keys"))
+            print(report.audio_level.line("the detector's reference microphone", "keys at full drive against the spec's nominal"))
         if report.clock_by == "curves":
             print(f"note: {spec.name} has no sync_click, so the absolute onsets are uncertain by "
                   "the sync key's full-drive latency (guessed from the curves); docs/hearing.md")

@@ -292,7 +292,7 @@ def calibrate_command(args: Any, spec: GuitarSpec, open_device: Callable[[], Dev
             say(f"heard through audio: the sync picker's full-drive latency (c) {rep.sync_offset_us / 1000:.2f} ms "
                 "from the curves (docs/guitar.md)")
         if rep.audio_level is not None:
-            say(rep.audio_level.line("the ear's law", "strings"))
+            say(rep.audio_level.line("the ear's law", "strings at full drive against the spec's nominal"))
         elif getattr(args, "mic_gain", None) is not None:
             say("note: --mic-gain-db is for a calibration through audio; this device hands back heard notes")
         if rep.unsettled:

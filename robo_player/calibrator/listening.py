@@ -23,7 +23,7 @@ from dataclasses import replace
 import numpy as np
 
 from ..hearing.align import PATTERN_SPAN_US, PATTERN_US
-from ..hearing.level import level_db, remove_level, take_level_db
+from ..hearing.level import anchor_pair_sd_db, remove_level, take_level_db
 from ..hearing.listen import Expected, hear_strikes
 from ..performance import Performance
 from ..plan import Command, Op, Plan
@@ -153,15 +153,11 @@ def full_drive_level(strikes: list[StrikeResult], spec: PianoSpec, sample_rate: 
 
 def full_drive_pair_sd_db(spec: PianoSpec, sample_rate: int) -> float:
     """What one key's full-drive strike can tell of the take's level (dB, one s.d.):
-    the key's own loudness against the nominal (:data:`KEY_LOUDNESS_TOLERANCE`, a
-    uniform spread: / sqrt(3)) and the detector's loudness noise on one strike
-    (``VEL_NOISE_AUDIO``), at the sync key's pitch (the law's slope barely moves with
-    pitch)."""
+    the key's own loudness against the nominal (:data:`KEY_LOUDNESS_TOLERANCE`) and the
+    detector's loudness noise on one strike (``VEL_NOISE_AUDIO``), at the sync key's
+    pitch (:func:`~robo_player.hearing.level.anchor_pair_sd_db`)."""
     want = float(np.interp(1.0, spec.nominal.drive, spec.nominal.velocity))
-    pitch = sync_pitch(spec)
-    loud = level_db(pitch, want * (1.0 + KEY_LOUDNESS_TOLERANCE / math.sqrt(3.0)), want, sample_rate) or 0.0
-    noise = level_db(pitch, want + VEL_NOISE_AUDIO, want, sample_rate) or 0.0
-    return math.hypot(loud, noise)
+    return anchor_pair_sd_db(sync_pitch(spec), want, KEY_LOUDNESS_TOLERANCE, VEL_NOISE_AUDIO, sample_rate)
 
 
 def mark_missed(strikes: list[StrikeResult]) -> int:

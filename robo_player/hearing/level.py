@@ -61,6 +61,16 @@ def take_level_db(pairs: Iterable[tuple[int, float, float]], sample_rate: int) -
     return float(np.mean(d[q : len(d) - q])), len(d)
 
 
+def anchor_pair_sd_db(pitch: int, want: float, tolerance: float, noise: float, sample_rate: int) -> float:
+    """What one strike at nominal loudness ``want`` can tell of the take's level (dB, one
+    s.d.): its key's own loudness within ``tolerance`` of the nominal (a fraction, a
+    uniform spread: / sqrt(3)) and the ear's loudness noise ``noise`` (velocity, s.d.),
+    through the level law at ``pitch`` (its slope barely moves with pitch)."""
+    loud = level_db(pitch, want * (1.0 + tolerance / math.sqrt(3.0)), want, sample_rate) or 0.0
+    ear = (level_db(pitch, want + noise, want, sample_rate) or 0.0) if noise > 0 else 0.0
+    return math.hypot(loud, ear)
+
+
 def remove_level(pitch: int, velocity: float, level: float, sample_rate: int) -> float:
     """``velocity`` as heard by a microphone ``level`` dB quieter (the take's level out)."""
     if level == 0.0 or not math.isfinite(velocity) or velocity <= 0.0:
@@ -118,12 +128,11 @@ class TakeLevel:
     mic_db: float | None = None  # what the known gain says (the gain less the reference)
     mic_sd_db: float | None = None
 
-    def line(self, against: str, units: str) -> str:
-        """The CLI's line: the level, ``against`` what, and where it came from (``units``:
-        what the anchor's pairs are, keys or strings)."""
-        anchor = ("no full-drive strike heard" if self.anchor_db is None else
-                  f"{self.anchor_db:+.2f} +- {self.anchor_sd_db or 0.0:.2f} dB from {self.anchor_n} {units} at "
-                  "full drive against the spec's nominal")  # fmt: skip
+    def line(self, against: str, pairs: str) -> str:
+        """The CLI's line: the level, ``against`` what, and where it came from (``pairs``:
+        what the anchor's pairs are, e.g. "keys at full drive against the spec's nominal")."""
+        anchor = ("nothing heard to anchor it" if self.anchor_db is None else
+                  f"{self.anchor_db:+.2f} +- {self.anchor_sd_db or 0.0:.2f} dB from {self.anchor_n} {pairs}")
         if self.mic_db is None:
             return f"the take's level: {self.level_db:+.2f} dB against {against}, by the anchor ({anchor})"
         return (f"the take's level: {self.level_db:+.2f} dB against {against}, by {self.by}: the measured "
@@ -162,5 +171,5 @@ def fuse_level(anchor_db: float, anchor_n: int, pair_sd_db: float, mic: MicGain 
     return TakeLevel(fused, "mic gain + anchor", anchor_db, sd, anchor_n, known, mic.tol_db)
 
 
-__all__ = ["MIC_GAIN_DB_RANGE", "MIC_GAIN_TOL_DB", "MicGain", "TakeLevel", "band_top_hz", "fuse_level",
+__all__ = ["MIC_GAIN_DB_RANGE", "MIC_GAIN_TOL_DB", "MicGain", "TakeLevel", "anchor_pair_sd_db", "band_top_hz", "fuse_level",
            "level_db", "parse_mic_gain", "remove_level", "take_level_db"]
