@@ -61,7 +61,8 @@ WINDOW_AFTER_US = 260_000  # ... to this after (the next pick is PICK_SLOT_US on
 # nominal (near the threshold each picker's own threshold moves its loudness most)
 LEVEL_MIN_DRIVE = 1.0 - 1e-6
 # one pick's power through the ear's law on its own spectrum keeps its pitch's timbre
-# constant, 0.8-1.1 in power (docs/guitar.md "Calibration"): ~0.35 dB s.d. per string
+# constant: s.d. 0.32 dB over pitches 28-88 (hearing/guitar.py REFERENCE_GAIN_DB), and
+# the ear's noise on one pick: 0.35 dB per string
 PICK_LEVEL_NOISE_DB = 0.35
 
 
