@@ -10,6 +10,11 @@ out of a heard velocity. ``robo-player verify`` pairs the heard notes with the p
 velocities (:func:`robo_player.hearing.cli.level_to_plan`); the calibration through audio pairs
 every key's full-drive strike with the spec's nominal velocity at full drive (the one
 loudness the calibrator knows before it has measured anything: docs/hearing.md).
+
+That anchor cannot tell the microphone's gain from the instrument's common loudness. A
+measured microphone (``--mic-gain-db G[:TOL]``, :class:`MicGain`, :func:`parse_mic_gain`)
+can: :func:`fuse_level` weighs the known gain with the anchor by their uncertainties,
+and :class:`TakeLevel` says what each said and where the level came from.
 """
 
 from __future__ import annotations
