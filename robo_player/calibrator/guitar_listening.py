@@ -60,9 +60,9 @@ WINDOW_AFTER_US = 260_000  # ... to this after (the next pick is PICK_SLOT_US on
 # the take's level from the picks at full drive, where the strings differ least from the
 # nominal (near the threshold each picker's own threshold moves its loudness most)
 LEVEL_MIN_DRIVE = 1.0 - 1e-6
-# one pick's power through the ear's law on its own spectrum keeps its pitch's timbre
-# constant: s.d. 0.32 dB over pitches 28-88 (hearing/guitar.py REFERENCE_GAIN_DB), and
-# the ear's noise on one pick: 0.35 dB per string
+# one string's full-drive pick through the ear's law, besides its picker's loudness: its
+# pitch's timbre against the ear's reference (s.d. 0.32 dB over pitches 28-88,
+# hearing/guitar.py REFERENCE_GAIN_DB) and the room's noise on one pick: 0.35 dB s.d. in all
 PICK_LEVEL_NOISE_DB = 0.35
 
 
@@ -142,7 +142,7 @@ class GuitarEar:
                 if pk is not None and r.drive >= LEVEL_MIN_DRIVE:
                     pairs.append((pk, v))
         anchor = level_db(take_level(pairs)) if pairs or self.mic is None else 0.0
-        n = len({id(pk) for pk, _ in pairs})
+        n = len(pairs)  # one per string: its full-drive pick
         self.take_level = fuse_level(anchor, n, pick_pair_sd_db(spec), self.mic, REFERENCE_GAIN_DB)
         self.level_db = self.take_level.level_db
         self.level = 10.0 ** (self.level_db / 10.0)

@@ -19,6 +19,7 @@ from ..errors import HearingError, UsageError
 from ..fileio import atomic_open
 from ..matching import ONSET_WINDOW, Window, match_onsets
 from ..performance import HeardNote, Performance
+from ..spec.model import PianoSpec
 from .align import ClockFit, fit_clock
 from .detector import Detector
 from .level import MIC_GAIN_DB_RANGE, MIC_GAIN_TOL_DB, MicGain, TakeLevel, parse_mic_gain
@@ -90,7 +91,7 @@ def align_to_plan(onsets_s: list[tuple[float, int]], targets_us: list[tuple[int,
 
 def level_to_plan(
     heard: list[HeardNote], outcomes: list[Any], sample_rate: int, mic: MicGain | None = None,
-    spec: Any = None,
+    spec: PianoSpec | None = None,
 ) -> tuple[list[HeardNote], TakeLevel]:
     """A recording's level is unknown (microphone, distance, preamp): the detector's
     loudness assumes its reference gain. Fit the take's level as one number over the notes
@@ -120,9 +121,10 @@ def level_to_plan(
     if n and mic is not None:
         d = [x for p, v, w in told if (x := level_db(p, v, w, sample_rate)) is not None]
         spread = float(np.std(d)) if len(d) > 1 else 0.0
-        keys = len(spec.keys) if spec is not None and hasattr(spec, "keys") else 1
-        want_full = float(np.interp(1.0, spec.nominal.drive, spec.nominal.velocity)) if spec is not None else 127.0
-        scale = anchor_pair_sd_db(72, want_full, KEY_LOUDNESS_TOLERANCE, 0.0, sample_rate) / math.sqrt(keys)
+        scale = 0.0  # the calibration's anchor, over the spec's keys (at C5: the law's slope barely moves)
+        if spec is not None:
+            full = float(np.interp(1.0, spec.nominal.drive, spec.nominal.velocity))
+            scale = anchor_pair_sd_db(72, full, KEY_LOUDNESS_TOLERANCE, 0.0, sample_rate) / math.sqrt(len(spec.keys))
         # fuse_level divides by sqrt(n): hand it the per-pair figure that gives this s.d.
         pair_sd = math.hypot(spread / math.sqrt(n), scale) * math.sqrt(n)
     tl = fuse_level(level, n, pair_sd, mic, REFERENCE_GAIN_DB)
