@@ -32,6 +32,7 @@ from .model import DriverBoard, DriverKind, NominalCurves, PowerSpec, ThermalSpe
 
 __all__ = [
     "DAMPER_LIFT_US",
+    "PICKER_LOUDNESS_TOLERANCE",
     "CarriageSpec",
     "GuitarSpec",
     "GuitarTiming",
@@ -47,6 +48,13 @@ __all__ = [
     "servo_carriages",
     "travel_us",
 ]
+
+
+# A picker's full-drive loudness lies within this fraction of the nominal curve's (120 +-
+# 10: the simulator's truth draws 110..130, sim/guitar/truth.py PICK_GAIN). The take's
+# level through audio is anchored on the nominal: this is what one string's pick can be
+# off by (calibrator/guitar_listening.py, hearing/level.py).
+PICKER_LOUDNESS_TOLERANCE = 10.0 / 120.0
 
 
 class Mechanism(Enum):
