@@ -299,6 +299,8 @@ def test_verify_takes_its_song_before_or_after_the_options(capsys):
     # one positional too many, or an unknown option: a usage error naming it
     assert main(["verify", "t.wav", "--plan", "p.jsonl", "s.mid", "x.mid"]) == 2
     assert "unrecognized arguments: x.mid" in capsys.readouterr().err
+    assert main(["verify", "t.wav", "--plan", "p.jsonl", "--mic-gain-db", "-30.8:0.2", "s.mid", "x.mid"]) == 2
+    assert "unrecognized arguments: x.mid" in capsys.readouterr().err
     assert main(["verify", "t.wav", "--plan", "p.jsonl", "--bogus"]) == 2
     assert "unrecognized arguments: --bogus" in capsys.readouterr().err
     assert main(["verify", "--plan", "p.jsonl"]) == 2
