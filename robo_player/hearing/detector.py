@@ -9,7 +9,8 @@ Two questions, one front end:
   with its pitch, chosen by a harmonic template over the 88 piano pitches.
 
 - **plan known** (verifying a performance): :meth:`Detector.detect_intended` looks for
-  each intended note as a known key near its time and keeps the unexplained strays.
+  each intended note as a known key near its time (where that finds none, by a
+  score-informed decomposition: :meth:`Detector.informed`) and keeps the unexplained strays.
 
 Candidates: a power spectrogram (Hann window of 2048 samples, hop 2 ms) and, per pitch,
 the power at its partials ``k·f0`` (k = 1..8, up to +4 % for the string's stretch); a
@@ -222,24 +223,6 @@ def _comb(freqs: np.ndarray, f0: float, f_hi: float) -> np.ndarray:
         down = np.clip(((hi + skirt) - f) / skirt, 0.0, 1.0)
         g = np.maximum(g, (0.5 - 0.5 * np.cos(np.pi * up)) * (0.5 - 0.5 * np.cos(np.pi * down)))
     return g
-
-
-def _harmonic_template(pitch: int, sr: int, n_fft: int, n_bins: int) -> np.ndarray:
-    """(n_bins,) a struck ``pitch``'s magnitude spectrum in windows of ``n_fft`` samples,
-    peak 1: partials k·f0 (up to STRETCH·k² above for the string's stretch), the level
-    law's amplitudes at a middle velocity, Hann main lobes."""
-    bin_hz = sr / n_fft
-    fb = np.arange(n_bins) * bin_hz
-    t = np.zeros(n_bins)
-    amp = partial_amplitudes(64.0, np.arange(1, 9, dtype=np.float64))
-    f0 = f0_hz(pitch)
-    for k in range(1, 9):
-        lo, hi = k * f0, k * f0 * (1.0 + STRETCH * k * k)
-        if lo > min(F_MAX_HZ, 0.45 * sr):
-            break
-        d = np.where(fb < lo, lo - fb, np.where(fb > hi, fb - hi, 0.0)) / bin_hz
-        t = np.maximum(t, amp[k - 1] * np.where(d < 2.0, 0.5 + 0.5 * np.cos(np.pi * d / 2.0), 0.0))
-    return t / t.max()
 
 
 def _nnls(w: np.ndarray, x: np.ndarray, h0: float, iters: int = INFORMED_ITERS) -> np.ndarray:
@@ -489,7 +472,19 @@ class Detector:
         amplitudes at a middle velocity, Hann main lobes."""
         t = self._templates.get(pitch)
         if t is None:
-            t = _harmonic_template(pitch, self.sr, LONG_N, self.frames.shape[1])
+            nb = self.frames.shape[1]
+            bin_hz = self.sr / LONG_N
+            fb = np.arange(nb) * bin_hz
+            t = np.zeros(nb)
+            amp = partial_amplitudes(64.0, np.arange(1, 9, dtype=np.float64))
+            f0 = f0_hz(pitch)
+            for k in range(1, 9):
+                lo, hi = k * f0, k * f0 * (1.0 + STRETCH * k * k)
+                if lo > min(F_MAX_HZ, 0.45 * self.sr):
+                    break
+                d = np.where(fb < lo, lo - fb, np.where(fb > hi, fb - hi, 0.0)) / bin_hz
+                t = np.maximum(t, amp[k - 1] * np.where(d < 2.0, 0.5 + 0.5 * np.cos(np.pi * d / 2.0), 0.0))
+            t /= t.max()
             self._templates[pitch] = t
         return t
 
@@ -605,8 +600,9 @@ class Detector:
         the largest unplanned related key's rise, and its template explains >=
         INFORMED_EXPLAINED of the residual the others leave in its bins there (a key not
         struck, whose partials another's sound fills, explains little that the other's
-        template does not). Timed from the short windows' decomposition
-        (:meth:`_informed_onset`)."""
+        template does not). Timed at the largest local rise of its salience
+        (:meth:`_informed_onset`): the long windows cannot time it (the boundary of the
+        largest rise lies -22..+76 ms from the sounded onset on every third note of random 1)."""
         planned = sorted({q for q in sounding if q != pitch and LOWEST <= q <= HIGHEST})
         loose = [pitch + d for d in (*RELATED, -12, 12) if LOWEST <= pitch + d <= HIGHEST and pitch + d not in planned]
         keys = [pitch, *planned, *loose]
@@ -633,13 +629,15 @@ class Detector:
         r_wo = float(np.sum((x - w[:, 1:] @ _nnls(w[:, 1:], x, self.noise_amp))[sup] ** 2))
         if r_wo <= 0.0 or (r_wo - r_with) / r_wo < INFORMED_EXPLAINED:
             return None
-        t_on = self._informed_onset(pitch, t_lo_s, t_hi_s, own)
-        return None if t_on is None else self._refine(pitch, t_on, mine)
+        got = self._informed_onset(pitch, t_lo_s, t_hi_s, own)
+        return None if got is None else self._refine(pitch, *got)
 
-    def _informed_onset(self, pitch: int, t_lo_s: float, t_hi_s: float, own: Sequence[int]) -> float | None:
-        """The coarse onset of ``pitch`` in [t_lo_s, t_hi_s] for :meth:`informed`: at the
-        largest local maximum of its salience's rise (:meth:`rise_db`, >= INFORMED_RISE_DB)
-        the plan-known midpoints (:meth:`_planned_midpoint`); None where none is."""
+    def _informed_onset(self, pitch: int, t_lo_s: float, t_hi_s: float,
+                        own: Sequence[int]) -> tuple[float, float] | None:
+        """(coarse onset, rise dB) of ``pitch`` in [t_lo_s, t_hi_s] for :meth:`informed`: at
+        the largest local maximum of its salience's rise (:meth:`rise_db`, >=
+        INFORMED_RISE_DB) the plan-known midpoints (:meth:`_planned_midpoint`); None where
+        none is."""
         r = self.rise_db(pitch)
         hop_s = self.hop / self.sr
         f0, f1 = max(1, int(t_lo_s / hop_s)), min(len(r) - 1, int(math.ceil(t_hi_s / hop_s)) + 1)
@@ -650,7 +648,7 @@ class Detector:
         if not ok.any():
             return None
         i = f0 + int(np.argmax(np.where(ok, seg, -np.inf)))
-        return self._planned_midpoint(pitch, i, self.own_partials(pitch, own) if own else None)
+        return self._planned_midpoint(pitch, i, self.own_partials(pitch, own) if own else None), float(r[i])
 
     # ---- key unknown -------------------------------------------------------------------
     def detect(self, pitches: range = range(LOWEST, HIGHEST + 1), min_gap_s: float = 0.03) -> list[Onset]:
@@ -725,9 +723,11 @@ class Detector:
         """The onsets heard of a performance whose intended notes are known (``(audio s,
         pitch)``, e.g. a plan mapped to the audio clock): each intended note looked for as
         a known key in [t - before_s, t + after_s], the plan's other notes nearby weighed
-        in its owner test; and the key-unknown onsets (``blind``, :meth:`detect` if None)
-        that no intended note explains and that stay this key's once the plan's notes
-        nearby are weighed (a wrong note, a stray). Sorted by time; one onset per strike."""
+        in its owner test, and where that search finds none (``informed``) the
+        score-informed stage (:meth:`informed`); and the key-unknown onsets (``blind``,
+        :meth:`detect` if None) that no intended note explains and that stay this key's
+        once the plan's notes nearby are weighed (a wrong note, a stray). Sorted by time;
+        one onset per strike."""
         if blind is None:
             blind = self.detect()
         order = sorted(range(len(intended)), key=lambda k: intended[k][0])
