@@ -490,7 +490,8 @@ def test_the_informed_stage_does_not_hear_planned_notes_that_were_not_played() -
     # semitone or octave of the soft one. Their partials lie in the ringing keys' bins (or
     # the soft key's): the informed stage hears none (measured 0 of 29 over 8 takes), and
     # with it the plan-known search hears no more of them than without (the search alone
-    # heard 2 of 29: an octave below a ringing key, a semitone of the soft key)
+    # heard 2 of 29, an octave below a ringing key and a semitone of the soft key; 1 with
+    # the stage's veto)
     unplayed_heard, soft_heard = 0, 0
     for seed in range(5):
         rng = np.random.default_rng(seed)
@@ -512,5 +513,25 @@ def test_the_informed_stage_does_not_hear_planned_notes_that_were_not_played() -
         alone = det.detect_intended(plan, 0.08, 0.08, [], informed=False)
         unplayed_heard += sum(o.pitch in unplayed for o in heard) - sum(o.pitch in unplayed for o in alone)
         soft_heard += any(o.pitch == soft and abs(o.t_s - t) < 0.005 for o in heard)
-    assert unplayed_heard == 0
+    assert unplayed_heard <= 0
     assert soft_heard == 5
+
+
+def test_a_planned_octave_below_a_struck_key_never_played_is_not_heard() -> None:
+    # a planned key an octave below a struck one, never played: every partial of the struck
+    # key is one of its partials, and the search's owner test (the struck key a planned
+    # rival) leaves it >= MIN_NEW noise units (heard in 7 of 8 takes here). In the
+    # score-informed decomposition its activation does not rise (< INFORMED_VETO_RISE): the
+    # struck key's template explains that sound (measured 0 of 8 with the stage). The
+    # struck keys are heard either way
+    without, with_stage = 0, 0
+    for chord, fake in (((55, 70), 43), ((49, 52), 40), ((50, 62), 38), ((53, 69), 41)):
+        for v in (70.0, 100.0):
+            det = Detector(_take([HeardNote(400_000, q, v, 900_000) for q in chord]), 48000)
+            t = 0.4 + OFFSET_S
+            plan = [(t, q) for q in (*chord, fake)]
+            heard = det.detect_intended(plan, 0.08, 0.08, [])
+            with_stage += any(o.pitch == fake for o in heard)
+            without += any(o.pitch == fake for o in det.detect_intended(plan, 0.08, 0.08, [], informed=False))
+            assert all(any(o.pitch == q and abs(o.t_s - t) < 0.005 for o in heard) for q in chord), (chord, v)
+    assert with_stage == 0 and without >= 5, (with_stage, without)
