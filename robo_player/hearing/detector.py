@@ -746,8 +746,10 @@ class Detector:
         """The onsets heard of a performance whose intended notes are known (``(audio s,
         pitch)``, e.g. a plan mapped to the audio clock): each intended note looked for as
         a known key in [t - before_s, t + after_s], the plan's other notes nearby weighed
-        in its owner test, and where that search finds none (``informed``) the
-        score-informed stage (:meth:`informed`); and the key-unknown onsets (``blind``,
+        in its owner test; with ``informed``, where that search finds none the
+        score-informed stage (:meth:`informed`), and where it finds one whose activation
+        in that stage's decomposition does not rise (:meth:`informed_rise` <
+        INFORMED_VETO_RISE) none; and the key-unknown onsets (``blind``,
         :meth:`detect` if None) that no intended note explains and that stay this key's
         once the plan's notes nearby are weighed (a wrong note, a stray). Sorted by time;
         one onset per strike."""
