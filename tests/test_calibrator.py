@@ -4,6 +4,10 @@ The calibrator sees only ``play``; these tests may read the truth (``dev._truth`
 check what it learned. They calibrate through the note-level sensor
 (``sim://?sensor=notes``, not the default microphone): they test the rounds and the fits,
 in seconds; the calibration through audio is tests/test_hearing_calibration.py's.
+The accuracy tests calibrate the exact instrument (``spread=0``): their targets are the
+fits' on strikes without their own spread. With it (sim://'s default) the calibrator
+misses them (docs/simulator.md, "Spread"); tests/test_sim_spread.py holds that as a
+strict xfail until the calibrator averages repeated strikes.
 """
 
 from __future__ import annotations
@@ -80,7 +84,7 @@ def spec():  # noqa: ANN201
 
 @pytest.fixture(scope="module", params=[0, 7])
 def session(request, spec):  # noqa: ANN001, ANN201
-    dev = open_port("sim://?sensor=notes", spec, truth_seed=request.param, sensor_seed=request.param)
+    dev = open_port("sim://?sensor=notes&spread=0", spec, truth_seed=request.param, sensor_seed=request.param)
     rec = Recorder(dev)
     fractions: list[float] = []
     cal, rep = calibrate_session(
@@ -252,7 +256,7 @@ def test_calibration_file_round_trip_and_spec_check(opened, spec, tmp_path: Path
 def test_calibrate_all_keys_of_61_key_spec(opened) -> None:
     """The whole calibrate() on a second spec (8-bit PWM, 4 strikes at once, no pedal)."""
     spec = load_spec("piano-61-diy")
-    dev = opened(open_port("sim://?sensor=notes", spec, truth_seed=2))
+    dev = opened(open_port("sim://?sensor=notes&spread=0", spec, truth_seed=2))
     rec = Recorder(dev)
     cal = calibrate(rec, spec, max_strikes_per_key=12)
     cal.check_for(spec)
@@ -368,7 +372,7 @@ def test_return_time_over_truth_seeds(opened) -> None:
     pitches = list(range(21, 109, 8))
     err = []
     for seed in (1, 2, 3, 4):
-        dev = opened(open_port("sim://?sensor=notes", spec, truth_seed=seed, sensor_seed=10 + seed))
+        dev = opened(open_port("sim://?sensor=notes&spread=0", spec, truth_seed=seed, sensor_seed=10 + seed))
         cal, rep = calibrate_session(dev, spec, pitches=pitches, seed=seed)
         assert rep.strikes <= 11 * len(pitches)  # 9 curve strikes + 1 probe, rarely 2
         err += [cal.keys[p].return_us - dev._truth.key(p).return_us for p in pitches]
@@ -395,7 +399,7 @@ def test_return_time_outside_the_plausible_range(opened, spec, tmp_path: Path) -
     a key too slow for both probes keeps the spec's nominal (None) and is reported."""
     returns = {30: 20_000, 40: 30_000, 60: 47_000, 80: 110_000, 100: 250_000}
     path = _truth_with_returns(spec, 5, returns, tmp_path / "truth.yaml")
-    dev = opened(open_port(f"sim://?sensor=notes&truth={path}", spec))
+    dev = opened(open_port(f"sim://?sensor=notes&spread=0&truth={path}", spec))
     cal, rep = calibrate_session(dev, spec, pitches=list(returns))
     for p, r in returns.items():
         c = cal.keys[p]

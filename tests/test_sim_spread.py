@@ -233,3 +233,27 @@ def test_guitar_truth_draws_the_spread_and_checks_it(tmp_path: Path) -> None:
     p.write_text(yaml.safe_dump(doc))
     with pytest.raises(SpecError, match=r"press_spread\.fret:9:9: no such presser"):
         GuitarTruth.load(p).check_for(spec, str(p))
+
+
+# --- what the spread asks of the calibrator --------------------------------------------
+
+
+@pytest.mark.xfail(strict=True, reason="the calibrator fits one strike per drive: a strike's own spread "
+                   "goes straight into the curve (docs/simulator.md, 'Spread'); strict, so that the "
+                   "calibrator's fix (averaging repeated strikes) turns this into a plain test")  # fmt: skip
+def test_calibration_with_the_spread_meets_the_latency_target(opened: Any, piano: PianoSpec) -> None:
+    """tests/test_calibrator.py's target (the latency curve within 1 ms of the truth over
+    the usable range), on sim://'s default instrument: with the spread."""
+    from robo_player.calibrator import calibrate_session
+
+    pitches = [21, 45, 60, 83, 108]
+    dev = opened(open_port("sim://?sensor=notes", piano, truth_seed=0, sensor_seed=0))
+    cal, _ = calibrate_session(dev, piano, pitches=pitches, seed=0)
+    worst = 0.0
+    for p in pitches:
+        c, kt = cal.keys[p], dev._truth.key(p)
+        for d in np.linspace(c.drive[0], 1.0, 50):
+            u = (d - kt.threshold) / (1.0 - kt.threshold)
+            if u > 0:
+                worst = max(worst, abs(c.latency_at(d) - kt.latency_full_us * u ** (-kt.alpha)))
+    assert worst < 1000.0, worst
