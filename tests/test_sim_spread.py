@@ -229,6 +229,13 @@ def test_guitar_truth_draws_the_spread_and_checks_it(tmp_path: Path) -> None:
     g.save(p)
     assert GuitarTruth.load(p) == g
     doc = yaml.safe_load(p.read_text())
+    for st in doc["strings"]:  # a file from before the spread: the middle of the ranges
+        del st["timing_sd_us"], st["loudness_sd"]
+    del doc["press_spread"]
+    p.write_text(yaml.safe_dump(doc))
+    old = GuitarTruth.load(p)
+    assert old.strings[0].timing_sd_us == sum(TIMING_SD_US) / 2 and old.strings[0].timing_sd_frac == g.strings[0].timing_sd_frac
+    assert old.press_sd("fret:0:1") == sum(PRESS_SD_FRAC) / 2
     doc["press_spread"] = {"fret:9:9": 0.01}
     p.write_text(yaml.safe_dump(doc))
     with pytest.raises(SpecError, match=r"press_spread\.fret:9:9: no such presser"):
