@@ -54,6 +54,9 @@ class KeyFit:
     vel_k: float
     lat_rms_us: float = 0.0
     vel_rms: float = 0.0
+    # the action's spread this key's residuals show, as a fraction of the assumed one
+    # (:func:`fit_key`; 1.0: as assumed, or not estimated)
+    spread: float = 1.0
     isotonic: bool = False  # fell back to monotone interpolation of the measurements
     iso_drive: tuple[float, ...] = ()
     iso_latency: tuple[float, ...] = ()
@@ -236,6 +239,10 @@ def isotonic(y: Floats, increasing: bool = True) -> np.ndarray:
     return arr if increasing else -arr
 
 
+SPREAD_MIN = 0.25  # the least spread (of the assumed) a key's residuals may set
+SPREAD_MAX = 2.0
+
+
 def fit_key(
     strikes: Sequence[StrikeResult], vel_noise: float = VEL_NOISE, lat_noise_us: float = LAT_NOISE_US,
     lat_rel_noise: float = 0.0,
@@ -251,7 +258,41 @@ def fit_key(
     weighs by the sensor's noise and the spread together, and the poor-fit test (the
     isotonic fallback) and the outlier test judge the residuals against both: a fit that
     averages through the action's own scatter is what is wanted, not one through every
-    point."""
+    point.
+
+    Two passes: the first with the assumed spread; then the spread the key's latency
+    residuals show (beyond the sensor's noise, for the fit's degrees of freedom) scales
+    it, within ``SPREAD_MIN``..``SPREAD_MAX`` of the assumed, for a second pass
+    (:attr:`KeyFit.spread`; the key-return probe's s.d. uses it). A key that repeats
+    better than assumed is weighed as the exact instrument it is; the second pass is
+    kept only if it is not a poor fit."""
+    first = _fit_key(strikes, vel_noise, lat_noise_us, lat_rel_noise, spread)
+    if first is None or first.isotonic:
+        return first
+    kept = [s for s in strikes if s.probe_gap_us is None and s.heard]
+    d = np.array([s.drive for s in kept])
+    lat = np.array([s.latency_us for s in kept])
+    extra = np.array([LAT_DOUBTFUL_AUDIO_US if s.doubtful else 0.0 for s in kept])
+    if d.size < 5:
+        return first
+    r = first.latency_us(d) - lat
+    sensor = lat_noise_us + lat_rel_noise * lat + extra
+    action = spread[0] + spread[1] * lat
+    dof = d.size / (d.size - 3.0)  # theta, A, alpha fitted
+    scale2 = float(np.mean((r * r * dof - sensor * sensor) / (action * action)))
+    scale = min(SPREAD_MAX, max(SPREAD_MIN, math.sqrt(max(scale2, 0.0))))
+    second = _fit_key(strikes, vel_noise, lat_noise_us, lat_rel_noise, tuple(scale * x for x in spread))  # type: ignore[arg-type]
+    if second is None or second.isotonic:
+        return first
+    second.spread = scale
+    return second
+
+
+def _fit_key(
+    strikes: Sequence[StrikeResult], vel_noise: float, lat_noise_us: float, lat_rel_noise: float,
+    spread: tuple[float, float, float],
+) -> KeyFit | None:
+    """One pass of :func:`fit_key` with a given spread."""
     sp_us, sp_frac, sp_vel = spread
     lat_noise_us = math.hypot(lat_noise_us, sp_us)
     lat_rel_noise = lat_rel_noise + sp_frac
