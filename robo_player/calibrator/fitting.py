@@ -239,7 +239,7 @@ def isotonic(y: Floats, increasing: bool = True) -> np.ndarray:
     return arr if increasing else -arr
 
 
-SPREAD_MIN = 0.25  # the least spread (of the assumed) a key's residuals may set
+SPREAD_MIN = 0.1  # the least spread (of the assumed) a key's residuals may set
 SPREAD_MAX = 2.0
 
 
@@ -267,16 +267,16 @@ def fit_key(
     better than assumed is weighed as the exact instrument it is; the second pass is
     kept only if it is not a poor fit."""
     first = _fit_key(strikes, vel_noise, lat_noise_us, lat_rel_noise, spread)
-    if first is None or first.isotonic:
+    if first is None or first.isotonic or spread[0] + spread[1] <= 0:
         return first
-    kept = [s for s in strikes if s.probe_gap_us is None and s.heard]
+    # a doubtful onset (its sensor noise swamps any spread) tells nothing of the spread
+    kept = [s for s in strikes if s.probe_gap_us is None and s.heard and not s.doubtful]
     d = np.array([s.drive for s in kept])
     lat = np.array([s.latency_us for s in kept])
-    extra = np.array([LAT_DOUBTFUL_AUDIO_US if s.doubtful else 0.0 for s in kept])
     if d.size < 5:
         return first
     r = first.latency_us(d) - lat
-    sensor = lat_noise_us + lat_rel_noise * lat + extra
+    sensor = lat_noise_us + lat_rel_noise * lat
     action = spread[0] + spread[1] * lat
     dof = d.size / (d.size - 3.0)  # theta, A, alpha fitted
     scale2 = float(np.mean((r * r * dof - sensor * sensor) / (action * action)))
@@ -295,6 +295,7 @@ def _fit_key(
     """One pass of :func:`fit_key` with a given spread."""
     sp_us, sp_frac, sp_vel = spread
     lat_noise_us = math.hypot(lat_noise_us, sp_us)
+    w_noise_us = math.hypot(LAT_NOISE_US, sp_us)  # the weights' fixed part (as ever: 0.2 ms)
     lat_rel_noise = lat_rel_noise + sp_frac
     strikes = [s for s in strikes if s.probe_gap_us is None]
     heard = [s for s in strikes if s.heard]
@@ -309,7 +310,7 @@ def _fit_key(
     keep = np.ones(d.size, dtype=bool)
     for _ in range(2):  # drop up to two gross outliers (a mismatched or disturbed strike)
         theta, la, alpha, _ = fit_latency(
-            d[keep], lat[keep], silent, lat_rel_noise, extra[keep], lat_noise_us
+            d[keep], lat[keep], silent, lat_rel_noise, extra[keep], w_noise_us
         )
         pred = la * np.maximum(d - theta, 1e-9) ** (-alpha)
         # against the strike's s.d. (the spread is clipped at 4 s.d.: 6 is a gross outlier)
@@ -321,7 +322,7 @@ def _fit_key(
         else:
             break
     theta, la, alpha, lat_rms = fit_latency(
-        d[keep], lat[keep], silent, lat_rel_noise, extra[keep], lat_noise_us
+        d[keep], lat[keep], silent, lat_rel_noise, extra[keep], w_noise_us
     )
     vmask = keep & (vel < VEL_CLIP)
     vel_sd = np.hypot(vel_noise, sp_vel * np.maximum(vel, 0.0))  # (n,) each strike's s.d.
