@@ -239,6 +239,7 @@ def isotonic(y: Floats, increasing: bool = True) -> np.ndarray:
     return arr if increasing else -arr
 
 
+OUTLIER_SPREAD_SD = 4.0  # the spread's own deviations stay within about 4 s.d.
 SPREAD_MIN = 0.1  # the least spread (of the assumed) a key's residuals may set
 SPREAD_MAX = 2.0
 
@@ -270,7 +271,7 @@ def fit_key(
     if first is None or first.isotonic or spread[0] + spread[1] <= 0:
         return first
     # a doubtful onset (its sensor noise swamps any spread) tells nothing of the spread
-    kept = [s for s in strikes if s.probe_gap_us is None and s.heard and not s.doubtful]
+    kept = [s for s in strikes if s.probe_gap_us is None and s.heard and not s.doubtful and s.latency_us > 0]
     d = np.array([s.drive for s in kept])
     lat = np.array([s.latency_us for s in kept])
     if d.size < 5:
@@ -279,7 +280,9 @@ def fit_key(
     sensor = lat_noise_us + lat_rel_noise * lat
     action = spread[0] + spread[1] * lat
     dof = d.size / (d.size - 3.0)  # theta, A, alpha fitted
-    scale2 = float(np.mean((r * r * dof - sensor * sensor) / (action * action)))
+    # the median (robust to the one outlier the rule lets through), over its value for
+    # a normal deviation's square (0.455)
+    scale2 = float(np.median((r * r * dof - sensor * sensor) / (action * action))) / 0.455
     scale = min(SPREAD_MAX, max(SPREAD_MIN, math.sqrt(max(scale2, 0.0))))
     second = _fit_key(strikes, vel_noise, lat_noise_us, lat_rel_noise, tuple(scale * x for x in spread))  # type: ignore[arg-type]
     if second is None or second.isotonic:
@@ -294,11 +297,14 @@ def _fit_key(
 ) -> KeyFit | None:
     """One pass of :func:`fit_key` with a given spread."""
     sp_us, sp_frac, sp_vel = spread
+    lat_noise_0 = lat_noise_us  # the sensor's alone
     lat_noise_us = math.hypot(lat_noise_us, sp_us)
     w_noise_us = math.hypot(LAT_NOISE_US, sp_us)  # the weights' fixed part (as ever: 0.2 ms)
     lat_rel_noise = lat_rel_noise + sp_frac
     strikes = [s for s in strikes if s.probe_gap_us is None]
-    heard = [s for s in strikes if s.heard]
+    # a heard latency <= 0 is on no curve (an onset matched to the wrong strike, or
+    # through audio a clock offset not yet right): left out, neither heard nor silent
+    heard = [s for s in strikes if s.heard and s.latency_us > 0]
     if len(heard) < 2:
         return None
     silent = [s.drive for s in strikes if not s.heard and not s.missed]
@@ -313,11 +319,13 @@ def _fit_key(
             d[keep], lat[keep], silent, lat_rel_noise, extra[keep], w_noise_us
         )
         pred = la * np.maximum(d - theta, 1e-9) ** (-alpha)
-        # against the strike's s.d. (the spread is clipped at 4 s.d.: 6 is a gross outlier)
-        resid = np.abs(pred - lat) / (lat_noise_us + lat_rel_noise * lat + extra)
+        # more than 8 s.d. of the sensor or 2 % of the latency, and more than
+        # OUTLIER_SPREAD_SD s.d. of the action's spread: a gross outlier
+        bar = np.maximum(OUTLIER_SPREAD_SD * (sp_us + sp_frac * lat), np.maximum(8 * lat_noise_0, 0.02 * lat))
+        resid = np.abs(pred - lat) / bar
         resid[~keep] = 0.0
         worst = int(np.argmax(resid))
-        if keep.sum() >= 5 and resid[worst] > 6.0:
+        if keep.sum() >= 5 and resid[worst] > 1.0:
             keep[worst] = False
         else:
             break
