@@ -240,7 +240,7 @@ def isotonic(y: Floats, increasing: bool = True) -> np.ndarray:
 
 
 OUTLIER_SPREAD_SD = 4.0  # the spread's own deviations stay within about 4 s.d.
-SPREAD_MIN = 0.1  # the least spread (of the assumed) a key's residuals may set
+SPREAD_MIN = 0.0  # the least spread (of the assumed) a key's residuals may set: none
 SPREAD_MAX = 2.0
 
 

@@ -50,6 +50,9 @@ PROBE_AGAIN_RATIO = 0.7
 # is not fully up: a fixed part for the curve fit's own error plus a multiple of the
 # estimate's sensor-noise s.d.
 RETURN_MARGIN_US = 600.0
+# the probe's spread is taken as at least this fraction of the assumed one, whatever the
+# key's residuals said (:attr:`KeyFit.spread`: about nine strikes tell it roughly)
+RETURN_SPREAD_MIN = 0.25
 RETURN_MARGIN_SD = 2.0
 
 
@@ -108,8 +111,9 @@ def drive_from_heard(
     grid = np.linspace(lo, 1.0, 4001)  # (G,) drives
     d_l, s_l = _invert(fit.latency_us(grid), grid, latency_us)
     d_v, s_v = _invert(fit.velocity(grid), grid, velocity)
-    spread_l = fit.spread * (ACTION_LAT_SD_US + ACTION_LAT_SD_FRAC * latency_us)
-    spread_v = fit.spread * ACTION_VEL_SD_FRAC * velocity if math.isfinite(velocity) else 0.0
+    k = max(fit.spread, RETURN_SPREAD_MIN)
+    spread_l = k * (ACTION_LAT_SD_US + ACTION_LAT_SD_FRAC * latency_us)
+    spread_v = k * ACTION_VEL_SD_FRAC * velocity if math.isfinite(velocity) else 0.0
     var_l = ((LAT_NOISE_US + lat_extra_us) ** 2 + spread_l**2 + fit.lat_rms_us**2) / max(s_l, 1e-9) ** 2
     var_v = (VEL_NOISE**2 + spread_v**2 + min(fit.vel_rms, 10.0) ** 2) / max(s_v, 1e-9) ** 2
     if not math.isfinite(velocity) or d_v >= 1.0 or d_v <= lo:
