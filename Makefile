@@ -10,6 +10,12 @@ OUT    ?= out
 # how the calibration hears: notes (the note-level sensor) or audio (sim://'s default, a
 # microphone in the room; its figures are not yet the note-level ones: docs/hearing.md)
 SENSOR ?= notes
+# through audio: more of the room's options (e.g. ROOM='&gain_db=-31') and the microphone
+# chain's measured gain (MIC_GAIN=-30.8 or -30.8:0.2: calibrate --mic-gain-db, docs/hearing.md)
+ROOM   ?=
+MIC_GAIN ?=
+MIC_GAIN_ARG = $(if $(MIC_GAIN),--mic-gain-db=$(MIC_GAIN),)
+GUITAR_SENSOR ?= audio
 GUITAR_SPEC  ?= guitar-slider
 GUITAR_PIECE ?= bwv66.6
 
@@ -27,8 +33,8 @@ $(VENV)/.dev: $(VENV)/.core
 
 demo: $(VENV)/.core
 	mkdir -p $(OUT)
-	$(BIN)/robo-player calibrate --spec $(SPEC) --truth-seed $(TRUTH_SEED) --port 'sim://?sensor=$(SENSOR)' \
-		--out $(OUT)/calibration.yaml
+	$(BIN)/robo-player calibrate --spec $(SPEC) --truth-seed $(TRUTH_SEED) --port 'sim://?sensor=$(SENSOR)$(ROOM)' \
+		$(MIC_GAIN_ARG) --out $(OUT)/calibration.yaml
 	$(BIN)/robo-player play $(PIECE) --spec $(SPEC) --truth-seed $(TRUTH_SEED) \
 		--calibration $(OUT)/calibration.yaml \
 		--report $(OUT)/report.json --wav $(OUT)/performance.wav --plot $(OUT)/pianoroll.png
@@ -36,8 +42,8 @@ demo: $(VENV)/.core
 # the guitar: calibrate its pickers and frets by listening, then play (docs/guitar.md)
 demo-guitar: $(VENV)/.core
 	mkdir -p $(OUT)
-	$(BIN)/robo-player calibrate --spec $(GUITAR_SPEC) --port sim:// --truth-seed $(TRUTH_SEED) \
-		--out $(OUT)/guitar-calibration.yaml
+	$(BIN)/robo-player calibrate --spec $(GUITAR_SPEC) --port 'sim://?sensor=$(GUITAR_SENSOR)$(ROOM)' \
+		--truth-seed $(TRUTH_SEED) $(MIC_GAIN_ARG) --out $(OUT)/guitar-calibration.yaml
 	$(BIN)/robo-player play $(GUITAR_PIECE) --spec $(GUITAR_SPEC) --truth-seed $(TRUTH_SEED) \
 		--calibration $(OUT)/guitar-calibration.yaml --report $(OUT)/guitar-report.json \
 		--wav $(OUT)/guitar.wav --plot $(OUT)/guitar-roll.png

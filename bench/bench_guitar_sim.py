@@ -21,8 +21,13 @@ picks while a carriage moved; the same without calibration (nominal curves) besi
 
 ``--sensor``: what the calibration hears through: ``notes`` (the note-level sensor, each
 pick's onset and loudness with a little noise), ``audio`` (a microphone in the room:
-``sim://?sensor=audio``, the guitar's ear, :mod:`robo_player.calibrator.guitar_listening`)
-or ``both`` (the default: both tables, notes first; the pieces play on the same truth).
+``sim://?sensor=audio``, the guitar's ear, :mod:`robo_player.calibrator.guitar_listening`;
+the take's level anchored on the strings' full-drive picks against the nominal),
+``mic`` (the same through a measured microphone: the room's gain ``--room-gain-db``,
+default -31 dB, away from the ear's reference, and the calibration told
+``--mic-gain-db``, default -30.8:0.3, 0.2 dB off the truth as a real measurement is),
+``both`` (the default: notes and audio) or ``all`` (notes, audio, mic); the pieces play
+on the same truth.
 
 Audio: ``render_audio`` (Karplus-Strong) of every performance, CPU seconds
 (``time.process_time``: the machine is shared) against the seconds of audio, with the
@@ -41,6 +46,7 @@ import numpy as np
 
 from robo_player.calibrator.guitar import calibrate_guitar
 from robo_player.driver import open_port
+from robo_player.hearing.level import parse_mic_gain
 from robo_player.planner import plan
 from robo_player.report import build_report
 from robo_player.score import Note, Score
@@ -129,17 +135,22 @@ def bass_line(score: Score) -> Score:
 
 
 def run_spec(name: str, pieces: list[tuple[str, Score]], seed: int, perfs: list[Any], sensor: str = "notes",
-             nominal: dict[str, Any] | None = None) -> dict[str, Any]:  # fmt: skip
+             nominal: dict[str, Any] | None = None, room_gain_db: float = -31.0,
+             mic_gain: str = "-30.8:0.3") -> dict[str, Any]:  # fmt: skip
     """Calibrate through ``sensor``, play every piece; ``nominal``: the uncalibrated
     figures of an earlier run (not played again)."""
     spec = load_spec(name)
     c0 = time.process_time()
-    with open_port(f"sim://?sensor={sensor}", spec, truth_seed=seed) as dev:
-        cal, crep = calibrate_guitar(dev, spec)
+    url, mic = f"sim://?sensor={sensor}", None
+    if sensor == "mic":
+        url, mic = f"sim://?sensor=audio&gain_db={room_gain_db:g}", parse_mic_gain(mic_gain)
+    with open_port(url, spec, truth_seed=seed) as dev:
+        cal, crep = calibrate_guitar(dev, spec, mic=mic)
     cal_cpu = time.process_time() - c0
     out: dict[str, Any] = {"spec": name, "pieces": len(pieces), "cal_picks": crep.picks,
                            "cal_cpu_s": cal_cpu, "cal_play_s": crep.sim_time_us / 1e6, "sensor": sensor,
-                           "c_ms": None if crep.sync_offset_us is None else crep.sync_offset_us / 1000}  # fmt: skip
+                           "c_ms": None if crep.sync_offset_us is None else crep.sync_offset_us / 1000,
+                           "level": crep.audio_level}  # fmt: skip
     if nominal is not None:
         out["nominal"] = nominal
     for label, calibration in (("cal", cal), ("nominal", None)):
@@ -152,7 +163,7 @@ def run_spec(name: str, pieces: list[tuple[str, Score]], seed: int, perfs: list[
         cut_ms: list[float] = []  # per cut note: written sounding length less the planned, ms
         for _piece, score in pieces:
             the_plan, rep = plan(score, spec, calibration)
-            with open_port("sim://", spec, truth_seed=seed) as dev:
+            with open_port("sim://?sensor=notes", spec, truth_seed=seed) as dev:  # reports read the notes
                 perf = dev.play(the_plan)
             r = build_report(plan_report=rep, performance=perf, piece=_piece, spec=spec,
                              port="sim://", calibration=calibration)  # fmt: skip
@@ -215,8 +226,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--folk", type=int, default=12, help="folk tunes (split over 3 collections)")
     ap.add_argument("--chorales", type=int, default=6)
     ap.add_argument("--truth-seed", type=int, default=3)
-    ap.add_argument("--sensor", choices=("notes", "audio", "both"), default="both",
-                    help="what the calibration hears through (both: a table for each)")
+    ap.add_argument("--sensor", choices=("notes", "audio", "mic", "both", "all"), default="both",
+                    help="what the calibration hears through (both: notes and audio; all: and mic)")
+    ap.add_argument("--room-gain-db", type=float, default=-31.0, help="--sensor mic: the room's true gain")
+    ap.add_argument("--mic-gain-db", default="-30.8:0.3", help="--sensor mic: the gain the calibration is told")
     args = ap.parse_args(argv)
     try:
         import music21  # noqa: F401
@@ -232,11 +245,12 @@ def main(argv: list[str] | None = None) -> int:
     sets = [("guitar-matrix", folk + chor), ("guitar-slider", folk + chor),
             ("bass-4", [(n, bass_line(s)) for n, s in chor])]  # fmt: skip
     nominal: dict[str, Any] = {}
-    sensors = ("notes", "audio") if args.sensor == "both" else (args.sensor,)
+    sensors = {"both": ("notes", "audio"), "all": ("notes", "audio", "mic")}.get(args.sensor, (args.sensor,))
     for k, sensor in enumerate(sensors):
         rows = []
         for name, pieces in sets:
-            rows.append(run_spec(name, pieces, args.truth_seed, perfs if k == 0 else [], sensor, nominal.get(name)))
+            rows.append(run_spec(name, pieces, args.truth_seed, perfs if k == 0 else [], sensor, nominal.get(name),
+                                 args.room_gain_db, args.mic_gain_db))  # fmt: skip
             nominal[name] = rows[-1]["nominal"]
         if k == 0:
             audio_s, cold_x, warm_x = ks_speed(perfs)
@@ -248,6 +262,9 @@ def main(argv: list[str] | None = None) -> int:
 
 def _print_rows(rows: list[dict[str, Any]], sensor: str) -> None:
     print(f"\n## calibrated through sensor={sensor}")
+    for r in rows:
+        if r.get("level") is not None:
+            print(f"  {r['spec']}: " + r["level"].line("the ear's law", "strings at full drive against the spec's nominal"))
     print()
     print("| spec | notes | unaltered | as written | altered | dropped | unheard | onset p99 ms (nominal) "
           "| mean vel err (nominal) | buzzed | faults | calibration |")

@@ -429,7 +429,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
-    from .calibrator import calibrate
+    from .calibrator import calibrate_session
 
     if (done := calibrate_cli.calibrate(args, _HEARING)) is not None:  # --mic, recordings
         return done
@@ -449,7 +449,8 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         out = outputs.reserve(args.out)
         prog = Progress("calibrating", enabled=not args.quiet)
         with _open_device(args.port, spec, args) as device:
-            cal = calibrate(device, spec, max_strikes_per_key=args.max_strikes, progress=prog)
+            cal, rep = calibrate_session(device, spec, max_strikes_per_key=args.max_strikes, progress=prog,
+                                         mic=args.mic_gain)  # fmt: skip
         prog.done()
         cal.simulated = simulated_instrument(args, args.port)
         cal.save(out)
@@ -458,6 +459,10 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
             f"calibrated {len(cal.keys)} keys of {spec.name} with "
             f"{cal.strikes_per_key:.1f} strikes per key"
         )
+        if rep.audio_level is not None:
+            print(rep.audio_level.line("the detector's reference microphone", "keys at full drive against the spec's nominal"))
+        elif args.mic_gain is not None:
+            print("note: --mic-gain-db is for a calibration through audio; this device hands back heard notes")
         print(f"wrote {args.out}")
     return 0
 
@@ -632,10 +637,22 @@ def interrupted_exit_code(err: BaseException) -> int:
     return 130
 
 
+def _join_negative_values(argv: list[str]) -> list[str]:
+    """``--mic-gain-db -30.8:0.2`` as ``--mic-gain-db=-30.8:0.2`` (argparse takes a value
+    that starts with ``-`` and is no plain number for an option)."""
+    out: list[str] = []
+    for a in argv:
+        if out and out[-1] == "--mic-gain-db" and a[:1] == "-" and (a[1:2].isdigit() or a[1:2] == "."):
+            out[-1] = f"{out[-1]}={a}"
+        else:
+            out.append(a)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     try:
-        args, extra = parser.parse_known_args(argv)
+        args, extra = parser.parse_known_args(_join_negative_values(sys.argv[1:] if argv is None else list(argv)))
         # `verify TAKE.wav --plan P SONG`: argparse leaves an optional positional given
         # after the options over; it is verify's SONG
         if extra and getattr(args, "command", None) == "verify" and args.song is None \

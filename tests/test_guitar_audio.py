@@ -13,7 +13,13 @@ from robo_player.calibrator.guitar import calibrate_guitar
 from robo_player.driver import open_port
 from robo_player.errors import HearingError, TransportError
 from robo_player.hearing.align import PATTERN_US
-from robo_player.hearing.guitar import PickEar, align_picks, power_of_velocity, velocity_of_power
+from robo_player.hearing.guitar import (
+    REFERENCE_GAIN_DB,
+    PickEar,
+    align_picks,
+    power_of_velocity,
+    velocity_of_power,
+)
 from robo_player.performance import HeardNote
 from robo_player.plan import Command, Op, Plan
 from robo_player.sim.guitar.audio import render_audio, render_note
@@ -56,12 +62,14 @@ def test_sim_with_sensor_audio_records_the_guitar(opened: Any) -> None:
     assert abs(lag - period) < 2
 
 
-def test_the_guitar_keeps_notes_as_its_default_sensor_and_checks_audio_options(opened: Any) -> None:
+def test_the_guitar_hears_through_audio_by_default_and_checks_audio_options(opened: Any) -> None:
     spec = load_spec("guitar-matrix")
     dev = opened(open_port("sim://", spec, truth_seed=1))
-    assert dev.play(_picks(spec, 0, [100_000])).audio is None
+    assert dev.play(_picks(spec, 0, [100_000])).audio is not None  # a microphone, as the piano's
+    notes = opened(open_port("sim://?sensor=notes", spec, truth_seed=1))
+    assert notes.play(_picks(spec, 0, [100_000])).audio is None
     with pytest.raises(TransportError, match="option snr_db needs sensor=audio"):
-        open_port("sim://?snr_db=20", spec)
+        open_port("sim://?sensor=notes&snr_db=20", spec)
     with pytest.raises(TransportError, match=r"sample_rate=22050 \(allowed: 44100, 48000\)"):
         open_port("sim://?sensor=audio&sample_rate=22050", spec)
 
@@ -80,6 +88,20 @@ def test_the_ear_level_law_is_the_voice_s() -> None:
         # each pitch's own timbre: a constant within ~10 % of the law's (a few % of velocity)
         assert 0.75 < ratios[-1] < 1.15, (pitch, ratios)
     assert velocity_of_power(float(power_of_velocity(77.0))) == pytest.approx(77.0, abs=0.1)
+
+
+def test_the_ears_reference_is_the_voices_mean_over_the_neck() -> None:
+    """What a known microphone gain means to the ear: the voice's first period against the
+    law, over the bass's and the guitar's pitches, on average -REFERENCE_GAIN_DB (each
+    pitch's own timbre spreads around it): a chain of +0.22 dB reads as level 0."""
+    db = []
+    for pitch in range(28, 89, 3):
+        y = render_note(pitch, 100.0, SR // 2, sample_rate=SR)
+        pk = PickEar(np.r_[np.zeros(SR // 10), y], SR).find(pitch, 0.09, 0.2)
+        assert pk is not None
+        db.append(10.0 * math.log10(pk.power / float(power_of_velocity(100.0, pk.spectrum))))
+    assert abs(float(np.mean(db)) + REFERENCE_GAIN_DB) < 0.08, np.round(db, 2)  # measured: mean -0.21
+    assert 0.15 < float(np.std(db)) < 0.5  # each pitch's timbre: PICK_LEVEL_NOISE_DB's share
 
 
 def test_the_ear_times_picks_in_a_room_to_tens_of_microseconds() -> None:

@@ -440,7 +440,10 @@ def test_a_legato_step_on_one_string_is_cut_no_more_than_the_mechanism_needs(ope
 
     spec = load_spec(name)
     t = spec.timing
-    with open_port("sim://", spec, truth_seed=4) as dev:
+    # calibrated on the exact instrument (spread=0): through audio (the guitar's default
+    # sensor) with the picks' own spread the calibration finds the clock offset c tens of
+    # ms off, or fails on a NaN latency (truth seeds 1 and 4; tests/test_sim_spread.py)
+    with open_port("sim://?spread=0", spec, truth_seed=4) as dev:
         cal, _ = calibrate_guitar(dev, spec)
     settle = max(cal.settle_us.values())
     score = Score([Note(41, 0, 500_000, 80), Note(43, 500_000, 500_000, 80)])

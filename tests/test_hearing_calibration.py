@@ -117,7 +117,7 @@ def test_learning_from_a_recording_of_the_fixed_take(spec) -> None:  # noqa: ANN
 
 def test_sim_hears_through_the_room_microphone_by_default(spec) -> None:  # noqa: ANN001
     # issue 11 §1: audio is sim://'s default; sensor=notes keeps the note-level sensor;
-    # the guitar (no voice of its own in the room yet) keeps notes
+    # the guitar's too since session 12 (its voice in the room, docs/guitar.md)
     from robo_player.planner.piano import plan_piano
     from robo_player.score import Note, Score
 
@@ -130,6 +130,8 @@ def test_sim_hears_through_the_room_microphone_by_default(spec) -> None:  # noqa
     with open_port("sim://?sensor=notes", spec) as dev:
         assert dev.play(plan).audio is None
     with open_port("sim://", load_spec("guitar-slider")) as dev:
+        assert dev.instrument.microphone.room is not None  # type: ignore[attr-defined]
+    with open_port("sim://?sensor=notes", load_spec("guitar-slider")) as dev:
         assert dev.instrument.microphone.room is None  # type: ignore[attr-defined]
 
 

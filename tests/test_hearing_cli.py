@@ -88,6 +88,20 @@ def test_verify_reports_from_a_recording_and_refuses_another_piece(tmp_path, cap
     assert abs(r2["audio_level_db"] - (r["audio_level_db"] - 12.0)) <= 1.0
     assert abs(r2["velocity_error"]["mean"] - r["velocity_error"]["mean"]) <= 1.0
     assert abs(r2["onset_error_ms"]["p50"] - r["onset_error_ms"]["p50"]) <= 1.0
+    assert r2["audio_level"]["by"] == "anchor" and r2["audio_level"]["mic_db"] is None
+    # the soft take's chain is -36 dB (12 under the detector's reference): told -36.2 dB by
+    # a measured microphone, the level weighs that (-12.2 dB) with the plan's anchor
+    rc = main(["-q", "verify", str(soft), "--plan", str(plan2), "--report", str(report), "--mic-gain-db", "-36.2"])
+    assert rc == 0, capsys.readouterr().err
+    lv = json.loads(report.read_text())["audio_level"]
+    assert lv["by"] == "mic gain + anchor" and lv["mic_db"] == pytest.approx(-12.2) and lv["mic_sd_db"] == 0.3
+    assert lv["anchor_db"] == pytest.approx(r2["audio_level_db"], abs=0.01)
+    lo, hi = sorted((lv["anchor_db"], lv["mic_db"]))
+    assert lo < lv["level_db"] < hi
+    # a tolerance of 0: refused, nothing written
+    report.unlink()
+    assert main(["verify", str(soft), "--plan", str(plan2), "--report", str(report), "--mic-gain-db", "-36:0"]) == 2
+    assert "--mic-gain-db: tolerance 0 dB is out of range" in capsys.readouterr().err and not report.exists()
     # the same plan against a recording of silence-and-noise: said so, nothing written
     quiet = write_wav(tmp_path / "quiet.wav", Recording(take.samples()[:48000] * 0.0, take.sample_rate))
     rc = main(["verify", str(quiet), "--plan", str(plan_path), "bwv66.6", "--report", str(tmp_path / "q.json")])

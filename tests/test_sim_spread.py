@@ -264,3 +264,17 @@ def test_calibration_with_the_spread_meets_the_latency_target(opened: Any, piano
             if u > 0:
                 worst = max(worst, abs(c.latency_at(d) - kt.latency_full_us * u ** (-kt.alpha)))
     assert worst < 1000.0, worst
+
+
+@pytest.mark.xfail(strict=True, reason="the guitar's calibration through audio reads the clock offset c "
+                   "from the picks' curve shape (flat: alpha 0.15-0.25); a pick's own spread moves it tens "
+                   "of ms, and a latency below 0 makes the fit NaN (docs/simulator.md, 'Spread')")  # fmt: skip
+@pytest.mark.parametrize("seed", [1, 3])
+def test_guitar_calibration_through_audio_with_the_spread_finds_c(opened: Any, seed: int) -> None:
+    from robo_player.calibrator.guitar import calibrate_guitar
+
+    spec = load_spec("guitar-slider")
+    dev = opened(open_port("sim://?sensor=audio", spec, truth_seed=seed))
+    _, rep = calibrate_guitar(dev, spec)  # seed 1: ValueError (NaN latency) today
+    assert rep.sync_offset_us is not None
+    assert abs(rep.sync_offset_us - dev._truth.strings[5].latency_full_us) < 1000.0  # seed 3: 33.5 ms off

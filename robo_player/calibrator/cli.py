@@ -1,5 +1,6 @@
 """The listening options of ``robo-player calibrate``: ``--mic``,
-``--record-with-any-recorder``, ``--from-recording``, ``--played`` (docs/hearing.md)."""
+``--record-with-any-recorder``, ``--from-recording``, ``--played``, ``--mic-gain-db``
+(docs/hearing.md)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UsageError
+from ..hearing.cli import add_mic_gain_arg, read_mic_gain
 from ..hearing.recording import MicRecorder, read_wav
 from ..performance import Performance
 
@@ -21,6 +23,7 @@ def add_calibrate_args(sp: argparse.ArgumentParser) -> None:
                         "(--played, default played.json here)")
     g.add_argument("--from-recording", metavar="TAKE.wav", help="learn from a recording of that take")
     g.add_argument("--played", metavar="PLAYED.json", help="what the recorded take played")
+    add_mic_gain_arg(g)
 
 
 class ListeningDevice:
@@ -51,6 +54,7 @@ def calibrate(args: argparse.Namespace, helpers: dict[str, Callable[..., Any]]) 
     from .offline import fixed_take, learn_from_recording, load_played, save_played
     from .session import calibrate_session
 
+    read_mic_gain(args)
     if not (args.mic or args.record_with_any_recorder or args.from_recording):
         if args.played:
             raise UsageError("--played goes with --record-with-any-recorder or --from-recording")
@@ -82,18 +86,18 @@ def calibrate(args: argparse.Namespace, helpers: dict[str, Callable[..., Any]]) 
             raise UsageError("--from-recording needs --played PLAYED.json (what the take played)")
         played = load_played(args.played, spec)
         rec = read_wav(args.from_recording)
-        cal, report = learn_from_recording(spec, rec, played, args.from_recording)
+        cal, report = learn_from_recording(spec, rec, played, args.from_recording, args.mic_gain)
     else:
         mic = MicRecorder(args.mic)
         with helpers["open_device"](args.port, spec, args) as device:
-            cal, report = calibrate_session(ListeningDevice(device, mic), spec, max_strikes_per_key=args.max_strikes)
+            cal, report = calibrate_session(ListeningDevice(device, mic), spec, max_strikes_per_key=args.max_strikes,
+                                            mic=args.mic_gain)  # fmt: skip
     cal.save(args.out)
     if not args.quiet:
         print(f"calibrated {len(cal.keys)} keys of {spec.name} by listening "
               f"({report.strikes_per_key:.1f} strikes per key); wrote {args.out}")
-        if report.audio_level_db is not None:
-            print(f"the take's level: {report.audio_level_db:+.1f} dB against the detector's reference "
-                  f"microphone (from {report.audio_level_keys} keys at full drive against the spec's nominal)")
+        if report.audio_level is not None:
+            print(report.audio_level.line("the detector's reference microphone", "keys at full drive against the spec's nominal"))
         if report.clock_by == "curves":
             print(f"note: {spec.name} has no sync_click, so the absolute onsets are uncertain by "
                   "the sync key's full-drive latency (guessed from the curves); docs/hearing.md")

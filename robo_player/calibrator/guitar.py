@@ -34,6 +34,7 @@ from typing import Any
 from ..driver.ports import Device
 from ..errors import CalibrationError
 from ..hearing.guitar import Pick
+from ..hearing.level import MicGain, TakeLevel
 from ..plan import Command, Op, Plan
 from ..planner.fingering import CAL_MARGIN_US
 from ..spec.guitar import GuitarSpec, Mechanism, press_position_mm
@@ -74,6 +75,7 @@ class GuitarCalibrationReport:
     heard_by: str = "notes"  # "audio": through the guitar's ear; "notes": a note-level sensor
     sync_offset_us: float | None = None  # audio: the constant c found (the sync picker's full-drive latency)
     audio_level_db: float | None = None  # audio: the take's level against the ear's law
+    audio_level: TakeLevel | None = None  # ... and where it came from (anchor, measured gain, both)
 
 
 def _play(device: Device, spec: GuitarSpec, cmds: list[Command], rep: GuitarCalibrationReport
@@ -97,15 +99,16 @@ def _play_heard(device: Device, spec: GuitarSpec, cmds: list[Command], pending: 
     return ear.hear(spec, _play(device, spec, cmds, rep), pending, starts, where)  # type: ignore[arg-type]
 
 
-def _ear_of(device: Device, spec: GuitarSpec, rep: GuitarCalibrationReport) -> GuitarEar | None:
+def _ear_of(device: Device, spec: GuitarSpec, rep: GuitarCalibrationReport,
+           mic: MicGain | None = None) -> GuitarEar | None:  # fmt: skip
     """A :class:`GuitarEar` when the device's sensor hands back audio (one silent play
-    tells), else None."""
+    tells), else None. ``mic``: the microphone chain's gain, measured."""
     a = spec.actuators[spec.strings[0].picker.channel]
     perf = _play(device, spec, [Command(0, Op.RELEASE, a.index)], rep)
     if getattr(perf, "audio", None) is None:
         return None
     rep.heard_by = "audio"
-    return GuitarEar()
+    return GuitarEar(mic=mic)
 
 
 def _pick(spec: GuitarSpec, s: int, t: int, drive: float, note: int) -> tuple[Command, float]:
@@ -127,9 +130,12 @@ def calibrate_guitar(
     strings: Iterable[int] | None = None,
     settle: bool = True,
     progress: Progress | None = None,
+    mic: MicGain | None = None,
 ) -> tuple[StringCalibration, GuitarCalibrationReport]:
     """Calibrate the pickers (and, with ``settle``, the fret contacts) of ``strings``
-    (default: all) of ``spec`` on ``device``."""
+    (default: all) of ``spec`` on ``device``. ``mic``: the microphone chain's gain,
+    measured (through audio: weighed with the strings' full-drive anchor for the take's
+    level, :mod:`.guitar_listening`)."""
     n = len(spec.strings)
     todo = sorted(set(range(n) if strings is None else strings))
     bad = [s for s in todo if not 0 <= s < n]
@@ -138,7 +144,7 @@ def calibrate_guitar(
                                f"{spec.name!r} (allowed: 0..{n - 1})")  # fmt: skip
     rep = GuitarCalibrationReport(pickers=len(todo))
     cal = StringCalibration(spec.name, spec.spec_hash, spec.family)
-    ear = _ear_of(device, spec, rep)
+    ear = _ear_of(device, spec, rep, mic)
     # -- 1. pickers on the open strings -------------------------------------------------
     cmds: list[Command] = []
     results: dict[int, list[StrikeResult]] = {s: [] for s in todo}
@@ -155,7 +161,7 @@ def calibrate_guitar(
     if ear is not None:
         at = iter(heard)
         ear.fix(spec, results, {s: [next(at) for _ in results[s]] for s in todo})
-        rep.sync_offset_us, rep.audio_level_db = ear.offset_us, ear.level_db
+        rep.sync_offset_us, rep.audio_level_db, rep.audio_level = ear.offset_us, ear.level_db, ear.take_level
     rep.picks += len(pending)
     fits = {}
     for s in todo:
@@ -271,7 +277,7 @@ def calibrate_command(args: Any, spec: GuitarSpec, open_device: Callable[[], Dev
         out = outputs.reserve(args.out)
         bar = Bar("calibrating", enabled=not args.quiet)
         with open_device() as device:
-            cal, rep = calibrate_guitar(device, spec, progress=bar)
+            cal, rep = calibrate_guitar(device, spec, progress=bar, mic=getattr(args, "mic_gain", None))
         bar.done()
         cal.simulated = simulated
         cal.save(out)
@@ -284,8 +290,11 @@ def calibrate_command(args: Any, spec: GuitarSpec, open_device: Callable[[], Dev
             f"each fret its contact's settle plus {CAL_MARGIN_US / 1000:.0f} ms before its pick sounds")  # fmt: skip
         if rep.heard_by == "audio" and rep.sync_offset_us is not None:
             say(f"heard through audio: the sync picker's full-drive latency (c) {rep.sync_offset_us / 1000:.2f} ms "
-                f"from the curves; the take's level {rep.audio_level_db:+.1f} dB against the ear's law, "
-                "anchored on the nominal at full drive (docs/guitar.md)")  # fmt: skip
+                "from the curves (docs/guitar.md)")
+        if rep.audio_level is not None:
+            say(rep.audio_level.line("the ear's law", "strings at full drive against the spec's nominal"))
+        elif getattr(args, "mic_gain", None) is not None:
+            say("note: --mic-gain-db is for a calibration through audio; this device hands back heard notes")
         if rep.unsettled:
             say(f"warning: never sounded clean: {', '.join(rep.unsettled[:10])}")
         say(f"wrote {args.out}")

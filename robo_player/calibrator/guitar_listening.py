@@ -9,9 +9,11 @@ string's open pitch + the fret). The aligned times are early by one constant ``c
 the whole session, the sync picker's full-drive latency: found once, from the pickers'
 curves (:func:`~.listening.common_offset`: the latency family has no constant term).
 The microphone's gain is unknown too: the take's level is fitted once, on the pickers'
-round, against the spec's nominal curve at full drive, the median over every string
-(each string's own loudness against the nominal averages out, as the piano's keys'
-do).
+round, against the spec's nominal curve at full drive, the geometric mean over every
+string (each string's own loudness against the nominal averages out, as the piano's
+keys' do, but over 6 or 4 strings only). A measured microphone (``--mic-gain-db``,
+:class:`~robo_player.hearing.level.MicGain`) is weighed with that anchor by their
+uncertainties (:func:`~robo_player.hearing.level.fuse_level`).
 
 The picks of a round must be heard one at a time (the ear has no owner test): the
 pickers' round plays them one after another, :data:`PICK_SLOT_US` apart, every
@@ -28,11 +30,20 @@ import numpy as np
 
 from ..errors import HearingError
 from ..hearing.align import PATTERN_SPAN_US, PATTERN_US
-from ..hearing.guitar import Pick, PickEar, align_picks, level_db, take_level
+from ..hearing.guitar import (
+    REFERENCE_GAIN_DB,
+    Pick,
+    PickEar,
+    align_picks,
+    level_db,
+    power_of_velocity,
+    take_level,
+)
+from ..hearing.level import MicGain, TakeLevel, fuse_level
 from ..hearing.listen import check_take
 from ..performance import Performance
 from ..plan import Command, Op
-from ..spec.guitar import GuitarSpec
+from ..spec.guitar import PICKER_LOUDNESS_TOLERANCE, GuitarSpec
 from .fitting import _golden
 from .listening import OFFSET_PRIOR_SD_US, OFFSET_RANGE_US, _cost
 from .strikes import LAT_NOISE_US, StrikeResult
@@ -49,6 +60,10 @@ WINDOW_AFTER_US = 260_000  # ... to this after (the next pick is PICK_SLOT_US on
 # the take's level from the picks at full drive, where the strings differ least from the
 # nominal (near the threshold each picker's own threshold moves its loudness most)
 LEVEL_MIN_DRIVE = 1.0 - 1e-6
+# one string's full-drive pick through the ear's law, besides its picker's loudness: its
+# pitch's timbre against the ear's reference (s.d. 0.32 dB over pitches 28-88,
+# hearing/guitar.py REFERENCE_GAIN_DB) and the room's noise on one pick: 0.35 dB s.d. in all
+PICK_LEVEL_NOISE_DB = 0.35
 
 
 def sync_string(spec: GuitarSpec) -> int:
@@ -64,6 +79,8 @@ class GuitarEar:
     level: float | None = None
     offset_us: float = 0.0
     level_db: float | None = None
+    mic: MicGain | None = None  # the microphone chain's gain, measured (--mic-gain-db)
+    take_level: TakeLevel | None = None  # what fixed ``level``: the anchor, the gain, both
 
     def add_sync(self, spec: GuitarSpec, cmds: list[Command], pending: list[StrikeResult]) -> list[int]:
         """Shift ``cmds`` and ``pending`` by one pattern span and pick the pattern before
@@ -124,8 +141,11 @@ class GuitarEar:
                 v = float(np.interp(r.drive, nominal.drive, nominal.velocity))
                 if pk is not None and r.drive >= LEVEL_MIN_DRIVE:
                     pairs.append((pk, v))
-        self.level = take_level(pairs)
-        self.level_db = level_db(self.level)
+        anchor = level_db(take_level(pairs)) if pairs or self.mic is None else 0.0
+        n = len(pairs)  # one per string: its full-drive pick
+        self.take_level = fuse_level(anchor, n, pick_pair_sd_db(spec), self.mic, REFERENCE_GAIN_DB)
+        self.level_db = self.take_level.level_db
+        self.level = 10.0 ** (self.level_db / 10.0)
         for s, rs in results.items():
             for r, pk in zip(rs, picks[s], strict=True):
                 if pk is not None:
@@ -137,6 +157,17 @@ class GuitarEar:
             for r in rs:
                 if r.heard:
                     r.latency_us += c
+
+
+def pick_pair_sd_db(spec: GuitarSpec) -> float:
+    """What one string's full-drive pick can tell of the take's level (dB, one s.d.):
+    its picker's loudness against the nominal (:data:`PICKER_LOUDNESS_TOLERANCE`, a
+    uniform spread: / sqrt(3)) through the ear's law, and :data:`PICK_LEVEL_NOISE_DB`."""
+    v = float(np.interp(1.0, spec.nominal.drive, spec.nominal.velocity))
+    hi = min(127.0, v * (1.0 + PICKER_LOUDNESS_TOLERANCE / math.sqrt(3.0)))
+    lo = v * (1.0 - PICKER_LOUDNESS_TOLERANCE / math.sqrt(3.0))
+    loud = 5.0 * math.log10(float(power_of_velocity(hi)) / float(power_of_velocity(lo)))  # half the span
+    return math.hypot(loud, PICK_LEVEL_NOISE_DB)
 
 
 def common_offset(strikes: dict[int, list[StrikeResult]], prior_us: float) -> float:
@@ -164,4 +195,4 @@ def common_offset(strikes: dict[int, list[StrikeResult]], prior_us: float) -> fl
     return _golden(cost, a, b, iters=max(1, math.ceil(math.log(max(b - a, 5.0) / 5.0) / math.log(GOLDEN))))
 
 
-__all__ = ["PICK_SLOT_US", "GuitarEar", "sync_string"]
+__all__ = ["PICK_SLOT_US", "GuitarEar", "pick_pair_sd_db", "sync_string"]

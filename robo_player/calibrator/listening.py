@@ -23,11 +23,11 @@ from dataclasses import replace
 import numpy as np
 
 from ..hearing.align import PATTERN_SPAN_US, PATTERN_US
-from ..hearing.level import remove_level, take_level_db
+from ..hearing.level import anchor_pair_sd_db, remove_level, take_level_db
 from ..hearing.listen import Expected, hear_strikes
 from ..performance import Performance
 from ..plan import Command, Op, Plan
-from ..spec.model import PianoSpec
+from ..spec.model import KEY_LOUDNESS_TOLERANCE, PianoSpec
 from .fitting import fit_key
 from .strikes import (
     LAT_NOISE_AUDIO_US,
@@ -149,6 +149,15 @@ def full_drive_level(strikes: list[StrikeResult], spec: PianoSpec, sample_rate: 
     for s in full:  # one per key: its first (a key does not weigh by its strikes)
         best.setdefault(s.pitch, s)
     return take_level_db(((p, s.velocity, want) for p, s in best.items()), sample_rate)
+
+
+def full_drive_pair_sd_db(spec: PianoSpec, sample_rate: int) -> float:
+    """What one key's full-drive strike can tell of the take's level (dB, one s.d.):
+    the key's own loudness against the nominal (:data:`KEY_LOUDNESS_TOLERANCE`) and the
+    detector's loudness noise on one strike (``VEL_NOISE_AUDIO``), at the sync key's
+    pitch (:func:`~robo_player.hearing.level.anchor_pair_sd_db`)."""
+    want = float(np.interp(1.0, spec.nominal.drive, spec.nominal.velocity))
+    return anchor_pair_sd_db(sync_pitch(spec), want, KEY_LOUDNESS_TOLERANCE, VEL_NOISE_AUDIO, sample_rate)
 
 
 def mark_missed(strikes: list[StrikeResult]) -> int:

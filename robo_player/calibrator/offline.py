@@ -19,6 +19,7 @@ import numpy as np
 
 from ..errors import CalibrationError, HearingError
 from ..fileio import atomic_open
+from ..hearing.level import MicGain
 from ..hearing.listen import Expected, hear_strikes
 from ..performance import AudioTake
 from ..plan import Plan
@@ -78,9 +79,10 @@ def load_played(path: str | Path, spec: PianoSpec) -> dict[str, Any]:
 
 
 def learn_from_recording(
-    spec: PianoSpec, recording: AudioTake, played: dict[str, Any], where: str
+    spec: PianoSpec, recording: AudioTake, played: dict[str, Any], where: str, mic: MicGain | None = None
 ) -> tuple[Calibration, CalibrationReport]:
-    """Hear the strikes of ``played`` in ``recording`` and fit every key struck."""
+    """Hear the strikes of ``played`` in ``recording`` and fit every key struck
+    (``mic``: the recorder's gain, measured: :func:`.session.set_level`)."""
     strikes = [StrikeResult(int(s["pitch"]), float(s["drive"]), int(s["t_us"])) for s in played["strikes"]]
     expected = [Expected(s.pitch, s.t_us, EARLY_US, SILENT_LATENCY_US + 5_000) for s in strikes]
     click = played.get("click_delay_us")
@@ -97,7 +99,7 @@ def learn_from_recording(
     report = CalibrationReport(keys=len(by), strikes=len(strikes), play_calls=1, heard_by="audio")
     # the recorder's gain is unknown: the take's level, from every key's full-drive strike
     # (FIXED_U[0]) against the spec's nominal, out of every heard loudness
-    set_level(report, strikes, spec, recording.sample_rate, where)
+    set_level(report, strikes, spec, recording.sample_rate, where, mic)
     report.clock_by = "curves" if click is None else "click"
     if click is None:  # struck patterns: aligned times are early by c, guessed from the curves
         c = common_offset(by, float(spec.nominal.latency_us[-1])) or 0.0

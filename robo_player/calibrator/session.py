@@ -15,7 +15,8 @@ import numpy as np
 
 from ..driver.ports import Device
 from ..errors import CalibrationError
-from ..hearing.level import remove_level
+from ..hearing.detector import REFERENCE_GAIN_DB
+from ..hearing.level import MicGain, TakeLevel, fuse_level, remove_level
 from ..plan import Command, Op, Plan
 from ..spec.calibration import Calibration
 from ..spec.model import PianoSpec
@@ -27,6 +28,7 @@ from .listening import (
     add_sync,
     common_offset,
     full_drive_level,
+    full_drive_pair_sd_db,
     listen_round,
     mark_missed,
 )
@@ -74,9 +76,13 @@ class CalibrationReport:
     clock_by: str | None = None
     # audio: the take's level (dB against the detector's reference microphone), fitted on
     # the first round's full-drive strikes against the spec's nominal (listening.py), and
-    # how many keys told it; it is out of every heard loudness the curves are fitted on
+    # how many keys told it; it is out of every heard loudness the curves are fitted on.
+    # With the microphone's gain known (--mic-gain-db) the level is that and the anchor
+    # weighed by their uncertainties: ``audio_level`` says what each said, ``by`` where
+    # the level came from (hearing/level.py)
     audio_level_db: float | None = None
     audio_level_keys: int = 0
+    audio_level: TakeLevel | None = None
 
     @property
     def strikes_per_key(self) -> float:
@@ -91,10 +97,13 @@ def calibrate_session(
     progress: Progress | None = None,
     seed: int = 0,
     pitches: Iterable[int] | None = None,
+    mic: MicGain | None = None,
 ) -> tuple[Calibration, CalibrationReport]:
     """Calibrate ``pitches`` (default: every key) of ``spec`` on ``device``.
 
-    Keys not in ``pitches`` keep the spec's nominal curves (``strikes == 0``).
+    Keys not in ``pitches`` keep the spec's nominal curves (``strikes == 0``). ``mic``:
+    the microphone chain's gain, measured (through audio only: the take's level then
+    weighs it with the full-drive anchor, :func:`set_level`).
     """
     if max_strikes_per_key < 3:
         raise CalibrationError(
@@ -200,7 +209,7 @@ def calibrate_session(
                 # full drive; its level comes out of every loudness heard from here on,
                 # before any curve is fitted (the adaptive rounds and the key-return
                 # probes compare heard loudness with these fits)
-                set_level(report, pending, spec, perf.audio.sample_rate, f"calibration round {round_no}")
+                set_level(report, pending, spec, perf.audio.sample_rate, f"calibration round {round_no}", mic)
             for s in pending:
                 s.latency_us += offset_us
         else:
@@ -302,20 +311,27 @@ def calibrate_session(
 
 
 def set_level(
-    report: CalibrationReport, strikes: list[StrikeResult], spec: PianoSpec, sample_rate: int, where: str
+    report: CalibrationReport, strikes: list[StrikeResult], spec: PianoSpec, sample_rate: int, where: str,
+    mic: MicGain | None = None,
 ) -> None:
-    """Fit the take's level on ``strikes`` (:func:`~.listening.full_drive_level`), take
-    it out of their heard loudness and note it in ``report``."""
-    level, n = full_drive_level(strikes, spec, sample_rate)
+    """Fit the take's level on ``strikes`` (:func:`~.listening.full_drive_level`) and,
+    with ``mic`` (the microphone chain's gain, measured), weigh it with that
+    (:func:`~robo_player.hearing.level.fuse_level`); take it out of their heard
+    loudness and note it in ``report``."""
+    anchor, n = full_drive_level(strikes, spec, sample_rate)
+    tl = fuse_level(anchor, n, full_drive_pair_sd_db(spec, sample_rate), mic, REFERENCE_GAIN_DB)
     if not n:
-        log.warning("%s: no key heard at full drive: the loudness scale is the detector's reference "
-                    "microphone's (docs/hearing.md)", where)
+        log.warning("%s: no key heard at full drive: the loudness scale is %s (docs/hearing.md)", where,
+                    "the measured microphone gain's" if mic else "the detector's reference microphone's")
+    level = tl.level_db
     for s in strikes:
         if s.heard:
             s.velocity = remove_level(s.pitch, s.velocity, level, sample_rate)
-    report.audio_level_db, report.audio_level_keys = level, n
-    log.info("%s: the take's level %+.1f dB against the detector's reference microphone "
-             "(%d keys at full drive against the spec's nominal)", where, level, n)
+    report.audio_level_db, report.audio_level_keys, report.audio_level = level, n, tl
+    log.info("%s: the take's level %+.2f dB against the detector's reference microphone, by %s "
+             "(anchor: %s over %d keys at full drive against the spec's nominal; microphone gain: %s)", where,
+             level, tl.by, "-" if tl.anchor_db is None else f"{tl.anchor_db:+.2f} +- {tl.anchor_sd_db:.2f} dB", n,
+             "not given" if tl.mic_db is None else f"{tl.mic_db:+.2f} +- {tl.mic_sd_db:.2f} dB")  # fmt: skip
 
 
 def calibrate(
@@ -325,9 +341,10 @@ def calibrate(
     max_strikes_per_key: int = 12,
     progress: Progress | None = None,
     seed: int = 0,
+    mic: MicGain | None = None,
 ) -> Calibration:
     """Calibrate every key of ``spec`` on ``device``; see :func:`calibrate_session`."""
     cal, _ = calibrate_session(
-        device, spec, max_strikes_per_key=max_strikes_per_key, progress=progress, seed=seed
+        device, spec, max_strikes_per_key=max_strikes_per_key, progress=progress, seed=seed, mic=mic
     )
     return cal

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -18,8 +19,10 @@ from ..errors import HearingError, UsageError
 from ..fileio import atomic_open
 from ..matching import ONSET_WINDOW, Window, match_onsets
 from ..performance import HeardNote, Performance
+from ..spec.model import PianoSpec
 from .align import ClockFit, fit_clock
 from .detector import Detector
+from .level import MIC_GAIN_DB_RANGE, MIC_GAIN_TOL_DB, MicGain, TakeLevel, parse_mic_gain
 from .listen import check_take
 from .recording import input_devices, read_wav
 
@@ -87,26 +90,49 @@ def align_to_plan(onsets_s: list[tuple[float, int]], targets_us: list[tuple[int,
 
 
 def level_to_plan(
-    heard: list[HeardNote], outcomes: list[Any], sample_rate: int
-) -> tuple[list[HeardNote], float, int]:
+    heard: list[HeardNote], outcomes: list[Any], sample_rate: int, mic: MicGain | None = None,
+    spec: PianoSpec | None = None,
+) -> tuple[list[HeardNote], TakeLevel]:
     """A recording's level is unknown (microphone, distance, preamp): the detector's
     loudness assumes its reference gain. Fit the take's level as one number over the notes
     paired with the plan's (as the report pairs them), heard power over planned power
     (dB, the level law of :mod:`robo_player.voicing`; :func:`.level.take_level_db`), and give the heard
     notes' loudness with it removed: the report's velocity errors are then the
     performance's dynamics against the plan's, not the microphone's gain. Returns
-    (heard notes, level dB, pairs used); no pair: unchanged, 0 dB."""
+    (heard notes, the level); no pair and no ``mic``: unchanged, 0 dB.
+
+    ``mic`` (the microphone chain's gain, measured) is weighed with the plan's anchor
+    (:func:`.level.fuse_level`): the plan's loudness scale is the calibration's, anchored
+    on the keys' full-drive loudness against ``spec``'s nominal, so the anchor is uncertain
+    by one key's :data:`~robo_player.spec.model.KEY_LOUDNESS_TOLERANCE` over the spec's
+    keys (and the notes' own spread over their count); a performance loud or soft as a
+    whole shows only against a known gain."""
     from ..report import match_heard
-    from .level import remove_level, take_level_db
+    from ..spec.model import KEY_LOUDNESS_TOLERANCE
+    from .detector import REFERENCE_GAIN_DB
+    from .level import anchor_pair_sd_db, fuse_level, level_db, remove_level, take_level_db
 
     pairs = match_heard(outcomes, heard)
     by_index = {o.index: o for o in outcomes}
-    want = ((h.pitch, h.velocity, by_index[i].velocity_target) for i, h in pairs.items())
-    level, n = take_level_db(((p, v, w) for p, v, w in want if w is not None), sample_rate)
-    if not n:
-        return heard, 0.0, 0
-    out = [HeardNote(h.t_us, h.pitch, remove_level(h.pitch, h.velocity, level, sample_rate), h.end_us) for h in heard]
-    return out, level, n
+    want = [(h.pitch, h.velocity, by_index[i].velocity_target) for i, h in pairs.items()]
+    told = [(p, v, w) for p, v, w in want if w is not None]
+    level, n = take_level_db(told, sample_rate)
+    pair_sd = 0.0
+    if n and mic is not None:
+        d = [x for p, v, w in told if (x := level_db(p, v, w, sample_rate)) is not None]
+        spread = float(np.std(d)) if len(d) > 1 else 0.0
+        scale = 0.0  # the calibration's anchor, over the spec's keys (at C5: the law's slope barely moves)
+        if spec is not None:
+            full = float(np.interp(1.0, spec.nominal.drive, spec.nominal.velocity))
+            scale = anchor_pair_sd_db(72, full, KEY_LOUDNESS_TOLERANCE, 0.0, sample_rate) / math.sqrt(len(spec.keys))
+        # fuse_level divides by sqrt(n): hand it the per-pair figure that gives this s.d.
+        pair_sd = math.hypot(spread / math.sqrt(n), scale) * math.sqrt(n)
+    tl = fuse_level(level, n, pair_sd, mic, REFERENCE_GAIN_DB)
+    if tl.by == "none":
+        return heard, tl
+    out = [HeardNote(h.t_us, h.pitch, remove_level(h.pitch, h.velocity, tl.level_db, sample_rate), h.end_us)
+           for h in heard]  # fmt: skip
+    return out, tl
 
 
 def cmd_verify(args: argparse.Namespace, helpers: dict[str, Callable[..., Any]]) -> int:
@@ -114,6 +140,7 @@ def cmd_verify(args: argparse.Namespace, helpers: dict[str, Callable[..., Any]])
     from ..planner import plan as plan_for
     from ..report import build_report, summary_lines
 
+    read_mic_gain(args)  # a bad --mic-gain-db before anything is heard
     if args.song is None:  # the plan file alone: its note lines say what was meant
         spec, cal, plan_report = _plan_file_report(args, helpers)
         piece = str(args.plan)
@@ -142,13 +169,14 @@ def cmd_verify(args: argparse.Namespace, helpers: dict[str, Callable[..., Any]])
         [(clock.to_audio_s(t), p) for t, p in targets], w.before_us * 1e-6, w.after_us * 1e-6, blind
     )
     heard = [HeardNote(int(round(clock.to_mcu_us(o.t_s))), o.pitch, o.velocity) for o in onsets]
-    heard, level_db, level_pairs = level_to_plan(heard, plan_report.outcomes, rec.sample_rate)
+    heard, tl = level_to_plan(heard, plan_report.outcomes, rec.sample_rate, args.mic_gain, spec)
     extra = {
         "heard_from": str(args.take),
         "audio_clock": {"offset_s": round(clock.a_s, 6), "drift_ppm": round(clock.drift_ppm, 2),
                         "fit_rms_us": round(clock.rms_us, 1), "pairs": clock.points},
-        "audio_level_db": round(level_db, 2),
-        "audio_level_pairs": level_pairs,
+        "audio_level_db": round(tl.level_db, 2),
+        "audio_level_pairs": tl.anchor_n,
+        "audio_level": tl.to_json(),  # what the anchor and the measured gain said, and by what
         "onsets_heard": len(onsets),
     }
     report = build_report(
@@ -161,8 +189,8 @@ def cmd_verify(args: argparse.Namespace, helpers: dict[str, Callable[..., Any]])
     if not args.quiet:
         for line in summary_lines(report):
             print(line)
-        print(f"audio clock: {clock.drift_ppm:+.1f} ppm, {clock.points} notes aligned; "
-              f"level {level_db:+.1f} dB against the detector's reference microphone")
+        print(f"audio clock: {clock.drift_ppm:+.1f} ppm, {clock.points} notes aligned")
+        print(tl.line("the detector's reference microphone", "notes against the plan's loudness"))
     return 0
 
 
@@ -209,6 +237,22 @@ def _plan_file_report(args: argparse.Namespace, helpers: dict[str, Callable[...,
     return spec, cal, rep
 
 
+def add_mic_gain_arg(g: Any) -> None:
+    """``--mic-gain-db G[:TOL]`` (calibrate and verify)."""
+    lo, hi = MIC_GAIN_DB_RANGE
+    g.add_argument("--mic-gain-db", metavar="G[:TOL]",
+                   help="the microphone chain's gain, measured (dB, the simulated room's gain_db sense: "
+                        f"{lo:g}..{hi:g}; a measurement microphone's calibration file or a 94 dB SPL "
+                        f"calibrator gives it), and its tolerance (dB, default {MIC_GAIN_TOL_DB:g}): the "
+                        "take's level then weighs it with the full-drive anchor (docs/hearing.md)")  # fmt: skip
+
+
+def read_mic_gain(args: argparse.Namespace) -> None:
+    """``args.mic_gain``: ``--mic-gain-db`` parsed (a clear error for a bad one), or None."""
+    raw = getattr(args, "mic_gain_db", None)
+    args.mic_gain = None if raw is None else parse_mic_gain(raw)
+
+
 def register(sub: Any, helpers: dict[str, Callable[..., Any]]) -> None:
     sp = sub.add_parser("mics", help="list sound-card inputs", description="list sound-card inputs")
     sp.add_argument("--json", action="store_true", help="print JSON")
@@ -223,6 +267,7 @@ def register(sub: Any, helpers: dict[str, Callable[..., Any]]) -> None:
     helpers["add_score_args"](sp, song_required=False)  # SONG: where the plan file has no note lines
     helpers["add_spec_arg"](sp)
     helpers["add_plan_args"](sp)  # --calibration: the one the plan was made with
+    add_mic_gain_arg(sp)
     sp.set_defaults(func=lambda a: cmd_verify(a, helpers))
 
 

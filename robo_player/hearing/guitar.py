@@ -40,6 +40,14 @@ from ..voicing import f0_hz
 from .align import MAX_DRIFT, MAX_OFFSET_S, PATTERN_US, ClockFit, fit_clock
 from .detector import check_audio
 
+# the ear's reference (dB): the microphone chain's gain, in the room's ``gain_db`` sense (the
+# voice at unit level times this gain: sim/room.py), at which this ear reads a take's level
+# as 0 dB, as the piano's detector's -24 dB. Not 0: a pick's first period as the voice
+# renders it carries, on average over the neck, 0.22 dB less power than the law says
+# (each pitch's own timbre, -1.0..+0.5 dB, s.d. 0.32 dB; mean -0.21..-0.23 dB at velocity
+# 60, 110 and 127 over pitches 28-88: tests/test_guitar_audio.py measures it). It matters
+# only where the gain is given (--mic-gain-db): the anchor on the nominal absorbs it
+REFERENCE_GAIN_DB = 0.22
 ISOLATION_S = 0.35  # the calibration's picks: no two onsets closer than this
 SKIP_S = 0.1  # after a candidate, the next is looked for this much later (the sync pattern: 160 ms apart)
 RISE_DB = 12.0  # a pick: its power over RISE_WIN_S rises this far above the quiet before
@@ -234,5 +242,5 @@ def level_db(level: float) -> float:
     return 10.0 * math.log10(level) if level > 0 else -math.inf
 
 
-__all__ = ["ISOLATION_S", "Pick", "PickEar", "align_picks", "level_db", "power_of_velocity", "take_level",
+__all__ = ["ISOLATION_S", "REFERENCE_GAIN_DB", "Pick", "PickEar", "align_picks", "level_db", "power_of_velocity", "take_level",
            "velocity_of_power"]  # fmt: skip

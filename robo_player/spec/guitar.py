@@ -31,6 +31,7 @@ from .actuators import Actuator, ActuatorKind, ActuatorMap
 from .model import DriverBoard, DriverKind, NominalCurves, PowerSpec, ThermalSpec, spec_hash
 
 __all__ = [
+    "PICKER_LOUDNESS_TOLERANCE",
     "CarriageSpec",
     "GuitarSpec",
     "GuitarTiming",
@@ -45,6 +46,13 @@ __all__ = [
     "servo_carriages",
     "travel_us",
 ]
+
+
+# A picker's full-drive loudness lies within this fraction of the nominal curve's (120 +-
+# 10: the simulator's truth draws 110..130, sim/guitar/truth.py PICK_GAIN). The take's
+# level through audio is anchored on the nominal: this is what one string's pick can be
+# off by (calibrator/guitar_listening.py, hearing/level.py).
+PICKER_LOUDNESS_TOLERANCE = 10.0 / 120.0
 
 
 class Mechanism(Enum):

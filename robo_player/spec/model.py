@@ -95,6 +95,13 @@ class TimingSpec:
     key_return_us: int  # nominal time a released key needs to come back up
 
 
+# A key's full-drive loudness lies within this fraction of the nominal curve's (a maker's
+# stated spread of hammers, felts and coils; the simulator's truth draws 135 +- 20 %,
+# sim/truth.py GAIN). The take's level through audio is anchored on the nominal: this is
+# what one key's strike can be off by (calibrator/listening.py, hearing/level.py).
+KEY_LOUDNESS_TOLERANCE = 0.20
+
+
 @dataclass(frozen=True, slots=True)
 class NominalCurves:
     """Curves used before calibration: drive fraction -> heard velocity and latency."""

@@ -52,12 +52,12 @@ from .audio import render_audio
 from .physics import CarriageSteps, GuitarNotes, GuitarPhysics, ServoPulses
 from .truth import GuitarTruth
 
-# the guitar's sensor when none is asked for. The piano's is audio (sim/sensor.py); the
-# guitar's calibration through audio meets the onset target on every truth measured but
-# not the velocity target on all (the loudness scale is anchored on the nominal curve
-# over only 6 or 4 strings: bench/bench_guitar_sim.py, docs/guitar.md "Calibration"), so
-# the guitar keeps the note-level sensor; sim://?sensor=audio hears through the room
-DEFAULT_SENSOR = "notes"
+# the guitar's sensor when none is asked for: a microphone in the room, as the piano's
+# (sim/sensor.py), so that the calibration hears through audio unless told otherwise
+# (sim://?sensor=notes: the note-level sensor). Through audio the take's level is anchored
+# on the strings' full-drive picks (6 or 4) against the nominal unless the microphone's
+# gain is given (calibrate --mic-gain-db): docs/guitar.md "Calibration"
+DEFAULT_SENSOR = sensor.DEFAULT_SENSOR
 
 
 class GuitarInstrument:
