@@ -288,7 +288,8 @@ def detector_part(args: argparse.Namespace) -> None:
         intended = [(o.target_t_us * 1e-6 + 0.1, o.pitch_out) for o in report.outcomes
                     if o.fate is not Fate.DROPPED and o.pitch_out is not None]
         w = ONSET_WINDOW
-        informed = det.detect_intended(intended, w.before_us * 1e-6, w.after_us * 1e-6, blind)
+        informed = det.detect_intended(intended, w.before_us * 1e-6, w.after_us * 1e-6, blind,
+                                       informed=not args.no_informed)
         wall_informed = time.perf_counter() - t0
         for mode, ons, wall in (("blind", blind, wall_blind), ("intended", informed, wall_informed)):
             heard = [(int((o.t_s - 0.1) * 1e6), o.pitch) for o in ons]
@@ -458,6 +459,8 @@ def main() -> None:
                     help="strikes: known-key strikes through the room, onset errors (not in all)")
     ap.add_argument("--direct-below", type=int, default=None, metavar="KEY",
                     help="strikes: time from the direct sound below this key (default: the detector's)")
+    ap.add_argument("--no-informed", action="store_true",
+                    help="detector: the plan-known search without its score-informed stage (Detector.informed)")
     ap.add_argument("--why", action="store_true", help="calibration: mis-heard strikes and the worst played notes by cause; "
                     "detector: misses and false onsets by cause")
     ap.add_argument("--random", type=int, nargs="*", default=None, metavar="SEED",
