@@ -481,7 +481,9 @@ def test_a_doubtful_onset_weighs_less_in_the_fits() -> None:
     # (timed without their direct sound: ``StrikeResult.doubtful``) bent the soft curve
     # by 2.5 ms; a probe heard -6.9 ms off put a played note +3.6 ms off. Measured: the
     # soft curve's worst error 1.09 / 1.31 / 1.06 ms unweighed, 0.18 / 0.48 / 0.07 ms
-    # weighed (noise seeds 4-6); the probe's R 69.2 ms unweighed, 79.9 ms weighed (80)
+    # weighed (noise seeds 4-6); the probe's R 69.2 ms unweighed, 79.9 ms weighed (80).
+    # Since the fits allow for the action's own spread (session 12; here its least, the
+    # strikes have none): 1.08 / 1.30 / 1.02 ms unweighed, 0.22 / 0.50 / 0.07 weighed
     fit0 = _fit(0.26, 15_000, 0.7)
     drives = [1.0, 0.777, 0.532, 0.454, 0.337, 0.305, 0.29, 0.28, 0.275]
     soft = np.array([0.3, 0.32, 0.35])
@@ -501,7 +503,7 @@ def test_a_doubtful_onset_weighs_less_in_the_fits() -> None:
         assert bent is not None and weighed is not None
         err_bent = float(np.abs(bent.latency_us(soft) - truth).max())
         err_weighed = float(np.abs(weighed.latency_us(soft) - truth).max())
-        assert err_bent > 1_000.0 and err_weighed < 500.0, (seed, err_bent, err_weighed)
+        assert err_bent > 1_000.0 and err_weighed < 600.0, (seed, err_bent, err_weighed)
     # a probe at full drive 48 ms after a release sounds as drive 0.6 (R 80 ms), heard
     # at its loudness and 6.9 ms early: marked doubtful, its loudness decides
     probe = StrikeResult(40, 1.0, 0, True, float(fit0.latency_us(0.6)) - 6_900.0, float(fit0.velocity(0.6)), 48_000)
