@@ -1,4 +1,4 @@
-"""The piano calibrator on the instrument with its strikes' own spread (sim://'s default).
+"""The piano calibrator on the instrument with its strikes' own spread (sim://?spread=1).
 
 Each strike scatters (timing s.d. 0.1-0.2 ms + 1-2 % of its latency, loudness 1-2 %:
 docs/simulator.md, "Spread"); about ten strikes per key must give curves that average
@@ -24,7 +24,7 @@ from robo_player.spec import load_spec
 @pytest.fixture(scope="module")
 def spread_session() -> Any:
     spec = load_spec("piano-88-grand")
-    dev = open_port("sim://?sensor=notes", spec, truth_seed=1, sensor_seed=1)
+    dev = open_port("sim://?sensor=notes&spread=1", spec, truth_seed=1, sensor_seed=1)
     try:
         cal, rep = calibrate_session(dev, spec, seed=1)
         yield spec, dev._truth, cal, rep

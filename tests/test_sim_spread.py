@@ -78,7 +78,7 @@ def test_repeated_strikes_spread_by_the_keys_own_figures(piano: PianoSpec, truth
     exact_t, exact_v = _onsets(PianoPhysics(piano, truth, spread=False), _strikes(ks.channel, duty), ks.pitch)
     assert len(exact_t) == N and np.ptp(exact_t) == 0 and np.ptp(exact_v) == 0  # spread=0: exact
     lat, vel = float(exact_t[0]), float(exact_v[0])
-    t, v = _onsets(PianoPhysics(piano, truth), _strikes(ks.channel, duty), ks.pitch)
+    t, v = _onsets(PianoPhysics(piano, truth, spread=True), _strikes(ks.channel, duty), ks.pitch)
     assert len(t) == N
     want_t = np.hypot(kt.timing_sd_us, kt.timing_sd_frac * lat)
     want_v = kt.loudness_sd * vel
@@ -92,23 +92,23 @@ def test_repeated_strikes_spread_by_the_keys_own_figures(piano: PianoSpec, truth
 def test_the_draws_are_reproducible_and_per_key(piano: PianoSpec, truth: Truth) -> None:
     a, b = piano.keys[40], piano.keys[41]
     mine = _strikes(a.channel, 0.8, 50)
-    t1, v1 = _onsets(PianoPhysics(piano, truth), mine, a.pitch)
-    t2, v2 = _onsets(PianoPhysics(piano, truth), mine, a.pitch)
+    t1, v1 = _onsets(PianoPhysics(piano, truth, spread=True), mine, a.pitch)
+    t2, v2 = _onsets(PianoPhysics(piano, truth, spread=True), mine, a.pitch)
     assert t1.tolist() == t2.tolist() and v1.tolist() == v2.tolist()  # same truth, same commands
     # strikes added on another key do not reshuffle this key's
     other = _strikes(b.channel, 0.6, 50, t0=150_000)
     both = sorted(mine + other, key=lambda e: e.t_us)
-    t3, v3 = _onsets(PianoPhysics(piano, truth), both, a.pitch)
+    t3, v3 = _onsets(PianoPhysics(piano, truth, spread=True), both, a.pitch)
     assert t3.tolist() == t1.tolist() and v3.tolist() == v1.tolist()
     # another truth seed spreads otherwise
-    t4, _ = _onsets(PianoPhysics(piano, Truth.draw(piano, 2)), mine, a.pitch)
+    t4, _ = _onsets(PianoPhysics(piano, Truth.draw(piano, 2), spread=True), mine, a.pitch)
     assert np.std(t4) > 0 and (t4 - np.mean(t4)).tolist() != (t1 - np.mean(t1)).tolist()
 
 
 def test_the_counter_runs_on_across_runs_and_forks(piano: PianoSpec, truth: Truth) -> None:
     ks = piano.keys[30]
-    whole_t, _ = _onsets(PianoPhysics(piano, truth), _strikes(ks.channel, 0.9, 40), ks.pitch)
-    ph = PianoPhysics(piano, truth)
+    whole_t, _ = _onsets(PianoPhysics(piano, truth, spread=True), _strikes(ks.channel, 0.9, 40), ks.pitch)
+    ph = PianoPhysics(piano, truth, spread=True)
     first, _ = _onsets(ph, _strikes(ks.channel, 0.9, 20), ks.pitch)
     fork = ph.fork()
     second, _ = _onsets(ph, _strikes(ks.channel, 0.9, 20), ks.pitch)
@@ -140,7 +140,7 @@ def _play_piano(opened: Any, piano: PianoSpec, url: str) -> list[Any]:
 
 
 def test_the_url_option_turns_it_off(opened: Any, piano: PianoSpec) -> None:
-    on = _play_piano(opened, piano, "sim://")
+    on = _play_piano(opened, piano, "sim://?spread=1")
     off = _play_piano(opened, piano, "sim://?spread=0")
     lat_on = [h.t_us - i * 300_000 for i, h in enumerate(on)]
     lat_off = [h.t_us - i * 300_000 for i, h in enumerate(off)]
@@ -210,13 +210,13 @@ def _guitar_picks(opened: Any, url: str, fret: bool) -> tuple[np.ndarray, np.nda
 def test_guitar_picks_and_fret_contacts_spread(opened: Any) -> None:
     t0, v0, buzz0 = _guitar_picks(opened, "sim://?spread=0", fret=False)
     assert np.ptp(t0) == 0 and np.ptp(v0) == 0 and buzz0 == 0
-    t1, v1, _ = _guitar_picks(opened, "sim://", fret=False)
+    t1, v1, _ = _guitar_picks(opened, "sim://?spread=1", fret=False)
     assert np.std(t1) > 100 and np.std(v1) > 0.3  # µs, velocity units
     assert np.abs(t1 - t0[0]).max() < 5_000 and np.abs(v1 / v0[0] - 1).max() < 0.1
     # the fret pressed only 2 % of its settle time early: with spread=0 never a buzz,
     # with the contact's own spread (3-6 % s.d.) some presses are not clean yet
     _, _, b_exact = _guitar_picks(opened, "sim://?spread=0", fret=True)
-    _, _, b_spread = _guitar_picks(opened, "sim://", fret=True)
+    _, _, b_spread = _guitar_picks(opened, "sim://?spread=1", fret=True)
     assert b_exact == 0 and 0 < b_spread < 40
 
 
@@ -250,11 +250,11 @@ def test_guitar_truth_draws_the_spread_and_checks_it(tmp_path: Path) -> None:
                    "calibrator's fix (averaging repeated strikes) turns this into a plain test")  # fmt: skip
 def test_calibration_with_the_spread_meets_the_latency_target(opened: Any, piano: PianoSpec) -> None:
     """tests/test_calibrator.py's target (the latency curve within 1 ms of the truth over
-    the usable range), on sim://'s default instrument: with the spread."""
+    the usable range), on sim://?spread=1: with the spread."""
     from robo_player.calibrator import calibrate_session
 
     pitches = [21, 45, 60, 83, 108]
-    dev = opened(open_port("sim://?sensor=notes", piano, truth_seed=0, sensor_seed=0))
+    dev = opened(open_port("sim://?sensor=notes&spread=1", piano, truth_seed=0, sensor_seed=0))
     cal, _ = calibrate_session(dev, piano, pitches=pitches, seed=0)
     worst = 0.0
     for p in pitches:
@@ -274,7 +274,7 @@ def test_guitar_calibration_through_audio_with_the_spread_finds_c(opened: Any, s
     from robo_player.calibrator.guitar import calibrate_guitar
 
     spec = load_spec("guitar-slider")
-    dev = opened(open_port("sim://?sensor=audio", spec, truth_seed=seed))
+    dev = opened(open_port("sim://?sensor=audio&spread=1", spec, truth_seed=seed))
     _, rep = calibrate_guitar(dev, spec)  # seed 1: ValueError (NaN latency) today
     assert rep.sync_offset_us is not None
     assert abs(rep.sync_offset_us - dev._truth.strings[5].latency_full_us) < 1000.0  # seed 3: 33.5 ms off

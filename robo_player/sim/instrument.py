@@ -20,6 +20,7 @@ from ..spec.model import PianoSpec
 from .live import LiveEar
 from .physics import EventColumns, PianoPhysics
 from .sensor import SENSOR_OPTIONS, Microphone, microphone_from_options
+from .spread import SPREAD_DEFAULT
 from .truth import COPPER_TEMPCO_PER_K, Truth
 
 # the options every simulated device takes for its instrument
@@ -31,7 +32,7 @@ class SimulatedInstrument:
 
     def __init__(
         self, spec: PianoSpec, truth: Truth, microphone: Microphone, heating: bool = False,
-        spread: bool = True,
+        spread: bool = SPREAD_DEFAULT,
     ) -> None:
         self.spec = spec
         self._truth = truth  # hidden: only the simulator may read it
@@ -82,7 +83,7 @@ def instrument_from_options(url: str, spec: PianoSpec, opts: dict[str, Any]) -> 
     (path, or a :class:`Truth`): read it instead; ``sensor_seed`` (int, default 0),
     ``timing_sd_us`` (default 200), ``loudness_sd`` (default 1): the microphone;
     ``heating`` (0 or 1, default 0): warm coils strike later and softer (copper's R(T));
-    ``spread`` (0 or 1, default 1): each strike's own deviation (sim/spread.py).
+    ``spread`` (0 or 1, default 0, ``SPREAD_DEFAULT``): each strike's own deviation (sim/spread.py).
     """
     heating = _int_opt(url, "heating", opts.pop("heating", 0))
     if heating not in (0, 1):
@@ -110,8 +111,8 @@ def instrument_from_options(url: str, spec: PianoSpec, opts: dict[str, Any]) -> 
 
 
 def spread_option(url: str, opts: dict[str, Any]) -> bool:
-    """The ``spread`` option (0 or 1, default 1), taken out of ``opts``."""
-    spread = _int_opt(url, "spread", opts.pop("spread", 1))
+    """The ``spread`` option (0 or 1, default ``SPREAD_DEFAULT``), taken out of ``opts``."""
+    spread = _int_opt(url, "spread", opts.pop("spread", int(SPREAD_DEFAULT)))
     if spread not in (0, 1):
         raise TransportError(f"{url}: option spread={spread} (allowed: 0 or 1)")
     return bool(spread)

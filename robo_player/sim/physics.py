@@ -56,7 +56,7 @@ from ..errors import PlanError
 from ..performance import HeardNote, Performance, Progress
 from ..plan import Command, Plan
 from ..spec.model import PianoSpec
-from .spread import STREAM_KEY, stroke_normals, timing_sd_us
+from .spread import SPREAD_DEFAULT, STREAM_KEY, stroke_normals, timing_sd_us
 from .truth import COPPER_TEMPCO_PER_K, Truth
 
 log = logging.getLogger(__name__)
@@ -178,7 +178,7 @@ class PianoPhysics:
 
     def __init__(
         self, spec: PianoSpec, truth: Truth, gap_us: int = GAP_US, tempco_per_k: float = 0.0,
-        spread: bool = True,
+        spread: bool = SPREAD_DEFAULT,
     ) -> None:
         truth.check_for(spec)
         if not 0.0 <= tempco_per_k <= 10 * COPPER_TEMPCO_PER_K:

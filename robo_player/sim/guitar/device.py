@@ -48,6 +48,7 @@ from .. import sensor
 from ..device import SimDevice
 from ..instrument import _int_opt, spread_option
 from ..sensor import Microphone
+from ..spread import SPREAD_DEFAULT
 from .audio import render_audio
 from .physics import CarriageSteps, GuitarNotes, GuitarPhysics, ServoPulses
 from .truth import GuitarTruth
@@ -64,7 +65,7 @@ class GuitarInstrument:
     """The guitar of ``spec`` with hidden ``truth``, heard through ``microphone``."""
 
     def __init__(self, spec: GuitarSpec, truth: GuitarTruth, microphone: Microphone,
-                 spread: bool = True) -> None:  # fmt: skip
+                 spread: bool = SPREAD_DEFAULT) -> None:  # fmt: skip
         self.spec = spec
         self._truth = truth  # hidden: only the simulator may read it
         self.physics = GuitarPhysics(spec, truth, spread=spread)

@@ -76,7 +76,7 @@ from ...servo import position_mm
 from ...spec.actuators import ActuatorKind
 from ...spec.guitar import GuitarSpec, Mechanism, fret_distance_mm
 from ..physics import SoundedNotes
-from ..spread import STREAM_PICK, STREAM_PRESS, stroke_normals
+from ..spread import SPREAD_DEFAULT, STREAM_PICK, STREAM_PRESS, stroke_normals
 from .truth import GuitarTruth
 
 MAX_LATENCY_US = 400_000  # a pick slower than this never reaches the string
@@ -192,7 +192,7 @@ class GuitarPhysics:
     """The simulated guitar or bass of ``spec`` with hidden parameters ``truth``."""
 
     def __init__(self, spec: GuitarSpec, truth: GuitarTruth, gap_us: int = GAP_US,
-                 spread: bool = True) -> None:  # fmt: skip
+                 spread: bool = SPREAD_DEFAULT) -> None:  # fmt: skip
         truth.check_for(spec)
         self.spec = spec
         self._truth = truth
