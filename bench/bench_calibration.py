@@ -143,11 +143,21 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--max-strikes", type=int, default=12)
     ap.add_argument("--pieces", nargs="*", default=None, help="bundled piece names (default all)")
+    ap.add_argument(
+        "--port", default="sim://?sensor=notes",
+        help="the simulated device (default: the note-level sensor, strikes with their spread; "
+        "'sim://?sensor=notes&spread=0': the exact instrument)",
+    )
+    ap.add_argument(
+        "--play-port", default=None,
+        help="play the pieces on this device instead (same truth seed), e.g. calibrate with "
+        "--port '...&spread=0' and play with the spread: the strikes' own part of the onset error",
+    )
     args = ap.parse_args()
     spec = load_spec(args.spec)
     pieces = args.pieces if args.pieces is not None else [p.stem for p in bundled_pieces()]
     for seed in args.seeds:
-        dev = open_port("sim://?sensor=notes", spec, truth_seed=seed, sensor_seed=seed)  # note-level sensor: the figures documented with this bench (audio: bench_hearing.py)
+        dev = open_port(args.port, spec, truth_seed=seed, sensor_seed=seed)  # note-level sensor: the figures documented with this bench (audio: bench_hearing.py)
         t0 = time.perf_counter()
         cal, rep = calibrate_session(dev, spec, max_strikes_per_key=args.max_strikes, seed=seed)
         wall = time.perf_counter() - t0
@@ -176,8 +186,9 @@ def main() -> None:
                 f"max {re['max_us'] / 1000:+.2f} ms; {re['short_1ms']:.0f} keys > 1 ms short, "
                 f"{100 * re['within_5ms']:.1f} % <= 5 ms long"
             )
+        pdev = dev if args.play_port is None else open_port(args.play_port, spec, truth_seed=seed, sensor_seed=seed)
         for piece in pieces:
-            pe = play_errors(dev, spec, cal, piece)
+            pe = play_errors(pdev, spec, cal, piece)
             print(
                 f"  play {piece}: {pe['notes']:.0f} notes matched, {pe['missing']:.0f} missing; "
                 f"onset err p99 {pe['onset_p99_ms']:.3f} ms, max {pe['onset_max_ms']:.3f} ms; "

@@ -4,6 +4,10 @@ The calibrator sees only ``play``; these tests may read the truth (``dev._truth`
 check what it learned. They calibrate through the note-level sensor
 (``sim://?sensor=notes``, not the default microphone): they test the rounds and the fits,
 in seconds; the calibration through audio is tests/test_hearing_calibration.py's.
+The accuracy tests calibrate the exact instrument (``spread=0``): their targets are the
+fits' on strikes without their own spread. With it (sim://'s default) the calibrator
+misses them (docs/simulator.md, "Spread"); tests/test_sim_spread.py holds that as a
+strict xfail until the calibrator averages repeated strikes.
 """
 
 from __future__ import annotations
@@ -80,7 +84,7 @@ def spec():  # noqa: ANN201
 
 @pytest.fixture(scope="module", params=[0, 7])
 def session(request, spec):  # noqa: ANN001, ANN201
-    dev = open_port("sim://?sensor=notes", spec, truth_seed=request.param, sensor_seed=request.param)
+    dev = open_port("sim://?sensor=notes&spread=0", spec, truth_seed=request.param, sensor_seed=request.param)
     rec = Recorder(dev)
     fractions: list[float] = []
     cal, rep = calibrate_session(
@@ -252,7 +256,7 @@ def test_calibration_file_round_trip_and_spec_check(opened, spec, tmp_path: Path
 def test_calibrate_all_keys_of_61_key_spec(opened) -> None:
     """The whole calibrate() on a second spec (8-bit PWM, 4 strikes at once, no pedal)."""
     spec = load_spec("piano-61-diy")
-    dev = opened(open_port("sim://?sensor=notes", spec, truth_seed=2))
+    dev = opened(open_port("sim://?sensor=notes&spread=0", spec, truth_seed=2))
     rec = Recorder(dev)
     cal = calibrate(rec, spec, max_strikes_per_key=12)
     cal.check_for(spec)
@@ -368,7 +372,7 @@ def test_return_time_over_truth_seeds(opened) -> None:
     pitches = list(range(21, 109, 8))
     err = []
     for seed in (1, 2, 3, 4):
-        dev = opened(open_port("sim://?sensor=notes", spec, truth_seed=seed, sensor_seed=10 + seed))
+        dev = opened(open_port("sim://?sensor=notes&spread=0", spec, truth_seed=seed, sensor_seed=10 + seed))
         cal, rep = calibrate_session(dev, spec, pitches=pitches, seed=seed)
         assert rep.strikes <= 11 * len(pitches)  # 9 curve strikes + 1 probe, rarely 2
         err += [cal.keys[p].return_us - dev._truth.key(p).return_us for p in pitches]
@@ -395,7 +399,7 @@ def test_return_time_outside_the_plausible_range(opened, spec, tmp_path: Path) -
     a key too slow for both probes keeps the spec's nominal (None) and is reported."""
     returns = {30: 20_000, 40: 30_000, 60: 47_000, 80: 110_000, 100: 250_000}
     path = _truth_with_returns(spec, 5, returns, tmp_path / "truth.yaml")
-    dev = opened(open_port(f"sim://?sensor=notes&truth={path}", spec))
+    dev = opened(open_port(f"sim://?sensor=notes&spread=0&truth={path}", spec))
     cal, rep = calibrate_session(dev, spec, pitches=list(returns))
     for p, r in returns.items():
         c = cal.keys[p]
@@ -477,7 +481,9 @@ def test_a_doubtful_onset_weighs_less_in_the_fits() -> None:
     # (timed without their direct sound: ``StrikeResult.doubtful``) bent the soft curve
     # by 2.5 ms; a probe heard -6.9 ms off put a played note +3.6 ms off. Measured: the
     # soft curve's worst error 1.09 / 1.31 / 1.06 ms unweighed, 0.18 / 0.48 / 0.07 ms
-    # weighed (noise seeds 4-6); the probe's R 69.2 ms unweighed, 79.9 ms weighed (80)
+    # weighed (noise seeds 4-6); the probe's R 69.2 ms unweighed, 79.9 ms weighed (80).
+    # Since the fits allow for the action's own spread (session 12; here its least, the
+    # strikes have none): 1.08 / 1.30 / 1.02 ms unweighed, 0.22 / 0.50 / 0.07 weighed
     fit0 = _fit(0.26, 15_000, 0.7)
     drives = [1.0, 0.777, 0.532, 0.454, 0.337, 0.305, 0.29, 0.28, 0.275]
     soft = np.array([0.3, 0.32, 0.35])
@@ -497,7 +503,7 @@ def test_a_doubtful_onset_weighs_less_in_the_fits() -> None:
         assert bent is not None and weighed is not None
         err_bent = float(np.abs(bent.latency_us(soft) - truth).max())
         err_weighed = float(np.abs(weighed.latency_us(soft) - truth).max())
-        assert err_bent > 1_000.0 and err_weighed < 500.0, (seed, err_bent, err_weighed)
+        assert err_bent > 1_000.0 and err_weighed < 600.0, (seed, err_bent, err_weighed)
     # a probe at full drive 48 ms after a release sounds as drive 0.6 (R 80 ms), heard
     # at its loudness and 6.9 ms early: marked doubtful, its loudness decides
     probe = StrikeResult(40, 1.0, 0, True, float(fit0.latency_us(0.6)) - 6_900.0, float(fit0.velocity(0.6)), 48_000)

@@ -27,7 +27,9 @@ from robo_player.spec.guitar import GuitarSpec, press_position_mm
 
 PKG = Path(robo_player.__file__).resolve().parent
 SIM_DIR = PKG / "sim"
-QUIET = {"timing_sd_us": 0, "loudness_sd": 0}
+# exact: no sensor noise, and no stroke-to-stroke spread (sim/spread.py), so that a test
+# can hold a pick to the formulas and a fret contact to its truth's settle time
+QUIET = {"timing_sd_us": 0, "loudness_sd": 0, "spread": 0}
 
 
 @pytest.fixture(scope="module")
@@ -439,7 +441,10 @@ def test_a_legato_step_on_one_string_is_cut_no_more_than_the_mechanism_needs(ope
 
     spec = load_spec(name)
     t = spec.timing
-    with open_port("sim://", spec, truth_seed=4) as dev:
+    # calibrated on the exact instrument (spread=0): through audio (the guitar's default
+    # sensor) with the picks' own spread the calibration finds the clock offset c tens of
+    # ms off, or fails on a NaN latency (truth seeds 1 and 4; tests/test_sim_spread.py)
+    with open_port("sim://?spread=0", spec, truth_seed=4) as dev:
         cal, _ = calibrate_guitar(dev, spec)
     settle = max(cal.settle_us.values())
     score = Score([Note(41, 0, 500_000, 80), Note(43, 500_000, 500_000, 80)])
@@ -457,5 +462,10 @@ def test_a_legato_step_on_one_string_is_cut_no_more_than_the_mechanism_needs(ope
     r = build_report(plan_report=rep, performance=perf, piece="p", spec=spec, port="sim://")
     assert r["buzzed_notes"] == 0 and r["damped_picks"] == 0 and r["slurred_notes"] == 0
     assert r["carriage_faults"] == 0 and r["notes_unheard"] == 0
-    assert r["onset_error_ms"]["p99"] <= 1.0
     assert dev.instrument.last_notes.pitch.tolist() == [41, 43]
+    # the planner's timing, on the exact instrument: with the picks' own spread (the
+    # default) these two picks at ~40 ms latency land 1.5-1.6 ms out (p99 of two), the
+    # spread itself (docs/simulator.md, "Spread"; the demo's figures in docs/guitar.md)
+    exact = opened(open_port("sim://?spread=0", spec, truth_seed=4))
+    r = build_report(plan_report=rep, performance=exact.play(the_plan), piece="p", spec=spec, port="sim://")
+    assert r["onset_error_ms"]["p99"] <= 1.0

@@ -152,7 +152,9 @@ def test_a_soft_strike_heard_far_from_its_prediction_is_not_silence(spec) -> Non
     A strike not heard where predicted is looked for again up to the silent latency
     (listening.expected_window: ``wide``). Measured after: 0.14-0.49 ms."""
     keys = [48, 83, 84]
-    dev = open_port("sim://?sensor=audio", spec, truth_seed=1, sensor_seed=1)
+    # exact (spread=0): with the strikes' own spread (the default) key 48's soft end is
+    # 3.4 ms off (docs/simulator.md, "Spread"); this test is about the wide window
+    dev = open_port("sim://?sensor=audio&spread=0", spec, truth_seed=1, sensor_seed=1)
     try:
         cal, rep = calibrate_session(dev, spec, pitches=keys, max_strikes_per_key=14)
         truth = dev._truth

@@ -63,7 +63,9 @@ def exact_calibration(spec: PianoSpec, truth: Truth) -> Calibration:
 def play(spec: PianoSpec, truth: Truth, score: Score, options: PlanOptions | None = None):  # noqa: ANN201
     cal = exact_calibration(spec, truth)
     plan, report = plan_piano(score, spec, cal, options)
-    heard = PianoPhysics(spec, truth).run(expand_plan(plan, spec)).heard
+    # exact (no spread): the planner's predictions against the truth's formulas, with a
+    # calibration read from the truth; a strike's own spread is not the planner's to meet
+    heard = PianoPhysics(spec, truth, spread=False).run(expand_plan(plan, spec)).heard
     return plan, report, sorted(heard, key=lambda h: h.t_us)
 
 

@@ -21,6 +21,9 @@ import numpy as np
 
 from ..spec.calibration import KeyCurve
 from .strikes import (
+    ACTION_LAT_SD_FRAC,
+    ACTION_LAT_SD_US,
+    ACTION_VEL_SD_FRAC,
     LAT_DOUBTFUL_AUDIO_US,
     LAT_NOISE_US,
     SILENT_LATENCY_US,
@@ -51,6 +54,9 @@ class KeyFit:
     vel_k: float
     lat_rms_us: float = 0.0
     vel_rms: float = 0.0
+    # the action's spread this key's residuals show, as a fraction of the assumed one
+    # (:func:`fit_key`; 1.0: as assumed, or not estimated)
+    spread: float = 1.0
     isotonic: bool = False  # fell back to monotone interpolation of the measurements
     iso_drive: tuple[float, ...] = ()
     iso_latency: tuple[float, ...] = ()
@@ -121,7 +127,7 @@ def _golden(f: Callable[[float], float], lo: float, hi: float, iters: int = 40) 
 
 def fit_latency(
     drive: Floats, latency_us: Floats, silent: Floats = (), rel_noise: float = 0.0,
-    extra_us: Floats | None = None,
+    extra_us: Floats | None = None, noise_us: float = LAT_NOISE_US,
 ) -> tuple[float, float, float, float]:
     """Fit ``L = A (d - theta)^-alpha``; returns (theta, A, alpha, rms_us).
 
@@ -131,7 +137,8 @@ def fit_latency(
     (strikes that were not heard) add a one-sided penalty: the curve must put them
     below the threshold or slower than ``SILENT_LATENCY_US``. ``rel_noise``: the onset
     noise grows by this fraction of the latency (the detector: a slow soft strike's
-    onset is the least sure, and near the threshold it has the most leverage).
+    onset is the least sure, and near the threshold it has the most leverage; the
+    action's own spread, :func:`fit_key`). ``noise_us``: the latency-independent part.
     """
     sil = np.asarray([x for x in silent if x < min(drive)], dtype=float)
     d = np.asarray(drive, dtype=float)
@@ -140,7 +147,7 @@ def fit_latency(
         raise ValueError("need at least two audible strikes")
     y = np.log(lat)
     extra = np.zeros_like(lat) if extra_us is None else np.asarray(extra_us, dtype=float)
-    w = (lat / (LAT_NOISE_US + rel_noise * lat + extra)) ** 2
+    w = (lat / (noise_us + rel_noise * lat + extra)) ** 2
     top = float(d.min())
 
     def costs(g: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -171,19 +178,23 @@ def fit_latency(
 
 
 def fit_velocity(
-    drive: Floats, velocity: Floats, theta: float
+    drive: Floats, velocity: Floats, theta: float, noise: Floats | float = VEL_NOISE,
 ) -> tuple[float, float, float, float]:
-    """Fit ``V = a + b (1 - exp(-k (d - theta)))`` with theta fixed; (a, b, k, rms)."""
+    """Fit ``V = a + b (1 - exp(-k (d - theta)))`` with theta fixed; (a, b, k, rms).
+
+    ``noise``: each strike's loudness s.d. (one figure, or one per strike): the
+    residuals are weighed by it against the weak prior on ``k``."""
     d = np.asarray(drive, dtype=float)
     v = np.asarray(velocity, dtype=float)
     x = np.maximum(d - theta, 0.0)
+    w = np.broadcast_to(1.0 / np.asarray(noise, dtype=float) ** 2, v.shape)
     mu, sd = K_PRIOR
 
     def solve(k: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         f = 1.0 - np.exp(-k[:, None] * x[None, :])  # (G, n)
-        n = float(v.size)
-        sf, sv = f.sum(axis=1), v.sum()
-        sff, sfv = (f * f).sum(axis=1), (f * v).sum(axis=1)
+        n = float(w.sum())
+        sf, sv = (w * f).sum(axis=1), float((w * v).sum())
+        sff, sfv = (w * f * f).sum(axis=1), (w * f * v).sum(axis=1)
         det = n * sff - sf * sf
         ok = det > 1e-12
         safe = np.where(ok, det, 1.0)
@@ -193,7 +204,7 @@ def fit_velocity(
         a = np.where(neg, 0.0, a)
         b = np.where(neg, sfv / np.maximum(sff, 1e-12), b)
         r = v - (a[:, None] + b[:, None] * f)
-        cost = (r * r).sum(axis=1) / VEL_NOISE**2 + ((k - mu) / sd) ** 2
+        cost = (w * r * r).sum(axis=1) + ((k - mu) / sd) ** 2
         return a, b, cost
 
     ks = np.exp(np.linspace(math.log(0.2), math.log(25.0), 80))
@@ -228,17 +239,72 @@ def isotonic(y: Floats, increasing: bool = True) -> np.ndarray:
     return arr if increasing else -arr
 
 
+OUTLIER_SPREAD_SD = 4.0  # the spread's own deviations stay within about 4 s.d.
+SPREAD_MIN = 0.0  # the least spread (of the assumed) a key's residuals may set: none
+SPREAD_MAX = 2.0
+
+
 def fit_key(
     strikes: Sequence[StrikeResult], vel_noise: float = VEL_NOISE, lat_noise_us: float = LAT_NOISE_US,
     lat_rel_noise: float = 0.0,
+    spread: tuple[float, float, float] = (ACTION_LAT_SD_US, ACTION_LAT_SD_FRAC, ACTION_VEL_SD_FRAC),
 ) -> KeyFit | None:
     """Fit one key's curves from its strikes; None if fewer than two were heard.
 
     Key-return probes (``probe_gap_us`` set) are left out: the key was not fully up.
     ``vel_noise``, ``lat_noise_us``: the loudness and onset noise of what heard them (s.d.);
-    ``lat_rel_noise``: the onset noise's part that grows with the latency (:func:`fit_latency`)."""
+    ``lat_rel_noise``: the onset noise's part that grows with the latency (:func:`fit_latency`).
+    ``spread``: the action's own strike-to-strike spread (s.d.): latency µs + fraction of
+    the latency, loudness fraction (:data:`~.strikes.ACTION_LAT_SD_US` ...). Each strike
+    weighs by the sensor's noise and the spread together, and the poor-fit test (the
+    isotonic fallback) and the outlier test judge the residuals against both: a fit that
+    averages through the action's own scatter is what is wanted, not one through every
+    point.
+
+    Two passes: the first with the assumed spread; then the spread the key's latency
+    residuals show (beyond the sensor's noise, for the fit's degrees of freedom) scales
+    it, within ``SPREAD_MIN``..``SPREAD_MAX`` of the assumed, for a second pass
+    (:attr:`KeyFit.spread`; the key-return probe's s.d. uses it). A key that repeats
+    better than assumed is weighed as the exact instrument it is; the second pass is
+    kept only if it is not a poor fit."""
+    first = _fit_key(strikes, vel_noise, lat_noise_us, lat_rel_noise, spread)
+    if first is None or first.isotonic or spread[0] + spread[1] <= 0:
+        return first
+    # a doubtful onset (its sensor noise swamps any spread) tells nothing of the spread
+    kept = [s for s in strikes if s.probe_gap_us is None and s.heard and not s.doubtful and s.latency_us > 0]
+    d = np.array([s.drive for s in kept])
+    lat = np.array([s.latency_us for s in kept])
+    if d.size < 5:
+        return first
+    r = first.latency_us(d) - lat
+    sensor = lat_noise_us + lat_rel_noise * lat
+    action = spread[0] + spread[1] * lat
+    dof = d.size / (d.size - 3.0)  # theta, A, alpha fitted
+    # the median (robust to the one outlier the rule lets through), over its value for
+    # a normal deviation's square (0.455)
+    scale2 = float(np.median((r * r * dof - sensor * sensor) / (action * action))) / 0.455
+    scale = min(SPREAD_MAX, max(SPREAD_MIN, math.sqrt(max(scale2, 0.0))))
+    second = _fit_key(strikes, vel_noise, lat_noise_us, lat_rel_noise, tuple(scale * x for x in spread))  # type: ignore[arg-type]
+    if second is None or second.isotonic:
+        return first
+    second.spread = scale
+    return second
+
+
+def _fit_key(
+    strikes: Sequence[StrikeResult], vel_noise: float, lat_noise_us: float, lat_rel_noise: float,
+    spread: tuple[float, float, float],
+) -> KeyFit | None:
+    """One pass of :func:`fit_key` with a given spread."""
+    sp_us, sp_frac, sp_vel = spread
+    lat_noise_0 = lat_noise_us  # the sensor's alone
+    lat_noise_us = math.hypot(lat_noise_us, sp_us)
+    w_noise_us = math.hypot(LAT_NOISE_US, sp_us)  # the weights' fixed part (as ever: 0.2 ms)
+    lat_rel_noise = lat_rel_noise + sp_frac
     strikes = [s for s in strikes if s.probe_gap_us is None]
-    heard = [s for s in strikes if s.heard]
+    # a heard latency <= 0 is on no curve (an onset matched to the wrong strike, or
+    # through audio a clock offset not yet right): left out, neither heard nor silent
+    heard = [s for s in strikes if s.heard and s.latency_us > 0]
     if len(heard) < 2:
         return None
     silent = [s.drive for s in strikes if not s.heard and not s.missed]
@@ -249,19 +315,30 @@ def fit_key(
     extra = np.array([LAT_DOUBTFUL_AUDIO_US if s.doubtful else 0.0 for s in heard])
     keep = np.ones(d.size, dtype=bool)
     for _ in range(2):  # drop up to two gross outliers (a mismatched or disturbed strike)
-        theta, la, alpha, _ = fit_latency(d[keep], lat[keep], silent, lat_rel_noise, extra[keep])
+        theta, la, alpha, _ = fit_latency(
+            d[keep], lat[keep], silent, lat_rel_noise, extra[keep], w_noise_us
+        )
         pred = la * np.maximum(d - theta, 1e-9) ** (-alpha)
-        resid = np.abs(pred - lat)
+        # more than 8 s.d. of the sensor or 2 % of the latency, and more than
+        # OUTLIER_SPREAD_SD s.d. of the action's spread: a gross outlier
+        bar = np.maximum(OUTLIER_SPREAD_SD * (sp_us + sp_frac * lat), np.maximum(8 * lat_noise_0, 0.02 * lat))
+        resid = np.abs(pred - lat) / bar
         resid[~keep] = 0.0
         worst = int(np.argmax(resid))
-        if keep.sum() >= 5 and resid[worst] > max(8 * lat_noise_us, 0.02 * lat[worst]):
+        if keep.sum() >= 5 and resid[worst] > 1.0:
             keep[worst] = False
         else:
             break
-    theta, la, alpha, lat_rms = fit_latency(d[keep], lat[keep], silent, lat_rel_noise, extra[keep])
+    theta, la, alpha, lat_rms = fit_latency(
+        d[keep], lat[keep], silent, lat_rel_noise, extra[keep], w_noise_us
+    )
     vmask = keep & (vel < VEL_CLIP)
+    vel_sd = np.hypot(vel_noise, sp_vel * np.maximum(vel, 0.0))  # (n,) each strike's s.d.
+    vel_z = math.inf
     if vmask.sum() >= 2:
-        va, vb, vk, vel_rms = fit_velocity(d[vmask], vel[vmask], theta)
+        va, vb, vk, vel_rms = fit_velocity(d[vmask], vel[vmask], theta, vel_sd[vmask])
+        vpred = va + vb * (1.0 - np.exp(-vk * np.maximum(d[vmask] - theta, 0.0)))
+        vel_z = float(np.sqrt(np.mean(((vpred - vel[vmask]) / vel_sd[vmask]) ** 2)))
     else:
         va, vb, vk, vel_rms = 0.0, float(np.nanmax(vel)), 3.0, math.inf
     fit = KeyFit(theta, la, alpha, va, vb, vk, lat_rms, vel_rms)
@@ -273,7 +350,7 @@ def fit_key(
     lk = lat[keep]
     lat_sd = lat_noise_us + 0.001 * float(lat.mean()) + lat_rel_noise * lk + extra[keep]
     lat_z = float(np.sqrt(np.mean(((la * np.maximum(d[keep] - theta, 1e-9) ** (-alpha) - lk) / lat_sd) ** 2)))
-    poor = lat_z > 4 or vel_rms > 3 * vel_noise
+    poor = lat_z > 4 or vel_z > 3
     if (poor or not consistent or vb <= 0) and keep.sum() >= 4:
         log.info(
             "key fit poor (lat rms %.0f us, vel rms %.2f, consistent %s): isotonic fallback",

@@ -31,6 +31,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from ..driver.ports import Device
 from ..errors import CalibrationError
 from ..hearing.guitar import Pick
@@ -165,11 +167,19 @@ def calibrate_guitar(
     rep.picks += len(pending)
     fits = {}
     for s in todo:
-        fit = fit_key(results[s])
+        fit = fit_key(results[s], spread=(0.0, 0.0, 0.0))  # the pickers' fit as measured (docs/calibration.md, "Spread")
         if fit is None:
             raise CalibrationError(
                 f"calibrate: string {s} ({spec.name}): fewer than two of its "
                 f"{len(PICK_DRIVES)} picks were heard; is its picker connected?"
+            )
+        lat_full = float(fit.latency_us(1.0))
+        if not (math.isfinite(lat_full) and lat_full > 0.0 and math.isfinite(float(fit.latency_us(PROBE_DRIVE)))):
+            raise CalibrationError(
+                f"calibrate: string {s} ({spec.name}): its picks' latencies fit no curve (full drive "
+                f"{lat_full:.0f} us; allowed: a finite latency > 0); heard through audio, the clock "
+                f"offset read from the pickers' curves ({rep.sync_offset_us} us) may be wrong: "
+                "try the note-level sensor or a sync click"
             )
         fits[s] = fit
         rep.lat_rms_us[s] = round(fit.lat_rms_us, 1)
@@ -291,6 +301,12 @@ def calibrate_command(args: Any, spec: GuitarSpec, open_device: Callable[[], Dev
         if rep.heard_by == "audio" and rep.sync_offset_us is not None:
             say(f"heard through audio: the sync picker's full-drive latency (c) {rep.sync_offset_us / 1000:.2f} ms "
                 "from the curves (docs/guitar.md)")
+            nominal_us = float(np.interp(1.0, spec.nominal.drive, spec.nominal.latency_us))
+            if not 0.5 * nominal_us <= rep.sync_offset_us <= 2.0 * nominal_us:
+                say(f"warning: c is far from the spec's nominal full-drive latency ({nominal_us / 1000:.1f} ms; "
+                    "plausible: half to twice it): the picks scatter more than the curves' shape can tell c "
+                    "from, so every absolute onset of this calibration may be off by the difference; "
+                    "calibrate with the note-level sensor (sim://?sensor=notes) or give the guitar a sync click")
         if rep.audio_level is not None:
             say(rep.audio_level.line("the ear's law", "strings at full drive against the spec's nominal"))
         elif getattr(args, "mic_gain", None) is not None:

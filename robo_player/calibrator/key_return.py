@@ -18,6 +18,9 @@ import numpy as np
 from .fitting import KeyFit
 from .scheduler import STAGGER_US, ProbeRequest
 from .strikes import (
+    ACTION_LAT_SD_FRAC,
+    ACTION_LAT_SD_US,
+    ACTION_VEL_SD_FRAC,
     LAT_DOUBTFUL_AUDIO_US,
     LAT_NOISE_US,
     SILENT_LATENCY_US,
@@ -38,10 +41,18 @@ PROBE_DRIVE = 1.0  # probe strikes at full drive: loudest, so heard deepest into
 PROBE_FULL_RATIO = 0.95  # d_eff / d at or above this: as good as full strength, R <~ g
 PROBE_MIN_GAP_US = 8_000
 MAX_PROBES = 2  # per key: one, and one retry at another gap if the first was inconclusive
+# ... or if it measured R with more than this s.d. (the action's own spread: one strike's
+# latency scatters 0.5-1 ms at a probe's 20-40 ms, 1.8 ms on R): a second probe at
+# PROBE_AGAIN_RATIO x that estimate, averaged with the first by inverse variance
+PROBE_AGAIN_SD_US = 800.0
+PROBE_AGAIN_RATIO = 0.7
 # Margin added to the estimate so a planner waiting return_us never strikes a key that
 # is not fully up: a fixed part for the curve fit's own error plus a multiple of the
 # estimate's sensor-noise s.d.
 RETURN_MARGIN_US = 600.0
+# the probe's spread is taken as at least this fraction of the assumed one, whatever the
+# key's residuals said (:attr:`KeyFit.spread`: about nine strikes tell it roughly)
+RETURN_SPREAD_MIN = 0.25
 RETURN_MARGIN_SD = 2.0
 
 
@@ -93,14 +104,18 @@ def drive_from_heard(
     """The drive (at full key return) that would sound like this, and its s.d.
 
     Inverts the key's fitted latency and loudness curves and combines the two by
-    inverse variance (sensor noise plus the fit's own residual rms; ``lat_extra_us``:
-    more onset noise, a doubtful onset's)."""
+    inverse variance (sensor noise, the action's own spread at this strike's latency and
+    loudness as the key's fit found it (:attr:`KeyFit.spread`), plus the fit's own residual rms; ``lat_extra_us``: more onset noise, a
+    doubtful onset's)."""
     lo = fit.theta + 1e-4 if not fit.isotonic else float(fit.iso_drive[0])
     grid = np.linspace(lo, 1.0, 4001)  # (G,) drives
     d_l, s_l = _invert(fit.latency_us(grid), grid, latency_us)
     d_v, s_v = _invert(fit.velocity(grid), grid, velocity)
-    var_l = ((LAT_NOISE_US + lat_extra_us) ** 2 + fit.lat_rms_us**2) / max(s_l, 1e-9) ** 2
-    var_v = (VEL_NOISE**2 + min(fit.vel_rms, 10.0) ** 2) / max(s_v, 1e-9) ** 2
+    k = max(fit.spread, RETURN_SPREAD_MIN)
+    spread_l = k * (ACTION_LAT_SD_US + ACTION_LAT_SD_FRAC * latency_us)
+    spread_v = k * ACTION_VEL_SD_FRAC * velocity if math.isfinite(velocity) else 0.0
+    var_l = ((LAT_NOISE_US + lat_extra_us) ** 2 + spread_l**2 + fit.lat_rms_us**2) / max(s_l, 1e-9) ** 2
+    var_v = (VEL_NOISE**2 + spread_v**2 + min(fit.vel_rms, 10.0) ** 2) / max(s_v, 1e-9) ** 2
     if not math.isfinite(velocity) or d_v >= 1.0 or d_v <= lo:
         var_v = math.inf  # off the loudness table (saturated or clipped): no information
     if d_l >= 1.0 or d_l <= lo:
@@ -165,15 +180,17 @@ def next_probe(
         est = return_estimate(fit, strikes)
         last = probe_estimate(fit, probes[-1])
         if est.kind == "measured":
-            return None
-        if last.kind == "upper":  # full strength: R <= gap; look closer
+            if est.sd_us <= PROBE_AGAIN_SD_US:
+                return None
+            gap = int(PROBE_AGAIN_RATIO * est.value_us)
+        elif last.kind == "upper":  # full strength: R <= gap; look closer
             gap = int(0.5 * (probes[-1].probe_gap_us or first_gap_us))
         elif last.kind == "lower":  # silent: R > bound; heard up to 1.8 x the bound
             gap = int(0.9 * last.value_us)
         else:
             return None
     gap = max(PROBE_MIN_GAP_US, round(gap / STAGGER_US) * STAGGER_US)
-    if probes and gap == probes[-1].probe_gap_us:
+    if probes and gap == probes[-1].probe_gap_us and est.kind != "measured":
         return None
     # the slowest it can be: half the drive (e / R = 0.5), or silent
     d_half = 0.5 * PROBE_DRIVE

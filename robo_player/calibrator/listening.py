@@ -196,7 +196,7 @@ def _cost(strikes: dict[int, list[StrikeResult]], c: float) -> float:
                 s.heard = False
                 total += NEGATIVE_PENALTY_US**2
         heard = [s for s in moved if s.heard and s.probe_gap_us is None]
-        fit = fit_key(moved)
+        fit = fit_key(moved, spread=(0.0, 0.0, 0.0))  # the shape's fit as it was measured
         if fit is not None and heard:
             r = np.array([s.latency_us for s in heard]) - fit.latency_us(np.array([s.drive for s in heard]))
             total += float(np.sum(np.minimum(r * r, RESIDUAL_CAP_US**2)))  # outliers count capped

@@ -29,6 +29,16 @@ LAT_REL_NOISE_AUDIO = 0.01
 # detector timed without its direct sound; 88 keys seed 4, key 40's soft strikes heard
 # +2.2, +6.7, -5.0 ms off bent its soft curve by 2.5 ms; docs/hearing.md)
 LAT_DOUBTFUL_AUDIO_US = 5_000.0
+# The action's own strike-to-strike spread (not the sensor's: a solenoid does not land
+# the same stroke twice; docs/simulator.md, "Spread", an assumed figure, these the top of
+# its range): the contact time's s.d. is ACTION_LAT_SD_US + ACTION_LAT_SD_FRAC x the
+# latency (0.5 ms at a forte's 15 ms, 5 ms at 250 ms near the threshold), the loudness's
+# ACTION_VEL_SD_FRAC of it. The fits weigh each strike by it with the sensor's noise
+# (a slow soft strike the least), and judge a fit's residuals against it
+# (docs/calibration.md, "Spread").
+ACTION_LAT_SD_US = 200.0
+ACTION_LAT_SD_FRAC = 0.02
+ACTION_VEL_SD_FRAC = 0.02
 VEL_CLIP = math.inf  # loudness at or above this is taken as clipped (the sensor does not clip)
 
 # A strike predicted at latency L is given until LATE_FACTOR x L + LATE_MARGIN_US to

@@ -20,21 +20,24 @@ from ..spec.model import PianoSpec
 from .live import LiveEar
 from .physics import EventColumns, PianoPhysics
 from .sensor import SENSOR_OPTIONS, Microphone, microphone_from_options
+from .spread import SPREAD_DEFAULT
 from .truth import COPPER_TEMPCO_PER_K, Truth
 
 # the options every simulated device takes for its instrument
-INSTRUMENT_OPTIONS = ("truth_seed", "truth", "heating", *SENSOR_OPTIONS)
+INSTRUMENT_OPTIONS = ("truth_seed", "truth", "heating", "spread", *SENSOR_OPTIONS)
 
 
 class SimulatedInstrument:
     """The piano of ``spec`` with hidden ``truth``, heard through ``microphone``."""
 
     def __init__(
-        self, spec: PianoSpec, truth: Truth, microphone: Microphone, heating: bool = False
+        self, spec: PianoSpec, truth: Truth, microphone: Microphone, heating: bool = False,
+        spread: bool = SPREAD_DEFAULT,
     ) -> None:
         self.spec = spec
         self._truth = truth  # hidden: only the simulator may read it
-        self.physics = PianoPhysics(spec, truth, tempco_per_k=COPPER_TEMPCO_PER_K if heating else 0.0)
+        self.physics = PianoPhysics(spec, truth, tempco_per_k=COPPER_TEMPCO_PER_K if heating else 0.0,
+                                    spread=spread)  # fmt: skip
         self.microphone = microphone
         self._ear: LiveEar | None = None  # this stream's live hearing (firmware ports)
 
@@ -79,11 +82,13 @@ def instrument_from_options(url: str, spec: PianoSpec, opts: dict[str, Any]) -> 
     ``truth_seed`` (int, default 0): draw the hidden truth from this seed; ``truth``
     (path, or a :class:`Truth`): read it instead; ``sensor_seed`` (int, default 0),
     ``timing_sd_us`` (default 200), ``loudness_sd`` (default 1): the microphone;
-    ``heating`` (0 or 1, default 0): warm coils strike later and softer (copper's R(T)).
+    ``heating`` (0 or 1, default 0): warm coils strike later and softer (copper's R(T));
+    ``spread`` (0 or 1, default 0, ``SPREAD_DEFAULT``): each strike's own deviation (sim/spread.py).
     """
     heating = _int_opt(url, "heating", opts.pop("heating", 0))
     if heating not in (0, 1):
         raise TransportError(f"{url}: option heating={heating} (allowed: 0 or 1)")
+    spread = spread_option(url, opts)
     truth = opts.pop("truth", None)
     truth_seed = opts.pop("truth_seed", None)
     if truth is not None and truth_seed is not None:
@@ -102,7 +107,15 @@ def instrument_from_options(url: str, spec: PianoSpec, opts: dict[str, Any]) -> 
         where = f"truth_seed={seed}"
     the_truth.check_for(spec, where)
     mic = microphone_from_options(url, opts)  # its options: robo_player/sim/sensor.py
-    return SimulatedInstrument(spec, the_truth, mic, heating=bool(heating))
+    return SimulatedInstrument(spec, the_truth, mic, heating=bool(heating), spread=spread)
 
 
-__all__ = ["INSTRUMENT_OPTIONS", "SimulatedInstrument", "instrument_from_options"]
+def spread_option(url: str, opts: dict[str, Any]) -> bool:
+    """The ``spread`` option (0 or 1, default ``SPREAD_DEFAULT``), taken out of ``opts``."""
+    spread = _int_opt(url, "spread", opts.pop("spread", int(SPREAD_DEFAULT)))
+    if spread not in (0, 1):
+        raise TransportError(f"{url}: option spread={spread} (allowed: 0 or 1)")
+    return bool(spread)
+
+
+__all__ = ["INSTRUMENT_OPTIONS", "SimulatedInstrument", "instrument_from_options", "spread_option"]

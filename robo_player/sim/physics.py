@@ -34,6 +34,11 @@ docs/simulator.md, "Rules of the implementation"):
 - A failed coil goes open: it draws no current, its key comes up at the failure time,
   and later events on it are ignored.
 - A sounding note lasts at least ``MIN_SOUND_US`` even if its damper was already down.
+- Spread (``spread``, on by default; ``sim://?spread=0`` turns it off): the n-th strike
+  of a key lands ``z1 · sqrt(sd_us² + (sd_frac · L)²)`` later and ``1 + z2 · loudness_sd``
+  times as loud as the formulas say, ``z1, z2`` its own draws (sim/spread.py, counter
+  based: the truth's seed, the key's pitch and n), the s.d.s the key's (hidden truth).
+  Every strike counts in n, a silent one too (the plunger moved).
 """
 
 from __future__ import annotations
@@ -51,6 +56,7 @@ from ..errors import PlanError
 from ..performance import HeardNote, Performance, Progress
 from ..plan import Command, Plan
 from ..spec.model import PianoSpec
+from .spread import SPREAD_DEFAULT, STREAM_KEY, stroke_normals, timing_sd_us
 from .truth import COPPER_TEMPCO_PER_K, Truth
 
 log = logging.getLogger(__name__)
@@ -171,7 +177,8 @@ class PianoPhysics:
     """The simulated piano of ``spec`` with hidden parameters ``truth``."""
 
     def __init__(
-        self, spec: PianoSpec, truth: Truth, gap_us: int = GAP_US, tempco_per_k: float = 0.0
+        self, spec: PianoSpec, truth: Truth, gap_us: int = GAP_US, tempco_per_k: float = 0.0,
+        spread: bool = SPREAD_DEFAULT,
     ) -> None:
         truth.check_for(spec)
         if not 0.0 <= tempco_per_k <= 10 * COPPER_TEMPCO_PER_K:
@@ -210,6 +217,11 @@ class PianoPhysics:
         self._k = per_act(1.0)
         self._v0 = per_act(0.0)
         self._ret = per_act(0.0)
+        self._spread = bool(spread)
+        self._spread_seed = truth.spread_seed()
+        self._sd_us = per_act(0.0)  # strike-to-strike spread (sim/spread.py)
+        self._sd_frac = per_act(0.0)
+        self._loud_sd = per_act(0.0)
         heat_ss = per_act(0.0)  # steady-state rise (K) at duty 1: V²/R / C · tau
         tau_us = per_act(1.0)
         for ks in spec.keys:
@@ -224,6 +236,9 @@ class PianoPhysics:
             self._k[a] = kt.k
             self._v0[a] = kt.v0
             self._ret[a] = kt.return_us
+            self._sd_us[a] = kt.timing_sd_us
+            self._sd_frac[a] = kt.timing_sd_frac
+            self._loud_sd[a] = kt.loudness_sd
             heat_ss[a] = pw.supply_v**2 / pw.coil_ohm / kt.heat_capacity_j_per_k * kt.tau_s
             tau_us[a] = kt.tau_s * 1e6
         self._heat_ss = heat_ss.tolist()
@@ -246,6 +261,7 @@ class PianoPhysics:
         self._t_last = [0.0] * n_act
         self._failed = [False] * n_act
         self._release_t = [-math.inf] * n_act  # when each key last came up
+        self._strikes = [0] * n_act  # strikes of each key so far (the spread's counter)
         self._pedal_duty = 0.0  # the pedal's position (0..1) at the end of the last run
         self._pedal_in = False  # ... and whether its solenoid is pulled in (holds)
 
@@ -280,6 +296,7 @@ class PianoPhysics:
         f = copy.copy(self)
         f._duty, f._temp, f._t_last = list(self._duty), list(self._temp), list(self._t_last)
         f._failed, f._release_t = list(self._failed), list(self._release_t)
+        f._strikes = list(self._strikes)
         f.clicks_us = list(self.clicks_us)
         return f
 
@@ -308,6 +325,7 @@ class PianoPhysics:
         # Local aliases: this loop is the hot path (about 1 µs per event).
         duty, temp, t_last, failed = self._duty, self._temp, self._t_last, self._failed
         release_t, heat_ss, tau_us, ret = self._release_t, self._heat_ss, self._tau_us, self._ret_list
+        strikes = self._strikes
         tmax, pedal_ch, click_ch = self._tmax, self._pedal_ch, self._click_ch
         clicks: list[int] = []
         exp, log_ = math.exp, math.log
@@ -323,6 +341,7 @@ class PianoPhysics:
         s_ret: list[float] = []  # key-return scale e/R (1 if fully up)
         s_rel: list[float] = []  # absolute time the key came up again, inf if not
         s_temp: list[float] = []  # coil temperature rise (K) at the strike
+        s_n: list[int] = []  # the strike's number on its key (the spread's counter)
         pulse_open: dict[int, int] = {}  # actuator -> strike whose pulse is running
         pressed: dict[int, int] = {}  # actuator -> strike whose key is down
         chg_t: list[float] = []  # supply demand changes: absolute time, duty delta
@@ -414,6 +433,8 @@ class PianoPhysics:
                 s_ret.append(1.0 if e >= r else e / r)
                 s_rel.append(inf)
                 s_temp.append(temp[a])
+                s_n.append(strikes[a])
+                strikes[a] += 1
             elif d == 0.0:  # the key is let go
                 release_t[a] = t
                 j = pressed.pop(a, None)
@@ -441,7 +462,7 @@ class PianoPhysics:
         pedal_t, pedal_v, pedal_end, pedal_in = self._pedal_positions(pedal_t, pedal_v, next_origin)
         perf, notes = self._sound(
             origin, demand0, s_t, s_a, (s_d, s_seg, s_e), s_pulse, s_ret, s_rel, chg_t, chg_d,
-            pedal_t, pedal_v, s_temp,
+            pedal_t, pedal_v, s_temp, s_n,
         )
         perf.coil_failures = failures
         perf.max_coil_temp_ratio = float(peak / tmax)
@@ -525,7 +546,7 @@ class PianoPhysics:
         s_t: list[float], s_a: list[int],
         s_drive: tuple[list[float], list[float], list[float]], s_pulse: list[float],
         s_ret: list[float], s_rel: list[float], chg_t: list[float], chg_d: list[float],
-        pedal_t: list[float], pedal_v: list[float], s_temp: list[float],
+        pedal_t: list[float], pedal_v: list[float], s_temp: list[float], s_n: list[int],
     ) -> tuple[Performance, SoundedNotes]:
         """Vectorised: which strikes sound, when, how loud, and when they are damped."""
         lat_ped = self._pedal_latency_us
@@ -555,10 +576,14 @@ class PianoPhysics:
         ok = (u > 0.0) & (retf >= 0.5)
         uu = np.where(ok, u, 1.0)
         lat = self._lat_f[a] * uu ** (-self._alpha[a])
-        ok &= lat <= MAX_LATENCY_US
         k = self._k[a]
         v0 = self._v0[a]
         vel = self._gain[a] * (v0 + (1.0 - v0) * (1.0 - np.exp(-k * uu)) / (1.0 - np.exp(-k)))
+        if self._spread:  # this strike's own deviation (sim/spread.py)
+            z_t, z_v = stroke_normals(self._spread_seed, STREAM_KEY, self._pitch[a], np.asarray(s_n))
+            lat = lat + z_t * timing_sd_us(lat, self._sd_us[a], self._sd_frac[a])
+            vel = vel * (1.0 + z_v * self._loud_sd[a])
+        ok &= lat <= MAX_LATENCY_US
 
         idx = np.flatnonzero(ok)
         onset = np.rint(t[idx] + lat[idx])

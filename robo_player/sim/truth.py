@@ -14,7 +14,11 @@ A truth is drawn from a seed (:meth:`Truth.draw`) or read from a file
     keys:
       - {pitch: 21, pulse_full_us: 24000, threshold: 0.21, latency_full_us: 19500.0,
          alpha: 0.7, gain: 131.0, k: 2.4, v0: 0.08, return_us: 70000,
-         heat_capacity_j_per_k: 24.1, tau_s: 31.0}
+         heat_capacity_j_per_k: 24.1, tau_s: 31.0,
+         timing_sd_us: 150.0, timing_sd_frac: 0.015, loudness_sd: 0.015}
+
+The last three are the key's strike-to-strike spread (sim/spread.py); a file without
+them gets the middle of their ranges.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from ..errors import SpecError
 from ..fileio import write_text
 from ..rules import COIL_THERMAL_TOLERANCE
 from ..spec.model import PianoSpec
+from .spread import LOUDNESS_SD_FRAC, TIMING_SD_FRAC, TIMING_SD_US, content_seed
 
 # libyaml when available: a truth file has ~90 keys and pure-Python YAML is slow.
 _YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -72,6 +77,11 @@ class KeyTruth:
     return_us: int  # R: time a released key needs to come back up
     heat_capacity_j_per_k: float  # C of this key's coil
     tau_s: float  # thermal time constant of this key's coil
+    # strike-to-strike spread (sim/spread.py): s.d. of the contact time, µs plus a share
+    # of the latency, and of the loudness, a share of it
+    timing_sd_us: float = sum(TIMING_SD_US) / 2
+    timing_sd_frac: float = sum(TIMING_SD_FRAC) / 2
+    loudness_sd: float = sum(LOUDNESS_SD_FRAC) / 2
 
     def check(self, where: str) -> None:
         """SpecError unless every parameter is physically meaningful."""
@@ -86,11 +96,17 @@ class KeyTruth:
             "return_us": (0, 10_000_000),
             "heat_capacity_j_per_k": (1e-3, 1e6),
             "tau_s": (1e-3, 1e6),
+            "timing_sd_us": (0.0, 100_000.0),
+            "timing_sd_frac": (0.0, 0.5),
+            "loudness_sd": (0.0, 0.5),
         }
         for name, (lo, hi) in bounds.items():
             v = getattr(self, name)
             if not (isinstance(v, int | float) and math.isfinite(v) and lo <= v <= hi):
                 raise SpecError(f"{where}.{name}: {v!r} out of range (allowed: {lo}..{hi})")
+
+
+_OPTIONAL_KEY_FIELDS = frozenset({"timing_sd_us", "timing_sd_frac", "loudness_sd"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +117,11 @@ class Truth:
     keys: tuple[KeyTruth, ...]  # sorted by pitch, one per key of the spec
     pedal_latency_us: int
     seed: int | None = None
+
+    def spread_seed(self) -> int:
+        """The seed of the strikes' spread: the truth's, or for a hand-made file without
+        one a checksum of its contents (sim/spread.py)."""
+        return self.seed if self.seed is not None else content_seed(self.to_dict())
 
     def key(self, pitch: int) -> KeyTruth:
         i = pitch - self.keys[0].pitch
@@ -130,6 +151,11 @@ class Truth:
         cap = spec.thermal.coil_heat_capacity_j_per_k * u((1 - THERMAL_SPREAD, 1 + THERMAL_SPREAD))
         tau = spec.thermal.coil_tau_s * u((1 - THERMAL_SPREAD, 1 + THERMAL_SPREAD))
         pedal = int(rng.integers(PEDAL_LATENCY_US[0], PEDAL_LATENCY_US[1] + 1))
+        # the spread from a stream of its own: every parameter above is drawn as before
+        srng = np.random.default_rng([seed, 0x5BEAD])
+        sd_us = srng.uniform(*TIMING_SD_US, size=n)
+        sd_frac = srng.uniform(*TIMING_SD_FRAC, size=n)
+        loud_sd = srng.uniform(*LOUDNESS_SD_FRAC, size=n)
         keys = tuple(
             KeyTruth(
                 pitch=ks.pitch,
@@ -143,6 +169,9 @@ class Truth:
                 return_us=int(round(ret[i])),
                 heat_capacity_j_per_k=float(cap[i]),
                 tau_s=float(tau[i]),
+                timing_sd_us=float(sd_us[i]),
+                timing_sd_frac=float(sd_frac[i]),
+                loudness_sd=float(loud_sd[i]),
             )
             for i, ks in enumerate(spec.keys)
         )
@@ -202,11 +231,13 @@ class Truth:
             extra = sorted(set(rk) - set(names))
             if extra:
                 raise SpecError(f"{kw}: unknown field {extra[0]!r} (allowed: {names})")
-            missing = [n for n in names if n not in rk]
+            missing = [n for n in names if n not in rk and n not in _OPTIONAL_KEY_FIELDS]
             if missing:
                 raise SpecError(f"{kw}: missing field {missing[0]!r}")
             vals: dict[str, Any] = {}
             for n in names:
+                if n not in rk:
+                    continue  # an optional field: the dataclass's default
                 v = rk[n]
                 if isinstance(v, bool) or not isinstance(v, int | float):
                     raise SpecError(f"{kw}.{n}: {v!r} is not a number")

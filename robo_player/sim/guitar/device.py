@@ -46,8 +46,9 @@ from ...spec.actuators import ActuatorKind
 from ...spec.guitar import GuitarSpec, servo_carriages
 from .. import sensor
 from ..device import SimDevice
-from ..instrument import _int_opt
+from ..instrument import _int_opt, spread_option
 from ..sensor import Microphone
+from ..spread import SPREAD_DEFAULT
 from .audio import render_audio
 from .physics import CarriageSteps, GuitarNotes, GuitarPhysics, ServoPulses
 from .truth import GuitarTruth
@@ -63,10 +64,11 @@ DEFAULT_SENSOR = sensor.DEFAULT_SENSOR
 class GuitarInstrument:
     """The guitar of ``spec`` with hidden ``truth``, heard through ``microphone``."""
 
-    def __init__(self, spec: GuitarSpec, truth: GuitarTruth, microphone: Microphone) -> None:
+    def __init__(self, spec: GuitarSpec, truth: GuitarTruth, microphone: Microphone,
+                 spread: bool = SPREAD_DEFAULT) -> None:  # fmt: skip
         self.spec = spec
         self._truth = truth  # hidden: only the simulator may read it
-        self.physics = GuitarPhysics(spec, truth)
+        self.physics = GuitarPhysics(spec, truth, spread=spread)
         self.microphone = microphone
         self.last_notes: GuitarNotes | None = None  # exact, for the simulator's own tests
         self._carriages = {a.index for a in spec.actuators.of_kind(ActuatorKind.POSITIONER)}
@@ -145,6 +147,7 @@ def split_steps(outputs: OutputColumns, carriages: set[int], servos: set[int] | 
 
 def guitar_instrument(url: str, spec: GuitarSpec, opts: dict[str, Any]) -> GuitarInstrument:
     """The instrument the options ask for (takes its options out of ``opts``)."""
+    spread = spread_option(url, opts)
     truth = opts.pop("truth", None)
     truth_seed = opts.pop("truth_seed", None)
     if truth is not None and truth_seed is not None:
@@ -159,7 +162,7 @@ def guitar_instrument(url: str, spec: GuitarSpec, opts: dict[str, Any]) -> Guita
         seed = 0 if truth_seed is None else _int_opt(url, "truth_seed", truth_seed)
         the_truth, where = GuitarTruth.draw(spec, seed), f"truth_seed={seed}"
     the_truth.check_for(spec, where)
-    return GuitarInstrument(spec, the_truth, _microphone(url, opts))
+    return GuitarInstrument(spec, the_truth, _microphone(url, opts), spread=spread)
 
 
 def _microphone(url: str, opts: dict[str, Any]) -> Microphone:

@@ -48,6 +48,13 @@ the damper and the carriage. Rules:
   listed in ``slurs``. On a string the damper holds, or one that has stopped ringing,
   a change sounds nothing.
 
+- Spread (``spread``, on by default; ``sim://?spread=0`` turns it off): the n-th pick of
+  a picker lands ``z1 · sqrt(sd_us² + (sd_frac · L)²)`` later and ``1 + z2 · loudness_sd``
+  times as loud, and the n-th press of a presser or fret solenoid settles in
+  ``settle · (1 + z · press_sd)``: ``z`` its own draws (sim/spread.py, counter based:
+  the truth's seed, the picker's string or the presser's actuator, n), the s.d.s its own
+  (hidden truth). Every pick counts in n, a silent one too.
+
 State (coil levels, carriage positions) carries from one run to the next; each run
 starts ``GAP_US`` after the last event of the previous one.
 """
@@ -69,6 +76,7 @@ from ...servo import position_mm
 from ...spec.actuators import ActuatorKind
 from ...spec.guitar import GuitarSpec, Mechanism, fret_distance_mm
 from ..physics import SoundedNotes
+from ..spread import SPREAD_DEFAULT, STREAM_PICK, STREAM_PRESS, stroke_normals
 from .truth import GuitarTruth
 
 MAX_LATENCY_US = 400_000  # a pick slower than this never reaches the string
@@ -133,6 +141,7 @@ class _Intervals:
 
     on: list[float] = field(default_factory=list)
     off: list[float] = field(default_factory=list)
+    n: list[int] = field(default_factory=list)  # each interval's press number (the spread's counter)
 
     def containing(self, t: float) -> int:
         """Index of the interval with ``on <= t < off``, or -1."""
@@ -182,10 +191,13 @@ class _Heat:
 class GuitarPhysics:
     """The simulated guitar or bass of ``spec`` with hidden parameters ``truth``."""
 
-    def __init__(self, spec: GuitarSpec, truth: GuitarTruth, gap_us: int = GAP_US) -> None:
+    def __init__(self, spec: GuitarSpec, truth: GuitarTruth, gap_us: int = GAP_US,
+                 spread: bool = SPREAD_DEFAULT) -> None:  # fmt: skip
         truth.check_for(spec)
         self.spec = spec
         self._truth = truth
+        self._spread = bool(spread)
+        self._spread_seed = truth.spread_seed()
         self._gap_us = int(gap_us)
         self._slider = spec.mechanism is Mechanism.SLIDER
         amap = spec.actuators
@@ -195,6 +207,7 @@ class GuitarPhysics:
             parts = a.role.split(":")
             self._role[a.index] = (parts[0], int(parts[1]), int(parts[2]) if len(parts) > 2 else 0)
         self._settle = {amap.by_role(r).index: v for r, v in truth.pressers.items()}
+        self._press_sd = {amap.by_role(r).index: truth.press_sd(r) for r in truth.pressers}
         self._car: dict[int, tuple[int, float, float, float]] = {}  # string -> (act, scale, settle, mm/count)
         self._deadband: dict[int, float] = {}  # string -> a servo's dead band, µs
         for r, c in truth.carriages.items():
@@ -219,6 +232,7 @@ class GuitarPhysics:
         self._before: dict[int, tuple[float, float]] = {s: (0.0, -_INF) for s in self._car}  # at the run's start
         self._heat = _Heat(spec)
         self._pick_off: dict[int, float] = {}  # picker -> when its coil last went off
+        self._presses: dict[int, int] = {}  # coil -> its on-edges so far (the spread's counter)
         self._slur_list: list[dict[str, int]] = []  # this run's slurs (t_us, string, fret)
 
     @property
@@ -250,10 +264,10 @@ class GuitarPhysics:
         dd = outputs.duty().tolist()
         n_str = len(self.spec.strings)
         ivs: dict[int, _Intervals] = {}
-        picks: list[tuple[float, int, float, float]] = []  # (t, actuator, duty, return scale)
+        picks: list[tuple[float, int, float, float, int]] = []  # (t, actuator, duty, return scale, n)
         pulse_end: dict[int, int] = {}  # picker -> index in picks of its open pulse
         pulses: list[float] = []
-        duty, since, heat = self._duty, self._on_since, self._heat
+        duty, since, heat, presses = self._duty, self._on_since, self._heat, self._presses
         heat.peak = max((heat.ratio_at(a, duty.get(a, 0.0), origin) for a in heat.temp), default=0.0)
         failures: list[dict[str, object]] = []
         for a, d0 in duty.items():  # coils on from the previous run
@@ -261,6 +275,7 @@ class GuitarPhysics:
                 iv = ivs.setdefault(a, _Intervals())
                 iv.on.append(since[a])
                 iv.off.append(_INF)
+                iv.n.append(presses[a] - 1)
         for i, (t, a, d) in enumerate(zip(tt, aa, dd, strict=True)):
             if progress is not None and i % 4096 == 0:
                 progress(i / max(1, len(tt)))
@@ -281,11 +296,14 @@ class GuitarPhysics:
                 iv = ivs.setdefault(a, _Intervals())
                 iv.on.append(t)
                 iv.off.append(_INF)
+                n_on = presses.get(a, 0)
+                iv.n.append(n_on)
+                presses[a] = n_on + 1
                 if self._role[a][0] == "pick":
                     ret = self._truth.strings[self._role[a][1]].return_us
                     back = t - self._pick_off.get(a, -_INF)
                     pulse_end[a] = len(picks)
-                    picks.append((t, a, d, 1.0 if back >= ret else back / ret))
+                    picks.append((t, a, d, 1.0 if back >= ret else back / ret, n_on))
                     pulses.append(_INF)
             elif d == 0.0:
                 ivs[a].off[-1] = t
@@ -533,7 +551,16 @@ class GuitarPhysics:
                     out.append((round(t0), tuning + f0, v0, end, s, f0, bz))
         return out
 
-    def _sound(self, picks: list[tuple[float, int, float, float]], pulses: list[float],
+    def _settle_of(self, ch: int, iv: _Intervals, k: int) -> float:
+        """The settle time (µs) of coil ``ch``'s press ``k`` in ``iv``: the truth's, times
+        its own deviation with the spread on."""
+        settle = float(self._settle[ch])
+        if not self._spread:
+            return settle
+        z, _ = stroke_normals(self._spread_seed, STREAM_PRESS, np.array([ch]), np.array([iv.n[k]]))
+        return settle * (1.0 + float(z[0]) * self._press_sd[ch])
+
+    def _sound(self, picks: list[tuple[float, int, float, float, int]], pulses: list[float],
                ivs: dict[int, _Intervals], moves: dict[int, list[_Move]],
                faults: list[tuple[int, float]], origin: float,
                ) -> tuple[GuitarNotes, dict[str, int]]:  # fmt: skip
@@ -546,7 +573,13 @@ class GuitarPhysics:
         rows: list[tuple[float, int, float, float, int, int, bool]] = []
         counts: dict[str, int] = {"silent_picks": 0, "moving_picks": 0, "damped_picks": 0, "slurred_notes": 0}
         starts = {s: [m.t0 for m in ms] for s, ms in moves.items()}
-        for (t, a, d, back), pulse in zip(picks, pulses, strict=True):
+        if self._spread and picks:  # each pick's own deviation (sim/spread.py), by string
+            z_t, z_v = stroke_normals(self._spread_seed, STREAM_PICK,
+                                      np.array([self._role[p[1]][1] for p in picks]),
+                                      np.array([p[4] for p in picks]))  # fmt: skip
+        else:
+            z_t = z_v = np.zeros(len(picks))
+        for (t, a, d, back, _n), pulse, zt, zv in zip(picks, pulses, z_t.tolist(), z_v.tolist(), strict=True):
             s = self._role[a][1]
             tr = truth.strings[s]
             if back < 0.5:  # the pick was not back in place: it misses the string
@@ -555,6 +588,8 @@ class GuitarPhysics:
             d_eff = d * min(1.0, pulse / tr.pulse_full_us) * back
             u = (d_eff - tr.threshold) / (1.0 - tr.threshold)
             lat = tr.latency_full_us * u ** (-tr.alpha) if u > 0.0 else _INF
+            if lat < _INF:
+                lat += zt * math.sqrt(tr.timing_sd_us**2 + (tr.timing_sd_frac * lat) ** 2)
             if lat > MAX_LATENCY_US:
                 counts["silent_picks"] += 1
                 continue
@@ -581,14 +616,14 @@ class GuitarPhysics:
                 if k >= 0:  # (a move with the presser down is a fault: that ends the note)
                     fret = self.fret_at_mm(pos * self._car[s][3])
                     contact = max(piv.on[k], settled)
-                    settle = self._settle[st.presser.channel]
+                    settle = self._settle_of(st.presser.channel, piv, k)
             else:
                 for f in range(len(st.fret_channels or ()), 0, -1):
                     ch = (st.fret_channels or ())[f - 1]
                     fiv = ivs.get(ch)
                     k = fiv.containing(ts) if fiv is not None else -1
                     if fiv is not None and k >= 0:
-                        fret, contact, settle = f, fiv.on[k], self._settle[ch]
+                        fret, contact, settle = f, fiv.on[k], self._settle_of(ch, fiv, k)
                         break
             if fret > 0:
                 buzz = ts < contact + settle
@@ -597,6 +632,7 @@ class GuitarPhysics:
                     end = min(end, ft)
                     break
             vel = tr.gain * (tr.v0 + (1.0 - tr.v0) * (1.0 - math.exp(-tr.k * u)) / (1.0 - math.exp(-tr.k)))
+            vel *= 1.0 + zv * tr.loudness_sd
             if buzz:
                 vel *= BUZZ_LOUDNESS
             rows.append((round(ts), st.tuning + max(capo, fret), vel, end, s, max(capo, fret), buzz))

@@ -18,6 +18,10 @@ command (the belt and load make it lag its step train) and its settle time; a ho
 servo's carriage also its dead band (a pulse within this many µs of the width it last
 moved to does not move it; a servo's data sheet gives 1-8 µs).
 
+Spread (sim/spread.py): per picker the s.d. of its contact time (µs plus a share of its
+latency) and of its loudness; per presser or fret solenoid the s.d. of its settle time,
+a share of it (``press_spread``). A file without them gets the middle of their ranges.
+
 Files (YAML, or JSON for a ``.json`` name)::
 
     format: robo_player.guitar_truth
@@ -26,16 +30,19 @@ Files (YAML, or JSON for a ``.json`` name)::
     seed: 3
     strings: [{pulse_full_us: 10000, threshold: 0.22, latency_full_us: 40000.0,
                alpha: 0.2, gain: 120.0, k: 2.5, v0: 0.35, damper_latency_us: 4000,
-               return_us: 12000}, ...]
+               return_us: 12000, timing_sd_us: 150.0, timing_sd_frac: 0.015,
+               loudness_sd: 0.015}, ...]
     pressers: {"press:0": 21000, ...}
+    press_spread: {"press:0": 0.045, ...}
     carriages: {"carriage:0": {speed_scale: 0.97, settle_us: 9000}, ...}  # servo: deadband_us
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +51,7 @@ import numpy as np
 from ...errors import SpecError
 from ...spec.actuators import ActuatorKind
 from ...spec.guitar import GuitarSpec, servo_carriages
+from ..spread import LOUDNESS_SD_FRAC, PRESS_SD_FRAC, TIMING_SD_FRAC, TIMING_SD_US, content_seed
 from ..truth import check_truth_header, load_truth_doc, save_truth_doc
 
 TRUTH_FORMAT = "robo_player.guitar_truth"
@@ -78,6 +86,10 @@ class StringTruth:
     v0: float
     damper_latency_us: int
     return_us: int  # after the picker's coil goes off, until the pick is back in place
+    # the picker's stroke-to-stroke spread (sim/spread.py)
+    timing_sd_us: float = sum(TIMING_SD_US) / 2
+    timing_sd_frac: float = sum(TIMING_SD_FRAC) / 2
+    loudness_sd: float = sum(LOUDNESS_SD_FRAC) / 2
 
     def check(self, where: str) -> None:
         bounds: dict[str, tuple[float, float]] = {
@@ -90,11 +102,17 @@ class StringTruth:
             "v0": (0.0, 1.0),
             "damper_latency_us": (0, 1_000_000),
             "return_us": (0, 1_000_000),
+            "timing_sd_us": (0.0, 100_000.0),
+            "timing_sd_frac": (0.0, 0.5),
+            "loudness_sd": (0.0, 0.5),
         }
         for name, (lo, hi) in bounds.items():
             v = getattr(self, name)
             if not (isinstance(v, int | float) and math.isfinite(v) and lo <= v <= hi):
                 raise SpecError(f"{where}.{name}: {v!r} out of range (allowed: {lo}..{hi})")
+
+
+_OPTIONAL_STRING_FIELDS = {"timing_sd_us", "timing_sd_frac", "loudness_sd"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +131,17 @@ class GuitarTruth:
     pressers: Mapping[str, int]  # role -> settle time, µs
     carriages: Mapping[str, CarriageTruth]  # role -> truth
     seed: int | None = None
+    # role -> s.d. of a contact's settle time, share of it (sim/spread.py); a presser not
+    # in it has the middle of PRESS_SD_FRAC
+    press_spread: Mapping[str, float] = field(default_factory=dict)
+
+    def spread_seed(self) -> int:
+        """The seed of the strokes' spread: the truth's, or a checksum of a hand-made
+        file's contents (sim/spread.py)."""
+        return self.seed if self.seed is not None else content_seed(self.to_dict())
+
+    def press_sd(self, role: str) -> float:
+        return self.press_spread.get(role, sum(PRESS_SD_FRAC) / 2)
 
     @classmethod
     def draw(cls, spec: GuitarSpec, seed: int) -> GuitarTruth:
@@ -151,7 +180,16 @@ class GuitarTruth:
                     # a servo's only: a stepper spec's truths stay as they were drawn
                     deadband_us=u(SERVO_DEADBAND_US) if a.index in servos else 0.0,
                 )
-        return cls(spec.name, strings, pressers, carriages, int(seed))
+        # the spread from a stream of its own: every parameter above is drawn as before
+        srng = np.random.default_rng([seed, 0x6717, 0x5BEAD])
+        strings = tuple(
+            dataclasses.replace(st, timing_sd_us=float(srng.uniform(*TIMING_SD_US)),
+                                timing_sd_frac=float(srng.uniform(*TIMING_SD_FRAC)),
+                                loudness_sd=float(srng.uniform(*LOUDNESS_SD_FRAC)))  # fmt: skip
+            for st in strings
+        )
+        press_spread = {r: float(srng.uniform(*PRESS_SD_FRAC)) for r in pressers}
+        return cls(spec.name, strings, pressers, carriages, int(seed), press_spread)
 
     def check_for(self, spec: GuitarSpec, where: str = "<truth>") -> None:
         """SpecError unless this truth has one entry per string, presser and carriage."""
@@ -176,6 +214,12 @@ class GuitarTruth:
         for r, v in self.pressers.items():
             if not (isinstance(v, int) and 0 <= v <= 1_000_000):
                 raise SpecError(f"{where}: pressers.{r}: {v!r} out of range (allowed: 0..1000000)")
+        extra_sd = sorted(set(self.press_spread) - want_p)
+        if extra_sd:
+            raise SpecError(f"{where}: press_spread.{extra_sd[0]}: no such presser in spec {spec.name!r}")
+        for r, sd in self.press_spread.items():
+            if not (isinstance(sd, float) and 0.0 <= sd <= 0.5):
+                raise SpecError(f"{where}: press_spread.{r}: {sd!r} out of range (allowed: 0..0.5)")
         for r, c in self.carriages.items():
             if (not (0.05 <= c.speed_scale <= 1.0) or not 0 <= c.settle_us <= 1_000_000
                     or not 0.0 <= c.deadband_us <= 100.0):  # fmt: skip
@@ -196,6 +240,7 @@ class GuitarTruth:
             "strings": [asdict(s) for s in self.strings],
             "pressers": dict(self.pressers),
             "carriages": {r: asdict(c) for r, c in self.carriages.items()},
+            "press_spread": dict(self.press_spread),
         }
 
     def save(self, path: str | Path) -> None:
@@ -208,7 +253,7 @@ class GuitarTruth:
     @classmethod
     def from_dict(cls, doc: object, where: str = "<truth>") -> GuitarTruth:
         doc = check_truth_header(doc, where, "a guitar truth file", TRUTH_FORMAT, TRUTH_VERSION,
-                                 {"strings", "pressers", "carriages"})  # fmt: skip
+                                 {"strings", "pressers", "carriages", "press_spread"})  # fmt: skip
         names = [f.name for f in fields(StringTruth)]
         strings = []
         raw = doc.get("strings")
@@ -216,10 +261,13 @@ class GuitarTruth:
             raise SpecError(f"{where}: strings: must be a non-empty list")
         for i, rs in enumerate(raw):
             w = f"{where}: strings[{i}]"
-            if not isinstance(rs, Mapping) or set(rs) != set(names):
-                raise SpecError(f"{w}: must be a mapping with exactly {names}")
+            if not isinstance(rs, Mapping) or not set(names) - _OPTIONAL_STRING_FIELDS <= set(rs) <= set(names):
+                raise SpecError(f"{w}: must be a mapping with exactly {names} "
+                                f"(the last three optional)")  # fmt: skip
             vals: dict[str, Any] = {}
             for n in names:
+                if n not in rs:
+                    continue  # an optional field: the dataclass's default
                 v = rs[n]
                 if isinstance(v, bool) or not isinstance(v, int | float):
                     raise SpecError(f"{w}.{n}: {v!r} is not a number")
@@ -236,11 +284,15 @@ class GuitarTruth:
                 for r, c in carriages_raw.items()
             }
             press = {str(r): int(v) for r, v in pressers.items()}
+            spread_raw = doc.get("press_spread") or {}
+            if not isinstance(spread_raw, Mapping):
+                raise TypeError("press_spread must be a mapping")
+            press_spread = {str(r): float(v) for r, v in spread_raw.items()}
         except (KeyError, TypeError, ValueError) as err:
             raise SpecError(f"{where}: malformed pressers or carriages: {err}") from err
         seed = doc.get("seed")
         return cls(str(doc.get("spec", "")), tuple(strings), press, carriages,
-                   seed if isinstance(seed, int) else None)  # fmt: skip
+                   seed if isinstance(seed, int) else None, press_spread)  # fmt: skip
 
 
 __all__ = ["CarriageTruth", "GuitarTruth", "StringTruth"]
