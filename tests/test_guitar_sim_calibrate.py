@@ -110,3 +110,17 @@ def test_guitar_on_a_firmware_port_is_refused_clearly(tmp_path: Path, capsys: An
     rc = main(["calibrate", "--spec", "bass-4", "--port", "fw-host://", "--out", str(tmp_path / "c")])
     assert rc == 2
     assert "--port fw-host://: no device for the bass family" in capsys.readouterr().err
+
+
+def test_calibrate_warns_where_c_from_the_curves_is_implausible(tmp_path: Path, capsys: Any) -> None:
+    """Through audio with the strikes' spread on, the clock offset c read from the pickers'
+    curve shape lands far from the truth (docs/simulator.md, "Spread"); the user is told so,
+    naming the spec's nominal, not left with a calibration whose every onset is off. On the
+    exact instrument the same command gives no warning."""
+    out = tmp_path / "c.yaml"
+    for url, warned in (("sim://?spread=1", True), ("sim://?spread=0", False)):
+        assert main(["calibrate", "--spec", "guitar-slider", "--port", url, "--truth-seed", "1",
+                     "--out", str(out)]) == 0  # fmt: skip
+        said = capsys.readouterr()
+        text = said.out + said.err
+        assert ("warning: c is far from the spec's nominal full-drive latency" in text) is warned, text[-600:]
