@@ -85,8 +85,10 @@ def test_the_room_clicks_where_the_pin_went_on(spec, url: str) -> None:  # noqa:
         # (under simavr the stream's zero lands within ~0.2 ms of the plan's: measured
         # -137 and +29 us; the host models put the edge at the command's time)
         # (the host build's pin moves when the OS wakes it: up to ~0.1-0.3 ms late on a
-        # loaded machine, as its actuation error is; the edge is still the pin's, not the plan's)
-        tol = 500e-6 if url.startswith(("fw-avr", "fw-host")) else 100e-6
+        # loaded machine, as its actuation error is; 506 us was seen once in a clean-clone CI run
+        # on 2 cores; the edge is still the pin's, not the plan's: the level-0 pulse below holds
+        # that the room renders the pin)
+        tol = {"fw-avr://": 500e-6, "fw-host://": 2e-3}.get(url, 100e-6)
         assert len(got) == 1 and abs(got[0] - (0.2 + 0.5 + 100e-6)) < tol, got
         assert dev.energised() == []  # the pulse ended: the output is off again
         # a pulse at level 0 never turns the pin on: no click (the room renders the pin, not the plan)
