@@ -31,8 +31,6 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
-
 from ..driver.ports import Device
 from ..errors import CalibrationError
 from ..hearing.guitar import Pick
@@ -42,7 +40,7 @@ from ..planner.fingering import CAL_MARGIN_US
 from ..spec.guitar import GuitarSpec, Mechanism, press_position_mm
 from ..spec.string_calibration import StringCalibration
 from .fitting import curve_from_fit, fit_key
-from .guitar_listening import PICK_SLOT_US, GuitarEar
+from .guitar_listening import PICK_SLOT_US, GuitarEar, nominal_full_drive_latency_us
 from .strikes import SILENT_LATENCY_US, StrikeResult, match_strikes
 
 log = logging.getLogger(__name__)
@@ -301,7 +299,7 @@ def calibrate_command(args: Any, spec: GuitarSpec, open_device: Callable[[], Dev
         if rep.heard_by == "audio" and rep.sync_offset_us is not None:
             say(f"heard through audio: the sync picker's full-drive latency (c) {rep.sync_offset_us / 1000:.2f} ms "
                 "from the curves (docs/guitar.md)")
-            nominal_us = float(np.interp(1.0, spec.nominal.drive, spec.nominal.latency_us))
+            nominal_us = nominal_full_drive_latency_us(spec)
             if not 0.5 * nominal_us <= rep.sync_offset_us <= 2.0 * nominal_us:
                 say(f"warning: c is far from the spec's nominal full-drive latency ({nominal_us / 1000:.1f} ms; "
                     "plausible: half to twice it): the picks scatter more than the curves' shape can tell c "

@@ -151,8 +151,7 @@ class GuitarEar:
                 if pk is not None:
                     r.velocity = pk.velocity(self.level)
         by_pitch = {spec.open_pitch(s): rs for s, rs in results.items()}
-        prior = float(np.interp(1.0, nominal.drive, nominal.latency_us))
-        self.offset_us = c = common_offset(by_pitch, prior)
+        self.offset_us = c = common_offset(by_pitch, nominal_full_drive_latency_us(spec))
         for rs in results.values():
             for r in rs:
                 if r.heard:
@@ -168,6 +167,12 @@ def pick_pair_sd_db(spec: GuitarSpec) -> float:
     lo = v * (1.0 - PICKER_LOUDNESS_TOLERANCE / math.sqrt(3.0))
     loud = 5.0 * math.log10(float(power_of_velocity(hi)) / float(power_of_velocity(lo)))  # half the span
     return math.hypot(loud, PICK_LEVEL_NOISE_DB)
+
+
+def nominal_full_drive_latency_us(spec: GuitarSpec) -> float:
+    """The spec's nominal picker latency at full drive: ``c``'s prior, and what a ``c``
+    found from the curves is checked against."""
+    return float(np.interp(1.0, spec.nominal.drive, spec.nominal.latency_us))
 
 
 def common_offset(strikes: dict[int, list[StrikeResult]], prior_us: float) -> float:
