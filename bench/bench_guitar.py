@@ -122,21 +122,12 @@ def greedy_path(layout: Layout, onsets: list[Onset]) -> list[tuple[tuple[int, in
 
 def path_travel(layout: Layout, path: list[tuple[tuple[int, int], ...]], start: int = 0,
                 open_to_nut: bool = False) -> tuple[float, float]:  # fmt: skip
-    """(frets, mm) the carriages travel along ``path`` (per onset, (string, fret) per
-    note), every carriage starting at the nut; an open note leaves its carriage where it
-    is (``open_to_nut``: sends it to the nut). Moves of onsets before ``start`` place the
-    carriages but are not counted."""
-    pos = layout.pos_mm
-    car = [0] * layout.strings
-    frets, mm = 0, 0.0
-    for i, fg in enumerate(path):
-        for s, f in fg:
-            if f > 0 or open_to_nut:
-                if i >= start:
-                    frets += abs(car[s] - f)
-                    mm += abs(pos[car[s]] - pos[f])
-                car[s] = f
-    return frets, mm
+    """(frets, mm) the carriages travel along ``path``: ``planner.travel_bound.path_travel``,
+    the count the planner's report and the travel bounds use (imported here, not at the
+    top: ``--baseline`` runs this file on trees older than that module)."""
+    from robo_player.planner.travel_bound import path_travel as count
+
+    return count(layout, path, start, open_to_nut)
 
 
 def forced_drops(spec: GuitarSpec, score: Score) -> int:
@@ -296,6 +287,79 @@ def timed_floor(pieces: list[Piece], beam: int, spec_name: str = "guitar-slider"
     return tot / base
 
 
+def _plan_path(spec: GuitarSpec, score: Score, kind: str, beam: int,
+               calibration: object = None) -> tuple[float, float, dict[int, tuple[int, int]], set[int]]:  # fmt: skip
+    """(frets, mm, note -> (string, fret), dropped notes) of ``score`` planned by
+    ``kind``: "floor" (the search with timing ignored at ``beam``: path_travel of its
+    path) or "planner" (``plan_guitar`` at ``beam``: its report's travel)."""
+    if kind == "floor":
+        onsets, _ = prepare(spec, score)
+        path = floor_path(spec, onsets, beam)
+        f, m = path_travel(Layout(spec), path)
+        choice = {sl.note: sf for o, fg in zip(onsets, path, strict=True) for sl, sf in zip(o.slots, fg, strict=True)}
+        return f, m, choice, set()
+    _, rep = plan_guitar(score, spec, calibration, beam=beam)
+    assert isinstance(rep, GuitarPlanReport)
+    gone = {o.note for o in rep.outcomes if o.fate is Fate.DROPPED}
+    return rep.fretter_travel_frets, rep.fretter_travel_mm, dict(rep.fingering), gone
+
+
+def bound_rows(spec_name: str, label: str, pieces: list[Piece], beam: int, floor_beam: int = 256,
+               calibration: object = None, cal_tag: str = "") -> list[dict[str, object]]:  # fmt: skip
+    """Per count (each piece apart from the nut; all joined, each carriage where the
+    last piece left it) and unit (mm, frets): the greedy's travel, the least travel of
+    any fingering at the written pitches (``planner.travel_bound``: exact where the state
+    space fits, else the Lagrangian bound), the travel-only beam search at
+    ``floor_beam`` (``--floor``'s old floor) and the planner (at ``beam``; with
+    ``calibration`` too), and each over the greedy's. Asserts that the bound is at or
+    under the beam floor and the planner (for a plan that moved notes an octave or
+    dropped some, the bound over the notes it played with its own choices added)."""
+    from robo_player.planner.travel_bound import bound_onsets, distances, least_travel
+
+    spec = _spec(spec_name)
+    layout = Layout(spec)
+    nstr = layout.strings
+    at = layout.pitch_at
+    dist = {u: distances(layout, u) for u in ("mm", "frets")}
+    whole = joined(pieces)
+    counts = {"apart": [sc for _, sc in pieces], "joined": [whole]}
+    rows: list[dict[str, object]] = []
+    for count, scores in counts.items():
+        written = [bound_onsets(spec, sc) for sc in scores]
+        wide = [bound_onsets(spec, sc, octaves=True) for sc in scores] if nstr <= 4 else None
+        pitch = [{sl.note: sl.pitch for o in prepare(spec, sc)[0] for sl in o.slots} for sc in scores]
+        greedy = [greedy_travel(spec, sc) for sc in scores]
+        plans = {"floor": [_plan_path(spec, sc, "floor", floor_beam) for sc in scores],
+                 "planner": [_plan_path(spec, sc, "planner", beam) for sc in scores]}  # fmt: skip
+        if calibration is not None:
+            plans["planner " + cal_tag] = [_plan_path(spec, sc, "planner", beam, calibration) for sc in scores]
+        for ui, unit in ((1, "mm"), (0, "frets")):  # ui: the index in (frets, mm)
+            g = sum(float(x[ui]) for x in greedy)
+            upper = sum(float(x[ui]) for x in plans["floor"])
+            bound, how = least_travel(nstr, dist[unit], written, count == "joined", upper)
+            row: dict[str, object] = {"spec": spec_name, "pieces": label, "count": count, "unit": unit,
+                                      "greedy": f"{g:,.0f}", "bound": f"{bound:,.1f}", "how": how}  # fmt: skip
+            if wide is not None:
+                free, _ = least_travel(nstr, dist[unit], wide, count == "joined")
+                row["octaves free"] = f"{free:,.1f} ({free / g:.3f})"
+            else:
+                row["octaves free"] = "-"
+            row["bound/greedy"] = f"{bound / g:.3f}"
+            for name, runs in plans.items():
+                v = sum(float(r[ui]) for r in runs)
+                own = [{n: sf for n, sf in r[2].items() if at[sf[0]][sf[1]] != pitch[i].get(n)} for i, r in enumerate(runs)]
+                gone = [r[3] for r in runs]
+                held = bound
+                if bound > v + 1e-6 and (any(own) or any(gone)):  # the bound over what this plan played,
+                    # its octave moves included (no plan beats the written pitches' least travel otherwise)
+                    opts = [bound_onsets(spec, sc, skip=gone[i], extra=own[i]) for i, sc in enumerate(scores)]
+                    held, _ = least_travel(nstr, dist[unit], opts, count == "joined", v)
+                assert held <= v + 1e-6, f"{spec_name} {label} {count} {unit}: bound {held} > {name} {v}"
+                row[name] = f"{v:,.1f} ({v / g:.3f})"
+            rows.append(row)
+    return rows
+
+
 def joined(pieces: list[Piece]) -> Score:
     """The pieces one after another, half a second apart (as one set of tunes)."""
     return repeated(pieces, sum(len(sc.notes) for _, sc in pieces))
@@ -430,6 +494,31 @@ def side_by_side(args: argparse.Namespace) -> list[dict[str, object]]:
     return out
 
 
+def floor_section(args: argparse.Namespace, folk: dict[str, list[Piece]], ch: list[Piece], bass: list[Piece],
+                  cals: dict[str, object]) -> None:  # fmt: skip
+    """The travel bounds' table (``--floor``, ``--floor-only``)."""
+    tag = f"cal {args.cal_seed}"
+    rows = bound_rows("bass-4", f"{len(bass)} chorale basses 8vb", bass, args.beam,
+                      calibration=cals.get("bass-4"), cal_tag=tag)  # fmt: skip
+    for c, label in COLLECTIONS:
+        rows += bound_rows("guitar-slider", label, folk[c], args.beam, calibration=cals.get("guitar-slider"),
+                           cal_tag=tag)  # fmt: skip
+    rows += bound_rows("guitar-slider", f"{len(ch)} chorales", ch, args.beam, calibration=cals.get("guitar-slider"),
+                       cal_tag=tag)  # fmt: skip
+    keys = list(dict.fromkeys(k for r in rows for k in r))
+    for r in rows:
+        for k in keys:
+            r.setdefault(k, "-")
+    print(f"\nfretter travel, timing ignored: the least over every fingering at the written pitches "
+          f"(bound; how: exact DP over every carriage's position, or the Lagrangian relaxation, a lower "
+          f"bound on it), against the greedy, the travel-only beam search (floor, beam 256) and the "
+          f"planner (beam {args.beam}); in brackets over the greedy. 'octaves free': the same bound "
+          f"with every note free to move an octave (the planner's options; 4 strings only). "
+          f"Target (slider and bass): set ratio in mm (joined, mm) <= 0.55. Asserted: bound <= floor "
+          f"and planner.\n")  # fmt: skip
+    _table(rows, keys)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--tunes", type=int, default=40, help="tunes of each folk collection")
@@ -440,6 +529,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cal-seed", type=int, default=3,
                     help="also plan with a calibration learned on sim:// with this truth seed (-1: not)")
     ap.add_argument("--floor", action="store_true", help="also the travel-only floor (beams 8, 64)")
+    ap.add_argument("--floor-only", action="store_true",
+                    help="only the travel bounds' table (exact / Lagrangian, beam floor, planner)")
     ap.add_argument("--speed-only", action="store_true", help="only the speed rows (no travel ratios)")
     ap.add_argument("--definitions", action="store_true",
                     help="only the travel ratios with the tunes apart, twice, joined, and open notes to the nut")
@@ -479,6 +570,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"plan_guitar notes/s (best CPU time of {args.repeat}), search in {_search_impl()}\n")
             _table(sp, list(sp[0]))
         return 0
+    if args.floor_only:
+        cals = {} if args.cal_seed < 0 else {n: sim_calibration(n, args.cal_seed) for n in ("guitar-slider", "bass-4")}
+        floor_section(args, folk, ch, bass, cals)
+        return 0
     rows = []
     for c, label in COLLECTIONS:
         rows.append(measure("guitar-slider", label, folk[c], args.beam))
@@ -516,6 +611,7 @@ def main(argv: list[str] | None = None) -> int:
           "strings against the planner's changeover (planner/guitar_bounds.py, exact for that count); "
           "'any plan': the same when dropped notes may free strings")
     if args.floor:
+        floor_section(args, folk, ch, bass, cals if args.cal_seed >= 0 else {})
         print("\ntravel only (timing ignored), ratio to greedy (frets), beams 8 / 64 / 256:")
         for c, label in COLLECTIONS:
             print(f"  {label}: " + " / ".join(f"{travel_floor(folk[c], b):.3f}" for b in (8, 64, 256)))

@@ -33,7 +33,7 @@ A plan that drops notes is held to the bound without them (``skip``).
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -81,13 +81,16 @@ def distances(layout: Layout, unit: str) -> np.ndarray:
     raise ValueError(f"distances: unit {unit!r} is not 'frets' or 'mm'")
 
 
-def bound_onsets(spec: GuitarSpec, score: Score, octaves: bool = False,
-                 skip: Iterable[int] = ()) -> list[OnsetOptions]:  # fmt: skip
+def bound_onsets(spec: GuitarSpec, score: Score, octaves: bool = False, skip: Iterable[int] = (),
+                 extra: Mapping[int, tuple[int, int]] | None = None) -> list[OnsetOptions]:  # fmt: skip
     """Per onset of ``prepare(spec, score)``, per note: its options (see the module's
-    docstring); notes whose index is in ``skip`` (dropped by a plan) left out."""
+    docstring); notes whose index is in ``skip`` (dropped by a plan) left out; ``extra``
+    (note -> (string, fret)) added to a note's options: a plan's own choice (an octave
+    off), so that the bound holds for that plan."""
     layout = Layout(spec)
     at = layout.pitch_at
     gone = set(skip)
+    more = extra or {}
     onsets, _ = prepare(spec, score)
     out: list[OnsetOptions] = []
     for o in onsets:
@@ -99,6 +102,8 @@ def bound_onsets(spec: GuitarSpec, score: Score, octaves: bool = False,
             if octaves:
                 opts |= set(spec.positions(sl.pitch)) | set(spec.positions(sl.pitch - 12) or spec.positions(sl.pitch + 12))
                 opts |= set(sl.options)
+            if sl.note in more:
+                opts.add(more[sl.note])
             if not opts:  # cannot happen for prepare's onsets: kept as a guard
                 raise ValueError(f"bound_onsets: note {sl.note} (pitch {sl.pitch}) has no position on {spec.name}")
             slots.append(tuple(sorted(opts)))
@@ -158,6 +163,29 @@ def exact_travel(strings: int, dist: np.ndarray, pieces: Sequence[Sequence[Onset
             np.minimum(view, t, out=view)
         table = new
     return float(table.min())
+
+
+def least_travel(strings: int, dist: np.ndarray, pieces: Sequence[Sequence[OnsetOptions]], joined: bool = True,
+                 upper: float | None = None, max_states: int = MAX_STATES) -> tuple[float, str]:  # fmt: skip
+    """A lower bound on the travel of ``pieces`` and how it was found: :func:`exact_travel`
+    where its state space fits ``max_states`` ("exact"), else :func:`lagrangian_travel`
+    ("Lagrangian"); pieces apart (not ``joined``) each their own way ("exact k/n": k of
+    the n pieces exact, the rest by the relaxation)."""
+    if joined:
+        v = exact_travel(strings, dist, pieces, True, max_states)
+        if v is not None:
+            return v, "exact"
+        return lagrangian_travel(strings, dist, pieces, True, upper), "Lagrangian"
+    total, exact = 0.0, 0
+    for p in pieces:
+        v = exact_travel(strings, dist, [p], True, max_states)
+        if v is None:
+            v = lagrangian_travel(strings, dist, [p], True)
+        else:
+            exact += 1
+        total += v
+    n = len(pieces)
+    return total, "exact" if exact == n else "Lagrangian" if exact == 0 else f"exact {exact}/{n}"
 
 
 def lagrangian_travel(strings: int, dist: np.ndarray, pieces: Sequence[Sequence[OnsetOptions]],
