@@ -300,7 +300,7 @@ def _plan_path(spec: GuitarSpec, score: Score, kind: str, beam: int,
         return f, m, choice, set()
     _, rep = plan_guitar(score, spec, calibration, beam=beam)
     assert isinstance(rep, GuitarPlanReport)
-    gone = {o.note for o in rep.outcomes if o.fate is Fate.DROPPED}
+    gone = {o.index for o in rep.outcomes if o.fate is Fate.DROPPED}
     return rep.fretter_travel_frets, rep.fretter_travel_mm, dict(rep.fingering), gone
 
 

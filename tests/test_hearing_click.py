@@ -73,6 +73,27 @@ def _click_plan(spec, drive: int) -> Plan:  # noqa: ANN001
     )
 
 
+def _pin_on_edge_s(dev, spec) -> float | None:  # noqa: ANN001
+    """When the click output's pin went on (performance time, s), read from the
+    firmware's own trace of its outputs (fw-host://, fw-avr://, and vmcu://, the model's),
+    through the stream's timeline (the same mapping the room's outputs come through);
+    None where the device keeps no trace (sim://: its pin goes on at the command's time)."""
+    trace = getattr(dev, "last_trace", None)
+    if trace is None:
+        return None
+    act = spec.actuators.by_role("sync_click").index
+    on = [clock for clock, a, level in sorted(trace.changes) if a == act and level > 0]
+    assert on, trace.changes  # the pulse at full drive switched the pin on
+    return float(dev.last_session.timeline.t_us_for(on[0])) * 1e-6
+
+
+# how far before its command a firmware's pin may go on (the stream's clock mapping: under
+# simavr -137 and +29 us were measured; the model on virtual time: at its clock) and after
+# (the late slack it still plays in, boards/*/board_config.h RP_LATE_SLACK_US: a command
+# later than that is reported late, not played)
+PIN_WINDOW_S = {"vmcu://": (1e-6, 1e-6), "fw-host://": (200e-6, 10e-3), "fw-avr://": (500e-6, 1e-3)}
+
+
 @pytest.mark.parametrize(
     "url", ["sim://", "vmcu://", "fw-host://", pytest.param("fw-avr://", marks=pytest.mark.slow)]
 )
@@ -80,16 +101,23 @@ def test_the_room_clicks_where_the_pin_went_on(spec, url: str) -> None:  # noqa:
     with open_port(f"{url}?sensor=audio&offset_s=0.2&drift_ppm=0", spec) as dev:
         perf = dev.play(_click_plan(spec, spec.sync_click.pwm_max))
         assert perf.audio is not None
+        if perf.extra.get("commands", {}).get("late"):  # the OS held the host build past its slack
+            pytest.skip(f"{url}: the click's command was reported late (a loaded machine)")
         got = find_clicks(perf.audio.samples(), perf.audio.sample_rate)
-        # the pin's on-edge (at the command's time on every path, the C firmware's too) + the delay
-        # (under simavr the stream's zero lands within ~0.2 ms of the plan's: measured
-        # -137 and +29 us; the host models put the edge at the command's time)
-        # (the host build's pin moves when the OS wakes it: up to ~0.1-0.3 ms late on a
-        # loaded machine, as its actuation error is; 506 us was seen once in a clean-clone CI run
-        # on 2 cores; the edge is still the pin's, not the plan's: the level-0 pulse below holds
-        # that the room renders the pin)
-        tol = {"fw-avr://": 500e-6, "fw-host://": 2e-3}.get(url, 100e-6)
-        assert len(got) == 1 and abs(got[0] - (0.2 + 0.5 + 100e-6)) < tol, got
+        # the room renders the pin, not the plan: its click is the pin's on-edge + the
+        # click's delay, where the firmware's own trace puts that edge (the host build's
+        # pin moves when the OS wakes it, 15-55 us late at load 6, 506 us seen once); the
+        # host models put it at the command's time. The detector's error is 4-7 us (room
+        # less pin edge on fw-host://: -4.1..+4.6 us over 20 plays), so 25 us tells the pin
+        # from the plan wherever the pin is 30 us or more late.
+        edge_s = _pin_on_edge_s(dev, spec)
+        if edge_s is None:
+            edge_s = 0.5
+        else:  # the edge is this command's: within the firmware's slack of its clock
+            early, late = PIN_WINDOW_S[url]
+            assert -early <= edge_s - 0.5 <= late, edge_s
+        want = 0.2 + edge_s + spec.sync_click.delay_us * 1e-6
+        assert len(got) == 1 and abs(got[0] - want) < 25e-6, (got, want)
         assert dev.energised() == []  # the pulse ended: the output is off again
         # a pulse at level 0 never turns the pin on: no click (the room renders the pin, not the plan)
         perf = dev.play(_click_plan(spec, 0))
