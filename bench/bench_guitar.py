@@ -2,7 +2,7 @@
 matrix's unaltered notes and planning speed, on pieces the project does not ship.
 
     .venv/bin/python bench/bench_guitar.py [--tunes 40] [--chorales 20] [--beam 32]
-                                           [--notes 20000] [--repeat 3] [--floor]
+                                           [--notes 20000] [--repeat 3] [--floor | --floor-only]
     .venv/bin/python bench/bench_guitar.py --speed-only [--baseline REV [--rounds 2]] [--python]
     .venv/bin/python bench/bench_guitar.py --definitions
 
@@ -45,6 +45,17 @@ not from its command).
 ``--floor``: the same search with timing ignored (travel only), beams 8, 64 and 256:
 how far travel alone goes on these tunes; and the planner with timing kept but travel
 in frets as its only cost (beams 64, 256): how far travel goes at the written tempo.
+Before those, the travel bounds' table (``--floor-only``: that table alone): per spec
+and pieces (the bass lines; the slider's folk collections and chorales), each piece
+apart from the nut and all joined, in mm and in frets: the greedy's travel, the least
+travel of any fingering at the written pitches, timing ignored
+(``planner/travel_bound.py``: ``exact``, a DP over every carriage's position, where its
+state space fits, else ``Lagrangian``, a relaxation whose value is a lower bound; "exact
+k/n": k of n pieces exact), the same with every note free to move an octave (4 strings
+only), the beam-256 travel-only search and the planner (nominal, and calibrated with
+``--cal-seed``), each over the greedy's in brackets. The bench asserts the bound at or
+under the beam search and the planner (for a plan with octave moves or drops, the bound
+over what it played).
 
 ``--definitions``: the travel ratios (frets and mm) of the travel-only floor (beam 256)
 and the planner with each tune apart from the nut (the rows above), played twice, the
