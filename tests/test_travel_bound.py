@@ -16,6 +16,7 @@ from robo_player.planner.travel_bound import (
     bound_onsets,
     distances,
     exact_travel,
+    fewest_octaves,
     lagrangian_travel,
     path_travel,
 )
@@ -132,3 +133,37 @@ def test_distances_name_their_unit() -> None:
     assert distances(layout, "mm")[0, 1] == pytest.approx(layout.pos_mm[1])
     with pytest.raises(ValueError, match="'inches' is not 'frets' or 'mm'"):
         distances(layout, "inches")
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_the_price_per_octave_move_and_the_fewest_moves_bound_against_brute_force(seed: int) -> None:
+    """With a price per note off the written options the DP is the least of travel +
+    price x moves (brute force), and fewest_octaves never claims more moves than the
+    fewest any fingering within the travel needs."""
+    rng = random.Random(100 + seed)
+    strings, frets = 3, 6
+    dist = np.abs(np.arange(frets + 1.0)[:, None] - np.arange(frets + 1.0)[None, :])
+    wide = _random_line(rng, strings, frets, rng.randint(3, 6))
+    plain = [tuple(opts[:1] for opts in o) for o in wide]  # the first option is "written"
+    plans = []  # (travel, moves) of every fingering sequence
+    per_onset = [[fg for fg in itertools.product(*o) if len({s for s, _ in fg}) == len(fg)] for o in wide]
+    for seq in itertools.product(*per_onset):
+        car, total, moved = [0] * strings, 0.0, 0
+        for fg, w in zip(seq, plain, strict=True):
+            moved += sum(sf not in ws for sf, ws in zip(fg, w, strict=True))
+            for s, f in fg:
+                if f > 0:
+                    total += dist[car[s], f]
+                    car[s] = f
+        plans.append((total, moved))
+    for price in (0.5, 2.0, 7.0):
+        want = min(t + price * k for t, k in plans)
+        assert exact_travel(strings, dist, [wide], price=price, plain=[plain]) == pytest.approx(want)
+    for within in sorted({t for t, _ in plans}):
+        fewest = min(k for t, k in plans if t <= within)
+        got = fewest_octaves(strings, dist, [wide], [plain], within, prices=(0.5, 1.0, 2.0, 4.0, 8.0))
+        assert got is not None
+        lower, found = got
+        assert lower <= fewest
+        if found is not None:  # a fingering with those moves and that travel exists
+            assert found[1] <= within + 1e-6 and any(k == found[0] and t == pytest.approx(found[1]) for t, k in plans)

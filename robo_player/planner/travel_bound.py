@@ -120,20 +120,27 @@ def _assignments(onset: OnsetOptions) -> list[tuple[tuple[int, int], ...]]:
 
 
 def exact_travel(strings: int, dist: np.ndarray, pieces: Sequence[Sequence[OnsetOptions]],
-                 joined: bool = True, max_states: int = MAX_STATES) -> float | None:  # fmt: skip
+                 joined: bool = True, max_states: int = MAX_STATES, price: float = 0.0,
+                 plain: Sequence[Sequence[OnsetOptions]] | None = None) -> float | None:  # fmt: skip
     """The least travel (in ``dist``'s unit) over every fingering of ``pieces``: played
     one after another, each carriage where the last piece left it (``joined``), or each
     from the nut (the sum of each piece's least travel). None when the state space (per
-    string, the nut and the frets its options name) passes ``max_states``."""
+    string, the nut and the frets its options name) passes ``max_states``.
+
+    ``price`` with ``plain`` (the same pieces' options at the written pitches): the least
+    travel plus ``price`` per note on an option not in ``plain`` (an octave move); for a
+    plan of ``k`` such notes and travel ``t`` this is at most ``t + price * k``, so a plan
+    within ``t`` needs ``k >= (value - t) / price`` (:func:`fewest_octaves`)."""
     if not joined:
         total = 0.0
-        for p in pieces:
-            v = exact_travel(strings, dist, [p], True, max_states)
+        for i, p in enumerate(pieces):
+            v = exact_travel(strings, dist, [p], True, max_states, price, None if plain is None else [plain[i]])
             if v is None:
                 return None
             total += v
         return total
     onsets = [o for p in pieces for o in p]
+    written = [o for p in plain for o in p] if plain is not None else None
     used: list[set[int]] = [{0} for _ in range(strings)]
     for o in onsets:
         for opts in o:
@@ -151,10 +158,14 @@ def exact_travel(strings: int, dist: np.ndarray, pieces: Sequence[Sequence[Onset
              for f in a} for s, a in enumerate(axes)]  # fmt: skip
     table = np.full([len(a) for a in axes], np.inf)
     table[(0,) * strings] = 0.0  # every carriage at the nut
-    for o in onsets:
+    for i, o in enumerate(onsets):
         new = np.full_like(table, np.inf)
         for fg in _assignments(o):
             t = table
+            if written is not None and price:
+                moved = sum(sf not in w for sf, w in zip(fg, written[i], strict=True))
+                if moved:
+                    t = t + price * moved
             at: list[slice | int] = [slice(None)] * strings
             for s, f in fg:
                 if f > 0:  # this string's carriage goes to f: the least over where it was
@@ -165,6 +176,32 @@ def exact_travel(strings: int, dist: np.ndarray, pieces: Sequence[Sequence[Onset
             np.minimum(view, t, out=view)
         table = new
     return float(table.min())
+
+
+def fewest_octaves(strings: int, dist: np.ndarray, wide: Sequence[Sequence[OnsetOptions]],
+                   plain: Sequence[Sequence[OnsetOptions]], within: float, joined: bool = True,
+                   prices: Sequence[float] = (), max_states: int = MAX_STATES,
+                   ) -> tuple[int, tuple[int, float] | None] | None:  # fmt: skip
+    """How many notes a plan over ``wide``'s options must move off ``plain``'s (an octave)
+    to travel at most ``within``: a lower bound, the best over ``prices`` of
+    ``ceil((exact_travel(..., price) - within) / price)`` (weak duality, see
+    :func:`exact_travel`), and (moves, travel) of the fewest-moves fingering within it
+    that the priced DPs found (each price's optimum: its moves are the value's slope in
+    the price, read from a second DP at ``price * (1 + 1e-6)``), or None if none was.
+    None where the state space does not fit."""
+    lower = 0
+    found: tuple[int, float] | None = None
+    for mu in prices:
+        v = exact_travel(strings, dist, wide, joined, max_states, mu, plain)
+        v2 = exact_travel(strings, dist, wide, joined, max_states, mu * (1 + 1e-6), plain)
+        if v is None or v2 is None:
+            return None
+        lower = max(lower, int(np.ceil((v - within) / mu - 1e-9)))
+        k = round((v2 - v) / (mu * 1e-6))
+        travel = v - mu * k
+        if travel <= within + 1e-6 and (found is None or k < found[0]):
+            found = (k, travel)
+    return lower, found
 
 
 def least_travel(strings: int, dist: np.ndarray, pieces: Sequence[Sequence[OnsetOptions]], joined: bool = True,
