@@ -17,7 +17,7 @@ import time
 
 import numpy as np
 
-from robo_player.calibrator import calibrate_session
+from robo_player.calibrator import MAX_STRIKES_PER_KEY, calibrate_session
 from robo_player.driver import open_port
 from robo_player.midi import bundled_piece, bundled_pieces, read_midi
 from robo_player.plan import Op
@@ -141,7 +141,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--spec", default="piano-88-grand")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    ap.add_argument("--max-strikes", type=int, default=12)
+    ap.add_argument("--max-strikes", type=int, default=MAX_STRIKES_PER_KEY)
     ap.add_argument("--pieces", nargs="*", default=None, help="bundled piece names (default all)")
     ap.add_argument(
         "--port", default="sim://?sensor=notes",

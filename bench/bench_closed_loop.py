@@ -103,7 +103,7 @@ def main() -> int:
     spec = load_spec(args.spec)
     # calibrated cold, through the note-level sensor: the figures documented with this bench
     with open_port("sim://?sensor=notes", spec, truth_seed=args.seed) as dev:
-        cal = calibrate(dev, spec, max_strikes_per_key=12)
+        cal = calibrate(dev, spec)
     plan, rep = plan_for(score, spec, cal)
     for name, heating, rate in rows:
         res, wall = run(spec, plan, rep, args.seed, rate, heating, settings, args.heard_delay_ms, args.port)

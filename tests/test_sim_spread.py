@@ -306,25 +306,39 @@ def test_guitar_truth_draws_the_spread_and_checks_it(tmp_path: Path) -> None:
 # --- what the spread asks of the calibrator --------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="the calibrator fits one strike per drive: a strike's own spread "
-                   "goes straight into the curve (docs/simulator.md, 'Spread'); strict, so that the "
-                   "calibrator's fix (averaging repeated strikes) turns this into a plain test")  # fmt: skip
-def test_calibration_with_the_spread_meets_the_latency_target(opened: Any, piano: PianoSpec) -> None:
-    """tests/test_calibrator.py's target (the latency curve within 1 ms of the truth over
-    the usable range), on sim://?spread=1: with the spread."""
+SOFT_END_PITCHES = [21, 45, 60, 83, 108]
+
+
+def _soft_end_error(opened: Any, piano: PianoSpec) -> float:
+    """Calibrate five keys on sim://?spread=1 (truth seed 0) within the default budget;
+    the latency curve's worst error over the usable range (µs)."""
     from robo_player.calibrator import calibrate_session
 
-    pitches = [21, 45, 60, 83, 108]
     dev = opened(open_port("sim://?sensor=notes&spread=1", piano, truth_seed=0, sensor_seed=0))
-    cal, _ = calibrate_session(dev, piano, pitches=pitches, seed=0)
+    cal, rep = calibrate_session(dev, piano, pitches=SOFT_END_PITCHES, seed=0)
+    assert rep.strikes_per_key <= 14  # issue 11's budget, probes included
     worst = 0.0
-    for p in pitches:
+    for p in SOFT_END_PITCHES:
         c, kt = cal.keys[p], dev._truth.key(p)
         for d in np.linspace(c.drive[0], 1.0, 50):
             u = (d - kt.threshold) / (1.0 - kt.threshold)
             if u > 0:
                 worst = max(worst, abs(c.latency_at(d) - kt.latency_full_us * u ** (-kt.alpha)))
+    return worst
+
+
+@pytest.mark.xfail(strict=True, reason="out of reach within 14 strikes a key: at the soft end (300 ms) one "
+                   "strike's own s.d. is 3-6 ms, and the curve's error there falls as 1/sqrt(strikes) "
+                   "(docs/calibration.md, 'Spread', session 13: 8.2 ms -> 2.3 ms worst here, 17 strikes a key "
+                   "still leave 5.5-8 ms over 88 keys); strict, so that a calibrator that meets it fails "
+                   "the suite until the mark is taken off")  # fmt: skip
+def test_calibration_with_the_spread_meets_the_latency_target(opened: Any, piano: PianoSpec) -> None:
+    """tests/test_calibrator.py's target (the latency curve within 1 ms of the truth over
+    the usable range), on sim://?spread=1: with the spread. Measured: 2.28 ms worst (key
+    108 at 298 ms; session 12: 8.2 ms, key 60 at 292 ms)."""
+    worst = _soft_end_error(opened, piano)
     assert worst < 1000.0, worst
+
 
 
 @pytest.mark.xfail(strict=True, reason="the guitar's calibration through audio reads the clock offset c "

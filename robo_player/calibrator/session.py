@@ -20,7 +20,7 @@ from ..hearing.level import MicGain, TakeLevel, fuse_level, remove_level
 from ..plan import Command, Op, Plan
 from ..spec.calibration import Calibration
 from ..spec.model import PianoSpec
-from .drives import FIRST_ROUND_U, ROUND_TARGETS, next_requests
+from .drives import FIRST_ROUND_U, MAX_STRIKES_PER_KEY, ROUND_TARGETS, next_requests
 from .fitting import KeyFit, curve_from_fit, fit_key
 from .key_return import PROBE_GAP_FRACTION, next_probe, return_estimate
 from .listening import (
@@ -93,7 +93,7 @@ def calibrate_session(
     device: Device,
     spec: PianoSpec,
     *,
-    max_strikes_per_key: int = 12,
+    max_strikes_per_key: int = MAX_STRIKES_PER_KEY,
     progress: Progress | None = None,
     seed: int = 0,
     pitches: Iterable[int] | None = None,
@@ -338,7 +338,7 @@ def calibrate(
     device: Device,
     spec: PianoSpec,
     *,
-    max_strikes_per_key: int = 12,
+    max_strikes_per_key: int = MAX_STRIKES_PER_KEY,
     progress: Progress | None = None,
     seed: int = 0,
     mic: MicGain | None = None,
