@@ -21,13 +21,15 @@ FIRST_ROUND_U = (1.0, 0.40, 0.15)
 # Later rounds, from the current fit: ("lat", f) aims at latency f * the usable
 # maximum (min(pipeline delay, 0.8 * silent limit)); ("u", f) at the drive f of the
 # way from the fitted threshold to full drive (to spread the loudness curve's points).
-# The last round strikes the soft end twice at the same drive (the table's slowest part,
-# where a strike's own spread is largest, 3-6 ms s.d. at 300 ms, and the curve steepest:
-# the two average, docs/calibration.md, "Spread").
+# The last round strikes the soft end again, twice (the table's slowest part, where a
+# strike's own spread is largest, 3-6 ms s.d. at 300 ms, and the curve steepest; more
+# strikes there average it, docs/calibration.md, "Spread"). Two drives, not one twice:
+# through the room microphone the second of two strikes at one drive in one round was
+# heard 38 ms late on keys 51 and 66 of truth seed 1 (spread=0).
 ROUND_TARGETS: tuple[tuple[tuple[str, float], ...], ...] = (
     (("lat", 0.55), ("lat", 0.30), ("u", 0.70)),
     (("lat", 0.92), ("lat", 0.75), ("u", 0.25)),
-    (("lat", 0.97), ("lat", 0.97)),
+    (("lat", 0.97), ("lat", 0.85)),
 )
 
 # The default cap on a key's strikes, key-return probes included (issue 11: <= 14): the
