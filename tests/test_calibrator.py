@@ -36,6 +36,7 @@ from robo_player.calibrator import (
     probe_estimate,
     return_estimate,
 )
+from robo_player.calibrator.key_return import next_probe
 from robo_player.calibrator.strikes import LAT_NOISE_AUDIO_US, LAT_REL_NOISE_AUDIO, VEL_NOISE_AUDIO
 from robo_player.driver import Performance, open_port
 from robo_player.errors import CalibrationError
@@ -451,6 +452,24 @@ def test_probe_estimate_inverts_the_return_model(
         assert est.kind == "measured"
         assert abs(est.value_us - r_us) <= 0.002 * r_us + 20.0
         assert est.return_us is not None and est.return_us >= est.value_us
+
+
+def test_a_third_probe_only_between_an_upper_bound_and_a_silent_probe() -> None:
+    """Two probes that only bracket R (one at full strength, one silent at half its gap)
+    get a third, at 0.9 x the lower bound; two silent ones, or two that measured R, do not."""
+    fit = _fit(0.2, 15_000, 0.7)
+    full = StrikeResult(60, 1.0, 0, True, float(fit.latency_us(1.0)), float(fit.velocity(1.0)), 48_000)
+    silent = StrikeResult(60, 1.0, 0, probe_gap_us=24_000)
+    assert probe_estimate(fit, full).kind == "upper" and probe_estimate(fit, silent).kind == "lower"
+    third = next_probe(fit, [full, silent], 48_000)
+    assert third is not None and third.gap_us == 44_000  # 0.9 x 48 ms (24 ms / 0.5) = 43.2, on the 2 ms grid
+    assert next_probe(fit, [full, silent, StrikeResult(60, 1.0, 0, probe_gap_us=44_000)], 48_000) is None
+    low = StrikeResult(60, 1.0, 0, probe_gap_us=48_000)
+    assert next_probe(fit, [low, StrikeResult(60, 1.0, 0, probe_gap_us=86_000)], 48_000) is None
+    # measured twice (loosely or not): no third
+    m = [StrikeResult(60, 1.0, 0, True, float(fit.latency_us(0.7)), float(fit.velocity(0.7)), g)
+         for g in (48_000, 50_000)]  # fmt: skip
+    assert probe_estimate(fit, m[0]).kind == "measured" and next_probe(fit, m, 48_000) is None
 
 
 def test_probes_are_left_out_of_the_curve_fit() -> None:
