@@ -98,7 +98,7 @@ def main() -> int:
           f"velocity {args.velocity}, truth seed {args.seed}; one stream, lead {args.lead_ms:g} ms, "
           f"step {args.step_ms:g} ms, heard {args.heard_delay_ms:g} ms after the onset, on {args.port}://")
     rows = [("heating off, open loop", 0, 0.0), ("heating on, open loop", 1, 0.0),
-            ("heating on, closed loop", 1, 0.5)]
+            ("heating on, closed loop", 1, LoopSettings().rate)]
     print(f"{'':26s} {'onset p50':>9s} {'p99 (ms)':>9s} {'max':>7s} {'vel mean':>8s} {'vel p99':>7s} "
           f"{'unheard':>7s} {'wall s':>6s}")
     p99 = {}
