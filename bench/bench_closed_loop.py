@@ -65,11 +65,11 @@ def errors(outcomes, heard) -> tuple[np.ndarray, np.ndarray, int]:
 
 
 def run(spec, plan, rep, seed: int, rate: float, heating: int, settings: LoopSettings,
-        delay_ms: float, scheme: str) -> tuple[LoopResult, float]:
+        delay_ms: float, scheme: str, spread: str = "") -> tuple[LoopResult, float]:
     pitch = {k.channel: k.pitch for k in spec.keys}
     level = {k.channel: k.pwm_max for k in spec.keys}
     t0 = time.perf_counter()
-    with open_port(f"{scheme}://?heating={heating}&heard_delay_ms={delay_ms:g}", spec, truth_seed=seed) as dev:
+    with open_port(f"{scheme}://?heating={heating}&heard_delay_ms={delay_ms:g}{spread}", spec, truth_seed=seed) as dev:
         res = play_closed_loop(dev, plan, rep.outcomes, lambda a: pitch.get(a, -1),
                                lambda a: level.get(a, 0), replace(settings, rate=rate))
     return res, time.perf_counter() - t0
@@ -87,6 +87,8 @@ def main() -> int:
     ap.add_argument("--heard-delay-ms", type=float, default=100.0,
                     help="sim:// hears a note this long after its onset")
     ap.add_argument("--spec", default="piano-88-grand")
+    ap.add_argument("--spread", type=int, choices=[0, 1], default=None,
+                    help="the strikes' own spread, in the calibration and the play (default: the simulator's, on)")
     ap.add_argument("--port", choices=("sim", "vmcu"), default="sim",
                     help="play on sim:// or through the firmware's model, vmcu:// (calibrated on sim://)")
     args = ap.parse_args()
@@ -96,17 +98,18 @@ def main() -> int:
           f"velocity {args.velocity}, truth seed {args.seed}; one stream, lead {args.lead_ms:g} ms, "
           f"step {args.step_ms:g} ms, heard {args.heard_delay_ms:g} ms after the onset, on {args.port}://")
     rows = [("heating off, open loop", 0, 0.0), ("heating on, open loop", 1, 0.0),
-            ("heating on, closed loop", 1, 0.5)]
+            ("heating on, closed loop", 1, LoopSettings().rate)]
     print(f"{'':26s} {'onset p50':>9s} {'p99 (ms)':>9s} {'max':>7s} {'vel mean':>8s} {'vel p99':>7s} "
           f"{'unheard':>7s} {'wall s':>6s}")
     p99 = {}
     spec = load_spec(args.spec)
     # calibrated cold, through the note-level sensor: the figures documented with this bench
-    with open_port("sim://?sensor=notes", spec, truth_seed=args.seed) as dev:
-        cal = calibrate(dev, spec, max_strikes_per_key=12)
+    spread = "" if args.spread is None else f"&spread={args.spread}"
+    with open_port(f"sim://?sensor=notes{spread}", spec, truth_seed=args.seed) as dev:
+        cal = calibrate(dev, spec)
     plan, rep = plan_for(score, spec, cal)
     for name, heating, rate in rows:
-        res, wall = run(spec, plan, rep, args.seed, rate, heating, settings, args.heard_delay_ms, args.port)
+        res, wall = run(spec, plan, rep, args.seed, rate, heating, settings, args.heard_delay_ms, args.port, spread)
         on, vel, missing = errors(rep.outcomes, res.heard)
         p99[name] = float(np.percentile(on, 99))
         print(f"{name:26s} {np.percentile(on, 50):9.3f} {p99[name]:9.3f} {on.max():7.2f} "

@@ -68,12 +68,14 @@ def crop(score: Score, seconds: float, start_s: float = 0.0) -> Score:
     return Score(notes=notes, pedal=pedal, ticks_per_beat=score.ticks_per_beat, source=score.source)
 
 
-def play_errors(spec, cal, seed: int, score: Score, notes: list | None = None) -> dict[str, float]:  # noqa: ANN001
+def play_errors(spec, cal, seed: int, score: Score, notes: list | None = None,  # noqa: ANN001
+                spread: int | None = None) -> dict[str, float]:
     """Onset p99 and |velocity error| of ``score`` played with ``cal`` (a truth-exact
     listener); ``notes`` not None: each matched note's (pitch, onset error us,
     velocity target, planned latency us) appended to it (``--why``)."""
     plan, report = plan_piano(score, spec, cal)
-    with open_port("sim://", spec, truth_seed=seed, timing_sd_us=0, loudness_sd=0) as dev:
+    url = "sim://" if spread is None else f"sim://?spread={spread}"  # None: the simulator's default
+    with open_port(url, spec, truth_seed=seed, timing_sd_us=0, loudness_sd=0) as dev:
         perf = dev.play(plan)
     heard: dict[int, list[tuple[int, float]]] = {}
     for h in perf.heard:
@@ -110,9 +112,10 @@ def calibration_part(args: argparse.Namespace) -> None:
           f"played: a random piece (not shipped), {len(piece.notes)} notes")
     print(f"{'sensor':<34} {'strikes/key':>11} {'wall s':>7} {'lat err mean/p99 us':>20} "
           f"{'vel err mean':>12} {'onset p99 ms':>12} {'shift ms':>9} {'p99 around shift':>16} {'|vel err|':>9}")
-    audio_url = f"sim://?sensor=audio&snr_db={args.snr}" + "".join(f"&{o}" for o in args.room)
+    spread_opt = "" if args.spread is None else f"&spread={args.spread}"
+    audio_url = f"sim://?sensor=audio&snr_db={args.snr}{spread_opt}" + "".join(f"&{o}" for o in args.room)
     no_click = replace(spec, sync_click=None)
-    rows = [("note-level (sensor=notes)", "sim://?sensor=notes", spec)]
+    rows = [("note-level (sensor=notes)", f"sim://?sensor=notes{spread_opt}", spec)]
     if spec.sync_click is not None:
         rows.append((f"audio+click ({args.snr:g} dB, room, drift)", audio_url, spec))
     rows.append((f"audio, no click ({args.snr:g} dB)", audio_url, no_click))
@@ -138,7 +141,7 @@ def calibration_part(args: argparse.Namespace) -> None:
         ce = curve_errors(_only(cal, pitches), truth, spec)
         notes: list = []
         try:
-            pe = play_errors(spec, cal, args.seed, _restrict(piece, pitches), notes)
+            pe = play_errors(spec, cal, args.seed, _restrict(piece, pitches), notes, args.play_spread)
         except (RoboPlayerError, ValueError) as err:
             print(f"{name:<34} {rep.strikes_per_key:>11.1f} {wall:>7.0f} "
                   f"{ce['lat_mean_us']:>9.0f}/{ce['lat_p99_us']:<10.0f} {ce['vel_mean']:>12.2f}  play failed: {err}")
@@ -455,6 +458,11 @@ def main() -> None:
     ap.add_argument("--room", nargs="*", default=[], metavar="OPT=V",
                     help="more options of the room microphone (e.g. rt60_s=0: no reverb)")
     ap.add_argument("--only", default="", help="calibration: only the rows whose name has this")
+    ap.add_argument("--spread", type=int, choices=[0, 1], default=None,
+                    help="calibration: the strikes' own spread in the calibration (default: the simulator's, on)")
+    ap.add_argument("--play-spread", type=int, choices=[0, 1], default=None,
+                    help="calibration: ... and in the piece played after it (--spread 0 --play-spread 1: the "
+                         "floor, a calibration of the exact instrument played with the spread)")
     ap.add_argument("--part", choices=["all", "calibration", "detector", "strikes"], default="all",
                     help="strikes: known-key strikes through the room, onset errors (not in all)")
     ap.add_argument("--direct-below", type=int, default=None, metavar="KEY",

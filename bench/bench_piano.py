@@ -130,7 +130,7 @@ def main() -> int:
     for seed in args.seeds:
         with open_port("sim://?sensor=notes", spec, truth_seed=seed) as dev:  # note-level sensor: the figures documented with this bench (audio: bench_hearing.py)
             t0 = time.perf_counter()
-            cal = calibrate(dev, spec, max_strikes_per_key=12)
+            cal = calibrate(dev, spec)
             cal_time.append(time.perf_counter() - t0)
         strikes.append(cal.strikes_per_key)
         for score in scores.values():

@@ -85,9 +85,12 @@ def main() -> int:
     ap.add_argument("--pieces", nargs="+", default=list(PIECES))
     ap.add_argument("--spec", default="piano-88-grand")
     ap.add_argument("--strikes", type=int, default=14, help="calibration strikes per key")
+    ap.add_argument("--spread", type=int, choices=[0, 1], default=None,
+                    help="the strikes' own spread, in the calibration and the play (default: the simulator's, on)")
     ap.add_argument("--margin", type=float, default=PlanOptions().restrike_margin,
                     help="PlanOptions.restrike_margin: least e/R of a re-strike is 0.5 + this")
     args = ap.parse_args()
+    spread = "" if args.spread is None else f"&spread={args.spread}"
     spec = load_spec(args.spec)
     scores = {}
     for p in args.pieces:
@@ -104,12 +107,12 @@ def main() -> int:
     worst = {m: 100.0 for m in modes}
     for seed in args.seeds:
         truth = Truth.draw(spec, seed)  # the bench may look: which merged repeats could play
-        with open_port("sim://?sensor=notes", spec, truth_seed=seed) as dev:  # note-level sensor: the figures documented with this bench (audio: bench_hearing.py)
+        with open_port(f"sim://?sensor=notes{spread}", spec, truth_seed=seed) as dev:  # note-level sensor: the figures documented with this bench (audio: bench_hearing.py)
             cal = calibrate(dev, spec, max_strikes_per_key=args.strikes)
         for name, score in scores.items():
             for mode, opts in modes.items():
                 plan, rep = plan_piano(score, spec, cal, opts)
-                with open_port("sim://", spec, truth_seed=seed) as dev:
+                with open_port(f"sim://?{spread[1:]}", spec, truth_seed=seed) as dev:
                     heard = dev.play(plan).heard
                 matched = match_heard(rep.outcomes, heard)
                 n = len(score.notes)

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
+from .calibrator import MAX_STRIKES_PER_KEY
 from .calibrator import cli as calibrate_cli
 from .cli_options import (
     CommandParser,
@@ -590,7 +591,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_device_args(sp)
     sp.add_argument("--out", metavar="CAL.yaml",
                     help="calibration file to write (needed but with --record-with-any-recorder)")  # fmt: skip
-    sp.add_argument("--max-strikes", type=int, default=12, help="strikes per key at most")
+    sp.add_argument("--max-strikes", type=int, default=MAX_STRIKES_PER_KEY,
+                    help="strikes per key at most, key-return probes included (piano)")
     calibrate_cli.add_calibrate_args(sp)
     hearing_cli.register(sub, _HEARING)  # `mics` and `verify` (docs/hearing.md)
 

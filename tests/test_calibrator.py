@@ -22,6 +22,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from robo_player.calibrator import (
+    MAX_STRIKES_PER_KEY,
     PROBE_GAP_FRACTION,
     CalibrationReport,
     KeyFit,
@@ -35,6 +36,7 @@ from robo_player.calibrator import (
     probe_estimate,
     return_estimate,
 )
+from robo_player.calibrator.key_return import next_probe
 from robo_player.calibrator.strikes import LAT_NOISE_AUDIO_US, LAT_REL_NOISE_AUDIO, VEL_NOISE_AUDIO
 from robo_player.driver import Performance, open_port
 from robo_player.errors import CalibrationError
@@ -131,10 +133,11 @@ def test_curves_are_monotone_tables(session) -> None:  # noqa: ANN001
 def test_cost_strikes_per_key_and_plays(session, spec) -> None:  # noqa: ANN001
     _, rec, cal, rep, _ = session
     assert isinstance(rep, CalibrationReport)
-    for p in PITCHES:
-        assert 1 <= cal.keys[p].strikes <= 12
+    for p in PITCHES:  # the cap (issue 11: <= 14, probes included)
+        assert 1 <= cal.keys[p].strikes <= MAX_STRIKES_PER_KEY
     assert rep.strikes == sum(cal.keys[p].strikes for p in PITCHES)
-    assert rep.play_calls == len(rec.plans) <= 4
+    # the sensor check and four rounds (the fourth: the soft end again, session 13)
+    assert rep.play_calls == len(rec.plans) <= 5
     assert rep.sim_time_us > 0
     # keys not asked for keep nominal curves
     other = next(k.pitch for k in spec.keys if k.pitch not in PITCHES)
@@ -262,7 +265,7 @@ def test_calibrate_all_keys_of_61_key_spec(opened) -> None:
     cal.check_for(spec)
     assert cal.measured and cal.pedal_latency_us is None
     assert all(1 <= c.strikes <= 12 for c in cal.keys.values())
-    assert len(rec.plans) <= 4
+    assert len(rec.plans) <= 5  # the sensor check and four rounds
     truth = dev._truth
     worst = max(
         abs(c.latency_at(d) - true_latency_us(truth.key(p), d))
@@ -360,9 +363,9 @@ def test_return_probe_strikes_exactly_gap_after_release(session, spec) -> None: 
                     assert c.drive == pwm_max[c.actuator], c
                     seen.setdefault(c.actuator, []).append(e)
     assert len(seen) == len(PITCHES)
-    assert all(gaps[0] == gap and len(gaps) <= 2 for gaps in seen.values()), seen
+    assert all(gaps[0] == gap and len(gaps) <= 2 for gaps in seen.values()), (gap, seen)
     assert sum(len(g) for g in seen.values()) == rep.return_probes
-    assert all(cal.keys[p].strikes <= 12 for p in PITCHES)
+    assert all(cal.keys[p].strikes <= MAX_STRIKES_PER_KEY for p in PITCHES)
 
 
 def test_return_time_over_truth_seeds(opened) -> None:
@@ -374,7 +377,7 @@ def test_return_time_over_truth_seeds(opened) -> None:
     for seed in (1, 2, 3, 4):
         dev = opened(open_port("sim://?sensor=notes&spread=0", spec, truth_seed=seed, sensor_seed=10 + seed))
         cal, rep = calibrate_session(dev, spec, pitches=pitches, seed=seed)
-        assert rep.strikes <= 11 * len(pitches)  # 9 curve strikes + 1 probe, rarely 2
+        assert rep.strikes <= 13 * len(pitches)  # 11 curve strikes + 1 probe, rarely 2 or 3
         err += [cal.keys[p].return_us - dev._truth.key(p).return_us for p in pitches]
     e = np.array(err, dtype=float)
     assert e.min() >= -1000.0, e.min()
@@ -403,7 +406,7 @@ def test_return_time_outside_the_plausible_range(opened, spec, tmp_path: Path) -
     cal, rep = calibrate_session(dev, spec, pitches=list(returns))
     for p, r in returns.items():
         c = cal.keys[p]
-        assert c.strikes <= 11, p
+        assert c.strikes <= MAX_STRIKES_PER_KEY, p  # 11 for the curves, up to 3 probes
         if r > 4 * 48_000:  # silent at both gaps (48 ms, then 86 ms)
             assert c.return_us is None and p in rep.return_unmeasured
             continue
@@ -449,6 +452,24 @@ def test_probe_estimate_inverts_the_return_model(
         assert est.kind == "measured"
         assert abs(est.value_us - r_us) <= 0.002 * r_us + 20.0
         assert est.return_us is not None and est.return_us >= est.value_us
+
+
+def test_a_third_probe_only_between_an_upper_bound_and_a_silent_probe() -> None:
+    """Two probes that only bracket R (one at full strength, one silent at half its gap)
+    get a third, at 0.9 x the lower bound; two silent ones, or two that measured R, do not."""
+    fit = _fit(0.2, 15_000, 0.7)
+    full = StrikeResult(60, 1.0, 0, True, float(fit.latency_us(1.0)), float(fit.velocity(1.0)), 48_000)
+    silent = StrikeResult(60, 1.0, 0, probe_gap_us=24_000)
+    assert probe_estimate(fit, full).kind == "upper" and probe_estimate(fit, silent).kind == "lower"
+    third = next_probe(fit, [full, silent], 48_000)
+    assert third is not None and third.gap_us == 44_000  # 0.9 x 48 ms (24 ms / 0.5) = 43.2, on the 2 ms grid
+    assert next_probe(fit, [full, silent, StrikeResult(60, 1.0, 0, probe_gap_us=44_000)], 48_000) is None
+    low = StrikeResult(60, 1.0, 0, probe_gap_us=48_000)
+    assert next_probe(fit, [low, StrikeResult(60, 1.0, 0, probe_gap_us=86_000)], 48_000) is None
+    # measured twice (loosely or not): no third
+    m = [StrikeResult(60, 1.0, 0, True, float(fit.latency_us(0.7)), float(fit.velocity(0.7)), g)
+         for g in (48_000, 50_000)]  # fmt: skip
+    assert probe_estimate(fit, m[0]).kind == "measured" and next_probe(fit, m, 48_000) is None
 
 
 def test_probes_are_left_out_of_the_curve_fit() -> None:

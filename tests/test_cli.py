@@ -69,7 +69,7 @@ def test_calibrate_then_play_is_more_accurate_than_nominal(tmp_path, small_piece
     assert main(["-q", "play", str(small_piece), "--spec", spec, "--truth-seed", "5",
                  "--report", str(rep_nom)]) == 0
     c, n = json.loads(rep_cal.read_text()), json.loads(rep_nom.read_text())
-    assert c["calibration_strikes_per_key"] <= 12
+    assert c["calibration_strikes_per_key"] <= 14  # the default cap (issue 11), probes included
     assert "calibration_strikes_per_key" not in n
     assert c["onset_error_ms"]["p99"] < n["onset_error_ms"]["p99"]
     assert c["velocity_error"]["mean"] < n["velocity_error"]["mean"]

@@ -23,6 +23,7 @@ from robo_player.spec import load_spec
 from robo_player.spec.calibration import Calibration
 
 PITCHES = [57, 64, 69, 76]
+RATE = LoopSettings().rate  # the loop's default speed
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +69,8 @@ def hot(spec):  # noqa: ANN001, ANN201
     # calibrated through the note-level sensor: the loop is under test, not the hearing.
     # Exact (spread=0), as _play: the loop corrects drift (warm coils), not a strike's
     # own spread; with it (sim://'s default) the loop's onset p99 on this piece is
-    # 1.96 ms against the open loop's 3.46 ms (p99 <= 1 ms missed; docs/simulator.md)
+    # 1.61 ms against the open loop's 5.61 ms (p99 <= 1 ms missed: the strikes' own
+    # spread; test_loop_reduces_error_with_the_spread, docs/simulator.md)
     with open_port("sim://?sensor=notes&spread=0", spec, truth_seed=2) as dev:
         cal, _ = calibrate_session(dev, spec, pitches=PITCHES)
     notes = [Note(PITCHES[i % 4], i * 150_000, 400_000, 120) for i in range(400)]
@@ -184,7 +186,7 @@ def test_loop_on_the_firmware_model(spec, hot) -> None:  # noqa: ANN001
     """The closed loop through vmcu:// (the firmware queues and times the commands; the
     physics reads its trace): it beats the open loop there too."""
     _, open_p99, _ = _play(spec, hot, 0.0, url="vmcu://?heating=1&spread=0")  # exact: see ``hot``
-    res, p99, _ = _play(spec, hot, 0.5, url="vmcu://?heating=1&spread=0")
+    res, p99, _ = _play(spec, hot, RATE, url="vmcu://?heating=1&spread=0")
     assert p99 < open_p99 / 2 and p99 <= 1_000 and res.used > 300
 
 
@@ -192,7 +194,7 @@ def test_loop_plays_one_stream(spec, hot) -> None:  # noqa: ANN001
     """The whole piece is one stream: every command played, none late; the loop heard
     and used the notes while it ran (not at a drain between segments)."""
     _, plan, rep = hot
-    res, _, _ = _play(spec, hot, 0.5)
+    res, _, _ = _play(spec, hot, RATE)
     perf = res.performance
     assert perf is not None and perf.extra["commands"] == {"played": len(plan.commands)}
     assert res.heard_live >= 0.95 * len(rep.outcomes) and res.used >= 0.95 * len(rep.outcomes)
@@ -201,9 +203,18 @@ def test_loop_plays_one_stream(spec, hot) -> None:  # noqa: ANN001
     assert len(ts) > 100 and ts[0] < 2_000_000
 
 
+def test_loop_reduces_error_with_the_spread(spec, hot) -> None:  # noqa: ANN001
+    """With the strikes' own spread (sim://'s default) the loop still takes out the
+    drift: measured p99 1.61 ms against the open loop's 5.61 ms (0.5, session 12's
+    rate: 1.69 ms); the 1 ms target is out of reach (one strike's own spread)."""
+    _, open_p99, open_vel = _play(spec, hot, 0.0, url="sim://?heating=1&spread=1")
+    _, p99, vel = _play(spec, hot, RATE, url="sim://?heating=1&spread=1")
+    assert p99 < open_p99 / 2 and vel < open_vel
+
+
 def test_loop_reduces_error_on_a_hot_piece(spec, hot) -> None:  # noqa: ANN001
     open_res, open_p99, open_vel = _play(spec, hot, 0.0)
-    res, p99, vel = _play(spec, hot, 0.5)
+    res, p99, vel = _play(spec, hot, RATE)
     assert not open_res.log and open_res.max_coil_temp_ratio > 0.2  # the coils got warm
     assert open_p99 > 2_000  # heating alone puts the open loop past 2 ms
     assert p99 < open_p99 / 2 and p99 <= 1_000
@@ -228,7 +239,7 @@ def test_settings_refuse_bad_values() -> None:
 
 def test_corrected_calibration_moves_the_curves(spec, hot) -> None:  # noqa: ANN001
     cal = Calibration.nominal(spec)
-    res, _, _ = _play(spec, hot, 0.5)
+    res, _, _ = _play(spec, hot, RATE)
     new = corrected_calibration(cal, res)
     p = PITCHES[0]
     lat, g = res.latency_us[p], res.drive_gain[p]

@@ -18,7 +18,9 @@ from robo_player.sim.guitar.truth import GuitarTruth
 from robo_player.sim.physics import CoilEvent, PianoPhysics
 from robo_player.sim.spread import (
     LOUDNESS_SD_FRAC,
+    PEDAL_SD_FRAC,
     PRESS_SD_FRAC,
+    SPREAD_CORR,
     TIMING_SD_FRAC,
     TIMING_SD_US,
     Z_MAX,
@@ -63,9 +65,10 @@ def _onsets(physics: PianoPhysics, events: list[CoilEvent], pitch: int) -> tuple
 def test_the_spread_is_drawn_within_its_ranges_and_keeps_the_other_parameters(piano: PianoSpec,
                                                                               truth: Truth) -> None:  # fmt: skip
     for name, (lo, hi) in (("timing_sd_us", TIMING_SD_US), ("timing_sd_frac", TIMING_SD_FRAC),
-                           ("loudness_sd", LOUDNESS_SD_FRAC)):  # fmt: skip
+                           ("loudness_sd", LOUDNESS_SD_FRAC), ("spread_corr", SPREAD_CORR)):  # fmt: skip
         v = np.array([getattr(k, name) for k in truth.keys])
         assert lo <= v.min() < v.max() <= hi, name  # per key, not one figure for all
+    assert PEDAL_SD_FRAC[0] <= truth.pedal_sd_frac <= PEDAL_SD_FRAC[1]
     # the spread has its own stream: the other parameters are drawn as they always were
     rng = np.random.default_rng(1)
     assert [k.pulse_full_us for k in truth.keys] == np.rint(rng.uniform(20_000, 30_000, len(piano.keys))).tolist()
@@ -87,6 +90,56 @@ def test_repeated_strikes_spread_by_the_keys_own_figures(piano: PianoSpec, truth
     assert np.std(v) == pytest.approx(want_v, rel=0.15)
     assert abs(np.mean(t) - lat) < 4 * want_t / np.sqrt(N)  # centred on the formula
     assert np.abs(t - lat).max() <= Z_MAX * want_t + 1  # bounded (onsets are whole µs)
+
+
+def test_a_late_strike_is_a_softer_one(piano: PianoSpec, truth: Truth) -> None:
+    """The timing and loudness deviations of a strike are correlated by the key's
+    ``spread_corr`` (negative): the same weak stroke comes late and soft."""
+    ks = piano.keys[40]
+    kt = truth.key(ks.pitch)
+    t, v = _onsets(PianoPhysics(piano, truth, spread=True), _strikes(ks.channel, 0.6, 2000), ks.pitch)
+    r = float(np.corrcoef(t, v)[0, 1])
+    # 2000 strikes: the sample correlation's s.e. is about (1 - rho^2) / sqrt(n) < 0.02
+    assert r < -0.3 and r == pytest.approx(kt.spread_corr, abs=0.08)
+    assert np.std(v) == pytest.approx(kt.loudness_sd * float(np.mean(v)), rel=0.1)  # the s.d. is kept
+
+
+def test_dampers_and_the_pedal_spread(piano: PianoSpec, truth: Truth) -> None:
+    """A damper's fall after its key's release spreads by the key's timing figures on
+    R/3; the pedal's latency by the truth's ``pedal_sd_frac``; both exact on spread=0."""
+    ks = piano.keys[40]
+    kt = truth.key(ks.pitch)
+    ev: list[CoilEvent] = []
+    for i in range(400):  # held 100 ms: the damper lands after the shortest sound
+        ev += [CoilEvent(i * 400_000, ks.channel, 0.5), CoilEvent(i * 400_000 + 100_000, ks.channel, 0.0)]
+    ends = {}
+    for sp in (False, True):
+        perf = PianoPhysics(piano, truth, spread=sp).run(ev)
+        ends[sp] = np.array([h.end_us for h in perf.heard]) - np.arange(400) * 400_000
+    fall = kt.return_us / 3
+    assert np.ptp(ends[False]) == 0 and ends[False][0] == pytest.approx(100_000 + fall, abs=1)
+    assert np.std(ends[True]) == pytest.approx(np.hypot(kt.timing_sd_us, kt.timing_sd_frac * fall), rel=0.15)
+    pc = pedal_channel(piano)
+    pev: list[CoilEvent] = []
+    for i in range(200):
+        pev += [CoilEvent(i * 500_000, pc, 1.0), CoilEvent(i * 500_000 + 250_000, pc, 0.0)]
+    sent = np.array([e.t_us for e in pev])
+    for sp in (False, True):
+        ph = PianoPhysics(piano, truth, spread=sp)
+        lat = np.array([t for t, _ in ph.run(pev).pedal]) - sent
+        assert len(lat) == len(pev)
+        if not sp:
+            assert (lat == truth.pedal_latency_us).all()
+        else:  # 400 changes: the s.d. within 15 %
+            assert np.std(lat) == pytest.approx(truth.pedal_sd_frac * truth.pedal_latency_us, rel=0.15)
+            # the counter runs on: a second run draws the next changes, not the same ones
+            lat2 = np.array([t for t, _ in ph.run(pev).pedal]) - sent
+            assert lat2.tolist() != lat.tolist()
+
+
+def pedal_channel(piano: PianoSpec) -> int:
+    assert piano.pedal is not None
+    return piano.pedal.channel
 
 
 def test_the_draws_are_reproducible_and_per_key(piano: PianoSpec, truth: Truth) -> None:
@@ -160,15 +213,23 @@ def test_truth_files_keep_the_spread_and_old_files_get_the_middle(tmp_path: Path
     for k in doc["keys"]:
         for name in ("timing_sd_us", "timing_sd_frac", "loudness_sd"):
             del k[name]
+        del k["spread_corr"]
+    del doc["pedal_sd_frac"]
     doc["seed"] = None
     p.write_text(yaml.safe_dump(doc))
     old = Truth.load(p)
     assert old.keys[0].timing_sd_us == sum(TIMING_SD_US) / 2
     assert old.keys[0].loudness_sd == sum(LOUDNESS_SD_FRAC) / 2
+    assert old.keys[0].spread_corr == sum(SPREAD_CORR) / 2 and old.pedal_sd_frac == sum(PEDAL_SD_FRAC) / 2
     assert old.spread_seed() == Truth.load(p).spread_seed()  # no seed: from its contents
     doc["keys"][3]["loudness_sd"] = 0.9
     p.write_text(yaml.safe_dump(doc))
     with pytest.raises(SpecError, match=r"keys\[3\]\.loudness_sd: 0\.9 out of range \(allowed: 0\.0\.\.0\.5\)"):
+        Truth.load(p)
+    doc["keys"][3]["loudness_sd"] = 0.01
+    doc["pedal_sd_frac"] = -0.1
+    p.write_text(yaml.safe_dump(doc))
+    with pytest.raises(SpecError, match=r"pedal_sd_frac: -0\.1 out of range \(allowed: 0\.0\.\.0\.5\)"):
         Truth.load(p)
 
 
@@ -245,25 +306,39 @@ def test_guitar_truth_draws_the_spread_and_checks_it(tmp_path: Path) -> None:
 # --- what the spread asks of the calibrator --------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="the calibrator fits one strike per drive: a strike's own spread "
-                   "goes straight into the curve (docs/simulator.md, 'Spread'); strict, so that the "
-                   "calibrator's fix (averaging repeated strikes) turns this into a plain test")  # fmt: skip
-def test_calibration_with_the_spread_meets_the_latency_target(opened: Any, piano: PianoSpec) -> None:
-    """tests/test_calibrator.py's target (the latency curve within 1 ms of the truth over
-    the usable range), on sim://?spread=1: with the spread."""
+SOFT_END_PITCHES = [21, 45, 60, 83, 108]
+
+
+def _soft_end_error(opened: Any, piano: PianoSpec) -> float:
+    """Calibrate five keys on sim://?spread=1 (truth seed 0) within the default budget;
+    the latency curve's worst error over the usable range (µs)."""
     from robo_player.calibrator import calibrate_session
 
-    pitches = [21, 45, 60, 83, 108]
     dev = opened(open_port("sim://?sensor=notes&spread=1", piano, truth_seed=0, sensor_seed=0))
-    cal, _ = calibrate_session(dev, piano, pitches=pitches, seed=0)
+    cal, rep = calibrate_session(dev, piano, pitches=SOFT_END_PITCHES, seed=0)
+    assert rep.strikes_per_key <= 14  # issue 11's budget, probes included
     worst = 0.0
-    for p in pitches:
+    for p in SOFT_END_PITCHES:
         c, kt = cal.keys[p], dev._truth.key(p)
         for d in np.linspace(c.drive[0], 1.0, 50):
             u = (d - kt.threshold) / (1.0 - kt.threshold)
             if u > 0:
                 worst = max(worst, abs(c.latency_at(d) - kt.latency_full_us * u ** (-kt.alpha)))
+    return worst
+
+
+@pytest.mark.xfail(strict=True, reason="out of reach within 14 strikes a key: at the soft end (300 ms) one "
+                   "strike's own s.d. is 3-6 ms, and the curve's error there falls as 1/sqrt(strikes) "
+                   "(docs/calibration.md, 'Spread', session 13: 8.2 ms -> 4.3 ms worst here; 17 strikes a key "
+                   "still leave 5.5-8 ms over 88 keys); strict, so that a calibrator that meets it fails "
+                   "the suite until the mark is taken off")  # fmt: skip
+def test_calibration_with_the_spread_meets_the_latency_target(opened: Any, piano: PianoSpec) -> None:
+    """tests/test_calibrator.py's target (the latency curve within 1 ms of the truth over
+    the usable range), on sim://?spread=1: with the spread. Measured: 4.26 ms worst (key
+    60 at 296 ms; session 12: 8.2 ms, key 60 at 292 ms)."""
+    worst = _soft_end_error(opened, piano)
     assert worst < 1000.0, worst
+
 
 
 @pytest.mark.xfail(strict=True, reason="the guitar's calibration through audio reads the clock offset c "

@@ -43,7 +43,7 @@ One job per module:
 
 from __future__ import annotations
 
-from .drives import FIRST_ROUND_U, ROUND_TARGETS
+from .drives import FIRST_ROUND_U, MAX_STRIKES_PER_KEY, ROUND_TARGETS
 from .fitting import (
     ALPHA_PRIOR,
     K_PRIOR,
@@ -92,6 +92,7 @@ __all__ = [
     "K_PRIOR",
     "LAT_NOISE_US",
     "MAX_PROBES",
+    "MAX_STRIKES_PER_KEY",
     "PROBE_DRIVE",
     "PROBE_FULL_RATIO",
     "PROBE_GAP_FRACTION",

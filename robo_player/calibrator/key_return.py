@@ -40,7 +40,14 @@ PROBE_GAP_FRACTION = 0.68  # first probe gap, of the spec's nominal key_return_u
 PROBE_DRIVE = 1.0  # probe strikes at full drive: loudest, so heard deepest into the return
 PROBE_FULL_RATIO = 0.95  # d_eff / d at or above this: as good as full strength, R <~ g
 PROBE_MIN_GAP_US = 8_000
-MAX_PROBES = 2  # per key: one, and one retry at another gap if the first was inconclusive
+# per key: one, and one retry at another gap if the first was inconclusive (or loose,
+# below); a third only where the two bracket R, one heard at full strength (an upper
+# bound) and none measuring it (with the spread a full-strength probe's bound is taken
+# two s.d. on the safe side: 18 ms over R on key 22 of truth seed 1, silent at half its
+# gap; the third lands between). Not for a key silent at both: slower than any
+# plausible return, its ordinary strikes too may find it not up, and its curves with it
+MAX_PROBES = 3
+MAX_PROBES_MEASURED = 2  # ... and no more than two once one measured R
 # ... or if it measured R with more than this s.d. (the action's own spread: one strike's
 # latency scatters 0.5-1 ms at a probe's 20-40 ms, 1.8 ms on R): a second probe at
 # PROBE_AGAIN_RATIO x that estimate, averaged with the first by inverse variance
@@ -179,6 +186,8 @@ def next_probe(
     else:
         est = return_estimate(fit, strikes)
         last = probe_estimate(fit, probes[-1])
+        if len(probes) >= MAX_PROBES_MEASURED and (est.kind != "upper" or last.kind != "lower"):
+            return None  # the third: only between an upper bound and a silent probe
         if est.kind == "measured":
             if est.sd_us <= PROBE_AGAIN_SD_US:
                 return None

@@ -20,7 +20,7 @@ from ..hearing.level import MicGain, TakeLevel, fuse_level, remove_level
 from ..plan import Command, Op, Plan
 from ..spec.calibration import Calibration
 from ..spec.model import PianoSpec
-from .drives import FIRST_ROUND_U, ROUND_TARGETS, next_requests
+from .drives import FIRST_ROUND_U, MAX_STRIKES_PER_KEY, next_requests, round_targets
 from .fitting import KeyFit, curve_from_fit, fit_key
 from .key_return import PROBE_GAP_FRACTION, next_probe, return_estimate
 from .listening import (
@@ -93,7 +93,7 @@ def calibrate_session(
     device: Device,
     spec: PianoSpec,
     *,
-    max_strikes_per_key: int = 12,
+    max_strikes_per_key: int = MAX_STRIKES_PER_KEY,
     progress: Progress | None = None,
     seed: int = 0,
     pitches: Iterable[int] | None = None,
@@ -135,6 +135,7 @@ def calibrate_session(
         )
     )
     audio = check.audio is not None
+    rounds = round_targets(audio)
     report.play_calls += 1
     round_no = 0
     offset_us = 0.0  # audio: the constant c added to every heard latency so far
@@ -150,7 +151,7 @@ def calibrate_session(
             if round_no == 0:
                 reqs = [StrikeRequest(p, d, SILENT_LATENCY_US) for d in first[:left]]
             else:
-                reqs = next_requests(strikes[p], fits[p], left, round_no, lat_top)
+                reqs = next_requests(strikes[p], fits[p], left, round_no, lat_top, rounds)
                 probe = next_probe(fits[p], strikes[p], first_gap)
                 if reqs and probe is not None and left > len(reqs):
                     reqs[-1].probe = probe  # struck right after the key's last strike
@@ -247,8 +248,8 @@ def calibrate_session(
         round_no += 1
         if progress is not None:
             finished = sum(1 for p in todo if p in done)
-            progress(max(finished / len(todo), round_no / (len(ROUND_TARGETS) + 1)))
-        if round_no > len(ROUND_TARGETS):
+            progress(max(finished / len(todo), round_no / (len(rounds) + 1)))
+        if round_no > len(rounds):
             break
     if report.clock_by == "curves":
         log.warning(
@@ -338,7 +339,7 @@ def calibrate(
     device: Device,
     spec: PianoSpec,
     *,
-    max_strikes_per_key: int = 12,
+    max_strikes_per_key: int = MAX_STRIKES_PER_KEY,
     progress: Progress | None = None,
     seed: int = 0,
     mic: MicGain | None = None,

@@ -57,7 +57,11 @@ class _Device(Protocol):
 class LoopSettings:
     """Bounds and speed of the loop."""
 
-    rate: float = 0.5  # weight of a new estimate in each key's correction (0: open loop)
+    # weight of a new estimate in each key's correction (0: open loop). 0.25, not 0.5
+    # (session 13): each estimate carries one strike's own spread, and a slower EWMA
+    # passes less of it on while still following the coils' warming (bench_closed_loop
+    # --minutes 10, seed 1: p99 2.10 -> 1.76 ms with the spread, 0.78 -> 0.69 ms without)
+    rate: float = 0.25
     max_latency_us: float = 10_000.0  # |latency correction| <= this
     max_drive: float = 0.20  # |drive gain| <= this (±20 % of the planned level)
     lead_us: int = 250_000  # commands are submitted this far ahead of their time

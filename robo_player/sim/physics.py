@@ -37,8 +37,13 @@ docs/simulator.md, "Rules of the implementation"):
 - Spread (``spread``, on by default; ``sim://?spread=0`` turns it off): the n-th strike
   of a key lands ``z1 · sqrt(sd_us² + (sd_frac · L)²)`` later and ``1 + z2 · loudness_sd``
   times as loud as the formulas say, ``z1, z2`` its own draws (sim/spread.py, counter
-  based: the truth's seed, the key's pitch and n), the s.d.s the key's (hidden truth).
-  Every strike counts in n, a silent one too (the plunger moved).
+  based: the truth's seed, the key's pitch and n), the s.d.s the key's (hidden truth);
+  ``z2`` is correlated with ``z1`` by the key's ``spread_corr`` (negative: a late strike
+  is a weak one, softer). Every strike counts in n, a silent one too (the plunger moved).
+  The damper of that strike falls ``R/3`` after the release give or take the key's
+  timing figures on ``R/3`` (its own draw), and the m-th change of the pedal reaches
+  the dampers ``pedal_latency · (1 + z · pedal_sd_frac)`` after its command (in the
+  order commanded: a change never overtakes the one before).
 """
 
 from __future__ import annotations
@@ -56,7 +61,15 @@ from ..errors import PlanError
 from ..performance import HeardNote, Performance, Progress
 from ..plan import Command, Plan
 from ..spec.model import PianoSpec
-from .spread import SPREAD_DEFAULT, STREAM_KEY, stroke_normals, timing_sd_us
+from .spread import (
+    SPREAD_DEFAULT,
+    STREAM_DAMPER,
+    STREAM_KEY,
+    STREAM_PEDAL,
+    correlated,
+    stroke_normals,
+    timing_sd_us,
+)
 from .truth import COPPER_TEMPCO_PER_K, Truth
 
 log = logging.getLogger(__name__)
@@ -222,6 +235,7 @@ class PianoPhysics:
         self._sd_us = per_act(0.0)  # strike-to-strike spread (sim/spread.py)
         self._sd_frac = per_act(0.0)
         self._loud_sd = per_act(0.0)
+        self._corr = per_act(0.0)
         heat_ss = per_act(0.0)  # steady-state rise (K) at duty 1: V²/R / C · tau
         tau_us = per_act(1.0)
         for ks in spec.keys:
@@ -239,6 +253,7 @@ class PianoPhysics:
             self._sd_us[a] = kt.timing_sd_us
             self._sd_frac[a] = kt.timing_sd_frac
             self._loud_sd[a] = kt.loudness_sd
+            self._corr[a] = kt.spread_corr
             heat_ss[a] = pw.supply_v**2 / pw.coil_ohm / kt.heat_capacity_j_per_k * kt.tau_s
             tau_us[a] = kt.tau_s * 1e6
         self._heat_ss = heat_ss.tolist()
@@ -254,6 +269,7 @@ class PianoPhysics:
         ]
         self._is_key = (self._pitch >= 0).tolist()
         self._pedal_latency_us = truth.pedal_latency_us
+        self._pedal_sd_frac = truth.pedal_sd_frac
         # State, in absolute virtual µs (the clock never goes back).
         self._origin_us = 0  # absolute time of t_us = 0 of the next run
         self._duty = [0.0] * n_act
@@ -264,6 +280,7 @@ class PianoPhysics:
         self._strikes = [0] * n_act  # strikes of each key so far (the spread's counter)
         self._pedal_duty = 0.0  # the pedal's position (0..1) at the end of the last run
         self._pedal_in = False  # ... and whether its solenoid is pulled in (holds)
+        self._pedal_changes = 0  # the pedal's sensed changes so far (the spread's counter)
 
     # -- state seen from outside ---------------------------------------------------------
 
@@ -460,9 +477,10 @@ class PianoPhysics:
             progress(1.0)
 
         pedal_t, pedal_v, pedal_end, pedal_in = self._pedal_positions(pedal_t, pedal_v, next_origin)
+        pedal_lat = self._pedal_latencies(len(pedal_t))
         perf, notes = self._sound(
             origin, demand0, s_t, s_a, (s_d, s_seg, s_e), s_pulse, s_ret, s_rel, chg_t, chg_d,
-            pedal_t, pedal_v, s_temp, s_n,
+            pedal_t, pedal_v, pedal_lat, s_temp, s_n,
         )
         perf.coil_failures = failures
         perf.max_coil_temp_ratio = float(peak / tmax)
@@ -501,6 +519,17 @@ class PianoPhysics:
             out_t.append(t)
             out_v.append(v)
         return out_t, out_v, pos, held or next_origin - since >= need
+
+    def _pedal_latencies(self, m: int) -> np.ndarray:
+        """The latency (µs) of each of the next ``m`` sensed pedal changes: the truth's,
+        each with its own deviation when the spread is on (counter based, as a key's)."""
+        lat = np.full(m, float(self._pedal_latency_us))
+        if self._spread and m:
+            n = np.arange(self._pedal_changes, self._pedal_changes + m)
+            z, _ = stroke_normals(self._spread_seed, STREAM_PEDAL, np.zeros(m, dtype=np.int64), n)
+            lat = lat * (1.0 + z * self._pedal_sd_frac)
+        self._pedal_changes += m
+        return lat
 
     def _validate(self, cols: EventColumns) -> None:
         if not len(cols):
@@ -546,12 +575,14 @@ class PianoPhysics:
         s_t: list[float], s_a: list[int],
         s_drive: tuple[list[float], list[float], list[float]], s_pulse: list[float],
         s_ret: list[float], s_rel: list[float], chg_t: list[float], chg_d: list[float],
-        pedal_t: list[float], pedal_v: list[float], s_temp: list[float], s_n: list[int],
+        pedal_t: list[float], pedal_v: list[float], pedal_lat: np.ndarray, s_temp: list[float],
+        s_n: list[int],
     ) -> tuple[Performance, SoundedNotes]:
         """Vectorised: which strikes sound, when, how loud, and when they are damped."""
-        lat_ped = self._pedal_latency_us
+        # when each pedal change reaches the dampers: in the order commanded
+        pedal_at = np.maximum.accumulate(np.asarray(pedal_t, dtype=np.float64) + pedal_lat)
         sensed_pedal = [
-            (int(round(t + lat_ped - origin)), int(round(v * 127))) for t, v in zip(pedal_t, pedal_v, strict=True)
+            (int(round(t - origin)), int(round(v * 127))) for t, v in zip(pedal_at.tolist(), pedal_v, strict=True)
         ]
         ns = len(s_t)
         if ns == 0:
@@ -582,7 +613,7 @@ class PianoPhysics:
         if self._spread:  # this strike's own deviation (sim/spread.py)
             z_t, z_v = stroke_normals(self._spread_seed, STREAM_KEY, self._pitch[a], np.asarray(s_n))
             lat = lat + z_t * timing_sd_us(lat, self._sd_us[a], self._sd_frac[a])
-            vel = vel * (1.0 + z_v * self._loud_sd[a])
+            vel = vel * (1.0 + correlated(z_t, z_v, self._corr[a]) * self._loud_sd[a])
         ok &= lat <= MAX_LATENCY_US
 
         idx = np.flatnonzero(ok)
@@ -590,8 +621,12 @@ class PianoPhysics:
         pitch = self._pitch[a[idx]]
         vel = vel[idx]
         # Dampers land R/3 after the key comes up, unless the pedal holds them off then.
-        damper = np.asarray(s_rel)[idx] + self._ret[a[idx]] / 3.0
-        end = self._pedal_hold(damper, pedal_t, pedal_v)
+        fall = self._ret[a[idx]] / 3.0
+        if self._spread:  # the damper's fall spreads as its key's strokes do
+            z_d, _ = stroke_normals(self._spread_seed, STREAM_DAMPER, self._pitch[a[idx]], np.asarray(s_n)[idx])
+            fall = np.maximum(0.0, fall + z_d * timing_sd_us(fall, self._sd_us[a[idx]], self._sd_frac[a[idx]]))
+        damper = np.asarray(s_rel)[idx] + fall
+        end = self._pedal_hold(damper, pedal_at, pedal_v)
         end = np.maximum(end, onset + MIN_SOUND_US)
         # A new contact on the same string ends the note before it.
         order = np.lexsort((onset, pitch))
@@ -618,11 +653,11 @@ class PianoPhysics:
         )
         return perf, notes
 
-    def _pedal_hold(self, damper: np.ndarray, pedal_t: list[float], pedal_v: list[float]) -> np.ndarray:
-        """When each damper really lands: at ``damper``, or when the pedal next comes up."""
+    def _pedal_hold(self, damper: np.ndarray, pedal_at: np.ndarray, pedal_v: list[float]) -> np.ndarray:
+        """When each damper really lands: at ``damper``, or when the pedal next comes up
+        (``pedal_at``: when each pedal change reaches the dampers, sorted)."""
         down_at = PEDAL_DOWN_VALUE - 0.5  # compare CC values, not float fractions
-        lat = self._pedal_latency_us
-        pt = np.asarray(pedal_t, dtype=np.float64) + lat
+        pt = pedal_at
         pdown = np.r_[self._pedal_duty * 127.0 >= down_at,
                       np.asarray(pedal_v, dtype=np.float64) * 127.0 >= down_at]
         if not pdown.any():

@@ -19,6 +19,14 @@ JASA 114(4) 2003, which bounds the spread of a servo-controlled action from abov
 they report larger timing errors for soft tones): timing s.d. ``TIMING_SD_US`` plus
 ``TIMING_SD_FRAC`` of the stroke's latency (the slower the stroke, the more friction
 acts on it), loudness s.d. ``LOUDNESS_SD_FRAC`` of the loudness, in velocity terms.
+
+The two deviations of a stroke are correlated, negatively (``SPREAD_CORR``, assumed too):
+most of a stroke's deviation is the energy it got (supply ripple, friction, the
+plunger's rest position), and a weaker stroke is both later and softer; the hammer's
+contact and the string's response add a part of each that the other does not share.
+The pedal's latency spreads too (``PEDAL_SD_FRAC`` of it: a bigger solenoid moving a
+trapwork linkage and every damper), and so does a damper's fall after its key's
+release (the key's own timing figures, on the fall's time ``R/3``).
 """
 
 from __future__ import annotations
@@ -31,20 +39,23 @@ import numpy as np
 TIMING_SD_US = (100.0, 200.0)  # s.d. of the contact time, fixed part, µs
 TIMING_SD_FRAC = (0.01, 0.02)  # ... plus this share of the stroke's latency
 LOUDNESS_SD_FRAC = (0.01, 0.02)  # s.d. of the loudness, share of it (velocity units)
+# correlation of a stroke's timing and loudness deviations: a late stroke is softer
+SPREAD_CORR = (-0.8, -0.4)
+PEDAL_SD_FRAC = (0.01, 0.03)  # s.d. of the pedal's latency, share of it (0.3-1.8 ms)
 PRESS_SD_FRAC = (0.03, 0.06)  # s.d. of a fret contact's settle time, share of it
 Z_MAX = 4.0  # a stroke's deviation is clipped at this many s.d. (a bounded mechanism)
-# Off unless asked for (``sim://?spread=1``), for now: with it on, the guitar's calibration
-# through audio reads its clock offset from the pickers' curves 30-90 ms wrong and the
-# onset targets move out of reach (docs/simulator.md, "Spread"). The simulator without
-# it flatters a real action; turning it on by default is the next step once the
-# guitar's audio calibration has a time reference of its own.
-SPREAD_DEFAULT = False
+# On by default (session 13): an instrument that repeats itself exactly flatters every
+# figure measured on it; ``sim://?spread=0`` plays the formulas exactly (the tests that
+# hold the physics to them).
+SPREAD_DEFAULT = True
 
 # Streams: one per kind of part, so that the piano's keys, a guitar's pickers and its
 # pressers never draw the same numbers.
 STREAM_KEY = 0x6B6579  # a piano key's stroke
 STREAM_PICK = 0x7069636B  # a guitar picker's stroke
 STREAM_PRESS = 0x70726573  # a guitar fret contact (presser or fret solenoid)
+STREAM_PEDAL = 0x706564616C  # a change of the piano's pedal
+STREAM_DAMPER = 0x64616D70  # a piano key's damper falling after its release
 
 _M64 = (1 << 64) - 1
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
@@ -82,6 +93,13 @@ def stroke_normals(
     return z1, z2
 
 
+def correlated(z_t: np.ndarray, z_v: np.ndarray, corr: np.ndarray | float) -> np.ndarray:
+    """The loudness's standard normal correlated ``corr`` with the timing's ``z_t``, from
+    an independent ``z_v`` (clipped at ``Z_MAX`` as the draws are)."""
+    c = np.asarray(corr, dtype=np.float64)
+    return np.clip(c * z_t + np.sqrt(1.0 - c * c) * z_v, -Z_MAX, Z_MAX)
+
+
 def content_seed(doc: object) -> int:
     """A seed for a truth without one (a hand-made file): a checksum of its contents, so
     the same file always spreads the same way."""
@@ -96,14 +114,19 @@ def timing_sd_us(latency_us: np.ndarray, sd_us: np.ndarray, sd_frac: np.ndarray)
 
 __all__ = [
     "LOUDNESS_SD_FRAC",
+    "PEDAL_SD_FRAC",
     "PRESS_SD_FRAC",
+    "SPREAD_CORR",
+    "STREAM_DAMPER",
     "STREAM_KEY",
+    "STREAM_PEDAL",
     "STREAM_PICK",
     "STREAM_PRESS",
     "TIMING_SD_FRAC",
     "TIMING_SD_US",
     "Z_MAX",
     "content_seed",
+    "correlated",
     "stroke_normals",
     "timing_sd_us",
 ]

@@ -11,14 +11,15 @@ A truth is drawn from a seed (:meth:`Truth.draw`) or read from a file
     spec: piano-88-grand
     seed: 0                      # informative; null for hand-made files
     pedal_latency_us: 41000
+    pedal_sd_frac: 0.02          # the pedal's latency spread (optional)
     keys:
       - {pitch: 21, pulse_full_us: 24000, threshold: 0.21, latency_full_us: 19500.0,
          alpha: 0.7, gain: 131.0, k: 2.4, v0: 0.08, return_us: 70000,
          heat_capacity_j_per_k: 24.1, tau_s: 31.0,
-         timing_sd_us: 150.0, timing_sd_frac: 0.015, loudness_sd: 0.015}
+         timing_sd_us: 150.0, timing_sd_frac: 0.015, loudness_sd: 0.015, spread_corr: -0.6}
 
-The last three are the key's strike-to-strike spread (sim/spread.py); a file without
-them gets the middle of their ranges.
+The last four are the key's strike-to-strike spread (sim/spread.py), ``pedal_sd_frac``
+the pedal's; a file without them gets the middle of their ranges.
 """
 
 from __future__ import annotations
@@ -37,7 +38,14 @@ from ..errors import SpecError
 from ..fileio import write_text
 from ..rules import COIL_THERMAL_TOLERANCE
 from ..spec.model import PianoSpec
-from .spread import LOUDNESS_SD_FRAC, TIMING_SD_FRAC, TIMING_SD_US, content_seed
+from .spread import (
+    LOUDNESS_SD_FRAC,
+    PEDAL_SD_FRAC,
+    SPREAD_CORR,
+    TIMING_SD_FRAC,
+    TIMING_SD_US,
+    content_seed,
+)
 
 # libyaml when available: a truth file has ~90 keys and pure-Python YAML is slow.
 _YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -82,6 +90,8 @@ class KeyTruth:
     timing_sd_us: float = sum(TIMING_SD_US) / 2
     timing_sd_frac: float = sum(TIMING_SD_FRAC) / 2
     loudness_sd: float = sum(LOUDNESS_SD_FRAC) / 2
+    # ... and their correlation (negative: a late stroke is a weak one, softer)
+    spread_corr: float = sum(SPREAD_CORR) / 2
 
     def check(self, where: str) -> None:
         """SpecError unless every parameter is physically meaningful."""
@@ -99,6 +109,7 @@ class KeyTruth:
             "timing_sd_us": (0.0, 100_000.0),
             "timing_sd_frac": (0.0, 0.5),
             "loudness_sd": (0.0, 0.5),
+            "spread_corr": (-1.0, 1.0),
         }
         for name, (lo, hi) in bounds.items():
             v = getattr(self, name)
@@ -106,17 +117,20 @@ class KeyTruth:
                 raise SpecError(f"{where}.{name}: {v!r} out of range (allowed: {lo}..{hi})")
 
 
-_OPTIONAL_KEY_FIELDS = frozenset({"timing_sd_us", "timing_sd_frac", "loudness_sd"})
+_OPTIONAL_KEY_FIELDS = frozenset({"timing_sd_us", "timing_sd_frac", "loudness_sd", "spread_corr"})
 
 
 @dataclass(frozen=True, slots=True)
 class Truth:
-    """Hidden parameters of every key of one simulated piano, plus the pedal's latency."""
+    """Hidden parameters of every key of one simulated piano, plus the pedal's latency
+    and its spread."""
 
     spec_name: str
     keys: tuple[KeyTruth, ...]  # sorted by pitch, one per key of the spec
     pedal_latency_us: int
     seed: int | None = None
+    # s.d. of the pedal's latency from one change to the next, a share of it (sim/spread.py)
+    pedal_sd_frac: float = sum(PEDAL_SD_FRAC) / 2
 
     def spread_seed(self) -> int:
         """The seed of the strikes' spread: the truth's, or for a hand-made file without
@@ -156,6 +170,8 @@ class Truth:
         sd_us = srng.uniform(*TIMING_SD_US, size=n)
         sd_frac = srng.uniform(*TIMING_SD_FRAC, size=n)
         loud_sd = srng.uniform(*LOUDNESS_SD_FRAC, size=n)
+        corr = srng.uniform(*SPREAD_CORR, size=n)  # (after the others: they stay as drawn)
+        pedal_sd = float(srng.uniform(*PEDAL_SD_FRAC))
         keys = tuple(
             KeyTruth(
                 pitch=ks.pitch,
@@ -172,10 +188,12 @@ class Truth:
                 timing_sd_us=float(sd_us[i]),
                 timing_sd_frac=float(sd_frac[i]),
                 loudness_sd=float(loud_sd[i]),
+                spread_corr=float(corr[i]),
             )
             for i, ks in enumerate(spec.keys)
         )
-        return cls(spec_name=spec.name, keys=keys, pedal_latency_us=pedal, seed=int(seed))
+        return cls(spec_name=spec.name, keys=keys, pedal_latency_us=pedal, seed=int(seed),
+                   pedal_sd_frac=pedal_sd)
 
     def check_for(self, spec: PianoSpec, where: str = "<truth>") -> None:
         """SpecError unless this truth has exactly one entry per key of ``spec``."""
@@ -199,6 +217,7 @@ class Truth:
             "spec": self.spec_name,
             "seed": self.seed,
             "pedal_latency_us": self.pedal_latency_us,
+            "pedal_sd_frac": self.pedal_sd_frac,
             "keys": [asdict(k) for k in self.keys],
         }
 
@@ -214,10 +233,13 @@ class Truth:
     @classmethod
     def from_dict(cls, doc: object, where: str = "<truth>") -> Truth:
         doc = check_truth_header(doc, where, "a robo_player truth file", TRUTH_FORMAT, TRUTH_VERSION,
-                                 {"pedal_latency_us", "keys"})  # fmt: skip
+                                 {"pedal_latency_us", "pedal_sd_frac", "keys"})  # fmt: skip
         pl = doc.get("pedal_latency_us")
         if not isinstance(pl, int) or isinstance(pl, bool) or not 0 <= pl <= 10_000_000:
             raise SpecError(f"{where}: pedal_latency_us: {pl!r} must be an integer in 0..10000000")
+        psd = doc.get("pedal_sd_frac", sum(PEDAL_SD_FRAC) / 2)  # a file from before: the middle
+        if isinstance(psd, bool) or not isinstance(psd, int | float) or not 0.0 <= psd <= 0.5:
+            raise SpecError(f"{where}: pedal_sd_frac: {psd!r} out of range (allowed: 0.0..0.5)")
         raw_keys = doc.get("keys")
         if not isinstance(raw_keys, list) or not raw_keys:
             raise SpecError(f"{where}: keys: must be a non-empty list")
@@ -265,6 +287,7 @@ class Truth:
             keys=tuple(keys),
             pedal_latency_us=pl,
             seed=seed,
+            pedal_sd_frac=float(psd),
         )
 
 
