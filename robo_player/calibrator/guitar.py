@@ -73,7 +73,9 @@ class GuitarCalibrationReport:
     settle_us: dict[str, int] = field(default_factory=dict)
     unsettled: list[str] = field(default_factory=list)  # contacts never heard clean
     heard_by: str = "notes"  # "audio": through the guitar's ear; "notes": a note-level sensor
-    sync_offset_us: float | None = None  # audio: the constant c found (the sync picker's full-drive latency)
+    sync_offset_us: float | None = None  # audio, no click: the constant c found (the sync picker's full-drive latency)
+    # audio: what fixed the absolute time: "click" (spec.sync_click) or "curves" (c, guessed)
+    clock_by: str | None = None
     audio_level_db: float | None = None  # audio: the take's level against the ear's law
     audio_level: TakeLevel | None = None  # ... and where it came from (anchor, measured gain, both)
 
@@ -108,6 +110,7 @@ def _ear_of(device: Device, spec: GuitarSpec, rep: GuitarCalibrationReport,
     if getattr(perf, "audio", None) is None:
         return None
     rep.heard_by = "audio"
+    rep.clock_by = "click" if spec.sync_click is not None else "curves"
     return GuitarEar(mic=mic)
 
 
@@ -161,7 +164,12 @@ def calibrate_guitar(
     if ear is not None:
         at = iter(heard)
         ear.fix(spec, results, {s: [next(at) for _ in results[s]] for s in todo})
-        rep.sync_offset_us, rep.audio_level_db, rep.audio_level = ear.offset_us, ear.level_db, ear.take_level
+        rep.audio_level_db, rep.audio_level = ear.level_db, ear.take_level
+        rep.sync_offset_us = ear.offset_us if rep.clock_by == "curves" else None
+        if rep.clock_by == "curves":
+            log.warning("calibrate: spec %r has no sync_click: the absolute onsets are uncertain by c, the sync "
+                        "picker's full-drive latency, guessed from the curves as %.1f ms (a piezo on a spare "
+                        "output fixes it: docs/guitar.md)", spec.name, ear.offset_us / 1000)  # fmt: skip
     rep.picks += len(pending)
     fits = {}
     for s in todo:
@@ -296,6 +304,8 @@ def calibrate_command(args: Any, spec: GuitarSpec, open_device: Callable[[], Dev
         say(f"slowest fret contact settles in {worst / 1000:.1f} ms (the spec's fret_settle_us: "
             f"{spec.timing.fret_settle_us / 1000:.1f} ms); with this calibration the planner presses "
             f"each fret its contact's settle plus {CAL_MARGIN_US / 1000:.0f} ms before its pick sounds")  # fmt: skip
+        if rep.clock_by == "click":
+            say("heard through audio: the absolute time from the sync click (docs/guitar.md)")
         if rep.heard_by == "audio" and rep.sync_offset_us is not None:
             say(f"heard through audio: the sync picker's full-drive latency (c) {rep.sync_offset_us / 1000:.2f} ms "
                 "from the curves (docs/guitar.md)")
