@@ -40,8 +40,8 @@ from ..planner.fingering import CAL_MARGIN_US
 from ..spec.guitar import GuitarSpec, Mechanism, press_position_mm
 from ..spec.string_calibration import StringCalibration
 from .fitting import curve_from_fit, fit_key
-from .guitar_listening import PICK_SLOT_US, GuitarEar, nominal_full_drive_latency_us
-from .strikes import SILENT_LATENCY_US, StrikeResult, match_strikes
+from .guitar_listening import ONSET_NOISE_US, PICK_SLOT_US, GuitarEar, nominal_full_drive_latency_us
+from .strikes import LAT_NOISE_US, SILENT_LATENCY_US, StrikeResult, match_strikes
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +56,14 @@ PROBE_DRIVE = 0.8
 SETTLE_HI_US = 80_000  # the bisection's clean bound at the start
 SETTLE_ROUNDS = 7  # 80 ms / 2^7: 0.6 ms
 SETTLE_MARGIN_US = 1_000
+# A fret contact does not settle the same time twice (docs/simulator.md, "Spread": the
+# simulator's assumed s.d. is 3-6 % of the settle time; no published figure). A bisection
+# of single probes ends near the middle of that spread (a probe late in it is heard clean
+# at a shorter delta, one early in it buzzes at a longer one), so the written settle adds
+# SETTLE_SPREAD_Z s.d. at the top of the assumed range: a press that settles slowly still
+# settles before the planner's pick (which adds its own CAL_MARGIN_US for the pick's spread)
+SETTLE_SPREAD = 0.06
+SETTLE_SPREAD_Z = 3.0
 SETTLE_FRET = 5  # where a slider's carriage presses while its presser is measured
 BUZZ_RATIO = 0.75  # heard / predicted loudness below this: a buzz
 PROBE_GAP_US = 450_000
@@ -173,7 +181,9 @@ def calibrate_guitar(
     rep.picks += len(pending)
     fits = {}
     for s in todo:
-        fit = fit_key(results[s], spread=(0.0, 0.0, 0.0))  # the pickers' fit as measured (docs/calibration.md, "Spread")
+        # weighed by the ear's noise and the picks' own spread, a robust second pass
+        # (calibrator/fitting.py, as the piano keys'): docs/guitar.md "Calibration"
+        fit = fit_key(results[s], lat_noise_us=LAT_NOISE_US if ear is None else ONSET_NOISE_US)
         if fit is None:
             raise CalibrationError(
                 f"calibrate: string {s} ({spec.name}): fewer than two of its "
@@ -273,11 +283,18 @@ def _settle(device: Device, spec: GuitarSpec, todo: list[int], cal: StringCalibr
         if progress is not None:
             progress(0.3 + 0.7 * (rnd + 1) / SETTLE_ROUNDS)
     for role in hi:
-        cal.settle_us[role] = int(math.ceil(hi[role])) + SETTLE_MARGIN_US
+        cal.settle_us[role] = settle_written_us(hi[role])
         if not clean_seen[role] and hi[role] >= SETTLE_HI_US:
             rep.unsettled.append(role)
             log.warning("calibrate: %s never sounded clean within %d us of its press", role,
                         SETTLE_HI_US)  # fmt: skip
+
+
+def settle_written_us(clean_us: float) -> int:
+    """The settle time written for a contact whose bisection ended at ``clean_us``: the
+    clean bound, :data:`SETTLE_MARGIN_US` and :data:`SETTLE_SPREAD_Z` s.d. of the
+    contact's assumed spread (:data:`SETTLE_SPREAD`)."""
+    return int(math.ceil(clean_us * (1.0 + SETTLE_SPREAD_Z * SETTLE_SPREAD))) + SETTLE_MARGIN_US
 
 
 def calibrate_command(args: Any, spec: GuitarSpec, open_device: Callable[[], Device],

@@ -38,7 +38,7 @@ Z_MAX = 4.0  # a stroke's deviation is clipped at this many s.d. (a bounded mech
 # onset targets move out of reach (docs/simulator.md, "Spread"). The simulator without
 # it flatters a real action; turning it on by default is the next step once the
 # guitar's audio calibration has a time reference of its own.
-SPREAD_DEFAULT = False
+SPREAD_DEFAULT = True
 
 # Streams: one per kind of part, so that the piano's keys, a guitar's pickers and its
 # pressers never draw the same numbers.
