@@ -4,6 +4,7 @@ calibration through audio takes its clock from it (docs/guitar.md, "Calibration"
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from pathlib import Path
 
@@ -76,3 +77,50 @@ def test_the_room_clicks_where_the_guitars_pin_went_on(name: str, url: str) -> N
         assert perf.heard == [] and dev.energised() == []  # a click is no note; its pin is off again
         perf = dev.play(_click_plan(spec, 0))
         assert perf.audio is not None and find_clicks(perf.audio.samples(), perf.audio.sample_rate) == []
+
+
+def test_calibrate_a_guitar_from_any_recorder_with_the_click(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    """`calibrate --record-with-any-recorder` plays one fixed take (clicked sync patterns,
+    the pickers' round); `--from-recording` learns the pickers from a recording of it, with
+    the spread on: absolute (the click), each picker's full drive near the truth's. A
+    take without the click refuses the spec that has one."""
+    from robo_player.calibrator.guitar_listening import sync_string
+    from robo_player.cli import main
+    from robo_player.hearing.recording import Recording, write_wav
+    from robo_player.spec.string_calibration import StringCalibration
+
+    monkeypatch.chdir(tmp_path)
+    spec = load_spec("bass-4")
+    assert isinstance(spec, GuitarSpec)
+    assert main(["calibrate", "--spec", "bass-4", "--port", "sim://", "--record-with-any-recorder"]) == 0
+    said = capsys.readouterr().out
+    assert "playing 52 picks" in said and "wrote played.json" in said
+    played = json.loads((tmp_path / "played.json").read_text())
+    assert played["click_delay_us"] == 100 and len(played["picks"]) == 4 * 13
+    # the recorder's take: the same fixed take on a simulated bass (spread on, the default)
+    from robo_player.calibrator.guitar_offline import fixed_take
+
+    plan, again = fixed_take(spec)
+    assert again == played
+    with open_port("sim://?sensor=audio&gain_db=-20", spec, truth_seed=4) as dev:
+        take = dev.play(plan).audio
+        truth = dev._truth
+    assert take is not None
+    write_wav(tmp_path / "take.wav", Recording(take.samples(), take.sample_rate))
+    assert main(["calibrate", "--spec", "bass-4", "--from-recording", "take.wav", "--played", "played.json",
+                 "--out", "cal.yaml"]) == 0  # fmt: skip
+    said = capsys.readouterr().out
+    assert "calibrated 4 pickers and 0 fret contacts of bass-4 by listening (52 picks)" in said
+    assert "cannot tell the fret contacts' settle" in said and "has no sync_click" not in said
+    cal = StringCalibration.load(tmp_path / "cal.yaml")
+    for s in range(4):  # absolute: the click; each pick 0.4-0.9 ms off its curve
+        assert abs(cal.pickers[s].latency_at(1.0) - truth.strings[s].latency_full_us) < 1_000, s
+    assert sync_string(spec) == 3
+    # a take played for the spec without a click, learnt with the shipped spec's: refused
+    played["click_delay_us"] = None
+    (tmp_path / "picked.json").write_text(json.dumps(played))
+    assert main(["calibrate", "--spec", "bass-4", "--from-recording", "take.wav", "--played", "picked.json",
+                 "--out", "cal2.yaml"]) == 2  # fmt: skip
+    assert "were picked (click_delay_us None), but spec 'bass-4' has sync_click.delay_us 100" in capsys.readouterr().err
+    assert not (tmp_path / "cal2.yaml").exists()

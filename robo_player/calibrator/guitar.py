@@ -39,7 +39,7 @@ from ..plan import Command, Op, Plan
 from ..planner.fingering import CAL_MARGIN_US
 from ..spec.guitar import GuitarSpec, Mechanism, press_position_mm
 from ..spec.string_calibration import StringCalibration
-from .fitting import curve_from_fit, fit_key
+from .fitting import KeyFit, curve_from_fit, fit_key
 from .guitar_listening import ONSET_NOISE_US, PICK_SLOT_US, GuitarEar, nominal_full_drive_latency_us
 from .strikes import LAT_NOISE_US, SILENT_LATENCY_US, StrikeResult, match_strikes
 
@@ -157,37 +157,70 @@ def calibrate_guitar(
     cal = StringCalibration(spec.name, spec.spec_hash, spec.family)
     ear = _ear_of(device, spec, rep, mic)
     # -- 1. pickers on the open strings -------------------------------------------------
-    cmds: list[Command] = []
-    results: dict[int, list[StrikeResult]] = {s: [] for s in todo}
-    for k, s in enumerate(todo):
-        for j, d in enumerate(PICK_DRIVES):
-            t = START_US + k * STAGGER_US + j * PICK_GAP_US
-            if ear is not None:  # one pick at a time, every string in turn
-                t = START_US + (j * len(todo) + k) * max(PICK_SLOT_US, PICK_GAP_US // len(todo))
-            c, dq = _pick(spec, s, t, d, j)
-            cmds += [c, _damp(spec, s, t + DAMP_AFTER_US)]
-            results[s].append(StrikeResult(pitch=spec.open_pitch(s), drive=dq, t_us=t))
+    cmds, results = pickers_round(spec, todo, ear is not None)
     pending = [r for s in todo for r in results[s]]
     heard = _play_heard(device, spec, cmds, pending, rep, ear, "calibration: pickers")
     if ear is not None:
         at = iter(heard)
         ear.fix(spec, results, {s: [next(at) for _ in results[s]] for s in todo})
-        rep.audio_level_db, rep.audio_level = ear.level_db, ear.take_level
-        rep.sync_offset_us = ear.offset_us if rep.clock_by == "curves" else None
-        if rep.clock_by == "curves":
-            log.warning("calibrate: spec %r has no sync_click: the absolute onsets are uncertain by c, the sync "
-                        "picker's full-drive latency, guessed from the curves as %.1f ms (a piezo on a spare "
-                        "output fixes it: docs/guitar.md)", spec.name, ear.offset_us / 1000)  # fmt: skip
+        note_ear(spec, ear, rep)
     rep.picks += len(pending)
-    fits = {}
-    for s in todo:
+    fits = fit_pickers(spec, results, cal, rep, ear is not None)
+    if progress is not None:
+        progress(0.3)
+    # -- 2. fret contacts: bisection on press-to-sound time ------------------------------
+    if settle and ear is None:
+        _settle(device, spec, todo, cal, fits, rep, progress)
+    elif settle:  # through audio: string by string (one probe sounding at a time)
+        for s in todo:
+            _settle(device, spec, [s], cal, fits, rep, None, ear)
+    if progress is not None:
+        progress(1.0)
+    rep.settle_us = dict(cal.settle_us)
+    return cal, rep
+
+
+def pickers_round(spec: GuitarSpec, todo: list[int], audio: bool) -> tuple[list[Command], dict[int, list[StrikeResult]]]:
+    """The pickers' round: every string of ``todo`` picked open at :data:`PICK_DRIVES`
+    (damped after each pick), staggered, or through audio one pick at a time, every
+    string in turn; the commands and each string's picks (drive as quantised)."""
+    cmds: list[Command] = []
+    results: dict[int, list[StrikeResult]] = {s: [] for s in todo}
+    for k, s in enumerate(todo):
+        for j, d in enumerate(PICK_DRIVES):
+            t = START_US + k * STAGGER_US + j * PICK_GAP_US
+            if audio:  # one pick at a time, every string in turn
+                t = START_US + (j * len(todo) + k) * max(PICK_SLOT_US, PICK_GAP_US // len(todo))
+            c, dq = _pick(spec, s, t, d, j)
+            cmds += [c, _damp(spec, s, t + DAMP_AFTER_US)]
+            results[s].append(StrikeResult(pitch=spec.open_pitch(s), drive=dq, t_us=t))
+    return cmds, results
+
+
+def note_ear(spec: GuitarSpec, ear: GuitarEar, rep: GuitarCalibrationReport) -> None:
+    """After the pickers' round through audio: what the ear fixed, into ``rep`` (and the
+    warning where the absolute time is a guess: no sync click)."""
+    rep.audio_level_db, rep.audio_level = ear.level_db, ear.take_level
+    rep.clock_by = "click" if spec.sync_click is not None else "curves"
+    rep.sync_offset_us = ear.offset_us if rep.clock_by == "curves" else None
+    if rep.clock_by == "curves":
+        log.warning("calibrate: spec %r has no sync_click: the absolute onsets are uncertain by c, the sync "
+                    "picker's full-drive latency, guessed from the curves as %.1f ms (a piezo on a spare "
+                    "output fixes it: docs/guitar.md)", spec.name, ear.offset_us / 1000)  # fmt: skip
+
+
+def fit_pickers(spec: GuitarSpec, results: dict[int, list[StrikeResult]], cal: StringCalibration,
+                rep: GuitarCalibrationReport, audio: bool) -> dict[int, KeyFit]:  # fmt: skip
+    """Each string's picker curve from its picks (into ``cal.pickers``); the fits."""
+    fits: dict[int, KeyFit] = {}
+    for s, picks in results.items():
         # weighed by the ear's noise and the picks' own spread, a robust second pass
         # (calibrator/fitting.py, as the piano keys'): docs/guitar.md "Calibration"
-        fit = fit_key(results[s], lat_noise_us=LAT_NOISE_US if ear is None else ONSET_NOISE_US)
+        fit = fit_key(picks, lat_noise_us=ONSET_NOISE_US if audio else LAT_NOISE_US)
         if fit is None:
             raise CalibrationError(
                 f"calibrate: string {s} ({spec.name}): fewer than two of its "
-                f"{len(PICK_DRIVES)} picks were heard; is its picker connected?"
+                f"{len(picks)} picks were heard; is its picker connected?"
             )
         lat_full = float(fit.latency_us(1.0))
         if not (math.isfinite(lat_full) and lat_full > 0.0 and math.isfinite(float(fit.latency_us(PROBE_DRIVE)))):
@@ -202,19 +235,8 @@ def calibrate_guitar(
         rep.vel_rms[s] = round(fit.vel_rms, 2)
         # the table spans drives whose latency is within MAX_LATENCY_RATIO of full drive's
         max_lat = min(SILENT_LATENCY_US * 0.5, MAX_LATENCY_RATIO * float(fit.latency_us(1.0)))
-        cal.pickers[s] = curve_from_fit(spec.open_pitch(s), fit, max_lat, len(results[s]))
-    if progress is not None:
-        progress(0.3)
-    # -- 2. fret contacts: bisection on press-to-sound time ------------------------------
-    if settle and ear is None:
-        _settle(device, spec, todo, cal, fits, rep, progress)
-    elif settle:  # through audio: string by string (one probe sounding at a time)
-        for s in todo:
-            _settle(device, spec, [s], cal, fits, rep, None, ear)
-    if progress is not None:
-        progress(1.0)
-    rep.settle_us = dict(cal.settle_us)
-    return cal, rep
+        cal.pickers[s] = curve_from_fit(spec.open_pitch(s), fit, max_lat, len(picks))
+    return fits
 
 
 def _contacts(spec: GuitarSpec, s: int) -> list[tuple[str, int, int]]:
@@ -342,4 +364,5 @@ def calibrate_command(args: Any, spec: GuitarSpec, open_device: Callable[[], Dev
     return 0
 
 
-__all__ = ["GuitarCalibrationReport", "calibrate_command", "calibrate_guitar"]
+__all__ = ["GuitarCalibrationReport", "calibrate_command", "calibrate_guitar", "fit_pickers", "note_ear",
+           "pickers_round", "settle_written_us"]

@@ -28,7 +28,15 @@ from enum import Enum
 from typing import ClassVar
 
 from .actuators import Actuator, ActuatorKind, ActuatorMap
-from .model import DriverBoard, DriverKind, NominalCurves, PowerSpec, SyncClickSpec, ThermalSpec, spec_hash
+from .model import (
+    DriverBoard,
+    DriverKind,
+    NominalCurves,
+    PowerSpec,
+    SyncClickSpec,
+    ThermalSpec,
+    spec_hash,
+)
 
 __all__ = [
     "DAMPER_LIFT_US",
