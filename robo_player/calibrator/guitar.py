@@ -20,7 +20,10 @@ heard (onset, pitch, loudness); it never reads the simulator's truth.
 Through a microphone (the device hands back audio: a real guitar, or ``sim://`` with
 ``sensor=audio``) the same rounds are heard by the guitar's ear
 (:mod:`.guitar_listening`): the pickers' picks one at a time, the contacts string by
-string, each round between two sync patterns.
+string, each round between two sync patterns (clicked on ``spec.sync_click``: an
+absolute clock). With the picks' and presses' own spread the pickers are fitted
+through their scatter (:func:`~.fitting.fit_key`'s allowance and robust second pass)
+and each contact's written settle allows for its spread (:func:`settle_written_us`).
 """
 
 from __future__ import annotations

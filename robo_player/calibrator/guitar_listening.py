@@ -1,13 +1,15 @@
 """A guitar's calibration through a microphone (the device hands back audio).
 
 As the piano's (:mod:`.listening`): every round starts and ends with a sync pattern
-(:data:`~robo_player.hearing.align.PATTERN_US`), here picked on the sync string (the
-highest open string: the shortest period, the sharpest step) at full drive and damped
-after each pick; the round's picks are heard by the guitar's ear
+(:data:`~robo_player.hearing.align.PATTERN_US`), clicked on the spec's sync click
+(``spec.sync_click``: the clock is then absolute, :func:`take_clock`), else picked on
+the sync string (the highest open string: the shortest period, the sharpest step) at
+full drive and damped after each pick; the round's picks are heard by the guitar's ear
 (:mod:`robo_player.hearing.guitar`), each in its window, with its pitch known (the
-string's open pitch + the fret). The aligned times are early by one constant ``c`` for
-the whole session, the sync picker's full-drive latency: found once, from the pickers'
-curves (:func:`~.listening.common_offset`: the latency family has no constant term).
+string's open pitch + the fret). Without a click the aligned times are early by one
+constant ``c`` for the whole session, the sync picker's full-drive latency: found once,
+from the pickers' curves (:func:`common_offset`: the latency family has no constant
+term; with the picks' own spread it is tens of ms off, docs/guitar.md).
 The microphone's gain is unknown too: the take's level is fitted once, on the pickers'
 round, against the spec's nominal curve at full drive, the geometric mean over every
 string (each string's own loudness against the nominal averages out, as the piano's
