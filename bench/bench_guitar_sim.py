@@ -37,6 +37,7 @@ caches cleared before each piece (cold) and over all pieces.
 from __future__ import annotations
 
 import argparse
+import math
 import time
 from collections import Counter
 from pathlib import Path
@@ -44,7 +45,12 @@ from typing import Any
 
 import numpy as np
 
-from robo_player.calibrator.guitar import calibrate_guitar
+from robo_player.calibrator.fitting import KeyFit, curve_from_fit
+from robo_player.calibrator.guitar import (
+    GuitarCalibrationReport,
+    calibrate_guitar,
+    settle_written_us,
+)
 from robo_player.driver import open_port
 from robo_player.hearing.level import parse_mic_gain
 from robo_player.planner import plan
@@ -52,6 +58,7 @@ from robo_player.report import build_report
 from robo_player.score import Note, Score
 from robo_player.sim.guitar import audio
 from robo_player.spec import load_spec
+from robo_player.spec.string_calibration import StringCalibration
 
 COLLECTIONS = ("essenFolksong", "oneills1850", "ryansMammoth")
 
@@ -134,23 +141,44 @@ def bass_line(score: Score) -> Score:
                          for n in low.values()), key=lambda n: n.onset_us))  # fmt: skip
 
 
+def truth_calibration(spec: Any, truth: Any) -> StringCalibration:
+    """The calibration the hidden truth itself gives (the floor: what no calibration
+    beats): each picker's exact curves, each contact's settle as the calibrator writes a
+    bound that lands on it (:func:`~robo_player.calibrator.guitar.settle_written_us`)."""
+    cal = StringCalibration(spec.name, spec.spec_hash, spec.family)
+    for s, tr in enumerate(truth.strings):
+        th = tr.threshold
+        fit = KeyFit(theta=th, lat_a=tr.latency_full_us * (1.0 - th) ** tr.alpha, alpha=tr.alpha,
+                     vel_a=tr.gain * tr.v0, vel_b=tr.gain * (1.0 - tr.v0) / (1.0 - math.exp(-tr.k)),
+                     vel_k=tr.k / (1.0 - th))  # fmt: skip
+        cal.pickers[s] = curve_from_fit(spec.open_pitch(s), fit, 2.0 * tr.latency_full_us, 13)
+    for role, settle in truth.pressers.items():
+        cal.settle_us[role] = settle_written_us(settle)
+    return cal
+
+
 def run_spec(name: str, pieces: list[tuple[str, Score]], seed: int, perfs: list[Any], sensor: str = "notes",
              nominal: dict[str, Any] | None = None, room_gain_db: float = -31.0,
-             mic_gain: str = "-30.8:0.3") -> dict[str, Any]:  # fmt: skip
+             mic_gain: str = "-30.8:0.3", spread: str = "", floor: bool = False) -> dict[str, Any]:  # fmt: skip
     """Calibrate through ``sensor``, play every piece; ``nominal``: the uncalibrated
-    figures of an earlier run (not played again)."""
+    figures of an earlier run (not played again). ``spread``: ``&spread=0|1`` for every
+    port (empty: the simulator's default); ``floor``: play with the truth's own
+    calibration (:func:`truth_calibration`) instead of calibrating."""
     spec = load_spec(name)
     c0 = time.process_time()
-    url, mic = f"sim://?sensor={sensor}", None
+    url, mic = f"sim://?sensor={sensor}{spread}", None
     if sensor == "mic":
-        url, mic = f"sim://?sensor=audio&gain_db={room_gain_db:g}", parse_mic_gain(mic_gain)
+        url, mic = f"sim://?sensor=audio&gain_db={room_gain_db:g}{spread}", parse_mic_gain(mic_gain)
     with open_port(url, spec, truth_seed=seed) as dev:
-        cal, crep = calibrate_guitar(dev, spec, mic=mic)
+        if floor:
+            cal, crep = truth_calibration(spec, dev._truth), GuitarCalibrationReport()
+        else:
+            cal, crep = calibrate_guitar(dev, spec, mic=mic)
     cal_cpu = time.process_time() - c0
     out: dict[str, Any] = {"spec": name, "pieces": len(pieces), "cal_picks": crep.picks,
                            "cal_cpu_s": cal_cpu, "cal_play_s": crep.sim_time_us / 1e6, "sensor": sensor,
                            "c_ms": None if crep.sync_offset_us is None else crep.sync_offset_us / 1000,
-                           "level": crep.audio_level}  # fmt: skip
+                           "clock_by": crep.clock_by, "level": crep.audio_level}  # fmt: skip
     if nominal is not None:
         out["nominal"] = nominal
     for label, calibration in (("cal", cal), ("nominal", None)):
@@ -163,7 +191,7 @@ def run_spec(name: str, pieces: list[tuple[str, Score]], seed: int, perfs: list[
         cut_ms: list[float] = []  # per cut note: written sounding length less the planned, ms
         for _piece, score in pieces:
             the_plan, rep = plan(score, spec, calibration)
-            with open_port("sim://?sensor=notes", spec, truth_seed=seed) as dev:  # reports read the notes
+            with open_port(f"sim://?sensor=notes{spread}", spec, truth_seed=seed) as dev:  # reports read the notes
                 perf = dev.play(the_plan)
             r = build_report(plan_report=rep, performance=perf, piece=_piece, spec=spec,
                              port="sim://", calibration=calibration)  # fmt: skip
@@ -230,7 +258,12 @@ def main(argv: list[str] | None = None) -> int:
                     help="what the calibration hears through (both: notes and audio; all: and mic)")
     ap.add_argument("--room-gain-db", type=float, default=-31.0, help="--sensor mic: the room's true gain")
     ap.add_argument("--mic-gain-db", default="-30.8:0.3", help="--sensor mic: the gain the calibration is told")
+    ap.add_argument("--spread", choices=("0", "1"), help="the picks' and presses' own spread on every port "
+                    "(default: the simulator's, sim/spread.py SPREAD_DEFAULT)")
+    ap.add_argument("--floor", action="store_true", help="play with the truth's own calibration (no calibrating): "
+                    "the floor the calibrated figures are measured against")
     args = ap.parse_args(argv)
+    spread = "" if args.spread is None else f"&spread={args.spread}"
     try:
         import music21  # noqa: F401
     except ImportError:
@@ -250,7 +283,7 @@ def main(argv: list[str] | None = None) -> int:
         rows = []
         for name, pieces in sets:
             rows.append(run_spec(name, pieces, args.truth_seed, perfs if k == 0 else [], sensor, nominal.get(name),
-                                 args.room_gain_db, args.mic_gain_db))  # fmt: skip
+                                 args.room_gain_db, args.mic_gain_db, spread, args.floor))  # fmt: skip
             nominal[name] = rows[-1]["nominal"]
         if k == 0:
             audio_s, cold_x, warm_x = ks_speed(perfs)
@@ -277,7 +310,8 @@ def _print_rows(rows: list[dict[str, Any]], sensor: str) -> None:
               f"{_f(c['onset_p99'])} ({_f(n['onset_p99'])}) | {_f(c['vel_mean'])} ({_f(n['vel_mean'])}) | "
               f"{c['buzzed_notes']} | {c['carriage_faults']} | {r['cal_picks']} picks, "
               f"{r['cal_play_s']:.0f} s played, {r['cal_cpu_s']:.1f} s CPU"
-              + ("" if r["c_ms"] is None else f", c {r['c_ms']:.2f} ms") + " |")  # fmt: skip
+              + ("" if r["c_ms"] is None else f", c {r['c_ms']:.2f} ms")
+              + ("" if r["clock_by"] is None else f", clock by {r['clock_by']}") + " |")  # fmt: skip
     print()
     print("cut notes and their cut length p10/p50/p90 ms (written sounding length less the planned), "
           "calibrated (nominal); slurs heard (a fret pressed or released on a ringing string):")

@@ -321,6 +321,7 @@ class GuitarBuild:
     thermal: dict[str, object]
     power: dict[str, object]
     pick_latency: tuple[int, int]  # (fastest_us, spread_us)
+    sync_click: dict[str, object] | None = None
 
 
 def _flow(d: dict[str, object]) -> str:
@@ -374,7 +375,18 @@ def render_guitar(b: GuitarBuild) -> str:
         f"  velocity: [{', '.join(repr(v) for v in velocity)}]",
         f"  latency_us: [{', '.join(str(x) for x in latency)}]",
     ]
+    if b.sync_click is not None:
+        lines += ["", "# A piezo disc next to the microphone, on a spare output through a MOSFET:",
+                  "# hearing's absolute time reference (docs/guitar.md, \"Calibration\")."]
+        lines += _section("sync_click", b.sync_click, {
+            "delay_us": "piezo response; add 3 us per mm between piezo and microphone",
+        })
     return "\n".join(lines) + "\n"
+
+
+def _click(ch: int, board: str) -> dict[str, object]:
+    """A guitar's sync click on a spare 12-bit output: as the pianos' (100 us, 2 ms)."""
+    return {"channel": ch, "board": board, "pwm_bits": 12, "delay_us": 100, "pulse_us": 2000}
 
 
 GUITAR_TUNING = [40, 45, 50, 55, 59, 64]  # E2 A2 D3 G3 B3 E4
@@ -469,6 +481,7 @@ Robotic guitar, matrix mechanism: 6 strings x 19 fret solenoids (114), 6 dampers
     thermal=GUITAR_THERMAL,
     power={"supply_v": 24.0, "supply_a": 30.0, "coil_ohm": 12.0, "max_simultaneous_strikes": 12},
     pick_latency=(40000, 30000),
+    sync_click=_click(120, "frets7"),
 )  # fmt: skip
 
 SLIDER = GuitarBuild(
@@ -503,6 +516,7 @@ make 10,400 steps/s together, within the board's max_steps_per_s (the AVR makes 
     thermal=GUITAR_THERMAL,
     power={"supply_v": 24.0, "supply_a": 20.0, "coil_ohm": 12.0, "max_simultaneous_strikes": 8},
     pick_latency=(40000, 30000),
+    sync_click=_click(18, "coils1"),
 )  # fmt: skip
 
 SLIDER_SERVO = GuitarBuild(
@@ -538,6 +552,7 @@ servos on the MCU's direct outputs 0..5 (channels 32..37). Positions: 255 counts
     thermal=GUITAR_THERMAL,
     power={"supply_v": 24.0, "supply_a": 20.0, "coil_ohm": 12.0, "max_simultaneous_strikes": 8},
     pick_latency=(40000, 30000),
+    sync_click=_click(18, "coils1"),
 )  # fmt: skip
 
 BASS = GuitarBuild(
@@ -572,6 +587,7 @@ make 11,200 steps/s together, within the board's max_steps_per_s (the AVR makes 
     thermal=GUITAR_THERMAL,
     power={"supply_v": 24.0, "supply_a": 10.0, "coil_ohm": 12.0, "max_simultaneous_strikes": 4},
     pick_latency=(45000, 30000),
+    sync_click=_click(12, "coils0"),
 )  # fmt: skip
 
 GUITAR_BUILDS = (MATRIX, SLIDER, SLIDER_SERVO, BASS)

@@ -4,12 +4,13 @@ the guitar's ear times and weighs them, and the calibration through audio finds 
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 import pytest
 
-from robo_player.calibrator.guitar import calibrate_guitar
+from robo_player.calibrator.guitar import calibrate_guitar, settle_written_us
 from robo_player.driver import open_port
 from robo_player.errors import HearingError, TransportError
 from robo_player.hearing.align import PATTERN_US
@@ -152,35 +153,57 @@ def _truth_curve(tr: Any, d: float) -> tuple[float, float]:
 
 
 def test_calibration_through_audio_finds_the_truth(opened: Any) -> None:
+    """With the spec's sync click and the picks' own spread (sim://'s default): the clock
+    from the clicks, every picker's curve near the truth's, each contact's settle above
+    it. Before the click, c read from the curves' shape was 27-90 ms off with the spread
+    (docs/simulator.md, "Spread")."""
     spec = load_spec("guitar-slider")
-    # exact (spread=0): with the picks' own spread (sim://'s default) the clock offset
-    # read from the curves' shape is 27 ms off and every latency with it
-    # (docs/simulator.md, "Spread"): a target the calibration through audio misses today
-    dev = opened(open_port("sim://?sensor=audio&spread=0", spec, truth_seed=11))
+    assert spec.sync_click is not None
+    dev = opened(open_port("sim://?sensor=audio", spec, truth_seed=11))
     cal, rep = calibrate_guitar(dev, spec)
     truth = dev._truth
-    assert rep.heard_by == "audio" and rep.sync_offset_us is not None
-    assert rep.sync_offset_us == pytest.approx(truth.strings[5].latency_full_us, abs=300)
+    assert rep.heard_by == "audio" and rep.clock_by == "click" and rep.sync_offset_us is None
     for s, c in cal.pickers.items():
         for d in (0.4, 0.6, 0.8, 1.0):
             lat, vel = _truth_curve(truth.strings[s], d)
-            assert abs(c.latency_at(d) - lat) < 400, (s, d)  # measured: 50 us at most
+            # each pick lands 0.4-0.85 ms off its curve (its own spread), 13 picks a curve:
+            # measured 424 us at most at full drive
+            assert abs(c.latency_at(d) - lat) < 1_000, (s, d)
             # the loudness scale is anchored on the nominal at full drive (six strings)
             assert abs(c.velocity_at(d) - vel) < 10, (s, d)
-    for role, settle in cal.settle_us.items():
-        assert truth.pressers[role] <= settle <= truth.pressers[role] + 2_500, role
+    for role, settle in cal.settle_us.items():  # each press settles within ~3 s.d. of its truth
+        assert truth.pressers[role] <= settle <= settle_written_us(truth.pressers[role] + 2_500), role
     assert rep.unsettled == []
 
 
+def test_calibration_through_audio_without_a_click_finds_c_on_the_exact_instrument(opened: Any) -> None:
+    """Without a sync click the aligned times are early by c, the sync picker's full-drive
+    latency, found from the curves' shape: right on the exact instrument (spread=0; with
+    the spread it is tens of ms off: docs/simulator.md, "Spread"), and the user is warned
+    that the absolute time is a guess."""
+    spec = replace(load_spec("guitar-slider"), sync_click=None)
+    dev = opened(open_port("sim://?sensor=audio&spread=0", spec, truth_seed=11))
+    cal, rep = calibrate_guitar(dev, spec)
+    truth = dev._truth
+    assert rep.heard_by == "audio" and rep.clock_by == "curves" and rep.sync_offset_us is not None
+    assert rep.sync_offset_us == pytest.approx(truth.strings[5].latency_full_us, abs=300)
+    for s, c in cal.pickers.items():
+        for d in (0.4, 0.6, 0.8, 1.0):
+            lat, _ = _truth_curve(truth.strings[s], d)
+            assert abs(c.latency_at(d) - lat) < 400, (s, d)  # measured: 50 us at most
+
+
 def test_calibration_of_one_string_through_audio_in_seconds(opened: Any) -> None:
-    """One string: its curve alone tells ``c`` (less surely than six: within ~0.5 ms)."""
+    """One string, heard through the room with the spread: the clock from the sync click
+    (without one, one curve alone tells ``c`` less surely than six)."""
     spec = load_spec("guitar-slider")
-    dev = opened(open_port("sim://?sensor=audio&snr_db=30&spread=0", spec, truth_seed=5))  # exact: as above
+    dev = opened(open_port("sim://?sensor=audio&snr_db=30", spec, truth_seed=5))  # with the spread
     cal, rep = calibrate_guitar(dev, spec, strings=[3])
     truth = dev._truth
     assert rep.heard_by == "audio" and set(cal.pickers) == {3} and rep.picks == 13 + 7
     for d in (0.5, 0.75, 1.0):
         lat, vel = _truth_curve(truth.strings[3], d)
-        assert abs(cal.pickers[3].latency_at(d) - lat) < 800, d
+        assert abs(cal.pickers[3].latency_at(d) - lat) < 800, d  # measured: 280 us at most
         assert abs(cal.pickers[3].velocity_at(d) - vel) < 10, d
-    assert truth.pressers["press:3"] <= cal.settle_us["press:3"] <= truth.pressers["press:3"] + 3_000
+    settle = truth.pressers["press:3"]
+    assert settle <= cal.settle_us["press:3"] <= settle_written_us(settle + 3_000)

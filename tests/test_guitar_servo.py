@@ -526,9 +526,9 @@ def test_a_seventh_servo_is_refused_on_the_avr_only(port: str, tmp_path: Path) -
     text = text.replace("{id: servos, kind: direct, channels: 6,", "{id: servos, kind: direct, channels: 7,")
     seventh = (
         "  - tuning: A4\n"
-        "    picker: {channel: 18, board: coils1, pwm_bits: 12}\n"
-        "    damper: {channel: 19, board: coils1, pwm_bits: 12}\n"
-        "    presser: {channel: 20, board: coils1, pwm_bits: 12}\n"
+        "    picker: {channel: 19, board: coils1, pwm_bits: 12}\n"  # 18: the sync click
+        "    damper: {channel: 20, board: coils1, pwm_bits: 12}\n"
+        "    presser: {channel: 21, board: coils1, pwm_bits: 12}\n"
         "    carriage: {channel: 38, board: servos, pwm_bits: 8, drive: servo, travel_mm: 440.0, "
         "max_speed_mm_s: 1000.0, accel_mm_s2: 50000.0, settle_us: 30000}\n"
     )

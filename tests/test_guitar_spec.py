@@ -63,12 +63,15 @@ def test_shipped_guitar_specs_load_with_their_family() -> None:
 
 def test_actuator_maps() -> None:
     m = load_spec("guitar-matrix").actuators
-    assert len(m.of_kind(ActuatorKind.COIL)) == 6 * 19 + 12 and not m.of_kind(ActuatorKind.POSITIONER)
+    # 114 frets, 6 pickers, 6 dampers and the sync click (a piezo: off the coils' supply)
+    assert len(m.of_kind(ActuatorKind.COIL)) == 6 * 19 + 12 + 1 and not m.of_kind(ActuatorKind.POSITIONER)
+    click = m.by_role("sync_click")
+    assert click.index == 120 and click.board == "frets7" and not click.on_supply and click.hold_duty == 0.0
     assert m.by_role("fret:5:19").board_kind.value == "pca9685"
     assert m.by_role("pick:0").board == "mcu" and m.by_role("pick:0").pwm_bits == 10
     s = load_spec("guitar-slider").actuators
     cars = s.of_kind(ActuatorKind.POSITIONER)
-    assert len(cars) == 6 and len(s.of_kind(ActuatorKind.COIL)) == 18
+    assert len(cars) == 6 and len(s.of_kind(ActuatorKind.COIL)) == 18 + 1
     for c in cars:
         assert c.travel_mm == 440.0 and c.max_speed_mm_s == 3000.0 and c.settle_us == 10_000
         assert not c.on_supply and c.full_a == 0.0

@@ -62,6 +62,8 @@ def calibrate(args: argparse.Namespace, helpers: dict[str, Callable[..., Any]]) 
     if sum(bool(x) for x in (args.mic, args.record_with_any_recorder, args.from_recording)) > 1:
         raise UsageError("give one of --mic, --record-with-any-recorder, --from-recording")
     spec = helpers["load_spec"](args)
+    if spec.family != "piano":  # the guitar's and the bass's pickers
+        return _calibrate_guitar(args, spec, helpers)
     if args.record_with_any_recorder:
         if not args.played:  # the default: played.json here, never over an existing one
             args.played = DEFAULT_PLAYED
@@ -101,6 +103,61 @@ def calibrate(args: argparse.Namespace, helpers: dict[str, Callable[..., Any]]) 
         if report.clock_by == "curves":
             print(f"note: {spec.name} has no sync_click, so the absolute onsets are uncertain by "
                   "the sync key's full-drive latency (guessed from the curves); docs/hearing.md")
+    return 0
+
+
+def _played_path(args: argparse.Namespace) -> None:
+    """--record-with-any-recorder without --played: played.json here, never over one."""
+    if not args.played:
+        args.played = DEFAULT_PLAYED
+        if Path(args.played).exists():
+            raise UsageError(f"--record-with-any-recorder: {args.played} exists here and is not "
+                             "overwritten: give --played PATH (where to write what it plays)")  # fmt: skip
+
+
+def _calibrate_guitar(args: argparse.Namespace, spec: Any, helpers: dict[str, Callable[..., Any]]) -> int:
+    """The listening options for a guitar or bass (calibrator/guitar_offline.py): the
+    pickers from a recording of one fixed take, or the whole calibration through --mic."""
+    from .guitar import calibrate_guitar
+    from .guitar_offline import fixed_take, learn_from_recording
+    from .offline import load_played, save_played
+
+    if args.record_with_any_recorder:
+        _played_path(args)
+        plan, played = fixed_take(spec)
+        with helpers["open_device"](args.port, spec, args) as device:
+            if not args.quiet:
+                print(f"start your recorder now; playing {len(played['picks'])} picks "
+                      f"({played['end_us'] / 1e6:.0f} s)")  # fmt: skip
+            device.play(plan)
+        save_played(args.played, played)
+        if not args.quiet:
+            print(f"wrote {args.played}; then: robo-player calibrate --spec {spec.name} --from-recording "
+                  f"TAKE.wav --played {args.played} --out CAL.yaml")  # fmt: skip
+        return 0
+    if not args.out:
+        raise UsageError("calibrate: --out CAL.yaml is needed (the calibration file to write)")
+    if args.from_recording:
+        if not args.played:
+            raise UsageError("--from-recording needs --played PLAYED.json (what the take played)")
+        played = load_played(args.played, spec)
+        cal, rep = learn_from_recording(spec, read_wav(args.from_recording), played, args.from_recording,
+                                        args.mic_gain)  # fmt: skip
+    else:
+        with helpers["open_device"](args.port, spec, args) as device:
+            cal, rep = calibrate_guitar(ListeningDevice(device, MicRecorder(args.mic)), spec, mic=args.mic_gain)
+    cal.save(args.out)
+    if not args.quiet:
+        print(f"calibrated {len(cal.pickers)} pickers and {len(cal.settle_us)} fret contacts of {spec.name} "
+              f"by listening ({rep.picks} picks); wrote {args.out}")  # fmt: skip
+        if args.from_recording:
+            print("note: a recording cannot tell the fret contacts' settle (a bisection that listens between "
+                  "rounds): the planner keeps the spec's fret_settle_us rule")
+        if rep.audio_level is not None:
+            print(rep.audio_level.line("the ear's law", "strings at full drive against the spec's nominal"))
+        if rep.clock_by == "curves":
+            print(f"note: {spec.name} has no sync_click, so the absolute onsets are uncertain by the sync "
+                  "picker's full-drive latency (guessed from the curves); docs/guitar.md")
     return 0
 
 

@@ -20,7 +20,10 @@ heard (onset, pitch, loudness); it never reads the simulator's truth.
 Through a microphone (the device hands back audio: a real guitar, or ``sim://`` with
 ``sensor=audio``) the same rounds are heard by the guitar's ear
 (:mod:`.guitar_listening`): the pickers' picks one at a time, the contacts string by
-string, each round between two sync patterns.
+string, each round between two sync patterns (clicked on ``spec.sync_click``: an
+absolute clock). With the picks' and presses' own spread the pickers are fitted
+through their scatter (:func:`~.fitting.fit_key`'s allowance and robust second pass)
+and each contact's written settle allows for its spread (:func:`settle_written_us`).
 """
 
 from __future__ import annotations
@@ -39,9 +42,9 @@ from ..plan import Command, Op, Plan
 from ..planner.fingering import CAL_MARGIN_US
 from ..spec.guitar import GuitarSpec, Mechanism, press_position_mm
 from ..spec.string_calibration import StringCalibration
-from .fitting import curve_from_fit, fit_key
-from .guitar_listening import PICK_SLOT_US, GuitarEar, nominal_full_drive_latency_us
-from .strikes import SILENT_LATENCY_US, StrikeResult, match_strikes
+from .fitting import KeyFit, curve_from_fit, fit_key
+from .guitar_listening import ONSET_NOISE_US, PICK_SLOT_US, GuitarEar, nominal_full_drive_latency_us
+from .strikes import LAT_NOISE_US, SILENT_LATENCY_US, StrikeResult, match_strikes
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +59,14 @@ PROBE_DRIVE = 0.8
 SETTLE_HI_US = 80_000  # the bisection's clean bound at the start
 SETTLE_ROUNDS = 7  # 80 ms / 2^7: 0.6 ms
 SETTLE_MARGIN_US = 1_000
+# A fret contact does not settle the same time twice (docs/simulator.md, "Spread": the
+# simulator's assumed s.d. is 3-6 % of the settle time; no published figure). A bisection
+# of single probes ends near the middle of that spread (a probe late in it is heard clean
+# at a shorter delta, one early in it buzzes at a longer one), so the written settle adds
+# SETTLE_SPREAD_Z s.d. at the top of the assumed range: a press that settles slowly still
+# settles before the planner's pick (which adds its own CAL_MARGIN_US for the pick's spread)
+SETTLE_SPREAD = 0.06
+SETTLE_SPREAD_Z = 3.0
 SETTLE_FRET = 5  # where a slider's carriage presses while its presser is measured
 BUZZ_RATIO = 0.75  # heard / predicted loudness below this: a buzz
 PROBE_GAP_US = 450_000
@@ -73,7 +84,9 @@ class GuitarCalibrationReport:
     settle_us: dict[str, int] = field(default_factory=dict)
     unsettled: list[str] = field(default_factory=list)  # contacts never heard clean
     heard_by: str = "notes"  # "audio": through the guitar's ear; "notes": a note-level sensor
-    sync_offset_us: float | None = None  # audio: the constant c found (the sync picker's full-drive latency)
+    sync_offset_us: float | None = None  # audio, no click: the constant c found (the sync picker's full-drive latency)
+    # audio: what fixed the absolute time: "click" (spec.sync_click) or "curves" (c, guessed)
+    clock_by: str | None = None
     audio_level_db: float | None = None  # audio: the take's level against the ear's law
     audio_level: TakeLevel | None = None  # ... and where it came from (anchor, measured gain, both)
 
@@ -108,6 +121,7 @@ def _ear_of(device: Device, spec: GuitarSpec, rep: GuitarCalibrationReport,
     if getattr(perf, "audio", None) is None:
         return None
     rep.heard_by = "audio"
+    rep.clock_by = "click" if spec.sync_click is not None else "curves"
     return GuitarEar(mic=mic)
 
 
@@ -146,30 +160,70 @@ def calibrate_guitar(
     cal = StringCalibration(spec.name, spec.spec_hash, spec.family)
     ear = _ear_of(device, spec, rep, mic)
     # -- 1. pickers on the open strings -------------------------------------------------
-    cmds: list[Command] = []
-    results: dict[int, list[StrikeResult]] = {s: [] for s in todo}
-    for k, s in enumerate(todo):
-        for j, d in enumerate(PICK_DRIVES):
-            t = START_US + k * STAGGER_US + j * PICK_GAP_US
-            if ear is not None:  # one pick at a time, every string in turn
-                t = START_US + (j * len(todo) + k) * max(PICK_SLOT_US, PICK_GAP_US // len(todo))
-            c, dq = _pick(spec, s, t, d, j)
-            cmds += [c, _damp(spec, s, t + DAMP_AFTER_US)]
-            results[s].append(StrikeResult(pitch=spec.open_pitch(s), drive=dq, t_us=t))
+    cmds, results = pickers_round(spec, todo, ear is not None)
     pending = [r for s in todo for r in results[s]]
     heard = _play_heard(device, spec, cmds, pending, rep, ear, "calibration: pickers")
     if ear is not None:
         at = iter(heard)
         ear.fix(spec, results, {s: [next(at) for _ in results[s]] for s in todo})
-        rep.sync_offset_us, rep.audio_level_db, rep.audio_level = ear.offset_us, ear.level_db, ear.take_level
+        note_ear(spec, ear, rep)
     rep.picks += len(pending)
-    fits = {}
-    for s in todo:
-        fit = fit_key(results[s], spread=(0.0, 0.0, 0.0))  # the pickers' fit as measured (docs/calibration.md, "Spread")
+    fits = fit_pickers(spec, results, cal, rep, ear is not None)
+    if progress is not None:
+        progress(0.3)
+    # -- 2. fret contacts: bisection on press-to-sound time ------------------------------
+    if settle and ear is None:
+        _settle(device, spec, todo, cal, fits, rep, progress)
+    elif settle:  # through audio: string by string (one probe sounding at a time)
+        for s in todo:
+            _settle(device, spec, [s], cal, fits, rep, None, ear)
+    if progress is not None:
+        progress(1.0)
+    rep.settle_us = dict(cal.settle_us)
+    return cal, rep
+
+
+def pickers_round(spec: GuitarSpec, todo: list[int], audio: bool) -> tuple[list[Command], dict[int, list[StrikeResult]]]:
+    """The pickers' round: every string of ``todo`` picked open at :data:`PICK_DRIVES`
+    (damped after each pick), staggered, or through audio one pick at a time, every
+    string in turn; the commands and each string's picks (drive as quantised)."""
+    cmds: list[Command] = []
+    results: dict[int, list[StrikeResult]] = {s: [] for s in todo}
+    for k, s in enumerate(todo):
+        for j, d in enumerate(PICK_DRIVES):
+            t = START_US + k * STAGGER_US + j * PICK_GAP_US
+            if audio:  # one pick at a time, every string in turn
+                t = START_US + (j * len(todo) + k) * max(PICK_SLOT_US, PICK_GAP_US // len(todo))
+            c, dq = _pick(spec, s, t, d, j)
+            cmds += [c, _damp(spec, s, t + DAMP_AFTER_US)]
+            results[s].append(StrikeResult(pitch=spec.open_pitch(s), drive=dq, t_us=t))
+    return cmds, results
+
+
+def note_ear(spec: GuitarSpec, ear: GuitarEar, rep: GuitarCalibrationReport) -> None:
+    """After the pickers' round through audio: what the ear fixed, into ``rep`` (and the
+    warning where the absolute time is a guess: no sync click)."""
+    rep.audio_level_db, rep.audio_level = ear.level_db, ear.take_level
+    rep.clock_by = "click" if spec.sync_click is not None else "curves"
+    rep.sync_offset_us = ear.offset_us if rep.clock_by == "curves" else None
+    if rep.clock_by == "curves":
+        log.warning("calibrate: spec %r has no sync_click: the absolute onsets are uncertain by c, the sync "
+                    "picker's full-drive latency, guessed from the curves as %.1f ms (a piezo on a spare "
+                    "output fixes it: docs/guitar.md)", spec.name, ear.offset_us / 1000)  # fmt: skip
+
+
+def fit_pickers(spec: GuitarSpec, results: dict[int, list[StrikeResult]], cal: StringCalibration,
+                rep: GuitarCalibrationReport, audio: bool) -> dict[int, KeyFit]:  # fmt: skip
+    """Each string's picker curve from its picks (into ``cal.pickers``); the fits."""
+    fits: dict[int, KeyFit] = {}
+    for s, picks in results.items():
+        # weighed by the ear's noise and the picks' own spread, a robust second pass
+        # (calibrator/fitting.py, as the piano keys'): docs/guitar.md "Calibration"
+        fit = fit_key(picks, lat_noise_us=ONSET_NOISE_US if audio else LAT_NOISE_US)
         if fit is None:
             raise CalibrationError(
                 f"calibrate: string {s} ({spec.name}): fewer than two of its "
-                f"{len(PICK_DRIVES)} picks were heard; is its picker connected?"
+                f"{len(picks)} picks were heard; is its picker connected?"
             )
         lat_full = float(fit.latency_us(1.0))
         if not (math.isfinite(lat_full) and lat_full > 0.0 and math.isfinite(float(fit.latency_us(PROBE_DRIVE)))):
@@ -184,19 +238,8 @@ def calibrate_guitar(
         rep.vel_rms[s] = round(fit.vel_rms, 2)
         # the table spans drives whose latency is within MAX_LATENCY_RATIO of full drive's
         max_lat = min(SILENT_LATENCY_US * 0.5, MAX_LATENCY_RATIO * float(fit.latency_us(1.0)))
-        cal.pickers[s] = curve_from_fit(spec.open_pitch(s), fit, max_lat, len(results[s]))
-    if progress is not None:
-        progress(0.3)
-    # -- 2. fret contacts: bisection on press-to-sound time ------------------------------
-    if settle and ear is None:
-        _settle(device, spec, todo, cal, fits, rep, progress)
-    elif settle:  # through audio: string by string (one probe sounding at a time)
-        for s in todo:
-            _settle(device, spec, [s], cal, fits, rep, None, ear)
-    if progress is not None:
-        progress(1.0)
-    rep.settle_us = dict(cal.settle_us)
-    return cal, rep
+        cal.pickers[s] = curve_from_fit(spec.open_pitch(s), fit, max_lat, len(picks))
+    return fits
 
 
 def _contacts(spec: GuitarSpec, s: int) -> list[tuple[str, int, int]]:
@@ -265,11 +308,18 @@ def _settle(device: Device, spec: GuitarSpec, todo: list[int], cal: StringCalibr
         if progress is not None:
             progress(0.3 + 0.7 * (rnd + 1) / SETTLE_ROUNDS)
     for role in hi:
-        cal.settle_us[role] = int(math.ceil(hi[role])) + SETTLE_MARGIN_US
+        cal.settle_us[role] = settle_written_us(hi[role])
         if not clean_seen[role] and hi[role] >= SETTLE_HI_US:
             rep.unsettled.append(role)
             log.warning("calibrate: %s never sounded clean within %d us of its press", role,
                         SETTLE_HI_US)  # fmt: skip
+
+
+def settle_written_us(clean_us: float) -> int:
+    """The settle time written for a contact whose bisection ended at ``clean_us``: the
+    clean bound, :data:`SETTLE_MARGIN_US` and :data:`SETTLE_SPREAD_Z` s.d. of the
+    contact's assumed spread (:data:`SETTLE_SPREAD`)."""
+    return int(math.ceil(clean_us * (1.0 + SETTLE_SPREAD_Z * SETTLE_SPREAD))) + SETTLE_MARGIN_US
 
 
 def calibrate_command(args: Any, spec: GuitarSpec, open_device: Callable[[], Device],
@@ -296,6 +346,8 @@ def calibrate_command(args: Any, spec: GuitarSpec, open_device: Callable[[], Dev
         say(f"slowest fret contact settles in {worst / 1000:.1f} ms (the spec's fret_settle_us: "
             f"{spec.timing.fret_settle_us / 1000:.1f} ms); with this calibration the planner presses "
             f"each fret its contact's settle plus {CAL_MARGIN_US / 1000:.0f} ms before its pick sounds")  # fmt: skip
+        if rep.clock_by == "click":
+            say("heard through audio: the absolute time from the sync click (docs/guitar.md)")
         if rep.heard_by == "audio" and rep.sync_offset_us is not None:
             say(f"heard through audio: the sync picker's full-drive latency (c) {rep.sync_offset_us / 1000:.2f} ms "
                 "from the curves (docs/guitar.md)")
@@ -315,4 +367,5 @@ def calibrate_command(args: Any, spec: GuitarSpec, open_device: Callable[[], Dev
     return 0
 
 
-__all__ = ["GuitarCalibrationReport", "calibrate_command", "calibrate_guitar"]
+__all__ = ["GuitarCalibrationReport", "calibrate_command", "calibrate_guitar", "fit_pickers", "note_ear",
+           "pickers_round", "settle_written_us"]

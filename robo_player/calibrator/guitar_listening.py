@@ -1,13 +1,15 @@
 """A guitar's calibration through a microphone (the device hands back audio).
 
 As the piano's (:mod:`.listening`): every round starts and ends with a sync pattern
-(:data:`~robo_player.hearing.align.PATTERN_US`), here picked on the sync string (the
-highest open string: the shortest period, the sharpest step) at full drive and damped
-after each pick; the round's picks are heard by the guitar's ear
+(:data:`~robo_player.hearing.align.PATTERN_US`), clicked on the spec's sync click
+(``spec.sync_click``: the clock is then absolute, :func:`take_clock`), else picked on
+the sync string (the highest open string: the shortest period, the sharpest step) at
+full drive and damped after each pick; the round's picks are heard by the guitar's ear
 (:mod:`robo_player.hearing.guitar`), each in its window, with its pitch known (the
-string's open pitch + the fret). The aligned times are early by one constant ``c`` for
-the whole session, the sync picker's full-drive latency: found once, from the pickers'
-curves (:func:`~.listening.common_offset`: the latency family has no constant term).
+string's open pitch + the fret). Without a click the aligned times are early by one
+constant ``c`` for the whole session, the sync picker's full-drive latency: found once,
+from the pickers' curves (:func:`common_offset`: the latency family has no constant
+term; with the picks' own spread it is tens of ms off, docs/guitar.md).
 The microphone's gain is unknown too: the take's level is fitted once, on the pickers'
 round, against the spec's nominal curve at full drive, the geometric mean over every
 string (each string's own loudness against the nominal averages out, as the piano's
@@ -29,7 +31,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from ..errors import HearingError
-from ..hearing.align import PATTERN_SPAN_US, PATTERN_US
+from ..hearing.align import PATTERN_SPAN_US, PATTERN_US, ClockFit, align_clicks
 from ..hearing.guitar import (
     REFERENCE_GAIN_DB,
     Pick,
@@ -83,11 +85,14 @@ class GuitarEar:
     take_level: TakeLevel | None = None  # what fixed ``level``: the anchor, the gain, both
 
     def add_sync(self, spec: GuitarSpec, cmds: list[Command], pending: list[StrikeResult]) -> list[int]:
-        """Shift ``cmds`` and ``pending`` by one pattern span and pick the pattern before
-        and after them (in place); returns the patterns' start times."""
+        """Shift ``cmds`` and ``pending`` by one pattern span and sound the pattern before
+        and after them (in place): on the sync click where the spec has one (a plain
+        pulse of its output, timed by the firmware like a pick), else picked on the sync
+        string; returns the patterns' start times."""
         s = sync_string(spec)
         picker = spec.actuators[spec.strings[s].picker.channel]
         damper = spec.actuators[spec.strings[s].damper.channel]
+        click = spec.sync_click
         end = max((c.t_us for c in cmds), default=0)
         cmds[:] = [replace(c, t_us=c.t_us + PATTERN_SPAN_US) for c in cmds]
         for r in pending:
@@ -96,6 +101,9 @@ class GuitarEar:
         for t0 in starts:
             for dt in PATTERN_US:
                 t = t0 + dt
+                if click is not None:
+                    cmds.append(Command(t, Op.PULSE_HOLD, click.channel, click.pwm_max, click.pulse_us, 0))
+                    continue
                 cmds.append(Command(t, Op.PULSE_HOLD, picker.index, picker.pwm_max, spec.timing.pick_pulse_us, 0))
                 cmds.append(Command(t + SYNC_DAMP_US, Op.PULSE_HOLD, damper.index, damper.pwm_max,
                                     spec.timing.damp_us, 0))  # fmt: skip
@@ -110,7 +118,7 @@ class GuitarEar:
         y = perf.audio.samples()
         check_take(y, where)
         ear = PickEar(y, perf.audio.sample_rate, where)
-        clock = align_picks(ear, spec.open_pitch(sync_string(spec)), starts, where)
+        clock = take_clock(spec, ear, starts, where)
         picks: list[Pick | None] = []
         for r in pending:
             t0 = clock.to_audio_s(r.t_us - WINDOW_BEFORE_US)
@@ -150,12 +158,24 @@ class GuitarEar:
             for r, pk in zip(rs, picks[s], strict=True):
                 if pk is not None:
                     r.velocity = pk.velocity(self.level)
+        if spec.sync_click is not None:  # clicked patterns: the aligned times are the MCU's own
+            return
         by_pitch = {spec.open_pitch(s): rs for s, rs in results.items()}
         self.offset_us = c = common_offset(by_pitch, nominal_full_drive_latency_us(spec))
         for rs in results.values():
             for r in rs:
                 if r.heard:
                     r.latency_us += c
+
+
+def take_clock(spec: GuitarSpec, ear: PickEar, starts: list[int], where: str) -> ClockFit:
+    """The take's clock line from its sync patterns: clicked (``spec.sync_click``:
+    absolute, :func:`~robo_player.hearing.align.align_clicks`, as the piano's), else
+    picked on the sync string (early by that picker's full-drive latency ``c``)."""
+    click = spec.sync_click
+    if click is not None:
+        return align_clicks(ear.y, ear.sr, list(starts), click.delay_us, where)
+    return align_picks(ear, spec.open_pitch(sync_string(spec)), starts, where)
 
 
 def pick_pair_sd_db(spec: GuitarSpec) -> float:
@@ -200,4 +220,4 @@ def common_offset(strikes: dict[int, list[StrikeResult]], prior_us: float) -> fl
     return _golden(cost, a, b, iters=max(1, math.ceil(math.log(max(b - a, 5.0) / 5.0) / math.log(GOLDEN))))
 
 
-__all__ = ["PICK_SLOT_US", "GuitarEar", "pick_pair_sd_db", "sync_string"]
+__all__ = ["PICK_SLOT_US", "GuitarEar", "pick_pair_sd_db", "sync_string", "take_clock"]

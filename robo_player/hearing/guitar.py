@@ -20,11 +20,12 @@ the next), so the ear needs no owner test; it needs a precise step and a level:
   string's own spectrum as heard in that period), up to the
   take's level (the microphone's gain, unknown: fitted by the calibrator against the
   spec's nominal curve, :func:`take_level`);
-- **clock** (:func:`align_picks`): a sync pattern (:data:`~.align.PATTERN_US`) picked on
-  one string at full drive at the start and the end of a take; the pattern's onsets fix
-  the audio clock's offset and drift. The aligned times are early by that picker's
-  full-drive latency (the calibrator finds it from the curves' shape:
-  :func:`robo_player.calibrator.listening.common_offset`).
+- **clock** (:func:`align_picks`, where the spec has no sync click; with one the
+  patterns are clicked and :func:`~.align.align_clicks` gives an absolute clock): a sync
+  pattern (:data:`~.align.PATTERN_US`) picked on one string at full drive at the start
+  and the end of a take; the pattern's onsets fix the audio clock's offset and drift.
+  The aligned times are early by that picker's full-drive latency (the calibrator finds
+  it from the curves' shape: :func:`robo_player.calibrator.guitar_listening.common_offset`).
 """
 
 from __future__ import annotations

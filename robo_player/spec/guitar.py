@@ -23,12 +23,20 @@ the lowest). Roles in the actuator map: ``pick:S``, ``damp:S``, ``press:S``,
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import Enum
 from typing import ClassVar
 
 from .actuators import Actuator, ActuatorKind, ActuatorMap
-from .model import DriverBoard, DriverKind, NominalCurves, PowerSpec, ThermalSpec, spec_hash
+from .model import (
+    DriverBoard,
+    DriverKind,
+    NominalCurves,
+    PowerSpec,
+    SyncClickSpec,
+    ThermalSpec,
+    spec_hash,
+)
 
 __all__ = [
     "DAMPER_LIFT_US",
@@ -148,6 +156,10 @@ class GuitarSpec:
     nominal: NominalCurves  # picker: drive -> velocity, latency
     thermal: ThermalSpec
     power: PowerSpec
+    # the hearing's time reference, as the piano's (a piezo by the microphone on a spare
+    # output: docs/guitar.md "Calibration"); plans and calibrations do not depend on it,
+    # so it is not part of the content hash
+    sync_click: SyncClickSpec | None = field(default=None, metadata={"hashed": False})
     actuators: ActuatorMap = field(init=False, repr=False, compare=False)
     _positions: tuple[tuple[tuple[int, int], ...], ...] = field(
         init=False, repr=False, compare=False
@@ -291,7 +303,8 @@ def board_of(boards: tuple[DriverBoard, ...], channel: int) -> DriverBoard | Non
 
 
 def guitar_actuators(spec: GuitarSpec, source: str | None = None) -> ActuatorMap:
-    """Coils for pickers, dampers, pressers and fret solenoids; positioners for carriages."""
+    """Coils for pickers, dampers, pressers and fret solenoids; positioners for carriages;
+    the hearing's click (``sync_click``: a piezo off its own small supply, never held)."""
     first = _first_index(spec.boards)
     boards = {b.id: b for b in spec.boards}
     p, th, t = spec.power, spec.thermal, spec.timing
@@ -346,6 +359,10 @@ def guitar_actuators(spec: GuitarSpec, source: str | None = None) -> ActuatorMap
             bid = b.id if b is not None else "?"
             bits = b.pwm_bits if b is not None else 1
             add(ch, bid, bits, f"fret:{s}:{f}", t.press_pulse_us, t.press_hold_duty)
+    if spec.sync_click is not None:
+        sc = spec.sync_click
+        add(sc.channel, sc.board, sc.pwm_bits, "sync_click", sc.pulse_us, 0.0)
+        entries[-1] = replace(entries[-1], on_supply=False)
     return ActuatorMap(
         tuple(entries),
         supply_a=p.supply_a,

@@ -106,6 +106,10 @@ def guitar_from_mapping(c: _Checker, doc: Any, family: str) -> GuitarSpec:
                 fret_channels=tuple(frets) if frets is not None else None,
             )
         )
+    click = top["sync_click"]
+    if click is not None:  # the piano's check: its own output, on a listed board
+        cd = {"channel": click.channel, "board": click.board, "pwm_bits": click.pwm_bits}
+        _check_actuator(c, "sync_click", cd, boards, blocks, used, _line_of(doc, "sync_click"))
     spec = GuitarSpec(
         name=top["name"],
         description=top["description"],
@@ -117,6 +121,7 @@ def guitar_from_mapping(c: _Checker, doc: Any, family: str) -> GuitarSpec:
         nominal=_tuples(top["nominal"]),
         thermal=top["thermal"],
         power=top["power"],
+        sync_click=click,
     )
     _check_timing_power(c, spec)
     return spec

@@ -18,7 +18,7 @@ from .guitar import (
     OutputSpec,
     StringSpec,
 )
-from .schema import ID_PATTERN, NOMINAL, SHARED_FIELDS, Field, Kind, Section
+from .schema import ID_PATTERN, NOMINAL, SHARED_FIELDS, SYNC_CLICK, Field, Kind, Section
 
 NECK = Section(
     "neck",
@@ -136,6 +136,8 @@ GUITAR_FIELDS: tuple[Field, ...] = (
           min_items=1, max_items=12),
     Field("timing", Kind.SECTION, "delays and limits", section=GUITAR_TIMING),
     Field("nominal", Kind.SECTION, "the pickers' nominal curves", section=NOMINAL),
+    Field("sync_click", Kind.SECTION, "a click for hearing's clock (as the piano's)", section=SYNC_CLICK,
+          required=False),
 )  # fmt: skip
 
 GUITAR = Section(
@@ -150,8 +152,8 @@ GUITAR_SECTIONS: tuple[Section, ...] = (GUITAR, NECK, STRING, OUTPUT, CARRIAGE, 
 
 GUITAR_RULES: tuple[str, ...] = (
     "guitar/bass: every string's tuning + neck.frets is a MIDI pitch (0..127)",
-    "guitar/bass: pickers, dampers, pressers, carriages and fret channels name a listed "
-    "board, lie in its block and use each channel once",
+    "guitar/bass: pickers, dampers, pressers, carriages, fret channels and sync_click name a "
+    "listed board, lie in its block and use each channel once",
     "guitar/bass: fret n at L (1 - 2^(-n/12)) mm must lie within neck.neck_length_mm <= "
     "neck.scale_length_mm; neck.capo < neck.frets",
     "slider: every string has presser and carriage and no fret_channels; a carriage's "

@@ -85,7 +85,7 @@ class GuitarInstrument:
         perf, notes = self.physics.run(outputs, steps, progress)
         self.last_notes = notes
         buzzes = [int(b["t_us"]) for b in perf.extra.get("buzzes", [])]
-        self.microphone.listen(perf, notes.sounded(), buzzes_us=buzzes)
+        self.microphone.listen(perf, notes.sounded(), self.physics.clicks_us, buzzes_us=buzzes)
         return perf
 
     def energised(self) -> list[int]:

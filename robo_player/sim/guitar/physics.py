@@ -204,8 +204,16 @@ class GuitarPhysics:
         self._coils = {a.index for a in amap.of_kind(ActuatorKind.COIL)}
         self._role: dict[int, tuple[str, int, int]] = {}  # actuator -> (kind, string, fret)
         for a in amap:
+            if a.role == "sync_click":
+                continue
             parts = a.role.split(":")
             self._role[a.index] = (parts[0], int(parts[1]), int(parts[2]) if len(parts) > 2 else 0)
+        # the hearing's click (a piezo, as the piano's): it sounds delay_us after its
+        # output's on-edge, whatever the plan meant (sim/physics.py)
+        click = spec.sync_click
+        self._click_ch = click.channel if click is not None else -1
+        self._click_delay_us = click.delay_us if click is not None else 0
+        self.clicks_us: list[int] = []  # the last run's clicks at the microphone (run time)
         self._settle = {amap.by_role(r).index: v for r, v in truth.pressers.items()}
         self._press_sd = {amap.by_role(r).index: truth.press_sd(r) for r in truth.pressers}
         self._car: dict[int, tuple[int, float, float, float]] = {}  # string -> (act, scale, settle, mm/count)
@@ -270,8 +278,9 @@ class GuitarPhysics:
         duty, since, heat, presses = self._duty, self._on_since, self._heat, self._presses
         heat.peak = max((heat.ratio_at(a, duty.get(a, 0.0), origin) for a in heat.temp), default=0.0)
         failures: list[dict[str, object]] = []
+        clicks: list[int] = []
         for a, d0 in duty.items():  # coils on from the previous run
-            if d0 > 0.0:
+            if d0 > 0.0 and a != self._click_ch:
                 iv = ivs.setdefault(a, _Intervals())
                 iv.on.append(since[a])
                 iv.off.append(_INF)
@@ -288,6 +297,10 @@ class GuitarPhysics:
                 failures.append({"actuator": a, "role": self.spec.actuators[a].role,
                                  "t_us": int(round(t - origin)), "temp_ratio": 1.0})  # fmt: skip
             duty[a] = d
+            if a == self._click_ch:  # the pin's on-edge makes the click
+                if d0 == 0.0:
+                    clicks.append(int(round(t - origin)) + self._click_delay_us)
+                continue
             j = pulse_end.pop(a, None)
             if j is not None:
                 pulses[j] = t - picks[j][0]
@@ -314,9 +327,11 @@ class GuitarPhysics:
             t_fail = heat.change(a, duty[a], duty[a], t_last + self._gap_us)
             if t_fail is not None:
                 duty[a] = 0.0
-                ivs[a].off[-1] = t_fail
+                if a in ivs:  # the click's pin keeps no intervals
+                    ivs[a].off[-1] = t_fail
                 failures.append({"actuator": a, "role": self.spec.actuators[a].role,
                                  "t_us": int(round(t_fail - origin)), "temp_ratio": 1.0})  # fmt: skip
+        self.clicks_us = clicks
         moves = self._moves(steps, origin)
         faults = self._faults(moves, ivs, origin)
         notes, counts = self._sound(picks, pulses, ivs, moves, faults, origin)
