@@ -550,11 +550,10 @@ def test_a_planned_neighbour_of_a_struck_key_never_played_is_not_heard(monkeypat
     # two keys struck together (v 40-115, keys 40-89); planned with them and never played:
     # a semitone, tone, fifth, octave or twelfth of one of them (verify's honesty: a plan
     # that asks for a key nobody struck). The search's owner test weighs the struck key as
-    # a planned rival, and what its template does not explain (a partial's level off the
-    # template's brightness) was left to ours: >= MIN_NEW noise units, heard. Now a new
-    # sound under PLANNED_MIN_NEW and under a planned rival's (PLANNED_CROWD x) is not
-    # ours: seeds 0-39, 18 of 39 fakes heard before, 5 after, the struck keys 76 of 78
-    # within 5 ms either way (docs/hearing.md)
+    # a planned rival, and what its template does not explain was left to ours: >= MIN_NEW
+    # noise units, heard. Now a new sound under PLANNED_MIN_NEW and under a planned related
+    # key's (PLANNED_CROWD x) is not ours: seeds 0-39, 18 of 39 fakes heard before, 5
+    # after, the struck keys 76 of 78 within 5 ms either way (docs/hearing.md)
     from robo_player.hearing import detector as det_mod
 
     before, after, struck = 0, 0, 0
