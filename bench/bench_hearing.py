@@ -262,7 +262,7 @@ def detector_part(args: argparse.Namespace) -> None:
     print("detector on rendered performances (sim://?sensor=audio, 30 dB SNR, offset 0.1 s): "
           "key unknown (blind), and with the plan's notes known (intended; verify)")
     print(f"{'piece':<40} {'mode':<9} {'notes':>6} {'heard':>6} {'precision':>9} {'recall':>7} {'F1':>6} "
-          f"{'median err ms':>13} {'median |err-med| ms':>19} {'wall s':>7} {'x real time':>11}")
+          f"{'median err ms':>13} {'median |err-med| ms':>19} {'wall s':>7} {'x real time':>11} {'fakes heard':>14}")
     cal = None
     if args.plan == "calibrated":
         # as verify and the closed loop plan: with the device's calibration (note-level
@@ -294,6 +294,16 @@ def detector_part(args: argparse.Namespace) -> None:
         informed = det.detect_intended(intended, w.before_us * 1e-6, w.after_us * 1e-6, blind,
                                        informed=not args.no_informed)
         wall_informed = time.perf_counter() - t0
+        fake_col = ""
+        if not args.no_fakes:
+            fakes = fake_neighbours(intended, truth, 0.1, args.seed)
+            with_fakes = det.detect_intended(sorted(intended + [(t, q) for t, q, _ in fakes]), w.before_us * 1e-6, w.after_us * 1e-6,
+                                             blind, informed=not args.no_informed)
+            n_heard = sum(any(o.pitch == q and -w.before_us * 1e-6 <= o.t_s - t <= w.after_us * 1e-6
+                              for o in with_fakes) for t, q, _ in fakes)
+            fake_col = f" {n_heard:>5}/{len(fakes):<4} {n_heard / max(1, len(fakes)):>4.2f}"
+            if args.why:
+                fake_why(with_fakes, fakes, w.before_us * 1e-6, w.after_us * 1e-6)
         for mode, ons, wall in (("blind", blind, wall_blind), ("intended", informed, wall_informed)):
             heard = [(int((o.t_s - 0.1) * 1e6), o.pitch) for o in ons]
             pairs = match_onsets(truth, heard, Window(20_000, 20_000))
@@ -305,11 +315,53 @@ def detector_part(args: argparse.Namespace) -> None:
             med = float(np.median(err)) / 1000 if len(err) else float("nan")
             mad = float(np.median(np.abs(err - np.median(err)))) / 1000 if len(err) else float("nan")
             print(f"{name:<40} {mode:<9} {len(truth):>6} {len(heard):>6} {p:>9.3f} {r:>7.3f} {f1:>6.3f} "
-                  f"{med:>+13.2f} {mad:>19.2f} {wall:>7.1f} {wall / seconds:>11.2f}")
+                  f"{med:>+13.2f} {mad:>19.2f} {wall:>7.1f} {wall / seconds:>11.2f}"
+                  + (fake_col if mode == "intended" else ""))
             if args.why:
                 why(perf.heard, heard, pairs)
                 if mode == "blind":
                     stages(det, perf.heard, pairs, 0.1)
+
+
+# the fake planned neighbours' intervals (semitones from a planned note that was struck):
+# semitone and tone either way, a fifth up, an octave either way, a twelfth up
+FAKE_INTERVALS = (-1, 1, -2, 2, 7, -12, 12, 19)
+FAKE_CLEAR_S = 0.2  # ... where no strike of that key lies this near
+
+
+def fake_neighbours(intended: list[tuple[float, int]], truth: list[tuple[int, int]], offset_s: float,
+                    seed: int) -> list[tuple[float, int, int]]:
+    """The verify honesty check's fakes: for every third intended note (audio s, pitch), a
+    planned note at its time a semitone, tone, fifth, octave or twelfth from it (one of
+    FAKE_INTERVALS, drawn), where no strike of that key (``truth``: the sounded (us,
+    pitch), performance clock) lies within FAKE_CLEAR_S. A plan that asks for a key
+    nobody struck, beside a related key that was: every onset reported for it is false.
+    Each as (audio s, key, interval)."""
+    rng = np.random.default_rng(seed)
+    struck: dict[int, list[float]] = {}
+    for t_us, p in truth:
+        struck.setdefault(p, []).append(t_us * 1e-6 + offset_s)
+    out = []
+    for k, (t, p) in enumerate(sorted(intended)):
+        d = int(rng.choice(FAKE_INTERVALS))
+        q = p + d
+        if k % 3 or not 21 <= q <= 108:
+            continue
+        if any(abs(u - t) < FAKE_CLEAR_S for u in struck.get(q, [])):
+            continue
+        out.append((t, q, d))
+    return out
+
+
+def fake_why(ons, fakes: list[tuple[float, int, int]], before_s: float, after_s: float) -> None:  # noqa: ANN001
+    """``--why``: the fakes heard, by their interval from the struck note they were placed beside."""
+    by: dict[int, list[int]] = {}
+    for t, q, d in fakes:
+        heard = any(o.pitch == q and -before_s <= o.t_s - t <= after_s for o in ons)
+        n = by.setdefault(d, [0, 0])
+        n[0] += heard
+        n[1] += 1
+    print("    fakes heard by interval:", ", ".join(f"{d:+d} {h}/{n}" for d, (h, n) in sorted(by.items())))
 
 
 def why(truth_notes, heard: list[tuple[int, int]], pairs: dict[int, int]) -> None:  # noqa: ANN001
@@ -469,11 +521,17 @@ def main() -> None:
                     help="strikes: time from the direct sound below this key (default: the detector's)")
     ap.add_argument("--no-informed", action="store_true",
                     help="detector: the plan-known search without its score-informed stage (Detector.informed)")
+    ap.add_argument("--planned-min-new", type=float, default=None, metavar="NOISE_UNITS",
+                    help="detector: the plan-known owner test's PLANNED_MIN_NEW (0: as before session 13)")
+    ap.add_argument("--no-fakes", action="store_true",
+                    help="detector: skip the honesty column (fake planned neighbours heard, see fake_neighbours)")
     ap.add_argument("--why", action="store_true", help="calibration: mis-heard strikes and the worst played notes by cause; "
                     "detector: misses and false onsets by cause")
     ap.add_argument("--random", type=int, nargs="*", default=None, metavar="SEED",
                     help="detector: random pieces of these seeds (default: --seed's)")
     args = ap.parse_args()
+    if args.planned_min_new is not None:
+        det_mod.PLANNED_MIN_NEW = args.planned_min_new
     if args.part in ("all", "calibration"):
         calibration_part(args)
     if args.part in ("all", "detector"):

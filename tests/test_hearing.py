@@ -517,14 +517,18 @@ def test_the_informed_stage_does_not_hear_planned_notes_that_were_not_played() -
     assert soft_heard == 5
 
 
-def test_a_planned_octave_below_a_struck_key_never_played_is_not_heard() -> None:
+def test_a_planned_octave_below_a_struck_key_never_played_is_not_heard(monkeypatch: pytest.MonkeyPatch) -> None:
     # a planned key an octave below a struck one, never played: every partial of the struck
     # key is one of its partials, and the search's owner test (the struck key a planned
-    # rival) leaves it >= MIN_NEW noise units (heard in 7 of 8 takes here). In the
-    # score-informed decomposition its activation does not rise (< INFORMED_VETO_RISE): the
-    # struck key's template explains that sound (measured 0 of 8 with the stage). The
-    # struck keys are heard either way
-    without, with_stage = 0, 0
+    # rival) left it >= MIN_NEW noise units (heard in 7 of 8 takes here without
+    # PLANNED_MIN_NEW). In the score-informed decomposition its activation does not rise (<
+    # INFORMED_VETO_RISE): the struck key's template explains that sound (measured 0 of 8
+    # with the stage). Since session 13 the search's own owner test gives it none either
+    # (under PLANNED_MIN_NEW and under the struck key's new sound). The struck keys are
+    # heard either way
+    from robo_player.hearing import detector as det_mod
+
+    without, with_stage, search = 0, 0, 0
     for chord, fake in (((55, 70), 43), ((49, 52), 40), ((50, 62), 38), ((53, 69), 41)):
         for v in (70.0, 100.0):
             det = Detector(_take([HeardNote(400_000, q, v, 900_000) for q in chord]), 48000)
@@ -532,6 +536,41 @@ def test_a_planned_octave_below_a_struck_key_never_played_is_not_heard() -> None
             plan = [(t, q) for q in (*chord, fake)]
             heard = det.detect_intended(plan, 0.08, 0.08, [])
             with_stage += any(o.pitch == fake for o in heard)
-            without += any(o.pitch == fake for o in det.detect_intended(plan, 0.08, 0.08, [], informed=False))
+            search += any(o.pitch == fake for o in det.detect_intended(plan, 0.08, 0.08, [], informed=False))
+            with monkeypatch.context() as m:
+                m.setattr(det_mod, "PLANNED_MIN_NEW", 0.0)
+                alone = det.detect_intended(plan, 0.08, 0.08, [], informed=False)
+                without += any(o.pitch == fake for o in alone)
+                with_stage += any(o.pitch == fake for o in det.detect_intended(plan, 0.08, 0.08, []))
             assert all(any(o.pitch == q and abs(o.t_s - t) < 0.005 for o in heard) for q in chord), (chord, v)
-    assert with_stage == 0 and without >= 5, (with_stage, without)
+    assert with_stage == 0 and search == 0 and without >= 5, (with_stage, search, without)
+
+
+def test_a_planned_neighbour_of_a_struck_key_never_played_is_not_heard(monkeypatch: pytest.MonkeyPatch) -> None:
+    # two keys struck together (v 40-115, keys 40-89); planned with them and never played:
+    # a semitone, tone, fifth, octave or twelfth of one of them (verify's honesty: a plan
+    # that asks for a key nobody struck). The search's owner test weighs the struck key as
+    # a planned rival, and what its template does not explain was left to ours: >= MIN_NEW
+    # noise units, heard. Now a new sound under PLANNED_MIN_NEW and under a planned related
+    # key's (PLANNED_CROWD x) is not ours: seeds 0-39, 18 of 39 fakes heard before, 5
+    # after, the struck keys 76 of 78 within 5 ms either way (docs/hearing.md)
+    from robo_player.hearing import detector as det_mod
+
+    before, after, struck = 0, 0, 0
+    for seed in range(16, 24):
+        rng = np.random.default_rng(seed)
+        keys = sorted(int(q) for q in rng.choice(np.arange(40, 90), 2, replace=False))
+        notes = [HeardNote(400_000, q, float(rng.uniform(40, 115)), 900_000) for q in keys]
+        fake = int(rng.choice(keys)) + int(rng.choice([-1, 1, -2, 2, 7, -12, 12, 19]))
+        assert fake not in keys
+        det = Detector(_take(notes), 48000)
+        t = 0.4 + OFFSET_S
+        plan = [(t, q) for q in (*keys, fake)]
+        heard = det.detect_intended(plan, 0.08, 0.08, [])
+        after += any(o.pitch == fake for o in heard)
+        struck += sum(any(o.pitch == q and abs(o.t_s - t) < 0.005 for o in heard) for q in keys)
+        with monkeypatch.context() as m:
+            m.setattr(det_mod, "PLANNED_MIN_NEW", 0.0)
+            before += any(o.pitch == fake for o in Detector(_take(notes), 48000).detect_intended(plan, 0.08, 0.08, []))
+    assert after == 0 and before >= 4, (after, before)
+    assert struck == 16

@@ -82,6 +82,18 @@ FIND_RISE_DB = 4.0  # a known key's candidates: a smaller rise (a re-strike of a
 # taken): 3 dB (a soft note under a ringing one; intended F1 mean +0.003 on the four
 # takes of docs/hearing.md, tuned on them; 2 dB: +0.001)
 PLANNED_RISE_DB = 3.0
+# ... and a candidate whose new sound is under PLANNED_MIN_NEW noise units and under
+# PLANNED_CROWD x that of a planned key whose partials meet ours (CROWD_KIN semitones
+# away, either way) is what that key's template leaves, not ours: a
+# planned key never struck beside a struck related key (a semitone, tone, fifth, octave,
+# twelfth) was heard at >= MIN_NEW. The bench's fake neighbours on random 1-3 (tuned
+# there): 55 of 187 heard -> 24; intended F1 0.969/0.976/0.983 -> 0.966/0.976/0.983
+# (PLANNED_MIN_NEW 80: 41 fakes; 250: 13 and F1 -0.003..-0.008; any planned key a rival,
+# not only related ones: 21 fakes, ASAP Beethoven 0.955 -> 0.949; docs/hearing.md). The
+# same 150 noise units as INFORMED_MIN_RISE: the informed stage may still hear the note
+PLANNED_MIN_NEW = 150.0
+PLANNED_CROWD = 1.0
+CROWD_KIN = (1, 2, 5, 7, 12, 19, 24, 28, 31, 34, 36)
 FLOOR_X = 3.0
 BLIND_RELATIVE = 0.25  # key unknown: our share of what appeared must be >= this x the largest rival's
 # key unknown (detect): a candidate rose BLIND_RISE_DB with BLIND_MIN_FRACTION of its
@@ -571,7 +583,10 @@ class Detector:
         and octaves. A related key struck louder at the same time no longer hides us.
         ``unplanned`` (``others`` are the plan's keys nearby): 0 where a related key not
         among them took over 1 / UNPLANNED_RELATIVE times our new sound (it was struck
-        instead of us: a semitone's sound passed the test with our key not struck)."""
+        instead of us: a semitone's sound passed the test with our key not struck), and 0
+        where ours is under PLANNED_MIN_NEW noise units and under PLANNED_CROWD x a
+        planned related key's (CROWD_KIN: what that key's template leaves; a planned
+        neighbour never struck)."""
         rivals = self._rivals(pitch, others)
         i = int(round(t_s * self.sr / self.long_hop))
         hs = self.new_amplitude(rivals, max(0, i - 3), i + 4)
@@ -581,6 +596,10 @@ class Detector:
         loose = [k for k, q in enumerate(rivals) if k > 0 and q not in others] if unplanned else []
         if loose and mine < UNPLANNED_RELATIVE * float(hs[loose].max()):
             return 0.0  # ... or an unplanned related key took nearly all of it
+        if unplanned and mine < PLANNED_MIN_NEW * self.noise_amp:
+            planned = [k for k, q in enumerate(rivals) if k > 0 and q in others and abs(q - pitch) in CROWD_KIN]
+            if planned and mine < PLANNED_CROWD * float(hs[planned].max()):
+                return 0.0  # ... or a planned key's sound left that much over
         return mine / self.noise_amp
 
     def _rivals(self, pitch: int, others: Sequence[int]) -> list[int]:
