@@ -23,7 +23,7 @@ from driver_helpers import (
     spec,
     spurious_actuations,
 )
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from robo_player.driver.device import FirmwareDevice
@@ -34,6 +34,7 @@ from robo_player.plan import Op, Plan
 from robo_player.protocol.framing import Frame, FrameKind
 from robo_player.protocol.messages import (
     PROTOCOL_VERSION,
+    EventKind,
     Message,
     State,
     config_hash,
@@ -508,7 +509,14 @@ def test_the_firmware_model_follows_the_one_expansion(notes, pedal) -> None:  # 
     plan.sort()
     dev, perf = _play(plan, baud=0)
     res = dev.last_result
-    assert res is not None and res.counts() == {"played": len(plan)}, res.counts()
+    assert res is not None
+    # A pedal held high for over a second can overflow its duty budget: the firmware then
+    # cuts it off (a thermal protection the expansion does not model, held by the duty
+    # tests). Only that cutoff, on the pedal, takes the example out of this comparison.
+    cut = [e for e in res.events if e["kind"] in (EventKind.CUTOFF_DUTY, EventKind.CUTOFF_MAX_ON)]
+    assert all(e["kind"] == EventKind.CUTOFF_DUTY and e["actuator"] == ped.index for e in cut), cut
+    assume(not cut)
+    assert res.counts() == {"played": len(plan)}, res.counts()
     # the expansion, on the clocks the commands were scheduled at (16 ticks per µs)
     clock_of = {o.index: o.clock for o in res.outcomes}
     base = min(clock_of.values())
