@@ -563,9 +563,15 @@ def test_c_and_model_refuse_and_cut_the_same_coils_for_duty(host: Host, case: Ca
     assert levels_of(host_rows) == levels, case
     # each actuator's first switch-off (a release or a duty cut; the later ones depend on
     # how far past its cap the poll's phase let an earlier cut fill the bucket)
+    # A cut may also come early by what the OS held the host build on this coil's earlier
+    # edges: a pulse's end or a drop switched late leaves the coil fuller longer, so its
+    # bucket passes the cap sooner (net fill >= 0.5 of the lateness at these drives: x2).
+    host_ch, model_ch = by_actuator(host_rows), by_actuator(early_rows)
     for a, cuts in _cuts(host_rows).items():
         hc, mc = cuts[0], _cuts(early_rows)[a][0]
-        assert -64 <= hc - mc <= POLL_WIDE_US + TIME_TOL_US, (a, hc, mc, case)
+        pairs = zip(host_ch[a], model_ch[a], strict=True)  # the same levels (asserted above)
+        held = sum(max(0, h - m) for (h, _), (m, _) in pairs if m < mc)
+        assert -64 - 2 * held <= hc - mc <= POLL_WIDE_US + TIME_TOL_US, (a, hc, mc, held, case)
 
 
 def test_a_full_hold_is_cut_for_duty_and_the_drained_coil_plays_again(host: Host) -> None:
