@@ -51,7 +51,7 @@ DEFAULT_PLAYED = "played.json"  # --record-with-any-recorder without --played
 
 def calibrate(args: argparse.Namespace, helpers: dict[str, Callable[..., Any]]) -> int | None:
     """``calibrate`` with a listening option, or None when none was given."""
-    from .offline import fixed_take, learn_from_recording, load_played, save_played
+    from .offline import fixed_take, learn_from_recording
     from .session import calibrate_session
 
     read_mic_gain(args)
@@ -65,28 +65,9 @@ def calibrate(args: argparse.Namespace, helpers: dict[str, Callable[..., Any]]) 
     if spec.family != "piano":  # the guitar's and the bass's pickers
         return _calibrate_guitar(args, spec, helpers)
     if args.record_with_any_recorder:
-        if not args.played:  # the default: played.json here, never over an existing one
-            args.played = DEFAULT_PLAYED
-            if Path(args.played).exists():
-                raise UsageError(f"--record-with-any-recorder: {args.played} exists here and is not "
-                                 "overwritten: give --played PATH (where to write what it plays)")  # fmt: skip
-        plan, played = fixed_take(spec)
-        with helpers["open_device"](args.port, spec, args) as device:
-            if not args.quiet:
-                print(f"start your recorder now; playing {len(played['strikes'])} strikes "
-                      f"({played['end_us'] / 1e6:.0f} s)")
-            device.play(plan)
-        save_played(args.played, played)
-        if not args.quiet:
-            print(f"wrote {args.played}; then: robo-player calibrate --from-recording TAKE.wav "
-                  f"--played {args.played} --out CAL.yaml")
-        return 0
-    if not args.out:
-        raise UsageError("calibrate: --out CAL.yaml is needed (the calibration file to write)")
-    if args.from_recording:
-        if not args.played:
-            raise UsageError("--from-recording needs --played PLAYED.json (what the take played)")
-        played = load_played(args.played, spec)
+        return _record_take(args, spec, helpers, fixed_take, "strikes")
+    played = _played_for_recording(args, spec)
+    if played is not None:
         rec = read_wav(args.from_recording)
         cal, report = learn_from_recording(spec, rec, played, args.from_recording, args.mic_gain)
     else:
@@ -106,13 +87,42 @@ def calibrate(args: argparse.Namespace, helpers: dict[str, Callable[..., Any]]) 
     return 0
 
 
-def _played_path(args: argparse.Namespace) -> None:
-    """--record-with-any-recorder without --played: played.json here, never over one."""
+def _record_take(args: argparse.Namespace, spec: Any, helpers: dict[str, Callable[..., Any]],
+                 take: Callable[[Any], tuple[Any, dict[str, Any]]], what: str) -> int:
+    """--record-with-any-recorder: play the fixed take ``take(spec)`` (its plan, and what it
+    plays: ``what``, "strikes" or "picks", lists them) and write what it played to
+    --played (played.json here by default, never over an existing one)."""
+    from .offline import save_played
+
     if not args.played:
         args.played = DEFAULT_PLAYED
         if Path(args.played).exists():
             raise UsageError(f"--record-with-any-recorder: {args.played} exists here and is not "
                              "overwritten: give --played PATH (where to write what it plays)")  # fmt: skip
+    plan, played = take(spec)
+    with helpers["open_device"](args.port, spec, args) as device:
+        if not args.quiet:
+            print(f"start your recorder now; playing {len(played[what])} {what} "
+                  f"({played['end_us'] / 1e6:.0f} s)")  # fmt: skip
+        device.play(plan)
+    save_played(args.played, played)
+    if not args.quiet:
+        print(f"wrote {args.played}; then: robo-player calibrate --spec {spec.name} --from-recording "
+              f"TAKE.wav --played {args.played} --out CAL.yaml")  # fmt: skip
+    return 0
+
+
+def _played_for_recording(args: argparse.Namespace, spec: Any) -> dict[str, Any] | None:
+    """--out required; with --from-recording, what the take played (--played), else None."""
+    from .offline import load_played
+
+    if not args.out:
+        raise UsageError("calibrate: --out CAL.yaml is needed (the calibration file to write)")
+    if not args.from_recording:
+        return None
+    if not args.played:
+        raise UsageError("--from-recording needs --played PLAYED.json (what the take played)")
+    return load_played(args.played, spec)
 
 
 def _calibrate_guitar(args: argparse.Namespace, spec: Any, helpers: dict[str, Callable[..., Any]]) -> int:
@@ -120,27 +130,11 @@ def _calibrate_guitar(args: argparse.Namespace, spec: Any, helpers: dict[str, Ca
     pickers from a recording of one fixed take, or the whole calibration through --mic."""
     from .guitar import calibrate_guitar
     from .guitar_offline import fixed_take, learn_from_recording
-    from .offline import load_played, save_played
 
     if args.record_with_any_recorder:
-        _played_path(args)
-        plan, played = fixed_take(spec)
-        with helpers["open_device"](args.port, spec, args) as device:
-            if not args.quiet:
-                print(f"start your recorder now; playing {len(played['picks'])} picks "
-                      f"({played['end_us'] / 1e6:.0f} s)")  # fmt: skip
-            device.play(plan)
-        save_played(args.played, played)
-        if not args.quiet:
-            print(f"wrote {args.played}; then: robo-player calibrate --spec {spec.name} --from-recording "
-                  f"TAKE.wav --played {args.played} --out CAL.yaml")  # fmt: skip
-        return 0
-    if not args.out:
-        raise UsageError("calibrate: --out CAL.yaml is needed (the calibration file to write)")
-    if args.from_recording:
-        if not args.played:
-            raise UsageError("--from-recording needs --played PLAYED.json (what the take played)")
-        played = load_played(args.played, spec)
+        return _record_take(args, spec, helpers, fixed_take, "picks")
+    played = _played_for_recording(args, spec)
+    if played is not None:
         cal, rep = learn_from_recording(spec, read_wav(args.from_recording), played, args.from_recording,
                                         args.mic_gain)  # fmt: skip
     else:
