@@ -121,7 +121,6 @@ def _ear_of(device: Device, spec: GuitarSpec, rep: GuitarCalibrationReport,
     if getattr(perf, "audio", None) is None:
         return None
     rep.heard_by = "audio"
-    rep.clock_by = "click" if spec.sync_click is not None else "curves"
     return GuitarEar(mic=mic)
 
 
