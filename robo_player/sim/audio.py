@@ -102,25 +102,37 @@ class _PitchBank:
 
 def _render_note(note: HeardNote, n: int, fade_s: float, bank: _PitchBank) -> np.ndarray:
     """(n,) float32 samples of one note, starting at its onset."""
+    return render_note_part(note, n, fade_s, bank, 0, n)
+
+
+def render_note_part(note: HeardNote, n: int, fade_s: float, bank: _PitchBank, i0: int, i1: int) -> np.ndarray:
+    """Samples ``i0..i1`` (from its onset, within ``0..n``) of the note that
+    :func:`render_audio` renders ``n`` samples long: the same blocks, ramp and damper fade
+    (the room's live take renders a stream block by block: sim/room.py)."""
     sample_rate = bank.sample_rate
+    i0, i1 = max(0, i0), min(n, i1)
+    if i1 <= i0:
+        return np.zeros(0, dtype=np.float32)
     k, rows, base = bank.get(note.pitch)
     amp = partial_amplitudes(note.velocity, k).astype(np.float32)  # (K,) the level law
     w2 = base * np.concatenate([amp, amp])[:, None]  # (2K, BLOCK)
-    nb = -(-n // _BLOCK)
-    y = np.empty(nb * _BLOCK, dtype=np.float32)
+    b0, b1 = i0 // _BLOCK, -(-i1 // _BLOCK)
+    y = np.empty((b1 - b0) * _BLOCK, dtype=np.float32)
     # Small products: OpenBLAS runs them on one thread (threads thrash on a busy machine).
     step = max(1, _SMALL_GEMM // (2 * len(k) * _BLOCK))
-    for r0 in range(0, nb, step):
-        r1 = min(nb, r0 + step)
-        y[r0 * _BLOCK : r1 * _BLOCK] = (rows[r0:r1] @ w2).ravel()
-    y = y[:n]
+    for r0 in range(b0, b1, step):
+        r1 = min(b1, r0 + step)
+        y[(r0 - b0) * _BLOCK : (r1 - b0) * _BLOCK] = (rows[r0:r1] @ w2).ravel()
+    y = y[i0 - b0 * _BLOCK : i1 - b0 * _BLOCK]
     na = min(n, int(ATTACK_S * sample_rate))
-    y[:na] *= np.linspace(0.0, 1.0, na, endpoint=False, dtype=np.float32)
+    if i0 < na:
+        y[: min(na, i1) - i0] *= np.linspace(0.0, 1.0, na, endpoint=False, dtype=np.float32)[i0 : min(na, i1)]
     if note.end_us is not None:
-        ne = int((note.end_us - note.t_us) * sample_rate // 1_000_000)
-        if ne < n:
-            tail = np.arange(n - max(ne, 0), dtype=np.float32)
-            y[max(ne, 0):] *= np.exp(-tail / np.float32(fade_s * sample_rate))
+        ne = max(0, int((note.end_us - note.t_us) * sample_rate // 1_000_000))
+        if ne < i1:
+            lo = max(ne, i0)
+            tail = np.arange(lo - ne, i1 - ne, dtype=np.float32)
+            y[lo - i0 :] *= np.exp(-tail / np.float32(fade_s * sample_rate))
     return y
 
 

@@ -57,6 +57,7 @@ from ..spec.model import PianoSpec
 from .instrument import INSTRUMENT_OPTIONS, SimulatedInstrument, instrument_from_options
 from .limits import LiveLimits, apply_limits
 from .live import LiveEar
+from .room import LiveTake
 from .truth import Truth
 
 log = logging.getLogger(__name__)
@@ -81,6 +82,7 @@ class SimDevice(StreamDevice):
         self._ear: LiveEar | None = None  # this stream's live hearing (heard_so_far)
         self._live_limits: LiveLimits | None = None  # ... and the firmware's limits on it
         self._heard_live: list[HeardNote] = []
+        self._take: LiveTake | None = None  # this stream's recording while it runs (audio_so_far)
         self._open = True
 
     @property
@@ -160,6 +162,42 @@ class SimDevice(StreamDevice):
         self._heard_live += mic.hear_live(notes)
         return list(self._heard_live)
 
+    @property
+    def audio_rate(self) -> int | None:
+        """The sample rate of :meth:`audio_so_far`'s blocks; None where it gives none."""
+        mic = getattr(self.instrument, "microphone", None)
+        if not isinstance(self.instrument, SimulatedInstrument) or mic is None or mic.room is None:
+            return None
+        return mic.room.sample_rate
+
+    def audio_so_far(self) -> list[tuple[Any, float]] | None:
+        """The room microphone's new blocks of this stream since the last call, as a sound
+        card hands them over: ``(samples (512,) float32 mono, the MCU time in µs its
+        first sample was captured at)``, the time with the card's constant error and
+        jitter (PortAudio's ``inputBufferAdcTime`` through the driver's clock sync). A
+        block comes once every note that sounds in it is decided (the stream's time
+        ``now`` past it by the longest strike, ``settle_us``). The samples are the
+        drain's ``perf.audio`` (every sample rendered once; sim/room.py ``LiveTake``).
+        None with ``sensor=notes`` (no microphone in the room) or no piano."""
+        self._check_open("audio_so_far")
+        if self.audio_rate is None:
+            return None
+        if not self._submitted or math.isinf(self._now_us):
+            return []
+        mic, quiet = self.instrument.microphone, self.instrument.settle_us
+        assert mic.room is not None
+        if self._ear is None or self._live_limits is None:
+            self._ear = LiveEar(self.instrument.physics, self._pwm_max, quiet)
+            self._live_limits = LiveLimits(self.spec.actuators, self._pwm_max)
+        if self._take is None:
+            self._take = LiveTake(mic.room, mic.takes)  # the take number the drain will render
+        now = int(self._now_us)
+        played = self._live_limits.advance(self._cmds, now)
+        cut = now - 1 - quiet
+        from_us = int(self._take.t_us_of(self._take.samples_out)) - 1
+        notes, pedal, clicks = self._ear.audio_notes(played, now - 1, from_us, cut)
+        return self._take.blocks(notes, pedal, clicks, cut)
+
     def drain(self, progress: Progress | None = None) -> Performance:
         self._check_open("drain")
         return self._end(progress)
@@ -177,7 +215,7 @@ class SimDevice(StreamDevice):
             cmds = due + [Command(off_at, Op.RELEASE, a) for a in sorted(self._pwm_max)]
         self._cmds, self._late, self._late_release = [], 0, 0
         self._submitted, self._now_us, self._last_t = 0, -math.inf, -1
-        self._ear, self._live_limits, self._heard_live = None, None, []
+        self._ear, self._live_limits, self._heard_live, self._take = None, None, [], None
         # the firmware's max on-time and duty limits, as every firmware port applies them
         lim = apply_limits(cmds, self.spec.actuators, self._pwm_max)
         perf = self.instrument.hear(lim.outputs, progress)

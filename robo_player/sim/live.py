@@ -31,12 +31,18 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from ..actuation import OutputColumns, expand_commands
+from ..performance import HeardNote
 from ..plan import Command, Op
-from .physics import EventColumns, PianoPhysics, SoundedNotes
+from .audio import MAX_RING_S
+from .physics import MAX_LATENCY_US, EventColumns, PianoPhysics, SoundedNotes
 
 # Two heard onsets of one key closer than this are one note (two replays of the same
 # strike may round its onset differently by a µs; no key strikes twice in 1 ms).
 _SAME_NOTE_US = 1_000
+# The room's live take (:meth:`LiveEar.audio_notes`) replays from a checkpoint this far
+# before the audio it renders: a strike before it sounded by its latency after it and has
+# rung out (the synthesis renders a note at most MAX_RING_S) before that audio begins.
+AUDIO_REACH_US = int(MAX_RING_S * 1e6) + int(MAX_LATENCY_US) + 100_000
 
 
 class LiveEar:
@@ -56,19 +62,27 @@ class LiveEar:
         self._pending: list[tuple[int, int, float]] = []  # exact (t_us, pitch, velocity) not yet heard
         self._heard: dict[int, list[int]] = {}  # pitch -> onsets already heard (recent)
         self.replayed = 0  # output changes replayed (the cost, for the bench)
+        # the checkpoints of the last AUDIO_REACH_US and more: (t, state, commands in it),
+        # for the room's live take (:meth:`audio_notes`)
+        self._history: list[tuple[int, PianoPhysics, int]] = [(self._ck_t, self._ck, 0)]
 
     def _run_out(self, physics: PianoPhysics, out: OutputColumns) -> tuple[SoundedNotes, bool]:
         """Play the output changes ``out`` on ``physics`` (in place) from the stream's
         origin; whether no coil failed after the last change (a fork's end is not the
         stream's)."""
+        notes, ok, _ = self._run_full(physics, out)
+        return notes, ok
+
+    def _run_full(self, physics: PianoPhysics, out: OutputColumns) -> tuple[SoundedNotes, bool, list[tuple[int, int]]]:
+        """:meth:`_run_out`, and the sensed pedal of the run (stream time)."""
         if not len(out):
-            return SoundedNotes.empty(), True
+            return SoundedNotes.empty(), True, []
         self.replayed += len(out)
         perf, notes = physics.run_columns(EventColumns.from_outputs(out))
         physics._origin_us = self._origin  # the run moved the clock on: put it back
         t_last = int(out.t_us[-1])
         ok = all(int(f["t_us"]) <= t_last for f in perf.coil_failures)  # type: ignore[call-overload]
-        return notes, ok
+        return notes, ok, list(perf.pedal)
 
     def _run(self, physics: PianoPhysics, cmds: Sequence[Command]) -> tuple[SoundedNotes, bool]:
         """:meth:`_run_out` on the expansion of ``cmds``."""
@@ -109,10 +123,8 @@ class LiveEar:
         self._ck, self._ck_t = fork, t_ck
         self._pending += zip(notes.t_us.tolist(), notes.pitch.tolist(), notes.velocity.tolist(), strict=True)
 
-    def sounded(self, cmds: Sequence[Command], now_us: int, cut_us: int) -> SoundedNotes:
-        """The notes not yet heard whose onset is at or before ``cut_us``, with the stream's
-        commands ``cmds`` (sorted by time) played up to ``now_us`` (>= ``cut_us`` + quiet)."""
-        hi = bisect.bisect_right(cmds, now_us, key=lambda c: c.t_us)
+    def _advance(self, cmds: Sequence[Command], hi: int, now_us: int) -> None:
+        """Move the checkpoint on as far as ``cmds[:hi]`` (played up to ``now_us``) allow."""
         t_ck = self._checkpoint_time(cmds, self._ck_i, hi, now_us)
         if t_ck > self._ck_t:
             j = bisect.bisect_right(cmds, t_ck, key=lambda c: c.t_us)
@@ -121,9 +133,41 @@ class LiveEar:
             if ok:  # exact: every strike before t_ck has settled by then
                 self._commit(fork, t_ck, notes)
                 self._ck_i = j
+                self._history.append((t_ck, fork, j))
+
+    def sounded(self, cmds: Sequence[Command], now_us: int, cut_us: int) -> SoundedNotes:
+        """The notes not yet heard whose onset is at or before ``cut_us``, with the stream's
+        commands ``cmds`` (sorted by time) played up to ``now_us`` (>= ``cut_us`` + quiet)."""
+        hi = bisect.bisect_right(cmds, now_us, key=lambda c: c.t_us)
+        self._advance(cmds, hi, now_us)
         # the strikes after the checkpoint: a throw-away replay, kept where settled
         notes, _ = self._run(self._ck.fork(), cmds[self._ck_i : hi])
         return self._collect(notes, cut_us)
+
+    def audio_notes(
+        self, cmds: Sequence[Command], now_us: int, from_us: int, cut_us: int,
+    ) -> tuple[list[HeardNote], list[tuple[int, int]], list[int]]:
+        """What the room needs to render the stream's sound from ``from_us`` to ``cut_us``
+        (<= ``now_us`` - quiet), with ``cmds`` (sorted) played up to ``now_us``: the exact
+        notes struck since a checkpoint at least :data:`AUDIO_REACH_US` before ``from_us``
+        with onsets up to ``cut_us`` (each note's end where it is at or before
+        ``cut_us``, else None: not damped yet), the sensed pedal and the clicks since then
+        (stream time). The notes are the drain's: the same strikes played from the same
+        state (the tests hold the live take equal to the drain's)."""
+        hi = bisect.bisect_right(cmds, now_us, key=lambda c: c.t_us)
+        self._advance(cmds, hi, now_us)
+        k = max(0, bisect.bisect_right(self._history, from_us - AUDIO_REACH_US, key=lambda h: h[0]) - 1)
+        del self._history[:k]  # older checkpoints are never needed again (from_us only grows)
+        _, state, i = self._history[0]
+        fork = state.fork()
+        notes, pedal, clicks = SoundedNotes.empty(), [], []
+        if i < hi:
+            notes, _, pedal = self._run_full(fork, expand_commands(cmds[i:hi], self._pwm_max, checked=True))
+            clicks = fork.clicks_us
+        keep = notes.t_us <= cut_us
+        end = np.where(notes.end_us <= cut_us, notes.end_us, np.inf)
+        heard = SoundedNotes(notes.t_us[keep], notes.pitch[keep], notes.velocity[keep], end[keep]).to_heard()
+        return heard, [p for p in pedal if p[0] <= cut_us], [c for c in clicks if c <= cut_us]
 
     def sounded_outputs(self, out: OutputColumns, now_us: int, cut_us: int) -> SoundedNotes:
         """:meth:`sounded` from what the outputs did (a firmware's trace, performance

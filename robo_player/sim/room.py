@@ -47,7 +47,7 @@ from typing import Any
 import numpy as np
 
 from ..performance import HeardNote, Performance
-from .audio import render_audio
+from .audio import _fade_s, _note_length, _PitchBank, render_audio, render_note_part
 
 CLICK_DB = -12.0  # the click's peak at the microphone (dBFS)
 CLICK_HZ = 4500.0  # a piezo disc's ring
@@ -110,10 +110,7 @@ class RoomTake:
         self._notes = notes
         self._clicks = list(clicks_us or [])
         self._pedal = pedal
-        rng = np.random.default_rng([room.seed, take])
-        self._offset_s = room.offset_s if room.offset_s is not None else float(rng.uniform(0.05, 0.45))
-        self._drift = (room.drift_ppm if room.drift_ppm is not None else float(rng.uniform(-100, 100))) * 1e-6
-        self._noise_seed = int(rng.integers(2**32))
+        self._offset_s, self._drift, self._noise_seed = card_clock(room, take)
         self._samples: np.ndarray | None = None
 
     def _key(self) -> tuple[object, ...]:
@@ -160,10 +157,135 @@ class RoomTake:
         rng = np.random.default_rng(self._noise_seed)
         if room.rt60_s > 0 and len(y):
             y = _reverb(y, sr, room.rt60_s, room.wet_db, rng)
-        room_power = reference_power(sr, self._render_fn) * 10.0 ** ((room.gain_db - room.snr_db) / 10.0)
-        noise_sd = math.sqrt(room_power + 10.0 ** (CONVERTER_FLOOR_DB / 10.0))
-        y += rng.normal(0.0, noise_sd, size=len(y))
+        y += rng.normal(0.0, noise_sd(room, self._render_fn), size=len(y))
         return np.clip(y, -1.0, 1.0).astype(np.float32)
+
+
+def card_clock(room: Room, take: int) -> tuple[float, float, int]:
+    """The sound card of take number ``take``: (offset s, drift as a fraction, the seed
+    of its noise and reverb), drawn from the room's seed unless the room fixes them."""
+    rng = np.random.default_rng([room.seed, take])
+    offset_s = room.offset_s if room.offset_s is not None else float(rng.uniform(0.05, 0.45))
+    drift = (room.drift_ppm if room.drift_ppm is not None else float(rng.uniform(-100, 100))) * 1e-6
+    return offset_s, drift, int(rng.integers(2**32))
+
+
+def noise_sd(room: Room, render: Renderer) -> float:
+    """The s.d. of the take's noise: the room's (``snr_db`` under the reference, moved by
+    the gain) and the converter's floor."""
+    room_power = reference_power(room.sample_rate, render) * 10.0 ** ((room.gain_db - room.snr_db) / 10.0)
+    return math.sqrt(room_power + 10.0 ** (CONVERTER_FLOOR_DB / 10.0))
+
+
+LIVE_BLOCK = 512  # samples per block the card hands over while a stream runs (10.7 ms at 48 kHz)
+# each block's capture time (PortAudio's inputBufferAdcTime, brought to the MCU's clock
+# by the driver's clock sync): a constant error (the converter's and the driver's
+# latency, unknown to the host side, drawn in +-STAMP_BIAS_US) and a jitter per block
+STAMP_BIAS_US = 3_000.0
+STAMP_JITTER_US = 500.0
+_REVERB_CHUNK = 4096  # the live take's reverb: overlap-add in chunks of this many samples
+
+
+class LiveTake:
+    """One stream's recording as the sound card hands it over while the stream runs:
+    blocks of :data:`LIVE_BLOCK` samples, each with the MCU time its first sample was
+    captured at (with the card's constant error and jitter). Every sample is rendered
+    once, from the notes sounded so far, and is the sample the drain's :class:`RoomTake`
+    of the same take number renders (the same notes, clicks, reverb and noise; equal
+    within float error: tests/test_live_audio.py). The piano's voice only."""
+
+    def __init__(self, room: Room, take: int) -> None:
+        self._room = room
+        self.sample_rate = sr = room.sample_rate
+        self._offset_s, self._drift, seed = card_clock(room, take)
+        self._rng = np.random.default_rng(seed)  # the reverb's tail, then the noise: as RoomTake draws them
+        self._tail = reverb_tail(sr, room.rt60_s, room.wet_db, self._rng) if room.rt60_s > 0 else None
+        self._tail_fft: np.ndarray | None = None
+        self._noise_sd = noise_sd(room, render_audio)
+        self._gain = 10.0 ** (room.gain_db / 20.0)
+        self._click = click_wave(sr) * 10.0 ** ((room.gain_db - GAIN_DB) / 20.0)
+        self._bank = _PitchBank(sr)
+        self._carry = np.zeros(0)  # the reverb of what is handed out, still to come
+        self.samples_out = 0  # samples handed out so far
+        stamps = np.random.default_rng([room.seed, take, 1])  # apart: the take's samples do not move
+        self._bias_us = float(stamps.uniform(-STAMP_BIAS_US, STAMP_BIAS_US))
+        self._stamps = stamps
+
+    def _audio_us(self, t_us: float) -> int:
+        return int(round((t_us + self._offset_s * 1e6) * (1.0 + self._drift)))
+
+    def t_us_of(self, sample: int) -> float:
+        """The MCU (stream) time at which sample number ``sample`` was captured (exact)."""
+        return sample / self.sample_rate * 1e6 / (1.0 + self._drift) - self._offset_s * 1e6
+
+    def blocks(
+        self, notes: list[HeardNote], pedal: list[tuple[int, int]], clicks_us: list[int], upto_us: int,
+    ) -> list[tuple[np.ndarray, float]]:
+        """The new blocks whose samples were all captured by stream time ``upto_us``, from
+        ``notes`` (exact, stream time: every note whose sound reaches those samples, each
+        end given where it is before ``upto_us``), the sensed ``pedal`` and the clicks:
+        ``(samples (LIVE_BLOCK,) float32, capture time of the first, µs)``."""
+        sr = self.sample_rate
+        n1 = int(self._audio_us(upto_us - 2_000) * sr // 1_000_000) // LIVE_BLOCK * LIVE_BLOCK
+        n0 = self.samples_out
+        if n1 <= n0:
+            return []
+        y = self._render(notes, pedal, clicks_us, n0, n1)
+        self.samples_out = n1
+        out = []
+        for b in range(n0, n1, LIVE_BLOCK):
+            stamp = self.t_us_of(b) + self._bias_us + float(self._stamps.normal(0.0, STAMP_JITTER_US))
+            out.append((y[b - n0 : b - n0 + LIVE_BLOCK], stamp))
+        return out
+
+    def _render(self, notes: list[HeardNote], pedal: list[tuple[int, int]], clicks_us: list[int],
+                n0: int, n1: int) -> np.ndarray:
+        """Samples ``n0..n1`` as RoomTake._render makes them (there: the whole take at once)."""
+        sr = self.sample_rate
+        warped = [
+            replace(h, t_us=self._audio_us(h.t_us), end_us=None if h.end_us is None else self._audio_us(h.end_us))
+            for h in notes
+        ]
+        ped = sorted((self._audio_us(t), v) for t, v in pedal)
+        times = [t for t, _ in ped]
+        dry = np.zeros(n1 - n0, dtype=np.float32)
+        for h in warped:
+            if h.t_us < 0:
+                continue
+            fade = _fade_s(ped, times, h.end_us)
+            n = _note_length(h, fade, sr)
+            s0 = int(h.t_us * sr // 1_000_000)
+            if s0 >= n1 or s0 + n <= n0:
+                continue
+            part = render_note_part(h, n, fade, self._bank, n0 - s0, n1 - s0)
+            lo = max(s0, n0) - n0
+            dry[lo : lo + len(part)] += part
+        y = dry.astype(np.float64) * self._gain
+        w = len(self._click) + 1
+        for t in clicks_us:
+            pos = self._audio_us(t) * 1e-6 * sr - n0
+            if -w < pos < len(y):
+                _add_at(y, self._click, pos)
+        if self._tail is not None:
+            y = self._reverb(y)
+        y += self._rng.normal(0.0, self._noise_sd, size=len(y))
+        return np.clip(y, -1.0, 1.0).astype(np.float32)
+
+    def _reverb(self, y: np.ndarray) -> np.ndarray:
+        """``y`` + its reverb, overlap-added onto what the earlier samples left."""
+        assert self._tail is not None
+        n_ir = len(self._tail)
+        nfft = 1 << (_REVERB_CHUNK + n_ir - 2).bit_length()
+        if self._tail_fft is None:
+            self._tail_fft = np.fft.rfft(self._tail, nfft)
+        acc = np.zeros(len(y) + n_ir - 1)
+        acc[: len(self._carry)] += self._carry
+        for c0 in range(0, len(y), _REVERB_CHUNK):
+            x = y[c0 : c0 + _REVERB_CHUNK]
+            wet = np.fft.irfft(np.fft.rfft(x, nfft) * self._tail_fft, nfft)[: len(x) + n_ir - 1]
+            acc[c0 : c0 + len(wet)] += wet
+        self._carry = acc[len(y) :]
+        return y + acc[: len(y)]
 
 
 @functools.lru_cache(maxsize=8)
@@ -193,18 +315,25 @@ def _add_at(y: np.ndarray, wave: np.ndarray, pos: float) -> None:
     y[lo : i + len(w)] += w[lo - i : len(y) - i]
 
 
-def _reverb(y: np.ndarray, sr: int, rt60_s: float, wet_db: float, rng: np.random.Generator) -> np.ndarray:
-    """``y`` through a room: direct sound + a diffuse exponential tail (FFT convolution)."""
+def reverb_tail(sr: int, rt60_s: float, wet_db: float, rng: np.random.Generator) -> np.ndarray:
+    """The room's diffuse tail (its impulse response less the direct sound), drawn from ``rng``."""
     n_ir = int(rt60_s * sr)
     t = np.arange(n_ir) / sr
     tail = rng.normal(0.0, 1.0, n_ir) * np.exp(-6.91 * t / rt60_s)  # -60 dB at rt60
     tail[: int(REVERB_PREDELAY_S * sr)] = 0.0
     tail *= 10.0 ** (wet_db / 20.0) / math.sqrt(float(np.sum(tail * tail)) or 1.0)
+    return tail
+
+
+def _reverb(y: np.ndarray, sr: int, rt60_s: float, wet_db: float, rng: np.random.Generator) -> np.ndarray:
+    """``y`` through a room: direct sound + a diffuse exponential tail (FFT convolution)."""
+    tail = reverb_tail(sr, rt60_s, wet_db, rng)
+    n_ir = len(tail)
     n = len(y) + n_ir - 1
     nfft = 1 << (n - 1).bit_length()
     wet = np.fft.irfft(np.fft.rfft(y, nfft) * np.fft.rfft(tail, nfft), nfft)[: len(y)]
     return y + wet
 
 
-__all__ = ["CONVERTER_FLOOR_DB", "GAIN_DB", "GAIN_DB_RANGE", "SAMPLE_RATES", "Renderer", "Room", "RoomTake", "click_wave",
-           "reference_power"]
+__all__ = ["CONVERTER_FLOOR_DB", "GAIN_DB", "GAIN_DB_RANGE", "LIVE_BLOCK", "SAMPLE_RATES", "LiveTake", "Renderer", "Room",
+           "RoomTake", "card_clock", "click_wave", "noise_sd", "reference_power", "reverb_tail"]

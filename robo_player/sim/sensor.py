@@ -72,6 +72,11 @@ class Microphone:
         self.heard_delay_us = int(heard_delay_us)
         self._live_rng = np.random.default_rng(None if seed is None else [int(seed), 1])
 
+    @property
+    def takes(self) -> int:
+        """How many takes this microphone has recorded (the next one's number)."""
+        return self._takes
+
     def hear(self, notes: Sequence[HeardNote]) -> list[HeardNote]:
         """Noisy copies of ``notes``, sorted by (time, pitch)."""
         n = len(notes)
