@@ -53,6 +53,35 @@ class _Device(Protocol):
     def drain(self) -> Any: ...
 
 
+class Ear(Protocol):
+    """What hears the stream where not the device's own sensor: the live audio ear
+    (:class:`~.live_audio.AudioEar`). ``click``: the sync click's output ``(actuator,
+    level, pulse µs, delay µs)`` the stream begins with, or None."""
+
+    click: tuple[int, int, int, int] | None
+
+    def expect(self, key: int, t_us: float, pitch: int, velocity: float) -> None: ...
+    def heard_so_far(self) -> list[HeardNote]: ...
+    def stats(self) -> dict[str, Any]: ...
+
+
+# with an ear that clicks: the plan starts at least this late in the stream, after the
+# sync click's pattern (0..780 ms) at its start
+CLICK_LEAD_US = 1_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class _Target:
+    """A planned note as the loop judges it (the outcome, in stream time)."""
+
+    index: int
+    fate: Any
+    target_t_us: int
+    strike_t_us: int | None
+    pitch_out: int
+    velocity_target: float
+
+
 @dataclass(frozen=True, slots=True)
 class LoopSettings:
     """Bounds and speed of the loop."""
@@ -105,6 +134,8 @@ class LoopResult:
     used: int = 0  # ... paired with an intended note and used
     max_coil_temp_ratio: float = 0.0  # the hottest coil, as a fraction of its allowed rise
     performance: Performance | None = None  # the stream's drain
+    ear: dict[str, Any] = field(default_factory=dict)  # the live audio ear's figures (None: the device's sensor)
+    shift_us: int = 0  # the plan was played this much later in the stream (after the click pattern)
 
     def to_dict(self) -> dict[str, Any]:
         """The corrections, for ``--write-back`` (pitch -> latency µs, drive gain)."""
@@ -163,8 +194,9 @@ class _Loop:
     """The state of one closed-loop stream (see the module doc)."""
 
     def __init__(self, st: LoopSettings, outcomes: Sequence[Any], pitch_of: Callable[[int], int],
-                 pwm_max: Callable[[int], int]) -> None:
+                 pwm_max: Callable[[int], int], ear: Ear | None = None) -> None:
         self.st = st
+        self.ear = ear
         self.by_note = {o.index: o for o in outcomes}
         self.pitch_of, self.pwm_max = pitch_of, pwm_max
         self.lat: dict[int, float] = {}
@@ -191,6 +223,9 @@ class _Loop:
             pl.factor = drive / c.drive
             if pl.outcome is not None and pl.outcome.fate.name != "DROPPED":
                 self.waiting.append(pl)
+                if self.ear is not None:
+                    o = pl.outcome
+                    self.ear.expect(o.index, o.target_t_us, o.pitch_out, o.velocity_target)
         # one key's commands keep their order whatever the corrections of their notes
         t = max(0, c.t_us - pl.shift_us, self.last_t.get(c.actuator, 0))
         self.last_t[c.actuator] = t
@@ -222,7 +257,7 @@ class _Loop:
         if st.rate <= 0.0:
             return
         p = o.pitch_out
-        want_v = getattr(o, "velocity_target", None) or o.velocity_in
+        want_v = o.velocity_target
         err = h.t_us - o.target_t_us
         ratio = want_v / h.velocity
         # what the key needs: its error had the note not been moved, the drive factor
@@ -243,6 +278,7 @@ def play_closed_loop(
     pitch_of: Callable[[int], int],
     pwm_max: Callable[[int], int],
     settings: LoopSettings | None = None,
+    ear: Ear | None = None,
 ) -> LoopResult:
     """Play ``plan`` on ``device`` as one stream, correcting each key from what is heard.
 
@@ -250,13 +286,32 @@ def play_closed_loop(
     ``target_t_us``, ``velocity_target`` or ``velocity_in``, ``fate``); every note
     played or altered is judged against what the plan aimed at (its target time and
     loudness); ``pitch_of``: actuator -> pitch (-1 for the pedal); ``pwm_max``:
-    actuator -> its full level. TransportError where the device cannot hear while it
-    plays (``heard_so_far`` None).
+    actuator -> its full level. ``ear``: hear through it (the live audio ear) instead
+    of the device's ``heard_so_far``; where it clicks, the stream begins with the sync
+    click's pattern and the plan follows ``CLICK_LEAD_US`` later (at least): the result's
+    ``shift_us``, taken off the drained performance's notes and pedal again.
+    TransportError where the device cannot hear while it plays (``heard_so_far`` None).
     """
     st = settings or LoopSettings()
-    lp = _Loop(st, outcomes, pitch_of, pwm_max)
-    res = lp.res
     cmds = list(plan.commands)
+    shift = 0
+    pattern: list[Command] = []
+    if ear is not None and ear.click is not None and cmds:
+        from .align import PATTERN_US
+
+        act, level, pulse, _ = ear.click
+        shift = max(0, CLICK_LEAD_US - cmds[0].t_us)
+        pattern = [Command(dt, Op.PULSE_HOLD, act, level, pulse, 0) for dt in PATTERN_US]
+        cmds = pattern + [dataclasses.replace(c, t_us=c.t_us + shift) for c in cmds]
+    targets = [
+        _Target(o.index, o.fate, o.target_t_us + shift,
+                None if o.strike_t_us is None else o.strike_t_us + shift, o.pitch_out,
+                float(getattr(o, "velocity_target", None) or o.velocity_in))
+        for o in outcomes
+    ]
+    lp = _Loop(st, targets, pitch_of, pwm_max, ear)
+    res = lp.res
+    res.shift_us = shift
     pool: list[tuple[int, int, int, Command]] = []  # (corrected time, order, seq, command)
     i, seq = 0, 0
     now = cmds[0].t_us - st.lead_us if cmds else 0
@@ -277,7 +332,7 @@ def play_closed_loop(
             submitted = True
         if submitted:
             device.advance(now)
-            heard = device.heard_so_far()
+            heard = ear.heard_so_far() if ear is not None else device.heard_so_far()
             if heard is None:
                 raise TransportError(
                     f"{device.url}: the closed loop needs a device that hears while it plays "
@@ -288,8 +343,15 @@ def play_closed_loop(
         now += st.step_us
     if submitted:  # the last notes: heard before the end
         device.advance(last_t + 1_000_000)
-        lp.listen(device.heard_so_far() or [], last_t + 1_000_000)
+        lp.listen((ear.heard_so_far() if ear is not None else device.heard_so_far()) or [], last_t + 1_000_000)
     perf = device.drain()
+    if shift:  # the plan's own times again (the click pattern is not a note)
+        perf.heard = [dataclasses.replace(h, t_us=h.t_us - shift, end_us=None if h.end_us is None else h.end_us - shift)
+                      for h in perf.heard]
+        perf.pedal = [(t - shift, v) for t, v in perf.pedal]
+        perf.extra["stream_shift_us"] = shift
+    if ear is not None:
+        res.ear = ear.stats()
     res.performance = perf
     res.heard = list(perf.heard)
     res.max_coil_temp_ratio = float(getattr(perf, "max_coil_temp_ratio", 0.0))

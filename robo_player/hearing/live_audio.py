@@ -1,0 +1,420 @@
+"""Hearing a stream through a microphone while it plays (issue 11 §4, docs/hearing.md
+"Closed loop": the live ear).
+
+:class:`LiveAudioEar` takes the sound card's blocks as they arrive (mono samples on the
+card's clock, each with the time its first sample was captured: PortAudio's
+``inputBufferAdcTime``, on the MCU's clock through the driver's clock sync), the notes
+sent so far (MCU time, pitch, intended velocity) and hands back a
+:class:`~robo_player.performance.HeardNote` (MCU onset, velocity) for each planned note
+once enough audio after it has arrived. It hears them with the detector's plan-known
+search, the code ``verify`` uses (:meth:`Detector.detect_intended`), on a window of
+recent audio around each batch of notes, never on the whole take (bounded cost per
+second of audio), and their loudness through the level path of the calibration
+(:mod:`.level`: the take's level fitted on the stream's first notes, cold coils, then held).
+
+The clock (:class:`AudioClock`): ``mcu_us = A + B * audio_s``. The block timestamps give
+``B`` (the card's drift against the MCU, up to +-100 ppm: 60 ms over 10 minutes) and
+``A`` but for a constant (the converter's and the driver's latency, unknown); the sync
+click's pattern at the stream's start, fitted by :func:`.align.align_clicks`, gives that
+constant. Without a click (a spec with no ``sync_click``) the constant is the median
+onset error of the stream's first notes: the absolute onsets are then only as good as
+the calibration's latency (said in the log). Why the timestamps and not a fit of heard
+onsets against planned ones: the loop's corrections are exactly what moves heard
+onsets, and warm coils make *every* key late in a loud piece; a fit of onsets would
+take that common lateness for clock drift and hide it from the loop. The timestamps do
+not hear the piano, so a drift cannot turn into per-key corrections, nor heating into
+drift (tests/test_live_audio.py).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ..errors import TransportError
+from ..matching import ONSET_WINDOW
+from ..performance import HeardNote
+from .align import PATTERN_US, align_clicks
+from .detector import Detector
+from .level import remove_level, take_level_db
+
+log = logging.getLogger(__name__)
+
+STAMP_SD_US = 1_000.0  # what a block's capture time is trusted to (its jitter; PortAudio's can be ms)
+STAMP_REJECT_US = 10_000.0  # a capture time this far off the fitted line is an outlier (an xrun)
+RATE_SD = 300.0  # µs per audio second: the prior on the rate (nominal 1e6, a card's drift is +-100 ppm)
+CLICK_SD_US = 20.0  # a click's fitted onset (hearing/click.py: within ~10 µs)
+DECIDE_S = 0.12  # the detector decides a note with this much audio after its search window (4096 samples and a hop)
+PRE_S = 0.3  # ... and this much before it (the background its rise is measured against)
+BATCH_S = 0.2  # notes are decided in batches of at least this much audio
+KEEP_S = 2.0  # audio kept before the oldest undecided note's window
+LEVEL_NOTES = 32  # the take's level is fitted on the stream's first notes (cold coils), then held
+OFFSET_NOTES = 16  # without a click: the clock's constant from this many first notes
+
+
+@dataclass(frozen=True, slots=True)
+class Expected:
+    """A planned note: its key (the loop's note index), target MCU time, pitch, loudness."""
+
+    key: int
+    t_us: float
+    pitch: int
+    velocity: float
+
+
+class AudioClock:
+    """``mcu_us = A + B * audio_s`` fitted (weighted least squares) on the blocks'
+    capture times (``ts = A + B * audio_s + L``, ``L`` an unknown constant) and the
+    clicks' MCU times (no ``L``). Running sums: bounded cost per block."""
+
+    def __init__(self) -> None:
+        self._m = np.zeros((3, 3))
+        self._r = np.zeros(3)
+        self._x0: float | None = None  # audio s and MCU µs of the first stamp (conditioning)
+        self._y0 = 0.0
+        self.stamps = 0
+        self.rejected = 0
+        self._clicks = 0
+        self.anchored = False  # the constant L is known (a click, or the first notes)
+        self._shift_us = 0.0  # without a click: the constant from the first notes
+        self._fit: tuple[float, float, float] | None = None
+
+    def _row(self, x: float, y: float, stamp: bool, w: float) -> None:
+        assert self._x0 is not None
+        u = np.array([1.0, x - self._x0, 1.0 if stamp else 0.0])
+        self._m += w * np.outer(u, u)
+        self._r += w * u * (y - self._y0)
+        self._fit = None
+
+    def add_stamp(self, audio_s: float, mcu_us: float) -> None:
+        """A block whose first sample (``audio_s`` on the card's clock) was captured at
+        MCU time ``mcu_us`` (with the card's constant error and jitter)."""
+        if self._x0 is None:
+            self._x0, self._y0 = audio_s, mcu_us
+        if self.stamps >= 20:
+            a, b, ll = self.solve()
+            if abs(mcu_us - (a + b * audio_s + ll)) > STAMP_REJECT_US:
+                self.rejected += 1
+                return
+        self.stamps += 1
+        self._row(audio_s, mcu_us, True, 1.0 / STAMP_SD_US**2)
+
+    def add_click(self, audio_s: float, mcu_us: float) -> None:
+        """A click heard at ``audio_s`` that sounded at MCU time ``mcu_us``."""
+        if self._x0 is None:
+            self._x0, self._y0 = audio_s, mcu_us
+        self._row(audio_s, mcu_us, False, 1.0 / CLICK_SD_US**2)
+        self._clicks += 1
+        self.anchored = True
+
+    def anchor_shift(self, shift_us: float) -> None:
+        """Without a click: the constant ``L`` taken as the stamps' (0) plus ``shift_us``."""
+        self._shift_us = shift_us
+        self.anchored = True
+
+    def solve(self) -> tuple[float, float, float]:
+        """(A µs, B µs per audio s, L µs); ``L`` 0 until a click tells it."""
+        if self._fit is None:
+            assert self._x0 is not None
+            # a prior on the rate: nominal within RATE_SD (a card's drift is +-100 ppm):
+            # the first blocks' jitter cannot tilt the line
+            m, r = self._m.copy(), self._r.copy()
+            m[1, 1] += 1.0 / RATE_SD**2
+            r[1] += 1e6 / RATE_SD**2
+            if self._clicks and self.stamps:
+                a, b, ll = np.linalg.solve(m, r)
+            else:
+                a, b = np.linalg.solve(m[:2, :2], r[:2])
+                ll = 0.0
+            self._fit = (self._y0 + float(a) - float(b) * self._x0, float(b), float(ll))
+        return self._fit
+
+    @property
+    def ready(self) -> bool:
+        return self._x0 is not None
+
+    def to_mcu_us(self, audio_s: float) -> float:
+        a, b, _ = self.solve()
+        return a + b * audio_s + self._shift_us
+
+    def to_audio_s(self, mcu_us: float) -> float:
+        a, b, _ = self.solve()
+        return (mcu_us - self._shift_us - a) / b
+
+    @property
+    def drift_ppm(self) -> float:
+        """The card's clock against the MCU's (ppm: + when the card runs fast)."""
+        return (1e6 / self.solve()[1] - 1.0) * 1e6
+
+
+class LiveAudioEar:
+    """The planned notes of one stream, heard in its audio as it arrives (module doc).
+
+    ``click``: ``(MCU time of the pattern's first on-edge, the click's delay µs)`` where
+    the stream begins with the sync click's pattern (:data:`.align.PATTERN_US`), else
+    None (the clock's constant from the first notes); ``level_db``: the take's level
+    where it is known (a measured microphone), else fitted on the first notes."""
+
+    def __init__(self, sample_rate: int, click: tuple[int, int] | None, *, level_db: float | None = None,
+                 where: str = "live audio") -> None:
+        self.sr = int(sample_rate)
+        self.where = where
+        self.clock = AudioClock()
+        self._click = click
+        self._buf: list[np.ndarray] = []  # blocks not yet joined
+        self._y = np.zeros(0, dtype=np.float32)  # samples base..n
+        self._base = 0  # sample number of _y[0]
+        self.n = 0  # samples received
+        self._todo: list[Expected] = []  # planned, not decided yet (in time order)
+        self._all: list[Expected] = []  # planned, recent (the owner test's rivals)
+        self._last_batch_s = -math.inf
+        self._heard: list[HeardNote] = []  # reported (MCU time, level removed)
+        self._held: list[tuple[Expected, HeardNote]] = []  # heard before the level (or clock) is known
+        self.level_db = level_db
+        self.decided = 0  # planned notes decided (heard or not)
+        self.heard_count = 0
+        self.cost_s = 0.0  # processing time spent (wall), for the x-real-time figure
+        self.detectors = 0
+        self.failed_windows = 0
+
+    # -- input ---------------------------------------------------------------------------
+    def expect(self, key: int, t_us: float, pitch: int, velocity: float) -> None:
+        """A note sent: struck to sound at MCU time ``t_us`` at ``velocity``."""
+        e = Expected(key, float(t_us), int(pitch), float(velocity))
+        self._todo.append(e)
+        self._all.append(e)
+        if len(self._todo) > 1 and self._todo[-2].t_us > e.t_us:
+            self._todo.sort(key=lambda x: x.t_us)
+            self._all.sort(key=lambda x: x.t_us)
+
+    def feed(self, samples: np.ndarray, stamp_us: float | None) -> None:
+        """One block from the card (mono, any length), its first sample captured at MCU
+        time ``stamp_us`` (None: the card gives none; the clock then needs a click)."""
+        t0 = time.perf_counter()
+        x = np.asarray(samples, dtype=np.float32).reshape(-1)
+        if stamp_us is not None:
+            self.clock.add_stamp(self.n / self.sr, float(stamp_us))
+        self._buf.append(x)
+        self.n += len(x)
+        self.cost_s += time.perf_counter() - t0
+
+    # -- output --------------------------------------------------------------------------
+    def heard(self) -> list[HeardNote]:
+        """Every planned note heard so far (MCU time; cumulative, in the order decided)."""
+        t0 = time.perf_counter()
+        try:
+            self._step()
+        finally:
+            self.cost_s += time.perf_counter() - t0
+        return list(self._heard)
+
+    def _samples(self) -> np.ndarray:
+        if self._buf:
+            self._y = np.concatenate([self._y, *self._buf])
+            self._buf = []
+        return self._y
+
+    def _step(self) -> None:
+        if not self.clock.ready:
+            return
+        y = self._samples()
+        have_s = self.n / self.sr
+        if self._click is not None and not self.clock.anchored:
+            if not self._anchor_click(y, have_s):
+                return
+        before, after = ONSET_WINDOW.before_us * 1e-6, ONSET_WINDOW.after_us * 1e-6
+        ready = [e for e in self._todo if self.clock.to_audio_s(e.t_us) + after + DECIDE_S <= have_s]
+        if not ready:
+            return
+        if have_s - self._last_batch_s < BATCH_S and len(ready) < len(self._todo):
+            oldest = self.clock.to_audio_s(ready[0].t_us) + after + DECIDE_S
+            if have_s - oldest < BATCH_S:
+                return  # wait for a batch's worth of audio
+        self._last_batch_s = have_s
+        self._decide(ready, y, before, after)
+        done = {id(e) for e in ready}
+        self._todo = [e for e in self._todo if id(e) not in done]
+        # keep the audio and the rivals the next batches can need
+        keep_from = self.clock.to_audio_s(self._todo[0].t_us) if self._todo else have_s
+        keep_from -= before + PRE_S + KEEP_S
+        cut = int(keep_from * self.sr) - self._base
+        if cut > 0:
+            self._y = self._y[cut:]
+            self._base += cut
+        t_keep = self.clock.to_mcu_us(keep_from)
+        self._all = [e for e in self._all if e.t_us >= t_keep]
+
+    def _anchor_click(self, y: np.ndarray, have_s: float) -> bool:
+        """Fit the click pattern once its audio (by the stamps' clock) has arrived."""
+        assert self._click is not None
+        start, delay = self._click
+        end_s = self.clock.to_audio_s(start + PATTERN_US[-1] + delay)
+        if have_s < end_s + 0.3:
+            return False
+        lo = max(self._base, int((self.clock.to_audio_s(start) - 0.5) * self.sr))
+        seg = y[lo - self._base : int((end_s + 0.3) * self.sr) - self._base]
+        # align_clicks looks for the pattern from the start of what it is given
+        fit = align_clicks(seg, self.sr, [start], delay, self.where)
+        for dt in PATTERN_US:
+            m = start + dt + delay
+            self.clock.add_click(fit.to_audio_s(m) + lo / self.sr, m)
+        a, b, ll = self.clock.solve()
+        log.info("%s: clock from the click pattern: the card's stamps %+.0f µs off, drift %+.1f ppm",
+                 self.where, ll, self.clock.drift_ppm)
+        return True
+
+    def _decide(self, ready: list[Expected], y: np.ndarray, before: float, after: float) -> None:
+        """Hear the ``ready`` notes in one window of audio (the detector's plan-known search)."""
+        clock = self.clock
+        x_first = clock.to_audio_s(ready[0].t_us) - before - PRE_S
+        x_last = clock.to_audio_s(ready[-1].t_us) + after + DECIDE_S
+        i0 = max(self._base, int(x_first * self.sr))
+        i1 = min(self.n, int(math.ceil(x_last * self.sr)) + 1)
+        seg = y[i0 - self._base : i1 - self._base]
+        w0 = i0 / self.sr
+        # the plan's notes whose search window lies in this audio: the ones decided now and
+        # their neighbours (rivals in the owner test), times relative to the window
+        span_lo, span_hi = w0 + before, i1 / self.sr - after
+        rivals = [(clock.to_audio_s(e.t_us) - w0, e.pitch) for e in self._all
+                  if span_lo <= clock.to_audio_s(e.t_us) <= span_hi]
+        self.decided += len(ready)
+        if len(seg) < int(0.05 * self.sr) or not rivals:
+            return
+        det = Detector(seg, self.sr, where=self.where)
+        self.detectors += 1
+        try:
+            onsets = det.detect_intended(rivals, before, after, blind=[])
+        except ZeroDivisionError:
+            # the detector's energy fit can land outside the window it was given and then
+            # divides by an empty segment (hearing/detector.py y_onset): this window's notes
+            # go unheard rather than the performance stopping
+            self.failed_windows += 1
+            log.warning("%s: the detector failed on the window %.2f..%.2f s (its notes unheard)",
+                        self.where, w0, i1 / self.sr)
+            return
+        by_pitch: dict[int, list[float]] = {}
+        vel: dict[tuple[int, float], float] = {}
+        for o in onsets:
+            by_pitch.setdefault(o.pitch, []).append(o.t_s)
+            vel[(o.pitch, o.t_s)] = o.velocity
+        for e in ready:
+            x = clock.to_audio_s(e.t_us) - w0
+            cands = [t for t in by_pitch.get(e.pitch, []) if -before <= t - x <= after]
+            if not cands:
+                continue
+            t = min(cands, key=lambda c: abs(c - x))
+            by_pitch[e.pitch].remove(t)
+            v = vel[(e.pitch, t)]
+            if not math.isfinite(v) or v <= 0:
+                continue
+            self.heard_count += 1
+            h = HeardNote(int(round(clock.to_mcu_us(w0 + t))), e.pitch, float(v))
+            self._report(e, h)
+
+    def _report(self, e: Expected, h: HeardNote) -> None:
+        """Report ``h`` once the clock's constant and the take's level are known."""
+        self._held.append((e, h))
+        if not self.clock.anchored:  # no click: the constant from the first notes
+            if len(self._held) < OFFSET_NOTES:
+                return
+            shift = float(np.median([e.t_us - h.t_us for e, h in self._held]))
+            self.clock.anchor_shift(shift)
+            self._held = [(e, HeardNote(int(round(h.t_us + shift)), h.pitch, h.velocity)) for e, h in self._held]
+            log.warning("%s: no sync click: the audio clock's constant from the first %d notes' onsets "
+                        "(%+.0f µs): absolute onsets only as good as the calibration's latency",
+                        self.where, len(self._held), shift)
+        if self.level_db is None:
+            if len(self._held) < LEVEL_NOTES:
+                return
+            level, n = take_level_db([(e.pitch, h.velocity, e.velocity) for e, h in self._held], self.sr)
+            self.level_db = level
+            log.info("%s: the take's level %+.2f dB (from its first %d notes)", self.where, level, n)
+        for _, g in self._held:
+            self._heard.append(HeardNote(g.t_us, g.pitch, remove_level(g.pitch, g.velocity, self.level_db, self.sr)))
+        self._held = []
+
+
+Blocks = Callable[[], "list[tuple[np.ndarray, float | None]] | None"]
+
+
+class AudioEar:
+    """The closed loop's ear (:class:`~.loop.Ear`) on a source of blocks: ``blocks()``
+    gives the blocks arrived since its last call (``(samples, capture time µs or
+    None)``), e.g. ``sim://``'s ``audio_so_far`` or a microphone (:class:`MicBlocks`).
+    ``click``: the sync click's output ``(actuator, level, pulse µs, delay µs)``; the
+    loop clicks its pattern at the stream's time 0."""
+
+    def __init__(self, blocks: Blocks, sample_rate: int, click: tuple[int, int, int, int] | None, *,
+                 level_db: float | None = None, where: str = "live audio") -> None:
+        self.click = click
+        self._blocks = blocks
+        self.where = where
+        self.ear = LiveAudioEar(sample_rate, None if click is None else (0, click[3]), level_db=level_db,
+                                where=where)  # fmt: skip
+
+    def expect(self, key: int, t_us: float, pitch: int, velocity: float) -> None:
+        self.ear.expect(key, t_us, pitch, velocity)
+
+    def heard_so_far(self) -> list[HeardNote]:
+        got = self._blocks()
+        if got is None:
+            raise TransportError(f"{self.where}: no audio to hear (the device hands over no microphone blocks)")
+        for b, stamp in got:
+            self.ear.feed(b, stamp)
+        return self.ear.heard()
+
+    def stats(self) -> dict[str, Any]:
+        """The ear's figures: audio heard (s), its cost (s, x real time), notes decided and
+        heard, the clock it found."""
+        e = self.ear
+        audio_s = e.n / e.sr
+        out: dict[str, Any] = {
+            "audio_s": round(audio_s, 3), "cost_s": round(e.cost_s, 3),
+            "x_real_time": round(e.cost_s / audio_s, 4) if audio_s else None,
+            "decided": e.decided, "heard": e.heard_count, "windows": e.detectors, "failed_windows": e.failed_windows,
+            "level_db": None if e.level_db is None else round(e.level_db, 2),
+            "clock_by": "click" if self.click is not None else "first notes",
+        }
+        if e.clock.ready:
+            out["drift_ppm"] = round(e.clock.drift_ppm, 2)
+            out["stamp_error_us"] = round(e.clock.solve()[2], 1)
+            out["stamps_rejected"] = e.clock.rejected
+        return out
+
+
+def click_of(spec: Any) -> tuple[int, int, int, int] | None:
+    """The spec's sync click as :class:`AudioEar` takes it, or None."""
+    c = getattr(spec, "sync_click", None)
+    return None if c is None else (c.channel, c.pwm_max, c.pulse_us, c.delay_us)
+
+
+def device_ear(device: Any, spec: Any) -> AudioEar:
+    """The live ear on a device that hands over its microphone's blocks while it plays
+    (``audio_so_far``: ``sim://`` with ``sensor=audio``); TransportError where it does not."""
+    rate = getattr(device, "audio_rate", None)
+    if rate is None:
+        raise TransportError(
+            f"{device.url}: hands over no audio while it plays (allowed: sim:// with sensor=audio, "
+            "or a microphone: --mic)"
+        )
+    return AudioEar(device.audio_so_far, rate, click_of(spec), where=f"{device.url} (live audio)")
+
+
+def expected_of(outcomes: Sequence[object]) -> list[Expected]:
+    """The planned notes of planner outcomes (played or altered), for tests and tools."""
+    out = []
+    for o in outcomes:
+        if getattr(o, "fate").name == "DROPPED":  # noqa: B009
+            continue
+        v = getattr(o, "velocity_target", None) or getattr(o, "velocity_in")  # noqa: B009
+        out.append(Expected(getattr(o, "index"), float(getattr(o, "target_t_us")), getattr(o, "pitch_out"), float(v)))  # noqa: B009
+    return out
+
+
+__all__ = ["AudioClock", "AudioEar", "Expected", "LiveAudioEar", "click_of", "device_ear", "expected_of"]
