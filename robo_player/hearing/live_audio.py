@@ -51,8 +51,11 @@ STAMP_REJECT_US = 10_000.0  # a capture time this far off the fitted line is an 
 RATE_SD = 300.0  # µs per audio second: the prior on the rate (nominal 1e6, a card's drift is +-100 ppm)
 CLICK_SD_US = 20.0  # a click's fitted onset (hearing/click.py: within ~10 µs)
 DECIDE_S = 0.12  # the detector decides a note with this much audio after its search window (4096 samples and a hop)
-PRE_S = 0.3  # ... and this much before it (the background its rise is measured against)
-BATCH_S = 0.2  # notes are decided in batches of at least this much audio
+PRE_S = 0.2  # ... and this much before it (the background its rise is measured against)
+# notes are decided in batches of at least this much audio: a window's notes before the
+# batch are decided again (the owner test's rivals), so a longer batch costs less per
+# note (0.2 s: 1.8 finds per note) and hears later (the loop follows heat over seconds)
+BATCH_S = 0.5
 KEEP_S = 2.0  # audio kept before the oldest undecided note's window
 LEVEL_NOTES = 32  # the take's level is fitted on the stream's first notes (cold coils), then held
 OFFSET_NOTES = 16  # without a click: the clock's constant from this many first notes
@@ -212,6 +215,11 @@ class LiveAudioEar:
             self._step()
         finally:
             self.cost_s += time.perf_counter() - t0
+        return list(self._heard)
+
+    @property
+    def notes(self) -> list[HeardNote]:
+        """The notes reported so far (without deciding more)."""
         return list(self._heard)
 
     def _samples(self) -> np.ndarray:

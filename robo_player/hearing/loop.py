@@ -35,6 +35,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+import numpy as np
+
 from ..errors import TransportError
 from ..performance import HeardNote, Performance
 from ..plan import Command, Op, Plan
@@ -64,6 +66,8 @@ class Ear(Protocol):
     def heard_so_far(self) -> list[HeardNote]: ...
     def stats(self) -> dict[str, Any]: ...
 
+
+FORGET_US = 2_000_000  # a note not heard this long after its time is not coming
 
 # with an ear that clicks: the plan starts at least this late in the stream, after the
 # sync click's pattern (0..780 ms) at its start
@@ -95,6 +99,17 @@ class LoopSettings:
     max_drive: float = 0.20  # |drive gain| <= this (±20 % of the planned level)
     lead_us: int = 250_000  # commands are submitted this far ahead of their time
     step_us: int = 50_000  # the loop listens, corrects and submits this often
+    # For a noisy ear (the live audio ear: the detector times a strike in a loud chord to
+    # ~2 ms, with a bias of its own per key and context): a common correction of every key
+    # (weight ``common_rate`` per heard note) beside each key's own (``rate``), each key's
+    # estimates taken relative to its own first ``baseline_notes`` (cold coils: the
+    # calibration holds, what is left there is the ear's bias), and an estimate whose
+    # innovation is over ``gate_us`` / ``gate_gain`` (0: no gate) left out. The defaults
+    # are the note-level sensor's loop (none of these), :data:`AUDIO_SETTINGS` the audio ear's.
+    common_rate: float = 0.0
+    baseline_notes: int = 0
+    gate_us: float = 0.0
+    gate_gain: float = 0.0
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.rate <= 1.0:
@@ -107,6 +122,12 @@ class LoopSettings:
             raise ValueError(f"closed loop: lead_us {self.lead_us} (allowed: 10000..10000000)")
         if not 1_000 <= self.step_us <= self.lead_us:
             raise ValueError(f"closed loop: step_us {self.step_us} (allowed: 1000..lead_us {self.lead_us})")
+        if not 0.0 <= self.common_rate <= 1.0:
+            raise ValueError(f"closed loop: common_rate {self.common_rate} out of range (allowed: 0..1)")
+        if not 0 <= self.baseline_notes <= 100:
+            raise ValueError(f"closed loop: baseline_notes {self.baseline_notes} (allowed: 0..100)")
+        if self.gate_us < 0 or self.gate_gain < 0:
+            raise ValueError(f"closed loop: gate_us {self.gate_us}, gate_gain {self.gate_gain} (allowed: >= 0)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,6 +175,10 @@ class LoopResult:
         }
 
 
+# the audio ear's loop (bench_closed_loop.py --ear audio; docs/hearing.md §4)
+AUDIO_SETTINGS = LoopSettings(rate=0.05, common_rate=0.02, baseline_notes=3, gate_us=4_000.0, gate_gain=0.15)
+
+
 def corrected_calibration(cal: Calibration, res: LoopResult) -> Calibration:
     """``cal`` with the loop's corrections folded in (``play --write-back``): a key
     heard ``L`` µs late has its latency curve raised by ``L``; a key that needed
@@ -199,8 +224,10 @@ class _Loop:
         self.ear = ear
         self.by_note = {o.index: o for o in outcomes}
         self.pitch_of, self.pwm_max = pitch_of, pwm_max
-        self.lat: dict[int, float] = {}
-        self.gain: dict[int, float] = {}
+        self.lat: dict[int, float] = {}  # pitch -> the key's own latency correction (µs)
+        self.gain: dict[int, float] = {}  # ... and drive gain
+        self.c_lat, self.c_gain = 0.0, 0.0  # the common corrections (common_rate)
+        self.base: dict[int, list[tuple[float, float]]] = {}  # pitch -> its first estimates (baseline_notes)
         self.notes: dict[int, _Played] = {}  # note index -> how it was sent
         self.waiting: list[_Played] = []  # sent, its time passed, not heard yet
         self.spare: list[HeardNote] = []  # heard, not paired yet
@@ -215,11 +242,11 @@ class _Loop:
         pl = self.notes.get(c.note)
         if pl is None:
             o = self.by_note.get(c.note)
-            pl = _Played(o, int(round(self.lat.get(p, 0.0))), 1.0)
+            pl = _Played(o, int(round(self.lat_of(p))), 1.0)
             self.notes[c.note] = pl
         drive = c.drive
         if c.op is Op.PULSE_HOLD and drive > 0:
-            drive = max(1, min(self.pwm_max(c.actuator), int(round(drive * (1.0 + self.gain.get(p, 0.0))))))
+            drive = max(1, min(self.pwm_max(c.actuator), int(round(drive * (1.0 + self.gain_of(p))))))
             pl.factor = drive / c.drive
             if pl.outcome is not None and pl.outcome.fate.name != "DROPPED":
                 self.waiting.append(pl)
@@ -230,6 +257,13 @@ class _Loop:
         t = max(0, c.t_us - pl.shift_us, self.last_t.get(c.actuator, 0))
         self.last_t[c.actuator] = t
         return dataclasses.replace(c, t_us=t, drive=drive)
+
+    def lat_of(self, p: int) -> float:
+        """The latency correction key ``p``'s next note is played with (µs)."""
+        return _clamp(self.c_lat + self.lat.get(p, 0.0), self.st.max_latency_us)
+
+    def gain_of(self, p: int) -> float:
+        return _clamp(self.c_gain + self.gain.get(p, 0.0), self.st.max_drive)
 
     def listen(self, heard: Sequence[HeardNote], now_us: int) -> None:
         """Pair the newly heard notes with the notes sent; move the corrections."""
@@ -246,15 +280,16 @@ class _Loop:
             if h is not None and h.velocity > 0:
                 self._update(pl, h, now_us)
         done = {pl.outcome.index for pl in due if pl.outcome.index in matched}
-        # unheard notes and stray onsets are forgotten after 1 s: they are not coming
+        # unheard notes and stray onsets are forgotten after 2 s: they are not coming (the
+        # audio ear decides a note up to ~1 s after it: its batches)
         self.waiting = [pl for pl in self.waiting if pl.outcome.index not in done
-                        and pl.outcome.target_t_us > now_us - 1_000_000]
-        self.spare = [h for h in self.spare if id(h) not in used and h.t_us > now_us - 1_000_000]
+                        and pl.outcome.target_t_us > now_us - FORGET_US]
+        self.spare = [h for h in self.spare if id(h) not in used and h.t_us > now_us - FORGET_US]
 
     def _update(self, pl: _Played, h: HeardNote, now_us: int) -> None:
         st, o = self.st, pl.outcome
         self.res.used += 1
-        if st.rate <= 0.0:
+        if st.rate <= 0.0 and st.common_rate <= 0.0:
             return
         p = o.pitch_out
         want_v = o.velocity_target
@@ -264,11 +299,24 @@ class _Loop:
         # that would have given the wanted loudness (the loudness taken as proportional)
         need_lat = err + pl.shift_us
         need_f = pl.factor * ratio
-        lat = self.lat.get(p, 0.0)
-        self.lat[p] = _clamp(lat + st.rate * (need_lat - lat), st.max_latency_us)
-        f = 1.0 + self.gain.get(p, 0.0)
-        self.gain[p] = _clamp(f + st.rate * (need_f - f) - 1.0, st.max_drive)
-        self.res.log.append(Correction(now_us, p, self.lat[p], self.gain[p], float(err), ratio))
+        if st.baseline_notes:  # relative to the key's first estimates (its bias)
+            seen = self.base.setdefault(p, [])
+            if len(seen) < st.baseline_notes:
+                seen.append((need_lat - self.c_lat, need_f - self.c_gain))
+                return
+            need_lat -= float(np.median([x for x, _ in seen]))
+            need_f -= float(np.median([f for _, f in seen])) - 1.0
+        d_lat = need_lat - (self.c_lat + self.lat.get(p, 0.0))
+        d_f = need_f - (1.0 + self.c_gain + self.gain.get(p, 0.0))
+        if st.gate_us and abs(d_lat) > st.gate_us:
+            d_lat = 0.0
+        if st.gate_gain and abs(d_f) > st.gate_gain:
+            d_f = 0.0
+        self.c_lat = _clamp(self.c_lat + st.common_rate * d_lat, st.max_latency_us)
+        self.c_gain = _clamp(self.c_gain + st.common_rate * d_f, st.max_drive)
+        self.lat[p] = _clamp(self.lat.get(p, 0.0) + st.rate * d_lat, st.max_latency_us)
+        self.gain[p] = _clamp(self.gain.get(p, 0.0) + st.rate * d_f, st.max_drive)
+        self.res.log.append(Correction(now_us, p, self.lat_of(p), self.gain_of(p), float(err), ratio))
 
 
 def play_closed_loop(
@@ -355,11 +403,13 @@ def play_closed_loop(
     res.performance = perf
     res.heard = list(perf.heard)
     res.max_coil_temp_ratio = float(getattr(perf, "max_coil_temp_ratio", 0.0))
-    res.latency_us, res.drive_gain = lp.lat, lp.gain
+    keys = sorted(set(lp.lat) | set(lp.base))
+    res.latency_us = {p: lp.lat_of(p) for p in keys}
+    res.drive_gain = {p: lp.gain_of(p) for p in keys}
     if res.log:
         log.info("closed loop: %d corrections in one stream (%d notes heard live, %d used), %d keys",
                  len(res.log), res.heard_live, res.used, len(lp.lat))
     return res
 
 
-__all__ = ["Correction", "LoopResult", "LoopSettings", "corrected_calibration", "play_closed_loop"]
+__all__ = ["AUDIO_SETTINGS", "Correction", "Ear", "LoopResult", "LoopSettings", "corrected_calibration", "play_closed_loop"]
