@@ -239,36 +239,58 @@ def _closed_loop_check(args: argparse.Namespace, port: str, spec: Any) -> bool:
     from .driver.ports import hears_live
 
     closed = bool(getattr(args, "closed_loop", False))
+    mic = getattr(args, "mic", None)
     if getattr(args, "write_back", None) and not closed:
         raise UsageError("--write-back goes with --closed-loop")
+    if mic and not closed:
+        raise UsageError("play: --mic goes with --closed-loop (the loop hears through it while it plays)")
     if not closed:
         return False
-    if not hears_live(port) or spec.family != "piano":
+    if spec.family != "piano":
+        raise UsageError(f"--closed-loop: the {spec.family} cannot be heard while it plays yet (allowed: a piano spec)")
+    if not mic and not hears_live(port):
         raise UsageError(
             f"--closed-loop needs a sensor that hears the notes while they play: port {port} "
-            f"({spec.family}) has none (allowed: a sim:// or vmcu:// port with a piano spec)"
+            f"({spec.family}) has none (allowed: a sim:// or vmcu:// port with a piano spec, "
+            "or a microphone: --mic DEVICE)"
         )
     if getattr(args, "resume", False):
         raise UsageError("--closed-loop: --resume is not supported")
     return True
 
 
-def _play_closed_loop(device: Any, plan: Any, plan_report: Any, spec: Any) -> tuple[Any, Any]:
-    """Play with the closed loop (robo_player/hearing/loop.py): the performance it heard."""
-    from .hearing.loop import play_closed_loop
+def _play_closed_loop(device: Any, plan: Any, plan_report: Any, spec: Any, mic: str | None = None) -> tuple[Any, Any]:
+    """Play with the closed loop (robo_player/hearing/loop.py): the performance it heard.
+    It hears through the microphone ``mic`` (a sound card input), else through the
+    device's room microphone where it hands one over (``sim://``, ``sensor=audio``: the
+    live audio ear), else through the device's note-level sensor."""
+    from contextlib import ExitStack
+
+    from .hearing.live_audio import device_ear, mic_ear
+    from .hearing.loop import AUDIO_SETTINGS, LoopSettings, play_closed_loop
+    from .hearing.recording import MicBlocks
     from .performance import Performance
 
     pitch = {k.channel: k.pitch for k in spec.keys}
     level = {k.channel: k.pwm_max for k in spec.keys}
-    res = play_closed_loop(device, plan, plan_report.outcomes, lambda a: pitch.get(a, -1),
-                           lambda a: level.get(a, 0))  # fmt: skip
+    with ExitStack() as stack:
+        ear = None
+        if mic:
+            ear = mic_ear(stack.enter_context(MicBlocks(mic)), device, spec)
+        elif getattr(device, "audio_rate", None) is not None:
+            ear = device_ear(device, spec)
+        res = play_closed_loop(device, plan, plan_report.outcomes, lambda a: pitch.get(a, -1),
+                               lambda a: level.get(a, 0), AUDIO_SETTINGS if ear else LoopSettings(), ear=ear)  # fmt: skip
     for c in res.log:
         log.info("closed loop: at %.3f s pitch %d: latency %+.0f µs, drive %+.3f (heard %+.0f µs, "
                  "velocity ratio %.3f)", c.t_us / 1e6, c.pitch, c.latency_us, c.drive_gain,
                  c.onset_err_us, c.velocity_ratio)  # fmt: skip
     perf = res.performance if res.performance is not None else Performance(heard=res.heard)
     perf.extra["closed_loop"] = {"steps": res.steps, "heard_live": res.heard_live, "used": res.used,
-                                 "corrections": len(res.log), "keys": len(res.latency_us)}  # fmt: skip
+                                 "corrections": len(res.log), "keys": len(res.latency_us),
+                                 "heard_by": "audio" if res.ear else "notes"}  # fmt: skip
+    if res.ear:
+        perf.extra["closed_loop"]["ear"] = res.ear
     return perf, res
 
 
@@ -306,7 +328,8 @@ def cmd_play(args: argparse.Namespace, port: str | None = None) -> int:
         with _open_device(port, spec, args, **ropts) as device:
             try:
                 if closed:
-                    performance, loop_res = _play_closed_loop(device, plan, plan_report, spec)
+                    performance, loop_res = _play_closed_loop(device, plan, plan_report, spec,
+                                                              getattr(args, "mic", None))
                 else:
                     performance = device.play(plan, progress=prog)
             except (RoboPlayerError, KeyboardInterrupt) as err:
@@ -572,6 +595,9 @@ def build_parser() -> argparse.ArgumentParser:
                                  "sim:// or vmcu://)")  # fmt: skip
             sp.add_argument("--write-back", metavar="CAL.yaml",
                             help="with --closed-loop: write the calibration with the corrections here")
+            sp.add_argument("--mic", metavar="DEVICE",
+                            help="with --closed-loop: hear through this sound card input while playing "
+                                 "(an index or part of its name: robo-player mics; needs sounddevice)")
             sp.add_argument("--generate", metavar="MODEL", help="play a piece the model generates")
             sp.add_argument("--seconds", type=float, default=30.0, help="with --generate: length in seconds")
             sp.add_argument("--primer", help='with --generate: primer notes, e.g. "C4 E4 G4"')

@@ -266,7 +266,10 @@ def test_cli_refuses_closed_loop_without_sensor(tmp_path, capsys) -> None:  # no
     assert not out.exists()
     rc = main(["play", str(song), "--write-back", str(out)])
     assert rc == 2 and "--write-back goes with --closed-loop" in capsys.readouterr().err
-    rc = main(["-q", "play", str(song), "--port", "sim://?heating=1", "--closed-loop", "--write-back", str(out)])
+    # the note-level sensor: one note moves its key's correction (the audio ear's loop
+    # takes a key's first notes as its baseline: tests/test_live_audio.py)
+    rc = main(["-q", "play", str(song), "--port", "sim://?heating=1&sensor=notes", "--closed-loop", "--write-back",
+               str(out)])
     assert rc == 0 and Calibration.load(out).keys[60].latency_us != Calibration.nominal(
         load_spec("piano-88-grand")).keys[60].latency_us
 

@@ -3,10 +3,15 @@ sim://'s ``audio_so_far``, sim/room.py ``LiveTake``)."""
 
 from __future__ import annotations
 
+import json
+import sys
+import types
+
 import numpy as np
 import pytest
 
 from robo_player.calibrator.session import calibrate_session
+from robo_player.cli import main
 from robo_player.driver import open_port
 from robo_player.errors import TransportError
 from robo_player.hearing.detector import Detector
@@ -191,3 +196,87 @@ def test_drift_alone_leaves_the_corrections_near_zero(spec, hot) -> None:  # noq
     lat = np.array(list(res.latency_us.values()))
     assert len(lat) == 4
     assert np.max(np.abs(lat)) < 500.0  # µs, against 6000 of drift over the piece
+
+
+class _FakeInput:
+    """sounddevice.InputStream serving a rendered take: each read of ``time`` moves the
+    card's clock on by one loop step and delivers the blocks captured by then."""
+
+    def __init__(self, sd, callback, blocksize: int, samplerate: int) -> None:  # noqa: ANN001
+        self.sd, self.cb, self.bs, self.sr = sd, callback, blocksize, samplerate
+        self.t_s, self.sent = 0.0, 0
+
+    def start(self) -> None:
+        self.sd.started += 1
+
+    @property
+    def time(self) -> float:
+        self.t_s += self.sd.step_s
+        y = self.sd.take
+        while (self.sent + self.bs) / self.sr <= self.t_s and self.sent + self.bs <= len(y):
+            info = type("T", (), {"inputBufferAdcTime": self.sent / self.sr})()
+            self.cb(y[self.sent : self.sent + self.bs].reshape(-1, 1), self.bs, info, None)
+            self.sent += self.bs
+        return self.t_s
+
+    def stop(self) -> None:
+        self.sd.stopped += 1
+
+    def close(self) -> None:
+        pass
+
+
+class _FakeSoundDevice(types.ModuleType):
+    def __init__(self, take: np.ndarray, step_s: float) -> None:
+        super().__init__("sounddevice")
+        self.take, self.step_s, self.started, self.stopped = take, step_s, 0, 0
+
+    def query_devices(self) -> list[dict[str, object]]:
+        return [{"name": "Fake USB Mic", "max_input_channels": 1, "default_samplerate": 48000.0}]
+
+    def InputStream(self, *, device, channels, samplerate, blocksize, dtype, callback):  # noqa: ANN001, ANN201, N802
+        assert (device, channels, dtype) == (0, 1, "float32")
+        return _FakeInput(self, callback, blocksize, samplerate)
+
+
+def test_cli_closed_loop_hears_through_a_microphone(spec, tmp_path, monkeypatch, capsys) -> None:  # noqa: ANN001
+    """``play --closed-loop --mic DEVICE`` on a port with no microphone of its own: the
+    sound card (a fake sounddevice serving a take of the same stream rendered by the
+    room, in 512-sample blocks as the stream's time goes on) feeds the same live ear."""
+    import mido
+
+    mid = mido.MidiFile()
+    tr = mido.MidiTrack()
+    rng = np.random.default_rng(2)
+    for _ in range(40):
+        p = int(rng.integers(48, 84))
+        tr += [mido.Message("note_on", note=p, velocity=100, time=0),
+               mido.Message("note_off", note=p, velocity=0, time=240)]  # fmt: skip
+    mid.tracks.append(tr)
+    song = tmp_path / "x.mid"
+    mid.save(song)
+    # the take: the same plan streamed on the room's microphone (card 0.3 s early: where
+    # the fake card's first sample lands on the stream's clock)
+    plan, rep = plan_for(read_midi(song), spec, None)
+    pitch = {k.channel: k.pitch for k in spec.keys}
+    level = {k.channel: k.pwm_max for k in spec.keys}
+    with open_port("sim://?offset_s=0.3&drift_ppm=0", spec, truth_seed=4) as dev:
+        play_closed_loop(dev, plan, rep.outcomes, lambda a: pitch.get(a, -1), lambda a: level.get(a, 0),
+                         LoopSettings(rate=0.0), ear=device_ear(dev, spec))  # fmt: skip
+        take = dev.last_performance.audio.samples()
+    fake = _FakeSoundDevice(take, 0.05)
+    monkeypatch.setitem(sys.modules, "sounddevice", fake)
+    out = tmp_path / "r.json"
+    rc = main(["-q", "play", str(song), "--port", "sim://?sensor=notes&truth_seed=4", "--closed-loop",
+               "--mic", "fake usb", "--report", str(out)])
+    assert rc == 0, capsys.readouterr().err
+    assert (fake.started, fake.stopped) == (1, 1)
+    loop = json.loads(out.read_text())["closed_loop"]
+    assert loop["heard_by"] == "audio"
+    assert loop["ear"]["clock_by"] == "click"
+    assert loop["heard_live"] >= 0.8 * 40 and loop["used"] >= 0.8 * 40
+    # usage: --mic without --closed-loop, and an instrument that cannot be heard live
+    assert main(["play", str(song), "--mic", "fake usb"]) == 2
+    assert "--mic goes with --closed-loop" in capsys.readouterr().err
+    rc = main(["play", str(song), "--spec", "guitar-slider", "--port", "sim://", "--closed-loop", "--mic", "fake usb"])
+    assert rc == 2 and "cannot be heard while it plays" in capsys.readouterr().err

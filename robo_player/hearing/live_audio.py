@@ -208,11 +208,15 @@ class LiveAudioEar:
         self.cost_s += time.perf_counter() - t0
 
     # -- output --------------------------------------------------------------------------
-    def heard(self) -> list[HeardNote]:
-        """Every planned note heard so far (MCU time; cumulative, in the order decided)."""
+    def heard(self, final: bool = False) -> list[HeardNote]:
+        """Every planned note heard so far (MCU time; cumulative, in the order decided).
+        ``final``: the stream is over: notes still held for the take's level (fewer than
+        LEVEL_NOTES heard) are reported with the level of those there are."""
         t0 = time.perf_counter()
         try:
             self._step()
+            if final and self._held and self.clock.anchored:
+                self._release(force=True)
         finally:
             self.cost_s += time.perf_counter() - t0
         return list(self._heard)
@@ -337,8 +341,11 @@ class LiveAudioEar:
             log.warning("%s: no sync click: the audio clock's constant from the first %d notes' onsets "
                         "(%+.0f µs): absolute onsets only as good as the calibration's latency",
                         self.where, len(self._held), shift)
+        self._release()
+
+    def _release(self, force: bool = False) -> None:
         if self.level_db is None:
-            if len(self._held) < LEVEL_NOTES:
+            if len(self._held) < LEVEL_NOTES and not force:
                 return
             level, n = take_level_db([(e.pitch, h.velocity, e.velocity) for e, h in self._held], self.sr)
             self.level_db = level
@@ -369,13 +376,13 @@ class AudioEar:
     def expect(self, key: int, t_us: float, pitch: int, velocity: float) -> None:
         self.ear.expect(key, t_us, pitch, velocity)
 
-    def heard_so_far(self) -> list[HeardNote]:
+    def heard_so_far(self, final: bool = False) -> list[HeardNote]:
         got = self._blocks()
         if got is None:
             raise TransportError(f"{self.where}: no audio to hear (the device hands over no microphone blocks)")
         for b, stamp in got:
             self.ear.feed(b, stamp)
-        return self.ear.heard()
+        return self.ear.heard(final)
 
     def stats(self) -> dict[str, Any]:
         """The ear's figures: audio heard (s), its cost (s, x real time), notes decided and
@@ -414,6 +421,25 @@ def device_ear(device: Any, spec: Any) -> AudioEar:
     return AudioEar(device.audio_so_far, rate, click_of(spec), where=f"{device.url} (live audio)")
 
 
+def mic_ear(mic: Any, device: Any, spec: Any) -> AudioEar:
+    """The live ear on a microphone (:class:`~.recording.MicBlocks`, started) while
+    ``device`` plays: each block's capture time (the card's stream clock) brought to the
+    device's stream time by the pair (the card's clock now, ``device.now_us()``) taken
+    together at every step. TransportError where the device keeps no stream time."""
+
+    def blocks() -> list[tuple[np.ndarray, float | None]]:
+        got, card_now_s = mic.take()
+        now_us = device.now_us()
+        if now_us is None:
+            raise TransportError(
+                f"--mic: {device.url} keeps no stream time (now_us), so the microphone's blocks "
+                "cannot be put on its clock (allowed: a port that streams: serial://, fw-host://, sim://, ...)"
+            )
+        return [(b, now_us - (card_now_s - adc_s) * 1e6) for b, adc_s in got]
+
+    return AudioEar(blocks, mic.sample_rate, click_of(spec), where=f"--mic {mic.device}")
+
+
 def expected_of(outcomes: Sequence[object]) -> list[Expected]:
     """The planned notes of planner outcomes (played or altered), for tests and tools."""
     out = []
@@ -425,4 +451,4 @@ def expected_of(outcomes: Sequence[object]) -> list[Expected]:
     return out
 
 
-__all__ = ["AudioClock", "AudioEar", "Expected", "LiveAudioEar", "click_of", "device_ear", "expected_of"]
+__all__ = ["AudioClock", "AudioEar", "Expected", "LiveAudioEar", "click_of", "device_ear", "expected_of", "mic_ear"]

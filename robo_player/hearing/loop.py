@@ -63,7 +63,7 @@ class Ear(Protocol):
     click: tuple[int, int, int, int] | None
 
     def expect(self, key: int, t_us: float, pitch: int, velocity: float) -> None: ...
-    def heard_so_far(self) -> list[HeardNote]: ...
+    def heard_so_far(self, final: bool = False) -> list[HeardNote]: ...
     def stats(self) -> dict[str, Any]: ...
 
 
@@ -391,7 +391,8 @@ def play_closed_loop(
         now += st.step_us
     if submitted:  # the last notes: heard before the end
         device.advance(last_t + 1_000_000)
-        lp.listen((ear.heard_so_far() if ear is not None else device.heard_so_far()) or [], last_t + 1_000_000)
+        lp.listen((ear.heard_so_far(final=True) if ear is not None else device.heard_so_far()) or [],
+                  last_t + 1_000_000)
     perf = device.drain()
     if shift:  # the plan's own times again (the click pattern is not a note)
         perf.heard = [dataclasses.replace(h, t_us=h.t_us - shift, end_us=None if h.end_us is None else h.end_us - shift)

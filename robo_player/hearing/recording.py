@@ -7,6 +7,7 @@ commands that need a sound card say so and stop.
 
 from __future__ import annotations
 
+import threading
 import wave
 from dataclasses import dataclass
 from pathlib import Path
@@ -146,3 +147,58 @@ class MicRecorder:
             self._stream = None
         data = np.concatenate(self._chunks) if self._chunks else np.zeros(0, dtype=np.float32)
         return Recording(data, self.sample_rate)
+
+
+class MicBlocks:
+    """A sound card's input while a stream plays, as the closed loop's ear takes it
+    (hearing/live_audio.py): blocks of ``blocksize`` mono samples, each with the time its
+    first sample was captured (PortAudio's ``inputBufferAdcTime``, on the stream's
+    clock). :meth:`take` hands over the blocks arrived since its last call and the
+    stream's clock now, so that the caller can bring the capture times to its own clock."""
+
+    def __init__(self, device: str, sample_rate: int = 48000, blocksize: int = 512) -> None:
+        self._sd = _sounddevice()
+        self.index = open_input(device)
+        self.device = device
+        self.sample_rate = sample_rate
+        self.blocksize = blocksize
+        self._lock = threading.Lock()
+        self._got: list[tuple[np.ndarray, float]] = []
+        self._stream: Any = None
+        self.overflows = 0
+
+    def start(self) -> None:
+        def cb(indata: np.ndarray, frames: int, time: Any, status: Any) -> None:  # noqa: ARG001
+            with self._lock:
+                self._got.append((indata[:, 0].copy(), float(time.inputBufferAdcTime)))
+                if status:
+                    self.overflows += 1
+
+        self._stream = self._sd.InputStream(
+            device=self.index, channels=1, samplerate=self.sample_rate, blocksize=self.blocksize,
+            dtype="float32", callback=cb,
+        )
+        self._stream.start()
+
+    def take(self) -> tuple[list[tuple[np.ndarray, float]], float]:
+        """(the blocks since the last call with their capture times (s), the stream's time now (s))."""
+        if self._stream is None:
+            raise HearingError(f"--mic {self.device}: the input is not started")
+        now = float(self._stream.time)
+        with self._lock:
+            got, self._got = self._got, []
+        return got, now
+
+    def stop(self) -> None:
+        if self._stream is not None:
+            self._stream.stop()
+            self._stream.close()
+            self._stream = None
+
+    def __enter__(self) -> MicBlocks:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
