@@ -31,7 +31,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -440,15 +440,4 @@ def mic_ear(mic: Any, device: Any, spec: Any) -> AudioEar:
     return AudioEar(blocks, mic.sample_rate, click_of(spec), where=f"--mic {mic.device}")
 
 
-def expected_of(outcomes: Sequence[object]) -> list[Expected]:
-    """The planned notes of planner outcomes (played or altered), for tests and tools."""
-    out = []
-    for o in outcomes:
-        if getattr(o, "fate").name == "DROPPED":  # noqa: B009
-            continue
-        v = getattr(o, "velocity_target", None) or getattr(o, "velocity_in")  # noqa: B009
-        out.append(Expected(getattr(o, "index"), float(getattr(o, "target_t_us")), getattr(o, "pitch_out"), float(v)))  # noqa: B009
-    return out
-
-
-__all__ = ["AudioClock", "AudioEar", "Expected", "LiveAudioEar", "click_of", "device_ear", "expected_of", "mic_ear"]
+__all__ = ["AudioClock", "AudioEar", "Expected", "LiveAudioEar", "click_of", "device_ear", "mic_ear"]

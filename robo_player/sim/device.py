@@ -32,6 +32,12 @@ limits as at the drain, incrementally as it becomes due (:class:`~.limits.LiveLi
 so a strike the limits refuse is never heard live, and one they cut is heard as the
 drain plays it.
 
+With the room's microphone (``sensor=audio``), ``audio_so_far()`` hands over the
+recording while the stream runs, as a sound card does: blocks of 512 samples with the
+MCU time each was captured at (a constant error and jitter on it), every sample the
+drain's ``perf.audio`` has (:class:`~.room.LiveTake`); the closed loop hears through it
+(robo_player/hearing/live_audio.py).
+
 One device is one session at the piano: each stream starts from where the previous
 one ended (coils keep their heat, keys left down stay down, a burnt coil stays burnt),
 1 s of virtual time after the previous stream's last event. Performance times are
