@@ -128,6 +128,7 @@ def test_ear_hears_the_planned_notes_on_a_drifting_card(spec, drift_ppm: int) ->
         res = play_closed_loop(dev, plan, rep.outcomes, lambda a: pitch.get(a, -1), lambda a: level.get(a, 0),
                                LoopSettings(rate=0.0), ear=ear)  # fmt: skip
     assert res.ear["clock_by"] == "click"
+    assert res.ear["audio_s"] > 14.0 and ear.ear.buffered_s < 5.0  # the ear keeps recent audio only
     assert res.ear["drift_ppm"] == pytest.approx(drift_ppm, abs=12.0)  # 13 s of stamps: +-4 ppm s.d.
     exact = res.performance.heard  # plan time (the stream's shift taken off)
     heard = [h.__class__(h.t_us - res.shift_us, h.pitch, h.velocity) for h in ear.ear.notes]

@@ -222,6 +222,11 @@ class LiveAudioEar:
         return list(self._heard)
 
     @property
+    def buffered_s(self) -> float:
+        """Seconds of audio the ear holds (bounded: what the next windows can need)."""
+        return (len(self._y) + sum(len(b) for b in self._buf)) / self.sr
+
+    @property
     def notes(self) -> list[HeardNote]:
         """The notes reported so far (without deciding more)."""
         return list(self._heard)
