@@ -104,12 +104,13 @@ class LoopSettings:
     # (weight ``common_rate`` per heard note) beside each key's own (``rate``), each key's
     # estimates taken relative to its own first ``baseline_notes`` (cold coils: the
     # calibration holds, what is left there is the ear's bias), and an estimate whose
-    # innovation is over ``gate_us`` / ``gate_gain`` (0: no gate) left out. The defaults
+    # innovation clipped to ``gate_us`` / ``gate_gain`` (0: not clipped). The defaults
     # are the note-level sensor's loop (none of these), :data:`AUDIO_SETTINGS` the audio ear's.
     common_rate: float = 0.0
     baseline_notes: int = 0
     gate_us: float = 0.0
     gate_gain: float = 0.0
+    gain_rate: float | None = None  # each key's drive gain (None: ``rate``)
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.rate <= 1.0:
@@ -126,6 +127,8 @@ class LoopSettings:
             raise ValueError(f"closed loop: common_rate {self.common_rate} out of range (allowed: 0..1)")
         if not 0 <= self.baseline_notes <= 100:
             raise ValueError(f"closed loop: baseline_notes {self.baseline_notes} (allowed: 0..100)")
+        if self.gain_rate is not None and not 0.0 <= self.gain_rate <= 1.0:
+            raise ValueError(f"closed loop: gain_rate {self.gain_rate} out of range (allowed: 0..1)")
         if self.gate_us < 0 or self.gate_gain < 0:
             raise ValueError(f"closed loop: gate_us {self.gate_us}, gate_gain {self.gate_gain} (allowed: >= 0)")
 
@@ -175,15 +178,18 @@ class LoopResult:
         }
 
 
-# the audio ear's loop (docs/hearing.md §4): slow, each key relative to its first five
-# notes, a slower common part, estimates over 3 ms / 10 % left out. The loud piece's
-# first 2 minutes, seed 1 (a dev script over bench_closed_loop's piece; onset p99, open
-# loop 2.694 ms): these 2.267; without the common part 2.638; the note-level sensor's
-# loop (rate 0.25, nothing else) 9.999; rate 0.05 + common 0.02, baseline 3, gates 4 ms /
-# 15 %: 4.448; the common part alone 3.756. The detector's timing of a strike in a loud
-# chord is ~2 ms off at the median with a bias of its own per key that wanders with the
-# texture by +-1.5 ms: a faster loop follows the ear, not the coils
-AUDIO_SETTINGS = LoopSettings(rate=0.02, common_rate=0.005, baseline_notes=5, gate_us=3_000.0, gate_gain=0.10)
+# the audio ear's loop (docs/hearing.md §4): one correction common to every key (latency
+# and drive, 0.005 per heard note), each key's estimates taken relative to its own first
+# five (the ear's bias for that key), innovations clipped to 3 ms / 10 %; no key's own.
+# The detector times a strike in a loud chord ~2 ms off at the median, with a bias of its
+# own per key that wanders with the texture by +-1.5 ms: a key's own correction follows
+# the ear, not the coil. The loud piece, seed 1 (onset p99; open loop 2.694 ms over the
+# first 2 minutes): over 4 minutes these 2.993 ms, with each key's latency too (0.02)
+# 4.639; over 2 minutes, each key's latency and drive at 0.02 with gates that left an
+# estimate out 2.638 (10 minutes: 11.276, corrections stuck at +-10 ms and +-20 %), the
+# note-level sensor's loop (0.25) 9.999
+AUDIO_SETTINGS = LoopSettings(rate=0.0, gain_rate=0.0, common_rate=0.005, baseline_notes=5, gate_us=3_000.0,
+                              gate_gain=0.10)
 
 
 def corrected_calibration(cal: Calibration, res: LoopResult) -> Calibration:
@@ -315,14 +321,16 @@ class _Loop:
             need_f -= float(np.median([f for _, f in seen])) - 1.0
         d_lat = need_lat - (self.c_lat + self.lat.get(p, 0.0))
         d_f = need_f - (1.0 + self.c_gain + self.gain.get(p, 0.0))
-        if st.gate_us and abs(d_lat) > st.gate_us:
-            d_lat = 0.0
-        if st.gate_gain and abs(d_f) > st.gate_gain:
-            d_f = 0.0
+        # clipped, not left out: a key whose correction went far can come back
+        if st.gate_us:
+            d_lat = _clamp(d_lat, st.gate_us)
+        if st.gate_gain:
+            d_f = _clamp(d_f, st.gate_gain)
+        g_rate = st.rate if st.gain_rate is None else st.gain_rate
         self.c_lat = _clamp(self.c_lat + st.common_rate * d_lat, st.max_latency_us)
         self.c_gain = _clamp(self.c_gain + st.common_rate * d_f, st.max_drive)
         self.lat[p] = _clamp(self.lat.get(p, 0.0) + st.rate * d_lat, st.max_latency_us)
-        self.gain[p] = _clamp(self.gain.get(p, 0.0) + st.rate * d_f, st.max_drive)
+        self.gain[p] = _clamp(self.gain.get(p, 0.0) + g_rate * d_f, st.max_drive)
         self.res.log.append(Correction(now_us, p, self.lat_of(p), self.gain_of(p), float(err), ratio))
 
 
