@@ -29,7 +29,7 @@ import numpy as np
 from robo_player.calibrator import calibrate
 from robo_player.driver import open_port
 from robo_player.hearing.live_audio import device_ear
-from robo_player.hearing.loop import LoopResult, LoopSettings, play_closed_loop
+from robo_player.hearing.loop import AUDIO_SETTINGS, LoopResult, LoopSettings, play_closed_loop
 from robo_player.midi import bundled_pieces, read_midi
 from robo_player.planner import plan as plan_for
 from robo_player.report import match_heard
@@ -77,9 +77,11 @@ def run(spec, plan, rep, seed: int, rate: float, heating: int, settings: LoopSet
     t0 = time.perf_counter()
     opts = f"heating={heating}{spread}" + (f"&heard_delay_ms={delay_ms:g}" if ear == "notes" else "")
     with open_port(f"{scheme}://?{opts}", spec, truth_seed=seed) as dev:
+        # through audio, the audio ear's loop (a common correction: hearing/loop.py)
+        st = replace(AUDIO_SETTINGS, lead_us=settings.lead_us, step_us=settings.step_us) if ear == "audio" and rate \
+            else replace(settings, rate=rate)
         res = play_closed_loop(dev, plan, rep.outcomes, lambda a: pitch.get(a, -1),
-                               lambda a: level.get(a, 0), replace(settings, rate=rate),
-                               ear=device_ear(dev, spec) if ear == "audio" else None)
+                               lambda a: level.get(a, 0), st, ear=device_ear(dev, spec) if ear == "audio" else None)
     return res, time.perf_counter() - t0
 
 

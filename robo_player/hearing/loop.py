@@ -186,8 +186,8 @@ class LoopResult:
 # the ear, not the coil. The loud piece, seed 1 (onset p99; open loop 2.694 ms over the
 # first 2 minutes): over 4 minutes these 2.993 ms, with each key's latency too (0.02)
 # 4.639; over 2 minutes, each key's latency and drive at 0.02 with gates that left an
-# estimate out 2.638 (10 minutes: 11.276, corrections stuck at +-10 ms and +-20 %), the
-# note-level sensor's loop (0.25) 9.999
+# estimate out 2.638; the note-level sensor's loop (0.25) 9.999 (10 minutes: 11.276,
+# corrections at +-10 ms and +-20 %)
 AUDIO_SETTINGS = LoopSettings(rate=0.0, gain_rate=0.0, common_rate=0.005, baseline_notes=5, gate_us=3_000.0,
                               gate_gain=0.10)
 
