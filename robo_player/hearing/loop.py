@@ -111,6 +111,7 @@ class LoopSettings:
     gate_us: float = 0.0
     gate_gain: float = 0.0
     gain_rate: float | None = None  # each key's drive gain (None: ``rate``)
+    common_gain_rate: float | None = None  # the common drive gain (None: ``common_rate``)
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.rate <= 1.0:
@@ -127,8 +128,10 @@ class LoopSettings:
             raise ValueError(f"closed loop: common_rate {self.common_rate} out of range (allowed: 0..1)")
         if not 0 <= self.baseline_notes <= 100:
             raise ValueError(f"closed loop: baseline_notes {self.baseline_notes} (allowed: 0..100)")
-        if self.gain_rate is not None and not 0.0 <= self.gain_rate <= 1.0:
-            raise ValueError(f"closed loop: gain_rate {self.gain_rate} out of range (allowed: 0..1)")
+        for name in ("gain_rate", "common_gain_rate"):
+            v = getattr(self, name)
+            if v is not None and not 0.0 <= v <= 1.0:
+                raise ValueError(f"closed loop: {name} {v} out of range (allowed: 0..1)")
         if self.gate_us < 0 or self.gate_gain < 0:
             raise ValueError(f"closed loop: gate_us {self.gate_us}, gate_gain {self.gate_gain} (allowed: >= 0)")
 
@@ -188,8 +191,8 @@ class LoopResult:
 # 4.639; over 2 minutes, each key's latency and drive at 0.02 with gates that left an
 # estimate out 2.638; the note-level sensor's loop (0.25) 9.999 (10 minutes: 11.276,
 # corrections at +-10 ms and +-20 %)
-AUDIO_SETTINGS = LoopSettings(rate=0.0, gain_rate=0.0, common_rate=0.005, baseline_notes=5, gate_us=3_000.0,
-                              gate_gain=0.10)
+AUDIO_SETTINGS = LoopSettings(rate=0.0, gain_rate=0.0, common_rate=0.005, common_gain_rate=0.0, baseline_notes=5,
+                              gate_us=3_000.0, gate_gain=0.10)
 
 
 def corrected_calibration(cal: Calibration, res: LoopResult) -> Calibration:
@@ -328,7 +331,8 @@ class _Loop:
             d_f = _clamp(d_f, st.gate_gain)
         g_rate = st.rate if st.gain_rate is None else st.gain_rate
         self.c_lat = _clamp(self.c_lat + st.common_rate * d_lat, st.max_latency_us)
-        self.c_gain = _clamp(self.c_gain + st.common_rate * d_f, st.max_drive)
+        cg_rate = st.common_rate if st.common_gain_rate is None else st.common_gain_rate
+        self.c_gain = _clamp(self.c_gain + cg_rate * d_f, st.max_drive)
         self.lat[p] = _clamp(self.lat.get(p, 0.0) + st.rate * d_lat, st.max_latency_us)
         self.gain[p] = _clamp(self.gain.get(p, 0.0) + g_rate * d_f, st.max_drive)
         self.res.log.append(Correction(now_us, p, self.lat_of(p), self.gain_of(p), float(err), ratio))
