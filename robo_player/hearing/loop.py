@@ -181,16 +181,15 @@ class LoopResult:
         }
 
 
-# the audio ear's loop (docs/hearing.md §4): one correction common to every key (latency
-# and drive, 0.005 per heard note), each key's estimates taken relative to its own first
-# five (the ear's bias for that key), innovations clipped to 3 ms / 10 %; no key's own.
-# The detector times a strike in a loud chord ~2 ms off at the median, with a bias of its
-# own per key that wanders with the texture by +-1.5 ms: a key's own correction follows
-# the ear, not the coil. The loud piece, seed 1 (onset p99; open loop 2.694 ms over the
-# first 2 minutes): over 4 minutes these 2.993 ms, with each key's latency too (0.02)
-# 4.639; over 2 minutes, each key's latency and drive at 0.02 with gates that left an
-# estimate out 2.638; the note-level sensor's loop (0.25) 9.999 (10 minutes: 11.276,
-# corrections at +-10 ms and +-20 %)
+# the audio ear's loop (docs/hearing.md §4): one latency correction common to every key
+# (0.005 per heard note), each key's estimates taken relative to its own first five (the
+# ear's bias for that key), innovations clipped to 3 ms; no key's own, no drive. The
+# detector times a strike in a loud chord ~2 ms off at the median, with a bias of its own
+# per key that wanders with the texture by +-1.5 ms, and its loudness wanders likewise: a
+# key's own correction, or a drive gain, follows the ear, not the coil. The loud piece,
+# 10 minutes, seed 1 (onset p99; open loop 2.952 ms): these 2.415 ms; with a common drive
+# gain too 3.219 (velocity error 2.74 against 2.18); the note-level sensor's loop 11.276;
+# 4 minutes with each key's latency too (0.02) 4.639
 AUDIO_SETTINGS = LoopSettings(rate=0.0, gain_rate=0.0, common_rate=0.005, common_gain_rate=0.0, baseline_notes=5,
                               gate_us=3_000.0, gate_gain=0.10)
 
