@@ -592,7 +592,7 @@ def build_parser() -> argparse.ArgumentParser:
             sp.add_argument("--closed-loop", action="store_true",
                             help="correct each key's latency and loudness from what is heard "
                                  "while the one stream plays (needs a port that hears live: "
-                                 "sim:// or vmcu://)")  # fmt: skip
+                                 "sim:// or vmcu://, or a microphone: --mic)")  # fmt: skip
             sp.add_argument("--write-back", metavar="CAL.yaml",
                             help="with --closed-loop: write the calibration with the corrections here")
             sp.add_argument("--mic", metavar="DEVICE",
