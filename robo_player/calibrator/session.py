@@ -40,13 +40,14 @@ from .strikes import (
     LAT_REL_NOISE_AUDIO,
     SILENT_LATENCY_US,
     VEL_NOISE,
-    VEL_NOISE_AUDIO,
+    VEL_NOISE_AUDIO_ABS,
+    VEL_REL_NOISE_AUDIO,
     StrikeResult,
     match_strikes,
 )
 
 NOISE_NOTES = (VEL_NOISE, LAT_NOISE_US, 0.0)  # what fit_key allows of a note-level sensor
-NOISE_AUDIO = (VEL_NOISE_AUDIO, LAT_NOISE_AUDIO_US, LAT_REL_NOISE_AUDIO)  # ... and of the detector
+NOISE_AUDIO = (VEL_NOISE_AUDIO_ABS, LAT_NOISE_AUDIO_US, LAT_REL_NOISE_AUDIO)  # ... and of the detector
 
 Progress = Callable[[float], None]
 
@@ -200,7 +201,10 @@ def calibrate_session(
         for p in refit:
             # through audio loudness and onsets are noisier; the first method (no click)
             # kept the note-level figures, and its c comes from these fits: as measured
-            fits[p] = fit_key(strikes[p], *(NOISE_AUDIO if report.clock_by == "click" else NOISE_NOTES))
+            if report.clock_by == "click":
+                fits[p] = fit_key(strikes[p], *NOISE_AUDIO, vel_rel_noise=VEL_REL_NOISE_AUDIO)
+            else:
+                fits[p] = fit_key(strikes[p], *NOISE_NOTES)
         round_no += 1
         if progress is not None:
             finished = sum(1 for p in todo if p in done)
