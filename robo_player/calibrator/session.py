@@ -33,7 +33,7 @@ from .listening import (
     mark_missed,
 )
 from .pedal import pedal_commands, pedal_latency
-from .scheduler import STAGGER_US, CoilHeat, StrikeRequest, build_round
+from .scheduler import SETTLE_US, STAGGER_US, CoilHeat, StrikeRequest, build_round
 from .strikes import (
     LAT_NOISE_AUDIO_US,
     LAT_NOISE_US,
@@ -290,6 +290,11 @@ def play_take(
         spec, requests, coils, order, ONSET_GAP_US if audio else 0, spec.sync_click is not None
     )
     starts: list[int] = []
+    if audio and spec.sync_click is not None and pending:
+        # a strike not heard where predicted is looked for up to the silent latency
+        # (listening.expected_window): the end pattern's clicks come after that, so a
+        # take's last strikes, late and soft, are not heard under them (or taken as silence)
+        end_us = max(end_us, max(s.t_us for s in pending) + SILENT_LATENCY_US + SETTLE_US)
     if audio:
         starts, end_us = add_sync(spec, plan, pending, end_us)
     pedal_cmds: list[Command] = []
