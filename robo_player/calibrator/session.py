@@ -169,7 +169,8 @@ def calibrate_session(
         # through a microphone with a sync click, each pass of the round (the j-th strike
         # of every key) is its own take: a take's room colours a key's loudness and onset
         # alike for all of that key's strikes in it, so a key's strikes spread over more
-        # takes average that colour out of its curves (docs/calibration.md, "Takes")
+        # takes average that colour out of its curves (docs/calibration.md, "Through a
+        # microphone: takes")
         takes = split_takes(requests) if audio and spec.sync_click is not None else [requests]
         pending: list[StrikeResult] = []
         for ti, take in enumerate(takes):
