@@ -32,10 +32,10 @@ def spec() -> PianoSpec:
     return load_spec("piano-88-grand")
 
 
-def truth_with(spec: PianoSpec, return_us: int, pulse_full_us: int = 25_000) -> Truth:
+def truth_with(spec: PianoSpec, return_us: int, pulse_full_us: int = 25_000, **key: float) -> Truth:
     t = Truth.draw(spec, 3)
     keys = tuple(
-        dataclasses.replace(k, return_us=return_us, pulse_full_us=pulse_full_us)
+        dataclasses.replace(k, return_us=return_us, pulse_full_us=pulse_full_us, **key)
         if k.pitch == PITCH
         else k
         for k in t.keys
@@ -43,9 +43,11 @@ def truth_with(spec: PianoSpec, return_us: int, pulse_full_us: int = 25_000) -> 
     return dataclasses.replace(t, keys=keys)
 
 
-def exact_calibration(spec: PianoSpec, truth: Truth) -> Calibration:
+def exact_calibration(spec: PianoSpec, truth: Truth, bound_us: float | None = None) -> Calibration:
     """The key's curves and return time as the truth has them (an ideal calibration):
-    what is tested here is the planner's re-strike rule against the physics."""
+    what is tested here is the planner's re-strike rule against the physics. With
+    ``bound_us``, as the calibrator stores a measured return: ``return_us`` that much over
+    R (its upper bound) and ``return_est_us`` R itself."""
     kt = truth.key(PITCH)
     d = np.linspace(kt.threshold + 0.02, 1.0, 60)
     u = (d - kt.threshold) / (1.0 - kt.threshold)
@@ -55,13 +57,16 @@ def exact_calibration(spec: PianoSpec, truth: Truth) -> Calibration:
     keys = dict(cal.keys)
     keys[PITCH] = KeyCurve(
         PITCH, kt.threshold, tuple(d.tolist()), tuple(vel.tolist()), tuple(lat.tolist()),
-        strikes=14, return_us=float(kt.return_us),
+        strikes=14, return_us=float(kt.return_us + (bound_us or 0.0)),
+        return_est_us=None if bound_us is None else float(kt.return_us),
     )  # fmt: skip
     return dataclasses.replace(cal, keys=keys, measured=True)
 
 
-def play(spec: PianoSpec, truth: Truth, score: Score, options: PlanOptions | None = None):  # noqa: ANN201
-    cal = exact_calibration(spec, truth)
+def play(  # noqa: ANN201
+    spec: PianoSpec, truth: Truth, score: Score, options: PlanOptions | None = None, bound_us: float | None = None
+):
+    cal = exact_calibration(spec, truth, bound_us)
     plan, report = plan_piano(score, spec, cal, options)
     # exact (no spread): the planner's predictions against the truth's formulas, with a
     # calibration read from the truth; a strike's own spread is not the planner's to meet
