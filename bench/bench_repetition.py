@@ -59,12 +59,15 @@ def truth_allows(kt, gap_us: float, late_us: float = 0.0) -> bool:  # noqa: ANN0
     return False
 
 
-def merged_repeats(outcomes, truth: Truth, full_pulse_us: int) -> tuple[int, int, list[float]]:  # noqa: ANN001
+def merged_repeats(outcomes, truth: Truth, full_pulse_us: int) -> tuple[int, int, int, list[float]]:  # noqa: ANN001
     """Repeats merged as too fast (not unisons): how many, how many of them the truth
     allows (:func:`truth_allows`: the earlier note, as planned, released at its contact or
-    ``full_pulse_us`` after its strike, whichever is later), and the gaps of those (ms)."""
+    ``full_pulse_us`` after its strike, whichever is later), how many of those the planner
+    merged although it could play them, because striking one would cost more of the
+    repeats after it (one at a time the truth allows it; with the next, not), and the
+    gaps of the allowed ones (ms)."""
     last: dict[int, tuple[int, int]] = {}  # pitch -> the last note that sounds: onset, release floor
-    n = ok = 0
+    n = ok = cost = 0
     gaps: list[float] = []
     for o in sorted(outcomes, key=lambda o: (o.intended_t_us, o.index)):
         why = o.reason or ""
@@ -77,8 +80,9 @@ def merged_repeats(outcomes, truth: Truth, full_pulse_us: int) -> tuple[int, int
             gap = o.intended_t_us - onset
             if truth_allows(truth.key(o.pitch_out), gap, late):
                 ok += 1
+                cost += "for the ones after it" in why
                 gaps.append(gap / 1000)
-    return n, ok, gaps
+    return n, ok, cost, gaps
 
 
 def pct(xs: list[float], q: float) -> float:
@@ -162,9 +166,10 @@ def main() -> int:
                 for why, k in sorted(drops.items(), key=lambda kv: -kv[1]):
                     if not why.startswith("merged: unison"):
                         print(f"{'':<66} dropped {k:>5}: {why}")
-                nm, allowed, gaps = merged_repeats(rep.outcomes, truth, full_pulse)
+                nm, allowed, cost, gaps = merged_repeats(rep.outcomes, truth, full_pulse)
                 print(f"{'':<66} merged repeats {nm}, of which the truth allows at best {allowed}"
-                      + (f" (gaps {min(gaps):.1f}..{max(gaps):.1f} ms)" if gaps else ""))
+                      + (f" (gaps {min(gaps):.1f}..{max(gaps):.1f} ms)" if gaps else "")
+                      + (f"; {cost} of them merged as playable, for more repeats after them" if cost else ""))
     print("\ntarget: >= 99.5 % of notes sounded (heard) on every piece")
     for mode, w in worst.items():
         print(f"  {mode:<9} worst piece {w:.2f} %  {'met' if w >= 99.5 else 'NOT met'}")
