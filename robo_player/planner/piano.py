@@ -311,6 +311,9 @@ def _plan_piano(
         strike_key, release_key = buf.base(Op.PULSE_HOLD, ch), buf.base(Op.RELEASE, ch)
         klim = oracle.limits_for(pitch)
         back = klim.key_return_us + klim.release_margin_us  # latest_release_us(s) = s - back
+        # restrike_need_us(lat) = max(lat, fast_floor) + fast_add (inlined: per note)
+        fast_floor = klim.restrike_floor_us(0)
+        fast_add = klim.restrike_need_us(0) - fast_floor
         prev = None
         prev_temp = 0.0  # temperature rise at the end of prev's pulse
         lst.append(end)
@@ -365,7 +368,8 @@ def _plan_piano(
                 elif not _restrike_final(r, s - rel, klim, calibration.curve(pitch), pwm_max):
                     r.drop = f"merged: partial return too weak ({(s - rel) / 1000:.1f} ms after the release)"
                     continue
-                r.fast = klim.restrike_need_us(r.dc.latency_us)  # type: ignore[union-attr]
+                lat_r = r.dc.latency_us  # type: ignore[union-attr]
+                r.fast = (lat_r if lat_r > fast_floor else fast_floor) + fast_add
                 dc = r.dc
                 assert dc is not None
                 duty = dc.counts / pwm_max
@@ -619,6 +623,11 @@ def _repeat_pass(lst: list[_Rec], klim: Limits, curve: KeyCurve, pwm_max: int) -
     paths = [_Path(0, 0, lst[0], (0, None, "", 0, 0), None)] if lst else []
     for j in range(1, len(lst)):
         r = lst[j]
+        if len(paths) == 1:
+            p = paths[0]
+            if r.s0 - p.last.s0 >= p.last.need:  # one way on: as written (most notes)
+                paths = [_Path(p.score + 1, 0, r, (j, None, "", 0, 0), p)]
+                continue
         nxt: dict[tuple[object, ...], _Path] = {}
         offer = functools.partial(_offer, nxt)
         for p in paths:
@@ -708,19 +717,34 @@ def _louder_for_repeat(prev: _Rec, r: _Rec, klim: Limits, curve: KeyCurve, pwm_m
         e = s0 - max(floor, min(prev.absorbed_end, s0 - ret - margin))
         return None if e < least or c > min(1.0, e / est) * pwm_max else lat
 
-    got = next(((c, lat) for c in [*range(lo, pwm_max, step), pwm_max] if (lat := fits(c)) is not None), None)
+    def late_enough(c: int) -> bool:
+        """Struck so, is the key at least ``least`` back? (non-decreasing in ``c``: a
+        stronger strike starts later)"""
+        d = c / pwm_max
+        if d <= curve.threshold:
+            return False
+        s0 = o_r - round(curve.latency_at(d))
+        return s0 - max(floor, min(prev.absorbed_end, s0 - ret - margin)) >= least
+
+    grid = [*range(lo, pwm_max, step), pwm_max]
+    a, b = -1, len(grid)  # the first grid drive late enough: in (a, b]
+    while b - a > 1:
+        m = (a + b) // 2
+        if late_enough(grid[m]):
+            b = m
+        else:
+            a = m
+    got = next(((c, lat) for c in grid[b:] if (lat := fits(c)) is not None), None)
     if got is None and least < est:
         # none on that grid: the window between "late enough to be half up" and "drive to
         # spare" can be narrower than its step. Its edge is full drive acting as e / est:
         # the least e >= the least return with e + L(e / est) <= the time from the
         # earliest release to the written onset (a louder strike that still fits)
-        t_avail = o_r - floor
-        for e in range(least, int(est), 50):
-            if e + curve.latency_at(e / est) <= t_avail:
-                c = max(lo, math.floor(e / est * pwm_max))
-                if (lat := fits(c)) is not None:
-                    got = (c, lat)
-                    break
+        e = _least_in_time(curve, least, est, o_r - floor)
+        if e is not None:
+            c = max(lo, math.floor(e / est * pwm_max))
+            if (lat := fits(c)) is not None:
+                got = (c, lat)
     if got is not None:
         c, lat = got
         d = c / pwm_max
@@ -735,6 +759,39 @@ def _louder_for_repeat(prev: _Rec, r: _Rec, klim: Limits, curve: KeyCurve, pwm_m
         r.notes.append("louder for a fast repeat: its slower strike would start before the key is back")
         return True
     return False
+
+
+def _least_in_time(curve: KeyCurve, lo: int, est: int, avail: int) -> int | None:
+    """The least ``e`` in ``[lo, est)`` (µs) with ``e + L(e / est) <= avail``, None if none:
+    a strike at full drive ``e`` after the release, acting as ``e / est``, that sounds
+    within ``avail`` of it. ``e + L(e / est)`` is convex (L falls ever less steeply), so:
+    its minimum by ternary search, then the first crossing before it by bisection."""
+
+    def g(e: float) -> float:
+        return e + curve.latency_at(e / est)
+
+    if lo >= est:
+        return None
+    if g(lo) <= avail:
+        return lo
+    a, b = float(lo), float(est)
+    while b - a > 20.0:
+        m1, m2 = a + (b - a) / 3, b - (b - a) / 3
+        if g(m1) <= g(m2):
+            b = m2
+        else:
+            a = m1
+    e_min = math.ceil((a + b) / 2)
+    if g(e_min) > avail:
+        return None
+    a_i, b_i = lo, e_min  # g(a_i) > avail >= g(b_i)
+    while b_i - a_i > 1:
+        m = (a_i + b_i) // 2
+        if g(m) <= avail:
+            b_i = m
+        else:
+            a_i = m
+    return b_i
 
 
 def _restrike_plan(prev: _Rec, r: _Rec, klim: Limits, curve: KeyCurve, pwm_max: int) -> bool:
