@@ -490,7 +490,9 @@ class Playability:
                 if est is not None and self.options.restrike_margin is None and self.options.restrike:
                     # the margin is the return's own uncertainty: e >= return_us / 2 (an
                     # upper bound: the estimate + 0.6 ms + 2 s.d.) plus that bound's width
-                    # again, so the key is half up unless R is off by ~3x the stated s.d.
+                    # again, so the key is half up unless R exceeds the estimate by more
+                    # than 1.8 ms + 6 s.d. (the bound itself failed by 0.5 ms on 2 keys of
+                    # 176 on truth seeds 1-2; least e/R there 0.535)
                     lim = dataclasses.replace(
                         lim,
                         restrike_ratio=PARTIAL_RETURN_SILENT,
