@@ -143,6 +143,10 @@ PREDICT_FRAMES = 4
 # (bwv66.6 F1 +0.013, the ASAP Schumann +0.008, the random pieces unchanged; one partial:
 # random 3 -0.006, Beethoven -0.011)
 VOTE_MIN = 2
+# the plan-known coarse onset lies at most this far after the frame of its candidate's
+# steepest rise (:meth:`Detector._planned_midpoint`; session 14: 4 / 6 / 8 / 10 ms on
+# random 1-3, intended F1 mean 0.969 -> 0.974 / 0.974 / 0.972 / 0.974)
+RISE_REACH_S = 0.006
 # a known key's strike below DIRECT_MAX_PITCH (F1..D3: f0 under 150 Hz, whose Gaussian
 # bands smooth over 10-25 ms) is timed from the direct sound's rise (:meth:`Detector.
 # direct_onset`): each partial demodulated through a causal window of one period, the
@@ -568,12 +572,16 @@ class Detector:
         other is not: a ringing partial in anti-phase, the salience's; a ringing
         neighbour's damper landing as we are struck, a legato step, the new power's,
         +10..+35 ms), and the median of the risen partials' own where earlier (not where
-        all are shared: a neighbour's strike lifts them)."""
+        all are shared: a neighbour's strike lifts them); never more than RISE_REACH_S
+        after frame ``i``."""
         t_mid = min(self._midpoint(pitch, i, cols, predicted=True), self._midpoint(pitch, i, cols))
         mids = self.partial_midpoints(pitch, i, cols) if cols != () else []
         if len(mids) >= VOTE_MIN:
             t_mid = min(t_mid, float(np.median(mids)))
-        return t_mid
+        # the rise over RISE_S centred on frame i peaks within a few ms of a strike; a
+        # midpoint much later than it is the top of a later sound (a neighbour struck
+        # after us, a shared partial still growing): random 1-3, heard 20-100 ms off 8 -> 5
+        return min(t_mid, i * self.hop / self.sr + RISE_REACH_S)
 
     def new_share(self, pitch: int, t_s: float, others: Sequence[int] = (), relative: float = 0.0,
                   unplanned: bool = False) -> float:
