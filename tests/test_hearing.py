@@ -11,7 +11,7 @@ import pytest
 
 from robo_player.errors import HearingError
 from robo_player.hearing.align import PATTERN_US, align_take, fit_clock
-from robo_player.hearing.detector import RELATED, Detector, Onset, check_audio
+from robo_player.hearing.detector import RELATED, TIGHT_MIN_FRACTION, Detector, Onset, check_audio
 from robo_player.hearing.listen import check_take
 from robo_player.hearing.recording import Recording, input_devices, read_wav, write_wav
 from robo_player.performance import HeardNote
@@ -643,3 +643,29 @@ def test_a_soft_bass_key_struck_with_a_louder_tone_is_heard() -> None:
     heard = det.detect_intended([(h.t_us / 1e6 + OFFSET_S, h.pitch) for h in notes], 0.08, 0.08, [])
     t = 0.3 + OFFSET_S
     assert any(o.pitch == 37 and abs(o.t_s - t) < 0.01 for o in heard)
+
+
+@pytest.mark.xfail(strict=True, reason="not done: a re-strike of a ringing key (docs/hearing.md, session 14)")
+def test_a_second_soft_strike_of_a_ringing_key_is_heard_on_time() -> None:
+    # a key struck softly twice, 100-300 ms apart, held through both (the calibrator's
+    # soft-end round on one key, session 13's cause (c)), looked for as the calibration's
+    # clicked windows do (hear_strikes -> Detector.find, TIGHT_MIN_FRACTION, +-30 ms): the
+    # two strikes' partials add with any phase, so the salience's rise (>= FIND_RISE_DB)
+    # and the owner test's gained magnitude (after less before) are small or nothing.
+    # Measured: 1 of 8 within 2 ms (6 not heard); 9 of 24 over seeds 0-2
+    rng = np.random.default_rng(0)
+    notes, second = [], []
+    t = 0.2
+    for _ in range(8):
+        p, gap = int(rng.integers(40, 80)), float(rng.uniform(0.1, 0.3))
+        v1, v2 = float(rng.uniform(15, 40)), float(rng.uniform(15, 40))
+        notes.append(HeardNote(int(t * 1e6), p, v1, int((t + gap + 0.3) * 1e6)))
+        notes.append(HeardNote(int((t + gap) * 1e6), p, v2, int((t + gap + 0.3) * 1e6)))
+        second.append((t + gap + OFFSET_S, p))
+        t += 0.9
+    det = Detector(_take(notes), 48000)
+    close = 0
+    for t2, p in second:
+        o = det.find(p, t2 - 0.03, t2 + 0.03, min_risen=TIGHT_MIN_FRACTION)
+        close += o is not None and abs(o.t_s - t2) < 0.002
+    assert close >= 7
