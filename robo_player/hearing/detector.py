@@ -143,13 +143,6 @@ PREDICT_FRAMES = 4
 # (bwv66.6 F1 +0.013, the ASAP Schumann +0.008, the random pieces unchanged; one partial:
 # random 3 -0.006, Beethoven -0.011)
 VOTE_MIN = 2
-# the plan-known coarse onset lies at most this far after the frame of its candidate's
-# steepest rise (:meth:`Detector._planned_midpoint`; session 14: 4 / 6 / 8 / 10 ms on
-# random 1-3, intended F1 mean 0.969 -> 0.974 / 0.974 / 0.972 / 0.974; with the bass
-# stage, off / 10 / 15 ms: 0.9709 / 0.9759 / 0.9758. 15: with 6 and 8 a soft key under
-# loud ringing ones read -8.8 ms and the search heard a planned octave below a struck
-# key; with 10 verify's velocity error on bwv66.6 (default plan) moved 5.7)
-RISE_REACH_S = 0.015
 # a known key's strike below DIRECT_MAX_PITCH (F1..D3: f0 under 150 Hz, whose Gaussian
 # bands smooth over 10-25 ms) is timed from the direct sound's rise (:meth:`Detector.
 # direct_onset`): each partial demodulated through a causal window of one period, the
@@ -605,16 +598,12 @@ class Detector:
         other is not: a ringing partial in anti-phase, the salience's; a ringing
         neighbour's damper landing as we are struck, a legato step, the new power's,
         +10..+35 ms), and the median of the risen partials' own where earlier (not where
-        all are shared: a neighbour's strike lifts them); never more than RISE_REACH_S
-        after frame ``i``."""
+        all are shared: a neighbour's strike lifts them)."""
         t_mid = min(self._midpoint(pitch, i, cols, predicted=True), self._midpoint(pitch, i, cols))
         mids = self.partial_midpoints(pitch, i, cols) if cols != () else []
         if len(mids) >= VOTE_MIN:
             t_mid = min(t_mid, float(np.median(mids)))
-        # the rise over RISE_S centred on frame i peaks within a few ms of a strike; a
-        # midpoint much later than it is the top of a later sound (a neighbour struck
-        # after us, a shared partial still growing)
-        return min(t_mid, i * self.hop / self.sr + RISE_REACH_S)
+        return t_mid
 
     def new_share(self, pitch: int, t_s: float, others: Sequence[int] = (), relative: float = 0.0,
                   unplanned: bool = False) -> float:
