@@ -7,9 +7,10 @@ SPEC   ?= piano-88-grand
 PIECE  ?= default
 TRUTH_SEED ?= 1
 OUT    ?= out
-# how the calibration hears: notes (the note-level sensor) or audio (sim://'s default, a
-# microphone in the room; its figures are not yet the note-level ones: docs/hearing.md)
-SENSOR ?= notes
+# how the calibration hears: audio (sim://'s default, a microphone in the room and the
+# detector, as on a real piano) or notes (the note-level sensor, each note's exact pitch,
+# onset and loudness: no real board has one; kept for comparison, docs/calibration.md)
+SENSOR ?= audio
 # through audio: more of the room's options (e.g. ROOM='&gain_db=-31') and the microphone
 # chain's measured gain (MIC_GAIN=-30.8 or -30.8:0.2: calibrate --mic-gain-db, docs/hearing.md)
 ROOM   ?=

@@ -42,37 +42,47 @@ PIECES = (
 RESTRUCK = ("re-struck on the partly returned key", "softer: partial return")
 
 
-def truth_allows(kt, gap_us: float) -> bool:  # noqa: ANN001
-    """Whether the hidden truth lets a key (``kt``) repeat ``gap_us`` after a note, at best:
-    the earlier note released at its hammer's contact (the earliest the planner may: it
-    never relies on the simulator's 30 ms least sound), the repeat at full drive acting as
-    ``e / R`` of it (``e``: release to re-strike), silent below ``e / R = 0.5``; no supply
-    sag, a cold coil. The repeat sounds ``e + L(e / R)`` after that contact."""
+def truth_allows(kt, gap_us: float, late_us: float = 0.0) -> bool:  # noqa: ANN001
+    """Whether the hidden truth lets a key (``kt``) repeat ``gap_us`` after a note, at best
+    with the options the planner has: the earlier note released at its hammer's contact or,
+    ``late_us`` after it, at the end of the shortest pulse the spec says is of full effect
+    (``strike.pulse_full_max_us``; the planner never relies on the simulator's 30 ms least
+    sound, nor on a key's own ``P_full``, which no calibration measures), the repeat at
+    full drive acting as ``e / R`` of it (``e``: release to re-strike, any louder than
+    written), silent below ``e / R = 0.5``; no supply sag, a cold coil. The repeat sounds
+    ``e + L(e / R)`` after that release."""
     r = kt.return_us
     for e in np.linspace(0.5 * r, r, 501):
         u = (e / r - kt.threshold) / (1.0 - kt.threshold)
-        if u > 0 and e + kt.latency_full_us * u ** (-kt.alpha) <= gap_us:
+        if u > 0 and e + kt.latency_full_us * u ** (-kt.alpha) <= gap_us - late_us:
             return True
     return False
 
 
-def merged_repeats(outcomes, truth: Truth) -> tuple[int, int, list[float]]:  # noqa: ANN001
+def merged_repeats(outcomes, truth: Truth, full_pulse_us: int) -> tuple[int, int, int, list[float]]:  # noqa: ANN001
     """Repeats merged as too fast (not unisons): how many, how many of them the truth
-    allows (:func:`truth_allows`), and the gaps of those (ms)."""
-    last: dict[int, int] = {}  # pitch -> intended onset of the last note that sounds
-    n = ok = 0
+    allows (:func:`truth_allows`: the earlier note, as planned, released at its contact or
+    ``full_pulse_us`` after its strike, whichever is later), how many of those the planner
+    merged although it could play them, because striking one would cost more of the
+    repeats after it (one at a time the truth allows it; with the next, not), and the
+    gaps of the allowed ones (ms)."""
+    last: dict[int, tuple[int, int]] = {}  # pitch -> the last note that sounds: onset, release floor
+    n = ok = cost = 0
     gaps: list[float] = []
     for o in sorted(outcomes, key=lambda o: (o.intended_t_us, o.index)):
         why = o.reason or ""
         if o.fate.name != "DROPPED":
-            last[o.pitch_out] = o.intended_t_us
+            late = 0 if o.strike_t_us is None else max(0, o.strike_t_us + full_pulse_us - o.target_t_us)
+            last[o.pitch_out] = (o.intended_t_us, late)
         elif why.startswith("merged:") and not why.startswith("merged: unison") and o.pitch_out in last:
             n += 1
-            gap = o.intended_t_us - last[o.pitch_out]
-            if truth_allows(truth.key(o.pitch_out), gap):
+            onset, late = last[o.pitch_out]
+            gap = o.intended_t_us - onset
+            if truth_allows(truth.key(o.pitch_out), gap, late):
                 ok += 1
+                cost += "for the ones after it" in why
                 gaps.append(gap / 1000)
-    return n, ok, gaps
+    return n, ok, cost, gaps
 
 
 def pct(xs: list[float], q: float) -> float:
@@ -87,11 +97,17 @@ def main() -> int:
     ap.add_argument("--strikes", type=int, default=14, help="calibration strikes per key")
     ap.add_argument("--spread", type=int, choices=[0, 1], default=None,
                     help="the strikes' own spread, in the calibration and the play (default: the simulator's, on)")
-    ap.add_argument("--margin", type=float, default=PlanOptions().restrike_margin,
-                    help="PlanOptions.restrike_margin: least e/R of a re-strike is 0.5 + this")
+    ap.add_argument("--margin", type=float, default=None,
+                    help="PlanOptions.restrike_margin: least e/R of a re-strike is 0.5 + this "
+                         "(default: the calibrated return's uncertainty)")
+    ap.add_argument("--full-pulse-us", type=int, default=None,
+                    help="the truth-allows grid's shortest pulse of full effect (default: the spec's "
+                         "strike.pulse_full_max_us, else default_pulse_us)")
     args = ap.parse_args()
     spread = "" if args.spread is None else f"&spread={args.spread}"
     spec = load_spec(args.spec)
+    full_pulse = args.full_pulse_us or getattr(spec.strike, "full_pulse_us", spec.strike.default_pulse_us)
+    print(f"truth allows: the earlier note released at its contact or {full_pulse / 1000:g} ms after its strike")
     scores = {}
     for p in args.pieces:
         path = ASAP / p / "midi_score.mid"
@@ -150,9 +166,10 @@ def main() -> int:
                 for why, k in sorted(drops.items(), key=lambda kv: -kv[1]):
                     if not why.startswith("merged: unison"):
                         print(f"{'':<66} dropped {k:>5}: {why}")
-                nm, allowed, gaps = merged_repeats(rep.outcomes, truth)
+                nm, allowed, cost, gaps = merged_repeats(rep.outcomes, truth, full_pulse)
                 print(f"{'':<66} merged repeats {nm}, of which the truth allows at best {allowed}"
-                      + (f" (gaps {min(gaps):.1f}..{max(gaps):.1f} ms)" if gaps else ""))
+                      + (f" (gaps {min(gaps):.1f}..{max(gaps):.1f} ms)" if gaps else "")
+                      + (f"; {cost} of them merged as playable, for more repeats after them" if cost else ""))
     print("\ntarget: >= 99.5 % of notes sounded (heard) on every piece")
     for mode, w in worst.items():
         print(f"  {mode:<9} worst piece {w:.2f} %  {'met' if w >= 99.5 else 'NOT met'}")

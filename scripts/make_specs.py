@@ -154,6 +154,7 @@ def render(b: Build) -> str:
             "min_pulse_us": "shortest full-drive pulse",
             "max_pulse_us": "longest full-drive pulse, then hold",
             "default_pulse_us": "P_full is 20..30 ms: 35 ms reaches full effect on every key",
+            "pulse_full_max_us": "P_full's upper bound: a fast repeat's earlier note may be cut to it",
             "hold_duty": "peak-and-hold: 30..40 % duty holds the key",
             "min_drive": "below every key's silent threshold",
         },
@@ -208,6 +209,7 @@ PIANO_STRIKE = {
     "min_pulse_us": 5000,
     "max_pulse_us": 40000,
     "default_pulse_us": 35000,
+    "pulse_full_max_us": 30000,
     "hold_duty": 0.35,
     "min_drive": 0.2,
 }

@@ -113,7 +113,12 @@ def check_invariants(score: Score, spec: PianoSpec, plan: Plan, report: PlanRepo
             assert a.op is Op.STRIKE and b.op is Op.RELEASE and a.note == b.note
             assert 0 < a.drive <= key.pwm_max
             assert a.drive >= math.ceil(spec.strike.min_drive * key.pwm_max - 1e-9)
-            assert a.pulse_us == spec.strike.default_pulse_us
+            # the spec's pulse, or (a note released early for a re-strike) cut at its release
+            # to no less than the pulse of full effect
+            assert a.pulse_us == spec.strike.default_pulse_us or (
+                spec.strike.full_pulse_us <= a.pulse_us < spec.strike.default_pulse_us
+                and b.t_us == a.t_us + a.pulse_us
+            )
             assert a.hold == round(spec.strike.hold_duty * key.pwm_max)
             # never on past max_on; never cutting the strike pulse short
             assert a.t_us + a.pulse_us <= b.t_us <= a.t_us + spec.thermal.max_on_us
@@ -125,7 +130,7 @@ def check_invariants(score: Score, spec: PianoSpec, plan: Plan, report: PlanRepo
         strikes = seq[0::2]
         for a, a2 in zip(strikes, strikes[1:], strict=False):
             assert a2.t_us - a.t_us >= min(
-                spec.timing.min_repeat_us, lim.pulse_us + math.ceil(lim.restrike_ratio * ret)
+                spec.timing.min_repeat_us, lim.restrike_floor_us(0) + math.ceil(lim.restrike_ratio * ret)
             )
         # nominal coil heat never past the margin (independent recomputation)
         temp, t_last = 0.0, 0

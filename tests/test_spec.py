@@ -606,6 +606,21 @@ def test_pulse_order(tmp_path: Path) -> None:
     load_error(tmp_path, doc, "strike.max_pulse_us: 40000 is more than thermal.max_on_us")
 
 
+def test_pulse_full_max_within_the_pulses(tmp_path: Path) -> None:
+    """strike.pulse_full_max_us (optional, not hashed) lies in min_pulse_us..default_pulse_us."""
+    doc = grand()
+    doc["strike"]["pulse_full_max_us"] = 36000
+    load_error(tmp_path, doc, "strike.pulse_full_max_us: 36000 is out of range", "5000..35000")
+    doc["strike"]["pulse_full_max_us"] = 4000
+    load_error(tmp_path, doc, "strike.pulse_full_max_us: 4000 is out of range", "5000..35000")
+    doc["strike"]["pulse_full_max_us"] = 25000
+    s = load_spec(write(tmp_path, doc))
+    assert s.strike.full_pulse_us == 25000 and s.spec_hash == GRAND_HASH
+    del doc["strike"]["pulse_full_max_us"]
+    s = load_spec(write(tmp_path, doc))
+    assert s.strike.full_pulse_us == s.strike.default_pulse_us == 35000 and s.spec_hash == GRAND_HASH
+
+
 def test_pipeline_delay_below_slowest_latency(tmp_path: Path) -> None:
     doc = grand()
     doc["timing"]["pipeline_delay_us"] = 200000

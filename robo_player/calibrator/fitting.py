@@ -248,12 +248,14 @@ def fit_key(
     strikes: Sequence[StrikeResult], vel_noise: float = VEL_NOISE, lat_noise_us: float = LAT_NOISE_US,
     lat_rel_noise: float = 0.0,
     spread: tuple[float, float, float] = (ACTION_LAT_SD_US, ACTION_LAT_SD_FRAC, ACTION_VEL_SD_FRAC),
+    vel_rel_noise: float = 0.0,
 ) -> KeyFit | None:
     """Fit one key's curves from its strikes; None if fewer than two were heard.
 
     Key-return probes (``probe_gap_us`` set) are left out: the key was not fully up.
     ``vel_noise``, ``lat_noise_us``: the loudness and onset noise of what heard them (s.d.);
-    ``lat_rel_noise``: the onset noise's part that grows with the latency (:func:`fit_latency`).
+    ``lat_rel_noise``: the onset noise's part that grows with the latency (:func:`fit_latency`);
+    ``vel_rel_noise``: the loudness noise's part that grows with the loudness (a fraction).
     ``spread``: the action's own strike-to-strike spread (s.d.): latency µs + fraction of
     the latency, loudness fraction (:data:`~.strikes.ACTION_LAT_SD_US` ...). Each strike
     weighs by the sensor's noise and the spread together, and the poor-fit test (the
@@ -267,7 +269,7 @@ def fit_key(
     (:attr:`KeyFit.spread`; the key-return probe's s.d. uses it). A key that repeats
     better than assumed is weighed as the exact instrument it is; the second pass is
     kept only if it is not a poor fit."""
-    first = _fit_key(strikes, vel_noise, lat_noise_us, lat_rel_noise, spread)
+    first = _fit_key(strikes, vel_noise, lat_noise_us, lat_rel_noise, spread, vel_rel_noise)
     if first is None or first.isotonic or spread[0] + spread[1] <= 0:
         return first
     # a doubtful onset (its sensor noise swamps any spread) tells nothing of the spread
@@ -284,7 +286,8 @@ def fit_key(
     # a normal deviation's square (0.455)
     scale2 = float(np.median((r * r * dof - sensor * sensor) / (action * action))) / 0.455
     scale = min(SPREAD_MAX, max(SPREAD_MIN, math.sqrt(max(scale2, 0.0))))
-    second = _fit_key(strikes, vel_noise, lat_noise_us, lat_rel_noise, tuple(scale * x for x in spread))  # type: ignore[arg-type]
+    second = _fit_key(strikes, vel_noise, lat_noise_us, lat_rel_noise, tuple(scale * x for x in spread),  # type: ignore[arg-type]
+                      vel_rel_noise)
     if second is None or second.isotonic:
         return first
     second.spread = scale
@@ -293,7 +296,7 @@ def fit_key(
 
 def _fit_key(
     strikes: Sequence[StrikeResult], vel_noise: float, lat_noise_us: float, lat_rel_noise: float,
-    spread: tuple[float, float, float],
+    spread: tuple[float, float, float], vel_rel_noise: float = 0.0,
 ) -> KeyFit | None:
     """One pass of :func:`fit_key` with a given spread."""
     sp_us, sp_frac, sp_vel = spread
@@ -333,7 +336,7 @@ def _fit_key(
         d[keep], lat[keep], silent, lat_rel_noise, extra[keep], w_noise_us
     )
     vmask = keep & (vel < VEL_CLIP)
-    vel_sd = np.hypot(vel_noise, sp_vel * np.maximum(vel, 0.0))  # (n,) each strike's s.d.
+    vel_sd = np.hypot(vel_noise, math.hypot(sp_vel, vel_rel_noise) * np.maximum(vel, 0.0))  # (n,) each strike's s.d.
     vel_z = math.inf
     if vmask.sum() >= 2:
         va, vb, vk, vel_rms = fit_velocity(d[vmask], vel[vmask], theta, vel_sd[vmask])

@@ -33,20 +33,21 @@ from .listening import (
     mark_missed,
 )
 from .pedal import pedal_commands, pedal_latency
-from .scheduler import STAGGER_US, CoilHeat, StrikeRequest, build_round
+from .scheduler import SETTLE_US, STAGGER_US, CoilHeat, StrikeRequest, build_round
 from .strikes import (
     LAT_NOISE_AUDIO_US,
     LAT_NOISE_US,
     LAT_REL_NOISE_AUDIO,
     SILENT_LATENCY_US,
     VEL_NOISE,
-    VEL_NOISE_AUDIO,
+    VEL_NOISE_AUDIO_ABS,
+    VEL_REL_NOISE_AUDIO,
     StrikeResult,
     match_strikes,
 )
 
 NOISE_NOTES = (VEL_NOISE, LAT_NOISE_US, 0.0)  # what fit_key allows of a note-level sensor
-NOISE_AUDIO = (VEL_NOISE_AUDIO, LAT_NOISE_AUDIO_US, LAT_REL_NOISE_AUDIO)  # ... and of the detector
+NOISE_AUDIO = (VEL_NOISE_AUDIO_ABS, LAT_NOISE_AUDIO_US, LAT_REL_NOISE_AUDIO)  # ... and of the detector
 
 Progress = Callable[[float], None]
 
@@ -165,70 +166,31 @@ def calibrate_session(
             break
         order = list(requests)
         rng.shuffle(order)
-        plan, pending, end_us = build_round(
-            spec, requests, coils, order, ONSET_GAP_US if audio else 0, spec.sync_click is not None
-        )
-        starts: list[int] = []
-        if audio:
-            starts, end_us = add_sync(spec, plan, pending, end_us)
-        pedal_cmds: list[Command] = []
-        if round_no == 0 and spec.pedal is not None:
-            # listening: after the last pattern (a lifted damper lets every key ring on)
-            pedal_cmds = pedal_commands(spec, end_us if audio else 0)
-            plan.commands.extend(pedal_cmds)
-            plan.sort()
-            end_us = max(end_us, pedal_cmds[-1].t_us + 200_000)
-        log.info(
-            "calibration round %d: %d keys, %d strikes, %.2f s",
-            round_no,
-            len(requests),
-            len(pending),
-            end_us / 1e6,
-        )
-        perf = device.play(plan)
-        report.play_calls += 1
-        report.sim_time_us += end_us
-        report.max_coil_temp_ratio = max(report.max_coil_temp_ratio, perf.max_coil_temp_ratio)
-        if perf.coil_failures:
-            raise CalibrationError(
-                f"calibrate: round {round_no}: coil failure during calibration: "
-                f"{perf.coil_failures[0]} (calibration strikes must stay cool)"
-            )
-        if perf.audio is not None:
-            report.heard_by = "audio"
-            report.clock_by = "click" if spec.sync_click is not None else "curves"
-            if spec.sync_click is not None:
-                c_guess = 0.0  # clicked patterns: the clock is absolute
-            elif report.sync_offset_us is not None:
-                c_guess = offset_us
-            else:
-                c_guess = float(spec.nominal.latency_us[-1])
-            level = report.audio_level_db or 0.0
-            listen_round(perf, pending, spec, starts, f"calibration round {round_no}", c_guess, level)
-            if report.audio_level_db is None:
-                # the microphone's gain is unknown: the first round strikes every key at
-                # full drive; its level comes out of every loudness heard from here on,
-                # before any curve is fitted (the adaptive rounds and the key-return
-                # probes compare heard loudness with these fits)
-                set_level(report, pending, spec, perf.audio.sample_rate, f"calibration round {round_no}", mic)
-            for s in pending:
-                s.latency_us += offset_us
-        else:
-            stray = match_strikes(perf, pending)
-            if stray > 0:
-                log.warning("calibration round %d: %d heard notes matched no strike", round_no, stray)
-        if pedal_cmds:
-            pedal_lat = pedal_latency(perf, pedal_cmds)
+        # through a microphone with a sync click, each pass of the round (the j-th strike
+        # of every key) is its own take: a take's room colours a key's loudness and onset
+        # alike for all of that key's strikes in it, so a key's strikes spread over more
+        # takes average that colour out of its curves (docs/calibration.md, "Through a
+        # microphone: takes")
+        takes = split_takes(requests) if audio and spec.sync_click is not None else [requests]
+        pending: list[StrikeResult] = []
+        for ti, take in enumerate(takes):
+            # round 0 toggles the pedal in its last take (after its last pattern)
+            pedal = round_no == 0 and ti == len(takes) - 1 and spec.pedal is not None
+            where = f"calibration round {round_no}" + (f" take {ti}" if len(takes) > 1 else "")
+            heard, lat = play_take(device, spec, take, [p for p in order if p in take], coils, audio, pedal,
+                                   offset_us, report, where, mic)
+            pending += heard
+            pedal_lat = lat if lat is not None else pedal_lat
         for s in pending:
             strikes[s.pitch].append(s)
         report.strikes += len(pending)
         report.return_probes += sum(1 for s in pending if s.probe_gap_us is not None)
         refit = list(requests)
-        if perf.audio is not None and spec.sync_click is not None:
+        if audio and spec.sync_click is not None:
             missed = sum(mark_missed(strikes[p]) for p in refit)
             if missed:
                 log.info("calibration round %d: %d strikes not heard above a heard drive: missed", round_no, missed)
-        if perf.audio is not None and round_no >= 1 and spec.sync_click is None:
+        if audio and round_no >= 1 and spec.sync_click is None:
             found = common_offset(strikes, float(spec.nominal.latency_us[-1]))
             if found is not None:
                 for ss in strikes.values():
@@ -240,11 +202,10 @@ def calibrate_session(
         for p in refit:
             # through audio loudness and onsets are noisier; the first method (no click)
             # kept the note-level figures, and its c comes from these fits: as measured
-            fits[p] = fit_key(strikes[p], *(NOISE_AUDIO if report.clock_by == "click" else NOISE_NOTES))
-        # coils cool between rounds only as far as the device's clock says; keep the
-        # model's times relative to the next plan's zero
-        for c in coils.values():
-            c.t_us -= end_us
+            if report.clock_by == "click":
+                fits[p] = fit_key(strikes[p], *NOISE_AUDIO, vel_rel_noise=VEL_REL_NOISE_AUDIO)
+            else:
+                fits[p] = fit_key(strikes[p], *NOISE_NOTES)
         round_no += 1
         if progress is not None:
             finished = sum(1 for p in todo if p in done)
@@ -309,6 +270,79 @@ def calibrate_session(
         report.sim_time_us / 1e6,
     )
     return cal, report
+
+
+def split_takes(requests: dict[int, list[StrikeRequest]]) -> list[dict[int, list[StrikeRequest]]]:
+    """A round's requests as one take per pass: the j-th strike of every key (with the
+    key-return probe it carries) in take j; a key with fewer strikes sits out the last."""
+    depth = max((len(r) for r in requests.values()), default=0)
+    return [{p: [r[j]] for p, r in requests.items() if j < len(r)} for j in range(depth)]
+
+
+def play_take(
+    device: Device, spec: PianoSpec, requests: dict[int, list[StrikeRequest]], order: list[int],
+    coils: dict[int, CoilHeat], audio: bool, pedal: bool, offset_us: float, report: CalibrationReport,
+    where: str, mic: MicGain | None,
+) -> tuple[list[StrikeResult], int | None]:
+    """Schedule ``requests`` as one plan, play it and hear it (through audio: the sync
+    patterns around it, the take's level fitted on the first take heard); returns the
+    strikes as heard and, with ``pedal``, the pedal latency the take measured."""
+    plan, pending, end_us = build_round(
+        spec, requests, coils, order, ONSET_GAP_US if audio else 0, spec.sync_click is not None
+    )
+    starts: list[int] = []
+    if audio and spec.sync_click is not None and pending:
+        # a strike not heard where predicted is looked for up to the silent latency
+        # (listening.expected_window): the end pattern's clicks come after that, so a
+        # take's last strikes, late and soft, are not heard under them (or taken as silence)
+        end_us = max(end_us, max(s.t_us for s in pending) + SILENT_LATENCY_US + SETTLE_US)
+    if audio:
+        starts, end_us = add_sync(spec, plan, pending, end_us)
+    pedal_cmds: list[Command] = []
+    if pedal:
+        # listening: after the last pattern (a lifted damper lets every key ring on)
+        pedal_cmds = pedal_commands(spec, end_us if audio else 0)
+        plan.commands.extend(pedal_cmds)
+        plan.sort()
+        end_us = max(end_us, pedal_cmds[-1].t_us + 200_000)
+    log.info("%s: %d keys, %d strikes, %.2f s", where, len(requests), len(pending), end_us / 1e6)
+    perf = device.play(plan)
+    report.play_calls += 1
+    report.sim_time_us += end_us
+    report.max_coil_temp_ratio = max(report.max_coil_temp_ratio, perf.max_coil_temp_ratio)
+    if perf.coil_failures:
+        raise CalibrationError(
+            f"calibrate: {where}: coil failure during calibration: "
+            f"{perf.coil_failures[0]} (calibration strikes must stay cool)"
+        )
+    if perf.audio is not None:
+        report.heard_by = "audio"
+        report.clock_by = "click" if spec.sync_click is not None else "curves"
+        if spec.sync_click is not None:
+            c_guess = 0.0  # clicked patterns: the clock is absolute
+        elif report.sync_offset_us is not None:
+            c_guess = offset_us
+        else:
+            c_guess = float(spec.nominal.latency_us[-1])
+        level = report.audio_level_db or 0.0
+        listen_round(perf, pending, spec, starts, where, c_guess, level)
+        if report.audio_level_db is None:
+            # the microphone's gain is unknown: the first take strikes every key at full
+            # drive; its level comes out of every loudness heard from here on, before any
+            # curve is fitted (the adaptive rounds and the key-return probes compare heard
+            # loudness with these fits)
+            set_level(report, pending, spec, perf.audio.sample_rate, where, mic)
+        for s in pending:
+            s.latency_us += offset_us
+    else:
+        stray = match_strikes(perf, pending)
+        if stray > 0:
+            log.warning("%s: %d heard notes matched no strike", where, stray)
+    # coils cool between plays only as far as the device's clock says; keep the model's
+    # times relative to the next plan's zero
+    for c in coils.values():
+        c.t_us -= end_us
+    return pending, pedal_latency(perf, pedal_cmds) if pedal_cmds else None
 
 
 def set_level(

@@ -22,9 +22,12 @@ Rules (performance time in integer µs; a score note at ``onset_us`` must sound 
   ``min(written duration, min_sound_us)`` of sound, else the repeat is merged into it.
 - **re-strike on a partly returned key** (double escapement, ``PlanOptions.restrike``):
   a repeat faster than that may still be struck ``e`` after the previous release with
-  ``e < R`` when ``e / R >= Limits.restrike_ratio`` (0.5, where the key goes silent,
-  plus ``restrike_margin``): the previous note is released as soon as its pulse is over
-  and its hammer has reached the string (:meth:`Limits.restrike_floor_us`), and the
+  ``e < R`` when ``e >= Limits.restrike_least_us`` (``R / 2``, where the key goes
+  silent, plus a margin: the calibrated return's own uncertainty, ``return_us -
+  return_est_us``, or ``restrike_margin · R``): the previous note is released as soon
+  as it has had a pulse of full effect (``strike.pulse_full_max_us``, the spec's bound
+  on every key's ``P_full``; its pulse is cut to that) and its hammer has reached the
+  string (:meth:`Limits.restrike_floor_us`), and the
   re-strike's drive is raised to ``d / (e / R)`` (:func:`restrike_drive`) so that it
   acts as the written drive; where that is over full drive it plays at full drive,
   softer and later (the latency at the effective drive ``e / R``), and is reported
@@ -67,6 +70,9 @@ __all__ = [
 
 OUT_OF_RANGE_POLICIES = ("transpose", "drop")
 PARTIAL_RETURN_SILENT = 0.5  # e / R below which a strike on a returning key is silent
+# the re-strike's margin (a share of R) where the calibration gives no return uncertainty
+# (no return_est_us: the spec's nominal R, or a file without it), as before session 14
+DEFAULT_RESTRIKE_MARGIN = 0.1
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,8 +93,11 @@ class PlanOptions:
     is struck anyway and reported as a supply overload (it may sound weaker).
     ``restrike``: a repeat too fast for the key's full return is struck on the partly
     returned key (double escapement) with compensated drive instead of merged, when
-    ``e / R >= 0.5 + restrike_margin`` (``e``: release to re-strike, ``R``: the key's
-    return time).
+    ``e >= R / 2 + margin`` (``e``: release to re-strike, ``R``: the key's return time,
+    calibrated ``return_us``). ``restrike_margin``: that margin as a share of ``R``;
+    None (the default): the calibrated return's own uncertainty, ``return_us -
+    return_est_us`` (its safety margin, 0.6 ms + 2 s.d.), on keys whose calibration has
+    both, and ``DEFAULT_RESTRIKE_MARGIN`` of ``R`` on the others.
     """
 
     out_of_range: str = "transpose"
@@ -99,10 +108,10 @@ class PlanOptions:
     min_sound_us: int = 30_000
     supply_wait_us: int = 35_000
     restrike: bool = True
-    restrike_margin: float = 0.1
+    restrike_margin: float | None = None
 
     def __post_init__(self) -> None:
-        if not 0.0 <= self.restrike_margin <= 0.5:
+        if self.restrike_margin is not None and not 0.0 <= self.restrike_margin <= 0.5:
             raise UsageError(
                 f"PlanOptions.restrike_margin: {self.restrike_margin} is out of range (allowed 0..0.5)"
             )
@@ -159,6 +168,10 @@ class Limits:
     heat_k_per_s: float  # V² / R / C: heating rate at duty 1, K/s
     restrike_ratio: float = math.inf  # least e / R of a re-strike (inf: never re-strike)
     return_est_us: int = 0  # R by which a re-strike scales its drive (0: key_return_us)
+    # the shortest pulse of full effect on every key (strike.pulse_full_max_us): a note
+    # released early for a re-strike has at least this pulse
+    full_pulse_us: int = 0
+    restrike_pad_us: int = 0  # added to restrike_ratio · R: the return's uncertainty
 
     @classmethod
     def from_spec(cls, spec: PianoSpec, options: PlanOptions | None = None) -> Limits:
@@ -170,6 +183,7 @@ class Limits:
         return cls(
             pipeline_us=spec.timing.pipeline_delay_us,
             pulse_us=spec.strike.default_pulse_us,
+            full_pulse_us=spec.strike.full_pulse_us,
             hold_duty=coil.hold_duty,
             min_drive=spec.strike.min_drive,
             max_on_us=coil.max_on_us,
@@ -183,7 +197,12 @@ class Limits:
             heat_limit_k=rules.heat_limit_k(coil, o.thermal_margin),
             tau_us=coil.tau_s * 1e6,
             heat_k_per_s=coil.heat_k_per_s,
-            restrike_ratio=PARTIAL_RETURN_SILENT + o.restrike_margin if o.restrike else math.inf,
+            restrike_ratio=(
+                PARTIAL_RETURN_SILENT
+                + (DEFAULT_RESTRIKE_MARGIN if o.restrike_margin is None else o.restrike_margin)
+                if o.restrike
+                else math.inf
+            ),
         )
 
     @property
@@ -207,15 +226,23 @@ class Limits:
 
     def restrike_floor_us(self, latency_us: int) -> int:
         """Earliest release after its strike (µs) of a note followed by a re-strike on
-        the partly returned key: its pulse is over and its hammer has reached the string."""
-        return max(self.pulse_us, latency_us)
+        the partly returned key: it has had a pulse of full effect (``full_pulse_us``; its
+        pulse is cut to the release) and its hammer has reached the string."""
+        return max(self.full_pulse_us or self.pulse_us, latency_us)
+
+    def restrike_least_us(self) -> int:
+        """Least time from a release to a re-strike of the partly returned key (µs):
+        ``restrike_ratio · R`` plus the return's uncertainty (INF_US: never)."""
+        if math.isinf(self.restrike_ratio):
+            return INF_US
+        return math.ceil(self.restrike_ratio * self.key_return_us) + self.restrike_pad_us
 
     def restrike_need_us(self, latency_us: int) -> int:
         """Shortest strike-to-strike interval after a note (latency) on its key when
         the repeat may be struck on the partly returned key (INF_US when it may not)."""
         if math.isinf(self.restrike_ratio):
             return INF_US
-        return self.restrike_floor_us(latency_us) + math.ceil(self.restrike_ratio * self.key_return_us)
+        return self.restrike_floor_us(latency_us) + self.restrike_least_us()
 
     def latest_release_us(self, next_strike_us: int) -> int:
         """Latest release of a key that is struck again at ``next_strike_us``."""
@@ -460,6 +487,17 @@ class Playability:
                     key_return_us=int(math.ceil(ret)),
                     return_est_us=0 if est is None else int(round(est)),
                 )
+                if est is not None and self.options.restrike_margin is None and self.options.restrike:
+                    # the margin is the return's own uncertainty: e >= return_us / 2 (an
+                    # upper bound: the estimate + 0.6 ms + 2 s.d.) plus that bound's width
+                    # again, so the key is half up unless R exceeds the estimate by more
+                    # than 1.8 ms + 6 s.d. (the bound itself failed by 0.5 ms on 2 keys of
+                    # 176 on truth seeds 1-2; least e/R there 0.535)
+                    lim = dataclasses.replace(
+                        lim,
+                        restrike_ratio=PARTIAL_RETURN_SILENT,
+                        restrike_pad_us=int(math.ceil(ret - est)),
+                    )
             self._key_limits[pitch] = lim
         return lim
 

@@ -47,6 +47,7 @@ there is none). It works in integer µs of performance time: a note at score ons
 from __future__ import annotations
 
 import contextlib
+import functools
 import gc
 import logging
 import math
@@ -192,7 +193,7 @@ def _plan_piano(
     # Per call caches (the hot loop of a long piece): (pitch, velocity) -> DriveChoice,
     # and pitch -> the numbers of Limits.repeat_need_us, inlined below.
     drives: dict[tuple[int, int], DriveChoice] = {}
-    needs: dict[int, tuple[int, int, int, int, int]] = {}
+    needs: dict[int, tuple[int, int, int, int, int, int]] = {}
     for i, note in enumerate(notes):
         pitch = note.pitch
         shift = 0
@@ -221,7 +222,8 @@ def _plan_piano(
                 kl.pulse_us,
                 kl.min_sound_us,
                 kl.key_return_us + kl.release_margin_us,
-                kl.restrike_need_us(0) - kl.pulse_us,  # restrike_need_us(lat) - max(pulse, lat)
+                kl.restrike_need_us(0) - kl.restrike_floor_us(0),  # restrike_need_us(lat) - floor
+                kl.restrike_floor_us(0),  # = the shortest pulse of full effect
             )
         # = oracle.limits_for(pitch).repeat_need_us(lat, dur)
         floor = lat + (dur if dur < nd[2] else nd[2])
@@ -229,7 +231,7 @@ def _plan_piano(
             floor = nd[1]
         need = floor + nd[3]
         r = _Rec(i, pitch, shift, dc, onset - lat, onset + dur, need if need > nd[0] else nd[0])
-        r.fast = (lat if lat > nd[1] else nd[1]) + nd[4]  # = limits_for(pitch).restrike_need_us(lat)
+        r.fast = (lat if lat > nd[5] else nd[5]) + nd[4]  # = limits_for(pitch).restrike_need_us(lat)
         if shift:
             r.notes.append(f"transposed {shift:+d}")
         recs.append(r)
@@ -241,22 +243,7 @@ def _plan_piano(
 
     # 3. repetition, first pass (before power, so merged notes take no pulse slot) -----
     for pitch, lst in by_key.items():
-        prev: _Rec | None = None
-        klim = oracle.limits_for(pitch)
-        curve = calibration.curve(pitch)
-        pwm_max = spec.key(pitch).pwm_max
-        for r in lst:
-            if prev is not None and r.s0 - prev.s0 < prev.need:
-                gap = r.s0 - prev.s0
-                ok = gap >= prev.fast and _restrike_plan(prev, r, klim, curve, pwm_max)
-                if not ok and _louder_for_repeat(prev, r, klim, curve, pwm_max):
-                    ok = _restrike_plan(prev, r, klim, curve, pwm_max)  # at full strength
-                if not ok:
-                    _merge(prev, r, gap, min(prev.need, prev.fast))
-                    if gap >= prev.fast:
-                        r.drop = "merged: partial return too weak (a softer strike must start earlier)"
-                    continue
-            prev = r
+        _repeat_pass(lst, oracle.limits_for(pitch), calibration.curve(pitch), spec.key(pitch).pwm_max)
 
     # 4. power budget -------------------------------------------------------------------
     live = [r for r in recs if r.drop is None]
@@ -324,6 +311,9 @@ def _plan_piano(
         strike_key, release_key = buf.base(Op.PULSE_HOLD, ch), buf.base(Op.RELEASE, ch)
         klim = oracle.limits_for(pitch)
         back = klim.key_return_us + klim.release_margin_us  # latest_release_us(s) = s - back
+        # restrike_need_us(lat) = max(lat, fast_floor) + fast_add (inlined: per note)
+        fast_floor = klim.restrike_floor_us(0)
+        fast_add = klim.restrike_need_us(0) - fast_floor
         prev = None
         prev_temp = 0.0  # temperature rise at the end of prev's pulse
         lst.append(end)
@@ -349,8 +339,10 @@ def _plan_piano(
                 delta = prev.late + prev.stagger
                 want = prev.absorbed_end + delta
                 rel = want if want < cap else cap
-                if rel < ps + pulse:
-                    rel = ps + pulse
+                # a re-strike's previous note may be cut to the pulse of full effect
+                least_on = klim.restrike_floor_us(0) if restrike else pulse
+                if rel < ps + least_on:
+                    rel = ps + least_on
                 # never before it sounds (a softer re-strike's latency is longer than the
                 # intended onset allowed for)
                 sounds = ps + prev.dc.latency_us  # type: ignore[union-attr]
@@ -367,7 +359,7 @@ def _plan_piano(
                         why = "coil heat limit"
                 # heat_after(prev_temp, hold time, hold_rate), then cooling to s
                 t_end = hold_steady + (prev_temp - hold_steady) * math.exp(
-                    -(rel - ps - pulse) / tau_us
+                    -max(0, rel - ps - pulse) / tau_us
                 )
                 cool = t_end * math.exp(-(s - rel) / tau_us)
             if r is not end:
@@ -376,7 +368,8 @@ def _plan_piano(
                 elif not _restrike_final(r, s - rel, klim, calibration.curve(pitch), pwm_max):
                     r.drop = f"merged: partial return too weak ({(s - rel) / 1000:.1f} ms after the release)"
                     continue
-                r.fast = klim.restrike_need_us(r.dc.latency_us)  # type: ignore[union-attr]
+                lat_r = r.dc.latency_us  # type: ignore[union-attr]
+                r.fast = (lat_r if lat_r > fast_floor else fast_floor) + fast_add
                 dc = r.dc
                 assert dc is not None
                 duty = dc.counts / pwm_max
@@ -399,12 +392,16 @@ def _plan_piano(
                     carry_wanted.append(prev)
                 elif rel > want:
                     prev.notes.append(
-                        "lengthened to its strike pulse" if rel == ps + pulse else "lengthened until it sounds"
+                        "lengthened to its strike pulse" if rel == ps + min(pulse, least_on)
+                        else "lengthened until it sounds"
                     )
                 prev.rel = prev.sound_end = rel
                 i = prev.i
                 key_add(ps * t_scale + strike_key + len(keys))
-                cmd_add(make_command(ps, strike_op, ch, prev.dc.counts, pulse, hold, i))  # type: ignore[union-attr]
+                # (released inside its pulse for a re-strike: the pulse ends there, past
+                # strike.pulse_full_max_us, so it acts in full)
+                p_us = pulse if rel - ps >= pulse else rel - ps
+                cmd_add(make_command(ps, strike_op, ch, prev.dc.counts, p_us, hold, i))  # type: ignore[union-attr]
                 key_add(rel * t_scale + release_key + len(keys))
                 cmd_add(make_command(rel, release_op, ch, 0, 0, 0, i))
             if r is end:
@@ -570,6 +567,129 @@ def _merge(prev: _Rec, r: _Rec, gap: int, need: int, extend: bool = True) -> Non
         prev.notes.append(note)
 
 
+_REC_SLOTS = _Rec.__slots__
+_FRONTIER_MAX = 64  # states kept per note in a key's run of fast repeats (a guard: ~2-6 live)
+
+
+def _clone(r: _Rec) -> _Rec:
+    c = _Rec.__new__(_Rec)
+    for name in _REC_SLOTS:
+        setattr(c, name, getattr(r, name))
+    c.notes = list(r.notes)
+    return c
+
+
+# a stage-3 decision on note j of a key: (keep: the note as it plays, None: as written)
+# or (merge: why, the gap to the kept note before it and the need it missed)
+_Decision = tuple[int, "_Rec | None", str, int, int]  # j, kept state, merge kind ("": kept), gap, need
+
+
+class _Path:
+    """One way through a key's notes in stage 3: the last kept note as it would be
+    played (``last``: a clone once changed), the notes sounded (``score``: unison merges
+    count), the keep (1) / merge (0) decisions as bits (``hist``: greedy, keeping
+    whenever it can, is the largest among equal scores), and the decision that led here."""
+
+    __slots__ = ("score", "hist", "last", "decision", "parent")
+
+    def __init__(
+        self, score: int, hist: int, last: _Rec, decision: _Decision, parent: _Path | None
+    ) -> None:
+        self.score = score
+        self.hist = hist
+        self.last = last
+        self.decision = decision
+        self.parent = parent
+
+
+def _offer(nxt: dict[tuple[object, ...], _Path], p: _Path, key: tuple[object, ...]) -> None:
+    """Keep ``p`` for state ``key`` unless a path there sounds more notes (or as many, greedier)."""
+    q = nxt.get(key)
+    if q is None or (p.score, p.hist) > (q.score, q.hist):
+        nxt[key] = p
+
+
+def _repeat_pass(lst: list[_Rec], klim: Limits, curve: KeyCurve, pwm_max: int) -> None:
+    """Stage 3 on one key: keep or merge each repeat too fast for the full return.
+
+    A repeat is kept (as written, louder, or re-struck on the partly returned key) or
+    merged into the note before it. Keeping one can cost the next: a repeat 60 ms after
+    a kept note may be playable only if the one between was merged (or a two-voice
+    unison after it, one strike for two notes, is lost). So the choices are searched as
+    paths (Viterbi: each state is the last kept note as it would play), most notes
+    sounded first, then the greedy choice (keep whenever possible: the plan as before
+    wherever keeping is best). A note that could play but is merged for the ones after
+    it says so."""
+    paths = [_Path(0, 0, lst[0], (0, None, "", 0, 0), None)] if lst else []
+    for j in range(1, len(lst)):
+        r = lst[j]
+        if len(paths) == 1:
+            p = paths[0]
+            if r.s0 - p.last.s0 >= p.last.need:  # one way on: as written (most notes)
+                paths = [_Path(p.score + 1, 0, r, (j, None, "", 0, 0), p)]
+                continue
+        nxt: dict[tuple[object, ...], _Path] = {}
+        offer = functools.partial(_offer, nxt)
+        for p in paths:
+            prev = p.last
+            gap = r.s0 - prev.s0
+            if gap >= prev.need:  # as written after the full return
+                offer(_Path(p.score + 1, p.hist * 2 + 1, r, (j, None, "", 0, 0), p), ("w", j))
+                continue
+            rc = _clone(r)
+            ok = gap >= prev.fast and _restrike_plan(prev, rc, klim, curve, pwm_max)
+            if not ok and _louder_for_repeat(prev, rc, klim, curve, pwm_max):
+                ok = _restrike_plan(prev, rc, klim, curve, pwm_max)  # at full strength
+            if ok:
+                dc = rc.dc
+                assert dc is not None
+                offer(
+                    _Path(p.score + 1, p.hist * 2 + 1, rc, (j, rc, "", 0, 0), p),
+                    ("k", j, rc.s0, dc.counts, dc.latency_us, rc.absorbed_end),
+                )
+            # merged into prev (a unison sounds with it): prev is held to its end
+            assert prev.dc is not None and r.dc is not None
+            unison = abs(r.s0 + r.dc.latency_us - (prev.s0 + prev.dc.latency_us)) <= UNISON_US
+            held = prev
+            if r.end > prev.absorbed_end:
+                held = _clone(prev)
+                held.absorbed_end = r.end
+            kind = "cost" if ok else ("weak" if gap >= prev.fast else "fast")
+            pd = prev.dc
+            offer(
+                _Path(p.score + unison, p.hist * 2, held, (j, None, kind, gap, min(prev.need, prev.fast)), p),
+                ("m", prev.i, held.s0, pd.counts, pd.latency_us, held.absorbed_end),
+            )
+        paths = sorted(nxt.values(), key=lambda p: (p.score, p.hist), reverse=True)[:_FRONTIER_MAX]
+        if len(paths) == 1:
+            paths[0].hist = 0  # one way left: earlier choices no longer compare
+    if not paths:
+        return
+    chosen: list[_Decision] = []
+    node: _Path | None = paths[0]
+    while node is not None:
+        chosen.append(node.decision)
+        node = node.parent
+    prev_real = lst[0]
+    for j, c, kind, gap, need in reversed(chosen):
+        r = lst[j]
+        if not kind:  # kept
+            if c is not None:
+                for name in ("s0", "dc", "dc0", "need", "fast", "order", "notes"):
+                    setattr(r, name, getattr(c, name))
+            prev_real = r
+            continue
+        _merge(prev_real, r, gap, need)
+        if r.drop is not None and not r.drop.startswith("merged: unison"):
+            if kind == "weak":
+                r.drop = "merged: partial return too weak (a softer strike must start earlier)"
+            elif kind == "cost":
+                r.drop = (
+                    f"merged: repeat too fast for the ones after it ({gap / 1000:.1f} ms after note "
+                    f"{prev_real.i}: playable, but struck it would leave fewer repeats sounding)"
+                )
+
+
 def _louder_for_repeat(prev: _Rec, r: _Rec, klim: Limits, curve: KeyCurve, pwm_max: int) -> bool:
     """Stage 3: a repeat too soon after ``prev`` for ``r`` as written, but playable
     louder: a stronger strike starts later (shorter latency), which leaves the key more
@@ -583,17 +703,52 @@ def _louder_for_repeat(prev: _Rec, r: _Rec, klim: Limits, curve: KeyCurve, pwm_m
     est = klim.return_est_us or ret
     floor = prev.s0 + klim.restrike_floor_us(prev.dc.latency_us)
     o_r = r.s0 + r.dc0.latency_us
+    least = klim.restrike_least_us()
     lo = max(r.dc0.counts + 1, math.ceil(klim.min_drive * pwm_max - 1e-9))
     step = max(1, pwm_max // 256)
-    for c in [*range(lo, pwm_max, step), pwm_max]:
+
+    def fits(c: int) -> int | None:
+        """The latency of a repeat acting as ``c`` counts if it re-strikes so, else None."""
         d = c / pwm_max
         if d <= curve.threshold:
-            continue
+            return None
         lat = round(curve.latency_at(d))
         s0 = o_r - lat
         e = s0 - max(floor, min(prev.absorbed_end, s0 - ret - margin))
-        if e < klim.restrike_ratio * ret or c > min(1.0, e / est) * pwm_max:
-            continue
+        return None if e < least or c > min(1.0, e / est) * pwm_max else lat
+
+    def late_enough(c: int) -> bool:
+        """Struck so, is the key at least ``least`` back? (non-decreasing in ``c``: a
+        stronger strike starts later)"""
+        d = c / pwm_max
+        if d <= curve.threshold:
+            return False
+        s0 = o_r - round(curve.latency_at(d))
+        return s0 - max(floor, min(prev.absorbed_end, s0 - ret - margin)) >= least
+
+    grid = [*range(lo, pwm_max, step), pwm_max]
+    a, b = -1, len(grid)  # the first grid drive late enough: in (a, b]
+    while b - a > 1:
+        m = (a + b) // 2
+        if late_enough(grid[m]):
+            b = m
+        else:
+            a = m
+    got = next(((c, lat) for c in grid[b:] if (lat := fits(c)) is not None), None)
+    if got is None and least < est:
+        # none on that grid: the window between "late enough to be half up" and "drive to
+        # spare" can be narrower than its step. Its edge is full drive acting as e / est:
+        # the least e >= the least return with e + L(e / est) <= the time from the
+        # earliest release to the written onset (a louder strike that still fits)
+        e = _least_in_time(curve, least, est, o_r - floor)
+        if e is not None:
+            c = max(lo, math.floor(e / est * pwm_max))
+            if (lat := fits(c)) is not None:
+                got = (c, lat)
+    if got is not None:
+        c, lat = got
+        d = c / pwm_max
+        s0 = o_r - lat
         r.dc = r.dc0 = DriveChoice(
             c, lat, round(curve.velocity_at(d), 2), clamped=r.dc0.clamped, raised=True
         )
@@ -604,6 +759,39 @@ def _louder_for_repeat(prev: _Rec, r: _Rec, klim: Limits, curve: KeyCurve, pwm_m
         r.notes.append("louder for a fast repeat: its slower strike would start before the key is back")
         return True
     return False
+
+
+def _least_in_time(curve: KeyCurve, lo: int, est: int, avail: int) -> int | None:
+    """The least ``e`` in ``[lo, est)`` (µs) with ``e + L(e / est) <= avail``, None if none:
+    a strike at full drive ``e`` after the release, acting as ``e / est``, that sounds
+    within ``avail`` of it. ``e + L(e / est)`` is convex (L falls ever less steeply), so:
+    its minimum by ternary search, then the first crossing before it by bisection."""
+
+    def g(e: float) -> float:
+        return e + curve.latency_at(e / est)
+
+    if lo >= est:
+        return None
+    if g(lo) <= avail:
+        return lo
+    a, b = float(lo), float(est)
+    while b - a > 20.0:
+        m1, m2 = a + (b - a) / 3, b - (b - a) / 3
+        if g(m1) <= g(m2):
+            b = m2
+        else:
+            a = m1
+    e_min = math.ceil((a + b) / 2)
+    if g(e_min) > avail:
+        return None
+    a_i, b_i = lo, e_min  # g(a_i) > avail >= g(b_i)
+    while b_i - a_i > 1:
+        m = (a_i + b_i) // 2
+        if g(m) <= avail:
+            b_i = m
+        else:
+            a_i = m
+    return b_i
 
 
 def _restrike_plan(prev: _Rec, r: _Rec, klim: Limits, curve: KeyCurve, pwm_max: int) -> bool:
@@ -619,7 +807,7 @@ def _restrike_plan(prev: _Rec, r: _Rec, klim: Limits, curve: KeyCurve, pwm_max: 
     for _ in range(3):  # a softer strike starts earlier, which leaves less return
         rel = max(floor, min(prev.absorbed_end, s0 - ret - klim.release_margin_us))
         e = s0 - rel
-        if e < klim.restrike_ratio * ret:
+        if e < klim.restrike_least_us():
             return False
         if e >= est:
             dc = r.dc0
@@ -646,7 +834,7 @@ def _restrike_final(r: _Rec, e: int, klim: Limits, curve: KeyCurve, pwm_max: int
     assert r.dc is not None and r.dc0 is not None
     ret = klim.key_return_us
     est = klim.return_est_us or ret  # the unmargined estimate scales the drive
-    if e < klim.restrike_ratio * ret:
+    if e < klim.restrike_least_us():
         return False
     if e >= est:
         r.dc = r.dc0

@@ -361,6 +361,12 @@ def _check_strike_power_timing(c: _Checker, spec: PianoSpec, n_actuators: int) -
             f"{s.default_pulse_us} is out of range (allowed strike.min_pulse_us..strike.max_pulse_us = "
             f"{s.min_pulse_us}..{s.max_pulse_us})",
         )
+    if s.pulse_full_max_us is not None and not s.min_pulse_us <= s.pulse_full_max_us <= s.default_pulse_us:
+        raise c.fail(
+            "strike.pulse_full_max_us",
+            f"{s.pulse_full_max_us} is out of range (allowed strike.min_pulse_us..strike.default_pulse_us = "
+            f"{s.min_pulse_us}..{s.default_pulse_us})",
+        )
     if s.max_pulse_us > th.max_on_us:
         raise c.fail(
             "strike.max_pulse_us",

@@ -64,6 +64,16 @@ class StrikeSpec:
     default_pulse_us: int  # pulse used for every strike unless the planner shortens it
     hold_duty: float  # duty (0..1) that holds a key down after the pulse
     min_drive: float  # lowest drive (0..1) the planner will ever command
+    # the longest pulse any key needs for full effect (P_full's upper bound): a strike
+    # may be cut to it without playing softer (a fast repeat's earlier release,
+    # docs/hearing.md §3); None: default_pulse_us. Not hashed: the calibration strikes
+    # with default_pulse_us whatever it says, and a plan carries each pulse it uses
+    pulse_full_max_us: int | None = field(default=None, metadata={"hashed": False})
+
+    @property
+    def full_pulse_us(self) -> int:
+        """The shortest pulse that reaches full effect on every key, as the spec knows."""
+        return self.default_pulse_us if self.pulse_full_max_us is None else self.pulse_full_max_us
 
 
 @dataclass(frozen=True, slots=True)

@@ -191,6 +191,16 @@ STRIKE = Section(
             200_000,
         ),
         Field(
+            "pulse_full_max_us",
+            Kind.INT,
+            "the longest pulse any key needs for full effect (its P_full's upper bound): a "
+            "strike cut to it plays as loud (default: default_pulse_us)",
+            "us",
+            100,
+            200_000,
+            required=False,
+        ),
+        Field(
             "hold_duty",
             Kind.FLOAT,
             "duty that holds a key down after the pulse",
@@ -475,6 +485,7 @@ CROSS_FIELD_RULES: tuple[str, ...] = (
     "pwm_bits <= the board's pwm_bits",
     "key pitches are unique and contiguous (the loader sorts keys by pitch)",
     "strike.min_pulse_us <= strike.default_pulse_us <= strike.max_pulse_us <= thermal.max_on_us",
+    "strike.min_pulse_us <= strike.pulse_full_max_us <= strike.default_pulse_us",
     "power: supply_v / coil_ohm <= supply_a, and max_simultaneous_strikes * supply_v / "
     "coil_ohm <= supply_a; max_simultaneous_strikes <= number of actuators",
     "timing.min_repeat_us >= timing.key_return_us",
