@@ -11,7 +11,7 @@ import pytest
 
 from robo_player.errors import HearingError
 from robo_player.hearing.align import PATTERN_US, align_take, fit_clock
-from robo_player.hearing.detector import RELATED, Detector, Onset, check_audio
+from robo_player.hearing.detector import RELATED, TIGHT_MIN_FRACTION, Detector, Onset, check_audio
 from robo_player.hearing.listen import check_take
 from robo_player.hearing.recording import Recording, input_devices, read_wav, write_wav
 from robo_player.performance import HeardNote
@@ -574,3 +574,73 @@ def test_a_planned_neighbour_of_a_struck_key_never_played_is_not_heard(monkeypat
             before += any(o.pitch == fake for o in Detector(_take(notes), 48000).detect_intended(plan, 0.08, 0.08, []))
     assert after == 0 and before >= 4, (after, before)
     assert struck == 16
+
+
+def test_a_planned_bass_neighbour_never_played_is_not_heard() -> None:
+    # below D3 a planned key a semitone, tone or octave from a struck one, never played:
+    # the search's owner test (long windows of 4096 samples, bins wider than a bass
+    # semitone) heard 6 of 24 such; on windows of 8192 samples (Detector.bass) the struck
+    # key's template takes that sound and the search's onset is dropped (measured 1 of
+    # 24), the struck keys still heard (24 of 24)
+    struck_heard, fakes_heard, n = 0, 0, 0
+    for seed in (1, 2):
+        rng = np.random.default_rng(seed)
+        notes, fakes = [], []
+        t = 0.3
+        for _ in range(12):
+            p, d = int(rng.integers(33, 51)), int(rng.choice([-1, 1, -2, 2, 12, -12]))
+            notes.append(HeardNote(int(t * 1e6), p, float(rng.uniform(50, 110)), int((t + 0.4) * 1e6)))
+            fakes.append((t + OFFSET_S, p + d))
+            t += 0.7
+        det = Detector(_take(notes), 48000)
+        plan = sorted([(h.t_us / 1e6 + OFFSET_S, h.pitch) for h in notes] + fakes)
+        heard = det.detect_intended(plan, 0.08, 0.08, [])
+        struck_heard += sum(any(o.pitch == h.pitch and abs(o.t_s - h.t_us / 1e6 - OFFSET_S) < 0.02 for o in heard)
+                            for h in notes)
+        fakes_heard += sum(any(o.pitch == q and abs(o.t_s - tq) < 0.08 for o in heard) for tq, q in fakes)
+        n += len(notes)
+    assert struck_heard == n
+    assert fakes_heard <= 2
+
+
+def test_a_soft_bass_key_struck_with_a_louder_tone_is_heard() -> None:
+    # C#2 (v 31) struck with D#2 (v 80), a tone up, C#3 (v 96) ringing from 0.25 s
+    # before: the short window's partial bins of C#2 (70-95 Hz of spectrum each) hold its
+    # neighbours' sound, the 4096-sample windows cannot tell it from its semitones, so
+    # neither the search nor the informed stage heard it; on 8192-sample windows
+    # (Detector.bass) the informed stage does, timed at its own rise (measured +2.8 ms).
+    # One chord of a scratch family (soft bass key, a louder key a tone or ninth away, a
+    # loud one ringing): over 30 such, heard within 20 ms 11 before, 10 after (the veto
+    # drops as many as the rescue adds there; docs/hearing.md)
+    notes = [HeardNote(50_000, 49, 96.0, 600_000), HeardNote(300_000, 37, 31.0, 700_000),
+             HeardNote(300_000, 39, 80.0, 700_000)]
+    det = Detector(_take(notes), 48000)
+    heard = det.detect_intended([(h.t_us / 1e6 + OFFSET_S, h.pitch) for h in notes], 0.08, 0.08, [])
+    t = 0.3 + OFFSET_S
+    assert any(o.pitch == 37 and abs(o.t_s - t) < 0.01 for o in heard)
+
+
+@pytest.mark.xfail(strict=True, reason="not done: a re-strike of a ringing key (docs/hearing.md, session 14)")
+def test_a_second_soft_strike_of_a_ringing_key_is_heard_on_time() -> None:
+    # a key struck softly twice, 100-300 ms apart, held through both (the calibrator's
+    # soft-end round on one key, session 13's cause (c)), looked for as the calibration's
+    # clicked windows do (hear_strikes -> Detector.find, TIGHT_MIN_FRACTION, +-30 ms): the
+    # two strikes' partials add with any phase, so the salience's rise (>= FIND_RISE_DB)
+    # and the owner test's gained magnitude (after less before) are small or nothing.
+    # Measured: 1 of 8 within 2 ms (6 not heard); 9 of 24 over seeds 0-2
+    rng = np.random.default_rng(0)
+    notes, second = [], []
+    t = 0.2
+    for _ in range(8):
+        p, gap = int(rng.integers(40, 80)), float(rng.uniform(0.1, 0.3))
+        v1, v2 = float(rng.uniform(15, 40)), float(rng.uniform(15, 40))
+        notes.append(HeardNote(int(t * 1e6), p, v1, int((t + gap + 0.3) * 1e6)))
+        notes.append(HeardNote(int((t + gap) * 1e6), p, v2, int((t + gap + 0.3) * 1e6)))
+        second.append((t + gap + OFFSET_S, p))
+        t += 0.9
+    det = Detector(_take(notes), 48000)
+    close = 0
+    for t2, p in second:
+        o = det.find(p, t2 - 0.03, t2 + 0.03, min_risen=TIGHT_MIN_FRACTION)
+        close += o is not None and abs(o.t_s - t2) < 0.002
+    assert close >= 7
