@@ -143,6 +143,16 @@ def test_detector_says_none_where_the_key_did_not_sound() -> None:
     assert det.find(60, 1.05, 1.25) is None  # 72 sounds there, not 60
 
 
+def test_the_energy_fit_past_the_takes_end_says_nothing_heard() -> None:
+    """y_onset asked past the take's end (a second fit from a first's far onset, seen
+    once in the live ear's windows) gives no onset, not a ZeroDivisionError."""
+    det = Detector(_take([HeardNote(300_000, 60, 90.0, 400_000)]), 48000)
+    end_s = len(det.y) / 48000
+    t, p = det.y_onset(60, end_s + 1.0)
+    assert t == end_s + 1.0 and np.isnan(p)
+    assert np.isfinite(det.y_onset(60, 0.3)[1])  # where the note is, it fits
+
+
 def test_detector_tells_neighbours_and_octaves_apart() -> None:
     # 64 then 65 a semitone up 80 ms later, 48 an octave below 72
     notes = [

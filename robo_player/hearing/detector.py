@@ -1115,6 +1115,8 @@ class Detector:
         s1 = min(len(y), int((t_coarse + 0.12) * sr))
         seg = y[s0:s1]
         n = len(seg)
+        if n < 2:  # t_coarse far past the take's end (a second fit from a first's far onset)
+            return t_coarse, float("nan")
         x = int(t_coarse * sr) - s0
         # the key's partials only, each through its own Gaussian band (sd f0/4: no
         # beats between partials, little of other keys' sound), power summed

@@ -308,9 +308,9 @@ class LiveAudioEar:
         try:
             onsets = det.detect_intended(rivals, before, after, blind=[])
         except ZeroDivisionError:
-            # the detector's energy fit can land outside the window it was given and then
-            # divides by an empty segment (hearing/detector.py y_onset): this window's notes
-            # go unheard rather than the performance stopping
+            # a detector fault (session 14 saw one: y_onset on an empty segment, since
+            # guarded there): this window's notes go unheard rather than the performance
+            # stopping
             self.failed_windows += 1
             log.warning("%s: the detector failed on the window %.2f..%.2f s (its notes unheard)",
                         self.where, w0, i1 / self.sr)
