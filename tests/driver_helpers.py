@@ -5,7 +5,9 @@ from __future__ import annotations
 import random
 import shutil
 import subprocess
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -175,3 +177,21 @@ def compile_on_avr_headers(d: Path, source: str) -> Path:
     subprocess.run([CC, "-std=c99", "-O2", "-Wall", "-Wextra", "-Werror", f"-I{AVR_DIR}",
                     str(d / "gen.c"), "-o", str(d / "gen")], check=True)  # fmt: skip
     return d / "gen"
+
+
+def stream_steps(dev: Any, cmds: Sequence[Command], tail_us: int, lead_us: int = 250_000,
+                 step_us: int = 50_000) -> Iterator[int]:
+    """Submit ``cmds`` ``lead_us`` ahead as a stream runs, advancing ``dev`` every
+    ``step_us`` until ``tail_us`` past the last command; yields each step's time after
+    its advance (the caller listens there)."""
+    i, now = 0, cmds[0].t_us
+    while i < len(cmds) or now < cmds[-1].t_us + tail_us:
+        j = i
+        while j < len(cmds) and cmds[j].t_us <= now + lead_us:
+            j += 1
+        if j > i:
+            dev.submit(cmds[i:j])
+            i = j
+        dev.advance(now)
+        yield now
+        now += step_us

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from driver_helpers import stream_steps
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -96,19 +97,7 @@ def _play(spec, hot, rate: float, url: str = "sim://?heating=1&spread=0", **kw):
 def _stream_and_listen(dev, plan, lead_us: int = 250_000, step_us: int = 50_000):  # noqa: ANN001, ANN202
     """Submit ``plan`` ``lead_us`` ahead as the stream runs; listen every ``step_us``.
     Returns [(now, heard so far)] and the drain's performance."""
-    cmds, i = plan.commands, 0
-    now = cmds[0].t_us
-    seen = []
-    while i < len(cmds) or now < cmds[-1].t_us + 400_000:
-        j = i
-        while j < len(cmds) and cmds[j].t_us <= now + lead_us:
-            j += 1
-        if j > i:
-            dev.submit(cmds[i:j])
-            i = j
-        dev.advance(now)
-        seen.append((now, dev.heard_so_far()))
-        now += step_us
+    seen = [(now, dev.heard_so_far()) for now in stream_steps(dev, plan.commands, 400_000, lead_us, step_us)]
     return seen, dev.drain()
 
 

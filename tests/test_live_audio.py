@@ -9,6 +9,7 @@ import types
 
 import numpy as np
 import pytest
+from driver_helpers import stream_steps
 
 from robo_player.calibrator.session import calibrate_session
 from robo_player.cli import main
@@ -33,17 +34,9 @@ def spec():  # noqa: ANN201
 
 def _stream(dev, cmds, step_us: int = 50_000, lead_us: int = 250_000):  # noqa: ANN001, ANN202
     """Submit ``cmds`` ahead as the stream runs and take the card's blocks every step."""
-    blocks, i, now = [], 0, cmds[0].t_us
-    while i < len(cmds) or now < cmds[-1].t_us + 1_500_000:
-        j = i
-        while j < len(cmds) and cmds[j].t_us <= now + lead_us:
-            j += 1
-        if j > i:
-            dev.submit(cmds[i:j])
-            i = j
-        dev.advance(now)
+    blocks = []
+    for _ in stream_steps(dev, cmds, 1_500_000, lead_us, step_us):
         blocks += dev.audio_so_far()
-        now += step_us
     return blocks, dev.drain()
 
 
