@@ -284,11 +284,21 @@ def test_a_bass_plays_live_through_the_firmware_ports(url: str, name: str) -> No
     assert isinstance(bass, GuitarSpec)
     line = [28, 31, 33, 36, 38, 40, 43, 45, 43, 38, 33, 28]
     line = [p + (bass.lowest - 28) for p in line]  # (the guitar: an octave up)
-    planner = live_planner(bass, None, LiveOptions())
-    assert isinstance(planner, GuitarLivePlanner)
-    with open_port(url, bass, truth_seed=0) as dev:
-        perf, session = run_virtual(dev, planner, melody(line, gap_s=0.4), record=True)
-        assert dev.energised() == []
+    # fw-host:// is a process on a shared OS: a stall past the host board's late slack
+    # (10 ms; a CI machine of 2 cores had one) makes the firmware refuse a command as it
+    # must, and a note goes missing. This test is about the positioners, so a run whose
+    # firmware counted a late command is run again (at most three runs, each checked).
+    for _attempt in range(3):
+        planner = live_planner(bass, None, LiveOptions())
+        assert isinstance(planner, GuitarLivePlanner)
+        with open_port(url, bass, truth_seed=0) as dev:
+            perf, session = run_virtual(dev, planner, melody(line, gap_s=0.4), record=True)
+            assert dev.energised() == []
+        late = perf.extra["reconciliation"]["firmware"]["late"]
+        if late == 0:
+            break
+        assert url == "fw-host://", f"{url}: {late} late commands in virtual time"
+    assert late == 0, f"{url}: late commands in each of 3 runs (a host too busy)"
     assert sum(planner.stats.outcomes.values()) == len(line)
     assert planner.stats.outcomes.get("dropped", 0) == 0
     assert sorted(h.pitch for h in perf.heard) == sorted(line)
