@@ -40,6 +40,7 @@ PIECES = (
     "Mozart/Fantasie_475",
 )
 RESTRUCK = ("re-struck on the partly returned key", "softer: partial return")
+LATE_US = 5_000  # a re-struck note heard later than this after its planned onset is "late"
 
 
 def truth_allows(kt, gap_us: float, late_us: float = 0.0) -> bool:  # noqa: ANN001
@@ -85,6 +86,25 @@ def merged_repeats(outcomes, truth: Truth, full_pulse_us: int) -> tuple[int, int
     return n, ok, cost, gaps
 
 
+def return_errors(cal, truth: Truth) -> dict[str, np.ndarray]:  # noqa: ANN001
+    """Each key's calibrated return minus the truth's R (ms): ``return_us`` (with its
+    margin: a full-return wait) and ``return_est_us`` (a re-strike's drive scales by it)."""
+    return {
+        name: np.array([(getattr(c, name) - truth.key(p).return_us) / 1000 for p, c in cal.keys.items()
+                        if getattr(c, name) is not None])
+        for name in ("return_us", "return_est_us")
+    }
+
+
+def error_line(name: str, e: np.ndarray) -> str:
+    """mean, p5, p95, worst of a key-return error (ms) and the keys short of R."""
+    if e.size == 0:
+        return f"{name}: no key measured"
+    return (f"{name} - R, {e.size} keys: mean {e.mean():+.2f} ms, p5 {np.percentile(e, 5):+.2f}, "
+            f"p95 {np.percentile(e, 95):+.2f}, min {e.min():+.2f}, max {e.max():+.2f}, s.d. {e.std():.2f}; "
+            f"{(e < 0).sum()} short of R")
+
+
 def pct(xs: list[float], q: float) -> float:
     return float(np.percentile(xs, q)) if xs else float("nan")
 
@@ -100,6 +120,8 @@ def main() -> int:
     ap.add_argument("--margin", type=float, default=None,
                     help="PlanOptions.restrike_margin: least e/R of a re-strike is 0.5 + this "
                          "(default: the calibrated return's uncertainty)")
+    ap.add_argument("--calibration-only", action="store_true",
+                    help="only calibrate each seed and print its key-return errors against the truth")
     ap.add_argument("--full-pulse-us", type=int, default=None,
                     help="the truth-allows grid's shortest pulse of full effect (default: the spec's "
                          "strike.pulse_full_max_us, else default_pulse_us)")
@@ -121,10 +143,16 @@ def main() -> int:
         f"{'restruck':>8} {'softer':>6} {'on p99 ms (rs/rest)':>20} {'vel err mean (rs/rest)':>23}"
     )
     worst = {m: 100.0 for m in modes}
+    ret_err: dict[str, list[np.ndarray]] = {"return_us": [], "return_est_us": []}
     for seed in args.seeds:
         truth = Truth.draw(spec, seed)  # the bench may look: which merged repeats could play
         with open_port(f"sim://?sensor=notes{spread}", spec, truth_seed=seed) as dev:  # note-level sensor: the figures documented with this bench (audio: bench_hearing.py)
             cal = calibrate(dev, spec, max_strikes_per_key=args.strikes)
+        for name, e in return_errors(cal, truth).items():
+            print(f"seed {seed}: {error_line(name, e)}")
+            ret_err[name].append(e)
+        if args.calibration_only:
+            continue
         for name, score in scores.items():
             for mode, opts in modes.items():
                 plan, rep = plan_piano(score, spec, cal, opts)
@@ -136,6 +164,7 @@ def main() -> int:
                 on: dict[bool, list[float]] = {True: [], False: []}
                 vel: dict[bool, list[float]] = {True: [], False: []}
                 sounded = heard_n = restruck = softer = 0
+                late: list[float] = []  # re-struck notes heard more than LATE_US late (ms)
                 for o in rep.outcomes:
                     if o.fate.name == "DROPPED":
                         why = (o.reason or "").split(" (")[0]
@@ -153,6 +182,8 @@ def main() -> int:
                         continue
                     heard_n += 1
                     on[rs].append(abs(h.t_us - o.target_t_us) / 1000)
+                    if rs and h.t_us - o.target_t_us > LATE_US:
+                        late.append((h.t_us - o.target_t_us) / 1000)
                     vel[rs].append(abs(h.velocity - (o.velocity_target or 0.0)))
                 s_pct, h_pct = 100 * sounded / n, 100 * heard_n / n
                 worst[mode] = min(worst[mode], h_pct)
@@ -163,6 +194,9 @@ def main() -> int:
                     f"{np.mean(vel[True]) if vel[True] else float('nan'):>11.2f}/"
                     f"{np.mean(vel[False]) if vel[False] else float('nan'):<11.2f}"
                 )
+                if restruck:
+                    print(f"{'':<66} re-struck heard > {LATE_US / 1000:g} ms late: {len(late)}"
+                          + (f" (max {max(late):.1f} ms)" if late else ""))
                 for why, k in sorted(drops.items(), key=lambda kv: -kv[1]):
                     if not why.startswith("merged: unison"):
                         print(f"{'':<66} dropped {k:>5}: {why}")
@@ -170,6 +204,11 @@ def main() -> int:
                 print(f"{'':<66} merged repeats {nm}, of which the truth allows at best {allowed}"
                       + (f" (gaps {min(gaps):.1f}..{max(gaps):.1f} ms)" if gaps else "")
                       + (f"; {cost} of them merged as playable, for more repeats after them" if cost else ""))
+    if len(args.seeds) > 1:
+        for name, es in ret_err.items():
+            print(f"seeds {' '.join(map(str, args.seeds))}: {error_line(name, np.concatenate(es))}")
+    if args.calibration_only:
+        return 0
     print("\ntarget: >= 99.5 % of notes sounded (heard) on every piece")
     for mode, w in worst.items():
         print(f"  {mode:<9} worst piece {w:.2f} %  {'met' if w >= 99.5 else 'NOT met'}")

@@ -414,7 +414,9 @@ def test_return_time_outside_the_plausible_range(opened, spec, tmp_path: Path) -
     # quick keys: the bound from a probe at full strength is used, or the second probe
     # measures them; either way within a few ms of the 24 ms gap or better
     assert cal.keys[40].return_us <= 33_000 and cal.keys[30].return_us <= 27_000  # type: ignore[operator]
-    assert cal.keys[80].return_us <= 110_000 + 5_000  # type: ignore[operator]
+    # (a slow key's margin is wider: 2 s.d. of an estimate that counts the fitted curves'
+    # own error, session 15: 5.26 ms over R = 110 ms, on the exact instrument)
+    assert cal.keys[80].return_us <= 1.05 * 110_000  # type: ignore[operator]
 
 
 def _fit(theta: float, lat_a: float, alpha: float) -> KeyFit:
