@@ -59,9 +59,9 @@ PROBE_AGAIN_SD_US = 800.0
 PROBE_AGAIN_RATIO = 0.7
 # Margin added to the estimate so a planner waiting return_us never strikes a key that
 # is not fully up: a fixed part for the curve fit's own error plus a multiple of the
-# estimate's s.d. (session 15: 2.5, was 2; with the s.d. now honest, error / s.d. has
-# s.d. 0.97 over 1,056 keys, and its tail (-3.65) is the action's strokes: 2 s.d. left
-# 9 keys short of R, 2.5 left 3, by at most 0.5 ms; bench/bench_repetition.py)
+# estimate's s.d. (session 15: 2.5, was 2; the s.d. now honest, its tail is the action's
+# strokes: over truth seeds 1-8, 2 s.d. left 4 of 704 keys short of R, by up to 0.67 ms,
+# 2.5 one, by 0.24 ms; bench/bench_repetition.py --calibration-only)
 RETURN_MARGIN_US = 600.0
 RETURN_MARGIN_SD = 2.5
 # What a probe's reading of ``d_eff`` errs by (session 15; docs/calibration.md "Key return",
