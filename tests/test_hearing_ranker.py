@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from robo_player.errors import HearingError
+from robo_player.hearing import detector as det_mod
 from robo_player.hearing import ranker
 from robo_player.hearing.detector import Detector
 from robo_player.performance import HeardNote
@@ -48,7 +49,10 @@ def test_a_weights_file_that_does_not_fit_the_detector_is_refused(change: str) -
         ranker.parse(json.dumps(d), "ranker.json")
 
 
-def test_every_hypothesis_carries_every_feature_and_a_lone_note_is_heard_on_time() -> None:
+def test_every_hypothesis_carries_every_feature_and_a_lone_note_is_heard_on_time(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(det_mod, "USE_RANKER", True)  # off by default (docs/hearing.md, session 15)
     notes = [HeardNote(300_000, 60, 70.0, 600_000), HeardNote(900_000, 64, 40.0, 1_200_000)]
     det = Detector(_take(notes), 48000)
     for h in notes:

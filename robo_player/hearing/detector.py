@@ -198,8 +198,10 @@ BASS_RISE_DB = 6.0
 BASS_VETO_LOOSE_X = 1.5
 INFORMED_RISE_DB = 1.0  # ... timed at the largest local rise of its salience of at least this
 # plan known: the search's onset chosen among its hypotheses by the learned model
-# (:mod:`.ranker`, session 15); False: the hand-built choice (the largest share)
-USE_RANKER = True
+# (:mod:`.ranker`, session 15) where True; False (the default): the hand-built choice (the
+# largest share). Off: trained on random pieces it gained on random 4 (0.968 -> 0.973)
+# and lost on the ASAP Schumann (0.898 -> 0.846; docs/hearing.md, session 15)
+USE_RANKER = False
 # ... where the chosen hypothesis is timed from its candidate's frame and the one timed
 # from its midpoints lies within TWIN_S of it, the latter is reported: the two fits of
 # one strike differ by a few ms (a lone E4 v 40: +0.1 ms from the midpoints, -2.6 from
