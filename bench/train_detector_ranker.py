@@ -10,7 +10,7 @@ linear score over the standardised features, fitted listwise (numpy, L2: per not
 softmax over its hypotheses and "not heard"); the threshold maximises the notes' F1 on
 the training rows. Writes robo_player/data/detector_ranker.json.
 
-    nice .venv/bin/python bench/train_detector_ranker.py --cache /tmp/ranker_rows [--seeds 100 130] [--jobs 2]
+    nice .venv/bin/python bench/train_detector_ranker.py --cache /tmp/ranker_rows [--seeds 100 150 200 211] [--jobs 2]
 
 Minutes on 2 CPU cores (rendering and hypotheses ~10 s a piece; the fit a second).
 """
@@ -22,12 +22,13 @@ import bisect
 import math
 import sys
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_hearing import fake_neighbours, random_piece  # noqa: E402
+from bench_hearing import crop, fake_neighbours, random_piece  # noqa: E402
 
 from robo_player.calibrator import calibrate_session  # noqa: E402
 from robo_player.driver import open_port  # noqa: E402
@@ -35,12 +36,15 @@ from robo_player.hearing import detector as det_mod  # noqa: E402
 from robo_player.hearing import ranker  # noqa: E402
 from robo_player.hearing.detector import Detector  # noqa: E402
 from robo_player.matching import ONSET_WINDOW  # noqa: E402
+from robo_player.midi import bundled_piece, read_midi  # noqa: E402
 from robo_player.planner.piano import plan_piano  # noqa: E402
 from robo_player.planner.report import Fate  # noqa: E402
+from robo_player.score import PedalEvent, Score  # noqa: E402
 from robo_player.spec import load_spec  # noqa: E402
 
 TRUTH_SEEDS = (2, 3, 4, 5)  # the bench's rows all play truth seed 1
 MATCH_S = 0.020  # the bench's F1 window
+PLAIN_LAST = 130  # training random pieces up to this one are played without the pedal
 
 
 def hypotheses_of_take(det: Detector, intended: list[tuple[float, int]], struck: dict[int, list[float]],
@@ -69,17 +73,52 @@ def hypotheses_of_take(det: Detector, intended: list[tuple[float, int]], struck:
             np.array(sounded, dtype=bool))
 
 
+def with_pedal(score: Score, seed: int) -> Score:
+    """``score`` with the sustain pedal down over spans of 0.5-2.5 s, lifted for 60 ms
+    between (most of the held-out music is pedalled: notes ring on under new ones), and
+    the notes held 1.5-3 x longer (legato)."""
+    rng = np.random.default_rng(seed + 7919)
+    end = max(n.end_us for n in score.notes)
+    pedal, t = [], int(rng.uniform(0.0, 0.5) * 1e6)
+    while t < end:
+        pedal.append(PedalEvent(t, 127))
+        t += int(rng.uniform(0.5, 2.5) * 1e6)
+        pedal.append(PedalEvent(t, 0))
+        t += 60_000
+    notes = [replace(n, duration_us=int(n.duration_us * rng.uniform(1.5, 3.0))) for n in score.notes]
+    return Score(notes=notes, pedal=pedal, ticks_per_beat=score.ticks_per_beat, source=score.source)
+
+
+def piece(seed: int) -> Score:
+    """Training piece ``seed``: a random piece (random_piece(200 + seed), 30 s), pedalled
+    and legato above PLAIN_LAST; 200-211, 30 s of a bundled piece that no bench row
+    plays (maple_leaf_rag, mazurka06-2; bwv66.6 is held out), every second one pedalled."""
+    if seed < 200:
+        score = random_piece(200 + seed, 30.0)
+        return with_pedal(score, seed) if seed > PLAIN_LAST else score
+    k = seed - 200  # 200-207: the rag from 0, 30, 60, 90 s; 208-211: the mazurka from 0, 30 s
+    if not 0 <= k < 12:
+        raise ValueError(f"training piece {seed}: the bundled chunks are 200-211")
+    name, c = ("maple_leaf_rag", k) if k < 8 else ("mazurka06-2", k - 8)
+    score = crop(read_midi(bundled_piece(name)), 30.0, 30.0 * (c // 2))
+    return with_pedal(score, seed) if c % 2 else score
+
+
+_CAL: dict[int, object] = {}
+
+
 def rows_of_seed(seed: int, cache: Path) -> Path:
-    """Render piece ``seed`` (random_piece(200 + seed), 30 s) on truth piano
-    TRUTH_SEEDS[seed % 4] with its calibrated plan, and save its hypotheses."""
+    """Render training piece ``seed`` (:func:`piece`) on truth piano TRUTH_SEEDS[seed %
+    4] with its calibrated plan, and save its hypotheses."""
     out = cache / f"random{seed}.npz"
     if out.exists():
         return out
     spec = load_spec("piano-88-grand")
     truth_seed = TRUTH_SEEDS[seed % len(TRUTH_SEEDS)]
-    with open_port("sim://?sensor=notes", spec, truth_seed=truth_seed) as dev:
-        cal, _ = calibrate_session(dev, spec)
-    plan, report = plan_piano(random_piece(200 + seed, 30.0), spec, cal)
+    if truth_seed not in _CAL:
+        with open_port("sim://?sensor=notes", spec, truth_seed=truth_seed) as dev:
+            _CAL[truth_seed], _ = calibrate_session(dev, spec)
+    plan, report = plan_piano(piece(seed), spec, _CAL[truth_seed])  # type: ignore[arg-type]
     with open_port("sim://?sensor=audio&offset_s=0.1&drift_ppm=0", spec, truth_seed=truth_seed,
                    timing_sd_us=0, loudness_sd=0) as dev:
         perf = dev.play(plan)
@@ -160,12 +199,16 @@ def notes_f1(model: ranker.Ranker, sets: list[tuple[np.ndarray, np.ndarray, np.n
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--seeds", type=int, nargs=2, default=[100, 130], metavar=("FIRST", "LAST"))
+    ap.add_argument("--seeds", type=int, nargs="*", default=[100, 150, 200, 211], metavar="FIRST LAST",
+                    help="training pieces FIRST..LAST, more pairs for more ranges (piece(): random pieces "
+                         "below 200, chunks of the bundled maple_leaf_rag and mazurka06-2 from 200)")
     ap.add_argument("--cache", type=Path, required=True, help="where each piece's hypotheses are kept")
     ap.add_argument("--jobs", type=int, default=1)
     ap.add_argument("--out", type=Path, default=ranker.WEIGHTS_PATH)
     args = ap.parse_args()
-    seeds = list(range(args.seeds[0], args.seeds[1] + 1))
+    if len(args.seeds) % 2:
+        ap.error("--seeds: pairs FIRST LAST")
+    seeds = [s for a, b in zip(args.seeds[::2], args.seeds[1::2], strict=True) for s in range(a, b + 1)]
     if any(1 <= s <= 6 for s in seeds):
         ap.error("--seeds: 1-6 are the bench's held-out rows; train on others (e.g. 100 130)")
     with ProcessPoolExecutor(args.jobs) as ex:
