@@ -199,8 +199,9 @@ BASS_VETO_LOOSE_X = 1.5
 INFORMED_RISE_DB = 1.0  # ... timed at the largest local rise of its salience of at least this
 # plan known: the search's onset chosen among its hypotheses by the learned model
 # (:mod:`.ranker`, session 15) where True; False (the default): the hand-built choice (the
-# largest share). Off: trained on random pieces it gained on random 4 (0.968 -> 0.973)
-# and lost on the ASAP Schumann (0.898 -> 0.846; docs/hearing.md, session 15)
+# largest share). Off: it gained on random 2 and 4 (0.963 -> 0.973, 0.968 -> 0.976) and
+# lost on held-out real music (ASAP Schumann 0.898 -> 0.868, Beethoven 0.967 -> 0.760;
+# docs/hearing.md, session 15)
 USE_RANKER = False
 # ... where the chosen hypothesis is timed from its candidate's frame and the one timed
 # from its midpoints lies within TWIN_S of it, the latter is reported: the two fits of
