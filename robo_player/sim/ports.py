@@ -135,7 +135,7 @@ def _device(
 
     dev = FirmwareDevice(
         url, spec, kind, {**rest, **mine}, backend=backend, instrument=instrument,
-        extra_options=own, live_trace=kind == "vmcu",  # the model's trace grows as it runs
+        extra_options=own, live_trace=True,  # each trace grows as the firmware runs (read as it does)
     )
     if kind == "avr":
         pca_addresses(dev.options, spec)  # a bad pca_bus is refused at open
