@@ -267,7 +267,7 @@ def _play_closed_loop(device: Any, plan: Any, plan_report: Any, spec: Any, mic: 
     from contextlib import ExitStack
 
     from .hearing.live_audio import device_ear, mic_ear
-    from .hearing.loop import AUDIO_SETTINGS, LoopSettings, play_closed_loop
+    from .hearing.loop import play_closed_loop, settings_for
     from .hearing.recording import MicBlocks
     from .performance import Performance
 
@@ -280,7 +280,7 @@ def _play_closed_loop(device: Any, plan: Any, plan_report: Any, spec: Any, mic: 
         elif getattr(device, "audio_rate", None) is not None:
             ear = device_ear(device, spec)
         res = play_closed_loop(device, plan, plan_report.outcomes, lambda a: pitch.get(a, -1),
-                               lambda a: level.get(a, 0), AUDIO_SETTINGS if ear else LoopSettings(), ear=ear)  # fmt: skip
+                               lambda a: level.get(a, 0), settings_for(device, ear is not None), ear=ear)  # fmt: skip
     for c in res.log:
         log.info("closed loop: at %.3f s pitch %d: latency %+.0f µs, drive %+.3f (heard %+.0f µs, "
                  "velocity ratio %.3f)", c.t_us / 1e6, c.pitch, c.latency_us, c.drive_gain,

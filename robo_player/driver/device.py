@@ -498,6 +498,13 @@ class FirmwareDevice(StreamDevice):
     def streaming(self) -> bool:
         return self._stream is not None
 
+    @property
+    def wall_clock(self) -> bool:
+        """Whether the stream runs on the wall clock (a real board, the host build): the
+        host's own pauses then cost the stream time (``vmcu://`` runs on virtual time,
+        ``fw-avr://`` on simavr's)."""
+        return self.kind in ("serial", "host")
+
     def energised(self) -> list[int]:
         """Actuators the last stream's trace leaves on (the firmware's own record)."""
         if self.last_trace is None:
