@@ -155,6 +155,12 @@ def test_notes_sensor_hands_over_no_audio(spec) -> None:  # noqa: ANN001
             assert dev.audio_so_far() is None
             with pytest.raises(TransportError, match="hands over no audio"):
                 device_ear(dev, spec)
+    # the AVR's direct pins under software PWM (a level is measured over a whole pulse
+    # train): not followed live, neither heard nor recorded while it plays
+    with open_port("fw-avr://", load_spec("piano-61-diy")) as dev:
+        assert dev.audio_rate is None and dev.audio_so_far() is None and dev.heard_so_far() is None
+    with open_port("fw-avr://", spec) as dev:  # the grand's PCA9685 channels are
+        assert dev.audio_rate == 48000
 
 
 def test_audio_clock_separates_drift_from_the_stamps_constant() -> None:

@@ -25,10 +25,12 @@ from typing import Any
 from urllib.parse import SplitResult
 
 from ..driver.backends import Backend, StartResult
+from ..driver.config import actuator_outputs
 from ..driver.device import FirmwareDevice
 from ..driver.options import Options, url_of, with_query
 from ..driver.trace import Trace
 from ..errors import TransportError
+from ..protocol.messages import OutKind
 from ..spec.model import DriverKind, PianoSpec
 from .instrument import INSTRUMENT_OPTIONS, instrument_from_options
 from .mcu_process import AVR_ELF, AVR_SPEED, HOST_BIN, SIM_BIN, ProcessBackend
@@ -133,9 +135,12 @@ def _device(
             realtime=kind == "host" and bool(o.num("realtime", 1, 0, 1)),
         )
 
+    # each trace grows as the firmware runs and is read as it does; but not the AVR's
+    # direct pins under software PWM: a level there is measured over a whole pulse train
+    soft_pwm = kind == "avr" and any(o[0] == OutKind.DIRECT for o in actuator_outputs(spec).values())
     dev = FirmwareDevice(
         url, spec, kind, {**rest, **mine}, backend=backend, instrument=instrument,
-        extra_options=own, live_trace=True,  # each trace grows as the firmware runs (read as it does)
+        extra_options=own, live_trace=not soft_pwm,
     )
     if kind == "avr":
         pca_addresses(dev.options, spec)  # a bad pca_bus is refused at open
