@@ -272,7 +272,8 @@ def test_loop_through_audio_on_the_hot_piece(spec, hot) -> None:  # noqa: ANN001
 def test_loop_through_audio_on_the_firmware_model(spec, hot) -> None:  # noqa: ANN001
     """vmcu:// (the firmware's model queues and times every command; the room renders what
     its outputs did) hands the loop its microphone's blocks as sim:// does: through the
-    audio ear the loop lowers the open loop's onset p99 on the hot piece there too."""
+    audio ear the loop lowers the open loop's onset p99 on the hot piece there too
+    (measured 5.070 -> 3.392 ms; on sim:// 5.070 -> 3.390 ms)."""
     plan, rep = hot
     url = "vmcu://?heating=1&spread=0"
     _, open_p99 = _play(spec, plan, rep, LoopSettings(rate=0.0), url)
