@@ -6,6 +6,12 @@ runs the firmware (its Python model on virtual time, the host build, or the AVR 
 under simavr) and the :class:`~.instrument.SimulatedInstrument` attached, the same
 instrument ``sim://`` plays. The driver sees both only through its interfaces.
 
+Each one hears while it plays (``heard_so_far``, and the room's blocks through
+``audio_so_far``): its firmware's trace grows as it runs and the driver reads it as it
+does (``vmcu://``: the model's, in memory; ``fw-host://`` and ``fw-avr://``: the trace
+file, tailed), but not the AVR's direct pins under software PWM (a level there is
+measured over a whole pulse train; None).
+
 Options, besides the driver's (:mod:`robo_player.driver.device`) and the instrument's
 (``truth_seed``, ``truth``, ``sensor_seed``, ``timing_sd_us``, ``loudness_sd``):
 
