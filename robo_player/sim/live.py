@@ -67,8 +67,10 @@ class LiveEar:
         self._heard: dict[int, list[int]] = {}  # pitch -> onsets already heard (recent)
         self.replayed = 0  # output changes replayed (the cost, for the bench)
         # the checkpoints of the last AUDIO_REACH_US and more: (t, state, commands in it),
-        # for the room's live take (:meth:`audio_notes`)
+        # for the room's live take (:meth:`audio_notes`); kept only once a recording
+        # asks for them (``recording``: a LiveRecording sets it), else the stream's start only
         self._history: list[tuple[int, PianoPhysics, int]] = [(self._ck_t, self._ck, 0)]
+        self.recording = False
 
     def _run_out(self, physics: PianoPhysics, out: OutputColumns) -> tuple[SoundedNotes, bool]:
         """Play the output changes ``out`` on ``physics`` (in place) from the stream's
@@ -137,7 +139,8 @@ class LiveEar:
             if ok:  # exact: every strike before t_ck has settled by then
                 self._commit(fork, t_ck, notes)
                 self._ck_i = j
-                self._history.append((t_ck, fork, j))
+                if self.recording:
+                    self._history.append((t_ck, fork, j))
 
     def sounded(self, cmds: Sequence[Command], now_us: int, cut_us: int) -> SoundedNotes:
         """The notes not yet heard whose onset is at or before ``cut_us``, with the stream's
@@ -212,7 +215,8 @@ class LiveEar:
             notes, ok = self._run_out(fork, _part(out, lo, j))
             if ok:
                 self._commit(fork, t_ck, notes)
-                self._history.append((t_ck, fork, j))
+                if self.recording:
+                    self._history.append((t_ck, fork, j))
         return hi
 
     def sounded_outputs(self, out: OutputColumns, now_us: int, cut_us: int) -> SoundedNotes:
@@ -259,6 +263,7 @@ class LiveRecording:
 
     def __init__(self, ear: LiveEar, room: Room, take: int, quiet_us: int) -> None:
         self.ear = ear
+        ear.recording = True  # its checkpoints from now on are kept for the replays
         self.take = LiveTake(room, take)
         self._quiet_us = int(quiet_us)
 
