@@ -13,7 +13,8 @@ corrections at zero. ``--ear``: the closed loop hears through the note-level sen
 (``notes``: exact notes plus noise, ``heard_delay_ms`` after the onset), through the room's
 microphone and the live audio ear (``audio``: robo_player/hearing/live_audio.py, the
 detector on the blocks as they arrive, the clock from the sync click and the blocks'
-capture times), or both rows (default). Onset error is heard minus intended (ms), velocity error
+capture times; on ``--port vmcu`` the room renders what the firmware model's outputs did,
+its trace as it grows), or both rows (default). Onset error is heard minus intended (ms), velocity error
 heard minus intended (MIDI units); target: closed-loop onset p99 <= 1.0 ms.
 """
 
@@ -104,8 +105,6 @@ def main() -> int:
     ap.add_argument("--ear", choices=("notes", "audio", "both"), default="both",
                     help="the closed loop hears through the note-level sensor, the room's microphone, or both rows")
     args = ap.parse_args()
-    if args.port == "vmcu" and args.ear != "notes":
-        ap.error("--port vmcu hears through the note-level sensor only (--ear notes)")
     score = loud_piece(args.minutes, args.velocity)
     settings = LoopSettings(lead_us=int(args.lead_ms * 1000), step_us=int(args.step_ms * 1000))
     print(f"loud piece: {len(score.notes)} notes, {score.notes[-1].end_us / 60e6:.1f} min, "

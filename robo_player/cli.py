@@ -251,7 +251,7 @@ def _closed_loop_check(args: argparse.Namespace, port: str, spec: Any) -> bool:
     if not mic and not hears_live(port):
         raise UsageError(
             f"--closed-loop needs a sensor that hears the notes while they play: port {port} "
-            f"({spec.family}) has none (allowed: a sim:// or vmcu:// port with a piano spec, "
+            f"({spec.family}) has none (allowed: a sim://, vmcu://, fw-host:// or fw-avr:// port with a piano spec, "
             "or a microphone: --mic DEVICE)"
         )
     if getattr(args, "resume", False):
@@ -262,12 +262,12 @@ def _closed_loop_check(args: argparse.Namespace, port: str, spec: Any) -> bool:
 def _play_closed_loop(device: Any, plan: Any, plan_report: Any, spec: Any, mic: str | None = None) -> tuple[Any, Any]:
     """Play with the closed loop (robo_player/hearing/loop.py): the performance it heard.
     It hears through the microphone ``mic`` (a sound card input), else through the
-    device's room microphone where it hands one over (``sim://``, ``sensor=audio``: the
-    live audio ear), else through the device's note-level sensor."""
+    device's room microphone where it hands one over (``sim://`` and the simulated MCUs,
+    ``sensor=audio``: the live audio ear), else through the device's note-level sensor."""
     from contextlib import ExitStack
 
     from .hearing.live_audio import device_ear, mic_ear
-    from .hearing.loop import AUDIO_SETTINGS, LoopSettings, play_closed_loop
+    from .hearing.loop import play_closed_loop, settings_for
     from .hearing.recording import MicBlocks
     from .performance import Performance
 
@@ -280,7 +280,7 @@ def _play_closed_loop(device: Any, plan: Any, plan_report: Any, spec: Any, mic: 
         elif getattr(device, "audio_rate", None) is not None:
             ear = device_ear(device, spec)
         res = play_closed_loop(device, plan, plan_report.outcomes, lambda a: pitch.get(a, -1),
-                               lambda a: level.get(a, 0), AUDIO_SETTINGS if ear else LoopSettings(), ear=ear)  # fmt: skip
+                               lambda a: level.get(a, 0), settings_for(device, ear is not None), ear=ear)  # fmt: skip
     for c in res.log:
         log.info("closed loop: at %.3f s pitch %d: latency %+.0f µs, drive %+.3f (heard %+.0f µs, "
                  "velocity ratio %.3f)", c.t_us / 1e6, c.pitch, c.latency_us, c.drive_gain,
@@ -592,7 +592,7 @@ def build_parser() -> argparse.ArgumentParser:
             sp.add_argument("--closed-loop", action="store_true",
                             help="correct each key's latency and loudness from what is heard "
                                  "while the one stream plays (needs a port that hears live: "
-                                 "sim:// or vmcu://, or a microphone: --mic)")  # fmt: skip
+                                 "sim://, vmcu://, fw-host://, fw-avr://, or a microphone: --mic)")  # fmt: skip
             sp.add_argument("--write-back", metavar="CAL.yaml",
                             help="with --closed-loop: write the calibration with the corrections here")
             sp.add_argument("--mic", metavar="DEVICE",

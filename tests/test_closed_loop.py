@@ -146,13 +146,33 @@ def test_heard_delay_option(spec) -> None:  # noqa: ANN001
         open_port("sim://?heard_delay_ms=10", spec)
 
 
-def test_loop_refuses_a_device_that_cannot_hear_live(spec, hot) -> None:  # noqa: ANN001
-    """The C firmware's host build writes its trace at the end: it cannot hear live."""
+class _DeafBoard:
+    """A board that plays but hears nothing while it plays (a real serial:// board without
+    a microphone: none runs here; every simulated piano port now hears live)."""
+
+    url = "serial:///dev/ttyACM0"
+
+    def __init__(self) -> None:
+        self.submitted = 0
+
+    def submit(self, commands) -> None:  # noqa: ANN001
+        self.submitted += len(commands)
+
+    def advance(self, until_t_us: int) -> None:
+        pass
+
+    def heard_so_far(self) -> None:
+        return None
+
+
+def test_loop_refuses_a_device_that_cannot_hear_live(hot) -> None:  # noqa: ANN001
+    """A device whose ``heard_so_far`` is None is refused at the first step, with its
+    name, rather than played unheard."""
     _, plan, rep = hot
-    with open_port("fw-host://", spec) as dev:
-        assert dev.heard_so_far() is None
-        with pytest.raises(TransportError, match="hears while it plays"):
-            play_closed_loop(dev, plan, rep.outcomes, lambda a: -1, lambda a: 255)
+    dev = _DeafBoard()
+    with pytest.raises(TransportError, match=r"serial:///dev/ttyACM0: the closed loop needs a device that hears"):
+        play_closed_loop(dev, plan, rep.outcomes, lambda a: -1, lambda a: 255)
+    assert 0 < dev.submitted < len(plan.commands)  # stopped at its first step
 
 
 def test_vmcu_hears_what_its_firmware_trace_sounds(spec) -> None:  # noqa: ANN001

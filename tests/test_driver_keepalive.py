@@ -83,3 +83,33 @@ def test_the_watchdog_drain_is_named_in_the_spec_and_reaches_the_firmware() -> N
             assert dev.stream_config().watchdog_drain_ms == want  # type: ignore[attr-defined]
             dev.play(plan)
             assert dev.last_backend.world.mcu.watchdog_drain_ms == want  # type: ignore[attr-defined]
+
+
+def test_a_host_pause_is_not_the_devices_silence() -> None:
+    """The link's silence check (``silence_s``: a dead device) counts only time the host
+    listened: after the host's own pause (its caller's work between two reads, e.g. the
+    closed loop's ear) the device has a third of ``silence_s`` less the heartbeat's
+    answer time before it is called silent, not nothing."""
+    from robo_player.driver.link import Link
+    from robo_player.errors import DeviceTimeout
+    from robo_player.protocol.framing import Frame, FrameKind
+
+    def heard_at(t: float) -> Link:
+        link = Link(silence_s=0.9)
+        link.input(Frame(FrameKind.ACK, 0, 0).encode(), t)
+        assert link.quiet_for(t) == 0.0
+        return link
+
+    link = heard_at(10.0)
+    with pytest.raises(DeviceTimeout, match="nothing from the device for 1200 ms"):
+        link.check(11.2)  # listened all along: silent
+    link = heard_at(10.0)
+    link.host_paused(11.2, 1.15)  # the host did not read for 1.15 s
+    link.check(11.2)
+    assert link.quiet_for(11.2) == pytest.approx(0.3)  # the heartbeat goes now (> silence / 3)
+    link.check(11.7)
+    with pytest.raises(DeviceTimeout, match="nothing from the device for 950 ms"):
+        link.check(11.85)  # and it did not answer
+    link = heard_at(10.0)
+    link.host_paused(10.25, 0.2)  # a short pause changes nothing
+    assert link.quiet_for(10.25) == pytest.approx(0.25)

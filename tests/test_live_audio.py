@@ -1,5 +1,6 @@
 """Hearing a stream through audio while it plays (issue 11 §4; robo_player/hearing/live_audio.py,
-sim://'s ``audio_so_far``, sim/room.py ``LiveTake``)."""
+the ``audio_so_far`` of sim:// and of the simulated MCUs, sim/live.py ``LiveRecording``,
+sim/room.py ``LiveTake``)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from driver_helpers import stream_steps
 from robo_player.calibrator.session import calibrate_session
 from robo_player.cli import main
 from robo_player.driver import open_port
+from robo_player.driver.trace import TraceReader, read_trace
 from robo_player.errors import TransportError
 from robo_player.hearing.detector import Detector
 from robo_player.hearing.live_audio import AudioClock, device_ear
@@ -55,15 +57,20 @@ def test_live_blocks_are_the_drains_take(spec, piece: int, url: str) -> None:  #
         take_no = dev.instrument.microphone.takes
         blocks, perf = _stream(dev, cmds)
         offset_s, drift, _ = card_clock(dev.instrument.microphone.room, take_no)
+    _blocks_are_the_take(blocks, perf, cmds[-1].t_us, offset_s, drift)
+
+
+def _blocks_are_the_take(blocks, perf, last_t_us: int, offset_s: float, drift: float) -> None:  # noqa: ANN001
+    """The blocks joined are the drain's take (past the last command), their capture
+    times the true ones within the card's constant error and jitter."""
     assert perf.audio is not None
     y = perf.audio.samples()
     live = np.concatenate([b for b, _ in blocks])
     sr = perf.audio.sample_rate
-    assert len(live) / sr > offset_s + cmds[-1].t_us / 1e6  # heard live past the last command
+    assert len(live) / sr > offset_s + last_t_us / 1e6  # heard live past the last command
     n = min(len(y), len(live))
     assert np.max(np.abs(live[:n] - y[:n])) <= 1e-6
     assert np.abs(y[:n]).max() > 0.05  # not silence
-    # capture times: exact + a constant within the bias range + jitter
     starts = np.cumsum([0] + [len(b) for b, _ in blocks[:-1]])
     exact = starts / sr * 1e6 / (1 + drift) - offset_s * 1e6
     err = np.array([s for _, s in blocks]) - exact
@@ -71,11 +78,89 @@ def test_live_blocks_are_the_drains_take(spec, piece: int, url: str) -> None:  #
     assert np.std(err) == pytest.approx(STAMP_JITTER_US, rel=0.2)
 
 
+def test_vmcu_blocks_are_the_drains_take(spec) -> None:  # noqa: ANN001
+    """vmcu:// (the firmware's Python model on virtual time) hands over its room's blocks
+    as sim:// does, rendered from what its outputs did (its trace as it grows, not the
+    plan): one after another they are the take its drain renders from the whole trace."""
+    plan, _ = plan_for(read_midi(bundled_pieces()[1]), spec, None)
+    cmds = [c for c in plan.commands if c.t_us < 20_000_000]
+    with open_port("vmcu://?heating=1&drift_ppm=60&offset_s=0.25", spec, truth_seed=3) as dev:
+        take_no = dev.instrument.microphone.takes
+        assert dev.audio_rate == 48000
+        blocks, perf = _stream(dev, cmds)
+        offset_s, drift, _ = card_clock(dev.instrument.microphone.room, take_no)
+    assert perf.extra["commands"] == {"played": len(cmds)}
+    _blocks_are_the_take(blocks, perf, cmds[-1].t_us, offset_s, drift)
+
+
+@pytest.mark.parametrize(("port", "seconds"), [("fw-host", 6.0), ("fw-avr", 2.5)])
+def test_firmware_process_hears_live_what_it_played(spec, port: str, seconds: float) -> None:  # noqa: ANN001
+    """fw-host:// (the C firmware's host build, a real-time process) and fw-avr:// (the AVR
+    build under simavr, 0.15 x real time): the trace file is read while it grows, so they
+    hear while they play: the notes heard live are the drain's (exact sensor), none
+    before its onset + the sensor's delay, and the room's blocks one after another are
+    the drain's take (a trace clock is put on the stream's time once, by the
+    append-only timeline)."""
+    plan, _ = plan_for(read_midi(bundled_pieces()[0]), spec, None)
+    cmds = [c for c in plan.commands if c.t_us < seconds * 1e6]
+    url = f"{port}://?heating=1&timing_sd_us=0&loudness_sd=0&heard_delay_ms=80"
+    with open_port(url, spec, truth_seed=3) as dev:
+        take_no = dev.instrument.microphone.takes
+        blocks, seen = [], []
+        for now in stream_steps(dev, cmds, 1_500_000):
+            blocks += dev.audio_so_far()
+            seen.append((now, dev.heard_so_far()))
+        perf = dev.drain()
+        offset_s, drift, _ = card_clock(dev.instrument.microphone.room, take_no)
+    assert perf.extra["commands"] == {"played": len(cmds)}
+    final = sorted((h.t_us, h.pitch, h.velocity) for h in perf.heard)
+    assert len(final) > 3 * seconds and sorted((h.t_us, h.pitch, h.velocity) for h in seen[-1][1]) == final
+    prev = 0
+    for now, heard in seen:  # heard grows, and only with notes 80 ms old
+        assert all(h.t_us <= now - 80_000 for h in heard[prev:])
+        prev = len(heard)
+    _blocks_are_the_take(blocks, perf, cmds[-1].t_us, offset_s, drift)
+
+
+def test_trace_read_as_it_grows(tmp_path) -> None:  # noqa: ANN001
+    """A trace file read while the firmware writes it: each read takes the complete lines
+    written since the last one (a line cut short waits for its newline), and the reads
+    together are the whole file's parse; a bad line names the file and the line."""
+    lines = ["# robo_fw host clock_hz=1000000 boot_id=0x7", *(f"{1000 * k} {k % 5} {(k * 37) % 4096}"
+                                                            for k in range(200)), "# exit tx_dropped=0"]  # fmt: skip
+    text = "\n".join(lines) + "\n"
+    path = tmp_path / "trace0.txt"
+    path.write_text("")
+    reader = TraceReader(path)
+    cuts = sorted(np.random.default_rng(1).integers(0, len(text), 30).tolist()) + [len(text)]
+    sizes = []
+    for c in cuts:
+        path.write_text(text[:c])
+        tr = reader.read()
+        done = text[:c].split("\n")[:-1]  # the complete lines so far
+        assert len(tr.changes) == sum(not line.startswith("#") for line in done)
+        sizes.append(len(tr.changes))
+    whole = read_trace(path)
+    assert tr is reader.trace and tr.changes == whole.changes and len(whole.changes) == 200
+    assert (tr.clock_hz, tr.boot_id, tr.exited) == (1_000_000, 7, True)
+    assert sizes == sorted(sizes)
+    path.write_text(text + "17 3\n")
+    with pytest.raises(TransportError, match=r"trace0.txt:203: bad trace line '17 3'"):
+        reader.read()
+
+
 def test_notes_sensor_hands_over_no_audio(spec) -> None:  # noqa: ANN001
-    with open_port("sim://?sensor=notes", spec) as dev:
-        assert dev.audio_so_far() is None
-        with pytest.raises(TransportError, match="hands over no audio"):
-            device_ear(dev, spec)
+    for url in ("sim://?sensor=notes", "vmcu://?sensor=notes"):
+        with open_port(url, spec) as dev:
+            assert dev.audio_so_far() is None
+            with pytest.raises(TransportError, match="hands over no audio"):
+                device_ear(dev, spec)
+    # the AVR's direct pins under software PWM (a level is measured over a whole pulse
+    # train): not followed live, neither heard nor recorded while it plays
+    with open_port("fw-avr://", load_spec("piano-61-diy")) as dev:
+        assert dev.audio_rate is None and dev.audio_so_far() is None and dev.heard_so_far() is None
+    with open_port("fw-avr://", spec) as dev:  # the grand's PCA9685 channels are
+        assert dev.audio_rate == 48000
 
 
 def test_audio_clock_separates_drift_from_the_stamps_constant() -> None:
@@ -184,6 +269,21 @@ def test_loop_through_audio_on_the_hot_piece(spec, hot) -> None:  # noqa: ANN001
     assert p99 < 0.75 * open_p99
 
 
+def test_loop_through_audio_on_the_firmware_model(spec, hot) -> None:  # noqa: ANN001
+    """vmcu:// (the firmware's model queues and times every command; the room renders what
+    its outputs did) hands the loop its microphone's blocks as sim:// does: through the
+    audio ear the loop lowers the open loop's onset p99 on the hot piece there too
+    (measured 5.070 -> 3.392 ms; on sim:// 5.070 -> 3.390 ms)."""
+    plan, rep = hot
+    url = "vmcu://?heating=1&spread=0"
+    _, open_p99 = _play(spec, plan, rep, LoopSettings(rate=0.0), url)
+    res, p99 = _play(spec, plan, rep, AUDIO_SETTINGS, url)
+    assert res.ear["clock_by"] == "click" and res.ear["heard"] >= 0.9 * 400
+    assert res.performance.extra["commands"] == {"played": len(plan.commands) + 4}  # + the click pattern
+    assert open_p99 > 2000
+    assert p99 < 0.75 * open_p99
+
+
 def test_drift_alone_leaves_the_corrections_near_zero(spec, hot) -> None:  # noqa: ANN001
     """A card 100 ppm fast (6 ms over the minute) and no heating: the clock takes the
     drift (the blocks' capture times), the keys' corrections stay near zero."""
@@ -271,6 +371,12 @@ def test_cli_closed_loop_hears_through_a_microphone(spec, tmp_path, monkeypatch,
     loop = json.loads(out.read_text())["closed_loop"]
     assert loop["heard_by"] == "audio"
     assert loop["ear"]["clock_by"] == "click"
+    assert loop["heard_live"] >= 0.8 * 40 and loop["used"] >= 0.8 * 40
+    # the firmware's model hands over its room's audio: the loop hears through it by default
+    rc = main(["-q", "play", str(song), "--port", "vmcu://?truth_seed=4", "--closed-loop", "--report", str(out)])
+    assert rc == 0, capsys.readouterr().err
+    loop = json.loads(out.read_text())["closed_loop"]
+    assert loop["heard_by"] == "audio" and loop["ear"]["clock_by"] == "click"
     assert loop["heard_live"] >= 0.8 * 40 and loop["used"] >= 0.8 * 40
     # usage: --mic without --closed-loop, and an instrument that cannot be heard live
     assert main(["play", str(song), "--mic", "fake usb"]) == 2

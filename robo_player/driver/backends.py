@@ -38,7 +38,10 @@ class Instrument(Protocol):
 
     # Optional: ``hear_so_far(outputs, now_us) -> list[HeardNote]``: while a stream runs,
     # the notes not heard yet that its sensor hears by ``now_us`` from the output changes
-    # so far (the device's ``heard_so_far``; the simulated piano has it).
+    # so far (the device's ``heard_so_far``; the simulated piano has it);
+    # ``audio_rate`` and ``audio_so_far(outputs, now_us) -> [(samples, capture µs)] | None``:
+    # its microphone's new blocks from the output changes final up to ``now_us`` (the
+    # device's ``audio_so_far``; the simulated piano's room).
 
 
 class Backend:
@@ -47,6 +50,10 @@ class Backend:
     # the trace says only on/off for direct pins (simavr's AVR build): their levels
     # come from the commands that played
     binary_direct_pins = False
+    # live hearing (a trace read while the firmware runs) reads it up to this long
+    # before the stream's now: what the firmware was due to do by then has been done
+    # and traced (vmcu://: at once; a process's trace file: flushed by its next loop)
+    live_margin_us = 20_000
 
     @property
     def runs(self) -> int:

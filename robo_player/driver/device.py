@@ -68,11 +68,6 @@ DEVICE_OPTIONS = (
 
 BackendFactory = Callable[[Options], Backend]
 
-# Live hearing reads the trace up to this long before the stream's now: what the
-# firmware was due to do by then has been done and traced.
-LIVE_TRACE_MARGIN_US = 20_000
-
-
 def _by_clock(change: tuple[int, int, int]) -> int:
     """Order trace changes by time only: two changes of one output on the same tick (a
     strike the watchdog's all-off meets) keep the firmware's order, on then off."""
@@ -232,9 +227,9 @@ class FirmwareDevice(StreamDevice):
 
     def heard_so_far(self) -> list[HeardNote] | None:
         """The notes heard in this stream up to now (see :class:`~.ports.Device`): where the
-        backend's trace can be read while the firmware runs (``live_trace``: ``vmcu://``) and the
-        instrument hears live (the simulated piano), from what the outputs did up to
-        ``LIVE_TRACE_MARGIN_US`` ago; else None."""
+        backend's trace can be read while the firmware runs (``live_trace``: ``vmcu://``,
+        ``fw-host://``, ``fw-avr://``) and the instrument hears live (the simulated piano),
+        from what the outputs did up to the backend's ``live_margin_us`` ago; else None."""
         self._check_open("heard_so_far")
         listen = getattr(self.instrument, "hear_so_far", None)
         if listen is None or not self._live_trace:
@@ -242,11 +237,48 @@ class FirmwareDevice(StreamDevice):
         st = self._stream
         if st is None or st.run.time0 is None:
             return list(self._heard_live)
+        live = self._live_outputs(st)
+        if live is None:
+            return None
+        self._heard_live += listen(*live)
+        return list(self._heard_live)
+
+    @property
+    def audio_rate(self) -> int | None:
+        """The sample rate of :meth:`audio_so_far`'s blocks; None where it gives none."""
+        if not self._live_trace or getattr(self.instrument, "audio_so_far", None) is None:
+            return None
+        rate = getattr(self.instrument, "audio_rate", None)
+        return None if rate is None else int(rate)
+
+    def audio_so_far(self) -> list[tuple[Any, float]] | None:
+        """The instrument's microphone's new blocks of this stream since the last call, as a
+        sound card hands them over (``(samples, the MCU time in µs its first sample was
+        captured at)``: the simulated piano's room, rendered from what the outputs did,
+        the trace read while the firmware runs); None where there are none (a real board:
+        ``--mic``; ``sensor=notes``)."""
+        self._check_open("audio_so_far")
+        if self.audio_rate is None:
+            return None
+        st = self._stream
+        if st is None or st.run.time0 is None:
+            return []
+        live = self._live_outputs(st)
+        if live is None:
+            return None
+        blocks: list[tuple[Any, float]] | None = self.instrument.audio_so_far(*live)  # type: ignore[union-attr]
+        return blocks
+
+    def _live_outputs(self, st: _Stream) -> tuple[OutputColumns, int] | None:
+        """This stream's output changes so far in performance time (the trace read while
+        the firmware runs; it only grows) and the time up to which they are final (now
+        less the backend's ``live_margin_us``: what the firmware was due to do by then
+        has been done and traced); None where the trace cannot be read while it runs."""
         outs = actuator_outputs(self.spec)
         trace = st.backend.trace({(k, a, ch): act for act, (k, a, ch, _pm) in outs.items()})
-        if trace is None:
-            return None
-        # the changes not converted yet, in performance time (the trace only grows)
+        if trace is None or trace.soft_pwm & set(self._pwm_max):
+            return None  # (software PWM: a level is measured over a whole pulse train)
+        # the changes not converted yet, in performance time
         new = Trace(clock_hz=trace.clock_hz, changes=trace.changes[self._live_n :])
         self._live_n = len(trace.changes)
         part = outputs_from_trace(new, st.run.tl.t_us_for, {**self._pwm_max, **self._travel}, set())
@@ -254,9 +286,7 @@ class FirmwareDevice(StreamDevice):
         if len(self._live_out) > 1:
             cols = [np.concatenate([getattr(o, f) for o in self._live_out]) for f in ("t_us", "actuator", "level", "pwm_max")]
             self._live_out = [OutputColumns(*cols)]
-        now = int(st.run.t_us_now()) - LIVE_TRACE_MARGIN_US
-        self._heard_live += listen(self._live_out[0], now)
-        return list(self._heard_live)
+        return self._live_out[0], int(st.run.t_us_now()) - st.backend.live_margin_us
 
     def drain(self, progress: Progress | None = None) -> Performance:
         """Run out the stream, end it and return its performance (see the module doc)."""
@@ -467,6 +497,13 @@ class FirmwareDevice(StreamDevice):
     @property
     def streaming(self) -> bool:
         return self._stream is not None
+
+    @property
+    def wall_clock(self) -> bool:
+        """Whether the stream runs on the wall clock (a real board, the host build): the
+        host's own pauses then cost the stream time (``vmcu://`` runs on virtual time,
+        ``fw-avr://`` on simavr's)."""
+        return self.kind in ("serial", "host")
 
     def energised(self) -> list[int]:
         """Actuators the last stream's trace leaves on (the firmware's own record)."""

@@ -135,6 +135,14 @@ class Link:
         """Seconds since the last good frame from the device."""
         return now - self._last_rx if self._last_rx >= 0 else 0.0
 
+    def host_paused(self, now: float, paused_s: float) -> None:
+        """The host did not listen for ``paused_s`` before ``now`` (its caller's own work
+        between two reads): a device with nothing to answer is silent meanwhile, so its
+        silence counts from at most a third of ``silence_s`` before now (the heartbeat
+        then asks it, and it has the rest to answer)."""
+        if self._last_rx >= 0 and paused_s > self.silence_s / 3:
+            self._last_rx = max(self._last_rx, now - self.silence_s / 3)
+
     @property
     def rto_s(self) -> float:
         return min(RTO_MAX_S, self._rto * self._backoff)

@@ -183,8 +183,9 @@ def has_sensor(url: str) -> bool:
 
 
 # Ports whose ``heard_so_far`` hears while the stream runs (a piano's): the simulated
-# piano, and the firmware's Python model (its trace grows as it runs).
-HEARS_LIVE_SCHEMES = frozenset({"sim", "vmcu"})
+# piano, and the simulated MCUs (the firmware's Python model, its host build and its AVR
+# build: each trace grows as the firmware runs and is read as it does).
+HEARS_LIVE_SCHEMES = frozenset({"sim", "vmcu", "fw-host", "fw-avr"})
 
 
 def hears_live(url: str) -> bool:

@@ -111,6 +111,7 @@ class Session:
         self._clock_hi = 0  # last full-width clock seen (unwraps 32-bit values)
         self._clock_lo_seen = False
         self._last_tx = -1.0
+        self._read_at = -1.0  # when pump last read (host time)
         self._next_clock = 0.0
         self._next_status = 0.0
         self.events: list[Message] = []
@@ -182,6 +183,9 @@ class Session:
     def pump(self, timeout: float) -> None:
         """Write what the link has to send, read for up to ``timeout`` s, handle it."""
         now = self.now()
+        if self._read_at >= 0:
+            # time the host spent elsewhere since its last read is not the device's silence
+            self.link.host_paused(now, now - self._read_at)
         if (
             self.link.synced
             and self.link.idle
@@ -205,7 +209,7 @@ class Session:
         if self.link.synced:
             wait = min(wait, max(0.0, self._last_tx + self.cfg.keepalive_s - now))
         data = self.tr.read(max(wait, 0.0))
-        t = self.now()
+        t = self._read_at = self.now()
         for m in self.link.input(data, t):
             self._on_message(m, t)
         if self.link.bad_acks_in_row >= 3 and not self._probing and self.info is not None:

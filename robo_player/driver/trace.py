@@ -61,57 +61,86 @@ class Trace:
 def read_trace(path: Path, out_map: dict[tuple[int, int, int], int] | None = None) -> Trace:
     """Parse a host (``clock actuator level``) or simavr (``clock kind addr channel level``)
     trace; ``out_map`` maps (kind, addr, channel) to the actuator for the latter."""
-    t = Trace()
-    steps = _StepPins(out_map or {})
-    servos = _ServoPins(out_map or {})
-    try:
-        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
-    except OSError as err:
-        raise TransportError(f"{path}: cannot read the firmware trace: {err.strerror}") from err
-    for n, line in enumerate(lines, 1):
+    return TraceReader(path, out_map).read(final=True)
+
+
+class TraceReader:
+    """A firmware's trace file read while the firmware writes it (it only grows): each
+    :meth:`read` parses the complete lines written since the last one into the same
+    :class:`Trace` (a line not finished yet waits for its newline, but at the end:
+    ``final``). The host build flushes its trace on every pass of its loop (at least
+    every 5 ms), the simavr harness line by line."""
+
+    def __init__(self, path: Path, out_map: dict[tuple[int, int, int], int] | None = None) -> None:
+        self.path = path
+        self.trace = Trace()
+        self._out_map = out_map or {}
+        self._steps = _StepPins(self._out_map)
+        self._servos = _ServoPins(self._out_map)
+        self._pos = 0  # bytes of the file parsed
+        self._line = 0  # lines parsed (for the error's place)
+
+    def read(self, final: bool = False) -> Trace:
+        try:
+            with self.path.open("rb") as f:
+                f.seek(self._pos)
+                data = f.read()
+        except OSError as err:
+            raise TransportError(f"{self.path}: cannot read the firmware trace: {err.strerror}") from err
+        end = len(data) if final else data.rfind(b"\n") + 1
+        self._pos += end
+        for line in data[:end].decode("utf-8", errors="replace").splitlines():
+            self._line += 1
+            self._parse(line)
+        return self.trace
+
+    def _parse(self, line: str) -> None:
+        t = self.trace
         if line.startswith("#"):
-            words = line[1:].split()
-            for w in words:
-                k, _, v = w.partition("=")
-                if k == "clock_hz":
-                    t.clock_hz = int(v)
-                elif k == "boot_id":
-                    t.boot_id = int(v, 0)
-            if len(words) >= 4 and words[0] == "cycles" and words[2] == "busy":
-                t.cycles, t.busy = int(words[1]), int(words[3])
-                t.samples.append((t.cycles, t.busy))
-                if len(words) >= 6 and words[4] == "wall":
-                    t.wall_s = float(words[5])
-            if words[:5] == ["interrupts", "off", "for", "at", "most"] and len(words) >= 6:
-                t.irq_off_cycles = int(words[5])
-                if len(words) >= 12 and words[7:9] == ["(from", "pc"]:
-                    t.irq_off_pc = f"{words[9]} to {words[11].rstrip(';')}"
-            if words[:3] == ["stack", "pointer", "at"] and len(words) >= 6:
-                t.stack_bytes = int(words[5].lstrip("("))
-            if words[:3] == ["mcu", "reset", "at"] and len(words) >= 7:
-                t.resets.append(int(words[6]))
-            if words[:1] == ["exit"]:
-                t.exited = True
-            continue
+            _parse_comment(t, line[1:].split())
+            return
         f = line.split()
         try:
             if len(f) == 3:
                 t.changes.append((int(f[0]), int(f[1]), int(f[2])))
             elif len(f) == 5:
                 key = (int(f[1]), int(f[2]), int(f[3]))
-                a = (out_map or {}).get(key)
+                a = self._out_map.get(key)
                 if a is not None:
                     t.changes.append((int(f[0]), a, int(f[4])))
-                elif servos.pins and key[0] == OutKind.DIRECT and key[2] in servos.pins:
-                    servos.edge(int(f[0]), key[2], int(f[4]), t.clock_hz, t.changes)
-                elif steps.pins and key[0] == OutKind.DIRECT:
-                    steps.edge(int(f[0]), key[2], int(f[4]), t.changes)
+                elif self._servos.pins and key[0] == OutKind.DIRECT and key[2] in self._servos.pins:
+                    self._servos.edge(int(f[0]), key[2], int(f[4]), t.clock_hz, t.changes)
+                elif self._steps.pins and key[0] == OutKind.DIRECT:
+                    self._steps.edge(int(f[0]), key[2], int(f[4]), t.changes)
             elif f:
                 raise ValueError(f"{len(f)} fields")
         except ValueError as err:
-            raise TransportError(f"{path}:{n}: bad trace line {line!r}: {err}") from err
-    return t
+            raise TransportError(f"{self.path}:{self._line}: bad trace line {line!r}: {err}") from err
 
+
+def _parse_comment(t: Trace, words: list[str]) -> None:
+    """A ``#`` line of a trace: its clock, boot id, cycle counts, resets and exit."""
+    for w in words:
+        k, _, v = w.partition("=")
+        if k == "clock_hz":
+            t.clock_hz = int(v)
+        elif k == "boot_id":
+            t.boot_id = int(v, 0)
+    if len(words) >= 4 and words[0] == "cycles" and words[2] == "busy":
+        t.cycles, t.busy = int(words[1]), int(words[3])
+        t.samples.append((t.cycles, t.busy))
+        if len(words) >= 6 and words[4] == "wall":
+            t.wall_s = float(words[5])
+    if words[:5] == ["interrupts", "off", "for", "at", "most"] and len(words) >= 6:
+        t.irq_off_cycles = int(words[5])
+        if len(words) >= 12 and words[7:9] == ["(from", "pc"]:
+            t.irq_off_pc = f"{words[9]} to {words[11].rstrip(';')}"
+    if words[:3] == ["stack", "pointer", "at"] and len(words) >= 6:
+        t.stack_bytes = int(words[5].lstrip("("))
+    if words[:3] == ["mcu", "reset", "at"] and len(words) >= 7:
+        t.resets.append(int(words[6]))
+    if words[:1] == ["exit"]:
+        t.exited = True
 
 
 class _StepPins:
@@ -336,6 +365,7 @@ __all__ = [
     "SOFT_PWM_HZ",
     "SOFT_PWM_PERIOD_US",
     "Trace",
+    "TraceReader",
     "outputs_from_trace",
     "read_trace",
     "soft_pwm_levels",

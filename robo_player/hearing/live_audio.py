@@ -406,12 +406,13 @@ def click_of(spec: Any) -> tuple[int, int, int, int] | None:
 
 def device_ear(device: Any, spec: Any) -> AudioEar:
     """The live ear on a device that hands over its microphone's blocks while it plays
-    (``audio_so_far``: ``sim://`` with ``sensor=audio``); TransportError where it does not."""
+    (``audio_so_far``: ``sim://``, ``vmcu://``, ``fw-host://``, ``fw-avr://`` with
+    ``sensor=audio``); TransportError where it does not."""
     rate = getattr(device, "audio_rate", None)
     if rate is None:
         raise TransportError(
-            f"{device.url}: hands over no audio while it plays (allowed: sim:// with sensor=audio, "
-            "or a microphone: --mic)"
+            f"{device.url}: hands over no audio while it plays (allowed: sim://, vmcu://, fw-host:// or "
+            "fw-avr:// with sensor=audio, or a microphone: --mic)"
         )
     return AudioEar(device.audio_so_far, rate, click_of(spec), where=f"{device.url} (live audio)")
 

@@ -193,6 +193,25 @@ class LoopResult:
 AUDIO_SETTINGS = LoopSettings(rate=0.0, gain_rate=0.0, common_rate=0.005, common_gain_rate=0.0, baseline_notes=5,
                               gate_us=3_000.0, gate_gain=0.10)
 
+# On a device that plays on the wall clock (a real board, fw-host://) the ear's work holds
+# up the loop between two steps (the detector on a batch of ~0.5 s of audio: 0.1-0.3 s
+# of wall time on a loaded machine), during which nothing is submitted: through audio the
+# loop there submits this far ahead, the firmware driver's default lead (the loop holds
+# with it: docs/hearing.md §4, "A slower loop holds"). On fw-host:// with 250 ms, a
+# 40-note piece had 5 strikes late (session 15).
+WALL_CLOCK_AUDIO_LEAD_US = 1_000_000
+
+
+def settings_for(device: Any, audio: bool) -> LoopSettings:
+    """The loop's settings for ``device``: the audio ear's (:data:`AUDIO_SETTINGS`, with
+    :data:`WALL_CLOCK_AUDIO_LEAD_US` where the device plays on the wall clock:
+    ``device.wall_clock``) where it hears through audio, else the note-level sensor's."""
+    if not audio:
+        return LoopSettings()
+    if getattr(device, "wall_clock", False):
+        return dataclasses.replace(AUDIO_SETTINGS, lead_us=max(AUDIO_SETTINGS.lead_us, WALL_CLOCK_AUDIO_LEAD_US))
+    return AUDIO_SETTINGS
+
 
 def corrected_calibration(cal: Calibration, res: LoopResult) -> Calibration:
     """``cal`` with the loop's corrections folded in (``play --write-back``): a key
@@ -431,4 +450,5 @@ def play_closed_loop(
     return res
 
 
-__all__ = ["AUDIO_SETTINGS", "Correction", "Ear", "LoopResult", "LoopSettings", "corrected_calibration", "play_closed_loop"]
+__all__ = ["AUDIO_SETTINGS", "WALL_CLOCK_AUDIO_LEAD_US", "Correction", "Ear", "LoopResult", "LoopSettings",
+           "corrected_calibration", "play_closed_loop", "settings_for"]

@@ -62,8 +62,7 @@ from ..plan import Command, Op
 from ..spec.model import PianoSpec
 from .instrument import INSTRUMENT_OPTIONS, SimulatedInstrument, instrument_from_options
 from .limits import LiveLimits, apply_limits
-from .live import LiveEar
-from .room import LiveTake
+from .live import LiveEar, LiveRecording
 from .truth import Truth
 
 log = logging.getLogger(__name__)
@@ -88,7 +87,7 @@ class SimDevice(StreamDevice):
         self._ear: LiveEar | None = None  # this stream's live hearing (heard_so_far)
         self._live_limits: LiveLimits | None = None  # ... and the firmware's limits on it
         self._heard_live: list[HeardNote] = []
-        self._take: LiveTake | None = None  # this stream's recording while it runs (audio_so_far)
+        self._take: LiveRecording | None = None  # this stream's recording while it runs (audio_so_far)
         self._open = True
 
     @property
@@ -171,10 +170,7 @@ class SimDevice(StreamDevice):
     @property
     def audio_rate(self) -> int | None:
         """The sample rate of :meth:`audio_so_far`'s blocks; None where it gives none."""
-        mic = getattr(self.instrument, "microphone", None)
-        if not isinstance(self.instrument, SimulatedInstrument) or mic is None or mic.room is None:
-            return None
-        return mic.room.sample_rate
+        return self.instrument.audio_rate if isinstance(self.instrument, SimulatedInstrument) else None
 
     def audio_so_far(self) -> list[tuple[Any, float]] | None:
         """The room microphone's new blocks of this stream since the last call, as a sound
@@ -183,7 +179,7 @@ class SimDevice(StreamDevice):
         jitter (PortAudio's ``inputBufferAdcTime`` through the driver's clock sync). A
         block comes once every note that sounds in it is decided (the stream's time
         ``now`` past it by the longest strike, ``settle_us``). The samples are the
-        drain's ``perf.audio`` (every sample rendered once; sim/room.py ``LiveTake``).
+        drain's ``perf.audio`` (every sample rendered once; sim/live.py ``LiveRecording``).
         None with ``sensor=notes`` (no microphone in the room) or no piano."""
         self._check_open("audio_so_far")
         if self.audio_rate is None:
@@ -196,13 +192,10 @@ class SimDevice(StreamDevice):
             self._ear = LiveEar(self.instrument.physics, self._pwm_max, quiet)
             self._live_limits = LiveLimits(self.spec.actuators, self._pwm_max)
         if self._take is None:
-            self._take = LiveTake(mic.room, mic.takes)  # the take number the drain will render
+            self._take = LiveRecording(self._ear, mic.room, mic.takes, quiet)  # the take the drain will render
         now = int(self._now_us)
-        played = self._live_limits.advance(self._cmds, now)
-        cut = now - 1 - quiet
-        from_us = int(self._take.t_us_of(self._take.samples_out)) - 1
-        notes, pedal, clicks = self._ear.audio_notes(played, now - 1, from_us, cut)
-        return self._take.blocks(notes, pedal, clicks, cut)
+        # final up to now - 1 (a command at now may still come)
+        return self._take.blocks(self._live_limits.advance(self._cmds, now), now - 1)
 
     def drain(self, progress: Progress | None = None) -> Performance:
         self._check_open("drain")

@@ -17,7 +17,7 @@ from ..actuation import OutputColumns
 from ..errors import TransportError
 from ..performance import HeardNote, Performance, Progress
 from ..spec.model import PianoSpec
-from .live import LiveEar
+from .live import LiveEar, LiveRecording
 from .physics import EventColumns, PianoPhysics
 from .sensor import SENSOR_OPTIONS, Microphone, microphone_from_options
 from .spread import SPREAD_DEFAULT
@@ -40,6 +40,7 @@ class SimulatedInstrument:
                                     spread=spread)  # fmt: skip
         self.microphone = microphone
         self._ear: LiveEar | None = None  # this stream's live hearing (firmware ports)
+        self._recording: LiveRecording | None = None  # ... and its room's recording
 
     @property
     def settle_us(self) -> int:
@@ -50,7 +51,7 @@ class SimulatedInstrument:
 
     def hear(self, outputs: OutputColumns, progress: Progress | None = None) -> Performance:
         """Play the output changes (performance time of this stream) and listen."""
-        self._ear = None  # the stream is over
+        self._ear, self._recording = None, None  # the stream is over
         perf, notes = self.physics.run_columns(EventColumns.from_outputs(outputs), progress)
         self.microphone.listen(perf, notes, self.physics.clicks_us)
         return perf
@@ -62,6 +63,28 @@ class SimulatedInstrument:
             self._ear = LiveEar(self.physics, None, self.settle_us)
         cut = now_us - max(self.microphone.heard_delay_us, self.settle_us)
         return self.microphone.hear_live(self._ear.sounded_outputs(outputs, now_us, cut))
+
+    @property
+    def audio_rate(self) -> int | None:
+        """The sample rate of :meth:`audio_so_far`'s blocks; None without a room microphone
+        (``sensor=notes``)."""
+        room = self.microphone.room
+        return None if room is None else room.sample_rate
+
+    def audio_so_far(self, outputs: OutputColumns, now_us: int) -> list[tuple[Any, float]] | None:
+        """While a stream runs: the room microphone's new blocks (sim/live.py
+        ``LiveRecording``: 512 samples, each with its capture time on the stream's clock,
+        the card's constant error and jitter on it), from the output changes so far
+        (performance time, final up to ``now_us``); the blocks one after another are the
+        take the drain's :meth:`hear` records. None without a room microphone."""
+        room = self.microphone.room
+        if room is None:
+            return None
+        if self._ear is None:
+            self._ear = LiveEar(self.physics, None, self.settle_us)
+        if self._recording is None:
+            self._recording = LiveRecording(self._ear, room, self.microphone.takes, self.settle_us)
+        return self._recording.blocks(outputs, now_us)
 
     def energised(self) -> list[int]:
         return self.physics.energised()

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -35,6 +36,7 @@ from ..performance import HeardNote
 from ..plan import Command, Op
 from .audio import MAX_RING_S
 from .physics import MAX_LATENCY_US, EventColumns, PianoPhysics, SoundedNotes
+from .room import LiveTake, Room
 
 # Two heard onsets of one key closer than this are one note (two replays of the same
 # strike may round its onset differently by a µs). Not 1 ms: a re-strike of a partly
@@ -65,8 +67,10 @@ class LiveEar:
         self._heard: dict[int, list[int]] = {}  # pitch -> onsets already heard (recent)
         self.replayed = 0  # output changes replayed (the cost, for the bench)
         # the checkpoints of the last AUDIO_REACH_US and more: (t, state, commands in it),
-        # for the room's live take (:meth:`audio_notes`)
+        # for the room's live take (:meth:`audio_notes`); kept only once a recording
+        # asks for them (``recording``: a LiveRecording sets it), else the stream's start only
         self._history: list[tuple[int, PianoPhysics, int]] = [(self._ck_t, self._ck, 0)]
+        self.recording = False
 
     def _run_out(self, physics: PianoPhysics, out: OutputColumns) -> tuple[SoundedNotes, bool]:
         """Play the output changes ``out`` on ``physics`` (in place) from the stream's
@@ -135,7 +139,8 @@ class LiveEar:
             if ok:  # exact: every strike before t_ck has settled by then
                 self._commit(fork, t_ck, notes)
                 self._ck_i = j
-                self._history.append((t_ck, fork, j))
+                if self.recording:
+                    self._history.append((t_ck, fork, j))
 
     def sounded(self, cmds: Sequence[Command], now_us: int, cut_us: int) -> SoundedNotes:
         """The notes not yet heard whose onset is at or before ``cut_us``, with the stream's
@@ -158,27 +163,45 @@ class LiveEar:
         state (the tests hold the live take equal to the drain's)."""
         hi = bisect.bisect_right(cmds, now_us, key=lambda c: c.t_us)
         self._advance(cmds, hi, now_us)
+        state, i = self._audio_checkpoint(from_us)
+        out = expand_commands(cmds[i:hi], self._pwm_max, checked=True) if i < hi else None
+        return self._audio_replay(state, out, cut_us)
+
+    def audio_notes_outputs(
+        self, out: OutputColumns, now_us: int, from_us: int, cut_us: int,
+    ) -> tuple[list[HeardNote], list[tuple[int, int]], list[int]]:
+        """:meth:`audio_notes` from what the outputs did (a firmware's trace, performance
+        time, sorted; changes after ``now_us`` are not looked at)."""
+        hi = self._advance_outputs(out, now_us)
+        state, i = self._audio_checkpoint(from_us)
+        return self._audio_replay(state, _part(out, i, hi) if i < hi else None, cut_us)
+
+    def _audio_checkpoint(self, from_us: int) -> tuple[PianoPhysics, int]:
+        """The latest checkpoint at least :data:`AUDIO_REACH_US` before ``from_us``: its
+        state and how many of the stream's commands (or output changes) it has played."""
         k = max(0, bisect.bisect_right(self._history, from_us - AUDIO_REACH_US, key=lambda h: h[0]) - 1)
         del self._history[:k]  # older checkpoints are never needed again (from_us only grows)
         _, state, i = self._history[0]
-        fork = state.fork()
+        return state, i
+
+    def _audio_replay(
+        self, state: PianoPhysics, out: OutputColumns | None, cut_us: int,
+    ) -> tuple[list[HeardNote], list[tuple[int, int]], list[int]]:
+        """Play ``out`` (the changes after the checkpoint ``state``) on a fork of it: the
+        notes with onsets up to ``cut_us``, the pedal and the clicks (:meth:`audio_notes`)."""
         notes, pedal, clicks = SoundedNotes.empty(), [], []
-        if i < hi:
-            notes, _, pedal = self._run_full(fork, expand_commands(cmds[i:hi], self._pwm_max, checked=True))
+        if out is not None:
+            fork = state.fork()
+            notes, _, pedal = self._run_full(fork, out)
             clicks = fork.clicks_us
         keep = notes.t_us <= cut_us
         end = np.where(notes.end_us <= cut_us, notes.end_us, np.inf)
         heard = SoundedNotes(notes.t_us[keep], notes.pitch[keep], notes.velocity[keep], end[keep]).to_heard()
         return heard, [p for p in pedal if p[0] <= cut_us], [c for c in clicks if c <= cut_us]
 
-    def sounded_outputs(self, out: OutputColumns, now_us: int, cut_us: int) -> SoundedNotes:
-        """:meth:`sounded` from what the outputs did (a firmware's trace, performance
-        time, sorted; changes after ``now_us`` are not looked at): the notes not yet heard
-        whose onset is at or before ``cut_us`` (<= ``now_us`` - quiet)."""
-
-        def part(lo: int, hi: int) -> OutputColumns:
-            return OutputColumns(out.t_us[lo:hi], out.actuator[lo:hi], out.level[lo:hi], out.pwm_max[lo:hi])
-
+    def _advance_outputs(self, out: OutputColumns, now_us: int) -> int:
+        """Move the checkpoint on as far as the output changes ``out`` up to ``now_us``
+        allow; the number of changes up to ``now_us``."""
         t = out.t_us
         lo = int(np.searchsorted(t, self._ck_t, side="right"))
         hi = int(np.searchsorted(t, now_us, side="right"))
@@ -189,11 +212,20 @@ class LiveEar:
         if t_ck > self._ck_t:
             j = int(np.searchsorted(t, t_ck, side="right"))
             fork = self._ck.fork()
-            notes, ok = self._run_out(fork, part(lo, j))
+            notes, ok = self._run_out(fork, _part(out, lo, j))
             if ok:
                 self._commit(fork, t_ck, notes)
-                lo = j
-        notes, _ = self._run_out(self._ck.fork(), part(lo, hi))
+                if self.recording:
+                    self._history.append((t_ck, fork, j))
+        return hi
+
+    def sounded_outputs(self, out: OutputColumns, now_us: int, cut_us: int) -> SoundedNotes:
+        """:meth:`sounded` from what the outputs did (a firmware's trace, performance
+        time, sorted; changes after ``now_us`` are not looked at): the notes not yet heard
+        whose onset is at or before ``cut_us`` (<= ``now_us`` - quiet)."""
+        hi = self._advance_outputs(out, now_us)
+        lo = int(np.searchsorted(out.t_us, self._ck_t, side="right"))
+        notes, _ = self._run_out(self._ck.fork(), _part(out, lo, hi))
         return self._collect(notes, cut_us)
 
     def _collect(self, notes: SoundedNotes, cut_us: int) -> SoundedNotes:
@@ -222,4 +254,34 @@ class LiveEar:
         )
 
 
-__all__ = ["LiveEar"]
+class LiveRecording:
+    """One stream's recording by the room's microphone while it runs, as a sound card
+    hands it over (the ``audio_so_far`` of ``sim://`` and of the simulated MCUs): the
+    blocks of :class:`~.room.LiveTake` (take number ``take``: the one the drain renders)
+    rendered from what ``ear`` says sounded, once every note sounding in them is decided
+    (the stream's time past them by ``quiet_us``, the longest strike)."""
+
+    def __init__(self, ear: LiveEar, room: Room, take: int, quiet_us: int) -> None:
+        self.ear = ear
+        ear.recording = True  # its checkpoints from now on are kept for the replays
+        self.take = LiveTake(room, take)
+        self._quiet_us = int(quiet_us)
+
+    def blocks(self, played: Sequence[Command] | OutputColumns, now_us: int) -> list[tuple[Any, float]]:
+        """The new blocks, with the stream played up to ``now_us``: ``played`` its
+        commands as its firmware's limits run them (sorted; ``sim://``) or the output
+        changes its firmware made (a trace in performance time, sorted; ``vmcu://``, ...)."""
+        cut = now_us - self._quiet_us
+        from_us = int(self.take.t_us_of(self.take.samples_out)) - 1
+        if isinstance(played, OutputColumns):
+            notes, pedal, clicks = self.ear.audio_notes_outputs(played, now_us, from_us, cut)
+        else:
+            notes, pedal, clicks = self.ear.audio_notes(played, now_us, from_us, cut)
+        return self.take.blocks(notes, pedal, clicks, cut)
+
+
+def _part(out: OutputColumns, lo: int, hi: int) -> OutputColumns:
+    return OutputColumns(out.t_us[lo:hi], out.actuator[lo:hi], out.level[lo:hi], out.pwm_max[lo:hi])
+
+
+__all__ = ["LiveEar", "LiveRecording"]

@@ -28,7 +28,7 @@ from pathlib import Path
 import serial
 
 from ..driver.backends import Backend, StartResult
-from ..driver.trace import Trace, read_trace
+from ..driver.trace import Trace, TraceReader
 from ..driver.transport import SerialTransport
 from ..errors import TransportError
 from .simclock import SimClock
@@ -273,6 +273,7 @@ class ProcessBackend(Backend):
             kind, self.workdir, ppm=ppm, speed=speed, elf=elf, pca=pca, realtime=realtime
         )
         self.clock: SimClock | None = None
+        self._reader: TraceReader | None = None  # the first run's trace, read as it grows
         # the AVR build's direct pins are on/off (software PWM, firmware/boards/avr/out_pwm.c);
         # the host build traces every level
         self.binary_direct_pins = kind == "avr"
@@ -306,10 +307,21 @@ class ProcessBackend(Backend):
         if self.clock is not None:
             self.clock.close()
 
+    # a process's trace is read up to this long before now while it runs: the host
+    # build flushes it on every pass of its loop (at least every 5 ms), which a busy
+    # machine may delay; simavr writes line by line on its own (simulated) clock
+    live_margin_us = 50_000
+
     def trace(self, out_map: dict[tuple[int, int, int], int]) -> Trace | None:
+        """The first run's trace: while the process runs, the lines it has written so far
+        (the file only grows: each call reads on from where the last one stopped); once
+        it has stopped, all of it."""
         if not self.fw.runs:
             return None
-        tr = read_trace(self.fw.runs[0].trace, out_map)
+        if self._reader is None:
+            self._reader = TraceReader(self.fw.runs[0].trace, out_map)
+        first = self.fw.runs[0].proc
+        tr = self._reader.read(final=first.poll() is not None)
         if self.binary_direct_pins:  # the AVR's direct pins: on/off under software PWM
             tr.soft_pwm = {a for (kind, _addr, _ch), a in out_map.items() if kind == 0}
         return tr

@@ -6,6 +6,12 @@ runs the firmware (its Python model on virtual time, the host build, or the AVR 
 under simavr) and the :class:`~.instrument.SimulatedInstrument` attached, the same
 instrument ``sim://`` plays. The driver sees both only through its interfaces.
 
+Each one hears while it plays (``heard_so_far``, and the room's blocks through
+``audio_so_far``): its firmware's trace grows as it runs and the driver reads it as it
+does (``vmcu://``: the model's, in memory; ``fw-host://`` and ``fw-avr://``: the trace
+file, tailed), but not the AVR's direct pins under software PWM (a level there is
+measured over a whole pulse train; None).
+
 Options, besides the driver's (:mod:`robo_player.driver.device`) and the instrument's
 (``truth_seed``, ``truth``, ``sensor_seed``, ``timing_sd_us``, ``loudness_sd``):
 
@@ -25,10 +31,12 @@ from typing import Any
 from urllib.parse import SplitResult
 
 from ..driver.backends import Backend, StartResult
+from ..driver.config import actuator_outputs
 from ..driver.device import FirmwareDevice
 from ..driver.options import Options, url_of, with_query
 from ..driver.trace import Trace
 from ..errors import TransportError
+from ..protocol.messages import OutKind
 from ..spec.model import DriverKind, PianoSpec
 from .instrument import INSTRUMENT_OPTIONS, instrument_from_options
 from .mcu_process import AVR_ELF, AVR_SPEED, HOST_BIN, SIM_BIN, ProcessBackend
@@ -133,9 +141,12 @@ def _device(
             realtime=kind == "host" and bool(o.num("realtime", 1, 0, 1)),
         )
 
+    # each trace grows as the firmware runs and is read as it does; but not the AVR's
+    # direct pins under software PWM: a level there is measured over a whole pulse train
+    soft_pwm = kind == "avr" and any(o[0] == OutKind.DIRECT for o in actuator_outputs(spec).values())
     dev = FirmwareDevice(
         url, spec, kind, {**rest, **mine}, backend=backend, instrument=instrument,
-        extra_options=own, live_trace=kind == "vmcu",  # the model's trace grows as it runs
+        extra_options=own, live_trace=not soft_pwm,
     )
     if kind == "avr":
         pca_addresses(dev.options, spec)  # a bad pca_bus is refused at open
