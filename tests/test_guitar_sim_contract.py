@@ -123,6 +123,24 @@ def test_close_mid_stream_turns_everything_off(name: str) -> None:
 
 
 @pytest.mark.parametrize("name", SPECS)
+def test_close_before_time_zero_plays_nothing_and_ends_cleanly(name: str) -> None:
+    """A stream advanced only to a time before its first command (the closed loop starts
+    its clock a lead ahead of the plan, at a negative time) and closed then: nothing
+    has played, everything is off (the all-off once at 0, not at the negative time the
+    guitar's physics refused: found in session 15)."""
+    spec = _spec(name)
+    cmds = _stream(spec, 0, 4)
+    dev = open_port("sim://", spec)
+    dev.submit(cmds)
+    dev.advance(-250_000)
+    dev.close()
+    assert dev.energised() == []
+    perf = dev.last_performance
+    assert perf is not None
+    assert _accounted(perf, len(cmds)) == {"flushed": len(cmds)}
+
+
+@pytest.mark.parametrize("name", SPECS)
 def test_bad_commands_are_refused_and_none_of_their_chunk_is_taken(name: str) -> None:
     spec = _spec(name)
     ok = _stream(spec, 300_000, 1)[:1]

@@ -201,17 +201,23 @@ class SimDevice(StreamDevice):
         self._check_open("drain")
         return self._end(progress)
 
-    def _end(self, progress: Progress | None = None, flush: bool = False) -> Performance:
-        cmds, late, late_rel, flushed = self._cmds, self._late, self._late_release, 0
-        played = len(cmds) - late_rel
+    def _ending(self, flush: bool) -> tuple[list[Command], int, int, int, int]:
+        """The stream's commands as they end: (commands, played, flushed, late,
+        late releases). ``flush``: closed before the stream was drained: what was due
+        has played, the rest is dropped, and everything goes off now (never before
+        performance time 0: a stream advanced only to a negative time has run nothing)."""
+        cmds, late, late_rel = self._cmds, self._late, self._late_release
+        played, flushed = len(cmds) - late_rel, 0
         if flush:
-            # closed before the stream was drained: what was due has played, the rest
-            # is dropped, and everything goes off now
             due = [c for c in cmds if c.t_us <= self._now_us]
             played, flushed = len(due) - late_rel, len(cmds) - len(due)
-            off_at = 0 if math.isinf(self._now_us) else int(self._now_us)
+            off_at = 0 if math.isinf(self._now_us) else max(0, int(self._now_us))
             off_at = max([off_at, *(c.t_us for c in due)])
             cmds = due + [Command(off_at, Op.RELEASE, a) for a in sorted(self._pwm_max)]
+        return cmds, played, flushed, late, late_rel
+
+    def _end(self, progress: Progress | None = None, flush: bool = False) -> Performance:
+        cmds, played, flushed, late, late_rel = self._ending(flush)
         self._cmds, self._late, self._late_release = [], 0, 0
         self._submitted, self._now_us, self._last_t = 0, -math.inf, -1
         self._ear, self._live_limits, self._heard_live, self._take = None, None, [], None

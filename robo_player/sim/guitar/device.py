@@ -225,14 +225,7 @@ class GuitarSimDevice(SimDevice):
         return out
 
     def _end(self, progress: Progress | None = None, flush: bool = False) -> Performance:
-        cmds, late, late_rel, flushed = self._cmds, self._late, self._late_release, 0
-        played = len(cmds) - late_rel
-        if flush:  # closed mid-stream: what was due has played, everything goes off now
-            due = [c for c in cmds if c.t_us <= self._now_us]
-            played, flushed = len(due) - late_rel, len(cmds) - len(due)
-            off_at = 0 if math.isinf(self._now_us) else int(self._now_us)
-            off_at = max([off_at, *(c.t_us for c in due)])
-            cmds = due + [Command(off_at, Op.RELEASE, a) for a in sorted(self._pwm_max)]
+        cmds, played, flushed, late, late_rel = self._ending(flush)
         self._cmds, self._late, self._late_release = [], 0, 0
         self._submitted, self._now_us, self._last_t = 0, -math.inf, -1
         moves = sorted((c for c in cmds if c.op is Op.MOVE), key=lambda c: c.t_us)
