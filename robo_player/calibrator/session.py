@@ -32,6 +32,7 @@ from .listening import (
     full_drive_pair_sd_db,
     listen_round,
     mark_missed,
+    partials_loudness,
 )
 from .pedal import pedal_commands, pedal_latency
 from .scheduler import SETTLE_US, STAGGER_US, CoilHeat, StrikeRequest, build_round
@@ -332,14 +333,14 @@ def play_take(
             c_guess = offset_us
         else:
             c_guess = float(spec.nominal.latency_us[-1])
-        level = report.audio_level_db or 0.0
-        listen_round(perf, pending, spec, starts, where, c_guess, level)
+        clock = listen_round(perf, pending, spec, starts, where, c_guess, report.audio_level_db)
         if report.audio_level_db is None:
             # the microphone's gain is unknown: the first take strikes every key at full
             # drive; its level comes out of every loudness heard from here on, before any
             # curve is fitted (the adaptive rounds and the key-return probes compare heard
-            # loudness with these fits)
+            # loudness with these fits); with it known, the loudness over the partials
             set_level(report, pending, spec, perf.audio.sample_rate, where, mic)
+            partials_loudness(perf, pending, clock, report.audio_level_db or 0.0)
         for s in pending:
             s.latency_us += offset_us
     else:
