@@ -72,7 +72,7 @@ def loudness_split(cal: Calibration, truth: object, spec: object, velocity: floa
     at the drive the table gives, rounded to PWM counts, over ``velocity``), split into a
     common part (the anchor's: the level), a line in pitch (the keyboard's trend, A0 to
     C8 when the keys span it) and each key's scatter about the two; %. What a calibration
-    through audio carries (docs/calibration.md, "The anchor")."""
+    through audio carries (docs/calibration.md, "Loudness through the microphone")."""
     pitches, err = [], []
     for p, c in cal.keys.items():
         pm = spec.key(p).pwm_max  # type: ignore[attr-defined]

@@ -146,7 +146,7 @@ def test_the_tables_full_drive_loudness_is_the_nominal_on_the_mean(spec, session
     """The anchor, read again at the end on every key's fitted curve (all its strikes,
     ~11 takes' room colours) rather than on the first take's one strike per key: the
     tables' loudness at full drive is, on the mean over the keys (velocity units), the
-    spec's nominal (docs/calibration.md, "The anchor"). Before: the first take's strikes
+    spec's nominal (docs/calibration.md, "Loudness through the microphone"). Before: the first take's strikes
     alone, their middle half, left this mean 1-3 % off."""
     cal, rep, _, _ = session
     want = float(np.interp(1.0, spec.nominal.drive, spec.nominal.velocity))
@@ -162,7 +162,7 @@ def test_the_loudness_over_the_partials_carries_less_of_the_rooms_colour() -> No
     (:func:`~robo_player.hearing.detector.partials_velocity`, each partial's colour
     weighing alike), with the microphone's gain known (-31 dB, told to the detector). Six
     keys each struck alone at velocity 96 in six takes (a room drawn per take): the
-    take-to-take s.d. measured 2.99 -> 1.94 % over 22 keys (docs/calibration.md, "The anchor")."""
+    take-to-take s.d. measured 2.99 -> 1.94 % over 22 keys (docs/calibration.md, "Loudness through the microphone")."""
     from robo_player.hearing.detector import Detector, partials_velocity
     from robo_player.performance import HeardNote
     from robo_player.sim.room import Room, RoomTake

@@ -77,7 +77,7 @@ def test_calibration_does_not_depend_on_the_microphones_gain(audio_session, quie
     assert rep.audio_level_db - rep_q.audio_level_db == pytest.approx(12.0, abs=0.3)
     # at the detector's reference gain the level is only the keys' own mean loudness at
     # full drive against the nominal's (the truth's keys: 108..162, the nominal 135; the
-    # anchor's rule on the truth's, docs/calibration.md "The anchor": +0.60 dB here, their
+    # anchor's rule on the truth's, docs/calibration.md "Loudness through the microphone": +0.60 dB here, their
     # median +0.89)
     own, _ = anchor_level_db([(p, truth.key(p).gain, 135.0) for p in PITCHES], 48000, 0.12)
     assert rep.audio_level_db == pytest.approx(own, abs=0.5)

@@ -71,7 +71,7 @@ def test_the_anchor_is_the_keys_mean_loudness_in_velocity(level: float) -> None:
     velocity but not in their middle half, at pitches across the keyboard, heard through
     a microphone ``level`` dB off the reference; two strays (a key that barely sounded, a
     wrong strike) are left out. The middle half's mean (take_level_db, verify's rule) and
-    the mean in dB both read such keys off (docs/calibration.md, "The anchor")."""
+    the mean in dB both read such keys off (docs/calibration.md, "Loudness through the microphone")."""
     sr, want = 48000, 135.0
     ratios = [0.8, 0.8, 0.81, 0.82, 0.9, 1.0, 1.03, 1.05, 1.07, 1.1, 1.2, 1.2, 1.2, 1.2]
     ratios.append(len(ratios) + 1.0 - sum(ratios))  # the keys' mean loudness is the nominal exactly

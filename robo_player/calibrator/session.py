@@ -385,7 +385,7 @@ def reanchor(report: CalibrationReport, fits: dict[int, KeyFit], spec: PianoSpec
     fitted_full_drive_level`), weighed with ``mic`` where given, and noted in ``report``;
     returns what it moved (dB, to take out of the fitted tables; 0.0 without audio or
     an anchor). The first take's one strike per key carries that take's room colour on
-    each key; a key's curve averages ~11 takes' (docs/calibration.md, "The anchor")."""
+    each key; a key's curve averages ~11 takes' (docs/calibration.md, "Loudness through the microphone")."""
     old, sr = report.audio_level, report.audio_sample_rate
     if old is None or old.anchor_db is None or not sr or not fits:
         return 0.0

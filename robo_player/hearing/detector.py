@@ -1217,7 +1217,7 @@ class Detector:
 # so it keeps one partial's colour (4 % of a velocity, s.d.). Each partial's power
 # against the reference tone's, read through the level law's partials at one velocity,
 # averages the colour over the partials (log-mean, every usable partial alike): 3.0 ->
-# 1.7 % a strike (22 keys x 6 takes, velocity 96; docs/calibration.md, "The anchor").
+# 1.7 % a strike (22 keys x 6 takes, velocity 96; docs/calibration.md, "Loudness through the microphone").
 # It reads the level law's brightness, so the microphone's gain must be known: the
 # calibration hears so once the take's level is fitted (calibrator/listening.py).
 PARTIAL_MIN_SHARE = 0.01  # a partial under this share of the note's power at the velocity says too little

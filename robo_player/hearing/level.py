@@ -87,7 +87,7 @@ def anchor_level_db(pairs: Iterable[tuple[int, float, float]], sample_rate: int,
     and half of them carry 1.4x the s.d. of all of them (a uniform spread of +-20 % over
     88 keys: 1.73 % against 1.23 %); not the mean in dB either: the mean of a loudness
     spread symmetric in velocity is, in dB, its mean less ~half its variance (-0.7 % of
-    velocity at +-20 %). docs/calibration.md, "The anchor"."""
+    velocity at +-20 %). docs/calibration.md, "Loudness through the microphone"."""
     ok = [(p, h, e) for p, h, e in pairs if level_db(p, h, e, sample_rate) is not None]
     if not ok:
         return 0.0, 0
