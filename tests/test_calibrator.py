@@ -36,7 +36,7 @@ from robo_player.calibrator import (
     probe_estimate,
     return_estimate,
 )
-from robo_player.calibrator.key_return import next_probe
+from robo_player.calibrator.key_return import PROBE_AGAIN_SD_US, next_probe
 from robo_player.calibrator.strikes import LAT_NOISE_AUDIO_US, LAT_REL_NOISE_AUDIO, VEL_NOISE_AUDIO
 from robo_player.driver import Performance, open_port
 from robo_player.errors import CalibrationError
@@ -363,7 +363,8 @@ def test_return_probe_strikes_exactly_gap_after_release(session, spec) -> None: 
                     assert c.drive == pwm_max[c.actuator], c
                     seen.setdefault(c.actuator, []).append(e)
     assert len(seen) == len(PITCHES)
-    assert all(gaps[0] == gap and len(gaps) <= 2 for gaps in seen.values()), (gap, seen)
+    # a second probe where the first measured loosely, a third where two still do (session 15)
+    assert all(gaps[0] == gap and len(gaps) <= 3 for gaps in seen.values()), (gap, seen)
     assert sum(len(g) for g in seen.values()) == rep.return_probes
     assert all(cal.keys[p].strikes <= MAX_STRIKES_PER_KEY for p in PITCHES)
 
@@ -377,7 +378,8 @@ def test_return_time_over_truth_seeds(opened) -> None:
     for seed in (1, 2, 3, 4):
         dev = opened(open_port("sim://?sensor=notes&spread=0", spec, truth_seed=seed, sensor_seed=10 + seed))
         cal, rep = calibrate_session(dev, spec, pitches=pitches, seed=seed)
-        assert rep.strikes <= 13 * len(pitches)  # 11 curve strikes + 1 probe, rarely 2 or 3
+        # 11 curve strikes + 1 to 3 probes (session 15: a third where two measured loosely)
+        assert rep.strikes <= 13.5 * len(pitches) and all(cal.keys[p].strikes <= 14 for p in pitches)
         err += [cal.keys[p].return_us - dev._truth.key(p).return_us for p in pitches]
     e = np.array(err, dtype=float)
     assert e.min() >= -1000.0, e.min()
@@ -414,7 +416,9 @@ def test_return_time_outside_the_plausible_range(opened, spec, tmp_path: Path) -
     # quick keys: the bound from a probe at full strength is used, or the second probe
     # measures them; either way within a few ms of the 24 ms gap or better
     assert cal.keys[40].return_us <= 33_000 and cal.keys[30].return_us <= 27_000  # type: ignore[operator]
-    assert cal.keys[80].return_us <= 110_000 + 5_000  # type: ignore[operator]
+    # (a slow key's margin is wider: 2 s.d. of an estimate that counts the fitted curves'
+    # own error, session 15: 5.26 ms over R = 110 ms, on the exact instrument)
+    assert cal.keys[80].return_us <= 1.05 * 110_000  # type: ignore[operator]
 
 
 def _fit(theta: float, lat_a: float, alpha: float) -> KeyFit:
@@ -456,7 +460,8 @@ def test_probe_estimate_inverts_the_return_model(
 
 def test_a_third_probe_only_between_an_upper_bound_and_a_silent_probe() -> None:
     """Two probes that only bracket R (one at full strength, one silent at half its gap)
-    get a third, at 0.9 x the lower bound; two silent ones, or two that measured R, do not."""
+    get a third, at 0.9 x the lower bound; two silent ones do not, nor two that measured R
+    closely (session 15: two that measured it loosely do, below)."""
     fit = _fit(0.2, 15_000, 0.7)
     full = StrikeResult(60, 1.0, 0, True, float(fit.latency_us(1.0)), float(fit.velocity(1.0)), 48_000)
     silent = StrikeResult(60, 1.0, 0, probe_gap_us=24_000)
@@ -466,10 +471,20 @@ def test_a_third_probe_only_between_an_upper_bound_and_a_silent_probe() -> None:
     assert next_probe(fit, [full, silent, StrikeResult(60, 1.0, 0, probe_gap_us=44_000)], 48_000) is None
     low = StrikeResult(60, 1.0, 0, probe_gap_us=48_000)
     assert next_probe(fit, [low, StrikeResult(60, 1.0, 0, probe_gap_us=86_000)], 48_000) is None
-    # measured twice (loosely or not): no third
+    # measured twice: a third only while the strikes' part of the s.d. is over
+    # PROBE_AGAIN_SD_US (the key's own strikes tell how much it scatters: on its curves
+    # exactly, the least; none, as assumed), never a fourth
     m = [StrikeResult(60, 1.0, 0, True, float(fit.latency_us(0.7)), float(fit.velocity(0.7)), g)
          for g in (48_000, 50_000)]  # fmt: skip
-    assert probe_estimate(fit, m[0]).kind == "measured" and next_probe(fit, m, 48_000) is None
+    assert probe_estimate(fit, m[0]).kind == "measured"
+    exact = [StrikeResult(60, d, 0, True, float(fit.latency_us(d)), float(fit.velocity(d)))
+             for d in np.linspace(0.3, 1.0, 11)]  # fmt: skip
+    assert next_probe(fit, exact + m, 48_000) is None
+    loose = next_probe(fit, m, 48_000)
+    est = return_estimate(fit, m)
+    assert math.sqrt(est.sd_us**2 - est.curve_sd_us**2) > PROBE_AGAIN_SD_US
+    assert loose is not None and loose.gap_us == round(0.7 * est.value_us / 2000) * 2000
+    assert next_probe(fit, [*m, m[0]], 48_000) is None
 
 
 def test_probes_are_left_out_of_the_curve_fit() -> None:

@@ -32,7 +32,7 @@ from .commands import CommandBuffer
 from .constraints import Limits, PlanOptions
 
 if TYPE_CHECKING:
-    from .piano import _Rec
+    from .piano_notes import _Rec
 
 __all__ = [
     "PEDAL_DOWN",
