@@ -67,6 +67,23 @@ def curve_errors(cal: Calibration, truth: object, spec: object) -> dict[str, flo
     }
 
 
+def loudness_split(cal: Calibration, truth: object, spec: object, velocity: float = 96.0) -> dict[str, float]:
+    """Each key's table against the truth at ``velocity`` (the log of the truth's loudness
+    at the drive the table gives, rounded to PWM counts, over ``velocity``), split into a
+    common part (the anchor's: the level), a line in pitch (the keyboard's trend, A0 to
+    C8 when the keys span it) and each key's scatter about the two; %. What a calibration
+    through audio carries (docs/calibration.md, "Loudness through the microphone")."""
+    pitches, err = [], []
+    for p, c in cal.keys.items():
+        pm = spec.key(p).pwm_max  # type: ignore[attr-defined]
+        d = round(c.drive_for_velocity(velocity) * pm) / pm
+        pitches.append(p)
+        err.append(math.log(truth_velocity(truth.key(p), d) / velocity))  # type: ignore[attr-defined]
+    x, e = (np.array(pitches) - 64.5) / 43.5, 100.0 * np.array(err)
+    slope, icept = np.polyfit(x, e, 1) if len(e) > 2 else (0.0, float(e.mean()))
+    return {"common": float(e.mean()), "trend": float(2.0 * slope), "scatter": float(np.std(e - slope * x - icept))}
+
+
 def soft_end_errors(cal: Calibration, truth: object) -> dict[str, float]:
     """Each key's worst latency error over its table's whole usable range (its first
     drive to full; the soft end, ~300 ms, is where it lands): median and max over keys
@@ -194,6 +211,12 @@ def main() -> None:
             f"p99 {ce['lat_p99_us']:.0f} us, max {ce['lat_max_us']:.0f} us; "
             f"velocity err mean {ce['vel_mean']:.2f}, p99 {ce['vel_p99']:.2f}; "
             f"threshold err max {100 * ce['thr_max_rel']:.2f} %"
+        )
+        ls = loudness_split(cal, truth, spec)
+        print(
+            f"  loudness at velocity 96 vs truth: common {ls['common']:+.2f} %, trend A0 -> C8 "
+            f"{ls['trend']:+.2f} %, scatter {ls['scatter']:.2f} % (level {rep.audio_level_db} dB by "
+            f"{rep.audio_level.by if rep.audio_level else rep.heard_by})"
         )
         se = soft_end_errors(cal, truth)
         print(

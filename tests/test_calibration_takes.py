@@ -133,8 +133,54 @@ def test_the_loudness_curves_through_audio_come_out_within_the_bound(spec, sessi
     # 4.6 % loud
     assert abs(common) < 0.08
     key_err = np.abs(e.mean(axis=1) - common)  # (keys,) each key's own scale
-    # measured (truth seed 2; seeds 1 and 3 in the brackets): mean 1.19 % (1.35, 1.18),
-    # worst key 2.26 % (2.64, 2.59); before (one take per round, 10.7 strikes a key, a flat
-    # 2.5 loudness noise): 1.55 % (1.83, 1.68), worst key 3.23 % (5.84, 4.73)
-    assert float(np.mean(np.abs(e - common))) < 0.014, np.round(e - common, 3)
-    assert float(key_err.max()) < 0.030, np.round(key_err, 3)
+    # measured (truth seed 2; seeds 1 and 3 in the brackets): mean 0.98 % (0.88, 0.99),
+    # worst key 1.92 % (2.02, 2.09) since session 15 (the loudness over the partials once
+    # the take's level is known); session 14: 1.19 % (1.35, 1.18), worst key 2.26 % (2.64,
+    # 2.59); before it (one take per round, 10.7 strikes a key, a flat 2.5 loudness
+    # noise): 1.55 % (1.83, 1.68), worst key 3.23 % (5.84, 4.73)
+    assert float(np.mean(np.abs(e - common))) < 0.011, np.round(e - common, 3)
+    assert float(key_err.max()) < 0.025, np.round(key_err, 3)
+
+
+def test_the_tables_full_drive_loudness_is_the_nominal_on_the_mean(spec, session) -> None:  # noqa: ANN001
+    """The anchor, read again at the end on every key's fitted curve (all its strikes,
+    ~11 takes' room colours) rather than on the first take's one strike per key: the
+    tables' loudness at full drive is, on the mean over the keys (velocity units), the
+    spec's nominal (docs/calibration.md, "Loudness through the microphone"). Before: the first take's strikes
+    alone, their middle half, left this mean 1-3 % off."""
+    cal, rep, _, _ = session
+    want = float(np.interp(1.0, spec.nominal.drive, spec.nominal.velocity))
+    full = np.array([cal.keys[p].velocity_at(1.0) for p in PITCHES]) / want
+    assert float(np.mean(full)) == pytest.approx(1.0, abs=1e-3), np.round(full, 3)
+    assert rep.audio_level is not None and rep.audio_level.by == "anchor" and rep.audio_level_keys == len(PITCHES)
+    assert rep.audio_level_db == rep.audio_level.level_db
+
+
+def test_the_loudness_over_the_partials_carries_less_of_the_rooms_colour() -> None:
+    """One strike's loudness through the room: the comb's (the power sum, mostly the
+    fundamental's, so one partial's colour) against the log-mean over the partials
+    (:func:`~robo_player.hearing.detector.partials_velocity`, each partial's colour
+    weighing alike), with the microphone's gain known (-31 dB, told to the detector). Six
+    keys each struck alone at velocity 96 in six takes (a room drawn per take): the
+    take-to-take s.d. measured 2.99 -> 1.94 % over 22 keys (docs/calibration.md, "Loudness through the microphone")."""
+    from robo_player.hearing.detector import Detector, partials_velocity
+    from robo_player.performance import HeardNote
+    from robo_player.sim.room import Room, RoomTake
+
+    comb, partial = [], []
+    for p in (33, 45, 57, 64, 76, 88):
+        c, q = [], []
+        for take in range(6):
+            rt = RoomTake(Room(gain_db=-31.0, seed=4), [HeardNote(500_000, p, 96.0, 560_000)], [], take)
+            det = Detector(rt.samples(), rt.sample_rate, gain_db=-31.0)
+            t = rt._audio_us(500_000) / 1e6
+            o = det.find(p, t - 0.03, t + 0.03, alone=True)
+            assert o is not None
+            v = partials_velocity(det, p, o.t_s)
+            assert v is not None and abs(v / 96.0 - 1.0) < 0.08, (p, take, v)
+            c.append(o.velocity / 96.0)
+            q.append(v / 96.0)
+        comb.append(np.std(c))
+        partial.append(np.std(q))
+    rms_comb, rms_partial = float(np.sqrt(np.mean(np.square(comb)))), float(np.sqrt(np.mean(np.square(partial))))
+    assert rms_partial < 0.8 * rms_comb, (round(rms_comb, 4), round(rms_partial, 4))

@@ -9,7 +9,13 @@ import pytest
 from robo_player.calibrator.offline import fixed_take, learn_from_recording
 from robo_player.driver import open_port
 from robo_player.errors import TransportError
-from robo_player.hearing.level import band_top_hz, remove_level, take_level_db
+from robo_player.hearing.level import (
+    anchor_level_db,
+    band_top_hz,
+    level_db,
+    remove_level,
+    take_level_db,
+)
 from robo_player.hearing.recording import Recording
 from robo_player.performance import HeardNote
 from robo_player.sim.room import Room, RoomTake
@@ -56,6 +62,36 @@ def test_removing_a_level_gives_back_the_velocity(level: float) -> None:
     # a stray (a note heard far off what was meant) does not move it: the middle half
     stray = [(pitch, 127.0, 20.0)]
     assert take_level_db(pairs * 3 + stray, sr) == (pytest.approx(level, abs=1e-6), 10)
+
+
+@pytest.mark.parametrize("level", [-7.0, 0.0, 5.0])
+def test_the_anchor_is_the_keys_mean_loudness_in_velocity(level: float) -> None:
+    """The calibration's anchor: the level at which the keys' mean loudness (velocity
+    units, every key alike) is the nominal. Keys whose loudness spreads symmetric in
+    velocity but not in their middle half, at pitches across the keyboard, heard through
+    a microphone ``level`` dB off the reference; two strays (a key that barely sounded, a
+    wrong strike) are left out. The middle half's mean (take_level_db, verify's rule) and
+    the mean in dB both read such keys off (docs/calibration.md, "Loudness through the microphone")."""
+    sr, want = 48000, 135.0
+    ratios = [0.8, 0.8, 0.81, 0.82, 0.9, 1.0, 1.03, 1.05, 1.07, 1.1, 1.2, 1.2, 1.2, 1.2]
+    ratios.append(len(ratios) + 1.0 - sum(ratios))  # the keys' mean loudness is the nominal exactly
+    pitches = list(range(24, 24 + 6 * len(ratios), 6))
+
+    def heard(p: int, v: float) -> float:
+        f = band_top_hz(p, sr)
+        return velocity_for_power(p, power_for_velocity(p, v, f) * 10.0 ** (level / 10.0), f)
+
+    pairs = [(p, heard(p, r * want), want) for p, r in zip(pitches, ratios, strict=True)]
+    strays = [(30, heard(30, 0.25 * want), want), (90, heard(90, 2.5 * want), want)]
+    got, n = anchor_level_db(pairs + strays, sr, 0.12)
+    assert n == len(pairs)
+    assert got == pytest.approx(level, abs=1e-3)
+    assert np.mean([remove_level(p, h, got, sr) / e for p, h, e in pairs]) == pytest.approx(1.0, abs=1e-4)
+    # what the other rules read on the same keys
+    assert abs(take_level_db(pairs + strays, sr)[0] - level) > 0.15
+    in_db = float(np.mean([level_db(p, h, e, sr) for p, h, e in pairs]))
+    assert abs(in_db - level) > 0.05
+    assert anchor_level_db([(30, float("nan"), want)], sr, 0.12) == (0.0, 0)
 
 
 def test_learning_from_recordings_at_two_gains(spec) -> None:  # noqa: ANN001

@@ -86,7 +86,10 @@ def test_a_known_gain_puts_the_pianos_velocity_scale_right() -> None:
     assert levels[False].by == "anchor" and abs(levels[False].level_db - true_level) > 2.0
     assert abs(scales[False] - 1.0) > 0.10, scales  # without the option: the scale is off
     assert levels[True].by == "mic gain + anchor" and levels[True].mic_db == pytest.approx(-6.8)
-    assert levels[True].anchor_db == pytest.approx(levels[False].level_db)  # both logged, the anchor's unchanged
+    # both logged; the anchor is read on the fitted curves at the end (docs/calibration.md,
+    # "Loudness through the microphone"), heard over the partials at the level the rounds had: without the gain
+    # that was 3.8 dB off (four soft keys), and the partials' brightness with it (0.33 dB)
+    assert levels[True].anchor_db == pytest.approx(levels[False].level_db, abs=0.5)
     assert abs(levels[True].level_db - true_level) < 0.4
     assert abs(scales[True] - 1.0) < 0.03, scales
 

@@ -22,13 +22,14 @@ from dataclasses import replace
 
 import numpy as np
 
-from ..hearing.align import PATTERN_SPAN_US, PATTERN_US
-from ..hearing.level import anchor_pair_sd_db, remove_level, take_level_db
+from ..hearing.align import PATTERN_SPAN_US, PATTERN_US, ClockFit
+from ..hearing.detector import REFERENCE_GAIN_DB, Detector, partials_velocity
+from ..hearing.level import anchor_level_db, anchor_pair_sd_db, remove_level
 from ..hearing.listen import Expected, hear_strikes
 from ..performance import Performance
 from ..plan import Command, Op, Plan
 from ..spec.model import KEY_LOUDNESS_TOLERANCE, PianoSpec
-from .fitting import fit_key
+from .fitting import KeyFit, fit_key
 from .strikes import (
     LAT_NOISE_AUDIO_US,
     LAT_NOISE_US,
@@ -113,14 +114,16 @@ def expected_window(s: StrikeResult, c_us: float, absolute: bool = True) -> Expe
 
 def listen_round(
     perf: Performance, pending: list[StrikeResult], spec: PianoSpec, starts: list[int], where: str,
-    c_us: float = 0.0, level_db: float = 0.0,
-) -> None:
+    c_us: float = 0.0, level_db: float | None = 0.0,
+) -> ClockFit:
     """Hear ``pending`` in ``perf.audio``; fills their latency (as aligned: ``c`` early)
-    and loudness (the take's level ``level_db`` taken out: :func:`remove_level`).
-    ``c_us``: the best guess of ``c`` so far, for the search windows."""
+    and loudness: with the take's level ``level_db`` known, over the partials at that
+    gain (:func:`partials_loudness`); ``None`` (not fitted yet), the comb's loudness at
+    the detector's reference gain. ``c_us``: the best guess of ``c`` so far, for the
+    search windows. Returns the take's clock (MCU -> audio)."""
     assert perf.audio is not None
     expected = [expected_window(s, c_us, spec.sync_click is not None) for s in pending]
-    heard, _ = hear_strikes(
+    heard, clock = hear_strikes(
         perf.audio.samples(), perf.audio.sample_rate, expected, sync_pitch(spec), starts, where=where,
         click_delay_us=spec.sync_click.delay_us if spec.sync_click is not None else None,
     )
@@ -129,26 +132,69 @@ def listen_round(
             s.heard = True
             s.latency_us = h.t_us - s.t_us
             s.doubtful = not h.sure
-            s.velocity = remove_level(s.pitch, h.velocity, level_db, perf.audio.sample_rate)
+            s.velocity = remove_level(s.pitch, h.velocity, level_db or 0.0, perf.audio.sample_rate)
+            s.onset_us = h.t_us
+    if level_db is not None:
+        partials_loudness(perf, pending, clock, level_db)
+    return clock
+
+
+def partials_loudness(perf: Performance, strikes: list[StrikeResult], clock: ClockFit, level_db: float) -> None:
+    """The heard ``strikes``' loudness read again with the take's level ``level_db``
+    known: over the key's partials at that gain (:func:`~robo_player.hearing.detector.
+    partials_velocity`: each partial's room colour weighs alike, 3.0 -> 1.9 % a strike at
+    velocity 96); where fewer than two partials tell it, the comb's loudness stays (the
+    level already out of it)."""
+    assert perf.audio is not None
+    det = Detector(perf.audio.samples(), perf.audio.sample_rate, gain_db=REFERENCE_GAIN_DB + level_db)
+    for s in strikes:
+        if s.heard and s.onset_us is not None:
+            v = partials_velocity(det, s.pitch, clock.to_audio_s(s.onset_us))
+            if v is not None:
+                s.velocity = v
 
 
 def full_drive_level(strikes: list[StrikeResult], spec: PianoSpec, sample_rate: int) -> tuple[float, int]:
     """The take's level (dB against the detector's reference microphone) and how many
-    keys tell it: over the keys heard at full drive, heard power against the power of
-    the spec's nominal velocity at full drive (:func:`~robo_player.hearing.level.take_level_db`).
+    keys tell it: over the keys heard at full drive, the level at which their mean
+    loudness is the spec's nominal velocity at full drive
+    (:func:`~robo_player.hearing.level.anchor_level_db`, strays out).
 
     The microphone's gain is unknown (a real one, anywhere in the room): the loudness
     scale is anchored on the spec's nominal curve where the keys differ least, at full
     drive (near the threshold, each key's own threshold moves its loudness most). What
-    is left is the keys' own loudness against the nominal and the detector's noise on
-    one strike each (a few tenths of a dB over a dozen keys, less over all 88:
-    docs/hearing.md)."""
+    is left is the keys' own mean loudness against the nominal and the detector's noise
+    on one strike each (a few tenths of a dB over a dozen keys, less over all 88:
+    docs/hearing.md); :func:`fitted_full_drive_level` reads it again at the end on
+    every key's fitted curve."""
     want = float(np.interp(1.0, spec.nominal.drive, spec.nominal.velocity))
     full = [s for s in strikes if s.heard and s.probe_gap_us is None and s.drive >= FULL_DRIVE]
     best: dict[int, StrikeResult] = {}
     for s in full:  # one per key: its first (a key does not weigh by its strikes)
         best.setdefault(s.pitch, s)
-    return take_level_db(((p, s.velocity, want) for p, s in best.items()), sample_rate)
+    return anchor_level_db(((p, s.velocity, want) for p, s in best.items()), sample_rate,
+                           anchor_ratio_sd(want))  # fmt: skip
+
+
+def fitted_full_drive_level(fits: dict[int, KeyFit], spec: PianoSpec, sample_rate: int) -> tuple[float, int]:
+    """The level still left in ``fits`` (dB; their loudness has a level taken out
+    already) and how many keys tell it: where every key's **fitted** full-drive
+    loudness (its curve at drive 1, through all its strikes, each take's room colour
+    averaged) is, on the mean, the spec's nominal (:func:`full_drive_level`'s rule).
+
+    The first take's one strike per key is heard in one room colour each (a key's
+    loudness 4 % off, s.d.: docs/calibration.md, "Through a microphone: takes"); the
+    curves carry ~11 takes."""
+    want = float(np.interp(1.0, spec.nominal.drive, spec.nominal.velocity))
+    pairs = ((p, float(f.velocity(1.0)), want) for p, f in fits.items())
+    return anchor_level_db(pairs, sample_rate, anchor_ratio_sd(want))
+
+
+def anchor_ratio_sd(want: float) -> float:
+    """One key's loudness at full drive against the nominal ``want``, as a fraction (one
+    s.d.): its own loudness within :data:`KEY_LOUDNESS_TOLERANCE` (uniform) and the
+    detector's noise on one strike (``VEL_NOISE_AUDIO``); the anchor's stray test."""
+    return math.hypot(KEY_LOUDNESS_TOLERANCE / math.sqrt(3.0), VEL_NOISE_AUDIO / want)
 
 
 def full_drive_pair_sd_db(spec: PianoSpec, sample_rate: int) -> float:

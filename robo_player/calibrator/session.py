@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -27,10 +27,12 @@ from .listening import (
     ONSET_GAP_US,
     add_sync,
     common_offset,
+    fitted_full_drive_level,
     full_drive_level,
     full_drive_pair_sd_db,
     listen_round,
     mark_missed,
+    partials_loudness,
 )
 from .pedal import pedal_commands, pedal_latency
 from .scheduler import SETTLE_US, STAGGER_US, CoilHeat, StrikeRequest, build_round
@@ -84,6 +86,7 @@ class CalibrationReport:
     audio_level_db: float | None = None
     audio_level_keys: int = 0
     audio_level: TakeLevel | None = None
+    audio_sample_rate: int | None = None  # the takes' sample rate (the level law's band)
 
     @property
     def strikes_per_key(self) -> float:
@@ -218,6 +221,9 @@ def calibrate_session(
             "sync key's full-drive latency, guessed from the curves as %.1f ms (a piezo on a spare "
             "output fixes it: docs/hearing.md)", spec.name, offset_us / 1000,
         )
+    # through audio: the level read again on every key's fitted full-drive loudness (all
+    # its strikes, ~11 takes' room colours), and what it moved taken out of the tables
+    level_fix = reanchor(report, {p: f for p, f in fits.items() if f is not None}, spec, mic)
     cal = Calibration.nominal(spec)
     cal.measured = True
     for p in todo:
@@ -246,6 +252,9 @@ def calibrate_session(
             p, fit, lat_top, len(strikes[p]), return_us=ret_us, return_est_us=ret.estimate_us
         )
         kc = cal.keys[p]
+        if level_fix and report.audio_sample_rate:
+            sr = report.audio_sample_rate
+            kc = cal.keys[p] = replace(kc, velocity=tuple(remove_level(p, v, level_fix, sr) for v in kc.velocity))
         finite = all(np.isfinite(kc.drive)) and all(np.isfinite(kc.latency_us)) and all(np.isfinite(kc.velocity))
         if not finite or max(kc.velocity) <= min(kc.velocity):  # a flat table maps no velocity
             raise CalibrationError(
@@ -324,14 +333,14 @@ def play_take(
             c_guess = offset_us
         else:
             c_guess = float(spec.nominal.latency_us[-1])
-        level = report.audio_level_db or 0.0
-        listen_round(perf, pending, spec, starts, where, c_guess, level)
+        clock = listen_round(perf, pending, spec, starts, where, c_guess, report.audio_level_db)
         if report.audio_level_db is None:
             # the microphone's gain is unknown: the first take strikes every key at full
             # drive; its level comes out of every loudness heard from here on, before any
             # curve is fitted (the adaptive rounds and the key-return probes compare heard
-            # loudness with these fits)
+            # loudness with these fits); with it known, the loudness over the partials
             set_level(report, pending, spec, perf.audio.sample_rate, where, mic)
+            partials_loudness(perf, pending, clock, report.audio_level_db or 0.0)
         for s in pending:
             s.latency_us += offset_us
     else:
@@ -363,10 +372,32 @@ def set_level(
         if s.heard:
             s.velocity = remove_level(s.pitch, s.velocity, level, sample_rate)
     report.audio_level_db, report.audio_level_keys, report.audio_level = level, n, tl
+    report.audio_sample_rate = sample_rate
     log.info("%s: the take's level %+.2f dB against the detector's reference microphone, by %s "
              "(anchor: %s over %d keys at full drive against the spec's nominal; microphone gain: %s)", where,
              level, tl.by, "-" if tl.anchor_db is None else f"{tl.anchor_db:+.2f} +- {tl.anchor_sd_db:.2f} dB", n,
              "not given" if tl.mic_db is None else f"{tl.mic_db:+.2f} +- {tl.mic_sd_db:.2f} dB")  # fmt: skip
+
+
+def reanchor(report: CalibrationReport, fits: dict[int, KeyFit], spec: PianoSpec, mic: MicGain | None) -> float:
+    """Through audio, at the end: the take's level read again on ``fits`` (every key's
+    fitted full-drive loudness against the spec's nominal: :func:`~.listening.
+    fitted_full_drive_level`), weighed with ``mic`` where given, and noted in ``report``;
+    returns what it moved (dB, to take out of the fitted tables; 0.0 without audio or
+    an anchor). The first take's one strike per key carries that take's room colour on
+    each key; a key's curve averages ~11 takes' (docs/calibration.md, "Loudness through the microphone")."""
+    old, sr = report.audio_level, report.audio_sample_rate
+    if old is None or old.anchor_db is None or not sr or not fits:
+        return 0.0
+    left, n = fitted_full_drive_level(fits, spec, sr)
+    if not n:
+        return 0.0
+    tl = fuse_level(old.level_db + left, n, full_drive_pair_sd_db(spec, sr), mic, REFERENCE_GAIN_DB)
+    log.info("calibration: the level on the fitted curves %+.2f dB (the first take's %+.2f dB, %d keys), by %s: %+.2f dB",
+             old.level_db + left, old.anchor_db, n, tl.by, tl.level_db)  # fmt: skip
+    fix = tl.level_db - old.level_db
+    report.audio_level_db, report.audio_level_keys, report.audio_level = tl.level_db, n, tl
+    return fix
 
 
 def calibrate(

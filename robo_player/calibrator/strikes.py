@@ -89,6 +89,9 @@ class StrikeResult:
     # listening: heard, but its onset is doubtful (the detector's :attr:`Onset.sure`
     # False); the fits weigh its latency with LAT_DOUBTFUL_AUDIO_US more noise
     doubtful: bool = False
+    # listening: the heard onset, MCU time as aligned (the take's clock maps it back to
+    # the recording, where the loudness over the partials is read: listening.py)
+    onset_us: float | None = None
 
 
 def match_strikes(perf: Performance, pending: list[StrikeResult]) -> int:

@@ -1300,3 +1300,112 @@ class Detector:
         k1 = k0 + max(w, int(0.010 * sr))
         p_note = float(np.mean(env[max(0, k0) : max(k0 + 1, min(n, k1))])) - b
         return t_on, p_note
+
+
+# ---- loudness over the partials (the calibration's, with the take's level known) -------
+# Through a room each partial of a key is coloured by the reverb's response at its
+# frequency, drawn anew per take and independent from one partial to the next; the
+# power sum (the comb's loudness, :meth:`Detector._attack`) is mostly the fundamental's,
+# so it keeps one partial's colour (4 % of a velocity, s.d.). Each partial's power
+# against the reference tone's, read through the level law's partials at one velocity,
+# averages the colour over the partials (log-mean, every usable partial alike): 3.0 ->
+# 1.7 % a strike (22 keys x 6 takes, velocity 96; docs/calibration.md, "Loudness through the microphone").
+# It reads the level law's brightness, so the microphone's gain must be known: the
+# calibration hears so once the take's level is fitted (calibrator/listening.py).
+PARTIAL_MIN_SHARE = 0.01  # a partial under this share of the note's power at the velocity says too little
+PARTIAL_MIN_SNR = 3.0  # ... and one under this x its band's background is the noise's
+_PARTIALS_REF: dict[tuple[int, int], np.ndarray] = {}
+
+
+def _partial_band(freqs: np.ndarray, fk: float, k: int) -> np.ndarray:
+    """The comb's band (:func:`_comb`) around partial ``k`` at ``fk`` alone."""
+    f = np.abs(freqs)
+    lo, hi = fk * 0.985, fk * (1.0 + INHARMONIC * min(1.0, k / 8)) * 1.005
+    skirt = max(20.0, 0.01 * fk)
+    up = np.clip((f - (lo - skirt)) / skirt, 0.0, 1.0)
+    down = np.clip(((hi + skirt) - f) / skirt, 0.0, 1.0)
+    return (0.5 - 0.5 * np.cos(np.pi * up)) * (0.5 - 0.5 * np.cos(np.pi * down))
+
+
+def partial_powers(det: Detector, pitch: int, t_half: float) -> tuple[np.ndarray, np.ndarray]:
+    """Each partial's power over the comb loudness' window (from 3 ms after the
+    half-energy time ``t_half``, a period of f0 or 10 ms long) less its background (the
+    median over 20 ms before), and that background: ((K,), (K,)), partials 1..K under
+    the band's top."""
+    sr = det.sr
+    f0 = f0_hz(pitch)
+    f_hi = band_hi_hz(f0, sr)
+    period = 1.0 / f0
+    half_w = 0.06 + period
+    s0 = max(0, int((t_half - half_w) * sr))
+    s1 = min(len(det.y), int((t_half + half_w) * sr))
+    seg = det.y[s0:s1]
+    n = len(seg)
+    freqs = np.fft.fftfreq(n, 1.0 / sr)
+    seg_f = np.fft.fft(seg) * np.where(freqs > 0, 2.0, 0.0)
+    w = max(1, int(round(period * sr)))
+    ms = int(0.001 * sr)
+    x = int((t_half - s0 / sr) * sr)
+    k0 = x + 3 * ms
+    k1 = k0 + max(w, int(0.010 * sr))
+    if n < 2 or k0 <= 0 or k1 > n:
+        return np.zeros(0), np.zeros(0)
+    pw, bg = [], []
+    for k in range(1, 9):
+        if k * f0 > f_hi:
+            break
+        env = np.abs(np.fft.ifft(seg_f * _partial_band(freqs, k * f0, k))) ** 2
+        pre = env[max(0, x - w // 2 - 20 * ms) : max(1, x - w // 2 - ms)]
+        b = float(np.median(pre)) if len(pre) else 0.0
+        pw.append(float(np.mean(env[k0:k1])) - b)
+        bg.append(b)
+    return np.array(pw), np.array(bg)
+
+
+def partials_reference(pitch: int, sample_rate: int) -> np.ndarray:
+    """:func:`partial_powers` of the reference tone (:func:`energy_response`'s: the level
+    law's partials at velocity 64), at its energy fit's onset: (K,)."""
+    key = (pitch, sample_rate)
+    if key not in _PARTIALS_REF:
+        det = Detector(_reference_tone(pitch, sample_rate), sample_rate, gain_db=0.0)
+        t_fit, _ = det.y_onset(pitch, det.y_onset(pitch, 0.2)[0])
+        t_half, _ = det._attack(pitch, t_fit)
+        _PARTIALS_REF[key] = partial_powers(det, pitch, t_half)[0]
+    return _PARTIALS_REF[key]
+
+
+def partials_velocity(det: Detector, pitch: int, t_s: float) -> float | None:
+    """The loudness (MIDI velocity at the detector's gain, ``det``'s ``gain_db``) of the
+    strike of ``pitch`` whose onset is ``t_s`` (audio s), as the velocity whose level-law
+    partials, against the reference tone's, best match (the mean of the log ratios)
+    those heard: each usable partial weighs alike, so the room's colour, independent
+    from partial to partial, averages out (the power sum keeps the fundamental's). None
+    where fewer than two partials can say it (the caller keeps the comb's loudness)."""
+    from ..voicing import VELOCITY_MAX  # (the top of the level law's scale)
+
+    t_half, _ = det._attack(pitch, t_s)
+    heard, bg = partial_powers(det, pitch, t_half)
+    ref = partials_reference(pitch, det.sr)
+    if len(heard) != len(ref) or len(ref) < 2:
+        return None
+    heard, bg = heard / det.gain**2, bg / det.gain**2
+    ks = np.arange(1, len(ref) + 1, dtype=np.float64)
+    a64 = partial_amplitudes(64.0, ks)
+    sure = (heard > PARTIAL_MIN_SNR * bg) & (ref > 0.0)
+    ratio = np.log(np.where(sure, heard, 1.0) / np.where(ref > 0.0, ref, 1.0))
+
+    def excess(v: float) -> float | None:  # heard over the law at v, the partials' log-mean
+        a = partial_amplitudes(v, ks)
+        ok = sure & (a * a >= PARTIAL_MIN_SHARE * float(np.sum(a * a)))
+        if int(ok.sum()) < 2:
+            return None
+        return float(np.mean(ratio[ok] - 2.0 * np.log(a[ok] / a64[ok])))
+
+    lo, hi = 0.5, VELOCITY_MAX
+    for _ in range(40):  # the law grows with velocity: bisect (in log)
+        mid = math.sqrt(lo * hi)
+        e = excess(mid)
+        if e is None:
+            return None
+        lo, hi = (mid, hi) if e > 0.0 else (lo, mid)
+    return math.sqrt(lo * hi)

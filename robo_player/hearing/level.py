@@ -66,6 +66,46 @@ def take_level_db(pairs: Iterable[tuple[int, float, float]], sample_rate: int) -
     return float(np.mean(d[q : len(d) - q])), len(d)
 
 
+# an anchor's pair farther than this many s.d. of one pair (the keys' own spread and the
+# ear's noise: :func:`anchor_pair_sd_db`) from the pairs' median is a stray (a wrong
+# strike heard, a key that barely sounded), not a key of the instrument
+ANCHOR_STRAY_SD = 3.0
+
+
+def anchor_level_db(pairs: Iterable[tuple[int, float, float]], sample_rate: int,
+                    ratio_sd: float) -> tuple[float, int]:  # fmt: skip
+    """The take's level (dB) that makes the **mean loudness** of ``(pitch, heard
+    velocity, expected velocity)`` pairs the expected one: every pair weighs alike, in
+    velocity units (the spec's tolerance of a key's loudness is a spread in velocity
+    around its nominal, :data:`~robo_player.spec.model.KEY_LOUDNESS_TOLERANCE`), less the
+    strays: pairs whose loudness ratio lies more than ANCHOR_STRAY_SD x ``ratio_sd`` (one
+    pair's s.d. as a fraction of the expected) from the median. (0.0, 0) when no pair can
+    say it. Returns the level and how many pairs told it.
+
+    Not the mean of the middle half (:func:`take_level_db`, kept for ``verify``, whose
+    pairs are a plan's notes): the keys of one instrument spread without gross outliers,
+    and half of them carry 1.4x the s.d. of all of them (a uniform spread of +-20 % over
+    88 keys: 1.73 % against 1.23 %); not the mean in dB either: the mean of a loudness
+    spread symmetric in velocity is, in dB, its mean less ~half its variance (-0.7 % of
+    velocity at +-20 %). docs/calibration.md, "Loudness through the microphone"."""
+    ok = [(p, h, e) for p, h, e in pairs if level_db(p, h, e, sample_rate) is not None]
+    if not ok:
+        return 0.0, 0
+    lvl = float(np.median([level_db(p, h, e, sample_rate) for p, h, e in ok]))
+    keep = ok
+    for _ in range(8):  # the level law's power is not one power of velocity: iterate
+        r = np.array([remove_level(p, h, lvl, sample_rate) / e for p, h, e in ok])
+        med = float(np.median(r))
+        keep = [x for x, ri in zip(ok, r, strict=True) if abs(ri - med) <= ANCHOR_STRAY_SD * ratio_sd * med]
+        m = float(np.mean([ri for ri in r if abs(ri - med) <= ANCHOR_STRAY_SD * ratio_sd * med]))
+        # the mean ratio m as a level, at the kept pairs' own pitches and loudness
+        step = float(np.mean([level_db(p, e * m, e, sample_rate) or 0.0 for p, _, e in keep]))
+        lvl += step
+        if abs(step) < 1e-4:
+            break
+    return lvl, len(keep)
+
+
 def anchor_pair_sd_db(pitch: int, want: float, tolerance: float, noise: float, sample_rate: int) -> float:
     """What one strike at nominal loudness ``want`` can tell of the take's level (dB, one
     s.d.): its key's own loudness within ``tolerance`` of the nominal (a fraction, a
@@ -176,5 +216,6 @@ def fuse_level(anchor_db: float, anchor_n: int, pair_sd_db: float, mic: MicGain 
     return TakeLevel(fused, "mic gain + anchor", anchor_db, sd, anchor_n, known, mic.tol_db)
 
 
-__all__ = ["MIC_GAIN_DB_RANGE", "MIC_GAIN_TOL_DB", "MicGain", "TakeLevel", "anchor_pair_sd_db", "band_top_hz", "fuse_level",
+__all__ = ["ANCHOR_STRAY_SD", "MIC_GAIN_DB_RANGE", "MIC_GAIN_TOL_DB", "MicGain", "TakeLevel", "anchor_level_db",
+           "anchor_pair_sd_db", "band_top_hz", "fuse_level",
            "level_db", "parse_mic_gain", "remove_level", "take_level_db"]
