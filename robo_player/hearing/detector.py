@@ -1255,14 +1255,8 @@ class Detector:
         period (>= 10 ms) from 3 ms after, less the background."""
         sr = self.sr
         f0 = f0_hz(pitch)
-        f_hi = band_hi_hz(f0, sr)
-        period = 1.0 / f0
-        half_w = 0.06 + period
-        s0 = max(0, int((t_coarse - half_w) * sr))
-        s1 = min(len(self.y), int((t_coarse + half_w) * sr))
-        seg = self.y[s0:s1]
+        s0, seg, freqs, period, f_hi = _attack_segment(self, pitch, t_coarse)
         n = len(seg)
-        freqs = np.fft.fftfreq(n, 1.0 / sr)
         band = np.where(freqs > 0, 2.0, 0.0) * _comb(freqs, f0, f_hi)
         seg_f = np.fft.fft(seg)
         env = np.abs(np.fft.ifft(seg_f * band)) ** 2  # timing: the key's partials only
@@ -1327,6 +1321,19 @@ def _partial_band(freqs: np.ndarray, fk: float, k: int) -> np.ndarray:
     return (0.5 - 0.5 * np.cos(np.pi * up)) * (0.5 - 0.5 * np.cos(np.pi * down))
 
 
+def _attack_segment(det: Detector, pitch: int, t_s: float) -> tuple[int, np.ndarray, np.ndarray, float, float]:
+    """The audio around a strike of ``pitch`` near ``t_s`` that its attack and loudness
+    are read on (60 ms and a period of f0 either side): (first sample, samples, their
+    FFT frequencies, the period s, the band's top Hz)."""
+    sr = det.sr
+    f0 = f0_hz(pitch)
+    period = 1.0 / f0
+    half_w = 0.06 + period
+    s0 = max(0, int((t_s - half_w) * sr))
+    seg = det.y[s0 : min(len(det.y), int((t_s + half_w) * sr))]
+    return s0, seg, np.fft.fftfreq(len(seg), 1.0 / sr), period, band_hi_hz(f0, sr)
+
+
 def partial_powers(det: Detector, pitch: int, t_half: float) -> tuple[np.ndarray, np.ndarray]:
     """Each partial's power over the comb loudness' window (from 3 ms after the
     half-energy time ``t_half``, a period of f0 or 10 ms long) less its background (the
@@ -1334,14 +1341,8 @@ def partial_powers(det: Detector, pitch: int, t_half: float) -> tuple[np.ndarray
     the band's top."""
     sr = det.sr
     f0 = f0_hz(pitch)
-    f_hi = band_hi_hz(f0, sr)
-    period = 1.0 / f0
-    half_w = 0.06 + period
-    s0 = max(0, int((t_half - half_w) * sr))
-    s1 = min(len(det.y), int((t_half + half_w) * sr))
-    seg = det.y[s0:s1]
+    s0, seg, freqs, period, f_hi = _attack_segment(det, pitch, t_half)
     n = len(seg)
-    freqs = np.fft.fftfreq(n, 1.0 / sr)
     seg_f = np.fft.fft(seg) * np.where(freqs > 0, 2.0, 0.0)
     w = max(1, int(round(period * sr)))
     ms = int(0.001 * sr)
