@@ -42,6 +42,7 @@ from ..matching import ONSET_WINDOW
 from ..performance import HeardNote
 from .align import PATTERN_US, align_clicks
 from .detector import Detector
+from .ear_thread import MAX_BEHIND_S, EarWorker, lag_summary
 from .level import remove_level, take_level_db
 
 log = logging.getLogger(__name__)
@@ -358,30 +359,61 @@ class AudioEar:
     gives the blocks arrived since its last call (``(samples, capture time µs or
     None)``), e.g. ``sim://``'s ``audio_so_far`` or a microphone (:class:`MicBlocks`).
     ``click``: the sync click's output ``(actuator, level, pulse µs, delay µs)``; the
-    loop clicks its pattern at the stream's time 0."""
+    loop clicks its pattern at the stream's time 0. ``threaded``: the ear's work (feeding
+    the blocks, the detector) runs in a thread of its own (:mod:`.ear_thread`), the
+    loop's thread only taking the blocks and what has been heard so far: for a port that
+    plays on the wall clock, where the ear's work would otherwise hold the loop up; the
+    notes heard are the same, later. :meth:`close` ends the thread (the loop calls it)."""
 
     def __init__(self, blocks: Blocks, sample_rate: int, click: tuple[int, int, int, int] | None, *,
-                 level_db: float | None = None, where: str = "live audio") -> None:
+                 level_db: float | None = None, where: str = "live audio", threaded: bool = False,
+                 max_behind_s: float = MAX_BEHIND_S) -> None:
         self.click = click
         self._blocks = blocks
         self.where = where
         self.ear = LiveAudioEar(sample_rate, None if click is None else (0, click[3]), level_db=level_db,
                                 where=where)  # fmt: skip
+        self.threaded = threaded
+        self._max_behind_s = max_behind_s
+        self._worker: EarWorker | None = None
+        self.lags_s: list[float] = []  # in the loop's thread: how long each step waited for the ear
+
+    def _thread(self) -> EarWorker:
+        if self._worker is None:
+            e = self.ear
+            self._worker = EarWorker(e.expect, e.feed, lambda final: e.heard(final), e.sr,
+                                     max_behind_s=self._max_behind_s, name=self.where)  # fmt: skip
+        return self._worker
 
     def expect(self, key: int, t_us: float, pitch: int, velocity: float) -> None:
-        self.ear.expect(key, t_us, pitch, velocity)
+        if self.threaded:
+            self._thread().expect(key, t_us, pitch, velocity)
+        else:
+            self.ear.expect(key, t_us, pitch, velocity)
 
     def heard_so_far(self, final: bool = False) -> list[HeardNote]:
         got = self._blocks()
         if got is None:
             raise TransportError(f"{self.where}: no audio to hear (the device hands over no microphone blocks)")
+        if self.threaded:
+            w = self._thread()
+            return w.finish(got) if final else w.step(got)
+        t0 = time.perf_counter()
         for b, stamp in got:
             self.ear.feed(b, stamp)
-        return self.ear.heard(final)
+        heard = self.ear.heard(final)
+        self.lags_s.append(time.perf_counter() - t0)
+        return heard
+
+    def close(self) -> None:
+        """End the ear's thread, if it has one (every exit path of the loop calls this)."""
+        if self._worker is not None:
+            self._worker.close()
 
     def stats(self) -> dict[str, Any]:
         """The ear's figures: audio heard (s), its cost (s, x real time), notes decided and
-        heard, the clock it found."""
+        heard, the clock it found; its lag (how long after a step's audio came the ear had
+        heard it: p95 and max ms; in the loop's thread, how long the loop waited for it)."""
         e = self.ear
         audio_s = e.n / e.sr
         out: dict[str, Any] = {
@@ -391,6 +423,10 @@ class AudioEar:
             "level_db": None if e.level_db is None else round(e.level_db, 2),
             "clock_by": "click" if self.click is not None else "first notes",
         }
+        if self._worker is not None:
+            out.update(self._worker.stats())
+        else:
+            out.update({"threaded": False, "lag": lag_summary(self.lags_s)})
         if e.clock.ready:
             out["drift_ppm"] = round(e.clock.drift_ppm, 2)
             out["stamp_error_us"] = round(e.clock.solve()[2], 1)
@@ -407,21 +443,27 @@ def click_of(spec: Any) -> tuple[int, int, int, int] | None:
 def device_ear(device: Any, spec: Any) -> AudioEar:
     """The live ear on a device that hands over its microphone's blocks while it plays
     (``audio_so_far``: ``sim://``, ``vmcu://``, ``fw-host://``, ``fw-avr://`` with
-    ``sensor=audio``); TransportError where it does not."""
+    ``sensor=audio``); TransportError where it does not. Where the device plays on the
+    wall clock (``fw-host://``: ``device.wall_clock``) the ear works in its own thread;
+    on virtual time (``sim://``, ``vmcu://``, ``fw-avr://``) in the loop's, as before
+    (the same notes, and the loop hears them at the same step)."""
     rate = getattr(device, "audio_rate", None)
     if rate is None:
         raise TransportError(
             f"{device.url}: hands over no audio while it plays (allowed: sim://, vmcu://, fw-host:// or "
             "fw-avr:// with sensor=audio, or a microphone: --mic)"
         )
-    return AudioEar(device.audio_so_far, rate, click_of(spec), where=f"{device.url} (live audio)")
+    return AudioEar(device.audio_so_far, rate, click_of(spec), where=f"{device.url} (live audio)",
+                    threaded=bool(getattr(device, "wall_clock", False)))
 
 
 def mic_ear(mic: Any, device: Any, spec: Any) -> AudioEar:
     """The live ear on a microphone (:class:`~.recording.MicBlocks`, started) while
     ``device`` plays: each block's capture time (the card's stream clock) brought to the
     device's stream time by the pair (the card's clock now, ``device.now_us()``) taken
-    together at every step. TransportError where the device keeps no stream time."""
+    together at every step. TransportError where the device keeps no stream time. In
+    its own thread where the device plays on the wall clock (``serial://``,
+    ``fw-host://``: a real board's stream does not wait for the ear)."""
 
     def blocks() -> list[tuple[np.ndarray, float | None]]:
         got, card_now_s = mic.take()
@@ -433,7 +475,8 @@ def mic_ear(mic: Any, device: Any, spec: Any) -> AudioEar:
             )
         return [(b, now_us - (card_now_s - adc_s) * 1e6) for b, adc_s in got]
 
-    return AudioEar(blocks, mic.sample_rate, click_of(spec), where=f"--mic {mic.device}")
+    return AudioEar(blocks, mic.sample_rate, click_of(spec), where=f"--mic {mic.device}",
+                    threaded=bool(getattr(device, "wall_clock", False)))
 
 
 __all__ = ["AudioClock", "AudioEar", "Expected", "LiveAudioEar", "click_of", "device_ear", "mic_ear"]
