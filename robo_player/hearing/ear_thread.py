@@ -76,6 +76,7 @@ class EarWorker:
         self._waiting = 0  # samples handed in, not fed yet
         self._steps_in = 0  # steps handed in
         self._steps_done = 0  # ... and heard
+        self._unheard: deque[float] = deque()  # wall times the steps not heard yet were handed in
         self._heard: list[HeardNote] = []  # what the ear has heard so far (its last step's)
         self._error: BaseException | None = None
         self._stop = False
@@ -104,7 +105,9 @@ class EarWorker:
                 self._waiting += n
             self.max_waiting_s = max(self.max_waiting_s, self._waiting / self.sr)
             self._steps_in += 1
-            self._inbox.append(("blocks", blocks, time.perf_counter(), final, gap))
+            t_in = time.perf_counter()
+            self._unheard.append(t_in)
+            self._inbox.append(("blocks", blocks, t_in, final, gap))
             self._cv.notify()
             return list(self._heard)
 
@@ -131,6 +134,12 @@ class EarWorker:
             if self._thread.is_alive():
                 log.warning("%s: the ear's thread is still in a detector batch after %.0f s; left to end "
                             "(a daemon: it does not keep the process alive)", self.name, JOIN_S)
+
+    def behind_s(self) -> float:
+        """How far behind the ear is now (s): since the oldest step it has not heard yet
+        was handed in (0 when it has heard them all)."""
+        with self._cv:
+            return time.perf_counter() - self._unheard[0] if self._unheard else 0.0
 
     @property
     def alive(self) -> bool:
@@ -169,6 +178,7 @@ class EarWorker:
                     self._waiting -= sum(len(b) for b, _ in blocks)
                     self._heard = heard
                     self._steps_done += 1
+                    self._unheard.popleft()
                     self.lags_s.append(time.perf_counter() - t_in)
                     self._cv.notify_all()
         except BaseException as err:  # noqa: BLE001 (handed to the loop's thread, raised there)

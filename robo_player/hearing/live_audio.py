@@ -405,6 +405,12 @@ class AudioEar:
         self.lags_s.append(time.perf_counter() - t0)
         return heard
 
+    def lag_us(self) -> float:
+        """How far behind the audio the ear is now (µs of wall time, which a wall-clock
+        port's stream time follows): in its own thread, since the oldest step it has not
+        heard yet came; in the loop's thread 0 (the loop waits for it)."""
+        return 0.0 if self._worker is None else self._worker.behind_s() * 1e6
+
     def close(self) -> None:
         """End the ear's thread, if it has one (every exit path of the loop calls this)."""
         if self._worker is not None:

@@ -303,8 +303,10 @@ class _Loop:
     def gain_of(self, p: int) -> float:
         return _clamp(self.c_gain + self.gain.get(p, 0.0), self.st.max_drive)
 
-    def listen(self, heard: Sequence[HeardNote], now_us: int) -> None:
-        """Pair the newly heard notes with the notes sent; move the corrections."""
+    def listen(self, heard: Sequence[HeardNote], now_us: int, lag_us: float = 0.0) -> None:
+        """Pair the newly heard notes with the notes sent; move the corrections. ``lag_us``:
+        how far behind the ear is (an ear in its own thread): a note is forgotten that
+        much later."""
         new = list(heard[self.res.heard_live:])
         self.res.heard_live = len(heard)
         self.spare += new
@@ -319,10 +321,11 @@ class _Loop:
                 self._update(pl, h, now_us)
         done = {pl.outcome.index for pl in due if pl.outcome.index in matched}
         # unheard notes and stray onsets are forgotten after 2 s: they are not coming (the
-        # audio ear decides a note up to ~1 s after it: its batches)
-        self.waiting = [pl for pl in self.waiting if pl.outcome.index not in done
-                        and pl.outcome.target_t_us > now_us - FORGET_US]
-        self.spare = [h for h in self.spare if id(h) not in used and h.t_us > now_us - FORGET_US]
+        # audio ear decides a note up to ~1 s after it: its batches), 2 s after the audio
+        # the ear has got through where it works behind the loop (its own thread)
+        old = now_us - FORGET_US - int(lag_us)
+        self.waiting = [pl for pl in self.waiting if pl.outcome.index not in done and pl.outcome.target_t_us > old]
+        self.spare = [h for h in self.spare if id(h) not in used and h.t_us > old]
 
     def _update(self, pl: _Played, h: HeardNote, now_us: int) -> None:
         st, o = self.st, pl.outcome
@@ -368,6 +371,7 @@ def _stream(device: _Device, cmds: list[Command], st: LoopSettings, lp: _Loop, e
     in the loop's thread; on a wall-clock port a step later than the lead makes strikes late)."""
     res = lp.res
     now_us = getattr(device, "now_us", None)
+    lag_us = getattr(ear, "lag_us", None)  # an ear in its own thread: how far behind it is
     behind: list[float] = []
     caught_up = False
     pool: list[tuple[int, int, int, Command]] = []  # (corrected time, order, seq, command)
@@ -406,7 +410,7 @@ def _stream(device: _Device, cmds: list[Command], st: LoopSettings, lp: _Loop, e
                     f"{device.url}: the closed loop needs a device that hears while it plays "
                     "(heard_so_far gave None)"
                 )
-            lp.listen(heard, now)
+            lp.listen(heard, now, lag_us() if lag_us is not None else 0.0)
             res.steps += 1
         now += st.step_us
     if submitted:  # the last notes: heard before the end
