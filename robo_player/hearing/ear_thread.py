@@ -13,13 +13,15 @@ It makes the same calls on the ear, in the same order, as the loop's thread woul
 made (one :meth:`~.live_audio.LiveAudioEar.heard` after each step's blocks, never
 coalesced): so it hears exactly the notes the in-thread ear hears, only later (held
 by tests/test_live_audio.py on a recorded block stream). A thread, not a process: the
-detector's time is in numpy (FFTs, matrix products) and a step of the loop waits for
-the GIL at most one such call (measured in ``bench/bench_ear_thread.py``).
+detector's time is in numpy calls (FFTs, matrix products) of a few ms each, between
+which the loop's thread gets the GIL: with the detector beside it at load 14-16 on 2
+cores the loop came at most 56-115 ms behind its steps, against 2.2-2.8 s with the
+detector in the loop's thread (``bench/bench_ear_thread.py``, docs/hearing.md).
 
 Bounded: the audio waiting for the ear is held to ``max_behind_s``; past it, new blocks
 are dropped (counted, ``dropped_s``) and the ear is fed silence in their place, so its
 sample clock stays right and the notes in the gap go unheard: an ear that far behind
-is of no use to the loop (it forgets a note 2 s after its time), and a queue that grew
+hears too late to follow the coils (their heat moves over ~30 s), and a queue that grew
 without bound would only hide that. The notes sent are never dropped.
 
 Shutdown on every exit path: the thread is a daemon (it never keeps the process alive);

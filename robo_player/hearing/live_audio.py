@@ -353,7 +353,7 @@ class LiveAudioEar:
             # the keys' mean loudness, the calibrator's anchor (session 16; was the mean of
             # the middle half in dB, take_level_db): on the loud piece's first 2 minutes the
             # ear's velocity - exact, mean |err| 14.35 -> 14.18 and 13.48 -> 13.31 (seeds 1, 2),
-            # mean +4.73 -> +2.70 and +5.36 -> +4.12 (docs/hearing.md §4, session 16)
+            # mean +4.73 -> +2.67 and +5.36 -> +4.14 (docs/hearing.md §4, session 16)
             level, n = anchor_level_db([(e.pitch, h.velocity, e.velocity) for e, h in self._held], self.sr,
                                        LEVEL_RATIO_SD)  # fmt: skip
             self.level_db = level
