@@ -1319,7 +1319,7 @@ PARTIAL_MIN_SNR = 3.0  # ... and one under this x its band's background is the n
 # with its decay undone: the band's response to the onset makes it less than the
 # window's middle). docs/calibration.md, "The loudness trend across the keyboard".
 DECAY_WINDOW_S = (0.030, 0.050)
-DECAY_MIN_SNR = 10.0  # a partial's decay is read where its second window is this x its background
+DECAY_MIN_SNR = 3.0  # a partial's decay is read where its second window is this x its background
 DECAY_RATE_RANGE = (0.0, 40.0)  # 1/s (amplitude): a string does not grow; 40: a damper's fade is 20
 REFERENCE_DECAY_S = 0.5  # :func:`_reference_tone`'s decay (every partial)
 _PARTIALS_REF: dict[tuple[int, int], PartialsReference] = {}
