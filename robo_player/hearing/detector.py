@@ -1322,6 +1322,7 @@ DECAY_WINDOW_S = (0.030, 0.050)
 DECAY_MIN_SNR = 3.0  # a partial's decay is read where its second window is this x its background
 DECAY_RATE_RANGE = (0.0, 40.0)  # 1/s (amplitude): a string does not grow; 40: a damper's fade is 20
 REFERENCE_DECAY_S = 0.5  # :func:`_reference_tone`'s decay (every partial)
+ONSET_TRUST_S = 0.0025  # the windows follow the onset where the half-energy time is this near where it should be
 _PARTIALS_REF: dict[tuple[int, int], PartialsReference] = {}
 
 
@@ -1451,10 +1452,17 @@ class PartialsRead:
 
 def partials_read(det: Detector, pitch: int, t_s: float) -> PartialsRead | None:
     """What the partials of the strike of ``pitch`` whose onset is ``t_s`` (audio s) say
-    of its loudness and decay (:class:`PartialsRead`); None where the audio ends first."""
-    t_half, _ = det._attack(pitch, t_s)
-    got = _partial_windows(det, pitch, t_half)
+    of its loudness and decay (:class:`PartialsRead`), read over windows as far after
+    ``t_s`` as the reference tone's after its onset (a half-energy time farther than
+    ONSET_TRUST_S from theirs moves them on); None where the audio ends first."""
     ref = _partials_reference(pitch, det.sr)
+    t_half, _ = det._attack(pitch, t_s)
+    # the windows as far after the onset as the reference tone's (its half-energy time
+    # after its onset): the strike's own half-energy time sits up to 2.5 ms off that by
+    # the spectrum (A0 +2.5 ms, A4 -1.5 ms at velocity 96), and a window on the bands'
+    # rise reads ~2 % a ms; farther off than ONSET_TRUST_S, the onset is doubted
+    t_half -= float(np.clip(t_half - (t_s + ref.half_s), -ONSET_TRUST_S, ONSET_TRUST_S))
+    got = _partial_windows(det, pitch, t_half)
     if got is None or len(got[0]) != len(ref.power) or len(ref.power) < 2:
         return None
     heard, heard_d, bg = (a / det.gain**2 for a in got)
