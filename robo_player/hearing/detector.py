@@ -1322,6 +1322,7 @@ DECAY_WINDOW_S = (0.030, 0.050)
 DECAY_MIN_SNR = 3.0  # a partial's decay is read where its second window is this x its background
 DECAY_RATE_RANGE = (0.0, 40.0)  # 1/s (amplitude): a string does not grow; 40: a damper's fade is 20
 REFERENCE_DECAY_S = 0.5  # :func:`_reference_tone`'s decay (every partial)
+T_EFF_MAX_S = 0.1  # a reference partial whose loudness window's effective time is past this is its noise (A0's 5th..8th)
 ONSET_TRUST_S = 0.0025  # the windows follow the onset where the half-energy time is this near where it should be
 _PARTIALS_REF: dict[tuple[int, int], PartialsReference] = {}
 
@@ -1353,8 +1354,8 @@ def _partial_windows(det: Detector, pitch: int, t_half: float) -> tuple[np.ndarr
     """Each partial's power less its background (the median over 20 ms before) over the
     comb loudness' window (from 3 ms after the half-energy time ``t_half``, a period of
     f0 or 10 ms long) and over the decay's (:data:`DECAY_WINDOW_S` after ``t_half``),
-    and that background: three (K,), partials 1..K under the band's top; None where the
-    audio ends before the windows."""
+    and that background: three (K,), partials 1..K under the band's top (the decay
+    window's nan where the audio ends before it); None where it ends before the first."""
     sr = det.sr
     f0 = f0_hz(pitch)
     s0, seg, freqs, period, f_hi = _attack_segment(det, pitch, t_half, DECAY_WINDOW_S[1])
@@ -1366,7 +1367,7 @@ def _partial_windows(det: Detector, pitch: int, t_half: float) -> tuple[np.ndarr
     k0 = x + 3 * ms
     k1 = k0 + max(w, int(0.010 * sr))
     d0, d1 = x + int(DECAY_WINDOW_S[0] * sr), x + int(DECAY_WINDOW_S[1] * sr)
-    if n < 2 or k0 <= 0 or max(k1, d1) > n:
+    if n < 2 or k0 <= 0 or k1 > n:
         return None
     pw, pd, bg = [], [], []
     for k in range(1, 9):
@@ -1376,7 +1377,7 @@ def _partial_windows(det: Detector, pitch: int, t_half: float) -> tuple[np.ndarr
         pre = env[max(0, x - w // 2 - 20 * ms) : max(1, x - w // 2 - ms)]
         b = float(np.median(pre)) if len(pre) else 0.0
         pw.append(float(np.mean(env[k0:k1])) - b)
-        pd.append(float(np.mean(env[d0:d1])) - b)
+        pd.append(float(np.mean(env[d0:d1])) - b if d1 <= n else math.nan)  # nan: the audio ends first
         bg.append(b)
     return np.array(pw), np.array(pd), np.array(bg)
 
@@ -1466,13 +1467,15 @@ def partials_read(det: Detector, pitch: int, t_s: float) -> PartialsRead | None:
     if got is None or len(got[0]) != len(ref.power) or len(ref.power) < 2:
         return None
     heard, heard_d, bg = (a / det.gain**2 for a in got)
-    ok = ref.power > 0.0
+    # a partial the reference tone barely has (the bass's top ones) has no effective time
+    ok = (ref.power > 0.0) & (ref.t_eff >= 0.0) & (ref.t_eff <= T_EFF_MAX_S)
     sure = (heard > PARTIAL_MIN_SNR * bg) & ok
     ratio = np.log(np.where(sure, heard, 1.0) / np.where(ok, ref.power, 1.0))
     # the heard windows sit this much later after the strike's onset than the reference's
     late = (t_half - t_s) - ref.half_s
     t_eff, t_eff_d = ref.t_eff + late, ref.t_eff_decay + late
-    decays = sure & (heard_d > DECAY_MIN_SNR * bg) & (ref.power_decay > 0.0) & (t_eff_d > t_eff + 1e-3)
+    with np.errstate(invalid="ignore"):
+        decays = sure & (heard_d > DECAY_MIN_SNR * bg) & (ref.power_decay > 0.0) & (t_eff_d > t_eff + 1e-3)
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio_d = np.log(np.where(decays, heard_d, 1.0) / np.where(decays, ref.power_decay, 1.0))
         rate = np.where(decays, 1.0 / REFERENCE_DECAY_S + (ratio - ratio_d) / (2.0 * (t_eff_d - t_eff)), np.nan)
