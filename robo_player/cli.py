@@ -291,6 +291,8 @@ def _play_closed_loop(device: Any, plan: Any, plan_report: Any, spec: Any, mic: 
                                  "heard_by": "audio" if res.ear else "notes"}  # fmt: skip
     if res.ear:
         perf.extra["closed_loop"]["ear"] = res.ear
+    if res.behind:  # how far the stream had run past each step's time when the loop came to it
+        perf.extra["closed_loop"]["behind"] = res.behind
     return perf, res
 
 

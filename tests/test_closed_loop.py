@@ -333,3 +333,22 @@ def test_heard_live_equals_the_drain_on_random_streams(spec, data) -> None:  # n
         perf = dev.drain()
     assert sorted((h.t_us, h.pitch, h.velocity) for h in live) == sorted(
         (h.t_us, h.pitch, h.velocity) for h in perf.heard)  # fmt: skip
+
+
+@pytest.mark.parametrize(("lag_us", "used"), [(0, 0), (1_500_000, 1)])
+def test_a_lagging_ear_gets_its_notes_used(lag_us: int, used: int) -> None:
+    """A note is forgotten 2 s after the audio the ear has got through, not 2 s after the
+    loop's now: an ear in its own thread, 1.5 s behind, hears a note 2.6 s after its time
+    and the loop still uses it; an ear that is not behind is not waited for that long."""
+    from robo_player.hearing.loop import FORGET_US, _Loop, _Played, _Target
+    from robo_player.performance import HeardNote
+    from robo_player.planner.report import Fate
+
+    t = _Target(0, Fate.PLAYED, 1_000_000, 990_000, 60, 100.0)
+    lp = _Loop(LoopSettings(), [t], lambda a: 60, lambda a: 4095)
+    lp.waiting.append(_Played(t, 0, 1.0))
+    now = 1_000_000 + FORGET_US + 500_000
+    stray = HeardNote(now - 100_000, 72, 90.0)  # another key's note: the loop looks at what waits
+    lp.listen([stray], now, lag_us)
+    lp.listen([stray, HeardNote(1_000_400, 60, 98.0)], now + 100_000, lag_us)
+    assert lp.res.used == used

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import sys
+import threading
+import time
 import types
 
 import numpy as np
@@ -18,8 +20,8 @@ from robo_player.driver import open_port
 from robo_player.driver.trace import TraceReader, read_trace
 from robo_player.errors import TransportError
 from robo_player.hearing.detector import Detector
-from robo_player.hearing.live_audio import AudioClock, device_ear
-from robo_player.hearing.loop import AUDIO_SETTINGS, LoopSettings, play_closed_loop
+from robo_player.hearing.live_audio import AudioClock, AudioEar, LiveAudioEar, click_of, device_ear
+from robo_player.hearing.loop import AUDIO_SETTINGS, LoopSettings, play_closed_loop, settings_for
 from robo_player.matching import ONSET_WINDOW
 from robo_player.midi import bundled_pieces, read_midi
 from robo_player.planner import plan as plan_for
@@ -383,3 +385,193 @@ def test_cli_closed_loop_hears_through_a_microphone(spec, tmp_path, monkeypatch,
     assert "--mic goes with --closed-loop" in capsys.readouterr().err
     rc = main(["play", str(song), "--spec", "guitar-slider", "--port", "sim://", "--closed-loop", "--mic", "fake usb"])
     assert rc == 2 and "cannot be heard while it plays" in capsys.readouterr().err
+
+
+class _Recorder(AudioEar):
+    """The in-thread ear, keeping every call the loop made on it (a recorded stream)."""
+
+    def __init__(self, dev, spec) -> None:  # noqa: ANN001
+        self.calls: list[tuple] = []
+
+        def blocks():  # noqa: ANN202
+            got = dev.audio_so_far()
+            self.calls.append(("blocks", got))
+            return got
+
+        super().__init__(blocks, dev.audio_rate, click_of(spec), where="recorded")
+
+    def expect(self, key: int, t_us: float, pitch: int, velocity: float) -> None:
+        self.calls.append(("expect", (key, t_us, pitch, velocity)))
+        super().expect(key, t_us, pitch, velocity)
+
+
+@pytest.fixture(scope="module")
+def recorded(spec):  # noqa: ANN001, ANN201
+    """A stream's calls on its ear (sim://, 8 s of single notes, open loop) and what it heard."""
+    plan, rep = _sparse_plan(spec, 8.0)
+    pitch = {k.channel: k.pitch for k in spec.keys}
+    level = {k.channel: k.pwm_max for k in spec.keys}
+    with open_port("sim://?offset_s=0.2&drift_ppm=40", spec, truth_seed=2) as dev:
+        rec = _Recorder(dev, spec)
+        play_closed_loop(dev, plan, rep.outcomes, lambda a: pitch.get(a, -1), lambda a: level.get(a, 0),
+                         LoopSettings(rate=0.0), ear=rec)  # fmt: skip
+    return rec.calls, rec.ear.notes, dev.audio_rate
+
+
+def _replay(calls, spec, rate: int, threaded: bool, **kw):  # noqa: ANN001, ANN003, ANN202
+    """Make ``calls`` on a fresh ear; what each step's heard_so_far gave, and the ear."""
+    steps = [c for c in calls if c[0] == "blocks"]
+    feed = iter([b for _, b in steps])
+    ear = AudioEar(lambda: next(feed), rate, click_of(spec), where="replayed", threaded=threaded, **kw)
+    got = []
+    try:
+        k = 0
+        for kind, arg in calls:
+            if kind == "expect":
+                ear.expect(*arg)
+            else:
+                k += 1
+                got.append(ear.heard_so_far(final=k == len(steps)))
+    finally:
+        ear.close()
+    return got, ear
+
+
+def _slow(monkeypatch, gate: threading.Event, reached: threading.Event | None = None) -> list[str]:  # noqa: ANN001
+    """The detector waits for ``gate`` (a detector slower than anything: the ear's thread
+    is held until the test opens it); which threads called it (``reached`` set then)."""
+    decide = LiveAudioEar._decide
+    who: list[str] = []
+
+    def slow(self, *a):  # noqa: ANN001, ANN002, ANN202
+        who.append(threading.current_thread().name)
+        if reached is not None:
+            reached.set()
+        assert gate.wait(120), "the detector's gate never opened: the loop's thread waited on the ear"
+        return decide(self, *a)
+
+    monkeypatch.setattr(LiveAudioEar, "_decide", slow)
+    return who
+
+
+def test_ear_thread_hears_what_the_loops_thread_hears(spec, recorded, monkeypatch) -> None:  # noqa: ANN001
+    """The recorded stream's calls made again on an ear in its own thread whose detector is
+    held until every step has been handed in: no step waits for it (each gives what was
+    heard so far: nothing yet), and once let go it hears exactly the notes the ear in the
+    loop's thread heard (the same calls, in the same order)."""
+    calls, notes, rate = recorded
+    assert len(notes) >= 25
+    same, ear0 = _replay(calls, spec, rate, threaded=False)
+    assert same[-1] == notes and ear0.ear.notes == notes and ear0.stats()["threaded"] is False
+    gate, reached = threading.Event(), threading.Event()
+    who = _slow(monkeypatch, gate, reached)
+    steps = [c for c in calls if c[0] == "blocks"]
+    feed = iter([b for _, b in steps])
+    ear = AudioEar(lambda: next(feed), rate, click_of(spec), where="replayed", threaded=True, max_behind_s=60)
+    try:
+        k = 0
+        for kind, arg in calls:
+            if kind == "expect":
+                ear.expect(*arg)
+            elif k < len(steps) - 1:
+                k += 1
+                assert ear.heard_so_far() == []  # the detector is held: nothing heard, no wait
+        assert reached.wait(60)  # the ear's thread came to its first batch and is held there
+        assert who == [who[0]] and who[0].startswith("robo-player ear")
+        gate.set()
+        final = ear.heard_so_far(final=True)
+    finally:
+        ear.close()
+    assert final == notes and ear.ear.notes == notes
+    st = ear.stats()
+    assert st["threaded"] is True and st["dropped_s"] == 0.0
+    assert st["max_waiting_s"] > 0.8 * st["audio_s"]  # all the audio waited for the held detector
+    assert st["lag"]["max_ms"] >= st["lag"]["p95_ms"] > 0
+    assert not ear._worker.alive
+
+
+def test_ear_thread_drops_audio_past_its_bound(spec, recorded, monkeypatch) -> None:  # noqa: ANN001
+    """An ear held longer than its bound (2 s of audio waiting): the audio past it is
+    dropped (silence in its place, counted), the steps still never wait, and the notes in
+    the dropped audio go unheard rather than the queue growing."""
+    calls, notes, rate = recorded
+    gate = threading.Event()
+    _slow(monkeypatch, gate)
+    steps = [c for c in calls if c[0] == "blocks"]
+    feed = iter([b for _, b in steps])
+    ear = AudioEar(lambda: next(feed), rate, click_of(spec), where="replayed", threaded=True, max_behind_s=2.0)
+    try:
+        k = 0
+        for kind, arg in calls:
+            if kind == "expect":
+                ear.expect(*arg)
+            elif k < len(steps) - 1:
+                k += 1
+                ear.heard_so_far()
+        gate.set()
+        final = ear.heard_so_far(final=True)
+    finally:
+        ear.close()
+    st = ear.stats()
+    last_s = sum(len(b) for b, _ in steps[-1][1]) / rate  # the final step's audio is always taken
+    assert st["max_waiting_s"] <= 2.0 + last_s
+    assert st["dropped_s"] > 0.5 * st["audio_s"]
+    assert st["audio_s"] == pytest.approx(sum(len(b) for _, bs in steps for b, _s in bs) / rate)
+    assert len(final) < 0.5 * len(notes)
+
+
+@pytest.mark.parametrize("where", ["ear", "device", "interrupt"])
+def test_ear_thread_ends_with_the_loop(spec, monkeypatch, where: str) -> None:  # noqa: ANN001
+    """Whatever ends the stream early (the ear's own error, a lost link, Ctrl-C), the
+    error reaches the caller as it was and no ear thread is left running."""
+    decide = LiveAudioEar._decide
+
+    def slow(self, *a):  # noqa: ANN001, ANN002, ANN202
+        if where == "ear":
+            raise ZeroDivisionError("the detector failed")
+        time.sleep(0.2)  # busy in a batch when the loop stops
+        return decide(self, *a)
+
+    monkeypatch.setattr(LiveAudioEar, "_decide", slow)
+    plan, rep = _sparse_plan(spec, 8.0)
+    pitch = {k.channel: k.pitch for k in spec.keys}
+    level = {k.channel: k.pwm_max for k in spec.keys}
+    err = {"ear": ZeroDivisionError, "device": TransportError, "interrupt": KeyboardInterrupt}[where]
+    with open_port("sim://", spec, truth_seed=2) as dev:
+        n = [0]
+
+        def blocks():  # noqa: ANN202
+            n[0] += 1
+            if n[0] == 150 and where != "ear":
+                raise err("lost the link" if where == "device" else "")
+            return dev.audio_so_far()
+
+        ear = AudioEar(blocks, dev.audio_rate, click_of(spec), threaded=True)
+        with pytest.raises(err) as got:
+            play_closed_loop(dev, plan, rep.outcomes, lambda a: pitch.get(a, -1), lambda a: level.get(a, 0),
+                             LoopSettings(rate=0.0), ear=ear)  # fmt: skip
+        if where == "device":
+            assert "lost the link" in str(got.value)
+    assert ear._worker is not None and not ear._worker.alive
+    assert not [t for t in threading.enumerate() if t.name.startswith("robo-player ear")]
+
+
+def test_closed_loop_on_fw_host_hears_in_its_own_thread(spec) -> None:  # noqa: ANN001
+    """fw-host:// plays on the wall clock: its live ear works in a thread of its own, so
+    the loop submits on time whatever the detector costs (measured by hand at load 14-16
+    on the 2 shared cores, the loud piece, 30 s: 0 of 288 commands late with the ear in
+    its thread, 45 late with it in the loop's; bench/bench_ear_thread.py). Every command
+    played, none late, the notes heard through audio and used, no thread left."""
+    plan, rep = _sparse_plan(spec, 5.0)
+    pitch = {k.channel: k.pitch for k in spec.keys}
+    level = {k.channel: k.pwm_max for k in spec.keys}
+    with open_port("fw-host://?heating=1", spec, truth_seed=4) as dev:
+        ear = device_ear(dev, spec)
+        assert ear.threaded and dev.wall_clock
+        res = play_closed_loop(dev, plan, rep.outcomes, lambda a: pitch.get(a, -1), lambda a: level.get(a, 0),
+                               settings_for(dev, True), ear=ear)  # fmt: skip
+    assert res.performance.extra["commands"] == {"played": len(plan.commands) + 4}  # + the click pattern
+    assert res.ear["threaded"] is True and res.ear["clock_by"] == "click" and res.ear["dropped_s"] == 0.0
+    assert res.heard_live >= 0.8 * 20 and res.used >= 0.8 * 20
+    assert res.ear["lag"]["max_ms"] > 0 and set(res.behind) == {"p95_ms", "max_ms"}  # reported, not judged here
+    assert not [t for t in threading.enumerate() if t.name.startswith("robo-player ear")]

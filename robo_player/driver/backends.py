@@ -69,6 +69,12 @@ class Backend:
     def trace(self, out_map: dict[tuple[int, int, int], int]) -> Trace | None:
         return None
 
+    def live_trace(self, out_map: dict[tuple[int, int, int], int]) -> Trace | None:
+        """The trace while the firmware runs, for live hearing: its changes only grow from
+        one call to the next (a backend may hand back the same object, extended);
+        default :meth:`trace`."""
+        return self.trace(out_map)
+
     def extra(self) -> dict[str, Any]:
         """Backend-specific report fields (``Performance.extra``)."""
         return {}

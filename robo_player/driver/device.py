@@ -74,6 +74,36 @@ def _by_clock(change: tuple[int, int, int]) -> int:
     return change[0]
 
 
+class _LiveOutputs:
+    """A stream's output changes in performance time as they are traced: columns that grow
+    in place (capacity doubled when full), so that appending costs the new changes only,
+    not the whole trace again (the live path asks every loop step). :meth:`columns` hands
+    out views of the filled part: a later append writes past them (or into new arrays),
+    never into them."""
+
+    _FIELDS = ("t_us", "actuator", "level", "pwm_max")
+
+    def __init__(self) -> None:
+        self.n_changes = 0  # the trace's changes converted so far
+        self.n = 0  # the output changes held (those of them with an actuator and t >= 0)
+        self._cols = [np.zeros(0, dtype=np.int64) for _ in self._FIELDS]
+
+    def append(self, part: OutputColumns) -> None:
+        k = len(part)
+        if self.n + k > len(self._cols[0]):
+            cap = max(1024, 2 * (self.n + k))
+            grown = [np.zeros(cap, dtype=np.int64) for _ in self._FIELDS]
+            for g, c in zip(grown, self._cols, strict=True):
+                g[: self.n] = c[: self.n]
+            self._cols = grown
+        for c, f in zip(self._cols, self._FIELDS, strict=True):
+            c[self.n : self.n + k] = getattr(part, f)
+        self.n += k
+
+    def columns(self) -> OutputColumns:
+        return OutputColumns(*(c[: self.n] for c in self._cols))
+
+
 class PlayInterrupted(KeyboardInterrupt):
     """Ctrl-C during a stream: everything was turned off and the resume point saved;
     ``performance`` is what played before the stop (for the partial report)."""
@@ -128,8 +158,8 @@ class FirmwareDevice(StreamDevice):
         self.last_performance: Performance | None = None
         self._stream: _Stream | None = None
         self._heard_live: list[HeardNote] = []  # this stream's, heard while it runs
-        self._live_n = 0  # ... from this many of its trace's changes,
-        self._live_out: list[OutputColumns] = []  # ... these in performance time
+        self._live = _LiveOutputs()  # ... from its trace's changes so far, in performance time
+        self._out_map = {(k, a, ch): act for act, (k, a, ch, _pm) in actuator_outputs(spec).items()}
         self._pending_plan: tuple[Plan, int] | None = None
         self._open = True
 
@@ -273,20 +303,19 @@ class FirmwareDevice(StreamDevice):
         """This stream's output changes so far in performance time (the trace read while
         the firmware runs; it only grows) and the time up to which they are final (now
         less the backend's ``live_margin_us``: what the firmware was due to do by then
-        has been done and traced); None where the trace cannot be read while it runs."""
-        outs = actuator_outputs(self.spec)
-        trace = st.backend.trace({(k, a, ch): act for act, (k, a, ch, _pm) in outs.items()})
+        has been done and traced); None where the trace cannot be read while it runs.
+        Incremental: each call converts only the changes traced since the last one (the
+        columns grow in place, amortised O(new changes): a 10-minute piece calls this
+        12 000 times)."""
+        trace = st.backend.live_trace(self._out_map)
         if trace is None or trace.soft_pwm & set(self._pwm_max):
             return None  # (software PWM: a level is measured over a whole pulse train)
         # the changes not converted yet, in performance time
-        new = Trace(clock_hz=trace.clock_hz, changes=trace.changes[self._live_n :])
-        self._live_n = len(trace.changes)
-        part = outputs_from_trace(new, st.run.tl.t_us_for, {**self._pwm_max, **self._travel}, set())
-        self._live_out.append(part)
-        if len(self._live_out) > 1:
-            cols = [np.concatenate([getattr(o, f) for o in self._live_out]) for f in ("t_us", "actuator", "level", "pwm_max")]
-            self._live_out = [OutputColumns(*cols)]
-        return self._live_out[0], int(st.run.t_us_now()) - st.backend.live_margin_us
+        new = Trace(clock_hz=trace.clock_hz, changes=trace.changes[self._live.n_changes :])
+        self._live.n_changes = len(trace.changes)
+        if new.changes:
+            self._live.append(outputs_from_trace(new, st.run.tl.t_us_for, {**self._pwm_max, **self._travel}, set()))
+        return self._live.columns(), int(st.run.t_us_now()) - st.backend.live_margin_us
 
     def drain(self, progress: Progress | None = None) -> Performance:
         """Run out the stream, end it and return its performance (see the module doc)."""
@@ -304,7 +333,7 @@ class FirmwareDevice(StreamDevice):
         st = self._stream
         assert st is not None
         self._stream = None
-        self._heard_live, self._live_n, self._live_out = [], 0, []
+        self._heard_live, self._live = [], _LiveOutputs()
         interrupted: KeyboardInterrupt | None = None
         try:
             if abort:

@@ -65,6 +65,7 @@ class Ear(Protocol):
     def expect(self, key: int, t_us: float, pitch: int, velocity: float) -> None: ...
     def heard_so_far(self, final: bool = False) -> list[HeardNote]: ...
     def stats(self) -> dict[str, Any]: ...
+    def close(self) -> None: ...  # ends its thread, if it has one (the loop calls it on every exit)
 
 
 FORGET_US = 2_000_000  # a note not heard this long after its time is not coming
@@ -163,6 +164,9 @@ class LoopResult:
     performance: Performance | None = None  # the stream's drain
     ear: dict[str, Any] = field(default_factory=dict)  # the live audio ear's figures (None: the device's sensor)
     shift_us: int = 0  # the plan was played this much later in the stream (after the click pattern)
+    # how far the stream's time had run past each step's when the loop came to submit (p95,
+    # max ms; devices that keep the stream's time): on a wall-clock port, the loop's lateness
+    behind: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """The corrections, for ``--write-back`` (pitch -> latency µs, drive gain)."""
@@ -299,8 +303,10 @@ class _Loop:
     def gain_of(self, p: int) -> float:
         return _clamp(self.c_gain + self.gain.get(p, 0.0), self.st.max_drive)
 
-    def listen(self, heard: Sequence[HeardNote], now_us: int) -> None:
-        """Pair the newly heard notes with the notes sent; move the corrections."""
+    def listen(self, heard: Sequence[HeardNote], now_us: int, lag_us: float = 0.0) -> None:
+        """Pair the newly heard notes with the notes sent; move the corrections. ``lag_us``:
+        how far behind the ear is (an ear in its own thread): a note is forgotten that
+        much later."""
         new = list(heard[self.res.heard_live:])
         self.res.heard_live = len(heard)
         self.spare += new
@@ -315,10 +321,11 @@ class _Loop:
                 self._update(pl, h, now_us)
         done = {pl.outcome.index for pl in due if pl.outcome.index in matched}
         # unheard notes and stray onsets are forgotten after 2 s: they are not coming (the
-        # audio ear decides a note up to ~1 s after it: its batches)
-        self.waiting = [pl for pl in self.waiting if pl.outcome.index not in done
-                        and pl.outcome.target_t_us > now_us - FORGET_US]
-        self.spare = [h for h in self.spare if id(h) not in used and h.t_us > now_us - FORGET_US]
+        # audio ear decides a note up to ~1 s after it: its batches), 2 s after the audio
+        # the ear has got through where it works behind the loop (its own thread)
+        old = now_us - FORGET_US - int(lag_us)
+        self.waiting = [pl for pl in self.waiting if pl.outcome.index not in done and pl.outcome.target_t_us > old]
+        self.spare = [h for h in self.spare if id(h) not in used and h.t_us > old]
 
     def _update(self, pl: _Played, h: HeardNote, now_us: int) -> None:
         st, o = self.st, pl.outcome
@@ -354,6 +361,66 @@ class _Loop:
         self.lat[p] = _clamp(self.lat.get(p, 0.0) + st.rate * d_lat, st.max_latency_us)
         self.gain[p] = _clamp(self.gain.get(p, 0.0) + g_rate * d_f, st.max_drive)
         self.res.log.append(Correction(now_us, p, self.lat_of(p), self.gain_of(p), float(err), ratio))
+
+
+def _stream(device: _Device, cmds: list[Command], st: LoopSettings, lp: _Loop, ear: Ear | None) -> Any:
+    """Play ``cmds`` on ``device`` as one stream, ``lp`` listening and correcting every
+    ``step_us``; the drained performance. Where the device keeps the stream's time
+    (``now_us``), how far it had run past each step's time when the loop came to submit
+    (``LoopResult.behind``: the loop's own lateness, the ear's work included where it runs
+    in the loop's thread; on a wall-clock port a step later than the lead makes strikes late)."""
+    res = lp.res
+    now_us = getattr(device, "now_us", None)
+    lag_us = getattr(ear, "lag_us", None)  # an ear in its own thread: how far behind it is
+    behind: list[float] = []
+    caught_up = False
+    pool: list[tuple[int, int, int, Command]] = []  # (corrected time, order, seq, command)
+    i, seq = 0, 0
+    now = cmds[0].t_us - st.lead_us if cmds else 0
+    last_t = cmds[-1].t_us if cmds else 0
+    horizon = st.lead_us + int(st.max_latency_us)
+    submitted = False
+    while i < len(cmds) or pool:
+        if submitted and now_us is not None:
+            t_dev = now_us()
+            # (from the first step the stream had not passed: the driver may start the
+            # stream's time ahead of the loop's first steps, which then catch up at once)
+            caught_up = caught_up or (t_dev is not None and t_dev <= now)
+            if t_dev is not None and caught_up:
+                behind.append(t_dev - now)
+                if t_dev - now > st.step_us:
+                    log.debug("closed loop: the step at %.3f s came %.0f ms behind the stream", now / 1e6,
+                              (t_dev - now) / 1e3)
+        while i < len(cmds) and cmds[i].t_us <= now + horizon:  # into the pool: corrected
+            c = lp.corrected(cmds[i])
+            heapq.heappush(pool, (c.t_us, Command.sort_key(c)[1], seq, c))
+            i, seq = i + 1, seq + 1
+        batch: list[Command] = []
+        while pool and pool[0][0] <= now + st.lead_us:
+            batch.append(heapq.heappop(pool)[3])
+        if batch:
+            batch.sort(key=Command.sort_key)
+            device.submit(batch)
+            submitted = True
+        if submitted:
+            device.advance(now)
+            heard = ear.heard_so_far() if ear is not None else device.heard_so_far()
+            if heard is None:
+                raise TransportError(
+                    f"{device.url}: the closed loop needs a device that hears while it plays "
+                    "(heard_so_far gave None)"
+                )
+            lp.listen(heard, now, lag_us() if lag_us is not None else 0.0)
+            res.steps += 1
+        now += st.step_us
+    if submitted:  # the last notes: heard before the end
+        device.advance(last_t + 1_000_000)
+        lp.listen((ear.heard_so_far(final=True) if ear is not None else device.heard_so_far()) or [],
+                  last_t + 1_000_000)
+    if behind:
+        b = np.asarray(behind) / 1e3
+        res.behind = {"p95_ms": round(float(np.percentile(b, 95)), 1), "max_ms": round(float(b.max()), 1)}
+    return device.drain()
 
 
 def play_closed_loop(
@@ -397,40 +464,11 @@ def play_closed_loop(
     lp = _Loop(st, targets, pitch_of, pwm_max, ear)
     res = lp.res
     res.shift_us = shift
-    pool: list[tuple[int, int, int, Command]] = []  # (corrected time, order, seq, command)
-    i, seq = 0, 0
-    now = cmds[0].t_us - st.lead_us if cmds else 0
-    last_t = cmds[-1].t_us if cmds else 0
-    horizon = st.lead_us + int(st.max_latency_us)
-    submitted = False
-    while i < len(cmds) or pool:
-        while i < len(cmds) and cmds[i].t_us <= now + horizon:  # into the pool: corrected
-            c = lp.corrected(cmds[i])
-            heapq.heappush(pool, (c.t_us, Command.sort_key(c)[1], seq, c))
-            i, seq = i + 1, seq + 1
-        batch: list[Command] = []
-        while pool and pool[0][0] <= now + st.lead_us:
-            batch.append(heapq.heappop(pool)[3])
-        if batch:
-            batch.sort(key=Command.sort_key)
-            device.submit(batch)
-            submitted = True
-        if submitted:
-            device.advance(now)
-            heard = ear.heard_so_far() if ear is not None else device.heard_so_far()
-            if heard is None:
-                raise TransportError(
-                    f"{device.url}: the closed loop needs a device that hears while it plays "
-                    "(heard_so_far gave None)"
-                )
-            lp.listen(heard, now)
-            res.steps += 1
-        now += st.step_us
-    if submitted:  # the last notes: heard before the end
-        device.advance(last_t + 1_000_000)
-        lp.listen((ear.heard_so_far(final=True) if ear is not None else device.heard_so_far()) or [],
-                  last_t + 1_000_000)
-    perf = device.drain()
+    try:
+        perf = _stream(device, cmds, st, lp, ear)
+    finally:  # an exception, Ctrl-C, a lost link: the ear's thread never outlives the loop
+        if ear is not None:
+            ear.close()
     if shift:  # the plan's own times again (the click pattern is not a note)
         perf.heard = [dataclasses.replace(h, t_us=h.t_us - shift, end_us=None if h.end_us is None else h.end_us - shift)
                       for h in perf.heard]

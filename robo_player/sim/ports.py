@@ -49,6 +49,8 @@ class VirtualBackend(Backend):
     def __init__(self, *, queue: int, seed: int, baud: int, drift_ppm: float) -> None:
         cfg = MCUConfig(drift_ppm=drift_ppm, queue_size=queue)
         self.world = VirtualWorld(cfg, baud=baud, seed=seed)
+        # live_trace: (the model's trace list, how much of it was read, the trace so far, a reset seen)
+        self._live: tuple[list[tuple[int, int, int]], int, Trace, bool] | None = None
 
     def start(self) -> StartResult:
         port = VirtualPort(self.world)
@@ -67,6 +69,24 @@ class VirtualBackend(Backend):
             if clock < 0:  # a reset: later clocks belong to another boot
                 break
             t.changes.append((clock, a, level))
+        return t
+
+    def live_trace(self, out_map: dict[tuple[int, int, int], int]) -> Trace | None:
+        """:meth:`trace` while the model runs, extended by the changes since the last call
+        (the live path asks every loop step: copying the whole trace each time was
+        quadratic over a long piece). The model's trace only grows while a piano plays."""
+        src = self.world.mcu.trace
+        live = self._live
+        if live is None or live[0] is not src or live[1] > len(src):
+            live = self._live = (src, 0, Trace(clock_hz=self.world.mcu.cfg.clock_hz), False)
+        _, i, t, ended = live
+        if not ended:
+            for clock, a, level in src[i:]:
+                if clock < 0:  # a reset: later clocks belong to another boot
+                    ended = True
+                    break
+                t.changes.append((clock, a, level))
+            self._live = (src, len(src), t, ended)
         return t
 
 
