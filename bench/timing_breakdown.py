@@ -10,12 +10,14 @@ search is measured in seconds per piece. Prints per take the intended F1 (the be
 scoring), the median error, the fakes heard (the bench's fakes) and the counts of
 timed-off / unheard / false onsets; ``--list`` lists every timed-off note with its
 candidates (frame, coarse onset, refined onset, share) and the nearest other planned
-strike. The truth is read here only to score and list, never by the detector.
+strike; ``--set NAME=VALUE`` sets a detector constant for the run (a rule's switch or
+threshold). The truth is read here only to score and list, never by the detector.
 """
 
 from __future__ import annotations
 
 import argparse
+import ast
 import sys
 import time
 from pathlib import Path
@@ -159,7 +161,7 @@ def main() -> None:
     args = ap.parse_args()
     for kv in args.set:
         k, v = kv.split("=")
-        setattr(det_mod, k, type(getattr(det_mod, k))(eval(v)))
+        setattr(det_mod, k, type(getattr(det_mod, k))(ast.literal_eval(v)))
     args.cache.mkdir(parents=True, exist_ok=True)
     pieces = [(f"random {s}", lambda s=s: random_piece(200 + s, 30.0)) for s in args.random]
     pieces += [(n, lambda n=n: read_midi(bundled_piece(n))) for n in args.pieces]
