@@ -523,9 +523,6 @@ def main() -> None:
                     help="detector: the plan-known search without its score-informed stage (Detector.informed)")
     ap.add_argument("--planned-min-new", type=float, default=None, metavar="NOISE_UNITS",
                     help="detector: the plan-known owner test's PLANNED_MIN_NEW (0: as before session 13)")
-    ap.add_argument("--ranker", action="store_true",
-                    help="detector: the plan-known search's learned choice among its hypotheses "
-                         "(robo_player/hearing/ranker.py; off by default) instead of the hand-built one")
     ap.add_argument("--no-fakes", action="store_true",
                     help="detector: skip the honesty column (fake planned neighbours heard, see fake_neighbours)")
     ap.add_argument("--why", action="store_true", help="calibration: mis-heard strikes and the worst played notes by cause; "
@@ -533,8 +530,6 @@ def main() -> None:
     ap.add_argument("--random", type=int, nargs="*", default=None, metavar="SEED",
                     help="detector: random pieces of these seeds (default: --seed's)")
     args = ap.parse_args()
-    if args.ranker:
-        det_mod.USE_RANKER = True
     if args.planned_min_new is not None:
         det_mod.PLANNED_MIN_NEW = args.planned_min_new
     if args.part in ("all", "calibration"):

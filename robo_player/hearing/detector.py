@@ -47,7 +47,6 @@ import numpy as np
 
 from ..errors import HearingError
 from ..voicing import ATTACK_S, f0_hz, partial_amplitudes, power_for_velocity, velocity_for_power
-from . import ranker
 
 SAMPLE_RATES = (44100, 48000)
 N_FFT = 2048
@@ -197,17 +196,6 @@ BASS_LONG_N = 8192
 BASS_RISE_DB = 6.0
 BASS_VETO_LOOSE_X = 1.5
 INFORMED_RISE_DB = 1.0  # ... timed at the largest local rise of its salience of at least this
-# plan known: the search's onset chosen among its hypotheses by the learned model
-# (:mod:`.ranker`, session 15) where True; False (the default): the hand-built choice (the
-# largest share). Off: it gained on random 2 and 4 (0.963 -> 0.973, 0.968 -> 0.976) and
-# lost on held-out real music (ASAP Schumann 0.898 -> 0.868, Beethoven 0.967 -> 0.760;
-# docs/hearing.md, session 15)
-USE_RANKER = False
-# ... where the chosen hypothesis is timed from its candidate's frame and the one timed
-# from its midpoints lies within TWIN_S of it, the latter is reported: the two fits of
-# one strike differ by a few ms (a lone E4 v 40: +0.1 ms from the midpoints, -2.6 from
-# the frame), and the 20 ms label the model learns does not tell which is nearer
-TWIN_S = 0.010
 Cols = tuple[int, ...] | None  # a subset of a pitch's partials (None: all)
 
 
@@ -224,15 +212,6 @@ class Onset:
     # DIRECT_MOVE_S of the energy fit's, timed by the energy fit alone (a soft bass
     # strike in the room's noise: |error| > 1 ms for 4 in 5, up to 15 ms; docs/hearing.md)
     sure: bool = True
-
-
-@dataclass(frozen=True, slots=True)
-class Hypothesis:
-    """One onset the plan-known search could report, with its features
-    (:data:`ranker.FEATURES`, in order) for the learned choice (:mod:`.ranker`)."""
-
-    onset: Onset
-    features: np.ndarray  # (len(ranker.FEATURES),)
 
 
 def check_audio(samples: np.ndarray, sample_rate: int, where: str) -> np.ndarray:
@@ -584,8 +563,6 @@ class Detector:
         plan-known search); ``planned`` (the plan-known search): the coarse onset from
         the new power (:meth:`new_power`), and of the candidates the one whose new sound
         is most this key's (the largest :meth:`new_share`), not the first that is."""
-        if planned and USE_RANKER:
-            return self._ranked(pitch, t_lo_s, t_hi_s, others, min_risen, own)
         cols = self.own_partials(pitch, own) if own else None
         r = self.rise_db(pitch)
         hop_s = self.hop / self.sr  # not HOP_S: at 44.1 kHz a hop is 88 samples, 1.9955 ms
@@ -614,75 +591,6 @@ class Detector:
             if best is None or share > best[0]:
                 best = (share, t_mid, float(r[i]))
         return None if best is None else self._refine(pitch, best[1], best[2])
-
-    def _ranked(self, pitch: int, t_lo_s: float, t_hi_s: float, others: Sequence[int],
-                min_risen: float, own: Sequence[int]) -> Onset | None:
-        """The plan-known search's onset chosen by the learned model (:mod:`.ranker`)
-        among :meth:`planned_hypotheses`, or None where none is likely enough."""
-        hyps = self.planned_hypotheses(pitch, t_lo_s, t_hi_s, others, min_risen, own)
-        if not hyps:
-            return None
-        model = ranker.shipped()
-        p = model.chance(np.stack([h.features for h in hyps]))
-        k = int(np.argmax(p))
-        if p[k] < model.threshold:
-            return None
-        if k % 2 and abs(hyps[k].onset.t_s - hyps[k - 1].onset.t_s) <= TWIN_S:
-            k -= 1  # the frame's and the midpoints' fits agree: the midpoints' (hand-built) time
-        return hyps[k].onset
-
-    def planned_hypotheses(self, pitch: int, t_lo_s: float, t_hi_s: float, others: Sequence[int] = (),
-                           min_risen: float = TIGHT_MIN_FRACTION, own: Sequence[int] = ()) -> list[Hypothesis]:
-        """Every onset the plan-known search could report for ``pitch`` in [t_lo_s, t_hi_s]
-        with its features (:data:`ranker.FEATURES`): each candidate (a local maximum of the
-        salience's rise >= PLANNED_RISE_DB, ``min_risen`` of its partials risen) whose owner
-        test gives it any new sound (:meth:`new_share` > 0 with the plan's rules: a key
-        struck instead of ours, a planned neighbour's leftovers give 0), timed from the
-        plan-known midpoints and from its own frame, each refined (in that order: the
-        hypotheses come in pairs)."""
-        cols = self.own_partials(pitch, own) if own else None
-        r = self.rise_db(pitch)
-        hop_s = self.hop / self.sr
-        f0, f1 = max(0, int(t_lo_s / hop_s)), min(len(r), int(math.ceil(t_hi_s / hop_s)) + 1)
-        if f1 <= f0:
-            return []
-        seg = r[f0:f1]
-        ok = (seg >= PLANNED_RISE_DB) & (seg >= np.roll(seg, 1)) & (seg >= np.roll(seg, -1))
-        cands = []  # (frame, rise, risen, coarse onset, share)
-        for j in np.nonzero(ok)[0]:
-            i = f0 + int(j)
-            frac = self.risen_fraction(pitch, i)
-            if frac < min_risen:
-                continue
-            t_mid = self._planned_midpoint(pitch, i, cols)
-            share = self.new_share(pitch, t_mid, others, unplanned=True)
-            if share > 0.0:
-                cands.append((i, float(r[i]), frac, t_mid, share))
-        if not cands:
-            return []
-        top_share = max(c[4] for c in cands)
-        top_rise = max(c[1] for c in cands)
-        top_frac = max(c[2] for c in cands)
-        rows: list[tuple[list[float], Onset]] = []
-        for i, rise, frac, t_mid, share in cands:
-            t_frame = i * hop_s
-            earlier = sum(1 for c in cands if c[0] < i and c[4] >= MIN_NEW)
-            for from_frame, t_coarse in ((0.0, t_mid), (1.0, t_frame)):
-                o = replace(self._refine(pitch, t_coarse, rise), risen=frac)
-                rows.append(([
-                    rise, frac, math.log10(share), share / top_share, rise - top_rise, frac - top_frac,
-                    float(share >= MIN_NEW), from_frame, float(np.clip((t_mid - t_frame) * 1e3, -60, 60)),
-                    float(np.clip((o.t_s - t_coarse) * 1e3, -60, 60)),
-                    float(np.clip((o.t_s - t_frame) * 1e3, -60, 60)), 0.0, math.log2(1 + len(cands)),
-                    (pitch - 60) / 24.0, math.log2(1 + earlier),
-                    float(np.clip((t_mid - t_frame) * 1e3, -60, 60)) * (2.0 * from_frame - 1.0),
-                ], o))
-        ts = np.array([o.t_s for _, o in rows])
-        out = []
-        for f, o in rows:
-            f[ranker.FEATURES.index("agree")] = float(np.mean(np.abs(ts - o.t_s) <= 0.003))
-            out.append(Hypothesis(o, np.array(f)))
-        return out
 
     def _planned_midpoint(self, pitch: int, i: int, cols: Cols) -> float:
         """The plan-known coarse onset of the candidate at frame ``i``: the earlier of the
