@@ -948,13 +948,7 @@ class Detector:
                 if o is None and p < BASS_MAX_PITCH:
                     o = self.bass.informed(p, t - before_s, t + after_s, sounding(t), near_own(t, p),
                                            BASS_RISE_DB)
-            elif o is not None and informed and self.informed_rise(
-                p, t - before_s, t + after_s, sounding(t)) < INFORMED_VETO_RISE:
-                o = None  # the plan's other keys explain what the search heard as ours
-            elif o is not None and informed and p < BASS_MAX_PITCH and self.bass.informed_tests(
-                p, t - before_s, t + after_s, sounding(t))[1] < BASS_VETO_LOOSE_X:
-                # a bass key's semitone or octave struck, ours not: the long windows told
-                # the two apart (fakes heard on random 1-3: 30 -> 19, F1 unchanged)
+            elif o is not None and informed and self._vetoed(p, t - before_s, t + after_s, sounding(t)):
                 o = None
             if o is None or any(abs(o.t_s - u) < MIN_GAP_S for u in taken.get(p, [])):
                 continue  # not heard, or one strike already given to a note of this key
@@ -985,6 +979,23 @@ class Detector:
                 out.append(o)
         out.sort(key=lambda o: (o.t_s, o.pitch))
         return out
+
+    def _vetoed(self, pitch: int, t_lo_s: float, t_hi_s: float, sounding: Sequence[int]) -> bool:
+        """Whether the informed stage drops the plan-known search's onset of ``pitch`` in
+        [t_lo_s, t_hi_s]: the plan's other keys explain what the search heard as ours
+        (:meth:`informed_rise` < INFORMED_VETO_RISE); below BASS_MAX_PITCH, where the
+        8192-sample windows (:attr:`bass`) do not hear it themselves (their rise < that
+        of a 4096-sample window's unplanned semitone: its template takes our sound), and
+        where a bass key's semitone or octave, not ours, was struck there (its activation
+        rose > 1 / BASS_VETO_LOOSE_X of ours: the long windows told the two apart; fakes
+        heard on random 1-3: 30 -> 19, F1 unchanged)."""
+        if pitch < BASS_MAX_PITCH:
+            rise, loose_x, explained = self.bass.informed_tests(pitch, t_lo_s, t_hi_s, sounding)
+            if loose_x < BASS_VETO_LOOSE_X:
+                return True
+            if rise >= INFORMED_MIN_RISE and loose_x >= INFORMED_LOOSE_X and explained >= INFORMED_EXPLAINED:
+                return False
+        return self.informed_rise(pitch, t_lo_s, t_hi_s, sounding) < INFORMED_VETO_RISE
 
     def _midpoint(self, pitch: int, i: int, cols: Cols = None, *, predicted: bool = False) -> float:
         """Audio time where the pitch's salience is halfway from before the rise at frame
