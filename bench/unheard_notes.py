@@ -143,7 +143,14 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=30.0)
     ap.add_argument("--fakes", action="store_true", help="also list the fakes heard")
     ap.add_argument("--quiet", action="store_true", help="only the rows' figures")
+    ap.add_argument("--set", nargs="*", default=[], metavar="NAME=VALUE",
+                    help="detector constants to try (e.g. INFORMED_LOOSE_X=2)")
     args = ap.parse_args()
+    for kv in args.set:
+        k, v = kv.split("=", 1)
+        if not hasattr(det_mod, k):
+            raise SystemExit(f"--set: detector has no constant {k}")
+        setattr(det_mod, k, type(getattr(det_mod, k))(v))
     from robo_player.midi import bundled_piece, read_midi
 
     rows = [(f"random{s}", lambda s=s: random_piece(200 + s, 30.0)) for s in args.random]

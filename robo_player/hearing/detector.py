@@ -196,6 +196,9 @@ BASS_MAX_PITCH = 52
 BASS_LONG_N = 8192
 BASS_RISE_DB = 6.0
 BASS_VETO_LOOSE_X = 1.5
+# ... and the 4096-sample veto (INFORMED_VETO_RISE) does not drop a note below
+# BASS_MAX_PITCH whose activation rose at least this much on the 8192-sample windows
+BASS_KEEP_RISE = 150.0
 INFORMED_RISE_DB = 1.0  # ... timed at the largest local rise of its salience of at least this
 # plan known: the search's onset chosen among its hypotheses by the learned model
 # (:mod:`.ranker`, session 15) where True; False (the default): the hand-built choice (the
@@ -993,7 +996,7 @@ class Detector:
             rise, loose_x, explained = self.bass.informed_tests(pitch, t_lo_s, t_hi_s, sounding)
             if loose_x < BASS_VETO_LOOSE_X:
                 return True
-            if rise >= INFORMED_MIN_RISE and loose_x >= INFORMED_LOOSE_X and explained >= INFORMED_EXPLAINED:
+            if rise >= BASS_KEEP_RISE:
                 return False
         return self.informed_rise(pitch, t_lo_s, t_hi_s, sounding) < INFORMED_VETO_RISE
 
