@@ -7,6 +7,10 @@ the same simulated piano and match heard notes to the plan's outcomes (same pitc
 nearest time) to get the onset error and the velocity error as a listener hears them.
 
     .venv/bin/python bench/bench_calibration.py --seeds 0 1 2
+
+``--single-notes``: the detector's loudness over the partials against the truth on single
+notes, A0 to C8, through the room and without (the keyboard's trend: docs/calibration.md,
+"The loudness trend across the keyboard").
 """
 
 from __future__ import annotations
@@ -173,6 +177,48 @@ def play_errors(dev: object, spec: object, cal: Calibration, piece: str) -> dict
     }
 
 
+def single_notes(velocity: float, takes: int) -> None:
+    """Heard over true loudness (%, the log) of single notes struck at ``velocity`` on
+    keys 21, 27, .. 105, each alone in ``takes`` takes (a room drawn per take), read as
+    the calibration reads them (:func:`partials_read`; a key's decay pooled over its
+    takes) and with no decay taken out: the common part, the line in pitch (A0 -> C8),
+    the keys' scatter about it and the take-to-take s.d. (rms over keys)."""
+    from robo_player.hearing.detector import Detector, partials_read, pooled_rates, read_velocity
+    from robo_player.performance import HeardNote
+    from robo_player.sim.room import Room, RoomTake
+
+    pitches = list(range(21, 109, 6))
+    for rt60, n, snr in ((0.0, 1, 80.0), (0.3, takes, 30.0)):
+        rows: dict[str, list[list[float]]] = {"decay taken out": [], "none taken out": []}
+        for p in pitches:
+            reads = []
+            for take in range(n):
+                room = Room(gain_db=-24.0, seed=4, rt60_s=rt60, snr_db=snr)
+                # held 80 ms: a calibration strike's damper lands >= 73 ms after its onset
+                rt = RoomTake(room, [HeardNote(500_000, p, velocity, 580_000)], [], take)
+                det = Detector(rt.samples(), rt.sample_rate, gain_db=-24.0)
+                t = rt._audio_us(500_000) / 1e6
+                o = det.find(p, t - 0.03, t + 0.03, alone=True)
+                r = partials_read(det, p, o.t_s) if o is not None else None
+                if r is not None:
+                    reads.append(r)
+            rates = pooled_rates(reads)
+            for name, rr in (("decay taken out", rates), ("none taken out", np.full(len(rates), np.nan))):
+                vs = [read_velocity(r, rr) for r in reads]
+                rows[name].append([100.0 * math.log(v / velocity) for v in vs if v is not None])
+        x = (np.array(pitches) - 64.5) / 43.5
+        for name, e in rows.items():
+            m = np.array([np.mean(a) for a in e])
+            slope, icept = np.polyfit(x, m, 1)
+            sd = math.sqrt(float(np.mean([np.var(a) for a in e])))
+            print(
+                f"velocity {velocity:g}, {'room rt60 0.3 s, ' + str(n) + ' takes' if rt60 else 'no room'}, {name}: "
+                f"common {m.mean():+.2f} %, trend A0 -> C8 {2 * slope:+.2f} %, scatter {np.std(m - slope * x - icept):.2f} %, "
+                f"take-to-take s.d. {sd:.2f} %"
+            )
+            print("    " + " ".join(f"{p}:{a:+.1f}" for p, a in zip(pitches, m, strict=True)))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--spec", default="piano-88-grand")
@@ -189,7 +235,14 @@ def main() -> None:
         help="play the pieces on this device instead (same truth seed), e.g. calibrate with "
         "--port '...&spread=0' and play with the spread: the strikes' own part of the onset error",
     )
+    ap.add_argument("--single-notes", type=float, nargs="*", default=None, metavar="VELOCITY",
+                    help="only the detector's loudness of single notes through the room (default velocities 96 40)")
+    ap.add_argument("--takes", type=int, default=8, help="--single-notes: takes a key (a room each)")
     args = ap.parse_args()
+    if args.single_notes is not None:
+        for v in args.single_notes or [96.0, 40.0]:
+            single_notes(v, args.takes)
+        return
     spec = load_spec(args.spec)
     pieces = args.pieces if args.pieces is not None else [p.stem for p in bundled_pieces()]
     for seed in args.seeds:

@@ -23,7 +23,14 @@ from dataclasses import replace
 import numpy as np
 
 from ..hearing.align import PATTERN_SPAN_US, PATTERN_US, ClockFit
-from ..hearing.detector import REFERENCE_GAIN_DB, Detector, partials_velocity
+from ..hearing.detector import (
+    REFERENCE_GAIN_DB,
+    Detector,
+    PartialsRead,
+    partials_read,
+    pooled_rates,
+    read_velocity,
+)
 from ..hearing.level import anchor_level_db, anchor_pair_sd_db, remove_level
 from ..hearing.listen import Expected, hear_strikes
 from ..performance import Performance
@@ -53,6 +60,11 @@ MISSED_MIN_HEARD = 4  # heard ordinary strikes of a key before its curve tells a
 SILENT_BAR = 0.8  # fit_key's: a strike the curve puts sooner than this x the silent latency sounds
 FULL_DRIVE = 1.0 - 1e-6  # a strike at or above this drive is at full drive (the level's anchor)
 OFFSET_PRIOR_SD_US = 50_000.0  # the prior on c (at the nominal full-drive latency): wide, the curves decide (onsets are now precise to ~0.2 ms)
+
+
+# each key's strikes heard over their partials so far, with what their partials said
+# (the session's: a key's decay is pooled over them)
+KeyReads = dict[int, list[tuple[StrikeResult, PartialsRead]]]
 
 
 def sync_pitch(spec: PianoSpec) -> int:
@@ -114,13 +126,13 @@ def expected_window(s: StrikeResult, c_us: float, absolute: bool = True) -> Expe
 
 def listen_round(
     perf: Performance, pending: list[StrikeResult], spec: PianoSpec, starts: list[int], where: str,
-    c_us: float = 0.0, level_db: float | None = 0.0,
+    c_us: float = 0.0, level_db: float | None = 0.0, reads: KeyReads | None = None,
 ) -> ClockFit:
     """Hear ``pending`` in ``perf.audio``; fills their latency (as aligned: ``c`` early)
     and loudness: with the take's level ``level_db`` known, over the partials at that
-    gain (:func:`partials_loudness`); ``None`` (not fitted yet), the comb's loudness at
-    the detector's reference gain. ``c_us``: the best guess of ``c`` so far, for the
-    search windows. Returns the take's clock (MCU -> audio)."""
+    gain (:func:`partials_loudness`, ``reads`` the session's); ``None`` (not fitted
+    yet), the comb's loudness at the detector's reference gain. ``c_us``: the best guess
+    of ``c`` so far, for the search windows. Returns the take's clock (MCU -> audio)."""
     assert perf.audio is not None
     expected = [expected_window(s, c_us, spec.sync_click is not None) for s in pending]
     heard, clock = hear_strikes(
@@ -135,21 +147,43 @@ def listen_round(
             s.velocity = remove_level(s.pitch, h.velocity, level_db or 0.0, perf.audio.sample_rate)
             s.onset_us = h.t_us
     if level_db is not None:
-        partials_loudness(perf, pending, clock, level_db)
+        partials_loudness(perf, pending, clock, level_db, reads)
     return clock
 
 
-def partials_loudness(perf: Performance, strikes: list[StrikeResult], clock: ClockFit, level_db: float) -> None:
+def partials_loudness(
+    perf: Performance, strikes: list[StrikeResult], clock: ClockFit, level_db: float, reads: KeyReads | None = None,
+) -> None:
     """The heard ``strikes``' loudness read again with the take's level ``level_db``
     known: over the key's partials at that gain (:func:`~robo_player.hearing.detector.
-    partials_velocity`: each partial's room colour weighs alike, 3.0 -> 1.9 % a strike at
-    velocity 96); where fewer than two partials tell it, the comb's loudness stays (the
-    level already out of it)."""
+    partials_read`: each partial's room colour weighs alike, 3.0 -> 1.9 % a strike at
+    velocity 96), each partial taken back to the onset with the key's decay. With
+    ``reads`` (the session's, every key's strikes so far), the decay is pooled over the
+    key's ordinary strikes (:func:`~robo_player.hearing.detector.pooled_rates`: one
+    strike's, through the room, scatters by several 1/s; a key-return probe's damper may
+    land early) and every strike of a key struck here is read again with it; without,
+    each strike's own. Where fewer than two partials tell it, the comb's loudness stays
+    (the level already out of it)."""
     assert perf.audio is not None
     det = Detector(perf.audio.samples(), perf.audio.sample_rate, gain_db=REFERENCE_GAIN_DB + level_db)
+    touched: set[int] = set()
     for s in strikes:
         if s.heard and s.onset_us is not None:
-            v = partials_velocity(det, s.pitch, clock.to_audio_s(s.onset_us))
+            read = partials_read(det, s.pitch, clock.to_audio_s(s.onset_us))
+            if read is None:
+                continue
+            if reads is None:
+                v = read_velocity(read)
+                if v is not None:
+                    s.velocity = v
+                continue
+            reads.setdefault(s.pitch, []).append((s, read))
+            touched.add(s.pitch)
+    for p in touched:
+        key_reads = (reads or {})[p]
+        rates = pooled_rates([r for s, r in key_reads if s.probe_gap_us is None])
+        for s, r in key_reads:
+            v = read_velocity(r, rates if len(rates) and np.isfinite(rates).any() else None)
             if v is not None:
                 s.velocity = v
 

@@ -25,6 +25,7 @@ from .fitting import KeyFit, curve_from_fit, fit_key
 from .key_return import PROBE_GAP_FRACTION, next_probe, return_estimate
 from .listening import (
     ONSET_GAP_US,
+    KeyReads,
     add_sync,
     common_offset,
     fitted_full_drive_level,
@@ -131,6 +132,7 @@ def calibrate_session(
     coils: dict[int, CoilHeat] = {}
     done: set[int] = set()
     pedal_lat: int | None = None
+    reads: KeyReads = {}  # audio: each key's strikes as their partials said (a key's decay pooled)
     # what does the device's sensor hand back: audio (a microphone) or heard notes?
     check = device.play(
         Plan(
@@ -181,7 +183,7 @@ def calibrate_session(
             pedal = round_no == 0 and ti == len(takes) - 1 and spec.pedal is not None
             where = f"calibration round {round_no}" + (f" take {ti}" if len(takes) > 1 else "")
             heard, lat = play_take(device, spec, take, [p for p in order if p in take], coils, audio, pedal,
-                                   offset_us, report, where, mic)
+                                   offset_us, report, where, mic, reads)
             pending += heard
             pedal_lat = lat if lat is not None else pedal_lat
         for s in pending:
@@ -291,7 +293,7 @@ def split_takes(requests: dict[int, list[StrikeRequest]]) -> list[dict[int, list
 def play_take(
     device: Device, spec: PianoSpec, requests: dict[int, list[StrikeRequest]], order: list[int],
     coils: dict[int, CoilHeat], audio: bool, pedal: bool, offset_us: float, report: CalibrationReport,
-    where: str, mic: MicGain | None,
+    where: str, mic: MicGain | None, reads: KeyReads | None = None,
 ) -> tuple[list[StrikeResult], int | None]:
     """Schedule ``requests`` as one plan, play it and hear it (through audio: the sync
     patterns around it, the take's level fitted on the first take heard); returns the
@@ -333,14 +335,14 @@ def play_take(
             c_guess = offset_us
         else:
             c_guess = float(spec.nominal.latency_us[-1])
-        clock = listen_round(perf, pending, spec, starts, where, c_guess, report.audio_level_db)
+        clock = listen_round(perf, pending, spec, starts, where, c_guess, report.audio_level_db, reads)
         if report.audio_level_db is None:
             # the microphone's gain is unknown: the first take strikes every key at full
             # drive; its level comes out of every loudness heard from here on, before any
             # curve is fitted (the adaptive rounds and the key-return probes compare heard
             # loudness with these fits); with it known, the loudness over the partials
             set_level(report, pending, spec, perf.audio.sample_rate, where, mic)
-            partials_loudness(perf, pending, clock, report.audio_level_db or 0.0)
+            partials_loudness(perf, pending, clock, report.audio_level_db or 0.0, reads)
         for s in pending:
             s.latency_us += offset_us
     else:

@@ -1327,7 +1327,23 @@ class Detector:
 # calibration hears so once the take's level is fitted (calibrator/listening.py).
 PARTIAL_MIN_SHARE = 0.01  # a partial under this share of the note's power at the velocity says too little
 PARTIAL_MIN_SNR = 3.0  # ... and one under this x its band's background is the noise's
-_PARTIALS_REF: dict[tuple[int, int], np.ndarray] = {}
+# The notes decay unlike the reference tone (a 0.5 s decay on every partial): a bass
+# string rings for seconds, a treble one a few tenths of a second, and each partial
+# faster than the one below. Read over a window 3..39 ms after the onset, a note that
+# decays slower than the reference reads loud, a faster one soft (+3.4 % at A0, -2.0 %
+# at C8 at velocity 96, no room). Each partial's decay against the reference tone's is
+# read from a second window (DECAY_WINDOW_S after the half-energy point, before a
+# calibration strike's damper lands, >= 73 ms after its onset), and its power taken
+# back to the onset over the window's effective time (measured on the reference tone
+# with its decay undone: the band's response to the onset makes it less than the
+# window's middle). docs/calibration.md, "The loudness trend across the keyboard".
+DECAY_WINDOW_S = (0.030, 0.050)
+DECAY_MIN_SNR = 3.0  # a partial's decay is read where its second window is this x its background
+DECAY_RATE_RANGE = (0.0, 40.0)  # 1/s (amplitude): a string does not grow; 40: a damper's fade is 20
+REFERENCE_DECAY_S = 0.5  # :func:`_reference_tone`'s decay (every partial)
+T_EFF_MAX_S = 0.1  # a reference partial whose loudness window's effective time is past this is its noise (A0's 5th..8th)
+ONSET_TRUST_S = 0.0025  # the windows follow the onset where the half-energy time is this near where it should be
+_PARTIALS_REF: dict[tuple[int, int], PartialsReference] = {}
 
 
 def _partial_band(freqs: np.ndarray, fk: float, k: int) -> np.ndarray:
@@ -1340,27 +1356,28 @@ def _partial_band(freqs: np.ndarray, fk: float, k: int) -> np.ndarray:
     return (0.5 - 0.5 * np.cos(np.pi * up)) * (0.5 - 0.5 * np.cos(np.pi * down))
 
 
-def _attack_segment(det: Detector, pitch: int, t_s: float) -> tuple[int, np.ndarray, np.ndarray, float, float]:
+def _attack_segment(det: Detector, pitch: int, t_s: float, after_s: float = 0.0) -> tuple[int, np.ndarray, np.ndarray, float, float]:
     """The audio around a strike of ``pitch`` near ``t_s`` that its attack and loudness
-    are read on (60 ms and a period of f0 either side): (first sample, samples, their
-    FFT frequencies, the period s, the band's top Hz)."""
+    are read on (60 ms and a period of f0 either side, ``after_s`` more after): (first
+    sample, samples, their FFT frequencies, the period s, the band's top Hz)."""
     sr = det.sr
     f0 = f0_hz(pitch)
     period = 1.0 / f0
     half_w = 0.06 + period
     s0 = max(0, int((t_s - half_w) * sr))
-    seg = det.y[s0 : min(len(det.y), int((t_s + half_w) * sr))]
+    seg = det.y[s0 : min(len(det.y), int((t_s + half_w + after_s) * sr))]
     return s0, seg, np.fft.fftfreq(len(seg), 1.0 / sr), period, band_hi_hz(f0, sr)
 
 
-def partial_powers(det: Detector, pitch: int, t_half: float) -> tuple[np.ndarray, np.ndarray]:
-    """Each partial's power over the comb loudness' window (from 3 ms after the
-    half-energy time ``t_half``, a period of f0 or 10 ms long) less its background (the
-    median over 20 ms before), and that background: ((K,), (K,)), partials 1..K under
-    the band's top."""
+def _partial_windows(det: Detector, pitch: int, t_half: float) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """Each partial's power less its background (the median over 20 ms before) over the
+    comb loudness' window (from 3 ms after the half-energy time ``t_half``, a period of
+    f0 or 10 ms long) and over the decay's (:data:`DECAY_WINDOW_S` after ``t_half``),
+    and that background: three (K,), partials 1..K under the band's top (the decay
+    window's nan where the audio ends before it); None where it ends before the first."""
     sr = det.sr
     f0 = f0_hz(pitch)
-    s0, seg, freqs, period, f_hi = _attack_segment(det, pitch, t_half)
+    s0, seg, freqs, period, f_hi = _attack_segment(det, pitch, t_half, DECAY_WINDOW_S[1])
     n = len(seg)
     seg_f = np.fft.fft(seg) * np.where(freqs > 0, 2.0, 0.0)
     w = max(1, int(round(period * sr)))
@@ -1368,9 +1385,10 @@ def partial_powers(det: Detector, pitch: int, t_half: float) -> tuple[np.ndarray
     x = int((t_half - s0 / sr) * sr)
     k0 = x + 3 * ms
     k1 = k0 + max(w, int(0.010 * sr))
+    d0, d1 = x + int(DECAY_WINDOW_S[0] * sr), x + int(DECAY_WINDOW_S[1] * sr)
     if n < 2 or k0 <= 0 or k1 > n:
-        return np.zeros(0), np.zeros(0)
-    pw, bg = [], []
+        return None
+    pw, pd, bg = [], [], []
     for k in range(1, 9):
         if k * f0 > f_hi:
             break
@@ -1378,41 +1396,149 @@ def partial_powers(det: Detector, pitch: int, t_half: float) -> tuple[np.ndarray
         pre = env[max(0, x - w // 2 - 20 * ms) : max(1, x - w // 2 - ms)]
         b = float(np.median(pre)) if len(pre) else 0.0
         pw.append(float(np.mean(env[k0:k1])) - b)
+        pd.append(float(np.mean(env[d0:d1])) - b if d1 <= n else math.nan)  # nan: the audio ends first
         bg.append(b)
-    return np.array(pw), np.array(bg)
+    return np.array(pw), np.array(pd), np.array(bg)
+
+
+def partial_powers(det: Detector, pitch: int, t_half: float) -> tuple[np.ndarray, np.ndarray]:
+    """Each partial's power over the comb loudness' window (from 3 ms after the
+    half-energy time ``t_half``, a period of f0 or 10 ms long) less its background (the
+    median over 20 ms before), and that background: ((K,), (K,)), partials 1..K under
+    the band's top."""
+    got = _partial_windows(det, pitch, t_half)
+    if got is None:
+        return np.zeros(0), np.zeros(0)
+    return got[0], got[2]
+
+
+@dataclass(frozen=True, slots=True)
+class PartialsReference:
+    """The reference tone's partials (:func:`energy_response`'s tone: the level law's at
+    velocity 64, a :data:`REFERENCE_DECAY_S` decay) as :func:`_partial_windows` reads
+    them at its energy fit's onset: the loudness window's power, the decay window's, and
+    each window's effective time after the tone's onset (s: where a decay of the
+    partial's power reads as at one instant), all (K,); ``half_s``: its half-energy time
+    after its onset."""
+
+    power: np.ndarray
+    power_decay: np.ndarray
+    t_eff: np.ndarray
+    t_eff_decay: np.ndarray
+    half_s: float
 
 
 def partials_reference(pitch: int, sample_rate: int) -> np.ndarray:
     """:func:`partial_powers` of the reference tone (:func:`energy_response`'s: the level
     law's partials at velocity 64), at its energy fit's onset: (K,)."""
+    return _partials_reference(pitch, sample_rate).power
+
+
+def _partials_reference(pitch: int, sample_rate: int) -> PartialsReference:
     key = (pitch, sample_rate)
     if key not in _PARTIALS_REF:
-        det = Detector(_reference_tone(pitch, sample_rate), sample_rate, gain_db=0.0)
+        y = _reference_tone(pitch, sample_rate)
+        det = Detector(y, sample_rate, gain_db=0.0)
         t_fit, _ = det.y_onset(pitch, det.y_onset(pitch, 0.2)[0])
         t_half, _ = det._attack(pitch, t_fit)
-        _PARTIALS_REF[key] = partial_powers(det, pitch, t_half)[0]
+        got = _partial_windows(det, pitch, t_half)
+        # the same tone with its decay undone: a window's power over the decaying one's
+        # is exp(2 t_eff / REFERENCE_DECAY_S), t_eff the window's effective time
+        t = np.maximum(np.arange(len(y)) / sample_rate - 0.2, 0.0)
+        flat = _partial_windows(Detector(y * np.exp(t / REFERENCE_DECAY_S), sample_rate, gain_db=0.0), pitch, t_half)
+        assert got is not None and flat is not None, f"the reference tone of key {pitch} is too short"
+        with np.errstate(divide="ignore", invalid="ignore"):
+            t_eff = 0.5 * REFERENCE_DECAY_S * np.log(flat[0] / got[0])
+            t_eff_decay = 0.5 * REFERENCE_DECAY_S * np.log(flat[1] / got[1])
+        _PARTIALS_REF[key] = PartialsReference(got[0], got[1], t_eff, t_eff_decay, t_half - 0.2)
     return _PARTIALS_REF[key]
 
 
-def partials_velocity(det: Detector, pitch: int, t_s: float) -> float | None:
-    """The loudness (MIDI velocity at the detector's gain, ``det``'s ``gain_db``) of the
-    strike of ``pitch`` whose onset is ``t_s`` (audio s), as the velocity whose level-law
-    partials, against the reference tone's, best match (the mean of the log ratios)
-    those heard: each usable partial weighs alike, so the room's colour, independent
-    from partial to partial, averages out (the power sum keeps the fundamental's). None
-    where fewer than two partials can say it (the caller keeps the comb's loudness)."""
+@dataclass(frozen=True, slots=True)
+class PartialsRead:
+    """One strike's partials against the reference tone's (:func:`partials_read`), all
+    (K,): the log of heard over reference power in the loudness window (at the
+    detector's gain), whether it says anything (over PARTIAL_MIN_SNR x its background),
+    the loudness window's effective time after the strike's onset (s), and each
+    partial's decay rate (1/s, of its amplitude) as this strike showed it (nan where its
+    decay window is under DECAY_MIN_SNR x its background)."""
+
+    pitch: int
+    log_ratio: np.ndarray
+    sure: np.ndarray
+    t_eff: np.ndarray
+    rate: np.ndarray
+
+
+def partials_read(det: Detector, pitch: int, t_s: float) -> PartialsRead | None:
+    """What the partials of the strike of ``pitch`` whose onset is ``t_s`` (audio s) say
+    of its loudness and decay (:class:`PartialsRead`), read over windows as far after
+    ``t_s`` as the reference tone's after its onset (a half-energy time farther than
+    ONSET_TRUST_S from theirs moves them on); None where the audio ends first."""
+    ref = _partials_reference(pitch, det.sr)
+    t_half, _ = det._attack(pitch, t_s)
+    # the windows as far after the onset as the reference tone's (its half-energy time
+    # after its onset): the strike's own half-energy time sits up to 2.5 ms off that by
+    # the spectrum (A0 +2.5 ms, A4 -1.5 ms at velocity 96), and a window on the bands'
+    # rise reads ~2 % a ms; farther off than ONSET_TRUST_S, the onset is doubted
+    t_half -= float(np.clip(t_half - (t_s + ref.half_s), -ONSET_TRUST_S, ONSET_TRUST_S))
+    got = _partial_windows(det, pitch, t_half)
+    if got is None or len(got[0]) != len(ref.power) or len(ref.power) < 2:
+        return None
+    heard, heard_d, bg = (a / det.gain**2 for a in got)
+    # a partial the reference tone barely has (the bass's top ones) has no effective time
+    ok = (ref.power > 0.0) & (ref.t_eff >= 0.0) & (ref.t_eff <= T_EFF_MAX_S)
+    sure = (heard > PARTIAL_MIN_SNR * bg) & ok
+    ratio = np.log(np.where(sure, heard, 1.0) / np.where(ok, ref.power, 1.0))
+    # the heard windows sit this much later after the strike's onset than the reference's
+    late = (t_half - t_s) - ref.half_s
+    t_eff, t_eff_d = ref.t_eff + late, ref.t_eff_decay + late
+    with np.errstate(invalid="ignore"):
+        decays = sure & (heard_d > DECAY_MIN_SNR * bg) & (ref.power_decay > 0.0) & (t_eff_d > t_eff + 1e-3)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio_d = np.log(np.where(decays, heard_d, 1.0) / np.where(decays, ref.power_decay, 1.0))
+        rate = np.where(decays, 1.0 / REFERENCE_DECAY_S + (ratio - ratio_d) / (2.0 * (t_eff_d - t_eff)), np.nan)
+    return PartialsRead(pitch, ratio, sure, t_eff, rate)
+
+
+def pooled_rates(reads: Sequence[PartialsRead]) -> np.ndarray:
+    """One key's partials' decay rates (1/s, (K,)) over ``reads`` of its strikes: the
+    median of each partial's over the strikes that showed it (through a room one strike's
+    scatters by several 1/s: the reverb builds up under it), nan where none did."""
+    if not reads:
+        return np.zeros(0)
+    rates = np.array([r.rate for r in reads])  # (strikes, K)
+    out = np.full(rates.shape[1], np.nan)
+    for k in range(rates.shape[1]):
+        col = rates[:, k][np.isfinite(rates[:, k])]
+        if len(col):
+            out[k] = float(np.median(col))
+    return out
+
+
+def read_velocity(read: PartialsRead, rates: np.ndarray | None = None) -> float | None:
+    """The loudness (MIDI velocity at the detector's gain) of the strike ``read``: each
+    partial's power taken back to the onset with its decay rate (``rates`` (K,), 1/s, a
+    key's :func:`pooled_rates`; None: the strike's own; a partial without one: the mean
+    of those with one, clipped to DECAY_RATE_RANGE), then the velocity whose level-law
+    partials, against the reference tone's, best match them (the mean of the log
+    ratios): each usable partial weighs alike, so the room's colour, independent from
+    partial to partial, averages out (the power sum keeps the fundamental's). None where
+    fewer than two partials can say it."""
     from ..voicing import VELOCITY_MAX  # (the top of the level law's scale)
 
-    t_half, _ = det._attack(pitch, t_s)
-    heard, bg = partial_powers(det, pitch, t_half)
-    ref = partials_reference(pitch, det.sr)
-    if len(heard) != len(ref) or len(ref) < 2:
-        return None
-    heard, bg = heard / det.gain**2, bg / det.gain**2
-    ks = np.arange(1, len(ref) + 1, dtype=np.float64)
+    r = read.rate if rates is None else rates
+    if len(r) != len(read.log_ratio):
+        raise ValueError(f"read_velocity: key {read.pitch}: {len(r)} decay rates for {len(read.log_ratio)} partials")
+    known = np.isfinite(r)
+    if known.any():
+        r = np.clip(np.where(known, r, float(np.mean(r[known]))), *DECAY_RATE_RANGE)
+        ratio = read.log_ratio + 2.0 * (r - 1.0 / REFERENCE_DECAY_S) * read.t_eff
+    else:
+        ratio = read.log_ratio
+    sure = read.sure
+    ks = np.arange(1, len(ratio) + 1, dtype=np.float64)
     a64 = partial_amplitudes(64.0, ks)
-    sure = (heard > PARTIAL_MIN_SNR * bg) & (ref > 0.0)
-    ratio = np.log(np.where(sure, heard, 1.0) / np.where(ref > 0.0, ref, 1.0))
 
     def excess(v: float) -> float | None:  # heard over the law at v, the partials' log-mean
         a = partial_amplitudes(v, ks)
@@ -1429,3 +1555,13 @@ def partials_velocity(det: Detector, pitch: int, t_s: float) -> float | None:
             return None
         lo, hi = (mid, hi) if e > 0.0 else (lo, mid)
     return math.sqrt(lo * hi)
+
+
+def partials_velocity(det: Detector, pitch: int, t_s: float) -> float | None:
+    """The loudness (MIDI velocity at the detector's gain, ``det``'s ``gain_db``) of the
+    strike of ``pitch`` whose onset is ``t_s`` (audio s), taken back to the onset with
+    the decay this strike showed (:func:`partials_read`, :func:`read_velocity`; the
+    calibration pools a key's strikes' decays: calibrator/listening.py). None where
+    fewer than two partials can say it (the caller keeps the comb's loudness)."""
+    read = partials_read(det, pitch, t_s)
+    return None if read is None else read_velocity(read)
