@@ -454,6 +454,24 @@ def _slow(monkeypatch, gate: threading.Event, reached: threading.Event | None = 
     return who
 
 
+def _threaded_replay(calls, spec, rate: int, max_behind_s: float, *, nothing_yet: bool) -> AudioEar:  # noqa: ANN001
+    """The recorded calls made again on an ear in its own thread, all but the last step
+    (``nothing_yet``: each step must give nothing heard yet, the detector being held)."""
+    steps = [c for c in calls if c[0] == "blocks"]
+    feed = iter([b for _, b in steps])
+    ear = AudioEar(lambda: next(feed), rate, click_of(spec), where="replayed", threaded=True,
+                   max_behind_s=max_behind_s)
+    k = 0
+    for kind, arg in calls:
+        if kind == "expect":
+            ear.expect(*arg)
+        elif k < len(steps) - 1:
+            k += 1
+            heard = ear.heard_so_far()
+            assert not nothing_yet or heard == []  # the detector is held: nothing heard, no wait
+    return ear
+
+
 def test_ear_thread_hears_what_the_loops_thread_hears(spec, recorded, monkeypatch) -> None:  # noqa: ANN001
     """The recorded stream's calls made again on an ear in its own thread whose detector is
     held until every step has been handed in: no step waits for it (each gives what was
@@ -465,17 +483,8 @@ def test_ear_thread_hears_what_the_loops_thread_hears(spec, recorded, monkeypatc
     assert same[-1] == notes and ear0.ear.notes == notes and ear0.stats()["threaded"] is False
     gate, reached = threading.Event(), threading.Event()
     who = _slow(monkeypatch, gate, reached)
-    steps = [c for c in calls if c[0] == "blocks"]
-    feed = iter([b for _, b in steps])
-    ear = AudioEar(lambda: next(feed), rate, click_of(spec), where="replayed", threaded=True, max_behind_s=60)
+    ear = _threaded_replay(calls, spec, rate, 60.0, nothing_yet=True)
     try:
-        k = 0
-        for kind, arg in calls:
-            if kind == "expect":
-                ear.expect(*arg)
-            elif k < len(steps) - 1:
-                k += 1
-                assert ear.heard_so_far() == []  # the detector is held: nothing heard, no wait
         assert reached.wait(60)  # the ear's thread came to its first batch and is held there
         assert who == [who[0]] and who[0].startswith("robo-player ear")
         gate.set()
@@ -497,22 +506,14 @@ def test_ear_thread_drops_audio_past_its_bound(spec, recorded, monkeypatch) -> N
     calls, notes, rate = recorded
     gate = threading.Event()
     _slow(monkeypatch, gate)
-    steps = [c for c in calls if c[0] == "blocks"]
-    feed = iter([b for _, b in steps])
-    ear = AudioEar(lambda: next(feed), rate, click_of(spec), where="replayed", threaded=True, max_behind_s=2.0)
+    ear = _threaded_replay(calls, spec, rate, 2.0, nothing_yet=False)
     try:
-        k = 0
-        for kind, arg in calls:
-            if kind == "expect":
-                ear.expect(*arg)
-            elif k < len(steps) - 1:
-                k += 1
-                ear.heard_so_far()
         gate.set()
         final = ear.heard_so_far(final=True)
     finally:
         ear.close()
     st = ear.stats()
+    steps = [c for c in calls if c[0] == "blocks"]
     last_s = sum(len(b) for b, _ in steps[-1][1]) / rate  # the final step's audio is always taken
     assert st["max_waiting_s"] <= 2.0 + last_s
     assert st["dropped_s"] > 0.5 * st["audio_s"]
