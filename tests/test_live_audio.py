@@ -106,14 +106,17 @@ def test_firmware_process_hears_live_what_it_played(spec, port: str, seconds: fl
     plan, _ = plan_for(read_midi(bundled_pieces()[0]), spec, None)
     cmds = [c for c in plan.commands if c.t_us < seconds * 1e6]
     url = f"{port}://?heating=1&timing_sd_us=0&loudness_sd=0&heard_delay_ms=80"
-    with open_port(url, spec, truth_seed=3) as dev:
-        take_no = dev.instrument.microphone.takes
-        blocks, seen = [], []
-        for now in stream_steps(dev, cmds, 1_500_000):
-            blocks += dev.audio_so_far()
-            seen.append((now, dev.heard_so_far()))
-        perf = dev.drain()
-        offset_s, drift, _ = card_clock(dev.instrument.microphone.room, take_no)
+    for _attempt in range(3):  # fw-host: a run whose process was paused past its late slack runs again
+        with open_port(url, spec, truth_seed=3) as dev:
+            take_no = dev.instrument.microphone.takes
+            blocks, seen = [], []
+            for now in stream_steps(dev, cmds, 1_500_000):
+                blocks += dev.audio_so_far()
+                seen.append((now, dev.heard_so_far()))
+            perf = dev.drain()
+            offset_s, drift, _ = card_clock(dev.instrument.microphone.room, take_no)
+        if port != "fw-host" or "late" not in perf.extra["commands"]:
+            break
     assert perf.extra["commands"] == {"played": len(cmds)}
     final = sorted((h.t_us, h.pitch, h.velocity) for h in perf.heard)
     assert len(final) > 3 * seconds and sorted((h.t_us, h.pitch, h.velocity) for h in seen[-1][1]) == final
