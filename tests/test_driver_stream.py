@@ -519,11 +519,12 @@ def test_the_firmware_model_follows_the_one_expansion(notes, pedal) -> None:  # 
     assert res.counts() == {"played": len(plan)}, res.counts()
     # the expansion, on the clocks the commands were scheduled at (16 ticks per µs)
     clock_of = {o.index: o.clock for o in res.outcomes}
-    # Two commands of one coil that the plan put apart but the clock sync's timeline put
-    # on one tick (seen once: a hold 1 µs before its release got the release's clock; why
-    # was not traced) run in queue order on the firmware, as the
-    # plan ordered them; the expansion of equal times runs releases first
-    # (Command.sort_key), so it cannot stand for such a tick: the example is left out.
+    # Two commands of one coil that the plan put apart but that were sent on one tick
+    # (seen once: a hold 1 µs before its release got the release's clock: protocol 7's
+    # time codes may send a gap within one unit of a recent one, here 1 µs as none,
+    # docs/protocol.md) run in queue order on the firmware, as the plan ordered them;
+    # the expansion of equal times runs releases first (Command.sort_key), so it cannot
+    # stand for such a tick: the example is left out.
     ticks_of: dict[tuple[int, int], set[int]] = {}
     for i, c in enumerate(plan.commands):
         ticks_of.setdefault((c.actuator, clock_of[i]), set()).add(c.t_us)
