@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import bisect
 import math
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
@@ -1309,17 +1310,6 @@ def _partial_windows(det: Detector, pitch: int, t_half: float) -> tuple[np.ndarr
     return np.array(pw), np.array(pd), np.array(bg)
 
 
-def partial_powers(det: Detector, pitch: int, t_half: float) -> tuple[np.ndarray, np.ndarray]:
-    """Each partial's power over the comb loudness' window (from 3 ms after the
-    half-energy time ``t_half``, a period of f0 or 10 ms long) less its background (the
-    median over 20 ms before), and that background: ((K,), (K,)), partials 1..K under
-    the band's top."""
-    got = _partial_windows(det, pitch, t_half)
-    if got is None:
-        return np.zeros(0), np.zeros(0)
-    return got[0], got[2]
-
-
 @dataclass(frozen=True, slots=True)
 class PartialsReference:
     """The reference tone's partials (:func:`energy_response`'s tone: the level law's at
@@ -1334,12 +1324,6 @@ class PartialsReference:
     t_eff: np.ndarray
     t_eff_decay: np.ndarray
     half_s: float
-
-
-def partials_reference(pitch: int, sample_rate: int) -> np.ndarray:
-    """:func:`partial_powers` of the reference tone (:func:`energy_response`'s: the level
-    law's partials at velocity 64), at its energy fit's onset: (K,)."""
-    return _partials_reference(pitch, sample_rate).power
 
 
 def _partials_reference(pitch: int, sample_rate: int) -> PartialsReference:
@@ -1415,13 +1399,9 @@ def pooled_rates(reads: Sequence[PartialsRead]) -> np.ndarray:
     scatters by several 1/s: the reverb builds up under it), nan where none did."""
     if not reads:
         return np.zeros(0)
-    rates = np.array([r.rate for r in reads])  # (strikes, K)
-    out = np.full(rates.shape[1], np.nan)
-    for k in range(rates.shape[1]):
-        col = rates[:, k][np.isfinite(rates[:, k])]
-        if len(col):
-            out[k] = float(np.median(col))
-    return out
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # (a partial no strike showed: nan)
+        return np.nanmedian(np.array([r.rate for r in reads]), axis=0)
 
 
 def read_velocity(read: PartialsRead, rates: np.ndarray | None = None) -> float | None:

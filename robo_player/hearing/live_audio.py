@@ -393,7 +393,7 @@ class AudioEar:
     def _thread(self) -> EarWorker:
         if self._worker is None:
             e = self.ear
-            self._worker = EarWorker(e.expect, e.feed, lambda final: e.heard(final), e.sr,
+            self._worker = EarWorker(e.expect, e.feed, e.heard, e.sr,
                                      max_behind_s=self._max_behind_s, name=self.where)  # fmt: skip
         return self._worker
 

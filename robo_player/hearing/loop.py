@@ -42,6 +42,7 @@ from ..performance import HeardNote, Performance
 from ..plan import Command, Op, Plan
 from ..report import match_heard
 from ..spec.calibration import Calibration
+from .ear_thread import lag_summary
 
 log = logging.getLogger(__name__)
 
@@ -418,8 +419,7 @@ def _stream(device: _Device, cmds: list[Command], st: LoopSettings, lp: _Loop, e
         lp.listen((ear.heard_so_far(final=True) if ear is not None else device.heard_so_far()) or [],
                   last_t + 1_000_000)
     if behind:
-        b = np.asarray(behind) / 1e3
-        res.behind = {"p95_ms": round(float(np.percentile(b, 95)), 1), "max_ms": round(float(b.max()), 1)}
+        res.behind = lag_summary([b / 1e6 for b in behind])
     return device.drain()
 
 
