@@ -47,6 +47,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from ..errors import HearingError
+from . import joint
 from ..voicing import ATTACK_S, f0_hz, partial_amplitudes, power_for_velocity, velocity_for_power
 
 SAMPLE_RATES = (44100, 48000)
@@ -201,6 +202,21 @@ BASS_VETO_LOOSE_X = 1.5
 # informed stage's own floor; session 16: random 2 0.964 -> 0.966, random 3 0.975 ->
 # 0.977, fakes heard unchanged on every bench row; docs/hearing.md)
 BASS_KEEP_RISE = 150.0
+# plan known: a second opinion on the search's onset of a key with a planned key whose
+# partials meet ours struck within JOINT_NEAR_S (a chord, a roll, a run): the keys planned
+# around it timed jointly (hearing/joint.py, up to JOINT_MAX_KEYS, the search's onsets
+# held, ours searched); taken where it lies more than JOINT_AGREE_S from the search's,
+# refined by the energy fit where that stays within JOINT_KEEP_S of it
+JOINT = True
+JOINT_NEAR_S = 0.040
+JOINT_MAX_KEYS = 5
+JOINT_AGREE_S = 0.010
+JOINT_KEEP_S = 0.005
+JOINT_SWEEPS = 1
+JOINT_REACH_S = 0.040  # ... searched this far either side of the search's onset
+JOINT_COINCIDE_S = 0.008
+JOINT_ROLL_S = 0.008
+JOINT_MIN_GAIN = 0.0
 INFORMED_RISE_DB = 1.0  # ... timed at the largest local rise of its salience of at least this
 Cols = tuple[int, ...] | None  # a subset of a pitch's partials (None: all)
 
@@ -371,6 +387,7 @@ class Detector:
         self._frames: np.ndarray | None = None
         self._noise: float | None = None
         self._templates: dict[int, np.ndarray] = {}
+        self.joint_log: list[tuple[int, float, list[float], np.ndarray]] = []
         self.peak = float(np.abs(self.y).max())
         self.clipped = clipped_fraction(self.y)
 
@@ -557,7 +574,7 @@ class Detector:
     def find(
         self, pitch: int, t_lo_s: float, t_hi_s: float, *, alone: bool = False,
         others: Sequence[int] = (), min_risen: float = FIND_MIN_FRACTION, own: Sequence[int] = (),
-        planned: bool = False,
+        planned: bool = False, alts: list[tuple[float, float, float, float]] | None = None,
     ) -> Onset | None:
         """The onset of ``pitch`` in [t_lo_s, t_hi_s] (audio seconds), or None if the key
         did not sound there. ``alone``: nothing else is struck in the window (a sync
@@ -568,7 +585,9 @@ class Detector:
         comes from the partials none of them reaches (:meth:`own_partials`; the
         plan-known search); ``planned`` (the plan-known search): the coarse onset from
         the new power (:meth:`new_power`), and of the candidates the one whose new sound
-        is most this key's (the largest :meth:`new_share`), not the first that is."""
+        is most this key's (the largest :meth:`new_share`), not the first that is;
+        ``alts`` (with ``planned``): every candidate that passed the owner test is
+        appended to it as (share, coarse onset, its frame's time, rise dB)."""
         cols = self.own_partials(pitch, own) if own else None
         r = self.rise_db(pitch)
         hop_s = self.hop / self.sr  # not HOP_S: at 44.1 kHz a hop is 88 samples, 1.9955 ms
@@ -594,6 +613,8 @@ class Detector:
                 return self._refine(pitch, t_mid, float(r[i]), direct=True)
             # a neighbour struck 20-60 ms away also passes the owner test (its strike
             # lifts our shared partials); our own strike's new sound is more ours
+            if alts is not None:
+                alts.append((share, t_mid, i * hop_s, float(r[i])))
             if best is None or share > best[0]:
                 best = (share, t_mid, float(r[i]))
         return None if best is None else self._refine(pitch, best[1], best[2])
@@ -851,13 +872,19 @@ class Detector:
 
         out: list[Onset] = []
         taken: dict[int, list[float]] = {}
+        # the plan says this key was struck here: a soft note whose fundamental alone
+        # rose is taken (TIGHT_MIN_FRACTION), the owner test still decides (random
+        # pieces, seeds 1-3: recall +0.5..+3.6 points, precision unchanged)
+        alts: dict[int, list[tuple[float, float, float, float]]] = {k: [] for k in order}
+        found = {k: self.find(intended[k][1], intended[k][0] - before_s, intended[k][0] + after_s,
+                              others=[q for q in near(intended[k][0]) if q != intended[k][1]],
+                              min_risen=TIGHT_MIN_FRACTION, own=near_own(intended[k][0], intended[k][1]),
+                              planned=True, alts=alts[k]) for k in order}
         for k in order:
             t, p = intended[k]
-            # the plan says this key was struck here: a soft note whose fundamental alone
-            # rose is taken (TIGHT_MIN_FRACTION), the owner test still decides (random
-            # pieces, seeds 1-3: recall +0.5..+3.6 points, precision unchanged)
-            o = self.find(p, t - before_s, t + after_s, others=[q for q in near(t) if q != p],
-                          min_risen=TIGHT_MIN_FRACTION, own=near_own(t, p), planned=True)
+            o = found[k]
+            if o is not None and JOINT:
+                o = self._joint_second_opinion(k, o, intended, found, alts[k], before_s, after_s)
             if o is None and informed:
                 o = self.informed(p, t - before_s, t + after_s, sounding(t), near_own(t, p))
                 if o is None and p < BASS_MAX_PITCH:
@@ -894,6 +921,53 @@ class Detector:
                 out.append(o)
         out.sort(key=lambda o: (o.t_s, o.pitch))
         return out
+
+    def _joint_second_opinion(self, k: int, o: Onset, intended: Sequence[tuple[float, int]],
+                              found: dict[int, Onset | None], alts: list[tuple[float, float, float, float]],
+                              before_s: float, after_s: float) -> Onset:
+        """The search's onset ``o`` of intended note ``k``, or, where a planned key whose
+        partials meet ours is struck within JOINT_NEAR_S and the search is in doubt, the
+        onset the joint timing (:func:`joint.residuals`: the keys planned around ours,
+        each at the search's onset, ours moved) fits best. In doubt: another candidate
+        that passed the owner test refines (from its midpoint or its frame) more than
+        JOINT_AGREE_S away (the shares of candidates 10-30 ms apart tie on the 85 ms
+        windows; a candidate's midpoints late on a shared partial's top), or ours lies
+        within JOINT_COINCIDE_S of a planned neighbour's onset that the plan has
+        >= JOINT_ROLL_S away (a rolled chord's soft key timed on a loud key's rise: its
+        side of that onset searched on a grid)."""
+        t, p = intended[k]
+        lo, hi = t - before_s - joint.JOINT_PRE_S, t + after_s + joint.JOINT_POST_S
+        near = [j for j, (u, q) in enumerate(intended) if j != k and lo <= u <= hi and q != p
+                and self.own_partials(p, [q]) is not None]
+        if not any(abs(intended[j][0] - t) <= JOINT_NEAR_S for j in near):
+            return o
+        times: list[float] = []
+        for share, t_mid, t_frame, rise in alts:
+            for tc in (t_mid, t_frame):
+                r = self._refine(p, tc, rise)
+                if abs(r.t_s - o.t_s) > JOINT_AGREE_S and t - before_s <= r.t_s <= t + after_s:
+                    times.append(r.t_s)
+        for j in near:
+            f = found[j]
+            if f is None or abs(f.t_s - o.t_s) > JOINT_COINCIDE_S or abs(intended[j][0] - t) < JOINT_ROLL_S:
+                continue
+            side = 1.0 if intended[j][0] < t else -1.0  # ours lies after the earlier-planned key's strike
+            times += [o.t_s + side * d for d in np.arange(JOINT_AGREE_S, JOINT_REACH_S + 1e-9, joint.JOINT_GRID_S)]
+        if not times:
+            return o
+        keys = [k, *near]
+        starts = [o.t_s, *((found[j].t_s if found[j] is not None else intended[j][0]) for j in near)]  # type: ignore[union-attr]
+        hop_s = self.long_hop / self.sr
+        freqs = [joint.partial_freqs(self.frames, self.sr / self.long_n, intended[j][1], s, hop_s)
+                 for j, s in zip(keys, starts, strict=True)]
+        cand = [o.t_s, *times]
+        res = joint.residuals(self.y, self.sr, starts, freqs, cand, min(cand), max(cand))
+        best = int(np.argmin(res))
+        self.joint_log.append((p, o.t_s, cand, res))
+        if best == 0 or res[0] - res[best] < JOINT_MIN_GAIN:
+            return o
+        r = self._refine(p, cand[best], o.rise_db)
+        return r if abs(r.t_s - cand[best]) <= JOINT_KEEP_S else replace(r, t_s=cand[best])
 
     def _vetoed(self, pitch: int, t_lo_s: float, t_hi_s: float, sounding: Sequence[int]) -> bool:
         """Whether the informed stage drops the plan-known search's onset of ``pitch`` in

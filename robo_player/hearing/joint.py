@@ -57,6 +57,7 @@ class JointFit:
     onsets: np.ndarray
     amplitude: np.ndarray
     residual: float
+    start_residual: float  # ... with the onsets at their starts
 
 
 _TABLE: dict[tuple[int, int], np.ndarray] = {}
@@ -279,6 +280,7 @@ def fit_onsets(
     for i, t in enumerate(tau):
         st.place(i, float(t))
     sse, _ = st.solve()
+    sse0 = sse
     for _ in range(sweeps):
         moved = False
         for i in range(len(pitches)):
@@ -301,4 +303,23 @@ def fit_onsets(
             break
     sse, amp = st.solve()
     per_key = np.array([float(amp[st.key_of == i].sum()) for i in range(len(pitches))])
-    return JointFit(tau, per_key, sse / st.x_ss if st.x_ss > 0 else 1.0)
+    x_ss = st.x_ss if st.x_ss > 0 else 1.0
+    return JointFit(tau, per_key, sse / x_ss, sse0 / x_ss)
+
+
+def residuals(
+    y: np.ndarray, sr: int, starts: Sequence[float], freqs: Sequence[np.ndarray], times: Sequence[float],
+    t_lo: float, t_hi: float,
+) -> np.ndarray:
+    """(len(times),) the fit's residual (over the data's) over the stretch [t_lo - JOINT_PRE_S,
+    t_hi + JOINT_POST_S] with key 0's onset at each of ``times`` and the other keys' at
+    their ``starts`` (their partial frequencies ``freqs``, Hz)."""
+    st = _Stretch(y, sr, t_lo - JOINT_PRE_S, t_hi + JOINT_POST_S, freqs)
+    for i, t in enumerate(starts):
+        if i:
+            st.place(i, float(t))
+    out = np.empty(len(times))
+    for j, t in enumerate(times):
+        st.place(0, float(t))
+        out[j] = st.solve()[0]
+    return out / (st.x_ss if st.x_ss > 0 else 1.0)
