@@ -76,14 +76,13 @@ def test_the_joint_fit_times_a_soft_key_under_a_loud_third_at_its_own_strike() -
 def test_the_joint_residual_is_least_at_a_lone_strike() -> None:
     # one key alone, no room: the model (the strike's transient through the window) fits
     # it best within a millisecond of its onset, and over 3 x worse 4 ms off
-    from robo_player.sim.room import Room as R
     for p in (45, 60, 76):
         notes = [HeardNote(400_000, p, 80.0, 900_000)]
-        y = RoomTake(R(offset_s=OFFSET_S, drift_ppm=0.0, rt60_s=0.0, snr_db=80.0), notes, [], 0).samples()
+        y = RoomTake(Room(offset_s=OFFSET_S, drift_ppm=0.0, rt60_s=0.0, snr_db=80.0), notes, [], 0).samples()
         t = 0.4 + OFFSET_S
         times = t + np.arange(-0.004, 0.0041, 0.0005)
-        res = joint.residuals(y, 48000, [t], [np.array([k * 440.0 * 2 ** ((p - 69) / 12) for k in range(1, 9)
-                                                         if k * 440.0 * 2 ** ((p - 69) / 12) < joint.JOINT_F_MAX_HZ])],
-                              list(times), t - 0.04, t + 0.04)
+        f0 = 440.0 * 2 ** ((p - 69) / 12)
+        freqs = np.array([k * f0 for k in range(1, 9) if k * f0 < joint.JOINT_F_MAX_HZ])
+        res = joint.residuals(y, 48000, [t], [freqs], list(times), t - 0.04, t + 0.04)
         assert abs(times[int(np.argmin(res))] - t) <= 0.001, (p, res)
         assert res[0] > 3 * res.min() and res[-1] > 3 * res.min(), (p, res)

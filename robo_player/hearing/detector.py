@@ -47,8 +47,8 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from ..errors import HearingError
-from . import joint
 from ..voicing import ATTACK_S, f0_hz, partial_amplitudes, power_for_velocity, velocity_for_power
+from . import joint
 
 SAMPLE_RATES = (44100, 48000)
 N_FFT = 2048
@@ -942,7 +942,7 @@ class Detector:
         if not any(abs(intended[j][0] - t) <= JOINT_NEAR_S for j in near):
             return o
         times: list[float] = []
-        for share, t_mid, t_frame, rise in alts:
+        for _share, t_mid, t_frame, rise in alts:
             for tc in (t_mid, t_frame):
                 r = self._refine(p, tc, rise)
                 if abs(r.t_s - o.t_s) > JOINT_AGREE_S and t - before_s <= r.t_s <= t + after_s:
