@@ -217,6 +217,7 @@ JOINT_REACH_S = 0.040  # ... searched this far either side of the search's onset
 JOINT_COINCIDE_S = 0.008
 JOINT_ROLL_S = 0.008
 JOINT_MIN_GAIN = 0.0
+JOINT_LOCAL_S = 0.004
 INFORMED_RISE_DB = 1.0  # ... timed at the largest local rise of its salience of at least this
 Cols = tuple[int, ...] | None  # a subset of a pitch's partials (None: all)
 
@@ -942,11 +943,9 @@ class Detector:
         if not any(abs(intended[j][0] - t) <= JOINT_NEAR_S for j in near):
             return o
         times: list[float] = []
-        for _share, t_mid, t_frame, rise in alts:
-            for tc in (t_mid, t_frame):
-                r = self._refine(p, tc, rise)
-                if abs(r.t_s - o.t_s) > JOINT_AGREE_S and t - before_s <= r.t_s <= t + after_s:
-                    times.append(r.t_s)
+        for _share, t_mid, t_frame, _rise in alts:
+            times += [tc for tc in (t_mid, t_frame)
+                      if abs(tc - o.t_s) > JOINT_AGREE_S and t - before_s <= tc <= t + after_s]
         for j in near:
             f = found[j]
             if f is None or abs(f.t_s - o.t_s) > JOINT_COINCIDE_S or abs(intended[j][0] - t) < JOINT_ROLL_S:
@@ -960,7 +959,11 @@ class Detector:
         hop_s = self.long_hop / self.sr
         freqs = [joint.partial_freqs(self.frames, self.sr / self.long_n, intended[j][1], s, hop_s)
                  for j, s in zip(keys, starts, strict=True)]
-        cand = [o.t_s, *times]
+        # each candidate (a coarse onset, a few ms off its strike) at its best within
+        # +-JOINT_LOCAL_S; the search's own onset as it is
+        local = np.arange(-JOINT_LOCAL_S, JOINT_LOCAL_S + 1e-9, joint.JOINT_GRID_S)
+        cand = sorted({round(tc + d, 4) for tc in times for d in local} - {round(o.t_s, 4)})
+        cand = [o.t_s, *cand]
         res = joint.residuals(self.y, self.sr, starts, freqs, cand, min(cand), max(cand))
         best = int(np.argmin(res))
         self.joint_log.append((p, o.t_s, cand, res))

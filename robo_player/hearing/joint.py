@@ -233,10 +233,8 @@ def partial_freqs(det_frames: np.ndarray, bin_hz: float, pitch: int, t_s: float,
     parabola; k·f0 where nothing appeared there."""
     f0 = f0_hz(pitch)
     nfr, nb = det_frames.shape
-    n_long = int(round(1.0 / (bin_hz * hop_s))) if hop_s > 0 else 0
     i_after = min(nfr - 1, max(0, int(round((t_s + 0.02) / hop_s))))
-    i_before = int(round((t_s - 0.02) / hop_s)) - max(1, int(round(1.0 / bin_hz / hop_s)))
-    del n_long
+    i_before = int(round((t_s - 0.02) / hop_s)) - max(1, int(round(1.0 / bin_hz / hop_s)))  # (a window's length before)
     gained = det_frames[i_after] - (det_frames[i_before] if i_before >= 0 else 0.0)
     out = []
     for k in range(1, 9):
