@@ -216,8 +216,11 @@ JOINT_SWEEPS = 1
 JOINT_REACH_S = 0.040  # ... searched this far either side of the search's onset
 JOINT_COINCIDE_S = 0.008
 JOINT_ROLL_S = 0.008
-JOINT_MIN_GAIN = 0.0
+JOINT_MIN_GAIN = 0.001
+JOINT_MAX_RESIDUAL = 0.45
+JOINT_RESTRIKE_S = 2.0
 JOINT_LOCAL_S = 0.004
+JOINT_SAME_BINS = 0.5
 INFORMED_RISE_DB = 1.0  # ... timed at the largest local rise of its salience of at least this
 Cols = tuple[int, ...] | None  # a subset of a pitch's partials (None: all)
 
@@ -388,7 +391,7 @@ class Detector:
         self._frames: np.ndarray | None = None
         self._noise: float | None = None
         self._templates: dict[int, np.ndarray] = {}
-        self.joint_log: list[tuple[int, float, list[float], np.ndarray]] = []
+        self.joint_log: list[tuple[int, float, list[float], np.ndarray, bool]] = []
         self.peak = float(np.abs(self.y).max())
         self.clipped = clipped_fraction(self.y)
 
@@ -942,6 +945,8 @@ class Detector:
                 and self.own_partials(p, [q]) is not None]
         if not any(abs(intended[j][0] - t) <= JOINT_NEAR_S for j in near):
             return o
+        if any(q == p and 0.0 < t - u <= JOINT_RESTRIKE_S for u, q in intended):
+            return o  # our key may still ring: two sounds in our bins at one frequency do not add in magnitude
         times: list[float] = []
         for _share, t_mid, t_frame, _rise in alts:
             times += [tc for tc in (t_mid, t_frame)
@@ -959,6 +964,15 @@ class Detector:
         hop_s = self.long_hop / self.sr
         freqs = [joint.partial_freqs(self.frames, self.sr / self.long_n, intended[j][1], s, hop_s)
                  for j, s in zip(keys, starts, strict=True)]
+        # our partials that another key's meet (within JOINT_SAME_BINS) have no column of
+        # ours: two columns in one bin fit a rise's shape better at any two times (a
+        # chord's octave moved ours 10-40 ms late), and that partial cannot tell whose it is
+        theirs = np.concatenate(freqs[1:]) if len(freqs) > 1 else np.zeros(0)
+        bin_hz = self.sr / joint.JOINT_N
+        mine = [f for f in freqs[0] if not len(theirs) or np.min(np.abs(theirs - f)) > JOINT_SAME_BINS * bin_hz]
+        if not mine:
+            return o
+        freqs[0] = np.array(mine)
         # each candidate (a coarse onset, a few ms off its strike) at its best within
         # +-JOINT_LOCAL_S; the search's own onset as it is
         local = np.arange(-JOINT_LOCAL_S, JOINT_LOCAL_S + 1e-9, joint.JOINT_GRID_S)
@@ -966,8 +980,9 @@ class Detector:
         cand = [o.t_s, *cand]
         res = joint.residuals(self.y, self.sr, starts, freqs, cand, min(cand), max(cand))
         best = int(np.argmin(res))
-        self.joint_log.append((p, o.t_s, cand, res))
-        if best == 0 or res[0] - res[best] < JOINT_MIN_GAIN:
+        ok = best > 0 and res[0] - res[best] >= JOINT_MIN_GAIN and res[best] <= JOINT_MAX_RESIDUAL
+        self.joint_log.append((p, o.t_s, cand, res, ok))
+        if not ok:
             return o
         r = self._refine(p, cand[best], o.rise_db)
         return r if abs(r.t_s - cand[best]) <= JOINT_KEEP_S else replace(r, t_s=cand[best])
