@@ -18,18 +18,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from detector_takes import (  # noqa: E402
-    AFTER_S,
-    BEFORE_S,
-    OFFSET_S,
-    add_row_args,
-    candidates,
-    fakes_heard,
-    intended_onsets,
-    score,
-    set_constants,
-    takes,
-)
+import detector_takes as dt  # noqa: E402
 
 from robo_player.hearing import detector as det_mod  # noqa: E402
 from robo_player.hearing.detector import Detector  # noqa: E402
@@ -39,7 +28,7 @@ KIN_SHARED = (-24, -19, -12, -7, -5, 5, 7, 12, 19, 24, 28, 31)
 
 def trace(det: Detector, intended: list[tuple[float, int]], t: float, p: int) -> str:
     """What each stage of detect_intended says of planned (t, p)."""
-    b, a = BEFORE_S, AFTER_S
+    b, a = dt.BEFORE_S, dt.AFTER_S
     times = sorted(intended)
     ts = [x[0] for x in times]
     near_s = b + a + det_mod.OTHERS_S
@@ -47,7 +36,7 @@ def trace(det: Detector, intended: list[tuple[float, int]], t: float, p: int) ->
     sounding = [q for _, q in times[bisect.bisect_left(ts, t - det_mod.INFORMED_RING_S):bisect.bisect_right(ts, t + a)]]
     own = sorted({q for _, q in times[bisect.bisect_left(ts, t - b):bisect.bisect_right(ts, t + a)]} - {p})
     cands = []
-    for c in candidates(det, p, t, intended):
+    for c in dt.candidates(det, p, t, intended):
         head = f"{(c.frame_s - t) * 1e3:+.0f}ms {c.rise_db:.1f}dB risen {c.risen:.2f}"
         cands.append(f"{head} -" if c.mid_s is None else
                      f"{head} mid {(c.mid_s - t) * 1e3:+.0f} share {c.share:.0f}/{c.share_raw:.0f}")
@@ -68,16 +57,16 @@ def trace(det: Detector, intended: list[tuple[float, int]], t: float, p: int) ->
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    add_row_args(ap, cache=True)
+    dt.add_row_args(ap, cache=True)
     ap.add_argument("--fakes", action="store_true", help="also list the fakes heard")
     ap.add_argument("--quiet", action="store_true", help="only the rows' figures")
     args = ap.parse_args()
-    set_constants(args.set)
+    dt.set_constants(args.set)
     tot = {"unheard": 0, "off": 0, "false": 0, "fakes": 0, "nf": 0}
-    for take in takes(args, args.cache):
+    for take in dt.takes(args, args.cache):
         det = take.detector()
-        res = score(take, intended_onsets(det, take))
-        fakes, fake_heard, _ = fakes_heard(det, take, args.seed)
+        res = dt.score(take, dt.intended_onsets(det, take))
+        fakes, fake_heard, _ = dt.fakes_heard(det, take, args.seed)
         print(f"{take.name:<40} F1 {res.f1:.3f} P {res.precision:.3f} R {res.recall:.3f} med {res.median_ms:+.2f} ms "
               f"notes {len(take.truth)} unheard {len(res.unheard)} timed-off {len(res.timed_off)} false {res.false} "
               f"fakes {sum(fake_heard)}/{len(fakes)}", flush=True)
@@ -91,7 +80,7 @@ def main() -> None:
         tr = take.truth
         for i in res.unheard:
             tu, p, v = float(tr[i][0]), int(tr[i][1]), float(tr[i][2])
-            t = tu * 1e-6 + OFFSET_S
+            t = tu * 1e-6 + dt.OFFSET_S
             ring = [(q, vv, (u - tu) / 1e3) for u, q, vv in tr if -3e6 < u - tu < 30_000 and int(q) != p]
             rel = [(vv, int(q), dt) for q, vv, dt in ring if int(q) - p in KIN_SHARED + (-2, -1, 1, 2)]
             loud = max(rel) if rel else None
