@@ -202,26 +202,31 @@ BASS_VETO_LOOSE_X = 1.5
 # informed stage's own floor; session 16: random 2 0.964 -> 0.966, random 3 0.975 ->
 # 0.977, fakes heard unchanged on every bench row; docs/hearing.md)
 BASS_KEEP_RISE = 150.0
-# plan known: a second opinion on the search's onset of a key with a planned key whose
-# partials meet ours struck within JOINT_NEAR_S (a chord, a roll, a run): the keys planned
-# around it timed jointly (hearing/joint.py, up to JOINT_MAX_KEYS, the search's onsets
-# held, ours searched); taken where it lies more than JOINT_AGREE_S from the search's,
-# refined by the energy fit where that stays within JOINT_KEEP_S of it
+INFORMED_RISE_DB = 1.0  # ... timed at the largest local rise of its salience of at least this
+# plan known: a second opinion on the search's onset of a key (:meth:`Detector.
+# _joint_second_opinion`, session 17) where a planned key whose partials meet ours is
+# struck within JOINT_NEAR_S and the search is in doubt: another candidate's midpoint or
+# frame more than JOINT_AGREE_S from its onset, or its onset within JOINT_COINCIDE_S of a
+# planned neighbour's that the plan has >= JOINT_ROLL_S away (a rolled chord: that side
+# searched to JOINT_REACH_S). The keys planned around it timed jointly (hearing/joint.py:
+# theirs at the search's onsets, ours at each candidate +-JOINT_LOCAL_S; our partials
+# within JOINT_SAME_BINS of theirs without a column); the best taken where it leaves
+# <= JOINT_MAX_RESIDUAL of the data and gains >= JOINT_MIN_GAIN of it over the search's
+# onset (where our key was planned in the JOINT_RESTRIKE_S before, only an earlier one),
+# refined by the energy fit where that stays within JOINT_KEEP_S of it. Gates chosen on
+# the bench's eleven rows (docs/hearing.md, "Session 17, joint"): in-sample
 JOINT = True
 JOINT_NEAR_S = 0.040
-JOINT_MAX_KEYS = 5
 JOINT_AGREE_S = 0.010
-JOINT_KEEP_S = 0.005
-JOINT_SWEEPS = 1
-JOINT_REACH_S = 0.040  # ... searched this far either side of the search's onset
 JOINT_COINCIDE_S = 0.008
 JOINT_ROLL_S = 0.008
-JOINT_MIN_GAIN = 0.001
-JOINT_MAX_RESIDUAL = 0.45
-JOINT_RESTRIKE_S = 2.0
+JOINT_REACH_S = 0.040
 JOINT_LOCAL_S = 0.004
 JOINT_SAME_BINS = 0.5
-INFORMED_RISE_DB = 1.0  # ... timed at the largest local rise of its salience of at least this
+JOINT_MAX_RESIDUAL = 0.45
+JOINT_MIN_GAIN = 0.003
+JOINT_RESTRIKE_S = 2.0
+JOINT_KEEP_S = 0.005
 Cols = tuple[int, ...] | None  # a subset of a pitch's partials (None: all)
 
 
@@ -945,8 +950,10 @@ class Detector:
                 and self.own_partials(p, [q]) is not None]
         if not any(abs(intended[j][0] - t) <= JOINT_NEAR_S for j in near):
             return o
-        if any(q == p and 0.0 < t - u <= JOINT_RESTRIKE_S for u, q in intended):
-            return o  # our key may still ring: two sounds in our bins at one frequency do not add in magnitude
+        # our key planned shortly before may still ring: two sounds at one frequency do
+        # not add in magnitude, and the fit then likes a later onset (a held chord's key
+        # re-struck: bwv66.6's D4 +4 -> +43 ms); there only an earlier onset is taken
+        restrike = any(q == p and 0.0 < t - u <= JOINT_RESTRIKE_S for u, q in intended)
         times: list[float] = []
         for _share, t_mid, t_frame, _rise in alts:
             times += [tc for tc in (t_mid, t_frame)
@@ -980,7 +987,8 @@ class Detector:
         cand = [o.t_s, *cand]
         res = joint.residuals(self.y, self.sr, starts, freqs, cand, min(cand), max(cand))
         best = int(np.argmin(res))
-        ok = best > 0 and res[0] - res[best] >= JOINT_MIN_GAIN and res[best] <= JOINT_MAX_RESIDUAL
+        ok = (best > 0 and res[0] - res[best] >= JOINT_MIN_GAIN and res[best] <= JOINT_MAX_RESIDUAL
+              and not (restrike and cand[best] > o.t_s))
         self.joint_log.append((p, o.t_s, cand, res, ok))
         if not ok:
             return o
