@@ -28,7 +28,9 @@ ringing partial is not timed late; with the plan known, the earlier of that and 
 salience's midpoint (a neighbour's damper landing as the key is struck leaves power the
 prediction does not explain, and the new power's midpoint late), or the median of the
 risen partials' own midpoints where earlier (:meth:`Detector.partial_midpoints`: one
-partial under a ringing one does not move it).
+partial under a ringing one does not move it); where a planned key whose partials meet
+ours is struck close by and the search is in doubt, the keys' joint timing
+(:mod:`.joint`, analysis by synthesis) is a second opinion.
 
 Loudness: the note's comb-filtered power over 3..13 ms after the onset, less the
 background, over the reference tone's gain and the microphone's reference gain, turned
@@ -943,7 +945,8 @@ class Detector:
         windows; a candidate's midpoints late on a shared partial's top), or ours lies
         within JOINT_COINCIDE_S of a planned neighbour's onset that the plan has
         >= JOINT_ROLL_S away (a rolled chord's soft key timed on a loud key's rise: its
-        side of that onset searched on a grid)."""
+        side of that onset searched on a grid). Taken only where the model explains the
+        stretch and gains (the constants' block)."""
         t, p = intended[k]
         lo, hi = t - before_s - joint.JOINT_PRE_S, t + after_s + joint.JOINT_POST_S
         near = [j for j, (u, q) in enumerate(intended) if j != k and lo <= u <= hi and q != p
