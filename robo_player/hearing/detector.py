@@ -215,7 +215,9 @@ INFORMED_RISE_DB = 1.0  # ... timed at the largest local rise of its salience of
 # within JOINT_SAME_BINS of theirs without a column); the best taken where it leaves
 # <= JOINT_MAX_RESIDUAL of the data and gains >= JOINT_MIN_GAIN of it over the search's
 # onset (where our key was planned in the JOINT_RESTRIKE_S before, only an earlier one),
-# refined by the energy fit where that stays within JOINT_KEEP_S of it. Gates chosen on
+# refined by the energy fit where that stays within JOINT_KEEP_S of it; the model holds
+# our key and the JOINT_MAX_KEYS - 1 planned keys nearest in time (ASAP Chopin, Bach: the
+# same F1 as with all of them, a third of the cost on Bach). Gates chosen on
 # the bench's eleven rows (docs/hearing.md, "Session 17, joint"): in-sample
 JOINT = True
 JOINT_NEAR_S = 0.040
@@ -229,6 +231,7 @@ JOINT_MAX_RESIDUAL = 0.45
 JOINT_MIN_GAIN = 0.003
 JOINT_RESTRIKE_S = 2.0
 JOINT_KEEP_S = 0.005
+JOINT_MAX_KEYS = 6
 Cols = tuple[int, ...] | None  # a subset of a pitch's partials (None: all)
 
 
@@ -969,6 +972,7 @@ class Detector:
             times += [o.t_s + side * d for d in np.arange(JOINT_AGREE_S, JOINT_REACH_S + 1e-9, joint.JOINT_GRID_S)]
         if not times:
             return o
+        near = sorted(near, key=lambda j: abs(intended[j][0] - t))[: JOINT_MAX_KEYS - 1]  # the cost: (keys x 8 x 2)² normal equations
         keys = [k, *near]
         starts = [o.t_s, *((found[j].t_s if found[j] is not None else intended[j][0]) for j in near)]  # type: ignore[union-attr]
         hop_s = self.long_hop / self.sr
