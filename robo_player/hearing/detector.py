@@ -48,6 +48,7 @@ import numpy as np
 
 from ..errors import HearingError
 from ..voicing import ATTACK_S, f0_hz, partial_amplitudes, power_for_velocity, velocity_for_power
+from .stepfit import step_onset
 
 SAMPLE_RATES = (44100, 48000)
 N_FFT = 2048
@@ -201,6 +202,8 @@ BASS_VETO_LOOSE_X = 1.5
 # informed stage's own floor; session 16: random 2 0.964 -> 0.966, random 3 0.975 ->
 # 0.977, fakes heard unchanged on every bench row; docs/hearing.md)
 BASS_KEEP_RISE = 150.0
+STEP_FIT = True
+STEP_REFINE = False
 INFORMED_RISE_DB = 1.0  # ... timed at the largest local rise of its salience of at least this
 Cols = tuple[int, ...] | None  # a subset of a pitch's partials (None: all)
 
@@ -844,6 +847,11 @@ class Detector:
             hi = bisect.bisect_right(times, t + after_s)
             return [intended[order[k]][1] for k in range(lo, hi)]
 
+        def strikes(t: float) -> list[tuple[float, int]]:
+            lo = bisect.bisect_left(times, t - INFORMED_RING_S)
+            hi = bisect.bisect_right(times, t + after_s)
+            return [intended[order[k]] for k in range(lo, hi)]
+
         def near_own(t: float, p: int) -> list[int]:
             lo = bisect.bisect_left(times, t - before_s)
             hi = bisect.bisect_right(times, t + after_s)
@@ -861,8 +869,8 @@ class Detector:
             if o is None and informed:
                 o = self.informed(p, t - before_s, t + after_s, sounding(t), near_own(t, p))
                 if o is None and p < BASS_MAX_PITCH:
-                    o = self.bass.informed(p, t - before_s, t + after_s, sounding(t), near_own(t, p),
-                                           BASS_RISE_DB)
+                    o = self._bass_rescue(p, t - before_s, t + after_s, sounding(t), near_own(t, p),
+                                          [x for x in strikes(t) if x != (t, p)])
             elif o is not None and informed and self._vetoed(p, t - before_s, t + after_s, sounding(t)):
                 o = None
             if o is None or any(abs(o.t_s - u) < MIN_GAP_S for u in taken.get(p, [])):
@@ -894,6 +902,27 @@ class Detector:
                 out.append(o)
         out.sort(key=lambda o: (o.t_s, o.pitch))
         return out
+
+    def _bass_rescue(self, pitch: int, t_lo_s: float, t_hi_s: float, sounding: Sequence[int],
+                     own: Sequence[int], strikes: Sequence[tuple[float, int]]) -> Onset | None:
+        """The second rescue below BASS_MAX_PITCH: where the informed stage on the
+        8192-sample windows (:attr:`bass`) hears planned ``pitch`` in [t_lo_s, t_hi_s],
+        timed at its salience's largest rise where that is >= BASS_RISE_DB, else
+        (STEP_FIT) by the step fit in its partials' bands (:func:`.stepfit.step_onset`,
+        ``strikes``: the plan's other strikes (audio s, key) that may sound there)."""
+        b = self.bass
+        if not b.informed_heard(pitch, t_lo_s, t_hi_s, sounding):
+            return None
+        got = b._informed_onset(pitch, t_lo_s, t_hi_s, own, BASS_RISE_DB)
+        if got is not None:
+            return b._refine(pitch, *got)
+        if not STEP_FIT:
+            return None
+        fit = step_onset(self.y, self.sr, pitch, t_lo_s, t_hi_s, strikes)
+        if fit is None:
+            return None
+        o = self._refine_energy(pitch, fit[0], 0.0)
+        return o if STEP_REFINE else replace(o, t_s=fit[0])
 
     def _vetoed(self, pitch: int, t_lo_s: float, t_hi_s: float, sounding: Sequence[int]) -> bool:
         """Whether the informed stage drops the plan-known search's onset of ``pitch`` in
