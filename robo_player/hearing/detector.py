@@ -48,6 +48,7 @@ import numpy as np
 
 from ..errors import HearingError
 from ..voicing import ATTACK_S, f0_hz, partial_amplitudes, power_for_velocity, velocity_for_power
+from .stepfit import POST_S as STEP_POST_S
 from .stepfit import step_onset
 
 SAMPLE_RATES = (44100, 48000)
@@ -183,6 +184,7 @@ INFORMED_ITERS = 300
 # octave below a struck key, never played; fake planned neighbours on random 1-3: 132 of
 # the 492 the search hears, at 2 of its 557 sounded notes found; 50: 93 and 1)
 INFORMED_VETO_RISE = 75.0
+INFORMED_VETO_LOOSE_X = 0.5
 # below BASS_MAX_PITCH (D3: the short window's partial bins span several semitones, the
 # long window's are under a semitone) the plan-known search is checked, and where it
 # hears nothing helped, by the informed stage on windows of BASS_LONG_N samples
@@ -688,11 +690,7 @@ class Detector:
         if dec is None:
             return 0.0, 0.0, 0.0
         keys, loose, after, w, h_a, rise = dec
-        j = int(np.argmax(rise[0]))
-        mine = float(rise[0, j])
-        lo = [k for k, q in enumerate(keys) if q in loose]
-        top = float(rise[lo, j].max()) if lo else 0.0
-        loose_x = mine / top if top > 0.0 else math.inf
+        j, mine, loose_x = self._rise_loose(dec)
         if mine < INFORMED_MIN_RISE or loose_x < INFORMED_LOOSE_X:
             return mine, loose_x, 0.0  # (the decomposition without us is not needed)
         x = after[:, j : j + 1]
@@ -700,6 +698,18 @@ class Detector:
         r_with = float(np.sum((x - w @ h_a[:, j : j + 1])[sup] ** 2))
         r_wo = float(np.sum((x - w[:, 1:] @ _nnls(w[:, 1:], x, self.noise_amp))[sup] ** 2))
         return mine, loose_x, (r_wo - r_with) / r_wo if r_wo > 0.0 else 0.0
+
+    @staticmethod
+    def _rise_loose(dec: tuple[list[int], list[int], np.ndarray, np.ndarray, np.ndarray, np.ndarray]) -> tuple[int, float, float]:
+        """Of :meth:`_decompose`'s result: (the boundary where the key's activation rose
+        most, that rise, it over the largest unplanned related key's rise there (inf where
+        none rose))."""
+        keys, loose, _, _, _, rise = dec
+        j = int(np.argmax(rise[0]))
+        mine = float(rise[0, j])
+        lo = [k for k, q in enumerate(keys) if q in loose]
+        top = float(rise[lo, j].max()) if lo else 0.0
+        return j, mine, mine / top if top > 0.0 else math.inf
 
     def _decompose(
         self, pitch: int, t_lo_s: float, t_hi_s: float, sounding: Sequence[int],
@@ -849,7 +859,7 @@ class Detector:
 
         def strikes(t: float) -> list[tuple[float, int]]:
             lo = bisect.bisect_left(times, t - INFORMED_RING_S)
-            hi = bisect.bisect_right(times, t + after_s)
+            hi = bisect.bisect_right(times, t + after_s + STEP_POST_S)
             return [intended[order[k]] for k in range(lo, hi)]
 
         def near_own(t: float, p: int) -> list[int]:
@@ -941,7 +951,12 @@ class Detector:
                 return True
             if rise >= BASS_KEEP_RISE:
                 return False
-        return self.informed_rise(pitch, t_lo_s, t_hi_s, sounding) < INFORMED_VETO_RISE
+            return self.informed_rise(pitch, t_lo_s, t_hi_s, sounding) < INFORMED_VETO_RISE
+        dec = self._decompose(pitch, t_lo_s, t_hi_s, sounding)
+        if dec is None:
+            return True
+        _, rise, loose_x = self._rise_loose(dec)
+        return rise < INFORMED_VETO_RISE or loose_x < INFORMED_VETO_LOOSE_X
 
     def _midpoint(self, pitch: int, i: int, cols: Cols = None, *, predicted: bool = False) -> float:
         """Audio time where the pitch's salience is halfway from before the rise at frame

@@ -45,7 +45,8 @@ DECIMATE_HZ = 1000.0  # the band's samples: 1 ms apart
 PRE_S = 0.2  # the fit begins this long before the search window (the ringing keys' level) ...
 ATTACK_CLEAR_S = 0.01  # ... or this long after the window of the last strike before it has passed
 MIN_PRE_S = 0.02  # ... but at least this long before the search window
-POST_S = 0.1  # and ends this long after it (the step's level)
+POST_S = 0.1  # and ends this long after it (the step's level) or at the next strike
+MIN_POST_S = 0.02  # ... but at least this long after it
 SPAN = 0.75  # a sounding key's partial within SPAN x f0 of ours is one of the band's phasors
 N_PARTIALS = 8
 
@@ -74,7 +75,11 @@ def step_onset(
     dec = max(1, int(sr / DECIMATE_HZ))
     last = max([u for u, _ in strikes if u < t_lo_s - ATTACK_CLEAR_S] + [t_lo_s - PRE_S])
     start = min(max(t_lo_s - PRE_S, last + n_w / sr + ATTACK_CLEAR_S), t_lo_s - MIN_PRE_S)
-    s0, s1 = int(start * sr), int((t_hi_s + POST_S) * sr)
+    # ... and ends before the next strike after the window (the fit's model holds the
+    # strikes up to its end: a later one unmodelled drew the step to the window's end)
+    end = min([u for u, _ in strikes if u > t_hi_s] + [t_hi_s + POST_S])
+    end = max(end, t_hi_s + MIN_POST_S)
+    s0, s1 = int(start * sr), int(end * sr)
     if s0 - n_w + 1 < 0 or s1 > len(y):
         return None
     t0s = np.arange(int(t_lo_s * sr), int(t_hi_s * sr), dec)  # (T,) the step's candidates
@@ -96,6 +101,8 @@ def step_onset(
             cols: list[np.ndarray] = []
             seen: set[tuple[float, int | None]] = set()
             for u, q in strikes:
+                if u * sr >= s1:
+                    continue
                 fq = f0_hz(q)
                 gs = [fk] if q == pitch else [j * fq * (1.0 + s * j * j / 2.0) for j in range(1, N_PARTIALS + 1)]
                 us = int(u * sr) if u * sr > s0 - n_w else None  # struck inside the fit: a step of its own
