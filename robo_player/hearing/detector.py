@@ -184,6 +184,11 @@ INFORMED_ITERS = 300
 # octave below a struck key, never played; fake planned neighbours on random 1-3: 132 of
 # the 492 the search hears, at 2 of its 557 sounded notes found; 50: 93 and 1)
 INFORMED_VETO_RISE = 75.0
+# ... and from BASS_MAX_PITCH up, where at its largest rise an unplanned related key's
+# activation rose more than 1 / INFORMED_VETO_LOOSE_X x its own: a planned twelfth or
+# octave above a struck key, never played, read 0.31-0.35 (3 of random 1-3's 16 fakes
+# heard); the sounded notes the search heard there >= 0.86 (1.0 dropped two of them:
+# random 1's F3 v 35 under a loud F1, random 3's B3 v 37; session 17)
 INFORMED_VETO_LOOSE_X = 0.5
 # below BASS_MAX_PITCH (D3: the short window's partial bins span several semitones, the
 # long window's are under a semitone) the plan-known search is checked, and where it
@@ -204,8 +209,11 @@ BASS_VETO_LOOSE_X = 1.5
 # informed stage's own floor; session 16: random 2 0.964 -> 0.966, random 3 0.975 ->
 # 0.977, fakes heard unchanged on every bench row; docs/hearing.md)
 BASS_KEEP_RISE = 150.0
+# ... and where the 8192-sample stage hears the note but its salience rose less, the
+# onset from a step fitted in its partials' bands (hearing/stepfit.py; session 17: the
+# fit alone times 15 of the 20 bass notes random 1-6 left unheard within 10 ms, 17 within
+# 20; the step's time kept, not the energy fit's, which moved it 3-9 ms off on random 1-3)
 STEP_FIT = True
-STEP_REFINE = False
 INFORMED_RISE_DB = 1.0  # ... timed at the largest local rise of its salience of at least this
 Cols = tuple[int, ...] | None  # a subset of a pitch's partials (None: all)
 
@@ -931,8 +939,7 @@ class Detector:
         fit = step_onset(self.y, self.sr, pitch, t_lo_s, t_hi_s, strikes)
         if fit is None:
             return None
-        o = self._refine_energy(pitch, fit[0], 0.0)
-        return o if STEP_REFINE else replace(o, t_s=fit[0])
+        return replace(self._refine_energy(pitch, fit[0], 0.0), t_s=fit[0])  # (its loudness)
 
     def _vetoed(self, pitch: int, t_lo_s: float, t_hi_s: float, sounding: Sequence[int]) -> bool:
         """Whether the informed stage drops the plan-known search's onset of ``pitch`` in
