@@ -26,46 +26,28 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_calibration import curve_errors, truth_latency_us  # noqa: E402
+from detector_takes import (  # noqa: E402
+    AFTER_S,
+    BEFORE_S,
+    OFFSET_S,
+    add_row_args,
+    fakes_heard,
+    intended_onsets,
+    random_piece,
+    score,
+    set_constants,
+    takes,
+)
 
 from robo_player.calibrator import calibrate_session  # noqa: E402
 from robo_player.driver import open_port  # noqa: E402
 from robo_player.errors import RoboPlayerError  # noqa: E402
 from robo_player.hearing import detector as det_mod  # noqa: E402
 from robo_player.hearing.detector import Detector  # noqa: E402
-from robo_player.matching import ONSET_WINDOW, Window, match_onsets  # noqa: E402
-from robo_player.midi import bundled_piece, read_midi  # noqa: E402
 from robo_player.planner.piano import plan_piano  # noqa: E402
 from robo_player.planner.report import Fate  # noqa: E402
-from robo_player.score import Note, PedalEvent, Score  # noqa: E402
+from robo_player.score import Score  # noqa: E402
 from robo_player.spec import load_spec  # noqa: E402
-
-
-def random_piece(seed: int, seconds: float = 40.0) -> Score:
-    """A piece the project does not ship: random notes and chords, 2-8 per second."""
-    rng = np.random.default_rng(seed)
-    notes, t = [], 0.0
-    while t < seconds:
-        for p in rng.choice(np.arange(33, 97), size=int(rng.integers(1, 4)), replace=False):
-            notes.append(Note(int(p), int(t * 1e6), int(rng.uniform(0.1, 0.6) * 1e6), int(rng.integers(30, 115))))
-        t += float(rng.uniform(0.12, 0.5))
-    notes.sort(key=lambda n: (n.onset_us, n.pitch))
-    return Score(notes=notes)
-
-
-def crop(score: Score, seconds: float, start_s: float = 0.0) -> Score:
-    """The notes struck in [first onset + start_s, + seconds) of ``score``, moved to start
-    at 0 (durations cut at the end), and the pedal in that span: a row of real music
-    that stays under a minute."""
-    if not score.notes:
-        return score
-    t0 = score.notes[0].onset_us + int(start_s * 1e6)
-    t1 = t0 + int(seconds * 1e6)
-    notes = [replace(n, onset_us=n.onset_us - t0, duration_us=max(1, min(n.end_us, t1) - n.onset_us))
-             for n in score.notes if t0 <= n.onset_us < t1]
-    down = [e for e in score.pedal if e.t_us < t0]
-    pedal = [PedalEvent(0, down[-1].value, down[-1].channel)] if down else []
-    pedal += [replace(e, t_us=e.t_us - t0) for e in score.pedal if t0 <= e.t_us < t1]
-    return Score(notes=notes, pedal=pedal, ticks_per_beat=score.ticks_per_beat, source=score.source)
 
 
 def play_errors(spec, cal, seed: int, score: Score, notes: list | None = None,  # noqa: ANN001
@@ -258,99 +240,33 @@ def _restrict(score: Score, pitches: list[int]) -> Score:
 
 
 def detector_part(args: argparse.Namespace) -> None:
-    spec = load_spec(args.spec)
     print("detector on rendered performances (sim://?sensor=audio, 30 dB SNR, offset 0.1 s): "
           "key unknown (blind), and with the plan's notes known (intended; verify)")
     print(f"{'piece':<40} {'mode':<9} {'notes':>6} {'heard':>6} {'precision':>9} {'recall':>7} {'F1':>6} "
           f"{'median err ms':>13} {'median |err-med| ms':>19} {'wall s':>7} {'x real time':>11} {'fakes heard':>14}")
-    cal = None
-    if args.plan == "calibrated":
-        # as verify and the closed loop plan: with the device's calibration (note-level
-        # sensor, ~5 s; the audio calibration's onsets are within ~1.2 ms p99 of it)
-        with open_port("sim://?sensor=notes", spec, truth_seed=args.seed) as dev:
-            cal, _ = calibrate_session(dev, spec)
+    # as verify and the closed loop plan: with the device's calibration (note-level sensor)
     print(f"plan: {args.plan} (the intended times the detector is given)")
-    seeds = [args.seed] if args.random is None else args.random
-    pieces = [(f"random {s} (not shipped)", random_piece(200 + s, 30.0)) for s in seeds]
-    pieces += [(name, read_midi(bundled_piece(name))) for name in args.pieces]
-    for path in args.midi:  # real music the project does not ship (e.g. ASAP's performances)
-        label = "/".join(Path(path).parts[-3:]).removesuffix(".mid")
-        pieces.append((f"{label} {args.seconds:g}s", crop(read_midi(path), args.seconds, args.start)))
-    for name, score in pieces:
-        plan, report = plan_piano(score, spec, cal)
-        with open_port("sim://?sensor=audio&offset_s=0.1&drift_ppm=0", spec, truth_seed=args.seed,
-                       timing_sd_us=0, loudness_sd=0) as dev:
-            perf = dev.play(plan)
-        assert perf.audio is not None
-        truth = [(h.t_us, h.pitch) for h in perf.heard]
-        seconds = len(perf.audio.samples()) / perf.audio.sample_rate
+    for take in takes(args, calibrated=args.plan == "calibrated"):
+        det = take.detector()
         t0 = time.perf_counter()
-        det = Detector(perf.audio.samples(), perf.audio.sample_rate)
-        blind = det.detect()
-        wall_blind = time.perf_counter() - t0
-        intended = [(o.target_t_us * 1e-6 + 0.1, o.pitch_out) for o in report.outcomes
-                    if o.fate is not Fate.DROPPED and o.pitch_out is not None]
-        w = ONSET_WINDOW
-        informed = det.detect_intended(intended, w.before_us * 1e-6, w.after_us * 1e-6, blind,
-                                       informed=not args.no_informed)
-        wall_informed = time.perf_counter() - t0
+        informed = intended_onsets(det, take, informed=not args.no_informed)
+        wall_informed = take.blind_wall_s + time.perf_counter() - t0
         fake_col = ""
         if not args.no_fakes:
-            fakes = fake_neighbours(intended, truth, 0.1, args.seed)
-            with_fakes = det.detect_intended(sorted(intended + [(t, q) for t, q, _ in fakes]), w.before_us * 1e-6, w.after_us * 1e-6,
-                                             blind, informed=not args.no_informed)
-            n_heard = sum(any(o.pitch == q and -w.before_us * 1e-6 <= o.t_s - t <= w.after_us * 1e-6
-                              for o in with_fakes) for t, q, _ in fakes)
+            fakes, heard_fakes, with_fakes = fakes_heard(det, take, args.seed, informed=not args.no_informed)
+            n_heard = sum(heard_fakes)
             fake_col = f" {n_heard:>5}/{len(fakes):<4} {n_heard / max(1, len(fakes)):>4.2f}"
             if args.why:
-                fake_why(with_fakes, fakes, w.before_us * 1e-6, w.after_us * 1e-6)
-        for mode, ons, wall in (("blind", blind, wall_blind), ("intended", informed, wall_informed)):
-            heard = [(int((o.t_s - 0.1) * 1e6), o.pitch) for o in ons]
-            pairs = match_onsets(truth, heard, Window(20_000, 20_000))
-            tp = len(pairs)
-            p = tp / max(1, len(heard))
-            r = tp / max(1, len(truth))
-            f1 = 2 * p * r / max(1e-9, p + r)
-            err = np.array([heard[j][0] - truth[i][0] for i, j in pairs.items()], dtype=float)
-            med = float(np.median(err)) / 1000 if len(err) else float("nan")
-            mad = float(np.median(np.abs(err - np.median(err)))) / 1000 if len(err) else float("nan")
-            print(f"{name:<40} {mode:<9} {len(truth):>6} {len(heard):>6} {p:>9.3f} {r:>7.3f} {f1:>6.3f} "
-                  f"{med:>+13.2f} {mad:>19.2f} {wall:>7.1f} {wall / seconds:>11.2f}"
-                  + (fake_col if mode == "intended" else ""))
+                fake_why(with_fakes, fakes, BEFORE_S, AFTER_S)
+        for mode, ons, wall in (("blind", take.blind, take.blind_wall_s), ("intended", informed, wall_informed)):
+            s = score(take, ons)
+            print(f"{take.name:<40} {mode:<9} {len(take.truth):>6} {len(s.heard):>6} {s.precision:>9.3f} "
+                  f"{s.recall:>7.3f} {s.f1:>6.3f} {s.median_ms:>+13.2f} {s.spread_ms:>19.2f} {wall:>7.1f} "
+                  f"{wall / take.seconds:>11.2f}" + (fake_col if mode == "intended" else ""))
             if args.why:
-                why(perf.heard, heard, pairs)
+                why(take.truth, s.heard, s.pairs)
                 if mode == "blind":
-                    stages(det, perf.heard, pairs, 0.1)
-
-
-# the fake planned neighbours' intervals (semitones from a planned note that was struck):
-# semitone and tone either way, a fifth up, an octave either way, a twelfth up
-FAKE_INTERVALS = (-1, 1, -2, 2, 7, -12, 12, 19)
-FAKE_CLEAR_S = 0.2  # ... where no strike of that key lies this near
-
-
-def fake_neighbours(intended: list[tuple[float, int]], truth: list[tuple[int, int]], offset_s: float,
-                    seed: int) -> list[tuple[float, int, int]]:
-    """The verify honesty check's fakes: for every third intended note (audio s, pitch), a
-    planned note at its time a semitone, tone, fifth, octave or twelfth from it (one of
-    FAKE_INTERVALS, drawn), where no strike of that key (``truth``: the sounded (us,
-    pitch), performance clock) lies within FAKE_CLEAR_S. A plan that asks for a key
-    nobody struck, beside a related key that was: every onset reported for it is false.
-    Each as (audio s, key, interval)."""
-    rng = np.random.default_rng(seed)
-    struck: dict[int, list[float]] = {}
-    for t_us, p in truth:
-        struck.setdefault(p, []).append(t_us * 1e-6 + offset_s)
-    out = []
-    for k, (t, p) in enumerate(sorted(intended)):
-        d = int(rng.choice(FAKE_INTERVALS))
-        q = p + d
-        if k % 3 or not 21 <= q <= 108:
-            continue
-        if any(abs(u - t) < FAKE_CLEAR_S for u in struck.get(q, [])):
-            continue
-        out.append((t, q, d))
-    return out
+                    stages(det, take.truth, s.pairs, OFFSET_S)
 
 
 def fake_why(ons, fakes: list[tuple[float, int, int]], before_s: float, after_s: float) -> None:  # noqa: ANN001
@@ -364,11 +280,11 @@ def fake_why(ons, fakes: list[tuple[float, int, int]], before_s: float, after_s:
     print("    fakes heard by interval:", ", ".join(f"{d:+d} {h}/{n}" for d, (h, n) in sorted(by.items())))
 
 
-def why(truth_notes, heard: list[tuple[int, int]], pairs: dict[int, int]) -> None:  # noqa: ANN001
+def why(sounded: np.ndarray, heard: list[tuple[int, int]], pairs: dict[int, int]) -> None:
     """Where the detector fails: the misses by velocity, chord and cause, and the false
     onsets by their relation to the nearest sounded note (same key = heard at the wrong
     time; semitone or tone; octave, twelfth and above; other)."""
-    truth = [(h.t_us, h.pitch, h.velocity) for h in truth_notes]
+    truth = [(int(t), int(p), float(v)) for t, p, v in sounded]
     used = set(pairs.values())
     miss: dict[str, int] = {}
     for i, (t, p, v) in enumerate(truth):
@@ -397,7 +313,7 @@ def why(truth_notes, heard: list[tuple[int, int]], pairs: dict[int, int]) -> Non
     print("    false: ", ", ".join(f"{k} {n}" for k, n in sorted(fp.items())))
 
 
-def stages(det: Detector, truth_notes, pairs: dict[int, int], offset_s: float) -> None:  # noqa: ANN001
+def stages(det: Detector, sounded: np.ndarray, pairs: dict[int, int], offset_s: float) -> None:
     """Key unknown: the stage of :meth:`Detector.detect` at which each missed note was
     lost, at the frame of its key's largest rise within -16..+24 ms of its onset: no rise
     (< BLIND_RISE_DB), too few partials risen (< BLIND_MIN_FRACTION), the owner test
@@ -405,24 +321,25 @@ def stages(det: Detector, truth_notes, pairs: dict[int, int], offset_s: float) -
     timed > 20 ms off or merged."""
     out: dict[str, int] = {}
     hop_s = det.hop / det.sr
-    for i, h in enumerate(truth_notes):
+    for i, (t_us, pitch, _) in enumerate(sounded):
         if i in pairs:
             continue
-        t = h.t_us * 1e-6 + offset_s
-        r = det.rise_db(h.pitch)
+        p = int(pitch)
+        t = t_us * 1e-6 + offset_s
+        r = det.rise_db(p)
         i0 = int(t / hop_s)
         j = max(0, i0 - 8) + int(np.argmax(r[max(0, i0 - 8) : i0 + 12]))
         if r[j] < det_mod.BLIND_RISE_DB:
             k = "no rise"
-        elif det.risen_fraction(h.pitch, j) < det_mod.BLIND_MIN_FRACTION:
+        elif det.risen_fraction(p, j) < det_mod.BLIND_MIN_FRACTION:
             k = "few partials rose"
         else:
-            t_mid = det._midpoint(h.pitch, j, predicted=True)  # as detect times it
-            kin = [h.pitch + d for d in det_mod.KIN]
-            est = det.fine_pitch(h.pitch, t_mid)
-            if det.new_share(h.pitch, t_mid, kin, det_mod.BLIND_RELATIVE) < det_mod.BLIND_MIN_NEW:
+            t_mid = det._midpoint(p, j, predicted=True)  # as detect times it
+            kin = [p + d for d in det_mod.KIN]
+            est = det.fine_pitch(p, t_mid)
+            if det.new_share(p, t_mid, kin, det_mod.BLIND_RELATIVE) < det_mod.BLIND_MIN_NEW:
                 k = "owner test"
-            elif est is not None and abs(est - h.pitch) > det_mod.FINE_PITCH_TOL:
+            elif est is not None and abs(est - p) > det_mod.FINE_PITCH_TOL:
                 k = "fine pitch"
             else:
                 k = "timed off / merged"
@@ -492,17 +409,11 @@ def strikes_part(args: argparse.Namespace) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--spec", default="piano-88-grand")
-    ap.add_argument("--seed", type=int, default=1)
+    add_row_args(ap, pieces=["bwv66.6"], random_default=None)  # the detector's rows, --seed, --set
     ap.add_argument("--keys", type=int, default=88, help="keys to calibrate (spread over the keyboard)")
     ap.add_argument("--snr", type=float, default=30.0)
     ap.add_argument("--range", type=int, nargs=2, default=[0, 127], metavar=("LO", "HI"),
                     help="calibrate keys in this pitch range only")
-    ap.add_argument("--pieces", nargs="*", default=["bwv66.6"], help="bundled pieces for the detector")
-    ap.add_argument("--midi", nargs="*", default=[], metavar="FILE",
-                    help="detector: also these MIDI files (music not shipped: e.g. ASAP's, "
-                         "/work/shared/data/asap/), cropped to --seconds from --start")
-    ap.add_argument("--seconds", type=float, default=30.0, help="--midi: seconds of each file played")
-    ap.add_argument("--start", type=float, default=0.0, help="--midi: from this many seconds after the first note")
     ap.add_argument("--plan", choices=["calibrated", "default"], default="calibrated",
                     help="detector: plan with a calibration of the truth seed's piano (as verify does) "
                          "or with the spec's nominal curves (sessions 8-9: a soft note's intended time "
@@ -527,9 +438,8 @@ def main() -> None:
                     help="detector: skip the honesty column (fake planned neighbours heard, see fake_neighbours)")
     ap.add_argument("--why", action="store_true", help="calibration: mis-heard strikes and the worst played notes by cause; "
                     "detector: misses and false onsets by cause")
-    ap.add_argument("--random", type=int, nargs="*", default=None, metavar="SEED",
-                    help="detector: random pieces of these seeds (default: --seed's)")
     args = ap.parse_args()
+    set_constants(args.set)
     if args.planned_min_new is not None:
         det_mod.PLANNED_MIN_NEW = args.planned_min_new
     if args.part in ("all", "calibration"):
