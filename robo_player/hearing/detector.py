@@ -212,7 +212,7 @@ BASS_KEEP_RISE = 150.0
 # ... and where the 8192-sample stage hears the note but its salience rose less, the
 # onset from a step fitted in its partials' bands (hearing/stepfit.py; session 17: the
 # fit alone times 15 of the 20 bass notes random 1-6 left unheard within 10 ms, 17 within
-# 20; the step's time kept, not the energy fit's, which moved it 3-9 ms off on random 1-3)
+# 20; the step's time kept, not the energy fit's: -15..+6 ms against -9..+4 on random 1-3)
 STEP_FIT = True
 INFORMED_RISE_DB = 1.0  # ... timed at the largest local rise of its salience of at least this
 Cols = tuple[int, ...] | None  # a subset of a pitch's partials (None: all)
