@@ -845,8 +845,9 @@ class Detector:
         score-informed stage (:meth:`informed`), and where it finds one whose activation
         in that stage's decomposition does not rise (:meth:`informed_rise` <
         INFORMED_VETO_RISE) none; below BASS_MAX_PITCH the same stage on the longer windows
-        of :attr:`bass` as a second rescue, a second veto, and the judge of the first veto
-        (:meth:`_vetoed`); and the key-unknown onsets (``blind``,
+        of :attr:`bass` as a second rescue (:meth:`_bass_rescue`: where its salience does
+        not time it, a step fit in its partials' bands), a second veto, and the judge of
+        the first veto (:meth:`_vetoed`); and the key-unknown onsets (``blind``,
         :meth:`detect` if None) that no intended note explains and that stay this key's
         once the plan's notes nearby are weighed (a wrong note, a stray). Sorted by time;
         one onset per strike."""
@@ -951,7 +952,9 @@ class Detector:
         soft bass key's sound, and the veto below dropped notes the search heard on time:
         random 2's D#2, random 3's F#2, session 16). Otherwise dropped where the plan's
         other keys explain what the search heard as ours (:meth:`informed_rise` <
-        INFORMED_VETO_RISE)."""
+        INFORMED_VETO_RISE), and from BASS_MAX_PITCH up where an unplanned related key's
+        activation rose over 1 / INFORMED_VETO_LOOSE_X x ours there (a planned twelfth or
+        octave above a struck key, never played; session 17)."""
         if pitch < BASS_MAX_PITCH:
             rise, loose_x, explained = self.bass.informed_tests(pitch, t_lo_s, t_hi_s, sounding)
             if loose_x < BASS_VETO_LOOSE_X:
