@@ -39,3 +39,43 @@ def test_a_soft_bass_key_the_search_heard_is_kept_where_the_bass_windows_hear_it
         t = t2 + OFFSET_S
         heard += any(o.pitch == p and abs(o.t_s - t) < 0.02 for o in det.detect_intended(plan, 0.08, 0.08, []))
     assert heard >= 13, heard
+
+
+def _soft_bass_under_a_ringing_kin(seed: int) -> tuple[list[HeardNote], int, float]:
+    # a soft bass key (33-45, v 32-45) struck 0.25-0.6 s after a loud related key (a tone
+    # either way, a fourth, a fifth below, an octave: v 90-110, still held), every other
+    # seed with a key two to three octaves up struck with it (a chord)
+    rng = np.random.default_rng(seed)
+    p = int(rng.integers(33, 46))
+    r = p + int(rng.choice([2, -2, 5, -7, 12]))
+    t1, t2 = 0.3, 0.3 + float(rng.uniform(0.25, 0.6))
+    notes = [HeardNote(int(t1 * 1e6), r, float(rng.uniform(90, 110)), int((t2 + 0.6) * 1e6)),
+             HeardNote(int(t2 * 1e6), p, float(rng.uniform(32, 45)), int((t2 + 0.5) * 1e6))]
+    if rng.random() < 0.5:
+        q = p + int(rng.integers(24, 41))
+        notes.append(HeardNote(int(t2 * 1e6), q, float(rng.uniform(45, 80)), int((t2 + 0.5) * 1e6)))
+    return notes, p, t2 + OFFSET_S
+
+
+def test_a_soft_bass_key_the_bass_windows_hear_is_timed_where_its_salience_does_not_rise() -> None:
+    # the soft key's partials share the 2048-sample bins with the ringing key's, so its
+    # salience rises < BASS_RISE_DB and the informed stage on the 8192-sample windows,
+    # which hears it, could not time it: unheard. The step fit in its partials' bands
+    # (hearing/stepfit.py) times it. Seeds 0-11 (measured): heard within 20 ms 6 before, 10 after
+    heard = 0
+    for seed in range(12):
+        notes, p, t = _soft_bass_under_a_ringing_kin(seed)
+        det = Detector(_take(notes), 48000)
+        plan = sorted((h.t_us / 1e6 + OFFSET_S, h.pitch) for h in notes)
+        heard += any(o.pitch == p and abs(o.t_s - t) < 0.02 for o in det.detect_intended(plan, 0.08, 0.08, []))
+    assert heard >= 9, heard
+
+
+def test_the_soft_bass_key_planned_and_not_struck_stays_unheard() -> None:
+    # the same takes without the soft key, which the plan still asks for: the step fit
+    # runs only where the 8192-sample windows hear the key, so none is heard (measured: 0 of 12)
+    for seed in range(12):
+        notes, p, _ = _soft_bass_under_a_ringing_kin(seed)
+        plan = sorted((h.t_us / 1e6 + OFFSET_S, h.pitch) for h in notes)
+        det = Detector(_take([h for h in notes if h.pitch != p]), 48000)
+        assert not any(o.pitch == p for o in det.detect_intended(plan, 0.08, 0.08, [])), seed

@@ -51,6 +51,8 @@ import numpy as np
 from ..errors import HearingError
 from ..voicing import ATTACK_S, f0_hz, partial_amplitudes, power_for_velocity, velocity_for_power
 from . import joint
+from .stepfit import POST_S as STEP_POST_S
+from .stepfit import step_onset
 
 SAMPLE_RATES = (44100, 48000)
 N_FFT = 2048
@@ -185,6 +187,12 @@ INFORMED_ITERS = 300
 # octave below a struck key, never played; fake planned neighbours on random 1-3: 132 of
 # the 492 the search hears, at 2 of its 557 sounded notes found; 50: 93 and 1)
 INFORMED_VETO_RISE = 75.0
+# ... and from BASS_MAX_PITCH up, where at its largest rise an unplanned related key's
+# activation rose more than 1 / INFORMED_VETO_LOOSE_X x its own: a planned twelfth or
+# octave above a struck key, never played, read 0.31-0.35 (3 of random 1-3's 16 fakes
+# heard); the sounded notes the search heard there >= 0.86 (1.0 dropped two of them:
+# random 1's F3 v 35 under a loud F1, random 3's B3 v 37; session 17)
+INFORMED_VETO_LOOSE_X = 0.5
 # below BASS_MAX_PITCH (D3: the short window's partial bins span several semitones, the
 # long window's are under a semitone) the plan-known search is checked, and where it
 # hears nothing helped, by the informed stage on windows of BASS_LONG_N samples
@@ -204,6 +212,11 @@ BASS_VETO_LOOSE_X = 1.5
 # informed stage's own floor; session 16: random 2 0.964 -> 0.966, random 3 0.975 ->
 # 0.977, fakes heard unchanged on every bench row; docs/hearing.md)
 BASS_KEEP_RISE = 150.0
+# ... and where the 8192-sample stage hears the note but its salience rose less, the
+# onset from a step fitted in its partials' bands (hearing/stepfit.py; session 17: the
+# fit alone times 15 of the 20 bass notes random 1-6 left unheard within 10 ms, 17 within
+# 20; the step's time kept, not the energy fit's: -15..+6 ms against -9..+4 on random 1-3)
+STEP_FIT = True
 INFORMED_RISE_DB = 1.0  # ... timed at the largest local rise of its salience of at least this
 # plan known: a second opinion on the search's onset of a key (:meth:`Detector.
 # _joint_second_opinion`, session 17) where a planned key whose partials meet ours is
@@ -720,11 +733,7 @@ class Detector:
         if dec is None:
             return 0.0, 0.0, 0.0
         keys, loose, after, w, h_a, rise = dec
-        j = int(np.argmax(rise[0]))
-        mine = float(rise[0, j])
-        lo = [k for k, q in enumerate(keys) if q in loose]
-        top = float(rise[lo, j].max()) if lo else 0.0
-        loose_x = mine / top if top > 0.0 else math.inf
+        j, mine, loose_x = self._rise_loose(dec)
         if mine < INFORMED_MIN_RISE or loose_x < INFORMED_LOOSE_X:
             return mine, loose_x, 0.0  # (the decomposition without us is not needed)
         x = after[:, j : j + 1]
@@ -732,6 +741,18 @@ class Detector:
         r_with = float(np.sum((x - w @ h_a[:, j : j + 1])[sup] ** 2))
         r_wo = float(np.sum((x - w[:, 1:] @ _nnls(w[:, 1:], x, self.noise_amp))[sup] ** 2))
         return mine, loose_x, (r_wo - r_with) / r_wo if r_wo > 0.0 else 0.0
+
+    @staticmethod
+    def _rise_loose(dec: tuple[list[int], list[int], np.ndarray, np.ndarray, np.ndarray, np.ndarray]) -> tuple[int, float, float]:
+        """Of :meth:`_decompose`'s result: (the boundary where the key's activation rose
+        most, that rise, it over the largest unplanned related key's rise there (inf where
+        none rose))."""
+        keys, loose, _, _, _, rise = dec
+        j = int(np.argmax(rise[0]))
+        mine = float(rise[0, j])
+        lo = [k for k, q in enumerate(keys) if q in loose]
+        top = float(rise[lo, j].max()) if lo else 0.0
+        return j, mine, mine / top if top > 0.0 else math.inf
 
     def _decompose(
         self, pitch: int, t_lo_s: float, t_hi_s: float, sounding: Sequence[int],
@@ -859,8 +880,9 @@ class Detector:
         score-informed stage (:meth:`informed`), and where it finds one whose activation
         in that stage's decomposition does not rise (:meth:`informed_rise` <
         INFORMED_VETO_RISE) none; below BASS_MAX_PITCH the same stage on the longer windows
-        of :attr:`bass` as a second rescue, a second veto, and the judge of the first veto
-        (:meth:`_vetoed`); and the key-unknown onsets (``blind``,
+        of :attr:`bass` as a second rescue (:meth:`_bass_rescue`: where its salience does
+        not time it, a step fit in its partials' bands), a second veto, and the judge of
+        the first veto (:meth:`_vetoed`); and the key-unknown onsets (``blind``,
         :meth:`detect` if None) that no intended note explains and that stay this key's
         once the plan's notes nearby are weighed (a wrong note, a stray). Sorted by time;
         one onset per strike."""
@@ -878,6 +900,11 @@ class Detector:
             lo = bisect.bisect_left(times, t - INFORMED_RING_S)
             hi = bisect.bisect_right(times, t + after_s)
             return [intended[order[k]][1] for k in range(lo, hi)]
+
+        def strikes(t: float) -> list[tuple[float, int]]:
+            lo = bisect.bisect_left(times, t - INFORMED_RING_S)
+            hi = bisect.bisect_right(times, t + after_s + STEP_POST_S)
+            return [intended[order[k]] for k in range(lo, hi)]
 
         def near_own(t: float, p: int) -> list[int]:
             lo = bisect.bisect_left(times, t - before_s)
@@ -902,8 +929,8 @@ class Detector:
             if o is None and informed:
                 o = self.informed(p, t - before_s, t + after_s, sounding(t), near_own(t, p))
                 if o is None and p < BASS_MAX_PITCH:
-                    o = self.bass.informed(p, t - before_s, t + after_s, sounding(t), near_own(t, p),
-                                           BASS_RISE_DB)
+                    o = self._bass_rescue(p, t - before_s, t + after_s, sounding(t), near_own(t, p),
+                                          [x for x in strikes(t) if x != (t, p)])
             elif o is not None and informed and self._vetoed(p, t - before_s, t + after_s, sounding(t)):
                 o = None
             if o is None or any(abs(o.t_s - u) < MIN_GAP_S for u in taken.get(p, [])):
@@ -1001,6 +1028,25 @@ class Detector:
             return o
         r = self._refine(p, cand[best], o.rise_db)
         return r if abs(r.t_s - cand[best]) <= JOINT_KEEP_S else replace(r, t_s=cand[best])
+    def _bass_rescue(self, pitch: int, t_lo_s: float, t_hi_s: float, sounding: Sequence[int],
+                     own: Sequence[int], strikes: Sequence[tuple[float, int]]) -> Onset | None:
+        """The second rescue below BASS_MAX_PITCH: where the informed stage on the
+        8192-sample windows (:attr:`bass`) hears planned ``pitch`` in [t_lo_s, t_hi_s],
+        timed at its salience's largest rise where that is >= BASS_RISE_DB, else
+        (STEP_FIT) by the step fit in its partials' bands (:func:`.stepfit.step_onset`,
+        ``strikes``: the plan's other strikes (audio s, key) that may sound there)."""
+        b = self.bass
+        if not b.informed_heard(pitch, t_lo_s, t_hi_s, sounding):
+            return None
+        got = b._informed_onset(pitch, t_lo_s, t_hi_s, own, BASS_RISE_DB)
+        if got is not None:
+            return b._refine(pitch, *got)
+        if not STEP_FIT:
+            return None
+        fit = step_onset(self.y, self.sr, pitch, t_lo_s, t_hi_s, strikes)
+        if fit is None:
+            return None
+        return replace(self._refine_energy(pitch, fit[0], 0.0), t_s=fit[0])  # (its loudness)
 
     def _vetoed(self, pitch: int, t_lo_s: float, t_hi_s: float, sounding: Sequence[int]) -> bool:
         """Whether the informed stage drops the plan-known search's onset of ``pitch`` in
@@ -1012,14 +1058,21 @@ class Detector:
         soft bass key's sound, and the veto below dropped notes the search heard on time:
         random 2's D#2, random 3's F#2, session 16). Otherwise dropped where the plan's
         other keys explain what the search heard as ours (:meth:`informed_rise` <
-        INFORMED_VETO_RISE)."""
+        INFORMED_VETO_RISE), and from BASS_MAX_PITCH up where an unplanned related key's
+        activation rose over 1 / INFORMED_VETO_LOOSE_X x ours there (a planned twelfth or
+        octave above a struck key, never played; session 17)."""
         if pitch < BASS_MAX_PITCH:
             rise, loose_x, explained = self.bass.informed_tests(pitch, t_lo_s, t_hi_s, sounding)
             if loose_x < BASS_VETO_LOOSE_X:
                 return True
             if rise >= BASS_KEEP_RISE:
                 return False
-        return self.informed_rise(pitch, t_lo_s, t_hi_s, sounding) < INFORMED_VETO_RISE
+            return self.informed_rise(pitch, t_lo_s, t_hi_s, sounding) < INFORMED_VETO_RISE
+        dec = self._decompose(pitch, t_lo_s, t_hi_s, sounding)
+        if dec is None:
+            return True
+        _, rise, loose_x = self._rise_loose(dec)
+        return rise < INFORMED_VETO_RISE or loose_x < INFORMED_VETO_LOOSE_X
 
     def _midpoint(self, pitch: int, i: int, cols: Cols = None, *, predicted: bool = False) -> float:
         """Audio time where the pitch's salience is halfway from before the rise at frame
