@@ -95,11 +95,16 @@ PLANNED_RISE_DB = 3.0
 PLANNED_MIN_NEW = 150.0
 PLANNED_CROWD = 1.0
 CROWD_KIN = (1, 2, 5, 7, 12, 19, 24, 28, 31, 34, 36)
-# ... unless our partials that no such crowding key reaches (a partial of its, main lobes
-# apart: :meth:`Detector.own_amplitude`) hold CROWD_OWN_X of our new sound and
+# ... unless every crowding key lies CROWD_UNDER semitones below us (our fundamental is
+# its 3rd..8th partial) and our partials that none of them reaches (main lobes apart:
+# :meth:`Detector.own_amplitude`) hold CROWD_OWN_X of our new sound, our largest one
 # CROWD_OWN_MIN noise units: the crowding key's template leaves sound on the partials it
 # shares with us only; a soft key struck with a loud bass key whose 6th..8th partial is
-# our fundamental rose on its own upper partials (random 2's A4 v30 beside D2 v118)
+# our fundamental rose on its own upper partials (random 2's A4 v30 beside D2 v118; a
+# crowding key above us or a fourth, fifth, tone, semitone away leaves our fundamental
+# unshared, and fakes kept 30-76 noise units there: ASAP Schumann, Chopin; session 17,
+# docs/hearing.md)
+CROWD_UNDER = (19, 24, 28, 31, 34, 36)
 CROWD_OWN_X = 0.5
 CROWD_OWN_MIN = 12.0
 FLOOR_X = 3.0
@@ -644,7 +649,7 @@ class Detector:
             crowd = [rivals[k] for k in planned if mine < PLANNED_CROWD * float(hs[k].max())]
             if crowd:
                 own, peak = (0.0, 0.0)
-                if pitch >= MIN_OWNER_PITCH and all(abs(q - pitch) > 2 for q in crowd):
+                if pitch >= MIN_OWNER_PITCH and all(pitch - q in CROWD_UNDER for q in crowd):
                     own, peak = self.own_amplitude(pitch, rivals, crowd, max(0, i - 3), i + 4)
                 if own < CROWD_OWN_X * mine or min(own, mine) * peak < CROWD_OWN_MIN * self.noise_amp:
                     return 0.0  # ... or a planned key's sound left that much over
