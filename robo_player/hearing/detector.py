@@ -634,7 +634,8 @@ class Detector:
         instead of us: a semitone's sound passed the test with our key not struck), and 0
         where ours is under PLANNED_MIN_NEW noise units and under PLANNED_CROWD x a
         planned related key's (CROWD_KIN: what that key's template leaves; a planned
-        neighbour never struck)."""
+        neighbour never struck), unless that key lies CROWD_UNDER below us and our partials
+        it does not reach rose (:meth:`own_amplitude`: its template leaves nothing there)."""
         rivals = self._rivals(pitch, others)
         i = int(round(t_s * self.sr / self.long_hop))
         hs = self.new_amplitude(rivals, max(0, i - 3), i + 4)
