@@ -100,6 +100,18 @@ PLANNED_RISE_DB = 3.0
 PLANNED_MIN_NEW = 150.0
 PLANNED_CROWD = 1.0
 CROWD_KIN = (1, 2, 5, 7, 12, 19, 24, 28, 31, 34, 36)
+# ... unless every crowding key lies CROWD_UNDER semitones below us (our fundamental is
+# its 3rd..8th partial) and our partials that none of them reaches (main lobes apart:
+# :meth:`Detector.own_amplitude`) hold CROWD_OWN_X of our new sound, our largest one
+# CROWD_OWN_MIN noise units: the crowding key's template leaves sound on the partials it
+# shares with us only; a soft key struck with a loud bass key whose 6th..8th partial is
+# our fundamental rose on its own upper partials (random 2's A4 v30 beside D2 v118; a
+# crowding key above us or a fourth, fifth, tone, semitone away leaves our fundamental
+# unshared, and fakes kept 30-76 noise units there: ASAP Schumann, Chopin; session 17,
+# docs/hearing.md)
+CROWD_UNDER = (19, 24, 28, 31, 34, 36)
+CROWD_OWN_X = 0.5
+CROWD_OWN_MIN = 12.0
 FLOOR_X = 3.0
 BLIND_RELATIVE = 0.25  # key unknown: our share of what appeared must be >= this x the largest rival's
 # key unknown (detect): a candidate rose BLIND_RISE_DB with BLIND_MIN_FRACTION of its
@@ -670,7 +682,8 @@ class Detector:
         instead of us: a semitone's sound passed the test with our key not struck), and 0
         where ours is under PLANNED_MIN_NEW noise units and under PLANNED_CROWD x a
         planned related key's (CROWD_KIN: what that key's template leaves; a planned
-        neighbour never struck)."""
+        neighbour never struck), unless that key lies CROWD_UNDER below us and our partials
+        it does not reach rose (:meth:`own_amplitude`: its template leaves nothing there)."""
         rivals = self._rivals(pitch, others)
         i = int(round(t_s * self.sr / self.long_hop))
         hs = self.new_amplitude(rivals, max(0, i - 3), i + 4)
@@ -682,9 +695,44 @@ class Detector:
             return 0.0  # ... or an unplanned related key took nearly all of it
         if unplanned and mine < PLANNED_MIN_NEW * self.noise_amp:
             planned = [k for k, q in enumerate(rivals) if k > 0 and q in others and abs(q - pitch) in CROWD_KIN]
-            if planned and mine < PLANNED_CROWD * float(hs[planned].max()):
-                return 0.0  # ... or a planned key's sound left that much over
+            crowd = [rivals[k] for k in planned if mine < PLANNED_CROWD * float(hs[k].max())]
+            if crowd:
+                own, peak = (0.0, 0.0)
+                if pitch >= MIN_OWNER_PITCH and all(pitch - q in CROWD_UNDER for q in crowd):
+                    own, peak = self.own_amplitude(pitch, rivals, crowd, max(0, i - 3), i + 4)
+                if own < CROWD_OWN_X * mine or min(own, mine) * peak < CROWD_OWN_MIN * self.noise_amp:
+                    return 0.0  # ... or a planned key's sound left that much over
         return mine / self.noise_amp
+
+    def own_amplitude(self, pitch: int, rivals: Sequence[int], apart: Sequence[int], i0: int,
+                      i1: int) -> tuple[float, float]:
+        """How much of ``pitch`` (``rivals[0]``) appeared across boundaries i0..i1 by its
+        partials alone that no partial of a key in ``apart`` reaches (main lobes apart,
+        stretch included): :meth:`new_amplitude` with our template cut to those partials
+        (the rivals keep theirs), its largest activation, and the cut template's peak (the
+        largest own partial's share of the template's; (0, 0) where every partial is shared)."""
+        bin_hz = self.sr / self.long_n
+        nb = self.frames.shape[1]
+
+        def lobes(q: int) -> list[tuple[float, float]]:
+            f = f0_hz(q)
+            return [(k * f - 2.0 * bin_hz, k * f * (1.0 + STRETCH * k * k) + 2.0 * bin_hz) for k in range(1, 9)]
+
+        theirs = [lh for q in apart for lh in lobes(q)]
+        w = self.template(pitch).copy()
+        fb = np.arange(nb) * bin_hz
+        for lo, hi in lobes(pitch):
+            if any(lo < qhi and qlo < hi for qlo, qhi in theirs):
+                w[(fb > lo) & (fb < hi)] = 0.0
+        if not w.any():
+            return 0.0, 0.0
+        x = self.gained(i0, i1)
+        ws = np.stack([w, *(self.template(q) for q in rivals[1:])], axis=1)
+        h = np.full((ws.shape[1], x.shape[1]), self.noise_amp)
+        wtx, wtw = ws.T @ x, ws.T @ ws
+        for _ in range(NNLS_ITERS):
+            h *= wtx / (wtw @ h + 1e-15)
+        return float(h[0].max()), float(w.max())
 
     def _rivals(self, pitch: int, others: Sequence[int]) -> list[int]:
         """The owner test's keys, ``pitch`` first: from MIN_OWNER_PITCH up its related
