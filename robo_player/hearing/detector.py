@@ -426,6 +426,9 @@ class Detector:
         self._frames: np.ndarray | None = None
         self._noise: float | None = None
         self._templates: dict[int, np.ndarray] = {}
+        # each joint second opinion asked (:meth:`_joint_second_opinion`): key, the
+        # search's onset, the candidates, their residuals, whether one was taken; read by
+        # the benches (why a note moved), bounded by the take's planned notes
         self.joint_log: list[tuple[int, float, list[float], np.ndarray, bool]] = []
         self.peak = float(np.abs(self.y).max())
         self.clipped = clipped_fraction(self.y)
