@@ -604,13 +604,8 @@ class Detector:
         """(len(pitches), i1 - i0) how much of each pitch appeared across boundaries
         i0..i1: the gained spectrum as a non-negative sum of the pitches' templates
         (multiplicative updates), so a related key's partials count for it, not for us."""
-        x = self.gained(i0, i1)
         w = np.stack([self.template(p) for p in pitches], axis=1)
-        h = np.full((len(pitches), x.shape[1]), self.noise_amp)
-        wtx, wtw = w.T @ x, w.T @ w
-        for _ in range(NNLS_ITERS):
-            h *= wtx / (wtw @ h + 1e-15)
-        return h
+        return _nnls(w, self.gained(i0, i1), self.noise_amp, NNLS_ITERS)
 
     # ---- key known ---------------------------------------------------------------------
     def find(
@@ -729,12 +724,8 @@ class Detector:
                 w[(fb > lo) & (fb < hi)] = 0.0
         if not w.any():
             return 0.0, 0.0
-        x = self.gained(i0, i1)
         ws = np.stack([w, *(self.template(q) for q in rivals[1:])], axis=1)
-        h = np.full((ws.shape[1], x.shape[1]), self.noise_amp)
-        wtx, wtw = ws.T @ x, ws.T @ ws
-        for _ in range(NNLS_ITERS):
-            h *= wtx / (wtw @ h + 1e-15)
+        h = _nnls(ws, self.gained(i0, i1), self.noise_amp, NNLS_ITERS)
         return float(h[0].max()), float(w.max())
 
     def _rivals(self, pitch: int, others: Sequence[int]) -> list[int]:
