@@ -230,6 +230,19 @@ BASS_KEEP_RISE = 150.0
 # 20; the step's time kept, not the energy fit's: -15..+6 ms against -9..+4 on random 1-3)
 STEP_FIT = True
 INFORMED_RISE_DB = 1.0  # ... timed at the largest local rise of its salience of at least this
+# ... and not heard where its activation rose most at a boundary more than INFORMED_EARLY
+# of a long window before the onset it is timed at, and rose under INFORMED_AT_X of that
+# at the boundaries within INFORMED_AT_S of the onset: a key struck rises most where the
+# window after starts with its strike; a planned neighbour never struck rises most where a
+# struck key's onset lies in the middle of the window after (a partial cut off by the
+# window's start has a wider spectrum than the templates' Hann lobes, and a semitone's
+# template takes the spread). Session 18 (tuned on random 1-6, bwv66.6): of the 13 fakes
+# the 4096-sample stage heard there, 9 rose most 35-47 ms before their onset (0.00-0.30 of
+# it there); of its sounded notes one rose most earlier than 8 ms before its onset (-25 ms,
+# 0.74 of it there; docs/hearing.md)
+INFORMED_EARLY = 0.3
+INFORMED_AT_S = 0.008
+INFORMED_AT_X = 0.5
 # plan known: a second opinion on the search's onset of a key (:meth:`Detector.
 # _joint_second_opinion`, session 17) where a planned key whose partials meet ours is
 # struck within JOINT_NEAR_S and the search is in doubt: another candidate's midpoint or
@@ -757,7 +770,27 @@ class Detector:
         if not self.informed_heard(pitch, t_lo_s, t_hi_s, sounding):
             return None
         got = self._informed_onset(pitch, t_lo_s, t_hi_s, own, rise_db)
-        return None if got is None else self._refine(pitch, *got)
+        if got is None:
+            return None
+        o = self._refine(pitch, *got)
+        return None if self._rose_early(pitch, t_lo_s, t_hi_s, sounding, o.t_s) else o
+
+    def _rose_early(self, pitch: int, t_lo_s: float, t_hi_s: float, sounding: Sequence[int], t_s: float) -> bool:
+        """Whether :meth:`informed`'s decomposition has ``pitch``'s activation rise most at
+        a boundary more than INFORMED_EARLY of a long window before its onset ``t_s`` and
+        rise under INFORMED_AT_X of that within INFORMED_AT_S of ``t_s``: the spread of a
+        neighbour's strike in the middle of the window after, not our strike."""
+        dec = self._decompose(pitch, t_lo_s, t_hi_s, sounding)
+        if dec is None:
+            return False
+        rise = dec[5][0]
+        hop_s = self.long_hop / self.sr
+        tb = (max(0, int(t_lo_s / hop_s)) + np.arange(len(rise))) * hop_s  # the boundaries (s)
+        j = int(np.argmax(rise))
+        if tb[j] >= t_s - INFORMED_EARLY * self.long_n / self.sr:
+            return False
+        at = np.abs(tb - t_s) <= INFORMED_AT_S
+        return not at.any() or float(rise[at].max()) < INFORMED_AT_X * float(rise[j])
 
     def informed_heard(self, pitch: int, t_lo_s: float, t_hi_s: float, sounding: Sequence[int]) -> bool:
         """Whether :meth:`informed`'s decomposition hears planned ``pitch`` struck in
