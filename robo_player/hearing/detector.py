@@ -239,7 +239,9 @@ INFORMED_RISE_DB = 1.0  # ... timed at the largest local rise of its salience of
 # template takes the spread). Session 18 (tuned on random 1-6, bwv66.6): of the 13 fakes
 # the 4096-sample stage heard there, 9 rose most 35-47 ms before their onset (0.00-0.30 of
 # it there); of its sounded notes one rose most earlier than 8 ms before its onset (-25 ms,
-# 0.74 of it there; docs/hearing.md)
+# 0.74 of it there). The bass rescue too, on its 8192-sample windows (a third: 51 ms): its
+# one fake there rose most 81 ms before (0.18), its sounded notes -26 ms or later
+# (docs/hearing.md)
 INFORMED_EARLY = 0.3
 INFORMED_AT_S = 0.008
 INFORMED_AT_X = 0.5
@@ -1109,19 +1111,23 @@ class Detector:
         8192-sample windows (:attr:`bass`) hears planned ``pitch`` in [t_lo_s, t_hi_s],
         timed at its salience's largest rise where that is >= BASS_RISE_DB, else
         (STEP_FIT) by the step fit in its partials' bands (:func:`.stepfit.step_onset`,
-        ``strikes``: the plan's other strikes (audio s, key) that may sound there)."""
+        ``strikes``: the plan's other strikes (audio s, key) that may sound there); not
+        where its activation there rose most well before that onset (:meth:`_rose_early`)."""
         b = self.bass
         if not b.informed_heard(pitch, t_lo_s, t_hi_s, sounding):
             return None
         got = b._informed_onset(pitch, t_lo_s, t_hi_s, own, BASS_RISE_DB)
         if got is not None:
-            return b._refine(pitch, *got)
-        if not STEP_FIT:
+            o = b._refine(pitch, *got)
+        elif not STEP_FIT:
             return None
-        fit = step_onset(self.y, self.sr, pitch, t_lo_s, t_hi_s, strikes)
-        if fit is None:
-            return None
-        return replace(self._refine_energy(pitch, fit[0], 0.0), t_s=fit[0])  # (its loudness)
+        else:
+            fit = step_onset(self.y, self.sr, pitch, t_lo_s, t_hi_s, strikes)
+            if fit is None:
+                return None
+            o = replace(self._refine_energy(pitch, fit[0], 0.0), t_s=fit[0])  # (its loudness)
+        # a neighbour's strike in the middle of the (8192-sample) window after, as above
+        return None if b._rose_early(pitch, t_lo_s, t_hi_s, sounding, o.t_s) else o
 
     def _vetoed(self, pitch: int, t_lo_s: float, t_hi_s: float, sounding: Sequence[int]) -> bool:
         """Whether the informed stage drops the plan-known search's onset of ``pitch`` in
