@@ -240,8 +240,9 @@ INFORMED_RISE_DB = 1.0  # ... timed at the largest local rise of its salience of
 # the 4096-sample stage heard there, 9 rose most 35-47 ms before their onset (0.00-0.30 of
 # it there); of its sounded notes one rose most earlier than 8 ms before its onset (-25 ms,
 # 0.74 of it there). The bass rescue too, on its 8192-sample windows (a third: 51 ms): its
-# one fake there rose most 81 ms before (0.18), its sounded notes -26 ms or later
-# (docs/hearing.md)
+# one fake there rose most 81 ms before (0.18), its sounded notes -26 ms or later.
+# Fakes heard on the tuning rows 96 -> 64 of 839, held out (random 7-12, four other ASAP
+# performances) 43 -> 34 of 640, no row's F1 down (docs/hearing.md, "Measured")
 INFORMED_EARLY = 0.3
 INFORMED_AT_S = 0.008
 INFORMED_AT_X = 0.5
