@@ -7,7 +7,8 @@ Two sensors in one (option ``sensor`` of every simulated device):
   :class:`~.room.RoomTake` of the exact sounded notes through the :class:`~.room.Room`
   (reverb, noise at ``snr_db``, gain, an unknown clock offset and drift). The
   calibrator hears through it, by the detector of :mod:`robo_player.hearing`, exactly
-  as with a real microphone. ``perf.heard`` is still filled as below: reports and the
+  as with a real microphone. The room records the piano in its plain voice, or with
+  ``voice=rich`` in the richer, harder one (:mod:`.audio`, docs/simulator.md "Voices"). ``perf.heard`` is still filled as below: reports and the
   piano roll read it; the calibrator does not when there is audio.
 - ``notes`` (``sim://?sensor=notes``): the note-level sensor only
   (``perf.audio`` is None), for comparison and for what does not test hearing. It reports each onset with Gaussian timing noise (0.2 ms s.d.) and each loudness with
