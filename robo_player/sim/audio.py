@@ -30,7 +30,7 @@ closer to a real piano (``Voice.RICH``, docs/simulator.md "Voices"):
   hammer's contact force, a few ms, brighter and shorter when loud.
 
 The rich voice's modes are more exponentials in the same block product, so its cost is
-a few times the plain one's (``bench/bench_sim.py --voice`` prints the ratio).
+a few times the plain one's (``bench/bench_sim.py`` prints the ratio: 4.4-4.6x).
 """
 
 from __future__ import annotations
@@ -61,7 +61,7 @@ _SMALL_GEMM = 200_000  # m·n·k under OpenBLAS's multithreading threshold (2621
 
 
 class Voice(Enum):
-    """How a heard note sounds: ``plain`` (the default, unchanged since session 10) or
+    """How a heard note sounds: ``plain`` (the default; tests/test_sim_voice.py holds it) or
     ``rich`` (unisons, double decay, hammer thump, weak bass fundamentals)."""
 
     PLAIN = "plain"
@@ -70,26 +70,26 @@ class Voice(Enum):
 
 # --- the rich voice. Each figure is physics from the literature named, at a value we chose
 # in its published range (not fitted to any take, not tuned on the detector's rows) ---
-RICH_MAX_PARTIALS = 20  # a real piano note has dozens of partials; 20 keeps the cost ~ x4-8
+RICH_MAX_PARTIALS = 20  # a real piano note has dozens of partials; 20: 4.4-4.6x the plain render time
 # unison strings: pitches from C2 have 2 strings, from A2 three; below C2 one (a grand's
 # bass: single wound strings, then bichords, then trichords; the breaks vary by maker)
 BICHORD_FROM, TRICHORD_FROM = 36, 45
 # a unison's strings are mistuned by this much (highest - lowest, cents), drawn per pitch:
-# a tuner leaves ~0.5-2 cents (Weinreich 1977: a cent or so gives the longest aftersound)
+# ~0.5-2 cents (issue's brief; Weinreich 1977: a slight mistuning is what feeds the aftersound)
 DETUNE_CENTS = (0.5, 2.0)
 # a string's own loss (air, internal friction) against the bridge's: the aftersound decays
-# with this many times the prompt sound's time constant (Weinreich 1977; Cheng, Dixon and
-# Mauch 2015 fit double decays on RWC notes; our pick in the 2-10 range they show)
+# with this many times the prompt sound's time constant (the double decay: Weinreich 1977;
+# Cheng, Dixon and Mauch 2015 fit it on recorded notes; the factor 4 is our pick)
 AFTERSOUND_X = 4.0
 BRIDGE_REACTANCE = 0.5  # the bridge admittance's imaginary part / its real part (Weinreich: comparable)
 HAMMER_UNEVEN = 0.05  # the hammer's blow per string: 1 +- this (s.d.), per pitch (hammers are not flat)
 # the soundboard radiates below its lowest modes poorly: 12 dB/octave under this
 # frequency (A0's fundamental ~ -20 dB, C2's -8 dB, C4's -0.4 dB; bass notes' spectra
-# show weak fundamentals: Fletcher & Rossing, The Physics of Musical Instruments, ch. 12)
+# show weak fundamentals: Fletcher & Rossing, The Physics of Musical Instruments; 80 Hz our pick)
 RADIATION_HZ = 80.0
 # the hammer's thump: its RMS at the contact's peak, dB under the sum of the note's partial
-# amplitudes at onset (our pick: plainly audible, under the tone); the contact lasts ~4 ms at
-# pp and ~1.5 ms at ff (Askenfelt & Jansson 1991, hammer-string contact times)
+# amplitudes at onset (our pick: plainly audible, under the tone); the hammer stays on the
+# string a few ms at pp and less at ff (Askenfelt & Jansson's contact times; 4 / 1.5 ms ours)
 THUMP_DB = -14.0
 THUMP_TAU_S = (0.004, 0.0015)  # contact force's time constant at velocity 0 .. 127
 THUMP_S = 0.04  # rendered this long (-40 dB at pp)
