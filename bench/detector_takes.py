@@ -7,7 +7,9 @@ A take: a piece planned with the truth seed's calibration (note-level sensor, as
 and the closed loop plan), played on ``sim://?sensor=audio`` (30 dB SNR, the room, the
 audio clock OFFSET_S ahead, no drift), its audio, the sounded notes (the truth: read
 here only to score, never by the detector), the plan's notes on the audio clock, and the
-key-unknown onsets. Scoring: a heard onset matches a sounded note of its key within 20
+key-unknown onsets (``--voice rich``: the simulator's rich voice, ``sim://?voice=rich``;
+a cache folder holds one voice's takes, named in its VOICE file, and refuses the other's).
+Scoring: a heard onset matches a sounded note of its key within 20
 ms (``match_onsets``); F1, the median error, and per sounded note that is missed whether
 its key was heard 20-100 ms off ("timed off") or not near at all ("unheard"); "false":
 an onset no strike of its key lies within 100 ms of. The fakes: planned notes nobody
@@ -35,6 +37,24 @@ ROOM_URL = f"sim://?sensor=audio&offset_s={OFFSET_S}&drift_ppm=0"
 BEFORE_S, AFTER_S = ONSET_WINDOW.before_us * 1e-6, ONSET_WINDOW.after_us * 1e-6
 MATCH = Window(20_000, 20_000)  # the target's "within 20 ms"
 OFF_US = 100_000  # a missed note's key heard this near (but not within 20 ms): timed off
+VOICES = ("plain", "rich")  # the simulator's piano voices (robo_player/sim/audio.py Voice)
+VOICE_FILE = "VOICE"  # in a cache folder: the voice its takes were rendered in
+
+
+def check_cache_voice(cache: Path, voice: str) -> bool:
+    """Refuse to mix voices in one cache folder: its VOICE file names the voice of its
+    takes (a folder without one holds plain takes, cached before voices existed).
+    Returns whether the folder still needs its VOICE file written."""
+    marker = cache / VOICE_FILE
+    if marker.exists():
+        have = marker.read_text().strip()
+        if have != voice:
+            raise SystemExit(f"{cache}: holds takes in the {have} voice, not {voice}: use another --cache folder")
+        return False
+    if voice != VOICES[0] and cache.exists() and any(cache.glob("*.npz")):
+        raise SystemExit(f"{cache}: holds takes with no {VOICE_FILE} file (the plain voice), not {voice}: "
+                         "use another --cache folder")
+    return True
 
 
 def random_piece(seed: int, seconds: float = 40.0) -> Score:
@@ -111,9 +131,12 @@ def add_row_args(ap: argparse.ArgumentParser, *, pieces: Sequence[str] = (), cac
     ap.add_argument("--start", type=float, default=0.0, help="--midi: from this many seconds after the first note")
     ap.add_argument("--set", nargs="*", default=[], metavar="NAME=VALUE",
                     help="detector constants to try for the run (e.g. INFORMED_LOOSE_X=2)")
+    ap.add_argument("--voice", choices=VOICES, default=VOICES[0],
+                    help="the simulator's piano voice (sim://?voice=; docs/simulator.md): plain (default) or rich")
     if cache:
         ap.add_argument("--cache", type=Path, required=True,
-                        help="folder of the rendered takes: read where there, rendered once and kept where not")
+                        help="folder of the rendered takes: read where there, rendered once and kept where not "
+                             "(one voice per folder)")
 
 
 def set_constants(assignments: Sequence[str]) -> None:
@@ -151,6 +174,7 @@ class Take:
     intended: list[tuple[float, int]]  # the plan's notes: (audio s, pitch)
     blind: list[Onset]  # the key-unknown onsets
     blind_wall_s: float = float("nan")  # what the detector and its blind pass took
+    voice: str = VOICES[0]  # the simulator's piano voice it was rendered in
 
     @property
     def seconds(self) -> float:
@@ -176,15 +200,16 @@ def calibration(spec, seed: int):  # noqa: ANN001, ANN201
     return cal
 
 
-def render(name: str, score: Score, spec, cal, seed: int) -> Take:  # noqa: ANN001
+def render(name: str, score: Score, spec, cal, seed: int, voice: str = VOICES[0]) -> Take:  # noqa: ANN001
     """``score`` planned with ``cal`` (None: the spec's nominal curves) and played on the
-    room microphone of truth ``seed``, with its key-unknown onsets."""
+    room microphone of truth ``seed`` (the piano in ``voice``), with its key-unknown onsets."""
     from robo_player.driver import open_port
     from robo_player.planner.piano import plan_piano
     from robo_player.planner.report import Fate
 
     plan, report = plan_piano(score, spec, cal)
-    with open_port(ROOM_URL, spec, truth_seed=seed, timing_sd_us=0, loudness_sd=0) as dev:
+    url = ROOM_URL if voice == VOICES[0] else f"{ROOM_URL}&voice={voice}"
+    with open_port(url, spec, truth_seed=seed, timing_sd_us=0, loudness_sd=0) as dev:
         perf = dev.play(plan)
     assert perf.audio is not None
     y, sr = perf.audio.samples(), perf.audio.sample_rate
@@ -194,7 +219,7 @@ def render(name: str, score: Score, spec, cal, seed: int) -> Take:  # noqa: ANN0
     truth = np.array([(h.t_us, h.pitch, h.velocity) for h in perf.heard], dtype=float).reshape(-1, 3)
     intended = [(o.target_t_us * 1e-6 + OFFSET_S, int(o.pitch_out)) for o in report.outcomes
                 if o.fate is not Fate.DROPPED and o.pitch_out is not None]
-    return Take(name, y, sr, truth, intended, blind, wall)
+    return Take(name, y, sr, truth, intended, blind, wall, voice)
 
 
 def _save(take: Take, path: Path) -> None:
@@ -203,18 +228,21 @@ def _save(take: Take, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp.npz")
     np.savez(tmp, y=take.y, sr=take.sr, truth=take.truth,
-             intended=np.array(take.intended, dtype=float).reshape(-1, 2), blind=b)
+             intended=np.array(take.intended, dtype=float).reshape(-1, 2), blind=b, voice=take.voice)
     tmp.replace(path)  # a reader beside us never sees half a file
 
 
-def _load(name: str, path: Path) -> Take:
+def _load(name: str, path: Path, voice: str = VOICES[0]) -> Take:
     z = np.load(path)
     if "blind" not in z.files:
         raise SystemExit(f"{path}: a take cached by an older script (no blind onsets); render it again "
                          "into another --cache folder")
+    have = str(z["voice"]) if "voice" in z.files else VOICES[0]
+    if have != voice:
+        raise SystemExit(f"{path}: a take in the {have} voice, not {voice}: use another --cache folder")
     blind = [Onset(float(t), int(p), float(v), float(r), float(f), bool(s)) for t, p, v, r, f, s in z["blind"]]
     return Take(name, z["y"].astype(float), int(z["sr"]), z["truth"],
-                [(float(t), int(p)) for t, p in z["intended"]], blind)
+                [(float(t), int(p)) for t, p in z["intended"]], blind, voice=have)
 
 
 def takes(args: argparse.Namespace, cache: Path | None = None, *, calibrated: bool = True) -> Iterator[Take]:
@@ -223,17 +251,23 @@ def takes(args: argparse.Namespace, cache: Path | None = None, *, calibrated: bo
     from robo_player.spec import load_spec
 
     spec = load_spec(getattr(args, "spec", "piano-88-grand"))
+    voice = getattr(args, "voice", VOICES[0])
+    mark = cache is not None and calibrated and check_cache_voice(cache, voice)
     cal = None
     for name, make in rows(args):
         fname = name.replace("/", "_").replace(" ", "_") + ("" if args.seed == 1 else f"_seed{args.seed}")
         path = cache / f"{fname}.npz" if cache is not None and calibrated else None
         if path is not None and path.exists():
-            yield _load(name, path)
+            yield _load(name, path, voice)
             continue
         if calibrated and cal is None:
             cal = calibration(spec, args.seed)
-        take = render(name, make(), spec, cal, args.seed)
+        take = render(name, make(), spec, cal, args.seed, voice)
         if path is not None:
+            if mark:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                (path.parent / VOICE_FILE).write_text(voice + "\n")
+                mark = False
             _save(take, path)
         yield take
 

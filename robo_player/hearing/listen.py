@@ -22,6 +22,8 @@ log = logging.getLogger(__name__)
 MAX_CLIPPED = 0.001  # more than this fraction of samples at full scale: a clipped take
 SILENCE_DBFS = -70.0  # a take whose loudest sample is under this heard nothing
 OTHERS_US = 150_000  # strikes this near a window weigh in its owner test
+RING_S = 3.0  # the strikes heard this long before a window may still ring in its bands
+AFTER_S = 0.2  # ... and those that may begin this long after it end the step fit there
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,17 +68,26 @@ def check_take(samples: np.ndarray, where: str) -> None:
 
 def _look(
     det: Detector, clock: ClockFit, expected: list[Expected], e: Expected, before_us: int, after_us: int,
-    risen: float,
+    risen: float, heard: list[tuple[float, int]],
 ) -> Onset | None:
     """``e``'s onset in [t_us - before_us, t_us + after_us] (MCU time), or None; the keys
     struck near (their windows overlap this one, widened by the owner test's long
-    windows) weigh in its owner test."""
+    windows) weigh in its owner test; ``heard``: the onsets heard so far (audio s, key),
+    which ring on (a re-strike of a ringing key is timed by the step fit:
+    :meth:`Detector.find`'s ``ringing``), with the strikes that may begin after the window
+    (at the earliest their windows allow) ending that fit."""
     t0, t1 = e.t_us - before_us, e.t_us + after_us
     others = [
         x.pitch for x in expected
         if x is not e and x.t_us + x.after_us > t0 - OTHERS_US and x.t_us - x.before_us < t1 + OTHERS_US
     ]
-    return det.find(e.pitch, clock.to_audio_s(t0), clock.to_audio_s(t1), others=others, min_risen=risen)
+    a0, a1 = clock.to_audio_s(t0), clock.to_audio_s(t1)
+    ringing = [(u, q) for u, q in heard if a0 - RING_S < u < a0]
+    ringing += [
+        (u, x.pitch) for x in expected
+        if x is not e and a1 < (u := clock.to_audio_s(x.t_us - x.before_us)) < a1 + AFTER_S
+    ]
+    return det.find(e.pitch, a0, a1, others=others, min_risen=risen, ringing=ringing)
 
 
 def hear_strikes(
@@ -104,11 +115,14 @@ def hear_strikes(
         clock = align_take(det, sync_pitch, sync_starts_us, where)
         risen = FIND_MIN_FRACTION
     out: list[Heard | None] = []
+    heard: list[tuple[float, int]] = []  # (audio s, key) of the onsets heard so far
     for e in expected:
-        o = _look(det, clock, expected, e, e.before_us, e.after_us, risen)
+        o = _look(det, clock, expected, e, e.before_us, e.after_us, risen, heard)
         if o is None and e.wide is not None:
-            o = _look(det, clock, expected, e, *e.wide, risen)
+            o = _look(det, clock, expected, e, *e.wide, risen, heard)
         out.append(None if o is None else Heard(clock.to_mcu_us(o.t_s), o.velocity, o.sure))
+        if o is not None:
+            heard.append((o.t_s, o.pitch))
     log.info(
         "%s: clock %+.1f ppm, offset %.4f s (rms %.0f us over %d sync onsets); %d of %d strikes heard",
         where, clock.drift_ppm, clock.a_s, clock.rms_us, clock.points,

@@ -49,6 +49,7 @@ POST_S = 0.1  # and ends this long after it (the step's level) or at the next st
 MIN_POST_S = 0.02  # ... but at least this long after it
 SPAN = 0.75  # a sounding key's partial within SPAN x f0 of ours is one of the band's phasors
 N_PARTIALS = 8
+FINE_STEPS = 16  # fine: the onset on a grid of this many steps per decimated sample (~60 us)
 
 
 def _band(y: np.ndarray, sr: int, fk: float, s0: int, s1: int, win: np.ndarray, dec: int) -> tuple[np.ndarray, np.ndarray]:
@@ -62,19 +63,44 @@ def _band(y: np.ndarray, sr: int, fk: float, s0: int, s1: int, win: np.ndarray, 
     return x, np.arange(s0, s1)[::dec][: len(x)]
 
 
+def _shape(win: np.ndarray, ramp: int) -> np.ndarray:
+    """``shape[m]``: a step's value in a band whose window ends ``m`` samples after the
+    onset (the window's weight over its last ``m`` samples), the sound rising linearly
+    over ``ramp`` samples (1: at once); ``m`` >= len - 1 reads 1."""
+    n = len(win) + ramp
+    rise = np.minimum(1.0, np.arange(1, n + 1) / ramp)
+    return np.concatenate([[0.0], np.convolve(win[::-1], rise)[:n]])
+
+
 def step_onset(
     y: np.ndarray, sr: int, pitch: int, t_lo_s: float, t_hi_s: float, strikes: Sequence[tuple[float, int]],
+    *, attack_s: float = 0.0, bend: int = 1, fine: bool = False, settled_s: float | None = None,
+    partials: Sequence[int] | None = None,
 ) -> tuple[float, float] | None:
     """(onset s, the fraction of the bands' residual its step removes) of ``pitch`` struck
     in [t_lo_s, t_hi_s] (audio s), or None where the audio is too short for the fit.
     ``strikes``: the plan's other strikes (audio s, key) that may sound in the bands (the
     keys struck up to a few seconds before, those in the window; ``pitch``'s own earlier
-    strikes ring on at its partials)."""
+    strikes ring on at its partials). ``attack_s``: the strike's sound rises linearly over
+    this long (the step's shape; 0: at once, the step's onset then lies about half the
+    rise late); ``bend``: the sound already ringing before the fit is its phasor ``e``
+    times a polynomial of this degree in time (1: level and decay; more: its envelope's
+    bend, the room's build-up and an exponential over 0.2 s after a loud strike);
+    ``fine``: the onset refined on a grid of :data:`FINE_STEPS` per decimated sample
+    (else the 1 ms grid's); ``settled_s``: the fit begins this long (at least
+    :data:`ATTACK_CLEAR_S`) after the last strike before the window has passed the bands'
+    window, and where it cannot (that strike too near the window), None: its attack and
+    the room's build-up would be in the fit, which the ringing's model does not hold;
+    ``partials``: fit only these partials (numbers from 1; None: the first
+    :data:`N_PARTIALS`)."""
     f0 = f0_hz(pitch)
     n_w = int(BAND_PERIODS / f0 * sr)
     dec = max(1, int(sr / DECIMATE_HZ))
     last = max([u for u, _ in strikes if u < t_lo_s - ATTACK_CLEAR_S] + [t_lo_s - PRE_S])
-    start = min(max(t_lo_s - PRE_S, last + n_w / sr + ATTACK_CLEAR_S), t_lo_s - MIN_PRE_S)
+    clear = ATTACK_CLEAR_S if settled_s is None else max(ATTACK_CLEAR_S, settled_s)
+    start = min(max(t_lo_s - PRE_S, last + n_w / sr + clear), t_lo_s - MIN_PRE_S)
+    if settled_s is not None and start < last + n_w / sr + clear:
+        return None
     # ... and ends before the next strike after the window (the fit's model holds the
     # strikes up to its end: a later one unmodelled drew the step to the window's end)
     end = min([u for u, _ in strikes if u > t_hi_s] + [t_hi_s + POST_S])
@@ -88,14 +114,36 @@ def step_onset(
     win = np.hanning(n_w)
     win /= win.sum()
     cum = np.concatenate([[0.0], np.cumsum(win[::-1])])  # cum[m]: the weight of a window's last m samples
-    best: tuple[float, float] | None = None
+    ramp = max(1, int(round(attack_s * sr)))
+    shape = cum if ramp == 1 else _shape(win, ramp)
+
+    def gains(bands: list[tuple[np.ndarray, np.ndarray, np.ndarray | None]], cand: np.ndarray) -> np.ndarray:
+        """The residual's energy a step at each of ``cand`` (samples) removes, summed
+        over the bands (x projected off the ringing, its window ends, the ringing's basis)."""
+        gain = np.zeros(len(cand))
+        for xp, ends, q_basis in bands:
+            m = ends[None, :] - cand[:, None]  # (T, N) samples since the candidate onset
+            st = shape[np.clip(m, 0, len(shape) - 1)]
+            steps = np.stack([st, st * np.maximum(m, 0) / sr], axis=2).astype(np.complex128)  # (T, N, 2)
+            if q_basis is not None:
+                steps = steps - np.matmul(q_basis, np.matmul(q_basis.conj().T, steps))
+            sh = np.conj(np.swapaxes(steps, 1, 2))  # (T, 2, N)
+            g2 = np.matmul(sh, steps) + 1e-12 * np.eye(2)
+            b = np.matmul(sh, xp)  # (T, 2)
+            c = np.linalg.solve(g2, b[..., None])[..., 0]
+            gain += np.einsum("ti,ti->t", b.conj(), c).real
+        return gain
+
+    best: tuple[float, float, list[tuple[np.ndarray, np.ndarray, np.ndarray | None]], float] | None = None
     for s in STRETCHES:
-        gain = np.zeros(len(t0s))
+        bands: list[tuple[np.ndarray, np.ndarray, np.ndarray | None]] = []
         total = 0.0
         for k in range(1, N_PARTIALS + 1):
             fk = k * f0 * (1.0 + s * k * k / 2.0)
             if fk > 0.45 * sr:
                 break
+            if partials is not None and k not in partials:
+                continue
             x, ends = _band(y, sr, fk, s0, s1, win, dec)
             tt = (ends - ends[0]) / sr
             cols: list[np.ndarray] = []
@@ -113,26 +161,25 @@ def step_onset(
                     e = np.exp(2j * np.pi * (g - fk) * tt)
                     if us is not None:
                         e = e * cum[np.clip(ends - us, 0, n_w)]
-                    cols += [e, e * tt]
+                    cols += [e, e * tt] + ([e * (tt / tt[-1]) ** d for d in range(2, bend + 1)] if us is None else [])
             if cols:
                 q_basis, _ = np.linalg.qr(np.stack(cols, axis=1))  # (N, C)
-                xp = x - q_basis @ (q_basis.conj().T @ x)
+                bands.append((x - q_basis @ (q_basis.conj().T @ x), ends, q_basis))
             else:
-                q_basis, xp = None, x
-            m = ends[None, :] - t0s[:, None]  # (T, N) samples since the candidate onset
-            st = cum[np.clip(m, 0, n_w)]
-            steps = np.stack([st, st * np.maximum(m, 0) / sr], axis=2).astype(np.complex128)  # (T, N, 2)
-            if q_basis is not None:
-                steps = steps - np.matmul(q_basis, np.matmul(q_basis.conj().T, steps))
-            sh = np.conj(np.swapaxes(steps, 1, 2))  # (T, 2, N)
-            g2 = np.matmul(sh, steps) + 1e-12 * np.eye(2)
-            b = np.matmul(sh, xp)  # (T, 2)
-            c = np.linalg.solve(g2, b[..., None])[..., 0]
-            gain += np.einsum("ti,ti->t", b.conj(), c).real
-            total += float(np.vdot(xp, xp).real)
+                bands.append((x, ends, None))
+            total += float(np.vdot(bands[-1][0], bands[-1][0]).real)
         if total <= 0.0:
             continue
+        gain = gains(bands, t0s)
         j = int(np.argmax(gain))
         if best is None or gain[j] / total > best[1]:
-            best = (float(t0s[j]) / sr, float(gain[j]) / total)
-    return best if best is not None and math.isfinite(best[1]) else None
+            best = (float(t0s[j]), float(gain[j]) / total, bands, total)
+    if best is None or not math.isfinite(best[1]):
+        return None
+    t0, frac, bands, total = best
+    if fine:
+        cand = np.arange(t0 - dec, t0 + dec + 1, max(1, dec // FINE_STEPS)).astype(np.int64)
+        gain = gains(bands, cand)
+        j = int(np.argmax(gain))
+        t0, frac = float(cand[j]), max(frac, float(gain[j]) / total)
+    return t0 / sr, frac

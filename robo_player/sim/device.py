@@ -192,7 +192,8 @@ class SimDevice(StreamDevice):
             self._ear = LiveEar(self.instrument.physics, self._pwm_max, quiet)
             self._live_limits = LiveLimits(self.spec.actuators, self._pwm_max)
         if self._take is None:
-            self._take = LiveRecording(self._ear, mic.room, mic.takes, quiet)  # the take the drain will render
+            # the take the drain will render, in its voice
+            self._take = LiveRecording(self._ear, mic.room, mic.takes, quiet, mic.render)
         now = int(self._now_us)
         # final up to now - 1 (a command at now may still come)
         return self._take.blocks(self._live_limits.advance(self._cmds, now), now - 1)

@@ -83,7 +83,8 @@ class SimulatedInstrument:
         if self._ear is None:
             self._ear = LiveEar(self.physics, None, self.settle_us)
         if self._recording is None:
-            self._recording = LiveRecording(self._ear, room, self.microphone.takes, self.settle_us)
+            self._recording = LiveRecording(self._ear, room, self.microphone.takes, self.settle_us,
+                                            self.microphone.render)
         return self._recording.blocks(outputs, now_us)
 
     def energised(self) -> list[int]:

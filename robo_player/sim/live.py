@@ -34,9 +34,9 @@ import numpy as np
 from ..actuation import OutputColumns, expand_commands
 from ..performance import HeardNote
 from ..plan import Command, Op
-from .audio import MAX_RING_S
+from .audio import MAX_RING_S, render_audio
 from .physics import MAX_LATENCY_US, EventColumns, PianoPhysics, SoundedNotes
-from .room import LiveTake, Room
+from .room import LiveTake, Renderer, Room
 
 # Two heard onsets of one key closer than this are one note (two replays of the same
 # strike may round its onset differently by a µs). Not 1 ms: a re-strike of a partly
@@ -261,10 +261,11 @@ class LiveRecording:
     rendered from what ``ear`` says sounded, once every note sounding in them is decided
     (the stream's time past them by ``quiet_us``, the longest strike)."""
 
-    def __init__(self, ear: LiveEar, room: Room, take: int, quiet_us: int) -> None:
+    def __init__(self, ear: LiveEar, room: Room, take: int, quiet_us: int, render: Renderer = render_audio) -> None:
+        """``render``: the piano's voice the drain's take renders (sim/audio.py)."""
         self.ear = ear
         ear.recording = True  # its checkpoints from now on are kept for the replays
-        self.take = LiveTake(room, take)
+        self.take = LiveTake(room, take, render)
         self._quiet_us = int(quiet_us)
 
     def blocks(self, played: Sequence[Command] | OutputColumns, now_us: int) -> list[tuple[Any, float]]:

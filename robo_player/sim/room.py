@@ -47,7 +47,7 @@ from typing import Any
 import numpy as np
 
 from ..performance import HeardNote, Performance
-from .audio import _fade_s, _note_length, _PitchBank, render_audio, render_note_part
+from .audio import _fade_s, _note_length, _PitchBank, render_audio, render_note_part, voice_of
 
 CLICK_DB = -12.0  # the click's peak at the microphone (dBFS)
 CLICK_HZ = 4500.0  # a piezo disc's ring
@@ -192,19 +192,21 @@ class LiveTake:
     captured at (with the card's constant error and jitter). Every sample is rendered
     once, from the notes sounded so far, and is the sample the drain's :class:`RoomTake`
     of the same take number renders (the same notes, clicks, reverb and noise; equal
-    within float error: tests/test_live_audio.py). The piano's voice only."""
+    within float error: tests/test_live_audio.py). The piano's voices only (``render``:
+    the drain's renderer, :func:`.audio.render_audio` or its rich voice's)."""
 
-    def __init__(self, room: Room, take: int) -> None:
+    def __init__(self, room: Room, take: int, render: Renderer = render_audio) -> None:
         self._room = room
+        self._voice = voice_of(render)
         self.sample_rate = sr = room.sample_rate
         self._offset_s, self._drift, seed = card_clock(room, take)
         self._rng = np.random.default_rng(seed)  # the reverb's tail, then the noise: as RoomTake draws them
         self._tail = reverb_tail(sr, room.rt60_s, room.wet_db, self._rng) if room.rt60_s > 0 else None
         self._tail_fft: np.ndarray | None = None
-        self._noise_sd = noise_sd(room, render_audio)
+        self._noise_sd = noise_sd(room, render)
         self._gain = 10.0 ** (room.gain_db / 20.0)
         self._click = click_wave(sr) * 10.0 ** ((room.gain_db - GAIN_DB) / 20.0)
-        self._bank = _PitchBank(sr)
+        self._bank = _PitchBank(sr, self._voice)
         self._carry = np.zeros(0)  # the reverb of what is handed out, still to come
         self.samples_out = 0  # samples handed out so far
         stamps = np.random.default_rng([room.seed, take, 1])  # apart: the take's samples do not move
@@ -253,7 +255,7 @@ class LiveTake:
             if h.t_us < 0:
                 continue
             fade = _fade_s(ped, times, h.end_us)
-            n = _note_length(h, fade, sr)
+            n = _note_length(h, fade, sr, self._voice)
             s0 = int(h.t_us * sr // 1_000_000)
             if s0 >= n1 or s0 + n <= n0:
                 continue

@@ -7,7 +7,8 @@ Two sensors in one (option ``sensor`` of every simulated device):
   :class:`~.room.RoomTake` of the exact sounded notes through the :class:`~.room.Room`
   (reverb, noise at ``snr_db``, gain, an unknown clock offset and drift). The
   calibrator hears through it, by the detector of :mod:`robo_player.hearing`, exactly
-  as with a real microphone. ``perf.heard`` is still filled as below: reports and the
+  as with a real microphone. The room records the piano in its plain voice, or with
+  ``voice=rich`` in the richer, harder one (:mod:`.audio`, docs/simulator.md "Voices"). ``perf.heard`` is still filled as below: reports and the
   piano roll read it; the calibrator does not when there is audio.
 - ``notes`` (``sim://?sensor=notes``): the note-level sensor only
   (``perf.audio`` is None), for comparison and for what does not test hearing. It reports each onset with Gaussian timing noise (0.2 ms s.d.) and each loudness with
@@ -24,7 +25,7 @@ import numpy as np
 
 from ..errors import TransportError
 from ..performance import HeardNote, Performance
-from .audio import render_audio
+from .audio import RENDERERS, Voice, render_audio
 from .physics import SoundedNotes
 from .room import GAIN_DB, GAIN_DB_RANGE, SAMPLE_RATES, Renderer, Room, RoomTake
 
@@ -42,7 +43,7 @@ DEFAULT_SENSOR = "audio"
 # options of every simulated device that configure its microphone
 SENSOR_OPTIONS = (
     "sensor_seed", "timing_sd_us", "loudness_sd", "sensor", "snr_db", "sample_rate",
-    "offset_s", "drift_ppm", "rt60_s", "gain_db", "heard_delay_ms",
+    "offset_s", "drift_ppm", "rt60_s", "gain_db", "heard_delay_ms", "voice",
 )
 
 
@@ -146,7 +147,8 @@ def microphone_from_options(url: str, opts: dict[str, object]) -> Microphone:
     ``snr_db`` (30), ``sample_rate`` (48000 or 44100), ``rt60_s`` (0.3; 0: no reverb), ``gain_db`` (-24; the
     microphone's gain, -60..0 dB: unknown to the host side, the calibrator fits the
     take's level, docs/hearing.md), ``offset_s`` and ``drift_ppm`` (default: drawn
-    from the seed, unknown to the host side)."""
+    from the seed, unknown to the host side), ``voice`` (``plain`` | ``rich``, default
+    ``plain``: the piano's voice the room records, sim/audio.py)."""
     seed_raw = opts.pop("sensor_seed", 0)
     try:
         seed = int(seed_raw)  # type: ignore[call-overload]
@@ -159,7 +161,8 @@ def microphone_from_options(url: str, opts: dict[str, object]) -> Microphone:
     kind = str(opts.pop("sensor", DEFAULT_SENSOR))
     if kind not in SENSORS:
         raise TransportError(f"{url}: option sensor={kind!r} (allowed: {', '.join(SENSORS)})")
-    audio_opts = {k: opts.pop(k) for k in ("snr_db", "sample_rate", "offset_s", "drift_ppm", "rt60_s", "gain_db") if k in opts}
+    audio_opts = {k: opts.pop(k) for k in ("snr_db", "sample_rate", "offset_s", "drift_ppm", "rt60_s", "gain_db", "voice")
+                  if k in opts}
     if kind == "notes":
         if audio_opts:
             raise TransportError(
@@ -178,4 +181,11 @@ def microphone_from_options(url: str, opts: dict[str, object]) -> Microphone:
         drift_ppm=None if "drift_ppm" not in audio_opts else _num(url, "drift_ppm", audio_opts["drift_ppm"], -1000, 1000),
         seed=seed,
     )
-    return Microphone(seed, timing, loud, room, heard_delay_us=int(delay * 1000))
+    mic = Microphone(seed, timing, loud, room, heard_delay_us=int(delay * 1000))
+    voice = str(audio_opts.get("voice", Voice.PLAIN.value))
+    try:
+        mic.render = RENDERERS[Voice(voice)]  # the piano's voice (sim/audio.py; the guitar sets its own)
+    except ValueError as err:
+        allowed = ", ".join(v.value for v in Voice)
+        raise TransportError(f"{url}: option voice={voice!r} (allowed: {allowed})") from err
+    return mic

@@ -169,6 +169,8 @@ def _microphone(url: str, opts: dict[str, Any]) -> Microphone:
     """The piano's microphone with the same options; with ``sensor=audio`` its room
     records the guitar's voice."""
     opts.setdefault("sensor", DEFAULT_SENSOR)
+    if "voice" in opts:
+        raise TransportError(f"{url}: option voice= is the piano's (the guitar has its own voice)")
     mic = sensor.microphone_from_options(url, opts)
     mic.render = render_audio  # Karplus-Strong, not the piano's voice
     return mic
