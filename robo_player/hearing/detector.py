@@ -257,6 +257,12 @@ JOINT_MIN_GAIN = 0.003
 JOINT_RESTRIKE_S = 2.0
 JOINT_KEEP_S = 0.005
 JOINT_MAX_KEYS = 6
+JOINT_LONE = True
+JOINT_COMPLEX = True
+JOINT_BAND_STEP_S = 0.001
+JOINT_BAND_MIN_GAIN = 0.01
+JOINT_BAND_MAX_RESIDUAL = 0.5
+JOINT_BAND_WHOLE = True
 Cols = tuple[int, ...] | None  # a subset of a pitch's partials (None: all)
 
 
@@ -1023,7 +1029,8 @@ class Detector:
         lo, hi = t - before_s - joint.JOINT_PRE_S, t + after_s + joint.JOINT_POST_S
         near = [j for j, (u, q) in enumerate(intended) if j != k and lo <= u <= hi and q != p
                 and self.own_partials(p, [q]) is not None]
-        if not any(abs(intended[j][0] - t) <= JOINT_NEAR_S for j in near):
+        close = any(abs(intended[j][0] - t) <= JOINT_NEAR_S for j in near)
+        if not close and not JOINT_LONE:
             return o
         # our key planned shortly before may still ring: two sounds at one frequency do
         # not add in magnitude, and the fit then likes a later onset (a held chord's key
@@ -1033,7 +1040,7 @@ class Detector:
         for _share, t_mid, t_frame, _rise in alts:
             times += [tc for tc in (t_mid, t_frame)
                       if abs(tc - o.t_s) > JOINT_AGREE_S and t - before_s <= tc <= t + after_s]
-        for j in near:
+        for j in near if close else []:
             f = found[j]
             if f is None or abs(f.t_s - o.t_s) > JOINT_COINCIDE_S or abs(intended[j][0] - t) < JOINT_ROLL_S:
                 continue
@@ -1041,6 +1048,8 @@ class Detector:
             times += [o.t_s + side * d for d in np.arange(JOINT_AGREE_S, JOINT_REACH_S + 1e-9, joint.JOINT_GRID_S)]
         if not times:
             return o
+        if JOINT_COMPLEX or not close:
+            return self._joint_complex(k, o, intended, found, times, before_s, after_s)
         near = sorted(near, key=lambda j: abs(intended[j][0] - t))[: JOINT_MAX_KEYS - 1]  # the cost: (keys x 8 x 2)² normal equations
         keys = [k, *near]
         starts = [o.t_s, *((found[j].t_s if found[j] is not None else intended[j][0]) for j in near)]  # type: ignore[union-attr]
@@ -1070,6 +1079,41 @@ class Detector:
             return o
         r = self._refine(p, cand[best], o.rise_db)
         return r if abs(r.t_s - cand[best]) <= JOINT_KEEP_S else replace(r, t_s=cand[best])
+
+    def _joint_complex(self, k: int, o: Onset, intended: Sequence[tuple[float, int]],
+                       found: dict[int, Onset | None], times: Sequence[float], before_s: float,
+                       after_s: float) -> Onset:
+        """The second opinion by the complex model of our partials' bands
+        (:func:`joint.band_residuals`): ours at the search's onset and at each of
+        ``times`` +-JOINT_LOCAL_S; every key planned in the INFORMED_RING_S before (ringing)
+        or in the stretch (struck at the search's onset, else the plan's time) a phasor."""
+        t, p = intended[k]
+        hop_s = self.long_hop / self.sr
+        bin_hz = self.sr / self.long_n
+        if JOINT_BAND_WHOLE:
+            grid = np.arange(t - before_s, t + after_s + 1e-9, JOINT_BAND_STEP_S)
+            cand = [o.t_s, *(float(c) for c in grid if abs(c - o.t_s) > 0.5 * JOINT_BAND_STEP_S)]
+        else:
+            local = np.arange(-JOINT_LOCAL_S, JOINT_LOCAL_S + 1e-9, JOINT_BAND_STEP_S)
+            cand = [o.t_s, *sorted({round(tc + d, 4) for tc in times for d in local} - {round(o.t_s, 4)})]
+        t_hi = max(cand) + joint.BAND_POST_S
+        others: list[joint.Strike] = []
+        for j, (u, q) in enumerate(intended):
+            if j == k or not t - INFORMED_RING_S <= u <= t_hi or (q == p and abs(u - t) < MIN_GAP_S):
+                continue
+            f = found.get(j)
+            on = f.t_s if f is not None and abs(f.t_s - u) < 0.2 else u
+            others.append(joint.Strike(joint.partial_freqs(self.frames, bin_hz, q, on, hop_s), on))
+        mine = joint.partial_freqs(self.frames, bin_hz, p, o.t_s, hop_s)
+        res = joint.band_residuals(self.y, self.sr, p, mine, cand, others)
+        best = int(np.argmin(res))
+        ok = best > 0 and res[0] - res[best] >= JOINT_BAND_MIN_GAIN and res[best] <= JOINT_BAND_MAX_RESIDUAL
+        self.joint_log.append((p, o.t_s, cand, res, ok))
+        if not ok:
+            return o
+        r = self._refine(p, cand[best], o.rise_db)
+        return r if abs(r.t_s - cand[best]) <= JOINT_KEEP_S else replace(r, t_s=cand[best])
+
     def _bass_rescue(self, pitch: int, t_lo_s: float, t_hi_s: float, sounding: Sequence[int],
                      own: Sequence[int], strikes: Sequence[tuple[float, int]]) -> Onset | None:
         """The second rescue below BASS_MAX_PITCH: where the informed stage on the
