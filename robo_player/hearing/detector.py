@@ -263,6 +263,7 @@ JOINT_BAND_STEP_S = 0.001
 JOINT_BAND_MIN_GAIN = 0.01
 JOINT_BAND_MAX_RESIDUAL = 0.5
 JOINT_BAND_WHOLE = True
+JOINT_BAND_MIN_PITCH = 45
 Cols = tuple[int, ...] | None  # a subset of a pitch's partials (None: all)
 
 
@@ -1046,9 +1047,9 @@ class Detector:
                 continue
             side = 1.0 if intended[j][0] < t else -1.0  # ours lies after the earlier-planned key's strike
             times += [o.t_s + side * d for d in np.arange(JOINT_AGREE_S, JOINT_REACH_S + 1e-9, joint.JOINT_GRID_S)]
-        if not times:
+        if not times or (not close and p < JOINT_BAND_MIN_PITCH):
             return o
-        if JOINT_COMPLEX or not close:
+        if p >= JOINT_BAND_MIN_PITCH and (JOINT_COMPLEX or not close):
             return self._joint_complex(k, o, intended, found, times, before_s, after_s)
         near = sorted(near, key=lambda j: abs(intended[j][0] - t))[: JOINT_MAX_KEYS - 1]  # the cost: (keys x 8 x 2)² normal equations
         keys = [k, *near]
