@@ -93,7 +93,7 @@ def _transient_table(n: int, sr: int) -> np.ndarray:
     return _TABLE[key]
 
 
-def _nnls(g: np.ndarray, b: np.ndarray, passive: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+def _active_set_nnls(g: np.ndarray, b: np.ndarray, passive: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(x >= 0 minimising x·g·x - 2 b·x, its passive set) for g symmetric positive
     semi-definite (m, m): Lawson-Hanson's active set on the normal equations, started
     from ``passive`` (a neighbouring problem's: a few steps instead of m)."""
@@ -221,7 +221,7 @@ class _Stretch:
 
     def solve(self) -> tuple[float, np.ndarray]:
         """(the residual sum of squares, (columns,) amplitudes >= 0)."""
-        a, self.passive = _nnls(self.g, self.b, self.passive)
+        a, self.passive = _active_set_nnls(self.g, self.b, self.passive)
         return self.x_ss - 2.0 * float(a @ self.b) + float(a @ self.g @ a), a
 
 
@@ -423,13 +423,18 @@ def band_residuals(
         q2 = np.einsum("tn,nc->tc", u2, q_basis.conj())
         # the 2 x 2 normal equations per candidate with the others' phasors projected out
         # (s^H P s = s^H s - |Q^H s|^2), solved in closed form: gain = b^H G^-1 b
-        g11 = np.sum(u1 * u1, axis=1) - np.sum(np.abs(q1) ** 2, axis=1) + 1e-300
+        g11 = np.sum(u1 * u1, axis=1) - np.sum(np.abs(q1) ** 2, axis=1)
         g22 = np.sum(u2 * u2, axis=1) - np.sum(np.abs(q2) ** 2, axis=1)
         g12 = np.sum(u1 * u2, axis=1) - np.sum(q1.conj() * q2, axis=1)
         b1 = np.einsum("tn,n->t", u1, x) - np.einsum("tc,c->t", q1.conj(), qx)
         b2 = np.einsum("tn,n->t", u2, x) - np.einsum("tc,c->t", q2.conj(), qx)
-        det = np.maximum(g11 * g22 - np.abs(g12) ** 2, 1e-12 * g11 * np.maximum(g22, 1e-300))
-        gain = (g22 * np.abs(b1) ** 2 + g11 * np.abs(b2) ** 2 - 2.0 * np.real(g12 * b2 * b1.conj())) / det
+        det = g11 * g22 - np.abs(g12) ** 2
+        # a step the others' phasors hold whole (one struck at that very time at our
+        # partial) explains nothing of its own
+        live = g11 > 1e-9 * n_w / dec
+        two = live & (det > 1e-9 * g11 * np.maximum(g22, 1e-300))  # ... its decay a column of its own
+        gain = np.where(two, (g22 * np.abs(b1) ** 2 + g11 * np.abs(b2) ** 2 - 2.0 * np.real(g12 * b2 * b1.conj()))
+                        / np.where(two, det, 1.0), np.where(live, np.abs(b1) ** 2 / np.where(live, g11, 1.0), 0.0))
         ss = float(np.vdot(x, x).real) - float(np.vdot(qx, qx).real)
         out += ss - gain
         total += ss
