@@ -257,12 +257,24 @@ JOINT_MIN_GAIN = 0.003
 JOINT_RESTRIKE_S = 2.0
 JOINT_KEEP_S = 0.005
 JOINT_MAX_KEYS = 6
+# ... and (session 18) where the search is in doubt (its candidates JOINT_AGREE_S apart)
+# and no planned key meets ours within JOINT_NEAR_S (JOINT_LONE: a lone key, whose late
+# onsets were a beat's crest: a ringing partial a few Hz from ours), from key
+# JOINT_BAND_MIN_PITCH up, the complex model of our partials' bands
+# (:meth:`Detector._joint_complex`, joint.band_residuals): ours at each JOINT_BAND_STEP_S
+# of the search window, taken where it gains >= JOINT_BAND_MIN_GAIN of what the other
+# keys' phasors leave and leaves <= JOINT_BAND_MAX_RESIDUAL of it. Chosen on random 2 and
+# 4 (tuning rows): random 2's four late lone keys (+21..+48 ms) best at 0.08-0.47 of it,
+# the one wrong move refused at 0.91; below key 45 (random 4's C#2 and E2, a semitone's
+# partials and their dampers in the band) it moved on-time bass keys 20-80 ms early.
+# JOINT_COMPLEX: the complex model for the chords too, from JOINT_BAND_MIN_PITCH up (random
+# 1 / 2 0.995 / 0.993, against 0.990 / 0.983 with the magnitude model there); below it
+# the magnitude model (joint.residuals) as in session 17
 JOINT_LONE = True
 JOINT_COMPLEX = True
 JOINT_BAND_STEP_S = 0.001
 JOINT_BAND_MIN_GAIN = 0.01
 JOINT_BAND_MAX_RESIDUAL = 0.5
-JOINT_BAND_WHOLE = True
 JOINT_BAND_MIN_PITCH = 45
 Cols = tuple[int, ...] | None  # a subset of a pitch's partials (None: all)
 
@@ -1050,7 +1062,7 @@ class Detector:
         if not times or (not close and p < JOINT_BAND_MIN_PITCH):
             return o
         if p >= JOINT_BAND_MIN_PITCH and (JOINT_COMPLEX or not close):
-            return self._joint_complex(k, o, intended, found, times, before_s, after_s)
+            return self._joint_complex(k, o, intended, found, before_s, after_s)
         near = sorted(near, key=lambda j: abs(intended[j][0] - t))[: JOINT_MAX_KEYS - 1]  # the cost: (keys x 8 x 2)² normal equations
         keys = [k, *near]
         starts = [o.t_s, *((found[j].t_s if found[j] is not None else intended[j][0]) for j in near)]  # type: ignore[union-attr]
@@ -1082,28 +1094,26 @@ class Detector:
         return r if abs(r.t_s - cand[best]) <= JOINT_KEEP_S else replace(r, t_s=cand[best])
 
     def _joint_complex(self, k: int, o: Onset, intended: Sequence[tuple[float, int]],
-                       found: dict[int, Onset | None], times: Sequence[float], before_s: float,
-                       after_s: float) -> Onset:
-        """The second opinion by the complex model of our partials' bands
-        (:func:`joint.band_residuals`): ours at the search's onset and at each of
-        ``times`` +-JOINT_LOCAL_S; every key planned in the INFORMED_RING_S before (ringing)
-        or in the stretch (struck at the search's onset, else the plan's time) a phasor."""
+                       found: dict[int, Onset | None], before_s: float, after_s: float) -> Onset:
+        """The second opinion on the search's onset ``o`` of intended note ``k`` by the
+        complex model of our partials' bands (:func:`joint.band_residuals`): ours at the
+        search's onset and at each JOINT_BAND_STEP_S of the search window; every key planned
+        in the INFORMED_RING_S before or in the stretch (at the search's onset where it
+        found one, else the plan's time) a phasor of its
+        partials near ours (ours too: a re-strike). Taken where it gains >=
+        JOINT_BAND_MIN_GAIN and leaves <= JOINT_BAND_MAX_RESIDUAL of what the others leave."""
         t, p = intended[k]
         hop_s = self.long_hop / self.sr
         bin_hz = self.sr / self.long_n
-        if JOINT_BAND_WHOLE:
-            grid = np.arange(t - before_s, t + after_s + 1e-9, JOINT_BAND_STEP_S)
-            cand = [o.t_s, *(float(c) for c in grid if abs(c - o.t_s) > 0.5 * JOINT_BAND_STEP_S)]
-        else:
-            local = np.arange(-JOINT_LOCAL_S, JOINT_LOCAL_S + 1e-9, JOINT_BAND_STEP_S)
-            cand = [o.t_s, *sorted({round(tc + d, 4) for tc in times for d in local} - {round(o.t_s, 4)})]
+        grid = np.arange(t - before_s, t + after_s + 1e-9, JOINT_BAND_STEP_S)
+        cand = [o.t_s, *(float(c) for c in grid if abs(c - o.t_s) > 0.5 * JOINT_BAND_STEP_S)]
         t_hi = max(cand) + joint.BAND_POST_S
         others: list[joint.Strike] = []
         for j, (u, q) in enumerate(intended):
             if j == k or not t - INFORMED_RING_S <= u <= t_hi or (q == p and abs(u - t) < MIN_GAP_S):
                 continue
             f = found.get(j)
-            on = f.t_s if f is not None and abs(f.t_s - u) < 0.2 else u
+            on = f.t_s if f is not None else u
             others.append(joint.Strike(joint.partial_freqs(self.frames, bin_hz, q, on, hop_s), on))
         mine = joint.partial_freqs(self.frames, bin_hz, p, o.t_s, hop_s)
         res = joint.band_residuals(self.y, self.sr, p, mine, cand, others)

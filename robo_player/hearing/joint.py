@@ -11,16 +11,22 @@ from the stretch's long windows: the string's stretch), ``E`` the magnitude a
 partial struck at 0 (the attack of ATTACK_S) shows through the window centred at t (zero
 before the window reaches the strike, rising over one window length), ``A_pk >= 0`` the
 partial's amplitude (one per partial: the room colours each), and ``b_f + c_f t`` what
-was already ringing in bin f (a line: a ringing partial's decay over the stretch). The
-onsets ``tau_p`` are fitted by a coordinate search (each key's over its range, the
-others held, a few sweeps); for given onsets the background is a line fitted per bin
-and the amplitudes non-negative least squares. A loud key's partials that fill a soft
-key's bins are then explained from the loud key's onset (its own bins pin its amplitude
-and the window's lobe its leakage), and the soft key's onset is where what is left rises.
+was already ringing in bin f (a line: a ringing partial's decay over the stretch). For
+given onsets (:func:`residuals`: ours at each candidate, the others held) the background
+is a line fitted per bin and the amplitudes non-negative least squares. A loud key's
+partials that fill a soft key's bins are then explained from the loud key's onset (its
+own bins pin its amplitude and the window's lobe its leakage), and the soft key's onset
+is where what is left rises. The model is separable (each column a spectrum times an
+envelope), so the normal equations are built from (partials x partials) spectral
+products and (keys x keys) envelope products, never from the (bins x frames) columns.
 
-The model is separable (each column a spectrum times an envelope), so for given onsets
-the normal equations are built from (partials x partials) spectral products and (keys x
-keys) envelope products, never from the (bins x frames) columns.
+Magnitudes do not add: a partial struck while another at a nearby frequency rings (a
+neighbour's partial a few Hz off, our own key re-struck) beats with it, and a magnitude
+model takes the beat's crest for the onset. :func:`band_residuals` (session 18) is the
+complex model of one key's partials' bands: each band mixed down to 0 Hz (as
+:mod:`.stepfit` does), the other keys' partials in it phasors of free complex amplitude
+and decay, ours a step at the candidate onset; there the two sounds add as complex
+numbers and the beat is explained.
 """
 
 from __future__ import annotations
@@ -38,27 +44,13 @@ JOINT_N = 2048  # the windows (samples): a minor third's fundamentals ~1.6 bins 
 JOINT_HOP_S = 0.001
 JOINT_LOBE = 2.0  # a partial's bins: its window's main lobe (Hann: +-2 bins)
 JOINT_F_MAX_HZ = 5000.0  # partials above this add cost, not timing (the upper ones are weak)
-JOINT_GRID_S = 0.002  # the coarse search's step; then +-JOINT_GRID_S at the fine step
-JOINT_FINE_S = 0.0005
-JOINT_SWEEPS = 3
+JOINT_GRID_S = 0.002  # the candidates' step (the detector's grid of a rolled chord's side)
 JOINT_PRE_S = 0.030  # the stretch starts this long before the earliest onset allowed ...
 JOINT_POST_S = 0.060  # ... and ends this long after the latest
 JOINT_MAX_STRETCH = 0.012  # partial k searched in k·f0 .. k·f0·(1 + this · (k/8)²)
 # each partial's envelope: a steady part and one decaying with these time constants (s;
 # non-negative amplitudes: any decay from none to the fastest is a mix of them)
 JOINT_DECAYS_S = (0.08,)
-
-
-@dataclass(frozen=True, slots=True)
-class JointFit:
-    """The fitted onsets (audio s, (keys,)), each key's fitted amplitude (its partials'
-    summed, window magnitude units) and the fit's residual over the data's (the
-    background line's residual: 1 where the keys explain nothing)."""
-
-    onsets: np.ndarray
-    amplitude: np.ndarray
-    residual: float
-    start_residual: float  # ... with the onsets at their starts
 
 
 _TABLE: dict[tuple[int, int], np.ndarray] = {}
@@ -258,54 +250,6 @@ def partial_freqs(det_frames: np.ndarray, bin_hz: float, pitch: int, t_s: float,
     return np.array(out)
 
 
-def fit_onsets(
-    y: np.ndarray, sr: int, pitches: Sequence[int], starts: Sequence[float],
-    ranges: Sequence[tuple[float, float]], freqs: Sequence[np.ndarray] | None = None,
-    search: Sequence[bool] | None = None, sweeps: int = JOINT_SWEEPS,
-) -> JointFit:
-    """The onsets (audio s) of ``pitches`` struck in ``ranges`` ((lo, hi) s each), fitted
-    jointly from ``starts`` (each key's first guess: the search's onset, or the plan's
-    time); ``freqs``: each key's partial frequencies (Hz; k·f0 where None); ``search``:
-    which keys' onsets move (the others held at their ``starts``)."""
-    if not (len(pitches) == len(starts) == len(ranges)):
-        raise ValueError(f"fit_onsets: {len(pitches)} keys, {len(starts)} starts, {len(ranges)} ranges")
-    if freqs is None:
-        freqs = [np.array([k * f0_hz(p) for k in range(1, 9) if k * f0_hz(p) < JOINT_F_MAX_HZ]) for p in pitches]
-    move = [True] * len(pitches) if search is None else list(search)
-    t_lo = min(lo for lo, _ in ranges) - JOINT_PRE_S
-    t_hi = max(hi for _, hi in ranges) + JOINT_POST_S
-    st = _Stretch(y, sr, t_lo, t_hi, freqs)
-    tau = np.array([float(np.clip(s, lo, hi)) for s, (lo, hi) in zip(starts, ranges, strict=True)])
-    for i, t in enumerate(tau):
-        st.place(i, float(t))
-    sse, _ = st.solve()
-    sse0 = sse
-    for _ in range(sweeps):
-        moved = False
-        for i in range(len(pitches)):
-            if not move[i]:
-                continue
-            lo, hi = ranges[i]
-            best_t, best_sse = float(tau[i]), sse
-            coarse = np.arange(lo, hi + 1e-9, JOINT_GRID_S)
-            for stage in range(2):
-                grid = coarse if stage == 0 else np.arange(best_t - JOINT_GRID_S, best_t + JOINT_GRID_S + 1e-9, JOINT_FINE_S)
-                for t in grid[(grid >= lo) & (grid <= hi)]:
-                    st.place(i, float(t))
-                    s, _ = st.solve()
-                    if s < best_sse - 1e-9 * st.x_ss:
-                        best_t, best_sse = float(t), s
-            st.place(i, best_t)
-            moved |= abs(best_t - tau[i]) > 1e-6
-            tau[i], sse = best_t, best_sse
-        if not moved:
-            break
-    sse, amp = st.solve()
-    per_key = np.array([float(amp[st.key_of == i].sum()) for i in range(len(pitches))])
-    x_ss = st.x_ss if st.x_ss > 0 else 1.0
-    return JointFit(tau, per_key, sse / x_ss, sse0 / x_ss)
-
-
 def residuals(
     y: np.ndarray, sr: int, starts: Sequence[float], freqs: Sequence[np.ndarray], times: Sequence[float],
     t_lo: float, t_hi: float,
@@ -350,11 +294,11 @@ def _orthonormal(cols: Sequence[np.ndarray], n: int) -> np.ndarray:
 
 @dataclass(frozen=True, slots=True)
 class Strike:
-    """Another key's sound in the stretch: its partials (Hz) and its onset (audio s;
-    None: struck before the stretch, ringing)."""
+    """Another key's sound in the band model: its partials (Hz) and its onset (audio s;
+    one before the stretch rings through it)."""
 
     freqs: np.ndarray
-    t_s: float | None
+    t_s: float
 
 
 def band_residuals(
@@ -407,11 +351,9 @@ def band_residuals(
             for g in o.freqs:
                 if abs(g - fk) >= BAND_SPAN * f0:
                     continue
-                e = np.exp(2j * np.pi * (g - fk) * tt)
-                if o.t_s is not None:
-                    e = e * cum[np.clip(ends - int(round(o.t_s * sr)), 0, n_w)]
-                    if not np.any(e):
-                        continue  # struck after the stretch
+                e = np.exp(2j * np.pi * (g - fk) * tt) * cum[np.clip(ends - int(round(o.t_s * sr)), 0, n_w)]
+                if not np.any(e):
+                    continue  # struck after the stretch
                 cols += [e, e * tt]
         q_basis = _orthonormal(cols, len(x))  # (N, C)
         qx = np.einsum("nc,n->c", q_basis.conj(), x)  # (C,)
