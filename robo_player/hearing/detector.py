@@ -264,16 +264,18 @@ JOINT_MAX_KEYS = 6
 # (:meth:`Detector._joint_complex`, joint.band_residuals): ours at each JOINT_BAND_STEP_S
 # of the search window, taken where it gains >= JOINT_BAND_MIN_GAIN of what the other
 # keys' phasors leave and leaves <= JOINT_BAND_MAX_RESIDUAL of it. Chosen on random 2 and
-# 4 (tuning rows): random 2's four late lone keys (+21..+48 ms) best at 0.08-0.47 of it,
-# the one wrong move refused at 0.91; below key 45 (random 4's C#2 and E2, a semitone's
-# partials and their dampers in the band) it moved on-time bass keys 20-80 ms early.
+# 3, 4 (tuning rows): random 2's four late keys (+21..+48 ms) best at 0.08-0.47 of it
+# (gains 0.10-0.42), a wrong move refused at 0.91; random 3's two wrong moves (chords: an
+# E3 under an E5, a D#3 with a D2) gained 0.03-0.04 (0.01 took them: random 3 0.986 ->
+# 0.975); below key 45 (random 4's C#2 and E2, a semitone's partials and their dampers
+# in the band) it moved on-time bass keys 20-80 ms early.
 # JOINT_COMPLEX: the complex model for the chords too, from JOINT_BAND_MIN_PITCH up (random
 # 1 / 2 0.995 / 0.993, against 0.990 / 0.983 with the magnitude model there); below it
 # the magnitude model (joint.residuals) as in session 17
 JOINT_LONE = True
 JOINT_COMPLEX = True
 JOINT_BAND_STEP_S = 0.001
-JOINT_BAND_MIN_GAIN = 0.01
+JOINT_BAND_MIN_GAIN = 0.05
 JOINT_BAND_MAX_RESIDUAL = 0.5
 JOINT_BAND_MIN_PITCH = 45
 Cols = tuple[int, ...] | None  # a subset of a pitch's partials (None: all)
