@@ -270,7 +270,7 @@ JOINT_MAX_KEYS = 6
 # 0.975); below key 45 (random 4's C#2 and E2, a semitone's partials and their dampers
 # in the band) it moved on-time bass keys 20-80 ms early.
 # JOINT_COMPLEX: the complex model for the chords too, from JOINT_BAND_MIN_PITCH up (random
-# 1 / 2 0.995 / 0.993, against 0.990 / 0.983 with the magnitude model there); below it
+# 1 / 2 0.995 / 0.993, against 0.990 / 0.983 with the magnitude model there; at gain 0.01); below it
 # the magnitude model (joint.residuals) as in session 17
 JOINT_LONE = True
 JOINT_COMPLEX = True
