@@ -52,10 +52,11 @@ def test_the_last_key_of_a_rolled_chord_is_heard_at_its_own_strike() -> None:
 
 def test_the_joint_fit_times_a_soft_key_under_a_loud_third_at_its_own_strike() -> None:
     # a loud key and, 12-35 ms later, a soft key a minor third below (its fundamental ~1.5
-    # bins of the 2048-sample window from the loud one's): both fits start at the loud
-    # key's onset (where the search hears the soft one) and are searched +-40 ms around it
+    # bins of the 2048-sample window from the loud one's): the loud key held at its onset
+    # (the search hears it on time), the soft key's residual over +-40 ms around it (where
+    # the search heard the soft one: on the loud key's rise) least near its own strike
     rng = np.random.default_rng(3)
-    errs, loud = [], []
+    errs, band = [], []
     for n in range(8):
         base, gap = int(rng.integers(48, 66)), float(rng.uniform(0.012, 0.035))
         t = 0.4
@@ -64,13 +65,19 @@ def test_the_joint_fit_times_a_soft_key_under_a_loud_third_at_its_own_strike() -
         y = RoomTake(Room(offset_s=OFFSET_S, drift_ppm=0.0, seed=n), notes, [], 0).samples()
         truth = [h.t_us / 1e6 + OFFSET_S for h in notes]
         start = truth[0]
-        fit = joint.fit_onsets(y, 48000, [h.pitch for h in notes], [start, start],
-                               [(start - 0.04, start + 0.04)] * 2)
-        loud.append(round(1e3 * (fit.onsets[0] - truth[0]), 1))
-        errs.append(round(1e3 * (fit.onsets[1] - truth[1]), 1))
-    assert all(abs(e) <= 3.0 for e in loud), loud
+        freqs = [np.array([k * 440.0 * 2 ** ((h.pitch - 69) / 12) for k in range(1, 9)
+                           if k * 440.0 * 2 ** ((h.pitch - 69) / 12) < joint.JOINT_F_MAX_HZ]) for h in notes]
+        times = list(start + np.arange(-0.04, 0.0401, 0.001))
+        res = joint.residuals(y, 48000, [start, start], [freqs[1], freqs[0]], times, start - 0.04, start + 0.04)
+        errs.append(round(1e3 * (times[int(np.argmin(res))] - truth[1]), 1))
+        # the complex model of the soft key's bands, the loud key a phasor struck at its
+        # onset (session 18; the detector's from key 45 up): within 5 ms on every one
+        # (without the loud key's strike in it: 6-23 ms off on 5 of 8)
+        res = joint.band_residuals(y, 48000, notes[1].pitch, freqs[1], times, [joint.Strike(freqs[0], start)])
+        band.append(round(1e3 * (times[int(np.argmin(res))] - truth[1]), 1))
     assert sum(abs(e) < 20.0 for e in errs) >= 6, errs
     assert float(np.median(np.abs(errs))) < 10.0, errs
+    assert all(abs(e) <= 5.0 for e in band), band
 
 
 def test_the_joint_residual_is_least_at_a_lone_strike() -> None:
@@ -86,3 +93,46 @@ def test_the_joint_residual_is_least_at_a_lone_strike() -> None:
         res = joint.residuals(y, 48000, [t], [freqs], list(times), t - 0.04, t + 0.04)
         assert abs(times[int(np.argmin(res))] - t) <= 0.001, (p, res)
         assert res[0] > 3 * res.min() and res[-1] > 3 * res.min(), (p, res)
+
+
+# random 2's A3 at 7.59 s (session 17's note, 5.1): a lone key struck while G3, F3, A#2 and
+# C#4 ring; their partials near ours (A#2's 2nd at 233 Hz by our 220, F3's 5th at 873 by
+# our 4th at 880) beat against it, and the salience's largest rise came with a beat's
+# crest, 7-24 ms late on 3 of these 6 rooms (the search alone)
+_RINGING = [(0.396, 55, 108), (0.621, 53, 69), (0.770, 46, 98), (0.771, 61, 78), (0.773, 75, 34)]
+_LONE = (1.093, 57, 67)
+
+
+def _lone_under_ringing(seed: int) -> tuple[np.ndarray, list[tuple[float, int]]]:
+    notes = [HeardNote(int(t * 1e6), p, float(v), int((t + 0.6) * 1e6)) for t, p, v in [*_RINGING, _LONE]]
+    y = RoomTake(Room(offset_s=OFFSET_S, drift_ppm=0.0, seed=seed), notes, [], 0).samples()
+    return y, [(h.t_us / 1e6 + OFFSET_S, h.pitch) for h in notes]
+
+
+def test_a_lone_key_under_ringing_partials_is_timed_at_its_strike() -> None:
+    # the complex model of our partials' bands (joint.band_residuals: the ringing keys'
+    # partials free phasors, ours a step) adds a partial and the ringing one as complex
+    # numbers: the beat is explained, the step stays at the strike (the search alone: 24 ms
+    # late on room 1; the opinion is taken where it gains >= JOINT_BAND_MIN_GAIN, so the
+    # 7 ms of rooms 2 and 3 may stay)
+    errs = []
+    for seed in range(6):
+        y, plan = _lone_under_ringing(seed)
+        heard = Detector(y, 48000).detect_intended(plan, 0.08, 0.08, [])
+        t, p = plan[-1]
+        errs.append([round(1e3 * (o.t_s - t), 1) for o in heard if o.pitch == p])
+    assert all(len(e) == 1 and abs(e[0]) < 10.0 for e in errs), errs
+
+
+def test_the_band_residual_is_least_at_the_strike_of_a_key_under_ringing_partials() -> None:
+    # the model itself, the ringing keys at their strikes: its least residual within 1 ms
+    # of ours over the search's window; the residual at +20 ms (a beat's crest) is larger
+    det_freqs = {p: np.array([k * 440.0 * 2 ** ((p - 69) / 12) for k in range(1, 9)]) for _, p, _ in [*_RINGING, _LONE]}
+    for seed in range(3):
+        y, plan = _lone_under_ringing(seed)
+        t, p = plan[-1]
+        others = [joint.Strike(det_freqs[q], u) for u, q in plan[:-1]]
+        times = list(t + np.arange(-0.08, 0.0801, 0.001))
+        res = joint.band_residuals(y, 48000, p, det_freqs[p], times, others)
+        assert abs(times[int(np.argmin(res))] - t) < 0.0015, (seed, res)
+        assert res[100] > res[80] + 0.05, (seed, res[80], res[100])

@@ -273,6 +273,27 @@ JOINT_MIN_GAIN = 0.003
 JOINT_RESTRIKE_S = 2.0
 JOINT_KEEP_S = 0.005
 JOINT_MAX_KEYS = 6
+# ... and (session 18) where the search is in doubt (its candidates JOINT_AGREE_S apart)
+# and no planned key meets ours within JOINT_NEAR_S (JOINT_LONE: a lone key, whose late
+# onsets were a beat's crest: a ringing partial a few Hz from ours), from key
+# JOINT_BAND_MIN_PITCH up, the complex model of our partials' bands
+# (:meth:`Detector._joint_complex`, joint.band_residuals): ours at each JOINT_BAND_STEP_S
+# of the search window, taken where it gains >= JOINT_BAND_MIN_GAIN of what the other
+# keys' phasors leave and leaves <= JOINT_BAND_MAX_RESIDUAL of it. Chosen on random 2 and
+# 3, 4 (tuning rows): random 2's four late keys (+21..+48 ms) best at 0.08-0.47 of it
+# (gains 0.10-0.42), a wrong move refused at 0.91; random 3's two wrong moves (chords: an
+# E3 under an E5, a D#3 with a D2) gained 0.03-0.04 (0.01 took them: random 3 0.986 ->
+# 0.975); below key 45 (random 4's C#2 and E2, a semitone's partials and their dampers
+# in the band) it moved on-time bass keys 20-80 ms early.
+# JOINT_COMPLEX: the complex model for the chords too, from JOINT_BAND_MIN_PITCH up (random
+# 1 / 2 0.995 / 0.993, against 0.990 / 0.983 with the magnitude model there; at gain 0.01); below it
+# the magnitude model (joint.residuals) as in session 17
+JOINT_LONE = True
+JOINT_COMPLEX = True
+JOINT_BAND_STEP_S = 0.001
+JOINT_BAND_MIN_GAIN = 0.05
+JOINT_BAND_MAX_RESIDUAL = 0.5
+JOINT_BAND_MIN_PITCH = 45
 # a known key struck again while its earlier strike (within RESTRIKE_S before the window)
 # rings (:meth:`Detector.find`'s ``ringing``; session 18): the two strikes' partials add
 # with any phase, so the salience's rise is small or none. Where the search finds nothing
@@ -1112,7 +1133,8 @@ class Detector:
         lo, hi = t - before_s - joint.JOINT_PRE_S, t + after_s + joint.JOINT_POST_S
         near = [j for j, (u, q) in enumerate(intended) if j != k and lo <= u <= hi and q != p
                 and self.own_partials(p, [q]) is not None]
-        if not any(abs(intended[j][0] - t) <= JOINT_NEAR_S for j in near):
+        close = any(abs(intended[j][0] - t) <= JOINT_NEAR_S for j in near)
+        if not close and not JOINT_LONE:
             return o
         # our key planned shortly before may still ring: two sounds at one frequency do
         # not add in magnitude, and the fit then likes a later onset (a held chord's key
@@ -1122,14 +1144,16 @@ class Detector:
         for _share, t_mid, t_frame, _rise in alts:
             times += [tc for tc in (t_mid, t_frame)
                       if abs(tc - o.t_s) > JOINT_AGREE_S and t - before_s <= tc <= t + after_s]
-        for j in near:
+        for j in near if close else []:
             f = found[j]
             if f is None or abs(f.t_s - o.t_s) > JOINT_COINCIDE_S or abs(intended[j][0] - t) < JOINT_ROLL_S:
                 continue
             side = 1.0 if intended[j][0] < t else -1.0  # ours lies after the earlier-planned key's strike
             times += [o.t_s + side * d for d in np.arange(JOINT_AGREE_S, JOINT_REACH_S + 1e-9, joint.JOINT_GRID_S)]
-        if not times:
+        if not times or (not close and p < JOINT_BAND_MIN_PITCH):
             return o
+        if p >= JOINT_BAND_MIN_PITCH and (JOINT_COMPLEX or not close):
+            return self._joint_complex(k, o, intended, found, before_s, after_s)
         near = sorted(near, key=lambda j: abs(intended[j][0] - t))[: JOINT_MAX_KEYS - 1]  # the cost: (keys x 8 x 2)² normal equations
         keys = [k, *near]
         starts = [o.t_s, *((found[j].t_s if found[j] is not None else intended[j][0]) for j in near)]  # type: ignore[union-attr]
@@ -1159,6 +1183,39 @@ class Detector:
             return o
         r = self._refine(p, cand[best], o.rise_db)
         return r if abs(r.t_s - cand[best]) <= JOINT_KEEP_S else replace(r, t_s=cand[best])
+
+    def _joint_complex(self, k: int, o: Onset, intended: Sequence[tuple[float, int]],
+                       found: dict[int, Onset | None], before_s: float, after_s: float) -> Onset:
+        """The second opinion on the search's onset ``o`` of intended note ``k`` by the
+        complex model of our partials' bands (:func:`joint.band_residuals`): ours at the
+        search's onset and at each JOINT_BAND_STEP_S of the search window; every key planned
+        in the INFORMED_RING_S before or in the stretch (at the search's onset where it
+        found one, else the plan's time) a phasor of its
+        partials near ours (ours too: a re-strike). Taken where it gains >=
+        JOINT_BAND_MIN_GAIN and leaves <= JOINT_BAND_MAX_RESIDUAL of what the others leave."""
+        t, p = intended[k]
+        hop_s = self.long_hop / self.sr
+        bin_hz = self.sr / self.long_n
+        grid = np.arange(t - before_s, t + after_s + 1e-9, JOINT_BAND_STEP_S)
+        cand = [o.t_s, *(float(c) for c in grid if abs(c - o.t_s) > 0.5 * JOINT_BAND_STEP_S)]
+        t_hi = max(cand) + joint.BAND_POST_S
+        others: list[joint.Strike] = []
+        for j, (u, q) in enumerate(intended):
+            if j == k or not t - INFORMED_RING_S <= u <= t_hi or (q == p and abs(u - t) < MIN_GAP_S):
+                continue
+            f = found.get(j)
+            on = f.t_s if f is not None else u
+            others.append(joint.Strike(joint.partial_freqs(self.frames, bin_hz, q, on, hop_s), on))
+        mine = joint.partial_freqs(self.frames, bin_hz, p, o.t_s, hop_s)
+        res = joint.band_residuals(self.y, self.sr, p, mine, cand, others)
+        best = int(np.argmin(res))
+        ok = best > 0 and res[0] - res[best] >= JOINT_BAND_MIN_GAIN and res[best] <= JOINT_BAND_MAX_RESIDUAL
+        self.joint_log.append((p, o.t_s, cand, res, ok))
+        if not ok:
+            return o
+        r = self._refine(p, cand[best], o.rise_db)
+        return r if abs(r.t_s - cand[best]) <= JOINT_KEEP_S else replace(r, t_s=cand[best])
+
     def _bass_rescue(self, pitch: int, t_lo_s: float, t_hi_s: float, sounding: Sequence[int],
                      own: Sequence[int], strikes: Sequence[tuple[float, int]]) -> Onset | None:
         """The second rescue below BASS_MAX_PITCH: where the informed stage on the

@@ -11,16 +11,22 @@ from the stretch's long windows: the string's stretch), ``E`` the magnitude a
 partial struck at 0 (the attack of ATTACK_S) shows through the window centred at t (zero
 before the window reaches the strike, rising over one window length), ``A_pk >= 0`` the
 partial's amplitude (one per partial: the room colours each), and ``b_f + c_f t`` what
-was already ringing in bin f (a line: a ringing partial's decay over the stretch). The
-onsets ``tau_p`` are fitted by a coordinate search (each key's over its range, the
-others held, a few sweeps); for given onsets the background is a line fitted per bin
-and the amplitudes non-negative least squares. A loud key's partials that fill a soft
-key's bins are then explained from the loud key's onset (its own bins pin its amplitude
-and the window's lobe its leakage), and the soft key's onset is where what is left rises.
+was already ringing in bin f (a line: a ringing partial's decay over the stretch). For
+given onsets (:func:`residuals`: ours at each candidate, the others held) the background
+is a line fitted per bin and the amplitudes non-negative least squares. A loud key's
+partials that fill a soft key's bins are then explained from the loud key's onset (its
+own bins pin its amplitude and the window's lobe its leakage), and the soft key's onset
+is where what is left rises. The model is separable (each column a spectrum times an
+envelope), so the normal equations are built from (partials x partials) spectral
+products and (keys x keys) envelope products, never from the (bins x frames) columns.
 
-The model is separable (each column a spectrum times an envelope), so for given onsets
-the normal equations are built from (partials x partials) spectral products and (keys x
-keys) envelope products, never from the (bins x frames) columns.
+Magnitudes do not add: a partial struck while another at a nearby frequency rings (a
+neighbour's partial a few Hz off, our own key re-struck) beats with it, and a magnitude
+model takes the beat's crest for the onset. :func:`band_residuals` (session 18) is the
+complex model of one key's partials' bands: each band mixed down to 0 Hz (as
+:mod:`.stepfit` does), the other keys' partials in it phasors of free complex amplitude
+and decay, ours a step at the candidate onset; there the two sounds add as complex
+numbers and the beat is explained.
 """
 
 from __future__ import annotations
@@ -32,32 +38,19 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..voicing import ATTACK_S, f0_hz
+from .stepfit import BAND_PERIODS
 
 JOINT_N = 2048  # the windows (samples): a minor third's fundamentals ~1.6 bins apart at 200 Hz
 JOINT_HOP_S = 0.001
 JOINT_LOBE = 2.0  # a partial's bins: its window's main lobe (Hann: +-2 bins)
 JOINT_F_MAX_HZ = 5000.0  # partials above this add cost, not timing (the upper ones are weak)
-JOINT_GRID_S = 0.002  # the coarse search's step; then +-JOINT_GRID_S at the fine step
-JOINT_FINE_S = 0.0005
-JOINT_SWEEPS = 3
+JOINT_GRID_S = 0.002  # the candidates' step (the detector's grid of a rolled chord's side)
 JOINT_PRE_S = 0.030  # the stretch starts this long before the earliest onset allowed ...
 JOINT_POST_S = 0.060  # ... and ends this long after the latest
 JOINT_MAX_STRETCH = 0.012  # partial k searched in k·f0 .. k·f0·(1 + this · (k/8)²)
 # each partial's envelope: a steady part and one decaying with these time constants (s;
 # non-negative amplitudes: any decay from none to the fastest is a mix of them)
 JOINT_DECAYS_S = (0.08,)
-
-
-@dataclass(frozen=True, slots=True)
-class JointFit:
-    """The fitted onsets (audio s, (keys,)), each key's fitted amplitude (its partials'
-    summed, window magnitude units) and the fit's residual over the data's (the
-    background line's residual: 1 where the keys explain nothing)."""
-
-    onsets: np.ndarray
-    amplitude: np.ndarray
-    residual: float
-    start_residual: float  # ... with the onsets at their starts
 
 
 _TABLE: dict[tuple[int, int], np.ndarray] = {}
@@ -92,7 +85,7 @@ def _transient_table(n: int, sr: int) -> np.ndarray:
     return _TABLE[key]
 
 
-def _nnls(g: np.ndarray, b: np.ndarray, passive: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+def _active_set_nnls(g: np.ndarray, b: np.ndarray, passive: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(x >= 0 minimising x·g·x - 2 b·x, its passive set) for g symmetric positive
     semi-definite (m, m): Lawson-Hanson's active set on the normal equations, started
     from ``passive`` (a neighbouring problem's: a few steps instead of m)."""
@@ -220,7 +213,7 @@ class _Stretch:
 
     def solve(self) -> tuple[float, np.ndarray]:
         """(the residual sum of squares, (columns,) amplitudes >= 0)."""
-        a, self.passive = _nnls(self.g, self.b, self.passive)
+        a, self.passive = _active_set_nnls(self.g, self.b, self.passive)
         return self.x_ss - 2.0 * float(a @ self.b) + float(a @ self.g @ a), a
 
 
@@ -257,54 +250,6 @@ def partial_freqs(det_frames: np.ndarray, bin_hz: float, pitch: int, t_s: float,
     return np.array(out)
 
 
-def fit_onsets(
-    y: np.ndarray, sr: int, pitches: Sequence[int], starts: Sequence[float],
-    ranges: Sequence[tuple[float, float]], freqs: Sequence[np.ndarray] | None = None,
-    search: Sequence[bool] | None = None, sweeps: int = JOINT_SWEEPS,
-) -> JointFit:
-    """The onsets (audio s) of ``pitches`` struck in ``ranges`` ((lo, hi) s each), fitted
-    jointly from ``starts`` (each key's first guess: the search's onset, or the plan's
-    time); ``freqs``: each key's partial frequencies (Hz; k·f0 where None); ``search``:
-    which keys' onsets move (the others held at their ``starts``)."""
-    if not (len(pitches) == len(starts) == len(ranges)):
-        raise ValueError(f"fit_onsets: {len(pitches)} keys, {len(starts)} starts, {len(ranges)} ranges")
-    if freqs is None:
-        freqs = [np.array([k * f0_hz(p) for k in range(1, 9) if k * f0_hz(p) < JOINT_F_MAX_HZ]) for p in pitches]
-    move = [True] * len(pitches) if search is None else list(search)
-    t_lo = min(lo for lo, _ in ranges) - JOINT_PRE_S
-    t_hi = max(hi for _, hi in ranges) + JOINT_POST_S
-    st = _Stretch(y, sr, t_lo, t_hi, freqs)
-    tau = np.array([float(np.clip(s, lo, hi)) for s, (lo, hi) in zip(starts, ranges, strict=True)])
-    for i, t in enumerate(tau):
-        st.place(i, float(t))
-    sse, _ = st.solve()
-    sse0 = sse
-    for _ in range(sweeps):
-        moved = False
-        for i in range(len(pitches)):
-            if not move[i]:
-                continue
-            lo, hi = ranges[i]
-            best_t, best_sse = float(tau[i]), sse
-            coarse = np.arange(lo, hi + 1e-9, JOINT_GRID_S)
-            for stage in range(2):
-                grid = coarse if stage == 0 else np.arange(best_t - JOINT_GRID_S, best_t + JOINT_GRID_S + 1e-9, JOINT_FINE_S)
-                for t in grid[(grid >= lo) & (grid <= hi)]:
-                    st.place(i, float(t))
-                    s, _ = st.solve()
-                    if s < best_sse - 1e-9 * st.x_ss:
-                        best_t, best_sse = float(t), s
-            st.place(i, best_t)
-            moved |= abs(best_t - tau[i]) > 1e-6
-            tau[i], sse = best_t, best_sse
-        if not moved:
-            break
-    sse, amp = st.solve()
-    per_key = np.array([float(amp[st.key_of == i].sum()) for i in range(len(pitches))])
-    x_ss = st.x_ss if st.x_ss > 0 else 1.0
-    return JointFit(tau, per_key, sse / x_ss, sse0 / x_ss)
-
-
 def residuals(
     y: np.ndarray, sr: int, starts: Sequence[float], freqs: Sequence[np.ndarray], times: Sequence[float],
     t_lo: float, t_hi: float,
@@ -321,3 +266,118 @@ def residuals(
         st.place(0, float(t))
         out[j] = st.solve()[0]
     return out / (st.x_ss if st.x_ss > 0 else 1.0)
+
+
+# the complex model (session 18): each of our partials' band, mixed down to 0 Hz through a
+# Hann of BAND_PERIODS periods of our f0 (hearing/stepfit.py's bands), one value a ms
+BAND_PRE_S = 0.10  # the band fit begins this long before the earliest candidate ...
+BAND_POST_S = 0.08  # ... and ends this long after the latest
+BAND_SPAN = 0.75  # another key's partial within this x our f0 of ours is a phasor of the band
+
+
+def _orthonormal(cols: Sequence[np.ndarray], n: int) -> np.ndarray:
+    """(n, C') an orthonormal basis of the span of ``cols`` ((n,) complex each) by modified
+    Gram-Schmidt, a column that adds under 1e-6 of its norm dropped (a key struck twice
+    before the stretch: one phasor)."""
+    basis: list[np.ndarray] = []
+    for c in cols:
+        v = c.astype(np.complex128)
+        n0 = float(np.linalg.norm(v))
+        for _ in range(2):  # twice: orthogonal to working precision
+            for q in basis:
+                v = v - q * np.vdot(q, v)
+        n1 = float(np.linalg.norm(v))
+        if n1 > 1e-6 * n0:
+            basis.append(v / n1)
+    return np.stack(basis, axis=1) if basis else np.zeros((n, 0), dtype=np.complex128)
+
+
+@dataclass(frozen=True, slots=True)
+class Strike:
+    """Another key's sound in the band model: its partials (Hz) and its onset (audio s;
+    one before the stretch rings through it)."""
+
+    freqs: np.ndarray
+    t_s: float
+
+
+def band_residuals(
+    y: np.ndarray, sr: int, pitch: int, freqs: np.ndarray, times: Sequence[float], others: Sequence[Strike],
+) -> np.ndarray:
+    """(len(times),) the residual (over what the other keys' phasors leave of the bands'
+    data: 1 where our step explains nothing) of the complex model of our
+    partials' bands with our key struck at each of ``times`` (audio s).
+
+    Per partial ``f`` of ours (``freqs``, Hz) the band of ``y`` around it is mixed down
+    to 0 Hz through a Hann of BAND_PERIODS periods of ``pitch``'s f0 (so ±f0/2 wide: our
+    other partials out) and taken each ms over [min(times) - BAND_PRE_S, max(times) +
+    BAND_POST_S]. It is modelled as complex phasors with free complex amplitudes: each
+    partial of ``others`` within BAND_SPAN x f0 of ``f`` turning at its offset from it
+    (two columns, ``e`` and ``t·e``: its level and its decay over the stretch), switched on
+    through the window at its onset where it is struck in the stretch; and our step at
+    the candidate onset (``s``, ``t·s``). Two sounds at one frequency add as complex
+    numbers here, not in magnitude: a partial meeting a ringing one in anti-phase (a
+    beat's trough) is not taken for a later onset, and a key re-struck while it rings
+    is a step on its own ringing phasor."""
+    f0 = f0_hz(pitch)
+    n_w = max(8, int(BAND_PERIODS / f0 * sr))
+    dec = max(1, int(round(sr * JOINT_HOP_S)))
+    s0 = int(round((min(times) - BAND_PRE_S) * sr))
+    s1 = int(round((max(times) + BAND_POST_S) * sr))
+    s0 = max(s0, n_w)
+    s1 = min(s1, len(y))
+    out = np.zeros(len(times))
+    total = 0.0
+    if s1 - s0 < 4 * dec:
+        return np.ones(len(times))
+    win = np.hanning(n_w)
+    win /= win.sum()
+    cum = np.concatenate([[0.0], np.cumsum(win[::-1])])  # cum[m]: the weight of a window's last m samples
+    t0s = np.round(np.asarray(times) * sr).astype(int)  # (T,)
+    nfft = 1 << int(math.ceil(math.log2(s1 - s0 + 2 * n_w)))
+    wspec = np.fft.fft(win[::-1], nfft)
+    for fk in freqs:
+        if fk > 0.45 * sr:
+            break
+        n = np.arange(s0 - n_w + 1, s1)
+        z = y[n] * np.exp(-2j * np.pi * fk / sr * n)
+        # x[i] = sum_m z[i·dec + m] win[m], by FFT (numpy's BLAS threads cost more than
+        # the products on a loaded machine; pocketfft has none)
+        x = np.fft.ifft(np.fft.fft(z, nfft) * wspec)[n_w - 1 : len(z) : dec]  # (N,) the band
+        ends = np.arange(s0, s1)[::dec][: len(x)]  # the sample each value's window ends on
+        tt = (ends - ends[0]) / sr
+        cols: list[np.ndarray] = []
+        for o in others:
+            for g in o.freqs:
+                if abs(g - fk) >= BAND_SPAN * f0:
+                    continue
+                e = np.exp(2j * np.pi * (g - fk) * tt) * cum[np.clip(ends - int(round(o.t_s * sr)), 0, n_w)]
+                if not np.any(e):
+                    continue  # struck after the stretch
+                cols += [e, e * tt]
+        q_basis = _orthonormal(cols, len(x))  # (N, C)
+        qx = np.einsum("nc,n->c", q_basis.conj(), x)  # (C,)
+        m = ends[None, :] - t0s[:, None]  # (T, N) samples since each candidate onset
+        st = cum[np.clip(m, 0, n_w)]
+        u1 = st
+        u2 = st * np.maximum(m, 0) / sr  # (T, N) our step and its decay, real
+        q1 = np.einsum("tn,nc->tc", u1, q_basis.conj())  # (T, C): what the others' phasors take
+        q2 = np.einsum("tn,nc->tc", u2, q_basis.conj())
+        # the 2 x 2 normal equations per candidate with the others' phasors projected out
+        # (s^H P s = s^H s - |Q^H s|^2), solved in closed form: gain = b^H G^-1 b
+        g11 = np.sum(u1 * u1, axis=1) - np.sum(np.abs(q1) ** 2, axis=1)
+        g22 = np.sum(u2 * u2, axis=1) - np.sum(np.abs(q2) ** 2, axis=1)
+        g12 = np.sum(u1 * u2, axis=1) - np.sum(q1.conj() * q2, axis=1)
+        b1 = np.einsum("tn,n->t", u1, x) - np.einsum("tc,c->t", q1.conj(), qx)
+        b2 = np.einsum("tn,n->t", u2, x) - np.einsum("tc,c->t", q2.conj(), qx)
+        det = g11 * g22 - np.abs(g12) ** 2
+        # a step the others' phasors hold whole (one struck at that very time at our
+        # partial) explains nothing of its own
+        live = g11 > 1e-9 * n_w / dec
+        two = live & (det > 1e-9 * g11 * np.maximum(g22, 1e-300))  # ... its decay a column of its own
+        gain = np.where(two, (g22 * np.abs(b1) ** 2 + g11 * np.abs(b2) ** 2 - 2.0 * np.real(g12 * b2 * b1.conj()))
+                        / np.where(two, det, 1.0), np.where(live, np.abs(b1) ** 2 / np.where(live, g11, 1.0), 0.0))
+        ss = float(np.vdot(x, x).real) - float(np.vdot(qx, qx).real)
+        out += ss - gain
+        total += ss
+    return out / total if total > 0 else np.ones(len(times))
