@@ -38,7 +38,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..voicing import ATTACK_S, f0_hz
-from .stepfit import BAND_PERIODS
+from .stepfit import BAND_PERIODS, step_weights
 
 JOINT_N = 2048  # the windows (samples): a minor third's fundamentals ~1.6 bins apart at 200 Hz
 JOINT_HOP_S = 0.001
@@ -332,7 +332,7 @@ def band_residuals(
         return np.ones(len(times))
     win = np.hanning(n_w)
     win /= win.sum()
-    cum = np.concatenate([[0.0], np.cumsum(win[::-1])])  # cum[m]: the weight of a window's last m samples
+    cum = step_weights(win)  # cum[m]: the weight of a window's last m samples
     t0s = np.round(np.asarray(times) * sr).astype(int)  # (T,)
     nfft = 1 << int(math.ceil(math.log2(s1 - s0 + 2 * n_w)))
     wspec = np.fft.fft(win[::-1], nfft)

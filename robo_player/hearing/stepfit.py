@@ -63,6 +63,12 @@ def _band(y: np.ndarray, sr: int, fk: float, s0: int, s1: int, win: np.ndarray, 
     return x, np.arange(s0, s1)[::dec][: len(x)]
 
 
+def step_weights(win: np.ndarray) -> np.ndarray:
+    """``cum[m]``: the weight of a window's last ``m`` samples (a step at once seen through
+    ``win``; ``m`` >= len reads 1)."""
+    return np.concatenate([[0.0], np.cumsum(win[::-1])])
+
+
 def _shape(win: np.ndarray, ramp: int) -> np.ndarray:
     """``shape[m]``: a step's value in a band whose window ends ``m`` samples after the
     onset (the window's weight over its last ``m`` samples), the sound rising linearly
@@ -113,7 +119,7 @@ def step_onset(
         return None
     win = np.hanning(n_w)
     win /= win.sum()
-    cum = np.concatenate([[0.0], np.cumsum(win[::-1])])  # cum[m]: the weight of a window's last m samples
+    cum = step_weights(win)
     ramp = max(1, int(round(attack_s * sr)))
     shape = cum if ramp == 1 else _shape(win, ramp)
 

@@ -47,7 +47,7 @@ import numpy as np
 from ..fileio import atomic_open
 from ..performance import HeardNote, Performance
 from ..spec.model import PianoSpec
-from ..voicing import ATTACK_S, MAX_PARTIALS, partial_amplitudes
+from ..voicing import ATTACK_S, MAX_PARTIALS, f0_hz, partial_amplitudes
 
 log = logging.getLogger(__name__)
 
@@ -134,6 +134,17 @@ def _fade_s(pedal: list[tuple[int, int]], times: list[int], end_us: int | None) 
     return DAMPER_FADE_S * (1.0 + 10.0 * v / 64.0) if 0 < v < 64 else DAMPER_FADE_S
 
 
+def _partials(pitch: int, n: int, sample_rate: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(k, f_k Hz, tau_k s) of ``pitch``'s first ``n`` partials below 0.45 of the sample
+    rate: ``f_k = k·f0·sqrt(1 + B·k²)`` (B the inharmonicity), each decaying with its time
+    constant (higher partials faster)."""
+    b = 1e-4 * 2.0 ** ((pitch - 21) / 20.0)  # inharmonicity
+    k = np.arange(1, n + 1, dtype=np.float64)
+    fk = k * f0_hz(pitch) * np.sqrt(1.0 + b * k * k)
+    k, fk = k[fk < 0.45 * sample_rate], fk[fk < 0.45 * sample_rate]
+    return k, fk, decay_s(pitch) / (1.0 + 0.6 * (k - 1.0))
+
+
 class _PitchBank:
     """Per pitch, the partials' decaying oscillators, computed once per render.
 
@@ -179,12 +190,7 @@ class _PitchBank:
         if self.voice is Voice.RICH:
             return self._get_rich(pitch)
         sr = self.sample_rate
-        f0 = 440.0 * 2.0 ** ((pitch - 69) / 12.0)
-        b = 1e-4 * 2.0 ** ((pitch - 21) / 20.0)  # inharmonicity
-        k = np.arange(1, MAX_PARTIALS + 1, dtype=np.float64)
-        fk = k * f0 * np.sqrt(1.0 + b * k * k)
-        k, fk = k[fk < 0.45 * sr], fk[fk < 0.45 * sr]
-        tau = decay_s(pitch) / (1.0 + 0.6 * (k - 1.0))  # (K,) s
+        k, fk, tau = _partials(pitch, MAX_PARTIALS, sr)
         decay, omega = 1.0 / (tau * sr), 2.0 * np.pi * fk / sr  # per sample
         j = np.arange(_BLOCK, dtype=np.float64)[None, :]
         mag = np.exp(-decay[:, None] * j)
@@ -201,12 +207,7 @@ class _PitchBank:
         (``a' = (iΩ − ηJ − γI) a``, the sound the bridge's motion ``Σ a``), each a
         decaying exponential with a complex weight ``c``: ``Im(c·z^n)`` (sine phase)."""
         sr = self.sample_rate
-        f0 = 440.0 * 2.0 ** ((pitch - 69) / 12.0)
-        b = 1e-4 * 2.0 ** ((pitch - 21) / 20.0)  # inharmonicity, as the plain voice
-        k = np.arange(1, RICH_MAX_PARTIALS + 1, dtype=np.float64)
-        fk = k * f0 * np.sqrt(1.0 + b * k * k)
-        k, fk = k[fk < 0.45 * sr], fk[fk < 0.45 * sr]
-        tau = decay_s(pitch) / (1.0 + 0.6 * (k - 1.0))  # (K,) s: the prompt sound's, as the plain voice
+        k, fk, tau = _partials(pitch, RICH_MAX_PARTIALS, sr)  # tau: the prompt sound's, as the plain voice
         n = strings_of(pitch)
         rng = np.random.default_rng([VOICE_SEED, pitch])
         cents = rng.uniform(-1.0, 1.0, n)
