@@ -1203,6 +1203,8 @@ class Detector:
         for j, (u, q) in enumerate(intended):
             if j == k or not t - INFORMED_RING_S <= u <= t_hi or (q == p and abs(u - t) < MIN_GAP_S):
                 continue
+            if not joint.may_meet(p, q, joint.BAND_SPAN):
+                continue  # none of its partials in our bands (their measuring the cost)
             f = found.get(j)
             on = f.t_s if f is not None else u
             others.append(joint.Strike(joint.partial_freqs(self.frames, bin_hz, q, on, hop_s), on))

@@ -23,8 +23,8 @@ products and (keys x keys) envelope products, never from the (bins x frames) col
 Magnitudes do not add: a partial struck while another at a nearby frequency rings (a
 neighbour's partial a few Hz off, our own key re-struck) beats with it, and a magnitude
 model takes the beat's crest for the onset. :func:`band_residuals` (session 18) is the
-complex model of one key's partials' bands: each band mixed down to 0 Hz (as
-:mod:`.stepfit` does), the other keys' partials in it phasors of free complex amplitude
+complex model of one key's partials' bands (:mod:`.bands`, the step fit's model): each
+band mixed down to 0 Hz, the other keys' partials in it phasors of free complex amplitude
 and decay, ours a step at the candidate onset; there the two sounds add as complex
 numbers and the beat is explained.
 """
@@ -33,12 +33,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
 from ..voicing import ATTACK_S, f0_hz
-from .stepfit import BAND_PERIODS, step_weights
+from .bands import BAND_POST_S, BAND_PRE_S, BAND_SPAN, Strike, band_residuals
+
+__all__ = ["BAND_POST_S", "BAND_PRE_S", "BAND_SPAN", "Strike", "band_residuals", "partial_freqs", "residuals"]
 
 JOINT_N = 2048  # the windows (samples): a minor third's fundamentals ~1.6 bins apart at 200 Hz
 JOINT_HOP_S = 0.001
@@ -250,6 +252,28 @@ def partial_freqs(det_frames: np.ndarray, bin_hz: float, pitch: int, t_s: float,
     return np.array(out)
 
 
+def _partial_ranges(pitch: int, f_max: float = JOINT_F_MAX_HZ) -> list[tuple[float, float]]:
+    """The (lo, hi) Hz :func:`partial_freqs` searches each partial of ``pitch`` in (and
+    so returns it within)."""
+    f0 = f0_hz(pitch)
+    out = []
+    for k in range(1, 9):
+        lo, hi = k * f0, k * f0 * (1.0 + JOINT_MAX_STRETCH * (k / 8.0) ** 2)
+        if hi > f_max:
+            break
+        out.append((lo, hi))
+    return out
+
+
+@lru_cache(maxsize=8192)
+def may_meet(pitch: int, other: int, span: float) -> bool:
+    """Whether a partial of ``other`` can lie within ``span`` x f0 of one of ``pitch``'s, both
+    as :func:`partial_freqs` measures them (their search ranges): where not, ``other`` has
+    no phasor in ``pitch``'s bands and need not be measured."""
+    d = span * f0_hz(pitch)
+    return any(lo - d < hi2 and lo2 < hi + d for lo, hi in _partial_ranges(pitch) for lo2, hi2 in _partial_ranges(other))
+
+
 def residuals(
     y: np.ndarray, sr: int, starts: Sequence[float], freqs: Sequence[np.ndarray], times: Sequence[float],
     t_lo: float, t_hi: float,
@@ -266,118 +290,3 @@ def residuals(
         st.place(0, float(t))
         out[j] = st.solve()[0]
     return out / (st.x_ss if st.x_ss > 0 else 1.0)
-
-
-# the complex model (session 18): each of our partials' band, mixed down to 0 Hz through a
-# Hann of BAND_PERIODS periods of our f0 (hearing/stepfit.py's bands), one value a ms
-BAND_PRE_S = 0.10  # the band fit begins this long before the earliest candidate ...
-BAND_POST_S = 0.08  # ... and ends this long after the latest
-BAND_SPAN = 0.75  # another key's partial within this x our f0 of ours is a phasor of the band
-
-
-def _orthonormal(cols: Sequence[np.ndarray], n: int) -> np.ndarray:
-    """(n, C') an orthonormal basis of the span of ``cols`` ((n,) complex each) by modified
-    Gram-Schmidt, a column that adds under 1e-6 of its norm dropped (a key struck twice
-    before the stretch: one phasor)."""
-    basis: list[np.ndarray] = []
-    for c in cols:
-        v = c.astype(np.complex128)
-        n0 = float(np.linalg.norm(v))
-        for _ in range(2):  # twice: orthogonal to working precision
-            for q in basis:
-                v = v - q * np.vdot(q, v)
-        n1 = float(np.linalg.norm(v))
-        if n1 > 1e-6 * n0:
-            basis.append(v / n1)
-    return np.stack(basis, axis=1) if basis else np.zeros((n, 0), dtype=np.complex128)
-
-
-@dataclass(frozen=True, slots=True)
-class Strike:
-    """Another key's sound in the band model: its partials (Hz) and its onset (audio s;
-    one before the stretch rings through it)."""
-
-    freqs: np.ndarray
-    t_s: float
-
-
-def band_residuals(
-    y: np.ndarray, sr: int, pitch: int, freqs: np.ndarray, times: Sequence[float], others: Sequence[Strike],
-) -> np.ndarray:
-    """(len(times),) the residual (over what the other keys' phasors leave of the bands'
-    data: 1 where our step explains nothing) of the complex model of our
-    partials' bands with our key struck at each of ``times`` (audio s).
-
-    Per partial ``f`` of ours (``freqs``, Hz) the band of ``y`` around it is mixed down
-    to 0 Hz through a Hann of BAND_PERIODS periods of ``pitch``'s f0 (so ±f0/2 wide: our
-    other partials out) and taken each ms over [min(times) - BAND_PRE_S, max(times) +
-    BAND_POST_S]. It is modelled as complex phasors with free complex amplitudes: each
-    partial of ``others`` within BAND_SPAN x f0 of ``f`` turning at its offset from it
-    (two columns, ``e`` and ``t·e``: its level and its decay over the stretch), switched on
-    through the window at its onset where it is struck in the stretch; and our step at
-    the candidate onset (``s``, ``t·s``). Two sounds at one frequency add as complex
-    numbers here, not in magnitude: a partial meeting a ringing one in anti-phase (a
-    beat's trough) is not taken for a later onset, and a key re-struck while it rings
-    is a step on its own ringing phasor."""
-    f0 = f0_hz(pitch)
-    n_w = max(8, int(BAND_PERIODS / f0 * sr))
-    dec = max(1, int(round(sr * JOINT_HOP_S)))
-    s0 = int(round((min(times) - BAND_PRE_S) * sr))
-    s1 = int(round((max(times) + BAND_POST_S) * sr))
-    s0 = max(s0, n_w)
-    s1 = min(s1, len(y))
-    out = np.zeros(len(times))
-    total = 0.0
-    if s1 - s0 < 4 * dec:
-        return np.ones(len(times))
-    win = np.hanning(n_w)
-    win /= win.sum()
-    cum = step_weights(win)  # cum[m]: the weight of a window's last m samples
-    t0s = np.round(np.asarray(times) * sr).astype(int)  # (T,)
-    nfft = 1 << int(math.ceil(math.log2(s1 - s0 + 2 * n_w)))
-    wspec = np.fft.fft(win[::-1], nfft)
-    for fk in freqs:
-        if fk > 0.45 * sr:
-            break
-        n = np.arange(s0 - n_w + 1, s1)
-        z = y[n] * np.exp(-2j * np.pi * fk / sr * n)
-        # x[i] = sum_m z[i·dec + m] win[m], by FFT (numpy's BLAS threads cost more than
-        # the products on a loaded machine; pocketfft has none)
-        x = np.fft.ifft(np.fft.fft(z, nfft) * wspec)[n_w - 1 : len(z) : dec]  # (N,) the band
-        ends = np.arange(s0, s1)[::dec][: len(x)]  # the sample each value's window ends on
-        tt = (ends - ends[0]) / sr
-        cols: list[np.ndarray] = []
-        for o in others:
-            for g in o.freqs:
-                if abs(g - fk) >= BAND_SPAN * f0:
-                    continue
-                e = np.exp(2j * np.pi * (g - fk) * tt) * cum[np.clip(ends - int(round(o.t_s * sr)), 0, n_w)]
-                if not np.any(e):
-                    continue  # struck after the stretch
-                cols += [e, e * tt]
-        q_basis = _orthonormal(cols, len(x))  # (N, C)
-        qx = np.einsum("nc,n->c", q_basis.conj(), x)  # (C,)
-        m = ends[None, :] - t0s[:, None]  # (T, N) samples since each candidate onset
-        st = cum[np.clip(m, 0, n_w)]
-        u1 = st
-        u2 = st * np.maximum(m, 0) / sr  # (T, N) our step and its decay, real
-        q1 = np.einsum("tn,nc->tc", u1, q_basis.conj())  # (T, C): what the others' phasors take
-        q2 = np.einsum("tn,nc->tc", u2, q_basis.conj())
-        # the 2 x 2 normal equations per candidate with the others' phasors projected out
-        # (s^H P s = s^H s - |Q^H s|^2), solved in closed form: gain = b^H G^-1 b
-        g11 = np.sum(u1 * u1, axis=1) - np.sum(np.abs(q1) ** 2, axis=1)
-        g22 = np.sum(u2 * u2, axis=1) - np.sum(np.abs(q2) ** 2, axis=1)
-        g12 = np.sum(u1 * u2, axis=1) - np.sum(q1.conj() * q2, axis=1)
-        b1 = np.einsum("tn,n->t", u1, x) - np.einsum("tc,c->t", q1.conj(), qx)
-        b2 = np.einsum("tn,n->t", u2, x) - np.einsum("tc,c->t", q2.conj(), qx)
-        det = g11 * g22 - np.abs(g12) ** 2
-        # a step the others' phasors hold whole (one struck at that very time at our
-        # partial) explains nothing of its own
-        live = g11 > 1e-9 * n_w / dec
-        two = live & (det > 1e-9 * g11 * np.maximum(g22, 1e-300))  # ... its decay a column of its own
-        gain = np.where(two, (g22 * np.abs(b1) ** 2 + g11 * np.abs(b2) ** 2 - 2.0 * np.real(g12 * b2 * b1.conj()))
-                        / np.where(two, det, 1.0), np.where(live, np.abs(b1) ** 2 / np.where(live, g11, 1.0), 0.0))
-        ss = float(np.vdot(x, x).real) - float(np.vdot(qx, qx).real)
-        out += ss - gain
-        total += ss
-    return out / total if total > 0 else np.ones(len(times))

@@ -33,15 +33,15 @@ import math
 from collections.abc import Sequence
 
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
 
 from ..voicing import f0_hz
+from .bands import BAND_PERIODS, DECIMATE_HZ, KEEP_ALL, BandFit, Mixer, decimation, phasor_columns, ramp_shape, step_weights, window
+
+__all__ = ["BAND_PERIODS", "DECIMATE_HZ", "step_onset", "step_weights"]
 
 # the partials' stretch: k·f0·(1 + s·k²/2), s on this grid (the string's inharmonicity is
 # not known: the grid spans a bass string's and more; the best fit picks)
 STRETCHES = (1e-3 / 16, 2e-3 / 16, 4e-3 / 16, 8e-3 / 16)
-BAND_PERIODS = 4.0  # the band's window: this many periods of f0 (a Hann: ±f0/2 wide)
-DECIMATE_HZ = 1000.0  # the band's samples: 1 ms apart
 PRE_S = 0.2  # the fit begins this long before the search window (the ringing keys' level) ...
 ATTACK_CLEAR_S = 0.01  # ... or this long after the window of the last strike before it has passed
 MIN_PRE_S = 0.02  # ... but at least this long before the search window
@@ -50,32 +50,6 @@ MIN_POST_S = 0.02  # ... but at least this long after it
 SPAN = 0.75  # a sounding key's partial within SPAN x f0 of ours is one of the band's phasors
 N_PARTIALS = 8
 FINE_STEPS = 16  # fine: the onset on a grid of this many steps per decimated sample (~60 us)
-
-
-def _band(y: np.ndarray, sr: int, fk: float, s0: int, s1: int, win: np.ndarray, dec: int) -> tuple[np.ndarray, np.ndarray]:
-    """(x (N,) complex, ends (N,)) the band of ``y`` around ``fk`` Hz: mixed down, through
-    ``win`` (its weights sum to 1), one value each ``dec`` samples; ``ends``: the sample
-    each value's window ends on (its last sample)."""
-    n_w = len(win)
-    n = np.arange(s0 - n_w + 1, s1)
-    z = y[n] * np.exp(-2j * np.pi * fk / sr * n)
-    x = sliding_window_view(z, n_w)[::dec] @ win
-    return x, np.arange(s0, s1)[::dec][: len(x)]
-
-
-def step_weights(win: np.ndarray) -> np.ndarray:
-    """``cum[m]``: the weight of a window's last ``m`` samples (a step at once seen through
-    ``win``; ``m`` >= len reads 1)."""
-    return np.concatenate([[0.0], np.cumsum(win[::-1])])
-
-
-def _shape(win: np.ndarray, ramp: int) -> np.ndarray:
-    """``shape[m]``: a step's value in a band whose window ends ``m`` samples after the
-    onset (the window's weight over its last ``m`` samples), the sound rising linearly
-    over ``ramp`` samples (1: at once); ``m`` >= len - 1 reads 1."""
-    n = len(win) + ramp
-    rise = np.minimum(1.0, np.arange(1, n + 1) / ramp)
-    return np.concatenate([[0.0], np.convolve(win[::-1], rise)[:n]])
 
 
 def step_onset(
@@ -98,10 +72,11 @@ def step_onset(
     window, and where it cannot (that strike too near the window), None: its attack and
     the room's build-up would be in the fit, which the ringing's model does not hold;
     ``partials``: fit only these partials (numbers from 1; None: the first
-    :data:`N_PARTIALS`)."""
+    :data:`N_PARTIALS`). The band model: :mod:`.bands`."""
     f0 = f0_hz(pitch)
-    n_w = int(BAND_PERIODS / f0 * sr)
-    dec = max(1, int(sr / DECIMATE_HZ))
+    win = window(f0, sr)
+    n_w = len(win)
+    dec = decimation(sr)
     last = max([u for u, _ in strikes if u < t_lo_s - ATTACK_CLEAR_S] + [t_lo_s - PRE_S])
     clear = ATTACK_CLEAR_S if settled_s is None else max(ATTACK_CLEAR_S, settled_s)
     start = min(max(t_lo_s - PRE_S, last + n_w / sr + clear), t_lo_s - MIN_PRE_S)
@@ -117,32 +92,24 @@ def step_onset(
     t0s = np.arange(int(t_lo_s * sr), int(t_hi_s * sr), dec)  # (T,) the step's candidates
     if not len(t0s):
         return None
-    win = np.hanning(n_w)
-    win /= win.sum()
     cum = step_weights(win)
-    ramp = max(1, int(round(attack_s * sr)))
-    shape = cum if ramp == 1 else _shape(win, ramp)
+    shape = ramp_shape(win, max(1, int(round(attack_s * sr))))
+    mix = Mixer(y, sr, s0, s1, win, dec)
+    # each strike's onset sample (None: rings from before the bands' first window)
+    onsets = [(q, None if u * sr <= s0 - n_w else int(u * sr)) for u, q in strikes]
 
-    def gains(bands: list[tuple[np.ndarray, np.ndarray, np.ndarray | None]], cand: np.ndarray) -> np.ndarray:
-        """The residual's energy a step at each of ``cand`` (samples) removes, summed
-        over the bands (x projected off the ringing, its window ends, the ringing's basis)."""
-        gain = np.zeros(len(cand))
-        for xp, ends, q_basis in bands:
-            m = ends[None, :] - cand[:, None]  # (T, N) samples since the candidate onset
-            st = shape[np.clip(m, 0, len(shape) - 1)]
-            steps = np.stack([st, st * np.maximum(m, 0) / sr], axis=2).astype(np.complex128)  # (T, N, 2)
-            if q_basis is not None:
-                steps = steps - np.matmul(q_basis, np.matmul(q_basis.conj().T, steps))
-            sh = np.conj(np.swapaxes(steps, 1, 2))  # (T, 2, N)
-            g2 = np.matmul(sh, steps) + 1e-12 * np.eye(2)
-            b = np.matmul(sh, xp)  # (T, 2)
-            c = np.linalg.solve(g2, b[..., None])[..., 0]
-            gain += np.einsum("ti,ti->t", b.conj(), c).real
-        return gain
+    def gains(fits: list[BandFit], cand: np.ndarray) -> np.ndarray:
+        """The residual's energy a step at each of ``cand`` (samples) removes, summed over the bands."""
+        return np.sum([f.gains(cand) for f in fits], axis=0)
 
-    best: tuple[float, float, list[tuple[np.ndarray, np.ndarray, np.ndarray | None]], float] | None = None
+    best: tuple[float, float, list[BandFit], float] | None = None
     for s in STRETCHES:
-        bands: list[tuple[np.ndarray, np.ndarray, np.ndarray | None]] = []
+        def stretched(q: int, s: float = s) -> list[float]:
+            fq = f0_hz(q)
+            return [j * fq * (1.0 + s * j * j / 2.0) for j in range(1, N_PARTIALS + 1)]
+
+        theirs = {q: stretched(q) for q, _ in onsets if q != pitch}
+        fits: list[BandFit] = []
         total = 0.0
         for k in range(1, N_PARTIALS + 1):
             fk = k * f0 * (1.0 + s * k * k / 2.0)
@@ -150,42 +117,23 @@ def step_onset(
                 break
             if partials is not None and k not in partials:
                 continue
-            x, ends = _band(y, sr, fk, s0, s1, win, dec)
-            tt = (ends - ends[0]) / sr
-            cols: list[np.ndarray] = []
-            seen: set[tuple[float, int | None]] = set()
-            for u, q in strikes:
-                if u * sr >= s1:
-                    continue
-                fq = f0_hz(q)
-                gs = [fk] if q == pitch else [j * fq * (1.0 + s * j * j / 2.0) for j in range(1, N_PARTIALS + 1)]
-                us = int(u * sr) if u * sr > s0 - n_w else None  # struck inside the fit: a step of its own
-                for g in gs:
-                    if abs(g - fk) >= SPAN * f0 or (round(g, 3), us) in seen:
-                        continue
-                    seen.add((round(g, 3), us))
-                    e = np.exp(2j * np.pi * (g - fk) * tt)
-                    if us is not None:
-                        e = e * cum[np.clip(ends - us, 0, n_w)]
-                    cols += [e, e * tt] + ([e * (tt / tt[-1]) ** d for d in range(2, bend + 1)] if us is None else [])
-            if cols:
-                q_basis, _ = np.linalg.qr(np.stack(cols, axis=1))  # (N, C)
-                bands.append((x - q_basis @ (q_basis.conj().T @ x), ends, q_basis))
-            else:
-                bands.append((x, ends, None))
-            total += float(np.vdot(bands[-1][0], bands[-1][0]).real)
+            # our own earlier strikes ring on at this partial
+            sounds = [([fk] if q == pitch else theirs[q], on) for q, on in onsets]
+            cols = phasor_columns(fk, SPAN * f0, mix.tt, mix.ends, cum, sounds, bend)
+            fits.append(BandFit(mix.band(fk), mix, cols, shape, KEEP_ALL))
+            total += fits[-1].ss
         if total <= 0.0:
             continue
-        gain = gains(bands, t0s)
+        gain = gains(fits, t0s)
         j = int(np.argmax(gain))
         if best is None or gain[j] / total > best[1]:
-            best = (float(t0s[j]), float(gain[j]) / total, bands, total)
+            best = (float(t0s[j]), float(gain[j]) / total, fits, total)
     if best is None or not math.isfinite(best[1]):
         return None
-    t0, frac, bands, total = best
+    t0, frac, fits, total = best
     if fine:
         cand = np.arange(t0 - dec, t0 + dec + 1, max(1, dec // FINE_STEPS)).astype(np.int64)
-        gain = gains(bands, cand)
+        gain = gains(fits, cand)
         j = int(np.argmax(gain))
         t0, frac = float(cand[j]), max(frac, float(gain[j]) / total)
     return t0 / sr, frac
