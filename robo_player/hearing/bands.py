@@ -45,6 +45,7 @@ DECIMATE_HZ = 1000.0  # the band's samples: 1 ms apart
 # is a real direction of the envelopes; random 3's G2 moved 56 ms without it)
 DROP_BELOW = 1e-6
 KEEP_ALL = 1e-12
+REORTH = 0.5 ** 0.5  # a second Gram-Schmidt pass where the first left under this of the norm
 
 
 def window(f0: float, sr: int) -> np.ndarray:
@@ -128,25 +129,31 @@ def phasor_columns(fk: float, span_hz: float, tt: np.ndarray, ends: np.ndarray, 
 
 def orthonormal(cols: Sequence[np.ndarray], n: int, drop: float = DROP_BELOW) -> np.ndarray:
     """(n, C') an orthonormal basis of the span of ``cols`` ((n,) complex each): Gram-Schmidt,
-    each column orthogonalised twice against the basis so far (orthogonal to working
-    precision), one that adds under ``drop`` of its norm dropped. Products by einsum: no
-    BLAS threads."""
+    each column orthogonalised against the basis so far, again where that took over
+    REORTH of its norm (Daniel-Gragg-Kaufman-Stewart: then orthogonal to working
+    precision), one that adds under ``drop`` of its norm dropped. Products by einsum on
+    rows (the basis's conjugate kept beside it): no BLAS threads."""
     if not cols:
         return np.zeros((n, 0), dtype=np.complex128)
-    basis = np.empty((n, len(cols)), dtype=np.complex128)
+    rows = np.empty((len(cols), n), dtype=np.complex128)  # (C, n) the basis, one vector a row
+    conj = np.empty_like(rows)
     k = 0
     for c in cols:
         v = c.astype(np.complex128)
         n0 = float(np.linalg.norm(v))
-        if k:
-            b = basis[:, :k]
-            for _ in range(2):
-                v = v - np.einsum("nk,k->n", b, np.einsum("nk,n->k", b.conj(), v))
-        n1 = float(np.linalg.norm(v))
+        n1 = n0
+        for _ in range(2):
+            if not k:
+                break
+            v = v - np.einsum("kn,k->n", rows[:k], np.einsum("kn,n->k", conj[:k], v))
+            before, n1 = n1, float(np.linalg.norm(v))
+            if n1 > REORTH * before:
+                break
         if n1 > drop * n0:
-            basis[:, k] = v / n1
+            rows[k] = v / n1
+            conj[k] = rows[k].conj()
             k += 1
-    return basis[:, :k]
+    return rows[:k].T
 
 
 def _tail(a: np.ndarray) -> np.ndarray:

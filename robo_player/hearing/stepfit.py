@@ -35,7 +35,18 @@ from collections.abc import Sequence
 import numpy as np
 
 from ..voicing import f0_hz
-from .bands import BAND_PERIODS, DECIMATE_HZ, KEEP_ALL, BandFit, Mixer, decimation, phasor_columns, ramp_shape, step_weights, window
+from .bands import (
+    BAND_PERIODS,
+    DECIMATE_HZ,
+    KEEP_ALL,
+    BandFit,
+    Mixer,
+    decimation,
+    phasor_columns,
+    ramp_shape,
+    step_weights,
+    window,
+)
 
 __all__ = ["BAND_PERIODS", "DECIMATE_HZ", "step_onset", "step_weights"]
 
