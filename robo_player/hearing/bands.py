@@ -99,8 +99,13 @@ class Mixer:
         return np.fft.ifft(np.fft.fft(z, self.nfft) * self.wspec)[len(self.win) - 1 : len(self.n) : self.dec]
 
 
+# a sound in the band model: its partials (Hz) and its onset sample (None: ringing from
+# before the band's first window)
+Sound = tuple[Sequence[float] | np.ndarray, int | None]
+
+
 def phasor_columns(fk: float, span_hz: float, tt: np.ndarray, ends: np.ndarray, cum: np.ndarray,
-                   strikes: Sequence[tuple[Sequence[float], int | None]], bend: int = 1) -> list[np.ndarray]:
+                   strikes: Sequence[Sound], bend: int = 1) -> list[np.ndarray]:
     """The columns of the other sounds in the band around ``fk``: per strike (its partials
     in Hz, its onset sample; None: ringing from before the band's first window) each
     partial within ``span_hz`` of ``fk`` a phasor at its offset, ``e`` and ``t·e``; one
@@ -265,7 +270,7 @@ def band_residuals(
     cum = step_weights(win)
     mix = Mixer(y, sr, s0, s1, win, dec)
     t0s = np.round(np.asarray(times) * sr).astype(np.int64)  # (T,)
-    strikes: list[tuple[Sequence[float], int | None]] = []
+    strikes: list[Sound] = []
     for o in others:
         on = int(round(o.t_s * sr))
         strikes.append((o.freqs, None if on <= s0 - n_w else on))
