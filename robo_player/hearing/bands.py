@@ -83,9 +83,10 @@ class Mixer:
     seconds since the first; :meth:`band` mixes one partial down."""
 
     def __init__(self, y: np.ndarray, sr: int, s0: int, s1: int, win: np.ndarray, dec: int) -> None:
-        self.y, self.sr, self.s0, self.win, self.dec = y, sr, s0, win, dec
+        self.sr, self.s0, self.win, self.dec = sr, s0, win, dec
         n_w = len(win)
         self.n = np.arange(s0 - n_w + 1, s1)  # the samples the windows read
+        self.seg = y[s0 - n_w + 1 : s1]
         self.nfft = 1 << int(math.ceil(math.log2(len(self.n) + n_w)))
         self.wspec = np.fft.fft(win[::-1], self.nfft)
         x_len = len(range(n_w - 1, len(self.n), dec))
@@ -95,7 +96,7 @@ class Mixer:
     def band(self, fk: float) -> np.ndarray:
         """(N,) complex: the band around ``fk`` Hz. x[i] = sum_m z[i·dec + m] win[m], by
         FFT (pocketfft has no threads; a direct product's BLAS call has)."""
-        z = self.y[self.n] * np.exp(-2j * np.pi * fk / self.sr * self.n)
+        z = self.seg * np.exp(-2j * np.pi * fk / self.sr * self.n)
         return np.fft.ifft(np.fft.fft(z, self.nfft) * self.wspec)[len(self.win) - 1 : len(self.n) : self.dec]
 
 
