@@ -85,7 +85,7 @@ def test_a_strikes_read_shows_each_partials_own_decay() -> None:
 
 def _read(rates: list[float], pitch: int = 60) -> PartialsRead:
     k = len(rates)
-    return PartialsRead(pitch, np.zeros(k), np.ones(k, dtype=bool), np.full(k, 0.02), np.array(rates))
+    return PartialsRead(pitch, np.zeros(k), np.ones(k, dtype=bool), np.full(k, 0.02), np.array(rates), 0.0, 0.02, 2.0)
 
 
 def test_a_keys_decay_is_the_median_over_the_strikes_that_showed_it() -> None:

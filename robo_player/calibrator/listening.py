@@ -28,7 +28,9 @@ from ..hearing.detector import (
     Detector,
     PartialsRead,
     partials_read,
+    pooled_comb_rate,
     pooled_rates,
+    power_velocity,
     read_velocity,
 )
 from ..hearing.level import anchor_level_db, anchor_pair_sd_db, remove_level
@@ -65,6 +67,22 @@ OFFSET_PRIOR_SD_US = 50_000.0  # the prior on c (at the nominal full-drive laten
 # each key's strikes heard over their partials so far, with what their partials said
 # (the session's: a key's decay is pooled over them)
 KeyReads = dict[int, list[tuple[StrikeResult, PartialsRead]]]
+
+# The key's spectrum against the level law's (:func:`spectrum_offsets`). The partials'
+# log-mean (``read_velocity``: the room's colour averaged over the partials) reads the
+# level law's spectrum; a key whose spectrum is not the law's (a weak bass fundamental,
+# partials the law under-predicts: any real piano) reads off by a constant of that key
+# and its loudness, which the power sum (``power_velocity``: what a velocity means, on
+# any spectrum, but one partial's colour in it) does not carry. Their difference, in
+# log, fitted over the strikes of the keys this near (semitones) as a line in the
+# strike's loudness and in pitch (a soundboard's and a string scale's colour change
+# slowly along the keyboard), is taken off the log-mean: its colour-averaging kept, its
+# level the power sum's. 3: 7 keys, ~90 strikes, the line's level to ~0.2 % (one
+# strike's power sum scatters ~2 % through the room); the rich voice's bass changes
+# ~1 % a semitone (A0 +28 %, C2 +12 %, A2 +6 % at velocity 64: bench_calibration.py
+# --single-notes --voice rich), which the line in pitch follows.
+SPECTRUM_REACH = 3
+SPECTRUM_RIDGE = 1.0  # the slopes' pull to 0 (in strikes x their unit²): a take of one loudness has no slope in it
 
 
 def sync_pitch(spec: PianoSpec) -> int:
@@ -179,13 +197,57 @@ def partials_loudness(
                 continue
             reads.setdefault(s.pitch, []).append((s, read))
             touched.add(s.pitch)
-    for p in touched:
-        key_reads = (reads or {})[p]
-        rates = pooled_rates([r for s, r in key_reads if s.probe_gap_us is None])
+    if reads is None:
+        return
+    spectrum_offsets(reads, touched)
+
+
+def spectrum_offsets(reads: KeyReads, touched: set[int] | None = None) -> dict[int, tuple[float, float, float]]:
+    """Every strike in ``reads`` read again: the log-mean over its partials
+    (:func:`read_velocity`, each partial taken back to the onset with its key's pooled
+    decay) less its key's spectrum offset, the log of log-mean over power sum
+    (:func:`power_velocity`, with the key's pooled comb decay) fitted as
+    ``a + b·log(v/64) + c·(pitch - key)`` over the ordinary strikes of the keys within
+    :data:`SPECTRUM_REACH` (:data:`SPECTRUM_RIDGE` on the slopes). ``touched``: the keys
+    struck since (None: all): only the keys within reach of one are read again. Returns
+    the (a, b, c) of each key read again."""
+    near = set(reads) if touched is None else {p for p in reads if any(abs(p - t) <= SPECTRUM_REACH for t in touched)}
+    both: dict[int, list[tuple[StrikeResult, float, float | None]]] = {}
+    for p, key_reads in reads.items():
+        if not any(abs(p - t) <= SPECTRUM_REACH for t in near):
+            continue
+        ordinary = [r for s, r in key_reads if s.probe_gap_us is None]
+        rates = pooled_rates(ordinary)
+        comb_rate = pooled_comb_rate(ordinary)
+        rows = []
         for s, r in key_reads:
             v = read_velocity(r, rates if len(rates) and np.isfinite(rates).any() else None)
-            if v is not None:
-                s.velocity = v
+            if v is not None and v > 0.0:
+                rows.append((s, v, power_velocity(r, comb_rate)))
+        both[p] = rows
+    fits: dict[int, tuple[float, float, float]] = {}
+    for p in near:
+        rows = both[p]
+        x, d, q = [], [], []
+        for p2, rows2 in both.items():
+            if abs(p2 - p) > SPECTRUM_REACH:
+                continue
+            for s, v, pv in rows2:
+                if s.probe_gap_us is None and pv is not None and pv > 0.0:
+                    x.append(math.log(v / 64.0))
+                    d.append(math.log(v / pv))
+                    q.append(float(p2 - p))
+        if not d:
+            fits[p] = (0.0, 0.0, 0.0)
+        else:
+            a = np.column_stack([np.ones(len(d)), x, q])
+            ridge = math.sqrt(SPECTRUM_RIDGE) * np.array([[0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
+            coef = np.linalg.lstsq(np.vstack([a, ridge]), np.concatenate([d, [0.0, 0.0]]), rcond=None)[0]
+            fits[p] = (float(coef[0]), float(coef[1]), float(coef[2]))
+        a0, b, _ = fits[p]
+        for s, v, _ in rows:
+            s.velocity = v * math.exp(-(a0 + b * math.log(v / 64.0)))
+    return fits
 
 
 def full_drive_level(strikes: list[StrikeResult], spec: PianoSpec, sample_rate: int) -> tuple[float, int]:
