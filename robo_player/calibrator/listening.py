@@ -73,16 +73,14 @@ KeyReads = dict[int, list[tuple[StrikeResult, PartialsRead]]]
 # level law's spectrum; a key whose spectrum is not the law's (a weak bass fundamental,
 # partials the law under-predicts: any real piano) reads off by a constant of that key
 # and its loudness, which the power sum (``power_velocity``: what a velocity means, on
-# any spectrum, but one partial's colour in it) does not carry. Their difference, in
-# log, fitted over the strikes of the keys this near (semitones) as a line in the
-# strike's loudness and in pitch (a soundboard's and a string scale's colour change
-# slowly along the keyboard), is taken off the log-mean: its colour-averaging kept, its
-# level the power sum's. 3: 7 keys, ~90 strikes, the line's level to ~0.2 % (one
-# strike's power sum scatters ~2 % through the room); the rich voice's bass changes
-# ~1 % a semitone (A0 +28 %, C2 +12 %, A2 +6 % at velocity 64: bench_calibration.py
-# --single-notes --voice rich), which the line in pitch follows.
-SPECTRUM_REACH = 3
-SPECTRUM_RIDGE = 1.0  # the slopes' pull to 0 (in strikes x their unit²): a take of one loudness has no slope in it
+# any spectrum, but one partial's colour in it: ~2.5 % a strike through the room) does
+# not carry. Their difference, in log, fitted over the key's ordinary strikes as a line
+# in the strike's loudness (~13 strikes: its level to ~0.7 %), is taken off the
+# log-mean: its colour-averaging kept, its level the power sum's. Each key alone: the
+# log-mean's offset jumps from key to key where the partials it can use change (the
+# rich voice at velocity 64: A0 +31, A#0 +30, B0 +35, C1 +30 %; bench_calibration.py
+# --single-notes --voice rich), so a line through neighbours' strikes would miss by ~4 %.
+SPECTRUM_RIDGE = 1.0  # the slope's pull to 0 (in strikes x log(velocity)²): a take of one loudness has no slope in it
 
 
 def sync_pitch(spec: PianoSpec) -> int:
@@ -202,20 +200,16 @@ def partials_loudness(
     spectrum_offsets(reads, touched)
 
 
-def spectrum_offsets(reads: KeyReads, touched: set[int] | None = None) -> dict[int, tuple[float, float, float]]:
-    """Every strike in ``reads`` read again: the log-mean over its partials
-    (:func:`read_velocity`, each partial taken back to the onset with its key's pooled
-    decay) less its key's spectrum offset, the log of log-mean over power sum
-    (:func:`power_velocity`, with the key's pooled comb decay) fitted as
-    ``a + b·log(v/64) + c·(pitch - key)`` over the ordinary strikes of the keys within
-    :data:`SPECTRUM_REACH` (:data:`SPECTRUM_RIDGE` on the slopes). ``touched``: the keys
-    struck since (None: all): only the keys within reach of one are read again. Returns
-    the (a, b, c) of each key read again."""
-    near = set(reads) if touched is None else {p for p in reads if any(abs(p - t) <= SPECTRUM_REACH for t in touched)}
-    both: dict[int, list[tuple[StrikeResult, float, float | None]]] = {}
-    for p, key_reads in reads.items():
-        if not any(abs(p - t) <= SPECTRUM_REACH for t in near):
-            continue
+def spectrum_offsets(reads: KeyReads, touched: set[int] | None = None) -> dict[int, tuple[float, float]]:
+    """The strikes in ``reads`` of the keys in ``touched`` (None: every key) read again:
+    the log-mean over its partials (:func:`read_velocity`, each partial taken back to
+    the onset with its key's pooled decay) less its key's spectrum offset: the log of
+    log-mean over power sum (:func:`power_velocity`, with the key's pooled decay of its
+    power sum) fitted as ``a + b·log(v/64)`` over the key's ordinary strikes
+    (:data:`SPECTRUM_RIDGE` on ``b``; v the log-mean). Returns each such key's (a, b)."""
+    fits: dict[int, tuple[float, float]] = {}
+    for p in sorted(reads if touched is None else touched):
+        key_reads = reads[p]
         ordinary = [r for s, r in key_reads if s.probe_gap_us is None]
         rates = pooled_rates(ordinary)
         comb_rate = pooled_comb_rate(ordinary)
@@ -224,29 +218,16 @@ def spectrum_offsets(reads: KeyReads, touched: set[int] | None = None) -> dict[i
             v = read_velocity(r, rates if len(rates) and np.isfinite(rates).any() else None)
             if v is not None and v > 0.0:
                 rows.append((s, v, power_velocity(r, comb_rate)))
-        both[p] = rows
-    fits: dict[int, tuple[float, float, float]] = {}
-    for p in near:
-        rows = both[p]
-        x, d, q = [], [], []
-        for p2, rows2 in both.items():
-            if abs(p2 - p) > SPECTRUM_REACH:
-                continue
-            for s, v, pv in rows2:
-                if s.probe_gap_us is None and pv is not None and pv > 0.0:
-                    x.append(math.log(v / 64.0))
-                    d.append(math.log(v / pv))
-                    q.append(float(p2 - p))
-        if not d:
-            fits[p] = (0.0, 0.0, 0.0)
-        else:
-            a = np.column_stack([np.ones(len(d)), x, q])
-            ridge = math.sqrt(SPECTRUM_RIDGE) * np.array([[0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
-            coef = np.linalg.lstsq(np.vstack([a, ridge]), np.concatenate([d, [0.0, 0.0]]), rcond=None)[0]
-            fits[p] = (float(coef[0]), float(coef[1]), float(coef[2]))
-        a0, b, _ = fits[p]
+        pts = [(math.log(v / 64.0), math.log(v / pv)) for s, v, pv in rows
+               if s.probe_gap_us is None and pv is not None and pv > 0.0]  # fmt: skip
+        a, b = 0.0, 0.0
+        if pts:
+            x, d = np.array(pts).T
+            m = np.vstack([np.column_stack([np.ones(len(x)), x]), [0.0, math.sqrt(SPECTRUM_RIDGE)]])
+            a, b = (float(c) for c in np.linalg.lstsq(m, np.concatenate([d, [0.0]]), rcond=None)[0])
+        fits[p] = (a, b)
         for s, v, _ in rows:
-            s.velocity = v * math.exp(-(a0 + b * math.log(v / 64.0)))
+            s.velocity = v * math.exp(-(a + b * math.log(v / 64.0)))
     return fits
 
 

@@ -1632,17 +1632,17 @@ def _attack_segment(det: Detector, pitch: int, t_s: float, after_s: float = 0.0)
 
 def _partial_windows(
     det: Detector, pitch: int, t_half: float,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, float] | None:
     """Each partial's power less its background (the median over 20 ms before) over the
     comb loudness' window (from 3 ms after the half-energy time ``t_half``, a period of
     f0 or 10 ms long) and over the decay's (:data:`DECAY_WINDOW_S` after ``t_half``),
     and that background: three (K,), partials 1..K under the band's top (the decay
     window's nan where the audio ends before it); and the whole comb's power (all the
-    partials' bands as one, :func:`_comb`) over the two windows less its background and
-    that background, (3,); None where the audio ends before the loudness window."""
+    partials' bands as one, :func:`_comb`) over the loudness window less its background;
+    None where the audio ends before the loudness window."""
     sr = det.sr
     f0 = f0_hz(pitch)
-    s0, seg, freqs, period, f_hi = _attack_segment(det, pitch, t_half, DECAY_WINDOW_S[0] + max(DECAY_WINDOW_S[1] - DECAY_WINDOW_S[0], 1.0 / f0))
+    s0, seg, freqs, period, f_hi = _attack_segment(det, pitch, t_half, DECAY_WINDOW_S[1])
     n = len(seg)
     seg_f = np.fft.fft(seg) * np.where(freqs > 0, 2.0, 0.0)
     w = max(1, int(round(period * sr)))
@@ -1655,11 +1655,7 @@ def _partial_windows(
         return None
     env = np.abs(np.fft.ifft(seg_f * _comb(freqs, f0, f_hi))) ** 2
     pre = env[max(0, x - w // 2 - 20 * ms) : max(1, x - w // 2 - ms)]
-    b = float(np.median(pre)) if len(pre) else 0.0
-    # the comb's power pulses once a period of f0 (its partials beat together): its decay
-    # window lasts a period at least (A0: 36 ms), as its loudness window does
-    e1 = d0 + max(d1 - d0, w)
-    comb = np.array([float(np.mean(env[k0:k1])) - b, float(np.mean(env[d0:e1])) - b if e1 <= n else math.nan, b])
+    comb = float(np.mean(env[k0:k1])) - (float(np.median(pre)) if len(pre) else 0.0)
     pw, pd, bg = [], [], []
     for k in range(1, 9):
         if k * f0 > f_hi:
@@ -1680,16 +1676,25 @@ class PartialsReference:
     them at its energy fit's onset: the loudness window's power, the decay window's, and
     each window's effective time after the tone's onset (s: where a decay of the
     partial's power reads as at one instant), all (K,); ``half_s``: its half-energy time
-    after its onset; ``comb``, ``comb_t_eff``: the whole comb's power over the two windows
-    and their effective times, (2,)."""
+    after its onset; ``comb``: the whole comb's power over the loudness window;
+    ``band_sums``, ``comb_t_eff``: the partials' bands' powers summed over each window
+    (:func:`_band_sums`) and those sums' effective times, (2,)."""
 
     power: np.ndarray
     power_decay: np.ndarray
     t_eff: np.ndarray
     t_eff_decay: np.ndarray
     half_s: float
-    comb: np.ndarray
+    comb: float
+    band_sums: np.ndarray
     comb_t_eff: np.ndarray
+
+
+def _band_sums(windows: tuple[np.ndarray, ...]) -> np.ndarray:
+    """(2,) the partials' bands' powers summed over the loudness and the decay window
+    (the first two of :func:`_partial_windows`; nan where the audio ends before the
+    decay window)."""
+    return np.array([float(np.sum(windows[0])), float(np.sum(windows[1]))])
 
 
 def _partials_reference(pitch: int, sample_rate: int) -> PartialsReference:
@@ -1708,8 +1713,9 @@ def _partials_reference(pitch: int, sample_rate: int) -> PartialsReference:
         with np.errstate(divide="ignore", invalid="ignore"):
             t_eff = 0.5 * REFERENCE_DECAY_S * np.log(flat[0] / got[0])
             t_eff_decay = 0.5 * REFERENCE_DECAY_S * np.log(flat[1] / got[1])
-            comb_t_eff = 0.5 * REFERENCE_DECAY_S * np.log(flat[3][:2] / got[3][:2])
-        _PARTIALS_REF[key] = PartialsReference(got[0], got[1], t_eff, t_eff_decay, t_half - 0.2, got[3][:2], comb_t_eff)
+            sums, flat_sums = _band_sums(got), _band_sums(flat)
+            comb_t_eff = 0.5 * REFERENCE_DECAY_S * np.log(flat_sums / sums)
+        _PARTIALS_REF[key] = PartialsReference(got[0], got[1], t_eff, t_eff_decay, t_half - 0.2, got[3], sums, comb_t_eff)
     return _PARTIALS_REF[key]
 
 
@@ -1763,13 +1769,20 @@ def partials_read(det: Detector, pitch: int, t_s: float) -> PartialsRead | None:
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio_d = np.log(np.where(decays, heard_d, 1.0) / np.where(decays, ref.power_decay, 1.0))
         rate = np.where(decays, 1.0 / REFERENCE_DECAY_S + (ratio - ratio_d) / (2.0 * (t_eff_d - t_eff)), np.nan)
-    comb, comb_d, comb_bg = got[3] / det.gain**2
+    comb = got[3] / det.gain**2
     comb_t, comb_td = ref.comb_t_eff + late
     comb_ratio, comb_rate = math.nan, math.nan
-    if comb > 0.0 and ref.comb[0] > 0.0:
-        comb_ratio = math.log(comb / ref.comb[0])
-        if comb_d > DECAY_MIN_SNR * comb_bg and ref.comb[1] > 0.0 and comb_td > comb_t + 1e-3:
-            comb_rate = 1.0 / REFERENCE_DECAY_S + (comb_ratio - math.log(comb_d / ref.comb[1])) / (2.0 * (comb_td - comb_t))
+    sums = _band_sums((heard, heard_d))
+    if comb > 0.0 and ref.comb > 0.0:
+        comb_ratio = math.log(comb / ref.comb)
+    with np.errstate(invalid="ignore"):
+        rated = bool(np.all(sums > 0.0) and sums[1] > DECAY_MIN_SNR * float(np.sum(bg)) and np.all(ref.band_sums > 0.0)
+                     and comb_td > comb_t + 1e-3)  # fmt: skip
+    if rated:
+        # the power sum's decay from the partials' bands summed (each band holds one
+        # partial, whose power does not pulse; the whole comb's does, once a period of f0)
+        log_ratio = np.log(sums / ref.band_sums)
+        comb_rate = 1.0 / REFERENCE_DECAY_S + float(log_ratio[0] - log_ratio[1]) / (2.0 * (comb_td - comb_t))
     return PartialsRead(pitch, ratio, sure, t_eff, rate, comb_ratio, float(comb_t), comb_rate)
 
 
