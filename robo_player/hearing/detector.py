@@ -1690,11 +1690,10 @@ class PartialsReference:
     comb_t_eff: np.ndarray
 
 
-def _band_sums(windows: tuple[np.ndarray, ...]) -> np.ndarray:
-    """(2,) the partials' bands' powers summed over the loudness and the decay window
-    (the first two of :func:`_partial_windows`; nan where the audio ends before the
-    decay window)."""
-    return np.array([float(np.sum(windows[0])), float(np.sum(windows[1]))])
+def _band_sums(power: np.ndarray, power_decay: np.ndarray) -> np.ndarray:
+    """(2,) the partials' bands' powers (:func:`_partial_windows`' first two) summed over
+    the loudness and the decay window (nan where the audio ends before the decay one)."""
+    return np.array([float(np.sum(power)), float(np.sum(power_decay))])
 
 
 def _partials_reference(pitch: int, sample_rate: int) -> PartialsReference:
@@ -1713,7 +1712,7 @@ def _partials_reference(pitch: int, sample_rate: int) -> PartialsReference:
         with np.errstate(divide="ignore", invalid="ignore"):
             t_eff = 0.5 * REFERENCE_DECAY_S * np.log(flat[0] / got[0])
             t_eff_decay = 0.5 * REFERENCE_DECAY_S * np.log(flat[1] / got[1])
-            sums, flat_sums = _band_sums(got), _band_sums(flat)
+            sums, flat_sums = _band_sums(got[0], got[1]), _band_sums(flat[0], flat[1])
             comb_t_eff = 0.5 * REFERENCE_DECAY_S * np.log(flat_sums / sums)
         _PARTIALS_REF[key] = PartialsReference(got[0], got[1], t_eff, t_eff_decay, t_half - 0.2, got[3], sums, comb_t_eff)
     return _PARTIALS_REF[key]
@@ -1772,7 +1771,7 @@ def partials_read(det: Detector, pitch: int, t_s: float) -> PartialsRead | None:
     comb = got[3] / det.gain**2
     comb_t, comb_td = ref.comb_t_eff + late
     comb_ratio, comb_rate = math.nan, math.nan
-    sums = _band_sums((heard, heard_d))
+    sums = _band_sums(heard, heard_d)
     if comb > 0.0 and ref.comb > 0.0:
         comb_ratio = math.log(comb / ref.comb)
     with np.errstate(invalid="ignore"):
