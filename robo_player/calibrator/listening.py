@@ -18,7 +18,7 @@ constant term, so the ``c`` that lets every key's curve fit best is the one.
 from __future__ import annotations
 
 import math
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -64,9 +64,18 @@ FULL_DRIVE = 1.0 - 1e-6  # a strike at or above this drive is at full drive (the
 OFFSET_PRIOR_SD_US = 50_000.0  # the prior on c (at the nominal full-drive latency): wide, the curves decide (onsets are now precise to ~0.2 ms)
 
 
-# each key's strikes heard over their partials so far, with what their partials said
-# (the session's: a key's decay is pooled over them)
-KeyReads = dict[int, list[tuple[StrikeResult, PartialsRead]]]
+@dataclass(slots=True)
+class KeyStrikes:
+    """One key's strikes heard over their partials so far (the session's: its decays are
+    pooled over them), each with what its partials said; and, as :func:`spectrum_offsets`
+    last read them, each strike's loudness by the partials' log-mean and by the power
+    sum (None where that says nothing)."""
+
+    reads: list[tuple[StrikeResult, PartialsRead]] = field(default_factory=list)
+    rows: list[tuple[StrikeResult, float, float | None]] = field(default_factory=list)
+
+
+KeyReads = dict[int, KeyStrikes]
 
 # The key's spectrum against the level law's (:func:`spectrum_offsets`). The partials'
 # log-mean (``read_velocity``: the room's colour averaged over the partials) reads the
@@ -80,8 +89,11 @@ KeyReads = dict[int, list[tuple[StrikeResult, PartialsRead]]]
 # log-mean's offset jumps from key to key where the partials it can use change (the
 # rich voice at velocity 64: A0 +31, A#0 +30, B0 +35, C1 +30 %; bench_calibration.py
 # --single-notes --voice rich), so a line through neighbours' strikes would miss by ~4 %.
+# Where the keys' offsets spread no more than their own noise says (a spectrum near the
+# law's: the plain voice), each is pulled to their mean by as much (empirical Bayes over
+# the keys: the noise of a key's ~0.7 % would otherwise be added to every table).
 SPECTRUM_RIDGE = 1.0  # the slope's pull to 0 (in strikes x log(velocity)²): a take of one loudness has no slope in it
-
+SPECTRUM_MIN_STRIKES = 3  # a key's line tells its own noise from this many ordinary strikes
 
 def sync_pitch(spec: PianoSpec) -> int:
     return min((k.pitch for k in spec.keys), key=lambda p: (abs(p - SYNC_PITCH), p))
@@ -193,7 +205,7 @@ def partials_loudness(
                 if v is not None:
                     s.velocity = v
                 continue
-            reads.setdefault(s.pitch, []).append((s, read))
+            reads.setdefault(s.pitch, KeyStrikes()).reads.append((s, read))
             touched.add(s.pitch)
     if reads is None:
         return
@@ -201,34 +213,65 @@ def partials_loudness(
 
 
 def spectrum_offsets(reads: KeyReads, touched: set[int] | None = None) -> dict[int, tuple[float, float]]:
-    """The strikes in ``reads`` of the keys in ``touched`` (None: every key) read again:
-    the log-mean over its partials (:func:`read_velocity`, each partial taken back to
-    the onset with its key's pooled decay) less its key's spectrum offset: the log of
-    log-mean over power sum (:func:`power_velocity`, with the key's pooled decay of its
-    power sum) fitted as ``a + b·log(v/64)`` over the key's ordinary strikes
-    (:data:`SPECTRUM_RIDGE` on ``b``; v the log-mean). Returns each such key's (a, b)."""
-    fits: dict[int, tuple[float, float]] = {}
+    """Every strike in ``reads`` read again: the log-mean over its partials
+    (:func:`read_velocity`, each partial taken back to the onset with its key's pooled
+    decay) less its key's spectrum offset, the log of log-mean over power sum
+    (:func:`power_velocity`, with the key's pooled decay of its power sum) fitted as
+    ``a + b·log(v/64)`` over the key's ordinary strikes (:data:`SPECTRUM_RIDGE` on
+    ``b``; v the log-mean), each of ``a`` and ``b`` pulled to its mean over the keys by
+    as much as the keys' spread of it is their own noise (:func:`_shrink`). ``touched``:
+    the keys struck since the last call (None: all), whose decays and reads are read
+    again (the others' are kept in :attr:`KeyStrikes.rows`). Returns each key's (a, b)."""
     for p in sorted(reads if touched is None else touched):
-        key_reads = reads[p]
-        ordinary = [r for s, r in key_reads if s.probe_gap_us is None]
+        ks = reads[p]
+        ordinary = [r for s, r in ks.reads if s.probe_gap_us is None]
         rates = pooled_rates(ordinary)
         comb_rate = pooled_comb_rate(ordinary)
-        rows = []
-        for s, r in key_reads:
+        ks.rows = []
+        for s, r in ks.reads:
             v = read_velocity(r, rates if len(rates) and np.isfinite(rates).any() else None)
             if v is not None and v > 0.0:
-                rows.append((s, v, power_velocity(r, comb_rate)))
-        pts = [(math.log(v / 64.0), math.log(v / pv)) for s, v, pv in rows
+                ks.rows.append((s, v, power_velocity(r, comb_rate)))
+    lines: dict[int, tuple[np.ndarray, np.ndarray, float | None]] = {}  # key: (a, b), diag((MᵀM)⁻¹), s²
+    for p, ks in reads.items():
+        pts = [(math.log(v / 64.0), math.log(v / pv)) for s, v, pv in ks.rows
                if s.probe_gap_us is None and pv is not None and pv > 0.0]  # fmt: skip
-        a, b = 0.0, 0.0
-        if pts:
-            x, d = np.array(pts).T
-            m = np.vstack([np.column_stack([np.ones(len(x)), x]), [0.0, math.sqrt(SPECTRUM_RIDGE)]])
-            a, b = (float(c) for c in np.linalg.lstsq(m, np.concatenate([d, [0.0]]), rcond=None)[0])
-        fits[p] = (a, b)
-        for s, v, _ in rows:
+        if not pts:
+            continue
+        x, d = np.array(pts).T
+        m = np.vstack([np.column_stack([np.ones(len(x)), x]), [0.0, math.sqrt(SPECTRUM_RIDGE)]])
+        y = np.concatenate([d, [0.0]])
+        coef = np.linalg.lstsq(m, y, rcond=None)[0]
+        # one strike's scatter about the line (the ridge's row holds one of the two)
+        s2 = float(np.sum((y - m @ coef) ** 2)) / (len(x) - 1) if len(x) >= SPECTRUM_MIN_STRIKES else None
+        lines[p] = (coef, np.diag(np.linalg.inv(m.T @ m)), s2)
+    fits = _shrink(lines)
+    for p, ks in reads.items():
+        a, b = fits.get(p, (0.0, 0.0))
+        for s, v, _ in ks.rows:
             s.velocity = v * math.exp(-(a + b * math.log(v / 64.0)))
     return fits
+
+
+def _shrink(lines: dict[int, tuple[np.ndarray, np.ndarray, float | None]]) -> dict[int, tuple[float, float]]:
+    """Each key's (a, b) (``lines``: the fitted pair, diag((MᵀM)⁻¹) of its fit and one
+    strike's scatter about it, None under SPECTRUM_MIN_STRIKES) pulled to the keys'
+    mean by the share ``n / (t + n)`` of its distance: n its own noise variance (its
+    scatter, else the keys' median scatter, x its diag), t the keys' spread beyond
+    their noise (their variance less their mean noise variance, >= 0). Under two keys
+    with a scatter of their own: all as fitted."""
+    told = [s2 for _, _, s2 in lines.values() if s2 is not None]
+    if len(told) < 2:
+        return {p: (float(c[0]), float(c[1])) for p, (c, _, _) in lines.items()}
+    typical = float(np.median(told))
+    keys = list(lines)
+    coefs = np.array([lines[p][0] for p in keys])  # (N, 2)
+    noise = np.array([lines[p][1] * (typical if lines[p][2] is None else lines[p][2]) for p in keys])  # (N, 2)
+    mean = coefs.mean(axis=0)
+    spread = np.maximum(coefs.var(axis=0) - noise.mean(axis=0), 0.0)
+    keep = spread / np.maximum(spread + noise, 1e-30)  # (N, 2)
+    shrunk = mean + keep * (coefs - mean)
+    return {p: (float(a), float(b)) for p, (a, b) in zip(keys, shrunk, strict=True)}
 
 
 def full_drive_level(strikes: list[StrikeResult], spec: PianoSpec, sample_rate: int) -> tuple[float, int]:
