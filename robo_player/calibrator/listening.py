@@ -90,15 +90,10 @@ KeyReads = dict[int, KeyStrikes]
 # rich voice at velocity 64: A0 +31, A#0 +30, B0 +35, C1 +30 %; bench_calibration.py
 # --single-notes --voice rich), so a line through neighbours' strikes would miss by ~4 %.
 # Where the keys' offsets spread no more than their own noise says (a spectrum near the
-# law's: the plain voice; or one that changes slowly along the keyboard), each is pulled
-# to their mean by as much (empirical Bayes over the keys within an octave: the noise of
-# a key's ~0.7 % would otherwise be added to its table).
+# law's: the plain voice), each is pulled to their mean by as much (empirical Bayes over
+# the keys: the noise of a key's ~0.7 % would otherwise be added to every table).
 SPECTRUM_RIDGE = 1.0  # the slope's pull to 0 (in strikes x log(velocity)²): a take of one loudness has no slope in it
 SPECTRUM_MIN_STRIKES = 3  # a key's line tells its own noise from this many ordinary strikes
-# the keys whose offsets' spread and mean a key's is pulled by: this near (semitones; an
-# octave's 13 keys: the rich voice's treble offsets, flat, are pulled to their mean,
-# its bass's, ~1 % a semitone apart and jumping, kept)
-SPECTRUM_NEAR = 6
 
 def sync_pitch(spec: PianoSpec) -> int:
     return min((k.pitch for k in spec.keys), key=lambda p: (abs(p - SYNC_PITCH), p))
@@ -260,27 +255,23 @@ def spectrum_offsets(reads: KeyReads, touched: set[int] | None = None) -> dict[i
 
 def _shrink(lines: dict[int, tuple[np.ndarray, np.ndarray, float | None]]) -> dict[int, tuple[float, float]]:
     """Each key's (a, b) (``lines``: the fitted pair, diag((MᵀM)⁻¹) of its fit and one
-    strike's scatter about it, None under SPECTRUM_MIN_STRIKES) pulled to the mean of
-    the keys within :data:`SPECTRUM_NEAR` of it by the share ``n / (t + n)`` of its
-    distance: n its own noise variance (its scatter, else the keys' median scatter, x
-    its diag), t those keys' spread beyond their noise (their variance less their mean
-    noise variance, >= 0). Under two keys with a scatter of their own: all as fitted."""
+    strike's scatter about it, None under SPECTRUM_MIN_STRIKES) pulled to the keys'
+    mean by the share ``n / (t + n)`` of its distance: n its own noise variance (its
+    scatter, else the keys' median scatter, x its diag), t the keys' spread beyond
+    their noise (their variance less their mean noise variance, >= 0). Under two keys
+    with a scatter of their own: all as fitted."""
     told = [s2 for _, _, s2 in lines.values() if s2 is not None]
     if len(told) < 2:
         return {p: (float(c[0]), float(c[1])) for p, (c, _, _) in lines.items()}
     typical = float(np.median(told))
-    keys = np.array(list(lines))
+    keys = list(lines)
     coefs = np.array([lines[p][0] for p in keys])  # (N, 2)
     noise = np.array([lines[p][1] * (typical if lines[p][2] is None else lines[p][2]) for p in keys])  # (N, 2)
-    out: dict[int, tuple[float, float]] = {}
-    for i, p in enumerate(keys):
-        near = np.abs(keys - p) <= SPECTRUM_NEAR
-        mean = coefs[near].mean(axis=0)
-        spread = np.maximum(coefs[near].var(axis=0) - noise[near].mean(axis=0), 0.0)
-        keep = spread / np.maximum(spread + noise[i], 1e-30)
-        a, b = mean + keep * (coefs[i] - mean)
-        out[int(p)] = (float(a), float(b))
-    return out
+    mean = coefs.mean(axis=0)
+    spread = np.maximum(coefs.var(axis=0) - noise.mean(axis=0), 0.0)
+    keep = spread / np.maximum(spread + noise, 1e-30)  # (N, 2)
+    shrunk = mean + keep * (coefs - mean)
+    return {p: (float(a), float(b)) for p, (a, b) in zip(keys, shrunk, strict=True)}
 
 
 def full_drive_level(strikes: list[StrikeResult], spec: PianoSpec, sample_rate: int) -> tuple[float, int]:
