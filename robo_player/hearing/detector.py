@@ -1586,6 +1586,13 @@ class Detector:
 # 1.7 % a strike (22 keys x 6 takes, velocity 96; docs/calibration.md, "Loudness through the microphone").
 # It reads the level law's brightness, so the microphone's gain must be known: the
 # calibration hears so once the take's level is fitted (calibrator/listening.py).
+# It reads the level law's spectrum too: a key whose partials are not the law's (a weak
+# bass fundamental, its upper partials carrying the power) reads off by a constant of
+# that key (the simulator's rich voice: A0 +28 % at velocity 64). The power sum (the
+# whole comb's power, :func:`power_velocity`) is what a velocity means on any spectrum,
+# with one partial's colour in it; the calibration sets each key's log-mean at its power
+# sum's level over the key's strikes (listening.spectrum_offsets; docs/calibration.md,
+# "The key's spectrum").
 PARTIAL_MIN_SHARE = 0.01  # a partial under this share of the note's power at the velocity says too little
 PARTIAL_MIN_SNR = 3.0  # ... and one under this x its band's background is the noise's
 # The notes decay unlike the reference tone (a 0.5 s decay on every partial): a bass
