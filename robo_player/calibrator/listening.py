@@ -92,8 +92,12 @@ KeyReads = dict[int, KeyStrikes]
 # Where the keys' offsets spread no more than their own noise says (a spectrum near the
 # law's: the plain voice), each is pulled to their mean by as much (empirical Bayes over
 # the keys: the noise of a key's ~0.7 % would otherwise be added to every table).
-SPECTRUM_RIDGE = 1.0  # the slope's pull to 0 (in strikes x log(velocity)²): a take of one loudness has no slope in it
-SPECTRUM_MIN_STRIKES = 3  # a key's line tells its own noise from this many ordinary strikes
+# the slope's pull to 0, as a strike's weight at log(v/64) = ±1: the first take's one
+# loudness a key has no slope in it; a session's ~13 strikes over velocity ~25..127
+# (sum of x² ~4) outweigh it (a pick, not tuned: 0 leaves the first take's slope free)
+SPECTRUM_RIDGE = 1.0
+SPECTRUM_MIN_STRIKES = 3  # a key's line tells its own noise from this many ordinary strikes (one degree of freedom)
+
 
 def sync_pitch(spec: PianoSpec) -> int:
     return min((k.pitch for k in spec.keys), key=lambda p: (abs(p - SYNC_PITCH), p))
@@ -189,9 +193,10 @@ def partials_loudness(
     ``reads`` (the session's, every key's strikes so far), the decay is pooled over the
     key's ordinary strikes (:func:`~robo_player.hearing.detector.pooled_rates`: one
     strike's, through the room, scatters by several 1/s; a key-return probe's damper may
-    land early) and every strike of a key struck here is read again with it; without,
-    each strike's own. Where fewer than two partials tell it, the comb's loudness stays
-    (the level already out of it)."""
+    land early) and every strike of a key struck here is read again with it, at the
+    level of the key's power sum (:func:`spectrum_offsets`: the partials' log-mean
+    assumes the level law's spectrum); without, each strike's own log-mean. Where fewer
+    than two partials tell it, the comb's loudness stays (the level already out of it)."""
     assert perf.audio is not None
     det = Detector(perf.audio.samples(), perf.audio.sample_rate, gain_db=REFERENCE_GAIN_DB + level_db)
     touched: set[int] = set()
