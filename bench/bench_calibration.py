@@ -177,42 +177,62 @@ def play_errors(dev: object, spec: object, cal: Calibration, piece: str) -> dict
     }
 
 
-def single_notes(velocity: float, takes: int) -> None:
+def single_notes(velocity: float, takes: int, voice: str = "plain") -> None:
     """Heard over true loudness (%, the log) of single notes struck at ``velocity`` on
     keys 21, 27, .. 105, each alone in ``takes`` takes (a room drawn per take), read as
     the calibration reads them (:func:`partials_read`; a key's decay pooled over its
-    takes) and with no decay taken out: the common part, the line in pitch (A0 -> C8),
-    the keys' scatter about it and the take-to-take s.d. (rms over keys)."""
-    from robo_player.hearing.detector import Detector, partials_read, pooled_rates, read_velocity
+    takes), with no decay taken out, and the comb's power sum (:meth:`Detector.find`'s
+    loudness): the common part, the line in pitch (A0 -> C8), the keys' scatter about it
+    and the take-to-take s.d. (rms over keys). ``voice``: the simulator's voice
+    (``plain`` or ``rich``, robo_player/sim/audio.py)."""
+    from robo_player.hearing.detector import (
+        Detector,
+        partials_read,
+        pooled_comb_rate,
+        pooled_rates,
+        power_velocity,
+        read_velocity,
+    )
     from robo_player.performance import HeardNote
+    from robo_player.sim.audio import RENDERERS, Voice
     from robo_player.sim.room import Room, RoomTake
+
+    render = RENDERERS[Voice(voice)]
 
     pitches = list(range(21, 109, 6))
     for rt60, n, snr in ((0.0, 1, 80.0), (0.3, takes, 30.0)):
-        rows: dict[str, list[list[float]]] = {"decay taken out": [], "none taken out": []}
+        rows: dict[str, list[list[float]]] = {
+            "decay taken out": [], "none taken out": [], "power sum, decay out": [], "comb's power sum": [],
+        }
         for p in pitches:
-            reads = []
+            reads, comb = [], []
             for take in range(n):
                 room = Room(gain_db=-24.0, seed=4, rt60_s=rt60, snr_db=snr)
                 # held 80 ms: a calibration strike's damper lands >= 73 ms after its onset
-                rt = RoomTake(room, [HeardNote(500_000, p, velocity, 580_000)], [], take)
+                rt = RoomTake(room, [HeardNote(500_000, p, velocity, 580_000)], [], take, render=render)
                 det = Detector(rt.samples(), rt.sample_rate, gain_db=-24.0)
                 t = rt._audio_us(500_000) / 1e6
                 o = det.find(p, t - 0.03, t + 0.03, alone=True)
                 r = partials_read(det, p, o.t_s) if o is not None else None
                 if r is not None:
                     reads.append(r)
+                if o is not None and o.velocity > 0.0:
+                    comb.append(100.0 * math.log(o.velocity / velocity))
             rates = pooled_rates(reads)
             for name, rr in (("decay taken out", rates), ("none taken out", np.full(len(rates), np.nan))):
                 vs = [read_velocity(r, rr) for r in reads]
                 rows[name].append([100.0 * math.log(v / velocity) for v in vs if v is not None])
+            rows["comb's power sum"].append(comb)
+            comb_rate = pooled_comb_rate(reads)
+            vs = [power_velocity(r, comb_rate) for r in reads]
+            rows["power sum, decay out"].append([100.0 * math.log(v / velocity) for v in vs if v is not None])
         x = (np.array(pitches) - 64.5) / 43.5
         for name, e in rows.items():
             m = np.array([np.mean(a) for a in e])
             slope, icept = np.polyfit(x, m, 1)
             sd = math.sqrt(float(np.mean([np.var(a) for a in e])))
             print(
-                f"velocity {velocity:g}, {'room rt60 0.3 s, ' + str(n) + ' takes' if rt60 else 'no room'}, {name}: "
+                f"{voice}: velocity {velocity:g}, {'room rt60 0.3 s, ' + str(n) + ' takes' if rt60 else 'no room'}, {name}: "
                 f"common {m.mean():+.2f} %, trend A0 -> C8 {2 * slope:+.2f} %, scatter {np.std(m - slope * x - icept):.2f} %, "
                 f"take-to-take s.d. {sd:.2f} %"
             )
@@ -238,10 +258,11 @@ def main() -> None:
     ap.add_argument("--single-notes", type=float, nargs="*", default=None, metavar="VELOCITY",
                     help="only the detector's loudness of single notes through the room (default velocities 96 40)")
     ap.add_argument("--takes", type=int, default=8, help="--single-notes: takes a key (a room each)")
+    ap.add_argument("--voice", default="plain", choices=("plain", "rich"), help="--single-notes: the simulator's voice")
     args = ap.parse_args()
     if args.single_notes is not None:
         for v in args.single_notes or [96.0, 40.0]:
-            single_notes(v, args.takes)
+            single_notes(v, args.takes, args.voice)
         return
     spec = load_spec(args.spec)
     pieces = args.pieces if args.pieces is not None else [p.stem for p in bundled_pieces()]

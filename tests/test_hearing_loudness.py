@@ -9,6 +9,8 @@ import math
 import numpy as np
 import pytest
 
+from robo_player.calibrator.listening import KeyReads, KeyStrikes, _shrink, spectrum_offsets
+from robo_player.calibrator.strikes import StrikeResult
 from robo_player.hearing.detector import (
     DECAY_RATE_RANGE,
     Detector,
@@ -85,7 +87,7 @@ def test_a_strikes_read_shows_each_partials_own_decay() -> None:
 
 def _read(rates: list[float], pitch: int = 60) -> PartialsRead:
     k = len(rates)
-    return PartialsRead(pitch, np.zeros(k), np.ones(k, dtype=bool), np.full(k, 0.02), np.array(rates))
+    return PartialsRead(pitch, np.zeros(k), np.ones(k, dtype=bool), np.full(k, 0.02), np.array(rates), 0.0, 0.02, 2.0)
 
 
 def test_a_keys_decay_is_the_median_over_the_strikes_that_showed_it() -> None:
@@ -113,3 +115,68 @@ def test_the_decay_taken_back_to_the_onset_moves_the_loudness_its_way() -> None:
 def test_rates_for_the_wrong_number_of_partials_are_refused() -> None:
     with pytest.raises(ValueError, match="key 60: 2 decay rates for 3 partials"):
         read_velocity(_read([1.0, 1.0, 1.0]), np.array([1.0, 1.0]))
+
+
+def _rich_or_plain_reads(voice: str, pitches: tuple[int, ...], velocities: tuple[float, ...]) -> KeyReads:
+    """Single notes of the simulator's ``voice`` through its room (one take, a room, each),
+    read as the calibration reads them: the session's :data:`KeyReads`, each strike's
+    loudness as yet unset."""
+    from robo_player.performance import HeardNote
+    from robo_player.sim.audio import RENDERERS, Voice
+    from robo_player.sim.room import Room, RoomTake
+
+    reads: KeyReads = {}
+    for p in pitches:
+        for i, v in enumerate(velocities):
+            room = Room(gain_db=GAIN_DB, seed=4, rt60_s=0.3, snr_db=30.0)
+            # held 80 ms: a calibration strike's damper lands >= 73 ms after its onset
+            rt = RoomTake(room, [HeardNote(500_000, p, v, 580_000)], [], 100 * p + i, render=RENDERERS[Voice(voice)])
+            det = Detector(rt.samples(), rt.sample_rate, gain_db=GAIN_DB)
+            t = rt._audio_us(500_000) / 1e6
+            o = det.find(p, t - 0.03, t + 0.03, alone=True)
+            assert o is not None, f"{voice}: key {p} at velocity {v} not heard"
+            r = partials_read(det, p, o.t_s)
+            assert r is not None
+            reads.setdefault(p, KeyStrikes()).reads.append((StrikeResult(p, v / 127.0, 0, heard=True), r))
+    return reads
+
+
+@pytest.mark.parametrize("voice", ["plain", "rich"])
+def test_the_bass_reads_its_loudness_whatever_its_spectrum(voice: str) -> None:
+    """The rich voice's bass (a weak fundamental, its upper partials carrying the onset
+    power) read by the partials' log-mean alone came out 20-35 % loud at A0-C1 (the
+    level law's spectrum assumed); the power sum says what a velocity is on any
+    spectrum, and each key's offset between the two over its strikes
+    (:func:`spectrum_offsets`) takes it out. The same read on the plain voice (it does
+    not know which it hears). Each strike in a room of its own, as a session's takes."""
+    velocities = (30.0, 42.0, 55.0, 68.0, 80.0, 95.0, 110.0, 125.0)
+    reads = _rich_or_plain_reads(voice, (21, 25), velocities)
+    log_mean = [math.log(read_velocity(r, pooled_rates([r for _, r in ks.reads])) / (s.drive * 127.0))
+                for ks in reads.values() for s, r in ks.reads]  # fmt: skip
+    spectrum_offsets(reads)
+    for p, ks in reads.items():
+        err = np.array([math.log(s.velocity / (s.drive * 127.0)) for s, _ in ks.reads])
+        assert abs(float(np.mean(err))) < 0.04, (p, np.round(err, 3))  # the key's level
+        assert float(np.max(np.abs(err))) < 0.1, (p, np.round(err, 3))
+    if voice == "rich":  # what the rule takes out
+        assert float(np.mean(log_mean)) > 0.15, np.round(log_mean, 3)
+
+
+def test_keys_whose_offsets_spread_no_more_than_their_noise_are_pulled_together() -> None:
+    """A spectrum near the level law's (the plain voice): the keys' offsets between the
+    log-mean and the power sum spread as their own noise says, and each is pulled to
+    their mean (its ~0.7 % of noise not added to its table); offsets that spread far
+    beyond it (the rich voice's bass against its treble) are kept as fitted."""
+    rng = np.random.default_rng(5)
+    diag = np.array([1.0 / 13.0, 0.1])  # 13 strikes a key
+    s2 = 0.025**2  # one strike's scatter: 2.5 %
+    noisy = {p: (np.array([0.01 + rng.normal(0.0, 0.025 / math.sqrt(13.0)), 0.0]), diag, s2) for p in range(21, 109)}
+    got = _shrink(noisy)
+    a = np.array([got[p][0] for p in noisy])
+    raw = np.array([c[0] for c, _, _ in noisy.values()])
+    assert np.std(a) < 0.3 * np.std(raw)  # pulled together ...
+    assert float(np.mean(a)) == pytest.approx(float(np.mean(raw)))  # ... to their mean
+    spread = {p: (np.array([0.3 * (108 - p) / 87.0 + rng.normal(0.0, 0.007), 0.0]), diag, s2) for p in range(21, 109)}
+    got = _shrink(spread)
+    for p, (c, _, _) in spread.items():
+        assert got[p][0] == pytest.approx(float(c[0]), abs=0.003)

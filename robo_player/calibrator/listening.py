@@ -18,7 +18,7 @@ constant term, so the ``c`` that lets every key's curve fit best is the one.
 from __future__ import annotations
 
 import math
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -28,7 +28,9 @@ from ..hearing.detector import (
     Detector,
     PartialsRead,
     partials_read,
+    pooled_comb_rate,
     pooled_rates,
+    power_velocity,
     read_velocity,
 )
 from ..hearing.level import anchor_level_db, anchor_pair_sd_db, remove_level
@@ -62,9 +64,39 @@ FULL_DRIVE = 1.0 - 1e-6  # a strike at or above this drive is at full drive (the
 OFFSET_PRIOR_SD_US = 50_000.0  # the prior on c (at the nominal full-drive latency): wide, the curves decide (onsets are now precise to ~0.2 ms)
 
 
-# each key's strikes heard over their partials so far, with what their partials said
-# (the session's: a key's decay is pooled over them)
-KeyReads = dict[int, list[tuple[StrikeResult, PartialsRead]]]
+@dataclass(slots=True)
+class KeyStrikes:
+    """One key's strikes heard over their partials so far (the session's: its decays are
+    pooled over them), each with what its partials said; and, as :func:`spectrum_offsets`
+    last read them, each strike's loudness by the partials' log-mean and by the power
+    sum (None where that says nothing)."""
+
+    reads: list[tuple[StrikeResult, PartialsRead]] = field(default_factory=list)
+    rows: list[tuple[StrikeResult, float, float | None]] = field(default_factory=list)
+
+
+KeyReads = dict[int, KeyStrikes]
+
+# The key's spectrum against the level law's (:func:`spectrum_offsets`). The partials'
+# log-mean (``read_velocity``: the room's colour averaged over the partials) reads the
+# level law's spectrum; a key whose spectrum is not the law's (a weak bass fundamental,
+# partials the law under-predicts: any real piano) reads off by a constant of that key
+# and its loudness, which the power sum (``power_velocity``: what a velocity means, on
+# any spectrum, but one partial's colour in it: ~2.5 % a strike through the room) does
+# not carry. Their difference, in log, fitted over the key's ordinary strikes as a line
+# in the strike's loudness (~13 strikes: its level to ~0.7 %), is taken off the
+# log-mean: its colour-averaging kept, its level the power sum's. Each key alone: the
+# log-mean's offset jumps from key to key where the partials it can use change (the
+# rich voice at velocity 64: A0 +31, A#0 +30, B0 +35, C1 +30 %; bench_calibration.py
+# --single-notes --voice rich), so a line through neighbours' strikes would miss by ~4 %.
+# Where the keys' offsets spread no more than their own noise says (a spectrum near the
+# law's: the plain voice), each is pulled to their mean by as much (empirical Bayes over
+# the keys: the noise of a key's ~0.7 % would otherwise be added to every table).
+# the slope's pull to 0, as a strike's weight at log(v/64) = ±1: the first take's one
+# loudness a key has no slope in it; a session's ~13 strikes over velocity ~25..127
+# (sum of x² ~4) outweigh it (a pick, not tuned: 0 leaves the first take's slope free)
+SPECTRUM_RIDGE = 1.0
+SPECTRUM_MIN_STRIKES = 3  # a key's line tells its own noise from this many ordinary strikes (one degree of freedom)
 
 
 def sync_pitch(spec: PianoSpec) -> int:
@@ -161,9 +193,10 @@ def partials_loudness(
     ``reads`` (the session's, every key's strikes so far), the decay is pooled over the
     key's ordinary strikes (:func:`~robo_player.hearing.detector.pooled_rates`: one
     strike's, through the room, scatters by several 1/s; a key-return probe's damper may
-    land early) and every strike of a key struck here is read again with it; without,
-    each strike's own. Where fewer than two partials tell it, the comb's loudness stays
-    (the level already out of it)."""
+    land early) and every strike of a key struck here is read again with it, at the
+    level of the key's power sum (:func:`spectrum_offsets`: the partials' log-mean
+    assumes the level law's spectrum); without, each strike's own log-mean. Where fewer
+    than two partials tell it, the comb's loudness stays (the level already out of it)."""
     assert perf.audio is not None
     det = Detector(perf.audio.samples(), perf.audio.sample_rate, gain_db=REFERENCE_GAIN_DB + level_db)
     touched: set[int] = set()
@@ -177,15 +210,73 @@ def partials_loudness(
                 if v is not None:
                     s.velocity = v
                 continue
-            reads.setdefault(s.pitch, []).append((s, read))
+            reads.setdefault(s.pitch, KeyStrikes()).reads.append((s, read))
             touched.add(s.pitch)
-    for p in touched:
-        key_reads = (reads or {})[p]
-        rates = pooled_rates([r for s, r in key_reads if s.probe_gap_us is None])
-        for s, r in key_reads:
+    if reads is None:
+        return
+    spectrum_offsets(reads, touched)
+
+
+def spectrum_offsets(reads: KeyReads, touched: set[int] | None = None) -> dict[int, tuple[float, float]]:
+    """Every strike in ``reads`` read again: the log-mean over its partials
+    (:func:`read_velocity`, each partial taken back to the onset with its key's pooled
+    decay) less its key's spectrum offset, the log of log-mean over power sum
+    (:func:`power_velocity`, with the key's pooled decay of its power sum) fitted as
+    ``a + b·log(v/64)`` over the key's ordinary strikes (:data:`SPECTRUM_RIDGE` on
+    ``b``; v the log-mean), each of ``a`` and ``b`` pulled to its mean over the keys by
+    as much as the keys' spread of it is their own noise (:func:`_shrink`). ``touched``:
+    the keys struck since the last call (None: all), whose decays and reads are read
+    again (the others' are kept in :attr:`KeyStrikes.rows`). Returns each key's (a, b)."""
+    for p in sorted(reads if touched is None else touched):
+        ks = reads[p]
+        ordinary = [r for s, r in ks.reads if s.probe_gap_us is None]
+        rates = pooled_rates(ordinary)
+        comb_rate = pooled_comb_rate(ordinary)
+        ks.rows = []
+        for s, r in ks.reads:
             v = read_velocity(r, rates if len(rates) and np.isfinite(rates).any() else None)
-            if v is not None:
-                s.velocity = v
+            if v is not None and v > 0.0:
+                ks.rows.append((s, v, power_velocity(r, comb_rate)))
+    lines: dict[int, tuple[np.ndarray, np.ndarray, float | None]] = {}  # key: (a, b), diag((MᵀM)⁻¹), s²
+    for p, ks in reads.items():
+        pts = [(math.log(v / 64.0), math.log(v / pv)) for s, v, pv in ks.rows
+               if s.probe_gap_us is None and pv is not None and pv > 0.0]  # fmt: skip
+        if not pts:
+            continue
+        x, d = np.array(pts).T
+        m = np.vstack([np.column_stack([np.ones(len(x)), x]), [0.0, math.sqrt(SPECTRUM_RIDGE)]])
+        y = np.concatenate([d, [0.0]])
+        coef = np.linalg.lstsq(m, y, rcond=None)[0]
+        # one strike's scatter about the line (the ridge's row holds one of the two)
+        s2 = float(np.sum((y - m @ coef) ** 2)) / (len(x) - 1) if len(x) >= SPECTRUM_MIN_STRIKES else None
+        lines[p] = (coef, np.diag(np.linalg.inv(m.T @ m)), s2)
+    fits = _shrink(lines)
+    for p, ks in reads.items():
+        a, b = fits.get(p, (0.0, 0.0))
+        for s, v, _ in ks.rows:
+            s.velocity = v * math.exp(-(a + b * math.log(v / 64.0)))
+    return fits
+
+
+def _shrink(lines: dict[int, tuple[np.ndarray, np.ndarray, float | None]]) -> dict[int, tuple[float, float]]:
+    """Each key's (a, b) (``lines``: the fitted pair, diag((MᵀM)⁻¹) of its fit and one
+    strike's scatter about it, None under SPECTRUM_MIN_STRIKES) pulled to the keys'
+    mean by the share ``n / (t + n)`` of its distance: n its own noise variance (its
+    scatter, else the keys' median scatter, x its diag), t the keys' spread beyond
+    their noise (their variance less their mean noise variance, >= 0). Under two keys
+    with a scatter of their own: all as fitted."""
+    told = [s2 for _, _, s2 in lines.values() if s2 is not None]
+    if len(told) < 2:
+        return {p: (float(c[0]), float(c[1])) for p, (c, _, _) in lines.items()}
+    typical = float(np.median(told))
+    keys = list(lines)
+    coefs = np.array([lines[p][0] for p in keys])  # (N, 2)
+    noise = np.array([lines[p][1] * (typical if lines[p][2] is None else lines[p][2]) for p in keys])  # (N, 2)
+    mean = coefs.mean(axis=0)
+    spread = np.maximum(coefs.var(axis=0) - noise.mean(axis=0), 0.0)
+    keep = spread / np.maximum(spread + noise, 1e-30)  # (N, 2)
+    shrunk = mean + keep * (coefs - mean)
+    return {p: (float(a), float(b)) for p, (a, b) in zip(keys, shrunk, strict=True)}
 
 
 def full_drive_level(strikes: list[StrikeResult], spec: PianoSpec, sample_rate: int) -> tuple[float, int]:

@@ -1588,6 +1588,13 @@ class Detector:
 # 1.7 % a strike (22 keys x 6 takes, velocity 96; docs/calibration.md, "Loudness through the microphone").
 # It reads the level law's brightness, so the microphone's gain must be known: the
 # calibration hears so once the take's level is fitted (calibrator/listening.py).
+# It reads the level law's spectrum too: a key whose partials are not the law's (a weak
+# bass fundamental, its upper partials carrying the power) reads off by a constant of
+# that key (the simulator's rich voice: A0 +28 % at velocity 64). The power sum (the
+# whole comb's power, :func:`power_velocity`) is what a velocity means on any spectrum,
+# with one partial's colour in it; the calibration sets each key's log-mean at its power
+# sum's level over the key's strikes (listening.spectrum_offsets; docs/calibration.md,
+# "The key's spectrum").
 PARTIAL_MIN_SHARE = 0.01  # a partial under this share of the note's power at the velocity says too little
 PARTIAL_MIN_SNR = 3.0  # ... and one under this x its band's background is the noise's
 # The notes decay unlike the reference tone (a 0.5 s decay on every partial): a bass
@@ -1632,12 +1639,16 @@ def _attack_segment(det: Detector, pitch: int, t_s: float, after_s: float = 0.0)
     return s0, seg, np.fft.fftfreq(len(seg), 1.0 / sr), period, band_hi_hz(f0, sr)
 
 
-def _partial_windows(det: Detector, pitch: int, t_half: float) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+def _partial_windows(
+    det: Detector, pitch: int, t_half: float,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, float] | None:
     """Each partial's power less its background (the median over 20 ms before) over the
     comb loudness' window (from 3 ms after the half-energy time ``t_half``, a period of
     f0 or 10 ms long) and over the decay's (:data:`DECAY_WINDOW_S` after ``t_half``),
     and that background: three (K,), partials 1..K under the band's top (the decay
-    window's nan where the audio ends before it); None where it ends before the first."""
+    window's nan where the audio ends before it); and the whole comb's power (all the
+    partials' bands as one, :func:`_comb`) over the loudness window less its background;
+    None where the audio ends before the loudness window."""
     sr = det.sr
     f0 = f0_hz(pitch)
     s0, seg, freqs, period, f_hi = _attack_segment(det, pitch, t_half, DECAY_WINDOW_S[1])
@@ -1651,6 +1662,9 @@ def _partial_windows(det: Detector, pitch: int, t_half: float) -> tuple[np.ndarr
     d0, d1 = x + int(DECAY_WINDOW_S[0] * sr), x + int(DECAY_WINDOW_S[1] * sr)
     if n < 2 or k0 <= 0 or k1 > n:
         return None
+    env = np.abs(np.fft.ifft(seg_f * _comb(freqs, f0, f_hi))) ** 2
+    pre = env[max(0, x - w // 2 - 20 * ms) : max(1, x - w // 2 - ms)]
+    comb = float(np.mean(env[k0:k1])) - (float(np.median(pre)) if len(pre) else 0.0)
     pw, pd, bg = [], [], []
     for k in range(1, 9):
         if k * f0 > f_hi:
@@ -1661,7 +1675,7 @@ def _partial_windows(det: Detector, pitch: int, t_half: float) -> tuple[np.ndarr
         pw.append(float(np.mean(env[k0:k1])) - b)
         pd.append(float(np.mean(env[d0:d1])) - b if d1 <= n else math.nan)  # nan: the audio ends first
         bg.append(b)
-    return np.array(pw), np.array(pd), np.array(bg)
+    return np.array(pw), np.array(pd), np.array(bg), comb
 
 
 @dataclass(frozen=True, slots=True)
@@ -1671,13 +1685,24 @@ class PartialsReference:
     them at its energy fit's onset: the loudness window's power, the decay window's, and
     each window's effective time after the tone's onset (s: where a decay of the
     partial's power reads as at one instant), all (K,); ``half_s``: its half-energy time
-    after its onset."""
+    after its onset; ``comb``: the whole comb's power over the loudness window;
+    ``band_sums``, ``comb_t_eff``: the partials' bands' powers summed over each window
+    (:func:`_band_sums`) and those sums' effective times, (2,)."""
 
     power: np.ndarray
     power_decay: np.ndarray
     t_eff: np.ndarray
     t_eff_decay: np.ndarray
     half_s: float
+    comb: float
+    band_sums: np.ndarray
+    comb_t_eff: np.ndarray
+
+
+def _band_sums(power: np.ndarray, power_decay: np.ndarray) -> np.ndarray:
+    """(2,) the partials' bands' powers (:func:`_partial_windows`' first two) summed over
+    the loudness and the decay window (nan where the audio ends before the decay one)."""
+    return np.array([float(np.sum(power)), float(np.sum(power_decay))])
 
 
 def _partials_reference(pitch: int, sample_rate: int) -> PartialsReference:
@@ -1696,7 +1721,9 @@ def _partials_reference(pitch: int, sample_rate: int) -> PartialsReference:
         with np.errstate(divide="ignore", invalid="ignore"):
             t_eff = 0.5 * REFERENCE_DECAY_S * np.log(flat[0] / got[0])
             t_eff_decay = 0.5 * REFERENCE_DECAY_S * np.log(flat[1] / got[1])
-        _PARTIALS_REF[key] = PartialsReference(got[0], got[1], t_eff, t_eff_decay, t_half - 0.2)
+            sums, flat_sums = _band_sums(got[0], got[1]), _band_sums(flat[0], flat[1])
+            comb_t_eff = 0.5 * REFERENCE_DECAY_S * np.log(flat_sums / sums)
+        _PARTIALS_REF[key] = PartialsReference(got[0], got[1], t_eff, t_eff_decay, t_half - 0.2, got[3], sums, comb_t_eff)
     return _PARTIALS_REF[key]
 
 
@@ -1707,13 +1734,19 @@ class PartialsRead:
     detector's gain), whether it says anything (over PARTIAL_MIN_SNR x its background),
     the loudness window's effective time after the strike's onset (s), and each
     partial's decay rate (1/s, of its amplitude) as this strike showed it (nan where its
-    decay window is under DECAY_MIN_SNR x its background)."""
+    decay window is under DECAY_MIN_SNR x its background); and the same three of the
+    whole comb (all its partials as one band: the power sum, what a velocity means on
+    any spectrum, :func:`power_velocity`): the log of its power over the reference's
+    (nan where it heard none), the loudness window's effective time, its decay rate."""
 
     pitch: int
     log_ratio: np.ndarray
     sure: np.ndarray
     t_eff: np.ndarray
     rate: np.ndarray
+    comb_ratio: float
+    comb_t_eff: float
+    comb_rate: float
 
 
 def partials_read(det: Detector, pitch: int, t_s: float) -> PartialsRead | None:
@@ -1731,7 +1764,7 @@ def partials_read(det: Detector, pitch: int, t_s: float) -> PartialsRead | None:
     got = _partial_windows(det, pitch, t_half)
     if got is None or len(got[0]) != len(ref.power) or len(ref.power) < 2:
         return None
-    heard, heard_d, bg = (a / det.gain**2 for a in got)
+    heard, heard_d, bg = (a / det.gain**2 for a in got[:3])
     # a partial the reference tone barely has (the bass's top ones) has no effective time
     ok = (ref.power > 0.0) & (ref.t_eff >= 0.0) & (ref.t_eff <= T_EFF_MAX_S)
     sure = (heard > PARTIAL_MIN_SNR * bg) & ok
@@ -1744,7 +1777,21 @@ def partials_read(det: Detector, pitch: int, t_s: float) -> PartialsRead | None:
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio_d = np.log(np.where(decays, heard_d, 1.0) / np.where(decays, ref.power_decay, 1.0))
         rate = np.where(decays, 1.0 / REFERENCE_DECAY_S + (ratio - ratio_d) / (2.0 * (t_eff_d - t_eff)), np.nan)
-    return PartialsRead(pitch, ratio, sure, t_eff, rate)
+    comb = got[3] / det.gain**2
+    comb_t, comb_td = ref.comb_t_eff + late
+    comb_ratio, comb_rate = math.nan, math.nan
+    sums = _band_sums(heard, heard_d)
+    if comb > 0.0 and ref.comb > 0.0:
+        comb_ratio = math.log(comb / ref.comb)
+    with np.errstate(invalid="ignore"):
+        rated = bool(np.all(sums > 0.0) and sums[1] > DECAY_MIN_SNR * float(np.sum(bg)) and np.all(ref.band_sums > 0.0)
+                     and comb_td > comb_t + 1e-3)  # fmt: skip
+    if rated:
+        # the power sum's decay from the partials' bands summed (each band holds one
+        # partial, whose power does not pulse; the whole comb's does, once a period of f0)
+        log_ratio = np.log(sums / ref.band_sums)
+        comb_rate = 1.0 / REFERENCE_DECAY_S + float(log_ratio[0] - log_ratio[1]) / (2.0 * (comb_td - comb_t))
+    return PartialsRead(pitch, ratio, sure, t_eff, rate, comb_ratio, float(comb_t), comb_rate)
 
 
 def pooled_rates(reads: Sequence[PartialsRead]) -> np.ndarray:
@@ -1769,15 +1816,7 @@ def read_velocity(read: PartialsRead, rates: np.ndarray | None = None) -> float 
     fewer than two partials can say it."""
     from ..voicing import VELOCITY_MAX  # (the top of the level law's scale)
 
-    r = read.rate if rates is None else rates
-    if len(r) != len(read.log_ratio):
-        raise ValueError(f"read_velocity: key {read.pitch}: {len(r)} decay rates for {len(read.log_ratio)} partials")
-    known = np.isfinite(r)
-    if known.any():
-        r = np.clip(np.where(known, r, float(np.mean(r[known]))), *DECAY_RATE_RANGE)
-        ratio = read.log_ratio + 2.0 * (r - 1.0 / REFERENCE_DECAY_S) * read.t_eff
-    else:
-        ratio = read.log_ratio
+    ratio = read.log_ratio + _decay_back(read, rates, "read_velocity")
     sure = read.sure
     ks = np.arange(1, len(ratio) + 1, dtype=np.float64)
     a64 = partial_amplitudes(64.0, ks)
@@ -1796,6 +1835,55 @@ def read_velocity(read: PartialsRead, rates: np.ndarray | None = None) -> float 
         if e is None:
             return None
         lo, hi = (mid, hi) if e > 0.0 else (lo, mid)
+    return math.sqrt(lo * hi)
+
+
+def _decay_back(read: PartialsRead, rates: np.ndarray | None, where: str) -> np.ndarray:
+    """(K,) the log of what takes each partial's power in ``read``'s loudness window back
+    to the onset, against the reference tone's: with its decay rate (``rates``, a key's
+    :func:`pooled_rates`; None: the strike's own; a partial without one: the mean of
+    those with one, clipped to DECAY_RATE_RANGE); zeros where no partial has one."""
+    r = read.rate if rates is None else rates
+    if len(r) != len(read.log_ratio):
+        raise ValueError(f"{where}: key {read.pitch}: {len(r)} decay rates for {len(read.log_ratio)} partials")
+    known = np.isfinite(r)
+    if not known.any():
+        return np.zeros(len(r))
+    r = np.clip(np.where(known, r, float(np.mean(r[known]))), *DECAY_RATE_RANGE)
+    return 2.0 * (r - 1.0 / REFERENCE_DECAY_S) * read.t_eff
+
+
+def pooled_comb_rate(reads: Sequence[PartialsRead]) -> float:
+    """One key's power sum's decay rate (1/s) over ``reads`` of its strikes: the median of
+    those that showed one (:func:`pooled_rates`' reason), nan where none did."""
+    r = [x.comb_rate for x in reads if math.isfinite(x.comb_rate)]
+    return float(np.median(r)) if r else math.nan
+
+
+def power_velocity(read: PartialsRead, rate: float | None = None) -> float | None:
+    """The loudness (MIDI velocity at the detector's gain) of the strike ``read`` from
+    its power sum: the whole comb's power over the reference tone's, taken back to the
+    onset with its decay rate (``rate``, 1/s: a key's :func:`pooled_comb_rate`; None or
+    nan: the strike's own; neither: none taken out; clipped to DECAY_RATE_RANGE), then
+    the velocity whose level-law partials under the band's top carry it. What a velocity
+    means on any spectrum (the level law's onset power: a weak fundamental or a partial
+    the law over-predicts counts for what it carries), but a room's colour on the
+    strongest partial stays in it (:func:`read_velocity` weighs the partials alike).
+    None where nothing was heard."""
+    from ..voicing import VELOCITY_MAX
+
+    if not math.isfinite(read.comb_ratio):
+        return None
+    r = rate if rate is not None and math.isfinite(rate) else read.comb_rate
+    back = 2.0 * (float(np.clip(r, *DECAY_RATE_RANGE)) - 1.0 / REFERENCE_DECAY_S) * read.comb_t_eff if math.isfinite(r) else 0.0
+    ks = np.arange(1, len(read.log_ratio) + 1, dtype=np.float64)
+    a64 = partial_amplitudes(64.0, ks)
+    heard = math.exp(read.comb_ratio + back) * float(np.sum(a64 * a64))  # the law's onset power (x2) heard
+    lo, hi = 0.5, VELOCITY_MAX
+    for _ in range(40):  # the law's power grows with velocity: bisect (in log)
+        mid = math.sqrt(lo * hi)
+        a = partial_amplitudes(mid, ks)
+        lo, hi = (mid, hi) if float(np.sum(a * a)) < heard else (lo, mid)
     return math.sqrt(lo * hi)
 
 
