@@ -129,6 +129,11 @@ STRAY_MIN_FRACTION = 0.5
 # neighbour's strike a semitone away: session 9, with the key-unknown midpoint of the new
 # power; docs/hearing.md)
 STRAY_PITCH_TOL = 0.35
+# ... and its owner test fits each rival's fundamental apart from its upper partials
+# (:meth:`Detector.new_amplitude`'s ``free_fundamental``): a bass key's fundamental
+# radiates weakly on a piano, and its template (fundamental-heavy) then left its even
+# partials, an octave's or twelfth's, to a stray there (session 19)
+STRAY_FREE_FUNDAMENTAL = True
 # key unknown: an onset whose new sound near its first FINE_PARTIALS partials (each
 # heard >= FINE_MIN_NOISE noise units) sits more than FINE_PITCH_TOL semitones off its
 # pitch is a neighbour's (:meth:`Detector.fine_pitch`)
@@ -655,12 +660,30 @@ class Detector:
             self._templates[pitch] = t
         return t
 
-    def new_amplitude(self, pitches: list[int], i0: int, i1: int) -> np.ndarray:
+    def new_amplitude(self, pitches: list[int], i0: int, i1: int, *, free_fundamental: bool = False) -> np.ndarray:
         """(len(pitches), i1 - i0) how much of each pitch appeared across boundaries
         i0..i1: the gained spectrum as a non-negative sum of the pitches' templates
-        (multiplicative updates), so a related key's partials count for it, not for us."""
-        w = np.stack([self.template(p) for p in pitches], axis=1)
-        return _nnls(w, self.gained(i0, i1), self.noise_amp, NNLS_ITERS)
+        (multiplicative updates), so a related key's partials count for it, not for us.
+        ``free_fundamental``: each rival (``pitches[1:]``) as two columns, its fundamental
+        and its upper partials (:meth:`upper_template`), so a rival whose fundamental
+        radiates weakly (a piano's bass) still explains its upper partials (the rows hold
+        their upper partials' activations)."""
+        cols = [self.template(p) for p in pitches]
+        if free_fundamental:
+            cols += [self.template(p) - self.upper_template(p) for p in pitches[1:]]
+            cols[1 : len(pitches)] = [self.upper_template(p) for p in pitches[1:]]
+        w = np.stack(cols, axis=1)
+        return _nnls(w, self.gained(i0, i1), self.noise_amp, NNLS_ITERS)[: len(pitches)]
+
+    def upper_template(self, pitch: int) -> np.ndarray:
+        """(bins,) :meth:`template` without its fundamental's lobe (the partials from the
+        2nd up, the template's scale kept)."""
+        t = self.template(pitch).copy()
+        bin_hz = self.sr / self.long_n
+        f0 = f0_hz(pitch)
+        fb = np.arange(len(t)) * bin_hz
+        t[fb < 1.5 * f0] = 0.0  # the fundamental's lobe (2 bins wide) ends below 1.5 f0 from A1 up
+        return t
 
     # ---- key known ---------------------------------------------------------------------
     def find(
@@ -760,7 +783,7 @@ class Detector:
         return t_mid
 
     def new_share(self, pitch: int, t_s: float, others: Sequence[int] = (), relative: float = 0.0,
-                  unplanned: bool = False) -> float:
+                  unplanned: bool = False, *, free_fundamental: bool = False) -> float:
         """How much of ``pitch`` appeared around ``t_s`` (±12 ms), in noise units, once the
         keys that could also explain its partials have taken theirs: ``others`` and, from
         MIN_OWNER_PITCH up (where the long window resolves a semitone), the related keys
@@ -774,7 +797,7 @@ class Detector:
         it does not reach rose (:meth:`own_amplitude`: its template leaves nothing there)."""
         rivals = self._rivals(pitch, others)
         i = int(round(t_s * self.sr / self.long_hop))
-        hs = self.new_amplitude(rivals, max(0, i - 3), i + 4)
+        hs = self.new_amplitude(rivals, max(0, i - 3), i + 4, free_fundamental=free_fundamental)
         mine = float(hs[0].max())
         if mine < relative * float(hs.max()):
             return 0.0  # a rival took most of what appeared: its onset, not ours
@@ -1110,6 +1133,7 @@ class Detector:
             # 5th partial was kept as a stray 28 semitones up with 3 % of it)
             if not others or self.new_share(
                 o.pitch, o.t_s, [*others, *(o.pitch + d for d in KIN)], BLIND_RELATIVE,
+                free_fundamental=STRAY_FREE_FUNDAMENTAL,
             ) >= MIN_NEW:
                 out.append(o)
         out.sort(key=lambda o: (o.t_s, o.pitch))
