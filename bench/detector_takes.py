@@ -7,8 +7,10 @@ A take: a piece planned with the truth seed's calibration (note-level sensor, as
 and the closed loop plan), played on ``sim://?sensor=audio`` (30 dB SNR, the room, the
 audio clock OFFSET_S ahead, no drift), its audio, the sounded notes (the truth: read
 here only to score, never by the detector), the plan's notes on the audio clock, and the
-key-unknown onsets (``--voice rich``: the simulator's rich voice, ``sim://?voice=rich``;
-a cache folder holds one voice's takes, named in its VOICE file, and refuses the other's).
+key-unknown onsets (``--voice``: the simulator's piano voice, ``sim://?voice=``, the rich
+one by default as sim://'s since session 19, ``--voice plain`` the plain one; a cache
+folder holds one voice's takes, named in its VOICE file, and refuses the other's: a
+folder cached before session 19 without that file holds plain takes).
 Scoring: a heard onset matches a sounded note of its key within 20
 ms (``match_onsets``); F1, the median error, and per sounded note that is missed whether
 its key was heard 20-100 ms off ("timed off") or not near at all ("unheard"); "false":
@@ -31,6 +33,7 @@ from robo_player.hearing import detector as det_mod
 from robo_player.hearing.detector import Detector, Onset
 from robo_player.matching import ONSET_WINDOW, Window, match_onsets
 from robo_player.score import Note, PedalEvent, Score
+from robo_player.sim.audio import DEFAULT_VOICE
 
 OFFSET_S = 0.1  # the audio clock's offset in every take
 ROOM_URL = f"sim://?sensor=audio&offset_s={OFFSET_S}&drift_ppm=0"
@@ -49,11 +52,12 @@ def check_cache_voice(cache: Path, voice: str) -> bool:
     if marker.exists():
         have = marker.read_text().strip()
         if have != voice:
-            raise SystemExit(f"{cache}: holds takes in the {have} voice, not {voice}: use another --cache folder")
+            raise SystemExit(f"{cache}: holds takes in the {have} voice, not {voice}: use --voice {have} "
+                             "or another --cache folder")
         return False
     if voice != VOICES[0] and cache.exists() and any(cache.glob("*.npz")):
         raise SystemExit(f"{cache}: holds takes with no {VOICE_FILE} file (the plain voice), not {voice}: "
-                         "use another --cache folder")
+                         f"use --voice {VOICES[0]} or another --cache folder")
     return True
 
 
@@ -131,8 +135,9 @@ def add_row_args(ap: argparse.ArgumentParser, *, pieces: Sequence[str] = (), cac
     ap.add_argument("--start", type=float, default=0.0, help="--midi: from this many seconds after the first note")
     ap.add_argument("--set", nargs="*", default=[], metavar="NAME=VALUE",
                     help="detector constants to try for the run (e.g. INFORMED_LOOSE_X=2)")
-    ap.add_argument("--voice", choices=VOICES, default=VOICES[0],
-                    help="the simulator's piano voice (sim://?voice=; docs/simulator.md): plain (default) or rich")
+    ap.add_argument("--voice", choices=VOICES, default=DEFAULT_VOICE.value,
+                    help="the simulator's piano voice (sim://?voice=; docs/simulator.md): rich (default, as sim://'s) "
+                         "or plain")
     if cache:
         ap.add_argument("--cache", type=Path, required=True,
                         help="folder of the rendered takes: read where there, rendered once and kept where not "
@@ -208,7 +213,7 @@ def render(name: str, score: Score, spec, cal, seed: int, voice: str = VOICES[0]
     from robo_player.planner.report import Fate
 
     plan, report = plan_piano(score, spec, cal)
-    url = ROOM_URL if voice == VOICES[0] else f"{ROOM_URL}&voice={voice}"
+    url = f"{ROOM_URL}&voice={voice}"
     with open_port(url, spec, truth_seed=seed, timing_sd_us=0, loudness_sd=0) as dev:
         perf = dev.play(plan)
     assert perf.audio is not None
@@ -251,7 +256,7 @@ def takes(args: argparse.Namespace, cache: Path | None = None, *, calibrated: bo
     from robo_player.spec import load_spec
 
     spec = load_spec(getattr(args, "spec", "piano-88-grand"))
-    voice = getattr(args, "voice", VOICES[0])
+    voice = getattr(args, "voice", DEFAULT_VOICE.value)
     mark = cache is not None and calibrated and check_cache_voice(cache, voice)
     cal = None
     for name, make in rows(args):

@@ -362,13 +362,18 @@ def cmd_play(args: argparse.Namespace, port: str | None = None) -> int:
             print(f"robo-player: not writing {args.wav}: no audio ({report['heard_reason']})",
                   file=sys.stderr)  # fmt: skip
         elif wav_path:
-            if spec.family != "piano":
-                from .sim.guitar.audio import render_wav
-            else:
-                from .sim.audio import render_wav
-
             wprog = Progress("rendering audio", enabled=not args.quiet)
-            render_wav(performance, wav_path, spec=spec)
+            if spec.family != "piano":
+                from .sim.guitar.audio import render_wav as render_guitar_wav
+
+                render_guitar_wav(performance, wav_path, spec=spec)
+            else:
+                from .sim.audio import DEFAULT_VOICE, render_wav, voice_of
+
+                # the voice the port's microphone recorded (sim://?voice=), else the simulator's default
+                render = getattr(performance.audio, "render", None)
+                render_wav(performance, wav_path, spec=spec,
+                           voice=voice_of(render) if render is not None else DEFAULT_VOICE)  # fmt: skip
             wprog.done()
         if plot_path and spec.family != "piano":  # a lane per string, frets
             from .sim.guitar.roll import intended_from, plot_guitar_roll

@@ -53,6 +53,19 @@ def test_play_writes_report_audio_and_plot(tmp_path, small_piece, capsys):
     assert not list(tmp_path.glob(".*part*"))  # no temporary files left behind
 
 
+def test_play_wav_is_in_the_voice_the_port_recorded(tmp_path, small_piece):
+    """``play --wav`` renders the heard notes in the voice the port's microphone recorded
+    (``sim://?voice=``; sim://'s default, the rich one, where it names none)."""
+    pcm = {}
+    for url in ("sim://?voice=plain", "sim://?voice=rich", "sim://"):
+        wav = tmp_path / "a.wav"
+        assert main(["-q", "play", str(small_piece), "--port", url, "--report", "/dev/null", "--wav", str(wav)]) == 0
+        with wave.open(str(wav)) as w:
+            pcm[url] = w.readframes(w.getnframes())
+    assert pcm["sim://"] == pcm["sim://?voice=rich"]
+    assert pcm["sim://?voice=plain"] != pcm["sim://?voice=rich"]
+
+
 def test_bundled_name_resolves(tmp_path, small_piece):
     rep = tmp_path / "r.json"
     assert main(["-q", "simulate", small_piece.stem, "--report", str(rep)]) == 0

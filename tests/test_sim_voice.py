@@ -182,8 +182,8 @@ def test_sim_url_voice_option() -> None:
             perf = dev.play(plan)
         assert perf.audio is not None
         takes[url] = perf.audio.samples()
-    assert np.array_equal(takes["sim://"], takes["sim://?voice=plain"])
-    assert not np.array_equal(takes["sim://"], takes["sim://?voice=rich"])
+    assert np.array_equal(takes["sim://"], takes["sim://?voice=rich"])  # the default since session 19
+    assert not np.array_equal(takes["sim://"], takes["sim://?voice=plain"])
     with pytest.raises(TransportError, match="voice='loud'"):
         open_port("sim://?voice=loud", spec)
     with pytest.raises(TransportError, match="needs sensor=audio"):

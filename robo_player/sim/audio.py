@@ -11,9 +11,11 @@ Speed: a partial is a decaying complex exponential ``a·z^n``; a note is rendere
 blocks of ``_BLOCK`` samples as the matrix product (blocks × partials) @ (partials ×
 block samples), so the cost is one BLAS call per note instead of a sine per sample.
 
-Two voices (:class:`Voice`; ``sim://?voice=rich``): the plain one above (the default:
-every cached take and test renders it, sample for sample), and a richer, harder one
-closer to a real piano (``Voice.RICH``, docs/simulator.md "Voices"):
+Two voices (:class:`Voice`; ``sim://?voice=plain|rich``): the plain one above (what this
+module's functions render unless told, sample for sample as before voices existed: the
+tests of other rules render it), and a richer, harder one closer to a real piano
+(``Voice.RICH``, docs/simulator.md "Voices"; :data:`DEFAULT_VOICE`, what ``sim://``'s
+microphone records unless its URL names a voice, since session 19):
 
 - up to ``RICH_MAX_PARTIALS`` partials below 0.45 of the sample rate, same level law;
 - unison strings (``strings_of``: 1 in the low bass, 2, then 3), detuned by
@@ -61,11 +63,16 @@ _SMALL_GEMM = 200_000  # m·n·k under OpenBLAS's multithreading threshold (2621
 
 
 class Voice(Enum):
-    """How a heard note sounds: ``plain`` (the default; tests/test_sim_voice.py holds it) or
-    ``rich`` (unisons, double decay, hammer thump, weak bass fundamentals)."""
+    """How a heard note sounds: ``plain`` (tests/test_sim_voice.py holds it) or ``rich``
+    (unisons, double decay, hammer thump, weak bass fundamentals)."""
 
     PLAIN = "plain"
     RICH = "rich"
+
+
+# the voice sim://'s microphone records where its URL names none: the rich one, the nearer
+# to a real piano (session 19; the plain one flatters the detector: docs/simulator.md "Voices")
+DEFAULT_VOICE = Voice.RICH
 
 
 # --- the rich voice. Each figure is physics from the literature named, at a value we chose

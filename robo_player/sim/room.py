@@ -125,6 +125,11 @@ class RoomTake:
 
     __hash__ = None  # type: ignore[assignment]  # mutable cache: not hashable
 
+    @property
+    def render(self) -> Renderer:
+        """The instrument's voice this take renders (:data:`Renderer`)."""
+        return self._render_fn
+
     def _audio_us(self, t_us: int) -> int:
         return int(round((t_us + self._offset_s * 1e6) * (1.0 + self._drift)))
 

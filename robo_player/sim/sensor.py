@@ -7,8 +7,9 @@ Two sensors in one (option ``sensor`` of every simulated device):
   :class:`~.room.RoomTake` of the exact sounded notes through the :class:`~.room.Room`
   (reverb, noise at ``snr_db``, gain, an unknown clock offset and drift). The
   calibrator hears through it, by the detector of :mod:`robo_player.hearing`, exactly
-  as with a real microphone. The room records the piano in its plain voice, or with
-  ``voice=rich`` in the richer, harder one (:mod:`.audio`, docs/simulator.md "Voices"). ``perf.heard`` is still filled as below: reports and the
+  as with a real microphone. The room records the piano in its rich voice (the
+  default since session 19, the nearer to a real piano), or with ``voice=plain`` in the
+  plainer, easier one (:mod:`.audio`, docs/simulator.md "Voices"). ``perf.heard`` is still filled as below: reports and the
   piano roll read it; the calibrator does not when there is audio.
 - ``notes`` (``sim://?sensor=notes``): the note-level sensor only
   (``perf.audio`` is None), for comparison and for what does not test hearing. It reports each onset with Gaussian timing noise (0.2 ms s.d.) and each loudness with
@@ -25,7 +26,7 @@ import numpy as np
 
 from ..errors import TransportError
 from ..performance import HeardNote, Performance
-from .audio import RENDERERS, Voice, render_audio
+from .audio import DEFAULT_VOICE, RENDERERS, Voice, render_audio
 from .physics import SoundedNotes
 from .room import GAIN_DB, GAIN_DB_RANGE, SAMPLE_RATES, Renderer, Room, RoomTake
 
@@ -182,7 +183,7 @@ def microphone_from_options(url: str, opts: dict[str, object]) -> Microphone:
         seed=seed,
     )
     mic = Microphone(seed, timing, loud, room, heard_delay_us=int(delay * 1000))
-    voice = str(audio_opts.get("voice", Voice.PLAIN.value))
+    voice = str(audio_opts.get("voice", DEFAULT_VOICE.value))
     try:
         mic.render = RENDERERS[Voice(voice)]  # the piano's voice (sim/audio.py; the guitar sets its own)
     except ValueError as err:
