@@ -143,7 +143,10 @@ def test_the_loudness_curves_through_audio_come_out_within_the_bound(spec, sessi
     # session 14: 1.19 % (1.35, 1.18), worst key 2.26 % (2.64, 2.59); before it (one take
     # per round, 10.7 strikes a key, a flat 2.5 loudness noise): 1.55 % (1.83, 1.68),
     # worst key 3.23 % (5.84, 4.73)
-    assert float(np.mean(np.abs(e - common))) < 0.010, np.round(e - common, 3)
+    # on the rich voice (sim://'s default since session 19: weak bass fundamentals, unisons,
+    # thump): mean 1.21 % (the read of session 18, the law's spectrum, there: 2.21 %); the
+    # plain voice's figures above
+    assert float(np.mean(np.abs(e - common))) < 0.015, np.round(e - common, 3)
     assert float(key_err.max()) < 0.03, np.round(key_err, 3)
 
 
