@@ -14,6 +14,10 @@ SENSOR ?= audio
 # through audio: more of the room's options (e.g. ROOM='&gain_db=-31') and the microphone
 # chain's measured gain (MIC_GAIN=-30.8 or -30.8:0.2: calibrate --mic-gain-db, docs/hearing.md)
 ROOM   ?=
+# the simulated piano's voice (docs/simulator.md "Voices"): rich (sim://'s default since
+# session 19: unisons, double decay, hammer thump, weak bass fundamentals) or plain
+VOICE  ?= rich
+VOICE_OPT = $(if $(filter audio,$(SENSOR)),&voice=$(VOICE),)
 MIC_GAIN ?=
 MIC_GAIN_ARG = $(if $(MIC_GAIN),--mic-gain-db=$(MIC_GAIN),)
 GUITAR_SENSOR ?= audio
@@ -34,9 +38,9 @@ $(VENV)/.dev: $(VENV)/.core
 
 demo: $(VENV)/.core
 	mkdir -p $(OUT)
-	$(BIN)/robo-player calibrate --spec $(SPEC) --truth-seed $(TRUTH_SEED) --port 'sim://?sensor=$(SENSOR)$(ROOM)' \
+	$(BIN)/robo-player calibrate --spec $(SPEC) --truth-seed $(TRUTH_SEED) --port 'sim://?sensor=$(SENSOR)$(VOICE_OPT)$(ROOM)' \
 		$(MIC_GAIN_ARG) --out $(OUT)/calibration.yaml
-	$(BIN)/robo-player play $(PIECE) --spec $(SPEC) --truth-seed $(TRUTH_SEED) \
+	$(BIN)/robo-player play $(PIECE) --spec $(SPEC) --truth-seed $(TRUTH_SEED) --port 'sim://?voice=$(VOICE)' \
 		--calibration $(OUT)/calibration.yaml \
 		--report $(OUT)/report.json --wav $(OUT)/performance.wav --plot $(OUT)/pianoroll.png
 
