@@ -466,6 +466,14 @@ def _near(case: Case, clock: int) -> bool:
     return any(abs(t - clock) <= TIME_TOL_US for t in times)
 
 
+def _cut_near(case: Case, clock: int) -> bool:
+    """A short max on-time's cutoff within the host build's lateness of ``clock`` (the
+    model's shutdown: where the queue plays out before the drain's end, at a pulse's
+    end, a cutoff due a few µs later is counted by a host build that comes late to both
+    and not by the model; session 19: a pulse ending 5 µs before a cutoff, under load)."""
+    return any(abs(c.clock + MAX_ON_US[0] - clock) <= TIME_TOL_US for c in case.cmds if c.actuator % 2 == 0)
+
+
 @settings(
     max_examples=10,
     deadline=None,
@@ -486,6 +494,7 @@ def test_c_watchdog_and_model_drain_the_same_queue(host: Host, case: Case, drain
     assume(not _near(case, last_rel + (WD_MS + drain_ms) * 1000))
     model_rows, model_st, model_note = run_model_wd(case, WD_MS, drain_ms, last_rel)
     assert model_note is not None
+    assume(not _cut_near(case, model_note))
     assert 0 <= host_note - model_note <= TIME_TOL_US, (host_note, model_note, case)
     assert host_st == model_st, (host_st, model_st, drain_ms, case)
     same_changes(model_rows, host_rows, case)
