@@ -462,8 +462,14 @@ def _near(case: Case, clock: int) -> bool:
     lateness of ``clock``: which of the two comes first is the OS's call there."""
     times = [c.clock for c in case.cmds]
     times += [c.clock + c.pulse_us for c in case.cmds if c.op is Op.STRIKE]
-    times += [c.clock + MAX_ON_US[0] for c in case.cmds if c.actuator % 2 == 0]
+    times += _short_cutoffs(case)
     return any(abs(t - clock) <= TIME_TOL_US for t in times)
+
+
+def _short_cutoffs(case: Case) -> list[int]:
+    """When a short max on-time (actuators of even index) could cut a coil: from each of
+    its commands (the latest that could have switched it on)."""
+    return [c.clock + MAX_ON_US[0] for c in case.cmds if c.actuator % 2 == 0]
 
 
 def _cut_near(case: Case, clock: int) -> bool:
@@ -471,7 +477,7 @@ def _cut_near(case: Case, clock: int) -> bool:
     model's shutdown: where the queue plays out before the drain's end, at a pulse's
     end, a cutoff due a few µs later is counted by a host build that comes late to both
     and not by the model; session 19: a pulse ending 5 µs before a cutoff, under load)."""
-    return any(abs(c.clock + MAX_ON_US[0] - clock) <= TIME_TOL_US for c in case.cmds if c.actuator % 2 == 0)
+    return any(abs(t - clock) <= TIME_TOL_US for t in _short_cutoffs(case))
 
 
 @settings(

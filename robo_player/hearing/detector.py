@@ -43,7 +43,7 @@ from __future__ import annotations
 import bisect
 import math
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -668,10 +668,12 @@ class Detector:
         and its upper partials (:meth:`upper_template`), so a rival whose fundamental
         radiates weakly (a piano's bass) still explains its upper partials (the rows hold
         their upper partials' activations)."""
-        cols = [self.template(p) for p in pitches]
         if free_fundamental:
-            cols += [self.template(p) - self.upper_template(p) for p in pitches[1:]]
-            cols[1 : len(pitches)] = [self.upper_template(p) for p in pitches[1:]]
+            uppers = [self.upper_template(p) for p in pitches[1:]]
+            cols = [self.template(pitches[0]), *uppers,
+                    *(self.template(p) - u for p, u in zip(pitches[1:], uppers, strict=True))]  # fmt: skip
+        else:
+            cols = [self.template(p) for p in pitches]
         w = np.stack(cols, axis=1)
         return _nnls(w, self.gained(i0, i1), self.noise_amp, NNLS_ITERS)[: len(pitches)]
 
@@ -1838,8 +1840,6 @@ def read_velocity(read: PartialsRead, rates: np.ndarray | None = None) -> float 
     ratios): each usable partial weighs alike, so the room's colour, independent from
     partial to partial, averages out (the power sum keeps the fundamental's). None where
     fewer than two partials can say it."""
-    from ..voicing import VELOCITY_MAX  # (the top of the level law's scale)
-
     ratio = read.log_ratio + _decay_back(read, rates, "read_velocity")
     sure = read.sure
     ks = np.arange(1, len(ratio) + 1, dtype=np.float64)
@@ -1852,13 +1852,26 @@ def read_velocity(read: PartialsRead, rates: np.ndarray | None = None) -> float 
             return None
         return float(np.mean(ratio[ok] - 2.0 * np.log(a[ok] / a64[ok])))
 
+    def above(v: float) -> bool | None:
+        e = excess(v)
+        return None if e is None else e > 0.0
+
+    return _bisect_velocity(above)
+
+
+def _bisect_velocity(above: Callable[[float], bool | None]) -> float | None:
+    """The velocity at which the level law meets what was heard, by bisection in log over
+    0.5..VELOCITY_MAX (the law grows with velocity): ``above(v)`` says whether what was
+    heard is above the law at ``v``, or None where it cannot say (then None)."""
+    from ..voicing import VELOCITY_MAX  # (the top of the level law's scale)
+
     lo, hi = 0.5, VELOCITY_MAX
-    for _ in range(40):  # the law grows with velocity: bisect (in log)
+    for _ in range(40):
         mid = math.sqrt(lo * hi)
-        e = excess(mid)
-        if e is None:
+        up = above(mid)
+        if up is None:
             return None
-        lo, hi = (mid, hi) if e > 0.0 else (lo, mid)
+        lo, hi = (mid, hi) if up else (lo, mid)
     return math.sqrt(lo * hi)
 
 
@@ -1894,8 +1907,6 @@ def power_velocity(read: PartialsRead, rate: float | None = None) -> float | Non
     the law over-predicts counts for what it carries), but a room's colour on the
     strongest partial stays in it (:func:`read_velocity` weighs the partials alike).
     None where nothing was heard."""
-    from ..voicing import VELOCITY_MAX
-
     if not math.isfinite(read.comb_ratio):
         return None
     r = rate if rate is not None and math.isfinite(rate) else read.comb_rate
@@ -1903,12 +1914,11 @@ def power_velocity(read: PartialsRead, rate: float | None = None) -> float | Non
     ks = np.arange(1, len(read.log_ratio) + 1, dtype=np.float64)
     a64 = partial_amplitudes(64.0, ks)
     heard = math.exp(read.comb_ratio + back) * float(np.sum(a64 * a64))  # the law's onset power (x2) heard
-    lo, hi = 0.5, VELOCITY_MAX
-    for _ in range(40):  # the law's power grows with velocity: bisect (in log)
-        mid = math.sqrt(lo * hi)
-        a = partial_amplitudes(mid, ks)
-        lo, hi = (mid, hi) if float(np.sum(a * a)) < heard else (lo, mid)
-    return math.sqrt(lo * hi)
+    def above(v: float) -> bool:
+        a = partial_amplitudes(v, ks)
+        return float(np.sum(a * a)) < heard
+
+    return _bisect_velocity(above)
 
 
 def partials_velocity(det: Detector, pitch: int, t_s: float) -> float | None:
