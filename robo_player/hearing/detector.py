@@ -224,6 +224,18 @@ BASS_MAX_PITCH = 52
 BASS_LONG_N = 8192
 BASS_RISE_DB = 6.0
 BASS_VETO_LOOSE_X = 1.5
+# ... unless, with our key's fundamental fitted apart from its upper partials
+# (:meth:`Detector.bass_tests`: a bass key's fundamental radiates weakly on a piano, and
+# its fundamental-heavy template left its 2nd..8th partials to an unplanned key an octave
+# or twelfth up), ours rose >= BASS_VETO_LOOSE_X x the unplanned related keys' and our two
+# columns explain >= BASS_FREE_EXPLAINED of what the others leave in our bins (the
+# informed stage's own INFORMED_EXPLAINED, not tuned: a free fundamental also lets a fake
+# an octave under a struck key take that key's partials as its even ones, and then
+# explains ~0 of them: plain random 1's A0 under a struck A1, random 2's C3; the sounded
+# rich random 1 F2 beside a planned E2 0.94). Session 20 (random 1-6, bwv66.6, ASAP
+# Beethoven, Schumann; docs/hearing.md)
+BASS_FREE_FUNDAMENTAL = True
+BASS_FREE_EXPLAINED = INFORMED_EXPLAINED
 # ... and the 4096-sample veto (INFORMED_VETO_RISE) does not drop a note below
 # BASS_MAX_PITCH whose activation rose at least this much on the 8192-sample windows (the
 # informed stage's own floor; session 16: random 2 0.964 -> 0.966, random 3 0.975 ->
@@ -1273,7 +1285,10 @@ class Detector:
         [t_lo_s, t_hi_s]. Below BASS_MAX_PITCH, on the 8192-sample windows (:attr:`bass`):
         dropped where an unplanned related key's activation rose more than 1 /
         BASS_VETO_LOOSE_X of ours (a bass key's semitone or octave struck, ours not; fakes
-        heard on random 1-3: 30 -> 19, F1 unchanged, session 14), kept where ours rose >=
+        heard on random 1-3: 30 -> 19, F1 unchanged, session 14), unless our key with its
+        fundamental free of its upper partials (BASS_FREE_FUNDAMENTAL, :meth:`bass_tests`)
+        rose >= BASS_VETO_LOOSE_X x theirs and explains >= BASS_FREE_EXPLAINED of our
+        bins' residual (session 20: the rich voice's weak bass fundamentals), kept where ours rose >=
         BASS_KEEP_RISE (on the 4096-sample windows an unplanned semitone's template takes a
         soft bass key's sound, and the veto below dropped notes the search heard on time:
         random 2's D#2, random 3's F#2, session 16). Otherwise dropped where the plan's
@@ -1283,6 +1298,10 @@ class Detector:
         octave above a struck key, never played; session 17)."""
         if pitch < BASS_MAX_PITCH:
             rise, loose_x, explained = self.bass.informed_tests(pitch, t_lo_s, t_hi_s, sounding)
+            if loose_x < BASS_VETO_LOOSE_X and BASS_FREE_FUNDAMENTAL:
+                _, loose_free, explained_free = self.bass.bass_tests(pitch, t_lo_s, t_hi_s, sounding)
+                if explained_free >= BASS_FREE_EXPLAINED:
+                    loose_x = loose_free
             if loose_x < BASS_VETO_LOOSE_X:
                 return True
             if rise >= BASS_KEEP_RISE:
@@ -1293,6 +1312,50 @@ class Detector:
             return True
         _, rise, loose_x = self._rise_loose(dec)
         return rise < INFORMED_VETO_RISE or loose_x < INFORMED_VETO_LOOSE_X
+
+    def bass_tests(self, pitch: int, t_lo_s: float, t_hi_s: float,
+                   sounding: Sequence[int]) -> tuple[float, float, float]:
+        """:meth:`informed_tests`' figures with ``pitch``'s fundamental fitted apart from
+        its upper partials (two columns: :meth:`upper_template` and the fundamental's
+        lobe; the rise and the loose ratio are its upper partials' activation's): a bass
+        key whose fundamental radiates weakly is still its own 2nd..8th partials, which
+        an unplanned key an octave or twelfth up (its partials a subset of ours) took with
+        our fundamental-heavy template. The other keys keep their whole templates (an
+        unplanned key must show its fundamental to take ours)."""
+        dec = self._decompose_free(pitch, t_lo_s, t_hi_s, sounding)
+        if dec is None:
+            return 0.0, 0.0, 0.0
+        keys, loose, after, w, h_a, rise = dec
+        j, mine, loose_x = self._rise_loose(dec)
+        x = after[:, j : j + 1]
+        sup = (w[:, 0] + w[:, -1]) > 0.05  # our template's bins
+        rest = w[:, 1:-1]  # the others' templates, without our two columns
+        r_with = float(np.sum((x - w @ h_a[:, j : j + 1])[sup] ** 2))
+        r_wo = float(np.sum((x - rest @ _nnls(rest, x, self.noise_amp))[sup] ** 2))
+        return mine, loose_x, (r_wo - r_with) / r_wo if r_wo > 0.0 else 0.0
+
+    def _decompose_free(
+        self, pitch: int, t_lo_s: float, t_hi_s: float, sounding: Sequence[int],
+    ) -> tuple[list[int], list[int], np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:
+        """:meth:`_decompose` with ``pitch``'s template in two columns, its upper partials
+        first and its fundamental last (the rows of the activations and rises: the keys',
+        then the fundamental's)."""
+        planned = sorted({q for q in sounding if q != pitch and LOWEST <= q <= HIGHEST})
+        loose = [pitch + d for d in (*RELATED, -12, 12) if LOWEST <= pitch + d <= HIGHEST and pitch + d not in planned]
+        keys = [pitch, *planned, *loose]
+        hop_s = self.long_hop / self.sr
+        g = max(1, int(round(GAP_S * self.sr / self.long_hop)))
+        nn = self.long_n // self.long_hop
+        fr = self.frames
+        b = np.arange(max(0, int(t_lo_s / hop_s)), int(t_hi_s / hop_s) + 1)
+        if not len(b):
+            return None
+        after = fr[np.clip(b + g, 0, len(fr) - 1)].T.astype(np.float64)  # (bins, boundaries)
+        before = np.where((b - g - nn >= 0)[None, :], fr[np.clip(b - g - nn, 0, len(fr) - 1)].T, 0.0)
+        up = self.upper_template(pitch)
+        w = np.stack([up, *(self.template(q) for q in keys[1:]), self.template(pitch) - up], axis=1)  # (bins, keys + 1)
+        h_a, h_b = _nnls(w, after, self.noise_amp), _nnls(w, before, self.noise_amp)
+        return keys, loose, after, w, h_a, (h_a - h_b) / self.noise_amp
 
     def _midpoint(self, pitch: int, i: int, cols: Cols = None, *, predicted: bool = False) -> float:
         """Audio time where the pitch's salience is halfway from before the rise at frame
