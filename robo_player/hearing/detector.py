@@ -916,7 +916,7 @@ class Detector:
         """Whether :meth:`informed`'s decomposition hears planned ``pitch`` struck in
         [t_lo_s, t_hi_s] (its tests, not its timing)."""
         rise, loose_x, explained = self.informed_tests(pitch, t_lo_s, t_hi_s, sounding)
-        return rise >= INFORMED_MIN_RISE and loose_x >= INFORMED_LOOSE_X and explained >= BASS_FREE_RESCUE_EXPLAINED
+        return rise >= INFORMED_MIN_RISE and loose_x >= INFORMED_LOOSE_X and explained >= INFORMED_EXPLAINED
 
     def informed_tests(self, pitch: int, t_lo_s: float, t_hi_s: float,
                        sounding: Sequence[int]) -> tuple[float, float, float]:
