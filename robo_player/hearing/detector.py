@@ -238,8 +238,10 @@ BASS_FREE_FUNDAMENTAL = True
 BASS_FREE_EXPLAINED = INFORMED_EXPLAINED
 # ... and the bass rescue hears a key where the informed tests pass on those figures too,
 # with BASS_FREE_RESCUE_EXPLAINED for INFORMED_EXPLAINED (:meth:`Detector.bass_heard`;
-# session 20, on random 1-3's rich takes: the sounded notes it adds explained 0.57-0.99,
-# a fake semitone it heard at 0.36)
+# session 20, chosen on random 1-4's rich takes with their fakes planned: the sounded
+# notes the whole template missed and these figures pass explained 0.57-0.99, the one
+# fake that passed them (random 2's A#2 planned beside a struck key) 0.36, and at 0.3 it
+# was heard: fakes 4 -> 5 there)
 BASS_FREE_RESCUE = True
 BASS_FREE_RESCUE_EXPLAINED = 0.5
 # ... and the 4096-sample veto (INFORMED_VETO_RISE) does not drop a note below
@@ -1265,7 +1267,9 @@ class Detector:
     def _bass_rescue(self, pitch: int, t_lo_s: float, t_hi_s: float, sounding: Sequence[int],
                      own: Sequence[int], strikes: Sequence[tuple[float, int]]) -> Onset | None:
         """The second rescue below BASS_MAX_PITCH: where the informed stage on the
-        8192-sample windows (:attr:`bass`) hears planned ``pitch`` in [t_lo_s, t_hi_s],
+        8192-sample windows (:attr:`bass`) hears planned ``pitch`` in [t_lo_s, t_hi_s]
+        (its tests on our whole template, or with BASS_FREE_RESCUE on our upper partials
+        with the fundamental free: :meth:`bass_heard`),
         timed at its salience's largest rise where that is >= BASS_RISE_DB, else
         (STEP_FIT) by the step fit in its partials' bands (:func:`.stepfit.step_onset`,
         ``strikes``: the plan's other strikes (audio s, key) that may sound there); not
