@@ -172,7 +172,7 @@ def _bass_chord_heard(fake: int, notes: list[tuple[float, int, int]], render: ob
 
 
 def test_a_bass_key_with_a_weak_fundamental_is_not_vetoed_for_its_octave(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(dm, "BASS_FREE_FUNDAMENTAL", True)  # (the rule is off by default: held out, session 20)
+    monkeypatch.setattr(dm, "BASS_FREE_FUNDAMENTAL", True)  # (the default; set: the rule these tests hold)
     # on the rich voice the F2's fundamental radiates weakly: on the 8192-sample windows its
     # whole (fundamental-heavy) template explains little of it, and an unplanned related key
     # rose 1 / 1.29 of it (the veto's BASS_VETO_LOOSE_X 1.5: dropped). With its
@@ -225,7 +225,7 @@ def _rich_soft_bass(seed: int, struck: bool) -> bool:
 
 
 def test_the_bass_rescue_hears_a_soft_key_on_the_rich_voice_by_its_upper_partials(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(dm, "BASS_FREE_RESCUE", True)  # (the rule is off by default: held out, session 20)
+    monkeypatch.setattr(dm, "BASS_FREE_RESCUE", True)  # (off by default: not kept, session 20)
     # the soft bass key under a ringing related key, in the rich voice (its fundamental
     # weak): the 8192-sample tests with its whole template refuse seed 2's G2 (v 33, an F2
     # v 106 ringing a tone under it), with its fundamental free (Detector.bass_heard) they pass and the rescue times it.

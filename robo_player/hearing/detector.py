@@ -233,17 +233,19 @@ BASS_VETO_LOOSE_X = 1.5
 # an octave under a struck key take that key's partials as its even ones, and then
 # explains ~0 of them: plain random 1's A0 under a struck A1, random 2's C3; the sounded
 # rich random 1 F2 beside a planned E2 0.94). Session 20 (random 1-6, bwv66.6, ASAP
-# Beethoven, Schumann; docs/hearing.md). Off: on the held-out rows it kept 4 more sounded
-# bass notes and one more fake (rich random 8's A2), so not kept (session 20, "Measured")
-BASS_FREE_FUNDAMENTAL = False
+# Beethoven, Schumann; docs/hearing.md). Every decision it changed on the tuning rows kept
+# a sounded bass note (4, both voices, fakes unchanged); held out, 12 sounded and one fake
+# (rich random 8's A2; session 20, "Measured")
+BASS_FREE_FUNDAMENTAL = True
 BASS_FREE_EXPLAINED = INFORMED_EXPLAINED
 # ... and the bass rescue hears a key where the informed tests pass on those figures too,
 # with BASS_FREE_RESCUE_EXPLAINED for INFORMED_EXPLAINED (:meth:`Detector.bass_heard`;
 # session 20, chosen on random 1-4's rich takes with their fakes planned: the sounded
 # notes the whole template missed and these figures pass explained 0.57-0.99, the one
 # fake that passed them (random 2's A#2 planned beside a struck key) 0.36, and at 0.3 it
-# was heard: fakes 4 -> 5 there). Off: on the held-out rows its one change was plain
-# random 7's D#3 v30, unheard before, rescued 25 ms early (F1 -0.003), so not kept
+# was heard: fakes 4 -> 5 there). Off (not kept): held out it heard 2 fakes (ASAP Bach
+# fugue, both voices) and timed plain random 7's D#3 25 ms early; on the tuning rows 3
+# sounded notes, 2 timed off (ASAP Schumann) and a fake (plain ASAP Beethoven)
 BASS_FREE_RESCUE = False
 BASS_FREE_RESCUE_EXPLAINED = 0.5
 # ... and the 4096-sample veto (INFORMED_VETO_RISE) does not drop a note below
