@@ -86,6 +86,23 @@ def test_a_strikes_read_shows_each_partials_own_decay() -> None:
     assert np.abs(read.rate[told] - want[told]).max() < 0.6, np.round(read.rate - want, 2)
 
 
+def test_a_read_without_the_whole_combs_power_says_the_same_of_its_partials() -> None:
+    """``partials_read(..., comb=False)`` (one inverse FFT fewer: the log-mean alone,
+    :func:`partials_velocity`) reads the partials as the full read does and no power sum."""
+    pitch = 57
+    det = Detector(_note(pitch, 80.0, 0.4, partial_faster=0.5), SR, gain_db=GAIN_DB)
+    o = det.find(pitch, 0.17, 0.23, alone=True)
+    assert o is not None
+    full, bare = partials_read(det, pitch, o.t_s), partials_read(det, pitch, o.t_s, comb=False)
+    assert full is not None and bare is not None
+    assert math.isfinite(full.comb_ratio) and power_velocity(full) is not None
+    assert math.isnan(bare.comb_ratio) and power_velocity(bare) is None
+    np.testing.assert_array_equal(bare.log_ratio, full.log_ratio)
+    np.testing.assert_array_equal(bare.rate, full.rate)
+    assert bare.comb_rate == full.comb_rate
+    assert read_velocity(bare) == read_velocity(full) == partials_velocity(det, pitch, o.t_s)
+
+
 def _read(rates: list[float], pitch: int = 60) -> PartialsRead:
     k = len(rates)
     return PartialsRead(pitch, np.zeros(k), np.ones(k, dtype=bool), np.full(k, 0.02), np.array(rates), 0.0, 0.02, 2.0)

@@ -202,7 +202,8 @@ def partials_loudness(
     touched: set[int] = set()
     for s in strikes:
         if s.heard and s.onset_us is not None:
-            read = partials_read(det, s.pitch, clock.to_audio_s(s.onset_us))
+            # the whole comb's power only where the key's spectrum offset reads it
+            read = partials_read(det, s.pitch, clock.to_audio_s(s.onset_us), comb=reads is not None)
             if read is None:
                 continue
             if reads is None:
