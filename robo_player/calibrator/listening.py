@@ -27,6 +27,7 @@ from ..hearing.detector import (
     REFERENCE_GAIN_DB,
     Detector,
     PartialsRead,
+    energy_response,
     partials_read,
     pooled_comb_rate,
     pooled_rates,
@@ -202,8 +203,9 @@ def partials_loudness(
     touched: set[int] = set()
     for s in strikes:
         if s.heard and s.onset_us is not None:
+            t_s = loudness_onset(det, s.pitch, clock.to_audio_s(s.onset_us), s.doubtful)
             # the whole comb's power only where the key's spectrum offset reads it
-            read = partials_read(det, s.pitch, clock.to_audio_s(s.onset_us), comb=reads is not None)
+            read = partials_read(det, s.pitch, t_s, comb=reads is not None)
             if read is None:
                 continue
             if reads is None:
@@ -216,6 +218,25 @@ def partials_loudness(
     if reads is None:
         return
     spectrum_offsets(reads, touched)
+
+
+# A doubtful onset (the detector's Onset.sure False: its direct sound moved the energy
+# fit's by more than DIRECT_SURE_S) places the loudness windows from the energy fit's
+# onset instead (less its own delay on the key, energy_response): a hammer's thump can
+# pull the onset early (the rich voice's key 50: 4.3 ms, its loudness window then on the
+# partials' rise, -10 % at velocity 64; the energy fit's onset -0.3 ms, +0.9 %); the
+# strike's latency keeps the detector's onset. docs/calibration.md, "The log-mean's
+# partials, one set" (session 20).
+DOUBTFUL_ENERGY_ONSET = True
+
+
+def loudness_onset(det: Detector, pitch: int, t_s: float, doubtful: bool) -> float:
+    """Where a strike's loudness windows are placed from (audio s): its onset ``t_s``, or
+    where that is ``doubtful`` (and :data:`DOUBTFUL_ENERGY_ONSET`), the energy fit's onset
+    near it less the fit's own delay on ``pitch``."""
+    if not doubtful or not DOUBTFUL_ENERGY_ONSET:
+        return t_s
+    return det.y_onset(pitch, t_s)[0] - energy_response(pitch, det.sr)[0]
 
 
 def spectrum_offsets(reads: KeyReads, touched: set[int] | None = None) -> dict[int, tuple[float, float]]:
