@@ -238,6 +238,8 @@ def test_a_doubtful_onsets_loudness_is_read_from_the_energy_fits_onset(monkeypat
 
     assert abs(heard(True)) < 0.03
     assert heard(False) < -0.06  # the detector's onset kept (a sure one is)
+    # the low bass (a period of 10 ms or more) keeps the detector's onset, doubtful or not
+    assert listening.loudness_onset(det, 43, o.t_s, True) == o.t_s
     monkeypatch.setattr(listening, "DOUBTFUL_ENERGY_ONSET", False)
     assert heard(True) < -0.06  # the rule off
 
