@@ -6,7 +6,7 @@ both alike), and their ratio (the medians').
 
     nice .venv/bin/python bench/band_cost.py --cache /tmp/takes18 --random 2 [--midi F ...] [--reps 3]
 
-Also the seconds inside the band model (``joint.band_residuals``, ``stepfit.step_onset``)
+Also the seconds inside the band model (``bands.band_residuals``, ``stepfit.step_onset``)
 with the constants as they are. The truth is not read.
 """
 
@@ -23,8 +23,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from detector_takes import add_row_args, intended_onsets, set_constants, takes  # noqa: E402
 
+from robo_player.hearing import bands  # noqa: E402
 from robo_player.hearing import detector as det_mod  # noqa: E402
-from robo_player.hearing import joint  # noqa: E402
 
 
 def main() -> None:
@@ -38,7 +38,7 @@ def main() -> None:
     on = {name: getattr(det_mod, name) for name, _, _ in (kv.partition("=") for kv in args.off)}
     off = {name: type(on[name])(ast.literal_eval(v)) for name, _, v in (kv.partition("=") for kv in args.off)}
     spent = [0.0]
-    plain = {"br": joint.band_residuals, "so": det_mod.step_onset}
+    plain = {"br": bands.band_residuals, "so": det_mod.step_onset}
 
     def timer(f):  # noqa: ANN001, ANN202
         def timed(*a, **kw):  # noqa: ANN002, ANN003, ANN202
@@ -57,7 +57,7 @@ def main() -> None:
             for mode, values in (("on", on), ("off", off)):
                 for name, v in values.items():
                     setattr(det_mod, name, v)
-                joint.band_residuals = timer(plain["br"]) if mode == "on" else plain["br"]
+                bands.band_residuals = timer(plain["br"]) if mode == "on" else plain["br"]
                 det_mod.step_onset = timer(plain["so"]) if mode == "on" else plain["so"]
                 spent[0] = 0.0
                 det = take.detector()
@@ -68,7 +68,7 @@ def main() -> None:
                     fit_s.append(spent[0])
         for name, v in on.items():
             setattr(det_mod, name, v)
-        joint.band_residuals, det_mod.step_onset = plain["br"], plain["so"]
+        bands.band_residuals, det_mod.step_onset = plain["br"], plain["so"]
         x_on, x_off = float(np.median(walls["on"])), float(np.median(walls["off"]))
         print(f"{take.name:<40} {x_on:>6.2f} {x_off:>6.2f} {x_on / x_off:>6.2f} {float(np.median(fit_s)):>7.1f}",
               flush=True)

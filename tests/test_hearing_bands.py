@@ -79,10 +79,10 @@ def test_a_key_with_no_partial_in_our_bands_is_left_out_and_that_changes_nothing
     # joint.may_meet: whether another key's partials (as partial_freqs measures them) can
     # lie within BAND_SPAN x f0 of ours; where not, the complex model has no column of it
     # and the detector need not measure it (its cost on dense rows)
-    assert joint.may_meet(60, 72, joint.BAND_SPAN)  # an octave: our 2nd partial its 1st
-    assert joint.may_meet(60, 61, joint.BAND_SPAN)
-    assert not joint.may_meet(40, 90, joint.BAND_SPAN)  # far above our 8 partials
-    assert not joint.may_meet(30, 72, joint.BAND_SPAN)  # our 8th partial at 370 Hz, its 1st at 523
+    assert joint.may_meet(60, 72, bands.BAND_SPAN)  # an octave: our 2nd partial its 1st
+    assert joint.may_meet(60, 61, bands.BAND_SPAN)
+    assert not joint.may_meet(40, 90, bands.BAND_SPAN)  # far above our 8 partials
+    assert not joint.may_meet(30, 72, bands.BAND_SPAN)  # our 8th partial at 370 Hz, its 1st at 523
     rng = np.random.default_rng(1)
     sr, pitch, t = 48000, 30, 0.5
     y = rng.normal(size=sr)

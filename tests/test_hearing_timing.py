@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from robo_player.hearing import joint
+from robo_player.hearing import bands, joint
 from robo_player.hearing.detector import Detector
 from robo_player.performance import HeardNote
 from robo_player.sim.room import Room, RoomTake
@@ -73,7 +73,7 @@ def test_the_joint_fit_times_a_soft_key_under_a_loud_third_at_its_own_strike() -
         # the complex model of the soft key's bands, the loud key a phasor struck at its
         # onset (session 18; the detector's from key 45 up): within 5 ms on every one
         # (without the loud key's strike in it: 6-23 ms off on 5 of 8)
-        res = joint.band_residuals(y, 48000, notes[1].pitch, freqs[1], times, [joint.Strike(freqs[0], start)])
+        res = bands.band_residuals(y, 48000, notes[1].pitch, freqs[1], times, [bands.Strike(freqs[0], start)])
         band.append(round(1e3 * (times[int(np.argmin(res))] - truth[1]), 1))
     assert sum(abs(e) < 20.0 for e in errs) >= 6, errs
     assert float(np.median(np.abs(errs))) < 10.0, errs
@@ -110,7 +110,7 @@ def _lone_under_ringing(seed: int) -> tuple[np.ndarray, list[tuple[float, int]]]
 
 
 def test_a_lone_key_under_ringing_partials_is_timed_at_its_strike() -> None:
-    # the complex model of our partials' bands (joint.band_residuals: the ringing keys'
+    # the complex model of our partials' bands (bands.band_residuals: the ringing keys'
     # partials free phasors, ours a step) adds a partial and the ringing one as complex
     # numbers: the beat is explained, the step stays at the strike (the search alone: 24 ms
     # late on room 1; the opinion is taken where it gains >= JOINT_BAND_MIN_GAIN, so the
@@ -131,8 +131,8 @@ def test_the_band_residual_is_least_at_the_strike_of_a_key_under_ringing_partial
     for seed in range(3):
         y, plan = _lone_under_ringing(seed)
         t, p = plan[-1]
-        others = [joint.Strike(det_freqs[q], u) for u, q in plan[:-1]]
+        others = [bands.Strike(det_freqs[q], u) for u, q in plan[:-1]]
         times = list(t + np.arange(-0.08, 0.0801, 0.001))
-        res = joint.band_residuals(y, 48000, p, det_freqs[p], times, others)
+        res = bands.band_residuals(y, 48000, p, det_freqs[p], times, others)
         assert abs(times[int(np.argmin(res))] - t) < 0.0015, (seed, res)
         assert res[100] > res[80] + 0.05, (seed, res[80], res[100])

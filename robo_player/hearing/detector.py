@@ -50,7 +50,7 @@ import numpy as np
 
 from ..errors import HearingError
 from ..voicing import ATTACK_S, f0_hz, partial_amplitudes, power_for_velocity, velocity_for_power
-from . import joint
+from . import bands, joint
 from .stepfit import POST_S as STEP_POST_S
 from .stepfit import step_onset
 
@@ -282,7 +282,7 @@ JOINT_MAX_KEYS = 6
 # and no planned key meets ours within JOINT_NEAR_S (JOINT_LONE: a lone key, whose late
 # onsets were a beat's crest: a ringing partial a few Hz from ours), from key
 # JOINT_BAND_MIN_PITCH up, the complex model of our partials' bands
-# (:meth:`Detector._joint_complex`, joint.band_residuals): ours at each JOINT_BAND_STEP_S
+# (:meth:`Detector._joint_complex`, bands.band_residuals): ours at each JOINT_BAND_STEP_S
 # of the search window, taken where it gains >= JOINT_BAND_MIN_GAIN of what the other
 # keys' phasors leave and leaves <= JOINT_BAND_MAX_RESIDUAL of it. Chosen on random 2 and
 # 3, 4 (tuning rows): random 2's four late keys (+21..+48 ms) best at 0.08-0.47 of it
@@ -1253,7 +1253,7 @@ class Detector:
     def _joint_complex(self, k: int, o: Onset, intended: Sequence[tuple[float, int]],
                        found: dict[int, Onset | None], before_s: float, after_s: float) -> Onset:
         """The second opinion on the search's onset ``o`` of intended note ``k`` by the
-        complex model of our partials' bands (:func:`joint.band_residuals`): ours at the
+        complex model of our partials' bands (:func:`bands.band_residuals`): ours at the
         search's onset and at each JOINT_BAND_STEP_S of the search window; every key planned
         in the INFORMED_RING_S before or in the stretch (at the search's onset where it
         found one, else the plan's time) a phasor of its
@@ -1264,18 +1264,18 @@ class Detector:
         bin_hz = self.sr / self.long_n
         grid = np.arange(t - before_s, t + after_s + 1e-9, JOINT_BAND_STEP_S)
         cand = [o.t_s, *(float(c) for c in grid if abs(c - o.t_s) > 0.5 * JOINT_BAND_STEP_S)]
-        t_hi = max(cand) + joint.BAND_POST_S
-        others: list[joint.Strike] = []
+        t_hi = max(cand) + bands.BAND_POST_S
+        others: list[bands.Strike] = []
         for j, (u, q) in enumerate(intended):
             if j == k or not t - INFORMED_RING_S <= u <= t_hi or (q == p and abs(u - t) < MIN_GAP_S):
                 continue
-            if not joint.may_meet(p, q, joint.BAND_SPAN):
+            if not joint.may_meet(p, q, bands.BAND_SPAN):
                 continue  # none of its partials in our bands (their measuring the cost)
             f = found.get(j)
             on = f.t_s if f is not None else u
-            others.append(joint.Strike(joint.partial_freqs(self.frames, bin_hz, q, on, hop_s), on))
+            others.append(bands.Strike(joint.partial_freqs(self.frames, bin_hz, q, on, hop_s), on))
         mine = joint.partial_freqs(self.frames, bin_hz, p, o.t_s, hop_s)
-        res = joint.band_residuals(self.y, self.sr, p, mine, cand, others)
+        res = bands.band_residuals(self.y, self.sr, p, mine, cand, others)
         best = int(np.argmin(res))
         ok = best > 0 and res[0] - res[best] >= JOINT_BAND_MIN_GAIN and res[best] <= JOINT_BAND_MAX_RESIDUAL
         self.joint_log.append((p, o.t_s, cand, res, ok))

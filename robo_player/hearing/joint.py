@@ -22,7 +22,7 @@ products and (keys x keys) envelope products, never from the (bins x frames) col
 
 Magnitudes do not add: a partial struck while another at a nearby frequency rings (a
 neighbour's partial a few Hz off, our own key re-struck) beats with it, and a magnitude
-model takes the beat's crest for the onset. :func:`band_residuals` (session 18) is the
+model takes the beat's crest for the onset. :func:`.bands.band_residuals` (session 18) is the
 complex model of one key's partials' bands (:mod:`.bands`, the step fit's model): each
 band mixed down to 0 Hz, the other keys' partials in it phasors of free complex amplitude
 and decay, ours a step at the candidate onset; there the two sounds add as complex
@@ -38,9 +38,6 @@ from functools import lru_cache
 import numpy as np
 
 from ..voicing import ATTACK_S, f0_hz
-from .bands import BAND_POST_S, BAND_PRE_S, BAND_SPAN, Strike, band_residuals
-
-__all__ = ["BAND_POST_S", "BAND_PRE_S", "BAND_SPAN", "Strike", "band_residuals", "partial_freqs", "residuals"]
 
 JOINT_N = 2048  # the windows (samples): a minor third's fundamentals ~1.6 bins apart at 200 Hz
 JOINT_HOP_S = 0.001
