@@ -317,6 +317,15 @@ RESTRIKE_BEND = 5
 RESTRIKE_MIN_FIT = 0.6
 RESTRIKE_EDGE_S = 0.002
 RESTRIKE_SETTLED_S = 0.02
+# plan known: where the informed stage hears a planned key but its salience's largest
+# rise in the window is another strike's (it lies past the window, or the key's
+# activation rose most well before it: :meth:`Detector._rose_early`), the largest local
+# rise of at least INFORMED_NEAR_DB whose midpoint lies from INFORMED_AT_S before to
+# INFORMED_EARLY of a long window after the boundary where its activation rose most
+# (a re-strike of a ringing key between a semitone's strikes: its own rise ~2 dB, the
+# neighbours' 7-21 dB)
+INFORMED_NEAR = True
+INFORMED_NEAR_DB = 1.5
 Cols = tuple[int, ...] | None  # a subset of a pitch's partials (None: all)
 
 
@@ -872,10 +881,41 @@ class Detector:
         if not self.informed_heard(pitch, t_lo_s, t_hi_s, sounding):
             return None
         got = self._informed_onset(pitch, t_lo_s, t_hi_s, own, rise_db)
-        if got is None:
+        o = None if got is None else self._refine(pitch, *got)
+        if o is not None and t_lo_s <= o.t_s <= t_hi_s and not self._rose_early(pitch, t_lo_s, t_hi_s, sounding, o.t_s):
+            return o
+        if not INFORMED_NEAR or pitch < BASS_MAX_PITCH:
+            return None if o is None or self._rose_early(pitch, t_lo_s, t_hi_s, sounding, o.t_s) else o
+        near = self._informed_near(pitch, t_lo_s, t_hi_s, sounding, own)
+        return None if near is None else self._refine(pitch, *near)
+
+    def _informed_near(self, pitch: int, t_lo_s: float, t_hi_s: float, sounding: Sequence[int],
+                       own: Sequence[int]) -> tuple[float, float] | None:
+        """(coarse onset, rise dB) of ``pitch`` for :meth:`informed` where its salience's
+        largest rise is another strike's: the largest local rise >= INFORMED_NEAR_DB whose
+        planned midpoint lies in [t_lo_s, t_hi_s] and from INFORMED_AT_S before to
+        INFORMED_EARLY of a long window after the boundary where the decomposition's
+        activation rose most; None where none is."""
+        dec = self._decompose(pitch, t_lo_s, t_hi_s, sounding)
+        if dec is None:
             return None
-        o = self._refine(pitch, *got)
-        return None if self._rose_early(pitch, t_lo_s, t_hi_s, sounding, o.t_s) else o
+        rise = dec[5][0]
+        hop_l = self.long_hop / self.sr
+        tb = (max(0, int(t_lo_s / hop_l)) + int(np.argmax(rise))) * hop_l  # that boundary (s)
+        lo, hi = max(t_lo_s, tb - INFORMED_AT_S), min(t_hi_s, tb + INFORMED_EARLY * self.long_n / self.sr)
+        r = self.rise_db(pitch)
+        hop_s = self.hop / self.sr
+        f0, f1 = max(1, int(t_lo_s / hop_s)), min(len(r) - 1, int(math.ceil(t_hi_s / hop_s)) + 1)
+        if f1 <= f0:
+            return None
+        seg = r[f0:f1]
+        ok = (seg >= INFORMED_NEAR_DB) & (seg >= r[f0 - 1 : f1 - 1]) & (seg >= r[f0 + 1 : f1 + 1])
+        cols = self.own_partials(pitch, own) if own else None
+        for j in sorted(np.nonzero(ok)[0], key=lambda j: -seg[j]):
+            t_mid = self._planned_midpoint(pitch, f0 + int(j), cols)
+            if lo <= t_mid <= hi:
+                return t_mid, float(seg[j])
+        return None
 
     def _rose_early(self, pitch: int, t_lo_s: float, t_hi_s: float, sounding: Sequence[int], t_s: float) -> bool:
         """Whether :meth:`informed`'s decomposition has ``pitch``'s activation rise most at
