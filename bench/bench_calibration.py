@@ -11,6 +11,10 @@ nearest time) to get the onset error and the velocity error as a listener hears 
 ``--single-notes``: the detector's loudness over the partials against the truth on single
 notes, A0 to C8, through the room and without (the keyboard's trend: docs/calibration.md,
 "The loudness trend across the keyboard").
+
+``--strikes [PITCH ...] --voice rich --seeds 1``: a calibration through audio of a few keys,
+each strike's heard loudness against the physics' and each key's table against the truth
+(docs/calibration.md, "The log-mean's partials, one set").
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from __future__ import annotations
 import argparse
 import math
 import time
+from typing import Any
 
 import numpy as np
 
@@ -239,6 +244,62 @@ def single_notes(velocity: float, takes: int, voice: str = "plain") -> None:
             print("    " + " ".join(f"{p}:{a:+.1f}" for p, a in zip(pitches, m, strict=True)))
 
 
+def strike_reads(spec: Any, seed: int, voice: str, pitches: list[int]) -> None:
+    """A calibration through audio (``voice``) of ``pitches`` only; each ordinary strike's
+    heard loudness (as the session last read it) against the loudness the physics gave
+    it (``perf.heard``: this bench may read it), by key: the mean and s.d. (%, the log;
+    less the median over all keys), soft (< 50) and loud apart; and the key's table
+    against the truth at velocities 40 / 64 / 96 (less the keys' mean at 64): where a
+    table's error comes from, the strikes' reads or the curve through them
+    (docs/calibration.md, "The log-mean's partials, one set")."""
+    import robo_player.calibrator.session as session
+
+    dev = open_port(f"sim://?sensor=audio&voice={voice}", spec, truth_seed=seed, sensor_seed=seed)
+    takes: list[tuple[Any, list[Any]]] = []
+    listen = session.listen_round
+
+    def keep(perf: Any, pending: list[Any], *a: Any, **k: Any) -> Any:
+        takes.append((perf, list(pending)))
+        return listen(perf, pending, *a, **k)
+
+    session.listen_round = keep  # the strikes as heard, kept for the comparison
+    try:
+        cal, _ = calibrate_session(dev, spec, pitches=pitches)
+    finally:
+        session.listen_round = listen
+    truth = dev._truth
+    rows: dict[int, list[tuple[float, float]]] = {}  # key: (log heard / physics, physics' loudness)
+    for perf, pending in takes:
+        heard: dict[int, list[Any]] = {}
+        for h in perf.heard:
+            heard.setdefault(h.pitch, []).append(h)
+        for st in pending:
+            if not st.heard or st.onset_us is None or st.probe_gap_us is not None:
+                continue
+            cands = heard.get(st.pitch, [])
+            if cands:
+                h = min(cands, key=lambda h: abs(h.t_us - st.onset_us))
+                if abs(h.t_us - st.onset_us) <= 20_000 and h.velocity > 0:
+                    rows.setdefault(st.pitch, []).append(
+                        (100.0 * math.log(st.velocity / h.velocity), h.velocity))
+    med = float(np.median([e for r in rows.values() for e, _ in r]))
+    tab: dict[int, list[float]] = {}
+    for p in pitches:
+        c, pm = cal.keys[p], spec.key(p).pwm_max
+        tab[p] = [100.0 * math.log(truth_velocity(truth.key(p), round(c.drive_for_velocity(v) * pm) / pm) / v)
+                  for v in (40.0, 64.0, 96.0)]  # fmt: skip
+    t64 = float(np.mean([t[1] for t in tab.values()]))
+    print(f"{voice}, truth seed {seed}: {sum(map(len, rows.values()))} strikes heard (median heard / physics {med:+.2f} %)")
+    for p in pitches:
+        e = np.array([x for x, _ in rows.get(p, [])]) - med
+        soft = np.array([v < 50.0 for _, v in rows.get(p, [])], dtype=bool)
+        t = tab[p]
+        print(f"  key {p}: strikes {len(e)}, heard / physics {e.mean():+.2f} % (s.d. {e.std():.2f}; soft "
+              f"{e[soft].mean() if soft.any() else math.nan:+.2f}, loud {e[~soft].mean() if (~soft).any() else math.nan:+.2f}); "
+              f"table / truth at 40 / 64 / 96 {t[0] - t64:+.1f} / {t[1] - t64:+.1f} / {t[2] - t64:+.1f} %")
+    print(f"  tables at 64: common {t64:+.2f} %, s.d. over the keys {np.std([t[1] for t in tab.values()]):.2f} %")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--spec", default="piano-88-grand")
@@ -258,13 +319,22 @@ def main() -> None:
     ap.add_argument("--single-notes", type=float, nargs="*", default=None, metavar="VELOCITY",
                     help="only the detector's loudness of single notes through the room (default velocities 96 40)")
     ap.add_argument("--takes", type=int, default=8, help="--single-notes: takes a key (a room each)")
-    ap.add_argument("--voice", default="plain", choices=("plain", "rich"), help="--single-notes: the simulator's voice")
+    ap.add_argument("--voice", default="plain", choices=("plain", "rich"),
+                    help="--single-notes, --strikes: the simulator's voice")
+    ap.add_argument("--strikes", type=int, nargs="*", default=None, metavar="PITCH",
+                    help="only a calibration through audio of these keys (default 24 keys A0..C8), each strike's "
+                    "loudness against the physics' and each table against the truth (--seeds, --voice)")
     args = ap.parse_args()
     if args.single_notes is not None:
         for v in args.single_notes or [96.0, 40.0]:
             single_notes(v, args.takes, args.voice)
         return
     spec = load_spec(args.spec)
+    if args.strikes is not None:
+        keys = args.strikes or [*range(21, 36, 2), 40, 45, 48, 52, 55, 60, 64, 67, 72, 76, 80, 84, 90, 96, 102, 108]
+        for seed in args.seeds:
+            strike_reads(spec, seed, args.voice, keys)
+        return
     pieces = args.pieces if args.pieces is not None else [p.stem for p in bundled_pieces()]
     for seed in args.seeds:
         dev = open_port(args.port, spec, truth_seed=seed, sensor_seed=seed)  # note-level sensor: the figures documented with this bench (audio: bench_hearing.py)

@@ -27,6 +27,7 @@ from ..hearing.detector import (
     REFERENCE_GAIN_DB,
     Detector,
     PartialsRead,
+    energy_response,
     partials_read,
     pooled_comb_rate,
     pooled_rates,
@@ -38,6 +39,7 @@ from ..hearing.listen import Expected, hear_strikes
 from ..performance import Performance
 from ..plan import Command, Op, Plan
 from ..spec.model import KEY_LOUDNESS_TOLERANCE, PianoSpec
+from ..voicing import f0_hz
 from .fitting import KeyFit, fit_key
 from .strikes import (
     LAT_NOISE_AUDIO_US,
@@ -202,7 +204,9 @@ def partials_loudness(
     touched: set[int] = set()
     for s in strikes:
         if s.heard and s.onset_us is not None:
-            read = partials_read(det, s.pitch, clock.to_audio_s(s.onset_us))
+            t_s = loudness_onset(det, s.pitch, clock.to_audio_s(s.onset_us), s.doubtful)
+            # the whole comb's power only where the key's spectrum offset reads it
+            read = partials_read(det, s.pitch, t_s, comb=reads is not None)
             if read is None:
                 continue
             if reads is None:
@@ -215,6 +219,30 @@ def partials_loudness(
     if reads is None:
         return
     spectrum_offsets(reads, touched)
+
+
+# A doubtful onset (the detector's Onset.sure False: its direct sound moved the energy
+# fit's by more than DIRECT_SURE_S) places the loudness windows from the energy fit's
+# onset instead (less its own delay on the key, energy_response): a hammer's thump can
+# pull the onset early (the rich voice's key 50: 4.3 ms, its loudness window then on the
+# partials' rise, -10 % at velocity 64; the energy fit's onset -0.3 ms, +0.9 %); the
+# strike's latency keeps the detector's onset. Only on keys whose period is under
+# ENERGY_ONSET_MAX_PERIOD_S: the energy fit's onset comes in bursts of a period and its
+# delay is measured on the law's spectrum; on the low bass, a spectrum unlike it moves
+# it by ms (the rich voice's A0-B1 read 3-7 % loud from it, truth seeds 1-3).
+# docs/calibration.md, "The log-mean's partials, one set" (session 20).
+DOUBTFUL_ENERGY_ONSET = True
+ENERGY_ONSET_MAX_PERIOD_S = 0.010  # the loudness window's shortest (hearing/detector.py: a period or 10 ms)
+
+
+def loudness_onset(det: Detector, pitch: int, t_s: float, doubtful: bool) -> float:
+    """Where a strike's loudness windows are placed from (audio s): its onset ``t_s``, or
+    where that is ``doubtful`` (and :data:`DOUBTFUL_ENERGY_ONSET`) on a key whose period
+    is under :data:`ENERGY_ONSET_MAX_PERIOD_S`, the energy fit's onset near it less the
+    fit's own delay on ``pitch``."""
+    if not doubtful or not DOUBTFUL_ENERGY_ONSET or 1.0 / f0_hz(pitch) >= ENERGY_ONSET_MAX_PERIOD_S:
+        return t_s
+    return det.y_onset(pitch, t_s)[0] - energy_response(pitch, det.sr)[0]
 
 
 def spectrum_offsets(reads: KeyReads, touched: set[int] | None = None) -> dict[int, tuple[float, float]]:

@@ -341,6 +341,15 @@ RESTRIKE_BEND = 5
 RESTRIKE_MIN_FIT = 0.6
 RESTRIKE_EDGE_S = 0.002
 RESTRIKE_SETTLED_S = 0.02
+# plan known: where the informed stage hears a planned key but its salience's largest
+# rise in the window is another strike's (it lies past the window, or the key's
+# activation rose most well before it: :meth:`Detector._rose_early`), the largest local
+# rise of at least INFORMED_NEAR_DB whose midpoint lies from INFORMED_AT_S before to
+# INFORMED_EARLY of a long window after the boundary where its activation rose most
+# (a re-strike of a ringing key between a semitone's strikes: its own rise ~2 dB, the
+# neighbours' 7-21 dB)
+INFORMED_NEAR = True
+INFORMED_NEAR_DB = 1.5
 Cols = tuple[int, ...] | None  # a subset of a pitch's partials (None: all)
 
 
@@ -896,10 +905,41 @@ class Detector:
         if not self.informed_heard(pitch, t_lo_s, t_hi_s, sounding):
             return None
         got = self._informed_onset(pitch, t_lo_s, t_hi_s, own, rise_db)
-        if got is None:
+        o = None if got is None else self._refine(pitch, *got)
+        if o is not None and t_lo_s <= o.t_s <= t_hi_s and not self._rose_early(pitch, t_lo_s, t_hi_s, sounding, o.t_s):
+            return o
+        if not INFORMED_NEAR or pitch < BASS_MAX_PITCH:
+            return None if o is None or self._rose_early(pitch, t_lo_s, t_hi_s, sounding, o.t_s) else o
+        near = self._informed_near(pitch, t_lo_s, t_hi_s, sounding, own)
+        return None if near is None else self._refine(pitch, *near)
+
+    def _informed_near(self, pitch: int, t_lo_s: float, t_hi_s: float, sounding: Sequence[int],
+                       own: Sequence[int]) -> tuple[float, float] | None:
+        """(coarse onset, rise dB) of ``pitch`` for :meth:`informed` where its salience's
+        largest rise is another strike's: the largest local rise >= INFORMED_NEAR_DB whose
+        planned midpoint lies in [t_lo_s, t_hi_s] and from INFORMED_AT_S before to
+        INFORMED_EARLY of a long window after the boundary where the decomposition's
+        activation rose most; None where none is."""
+        dec = self._decompose(pitch, t_lo_s, t_hi_s, sounding)
+        if dec is None:
             return None
-        o = self._refine(pitch, *got)
-        return None if self._rose_early(pitch, t_lo_s, t_hi_s, sounding, o.t_s) else o
+        rise = dec[5][0]
+        hop_l = self.long_hop / self.sr
+        tb = (max(0, int(t_lo_s / hop_l)) + int(np.argmax(rise))) * hop_l  # that boundary (s)
+        lo, hi = max(t_lo_s, tb - INFORMED_AT_S), min(t_hi_s, tb + INFORMED_EARLY * self.long_n / self.sr)
+        r = self.rise_db(pitch)
+        hop_s = self.hop / self.sr
+        f0, f1 = max(1, int(t_lo_s / hop_s)), min(len(r) - 1, int(math.ceil(t_hi_s / hop_s)) + 1)
+        if f1 <= f0:
+            return None
+        seg = r[f0:f1]
+        ok = (seg >= INFORMED_NEAR_DB) & (seg >= r[f0 - 1 : f1 - 1]) & (seg >= r[f0 + 1 : f1 + 1])
+        cols = self.own_partials(pitch, own) if own else None
+        for j in sorted(np.nonzero(ok)[0], key=lambda j: -seg[j]):
+            t_mid = self._planned_midpoint(pitch, f0 + int(j), cols)
+            if lo <= t_mid <= hi:
+                return t_mid, float(seg[j])
+        return None
 
     def _rose_early(self, pitch: int, t_lo_s: float, t_hi_s: float, sounding: Sequence[int], t_s: float) -> bool:
         """Whether :meth:`informed`'s decomposition has ``pitch``'s activation rise most at
@@ -1706,7 +1746,7 @@ class Detector:
 # with one partial's colour in it; the calibration sets each key's log-mean at its power
 # sum's level over the key's strikes (listening.spectrum_offsets; docs/calibration.md,
 # "The key's spectrum").
-PARTIAL_MIN_SHARE = 0.01  # a partial under this share of the note's power at the velocity says too little
+PARTIAL_MIN_SHARE = 0.01  # a partial under this share of the reference tone's power (the law at velocity 64) says too little
 PARTIAL_MIN_SNR = 3.0  # ... and one under this x its band's background is the noise's
 # The notes decay unlike the reference tone (a 0.5 s decay on every partial): a bass
 # string rings for seconds, a treble one a few tenths of a second, and each partial
@@ -1751,15 +1791,16 @@ def _attack_segment(det: Detector, pitch: int, t_s: float, after_s: float = 0.0)
 
 
 def _partial_windows(
-    det: Detector, pitch: int, t_half: float,
+    det: Detector, pitch: int, t_half: float, comb: bool = True,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, float] | None:
     """Each partial's power less its background (the median over 20 ms before) over the
     comb loudness' window (from 3 ms after the half-energy time ``t_half``, a period of
     f0 or 10 ms long) and over the decay's (:data:`DECAY_WINDOW_S` after ``t_half``),
     and that background: three (K,), partials 1..K under the band's top (the decay
     window's nan where the audio ends before it); and the whole comb's power (all the
-    partials' bands as one, :func:`_comb`) over the loudness window less its background;
-    None where the audio ends before the loudness window."""
+    partials' bands as one, :func:`_comb`) over the loudness window less its background
+    (nan with ``comb`` False: not computed, one inverse FFT fewer); None where the audio
+    ends before the loudness window."""
     sr = det.sr
     f0 = f0_hz(pitch)
     s0, seg, freqs, period, f_hi = _attack_segment(det, pitch, t_half, DECAY_WINDOW_S[1])
@@ -1773,9 +1814,11 @@ def _partial_windows(
     d0, d1 = x + int(DECAY_WINDOW_S[0] * sr), x + int(DECAY_WINDOW_S[1] * sr)
     if n < 2 or k0 <= 0 or k1 > n:
         return None
-    env = np.abs(np.fft.ifft(seg_f * _comb(freqs, f0, f_hi))) ** 2
-    pre = env[max(0, x - w // 2 - 20 * ms) : max(1, x - w // 2 - ms)]
-    comb = float(np.mean(env[k0:k1])) - (float(np.median(pre)) if len(pre) else 0.0)
+    whole = math.nan
+    if comb:
+        env = np.abs(np.fft.ifft(seg_f * _comb(freqs, f0, f_hi))) ** 2
+        pre = env[max(0, x - w // 2 - 20 * ms) : max(1, x - w // 2 - ms)]
+        whole = float(np.mean(env[k0:k1])) - (float(np.median(pre)) if len(pre) else 0.0)
     pw, pd, bg = [], [], []
     for k in range(1, 9):
         if k * f0 > f_hi:
@@ -1786,7 +1829,7 @@ def _partial_windows(
         pw.append(float(np.mean(env[k0:k1])) - b)
         pd.append(float(np.mean(env[d0:d1])) - b if d1 <= n else math.nan)  # nan: the audio ends first
         bg.append(b)
-    return np.array(pw), np.array(pd), np.array(bg), comb
+    return np.array(pw), np.array(pd), np.array(bg), whole
 
 
 @dataclass(frozen=True, slots=True)
@@ -1860,11 +1903,13 @@ class PartialsRead:
     comb_rate: float
 
 
-def partials_read(det: Detector, pitch: int, t_s: float) -> PartialsRead | None:
+def partials_read(det: Detector, pitch: int, t_s: float, comb: bool = True) -> PartialsRead | None:
     """What the partials of the strike of ``pitch`` whose onset is ``t_s`` (audio s) say
     of its loudness and decay (:class:`PartialsRead`), read over windows as far after
     ``t_s`` as the reference tone's after its onset (a half-energy time farther than
-    ONSET_TRUST_S from theirs moves them on); None where the audio ends first."""
+    ONSET_TRUST_S from theirs moves them on); None where the audio ends first. ``comb``
+    False: the whole comb's power is not read (``comb_ratio`` nan: no
+    :func:`power_velocity`; one inverse FFT fewer, for :func:`read_velocity` alone)."""
     ref = _partials_reference(pitch, det.sr)
     t_half, _ = det._attack(pitch, t_s)
     # the windows as far after the onset as the reference tone's (its half-energy time
@@ -1872,7 +1917,7 @@ def partials_read(det: Detector, pitch: int, t_s: float) -> PartialsRead | None:
     # the spectrum (A0 +2.5 ms, A4 -1.5 ms at velocity 96), and a window on the bands'
     # rise reads ~2 % a ms; farther off than ONSET_TRUST_S, the onset is doubted
     t_half -= float(np.clip(t_half - (t_s + ref.half_s), -ONSET_TRUST_S, ONSET_TRUST_S))
-    got = _partial_windows(det, pitch, t_half)
+    got = _partial_windows(det, pitch, t_half, comb)
     if got is None or len(got[0]) != len(ref.power) or len(ref.power) < 2:
         return None
     heard, heard_d, bg = (a / det.gain**2 for a in got[:3])
@@ -1888,12 +1933,12 @@ def partials_read(det: Detector, pitch: int, t_s: float) -> PartialsRead | None:
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio_d = np.log(np.where(decays, heard_d, 1.0) / np.where(decays, ref.power_decay, 1.0))
         rate = np.where(decays, 1.0 / REFERENCE_DECAY_S + (ratio - ratio_d) / (2.0 * (t_eff_d - t_eff)), np.nan)
-    comb = got[3] / det.gain**2
+    whole = got[3] / det.gain**2  # nan where not read
     comb_t, comb_td = ref.comb_t_eff + late
     comb_ratio, comb_rate = math.nan, math.nan
     sums = _band_sums(heard, heard_d)
-    if comb > 0.0 and ref.comb > 0.0:
-        comb_ratio = math.log(comb / ref.comb)
+    if whole > 0.0 and ref.comb > 0.0:
+        comb_ratio = math.log(whole / ref.comb)
     with np.errstate(invalid="ignore"):
         rated = bool(np.all(sums > 0.0) and sums[1] > DECAY_MIN_SNR * float(np.sum(bg)) and np.all(ref.band_sums > 0.0)
                      and comb_td > comb_t + 1e-3)  # fmt: skip
@@ -1922,24 +1967,27 @@ def read_velocity(read: PartialsRead, rates: np.ndarray | None = None) -> float 
     key's :func:`pooled_rates`; None: the strike's own; a partial without one: the mean
     of those with one, clipped to DECAY_RATE_RANGE), then the velocity whose level-law
     partials, against the reference tone's, best match them (the mean of the log
-    ratios): each usable partial weighs alike, so the room's colour, independent from
-    partial to partial, averages out (the power sum keeps the fundamental's). None where
-    fewer than two partials can say it."""
+    ratios over one set of partials, whatever velocity is tried): each usable partial
+    weighs alike, so the room's colour, independent from partial to partial, averages
+    out (the power sum keeps the fundamental's). None where fewer than two partials can
+    say it."""
     ratio = read.log_ratio + _decay_back(read, rates, "read_velocity")
-    sure = read.sure
     ks = np.arange(1, len(ratio) + 1, dtype=np.float64)
     a64 = partial_amplitudes(64.0, ks)
+    # the partials that say it: heard, and carrying PARTIAL_MIN_SHARE of the reference
+    # tone's power (the law at velocity 64), one set whatever velocity is tried: a set
+    # that changed with it (the law's share at each v) made the log-mean jump where a
+    # partial unlike the law's came in (the rich voice's A0: +15 % at velocity 15, +31 %
+    # at 40, +23 % at 120 over its power sum), which no line in loudness
+    # (listening.spectrum_offsets) follows
+    ok = read.sure & (a64 * a64 >= PARTIAL_MIN_SHARE * float(np.sum(a64 * a64)))
+    if int(ok.sum()) < 2:
+        return None
+    heard = ratio[ok]
 
-    def excess(v: float) -> float | None:  # heard over the law at v, the partials' log-mean
-        a = partial_amplitudes(v, ks)
-        ok = sure & (a * a >= PARTIAL_MIN_SHARE * float(np.sum(a * a)))
-        if int(ok.sum()) < 2:
-            return None
-        return float(np.mean(ratio[ok] - 2.0 * np.log(a[ok] / a64[ok])))
-
-    def above(v: float) -> bool | None:
-        e = excess(v)
-        return None if e is None else e > 0.0
+    def above(v: float) -> bool:  # heard over the law at v, the partials' log-mean
+        a = partial_amplitudes(v, ks[ok])
+        return float(np.mean(heard - 2.0 * np.log(a / a64[ok]))) > 0.0
 
     return _bisect_velocity(above)
 
@@ -2012,5 +2060,5 @@ def partials_velocity(det: Detector, pitch: int, t_s: float) -> float | None:
     the decay this strike showed (:func:`partials_read`, :func:`read_velocity`; the
     calibration pools a key's strikes' decays: calibrator/listening.py). None where
     fewer than two partials can say it (the caller keeps the comb's loudness)."""
-    read = partials_read(det, pitch, t_s)
+    read = partials_read(det, pitch, t_s, comb=False)
     return None if read is None else read_velocity(read)
