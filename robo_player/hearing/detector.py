@@ -996,12 +996,15 @@ class Detector:
         return j, mine, mine / top if top > 0.0 else math.inf
 
     def _decompose(
-        self, pitch: int, t_lo_s: float, t_hi_s: float, sounding: Sequence[int],
+        self, pitch: int, t_lo_s: float, t_hi_s: float, sounding: Sequence[int], *, free_fundamental: bool = False,
     ) -> tuple[list[int], list[int], np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:
         """:meth:`informed`'s decomposition over the boundaries in [t_lo_s, t_hi_s]: (keys,
         ``pitch`` first; the unplanned related keys among them; (bins, boundaries) the
         windows after; (bins, keys) the templates; (keys, boundaries) the activations
-        after; (keys, boundaries) their rise in noise units), or None (no boundary)."""
+        after; (keys, boundaries) their rise in noise units), or None (no boundary). With
+        ``free_fundamental`` (:meth:`bass_tests`) ``pitch``'s template is two columns, its
+        upper partials first (:meth:`upper_template`) and its fundamental last (a row more
+        in the activations and rises)."""
         planned = sorted({q for q in sounding if q != pitch and LOWEST <= q <= HIGHEST})
         loose = [pitch + d for d in (*RELATED, -12, 12) if LOWEST <= pitch + d <= HIGHEST and pitch + d not in planned]
         keys = [pitch, *planned, *loose]
@@ -1014,7 +1017,11 @@ class Detector:
             return None
         after = fr[np.clip(b + g, 0, len(fr) - 1)].T.astype(np.float64)  # (bins, boundaries)
         before = np.where((b - g - nn >= 0)[None, :], fr[np.clip(b - g - nn, 0, len(fr) - 1)].T, 0.0)
-        w = np.stack([self.template(q) for q in keys], axis=1)  # (bins, keys)
+        if free_fundamental:
+            up = self.upper_template(pitch)
+            w = np.stack([up, *(self.template(q) for q in keys[1:]), self.template(pitch) - up], axis=1)
+        else:
+            w = np.stack([self.template(q) for q in keys], axis=1)  # (bins, keys)
         h_a, h_b = _nnls(w, after, self.noise_amp), _nnls(w, before, self.noise_amp)
         return keys, loose, after, w, h_a, (h_a - h_b) / self.noise_amp
 
@@ -1384,7 +1391,7 @@ class Detector:
         an unplanned key an octave or twelfth up (its partials a subset of ours) took with
         our fundamental-heavy template. The other keys keep their whole templates (an
         unplanned key must show its fundamental to take ours)."""
-        dec = self._decompose_free(pitch, t_lo_s, t_hi_s, sounding)
+        dec = self._decompose(pitch, t_lo_s, t_hi_s, sounding, free_fundamental=True)
         if dec is None:
             return 0.0, 0.0, 0.0
         keys, loose, after, w, h_a, rise = dec
@@ -1395,29 +1402,6 @@ class Detector:
         r_with = float(np.sum((x - w @ h_a[:, j : j + 1])[sup] ** 2))
         r_wo = float(np.sum((x - rest @ _nnls(rest, x, self.noise_amp))[sup] ** 2))
         return mine, loose_x, (r_wo - r_with) / r_wo if r_wo > 0.0 else 0.0
-
-    def _decompose_free(
-        self, pitch: int, t_lo_s: float, t_hi_s: float, sounding: Sequence[int],
-    ) -> tuple[list[int], list[int], np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:
-        """:meth:`_decompose` with ``pitch``'s template in two columns, its upper partials
-        first and its fundamental last (the rows of the activations and rises: the keys',
-        then the fundamental's)."""
-        planned = sorted({q for q in sounding if q != pitch and LOWEST <= q <= HIGHEST})
-        loose = [pitch + d for d in (*RELATED, -12, 12) if LOWEST <= pitch + d <= HIGHEST and pitch + d not in planned]
-        keys = [pitch, *planned, *loose]
-        hop_s = self.long_hop / self.sr
-        g = max(1, int(round(GAP_S * self.sr / self.long_hop)))
-        nn = self.long_n // self.long_hop
-        fr = self.frames
-        b = np.arange(max(0, int(t_lo_s / hop_s)), int(t_hi_s / hop_s) + 1)
-        if not len(b):
-            return None
-        after = fr[np.clip(b + g, 0, len(fr) - 1)].T.astype(np.float64)  # (bins, boundaries)
-        before = np.where((b - g - nn >= 0)[None, :], fr[np.clip(b - g - nn, 0, len(fr) - 1)].T, 0.0)
-        up = self.upper_template(pitch)
-        w = np.stack([up, *(self.template(q) for q in keys[1:]), self.template(pitch) - up], axis=1)  # (bins, keys + 1)
-        h_a, h_b = _nnls(w, after, self.noise_amp), _nnls(w, before, self.noise_amp)
-        return keys, loose, after, w, h_a, (h_a - h_b) / self.noise_amp
 
     def _midpoint(self, pitch: int, i: int, cols: Cols = None, *, predicted: bool = False) -> float:
         """Audio time where the pitch's salience is halfway from before the rise at frame
