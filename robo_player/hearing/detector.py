@@ -49,7 +49,14 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from ..errors import HearingError
-from ..voicing import ATTACK_S, f0_hz, partial_amplitudes, power_for_velocity, velocity_for_power
+from ..voicing import (
+    ATTACK_S,
+    VELOCITY_MAX,
+    f0_hz,
+    partial_amplitudes,
+    power_for_velocity,
+    velocity_for_power,
+)
 from . import bands, joint
 from .stepfit import POST_S as STEP_POST_S
 from .stepfit import step_onset
@@ -1976,19 +1983,14 @@ def read_velocity(read: PartialsRead, rates: np.ndarray | None = None) -> float 
     return _bisect_velocity(above)
 
 
-def _bisect_velocity(above: Callable[[float], bool | None]) -> float | None:
+def _bisect_velocity(above: Callable[[float], bool]) -> float:
     """The velocity at which the level law meets what was heard, by bisection in log over
-    0.5..VELOCITY_MAX (the law grows with velocity): ``above(v)`` says whether what was
-    heard is above the law at ``v``, or None where it cannot say (then None)."""
-    from ..voicing import VELOCITY_MAX  # (the top of the level law's scale)
-
+    0.5..VELOCITY_MAX (the top of the law's scale; the law grows with velocity):
+    ``above(v)`` says whether what was heard is above the law at ``v``."""
     lo, hi = 0.5, VELOCITY_MAX
     for _ in range(40):
         mid = math.sqrt(lo * hi)
-        up = above(mid)
-        if up is None:
-            return None
-        lo, hi = (mid, hi) if up else (lo, mid)
+        lo, hi = (mid, hi) if above(mid) else (lo, mid)
     return math.sqrt(lo * hi)
 
 
@@ -2031,6 +2033,7 @@ def power_velocity(read: PartialsRead, rate: float | None = None) -> float | Non
     ks = np.arange(1, len(read.log_ratio) + 1, dtype=np.float64)
     a64 = partial_amplitudes(64.0, ks)
     heard = math.exp(read.comb_ratio + back) * float(np.sum(a64 * a64))  # the law's onset power (x2) heard
+
     def above(v: float) -> bool:
         a = partial_amplitudes(v, ks)
         return float(np.sum(a * a)) < heard
