@@ -117,15 +117,16 @@ CROWD_KIN = (1, 2, 5, 7, 12, 19, 24, 28, 31, 34, 36)
 # unshared, and fakes kept 30-76 noise units there: ASAP Schumann, Chopin; session 17,
 # docs/hearing.md)
 CROWD_UNDER = (19, 24, 28, 31, 34, 36)
-# ... or CROWD_OVER semitones above us (a fifth, a twelfth, two octaves: our fundamental
-# and most of our partials are none of its partials; session 21): a soft key struck with a
-# louder one a fifth, twelfth or two octaves up, whose template's misfit at the partials
-# they share outweighed ours (ASAP Beethoven 8/1's G4 v25 in a rolled chord under a D5
-# v48; Chopin op. 25/8's inner voice under its sixths). Not the octave: with 12 the
-# tuning rows' fakes heard rose by one (random 3; a planned key an octave under a struck
-# one has only its odd partials apart, and the struck key's misfit fills them). Chosen on
-# the rich tuning rows (docs/hearing.md, "Session 21, upper")
-CROWD_OVER = (7, 19, 24)
+# ... or CROWD_OVER semitones above us (session 21; a fifth, twelfth, two octaves: our
+# fundamental and most of our partials are none of its partials): a soft key struck with a
+# louder planned key there, refused by the crowd rule at a raw share of 44-121 noise units
+# (ASAP Beethoven 8/1's G4 v25 26 ms after a D5 v48; Chopin op. 25/8's inner voice under
+# its sixths). Off (not kept): (7, 19, 24) gained on the rich tuning rows (Beethoven 0.967
+# -> 0.978, Schumann 0.923 -> 0.926; Chopin unheard 49 -> 46 but timed off 37 -> 39) and
+# on plain Bach, Beethoven, but timed one plain Schumann note off (0.927 -> 0.923; so did
+# (7,) and (19, 24) alone); with 12 too random 3 heard a fake (docs/hearing.md, "Session
+# 21, upper")
+CROWD_OVER: tuple[int, ...] = ()
 CROWD_OWN_X = 0.5
 CROWD_OWN_MIN = 12.0
 FLOOR_X = 3.0
