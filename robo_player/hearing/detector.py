@@ -59,7 +59,7 @@ from ..voicing import (
 )
 from . import bands, joint
 from .stepfit import POST_S as STEP_POST_S
-from .stepfit import step_onset
+from .stepfit import step_check, step_onset
 
 SAMPLE_RATES = (44100, 48000)
 N_FFT = 2048
@@ -265,6 +265,33 @@ BASS_KEEP_RISE = 150.0
 # fit alone times 15 of the 20 bass notes random 1-6 left unheard within 10 ms, 17 within
 # 20; the step's time kept, not the energy fit's: -15..+6 ms against -9..+4 on random 1-3)
 STEP_FIT = True
+# ... and every onset the plan-known pass gives a key below BASS_MAX_PITCH (the search's,
+# the informed stage's, the bass rescue's) is checked by that step fit over its search
+# window (:meth:`Detector._bass_retime`): where a step at our onset removes under
+# BASS_RETIME_X of what the best step removes, the best lies more than BASS_RETIME_MIN_S
+# from our onset and at least BASS_RETIME_EDGE_S inside the window (a best at the window's
+# end is a step the fit wants outside it: another strike), the key is timed at the best
+# step. The salience's rise of a bass key is often a neighbour's (the 2048-sample bins hold
+# a semitone's partials); a step in the key's own bands, the ringing keys' phasors free, is
+# not. Session 21 (rich tuning rows random 1-6, bwv66.6, ASAP Beethoven, Schumann, Bach
+# 856: of 23 bass notes timed 20-76 ms off, the best step lay within 12 ms of the strike on
+# 21; of 421 timed within 20 ms, the step disagreed by > 20 ms on 19, its best at the
+# window's end on 8 of them, and a step at our onset removed >= 0.95 of the best's on 16).
+# Only an onset whose salience rose under BASS_RETIME_MAX_RISE_DB is checked: a larger rise
+# is the key's own strike (there the rule moved 1 of those 23 notes to its strike and 3 of
+# the 421 off it), and the fit costs ~0.1 s a note. And only where the residual a step at
+# our onset leaves is over BASS_RETIME_LEFT_X x the best's: a key struck with others whose
+# partials fill its bands (their steps at the plan's times take ours) has no step that
+# explains much, and its best is another sound (plain random 1's F2 in a chord with A#1
+# and D#3: the best -37 ms, leaving 1.23 x; rich random 5's E2 with a G3: -70 ms, 1.33 x;
+# the notes it timed right: 1.47-34 x, but for rich random 6's G2 struck with keys two
+# octaves up, 1.2 x, which it now leaves 31 ms off)
+BASS_RETIME = True
+BASS_RETIME_X = 0.95
+BASS_RETIME_LEFT_X = 1.4
+BASS_RETIME_MIN_S = 0.010
+BASS_RETIME_EDGE_S = 0.003
+BASS_RETIME_MAX_RISE_DB = 15.0
 INFORMED_RISE_DB = 1.0  # ... timed at the largest local rise of its salience of at least this
 # ... and not heard where its activation rose most at a boundary more than INFORMED_EARLY
 # of a long window before the onset it is timed at, and rose under INFORMED_AT_X of that
@@ -1188,6 +1215,8 @@ class Detector:
                                           [x for x in strikes(t) if x != (t, p)])
             elif o is not None and informed and self._vetoed(p, t - before_s, t + after_s, sounding(t)):
                 o = None
+            if o is not None and informed and p < BASS_MAX_PITCH and BASS_RETIME and o.rise_db < BASS_RETIME_MAX_RISE_DB:
+                o = self._bass_retime(o, t - before_s, t + after_s, [x for x in strikes(t) if x != (t, p)])
             if o is None or any(abs(o.t_s - u) < MIN_GAP_S for u in taken.get(p, [])):
                 continue  # not heard, or one strike already given to a note of this key
             taken.setdefault(p, []).append(o.t_s)
@@ -1349,6 +1378,24 @@ class Detector:
             o = replace(self._refine_energy(pitch, fit[0], 0.0), t_s=fit[0])  # (its loudness)
         # a neighbour's strike in the middle of the (8192-sample) window after, as above
         return None if b._rose_early(pitch, t_lo_s, t_hi_s, sounding, o.t_s) else o
+
+    def _bass_retime(self, o: Onset, t_lo_s: float, t_hi_s: float, strikes: Sequence[tuple[float, int]]) -> Onset:
+        """Onset ``o`` of a planned key below BASS_MAX_PITCH searched in [t_lo_s, t_hi_s],
+        or where the step fit in its partials' bands (:func:`.stepfit.step_check`,
+        ``strikes``: the plan's other strikes that may sound there) says it lies elsewhere,
+        the onset of its best step: a step at ``o`` removes under BASS_RETIME_X of the
+        best's and leaves over BASS_RETIME_LEFT_X x its residual, and the best lies more
+        than BASS_RETIME_MIN_S from ``o`` and at least BASS_RETIME_EDGE_S inside the window
+        (the constants' block)."""
+        got = step_check(self.y, self.sr, o.pitch, t_lo_s, t_hi_s, strikes, o.t_s)
+        if got is None:
+            return o
+        t_step, best, at = got
+        if (at >= BASS_RETIME_X * best or 1.0 - at <= BASS_RETIME_LEFT_X * (1.0 - best)
+                or abs(t_step - o.t_s) <= BASS_RETIME_MIN_S
+                or not t_lo_s + BASS_RETIME_EDGE_S <= t_step <= t_hi_s - BASS_RETIME_EDGE_S):
+            return o
+        return replace(self._refine_energy(o.pitch, t_step, o.rise_db), t_s=t_step)
 
     def _vetoed(self, pitch: int, t_lo_s: float, t_hi_s: float, sounding: Sequence[int]) -> bool:
         """Whether the informed stage drops the plan-known search's onset of ``pitch`` in
