@@ -245,16 +245,9 @@ BASS_VETO_LOOSE_X = 1.5
 # (rich random 8's A2; session 20, "Measured")
 BASS_FREE_FUNDAMENTAL = True
 BASS_FREE_EXPLAINED = INFORMED_EXPLAINED
-# ... and the bass rescue hears a key where the informed tests pass on those figures too,
-# with BASS_FREE_RESCUE_EXPLAINED for INFORMED_EXPLAINED (:meth:`Detector.bass_heard`;
-# session 20, chosen on random 1-4's rich takes with their fakes planned: the sounded
-# notes the whole template missed and these figures pass explained 0.57-0.99, the one
-# fake that passed them (random 2's A#2 planned beside a struck key) 0.36, and at 0.3 it
-# was heard: fakes 4 -> 5 there). Off (not kept): held out it heard 2 fakes (ASAP Bach
-# fugue, both voices) and timed plain random 7's D#3 25 ms early; on the tuning rows 3
-# sounded notes, 2 timed off (ASAP Schumann) and a fake (plain ASAP Beethoven)
-BASS_FREE_RESCUE = False
-BASS_FREE_RESCUE_EXPLAINED = 0.5
+# (Session 20 also tried these figures as a second way into the bass rescue,
+# BASS_FREE_RESCUE: off, held out it heard 2 fakes; session 21 removed it, no gate found;
+# docs/hearing.md "Session 20, bass" and "Session 21, bass")
 # ... and the 4096-sample veto (INFORMED_VETO_RISE) does not drop a note below
 # BASS_MAX_PITCH whose activation rose at least this much on the 8192-sample windows (the
 # informed stage's own floor; session 16: random 2 0.964 -> 0.966, random 3 0.975 ->
@@ -1355,16 +1348,12 @@ class Detector:
                      own: Sequence[int], strikes: Sequence[tuple[float, int]]) -> Onset | None:
         """The second rescue below BASS_MAX_PITCH: where the informed stage on the
         8192-sample windows (:attr:`bass`) hears planned ``pitch`` in [t_lo_s, t_hi_s]
-        (its tests on our whole template, or with BASS_FREE_RESCUE on our upper partials
-        with the fundamental free: :meth:`bass_heard`),
-        timed at its salience's largest rise where that is >= BASS_RISE_DB, else
+        (its tests), timed at its salience's largest rise where that is >= BASS_RISE_DB, else
         (STEP_FIT) by the step fit in its partials' bands (:func:`.stepfit.step_onset`,
         ``strikes``: the plan's other strikes (audio s, key) that may sound there); not
         where its activation there rose most well before that onset (:meth:`_rose_early`)."""
         b = self.bass
-        if not b.informed_heard(pitch, t_lo_s, t_hi_s, sounding) and not (
-            BASS_FREE_RESCUE and b.bass_heard(pitch, t_lo_s, t_hi_s, sounding)
-        ):
+        if not b.informed_heard(pitch, t_lo_s, t_hi_s, sounding):
             return None
         got = b._informed_onset(pitch, t_lo_s, t_hi_s, own, BASS_RISE_DB)
         if got is not None:
@@ -1429,12 +1418,6 @@ class Detector:
             return True
         _, rise, loose_x = self._rise_loose(dec)
         return rise < INFORMED_VETO_RISE or loose_x < INFORMED_VETO_LOOSE_X
-
-    def bass_heard(self, pitch: int, t_lo_s: float, t_hi_s: float, sounding: Sequence[int]) -> bool:
-        """:meth:`informed_heard`'s tests on :meth:`bass_tests`' figures (our key's
-        fundamental free), its explained fraction >= BASS_FREE_RESCUE_EXPLAINED."""
-        rise, loose_x, explained = self.bass_tests(pitch, t_lo_s, t_hi_s, sounding)
-        return rise >= INFORMED_MIN_RISE and loose_x >= INFORMED_LOOSE_X and explained >= BASS_FREE_RESCUE_EXPLAINED
 
     def bass_tests(self, pitch: int, t_lo_s: float, t_hi_s: float,
                    sounding: Sequence[int]) -> tuple[float, float, float]:
