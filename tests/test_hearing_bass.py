@@ -4,6 +4,7 @@ onset checked by the step fit in its partials' bands (docs/hearing.md, "The dete
 from __future__ import annotations
 
 from dataclasses import replace
+from functools import cache
 
 import numpy as np
 import pytest
@@ -27,7 +28,9 @@ KEY = 44
 T_S = AT_S + OFFSET_S  # its strike on the audio clock
 
 
+@cache
 def _take() -> tuple[np.ndarray, list[tuple[float, int]]]:
+    """The take's audio (rendered once, read only) and its plan (the strikes' times)."""
     notes = [HeardNote(int(round((u + AT_S) * 1e6)), p, float(v), int(round((u + AT_S + 0.4) * 1e6)))
              for u, p, v in GSHARP2]
     y = RoomTake(Room(offset_s=OFFSET_S, drift_ppm=0.0), notes, [], 0, render=render_audio_rich).samples()  # type: ignore[arg-type]
