@@ -28,6 +28,7 @@ from ..hearing.detector import (
     Detector,
     PartialsRead,
     energy_response,
+    lone_gaps,
     partials_read,
     pooled_comb_rate,
     pooled_rates,
@@ -242,7 +243,8 @@ def loudness_onset(det: Detector, pitch: int, t_s: float, doubtful: bool) -> flo
     fit's own delay on ``pitch``."""
     if not doubtful or not DOUBTFUL_ENERGY_ONSET or 1.0 / f0_hz(pitch) >= ENERGY_ONSET_MAX_PERIOD_S:
         return t_s
-    return det.y_onset(pitch, t_s)[0] - energy_response(pitch, det.sr)[0]
+    g = lone_gaps(pitch)  # the energy fit as the strike's own (detector.LONE_GAP_BANDS)
+    return det.y_onset(pitch, t_s, gaps=g)[0] - energy_response(pitch, det.sr, g)[0]
 
 
 def spectrum_offsets(reads: KeyReads, touched: set[int] | None = None) -> dict[int, tuple[float, float]]:
