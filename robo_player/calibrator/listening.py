@@ -28,7 +28,6 @@ from ..hearing.detector import (
     Detector,
     PartialsRead,
     energy_response,
-    lone_gaps,
     partials_read,
     pooled_comb_rate,
     pooled_rates,
@@ -190,11 +189,13 @@ def listen_round(
 def sounded(h: Heard | None) -> bool:
     """Whether a strike the detector timed (``h``; None: none found) sounded: with a
     loudness above nil. A rise the search took whose key's power over the loudness window
-    is not above its background (velocity 0) is not the strike's sound: truth seed 3's
-    key 58, a key-return probe 24 ms after its release (silent: under half its 54 ms
-    return), timed 6 ms after its command at velocity 0 and taken as heard, read the
-    key's return as 25 ms (the planner then struck it early: 69 notes 60 ms late and
-    ~50 soft; docs/calibration.md, "Session 21, thump")."""
+    is not above its background (velocity 0) is not the strike's sound. Seen with a trial
+    of session 21 (a lone strike's energy fit less the gaps between its partials, not
+    kept): plain truth seed 3's key 58, a key-return probe 24 ms after its release
+    (silent: under half its 54 ms return), timed 6 ms after its command at velocity 0
+    and taken as heard, read the key's return as 25 ms (the planner then struck it early:
+    69 notes of the default piece ~63 ms late and ~52 soft; docs/calibration.md,
+    "Session 21, thump")."""
     return h is not None and math.isfinite(h.velocity) and h.velocity > 0.0
 
 
@@ -255,8 +256,7 @@ def loudness_onset(det: Detector, pitch: int, t_s: float, doubtful: bool) -> flo
     fit's own delay on ``pitch``."""
     if not doubtful or not DOUBTFUL_ENERGY_ONSET or 1.0 / f0_hz(pitch) >= ENERGY_ONSET_MAX_PERIOD_S:
         return t_s
-    g = lone_gaps(pitch)  # the energy fit as the strike's own (detector.LONE_GAP_BANDS)
-    return det.y_onset(pitch, t_s, gaps=g)[0] - energy_response(pitch, det.sr, g)[0]
+    return det.y_onset(pitch, t_s)[0] - energy_response(pitch, det.sr)[0]
 
 
 def spectrum_offsets(reads: KeyReads, touched: set[int] | None = None) -> dict[int, tuple[float, float]]:

@@ -180,22 +180,6 @@ VOTE_MIN = 2
 # the room's first reflections (4 ms on) barely reach that part of the rise, so the
 # room's per-take bias (keys 29-35 heard 1-3 ms late) and the decay the reference tone
 # does not share (+0.5..+2 ms below E2) stay out (docs/hearing.md)
-# A lone strike of a known key (the calibration's: :meth:`Detector.find`'s unplanned
-# search, ``_refine(direct=True)``) from DIRECT_MAX_PITCH up, where the energy fit times it:
-# each partial's band's power less the mean of the two bands halfway to its neighbours
-# (:meth:`Detector.y_onset` ``gaps``). A hammer's knock is broadband: it lands in the
-# partials' bands and in the gaps between them alike, the strings' partials in theirs
-# only; the knock's first milliseconds pulled the fit's onset early or late by up to
-# 1 ms a key (the simulator's rich voice: the same on every truth, each key's thump
-# fixed; its loudness windows, placed from the onset, read ~6 % a ms of it). Single
-# notes through a room (4 takes, keys 52..106 every 3rd, velocity 20 / 64), the onset's
-# error by key, s.d. over keys: rich 0.461 -> 0.405 / 0.301 -> 0.279 ms (mean -0.10 ->
-# +0.01 ms), plain 0.118 -> 0.109 / 0.086 -> 0.083 ms. Not below DIRECT_MAX_PITCH (the
-# direct onset times those; A#0's gap under its fundamental, 14 Hz, moved a plain strike
-# 1.6 ms), and not on a performance's strikes (another key's partial may sit in a gap).
-# The bands' width stays BAND_SD: sd f0/8 took less of the knock but doubled the plain
-# voice's s.d. (0.086 -> 0.178 ms). docs/hearing.md "Session 21, thump".
-LONE_GAP_BANDS = True
 DIRECT_MAX_PITCH = 51
 DIRECT_LO, DIRECT_HI = 0.2, 0.35
 DIRECT_PRE_S = 0.025  # the background: a line through this long ...
@@ -471,7 +455,7 @@ def detector_response(pitch: int, sample_rate: int) -> tuple[float, float]:
     return _SELF[key]
 
 
-_ENERGY: dict[tuple[int, int, bool], tuple[float, float]] = {}
+_ENERGY: dict[tuple[int, int], tuple[float, float]] = {}
 
 
 def _reference_tone(pitch: int, sr: int) -> np.ndarray:
@@ -489,25 +473,18 @@ def _reference_tone(pitch: int, sr: int) -> np.ndarray:
     return y + np.random.default_rng(0).normal(0.0, 1e-6, len(y))
 
 
-def lone_gaps(pitch: int) -> bool:
-    """Whether a lone strike of ``pitch`` is timed by the energy fit with the gaps'
-    bands taken off (:data:`LONE_GAP_BANDS`)."""
-    return LONE_GAP_BANDS and pitch >= DIRECT_MAX_PITCH
-
-
-def energy_response(pitch: int, sample_rate: int, gaps: bool = False) -> tuple[float, float]:
-    """:meth:`Detector.y_onset`'s own delay on ``pitch`` (with ``gaps``: the fit a lone
-    strike's, :func:`lone_gaps`): on a reference tone (the level
+def energy_response(pitch: int, sample_rate: int) -> tuple[float, float]:
+    """:meth:`Detector.y_onset`'s own delay on ``pitch``: on a reference tone (the level
     law's partials at a middle velocity, sine phase, the attack of ATTACK_S, a 0.5 s
     decay, no noise) struck at a known time. The onset's energy comes in bursts of one
     period of f0 (the partials start in phase): where the fit meets zero depends on the
     key, not on how loud it is, so one delay per key is taken off."""
-    key = (pitch, sample_rate, gaps)
+    key = (pitch, sample_rate)
     if key not in _ENERGY:
         sr = sample_rate
         f0 = f0_hz(pitch)
         det = Detector(_reference_tone(pitch, sr), sr)
-        t_fit, _ = det.y_onset(pitch, det.y_onset(pitch, 0.2, gaps=gaps)[0], gaps=gaps)
+        t_fit, _ = det.y_onset(pitch, det.y_onset(pitch, 0.2)[0])
         _, p_note = det._attack(pitch, t_fit)
         f_hi = band_hi_hz(f0, sr)
         _ENERGY[key] = (t_fit - 0.2, p_note / 2.0 / power_for_velocity(pitch, 64.0, f_hi + 1.0))
@@ -1543,7 +1520,7 @@ class Detector:
         """The onset and loudness of the strike heard near ``t_coarse``, with ``direct``
         (a known key's strike, the calibration's) below DIRECT_MAX_PITCH timed by
         :meth:`direct_onset` where it finds one within DIRECT_MOVE_S of the other."""
-        o = self._refine_energy(pitch, t_coarse, rise, gaps=direct and lone_gaps(pitch))
+        o = self._refine_energy(pitch, t_coarse, rise)
         if direct and pitch < DIRECT_MAX_PITCH:
             t_on = self.direct_onset(pitch, o.t_s)
             if t_on is not None:
@@ -1553,16 +1530,15 @@ class Detector:
             return replace(o, sure=False)
         return o
 
-    def _refine_energy(self, pitch: int, t_coarse: float, rise: float, gaps: bool = False) -> Onset:
+    def _refine_energy(self, pitch: int, t_coarse: float, rise: float) -> Onset:
         """The onset and loudness of the strike heard near ``t_coarse``: the energy fit
         (:meth:`y_onset`, twice: the second from the first's onset) less its own delay
         and over its own gain on the reference tone (:func:`energy_response`); where the
-        fit fails (no rise of energy there), the comb's half-energy time and loudness.
-        ``gaps``: the fit without the knock's broadband sound (:func:`lone_gaps`)."""
-        t_fit, p_fit = self.y_onset(pitch, self.y_onset(pitch, t_coarse, gaps=gaps)[0], gaps=gaps)
+        fit fails (no rise of energy there), the comb's half-energy time and loudness."""
+        t_fit, p_fit = self.y_onset(pitch, self.y_onset(pitch, t_coarse)[0])
         if math.isfinite(p_fit) and abs(t_fit - t_coarse) <= MAX_FIT_MOVE_S:
             _, p_note = self._attack(pitch, t_fit)
-            delay, gain = energy_response(pitch, self.sr, gaps)
+            delay, gain = energy_response(pitch, self.sr)
             f_hi = band_hi_hz(f0_hz(pitch), self.sr)
             power = max(p_note, 0.0) / 2.0 / gain / self.gain**2
             return Onset(t_fit - delay, pitch, velocity_for_power(pitch, power, f_hi + 1.0), rise)
@@ -1638,7 +1614,7 @@ class Detector:
             return None
         return float((end0 - icept / slope) / sr)
 
-    def y_onset(self, pitch: int, t_coarse: float, y: np.ndarray | None = None, gaps: bool = False) -> tuple[float, float]:
+    def y_onset(self, pitch: int, t_coarse: float, y: np.ndarray | None = None) -> tuple[float, float]:
         """Where the key's sound that began near ``t_coarse`` (within SNAP_S) starts, and
         its power (audio s, power; ``(t_coarse, nan)`` where nothing rose): the key's
         partials through Gaussian bands, power summed, snapped to its steepest rise; the
@@ -1646,9 +1622,7 @@ class Detector:
         part of that sum between 15 % and 60 % of its value 10 ms past the bands' reach,
         fitted by a line, meets zero at the onset plus a constant of the key and the
         attack's shape (:func:`energy_response`). A sum, not a threshold: a soft note
-        and a loud one read alike. ``gaps`` (a lone strike, :func:`lone_gaps`): each
-        partial's band less the mean of the bands halfway to its neighbours (a knock's
-        broadband sound out; :data:`LONE_GAP_BANDS`)."""
+        and a loud one read alike."""
         y = self.y if y is None else y
         sr = self.sr
         f0 = f0_hz(pitch)
@@ -1672,10 +1646,6 @@ class Detector:
                 break
             g = np.where(freqs > 0, 2.0 * np.exp(-0.5 * ((freqs - fk * (1 + STRETCH * k * k / 2)) / sf) ** 2), 0.0)
             pw += np.abs(np.fft.ifft(spec * g)) ** 2
-            if gaps:  # the broadband part (a hammer's knock): the bands halfway to the neighbours, their mean
-                for fg in ((k - 0.5) * f0, (k + 0.5) * f0):
-                    g = np.where(freqs > 0, 2.0 * np.exp(-0.5 * ((freqs - fg * (1 + STRETCH * k * k / 2)) / sf) ** 2), 0.0)
-                    pw -= 0.5 * np.abs(np.fft.ifft(spec * g)) ** 2
         w = 2 * int(3.0 * sr / (2 * np.pi * sf))  # the bands' reach, both sides
         # the coarse onset snapped to the steepest rise of this power within SNAP_S
         d = max(ms, w // 4)
