@@ -35,7 +35,7 @@ from ..hearing.detector import (
     read_velocity,
 )
 from ..hearing.level import anchor_level_db, anchor_pair_sd_db, remove_level
-from ..hearing.listen import Expected, Heard, hear_strikes
+from ..hearing.listen import Expected, hear_strikes
 from ..performance import Performance
 from ..plan import Command, Op, Plan
 from ..spec.model import KEY_LOUDNESS_TOLERANCE, PianoSpec
@@ -174,8 +174,7 @@ def listen_round(
         click_delay_us=spec.sync_click.delay_us if spec.sync_click is not None else None,
     )
     for s, h in zip(pending, heard, strict=True):
-        if sounded(h):
-            assert h is not None
+        if h is not None and math.isfinite(h.velocity):
             s.heard = True
             s.latency_us = h.t_us - s.t_us
             s.doubtful = not h.sure
@@ -184,19 +183,6 @@ def listen_round(
     if level_db is not None:
         partials_loudness(perf, pending, clock, level_db, reads)
     return clock
-
-
-def sounded(h: Heard | None) -> bool:
-    """Whether a strike the detector timed (``h``; None: none found) sounded: with a
-    loudness above nil. A rise the search took whose key's power over the loudness window
-    is not above its background (velocity 0) is not the strike's sound. Seen with a trial
-    of session 21 (a lone strike's energy fit less the gaps between its partials, not
-    kept): plain truth seed 3's key 58, a key-return probe 24 ms after its release
-    (silent: under half its 54 ms return), timed 6 ms after its command at velocity 0
-    and taken as heard, read the key's return as 25 ms (the planner then struck it early:
-    69 notes of the default piece ~63 ms late and ~52 soft; docs/calibration.md,
-    "Session 21, thump")."""
-    return h is not None and math.isfinite(h.velocity) and h.velocity > 0.0
 
 
 def partials_loudness(
