@@ -259,26 +259,26 @@ BASS_KEEP_RISE = 150.0
 # 20; the step's time kept, not the energy fit's: -15..+6 ms against -9..+4 on random 1-3)
 STEP_FIT = True
 # ... and every onset the plan-known pass gives a key below BASS_MAX_PITCH (the search's,
-# the informed stage's, the bass rescue's) is checked by that step fit over its search
-# window (:meth:`Detector._bass_retime`): where a step at our onset removes under
-# BASS_RETIME_X of what the best step removes, the best lies more than BASS_RETIME_MIN_S
-# from our onset and at least BASS_RETIME_EDGE_S inside the window (a best at the window's
-# end is a step the fit wants outside it: another strike), the key is timed at the best
-# step. The salience's rise of a bass key is often a neighbour's (the 2048-sample bins hold
-# a semitone's partials); a step in the key's own bands, the ringing keys' phasors free, is
-# not. Session 21 (rich tuning rows random 1-6, bwv66.6, ASAP Beethoven, Schumann, Bach
-# 856: of 23 bass notes timed 20-76 ms off, the best step lay within 12 ms of the strike on
-# 21; of 421 timed within 20 ms, the step disagreed by > 20 ms on 19, its best at the
-# window's end on 8 of them, and a step at our onset removed >= 0.95 of the best's on 16).
-# Only an onset whose salience rose under BASS_RETIME_MAX_RISE_DB is checked: a larger rise
-# is the key's own strike (there the rule moved 1 of those 23 notes to its strike and 3 of
-# the 421 off it), and the fit costs ~0.1 s a note. And only where the residual a step at
-# our onset leaves is over BASS_RETIME_LEFT_X x the best's: a key struck with others whose
-# partials fill its bands (their steps at the plan's times take ours) has no step that
-# explains much, and its best is another sound (plain random 1's F2 in a chord with A#1
-# and D#3: the best -37 ms, leaving 1.23 x; rich random 5's E2 with a G3: -70 ms, 1.33 x;
-# the notes it timed right: 1.47-34 x, but for rich random 6's G2 struck with keys two
-# octaves up, 1.2 x, which it now leaves 31 ms off)
+# the informed stage's, the bass rescue's) whose salience rose under
+# BASS_RETIME_MAX_RISE_DB is checked by that step fit over its search window
+# (:meth:`Detector._bass_retime`): where a step at our onset removes under BASS_RETIME_X
+# of what the best step removes and leaves over BASS_RETIME_LEFT_X x the best's residual,
+# the best lies more than BASS_RETIME_MIN_S from our onset and at least BASS_RETIME_EDGE_S
+# inside the window (a best at the window's end is a step the fit wants outside it:
+# another strike), the key is timed at the best step. A bass key's salience rise on the
+# 2048-sample bins is often a neighbour's (they hold a semitone's partials); a step in the
+# key's own bands, the ringing keys' phasors free, is not. Session 21, chosen on the rich
+# tuning rows (random 1-6, bwv66.6, ASAP Beethoven, Schumann, Bach 856; a throwaway
+# script): of 23 bass notes timed 20-76 ms off, the best step lay within 12 ms of the
+# strike on 21; of 421 timed within 20 ms, the best step lay > 20 ms from our onset on 19:
+# 6 at the window's end, 7 where a step at our onset removed >= 0.95 of the best's, 4
+# whose best was still within 20 ms of the strike, and 3 off it that the last two gates
+# spare: a step at our onset left 1.34 and 1.33 x the best's residual (random 4's and 5's
+# E2, struck with a semitone or a G3 whose partials fill its bands; plain random 1's F2 in
+# a chord with A#1 and D#3, 1.23 x: the best -37 ms), or its salience rose 25 dB (>= 15 dB
+# is the key's own strike). The notes the rule timed right left 1.47-34 x, but rich random
+# 6's G2 under two keys two octaves up, 1.2 x, now left 31 ms off. The fit costs ~0.17 s
+# a checked note (under load ~5 on 2 cores). Measured in docs/hearing.md, "Session 21, bass"
 BASS_RETIME = True
 BASS_RETIME_X = 0.95
 BASS_RETIME_LEFT_X = 1.4
