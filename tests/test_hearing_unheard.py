@@ -210,33 +210,3 @@ def test_without_the_explained_gate_the_fake_octave_under_is_heard(monkeypatch: 
     monkeypatch.setattr(dm, "BASS_FREE_FUNDAMENTAL", True)
     monkeypatch.setattr(dm, "BASS_FREE_EXPLAINED", -math.inf)
     assert any(p == 21 for p, _ in _bass_chord_heard(21, OCTAVE_UNDER, render_audio))
-
-
-def _rich_soft_bass(seed: int, struck: bool) -> bool:
-    """Whether the plan-known detector hears the soft bass key of
-    :func:`_soft_bass_under_a_ringing_kin`'s take ``seed`` in the rich voice (within 20 ms
-    where ``struck``; anywhere in the search window where not, the plan still asking for it)."""
-    notes, p, t = _soft_bass_under_a_ringing_kin(seed)
-    plan = sorted((h.t_us / 1e6 + OFFSET_S, h.pitch) for h in notes)
-    heard_notes = [h for h in notes if struck or h.pitch != p]
-    y = RoomTake(Room(offset_s=OFFSET_S, drift_ppm=0.0), heard_notes, [], 0, render=render_audio_rich).samples()  # type: ignore[arg-type]
-    tol = 0.02 if struck else 0.08
-    return any(o.pitch == p and abs(o.t_s - t) < tol for o in Detector(y, 48000).detect_intended(plan, 0.08, 0.08, []))
-
-
-def test_the_bass_rescue_hears_a_soft_key_on_the_rich_voice_by_its_upper_partials(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(dm, "BASS_FREE_RESCUE", True)  # (off by default: not kept, session 20)
-    # the soft bass key under a ringing related key, in the rich voice (its fundamental
-    # weak): the 8192-sample tests with its whole template refuse seed 2's G2 (v 33, an F2
-    # v 106 ringing a tone under it), with its fundamental free (Detector.bass_heard) they pass and the rescue times it.
-    # Measured on seeds 0-11: heard within 20 ms 10 (9 without the rule); planned and not
-    # struck, 0 heard with or without it
-    assert sum(_rich_soft_bass(seed, True) for seed in range(12)) >= 10
-    assert not any(_rich_soft_bass(seed, False) for seed in range(12))
-
-
-def test_without_the_free_rescue_that_soft_key_is_not_heard(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(dm, "BASS_FREE_RESCUE", True)
-    assert _rich_soft_bass(2, True)
-    monkeypatch.setattr(dm, "BASS_FREE_RESCUE", False)
-    assert not _rich_soft_bass(2, True)

@@ -59,7 +59,7 @@ from ..voicing import (
 )
 from . import bands, joint
 from .stepfit import POST_S as STEP_POST_S
-from .stepfit import step_onset
+from .stepfit import step_check, step_onset
 
 SAMPLE_RATES = (44100, 48000)
 N_FFT = 2048
@@ -255,16 +255,9 @@ BASS_VETO_LOOSE_X = 1.5
 # (rich random 8's A2; session 20, "Measured")
 BASS_FREE_FUNDAMENTAL = True
 BASS_FREE_EXPLAINED = INFORMED_EXPLAINED
-# ... and the bass rescue hears a key where the informed tests pass on those figures too,
-# with BASS_FREE_RESCUE_EXPLAINED for INFORMED_EXPLAINED (:meth:`Detector.bass_heard`;
-# session 20, chosen on random 1-4's rich takes with their fakes planned: the sounded
-# notes the whole template missed and these figures pass explained 0.57-0.99, the one
-# fake that passed them (random 2's A#2 planned beside a struck key) 0.36, and at 0.3 it
-# was heard: fakes 4 -> 5 there). Off (not kept): held out it heard 2 fakes (ASAP Bach
-# fugue, both voices) and timed plain random 7's D#3 25 ms early; on the tuning rows 3
-# sounded notes, 2 timed off (ASAP Schumann) and a fake (plain ASAP Beethoven)
-BASS_FREE_RESCUE = False
-BASS_FREE_RESCUE_EXPLAINED = 0.5
+# (Session 20 also tried these figures as a second way into the bass rescue,
+# BASS_FREE_RESCUE: off, held out it heard 2 fakes; session 21 removed it, no gate found;
+# docs/hearing.md "Session 20, bass" and "Session 21, bass")
 # ... and the 4096-sample veto (INFORMED_VETO_RISE) does not drop a note below
 # BASS_MAX_PITCH whose activation rose at least this much on the 8192-sample windows (the
 # informed stage's own floor; session 16: random 2 0.964 -> 0.966, random 3 0.975 ->
@@ -275,6 +268,33 @@ BASS_KEEP_RISE = 150.0
 # fit alone times 15 of the 20 bass notes random 1-6 left unheard within 10 ms, 17 within
 # 20; the step's time kept, not the energy fit's: -15..+6 ms against -9..+4 on random 1-3)
 STEP_FIT = True
+# ... and every onset the plan-known pass gives a key below BASS_MAX_PITCH (the search's,
+# the informed stage's, the bass rescue's) whose salience rose under
+# BASS_RETIME_MAX_RISE_DB is checked by that step fit over its search window
+# (:meth:`Detector._bass_retime`): where a step at our onset removes under BASS_RETIME_X
+# of what the best step removes and leaves over BASS_RETIME_LEFT_X x the best's residual,
+# the best lies more than BASS_RETIME_MIN_S from our onset and at least BASS_RETIME_EDGE_S
+# inside the window (a best at the window's end is a step the fit wants outside it:
+# another strike), the key is timed at the best step. A bass key's salience rise on the
+# 2048-sample bins is often a neighbour's (they hold a semitone's partials); a step in the
+# key's own bands, the ringing keys' phasors free, is not. Session 21, chosen on the rich
+# tuning rows (random 1-6, bwv66.6, ASAP Beethoven, Schumann, Bach 856; a throwaway
+# script): of 23 bass notes timed 20-76 ms off, the best step lay within 12 ms of the
+# strike on 21; of 421 timed within 20 ms, the best step lay > 20 ms from our onset on 19:
+# 6 at the window's end, 7 where a step at our onset removed >= 0.95 of the best's, 4
+# whose best was still within 20 ms of the strike, and 3 off it that the last two gates
+# spare: a step at our onset left 1.34 and 1.33 x the best's residual (random 4's and 5's
+# E2, struck with a semitone or a G3 whose partials fill its bands; plain random 1's F2 in
+# a chord with A#1 and D#3, 1.23 x: the best -37 ms), or its salience rose 25 dB (>= 15 dB
+# is the key's own strike). The notes the rule timed right left 1.47-34 x, but rich random
+# 6's G2 under two keys two octaves up, 1.2 x, now left 31 ms off. The fit costs ~0.17 s
+# a checked note (under load ~5 on 2 cores). Measured in docs/hearing.md, "Session 21, bass"
+BASS_RETIME = True
+BASS_RETIME_X = 0.95
+BASS_RETIME_LEFT_X = 1.4
+BASS_RETIME_MIN_S = 0.010
+BASS_RETIME_EDGE_S = 0.003
+BASS_RETIME_MAX_RISE_DB = 15.0
 INFORMED_RISE_DB = 1.0  # ... timed at the largest local rise of its salience of at least this
 # ... and not heard where its activation rose most at a boundary more than INFORMED_EARLY
 # of a long window before the onset it is timed at, and rose under INFORMED_AT_X of that
@@ -1199,6 +1219,8 @@ class Detector:
                                           [x for x in strikes(t) if x != (t, p)])
             elif o is not None and informed and self._vetoed(p, t - before_s, t + after_s, sounding(t)):
                 o = None
+            if o is not None and informed and p < BASS_MAX_PITCH and BASS_RETIME and o.rise_db < BASS_RETIME_MAX_RISE_DB:
+                o = self._bass_retime(o, t - before_s, t + after_s, [x for x in strikes(t) if x != (t, p)])
             if o is None or any(abs(o.t_s - u) < MIN_GAP_S for u in taken.get(p, [])):
                 continue  # not heard, or one strike already given to a note of this key
             taken.setdefault(p, []).append(o.t_s)
@@ -1337,16 +1359,12 @@ class Detector:
                      own: Sequence[int], strikes: Sequence[tuple[float, int]]) -> Onset | None:
         """The second rescue below BASS_MAX_PITCH: where the informed stage on the
         8192-sample windows (:attr:`bass`) hears planned ``pitch`` in [t_lo_s, t_hi_s]
-        (its tests on our whole template, or with BASS_FREE_RESCUE on our upper partials
-        with the fundamental free: :meth:`bass_heard`),
-        timed at its salience's largest rise where that is >= BASS_RISE_DB, else
+        (its tests), timed at its salience's largest rise where that is >= BASS_RISE_DB, else
         (STEP_FIT) by the step fit in its partials' bands (:func:`.stepfit.step_onset`,
         ``strikes``: the plan's other strikes (audio s, key) that may sound there); not
         where its activation there rose most well before that onset (:meth:`_rose_early`)."""
         b = self.bass
-        if not b.informed_heard(pitch, t_lo_s, t_hi_s, sounding) and not (
-            BASS_FREE_RESCUE and b.bass_heard(pitch, t_lo_s, t_hi_s, sounding)
-        ):
+        if not b.informed_heard(pitch, t_lo_s, t_hi_s, sounding):
             return None
         got = b._informed_onset(pitch, t_lo_s, t_hi_s, own, BASS_RISE_DB)
         if got is not None:
@@ -1360,6 +1378,24 @@ class Detector:
             o = replace(self._refine_energy(pitch, fit[0], 0.0), t_s=fit[0])  # (its loudness)
         # a neighbour's strike in the middle of the (8192-sample) window after, as above
         return None if b._rose_early(pitch, t_lo_s, t_hi_s, sounding, o.t_s) else o
+
+    def _bass_retime(self, o: Onset, t_lo_s: float, t_hi_s: float, strikes: Sequence[tuple[float, int]]) -> Onset:
+        """Onset ``o`` of a planned key below BASS_MAX_PITCH searched in [t_lo_s, t_hi_s],
+        or where the step fit in its partials' bands (:func:`.stepfit.step_check`,
+        ``strikes``: the plan's other strikes that may sound there) says it lies elsewhere,
+        the onset of its best step: a step at ``o`` removes under BASS_RETIME_X of the
+        best's and leaves over BASS_RETIME_LEFT_X x its residual, and the best lies more
+        than BASS_RETIME_MIN_S from ``o`` and at least BASS_RETIME_EDGE_S inside the window
+        (the constants' block)."""
+        got = step_check(self.y, self.sr, o.pitch, t_lo_s, t_hi_s, strikes, o.t_s)
+        if got is None:
+            return o
+        t_step, best, at = got
+        if (at >= BASS_RETIME_X * best or 1.0 - at <= BASS_RETIME_LEFT_X * (1.0 - best)
+                or abs(t_step - o.t_s) <= BASS_RETIME_MIN_S
+                or not t_lo_s + BASS_RETIME_EDGE_S <= t_step <= t_hi_s - BASS_RETIME_EDGE_S):
+            return o
+        return replace(self._refine_energy(o.pitch, t_step, o.rise_db), t_s=t_step)
 
     def _vetoed(self, pitch: int, t_lo_s: float, t_hi_s: float, sounding: Sequence[int]) -> bool:
         """Whether the informed stage drops the plan-known search's onset of ``pitch`` in
@@ -1393,12 +1429,6 @@ class Detector:
             return True
         _, rise, loose_x = self._rise_loose(dec)
         return rise < INFORMED_VETO_RISE or loose_x < INFORMED_VETO_LOOSE_X
-
-    def bass_heard(self, pitch: int, t_lo_s: float, t_hi_s: float, sounding: Sequence[int]) -> bool:
-        """:meth:`informed_heard`'s tests on :meth:`bass_tests`' figures (our key's
-        fundamental free), its explained fraction >= BASS_FREE_RESCUE_EXPLAINED."""
-        rise, loose_x, explained = self.bass_tests(pitch, t_lo_s, t_hi_s, sounding)
-        return rise >= INFORMED_MIN_RISE and loose_x >= INFORMED_LOOSE_X and explained >= BASS_FREE_RESCUE_EXPLAINED
 
     def bass_tests(self, pitch: int, t_lo_s: float, t_hi_s: float,
                    sounding: Sequence[int]) -> tuple[float, float, float]:

@@ -48,7 +48,7 @@ from .bands import (
     window,
 )
 
-__all__ = ["BAND_PERIODS", "DECIMATE_HZ", "step_onset", "step_weights"]
+__all__ = ["BAND_PERIODS", "DECIMATE_HZ", "step_check", "step_onset", "step_weights"]
 
 # the partials' stretch: k·f0·(1 + s·k²/2), s on this grid (the string's inharmonicity is
 # not known: the grid spans a bass string's and more; the best fit picks)
@@ -84,6 +84,18 @@ def step_onset(
     the room's build-up would be in the fit, which the ringing's model does not hold;
     ``partials``: fit only these partials (numbers from 1; None: the first
     :data:`N_PARTIALS`). The band model: :mod:`.bands`."""
+    got = _step_fit(y, sr, pitch, t_lo_s, t_hi_s, strikes, attack_s=attack_s, bend=bend, fine=fine,
+                    settled_s=settled_s, partials=partials)
+    return None if got is None else (got[0], got[1])
+
+
+def _step_fit(
+    y: np.ndarray, sr: int, pitch: int, t_lo_s: float, t_hi_s: float, strikes: Sequence[tuple[float, int]],
+    *, attack_s: float = 0.0, bend: int = 1, fine: bool = False, settled_s: float | None = None,
+    partials: Sequence[int] | None = None, at_s: float | None = None,
+) -> tuple[float, float, float] | None:
+    """:func:`step_onset`'s fit: (onset s, its fraction, and with ``at_s`` the largest
+    fraction over the stretches that a step at ``at_s`` removes, else 0)."""
     f0 = f0_hz(pitch)
     win = window(f0, sr)
     n_w = len(win)
@@ -114,6 +126,7 @@ def step_onset(
         return np.sum([f.gains(cand) for f in fits], axis=0)
 
     best: tuple[float, float, list[BandFit], float] | None = None
+    at_frac = 0.0  # (at_s) the largest fraction a step there removes
     for s in STRETCHES:
         def stretched(q: int, s: float = s) -> list[float]:
             fq = f0_hz(q)
@@ -136,6 +149,8 @@ def step_onset(
         if total <= 0.0:
             continue
         gain = gains(fits, t0s)
+        if at_s is not None:
+            at_frac = max(at_frac, float(gains(fits, np.array([int(round(at_s * sr))]))[0]) / total)
         j = int(np.argmax(gain))
         if best is None or gain[j] / total > best[1]:
             best = (float(t0s[j]), float(gain[j]) / total, fits, total)
@@ -147,4 +162,16 @@ def step_onset(
         gain = gains(fits, cand)
         j = int(np.argmax(gain))
         t0, frac = float(cand[j]), max(frac, float(gain[j]) / total)
-    return t0 / sr, frac
+    return t0 / sr, frac, at_frac
+
+
+def step_check(
+    y: np.ndarray, sr: int, pitch: int, t_lo_s: float, t_hi_s: float, strikes: Sequence[tuple[float, int]],
+    at_s: float,
+) -> tuple[float, float, float] | None:
+    """(the step fit's onset s, the fraction of the bands' residual its step removes, the
+    fraction a step at ``at_s`` removes) of ``pitch`` in [t_lo_s, t_hi_s], as
+    :func:`step_onset` fits it (its defaults); None where it cannot fit. A step at an
+    onset the salience timed elsewhere removes less where that onset is not the key's
+    strike in its bands (the bass retime, ``Detector._bass_retime``)."""
+    return _step_fit(y, sr, pitch, t_lo_s, t_hi_s, strikes, at_s=at_s)
