@@ -11,22 +11,17 @@ unheard and false before -> after, and with ``--list`` every move (key, truth-re
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from detector_takes import OFFSET_S, add_row_args, intended_onsets, score, set_constants, takes  # noqa: E402
+from detector_takes import OFFSET_S, intended_onsets, parse_list_args, score, takes  # noqa: E402
 
 from robo_player.hearing.detector import Detector, Onset  # noqa: E402
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_row_args(ap, cache=True)
-    ap.add_argument("--list", action="store_true", help="every onset the rule moved")
-    args = ap.parse_args()
-    set_constants(args.set)
+    args = parse_list_args(__doc__, "every onset the rule moved")
     moves: list[tuple[Onset, Onset]] = []
     retime = Detector._bass_retime
 

@@ -144,6 +144,17 @@ def add_row_args(ap: argparse.ArgumentParser, *, pieces: Sequence[str] = (), cac
                              "(one voice per folder)")
 
 
+def parse_list_args(doc: str | None, list_help: str) -> argparse.Namespace:
+    """A per-row bench's command line: the rows (:func:`add_row_args`, with ``--cache``),
+    ``--list`` (``list_help``), the ``--set`` constants applied."""
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_row_args(ap, cache=True)
+    ap.add_argument("--list", action="store_true", help=list_help)
+    args = ap.parse_args()
+    set_constants(args.set)
+    return args
+
+
 def set_constants(assignments: Sequence[str]) -> None:
     """``--set NAME=VALUE``: a detector constant for this run, its type kept."""
     for kv in assignments:

@@ -16,7 +16,6 @@ threshold). The truth is read here only to score and list, never by the detector
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from pathlib import Path
@@ -28,12 +27,11 @@ from detector_takes import (  # noqa: E402
     OFF_US,
     OFFSET_S,
     Take,
-    add_row_args,
     candidates,
     fakes_heard,
     intended_onsets,
+    parse_list_args,
     score,
-    set_constants,
     takes,
 )
 
@@ -69,11 +67,7 @@ def run(take: Take, seed: int, listing: bool) -> tuple[int, int, int, int]:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_row_args(ap, cache=True)
-    ap.add_argument("--list", action="store_true", help="every timed-off note with its candidates")
-    args = ap.parse_args()
-    set_constants(args.set)
+    args = parse_list_args(__doc__, "every timed-off note with its candidates")
     print(f"{'take':<40} {'notes':>5} {'F1':>6} {'med ms':>7} {'off':>4} {'unheard':>7} {'false':>5} {'fakes':>8} {'x rt':>5}")
     tot = np.zeros(4)
     for take in takes(args, args.cache):
