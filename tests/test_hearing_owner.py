@@ -9,7 +9,6 @@ import pytest
 from robo_player.hearing import detector as dm
 from robo_player.hearing.detector import Detector
 from robo_player.performance import HeardNote
-from robo_player.sim.audio import render_audio_rich
 from robo_player.sim.room import Room, RoomTake
 
 OFFSET_S = 0.2
@@ -52,46 +51,3 @@ def test_without_its_own_partials_the_crowd_rule_refuses_the_soft_key(monkeypatc
     # rule gives the struck A4 away as it did before session 17
     monkeypatch.setattr(dm, "CROWD_OWN_X", float("inf"))
     assert not _heard(True)
-
-
-# session 21 (CROWD_OVER, off by default): 4 s of the tuning row ASAP Beethoven 8/1 (ChenS01) from 22.4 s,
-# (s, key, velocity): two chords held until a rolled one (D5 v48, G4 v25, B3, D4) whose
-# first key's strike lands the dampers; the G4 struck 26 ms after the D5 a fifth above it
-ROLLED = [(0.179, 72, 66), (0.184, 66, 50), (0.190, 63, 48), (0.196, 69, 47), (0.371, 74, 71), (0.392, 69, 50),
-          (0.393, 62, 43), (0.399, 66, 55), (1.298, 75, 75), (1.314, 60, 42), (1.320, 66, 54), (1.328, 69, 45),
-          (1.524, 75, 77), (1.551, 66, 56), (1.568, 69, 37), (1.570, 60, 36), (3.766, 74, 48), (3.792, 67, 25),
-          (3.820, 59, 31), (3.831, 62, 19)]
-ROLLED_SOFT = (3.792, 67)
-HELD_UNTIL_S = 3.766  # the held chords' dampers land with the D5's strike
-
-
-def _rolled_heard(struck: bool) -> list[float]:
-    """The onsets (s from its planned time) the plan-known detector reports for the soft G4
-    in its search window on the rich voice, the G4 struck or not (planned either way)."""
-    notes = [HeardNote(int((t + 0.1) * 1e6), p, float(v), int(((HELD_UNTIL_S if t < HELD_UNTIL_S else t + 0.6) + 0.1) * 1e6))
-             for t, p, v in ROLLED if struck or (t, p) != ROLLED_SOFT]
-    take = RoomTake(Room(offset_s=OFFSET_S, drift_ppm=0.0), notes, [], 0, render=render_audio_rich)  # type: ignore[arg-type]
-    plan = sorted((t + 0.1 + OFFSET_S, p) for t, p, _ in ROLLED)
-    t = ROLLED_SOFT[0] + 0.1 + OFFSET_S
-    ons = Detector(take.samples(), 48000).detect_intended(plan, 0.08, 0.08, [])
-    return [o.t_s - t for o in ons if o.pitch == ROLLED_SOFT[1] and abs(o.t_s - t) <= 0.08]
-
-
-# CROWD_OVER is off in the detector (session 21: it timed a plain Schumann note off); these
-# tests hold what it does where it is switched on
-CROWD_OVER_ON = (7, 19, 24)
-
-
-def test_a_soft_key_under_a_louder_fifth_is_heard_by_its_own_partials(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(dm, "CROWD_OVER", CROWD_OVER_ON)
-    assert any(abs(e) < 0.02 for e in _rolled_heard(True))
-
-
-def test_without_the_crowd_over_rule_that_soft_key_goes_unheard(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(dm, "CROWD_OVER", ())
-    assert not any(abs(e) < 0.02 for e in _rolled_heard(True))
-
-
-def test_the_soft_key_under_the_fifth_planned_and_not_struck_stays_unheard(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(dm, "CROWD_OVER", CROWD_OVER_ON)
-    assert _rolled_heard(False) == []

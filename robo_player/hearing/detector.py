@@ -117,16 +117,6 @@ CROWD_KIN = (1, 2, 5, 7, 12, 19, 24, 28, 31, 34, 36)
 # unshared, and fakes kept 30-76 noise units there: ASAP Schumann, Chopin; session 17,
 # docs/hearing.md)
 CROWD_UNDER = (19, 24, 28, 31, 34, 36)
-# ... or CROWD_OVER semitones above us (session 21; a fifth, twelfth, two octaves: our
-# fundamental and most of our partials are none of its partials): a soft key struck with a
-# louder planned key there, refused by the crowd rule at a raw share of 44-121 noise units
-# (ASAP Beethoven 8/1's G4 v25 26 ms after a D5 v48; Chopin op. 25/8's inner voice under
-# its sixths). Off (not kept): (7, 19, 24) gained on the rich tuning rows (Beethoven 0.967
-# -> 0.978, Schumann 0.923 -> 0.926; Chopin unheard 49 -> 46 but timed off 37 -> 39) and
-# on plain Bach, Beethoven, but timed one plain Schumann note off (0.927 -> 0.923; so did
-# (7,) and (19, 24) alone); with 12 too random 3 heard a fake (docs/hearing.md, "Session
-# 21, upper")
-CROWD_OVER: tuple[int, ...] = ()
 CROWD_OWN_X = 0.5
 CROWD_OWN_MIN = 12.0
 FLOOR_X = 3.0
@@ -867,9 +857,8 @@ class Detector:
         instead of us: a semitone's sound passed the test with our key not struck), and 0
         where ours is under PLANNED_MIN_NEW noise units and under PLANNED_CROWD x a
         planned related key's (CROWD_KIN: what that key's template leaves; a planned
-        neighbour never struck), unless that key lies CROWD_UNDER below us or CROWD_OVER above
-        and our partials it does not reach rose (:meth:`own_amplitude`: its template leaves
-        nothing there)."""
+        neighbour never struck), unless that key lies CROWD_UNDER below us and our partials
+        it does not reach rose (:meth:`own_amplitude`: its template leaves nothing there)."""
         rivals = self._rivals(pitch, others)
         i = int(round(t_s * self.sr / self.long_hop))
         hs = self.new_amplitude(rivals, max(0, i - 3), i + 4, free_fundamental=free_fundamental)
@@ -884,7 +873,7 @@ class Detector:
             crowd = [rivals[k] for k in planned if mine < PLANNED_CROWD * float(hs[k].max())]
             if crowd:
                 own, peak = (0.0, 0.0)
-                if pitch >= MIN_OWNER_PITCH and all(pitch - q in CROWD_UNDER or q - pitch in CROWD_OVER for q in crowd):
+                if pitch >= MIN_OWNER_PITCH and all(pitch - q in CROWD_UNDER for q in crowd):
                     own, peak = self.own_amplitude(pitch, rivals, crowd, max(0, i - 3), i + 4)
                 if own < CROWD_OWN_X * mine or min(own, mine) * peak < CROWD_OWN_MIN * self.noise_amp:
                     return 0.0  # ... or a planned key's sound left that much over
