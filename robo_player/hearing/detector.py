@@ -956,13 +956,10 @@ class Detector:
         hop_l = self.long_hop / self.sr
         tb = (max(0, int(t_lo_s / hop_l)) + int(np.argmax(rise))) * hop_l  # that boundary (s)
         lo, hi = max(t_lo_s, tb - INFORMED_AT_S), min(t_hi_s, tb + INFORMED_EARLY * self.long_n / self.sr)
-        r = self.rise_db(pitch)
-        hop_s = self.hop / self.sr
-        f0, f1 = max(1, int(t_lo_s / hop_s)), min(len(r) - 1, int(math.ceil(t_hi_s / hop_s)) + 1)
-        if f1 <= f0:
+        got = self._local_rises(pitch, t_lo_s, t_hi_s, INFORMED_NEAR_DB)
+        if got is None:
             return None
-        seg = r[f0:f1]
-        ok = (seg >= INFORMED_NEAR_DB) & (seg >= r[f0 - 1 : f1 - 1]) & (seg >= r[f0 + 1 : f1 + 1])
+        f0, seg, ok = got
         cols = self.own_partials(pitch, own) if own else None
         for j in sorted(np.nonzero(ok)[0], key=lambda j: -seg[j]):
             t_mid = self._planned_midpoint(pitch, f0 + int(j), cols)
@@ -1066,19 +1063,27 @@ class Detector:
         the largest local maximum of its salience's rise (:meth:`rise_db`, >=
         INFORMED_RISE_DB) the plan-known midpoints (:meth:`_planned_midpoint`); None where
         none is."""
+        got = self._local_rises(pitch, t_lo_s, t_hi_s, INFORMED_RISE_DB)
+        if got is None:
+            return None
+        f0, seg, ok = got
+        if not ok.any() or float(seg[ok].max()) < rise_db:
+            return None
+        j = int(np.argmax(np.where(ok, seg, -np.inf)))
+        return self._planned_midpoint(pitch, f0 + j, self.own_partials(pitch, own) if own else None), float(seg[j])
+
+    def _local_rises(self, pitch: int, t_lo_s: float, t_hi_s: float,
+                     min_db: float) -> tuple[int, np.ndarray, np.ndarray] | None:
+        """(first frame f0, :meth:`rise_db` of ``pitch`` over the frames of [t_lo_s, t_hi_s]
+        from f0, where it is a local maximum >= ``min_db``); None where the span holds no
+        frame."""
         r = self.rise_db(pitch)
         hop_s = self.hop / self.sr
         f0, f1 = max(1, int(t_lo_s / hop_s)), min(len(r) - 1, int(math.ceil(t_hi_s / hop_s)) + 1)
         if f1 <= f0:
             return None
         seg = r[f0:f1]
-        ok = (seg >= INFORMED_RISE_DB) & (seg >= r[f0 - 1 : f1 - 1]) & (seg >= r[f0 + 1 : f1 + 1])
-        if not ok.any() or float(seg[ok].max()) < rise_db:
-            return None
-        if not ok.any():
-            return None
-        i = f0 + int(np.argmax(np.where(ok, seg, -np.inf)))
-        return self._planned_midpoint(pitch, i, self.own_partials(pitch, own) if own else None), float(r[i])
+        return f0, seg, (seg >= min_db) & (seg >= r[f0 - 1 : f1 - 1]) & (seg >= r[f0 + 1 : f1 + 1])
 
     # ---- key unknown -------------------------------------------------------------------
     def detect(self, pitches: range = range(LOWEST, HIGHEST + 1), min_gap_s: float = 0.03) -> list[Onset]:
