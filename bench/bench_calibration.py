@@ -320,7 +320,11 @@ def error_parts(spec: Any, seed: int, voice: str, cal_path: str | None = None) -
     def device() -> Any:  # make demo's: the default sensor seed (its room), a fresh device to play on
         return open_port(f"sim://?sensor=audio&voice={voice}", spec, truth_seed=seed)
 
-    cal = calibrate_session(device(), spec)[0] if cal_path is None else Calibration.load(cal_path)
+    if cal_path is None:
+        with device() as d:
+            cal = calibrate_session(d, spec)[0]
+    else:
+        cal = Calibration.load(cal_path)
     # played on a fresh device, as `play` does (a device that calibrated first draws the
     # strikes' spread on: the same tables read 2.02 / 1.98 / 1.54 on rich seed 2, not
     # 2.06 / 1.94 / 1.52: the figures below carry one draw of the strikes)
@@ -347,6 +351,7 @@ def error_parts(spec: Any, seed: int, voice: str, cal_path: str | None = None) -
         pe = play_errors(dev, spec, scaled(factor), DEFAULT_PIECE)
         print(f"  {DEFAULT_PIECE}, tables {name}: mean |velocity error| {pe['vel_mean_abs']:.2f}, "
               f"onset p99 {pe['onset_p99_ms']:.2f} ms")
+    dev.close()
 
 
 def main() -> None:
