@@ -117,6 +117,11 @@ CROWD_KIN = (1, 2, 5, 7, 12, 19, 24, 28, 31, 34, 36)
 # unshared, and fakes kept 30-76 noise units there: ASAP Schumann, Chopin; session 17,
 # docs/hearing.md)
 CROWD_UNDER = (19, 24, 28, 31, 34, 36)
+# ... and, only where no candidate of the key passes the owner test without it (a
+# fallback: it never replaces a heard onset), where every crowding key lies CROWD_FALLBACK
+# semitones from us (signed: the crowding key minus us) with the same own-partials check
+# (session 22, crowd; the tuning rows' figures in docs/hearing.md, "Session 22, crowd")
+CROWD_FALLBACK: tuple[int, ...] = (7, 19, 24)
 CROWD_OWN_X = 0.5
 CROWD_OWN_MIN = 12.0
 FLOOR_X = 3.0
@@ -378,6 +383,22 @@ RESTRIKE_SETTLED_S = 0.02
 # (a re-strike of a ringing key between a semitone's strikes: its own rise ~2 dB, the
 # neighbours' 7-21 dB)
 INFORMED_NEAR = True
+# plan known, from BASS_MAX_PITCH up, a third stage for a planned note that neither the
+# search nor the informed stage hears (:meth:`Detector._complex_rescue`, session 22,
+# crowd): the band model of its partials (:func:`bands.band_residuals`: the plan's keys
+# sounding around it phasors, its own earlier strikes too) with its step at each
+# COMPLEX_STEP_S of the search window; heard where the best step removes >=
+# COMPLEX_MIN_GAIN of what the phasors leave and lies COMPLEX_EDGE_S or more inside the
+# window, timed there. A soft key re-struck while it rings under the pedal, or struck with
+# a louder key whose partials meet its own, adds little magnitude (a step on a ringing
+# phasor, anti-phase at times): its new share is 0 in magnitudes, its step is still most
+# of its bands' change. Rich tuning rows (docs/hearing.md, "Session 22, crowd"): unheard
+# from key 52 up removed 0.30-0.97 (Schumann), 0.40-0.97 (Schubert op. 90/3, sixth set),
+# the fakes' best steps 0.02-0.78, over 0.6 only 20-80 ms from the fake's planned time
+COMPLEX_RESCUE = True
+COMPLEX_MIN_GAIN = 0.6
+COMPLEX_STEP_S = 0.001
+COMPLEX_EDGE_S = 0.003
 INFORMED_NEAR_DB = 1.5
 Cols = tuple[int, ...] | None  # a subset of a pitch's partials (None: all)
 
@@ -796,12 +817,15 @@ class Detector:
         cands = [f0 + int(j) for j in np.nonzero(ok)[0]]
         frac = {i: self.risen_fraction(pitch, i) for i in cands}
         best: tuple[float, float, float] | None = None  # share, coarse onset, rise
+        late: list[tuple[int, float]] = []  # the candidates the owner test refused (CROWD_FALLBACK)
         for i in sorted(cands, key=lambda i: (-round(2 * frac[i]) / 2, -r[i])):
             if frac[i] < min_risen:
                 break
             t_mid = self._planned_midpoint(pitch, i, cols) if planned else self._midpoint(pitch, i, cols)
             share = math.inf if alone else self.new_share(pitch, t_mid, others, unplanned=planned)
             if share < MIN_NEW:
+                if planned and CROWD_FALLBACK and best is None:
+                    late.append((i, t_mid))
                 continue
             if not planned:
                 return self._refine(pitch, t_mid, float(r[i]), direct=True)
@@ -811,7 +835,27 @@ class Detector:
                 alts.append((share, t_mid, i * hop_s, float(r[i])))
             if best is None or share > best[0]:
                 best = (share, t_mid, float(r[i]))
+        if best is None:
+            best = self._crowd_fallback(pitch, late, others, r, hop_s, alts)
         return None if best is None else self._refine(pitch, best[1], best[2])
+
+    def _crowd_fallback(self, pitch: int, late: Sequence[tuple[int, float]], others: Sequence[int],
+                        r: np.ndarray, hop_s: float, alts: list[tuple[float, float, float, float]] | None,
+                        ) -> tuple[float, float, float] | None:
+        """:meth:`_search`'s plan-known candidates (frame, coarse onset) that the owner test
+        refused, asked again with the crowd rule's own-partials check also where the
+        crowding keys lie CROWD_FALLBACK semitones away (:meth:`new_share`'s ``fallback``):
+        (share, coarse onset, rise dB) of the one with the largest share, or None."""
+        best: tuple[float, float, float] | None = None
+        for i, t_mid in late:
+            share = self.new_share(pitch, t_mid, others, unplanned=True, fallback=True)
+            if share < MIN_NEW:
+                continue
+            if alts is not None:
+                alts.append((share, t_mid, i * hop_s, float(r[i])))
+            if best is None or share > best[0]:
+                best = (share, t_mid, float(r[i]))
+        return best
 
     def restrike(self, pitch: int, t_lo_s: float, t_hi_s: float, ringing: Sequence[tuple[float, int]],
                  others: Sequence[int] = ()) -> Onset | None:
@@ -847,7 +891,7 @@ class Detector:
         return t_mid
 
     def new_share(self, pitch: int, t_s: float, others: Sequence[int] = (), relative: float = 0.0,
-                  unplanned: bool = False, *, free_fundamental: bool = False) -> float:
+                  unplanned: bool = False, *, free_fundamental: bool = False, fallback: bool = False) -> float:
         """How much of ``pitch`` appeared around ``t_s`` (±12 ms), in noise units, once the
         keys that could also explain its partials have taken theirs: ``others`` and, from
         MIN_OWNER_PITCH up (where the long window resolves a semitone), the related keys
@@ -858,7 +902,9 @@ class Detector:
         where ours is under PLANNED_MIN_NEW noise units and under PLANNED_CROWD x a
         planned related key's (CROWD_KIN: what that key's template leaves; a planned
         neighbour never struck), unless that key lies CROWD_UNDER below us and our partials
-        it does not reach rose (:meth:`own_amplitude`: its template leaves nothing there)."""
+        it does not reach rose (:meth:`own_amplitude`: its template leaves nothing there);
+        with ``fallback`` (:meth:`_crowd_fallback`) also where every crowding key lies
+        CROWD_FALLBACK semitones from us."""
         rivals = self._rivals(pitch, others)
         i = int(round(t_s * self.sr / self.long_hop))
         hs = self.new_amplitude(rivals, max(0, i - 3), i + 4, free_fundamental=free_fundamental)
@@ -873,7 +919,8 @@ class Detector:
             crowd = [rivals[k] for k in planned if mine < PLANNED_CROWD * float(hs[k].max())]
             if crowd:
                 own, peak = (0.0, 0.0)
-                if pitch >= MIN_OWNER_PITCH and all(pitch - q in CROWD_UNDER for q in crowd):
+                if pitch >= MIN_OWNER_PITCH and all(pitch - q in CROWD_UNDER or (fallback and q - pitch in CROWD_FALLBACK)
+                                                    for q in crowd):
                     own, peak = self.own_amplitude(pitch, rivals, crowd, max(0, i - 3), i + 4)
                 if own < CROWD_OWN_X * mine or min(own, mine) * peak < CROWD_OWN_MIN * self.noise_amp:
                     return 0.0  # ... or a planned key's sound left that much over
@@ -1213,6 +1260,8 @@ class Detector:
                 if o is None and p < BASS_MAX_PITCH:
                     o = self._bass_rescue(p, t - before_s, t + after_s, sounding(t), near_own(t, p),
                                           [x for x in strikes(t) if x != (t, p)])
+                elif o is None and COMPLEX_RESCUE:
+                    o = self._complex_rescue(k, intended, found, before_s, after_s)
             elif o is not None and informed and self._vetoed(p, t - before_s, t + after_s, sounding(t)):
                 o = None
             if o is not None and informed and p < BASS_MAX_PITCH and BASS_RETIME and o.rise_db < BASS_RETIME_MAX_RISE_DB:
@@ -1350,6 +1399,63 @@ class Detector:
             return o
         r = self._refine(p, cand[best], o.rise_db)
         return r if abs(r.t_s - cand[best]) <= JOINT_KEEP_S else replace(r, t_s=cand[best])
+
+    def _complex_rescue(self, k: int, intended: Sequence[tuple[float, int]], found: dict[int, Onset | None],
+                        before_s: float, after_s: float) -> Onset | None:
+        """Intended note ``k`` (from BASS_MAX_PITCH up) that neither the search nor the
+        informed stage heard, heard where :meth:`complex_step`'s best step removes >=
+        COMPLEX_MIN_GAIN of what the phasors leave and lies COMPLEX_EDGE_S or more inside
+        the window (at either end a strike outside it), timed there; else None."""
+        t = intended[k][0]
+        got = self.complex_step(k, intended, found, before_s, after_s)
+        if got is None:
+            return None
+        gain, tb = got
+        if gain < COMPLEX_MIN_GAIN or not t - before_s + COMPLEX_EDGE_S <= tb <= t + after_s - COMPLEX_EDGE_S:
+            return None
+        p = intended[k][1]
+        r = self.rise_db(p)
+        i = min(len(r) - 1, max(0, int(round(tb * self.sr / self.hop))))
+        return replace(self._refine_energy(p, tb, float(r[i])), t_s=tb)
+
+    def complex_step(self, k: int, intended: Sequence[tuple[float, int]], found: dict[int, Onset | None],
+                     before_s: float, after_s: float) -> tuple[float, float] | None:
+        """(gain, audio s) of the best step of intended note ``k`` in its window by the band
+        model of its partials (:func:`bands.band_residuals`, the complex second opinion's
+        model): every key planned in the INFORMED_RING_S before its window or in the stretch
+        (ours too: a re-strike of a ringing key) a phasor of its partials near ours, at the
+        search's onset where it found one (``found``), else the plan's time; ours a step at
+        each COMPLEX_STEP_S of the window, in the partials that no other key planned in the
+        window reaches (:meth:`own_partials`: a step there may be that key's own strike
+        the phasor's attack misfits; a key an octave under a struck one, never played, has
+        every partial there). The gain: the fraction of what the phasors leave that the
+        step removes. None where every partial is shared."""
+        t, p = intended[k]
+        near = sorted({q for u, q in intended if t - before_s <= u <= t + after_s and q != p})
+        cols = self.own_partials(p, near) if near else None
+        if cols == ():
+            return None
+        hop_s = self.long_hop / self.sr
+        bin_hz = self.sr / self.long_n
+        grid = np.arange(t - before_s, t + after_s + 1e-9, COMPLEX_STEP_S)
+        t_hi = t + after_s + bands.BAND_POST_S
+        others: list[bands.Strike] = []
+        for j, (u, q) in enumerate(intended):
+            if j == k or not t - INFORMED_RING_S <= u <= t_hi or (q == p and abs(u - t) < MIN_GAP_S):
+                continue
+            if not joint.may_meet(p, q, bands.BAND_SPAN):
+                continue
+            f = found.get(j)
+            on = f.t_s if f is not None else u
+            others.append(bands.Strike(joint.partial_freqs(self.frames, bin_hz, q, on, hop_s), on))
+        mine = joint.partial_freqs(self.frames, bin_hz, p, t, hop_s)
+        if cols is not None:
+            mine = mine[[c for c in cols if c < len(mine)]]
+        if not len(mine):
+            return None
+        res = bands.band_residuals(self.y, self.sr, p, mine, list(grid), others)
+        best = int(np.argmin(res))
+        return 1.0 - float(res[best]), float(grid[best])
 
     def _bass_rescue(self, pitch: int, t_lo_s: float, t_hi_s: float, sounding: Sequence[int],
                      own: Sequence[int], strikes: Sequence[tuple[float, int]]) -> Onset | None:
