@@ -396,7 +396,7 @@ INFORMED_NEAR = True
 # from key 52 up removed 0.30-0.97 (Schumann), 0.40-0.97 (Schubert op. 90/3, sixth set),
 # the fakes' best steps 0.02-0.78, over 0.6 only 20-80 ms from the fake's planned time
 COMPLEX_RESCUE = True
-COMPLEX_MIN_GAIN = 0.6
+COMPLEX_MIN_GAIN = 0.75
 COMPLEX_STEP_S = 0.001
 COMPLEX_EDGE_S = 0.003
 INFORMED_NEAR_DB = 1.5
