@@ -399,6 +399,12 @@ COMPLEX_RESCUE = True
 COMPLEX_MIN_GAIN = 0.75
 COMPLEX_STEP_S = 0.001
 COMPLEX_EDGE_S = 0.003
+# ... and not where the best step lies within COMPLEX_APART_S of another planned strike
+# whose partials meet ours (at the search's onset where it found one, else the plan's
+# time): there the step takes up that strike's misfit (its phasor's attack, its unisons;
+# rich Beethoven 8/1's fake C5 beside a D5 chord, best step 0.71 at +6 ms from strikes at
+# -1 and +1 ms). A planned key nobody struck is planned at a struck key's time
+COMPLEX_APART_S = 0.010
 INFORMED_NEAR_DB = 1.5
 Cols = tuple[int, ...] | None  # a subset of a pitch's partials (None: all)
 
@@ -1413,6 +1419,8 @@ class Detector:
         gain, tb = got
         if gain < COMPLEX_MIN_GAIN or not t - before_s + COMPLEX_EDGE_S <= tb <= t + after_s - COMPLEX_EDGE_S:
             return None
+        if self._struck_near(k, intended, found, tb):
+            return None
         p = intended[k][1]
         r = self.rise_db(p)
         i = min(len(r) - 1, max(0, int(round(tb * self.sr / self.hop))))
@@ -1456,6 +1464,20 @@ class Detector:
         res = bands.band_residuals(self.y, self.sr, p, mine, list(grid), others)
         best = int(np.argmin(res))
         return 1.0 - float(res[best]), float(grid[best])
+
+    def _struck_near(self, k: int, intended: Sequence[tuple[float, int]], found: dict[int, Onset | None],
+                     t_s: float) -> bool:
+        """Whether a planned key other than intended note ``k``'s, whose partials meet its
+        own, is struck within COMPLEX_APART_S of ``t_s`` (at the search's onset where it
+        found one, else the plan's time)."""
+        p = intended[k][1]
+        for j, (u, q) in enumerate(intended):
+            if j == k or q == p or abs(u - t_s) > COMPLEX_APART_S + OTHERS_S:
+                continue
+            f = found.get(j)
+            if abs((f.t_s if f is not None else u) - t_s) <= COMPLEX_APART_S and joint.may_meet(p, q, bands.BAND_SPAN):
+                return True
+        return False
 
     def _bass_rescue(self, pitch: int, t_lo_s: float, t_hi_s: float, sounding: Sequence[int],
                      own: Sequence[int], strikes: Sequence[tuple[float, int]]) -> Onset | None:
