@@ -1,9 +1,8 @@
 """Hearing (issue 11, session 22, crowd): soft planned keys from key 52 up that other keys'
 sound covers. The complex rescue (:meth:`Detector._complex_rescue`) hears a soft re-strike
 of a key still ringing under the pedal by its step in the band model, and not a key the
-plan asks for that nobody struck; the crowd rule's fallback (CROWD_FALLBACK) hears a soft
-key struck with a louder one a twelfth above by its own partials, and never replaces an
-onset the owner test passed. Every take here is composed for the test (no corpus notes)."""
+plan asks for that nobody struck. Every take here is composed for the test (no corpus
+notes)."""
 
 from __future__ import annotations
 
@@ -24,10 +23,6 @@ WINDOW_S = 0.08  # the plan-known search window, either side (the bench's)
 RESTRIKE = [(0.0, 46, 50), (0.002, 70, 80), (0.25, 61, 45), (0.5, 65, 40), (0.75, 61, 22),
             (1.0, 58, 40), (1.25, 70, 22), (1.5, 65, 35)]
 SOFT_RESTRIKE = (0.75, 61)
-# a soft C4 struck with a louder G5 (its third partial: a twelfth above), an E2 before and
-# a D3 after
-TWELFTH = [(0.0, 40, 50), (0.3, 60, 25), (0.3, 79, 60), (0.8, 52, 40)]
-SOFT_TWELFTH = (0.3, 60)
 
 
 def _onsets(notes: list[tuple[float, int, float]], render: Renderer, *, drop: tuple[float, int] | None = None,
@@ -66,35 +61,3 @@ def test_a_planned_key_nobody_struck_stays_unheard(render: Renderer, drop: tuple
     # the plan still asks for it; the keys ringing around it (its own earlier strike among
     # them for the C#4 and the A#4) leave nothing that a step of it explains
     assert not _at(_onsets(RESTRIKE, render, drop=drop), drop, WINDOW_S)
-
-
-def test_a_soft_key_under_a_louder_twelfth_is_heard_by_its_own_partials() -> None:
-    # the search alone (informed=False): its new sound is under the G5's and under
-    # PLANNED_MIN_NEW, the crowd rule gave it away; its partials the G5 does not reach rose
-    assert _at(_onsets(TWELFTH, render_audio_rich, informed=False, hold_s=1.0), SOFT_TWELFTH, 0.02)
-
-
-def test_without_the_fallback_the_crowd_rule_refuses_it(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(dm, "CROWD_FALLBACK", ())
-    assert not _at(_onsets(TWELFTH, render_audio_rich, informed=False, hold_s=1.0), SOFT_TWELFTH, 0.02)
-
-
-def test_the_fallback_never_replaces_a_candidate_the_owner_test_passed(monkeypatch: pytest.MonkeyPatch) -> None:
-    # a C4 struck alone, heard on time; a G5 (its twelfth) 60 ms later lifts the C4's
-    # partials again: a later candidate of the C4. Here the owner test refuses that one and
-    # the fallback would give it a huge share: were the fallback's shares weighed with the
-    # others', it would win over the on-time one. It is asked only where none passed
-    notes = [(0.0, 40, 50), (0.3, 60, 40), (0.36, 79, 80), (0.8, 52, 40)]
-    t_c4 = 0.3 + LEAD_S + OFFSET_S
-    real = Detector.new_share
-
-    def share(self: Detector, pitch: int, t_s: float, *args: object, fallback: bool = False, **kw: object) -> float:
-        if pitch == 60 and t_s > t_c4 + 0.02:
-            return 1e6 if fallback else 0.0
-        return real(self, pitch, t_s, *args, fallback=fallback, **kw)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(Detector, "new_share", share)
-    monkeypatch.setattr(dm, "JOINT", False)  # (the search's own choice: no joint second opinion)
-    ons = _onsets(notes, render_audio_rich, informed=False, hold_s=1.0)
-    assert _at(ons, (0.3, 60), 0.02)
-    assert not _at(ons, (0.36, 60), 0.015)  # (the later candidate's time: not taken)

@@ -117,11 +117,6 @@ CROWD_KIN = (1, 2, 5, 7, 12, 19, 24, 28, 31, 34, 36)
 # unshared, and fakes kept 30-76 noise units there: ASAP Schumann, Chopin; session 17,
 # docs/hearing.md)
 CROWD_UNDER = (19, 24, 28, 31, 34, 36)
-# ... and, only where no candidate of the key passes the owner test without it (a
-# fallback: it never replaces a heard onset), where every crowding key lies CROWD_FALLBACK
-# semitones from us (signed: the crowding key minus us) with the same own-partials check
-# (session 22, crowd; the tuning rows' figures in docs/hearing.md, "Session 22, crowd")
-CROWD_FALLBACK: tuple[int, ...] = (7, 19, 24)
 CROWD_OWN_X = 0.5
 CROWD_OWN_MIN = 12.0
 FLOOR_X = 3.0
@@ -392,9 +387,13 @@ INFORMED_NEAR = True
 # window, timed there. A soft key re-struck while it rings under the pedal, or struck with
 # a louder key whose partials meet its own, adds little magnitude (a step on a ringing
 # phasor, anti-phase at times): its new share is 0 in magnitudes, its step is still most
-# of its bands' change. Rich tuning rows (docs/hearing.md, "Session 22, crowd"): unheard
-# from key 52 up removed 0.30-0.97 (Schumann), 0.40-0.97 (Schubert op. 90/3, sixth set),
-# the fakes' best steps 0.02-0.78, over 0.6 only 20-80 ms from the fake's planned time
+# of its bands' change. Its step is fitted in the partials no other key planned in the
+# window reaches (with every partial, a key an octave under a struck one, never played,
+# was heard: rich random 1's fakes 2 -> 5). Rich tuning rows (docs/hearing.md, "Session
+# 22, crowd"; the plan's times for the phasors): the unheard from key 52 up removed
+# 0.09-0.96 (Schumann), 0.36-0.97 (Schubert op. 90/3, sixth set: 21 of 26 >= 0.6), their
+# fakes at most 0.64 and 0.57; 0.75 lies over the largest fake seen (Beethoven 8/1's
+# 0.71, the search's onsets for the phasors; at 0.6 it and a plain one were heard)
 COMPLEX_RESCUE = True
 COMPLEX_MIN_GAIN = 0.75
 COMPLEX_STEP_S = 0.001
@@ -823,15 +822,12 @@ class Detector:
         cands = [f0 + int(j) for j in np.nonzero(ok)[0]]
         frac = {i: self.risen_fraction(pitch, i) for i in cands}
         best: tuple[float, float, float] | None = None  # share, coarse onset, rise
-        late: list[tuple[int, float]] = []  # the candidates the owner test refused (CROWD_FALLBACK)
         for i in sorted(cands, key=lambda i: (-round(2 * frac[i]) / 2, -r[i])):
             if frac[i] < min_risen:
                 break
             t_mid = self._planned_midpoint(pitch, i, cols) if planned else self._midpoint(pitch, i, cols)
             share = math.inf if alone else self.new_share(pitch, t_mid, others, unplanned=planned)
             if share < MIN_NEW:
-                if planned and CROWD_FALLBACK and best is None:
-                    late.append((i, t_mid))
                 continue
             if not planned:
                 return self._refine(pitch, t_mid, float(r[i]), direct=True)
@@ -841,27 +837,7 @@ class Detector:
                 alts.append((share, t_mid, i * hop_s, float(r[i])))
             if best is None or share > best[0]:
                 best = (share, t_mid, float(r[i]))
-        if best is None:
-            best = self._crowd_fallback(pitch, late, others, r, hop_s, alts)
         return None if best is None else self._refine(pitch, best[1], best[2])
-
-    def _crowd_fallback(self, pitch: int, late: Sequence[tuple[int, float]], others: Sequence[int],
-                        r: np.ndarray, hop_s: float, alts: list[tuple[float, float, float, float]] | None,
-                        ) -> tuple[float, float, float] | None:
-        """:meth:`_search`'s plan-known candidates (frame, coarse onset) that the owner test
-        refused, asked again with the crowd rule's own-partials check also where the
-        crowding keys lie CROWD_FALLBACK semitones away (:meth:`new_share`'s ``fallback``):
-        (share, coarse onset, rise dB) of the one with the largest share, or None."""
-        best: tuple[float, float, float] | None = None
-        for i, t_mid in late:
-            share = self.new_share(pitch, t_mid, others, unplanned=True, fallback=True)
-            if share < MIN_NEW:
-                continue
-            if alts is not None:
-                alts.append((share, t_mid, i * hop_s, float(r[i])))
-            if best is None or share > best[0]:
-                best = (share, t_mid, float(r[i]))
-        return best
 
     def restrike(self, pitch: int, t_lo_s: float, t_hi_s: float, ringing: Sequence[tuple[float, int]],
                  others: Sequence[int] = ()) -> Onset | None:
@@ -897,7 +873,7 @@ class Detector:
         return t_mid
 
     def new_share(self, pitch: int, t_s: float, others: Sequence[int] = (), relative: float = 0.0,
-                  unplanned: bool = False, *, free_fundamental: bool = False, fallback: bool = False) -> float:
+                  unplanned: bool = False, *, free_fundamental: bool = False) -> float:
         """How much of ``pitch`` appeared around ``t_s`` (±12 ms), in noise units, once the
         keys that could also explain its partials have taken theirs: ``others`` and, from
         MIN_OWNER_PITCH up (where the long window resolves a semitone), the related keys
@@ -908,9 +884,7 @@ class Detector:
         where ours is under PLANNED_MIN_NEW noise units and under PLANNED_CROWD x a
         planned related key's (CROWD_KIN: what that key's template leaves; a planned
         neighbour never struck), unless that key lies CROWD_UNDER below us and our partials
-        it does not reach rose (:meth:`own_amplitude`: its template leaves nothing there);
-        with ``fallback`` (:meth:`_crowd_fallback`) also where every crowding key lies
-        CROWD_FALLBACK semitones from us."""
+        it does not reach rose (:meth:`own_amplitude`: its template leaves nothing there)."""
         rivals = self._rivals(pitch, others)
         i = int(round(t_s * self.sr / self.long_hop))
         hs = self.new_amplitude(rivals, max(0, i - 3), i + 4, free_fundamental=free_fundamental)
@@ -925,8 +899,7 @@ class Detector:
             crowd = [rivals[k] for k in planned if mine < PLANNED_CROWD * float(hs[k].max())]
             if crowd:
                 own, peak = (0.0, 0.0)
-                if pitch >= MIN_OWNER_PITCH and all(pitch - q in CROWD_UNDER or (fallback and q - pitch in CROWD_FALLBACK)
-                                                    for q in crowd):
+                if pitch >= MIN_OWNER_PITCH and all(pitch - q in CROWD_UNDER for q in crowd):
                     own, peak = self.own_amplitude(pitch, rivals, crowd, max(0, i - 3), i + 4)
                 if own < CROWD_OWN_X * mine or min(own, mine) * peak < CROWD_OWN_MIN * self.noise_amp:
                     return 0.0  # ... or a planned key's sound left that much over
