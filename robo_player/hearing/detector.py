@@ -1383,8 +1383,11 @@ class Detector:
                         before_s: float, after_s: float) -> Onset | None:
         """Intended note ``k`` (from BASS_MAX_PITCH up) that neither the search nor the
         informed stage heard, heard where :meth:`complex_step`'s best step removes >=
-        COMPLEX_MIN_GAIN of what the phasors leave and lies COMPLEX_EDGE_S or more inside
-        the window (at either end a strike outside it), timed there; else None."""
+        COMPLEX_MIN_GAIN of what the phasors leave, lies COMPLEX_EDGE_S or more inside the
+        window (at either end a strike outside it), not within COMPLEX_APART_S of another
+        planned strike whose partials meet ours (:meth:`_struck_near`) and where no
+        unplanned related key took more of what appeared (:meth:`_unplanned_took`), timed
+        there; else None."""
         t = intended[k][0]
         got = self.complex_step(k, intended, found, before_s, after_s)
         if got is None:
@@ -1392,7 +1395,7 @@ class Detector:
         gain, tb = got
         if gain < COMPLEX_MIN_GAIN or not t - before_s + COMPLEX_EDGE_S <= tb <= t + after_s - COMPLEX_EDGE_S:
             return None
-        if self._struck_near(k, intended, found, tb):
+        if self._struck_near(k, intended, found, tb) or self._unplanned_took(k, intended, before_s, after_s, tb):
             return None
         p = intended[k][1]
         r = self.rise_db(p)
@@ -1437,6 +1440,23 @@ class Detector:
         res = bands.band_residuals(self.y, self.sr, p, mine, list(grid), others)
         best = int(np.argmin(res))
         return 1.0 - float(res[best]), float(grid[best])
+
+    def _unplanned_took(self, k: int, intended: Sequence[tuple[float, int]], before_s: float, after_s: float,
+                        t_s: float) -> bool:
+        """Whether, around ``t_s``, a related key the plan does not have near intended note
+        ``k`` took >= MIN_NEW noise units of what appeared and more than ``k``'s key
+        (:meth:`new_amplitude` over the owner test's rivals): a key struck instead of the
+        planned one (the band model has no phasor for it; its sound in our bands is a step)."""
+        t, p = intended[k]
+        others = [q for u, q in intended if abs(u - t) <= before_s + after_s + OTHERS_S and q != p]
+        rivals = self._rivals(p, others)
+        loose = [j for j, q in enumerate(rivals) if j > 0 and q not in others]
+        if not loose:
+            return False
+        i = int(round(t_s * self.sr / self.long_hop))
+        hs = self.new_amplitude(rivals, max(0, i - 3), i + 4)
+        top = float(hs[loose].max())
+        return top >= MIN_NEW * self.noise_amp and top > float(hs[0].max())
 
     def _struck_near(self, k: int, intended: Sequence[tuple[float, int]], found: dict[int, Onset | None],
                      t_s: float) -> bool:
