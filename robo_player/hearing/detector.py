@@ -404,6 +404,7 @@ COMPLEX_EDGE_S = 0.003
 # rich Beethoven 8/1's fake C5 beside a D5 chord, best step 0.71 at +6 ms from strikes at
 # -1 and +1 ms). A planned key nobody struck is planned at a struck key's time
 COMPLEX_APART_S = 0.010
+COMPLEX_HIGH_PARTIAL = 24  # the step's partials keep clear of the window's other keys' partials up to this one
 INFORMED_NEAR_DB = 1.5
 Cols = tuple[int, ...] | None  # a subset of a pitch's partials (None: all)
 
@@ -1435,6 +1436,10 @@ class Detector:
         mine = joint.partial_freqs(self.frames, bin_hz, p, t, hop_s)
         if cols is not None:
             mine = mine[[c for c in cols if c < len(mine)]]
+        # ... nor any partial of theirs above the 8th (own_partials reads 8: a planned C7 a
+        # twelfth over a struck F5 kept its 3rd partial, the F5's 9th; rich random 5's fake)
+        theirs = [j * f0_hz(q) for q in near for j in range(9, COMPLEX_HIGH_PARTIAL + 1)]
+        mine = np.array([f for f in mine if all(abs(f - g) > 2.0 * bin_hz + INHARMONIC * f for g in theirs)])
         if not len(mine):
             return None
         res = bands.band_residuals(self.y, self.sr, p, mine, list(grid), others)
