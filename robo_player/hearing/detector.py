@@ -287,6 +287,11 @@ BASS_RETIME_LEFT_X = 1.45
 BASS_RETIME_MIN_S = 0.010
 BASS_RETIME_EDGE_S = 0.003
 BASS_RETIME_MAX_RISE_DB = 15.0
+# ... and the bass rescue's onsets (:meth:`Detector._bass_rescue`, timed at the salience's
+# largest rise on its 8192-sample stage's say-so) are checked whatever their rise: the
+# search did not find the key there, so a steep rise is as often a neighbour's. Session 22
+# (helper bass; TODO figures)
+BASS_RETIME_RESCUED = True
 INFORMED_RISE_DB = 1.0  # ... timed at the largest local rise of its salience of at least this
 # ... and not heard where its activation rose most at a boundary more than INFORMED_EARLY
 # of a long window before the onset it is timed at, and rose under INFORMED_AT_X of that
@@ -1208,14 +1213,17 @@ class Detector:
             o = found[k]
             if o is not None and JOINT:
                 o = self._joint_second_opinion(k, o, intended, found, alts[k], before_s, after_s)
+            rescued = False
             if o is None and informed:
                 o = self.informed(p, t - before_s, t + after_s, sounding(t), near_own(t, p))
                 if o is None and p < BASS_MAX_PITCH:
                     o = self._bass_rescue(p, t - before_s, t + after_s, sounding(t), near_own(t, p),
                                           [x for x in strikes(t) if x != (t, p)])
+                    rescued = o is not None and BASS_RETIME_RESCUED
             elif o is not None and informed and self._vetoed(p, t - before_s, t + after_s, sounding(t)):
                 o = None
-            if o is not None and informed and p < BASS_MAX_PITCH and BASS_RETIME and o.rise_db < BASS_RETIME_MAX_RISE_DB:
+            if (o is not None and informed and p < BASS_MAX_PITCH and BASS_RETIME
+                    and (o.rise_db < BASS_RETIME_MAX_RISE_DB or rescued)):
                 o = self._bass_retime(o, t - before_s, t + after_s, [x for x in strikes(t) if x != (t, p)])
             if o is None or any(abs(o.t_s - u) < MIN_GAP_S for u in taken.get(p, [])):
                 continue  # not heard, or one strike already given to a note of this key
