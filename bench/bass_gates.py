@@ -5,7 +5,7 @@ features they test and the step fit's figures in the key's own bands (hearing/st
 so that a gate is moved only where the sounded notes it refuses and the fakes it exists to
 stop are seen to separate. Per sounded bass note missed ("UNHEARD", "OFF"; the bench's
 scoring) and per fake heard or refused by these gates: the path (veto / rescue / search),
-the cause, and:
+the cause (a note neither gate saw: the 4096-sample informed stage's), and:
 
 - veto: the 8192-sample informed stage's loose ratio, with the key's fundamental free
   (``bass_tests``) its loose ratio and explained fraction, the 4096-sample informed rise,
@@ -163,7 +163,7 @@ def main() -> None:
             what = missed.get(i)
             if what is None and not (args.all and k in rows):
                 continue
-            c = cause.get(k, "search") if k else "not planned"
+            c = cause.get(k, "informed stage (4096)") if k else "not planned"
             if what is not None:
                 causes[f"{what} {c}"] += 1
             heard = ",".join(f"{(o.t_s - t) * 1e3:+.0f}" for o in ons if o.pitch == p and abs(o.t_s - t) < 0.1)
