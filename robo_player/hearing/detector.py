@@ -291,8 +291,9 @@ BASS_RETIME_MAX_RISE_DB = 15.0
 # largest rise on its 8192-sample stage's say-so) are checked whatever their rise: the
 # search did not find the key there, so the rise it took can be a neighbour's however
 # steep. Session 22 (helper bass; no figure tuned): on the rich and plain tuning and
-# held-out rows and the sixth set's Schubert op. 90/3 its one move was Schubert's C#3
-# (rescued at a 17 dB rise, -31.8 -> +0.4 ms); docs/hearing.md, "Session 22, bass"
+# held-out rows and the sixth set's Schubert op. 90/3 it moved Schubert's C#3 (rescued at
+# a 17 dB rise, -31.8 -> +0.4 ms) and held out Brahms op. 118/2's A2 on both voices
+# (-64.5 -> -0.2 ms rich), nothing else; docs/hearing.md, "Session 22, bass"
 BASS_RETIME_RESCUED = True
 INFORMED_RISE_DB = 1.0  # ... timed at the largest local rise of its salience of at least this
 # ... and not heard where its activation rose most at a boundary more than INFORMED_EARLY
