@@ -1935,7 +1935,7 @@ class PartialsReference:
     ``band_sums``, ``comb_t_eff``: the partials' bands' powers summed over each window
     (:func:`_band_sums`) and those sums' effective times, (2,); ``compact``,
     ``compact_t_eff``: :func:`_compact_power` from its onset and that read's effective
-    time (nan on keys that are not :func:`compact_key`)."""
+    time."""
 
     power: np.ndarray
     power_decay: np.ndarray
@@ -1969,10 +1969,10 @@ def _partials_reference(pitch: int, sample_rate: int) -> PartialsReference:
         det_flat = Detector(y * np.exp(t / REFERENCE_DECAY_S), sample_rate, gain_db=0.0)
         flat = _partial_windows(det_flat, pitch, t_half)
         assert got is not None and flat is not None, f"the reference tone of key {pitch} is too short"
-        compact = compact_t_eff = math.nan
-        if compact_key(pitch):  # from the tone's own onset, as a strike's from its onset
-            compact = _compact_power(det, pitch, 0.2)
-            compact_t_eff = 0.5 * REFERENCE_DECAY_S * math.log(_compact_power(det_flat, pitch, 0.2) / compact)
+        # from the tone's own onset, as a strike's from its onset (every key: the rule's
+        # reach, compact_key, is read when a strike is)
+        compact = _compact_power(det, pitch, 0.2)
+        compact_t_eff = 0.5 * REFERENCE_DECAY_S * math.log(_compact_power(det_flat, pitch, 0.2) / compact)
         with np.errstate(divide="ignore", invalid="ignore"):
             t_eff = 0.5 * REFERENCE_DECAY_S * np.log(flat[0] / got[0])
             t_eff_decay = 0.5 * REFERENCE_DECAY_S * np.log(flat[1] / got[1])
@@ -2038,11 +2038,12 @@ def partials_read(det: Detector, pitch: int, t_s: float, comb: bool = True) -> P
         rate = np.where(decays, 1.0 / REFERENCE_DECAY_S + (ratio - ratio_d) / (2.0 * (t_eff_d - t_eff)), np.nan)
     whole, ref_whole = got[3] / det.gain**2, ref.comb  # nan where not read
     comb_t, comb_td = ref.comb_t_eff + late
+    whole_t = comb_t
     if compact:
         # through short windows from the onset the loudness windows were placed from
         # (the strike's half-energy time less the reference tone's, within ONSET_TRUST_S)
         whole, ref_whole = _compact_power(det, pitch, t_half - ref.half_s) / det.gain**2, ref.compact
-        comb_t = ref.compact_t_eff + late
+        whole_t = ref.compact_t_eff + late
     comb_ratio, comb_rate = math.nan, math.nan
     sums = _band_sums(heard, heard_d)
     if whole > 0.0 and ref_whole > 0.0:
@@ -2055,7 +2056,7 @@ def partials_read(det: Detector, pitch: int, t_s: float, comb: bool = True) -> P
         # partial, whose power does not pulse; the whole comb's does, once a period of f0)
         log_ratio = np.log(sums / ref.band_sums)
         comb_rate = 1.0 / REFERENCE_DECAY_S + float(log_ratio[0] - log_ratio[1]) / (2.0 * (comb_td - comb_t))
-    return PartialsRead(pitch, ratio, sure, t_eff, rate, comb_ratio, float(comb_t), comb_rate)
+    return PartialsRead(pitch, ratio, sure, t_eff, rate, comb_ratio, float(whole_t), comb_rate)
 
 
 def pooled_rates(reads: Sequence[PartialsRead]) -> np.ndarray:
