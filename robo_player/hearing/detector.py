@@ -1803,10 +1803,12 @@ ONSET_TRUST_S = 0.0025  # the windows follow the onset where the half-energy tim
 # first ms, the attack out) and their centres span COMPACT_SPAN_S. Chosen on single
 # notes of keys 45..108 every 3rd (rich voice, velocities 25 / 64 / 100; a one-off
 # script: the read with the thump against without it, and through 4 rooms against no
-# room), the thump's part rms 0.93 / 0.71 / 0.60 -> 0.93 / 0.43 / 0.14 % of velocity,
-# one strike's room colour 2.4 / 2.3 / 2.2 -> 2.4 / 2.4 / 2.3 % (starts 4 / 8 ms:
-# thump 1.5 / 0.5 %, room 1.9 / 2.8 % at velocity 25; the room's part averages over a
-# key's ~13 strikes, the thump's does not). Keys whose COMPACT_PERIODS periods are over
+# room; power ratios as % of velocity at power ~ v^4.5), the thump's part rms 0.93 /
+# 0.71 / 0.60 -> 0.93 / 0.43 / 0.14 %, one strike's room colour 2.4 / 2.3 / 2.2 -> 2.4 /
+# 2.4 / 2.3 % (starts 4 / 8 ms: thump 1.5 / 0.5 %, room 1.9 / 2.8 % at velocity 25; the
+# room's part averages over a key's ~13 strikes, the thump's does not); make demo, rich
+# seed 2, starts 4 / 6 / 9 ms: 2.05 / 2.05 / 2.18 (main 2.10; docs/calibration.md,
+# "Session 22, velocity"). Keys whose COMPACT_PERIODS periods are over
 # COMPACT_MAX_S (below G#2) keep the comb's power: their window would reach a
 # calibration strike's damper, and the thump moves their read little (0.4 % rms).
 COMPACT_PERIODS = 2.0
