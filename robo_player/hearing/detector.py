@@ -1803,6 +1803,31 @@ DECAY_RATE_RANGE = (0.0, 40.0)  # 1/s (amplitude): a string does not grow; 40: a
 REFERENCE_DECAY_S = 0.5  # :func:`_reference_tone`'s decay (every partial)
 T_EFF_MAX_S = 0.1  # a reference partial whose loudness window's effective time is past this is its noise (A0's 5th..8th)
 ONSET_TRUST_S = 0.0025  # the windows follow the onset where the half-energy time is this near where it should be
+# The power sum read through short windows (:func:`_compact_power`, session 22). The
+# comb's bands (:func:`_comb`, 20 Hz skirts) ring for tens of ms either side of a
+# sample: their power over the loudness window holds the hammer's thump of the first
+# ms (a fixed noise of each key, whose cross term with the partials does not average
+# out: the rich voice's keys 69, 72, 78 read 2-3 % soft at velocity 25) and the room's
+# reverb of the ms after the window. Each partial demodulated through a Hann window of
+# COMPACT_PERIODS periods of f0 (its zeros fall on the other harmonics) holds only the
+# samples inside it. The windows start COMPACT_START_S after the onset (the thump's
+# first ms, the attack out) and their centres span COMPACT_SPAN_S. Chosen on single
+# notes of keys 45..108 every 3rd (rich voice, velocities 25 / 64 / 100; a one-off
+# script: the read with the thump against without it, and through 4 rooms against no
+# room; power ratios as % of velocity at power ~ v^4.5), the thump's part rms 0.93 /
+# 0.71 / 0.60 -> 0.93 / 0.43 / 0.14 %, one strike's room colour 2.4 / 2.3 / 2.2 -> 2.4 /
+# 2.4 / 2.3 % (starts 4 / 8 ms: thump 1.5 / 0.5 %, room 1.9 / 2.8 % at velocity 25; the
+# room's part averages over a key's ~13 strikes, the thump's does not); make demo, rich
+# seed 2, starts 4 / 6 / 9 ms: 2.05 / 2.05 / 2.18 (main 2.10; docs/calibration.md,
+# "Session 22, velocity"). Keys whose COMPACT_PERIODS periods are over
+# COMPACT_MAX_S (below G#2) keep the comb's power: their window would reach a
+# calibration strike's damper, and the thump moves their read little (0.4 % rms).
+COMPACT_PERIODS = 2.0
+COMPACT_MIN_S = 0.004  # the window's shortest (the treble: a few periods)
+COMPACT_START_S = 0.006
+COMPACT_SPAN_S = 0.006
+COMPACT_MAX_S = 0.020
+COMPACT_PRE_S = 0.020  # the background: the windows' median over this long, ending 1 ms before the onset
 _PARTIALS_REF: dict[tuple[int, int], PartialsReference] = {}
 
 
@@ -1814,6 +1839,47 @@ def _partial_band(freqs: np.ndarray, fk: float, k: int) -> np.ndarray:
     up = np.clip((f - (lo - skirt)) / skirt, 0.0, 1.0)
     down = np.clip(((hi + skirt) - f) / skirt, 0.0, 1.0)
     return (0.5 - 0.5 * np.cos(np.pi * up)) * (0.5 - 0.5 * np.cos(np.pi * down))
+
+
+def compact_key(pitch: int) -> bool:
+    """Whether ``pitch``'s power sum is read through short windows (:func:`_compact_power`)."""
+    return COMPACT_PERIODS / f0_hz(pitch) <= COMPACT_MAX_S
+
+
+def _compact_power(det: Detector, pitch: int, t_on: float) -> float:
+    """The power of ``pitch``'s partials (k = 1..8 under the band's top) of the strike
+    whose onset is ``t_on`` (audio s): each partial demodulated through a Hann window of
+    COMPACT_PERIODS periods of f0 (at least COMPACT_MIN_S), its power's mean over the
+    windows starting COMPACT_START_S after ``t_on`` whose centres span COMPACT_SPAN_S,
+    less its background (the median over the windows of the COMPACT_PRE_S ending 1 ms
+    before ``t_on``), summed over the partials (at the detector's gain; nan where the
+    audio does not reach)."""
+    sr = det.sr
+    f0 = f0_hz(pitch)
+    n = max(int(round(COMPACT_PERIODS * sr / f0)), int(COMPACT_MIN_S * sr))
+    w = np.hanning(n + 2)[1:-1]
+    w *= 2.0 / float(np.sum(w))  # a partial of amplitude a reads |z| = a
+    on = int(round(t_on * sr))
+    ms = sr // 1000
+    step = max(1, ms // 4)
+    starts = np.concatenate([
+        np.arange(on - ms - n - int(COMPACT_PRE_S * sr), on - ms - n + 1, step),  # the background's
+        np.arange(on + int(COMPACT_START_S * sr), on + int(COMPACT_START_S * sr) + int(COMPACT_SPAN_S * sr) + 1, step),
+    ])
+    n_pre = len(starts) - len(np.arange(0, int(COMPACT_SPAN_S * sr) + 1, step))
+    if starts[0] < 0 or starts[-1] + n > len(det.y):
+        return math.nan
+    idx = starts[:, None] + np.arange(n)[None, :]  # (windows, n)
+    seg = det.y[idx] * w[None, :]
+    total = 0.0
+    for k in range(1, 9):
+        if k * f0 > band_hi_hz(f0, sr):
+            break
+        fk = k * f0 * (1 + STRETCH * k * k / 2)
+        p = np.abs(seg @ np.exp(-2j * np.pi * fk / sr * np.arange(n))) ** 2
+        # each window's phase from its own first sample: |z| does not depend on it
+        total += float(np.mean(p[n_pre:])) - float(np.median(p[:n_pre]))
+    return total
 
 
 def _attack_segment(det: Detector, pitch: int, t_s: float, after_s: float = 0.0) -> tuple[int, np.ndarray, np.ndarray, float, float]:
@@ -1880,7 +1946,9 @@ class PartialsReference:
     partial's power reads as at one instant), all (K,); ``half_s``: its half-energy time
     after its onset; ``comb``: the whole comb's power over the loudness window;
     ``band_sums``, ``comb_t_eff``: the partials' bands' powers summed over each window
-    (:func:`_band_sums`) and those sums' effective times, (2,)."""
+    (:func:`_band_sums`) and those sums' effective times, (2,); ``compact``,
+    ``compact_t_eff``: :func:`_compact_power` from its onset and that read's effective
+    time."""
 
     power: np.ndarray
     power_decay: np.ndarray
@@ -1890,6 +1958,8 @@ class PartialsReference:
     comb: float
     band_sums: np.ndarray
     comb_t_eff: np.ndarray
+    compact: float
+    compact_t_eff: float
 
 
 def _band_sums(power: np.ndarray, power_decay: np.ndarray) -> np.ndarray:
@@ -1909,14 +1979,20 @@ def _partials_reference(pitch: int, sample_rate: int) -> PartialsReference:
         # the same tone with its decay undone: a window's power over the decaying one's
         # is exp(2 t_eff / REFERENCE_DECAY_S), t_eff the window's effective time
         t = np.maximum(np.arange(len(y)) / sample_rate - 0.2, 0.0)
-        flat = _partial_windows(Detector(y * np.exp(t / REFERENCE_DECAY_S), sample_rate, gain_db=0.0), pitch, t_half)
+        det_flat = Detector(y * np.exp(t / REFERENCE_DECAY_S), sample_rate, gain_db=0.0)
+        flat = _partial_windows(det_flat, pitch, t_half)
         assert got is not None and flat is not None, f"the reference tone of key {pitch} is too short"
+        # from the tone's own onset, as a strike's from its onset (every key: the rule's
+        # reach, compact_key, is read when a strike is)
+        compact = _compact_power(det, pitch, 0.2)
+        compact_t_eff = 0.5 * REFERENCE_DECAY_S * math.log(_compact_power(det_flat, pitch, 0.2) / compact)
         with np.errstate(divide="ignore", invalid="ignore"):
             t_eff = 0.5 * REFERENCE_DECAY_S * np.log(flat[0] / got[0])
             t_eff_decay = 0.5 * REFERENCE_DECAY_S * np.log(flat[1] / got[1])
             sums, flat_sums = _band_sums(got[0], got[1]), _band_sums(flat[0], flat[1])
             comb_t_eff = 0.5 * REFERENCE_DECAY_S * np.log(flat_sums / sums)
-        _PARTIALS_REF[key] = PartialsReference(got[0], got[1], t_eff, t_eff_decay, t_half - 0.2, got[3], sums, comb_t_eff)
+        _PARTIALS_REF[key] = PartialsReference(got[0], got[1], t_eff, t_eff_decay, t_half - 0.2, got[3], sums, comb_t_eff,
+                                               compact, compact_t_eff)  # fmt: skip
     return _PARTIALS_REF[key]
 
 
@@ -1956,7 +2032,8 @@ def partials_read(det: Detector, pitch: int, t_s: float, comb: bool = True) -> P
     # the spectrum (A0 +2.5 ms, A4 -1.5 ms at velocity 96), and a window on the bands'
     # rise reads ~2 % a ms; farther off than ONSET_TRUST_S, the onset is doubted
     t_half -= float(np.clip(t_half - (t_s + ref.half_s), -ONSET_TRUST_S, ONSET_TRUST_S))
-    got = _partial_windows(det, pitch, t_half, comb)
+    compact = comb and compact_key(pitch)
+    got = _partial_windows(det, pitch, t_half, comb and not compact)
     if got is None or len(got[0]) != len(ref.power) or len(ref.power) < 2:
         return None
     heard, heard_d, bg = (a / det.gain**2 for a in got[:3])
@@ -1972,12 +2049,18 @@ def partials_read(det: Detector, pitch: int, t_s: float, comb: bool = True) -> P
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio_d = np.log(np.where(decays, heard_d, 1.0) / np.where(decays, ref.power_decay, 1.0))
         rate = np.where(decays, 1.0 / REFERENCE_DECAY_S + (ratio - ratio_d) / (2.0 * (t_eff_d - t_eff)), np.nan)
-    whole = got[3] / det.gain**2  # nan where not read
+    whole, ref_whole = got[3] / det.gain**2, ref.comb  # nan where not read
     comb_t, comb_td = ref.comb_t_eff + late
+    whole_t = comb_t
+    if compact:
+        # through short windows from the onset the loudness windows were placed from
+        # (the strike's half-energy time less the reference tone's, within ONSET_TRUST_S)
+        whole, ref_whole = _compact_power(det, pitch, t_half - ref.half_s) / det.gain**2, ref.compact
+        whole_t = ref.compact_t_eff + late
     comb_ratio, comb_rate = math.nan, math.nan
     sums = _band_sums(heard, heard_d)
-    if whole > 0.0 and ref.comb > 0.0:
-        comb_ratio = math.log(whole / ref.comb)
+    if whole > 0.0 and ref_whole > 0.0:
+        comb_ratio = math.log(whole / ref_whole)
     with np.errstate(invalid="ignore"):
         rated = bool(np.all(sums > 0.0) and sums[1] > DECAY_MIN_SNR * float(np.sum(bg)) and np.all(ref.band_sums > 0.0)
                      and comb_td > comb_t + 1e-3)  # fmt: skip
@@ -1986,7 +2069,7 @@ def partials_read(det: Detector, pitch: int, t_s: float, comb: bool = True) -> P
         # partial, whose power does not pulse; the whole comb's does, once a period of f0)
         log_ratio = np.log(sums / ref.band_sums)
         comb_rate = 1.0 / REFERENCE_DECAY_S + float(log_ratio[0] - log_ratio[1]) / (2.0 * (comb_td - comb_t))
-    return PartialsRead(pitch, ratio, sure, t_eff, rate, comb_ratio, float(comb_t), comb_rate)
+    return PartialsRead(pitch, ratio, sure, t_eff, rate, comb_ratio, float(whole_t), comb_rate)
 
 
 def pooled_rates(reads: Sequence[PartialsRead]) -> np.ndarray:
