@@ -66,6 +66,7 @@ def main() -> None:
     ap.add_argument("--dump", type=Path, help="pickle every take's checked onsets and truth here")
     args = ap.parse_args()
     set_constants(args.set)
+    dm.UPPER_RETIME = True  # (off by default since session 22: the bench measures it)
     dm.UPPER_RETIME_MAX_RISE_DB = max(args.rise)  # the pass checks all that any setting may
     log: list[Checked] = []
     by_informed: set[int] = set()  # the onsets the informed stage gave (checked whatever their rise)

@@ -65,11 +65,11 @@ def test_a_best_step_where_the_salience_did_not_rise_is_not_taken(monkeypatch: p
     assert Detector(y, 48000)._upper_retime(o, T_S - 0.08, T_S + 0.08, _strikes(plan)) is o
 
 
-def _heard_ms(monkeypatch: pytest.MonkeyPatch, rise_db: float, *, informed: bool = False) -> list[float]:
+def _heard_ms(monkeypatch: pytest.MonkeyPatch, rise_db: float, *, informed: bool = False, on: bool = True) -> list[float]:
     """The plan-known onsets of the re-struck E4 (ms from its strike) where the search's
     onset of it (with ``informed``: the informed stage's, the search finding none) is
     given at the B4's strike with a salience rise of ``rise_db`` (as the search and the
-    informed stage timed re-strikes on the tuning rows)."""
+    informed stage timed re-strikes on the tuning rows), the rule on (``on``) or off."""
     find, inform = Detector.find, Detector.informed
     wrong = Onset(NEIGHBOUR_S, KEY, 50.0, rise_db)
 
@@ -86,6 +86,8 @@ def _heard_ms(monkeypatch: pytest.MonkeyPatch, rise_db: float, *, informed: bool
     monkeypatch.setattr(Detector, "find", searched)
     monkeypatch.setattr(Detector, "informed", heard)
     monkeypatch.setattr(dm, "JOINT", False)  # (the second opinion would re-search it)
+    if on:
+        monkeypatch.setattr(dm, "UPPER_RETIME", True)  # (off by default: docs/hearing.md)
     y, plan = _take("rich")
     return [(o.t_s - T_S) * 1e3 for o in Detector(y, 48000).detect_intended(plan, 0.08, 0.08, [])
             if o.pitch == KEY and abs(o.t_s - T_S) < 0.08]
@@ -97,8 +99,7 @@ def test_the_plan_known_pass_retimes_an_onset_at_a_neighbours_strike(monkeypatch
 
 
 def test_without_the_upper_retime_the_onset_stays(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(dm, "UPPER_RETIME", False)
-    got = _heard_ms(monkeypatch, 5.0)
+    got = _heard_ms(monkeypatch, 5.0, on=False)
     assert len(got) == 1 and got[0] < -25.0, got
 
 

@@ -407,7 +407,13 @@ INFORMED_NEAR_DB = 1.5
 # a best step within 3-6 ms of another planned strike whose partials meet ours spared
 # two of Bach 856's wrong moves but refused rich random 1's E5 in an octave chord
 # (+91 -> +2 ms) and plain Schumann's fixes: not kept
-UPPER_RETIME = True
+# OFF: judged on the held-out rows it gained on the rich voice (timed off 34 -> 26: Mozart
+# 11/3 0.983 -> 0.993, Haydn 31/1 0.944 -> 0.956, Brahms 118/2 0.944 -> 0.951, random 12
+# 0.966 -> 0.971; random 9 0.969 -> 0.964) and lost on the plain one (31 -> 35: random 9
+# 0.966 -> 0.962, Mozart 0.995 -> 0.990, Haydn 0.969 -> 0.965: best steps that removed
+# 0.14-0.16 of the bands' residual, 33-45 ms off); a change that loses on held-out rows is
+# not kept on (docs/hearing.md, "Session 22, restrike")
+UPPER_RETIME = False
 UPPER_RETIME_MAX_RISE_DB = 25.0
 UPPER_RETIME_X = 0.95
 UPPER_RETIME_MIN_S = 0.010
