@@ -57,8 +57,8 @@ def test_the_upper_retime_moves_an_onset_at_the_neighbours_strike_to_its_own(voi
 
 def test_a_best_step_where_the_salience_did_not_rise_is_not_taken(monkeypatch: pytest.MonkeyPatch) -> None:
     # asked for a rise of the key's salience at the step that it does not have there, the
-    # rule keeps the onset (the gate that spares a step the fit puts on a damper or on a
-    # ringing key's bend)
+    # rule keeps the onset (the gate that spares a best step where the key's salience
+    # did not rise)
     monkeypatch.setattr(dm, "UPPER_RETIME_STEP_DB", 40.0)
     y, plan = _take("rich")
     o = Onset(NEIGHBOUR_S, KEY, 50.0, 5.0)

@@ -396,7 +396,7 @@ INFORMED_NEAR_DB = 1.5
 # Beethoven 9/1 and Schubert, checked on the plain tuning rows (bench/upper_retime.py;
 # docs/hearing.md, "Session 22, restrike"): of the timed-off notes from key 52 up the best
 # step lay within 15 ms of the strike on nearly all; the step gate (2 dB) refuses the
-# moves onto a damper or a ringing key's bend (rich random 1's D4, random 31's C#7 and
+# moves to where the key's salience did not rise (rich random 1's D4, random 31's C#7 and
 # F3, plain random 1's D4: the salience rose -3.9..+1.9 dB there; the fixes it keeps
 # rose 2.2 dB and more, those it loses 0.2-1.1 dB); 25 dB, not 15 or 20: on those rows'
 # logs (Chopin op. 25/8 too) timed off 90 -> 65 at 25 dB, 68 at 20 and at 15 (a lower
@@ -1458,7 +1458,7 @@ class Detector:
         hop_s = self.hop / self.sr
         i0, i1 = (int(round((t_step + d) / hop_s)) for d in (-UPPER_RETIME_STEP_REACH_S, UPPER_RETIME_STEP_REACH_S))
         if not 0 <= i0 < i1 < len(r) or float(r[i0 : i1 + 1].max()) < UPPER_RETIME_STEP_DB:
-            return o  # the key's salience did not rise at the step: a damper, a ringing key's bend
+            return o  # the key's salience did not rise at the step: not a strike of it
         return replace(self._refine_energy(o.pitch, t_step, o.rise_db), t_s=t_step)
 
     def _vetoed(self, pitch: int, t_lo_s: float, t_hi_s: float, sounding: Sequence[int]) -> bool:
