@@ -387,6 +387,47 @@ RESTRIKE_SETTLED_S = 0.02
 # neighbours' 7-21 dB)
 INFORMED_NEAR = True
 INFORMED_NEAR_DB = 1.5
+# plan known, from BASS_MAX_PITCH up (the bass retime's step fit for the upper keys,
+# :meth:`Detector._upper_retime`, session 22): every onset the informed stage gives, and
+# every onset of the search whose salience rose under UPPER_RETIME_MAX_RISE_DB, is checked
+# by the step fit in the key's own bands (:func:`.stepfit.step_check`: the plan's other
+# strikes, our key's earlier ones among them, phasors of the bands) over its search
+# window; where a step at our onset removes under UPPER_RETIME_X of what the best step
+# removes, the best lies more than UPPER_RETIME_MIN_S from our onset and at least
+# UPPER_RETIME_EDGE_S inside the window, and the key's salience (:meth:`rise_db`) rose by
+# UPPER_RETIME_STEP_DB or more within UPPER_RETIME_STEP_REACH_S of the best, the key is
+# timed at the best step. A re-strike of a key still ringing under the pedal, or a soft
+# key struck 20-60 ms after a louder one whose partials meet its own, lifts its salience
+# by a few dB; the neighbour's strike lifts it as much or more, and the search and the
+# informed stage took that one (the long windows' shares tie). A step on the key's own
+# phasors does not. Chosen on the rich tuning rows without Chopin and the sixth set's
+# Beethoven 9/1 and Schubert, checked on the plain tuning rows (bench/upper_retime.py;
+# docs/hearing.md, "Session 22, restrike"): of the timed-off notes from key 52 up the best
+# step lay within 15 ms of the strike on nearly all; the step gate (2 dB) refuses the
+# moves to where the key's salience did not rise (rich random 1's D4, random 31's C#7 and
+# F3, plain random 1's D4: the salience rose -3.9..+1.9 dB there; the fixes it keeps
+# rose 2.2 dB and more, those it loses 0.2-1.1 dB); 25 dB, not 15 or 20: on those rows'
+# logs (Chopin op. 25/8 too) timed off 90 -> 65 at 25 dB, 68 at 20 and at 15 (a lower
+# bound: the logs took the informed stage's onsets for the search's by their rise);
+# 0.95, not 0.9: rich random 3's F4 (-26 ms, a step there removed 0.905 of the best's),
+# Beethoven 8/1's G3 in both voices (0.92-0.93), against rich random 5's F#3 moved off
+# (0.92). A gate that refused
+# a best step within 3-6 ms of another planned strike whose partials meet ours spared
+# two of Bach 856's wrong moves but refused rich random 1's E5 in an octave chord
+# (+91 -> +2 ms) and plain Schumann's fixes: not kept
+# OFF: judged on the held-out rows it gained on the rich voice (timed off 34 -> 26: Mozart
+# 11/3 0.983 -> 0.993, Haydn 31/1 0.944 -> 0.956, Brahms 118/2 0.944 -> 0.951, random 12
+# 0.966 -> 0.971; random 9 0.969 -> 0.964) and lost on the plain one (31 -> 35: random 9
+# 0.966 -> 0.962, Mozart 0.995 -> 0.990, Haydn 0.969 -> 0.965: best steps that removed
+# 0.14-0.16 of the bands' residual, 33-45 ms off); a change that loses on held-out rows is
+# not kept on (docs/hearing.md, "Session 22, restrike")
+UPPER_RETIME = False
+UPPER_RETIME_MAX_RISE_DB = 25.0
+UPPER_RETIME_X = 0.95
+UPPER_RETIME_MIN_S = 0.010
+UPPER_RETIME_EDGE_S = 0.003
+UPPER_RETIME_STEP_DB = 2.0
+UPPER_RETIME_STEP_REACH_S = 0.004  # (two hops of the salience either side)
 Cols = tuple[int, ...] | None  # a subset of a pitch's partials (None: all)
 
 
@@ -1217,6 +1258,7 @@ class Detector:
             if o is not None and JOINT:
                 o = self._joint_second_opinion(k, o, intended, found, alts[k], before_s, after_s)
             rescued = False
+            searched = o is not None  # (the informed stage's onsets: the upper retime checks each)
             if o is None and informed:
                 o = self.informed(p, t - before_s, t + after_s, sounding(t), near_own(t, p))
                 if o is None and p < BASS_MAX_PITCH:
@@ -1228,6 +1270,9 @@ class Detector:
             if (o is not None and informed and p < BASS_MAX_PITCH and BASS_RETIME
                     and (o.rise_db < BASS_RETIME_MAX_RISE_DB or rescued)):
                 o = self._bass_retime(o, t - before_s, t + after_s, [x for x in strikes(t) if x != (t, p)])
+            if (o is not None and informed and p >= BASS_MAX_PITCH and UPPER_RETIME
+                    and (o.rise_db < UPPER_RETIME_MAX_RISE_DB or not searched)):
+                o = self._upper_retime(o, t - before_s, t + after_s, [x for x in strikes(t) if x != (t, p)])
             if o is None or any(abs(o.t_s - u) < MIN_GAP_S for u in taken.get(p, [])):
                 continue  # not heard, or one strike already given to a note of this key
             taken.setdefault(p, []).append(o.t_s)
@@ -1402,6 +1447,29 @@ class Detector:
                 or abs(t_step - o.t_s) <= BASS_RETIME_MIN_S
                 or not t_lo_s + BASS_RETIME_EDGE_S <= t_step <= t_hi_s - BASS_RETIME_EDGE_S):
             return o
+        return replace(self._refine_energy(o.pitch, t_step, o.rise_db), t_s=t_step)
+
+    def _upper_retime(self, o: Onset, t_lo_s: float, t_hi_s: float, strikes: Sequence[tuple[float, int]]) -> Onset:
+        """Onset ``o`` of a planned key from BASS_MAX_PITCH up searched in [t_lo_s,
+        t_hi_s], or where the step fit in its partials' bands (:func:`.stepfit.step_check`,
+        ``strikes``: the plan's other strikes that may sound there, our key's earlier ones
+        among them) says it lies elsewhere, the onset of its best step: a step at ``o``
+        removes under UPPER_RETIME_X of the best's, the best lies more than
+        UPPER_RETIME_MIN_S from ``o`` and at least UPPER_RETIME_EDGE_S inside the window,
+        and the key's salience rose by UPPER_RETIME_STEP_DB or more within
+        UPPER_RETIME_STEP_REACH_S of it (the constants' block)."""
+        got = step_check(self.y, self.sr, o.pitch, t_lo_s, t_hi_s, strikes, o.t_s)
+        if got is None:
+            return o
+        t_step, best, at = got
+        if (at >= UPPER_RETIME_X * best or abs(t_step - o.t_s) <= UPPER_RETIME_MIN_S
+                or not t_lo_s + UPPER_RETIME_EDGE_S <= t_step <= t_hi_s - UPPER_RETIME_EDGE_S):
+            return o
+        r = self.rise_db(o.pitch)
+        hop_s = self.hop / self.sr
+        i0, i1 = (int(round((t_step + d) / hop_s)) for d in (-UPPER_RETIME_STEP_REACH_S, UPPER_RETIME_STEP_REACH_S))
+        if not 0 <= i0 < i1 < len(r) or float(r[i0 : i1 + 1].max()) < UPPER_RETIME_STEP_DB:
+            return o  # the key's salience did not rise at the step: not a strike of it
         return replace(self._refine_energy(o.pitch, t_step, o.rise_db), t_s=t_step)
 
     def _vetoed(self, pitch: int, t_lo_s: float, t_hi_s: float, sounding: Sequence[int]) -> bool:
