@@ -47,7 +47,8 @@ def gated(c: Checked, x: float, rise: float, left_x: float = 0.0) -> Onset:
     if c.fit is None or (c.searched and o.rise_db >= rise):
         return o
     t_step, best, at = c.fit
-    if (at >= x * best or 1.0 - at <= left_x * (1.0 - best) or abs(t_step - o.t_s) <= dm.UPPER_RETIME_MIN_S
+    if (best < dm.UPPER_RETIME_MIN_BEST or at >= x * best or 1.0 - at <= left_x * (1.0 - best)
+            or abs(t_step - o.t_s) <= dm.UPPER_RETIME_MIN_S
             or not c.lo + dm.UPPER_RETIME_EDGE_S <= t_step <= c.hi - dm.UPPER_RETIME_EDGE_S):
         return o
     if c.step_db < dm.UPPER_RETIME_STEP_DB:
@@ -66,7 +67,7 @@ def main() -> None:
     ap.add_argument("--dump", type=Path, help="pickle every take's checked onsets and truth here")
     args = ap.parse_args()
     set_constants(args.set)
-    dm.UPPER_RETIME = True  # (off by default since session 22: the bench measures it)
+    dm.UPPER_RETIME = True  # (the bench logs the rule's fits and gates them itself: on whatever --set says)
     dm.UPPER_RETIME_MAX_RISE_DB = max(args.rise)  # the pass checks all that any setting may
     log: list[Checked] = []
     by_informed: set[int] = set()  # the onsets the informed stage gave (checked whatever their rise)
