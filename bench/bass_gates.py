@@ -61,6 +61,11 @@ class Log:
         return [x for x in self.plan if t - dm.INFORMED_RING_S <= x[0] <= hi and not (x[1] == pitch and abs(x[0] - t) < 1e-9)]
 
 
+def _first(tests: list[tuple[bool, str]], otherwise: str) -> str:
+    """The name of the first test that holds (a gate's cause), else ``otherwise``."""
+    return next((name for held, name in tests if held), otherwise)
+
+
 def _fmt(x: float) -> str:
     return "inf" if math.isinf(x) else f"{x:.2f}"
 
@@ -95,12 +100,7 @@ def install(log: Log) -> None:
             if got is not None:
                 step = f"best {got[1]:.2f} at-onset {got[2]:.2f} best-from-onset {(got[0] - t_f) * 1e3:+.0f} ms"
         used = floose if loose < dm.BASS_VETO_LOOSE_X and dm.BASS_FREE_FUNDAMENTAL and fexpl >= dm.BASS_FREE_EXPLAINED else loose
-        if not r:
-            log.cause[k] = "veto: kept"
-        elif used < dm.BASS_VETO_LOOSE_X:
-            log.cause[k] = "veto: loose ratio"
-        else:
-            log.cause[k] = "veto: informed rise"
+        log.cause[k] = "veto: " + _first([(not r, "kept"), (used < dm.BASS_VETO_LOOSE_X, "loose ratio")], "informed rise")
         log.rows[k] = (f"{'dropped' if r else 'kept'} loose {_fmt(loose)} free {_fmt(floose)} explained {fexpl:.2f} "
                        f"rise4096 {irise:.0f} | step {step}")
         return r
@@ -115,16 +115,9 @@ def install(log: Log) -> None:
         got = b._informed_onset(pitch, t_lo_s, t_hi_s, own, 0.0)
         fit = step_onset(self.y, self.sr, pitch, t_lo_s, t_hi_s, strikes)
         step = "-" if fit is None else f"{(fit[0] - k[0]) * 1e3:+.0f} ms {fit[1]:.2f}"
-        if r is not None:
-            log.cause[k] = "rescue: rescued"
-        elif rise < dm.INFORMED_MIN_RISE:
-            log.cause[k] = "rescue: rise"
-        elif loose < dm.INFORMED_LOOSE_X:
-            log.cause[k] = "rescue: loose ratio"
-        elif expl < dm.INFORMED_EXPLAINED:
-            log.cause[k] = "rescue: explained"
-        else:
-            log.cause[k] = "rescue: heard, not timed"
+        log.cause[k] = "rescue: " + _first([(r is not None, "rescued"), (rise < dm.INFORMED_MIN_RISE, "rise"),
+                                            (loose < dm.INFORMED_LOOSE_X, "loose ratio"),
+                                            (expl < dm.INFORMED_EXPLAINED, "explained")], "heard, not timed")
         log.rows[k] = (f"{'rescued' if r is not None else 'refused'} rise {rise:.0f} loose {_fmt(loose)} "
                        f"explained {expl:.2f} free {_fmt(floose)}/{fexpl:.2f} "
                        f"salience {'-' if got is None else f'{got[1]:.1f} dB'} | step {step}")

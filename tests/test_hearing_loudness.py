@@ -46,11 +46,17 @@ def _note(pitch: int, velocity: float, decay_s: float, *, partial_faster: float 
     return y + np.random.default_rng(seed).normal(0.0, 1e-6, len(y))
 
 
-def _velocity(y: np.ndarray, pitch: int) -> float:
+def _found(y: np.ndarray, pitch: int) -> tuple[Detector, float]:
+    """A detector on ``y`` and the onset it finds of ``pitch``'s single note (at 0.2 s)."""
     det = Detector(y, SR, gain_db=GAIN_DB)
     o = det.find(pitch, 0.17, 0.23, alone=True)
     assert o is not None
-    v = partials_velocity(det, pitch, o.t_s)
+    return det, o.t_s
+
+
+def _velocity(y: np.ndarray, pitch: int) -> float:
+    det, t_s = _found(y, pitch)
+    v = partials_velocity(det, pitch, t_s)
     assert v is not None
     return v
 
@@ -74,10 +80,8 @@ def test_a_strikes_read_shows_each_partials_own_decay() -> None:
     """The upper partials of a string decay faster than its fundamental; one clean strike
     reads each partial's rate (1/s, of its amplitude) within 0.6 / s."""
     pitch, decay_s, faster = 57, 0.4, 0.5
-    det = Detector(_note(pitch, 96.0, decay_s, partial_faster=faster), SR, gain_db=GAIN_DB)
-    o = det.find(pitch, 0.17, 0.23, alone=True)
-    assert o is not None
-    read = partials_read(det, pitch, o.t_s)
+    det, t_s = _found(_note(pitch, 96.0, decay_s, partial_faster=faster), pitch)
+    read = partials_read(det, pitch, t_s)
     assert read is not None
     k = np.arange(1, len(read.rate) + 1)
     want = (1.0 + faster * (k - 1)) / decay_s
@@ -90,17 +94,15 @@ def test_a_read_without_the_whole_combs_power_says_the_same_of_its_partials() ->
     """``partials_read(..., comb=False)`` (one inverse FFT fewer: the log-mean alone,
     :func:`partials_velocity`) reads the partials as the full read does and no power sum."""
     pitch = 57
-    det = Detector(_note(pitch, 80.0, 0.4, partial_faster=0.5), SR, gain_db=GAIN_DB)
-    o = det.find(pitch, 0.17, 0.23, alone=True)
-    assert o is not None
-    full, bare = partials_read(det, pitch, o.t_s), partials_read(det, pitch, o.t_s, comb=False)
+    det, t_s = _found(_note(pitch, 80.0, 0.4, partial_faster=0.5), pitch)
+    full, bare = partials_read(det, pitch, t_s), partials_read(det, pitch, t_s, comb=False)
     assert full is not None and bare is not None
     assert math.isfinite(full.comb_ratio) and power_velocity(full) is not None
     assert math.isnan(bare.comb_ratio) and power_velocity(bare) is None
     np.testing.assert_array_equal(bare.log_ratio, full.log_ratio)
     np.testing.assert_array_equal(bare.rate, full.rate)
     assert bare.comb_rate == full.comb_rate
-    assert read_velocity(bare) == read_velocity(full) == partials_velocity(det, pitch, o.t_s)
+    assert read_velocity(bare) == read_velocity(full) == partials_velocity(det, pitch, t_s)
 
 
 def _read(rates: list[float], pitch: int = 60) -> PartialsRead:
@@ -293,10 +295,8 @@ def test_the_hammers_thump_moves_the_power_sum_less_through_short_windows(monkey
         return y * 10.0 ** (GAIN_DB / 20.0) + np.random.default_rng(pitch).normal(0.0, 1e-6, len(y))
 
     def heard(y: np.ndarray, pitch: int) -> float:
-        det = Detector(y, SR, gain_db=GAIN_DB)
-        o = det.find(pitch, 0.17, 0.23, alone=True)
-        assert o is not None
-        r = partials_read(det, pitch, o.t_s)
+        det, t_s = _found(y, pitch)
+        r = partials_read(det, pitch, t_s)
         assert r is not None
         pv = power_velocity(r)
         assert pv is not None

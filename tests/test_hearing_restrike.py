@@ -41,18 +41,24 @@ def _strikes(plan: list[tuple[float, int]]) -> list[tuple[float, int]]:
     return [x for x in plan if x != (T_S, KEY)]
 
 
+def _retimed(t_s: float, voice: str = "rich") -> tuple[Onset, Onset]:
+    """An onset of the re-struck E4 given at ``t_s`` and what the upper retime makes of it
+    (its search window +-80 ms around its strike)."""
+    y, plan = _take(voice)
+    o = Onset(t_s, KEY, 50.0, 5.0)
+    return o, Detector(y, 48000)._upper_retime(o, T_S - 0.08, T_S + 0.08, _strikes(plan))
+
+
 @pytest.mark.parametrize("voice", ["rich", "plain"])
 def test_the_upper_retime_moves_an_onset_at_the_neighbours_strike_to_its_own(voice: str) -> None:
     # the re-struck E4's onset given at the B4's strike 30 ms before its own (as the
     # search and the informed stage timed notes on the tuning rows) or 30 ms after: the
     # best step lies at its own strike; given there, it stays
-    y, plan = _take(voice)
-    det = Detector(y, 48000)
-    for d in (NEIGHBOUR_S - T_S, 0.03):
-        got = det._upper_retime(Onset(T_S + d, KEY, 50.0, 5.0), T_S - 0.08, T_S + 0.08, _strikes(plan))
-        assert abs(got.t_s - T_S) < 0.005, (d, got)
-    o = Onset(T_S, KEY, 50.0, 5.0)
-    assert det._upper_retime(o, T_S - 0.08, T_S + 0.08, _strikes(plan)) is o
+    for t_s in (NEIGHBOUR_S, T_S + 0.03):
+        _, got = _retimed(t_s, voice)
+        assert abs(got.t_s - T_S) < 0.005, (t_s, got)
+    o, got = _retimed(T_S, voice)
+    assert got is o
 
 
 def test_a_best_step_where_the_salience_did_not_rise_is_not_taken(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -60,20 +66,19 @@ def test_a_best_step_where_the_salience_did_not_rise_is_not_taken(monkeypatch: p
     # rule keeps the onset (the gate that spares a best step where the key's salience
     # did not rise)
     monkeypatch.setattr(dm, "UPPER_RETIME_STEP_DB", 40.0)
-    y, plan = _take("rich")
-    o = Onset(NEIGHBOUR_S, KEY, 50.0, 5.0)
-    assert Detector(y, 48000)._upper_retime(o, T_S - 0.08, T_S + 0.08, _strikes(plan)) is o
+    o, got = _retimed(NEIGHBOUR_S)
+    assert got is o
 
 
 def test_a_best_step_that_explains_little_is_not_taken(monkeypatch: pytest.MonkeyPatch) -> None:
     # asked for a best step that removes more of the bands' residual than any can (the
     # gate that spares the held-out plain rows' weak best steps, 0.14-0.17), the rule
     # keeps the onset it moves without that gate
-    y, plan = _take("rich")
-    o = Onset(NEIGHBOUR_S, KEY, 50.0, 5.0)
-    assert Detector(y, 48000)._upper_retime(o, T_S - 0.08, T_S + 0.08, _strikes(plan)) is not o
+    o, got = _retimed(NEIGHBOUR_S)
+    assert got is not o
     monkeypatch.setattr(dm, "UPPER_RETIME_MIN_BEST", 1.01)
-    assert Detector(y, 48000)._upper_retime(o, T_S - 0.08, T_S + 0.08, _strikes(plan)) is o
+    o, got = _retimed(NEIGHBOUR_S)
+    assert got is o
 
 
 def _heard_ms(monkeypatch: pytest.MonkeyPatch, rise_db: float, *, informed: bool = False, on: bool = True) -> list[float]:
