@@ -1572,15 +1572,25 @@ class Detector:
         best's and leaves over BASS_RETIME_LEFT_X x its residual, and the best lies more
         than BASS_RETIME_MIN_S from ``o`` and at least BASS_RETIME_EDGE_S inside the window
         (the constants' block)."""
+        got = self._step_elsewhere(o, t_lo_s, t_hi_s, strikes, BASS_RETIME_X, BASS_RETIME_MIN_S, BASS_RETIME_EDGE_S)
+        if got is None or 1.0 - got[2] <= BASS_RETIME_LEFT_X * (1.0 - got[1]):
+            return o
+        return replace(self._refine_energy(o.pitch, got[0], o.rise_db), t_s=got[0])
+
+    def _step_elsewhere(self, o: Onset, t_lo_s: float, t_hi_s: float, strikes: Sequence[tuple[float, int]],
+                        x: float, min_s: float, edge_s: float) -> tuple[float, float, float] | None:
+        """The step fit of ``o``'s key in [t_lo_s, t_hi_s] (:func:`.stepfit.step_check`:
+        its best step's time, the fraction the best removes, the fraction a step at ``o``
+        removes) where it says the onset lies elsewhere: a step at ``o`` removes under ``x``
+        of the best's, the best lies more than ``min_s`` from ``o`` and at least ``edge_s``
+        inside the window; else None (the retimes' common gates)."""
         got = step_check(self.y, self.sr, o.pitch, t_lo_s, t_hi_s, strikes, o.t_s)
         if got is None:
-            return o
+            return None
         t_step, best, at = got
-        if (at >= BASS_RETIME_X * best or 1.0 - at <= BASS_RETIME_LEFT_X * (1.0 - best)
-                or abs(t_step - o.t_s) <= BASS_RETIME_MIN_S
-                or not t_lo_s + BASS_RETIME_EDGE_S <= t_step <= t_hi_s - BASS_RETIME_EDGE_S):
-            return o
-        return replace(self._refine_energy(o.pitch, t_step, o.rise_db), t_s=t_step)
+        if at >= x * best or abs(t_step - o.t_s) <= min_s or not t_lo_s + edge_s <= t_step <= t_hi_s - edge_s:
+            return None
+        return got
 
     def _upper_retime(self, o: Onset, t_lo_s: float, t_hi_s: float, strikes: Sequence[tuple[float, int]]) -> Onset:
         """Onset ``o`` of a planned key from BASS_MAX_PITCH up searched in [t_lo_s,
@@ -1592,13 +1602,10 @@ class Detector:
         UPPER_RETIME_MIN_S from ``o`` and at least UPPER_RETIME_EDGE_S inside the window,
         and the key's salience rose by UPPER_RETIME_STEP_DB or more within
         UPPER_RETIME_STEP_REACH_S of it (the constants' block)."""
-        got = step_check(self.y, self.sr, o.pitch, t_lo_s, t_hi_s, strikes, o.t_s)
-        if got is None:
+        got = self._step_elsewhere(o, t_lo_s, t_hi_s, strikes, UPPER_RETIME_X, UPPER_RETIME_MIN_S, UPPER_RETIME_EDGE_S)
+        if got is None or got[1] < UPPER_RETIME_MIN_BEST:
             return o
-        t_step, best, at = got
-        if (best < UPPER_RETIME_MIN_BEST or at >= UPPER_RETIME_X * best or abs(t_step - o.t_s) <= UPPER_RETIME_MIN_S
-                or not t_lo_s + UPPER_RETIME_EDGE_S <= t_step <= t_hi_s - UPPER_RETIME_EDGE_S):
-            return o
+        t_step = got[0]
         r = self.rise_db(o.pitch)
         hop_s = self.hop / self.sr
         i0, i1 = (int(round((t_step + d) / hop_s)) for d in (-UPPER_RETIME_STEP_REACH_S, UPPER_RETIME_STEP_REACH_S))
