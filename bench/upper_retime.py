@@ -51,7 +51,7 @@ def gated(c: Checked, x: float, rise: float, left_x: float = 0.0) -> Onset:
             or abs(t_step - o.t_s) <= dm.UPPER_RETIME_MIN_S
             or not c.lo + dm.UPPER_RETIME_EDGE_S <= t_step <= c.hi - dm.UPPER_RETIME_EDGE_S):
         return o
-    if c.step_db < dm.UPPER_RETIME_STEP_DB:
+    if c.step_db < (dm.UPPER_RETIME_SURE_STEP_DB if best >= dm.UPPER_RETIME_SURE_BEST else dm.UPPER_RETIME_STEP_DB):
         return o
     return Onset(t_step, o.pitch, o.velocity, o.rise_db, o.risen, o.sure)
 

@@ -462,6 +462,21 @@ UPPER_RETIME_MIN_S = 0.010
 UPPER_RETIME_EDGE_S = 0.003
 UPPER_RETIME_STEP_DB = 2.0
 UPPER_RETIME_STEP_REACH_S = 0.004  # (two hops of the salience either side)
+# a best step that removes at least UPPER_RETIME_SURE_BEST of the bands' residual is
+# taken where the key's salience rose UPPER_RETIME_SURE_STEP_DB or more within
+# UPPER_RETIME_STEP_REACH_S of it (session 23, retime): a key re-struck 0.2-0.3 s after
+# its own last strike while it rings lifts its salience only 1.1-1.7 dB at its strike;
+# the search timed it at a neighbour's strike or a later rise (rich Mozart 8/1's A3 three
+# times, -35 / -28 / +83 ms; rich Schumann's C#4 +77, Bach 856's F3 +38) and the step
+# fit's best, 1-4 ms from the strike, removed 0.82-0.94, where the 2 dB gate refused it.
+# Chosen on the logs of the rich and plain tuning rows, the sixth and seventh sets
+# (a throwaway script gating every logged check; docs/hearing.md, "Session 23, retime"):
+# the moves the 2 dB gate refuses for good removed 0.22-0.64 (rich and plain random 1's
+# D4, random 31's C#7 at 1.9 dB and F3, plain Bach 856's A4 at 1.8 dB); 0.85 keeps 4 of
+# those 5 fixes, 0.6 took the C#7; 1 dB, not 0: a best step 43 ms off at -0.9 dB
+# (plain Bach 856's F3, 0.88)
+UPPER_RETIME_SURE_BEST = 0.8
+UPPER_RETIME_SURE_STEP_DB = 1.0
 Cols = tuple[int, ...] | None  # a subset of a pitch's partials (None: all)
 
 
@@ -1601,7 +1616,8 @@ class Detector:
         UPPER_RETIME_MIN_BEST of the bands' residual, the best lies more than
         UPPER_RETIME_MIN_S from ``o`` and at least UPPER_RETIME_EDGE_S inside the window,
         and the key's salience rose by UPPER_RETIME_STEP_DB or more within
-        UPPER_RETIME_STEP_REACH_S of it (the constants' block)."""
+        UPPER_RETIME_STEP_REACH_S of it (UPPER_RETIME_SURE_STEP_DB where the best removes
+        UPPER_RETIME_SURE_BEST or more; the constants' block)."""
         got = self._step_elsewhere(o, t_lo_s, t_hi_s, strikes, UPPER_RETIME_X, UPPER_RETIME_MIN_S, UPPER_RETIME_EDGE_S)
         if got is None or got[1] < UPPER_RETIME_MIN_BEST:
             return o
@@ -1609,7 +1625,8 @@ class Detector:
         r = self.rise_db(o.pitch)
         hop_s = self.hop / self.sr
         i0, i1 = (int(round((t_step + d) / hop_s)) for d in (-UPPER_RETIME_STEP_REACH_S, UPPER_RETIME_STEP_REACH_S))
-        if not 0 <= i0 < i1 < len(r) or float(r[i0 : i1 + 1].max()) < UPPER_RETIME_STEP_DB:
+        need_db = UPPER_RETIME_SURE_STEP_DB if got[1] >= UPPER_RETIME_SURE_BEST else UPPER_RETIME_STEP_DB
+        if not 0 <= i0 < i1 < len(r) or float(r[i0 : i1 + 1].max()) < need_db:
             return o  # the key's salience did not rise at the step: not a strike of it
         return replace(self._refine_energy(o.pitch, t_step, o.rise_db), t_s=t_step)
 
