@@ -464,17 +464,17 @@ UPPER_RETIME_STEP_DB = 2.0
 UPPER_RETIME_STEP_REACH_S = 0.004  # (two hops of the salience either side)
 # a best step that removes at least UPPER_RETIME_SURE_BEST of the bands' residual is
 # taken where the key's salience rose UPPER_RETIME_SURE_STEP_DB or more within
-# UPPER_RETIME_STEP_REACH_S of it (session 23, retime): a key re-struck 0.2-0.3 s after
-# its own last strike while it rings lifts its salience only 1.1-1.7 dB at its strike;
+# UPPER_RETIME_STEP_REACH_S of it (session 23, retime): a key struck again 0.17-0.85 s
+# after its own last strike, while it rings, lifts its salience only 1.1-1.7 dB there;
 # the search timed it at a neighbour's strike or a later rise (rich Mozart 8/1's A3 three
 # times, -35 / -28 / +83 ms; rich Schumann's C#4 +77, Bach 856's F3 +38) and the step
 # fit's best, 1-4 ms from the strike, removed 0.82-0.94, where the 2 dB gate refused it.
 # Chosen on the logs of the rich and plain tuning rows, the sixth and seventh sets
 # (a throwaway script gating every logged check; docs/hearing.md, "Session 23, retime"):
-# the moves the 2 dB gate refuses for good removed 0.22-0.64 (rich and plain random 1's
-# D4, random 31's C#7 at 1.9 dB and F3, plain Bach 856's A4 at 1.8 dB); 0.85 keeps 4 of
-# those 5 fixes, 0.6 took the C#7; 1 dB, not 0: a best step 43 ms off at -0.9 dB
-# (plain Bach 856's F3, 0.88)
+# the moves the 2 dB gate refuses for good removed 0.31-0.64 (rich and plain random 1's
+# D4, random 31's C#7 at 1.9 dB and F3, plain Bach 856's A4 at 1.8 dB); 0.8 takes those
+# 5 fixes and none of them, 0.85 took 4 of the fixes, 0.6 the C#7 too; 1 dB, not 0: a best
+# step 43 ms off at -0.9 dB (plain Bach 856's F3, 0.88)
 UPPER_RETIME_SURE_BEST = 0.8
 UPPER_RETIME_SURE_STEP_DB = 1.0
 Cols = tuple[int, ...] | None  # a subset of a pitch's partials (None: all)
