@@ -59,7 +59,7 @@ from ..voicing import (
 )
 from . import bands, joint
 from .stepfit import POST_S as STEP_POST_S
-from .stepfit import step_check, step_onset
+from .stepfit import step_check, step_frequency, step_onset
 
 SAMPLE_RATES = (44100, 48000)
 N_FFT = 2048
@@ -245,6 +245,26 @@ BASS_VETO_LOOSE_X = 1.5
 # (rich random 8's A2; session 20, "Measured")
 BASS_FREE_FUNDAMENTAL = True
 BASS_FREE_EXPLAINED = INFORMED_EXPLAINED
+# ... unless the step fit in the key's own bands (:func:`.stepfit.step_check`: the plan's
+# other strikes its phasors, our own earlier ones among them; :meth:`Detector._step_struck`)
+# says the search's onset is our strike: a step there removes >= BASS_VETO_STEP_AT of the
+# bands' residual and >= BASS_VETO_STEP_X of what the best step in the window removes, and
+# no key struck within BASS_VETO_STEP_NEAR_S of it lies BASS_VETO_UNDER semitones under us
+# (then our partials are all its partials: its step, fitted at its planned time a few ms
+# off its strike, leaves at ours what a step of ours takes, and a fake an octave over a
+# struck key read 0.85). The loose ratio is the 8192-sample templates' say: a bass key
+# re-struck while it rings (a repeated figure: Beethoven 9/1's E2, F#2, B2) or beside a
+# semitone rose little in them, its unplanned neighbours' mismatch more. Session 23 (helper
+# bass): session 22's step features (bench/bass_gates.py) had the note's own planned strike
+# among the fit's phasors; without it the sounded notes the veto dropped read ... and the
+# fakes it dropped ...; docs/hearing.md, "Session 23, bass"
+BASS_VETO_STEP = True
+BASS_VETO_STEP_AT = 0.7
+BASS_VETO_STEP_REACH_S = 0.005
+BASS_VETO_STEP_SHARE = 0.95
+BASS_VETO_STEP_OFFSETS = 21  # (over ±f0/2: f0/20 apart, 2-9 Hz in the bass)
+BASS_VETO_STEP_NEAR_S = 0.05
+BASS_VETO_UNDER = (12, 19, 24, 28, 31, 34, 36)
 # (Session 20 also tried these figures as a second way into the bass rescue,
 # BASS_FREE_RESCUE: off, held out it heard 2 fakes; session 21 removed it, no gate found;
 # docs/hearing.md "Session 20, bass" and "Session 21, bass")
@@ -1301,7 +1321,8 @@ class Detector:
                     rescued = o is not None and BASS_RETIME_RESCUED
                 elif o is None and COMPLEX_RESCUE:
                     o = self._complex_rescue(k, intended, found, before_s, after_s)
-            elif o is not None and informed and self._vetoed(p, t - before_s, t + after_s, sounding(t)):
+            elif o is not None and informed and self._vetoed(p, t - before_s, t + after_s, sounding(t), o,
+                                                             [x for x in strikes(t) if x != (t, p)]):
                 o = None
             if (o is not None and informed and p < BASS_MAX_PITCH and BASS_RETIME
                     and (o.rise_db < BASS_RETIME_MAX_RISE_DB or rescued)):
@@ -1613,7 +1634,8 @@ class Detector:
             return o  # the key's salience did not rise at the step: not a strike of it
         return replace(self._refine_energy(o.pitch, t_step, o.rise_db), t_s=t_step)
 
-    def _vetoed(self, pitch: int, t_lo_s: float, t_hi_s: float, sounding: Sequence[int]) -> bool:
+    def _vetoed(self, pitch: int, t_lo_s: float, t_hi_s: float, sounding: Sequence[int],
+                onset: Onset | None = None, strikes: Sequence[tuple[float, int]] = ()) -> bool:
         """Whether the informed stage drops the plan-known search's onset of ``pitch`` in
         [t_lo_s, t_hi_s]. Below BASS_MAX_PITCH, on the 8192-sample windows (:attr:`bass`):
         dropped where an unplanned related key's activation rose more than 1 /
@@ -1624,7 +1646,9 @@ class Detector:
         bins' residual (session 20: the rich voice's weak bass fundamentals), kept where ours rose >=
         BASS_KEEP_RISE (on the 4096-sample windows an unplanned semitone's template takes a
         soft bass key's sound, and the veto below dropped notes the search heard on time:
-        random 2's D#2, random 3's F#2, session 16). Otherwise dropped where the plan's
+        random 2's D#2, random 3's F#2, session 16); not dropped on the loose ratio where
+        (BASS_VETO_STEP) the step fit in its bands says the search's ``onset`` is its strike
+        (:meth:`_step_struck`; ``strikes``: the plan's other strikes). Otherwise dropped where the plan's
         other keys explain what the search heard as ours (:meth:`informed_rise` <
         INFORMED_VETO_RISE), and from BASS_MAX_PITCH up where an unplanned related key's
         activation rose over 1 / INFORMED_VETO_LOOSE_X x ours there (a planned twelfth or
@@ -1635,7 +1659,9 @@ class Detector:
                 _, loose_free, explained_free = self.bass.bass_tests(pitch, t_lo_s, t_hi_s, sounding)
                 if explained_free >= BASS_FREE_EXPLAINED:
                     loose_x = loose_free
-            if loose_x < BASS_VETO_LOOSE_X:
+            if loose_x < BASS_VETO_LOOSE_X and not (
+                BASS_VETO_STEP and onset is not None and self._step_struck(onset, t_lo_s, t_hi_s, strikes)
+            ):
                 return True
             if rise >= BASS_KEEP_RISE:
                 return False
@@ -1645,6 +1671,20 @@ class Detector:
             return True
         _, rise, loose_x = self._rise_loose(dec)
         return rise < INFORMED_VETO_RISE or loose_x < INFORMED_VETO_LOOSE_X
+
+    def _step_struck(self, o: Onset, t_lo_s: float, t_hi_s: float, strikes: Sequence[tuple[float, int]]) -> bool:
+        """Whether the step fit in the bands of ``o``'s key (:func:`.stepfit.step_frequency`,
+        ``strikes``: the plan's other strikes that may sound there) says ``o`` is its
+        strike: a step within BASS_VETO_STEP_REACH_S of ``o`` removes >= BASS_VETO_STEP_AT
+        of the bands' residual, >= BASS_VETO_STEP_SHARE of what it removes at the best
+        frequency in each band (not a neighbour's partial), and no key struck within
+        BASS_VETO_STEP_NEAR_S of ``o`` lies BASS_VETO_UNDER semitones under it (whose
+        partials are all ours)."""
+        if any(abs(u - o.t_s) <= BASS_VETO_STEP_NEAR_S and o.pitch - q in BASS_VETO_UNDER for u, q in strikes):
+            return False
+        got = step_frequency(self.y, self.sr, o.pitch, t_lo_s, t_hi_s, strikes, o.t_s, BASS_VETO_STEP_REACH_S,
+                             BASS_VETO_STEP_OFFSETS)
+        return got is not None and got[0] >= BASS_VETO_STEP_AT and got[1] >= BASS_VETO_STEP_SHARE
 
     def bass_tests(self, pitch: int, t_lo_s: float, t_hi_s: float,
                    sounding: Sequence[int]) -> tuple[float, float, float]:
