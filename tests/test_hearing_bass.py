@@ -202,14 +202,27 @@ def test_the_frequency_share_refuses_the_neighbours_whatever_the_step_removes(mo
         assert _struck("rich", fake, _strike_of("rich", 40, 3)), fake
 
 
+def test_own_bands_leave_out_the_partials_a_struck_key_meets() -> None:
+    # an A1 under a struck A2: its odd partials only; an A2 over a struck A1: none; a
+    # semitone's partials lie 6 % of k·f0 off ours: all eight (a tone under: its 9th
+    # meets our 8th); a fifth up (E2 over A1): the E2's 2nd, 4th, 6th, 8th are the A1's
+    # 3rd, 6th, 9th, 12th
+    assert dm.own_bands(33, [45]) == [1, 3, 5, 7]
+    assert dm.own_bands(45, [33]) == []
+    assert dm.own_bands(40, [41]) == list(range(1, 9))
+    assert dm.own_bands(40, [38]) == list(range(1, 8))
+    assert dm.own_bands(40, [33]) == [1, 3, 5, 7]
+
+
 def test_over_a_key_struck_an_octave_down_the_step_is_not_asked(monkeypatch: pytest.MonkeyPatch) -> None:
     # an A2 planned, never struck, over the struck A1: its partials are all the A1's, so
-    # the step's say is not taken (BASS_VETO_UNDER) even with no floor on either figure
+    # the step's say is not taken even with no floor on either figure; taken where every
+    # band counts as its own (BASS_COINCIDE 0)
     monkeypatch.setattr(dm, "BASS_VETO_STEP_AT", 0.0)
     monkeypatch.setattr(dm, "BASS_VETO_STEP_SHARE", 0.0)
     t = _strike_of("rich", 33, 3)
     assert not _struck("rich", 45, t)
-    monkeypatch.setattr(dm, "BASS_VETO_UNDER", ())
+    monkeypatch.setattr(dm, "BASS_COINCIDE", 0.0)
     assert _struck("rich", 45, t)
 
 

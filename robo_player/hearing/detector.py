@@ -245,14 +245,16 @@ BASS_VETO_LOOSE_X = 1.5
 # (rich random 8's A2; session 20, "Measured")
 BASS_FREE_FUNDAMENTAL = True
 BASS_FREE_EXPLAINED = INFORMED_EXPLAINED
-# ... unless the step fit in the key's own bands (:func:`.stepfit.step_check`: the plan's
-# other strikes its phasors, our own earlier ones among them; :meth:`Detector._step_struck`)
-# says the search's onset is our strike: a step there removes >= BASS_VETO_STEP_AT of the
-# bands' residual and >= BASS_VETO_STEP_X of what the best step in the window removes, and
-# no key struck within BASS_VETO_STEP_NEAR_S of it lies BASS_VETO_UNDER semitones under us
-# (then our partials are all its partials: its step, fitted at its planned time a few ms
-# off its strike, leaves at ours what a step of ours takes, and a fake an octave over a
-# struck key read 0.85). The loose ratio is the 8192-sample templates' say: a bass key
+# ... unless the step fit in the key's own bands (:func:`.stepfit.step_frequency`: the
+# plan's other strikes its phasors, our own earlier ones among them; :meth:`Detector._step_struck`)
+# says the search's onset is our strike: in the bands of our partials that no partial of
+# a key struck within BASS_VETO_STEP_NEAR_S of it meets (within BASS_COINCIDE x our f0:
+# an octave's, a fifth's partials on ours; that key's step, fitted at its planned time a
+# few ms off its strike, leaves there what a step of ours takes: fakes an octave over and
+# under a struck key read 0.78-0.85), a step within BASS_VETO_STEP_REACH_S of the onset
+# removes >= BASS_VETO_STEP_AT of the residual, and >= BASS_VETO_STEP_SHARE of what it
+# removes at the best frequency in each band (a semitone's or a tone's partials lie 6-12 %
+# of k·f0 off ours: its step fits better there). No such band: not asked. The loose ratio is the 8192-sample templates' say: a bass key
 # re-struck while it rings (a repeated figure: Beethoven 9/1's E2, F#2, B2) or beside a
 # semitone rose little in them, its unplanned neighbours' mismatch more. Session 23 (helper
 # bass): session 22's step features (bench/bass_gates.py) had the note's own planned strike
@@ -264,7 +266,18 @@ BASS_VETO_STEP_REACH_S = 0.005
 BASS_VETO_STEP_SHARE = 0.95
 BASS_VETO_STEP_OFFSETS = 21  # (over ±f0/2: f0/20 apart, 2-9 Hz in the bass)
 BASS_VETO_STEP_NEAR_S = 0.05
-BASS_VETO_UNDER = (12, 19, 24, 28, 31, 34, 36)
+BASS_COINCIDE = 0.05  # (x f0: a semitone's fundamental lies 0.06 off, a fifth's 3rd partial 0.001 x 2)
+BASS_COINCIDE_PARTIALS = 16  # a struck key's partials up to this one (an octave under us: our 8th is its 16th)
+# ... and the bass rescue (:meth:`Detector._bass_rescue`) hears a key its 8192-sample stage
+# refuses (its rise, loose ratio or explained fraction; or heard there and not timed) at
+# the step fit's onset over the window (:func:`.stepfit.step_onset`) where that step
+# removes >= BASS_STEP_RESCUE_AT of the bands' residual and the veto's step test holds
+# there (:meth:`Detector._step_struck`). Session 23 (helper bass): Beethoven 9/1's re-struck
+# E2, A2, F#2, B2, C#3 the stage refused read 0.84-0.93 (share 0.97-1.00, the step 2-6 ms
+# after the strike); the fakes it refused on that row and random 1-2 ... docs/hearing.md,
+# "Session 23, bass"
+BASS_STEP_RESCUE = True
+BASS_STEP_RESCUE_AT = 0.8
 # (Session 20 also tried these figures as a second way into the bass rescue,
 # BASS_FREE_RESCUE: off, held out it heard 2 fakes; session 21 removed it, no gate found;
 # docs/hearing.md "Session 20, bass" and "Session 21, bass")
@@ -628,6 +641,15 @@ def direct_response(pitch: int, sample_rate: int) -> float:
         assert t_on is not None, f"no direct onset on the reference tone of key {pitch}"
         _DIRECT[key] = t_on - 0.2
     return _DIRECT[key]
+
+
+def own_bands(pitch: int, struck: Sequence[int]) -> list[int]:
+    """The partials of ``pitch`` (numbers 1..8 of the step fit's, :mod:`.stepfit`) that no
+    partial (up to BASS_COINCIDE_PARTIALS) of a key in ``struck`` meets within
+    BASS_COINCIDE x our f0 (harmonic series)."""
+    f0 = f0_hz(pitch)
+    theirs = [j * f0_hz(q) for q in struck if q != pitch for j in range(1, BASS_COINCIDE_PARTIALS + 1)]
+    return [k for k in range(1, 9) if all(abs(k * f0 - g) >= BASS_COINCIDE * f0 for g in theirs)]
 
 
 class Detector:
@@ -1571,19 +1593,41 @@ class Detector:
         where its activation there rose most well before that onset (:meth:`_rose_early`)."""
         b = self.bass
         if not b.informed_heard(pitch, t_lo_s, t_hi_s, sounding):
-            return None
+            return self._step_rescue(pitch, t_lo_s, t_hi_s, strikes)
         got = b._informed_onset(pitch, t_lo_s, t_hi_s, own, BASS_RISE_DB)
         if got is not None:
             o = b._refine(pitch, *got)
         elif not STEP_FIT:
-            return None
+            return self._step_rescue(pitch, t_lo_s, t_hi_s, strikes)
         else:
             fit = step_onset(self.y, self.sr, pitch, t_lo_s, t_hi_s, strikes)
             if fit is None:
                 return None
             o = replace(self._refine_energy(pitch, fit[0], 0.0), t_s=fit[0])  # (its loudness)
         # a neighbour's strike in the middle of the (8192-sample) window after, as above
-        return None if b._rose_early(pitch, t_lo_s, t_hi_s, sounding, o.t_s) else o
+        if b._rose_early(pitch, t_lo_s, t_hi_s, sounding, o.t_s):
+            return self._step_rescue(pitch, t_lo_s, t_hi_s, strikes)
+        return o
+
+    def _step_rescue(self, pitch: int, t_lo_s: float, t_hi_s: float,
+                     strikes: Sequence[tuple[float, int]]) -> Onset | None:
+        """(BASS_STEP_RESCUE) Planned ``pitch`` heard at the step fit's onset in [t_lo_s,
+        t_hi_s] (:func:`.stepfit.step_onset`, ``strikes``: the plan's other strikes) where
+        that step removes >= BASS_STEP_RESCUE_AT of its bands' residual and
+        :meth:`_step_struck` holds there; else None."""
+        if not BASS_STEP_RESCUE:
+            return None
+        fit = step_onset(self.y, self.sr, pitch, t_lo_s, t_hi_s, strikes)
+        if fit is None:
+            return None
+        own = own_bands(pitch, [q for u, q in strikes if abs(u - fit[0]) <= BASS_VETO_STEP_NEAR_S])
+        if not own:
+            return None
+        fit = step_onset(self.y, self.sr, pitch, t_lo_s, t_hi_s, strikes, partials=own)  # (in our own bands)
+        if fit is None or fit[1] < BASS_STEP_RESCUE_AT:
+            return None
+        o = replace(self._refine_energy(pitch, fit[0], 0.0), t_s=fit[0])  # (its loudness)
+        return o if self._step_struck(o, t_lo_s, t_hi_s, strikes) else None
 
     def _bass_retime(self, o: Onset, t_lo_s: float, t_hi_s: float, strikes: Sequence[tuple[float, int]]) -> Onset:
         """Onset ``o`` of a planned key below BASS_MAX_PITCH searched in [t_lo_s, t_hi_s],
@@ -1675,15 +1719,16 @@ class Detector:
     def _step_struck(self, o: Onset, t_lo_s: float, t_hi_s: float, strikes: Sequence[tuple[float, int]]) -> bool:
         """Whether the step fit in the bands of ``o``'s key (:func:`.stepfit.step_frequency`,
         ``strikes``: the plan's other strikes that may sound there) says ``o`` is its
-        strike: a step within BASS_VETO_STEP_REACH_S of ``o`` removes >= BASS_VETO_STEP_AT
-        of the bands' residual, >= BASS_VETO_STEP_SHARE of what it removes at the best
-        frequency in each band (not a neighbour's partial), and no key struck within
-        BASS_VETO_STEP_NEAR_S of ``o`` lies BASS_VETO_UNDER semitones under it (whose
-        partials are all ours)."""
-        if any(abs(u - o.t_s) <= BASS_VETO_STEP_NEAR_S and o.pitch - q in BASS_VETO_UNDER for u, q in strikes):
+        strike: in the bands of its partials that no key struck within
+        BASS_VETO_STEP_NEAR_S of ``o`` meets (:func:`own_bands`; none: False), a step
+        within BASS_VETO_STEP_REACH_S of ``o`` removes >= BASS_VETO_STEP_AT of the
+        residual and >= BASS_VETO_STEP_SHARE of what it removes at the best frequency in
+        each band (not a neighbour's partial)."""
+        own = own_bands(o.pitch, [q for u, q in strikes if abs(u - o.t_s) <= BASS_VETO_STEP_NEAR_S])
+        if not own:
             return False
         got = step_frequency(self.y, self.sr, o.pitch, t_lo_s, t_hi_s, strikes, o.t_s, BASS_VETO_STEP_REACH_S,
-                             BASS_VETO_STEP_OFFSETS)
+                             BASS_VETO_STEP_OFFSETS, own)
         return got is not None and got[0] >= BASS_VETO_STEP_AT and got[1] >= BASS_VETO_STEP_SHARE
 
     def bass_tests(self, pitch: int, t_lo_s: float, t_hi_s: float,

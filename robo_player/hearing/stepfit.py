@@ -200,14 +200,14 @@ def step_check(
 
 def step_frequency(
     y: np.ndarray, sr: int, pitch: int, t_lo_s: float, t_hi_s: float, strikes: Sequence[tuple[float, int]],
-    at_s: float, reach_s: float, offsets: int,
+    at_s: float, reach_s: float, offsets: int, partials: Sequence[int] | None = None,
 ) -> tuple[float, float] | None:
     """(the largest fraction of the bands' residual that a step of ``pitch`` within
     ``reach_s`` of ``at_s`` removes, over the stretches; and at that stretch its frequency
     share: what such steps at our partials remove, summed over the bands, over what they
     remove at the best frequency in each band, ``offsets`` frequencies over ±f0/2 of our
     partial tried), as :func:`step_check` fits ``pitch`` in [t_lo_s, t_hi_s]; None where it
-    cannot fit. A key not struck whose bands hold a struck neighbour's partials (a tone, a
+    cannot fit (``partials``: these only, numbers from 1). A key not struck whose bands hold a struck neighbour's partials (a tone, a
     semitone: 6-12 % of k·f0 away) takes a step of that neighbour's at our partials only
     in part (the step's ``t``-column bends its frequency a little): the step fits better
     at the neighbour's frequency, a struck key's at its own. The bands with the other
@@ -230,7 +230,7 @@ def step_frequency(
     onsets = [(q, None if u * sr <= s0 - n_w else int(u * sr)) for u, q in strikes]
     best: tuple[float, list[tuple[np.ndarray, list[np.ndarray], BandFit]]] | None = None
     for s in STRETCHES:
-        bands = _bands(mix, pitch, onsets, s, cum, shape, 1, None)
+        bands = _bands(mix, pitch, onsets, s, cum, shape, 1, partials)
         total = sum(b[2].ss for b in bands)
         if total <= 0.0:
             continue
