@@ -165,6 +165,13 @@ def _figure(voice: str) -> tuple[np.ndarray, list[tuple[float, int]]]:
     return y, sorted((t + OFFSET_S, p) for t, p, _ in FIGURE)
 
 
+@pytest.fixture(autouse=True)
+def _rules_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The session-23 bass rules on, whatever their default (a test turns one off)."""
+    monkeypatch.setattr(dm, "BASS_VETO_STEP", True)
+    monkeypatch.setattr(dm, "BASS_STEP_RESCUE", True)
+
+
 def _struck(voice: str, key: int, t_s: float) -> bool:
     """:meth:`Detector._step_struck` of ``key`` given an onset at ``t_s`` (the plan's other
     strikes as the plan-known pass gives them: ``key``'s own planned strike there left out)."""
@@ -250,3 +257,23 @@ def test_the_veto_keeps_a_restruck_key_the_loose_ratio_drops(monkeypatch: pytest
 def test_without_the_veto_step_the_loose_ratio_drops_it(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(dm, "BASS_VETO_STEP", False)
     assert _veto(monkeypatch, "rich", 40, _strike_of("rich", 40, 4))
+
+
+def _rescued(voice: str, key: int, t_s: float) -> Onset | None:
+    """:meth:`Detector._step_rescue` of ``key`` planned at ``t_s`` (its window ±80 ms)."""
+    y, plan = _figure(voice)
+    strikes = [x for x in plan if not (x[1] == key and abs(x[0] - t_s) < 1e-3) and t_s - 3.0 <= x[0] <= t_s + 0.18]
+    return Detector(y, 48000)._step_rescue(key, t_s - 0.08, t_s + 0.08, strikes)
+
+
+@pytest.mark.parametrize("voice", ["rich", "plain"])
+def test_the_step_rescue_hears_a_restruck_key_on_time_and_not_its_semitone(voice: str) -> None:
+    t = _strike_of(voice, 40, 4)
+    o = _rescued(voice, 40, t)
+    assert o is not None and abs(o.t_s - t) < 0.005, o
+    assert _rescued(voice, 41, t) is None
+
+
+def test_without_the_step_rescue_nothing_is_rescued(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(dm, "BASS_STEP_RESCUE", False)
+    assert _rescued("rich", 40, _strike_of("rich", 40, 4)) is None
