@@ -277,3 +277,15 @@ def test_the_step_rescue_hears_a_restruck_key_on_time_and_not_its_semitone(voice
 def test_without_the_step_rescue_nothing_is_rescued(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(dm, "BASS_STEP_RESCUE", False)
     assert _rescued("rich", 40, _strike_of("rich", 40, 4)) is None
+
+
+def test_under_a_key_struck_an_octave_up_the_step_is_not_asked(monkeypatch: pytest.MonkeyPatch) -> None:
+    # an A0 planned, never struck, under the struck A1: its even partials are the A1's,
+    # its odd ones alone decide nothing (BASS_OCTAVES_OVER); asked without that rule and
+    # with no floors, it passes
+    monkeypatch.setattr(dm, "BASS_VETO_STEP_AT", 0.0)
+    monkeypatch.setattr(dm, "BASS_VETO_STEP_SHARE", 0.0)
+    t = _strike_of("rich", 33, 3)
+    assert not _struck("rich", 21, t)
+    monkeypatch.setattr(dm, "BASS_OCTAVES_OVER", ())
+    assert _struck("rich", 21, t)

@@ -268,6 +268,10 @@ BASS_VETO_STEP_OFFSETS = 21  # (over ±f0/2: f0/20 apart, 2-9 Hz in the bass)
 BASS_VETO_STEP_NEAR_S = 0.05
 BASS_COINCIDE = 0.05  # (x f0: a semitone's fundamental lies 0.06 off, a fifth's 3rd partial 0.001 x 2)
 BASS_COINCIDE_PARTIALS = 16  # a struck key's partials up to this one (an octave under us: our 8th is its 16th)
+# ... and not asked where a key struck within BASS_VETO_STEP_NEAR_S lies this many semitones
+# over ours (our even partials are its; our odd ones alone are weak: rich and plain random
+# 1's fakes an octave under a struck key, C1 under C2 and A0 under A1, passed in them)
+BASS_OCTAVES_OVER = (12, 24)
 # ... and the bass rescue (:meth:`Detector._bass_rescue`) hears a key its 8192-sample stage
 # refuses (its rise, loose ratio or explained fraction; or heard there and not timed) at
 # the step fit's onset over the window (:func:`.stepfit.step_onset`) where that step
@@ -1620,8 +1624,9 @@ class Detector:
         fit = step_onset(self.y, self.sr, pitch, t_lo_s, t_hi_s, strikes)
         if fit is None:
             return None
-        own = own_bands(pitch, [q for u, q in strikes if abs(u - fit[0]) <= BASS_VETO_STEP_NEAR_S])
-        if not own:
+        near = [q for u, q in strikes if abs(u - fit[0]) <= BASS_VETO_STEP_NEAR_S]
+        own = own_bands(pitch, near)
+        if not own or any(q - pitch in BASS_OCTAVES_OVER for q in near):
             return None
         fit = step_onset(self.y, self.sr, pitch, t_lo_s, t_hi_s, strikes, partials=own)  # (in our own bands)
         if fit is None or fit[1] < BASS_STEP_RESCUE_AT:
@@ -1720,12 +1725,14 @@ class Detector:
         """Whether the step fit in the bands of ``o``'s key (:func:`.stepfit.step_frequency`,
         ``strikes``: the plan's other strikes that may sound there) says ``o`` is its
         strike: in the bands of its partials that no key struck within
-        BASS_VETO_STEP_NEAR_S of ``o`` meets (:func:`own_bands`; none: False), a step
+        BASS_VETO_STEP_NEAR_S of ``o`` meets (:func:`own_bands`; none, or such a key
+        BASS_OCTAVES_OVER semitones over ours: False), a step
         within BASS_VETO_STEP_REACH_S of ``o`` removes >= BASS_VETO_STEP_AT of the
         residual and >= BASS_VETO_STEP_SHARE of what it removes at the best frequency in
         each band (not a neighbour's partial)."""
-        own = own_bands(o.pitch, [q for u, q in strikes if abs(u - o.t_s) <= BASS_VETO_STEP_NEAR_S])
-        if not own:
+        near = [q for u, q in strikes if abs(u - o.t_s) <= BASS_VETO_STEP_NEAR_S]
+        own = own_bands(o.pitch, near)
+        if not own or any(q - o.pitch in BASS_OCTAVES_OVER for q in near):
             return False
         got = step_frequency(self.y, self.sr, o.pitch, t_lo_s, t_hi_s, strikes, o.t_s, BASS_VETO_STEP_REACH_S,
                              BASS_VETO_STEP_OFFSETS, own)
