@@ -289,3 +289,14 @@ def test_under_a_key_struck_an_octave_up_the_step_is_not_asked(monkeypatch: pyte
     assert not _struck("rich", 21, t)
     monkeypatch.setattr(dm, "BASS_OCTAVES_OVER", ())
     assert _struck("rich", 21, t)
+
+
+def test_a_quick_detector_asks_no_step() -> None:
+    # the ear that has fallen behind (Detector.quick) skips the step fits: the veto's
+    # step says nothing and the step rescue hears nothing
+    y, _ = _figure("rich")
+    t = _strike_of("rich", 40, 4)
+    det = Detector(y, 48000, quick=True)
+    assert not det._step_struck(Onset(t, 40, 50.0, 3.0), t - 0.08, t + 0.08, [])
+    assert det._step_rescue(40, t - 0.08, t + 0.08, []) is None
+    assert _struck("rich", 40, t)  # (the full detector's, as above)

@@ -1626,8 +1626,8 @@ class Detector:
         """(BASS_STEP_RESCUE) Planned ``pitch`` heard at the step fit's onset in [t_lo_s,
         t_hi_s] (:func:`.stepfit.step_onset`, ``strikes``: the plan's other strikes) where
         that step removes >= BASS_STEP_RESCUE_AT of its bands' residual and
-        :meth:`_step_struck` holds there; else None."""
-        if not BASS_STEP_RESCUE:
+        :meth:`_step_struck` holds there; else None (and None in a :attr:`quick` detector)."""
+        if not BASS_STEP_RESCUE or self.quick:
             return None
         fit = step_onset(self.y, self.sr, pitch, t_lo_s, t_hi_s, strikes)
         if fit is None:
@@ -1740,7 +1740,9 @@ class Detector:
         BASS_OCTAVES_OVER semitones over ours: False), a step
         within BASS_VETO_STEP_REACH_S of ``o`` removes >= BASS_VETO_STEP_AT of the
         residual and >= BASS_VETO_STEP_SHARE of what it removes at the best frequency in
-        each band (not a neighbour's partial)."""
+        each band (not a neighbour's partial). False in a :attr:`quick` detector."""
+        if self.quick:
+            return False
         near = [q for u, q in strikes if abs(u - o.t_s) <= BASS_VETO_STEP_NEAR_S]
         own = own_bands(o.pitch, near)
         if not own or any(q - o.pitch in BASS_OCTAVES_OVER for q in near):
