@@ -200,6 +200,7 @@ def test_the_step_hears_a_restruck_bass_key_and_not_a_tone_or_semitone_beside_it
 def test_the_frequency_share_refuses_the_neighbours_whatever_the_step_removes(monkeypatch: pytest.MonkeyPatch) -> None:
     # with no floor on what the step removes, the share alone (BASS_VETO_STEP_SHARE)
     # still refuses the semitone and the tone; with neither, they pass (the rule's test)
+    monkeypatch.setattr(dm, "BASS_STEP_RESTRUCK_S", None)  # (the fakes here were never struck)
     monkeypatch.setattr(dm, "BASS_VETO_STEP_AT", 0.0)
     for fake in (41, 39):
         assert not _struck("rich", fake, _strike_of("rich", 40, 3)), fake
@@ -225,6 +226,7 @@ def test_over_a_key_struck_an_octave_down_the_step_is_not_asked(monkeypatch: pyt
     # an A2 planned, never struck, over the struck A1: its partials are all the A1's, so
     # the step's say is not taken even with no floor on either figure; taken where every
     # band counts as its own (BASS_COINCIDE 0)
+    monkeypatch.setattr(dm, "BASS_STEP_RESTRUCK_S", None)  # (the fakes here were never struck)
     monkeypatch.setattr(dm, "BASS_VETO_STEP_AT", 0.0)
     monkeypatch.setattr(dm, "BASS_VETO_STEP_SHARE", 0.0)
     t = _strike_of("rich", 33, 3)
@@ -283,6 +285,7 @@ def test_under_a_key_struck_an_octave_up_the_step_is_not_asked(monkeypatch: pyte
     # an A0 planned, never struck, under the struck A1: its even partials are the A1's,
     # its odd ones alone decide nothing (BASS_OCTAVES_OVER); asked without that rule and
     # with no floors, it passes
+    monkeypatch.setattr(dm, "BASS_STEP_RESTRUCK_S", None)  # (the fakes here were never struck)
     monkeypatch.setattr(dm, "BASS_VETO_STEP_AT", 0.0)
     monkeypatch.setattr(dm, "BASS_VETO_STEP_SHARE", 0.0)
     t = _strike_of("rich", 33, 3)
@@ -300,3 +303,12 @@ def test_a_quick_detector_asks_no_step() -> None:
     assert not det._step_struck(Onset(t, 40, 50.0, 3.0), t - 0.08, t + 0.08, [])
     assert det._step_rescue(40, t - 0.08, t + 0.08, []) is None
     assert _struck("rich", 40, t)  # (the full detector's, as above)
+
+
+def test_a_key_not_restruck_is_not_asked(monkeypatch: pytest.MonkeyPatch) -> None:
+    # the E2's first strike in the figure (no earlier strike of it in the plan): not
+    # asked (BASS_STEP_RESTRUCK_S); asked without that gate, it passes
+    t = _strike_of("rich", 40, 0)
+    assert not _struck("rich", 40, t)
+    monkeypatch.setattr(dm, "BASS_STEP_RESTRUCK_S", None)
+    assert _struck("rich", 40, t)
