@@ -254,12 +254,15 @@ BASS_FREE_EXPLAINED = INFORMED_EXPLAINED
 # under a struck key read 0.78-0.85), a step within BASS_VETO_STEP_REACH_S of the onset
 # removes >= BASS_VETO_STEP_AT of the residual, and >= BASS_VETO_STEP_SHARE of what it
 # removes at the best frequency in each band (a semitone's or a tone's partials lie 6-12 %
-# of k·f0 off ours: its step fits better there). No such band: not asked. The loose ratio is the 8192-sample templates' say: a bass key
-# re-struck while it rings (a repeated figure: Beethoven 9/1's E2, F#2, B2) or beside a
-# semitone rose little in them, its unplanned neighbours' mismatch more. Session 23 (helper
-# bass): session 22's step features (bench/bass_gates.py) had the note's own planned strike
-# among the fit's phasors; without it the sounded notes the veto dropped read ... and the
-# fakes it dropped ...; docs/hearing.md, "Session 23, bass"
+# of k·f0 off ours: its step fits better there). No such band: not asked. The loose ratio
+# is the 8192-sample templates' say: a bass key re-struck while it rings (a repeated
+# figure: Beethoven 9/1's E2, F#2, B2) rose little in them, its unplanned neighbours'
+# mismatch more. Session 23 (helper bass), chosen on Beethoven 9/1 (sixth set) and rich
+# random 1-2 (bench/bass_gates.py --dump; session 22's step features there had the note's
+# own planned strike among the fit's phasors): the sounded notes the veto dropped, a step
+# at the onset 0.57-0.94, share 0.88-1.00 (six of eight >= 0.96); the fakes it dropped
+# 0.07-0.85, share 0.30-0.94 (0.99 a C3 over a struck C2, which own_bands leaves no band);
+# docs/hearing.md, "Session 23, bass"
 BASS_VETO_STEP = True
 BASS_VETO_STEP_AT = 0.7
 BASS_VETO_STEP_REACH_S = 0.005
@@ -285,8 +288,9 @@ BASS_STEP_RESTRUCK_S: float | None = 1.0
 # removes >= BASS_STEP_RESCUE_AT of the bands' residual and the veto's step test holds
 # there (:meth:`Detector._step_struck`). Session 23 (helper bass): Beethoven 9/1's re-struck
 # E2, A2, F#2, B2, C#3 the stage refused read 0.84-0.93 (share 0.97-1.00, the step 2-6 ms
-# after the strike); the fakes it refused on that row and random 1-2 ... docs/hearing.md,
-# "Session 23, bass"
+# after the strike); the 29 fakes it refused on those rows 0.20-0.82, and where their
+# share reached 0.95 under 0.8 but an A1 an octave under a struck A2 (BASS_OCTAVES_OVER);
+# docs/hearing.md, "Session 23, bass"
 BASS_STEP_RESCUE = True
 BASS_STEP_RESCUE_AT = 0.8
 # (Session 20 also tried these figures as a second way into the bass rescue,
