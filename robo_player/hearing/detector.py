@@ -1300,6 +1300,7 @@ class Detector:
     def detect_intended(
         self, intended: Sequence[tuple[float, int]], before_s: float, after_s: float,
         blind: Sequence[Onset] | None = None, *, informed: bool = True,
+        context: Sequence[tuple[float, int]] = (),
     ) -> list[Onset]:
         """The onsets heard of a performance whose intended notes are known (``(audio s,
         pitch)``, e.g. a plan mapped to the audio clock): each intended note looked for as
@@ -1313,31 +1314,36 @@ class Detector:
         the first veto (:meth:`_vetoed`); and the key-unknown onsets (``blind``,
         :meth:`detect` if None) that no intended note explains and that stay this key's
         once the plan's notes nearby are weighed (a wrong note, a stray). Sorted by time;
-        one onset per strike."""
+        one onset per strike. ``context``: the plan's other strikes (audio s, key) that are
+        not looked for but may sound in the audio (the live ear's window: the notes struck
+        before it, still ringing, and those after it), weighed as the intended notes'
+        neighbours are: the owner test's rivals, the keys sounding, the step fits' strikes."""
         if blind is None:
             blind = self.detect()
         order = sorted(range(len(intended)), key=lambda k: intended[k][0])
-        times = [intended[k][0] for k in order]
+        # every strike the plan says may sound, in time (the intended notes in ``order``)
+        plan = sorted([*(intended[k] for k in order), *context], key=lambda x: x[0])
+        times = [t for t, _ in plan]
         near_s = before_s + after_s + OTHERS_S
 
         def near(t: float) -> list[int]:
             lo, hi = bisect.bisect_left(times, t - near_s), bisect.bisect_right(times, t + near_s)
-            return [intended[order[k]][1] for k in range(lo, hi)]
+            return [plan[k][1] for k in range(lo, hi)]
 
         def sounding(t: float) -> list[int]:
             lo = bisect.bisect_left(times, t - INFORMED_RING_S)
             hi = bisect.bisect_right(times, t + after_s)
-            return [intended[order[k]][1] for k in range(lo, hi)]
+            return [plan[k][1] for k in range(lo, hi)]
 
         def strikes(t: float) -> list[tuple[float, int]]:
             lo = bisect.bisect_left(times, t - INFORMED_RING_S)
             hi = bisect.bisect_right(times, t + after_s + STEP_POST_S)
-            return [intended[order[k]] for k in range(lo, hi)]
+            return plan[lo:hi]
 
         def near_own(t: float, p: int) -> list[int]:
             lo = bisect.bisect_left(times, t - before_s)
             hi = bisect.bisect_right(times, t + after_s)
-            return sorted({intended[order[k]][1] for k in range(lo, hi)} - {p})
+            return sorted({plan[k][1] for k in range(lo, hi)} - {p})
 
         out: list[Onset] = []
         taken: dict[int, list[float]] = {}

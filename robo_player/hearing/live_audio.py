@@ -43,7 +43,7 @@ from ..matching import ONSET_WINDOW
 from ..performance import HeardNote
 from ..spec.model import KEY_LOUDNESS_TOLERANCE
 from .align import PATTERN_US, align_clicks
-from .detector import Detector
+from .detector import INFORMED_RING_S, Detector
 from .ear_thread import MAX_BEHIND_S, EarWorker, lag_summary
 from .level import anchor_level_db, remove_level
 
@@ -279,7 +279,8 @@ class LiveAudioEar:
         if cut > 0:
             self._y = self._y[cut:]
             self._base += cut
-        t_keep = self.clock.to_mcu_us(keep_from)
+        # ... and the notes that may still ring in the next window (the detector's context)
+        t_keep = self.clock.to_mcu_us(min(keep_from, keep_from + KEEP_S - INFORMED_RING_S))
         self._all = [e for e in self._all if e.t_us >= t_keep]
 
     def _anchor_click(self, y: np.ndarray, have_s: float) -> bool:
@@ -315,6 +316,12 @@ class LiveAudioEar:
         span_lo, span_hi = w0 + before, i1 / self.sr - after
         rivals = [(clock.to_audio_s(e.t_us) - w0, e.pitch) for e in self._all
                   if span_lo <= clock.to_audio_s(e.t_us) <= span_hi]
+        # the plan's notes outside that span, not looked for: those struck before it still
+        # ring in the window, those after it sound at its end (as the whole take's
+        # detector weighs them: the owner test, the keys sounding, the step fits' strikes)
+        context = [(clock.to_audio_s(e.t_us) - w0, e.pitch) for e in self._all
+                   if not span_lo <= clock.to_audio_s(e.t_us) <= span_hi
+                   and w0 - INFORMED_RING_S <= clock.to_audio_s(e.t_us) <= i1 / self.sr]
         self.decided += len(ready)
         if len(seg) < int(0.05 * self.sr) or not rivals:
             return
@@ -322,7 +329,7 @@ class LiveAudioEar:
         det = Detector(seg, self.sr, where=self.where, quick=quick)
         self.detectors += 1
         self.hurried += quick
-        onsets = det.detect_intended(rivals, before, after, blind=[])
+        onsets = det.detect_intended(rivals, before, after, blind=[], context=context)
         by_pitch: dict[int, list[float]] = {}
         vel: dict[tuple[int, float], float] = {}
         for o in onsets:
