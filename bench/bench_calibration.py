@@ -16,9 +16,11 @@ notes, A0 to C8, through the room and without (the keyboard's trend: docs/calibr
 each strike's heard loudness against the physics' and each key's table against the truth
 (docs/calibration.md, "The log-mean's partials, one set").
 
-``--parts --voice rich --seeds 2 [--calibration CAL.yaml]``: where ``make demo``'s velocity
-error comes from: its tables' common part and each key's own error at 64 taken out, the
-default piece played again on the same truth (docs/calibration.md, "Session 21, thump").
+``--parts --voice rich --seeds 2 [--calibration CAL.yaml | --sensor-seed N]``: where ``make
+demo``'s velocity error comes from: its tables' common part and each key's own error at 64
+taken out, the default piece played again on the same truth (docs/calibration.md, "Session
+21, thump"); calibrated in room N (``sensor_seed``) or read from CAL.yaml ("Session 23,
+velocity": rooms 0, 3 and 7).
 """
 
 from __future__ import annotations
@@ -304,15 +306,19 @@ def strike_reads(spec: Any, seed: int, voice: str, pitches: list[int]) -> None:
     print(f"  tables at 64: common {t64:+.2f} %, s.d. over the keys {np.std([t[1] for t in tab.values()]):.2f} %")
 
 
-def error_parts(spec: Any, seed: int, voice: str, cal_path: str | None = None) -> None:
+def error_parts(spec: Any, seed: int, voice: str, cal_path: str | None = None, sensor_seed: int = 0) -> None:
     """Where a calibration's velocity error comes from: ``make demo``'s calibration through
-    audio (``voice``, truth ``seed``, the default sensor seed: its room) or the one saved
-    at ``cal_path``; each key's table against the truth at velocity 64 (the log of the
-    truth's loudness at the drive the table gives, %), its common part and the keys'
-    scatter; then the default piece played on the same truth with the tables as they
-    are, with the common part taken out of every key's table, and with each key's own
-    error at 64 taken out (docs/calibration.md, "Session 21, thump"). This bench may read
-    the truth; what it takes out, the calibrator cannot know."""
+    audio (``voice``, truth ``seed``, its room: ``sensor_seed``, make demo's 0) or the one
+    saved at ``cal_path``; each key's table against the truth at velocity 64 (the log of
+    the truth's loudness at the drive the table gives, %), its common part (beside the
+    truth's own: its keys' mean loudness at full drive against the spec's nominal, which
+    the anchor cannot know) and the keys' scatter, and how alike neighbouring keys' errors
+    are (their correlation, key to the next: a room's colour is shared by neighbouring
+    pitches, docs/calibration.md "Session 23, velocity"); then the default piece played
+    on the same truth with the tables as they are, with the common part taken out of
+    every key's table, and with each key's own error at 64 taken out (docs/calibration.md,
+    "Session 21, thump"). This bench may read the truth; what it takes out, the
+    calibrator cannot know."""
     from dataclasses import replace
 
     from robo_player.midi import DEFAULT_PIECE
@@ -321,7 +327,7 @@ def error_parts(spec: Any, seed: int, voice: str, cal_path: str | None = None) -
         return open_port(f"sim://?sensor=audio&voice={voice}", spec, truth_seed=seed)
 
     if cal_path is None:
-        with device() as d:
+        with open_port(f"sim://?sensor=audio&voice={voice}&sensor_seed={sensor_seed}", spec, truth_seed=seed) as d:
             cal = calibrate_session(d, spec)[0]
     else:
         cal = Calibration.load(cal_path)
@@ -336,13 +342,18 @@ def error_parts(spec: Any, seed: int, voice: str, cal_path: str | None = None) -
         err[p] = math.log(truth_velocity(truth.key(p), round(c.drive_for_velocity(64.0) * pm) / pm) / 64.0)
     common = float(np.mean(list(err.values())))
     spread = float(np.std(list(err.values())))
+    keyed = np.array([err[p] for p in sorted(err)]) - common
+    neighbours = float(np.corrcoef(keyed[:-1], keyed[1:])[0, 1]) if len(keyed) > 2 else math.nan
+    want = float(np.interp(1.0, spec.nominal.drive, spec.nominal.velocity))
+    own = math.log(float(np.mean([truth_velocity(truth.key(p), 1.0) for p in err])) / want)
 
     def scaled(factor: dict[int, float]) -> Calibration:
         return replace(cal, keys={p: replace(c, velocity=tuple(v * factor[p] for v in c.velocity))
                                   for p, c in cal.keys.items()})  # fmt: skip
 
-    print(f"{voice}, truth seed {seed}: tables at 64 against the truth: common {100 * common:+.2f} %, "
-          f"keys' s.d. {100 * spread:.2f} %")
+    print(f"{voice}, truth seed {seed}: tables at 64 against the truth: common {100 * common:+.2f} % (the truth's "
+          f"keys at full drive against the nominal {100 * own:+.2f} %), keys' s.d. {100 * spread:.2f} %, "
+          f"neighbouring keys' correlation {neighbours:+.2f}")
     for name, factor in (
         ("as they are", {p: 1.0 for p in err}),
         ("the common part out", {p: math.exp(common) for p in err}),
@@ -382,10 +393,12 @@ def main() -> None:
                     help="only where the velocity error comes from: make demo's calibration (--voice, --seeds) "
                     "or --calibration's, its tables' common part and each key's own taken out, the piece played again")
     ap.add_argument("--calibration", default=None, help="--parts: a saved calibration of that truth (one seed)")
+    ap.add_argument("--sensor-seed", type=int, default=0,
+                    help="--parts without --calibration: calibrate in this room (sim://'s sensor_seed; make demo's: 0)")
     args = ap.parse_args()
     if args.parts:
         for seed in args.seeds:
-            error_parts(load_spec(args.spec), seed, args.voice, args.calibration)
+            error_parts(load_spec(args.spec), seed, args.voice, args.calibration, args.sensor_seed)
         return
     if args.single_notes is not None:
         for v in args.single_notes or [96.0, 40.0]:
