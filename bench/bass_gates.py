@@ -20,13 +20,16 @@ the cause (a note neither gate saw: the 4096-sample informed stage's), and:
         --random 1 2 3 [--midi ...] [--all]
 
 ``--all``: every bass veto and rescue decision, not only the misses, the fakes heard and
-the fakes the veto dropped. Reads the truth only to say which note was sounded.
+the fakes the veto dropped. ``--dump FILE``: every decision's arguments, outcome and
+label (a pickle, for :mod:`bass_features`). Reads the truth only to say which note was
+sounded.
 """
 
 from __future__ import annotations
 
 import argparse
 import math
+import pickle
 import sys
 from collections import Counter
 from collections.abc import Sequence
@@ -54,11 +57,17 @@ class Log:
         self.plan: list[tuple[float, int]] = []
         self.rows: dict[Key, str] = {}
         self.cause: dict[Key, str] = {}
+        # each decision's arguments (kind, pitch, t_lo_s, t_hi_s, sounding, own, strikes, the
+        # search's onset or None, whether the note was kept / rescued), by planned note
+        self.args: dict[Key, tuple[object, ...]] = {}
 
     def strikes(self, t: float, pitch: int) -> list[tuple[float, int]]:
         """The plan's other strikes that may sound in ``pitch``'s bands (as detect_intended gives them)."""
         hi = t + dt.AFTER_S + dm.STEP_POST_S
-        return [x for x in self.plan if t - dm.INFORMED_RING_S <= x[0] <= hi and not (x[1] == pitch and abs(x[0] - t) < 1e-9)]
+        # (``t`` is the planned time rounded to 0.1 ms: the note's own strike is the one of
+        # its key within 1 ms; session 22's 1e-9 kept it, a column at our planned time in
+        # the veto's step fit, which then removed little near it)
+        return [x for x in self.plan if t - dm.INFORMED_RING_S <= x[0] <= hi and not (x[1] == pitch and abs(x[0] - t) < 1e-3)]
 
 
 def _first(tests: list[tuple[bool, str]], otherwise: str) -> str:
@@ -100,6 +109,7 @@ def install(log: Log) -> None:
             if got is not None:
                 step = f"best {got[1]:.2f} at-onset {got[2]:.2f} best-from-onset {(got[0] - t_f) * 1e3:+.0f} ms"
         used = floose if loose < dm.BASS_VETO_LOOSE_X and dm.BASS_FREE_FUNDAMENTAL and fexpl >= dm.BASS_FREE_EXPLAINED else loose
+        log.args[k] = ("veto", pitch, t_lo_s, t_hi_s, tuple(sounding), (), tuple(log.strikes(k[0], pitch)), t_f, not r)
         log.cause[k] = "veto: " + _first([(not r, "kept"), (used < dm.BASS_VETO_LOOSE_X, "loose ratio")], "informed rise")
         log.rows[k] = (f"{'dropped' if r else 'kept'} loose {_fmt(loose)} free {_fmt(floose)} explained {fexpl:.2f} "
                        f"rise4096 {irise:.0f} | step {step}")
@@ -115,6 +125,8 @@ def install(log: Log) -> None:
         got = b._informed_onset(pitch, t_lo_s, t_hi_s, own, 0.0)
         fit = step_onset(self.y, self.sr, pitch, t_lo_s, t_hi_s, strikes)
         step = "-" if fit is None else f"{(fit[0] - k[0]) * 1e3:+.0f} ms {fit[1]:.2f}"
+        log.args[k] = ("rescue", pitch, t_lo_s, t_hi_s, tuple(sounding), tuple(own), tuple(strikes), None,
+                       r is not None)
         log.cause[k] = "rescue: " + _first([(r is not None, "rescued"), (rise < dm.INFORMED_MIN_RISE, "rise"),
                                             (loose < dm.INFORMED_LOOSE_X, "loose ratio"),
                                             (expl < dm.INFORMED_EXPLAINED, "explained")], "heard, not timed")
@@ -133,18 +145,21 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     dt.add_row_args(ap, cache=True)
     ap.add_argument("--all", action="store_true", help="every bass veto and rescue decision")
+    ap.add_argument("--dump", type=Path, help="write every decision's arguments and label here (a pickle)")
     args = ap.parse_args()
     dt.set_constants(args.set)
     log = Log()
     install(log)
     causes: Counter[str] = Counter()
+    dump: list[dict[str, object]] = []
     for take in dt.takes(args, args.cache):
         det = take.detector()
         log.rows.clear()
         log.cause.clear()
+        log.args.clear()
         ons = dt.intended_onsets(det, take)
         res = dt.score(take, ons)
-        rows, cause = dict(log.rows), dict(log.cause)
+        rows, cause, dargs = dict(log.rows), dict(log.cause), dict(log.args)
         print(f"{take.name}: F1 {res.f1:.3f}", flush=True)
         missed = {i: "UNHEARD" for i in res.unheard} | {i: "OFF" for i in res.timed_off}
         for i, (t_us, p) in enumerate(take.struck):
@@ -154,6 +169,8 @@ def main() -> None:
             plan = min((x for x in take.intended if x[1] == p), key=lambda x: abs(x[0] - t), default=None)
             k = None if plan is None or abs(plan[0] - t) > 0.1 else (round(plan[0], 4), p)
             what = missed.get(i)
+            if k in dargs:
+                dump.append({"take": take.name, "label": what or "ok", "truth_s": t, "args": dargs[k]})
             if what is None and not (args.all and k in rows):
                 continue
             c = cause.get(k, "informed stage (4096)") if k else "not planned"
@@ -164,18 +181,24 @@ def main() -> None:
                   flush=True)
         log.rows.clear()
         log.cause.clear()
+        log.args.clear()
         fakes, heard_f, _ = dt.fakes_heard(det, take, args.seed)
         for (t, q, d), h in zip(fakes, heard_f, strict=True):
             k = (round(t, 4), q)
             if q >= dm.BASS_MAX_PITCH or k not in log.rows:
                 continue
             c = log.cause.get(k, "")
+            dump.append({"take": take.name, "label": "FAKE heard" if h else "FAKE refused", "interval": d,
+                         "args": log.args[k]})
             if h:
                 causes[f"FAKE heard {c}"] += 1
             elif c.startswith("veto"):
                 causes[f"FAKE refused {c}"] += 1
             if h or args.all or c.startswith("veto"):
                 print(f"  FAKE {'heard' if h else 'refused'} {t:7.3f} s key {q} ({d:+d}) [{c}] :: {log.rows[k]}", flush=True)
+        if args.dump:  # (after each take: a long run's first rows are read while it goes on)
+            with args.dump.open("wb") as f:
+                pickle.dump(dump, f)
     print("by cause (bass notes missed; bass fakes heard or refused by the veto):")
     for c, n in sorted(causes.items()):
         print(f"  {n:3d}  {c}")

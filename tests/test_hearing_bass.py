@@ -13,7 +13,7 @@ from robo_player.hearing import detector as dm
 from robo_player.hearing.detector import Detector, Onset
 from robo_player.hearing.stepfit import step_check, step_onset
 from robo_player.performance import HeardNote
-from robo_player.sim.audio import render_audio_rich
+from robo_player.sim.audio import render_audio, render_audio_rich
 from robo_player.sim.room import Room, RoomTake
 
 OFFSET_S = 0.2
@@ -146,3 +146,169 @@ def test_step_check_agrees_with_step_onset() -> None:
     assert got[2] == pytest.approx(got[1], rel=1e-6)
     off = step_check(y, 48000, KEY, T_S - 0.08, T_S + 0.08, strikes, best[0] + 0.03)
     assert off is not None and off[2] < off[1]
+
+
+# ---- the bass veto's step (BASS_VETO_STEP, session 23) ----------------------------------
+# a repeated bass figure written for this test: an A1 and an E2 struck together every
+# 0.19 s (the E2 4 ms after), each held 0.18 s: every strike after the first is a
+# re-strike of a ringing key (s from the figure's start, key, velocity)
+FIGURE = [(0.3 + 0.19 * i + d, p, v) for i in range(8)
+          for d, p, v in ((0.0, 33, 70.0 - 3 * (i % 2)), (0.004, 40, 55.0 + 4 * (i % 3)))]
+RENDER = {"rich": render_audio_rich, "plain": render_audio}
+
+
+@cache
+def _figure(voice: str) -> tuple[np.ndarray, list[tuple[float, int]]]:
+    """The figure's audio in ``voice`` (rendered once, read only) and its plan (audio s, key)."""
+    notes = [HeardNote(int(round(t * 1e6)), p, v, int(round((t + 0.18) * 1e6))) for t, p, v in FIGURE]
+    y = RoomTake(Room(offset_s=OFFSET_S, drift_ppm=0.0), notes, [], 0, render=RENDER[voice]).samples()  # type: ignore[arg-type]
+    return y, sorted((t + OFFSET_S, p) for t, p, _ in FIGURE)
+
+
+@pytest.fixture(autouse=True)
+def _rules_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The session-23 bass rules on, whatever their default (a test turns one off)."""
+    monkeypatch.setattr(dm, "BASS_VETO_STEP", True)
+    monkeypatch.setattr(dm, "BASS_STEP_RESCUE", True)
+
+
+def _struck(voice: str, key: int, t_s: float) -> bool:
+    """:meth:`Detector._step_struck` of ``key`` given an onset at ``t_s`` (the plan's other
+    strikes as the plan-known pass gives them: ``key``'s own planned strike there left out)."""
+    y, plan = _figure(voice)
+    strikes = [x for x in plan if not (x[1] == key and abs(x[0] - t_s) < 1e-3) and t_s - 3.0 <= x[0] <= t_s + 0.18]
+    return Detector(y, 48000)._step_struck(Onset(t_s, key, 50.0, 3.0), t_s - 0.08, t_s + 0.08, strikes)
+
+
+def _strike_of(voice: str, key: int, i: int) -> float:
+    """The audio time of the ``i``-th strike of ``key`` (33 or 40) in the figure."""
+    return [t for t, p in _figure(voice)[1] if p == key][i]
+
+
+@pytest.mark.parametrize("voice", ["rich", "plain"])
+def test_the_step_hears_a_restruck_bass_key_and_not_a_tone_or_semitone_beside_it(voice: str) -> None:
+    # measured: the A1 and the E2 re-struck, a step within 5 ms removes 0.92-0.98 of the
+    # bands' residual, at their own partials as much as anywhere (share 1.000); a planned
+    # key a semitone or a tone from either, never struck, 0.24-0.70, share 0.44-0.91
+    for key in (33, 40):
+        for i in (3, 5):
+            assert _struck(voice, key, _strike_of(voice, key, i)), (key, i)
+    for fake, beside in ((41, 40), (39, 40), (42, 40), (34, 33), (32, 33)):
+        assert not _struck(voice, fake, _strike_of(voice, beside, 3)), fake
+
+
+def test_the_frequency_share_refuses_the_neighbours_whatever_the_step_removes(monkeypatch: pytest.MonkeyPatch) -> None:
+    # with no floor on what the step removes, the share alone (BASS_VETO_STEP_SHARE)
+    # still refuses the semitone and the tone; with neither, they pass (the rule's test)
+    monkeypatch.setattr(dm, "BASS_STEP_RESTRUCK_S", None)  # (the fakes here were never struck)
+    monkeypatch.setattr(dm, "BASS_VETO_STEP_AT", 0.0)
+    for fake in (41, 39):
+        assert not _struck("rich", fake, _strike_of("rich", 40, 3)), fake
+    assert _struck("rich", 40, _strike_of("rich", 40, 3))
+    monkeypatch.setattr(dm, "BASS_VETO_STEP_SHARE", 0.0)
+    for fake in (41, 39):
+        assert _struck("rich", fake, _strike_of("rich", 40, 3)), fake
+
+
+def test_own_bands_leave_out_the_partials_a_struck_key_meets() -> None:
+    # an A1 under a struck A2: its odd partials only; an A2 over a struck A1: none; a
+    # semitone's partials lie 6 % of k·f0 off ours: all eight (a tone under: its 9th
+    # meets our 8th); a fifth up (E2 over A1): the E2's 2nd, 4th, 6th, 8th are the A1's
+    # 3rd, 6th, 9th, 12th
+    assert dm.own_bands(33, [45]) == [1, 3, 5, 7]
+    assert dm.own_bands(45, [33]) == []
+    assert dm.own_bands(40, [41]) == list(range(1, 9))
+    assert dm.own_bands(40, [38]) == list(range(1, 8))
+    assert dm.own_bands(40, [33]) == [1, 3, 5, 7]
+
+
+def test_over_a_key_struck_an_octave_down_the_step_is_not_asked(monkeypatch: pytest.MonkeyPatch) -> None:
+    # an A2 planned, never struck, over the struck A1: its partials are all the A1's, so
+    # the step's say is not taken even with no floor on either figure; taken where every
+    # band counts as its own (BASS_COINCIDE 0)
+    monkeypatch.setattr(dm, "BASS_STEP_RESTRUCK_S", None)  # (the fakes here were never struck)
+    monkeypatch.setattr(dm, "BASS_VETO_STEP_AT", 0.0)
+    monkeypatch.setattr(dm, "BASS_VETO_STEP_SHARE", 0.0)
+    t = _strike_of("rich", 33, 3)
+    assert not _struck("rich", 45, t)
+    monkeypatch.setattr(dm, "BASS_COINCIDE", 0.0)
+    assert _struck("rich", 45, t)
+
+
+def _veto(monkeypatch: pytest.MonkeyPatch, voice: str, key: int, t_s: float) -> bool:
+    """:meth:`Detector._vetoed` of ``key``'s search onset at ``t_s`` where the 8192-sample
+    stage's loose ratio (with and without the free fundamental) says an unplanned related
+    key rose twice as much (as it said of Beethoven 9/1's re-struck E2, B2 and F#2)."""
+    def loose(self: Detector, pitch: int, *a: object) -> tuple[float, float, float]:
+        return 1000.0, 0.5, 0.0
+
+    monkeypatch.setattr(Detector, "informed_tests", loose)
+    monkeypatch.setattr(Detector, "bass_tests", loose)
+    y, plan = _figure(voice)
+    strikes = [x for x in plan if not (x[1] == key and abs(x[0] - t_s) < 1e-3) and t_s - 3.0 <= x[0] <= t_s + 0.18]
+    sounding = [q for _, q in strikes]
+    return Detector(y, 48000)._vetoed(key, t_s - 0.08, t_s + 0.08, sounding, Onset(t_s, key, 50.0, 3.0), strikes)
+
+
+@pytest.mark.parametrize("voice", ["rich", "plain"])
+def test_the_veto_keeps_a_restruck_key_the_loose_ratio_drops(monkeypatch: pytest.MonkeyPatch, voice: str) -> None:
+    assert not _veto(monkeypatch, voice, 40, _strike_of(voice, 40, 4))
+    assert _veto(monkeypatch, voice, 41, _strike_of(voice, 40, 4))  # (a semitone beside it: dropped)
+
+
+def test_without_the_veto_step_the_loose_ratio_drops_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(dm, "BASS_VETO_STEP", False)
+    assert _veto(monkeypatch, "rich", 40, _strike_of("rich", 40, 4))
+
+
+def _rescued(voice: str, key: int, t_s: float) -> Onset | None:
+    """:meth:`Detector._step_rescue` of ``key`` planned at ``t_s`` (its window ±80 ms)."""
+    y, plan = _figure(voice)
+    strikes = [x for x in plan if not (x[1] == key and abs(x[0] - t_s) < 1e-3) and t_s - 3.0 <= x[0] <= t_s + 0.18]
+    return Detector(y, 48000)._step_rescue(key, t_s - 0.08, t_s + 0.08, strikes)
+
+
+@pytest.mark.parametrize("voice", ["rich", "plain"])
+def test_the_step_rescue_hears_a_restruck_key_on_time_and_not_its_semitone(voice: str) -> None:
+    t = _strike_of(voice, 40, 4)
+    o = _rescued(voice, 40, t)
+    assert o is not None and abs(o.t_s - t) < 0.005, o
+    assert _rescued(voice, 41, t) is None
+
+
+def test_without_the_step_rescue_nothing_is_rescued(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(dm, "BASS_STEP_RESCUE", False)
+    assert _rescued("rich", 40, _strike_of("rich", 40, 4)) is None
+
+
+def test_under_a_key_struck_an_octave_up_the_step_is_not_asked(monkeypatch: pytest.MonkeyPatch) -> None:
+    # an A0 planned, never struck, under the struck A1: its even partials are the A1's,
+    # its odd ones alone decide nothing (BASS_OCTAVES_OVER); asked without that rule and
+    # with no floors, it passes
+    monkeypatch.setattr(dm, "BASS_STEP_RESTRUCK_S", None)  # (the fakes here were never struck)
+    monkeypatch.setattr(dm, "BASS_VETO_STEP_AT", 0.0)
+    monkeypatch.setattr(dm, "BASS_VETO_STEP_SHARE", 0.0)
+    t = _strike_of("rich", 33, 3)
+    assert not _struck("rich", 21, t)
+    monkeypatch.setattr(dm, "BASS_OCTAVES_OVER", ())
+    assert _struck("rich", 21, t)
+
+
+def test_a_quick_detector_asks_no_step() -> None:
+    # the ear that has fallen behind (Detector.quick) skips the step fits: the veto's
+    # step says nothing and the step rescue hears nothing
+    y, _ = _figure("rich")
+    t = _strike_of("rich", 40, 4)
+    det = Detector(y, 48000, quick=True)
+    assert not det._step_struck(Onset(t, 40, 50.0, 3.0), t - 0.08, t + 0.08, [])
+    assert det._step_rescue(40, t - 0.08, t + 0.08, []) is None
+    assert _struck("rich", 40, t)  # (the full detector's, as above)
+
+
+def test_a_key_not_restruck_is_not_asked(monkeypatch: pytest.MonkeyPatch) -> None:
+    # the E2's first strike in the figure (no earlier strike of it in the plan): not
+    # asked (BASS_STEP_RESTRUCK_S); asked without that gate, it passes
+    t = _strike_of("rich", 40, 0)
+    assert not _struck("rich", 40, t)
+    monkeypatch.setattr(dm, "BASS_STEP_RESTRUCK_S", None)
+    assert _struck("rich", 40, t)

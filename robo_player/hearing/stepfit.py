@@ -48,7 +48,7 @@ from .bands import (
     window,
 )
 
-__all__ = ["BAND_PERIODS", "DECIMATE_HZ", "step_check", "step_onset", "step_weights"]
+__all__ = ["BAND_PERIODS", "DECIMATE_HZ", "step_check", "step_frequency", "step_onset", "step_weights"]
 
 # the partials' stretch: k·f0·(1 + s·k²/2), s on this grid (the string's inharmonicity is
 # not known: the grid spans a bass string's and more; the best fit picks)
@@ -89,6 +89,49 @@ def step_onset(
     return None if got is None else (got[0], got[1])
 
 
+def _span(sr: int, n_w: int, t_lo_s: float, t_hi_s: float, strikes: Sequence[tuple[float, int]],
+          settled_s: float | None) -> tuple[float, float] | None:
+    """The fit's stretch (start s, end s) around the search window [t_lo_s, t_hi_s] (the
+    bands' window ``n_w`` samples long), as :func:`step_onset` says; None where
+    ``settled_s`` cannot be kept."""
+    last = max([u for u, _ in strikes if u < t_lo_s - ATTACK_CLEAR_S] + [t_lo_s - PRE_S])
+    clear = ATTACK_CLEAR_S if settled_s is None else max(ATTACK_CLEAR_S, settled_s)
+    start = min(max(t_lo_s - PRE_S, last + n_w / sr + clear), t_lo_s - MIN_PRE_S)
+    if settled_s is not None and start < last + n_w / sr + clear:
+        return None
+    # ... and ends before the next strike after the window (the fit's model holds the
+    # strikes up to its end: a later one unmodelled drew the step to the window's end)
+    end = min([u for u, _ in strikes if u > t_hi_s] + [t_hi_s + POST_S])
+    return start, max(end, t_hi_s + MIN_POST_S)
+
+
+def _bands(mix: Mixer, pitch: int, onsets: Sequence[tuple[int, int | None]], s: float, cum: np.ndarray,
+           shape: np.ndarray, bend: int, partials: Sequence[int] | None) -> list[tuple[np.ndarray, list[np.ndarray], BandFit]]:
+    """Per partial of ``pitch`` at stretch ``s`` (below 0.45 x the rate; ``partials`` only,
+    where given): its band, the other sounds' columns (``onsets``: (key, onset sample or
+    None)), and the band's fit."""
+    f0 = f0_hz(pitch)
+
+    def stretched(q: int) -> list[float]:
+        fq = f0_hz(q)
+        return [j * fq * (1.0 + s * j * j / 2.0) for j in range(1, N_PARTIALS + 1)]
+
+    theirs = {q: stretched(q) for q, _ in onsets if q != pitch}
+    out = []
+    for k in range(1, N_PARTIALS + 1):
+        fk = k * f0 * (1.0 + s * k * k / 2.0)
+        if fk > 0.45 * mix.sr:
+            break
+        if partials is not None and k not in partials:
+            continue
+        # our own earlier strikes ring on at this partial
+        sounds = [([fk] if q == pitch else theirs[q], on) for q, on in onsets]
+        cols = phasor_columns(fk, SPAN * f0, mix.tt, mix.ends, cum, sounds, bend)
+        x = mix.band(fk)
+        out.append((x, cols, BandFit(x, mix, cols, shape, KEEP_ALL)))
+    return out
+
+
 def _step_fit(
     y: np.ndarray, sr: int, pitch: int, t_lo_s: float, t_hi_s: float, strikes: Sequence[tuple[float, int]],
     *, attack_s: float = 0.0, bend: int = 1, fine: bool = False, settled_s: float | None = None,
@@ -100,16 +143,10 @@ def _step_fit(
     win = window(f0, sr)
     n_w = len(win)
     dec = decimation(sr)
-    last = max([u for u, _ in strikes if u < t_lo_s - ATTACK_CLEAR_S] + [t_lo_s - PRE_S])
-    clear = ATTACK_CLEAR_S if settled_s is None else max(ATTACK_CLEAR_S, settled_s)
-    start = min(max(t_lo_s - PRE_S, last + n_w / sr + clear), t_lo_s - MIN_PRE_S)
-    if settled_s is not None and start < last + n_w / sr + clear:
+    span = _span(sr, n_w, t_lo_s, t_hi_s, strikes, settled_s)
+    if span is None:
         return None
-    # ... and ends before the next strike after the window (the fit's model holds the
-    # strikes up to its end: a later one unmodelled drew the step to the window's end)
-    end = min([u for u, _ in strikes if u > t_hi_s] + [t_hi_s + POST_S])
-    end = max(end, t_hi_s + MIN_POST_S)
-    s0, s1 = int(start * sr), int(end * sr)
+    s0, s1 = int(span[0] * sr), int(span[1] * sr)
     if s0 - n_w + 1 < 0 or s1 > len(y):
         return None
     t0s = np.arange(int(t_lo_s * sr), int(t_hi_s * sr), dec)  # (T,) the step's candidates
@@ -128,24 +165,8 @@ def _step_fit(
     best: tuple[float, float, list[BandFit], float] | None = None
     at_frac = 0.0  # (at_s) the largest fraction a step there removes
     for s in STRETCHES:
-        def stretched(q: int, s: float = s) -> list[float]:
-            fq = f0_hz(q)
-            return [j * fq * (1.0 + s * j * j / 2.0) for j in range(1, N_PARTIALS + 1)]
-
-        theirs = {q: stretched(q) for q, _ in onsets if q != pitch}
-        fits: list[BandFit] = []
-        total = 0.0
-        for k in range(1, N_PARTIALS + 1):
-            fk = k * f0 * (1.0 + s * k * k / 2.0)
-            if fk > 0.45 * sr:
-                break
-            if partials is not None and k not in partials:
-                continue
-            # our own earlier strikes ring on at this partial
-            sounds = [([fk] if q == pitch else theirs[q], on) for q, on in onsets]
-            cols = phasor_columns(fk, SPAN * f0, mix.tt, mix.ends, cum, sounds, bend)
-            fits.append(BandFit(mix.band(fk), mix, cols, shape, KEEP_ALL))
-            total += fits[-1].ss
+        fits = [fit for _, _, fit in _bands(mix, pitch, onsets, s, cum, shape, bend, partials)]
+        total = sum(f.ss for f in fits)
         if total <= 0.0:
             continue
         gain = gains(fits, t0s)
@@ -175,3 +196,56 @@ def step_check(
     onset the salience timed elsewhere removes less where that onset is not the key's
     strike in its bands (the bass retime, ``Detector._bass_retime``)."""
     return _step_fit(y, sr, pitch, t_lo_s, t_hi_s, strikes, at_s=at_s)
+
+
+def step_frequency(
+    y: np.ndarray, sr: int, pitch: int, t_lo_s: float, t_hi_s: float, strikes: Sequence[tuple[float, int]],
+    at_s: float, reach_s: float, offsets: int, partials: Sequence[int] | None = None,
+) -> tuple[float, float] | None:
+    """(the largest fraction of the bands' residual that a step of ``pitch`` within
+    ``reach_s`` of ``at_s`` removes, over the stretches; and at that stretch its frequency
+    share: what such steps at our partials remove, summed over the bands, over what they
+    remove at the best frequency in each band, ``offsets`` frequencies over ±f0/2 of our
+    partial tried), as :func:`step_check` fits ``pitch`` in [t_lo_s, t_hi_s]; None where it
+    cannot fit (``partials``: these only, numbers from 1). A key not struck whose bands hold a struck neighbour's partials (a tone, a
+    semitone: 6-12 % of k·f0 away) takes a step of that neighbour's at our partials only
+    in part (the step's ``t``-column bends its frequency a little): the step fits better
+    at the neighbour's frequency, a struck key's at its own. The bands with the other
+    sounds' columns are turned by the offset together, so the fit is the same fit with
+    the step moved in frequency."""
+    f0 = f0_hz(pitch)
+    win = window(f0, sr)
+    n_w = len(win)
+    dec = decimation(sr)
+    span = _span(sr, n_w, t_lo_s, t_hi_s, strikes, None)
+    if span is None:
+        return None
+    s0, s1 = int(span[0] * sr), int(span[1] * sr)
+    if s0 - n_w + 1 < 0 or s1 > len(y):
+        return None
+    t0s = np.arange(int((at_s - reach_s) * sr), int((at_s + reach_s) * sr) + 1, dec)
+    cum = step_weights(win)
+    shape = ramp_shape(win, 1)
+    mix = Mixer(y, sr, s0, s1, win, dec)
+    onsets = [(q, None if u * sr <= s0 - n_w else int(u * sr)) for u, q in strikes]
+    best: tuple[float, list[tuple[np.ndarray, list[np.ndarray], BandFit]]] | None = None
+    for s in STRETCHES:
+        bands = _bands(mix, pitch, onsets, s, cum, shape, 1, partials)
+        total = sum(b[2].ss for b in bands)
+        if total <= 0.0:
+            continue
+        frac = float(np.sum([b[2].gains(t0s) for b in bands], axis=0).max()) / total
+        if best is None or frac > best[0]:
+            best = (frac, bands)
+    if best is None or not math.isfinite(best[0]):
+        return None
+    own = other = 0.0
+    for x, cols, fit in best[1]:
+        g0 = float(fit.gains(t0s).max())
+        top = g0
+        for d in np.linspace(-0.5 * f0, 0.5 * f0, offsets):
+            turn = np.exp(-2j * np.pi * d * mix.tt)
+            top = max(top, float(BandFit(x * turn, mix, [c * turn for c in cols], shape, KEEP_ALL).gains(t0s).max()))
+        own += g0
+        other += top
+    return best[0], own / other if other > 0.0 else 0.0
