@@ -9,7 +9,12 @@ notes: the detector's longest batches), its first ``--seconds``, planned on the 
 calibration, played with the closed loop through the room's microphone (the audio ear's
 settings, ``--lead-ms`` ahead). For each lead and each place of the ear's work (``loop``:
 in the loop's thread, as before session 16; ``thread``: its own), one row: the commands
-the firmware played and how many it counted late (a strike the loop submitted too late),
+the firmware played and how many it counted late (a strike the loop submitted too late,
+or one the firmware dispatched more than its slack after its time), how many of the
+commands went out with less than the stream's minimum lead to spare (``short``: when late
+> 0 and short is 0, the host sent every command in time and the late ones are the board's
+dispatch; on fw-host that is the host-build firmware's process not scheduled within its
+10 ms slack on a loaded machine, which a real MCU does not share),
 how far the stream had run past each step's time when the loop came to submit (p95 / max
 ms: the loop's lateness; with the ear in its own thread, what it waits for the GIL), the
 ear's lag (how long after a step's audio came the ear had heard it: p95 / max ms; in the
@@ -48,8 +53,8 @@ def main() -> int:
     level = {k.channel: k.pwm_max for k in spec.keys}
     print(f"loud piece: {len(score.notes)} notes, {args.seconds:g} s, on {args.port}://?heating=1, truth seed "
           f"{args.seed}; load {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
-    print(f"{'lead ms':>7s} {'ear in':>6s} {'played':>6s} {'late':>4s} {'behind p95/max ms':>17s} "
-          f"{'ear lag p95/max ms':>18s} {'ear x rt':>8s} {'heard/used':>10s} {'load':>4s}")
+    print(f"{'lead ms':>7s} {'ear in':>6s} {'played':>6s} {'late':>4s} {'short':>5s} {'behind p95/max ms':>17s} "
+          f"{'ear lag p95/max ms':>18s} {'ear x rt':>8s} {'hurried':>9s} {'heard/used':>10s} {'load':>4s}")
     for lead in args.lead_ms:
         for where in args.ear:
             st = replace(AUDIO_SETTINGS, lead_us=int(lead * 1000))
@@ -63,9 +68,10 @@ def main() -> int:
             counts = perf.extra.get("commands", {})
             played = counts.get("played", 0)
             late = sum(v for k, v in counts.items() if k.startswith("late"))
+            short = int(perf.extra.get("short_lead", 0))
             e, b = res.ear, res.behind
-            print(f"{lead:7.0f} {where:>6s} {played:6d} {late:4d} {b['p95_ms']:8.1f} / {b['max_ms']:6.1f} "
-                  f"{e['lag']['p95_ms']:9.1f} / {e['lag']['max_ms']:6.1f} {e['x_real_time']:8.3f} "
+            print(f"{lead:7.0f} {where:>6s} {played:6d} {late:4d} {short:5d} {b['p95_ms']:8.1f} / {b['max_ms']:6.1f} "
+                  f"{e['lag']['p95_ms']:9.1f} / {e['lag']['max_ms']:6.1f} {e['x_real_time']:8.3f} {e['hurried']:4d}/{e['windows']:<4d} "
                   f"{res.heard_live:4d}/{res.used:<5d} {os.getloadavg()[0]:4.1f}", flush=True)
     return 0
 

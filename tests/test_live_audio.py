@@ -19,6 +19,7 @@ from robo_player.cli import main
 from robo_player.driver import open_port
 from robo_player.driver.trace import TraceReader, read_trace
 from robo_player.errors import TransportError
+from robo_player.hearing import live_audio
 from robo_player.hearing.detector import Detector
 from robo_player.hearing.live_audio import AudioClock, AudioEar, LiveAudioEar, click_of, device_ear
 from robo_player.hearing.loop import AUDIO_SETTINGS, LoopSettings, play_closed_loop, settings_for
@@ -485,6 +486,8 @@ def test_ear_thread_hears_what_the_loops_thread_hears(spec, recorded, monkeypatc
     loop's thread heard (the same calls, in the same order)."""
     calls, notes, rate = recorded
     assert len(notes) >= 25
+    # held on purpose, it does not hurry here (the next test: it does where it may)
+    monkeypatch.setattr(live_audio, "HURRY_S", float("inf"))
     same, ear0 = _replay(calls, spec, rate, threaded=False)
     assert same[-1] == notes and ear0.ear.notes == notes and ear0.stats()["threaded"] is False
     gate, reached = threading.Event(), threading.Event()
@@ -503,6 +506,30 @@ def test_ear_thread_hears_what_the_loops_thread_hears(spec, recorded, monkeypatc
     assert st["max_waiting_s"] > 0.8 * st["audio_s"]  # all the audio waited for the held detector
     assert st["lag"]["max_ms"] >= st["lag"]["p95_ms"] > 0
     assert not ear._worker.alive
+
+
+def test_an_ear_thread_held_behind_hurries(spec, recorded, monkeypatch) -> None:  # noqa: ANN001
+    """The same held ear with HURRY_S as it is: every batch handed in before the gate opened
+    waited longer than HURRY_S, so each is decided by a quick detector (no step fits; the
+    final step's may have waited less), and every note is still heard; the ear in the
+    loop's thread (virtual time: the loop waits for it) never hurries."""
+    calls, notes, rate = recorded
+    _, ear0 = _replay(calls, spec, rate, threaded=False)
+    assert ear0.stats()["hurried"] == 0 and ear0.stats()["windows"] > 5
+    gate, reached = threading.Event(), threading.Event()
+    _slow(monkeypatch, gate, reached)
+    ear = _threaded_replay(calls, spec, rate, 60.0, nothing_yet=True)
+    try:
+        assert reached.wait(60)
+        time.sleep(live_audio.HURRY_S)  # (the first batch's step has waited this long at least)
+        gate.set()
+        final = ear.heard_so_far(final=True)
+    finally:
+        ear.close()
+    st = ear.stats()
+    assert st["windows"] == ear0.stats()["windows"]
+    assert st["windows"] - 1 <= st["hurried"] <= st["windows"]
+    assert [n.pitch for n in final] == [n.pitch for n in notes]
 
 
 def test_ear_thread_drops_audio_past_its_bound(spec, recorded, monkeypatch) -> None:  # noqa: ANN001

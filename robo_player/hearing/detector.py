@@ -634,11 +634,17 @@ class Detector:
 
     def __init__(
         self, samples: np.ndarray, sample_rate: int, *, where: str = "audio",
-        gain_db: float = REFERENCE_GAIN_DB, long_n: int = LONG_N,
+        gain_db: float = REFERENCE_GAIN_DB, long_n: int = LONG_N, quick: bool = False,
     ) -> None:
         self.y = check_audio(samples, sample_rate, where)
         self.sr = sample_rate
         self.where = where
+        # quick: the plan-known search without its step fits (the bass and upper retimes,
+        # the complex rescue; the last two ~30 % of the live ear's cost on the loud piece,
+        # bench/bench_ear_thread.py, sessions 22-23), for an ear that has fallen behind
+        # its audio (live_audio.HURRY_S); the notes those fits would move or rescue are
+        # heard as the search heard them, or not at all
+        self.quick = quick
         self.gain = 10.0 ** (gain_db / 20.0)
         self.hop = int(round(HOP_S * sample_rate))
         self._spec: np.ndarray | None = None
@@ -1471,7 +1477,10 @@ class Detector:
         planned strike whose partials meet ours (:meth:`_struck_near`) unless it removes >=
         COMPLEX_NEAR_GAIN, and where no unplanned related key took more of what appeared
         (:meth:`_unplanned_took`) unless, with COMPLEX_RECHECK, the step stays without the
-        partials of the one that took most (:meth:`_step_without`), timed there; else None."""
+        partials of the one that took most (:meth:`_step_without`), timed there; else None
+        (and None in a :attr:`quick` detector)."""
+        if self.quick:
+            return None
         t = intended[k][0]
         got = self.complex_step(k, intended, found, before_s, after_s)
         if got is None:
@@ -1621,7 +1630,10 @@ class Detector:
         its best step's time, the fraction the best removes, the fraction a step at ``o``
         removes) where it says the onset lies elsewhere: a step at ``o`` removes under ``x``
         of the best's, the best lies more than ``min_s`` from ``o`` and at least ``edge_s``
-        inside the window; else None (the retimes' common gates)."""
+        inside the window; else None (the retimes' common gates; None in a :attr:`quick`
+        detector)."""
+        if self.quick:
+            return None
         got = step_check(self.y, self.sr, o.pitch, t_lo_s, t_hi_s, strikes, o.t_s)
         if got is None:
             return None

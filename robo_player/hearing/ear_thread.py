@@ -12,7 +12,9 @@ detector in its own thread, behind the loop by however long its work takes.
 It makes the same calls on the ear, in the same order, as the loop's thread would have
 made (one :meth:`~.live_audio.LiveAudioEar.heard` after each step's blocks, never
 coalesced): so it hears exactly the notes the in-thread ear hears, only later (held
-by tests/test_live_audio.py on a recorded block stream). A thread, not a process: the
+by tests/test_live_audio.py on a recorded block stream), unless it has fallen behind:
+:meth:`EarWorker.behind_s` past ``live_audio.HURRY_S``, the ear decides with a quick
+detector (no step fits) until it catches up. A thread, not a process: the
 detector's time is in numpy calls (FFTs, matrix products) of a few ms each, between
 which the loop's thread gets the GIL: with the detector beside it at load 14-16 on 2
 cores the loop came at most 56-115 ms behind its steps, against 2.2-2.8 s with the

@@ -67,6 +67,11 @@ LEVEL_NOTES = 32  # the take's level is fitted on the stream's first notes (cold
 # units: 0.117 against this 0.115 at velocity 118)
 LEVEL_RATIO_SD = KEY_LOUDNESS_TOLERANCE / math.sqrt(3.0)
 OFFSET_NOTES = 16  # without a click: the clock's constant from this many first notes
+# an ear in its own thread that is this far behind its audio (a step's blocks waited this
+# long for it) decides the batch with a quick detector (Detector.quick: no step fits),
+# until it has caught up; at load ~3 on 2 cores a step waited at most 0.44-0.67 s
+# (bench/bench_ear_thread.py, session 22), so this only acts on an ear falling behind
+HURRY_S = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,6 +197,9 @@ class LiveAudioEar:
         self.heard_count = 0
         self.cost_s = 0.0  # processing time spent (wall), for the x-real-time figure
         self.detectors = 0
+        self.hurried = 0  # windows decided with a quick detector (behind by HURRY_S or more)
+        # how far behind its audio the ear is (s): its thread's (AudioEar), else never
+        self.behind: Callable[[], float] = lambda: 0.0
 
     # -- input ---------------------------------------------------------------------------
     def expect(self, key: int, t_us: float, pitch: int, velocity: float) -> None:
@@ -310,8 +318,10 @@ class LiveAudioEar:
         self.decided += len(ready)
         if len(seg) < int(0.05 * self.sr) or not rivals:
             return
-        det = Detector(seg, self.sr, where=self.where)
+        quick = self.behind() >= HURRY_S
+        det = Detector(seg, self.sr, where=self.where, quick=quick)
         self.detectors += 1
+        self.hurried += quick
         onsets = det.detect_intended(rivals, before, after, blind=[])
         by_pitch: dict[int, list[float]] = {}
         vel: dict[tuple[int, float], float] = {}
@@ -375,7 +385,7 @@ class AudioEar:
     the blocks, the detector) runs in a thread of its own (:mod:`.ear_thread`), the
     loop's thread only taking the blocks and what has been heard so far: for a port that
     plays on the wall clock, where the ear's work would otherwise hold the loop up; the
-    notes heard are the same, later. :meth:`close` ends the thread (the loop calls it)."""
+    notes heard are the same, later (but where it falls HURRY_S behind: quick detectors). :meth:`close` ends the thread (the loop calls it)."""
 
     def __init__(self, blocks: Blocks, sample_rate: int, click: tuple[int, int, int, int] | None, *,
                  level_db: float | None = None, where: str = "live audio", threaded: bool = False,
@@ -395,6 +405,7 @@ class AudioEar:
             e = self.ear
             self._worker = EarWorker(e.expect, e.feed, e.heard, e.sr,
                                      max_behind_s=self._max_behind_s, name=self.where)  # fmt: skip
+            e.behind = self._worker.behind_s  # the ear hurries when its thread falls behind (HURRY_S)
         return self._worker
 
     def expect(self, key: int, t_us: float, pitch: int, velocity: float) -> None:
@@ -437,7 +448,7 @@ class AudioEar:
         out: dict[str, Any] = {
             "audio_s": round(audio_s, 3), "cost_s": round(e.cost_s, 3),
             "x_real_time": round(e.cost_s / audio_s, 4) if audio_s else None,
-            "decided": e.decided, "heard": e.heard_count, "windows": e.detectors,
+            "decided": e.decided, "heard": e.heard_count, "windows": e.detectors, "hurried": e.hurried,
             "level_db": None if e.level_db is None else round(e.level_db, 2),
             "clock_by": "click" if self.click is not None else "first notes",
         }
