@@ -74,7 +74,9 @@ CHORD_AGAIN = [(0.24, 60), (0.4874, 64)]  # unheard before session 23
 
 
 @pytest.mark.parametrize("render", [render_audio_rich, render_audio], ids=["rich", "plain"])
-def test_a_chord_struck_again_while_it_rings_is_heard_by_its_steps(render: Renderer) -> None:
+def test_a_chord_struck_again_while_it_rings_is_heard_by_its_steps(render: Renderer,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(dm, "COMPLEX_RECHECK", True)  # (off by default: docs/hearing.md, session 23)
     ons = _onsets(CHORD, render)
     assert all(_at(ons, note, 0.02) for note in CHORD_AGAIN)
 
@@ -85,6 +87,7 @@ def test_without_either_rule_the_chord_struck_again_goes_unheard(render: Rendere
                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     # without the recheck the unplanned octave above that took the magnitude refuses the
     # step; without COMPLEX_NEAR_GAIN the chord mates struck within 10 ms do
+    monkeypatch.setattr(dm, "COMPLEX_RECHECK", True)
     monkeypatch.setattr(dm, *rule)
     ons = _onsets(CHORD, render)
     assert not any(_at(ons, note, 0.02) for note in CHORD_AGAIN)
@@ -92,7 +95,9 @@ def test_without_either_rule_the_chord_struck_again_goes_unheard(render: Rendere
 
 @pytest.mark.parametrize("render", [render_audio_rich, render_audio], ids=["rich", "plain"])
 @pytest.mark.parametrize("drop", [*CHORD_AGAIN, (0.2396, 57), (0.2463, 64)])
-def test_a_chord_key_planned_again_but_not_struck_stays_unheard(render: Renderer, drop: tuple[float, int]) -> None:
+def test_a_chord_key_planned_again_but_not_struck_stays_unheard(render: Renderer, drop: tuple[float, int],
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
     # its earlier strike rings and its chord mates are struck again around its time: no
-    # step of its own
+    # step of its own (with both rules on)
+    monkeypatch.setattr(dm, "COMPLEX_RECHECK", True)
     assert not _at(_onsets(CHORD, render, drop=drop), drop, WINDOW_S)
