@@ -416,7 +416,7 @@ COMPLEX_APART_S = 0.010
 # again while it rings under the pedal has every key struck within a few ms of the
 # others. Chosen on the seventh set's Mozart 8/1 (rich; bench/unheard_notes.py's rows
 # sorted by a throwaway script, docs/hearing.md "Session 23, covered"): 7 of its 28
-# unheard were refused here only, their steps removing 0.76-0.93; the fakes (planned keys
+# unheard were refused here first, their steps removing 0.76-0.93; the fakes (planned keys
 # nobody struck) sorted on it, Debussy Reflets and rich random 2 removed at most 0.74 (a
 # Mozart fake an octave under a struck key, 1 ms from it), Beethoven 8/1's C5 0.71
 COMPLEX_NEAR_GAIN = 0.8
