@@ -29,7 +29,7 @@ from detector_takes import calibration, random_piece
 
 from robo_player.driver import open_port
 from robo_player.hearing.detector import Detector
-from robo_player.hearing.live_audio import AudioEar, click_of
+from robo_player.hearing.live_audio import AudioEar, RecordingEar, click_of, replay
 from robo_player.hearing.loop import LoopSettings, play_closed_loop
 from robo_player.matching import ONSET_WINDOW
 from robo_player.planner import plan as plan_for
@@ -39,36 +39,9 @@ WITHIN_US = 20_000
 NEAR_US = 80_000
 
 
-class _Recorder(AudioEar):
-    """The in-thread ear, keeping every call the loop made on it."""
-
-    def __init__(self, dev, spec) -> None:  # noqa: ANN001
-        self.calls: list[tuple] = []
-
-        def blocks():  # noqa: ANN202
-            got = dev.audio_so_far()
-            self.calls.append(("blocks", got))
-            return got
-
-        super().__init__(blocks, dev.audio_rate, click_of(spec), where="recorded")
-
-    def expect(self, key: int, t_us: float, pitch: int, velocity: float) -> None:
-        self.calls.append(("expect", (key, t_us, pitch, velocity)))
-        super().expect(key, t_us, pitch, velocity)
-
-
 def _replay(calls: list[tuple], spec, rate: int) -> tuple[AudioEar, float]:  # noqa: ANN001
-    steps = [c for c in calls if c[0] == "blocks"]
-    feed = iter([b for _, b in steps])
-    ear = AudioEar(lambda: next(feed), rate, click_of(spec), where="replayed")
     t0 = time.perf_counter()
-    k = 0
-    for kind, arg in calls:
-        if kind == "expect":
-            ear.expect(*arg)
-        else:
-            k += 1
-            ear.heard_so_far(final=k == len(steps))
+    _, ear = replay(calls, rate, click_of(spec))
     return ear, time.perf_counter() - t0
 
 
@@ -134,7 +107,7 @@ def main() -> int:
     for name, score in pieces:
         plan, rep = plan_for(score, spec, cal)
         with open_port("sim://", spec, truth_seed=args.seed, timing_sd_us=0, loudness_sd=0) as dev:
-            rec = _Recorder(dev, spec)
+            rec = RecordingEar(dev, spec)
             res = play_closed_loop(dev, plan, rep.outcomes, lambda a: pitch.get(a, -1), lambda a: level.get(a, 0),
                                    LoopSettings(rate=0.0), ear=rec)  # fmt: skip
             rate = dev.audio_rate

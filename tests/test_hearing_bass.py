@@ -222,13 +222,19 @@ def test_own_bands_leave_out_the_partials_a_struck_key_meets() -> None:
     assert dm.own_bands(40, [33]) == [1, 3, 5, 7]
 
 
+def _no_floors(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The step test asked of keys never struck (the fakes here), with no floor on its
+    step or its frequency share: only the partials rules can refuse."""
+    monkeypatch.setattr(dm, "BASS_STEP_RESTRUCK_S", None)
+    monkeypatch.setattr(dm, "BASS_VETO_STEP_AT", 0.0)
+    monkeypatch.setattr(dm, "BASS_VETO_STEP_SHARE", 0.0)
+
+
 def test_over_a_key_struck_an_octave_down_the_step_is_not_asked(monkeypatch: pytest.MonkeyPatch) -> None:
     # an A2 planned, never struck, over the struck A1: its partials are all the A1's, so
     # the step's say is not taken even with no floor on either figure; taken where every
     # band counts as its own (BASS_COINCIDE 0)
-    monkeypatch.setattr(dm, "BASS_STEP_RESTRUCK_S", None)  # (the fakes here were never struck)
-    monkeypatch.setattr(dm, "BASS_VETO_STEP_AT", 0.0)
-    monkeypatch.setattr(dm, "BASS_VETO_STEP_SHARE", 0.0)
+    _no_floors(monkeypatch)
     t = _strike_of("rich", 33, 3)
     assert not _struck("rich", 45, t)
     monkeypatch.setattr(dm, "BASS_COINCIDE", 0.0)
@@ -285,9 +291,7 @@ def test_under_a_key_struck_an_octave_up_the_step_is_not_asked(monkeypatch: pyte
     # an A0 planned, never struck, under the struck A1: its even partials are the A1's,
     # its odd ones alone decide nothing (BASS_OCTAVES_OVER); asked without that rule and
     # with no floors, it passes
-    monkeypatch.setattr(dm, "BASS_STEP_RESTRUCK_S", None)  # (the fakes here were never struck)
-    monkeypatch.setattr(dm, "BASS_VETO_STEP_AT", 0.0)
-    monkeypatch.setattr(dm, "BASS_VETO_STEP_SHARE", 0.0)
+    _no_floors(monkeypatch)
     t = _strike_of("rich", 33, 3)
     assert not _struck("rich", 21, t)
     monkeypatch.setattr(dm, "BASS_OCTAVES_OVER", ())

@@ -21,7 +21,15 @@ from robo_player.driver.trace import TraceReader, read_trace
 from robo_player.errors import TransportError
 from robo_player.hearing import live_audio
 from robo_player.hearing.detector import Detector
-from robo_player.hearing.live_audio import AudioClock, AudioEar, LiveAudioEar, click_of, device_ear
+from robo_player.hearing.live_audio import (
+    AudioClock,
+    AudioEar,
+    LiveAudioEar,
+    RecordingEar,
+    click_of,
+    device_ear,
+    replay,
+)
 from robo_player.hearing.loop import AUDIO_SETTINGS, LoopSettings, play_closed_loop, settings_for
 from robo_player.matching import ONSET_WINDOW
 from robo_player.midi import bundled_pieces, read_midi
@@ -394,24 +402,6 @@ def test_cli_closed_loop_hears_through_a_microphone(spec, tmp_path, monkeypatch,
     assert rc == 2 and "cannot be heard while it plays" in capsys.readouterr().err
 
 
-class _Recorder(AudioEar):
-    """The in-thread ear, keeping every call the loop made on it (a recorded stream)."""
-
-    def __init__(self, dev, spec) -> None:  # noqa: ANN001
-        self.calls: list[tuple] = []
-
-        def blocks():  # noqa: ANN202
-            got = dev.audio_so_far()
-            self.calls.append(("blocks", got))
-            return got
-
-        super().__init__(blocks, dev.audio_rate, click_of(spec), where="recorded")
-
-    def expect(self, key: int, t_us: float, pitch: int, velocity: float) -> None:
-        self.calls.append(("expect", (key, t_us, pitch, velocity)))
-        super().expect(key, t_us, pitch, velocity)
-
-
 @pytest.fixture(scope="module")
 def recorded(spec):  # noqa: ANN001, ANN201
     """A stream's calls on its ear (sim://, 8 s of single notes, open loop) and what it heard."""
@@ -419,7 +409,7 @@ def recorded(spec):  # noqa: ANN001, ANN201
     pitch = {k.channel: k.pitch for k in spec.keys}
     level = {k.channel: k.pwm_max for k in spec.keys}
     with open_port("sim://?offset_s=0.2&drift_ppm=40", spec, truth_seed=2) as dev:
-        rec = _Recorder(dev, spec)
+        rec = RecordingEar(dev, spec)
         play_closed_loop(dev, plan, rep.outcomes, lambda a: pitch.get(a, -1), lambda a: level.get(a, 0),
                          LoopSettings(rate=0.0), ear=rec)  # fmt: skip
     return rec.calls, rec.ear.notes, dev.audio_rate
@@ -427,21 +417,7 @@ def recorded(spec):  # noqa: ANN001, ANN201
 
 def _replay(calls, spec, rate: int, threaded: bool, **kw):  # noqa: ANN001, ANN003, ANN202
     """Make ``calls`` on a fresh ear; what each step's heard_so_far gave, and the ear."""
-    steps = [c for c in calls if c[0] == "blocks"]
-    feed = iter([b for _, b in steps])
-    ear = AudioEar(lambda: next(feed), rate, click_of(spec), where="replayed", threaded=threaded, **kw)
-    got = []
-    try:
-        k = 0
-        for kind, arg in calls:
-            if kind == "expect":
-                ear.expect(*arg)
-            else:
-                k += 1
-                got.append(ear.heard_so_far(final=k == len(steps)))
-    finally:
-        ear.close()
-    return got, ear
+    return replay(calls, rate, click_of(spec), threaded=threaded, **kw)
 
 
 def _slow(monkeypatch, gate: threading.Event, reached: threading.Event | None = None) -> list[str]:  # noqa: ANN001

@@ -470,6 +470,49 @@ class AudioEar:
         return out
 
 
+class RecordingEar(AudioEar):
+    """The ear in the loop's thread on ``device``'s blocks, keeping every call the loop
+    made on it in ``calls`` (``("blocks", [(samples, stamp µs)])`` per step, ``("expect",
+    (key, t_us, pitch, velocity))`` per note sent): a recorded stream, to make the same
+    calls again on another ear (tests/test_live_audio.py, bench/bench_ear_windows.py)."""
+
+    def __init__(self, device: Any, spec: Any) -> None:
+        self.calls: list[tuple[str, Any]] = []
+
+        def blocks() -> list[tuple[np.ndarray, float | None]]:
+            got = device.audio_so_far()
+            self.calls.append(("blocks", got))
+            return got  # type: ignore[no-any-return]
+
+        super().__init__(blocks, device.audio_rate, click_of(spec), where="recorded")
+
+    def expect(self, key: int, t_us: float, pitch: int, velocity: float) -> None:
+        self.calls.append(("expect", (key, t_us, pitch, velocity)))
+        super().expect(key, t_us, pitch, velocity)
+
+
+def replay(calls: list[tuple[str, Any]], sample_rate: int, click: tuple[int, int, int, int] | None,
+           **kw: Any) -> tuple[list[list[HeardNote]], AudioEar]:
+    """Make a :class:`RecordingEar`'s ``calls`` again on a fresh :class:`AudioEar` (``kw``:
+    its options, e.g. ``threaded``), the last step final; what each step's
+    ``heard_so_far`` gave, and the ear (closed)."""
+    steps = [arg for kind, arg in calls if kind == "blocks"]
+    feed = iter(steps)
+    ear = AudioEar(lambda: next(feed), sample_rate, click, where="replayed", **kw)
+    got = []
+    try:
+        k = 0
+        for kind, arg in calls:
+            if kind == "expect":
+                ear.expect(*arg)
+            else:
+                k += 1
+                got.append(ear.heard_so_far(final=k == len(steps)))
+    finally:
+        ear.close()
+    return got, ear
+
+
 def click_of(spec: Any) -> tuple[int, int, int, int] | None:
     """The spec's sync click as :class:`AudioEar` takes it, or None."""
     c = getattr(spec, "sync_click", None)
@@ -515,4 +558,5 @@ def mic_ear(mic: Any, device: Any, spec: Any) -> AudioEar:
                     threaded=bool(getattr(device, "wall_clock", False)))
 
 
-__all__ = ["AudioClock", "AudioEar", "Expected", "LiveAudioEar", "click_of", "device_ear", "mic_ear"]
+__all__ = ["AudioClock", "AudioEar", "Expected", "LiveAudioEar", "RecordingEar", "click_of", "device_ear", "mic_ear",
+           "replay"]

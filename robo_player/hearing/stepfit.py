@@ -105,6 +105,25 @@ def _span(sr: int, n_w: int, t_lo_s: float, t_hi_s: float, strikes: Sequence[tup
     return start, max(end, t_hi_s + MIN_POST_S)
 
 
+def _frame(y: np.ndarray, sr: int, pitch: int, t_lo_s: float, t_hi_s: float, strikes: Sequence[tuple[float, int]],
+           settled_s: float | None) -> tuple[np.ndarray, int, Mixer, list[tuple[int, int | None]]] | None:
+    """The fits' pieces for ``pitch`` around [t_lo_s, t_hi_s]: the bands' window, the
+    decimation, the mixer over the fit's stretch (:func:`_span`) and each strike's onset
+    sample (None: it rings from before the bands' first window); None where the stretch
+    cannot be kept or lies outside ``y``."""
+    win = window(f0_hz(pitch), sr)
+    n_w = len(win)
+    dec = decimation(sr)
+    span = _span(sr, n_w, t_lo_s, t_hi_s, strikes, settled_s)
+    if span is None:
+        return None
+    s0, s1 = int(span[0] * sr), int(span[1] * sr)
+    if s0 - n_w + 1 < 0 or s1 > len(y):
+        return None
+    onsets = [(q, None if u * sr <= s0 - n_w else int(u * sr)) for u, q in strikes]
+    return win, dec, Mixer(y, sr, s0, s1, win, dec), onsets
+
+
 def _bands(mix: Mixer, pitch: int, onsets: Sequence[tuple[int, int | None]], s: float, cum: np.ndarray,
            shape: np.ndarray, bend: int, partials: Sequence[int] | None) -> list[tuple[np.ndarray, list[np.ndarray], BandFit]]:
     """Per partial of ``pitch`` at stretch ``s`` (below 0.45 x the rate; ``partials`` only,
@@ -139,24 +158,15 @@ def _step_fit(
 ) -> tuple[float, float, float] | None:
     """:func:`step_onset`'s fit: (onset s, its fraction, and with ``at_s`` the largest
     fraction over the stretches that a step at ``at_s`` removes, else 0)."""
-    f0 = f0_hz(pitch)
-    win = window(f0, sr)
-    n_w = len(win)
-    dec = decimation(sr)
-    span = _span(sr, n_w, t_lo_s, t_hi_s, strikes, settled_s)
-    if span is None:
+    frame = _frame(y, sr, pitch, t_lo_s, t_hi_s, strikes, settled_s)
+    if frame is None:
         return None
-    s0, s1 = int(span[0] * sr), int(span[1] * sr)
-    if s0 - n_w + 1 < 0 or s1 > len(y):
-        return None
+    win, dec, mix, onsets = frame
     t0s = np.arange(int(t_lo_s * sr), int(t_hi_s * sr), dec)  # (T,) the step's candidates
     if not len(t0s):
         return None
     cum = step_weights(win)
     shape = ramp_shape(win, max(1, int(round(attack_s * sr))))
-    mix = Mixer(y, sr, s0, s1, win, dec)
-    # each strike's onset sample (None: rings from before the bands' first window)
-    onsets = [(q, None if u * sr <= s0 - n_w else int(u * sr)) for u, q in strikes]
 
     def gains(fits: list[BandFit], cand: np.ndarray) -> np.ndarray:
         """The residual's energy a step at each of ``cand`` (samples) removes, summed over the bands."""
@@ -214,20 +224,13 @@ def step_frequency(
     sounds' columns are turned by the offset together, so the fit is the same fit with
     the step moved in frequency."""
     f0 = f0_hz(pitch)
-    win = window(f0, sr)
-    n_w = len(win)
-    dec = decimation(sr)
-    span = _span(sr, n_w, t_lo_s, t_hi_s, strikes, None)
-    if span is None:
+    frame = _frame(y, sr, pitch, t_lo_s, t_hi_s, strikes, None)
+    if frame is None:
         return None
-    s0, s1 = int(span[0] * sr), int(span[1] * sr)
-    if s0 - n_w + 1 < 0 or s1 > len(y):
-        return None
+    win, dec, mix, onsets = frame
     t0s = np.arange(int((at_s - reach_s) * sr), int((at_s + reach_s) * sr) + 1, dec)
     cum = step_weights(win)
     shape = ramp_shape(win, 1)
-    mix = Mixer(y, sr, s0, s1, win, dec)
-    onsets = [(q, None if u * sr <= s0 - n_w else int(u * sr)) for u, q in strikes]
     best: tuple[float, list[tuple[np.ndarray, list[np.ndarray], BandFit]]] | None = None
     for s in STRETCHES:
         bands = _bands(mix, pitch, onsets, s, cum, shape, 1, partials)
