@@ -1401,23 +1401,23 @@ class Detector:
                 o = self._joint_second_opinion(k, o, intended, found, alts[k], before_s, after_s)
             rescued = False
             searched = o is not None  # (the informed stage's onsets: the upper retime checks each)
+            # the plan's other strikes that may sound in this note's window (the step fits')
+            struck = [x for x in strikes(t) if x != (t, p)] if informed else []
             if o is None and informed:
                 o = self.informed(p, t - before_s, t + after_s, sounding(t), near_own(t, p))
                 if o is None and p < BASS_MAX_PITCH:
-                    o = self._bass_rescue(p, t - before_s, t + after_s, sounding(t), near_own(t, p),
-                                          [x for x in strikes(t) if x != (t, p)])
+                    o = self._bass_rescue(p, t - before_s, t + after_s, sounding(t), near_own(t, p), struck)
                     rescued = o is not None and BASS_RETIME_RESCUED
                 elif o is None and COMPLEX_RESCUE:
                     o = self._complex_rescue(k, intended, found, before_s, after_s)
-            elif o is not None and informed and self._vetoed(p, t - before_s, t + after_s, sounding(t), o,
-                                                             [x for x in strikes(t) if x != (t, p)]):
+            elif o is not None and informed and self._vetoed(p, t - before_s, t + after_s, sounding(t), o, struck):
                 o = None
             if (o is not None and informed and p < BASS_MAX_PITCH and BASS_RETIME
                     and (o.rise_db < BASS_RETIME_MAX_RISE_DB or rescued)):
-                o = self._bass_retime(o, t - before_s, t + after_s, [x for x in strikes(t) if x != (t, p)])
+                o = self._bass_retime(o, t - before_s, t + after_s, struck)
             if (o is not None and informed and p >= BASS_MAX_PITCH and UPPER_RETIME
                     and (o.rise_db < UPPER_RETIME_MAX_RISE_DB or not searched)):
-                o = self._upper_retime(o, t - before_s, t + after_s, [x for x in strikes(t) if x != (t, p)])
+                o = self._upper_retime(o, t - before_s, t + after_s, struck)
             if o is None or any(abs(o.t_s - u) < MIN_GAP_S for u in taken.get(p, [])):
                 continue  # not heard, or one strike already given to a note of this key
             taken.setdefault(p, []).append(o.t_s)
@@ -1708,9 +1708,8 @@ class Detector:
         fit = step_onset(self.y, self.sr, pitch, t_lo_s, t_hi_s, strikes)
         if fit is None:
             return None
-        near = [q for u, q in strikes if abs(u - fit[0]) <= BASS_VETO_STEP_NEAR_S]
-        own = own_bands(pitch, near)
-        if not own or any(q - pitch in BASS_OCTAVES_OVER for q in near):
+        own = self._step_bands(pitch, fit[0], strikes)
+        if not own:
             return None
         fit = step_onset(self.y, self.sr, pitch, t_lo_s, t_hi_s, strikes, partials=own)  # (in our own bands)
         if fit is None or fit[1] < BASS_STEP_RESCUE_AT:
@@ -1810,6 +1809,16 @@ class Detector:
         _, rise, loose_x = self._rise_loose(dec)
         return rise < INFORMED_VETO_RISE or loose_x < INFORMED_VETO_LOOSE_X
 
+    @staticmethod
+    def _step_bands(pitch: int, t_s: float, strikes: Sequence[tuple[float, int]]) -> list[int]:
+        """The partials of ``pitch`` the bass step rules fit at ``t_s``: those no key struck
+        within BASS_VETO_STEP_NEAR_S meets (:func:`own_bands`); none where such a key lies
+        BASS_OCTAVES_OVER semitones over ours."""
+        near = [q for u, q in strikes if abs(u - t_s) <= BASS_VETO_STEP_NEAR_S]
+        if any(q - pitch in BASS_OCTAVES_OVER for q in near):
+            return []
+        return own_bands(pitch, near)
+
     def _step_struck(self, o: Onset, t_lo_s: float, t_hi_s: float, strikes: Sequence[tuple[float, int]]) -> bool:
         """Whether the step fit in the bands of ``o``'s key (:func:`.stepfit.step_frequency`,
         ``strikes``: the plan's other strikes that may sound there) says ``o`` is its
@@ -1823,9 +1832,8 @@ class Detector:
         if self.quick or (BASS_STEP_RESTRUCK_S is not None and not any(
                 q == o.pitch and MIN_GAP_S < o.t_s - u <= BASS_STEP_RESTRUCK_S for u, q in strikes)):
             return False
-        near = [q for u, q in strikes if abs(u - o.t_s) <= BASS_VETO_STEP_NEAR_S]
-        own = own_bands(o.pitch, near)
-        if not own or any(q - o.pitch in BASS_OCTAVES_OVER for q in near):
+        own = self._step_bands(o.pitch, o.t_s, strikes)
+        if not own:
             return False
         got = step_frequency(self.y, self.sr, o.pitch, t_lo_s, t_hi_s, strikes, o.t_s, BASS_VETO_STEP_REACH_S,
                              BASS_VETO_STEP_OFFSETS, own)
