@@ -24,6 +24,7 @@ def test_a_fixed_tail_is_the_rooms_on_every_take() -> None:
     live = LiveTake(fixed, 3)
     assert live._tail is not None and np.array_equal(live._tail, a)
 
+
 def test_the_sim_port_takes_the_tail_option() -> None:
     spec = load_spec("piano-88-grand")
     with open_port("sim://?tail=room", spec, truth_seed=1) as dev:
