@@ -167,7 +167,8 @@ def _figure(voice: str) -> tuple[np.ndarray, list[tuple[float, int]]]:
 
 @pytest.fixture(autouse=True)
 def _rules_on(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The session-23 bass rules on, whatever their default (a test turns one off)."""
+    """The bass step rules on (their default since session 24), whatever the default (a
+    test turns one off)."""
     monkeypatch.setattr(dm, "BASS_VETO_STEP", True)
     monkeypatch.setattr(dm, "BASS_STEP_RESCUE", True)
 
@@ -201,6 +202,7 @@ def test_the_frequency_share_refuses_the_neighbours_whatever_the_step_removes(mo
     # with no floor on what the step removes, the share alone (BASS_VETO_STEP_SHARE)
     # still refuses the semitone and the tone; with neither, they pass (the rule's test)
     monkeypatch.setattr(dm, "BASS_STEP_RESTRUCK_S", None)  # (the fakes here were never struck)
+    monkeypatch.setattr(dm, "BASS_STEP_NEIGHBOURS", ())  # (the share's say, not the neighbour gate's)
     monkeypatch.setattr(dm, "BASS_VETO_STEP_AT", 0.0)
     for fake in (41, 39):
         assert not _struck("rich", fake, _strike_of("rich", 40, 3)), fake
