@@ -299,8 +299,8 @@ BASS_STEP_NEIGHBOURS: tuple[int, ...] = (1, 2)
 # within this long of the note's planned time (the plan's times lie a few ms from the
 # strikes; a step far from it in a key the other stages do not hear is another sound's:
 # Bach 856's fake B2 rescued at a step 64 ms after its plan time, share 0.996-1.000 in
-# both voices.
-# Session 24, as above: the notes heard right -13..+6 ms). None: anywhere in the window
+# both voices. Session 24, as above: the notes heard right -13..+6 ms from theirs; 30 ms
+# leaves them room, not chosen finer). None: anywhere in the window
 BASS_STEP_PLAN_S: float | None = 0.03
 # ... and the bass rescue (:meth:`Detector._bass_rescue`) hears a key its 8192-sample stage
 # refuses (its rise, loose ratio or explained fraction; or heard there and not timed) at
