@@ -20,7 +20,13 @@ the cause (a note neither gate saw: the 4096-sample informed stage's), and:
         --random 1 2 3 [--midi ...] [--all]
 
 ``--all``: every bass veto and rescue decision, not only the misses, the fakes heard and
-the fakes the veto dropped. ``--dump FILE``: every decision's arguments, outcome and
+the fakes the veto dropped. ``--steps``: the bass step rules instead (session 24; set them
+on with ``--set BASS_VETO_STEP=True BASS_STEP_RESCUE=True``): every call of
+``Detector._step_struck`` in the plan-known pass and the fakes' pass with its figures
+(the step's fraction at the onset and its frequency share, the rescue's fit in its own
+bands, the keys struck near it by semitones, the key's own last strike, the onset against
+the plan) and, where it said yes, what it let in: a strike of the key within 20 ms
+("right"), 20-100 ms ("off"), none ("false"), or a fake planned key ("FAKE"). ``--dump FILE``: every decision's arguments, outcome and
 label (a pickle, for :mod:`bass_features`). Reads the truth only to say which note was
 sounded.
 """
@@ -116,8 +122,8 @@ def install(log: Log) -> None:
         return r
 
     def rescued(self: Detector, pitch: int, t_lo_s: float, t_hi_s: float, sounding: Sequence[int],
-                own: Sequence[int], strikes: Sequence[tuple[float, int]]) -> Onset | None:
-        r = rescue(self, pitch, t_lo_s, t_hi_s, sounding, own, strikes)
+                own: Sequence[int], strikes: Sequence[tuple[float, int]], plan_s: float | None = None) -> Onset | None:
+        r = rescue(self, pitch, t_lo_s, t_hi_s, sounding, own, strikes, plan_s)
         k = _key(t_lo_s, pitch)
         b = self.bass
         rise, loose, expl = b.informed_tests(pitch, t_lo_s, t_hi_s, sounding)
@@ -141,13 +147,154 @@ def install(log: Log) -> None:
     Detector._bass_rescue = rescued  # type: ignore[method-assign]
 
 
+class StepLog:
+    """The bass step rules' calls (``Detector._step_struck``, also as ``_step_rescue``'s
+    last test) of one pass, with their figures."""
+
+    def __init__(self) -> None:
+        self.rows: list[dict[str, object]] = []
+        self.kind = "veto"  # "rescue" inside Detector._step_rescue
+        self.freq: tuple[float, float] | None = None  # the last step_frequency's answer
+        self.own_fit: tuple[float, float] | None = None  # the rescue's last fit in its own bands
+
+
+def install_steps(log: StepLog) -> None:
+    """Wrap the bass step rules to record each call in ``log`` (decisions unchanged)."""
+    struck_fn, rescue_fn, freq_fn, onset_fn = Detector._step_struck, Detector._step_rescue, dm.step_frequency, dm.step_onset
+
+    def freq(*a: object, **k: object) -> tuple[float, float] | None:
+        log.freq = freq_fn(*a, **k)  # type: ignore[arg-type]
+        return log.freq
+
+    def onset(*a: object, **k: object) -> tuple[float, float] | None:
+        got = onset_fn(*a, **k)  # type: ignore[arg-type]
+        if k.get("partials") is not None:
+            log.own_fit = got
+        return got
+
+    def struck(self: Detector, o: Onset, t_lo_s: float, t_hi_s: float, strikes: Sequence[tuple[float, int]],
+               plan_s: float | None = None) -> bool:
+        log.freq = None
+        r = struck_fn(self, o, t_lo_s, t_hi_s, strikes, plan_s)
+        near = [(q - o.pitch, u) for u, q in strikes if abs(u - o.t_s) <= dm.BASS_VETO_STEP_NEAR_S]
+        last = [o.t_s - u for u, q in strikes if q == o.pitch and u < o.t_s - dm.MIN_GAP_S]
+        log.rows.append({"kind": log.kind, "pitch": o.pitch, "t": o.t_s, "plan": t_lo_s + dt.BEFORE_S if plan_s is None else plan_s, "yes": r,
+                         "freq": log.freq, "own_fit": log.own_fit if log.kind == "rescue" else None,
+                         "bands": Detector._step_bands(o.pitch, o.t_s, strikes), "near": near,
+                         "last": min(last) if last else None})
+        return r
+
+    def rescue(self: Detector, pitch: int, t_lo_s: float, t_hi_s: float,
+               strikes: Sequence[tuple[float, int]], plan_s: float | None = None) -> Onset | None:
+        log.kind, log.own_fit = "rescue", None
+        try:
+            return rescue_fn(self, pitch, t_lo_s, t_hi_s, strikes, plan_s)
+        finally:
+            log.kind = "veto"
+
+    dm.step_frequency = freq  # type: ignore[assignment]
+    dm.step_onset = onset  # type: ignore[assignment]
+    Detector._step_struck = struck  # type: ignore[method-assign]
+    Detector._step_rescue = rescue  # type: ignore[method-assign]
+
+
+def _step_row(take: dt.Take, row: dict[str, object], fakes: set[Key], what: str) -> str:
+    """One step-rule call as a line: its label (what it let in, where it said yes), figures
+    and the keys struck near it (semitones from ours, ms from the onset, their velocity:
+    the truth's, for the reader only)."""
+    p, t = int(row["pitch"]), float(row["t"])  # type: ignore[arg-type]
+    truth = [(u * 1e-6 + dt.OFFSET_S, int(q), float(v)) for u, q, v in take.truth]
+    own = [abs(u - t) for u, q, _ in truth if q == p]
+    d = min(own, default=math.inf)
+    if (round(float(row["plan"]), 4), p) in fakes:  # type: ignore[arg-type]
+        label = "FAKE"
+    else:
+        label = "right" if d <= 0.02 else "off" if d < 0.1 else "false"
+    row["label"] = label
+    freq, fit = row["freq"], row["own_fit"]
+    near = []
+    for dq, u in row["near"]:  # type: ignore[attr-defined]
+        v = min(((abs(w - u), vv) for w, q, vv in truth if q == p + dq), default=(math.inf, math.nan))
+        near.append(f"{dq:+d}@{(u - t) * 1e3:+.0f}ms v{v[1]:.0f}" if v[0] < 0.05 else f"{dq:+d}@{(u - t) * 1e3:+.0f}ms unstruck")
+    last = row["last"]
+    return (f"  {what:<6} {'YES' if row['yes'] else 'no ':<3} {label:<5} {row['kind']:<6} key {p} t {t:7.3f} "
+            f"step-plan {(t - float(row['plan'])) * 1e3:+4.0f} ms "  # type: ignore[arg-type]
+            f"at {'-' if freq is None else f'{freq[0]:.2f}'} share {'-' if freq is None else f'{freq[1]:.3f}'} "  # type: ignore[index]
+            f"fit {'-' if fit is None else f'{fit[1]:.2f}'} bands {row['bands']} "  # type: ignore[index]
+            f"last {'-' if last is None else f'{float(last):.2f}s'} truth-d {d * 1e3:.0f} ms near [{', '.join(near)}]")  # type: ignore[arg-type]
+
+
+def plan_pass(det: Detector, intended: Sequence[tuple[float, int]], extra: Sequence[tuple[float, int]]) -> list[Onset]:
+    """(``--bass-only``) the plan-known pass looking for the planned keys below
+    BASS_MAX_PITCH only (and ``extra``'s), the plan's other notes its context: the bass
+    keys' decisions as in the whole pass but for the joint second opinion's (it weighs the
+    notes looked for), at a fraction of its cost."""
+    every = sorted([*intended, *extra])
+    bass = [x for x in every if x[1] < dm.BASS_MAX_PITCH]
+    rest = [x for x in every if x[1] >= dm.BASS_MAX_PITCH]
+    return det.detect_intended(bass, dt.BEFORE_S, dt.AFTER_S, [], context=rest)
+
+
+def steps_main(args: argparse.Namespace) -> None:
+    """``--steps``: the bass step rules' calls per take, both passes, and what their yes let in."""
+    log = StepLog()
+    install_steps(log)
+    tally: Counter[str] = Counter()
+    dump: list[dict[str, object]] = []
+    for take in dt.takes(args, args.cache):
+        det = take.detector()
+        log.rows.clear()
+        if args.bass_only:
+            plan_pass(det, take.intended, ())
+            print(f"{take.name}:", flush=True)
+        else:
+            res = dt.score(take, dt.intended_onsets(det, take))
+            print(f"{take.name}: F1 {res.f1:.3f} off {len(res.timed_off)} unheard {len(res.unheard)} false {res.false}",
+                  flush=True)
+        for row in list(log.rows):
+            line = _step_row(take, row, set(), "plan")
+            dump.append({"take": take.name, "pass": "plan", **row})
+            if row["yes"] or args.all:
+                print(line, flush=True)
+            if row["yes"]:
+                tally[f"plan pass yes {row['kind']} {row['label']}"] += 1
+        log.rows.clear()
+        if args.bass_only:
+            fakes = dt.fake_neighbours(take.intended, take.struck, dt.OFFSET_S, args.seed)
+            ons = plan_pass(det, take.intended, [(t, q) for t, q, _ in fakes])
+            heard_f = [any(o.pitch == q and abs(o.t_s - t) <= 0.1 for o in ons) for t, q, _ in fakes if q < dm.BASS_MAX_PITCH]
+        else:
+            fakes, heard_f, _ = dt.fakes_heard(det, take, args.seed)
+        fk = {(round(t, 4), q) for t, q, _ in fakes}
+        print(f"  fakes heard {sum(heard_f)}/{len(heard_f)}", flush=True)
+        for row in list(log.rows):
+            line = _step_row(take, row, fk, "fakes")
+            dump.append({"take": take.name, "pass": "fakes", **row})
+            if (row["yes"] and row["label"] == "FAKE") or (args.all and row["label"] == "FAKE"):
+                print(line, flush=True)
+            if row["yes"]:
+                tally[f"fakes pass yes {row['kind']} {row['label']}"] += 1
+        if args.dump:
+            with args.dump.open("wb") as f:
+                pickle.dump(dump, f)
+    print("the step rules' yes, by what they let in:")
+    for c, n in sorted(tally.items()):
+        print(f"  {n:3d}  {c}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     dt.add_row_args(ap, cache=True)
     ap.add_argument("--all", action="store_true", help="every bass veto and rescue decision")
     ap.add_argument("--dump", type=Path, help="write every decision's arguments and label here (a pickle)")
+    ap.add_argument("--steps", action="store_true", help="the bass step rules' calls instead (docstring)")
+    ap.add_argument("--bass-only", action="store_true",
+                    help="--steps: look for the bass keys only, the plan's other notes as context (faster)")
     args = ap.parse_args()
     dt.set_constants(args.set)
+    if args.steps:
+        steps_main(args)
+        return
     log = Log()
     install(log)
     causes: Counter[str] = Counter()

@@ -167,7 +167,8 @@ def _figure(voice: str) -> tuple[np.ndarray, list[tuple[float, int]]]:
 
 @pytest.fixture(autouse=True)
 def _rules_on(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The session-23 bass rules on, whatever their default (a test turns one off)."""
+    """The bass step rules on (their default since session 24), whatever the default (a
+    test turns one off)."""
     monkeypatch.setattr(dm, "BASS_VETO_STEP", True)
     monkeypatch.setattr(dm, "BASS_STEP_RESCUE", True)
 
@@ -201,6 +202,7 @@ def test_the_frequency_share_refuses_the_neighbours_whatever_the_step_removes(mo
     # with no floor on what the step removes, the share alone (BASS_VETO_STEP_SHARE)
     # still refuses the semitone and the tone; with neither, they pass (the rule's test)
     monkeypatch.setattr(dm, "BASS_STEP_RESTRUCK_S", None)  # (the fakes here were never struck)
+    monkeypatch.setattr(dm, "BASS_STEP_NEIGHBOURS", ())  # (the share's say, not the neighbour gate's)
     monkeypatch.setattr(dm, "BASS_VETO_STEP_AT", 0.0)
     for fake in (41, 39):
         assert not _struck("rich", fake, _strike_of("rich", 40, 3)), fake
@@ -316,3 +318,56 @@ def test_a_key_not_restruck_is_not_asked(monkeypatch: pytest.MonkeyPatch) -> Non
     assert not _struck("rich", 40, t)
     monkeypatch.setattr(dm, "BASS_STEP_RESTRUCK_S", None)
     assert _struck("rich", 40, t)
+
+
+# ---- the step rules' neighbour and plan-time gates (session 24) --------------------------
+
+
+def test_a_key_struck_a_semitone_or_a_tone_away_is_not_asked(monkeypatch: pytest.MonkeyPatch) -> None:
+    # planned keys never struck, a semitone or a tone from the struck E2: with no floor on
+    # the step or its frequency share they pass the step test (the share alone refused
+    # them here: plain random 1's E2 a semitone over a struck D#2 read 0.81, share 0.960);
+    # with the neighbour gate (BASS_STEP_NEIGHBOURS) they are not asked, and the E2 is
+    # still heard
+    _no_floors(monkeypatch)
+    t = _strike_of("rich", 40, 3)
+    monkeypatch.setattr(dm, "BASS_STEP_NEIGHBOURS", ())
+    assert all(_struck("rich", fake, t) for fake in (39, 41, 42))
+    monkeypatch.setattr(dm, "BASS_STEP_NEIGHBOURS", (1, 2))
+    assert not any(_struck("rich", fake, t) for fake in (39, 41, 42))
+    assert _struck("rich", 40, t)
+
+
+def _struck_planned(voice: str, key: int, t_s: float, plan_s: float) -> bool:
+    """:func:`_struck` with the note's planned time given (``plan_s``), the window around it."""
+    y, plan = _figure(voice)
+    strikes = [x for x in plan if not (x[1] == key and abs(x[0] - t_s) < 1e-3) and t_s - 3.0 <= x[0] <= t_s + 0.18]
+    return Detector(y, 48000)._step_struck(Onset(t_s, key, 50.0, 3.0), plan_s - 0.08, plan_s + 0.08, strikes, plan_s)
+
+
+@pytest.mark.parametrize("voice", ["rich", "plain"])
+def test_a_step_far_from_the_planned_time_is_not_taken(monkeypatch: pytest.MonkeyPatch, voice: str) -> None:
+    # the E2 re-struck, its plan 50 ms after the strike (the search window still holds
+    # it): the step test holds at the strike with the plan-time gate off, not with it
+    # (BASS_STEP_PLAN_S); within the gate it holds
+    t = _strike_of(voice, 40, 4)
+    monkeypatch.setattr(dm, "BASS_STEP_PLAN_S", None)
+    assert _struck_planned(voice, 40, t, t + 0.05)
+    monkeypatch.setattr(dm, "BASS_STEP_PLAN_S", 0.03)
+    assert not _struck_planned(voice, 40, t, t + 0.05)
+    assert _struck_planned(voice, 40, t, t + 0.01)
+
+
+def test_the_step_rescue_takes_no_step_far_from_the_planned_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    # the E2 re-struck, its plan 40 ms after the strike: the rescue's best step over the
+    # window lies 7 ms after the strike (measured; removes 0.83), 33 ms before the plan:
+    # heard there without the gate, not with it
+    y, plan = _figure("rich")
+    t = _strike_of("rich", 40, 4)
+    strikes = [x for x in plan if not (x[1] == 40 and abs(x[0] - t) < 1e-3) and t - 3.0 <= x[0] <= t + 0.18]
+    plan_s = t + 0.04
+    monkeypatch.setattr(dm, "BASS_STEP_PLAN_S", None)
+    o = Detector(y, 48000)._step_rescue(40, plan_s - 0.08, plan_s + 0.08, strikes, plan_s)
+    assert o is not None and abs(o.t_s - t) < 0.01, o
+    monkeypatch.setattr(dm, "BASS_STEP_PLAN_S", 0.03)
+    assert Detector(y, 48000)._step_rescue(40, plan_s - 0.08, plan_s + 0.08, strikes, plan_s) is None
