@@ -549,6 +549,19 @@ UPPER_RETIME_STEP_REACH_S = 0.004  # (two hops of the salience either side)
 # step 43 ms off at -0.9 dB (plain Bach 856's F3, 0.88)
 UPPER_RETIME_SURE_BEST = 0.8
 UPPER_RETIME_SURE_STEP_DB = 1.0
+# where another key's planned strike lies within UPPER_RETIME_NEIGHBOUR_S of the best step,
+# the key's fundamental band alone (:func:`.stepfit.step_check` on partial 1) must say the
+# step is ours: a step there at the best removes at least UPPER_RETIME_FUND_GAIN more of
+# that band's residual than one at our onset (session 24, retime). A loud key struck while
+# ours rings (an octave and a fourth to a twelfth above on Chopin op. 25/8: +12, +17, +20,
+# +21) steps in the bands of our upper partials, shared with its own or not (the room, its
+# thump, its detuned unisons: the fit over our unshared bands took its strike too); our
+# own fundamental, which no key above reaches, stepped at our onset: the fundamental band
+# gained -0.02..+0.05 more at those wrong moves' best steps, +0.08..+0.94 at the right
+# moves' with a neighbour there (rich Chopin, seventh-set Mozart 8/1 and Debussy; a
+# throwaway script on the logged checks, docs/hearing.md "Session 24, retime")
+UPPER_RETIME_NEIGHBOUR_S = 0.008
+UPPER_RETIME_FUND_GAIN = 0.06
 Cols = tuple[int, ...] | None  # a subset of a pitch's partials (None: all)
 
 
@@ -1769,7 +1782,24 @@ class Detector:
         need_db = UPPER_RETIME_SURE_STEP_DB if got[1] >= UPPER_RETIME_SURE_BEST else UPPER_RETIME_STEP_DB
         if not 0 <= i0 < i1 < len(r) or float(r[i0 : i1 + 1].max()) < need_db:
             return o  # the key's salience did not rise at the step: not a strike of it
+        if self._neighbours_step(o, t_lo_s, t_hi_s, strikes, t_step):
+            return o
         return replace(self._refine_energy(o.pitch, t_step, o.rise_db), t_s=t_step)
+
+    def _neighbours_step(self, o: Onset, t_lo_s: float, t_hi_s: float, strikes: Sequence[tuple[float, int]],
+                         t_step: float) -> bool:
+        """Whether the upper retime's best step at ``t_step`` is another key's strike, not
+        ``o``'s key's: another key's planned strike (``strikes``) lies within
+        UPPER_RETIME_NEIGHBOUR_S of it and in the key's fundamental band alone
+        (:func:`.stepfit.step_check` in [t_lo_s, t_hi_s] on partial 1) a step there removes
+        under UPPER_RETIME_FUND_GAIN more of the band's residual than a step at ``o``."""
+        if not any(q != o.pitch and abs(u - t_step) < UPPER_RETIME_NEIGHBOUR_S for u, q in strikes):
+            return False
+        at_o = step_check(self.y, self.sr, o.pitch, t_lo_s, t_hi_s, strikes, o.t_s, partials=(1,))
+        at_step = step_check(self.y, self.sr, o.pitch, t_lo_s, t_hi_s, strikes, t_step, partials=(1,))
+        if at_o is None or at_step is None:
+            return False
+        return at_step[2] - at_o[2] < UPPER_RETIME_FUND_GAIN
 
     def _vetoed(self, pitch: int, t_lo_s: float, t_hi_s: float, sounding: Sequence[int],
                 onset: Onset | None = None, strikes: Sequence[tuple[float, int]] = ()) -> bool:
