@@ -56,7 +56,10 @@ def gated(c: Checked, x: float, rise: float, left_x: float = 0.0) -> Onset:
             or abs(t_step - o.t_s) <= dm.UPPER_RETIME_MIN_S
             or not c.lo + dm.UPPER_RETIME_EDGE_S <= t_step <= c.hi - dm.UPPER_RETIME_EDGE_S):
         return o
-    if c.step_db < (dm.UPPER_RETIME_SURE_STEP_DB if best >= dm.UPPER_RETIME_SURE_BEST else dm.UPPER_RETIME_STEP_DB):
+    need_db = dm.UPPER_RETIME_SURE_STEP_DB if best >= dm.UPPER_RETIME_SURE_BEST else dm.UPPER_RETIME_STEP_DB
+    if not c.searched and best >= dm.UPPER_RETIME_INFORMED_BEST:
+        need_db = float("-inf")  # (the informed stage's onset, a sure enough best step)
+    if c.step_db < need_db:
         return o
     if c.fund_gain is not None and c.fund_gain < dm.UPPER_RETIME_FUND_GAIN:
         return o  # (the neighbour gate: Detector._neighbours_step)
@@ -88,7 +91,8 @@ def main() -> None:
 
     Detector.informed = informed  # type: ignore[method-assign]
 
-    def logged(self: Detector, o: Onset, t_lo_s: float, t_hi_s: float, strikes: list[tuple[float, int]]) -> Onset:
+    def logged(self: Detector, o: Onset, t_lo_s: float, t_hi_s: float, strikes: list[tuple[float, int]],
+               informed: bool = False) -> Onset:
         fit = step_check(self.y, self.sr, o.pitch, t_lo_s, t_hi_s, strikes, o.t_s)
         step_db = float("-inf")
         if fit is not None:

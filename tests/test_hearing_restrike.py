@@ -191,3 +191,20 @@ def test_a_best_step_at_our_own_strike_beside_a_chords_key_is_taken() -> None:
     assert any(q != KEY and abs(u - T_S) < dm.UPPER_RETIME_NEIGHBOUR_S for u, q in _strikes(plan))
     got = det._upper_retime(o, T_S - 0.08, T_S + 0.08, _strikes(plan))
     assert abs(got.t_s - T_S) < 0.005, got
+
+
+@pytest.mark.parametrize("informed", [True, False])
+def test_the_informed_stages_onset_needs_no_salience_rise_at_a_sure_enough_best_step(
+        monkeypatch: pytest.MonkeyPatch, informed: bool) -> None:
+    # the salience gates asking a rise the E4's re-strike does not have: the informed
+    # stage's onset at the B4's strike is still moved to the best step (it removes more
+    # than UPPER_RETIME_INFORMED_BEST), the search's is not; nor the informed stage's with
+    # that rule off
+    monkeypatch.setattr(dm, "UPPER_RETIME_STEP_DB", 40.0)
+    monkeypatch.setattr(dm, "UPPER_RETIME_SURE_STEP_DB", 40.0)
+    got = _heard_ms(monkeypatch, 5.0, informed=informed)
+    assert len(got) == 1 and (abs(got[0]) < 5.0 if informed else got[0] < -25.0), got
+    if informed:
+        monkeypatch.setattr(dm, "UPPER_RETIME_INFORMED_BEST", 1.01)
+        got = _heard_ms(monkeypatch, 5.0, informed=True)
+        assert len(got) == 1 and got[0] < -25.0, got

@@ -562,6 +562,17 @@ UPPER_RETIME_SURE_STEP_DB = 1.0
 # throwaway script on the logged checks, docs/hearing.md "Session 24, retime")
 UPPER_RETIME_NEIGHBOUR_S = 0.008
 UPPER_RETIME_FUND_GAIN = 0.06
+# an onset the informed stage gave (the search heard none) is moved to a best step that
+# removes UPPER_RETIME_INFORMED_BEST or more of the bands' residual whether or not the
+# key's salience rose there (session 24, retime): re-struck keys ringing 0.3-1.3 s after
+# their own last strike, timed 58-74 ms early by the informed stage, whose salience rose
+# 0.0-1.8 dB at their strike (eighth-set Schubert Moment musical 1's G3, Ravel Pavane's B3,
+# Chopin op. 25/8's F#3, Bach 856's E3; the fit's best 1-3 ms from the strike, removing
+# 0.64-0.84); the moves the salience gate refuses for good there were the search's
+# onsets (random 31's C#7 0.64, Chopin's F5 0.36) or removed under 0.6 (random 1's D4, an
+# informed onset, 0.51). Chosen on the logged checks of the rich tuning rows, the sixth,
+# seventh and eighth sets (a throwaway script; docs/hearing.md "Session 24, retime")
+UPPER_RETIME_INFORMED_BEST = 0.6
 Cols = tuple[int, ...] | None  # a subset of a pitch's partials (None: all)
 
 
@@ -1414,10 +1425,12 @@ class Detector:
                 o = self._joint_second_opinion(k, o, intended, found, alts[k], before_s, after_s)
             rescued = False
             searched = o is not None  # (the informed stage's onsets: the upper retime checks each)
+            by_informed = False  # (the informed stage gave it: the upper retime's UPPER_RETIME_INFORMED_BEST)
             # the plan's other strikes that may sound in this note's window (the step fits')
             struck = [x for x in strikes(t) if x != (t, p)] if informed else []
             if o is None and informed:
                 o = self.informed(p, t - before_s, t + after_s, sounding(t), near_own(t, p))
+                by_informed = o is not None
                 if o is None and p < BASS_MAX_PITCH:
                     o = self._bass_rescue(p, t - before_s, t + after_s, sounding(t), near_own(t, p), struck)
                     rescued = o is not None and BASS_RETIME_RESCUED
@@ -1430,7 +1443,7 @@ class Detector:
                 o = self._bass_retime(o, t - before_s, t + after_s, struck)
             if (o is not None and informed and p >= BASS_MAX_PITCH and UPPER_RETIME
                     and (o.rise_db < UPPER_RETIME_MAX_RISE_DB or not searched)):
-                o = self._upper_retime(o, t - before_s, t + after_s, struck)
+                o = self._upper_retime(o, t - before_s, t + after_s, struck, informed=by_informed)
             if o is None or any(abs(o.t_s - u) < MIN_GAP_S for u in taken.get(p, [])):
                 continue  # not heard, or one strike already given to a note of this key
             taken.setdefault(p, []).append(o.t_s)
@@ -1761,7 +1774,8 @@ class Detector:
             return None
         return got
 
-    def _upper_retime(self, o: Onset, t_lo_s: float, t_hi_s: float, strikes: Sequence[tuple[float, int]]) -> Onset:
+    def _upper_retime(self, o: Onset, t_lo_s: float, t_hi_s: float, strikes: Sequence[tuple[float, int]], *,
+                      informed: bool = False) -> Onset:
         """Onset ``o`` of a planned key from BASS_MAX_PITCH up searched in [t_lo_s,
         t_hi_s], or where the step fit in its partials' bands (:func:`.stepfit.step_check`,
         ``strikes``: the plan's other strikes that may sound there, our key's earlier ones
@@ -1771,7 +1785,10 @@ class Detector:
         UPPER_RETIME_MIN_S from ``o`` and at least UPPER_RETIME_EDGE_S inside the window,
         and the key's salience rose by UPPER_RETIME_STEP_DB or more within
         UPPER_RETIME_STEP_REACH_S of it (UPPER_RETIME_SURE_STEP_DB where the best removes
-        UPPER_RETIME_SURE_BEST or more; the constants' block)."""
+        UPPER_RETIME_SURE_BEST or more; no rise where ``informed``, the informed stage gave
+        ``o``, and the best removes UPPER_RETIME_INFORMED_BEST or more), and where another
+        key's strike lies near the best step, the key's fundamental band stepped there
+        (:meth:`_neighbours_step`; the constants' block)."""
         got = self._step_elsewhere(o, t_lo_s, t_hi_s, strikes, UPPER_RETIME_X, UPPER_RETIME_MIN_S, UPPER_RETIME_EDGE_S)
         if got is None or got[1] < UPPER_RETIME_MIN_BEST:
             return o
@@ -1780,6 +1797,8 @@ class Detector:
         hop_s = self.hop / self.sr
         i0, i1 = (int(round((t_step + d) / hop_s)) for d in (-UPPER_RETIME_STEP_REACH_S, UPPER_RETIME_STEP_REACH_S))
         need_db = UPPER_RETIME_SURE_STEP_DB if got[1] >= UPPER_RETIME_SURE_BEST else UPPER_RETIME_STEP_DB
+        if informed and got[1] >= UPPER_RETIME_INFORMED_BEST:
+            need_db = -math.inf
         if not 0 <= i0 < i1 < len(r) or float(r[i0 : i1 + 1].max()) < need_db:
             return o  # the key's salience did not rise at the step: not a strike of it
         if self._neighbours_step(o, t_lo_s, t_hi_s, strikes, t_step):
