@@ -77,6 +77,11 @@ class Room:
     offset_s: float | None = None
     drift_ppm: float | None = None
     seed: int = 0
+    # the reverb's tail: drawn anew for every take (False, the simulator until session 24)
+    # or once for the room (True: a real room's response from the piano to a fixed
+    # microphone is the same on every take, so its colour of each key's partials does not
+    # average out over a calibration's takes; docs/calibration.md, "Session 24, velocity")
+    fixed_tail: bool = False
 
     def __post_init__(self) -> None:
         if self.sample_rate not in SAMPLE_RATES:
@@ -161,7 +166,7 @@ class RoomTake:
                 _add_at(y, wave, self._audio_us(t) * 1e-6 * sr)
         rng = np.random.default_rng(self._noise_seed)
         if room.rt60_s > 0 and len(y):
-            y = _reverb(y, sr, room.rt60_s, room.wet_db, rng)
+            y = _reverb(y, room_tail(room, rng))
         y += rng.normal(0.0, noise_sd(room, self._render_fn), size=len(y))
         return np.clip(y, -1.0, 1.0).astype(np.float32)
 
@@ -206,7 +211,7 @@ class LiveTake:
         self.sample_rate = sr = room.sample_rate
         self._offset_s, self._drift, seed = card_clock(room, take)
         self._rng = np.random.default_rng(seed)  # the reverb's tail, then the noise: as RoomTake draws them
-        self._tail = reverb_tail(sr, room.rt60_s, room.wet_db, self._rng) if room.rt60_s > 0 else None
+        self._tail = room_tail(room, self._rng) if room.rt60_s > 0 else None
         self._tail_fft: np.ndarray | None = None
         self._noise_sd = noise_sd(room, render)
         self._gain = 10.0 ** (room.gain_db / 20.0)
@@ -332,9 +337,17 @@ def reverb_tail(sr: int, rt60_s: float, wet_db: float, rng: np.random.Generator)
     return tail
 
 
-def _reverb(y: np.ndarray, sr: int, rt60_s: float, wet_db: float, rng: np.random.Generator) -> np.ndarray:
-    """``y`` through a room: direct sound + a diffuse exponential tail (FFT convolution)."""
-    tail = reverb_tail(sr, rt60_s, wet_db, rng)
+def room_tail(room: Room, take_rng: np.random.Generator) -> np.ndarray:
+    """The reverb tail of a take through ``room``: drawn from the take's generator
+    ``take_rng`` (its noise is drawn after it), or with ``room.fixed_tail`` the room's own,
+    the same on every take (drawn from the room's seed alone)."""
+    if room.fixed_tail:
+        return reverb_tail(room.sample_rate, room.rt60_s, room.wet_db, np.random.default_rng([room.seed, 2]))
+    return reverb_tail(room.sample_rate, room.rt60_s, room.wet_db, take_rng)
+
+
+def _reverb(y: np.ndarray, tail: np.ndarray) -> np.ndarray:
+    """``y`` through a room: direct sound + a diffuse exponential ``tail`` (FFT convolution)."""
     n_ir = len(tail)
     n = len(y) + n_ir - 1
     nfft = 1 << (n - 1).bit_length()
@@ -343,4 +356,4 @@ def _reverb(y: np.ndarray, sr: int, rt60_s: float, wet_db: float, rng: np.random
 
 
 __all__ = ["CONVERTER_FLOOR_DB", "GAIN_DB", "GAIN_DB_RANGE", "LIVE_BLOCK", "SAMPLE_RATES", "LiveTake", "Renderer", "Room",
-           "RoomTake", "card_clock", "click_wave", "noise_sd", "reference_power", "reverb_tail"]
+           "RoomTake", "card_clock", "click_wave", "noise_sd", "reference_power", "reverb_tail", "room_tail"]

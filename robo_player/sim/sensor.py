@@ -44,8 +44,9 @@ DEFAULT_SENSOR = "audio"
 # options of every simulated device that configure its microphone
 SENSOR_OPTIONS = (
     "sensor_seed", "timing_sd_us", "loudness_sd", "sensor", "snr_db", "sample_rate",
-    "offset_s", "drift_ppm", "rt60_s", "gain_db", "heard_delay_ms", "voice",
+    "offset_s", "drift_ppm", "rt60_s", "gain_db", "heard_delay_ms", "voice", "tail",
 )
+TAILS = ("take", "room")
 
 
 class Microphone:
@@ -149,7 +150,9 @@ def microphone_from_options(url: str, opts: dict[str, object]) -> Microphone:
     microphone's gain, -60..0 dB: unknown to the host side, the calibrator fits the
     take's level, docs/hearing.md), ``offset_s`` and ``drift_ppm`` (default: drawn
     from the seed, unknown to the host side), ``voice`` (``plain`` | ``rich``, default
-    ``plain``: the piano's voice the room records, sim/audio.py)."""
+    ``rich``: the piano's voice the room records, sim/audio.py), ``tail`` (``take`` |
+    ``room``, default ``take``: the reverb's tail drawn anew for every take, or once for
+    the room as a real room's is: sim/room.py ``Room.fixed_tail``)."""
     seed_raw = opts.pop("sensor_seed", 0)
     try:
         seed = int(seed_raw)  # type: ignore[call-overload]
@@ -162,7 +165,7 @@ def microphone_from_options(url: str, opts: dict[str, object]) -> Microphone:
     kind = str(opts.pop("sensor", DEFAULT_SENSOR))
     if kind not in SENSORS:
         raise TransportError(f"{url}: option sensor={kind!r} (allowed: {', '.join(SENSORS)})")
-    audio_opts = {k: opts.pop(k) for k in ("snr_db", "sample_rate", "offset_s", "drift_ppm", "rt60_s", "gain_db", "voice")
+    audio_opts = {k: opts.pop(k) for k in ("snr_db", "sample_rate", "offset_s", "drift_ppm", "rt60_s", "gain_db", "voice", "tail")
                   if k in opts}
     if kind == "notes":
         if audio_opts:
@@ -173,6 +176,9 @@ def microphone_from_options(url: str, opts: dict[str, object]) -> Microphone:
     sr = _num(url, "sample_rate", audio_opts.get("sample_rate", 48000), 1, 1e6)
     if int(sr) not in SAMPLE_RATES:
         raise TransportError(f"{url}: option sample_rate={sr:g} (allowed: 44100, 48000)")
+    tail = str(audio_opts.get("tail", "take"))
+    if tail not in TAILS:
+        raise TransportError(f"{url}: option tail={tail!r} (allowed: {', '.join(TAILS)})")
     room = Room(
         sample_rate=int(sr),
         snr_db=_num(url, "snr_db", audio_opts.get("snr_db", 30.0), -20.0, 120.0),
@@ -181,6 +187,7 @@ def microphone_from_options(url: str, opts: dict[str, object]) -> Microphone:
         offset_s=None if "offset_s" not in audio_opts else _num(url, "offset_s", audio_opts["offset_s"], 0, 10),
         drift_ppm=None if "drift_ppm" not in audio_opts else _num(url, "drift_ppm", audio_opts["drift_ppm"], -1000, 1000),
         seed=seed,
+        fixed_tail=tail == "room",
     )
     mic = Microphone(seed, timing, loud, room, heard_delay_us=int(delay * 1000))
     voice = str(audio_opts.get("voice", DEFAULT_VOICE.value))
