@@ -6,7 +6,9 @@ them; it never adds nor drops a note and its onset stays in the note's search wi
 the fakes heard are the same: ``timing_breakdown.py`` counts them). Prints each row's F1,
 timed-off, unheard and false before -> after for each gate setting (``--x``, ``--rise``:
 `lists of UPPER_RETIME_X and UPPER_RETIME_MAX_RISE_DB; the others by ``--set``; the pass checks every onset the largest ``--rise`` lets through), and with ``--list``
-every move of the first setting (key, truth-relative ms, the fit's fractions).
+every move of the first setting (key, truth-relative ms, the fit's fractions; with another key's
+planned strike near the best step, the fundamental band's gain there over our onset: the
+neighbour gate, UPPER_RETIME_FUND_GAIN).
 
     A=/work/shared/data/asap; nice .venv/bin/python bench/upper_retime.py --voice rich --cache /tmp/takes18r \
         --random 1 2 3 [--midi ...] [--x 0.95 0.9] [--rise 25 15] [--list] [--dump F]
@@ -38,6 +40,9 @@ class Checked:
     lo: float
     hi: float
     step_db: float = float("inf")  # the key's salience's largest rise within UPPER_RETIME_STEP_REACH_S of the step
+    # where another key's planned strike lies within UPPER_RETIME_NEIGHBOUR_S of the step: what a
+    # step there removes of the fundamental band's residual minus what one at the onset removes
+    fund_gain: float | None = None
 
 
 def gated(c: Checked, x: float, rise: float, left_x: float = 0.0) -> Onset:
@@ -51,8 +56,13 @@ def gated(c: Checked, x: float, rise: float, left_x: float = 0.0) -> Onset:
             or abs(t_step - o.t_s) <= dm.UPPER_RETIME_MIN_S
             or not c.lo + dm.UPPER_RETIME_EDGE_S <= t_step <= c.hi - dm.UPPER_RETIME_EDGE_S):
         return o
-    if c.step_db < (dm.UPPER_RETIME_SURE_STEP_DB if best >= dm.UPPER_RETIME_SURE_BEST else dm.UPPER_RETIME_STEP_DB):
+    need_db = dm.UPPER_RETIME_SURE_STEP_DB if best >= dm.UPPER_RETIME_SURE_BEST else dm.UPPER_RETIME_STEP_DB
+    if not c.searched and best >= dm.UPPER_RETIME_INFORMED_BEST:
+        need_db = float("-inf")  # (the informed stage's onset, a sure enough best step)
+    if c.step_db < need_db:
         return o
+    if c.fund_gain is not None and c.fund_gain < dm.UPPER_RETIME_FUND_GAIN:
+        return o  # (the neighbour gate: Detector._neighbours_step)
     return Onset(t_step, o.pitch, o.velocity, o.rise_db, o.risen, o.sure)
 
 
@@ -81,7 +91,8 @@ def main() -> None:
 
     Detector.informed = informed  # type: ignore[method-assign]
 
-    def logged(self: Detector, o: Onset, t_lo_s: float, t_hi_s: float, strikes: list[tuple[float, int]]) -> Onset:
+    def logged(self: Detector, o: Onset, t_lo_s: float, t_hi_s: float, strikes: list[tuple[float, int]],
+               informed: bool = False) -> Onset:
         fit = step_check(self.y, self.sr, o.pitch, t_lo_s, t_hi_s, strikes, o.t_s)
         step_db = float("-inf")
         if fit is not None:
@@ -89,7 +100,13 @@ def main() -> None:
             i = int(round(fit[0] / hop_s))
             reach = int(round(dm.UPPER_RETIME_STEP_REACH_S / hop_s))
             step_db = float(r[max(0, i - reach) : i + reach + 1].max())
-        log.append(Checked(o, fit, id(o) not in by_informed, t_lo_s, t_hi_s, step_db))
+        fund_gain = None
+        if fit is not None and any(q != o.pitch and abs(u - fit[0]) < dm.UPPER_RETIME_NEIGHBOUR_S for u, q in strikes):
+            at_o = step_check(self.y, self.sr, o.pitch, t_lo_s, t_hi_s, strikes, o.t_s, partials=(1,))
+            at_step = step_check(self.y, self.sr, o.pitch, t_lo_s, t_hi_s, strikes, fit[0], partials=(1,))
+            if at_o is not None and at_step is not None:
+                fund_gain = at_step[2] - at_o[2]
+        log.append(Checked(o, fit, id(o) not in by_informed, t_lo_s, t_hi_s, step_db, fund_gain))
         return o
 
     Detector._upper_retime = logged  # type: ignore[method-assign,assignment]
@@ -125,6 +142,7 @@ def main() -> None:
                     err = "none within 100 ms" if t is None else f"{(u - t) / 1e3:+6.1f}"
                     stp = "-" if c.fit is None or t is None else f"{((c.fit[0] - OFFSET_S) * 1e6 - t) / 1e3:+6.1f}"
                     fr = "" if c.fit is None else f"best {c.fit[1]:.3f} at/best {c.fit[2] / max(c.fit[1], 1e-9):.3f}"
+                    fr += "" if c.fund_gain is None else f" fundamental {c.fund_gain:+.3f}"
                     flag = "MOVED" if r_o is not c.o else "     "
                     if r_o is not c.o or (t is not None and abs(u - t) > 20_000):
                         print(f"    {flag} key {c.o.pitch} rise {c.o.rise_db:4.1f} {'search' if c.searched else 'informed'} "

@@ -567,6 +567,30 @@ UPPER_RETIME_STEP_REACH_S = 0.004  # (two hops of the salience either side)
 # step 43 ms off at -0.9 dB (plain Bach 856's F3, 0.88)
 UPPER_RETIME_SURE_BEST = 0.8
 UPPER_RETIME_SURE_STEP_DB = 1.0
+# where another key's planned strike lies within UPPER_RETIME_NEIGHBOUR_S of the best step,
+# the key's fundamental band alone (:func:`.stepfit.step_check` on partial 1) must say the
+# step is ours: a step there at the best removes at least UPPER_RETIME_FUND_GAIN more of
+# that band's residual than one at our onset (session 24, retime). A loud key struck while
+# ours rings (an octave and a fourth to a twelfth above on Chopin op. 25/8: +12, +17, +20,
+# +21) steps in the bands of our upper partials, shared with its own or not (the room, its
+# thump, its detuned unisons: the fit over our unshared bands took its strike too); our
+# own fundamental, which no key above reaches, stepped at our onset: the fundamental band
+# gained -0.02..+0.05 more at those wrong moves' best steps, +0.08..+0.94 at the right
+# moves' with a neighbour there (rich Chopin, seventh-set Mozart 8/1 and Debussy; a
+# throwaway script on the logged checks, docs/hearing.md "Session 24, retime")
+UPPER_RETIME_NEIGHBOUR_S = 0.008
+UPPER_RETIME_FUND_GAIN = 0.06
+# an onset the informed stage gave (the search heard none) is moved to a best step that
+# removes UPPER_RETIME_INFORMED_BEST or more of the bands' residual whether or not the
+# key's salience rose there (session 24, retime): re-struck keys ringing 0.3-1.3 s after
+# their own last strike, timed 58-74 ms early by the informed stage, whose salience rose
+# 0.0-1.8 dB at their strike (eighth-set Schubert Moment musical 1's G3, Ravel Pavane's B3,
+# Chopin op. 25/8's F#3, Bach 856's E3; the fit's best 1-3 ms from the strike, removing
+# 0.64-0.84); the moves the salience gate refuses for good there were the search's
+# onsets (random 31's C#7 0.64, Chopin's F5 0.36) or removed under 0.6 (random 1's D4, an
+# informed onset, 0.51). Chosen on the logged checks of the rich tuning rows, the sixth,
+# seventh and eighth sets (a throwaway script; docs/hearing.md "Session 24, retime")
+UPPER_RETIME_INFORMED_BEST = 0.6
 Cols = tuple[int, ...] | None  # a subset of a pitch's partials (None: all)
 
 
@@ -1419,10 +1443,12 @@ class Detector:
                 o = self._joint_second_opinion(k, o, intended, found, alts[k], before_s, after_s)
             rescued = False
             searched = o is not None  # (the informed stage's onsets: the upper retime checks each)
+            by_informed = False  # (the informed stage gave it: the upper retime's UPPER_RETIME_INFORMED_BEST)
             # the plan's other strikes that may sound in this note's window (the step fits')
             struck = [x for x in strikes(t) if x != (t, p)] if informed else []
             if o is None and informed:
                 o = self.informed(p, t - before_s, t + after_s, sounding(t), near_own(t, p))
+                by_informed = o is not None
                 if o is None and p < BASS_MAX_PITCH:
                     o = self._bass_rescue(p, t - before_s, t + after_s, sounding(t), near_own(t, p), struck, t)
                     rescued = o is not None and BASS_RETIME_RESCUED
@@ -1435,7 +1461,7 @@ class Detector:
                 o = self._bass_retime(o, t - before_s, t + after_s, struck)
             if (o is not None and informed and p >= BASS_MAX_PITCH and UPPER_RETIME
                     and (o.rise_db < UPPER_RETIME_MAX_RISE_DB or not searched)):
-                o = self._upper_retime(o, t - before_s, t + after_s, struck)
+                o = self._upper_retime(o, t - before_s, t + after_s, struck, informed=by_informed)
             if o is None or any(abs(o.t_s - u) < MIN_GAP_S for u in taken.get(p, [])):
                 continue  # not heard, or one strike already given to a note of this key
             taken.setdefault(p, []).append(o.t_s)
@@ -1769,7 +1795,8 @@ class Detector:
             return None
         return got
 
-    def _upper_retime(self, o: Onset, t_lo_s: float, t_hi_s: float, strikes: Sequence[tuple[float, int]]) -> Onset:
+    def _upper_retime(self, o: Onset, t_lo_s: float, t_hi_s: float, strikes: Sequence[tuple[float, int]], *,
+                      informed: bool = False) -> Onset:
         """Onset ``o`` of a planned key from BASS_MAX_PITCH up searched in [t_lo_s,
         t_hi_s], or where the step fit in its partials' bands (:func:`.stepfit.step_check`,
         ``strikes``: the plan's other strikes that may sound there, our key's earlier ones
@@ -1779,7 +1806,10 @@ class Detector:
         UPPER_RETIME_MIN_S from ``o`` and at least UPPER_RETIME_EDGE_S inside the window,
         and the key's salience rose by UPPER_RETIME_STEP_DB or more within
         UPPER_RETIME_STEP_REACH_S of it (UPPER_RETIME_SURE_STEP_DB where the best removes
-        UPPER_RETIME_SURE_BEST or more; the constants' block)."""
+        UPPER_RETIME_SURE_BEST or more; no rise where ``informed``, the informed stage gave
+        ``o``, and the best removes UPPER_RETIME_INFORMED_BEST or more), and where another
+        key's strike lies near the best step, the key's fundamental band stepped there
+        (:meth:`_neighbours_step`; the constants' block)."""
         got = self._step_elsewhere(o, t_lo_s, t_hi_s, strikes, UPPER_RETIME_X, UPPER_RETIME_MIN_S, UPPER_RETIME_EDGE_S)
         if got is None or got[1] < UPPER_RETIME_MIN_BEST:
             return o
@@ -1788,9 +1818,28 @@ class Detector:
         hop_s = self.hop / self.sr
         i0, i1 = (int(round((t_step + d) / hop_s)) for d in (-UPPER_RETIME_STEP_REACH_S, UPPER_RETIME_STEP_REACH_S))
         need_db = UPPER_RETIME_SURE_STEP_DB if got[1] >= UPPER_RETIME_SURE_BEST else UPPER_RETIME_STEP_DB
+        if informed and got[1] >= UPPER_RETIME_INFORMED_BEST:
+            need_db = -math.inf
         if not 0 <= i0 < i1 < len(r) or float(r[i0 : i1 + 1].max()) < need_db:
             return o  # the key's salience did not rise at the step: not a strike of it
+        if self._neighbours_step(o, t_lo_s, t_hi_s, strikes, t_step):
+            return o
         return replace(self._refine_energy(o.pitch, t_step, o.rise_db), t_s=t_step)
+
+    def _neighbours_step(self, o: Onset, t_lo_s: float, t_hi_s: float, strikes: Sequence[tuple[float, int]],
+                         t_step: float) -> bool:
+        """Whether the upper retime's best step at ``t_step`` is another key's strike, not
+        ``o``'s key's: another key's planned strike (``strikes``) lies within
+        UPPER_RETIME_NEIGHBOUR_S of it and in the key's fundamental band alone
+        (:func:`.stepfit.step_check` in [t_lo_s, t_hi_s] on partial 1) a step there removes
+        under UPPER_RETIME_FUND_GAIN more of the band's residual than a step at ``o``."""
+        if not any(q != o.pitch and abs(u - t_step) < UPPER_RETIME_NEIGHBOUR_S for u, q in strikes):
+            return False
+        at_o = step_check(self.y, self.sr, o.pitch, t_lo_s, t_hi_s, strikes, o.t_s, partials=(1,))
+        at_step = step_check(self.y, self.sr, o.pitch, t_lo_s, t_hi_s, strikes, t_step, partials=(1,))
+        if at_o is None or at_step is None:
+            return False
+        return at_step[2] - at_o[2] < UPPER_RETIME_FUND_GAIN
 
     def _vetoed(self, pitch: int, t_lo_s: float, t_hi_s: float, sounding: Sequence[int],
                 onset: Onset | None = None, strikes: Sequence[tuple[float, int]] = (),

@@ -198,14 +198,15 @@ def _step_fit(
 
 def step_check(
     y: np.ndarray, sr: int, pitch: int, t_lo_s: float, t_hi_s: float, strikes: Sequence[tuple[float, int]],
-    at_s: float,
+    at_s: float, *, partials: Sequence[int] | None = None,
 ) -> tuple[float, float, float] | None:
     """(the step fit's onset s, the fraction of the bands' residual its step removes, the
     fraction a step at ``at_s`` removes) of ``pitch`` in [t_lo_s, t_hi_s], as
-    :func:`step_onset` fits it (its defaults); None where it cannot fit. A step at an
-    onset the salience timed elsewhere removes less where that onset is not the key's
-    strike in its bands (the bass retime, ``Detector._bass_retime``)."""
-    return _step_fit(y, sr, pitch, t_lo_s, t_hi_s, strikes, at_s=at_s)
+    :func:`step_onset` fits it (its defaults; ``partials``: these only, numbers from 1);
+    None where it cannot fit. A step at an onset the salience timed elsewhere removes
+    less where that onset is not the key's strike in its bands (the bass retime,
+    ``Detector._bass_retime``)."""
+    return _step_fit(y, sr, pitch, t_lo_s, t_hi_s, strikes, at_s=at_s, partials=partials)
 
 
 def step_frequency(
