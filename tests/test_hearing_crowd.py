@@ -6,6 +6,8 @@ notes)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import pytest
 
 from robo_player.hearing import detector as dm
@@ -26,12 +28,15 @@ SOFT_RESTRIKE = (0.75, 61)
 
 
 def _onsets(notes: list[tuple[float, int, float]], render: Renderer, *, drop: tuple[float, int] | None = None,
-            informed: bool = True, hold_s: float = 3.0) -> list[dm.Onset]:
-    """The plan-known pass over the take of ``notes`` (``drop``: planned, not struck)."""
+            informed: bool = True, hold_s: float = 3.0,
+            planned_late: tuple[Sequence[tuple[float, int]], float] = ((), 0.0)) -> list[dm.Onset]:
+    """The plan-known pass over the take of ``notes`` (``drop``: planned, not struck;
+    ``planned_late``: these notes planned this many s after they are struck)."""
     heard = [HeardNote(int((t + LEAD_S) * 1e6), p, float(v), int((t + LEAD_S + hold_s) * 1e6))
              for t, p, v in notes if (t, p) != drop]
     y = RoomTake(Room(offset_s=OFFSET_S, drift_ppm=0.0), heard, [], 0, render=render).samples()  # type: ignore[arg-type]
-    plan = sorted((t + LEAD_S + OFFSET_S, p) for t, p, _ in notes)
+    late, late_s = planned_late
+    plan = sorted((t + LEAD_S + OFFSET_S + (late_s if (t, p) in late else 0.0), p) for t, p, _ in notes)
     return Detector(y, 48000).detect_intended(plan, WINDOW_S, WINDOW_S, [], informed=informed)
 
 
@@ -101,3 +106,19 @@ def test_a_chord_key_planned_again_but_not_struck_stays_unheard(render: Renderer
     # step of its own (with both rules on)
     monkeypatch.setattr(dm, "COMPLEX_RECHECK", True)
     assert not _at(_onsets(CHORD, render, drop=drop), drop, WINDOW_S)
+
+
+@pytest.mark.parametrize("render", [render_audio_rich, render_audio], ids=["rich", "plain"])
+@pytest.mark.parametrize("gate", [True, False], ids=["gated", "ungated"])
+def test_the_recheck_takes_no_step_far_from_the_plan_time(render: Renderer, gate: bool,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    # session 24 (restrike): the chord keys struck again planned 30 ms after their strikes
+    # (the plan's time is what the detector is given): their steps lie 30 ms from it, past
+    # COMPLEX_RECHECK_PLAN_S, so the recheck refuses them; with the gate open it takes them
+    assert dm.COMPLEX_RECHECK_PLAN_S < 0.03
+    monkeypatch.setattr(dm, "COMPLEX_RECHECK", True)
+    if not gate:
+        monkeypatch.setattr(dm, "COMPLEX_RECHECK_PLAN_S", 1.0)
+    ons = _onsets(CHORD, render, planned_late=(CHORD_AGAIN, 0.03))
+    heard = [bool(_at(ons, note, 0.02)) for note in CHORD_AGAIN]
+    assert heard == [not gate] * len(CHORD_AGAIN)
