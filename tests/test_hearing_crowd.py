@@ -91,11 +91,26 @@ def test_a_chord_struck_again_while_it_rings_is_heard_by_its_steps(render: Rende
 def test_without_either_rule_the_chord_struck_again_goes_unheard(render: Renderer, rule: tuple[str, object],
                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     # without the recheck the unplanned octave above that took the magnitude refuses the
-    # step; without COMPLEX_NEAR_GAIN the chord mates struck within 10 ms do
+    # step; without COMPLEX_NEAR_GAIN the chord mates struck within 10 ms do (the re-strike
+    # rule of session 24 off: it hears them too, below)
+    monkeypatch.setattr(dm, "COMPLEX_AGAIN", False)
     monkeypatch.setattr(dm, "COMPLEX_RECHECK", True)
     monkeypatch.setattr(dm, *rule)
     ons = _onsets(CHORD, render)
     assert not any(_at(ons, note, 0.02) for note in CHORD_AGAIN)
+
+
+@pytest.mark.parametrize("render", [render_audio_rich, render_audio], ids=["rich", "plain"])
+@pytest.mark.parametrize("again", [True, False], ids=["again", "not-again"])
+def test_a_chord_key_struck_again_is_heard_by_a_weaker_step_near_its_plan_time(
+        render: Renderer, again: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    # session 24 (restrike): the keys planned again within COMPLEX_AGAIN_S of their last
+    # strike, their steps within a few ms of the plan's times and their salience barely
+    # risen, are heard without the recheck (off); with COMPLEX_AGAIN off, not
+    monkeypatch.setattr(dm, "COMPLEX_RECHECK", False)
+    monkeypatch.setattr(dm, "COMPLEX_AGAIN", again)
+    ons = _onsets(CHORD, render)
+    assert [bool(_at(ons, note, 0.02)) for note in CHORD_AGAIN] == [again] * len(CHORD_AGAIN)
 
 
 @pytest.mark.parametrize("render", [render_audio_rich, render_audio], ids=["rich", "plain"])
