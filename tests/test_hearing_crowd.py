@@ -81,7 +81,7 @@ CHORD_AGAIN = [(0.24, 60), (0.4874, 64)]  # unheard before session 23
 @pytest.mark.parametrize("render", [render_audio_rich, render_audio], ids=["rich", "plain"])
 def test_a_chord_struck_again_while_it_rings_is_heard_by_its_steps(render: Renderer,
                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(dm, "COMPLEX_RECHECK", True)  # (off by default: docs/hearing.md, session 23)
+    monkeypatch.setattr(dm, "COMPLEX_RECHECK", True)  # (on since session 24, off in session 23)
     ons = _onsets(CHORD, render)
     assert all(_at(ons, note, 0.02) for note in CHORD_AGAIN)
 
@@ -125,15 +125,15 @@ def test_a_chord_key_planned_again_but_not_struck_stays_unheard(render: Renderer
 
 @pytest.mark.parametrize("render", [render_audio_rich, render_audio], ids=["rich", "plain"])
 @pytest.mark.parametrize("gate", [True, False], ids=["gated", "ungated"])
-def test_the_recheck_takes_no_step_far_from_the_plan_time(render: Renderer, gate: bool,
-                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_rescue_takes_no_step_far_from_the_plan_time(render: Renderer, gate: bool,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     # session 24 (restrike): the chord keys struck again planned 30 ms after their strikes
     # (the plan's time is what the detector is given): their steps lie 30 ms from it, past
-    # COMPLEX_RECHECK_PLAN_S, so the recheck refuses them; with the gate open it takes them
-    assert dm.COMPLEX_RECHECK_PLAN_S < 0.03
+    # COMPLEX_PLAN_S, so the rescue refuses them; with the gate open the recheck takes them
+    assert dm.COMPLEX_PLAN_S < 0.03
     monkeypatch.setattr(dm, "COMPLEX_RECHECK", True)
     if not gate:
-        monkeypatch.setattr(dm, "COMPLEX_RECHECK_PLAN_S", 1.0)
+        monkeypatch.setattr(dm, "COMPLEX_PLAN_S", 1.0)
     ons = _onsets(CHORD, render, planned_late=(CHORD_AGAIN, 0.03))
     heard = [bool(_at(ons, note, 0.02)) for note in CHORD_AGAIN]
     assert heard == [not gate] * len(CHORD_AGAIN)
