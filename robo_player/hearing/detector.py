@@ -506,13 +506,14 @@ COMPLEX_PLAN_S = 0.02
 # COMPLEX_AGAIN_RISE_REACH_S of it (a re-strike of a ringing key adds little magnitude; a
 # planned key nobody struck beside a related key that was rises with that key's partials);
 # where an unplanned related key took more, its step without that key's partials must
-# still remove COMPLEX_AGAIN_GAIN (:meth:`Detector._step_without`). Chosen on the rich
-# tuning rows and the sixth-eighth sets, every complex-rescue call logged with the truth
-# beside it (docs/hearing.md, "Session 24, restrike"): the real re-strikes it takes
-# removed 0.55-0.73, lay -1..+3 ms from their plan times, rose 1.6-9.7 dB, struck again
-# 0.23-0.30 s after the plan's last strike; the fakes (planned keys nobody struck) whose
-# steps removed >= 0.5 within 5 ms of the plan time rose 21.8-42.9 dB, none had the key
-# planned within 0.5 s before
+# still remove COMPLEX_AGAIN_GAIN (:meth:`Detector._step_without`). Chosen on the tuning
+# rows (both voices) and the sixth-eighth sets' rows, every complex-rescue call logged with
+# the truth beside it (docs/hearing.md, "Session 24, restrike"): the real re-strikes it
+# takes (seventh-set Mozart 8/1, sixth-set Schubert op. 90/3) removed 0.55-0.73, lay
+# -1..+3 ms from their plan times, rose 1.6-9.7 dB, struck again 0.23-0.30 s after the
+# plan's last strike; the fakes (planned keys nobody struck) whose steps removed >= 0.5
+# within 5 ms of the plan time rose 21.8-46.1 dB, none had its key planned within 0.5 s
+# before
 COMPLEX_AGAIN = True
 COMPLEX_AGAIN_GAIN = 0.55
 COMPLEX_AGAIN_S = 0.5
@@ -1591,12 +1592,14 @@ class Detector:
         """Intended note ``k`` (from BASS_MAX_PITCH up) that neither the search nor the
         informed stage heard, heard where :meth:`complex_step`'s best step removes >=
         COMPLEX_MIN_GAIN of what the phasors leave, lies COMPLEX_EDGE_S or more inside the
-        window (at either end a strike outside it), not within COMPLEX_APART_S of another
-        planned strike whose partials meet ours (:meth:`_struck_near`) unless it removes >=
-        COMPLEX_NEAR_GAIN, and where no unplanned related key took more of what appeared
-        (:meth:`_unplanned_took`) unless, with COMPLEX_RECHECK, the step stays without the
-        partials of the one that took most (:meth:`_step_without`), timed there; else None
-        (and None in a :attr:`quick` detector)."""
+        window (at either end a strike outside it) and within COMPLEX_PLAN_S of the note's
+        plan time, not within COMPLEX_APART_S of another planned strike whose partials meet
+        ours (:meth:`_struck_near`) unless it removes >= COMPLEX_NEAR_GAIN, and where no
+        unplanned related key took more of what appeared (:meth:`_unplanned_took`) unless,
+        with COMPLEX_RECHECK, the step stays without the partials of the one that took most
+        (:meth:`_step_without`), timed there; a key struck again while it rings
+        (:meth:`_struck_again`) needs only COMPLEX_AGAIN_GAIN, beside related strikes too,
+        and so without those partials; else None (and None in a :attr:`quick` detector)."""
         if self.quick:
             return None
         t, p = intended[k]
