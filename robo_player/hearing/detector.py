@@ -511,13 +511,15 @@ COMPLEX_PLAN_S = 0.02
 # the truth beside it (docs/hearing.md, "Session 24, restrike"): the real re-strikes it
 # takes (seventh-set Mozart 8/1, sixth-set Schubert op. 90/3) removed 0.55-0.73, lay
 # -1..+3 ms from their plan times, rose 1.6-9.7 dB, struck again 0.23-0.30 s after the
-# plan's last strike; the fakes (planned keys nobody struck) whose steps removed >= 0.5
-# within 5 ms of the plan time rose 21.8-46.1 dB, none had its key planned within 0.5 s
-# before
+# plan's last strike; of the fakes (planned keys nobody struck) whose steps removed >= 0.5
+# within 5 ms of the plan time all but one rose 21.8-46.1 dB with no strike of their key
+# planned in the 0.5 s before; the one, plain Schumann's E3 planned again 0.47 s after its
+# strike and not struck, its step 0.60 at +5.0 ms, rose 8.5 dB (so 0.4 s and 4 ms: either
+# alone refuses it)
 COMPLEX_AGAIN = True
 COMPLEX_AGAIN_GAIN = 0.55
-COMPLEX_AGAIN_S = 0.5
-COMPLEX_AGAIN_PLAN_S = 0.005
+COMPLEX_AGAIN_S = 0.4
+COMPLEX_AGAIN_PLAN_S = 0.004
 COMPLEX_AGAIN_MAX_RISE_DB = 15.0
 COMPLEX_AGAIN_RISE_REACH_S = 0.004  # (two hops of the salience either side)
 INFORMED_NEAR_DB = 1.5
