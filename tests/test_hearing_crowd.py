@@ -6,6 +6,8 @@ notes)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import pytest
 
 from robo_player.hearing import detector as dm
@@ -26,12 +28,15 @@ SOFT_RESTRIKE = (0.75, 61)
 
 
 def _onsets(notes: list[tuple[float, int, float]], render: Renderer, *, drop: tuple[float, int] | None = None,
-            informed: bool = True, hold_s: float = 3.0) -> list[dm.Onset]:
-    """The plan-known pass over the take of ``notes`` (``drop``: planned, not struck)."""
+            informed: bool = True, hold_s: float = 3.0,
+            planned_late: tuple[Sequence[tuple[float, int]], float] = ((), 0.0)) -> list[dm.Onset]:
+    """The plan-known pass over the take of ``notes`` (``drop``: planned, not struck;
+    ``planned_late``: these notes planned this many s after they are struck)."""
     heard = [HeardNote(int((t + LEAD_S) * 1e6), p, float(v), int((t + LEAD_S + hold_s) * 1e6))
              for t, p, v in notes if (t, p) != drop]
     y = RoomTake(Room(offset_s=OFFSET_S, drift_ppm=0.0), heard, [], 0, render=render).samples()  # type: ignore[arg-type]
-    plan = sorted((t + LEAD_S + OFFSET_S, p) for t, p, _ in notes)
+    late, late_s = planned_late
+    plan = sorted((t + LEAD_S + OFFSET_S + (late_s if (t, p) in late else 0.0), p) for t, p, _ in notes)
     return Detector(y, 48000).detect_intended(plan, WINDOW_S, WINDOW_S, [], informed=informed)
 
 
@@ -76,7 +81,7 @@ CHORD_AGAIN = [(0.24, 60), (0.4874, 64)]  # unheard before session 23
 @pytest.mark.parametrize("render", [render_audio_rich, render_audio], ids=["rich", "plain"])
 def test_a_chord_struck_again_while_it_rings_is_heard_by_its_steps(render: Renderer,
                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(dm, "COMPLEX_RECHECK", True)  # (off by default: docs/hearing.md, session 23)
+    monkeypatch.setattr(dm, "COMPLEX_RECHECK", True)  # (on since session 24, off in session 23)
     ons = _onsets(CHORD, render)
     assert all(_at(ons, note, 0.02) for note in CHORD_AGAIN)
 
@@ -86,11 +91,26 @@ def test_a_chord_struck_again_while_it_rings_is_heard_by_its_steps(render: Rende
 def test_without_either_rule_the_chord_struck_again_goes_unheard(render: Renderer, rule: tuple[str, object],
                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     # without the recheck the unplanned octave above that took the magnitude refuses the
-    # step; without COMPLEX_NEAR_GAIN the chord mates struck within 10 ms do
+    # step; without COMPLEX_NEAR_GAIN the chord mates struck within 10 ms do (the re-strike
+    # rule of session 24 off: it hears them too, below)
+    monkeypatch.setattr(dm, "COMPLEX_AGAIN", False)
     monkeypatch.setattr(dm, "COMPLEX_RECHECK", True)
     monkeypatch.setattr(dm, *rule)
     ons = _onsets(CHORD, render)
     assert not any(_at(ons, note, 0.02) for note in CHORD_AGAIN)
+
+
+@pytest.mark.parametrize("render", [render_audio_rich, render_audio], ids=["rich", "plain"])
+@pytest.mark.parametrize("again", [True, False], ids=["again", "not-again"])
+def test_a_chord_key_struck_again_is_heard_by_a_weaker_step_near_its_plan_time(
+        render: Renderer, again: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    # session 24 (restrike): the keys planned again within COMPLEX_AGAIN_S of their last
+    # strike, their steps within a few ms of the plan's times and their salience barely
+    # risen, are heard without the recheck (off); with COMPLEX_AGAIN off, not
+    monkeypatch.setattr(dm, "COMPLEX_RECHECK", False)
+    monkeypatch.setattr(dm, "COMPLEX_AGAIN", again)
+    ons = _onsets(CHORD, render)
+    assert [bool(_at(ons, note, 0.02)) for note in CHORD_AGAIN] == [again] * len(CHORD_AGAIN)
 
 
 @pytest.mark.parametrize("render", [render_audio_rich, render_audio], ids=["rich", "plain"])
@@ -101,3 +121,19 @@ def test_a_chord_key_planned_again_but_not_struck_stays_unheard(render: Renderer
     # step of its own (with both rules on)
     monkeypatch.setattr(dm, "COMPLEX_RECHECK", True)
     assert not _at(_onsets(CHORD, render, drop=drop), drop, WINDOW_S)
+
+
+@pytest.mark.parametrize("render", [render_audio_rich, render_audio], ids=["rich", "plain"])
+@pytest.mark.parametrize("gate", [True, False], ids=["gated", "ungated"])
+def test_the_rescue_takes_no_step_far_from_the_plan_time(render: Renderer, gate: bool,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    # session 24 (restrike): the chord keys struck again planned 30 ms after their strikes
+    # (the plan's time is what the detector is given): their steps lie 30 ms from it, past
+    # COMPLEX_PLAN_S, so the rescue refuses them; with the gate open the recheck takes them
+    assert dm.COMPLEX_PLAN_S < 0.03
+    monkeypatch.setattr(dm, "COMPLEX_RECHECK", True)
+    if not gate:
+        monkeypatch.setattr(dm, "COMPLEX_PLAN_S", 1.0)
+    ons = _onsets(CHORD, render, planned_late=(CHORD_AGAIN, 0.03))
+    heard = [bool(_at(ons, note, 0.02)) for note in CHORD_AGAIN]
+    assert heard == [not gate] * len(CHORD_AGAIN)
