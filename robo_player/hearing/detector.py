@@ -2246,7 +2246,9 @@ COMPACT_PRE_S = 0.020  # the background: the windows' median over this long, end
 # velocity"), keys 86-102 every 4th, rich voice: one strike's colour 3.1 -> 1.1 % (of
 # velocity), the keys' s.d. of the read with no room 0.60 -> 0.42 % (though the thump's
 # own part, keys 84-108 at velocity 64, rises 0.36 -> 0.92 %), so a key's error with 13
-# strikes in 13 takes 1.04 -> 0.52 %, with them all in one room's 3.1 -> 1.2 %; plain
+# strikes in 13 takes 1.04 -> 0.52 %, with them all in one room's 3.1 -> 1.2 %; keys
+# 84-104 every 4th (bench/bench_calibration.py --room-colour 84 104 4 --voice rich):
+# bias 0.51 -> 0.82 %, colour 2.68 -> 1.00 %, 0.90 -> 0.87 % and 2.72 -> 1.30 %; plain
 # voice 0.81 -> 0.34 %. Below C6 the thump's part outgrew the colour saved (keys 74, 78,
 # 82: the keys' s.d. with no room 0.4 -> 3.5 % from 2 ms).
 COMPACT_EARLY_HZ = 1000.0
