@@ -23,8 +23,8 @@ taken out, the default piece played again on the same truth (docs/calibration.md
 velocity": rooms 0, 3 and 7).
 
 ``--room-colour 84 104 4 --voice rich``: each key's power sum through no room and through
-rooms 0, 3, 7 (``--rooms``), with the treble's early windows and without: a key's own
-bias and one strike's room colour (docs/calibration.md, "Session 24, velocity").
+rooms 0, 3, 7 (``--rooms``), through windows from 6 ms and earlier: a key's own bias and
+one strike's room colour (docs/calibration.md, "Session 24, velocity").
 """
 
 from __future__ import annotations
@@ -372,17 +372,23 @@ def error_parts(spec: Any, seed: int, voice: str, cal_path: str | None = None, s
 # --room-colour: a key struck at these velocities, four strikes a take in three takes (a
 # tail each, as a calibration's takes), read as the calibration reads them
 COLOUR_VELOCITIES = ((25.0, 50.0, 80.0, 105.0), (32.0, 60.0, 90.0, 115.0), (40.0, 70.0, 100.0, 64.0))
+# the windows compared (start s after the onset, their centres' span s; None: the detector's)
+COLOUR_WINDOWS: dict[str, tuple[float, float] | None] = {
+    "from COMPACT_START_S": None, "from 4 ms": (0.004, 0.006), "from 2 ms": (0.002, 0.006),
+    "from 2 ms, centres over 3 ms": (0.002, 0.003),
+}
 
 
 def room_colour(voice: str, pitches: list[int], rooms: list[int]) -> None:
     """Each key's power sum (``power_velocity`` with the key's pooled decay, as the
-    calibration reads it) over its truth, with the treble's early windows
-    (``compact_span``: COMPACT_EARLY_HZ) and without (every key from COMPACT_START_S):
-    through no room (the keys' s.d. of their mean read: a key's own bias) and through
-    ``rooms`` (each strike's read less the no-room one: its room colour, alike on every
-    strike of a take). A key's error in the simulator (13 strikes, a take each: bias and
-    colour / sqrt(13)) and in one fixed room (bias and colour whole). docs/calibration.md,
-    "Session 24, velocity"."""
+    calibration reads it) over its truth, through the short windows from
+    COMPACT_START_S (6 ms) and from earlier (:data:`COLOUR_WINDOWS`): through no room
+    (the keys' s.d. of their mean read: a key's own bias, the thump's mostly) and
+    through ``rooms`` (each strike's read less its no-room one: its room colour, alike
+    on every strike of a take). A key's error in the simulator (13 strikes, each in its
+    own take: bias and colour / sqrt(13)) and in one room that stays the same from take
+    to take, as a real one does (bias and colour whole). docs/calibration.md, "Session
+    24, velocity"."""
     import robo_player.hearing.detector as det_mod
     from robo_player.calibrator.listening import loudness_onset
     from robo_player.performance import HeardNote
@@ -390,8 +396,8 @@ def room_colour(voice: str, pitches: list[int], rooms: list[int]) -> None:
     from robo_player.sim.room import Room, RoomTake
 
     render = RENDERERS[Voice(voice)]
-    rules = {"early treble (COMPACT_EARLY_HZ)": det_mod.COMPACT_EARLY_HZ, "every key from COMPACT_START_S": math.inf}
-    reads: dict[str, dict[tuple[int, int], dict[tuple[int, float], float]]] = {name: {} for name in rules}
+    main_window = (det_mod.COMPACT_START_S, det_mod.COMPACT_SPAN_S)
+    reads: dict[str, dict[tuple[int, int], dict[tuple[int, float], float]]] = {name: {} for name in COLOUR_WINDOWS}
     for p in pitches:
         for rs in [-1, *rooms]:
             room = Room(gain_db=-24.0, seed=4, rt60_s=0.0) if rs < 0 else Room(gain_db=-24.0, seed=rs)
@@ -405,8 +411,8 @@ def room_colour(voice: str, pitches: list[int], rooms: list[int]) -> None:
                     o = det.find(p, t - 0.03, t + 0.03, alone=True)
                     if o is not None:
                         strikes.append((det, take, h.velocity, loudness_onset(det, p, o.t_s, not o.sure)))
-            for name, hz in rules.items():
-                det_mod.COMPACT_EARLY_HZ = hz
+            for name, window in COLOUR_WINDOWS.items():
+                det_mod.COMPACT_START_S, det_mod.COMPACT_SPAN_S = window or main_window
                 det_mod._PARTIALS_REF.clear()
                 got = [(det_mod.partials_read(d, p, ts), take, v) for d, take, v, ts in strikes]
                 ok = [(r, take, v) for r, take, v in got if r is not None]
@@ -416,7 +422,7 @@ def room_colour(voice: str, pitches: list[int], rooms: list[int]) -> None:
                     pv = det_mod.power_velocity(r, rate)
                     if pv is not None:
                         out[(take, v)] = 100.0 * math.log(pv / v)
-            det_mod.COMPACT_EARLY_HZ = rules["early treble (COMPACT_EARLY_HZ)"]
+            det_mod.COMPACT_START_S, det_mod.COMPACT_SPAN_S = main_window
             det_mod._PARTIALS_REF.clear()
     for name, got in reads.items():
         bias, colour = [], []
@@ -433,7 +439,6 @@ def room_colour(voice: str, pitches: list[int], rooms: list[int]) -> None:
             f"room colour {c:.2f} % (rooms {rooms}); a key's error with 13 strikes in 13 takes "
             f"{math.hypot(b, c / math.sqrt(13)):.2f} %, in one fixed room {math.hypot(b, c):.2f} %"
         )
-
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -466,8 +471,8 @@ def main() -> None:
     ap.add_argument("--sensor-seed", type=int, default=0,
                     help="--parts without --calibration: calibrate in this room (sim://'s sensor_seed; make demo's: 0)")
     ap.add_argument("--room-colour", type=int, nargs=3, default=None, metavar=("FIRST", "LAST", "STEP"),
-                    help="only each key's power sum through no room and --rooms, the treble's early windows on "
-                    "and off (keys FIRST..LAST every STEP, --voice)")
+                    help="only each key's power sum through no room and --rooms, through windows from 6 ms "
+                    "and earlier (keys FIRST..LAST every STEP, --voice)")
     ap.add_argument("--rooms", type=int, nargs="+", default=[0, 3, 7], help="--room-colour: the rooms (sensor seeds)")
     args = ap.parse_args()
     if args.room_colour is not None:

@@ -2230,30 +2230,6 @@ COMPACT_START_S = 0.006
 COMPACT_SPAN_S = 0.006
 COMPACT_MAX_S = 0.020
 COMPACT_PRE_S = 0.020  # the background: the windows' median over this long, ending 1 ms before the onset
-# The treble reads its direct sound (session 24, velocity). A room's first reflections
-# come a few ms after the direct sound (the simulator's REVERB_PREDELAY_S 4 ms; a real
-# room's floor and lid 2-5 ms), and from then on each partial carries that take's room
-# colour: through a room one strike's power sum from COMPACT_START_S moves by ~3 % of
-# velocity, alike on every strike of the take. The simulator draws a new tail each take
-# and the calibration strikes a key once a take, so a key's ~13 strikes average it to
-# ~0.9 %; a real room's impulse response is fixed, and a key's colour would stay whole.
-# From COMPACT_START_S the hammer's thump is out, which matters up to ~B5: its dull part
-# (a soft blow's, under ~600 Hz and falling 6 dB an octave) lies on those keys' low
-# partials for ~10 ms. On keys whose f0 is COMPACT_EARLY_HZ or more (C6 up) the windows
-# start at the attack's end (ATTACK_S: the reference tone's too) and their centres span
-# COMPACT_EARLY_SPAN_S (windows end by 9 ms). Chosen on single notes through rooms 0, 3,
-# 7 (a one-off script, 12 strikes a key over 3 takes; docs/calibration.md "Session 24,
-# velocity"), keys 86-102 every 4th, rich voice: one strike's colour 3.1 -> 1.1 % (of
-# velocity), the keys' s.d. of the read with no room 0.60 -> 0.42 % (though the thump's
-# own part, keys 84-108 at velocity 64, rises 0.36 -> 0.92 %), so a key's error with 13
-# strikes in 13 takes 1.04 -> 0.52 %, with them all in one room's 3.1 -> 1.2 %; keys
-# 84-104 every 4th (bench/bench_calibration.py --room-colour 84 104 4 --voice rich):
-# bias 0.51 -> 0.82 %, colour 2.68 -> 1.00 %, 0.90 -> 0.87 % and 2.72 -> 1.30 %; plain
-# voice 0.81 -> 0.34 %. Below C6 the thump's part outgrew the colour saved (keys 74, 78,
-# 82: the keys' s.d. with no room 0.4 -> 3.5 % from 2 ms).
-COMPACT_EARLY_HZ = 1000.0
-COMPACT_EARLY_START_S = 0.002
-COMPACT_EARLY_SPAN_S = 0.003
 _PARTIALS_REF: dict[tuple[int, int], PartialsReference] = {}
 
 
@@ -2272,26 +2248,16 @@ def compact_key(pitch: int) -> bool:
     return COMPACT_PERIODS / f0_hz(pitch) <= COMPACT_MAX_S
 
 
-def compact_span(pitch: int) -> tuple[float, float]:
-    """Where :func:`_compact_power` reads ``pitch`` (s after the onset): its windows' first
-    start and the span of their centres (the treble from the attack's end, the rest from
-    COMPACT_START_S)."""
-    if f0_hz(pitch) >= COMPACT_EARLY_HZ:
-        return COMPACT_EARLY_START_S, COMPACT_EARLY_SPAN_S
-    return COMPACT_START_S, COMPACT_SPAN_S
-
-
 def _compact_power(det: Detector, pitch: int, t_on: float) -> float:
     """The power of ``pitch``'s partials (k = 1..8 under the band's top) of the strike
     whose onset is ``t_on`` (audio s): each partial demodulated through a Hann window of
     COMPACT_PERIODS periods of f0 (at least COMPACT_MIN_S), its power's mean over the
-    windows from :func:`compact_span`'s start after ``t_on`` whose centres span its span,
+    windows starting COMPACT_START_S after ``t_on`` whose centres span COMPACT_SPAN_S,
     less its background (the median over the windows of the COMPACT_PRE_S ending 1 ms
     before ``t_on``), summed over the partials (at the detector's gain; nan where the
     audio does not reach)."""
     sr = det.sr
     f0 = f0_hz(pitch)
-    start_s, span_s = compact_span(pitch)
     n = max(int(round(COMPACT_PERIODS * sr / f0)), int(COMPACT_MIN_S * sr))
     w = np.hanning(n + 2)[1:-1]
     w *= 2.0 / float(np.sum(w))  # a partial of amplitude a reads |z| = a
@@ -2300,9 +2266,9 @@ def _compact_power(det: Detector, pitch: int, t_on: float) -> float:
     step = max(1, ms // 4)
     starts = np.concatenate([
         np.arange(on - ms - n - int(COMPACT_PRE_S * sr), on - ms - n + 1, step),  # the background's
-        np.arange(on + int(start_s * sr), on + int(start_s * sr) + int(span_s * sr) + 1, step),
+        np.arange(on + int(COMPACT_START_S * sr), on + int(COMPACT_START_S * sr) + int(COMPACT_SPAN_S * sr) + 1, step),
     ])
-    n_pre = len(starts) - len(np.arange(0, int(span_s * sr) + 1, step))
+    n_pre = len(starts) - len(np.arange(0, int(COMPACT_SPAN_S * sr) + 1, step))
     if starts[0] < 0 or starts[-1] + n > len(det.y):
         return math.nan
     idx = starts[:, None] + np.arange(n)[None, :]  # (windows, n)
