@@ -263,13 +263,20 @@ STATS = {
 }
 
 
+def _finite_mean(values: Sequence[float]) -> float:
+    """The mean of the finite ``values``; NaN where there are none (a set of empty scores)."""
+    arr = np.asarray(values, dtype=np.float64)
+    arr = arr[np.isfinite(arr)]
+    return float(arr.mean()) if arr.size else float("nan")
+
+
 def sample_statistics(samples: Sequence[Score], reference: Sequence[Score]) -> dict[str, Any]:
     """Each statistic's mean over the samples and over the reference, and their distance
     (absolute difference; Jensen-Shannon divergence for the IOI distribution)."""
     out: dict[str, Any] = {}
     for name, fn in STATS.items():
-        a = float(np.nanmean([fn(s) for s in samples])) if samples else float("nan")
-        b = float(np.nanmean([fn(s) for s in reference])) if reference else float("nan")
+        a = _finite_mean([fn(s) for s in samples])
+        b = _finite_mean([fn(s) for s in reference])
         out[name] = {"value": round(a, 4), "reference": round(b, 4), "distance": round(abs(a - b), 4)}
     js = js_divergence(ioi_histogram(samples), ioi_histogram(reference))
     out["ioi_distribution"] = {"distance": round(js, 4), "metric": "jensen-shannon (bits)"}
