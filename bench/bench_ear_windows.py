@@ -87,12 +87,44 @@ def _score(heard: list[tuple[float, int]], exact: list[tuple[float, int]]) -> tu
     return within, off, unheard, float(np.median(a)), float(np.percentile(a, 99))
 
 
+def _errors(heard: list[tuple[float, int]], exact: list[tuple[float, int]]) -> list[float | None]:
+    """Each exact note's error (ms, heard - exact) as :func:`_score` matches it; None: unheard."""
+    by: dict[int, list[float]] = {}
+    for t, p in heard:
+        by.setdefault(p, []).append(t)
+    out: list[float | None] = []
+    for t, p in exact:
+        cands = by.get(p, [])
+        j = int(np.argmin([abs(u - t) for u in cands])) if cands else -1
+        if j < 0 or abs(cands[j] - t) > NEAR_US:
+            out.append(None)
+            continue
+        out.append((cands.pop(j) - t) / 1e3)
+    return out
+
+
+def _listing(name: str, exact: list[tuple[float, int]], ear: list[tuple[float, int]],
+             whole: list[tuple[float, int]]) -> None:
+    """The exact notes the ear (with context) and the whole take's detector judge apart."""
+    def ok(e: float | None) -> bool:
+        return e is not None and abs(e) <= WITHIN_US / 1e3
+
+    def fmt(e: float | None) -> str:
+        return "unheard" if e is None else f"{e:+.1f} ms"
+
+    for (t, p), a, b in zip(exact, _errors(ear, exact), _errors(whole, exact), strict=True):
+        if ok(a) != ok(b):
+            print(f"  {name}: key {p} at {t / 1e6:.3f} s: ear {fmt(a)}, whole take {fmt(b)}")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--seconds", type=float, default=30.0)
     ap.add_argument("--random", type=int, nargs="*", default=[1, 2])
     ap.add_argument("--loud", action="store_true", help="also the loud piece (every note at 118)")
     ap.add_argument("--seed", type=int, default=1, help="the truth's seed")
+    ap.add_argument("--list", action="store_true",
+                    help="list the notes the ear (with context) and the whole take judge apart")
     args = ap.parse_args()
     spec = load_spec("piano-88-grand")
     pieces = [(f"random {s}", random_piece(200 + s, args.seconds)) for s in args.random]
@@ -136,6 +168,8 @@ def main() -> int:
             w, off, un, med, p99 = _score(heard, exact)
             print(f"{name:10s} {len(exact):5d} {label:16s} {w:6d} {off:4d} {un:7d} {med:6.2f} {p99:6.2f} "
                   f"{wall / audio_s:5.2f}", flush=True)
+        if args.list:
+            _listing(name, exact, rows[0][1], rows[2][1])
     return 0
 
 

@@ -9,6 +9,7 @@ in ``docs/report.md``; other tools read it, so keys are only ever added.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -158,6 +159,14 @@ def _notes_not_reached(performance: Performance) -> set[int]:
     return {int(n) for n in performance.extra.get("notes_not_reached", ())}
 
 
+def heard_loudness(h: HeardNote) -> bool:
+    """Whether the ear read ``h``'s loudness: a microphone's detector times a note it
+    cannot read the loudness of (a soft key struck again while it rings louder: the
+    attack's power is no more than the ringing's) and hands it over with velocity 0; its
+    onset counts, its loudness does not."""
+    return math.isfinite(h.velocity) and h.velocity > 0.0
+
+
 def _heard_figures(
     plan_report: Any, performance: Performance, before: set[int]
 ) -> dict[str, Any]:
@@ -165,6 +174,7 @@ def _heard_figures(
     onset_err: list[float] = []
     onset_signed: list[float] = []
     vel_err: list[float] = []
+    unread = 0  # heard notes whose loudness the ear could not read (velocity 0)
     altered_onset: list[float] = []
     unheard: list[int] = []
     for o in plan_report.outcomes:
@@ -178,7 +188,10 @@ def _heard_figures(
             dt_ms = (h.t_us - o.intended_t_us) / 1000.0
             onset_signed.append(dt_ms)
             onset_err.append(abs(dt_ms))
-            vel_err.append(abs(h.velocity - o.velocity_in))
+            if heard_loudness(h):
+                vel_err.append(abs(h.velocity - o.velocity_in))
+            else:
+                unread += 1
         else:
             altered_onset.append(abs(h.t_us - o.target_t_us) / 1000.0)
     return {
@@ -187,7 +200,7 @@ def _heard_figures(
             "mean_signed": round(float(np.mean(onset_signed)), 4) if onset_signed else None,
             "n": len(onset_err),
         },
-        "velocity_error": {**_stats(vel_err, ("mean", "p99")), "n": len(vel_err)},
+        "velocity_error": {**_stats(vel_err, ("mean", "p99")), "n": len(vel_err), "unread": unread},
         "altered_onset_error_ms": _stats(altered_onset, ("mean", "p99", "max")),
         "notes_unheard": len(unheard),
         "unheard": unheard[:200],
@@ -214,7 +227,8 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
         lines += [
             f"onset error (ms): mean {_f(oe['mean'])}  p50 {_f(oe['p50'])}  "
             f"p99 {_f(oe['p99'])}  max {_f(oe['max'])}",
-            f"velocity error: mean {_f(ve['mean'])}  p99 {_f(ve['p99'])}",
+            f"velocity error: mean {_f(ve['mean'])}  p99 {_f(ve['p99'])}"
+            + (f"  ({ve['unread']} heard notes' loudness unread)" if ve.get("unread") else ""),
             f"coils: max temperature ratio {report['max_coil_temp_ratio']:.3f}, "
             f"{len(report['coil_failures'])} failures",
         ]

@@ -4,6 +4,7 @@ sim/room.py ``LiveTake``)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 import threading
@@ -612,3 +613,24 @@ def test_closed_loop_on_fw_host_hears_in_its_own_thread(spec) -> None:  # noqa: 
     assert res.heard_live >= 0.8 * 20 and res.used >= 0.8 * 20
     assert res.ear["lag"]["max_ms"] > 0 and set(res.behind) == {"p95_ms", "max_ms"}  # reported, not judged here
     assert not [t for t in threading.enumerate() if t.name.startswith("robo-player ear")]
+
+
+def test_an_onset_whose_loudness_is_unread_is_still_heard(spec, recorded, monkeypatch) -> None:  # noqa: ANN001
+    """A note the detector times but whose loudness it cannot read (velocity 0: a soft key
+    struck again while it rings louder) is reported with velocity 0, not dropped as
+    unheard: its onset counts in the report, its loudness does not, and the loop corrects
+    nothing from it. Here the detector is made to read no loudness for one key."""
+    calls, notes, rate = recorded
+    key = notes[0].pitch
+    n_key = sum(n.pitch == key for n in notes)
+    decide = Detector.detect_intended
+
+    def unread(self, *a, **kw):  # noqa: ANN001, ANN002, ANN003, ANN202
+        return [o if o.pitch != key else dataclasses.replace(o, velocity=0.0) for o in decide(self, *a, **kw)]
+
+    monkeypatch.setattr(Detector, "detect_intended", unread)
+    _, ear = _replay(calls, spec, rate, threaded=False)
+    got = ear.ear.notes
+    assert [(n.t_us, n.pitch) for n in got] == [(n.t_us, n.pitch) for n in notes]
+    assert [n.velocity for n in got if n.pitch == key] == [0.0] * n_key and n_key >= 1
+    assert all(n.velocity > 0 for n in got if n.pitch != key)

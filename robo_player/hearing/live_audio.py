@@ -343,8 +343,10 @@ class LiveAudioEar:
             t = min(cands, key=lambda c: abs(c - x))
             by_pitch[e.pitch].remove(t)
             v = vel[(e.pitch, t)]
+            # heard, its loudness unread (velocity 0: report.heard_loudness): the onset
+            # counts; the loop corrects neither its latency nor its drive from it
             if not math.isfinite(v) or v <= 0:
-                continue
+                v = 0.0
             self.heard_count += 1
             h = HeardNote(int(round(clock.to_mcu_us(w0 + t))), e.pitch, float(v))
             self._report(e, h)
