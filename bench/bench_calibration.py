@@ -21,6 +21,10 @@ demo``'s velocity error comes from: its tables' common part and each key's own e
 taken out, the default piece played again on the same truth (docs/calibration.md, "Session
 21, thump"); calibrated in room N (``sensor_seed``) or read from CAL.yaml ("Session 23,
 velocity": rooms 0, 3 and 7).
+
+``--room-colour 84 104 4 --voice rich``: each key's power sum through no room and through
+rooms 0, 3, 7 (``--rooms``), through windows from 6 ms and earlier: a key's own bias and
+one strike's room colour (docs/calibration.md, "Session 24, velocity").
 """
 
 from __future__ import annotations
@@ -365,6 +369,77 @@ def error_parts(spec: Any, seed: int, voice: str, cal_path: str | None = None, s
     dev.close()
 
 
+# --room-colour: a key struck at these velocities, four strikes a take in three takes (a
+# tail each, as a calibration's takes), read as the calibration reads them
+COLOUR_VELOCITIES = ((25.0, 50.0, 80.0, 105.0), (32.0, 60.0, 90.0, 115.0), (40.0, 70.0, 100.0, 64.0))
+# the windows compared (start s after the onset, their centres' span s; None: the detector's)
+COLOUR_WINDOWS: dict[str, tuple[float, float] | None] = {
+    "from COMPACT_START_S": None, "from 4 ms": (0.004, 0.006), "from 2 ms": (0.002, 0.006),
+    "from 2 ms, centres over 3 ms": (0.002, 0.003),
+}
+
+
+def room_colour(voice: str, pitches: list[int], rooms: list[int]) -> None:
+    """Each key's power sum (``power_velocity`` with the key's pooled decay, as the
+    calibration reads it) over its truth, through the short windows from
+    COMPACT_START_S (6 ms) and from earlier (:data:`COLOUR_WINDOWS`): through no room
+    (the keys' s.d. of their mean read: a key's own bias, the thump's mostly) and
+    through ``rooms`` (each strike's read less its no-room one: its room colour, alike
+    on every strike of a take). A key's error in the simulator (13 strikes, each in its
+    own take: bias and colour / sqrt(13)) and in one room that stays the same from take
+    to take, as a real one does (bias and colour whole). docs/calibration.md, "Session
+    24, velocity"."""
+    import robo_player.hearing.detector as det_mod
+    from robo_player.calibrator.listening import loudness_onset
+    from robo_player.performance import HeardNote
+    from robo_player.sim.audio import RENDERERS, Voice
+    from robo_player.sim.room import Room, RoomTake
+
+    render = RENDERERS[Voice(voice)]
+    main_window = (det_mod.COMPACT_START_S, det_mod.COMPACT_SPAN_S)
+    reads: dict[str, dict[tuple[int, int], dict[tuple[int, float], float]]] = {name: {} for name in COLOUR_WINDOWS}
+    for p in pitches:
+        for rs in [-1, *rooms]:
+            room = Room(gain_db=-24.0, seed=4, rt60_s=0.0) if rs < 0 else Room(gain_db=-24.0, seed=rs)
+            strikes = []
+            for take, vs in enumerate(COLOUR_VELOCITIES):
+                notes = [HeardNote(300_000 * (i + 1), p, v, 300_000 * (i + 1) + 80_000) for i, v in enumerate(vs)]
+                rt = RoomTake(room, notes, [], take, render=render)
+                det = det_mod.Detector(rt.samples(), rt.sample_rate, gain_db=-24.0)
+                for h in notes:
+                    t = rt._audio_us(h.t_us) / 1e6
+                    o = det.find(p, t - 0.03, t + 0.03, alone=True)
+                    if o is not None:
+                        strikes.append((det, take, h.velocity, loudness_onset(det, p, o.t_s, not o.sure)))
+            for name, window in COLOUR_WINDOWS.items():
+                det_mod.COMPACT_START_S, det_mod.COMPACT_SPAN_S = window or main_window
+                det_mod._PARTIALS_REF.clear()
+                got = [(det_mod.partials_read(d, p, ts), take, v) for d, take, v, ts in strikes]
+                ok = [(r, take, v) for r, take, v in got if r is not None]
+                rate = det_mod.pooled_comb_rate([r for r, _, _ in ok])
+                out = reads[name].setdefault((p, rs), {})
+                for r, take, v in ok:
+                    pv = det_mod.power_velocity(r, rate)
+                    if pv is not None:
+                        out[(take, v)] = 100.0 * math.log(pv / v)
+            det_mod.COMPACT_START_S, det_mod.COMPACT_SPAN_S = main_window
+            det_mod._PARTIALS_REF.clear()
+    for name, got in reads.items():
+        bias, colour = [], []
+        for p in pitches:
+            clean = got.get((p, -1), {})
+            if not clean:
+                continue
+            bias.append(float(np.mean(list(clean.values()))))
+            for rs in rooms:
+                colour += [e - clean[k] for k, e in got.get((p, rs), {}).items() if k in clean]
+        b, c = float(np.std(bias)), math.sqrt(float(np.mean(np.square(colour))))
+        print(
+            f"{voice}, keys {pitches[0]}..{pitches[-1]}, {name}: keys' s.d. with no room {b:.2f} %, one strike's "
+            f"room colour {c:.2f} % (rooms {rooms}); a key's error with 13 strikes in 13 takes "
+            f"{math.hypot(b, c / math.sqrt(13)):.2f} %, in one fixed room {math.hypot(b, c):.2f} %"
+        )
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--spec", default="piano-88-grand")
@@ -395,7 +470,15 @@ def main() -> None:
     ap.add_argument("--calibration", default=None, help="--parts: a saved calibration of that truth (one seed)")
     ap.add_argument("--sensor-seed", type=int, default=0,
                     help="--parts without --calibration: calibrate in this room (sim://'s sensor_seed; make demo's: 0)")
+    ap.add_argument("--room-colour", type=int, nargs=3, default=None, metavar=("FIRST", "LAST", "STEP"),
+                    help="only each key's power sum through no room and --rooms, through windows from 6 ms "
+                    "and earlier (keys FIRST..LAST every STEP, --voice)")
+    ap.add_argument("--rooms", type=int, nargs="+", default=[0, 3, 7], help="--room-colour: the rooms (sensor seeds)")
     args = ap.parse_args()
+    if args.room_colour is not None:
+        first, last, step = args.room_colour
+        room_colour(args.voice, list(range(first, last + 1, step)), args.rooms)
+        return
     if args.parts:
         for seed in args.seeds:
             error_parts(load_spec(args.spec), seed, args.voice, args.calibration, args.sensor_seed)
