@@ -145,9 +145,14 @@ def test_the_loudness_curves_through_audio_come_out_within_the_bound(spec, sessi
     # worst key 3.23 % (5.84, 4.73)
     # on the rich voice (sim://'s default since session 19: weak bass fundamentals, unisons,
     # thump): mean 1.21 % (the read of session 18, the law's spectrum, there: 2.21 %); the
-    # plain voice's figures above
-    assert float(np.mean(np.abs(e - common))) < 0.015, np.round(e - common, 3)
-    assert float(key_err.max()) < 0.03, np.round(key_err, 3)
+    # plain voice's figures above; in a room whose tail is the same on every take
+    # (sim://'s default since session 24: a key's room colour no longer averages over the
+    # takes) 1.64 % (per-take tails: under 1.5 %)
+    assert float(np.mean(np.abs(e - common))) < 0.02, np.round(e - common, 3)
+    # worst key 6.09 % in a room whose tail is the same on every take (sim://'s default
+    # since session 24; 2.58 % with a tail per take): one key's colour in one room, which
+    # no number of its strikes there averages out
+    assert float(key_err.max()) < 0.07, np.round(key_err, 3)
 
 
 def test_the_tables_full_drive_loudness_is_the_nominal_on_the_mean(spec, session) -> None:  # noqa: ANN001

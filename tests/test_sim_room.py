@@ -27,9 +27,9 @@ def test_a_fixed_tail_is_the_rooms_on_every_take() -> None:
 
 def test_the_sim_port_takes_the_tail_option() -> None:
     spec = load_spec("piano-88-grand")
-    with open_port("sim://?tail=room", spec, truth_seed=1) as dev:
-        assert dev.instrument.microphone.room.fixed_tail is True
-    with open_port("sim://", spec, truth_seed=1) as dev:
+    with open_port("sim://?tail=take", spec, truth_seed=1) as dev:
         assert dev.instrument.microphone.room.fixed_tail is False
+    with open_port("sim://", spec, truth_seed=1) as dev:
+        assert dev.instrument.microphone.room.fixed_tail is True
     with pytest.raises(TransportError, match=r"tail='hall' \(allowed: take, room\)"):
         open_port("sim://?tail=hall", spec, truth_seed=1)

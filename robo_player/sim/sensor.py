@@ -47,6 +47,11 @@ SENSOR_OPTIONS = (
     "offset_s", "drift_ppm", "rt60_s", "gain_db", "heard_delay_ms", "voice", "tail",
 )
 TAILS = ("take", "room")
+# the reverb's tail once for the room (session 24): a real room's response from the piano
+# to a fixed microphone is the same on every take; ``tail=take`` draws one per take, as
+# the simulator did before, which averaged each key's room colour over a calibration's
+# takes and flattered its velocity figures (docs/calibration.md, "Session 24, velocity")
+DEFAULT_TAIL = "room"
 
 
 class Microphone:
@@ -150,9 +155,10 @@ def microphone_from_options(url: str, opts: dict[str, object]) -> Microphone:
     microphone's gain, -60..0 dB: unknown to the host side, the calibrator fits the
     take's level, docs/hearing.md), ``offset_s`` and ``drift_ppm`` (default: drawn
     from the seed, unknown to the host side), ``voice`` (``plain`` | ``rich``, default
-    ``rich``: the piano's voice the room records, sim/audio.py), ``tail`` (``take`` |
-    ``room``, default ``take``: the reverb's tail drawn anew for every take, or once for
-    the room as a real room's is: sim/room.py ``Room.fixed_tail``)."""
+    ``rich``: the piano's voice the room records, sim/audio.py), ``tail`` (``room`` |
+    ``take``, default ``room``: the reverb's tail drawn once for the room, as a real
+    room's is the same on every take, or anew for every take: sim/room.py
+    ``Room.fixed_tail``)."""
     seed_raw = opts.pop("sensor_seed", 0)
     try:
         seed = int(seed_raw)  # type: ignore[call-overload]
@@ -176,7 +182,7 @@ def microphone_from_options(url: str, opts: dict[str, object]) -> Microphone:
     sr = _num(url, "sample_rate", audio_opts.get("sample_rate", 48000), 1, 1e6)
     if int(sr) not in SAMPLE_RATES:
         raise TransportError(f"{url}: option sample_rate={sr:g} (allowed: 44100, 48000)")
-    tail = str(audio_opts.get("tail", "take"))
+    tail = str(audio_opts.get("tail", DEFAULT_TAIL))
     if tail not in TAILS:
         raise TransportError(f"{url}: option tail={tail!r} (allowed: {', '.join(TAILS)})")
     room = Room(
