@@ -38,7 +38,7 @@ import math
 import pickle
 import sys
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -235,6 +235,19 @@ def plan_pass(det: Detector, intended: Sequence[tuple[float, int]], extra: Seque
     return det.detect_intended(bass, dt.BEFORE_S, dt.AFTER_S, [], context=rest)
 
 
+def _step_rows(take: dt.Take, rows: list[dict[str, object]], fakes: set[Key], name: str,
+               dump: list[dict[str, object]], tally: Counter[str], show: Callable[[dict[str, object]], bool]) -> None:
+    """One pass's step-rule calls of ``take``: each kept in ``dump``, printed where ``show``
+    says, its yes counted in ``tally`` by what it let in."""
+    for row in list(rows):
+        line = _step_row(take, row, fakes, name)
+        dump.append({"take": take.name, "pass": name, **row})
+        if show(row):
+            print(line, flush=True)
+        if row["yes"]:
+            tally[f"{name} pass yes {row['kind']} {row['label']}"] += 1
+
+
 def steps_main(args: argparse.Namespace) -> None:
     """``--steps``: the bass step rules' calls per take, both passes, and what their yes let in."""
     log = StepLog()
@@ -251,13 +264,7 @@ def steps_main(args: argparse.Namespace) -> None:
             res = dt.score(take, dt.intended_onsets(det, take))
             print(f"{take.name}: F1 {res.f1:.3f} off {len(res.timed_off)} unheard {len(res.unheard)} false {res.false}",
                   flush=True)
-        for row in list(log.rows):
-            line = _step_row(take, row, set(), "plan")
-            dump.append({"take": take.name, "pass": "plan", **row})
-            if row["yes"] or args.all:
-                print(line, flush=True)
-            if row["yes"]:
-                tally[f"plan pass yes {row['kind']} {row['label']}"] += 1
+        _step_rows(take, log.rows, set(), "plan", dump, tally, lambda row: bool(row["yes"] or args.all))
         log.rows.clear()
         if args.bass_only:
             fakes = dt.fake_neighbours(take.intended, take.struck, dt.OFFSET_S, args.seed)
@@ -267,13 +274,8 @@ def steps_main(args: argparse.Namespace) -> None:
             fakes, heard_f, _ = dt.fakes_heard(det, take, args.seed)
         fk = {(round(t, 4), q) for t, q, _ in fakes}
         print(f"  fakes heard {sum(heard_f)}/{len(heard_f)}", flush=True)
-        for row in list(log.rows):
-            line = _step_row(take, row, fk, "fakes")
-            dump.append({"take": take.name, "pass": "fakes", **row})
-            if (row["yes"] and row["label"] == "FAKE") or (args.all and row["label"] == "FAKE"):
-                print(line, flush=True)
-            if row["yes"]:
-                tally[f"fakes pass yes {row['kind']} {row['label']}"] += 1
+        _step_rows(take, log.rows, fk, "fakes", dump, tally,
+                   lambda row: row["label"] == "FAKE" and bool(row["yes"] or args.all))
         if args.dump:
             with args.dump.open("wb") as f:
                 pickle.dump(dump, f)
