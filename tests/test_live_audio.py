@@ -405,15 +405,19 @@ def test_cli_closed_loop_hears_through_a_microphone(spec, tmp_path, monkeypatch,
 
 @pytest.fixture(scope="module")
 def recorded(spec):  # noqa: ANN001, ANN201
-    """A stream's calls on its ear (sim://, 8 s of single notes, open loop) and what it heard."""
+    """A stream's calls on its ear (sim://, 8 s of single notes, open loop), what it heard,
+    and the notes that sounded (the room's exact onsets, MCU µs, key)."""
     plan, rep = _sparse_plan(spec, 8.0)
     pitch = {k.channel: k.pitch for k in spec.keys}
     level = {k.channel: k.pwm_max for k in spec.keys}
     with open_port("sim://?offset_s=0.2&drift_ppm=40", spec, truth_seed=2) as dev:
         rec = RecordingEar(dev, spec)
-        play_closed_loop(dev, plan, rep.outcomes, lambda a: pitch.get(a, -1), lambda a: level.get(a, 0),
-                         LoopSettings(rate=0.0), ear=rec)  # fmt: skip
-    return rec.calls, rec.ear.notes, dev.audio_rate
+        res = play_closed_loop(dev, plan, rep.outcomes, lambda a: pitch.get(a, -1), lambda a: level.get(a, 0),
+                               LoopSettings(rate=0.0), ear=rec)  # fmt: skip
+    perf = res.performance
+    assert perf is not None
+    shift = perf.extra.get("stream_shift_us", 0)
+    return rec.calls, rec.ear.notes, dev.audio_rate, sorted((h.t_us + shift, h.pitch) for h in perf.heard)
 
 
 def _replay(calls, spec, rate: int, threaded: bool, **kw):  # noqa: ANN001, ANN003, ANN202
@@ -461,7 +465,7 @@ def test_ear_thread_hears_what_the_loops_thread_hears(spec, recorded, monkeypatc
     held until every step has been handed in: no step waits for it (each gives what was
     heard so far: nothing yet), and once let go it hears exactly the notes the ear in the
     loop's thread heard (the same calls, in the same order)."""
-    calls, notes, rate = recorded
+    calls, notes, rate, _ = recorded
     assert len(notes) >= 25
     # held on purpose, it does not hurry here (the next test: it does where it may)
     monkeypatch.setattr(live_audio, "HURRY_S", float("inf"))
@@ -488,10 +492,14 @@ def test_ear_thread_hears_what_the_loops_thread_hears(spec, recorded, monkeypatc
 def test_the_ears_windows_hear_what_the_whole_take_hears(spec, recorded) -> None:  # noqa: ANN001
     """The ear decides each batch on a window of recent audio; the plan's notes outside
     the window's span (struck before it and still ringing, or after it) are the
-    detector's context: so every note is heard where the detector on the whole take, with
-    every planned note, hears it (within 0.5 ms; without the context the step fit of an
-    F3 struck while the F#3 before the window rang moved it 20 ms early)."""
-    calls, notes, rate = recorded
+    detector's context: so every note the detector on the whole take, with every planned
+    note, hears on time (within 20 ms of the room's onset) the ear hears there too (within
+    0.5 ms; without the context the step fit of an F3 struck while the F#3 before the
+    window rang moved it 20 ms early). Where the whole take errs, the ear may differ: in
+    this take (the room's tail the same on every take, session 24) the whole take put the
+    last G3 108 ms early at velocity 0 and the ear on time; at most one such note, and
+    there the ear is on time."""
+    calls, notes, rate, exact = recorded
     _, ear = _replay(calls, spec, rate, threaded=False)
     clock = ear.ear.clock
     y = np.concatenate([b for kind, got in calls if kind == "blocks" for b, _ in got])
@@ -502,7 +510,14 @@ def test_the_ears_windows_hear_what_the_whole_take_hears(spec, recorded) -> None
     live = sorted((n.t_us, n.pitch) for n in notes)
     assert len(live) == len(whole) >= 25
     assert [p for _, p in live] == [p for _, p in whole]
-    assert max(abs(a - b) for (a, _), (b, _) in zip(live, whole, strict=True)) < 500
+
+    def on_time(t: float, p: int) -> bool:
+        return any(q == p and abs(u - t) <= 20_000 for u, q in exact)
+
+    pairs = list(zip(live, whole, strict=True))
+    assert max(abs(a - b) for (a, _), (b, p) in pairs if on_time(b, p)) < 500
+    erred = [(a, p) for (a, _), (b, p) in pairs if not on_time(b, p)]
+    assert len(erred) <= 1 and all(on_time(a, p) for a, p in erred)
 
 
 def test_an_ear_thread_held_behind_hurries(spec, recorded, monkeypatch) -> None:  # noqa: ANN001
@@ -510,7 +525,7 @@ def test_an_ear_thread_held_behind_hurries(spec, recorded, monkeypatch) -> None:
     waited longer than HURRY_S, so each is decided by a quick detector (no step fits; the
     final step's may have waited less), and every note is still heard; the ear in the
     loop's thread (virtual time: the loop waits for it) never hurries."""
-    calls, notes, rate = recorded
+    calls, notes, rate, _ = recorded
     _, ear0 = _replay(calls, spec, rate, threaded=False)
     assert ear0.stats()["hurried"] == 0 and ear0.stats()["windows"] > 5
     gate, reached = threading.Event(), threading.Event()
@@ -533,7 +548,7 @@ def test_ear_thread_drops_audio_past_its_bound(spec, recorded, monkeypatch) -> N
     """An ear held longer than its bound (2 s of audio waiting): the audio past it is
     dropped (silence in its place, counted), the steps still never wait, and the notes in
     the dropped audio go unheard rather than the queue growing."""
-    calls, notes, rate = recorded
+    calls, notes, rate, _ = recorded
     gate = threading.Event()
     _slow(monkeypatch, gate)
     ear = _threaded_replay(calls, spec, rate, 2.0, nothing_yet=False)
@@ -620,7 +635,7 @@ def test_an_onset_whose_loudness_is_unread_is_still_heard(spec, recorded, monkey
     struck again while it rings louder) is reported with velocity 0, not dropped as
     unheard: its onset counts in the report, its loudness does not, and the loop corrects
     nothing from it. Here the detector is made to read no loudness for one key."""
-    calls, notes, rate = recorded
+    calls, notes, rate, _ = recorded
     key = notes[0].pitch
     n_key = sum(n.pitch == key for n in notes)
     decide = Detector.detect_intended
