@@ -62,33 +62,17 @@ def _without_context() -> Callable[[], None]:
 
 def _score(heard: list[tuple[float, int]], exact: list[tuple[float, int]]) -> tuple[int, int, int, float, float]:
     """(within 20 ms, off, unheard, median |err| ms, p99 |err| ms) of ``heard`` (MCU µs,
-    key) against ``exact``: each exact note takes the nearest heard onset of its key."""
-    by: dict[int, list[float]] = {}
-    for t, p in heard:
-        by.setdefault(p, []).append(t)
-    within, off, unheard, errs = 0, 0, 0, []
-    for t, p in exact:
-        cands = by.get(p, [])
-        if not cands:
-            unheard += 1
-            continue
-        j = int(np.argmin([abs(u - t) for u in cands]))
-        e = abs(cands[j] - t)
-        if e <= WITHIN_US:
-            within += 1
-            errs.append(e / 1e3)
-            cands.pop(j)
-        elif e <= NEAR_US:
-            off += 1
-            cands.pop(j)
-        else:
-            unheard += 1
-    a = np.asarray(errs) if errs else np.zeros(1)
-    return within, off, unheard, float(np.median(a)), float(np.percentile(a, 99))
+    key) against ``exact``, matched as :func:`_errors` matches them."""
+    errs = _errors(heard, exact)
+    near = [abs(e) for e in errs if e is not None and abs(e) <= WITHIN_US / 1e3]
+    off = sum(e is not None and abs(e) > WITHIN_US / 1e3 for e in errs)
+    a = np.asarray(near) if near else np.zeros(1)
+    return len(near), off, sum(e is None for e in errs), float(np.median(a)), float(np.percentile(a, 99))
 
 
 def _errors(heard: list[tuple[float, int]], exact: list[tuple[float, int]]) -> list[float | None]:
-    """Each exact note's error (ms, heard - exact) as :func:`_score` matches it; None: unheard."""
+    """Each exact note's error (ms, heard - exact): the nearest heard onset of its key
+    within 80 ms, each used once; None: unheard."""
     by: dict[int, list[float]] = {}
     for t, p in heard:
         by.setdefault(p, []).append(t)
