@@ -424,6 +424,14 @@ JOINT_MAX_KEYS = 6
 # the magnitude model (joint.residuals) as in session 17
 JOINT_LONE = True
 JOINT_COMPLEX = True
+# a second opinion is a strike: where its onset reads no attack (velocity 0, the attack's
+# power no more than the ringing before it) and the search's onset read one, the search's
+# is kept (session 25: test_live_audio's sparse take in the fixed room, a lone G3 planned
+# 0.5 s after a G4 still ringing on its 2nd partial; the search on time with a 25 dB
+# rise, its candidates' frames 13 ms apart (in doubt); the complex model's best step 7 ms
+# inside the window's start, its residual 0.38 -> 0.15 (the ringing's misfit taken up),
+# 108 ms early at velocity 0; docs/hearing.md, "Session 25, lead")
+JOINT_HEARD = True
 JOINT_BAND_STEP_S = 0.001
 JOINT_BAND_MIN_GAIN = 0.05
 JOINT_BAND_MAX_RESIDUAL = 0.5
@@ -1596,8 +1604,16 @@ class Detector:
         self.joint_log.append((p, o.t_s, cand, res, ok))
         if not ok:
             return o
-        r = self._refine(p, cand[best], o.rise_db)
-        return r if abs(r.t_s - cand[best]) <= JOINT_KEEP_S else replace(r, t_s=cand[best])
+        return self._joint_moved(o, cand[best])
+
+    def _joint_moved(self, o: Onset, t_best: float) -> Onset:
+        """The joint timing's onset at ``t_best`` in place of the search's ``o``: refined by
+        the energy fit where that stays within JOINT_KEEP_S of it; ``o`` as it was where the
+        move reads no attack there (JOINT_HEARD) and ``o`` read one."""
+        r = self._refine(o.pitch, t_best, o.rise_db)
+        if JOINT_HEARD and r.velocity <= 0.0 < o.velocity:
+            return o
+        return r if abs(r.t_s - t_best) <= JOINT_KEEP_S else replace(r, t_s=t_best)
 
     def _joint_complex(self, k: int, o: Onset, intended: Sequence[tuple[float, int]],
                        found: dict[int, Onset | None], before_s: float, after_s: float) -> Onset:
@@ -1630,8 +1646,7 @@ class Detector:
         self.joint_log.append((p, o.t_s, cand, res, ok))
         if not ok:
             return o
-        r = self._refine(p, cand[best], o.rise_db)
-        return r if abs(r.t_s - cand[best]) <= JOINT_KEEP_S else replace(r, t_s=cand[best])
+        return self._joint_moved(o, cand[best])
 
     def _complex_rescue(self, k: int, intended: Sequence[tuple[float, int]], found: dict[int, Onset | None],
                         before_s: float, after_s: float) -> Onset | None:
