@@ -208,3 +208,22 @@ def test_the_informed_stages_onset_needs_no_salience_rise_at_a_sure_enough_best_
         monkeypatch.setattr(dm, "UPPER_RETIME_INFORMED_BEST", 1.01)
         got = _heard_ms(monkeypatch, 5.0, informed=True)
         assert len(got) == 1 and got[0] < -25.0, got
+
+
+def test_the_rescue_weighs_the_ears_context_as_the_notes_looked_for(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The live ear looks for a window's notes and hands the plan's strikes around it as
+    ``context``: the rules that index the notes looked for (the complex rescue and its
+    re-strike test, the joint second opinion) get them too, as the whole take's detector
+    gets every planned note (session 25: a key struck just before the ear's window and
+    struck again in it was no re-strike there)."""
+    sr = 48000
+    y = np.random.default_rng(3).normal(0.0, 1e-5, sr)  # nothing struck: the search finds none
+    seen: list[list[tuple[float, int]]] = []
+
+    def rescue(self: Detector, k: int, planned: list[tuple[float, int]], *a: object) -> None:
+        seen.append(list(planned))
+
+    monkeypatch.setattr(Detector, "_complex_rescue", rescue)
+    monkeypatch.setattr(Detector, "informed", lambda *a, **kw: None)
+    Detector(y, sr).detect_intended([(0.6, 72)], 0.08, 0.08, blind=[], context=[(0.35, 72), (0.9, 76)])
+    assert seen == [[(0.6, 72), (0.35, 72), (0.9, 76)]]

@@ -1449,6 +1449,9 @@ class Detector:
         order = sorted(range(len(intended)), key=lambda k: intended[k][0])
         # every strike the plan says may sound, in time (the intended notes in ``order``)
         plan = sorted([*(intended[k] for k in order), *context], key=lambda x: x[0])
+        # the same for the rules that index the notes looked for (their neighbours, the
+        # ear's context among them: a key struck before the ear's window is struck again)
+        planned = [*intended, *context]
         times = [t for t, _ in plan]
         near_s = before_s + after_s + OTHERS_S
 
@@ -1485,7 +1488,7 @@ class Detector:
             t, p = intended[k]
             o = found[k]
             if o is not None and JOINT:
-                o = self._joint_second_opinion(k, o, intended, found, alts[k], before_s, after_s)
+                o = self._joint_second_opinion(k, o, planned, found, alts[k], before_s, after_s)
             rescued = False
             searched = o is not None  # (the informed stage's onsets: the upper retime checks each)
             by_informed = False  # (the informed stage gave it: the upper retime's UPPER_RETIME_INFORMED_BEST)
@@ -1498,7 +1501,7 @@ class Detector:
                     o = self._bass_rescue(p, t - before_s, t + after_s, sounding(t), near_own(t, p), struck, t)
                     rescued = o is not None and BASS_RETIME_RESCUED
                 elif o is None and COMPLEX_RESCUE:
-                    o = self._complex_rescue(k, intended, found, before_s, after_s)
+                    o = self._complex_rescue(k, planned, found, before_s, after_s)
             elif o is not None and informed and self._vetoed(p, t - before_s, t + after_s, sounding(t), o, struck, t):
                 o = None
             if (o is not None and informed and p < BASS_MAX_PITCH and BASS_RETIME
@@ -1568,7 +1571,7 @@ class Detector:
             times += [tc for tc in (t_mid, t_frame)
                       if abs(tc - o.t_s) > JOINT_AGREE_S and t - before_s <= tc <= t + after_s]
         for j in near if close else []:
-            f = found[j]
+            f = found.get(j)
             if f is None or abs(f.t_s - o.t_s) > JOINT_COINCIDE_S or abs(intended[j][0] - t) < JOINT_ROLL_S:
                 continue
             side = 1.0 if intended[j][0] < t else -1.0  # ours lies after the earlier-planned key's strike
@@ -1579,7 +1582,7 @@ class Detector:
             return self._joint_complex(k, o, intended, found, before_s, after_s)
         near = sorted(near, key=lambda j: abs(intended[j][0] - t))[: JOINT_MAX_KEYS - 1]  # the cost: (keys x 8 x 2)² normal equations
         keys = [k, *near]
-        starts = [o.t_s, *((found[j].t_s if found[j] is not None else intended[j][0]) for j in near)]  # type: ignore[union-attr]
+        starts = [o.t_s, *((f.t_s if (f := found.get(j)) is not None else intended[j][0]) for j in near)]
         hop_s = self.long_hop / self.sr
         freqs = [joint.partial_freqs(self.frames, self.sr / self.long_n, intended[j][1], s, hop_s)
                  for j, s in zip(keys, starts, strict=True)]
