@@ -22,7 +22,14 @@ from robo_player.cli import main
 from robo_player.driver import open_port
 from robo_player.errors import CalibrationError, TransportError
 from robo_player.performance import HeardNote
-from robo_player.sim.room import POSITION_GAIN_DB, Room, RoomTake, position_gain_change_db, reverb_tail, room_tail
+from robo_player.sim.room import (
+    POSITION_GAIN_DB,
+    Room,
+    RoomTake,
+    position_gain_change_db,
+    reverb_tail,
+    room_tail,
+)
 from robo_player.spec import load_spec
 
 
@@ -149,23 +156,32 @@ def _calibrate(spec: Any, refit: bool, monkeypatch: Any) -> tuple[np.ndarray, An
         dev.close()
 
 
+def _within_bound(e: np.ndarray) -> bool:
+    """Each key's curve against the truth, the common level out: the mean error under
+    0.9 % and the curves' shape (each key's own mean out, rms) under 1.4 %."""
+    common = float(np.median(e))
+    shape = float(np.sqrt(np.mean((e - e.mean(axis=1, keepdims=True)) ** 2)))
+    return float(np.mean(np.abs(e - common))) < 0.009 and shape < 0.014
+
+
 def test_each_place_s_level_is_fitted_against_the_curves(spec, monkeypatch) -> None:  # noqa: ANN001
     """Two places, the second 2.80 dB quieter, no reverb: with each place's level fitted
     (its first take against the curves, then all its strikes against the final curves)
-    every key's curve comes out within 2 % of the truth (less the common level); without
-    the fit the second place's strikes read ~2.8 dB soft and the curves bend."""
+    the curves come out within the bound; without the fit the second place's strikes
+    (rounds 2 and 3) read ~2.8 dB soft and the curves bend. Measured (truth seed 2, 5
+    keys): the level fitted -2.76 dB; mean error 0.52 % / shape 0.93 % (without the fit
+    1.33 % / 1.93 %, every key's curve too flat)."""
     assert position_gain_change_db(0, 1) == pytest.approx(-2.80, abs=0.01)
     e, rep, moves = _calibrate(spec, True, monkeypatch)
-    # one move, before the sixth take (the play after the listening check and 5 takes)
-    assert moves == [(1, 2, 6)] and rep.mic_positions == 2
+    # one move, before the seventh of the 11 takes (after the listening check's play and 6 takes)
+    assert moves == [(1, 2, 7)] and rep.mic_positions == 2
     assert len(rep.position_levels_db) == 2
-    assert rep.position_levels_db[1] - rep.position_levels_db[0] == pytest.approx(-2.80, abs=0.25)
-    common = float(np.median(e))
-    assert float(np.mean(np.abs(e - common))) < 0.02, np.round(e - common, 3)
+    assert rep.position_levels_db[1] - rep.position_levels_db[0] == pytest.approx(-2.80, abs=0.2)
+    assert _within_bound(e), np.round(e - np.median(e), 3)
     monkeypatch.undo()
-    e_off, _, _ = _calibrate(spec, False, monkeypatch)
-    common = float(np.median(e_off))
-    assert float(np.mean(np.abs(e_off - common))) > 0.03, np.round(e_off - common, 3)
+    e_off, rep_off, _ = _calibrate(spec, False, monkeypatch)
+    assert rep_off.position_levels_db[1] == rep_off.position_levels_db[0]  # not fitted: the first place's
+    assert not _within_bound(e_off), np.round(e_off - np.median(e_off), 3)
 
 
 def test_too_many_places_or_a_device_that_cannot_move_is_refused(spec) -> None:  # noqa: ANN001
