@@ -469,7 +469,10 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         raise UsageError("calibrate: --out CAL.yaml is needed (the calibration file to write)")
     spec = _load_spec(args)
     _require_device(spec, args.port, calibrate=True)
+    positions = calibrate_cli.read_mic_positions(args)
     if spec.family != "piano":
+        if positions > 1:
+            raise UsageError(f"--mic-positions: {positions}: the piano's calibration only (this is {spec.name})")
         from .calibrator.guitar import calibrate_command
 
         return calibrate_command(args, spec, lambda: _open_device(args.port, spec, args), print,
@@ -482,7 +485,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         prog = Progress("calibrating", enabled=not args.quiet)
         with _open_device(args.port, spec, args) as device:
             cal, rep = calibrate_session(device, spec, max_strikes_per_key=args.max_strikes, progress=prog,
-                                         mic=args.mic_gain)  # fmt: skip
+                                         mic=args.mic_gain, mic_positions=positions)  # fmt: skip
         prog.done()
         cal.simulated = simulated_instrument(args, args.port)
         cal.save(out)
@@ -493,6 +496,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         )
         if rep.audio_level is not None:
             print(rep.audio_level.line("the detector's reference microphone", "keys at full drive against the spec's nominal"))
+            calibrate_cli.print_positions(rep)
         elif args.mic_gain is not None:
             print("note: --mic-gain-db is for a calibration through audio; this device hands back heard notes")
         print(f"wrote {args.out}")

@@ -1,15 +1,16 @@
 """The listening options of ``robo-player calibrate``: ``--mic``,
 ``--record-with-any-recorder``, ``--from-recording``, ``--played``, ``--mic-gain-db``
-(docs/hearing.md)."""
+(docs/hearing.md), ``--mic-positions`` (docs/calibration.md, "Session 25, positions")."""
 
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ..errors import UsageError
+from ..errors import CalibrationError, UsageError
 from ..hearing.cli import add_mic_gain_arg, read_mic_gain
 from ..hearing.recording import MicRecorder, read_wav
 from ..performance import Performance
@@ -24,6 +25,32 @@ def add_calibrate_args(sp: argparse.ArgumentParser) -> None:
     g.add_argument("--from-recording", metavar="TAKE.wav", help="learn from a recording of that take")
     g.add_argument("--played", metavar="PLAYED.json", help="what the recorded take played")
     add_mic_gain_arg(g)
+    g.add_argument("--mic-positions", metavar="N", default="1",
+                   help="piano, through a microphone: hear the calibration's takes from N places in the room "
+                        f"(1..{MAX_MIC_POSITIONS}, default 1), moving the microphone between them when asked "
+                        "(the simulator moves its own): a room's colour of each key averages over the places; "
+                        "--mic-gain-db is the gain at the first place (docs/calibration.md)")  # fmt: skip
+
+
+# the most places --mic-positions takes: the piano's session through a microphone with a
+# sync click plays 11 takes, and the first move comes after its first round's 3
+# (calibrator/positions.py max_positions; a test holds them together)
+MAX_MIC_POSITIONS = 5
+MOVE_PROMPT = ("move the microphone to position {k} of {n}, about a metre from the last, facing the strings "
+               "at a similar distance; press Enter")  # fmt: skip
+
+
+def read_mic_positions(args: argparse.Namespace) -> int:
+    """``args.mic_positions`` as an int in 1..MAX_MIC_POSITIONS (a clear error otherwise)."""
+    raw = getattr(args, "mic_positions", 1)
+    try:
+        n = int(str(raw).strip())
+    except ValueError as err:
+        raise UsageError(f"--mic-positions: {raw!r} is not a whole number (allowed: 1..{MAX_MIC_POSITIONS})") from err
+    if not 1 <= n <= MAX_MIC_POSITIONS:
+        raise UsageError(f"--mic-positions: {n} is out of range (allowed: 1..{MAX_MIC_POSITIONS})")
+    args.mic_positions = n
+    return n
 
 
 class ListeningDevice:
@@ -42,6 +69,14 @@ class ListeningDevice:
         perf.audio = rec
         return perf
 
+    def move_microphone(self, position: int, positions: int) -> None:
+        """Ask for the microphone to be moved to place ``position`` (0-based) of
+        ``positions`` and wait for Enter on the terminal."""
+        print(MOVE_PROMPT.format(k=position + 1, n=positions), flush=True)
+        if not sys.stdin.readline():
+            raise CalibrationError(f"calibrate: the microphone was to move to position {position + 1} of "
+                                   f"{positions}, and the terminal's input ended (no Enter)")  # fmt: skip
+
     def __getattr__(self, name: str) -> Any:
         return getattr(self._device, name)
 
@@ -55,6 +90,10 @@ def calibrate(args: argparse.Namespace, helpers: dict[str, Callable[..., Any]]) 
     from .session import calibrate_session
 
     read_mic_gain(args)
+    positions = read_mic_positions(args)
+    if positions > 1 and (args.record_with_any_recorder or args.from_recording):
+        raise UsageError("--mic-positions: the recorded take (--record-with-any-recorder, --from-recording) is heard "
+                         "from one place only (one recording); move the microphone with --mic, or give 1")  # fmt: skip
     if not (args.mic or args.record_with_any_recorder or args.from_recording):
         if args.played:
             raise UsageError("--played goes with --record-with-any-recorder or --from-recording")
@@ -63,6 +102,8 @@ def calibrate(args: argparse.Namespace, helpers: dict[str, Callable[..., Any]]) 
         raise UsageError("give one of --mic, --record-with-any-recorder, --from-recording")
     spec = helpers["load_spec"](args)
     if spec.family != "piano":  # the guitar's and the bass's pickers
+        if positions > 1:
+            raise UsageError(f"--mic-positions: {positions}: the piano's calibration only (this is {spec.name})")
         return _calibrate_guitar(args, spec, helpers)
     if args.record_with_any_recorder:
         return _record_take(args, spec, helpers, fixed_take, "strikes")
@@ -74,17 +115,26 @@ def calibrate(args: argparse.Namespace, helpers: dict[str, Callable[..., Any]]) 
         mic = MicRecorder(args.mic)
         with helpers["open_device"](args.port, spec, args) as device:
             cal, report = calibrate_session(ListeningDevice(device, mic), spec, max_strikes_per_key=args.max_strikes,
-                                            mic=args.mic_gain)  # fmt: skip
+                                            mic=args.mic_gain, mic_positions=positions)  # fmt: skip
     cal.save(args.out)
     if not args.quiet:
         print(f"calibrated {len(cal.keys)} keys of {spec.name} by listening "
               f"({report.strikes_per_key:.1f} strikes per key); wrote {args.out}")
         if report.audio_level is not None:
             print(report.audio_level.line("the detector's reference microphone", "keys at full drive against the spec's nominal"))
+            print_positions(report)
         if report.clock_by == "curves":
             print(f"note: {spec.name} has no sync_click, so the absolute onsets are uncertain by "
                   "the sync key's full-drive latency (guessed from the curves); docs/hearing.md")
     return 0
+
+
+def print_positions(report: Any) -> None:
+    """The microphone's places and each one's level (a calibration heard from more than one)."""
+    if report.mic_positions > 1:
+        levels = ", ".join(f"{x:+.2f}" for x in report.position_levels_db)
+        print(f"heard from {report.mic_positions} microphone positions; their levels as fitted: {levels} dB "
+              "(the first by the anchor, each other against the curves)")  # fmt: skip
 
 
 def _record_take(args: argparse.Namespace, spec: Any, helpers: dict[str, Callable[..., Any]],

@@ -36,6 +36,13 @@ from .listening import (
     partials_loudness,
 )
 from .pedal import pedal_commands, pedal_latency
+from .positions import (
+    max_positions,
+    planned_takes,
+    position_of_take,
+    refine_position_levels,
+    refit_position_level,
+)
 from .scheduler import SETTLE_US, STAGGER_US, CoilHeat, StrikeRequest, build_round
 from .strikes import (
     LAT_NOISE_AUDIO_US,
@@ -88,6 +95,11 @@ class CalibrationReport:
     audio_level_keys: int = 0
     audio_level: TakeLevel | None = None
     audio_sample_rate: int | None = None  # the takes' sample rate (the level law's band)
+    # audio: the microphone's places (calibrate --mic-positions, calibrator/positions.py)
+    # and each place's level as fitted (dB against the detector's reference microphone:
+    # the first place's by the anchor, set_level; each other's against the curves)
+    mic_positions: int = 1
+    position_levels_db: list[float] = field(default_factory=list)
 
     @property
     def strikes_per_key(self) -> float:
@@ -103,13 +115,19 @@ def calibrate_session(
     seed: int = 0,
     pitches: Iterable[int] | None = None,
     mic: MicGain | None = None,
+    mic_positions: int = 1,
 ) -> tuple[Calibration, CalibrationReport]:
     """Calibrate ``pitches`` (default: every key) of ``spec`` on ``device``.
 
     Keys not in ``pitches`` keep the spec's nominal curves (``strikes == 0``). ``mic``:
     the microphone chain's gain, measured (through audio only: the take's level then
-    weighs it with the full-drive anchor, :func:`set_level`).
+    weighs it with the full-drive anchor, :func:`set_level`; at the microphone's first
+    place). ``mic_positions``: through audio, the takes are heard from this many places,
+    the device asked to move the microphone between them (``device.move_microphone(k,
+    n)``; calibrator/positions.py).
     """
+    if mic_positions < 1:
+        raise CalibrationError(f"calibrate: mic_positions: {mic_positions} (allowed: >= 1)")
     if max_strikes_per_key < 3:
         raise CalibrationError(
             f"calibrate: max_strikes_per_key: {max_strikes_per_key} is too few (allowed: >= 3)"
@@ -125,10 +143,22 @@ def calibrate_session(
             )
         todo = wanted
     rng = np.random.default_rng(seed)
+    th_nom = spec.nominal.threshold
+    first = [th_nom + u * (1.0 - th_nom) for u in FIRST_ROUND_U]
     lat_top = float(min(spec.timing.pipeline_delay_us, 0.8 * SILENT_LATENCY_US))
     report = CalibrationReport(keys=len(todo))
     strikes: dict[int, list[StrikeResult]] = {p: [] for p in todo}
     fits: dict[int, KeyFit | None] = dict.fromkeys(todo)
+
+    def fit_keys(keys: Iterable[int]) -> None:
+        for p in keys:
+            # through audio loudness and onsets are noisier; the first method (no click)
+            # kept the note-level figures, and its c comes from these fits: as measured
+            if report.clock_by == "click":
+                fits[p] = fit_key(strikes[p], *NOISE_AUDIO, vel_rel_noise=VEL_REL_NOISE_AUDIO)
+            else:
+                fits[p] = fit_key(strikes[p], *NOISE_NOTES)
+
     coils: dict[int, CoilHeat] = {}
     done: set[int] = set()
     pedal_lat: int | None = None
@@ -143,10 +173,26 @@ def calibrate_session(
     audio = check.audio is not None
     rounds = round_targets(audio)
     report.play_calls += 1
+    per_pass = audio and spec.sync_click is not None
+    planned = planned_takes(len(first), rounds, per_pass)
+    positions = mic_positions if audio else 1
+    if mic_positions > 1 and not audio:
+        log.warning("calibrate: %d microphone positions asked for, but the device hands back heard notes "
+                    "(no microphone): one", mic_positions)  # fmt: skip
+    most = max_positions(planned, len(first) if per_pass else 1)
+    if positions > most:
+        raise CalibrationError(
+            f"calibrate: mic_positions: {positions} is too many for {planned} takes (allowed: 1..{most}: "
+            "the first move comes after the first round, whose curves the next place's level is fitted against)"
+        )
+    move = getattr(device, "move_microphone", None)
+    if positions > 1 and move is None:
+        raise CalibrationError(f"calibrate: mic_positions: {positions}, but this device cannot move its microphone")
+    report.mic_positions = positions
+    take_no, place = 0, 0  # the session's takes so far, and the microphone's place now
+    by_place: list[list[StrikeResult]] = [[] for _ in range(positions)]  # each place's strikes
     round_no = 0
     offset_us = 0.0  # audio: the constant c added to every heard latency so far
-    th_nom = spec.nominal.threshold
-    first = [th_nom + u * (1.0 - th_nom) for u in FIRST_ROUND_U]
     first_gap = round(PROBE_GAP_FRACTION * spec.timing.key_return_us / STAGGER_US) * STAGGER_US
     while len(done) < len(todo):
         requests: dict[int, list[StrikeRequest]] = {}
@@ -182,9 +228,20 @@ def calibrate_session(
             # round 0 toggles the pedal in its last take (after its last pattern)
             pedal = round_no == 0 and ti == len(takes) - 1 and spec.pedal is not None
             where = f"calibration round {round_no}" + (f" take {ti}" if len(takes) > 1 else "")
+            at = position_of_take(take_no, positions, planned)
+            take_no += 1
+            if positions > 1:
+                where += f" (microphone position {at + 1} of {positions})"
+            moved = at != place
+            if moved:
+                assert move is not None
+                log.info("calibration: the microphone to position %d of %d", at + 1, positions)
+                move(at, positions)
+                place = at
             heard, lat = play_take(device, spec, take, [p for p in order if p in take], coils, audio, pedal,
-                                   offset_us, report, where, mic, reads)
+                                   offset_us, report, where, mic, reads, place, fits if moved else None)
             pending += heard
+            by_place[place] += heard
             pedal_lat = lat if lat is not None else pedal_lat
         for s in pending:
             strikes[s.pitch].append(s)
@@ -204,13 +261,7 @@ def calibrate_session(
                 offset_us = found
                 report.sync_offset_us = found
                 refit = [p for p in todo if strikes[p]]
-        for p in refit:
-            # through audio loudness and onsets are noisier; the first method (no click)
-            # kept the note-level figures, and its c comes from these fits: as measured
-            if report.clock_by == "click":
-                fits[p] = fit_key(strikes[p], *NOISE_AUDIO, vel_rel_noise=VEL_REL_NOISE_AUDIO)
-            else:
-                fits[p] = fit_key(strikes[p], *NOISE_NOTES)
+        fit_keys(refit)
         round_no += 1
         if progress is not None:
             finished = sum(1 for p in todo if p in done)
@@ -223,6 +274,12 @@ def calibrate_session(
             "sync key's full-drive latency, guessed from the curves as %.1f ms (a piezo on a spare "
             "output fixes it: docs/hearing.md)", spec.name, offset_us / 1000,
         )
+    if positions > 1 and report.audio_sample_rate and len(report.position_levels_db) > 1:
+        # each place's level against the final curves, every strike of the place (its first
+        # take's fit had the first round's curves only), and the curves fitted again
+        report.position_levels_db = refine_position_levels(
+            by_place[: len(report.position_levels_db)], fits, fit_keys, report.position_levels_db,
+            report.audio_sample_rate)  # fmt: skip
     # through audio: the level read again on every key's fitted full-drive loudness (all
     # its strikes, ~11 takes' room colours), and what it moved taken out of the tables
     level_fix = reanchor(report, {p: f for p, f in fits.items() if f is not None}, spec, mic)
@@ -293,11 +350,15 @@ def split_takes(requests: dict[int, list[StrikeRequest]]) -> list[dict[int, list
 def play_take(
     device: Device, spec: PianoSpec, requests: dict[int, list[StrikeRequest]], order: list[int],
     coils: dict[int, CoilHeat], audio: bool, pedal: bool, offset_us: float, report: CalibrationReport,
-    where: str, mic: MicGain | None, reads: KeyReads | None = None,
+    where: str, mic: MicGain | None, reads: KeyReads | None = None, place: int = 0,
+    moved: dict[int, KeyFit | None] | None = None,
 ) -> tuple[list[StrikeResult], int | None]:
     """Schedule ``requests`` as one plan, play it and hear it (through audio: the sync
     patterns around it, the take's level fitted on the first take heard); returns the
-    strikes as heard and, with ``pedal``, the pedal latency the take measured."""
+    strikes as heard and, with ``pedal``, the pedal latency the take measured. ``place``:
+    the microphone's (0-based); ``moved``: the first take since it was moved there, the
+    keys' current fits, which the place's level is fitted against
+    (:func:`~.positions.refit_position_level`)."""
     plan, pending, end_us = build_round(
         spec, requests, coils, order, ONSET_GAP_US if audio else 0, spec.sync_click is not None
     )
@@ -335,8 +396,13 @@ def play_take(
             c_guess = offset_us
         else:
             c_guess = float(spec.nominal.latency_us[-1])
-        clock = listen_round(perf, pending, spec, starts, where, c_guess, report.audio_level_db, reads)
-        if report.audio_level_db is None:
+        # the level of the microphone's place (a new place: the last one's, refitted below)
+        level = report.position_levels_db[min(place, len(report.position_levels_db) - 1)] if place else None
+        clock = listen_round(perf, pending, spec, starts, where, c_guess,
+                             report.audio_level_db if level is None else level, reads)  # fmt: skip
+        if place and moved is not None and level is not None:
+            report.position_levels_db.append(refit_position_level(perf, pending, clock, reads, moved, level, where))
+        elif report.audio_level_db is None:
             # the microphone's gain is unknown: the first take strikes every key at full
             # drive; its level comes out of every loudness heard from here on, before any
             # curve is fitted (the adaptive rounds and the key-return probes compare heard
@@ -375,6 +441,7 @@ def set_level(
             s.velocity = remove_level(s.pitch, s.velocity, level, sample_rate)
     report.audio_level_db, report.audio_level_keys, report.audio_level = level, n, tl
     report.audio_sample_rate = sample_rate
+    report.position_levels_db = [level]
     log.info("%s: the take's level %+.2f dB against the detector's reference microphone, by %s "
              "(anchor: %s over %d keys at full drive against the spec's nominal; microphone gain: %s)", where,
              level, tl.by, "-" if tl.anchor_db is None else f"{tl.anchor_db:+.2f} +- {tl.anchor_sd_db:.2f} dB", n,
@@ -410,9 +477,11 @@ def calibrate(
     progress: Progress | None = None,
     seed: int = 0,
     mic: MicGain | None = None,
+    mic_positions: int = 1,
 ) -> Calibration:
     """Calibrate every key of ``spec`` on ``device``; see :func:`calibrate_session`."""
     cal, _ = calibrate_session(
-        device, spec, max_strikes_per_key=max_strikes_per_key, progress=progress, seed=seed, mic=mic
+        device, spec, max_strikes_per_key=max_strikes_per_key, progress=progress, seed=seed, mic=mic,
+        mic_positions=mic_positions,
     )
     return cal

@@ -167,6 +167,23 @@ class SimDevice(StreamDevice):
         self._heard_live += mic.hear_live(notes)
         return list(self._heard_live)
 
+    def move_microphone(self, position: int, positions: int) -> None:
+        """Move the room's microphone to place ``position`` of ``positions`` (0-based)
+        between streams, as a person would when the calibration asks
+        (``calibrate --mic-positions``): the takes from here on hear the room from there,
+        its own reverb tail and a gain of its own that the host is not told (sim/room.py
+        ``Room.at_position``). Place 0 is where it stood at first. Nothing changes with
+        ``sensor=notes`` (no microphone in the room)."""
+        self._check_open("move_microphone")
+        if not 0 <= position < positions:
+            raise TransportError(f"{self.url}: move_microphone: position {position} of {positions} "
+                                 f"(allowed: 0..{positions - 1})")  # fmt: skip
+        if self._submitted:
+            raise TransportError(f"{self.url}: move_microphone: a stream is running (move it between streams)")
+        if isinstance(self.instrument, SimulatedInstrument):
+            self.instrument.microphone.move_to(position)
+            log.debug("%s: the microphone at place %d of %d", self.url, position, positions)
+
     @property
     def audio_rate(self) -> int | None:
         """The sample rate of :meth:`audio_so_far`'s blocks; None where it gives none."""

@@ -30,6 +30,16 @@ stream) into a recording, as a sound card would hand it over:
   error (``drift_ppm``): a performance time ``t`` lands at audio time
   ``(t + offset_s) * (1 + drift_ppm * 1e-6)`` seconds.
 
+The microphone's place in the room (``position``, session 25): position 0 is where it
+stands at first (``gain_db``, the room's tail); the calibration may ask for it to be
+moved between takes (``calibrate --mic-positions N``: a real room's colour of each key's
+partials is averaged over several places, as acousticians average a room by measuring
+at several microphone positions). :meth:`Room.at_position` is the room heard from
+position k: its own fixed tail (drawn from the room's seed and k) and its own gain (the
+distance to the strings changed: ``gain_db`` plus a change drawn within
++-``POSITION_GAIN_DB`` from the seed and k), the same noise law; the host side is told
+neither.
+
 Offset and drift are drawn from the room's seed (offset 0.05..0.45 s, drift +-100 ppm)
 unless given; the host side never sees them, it has to find them (the alignment of
 :mod:`robo_player.hearing.align`). The take is rendered lazily, on the first call of
@@ -58,6 +68,12 @@ REVERB_PREDELAY_S = 0.004  # first reflections arrive this long after the direct
 SAMPLE_RATES = (44100, 48000)
 GAIN_DB = -24.0  # the microphone's default gain (the detector's reference: hearing/detector.py)
 GAIN_DB_RANGE = (-60.0, 0.0)  # a quiet far microphone .. a hot preamp (0 dB clips the loud notes)
+# a microphone moved to another place "about a metre from the last, facing the strings at
+# a similar distance" (the calibration's prompt) changes its distance to the strings by
+# up to ~40 % (1.5 m -> 1.1..2.1 m: -3..+3 dB by the inverse-square law); each place's
+# change is drawn uniform in +-this from the room's seed (our pick, not measured)
+POSITION_GAIN_DB = 3.0
+MOVE_GAIN_DB_MAX = 12.0  # sim://?move_gain_db= at most (a microphone moved 4x nearer or farther)
 
 # an instrument's voice: the samples of a performance's heard notes at a sample rate (the
 # piano's :func:`.audio.render_audio`, the guitar's Karplus-Strong
@@ -82,8 +98,16 @@ class Room:
     # microphone is the same on every take, so its colour of each key's partials does not
     # average out over a calibration's takes; docs/calibration.md, "Session 24, velocity")
     fixed_tail: bool = False
+    # the microphone's place (0: where it stood first; :meth:`at_position`)
+    position: int = 0
+    # how far a move changes the microphone's gain, at most (dB; 0: the tail only)
+    move_gain_db: float = POSITION_GAIN_DB
 
     def __post_init__(self) -> None:
+        if self.position < 0:
+            raise ValueError(f"room: position {self.position} out of range (allowed: >= 0)")
+        if not 0.0 <= self.move_gain_db <= MOVE_GAIN_DB_MAX:
+            raise ValueError(f"room: move_gain_db {self.move_gain_db} out of range (allowed: 0..{MOVE_GAIN_DB_MAX:g})")
         if self.sample_rate not in SAMPLE_RATES:
             raise ValueError(f"room: sample_rate {self.sample_rate} (allowed: 44100, 48000)")
         if not 0.0 <= self.rt60_s <= 3.0:
@@ -95,6 +119,27 @@ class Room:
             raise ValueError(f"room: drift_ppm {self.drift_ppm} out of range (allowed: -1000..1000)")
         if self.offset_s is not None and not 0.0 <= self.offset_s <= 10.0:
             raise ValueError(f"room: offset_s {self.offset_s} out of range (allowed: 0..10)")
+
+
+    def at_position(self, position: int) -> Room:
+        """This room (its microphone at position 0) heard from the microphone's place
+        ``position``: its own tail (:func:`room_tail`) and its gain moved by
+        :func:`position_gain_change_db`; position 0 is this room unchanged."""
+        if self.position != 0:
+            raise ValueError(f"room: at_position from position {self.position} (allowed: from position 0)")
+        if position == 0:
+            return self
+        lo, hi = GAIN_DB_RANGE
+        gain = min(hi, max(lo, self.gain_db + position_gain_change_db(self.seed, position, self.move_gain_db)))
+        return replace(self, position=position, gain_db=gain)
+
+
+def position_gain_change_db(seed: int, position: int, span_db: float = POSITION_GAIN_DB) -> float:
+    """The microphone's gain at place ``position`` less at place 0 (dB): drawn uniform in
+    +-``span_db`` from the room's ``seed`` and the place (0 at place 0)."""
+    if position == 0:
+        return 0.0
+    return span_db * float(np.random.default_rng([seed, 3, position]).uniform(-1.0, 1.0))
 
 
 class RoomTake:
@@ -340,9 +385,11 @@ def reverb_tail(sr: int, rt60_s: float, wet_db: float, rng: np.random.Generator)
 def room_tail(room: Room, take_rng: np.random.Generator) -> np.ndarray:
     """The reverb tail of a take through ``room``: drawn from the take's generator
     ``take_rng`` (its noise is drawn after it), or with ``room.fixed_tail`` the room's own,
-    the same on every take (drawn from the room's seed alone)."""
+    the same on every take (drawn from the room's seed and the microphone's place: place 0's
+    from the seed alone, as before places were)."""
     if room.fixed_tail:
-        return reverb_tail(room.sample_rate, room.rt60_s, room.wet_db, np.random.default_rng([room.seed, 2]))
+        key = [room.seed, 2] if room.position == 0 else [room.seed, 2, room.position]
+        return reverb_tail(room.sample_rate, room.rt60_s, room.wet_db, np.random.default_rng(key))
     return reverb_tail(room.sample_rate, room.rt60_s, room.wet_db, take_rng)
 
 
@@ -355,5 +402,5 @@ def _reverb(y: np.ndarray, tail: np.ndarray) -> np.ndarray:
     return y + wet
 
 
-__all__ = ["CONVERTER_FLOOR_DB", "GAIN_DB", "GAIN_DB_RANGE", "LIVE_BLOCK", "SAMPLE_RATES", "LiveTake", "Renderer", "Room",
-           "RoomTake", "card_clock", "click_wave", "noise_sd", "reference_power", "reverb_tail", "room_tail"]
+__all__ = ["CONVERTER_FLOOR_DB", "GAIN_DB", "GAIN_DB_RANGE", "LIVE_BLOCK", "MOVE_GAIN_DB_MAX", "POSITION_GAIN_DB", "SAMPLE_RATES", "LiveTake", "Renderer", "Room",
+           "RoomTake", "card_clock", "click_wave", "noise_sd", "reference_power", "reverb_tail", "position_gain_change_db", "room_tail"]

@@ -28,7 +28,16 @@ from ..errors import TransportError
 from ..performance import HeardNote, Performance
 from .audio import DEFAULT_VOICE, RENDERERS, Voice, render_audio
 from .physics import SoundedNotes
-from .room import GAIN_DB, GAIN_DB_RANGE, SAMPLE_RATES, Renderer, Room, RoomTake
+from .room import (
+    GAIN_DB,
+    GAIN_DB_RANGE,
+    MOVE_GAIN_DB_MAX,
+    POSITION_GAIN_DB,
+    SAMPLE_RATES,
+    Renderer,
+    Room,
+    RoomTake,
+)
 
 TIMING_SD_US = 200.0
 LOUDNESS_SD = 1.0
@@ -44,7 +53,7 @@ DEFAULT_SENSOR = "audio"
 # options of every simulated device that configure its microphone
 SENSOR_OPTIONS = (
     "sensor_seed", "timing_sd_us", "loudness_sd", "sensor", "snr_db", "sample_rate",
-    "offset_s", "drift_ppm", "rt60_s", "gain_db", "heard_delay_ms", "voice", "tail",
+    "offset_s", "drift_ppm", "rt60_s", "gain_db", "heard_delay_ms", "voice", "tail", "move_gain_db",
 )
 TAILS = ("take", "room")
 # the reverb's tail once for the room (session 24): a real room's response from the piano
@@ -72,13 +81,26 @@ class Microphone:
         self._rng = np.random.default_rng(seed)
         self.timing_sd_us = float(timing_sd_us)
         self.loudness_sd = float(loudness_sd)
-        self.room = room  # None: the note-level sensor only
+        self.room = room  # None: the note-level sensor only; the room heard from the microphone's place now
+        self._room_at_first = room  # ... from where it stood first (place 0: :meth:`move_to`)
         self.render: Renderer = render_audio  # the instrument's voice the room records (the guitar sets its own)
         self._takes = 0
         # what is heard while a stream runs: its own noise, so that listening live does
         # not change what the stream's drain reports
         self.heard_delay_us = int(heard_delay_us)
         self._live_rng = np.random.default_rng(None if seed is None else [int(seed), 1])
+
+    @property
+    def position(self) -> int:
+        """The microphone's place in the room now (0: where it stood first)."""
+        return 0 if self.room is None else self.room.position
+
+    def move_to(self, position: int) -> None:
+        """Move the microphone to place ``position`` (sim/room.py ``Room.at_position``:
+        its own tail and gain there); the takes from here on are recorded there. The
+        note-level sensor has no place: nothing changes."""
+        if self._room_at_first is not None:
+            self.room = self._room_at_first.at_position(position)
 
     @property
     def takes(self) -> int:
@@ -158,7 +180,9 @@ def microphone_from_options(url: str, opts: dict[str, object]) -> Microphone:
     ``rich``: the piano's voice the room records, sim/audio.py), ``tail`` (``room`` |
     ``take``, default ``room``: the reverb's tail drawn once for the room, as a real
     room's is the same on every take, or anew for every take: sim/room.py
-    ``Room.fixed_tail``)."""
+    ``Room.fixed_tail``), ``move_gain_db`` (3; 0..12: how far moving the microphone to
+    another place, ``move_microphone``, changes its gain at most: sim/room.py
+    ``Room.at_position``)."""
     seed_raw = opts.pop("sensor_seed", 0)
     try:
         seed = int(seed_raw)  # type: ignore[call-overload]
@@ -171,8 +195,8 @@ def microphone_from_options(url: str, opts: dict[str, object]) -> Microphone:
     kind = str(opts.pop("sensor", DEFAULT_SENSOR))
     if kind not in SENSORS:
         raise TransportError(f"{url}: option sensor={kind!r} (allowed: {', '.join(SENSORS)})")
-    audio_opts = {k: opts.pop(k) for k in ("snr_db", "sample_rate", "offset_s", "drift_ppm", "rt60_s", "gain_db", "voice", "tail")
-                  if k in opts}
+    audio_opts = {k: opts.pop(k) for k in ("snr_db", "sample_rate", "offset_s", "drift_ppm", "rt60_s", "gain_db", "voice",
+                                            "tail", "move_gain_db") if k in opts}  # fmt: skip
     if kind == "notes":
         if audio_opts:
             raise TransportError(
@@ -194,6 +218,7 @@ def microphone_from_options(url: str, opts: dict[str, object]) -> Microphone:
         drift_ppm=None if "drift_ppm" not in audio_opts else _num(url, "drift_ppm", audio_opts["drift_ppm"], -1000, 1000),
         seed=seed,
         fixed_tail=tail == "room",
+        move_gain_db=_num(url, "move_gain_db", audio_opts.get("move_gain_db", POSITION_GAIN_DB), 0.0, MOVE_GAIN_DB_MAX),
     )
     mic = Microphone(seed, timing, loud, room, heard_delay_us=int(delay * 1000))
     voice = str(audio_opts.get("voice", DEFAULT_VOICE.value))
