@@ -28,7 +28,16 @@ from ..errors import TransportError
 from ..performance import HeardNote, Performance
 from .audio import DEFAULT_VOICE, RENDERERS, Voice, render_audio
 from .physics import SoundedNotes
-from .room import GAIN_DB, GAIN_DB_RANGE, SAMPLE_RATES, Renderer, Room, RoomTake
+from .room import (
+    GAIN_DB,
+    GAIN_DB_RANGE,
+    PREDELAY_RANGE_S,
+    REVERB_PREDELAY_S,
+    SAMPLE_RATES,
+    Renderer,
+    Room,
+    RoomTake,
+)
 
 TIMING_SD_US = 200.0
 LOUDNESS_SD = 1.0
@@ -45,6 +54,7 @@ DEFAULT_SENSOR = "audio"
 SENSOR_OPTIONS = (
     "sensor_seed", "timing_sd_us", "loudness_sd", "sensor", "snr_db", "sample_rate",
     "offset_s", "drift_ppm", "rt60_s", "gain_db", "heard_delay_ms", "voice", "tail",
+    "predelay_ms",
 )
 TAILS = ("take", "room")
 # the reverb's tail once for the room (session 24): a real room's response from the piano
@@ -158,7 +168,8 @@ def microphone_from_options(url: str, opts: dict[str, object]) -> Microphone:
     ``rich``: the piano's voice the room records, sim/audio.py), ``tail`` (``room`` |
     ``take``, default ``room``: the reverb's tail drawn once for the room, as a real
     room's is the same on every take, or anew for every take: sim/room.py
-    ``Room.fixed_tail``)."""
+    ``Room.fixed_tail``), ``predelay_ms`` (4; 0.5..20: the first reflection's delay after
+    the direct sound, sim/room.py ``Room.predelay_s``)."""
     seed_raw = opts.pop("sensor_seed", 0)
     try:
         seed = int(seed_raw)  # type: ignore[call-overload]
@@ -171,7 +182,8 @@ def microphone_from_options(url: str, opts: dict[str, object]) -> Microphone:
     kind = str(opts.pop("sensor", DEFAULT_SENSOR))
     if kind not in SENSORS:
         raise TransportError(f"{url}: option sensor={kind!r} (allowed: {', '.join(SENSORS)})")
-    audio_opts = {k: opts.pop(k) for k in ("snr_db", "sample_rate", "offset_s", "drift_ppm", "rt60_s", "gain_db", "voice", "tail")
+    audio_opts = {k: opts.pop(k) for k in ("snr_db", "sample_rate", "offset_s", "drift_ppm", "rt60_s", "gain_db", "voice", "tail",
+                                     "predelay_ms")
                   if k in opts}
     if kind == "notes":
         if audio_opts:
@@ -194,6 +206,8 @@ def microphone_from_options(url: str, opts: dict[str, object]) -> Microphone:
         drift_ppm=None if "drift_ppm" not in audio_opts else _num(url, "drift_ppm", audio_opts["drift_ppm"], -1000, 1000),
         seed=seed,
         fixed_tail=tail == "room",
+        predelay_s=_num(url, "predelay_ms", audio_opts.get("predelay_ms", REVERB_PREDELAY_S * 1000),
+                        *(1000 * x for x in PREDELAY_RANGE_S)) / 1000,
     )
     mic = Microphone(seed, timing, loud, room, heard_delay_us=int(delay * 1000))
     voice = str(audio_opts.get("voice", DEFAULT_VOICE.value))
