@@ -2353,21 +2353,21 @@ ONSET_TRUST_S = 0.0025  # the windows follow the onset where the half-energy tim
 # reverb of the ms after the window. Each partial demodulated through a Hann window of
 # COMPACT_PERIODS periods of f0 (its zeros fall on the other harmonics) holds only the
 # samples inside it. The windows start COMPACT_START_S after the onset and their centres
-# span COMPACT_SPAN_S. The start trades the thump (early: a soft blow's dull noise of the
-# first ~10 ms) against the room (late: the reverb builds up from its first reflection).
-# Session 22 chose 6 ms while the simulator drew a new reverb tail every take (a key's
-# room colour then averaged over its ~13 takes: the thump weighed more); a real room's
-# tail is the same on every take (sim://'s default since session 24), and there a key
-# keeps its whole colour, so session 25 moved the start to 2 ms: one strike's room
-# colour at velocity 64 (single notes, keys 50..80 every 6th, rooms 0 / 3 / 7 with a
-# fixed tail) 3.27 -> 2.10 %, the thump's part 0.53 -> 0.88 % (keys 48..96, velocity 64);
-# make demo (rich, fixed tail) truth seed 1 room 0 2.65 -> 1.89, seed 2 room 3 3.04 ->
-# 2.24, seed 2 room 7 2.61 -> 2.32; centres over 3 ms instead of 6 (less room, more
-# thump): seed 1 room 0 1.97. With the first reflection at 2 ms (sim:// predelay_ms=2)
-# the gain is smaller: docs/calibration.md, "Session 25, velocity". Keys whose
-# COMPACT_PERIODS periods are over
-# COMPACT_MAX_S (below G#2) keep the comb's power: their window would reach a
-# calibration strike's damper, and the thump moves their read little (0.4 % rms).
+# span COMPACT_SPAN_S. The start trades the thump (early: a soft blow's dull noise of
+# the first ~10 ms) against the room (late: the reverb builds up from its first
+# reflection). Session 22 chose 6 ms while the simulator drew a new reverb tail every
+# take (a key's room colour then averaged over its ~13 takes: the thump weighed more);
+# a real room's tail is the same on every take (sim://'s default since session 24), a
+# key keeps its whole colour there, and session 25 moved the start to 2 ms. Single
+# notes of the rich voice at velocity 64 (keys 50..80 every 6th, rooms 0 / 3 / 7 with a
+# fixed tail): one strike's room colour 3.27 -> 2.10 %, the thump's part 0.53 -> 0.88 %
+# (keys 48..96). make demo (rich voice, fixed tail) truth seed / room 1/0, 2/3, 2/7, 3/0:
+# 2.65 / 3.04 / 2.61 / 3.16 -> 1.89 / 2.24 / 2.32 / 2.22; centres over 3 ms (less room,
+# more thump) 1.97 on 1/0; the first reflection at 2 ms (sim:// predelay_ms=2, not 4) on
+# 1/0: 2.80 -> 2.24 (docs/calibration.md, "Session 25, velocity"). Keys whose
+# COMPACT_PERIODS periods are over COMPACT_MAX_S (below G#2) keep the comb's power:
+# their window would reach a calibration strike's damper, and the thump moves their
+# read little (0.4 % rms).
 COMPACT_PERIODS = 2.0
 COMPACT_MIN_S = 0.004  # the window's shortest (the treble: a few periods)
 COMPACT_START_S = 0.002
