@@ -2361,13 +2361,13 @@ ONSET_TRUST_S = 0.0025  # the windows follow the onset where the half-energy tim
 # key keeps its whole colour there, and session 25 moved the start to 2 ms. Single
 # notes of the rich voice at velocity 64 (keys 50..80 every 6th, rooms 0 / 3 / 7 with a
 # fixed tail): one strike's room colour 3.27 -> 2.10 %, the thump's part 0.53 -> 0.88 %
-# (keys 48..96). make demo (rich voice, fixed tail) truth seed / room 1/0, 2/3, 2/7, 3/0:
-# 2.65 / 3.04 / 2.61 / 3.16 -> 1.89 / 2.24 / 2.32 / 2.22; centres over 3 ms (less room,
-# more thump) 1.97 on 1/0; the first reflection at 2 ms (sim:// predelay_ms=2, not 4) on
-# 1/0: 2.80 -> 2.24 (docs/calibration.md, "Session 25, velocity"). Keys whose
-# COMPACT_PERIODS periods are over COMPACT_MAX_S (below G#2) keep the comb's power:
-# their window would reach a calibration strike's damper, and the thump moves their
-# read little (0.4 % rms).
+# (keys 48..96). make demo (rich voice, fixed tail) truth seed / room 1/0, 2/0, 2/3, 2/7,
+# 3/0: 2.65 / 2.69 / 3.04 / 2.61 / 3.16 -> 1.89 / 2.20 / 2.24 / 2.32 / 2.22; centres
+# over 3 ms (less room, more thump) 1.97 on 1/0; the first reflection at 2 ms (sim://
+# predelay_ms=2, not 4) on 1/0: 2.80 -> 2.24 (docs/calibration.md, "Session 25,
+# velocity"). Keys whose COMPACT_PERIODS periods are over COMPACT_MAX_S (below G#2)
+# keep the comb's power: their window would reach a calibration strike's damper, and
+# the thump moves their read little (0.4 % rms).
 COMPACT_PERIODS = 2.0
 COMPACT_MIN_S = 0.004  # the window's shortest (the treble: a few periods)
 COMPACT_START_S = 0.002
