@@ -22,9 +22,10 @@ taken out, the default piece played again on the same truth (docs/calibration.md
 21, thump"); calibrated in room N (``sensor_seed``) or read from CAL.yaml ("Session 23,
 velocity": rooms 0, 3 and 7).
 
-``--room-colour 84 104 4 --voice rich``: each key's power sum through no room and through
-rooms 0, 3, 7 (``--rooms``), through windows from 6 ms and earlier: a key's own bias and
-one strike's room colour (docs/calibration.md, "Session 24, velocity").
+``--room-colour 84 104 4 --voice rich [--predelay-ms 2]``: each key's power sum through no
+room and through rooms 0, 3, 7 (``--rooms``), through the detector's windows and others: a
+key's own bias and one strike's room colour (docs/calibration.md, "Session 24, velocity",
+"Session 25, velocity").
 """
 
 from __future__ import annotations
@@ -374,21 +375,22 @@ def error_parts(spec: Any, seed: int, voice: str, cal_path: str | None = None, s
 COLOUR_VELOCITIES = ((25.0, 50.0, 80.0, 105.0), (32.0, 60.0, 90.0, 115.0), (40.0, 70.0, 100.0, 64.0))
 # the windows compared (start s after the onset, their centres' span s; None: the detector's)
 COLOUR_WINDOWS: dict[str, tuple[float, float] | None] = {
-    "from COMPACT_START_S": None, "from 4 ms": (0.004, 0.006), "from 2 ms": (0.002, 0.006),
-    "from 2 ms, centres over 3 ms": (0.002, 0.003),
+    "from COMPACT_START_S": None, "from 6 ms (sessions 22-24)": (0.006, 0.006), "from 4 ms": (0.004, 0.006),
+    "from 2 ms, centres over 3 ms": (0.002, 0.003), "from 1 ms, centres over 3 ms": (0.001, 0.003),
 }
 
 
-def room_colour(voice: str, pitches: list[int], rooms: list[int]) -> None:
+def room_colour(voice: str, pitches: list[int], rooms: list[int], predelay_ms: float = 4.0) -> None:
     """Each key's power sum (``power_velocity`` with the key's pooled decay, as the
     calibration reads it) over its truth, through the short windows from
-    COMPACT_START_S (6 ms) and from earlier (:data:`COLOUR_WINDOWS`): through no room
+    COMPACT_START_S (2 ms since session 25) and others (:data:`COLOUR_WINDOWS`): through no room
     (the keys' s.d. of their mean read: a key's own bias, the thump's mostly) and
     through ``rooms`` (each strike's read less its no-room one: its room colour, alike
     on every strike of a take). A key's error in the simulator (13 strikes, each in its
     own take: bias and colour / sqrt(13)) and in one room that stays the same from take
-    to take, as a real one does (bias and colour whole). docs/calibration.md, "Session
-    24, velocity"."""
+    to take, as a real one does (bias and colour whole); ``predelay_ms``: the rooms'
+    first reflection's delay (sim://'s ``predelay_ms``). docs/calibration.md, "Session
+    24, velocity" and "Session 25, velocity"."""
     import robo_player.hearing.detector as det_mod
     from robo_player.calibrator.listening import loudness_onset
     from robo_player.performance import HeardNote
@@ -400,7 +402,8 @@ def room_colour(voice: str, pitches: list[int], rooms: list[int]) -> None:
     reads: dict[str, dict[tuple[int, int], dict[tuple[int, float], float]]] = {name: {} for name in COLOUR_WINDOWS}
     for p in pitches:
         for rs in [-1, *rooms]:
-            room = Room(gain_db=-24.0, seed=4, rt60_s=0.0) if rs < 0 else Room(gain_db=-24.0, seed=rs)
+            room = (Room(gain_db=-24.0, seed=4, rt60_s=0.0) if rs < 0
+                    else Room(gain_db=-24.0, seed=rs, predelay_s=predelay_ms / 1000.0))
             strikes = []
             for take, vs in enumerate(COLOUR_VELOCITIES):
                 notes = [HeardNote(300_000 * (i + 1), p, v, 300_000 * (i + 1) + 80_000) for i, v in enumerate(vs)]
@@ -434,8 +437,15 @@ def room_colour(voice: str, pitches: list[int], rooms: list[int]) -> None:
             for rs in rooms:
                 colour += [e - clean[k] for k, e in got.get((p, rs), {}).items() if k in clean]
         b, c = float(np.std(bias)), math.sqrt(float(np.mean(np.square(colour))))
+        # the bias by the strike's loudness (the thump is a soft blow's)
+        by_v = []
+        for lo, hi in ((0.0, 45.0), (45.0, 75.0), (75.0, 200.0)):
+            means = [float(np.mean([e for (_, v), e in got[(p, -1)].items() if lo <= v < hi])) for p in pitches
+                     if any(lo <= v < hi for _, v in got.get((p, -1), {}))]  # fmt: skip
+            by_v.append(f"{float(np.std(means)):.2f}")
         print(
-            f"{voice}, keys {pitches[0]}..{pitches[-1]}, {name}: keys' s.d. with no room {b:.2f} %, one strike's "
+            f"{voice}, keys {pitches[0]}..{pitches[-1]}, {name}: keys' s.d. with no room {b:.2f} % "
+            f"(velocity < 45 / 45..75 / >= 75: {' / '.join(by_v)} %), one strike's "
             f"room colour {c:.2f} % (rooms {rooms}); a key's error with 13 strikes in 13 takes "
             f"{math.hypot(b, c / math.sqrt(13)):.2f} %, in one fixed room {math.hypot(b, c):.2f} %"
         )
@@ -471,13 +481,15 @@ def main() -> None:
     ap.add_argument("--sensor-seed", type=int, default=0,
                     help="--parts without --calibration: calibrate in this room (sim://'s sensor_seed; make demo's: 0)")
     ap.add_argument("--room-colour", type=int, nargs=3, default=None, metavar=("FIRST", "LAST", "STEP"),
-                    help="only each key's power sum through no room and --rooms, through windows from 6 ms "
-                    "and earlier (keys FIRST..LAST every STEP, --voice)")
+                    help="only each key's power sum through no room and --rooms, through the detector's windows "
+                    "and others (keys FIRST..LAST every STEP, --voice)")
     ap.add_argument("--rooms", type=int, nargs="+", default=[0, 3, 7], help="--room-colour: the rooms (sensor seeds)")
+    ap.add_argument("--predelay-ms", type=float, default=4.0,
+                    help="--room-colour: the rooms' first reflection's delay (sim://'s predelay_ms)")
     args = ap.parse_args()
     if args.room_colour is not None:
         first, last, step = args.room_colour
-        room_colour(args.voice, list(range(first, last + 1, step)), args.rooms)
+        room_colour(args.voice, list(range(first, last + 1, step)), args.rooms, args.predelay_ms)
         return
     if args.parts:
         for seed in args.seeds:

@@ -147,12 +147,15 @@ def test_the_loudness_curves_through_audio_come_out_within_the_bound(spec, sessi
     # thump): mean 1.21 % (the read of session 18, the law's spectrum, there: 2.21 %); the
     # plain voice's figures above; in a room whose tail is the same on every take
     # (sim://'s default since session 24: a key's room colour no longer averages over the
-    # takes) 1.64 % (per-take tails: under 1.5 %)
-    assert float(np.mean(np.abs(e - common))) < 0.02, np.round(e - common, 3)
+    # takes) 1.64 % (per-take tails: under 1.5 %); 1.35 % since session 25 (the power
+    # sum's short windows from 2 ms after the onset, before the reverb builds up:
+    # docs/calibration.md, "Session 25, velocity")
+    assert float(np.mean(np.abs(e - common))) < 0.016, np.round(e - common, 3)
     # worst key 6.09 % in a room whose tail is the same on every take (sim://'s default
     # since session 24; 2.58 % with a tail per take): one key's colour in one room, which
-    # no number of its strikes there averages out
-    assert float(key_err.max()) < 0.07, np.round(key_err, 3)
+    # no number of its strikes there averages out; 3.66 % (key 53) since session 25 (the
+    # windows from 2 ms)
+    assert float(key_err.max()) < 0.045, np.round(key_err, 3)
 
 
 def test_the_tables_full_drive_loudness_is_the_nominal_on_the_mean(spec, session) -> None:  # noqa: ANN001

@@ -33,3 +33,23 @@ def test_the_sim_port_takes_the_tail_option() -> None:
         assert dev.instrument.microphone.room.fixed_tail is True
     with pytest.raises(TransportError, match=r"tail='hall' \(allowed: take, room\)"):
         open_port("sim://?tail=hall", spec, truth_seed=1)
+
+
+def test_the_first_reflections_delay_is_an_option() -> None:
+    """``predelay_ms`` (session 25): the tail is silent for that long after the direct
+    sound, then the room's; the default (4 ms) draws the tail it drew before (the same
+    generator, its first 4 ms zeroed); out of range is refused."""
+    spec = load_spec("piano-88-grand")
+    with open_port("sim://?predelay_ms=1.5", spec, truth_seed=1) as dev:
+        room = dev.instrument.microphone.room
+    assert room.predelay_s == pytest.approx(0.0015)
+    sr = room.sample_rate
+    tail = room_tail(room, np.random.default_rng(1))
+    assert not tail[: int(0.0015 * sr)].any() and tail[int(0.0015 * sr)] != 0.0
+    default = room_tail(Room(fixed_tail=True), np.random.default_rng(1))
+    assert not default[: int(0.004 * sr)].any() and default[int(0.004 * sr)] != 0.0
+    # the same draw: past 4 ms the two tails differ only by their scale (one wet_db)
+    ratio = tail[int(0.004 * sr) :] / default[int(0.004 * sr) :]
+    assert np.allclose(ratio, ratio[0]) and ratio[0] < 1.0
+    with pytest.raises(TransportError, match=r"predelay_ms='0.2' out of range \(allowed: 0.5..20\)"):
+        open_port("sim://?predelay_ms=0.2", spec, truth_seed=1)

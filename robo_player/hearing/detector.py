@@ -2370,21 +2370,25 @@ ONSET_TRUST_S = 0.0025  # the windows follow the onset where the half-energy tim
 # out: the rich voice's keys 69, 72, 78 read 2-3 % soft at velocity 25) and the room's
 # reverb of the ms after the window. Each partial demodulated through a Hann window of
 # COMPACT_PERIODS periods of f0 (its zeros fall on the other harmonics) holds only the
-# samples inside it. The windows start COMPACT_START_S after the onset (the thump's
-# first ms, the attack out) and their centres span COMPACT_SPAN_S. Chosen on single
-# notes of keys 45..108 every 3rd (rich voice, velocities 25 / 64 / 100; a one-off
-# script: the read with the thump against without it, and through 4 rooms against no
-# room; power ratios as % of velocity at power ~ v^4.5), the thump's part rms 0.93 /
-# 0.71 / 0.60 -> 0.93 / 0.43 / 0.14 %, one strike's room colour 2.4 / 2.3 / 2.2 -> 2.4 /
-# 2.4 / 2.3 % (starts 4 / 8 ms: thump 1.5 / 0.5 %, room 1.9 / 2.8 % at velocity 25; the
-# room's part averages over a key's ~13 strikes, the thump's does not); make demo, rich
-# seed 2, starts 4 / 6 / 9 ms: 2.05 / 2.05 / 2.18 (main 2.10; docs/calibration.md,
-# "Session 22, velocity"). Keys whose COMPACT_PERIODS periods are over
-# COMPACT_MAX_S (below G#2) keep the comb's power: their window would reach a
-# calibration strike's damper, and the thump moves their read little (0.4 % rms).
+# samples inside it. The windows start COMPACT_START_S after the onset and their centres
+# span COMPACT_SPAN_S. The start trades the thump (early: a soft blow's dull noise of
+# the first ~10 ms) against the room (late: the reverb builds up from its first
+# reflection). Session 22 chose 6 ms while the simulator drew a new reverb tail every
+# take (a key's room colour then averaged over its ~13 takes: the thump weighed more);
+# a real room's tail is the same on every take (sim://'s default since session 24), a
+# key keeps its whole colour there, and session 25 moved the start to 2 ms. Single
+# notes of the rich voice at velocity 64 (keys 50..80 every 6th, rooms 0 / 3 / 7 with a
+# fixed tail): one strike's room colour 3.27 -> 2.10 %, the thump's part 0.53 -> 0.88 %
+# (keys 48..96). make demo (rich voice, fixed tail) truth seed / room 1/0, 2/0, 2/3, 2/7,
+# 3/0: 2.65 / 2.69 / 3.04 / 2.61 / 3.16 -> 1.89 / 2.20 / 2.24 / 2.32 / 2.22; centres
+# over 3 ms (less room, more thump) 1.97 on 1/0; the first reflection at 2 ms (sim://
+# predelay_ms=2, not 4) on 1/0: 2.80 -> 2.24 (docs/calibration.md, "Session 25,
+# velocity"). Keys whose COMPACT_PERIODS periods are over COMPACT_MAX_S (below G#2)
+# keep the comb's power: their window would reach a calibration strike's damper, and
+# the thump moves their read little (0.4 % rms).
 COMPACT_PERIODS = 2.0
 COMPACT_MIN_S = 0.004  # the window's shortest (the treble: a few periods)
-COMPACT_START_S = 0.006
+COMPACT_START_S = 0.002
 COMPACT_SPAN_S = 0.006
 COMPACT_MAX_S = 0.020
 COMPACT_PRE_S = 0.020  # the background: the windows' median over this long, ending 1 ms before the onset

@@ -5,7 +5,7 @@ stream) into a recording, as a sound card would hand it over:
 
 - the piano's audio (:mod:`.audio`, the same synthesis as ``--wav``);
 - a short room reverb: the direct sound plus exponentially decaying diffuse noise from
-  ``REVERB_PREDELAY_S`` on, ``rt60_s`` to -60 dB, ``wet_db`` below the direct sound;
+  ``predelay_s`` (default ``REVERB_PREDELAY_S``) on, ``rt60_s`` to -60 dB, ``wet_db`` below the direct sound;
 - a microphone gain (``gain_db``, default ``GAIN_DB`` -24 dB, ``GAIN_DB_RANGE``
   -60..0: a velocity-127 note's partials at the level law of
   :mod:`robo_player.voicing` times this gain); a signal past full scale clips at +-1,
@@ -65,6 +65,10 @@ CLICK_TAU_S = 0.00025
 CONVERTER_FLOOR_DB = -90.0  # a modest sound card's own noise, RMS, dB below full scale
 REFERENCE_PITCH, REFERENCE_VELOCITY, REFERENCE_S = 60, 64, 0.5  # what snr_db is measured against
 REVERB_PREDELAY_S = 0.004  # first reflections arrive this long after the direct sound
+# where the first reflection may come (s): a microphone near the strings sees the lid's or
+# the floor's after 1-2 ms, a far one in a big room after ~20 ms (sim:// ``predelay_ms``,
+# session 25: a loudness read must not rest on the default's 4 ms gap)
+PREDELAY_RANGE_S = (0.0005, 0.020)
 SAMPLE_RATES = (44100, 48000)
 GAIN_DB = -24.0  # the microphone's default gain (the detector's reference: hearing/detector.py)
 GAIN_DB_RANGE = (-60.0, 0.0)  # a quiet far microphone .. a hot preamp (0 dB clips the loud notes)
@@ -102,6 +106,7 @@ class Room:
     position: int = 0
     # how far a move changes the microphone's gain, at most (dB; 0: the tail only)
     move_gain_db: float = POSITION_GAIN_DB
+    predelay_s: float = REVERB_PREDELAY_S  # the first reflection's delay after the direct sound
 
     def __post_init__(self) -> None:
         if self.position < 0:
@@ -115,6 +120,8 @@ class Room:
         lo, hi = GAIN_DB_RANGE
         if not lo <= self.gain_db <= hi:
             raise ValueError(f"room: gain_db {self.gain_db} out of range (allowed: {lo:g}..{hi:g})")
+        if not PREDELAY_RANGE_S[0] <= self.predelay_s <= PREDELAY_RANGE_S[1]:
+            raise ValueError(f"room: predelay_s {self.predelay_s} out of range (allowed: 0.0005..0.02)")
         if self.drift_ppm is not None and not abs(self.drift_ppm) <= 1000:
             raise ValueError(f"room: drift_ppm {self.drift_ppm} out of range (allowed: -1000..1000)")
         if self.offset_s is not None and not 0.0 <= self.offset_s <= 10.0:
@@ -372,12 +379,14 @@ def _add_at(y: np.ndarray, wave: np.ndarray, pos: float) -> None:
     y[lo : i + len(w)] += w[lo - i : len(y) - i]
 
 
-def reverb_tail(sr: int, rt60_s: float, wet_db: float, rng: np.random.Generator) -> np.ndarray:
-    """The room's diffuse tail (its impulse response less the direct sound), drawn from ``rng``."""
+def reverb_tail(sr: int, rt60_s: float, wet_db: float, rng: np.random.Generator,
+                predelay_s: float = REVERB_PREDELAY_S) -> np.ndarray:
+    """The room's diffuse tail (its impulse response less the direct sound), drawn from
+    ``rng``, silent for its first ``predelay_s``."""
     n_ir = int(rt60_s * sr)
     t = np.arange(n_ir) / sr
     tail = rng.normal(0.0, 1.0, n_ir) * np.exp(-6.91 * t / rt60_s)  # -60 dB at rt60
-    tail[: int(REVERB_PREDELAY_S * sr)] = 0.0
+    tail[: int(predelay_s * sr)] = 0.0
     tail *= 10.0 ** (wet_db / 20.0) / math.sqrt(float(np.sum(tail * tail)) or 1.0)
     return tail
 
@@ -389,8 +398,8 @@ def room_tail(room: Room, take_rng: np.random.Generator) -> np.ndarray:
     from the seed alone, as before places were)."""
     if room.fixed_tail:
         key = [room.seed, 2] if room.position == 0 else [room.seed, 2, room.position]
-        return reverb_tail(room.sample_rate, room.rt60_s, room.wet_db, np.random.default_rng(key))
-    return reverb_tail(room.sample_rate, room.rt60_s, room.wet_db, take_rng)
+        return reverb_tail(room.sample_rate, room.rt60_s, room.wet_db, np.random.default_rng(key), room.predelay_s)
+    return reverb_tail(room.sample_rate, room.rt60_s, room.wet_db, take_rng, room.predelay_s)
 
 
 def _reverb(y: np.ndarray, tail: np.ndarray) -> np.ndarray:
@@ -402,5 +411,6 @@ def _reverb(y: np.ndarray, tail: np.ndarray) -> np.ndarray:
     return y + wet
 
 
-__all__ = ["CONVERTER_FLOOR_DB", "GAIN_DB", "GAIN_DB_RANGE", "LIVE_BLOCK", "MOVE_GAIN_DB_MAX", "POSITION_GAIN_DB", "SAMPLE_RATES", "LiveTake", "Renderer", "Room",
-           "RoomTake", "card_clock", "click_wave", "noise_sd", "reference_power", "reverb_tail", "position_gain_change_db", "room_tail"]
+__all__ = ["CONVERTER_FLOOR_DB", "GAIN_DB", "GAIN_DB_RANGE", "LIVE_BLOCK", "MOVE_GAIN_DB_MAX", "POSITION_GAIN_DB",
+           "PREDELAY_RANGE_S", "REVERB_PREDELAY_S", "SAMPLE_RATES", "LiveTake", "Renderer", "Room", "RoomTake", "card_clock",
+           "click_wave", "noise_sd", "position_gain_change_db", "reference_power", "reverb_tail", "room_tail"]

@@ -33,6 +33,8 @@ from .room import (
     GAIN_DB_RANGE,
     MOVE_GAIN_DB_MAX,
     POSITION_GAIN_DB,
+    PREDELAY_RANGE_S,
+    REVERB_PREDELAY_S,
     SAMPLE_RATES,
     Renderer,
     Room,
@@ -54,6 +56,7 @@ DEFAULT_SENSOR = "audio"
 SENSOR_OPTIONS = (
     "sensor_seed", "timing_sd_us", "loudness_sd", "sensor", "snr_db", "sample_rate",
     "offset_s", "drift_ppm", "rt60_s", "gain_db", "heard_delay_ms", "voice", "tail", "move_gain_db",
+    "predelay_ms",
 )
 TAILS = ("take", "room")
 # the reverb's tail once for the room (session 24): a real room's response from the piano
@@ -182,7 +185,8 @@ def microphone_from_options(url: str, opts: dict[str, object]) -> Microphone:
     room's is the same on every take, or anew for every take: sim/room.py
     ``Room.fixed_tail``), ``move_gain_db`` (3; 0..12: how far moving the microphone to
     another place, ``move_microphone``, changes its gain at most: sim/room.py
-    ``Room.at_position``)."""
+    ``Room.at_position``), ``predelay_ms`` (4; 0.5..20: the first reflection's delay after
+    the direct sound, sim/room.py ``Room.predelay_s``)."""
     seed_raw = opts.pop("sensor_seed", 0)
     try:
         seed = int(seed_raw)  # type: ignore[call-overload]
@@ -196,7 +200,7 @@ def microphone_from_options(url: str, opts: dict[str, object]) -> Microphone:
     if kind not in SENSORS:
         raise TransportError(f"{url}: option sensor={kind!r} (allowed: {', '.join(SENSORS)})")
     audio_opts = {k: opts.pop(k) for k in ("snr_db", "sample_rate", "offset_s", "drift_ppm", "rt60_s", "gain_db", "voice",
-                                            "tail", "move_gain_db") if k in opts}  # fmt: skip
+                                            "tail", "move_gain_db", "predelay_ms") if k in opts}  # fmt: skip
     if kind == "notes":
         if audio_opts:
             raise TransportError(
@@ -219,6 +223,8 @@ def microphone_from_options(url: str, opts: dict[str, object]) -> Microphone:
         seed=seed,
         fixed_tail=tail == "room",
         move_gain_db=_num(url, "move_gain_db", audio_opts.get("move_gain_db", POSITION_GAIN_DB), 0.0, MOVE_GAIN_DB_MAX),
+        predelay_s=_num(url, "predelay_ms", audio_opts.get("predelay_ms", REVERB_PREDELAY_S * 1000),
+                        *(1000 * x for x in PREDELAY_RANGE_S)) / 1000,
     )
     mic = Microphone(seed, timing, loud, room, heard_delay_us=int(delay * 1000))
     voice = str(audio_opts.get("voice", DEFAULT_VOICE.value))
