@@ -471,8 +471,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     _require_device(spec, args.port, calibrate=True)
     positions = calibrate_cli.read_mic_positions(args)
     if spec.family != "piano":
-        if positions > 1:
-            raise UsageError(f"--mic-positions: {positions}: the piano's calibration only (this is {spec.name})")
+        calibrate_cli.piano_positions_only(spec, positions)
         from .calibrator.guitar import calibrate_command
 
         return calibrate_command(args, spec, lambda: _open_device(args.port, spec, args), print,

@@ -53,6 +53,13 @@ def read_mic_positions(args: argparse.Namespace) -> int:
     return n
 
 
+def piano_positions_only(spec: Any, positions: int) -> None:
+    """A clear error where more than one microphone place is asked of an instrument other
+    than the piano (the guitar's calibration hears from one place)."""
+    if positions > 1:
+        raise UsageError(f"--mic-positions: {positions}: the piano's calibration only (this is {spec.name})")
+
+
 class ListeningDevice:
     """A device with a microphone: records each ``play`` from a sound card."""
 
@@ -102,8 +109,7 @@ def calibrate(args: argparse.Namespace, helpers: dict[str, Callable[..., Any]]) 
         raise UsageError("give one of --mic, --record-with-any-recorder, --from-recording")
     spec = helpers["load_spec"](args)
     if spec.family != "piano":  # the guitar's and the bass's pickers
-        if positions > 1:
-            raise UsageError(f"--mic-positions: {positions}: the piano's calibration only (this is {spec.name})")
+        piano_positions_only(spec, positions)
         return _calibrate_guitar(args, spec, helpers)
     if args.record_with_any_recorder:
         return _record_take(args, spec, helpers, fixed_take, "strikes")
