@@ -54,3 +54,22 @@ def test_the_first_reflections_delay_is_an_option() -> None:
     assert np.allclose(ratio, ratio[0]) and ratio[0] < 1.0
     with pytest.raises(TransportError, match=r"predelay_ms='0.2' out of range \(allowed: 0.5..20\)"):
         open_port("sim://?predelay_ms=0.2", spec, truth_seed=1)
+
+
+def test_the_microphones_places_hear_the_bass_alike() -> None:
+    """Places a metre apart hear a diffuse room alike below ~c / 2r (172 Hz) and nearly
+    independently above (sin(kr)/kr): the bass's colour averages less over places than
+    the treble's, as in a real room."""
+    room = Room(seed=0)
+    first = np.fft.rfft(room_tail(room, np.random.default_rng(1)))
+    f = np.fft.rfftfreq(2 * (len(first) - 1), 1.0 / room.sample_rate)
+
+    def coherence(lo: float, hi: float, k: int) -> float:
+        other = np.fft.rfft(room_tail(room.at_position(k), np.random.default_rng(1)))
+        m = (f >= lo) & (f < hi)
+        a, b = first[m], other[m]
+        return float(abs(np.sum(a * np.conj(b))) / np.sqrt(np.sum(abs(a) ** 2) * np.sum(abs(b) ** 2)))
+
+    for k in (1, 2, 3):
+        assert coherence(20.0, 100.0, k) > 0.7
+        assert coherence(2000.0, 8000.0, k) < 0.15

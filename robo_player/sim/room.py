@@ -78,6 +78,10 @@ GAIN_DB_RANGE = (-60.0, 0.0)  # a quiet far microphone .. a hot preamp (0 dB cli
 # change is drawn uniform in +-this from the room's seed (our pick, not measured)
 POSITION_GAIN_DB = 3.0
 MOVE_GAIN_DB_MAX = 12.0  # sim://?move_gain_db= at most (a microphone moved 4x nearer or farther)
+# how far apart the microphone's places are ("about a metre from the last": the prompt's),
+# and the speed of sound: below c / 2r the places hear the room alike (:func:`_place_tail`)
+POSITION_SPACING_M = 1.0
+SPEED_OF_SOUND_M_S = 343.0
 
 # an instrument's voice: the samples of a performance's heard notes at a sample rate (the
 # piano's :func:`.audio.render_audio`, the guitar's Karplus-Strong
@@ -399,9 +403,30 @@ def room_tail(room: Room, take_rng: np.random.Generator) -> np.ndarray:
     the same on every take (drawn from the room's seed and the microphone's place: place 0's
     from the seed alone, as before places were)."""
     if room.fixed_tail:
-        key = [room.seed, 2] if room.position == 0 else [room.seed, 2, room.position]
-        return reverb_tail(room.sample_rate, room.rt60_s, room.wet_db, np.random.default_rng(key), room.predelay_s)
+        first = reverb_tail(room.sample_rate, room.rt60_s, room.wet_db, np.random.default_rng([room.seed, 2]), room.predelay_s)
+        if room.position == 0:
+            return first
+        own = reverb_tail(room.sample_rate, room.rt60_s, room.wet_db, np.random.default_rng([room.seed, 2, room.position]),
+                          room.predelay_s)  # fmt: skip
+        return _place_tail(first, own, room)
     return reverb_tail(room.sample_rate, room.rt60_s, room.wet_db, take_rng, room.predelay_s)
+
+
+def _place_tail(first: np.ndarray, own: np.ndarray, room: Room) -> np.ndarray:
+    """The tail heard at another place of the microphone, ``POSITION_SPACING_M`` from the
+    first: a diffuse field's pressure at two points ``r`` apart correlates as sin(kr)/kr
+    (k = 2 pi f / c), so at each frequency the place's tail is the first place's times that
+    coherence plus its ``own`` (an independent draw) times the rest (sqrt(1 - coh^2)):
+    alike below ~c / 2r (172 Hz at 1 m, where the bass keys' lower partials lie), nearly
+    independent above. Silent for the predelay and scaled to the room's ``wet_db`` as
+    :func:`reverb_tail`'s."""
+    n = len(first)
+    f = np.fft.rfftfreq(n, 1.0 / room.sample_rate)
+    coh = np.sinc(2.0 * f * POSITION_SPACING_M / SPEED_OF_SOUND_M_S)  # sin(kr) / kr
+    tail = np.fft.irfft(coh * np.fft.rfft(first) + np.sqrt(1.0 - coh * coh) * np.fft.rfft(own), n)
+    tail[: int(room.predelay_s * room.sample_rate)] = 0.0
+    tail *= 10.0 ** (room.wet_db / 20.0) / math.sqrt(float(np.sum(tail * tail)) or 1.0)
+    return tail
 
 
 def _reverb(y: np.ndarray, tail: np.ndarray) -> np.ndarray:
