@@ -223,7 +223,7 @@ def single_notes(velocity: float, takes: int, voice: str = "plain") -> None:
         for p in pitches:
             reads, comb = [], []
             for take in range(n):
-                room = Room(gain_db=-24.0, seed=4, rt60_s=rt60, snr_db=snr, fixed_tail=False)
+                room = Room(gain_db=-24.0, seed=4, rt60_s=rt60, snr_db=snr)
                 # held 80 ms: a calibration strike's damper lands >= 73 ms after its onset
                 rt = RoomTake(room, [HeardNote(500_000, p, velocity, 580_000)], [], take, render=render)
                 det = Detector(rt.samples(), rt.sample_rate, gain_db=-24.0)
@@ -403,7 +403,7 @@ def room_colour(voice: str, pitches: list[int], rooms: list[int], predelay_ms: f
     for p in pitches:
         for rs in [-1, *rooms]:
             room = (Room(gain_db=-24.0, seed=4, rt60_s=0.0) if rs < 0
-                    else Room(gain_db=-24.0, seed=rs, predelay_s=predelay_ms / 1000.0, fixed_tail=False))
+                    else Room(gain_db=-24.0, seed=rs, predelay_s=predelay_ms / 1000.0))
             strikes = []
             for take, vs in enumerate(COLOUR_VELOCITIES):
                 notes = [HeardNote(300_000 * (i + 1), p, v, 300_000 * (i + 1) + 80_000) for i, v in enumerate(vs)]

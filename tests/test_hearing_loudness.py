@@ -148,7 +148,7 @@ def _rich_or_plain_reads(voice: str, pitches: tuple[int, ...], velocities: tuple
     reads: KeyReads = {}
     for p in pitches:
         for i, v in enumerate(velocities):
-            room = Room(gain_db=GAIN_DB, seed=4, rt60_s=0.3, snr_db=30.0, fixed_tail=False)  # a room each
+            room = Room(gain_db=GAIN_DB, seed=4, rt60_s=0.3, snr_db=30.0)
             # held 80 ms: a calibration strike's damper lands >= 73 ms after its onset
             rt = RoomTake(room, [HeardNote(500_000, p, v, 580_000)], [], 100 * p + i, render=RENDERERS[Voice(voice)])
             det = Detector(rt.samples(), rt.sample_rate, gain_db=GAIN_DB)

@@ -101,13 +101,11 @@ class Room:
     offset_s: float | None = None
     drift_ppm: float | None = None
     seed: int = 0
-    # the reverb's tail: once for the room (True, the default since session 25, as sim://'s
-    # since session 24: a real room's response from the piano to a fixed microphone is
-    # the same on every take, so its colour of each key's partials does not average out
-    # over a calibration's takes; docs/calibration.md, "Session 24, velocity") or drawn
-    # anew for every take (False, the simulator until session 24: the benches that measure
-    # one strike's colour over independent rooms ask for it)
-    fixed_tail: bool = True
+    # the reverb's tail: drawn anew for every take (False, the simulator until session 24)
+    # or once for the room (True: a real room's response from the piano to a fixed
+    # microphone is the same on every take, so its colour of each key's partials does not
+    # average out over a calibration's takes; docs/calibration.md, "Session 24, velocity")
+    fixed_tail: bool = False
     # the microphone's place (0: where it stood first; :meth:`at_position`)
     position: int = 0
     # how far a move changes the microphone's gain, at most (dB; 0: the tail only)
