@@ -59,7 +59,7 @@ def test_the_microphones_places_hear_the_bass_alike() -> None:
     """Places a metre apart hear a diffuse room alike below ~c / 2r (172 Hz) and nearly
     independently above (sin(kr)/kr): the bass's colour averages less over places than
     the treble's, as in a real room."""
-    room = Room(seed=0)
+    room = Room(seed=0, fixed_tail=True)
     first = np.fft.rfft(room_tail(room, np.random.default_rng(1)))
     f = np.fft.rfftfreq(2 * (len(first) - 1), 1.0 / room.sample_rate)
 
