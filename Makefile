@@ -23,9 +23,10 @@ MIC_GAIN_ARG = $(if $(MIC_GAIN),--mic-gain-db=$(MIC_GAIN),)
 # through audio: the calibration hears its takes from this many places in the room, the
 # microphone moved between them (the simulator moves its own; on a real piano calibrate
 # asks for it): a room's colour of each key averages over the places
-# (docs/calibration.md, "Session 25, positions": seed 1 velocity error 2.65 from one
-# place, 2.07 from 4; 1: one place, as before session 25)
-MIC_POSITIONS ?= 4
+# (docs/calibration.md, "Session 25, positions" and "Session 25, lead": with the power
+# sum's windows from 2 ms, seed 1 velocity error 1.89 from 5 places, 1.96 from 4; the
+# mean over four truths and rooms 2.06 from 5, 2.11 from 4; 1: one place, as before)
+MIC_POSITIONS ?= 5
 MIC_POS_ARG = $(if $(filter audio,$(SENSOR)),--mic-positions=$(MIC_POSITIONS),)
 GUITAR_SENSOR ?= audio
 GUITAR_SPEC  ?= guitar-slider
