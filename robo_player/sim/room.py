@@ -131,7 +131,6 @@ class Room:
         if self.offset_s is not None and not 0.0 <= self.offset_s <= 10.0:
             raise ValueError(f"room: offset_s {self.offset_s} out of range (allowed: 0..10)")
 
-
     def at_position(self, position: int) -> Room:
         """This room (its microphone at position 0) heard from the microphone's place
         ``position``: its own tail (:func:`room_tail`) and its gain moved by
@@ -390,6 +389,11 @@ def reverb_tail(sr: int, rt60_s: float, wet_db: float, rng: np.random.Generator,
     n_ir = int(rt60_s * sr)
     t = np.arange(n_ir) / sr
     tail = rng.normal(0.0, 1.0, n_ir) * np.exp(-6.91 * t / rt60_s)  # -60 dB at rt60
+    return _silent_then_wet(tail, sr, predelay_s, wet_db)
+
+
+def _silent_then_wet(tail: np.ndarray, sr: int, predelay_s: float, wet_db: float) -> np.ndarray:
+    """``tail`` silent for its first ``predelay_s`` and scaled to ``wet_db`` below the direct sound."""
     tail[: int(predelay_s * sr)] = 0.0
     tail *= 10.0 ** (wet_db / 20.0) / math.sqrt(float(np.sum(tail * tail)) or 1.0)
     return tail
@@ -422,9 +426,7 @@ def _place_tail(first: np.ndarray, own: np.ndarray, room: Room) -> np.ndarray:
     f = np.fft.rfftfreq(n, 1.0 / room.sample_rate)
     coh = np.sinc(2.0 * f * POSITION_SPACING_M / SPEED_OF_SOUND_M_S)  # sin(kr) / kr
     tail = np.fft.irfft(coh * np.fft.rfft(first) + np.sqrt(1.0 - coh * coh) * np.fft.rfft(own), n)
-    tail[: int(room.predelay_s * room.sample_rate)] = 0.0
-    tail *= 10.0 ** (room.wet_db / 20.0) / math.sqrt(float(np.sum(tail * tail)) or 1.0)
-    return tail
+    return _silent_then_wet(tail, room.sample_rate, room.predelay_s, room.wet_db)
 
 
 def _reverb(y: np.ndarray, tail: np.ndarray) -> np.ndarray:
