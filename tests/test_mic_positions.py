@@ -217,10 +217,11 @@ def test_calibrate_refuses_a_bad_number_of_places(tmp_path: Path, capsys: Any, v
     assert not out.exists()
 
 
-def test_a_recording_or_a_guitar_takes_one_place(tmp_path: Path, capsys: Any) -> None:
-    rc = main(["-q", "calibrate", "--spec", "piano-88-grand", "--port", "sim://", "--record-with-any-recorder",
-               "--played", str(tmp_path / "p.json"), "--mic-positions", "2"])  # fmt: skip
-    assert rc == 2 and "heard from one place only" in capsys.readouterr().err
+def test_a_recording_takes_its_places_from_played_and_a_guitar_one_place(tmp_path: Path, capsys: Any) -> None:
+    # a recording's places are played.json's parts (tests/test_recording_places.py)
+    rc = main(["-q", "calibrate", "--spec", "piano-88-grand", "--from-recording", "t.wav",
+               "--played", str(tmp_path / "p.json"), "--mic-positions", "2", "--out", str(tmp_path / "c.yaml")])  # fmt: skip
+    assert rc == 2 and "the places are played.json's" in capsys.readouterr().err
     rc = main(["-q", "calibrate", "--spec", "guitar-slider", "--port", "sim://", "--out", str(tmp_path / "g.yaml"),
                "--mic-positions", "2"])  # fmt: skip
     assert rc == 2 and "the piano's calibration only" in capsys.readouterr().err

@@ -896,3 +896,15 @@ def test_firmware_configuration_carries_the_actuator_maps_numbers() -> None:
             assert d["max_on_us"] == act.max_on_us
             assert d["max_pulse_us"] == act.max_pulse_us
             assert d["duty_permille"] == rules.duty_permille(act)
+
+
+def test_a_curve_with_a_flat_top_gives_the_least_drive_for_its_top_velocity() -> None:
+    # a fitted curve's velocity is non-decreasing: an isotonic fit can end flat (a fixed
+    # take's fit, truth seed 2); before session 26 `drive_for_velocity` at the top divided by zero
+    c = KeyCurve(pitch=60, threshold=0.2, drive=(0.3, 0.6, 0.8, 1.0), velocity=(20.0, 70.0, 95.0, 95.0),
+                 latency_us=(30_000.0, 20_000.0, 16_000.0, 15_000.0))  # fmt: skip
+    assert c.drive_for_velocity(95.0) == 0.8 and c.drive_for_velocity(120.0) == 0.8
+    assert c.drive_for_velocity(82.5) == pytest.approx(0.7)
+    flat = KeyCurve(pitch=60, threshold=0.2, drive=(0.3, 0.6, 1.0), velocity=(20.0, 20.0, 90.0),
+                    latency_us=(30_000.0, 20_000.0, 15_000.0))  # fmt: skip
+    assert flat.drive_for_velocity(20.0) == 0.3 and flat.drive_for_velocity(5.0) == 0.3

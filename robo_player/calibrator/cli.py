@@ -22,7 +22,9 @@ def add_calibrate_args(sp: argparse.ArgumentParser) -> None:
     g.add_argument("--record-with-any-recorder", action="store_true",
                    help="play one fixed take for an outside recorder and write what it played "
                         "(--played, default played.json here)")
-    g.add_argument("--from-recording", metavar="TAKE.wav", help="learn from a recording of that take")
+    g.add_argument("--from-recording", metavar="TAKE.wav", nargs="+",
+                   help="learn from a recording of that take (with --mic-positions N when it was played: its N "
+                        "recordings, one a place, in the order played)")  # fmt: skip
     g.add_argument("--played", metavar="PLAYED.json", help="what the recorded take played")
     add_mic_gain_arg(g)
     g.add_argument("--mic-positions", metavar="N", default="1",
@@ -93,14 +95,14 @@ DEFAULT_PLAYED = "played.json"  # --record-with-any-recorder without --played
 
 def calibrate(args: argparse.Namespace, helpers: dict[str, Callable[..., Any]]) -> int | None:
     """``calibrate`` with a listening option, or None when none was given."""
-    from .offline import fixed_take, learn_from_recording
+    from .offline import fixed_parts, learn_from_recording
     from .session import calibrate_session
 
     read_mic_gain(args)
     positions = read_mic_positions(args)
-    if positions > 1 and (args.record_with_any_recorder or args.from_recording):
-        raise UsageError("--mic-positions: the recorded take (--record-with-any-recorder, --from-recording) is heard "
-                         "from one place only (one recording); move the microphone with --mic, or give 1")  # fmt: skip
+    if positions > 1 and args.from_recording:
+        raise UsageError("--mic-positions: with --from-recording the places are played.json's (one recording a "
+                         "place, as --record-with-any-recorder --mic-positions N played them): leave it out")  # fmt: skip
     if not (args.mic or args.record_with_any_recorder or args.from_recording):
         if args.played:
             raise UsageError("--played goes with --record-with-any-recorder or --from-recording")
@@ -112,11 +114,11 @@ def calibrate(args: argparse.Namespace, helpers: dict[str, Callable[..., Any]]) 
         piano_positions_only(spec, positions)
         return _calibrate_guitar(args, spec, helpers)
     if args.record_with_any_recorder:
-        return _record_take(args, spec, helpers, fixed_take, "strikes")
+        return _record_take(args, spec, helpers, lambda sp: fixed_parts(sp, positions), "strikes")
     played = _played_for_recording(args, spec)
     if played is not None:
-        rec = read_wav(args.from_recording)
-        cal, report = learn_from_recording(spec, rec, played, args.from_recording, args.mic_gain)
+        recs = [read_wav(path) for path in args.from_recording]
+        cal, report = learn_from_recording(spec, recs, played, list(args.from_recording), args.mic_gain)
     else:
         mic = MicRecorder(args.mic)
         with helpers["open_device"](args.port, spec, args) as device:
@@ -143,11 +145,22 @@ def print_positions(report: Any) -> None:
               "(the first by the anchor, each other against the curves)")  # fmt: skip
 
 
+# between the parts of a take recorded from several places (--record-with-any-recorder
+# --mic-positions N): the user keeps the recording, moves the recorder and starts it again
+RECORDER_PROMPT = ("stop the recorder and keep its file (place {k} of {n}: --from-recording takes the files in "
+                   "this order); move it to position {k1} of {n}, about a metre from the last, facing the strings "
+                   "at a similar distance; start it again and press Enter")  # fmt: skip
+
+
 def _record_take(args: argparse.Namespace, spec: Any, helpers: dict[str, Callable[..., Any]],
                  take: Callable[[Any], tuple[Any, dict[str, Any]]], what: str) -> int:
-    """--record-with-any-recorder: play the fixed take ``take(spec)`` (its plan, and what it
-    plays: ``what``, "strikes" or "picks", lists them) and write what it played to
-    --played (played.json here by default, never over an existing one)."""
+    """--record-with-any-recorder: play the fixed take ``take(spec)`` (its plan, or a
+    plan a microphone place; and what it plays: ``what``, "strikes" or "picks", lists
+    them, in each of its ``parts`` where it has them) and write what it played to
+    --played (played.json here by default, never over an existing one). Where the port
+    records too (the simulator's microphone), each part's recording is written beside
+    it (PLAYED-N.wav, or PLAYED.wav for one place), so the simulator's take can be
+    learned from as a recorder's."""
     from .offline import save_played
 
     if not args.played:
@@ -155,16 +168,42 @@ def _record_take(args: argparse.Namespace, spec: Any, helpers: dict[str, Callabl
         if Path(args.played).exists():
             raise UsageError(f"--record-with-any-recorder: {args.played} exists here and is not "
                              "overwritten: give --played PATH (where to write what it plays)")  # fmt: skip
-    plan, played = take(spec)
+    plans, played = take(spec)
+    plans = plans if isinstance(plans, list) else [plans]
+    parts = played.get("parts", [played])
+    n = len(plans)
+    stem = Path(args.played)
+    wavs = [stem.with_suffix(".wav")] if n == 1 else [stem.with_name(f"{stem.stem}-{k + 1}.wav") for k in range(n)]
+    written: list[Path] = []
     with helpers["open_device"](args.port, spec, args) as device:
-        if not args.quiet:
-            print(f"start your recorder now; playing {len(played[what])} {what} "
-                  f"({played['end_us'] / 1e6:.0f} s)")  # fmt: skip
-        device.play(plan)
+        for k, plan in enumerate(plans):
+            if k and hasattr(device, "move_microphone"):
+                device.move_microphone(k, n)  # the simulator's recorder moves itself
+            elif k:
+                print(RECORDER_PROMPT.format(k=k, n=n, k1=k + 1), flush=True)
+                if not sys.stdin.readline():
+                    raise CalibrationError(f"calibrate: the recorder was to move to position {k + 1} of {n}, and the "
+                                           "terminal's input ended (no Enter); nothing written")  # fmt: skip
+            if not args.quiet:
+                where = f" (place {k + 1} of {n})" if n > 1 else ""
+                print(f"start your recorder now{where}; playing {len(parts[k][what])} {what} "
+                      f"({parts[k]['end_us'] / 1e6:.0f} s)")  # fmt: skip
+            perf = device.play(plan)
+            audio = getattr(perf, "audio", None)
+            if audio is not None and wavs[k].exists():
+                print(f"note: {wavs[k]} exists and is not overwritten: the port's recording of this part is not kept")
+            elif audio is not None:
+                from ..hearing.recording import Recording, write_wav
+
+                written.append(write_wav(wavs[k], Recording(audio.samples(), audio.sample_rate)))
     save_played(args.played, played)
     if not args.quiet:
+        takes = " ".join(str(w) for w in written) if len(written) == n else ("TAKE.wav" if n == 1 else " ".join(
+            f"TAKE{k + 1}.wav" for k in range(n)))
+        if written:
+            print(f"the port's own microphone recorded the take: wrote {', '.join(map(str, written))}")
         print(f"wrote {args.played}; then: robo-player calibrate --spec {spec.name} --from-recording "
-              f"TAKE.wav --played {args.played} --out CAL.yaml")  # fmt: skip
+              f"{takes} --played {args.played} --out CAL.yaml")  # fmt: skip
     return 0
 
 
@@ -191,7 +230,10 @@ def _calibrate_guitar(args: argparse.Namespace, spec: Any, helpers: dict[str, Ca
         return _record_take(args, spec, helpers, fixed_take, "picks")
     played = _played_for_recording(args, spec)
     if played is not None:
-        cal, rep = learn_from_recording(spec, read_wav(args.from_recording), played, args.from_recording,
+        if len(args.from_recording) != 1:
+            raise UsageError(f"--from-recording: {len(args.from_recording)} recordings: the guitar's take is "
+                             "one recording (one place)")  # fmt: skip
+        cal, rep = learn_from_recording(spec, read_wav(args.from_recording[0]), played, args.from_recording[0],
                                         args.mic_gain)  # fmt: skip
     else:
         with helpers["open_device"](args.port, spec, args) as device:

@@ -7,11 +7,21 @@ pattern again. :func:`fixed_take` builds the plan and what it played (``played.j
 :func:`learn_from_recording` hears the recording through the detector, takes the
 recorder's unknown level out of the loudness (anchored on the full-drive strikes, as the
 session's first round) and fits the keys as the session does.
+
+With ``positions`` > 1 (``--mic-positions N``, docs/calibration.md "Session 26, lead") the
+take is split into N parts, one recording each, the recorder moved about a metre between
+them: a room's colour of each key averages over the places, as in the session. Every part
+has its own sync patterns (a recording is its own clock) and strikes every key once at full
+drive; the other drives of :data:`FIXED_U` go round the parts in turn. Place 0's level is
+anchored as one recording's; each other place's against place 0's on the keys' full-drive
+strikes (the same key at the same drive: its own loudness cancels, the move's gain is left).
+A key is struck ``len(FIXED_U) + N - 1`` times (13 at N = 5).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -19,43 +29,86 @@ import numpy as np
 
 from ..errors import CalibrationError, HearingError
 from ..fileio import atomic_open
-from ..hearing.level import MicGain
+from ..hearing.level import MicGain, remove_level, take_level_db
 from ..hearing.listen import Expected, hear_strikes
 from ..performance import AudioTake
 from ..plan import Plan
 from ..spec.calibration import Calibration
 from ..spec.model import PianoSpec
 from .fitting import curve_from_fit, fit_key
-from .listening import EARLY_US, ONSET_GAP_US, add_sync, common_offset, sync_pitch
+from .listening import EARLY_US, FULL_DRIVE, ONSET_GAP_US, add_sync, common_offset, sync_pitch
+from .positions import refine_position_levels
 from .scheduler import StrikeRequest, build_round
 from .session import CalibrationReport, set_level
 from .strikes import SILENT_LATENCY_US, StrikeResult
 
+log = logging.getLogger(__name__)
+
 FIXED_U = (1.0, 0.7, 0.5, 0.36, 0.26, 0.19, 0.14, 0.10, 0.07)
 PLAYED_VERSION = 1
+# played.json of a take split over the microphone's places: ``parts``, one per recording
+PLAYED_VERSION_PARTS = 2
+
+
+def part_drives(positions: int) -> list[list[float]]:
+    """The :data:`FIXED_U` of each of ``positions`` parts: full drive in every part (each
+    place's level is read on it), the others round the parts in turn (each place hears
+    loud and soft strikes)."""
+    return [[FIXED_U[0], *FIXED_U[1 + k :: positions]] for k in range(positions)]
+
+
+def _part(spec: PianoSpec, todo: list[int], us: list[float], seed: int) -> tuple[Plan, dict[str, Any]]:
+    th = spec.nominal.threshold
+    requests = {p: [StrikeRequest(p, th + u * (1 - th), SILENT_LATENCY_US) for u in us] for p in todo}
+    order = list(requests)
+    np.random.default_rng(seed).shuffle(order)
+    plan, pending, end_us = build_round(spec, requests, {}, order, ONSET_GAP_US)
+    starts, end_us = add_sync(spec, plan, pending, end_us)
+    return plan, {
+        "sync_starts_us": starts,
+        "end_us": end_us,
+        "strikes": [{"pitch": s.pitch, "drive": s.drive, "t_us": s.t_us} for s in pending],
+    }
+
+
+def _head(spec: PianoSpec, version: int) -> dict[str, Any]:
+    return {"version": version, "spec": spec.name, "spec_hash": spec.spec_hash, "sync_pitch": sync_pitch(spec)}
+
+
+def _click_delay(spec: PianoSpec) -> int | None:
+    """The patterns were clicked (spec.sync_click): the click's delay; None: struck on sync_pitch."""
+    return spec.sync_click.delay_us if spec.sync_click is not None else None
 
 
 def fixed_take(spec: PianoSpec, pitches: list[int] | None = None, seed: int = 0) -> tuple[Plan, dict[str, Any]]:
     """The one take to record, and what it plays (JSON-ready)."""
     todo = pitches if pitches is not None else [k.pitch for k in spec.keys]
-    th = spec.nominal.threshold
-    requests = {p: [StrikeRequest(p, th + u * (1 - th), SILENT_LATENCY_US) for u in FIXED_U] for p in todo}
-    order = list(requests)
-    np.random.default_rng(seed).shuffle(order)
-    plan, pending, end_us = build_round(spec, requests, {}, order, ONSET_GAP_US)
-    starts, end_us = add_sync(spec, plan, pending, end_us)
-    played = {
-        "version": PLAYED_VERSION,
-        "spec": spec.name,
-        "spec_hash": spec.spec_hash,
-        "sync_pitch": sync_pitch(spec),
-        "sync_starts_us": starts,
-        # the patterns were clicked (spec.sync_click): the click's delay; None: struck on sync_pitch
-        "click_delay_us": spec.sync_click.delay_us if spec.sync_click is not None else None,
-        "end_us": end_us,
-        "strikes": [{"pitch": s.pitch, "drive": s.drive, "t_us": s.t_us} for s in pending],
-    }
-    return plan, played
+    plan, part = _part(spec, todo, list(FIXED_U), seed)
+    return plan, {**_head(spec, PLAYED_VERSION), "sync_starts_us": part["sync_starts_us"],
+                  "click_delay_us": _click_delay(spec), "end_us": part["end_us"], "strikes": part["strikes"]}  # fmt: skip
+
+
+def fixed_parts(
+    spec: PianoSpec, positions: int, pitches: list[int] | None = None, seed: int = 0
+) -> tuple[list[Plan], dict[str, Any]]:
+    """The take split over ``positions`` places: a plan a place (one recording each), and
+    what they play (JSON-ready, ``parts``); one place is :func:`fixed_take`'s."""
+    if positions == 1:
+        plan, played = fixed_take(spec, pitches, seed)
+        return [plan], played
+    todo = pitches if pitches is not None else [k.pitch for k in spec.keys]
+    plans, parts = [], []
+    for k, us in enumerate(part_drives(positions)):
+        plan, part = _part(spec, todo, us, seed + k)
+        plans.append(plan)
+        parts.append(part)
+    return plans, {**_head(spec, PLAYED_VERSION_PARTS), "click_delay_us": _click_delay(spec),
+                   "positions": positions, "parts": parts}  # fmt: skip
+
+
+def played_parts(played: dict[str, Any]) -> list[dict[str, Any]]:
+    """The parts of ``played`` (one recording each): a version 1 take is one part."""
+    return list(played["parts"]) if played.get("version") == PLAYED_VERSION_PARTS else [played]
 
 
 def save_played(path: str | Path, played: dict[str, Any]) -> None:
@@ -71,35 +124,101 @@ def load_played(path: str | Path, spec: PianoSpec) -> dict[str, Any]:
         raise CalibrationError(f"{path}: no such file") from err
     except json.JSONDecodeError as err:
         raise CalibrationError(f"{path}: not JSON ({err})") from err
-    if not isinstance(played, dict) or played.get("version") != PLAYED_VERSION:
-        raise CalibrationError(f"{path}: version: {played.get('version') if isinstance(played, dict) else None!r} (allowed: {PLAYED_VERSION})")
+    if not isinstance(played, dict) or played.get("version") not in (PLAYED_VERSION, PLAYED_VERSION_PARTS):
+        raise CalibrationError(f"{path}: version: {played.get('version') if isinstance(played, dict) else None!r} "
+                               f"(allowed: {PLAYED_VERSION}, {PLAYED_VERSION_PARTS})")  # fmt: skip
+    if played["version"] == PLAYED_VERSION_PARTS and not (isinstance(played.get("parts"), list) and played["parts"]):
+        raise CalibrationError(f"{path}: version {PLAYED_VERSION_PARTS} without its parts (one per recording)")
     if played.get("spec_hash") != spec.spec_hash:
         raise CalibrationError(f"{path}: spec: played for {played.get('spec')!r}, not for {spec.name!r} (spec hash differs)")
     return played
 
 
-def learn_from_recording(
-    spec: PianoSpec, recording: AudioTake, played: dict[str, Any], where: str, mic: MicGain | None = None
-) -> tuple[Calibration, CalibrationReport]:
-    """Hear the strikes of ``played`` in ``recording`` and fit every key struck
-    (``mic``: the recorder's gain, measured: :func:`.session.set_level`)."""
-    strikes = [StrikeResult(int(s["pitch"]), float(s["drive"]), int(s["t_us"])) for s in played["strikes"]]
+def _hear_part(
+    spec: PianoSpec, recording: AudioTake, part: dict[str, Any], played: dict[str, Any], where: str
+) -> list[StrikeResult]:
+    """The strikes of one part of ``played`` heard in its ``recording``."""
+    strikes = [StrikeResult(int(s["pitch"]), float(s["drive"]), int(s["t_us"])) for s in part["strikes"]]
     expected = [Expected(s.pitch, s.t_us, EARLY_US, SILENT_LATENCY_US + 5_000) for s in strikes]
     click = played.get("click_delay_us")
     heard, _ = hear_strikes(
         recording.samples(), recording.sample_rate, expected, int(played["sync_pitch"]),
-        [int(t) for t in played["sync_starts_us"]], where=where,
+        [int(t) for t in part["sync_starts_us"]], where=where,
         click_delay_us=None if click is None else int(click),
     )
-    by: dict[int, list[StrikeResult]] = {}
     for s, h in zip(strikes, heard, strict=True):
         if h is not None and np.isfinite(h.velocity):
             s.heard, s.latency_us, s.velocity = True, h.t_us - s.t_us, h.velocity
+    return strikes
+
+
+def _full_drive(strikes: list[StrikeResult]) -> dict[int, float]:
+    """Each key's heard full-drive loudness (its first)."""
+    out: dict[int, float] = {}
+    for s in strikes:
+        if s.heard and s.drive >= FULL_DRIVE:
+            out.setdefault(s.pitch, s.velocity)
+    return out
+
+
+def place_level_db(first: list[StrikeResult], other: list[StrikeResult], sample_rate: int) -> tuple[float, int]:
+    """Another place's level against the first's (dB; their loudness as heard, no level
+    out yet) and how many keys tell it: each key's full-drive strike at the place against
+    its full-drive strike at the first (the key's own loudness cancels), the interquartile
+    mean (:func:`~robo_player.hearing.level.take_level_db`)."""
+    a, b = _full_drive(first), _full_drive(other)
+    return take_level_db(((p, b[p], a[p]) for p in a if p in b), sample_rate)
+
+
+def learn_from_recording(
+    spec: PianoSpec, recording: AudioTake | list[AudioTake], played: dict[str, Any], where: str | list[str],
+    mic: MicGain | None = None,
+) -> tuple[Calibration, CalibrationReport]:
+    """Hear the strikes of ``played`` in ``recording`` (a list, one a place, for a take
+    split over the microphone's places: :func:`fixed_parts`) and fit every key struck
+    (``mic``: the recorder's gain at the first place, measured: :func:`.session.set_level`)."""
+    recordings = recording if isinstance(recording, list) else [recording]
+    wheres = where if isinstance(where, list) else [where]
+    parts = played_parts(played)
+    if len(recordings) != len(parts):
+        raise CalibrationError(
+            f"{', '.join(wheres)}: {len(recordings)} recording(s) for a take played in {len(parts)} part(s), one "
+            "recording a microphone place: give them in the order they were played (played.json's parts)"
+        )
+    rates = {r.sample_rate for r in recordings}
+    if len(rates) > 1:
+        raise CalibrationError(f"{', '.join(wheres)}: the recordings' sample rates differ "
+                               f"({', '.join(str(r.sample_rate) for r in recordings)} Hz): record every place "
+                               "with the same recorder and settings")  # fmt: skip
+    heard = [_hear_part(spec, r, part, played, w) for r, part, w in zip(recordings, parts, wheres, strict=True)]
+    strikes = [s for ss in heard for s in ss]
+    by: dict[int, list[StrikeResult]] = {}
+    for s in strikes:
         by.setdefault(s.pitch, []).append(s)
-    report = CalibrationReport(keys=len(by), strikes=len(strikes), play_calls=1, heard_by="audio")
-    # the recorder's gain is unknown: the take's level, from every key's full-drive strike
-    # (FIXED_U[0]) against the spec's nominal, out of every heard loudness
-    set_level(report, strikes, spec, recording.sample_rate, where, mic)
+    click = played.get("click_delay_us")
+    report = CalibrationReport(keys=len(by), strikes=len(strikes), play_calls=len(parts), heard_by="audio")
+    # the recorder's gain is unknown: the first place's level, from every key's full-drive
+    # strike (FIXED_U[0]) against the spec's nominal, out of every heard loudness there;
+    # each other place's against the first's on the same keys at full drive
+    sr0 = recordings[0].sample_rate
+    raw0 = [StrikeResult(s.pitch, s.drive, s.t_us) for s in heard[0]]
+    for s, r in zip(heard[0], raw0, strict=True):
+        r.heard, r.velocity = s.heard, s.velocity
+    set_level(report, heard[0], spec, sr0, wheres[0], mic)
+    base = report.audio_level_db or 0.0
+    for k in range(1, len(parts)):
+        rel, n = place_level_db(raw0, heard[k], sr0)
+        if not n:
+            raise HearingError(f"{wheres[k]}: no key heard at full drive both here and in {wheres[0]}: the "
+                               "place's level cannot be told (is this the recording of part "
+                               f"{k + 1} of {len(parts)}?)")  # fmt: skip
+        for s in heard[k]:
+            if s.heard:
+                s.velocity = remove_level(s.pitch, s.velocity, base + rel, sr0)
+        report.position_levels_db.append(base + rel)
+        log.info("%s: the microphone's place %d of %d: %+.2f dB against the first (%d keys at full drive)",
+                 wheres[k], k + 1, len(parts), rel, n)  # fmt: skip
+    report.mic_positions = len(parts)
     report.clock_by = "curves" if click is None else "click"
     if click is None:  # struck patterns: aligned times are early by c, guessed from the curves
         c = common_offset(by, float(spec.nominal.latency_us[-1])) or 0.0
@@ -107,15 +226,22 @@ def learn_from_recording(
             for s in ss:
                 s.latency_us += c
         report.sync_offset_us = c
-    report.sim_time_us = int(played.get("end_us", 0))
+    report.sim_time_us = sum(int(part.get("end_us", 0)) for part in parts)
     cal = Calibration.nominal(spec)
     cal.measured = True
     lat_top = float(min(spec.timing.pipeline_delay_us, 0.8 * SILENT_LATENCY_US))
+    if len(parts) > 1:  # each other place's level again against the curves of all the places' strikes
+        fits = {p: fit_key(ss) for p, ss in by.items()}
+
+        def refit(keys: set[int]) -> None:
+            fits.update({p: fit_key(by[p]) for p in keys})
+
+        report.position_levels_db = refine_position_levels(heard, fits, refit, report.position_levels_db, sr0)
     for p, ss in sorted(by.items()):
         fit = fit_key(ss)
         if fit is None:
             raise HearingError(
-                f"{where}: key {p}: heard {sum(s.heard for s in ss)} of {len(ss)} strikes "
+                f"{', '.join(wheres)}: key {p}: heard {sum(s.heard for s in ss)} of {len(ss)} strikes "
                 "(need >= 2): is this the recording of the take that played.json describes?"
             )
         cal.keys[p] = curve_from_fit(p, fit, lat_top, len(ss))

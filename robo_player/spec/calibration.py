@@ -37,12 +37,20 @@ CAL_VERSION = 1
 
 
 def _interp(x: float, xs: tuple[float, ...], ys: tuple[float, ...]) -> float:
-    """Piecewise-linear interpolation, linear extrapolation off both ends."""
+    """Piecewise-linear interpolation, linear extrapolation off both ends. ``xs`` is
+    non-decreasing: where it repeats (a fitted curve's flat top, an isotonic fit's step)
+    the first ``y`` at that ``x`` (for a drive looked up by its velocity: the least drive
+    that gives it). Before session 26 a flat top divided by zero (a fixed take's fit, one
+    strike per drive, truth seed 2: `drive_for_velocity` at its top velocity)."""
     if len(xs) == 1:
         return ys[0]
-    i = bisect.bisect_right(xs, x) - 1
-    i = min(max(i, 0), len(xs) - 2)
+    j = bisect.bisect_left(xs, x)
+    if j < len(xs) and xs[j] == x:  # on a point: the first at that x
+        return ys[j]
+    i = min(max(j - 1, 0), len(xs) - 2)
     x0, x1, y0, y1 = xs[i], xs[i + 1], ys[i], ys[i + 1]
+    if x1 == x0:  # off an end that repeats
+        return ys[bisect.bisect_left(xs, x0)]
     return y0 + (y1 - y0) * (x - x0) / (x1 - x0)
 
 
