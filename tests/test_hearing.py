@@ -132,7 +132,7 @@ def test_a_louder_related_key_struck_with_it_does_not_hide_a_key() -> None:
     # second C2, which nobody strikes): measured C4 +1.3..+8.0 ms on 12 of 12 room draws
     # (seeds 0-5, per take and fixed), the unstruck C4 heard on 1 of the 12 (fixed seed
     # 5). Before session 26 this asked Detector.find(60, others=[36]) at the lone C2,
-    # which no caller asks (calibration keeps related keys apart): a C4 there on 6 of the
+    # which no caller asks (calibration keeps related keys apart): a C4 there on 7 of the
     # 12, and the find at the chord +11.1 ms on 1 (docs/hearing.md, "Session 26, fixedroom")
     notes = [HeardNote(300_000, 36, 120.0, 700_000), HeardNote(300_000, 60, 50.0, 700_000),
              HeardNote(1_200_000, 36, 120.0, 1_600_000)]
@@ -544,8 +544,11 @@ def test_the_informed_stage_does_not_hear_planned_notes_that_were_not_played() -
     # the soft key's): the informed stage hears none (measured 0 of 29 over 8 takes), and
     # with it the plan-known search hears no more of them than without (the search alone
     # heard 2 of 29, an octave below a ringing key and a semitone of the soft key; 1 with
-    # the stage's veto)
-    unplayed_heard, soft_heard = 0, 0
+    # the stage's veto). The soft key under the ringing ones: over 12 room draws (seeds
+    # 0-5, per take and fixed) heard on 60 of 60, within 10 ms on 60 (max 9.0 ms), within 5
+    # ms on 46 (3-5 of 5 a draw; "5 of 5 within 5 ms" held by this draw, docs/hearing.md,
+    # "Session 26, fixedroom"); the unplayed keys held on every draw
+    unplayed_heard, soft_heard, soft_close = 0, 0, 0
     for seed in range(5):
         rng = np.random.default_rng(seed)
         ring = sorted(int(q) for q in rng.choice(np.arange(40, 80), 3, replace=False))
@@ -565,9 +568,10 @@ def test_the_informed_stage_does_not_hear_planned_notes_that_were_not_played() -
         heard = det.detect_intended(plan, 0.08, 0.08, [])
         alone = det.detect_intended(plan, 0.08, 0.08, [], informed=False)
         unplayed_heard += sum(o.pitch in unplayed for o in heard) - sum(o.pitch in unplayed for o in alone)
-        soft_heard += any(o.pitch == soft and abs(o.t_s - t) < 0.005 for o in heard)
+        soft_heard += any(o.pitch == soft and abs(o.t_s - t) < 0.010 for o in heard)
+        soft_close += any(o.pitch == soft and abs(o.t_s - t) < 0.005 for o in heard)
     assert unplayed_heard <= 0
-    assert soft_heard == 5
+    assert soft_heard == 5 and soft_close >= 3, (soft_heard, soft_close)
 
 
 def test_a_planned_octave_below_a_struck_key_never_played_is_not_heard(monkeypatch: pytest.MonkeyPatch) -> None:
