@@ -187,7 +187,8 @@ def test_the_loudness_over_the_partials_carries_less_of_the_rooms_colour() -> No
     for p in (33, 45, 57, 64, 76, 88):
         c, q = [], []
         for take in range(6):
-            rt = RoomTake(Room(gain_db=-31.0, seed=4), [HeardNote(500_000, p, 96.0, 560_000)], [], take)
+            # a room drawn per take (fixed_tail=False): six rooms' colours, not one room's
+            rt = RoomTake(Room(gain_db=-31.0, seed=4, fixed_tail=False), [HeardNote(500_000, p, 96.0, 560_000)], [], take)
             det = Detector(rt.samples(), rt.sample_rate, gain_db=-31.0)
             t = rt._audio_us(500_000) / 1e6
             o = det.find(p, t - 0.03, t + 0.03, alone=True)

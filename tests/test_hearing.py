@@ -127,13 +127,19 @@ def test_a_low_key_under_the_rooms_reverb_is_timed_from_its_direct_sound(sample_
 
 
 def test_a_louder_related_key_struck_with_it_does_not_hide_a_key() -> None:
-    # C2 loud and C4 soft at once: C2's 4th and 8th partials are C4's 1st and 2nd
+    # C2 loud and C4 soft at once: C2's 4th and 8th partials are C4's 1st and 2nd. Asked
+    # as a performance asks (the plan-known pass; the plan asks for the C4 again at the
+    # second C2, which nobody strikes): measured C4 +1.3..+8.0 ms on 12 of 12 room draws
+    # (seeds 0-5, per take and fixed), the unstruck C4 heard on 1 of the 12 (fixed seed
+    # 5). Before session 26 this asked Detector.find(60, others=[36]) at the lone C2,
+    # which no caller asks (calibration keeps related keys apart): a C4 there on 7 of the
+    # 12, and the find at the chord +11.1 ms on 1 (docs/hearing.md, "Session 26, fixedroom")
     notes = [HeardNote(300_000, 36, 120.0, 700_000), HeardNote(300_000, 60, 50.0, 700_000),
              HeardNote(1_200_000, 36, 120.0, 1_600_000)]
     det = Detector(_take(notes), 48000)
-    o = det.find(60, 0.47, 0.53, others=[36])
-    assert o is not None and abs(o.t_s - 0.5) < 0.010
-    assert det.find(60, 1.37, 1.43, others=[36]) is None  # C2 alone: no C4
+    heard = det.detect_intended([(0.5, 36), (0.5, 60), (1.4, 36), (1.4, 60)], 0.08, 0.08)
+    assert [o.pitch for o in heard if o.pitch == 60 and abs(o.t_s - 0.5) < 0.010] == [60], heard
+    assert not any(o.pitch == 60 and o.t_s > 1.0 for o in heard), heard  # C2 alone: no C4
 
 
 def test_detector_says_none_where_the_key_did_not_sound() -> None:
@@ -151,20 +157,34 @@ def test_the_energy_fit_past_the_takes_end_says_nothing_heard() -> None:
     end_s = len(det.y) / 48000
     t, p = det.y_onset(60, end_s + 1.0)
     assert t == end_s + 1.0 and np.isnan(p)
-    assert np.isfinite(det.y_onset(60, 0.3)[1])  # where the note is, it fits
+    # where the note is (its strike at 0.3 s of the performance, OFFSET_S later in the
+    # take), it fits; asked at 0.3 s of the take (before session 26), where nothing
+    # sounds, it held only where the room's tail and noise happened to rise there (1 of
+    # 6 per-take draws, 0 of 6 fixed: docs/hearing.md, "Session 26, fixedroom")
+    assert np.isfinite(det.y_onset(60, 0.3 + OFFSET_S)[1])
 
 
 def test_detector_tells_neighbours_and_octaves_apart() -> None:
-    # 64 then 65 a semitone up 80 ms later, 48 an octave below 72
+    # 64 then 65 a semitone up 80 ms later, 60 an octave below 72. Asked as real use asks:
+    # the key-unknown pass over the take, the plan-known pass, and calibration's find in
+    # its +-30 ms window; 64 still rings: a later read (measured +2.4..+7.7 ms over 12
+    # room draws, seeds 0-5 per take and fixed). Before session 26 this asked find(65)
+    # over 0.45-0.70 s, a window holding 64's strike: that read 64's onset (-80 ms) on
+    # 10 of the 12 draws, named as ``others`` or not (docs/hearing.md, "Session 26, fixedroom")
     notes = [
         HeardNote(300_000, 64, 100.0, 500_000),
         HeardNote(380_000, 65, 100.0, 580_000),
         HeardNote(1_200_000, 72, 100.0, 1_400_000),
     ]
     det = Detector(_take(notes), 48000)
-    o65 = det.find(65, 0.45, 0.70)
-    assert o65 is not None and abs(o65.t_s - 0.58) < 0.010  # 64 still rings: a later read
-    assert det.find(60, 1.35, 1.45) is None  # 72's partials are 60's even ones
+    o65 = det.find(65, 0.55, 0.61, others=[64])
+    assert o65 is not None and abs(o65.t_s - 0.58) < 0.010
+    for heard in (det.detect(), det.detect_intended([(0.5, 64), (0.58, 65), (1.4, 72)], 0.08, 0.08)):
+        t65 = [o.t_s for o in heard if o.pitch == 65]
+        assert len(t65) == 1 and abs(t65[0] - 0.58) < 0.010, heard
+        assert [round(o.t_s, 2) for o in heard if o.pitch == 64] == [0.5], heard
+        assert not any(o.pitch == 60 for o in heard)  # 72's partials are 60's even ones
+    assert det.find(60, 1.35, 1.45) is None
 
 
 def _unknown_key_run() -> tuple[int, int, int]:
@@ -524,8 +544,11 @@ def test_the_informed_stage_does_not_hear_planned_notes_that_were_not_played() -
     # the soft key's): the informed stage hears none (measured 0 of 29 over 8 takes), and
     # with it the plan-known search hears no more of them than without (the search alone
     # heard 2 of 29, an octave below a ringing key and a semitone of the soft key; 1 with
-    # the stage's veto)
-    unplayed_heard, soft_heard = 0, 0
+    # the stage's veto). The soft key under the ringing ones: over 12 room draws (seeds
+    # 0-5, per take and fixed) heard on 60 of 60, within 10 ms on 60 (max 9.0 ms), within 5
+    # ms on 46 (3-5 of 5 a draw; "5 of 5 within 5 ms" held by this draw, docs/hearing.md,
+    # "Session 26, fixedroom"); the unplayed keys held on every draw
+    unplayed_heard, soft_heard, soft_close = 0, 0, 0
     for seed in range(5):
         rng = np.random.default_rng(seed)
         ring = sorted(int(q) for q in rng.choice(np.arange(40, 80), 3, replace=False))
@@ -545,9 +568,10 @@ def test_the_informed_stage_does_not_hear_planned_notes_that_were_not_played() -
         heard = det.detect_intended(plan, 0.08, 0.08, [])
         alone = det.detect_intended(plan, 0.08, 0.08, [], informed=False)
         unplayed_heard += sum(o.pitch in unplayed for o in heard) - sum(o.pitch in unplayed for o in alone)
-        soft_heard += any(o.pitch == soft and abs(o.t_s - t) < 0.005 for o in heard)
+        soft_heard += any(o.pitch == soft and abs(o.t_s - t) < 0.010 for o in heard)
+        soft_close += any(o.pitch == soft and abs(o.t_s - t) < 0.005 for o in heard)
     assert unplayed_heard <= 0
-    assert soft_heard == 5
+    assert soft_heard == 5 and soft_close >= 3, (soft_heard, soft_close)
 
 
 def test_a_planned_octave_below_a_struck_key_never_played_is_not_heard(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -71,13 +71,16 @@ def test_the_joint_fit_times_a_soft_key_under_a_loud_third_at_its_own_strike() -
         res = joint.residuals(y, 48000, [start, start], [freqs[1], freqs[0]], times, start - 0.04, start + 0.04)
         errs.append(round(1e3 * (times[int(np.argmin(res))] - truth[1]), 1))
         # the complex model of the soft key's bands, the loud key a phasor struck at its
-        # onset (session 18; the detector's from key 45 up): within 5 ms on every one
-        # (without the loud key's strike in it: 6-23 ms off on 5 of 8)
+        # onset (session 18; the detector's from key 45 up): within 5 ms on most (without
+        # the loud key's strike in it: 6-23 ms off on 5 of 8). Over 12 room draws (seeds
+        # 0-5 per take and fixed) 84 of 96 within 5 ms, the other 12 (0-2 a draw) at the
+        # loud key's strike, 20-38 ms early: "every one" held by this draw (docs/hearing.md,
+        # "Session 26, fixedroom")
         res = bands.band_residuals(y, 48000, notes[1].pitch, freqs[1], times, [bands.Strike(freqs[0], start)])
         band.append(round(1e3 * (times[int(np.argmin(res))] - truth[1]), 1))
     assert sum(abs(e) < 20.0 for e in errs) >= 6, errs
     assert float(np.median(np.abs(errs))) < 10.0, errs
-    assert all(abs(e) <= 5.0 for e in band), band
+    assert sum(abs(e) > 5.0 for e in band) <= 2, band
 
 
 def test_the_joint_residual_is_least_at_a_lone_strike() -> None:
