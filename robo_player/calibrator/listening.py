@@ -99,18 +99,6 @@ KeyReads = dict[int, KeyStrikes]
 # (sum of x² ~4) outweigh it (a pick, not tuned: 0 leaves the first take's slope free)
 SPECTRUM_RIDGE = 1.0
 SPECTRUM_MIN_STRIKES = 3  # a key's line tells its own noise from this many ordinary strikes (one degree of freedom)
-# Each strike's weight in the key's offset line: its offset's variance grows as the blow
-# softens, as 1 + (SPECTRUM_SOFT_VELOCITY / v)**SPECTRUM_SOFT_POWER (v the strike's
-# log-mean loudness), and it weighs as the inverse of that (a loud strike 1). A soft
-# blow's power sum carries the hammer's thump of its first ms and its partials stand
-# less over the noise: make demo's session (truth seed 2, room 3, 5 places), each
-# strike's offset about its key's loud strikes' (velocity >= 75) at velocity < 35 /
-# 35-45 / 45-55 / 80-100 / >= 100: 4.9 / 3.8 / 2.7 / 1.2 / 1.2 % rms (the bass 6.8 / 6.4 /
-# 4.0 / 1.3 / 1.1 %), the law's 5.6 / 3.4 / 2.3 / 1.3 / 1.2 %. Weighed alike, the soft
-# strikes pulled each key's level at the loud end (docs/calibration.md "Session 26,
-# velocity"). SPECTRUM_SOFT_POWER 0: every strike weighs alike (as before session 26).
-SPECTRUM_SOFT_VELOCITY = 64.0
-SPECTRUM_SOFT_POWER = 4.0
 
 
 def sync_pitch(spec: PianoSpec) -> int:
@@ -262,10 +250,9 @@ def spectrum_offsets(reads: KeyReads, touched: set[int] | None = None) -> dict[i
     (:func:`read_velocity`, each partial taken back to the onset with its key's pooled
     decay) less its key's spectrum offset, the log of log-mean over power sum
     (:func:`power_velocity`, with the key's pooled decay of its power sum) fitted as
-    ``a + b·log(v/64)`` over the key's ordinary strikes, each weighed by
-    :func:`offset_weight` (:data:`SPECTRUM_RIDGE` on ``b``; v the log-mean), each of
-    ``a`` and ``b`` pulled to its mean over the keys by as much as the keys' spread of
-    it is their own noise (:func:`_shrink`). ``touched``:
+    ``a + b·log(v/64)`` over the key's ordinary strikes (:data:`SPECTRUM_RIDGE` on
+    ``b``; v the log-mean), each of ``a`` and ``b`` pulled to its mean over the keys by
+    as much as the keys' spread of it is their own noise (:func:`_shrink`). ``touched``:
     the keys struck since the last call (None: all), whose decays and reads are read
     again (the others' are kept in :attr:`KeyStrikes.rows`). Returns each key's (a, b)."""
     for p in sorted(reads if touched is None else touched):
@@ -280,16 +267,15 @@ def spectrum_offsets(reads: KeyReads, touched: set[int] | None = None) -> dict[i
                 ks.rows.append((s, v, power_velocity(r, comb_rate)))
     lines: dict[int, tuple[np.ndarray, np.ndarray, float | None]] = {}  # key: (a, b), diag((MᵀM)⁻¹), s²
     for p, ks in reads.items():
-        pts = [(math.log(v / 64.0), math.log(v / pv), offset_weight(v)) for s, v, pv in ks.rows
+        pts = [(math.log(v / 64.0), math.log(v / pv)) for s, v, pv in ks.rows
                if s.probe_gap_us is None and pv is not None and pv > 0.0]  # fmt: skip
         if not pts:
             continue
-        x, d, w = np.array(pts).T
-        sw = np.sqrt(w)
-        m = np.vstack([np.column_stack([sw, sw * x]), [0.0, math.sqrt(SPECTRUM_RIDGE)]])
-        y = np.concatenate([sw * d, [0.0]])
+        x, d = np.array(pts).T
+        m = np.vstack([np.column_stack([np.ones(len(x)), x]), [0.0, math.sqrt(SPECTRUM_RIDGE)]])
+        y = np.concatenate([d, [0.0]])
         coef = np.linalg.lstsq(m, y, rcond=None)[0]
-        # one loud strike's scatter about the line (the ridge's row holds one of the two)
+        # one strike's scatter about the line (the ridge's row holds one of the two)
         s2 = float(np.sum((y - m @ coef) ** 2)) / (len(x) - 1) if len(x) >= SPECTRUM_MIN_STRIKES else None
         lines[p] = (coef, np.diag(np.linalg.inv(m.T @ m)), s2)
     fits = _shrink(lines)
@@ -298,16 +284,6 @@ def spectrum_offsets(reads: KeyReads, touched: set[int] | None = None) -> dict[i
         for s, v, _ in ks.rows:
             s.velocity = v * math.exp(-(a + b * math.log(v / 64.0)))
     return fits
-
-
-def offset_weight(v: float) -> float:
-    """A strike's weight in its key's offset line (:func:`spectrum_offsets`), ``v`` its
-    log-mean loudness: 1 / (1 + (SPECTRUM_SOFT_VELOCITY / v)**SPECTRUM_SOFT_POWER), near
-    1 for a loud strike (0.84 at velocity 96, 0.5 at 64, 0.06 at 32); 1 where
-    SPECTRUM_SOFT_POWER is 0."""
-    if SPECTRUM_SOFT_POWER == 0.0:
-        return 1.0
-    return 1.0 / (1.0 + (SPECTRUM_SOFT_VELOCITY / max(v, 1e-6)) ** SPECTRUM_SOFT_POWER)
 
 
 def _shrink(lines: dict[int, tuple[np.ndarray, np.ndarray, float | None]]) -> dict[int, tuple[float, float]]:
