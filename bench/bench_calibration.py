@@ -20,7 +20,8 @@ each strike's heard loudness against the physics' and each key's table against t
 demo``'s velocity error comes from: its tables' common part and each key's own error at 64
 taken out, the default piece played again on the same truth (docs/calibration.md, "Session
 21, thump"); calibrated in room N (``sensor_seed``) or read from CAL.yaml ("Session 23,
-velocity": rooms 0, 3 and 7).
+velocity": rooms 0, 3 and 7); then each register's share and the common part at velocity
+96, the piece's ("Session 26, velocity").
 
 ``--room-colour 84 104 4 --voice rich [--predelay-ms 2]``: each key's power sum through no
 room and through rooms 0, 3, 7 (``--rooms``), through the detector's windows and others: a
@@ -367,7 +368,61 @@ def error_parts(spec: Any, seed: int, voice: str, cal_path: str | None = None, s
         pe = play_errors(dev, spec, scaled(factor), DEFAULT_PIECE)
         print(f"  {DEFAULT_PIECE}, tables {name}: mean |velocity error| {pe['vel_mean_abs']:.2f}, "
               f"onset p99 {pe['onset_p99_ms']:.2f} ms")
+    register_parts(dev, spec, cal)
     dev.close()
+
+
+# --parts: the keyboard's registers (the bass below E3, where the microphone's places a
+# metre apart hear the room alike in the lower partials; the treble from C6)
+REGISTERS = (("bass 21-51", 21, 52), ("middle 52-83", 52, 84), ("treble 84-108", 84, 109))
+
+
+def register_parts(dev: Any, spec: Any, cal: Calibration, plays: int = 3) -> None:
+    """Each register's share of the default piece's velocity error (docs/calibration.md,
+    "Session 26, velocity"): each key's table against the truth at velocity 64 and 96
+    (the piece's every note is 96) less their common part, rms over the register's keys;
+    then the piece played (``plays`` times, the mean: one play's draw moves it by ~0.03)
+    with the tables as they are, with the common part at 96 out, and with one register's
+    tables the truth's (each drive's truth loudness); the truth's own level beside it."""
+    from dataclasses import replace
+
+    from robo_player.midi import DEFAULT_PIECE
+
+    truth = dev._truth
+
+    def err(p: int, c: Any, v: float) -> float:
+        pm = spec.key(p).pwm_max
+        return 100.0 * math.log(truth_velocity(truth.key(p), round(c.drive_for_velocity(v) * pm) / pm) / v)
+
+    e64 = {p: err(p, c, 64.0) for p, c in cal.keys.items()}
+    e96 = {p: err(p, c, 96.0) for p, c in cal.keys.items()}
+    c64, c96 = float(np.mean(list(e64.values()))), float(np.mean(list(e96.values())))
+    want = float(np.interp(1.0, spec.nominal.drive, spec.nominal.velocity))
+    own = 100.0 * math.log(float(np.mean([truth_velocity(truth.key(p), 1.0) for p in cal.keys])) / want)
+
+    def rms(e: dict[int, float], common: float, lo: int, hi: int) -> float:
+        return math.sqrt(float(np.mean([(x - common) ** 2 for p, x in e.items() if lo <= p < hi])))
+
+    def truths(lo: int, hi: int) -> Calibration:
+        keys = {}
+        for p, c in cal.keys.items():
+            if lo <= p < hi:
+                v = np.maximum.accumulate([truth_velocity(truth.key(p), d) for d in c.drive])
+                c = replace(c, velocity=tuple(float(x) for x in v))
+            keys[p] = c
+        return replace(cal, keys=keys)
+
+    def played(c: Calibration) -> float:
+        return float(np.mean([play_errors(dev, spec, c, DEFAULT_PIECE)["vel_mean_abs"] for _ in range(plays)]))
+
+    f = math.exp(c96 / 100.0)
+    level = replace(cal, keys={p: replace(c, velocity=tuple(v * f for v in c.velocity)) for p, c in cal.keys.items()})
+    print(f"  common part at 96 {c96:+.2f} % (the truth's keys at full drive against the nominal {own:+.2f} %); "
+          f"played {plays} times: as they are {played(cal):.3f}, the common part out {played(level):.3f}, "
+          f"every table the truth's {played(truths(0, 200)):.3f}")
+    for name, lo, hi in REGISTERS:
+        print(f"  {name}: keys' rms at 64 / 96 {rms(e64, c64, lo, hi):.2f} / {rms(e96, c96, lo, hi):.2f} %, "
+              f"its tables the truth's: played {played(truths(lo, hi)):.3f}")
 
 
 # --room-colour: a key struck at these velocities, four strikes a take in three takes (a
