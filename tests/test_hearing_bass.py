@@ -323,10 +323,12 @@ def test_a_key_not_restruck_is_not_asked(monkeypatch: pytest.MonkeyPatch) -> Non
 
 
 @pytest.mark.parametrize("voice", ["rich", "plain"])
-def test_a_key_struck_first_beside_a_chords_kin_is_asked(voice: str) -> None:
-    # the E2's and the A1's first strikes (a fifth apart, 4 ms): not re-struck, each the
-    # other's kin (BASS_STEP_KIN): asked, and each passes; planned keys never struck a
+def test_a_key_struck_first_beside_a_chords_kin_is_asked(monkeypatch: pytest.MonkeyPatch, voice: str) -> None:
+    # (BASS_STEP_KIN, session 26: off, a wrong key an octave under struck in a chord key's
+    # place passed; on here) the E2's and the A1's first strikes (a fifth apart, 4 ms): not
+    # re-struck, each the other's kin: asked, and each passes; planned keys never struck a
     # third or a fourth from them (C2, C#2, D2; G2 a third over the E2) are asked and refused
+    monkeypatch.setattr(dm, "BASS_STEP_KIN", tuple(range(3, 12)))
     t = _strike_of(voice, 40, 0)
     assert _struck(voice, 40, t)
     assert _struck(voice, 33, _strike_of(voice, 33, 0))
@@ -335,7 +337,7 @@ def test_a_key_struck_first_beside_a_chords_kin_is_asked(voice: str) -> None:
 
 
 def test_without_the_kin_rule_the_first_strike_is_not_asked(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(dm, "BASS_STEP_KIN", ())
+    monkeypatch.setattr(dm, "BASS_STEP_KIN", ())  # (its default)
     assert not _struck("rich", 33, _strike_of("rich", 33, 0))
 
 
@@ -462,30 +464,3 @@ def test_a_strike_planned_within_the_reach_makes_a_key_not_lone() -> None:
     assert Detector._lone([(1.0, 50)], 1.2)
     assert not Detector._lone([(1.0, 50), (1.09, 61)], 1.0)
     assert not Detector._lone([(1.0, 50)], None)
-
-
-def _lone_vetoed(monkeypatch: pytest.MonkeyPatch, loose_x: float, near: list[tuple[float, int]] | None = None) -> bool:
-    """:meth:`Detector._vetoed` of the D2's search onset at its strike where the 8192-sample
-    stage's loose ratio (whole templates and free fundamental alike) reads ``loose_x`` (as
-    ninth-set random 51's A1 v82, struck alone and searched on time: 1.39)."""
-    def figures(self: Detector, pitch: int, *a: object) -> tuple[float, float, float]:
-        return 1000.0, loose_x, 0.0
-
-    monkeypatch.setattr(Detector, "informed_tests", figures)
-    monkeypatch.setattr(Detector, "bass_tests", figures)
-    y, plan = _lone_take(38)
-    t = LONE_T_S
-    strikes = [x for x in plan if x != (t, 38) and t - 3.0 <= x[0] <= t + 0.18] + (near or [])
-    sounding = [q for u, q in strikes if u <= t + 0.08]
-    return Detector(y, 48000)._vetoed(38, t - 0.08, t + 0.08, sounding, Onset(t, 38, 100.0, 20.0), strikes, t)
-
-
-def test_the_veto_keeps_a_lone_key_that_rose_more_than_any_unplanned_kin(monkeypatch: pytest.MonkeyPatch) -> None:
-    assert not _lone_vetoed(monkeypatch, 1.39)
-    assert _lone_vetoed(monkeypatch, 0.8)  # (an unplanned kin rose more: dropped)
-    assert _lone_vetoed(monkeypatch, 1.39, [(LONE_T_S + 0.05, 61)])  # (not alone: dropped)
-
-
-def test_without_the_lone_rule_the_veto_drops_it(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(dm, "BASS_LONE_S", None)
-    assert _lone_vetoed(monkeypatch, 1.39)
