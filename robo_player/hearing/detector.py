@@ -296,8 +296,8 @@ BASS_STEP_RESTRUCK_S: float | None = 1.0
 # let none in with the gate lifted there (3..11: random 51, 53, 57, 58 +0.003 each). Off:
 # a wrong key an octave under a planned chord key, struck in its place (unplanned, so no
 # phasor, and our partials are all its even ones), passed the step and was heard as the
-# planned key (bench/bass_lone.py --chord: D2 and G2 under a third, v110), as main refuses
-# it. (): not asked of a key not re-struck
+# planned key (bench/bass_lone.py --chord: a D2 and a G2 planned with a third over each,
+# the octave under struck v110 in their place), where main refuses it. (): not asked of a key not re-struck
 BASS_STEP_KIN: tuple[int, ...] = ()
 # ... and not asked where a key struck within BASS_VETO_STEP_NEAR_S of the onset lies this
 # many semitones from ours, up or down (a semitone's or a tone's partials lie 6-12 % of
