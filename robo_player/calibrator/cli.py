@@ -62,6 +62,14 @@ def piano_positions_only(spec: Any, positions: int) -> None:
         raise UsageError(f"--mic-positions: {positions}: the piano's calibration only (this is {spec.name})")
 
 
+def wait_for_enter(prompt: str, what: str) -> None:
+    """Print ``prompt`` and wait for Enter on the terminal (its input ending: a
+    CalibrationError saying ``what`` was asked; nothing is written then)."""
+    print(prompt, flush=True)
+    if not sys.stdin.readline():
+        raise CalibrationError(f"calibrate: {what}, and the terminal's input ended (no Enter)")
+
+
 class ListeningDevice:
     """A device with a microphone: records each ``play`` from a sound card."""
 
@@ -81,10 +89,8 @@ class ListeningDevice:
     def move_microphone(self, position: int, positions: int) -> None:
         """Ask for the microphone to be moved to place ``position`` (0-based) of
         ``positions`` and wait for Enter on the terminal."""
-        print(MOVE_PROMPT.format(k=position + 1, n=positions), flush=True)
-        if not sys.stdin.readline():
-            raise CalibrationError(f"calibrate: the microphone was to move to position {position + 1} of "
-                                   f"{positions}, and the terminal's input ended (no Enter)")  # fmt: skip
+        wait_for_enter(MOVE_PROMPT.format(k=position + 1, n=positions),
+                       f"the microphone was to move to position {position + 1} of {positions}")  # fmt: skip
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._device, name)
@@ -180,10 +186,8 @@ def _record_take(args: argparse.Namespace, spec: Any, helpers: dict[str, Callabl
             if k and hasattr(device, "move_microphone"):
                 device.move_microphone(k, n)  # the simulator's recorder moves itself
             elif k:
-                print(RECORDER_PROMPT.format(k=k, n=n, k1=k + 1), flush=True)
-                if not sys.stdin.readline():
-                    raise CalibrationError(f"calibrate: the recorder was to move to position {k + 1} of {n}, and the "
-                                           "terminal's input ended (no Enter); nothing written")  # fmt: skip
+                wait_for_enter(RECORDER_PROMPT.format(k=k, n=n, k1=k + 1),
+                               f"the recorder was to move to position {k + 1} of {n}")  # fmt: skip
             if not args.quiet:
                 where = f" (place {k + 1} of {n})" if n > 1 else ""
                 print(f"start your recorder now{where}; playing {len(parts[k][what])} {what} "

@@ -161,13 +161,13 @@ def _full_drive(strikes: list[StrikeResult]) -> dict[int, float]:
     return out
 
 
-def place_level_db(first: list[StrikeResult], other: list[StrikeResult], sample_rate: int) -> tuple[float, int]:
+def place_level_db(first: dict[int, float], other: list[StrikeResult], sample_rate: int) -> tuple[float, int]:
     """Another place's level against the first's (dB; their loudness as heard, no level
     out yet) and how many keys tell it: each key's full-drive strike at the place against
-    its full-drive strike at the first (the key's own loudness cancels), the interquartile
-    mean (:func:`~robo_player.hearing.level.take_level_db`)."""
-    a, b = _full_drive(first), _full_drive(other)
-    return take_level_db(((p, b[p], a[p]) for p in a if p in b), sample_rate)
+    its full-drive loudness at the first (``first``: :func:`_full_drive`; the key's own
+    loudness cancels), the interquartile mean (:func:`~robo_player.hearing.level.take_level_db`)."""
+    b = _full_drive(other)
+    return take_level_db(((p, b[p], first[p]) for p in first if p in b), sample_rate)
 
 
 def learn_from_recording(
@@ -201,13 +201,11 @@ def learn_from_recording(
     # strike (FIXED_U[0]) against the spec's nominal, out of every heard loudness there;
     # each other place's against the first's on the same keys at full drive
     sr0 = recordings[0].sample_rate
-    raw0 = [StrikeResult(s.pitch, s.drive, s.t_us) for s in heard[0]]
-    for s, r in zip(heard[0], raw0, strict=True):
-        r.heard, r.velocity = s.heard, s.velocity
+    full0 = _full_drive(heard[0])  # as heard, before the first place's level is taken out
     set_level(report, heard[0], spec, sr0, wheres[0], mic)
     base = report.audio_level_db or 0.0
     for k in range(1, len(parts)):
-        rel, n = place_level_db(raw0, heard[k], sr0)
+        rel, n = place_level_db(full0, heard[k], sr0)
         if not n:
             raise HearingError(f"{wheres[k]}: no key heard at full drive both here and in {wheres[0]}: the "
                                "place's level cannot be told (is this the recording of part "
@@ -230,15 +228,15 @@ def learn_from_recording(
     cal = Calibration.nominal(spec)
     cal.measured = True
     lat_top = float(min(spec.timing.pipeline_delay_us, 0.8 * SILENT_LATENCY_US))
+    fits = {p: fit_key(ss) for p, ss in by.items()}
     if len(parts) > 1:  # each other place's level again against the curves of all the places' strikes
-        fits = {p: fit_key(ss) for p, ss in by.items()}
 
         def refit(keys: set[int]) -> None:
             fits.update({p: fit_key(by[p]) for p in keys})
 
         report.position_levels_db = refine_position_levels(heard, fits, refit, report.position_levels_db, sr0)
     for p, ss in sorted(by.items()):
-        fit = fit_key(ss)
+        fit = fits[p]
         if fit is None:
             raise HearingError(
                 f"{', '.join(wheres)}: key {p}: heard {sum(s.heard for s in ss)} of {len(ss)} strikes "
