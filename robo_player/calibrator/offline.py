@@ -20,6 +20,7 @@ A key is struck ``len(FIXED_U) + N - 1`` times (13 at N = 5).
 
 from __future__ import annotations
 
+import bisect
 import json
 import logging
 from pathlib import Path
@@ -48,6 +49,12 @@ FIXED_U = (1.0, 0.7, 0.5, 0.36, 0.26, 0.19, 0.14, 0.10, 0.07)
 PLAYED_VERSION = 1
 # played.json of a take split over the microphone's places: ``parts``, one per recording
 PLAYED_VERSION_PARTS = 2
+# a strike's first window ends this fraction of the nominal full-drive latency before the
+# next strike's command: the next onset reads no sooner (keys' full-drive latencies within
+# ±25 % of the nominal, read early by the sync key's: docs/simulator.md), ...
+NEXT_GUARD = 0.5
+# ... and its second look leaves out the onsets heard for other strikes, ± this
+TAKEN_US = 8_000
 
 
 def part_drives(positions: int) -> list[list[float]]:
@@ -134,17 +141,40 @@ def load_played(path: str | Path, spec: PianoSpec) -> dict[str, Any]:
     return played
 
 
+def fixed_windows(spec: PianoSpec, strikes: list[StrikeResult]) -> list[Expected]:
+    """Where to look for each strike of a fixed take (no prediction: the keys are
+    unknown): from :data:`EARLY_US` before its command, up to the silent latency but no
+    later than the next strike's command less :data:`NEXT_GUARD` of the nominal
+    full-drive latency (its onset, read early by the sync key's latency, can come no
+    sooner); a strike not heard there looked for again up to the silent latency, the
+    onsets heard as other strikes' left out (``hear_strikes``'s ``taken_us``). Without
+    the cap a soft or silent bass key was timed at the next key's onset, whose partials
+    its dense ones meet: 250-330 ms late, keys 22, 36, 41 of one take (docs/calibration.md
+    "Session 27, lead")."""
+    full = SILENT_LATENCY_US + 5_000
+    guard = NEXT_GUARD * float(spec.nominal.latency_us[-1])
+    times = sorted(s.t_us for s in strikes)
+    out = []
+    for s in strikes:
+        k = bisect.bisect_right(times, s.t_us)
+        cap = full if k == len(times) else int(times[k] - guard - s.t_us)
+        if cap < full:
+            out.append(Expected(s.pitch, s.t_us, EARLY_US, max(cap, 0), (EARLY_US, full)))
+        else:
+            out.append(Expected(s.pitch, s.t_us, EARLY_US, full))
+    return out
+
+
 def _hear_part(
     spec: PianoSpec, recording: AudioTake, part: dict[str, Any], played: dict[str, Any], where: str
 ) -> list[StrikeResult]:
     """The strikes of one part of ``played`` heard in its ``recording``."""
     strikes = [StrikeResult(int(s["pitch"]), float(s["drive"]), int(s["t_us"])) for s in part["strikes"]]
-    expected = [Expected(s.pitch, s.t_us, EARLY_US, SILENT_LATENCY_US + 5_000) for s in strikes]
     click = played.get("click_delay_us")
     heard, _ = hear_strikes(
-        recording.samples(), recording.sample_rate, expected, int(played["sync_pitch"]),
+        recording.samples(), recording.sample_rate, fixed_windows(spec, strikes), int(played["sync_pitch"]),
         [int(t) for t in part["sync_starts_us"]], where=where,
-        click_delay_us=None if click is None else int(click),
+        click_delay_us=None if click is None else int(click), taken_us=TAKEN_US,
     )
     for s, h in zip(strikes, heard, strict=True):
         if h is not None and np.isfinite(h.velocity):

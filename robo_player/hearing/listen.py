@@ -24,6 +24,7 @@ SILENCE_DBFS = -70.0  # a take whose loudest sample is under this heard nothing
 OTHERS_US = 150_000  # strikes this near a window weigh in its owner test
 RING_S = 3.0  # the strikes heard this long before a window may still ring in its bands
 AFTER_S = 0.2  # ... and those that may begin this long after it end the step fit there
+TAKEN_MIN_SPAN_US = 20_000  # a piece of a wide window between taken onsets shorter than this is not searched
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,7 +77,14 @@ def _look(
     which ring on (a re-strike of a ringing key is timed by the step fit:
     :meth:`Detector.find`'s ``ringing``), with the strikes that may begin after the window
     (at the earliest their windows allow) ending that fit."""
-    t0, t1 = e.t_us - before_us, e.t_us + after_us
+    return _look_span(det, clock, expected, e, e.t_us - before_us, e.t_us + after_us, risen, heard)
+
+
+def _look_span(
+    det: Detector, clock: ClockFit, expected: list[Expected], e: Expected, t0: float, t1: float,
+    risen: float, heard: list[tuple[float, int]],
+) -> Onset | None:
+    """:func:`_look` in [t0, t1] (MCU µs)."""
     others = [
         x.pitch for x in expected
         if x is not e and x.t_us + x.after_us > t0 - OTHERS_US and x.t_us - x.before_us < t1 + OTHERS_US
@@ -90,6 +98,33 @@ def _look(
     return det.find(e.pitch, a0, a1, others=others, min_risen=risen, ringing=ringing)
 
 
+def _look_untaken(
+    det: Detector, clock: ClockFit, expected: list[Expected], e: Expected, risen: float,
+    heard: list[tuple[float, int]], taken_us: int,
+) -> Onset | None:
+    """``e``'s wide look with the onsets heard as other keys' strikes taken out: the wide
+    window split at each (± ``taken_us``), the pieces searched in time order, the first
+    onset found kept. A window that reaches past the next strike's command would
+    otherwise time a soft or silent strike at its neighbour's onset, whose partials
+    overlap a bass key's (the fixed take: keys 250 ms apart, windows to the silent
+    latency, docs/calibration.md "Session 27, lead")."""
+    assert e.wide is not None
+    t0, t1 = e.t_us - e.wide[0], e.t_us + e.wide[1]
+    cuts = sorted(
+        clock.to_mcu_us(u) for u, q in heard if q != e.pitch and t0 - taken_us < clock.to_mcu_us(u) < t1 + taken_us
+    )
+    lo = float(t0)
+    for c in [*cuts, None]:
+        hi = float(t1) if c is None else min(float(t1), c - taken_us)
+        if hi - lo >= TAKEN_MIN_SPAN_US:
+            o = _look_span(det, clock, expected, e, lo, hi, risen, heard)
+            if o is not None:
+                return o
+        if c is not None:
+            lo = max(lo, c + taken_us)
+    return None
+
+
 def hear_strikes(
     samples: np.ndarray,
     sample_rate: int,
@@ -99,8 +134,14 @@ def hear_strikes(
     *,
     where: str = "audio",
     click_delay_us: int | None = None,
+    taken_us: int | None = None,
 ) -> tuple[list[Heard | None], ClockFit]:
     """Each expected strike's onset (MCU time) and loudness, or None if not heard.
+
+    ``taken_us`` not None: the wide looks (:attr:`Expected.wide`) come after every
+    strike's own window was searched, and refuse what was heard there as another key's
+    onset, ± ``taken_us`` (:func:`_look_untaken`; None: each wide look at once, as the
+    session's rounds ask).
 
     ``click_delay_us`` not None: the sync patterns were clicked (``spec.sync_click``)
     and the clock is absolute (a strike's window is then tight, and a soft note whose
@@ -114,15 +155,28 @@ def hear_strikes(
     else:
         clock = align_take(det, sync_pitch, sync_starts_us, where)
         risen = FIND_MIN_FRACTION
-    out: list[Heard | None] = []
+    found: list[Onset | None] = []
     heard: list[tuple[float, int]] = []  # (audio s, key) of the onsets heard so far
-    for e in expected:
+    later: list[int] = []  # with taken_us: the strikes whose wide look waits for the first pass
+    for i, e in enumerate(expected):
         o = _look(det, clock, expected, e, e.before_us, e.after_us, risen, heard)
         if o is None and e.wide is not None:
-            o = _look(det, clock, expected, e, *e.wide, risen, heard)
-        out.append(None if o is None else Heard(clock.to_mcu_us(o.t_s), o.velocity, o.sure))
+            if taken_us is None:
+                o = _look(det, clock, expected, e, *e.wide, risen, heard)
+            else:
+                later.append(i)
+        found.append(o)
         if o is not None:
             heard.append((o.t_s, o.pitch))
+    if later:
+        assert taken_us is not None
+        first = sorted(heard)
+        for i in later:
+            o = _look_untaken(det, clock, expected, expected[i], risen, first, taken_us)
+            found[i] = o
+            if o is not None:
+                heard.append((o.t_s, o.pitch))
+    out = [None if o is None else Heard(clock.to_mcu_us(o.t_s), o.velocity, o.sure) for o in found]
     log.info(
         "%s: clock %+.1f ppm, offset %.4f s (rms %.0f us over %d sync onsets); %d of %d strikes heard",
         where, clock.drift_ppm, clock.a_s, clock.rms_us, clock.points,
