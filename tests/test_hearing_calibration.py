@@ -101,7 +101,9 @@ def test_calibration_without_a_click_guesses_c(spec) -> None:  # noqa: ANN001
 
 def test_learning_from_a_recording_of_the_fixed_take(spec) -> None:  # noqa: ANN001
     plan, played = fixed_take(spec, pitches=[60, 67])
-    assert played["sync_pitch"] == 72 and len(played["strikes"]) == 18
+    # 9 drives and 2 key-return probes a key (offline.probe_gaps)
+    assert played["sync_pitch"] == 72 and len(played["strikes"]) == 22
+    assert sum("probe_gap_us" in s for s in played["strikes"]) == 4
     with open_port("sim://?sensor=audio&truth_seed=4", spec) as dev:
         perf = dev.play(plan)
         truth = dev._truth
@@ -114,6 +116,10 @@ def test_learning_from_a_recording_of_the_fixed_take(spec) -> None:  # noqa: ANN
     assert rep.sync_offset_us is None
     for p in (60, 67):
         assert abs(cal.keys[p].latency_at(1.0) - truth.key(p).latency_full_us) < 1_000, p
+        # the probes measured the key's return: never short of it (the margin), not far over
+        ret = cal.keys[p].return_us
+        assert ret is not None and truth.key(p).return_us <= ret < truth.key(p).return_us + 15_000, (p, ret)
+    assert rep.return_probes == 4 and set(rep.return_us) == {60, 67}
     # a recording of something else: the sync pattern is not there
     other = np.random.default_rng(0).normal(0, 0.01, take.sample_rate * 5).astype(np.float32)
     with pytest.raises(HearingError, match="sync pattern"):

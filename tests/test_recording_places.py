@@ -14,12 +14,14 @@ import pytest
 import yaml
 
 from robo_player.calibrator import offline
+from robo_player.calibrator.drives import MAX_STRIKES_PER_KEY
 from robo_player.calibrator.offline import (
     FIXED_U,
     fixed_parts,
     fixed_take,
     learn_from_recording,
     part_drives,
+    probe_gaps,
 )
 from robo_player.cli import main
 from robo_player.driver import open_port
@@ -45,7 +47,13 @@ def test_the_take_splits_into_parts_with_full_drive_in_each(spec) -> None:  # no
     plans, played = fixed_parts(spec, 3, pitches=[60, 67])
     assert played["version"] == 2 and played["positions"] == 3 and len(plans) == len(played["parts"]) == 3
     for plan, part, us in zip(plans, played["parts"], part_drives(3), strict=True):
-        assert len(part["strikes"]) == 2 * len(us) and part["sync_starts_us"] and plan.commands
+        probes = sum("probe_gap_us" in s for s in part["strikes"])
+        assert len(part["strikes"]) == 2 * len(us) + probes and part["sync_starts_us"] and plan.commands
+    # the two key-return probes a key go round the places (a part each), within the budget
+    assert [sum("probe_gap_us" in s for s in part["strikes"]) for part in played["parts"]] == [2, 2, 0]
+    for n in range(1, 6):  # issue 11's budget: <= 14 strikes a key, probes included
+        gaps = probe_gaps(spec, n)
+        assert len(FIXED_U) + n - 1 + len(gaps) <= MAX_STRIKES_PER_KEY and len(gaps) == (2 if n <= 4 else 1)
     one_plans, one = fixed_parts(spec, 1, pitches=[60, 67])
     assert one == fixed_take(spec, pitches=[60, 67])[1] and one["version"] == 1 and len(one_plans) == 1
 
@@ -72,7 +80,7 @@ def test_each_place_s_level_is_read_against_the_first(spec, monkeypatch) -> None
     recs, played, truth = _record(spec, 3, 0)
     cal, rep = learn_from_recording(spec, recs, played, ["a.wav", "b.wav", "c.wav"])
     assert rep.mic_positions == 3 and rep.play_calls == 3
-    assert rep.strikes_per_key == len(FIXED_U) + 2
+    assert rep.strikes_per_key == len(FIXED_U) + 2 + 2  # two more at full drive, two probes
     rel = [x - rep.position_levels_db[0] for x in rep.position_levels_db]
     for k in (1, 2):
         assert rel[k] == pytest.approx(position_gain_change_db(0, k), abs=0.35), rel
@@ -123,6 +131,9 @@ def test_the_cli_records_from_places_and_learns_from_the_recordings(tmp_path: Pa
                  "--played", "played.json", "--out", str(cal)]) == 0  # fmt: skip
     out = capsys.readouterr().out
     assert cal.exists() and "heard from 2 microphone positions" in out
+    assert "key return: measured on 5 of 5 keys (10 probe strikes)" in out  # two probes a key
+    doc = yaml.safe_load(cal.read_text())
+    assert all(k.get("return_us") for k in doc["keys"].values())
     cal.unlink()
     assert main(["calibrate", "--spec", spec, "--from-recording", "played-1.wav", "--played", "played.json",
                  "--out", str(cal)]) == 2  # fmt: skip

@@ -137,6 +137,7 @@ def calibrate(args: argparse.Namespace, helpers: dict[str, Callable[..., Any]]) 
         if report.audio_level is not None:
             print(report.audio_level.line("the detector's reference microphone", "keys at full drive against the spec's nominal"))
             print_positions(report)
+        print_returns(report, spec)
         if report.clock_by == "curves":
             print(f"note: {spec.name} has no sync_click, so the absolute onsets are uncertain by "
                   "the sync key's full-drive latency (guessed from the curves); docs/hearing.md")
@@ -149,6 +150,18 @@ def print_positions(report: Any) -> None:
         levels = ", ".join(f"{x:+.2f}" for x in report.position_levels_db)
         print(f"heard from {report.mic_positions} microphone positions; their levels as fitted: {levels} dB "
               "(the first by the anchor, each other against the curves)")  # fmt: skip
+
+
+def print_returns(report: Any, spec: Any) -> None:
+    """How many keys' return times the key-return probes measured (the planner's repeats)."""
+    if report.return_probes:
+        left = sorted(report.return_unmeasured)
+        line = (f"key return: measured on {len(report.return_us)} of {report.keys} keys "
+                f"({report.return_probes} probe strikes)")  # fmt: skip
+        if left:
+            line += (f"; {len(left)} left at the spec's nominal {spec.timing.key_return_us / 1000:.0f} ms "
+                     f"(keys {', '.join(map(str, left))})")  # fmt: skip
+        print(line)
 
 
 # between the parts of a take recorded from several places (--record-with-any-recorder

@@ -23,6 +23,8 @@ from __future__ import annotations
 import bisect
 import json
 import logging
+from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -30,18 +32,32 @@ import numpy as np
 
 from ..errors import CalibrationError, HearingError
 from ..fileio import atomic_open
+from ..hearing.align import ClockFit
 from ..hearing.level import MicGain, remove_level, take_level_db
 from ..hearing.listen import Expected, hear_strikes
-from ..performance import AudioTake
+from ..performance import AudioTake, Performance
 from ..plan import Plan
 from ..spec.calibration import Calibration
 from ..spec.model import PianoSpec
+from .drives import MAX_STRIKES_PER_KEY
 from .fitting import curve_from_fit, fit_key
-from .listening import EARLY_US, FULL_DRIVE, ONSET_GAP_US, add_sync, common_offset, sync_pitch
+from .key_return import PROBE_DRIVE, PROBE_MIN_GAP_US, return_estimate
+from .listening import (
+    EARLY_US,
+    FULL_DRIVE,
+    ONSET_GAP_US,
+    PROBE_LATE,
+    WINDOW_MIN_US,
+    KeyReads,
+    add_sync,
+    common_offset,
+    partials_loudness,
+    sync_pitch,
+)
 from .positions import refine_position_levels
-from .scheduler import StrikeRequest, build_round
-from .session import CalibrationReport, set_level
-from .strikes import SILENT_LATENCY_US, StrikeResult
+from .scheduler import STAGGER_US, ProbeRequest, StrikeRequest, build_round
+from .session import CalibrationReport, reanchor, set_level
+from .strikes import SILENT_LATENCY_US, StrikeResult, latest_latency_us
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +65,15 @@ FIXED_U = (1.0, 0.7, 0.5, 0.36, 0.26, 0.19, 0.14, 0.10, 0.07)
 PLAYED_VERSION = 1
 # played.json of a take split over the microphone's places: ``parts``, one per recording
 PLAYED_VERSION_PARTS = 2
+# key-return probes (calibrator/key_return.py; the session's, at fixed gaps: nothing listens
+# between them): a full-drive strike this fraction of the spec's nominal return time after
+# the release of one of the key's strikes. Two where the strike budget has room: a return
+# of 0.71-1.3 x the nominal (the simulator's 50-90 ms about 70) reads as measured on one of
+# them at least (e / R within 0.5-0.95); one at N = 5 places (9 + 4 + 1 = 14): long enough
+# that the slowest return still sounds (e / R >= 0.55), a fast one is bounded from above
+# (safe: the planner then waits the gap, at most 0.3 x the nominal too long)
+PROBE_GAPS = (0.6, 0.8)
+PROBE_GAP_ONE = 0.72
 # a strike's first window ends this fraction of the nominal full-drive latency before the
 # next strike's command: the next onset reads no sooner (keys' full-drive latencies within
 # ±25 % of the nominal, read early by the sync key's: docs/simulator.md), ...
@@ -64,9 +89,27 @@ def part_drives(positions: int) -> list[list[float]]:
     return [[FIXED_U[0], *FIXED_U[1 + k :: positions]] for k in range(positions)]
 
 
-def _part(spec: PianoSpec, todo: list[int], us: list[float], seed: int) -> tuple[Plan, dict[str, Any]]:
+def probe_gaps(spec: PianoSpec, positions: int) -> list[int]:
+    """The key-return probes' gaps (µs after a release) a key gets in a take over
+    ``positions`` places: two (:data:`PROBE_GAPS`) where the strike budget has room, one
+    (:data:`PROBE_GAP_ONE`) where it has room for one, else none."""
+    room = MAX_STRIKES_PER_KEY - (len(FIXED_U) + positions - 1)
+    fractions = PROBE_GAPS if room >= 2 else (PROBE_GAP_ONE,) if room == 1 else ()
+    nominal = spec.timing.key_return_us
+    return [max(PROBE_MIN_GAP_US, round(f * nominal / STAGGER_US) * STAGGER_US) for f in fractions]
+
+
+def _part(
+    spec: PianoSpec, todo: list[int], us: list[float], seed: int, gaps: Sequence[int] = ()
+) -> tuple[Plan, dict[str, Any]]:
     th = spec.nominal.threshold
     requests = {p: [StrikeRequest(p, th + u * (1 - th), SILENT_LATENCY_US) for u in us] for p in todo}
+    # each probe right after one of the key's strikes (its release): the slowest it can
+    # sound is at half the drive (e / R = 0.5), predicted on the nominal curve
+    half = float(np.interp(0.5 * PROBE_DRIVE, spec.nominal.drive, spec.nominal.latency_us))
+    for rq in requests.values():
+        for r, g in zip(rq, gaps, strict=False):
+            r.probe = ProbeRequest(g, PROBE_DRIVE, latest_latency_us(half), onset_us=half)
     order = list(requests)
     np.random.default_rng(seed).shuffle(order)
     plan, pending, end_us = build_round(spec, requests, {}, order, ONSET_GAP_US)
@@ -74,7 +117,11 @@ def _part(spec: PianoSpec, todo: list[int], us: list[float], seed: int) -> tuple
     return plan, {
         "sync_starts_us": starts,
         "end_us": end_us,
-        "strikes": [{"pitch": s.pitch, "drive": s.drive, "t_us": s.t_us} for s in pending],
+        "strikes": [
+            {"pitch": s.pitch, "drive": s.drive, "t_us": s.t_us}
+            | ({} if s.probe_gap_us is None else {"probe_gap_us": s.probe_gap_us})
+            for s in pending
+        ],
     }
 
 
@@ -90,7 +137,7 @@ def _click_delay(spec: PianoSpec) -> int | None:
 def fixed_take(spec: PianoSpec, pitches: list[int] | None = None, seed: int = 0) -> tuple[Plan, dict[str, Any]]:
     """The one take to record, and what it plays (JSON-ready)."""
     todo = pitches if pitches is not None else [k.pitch for k in spec.keys]
-    plan, part = _part(spec, todo, list(FIXED_U), seed)
+    plan, part = _part(spec, todo, list(FIXED_U), seed, probe_gaps(spec, 1))
     return plan, {**_head(spec, PLAYED_VERSION), "sync_starts_us": part["sync_starts_us"],
                   "click_delay_us": _click_delay(spec), "end_us": part["end_us"], "strikes": part["strikes"]}  # fmt: skip
 
@@ -105,8 +152,9 @@ def fixed_parts(
         return [plan], played
     todo = pitches if pitches is not None else [k.pitch for k in spec.keys]
     plans, parts = [], []
+    gaps = probe_gaps(spec, positions)
     for k, us in enumerate(part_drives(positions)):
-        plan, part = _part(spec, todo, us, seed + k)
+        plan, part = _part(spec, todo, us, seed + k, gaps[k::positions])
         plans.append(plan)
         parts.append(part)
     return plans, {**_head(spec, PLAYED_VERSION_PARTS), "click_delay_us": _click_delay(spec),
@@ -150,15 +198,21 @@ def fixed_windows(spec: PianoSpec, strikes: list[StrikeResult]) -> list[Expected
     onsets heard as other strikes' left out (``hear_strikes``'s ``taken_us``). Without
     the cap a soft or silent bass key was timed at the next key's onset, whose partials
     its dense ones meet: 250-330 ms late, keys 22, 36, 41 of one take (docs/calibration.md
-    "Session 27, lead")."""
+    "Session 27, lead"). A key-return probe's window is the session's (to
+    ``PROBE_LATE`` x the slowest a strike at half drive sounds, on the nominal curve: its
+    return at half the gap or more), no second look (silent: the key was not up)."""
     full = SILENT_LATENCY_US + 5_000
     guard = NEXT_GUARD * float(spec.nominal.latency_us[-1])
+    half = float(np.interp(0.5 * PROBE_DRIVE, spec.nominal.drive, spec.nominal.latency_us))
+    probe_end = int(PROBE_LATE * latest_latency_us(half) + WINDOW_MIN_US)
     times = sorted(s.t_us for s in strikes)
     out = []
     for s in strikes:
         k = bisect.bisect_right(times, s.t_us)
         cap = full if k == len(times) else int(times[k] - guard - s.t_us)
-        if cap < full:
+        if s.probe_gap_us is not None:  # the session's probe window: no later than half drive's slowest
+            out.append(Expected(s.pitch, s.t_us, EARLY_US, max(min(cap, probe_end), 0)))
+        elif cap < full:
             out.append(Expected(s.pitch, s.t_us, EARLY_US, max(cap, 0), (EARLY_US, full)))
         else:
             out.append(Expected(s.pitch, s.t_us, EARLY_US, full))
@@ -167,11 +221,16 @@ def fixed_windows(spec: PianoSpec, strikes: list[StrikeResult]) -> list[Expected
 
 def _hear_part(
     spec: PianoSpec, recording: AudioTake, part: dict[str, Any], played: dict[str, Any], where: str
-) -> list[StrikeResult]:
-    """The strikes of one part of ``played`` heard in its ``recording``."""
-    strikes = [StrikeResult(int(s["pitch"]), float(s["drive"]), int(s["t_us"])) for s in part["strikes"]]
+) -> tuple[list[StrikeResult], ClockFit]:
+    """The strikes of one part of ``played`` heard in its ``recording`` (the comb's
+    loudness at the detector's reference gain), and the recording's clock."""
+    strikes = [
+        StrikeResult(int(s["pitch"]), float(s["drive"]), int(s["t_us"]),
+                     probe_gap_us=None if s.get("probe_gap_us") is None else int(s["probe_gap_us"]))
+        for s in part["strikes"]
+    ]  # fmt: skip
     click = played.get("click_delay_us")
-    heard, _ = hear_strikes(
+    heard, clock = hear_strikes(
         recording.samples(), recording.sample_rate, fixed_windows(spec, strikes), int(played["sync_pitch"]),
         [int(t) for t in part["sync_starts_us"]], where=where,
         click_delay_us=None if click is None else int(click), taken_us=TAKEN_US,
@@ -179,14 +238,15 @@ def _hear_part(
     for s, h in zip(strikes, heard, strict=True):
         if h is not None and np.isfinite(h.velocity):
             s.heard, s.latency_us, s.velocity = True, h.t_us - s.t_us, h.velocity
-    return strikes
+            s.onset_us, s.doubtful = h.t_us, not h.sure
+    return strikes, clock
 
 
 def _full_drive(strikes: list[StrikeResult]) -> dict[int, float]:
     """Each key's heard full-drive loudness (its first)."""
     out: dict[int, float] = {}
     for s in strikes:
-        if s.heard and s.drive >= FULL_DRIVE:
+        if s.heard and s.drive >= FULL_DRIVE and s.probe_gap_us is None:
             out.setdefault(s.pitch, s.velocity)
     return out
 
@@ -220,13 +280,15 @@ def learn_from_recording(
         raise CalibrationError(f"{', '.join(wheres)}: the recordings' sample rates differ "
                                f"({', '.join(str(r.sample_rate) for r in recordings)} Hz): record every place "
                                "with the same recorder and settings")  # fmt: skip
-    heard = [_hear_part(spec, r, part, played, w) for r, part, w in zip(recordings, parts, wheres, strict=True)]
+    told = [_hear_part(spec, r, part, played, w) for r, part, w in zip(recordings, parts, wheres, strict=True)]
+    heard = [ss for ss, _ in told]
     strikes = [s for ss in heard for s in ss]
     by: dict[int, list[StrikeResult]] = {}
     for s in strikes:
         by.setdefault(s.pitch, []).append(s)
     click = played.get("click_delay_us")
-    report = CalibrationReport(keys=len(by), strikes=len(strikes), play_calls=len(parts), heard_by="audio")
+    report = CalibrationReport(keys=len(by), strikes=len(strikes), play_calls=len(parts), heard_by="audio",
+                               return_probes=sum(s.probe_gap_us is not None for s in strikes))  # fmt: skip
     # the recorder's gain is unknown: the first place's level, from every key's full-drive
     # strike (FIXED_U[0]) against the spec's nominal, out of every heard loudness there;
     # each other place's against the first's on the same keys at full drive
@@ -246,6 +308,12 @@ def learn_from_recording(
         report.position_levels_db.append(base + rel)
         log.info("%s: the microphone's place %d of %d: %+.2f dB against the first (%d keys at full drive)",
                  wheres[k], k + 1, len(parts), rel, n)  # fmt: skip
+    # with each place's level known, every strike's loudness read again over its key's
+    # partials, each key's decay and spectrum offset pooled over all its strikes (the
+    # session's read: listening.partials_loudness; docs/calibration.md "Session 27, lead")
+    reads: KeyReads = {}
+    for (ss, clock), rec, level in zip(told, recordings, report.position_levels_db, strict=True):
+        partials_loudness(Performance(audio=rec), ss, clock, level, reads)
     report.mic_positions = len(parts)
     report.clock_by = "curves" if click is None else "click"
     if click is None:  # struck patterns: aligned times are early by c, guessed from the curves
@@ -265,6 +333,9 @@ def learn_from_recording(
             fits.update({p: fit_key(by[p]) for p in keys})
 
         report.position_levels_db = refine_position_levels(heard, fits, refit, report.position_levels_db, sr0)
+    # the level read again on every key's fitted full-drive loudness (all its strikes'
+    # places and room colours), what it moved out of the tables (the session's reanchor)
+    level_fix = reanchor(report, {p: f for p, f in fits.items() if f is not None}, spec, mic)
     for p, ss in sorted(by.items()):
         fit = fits[p]
         if fit is None:
@@ -272,7 +343,16 @@ def learn_from_recording(
                 f"{', '.join(wheres)}: key {p}: heard {sum(s.heard for s in ss)} of {len(ss)} strikes "
                 "(need >= 2): is this the recording of the take that played.json describes?"
             )
-        cal.keys[p] = curve_from_fit(p, fit, lat_top, len(ss))
+        ret = return_estimate(fit, ss)
+        if ret.return_us is None:
+            if any(s.probe_gap_us is not None for s in ss):
+                report.return_unmeasured.append(p)
+        else:
+            report.return_us[p], report.return_kind[p] = ret.return_us, ret.kind
+        kc = curve_from_fit(p, fit, lat_top, len(ss), return_us=ret.return_us, return_est_us=ret.estimate_us)
+        if level_fix:
+            kc = replace(kc, velocity=tuple(remove_level(p, v, level_fix, sr0) for v in kc.velocity))
+        cal.keys[p] = kc
         report.lat_rms_us[p], report.vel_rms[p] = fit.lat_rms_us, fit.vel_rms
         if fit.isotonic:
             report.isotonic_keys.append(p)

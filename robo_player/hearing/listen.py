@@ -24,6 +24,7 @@ SILENCE_DBFS = -70.0  # a take whose loudest sample is under this heard nothing
 OTHERS_US = 150_000  # strikes this near a window weigh in its owner test
 RING_S = 3.0  # the strikes heard this long before a window may still ring in its bands
 AFTER_S = 0.2  # ... and those that may begin this long after it end the step fit there
+INSIDE_US = 1_000  # with taken_us: an onset found this far outside its window is not the strike's
 TAKEN_MIN_SPAN_US = 20_000  # a piece of a wide window between taken onsets shorter than this is not searched
 
 
@@ -98,6 +99,16 @@ def _look_span(
     return det.find(e.pitch, a0, a1, others=others, min_risen=risen, ringing=ringing)
 
 
+def _inside(o: Onset | None, clock: ClockFit, t0: float, t1: float) -> Onset | None:
+    """``o`` if it lies in [t0, t1] (MCU µs, ± :data:`INSIDE_US`), else None: the search's
+    refinement can carry a candidate found at a window's end onto the next strike's onset
+    (a key-return probe ringing on its key, the next key struck 30 ms past its window:
+    docs/calibration.md "Session 27, lead")."""
+    if o is None or t0 - INSIDE_US <= clock.to_mcu_us(o.t_s) <= t1 + INSIDE_US:
+        return o
+    return None
+
+
 def _look_untaken(
     det: Detector, clock: ClockFit, expected: list[Expected], e: Expected, risen: float,
     heard: list[tuple[float, int]], taken_us: int,
@@ -117,7 +128,7 @@ def _look_untaken(
     for c in [*cuts, None]:
         hi = float(t1) if c is None else min(float(t1), c - taken_us)
         if hi - lo >= TAKEN_MIN_SPAN_US:
-            o = _look_span(det, clock, expected, e, lo, hi, risen, heard)
+            o = _inside(_look_span(det, clock, expected, e, lo, hi, risen, heard), clock, lo, hi)
             if o is not None:
                 return o
         if c is not None:
@@ -140,8 +151,9 @@ def hear_strikes(
 
     ``taken_us`` not None: the wide looks (:attr:`Expected.wide`) come after every
     strike's own window was searched, and refuse what was heard there as another key's
-    onset, ± ``taken_us`` (:func:`_look_untaken`; None: each wide look at once, as the
-    session's rounds ask).
+    onset, ± ``taken_us`` (:func:`_look_untaken`), and an onset found outside the window
+    searched is refused (:func:`_inside`); None: each wide look at once, as the session's
+    rounds ask.
 
     ``click_delay_us`` not None: the sync patterns were clicked (``spec.sync_click``)
     and the clock is absolute (a strike's window is then tight, and a soft note whose
@@ -160,6 +172,8 @@ def hear_strikes(
     later: list[int] = []  # with taken_us: the strikes whose wide look waits for the first pass
     for i, e in enumerate(expected):
         o = _look(det, clock, expected, e, e.before_us, e.after_us, risen, heard)
+        if taken_us is not None:
+            o = _inside(o, clock, e.t_us - e.before_us, e.t_us + e.after_us)
         if o is None and e.wide is not None:
             if taken_us is None:
                 o = _look(det, clock, expected, e, *e.wide, risen, heard)
