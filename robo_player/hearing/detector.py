@@ -2492,7 +2492,10 @@ def _compact_power(det: Detector, pitch: int, t_on: float) -> float:
         if k * f0 > band_hi_hz(f0, sr):
             break
         fk = k * f0 * (1 + STRETCH * k * k / 2)
-        p = np.abs(seg @ np.exp(-2j * np.pi * fk / sr * np.arange(n))) ** 2
+        ph = 2.0 * np.pi * fk / sr * np.arange(n)
+        # |seg . e^{-i ph}|^2 as two real products (a real matrix times a complex vector
+        # takes numpy's slow mixed-type path: 35 ms against 0.1 ms a partial)
+        p = (seg @ np.cos(ph)) ** 2 + (seg @ np.sin(ph)) ** 2
         # each window's phase from its own first sample: |z| does not depend on it
         total += float(np.mean(p[n_pre:])) - float(np.median(p[:n_pre]))
     return total
