@@ -130,6 +130,61 @@ def test_the_ear_times_picks_in_a_room_to_tens_of_microseconds() -> None:
     assert 10 * math.log10(level) == pytest.approx(-24.0, abs=1.0)  # the room's default gain
 
 
+def _candidates_one_by_one(ear: PickEar, t0_s: float, t1_s: float) -> list[int]:
+    """PickEar.candidates as it was before session 27: the background one sample at a time."""
+    from robo_player.hearing.guitar import RISE_DB, RISE_WIN_S, SKIP_S
+
+    i0, i1 = max(0, int(t0_s * ear.sr)), min(len(ear.y), int(t1_s * ear.sr))
+    w = int(RISE_WIN_S * ear.sr)
+    hop = max(1, w // 4)
+    out: list[int] = []
+    i = i0
+    while i < i1:
+        idx = np.arange(i, min(i1, i + 200 * hop), hop)
+        p = ear._power(idx, w)
+        hit = None
+        for j, k in enumerate(idx.tolist()):
+            if p[j] > 10.0 ** (RISE_DB / 10.0) * max(ear._background(k), 1e-20):
+                hit = k
+                break
+        if hit is None:
+            i = int(idx[-1]) + hop
+            continue
+        out.append(hit)
+        i = hit + int(SKIP_S * ear.sr)
+    return out
+
+
+def test_the_ears_candidates_are_the_one_by_one_backgrounds() -> None:
+    """PickEar.candidates takes the background of a batch of samples at once (a plain
+    speed-up, session 27: the loop a sample was most of a guitar calibration's time): the
+    same backgrounds to the bit and the same candidates as one sample at a time, over a
+    take of picks loud and soft, from its first sample (fewer windows before it) to its end."""
+    rng = np.random.default_rng(6)
+    notes, t = [], 2_000
+    for _ in range(16):
+        p = int(rng.choice([40, 45, 50, 55, 59, 64])) + int(rng.integers(0, 8))
+        notes.append(HeardNote(t, p, float(rng.uniform(10, 127)), t + int(rng.integers(20_000, 300_000))))
+        t += int(rng.integers(30_000, 400_000))
+    take = RoomTake(Room(sample_rate=SR, offset_s=0.0, drift_ppm=0, seed=5), notes, [], 0, render=render_audio)
+    ear = PickEar(take.samples(), SR)
+    ks = np.r_[np.arange(0, 3000), rng.integers(0, len(ear.y), 3000), np.arange(len(ear.y) - 50, len(ear.y))]
+    assert ear._backgrounds(ks).tolist() == [ear._background(int(k)) for k in ks]
+    end = len(ear.y) / SR
+    for t0, t1 in ((0.0, end), (0.0, 0.004), (0.33, 1.7), (end - 0.5, end + 1.0)):
+        got = ear.candidates(t0, t1)
+        assert got == _candidates_one_by_one(ear, t0, t1), (t0, t1)
+    assert len(ear.candidates(0.0, end)) >= 12
+    # noise whose power steps up 11-13 dB (the rise's threshold 12 dB) and back: the same
+    # samples cross it first in both (the threshold 0.5 dB lower moves them: checked)
+    y = np.random.default_rng(7).normal(0.0, 1e-3, SR * 3)
+    for k, db in enumerate((11.0, 11.6, 11.9, 12.1, 12.4, 13.0)):
+        y[int((0.3 + 0.45 * k) * SR) : int((0.5 + 0.45 * k) * SR)] *= 10 ** (db / 20)
+    ear = PickEar(y, SR)
+    got = ear.candidates(0.0, 3.0)
+    assert got == _candidates_one_by_one(ear, 0.0, 3.0) and len(got) >= 2, got
+
+
 def test_align_picks_finds_offset_and_drift_and_says_when_no_pattern() -> None:
     starts = [0, 20_000_000]
     notes = [HeardNote(s + dt + 40_000, 64, 120.0, s + dt + 140_000) for s in starts for dt in PATTERN_US]
