@@ -69,11 +69,13 @@ PLAYED_VERSION_PARTS = 2
 # between them): a full-drive strike this fraction of the spec's nominal return time after
 # the release of one of the key's strikes. Two where the strike budget has room: a return
 # of 0.71-1.3 x the nominal (the simulator's 50-90 ms about 70) reads as measured on one of
-# them at least (e / R within 0.5-0.95); one at N = 5 places (9 + 4 + 1 = 14): long enough
-# that the slowest return still sounds (e / R >= 0.55), a fast one is bounded from above
-# (safe: the planner then waits the gap, at most 0.3 x the nominal too long)
+# them at least (e / R within 0.5-0.95); one at N = 5 places (9 + 4 + 1 = 14), long enough
+# that the slowest return sounds well (e / R >= 0.62), a fast one bounded from above (safe:
+# the planner waits the gap, at most 0.3 x the nominal too long). 0.72 left 3 of 88 keys
+# unheard (R 83-89 ms, a re-strike of the ringing key at e / R 0.56-0.60), 0.8 two; play's
+# onset p99 2.90 -> 2.59 ms (truth seed 1; docs/calibration.md "Session 27, lead")
 PROBE_GAPS = (0.6, 0.8)
-PROBE_GAP_ONE = 0.72
+PROBE_GAP_ONE = 0.8
 # a strike's first window ends this fraction of the nominal full-drive latency before the
 # next strike's command: the next onset reads no sooner (keys' full-drive latencies within
 # ±25 % of the nominal, read early by the sync key's: docs/simulator.md), ...
