@@ -475,7 +475,7 @@ JOINT_HEARD = True
 # model put both keys on that re-rise (residual 0.60 at the search's onset, 0.40 at +65 ms),
 # where our key rose 3-5 dB against the search's 46-51. Session 27 (docs/hearing.md,
 # "Session 27, joint"): of the ninth to eleventh sets' 32 magnitude moves, the 9 under 0.25
-# were 7 moved off (on time -> 32-66 ms off) and 2 the JOINT_HEARD rule kept; the 11 that
+# were 7 moved off (on time -> 32-66 ms off) and 2 the JOINT_HEARD rule kept; the 10 that
 # brought a key 5 ms or more closer to its strike rose 0.33-2.7 x the search's
 JOINT_MAG_RISE_X: float | None = 0.25
 JOINT_BAND_STEP_S = 0.001
