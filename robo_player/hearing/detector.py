@@ -465,6 +465,19 @@ JOINT_COMPLEX = True
 # inside the window's start, its residual 0.38 -> 0.15 (the ringing's misfit taken up),
 # 108 ms early at velocity 0; docs/hearing.md, "Session 25, lead")
 JOINT_HEARD = True
+# below JOINT_BAND_MIN_PITCH the magnitude model's move is taken only where our key's rise
+# (:meth:`Detector.rise_db`, its highest within JOINT_LOCAL_S of the move) is >=
+# JOINT_MAG_RISE_X of the search's onset's (None: no such gate; :meth:`Detector._joint_rose`).
+# Magnitudes do not add: a loud bass pair a minor third apart struck together (random 64's
+# C2 + D#2, v74-81) has partials 12-28 Hz apart in one 2048-sample lobe, whose sums beat
+# (the fundamentals, 65 and 78 Hz, in one bin: 20 dB down 40 ms after the strike, back at
+# 70-80 ms; C2's 5th and D#2's 4th, 327 and 312 Hz: down at 24 ms, back at 48-56), and the
+# model put both keys on that re-rise (residual 0.60 at the search's onset, 0.40 at +65 ms),
+# where our key rose 3-5 dB against the search's 46-51. Session 27 (docs/hearing.md,
+# "Session 27, joint"): of the ninth to eleventh sets' 32 magnitude moves, the 9 under 0.25
+# were 7 moved off (on time -> 32-66 ms off) and 2 the JOINT_HEARD rule kept; the 10 that
+# brought a key 5 ms or more closer to its strike rose 0.33-2.7 x the search's
+JOINT_MAG_RISE_X: float | None = 0.25
 JOINT_BAND_STEP_S = 0.001
 JOINT_BAND_MIN_GAIN = 0.05
 JOINT_BAND_MAX_RESIDUAL = 0.5
@@ -1636,11 +1649,25 @@ class Detector:
         res = joint.residuals(self.y, self.sr, starts, freqs, cand, min(cand), max(cand))
         best = int(np.argmin(res))
         ok = (best > 0 and res[0] - res[best] >= JOINT_MIN_GAIN and res[best] <= JOINT_MAX_RESIDUAL
-              and not (restrike and cand[best] > o.t_s))
+              and not (restrike and cand[best] > o.t_s) and self._joint_rose(o, cand[best]))
         self.joint_log.append((p, o.t_s, cand, res, ok))
         if not ok:
             return o
         return self._joint_moved(o, cand[best])
+
+    def _joint_rose(self, o: Onset, t_best: float) -> bool:
+        """Whether our key rose at ``t_best`` (its :meth:`rise_db` highest within
+        JOINT_LOCAL_S of it) >= JOINT_MAG_RISE_X of the search's onset ``o``'s: a strike, not
+        the crest of a beat between our partials and a key's struck with us (the magnitude
+        model's moves; True without the gate)."""
+        if JOINT_MAG_RISE_X is None:
+            return True
+        r = self.rise_db(o.pitch)
+        hop_s = self.hop / self.sr
+        i = int(round(t_best / hop_s))
+        w = int(round(JOINT_LOCAL_S / hop_s))
+        seg = r[max(0, i - w) : i + w + 1]
+        return bool(len(seg)) and float(seg.max()) >= JOINT_MAG_RISE_X * o.rise_db
 
     def _joint_moved(self, o: Onset, t_best: float) -> Onset:
         """The joint timing's onset at ``t_best`` in place of the search's ``o``: refined by
