@@ -314,10 +314,10 @@ BASS_STEP_KIN: tuple[int, ...] = tuple(range(3, 12))
 # with the kin rule bare 46 of 180 wrong keys were heard as the planned key (main: 6),
 # every octave under, and a fifth, octave, twelfth over from B1 up; their step test read
 # 0.83-0.99. The fakes' off-lattice share 0.07-0.68 (E1's 0.86-0.92), their alien's ratio
-# 0.48-15 (an octave under), 1.6-17 (a fifth over), 1.14 (a fifth under); the real
-# strikes the kin path heard (the bench's thirds, random 51's C2, 53's G#2, 57's A1,
-# 58's F#2) 0.83-0.99 and 0.03-0.47 where no unplanned key stood beside them; docs/hearing.md,
-# "Session 27, stepkin"
+# 0.48-2.8 (an octave under), 1.6-17 (a fifth over), 1.14 (a fifth under); the real strikes
+# the kin path hears on the sets (random 51's C2, 53's G#2, 57's A1, 58's F#2) 0.83-0.95 and
+# 0.02-0.19 (58's F#2 with BASS_KIN_ALIEN_CLEAR), the bench's thirds (struck, beside the wrong key) mostly >= 0.8 and <= 0.47;
+# docs/hearing.md, "Session 27, stepkin"
 BASS_KIN_LATTICES = (2, 3)
 BASS_KIN_OFF_AT = 0.75
 BASS_KIN_ALIENS = (-12, -7, 7)
@@ -329,7 +329,7 @@ BASS_KIN_ALIEN_X = 0.45
 # under's first partial) read 0.55 with BASS_COINCIDE's 0.05 there)
 BASS_KIN_ALIEN_CLEAR = 0.2
 # ... and the kin rule not asked of a key under A1 (33): there a wrong key a semitone or a
-# tone away (2.4-3.1 Hz off our fundamental, under the fit's resolution over its ~0.3 s),
+# tone away (2.4-3.1 Hz off our fundamental: the frequency share does not tell it from ours),
 # and an octave or a twelfth over E1 (its fundamental's band held 0.91 of its residual in
 # the E2's step), passed every check (bench/bass_lone.py --chord: E1 and G1, both voices;
 # none from A1 up; the real notes the rule heard on the ninth and tenth sets: A1..G#2)
