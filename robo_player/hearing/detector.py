@@ -316,8 +316,8 @@ BASS_STEP_KIN: tuple[int, ...] = tuple(range(3, 12))
 # 0.83-0.99. The fakes' off-lattice share 0.07-0.68 (E1's 0.86-0.92), their alien's ratio
 # 0.48-2.8 (an octave under), 1.6-17 (a fifth over), 1.14 (a fifth under); the real strikes
 # the kin path hears on the sets (random 51's C2, 53's G#2, 57's A1, 58's F#2) 0.83-0.95 and
-# 0.02-0.19 (58's F#2 with BASS_KIN_ALIEN_CLEAR), the bench's thirds (struck, beside the wrong key) mostly >= 0.8 and <= 0.47;
-# docs/hearing.md, "Session 27, stepkin"
+# 0.02-0.19 (58's F#2 with BASS_KIN_ALIEN_CLEAR), the bench's thirds (struck, beside the
+# wrong key) mostly >= 0.8 and <= 0.47; docs/hearing.md, "Session 27, stepkin"
 BASS_KIN_LATTICES = (2, 3)
 BASS_KIN_OFF_AT = 0.75
 BASS_KIN_ALIENS = (-12, -7, 7)
@@ -2098,8 +2098,7 @@ class Detector:
         hold >= BASS_KIN_OFF_AT of their residual in the step, and a key BASS_KIN_ALIENS
         semitones from ours steps in its partials that meet none of ours (BASS_COINCIDE) nor
         lie near those of a key struck within BASS_VETO_STEP_NEAR_S (BASS_KIN_ALIEN_CLEAR)
-        under BASS_KIN_ALIEN_X x our bands' step
-        (the constants' block)."""
+        under BASS_KIN_ALIEN_X x our bands' step (the constants' block)."""
         ours = step_bands(self.y, self.sr, o.pitch, t_lo_s, t_hi_s, strikes, o.t_s, BASS_VETO_STEP_REACH_S, own)
         if ours is None:
             return False
