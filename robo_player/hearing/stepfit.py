@@ -48,7 +48,7 @@ from .bands import (
     window,
 )
 
-__all__ = ["BAND_PERIODS", "DECIMATE_HZ", "step_check", "step_frequency", "step_onset", "step_weights"]
+__all__ = ["BAND_PERIODS", "DECIMATE_HZ", "step_bands", "step_check", "step_frequency", "step_onset", "step_weights"]
 
 # the partials' stretch: k·f0·(1 + s·k²/2), s on this grid (the string's inharmonicity is
 # not known: the grid spans a bass string's and more; the best fit picks)
@@ -253,3 +253,39 @@ def step_frequency(
         own += g0
         other += top
     return best[0], own / other if other > 0.0 else 0.0
+
+
+def step_bands(
+    y: np.ndarray, sr: int, pitch: int, t_lo_s: float, t_hi_s: float, strikes: Sequence[tuple[float, int]],
+    at_s: float, reach_s: float, partials: Sequence[int],
+) -> dict[int, tuple[float, float]] | None:
+    """Per partial of ``pitch`` in ``partials`` (numbers from 1; below 0.45 x the rate): (the
+    energy a step within ``reach_s`` of ``at_s`` removes from its band, the band's residual
+    without it), the step at the one time and stretch that remove most summed over the
+    bands, as :func:`step_check` fits ``pitch`` in [t_lo_s, t_hi_s] (``strikes``: the
+    plan's other strikes); None where it cannot fit. Where the strike's sound lies, band
+    by band: a key whose partials are a subset of another's steps in those bands only
+    (``Detector._kin_clean``)."""
+    frame = _frame(y, sr, pitch, t_lo_s, t_hi_s, strikes, None)
+    if frame is None:
+        return None
+    win, dec, mix, onsets = frame
+    t0s = np.arange(int((at_s - reach_s) * sr), int((at_s + reach_s) * sr) + 1, dec)
+    cum = step_weights(win)
+    shape = ramp_shape(win, 1)
+    best: tuple[float, dict[int, tuple[float, float]]] | None = None
+    for s in STRETCHES:
+        bands = _bands(mix, pitch, onsets, s, cum, shape, 1, partials)
+        if not bands:
+            return None
+        ks = [k for k in range(1, N_PARTIALS + 1) if k in partials][: len(bands)]
+        gains = np.array([b[2].gains(t0s) for b in bands])  # (bands, T)
+        ss = [b[2].ss for b in bands]
+        total = sum(ss)
+        if total <= 0.0:
+            continue
+        j = int(np.argmax(gains.sum(axis=0)))
+        frac = float(gains[:, j].sum()) / total
+        if math.isfinite(frac) and (best is None or frac > best[0]):
+            best = (frac, {k: (float(gains[i, j]), float(ss[i])) for i, k in enumerate(ks)})
+    return None if best is None else best[1]
