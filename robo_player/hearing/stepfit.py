@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -209,6 +210,21 @@ def step_check(
     return _step_fit(y, sr, pitch, t_lo_s, t_hi_s, strikes, at_s=at_s, partials=partials)
 
 
+def _step_setup(
+    y: np.ndarray, sr: int, pitch: int, t_lo_s: float, t_hi_s: float, strikes: Sequence[tuple[float, int]],
+    at_s: float, reach_s: float,
+) -> tuple[Any, Any, np.ndarray, Any, Any] | None:
+    """The step fit's frame of ``pitch`` in [t_lo_s, t_hi_s] and the step times within
+    ``reach_s`` of ``at_s``: (mix, onsets, step starts, weights, ramp shape); None where it
+    cannot fit (:func:`step_frequency`, :func:`step_bands`)."""
+    frame = _frame(y, sr, pitch, t_lo_s, t_hi_s, strikes, None)
+    if frame is None:
+        return None
+    win, dec, mix, onsets = frame
+    t0s = np.arange(int((at_s - reach_s) * sr), int((at_s + reach_s) * sr) + 1, dec)
+    return mix, onsets, t0s, step_weights(win), ramp_shape(win, 1)
+
+
 def step_frequency(
     y: np.ndarray, sr: int, pitch: int, t_lo_s: float, t_hi_s: float, strikes: Sequence[tuple[float, int]],
     at_s: float, reach_s: float, offsets: int, partials: Sequence[int] | None = None,
@@ -225,13 +241,10 @@ def step_frequency(
     sounds' columns are turned by the offset together, so the fit is the same fit with
     the step moved in frequency."""
     f0 = f0_hz(pitch)
-    frame = _frame(y, sr, pitch, t_lo_s, t_hi_s, strikes, None)
-    if frame is None:
+    setup = _step_setup(y, sr, pitch, t_lo_s, t_hi_s, strikes, at_s, reach_s)
+    if setup is None:
         return None
-    win, dec, mix, onsets = frame
-    t0s = np.arange(int((at_s - reach_s) * sr), int((at_s + reach_s) * sr) + 1, dec)
-    cum = step_weights(win)
-    shape = ramp_shape(win, 1)
+    mix, onsets, t0s, cum, shape = setup
     best: tuple[float, list[tuple[np.ndarray, list[np.ndarray], BandFit]]] | None = None
     for s in STRETCHES:
         bands = _bands(mix, pitch, onsets, s, cum, shape, 1, partials)
@@ -266,13 +279,10 @@ def step_bands(
     plan's other strikes); None where it cannot fit. Where the strike's sound lies, band
     by band: a key whose partials are a subset of another's steps in those bands only
     (``Detector._kin_clean``)."""
-    frame = _frame(y, sr, pitch, t_lo_s, t_hi_s, strikes, None)
-    if frame is None:
+    setup = _step_setup(y, sr, pitch, t_lo_s, t_hi_s, strikes, at_s, reach_s)
+    if setup is None:
         return None
-    win, dec, mix, onsets = frame
-    t0s = np.arange(int((at_s - reach_s) * sr), int((at_s + reach_s) * sr) + 1, dec)
-    cum = step_weights(win)
-    shape = ramp_shape(win, 1)
+    mix, onsets, t0s, cum, shape = setup
     best: tuple[float, dict[int, tuple[float, float]]] | None = None
     for s in STRETCHES:
         bands = _bands(mix, pitch, onsets, s, cum, shape, 1, partials)
