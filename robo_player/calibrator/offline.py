@@ -101,14 +101,19 @@ def probe_gaps(spec: PianoSpec, positions: int) -> list[int]:
     return [max(PROBE_MIN_GAP_US, round(f * nominal / STAGGER_US) * STAGGER_US) for f in fractions]
 
 
+def _probe_half_us(spec: PianoSpec) -> float:
+    """A probe's latency at half its drive (e / R = 0.5: the slowest it sounds), on the
+    spec's nominal curve (no key's own is known before the take)."""
+    return float(np.interp(0.5 * PROBE_DRIVE, spec.nominal.drive, spec.nominal.latency_us))
+
+
 def _part(
     spec: PianoSpec, todo: list[int], us: list[float], seed: int, gaps: Sequence[int] = ()
 ) -> tuple[Plan, dict[str, Any]]:
     th = spec.nominal.threshold
     requests = {p: [StrikeRequest(p, th + u * (1 - th), SILENT_LATENCY_US) for u in us] for p in todo}
-    # each probe right after one of the key's strikes (its release): the slowest it can
-    # sound is at half the drive (e / R = 0.5), predicted on the nominal curve
-    half = float(np.interp(0.5 * PROBE_DRIVE, spec.nominal.drive, spec.nominal.latency_us))
+    # each probe right after one of the key's strikes (its release)
+    half = _probe_half_us(spec)
     for rq in requests.values():
         for r, g in zip(rq, gaps, strict=False):
             r.probe = ProbeRequest(g, PROBE_DRIVE, latest_latency_us(half), onset_us=half)
@@ -205,8 +210,7 @@ def fixed_windows(spec: PianoSpec, strikes: list[StrikeResult]) -> list[Expected
     return at half the gap or more), no second look (silent: the key was not up)."""
     full = SILENT_LATENCY_US + 5_000
     guard = NEXT_GUARD * float(spec.nominal.latency_us[-1])
-    half = float(np.interp(0.5 * PROBE_DRIVE, spec.nominal.drive, spec.nominal.latency_us))
-    probe_end = int(PROBE_LATE * latest_latency_us(half) + WINDOW_MIN_US)
+    probe_end = int(PROBE_LATE * latest_latency_us(_probe_half_us(spec)) + WINDOW_MIN_US)
     times = sorted(s.t_us for s in strikes)
     out = []
     for s in strikes:
