@@ -24,7 +24,6 @@ import bisect
 import json
 import logging
 from collections.abc import Sequence
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -40,8 +39,8 @@ from ..plan import Plan
 from ..spec.calibration import Calibration
 from ..spec.model import PianoSpec
 from .drives import MAX_STRIKES_PER_KEY
-from .fitting import curve_from_fit, fit_key
-from .key_return import PROBE_DRIVE, PROBE_MIN_GAP_US, return_estimate
+from .fitting import fit_key
+from .key_return import PROBE_DRIVE, PROBE_MIN_GAP_US
 from .listening import (
     EARLY_US,
     FULL_DRIVE,
@@ -56,7 +55,7 @@ from .listening import (
 )
 from .positions import refine_position_levels
 from .scheduler import STAGGER_US, ProbeRequest, StrikeRequest, build_round
-from .session import CalibrationReport, reanchor, set_level
+from .session import CalibrationReport, finish_key, reanchor, set_level
 from .strikes import SILENT_LATENCY_US, StrikeResult, latest_latency_us
 
 log = logging.getLogger(__name__)
@@ -349,17 +348,6 @@ def learn_from_recording(
                 f"{', '.join(wheres)}: key {p}: heard {sum(s.heard for s in ss)} of {len(ss)} strikes "
                 "(need >= 2): is this the recording of the take that played.json describes?"
             )
-        ret = return_estimate(fit, ss)
-        if ret.return_us is None:
-            if any(s.probe_gap_us is not None for s in ss):
-                report.return_unmeasured.append(p)
-        else:
-            report.return_us[p], report.return_kind[p] = ret.return_us, ret.kind
-        kc = curve_from_fit(p, fit, lat_top, len(ss), return_us=ret.return_us, return_est_us=ret.estimate_us)
-        if level_fix:
-            kc = replace(kc, velocity=tuple(remove_level(p, v, level_fix, sr0) for v in kc.velocity))
-        cal.keys[p] = kc
-        report.lat_rms_us[p], report.vel_rms[p] = fit.lat_rms_us, fit.vel_rms
-        if fit.isotonic:
-            report.isotonic_keys.append(p)
+        probed = any(s.probe_gap_us is not None for s in ss)
+        cal.keys[p] = finish_key(p, fit, ss, lat_top, report, level_fix, sr0, spec, note_unmeasured=probed)
     return cal, report

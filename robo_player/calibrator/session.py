@@ -18,7 +18,7 @@ from ..errors import CalibrationError
 from ..hearing.detector import REFERENCE_GAIN_DB
 from ..hearing.level import MicGain, TakeLevel, fuse_level, remove_level
 from ..plan import Command, Op, Plan
-from ..spec.calibration import Calibration
+from ..spec.calibration import Calibration, KeyCurve
 from ..spec.model import PianoSpec
 from .drives import FIRST_ROUND_U, MAX_STRIKES_PER_KEY, next_requests, round_targets
 from .fitting import KeyFit, curve_from_fit, fit_key
@@ -292,38 +292,8 @@ def calibrate_session(
                 f"calibrate: key {p}: heard {sum(s.heard for s in strikes[p])} of "
                 f"{len(strikes[p])} test strikes (need >= 2); is the key or its coil broken?"
             )
-        ret = return_estimate(fit, strikes[p])
-        ret_us = ret.return_us
-        if ret_us is None:
-            report.return_unmeasured.append(p)
-            log.warning(
-                "calibrate: key %d: return time not measured (%s %.0f us); the spec's "
-                "nominal %d us applies",
-                p,
-                ret.kind,
-                ret.value_us,
-                spec.timing.key_return_us,
-            )
-        else:
-            report.return_us[p] = ret_us
-            report.return_kind[p] = ret.kind
-        cal.keys[p] = curve_from_fit(
-            p, fit, lat_top, len(strikes[p]), return_us=ret_us, return_est_us=ret.estimate_us
-        )
-        kc = cal.keys[p]
-        if level_fix and report.audio_sample_rate:
-            sr = report.audio_sample_rate
-            kc = cal.keys[p] = replace(kc, velocity=tuple(remove_level(p, v, level_fix, sr) for v in kc.velocity))
-        finite = all(np.isfinite(kc.drive)) and all(np.isfinite(kc.latency_us)) and all(np.isfinite(kc.velocity))
-        if not finite or max(kc.velocity) <= min(kc.velocity):  # a flat table maps no velocity
-            raise CalibrationError(
-                f"calibrate: key {p}: no curve fits what was heard ({sum(s.heard for s in strikes[p])} "
-                f"of {len(strikes[p])} strikes heard, by {report.heard_by})"
-            )
-        report.lat_rms_us[p] = fit.lat_rms_us
-        report.vel_rms[p] = fit.vel_rms
-        if fit.isotonic:
-            report.isotonic_keys.append(p)
+        level_sr = report.audio_sample_rate if level_fix else 0
+        cal.keys[p] = finish_key(p, fit, strikes[p], lat_top, report, level_fix, level_sr, spec, note_unmeasured=True)
     if pedal_lat is not None:
         cal.pedal_latency_us = pedal_lat
         report.pedal_measured = True
@@ -339,6 +309,51 @@ def calibrate_session(
     )
     return cal, report
 
+
+
+def finish_key(
+    p: int,
+    fit: KeyFit,
+    strikes: list[StrikeResult],
+    lat_top: float,
+    report: CalibrationReport,
+    level_fix: float,
+    sample_rate: int,
+    spec: PianoSpec,
+    *,
+    note_unmeasured: bool,
+) -> KeyCurve:
+    """One key's curve from its fit, as the session and the recorder path both finish it.
+
+    The key's return from its probes (`return_estimate`, into the report's `return_*`), the
+    curve (`curve_from_fit`), the take's level fix taken out of its velocity table (`reanchor`'s,
+    when `level_fix` and `sample_rate`), and the fit's residuals into the report. A key whose
+    return went unmeasured is listed (and logged) when `note_unmeasured` (the recorder path:
+    only a key that had probes). Raises CalibrationError for a curve that maps no velocity.
+    """
+    ret = return_estimate(fit, strikes)
+    if ret.return_us is None:
+        if note_unmeasured:
+            report.return_unmeasured.append(p)
+            log.warning(
+                "calibrate: key %d: return time not measured (%s %.0f us); the spec's nominal %d us applies",
+                p, ret.kind, ret.value_us, spec.timing.key_return_us,
+            )  # fmt: skip
+    else:
+        report.return_us[p], report.return_kind[p] = ret.return_us, ret.kind
+    kc = curve_from_fit(p, fit, lat_top, len(strikes), return_us=ret.return_us, return_est_us=ret.estimate_us)
+    if level_fix and sample_rate:
+        kc = replace(kc, velocity=tuple(remove_level(p, v, level_fix, sample_rate) for v in kc.velocity))
+    finite = all(np.isfinite(kc.drive)) and all(np.isfinite(kc.latency_us)) and all(np.isfinite(kc.velocity))
+    if not finite or max(kc.velocity) <= min(kc.velocity):  # a flat table maps no velocity
+        raise CalibrationError(
+            f"calibrate: key {p}: no curve fits what was heard ({sum(s.heard for s in strikes)} "
+            f"of {len(strikes)} strikes heard, by {report.heard_by})"
+        )
+    report.lat_rms_us[p], report.vel_rms[p] = fit.lat_rms_us, fit.vel_rms
+    if fit.isotonic:
+        report.isotonic_keys.append(p)
+    return kc
 
 def split_takes(requests: dict[int, list[StrikeRequest]]) -> list[dict[int, list[StrikeRequest]]]:
     """A round's requests as one take per pass: the j-th strike of every key (with the
