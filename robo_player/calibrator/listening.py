@@ -187,6 +187,7 @@ def listen_round(
 
 def partials_loudness(
     perf: Performance, strikes: list[StrikeResult], clock: ClockFit, level_db: float, reads: KeyReads | None = None,
+    *, pool: bool = True,
 ) -> None:
     """The heard ``strikes``' loudness read again with the take's level ``level_db``
     known: over the key's partials at that gain (:func:`~robo_player.hearing.detector.
@@ -198,7 +199,10 @@ def partials_loudness(
     land early) and every strike of a key struck here is read again with it, at the
     level of the key's power sum (:func:`spectrum_offsets`: the partials' log-mean
     assumes the level law's spectrum); without, each strike's own log-mean. Where fewer
-    than two partials tell it, the comb's loudness stays (the level already out of it)."""
+    than two partials tell it, the comb's loudness stays (the level already out of it).
+    ``pool`` False (with ``reads``): the strikes' reads only added to ``reads``, the caller
+    pools them once they are all read (:func:`spectrum_offsets`: the recorder path's
+    places, each read at its own level)."""
     assert perf.audio is not None
     det = Detector(perf.audio.samples(), perf.audio.sample_rate, gain_db=REFERENCE_GAIN_DB + level_db)
     touched: set[int] = set()
@@ -216,7 +220,7 @@ def partials_loudness(
                 continue
             reads.setdefault(s.pitch, KeyStrikes()).reads.append((s, read))
             touched.add(s.pitch)
-    if reads is None:
+    if reads is None or not pool:
         return
     spectrum_offsets(reads, touched)
 

@@ -23,7 +23,6 @@ from __future__ import annotations
 import bisect
 import json
 import logging
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +32,7 @@ from ..errors import CalibrationError, HearingError
 from ..fileio import atomic_open
 from ..hearing.align import ClockFit
 from ..hearing.level import MicGain, remove_level, take_level_db
-from ..hearing.listen import Expected, hear_strikes
+from ..hearing.listen import OWN_REACH_US, Expected, hear_strikes
 from ..performance import AudioTake, Performance
 from ..plan import Plan
 from ..spec.calibration import Calibration
@@ -51,6 +50,7 @@ from .listening import (
     add_sync,
     common_offset,
     partials_loudness,
+    spectrum_offsets,
     sync_pitch,
 )
 from .positions import refine_position_levels
@@ -75,6 +75,17 @@ PLAYED_VERSION_PARTS = 2
 # onset p99 2.90 -> 2.59 ms (truth seed 1; docs/calibration.md "Session 27, lead")
 PROBE_GAPS = (0.6, 0.8)
 PROBE_GAP_ONE = 0.8
+# ... each probe right after the key's strike at this FIXED_U (of PROBE_GAPS' in order;
+# PROBE_AFTER_ONE for PROBE_GAP_ONE), wherever the take plays it: a soft strike (velocity
+# ~60-70 on the nominal curve, every key heard at both on truth seed 1), so the key rings
+# on under the probe at about a third of a full-drive strike's amplitude. After the key's
+# full-drive strike (session 27) its ringing, damped only R / 3 after the release and
+# fading over 50 ms, was as loud as the probe: the owner test's window before the probe's
+# onset held it, and 70 of 176 probes of a 3-place take were read > 1.5 ms off (late by up
+# to 40 ms, or early by up to 8: key 34's return 12.7 ms short) or missed
+# (docs/calibration.md "Session 28, probe")
+PROBE_AFTER_U = (0.26, 0.19)
+PROBE_AFTER_ONE = 0.19
 # a strike's first window ends this fraction of the nominal full-drive latency before the
 # next strike's command: the next onset reads no sooner (keys' full-drive latencies within
 # ±25 % of the nominal, read early by the sync key's: docs/simulator.md), ...
@@ -90,14 +101,36 @@ def part_drives(positions: int) -> list[list[float]]:
     return [[FIXED_U[0], *FIXED_U[1 + k :: positions]] for k in range(positions)]
 
 
+def _probe_plan(positions: int) -> list[tuple[float, float]]:
+    """(gap as a fraction of the nominal return, the FIXED_U of the strike it follows) of
+    each key-return probe a key gets in a take over ``positions`` places: two
+    (:data:`PROBE_GAPS`) where the strike budget has room, one (:data:`PROBE_GAP_ONE`)
+    where it has room for one, else none."""
+    room = MAX_STRIKES_PER_KEY - (len(FIXED_U) + positions - 1)
+    if room >= 2:
+        return list(zip(PROBE_GAPS, PROBE_AFTER_U, strict=True))
+    return [(PROBE_GAP_ONE, PROBE_AFTER_ONE)] if room == 1 else []
+
+
+def _gap_us(spec: PianoSpec, fraction: float) -> int:
+    return max(PROBE_MIN_GAP_US, round(fraction * spec.timing.key_return_us / STAGGER_US) * STAGGER_US)
+
+
 def probe_gaps(spec: PianoSpec, positions: int) -> list[int]:
     """The key-return probes' gaps (µs after a release) a key gets in a take over
-    ``positions`` places: two (:data:`PROBE_GAPS`) where the strike budget has room, one
-    (:data:`PROBE_GAP_ONE`) where it has room for one, else none."""
-    room = MAX_STRIKES_PER_KEY - (len(FIXED_U) + positions - 1)
-    fractions = PROBE_GAPS if room >= 2 else (PROBE_GAP_ONE,) if room == 1 else ()
-    nominal = spec.timing.key_return_us
-    return [max(PROBE_MIN_GAP_US, round(f * nominal / STAGGER_US) * STAGGER_US) for f in fractions]
+    ``positions`` places (:func:`_probe_plan`)."""
+    return [_gap_us(spec, f) for f, _ in _probe_plan(positions)]
+
+
+def part_probes(spec: PianoSpec, positions: int) -> list[dict[float, int]]:
+    """Each part's probes: the FIXED_U of the strike a probe follows -> its gap (µs);
+    a probe lies in the (first) part that plays that strike (:func:`part_drives`)."""
+    drives = part_drives(positions)
+    out: list[dict[float, int]] = [{} for _ in drives]
+    for f, u in _probe_plan(positions):
+        k = next(k for k, us in enumerate(drives) if u in us)
+        out[k][u] = _gap_us(spec, f)
+    return out
 
 
 def _probe_half_us(spec: PianoSpec) -> float:
@@ -107,15 +140,17 @@ def _probe_half_us(spec: PianoSpec) -> float:
 
 
 def _part(
-    spec: PianoSpec, todo: list[int], us: list[float], seed: int, gaps: Sequence[int] = ()
+    spec: PianoSpec, todo: list[int], us: list[float], seed: int, probes: dict[float, int] | None = None
 ) -> tuple[Plan, dict[str, Any]]:
+    """One part's plan and what it plays: each key struck at ``us``, a key-return probe
+    right after the release of its strike at each FIXED_U of ``probes`` (-> its gap, µs)."""
     th = spec.nominal.threshold
     requests = {p: [StrikeRequest(p, th + u * (1 - th), SILENT_LATENCY_US) for u in us] for p in todo}
-    # each probe right after one of the key's strikes (its release)
     half = _probe_half_us(spec)
     for rq in requests.values():
-        for r, g in zip(rq, gaps, strict=False):
-            r.probe = ProbeRequest(g, PROBE_DRIVE, latest_latency_us(half), onset_us=half)
+        for r, u in zip(rq, us, strict=True):
+            if probes and u in probes:
+                r.probe = ProbeRequest(probes[u], PROBE_DRIVE, latest_latency_us(half), onset_us=half)
     order = list(requests)
     np.random.default_rng(seed).shuffle(order)
     plan, pending, end_us = build_round(spec, requests, {}, order, ONSET_GAP_US)
@@ -143,7 +178,7 @@ def _click_delay(spec: PianoSpec) -> int | None:
 def fixed_take(spec: PianoSpec, pitches: list[int] | None = None, seed: int = 0) -> tuple[Plan, dict[str, Any]]:
     """The one take to record, and what it plays (JSON-ready)."""
     todo = pitches if pitches is not None else [k.pitch for k in spec.keys]
-    plan, part = _part(spec, todo, list(FIXED_U), seed, probe_gaps(spec, 1))
+    plan, part = _part(spec, todo, list(FIXED_U), seed, part_probes(spec, 1)[0])
     return plan, {**_head(spec, PLAYED_VERSION), "sync_starts_us": part["sync_starts_us"],
                   "click_delay_us": _click_delay(spec), "end_us": part["end_us"], "strikes": part["strikes"]}  # fmt: skip
 
@@ -158,9 +193,9 @@ def fixed_parts(
         return [plan], played
     todo = pitches if pitches is not None else [k.pitch for k in spec.keys]
     plans, parts = [], []
-    gaps = probe_gaps(spec, positions)
+    probes = part_probes(spec, positions)
     for k, us in enumerate(part_drives(positions)):
-        plan, part = _part(spec, todo, us, seed + k, gaps[k::positions])
+        plan, part = _part(spec, todo, us, seed + k, probes[k])
         plans.append(plan)
         parts.append(part)
     return plans, {**_head(spec, PLAYED_VERSION_PARTS), "click_delay_us": _click_delay(spec),
@@ -195,7 +230,7 @@ def load_played(path: str | Path, spec: PianoSpec) -> dict[str, Any]:
     return played
 
 
-def fixed_windows(spec: PianoSpec, strikes: list[StrikeResult]) -> list[Expected]:
+def fixed_windows(spec: PianoSpec, strikes: list[StrikeResult], absolute: bool = False) -> list[Expected]:
     """Where to look for each strike of a fixed take (no prediction: the keys are
     unknown): from :data:`EARLY_US` before its command, up to the silent latency but no
     later than the next strike's command less :data:`NEXT_GUARD` of the nominal
@@ -204,19 +239,34 @@ def fixed_windows(spec: PianoSpec, strikes: list[StrikeResult]) -> list[Expected
     onsets heard as other strikes' left out (``hear_strikes``'s ``taken_us``). Without
     the cap a soft or silent bass key was timed at the next key's onset, whose partials
     its dense ones meet: 250-330 ms late, keys 22, 36, 41 of one take (docs/calibration.md
-    "Session 27, lead"). A key-return probe's window is the session's (to
+    "Session 27, lead"). Before the key's own next strike (a key-return probe right after
+    it) the window ends :data:`~robo_player.hearing.listen.OWN_REACH_US` sooner still: that
+    onset's rise reaches back so far and is its key's (session 28). A key-return probe's window is the session's (to
     ``PROBE_LATE`` x the slowest a strike at half drive sounds, on the nominal curve: its
-    return at half the gap or more), no second look (silent: the key was not up)."""
+    return at half the gap or more), no second look (silent: the key was not up); with an
+    ``absolute`` clock (the patterns clicked) from its command, as the session's (the
+    damper of the key's strike before lands in the 50 ms before it: four silent probes of a
+    3-place take were "heard" there, 10-29 ms before their commands, docs/calibration.md
+    "Session 28, probe")."""
     full = SILENT_LATENCY_US + 5_000
     guard = NEXT_GUARD * float(spec.nominal.latency_us[-1])
     probe_end = int(PROBE_LATE * latest_latency_us(_probe_half_us(spec)) + WINDOW_MIN_US)
     times = sorted(s.t_us for s in strikes)
+    own: dict[int, list[int]] = {}
+    for s in strikes:
+        own.setdefault(s.pitch, []).append(s.t_us)
+    for ts in own.values():
+        ts.sort()
     out = []
     for s in strikes:
         k = bisect.bisect_right(times, s.t_us)
         cap = full if k == len(times) else int(times[k] - guard - s.t_us)
+        mine = own[s.pitch]
+        j = bisect.bisect_right(mine, s.t_us)
+        if j < len(mine):  # the key's own next strike (its return probe): its rise reaches further back
+            cap = min(cap, int(mine[j] + guard - OWN_REACH_US - s.t_us))
         if s.probe_gap_us is not None:  # the session's probe window: no later than half drive's slowest
-            out.append(Expected(s.pitch, s.t_us, EARLY_US, max(min(cap, probe_end), 0)))
+            out.append(Expected(s.pitch, s.t_us, 0 if absolute else EARLY_US, max(min(cap, probe_end), 0)))
         elif cap < full:
             out.append(Expected(s.pitch, s.t_us, EARLY_US, max(cap, 0), (EARLY_US, full)))
         else:
@@ -228,7 +278,13 @@ def _hear_part(
     spec: PianoSpec, recording: AudioTake, part: dict[str, Any], played: dict[str, Any], where: str
 ) -> tuple[list[StrikeResult], ClockFit]:
     """The strikes of one part of ``played`` heard in its ``recording`` (the comb's
-    loudness at the detector's reference gain), and the recording's clock."""
+    loudness at the detector's reference gain), and the recording's clock. A key-return
+    probe whose loudness the detector could not read (velocity 0: no attack over the
+    key's ringing) is taken as not heard: a probe is a full-drive strike at half its
+    drive or more, louder than the soft strike it follows. All 7 such reads of the 3-place
+    takes measured were something else: five silent probes "heard" at -29..+24 ms (the
+    damper's landing), two sounding ones read 41 ms early and 71 ms late (key 94 of truth
+    seed 2's return 15.4 ms short by one: docs/calibration.md "Session 28, probe")."""
     strikes = [
         StrikeResult(int(s["pitch"]), float(s["drive"]), int(s["t_us"]),
                      probe_gap_us=None if s.get("probe_gap_us") is None else int(s["probe_gap_us"]))
@@ -236,12 +292,13 @@ def _hear_part(
     ]  # fmt: skip
     click = played.get("click_delay_us")
     heard, clock = hear_strikes(
-        recording.samples(), recording.sample_rate, fixed_windows(spec, strikes), int(played["sync_pitch"]),
+        recording.samples(), recording.sample_rate, fixed_windows(spec, strikes, click is not None),
+        int(played["sync_pitch"]),
         [int(t) for t in part["sync_starts_us"]], where=where,
         click_delay_us=None if click is None else int(click), taken_us=TAKEN_US,
     )
     for s, h in zip(strikes, heard, strict=True):
-        if h is not None and np.isfinite(h.velocity):
+        if h is not None and np.isfinite(h.velocity) and (s.probe_gap_us is None or h.velocity > 0.0):
             s.heard, s.latency_us, s.velocity = True, h.t_us - s.t_us, h.velocity
             s.onset_us, s.doubtful = h.t_us, not h.sure
     return strikes, clock
@@ -315,10 +372,12 @@ def learn_from_recording(
                  wheres[k], k + 1, len(parts), rel, n)  # fmt: skip
     # with each place's level known, every strike's loudness read again over its key's
     # partials, each key's decay and spectrum offset pooled over all its strikes (the
-    # session's read: listening.partials_loudness; docs/calibration.md "Session 27, lead")
+    # session's read: listening.partials_loudness; docs/calibration.md "Session 27, lead"),
+    # pooled once every place is read (each place's pooling was redone by the next's)
     reads: KeyReads = {}
     for (ss, clock), rec, level in zip(told, recordings, report.position_levels_db, strict=True):
-        partials_loudness(Performance(audio=rec), ss, clock, level, reads)
+        partials_loudness(Performance(audio=rec), ss, clock, level, reads, pool=False)
+    spectrum_offsets(reads)
     report.mic_positions = len(parts)
     report.clock_by = "curves" if click is None else "click"
     if click is None:  # struck patterns: aligned times are early by c, guessed from the curves

@@ -15,7 +15,16 @@ import numpy as np
 
 from ..errors import HearingError
 from .align import ClockFit, align_clicks, align_take
-from .detector import FIND_MIN_FRACTION, TIGHT_MIN_FRACTION, Detector, Onset, clipped_fraction
+from .detector import (
+    FIND_MIN_FRACTION,
+    N_FFT,
+    RISE_S,
+    SAMPLE_RATES,
+    TIGHT_MIN_FRACTION,
+    Detector,
+    Onset,
+    clipped_fraction,
+)
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +35,14 @@ RING_S = 3.0  # the strikes heard this long before a window may still ring in it
 AFTER_S = 0.2  # ... and those that may begin this long after it end the step fit there
 INSIDE_US = 1_000  # with taken_us: an onset found this far outside its window is not the strike's
 TAKEN_MIN_SPAN_US = 20_000  # a piece of a wide window between taken onsets shorter than this is not searched
+# how far before an onset the detector's rise already shows it (:meth:`Detector.rise_db`
+# is centred over RISE_S, its frames N_FFT long): a window that ends nearer than this
+# before an onset of its own key finds that onset's rise, which passes the owner test
+# (its key's) and is refined onto the onset outside the window, where :func:`_inside`
+# refuses it, the strike's own earlier rise never tried (a soft strike followed by its
+# key's return probe: three bass keys of a 3-place take, docs/calibration.md "Session 28,
+# probe"). 43 ms at 44.1 kHz
+OWN_REACH_US = int(1e6 * (RISE_S / 2 + N_FFT / 2 / min(SAMPLE_RATES))) + 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,21 +135,22 @@ def _look_untaken(
     onset found kept. A window that reaches past the next strike's command would
     otherwise time a soft or silent strike at its neighbour's onset, whose partials
     overlap a bass key's (the fixed take: keys 250 ms apart, windows to the silent
-    latency, docs/calibration.md "Session 27, lead")."""
+    latency, docs/calibration.md "Session 27, lead"), or at its own key's next onset (a
+    key-return probe struck right after it: the piece before an onset of its own key ends
+    :data:`OWN_REACH_US` before it; session 28)."""
     assert e.wide is not None
     t0, t1 = e.t_us - e.wide[0], e.t_us + e.wide[1]
     cuts = sorted(
-        clock.to_mcu_us(u) for u, q in heard if q != e.pitch and t0 - taken_us < clock.to_mcu_us(u) < t1 + taken_us
+        (c, q == e.pitch) for u, q in heard if t0 - taken_us < (c := clock.to_mcu_us(u)) < t1 + taken_us
     )
     lo = float(t0)
-    for c in [*cuts, None]:
-        hi = float(t1) if c is None else min(float(t1), c - taken_us)
+    for c, own in [*cuts, (float(t1) + taken_us, False)]:  # (the last: the window's end)
+        hi = min(float(t1), c - (max(taken_us, OWN_REACH_US) if own else taken_us))
         if hi - lo >= TAKEN_MIN_SPAN_US:
             o = _inside(_look_span(det, clock, expected, e, lo, hi, risen, heard), clock, lo, hi)
             if o is not None:
                 return o
-        if c is not None:
-            lo = max(lo, c + taken_us)
+        lo = max(lo, c + taken_us)
     return None
 
 
