@@ -77,13 +77,15 @@ PROBE_GAPS = (0.6, 0.8)
 PROBE_GAP_ONE = 0.8
 # ... each probe right after the key's strike at this FIXED_U (of PROBE_GAPS' in order;
 # PROBE_AFTER_ONE for PROBE_GAP_ONE), wherever the take plays it: a soft strike (velocity
-# ~60-70 on the nominal curve, every key heard at both on truth seed 1), so the key rings
-# on under the probe at about a third of a full-drive strike's amplitude. After the key's
-# full-drive strike (session 27) its ringing, damped only R / 3 after the release and
-# fading over 50 ms, was as loud as the probe: the owner test's window before the probe's
-# onset held it, and 70 of 176 probes of a 3-place take were read > 1.5 ms off (late by up
-# to 40 ms, or early by up to 8: key 34's return 12.7 ms short) or missed
-# (docs/calibration.md "Session 28, probe")
+# ~60-70 on the nominal curve; every key sounded at both on truth seed 1, the softest at
+# velocity 34), so the key rings on under the probe at a third of a full-drive strike's
+# amplitude or less. After the key's full-drive strike (session 27) its ringing, damped
+# only R / 3 after the release and fading over ~50 ms, was as loud as the probe: the
+# owner test's window before the probe's onset held it, and 70 of 176 probes of a 3-place
+# take were read > 1.5 ms off (late by up to 40 ms, early by up to 8: key 34's return
+# 12.7 ms short) or missed; now 9 (mostly the bass, 5-10 ms late: R read long). The softer of
+# the two for the single probe (after 0.19: 3 of 88 reads off, after 0.26: 6).
+# docs/calibration.md "Session 28, probe"
 PROBE_AFTER_U = (0.26, 0.19)
 PROBE_AFTER_ONE = 0.19
 # a strike's first window ends this fraction of the nominal full-drive latency before the
