@@ -58,6 +58,7 @@ from ..voicing import (
     velocity_for_power,
 )
 from . import bands, joint
+from .stepfit import N_PARTIALS as STEP_PARTIALS
 from .stepfit import POST_S as STEP_POST_S
 from .stepfit import step_bands, step_check, step_frequency, step_onset
 
@@ -328,6 +329,13 @@ BASS_KIN_ALIEN_X = 0.45
 # beside a B1 struck 7 semitones under it (its fundamental 0.17 x f0 from the octave
 # under's first partial) read 0.55 with BASS_COINCIDE's 0.05 there)
 BASS_KIN_ALIEN_CLEAR = 0.2
+# (the alien key's partials the check fits: the step fit's bands, partials 1..STEP_PARTIALS
+# (8, :data:`.stepfit.N_PARTIALS`: no band of the fit reaches higher); and ours that such a
+# partial may meet (BASS_COINCIDE): up to the 16th, twice the step fit's reach (a fifth
+# over's 8th partial lies at our 12th, an octave under's at our 4th; session 27's check,
+# kept as measured there: docs/hearing.md, "Session 27, stepkin")
+BASS_KIN_ALIEN_PARTIALS = STEP_PARTIALS
+BASS_KIN_OUR_PARTIALS = 2 * STEP_PARTIALS
 # ... and the kin rule not asked of a key under A1 (33): there a wrong key a semitone or a
 # tone away (2.4-3.1 Hz off our fundamental: the frequency share does not tell it from ours),
 # and an octave or a twelfth over E1 (its fundamental's band held 0.91 of its residual in
@@ -2123,9 +2131,10 @@ class Detector:
         ``own`` (:func:`.stepfit.step_bands`) is its key's and not a wrong key's whose
         partials meet a subset of ours: our bands off each lattice of BASS_KIN_LATTICES
         hold >= BASS_KIN_OFF_AT of their residual in the step, and a key BASS_KIN_ALIENS
-        semitones from ours steps in its partials that meet none of ours (BASS_COINCIDE) nor
-        lie near those of a key struck within BASS_VETO_STEP_NEAR_S (BASS_KIN_ALIEN_CLEAR)
-        under BASS_KIN_ALIEN_X x our bands' step (the constants' block)."""
+        semitones from ours steps in its partials (up to BASS_KIN_ALIEN_PARTIALS) that meet
+        none of ours (up to BASS_KIN_OUR_PARTIALS, BASS_COINCIDE) nor lie near those of a
+        key struck within BASS_VETO_STEP_NEAR_S (BASS_KIN_ALIEN_CLEAR) under
+        BASS_KIN_ALIEN_X x our bands' step (the constants' block)."""
         ours = step_bands(self.y, self.sr, o.pitch, t_lo_s, t_hi_s, strikes, o.t_s, BASS_VETO_STEP_REACH_S, own)
         if ours is None:
             return False
@@ -2140,7 +2149,8 @@ class Detector:
         struck = [j * f0_hz(q) for q in near for j in range(1, BASS_COINCIDE_PARTIALS + 1)]
         for d in BASS_KIN_ALIENS:
             fq = f0_hz(o.pitch + d)
-            theirs = [j for j in range(1, 9) if all(abs(j * fq - k * f0) >= BASS_COINCIDE * f0 for k in range(1, 17))
+            theirs = [j for j in range(1, BASS_KIN_ALIEN_PARTIALS + 1)
+                      if all(abs(j * fq - k * f0) >= BASS_COINCIDE * f0 for k in range(1, BASS_KIN_OUR_PARTIALS + 1))
                       and all(abs(j * fq - g) >= BASS_KIN_ALIEN_CLEAR * f0 for g in struck)]
             if not theirs:
                 continue
