@@ -142,6 +142,11 @@ STRAY_PITCH_TOL = 0.35
 # radiates weakly on a piano, and its template (fundamental-heavy) then left its even
 # partials, an octave's or twelfth's, to a stray there (session 19)
 STRAY_FREE_FUNDAMENTAL = True
+# ... and only where it reads an attack (velocity > 0, as BASS_HEARD): a wrong key struck
+# is a strike; a stray without one is a neighbour's sound in its bins. Session 28 (helper
+# bass; docs/hearing.md, "Session 28, bass"): twelfth-set Beethoven 16-2 (LuoJ04M) gave 10
+# false strays, 6 of them at velocity 0 (D#5 and C#5 beside a struck C5, D5, E5)
+STRAY_HEARD = True
 # key unknown: an onset whose new sound near its first FINE_PARTIALS partials (each
 # heard >= FINE_MIN_NOISE noise units) sits more than FINE_PITCH_TOL semitones off its
 # pitch is a neighbour's (:meth:`Detector.fine_pitch`)
@@ -439,6 +444,21 @@ BASS_RETIME_MAX_RISE_DB = 15.0
 # a 17 dB rise, -31.8 -> +0.4 ms) and held out Brahms op. 118/2's A2 on both voices
 # (-64.5 -> -0.2 ms rich), nothing else; docs/hearing.md, "Session 22, bass"
 BASS_RETIME_RESCUED = True
+# ... and below BASS_MAX_PITCH an onset the search did not give (the informed stage's, the
+# bass rescue's, the step rescue's) is not taken where, after the bass retime, it reads no
+# attack (velocity 0: the key's band power over a period from 3 ms after the onset no more
+# than the 20 ms before, :meth:`Detector._attack`; the sign JOINT_HEARD reads for the
+# joint's moves) and lies more than BASS_HEARD_PLAN_S from the note's planned time. These
+# stages time a key at its salience's largest rise or its bands' best step, which can be
+# the decay or beat of what rang before the strike. Velocity 0 alone is no sign: a soft
+# bass key under ringing keys reads 0 at its own strike (ninth to twelfth sets, session
+# 28: 21 such onsets of the informed stage and the rescues within 20 ms of the strike,
+# 0-17 ms from the plan; 8 timed 21-67 ms off, 21-67 ms from the plan); the plan's time is
+# the calibrated robot's (within ~1.2 ms p99 of the strike; BASS_STEP_PLAN_S reads it too),
+# and 20 ms is the target's own tolerance. Session 28 (helper bass; docs/hearing.md,
+# "Session 28, bass"): ninth-set random 54's C#2 v47 (the informed stage, -50 ms) and C2
+# v50 (the rescue's step, -67 ms), both struck alone. None: off
+BASS_HEARD_PLAN_S: float | None = 0.02
 INFORMED_RISE_DB = 1.0  # ... timed at the largest local rise of its salience of at least this
 # ... and not heard where its activation rose most at a boundary more than INFORMED_EARLY
 # of a long window before the onset it is timed at, and rose under INFORMED_AT_X of that
@@ -1596,6 +1616,9 @@ class Detector:
             if (o is not None and informed and p < BASS_MAX_PITCH and BASS_RETIME
                     and (o.rise_db < BASS_RETIME_MAX_RISE_DB or rescued)):
                 o = self._bass_retime(o, t - before_s, t + after_s, struck)
+            if (o is not None and BASS_HEARD_PLAN_S is not None and not searched and p < BASS_MAX_PITCH
+                    and o.velocity <= 0.0 and abs(o.t_s - t) > BASS_HEARD_PLAN_S):
+                o = None  # no attack where the informed stage or a rescue timed it, off the plan's time
             if (o is not None and informed and p >= BASS_MAX_PITCH and UPPER_RETIME
                     and (o.rise_db < UPPER_RETIME_MAX_RISE_DB or not searched)):
                 o = self._upper_retime(o, t - before_s, t + after_s, struck, informed=by_informed)
@@ -1606,6 +1629,8 @@ class Detector:
         for o in blind:
             if o.risen < STRAY_MIN_FRACTION:
                 continue  # a stray is what the plan does not explain: only the clear ones
+            if STRAY_HEARD and o.velocity <= 0.0:
+                continue  # ... and a strike: an attack
             if any(abs(o.t_s - u) < before_s + after_s for u in taken.get(o.pitch, [])):
                 continue
             if o.pitch < MIN_OWNER_PITCH and any(
