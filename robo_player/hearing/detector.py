@@ -142,10 +142,13 @@ STRAY_PITCH_TOL = 0.35
 # radiates weakly on a piano, and its template (fundamental-heavy) then left its even
 # partials, an octave's or twelfth's, to a stray there (session 19)
 STRAY_FREE_FUNDAMENTAL = True
-# ... and only where it reads an attack (velocity > 0, as BASS_HEARD): a wrong key struck
-# is a strike; a stray without one is a neighbour's sound in its bins. Session 28 (helper
-# bass; docs/hearing.md, "Session 28, bass"): twelfth-set Beethoven 16-2 (LuoJ04M) gave 10
-# false strays, 6 of them at velocity 0 (D#5 and C#5 beside a struck C5, D5, E5)
+# ... and only where it reads an attack (velocity > 0: :meth:`Detector._attack`'s band power
+# over a period from 3 ms after the onset above the 20 ms before): a wrong key struck is a
+# strike; a stray without one is a neighbour's sound in its bins. Session 28 (helper bass;
+# docs/hearing.md, "Session 28, bass"): twelfth-set Beethoven 16-2 (LuoJ04M) gave 10 false
+# strays in a C5-D5 trill, 6 of them at velocity 0 (D#5 and C#5 7-10 ms after a C5's, D5's,
+# E5's strike); on the ninth to twelfth sets 7 of the 50 false strays read velocity 0, the
+# one true stray an attack
 STRAY_HEARD = True
 # key unknown: an onset whose new sound near its first FINE_PARTIALS partials (each
 # heard >= FINE_MIN_NOISE noise units) sits more than FINE_PITCH_TOL semitones off its
@@ -452,8 +455,9 @@ BASS_RETIME_RESCUED = True
 # stages time a key at its salience's largest rise or its bands' best step, which can be
 # the decay or beat of what rang before the strike. Velocity 0 alone is no sign: a soft
 # bass key under ringing keys reads 0 at its own strike (ninth to twelfth sets, session
-# 28: 21 such onsets of the informed stage and the rescues within 20 ms of the strike,
-# 0-17 ms from the plan; 8 timed 21-67 ms off, 21-67 ms from the plan); the plan's time is
+# 28: 27 such onsets of the informed stage and the rescues within 20 ms of the strike,
+# 0-17 ms from the plan; 8 timed 21-69 ms off, 23-67 ms from the plan; the bench plays
+# with no timing noise, so there the plan's distance is nearly the error); the plan's time is
 # the calibrated robot's (within ~1.2 ms p99 of the strike; BASS_STEP_PLAN_S reads it too),
 # and 20 ms is the target's own tolerance. Session 28 (helper bass; docs/hearing.md,
 # "Session 28, bass"): ninth-set random 54's C#2 v47 (the informed stage, -50 ms) and C2
