@@ -542,3 +542,73 @@ def test_under_a1_the_kin_rule_is_not_asked(monkeypatch: pytest.MonkeyPatch) -> 
     assert not _chord_struck(29, planned=28)
     monkeypatch.setattr(dm, "BASS_KIN_MIN_PITCH", 0)
     assert _chord_struck(29, planned=28)
+
+
+# ---- a bass onset with no attack (BASS_HEARD, session 28) --------------------------------
+# ninth-set random 54 (truth seed 1, rich voice) from 1.45 s before its C#2 v47, struck
+# alone (s from the C#2, key, velocity, held s: the score's holds); the A#1 0.96 s and the
+# E2, G#2 0.70 s before still ring, a D2 0.52 s before
+LONE_CS2 = [(-1.4514, 91, 51.32, 0.381), (-1.4498, 45, 105.76, 0.293), (-1.4487, 87, 67.74, 0.278),
+            (-1.0979, 88, 53.72, 0.363), (-1.0975, 78, 62.02, 0.554), (-0.9558, 35, 39.31, 0.53),
+            (-0.9544, 77, 84.47, 0.254), (-0.954, 80, 81.5, 0.527), (-0.7012, 52, 114.26, 0.151),
+            (-0.7008, 44, 104.45, 0.191), (-0.7004, 80, 34.31, 0.527), (-0.5247, 38, 106.44, 0.511),
+            (-0.3926, 61, 60.15, 0.501), (-0.3917, 95, 74.54, 0.31), (0.0, 37, 47.0, 0.562)]
+CS2_AT_S = 1.6  # the C#2's strike (s, performance clock)
+CS2_T_S = CS2_AT_S + OFFSET_S  # ... on the audio clock (its planned time here)
+
+
+@cache
+def _cs2_take() -> tuple[np.ndarray, list[tuple[float, int]]]:
+    """The excerpt's audio (rendered once, read only; the room's fixed tail) and its plan."""
+    notes = [HeardNote(int(round((CS2_AT_S + u) * 1e6)), p, v, int(round((CS2_AT_S + u + d) * 1e6)))
+             for u, p, v, d in LONE_CS2]
+    y = RoomTake(Room(offset_s=OFFSET_S, drift_ppm=0.0, fixed_tail=True), notes, [], 0,
+                 render=render_audio_rich).samples()  # type: ignore[arg-type]
+    return y, sorted((CS2_AT_S + u + OFFSET_S, p) for u, p, _, _ in LONE_CS2)
+
+
+def _cs2_heard() -> list[Onset]:
+    """The plan-known pass's onsets of the C#2 within 100 ms of its strike."""
+    y, plan = _cs2_take()
+    return [o for o in Detector(y, 48000).detect_intended(plan, 0.08, 0.08, [])
+            if o.pitch == 37 and abs(o.t_s - CS2_T_S) < 0.1]
+
+
+def test_a_bass_onset_the_informed_stage_times_without_an_attack_is_refused() -> None:
+    # the search finds no candidate; the informed stage hears the C#2 and times it at its
+    # salience's largest rise (4.0 dB), 50 ms before the strike, where the key's bands read
+    # no attack (velocity 0): refused, not heard 50 ms off
+    assert not [o for o in _cs2_heard() if abs(o.t_s - CS2_T_S) > 0.02]
+
+
+def test_without_the_attack_rule_the_informed_stage_times_it_early(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(dm, "BASS_HEARD_PLAN_S", None)
+    got = _cs2_heard()
+    assert len(got) == 1 and -0.06 < got[0].t_s - CS2_T_S < -0.04 and got[0].velocity <= 0.0, got
+
+
+# random 54 (as above) from 1.17 s before its B1 v30, struck with a D7 5 ms after it: the
+# bass rescue hears it at its strike, where a key this soft under the A2's ringing reads no
+# attack either (velocity 0)
+SOFT_B1 = [(-1.1722, 94, 75.5, 0.544), (-1.1721, 45, 85.5, 0.272), (-1.1717, 76, 77.82, 0.353),
+           (-0.8386, 53, 36.69, 0.223), (-0.4887, 47, 63.62, 0.6), (-0.4862, 51, 37.18, 0.336),
+           (0.0, 35, 30.43, 0.579), (0.0047, 92, 43.94, 0.383)]
+
+
+def _soft_b1_heard(monkeypatch: pytest.MonkeyPatch, plan_s: float | None) -> list[Onset]:
+    monkeypatch.setattr(dm, "BASS_HEARD_PLAN_S", plan_s)
+    notes = [HeardNote(int(round((CS2_AT_S + u) * 1e6)), p, v, int(round((CS2_AT_S + u + d) * 1e6)))
+             for u, p, v, d in SOFT_B1]
+    y = RoomTake(Room(offset_s=OFFSET_S, drift_ppm=0.0, fixed_tail=True), notes, [], 0,
+                 render=render_audio_rich).samples()  # type: ignore[arg-type]
+    plan = sorted((CS2_AT_S + u + OFFSET_S, p) for u, p, _, _ in SOFT_B1)
+    return [o for o in Detector(y, 48000).detect_intended(plan, 0.08, 0.08, [])
+            if o.pitch == 35 and abs(o.t_s - CS2_T_S) < 0.1]
+
+
+def test_a_soft_bass_key_rescued_at_its_planned_time_is_kept_without_an_attack(monkeypatch: pytest.MonkeyPatch) -> None:
+    # measured: rescued +1.0 ms from its strike at velocity 0: kept (within
+    # BASS_HEARD_PLAN_S of its planned time); refused were the rule to ask no plan distance
+    got = _soft_b1_heard(monkeypatch, dm.BASS_HEARD_PLAN_S)
+    assert len(got) == 1 and abs(got[0].t_s - CS2_T_S) < 0.005 and got[0].velocity <= 0.0, got
+    assert _soft_b1_heard(monkeypatch, 0.0) == []

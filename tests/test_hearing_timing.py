@@ -195,3 +195,47 @@ def test_the_rise_gate_passes_the_strike_and_not_the_crest() -> None:
     assert o.rise_db > 30.0, o
     assert det._joint_rose(o, t)
     assert not det._joint_rose(o, t + 0.065)
+
+
+# ---- a stray with no attack (STRAY_HEARD, session 28) -------------------------------------
+# twelfth-set Beethoven 16-2 (ASAP LuoJ04M; truth seed 1, rich voice) from 2.0 s: a C5-D5
+# trill of short notes (held 28-205 ms, the score's), an E3, G3, C4, B4 under it (s, key,
+# velocity, held s)
+_TRILL = [(0.0583, 74, 53.5, 0.03), (0.1093, 52, 51.2, 0.083), (0.1256, 72, 29.5, 0.028), (0.2361, 74, 51.6, 0.031),
+          (0.2816, 72, 49.0, 0.084), (0.3411, 74, 51.9, 0.077), (0.4204, 72, 53.2, 0.053), (0.4829, 74, 59.3, 0.039),
+          (0.5889, 72, 30.8, 0.037), (0.5984, 74, 43.4, 0.043), (0.6649, 55, 52.0, 0.069), (0.6815, 74, 71.3, 0.043),
+          (0.7459, 72, 46.8, 0.028), (0.819, 74, 61.0, 0.087), (0.9085, 72, 58.4, 0.03), (0.9504, 74, 65.8, 0.136),
+          (1.056, 72, 50.7, 0.074), (1.1031, 74, 42.4, 0.136), (1.1489, 72, 61.5, 0.205), (1.1777, 60, 47.0, 0.065),
+          (1.1909, 74, 64.6, 0.136), (1.2971, 72, 63.8, 0.205), (1.3952, 71, 68.6, 0.16)]
+_TRILL_AT_S = 0.3  # the excerpt's start (s, performance clock)
+
+
+@cache
+def _trill_take() -> tuple[np.ndarray, list[tuple[float, int]], list[Onset]]:
+    """The trill's audio (the room's fixed tail; rendered once, read only), its plan (audio
+    s, key) and the key-unknown onsets of keys 69..77 (the keys around the trill's)."""
+    notes = [HeardNote(int(round((_TRILL_AT_S + u) * 1e6)), p, v, int(round((_TRILL_AT_S + u + d) * 1e6)))
+             for u, p, v, d in _TRILL]
+    y = RoomTake(Room(offset_s=OFFSET_S, drift_ppm=0.0, fixed_tail=True), notes, [], 0,
+                 render=render_audio_rich).samples()  # type: ignore[arg-type]
+    plan = sorted((_TRILL_AT_S + u + OFFSET_S, p) for u, p, _, _ in _TRILL)
+    return y, plan, Detector(y, 48000).detect(range(69, 78))
+
+
+def _trill_strays() -> list[Onset]:
+    """The plan-known pass's onsets that no planned strike of their key lies within 100 ms of."""
+    y, plan, blind = _trill_take()
+    return [o for o in Detector(y, 48000).detect_intended(plan, 0.08, 0.08, blind)
+            if not any(q == o.pitch and abs(u - o.t_s) < 0.1 for u, q in plan)]
+
+
+def test_a_stray_without_an_attack_is_not_reported() -> None:
+    # measured: with the rule off a D#5 stray 15 ms after a C5's strike, 48 ms before a
+    # D5's, at velocity 0 (its bands read no attack); none with it
+    assert _trill_strays() == []
+
+
+def test_without_the_attack_rule_the_trills_neighbour_is_a_stray(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(dm, "STRAY_HEARD", False)
+    got = _trill_strays()
+    assert [o.pitch for o in got] == [75] and got[0].velocity <= 0.0, got

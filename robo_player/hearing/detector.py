@@ -58,6 +58,7 @@ from ..voicing import (
     velocity_for_power,
 )
 from . import bands, joint
+from .stepfit import N_PARTIALS as STEP_PARTIALS
 from .stepfit import POST_S as STEP_POST_S
 from .stepfit import step_bands, step_check, step_frequency, step_onset
 
@@ -141,6 +142,14 @@ STRAY_PITCH_TOL = 0.35
 # radiates weakly on a piano, and its template (fundamental-heavy) then left its even
 # partials, an octave's or twelfth's, to a stray there (session 19)
 STRAY_FREE_FUNDAMENTAL = True
+# ... and only where it reads an attack (velocity > 0: :meth:`Detector._attack`'s band power
+# over a period from 3 ms after the onset above the 20 ms before): a wrong key struck is a
+# strike; a stray without one is a neighbour's sound in its bins. Session 28 (helper bass;
+# docs/hearing.md, "Session 28, bass"): twelfth-set Beethoven 16-2 (LuoJ04M) gave 10 false
+# strays in a C5-D5 trill, 6 of them at velocity 0 (D#5 and C#5 7-10 ms after a C5's, D5's,
+# E5's strike); on the ninth to twelfth sets 7 of the 50 false strays read velocity 0, the
+# one true stray an attack
+STRAY_HEARD = True
 # key unknown: an onset whose new sound near its first FINE_PARTIALS partials (each
 # heard >= FINE_MIN_NOISE noise units) sits more than FINE_PITCH_TOL semitones off its
 # pitch is a neighbour's (:meth:`Detector.fine_pitch`)
@@ -328,6 +337,13 @@ BASS_KIN_ALIEN_X = 0.45
 # beside a B1 struck 7 semitones under it (its fundamental 0.17 x f0 from the octave
 # under's first partial) read 0.55 with BASS_COINCIDE's 0.05 there)
 BASS_KIN_ALIEN_CLEAR = 0.2
+# (the alien key's partials the check fits: the step fit's bands, partials 1..STEP_PARTIALS
+# (8, :data:`.stepfit.N_PARTIALS`: no band of the fit reaches higher); and ours that such a
+# partial may meet (BASS_COINCIDE): up to the 16th, twice the step fit's reach (a fifth
+# over's 8th partial lies at our 12th, an octave under's at our 4th; session 27's check,
+# kept as measured there: docs/hearing.md, "Session 27, stepkin")
+BASS_KIN_ALIEN_PARTIALS = STEP_PARTIALS
+BASS_KIN_OUR_PARTIALS = 2 * STEP_PARTIALS
 # ... and the kin rule not asked of a key under A1 (33): there a wrong key a semitone or a
 # tone away (2.4-3.1 Hz off our fundamental: the frequency share does not tell it from ours),
 # and an octave or a twelfth over E1 (its fundamental's band held 0.91 of its residual in
@@ -431,6 +447,22 @@ BASS_RETIME_MAX_RISE_DB = 15.0
 # a 17 dB rise, -31.8 -> +0.4 ms) and held out Brahms op. 118/2's A2 on both voices
 # (-64.5 -> -0.2 ms rich), nothing else; docs/hearing.md, "Session 22, bass"
 BASS_RETIME_RESCUED = True
+# ... and below BASS_MAX_PITCH an onset the search did not give (the informed stage's, the
+# bass rescue's, the step rescue's) is not taken where, after the bass retime, it reads no
+# attack (velocity 0: the key's band power over a period from 3 ms after the onset no more
+# than the 20 ms before, :meth:`Detector._attack`; the sign JOINT_HEARD reads for the
+# joint's moves) and lies more than BASS_HEARD_PLAN_S from the note's planned time. These
+# stages time a key at its salience's largest rise or its bands' best step, which can be
+# the decay or beat of what rang before the strike. Velocity 0 alone is no sign: a soft
+# bass key under ringing keys reads 0 at its own strike (ninth to twelfth sets, session
+# 28: 27 such onsets of the informed stage and the rescues within 20 ms of the strike,
+# 0-17 ms from the plan; 8 timed 21-69 ms off, 23-67 ms from the plan; the bench plays
+# with no timing noise, so there the plan's distance is nearly the error); the plan's time is
+# the calibrated robot's (within ~1.2 ms p99 of the strike; BASS_STEP_PLAN_S reads it too),
+# and 20 ms is the target's own tolerance. Session 28 (helper bass; docs/hearing.md,
+# "Session 28, bass"): ninth-set random 54's C#2 v47 (the informed stage, -50 ms) and C2
+# v50 (the rescue's step, -67 ms), both struck alone. None: off
+BASS_HEARD_PLAN_S: float | None = 0.02
 INFORMED_RISE_DB = 1.0  # ... timed at the largest local rise of its salience of at least this
 # ... and not heard where its activation rose most at a boundary more than INFORMED_EARLY
 # of a long window before the onset it is timed at, and rose under INFORMED_AT_X of that
@@ -1588,6 +1620,9 @@ class Detector:
             if (o is not None and informed and p < BASS_MAX_PITCH and BASS_RETIME
                     and (o.rise_db < BASS_RETIME_MAX_RISE_DB or rescued)):
                 o = self._bass_retime(o, t - before_s, t + after_s, struck)
+            if (o is not None and BASS_HEARD_PLAN_S is not None and not searched and p < BASS_MAX_PITCH
+                    and o.velocity <= 0.0 and abs(o.t_s - t) > BASS_HEARD_PLAN_S):
+                o = None  # no attack where the informed stage or a rescue timed it, off the plan's time
             if (o is not None and informed and p >= BASS_MAX_PITCH and UPPER_RETIME
                     and (o.rise_db < UPPER_RETIME_MAX_RISE_DB or not searched)):
                 o = self._upper_retime(o, t - before_s, t + after_s, struck, informed=by_informed)
@@ -1598,6 +1633,8 @@ class Detector:
         for o in blind:
             if o.risen < STRAY_MIN_FRACTION:
                 continue  # a stray is what the plan does not explain: only the clear ones
+            if STRAY_HEARD and o.velocity <= 0.0:
+                continue  # ... and a strike: an attack
             if any(abs(o.t_s - u) < before_s + after_s for u in taken.get(o.pitch, [])):
                 continue
             if o.pitch < MIN_OWNER_PITCH and any(
@@ -2123,9 +2160,10 @@ class Detector:
         ``own`` (:func:`.stepfit.step_bands`) is its key's and not a wrong key's whose
         partials meet a subset of ours: our bands off each lattice of BASS_KIN_LATTICES
         hold >= BASS_KIN_OFF_AT of their residual in the step, and a key BASS_KIN_ALIENS
-        semitones from ours steps in its partials that meet none of ours (BASS_COINCIDE) nor
-        lie near those of a key struck within BASS_VETO_STEP_NEAR_S (BASS_KIN_ALIEN_CLEAR)
-        under BASS_KIN_ALIEN_X x our bands' step (the constants' block)."""
+        semitones from ours steps in its partials (up to BASS_KIN_ALIEN_PARTIALS) that meet
+        none of ours (up to BASS_KIN_OUR_PARTIALS, BASS_COINCIDE) nor lie near those of a
+        key struck within BASS_VETO_STEP_NEAR_S (BASS_KIN_ALIEN_CLEAR) under
+        BASS_KIN_ALIEN_X x our bands' step (the constants' block)."""
         ours = step_bands(self.y, self.sr, o.pitch, t_lo_s, t_hi_s, strikes, o.t_s, BASS_VETO_STEP_REACH_S, own)
         if ours is None:
             return False
@@ -2140,7 +2178,8 @@ class Detector:
         struck = [j * f0_hz(q) for q in near for j in range(1, BASS_COINCIDE_PARTIALS + 1)]
         for d in BASS_KIN_ALIENS:
             fq = f0_hz(o.pitch + d)
-            theirs = [j for j in range(1, 9) if all(abs(j * fq - k * f0) >= BASS_COINCIDE * f0 for k in range(1, 17))
+            theirs = [j for j in range(1, BASS_KIN_ALIEN_PARTIALS + 1)
+                      if all(abs(j * fq - k * f0) >= BASS_COINCIDE * f0 for k in range(1, BASS_KIN_OUR_PARTIALS + 1))
                       and all(abs(j * fq - g) >= BASS_KIN_ALIEN_CLEAR * f0 for g in struck)]
             if not theirs:
                 continue
