@@ -43,13 +43,38 @@ MAX_STRIKES_PER_KEY = 14
 # heard loudness is uncertain by ~4 % (the take's room at the key's partials), and the
 # drives music plays most (velocity 40-110, u ~0.1-0.65) had three strikes.
 AUDIO_LAST_ROUND: tuple[tuple[str, float], ...] = (("u", 0.55), ("u", 0.32))
+# ... and the rounds' drives are ordered so that each of the microphone's places hears
+# every key once at a loud drive (session 28): a round's j-th target is its j-th take
+# (session.split_takes) and the takes go to the places in order (positions.position_of_take;
+# at 5 places the adaptive takes 3-4, 5-6, 7-8, 9-10 a place), so a round's loud ("u")
+# targets and its soft ("lat") ones alternate, and one loud target of the last round
+# (u 0.55) is struck a round earlier in the place of a soft one (lat 0.75). A key's
+# loudness at forte is then read through five places' colours of it, not mostly the first
+# and the last's (docs/calibration.md, "Session 28, velocity"). The same drives as
+# round_targets' audio rounds had before, the same count.
+AUDIO_ROUNDS: tuple[tuple[tuple[str, float], ...], ...] = (
+    (("lat", 0.55), ("u", 0.70), ("lat", 0.30)),
+    (("u", 0.55), ("lat", 0.92), ("u", 0.25)),
+    (("lat", 0.75), ("u", 0.32)),
+)
 
 
 def round_targets(audio: bool) -> tuple[tuple[tuple[str, float], ...], ...]:
-    """The adaptive rounds' targets: all of :data:`ROUND_TARGETS` through a note-level
-    sensor; through a microphone (``audio``) the last, the soft end again, is
-    :data:`AUDIO_LAST_ROUND`."""
-    return ROUND_TARGETS[:-1] + (AUDIO_LAST_ROUND,) if audio else ROUND_TARGETS
+    """The adaptive rounds' targets: :data:`ROUND_TARGETS` through a note-level sensor;
+    through a microphone (``audio``) :data:`AUDIO_ROUNDS` (the soft end's last round left
+    out for :data:`AUDIO_LAST_ROUND`'s loudness points, a round's loud and soft targets
+    alternating over the places)."""
+    return AUDIO_ROUNDS if audio else ROUND_TARGETS
+
+
+def probe_index(targets: tuple[tuple[str, float], ...], n: int) -> int:
+    """Which of a round's first ``n`` requests a key-return probe follows: the last loud
+    ("u") target's (a probe right after a soft strike, released late, was heard as that
+    strike: its loudness read at the probe's, keys 28 and 39 of truth seed 2 read 67 at
+    a drive the truth gives 31; docs/calibration.md, "Session 28, velocity"); the last
+    request where none is loud."""
+    loud = [i for i, (kind, _) in enumerate(targets[:n]) if kind == "u"]
+    return loud[-1] if loud else n - 1
 
 
 def next_requests(
