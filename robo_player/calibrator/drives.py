@@ -54,7 +54,7 @@ MAX_STRIKES_PER_KEY = 14
 # onset p99 2.12 -> 2.26 ms (docs/calibration.md, "Session 28, velocity"). Every place's
 # first take, whose strikes its level is fitted on, is a soft pass in this order: on two of
 # those six rows one key's slow end came out 14-20 ms off (a soft strike timed at another
-# sound); an order with each place's first take loud fixed both on two rows (not yet on all).
+# sound); an order with each place's first take loud fixed both (three rows run, not all).
 AUDIO_ROUNDS: tuple[tuple[tuple[str, float], ...], ...] = (
     (("lat", 0.55), ("u", 0.70), ("lat", 0.30)),
     (("u", 0.55), ("lat", 0.92), ("u", 0.25)),
