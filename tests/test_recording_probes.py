@@ -7,10 +7,9 @@ strike followed by its own probe end before that probe's rise."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import pytest
+from test_recording_windows import _Blind
 
 from robo_player.calibrator import offline
 from robo_player.calibrator.offline import (
@@ -26,7 +25,6 @@ from robo_player.calibrator.offline import (
 from robo_player.calibrator.strikes import SILENT_LATENCY_US, StrikeResult
 from robo_player.driver import open_port
 from robo_player.hearing.align import ClockFit
-from robo_player.hearing.detector import Onset
 from robo_player.hearing.listen import OWN_REACH_US, Expected, _look_untaken
 from robo_player.hearing.recording import Recording
 from robo_player.spec import load_spec
@@ -63,20 +61,6 @@ def test_a_strike_s_window_ends_before_its_own_probe_s_rise(spec) -> None:  # no
     assert w[0].after_us == int(197_000 + guard - OWN_REACH_US) and w[0].wide == (EARLY_US, FULL)
     assert w[1].before_us == 0  # a clicked clock: the probe from its command (the damper before it)
     assert fixed_windows(spec, strikes)[1].before_us == EARLY_US  # struck patterns: read early by c
-
-
-@dataclass
-class _Blind:
-    """A detector that takes any onset in a window as the key asked for: ``onsets`` are
-    (audio s, key)."""
-
-    onsets: list[tuple[float, int]]
-
-    def find(self, pitch: int, a0: float, a1: float, **_: object) -> Onset | None:
-        for t, _q in self.onsets:
-            if a0 <= t <= a1:
-                return Onset(t_s=t, pitch=pitch, velocity=50.0, rise_db=20.0)
-        return None
 
 
 def test_the_second_look_leaves_out_the_key_s_own_probe() -> None:
