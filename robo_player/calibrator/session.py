@@ -292,8 +292,8 @@ def calibrate_session(
                 f"calibrate: key {p}: heard {sum(s.heard for s in strikes[p])} of "
                 f"{len(strikes[p])} test strikes (need >= 2); is the key or its coil broken?"
             )
-        level_sr = report.audio_sample_rate if level_fix else 0
-        cal.keys[p] = finish_key(p, fit, strikes[p], lat_top, report, level_fix, level_sr, spec, note_unmeasured=True)
+        sr = report.audio_sample_rate or 0
+        cal.keys[p] = finish_key(p, fit, strikes[p], lat_top, report, level_fix, sr, spec, note_unmeasured=True)
     if pedal_lat is not None:
         cal.pedal_latency_us = pedal_lat
         report.pedal_measured = True
@@ -308,7 +308,6 @@ def calibrate_session(
         report.sim_time_us / 1e6,
     )
     return cal, report
-
 
 
 def finish_key(
