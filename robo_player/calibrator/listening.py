@@ -64,6 +64,19 @@ MISSED_MIN_HEARD = 4  # heard ordinary strikes of a key before its curve tells a
 SILENT_BAR = 0.8  # fit_key's: a strike the curve puts sooner than this x the silent latency sounds
 FULL_DRIVE = 1.0 - 1e-6  # a strike at or above this drive is at full drive (the level's anchor)
 OFFSET_PRIOR_SD_US = 50_000.0  # the prior on c (at the nominal full-drive latency): wide, the curves decide (onsets are now precise to ~0.2 ms)
+# A strike not heard around its prediction is looked for again from its command to the
+# silent latency (expected_window's wide look); a key's softer strike sounds no sooner than
+# its stronger one (the action is monotone in drive), so that look begins at this fraction
+# of the longest latency its key was heard at a higher drive (soonest_latency_us). Before,
+# a soft bass strike's wide look took another key's onset in the take, near its command,
+# as its own (its dense partials pass the owner test; the other key's onset found in that
+# key's own wide look, so hear_strikes's taken_us would not have left it out): truth seed
+# 4 room 5, key 33's silent strike "heard" 2.8 ms after its command (key 23's onset), its
+# strike at drive 0.172 at 60 ms (the truth's 335 ms: key 22's onset). The fraction's
+# room: of 4773 pairs of one key's strikes read within 15 ms of the truth (the same take's
+# session), the softer's latency over the stronger's was 0.86 at the least (the action's
+# spread and the onsets' noise). docs/calibration.md "Session 29, velocity"
+SOONEST_FRACTION = 0.75
 
 
 @dataclass(slots=True)
@@ -132,6 +145,14 @@ def add_sync(spec: PianoSpec, plan: Plan, pending: list[StrikeResult], end_us: i
     return starts, starts[-1] + span
 
 
+def soonest_latency_us(strikes: list[StrikeResult], drive: float) -> float:
+    """How soon after its command a strike of the key at ``drive`` can sound (µs, as the
+    latencies are read): :data:`SOONEST_FRACTION` of the longest latency the key's
+    ``strikes`` (ordinary, heard) were heard at above ``drive``; 0 where none was."""
+    lat = [s.latency_us for s in strikes if s.heard and s.probe_gap_us is None and s.drive > drive]
+    return SOONEST_FRACTION * max(lat) if lat else 0.0
+
+
 def expected_window(s: StrikeResult, c_us: float, absolute: bool = True) -> Expected:
     """Where to look for strike ``s``'s onset (aligned times read ``c_us`` early): around
     its predicted latency when there is one (the nominal curve in round 0, the key's fit
@@ -152,9 +173,10 @@ def expected_window(s: StrikeResult, c_us: float, absolute: bool = True) -> Expe
     lo = max(-EARLY_US, centre - half)
     hi = min(SILENT_LATENCY_US + 5_000, centre + half)
     # absolute clock: a strike not heard around its prediction is looked for again from
-    # its command to the silent latency (near the threshold the predicted latency is
-    # far off: a wrong "silent" there pulls the threshold and the soft curve with it)
-    wide = (0, SILENT_LATENCY_US + 5_000) if absolute else None
+    # its command (from its soonest: soonest_latency_us) to the silent latency (near the
+    # threshold the predicted latency is far off: a wrong "silent" there pulls the
+    # threshold and the soft curve with it)
+    wide = (-int(max(0.0, s.soonest_us - c_us)), SILENT_LATENCY_US + 5_000) if absolute else None
     return Expected(s.pitch, s.t_us, int(-lo), int(hi), wide)
 
 

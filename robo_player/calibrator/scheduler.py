@@ -43,6 +43,7 @@ class StrikeRequest:
     expect_latency_us: float  # for the release time; SILENT_LATENCY_US if unknown
     probe: ProbeRequest | None = None  # a key-return probe to strike right after this one
     onset_us: float = math.nan  # the predicted latency (the key's fit), nan if unknown
+    soonest_us: float = 0.0  # listening: its onset comes no sooner than this after the command (0: unknown)
 
 
 @dataclass(slots=True)
@@ -299,7 +300,7 @@ def build_round(
                 idx = len(pending)
                 cmds.append(Command(t, Op.STRIKE, key.channel, lv, pulse, hold, idx))
                 cmds.append(Command(t + on, Op.RELEASE, key.channel, 0, 0, 0, idx))
-                sr = StrikeResult(pitch, dr, t, probe_gap_us=gap)
+                sr = StrikeResult(pitch, dr, t, probe_gap_us=gap, soonest_us=rq.soonest_us if gap is None else 0.0)
                 if onset_gap_us:
                     sr.expect_us = float(predict(dr, onset, expect))
                     known = math.isfinite(onset) if absolute else expect < SILENT_LATENCY_US

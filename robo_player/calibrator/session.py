@@ -34,6 +34,7 @@ from .listening import (
     listen_round,
     mark_missed,
     partials_loudness,
+    soonest_latency_us,
 )
 from .pedal import pedal_commands, pedal_latency
 from .positions import (
@@ -212,6 +213,7 @@ def calibrate_session(
                 continue
             for r in reqs:
                 r.pitch = p
+                r.soonest_us = soonest_latency_us(strikes[p], r.drive)
             requests[p] = reqs
         if not requests:
             break

@@ -83,6 +83,9 @@ class StrikeResult:
     # the silent latency) and how far off it may be, as a fraction of it
     expect_us: float = math.nan
     expect_tol: float = 0.5
+    # listening: its onset comes no sooner than this after the command (µs; 0: unknown):
+    # a fraction of the latency its key was heard at a higher drive (listening.soonest_latency_us)
+    soonest_us: float = 0.0
     # listening: not heard, yet a softer strike of the key was: the detector missed it
     # (a soft low note's partials barely rise); neither heard nor silent for the fit
     missed: bool = False
