@@ -69,13 +69,16 @@ OFFSET_PRIOR_SD_US = 50_000.0  # the prior on c (at the nominal full-drive laten
 # its stronger one (the action is monotone in drive), so that look begins at this fraction
 # of the longest latency its key was heard at a higher drive (soonest_latency_us). Before,
 # a soft bass strike's wide look took another key's onset in the take, near its command,
-# as its own (its dense partials pass the owner test; the other key's onset found in that
-# key's own wide look, so hear_strikes's taken_us would not have left it out): truth seed
-# 4 room 5, key 33's silent strike "heard" 2.8 ms after its command (key 23's onset), its
-# strike at drive 0.172 at 60 ms (the truth's 335 ms: key 22's onset). The fraction's
-# room: of 4773 pairs of one key's strikes read within 15 ms of the truth (the same take's
-# session), the softer's latency over the stronger's was 0.86 at the least (the action's
-# spread and the onsets' noise). docs/calibration.md "Session 29, velocity"
+# as its own (its dense partials pass the owner test): truth seed 4 room 5, key 33's
+# silent strike "heard" 2.8 ms after its command (key 23's onset), its strike at drive
+# 0.172 at 60 ms (the truth's 335 ms: key 22's onset). hear_strikes's taken_us (the
+# recorder path's) mended neither (key 23's onset was found in its own wide look, which
+# taken_us does not leave out; past key 22's ± 8 ms the search took 74 ms) and broke a
+# strike read right before (a split window is searched piece by piece). The fraction's
+# room: of 4773 pairs of one key's strikes read within 15 ms of the truth (that session),
+# the softer's latency over the stronger's was 0.86 at the least (the action's spread and
+# the onsets' noise); 0.5 left key 33's silent strike heard. docs/calibration.md
+# "Session 29, velocity"
 SOONEST_FRACTION = 0.75
 
 
