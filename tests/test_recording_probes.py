@@ -58,9 +58,14 @@ def test_a_strike_s_window_ends_before_its_own_probe_s_rise(spec) -> None:  # no
                StrikeResult(32, 1.0, 1_447_000)]  # fmt: skip
     guard = NEXT_GUARD * spec.nominal.latency_us[-1]
     w = fixed_windows(spec, strikes, absolute=True)
+    # a clicked clock: the probe's onset reads at least the fastest full-drive latency (0.75 x
+    # the nominal) after its command, more than the guard; its rise OWN_REACH_US before that
     assert w[0].after_us == int(197_000 + guard - OWN_REACH_US) and w[0].wide == (EARLY_US, FULL)
+    assert w[0].after_us + OWN_REACH_US <= 197_000 + 0.75 * spec.nominal.latency_us[-1]
     assert w[1].before_us == 0  # a clicked clock: the probe from its command (the damper before it)
-    assert fixed_windows(spec, strikes)[1].before_us == EARLY_US  # struck patterns: read early by c
+    w = fixed_windows(spec, strikes)  # struck patterns: read early by c (the sync key's, to 1.25 x)
+    assert w[1].before_us == EARLY_US
+    assert w[0].after_us + OWN_REACH_US <= 197_000 + (0.75 - 1.25) * spec.nominal.latency_us[-1]
 
 
 def test_the_second_look_leaves_out_the_key_s_own_probe() -> None:
