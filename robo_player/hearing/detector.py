@@ -199,7 +199,7 @@ DIRECT_SURE_S = 0.003  # ... and is sure (Onset.sure) where it moved it no farth
 # DIRECT_MOVE_S), it is looked for again from these far before it, and taken where it lies
 # between there (less DIRECT_GAP_S) and the energy fit's onset. On a bass key struck again
 # while its own earlier strike still rings under a damper (the recorder path's key-return
-# probes after a soft strike, some soft strikes), the energy fit read 5-11 ms late and the
+# probes after a soft strike, some soft strikes), the energy fit read 5-12 ms late and the
 # direct onset, whose background then holds the rise, found nothing: the late onset was
 # kept (keys 26-30 of truth seed 1, R read 5-16 ms long). The direct onset read from 0-6 ms
 # past the true onset is within 0.6 ms of it, from 8 ms on it finds nothing. On a 3-place
