@@ -206,28 +206,29 @@ def listen_round(
             s.velocity = remove_level(s.pitch, h.velocity, level_db or 0.0, perf.audio.sample_rate)
             s.onset_us = h.t_us
     if level_db is not None:
-        partials_loudness(perf, pending, clock, level_db, reads)
+        touched = partials_loudness(perf, pending, clock, level_db, reads)
+        if reads is not None:
+            spectrum_offsets(reads, touched)
     return clock
 
 
 def partials_loudness(
     perf: Performance, strikes: list[StrikeResult], clock: ClockFit, level_db: float, reads: KeyReads | None = None,
-    *, pool: bool = True,
-) -> None:
+) -> set[int]:
     """The heard ``strikes``' loudness read again with the take's level ``level_db``
     known: over the key's partials at that gain (:func:`~robo_player.hearing.detector.
     partials_read`: each partial's room colour weighs alike, 3.0 -> 1.9 % a strike at
     velocity 96), each partial taken back to the onset with the key's decay. With
-    ``reads`` (the session's, every key's strikes so far), the decay is pooled over the
-    key's ordinary strikes (:func:`~robo_player.hearing.detector.pooled_rates`: one
-    strike's, through the room, scatters by several 1/s; a key-return probe's damper may
-    land early) and every strike of a key struck here is read again with it, at the
-    level of the key's power sum (:func:`spectrum_offsets`: the partials' log-mean
-    assumes the level law's spectrum); without, each strike's own log-mean. Where fewer
-    than two partials tell it, the comb's loudness stays (the level already out of it).
-    ``pool`` False (with ``reads``): the strikes' reads only added to ``reads``, the caller
-    pools them once they are all read (:func:`spectrum_offsets`: the recorder path's
-    places, each read at its own level)."""
+    ``reads`` (the session's, every key's strikes so far), each strike's read is added to
+    its key's, and the caller pools them (:func:`spectrum_offsets` with the keys returned:
+    the decay pooled over the key's ordinary strikes, :func:`~robo_player.hearing.detector.
+    pooled_rates`, as one strike's, through the room, scatters by several 1/s and a
+    key-return probe's damper may land early; every strike of a key struck here read again
+    with it, at the level of the key's power sum, as the partials' log-mean assumes the
+    level law's spectrum), once per take in the session, once every place is read in the
+    recorder path; without ``reads``, each strike's own log-mean. Where fewer than two
+    partials tell it, the comb's loudness stays (the level already out of it). Returns
+    the keys whose reads were added to ``reads`` (none without)."""
     assert perf.audio is not None
     det = Detector(perf.audio.samples(), perf.audio.sample_rate, gain_db=REFERENCE_GAIN_DB + level_db)
     touched: set[int] = set()
@@ -245,9 +246,7 @@ def partials_loudness(
                 continue
             reads.setdefault(s.pitch, KeyStrikes()).reads.append((s, read))
             touched.add(s.pitch)
-    if reads is None or not pool:
-        return
-    spectrum_offsets(reads, touched)
+    return touched
 
 
 # A doubtful onset (the detector's Onset.sure False: its direct sound moved the energy

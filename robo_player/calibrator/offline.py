@@ -242,8 +242,14 @@ def fixed_windows(spec: PianoSpec, strikes: list[StrikeResult], absolute: bool =
     the cap a soft or silent bass key was timed at the next key's onset, whose partials
     its dense ones meet: 250-330 ms late, keys 22, 36, 41 of one take (docs/calibration.md
     "Session 27, lead"). Before the key's own next strike (a key-return probe right after
-    it) the window ends :data:`~robo_player.hearing.listen.OWN_REACH_US` sooner still: that
-    onset's rise reaches back so far and is its key's (session 28). A key-return probe's window is the session's (to
+    it) the window ends :data:`~robo_player.hearing.listen.OWN_REACH_US` before the earliest
+    that strike's onset can read, as its rise reaches back so far and is its key's (session
+    28): with an ``absolute`` clock (the patterns clicked) the guard **after** its command
+    (the probe is the key's own full-drive strike, or slower where the key is not yet up:
+    its latency at least the fastest full-drive latency, 0.75 x the nominal, more than the
+    guard's 0.5), with struck patterns the guard **before** it (aligned times read early by
+    the sync key's full-drive latency, up to 1.25 x the nominal: 0.75 - 1.25 = -0.5), as
+    for the next strike. A key-return probe's window is the session's (to
     ``PROBE_LATE`` x the slowest a strike at half drive sounds, on the nominal curve: its
     return at half the gap or more), no second look (silent: the key was not up); with an
     ``absolute`` clock (the patterns clicked) from its command, as the session's (the
@@ -266,7 +272,7 @@ def fixed_windows(spec: PianoSpec, strikes: list[StrikeResult], absolute: bool =
         mine = own[s.pitch]
         j = bisect.bisect_right(mine, s.t_us)
         if j < len(mine):  # the key's own next strike (its return probe): its rise reaches further back
-            cap = min(cap, int(mine[j] + guard - OWN_REACH_US - s.t_us))
+            cap = min(cap, int(mine[j] + (guard if absolute else -guard) - OWN_REACH_US - s.t_us))
         if s.probe_gap_us is not None:  # the session's probe window: no later than half drive's slowest
             out.append(Expected(s.pitch, s.t_us, 0 if absolute else EARLY_US, max(min(cap, probe_end), 0)))
         elif cap < full:
@@ -378,7 +384,7 @@ def learn_from_recording(
     # pooled once every place is read (each place's pooling was redone by the next's)
     reads: KeyReads = {}
     for (ss, clock), rec, level in zip(told, recordings, report.position_levels_db, strict=True):
-        partials_loudness(Performance(audio=rec), ss, clock, level, reads, pool=False)
+        partials_loudness(Performance(audio=rec), ss, clock, level, reads)
     spectrum_offsets(reads)
     report.mic_positions = len(parts)
     report.clock_by = "curves" if click is None else "click"

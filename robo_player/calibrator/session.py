@@ -35,6 +35,7 @@ from .listening import (
     mark_missed,
     partials_loudness,
     soonest_latency_us,
+    spectrum_offsets,
 )
 from .pedal import pedal_commands, pedal_latency
 from .positions import (
@@ -424,7 +425,9 @@ def play_take(
             # curve is fitted (the adaptive rounds and the key-return probes compare heard
             # loudness with these fits); with it known, the loudness over the partials
             set_level(report, pending, spec, perf.audio.sample_rate, where, mic)
-            partials_loudness(perf, pending, clock, report.audio_level_db or 0.0, reads)
+            touched = partials_loudness(perf, pending, clock, report.audio_level_db or 0.0, reads)
+            if reads is not None:
+                spectrum_offsets(reads, touched)
         for s in pending:
             s.latency_us += offset_us
     else:
