@@ -206,9 +206,7 @@ def listen_round(
             s.velocity = remove_level(s.pitch, h.velocity, level_db or 0.0, perf.audio.sample_rate)
             s.onset_us = h.t_us
     if level_db is not None:
-        touched = partials_loudness(perf, pending, clock, level_db, reads)
-        if reads is not None:
-            spectrum_offsets(reads, touched)
+        read_and_pool(perf, pending, clock, level_db, reads)
     return clock
 
 
@@ -248,6 +246,17 @@ def partials_loudness(
             touched.add(s.pitch)
     return touched
 
+
+
+def read_and_pool(
+    perf: Performance, strikes: list[StrikeResult], clock: ClockFit, level_db: float, reads: KeyReads | None,
+) -> None:
+    """:func:`partials_loudness` of one take, its keys then pooled at once
+    (:func:`spectrum_offsets`; the session's takes, each pooled as it is read; the recorder
+    path pools once after every place instead)."""
+    touched = partials_loudness(perf, strikes, clock, level_db, reads)
+    if reads is not None:
+        spectrum_offsets(reads, touched)
 
 # A doubtful onset (the detector's Onset.sure False: its direct sound moved the energy
 # fit's by more than DIRECT_SURE_S) places the loudness windows from the energy fit's

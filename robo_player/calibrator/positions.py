@@ -27,7 +27,7 @@ from ..hearing.align import ClockFit
 from ..hearing.level import remove_level, take_level_db
 from ..performance import Performance
 from .fitting import KeyFit
-from .listening import KeyReads, partials_loudness, spectrum_offsets
+from .listening import KeyReads, read_and_pool
 from .strikes import StrikeResult
 
 log = logging.getLogger(__name__)
@@ -101,9 +101,7 @@ def refit_position_level(
             if s.heard and math.isfinite(s.velocity):
                 # the comb's loudness, where the partials do not read it again
                 s.velocity = remove_level(s.pitch, s.velocity, step, sr)
-        touched = partials_loudness(perf, strikes, clock, level, reads)
-        if reads is not None:
-            spectrum_offsets(reads, touched)
+        read_and_pool(perf, strikes, clock, level, reads)
     return level
 
 

@@ -33,9 +33,8 @@ from .listening import (
     full_drive_pair_sd_db,
     listen_round,
     mark_missed,
-    partials_loudness,
+    read_and_pool,
     soonest_latency_us,
-    spectrum_offsets,
 )
 from .pedal import pedal_commands, pedal_latency
 from .positions import (
@@ -425,9 +424,7 @@ def play_take(
             # curve is fitted (the adaptive rounds and the key-return probes compare heard
             # loudness with these fits); with it known, the loudness over the partials
             set_level(report, pending, spec, perf.audio.sample_rate, where, mic)
-            touched = partials_loudness(perf, pending, clock, report.audio_level_db or 0.0, reads)
-            if reads is not None:
-                spectrum_offsets(reads, touched)
+            read_and_pool(perf, pending, clock, report.audio_level_db or 0.0, reads)
         for s in pending:
             s.latency_us += offset_us
     else:
