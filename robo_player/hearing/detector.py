@@ -933,6 +933,12 @@ def direct_response(pitch: int, sample_rate: int) -> float:
     return _DIRECT[key]
 
 
+def _planned(plan_s: float | None, t_lo_s: float, t_hi_s: float) -> float:
+    """A note's planned time for the bass rules' plan gates: ``plan_s``, or where the
+    caller has none, the middle of its window ``t_lo_s``..``t_hi_s``."""
+    return 0.5 * (t_lo_s + t_hi_s) if plan_s is None else plan_s
+
+
 def own_bands(pitch: int, struck: Sequence[int]) -> list[int]:
     """The partials of ``pitch`` (numbers 1..8 of the step fit's, :mod:`.stepfit`) that no
     partial (up to BASS_COINCIDE_PARTIALS) of a key in ``struck`` meets within
@@ -2164,8 +2170,7 @@ class Detector:
         (``strikes``: the plan's other strikes)."""
         if onset is None:
             return False
-        plan_s = 0.5 * (t_lo_s + t_hi_s) if plan_s is None else plan_s
-        if BASS_HEARD_PLAN_S is not None and abs(onset.t_s - plan_s) > BASS_HEARD_PLAN_S:
+        if BASS_HEARD_PLAN_S is not None and abs(onset.t_s - _planned(plan_s, t_lo_s, t_hi_s)) > BASS_HEARD_PLAN_S:
             return False
         return not any((q - onset.pitch in BASS_OCTAVES_OVER or abs(q - onset.pitch) in BASS_STEP_NEIGHBOURS)
                        and abs(u - onset.t_s) <= BASS_VETO_STEP_NEAR_S for u, q in strikes)
@@ -2203,8 +2208,7 @@ class Detector:
         if kin_only and (o.pitch < BASS_KIN_MIN_PITCH or not any(
                 abs(q - o.pitch) in BASS_STEP_KIN and abs(u - o.t_s) <= BASS_VETO_STEP_NEAR_S for u, q in strikes)):
             return False
-        plan_s = 0.5 * (t_lo_s + t_hi_s) if plan_s is None else plan_s
-        if BASS_STEP_PLAN_S is not None and abs(o.t_s - plan_s) > BASS_STEP_PLAN_S:
+        if BASS_STEP_PLAN_S is not None and abs(o.t_s - _planned(plan_s, t_lo_s, t_hi_s)) > BASS_STEP_PLAN_S:
             return False
         if any(abs(q - o.pitch) in BASS_STEP_NEIGHBOURS and abs(u - o.t_s) <= BASS_VETO_STEP_NEAR_S for u, q in strikes):
             return False
@@ -2401,17 +2405,17 @@ class Detector:
         where it finds one looked for from DIRECT_BACK_S before it (the energy fit late)."""
         o = self._refine_energy(pitch, t_coarse, rise)
         if direct and pitch < DIRECT_MAX_PITCH:
-            t_on = self.direct_onset(pitch, o.t_s)
-            if t_on is not None:
-                t_on -= direct_response(pitch, self.sr)
-                if abs(t_on - o.t_s) <= DIRECT_MOVE_S:
-                    return replace(o, t_s=t_on, sure=abs(t_on - o.t_s) <= DIRECT_SURE_S)
-            for back in DIRECT_BACK_S:  # the energy fit late: its background held the rise
+            # from the fit's onset, then from DIRECT_BACK_S before it (the energy fit late:
+            # its background held the rise; only an onset before the fit's is taken there)
+            for back in (0.0, *DIRECT_BACK_S):
                 t_on = self.direct_onset(pitch, o.t_s - back)
-                if t_on is not None:
-                    t_on -= direct_response(pitch, self.sr)
-                    if o.t_s - back - DIRECT_GAP_S <= t_on <= o.t_s:
-                        return replace(o, t_s=t_on, sure=False)
+                if t_on is None:
+                    continue
+                t_on -= direct_response(pitch, self.sr)
+                if back == 0.0 and abs(t_on - o.t_s) <= DIRECT_MOVE_S:
+                    return replace(o, t_s=t_on, sure=abs(t_on - o.t_s) <= DIRECT_SURE_S)
+                if back > 0.0 and o.t_s - back - DIRECT_GAP_S <= t_on <= o.t_s:
+                    return replace(o, t_s=t_on, sure=False)
             return replace(o, sure=False)
         return o
 
