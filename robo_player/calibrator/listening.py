@@ -17,7 +17,9 @@ constant term, so the ``c`` that lets every key's curve fit best is the one.
 
 from __future__ import annotations
 
+import bisect
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -35,7 +37,7 @@ from ..hearing.detector import (
     read_velocity,
 )
 from ..hearing.level import anchor_level_db, anchor_pair_sd_db, remove_level
-from ..hearing.listen import Expected, hear_strikes
+from ..hearing.listen import OWN_REACH_US, Expected, hear_strikes
 from ..performance import Performance
 from ..plan import Command, Op, Plan
 from ..spec.model import KEY_LOUDNESS_TOLERANCE, PianoSpec
@@ -80,6 +82,12 @@ OFFSET_PRIOR_SD_US = 50_000.0  # the prior on c (at the nominal full-drive laten
 # the onsets' noise); 0.5 left key 33's silent strike heard. docs/calibration.md
 # "Session 29, velocity"
 SOONEST_FRACTION = 0.75
+# a strike's window ends this fraction of the nominal full-drive latency before the next
+# strike's command: the next onset reads no sooner (keys' full-drive latencies within
+# ±25 % of the nominal, read early by the sync key's: docs/simulator.md); the recorder
+# path's first windows (offline.fixed_windows) and, before the key's own next strike,
+# every window (own_reach_us)
+NEXT_GUARD = 0.5
 
 
 @dataclass(slots=True)
@@ -156,30 +164,70 @@ def soonest_latency_us(strikes: list[StrikeResult], drive: float) -> float:
     return SOONEST_FRACTION * max(lat) if lat else 0.0
 
 
-def expected_window(s: StrikeResult, c_us: float, absolute: bool = True) -> Expected:
+def own_reach_us(spec: PianoSpec, strikes: Sequence[StrikeResult], absolute: bool) -> list[int | None]:
+    """How far after its command (µs) each of ``strikes`` (one take's, or one recording's)
+    may be looked for before its key's own next strike among them (None: its key has no
+    later one): :data:`~robo_player.hearing.listen.OWN_REACH_US` before the soonest that
+    strike's onset can read, as its rise reaches back so far and is its key's (a window
+    nearer finds that rise, passes the owner test and times the strike at the next one's
+    onset, or refuses it and never tries the strike's own earlier rise). With an
+    ``absolute`` clock (the patterns clicked) the soonest is :data:`NEXT_GUARD` of the
+    nominal full-drive latency **after** its command (a key's full-drive latency is at
+    least 0.75 x the nominal, more than the guard's 0.5; a key-return probe, the key not
+    yet up, slower still); with struck patterns the guard **before** it (aligned times read
+    early by the sync key's full-drive latency, up to 1.25 x the nominal: 0.75 - 1.25 =
+    -0.5). The recorder path's windows since session 28 (offline.fixed_windows); the
+    session's rounds since session 30: a soft strike's wide look, run to the silent
+    latency, took its key's own return probe's onset as its own (keys 21, 27, 35 of truth
+    seed 1 read 161-179 ms late, key 21's curve 57 ms off: docs/calibration.md "Session 30,
+    probe")."""
+    guard = NEXT_GUARD * float(spec.nominal.latency_us[-1])
+    own: dict[int, list[int]] = {}
+    for s in strikes:
+        own.setdefault(s.pitch, []).append(s.t_us)
+    for ts in own.values():
+        ts.sort()
+    out: list[int | None] = []
+    for s in strikes:
+        mine = own[s.pitch]
+        j = bisect.bisect_right(mine, s.t_us)
+        out.append(int(mine[j] + (guard if absolute else -guard) - OWN_REACH_US - s.t_us) if j < len(mine) else None)
+    return out
+
+
+def expected_window(s: StrikeResult, c_us: float, absolute: bool = True, reach_us: int | None = None) -> Expected:
     """Where to look for strike ``s``'s onset (aligned times read ``c_us`` early): around
     its predicted latency when there is one (the nominal curve in round 0, the key's fit
-    later), else anywhere up to the silent latency.
+    later), else anywhere up to the silent latency; no further than ``reach_us`` after its
+    command (:func:`own_reach_us`: its key's own next strike; None: up to the silent
+    latency).
 
     ``absolute`` False (no sync click: ``c`` is a guess): the first method's windows
     (``build_round`` put the strike's latest onset in ``expect_us``; less ``c`` near
     the nominal full-drive latency, that lands near the prediction), as measured."""
+    full = SILENT_LATENCY_US + 5_000
+
+    def cut(lo_us: float, hi_us: float) -> float:  # hi_us, no later than reach_us (nor before lo_us)
+        return hi_us if reach_us is None or reach_us >= hi_us else max(lo_us, reach_us)
+
     if math.isnan(s.expect_us):
-        return Expected(s.pitch, s.t_us, EARLY_US, SILENT_LATENCY_US + 5_000)
+        return Expected(s.pitch, s.t_us, EARLY_US, int(cut(-EARLY_US, full)))
     if absolute and s.probe_gap_us is not None and s.expect_tol < 0.5:
         # a key-return probe: full strength if the key was up (the fit's latency at its
         # drive), slower down to its predicted slowest (s.expect_us) as it was not
-        hi = min(SILENT_LATENCY_US + 5_000, PROBE_LATE * s.expect_us + WINDOW_MIN_US - c_us)
-        return Expected(s.pitch, s.t_us, int(EARLY_US if c_us else 0), int(hi))
+        before = EARLY_US if c_us else 0
+        hi = min(full, PROBE_LATE * s.expect_us + WINDOW_MIN_US - c_us)
+        return Expected(s.pitch, s.t_us, int(before), int(cut(-before, hi)))
     centre = s.expect_us - c_us
     half = WINDOW_MIN_US + s.expect_tol * s.expect_us
     lo = max(-EARLY_US, centre - half)
-    hi = min(SILENT_LATENCY_US + 5_000, centre + half)
+    hi = cut(lo, min(full, centre + half))
     # absolute clock: a strike not heard around its prediction is looked for again from
     # its command (from its soonest: soonest_latency_us) to the silent latency (near the
     # threshold the predicted latency is far off: a wrong "silent" there pulls the
-    # threshold and the soft curve with it)
-    wide = (-int(max(0.0, s.soonest_us - c_us)), SILENT_LATENCY_US + 5_000) if absolute else None
+    # threshold and the soft curve with it), or to its key's next strike's reach
+    soonest = int(max(0.0, s.soonest_us - c_us))
+    wide = (-soonest, int(cut(soonest, full))) if absolute else None
     return Expected(s.pitch, s.t_us, int(-lo), int(hi), wide)
 
 
@@ -193,7 +241,10 @@ def listen_round(
     yet), the comb's loudness at the detector's reference gain. ``c_us``: the best guess
     of ``c`` so far, for the search windows. Returns the take's clock (MCU -> audio)."""
     assert perf.audio is not None
-    expected = [expected_window(s, c_us, spec.sync_click is not None) for s in pending]
+    absolute = spec.sync_click is not None
+    expected = [
+        expected_window(s, c_us, absolute, r) for s, r in zip(pending, own_reach_us(spec, pending, absolute), strict=True)
+    ]
     heard, clock = hear_strikes(
         perf.audio.samples(), perf.audio.sample_rate, expected, sync_pitch(spec), starts, where=where,
         click_delay_us=spec.sync_click.delay_us if spec.sync_click is not None else None,

@@ -32,7 +32,7 @@ from ..errors import CalibrationError, HearingError
 from ..fileio import atomic_open
 from ..hearing.align import ClockFit
 from ..hearing.level import MicGain, remove_level, take_level_db
-from ..hearing.listen import OWN_REACH_US, Expected, hear_strikes
+from ..hearing.listen import Expected, hear_strikes
 from ..performance import AudioTake, Performance
 from ..plan import Plan
 from ..spec.calibration import Calibration
@@ -43,12 +43,14 @@ from .key_return import PROBE_DRIVE, PROBE_MIN_GAP_US
 from .listening import (
     EARLY_US,
     FULL_DRIVE,
+    NEXT_GUARD,
     ONSET_GAP_US,
     PROBE_LATE,
     WINDOW_MIN_US,
     KeyReads,
     add_sync,
     common_offset,
+    own_reach_us,
     partials_loudness,
     spectrum_offsets,
     sync_pitch,
@@ -88,11 +90,9 @@ PROBE_GAP_ONE = 0.8
 # docs/calibration.md "Session 28, probe"
 PROBE_AFTER_U = (0.26, 0.19)
 PROBE_AFTER_ONE = 0.19
-# a strike's first window ends this fraction of the nominal full-drive latency before the
-# next strike's command: the next onset reads no sooner (keys' full-drive latencies within
-# ±25 % of the nominal, read early by the sync key's: docs/simulator.md), ...
-NEXT_GUARD = 0.5
-# ... and its second look leaves out the onsets heard for other strikes, ± this
+# a strike's first window ends listening.NEXT_GUARD of the nominal full-drive latency
+# before the next strike's command; its second look leaves out the onsets heard for other
+# strikes, ± this
 TAKEN_US = 8_000
 
 
@@ -260,19 +260,12 @@ def fixed_windows(spec: PianoSpec, strikes: list[StrikeResult], absolute: bool =
     guard = NEXT_GUARD * float(spec.nominal.latency_us[-1])
     probe_end = int(PROBE_LATE * latest_latency_us(_probe_half_us(spec)) + WINDOW_MIN_US)
     times = sorted(s.t_us for s in strikes)
-    own: dict[int, list[int]] = {}
-    for s in strikes:
-        own.setdefault(s.pitch, []).append(s.t_us)
-    for ts in own.values():
-        ts.sort()
     out = []
-    for s in strikes:
+    for s, reach in zip(strikes, own_reach_us(spec, strikes, absolute), strict=True):
         k = bisect.bisect_right(times, s.t_us)
         cap = full if k == len(times) else int(times[k] - guard - s.t_us)
-        mine = own[s.pitch]
-        j = bisect.bisect_right(mine, s.t_us)
-        if j < len(mine):  # the key's own next strike (its return probe): its rise reaches further back
-            cap = min(cap, int(mine[j] + (guard if absolute else -guard) - OWN_REACH_US - s.t_us))
+        if reach is not None:  # the key's own next strike (its return probe): its rise reaches further back
+            cap = min(cap, reach)
         if s.probe_gap_us is not None:  # the session's probe window: no later than half drive's slowest
             out.append(Expected(s.pitch, s.t_us, 0 if absolute else EARLY_US, max(min(cap, probe_end), 0)))
         elif cap < full:

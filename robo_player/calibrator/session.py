@@ -22,7 +22,7 @@ from ..spec.calibration import Calibration, KeyCurve
 from ..spec.model import PianoSpec
 from .drives import FIRST_ROUND_U, MAX_STRIKES_PER_KEY, next_requests, round_targets
 from .fitting import KeyFit, curve_from_fit, fit_key
-from .key_return import PROBE_GAP_FRACTION, next_probe, return_estimate
+from .key_return import PROBE_GAP_FRACTION, next_probe, probe_after, return_estimate
 from .listening import (
     ONSET_GAP_US,
     KeyReads,
@@ -206,8 +206,9 @@ def calibrate_session(
             else:
                 reqs = next_requests(strikes[p], fits[p], left, round_no, lat_top, rounds)
                 probe = next_probe(fits[p], strikes[p], first_gap)
-                if reqs and probe is not None and left > len(reqs):
-                    reqs[-1].probe = probe  # struck right after the key's last strike
+                fit = fits[p]
+                if reqs and probe is not None and fit is not None and left > len(reqs):
+                    probe_after(fit, reqs).probe = probe  # struck right after that strike
             if not reqs:
                 done.add(p)
                 continue
