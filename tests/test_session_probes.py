@@ -16,7 +16,15 @@ import pytest
 from robo_player.calibrator import calibrate_session
 from robo_player.calibrator import session as session_mod
 from robo_player.calibrator.key_return import PROBE_AFTER_VELOCITY
-from robo_player.calibrator.listening import NEXT_GUARD, expected_window, listen_round, own_reach_us
+from robo_player.calibrator.listening import (
+    NEXT_GUARD,
+    ONSET_GAP_US,
+    PROBE_SHADOW_US,
+    expected_window,
+    listen_round,
+    own_reach_us,
+)
+from robo_player.calibrator.scheduler import ProbeRequest, StrikeRequest, build_round
 from robo_player.calibrator.strikes import SILENT_LATENCY_US, StrikeResult
 from robo_player.hearing import listen
 from robo_player.hearing.align import ClockFit
@@ -127,3 +135,36 @@ def test_the_probe_follows_the_strike_predicted_nearest_velocity_60(spec, monkey
         assert abs(v - PROBE_AFTER_VELOCITY) == pytest.approx(min(abs(x - PROBE_AFTER_VELOCITY) for x in vel))
     first = [(v, vel) for n, v, vel in carried if n == 1]
     assert first and all(v != vel[-1] for v, vel in first)  # not after the loud u 0.70 strike
+
+
+def test_no_strike_sounds_in_a_probe_s_shadow(spec) -> None:  # noqa: ANN001
+    """Through a microphone no strike's predicted onset comes within PROBE_SHADOW_US after
+    another key's probe's (a soft strike was read against a loud probe's tail); without
+    the rule the next key's strike comes ONSET_GAP_US after it."""
+    def onsets(shadow: int) -> list[tuple[float, bool]]:
+        requests = {p: [StrikeRequest(p, 0.3, 155_000.0, onset_us=90_000.0)] for p in (40, 60, 80)}
+        for r in requests.values():
+            r[0].probe = ProbeRequest(48_000, 1.0, 80_000.0, onset_us=40_000.0)
+        _, pending, _ = build_round(spec, requests, {}, [40, 60, 80], ONSET_GAP_US, True, shadow)
+        return sorted((s.t_us + s.expect_us, s.probe_gap_us is not None) for s in pending)
+
+    def gaps(on: list[tuple[float, bool]]) -> list[float]:  # a probe's onset to the next strike's
+        return [b[0] - a[0] for a, b in zip(on, on[1:], strict=False) if a[1] and not b[1]]
+
+    assert len(gaps(onsets(PROBE_SHADOW_US))) == 2 and min(gaps(onsets(PROBE_SHADOW_US))) >= PROBE_SHADOW_US
+    assert min(gaps(onsets(0))) < PROBE_SHADOW_US  # the rule off
+
+
+def test_the_session_s_takes_keep_the_probes_shadow(spec, monkeypatch) -> None:  # noqa: ANN001
+    """play_take asks build_round for the shadow through a microphone, not without one."""
+    asked: list[int] = []
+
+    def build_round(*a, **k):  # noqa: ANN002, ANN003, ANN202
+        asked.append(a[6])
+        raise StopIteration
+
+    monkeypatch.setattr(session_mod, "build_round", build_round)
+    for audio in (True, False):
+        with pytest.raises(StopIteration):
+            session_mod.play_take(None, spec, {}, [], {}, audio, False, 0.0, None, "take", None)  # type: ignore[arg-type]
+    assert asked == [PROBE_SHADOW_US, 0]

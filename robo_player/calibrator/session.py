@@ -25,6 +25,7 @@ from .fitting import KeyFit, curve_from_fit, fit_key
 from .key_return import PROBE_GAP_FRACTION, next_probe, probe_after, return_estimate
 from .listening import (
     ONSET_GAP_US,
+    PROBE_SHADOW_US,
     KeyReads,
     add_sync,
     common_offset,
@@ -377,7 +378,8 @@ def play_take(
     keys' current fits, which the place's level is fitted against
     (:func:`~.positions.refit_position_level`)."""
     plan, pending, end_us = build_round(
-        spec, requests, coils, order, ONSET_GAP_US if audio else 0, spec.sync_click is not None
+        spec, requests, coils, order, ONSET_GAP_US if audio else 0, spec.sync_click is not None,
+        PROBE_SHADOW_US if audio else 0,
     )
     starts: list[int] = []
     if audio and spec.sync_click is not None and pending:
