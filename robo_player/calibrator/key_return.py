@@ -81,14 +81,16 @@ CURVE_SE = 0.7
 # one's release): the one whose loudness the key's fit predicts nearest this velocity. A
 # released key's damper lands a third of its return after the release and its sound fades
 # over tens of ms (sim/audio.py DAMPER_FADE_S; a real damper the same), so the strike
-# before rings on under the probe, which comes 42-56 ms after the release; at velocity ~120
-# it rings at about the probe's own level and the detector's owner test sees little new at
-# the probe's onset. Session 29 (truth seed 1, make demo's session, every probe against the
-# truth): after the round-1 strike at u 0.70 (velocity ~121) 25 of 88 probes read > 1.5 ms
-# off or missed, after rounds 2-3's strikes at velocity 60-100 5 of 141; the recorder path
-# took its probes after its soft strikes for the same reason (offline.PROBE_AFTER_U,
-# session 28). Not softer: the slow soft end may be silent, and a slow strike puts the probe
-# later in the take. docs/calibration.md "Session 30, probe"
+# before rings on under the probe, struck 48 ms (the first gap) after the release; at
+# velocity ~120 it rings at about the probe's own level and the owner test sees little new
+# at the probe's onset. Truth seed 1's make demo session, every probe against the truth:
+# after round 1's u 0.70 (velocity ~121) 19 of 88 probes read > 1.5 ms off or missed,
+# after rounds 2-3's strikes (velocity 60-100) 1 of 140; with the round-1 probe after its
+# lat 0.30 strike (velocity ~40) 1 of 87 (truth seeds 2 and 4: 23 -> 1, 18 -> 1), the
+# returns' estimate - R s.d. 6.3 -> 1.2 ms. The recorder path took its probes after its
+# soft strikes for the same reason (offline.PROBE_AFTER_U, session 28). Not softer: the
+# slow soft end may be silent, and a slow strike puts the probe later in the take.
+# docs/calibration.md "Session 30, probe"
 PROBE_AFTER_VELOCITY = 60.0
 # A late stroke is a weak one (docs/simulator.md, "Spread": assumed, as its s.d.s): one
 # strike's latency and loudness readings of its drive err the same way, correlated by
