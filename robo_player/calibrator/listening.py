@@ -55,15 +55,6 @@ from .strikes import (
 SYNC_PITCH = 72  # the sync key: the spec's key nearest C5 (clear onsets, short period)
 SYNC_HOLD_US = 100_000
 ONSET_GAP_US = 250_000  # predicted onsets of a round's strikes at least this far apart (the detector fits 30 ms of background before and 30 ms of note after each onset; a neighbour's onset or damper inside them spoils the fit)
-# ... and a strike's no sooner than this after a key-return probe's (scheduler.build_round's
-# probe_shadow_us). A probe is a full-drive strike (velocity ~110-140) held ~100 ms, its
-# damped sound fading ~50 ms more; a soft strike (velocity ~40) ONSET_GAP_US after it was
-# read against that tail (the owner test's window before the onset: 85 ms, 170 ms on the
-# bass): with the round-1 probe after the strike nearest velocity 60
-# (key_return.probe_after) 21 and 15 of ~217 such strikes (truth seeds 1, 2) read > 1.5 ms
-# off or missed, against 3 and 5 after the loud u 0.70 (key 58 20 ms late, key 21 missed).
-# docs/calibration.md "Session 30, probe"
-PROBE_SHADOW_US = 400_000
 EARLY_US = 50_000
 PROBE_LATE = 1.3  # a return probe may sound this much later than its predicted slowest
 WINDOW_MIN_US = 12_000  # a predicted onset's window: this + its tolerance each side  # aligned onsets may read up to this early (the constant c)

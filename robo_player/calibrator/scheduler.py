@@ -76,20 +76,13 @@ class StrikeScheduler:
     number of strike pulses that overlap it (a cell counts if any part is covered).
     """
 
-    def __init__(
-        self, spec: PianoSpec, coils: dict[int, CoilHeat], onset_gap_us: int = 0, probe_shadow_us: int = 0
-    ) -> None:
+    def __init__(self, spec: PianoSpec, coils: dict[int, CoilHeat], onset_gap_us: int = 0) -> None:
         self.spec = spec
         # listening through a microphone: no two predicted onsets closer than this, so
         # each strike's attack stands alone in the recording (0: no such rule)
         self.onset_gap_us = onset_gap_us
-        # ... and no strike's this soon after a key-return probe's (a loud strike's tail:
-        # listening.PROBE_SHADOW_US; 0: no such rule)
-        self.probe_shadow_us = probe_shadow_us
         self.onsets = np.zeros(4096, dtype=np.int32)  # (cells,) predicted onsets
         self.onsets_of: dict[int, list[int]] = {}  # pitch -> its predicted onsets
-        self.probe_onsets: list[int] = []  # the key-return probes' predicted onsets ...
-        self.strike_onsets: list[int] = []  # ... and the other strikes'
         self.coils = coils
         self.amap = spec.actuators
         self.pulse_us = spec.strike.default_pulse_us
@@ -109,21 +102,14 @@ class StrikeScheduler:
             self.onsets = np.concatenate([self.onsets, np.zeros(grow, dtype=np.int32)])
         return slice(i0, i1)
 
-    def _onset_free(self, onset_us: int, pitch: int, probe: bool = False) -> bool:
+    def _onset_free(self, onset_us: int, pitch: int) -> bool:
         """No other predicted onset within the gap, and none of a key the detector could
         take for this one (a semitone or two away, an octave or two) within
-        :data:`KIN_GAP_US`: telling those apart takes a long window; and none of a
-        key-return probe within ``probe_shadow_us`` before it (``probe``, a probe's: none
-        of another strike within it after)."""
+        :data:`KIN_GAP_US`: telling those apart takes a long window."""
         if not self.onset_gap_us:
             return True
         cs = self._cells(max(0, onset_us - self.onset_gap_us), onset_us + self.onset_gap_us)
         if self.onsets[cs].any():
-            return False
-        shadow = self.probe_shadow_us
-        if probe and any(0 <= o - onset_us < shadow for o in self.strike_onsets):
-            return False
-        if not probe and any(0 <= onset_us - o < shadow for o in self.probe_onsets):
             return False
         for dp in KIN_INTERVALS:
             for q in (pitch - dp, pitch + dp):
@@ -131,9 +117,8 @@ class StrikeScheduler:
                     return False
         return True
 
-    def _mark_onset(self, onset_us: int, pitch: int, probe: bool = False) -> None:
+    def _mark_onset(self, onset_us: int, pitch: int) -> None:
         if self.onset_gap_us:
-            (self.probe_onsets if probe else self.strike_onsets).append(onset_us)
             c = self._cells(onset_us, onset_us + 1)
             self.onsets[c.start] += 1
             self.onsets_of.setdefault(pitch, []).append(onset_us)
@@ -217,7 +202,7 @@ class StrikeScheduler:
         while True:
             t2 = t + on1 + gap_us
             temp1 = self._cooled(act, coil, t)
-            free = self._onset_free(t + onsets_us[0], pitch) and self._onset_free(t2 + onsets_us[1], pitch, True)
+            free = self._onset_free(t + onsets_us[0], pitch) and self._onset_free(t2 + onsets_us[1], pitch)
             if free and self._fits(act, temp1, t, d1, on1):
                 temp2 = rules.heat_after(
                     temp1 + self._rise_k(act, d1, on1), gap_us, 0.0, self._tau_us(act)
@@ -228,7 +213,7 @@ class StrikeScheduler:
         self._commit(act, coil, t, d1, on1)
         self._commit(act, coil, t2, d2, on2)
         self._mark_onset(t + onsets_us[0], pitch)
-        self._mark_onset(t2 + onsets_us[1], pitch, True)
+        self._mark_onset(t2 + onsets_us[1], pitch)
         return t, t2
 
 
@@ -243,7 +228,6 @@ def build_round(
     order: list[int],
     onset_gap_us: int = 0,
     absolute: bool = True,
-    probe_shadow_us: int = 0,
 ) -> tuple[Plan, list[StrikeResult], int]:
     """One plan striking every requested key; returns (plan, pending strikes, end_us).
 
@@ -252,10 +236,8 @@ def build_round(
     measured; True: at their predicted latency (``onset_us``).
 
     ``onset_gap_us`` > 0 (listening through a microphone): no two strikes' predicted
-    onsets (the expected latency, or the spec's nominal curve while unknown) closer;
-    with it, no strike's predicted onset within ``probe_shadow_us`` after a key-return
-    probe's."""
-    sched = StrikeScheduler(spec, coils, onset_gap_us, probe_shadow_us)
+    onsets (the expected latency, or the spec's nominal curve while unknown) closer."""
+    sched = StrikeScheduler(spec, coils, onset_gap_us)
     nom_d = np.asarray(spec.nominal.drive, dtype=float)
     nom_l = np.asarray(spec.nominal.latency_us, dtype=float)
 
