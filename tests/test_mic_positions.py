@@ -108,22 +108,6 @@ def test_the_takes_split_into_places_in_order_and_the_cli_bound_is_the_sessions(
     assert all(position_of_take(i, MAX_MIC_POSITIONS, planned) == 0 for i in range(len(FIRST_ROUND_U)))
 
 
-def test_at_five_places_each_place_hears_every_key_at_a_loud_drive() -> None:
-    """The session's takes in order (the first round's, then each adaptive round's
-    targets, a take a pass) and their places: at 5 places (make demo's) every place hears
-    each key once at least at a loud drive (u >= 0.25 of the way from the threshold:
-    velocity ~75 up, the piece's forte), so a key's table there carries every place's
-    colour of it, not mostly the first and the last's (docs/calibration.md, "Session 28,
-    velocity"; the rounds' old order left the second place two soft strikes only)."""
-    rounds = round_targets(True)
-    takes = [("u", u) for u in FIRST_ROUND_U] + [t for r in rounds for t in r]
-    planned = planned_takes(len(FIRST_ROUND_U), rounds, True)
-    assert len(takes) == planned
-    for n in range(2, MAX_MIC_POSITIONS + 1):
-        loud = {position_of_take(i, n, planned) for i, (kind, f) in enumerate(takes) if kind == "u" and f >= 0.25}
-        assert loud == set(range(n)), (n, loud)
-
-
 class _Moves:
     """The sim device, with every move it was asked for kept and the take it came before."""
 

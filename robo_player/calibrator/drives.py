@@ -39,24 +39,10 @@ ROUND_TARGETS: tuple[tuple[tuple[str, float], ...], ...] = (
 MAX_STRIKES_PER_KEY = 14
 
 
-# Through a microphone the soft end's last round is left out for two loudness points, 55 %
-# and 32 % of the way from the threshold (the loudness curve's middle: one heard loudness
-# is ~4 % off, and the drives music plays most, velocity 40-110, had three strikes), and
-# the rounds' targets are ordered so that each of the microphone's places hears every key
-# at a loud drive (session 28). A round's j-th target is its j-th take
-# (session.split_takes) and the takes go to the places in order
-# (positions.position_of_take): at make demo's 5 places the adaptive takes 3-4, 5-6, 7-8
-# and 9-10 a place, so each round's loud ("u") and soft ("lat") targets alternate and
-# u 0.55 is struck a round earlier in the place of lat 0.75. In the old order (ROUND_TARGETS'
-# first two rounds, then u 0.55 and u 0.32) the second place heard only soft strikes
-# (lat 0.55, 0.30) and the first and last the most loud ones (docs/calibration.md,
-# "Session 28, velocity", "Session 29, velocity"; with next_requests' floor, "Session 30,
-# velocity").
-AUDIO_ROUNDS: tuple[tuple[tuple[str, float], ...], ...] = (
-    (("lat", 0.55), ("u", 0.70), ("lat", 0.30)),
-    (("u", 0.55), ("lat", 0.92), ("u", 0.25)),
-    (("lat", 0.75), ("u", 0.32)),
-)
+# Through a microphone the last round strikes the loudness curve's middle instead: one
+# heard loudness is uncertain by ~4 % (the take's room at the key's partials), and the
+# drives music plays most (velocity 40-110, u ~0.1-0.65) had three strikes.
+AUDIO_LAST_ROUND: tuple[tuple[str, float], ...] = (("u", 0.55), ("u", 0.32))
 
 
 # A target the fit puts at or under a drive not heard (below the softest heard) goes these
@@ -68,24 +54,10 @@ FLOOR_FRACTIONS = (0.35, 0.65, 0.95)
 
 
 def round_targets(audio: bool) -> tuple[tuple[tuple[str, float], ...], ...]:
-    """The adaptive rounds' targets: :data:`ROUND_TARGETS` through a note-level sensor;
-    through a microphone (``audio``) :data:`AUDIO_ROUNDS` (the soft end's last round left
-    out for two loudness points, a round's loud and soft targets alternating over the
-    microphone's places)."""
-    return AUDIO_ROUNDS if audio else ROUND_TARGETS
-
-
-def probe_index(targets: tuple[tuple[str, float], ...], n: int) -> int:
-    """Which of a round's first ``n`` requests a key-return probe follows: the last loud
-    ("u") target's, as when the loud target was each round's last (:data:`AUDIO_ROUNDS`
-    alternates them); the last request where none is loud (the note-level rounds: the
-    last, as ever). A trial order whose first round ended on lat 0.30, the probe right
-    after it, broke four bass keys' tables (truth seed 2, room 0: keys 21, 27, 28, 39,
-    11-83 % off the truth at velocity 40-64; key 28's table 67 at a drive the truth gives
-    31: by the look of it a soft strike heard at its probe's onset); with the probe after
-    the loud target, none (docs/calibration.md, "Session 28, velocity")."""
-    loud = [i for i, (kind, _) in enumerate(targets[:n]) if kind == "u"]
-    return loud[-1] if loud else n - 1
+    """The adaptive rounds' targets: all of :data:`ROUND_TARGETS` through a note-level
+    sensor; through a microphone (``audio``) the last, the soft end again, is
+    :data:`AUDIO_LAST_ROUND`."""
+    return ROUND_TARGETS[:-1] + (AUDIO_LAST_ROUND,) if audio else ROUND_TARGETS
 
 
 def next_requests(

@@ -20,7 +20,7 @@ from ..hearing.level import MicGain, TakeLevel, fuse_level, remove_level
 from ..plan import Command, Op, Plan
 from ..spec.calibration import Calibration, KeyCurve
 from ..spec.model import PianoSpec
-from .drives import FIRST_ROUND_U, MAX_STRIKES_PER_KEY, next_requests, probe_index, round_targets
+from .drives import FIRST_ROUND_U, MAX_STRIKES_PER_KEY, next_requests, round_targets
 from .fitting import KeyFit, curve_from_fit, fit_key
 from .key_return import PROBE_GAP_FRACTION, next_probe, return_estimate
 from .listening import (
@@ -207,9 +207,7 @@ def calibrate_session(
                 reqs = next_requests(strikes[p], fits[p], left, round_no, lat_top, rounds)
                 probe = next_probe(fits[p], strikes[p], first_gap)
                 if reqs and probe is not None and left > len(reqs):
-                    # struck right after one of the key's loud strikes of the round
-                    at = probe_index(rounds[round_no - 1], len(reqs)) if round_no - 1 < len(rounds) else -1
-                    reqs[at].probe = probe
+                    reqs[-1].probe = probe  # struck right after the key's last strike
             if not reqs:
                 done.add(p)
                 continue
