@@ -91,9 +91,10 @@ def next_requests(
     # not be heard either; yet a missed strike is left out of the fit, whose slow end,
     # extrapolated from louder strikes, can then put its threshold under that drive and
     # aim the next soft targets under it again (truth seed 2 room 0, key 50: 0.101 silent
-    # and 0.166 missed, then 0.069 and 0.077, both silent, its slow end extrapolated
-    # from 0.285; docs/calibration.md, "Session 30, velocity"). Through a note-level
-    # sensor nothing is marked missed: the floor is the loudest silent drive, as before.
+    # and 0.166 missed, then 0.07 and 0.08, both silent, its slow end extrapolated from
+    # 0.287 and 6.0 ms off at velocity 40; with the floor 0.226 and 0.277, heard, 1.0 ms;
+    # docs/calibration.md, "Session 30, velocity"). Through a note-level sensor nothing is
+    # marked missed: the floor is the loudest silent drive, as before.
     floor = max((s.drive for s in strikes if not s.heard and (not s.missed or s.drive < loud_min)), default=None)
     aims = []
     for kind, frac in targets[:budget]:
