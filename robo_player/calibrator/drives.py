@@ -45,6 +45,14 @@ MAX_STRIKES_PER_KEY = 14
 AUDIO_LAST_ROUND: tuple[tuple[str, float], ...] = (("u", 0.55), ("u", 0.32))
 
 
+# A target the fit puts at or under a drive not heard (below the softest heard) goes these
+# fractions of the way from that drive to the softest heard one, the slowest target first:
+# the first near the floor (a soft strike to bracket the threshold from above), the next
+# higher (the 0.35 + 0.3 i of the way a round's i-th target went before session 30: the
+# same drives where a round's soft targets came first, as in ROUND_TARGETS)
+FLOOR_FRACTIONS = (0.35, 0.65, 0.95)
+
+
 def round_targets(audio: bool) -> tuple[tuple[tuple[str, float], ...], ...]:
     """The adaptive rounds' targets: all of :data:`ROUND_TARGETS` through a note-level
     sensor; through a microphone (``audio``) the last, the soft end again, is
@@ -76,16 +84,36 @@ def next_requests(
         return [StrikeRequest(0, d, SILENT_LATENCY_US) for d in picks[:budget]]
     rounds = ROUND_TARGETS if rounds is None else rounds
     targets = rounds[round_no - 1] if round_no - 1 < len(rounds) else ()
-    reqs = []
-    for i, (kind, frac) in enumerate(targets[:budget]):
+    # the drive no target goes at or under: the loudest one not heard below the softest
+    # heard, silent or missed (a strike the detector did not hear, though the curve
+    # through the heard ones says it sounds: mark_missed). A softer strike than one not
+    # heard is quieter and later still (the action is monotone in drive), so it would
+    # not be heard either; yet a missed strike is left out of the fit, whose slow end,
+    # extrapolated from louder strikes, can then put its threshold under that drive and
+    # aim the next soft targets under it again (truth seed 2 room 0, key 50: 0.101 silent
+    # and 0.166 missed, then 0.07 and 0.08, both silent, its slow end extrapolated from
+    # 0.287 and 6.0 ms off at velocity 40; with the floor 0.226 and 0.277, heard, 1.0 ms;
+    # docs/calibration.md, "Session 30, velocity"). Through a note-level sensor nothing is
+    # marked missed: the floor is the loudest silent drive, as before.
+    floor = max((s.drive for s in strikes if not s.heard and (not s.missed or s.drive < loud_min)), default=None)
+    aims = []
+    for kind, frac in targets[:budget]:
         if kind == "lat":
             lat = frac * lat_top_us
             d = fit.drive_for_latency(lat)
         else:
             d = fit.theta + frac * (1.0 - fit.theta)
             lat = float(fit.latency_us(d))
-        # stay above a drive that was silent: bisect toward it if the fit disagrees
-        if silent and d <= max(silent):
-            d = max(silent) + (0.35 + 0.3 * i) * (loud_min - max(silent))
+        aims.append((d, lat))
+    # those at or under the floor go between it and the softest heard drive instead, the
+    # slowest of them nearest the floor (a drive heard softly, near the slow end, to
+    # bracket the threshold from above): FLOOR_FRACTIONS of the way, by how slow each
+    # was aimed (its rank among them), so a round's order does not move them
+    under = sorted((i for i, (d, _) in enumerate(aims) if floor is not None and d <= floor), key=lambda i: -aims[i][1])
+    reqs = []
+    for i, (d, lat) in enumerate(aims):
+        if i in under:
+            assert floor is not None
+            d = floor + FLOOR_FRACTIONS[min(under.index(i), len(FLOOR_FRACTIONS) - 1)] * (loud_min - floor)
         reqs.append(StrikeRequest(0, d, latest_latency_us(lat), onset_us=lat))
     return reqs
