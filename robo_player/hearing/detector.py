@@ -585,6 +585,16 @@ JOINT_BAND_STEP_S = 0.001
 JOINT_BAND_MIN_GAIN = 0.05
 JOINT_BAND_MAX_RESIDUAL = 0.5
 JOINT_BAND_MIN_PITCH = 45
+# in the complex model a planned neighbour whose search onset lies within JOINT_COINCIDE_S
+# of ours, the plan having them >= JOINT_ROLL_S apart, sits at its plan's distance from our
+# onset where ours lies >= JOINT_CONTESTED_S nearer its plan time than the neighbour's
+# onset does (:meth:`Detector._contested`; session 30): a key an octave under ours, planned
+# 8-20 ms after it, is found on our rise (its even partials are ours), and its phasor
+# switched on there took our strike, the model then putting ours on a later key's sound
+# 20-50 ms on (fourteenth set, Kreisleriana 3: D#3 over D#2, G3 over G2; docs/hearing.md,
+# "Session 30, late-moved onsets")
+JOINT_CONTESTED = True
+JOINT_CONTESTED_S = 0.002
 # a known key struck again while its earlier strike (within RESTRIKE_S before the window)
 # rings (:meth:`Detector.find`'s ``ringing``; session 18): the two strikes' partials add
 # with any phase, so the salience's rise is small or none. Where the search finds nothing
@@ -1818,6 +1828,8 @@ class Detector:
                 continue  # none of its partials in our bands (their measuring the cost)
             f = found.get(j)
             on = f.t_s if f is not None else u
+            if JOINT_CONTESTED and self._contested(f, u, o, t):
+                on = u + (o.t_s - t)  # at its plan's distance from our onset: that rise is ours
             others.append(bands.Strike(joint.partial_freqs(self.frames, bin_hz, q, on, hop_s), on))
         mine = joint.partial_freqs(self.frames, bin_hz, p, o.t_s, hop_s)
         res = bands.band_residuals(self.y, self.sr, p, mine, cand, others)
@@ -1827,6 +1839,17 @@ class Detector:
         if not ok:
             return o
         return self._joint_moved(o, cand[best])
+
+    @staticmethod
+    def _contested(f: Onset | None, u: float, o: Onset, t: float) -> bool:
+        """Whether a neighbour's search onset ``f`` (planned at ``u``) was taken on our
+        key's rise (JOINT_CONTESTED): it lies within JOINT_COINCIDE_S of our search onset
+        ``o`` (planned at ``t``), the plan has the two >= JOINT_ROLL_S apart, and ours lies
+        nearer its plan time than the neighbour's does to its own (by JOINT_CONTESTED_S or
+        more). One rise is not two strikes the plan spaces apart; the plan says whose it is."""
+        if f is None or abs(f.t_s - o.t_s) > JOINT_COINCIDE_S or abs(u - t) < JOINT_ROLL_S:
+            return False
+        return abs(f.t_s - u) - abs(o.t_s - t) >= JOINT_CONTESTED_S
 
     def _complex_rescue(self, k: int, intended: Sequence[tuple[float, int]], found: dict[int, Onset | None],
                         before_s: float, after_s: float) -> Onset | None:
