@@ -585,13 +585,15 @@ JOINT_BAND_STEP_S = 0.001
 JOINT_BAND_MIN_GAIN = 0.05
 JOINT_BAND_MAX_RESIDUAL = 0.5
 JOINT_BAND_MIN_PITCH = 45
-# in the complex model a planned neighbour whose search onset lies within JOINT_COINCIDE_S
-# of ours, the plan having them >= JOINT_ROLL_S apart, sits at its plan's distance from our
-# onset where ours lies >= JOINT_CONTESTED_S nearer its plan time than the neighbour's
-# onset does (:meth:`Detector._contested`; session 30): a key an octave under ours, planned
-# 8-20 ms after it, is found on our rise (its even partials are ours), and its phasor
-# switched on there took our strike, the model then putting ours on a later key's sound
-# 20-50 ms on (fourteenth set, Kreisleriana 3: D#3 over D#2, G3 over G2; docs/hearing.md,
+# the complex model with a contested neighbour (:meth:`Detector._contested`; session 30): a
+# planned neighbour whose search onset lies within JOINT_COINCIDE_S of ours, the plan having
+# them >= JOINT_ROLL_S apart and ours >= JOINT_CONTESTED_S nearer its plan time than the
+# neighbour's onset is to its own, is fitted a second time at its plan's distance from our
+# onset; our onset moves only where both fits ask a move, to the nearer. A key an octave
+# under ours, planned 8-20 ms after it, is found on our rise (its even partials are ours),
+# its phasor switched on there took our strike, and the model put ours on a later key's
+# sound 20-50 ms on (fourteenth set, Kreisleriana 3: D#3 over D#2, G3 over G2, 6 notes);
+# the plan's placement alone moved 4 on-time notes there 12-22 ms early (docs/hearing.md,
 # "Session 30, late-moved onsets")
 JOINT_CONTESTED = True
 JOINT_CONTESTED_S = 0.002
@@ -1821,6 +1823,8 @@ class Detector:
         cand = [o.t_s, *(float(c) for c in grid if abs(c - o.t_s) > 0.5 * JOINT_BAND_STEP_S)]
         t_hi = max(cand) + bands.BAND_POST_S
         others: list[bands.Strike] = []
+        placed: list[bands.Strike] = []  # the same, a contested neighbour at its plan's distance from us
+        contested = False
         for j, (u, q) in enumerate(intended):
             if j == k or not t - INFORMED_RING_S <= u <= t_hi or (q == p and abs(u - t) < MIN_GAP_S):
                 continue
@@ -1828,17 +1832,24 @@ class Detector:
                 continue  # none of its partials in our bands (their measuring the cost)
             f = found.get(j)
             on = f.t_s if f is not None else u
-            if JOINT_CONTESTED and self._contested(f, u, o, t):
-                on = u + (o.t_s - t)  # at its plan's distance from our onset: that rise is ours
             others.append(bands.Strike(joint.partial_freqs(self.frames, bin_hz, q, on, hop_s), on))
+            if JOINT_CONTESTED and self._contested(f, u, o, t):
+                on = u + (o.t_s - t)  # that rise may be ours: it at its plan's distance from our onset
+                contested = True
+                placed.append(bands.Strike(joint.partial_freqs(self.frames, bin_hz, q, on, hop_s), on))
+            else:
+                placed.append(others[-1])
         mine = joint.partial_freqs(self.frames, bin_hz, p, o.t_s, hop_s)
-        res = bands.band_residuals(self.y, self.sr, p, mine, cand, others)
-        best = int(np.argmin(res))
-        ok = best > 0 and res[0] - res[best] >= JOINT_BAND_MIN_GAIN and res[best] <= JOINT_BAND_MAX_RESIDUAL
-        self.joint_log.append((p, o.t_s, cand, res, ok))
-        if not ok:
-            return o
-        return self._joint_moved(o, cand[best])
+        moves: list[float] = []
+        for strikes in (others, placed) if contested else (others,):
+            res = bands.band_residuals(self.y, self.sr, p, mine, cand, strikes)
+            best = int(np.argmin(res))
+            ok = best > 0 and res[0] - res[best] >= JOINT_BAND_MIN_GAIN and res[best] <= JOINT_BAND_MAX_RESIDUAL
+            self.joint_log.append((p, o.t_s, cand, res, ok))
+            if not ok:
+                return o  # (with a neighbour contested: a move only where both placements ask one)
+            moves.append(cand[best])
+        return self._joint_moved(o, min(moves, key=lambda c: abs(c - o.t_s)))
 
     @staticmethod
     def _contested(f: Onset | None, u: float, o: Onset, t: float) -> bool:
@@ -1846,7 +1857,10 @@ class Detector:
         key's rise (JOINT_CONTESTED): it lies within JOINT_COINCIDE_S of our search onset
         ``o`` (planned at ``t``), the plan has the two >= JOINT_ROLL_S apart, and ours lies
         nearer its plan time than the neighbour's does to its own (by JOINT_CONTESTED_S or
-        more). One rise is not two strikes the plan spaces apart; the plan says whose it is."""
+        more). One rise is not two strikes the plan spaces apart; the plan says whose it
+        more likely is. The complex model then moves our onset only where it asks a move
+        with the neighbour at its search onset and at its plan's distance from ours, to the
+        nearer of the two moves."""
         if f is None or abs(f.t_s - o.t_s) > JOINT_COINCIDE_S or abs(u - t) < JOINT_ROLL_S:
             return False
         return abs(f.t_s - u) - abs(o.t_s - t) >= JOINT_CONTESTED_S
