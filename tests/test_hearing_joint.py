@@ -8,14 +8,13 @@ from functools import cache
 
 import numpy as np
 import pytest
+from asap_excerpt import asap_excerpt
 
 from robo_player.hearing import detector as dm
 from robo_player.hearing.detector import Detector, Onset
 from robo_player.performance import HeardNote
 from robo_player.sim.audio import render_audio_rich
 from robo_player.sim.room import Room, RoomTake
-
-from asap_excerpt import asap_excerpt
 
 OFFSET_S = 0.2
 LEAD_S = 0.1  # the excerpt's first note on the performance clock
