@@ -989,7 +989,8 @@ class Detector:
         self._templates: dict[int, np.ndarray] = {}
         # each joint second opinion asked (:meth:`_joint_second_opinion`): key, the
         # search's onset, the candidates, their residuals, whether one was taken; read by
-        # the benches (why a note moved), bounded by the take's planned notes
+        # the benches (why a note moved), bounded by the take's planned notes (two entries
+        # for a note whose complex model was fitted again beside a contested neighbour)
         self.joint_log: list[tuple[int, float, list[float], np.ndarray, bool]] = []
         self.peak = float(np.abs(self.y).max())
         self.clipped = clipped_fraction(self.y)
@@ -1815,7 +1816,9 @@ class Detector:
         in the INFORMED_RING_S before or in the stretch (at the search's onset where it
         found one, else the plan's time) a phasor of its
         partials near ours (ours too: a re-strike). Taken where it gains >=
-        JOINT_BAND_MIN_GAIN and leaves <= JOINT_BAND_MAX_RESIDUAL of what the others leave."""
+        JOINT_BAND_MIN_GAIN and leaves <= JOINT_BAND_MAX_RESIDUAL of what the others leave;
+        with a contested neighbour (:meth:`_contested`) only where the fit with it at its
+        plan's distance from our onset asks a move too, the nearer of the two taken."""
         t, p = intended[k]
         hop_s = self.long_hop / self.sr
         bin_hz = self.sr / self.long_n
