@@ -589,7 +589,7 @@ JOINT_BAND_MIN_PITCH = 45
 # planned neighbour whose search onset lies within JOINT_COINCIDE_S of ours, the plan having
 # them >= JOINT_ROLL_S apart and ours >= JOINT_CONTESTED_S nearer its plan time than the
 # neighbour's onset is to its own, is fitted a second time at its plan's distance from our
-# onset; our onset moves only where both fits ask a move, to the nearer. A key an octave
+# onset; our onset moves only where that fit asks a move too (the first fit's move). A key an octave
 # under ours, planned 8-20 ms after it, is found on our rise (its even partials are ours),
 # its phasor switched on there took our strike, and the model put ours on a later key's
 # sound 20-50 ms on (fourteenth set, Kreisleriana 3: D#3 over D#2, G3 over G2, 6 notes);
@@ -1818,7 +1818,7 @@ class Detector:
         partials near ours (ours too: a re-strike). Taken where it gains >=
         JOINT_BAND_MIN_GAIN and leaves <= JOINT_BAND_MAX_RESIDUAL of what the others leave;
         with a contested neighbour (:meth:`_contested`) only where the fit with it at its
-        plan's distance from our onset asks a move too, the nearer of the two taken."""
+        plan's distance from our onset asks a move too (a veto: the move taken is the first's)."""
         t, p = intended[k]
         hop_s = self.long_hop / self.sr
         bin_hz = self.sr / self.long_n
@@ -1843,7 +1843,7 @@ class Detector:
             else:
                 placed.append(others[-1])
         mine = joint.partial_freqs(self.frames, bin_hz, p, o.t_s, hop_s)
-        moves: list[float] = []
+        moves: list[float] = []  # (the search's placement's first: its move is the one taken)
         for strikes in (others, placed) if contested else (others,):
             res = bands.band_residuals(self.y, self.sr, p, mine, cand, strikes)
             best = int(np.argmin(res))
@@ -1852,7 +1852,7 @@ class Detector:
             if not ok:
                 return o  # (with a neighbour contested: a move only where both placements ask one)
             moves.append(cand[best])
-        return self._joint_moved(o, min(moves, key=lambda c: abs(c - o.t_s)))
+        return self._joint_moved(o, moves[0])
 
     @staticmethod
     def _contested(f: Onset | None, u: float, o: Onset, t: float) -> bool:
@@ -1862,8 +1862,7 @@ class Detector:
         nearer its plan time than the neighbour's does to its own (by JOINT_CONTESTED_S or
         more). One rise is not two strikes the plan spaces apart; the plan says whose it
         more likely is. The complex model then moves our onset only where it asks a move
-        with the neighbour at its search onset and at its plan's distance from ours, to the
-        nearer of the two moves."""
+        with the neighbour at its search onset and at its plan's distance from ours too."""
         if f is None or abs(f.t_s - o.t_s) > JOINT_COINCIDE_S or abs(u - t) < JOINT_ROLL_S:
             return False
         return abs(f.t_s - u) - abs(o.t_s - t) >= JOINT_CONTESTED_S
