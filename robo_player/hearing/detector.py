@@ -585,6 +585,18 @@ JOINT_BAND_STEP_S = 0.001
 JOINT_BAND_MIN_GAIN = 0.05
 JOINT_BAND_MAX_RESIDUAL = 0.5
 JOINT_BAND_MIN_PITCH = 45
+# the complex model with a contested neighbour (:meth:`Detector._contested`; session 30): a
+# planned neighbour whose search onset lies within JOINT_COINCIDE_S of ours, the plan having
+# them >= JOINT_ROLL_S apart and ours >= JOINT_CONTESTED_S nearer its plan time than the
+# neighbour's onset is to its own, is fitted a second time at its plan's distance from our
+# onset; our onset moves only where that fit asks a move too (the first fit's move). A key an octave
+# under ours, planned 8-20 ms after it, is found on our rise (its even partials are ours),
+# its phasor switched on there took our strike, and the model put ours on a later key's
+# sound 20-50 ms on (fourteenth set, Kreisleriana 3: D#3 over D#2, G3 over G2, 6 notes);
+# the plan's placement alone moved 4 on-time notes there 12-22 ms early (docs/hearing.md,
+# "Session 30, late-moved onsets")
+JOINT_CONTESTED = True
+JOINT_CONTESTED_S = 0.002
 # a known key struck again while its earlier strike (within RESTRIKE_S before the window)
 # rings (:meth:`Detector.find`'s ``ringing``; session 18): the two strikes' partials add
 # with any phase, so the salience's rise is small or none. Where the search finds nothing
@@ -977,7 +989,8 @@ class Detector:
         self._templates: dict[int, np.ndarray] = {}
         # each joint second opinion asked (:meth:`_joint_second_opinion`): key, the
         # search's onset, the candidates, their residuals, whether one was taken; read by
-        # the benches (why a note moved), bounded by the take's planned notes
+        # the benches (why a note moved), bounded by the take's planned notes (two entries
+        # for a note whose complex model was fitted again beside a contested neighbour)
         self.joint_log: list[tuple[int, float, list[float], np.ndarray, bool]] = []
         self.peak = float(np.abs(self.y).max())
         self.clipped = clipped_fraction(self.y)
@@ -1803,7 +1816,9 @@ class Detector:
         in the INFORMED_RING_S before or in the stretch (at the search's onset where it
         found one, else the plan's time) a phasor of its
         partials near ours (ours too: a re-strike). Taken where it gains >=
-        JOINT_BAND_MIN_GAIN and leaves <= JOINT_BAND_MAX_RESIDUAL of what the others leave."""
+        JOINT_BAND_MIN_GAIN and leaves <= JOINT_BAND_MAX_RESIDUAL of what the others leave;
+        with a contested neighbour (:meth:`_contested`) only where the fit with it at its
+        plan's distance from our onset asks a move too (a veto: the move taken is the first's)."""
         t, p = intended[k]
         hop_s = self.long_hop / self.sr
         bin_hz = self.sr / self.long_n
@@ -1811,6 +1826,8 @@ class Detector:
         cand = [o.t_s, *(float(c) for c in grid if abs(c - o.t_s) > 0.5 * JOINT_BAND_STEP_S)]
         t_hi = max(cand) + bands.BAND_POST_S
         others: list[bands.Strike] = []
+        placed: list[bands.Strike] = []  # the same, a contested neighbour at its plan's distance from us
+        contested = False
         for j, (u, q) in enumerate(intended):
             if j == k or not t - INFORMED_RING_S <= u <= t_hi or (q == p and abs(u - t) < MIN_GAP_S):
                 continue
@@ -1819,14 +1836,36 @@ class Detector:
             f = found.get(j)
             on = f.t_s if f is not None else u
             others.append(bands.Strike(joint.partial_freqs(self.frames, bin_hz, q, on, hop_s), on))
+            if JOINT_CONTESTED and self._contested(f, u, o, t):
+                on = u + (o.t_s - t)  # that rise may be ours: it at its plan's distance from our onset
+                contested = True
+                placed.append(bands.Strike(joint.partial_freqs(self.frames, bin_hz, q, on, hop_s), on))
+            else:
+                placed.append(others[-1])
         mine = joint.partial_freqs(self.frames, bin_hz, p, o.t_s, hop_s)
-        res = bands.band_residuals(self.y, self.sr, p, mine, cand, others)
-        best = int(np.argmin(res))
-        ok = best > 0 and res[0] - res[best] >= JOINT_BAND_MIN_GAIN and res[best] <= JOINT_BAND_MAX_RESIDUAL
-        self.joint_log.append((p, o.t_s, cand, res, ok))
-        if not ok:
-            return o
-        return self._joint_moved(o, cand[best])
+        moves: list[float] = []  # (the search's placement's first: its move is the one taken)
+        for strikes in (others, placed) if contested else (others,):
+            res = bands.band_residuals(self.y, self.sr, p, mine, cand, strikes)
+            best = int(np.argmin(res))
+            ok = best > 0 and res[0] - res[best] >= JOINT_BAND_MIN_GAIN and res[best] <= JOINT_BAND_MAX_RESIDUAL
+            self.joint_log.append((p, o.t_s, cand, res, ok))
+            if not ok:
+                return o  # (with a neighbour contested: a move only where both placements ask one)
+            moves.append(cand[best])
+        return self._joint_moved(o, moves[0])
+
+    @staticmethod
+    def _contested(f: Onset | None, u: float, o: Onset, t: float) -> bool:
+        """Whether a neighbour's search onset ``f`` (planned at ``u``) was taken on our
+        key's rise (JOINT_CONTESTED): it lies within JOINT_COINCIDE_S of our search onset
+        ``o`` (planned at ``t``), the plan has the two >= JOINT_ROLL_S apart, and ours lies
+        nearer its plan time than the neighbour's does to its own (by JOINT_CONTESTED_S or
+        more). One rise is not two strikes the plan spaces apart; the plan says whose it
+        more likely is. The complex model then moves our onset only where it asks a move
+        with the neighbour at its search onset and at its plan's distance from ours too."""
+        if f is None or abs(f.t_s - o.t_s) > JOINT_COINCIDE_S or abs(u - t) < JOINT_ROLL_S:
+            return False
+        return abs(f.t_s - u) - abs(o.t_s - t) >= JOINT_CONTESTED_S
 
     def _complex_rescue(self, k: int, intended: Sequence[tuple[float, int]], found: dict[int, Onset | None],
                         before_s: float, after_s: float) -> Onset | None:
