@@ -136,5 +136,6 @@ def floor_latency_us(fit: KeyFit, loud_min: float, frac: float) -> float:
     soonest, finds it). The latency first aimed at was the fit's for a drive under the
     floor: its window missed the moved strike, whose wide look then took a neighbour's
     onset (truth seed 1 room 0, key 22: 0.246 looked for at 276 ms, sounding at 112 ms,
-    read at 12 ms; this gives 104 ms; docs/calibration.md, "Session 31, velocity")."""
+    read at 12 ms; this puts it at 113 ms, read at 110.6; docs/calibration.md, "Session 31,
+    velocity")."""
     return float(fit.latency_us(loud_min)) * frac ** -fit.alpha
