@@ -110,10 +110,32 @@ def next_requests(
     # bracket the threshold from above): FLOOR_FRACTIONS of the way, by how slow each
     # was aimed (its rank among them), so a round's order does not move them
     under = sorted((i for i, (d, _) in enumerate(aims) if floor is not None and d <= floor), key=lambda i: -aims[i][1])
+    rank = {i: r for r, i in enumerate(under)}
     reqs = []
     for i, (d, lat) in enumerate(aims):
-        if i in under:
+        onset = lat
+        if i in rank:
             assert floor is not None
-            d = floor + FLOOR_FRACTIONS[min(under.index(i), len(FLOOR_FRACTIONS) - 1)] * (loud_min - floor)
-        reqs.append(StrikeRequest(0, d, latest_latency_us(lat), onset_us=lat))
+            frac = FLOOR_FRACTIONS[min(rank[i], len(FLOOR_FRACTIONS) - 1)]
+            d = floor + frac * (loud_min - floor)
+            onset = floor_latency_us(fit, loud_min, frac)
+        # the latest it may sound (its hold, its key's next strike) stays the aimed one's:
+        # a moved strike is louder and sooner than aimed, so that is later still
+        reqs.append(StrikeRequest(0, d, latest_latency_us(lat), onset_us=onset))
     return reqs
+
+
+def floor_latency_us(fit: KeyFit, loud_min: float, frac: float) -> float:
+    """The expected latency of a target moved ``frac`` of the way from the floor to the
+    softest heard drive ``loud_min`` (:func:`next_requests`): the key's fitted curve
+    through its latency at ``loud_min``, its exponent, with the threshold at the floor,
+    ``fit.latency_us(loud_min) x frac ** -alpha``. The fit's own threshold lies under the
+    floor (that is why the target moved), so its curve puts the moved drive sooner still;
+    the floor was not heard, so the threshold lies near it (a missed strike: just under)
+    or over it (silent: the strike sounds later than this, and its wide look, from its
+    soonest, finds it). The latency first aimed at was the fit's for a drive under the
+    floor: its window missed the moved strike, whose wide look then took a neighbour's
+    onset (truth seed 1 room 0, key 22: 0.246 looked for at 276 ms, sounding at 112 ms,
+    read at 12 ms; this puts it at 113 ms, read at 110.6; docs/calibration.md, "Session 31,
+    velocity")."""
+    return float(fit.latency_us(loud_min)) * frac ** -fit.alpha
