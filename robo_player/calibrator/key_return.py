@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .fitting import KeyFit
-from .scheduler import STAGGER_US, ProbeRequest, StrikeRequest
+from .scheduler import STAGGER_US, ProbeRequest
 from .strikes import (
     ACTION_LAT_SD_FRAC,
     ACTION_LAT_SD_US,
@@ -77,21 +77,6 @@ RETURN_SPREAD_MIN = 0.6
 # strikes: its leverage), sqrt(6 / 11) = 0.74; the same for every probe of the key, so
 # not averaged away by a second probe (:func:`return_estimate`)
 CURVE_SE = 0.7
-# A probe is struck right after one of the round's strikes of its key (the gap from that
-# one's release): the one whose loudness the key's fit predicts nearest this velocity. A
-# released key's damper lands a third of its return after the release and its sound fades
-# over tens of ms (sim/audio.py DAMPER_FADE_S; a real damper the same), so the strike
-# before rings on under the probe, struck 48 ms (the first gap) after the release; at
-# velocity ~120 it rings at about the probe's own level and the owner test sees little new
-# at the probe's onset. Truth seed 1's make demo session, every probe against the truth:
-# after round 1's u 0.70 (velocity ~121) 19 of 88 probes read > 1.5 ms off or missed,
-# after rounds 2-3's strikes (velocity 60-100) 1 of 140; with the round-1 probe after its
-# lat 0.30 strike (velocity ~40) 1 of 87 (truth seeds 2 and 4: 23 -> 1, 18 -> 1), the
-# returns' estimate - R s.d. 6.3 -> 1.2 ms. The recorder path took its probes after its
-# soft strikes for the same reason (offline.PROBE_AFTER_U, session 28). Not softer: the
-# slow soft end may be silent, and a slow strike puts the probe later in the take.
-# docs/calibration.md "Session 30, probe"
-PROBE_AFTER_VELOCITY = 60.0
 # A late stroke is a weak one (docs/simulator.md, "Spread": assumed, as its s.d.s): one
 # strike's latency and loudness readings of its drive err the same way, correlated by
 # about this (the spread's part of each; the sensor's are independent)
@@ -286,12 +271,6 @@ def return_estimate(fit: KeyFit | None, strikes: Sequence[StrikeResult]) -> Retu
         return ReturnEstimate("upper", min(ups))
     lows = [e.value_us for e in ests if e.kind == "lower"]
     return ReturnEstimate("lower", max(lows)) if lows else ReturnEstimate("none")
-
-
-def probe_after(fit: KeyFit, reqs: Sequence[StrikeRequest]) -> StrikeRequest:
-    """The one of a key's requests (a round's) its key-return probe follows: the one whose
-    loudness ``fit`` predicts nearest :data:`PROBE_AFTER_VELOCITY` (the last of equals)."""
-    return min(reversed(reqs), key=lambda r: abs(float(fit.velocity(r.drive)) - PROBE_AFTER_VELOCITY))
 
 
 def next_probe(

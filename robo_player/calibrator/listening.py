@@ -55,22 +55,6 @@ from .strikes import (
 SYNC_PITCH = 72  # the sync key: the spec's key nearest C5 (clear onsets, short period)
 SYNC_HOLD_US = 100_000
 ONSET_GAP_US = 250_000  # predicted onsets of a round's strikes at least this far apart (the detector fits 30 ms of background before and 30 ms of note after each onset; a neighbour's onset or damper inside them spoils the fit)
-# ... and a strike's no sooner than this after a key-return probe's (scheduler.build_round's
-# probe_shadow_us). A probe is a full-drive strike (velocity ~110-140) held ~100 ms, its
-# damped sound fading ~50 ms more; a soft strike (velocity ~40) ONSET_GAP_US after it was
-# read against that tail (the owner test's window before the onset: 85 ms, 170 ms on the
-# bass): with the round-1 probe after the strike nearest velocity 60
-# (key_return.probe_after) 21 and 15 of ~217 such strikes (truth seeds 1, 2) read > 1.5 ms
-# off or missed, against 3 and 5 after the loud u 0.70 (key 58 20 ms late, key 21 missed).
-# docs/calibration.md "Session 30, probe"
-PROBE_SHADOW_US = 400_000
-# ... a strike's predicted to sound at least this long after its command (a soft one, the
-# quiet read against the probe's tail: round 1's lat 0.30, 90 ms, velocity ~40); the
-# louder strikes of rounds 2-3's probe takes (u 0.25 and 0.32, predicted 31-75 ms on truth
-# seed 2) read after a probe as well as elsewhere (session 30: 3-5 of ~215 strikes after
-# a probe off or missed in main's order) and are not held back (the shadow's cost: +11 %
-# of the session's playing time on every probe take). docs/calibration.md "Session 31, probe"
-PROBE_SHADOW_FROM_US = 80_000
 EARLY_US = 50_000
 PROBE_LATE = 1.3  # a return probe may sound this much later than its predicted slowest
 WINDOW_MIN_US = 12_000  # a predicted onset's window: this + its tolerance each side  # aligned onsets may read up to this early (the constant c)
@@ -181,9 +165,10 @@ def soonest_latency_us(strikes: list[StrikeResult], drive: float) -> float:
 
 
 def next_guard_us(spec: PianoSpec) -> float:
-    """:data:`NEXT_GUARD` of ``spec``'s nominal full-drive latency (µs): how far before a
-    strike's command its onset, read on an aligned clock, can come at the soonest (the
-    next strike's, for :func:`own_reach_us` and ``offline.fixed_windows``)."""
+    """:data:`NEXT_GUARD` x ``spec``'s nominal full-drive latency (µs): the guard a strike's
+    window keeps before the next strike's command (``offline.fixed_windows``), and the one
+    :func:`own_reach_us` reckons from the key's own next strike (after its command with a
+    clicked clock, before it with struck patterns)."""
     return NEXT_GUARD * float(spec.nominal.latency_us[-1])
 
 

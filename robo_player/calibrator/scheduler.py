@@ -76,27 +76,13 @@ class StrikeScheduler:
     number of strike pulses that overlap it (a cell counts if any part is covered).
     """
 
-    def __init__(
-        self,
-        spec: PianoSpec,
-        coils: dict[int, CoilHeat],
-        onset_gap_us: int = 0,
-        probe_shadow_us: int = 0,
-        shadow_from_us: int = 0,
-    ) -> None:
+    def __init__(self, spec: PianoSpec, coils: dict[int, CoilHeat], onset_gap_us: int = 0) -> None:
         self.spec = spec
         # listening through a microphone: no two predicted onsets closer than this, so
         # each strike's attack stands alone in the recording (0: no such rule)
         self.onset_gap_us = onset_gap_us
-        # ... and no strike's this soon after a key-return probe's (a loud strike's tail:
-        # listening.PROBE_SHADOW_US; 0: no such rule), of a strike predicted to sound at
-        # least shadow_from_us after its command (a soft one: listening.PROBE_SHADOW_FROM_US)
-        self.probe_shadow_us = probe_shadow_us
-        self.shadow_from_us = shadow_from_us
         self.onsets = np.zeros(4096, dtype=np.int32)  # (cells,) predicted onsets
         self.onsets_of: dict[int, list[int]] = {}  # pitch -> its predicted onsets
-        self.probe_onsets: list[int] = []  # the key-return probes' predicted onsets ...
-        self.strike_onsets: list[int] = []  # ... and the shadowed strikes'
         self.coils = coils
         self.amap = spec.actuators
         self.pulse_us = spec.strike.default_pulse_us
@@ -116,23 +102,14 @@ class StrikeScheduler:
             self.onsets = np.concatenate([self.onsets, np.zeros(grow, dtype=np.int32)])
         return slice(i0, i1)
 
-    def _onset_free(self, onset_us: int, pitch: int, probe: bool = False, lat_us: int = 0) -> bool:
+    def _onset_free(self, onset_us: int, pitch: int) -> bool:
         """No other predicted onset within the gap, and none of a key the detector could
         take for this one (a semitone or two away, an octave or two) within
-        :data:`KIN_GAP_US`: telling those apart takes a long window; and, for a strike
-        predicted ``lat_us`` >= ``shadow_from_us`` after its command, none of a key-return
-        probe within ``probe_shadow_us`` before it (``probe``, a probe's: none of such a
-        strike within it after)."""
+        :data:`KIN_GAP_US`: telling those apart takes a long window."""
         if not self.onset_gap_us:
             return True
         cs = self._cells(max(0, onset_us - self.onset_gap_us), onset_us + self.onset_gap_us)
         if self.onsets[cs].any():
-            return False
-        shadow = self.probe_shadow_us
-        if probe and any(0 <= o - onset_us < shadow for o in self.strike_onsets):
-            return False
-        soft = lat_us >= self.shadow_from_us
-        if not probe and soft and any(0 <= onset_us - o < shadow for o in self.probe_onsets):
             return False
         for dp in KIN_INTERVALS:
             for q in (pitch - dp, pitch + dp):
@@ -140,12 +117,8 @@ class StrikeScheduler:
                     return False
         return True
 
-    def _mark_onset(self, onset_us: int, pitch: int, probe: bool = False, lat_us: int = 0) -> None:
+    def _mark_onset(self, onset_us: int, pitch: int) -> None:
         if self.onset_gap_us:
-            if probe:
-                self.probe_onsets.append(onset_us)
-            elif lat_us >= self.shadow_from_us:
-                self.strike_onsets.append(onset_us)
             c = self._cells(onset_us, onset_us + 1)
             self.onsets[c.start] += 1
             self.onsets_of.setdefault(pitch, []).append(onset_us)
@@ -203,11 +176,11 @@ class StrikeScheduler:
         act = self._act(pitch)
         t = -(-earliest // STAGGER_US) * STAGGER_US
         while not (
-            self._onset_free(t + onset_us, pitch, lat_us=onset_us) and self._fits(act, self._cooled(act, coil, t), t, drive, on_us)
+            self._onset_free(t + onset_us, pitch) and self._fits(act, self._cooled(act, coil, t), t, drive, on_us)
         ):
             t += STAGGER_US
         self._commit(act, coil, t, drive, on_us)
-        self._mark_onset(t + onset_us, pitch, lat_us=onset_us)
+        self._mark_onset(t + onset_us, pitch)
         return t
 
     def place_pair(
@@ -229,9 +202,7 @@ class StrikeScheduler:
         while True:
             t2 = t + on1 + gap_us
             temp1 = self._cooled(act, coil, t)
-            free = self._onset_free(t + onsets_us[0], pitch, lat_us=onsets_us[0]) and self._onset_free(
-                t2 + onsets_us[1], pitch, True
-            )
+            free = self._onset_free(t + onsets_us[0], pitch) and self._onset_free(t2 + onsets_us[1], pitch)
             if free and self._fits(act, temp1, t, d1, on1):
                 temp2 = rules.heat_after(
                     temp1 + self._rise_k(act, d1, on1), gap_us, 0.0, self._tau_us(act)
@@ -241,8 +212,8 @@ class StrikeScheduler:
             t += STAGGER_US
         self._commit(act, coil, t, d1, on1)
         self._commit(act, coil, t2, d2, on2)
-        self._mark_onset(t + onsets_us[0], pitch, lat_us=onsets_us[0])
-        self._mark_onset(t2 + onsets_us[1], pitch, True)
+        self._mark_onset(t + onsets_us[0], pitch)
+        self._mark_onset(t2 + onsets_us[1], pitch)
         return t, t2
 
 
@@ -257,8 +228,6 @@ def build_round(
     order: list[int],
     onset_gap_us: int = 0,
     absolute: bool = True,
-    probe_shadow_us: int = 0,
-    shadow_from_us: int = 0,
 ) -> tuple[Plan, list[StrikeResult], int]:
     """One plan striking every requested key; returns (plan, pending strikes, end_us).
 
@@ -267,10 +236,8 @@ def build_round(
     measured; True: at their predicted latency (``onset_us``).
 
     ``onset_gap_us`` > 0 (listening through a microphone): no two strikes' predicted
-    onsets (the expected latency, or the spec's nominal curve while unknown) closer;
-    with it, no predicted onset of a strike predicted to sound ``shadow_from_us`` or more
-    after its command within ``probe_shadow_us`` after a key-return probe's."""
-    sched = StrikeScheduler(spec, coils, onset_gap_us, probe_shadow_us, shadow_from_us)
+    onsets (the expected latency, or the spec's nominal curve while unknown) closer."""
+    sched = StrikeScheduler(spec, coils, onset_gap_us)
     nom_d = np.asarray(spec.nominal.drive, dtype=float)
     nom_l = np.asarray(spec.nominal.latency_us, dtype=float)
 

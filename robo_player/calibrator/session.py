@@ -22,11 +22,9 @@ from ..spec.calibration import Calibration, KeyCurve
 from ..spec.model import PianoSpec
 from .drives import FIRST_ROUND_U, MAX_STRIKES_PER_KEY, next_requests, round_targets
 from .fitting import KeyFit, curve_from_fit, fit_key
-from .key_return import PROBE_GAP_FRACTION, next_probe, probe_after, return_estimate
+from .key_return import PROBE_GAP_FRACTION, next_probe, return_estimate
 from .listening import (
     ONSET_GAP_US,
-    PROBE_SHADOW_FROM_US,
-    PROBE_SHADOW_US,
     KeyReads,
     add_sync,
     common_offset,
@@ -208,9 +206,8 @@ def calibrate_session(
             else:
                 reqs = next_requests(strikes[p], fits[p], left, round_no, lat_top, rounds)
                 probe = next_probe(fits[p], strikes[p], first_gap)
-                fit = fits[p]
-                if reqs and probe is not None and fit is not None and left > len(reqs):
-                    probe_after(fit, reqs).probe = probe  # struck right after that strike
+                if reqs and probe is not None and left > len(reqs):
+                    reqs[-1].probe = probe  # struck right after the key's last strike
             if not reqs:
                 done.add(p)
                 continue
@@ -379,8 +376,7 @@ def play_take(
     keys' current fits, which the place's level is fitted against
     (:func:`~.positions.refit_position_level`)."""
     plan, pending, end_us = build_round(
-        spec, requests, coils, order, ONSET_GAP_US if audio else 0, spec.sync_click is not None,
-        PROBE_SHADOW_US if audio else 0, PROBE_SHADOW_FROM_US,
+        spec, requests, coils, order, ONSET_GAP_US if audio else 0, spec.sync_click is not None
     )
     starts: list[int] = []
     if audio and spec.sync_click is not None and pending:
