@@ -12,10 +12,10 @@ import pytest
 from test_recording_windows import _Blind
 
 from robo_player.calibrator import offline
+from robo_player.calibrator.listening import NEXT_GUARD
 from robo_player.calibrator.offline import (
     EARLY_US,
     FIXED_U,
-    NEXT_GUARD,
     PROBE_AFTER_U,
     fixed_parts,
     fixed_take,

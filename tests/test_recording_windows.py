@@ -11,7 +11,8 @@ from dataclasses import dataclass
 import pytest
 
 from robo_player.calibrator import offline
-from robo_player.calibrator.offline import EARLY_US, NEXT_GUARD, fixed_take, fixed_windows
+from robo_player.calibrator.listening import NEXT_GUARD
+from robo_player.calibrator.offline import EARLY_US, fixed_take, fixed_windows
 from robo_player.calibrator.strikes import SILENT_LATENCY_US, StrikeResult
 from robo_player.driver import open_port
 from robo_player.hearing.align import ClockFit

@@ -164,6 +164,14 @@ def soonest_latency_us(strikes: list[StrikeResult], drive: float) -> float:
     return SOONEST_FRACTION * max(lat) if lat else 0.0
 
 
+def next_guard_us(spec: PianoSpec) -> float:
+    """:data:`NEXT_GUARD` x ``spec``'s nominal full-drive latency (µs): the guard a strike's
+    window keeps before the next strike's command (``offline.fixed_windows``), and the one
+    :func:`own_reach_us` reckons from the key's own next strike (after its command with a
+    clicked clock, before it with struck patterns)."""
+    return NEXT_GUARD * float(spec.nominal.latency_us[-1])
+
+
 def own_reach_us(spec: PianoSpec, strikes: Sequence[StrikeResult], absolute: bool) -> list[int | None]:
     """How far after its command (µs) each of ``strikes`` (one take's, or one recording's)
     may be looked for before its key's own next strike among them (None: its key has no
@@ -181,7 +189,7 @@ def own_reach_us(spec: PianoSpec, strikes: Sequence[StrikeResult], absolute: boo
     latency, took its key's own return probe's onset as its own (keys 21, 27, 35 of truth
     seed 1 read 161-179 ms late, key 21's curve 57 ms off: docs/calibration.md "Session 30,
     probe")."""
-    guard = NEXT_GUARD * float(spec.nominal.latency_us[-1])
+    guard = next_guard_us(spec)
     own: dict[int, list[int]] = {}
     for s in strikes:
         own.setdefault(s.pitch, []).append(s.t_us)

@@ -43,13 +43,13 @@ from .key_return import PROBE_DRIVE, PROBE_MIN_GAP_US
 from .listening import (
     EARLY_US,
     FULL_DRIVE,
-    NEXT_GUARD,
     ONSET_GAP_US,
     PROBE_LATE,
     WINDOW_MIN_US,
     KeyReads,
     add_sync,
     common_offset,
+    next_guard_us,
     own_reach_us,
     partials_loudness,
     spectrum_offsets,
@@ -235,9 +235,9 @@ def load_played(path: str | Path, spec: PianoSpec) -> dict[str, Any]:
 def fixed_windows(spec: PianoSpec, strikes: list[StrikeResult], absolute: bool = False) -> list[Expected]:
     """Where to look for each strike of a fixed take (no prediction: the keys are
     unknown): from :data:`EARLY_US` before its command, up to the silent latency but no
-    later than the next strike's command less :data:`NEXT_GUARD` of the nominal
-    full-drive latency (its onset, read early by the sync key's latency, can come no
-    sooner); a strike not heard there looked for again up to the silent latency, the
+    later than the next strike's command less :func:`~.listening.next_guard_us` (that
+    fraction of the nominal full-drive latency: its onset, read early by the sync key's
+    latency, can come no sooner); a strike not heard there looked for again up to the silent latency, the
     onsets heard as other strikes' left out (``hear_strikes``'s ``taken_us``). Without
     the cap a soft or silent bass key was timed at the next key's onset, whose partials
     its dense ones meet: 250-330 ms late, keys 22, 36, 41 of one take (docs/calibration.md
@@ -257,7 +257,7 @@ def fixed_windows(spec: PianoSpec, strikes: list[StrikeResult], absolute: bool =
     3-place take were "heard" there, 10-29 ms before their commands, docs/calibration.md
     "Session 28, probe")."""
     full = SILENT_LATENCY_US + 5_000
-    guard = NEXT_GUARD * float(spec.nominal.latency_us[-1])
+    guard = next_guard_us(spec)
     probe_end = int(PROBE_LATE * latest_latency_us(_probe_half_us(spec)) + WINDOW_MIN_US)
     times = sorted(s.t_us for s in strikes)
     out = []
