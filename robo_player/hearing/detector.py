@@ -658,6 +658,17 @@ COMPLEX_APART_S = 0.010
 # Mozart fake an octave under a struck key, 1 ms from it), Beethoven 8/1's C5 0.71
 COMPLEX_NEAR_GAIN = 0.8
 COMPLEX_HIGH_PARTIAL = 24  # the step's partials keep clear of the window's other keys' partials up to this one
+# session 31, scales: the keys whose partials the step leaves out (own_partials, and their
+# partials up to COMPLEX_HIGH_PARTIAL) are those planned, or found by the search, within
+# COMPLEX_CUT_S of our plan time, not every key planned in the search window (+-80 ms). A
+# key struck farther off has its attack (the misfit of its phasor's switch-on) farther than
+# COMPLEX_PLAN_S from any step the rescue takes, and its partials are phasors of the band
+# model like any other; the window's keys left out nearly all of a fast figure's partials
+# (Schubert D. 899/2, fifteenth set: a key re-struck 130-190 ms after its last strike, a
+# semitone or tone struck 70-90 ms either side, kept 0-1 partials or none, best steps
+# 0.04-0.53 or none; the cut at 40 ms kept 5-8, 0.51-0.87 within 3 ms of their strikes;
+# docs/hearing.md "Session 31, fast scales"). None: the search window's keys (before)
+COMPLEX_CUT_S: float | None = 0.04
 # session 23, covered: where unplanned related keys took more of what appeared than ours
 # (:meth:`Detector._unplanned_took`), the step is fitted again without the partials that
 # the one which took most reaches (:meth:`Detector._step_without`); heard where it still
@@ -797,6 +808,13 @@ UPPER_RETIME_FUND_GAIN = 0.06
 # informed onset, 0.51). Chosen on the logged checks of the rich tuning rows, the sixth,
 # seventh and eighth sets (a throwaway script; docs/hearing.md "Session 24, retime")
 UPPER_RETIME_INFORMED_BEST = 0.6
+# session 31, scales: the upper retime does not move an onset that read an attack (its
+# energy fit's loudness > 0) onto one that reads none (velocity 0 there): a sound with no
+# attack is not a strike of ours (JOINT_HEARD's rule for the second opinion's moves).
+# Fourteenth-set Kreisleriana 3 (ParkJH06): a G3 v92 searched +6.7 ms from its strike
+# (velocity 107) was moved +61.6 ms onto a sound that read velocity 0 (docs/hearing.md
+# "Session 30, late-moved onsets" and "Session 31, fast scales")
+UPPER_RETIME_HEARD = True
 Cols = tuple[int, ...] | None  # a subset of a pitch's partials (None: all)
 
 
@@ -1946,7 +1964,12 @@ class Detector:
         step removes. None where every partial is shared. ``also``: keys whose partials
         are left out too, as the planned keys' are."""
         t, p = intended[k]
-        near = sorted({q for u, q in intended if t - before_s <= u <= t + after_s and q != p} | set(also))
+        if COMPLEX_CUT_S is None:
+            near_ = {q for u, q in intended if t - before_s <= u <= t + after_s and q != p}
+        else:
+            near_ = {q for j, (u, q) in enumerate(intended) if q != p and t - before_s <= u <= t + after_s and (
+                abs(u - t) <= COMPLEX_CUT_S or ((f := found.get(j)) is not None and abs(f.t_s - t) <= COMPLEX_CUT_S))}
+        near = sorted(near_ | set(also))
         cols = self.own_partials(p, near) if near else None
         if cols == ():
             return None
@@ -2119,7 +2142,8 @@ class Detector:
         UPPER_RETIME_SURE_BEST or more; no rise where ``informed``, the informed stage gave
         ``o``, and the best removes UPPER_RETIME_INFORMED_BEST or more), and where another
         key's strike lies near the best step, the key's fundamental band stepped there
-        (:meth:`_neighbours_step`; the constants' block)."""
+        (:meth:`_neighbours_step`; the constants' block); with UPPER_RETIME_HEARD not onto
+        a sound that reads no attack where ``o`` read one."""
         got = self._step_elsewhere(o, t_lo_s, t_hi_s, strikes, UPPER_RETIME_X, UPPER_RETIME_MIN_S, UPPER_RETIME_EDGE_S)
         if got is None or got[1] < UPPER_RETIME_MIN_BEST:
             return o
@@ -2134,7 +2158,10 @@ class Detector:
             return o  # the key's salience did not rise at the step: not a strike of it
         if self._neighbours_step(o, t_lo_s, t_hi_s, strikes, t_step):
             return o
-        return replace(self._refine_energy(o.pitch, t_step, o.rise_db), t_s=t_step)
+        moved = replace(self._refine_energy(o.pitch, t_step, o.rise_db), t_s=t_step)
+        if UPPER_RETIME_HEARD and moved.velocity <= 0.0 < o.velocity:
+            return o  # no attack at the best step where ours read one (UPPER_RETIME_HEARD)
+        return moved
 
     def _neighbours_step(self, o: Onset, t_lo_s: float, t_hi_s: float, strikes: Sequence[tuple[float, int]],
                          t_step: float) -> bool:
