@@ -808,13 +808,6 @@ UPPER_RETIME_FUND_GAIN = 0.06
 # informed onset, 0.51). Chosen on the logged checks of the rich tuning rows, the sixth,
 # seventh and eighth sets (a throwaway script; docs/hearing.md "Session 24, retime")
 UPPER_RETIME_INFORMED_BEST = 0.6
-# session 31, scales: the upper retime does not move an onset that read an attack (its
-# energy fit's loudness > 0) onto one that reads none (velocity 0 there): a sound with no
-# attack is not a strike of ours (JOINT_HEARD's rule for the second opinion's moves).
-# Fourteenth-set Kreisleriana 3 (ParkJH06): a G3 v92 searched +6.7 ms from its strike
-# (velocity 107) was moved +61.6 ms onto a sound that read velocity 0 (docs/hearing.md
-# "Session 30, late-moved onsets" and "Session 31, fast scales")
-UPPER_RETIME_HEARD = True
 Cols = tuple[int, ...] | None  # a subset of a pitch's partials (None: all)
 
 
@@ -1960,7 +1953,9 @@ class Detector:
         each COMPLEX_STEP_S of the window, in the partials that no other key planned in the
         window reaches (:meth:`own_partials`: a step there may be that key's own strike
         the phasor's attack misfits; a key an octave under a struck one, never played, has
-        every partial there). The gain: the fraction of what the phasors leave that the
+        every partial there; with COMPLEX_CUT_S only the keys planned, or found, within it
+        of our plan time: one struck farther off strikes farther than COMPLEX_PLAN_S from
+        any step the rescue takes, and is a phasor in our bands like any other). The gain: the fraction of what the phasors leave that the
         step removes. None where every partial is shared. ``also``: keys whose partials
         are left out too, as the planned keys' are."""
         t, p = intended[k]
@@ -2142,8 +2137,7 @@ class Detector:
         UPPER_RETIME_SURE_BEST or more; no rise where ``informed``, the informed stage gave
         ``o``, and the best removes UPPER_RETIME_INFORMED_BEST or more), and where another
         key's strike lies near the best step, the key's fundamental band stepped there
-        (:meth:`_neighbours_step`; the constants' block); with UPPER_RETIME_HEARD not onto
-        a sound that reads no attack where ``o`` read one."""
+        (:meth:`_neighbours_step`; the constants' block)."""
         got = self._step_elsewhere(o, t_lo_s, t_hi_s, strikes, UPPER_RETIME_X, UPPER_RETIME_MIN_S, UPPER_RETIME_EDGE_S)
         if got is None or got[1] < UPPER_RETIME_MIN_BEST:
             return o
@@ -2158,10 +2152,7 @@ class Detector:
             return o  # the key's salience did not rise at the step: not a strike of it
         if self._neighbours_step(o, t_lo_s, t_hi_s, strikes, t_step):
             return o
-        moved = replace(self._refine_energy(o.pitch, t_step, o.rise_db), t_s=t_step)
-        if UPPER_RETIME_HEARD and moved.velocity <= 0.0 < o.velocity:
-            return o  # no attack at the best step where ours read one (UPPER_RETIME_HEARD)
-        return moved
+        return replace(self._refine_energy(o.pitch, t_step, o.rise_db), t_s=t_step)
 
     def _neighbours_step(self, o: Onset, t_lo_s: float, t_hi_s: float, strikes: Sequence[tuple[float, int]],
                          t_step: float) -> bool:
