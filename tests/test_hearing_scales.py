@@ -1,10 +1,10 @@
 """Hearing (issue 11, session 31, scales): a key re-struck in a fast figure (a semitone or
 tone struck 75 ms either side of it, its own last strike 150 ms before and still ringing).
 Neither the search (its new share is 0 in magnitudes) nor the informed stage hears it; the
-complex rescue's step (:meth:`Detector.complex_step`) does where it keeps the partials of
-the keys struck 75 ms away (``COMPLEX_CUT_S``: only keys planned or found within 40 ms of
-its plan time leave theirs out), and not where every key of the +-80 ms window does (the
-figure's neighbours then leave it no partial, or too few for a step). The take is composed
+complex rescue's step (:meth:`Detector.complex_step`) does in its second fit, which keeps
+the partials of the keys struck 75 ms away (``COMPLEX_CUT_S``: only keys planned or found
+within 40 ms of its plan time leave theirs out), and not in its first alone, where every key
+of the +-80 ms window does (the figure's neighbours then leave it too few partials for a step). The take is composed
 for the test (no corpus notes); Schubert D. 899/2's turns are the case (docs/hearing.md,
 "Session 31, fast scales")."""
 
@@ -57,7 +57,7 @@ def test_a_key_restruck_in_a_fast_figure_is_heard_by_its_step(voice: str, monkey
     note = RESTRUCK[voice]
     assert dm.COMPLEX_CUT_S is not None and dm.COMPLEX_CUT_S < STEP_S
     assert _heard(voice, note, 0.02)
-    # the rule off: every key planned in the +-80 ms window leaves its partials out
+    # the rule off (no second fit): every key planned in the +-80 ms window leaves its partials out
     monkeypatch.setattr(dm, "COMPLEX_CUT_S", None)
     assert not _heard(voice, note, 0.02)
 
