@@ -658,6 +658,21 @@ COMPLEX_APART_S = 0.010
 # Mozart fake an octave under a struck key, 1 ms from it), Beethoven 8/1's C5 0.71
 COMPLEX_NEAR_GAIN = 0.8
 COMPLEX_HIGH_PARTIAL = 24  # the step's partials keep clear of the window's other keys' partials up to this one
+# session 31, scales: where the rescue refuses the step fitted as above, it fits it again
+# with the partials of only the keys planned, or found by the search, within COMPLEX_CUT_S
+# of our plan time left out, not of every key planned in the search window (+-80 ms). A
+# key struck farther off has its attack (the misfit of its phasor's switch-on) farther than
+# COMPLEX_PLAN_S from any step the rescue takes, and its partials are phasors of the band
+# model like any other; the window's keys left out nearly all of a fast figure's partials
+# (Schubert D. 899/2, fifteenth set: a key re-struck 130-190 ms after its last strike, a
+# semitone or tone struck 70-90 ms either side: of the 8 notes it gains there, 2 kept no
+# partial, 6 best steps of 0.04-0.55, 4 of them 40-70 ms off; the cut at 40 ms kept 5-8
+# partials, 0.68-0.87 within 3 ms of their strikes).
+# Only where the first is refused: in its place it lost 4 of Une barque's soft re-struck
+# notes (fifteenth set, loud neighbours 40-80 ms away: their bands' misfit lowers our
+# step's share under the gates), where the first heard them (docs/hearing.md "Session 31,
+# fast scales"). None: no second fit (before)
+COMPLEX_CUT_S: float | None = 0.04
 # session 23, covered: where unplanned related keys took more of what appeared than ours
 # (:meth:`Detector._unplanned_took`), the step is fitted again without the partials that
 # the one which took most reaches (:meth:`Detector._step_without`); heard where it still
@@ -1884,11 +1899,23 @@ class Detector:
         with COMPLEX_RECHECK, the step stays without the partials of the one that took most
         (:meth:`_step_without`), timed there; a key struck again while it rings
         (:meth:`_struck_again`) needs only COMPLEX_AGAIN_GAIN, beside related strikes too,
-        and so without those partials; else None (and None in a :attr:`quick` detector)."""
+        and so without those partials; else None (and None in a :attr:`quick` detector).
+        Where the step in the partials that no key planned in the window reaches is not
+        taken, the same with only the keys planned within COMPLEX_CUT_S of the plan time
+        cut (:meth:`complex_step`'s ``cut_s``)."""
         if self.quick:
             return None
+        o = self._complex_rescue_cut(k, intended, found, before_s, after_s, None)
+        if o is None and COMPLEX_CUT_S is not None:
+            o = self._complex_rescue_cut(k, intended, found, before_s, after_s, COMPLEX_CUT_S)
+        return o
+
+    def _complex_rescue_cut(self, k: int, intended: Sequence[tuple[float, int]], found: dict[int, Onset | None],
+                            before_s: float, after_s: float, cut_s: float | None) -> Onset | None:
+        """:meth:`_complex_rescue` with the step's partials cut by the keys planned within
+        ``cut_s`` of the note's plan time (None: in its search window; :meth:`complex_step`)."""
         t, p = intended[k]
-        got = self.complex_step(k, intended, found, before_s, after_s)
+        got = self.complex_step(k, intended, found, before_s, after_s, cut_s=cut_s)
         if got is None:
             return None
         gain, tb = got
@@ -1903,7 +1930,8 @@ class Detector:
         took = self._unplanned_took(k, intended, before_s, after_s, tb)
         recheck = again or COMPLEX_RECHECK
         floor = COMPLEX_AGAIN_GAIN if again else COMPLEX_MIN_GAIN
-        if took and not (recheck and self._step_without(k, intended, found, before_s, after_s, took[:1], tb, floor)):
+        if took and not (recheck and self._step_without(k, intended, found, before_s, after_s, took[:1], tb, floor,
+                                                        cut_s)):
             return None
         return replace(self._refine_energy(p, tb, float(r[i])), t_s=tb)
 
@@ -1924,7 +1952,7 @@ class Detector:
 
     def _step_without(self, k: int, intended: Sequence[tuple[float, int]], found: dict[int, Onset | None],
                       before_s: float, after_s: float, keys: Sequence[int], t_s: float,
-                      floor: float) -> bool:
+                      floor: float, cut_s: float | None = None) -> bool:
         """Whether intended note ``k``'s step stays where :meth:`complex_step` put it
         (within COMPLEX_RECHECK_S of ``t_s``) and removes >= ``floor`` (COMPLEX_MIN_GAIN;
         COMPLEX_AGAIN_GAIN for a key struck again, :meth:`_struck_again`) when its
@@ -1934,11 +1962,12 @@ class Detector:
         while it rings adds little magnitude, and its octave or twelfth above, never
         struck, takes it), not a key struck instead of ours (that one's step lies only in
         the partials it reaches)."""
-        got = self.complex_step(k, intended, found, before_s, after_s, also=keys)
+        got = self.complex_step(k, intended, found, before_s, after_s, also=keys, cut_s=cut_s)
         return got is not None and got[0] >= floor and abs(got[1] - t_s) <= COMPLEX_RECHECK_S
 
     def complex_step(self, k: int, intended: Sequence[tuple[float, int]], found: dict[int, Onset | None],
-                     before_s: float, after_s: float, also: Sequence[int] = ()) -> tuple[float, float] | None:
+                     before_s: float, after_s: float, also: Sequence[int] = (),
+                     cut_s: float | None = None) -> tuple[float, float] | None:
         """(gain, audio s) of the best step of intended note ``k`` in its window by the band
         model of its partials (:func:`bands.band_residuals`, the complex second opinion's
         model): every key planned in the INFORMED_RING_S before its window or in the stretch
@@ -1947,11 +1976,18 @@ class Detector:
         each COMPLEX_STEP_S of the window, in the partials that no other key planned in the
         window reaches (:meth:`own_partials`: a step there may be that key's own strike
         the phasor's attack misfits; a key an octave under a struck one, never played, has
-        every partial there). The gain: the fraction of what the phasors leave that the
+        every partial there; with ``cut_s`` only the keys planned, or found, within it of
+        our plan time: one struck farther off strikes farther than COMPLEX_PLAN_S from any
+        step the rescue takes, and is a phasor in our bands like any other). The gain: the fraction of what the phasors leave that the
         step removes. None where every partial is shared. ``also``: keys whose partials
         are left out too, as the planned keys' are."""
         t, p = intended[k]
-        near = sorted({q for u, q in intended if t - before_s <= u <= t + after_s and q != p} | set(also))
+        if cut_s is None:
+            near_ = {q for u, q in intended if t - before_s <= u <= t + after_s and q != p}
+        else:
+            near_ = {q for j, (u, q) in enumerate(intended) if q != p and t - before_s <= u <= t + after_s and (
+                abs(u - t) <= cut_s or ((f := found.get(j)) is not None and abs(f.t_s - t) <= cut_s))}
+        near = sorted(near_ | set(also))
         cols = self.own_partials(p, near) if near else None
         if cols == ():
             return None
