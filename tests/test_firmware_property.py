@@ -228,8 +228,18 @@ def host(fw_built: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[H
 
 
 def run_host(h: Host, case: Case) -> tuple[list[tuple[int, int, int]], dict[str, int]]:
+    rows, st_, _ = run_host_held(h, case)
+    return rows, st_
+
+
+def run_host_held(
+    h: Host, case: Case
+) -> tuple[list[tuple[int, int, int]], dict[str, int], int]:
+    """As run_host, with how long the OS held the host build meanwhile (µs,
+    :func:`run_delay_us`)."""
     assert configure(h.link, cfg_for(case))["reason"] == ConfigReason.OK
     mark = len(h.trace.rows())
+    held0 = run_delay_us(h.proc.pid)
     base = h.link.clock() + LEAD_US
     for p in payloads(case, base):
         h.link.send(p)
@@ -240,8 +250,9 @@ def run_host(h: Host, case: Case) -> tuple[list[tuple[int, int, int]], dict[str,
     # the status first: the clock's reply may leave before that loop pass's timer work
     # reaches the trace file (flushed at the pass's end); the status's reply comes after
     st_ = h.link.status(3)
+    held = run_delay_us(h.proc.pid) - held0
     rows = [(c - base, a, lv) for c, a, lv in h.trace.rows()[mark:] if c >= base - 1000]
-    return rows, {k: st_[k] for k in COUNTERS}
+    return rows, {k: st_[k] for k in COUNTERS}, held
 
 
 def by_actuator(rows: list[tuple[int, int, int]]) -> dict[int, list[tuple[int, int]]]:
@@ -273,8 +284,15 @@ def same_changes(
 @given(case=cases())
 def test_c_scheduler_and_python_model_give_the_same_coil_events(host: Host, case: Case) -> None:
     model_rows, model_st = run_model(case)
-    host_rows, host_st = run_host(host, case)
-    assume(host_st["late"] == 0)  # the OS, not the scheduler (see the module's docstring)
+    # a run the OS held back past the late slack says nothing about the scheduler (the
+    # module's docstring): a late command shows in the counters; a pulse end held back
+    # shows only on the OS's side (CI, session 31: a pulse end 13.8 ms late, no command
+    # late). Up to 3 tries, then the example is not counted
+    for _ in range(3):
+        host_rows, host_st, held = run_host_held(host, case)
+        if host_st["late"] == 0 and held <= HELD_MAX_US:
+            break
+    assume(host_st["late"] == 0 and held <= HELD_MAX_US)
     assert host_st == model_st, (host_st, model_st, case)
     same_changes(model_rows, host_rows, case)
 
