@@ -21,9 +21,11 @@ from robo_player.sim.spread import (
     PEDAL_SD_FRAC,
     PRESS_SD_FRAC,
     SPREAD_CORR,
+    SPREAD_DRAW_STRIDE,
     TIMING_SD_FRAC,
     TIMING_SD_US,
     Z_MAX,
+    draw_seed,
     stroke_normals,
 )
 from robo_player.sim.truth import Truth
@@ -202,6 +204,30 @@ def test_the_url_option_turns_it_off(opened: Any, piano: PianoSpec) -> None:
     assert len(set(lat_on)) > 10 and len({h.velocity for h in on}) > 10
     with pytest.raises(TransportError, match=r"spread=2 \(allowed: 0 or 1\)"):
         open_port("sim://?spread=2", piano)
+
+
+def test_the_url_option_draws_the_strokes_again(opened: Any, piano: PianoSpec, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``spread_draw=D`` (session 32) draws the strokes from the truth's spread seed + D x
+    SPREAD_DRAW_STRIDE (session 31's one-off "+1000" patch of ``Truth.spread_seed``); the
+    default, 0, is the truth's own draw, so every figure measured before holds."""
+    base = _play_piano(opened, piano, "sim://?spread=1")
+    lat = [h.t_us - i * 300_000 for i, h in enumerate(base)]
+    assert _play_piano(opened, piano, "sim://?spread=1&spread_draw=0") == base
+    again = _play_piano(opened, piano, "sim://?spread=1&spread_draw=1")
+    lat_again = [h.t_us - i * 300_000 for i, h in enumerate(again)]
+    assert len(again) == 20 and all(a != b for a, b in zip(lat, lat_again, strict=True))
+    assert abs(np.mean(lat_again) - np.mean(lat)) < 3 * np.std(lat) / np.sqrt(20) + 50  # the same key, another draw
+    assert _play_piano(opened, piano, "sim://?spread=1&spread_draw=2") != again
+    assert draw_seed(12345, 0) == 12345 and draw_seed(12345, 1) == 12345 + SPREAD_DRAW_STRIDE
+    orig = Truth.spread_seed
+    monkeypatch.setattr(Truth, "spread_seed", lambda self: orig(self) + SPREAD_DRAW_STRIDE)
+    assert _play_piano(opened, piano, "sim://?spread=1") == again  # session 31's draws, by the option
+    monkeypatch.undo()
+    for bad, msg in (("-1", r"spread_draw=-1 \(allowed: 0\.\.1000000\)"), ("x", "spread_draw='x' must be an integer")):
+        with pytest.raises(TransportError, match=msg):
+            open_port(f"sim://?spread_draw={bad}", piano)
+    with pytest.raises(TransportError, match="spread_draw=1 needs spread=1"):
+        open_port("sim://?spread=0&spread_draw=1", piano)
 
 
 def test_truth_files_keep_the_spread_and_old_files_get_the_middle(tmp_path: Path, piano: PianoSpec,

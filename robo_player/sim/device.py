@@ -7,6 +7,8 @@ arrive as strings):
 - ``truth_seed`` (int, default 0): draw the hidden truth from this seed;
 - ``truth`` (path, or a :class:`~robo_player.sim.truth.Truth`): read it instead;
 - ``sensor_seed`` (int, default 0): seed of the microphone's noise;
+- ``spread`` (0 or 1, default 1) and ``spread_draw`` (int, default 0: the truth's own):
+  the strikes' own spread and which draw of it (sim/spread.py ``draw_seed``);
 - ``sensor`` (``audio``, the default: a microphone in the room, the calibrator hears
   through the detector; ``notes``: the note-level sensor only), and the room's options
   (:func:`~.sensor.microphone_from_options`, docs/hearing.md);

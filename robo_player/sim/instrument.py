@@ -20,11 +20,11 @@ from ..spec.model import PianoSpec
 from .live import LiveEar, LiveRecording
 from .physics import EventColumns, PianoPhysics
 from .sensor import SENSOR_OPTIONS, Microphone, microphone_from_options
-from .spread import SPREAD_DEFAULT
+from .spread import SPREAD_DEFAULT, SPREAD_DRAW_MAX
 from .truth import COPPER_TEMPCO_PER_K, Truth
 
 # the options every simulated device takes for its instrument
-INSTRUMENT_OPTIONS = ("truth_seed", "truth", "heating", "spread", *SENSOR_OPTIONS)
+INSTRUMENT_OPTIONS = ("truth_seed", "truth", "heating", "spread", "spread_draw", *SENSOR_OPTIONS)
 
 
 class SimulatedInstrument:
@@ -32,12 +32,12 @@ class SimulatedInstrument:
 
     def __init__(
         self, spec: PianoSpec, truth: Truth, microphone: Microphone, heating: bool = False,
-        spread: bool = SPREAD_DEFAULT,
+        spread: bool = SPREAD_DEFAULT, spread_draw: int = 0,
     ) -> None:
         self.spec = spec
         self._truth = truth  # hidden: only the simulator may read it
         self.physics = PianoPhysics(spec, truth, tempco_per_k=COPPER_TEMPCO_PER_K if heating else 0.0,
-                                    spread=spread)  # fmt: skip
+                                    spread=spread, spread_draw=spread_draw)  # fmt: skip
         self.microphone = microphone
         self._ear: LiveEar | None = None  # this stream's live hearing (firmware ports)
         self._recording: LiveRecording | None = None  # ... and its room's recording
@@ -107,12 +107,19 @@ def instrument_from_options(url: str, spec: PianoSpec, opts: dict[str, Any]) -> 
     (path, or a :class:`Truth`): read it instead; ``sensor_seed`` (int, default 0),
     ``timing_sd_us`` (default 200), ``loudness_sd`` (default 1): the microphone;
     ``heating`` (0 or 1, default 0): warm coils strike later and softer (copper's R(T));
-    ``spread`` (0 or 1, default 0, ``SPREAD_DEFAULT``): each strike's own deviation (sim/spread.py).
+    ``spread`` (0 or 1, default 1, ``SPREAD_DEFAULT``): each strike's own deviation (sim/spread.py);
+    ``spread_draw`` (int, 0..``SPREAD_DRAW_MAX``, default 0: the truth's own): the strokes'
+    deviations drawn again (``draw_seed``; needs ``spread=1``).
     """
     heating = _int_opt(url, "heating", opts.pop("heating", 0))
     if heating not in (0, 1):
         raise TransportError(f"{url}: option heating={heating} (allowed: 0 or 1)")
     spread = spread_option(url, opts)
+    spread_draw = _int_opt(url, "spread_draw", opts.pop("spread_draw", 0))
+    if not 0 <= spread_draw <= SPREAD_DRAW_MAX:
+        raise TransportError(f"{url}: option spread_draw={spread_draw} (allowed: 0..{SPREAD_DRAW_MAX})")
+    if spread_draw and not spread:
+        raise TransportError(f"{url}: option spread_draw={spread_draw} needs spread=1 (this is spread=0)")
     truth = opts.pop("truth", None)
     truth_seed = opts.pop("truth_seed", None)
     if truth is not None and truth_seed is not None:
@@ -131,7 +138,7 @@ def instrument_from_options(url: str, spec: PianoSpec, opts: dict[str, Any]) -> 
         where = f"truth_seed={seed}"
     the_truth.check_for(spec, where)
     mic = microphone_from_options(url, opts)  # its options: robo_player/sim/sensor.py
-    return SimulatedInstrument(spec, the_truth, mic, heating=bool(heating), spread=spread)
+    return SimulatedInstrument(spec, the_truth, mic, heating=bool(heating), spread=spread, spread_draw=spread_draw)
 
 
 def spread_option(url: str, opts: dict[str, Any]) -> bool:

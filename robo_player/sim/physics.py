@@ -67,6 +67,7 @@ from .spread import (
     STREAM_KEY,
     STREAM_PEDAL,
     correlated,
+    draw_seed,
     stroke_normals,
     timing_sd_us,
 )
@@ -191,7 +192,7 @@ class PianoPhysics:
 
     def __init__(
         self, spec: PianoSpec, truth: Truth, gap_us: int = GAP_US, tempco_per_k: float = 0.0,
-        spread: bool = SPREAD_DEFAULT,
+        spread: bool = SPREAD_DEFAULT, spread_draw: int = 0,
     ) -> None:
         truth.check_for(spec)
         if not 0.0 <= tempco_per_k <= 10 * COPPER_TEMPCO_PER_K:
@@ -231,7 +232,7 @@ class PianoPhysics:
         self._v0 = per_act(0.0)
         self._ret = per_act(0.0)
         self._spread = bool(spread)
-        self._spread_seed = truth.spread_seed()
+        self._spread_seed = draw_seed(truth.spread_seed(), spread_draw)  # the strokes' draw (sim/spread.py)
         self._sd_us = per_act(0.0)  # strike-to-strike spread (sim/spread.py)
         self._sd_frac = per_act(0.0)
         self._loud_sd = per_act(0.0)

@@ -48,6 +48,14 @@ Z_MAX = 4.0  # a stroke's deviation is clipped at this many s.d. (a bounded mech
 # figure measured on it; ``sim://?spread=0`` plays the formulas exactly (the tests that
 # hold the physics to them).
 SPREAD_DEFAULT = True
+# ``sim://?spread_draw=D`` (session 32): the strokes drawn again, the truth's spread seed
+# plus D times this (D = 1: session 31's one-off "+1000" draws, /tmp/probe31/sessspread.py,
+# which this reproduces); D = 0, the default, is the truth's own draw, so every figure
+# measured before holds. A calibration's result moves with its strokes' draw by about a
+# change's size (docs/calibration.md "Session 31, probe" and "Session 32, gain"): a change
+# is judged over draws. SPREAD_DRAW_MAX bounds the option (a draw is any of them).
+SPREAD_DRAW_STRIDE = 1000
+SPREAD_DRAW_MAX = 1_000_000
 
 # Streams: one per kind of part, so that the piano's keys, a guitar's pickers and its
 # pressers never draw the same numbers.
@@ -106,6 +114,14 @@ def content_seed(doc: object) -> int:
     return zlib.crc32(repr(doc).encode("utf-8"))
 
 
+def draw_seed(seed: int, draw: int) -> int:
+    """The strokes' seed for ``draw`` of the truth's spread seed ``seed``: ``seed`` itself
+    for draw 0 (the truth's own strokes), else ``seed + draw * SPREAD_DRAW_STRIDE``."""
+    if not 0 <= draw <= SPREAD_DRAW_MAX:
+        raise ValueError(f"spread draw {draw} out of range (allowed: 0..{SPREAD_DRAW_MAX})")
+    return int(seed) + int(draw) * SPREAD_DRAW_STRIDE
+
+
 def timing_sd_us(latency_us: np.ndarray, sd_us: np.ndarray, sd_frac: np.ndarray) -> np.ndarray:
     """The s.d. of a stroke's contact time (µs): the fixed part and the latency's share,
     as independent sources."""
@@ -117,6 +133,8 @@ __all__ = [
     "PEDAL_SD_FRAC",
     "PRESS_SD_FRAC",
     "SPREAD_CORR",
+    "SPREAD_DRAW_MAX",
+    "SPREAD_DRAW_STRIDE",
     "STREAM_DAMPER",
     "STREAM_KEY",
     "STREAM_PEDAL",
@@ -127,6 +145,7 @@ __all__ = [
     "Z_MAX",
     "content_seed",
     "correlated",
+    "draw_seed",
     "stroke_normals",
     "timing_sd_us",
 ]
