@@ -30,8 +30,10 @@ its places and the play the same; 0 (the default) is ``make demo``'s. The play k
 Per run: ``OUT/sS_rR_VARIANT_dD/`` with ``calibration.yaml``, ``report.json``, the two
 commands' logs and ``seconds``; a run whose ``report.json`` is there is read, not run
 again (kill and rerun to resume). Progress on stderr; the table (one line per row and
-variant: each draw's velocity mean (p99) / onset p99 ms / strikes a key / seconds, and the
-mean over the draws) on stdout. ``--jobs`` runs that many at once (default 1: one core
+variant: each draw's velocity mean (p99) / onset p99 ms / strikes a key / seconds / the
+take's level the calibration used (dB against the detector's reference microphone, from its
+log; the room's true level beside the unknown variant's name), and the mean over the
+draws) on stdout. ``--jobs`` runs that many at once (default 1: one core
 each, ~5-10 min a run at rest).
 """
 
@@ -39,6 +41,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import subprocess
 import sys
 import time
@@ -88,14 +91,16 @@ def mic_error_db(seed: int, room: int, tol_db: float) -> float:
     return tol_db * max(-MIC_ERROR_CLIP, min(MIC_ERROR_CLIP, z))
 
 
-def run_dir(out: Path, seed: int, room: int, variant: str, draw: int) -> Path:
-    return out / f"s{seed}_r{room}_{variant}_d{draw}"
+def run_dir(out: Path, seed: int, room: int, variant: str, draw: int, tol_db: float = MIC_TOL_DB) -> Path:
+    """A run's folder (a measured gain's tolerance other than ``MIC_TOL_DB`` in its name)."""
+    tol = f"_tol{tol_db:g}" if variant == "measured" and tol_db != MIC_TOL_DB else ""
+    return out / f"s{seed}_r{room}_{variant}{tol}_d{draw}"
 
 
 def run_one(out: Path, seed: int, room: int, variant: str, draw: int, tol_db: float) -> dict[str, float]:
     """One ``make demo`` (calibrate, play) into its folder; its figures (read, not run
     again, where its report is there)."""
-    d = run_dir(out, seed, room, variant, draw)
+    d = run_dir(out, seed, room, variant, draw, tol_db)
     rep = d / "report.json"
     tag = f"seed {seed} room {room} {variant} draw {draw}"
     if not rep.exists():
@@ -120,11 +125,22 @@ def run_one(out: Path, seed: int, room: int, variant: str, draw: int, tol_db: fl
         (d / "seconds").write_text(f"{time.monotonic() - t0:.0f}\n")
         (d / "report.json.part").rename(rep)
     r = json.loads(rep.read_text())
-    fig = {"velocity": r["velocity_error"]["mean"], "velocity_p99": r["velocity_error"]["p99"],
+    level, anchor = take_level(d / "calibrate.log")
+    fig = {"level_db": level, "anchor_db": anchor, "velocity": r["velocity_error"]["mean"], "velocity_p99": r["velocity_error"]["p99"],
            "onset_p99": r["onset_error_ms"]["p99"], "strikes": r["calibration_strikes_per_key"],
            "seconds": float((d / "seconds").read_text()) if (d / "seconds").exists() else float("nan")}
     print(f"[{time.strftime('%H:%M:%S')}] {tag}: {_cell(fig)}", file=sys.stderr, flush=True)
     return fig
+
+
+LEVEL_LINE = re.compile(r"the take's level: ([-+]?\d+\.\d+) dB.*?the anchor \(?([-+]?\d+\.\d+) (?:\+- \d+\.\d+ )?dB")
+
+
+def take_level(log: Path) -> tuple[float, float]:
+    """The take's level the calibration used and its anchor's (dB against the detector's
+    reference microphone, from the calibrate log's line; NaN where not found)."""
+    m = LEVEL_LINE.search(log.read_text()) if log.exists() else None
+    return (float(m.group(1)), float(m.group(2))) if m else (float("nan"), float("nan"))
 
 
 def _environ() -> dict[str, str]:
@@ -134,7 +150,8 @@ def _environ() -> dict[str, str]:
 
 
 def _cell(f: dict[str, float]) -> str:
-    return f"{f['velocity']:.2f} ({f['velocity_p99']:.2f}) / {f['onset_p99']:.2f} / {f['strikes']:.1f} / {f['seconds']:.0f} s"
+    return (f"{f['velocity']:.2f} ({f['velocity_p99']:.2f}) / {f['onset_p99']:.2f} / {f['strikes']:.1f} / "
+            f"{f['seconds']:.0f} s / {f['level_db']:+.2f} dB")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -153,14 +170,18 @@ def main(argv: list[str] | None = None) -> int:
     runs = [(s, r, v, d) for s, r in rows for v in a.variants for d in a.draws]
     with ThreadPoolExecutor(a.jobs) as pool:
         figs = dict(zip(runs, pool.map(lambda k: run_one(a.out, *k, a.mic_tol_db), runs), strict=True))
+    from robo_player.hearing.detector import REFERENCE_GAIN_DB
+
     print(f"| truth, room | variant (measured: the error drawn, TOL {a.mic_tol_db:g} dB) | "
-          + " | ".join(f"draw {d}: velocity (p99) / onset p99 ms / strikes a key / s" for d in a.draws)
+          + " | ".join(f"draw {d}: velocity (p99) / onset p99 ms / strikes a key / s / the take's level" for d in a.draws)
           + " | mean over draws: velocity (p99) / onset p99 |")
     print("|---|---|" + "---|" * (len(a.draws) + 1))
     for s, r in rows:
         for v in a.variants:
             fs = [figs[(s, r, v, d)] for d in a.draws]
-            name = v if v == "unknown" else f"measured ({mic_error_db(s, r, a.mic_tol_db):+.2f} dB)"
+            true_db = true_gain_db(calibrate_url(r, 0)) - REFERENCE_GAIN_DB
+            name = (f"unknown (the true level {true_db:+.2f} dB)" if v == "unknown"
+                    else f"measured ({mic_error_db(s, r, a.mic_tol_db):+.2f} dB)")
             mean = {k: float(np.mean([f[k] for f in fs])) for k in ("velocity", "velocity_p99", "onset_p99")}
             print(f"| seed {s}, room {r} | {name} | " + " | ".join(_cell(f) for f in fs)
                   + f" | {mean['velocity']:.3f} ({mean['velocity_p99']:.2f}) / {mean['onset_p99']:.2f} |")
