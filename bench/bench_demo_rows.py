@@ -20,7 +20,9 @@ not change it). A row's room is the calibration's ``sensor_seed`` (the rows of s
   measurement error drawn from N(0, TOL) (clipped at 2 TOL) from the row's seeds, the same
   on every draw of the row (one microphone, measured once). ``TOL`` (``--mic-tol-db``,
   default ``MIC_TOL_DB``) is what a measurement microphone's calibration file or a sound
-  level calibrator gives (~0.1-0.3 dB, docs/hearing.md).
+  level calibrator gives (~0.1-0.3 dB, docs/hearing.md);
+- ``exact``: as ``measured`` with no error (the same stated ``TOL``): a diagnosis of what
+  the measured gain gives apart from its error's draw, never a microphone one has.
 
 Draw ``D`` (``--draws``): the simulator's ``spread_draw=D`` on the calibration's port
 (sim/spread.py ``draw_seed``): the calibration's strokes drawn again, the keys, the room,
@@ -62,7 +64,7 @@ MIC_POSITIONS = 5  # the Makefile's MIC_POSITIONS
 MIC_TOL_DB = 0.2
 MIC_ERROR_CLIP = 2.0  # the drawn error is clipped at this many TOL (a calibration's stated bound)
 MIC_ERROR_STREAM = 0x6D6963  # the error's own seed stream ("mic"), apart from the room's draws
-VARIANTS = ("unknown", "measured")
+VARIANTS = ("unknown", "measured", "exact")
 
 
 def calibrate_url(room: int, draw: int) -> str:
@@ -93,7 +95,7 @@ def mic_error_db(seed: int, room: int, tol_db: float) -> float:
 
 def run_dir(out: Path, seed: int, room: int, variant: str, draw: int, tol_db: float = MIC_TOL_DB) -> Path:
     """A run's folder (a measured gain's tolerance other than ``MIC_TOL_DB`` in its name)."""
-    tol = f"_tol{tol_db:g}" if variant == "measured" and tol_db != MIC_TOL_DB else ""
+    tol = f"_tol{tol_db:g}" if variant != "unknown" and tol_db != MIC_TOL_DB else ""
     return out / f"s{seed}_r{room}_{variant}{tol}_d{draw}"
 
 
@@ -108,8 +110,8 @@ def run_one(out: Path, seed: int, room: int, variant: str, draw: int, tol_db: fl
         url = calibrate_url(room, draw)
         cal = [sys.executable, "-m", "robo_player.cli", "calibrate", "--spec", SPEC, "--truth-seed", str(seed),
                "--port", url, f"--mic-positions={MIC_POSITIONS}", "--out", str(d / "calibration.yaml")]
-        if variant == "measured":
-            gain = true_gain_db(url) + mic_error_db(seed, room, tol_db)
+        if variant != "unknown":
+            gain = true_gain_db(url) + (mic_error_db(seed, room, tol_db) if variant == "measured" else 0.0)
             cal.append(f"--mic-gain-db={gain:.3f}:{tol_db:g}")
         play = [sys.executable, "-m", "robo_player.cli", "play", PIECE, "--spec", SPEC, "--truth-seed", str(seed),
                 "--port", f"sim://?voice={VOICE}", "--calibration", str(d / "calibration.yaml"),
@@ -180,8 +182,8 @@ def main(argv: list[str] | None = None) -> int:
         for v in a.variants:
             fs = [figs[(s, r, v, d)] for d in a.draws]
             true_db = true_gain_db(calibrate_url(r, 0)) - REFERENCE_GAIN_DB
-            name = (f"unknown (the true level {true_db:+.2f} dB)" if v == "unknown"
-                    else f"measured ({mic_error_db(s, r, a.mic_tol_db):+.2f} dB)")
+            name = {"unknown": f"unknown (the true level {true_db:+.2f} dB)", "exact": "exact (no error)",
+                    "measured": f"measured ({mic_error_db(s, r, a.mic_tol_db):+.2f} dB)"}[v]
             mean = {k: float(np.mean([f[k] for f in fs])) for k in ("velocity", "velocity_p99", "onset_p99")}
             print(f"| seed {s}, room {r} | {name} | " + " | ".join(_cell(f) for f in fs)
                   + f" | {mean['velocity']:.3f} ({mean['velocity_p99']:.2f}) / {mean['onset_p99']:.2f} |")
