@@ -187,6 +187,7 @@ def main(argv: list[str] | None = None) -> int:
             mean = {k: float(np.mean([f[k] for f in fs])) for k in ("velocity", "velocity_p99", "onset_p99")}
             print(f"| seed {s}, room {r} | {name} | " + " | ".join(_cell(f) for f in fs)
                   + f" | {mean['velocity']:.3f} ({mean['velocity_p99']:.2f}) / {mean['onset_p99']:.2f} |")
+    print()
     for v in a.variants:
         for d in a.draws:
             m = np.mean([figs[(s, r, v, d)]["velocity"] for s, r in rows])
