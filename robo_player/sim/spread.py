@@ -49,9 +49,11 @@ Z_MAX = 4.0  # a stroke's deviation is clipped at this many s.d. (a bounded mech
 # hold the physics to them).
 SPREAD_DEFAULT = True
 # ``sim://?spread_draw=D`` (session 32): the strokes drawn again, the truth's spread seed
-# plus D times this (D = 1: session 31's one-off "+1000" draws, /tmp/probe31/sessspread.py,
-# which this reproduces); D = 0, the default, is the truth's own draw, so every figure
-# measured before holds. A calibration's result moves with its strokes' draw by about a
+# plus D times this (D = 1: session 31's one-off "+1000" draws, a patch of
+# ``Truth.spread_seed`` in a script, which this reproduces to the byte); D = 0, the default,
+# is the truth's own draw, so every figure measured before holds. (Truth seed S's draw D
+# takes the stroke numbers truth seed S + 1000 D takes at draw 0, on other keys with other
+# spreads: no figure compares the two.) A calibration's result moves with its strokes' draw by about a
 # change's size (docs/calibration.md "Session 31, probe" and "Session 32, gain"): a change
 # is judged over draws. SPREAD_DRAW_MAX bounds the option (a draw is any of them).
 SPREAD_DRAW_STRIDE = 1000
