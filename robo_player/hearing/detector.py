@@ -111,12 +111,16 @@ PLANNED_CROWD = 1.0
 # the largest and whose coarse onset lies PLAN_TIE_NEARER_S or more nearer the plan's time
 # than the largest's is taken instead (the nearest such; find(plan_s=...)). Over a quiet
 # background a key struck 10-60 ms before ours lifts every partial of ours (its hammer's
-# broadband thump through the 46 ms window, its partials on ours): a candidate there
-# with every partial risen 20-40 dB, and the new share (85-93 ms windows, ±12 ms) cannot
-# tell it from our strike 20-60 ms later (its window after holds our strike): shares
-# 0.73-1.03 x each other. Beethoven 18-1 (Avdeeva01, the sixteenth set): a soft key
-# (v21-53) heard 21-47 ms early on its neighbour's thump ("Session 32, early soft notes").
-# None: the largest share alone.
+# thump and its strike's spectrum through the 46 ms window: broadband, the bins between
+# our partials rise 15-24 dB): a candidate there with every partial risen 20-40 dB, and the
+# new share (85-93 ms windows either side) cannot tell it from our strike 20-60 ms later
+# (its window after holds our strike): the later's share 0.73-0.97 x the earlier's, and the
+# search took the earlier. Beethoven 18-1 (Avdeeva01, the sixteenth set): 4 of its 16 soft
+# keys heard 30-47 ms early are heard at their strikes; a neighbour struck 20-60 ms after
+# us is told from us the same way (the random rows). It breaks a tie, it does not pull to
+# the plan: a candidate near the plan must pass the owner test. 0.7: the four's 0.73-0.97;
+# 10 ms: the candidates told apart lie 20-60 ms apart ("Session 32, early soft notes": the
+# search's decisions it changes on sets 9-16, the bench). None: the largest share alone.
 PLAN_TIE_X: float | None = 0.7
 PLAN_TIE_NEARER_S = 0.010
 CROWD_KIN = (1, 2, 5, 7, 12, 19, 24, 28, 31, 34, 36)
