@@ -107,6 +107,22 @@ PLANNED_RISE_DB = 3.0
 # same 150 noise units as INFORMED_MIN_RISE: the informed stage may still hear the note
 PLANNED_MIN_NEW = 150.0
 PLANNED_CROWD = 1.0
+# ... and of the candidates that pass the owner test, one whose share is >= PLAN_TIE_X x
+# the largest and whose coarse onset lies PLAN_TIE_NEARER_S or more nearer the plan's time
+# than the largest's is taken instead (the nearest such; find(plan_s=...)). Over a quiet
+# background a key struck 10-60 ms before ours lifts every partial of ours (its hammer's
+# thump and its strike's spectrum through the 46 ms window: broadband, the bins between
+# our partials rise 15-24 dB): a candidate there with every partial risen 20-40 dB, and the
+# new share (85-93 ms windows either side) cannot tell it from our strike 20-60 ms later
+# (its window after holds our strike): the later's share 0.73-0.97 x the earlier's, and the
+# search took the earlier. Beethoven 18-1 (Avdeeva01, the sixteenth set): 4 of its 16 soft
+# keys heard 30-47 ms early are heard at their strikes; a neighbour struck 20-60 ms after
+# us is told from us the same way (the random rows). It breaks a tie, it does not pull to
+# the plan: a candidate near the plan must pass the owner test. 0.7: the four's 0.73-0.97;
+# 10 ms: the candidates told apart lie 20-60 ms apart ("Session 32, early soft notes": the
+# search's decisions it changes on sets 9-16, the bench). None: the largest share alone.
+PLAN_TIE_X: float | None = 0.7
+PLAN_TIE_NEARER_S = 0.010
 CROWD_KIN = (1, 2, 5, 7, 12, 19, 24, 28, 31, 34, 36)
 # ... unless every crowding key lies CROWD_UNDER semitones below us (our fundamental is
 # its 3rd..8th partial) and our partials that none of them reaches (main lobes apart:
@@ -1214,7 +1230,7 @@ class Detector:
         self, pitch: int, t_lo_s: float, t_hi_s: float, *, alone: bool = False,
         others: Sequence[int] = (), min_risen: float = FIND_MIN_FRACTION, own: Sequence[int] = (),
         planned: bool = False, alts: list[tuple[float, float, float, float]] | None = None,
-        ringing: Sequence[tuple[float, int]] = (),
+        ringing: Sequence[tuple[float, int]] = (), plan_s: float | None = None,
     ) -> Onset | None:
         """The onset of ``pitch`` in [t_lo_s, t_hi_s] (audio seconds), or None if the key
         did not sound there. ``alone``: nothing else is struck in the window (a sync
@@ -1227,12 +1243,14 @@ class Detector:
         the new power (:meth:`new_power`), and of the candidates the one whose new sound
         is most this key's (the largest :meth:`new_share`), not the first that is;
         ``alts`` (with ``planned``): every candidate that passed the owner test is
-        appended to it as (share, coarse onset, its frame's time, rise dB). ``ringing``:
+        appended to it as (share, coarse onset, its frame's time, rise dB); ``plan_s`` (with
+        ``planned``): the plan's time of the strike, which breaks a near tie of shares
+        (PLAN_TIE_X). ``ringing``:
         the strikes known to sound near (audio s, key: this key's earlier ones, the others'
         before the window and in it); where this key was struck in the RESTRIKE_S before
         the window and the search finds nothing, the step fit's (:meth:`restrike`)."""
         o = self._search(pitch, t_lo_s, t_hi_s, alone=alone, others=others, min_risen=min_risen, own=own,
-                         planned=planned, alts=alts)
+                         planned=planned, alts=alts, plan_s=plan_s)
         if o is None and any(q == pitch and t_lo_s - RESTRIKE_S <= u < t_lo_s for u, q in ringing):
             o = self.restrike(pitch, t_lo_s, t_hi_s, ringing, others)
         return o
@@ -1240,6 +1258,7 @@ class Detector:
     def _search(
         self, pitch: int, t_lo_s: float, t_hi_s: float, *, alone: bool, others: Sequence[int], min_risen: float,
         own: Sequence[int], planned: bool, alts: list[tuple[float, float, float, float]] | None,
+        plan_s: float | None = None,
     ) -> Onset | None:
         """:meth:`find`'s search of the salience's rises (its arguments but ``ringing``)."""
         cols = self.own_partials(pitch, own) if own else None
@@ -1256,6 +1275,7 @@ class Detector:
         cands = [f0 + int(j) for j in np.nonzero(ok)[0]]
         frac = {i: self.risen_fraction(pitch, i) for i in cands}
         best: tuple[float, float, float] | None = None  # share, coarse onset, rise
+        passed: list[tuple[float, float, float]] = []  # ... every candidate that passed the owner test
         for i in sorted(cands, key=lambda i: (-round(2 * frac[i]) / 2, -r[i])):
             if frac[i] < min_risen:
                 break
@@ -1269,9 +1289,26 @@ class Detector:
             # lifts our shared partials); our own strike's new sound is more ours
             if alts is not None:
                 alts.append((share, t_mid, i * hop_s, float(r[i])))
+            passed.append((share, t_mid, float(r[i])))
             if best is None or share > best[0]:
                 best = (share, t_mid, float(r[i]))
-        return None if best is None else self._refine(pitch, best[1], best[2])
+        if best is None:
+            return None
+        if plan_s is not None and PLAN_TIE_X is not None:
+            best = self._plan_tie(best, passed, plan_s)
+        return self._refine(pitch, best[1], best[2])
+
+    @staticmethod
+    def _plan_tie(best: tuple[float, float, float], passed: Sequence[tuple[float, float, float]],
+                  plan_s: float) -> tuple[float, float, float]:
+        """Of the candidates that passed the owner test (share, coarse onset, rise), the
+        one nearest ``plan_s`` among those whose share is >= PLAN_TIE_X x ``best``'s (the
+        largest) and whose coarse onset lies PLAN_TIE_NEARER_S or more nearer it than
+        ``best``'s; else ``best`` (a neighbour's thump over a quiet background: PLAN_TIE_X)."""
+        assert PLAN_TIE_X is not None
+        d_best = abs(best[1] - plan_s)
+        near = [c for c in passed if c[0] >= PLAN_TIE_X * best[0] and abs(c[1] - plan_s) <= d_best - PLAN_TIE_NEARER_S]
+        return min(near, key=lambda c: abs(c[1] - plan_s)) if near else best
 
     def restrike(self, pitch: int, t_lo_s: float, t_hi_s: float, ringing: Sequence[tuple[float, int]],
                  others: Sequence[int] = ()) -> Onset | None:
@@ -1674,7 +1711,7 @@ class Detector:
         found = {k: self.find(intended[k][1], intended[k][0] - before_s, intended[k][0] + after_s,
                               others=[q for q in near(intended[k][0]) if q != intended[k][1]],
                               min_risen=TIGHT_MIN_FRACTION, own=near_own(intended[k][0], intended[k][1]),
-                              planned=True, alts=alts[k]) for k in order}
+                              planned=True, alts=alts[k], plan_s=intended[k][0]) for k in order}
         for k in order:
             t, p = intended[k]
             o = found[k]
