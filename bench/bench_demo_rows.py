@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import subprocess
 import sys
@@ -116,7 +117,7 @@ def run_one(out: Path, seed: int, room: int, variant: str, draw: int, tol_db: fl
         play = [sys.executable, "-m", "robo_player.cli", "play", PIECE, "--spec", SPEC, "--truth-seed", str(seed),
                 "--port", f"sim://?voice={VOICE}", "--calibration", str(d / "calibration.yaml"),
                 "--report", str(d / "report.json.part")]
-        env = {**_environ(), "PYTHONPATH": str(ROOT)}
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
         print(f"[{time.strftime('%H:%M:%S')}] {tag}: {' '.join(cal[3:])}", file=sys.stderr, flush=True)
         t0 = time.monotonic()
         for name, cmd in (("calibrate", cal), ("play", play)):
@@ -143,12 +144,6 @@ def take_level(log: Path) -> tuple[float, float]:
     reference microphone, from the calibrate log's line; NaN where not found)."""
     m = LEVEL_LINE.search(log.read_text()) if log.exists() else None
     return (float(m.group(1)), float(m.group(2))) if m else (float("nan"), float("nan"))
-
-
-def _environ() -> dict[str, str]:
-    import os
-
-    return dict(os.environ)
 
 
 def _cell(f: dict[str, float]) -> str:
