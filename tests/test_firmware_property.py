@@ -255,6 +255,20 @@ def run_host_held(
     return rows, {k: st_[k] for k in COUNTERS}, held
 
 
+def run_host_unheld(h: Host, case: Case) -> tuple[list[tuple[int, int, int]], dict[str, int], int]:
+    """As run_host_held, run again (up to 3 tries) while a command came late or the OS held
+    the host build past HELD_MAX_US: a run the OS held back past the late slack says
+    nothing about the firmware (the module's docstring); a late command shows in the
+    counters, a pulse end or a duty poll held back only on the OS's side (CI, session 31: a
+    pulse end 13.8 ms late, no command late; session 33, at load 10: a duty cut 759 µs
+    early). The caller does not count a run that stayed held (``assume``)."""
+    for _ in range(3):
+        rows, st_, held = run_host_held(h, case)
+        if st_["late"] == 0 and held <= HELD_MAX_US:
+            break
+    return rows, st_, held
+
+
 def by_actuator(rows: list[tuple[int, int, int]]) -> dict[int, list[tuple[int, int]]]:
     out: dict[int, list[tuple[int, int]]] = {}
     for c, a, lv in rows:
@@ -284,14 +298,7 @@ def same_changes(
 @given(case=cases())
 def test_c_scheduler_and_python_model_give_the_same_coil_events(host: Host, case: Case) -> None:
     model_rows, model_st = run_model(case)
-    # a run the OS held back past the late slack says nothing about the scheduler (the
-    # module's docstring): a late command shows in the counters; a pulse end held back
-    # shows only on the OS's side (CI, session 31: a pulse end 13.8 ms late, no command
-    # late). Up to 3 tries, then the example is not counted
-    for _ in range(3):
-        host_rows, host_st, held = run_host_held(host, case)
-        if host_st["late"] == 0 and held <= HELD_MAX_US:
-            break
+    host_rows, host_st, held = run_host_unheld(host, case)
     assume(host_st["late"] == 0 and held <= HELD_MAX_US)
     assert host_st == model_st, (host_st, model_st, case)
     same_changes(model_rows, host_rows, case)
@@ -590,8 +597,8 @@ def test_c_and_model_refuse_and_cut_the_same_coils_for_duty(host: Host, case: Ca
 
     levels = levels_of(early_rows)
     assume(all(st_ == early_st and levels_of(rows) == levels for rows, st_, _ in runs))
-    host_rows, host_st = run_host(host, case)
-    assume(host_st["late"] == 0)
+    host_rows, host_st, held_os = run_host_unheld(host, case)
+    assume(host_st["late"] == 0 and held_os <= HELD_MAX_US)
     assert {k: host_st[k] for k in COUNTERS} == {k: early_st[k] for k in COUNTERS}, case
     assert levels_of(host_rows) == levels, case
     # each actuator's first switch-off (a release or a duty cut; the later ones depend on
