@@ -32,6 +32,15 @@ def small_piece() -> Path:
     return min(bundled_pieces(), key=lambda p: p.stat().st_size)
 
 
+@pytest.fixture(scope="module")
+def cal61(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """`calibrate` of piano-61-diy (truth seed 5, the note-level sensor), written once:
+    the calibrated play reads it, and a play of another spec refuses it."""
+    cal = tmp_path_factory.mktemp("cal61") / "cal61.yaml"
+    assert main(["-q", "calibrate", "--spec", "piano-61-diy", "--truth-seed", "5", *NOTES, "--out", str(cal)]) == 0
+    return cal
+
+
 def test_play_writes_report_audio_and_plot(tmp_path, small_piece, capsys):
     rep, wav, png = tmp_path / "r.json", tmp_path / "a.wav", tmp_path / "p.png"
     rc = main(["-q", "play", str(small_piece), "--truth-seed", "2",
@@ -72,10 +81,9 @@ def test_bundled_name_resolves(tmp_path, small_piece):
     assert json.loads(rep.read_text())["piece"].endswith(small_piece.name)
 
 
-def test_calibrate_then_play_is_more_accurate_than_nominal(tmp_path, small_piece):
-    cal = tmp_path / "cal.yaml"
+def test_calibrate_then_play_is_more_accurate_than_nominal(tmp_path, small_piece, cal61):
+    cal = cal61
     spec = "piano-61-diy"
-    assert main(["-q", "calibrate", "--spec", spec, "--truth-seed", "5", *NOTES, "--out", str(cal)]) == 0
     rep_cal, rep_nom = tmp_path / "c.json", tmp_path / "n.json"
     assert main(["-q", "play", str(small_piece), "--spec", spec, "--truth-seed", "5",
                  "--calibration", str(cal), "--report", str(rep_cal)]) == 0
@@ -211,10 +219,8 @@ def test_spec_with_errors(tmp_path, small_piece, capsys):
     _assert_clean_failure(rc, capsys, tmp_path, "bad-spec.yaml", "bogus_field")
 
 
-def test_calibration_for_another_spec(tmp_path, small_piece, capsys):
-    cal = tmp_path / "cal61.yaml"
-    assert main(["-q", "calibrate", "--spec", "piano-61-diy", *NOTES, "--out", str(cal)]) == 0
-    rc = main(["play", str(small_piece), "--calibration", str(cal), *_outputs(tmp_path)])
+def test_calibration_for_another_spec(tmp_path, small_piece, capsys, cal61):
+    rc = main(["play", str(small_piece), "--calibration", str(cal61), *_outputs(tmp_path)])
     _assert_clean_failure(rc, capsys, tmp_path, "cal61.yaml", "piano-61-diy")
 
 

@@ -16,6 +16,12 @@ from robo_player.performance import HeardNote
 from robo_player.sim.audio import render_audio, render_audio_rich
 from robo_player.sim.room import Renderer, Room, RoomTake
 
+# every test runs in both voices; the plain voice's (easier: docs/simulator.md "Voices") is
+# behind `slow` (~84 s of the default run, session 33): the rich voice, sim://'s default,
+# asserts each rule in the default run
+VOICES = pytest.mark.parametrize("render", [render_audio_rich, pytest.param(render_audio, marks=pytest.mark.slow)],
+                                 ids=["rich", "plain"])
+
 OFFSET_S = 0.2
 LEAD_S = 0.1  # the takes' first note this long after the recording's start
 WINDOW_S = 0.08  # the plan-known search window, either side (the bench's)
@@ -46,21 +52,21 @@ def _at(ons: list[dm.Onset], note: tuple[float, int], within_s: float) -> list[f
     return [o.t_s for o in ons if o.pitch == note[1] and abs(o.t_s - t) <= within_s]
 
 
-@pytest.mark.parametrize("render", [render_audio_rich, render_audio], ids=["rich", "plain"])
+@VOICES
 def test_a_soft_restrike_of_a_ringing_key_is_heard_by_its_step(render: Renderer) -> None:
     # neither the search (its new share is 0 in magnitudes) nor the informed stage hears
     # it; its step in the band model removes most of what the ringing keys' phasors leave
     assert _at(_onsets(RESTRIKE, render), SOFT_RESTRIKE, 0.02)
 
 
-@pytest.mark.parametrize("render", [render_audio_rich, render_audio], ids=["rich", "plain"])
+@VOICES
 def test_without_the_complex_rescue_the_soft_restrike_goes_unheard(render: Renderer,
                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(dm, "COMPLEX_RESCUE", False)
     assert not _at(_onsets(RESTRIKE, render), SOFT_RESTRIKE, 0.02)
 
 
-@pytest.mark.parametrize("render", [render_audio_rich, render_audio], ids=["rich", "plain"])
+@VOICES
 @pytest.mark.parametrize("drop", [SOFT_RESTRIKE, (1.25, 70), (0.5, 65), (1.0, 58)])
 def test_a_planned_key_nobody_struck_stays_unheard(render: Renderer, drop: tuple[float, int]) -> None:
     # the plan still asks for it; the keys ringing around it (its own earlier strike among
@@ -78,7 +84,7 @@ CHORD = [(0.0, 45, 50), (0.0041, 57, 42), (0.0048, 60, 43), (0.0069, 64, 40), (0
 CHORD_AGAIN = [(0.24, 60), (0.4874, 64)]  # unheard before session 23
 
 
-@pytest.mark.parametrize("render", [render_audio_rich, render_audio], ids=["rich", "plain"])
+@VOICES
 def test_a_chord_struck_again_while_it_rings_is_heard_by_its_steps(render: Renderer,
                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(dm, "COMPLEX_RECHECK", True)  # (on since session 24, off in session 23)
@@ -86,7 +92,7 @@ def test_a_chord_struck_again_while_it_rings_is_heard_by_its_steps(render: Rende
     assert all(_at(ons, note, 0.02) for note in CHORD_AGAIN)
 
 
-@pytest.mark.parametrize("render", [render_audio_rich, render_audio], ids=["rich", "plain"])
+@VOICES
 @pytest.mark.parametrize("rule", [("COMPLEX_RECHECK", False), ("COMPLEX_NEAR_GAIN", 1.0)], ids=["recheck", "near"])
 def test_without_either_rule_the_chord_struck_again_goes_unheard(render: Renderer, rule: tuple[str, object],
                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
@@ -100,7 +106,7 @@ def test_without_either_rule_the_chord_struck_again_goes_unheard(render: Rendere
     assert not any(_at(ons, note, 0.02) for note in CHORD_AGAIN)
 
 
-@pytest.mark.parametrize("render", [render_audio_rich, render_audio], ids=["rich", "plain"])
+@VOICES
 @pytest.mark.parametrize("again", [True, False], ids=["again", "not-again"])
 def test_a_chord_key_struck_again_is_heard_by_a_weaker_step_near_its_plan_time(
         render: Renderer, again: bool, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -113,7 +119,7 @@ def test_a_chord_key_struck_again_is_heard_by_a_weaker_step_near_its_plan_time(
     assert [bool(_at(ons, note, 0.02)) for note in CHORD_AGAIN] == [again] * len(CHORD_AGAIN)
 
 
-@pytest.mark.parametrize("render", [render_audio_rich, render_audio], ids=["rich", "plain"])
+@VOICES
 @pytest.mark.parametrize("drop", [*CHORD_AGAIN, (0.2396, 57), (0.2463, 64)])
 def test_a_chord_key_planned_again_but_not_struck_stays_unheard(render: Renderer, drop: tuple[float, int],
                                                                monkeypatch: pytest.MonkeyPatch) -> None:
@@ -123,7 +129,7 @@ def test_a_chord_key_planned_again_but_not_struck_stays_unheard(render: Renderer
     assert not _at(_onsets(CHORD, render, drop=drop), drop, WINDOW_S)
 
 
-@pytest.mark.parametrize("render", [render_audio_rich, render_audio], ids=["rich", "plain"])
+@VOICES
 @pytest.mark.parametrize("gate", [True, False], ids=["gated", "ungated"])
 def test_the_rescue_takes_no_step_far_from_the_plan_time(render: Renderer, gate: bool,
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
@@ -149,7 +155,7 @@ PEDAL_AGAIN = [(0.0, 45, 50), (0.0041, 57, 42), (0.0048, 60, 43), (0.0069, 64, 4
 PEDAL_AGAIN_SOFT = (0.9063, 64)
 
 
-@pytest.mark.parametrize("render", [render_audio_rich, render_audio], ids=["rich", "plain"])
+@VOICES
 @pytest.mark.parametrize("again_s", [0.4, 2.0])
 def test_a_key_struck_again_a_second_after_under_the_pedal_is_heard(
         render: Renderer, again_s: float, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -160,7 +166,7 @@ def test_a_key_struck_again_a_second_after_under_the_pedal_is_heard(
     assert bool(_at(_onsets(PEDAL_AGAIN, render), PEDAL_AGAIN_SOFT, 0.02)) == (again_s > 0.9)
 
 
-@pytest.mark.parametrize("render", [render_audio_rich, render_audio], ids=["rich", "plain"])
+@VOICES
 @pytest.mark.parametrize("drop", [(0.9, 57), (0.9004, 60), PEDAL_AGAIN_SOFT])
 def test_a_key_planned_again_a_second_after_but_not_struck_stays_unheard(render: Renderer,
                                                                          drop: tuple[float, int]) -> None:
