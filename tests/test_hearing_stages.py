@@ -61,12 +61,11 @@ def test_the_later_stages_are_not_pulled_to_the_plan(voice: str, stage: str, pla
 
 
 def test_plan_keeps_cases(monkeypatch: pytest.MonkeyPatch) -> None:
-    assert dm.PLAN_TIE_X is not None
-    x, near = dm.PLAN_TIE_X, dm.PLAN_TIE_NEARER_S
-    kept, moved = (0.8, 1.002), (1.0, 0.970)  # (score, onset): a move 32 ms from the plan's 1.0
+    x, near = dm.PLAN_TIE_MOVE_X, dm.PLAN_TIE_NEARER_S
+    kept, moved = (x + 0.01, 1.002), (1.0, 0.970)  # (score, onset): a move 32 ms from the plan's 1.0
     assert Detector._plan_keeps(kept, moved, 1.0)
     assert not Detector._plan_keeps(kept, moved, None)
-    # the kept onset scores under PLAN_TIE_X x the move's: the move
+    # the kept onset scores under PLAN_TIE_MOVE_X x the move's: the move
     assert not Detector._plan_keeps((x - 0.01, 1.002), moved, 1.0)
     # the kept onset nearer the plan by under PLAN_TIE_NEARER_S: the move
     assert not Detector._plan_keeps((0.9, 0.970 + near / 2), moved, 1.0)

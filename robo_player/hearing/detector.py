@@ -129,12 +129,16 @@ PLAN_TIE_NEARER_S = 0.010
 # The same tie-break (:meth:`Detector._plan_tie`) in the stages after the search, each on
 # its own score (session 33): the joint second opinion and the bass and upper retimes keep
 # the onset they were given where it lies PLAN_TIE_NEARER_S or more nearer the plan than
-# their move and scores >= PLAN_TIE_X x the move's (the joint: 1 / residual; the retimes:
-# the fraction of the bands' residual a step there removes); the informed stage and the
-# bass rescue time a key at the local rise nearest the plan among those >= PLAN_TIE_X x
-# the largest (dB) and PLAN_TIE_NEARER_S or more nearer it. Only between the onsets the
-# audio offers, never at the plan's time. False: the search alone (session 32).
+# their move and scores >= PLAN_TIE_MOVE_X x the move's (the joint: 1 / residual; the
+# retimes: the fraction of the bands' residual a step there removes; 0.5: the funeral
+# march's, Beethoven 18-1's and Schubert D. 664/2's moves onto a neighbour's strike scored
+# 0.50-0.70 of the move, their models holding no thump); the informed stage and the
+# bass rescue, which time a key at its salience's largest rise (a neighbour's thump rises
+# most), take a rise the search would look at nearer the plan whose new share is >=
+# PLAN_TIE_X x the largest rise's (:meth:`Detector._informed_onset`). Only between the
+# onsets the audio offers, never at the plan's time. False: the search alone (session 32).
 PLAN_TIE_STAGES = True
+PLAN_TIE_MOVE_X = 0.5
 CROWD_KIN = (1, 2, 5, 7, 12, 19, 24, 28, 31, 34, 36)
 # ... unless every crowding key lies CROWD_UNDER semitones below us (our fundamental is
 # its 3rd..8th partial) and our partials that none of them reaches (main lobes apart:
@@ -1317,27 +1321,29 @@ class Detector:
         return self._refine(pitch, best[1], best[2])
 
     @staticmethod
-    def _plan_tie(best: _T, passed: Sequence[_T], plan_s: float) -> _T:
+    def _plan_tie(best: _T, passed: Sequence[_T], plan_s: float, x: float | None = None) -> _T:
         """Among near-equal candidates, the one nearer the plan: of ``passed`` (each
         (score, onset, ...): the search's candidates that passed the owner test as (share,
         coarse onset, rise); a later stage's onsets the audio offers on its own score,
-        larger better), the one nearest ``plan_s`` among those whose score is >= PLAN_TIE_X
-        x ``best``'s (the stage's choice) and whose onset lies PLAN_TIE_NEARER_S or more
-        nearer it than ``best``'s; else ``best`` (a neighbour's thump over a quiet
-        background: PLAN_TIE_X, PLAN_TIE_STAGES)."""
-        assert PLAN_TIE_X is not None
+        larger better), the one nearest ``plan_s`` among those whose score is >= ``x``
+        (PLAN_TIE_X where None) x ``best``'s (the stage's choice) and whose onset lies
+        PLAN_TIE_NEARER_S or more nearer it than ``best``'s; else ``best`` (a neighbour's
+        thump over a quiet background: PLAN_TIE_X, PLAN_TIE_STAGES)."""
+        x = PLAN_TIE_X if x is None else x
+        assert x is not None
         d_best = abs(best[1] - plan_s)
-        near = [c for c in passed if c[0] >= PLAN_TIE_X * best[0] and abs(c[1] - plan_s) <= d_best - PLAN_TIE_NEARER_S]
+        near = [c for c in passed if c[0] >= x * best[0] and abs(c[1] - plan_s) <= d_best - PLAN_TIE_NEARER_S]
         return min(near, key=lambda c: abs(c[1] - plan_s)) if near else best
 
     @classmethod
     def _plan_keeps(cls, kept: tuple[float, float], moved: tuple[float, float], plan_s: float | None) -> bool:
         """Whether a later stage keeps the onset it was given (score, onset) against its move
-        (score, onset; larger scores better): :meth:`_plan_tie` between the two, with the
-        move the stage's choice (PLAN_TIE_STAGES; False where off or ``plan_s`` is None)."""
+        (score, onset; larger scores better): :meth:`_plan_tie` between the two at
+        PLAN_TIE_MOVE_X, with the move the stage's choice (PLAN_TIE_STAGES; False where off
+        or ``plan_s`` is None)."""
         if not PLAN_TIE_STAGES or PLAN_TIE_X is None or plan_s is None:
             return False
-        return cls._plan_tie(moved, [kept], plan_s) is kept
+        return cls._plan_tie(moved, [kept], plan_s, PLAN_TIE_MOVE_X) is kept
 
     def restrike(self, pitch: int, t_lo_s: float, t_hi_s: float, ringing: Sequence[tuple[float, int]],
                  others: Sequence[int] = ()) -> Onset | None:
