@@ -139,6 +139,7 @@ PLAN_TIE_NEARER_S = 0.010
 # onsets the audio offers, never at the plan's time. False: the search alone (session 32).
 PLAN_TIE_STAGES = True
 PLAN_TIE_MOVE_X = 0.5
+PLAN_TIE_MIN_SHARE = MIN_NEW  # (the informed onset's rises nearer the plan: new share this or more)
 CROWD_KIN = (1, 2, 5, 7, 12, 19, 24, 28, 31, 34, 36)
 # ... unless every crowding key lies CROWD_UNDER semitones below us (our fundamental is
 # its 3rd..8th partial) and our partials that none of them reaches (main lobes apart:
@@ -1620,7 +1621,7 @@ class Detector:
                 t_mid = self._planned_midpoint(pitch, f0 + int(i), cols)
                 if abs(t_mid - plan_s) <= abs(best[1] - plan_s) - PLAN_TIE_NEARER_S:
                     share = self.new_share(pitch, t_mid, own, unplanned=True)
-                    if share >= MIN_NEW:
+                    if share >= PLAN_TIE_MIN_SHARE:
                         tied.append((share, t_mid, float(seg[i])))
             best = self._plan_tie(best, tied, plan_s)
         return best[1], best[2]
