@@ -139,7 +139,6 @@ PLAN_TIE_NEARER_S = 0.010
 # onsets the audio offers, never at the plan's time. False: the search alone (session 32).
 PLAN_TIE_STAGES = True
 PLAN_TIE_MOVE_X = 0.5
-PLAN_TIE_MIN_SHARE = MIN_NEW  # (the informed onset's rises nearer the plan: new share this or more)
 CROWD_KIN = (1, 2, 5, 7, 12, 19, 24, 28, 31, 34, 36)
 # ... unless every crowding key lies CROWD_UNDER semitones below us (our fundamental is
 # its 3rd..8th partial) and our partials that none of them reaches (main lobes apart:
@@ -1600,9 +1599,10 @@ class Detector:
         INFORMED_RISE_DB) the plan-known midpoints (:meth:`_planned_midpoint`); or with
         ``plan_s`` (the note's plan time, PLAN_TIE_STAGES) of the local maxima the search
         would look at (>= ``rise_db`` and PLANNED_RISE_DB, TIGHT_MIN_FRACTION of the partials
-        risen) whose new share (:meth:`new_share`, ``own`` the rivals) is >= MIN_NEW the one
-        :meth:`_plan_tie` takes against the largest on their shares (a neighbour's thump
-        rises most, and the shares of the two tie as in the search); None where none is."""
+        risen) the one :meth:`_plan_tie` takes against the largest on their new shares
+        (:meth:`new_share`, ``own`` the rivals: a neighbour's thump rises most, and the shares
+        of the two tie as in the search, or are both under MIN_NEW: the search found neither
+        this key's); None where none is."""
         got = self._local_rises(pitch, t_lo_s, t_hi_s, INFORMED_RISE_DB)
         if got is None:
             return None
@@ -1620,9 +1620,7 @@ class Detector:
                     continue
                 t_mid = self._planned_midpoint(pitch, f0 + int(i), cols)
                 if abs(t_mid - plan_s) <= abs(best[1] - plan_s) - PLAN_TIE_NEARER_S:
-                    share = self.new_share(pitch, t_mid, own, unplanned=True)
-                    if share >= PLAN_TIE_MIN_SHARE:
-                        tied.append((share, t_mid, float(seg[i])))
+                    tied.append((self.new_share(pitch, t_mid, own, unplanned=True), t_mid, float(seg[i])))
             best = self._plan_tie(best, tied, plan_s)
         return best[1], best[2]
 
