@@ -45,6 +45,7 @@ import math
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
+from typing import TypeVar
 
 import numpy as np
 
@@ -61,6 +62,8 @@ from . import bands, joint
 from .stepfit import N_PARTIALS as STEP_PARTIALS
 from .stepfit import POST_S as STEP_POST_S
 from .stepfit import step_bands, step_check, step_frequency, step_onset
+
+_T = TypeVar("_T", bound=tuple[float, ...])
 
 SAMPLE_RATES = (44100, 48000)
 N_FFT = 2048
@@ -123,6 +126,19 @@ PLANNED_CROWD = 1.0
 # search's decisions it changes on sets 9-16, the bench). None: the largest share alone.
 PLAN_TIE_X: float | None = 0.7
 PLAN_TIE_NEARER_S = 0.010
+# The same tie-break (:meth:`Detector._plan_tie`) in the stages after the search, each on
+# its own score (session 33): the joint second opinion and the bass and upper retimes keep
+# the onset they were given where it lies PLAN_TIE_NEARER_S or more nearer the plan than
+# their move and scores >= PLAN_TIE_MOVE_X x the move's (the joint: 1 / residual; the
+# retimes: the fraction of the bands' residual a step there removes; 0.5: the funeral
+# march's, Beethoven 18-1's and Schubert D. 664/2's moves onto a neighbour's strike scored
+# 0.50-0.70 of the move, their models holding no thump); the informed stage and the
+# bass rescue, which time a key at its salience's largest rise (a neighbour's thump rises
+# most), take a rise the search would look at nearer the plan whose new share is >=
+# PLAN_TIE_X x the largest rise's (:meth:`Detector._informed_onset`). Only between the
+# onsets the audio offers, never at the plan's time. False: the search alone (session 32).
+PLAN_TIE_STAGES = True
+PLAN_TIE_MOVE_X = 0.5
 CROWD_KIN = (1, 2, 5, 7, 12, 19, 24, 28, 31, 34, 36)
 # ... unless every crowding key lies CROWD_UNDER semitones below us (our fundamental is
 # its 3rd..8th partial) and our partials that none of them reaches (main lobes apart:
@@ -851,6 +867,12 @@ class Onset:
     sure: bool = True
 
 
+def _fit(res: np.ndarray, cand: Sequence[float], i: int) -> tuple[float, float]:
+    """A joint fit's candidate ``i`` as (score, onset) for :meth:`Detector._plan_keeps`: 1 /
+    its residual (larger better)."""
+    return 1.0 / max(float(res[i]), 1e-12), float(cand[i])
+
+
 def check_audio(samples: np.ndarray, sample_rate: int, where: str) -> np.ndarray:
     """``samples`` as float64 mono, or a :class:`HearingError` that says what is wrong."""
     if sample_rate not in SAMPLE_RATES:
@@ -1299,16 +1321,29 @@ class Detector:
         return self._refine(pitch, best[1], best[2])
 
     @staticmethod
-    def _plan_tie(best: tuple[float, float, float], passed: Sequence[tuple[float, float, float]],
-                  plan_s: float) -> tuple[float, float, float]:
-        """Of the candidates that passed the owner test (share, coarse onset, rise), the
-        one nearest ``plan_s`` among those whose share is >= PLAN_TIE_X x ``best``'s (the
-        largest) and whose coarse onset lies PLAN_TIE_NEARER_S or more nearer it than
-        ``best``'s; else ``best`` (a neighbour's thump over a quiet background: PLAN_TIE_X)."""
-        assert PLAN_TIE_X is not None
+    def _plan_tie(best: _T, passed: Sequence[_T], plan_s: float, x: float | None = None) -> _T:
+        """Among near-equal candidates, the one nearer the plan: of ``passed`` (each
+        (score, onset, ...): the search's candidates that passed the owner test as (share,
+        coarse onset, rise); a later stage's onsets the audio offers on its own score,
+        larger better), the one nearest ``plan_s`` among those whose score is >= ``x``
+        (PLAN_TIE_X where None) x ``best``'s (the stage's choice) and whose onset lies
+        PLAN_TIE_NEARER_S or more nearer it than ``best``'s; else ``best`` (a neighbour's
+        thump over a quiet background: PLAN_TIE_X, PLAN_TIE_STAGES)."""
+        x = PLAN_TIE_X if x is None else x
+        assert x is not None
         d_best = abs(best[1] - plan_s)
-        near = [c for c in passed if c[0] >= PLAN_TIE_X * best[0] and abs(c[1] - plan_s) <= d_best - PLAN_TIE_NEARER_S]
+        near = [c for c in passed if c[0] >= x * best[0] and abs(c[1] - plan_s) <= d_best - PLAN_TIE_NEARER_S]
         return min(near, key=lambda c: abs(c[1] - plan_s)) if near else best
+
+    @classmethod
+    def _plan_keeps(cls, kept: tuple[float, float], moved: tuple[float, float], plan_s: float | None) -> bool:
+        """Whether a later stage keeps the onset it was given (score, onset) against its move
+        (score, onset; larger scores better): :meth:`_plan_tie` between the two at
+        PLAN_TIE_MOVE_X, with the move the stage's choice (PLAN_TIE_STAGES; False where off
+        or ``plan_s`` is None)."""
+        if not PLAN_TIE_STAGES or PLAN_TIE_X is None or plan_s is None:
+            return False
+        return cls._plan_tie(moved, [kept], plan_s, PLAN_TIE_MOVE_X) is kept
 
     def restrike(self, pitch: int, t_lo_s: float, t_hi_s: float, ringing: Sequence[tuple[float, int]],
                  others: Sequence[int] = ()) -> Onset | None:
@@ -1413,7 +1448,7 @@ class Detector:
 
     # ---- plan known: the score-informed second stage ----------------------------------
     def informed(self, pitch: int, t_lo_s: float, t_hi_s: float, sounding: Sequence[int],
-                 own: Sequence[int] = (), rise_db: float = INFORMED_RISE_DB) -> Onset | None:
+                 own: Sequence[int] = (), rise_db: float = INFORMED_RISE_DB, plan_s: float | None = None) -> Onset | None:
         """The onset of planned ``pitch`` in [t_lo_s, t_hi_s] by a score-informed
         decomposition, or None: the long windows (:attr:`frames`) as a non-negative sum of
         the templates of ``pitch``, the keys ``sounding`` (the plan's, struck before and
@@ -1430,7 +1465,7 @@ class Detector:
         sounded onset on every third note of random 1)."""
         if not self.informed_heard(pitch, t_lo_s, t_hi_s, sounding):
             return None
-        got = self._informed_onset(pitch, t_lo_s, t_hi_s, own, rise_db)
+        got = self._informed_onset(pitch, t_lo_s, t_hi_s, own, rise_db, plan_s)
         o = None if got is None else self._refine(pitch, *got)
         if o is not None and t_lo_s <= o.t_s <= t_hi_s and not self._rose_early(pitch, t_lo_s, t_hi_s, sounding, o.t_s):
             return o
@@ -1557,12 +1592,17 @@ class Detector:
         dec = self._decompose(pitch, t_lo_s, t_hi_s, sounding)
         return 0.0 if dec is None else float(dec[5][0].max())
 
-    def _informed_onset(self, pitch: int, t_lo_s: float, t_hi_s: float,
-                        own: Sequence[int], rise_db: float = INFORMED_RISE_DB) -> tuple[float, float] | None:
+    def _informed_onset(self, pitch: int, t_lo_s: float, t_hi_s: float, own: Sequence[int],
+                        rise_db: float = INFORMED_RISE_DB, plan_s: float | None = None) -> tuple[float, float] | None:
         """(coarse onset, rise dB) of ``pitch`` in [t_lo_s, t_hi_s] for :meth:`informed`: at
         the largest local maximum of its salience's rise (:meth:`rise_db`, >=
-        INFORMED_RISE_DB) the plan-known midpoints (:meth:`_planned_midpoint`); None where
-        none is."""
+        INFORMED_RISE_DB) the plan-known midpoints (:meth:`_planned_midpoint`); or with
+        ``plan_s`` (the note's plan time, PLAN_TIE_STAGES) of the local maxima the search
+        would look at (>= ``rise_db`` and PLANNED_RISE_DB, TIGHT_MIN_FRACTION of the partials
+        risen) the one :meth:`_plan_tie` takes against the largest on their new shares
+        (:meth:`new_share`, ``own`` the rivals: a neighbour's thump rises most, and the shares
+        of the two tie as in the search, or are both under MIN_NEW: the search found neither
+        this key's); None where none is."""
         got = self._local_rises(pitch, t_lo_s, t_hi_s, INFORMED_RISE_DB)
         if got is None:
             return None
@@ -1570,7 +1610,19 @@ class Detector:
         if not ok.any() or float(seg[ok].max()) < rise_db:
             return None
         j = int(np.argmax(np.where(ok, seg, -np.inf)))
-        return self._planned_midpoint(pitch, f0 + j, self.own_partials(pitch, own) if own else None), float(seg[j])
+        cols = self.own_partials(pitch, own) if own else None
+        best = (0.0, self._planned_midpoint(pitch, f0 + j, cols), float(seg[j]))
+        if PLAN_TIE_STAGES and PLAN_TIE_X is not None and plan_s is not None:
+            best = (self.new_share(pitch, best[1], own, unplanned=True), *best[1:])
+            tied = []
+            for i in np.nonzero(ok & (seg >= max(rise_db, PLANNED_RISE_DB)))[0]:
+                if i == j or self.risen_fraction(pitch, f0 + int(i)) < TIGHT_MIN_FRACTION:
+                    continue
+                t_mid = self._planned_midpoint(pitch, f0 + int(i), cols)
+                if abs(t_mid - plan_s) <= abs(best[1] - plan_s) - PLAN_TIE_NEARER_S:
+                    tied.append((self.new_share(pitch, t_mid, own, unplanned=True), t_mid, float(seg[i])))
+            best = self._plan_tie(best, tied, plan_s)
+        return best[1], best[2]
 
     def _local_rises(self, pitch: int, t_lo_s: float, t_hi_s: float,
                      min_db: float) -> tuple[int, np.ndarray, np.ndarray] | None:
@@ -1723,7 +1775,7 @@ class Detector:
             # the plan's other strikes that may sound in this note's window (the step fits')
             struck = [x for x in strikes(t) if x != (t, p)] if informed else []
             if o is None and informed:
-                o = self.informed(p, t - before_s, t + after_s, sounding(t), near_own(t, p))
+                o = self.informed(p, t - before_s, t + after_s, sounding(t), near_own(t, p), plan_s=t)
                 by_informed = o is not None
                 if o is None and p < BASS_MAX_PITCH:
                     o = self._bass_rescue(p, t - before_s, t + after_s, sounding(t), near_own(t, p), struck, t)
@@ -1734,13 +1786,13 @@ class Detector:
                 o = None
             if (o is not None and informed and p < BASS_MAX_PITCH and BASS_RETIME
                     and (o.rise_db < BASS_RETIME_MAX_RISE_DB or rescued)):
-                o = self._bass_retime(o, t - before_s, t + after_s, struck)
+                o = self._bass_retime(o, t - before_s, t + after_s, struck, t)
             if (o is not None and BASS_HEARD_PLAN_S is not None and not searched and p < BASS_MAX_PITCH
                     and o.velocity <= 0.0 and abs(o.t_s - t) > BASS_HEARD_PLAN_S):
                 o = None  # no attack where the informed stage or a rescue timed it, off the plan's time
             if (o is not None and informed and p >= BASS_MAX_PITCH and UPPER_RETIME
                     and (o.rise_db < UPPER_RETIME_MAX_RISE_DB or not searched)):
-                o = self._upper_retime(o, t - before_s, t + after_s, struck, informed=by_informed)
+                o = self._upper_retime(o, t - before_s, t + after_s, struck, informed=by_informed, plan_s=t)
             if o is None or any(abs(o.t_s - u) < MIN_GAP_S for u in taken.get(p, [])):
                 continue  # not heard, or one strike already given to a note of this key
             taken.setdefault(p, []).append(o.t_s)
@@ -1835,6 +1887,8 @@ class Detector:
         cand = [o.t_s, *cand]
         res = joint.residuals(self.y, self.sr, starts, freqs, cand, min(cand), max(cand))
         best = int(np.argmin(res))
+        if best > 0 and self._plan_keeps(_fit(res, cand, 0), _fit(res, cand, best), t):
+            best = 0  # (PLAN_TIE_STAGES: the search's onset, nearer the plan, fits near as well)
         ok = (best > 0 and res[0] - res[best] >= JOINT_MIN_GAIN and res[best] <= JOINT_MAX_RESIDUAL
               and not (restrike and cand[best] > o.t_s) and self._joint_rose(o, cand[best]))
         self.joint_log.append((p, o.t_s, cand, res, ok))
@@ -1904,6 +1958,8 @@ class Detector:
         for strikes in (others, placed) if contested else (others,):
             res = bands.band_residuals(self.y, self.sr, p, mine, cand, strikes)
             best = int(np.argmin(res))
+            if best > 0 and self._plan_keeps(_fit(res, cand, 0), _fit(res, cand, best), t):
+                best = 0  # (PLAN_TIE_STAGES, as above)
             ok = best > 0 and res[0] - res[best] >= JOINT_BAND_MIN_GAIN and res[best] <= JOINT_BAND_MAX_RESIDUAL
             self.joint_log.append((p, o.t_s, cand, res, ok))
             if not ok:
@@ -2102,7 +2158,7 @@ class Detector:
         if not b.informed_heard(pitch, t_lo_s, t_hi_s, sounding) and not (
                 self._lone(strikes, plan_s) and b._free_heard(pitch, t_lo_s, t_hi_s, sounding)):
             return self._step_rescue(pitch, t_lo_s, t_hi_s, strikes, plan_s)
-        got = b._informed_onset(pitch, t_lo_s, t_hi_s, own, BASS_RISE_DB)
+        got = b._informed_onset(pitch, t_lo_s, t_hi_s, own, BASS_RISE_DB, plan_s)
         if got is not None:
             o = b._refine(pitch, *got)
         elif not STEP_FIT:
@@ -2152,16 +2208,20 @@ class Detector:
         o = replace(self._refine_energy(pitch, fit[0], 0.0), t_s=fit[0])  # (its loudness)
         return o if self._step_struck(o, t_lo_s, t_hi_s, strikes, plan_s) else None
 
-    def _bass_retime(self, o: Onset, t_lo_s: float, t_hi_s: float, strikes: Sequence[tuple[float, int]]) -> Onset:
+    def _bass_retime(self, o: Onset, t_lo_s: float, t_hi_s: float, strikes: Sequence[tuple[float, int]],
+                     plan_s: float | None = None) -> Onset:
         """Onset ``o`` of a planned key below BASS_MAX_PITCH searched in [t_lo_s, t_hi_s],
         or where the step fit in its partials' bands (:func:`.stepfit.step_check`,
         ``strikes``: the plan's other strikes that may sound there) says it lies elsewhere,
         the onset of its best step: a step at ``o`` removes under BASS_RETIME_X of the
         best's and leaves over BASS_RETIME_LEFT_X x its residual, and the best lies more
         than BASS_RETIME_MIN_S from ``o`` and at least BASS_RETIME_EDGE_S inside the window
-        (the constants' block)."""
+        (the constants' block), and not where ``o`` lies nearer ``plan_s`` (the note's plan
+        time) and its step removes near as much (:meth:`_plan_keeps`)."""
         got = self._step_elsewhere(o, t_lo_s, t_hi_s, strikes, BASS_RETIME_X, BASS_RETIME_MIN_S, BASS_RETIME_EDGE_S)
         if got is None or 1.0 - got[2] <= BASS_RETIME_LEFT_X * (1.0 - got[1]):
+            return o
+        if self._plan_keeps((got[2], o.t_s), (got[1], got[0]), plan_s):
             return o
         return replace(self._refine_energy(o.pitch, got[0], o.rise_db), t_s=got[0])
 
@@ -2184,7 +2244,7 @@ class Detector:
         return got
 
     def _upper_retime(self, o: Onset, t_lo_s: float, t_hi_s: float, strikes: Sequence[tuple[float, int]], *,
-                      informed: bool = False) -> Onset:
+                      informed: bool = False, plan_s: float | None = None) -> Onset:
         """Onset ``o`` of a planned key from BASS_MAX_PITCH up searched in [t_lo_s,
         t_hi_s], or where the step fit in its partials' bands (:func:`.stepfit.step_check`,
         ``strikes``: the plan's other strikes that may sound there, our key's earlier ones
@@ -2197,9 +2257,10 @@ class Detector:
         UPPER_RETIME_SURE_BEST or more; no rise where ``informed``, the informed stage gave
         ``o``, and the best removes UPPER_RETIME_INFORMED_BEST or more), and where another
         key's strike lies near the best step, the key's fundamental band stepped there
-        (:meth:`_neighbours_step`; the constants' block)."""
+        (:meth:`_neighbours_step`; the constants' block); not where ``o`` lies nearer
+        ``plan_s`` (the note's plan time) and its step removes near as much (:meth:`_plan_keeps`)."""
         got = self._step_elsewhere(o, t_lo_s, t_hi_s, strikes, UPPER_RETIME_X, UPPER_RETIME_MIN_S, UPPER_RETIME_EDGE_S)
-        if got is None or got[1] < UPPER_RETIME_MIN_BEST:
+        if got is None or got[1] < UPPER_RETIME_MIN_BEST or self._plan_keeps((got[2], o.t_s), (got[1], got[0]), plan_s):
             return o
         t_step = got[0]
         r = self.rise_db(o.pitch)
