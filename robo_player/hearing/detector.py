@@ -139,6 +139,12 @@ PLAN_TIE_NEARER_S = 0.010
 # onsets the audio offers, never at the plan's time. False: the search alone (session 32).
 PLAN_TIE_STAGES = True
 PLAN_TIE_MOVE_X = 0.5
+# ... and a rise the informed stage's tie takes shows some share of its own (new share >
+# PLAN_TIE_MIN_SHARE): where the largest rise's share is 0 too, a rise with none is no
+# evidence of our strike (session 33, the lead: with 0 shares tying, the Scherzo op. 20 heard
+# two more fakes, semitone neighbours timed at their plan; Schubert D. 664/2's gain, 7 -> 5
+# off, came from such ties and is given up)
+PLAN_TIE_MIN_SHARE = 0.0
 CROWD_KIN = (1, 2, 5, 7, 12, 19, 24, 28, 31, 34, 36)
 # ... unless every crowding key lies CROWD_UNDER semitones below us (our fundamental is
 # its 3rd..8th partial) and our partials that none of them reaches (main lobes apart:
@@ -1620,7 +1626,9 @@ class Detector:
                     continue
                 t_mid = self._planned_midpoint(pitch, f0 + int(i), cols)
                 if abs(t_mid - plan_s) <= abs(best[1] - plan_s) - PLAN_TIE_NEARER_S:
-                    tied.append((self.new_share(pitch, t_mid, own, unplanned=True), t_mid, float(seg[i])))
+                    share = self.new_share(pitch, t_mid, own, unplanned=True)
+                    if share > PLAN_TIE_MIN_SHARE:
+                        tied.append((share, t_mid, float(seg[i])))
             best = self._plan_tie(best, tied, plan_s)
         return best[1], best[2]
 
